@@ -1,0 +1,200 @@
+"""Single-chip workload analysis: per-operator costs, roofline times and whole-model totals.
+
+This is ``tuner analyze``: the workload analysis of Kim et al. (section 2.2) and LLM-Viewer, for
+arrays of configurations at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cost_models.conventions import CONVENTIONS, DEFAULT, CountingConvention
+from cost_models.dtypes import BYTES_PER_ELEMENT, FP8, dtype_name, parse_dtype
+from cost_models.errors import InvalidInputError
+from cost_models.hardware import HardwareSpec, get_hardware
+from cost_models.inference_configs import DECODE, InferenceConfigs, make_configs
+from cost_models.models import ModelSpec, get_model
+from cost_models.operators import OPERATOR_NAMES, OperatorCosts, operator_costs
+from cost_models.roofline import RooflineTimes, roofline_times
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Per-operator costs and times, and whole-model totals, for n configurations."""
+
+    configs: InferenceConfigs
+    hardware: HardwareSpec
+    operators: OperatorCosts
+    times: RooflineTimes
+
+    @property
+    def total_flops(self) -> np.ndarray:
+        """FLOPs of one forward pass of the whole model."""
+        return np.sum(self.operators.flops * self.operators.repeats, axis=0)
+
+    @property
+    def total_bytes(self) -> np.ndarray:
+        """Memory traffic of one forward pass of the whole model."""
+        return np.sum(self.operators.bytes * self.operators.repeats, axis=0)
+
+    @property
+    def total_time_s(self) -> np.ndarray:
+        """Operators run one after another, each at its own roofline."""
+        return np.sum(self.times.time_s * self.operators.repeats, axis=0)
+
+    @property
+    def weight_footprint_bytes(self) -> np.ndarray:
+        """Weights resident in memory: the blocks' matrices and norm scales, the embedding table
+        and the lm_head (counted once when tied to the embedding)."""
+        ops = self.operators
+        block = np.sum(ops.weight_bytes[:-1] * ops.repeats[:-1], axis=0)
+        c = self.configs
+        embedding = c.vocab * c.d_model * BYTES_PER_ELEMENT[c.weight_dtype]
+        return block + embedding * np.where(c.tie_embeddings, 1.0, 2.0)
+
+    @property
+    def kv_cache_footprint_bytes(self) -> np.ndarray:
+        """K and V of every layer for ``seq_len`` positions of every sequence (decoders only)."""
+        c = self.configs
+        per_token = 2.0 * c.layers * c.kv_heads * c.d_head * BYTES_PER_ELEMENT[c.kv_dtype]
+        return np.where(c.decoder, per_token * c.batch * c.seq_len, 0.0)
+
+    @property
+    def activation_footprint_bytes(self) -> np.ndarray:
+        """The largest live activations: inputs plus outputs of the hungriest operator."""
+        ops = self.operators
+        return np.max(ops.act_read_bytes + ops.act_write_bytes, axis=0)
+
+
+def analyze(
+    configs: InferenceConfigs, hardware: HardwareSpec, convention: CountingConvention = DEFAULT
+) -> Analysis:
+    """Score every configuration on one chip."""
+    ops = operator_costs(configs, convention)
+    times = roofline_times(ops.flops, ops.bytes, ops.compute_dtype, hardware)
+    return Analysis(configs, hardware, ops, times)
+
+
+def generation_totals(
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    gen_len: int,
+    *,
+    batch: int = 1,
+    convention: CountingConvention = DEFAULT,
+    **config_kwargs: object,
+) -> dict[str, float]:
+    """FLOPs, bytes and time of generating ``gen_len`` tokens one at a time with a KV cache and
+    no prompt: step t attends to t cached positions (itself included), weights reload each step.
+    This is how Kim et al. count GPT-2 (Figures 4-6). All steps are scored in one call."""
+    steps = np.arange(1, gen_len + 1)
+    configs = make_configs(model, phase="decode", batch=batch, seq_len=steps, **config_kwargs)
+    result = analyze(configs, hardware, convention)
+    return {
+        "flops": float(result.total_flops.sum()),
+        "bytes": float(result.total_bytes.sum()),
+        "time_s": float(result.total_time_s.sum()),
+    }
+
+
+def analysis_report(result: Analysis, index: int = 0) -> dict:
+    """One configuration's analysis as plain data: the ``tuner analyze --json`` object."""
+    ops, times, c = result.operators, result.times, result.configs
+    operators = []
+    for i, name in enumerate(OPERATOR_NAMES):
+        if not ops.present[i, index]:
+            continue
+        per_model = name == "lm_head"
+        operators.append(
+            {
+                "name": name,
+                "scope": "per_model" if per_model else "per_block",
+                "count": int(ops.repeats[i, index]),
+                "flops": float(ops.flops[i, index]),
+                "bytes": float(ops.bytes[i, index]),
+                "weight_bytes": float(ops.weight_bytes[i, index]),
+                "act_read_bytes": float(ops.act_read_bytes[i, index]),
+                "act_write_bytes": float(ops.act_write_bytes[i, index]),
+                "kv_read_bytes": float(ops.kv_read_bytes[i, index]),
+                "kv_write_bytes": float(ops.kv_write_bytes[i, index]),
+                "arithmetic_intensity": float(ops.arithmetic_intensity[i, index]),
+                "bound": "compute" if times.compute_bound[i, index] else "memory",
+                "time_s": float(times.time_s[i, index]),
+            }
+        )
+    memory = {
+        "weights": float(result.weight_footprint_bytes[index]),
+        "kv_cache": float(result.kv_cache_footprint_bytes[index]),
+        "activations": float(result.activation_footprint_bytes[index]),
+    }
+    memory["total"] = sum(memory.values())
+    return {
+        "phase": "decode" if c.phase[index] == DECODE else "prefill",
+        "batch": int(c.batch[index]),
+        "seq_len": int(c.seq_len[index]),
+        "operators": operators,
+        "totals": {
+            "flops": float(result.total_flops[index]),
+            "bytes": float(result.total_bytes[index]),
+            "time_s": float(result.total_time_s[index]),
+            "memory_bytes": memory,
+        },
+    }
+
+
+def analyze_one(
+    model: str | ModelSpec,
+    hardware: str | HardwareSpec,
+    *,
+    phase: str,
+    batch: int,
+    seq_len: int,
+    weight_bits: str | int = 16,
+    act_bits: str | int = 16,
+    kv_bits: str | int = 16,
+    flash_attention: bool = False,
+    causal: bool | None = None,
+    kv_heads: int | None = None,
+    convention: str | CountingConvention = DEFAULT,
+) -> dict:
+    """Analyze one configuration given by names and bits, validating every input.
+
+    Returns the ``tuner analyze --json`` object: model, hardware, the configuration, per-operator
+    rows (per block, lm_head once per model) and whole-model totals.
+    """
+    model_spec = get_model(model) if isinstance(model, str) else model
+    chip = get_hardware(hardware) if isinstance(hardware, str) else hardware
+    if isinstance(convention, str):
+        if convention not in CONVENTIONS:
+            raise InvalidInputError("convention", f"unknown convention {convention!r}",
+                                    f"use one of {', '.join(CONVENTIONS)}")
+        convention = CONVENTIONS[convention]
+    dtypes = {}
+    for field, value in (("weight_bits", weight_bits), ("act_bits", act_bits), ("kv_bits", kv_bits)):
+        code = parse_dtype(value, field)
+        if code == FP8 and not chip.has_format(FP8):
+            raise InvalidInputError(field, f"{chip.name} has no fp8 support", "use 16, 8 or 4")
+        dtypes[field] = code
+    for field, value in (("batch", batch), ("seq_len", seq_len), ("kv_heads", kv_heads)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)):
+            raise InvalidInputError(field, f"must be a whole number, got {value!r}", "pass an integer >= 1")
+    configs = make_configs(
+        model_spec, phase=phase, batch=batch, seq_len=seq_len,
+        weight_dtype=dtypes["weight_bits"], act_dtype=dtypes["act_bits"], kv_dtype=dtypes["kv_bits"],
+        flash_attention=flash_attention, causal=causal, kv_heads=kv_heads,
+    )
+    report = analysis_report(analyze(configs, chip, convention))
+    return {
+        "model": model_spec.name,
+        "hardware": chip.name,
+        **report,
+        "kv_heads": int(configs.kv_heads[0]),
+        "weight_dtype": dtype_name(dtypes["weight_bits"]),
+        "act_dtype": dtype_name(dtypes["act_bits"]),
+        "kv_dtype": dtype_name(dtypes["kv_bits"]),
+        "flash_attention": bool(configs.flash_attention[0]),
+        "causal": bool(configs.causal[0]),
+        "convention": convention.name,
+    }

@@ -1,0 +1,62 @@
+"""Counting conventions: the choices on which published operator counts differ.
+
+Papers disagree on details that move FLOP and byte counts by a few percent or more: whether a
+dot product of length n costs 2n or 2n-1 FLOPs, whether a residual add reads both inputs, whether
+the lm_head runs on every prompt position, which compute peak applies to a mixed-precision model.
+Each is an explicit field here, so every paper is reproduced by naming its convention, while
+:data:`DEFAULT` is what a real inference kernel does.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CountingConvention(BaseModel):
+    """How operators are counted. Defaults describe a real kernel."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = "default"
+    act_to_act_flops: Literal["2n", "2n-1"] = Field(
+        default="2n",
+        description="FLOPs per output of q.k and s.v of reduction length n: 2n (a MAC is 2 FLOPs) or "
+        "2n-1 (n multiplies, n-1 adds; Kim et al. Table 3).",
+    )
+    residual_add_reads: Literal[1, 2] = Field(
+        default=2, description="Inputs a residual add reads from memory (LLM-Viewer reads 1)."
+    )
+    lm_head_positions: Literal["last", "all", "none"] = Field(
+        default="last",
+        description="Prompt positions the lm_head runs on in prefill: 'last' (serving engines only "
+        "need the next token's logits), 'all' (training-style), 'none' (left out). Decode always "
+        "runs it on the one new token unless 'none'. Encoders have no lm_head.",
+    )
+    peak_selection: Literal["per_operator", "all_operands_low_bit"] = Field(
+        default="per_operator",
+        description="per_operator: each matmul runs at the peak of the wider of its two operands. "
+        "all_operands_low_bit (LLM-Viewer): the int8 peak applies to every operator only when "
+        "weights, activations and KV cache are all 8 bits or fewer, else the 16-bit peak.",
+    )
+    softmax_flops_per_element: float = Field(default=5.0, ge=0, description="max, sub, exp, sum, div.")
+    norm_flops_per_element: float = Field(default=7.0, ge=0, description="LLM-Viewer's count.")
+    gelu_flops_per_element: float = Field(default=8.0, ge=0, description="tanh approximation.")
+    swiglu_flops_per_element: float = Field(default=5.0, ge=0, description="silu(gate) * up.")
+
+
+#: What a real kernel does.
+DEFAULT = CountingConvention()
+
+#: Kim, Hooper et al., "Full Stack Optimization of Transformer Inference" (arXiv 2302.14017), 2.2:
+#: act-to-act matmuls cost m*k*(2n-1); no lm_head or embedding in the totals.
+KIM2023 = CountingConvention(name="kim2023", act_to_act_flops="2n-1", lm_head_positions="none")
+
+#: Yuan et al., "LLM Inference Unveiled" (arXiv 2402.16363) and LLM-Viewer: a residual add loads
+#: one input; the int8 peak only when every operand is 8 bits or fewer.
+YUAN2024 = CountingConvention(
+    name="yuan2024", residual_add_reads=1, peak_selection="all_operands_low_bit"
+)
+
+CONVENTIONS: dict[str, CountingConvention] = {c.name: c for c in (DEFAULT, KIM2023, YUAN2024)}

@@ -1,0 +1,33 @@
+"""The project's one exception type for bad input.
+
+The library never prints or exits; it raises :class:`InvalidInputError` naming the offending field
+and how to fix it, and the CLI turns that into a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class InvalidInputError(ValueError):
+    """Bad user input: ``field`` names what is wrong, ``fix`` says what to do instead."""
+
+    def __init__(self, field: str, problem: str, fix: str = "") -> None:
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        message = f"{field}: {problem}"
+        if fix:
+            message += f"; {fix}"
+        super().__init__(message)
+
+
+def from_validation_error(error: "pydantic.ValidationError", where: str) -> InvalidInputError:  # noqa: F821
+    """Condense a pydantic ``ValidationError`` into one :class:`InvalidInputError` (first problem)."""
+    first = error.errors()[0]
+    loc = ".".join(str(part) for part in first.get("loc", ()) if part != "__root__")
+    field = f"{where}.{loc}" if loc else where
+    message = first.get("msg", "invalid value").removeprefix("Value error, ")
+    if first.get("type") == "extra_forbidden":
+        return InvalidInputError(field, "unknown field", "remove it or check its spelling")
+    if first.get("type") == "missing":
+        return InvalidInputError(field, "missing", "add it")
+    return InvalidInputError(field, message)

@@ -1,0 +1,133 @@
+"""Chip descriptions (:class:`HardwareSpec`) and the shipped hardware catalog.
+
+A chip is a roofline (peak ops/s per compute format, memory bytes and bandwidth) plus the
+interconnect that the multi-chip model uses: a torus of links for TPUs, or switched domains
+(NVLink within a node, a network between nodes) for GPUs. Efficiency factors default to 1.0 (a
+pure roofline); calibration fits them from measurements.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Annotated, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cost_models.dtypes import BF16, FP8, INT4, INT8
+from cost_models.errors import InvalidInputError, from_validation_error
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class PeakOps(BaseModel):
+    """Dense peak operations per second for each compute format the chip has (None: has none)."""
+
+    model_config = _FROZEN
+
+    bf16: float = Field(gt=0, description="16-bit float (bf16 or fp16) matmul peak, FLOP/s.")
+    fp8: float | None = Field(default=None, gt=0)
+    int8: float | None = Field(default=None, gt=0)
+    int4: float | None = Field(default=None, gt=0)
+
+
+class TorusInterconnect(BaseModel):
+    """TPU-style inter-chip links: a 2D or 3D torus, the same bandwidth on every link."""
+
+    model_config = _FROZEN
+
+    kind: Literal["torus"] = "torus"
+    dims: Literal[2, 3]
+    link_bandwidth_bytes_per_s: float = Field(gt=0, description="One link, one direction.")
+    max_chips: int = Field(gt=0, description="Largest slice.")
+    wraparound_min_axis: int = Field(
+        default=4, gt=0, description="Axes at least this long have wraparound (torus) links."
+    )
+    hop_latency_s: float = Field(ge=0, description="Per-hop latency of a collective step.")
+
+
+class SwitchedInterconnect(BaseModel):
+    """GPU-style interconnect: all-to-all domains (NVLink) joined by a slower network."""
+
+    model_config = _FROZEN
+
+    kind: Literal["switched"] = "switched"
+    domain_size: int = Field(gt=0, description="Chips sharing the fast fabric (NVLink); 1: none.")
+    domain_bandwidth_bytes_per_s: float = Field(gt=0, description="Per chip, one direction.")
+    network_bandwidth_bytes_per_s: float = Field(gt=0, description="Per chip, between domains, one direction.")
+    domain_latency_s: float = Field(ge=0)
+    network_latency_s: float = Field(ge=0)
+
+
+class Efficiency(BaseModel):
+    """Fractions of peak actually reached; 1.0 is the pure roofline."""
+
+    model_config = _FROZEN
+
+    compute: float = Field(default=1.0, gt=0, le=1)
+    memory: float = Field(default=1.0, gt=0, le=1)
+    network: float = Field(default=1.0, gt=0, le=1)
+
+
+class HardwareSpec(BaseModel):
+    """One chip and how chips of its kind are connected."""
+
+    model_config = _FROZEN
+
+    name: str
+    source: str
+    kind: Literal["tpu", "gpu", "cpu"]
+    peak_ops_per_s: PeakOps
+    memory_bytes: float = Field(gt=0, description="HBM (or DRAM) capacity per chip.")
+    memory_bandwidth_bytes_per_s: float = Field(gt=0)
+    interconnect: Annotated[TorusInterconnect | SwitchedInterconnect, Field(discriminator="kind")]
+    efficiency: Efficiency = Efficiency()
+
+    def peak_table(self) -> np.ndarray:
+        """Peak ops/s indexed by dtype code, with formats the chip lacks run in the next wider one.
+
+        int4 falls back to int8 (as on H100, which has no int4 tensor cores), int8 and fp8 to bf16.
+        """
+        peaks = self.peak_ops_per_s
+        table = np.empty(4)
+        table[BF16] = peaks.bf16
+        table[FP8] = peaks.fp8 or peaks.bf16
+        table[INT8] = peaks.int8 or peaks.bf16
+        table[INT4] = peaks.int4 or table[INT8]
+        return table
+
+    def has_format(self, code: int) -> bool:
+        """Whether the chip has native compute for a dtype code (bf16 always)."""
+        peaks = self.peak_ops_per_s
+        return {BF16: True, FP8: peaks.fp8 is not None, INT8: peaks.int8 is not None,
+                INT4: peaks.int4 is not None}[code]
+
+    @property
+    def ridge_point_ops_per_byte(self) -> float:
+        """bf16 peak over memory bandwidth: the arithmetic intensity where the roofline bends."""
+        return self.peak_ops_per_s.bf16 / self.memory_bandwidth_bytes_per_s
+
+
+@cache
+def hardware_catalog() -> dict[str, HardwareSpec]:
+    """The shipped chips, by name (``cost_models/catalog/hardware.yaml``)."""
+    raw = yaml.safe_load(resources.files("cost_models").joinpath("catalog/hardware.yaml").read_text())
+    catalog = {}
+    for name, fields in raw.items():
+        try:
+            catalog[name] = HardwareSpec(name=name, **fields)
+        except ValidationError as error:
+            raise from_validation_error(error, f"hardware.yaml:{name}") from None
+    return catalog
+
+
+def get_hardware(name: str) -> HardwareSpec:
+    """A catalog chip by name."""
+    catalog = hardware_catalog()
+    if name not in catalog:
+        raise InvalidInputError(
+            "hardware", f"unknown hardware {name!r}", f"use one of {', '.join(sorted(catalog))}"
+        )
+    return catalog[name]

@@ -1,0 +1,216 @@
+"""Build a :class:`ModelSpec` from a Hugging Face ``config.json`` on disk.
+
+Lets users cost any model whose config they have without adding it to the catalog. Nothing is
+downloaded. Only families whose shapes map cleanly onto :class:`ModelSpec` are accepted; every
+problem (missing file, bad JSON, unknown family, missing or bad field) raises
+:class:`InvalidInputError` naming the field, so the CLI can print one line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import ValidationError
+
+from cost_models.errors import InvalidInputError, from_validation_error
+from cost_models.models import ModelSpec
+
+_FILE = "config.json"
+
+
+def _field(key: str) -> str:
+    return f"{_FILE}:{key}"
+
+
+def _positive_int(config: dict[str, Any], key: str, default: Any = None) -> int:
+    """``config[key]`` as a positive int; ``default`` when absent or null (None: required)."""
+    value = config.get(key)
+    if value is None:
+        if default is None:
+            raise InvalidInputError(_field(key), "missing", f"add {key} (a positive integer)")
+        value = default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(
+            _field(key), f"expected an integer, got {value!r}", "use a positive integer"
+        )
+    if value <= 0:
+        raise InvalidInputError(_field(key), f"must be positive, got {value}", "use a positive integer")
+    return value
+
+
+def _flag(config: dict[str, Any], key: str, default: bool) -> bool:
+    """``config[key]`` as a bool, ``default`` when absent or null."""
+    value = config.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InvalidInputError(_field(key), f"expected true or false, got {value!r}", "use true or false")
+    return value
+
+
+def _head_dim(hidden_key: str, heads_key: str, d_model: int, heads: int) -> int:
+    """Width of one head: d_model / heads, which must divide evenly."""
+    if d_model % heads != 0:
+        raise InvalidInputError(
+            _field(heads_key),
+            f"{hidden_key} ({d_model}) is not divisible by {heads_key} ({heads})",
+            "use a head count that divides the hidden size, or set head_dim",
+        )
+    return d_model // heads
+
+
+def _llama(config: dict[str, Any]) -> dict[str, Any]:
+    """Llama, Mistral and Qwen2: GQA, SwiGLU, serial blocks, untied unless the config says so."""
+    d_model = _positive_int(config, "hidden_size")
+    heads = _positive_int(config, "num_attention_heads")
+    head_dim = config.get("head_dim")
+    d_head = (
+        _positive_int(config, "head_dim")
+        if head_dim is not None
+        else _head_dim("hidden_size", "num_attention_heads", d_model, heads)
+    )
+    kv_heads = _positive_int(config, "num_key_value_heads", default=heads)
+    if heads % kv_heads != 0:
+        raise InvalidInputError(
+            _field("num_key_value_heads"),
+            f"num_attention_heads ({heads}) is not divisible by num_key_value_heads ({kv_heads})",
+            "use a num_key_value_heads that divides num_attention_heads",
+        )
+    return dict(
+        layers=_positive_int(config, "num_hidden_layers"),
+        d_model=d_model,
+        heads=heads,
+        kv_heads=kv_heads,
+        d_head=d_head,
+        d_ff=_positive_int(config, "intermediate_size"),
+        ffn="swiglu",
+        block="serial",
+        vocab=_positive_int(config, "vocab_size"),
+        kind="decoder",
+        tie_embeddings=_flag(config, "tie_word_embeddings", False),
+    )
+
+
+def _gpt2(config: dict[str, Any]) -> dict[str, Any]:
+    """GPT-2: MHA, GELU MLP of n_inner (default 4 * n_embd), tied lm_head by default."""
+    d_model = _positive_int(config, "n_embd")
+    heads = _positive_int(config, "n_head")
+    return dict(
+        layers=_positive_int(config, "n_layer"),
+        d_model=d_model,
+        heads=heads,
+        kv_heads=heads,
+        d_head=_head_dim("n_embd", "n_head", d_model, heads),
+        d_ff=_positive_int(config, "n_inner", default=4 * d_model),
+        ffn="gelu",
+        block="serial",
+        vocab=_positive_int(config, "vocab_size"),
+        kind="decoder",
+        tie_embeddings=_flag(config, "tie_word_embeddings", True),
+    )
+
+
+def _bert(config: dict[str, Any]) -> dict[str, Any]:
+    """BERT: encoder, MHA, GELU MLP; the MLM decoder is tied to the word embedding by default."""
+    d_model = _positive_int(config, "hidden_size")
+    heads = _positive_int(config, "num_attention_heads")
+    return dict(
+        layers=_positive_int(config, "num_hidden_layers"),
+        d_model=d_model,
+        heads=heads,
+        kv_heads=heads,
+        d_head=_head_dim("hidden_size", "num_attention_heads", d_model, heads),
+        d_ff=_positive_int(config, "intermediate_size"),
+        ffn="gelu",
+        block="serial",
+        vocab=_positive_int(config, "vocab_size"),
+        kind="encoder",
+        tie_embeddings=_flag(config, "tie_word_embeddings", True),
+    )
+
+
+def _gpt_neox(config: dict[str, Any]) -> dict[str, Any]:
+    """GPT-NeoX / Pythia: MHA, GELU MLP, parallel residual unless use_parallel_residual is false."""
+    d_model = _positive_int(config, "hidden_size")
+    heads = _positive_int(config, "num_attention_heads")
+    return dict(
+        layers=_positive_int(config, "num_hidden_layers"),
+        d_model=d_model,
+        heads=heads,
+        kv_heads=heads,
+        d_head=_head_dim("hidden_size", "num_attention_heads", d_model, heads),
+        d_ff=_positive_int(config, "intermediate_size"),
+        ffn="gelu",
+        block="parallel" if _flag(config, "use_parallel_residual", True) else "serial",
+        vocab=_positive_int(config, "vocab_size"),
+        kind="decoder",
+        tie_embeddings=_flag(config, "tie_word_embeddings", False),
+    )
+
+
+_FAMILIES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "llama": _llama,
+    "mistral": _llama,
+    "qwen2": _llama,
+    "gpt2": _gpt2,
+    "bert": _bert,
+    "gpt_neox": _gpt_neox,
+}
+
+#: ``model_type`` values that :func:`model_from_hf_config` understands.
+SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_FAMILIES))
+
+
+def _read(path: Path) -> tuple[Path, dict[str, Any]]:
+    """The config file's path and its JSON object."""
+    file = path / _FILE if path.is_dir() else path
+    if not file.is_file():
+        raise InvalidInputError(
+            "model",
+            f"no config.json at {str(path)!r}",
+            "give a catalog model name, or the path of a config.json or of its folder",
+        )
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInputError(
+            "model", f"cannot read {str(file)!r} ({error})", "check the file's permissions and encoding"
+        ) from None
+    except RecursionError:
+        raise InvalidInputError(_FILE, "nested too deeply to parse", "use a Hugging Face config.json") from None
+    except json.JSONDecodeError as error:
+        raise InvalidInputError(
+            _FILE,
+            f"not valid JSON at line {error.lineno} column {error.colno} ({error.msg})",
+            "fix the JSON syntax",
+        ) from None
+    if not isinstance(config, dict):
+        raise InvalidInputError(
+            _FILE, f"expected a JSON object, got {type(config).__name__}", "use a Hugging Face config.json"
+        )
+    return file, config
+
+
+def model_from_hf_config(path: Path) -> ModelSpec:
+    """Read a Hugging Face ``config.json`` (the file, or a folder holding it) into a :class:`ModelSpec`.
+
+    The name is ``_name_or_path`` when the config has one, else the folder the file sits in.
+    """
+    file, config = _read(Path(path))
+    model_type = config.get("model_type")
+    supported = ", ".join(SUPPORTED_MODEL_TYPES)
+    if model_type is None:
+        raise InvalidInputError(_field("model_type"), "missing", f"add model_type, one of {supported}")
+    if not isinstance(model_type, str) or model_type not in _FAMILIES:
+        raise InvalidInputError(
+            _field("model_type"), f"unsupported model_type {model_type!r}", f"use one of {supported}"
+        )
+    fields = _FAMILIES[model_type](config)
+    name_or_path = config.get("_name_or_path")
+    name = name_or_path if isinstance(name_or_path, str) and name_or_path else file.absolute().parent.name
+    try:
+        return ModelSpec(name=name, source=f"config.json at {file}", **fields)
+    except ValidationError as error:
+        raise from_validation_error(error, _FILE) from None

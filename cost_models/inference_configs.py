@@ -1,0 +1,168 @@
+"""A batch of inference configurations as a struct of arrays.
+
+Every field is a 1-D numpy array of the same length n, one entry per configuration (one
+configuration is a batch of one). The cost model's functions take an :class:`InferenceConfigs` and
+return arrays of length n, so scoring a whole discrete design space is one call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Sequence
+
+import numpy as np
+
+from cost_models.dtypes import BF16, DTYPE_NAMES
+from cost_models.errors import InvalidInputError
+from cost_models.models import ModelSpec
+
+PREFILL, DECODE = 0, 1
+PHASES = {"prefill": PREFILL, "decode": DECODE}
+
+
+@dataclass(frozen=True)
+class InferenceConfigs:
+    """Struct of arrays. Sizes in elements, float64 so products of large sizes cannot overflow."""
+
+    # model shapes
+    layers: np.ndarray
+    d_model: np.ndarray
+    heads: np.ndarray
+    kv_heads: np.ndarray
+    d_head: np.ndarray
+    d_ff: np.ndarray
+    vocab: np.ndarray
+    gated_ffn: np.ndarray  # bool: swiglu (gate, up, down) rather than gelu (up, down)
+    parallel_block: np.ndarray  # bool: attention and FFN read the same normed input
+    decoder: np.ndarray  # bool: decoders keep a KV cache, encoders do not
+    tie_embeddings: np.ndarray  # bool
+    # workload
+    phase: np.ndarray  # int: PREFILL or DECODE
+    batch: np.ndarray  # sequences processed together
+    seq_len: np.ndarray  # prefill: prompt tokens; decode: KV-cache entries the new token attends to
+    # numeric formats (dtype codes, cost_models.dtypes)
+    weight_dtype: np.ndarray
+    act_dtype: np.ndarray
+    kv_dtype: np.ndarray
+    # kernels
+    flash_attention: np.ndarray  # bool: one fused attention operator, no score matrix in memory
+    causal: np.ndarray  # bool: attention counts only the unmasked lower triangle in prefill
+
+    def __len__(self) -> int:
+        return int(self.layers.shape[0])
+
+    def take(self, index: np.ndarray | slice | int) -> "InferenceConfigs":
+        """A sub-batch (fancy indexing on every field)."""
+        return InferenceConfigs(
+            **{f.name: np.atleast_1d(getattr(self, f.name)[index]) for f in fields(self)}
+        )
+
+
+_MODEL_FIELDS = ("layers", "d_model", "heads", "kv_heads", "d_head", "d_ff", "vocab")
+
+
+def make_configs(
+    model: ModelSpec | Sequence[ModelSpec],
+    *,
+    phase: str | Sequence[str] | np.ndarray,
+    batch: int | np.ndarray,
+    seq_len: int | np.ndarray,
+    weight_dtype: int | np.ndarray = BF16,
+    act_dtype: int | np.ndarray = BF16,
+    kv_dtype: int | np.ndarray = BF16,
+    flash_attention: bool | np.ndarray = False,
+    causal: bool | np.ndarray | None = None,
+    kv_heads: int | np.ndarray | None = None,
+) -> InferenceConfigs:
+    """Broadcast scalars and arrays into an :class:`InferenceConfigs`, validating every entry.
+
+    ``model`` is one model or one per configuration; ``kv_heads`` overrides the model's (an
+    MHA/MQA/GQA what-if). ``causal`` defaults to ``flash_attention`` for decoders: fused kernels
+    skip masked tiles, an unfused batched matmul computes the whole square score matrix.
+    """
+    models = [model] if isinstance(model, ModelSpec) else list(model)
+    model_columns = {
+        name: np.array([getattr(m, name) for m in models], dtype=np.float64) for name in _MODEL_FIELDS
+    }
+    flags = {
+        "gated_ffn": np.array([m.ffn == "swiglu" for m in models]),
+        "parallel_block": np.array([m.block == "parallel" for m in models]),
+        "decoder": np.array([m.kind == "decoder" for m in models]),
+        "tie_embeddings": np.array([m.tie_embeddings for m in models]),
+    }
+    if kv_heads is not None:
+        model_columns["kv_heads"] = np.asarray(kv_heads, dtype=np.float64)
+    phase_codes = _phase_codes(phase)
+    flash = np.asarray(flash_attention, dtype=bool)
+    columns = dict(
+        **model_columns,
+        **flags,
+        phase=phase_codes,
+        batch=np.asarray(batch, dtype=np.float64),
+        seq_len=np.asarray(seq_len, dtype=np.float64),
+        weight_dtype=np.asarray(weight_dtype, dtype=np.int64),
+        act_dtype=np.asarray(act_dtype, dtype=np.int64),
+        kv_dtype=np.asarray(kv_dtype, dtype=np.int64),
+        flash_attention=flash,
+    )
+    names = list(columns)
+    arrays = np.broadcast_arrays(*(np.atleast_1d(columns[n]) for n in names))
+    columns = {n: np.ascontiguousarray(a) for n, a in zip(names, arrays)}
+    if causal is None:
+        columns["causal"] = columns["flash_attention"] & columns["decoder"]
+    else:
+        columns["causal"] = np.broadcast_to(np.asarray(causal, dtype=bool), columns["batch"].shape).copy()
+    configs = InferenceConfigs(**columns)
+    validate_configs(configs)
+    return configs
+
+
+def _phase_codes(phase: str | Sequence[str] | np.ndarray) -> np.ndarray:
+    if isinstance(phase, np.ndarray) and phase.dtype.kind in "iu":
+        codes = phase.astype(np.int64)
+    else:
+        names = [phase] if isinstance(phase, str) else list(phase)
+        unknown = sorted({p for p in names if p not in PHASES})
+        if unknown:
+            raise InvalidInputError("phase", f"unknown phase {unknown[0]!r}", "use prefill or decode")
+        codes = np.array([PHASES[p] for p in names], dtype=np.int64)
+    if np.any((codes != PREFILL) & (codes != DECODE)):
+        raise InvalidInputError("phase", "unknown phase code", "use 0 (prefill) or 1 (decode)")
+    return codes
+
+
+def _first_bad(mask: np.ndarray, values: np.ndarray) -> str:
+    value = values[np.argmax(mask)].item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return repr(value)
+
+
+def validate_configs(configs: InferenceConfigs) -> None:
+    """Raise :class:`InvalidInputError` naming the first bad field; check every entry at once."""
+    for name in ("batch", "seq_len", *_MODEL_FIELDS):
+        values = getattr(configs, name)
+        bad = ~np.isfinite(values) | (values <= 0) | (values != np.floor(values))
+        if np.any(bad):
+            raise InvalidInputError(
+                name, f"must be a positive whole number, got {_first_bad(bad, values)}",
+                f"pass an integer >= 1 for {name}",
+            )
+    bad = np.mod(configs.heads, configs.kv_heads) != 0
+    if np.any(bad):
+        raise InvalidInputError(
+            "kv_heads",
+            f"heads ({_first_bad(bad, configs.heads)}) is not divisible by kv_heads "
+            f"({_first_bad(bad, configs.kv_heads)})",
+            "use a kv_heads that divides heads (1 for MQA, heads for MHA)",
+        )
+    for name in ("weight_dtype", "act_dtype", "kv_dtype"):
+        values = getattr(configs, name)
+        bad = (values < 0) | (values >= len(DTYPE_NAMES))
+        if np.any(bad):
+            raise InvalidInputError(name, f"unknown dtype code {_first_bad(bad, values)}",
+                                    "use a code from cost_models.dtypes")
+    bad = (configs.phase == DECODE) & ~configs.decoder
+    if np.any(bad):
+        raise InvalidInputError("phase", "an encoder has no decode phase (no KV cache)",
+                                "use --phase prefill for encoder models")

@@ -1,0 +1,218 @@
+"""Per-operator FLOPs and bytes of one transformer block and of the lm_head, vectorized.
+
+Follows the workload analysis of Kim et al. ("Full Stack Optimization of Transformer Inference",
+arXiv 2302.14017, section 2.2) and LLM-Viewer (Yuan et al., arXiv 2402.16363, section 3): each
+operator reads its inputs once and writes its outputs once (ideal on-chip reuse), weights are
+loaded once per forward pass. Bytes are split by what they are: weights, activations read and
+written, KV cache read and written. In a decoder K and V are the KV cache: k_proj/v_proj write it,
+attention reads it; in an encoder they are plain activations.
+
+Shapes per configuration: B sequences; T new tokens per sequence (the prompt in prefill, 1 in
+decode); L keys each new token attends to (the prompt in prefill, ``seq_len`` in decode);
+N = B*T tokens through the projections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cost_models.conventions import DEFAULT, CountingConvention
+from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, INT8
+from cost_models.inference_configs import DECODE, InferenceConfigs
+
+#: Operator slots, in execution order. Slots that do not apply to a configuration (gate_proj for a
+#: gelu FFN, qk_matmul when attention is fused, mlp_norm in a parallel block, ...) are all zero and
+#: marked absent, which keeps every array the same shape.
+OPERATOR_NAMES: tuple[str, ...] = (
+    "attn_norm", "q_proj", "k_proj", "v_proj", "qk_matmul", "softmax", "sv_matmul",
+    "fused_attention", "out_proj", "attn_add", "mlp_norm", "gate_proj", "up_proj", "mlp_act",
+    "down_proj", "mlp_add", "lm_head",
+)
+OP = {name: i for i, name in enumerate(OPERATOR_NAMES)}
+LM_HEAD = OP["lm_head"]
+#: Operators whose FLOPs are matmuls against weights ("projections" in Kim et al.'s tables).
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj", "gate_proj", "up_proj", "down_proj")
+#: Matmuls between two activations (Kim et al.'s "act-to-act").
+ACT_TO_ACT = ("qk_matmul", "sv_matmul")
+
+
+@dataclass(frozen=True)
+class OperatorCosts:
+    """Arrays of shape (len(OPERATOR_NAMES), n): one row per operator slot, one column per config.
+
+    Block operators are per block and repeat ``layers`` times; lm_head runs once per model
+    (``repeats`` says which). Bytes are per execution of the operator.
+    """
+
+    flops: np.ndarray
+    weight_bytes: np.ndarray
+    act_read_bytes: np.ndarray
+    act_write_bytes: np.ndarray
+    kv_read_bytes: np.ndarray
+    kv_write_bytes: np.ndarray
+    compute_dtype: np.ndarray  # int dtype code whose peak applies
+    present: np.ndarray  # bool
+    repeats: np.ndarray  # executions per forward pass: layers for block operators, 1 for lm_head
+
+    @property
+    def bytes(self) -> np.ndarray:
+        """All memory traffic of an operator."""
+        return (self.weight_bytes + self.act_read_bytes + self.act_write_bytes
+                + self.kv_read_bytes + self.kv_write_bytes)
+
+    @property
+    def arithmetic_intensity(self) -> np.ndarray:
+        """FLOPs per byte of memory traffic (0 for absent operators)."""
+        total = self.bytes
+        return np.divide(self.flops, total, out=np.zeros_like(total), where=total > 0)
+
+
+def operator_costs(
+    configs: InferenceConfigs, convention: CountingConvention = DEFAULT
+) -> OperatorCosts:
+    """FLOPs and bytes of every operator of every configuration."""
+    c = configs
+    n = len(c)
+    n_ops = len(OPERATOR_NAMES)
+    flops = np.zeros((n_ops, n))
+    weight = np.zeros((n_ops, n))
+    act_r = np.zeros((n_ops, n))
+    act_w = np.zeros((n_ops, n))
+    kv_r = np.zeros((n_ops, n))
+    kv_w = np.zeros((n_ops, n))
+    present = np.ones((n_ops, n), dtype=bool)
+
+    decode = c.phase == DECODE
+    wb = BYTES_PER_ELEMENT[c.weight_dtype]
+    ab = BYTES_PER_ELEMENT[c.act_dtype]
+    # K and V are cache entries in a decoder, plain activations in an encoder.
+    kvb = np.where(c.decoder, BYTES_PER_ELEMENT[c.kv_dtype], ab)
+    kv_dtype = np.where(c.decoder, c.kv_dtype, c.act_dtype)
+
+    B = c.batch
+    T = np.where(decode, 1.0, c.seq_len)  # new tokens per sequence
+    L = c.seq_len  # keys each new token attends to (at most)
+    N = B * T
+    d, dff = c.d_model, c.d_ff
+    dq = c.heads * c.d_head
+    dkv = c.kv_heads * c.d_head
+
+    def projection(name: str, d_in: np.ndarray, d_out: np.ndarray, tokens: np.ndarray,
+                   out_to_kv: np.ndarray | bool = False) -> None:
+        i = OP[name]
+        flops[i] = 2.0 * tokens * d_in * d_out
+        weight[i] = d_in * d_out * wb
+        act_r[i] = tokens * d_in * ab
+        out = tokens * d_out
+        act_w[i] = np.where(out_to_kv, 0.0, out * ab)
+        kv_w[i] = np.where(out_to_kv, out * kvb, 0.0)
+
+    def elementwise(name: str, elements: np.ndarray, ops_per_element: float, reads: float,
+                    weight_elements: np.ndarray | float = 0.0) -> None:
+        i = OP[name]
+        flops[i] = ops_per_element * elements
+        act_r[i] = reads * elements * ab
+        act_w[i] = elements * ab
+        weight[i] = weight_elements * ab  # norm scales stay in the activation format
+
+    # --- attention -------------------------------------------------------------------------
+    elementwise("attn_norm", N * d, convention.norm_flops_per_element, 1.0, d)
+    projection("q_proj", d, dq, N)
+    projection("k_proj", d, dkv, N, out_to_kv=c.decoder)
+    projection("v_proj", d, dkv, N, out_to_kv=c.decoder)
+
+    # Query-key pairs scored per sequence and head: the whole T x L square, or with causal
+    # skipping only the lower triangle T(T+1)/2 (prefill; a decode token sees all L keys).
+    causal = c.causal & ~decode
+    pairs = B * c.heads * np.where(causal, T * (T + 1.0) / 2.0, T * L)
+    minus_one = convention.act_to_act_flops == "2n-1"
+    qk_flops = 2.0 * c.d_head * pairs - (pairs if minus_one else 0.0)
+    sv_outputs = N * dq
+    sv_flops = 2.0 * c.d_head * pairs - (sv_outputs if minus_one else 0.0)
+    softmax_flops = convention.softmax_flops_per_element * pairs
+    q_bytes = N * dq * ab
+    k_bytes = B * L * dkv * kvb  # each K (and V) entry read once, shared by its query group
+    out_bytes = N * dq * ab
+    kv_is_cache = c.decoder
+
+    fused = c.flash_attention
+    i = OP["qk_matmul"]
+    flops[i] = qk_flops
+    act_r[i] = q_bytes + np.where(kv_is_cache, 0.0, k_bytes)
+    kv_r[i] = np.where(kv_is_cache, k_bytes, 0.0)
+    act_w[i] = pairs * ab
+    i = OP["softmax"]
+    flops[i] = softmax_flops
+    act_r[i] = pairs * ab
+    act_w[i] = pairs * ab
+    i = OP["sv_matmul"]
+    flops[i] = sv_flops
+    act_r[i] = pairs * ab + np.where(kv_is_cache, 0.0, k_bytes)
+    kv_r[i] = np.where(kv_is_cache, k_bytes, 0.0)
+    act_w[i] = out_bytes
+    # FlashAttention: the same math, but scores never leave the chip (Dao et al. 2022).
+    i = OP["fused_attention"]
+    flops[i] = qk_flops + softmax_flops + sv_flops
+    act_r[i] = q_bytes + np.where(kv_is_cache, 0.0, 2.0 * k_bytes)
+    kv_r[i] = np.where(kv_is_cache, 2.0 * k_bytes, 0.0)
+    act_w[i] = out_bytes
+    for name in ("qk_matmul", "softmax", "sv_matmul"):
+        present[OP[name]] = ~fused
+    present[OP["fused_attention"]] = fused
+
+    projection("out_proj", dq, d, N)
+    elementwise("attn_add", N * d, 1.0, float(convention.residual_add_reads))
+
+    # --- FFN -------------------------------------------------------------------------------
+    # A parallel block (PaLM) feeds attention and FFN from one norm: no mlp_norm.
+    elementwise("mlp_norm", N * d, convention.norm_flops_per_element, 1.0, d)
+    present[OP["mlp_norm"]] = ~c.parallel_block
+    gated = c.gated_ffn
+    projection("gate_proj", d, dff, N)
+    present[OP["gate_proj"]] = gated
+    projection("up_proj", d, dff, N)
+    act_flops = np.where(gated, convention.swiglu_flops_per_element, convention.gelu_flops_per_element)
+    i = OP["mlp_act"]
+    flops[i] = act_flops * N * dff
+    act_r[i] = np.where(gated, 2.0, 1.0) * N * dff * ab
+    act_w[i] = N * dff * ab
+    projection("down_proj", dff, d, N)
+    elementwise("mlp_add", N * d, 1.0, float(convention.residual_add_reads))
+
+    # --- lm_head, once per model -------------------------------------------------------------
+    if convention.lm_head_positions == "all":
+        head_tokens = N
+    else:
+        head_tokens = B.copy()  # decode: the new token; prefill 'last': the last position
+    projection("lm_head", d, c.vocab, head_tokens)
+    present[LM_HEAD] = c.decoder & (convention.lm_head_positions != "none")
+
+    for array in (flops, weight, act_r, act_w, kv_r, kv_w):
+        array *= present
+
+    compute_dtype = _compute_dtypes(c, kv_dtype, convention)
+    repeats = np.broadcast_to(c.layers, (n_ops, n)).copy()
+    repeats[LM_HEAD] = 1.0
+    return OperatorCosts(flops, weight, act_r, act_w, kv_r, kv_w, compute_dtype, present, repeats)
+
+
+def _compute_dtypes(
+    c: InferenceConfigs, kv_dtype: np.ndarray, convention: CountingConvention
+) -> np.ndarray:
+    """Dtype code whose peak each operator runs at."""
+    n_ops = len(OPERATOR_NAMES)
+    if convention.peak_selection == "all_operands_low_bit":
+        # LLM-Viewer: int8 peak for everything only when no operand is wider than 8 bits.
+        low = ((BYTES_PER_ELEMENT[c.weight_dtype] <= 1) & (BYTES_PER_ELEMENT[c.act_dtype] <= 1)
+               & (BYTES_PER_ELEMENT[kv_dtype] <= 1))
+        return np.broadcast_to(np.where(low, INT8, 0), (n_ops, len(c))).copy()
+    weight_x_act = COMBINE[c.weight_dtype, c.act_dtype]
+    act_x_kv = COMBINE[c.act_dtype, kv_dtype]
+    dtypes = np.broadcast_to(c.act_dtype, (n_ops, len(c))).copy()  # elementwise operators
+    for name in (*PROJECTIONS, "lm_head"):
+        dtypes[OP[name]] = weight_x_act
+    for name in ("qk_matmul", "sv_matmul", "fused_attention"):
+        dtypes[OP[name]] = act_x_kv
+    return dtypes

@@ -1,0 +1,1 @@
+"""Declarative design spaces and their compilation into candidates and constraints."""

@@ -1,0 +1,1 @@
+"""Studies, storage, Pareto fronts, export and the ``tuner`` command line."""

@@ -1,0 +1,123 @@
+"""The ``tuner`` command line: a thin layer over the Python API.
+
+Every command has ``--json`` for scripts. Bad input (the project's ``InvalidInputError`` or a
+click usage error) becomes one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from cost_models.analysis import analyze_one
+from cost_models.conventions import CONVENTIONS
+from cost_models.errors import InvalidInputError
+from cost_models.hardware import hardware_catalog
+from cost_models.models import model_catalog
+from tuner import tables
+
+EXIT_BAD_INPUT = 2
+
+
+@click.group()
+@click.version_option(package_name="transformer-deploy-tuner")
+def cli() -> None:
+    """Autotuner for transformer inference deployments (analytical roofline cost model)."""
+
+
+@cli.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models_command(as_json: bool) -> None:
+    """List the model catalog."""
+    specs = list(model_catalog().values())
+    if as_json:
+        _print_json([{**spec.model_dump(), "params": spec.params,
+                      "attention_type": spec.attention_type} for spec in specs])
+    else:
+        tables.print_models(specs)
+
+
+@cli.command("hardware")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def hardware_command(as_json: bool) -> None:
+    """List the hardware catalog."""
+    specs = list(hardware_catalog().values())
+    if as_json:
+        _print_json([spec.model_dump() for spec in specs])
+    else:
+        tables.print_hardware(specs)
+
+
+BITS = click.Choice(["16", "8", "4", "fp8"])
+
+
+@cli.command("analyze")
+@click.option("--model", required=True, help="Catalog name (tuner models) or path of a config.json.")
+@click.option("--hardware", required=True, help="Catalog name (tuner hardware).")
+@click.option("--phase", type=click.Choice(["prefill", "decode"]), required=True)
+@click.option("--batch", type=int, required=True, help="Sequences processed together.")
+@click.option("--seq-len", type=int, required=True,
+              help="Prefill: prompt tokens. Decode: KV-cache entries the new token attends to.")
+@click.option("--weight-bits", type=BITS, default="16", show_default=True)
+@click.option("--act-bits", type=BITS, default="16", show_default=True)
+@click.option("--kv-bits", type=BITS, default="16", show_default=True)
+@click.option("--kv-heads", type=int, default=None,
+              help="Override the model's KV heads (MHA/GQA/MQA what-if).")
+@click.option("--flash-attention/--no-flash-attention", default=False, show_default=True,
+              help="One fused attention operator; the score matrix never reaches memory.")
+@click.option("--causal/--no-causal", default=None,
+              help="Count only the unmasked triangle in prefill [default: on with flash attention].")
+@click.option("--convention", type=click.Choice(list(CONVENTIONS)), default="default",
+              show_default=True, help="Counting convention (docs/validation.md).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--plot", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write a roofline chart (PNG) with one point per operator.")
+def analyze_command(model: str, hardware: str, phase: str, batch: int, seq_len: int,
+                    weight_bits: str, act_bits: str, kv_bits: str, kv_heads: int | None,
+                    flash_attention: bool, causal: bool | None, convention: str,
+                    as_json: bool, plot: str | None) -> None:
+    """Per-operator FLOPs, bytes, arithmetic intensity and roofline time of one model on one chip."""
+    report = analyze_one(
+        model, hardware, phase=phase, batch=batch, seq_len=seq_len, weight_bits=weight_bits,
+        act_bits=act_bits, kv_bits=kv_bits, flash_attention=flash_attention, causal=causal,
+        kv_heads=kv_heads, convention=convention,
+    )
+    if plot:
+        from tuner.roofline_plot import write_roofline_plot
+
+        write_roofline_plot(report, plot)
+    if as_json:
+        _print_json(report)
+    else:
+        tables.print_analysis(report)
+        if plot:
+            click.echo(f"roofline chart written to {plot}")
+
+
+def _print_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turning bad input into one line and exit code 2."""
+    try:
+        cli.main(args=argv, prog_name="tuner", standalone_mode=False)
+    except InvalidInputError as error:
+        click.echo(f"error: {error}", err=True)
+        return EXIT_BAD_INPUT
+    except click.exceptions.NoArgsIsHelpError as error:  # `tuner` alone: show help, not an error
+        click.echo(error.ctx.get_help() if error.ctx else str(error))
+        return 0
+    except click.ClickException as error:
+        click.echo(f"error: {error.format_message()}", err=True)
+        return EXIT_BAD_INPUT
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

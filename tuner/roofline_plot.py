@@ -1,0 +1,49 @@
+"""A roofline chart of one analysis: the chip's roofs and one point per operator (PNG)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display is needed or wanted
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cost_models.errors import InvalidInputError  # noqa: E402
+from cost_models.hardware import get_hardware  # noqa: E402
+
+
+def write_roofline_plot(report: dict, path: str) -> None:
+    """Log-log roofline: attainable ops/s against arithmetic intensity, for each compute format
+    the chip has, with each present operator at (FLOPs/byte, FLOPs/time)."""
+    chip = get_hardware(report["hardware"])
+    bandwidth = chip.memory_bandwidth_bytes_per_s * chip.efficiency.memory
+    ops = [op for op in report["operators"] if op["flops"] > 0 and op["time_s"] > 0]
+    intensities = np.array([op["arithmetic_intensity"] for op in ops])
+    achieved = np.array([op["flops"] / op["time_s"] for op in ops])
+    peaks = {name: value for name, value in chip.peak_ops_per_s.model_dump().items() if value}
+    lo = min(0.1, intensities.min() / 2) if len(ops) else 0.1
+    hi = max(max(peaks.values()) / bandwidth * 10, intensities.max() * 2 if len(ops) else 1.0)
+    x = np.logspace(np.log10(lo), np.log10(hi), 256)
+
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for name, peak in sorted(peaks.items(), key=lambda kv: kv[1]):
+        peak *= chip.efficiency.compute
+        ax.loglog(x, np.minimum(peak, bandwidth * x), label=f"{name} roof ({peak / 1e12:.4g} Tops/s)")
+    ax.scatter(intensities, achieved, color="black", zorder=3, s=18)
+    for op, xi, yi in zip(ops, intensities, achieved):
+        ax.annotate(op["name"], (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    ax.set_xlabel("arithmetic intensity (ops / byte)")
+    ax.set_ylabel("attainable performance (ops / s)")
+    ax.set_title(f"{report['model']} on {chip.name}: {report['phase']}, batch {report['batch']}, "
+                 f"seq_len {report['seq_len']}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=120, format="png")
+    except OSError as error:
+        raise InvalidInputError("plot", f"cannot write {path}: {error.strerror}",
+                                "pass a writable file path") from None
+    finally:
+        plt.close(fig)

@@ -1,0 +1,91 @@
+"""Rich tables for the terminal output of catalog listings and analyses."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from rich.console import Console
+from rich.table import Table
+
+from cost_models.hardware import HardwareSpec
+from cost_models.models import ModelSpec
+
+
+def _console() -> Console:
+    return Console(soft_wrap=False, width=200)
+
+
+def _si(value: float, unit: str = "") -> str:
+    """A number with an SI prefix: 1.23 G, 456 M, ..."""
+    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}".rstrip()
+
+
+def _seconds(value: float) -> str:
+    for factor, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
+        if value >= factor:
+            return f"{value / factor:.3g} {unit}"
+    return f"{value / 1e-9:.3g} ns"
+
+
+def print_models(specs: Iterable[ModelSpec]) -> None:
+    table = Table(title="Models")
+    for column in ("name", "kind", "params", "layers", "d_model", "heads", "kv_heads", "attention",
+                   "d_head", "d_ff", "ffn", "block", "vocab"):
+        table.add_column(column, justify="left" if column in ("name", "kind", "ffn", "block") else "right")
+    for m in specs:
+        table.add_row(m.name, m.kind, _si(m.params), str(m.layers), str(m.d_model), str(m.heads),
+                      str(m.kv_heads), m.attention_type, str(m.d_head), str(m.d_ff), m.ffn, m.block,
+                      str(m.vocab))
+    _console().print(table)
+
+
+def print_hardware(specs: Iterable[HardwareSpec]) -> None:
+    table = Table(title="Hardware (dense peaks)")
+    for column in ("name", "kind", "bf16", "fp8", "int8", "int4", "memory", "bandwidth",
+                   "interconnect"):
+        table.add_column(column, justify="left" if column in ("name", "kind", "interconnect") else "right")
+    for h in specs:
+        p = h.peak_ops_per_s
+        peaks = [_si(v, "op/s") if v else "-" for v in (p.bf16, p.fp8, p.int8, p.int4)]
+        net = h.interconnect
+        if net.kind == "torus":
+            link = f"{net.dims}D torus, {_si(net.link_bandwidth_bytes_per_s, 'B/s')} per link"
+        else:
+            link = (f"{net.domain_size}-chip domain {_si(net.domain_bandwidth_bytes_per_s, 'B/s')}, "
+                    f"network {_si(net.network_bandwidth_bytes_per_s, 'B/s')}")
+        table.add_row(h.name, h.kind, *peaks, _si(h.memory_bytes, "B"),
+                      _si(h.memory_bandwidth_bytes_per_s, "B/s"), link)
+    _console().print(table)
+
+
+def print_analysis(report: dict) -> None:
+    """The per-operator table of ``tuner analyze``, then whole-model totals."""
+    totals = report["totals"]
+    title = (f"{report['model']} on {report['hardware']}: {report['phase']}, batch {report['batch']}, "
+             f"seq_len {report['seq_len']}, weights {report['weight_dtype']}, "
+             f"activations {report['act_dtype']}, KV {report['kv_dtype']}")
+    table = Table(title=title)
+    for column in ("operator", "count", "FLOPs", "bytes", "weights", "act read", "act write",
+                   "KV read", "KV write", "FLOP/B", "bound", "time", "share"):
+        table.add_column(column, justify="left" if column in ("operator", "bound") else "right")
+    for op in report["operators"]:
+        share = op["time_s"] * op["count"] / totals["time_s"] if totals["time_s"] else 0.0
+        count = f"x{op['count']}" if op["scope"] == "per_block" else "once"
+        table.add_row(
+            op["name"], count, _si(op["flops"]), _si(op["bytes"], "B"), _si(op["weight_bytes"], "B"),
+            _si(op["act_read_bytes"], "B"), _si(op["act_write_bytes"], "B"),
+            _si(op["kv_read_bytes"], "B"), _si(op["kv_write_bytes"], "B"),
+            f"{op['arithmetic_intensity']:.4g}", op["bound"], _seconds(op["time_s"]), f"{share:.1%}",
+        )
+    console = _console()
+    console.print(table)
+    memory = totals["memory_bytes"]
+    console.print(
+        f"whole model: {_si(totals['flops'], 'FLOP')}, {_si(totals['bytes'], 'B')} moved, "
+        f"{_seconds(totals['time_s'])} on the roofline\n"
+        f"memory: weights {_si(memory['weights'], 'B')}, KV cache {_si(memory['kv_cache'], 'B')}, "
+        f"largest live activations {_si(memory['activations'], 'B')}, total {_si(memory['total'], 'B')}"
+    )
