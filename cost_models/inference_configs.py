@@ -81,14 +81,21 @@ def make_configs(
     skip masked tiles, an unfused batched matmul computes the whole square score matrix.
     """
     models = [model] if isinstance(model, ModelSpec) else list(model)
+    # A design space holds few distinct models: build one row per model, then index.
+    distinct: dict[int, int] = {}
+    rows = [distinct.setdefault(id(m), len(distinct)) for m in models]
+    specs = {row: m for m, row in zip(models, rows)}
+    unique = [specs[row] for row in range(len(distinct))]
+    index = np.array(rows, dtype=np.int64)
     model_columns = {
-        name: np.array([getattr(m, name) for m in models], dtype=np.float64) for name in _MODEL_FIELDS
+        name: np.array([getattr(m, name) for m in unique], dtype=np.float64)[index]
+        for name in _MODEL_FIELDS
     }
     flags = {
-        "gated_ffn": np.array([m.ffn == "swiglu" for m in models]),
-        "parallel_block": np.array([m.block == "parallel" for m in models]),
-        "decoder": np.array([m.kind == "decoder" for m in models]),
-        "tie_embeddings": np.array([m.tie_embeddings for m in models]),
+        "gated_ffn": np.array([m.ffn == "swiglu" for m in unique])[index],
+        "parallel_block": np.array([m.block == "parallel" for m in unique])[index],
+        "decoder": np.array([m.kind == "decoder" for m in unique])[index],
+        "tie_embeddings": np.array([m.tie_embeddings for m in unique])[index],
     }
     if kv_heads is not None:
         model_columns["kv_heads"] = np.asarray(kv_heads, dtype=np.float64)

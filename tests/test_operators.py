@@ -1,0 +1,176 @@
+"""Properties of the per-operator model that hold for every configuration, checked by hand counts
+and over random configurations (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cost_models import analyze, get_hardware, get_model, make_configs, model_catalog
+from cost_models.dtypes import BF16, FP8, INT4, INT8
+from cost_models.errors import InvalidInputError
+from cost_models.operators import OP, OPERATOR_NAMES
+
+MODELS = sorted(model_catalog())
+DECODERS = [name for name in MODELS if model_catalog()[name].kind == "decoder"]
+
+
+@st.composite
+def config_columns(draw, size=st.integers(1, 40)):
+    n = draw(size)
+    names = draw(st.lists(st.sampled_from(DECODERS), min_size=n, max_size=n))
+    ints = lambda lo, hi: np.array(draw(st.lists(st.integers(lo, hi), min_size=n, max_size=n)))  # noqa: E731
+    bools = lambda: np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))  # noqa: E731
+    dtype = lambda: np.array(draw(st.lists(st.sampled_from([BF16, FP8, INT8, INT4]), min_size=n, max_size=n)))  # noqa: E731
+    return dict(
+        model=[get_model(m) for m in names],
+        phase=np.array(draw(st.lists(st.sampled_from(["prefill", "decode"]), min_size=n, max_size=n))),
+        batch=ints(1, 1024), seq_len=ints(1, 65536), weight_dtype=dtype(), act_dtype=dtype(),
+        kv_dtype=dtype(), flash_attention=bools(), causal=bools(),
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(config_columns())
+def test_vectorized_equals_one_at_a_time(columns):
+    configs = make_configs(**columns)
+    chip = get_hardware("h100-sxm")
+    together = analyze(configs, chip)
+    for i in range(len(configs)):
+        alone = analyze(configs.take(i), chip)
+        np.testing.assert_allclose(alone.total_time_s, together.total_time_s[i : i + 1], rtol=1e-12)
+        np.testing.assert_allclose(alone.operators.bytes[:, 0], together.operators.bytes[:, i], rtol=1e-12)
+        np.testing.assert_allclose(alone.operators.flops[:, 0], together.operators.flops[:, i], rtol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(config_columns())
+def test_roofline_invariants(columns):
+    configs = make_configs(**columns)
+    chip = get_hardware("a100-80gb")
+    result = analyze(configs, chip)
+    ops, times = result.operators, result.times
+    assert np.all(ops.flops >= 0) and np.all(ops.bytes >= 0)
+    assert np.all(ops.flops[~ops.present] == 0) and np.all(ops.bytes[~ops.present] == 0)
+    # Each operator takes at least its compute time and its memory time, at most the larger one.
+    assert np.all(times.time_s >= times.compute_s) and np.all(times.time_s >= times.memory_s)
+    # No operator beats the chip's fastest peak or its memory bandwidth.
+    total_compute_floor = result.total_flops / chip.peak_table().max()
+    total_memory_floor = result.total_bytes / chip.memory_bandwidth_bytes_per_s
+    assert np.all(result.total_time_s >= total_compute_floor * (1 - 1e-12))
+    assert np.all(result.total_time_s >= total_memory_floor * (1 - 1e-12))
+
+
+def _one(model="llama-2-7b", chip="a100-80gb", **kwargs):
+    kwargs.setdefault("phase", "decode")
+    kwargs.setdefault("batch", 1)
+    kwargs.setdefault("seq_len", 1024)
+    return analyze(make_configs(get_model(model), **kwargs), get_hardware(chip))
+
+
+def test_projection_counts_by_hand():
+    """Llama-2-7B prefill, batch 2, 100 tokens, bf16: q_proj = 2 * 200 * 4096 * 4096 FLOPs; bytes =
+    weights 4096*4096*2 + input 200*4096*2 + output 200*4096*2."""
+    ops = _one(phase="prefill", batch=2, seq_len=100).operators
+    assert ops.flops[OP["q_proj"], 0] == 2 * 200 * 4096 * 4096
+    assert ops.bytes[OP["q_proj"], 0] == 4096 * 4096 * 2 + 2 * 200 * 4096 * 2
+    assert ops.kv_write_bytes[OP["k_proj"], 0] == 200 * 4096 * 2  # decoder: K goes to the cache
+    assert ops.act_write_bytes[OP["k_proj"], 0] == 0
+
+
+def test_gqa_shrinks_kv_projections_and_cache_reads():
+    """Llama-2-70B has 8 KV heads of 64: k_proj is 8x smaller than q_proj, and a decode step reads
+    8x less KV cache than the same model as MHA (kv_heads=64)."""
+    gqa = _one("llama-2-70b").operators
+    mha = analyze(make_configs(get_model("llama-2-70b"), phase="decode", batch=1, seq_len=1024, kv_heads=64),
+                  get_hardware("a100-80gb")).operators
+    assert gqa.weight_bytes[OP["q_proj"], 0] == 8 * gqa.weight_bytes[OP["k_proj"], 0]
+    assert mha.kv_read_bytes[OP["qk_matmul"], 0] == 8 * gqa.kv_read_bytes[OP["qk_matmul"], 0]
+    assert mha.flops[OP["qk_matmul"], 0] == gqa.flops[OP["qk_matmul"], 0]  # same math per query head
+
+
+def test_quantized_bytes_by_format():
+    """int8 weights are half of bf16, int4 a quarter; KV bits scale only the KV traffic."""
+    base = _one().operators
+    w8 = _one(weight_dtype=INT8).operators
+    w4 = _one(weight_dtype=INT4).operators
+    kv8 = _one(kv_dtype=INT8).operators
+    i = OP["down_proj"]
+    assert w8.weight_bytes[i, 0] * 2 == base.weight_bytes[i, 0] == w4.weight_bytes[i, 0] * 4
+    assert kv8.kv_read_bytes[OP["qk_matmul"], 0] * 2 == base.kv_read_bytes[OP["qk_matmul"], 0]
+    assert kv8.weight_bytes[i, 0] == base.weight_bytes[i, 0]
+
+
+def test_compute_peak_follows_the_wider_operand():
+    """w8a16 still costs bf16 FLOPs; w8a8 runs at the int8 peak; int4 on H100 (no int4 units)
+    runs at the int8 peak."""
+    h100 = get_hardware("h100-sxm")
+    peaks = h100.peak_table()
+    w8a16 = _one(chip="h100-sxm", phase="prefill", seq_len=4096, weight_dtype=INT8)
+    w8a8 = _one(chip="h100-sxm", phase="prefill", seq_len=4096, weight_dtype=INT8, act_dtype=INT8)
+    w4a4 = _one(chip="h100-sxm", phase="prefill", seq_len=4096, weight_dtype=INT4, act_dtype=INT4)
+    i = OP["up_proj"]
+    assert w8a16.times.compute_s[i, 0] == w8a16.operators.flops[i, 0] / peaks[BF16]
+    assert w8a8.times.compute_s[i, 0] == w8a8.operators.flops[i, 0] / h100.peak_ops_per_s.int8
+    assert w4a4.times.compute_s[i, 0] == w4a4.operators.flops[i, 0] / h100.peak_ops_per_s.int8
+
+
+def test_flash_attention_keeps_flops_and_drops_score_traffic():
+    unfused = _one(phase="prefill", seq_len=4096, flash_attention=False, causal=False).operators
+    fused = _one(phase="prefill", seq_len=4096, flash_attention=True, causal=False).operators
+    unfused_flops = sum(unfused.flops[OP[n], 0] for n in ("qk_matmul", "softmax", "sv_matmul"))
+    assert fused.flops[OP["fused_attention"], 0] == pytest.approx(unfused_flops)
+    # Fused reads Q, K, V and writes O: 4 tensors of 4096 x 4096 bf16 (MHA).
+    assert fused.bytes[OP["fused_attention"], 0] == 4 * 4096 * 4096 * 2
+    assert not fused.present[OP["qk_matmul"], 0] and not unfused.present[OP["fused_attention"], 0]
+
+
+def test_causal_counts_the_lower_triangle():
+    full = _one(phase="prefill", seq_len=1000, causal=False).operators
+    causal = _one(phase="prefill", seq_len=1000, causal=True).operators
+    i = OP["qk_matmul"]
+    assert causal.flops[i, 0] / full.flops[i, 0] == pytest.approx(1000 * 1001 / 2 / 1000**2)
+
+
+def test_parallel_block_and_gelu_and_encoder_slots():
+    palm = _one("palm-8b").operators  # parallel block, swiglu
+    gpt2 = _one("gpt2").operators  # serial, gelu
+    bert = _one("bert-base", phase="prefill").operators  # encoder
+    assert not palm.present[OP["mlp_norm"], 0] and palm.present[OP["gate_proj"], 0]
+    assert gpt2.present[OP["mlp_norm"], 0] and not gpt2.present[OP["gate_proj"], 0]
+    assert bert.kv_write_bytes[:, 0].sum() == 0 and bert.kv_read_bytes[:, 0].sum() == 0
+    assert not bert.present[OP["lm_head"], 0]
+
+
+def test_memory_footprint_llama2_7b():
+    """Weights: 6.74e9 parameters x 2 bytes (plus norm scales); KV cache: 2 x 32 layers x 4096 x
+    2 bytes = 0.5 MiB per token."""
+    result = _one(batch=4, seq_len=4096)
+    assert result.weight_footprint_bytes[0] == pytest.approx(2 * get_model("llama-2-7b").params, rel=1e-3)
+    assert result.kv_cache_footprint_bytes[0] == 4 * 4096 * 2 * 32 * 4096 * 2
+
+
+def test_operator_names_match_issue():
+    assert set(OPERATOR_NAMES) == {
+        "q_proj", "k_proj", "v_proj", "out_proj", "qk_matmul", "softmax", "sv_matmul",
+        "fused_attention", "attn_norm", "mlp_norm", "attn_add", "mlp_add", "gate_proj", "up_proj",
+        "down_proj", "mlp_act", "lm_head"}
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    (dict(batch=0), "batch"), (dict(seq_len=-5), "seq_len"), (dict(batch=1.5), "batch"),
+    (dict(batch=np.nan), "batch"), (dict(kv_heads=5), "kv_heads"), (dict(phase="train"), "phase"),
+    (dict(weight_dtype=9), "weight_dtype"),
+])
+def test_bad_configs_name_their_field(kwargs, field):
+    args = dict(phase="decode", batch=1, seq_len=16) | kwargs
+    with pytest.raises(InvalidInputError) as error:
+        make_configs(get_model("llama-2-7b"), **args)
+    assert error.value.field == field
+
+
+def test_encoder_has_no_decode():
+    with pytest.raises(InvalidInputError, match="encoder"):
+        make_configs(get_model("bert-base"), phase="decode", batch=1, seq_len=16)
