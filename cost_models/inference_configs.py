@@ -17,6 +17,9 @@ from cost_models.errors import InvalidInputError
 from cost_models.models import ModelSpec
 
 PREFILL, DECODE = 0, 1
+#: Largest accepted size of any dimension, batch or length: beyond this, products of sizes leave
+#: the range where float64 counts are exact and results stop meaning anything.
+MAX_SIZE = 2**31
 PHASES = {"prefill": PREFILL, "decode": DECODE}
 
 
@@ -88,8 +91,7 @@ def make_configs(
     unique = [specs[row] for row in range(len(distinct))]
     index = np.array(rows, dtype=np.int64)
     model_columns = {
-        name: np.array([getattr(m, name) for m in unique], dtype=np.float64)[index]
-        for name in _MODEL_FIELDS
+        name: _float_column(name, [getattr(m, name) for m in unique])[index] for name in _MODEL_FIELDS
     }
     flags = {
         "gated_ffn": np.array([m.ffn == "swiglu" for m in unique])[index],
@@ -98,15 +100,15 @@ def make_configs(
         "tie_embeddings": np.array([m.tie_embeddings for m in unique])[index],
     }
     if kv_heads is not None:
-        model_columns["kv_heads"] = np.asarray(kv_heads, dtype=np.float64)
+        model_columns["kv_heads"] = _float_column("kv_heads", kv_heads)
     phase_codes = _phase_codes(phase)
     flash = np.asarray(flash_attention, dtype=bool)
     columns = dict(
         **model_columns,
         **flags,
         phase=phase_codes,
-        batch=np.asarray(batch, dtype=np.float64),
-        seq_len=np.asarray(seq_len, dtype=np.float64),
+        batch=_float_column("batch", batch),
+        seq_len=_float_column("seq_len", seq_len),
         weight_dtype=np.asarray(weight_dtype, dtype=np.int64),
         act_dtype=np.asarray(act_dtype, dtype=np.int64),
         kv_dtype=np.asarray(kv_dtype, dtype=np.int64),
@@ -145,6 +147,16 @@ def _first_bad(mask: np.ndarray, values: np.ndarray) -> str:
     return repr(value)
 
 
+def _float_column(name: str, value: object) -> np.ndarray:
+    """A numeric column as float64; a number too large for a float is bad input, not a crash."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (OverflowError, TypeError, ValueError):
+        raise InvalidInputError(
+            name, f"must be a whole number between 1 and {MAX_SIZE}", f"pass a smaller integer for {name}"
+        ) from None
+
+
 def validate_configs(configs: InferenceConfigs) -> None:
     """Raise :class:`InvalidInputError` naming the first bad field; check every entry at once."""
     for name in ("batch", "seq_len", *_MODEL_FIELDS):
@@ -154,6 +166,11 @@ def validate_configs(configs: InferenceConfigs) -> None:
             raise InvalidInputError(
                 name, f"must be a positive whole number, got {_first_bad(bad, values)}",
                 f"pass an integer >= 1 for {name}",
+            )
+        bad = values > MAX_SIZE
+        if np.any(bad):
+            raise InvalidInputError(
+                name, f"{_first_bad(bad, values)} is too large", f"pass at most {MAX_SIZE}"
             )
     bad = np.mod(configs.heads, configs.kv_heads) != 0
     if np.any(bad):

@@ -429,9 +429,9 @@ def test_plot_with_json_keeps_stdout_pure_json(capsys, tmp_path):
     _check_png(path)
 
 
-def test_plot_for_visual_check(capsys):
-    """Renders /tmp/roofline_check.png for a human to look at (prefill: mixed bounds)."""
-    path = Path("/tmp/roofline_check.png")
+def test_plot_for_visual_check(capsys, tmp_path):
+    """A prefill roofline (mixed bounds) renders as a real PNG."""
+    path = tmp_path / "roofline_check.png"
     code, _, err = run_cli(capsys, "analyze", "--model", "llama-2-7b", "--hardware", "a100-80gb",
                            "--phase", "prefill", "--batch", "1", "--seq-len", "512",
                            "--plot", str(path))

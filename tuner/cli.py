@@ -97,7 +97,8 @@ def analyze_command(model: str, hardware: str, phase: str, batch: int, seq_len: 
 
 
 def _print_json(data: object) -> None:
-    click.echo(json.dumps(data, indent=2))
+    # allow_nan=False: scripts get standard JSON or an error, never Infinity/NaN.
+    click.echo(json.dumps(data, indent=2, allow_nan=False))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cost_models.hardware import HardwareSpec
@@ -36,7 +37,7 @@ def print_models(specs: Iterable[ModelSpec]) -> None:
                    "d_head", "d_ff", "ffn", "block", "vocab"):
         table.add_column(column, justify="left" if column in ("name", "kind", "ffn", "block") else "right")
     for m in specs:
-        table.add_row(m.name, m.kind, _si(m.params), str(m.layers), str(m.d_model), str(m.heads),
+        table.add_row(escape(m.name), m.kind, _si(m.params), str(m.layers), str(m.d_model), str(m.heads),
                       str(m.kv_heads), m.attention_type, str(m.d_head), str(m.d_ff), m.ffn, m.block,
                       str(m.vocab))
     _console().print(table)
@@ -64,9 +65,10 @@ def print_hardware(specs: Iterable[HardwareSpec]) -> None:
 def print_analysis(report: dict) -> None:
     """The per-operator table of ``tuner analyze``, then whole-model totals."""
     totals = report["totals"]
-    title = (f"{report['model']} on {report['hardware']}: {report['phase']}, batch {report['batch']}, "
+    title = escape(f"{report['model']} on {report['hardware']}: {report['phase']}, batch {report['batch']}, "
              f"seq_len {report['seq_len']}, weights {report['weight_dtype']}, "
              f"activations {report['act_dtype']}, KV {report['kv_dtype']}")
+    # (escape: model names come from config.json files and may contain rich markup brackets)
     table = Table(title=title)
     for column in ("operator", "count", "FLOPs", "bytes", "weights", "act read", "act write",
                    "KV read", "KV write", "FLOP/B", "bound", "time", "share"):
