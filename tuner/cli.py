@@ -13,6 +13,8 @@ import click
 
 from cost_models.analysis import analyze_one
 from cost_models.conventions import CONVENTIONS
+from cost_models.deployment import estimate_one
+from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import hardware_catalog
 from cost_models.models import model_catalog
@@ -94,6 +96,62 @@ def analyze_command(model: str, hardware: str, phase: str, batch: int, seq_len: 
         tables.print_analysis(report)
         if plot:
             click.echo(f"roofline chart written to {plot}")
+
+
+LAYOUT = click.Choice(list(FFN_LAYOUTS))
+SHARDING = click.Choice(list(ATTENTION_SHARDINGS))
+
+
+@cli.command("estimate")
+@click.option("--model", required=True, help="Catalog name (tuner models) or path of a config.json.")
+@click.option("--hardware", required=True, help="Catalog name (tuner hardware).")
+@click.option("--chips", type=int, required=True, help="Chips in the deployment.")
+@click.option("--mesh", default=None, help="Mesh XxYxZ, e.g. 4x4x4 [default: the best legal mesh].")
+@click.option("--phase", type=click.Choice(["prefill", "decode", "both"]), default="both", show_default=True)
+@click.option("--batch", type=int, required=True, help="Sequences served together.")
+@click.option("--prompt-len", type=int, required=True, help="Prompt tokens per sequence.")
+@click.option("--gen-len", type=int, required=True, help="Generated tokens per sequence.")
+@click.option("--ffn-layout", type=LAYOUT, default="ws_2d", show_default=True,
+              help="FFN layout of both phases (Pope et al. 3.2).")
+@click.option("--prefill-ffn-layout", type=LAYOUT, default=None, help="Override for prefill.")
+@click.option("--decode-ffn-layout", type=LAYOUT, default=None, help="Override for decode.")
+@click.option("--attn-sharding", type=SHARDING, default="head", show_default=True,
+              help="Attention split by heads or by batch (Pope et al. 3.3).")
+@click.option("--prefill-attn-sharding", type=SHARDING, default=None, help="Override for prefill.")
+@click.option("--decode-attn-sharding", type=SHARDING, default=None, help="Override for decode.")
+@click.option("--weight-bits", type=BITS, default="16", show_default=True)
+@click.option("--act-bits", type=BITS, default="16", show_default=True)
+@click.option("--kv-bits", type=BITS, default="16", show_default=True)
+@click.option("--kv-heads", type=int, default=None, help="Override the model's KV heads (what-if).")
+@click.option("--flash-attention/--no-flash-attention", default=False, show_default=True)
+@click.option("--overlap", type=click.Choice(["overlapped", "added"]), default="overlapped",
+              show_default=True, help="Collectives hidden behind compute, or added to it.")
+@click.option("--kv-memory-fraction", type=float, default=None,
+              help="Share of HBM reserved for the KV cache when computing max_context_tokens "
+                   "[default: all memory left after weights and activations].")
+@click.option("--require-fit", is_flag=True, help="Exit 2 if the deployment does not fit in memory.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def estimate_command(model: str, hardware: str, chips: int, mesh: str | None, phase: str, batch: int,
+                     prompt_len: int, gen_len: int, ffn_layout: str, prefill_ffn_layout: str | None,
+                     decode_ffn_layout: str | None, attn_sharding: str,
+                     prefill_attn_sharding: str | None, decode_attn_sharding: str | None,
+                     weight_bits: str, act_bits: str, kv_bits: str, kv_heads: int | None,
+                     flash_attention: bool, overlap: str, kv_memory_fraction: float | None,
+                     require_fit: bool, as_json: bool) -> None:
+    """Latency, MFU, cost and memory per chip of one multi-chip deployment (Pope et al. 2022)."""
+    report = estimate_one(
+        model, hardware, chips=chips, mesh=mesh, phase=phase, batch=batch, prompt_len=prompt_len,
+        gen_len=gen_len, ffn_layout=ffn_layout, prefill_ffn_layout=prefill_ffn_layout,
+        decode_ffn_layout=decode_ffn_layout, attn_sharding=attn_sharding,
+        prefill_attn_sharding=prefill_attn_sharding, decode_attn_sharding=decode_attn_sharding,
+        weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits, kv_heads=kv_heads,
+        flash_attention=flash_attention, overlap=overlap, kv_memory_fraction=kv_memory_fraction,
+        require_fit=require_fit,
+    )
+    if as_json:
+        _print_json(report)
+    else:
+        tables.print_estimate(report)
 
 
 def _print_json(data: object) -> None:

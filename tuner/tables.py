@@ -91,3 +91,34 @@ def print_analysis(report: dict) -> None:
         f"memory: weights {_si(memory['weights'], 'B')}, KV cache {_si(memory['kv_cache'], 'B')}, "
         f"largest live activations {_si(memory['activations'], 'B')}, total {_si(memory['total'], 'B')}"
     )
+
+
+def print_estimate(report: dict) -> None:
+    """The phases and memory of ``tuner estimate``."""
+    console = _console()
+    mesh = report["mesh"] + (" (best legal mesh)" if report["mesh_chosen"] else "")
+    console.print(escape(
+        f"{report['model']} on {report['chips']} x {report['hardware']}, mesh {mesh}; batch "
+        f"{report['batch']}, prompt {report['prompt_len']}, generate {report['gen_len']}; weights "
+        f"{report['weight_dtype']}, KV {report['kv_dtype']}; collectives {report['overlap']}"))
+    table = Table()
+    for column in ("phase", "layout", "attention", "latency", "per step", "MFU", "compute", "memory",
+                   "comm", "chip-s / token", "tokens/s"):
+        table.add_column(column, justify="left" if column in ("phase", "layout", "attention") else "right")
+    for phase in ("prefill", "decode"):
+        if phase not in report:
+            continue
+        p = report[phase]
+        step = _seconds(p["step_latency_s"]) if phase == "decode" else "-"
+        table.add_row(phase, report["ffn_layout"][phase], report["attn_sharding"][phase],
+                      _seconds(p["latency_s"]), step, f"{p['mfu']:.1%}", _seconds(p["compute_s"]),
+                      _seconds(p["memory_s"]), _seconds(p["comm_s"]),
+                      f"{p['cost_chip_s_per_token']:.3g}", f"{p['throughput_tokens_per_s']:.4g}")
+    console.print(table)
+    m = report["memory"]
+    console.print(
+        f"memory per chip: weights {_si(m['weights_bytes_per_chip'], 'B')}, KV cache "
+        f"{_si(m['kv_cache_bytes_per_chip'], 'B')}, activations {_si(m['activation_bytes_per_chip'], 'B')}, "
+        f"total {_si(m['total_bytes_per_chip'], 'B')} of {_si(m['capacity_bytes_per_chip'], 'B')} -> "
+        f"{'fits' if m['fits'] else 'DOES NOT FIT'}; max context at this batch {m['max_context_tokens']:,} tokens"
+    )

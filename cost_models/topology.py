@@ -1,0 +1,197 @@
+"""Meshes of chips and what a collective costs on them.
+
+A deployment runs on a logical mesh X x Y x Z of chips (Pope et al. 2022, section 3.1). A
+collective over some of the mesh axes ("x", "yz", "xyz", ...) moves a per-chip amount of data D
+and costs a latency term plus D / bandwidth x (K-1)/K, K being the chips in the group (Pope et al.
+appendix A; an all-reduce is a reduce-scatter plus an all-gather). Two networks implement one
+small interface: a torus of point-to-point links (TPU ICI) and switched domains joined by a
+slower network (GPU NVLink within a node, InfiniBand between nodes).
+
+Vectorized: meshes are (n, 3) arrays, bytes are (n,) arrays, one entry per configuration.
+"""
+
+from __future__ import annotations
+
+import itertools
+from abc import ABC, abstractmethod
+from functools import cache
+from typing import Literal
+
+import numpy as np
+
+from cost_models.errors import InvalidInputError
+from cost_models.hardware import HardwareSpec, SwitchedInterconnect, TorusInterconnect
+
+Collective = Literal["all_gather", "reduce_scatter", "all_reduce", "all_to_all"]
+AXIS_INDEX = {"x": 0, "y": 1, "z": 2}
+
+
+def axes_mask(axes: str) -> np.ndarray:
+    """'yz' -> [False, True, True]."""
+    mask = np.zeros(3, dtype=bool)
+    for axis in axes:
+        mask[AXIS_INDEX[axis]] = True
+    return mask
+
+
+def group_size(mesh: np.ndarray, axes: str) -> np.ndarray:
+    """Chips in one collective group over ``axes``: the product of those axis lengths."""
+    return np.prod(np.where(axes_mask(axes), mesh, 1.0), axis=-1)
+
+
+class Network(ABC):
+    """How chips of one kind talk: which meshes exist and what a collective costs."""
+
+    @abstractmethod
+    def legal_meshes(self, chips: int) -> list[tuple[int, int, int]]:
+        """Every mesh (X, Y, Z) the hardware can form with exactly ``chips`` chips."""
+
+    @abstractmethod
+    def collective_time_s(
+        self, kind: Collective, bytes_per_chip: np.ndarray, mesh: np.ndarray, axes: str
+    ) -> np.ndarray:
+        """Seconds for one collective over ``axes`` moving ``bytes_per_chip`` (D) per chip; a
+        collective of one chip, or of no bytes (one that a configuration does not run), is free."""
+
+    def check_mesh(self, mesh: tuple[int, int, int]) -> None:
+        """Raise InvalidInputError unless ``mesh`` is one the hardware can form."""
+        chips = int(np.prod(mesh))
+        legal = self.legal_meshes(chips)
+        if tuple(mesh) not in legal:
+            shown = ", ".join("x".join(map(str, m)) for m in legal[:8]) or "none"
+            raise InvalidInputError(
+                "mesh", f"{'x'.join(map(str, mesh))} is not a legal mesh of this hardware",
+                f"use one of {shown}",
+            )
+
+
+def _factorizations(chips: int) -> list[tuple[int, int, int]]:
+    return [(x, y, chips // (x * y)) for x in range(1, chips + 1) if chips % x == 0
+            for y in range(1, chips // x + 1) if (chips // x) % y == 0]
+
+
+class TorusNetwork(Network):
+    """TPU inter-chip interconnect: a 2D or 3D torus of links, the same bandwidth on each.
+
+    An axis of length K has a ring with wraparound links when the slice is made of full blocks
+    (every axis longer than 1 a multiple of ``wraparound_min_axis``: v4's 4x4x4 cubes); then each chip sends on
+    two links of that axis, otherwise on one (a line's end chip has one neighbour). A collective
+    over several axes uses all their links at once, so their bandwidths add.
+    """
+
+    def __init__(self, spec: TorusInterconnect, network_efficiency: float = 1.0) -> None:
+        self.spec = spec
+        self.efficiency = network_efficiency
+
+    def legal_meshes(self, chips: int) -> list[tuple[int, int, int]]:
+        return _legal_torus_meshes(chips, self.spec.dims, self.spec.max_chips)
+
+    def _axis_bandwidth(self, mesh: np.ndarray) -> np.ndarray:
+        long_axes_full = (mesh == 1) | (np.mod(mesh, self.spec.wraparound_min_axis) == 0)
+        wrap = np.all(long_axes_full, axis=-1, keepdims=True)
+        links = np.where(mesh > 1, np.where(wrap & (mesh > 2), 2.0, 1.0), 0.0)
+        return links * self.spec.link_bandwidth_bytes_per_s * self.efficiency, wrap
+
+    def collective_time_s(self, kind, bytes_per_chip, mesh, axes):
+        mesh = np.atleast_2d(mesh)
+        mask = axes_mask(axes)
+        axis_bw, wrap = self._axis_bandwidth(mesh)
+        bandwidth = np.sum(np.where(mask, axis_bw, 0.0), axis=-1)
+        k = group_size(mesh, axes)
+        # A ring step per neighbour along each axis (bidirectional rings halve the steps).
+        steps = np.sum(np.where(mask, np.where(wrap, mesh / 2.0, mesh - 1.0), 0.0), axis=-1)
+        fraction = (k - 1.0) / k
+        if kind == "all_to_all":
+            # Bisection-limited: on a ring of K each byte travels ~K/4 hops (K/2 on a line),
+            # against ~1 for an all-gather's pipelined ring.
+            hops = np.where(wrap, mesh / 4.0, mesh / 2.0)
+            fraction = fraction * np.max(np.where(mask, np.maximum(hops, 1.0), 1.0), axis=-1)
+        factor = 2.0 if kind == "all_reduce" else 1.0
+        time = factor * (steps * self.spec.hop_latency_s
+                         + np.divide(bytes_per_chip * fraction, bandwidth,
+                                     out=np.zeros_like(fraction), where=bandwidth > 0))
+        return np.where((k > 1) & (bytes_per_chip > 0), time, 0.0)
+
+
+@cache
+def _legal_torus_meshes(chips: int, dims: int, max_chips: int) -> list[tuple[int, int, int]]:
+    """Cloud TPU slice rule: each physical axis 1, 2 or a multiple of 4; only the smallest
+    slices (up to 2x2) are flat; a 2D chip's slices have one axis of length 1. Any assignment
+    of the physical axes to the logical X, Y, Z is allowed."""
+    if chips < 1 or chips > max_chips:
+        return []
+    # No axis longer than a full pod's side (v4: 4096 = 16^3, v5e: 256 = 16^2).
+    longest = round(max_chips ** (1.0 / dims))
+    legal = []
+    for mesh in _factorizations(chips):
+        physical = sorted(mesh)
+        if physical[-1] > longest:
+            continue
+        if not all(a in (1, 2) or a % 4 == 0 for a in physical):
+            continue
+        if dims == 2 and physical[0] != 1:
+            continue
+        flat_axes = sum(a == 1 for a in physical) - (1 if dims == 2 else 0)
+        if flat_axes > 0 and chips > 4:
+            continue
+        legal.append(mesh)
+    return legal
+
+
+class SwitchedNetwork(Network):
+    """GPU interconnect: domains of ``domain_size`` chips on a switch (NVLink), joined by a network.
+
+    Chips are numbered with Z fastest, then Y, then X, and a domain holds consecutive chips, so
+    tensor-parallel groups over the inner axes stay inside a node. A collective of K chips of which
+    k share a domain moves (k-1)/K of D over the domain fabric and (K-k)/K over the network
+    (hierarchical algorithms, every chip with its own network port), one after the other.
+    """
+
+    def __init__(self, spec: SwitchedInterconnect, network_efficiency: float = 1.0) -> None:
+        self.spec = spec
+        self.efficiency = network_efficiency
+
+    def legal_meshes(self, chips: int) -> list[tuple[int, int, int]]:
+        domain = self.spec.domain_size
+        if chips < 1 or (chips > domain and chips % domain != 0):
+            return []
+        return _factorizations(chips)
+
+    def collective_time_s(self, kind, bytes_per_chip, mesh, axes):
+        mesh = np.atleast_2d(mesh)
+        mask = axes_mask(axes)
+        domain = float(self.spec.domain_size)
+        strides = np.stack([mesh[:, 1] * mesh[:, 2], mesh[:, 2], np.ones(len(mesh))], axis=-1)
+        per_axis_inside = np.minimum(mesh, np.maximum(1.0, np.floor(domain / strides)))
+        inside = np.prod(np.where(mask, per_axis_inside, 1.0), axis=-1)
+        k = group_size(mesh, axes)
+        spec = self.spec
+        time = (bytes_per_chip * (inside - 1.0) / k / (spec.domain_bandwidth_bytes_per_s * self.efficiency)
+                + bytes_per_chip * (k - inside) / k / (spec.network_bandwidth_bytes_per_s * self.efficiency)
+                + (inside - 1.0) * spec.domain_latency_s
+                + np.where(k > inside, (k / inside - 1.0) * spec.network_latency_s, 0.0))
+        factor = 2.0 if kind == "all_reduce" else 1.0
+        return np.where((k > 1) & (bytes_per_chip > 0), factor * time, 0.0)
+
+
+def network_for(hardware: HardwareSpec) -> Network:
+    """The network implementation of a chip's interconnect."""
+    spec = hardware.interconnect
+    if isinstance(spec, TorusInterconnect):
+        return TorusNetwork(spec, hardware.efficiency.network)
+    return SwitchedNetwork(spec, hardware.efficiency.network)
+
+
+def parse_mesh(text: str) -> tuple[int, int, int]:
+    """'4x4x4' -> (4, 4, 4); '8x2' -> (8, 2, 1)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if not 1 <= len(parts) <= 3 or any(p < 1 for p in parts):
+        raise InvalidInputError("mesh", f"cannot read {text!r}", "write it as XxYxZ, e.g. 4x4x4")
+    return tuple(parts + [1] * (3 - len(parts)))  # type: ignore[return-value]
+
+
+def all_meshes_by_permutation(mesh: tuple[int, int, int]) -> list[tuple[int, int, int]]:
+    return sorted(set(itertools.permutations(mesh)))
