@@ -142,9 +142,10 @@ class SwitchedNetwork(Network):
     """GPU interconnect: domains of ``domain_size`` chips on a switch (NVLink), joined by a network.
 
     Chips are numbered with Z fastest, then Y, then X, and a domain holds consecutive chips, so
-    tensor-parallel groups over the inner axes stay inside a node. A collective of K chips of which
-    k share a domain moves (k-1)/K of D over the domain fabric and (K-k)/K over the network
-    (hierarchical algorithms, every chip with its own network port), one after the other.
+    tensor-parallel groups over the inner axes stay inside a node. A collective of K chips, k of
+    which share a domain, runs hierarchically (as NCCL does): D (K/k - 1)/K per chip crosses the
+    network, each chip through its own port, then D (k-1)/k moves over the domain fabric; the two
+    stages run one after the other.
     """
 
     def __init__(self, spec: SwitchedInterconnect, network_efficiency: float = 1.0) -> None:
@@ -165,11 +166,15 @@ class SwitchedNetwork(Network):
         per_axis_inside = np.minimum(mesh, np.maximum(1.0, np.floor(domain / strides)))
         inside = np.prod(np.where(mask, per_axis_inside, 1.0), axis=-1)
         k = group_size(mesh, axes)
+        domains = k / inside
         spec = self.spec
-        time = (bytes_per_chip * (inside - 1.0) / k / (spec.domain_bandwidth_bytes_per_s * self.efficiency)
-                + bytes_per_chip * (k - inside) / k / (spec.network_bandwidth_bytes_per_s * self.efficiency)
+        # Hierarchical: chips of equal rank in each domain exchange across the network (each
+        # receives (domains-1) pieces of D/k through its own port), then each domain runs the
+        # collective over the fabric on what its chips hold (D (inside-1)/inside).
+        time = (bytes_per_chip * (domains - 1.0) / k / (spec.network_bandwidth_bytes_per_s * self.efficiency)
+                + bytes_per_chip * (inside - 1.0) / inside / (spec.domain_bandwidth_bytes_per_s * self.efficiency)
                 + (inside - 1.0) * spec.domain_latency_s
-                + np.where(k > inside, (k / inside - 1.0) * spec.network_latency_s, 0.0))
+                + (domains - 1.0) * spec.network_latency_s)
         factor = 2.0 if kind == "all_reduce" else 1.0
         return np.where((k > 1) & (bytes_per_chip > 0), factor * time, 0.0)
 

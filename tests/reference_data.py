@@ -71,3 +71,49 @@ YUAN2024_TABLE1 = [
     ("decode", "qk_matmul", "qk_matmul", "16.78e6", "16.92e6", "0.9918", "memory"),
     ("decode", "softmax", "softmax", "328e3", "262e3", "1.25", "memory"),
 ]
+
+# Pope et al., "Efficiently Scaling Transformer Inference" (arXiv 2211.05102), measured on TPU v4
+# unless noted. Times in seconds unless a name says ms.
+# Figure 3: communication volume per layer, bytes per chip, X=Y=Z=4, E=16384, F=65536, 2 bytes,
+# batch x tokens = 2048.
+POPE2022_FIGURE3 = {"ws_2d": "0.0671e9", "wg_x": "0.302e9", "wg_xy": "1.082e9", "wg_xyz": "4.29e9"}
+
+# Table 1: maximum context, PaLM 540B on 64 chips, 30% of HBM reserved for the KV cache, bf16.
+# (attention, d_head, batch, max context)
+POPE2022_TABLE1 = [
+    ("multihead", 128, 128, 1320), ("multihead", 128, 512, 330),
+    ("multiquery_head_sharded", 256, 128, 660), ("multiquery_head_sharded", 256, 512, 165),
+    ("multiquery_batch_sharded", 256, 128, 43000), ("multiquery_batch_sharded", 256, 512, 10700),
+]
+
+# Table 2: PaLM 540B, 64 chips; prefill = one pass over batch x 2048 tokens, decode = 64 tokens at
+# context 2048. (phase, batch, FFN layout, attention sharding, weight bits, MFU, latency s)
+POPE2022_TABLE2 = [
+    ("prefill", 1, "ws_2d", "head", "8", 0.43, 0.29),
+    ("decode", 64, "ws_2d", "batch", "8", 0.14, 1.82),
+    ("prefill", 512, "wg_xyz", "batch", "16", 0.76, 85.2),
+    ("decode", 512, "ws_2d", "batch", "16", 0.33, 6.0),
+]
+
+# Figure 6: decode step ms, PaLM 540B, batch 512, by chips.
+POPE2022_FIGURE6_MS = {"ws_2d": {64: 92.0, 128: 73.0, 256: 67.4}, "ws_1d": {64: 96.0, 128: 93.9, 256: 88.9}}
+
+# Figure 8: decode step ms of an 8-layer PaLM 540B, 64 chips, batch 256, by context length.
+POPE2022_FIGURE8_MS = {
+    "multiquery_batch_sharded": {128: 3.85, 512: 3.86, 2048: 3.86, 8192: 4.14},
+    "multiquery_head_sharded": {128: 3.55, 512: 4.39, 2048: 7.72, 8192: 20.4},
+    "multihead": {128: 3.77, 512: 5.84, 2048: 16.3, 8192: 55.1},
+}
+
+# Table D.2: 20 input tokens, 8 output tokens, times in ms. PaLM 540B (heads padded to 64) on 64
+# TPU v4 with 2D weight-stationary layout; FasterTransformer MT-NLG 530B on A100 80GB, TP16 / TP32.
+# (batch, ft_tp16_ms, ft_tp32_ms, palm_prefill_ms, palm_prefill_mfu, palm_generate_ms, palm_generate_mfu)
+POPE2022_TABLE_D2 = [
+    (4, 616, 493, 34, 0.14, 255, 0.01),
+    (8, 660, 523, 40, 0.25, 226, 0.02),
+    (16, 730, 575, 58, 0.34, 234, 0.03),
+    (32, 865, 672, 99, 0.40, 235, 0.07),
+    (64, 1191, 942, 186, 0.42, 265, 0.12),
+    (128, 1862, 1431, 356, 0.44, 312, 0.20),
+    (256, 3341, 2483, 668, 0.47, 415, 0.30),
+]
