@@ -14,8 +14,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from cost_models import analyze_one  # noqa: E402
 from kim2023_model import figure_totals, table3_rows  # noqa: E402
 from printed import printed_error, within_printed  # noqa: E402
+from pope2022_model import (  # noqa: E402
+    figure3_volumes, figure6_step_ms, figure8_step_ms, table1_max_context, table2,
+    table_d2_fastertransformer_ms, table_d2_palm,
+)
 from reference_data import (  # noqa: E402
-    KIM2023_FIGURES, KIM2023_SEQ_LENS, KIM2023_TABLE3, KIM2023_TABLE3_GROUPS, YUAN2024_TABLE1,
+    KIM2023_FIGURES, KIM2023_SEQ_LENS, KIM2023_TABLE3, KIM2023_TABLE3_GROUPS, POPE2022_FIGURE3,
+    POPE2022_FIGURE6_MS, POPE2022_FIGURE8_MS, POPE2022_TABLE1, POPE2022_TABLE2, POPE2022_TABLE_D2,
+    YUAN2024_TABLE1,
 )
 
 
@@ -57,6 +63,49 @@ def yuan_table1() -> None:
               f"{_cell(row['arithmetic_intensity'], ai)} | {bound} / {row['bound']} |")
 
 
+def pope() -> None:
+    print("### Figure 3: communication volume per layer (bytes per chip)\n")
+    print("| layout | paper | ours | error |\n|---|---|---|---|")
+    volumes = figure3_volumes()
+    for layout, printed in POPE2022_FIGURE3.items():
+        print(f"| {layout} | {printed} | {volumes[layout]:.4g} | {printed_error(volumes[layout], printed):+.2%} |")
+    print(f"| ws_1d | (2BLE, not printed) | {volumes['ws_1d']:.4g} | |")
+    print("\n### Table 1: maximum context (30% of HBM for the KV cache)\n")
+    print("| attention | batch | paper | ours | error |\n|---|---|---|---|---|")
+    for attention, _, batch, paper in POPE2022_TABLE1:
+        ours = table1_max_context(attention, batch)
+        print(f"| {attention} | {batch} | {paper} | {ours} | {(ours - paper) / paper:+.1%} |")
+    print("\n### Table 2 (measured): predicted / measured\n")
+    print("| phase | batch | layout | attention | weights | latency paper | ours | ratio | MFU paper | ours |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for phase, batch, layout, sharding, bits, mfu, latency in POPE2022_TABLE2:
+        ours = table2(phase, batch, layout, sharding, bits)
+        print(f"| {phase} | {batch} | {layout} | {sharding} | {'int8' if bits == '8' else 'bf16'} | {latency} s | "
+              f"{ours['latency_s']:.3g} s | {ours['latency_s'] / latency:.2f} | {mfu:.2f} | {ours['mfu']:.2f} |")
+    print("\n### Table D.2 (measured, 20 prompt + 8 generated tokens): predicted / measured latency\n")
+    print("| batch | PaLM prefill | PaLM generate | FT MT-NLG TP16 (A100) | FT MT-NLG TP32 (A100) |")
+    print("|---|---|---|---|---|")
+    for batch, tp16, tp32, prefill_ms, _, generate_ms, _ in POPE2022_TABLE_D2:
+        palm = table_d2_palm(batch)
+        print(f"| {batch} | {palm['prefill']['latency_s'] * 1e3 / prefill_ms:.2f} | "
+              f"{palm['decode']['latency_s'] * 1e3 / generate_ms:.2f} | "
+              f"{table_d2_fastertransformer_ms(batch, 16) / tp16:.2f} | "
+              f"{table_d2_fastertransformer_ms(batch, 32) / tp32:.2f} |")
+    print("\n### Figure 6 (measured decode step, batch 512): ms predicted / measured\n")
+    print("| layout | 64 chips | 128 chips | 256 chips |\n|---|---|---|---|")
+    for layout, points in POPE2022_FIGURE6_MS.items():
+        cells = [f"{figure6_step_ms(layout, n):.1f} / {ms} ({figure6_step_ms(layout, n) / ms:.2f})"
+                 for n, ms in points.items()]
+        print(f"| {layout} | " + " | ".join(cells) + " |")
+    print("\n### Figure 8 (measured decode step, 8 layers, batch 256): ms predicted / measured\n")
+    print("| attention | 128 | 512 | 2048 | 8192 | growth 128 -> 8192 paper / ours |\n|---|---|---|---|---|---|")
+    for attention, points in POPE2022_FIGURE8_MS.items():
+        ours = {c: figure8_step_ms(attention, c) for c in points}
+        cells = [f"{ours[c]:.2f} / {ms} ({ours[c] / ms:.2f})" for c, ms in points.items()]
+        print(f"| {attention} | " + " | ".join(cells) +
+              f" | x{points[8192] / points[128]:.2f} / x{ours[8192] / ours[128]:.2f} |")
+
+
 if __name__ == "__main__":
     print("## Kim et al. Table 3 (BERT-Base, 8-bit, 12 layers)\n")
     kim_table3()
@@ -64,3 +113,5 @@ if __name__ == "__main__":
     kim_figures()
     print("\n## Yuan et al. Table 1 (Llama-2-7B, A6000, seq 2048, batch 1, FP16, per layer)\n")
     yuan_table1()
+    print("\n## Pope et al. (PaLM 540B on TPU v4 unless noted)\n")
+    pope()
