@@ -9,7 +9,7 @@ Time of a phase = layers x per-block time + lm_head, where a block's time combin
 time (the per-operator max of compute and memory, operators one after another) with its
 collectives either ``overlapped`` (max of the two; Pope et al. hide most communication behind
 compute with looped collective einsums, section 3.5) or ``added`` (no overlap, a pessimistic bound).
-Decode steps are scored at the first and the last context and averaged: exact where step time is
+Decode steps are scored once, at the mean context of the generated tokens: exact where step time is
 linear in context, which it is within one roofline regime.
 """
 
@@ -164,12 +164,11 @@ def estimate(
     # Prefill: one pass over batch x prompt tokens.
     prefill_configs = _with(base, phase=np.int64(0), seq_len=prompt)
     p_lat, p_comp, p_mem, p_comm, p_ops = phase_time(prefill_configs, prompt, "prefill")
-    # Decode: the first step attends to the prompt, the last to prompt + gen - 1 entries.
-    steps = []
-    for context in (prompt, prompt + gen - 1.0):
-        steps.append(phase_time(_with(base, phase=np.int64(1), seq_len=context), np.ones(n), "decode"))
-    step_latency, step_compute, step_memory, step_comm = (
-        (a + b) / 2.0 for a, b in zip(*(s[:4] for s in steps)))
+    # Decode: step t attends to prompt + t entries; scored once at the mean context, exact where
+    # step time is linear in the context (within one roofline regime).
+    mean_context = prompt + (gen - 1.0) / 2.0
+    step_latency, step_compute, step_memory, step_comm, d_ops = phase_time(
+        _with(base, phase=np.int64(1), seq_len=mean_context), np.ones(n), "decode")
 
     def phase(latency, compute, memory, comm, tokens) -> PhaseEstimate:
         return PhaseEstimate(
@@ -182,7 +181,7 @@ def estimate(
     decode = phase(step_latency * gen, step_compute * gen, step_memory * gen, step_comm * gen,
                    base.batch * gen)
     memory = _memory(base, hardware, chips, prompt + gen, batch_sharded["decode"], p_ops,
-                     steps[-1][4], kv_memory_fraction)
+                     d_ops, kv_memory_fraction)
     return DeploymentEstimate(prefill, decode, step_latency, memory)
 
 

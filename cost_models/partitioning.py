@@ -105,23 +105,20 @@ def ffn_collectives(layout: str, s: Shapes, mesh: np.ndarray, mid_in: np.ndarray
 def layer_collectives(layout: str, s: Shapes, mesh: np.ndarray, parallel_block: np.ndarray,
                       batch_sharded_attention: np.ndarray) -> list[CollectiveCall]:
     """Every collective of one transformer block. Entries a configuration does not have (the
-    serial block's second set, the batch-sharded all-to-alls) carry zero bytes for it."""
-    serial = ~parallel_block
-    # Parallel block: attention projections fused into W_in / W_out, one set of collectives.
-    fused = ffn_collectives(layout, s, mesh, s.ffn_in + s.attn_in, s.ffn_mid + s.attn_mid,
-                            s.layer_weights)
-    separate_ffn = ffn_collectives(layout, s, mesh, s.ffn_in, s.ffn_mid,
-                                   s.layer_weights - s.d_model * (s.attn_in + s.attn_mid))
-    separate_attn = ffn_collectives(layout, s, mesh, s.attn_in, s.attn_mid,
-                                    s.d_model * (s.attn_in + s.attn_mid))
-    calls = [CollectiveCall(c.kind, c.axes, np.where(serial, 0.0, c.bytes_per_chip), c.moves) for c in fused]
-    calls += [CollectiveCall(c.kind, c.axes, np.where(serial, c.bytes_per_chip, 0.0), c.moves)
-              for c in separate_ffn + separate_attn]
+    serial block's attention set, the batch-sharded all-to-alls) carry zero bytes for it."""
+    attention_weights = s.d_model * (s.attn_in + s.attn_mid)
+    # A parallel block fuses the attention projections into W_in / W_out: one set of collectives
+    # with wider hidden activations. A serial block runs a second set for the attention alone.
+    fused = np.where(parallel_block, 1.0, 0.0)
+    calls = ffn_collectives(layout, s, mesh, s.ffn_in + fused * s.attn_in, s.ffn_mid + fused * s.attn_mid,
+                            s.layer_weights - (1.0 - fused) * attention_weights)
+    calls += [CollectiveCall(c.kind, c.axes, c.bytes_per_chip * (1.0 - fused), c.moves)
+              for c in ffn_collectives(layout, s, mesh, s.attn_in, s.attn_mid, attention_weights)]
     n = np.prod(mesh, axis=-1)
-    to_batch = s.tokens * s.attn_in / n * s.act_bytes
-    from_batch = s.tokens * s.attn_mid / n * s.act_bytes
-    calls += [CollectiveCall("all_to_all", "xyz", np.where(batch_sharded_attention, to_batch, 0.0), "qkv"),
-              CollectiveCall("all_to_all", "xyz", np.where(batch_sharded_attention, from_batch, 0.0), "attention output")]
+    sharded = np.where(batch_sharded_attention, 1.0, 0.0)
+    calls += [CollectiveCall("all_to_all", "xyz", sharded * s.tokens * s.attn_in / n * s.act_bytes, "qkv"),
+              CollectiveCall("all_to_all", "xyz", sharded * s.tokens * s.attn_mid / n * s.act_bytes,
+                             "attention output")]
     return calls
 
 
@@ -133,11 +130,13 @@ def layer_comm_time_s(network: Network, layout_codes: np.ndarray, s: Shapes, mes
         chosen = layout_codes == code
         if not np.any(chosen):
             continue
-        sub = _take_shapes(s, chosen)
-        calls = layer_collectives(layout, sub, mesh[chosen], parallel_block[chosen],
+        everyone = bool(np.all(chosen))
+        sub = s if everyone else _take_shapes(s, chosen)
+        sub_mesh = mesh if everyone else mesh[chosen]
+        calls = layer_collectives(layout, sub, sub_mesh, parallel_block[chosen],
                                   batch_sharded_attention[chosen])
-        total[chosen] = sum(network.collective_time_s(c.kind, c.bytes_per_chip, mesh[chosen], c.axes)
-                            for c in calls)
+        times = sum(network.collective_time_s(c.kind, c.bytes_per_chip, sub_mesh, c.axes) for c in calls)
+        total[chosen] = times
     return total
 
 

@@ -36,7 +36,11 @@ def axes_mask(axes: str) -> np.ndarray:
 
 def group_size(mesh: np.ndarray, axes: str) -> np.ndarray:
     """Chips in one collective group over ``axes``: the product of those axis lengths."""
-    return np.prod(np.where(axes_mask(axes), mesh, 1.0), axis=-1)
+    mesh = np.atleast_2d(mesh)
+    size = np.ones(mesh.shape[0])
+    for axis in axes:
+        size = size * mesh[:, AXIS_INDEX[axis]]
+    return size
 
 
 class Network(ABC):
@@ -82,30 +86,39 @@ class TorusNetwork(Network):
     def __init__(self, spec: TorusInterconnect, network_efficiency: float = 1.0) -> None:
         self.spec = spec
         self.efficiency = network_efficiency
+        self._cache: tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     def legal_meshes(self, chips: int) -> list[tuple[int, int, int]]:
         return _legal_torus_meshes(chips, self.spec.dims, self.spec.max_chips)
 
-    def _axis_bandwidth(self, mesh: np.ndarray) -> np.ndarray:
-        long_axes_full = (mesh == 1) | (np.mod(mesh, self.spec.wraparound_min_axis) == 0)
-        wrap = np.all(long_axes_full, axis=-1, keepdims=True)
+    def _links(self, mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per axis: bandwidth each chip sends at, ring steps, and all-to-all hop factor; (n, 3).
+        Cached for the last mesh array seen: a layer's collectives all run on the same mesh."""
+        if self._cache is not None and self._cache[0] is mesh:
+            return self._cache[1]
+        full = (mesh == 1) | (np.mod(mesh, self.spec.wraparound_min_axis) == 0)
+        wrap = np.all(full, axis=-1, keepdims=True)
         links = np.where(mesh > 1, np.where(wrap & (mesh > 2), 2.0, 1.0), 0.0)
-        return links * self.spec.link_bandwidth_bytes_per_s * self.efficiency, wrap
+        bandwidth = links * self.spec.link_bandwidth_bytes_per_s * self.efficiency
+        # A ring step per neighbour along each axis (bidirectional rings halve the steps).
+        steps = np.where(wrap, mesh / 2.0, mesh - 1.0)
+        # All-to-all is bisection-limited: on a ring of K each byte travels ~K/4 hops (K/2 on a
+        # line), against ~1 for an all-gather's pipelined ring.
+        hops = np.maximum(np.where(wrap, mesh / 4.0, mesh / 2.0), 1.0)
+        links_of_mesh = (bandwidth, steps, hops)
+        self._cache = (mesh, links_of_mesh)
+        return links_of_mesh
 
     def collective_time_s(self, kind, bytes_per_chip, mesh, axes):
         mesh = np.atleast_2d(mesh)
-        mask = axes_mask(axes)
-        axis_bw, wrap = self._axis_bandwidth(mesh)
-        bandwidth = np.sum(np.where(mask, axis_bw, 0.0), axis=-1)
+        axis_bw, axis_steps, axis_hops = self._links(mesh)
+        columns = [AXIS_INDEX[a] for a in axes]
+        bandwidth = sum(axis_bw[:, i] for i in columns)
+        steps = sum(axis_steps[:, i] for i in columns)
         k = group_size(mesh, axes)
-        # A ring step per neighbour along each axis (bidirectional rings halve the steps).
-        steps = np.sum(np.where(mask, np.where(wrap, mesh / 2.0, mesh - 1.0), 0.0), axis=-1)
         fraction = (k - 1.0) / k
         if kind == "all_to_all":
-            # Bisection-limited: on a ring of K each byte travels ~K/4 hops (K/2 on a line),
-            # against ~1 for an all-gather's pipelined ring.
-            hops = np.where(wrap, mesh / 4.0, mesh / 2.0)
-            fraction = fraction * np.max(np.where(mask, np.maximum(hops, 1.0), 1.0), axis=-1)
+            fraction = fraction * np.max(axis_hops[:, columns], axis=-1)
         factor = 2.0 if kind == "all_reduce" else 1.0
         time = factor * (steps * self.spec.hop_latency_s
                          + np.divide(bytes_per_chip * fraction, bandwidth,
@@ -160,11 +173,13 @@ class SwitchedNetwork(Network):
 
     def collective_time_s(self, kind, bytes_per_chip, mesh, axes):
         mesh = np.atleast_2d(mesh)
-        mask = axes_mask(axes)
         domain = float(self.spec.domain_size)
-        strides = np.stack([mesh[:, 1] * mesh[:, 2], mesh[:, 2], np.ones(len(mesh))], axis=-1)
-        per_axis_inside = np.minimum(mesh, np.maximum(1.0, np.floor(domain / strides)))
-        inside = np.prod(np.where(mask, per_axis_inside, 1.0), axis=-1)
+        # Chips in one domain along each axis: Z is fastest (stride 1), then Y (Z), then X (YZ).
+        strides = {"x": mesh[:, 1] * mesh[:, 2], "y": mesh[:, 2], "z": 1.0}
+        inside = np.ones(mesh.shape[0])
+        for axis in axes:
+            length = mesh[:, AXIS_INDEX[axis]]
+            inside = inside * np.minimum(length, np.maximum(1.0, np.floor(domain / strides[axis])))
         k = group_size(mesh, axes)
         domains = k / inside
         spec = self.spec

@@ -1,0 +1,84 @@
+"""Throughput of full multi-chip estimates: deployments scored per second on one core.
+
+Run on demand (not a pytest test):
+
+    python bench/bench_estimate.py [--n N] [--repeats R] [--hardware tpu-v4|h100-sxm|...]
+
+Draws N deployments (fixed seed) over catalog models, legal meshes of 8..256 chips, batch,
+prompt and generated lengths, weight/KV formats, FFN layout and attention sharding per phase, and
+times one vectorized ``estimate`` call: prefill, decode at the first and last context, per-chip
+costs, every layout's collectives, metrics and memory. Target (issue 3): >= 200,000 deployments/s
+on one core, judged on the median.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_cost_model import MODELS, cpu_model, pin_to_one_cpu, rates, timed  # noqa: E402
+
+from cost_models import get_hardware, get_model, make_configs  # noqa: E402
+from cost_models.deployment import estimate  # noqa: E402
+from cost_models.dtypes import BF16, INT4, INT8  # noqa: E402
+from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS  # noqa: E402
+from cost_models.topology import network_for  # noqa: E402
+
+TARGET = 200_000
+
+
+def deployments(n: int, hardware, seed: int):
+    rng = np.random.default_rng(seed)
+    network = network_for(hardware)
+    meshes = np.array([m for chips in (8, 16, 32, 64, 128, 256) for m in network.legal_meshes(chips)],
+                      dtype=np.float64)
+    catalog = [get_model(name) for name in MODELS]
+    base = make_configs([catalog[i] for i in rng.integers(0, len(catalog), n)], phase="decode",
+                        batch=2 ** rng.integers(0, 10, n), seq_len=1,
+                        weight_dtype=rng.choice([BF16, INT8, INT4], n), kv_dtype=rng.choice([BF16, INT8], n))
+    kwargs = dict(
+        mesh=meshes[rng.integers(0, len(meshes), n)],
+        prompt_len=np.rint(2.0 ** rng.uniform(7, 14, n)), gen_len=np.rint(2.0 ** rng.uniform(4, 10, n)),
+        prefill_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
+        decode_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
+        prefill_attention=rng.integers(0, len(ATTENTION_SHARDINGS), n),
+        decode_attention=rng.integers(0, len(ATTENTION_SHARDINGS), n),
+    )
+    return base, kwargs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--hardware", default="tpu-v4")
+    parser.add_argument("--seed", type=int, default=20261121)
+    args = parser.parse_args(argv)
+    pinned = pin_to_one_cpu(None)
+    hardware = get_hardware(args.hardware)
+    base, kwargs = deployments(args.n, hardware, args.seed)
+
+    def run():
+        result = estimate(base, hardware, **kwargs)
+        return result.prefill.latency_s, result.decode.latency_s, result.memory.fits
+
+    best, median = rates(args.n, timed(run, args.repeats))
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores ({pinned}); numpy {np.__version__}")
+    print(f"hardware {args.hardware}, {args.n:,} deployments, {args.repeats} repeats")
+    print(f"full estimates (prefill + decode + memory): {best:,.0f} / {median:,.0f} per s (best / median)")
+    ok = median >= TARGET
+    print(f"{'PASS' if ok else 'FAIL'}: median {median:,.0f} per s vs target >= {TARGET:,}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
