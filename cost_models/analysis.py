@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cost_models.conventions import CONVENTIONS, DEFAULT, CountingConvention
-from cost_models.dtypes import BYTES_PER_ELEMENT, FP8, dtype_name, parse_dtype
+from cost_models.dtypes import BYTES_PER_ELEMENT, dtype_name
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs, make_configs
@@ -171,12 +171,7 @@ def analyze_one(
             raise InvalidInputError("convention", f"unknown convention {convention!r}",
                                     f"use one of {', '.join(CONVENTIONS)}")
         convention = CONVENTIONS[convention]
-    dtypes = {}
-    for field, value in (("weight_bits", weight_bits), ("act_bits", act_bits), ("kv_bits", kv_bits)):
-        code = parse_dtype(value, field)
-        if code == FP8 and not chip.has_format(FP8):
-            raise InvalidInputError(field, f"{chip.name} has no fp8 support", "use 16, 8 or 4")
-        dtypes[field] = code
+    dtypes = chip.parse_formats(weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits)
     for field, value in (("batch", batch), ("seq_len", seq_len), ("kv_heads", kv_heads)):
         if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)):
             raise InvalidInputError(field, f"must be a whole number, got {value!r}", "pass an integer >= 1")

@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 
 from cost_models.conventions import DEFAULT, CountingConvention
-from cost_models.dtypes import BYTES_PER_ELEMENT, FP8, dtype_name, parse_dtype
+from cost_models.dtypes import BYTES_PER_ELEMENT, dtype_name
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import InferenceConfigs, make_configs
@@ -280,12 +280,7 @@ def estimate_one(
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise InvalidInputError(field, f"must be a positive whole number, got {value!r}",
                                     f"pass an integer >= 1 for {field}")
-    dtypes = {}
-    for field, value in (("weight_bits", weight_bits), ("act_bits", act_bits), ("kv_bits", kv_bits)):
-        code = parse_dtype(value, field)
-        if code == FP8 and not chip.has_format(FP8):
-            raise InvalidInputError(field, f"{chip.name} has no fp8 support", "use 16, 8 or 4")
-        dtypes[field] = code
+    dtypes = chip.parse_formats(weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits)
     layouts = {"prefill": prefill_ffn_layout or ffn_layout, "decode": decode_ffn_layout or ffn_layout}
     shardings = {"prefill": prefill_attn_sharding or attn_sharding,
                  "decode": decode_attn_sharding or attn_sharding}

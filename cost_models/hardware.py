@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cost_models.dtypes import BF16, FP8, INT4, INT8
+from cost_models.dtypes import BF16, FP8, INT4, INT8, parse_dtype
 from cost_models.errors import InvalidInputError, from_validation_error
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -103,6 +103,17 @@ class HardwareSpec(BaseModel):
         peaks = self.peak_ops_per_s
         return {BF16: True, FP8: peaks.fp8 is not None, INT8: peaks.int8 is not None,
                 INT4: peaks.int4 is not None}[code]
+
+    def parse_formats(self, **bits: str | int) -> dict[str, int]:
+        """Dtype codes of user-given formats (``weight_bits=8, kv_bits='fp8'``, ...), refusing
+        fp8 on a chip without fp8 units (int8 and int4 storage works anywhere)."""
+        codes = {}
+        for field, value in bits.items():
+            code = parse_dtype(value, field)
+            if code == FP8 and not self.has_format(FP8):
+                raise InvalidInputError(field, f"{self.name} has no fp8 support", "use 16, 8 or 4")
+            codes[field] = code
+        return codes
 
     @property
     def ridge_point_ops_per_byte(self) -> float:

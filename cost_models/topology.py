@@ -12,7 +12,6 @@ Vectorized: meshes are (n, 3) arrays, bytes are (n,) arrays, one entry per confi
 
 from __future__ import annotations
 
-import itertools
 from abc import ABC, abstractmethod
 from functools import cache
 from typing import Literal
@@ -24,14 +23,6 @@ from cost_models.hardware import HardwareSpec, SwitchedInterconnect, TorusInterc
 
 Collective = Literal["all_gather", "reduce_scatter", "all_reduce", "all_to_all"]
 AXIS_INDEX = {"x": 0, "y": 1, "z": 2}
-
-
-def axes_mask(axes: str) -> np.ndarray:
-    """'yz' -> [False, True, True]."""
-    mask = np.zeros(3, dtype=bool)
-    for axis in axes:
-        mask[AXIS_INDEX[axis]] = True
-    return mask
 
 
 def group_size(mesh: np.ndarray, axes: str) -> np.ndarray:
@@ -212,6 +203,3 @@ def parse_mesh(text: str) -> tuple[int, int, int]:
         raise InvalidInputError("mesh", f"cannot read {text!r}", "write it as XxYxZ, e.g. 4x4x4")
     return tuple(parts + [1] * (3 - len(parts)))  # type: ignore[return-value]
 
-
-def all_meshes_by_permutation(mesh: tuple[int, int, int]) -> list[tuple[int, int, int]]:
-    return sorted(set(itertools.permutations(mesh)))
