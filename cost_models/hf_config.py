@@ -93,61 +93,41 @@ def _llama(config: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def _gpt2(config: dict[str, Any]) -> dict[str, Any]:
-    """GPT-2: MHA, GELU MLP of n_inner (default 4 * n_embd), tied lm_head by default."""
-    d_model = _positive_int(config, "n_embd")
-    heads = _positive_int(config, "n_head")
-    return dict(
-        layers=_positive_int(config, "n_layer"),
-        d_model=d_model,
-        heads=heads,
-        kv_heads=heads,
-        d_head=_head_dim("n_embd", "n_head", d_model, heads),
-        d_ff=_positive_int(config, "n_inner", default=4 * d_model),
-        ffn="gelu",
-        block="serial",
-        vocab=_positive_int(config, "vocab_size"),
-        kind="decoder",
-        tie_embeddings=_flag(config, "tie_word_embeddings", True),
-    )
+def _gelu_mha(*, layers: str, hidden: str, heads: str, d_ff: str, kind: str, tied: bool,
+              d_ff_factor: int | None = None, parallel_key: str | None = None):
+    """A reader for a multihead, GELU-MLP family, given its config keys: GPT-2 (d_ff defaults to
+    d_ff_factor x hidden, tied lm_head), BERT (encoder, tied MLM decoder), GPT-NeoX / Pythia
+    (parallel residual unless ``parallel_key`` is false, untied)."""
+
+    def read(config: dict[str, Any]) -> dict[str, Any]:
+        d_model = _positive_int(config, hidden)
+        n_heads = _positive_int(config, heads)
+        default_ff = d_ff_factor * d_model if d_ff_factor else None
+        parallel = parallel_key is not None and _flag(config, parallel_key, True)
+        return dict(
+            layers=_positive_int(config, layers),
+            d_model=d_model,
+            heads=n_heads,
+            kv_heads=n_heads,
+            d_head=_head_dim(hidden, heads, d_model, n_heads),
+            d_ff=_positive_int(config, d_ff, default=default_ff),
+            ffn="gelu",
+            block="parallel" if parallel else "serial",
+            vocab=_positive_int(config, "vocab_size"),
+            kind=kind,
+            tie_embeddings=_flag(config, "tie_word_embeddings", tied),
+        )
+
+    return read
 
 
-def _bert(config: dict[str, Any]) -> dict[str, Any]:
-    """BERT: encoder, MHA, GELU MLP; the MLM decoder is tied to the word embedding by default."""
-    d_model = _positive_int(config, "hidden_size")
-    heads = _positive_int(config, "num_attention_heads")
-    return dict(
-        layers=_positive_int(config, "num_hidden_layers"),
-        d_model=d_model,
-        heads=heads,
-        kv_heads=heads,
-        d_head=_head_dim("hidden_size", "num_attention_heads", d_model, heads),
-        d_ff=_positive_int(config, "intermediate_size"),
-        ffn="gelu",
-        block="serial",
-        vocab=_positive_int(config, "vocab_size"),
-        kind="encoder",
-        tie_embeddings=_flag(config, "tie_word_embeddings", True),
-    )
-
-
-def _gpt_neox(config: dict[str, Any]) -> dict[str, Any]:
-    """GPT-NeoX / Pythia: MHA, GELU MLP, parallel residual unless use_parallel_residual is false."""
-    d_model = _positive_int(config, "hidden_size")
-    heads = _positive_int(config, "num_attention_heads")
-    return dict(
-        layers=_positive_int(config, "num_hidden_layers"),
-        d_model=d_model,
-        heads=heads,
-        kv_heads=heads,
-        d_head=_head_dim("hidden_size", "num_attention_heads", d_model, heads),
-        d_ff=_positive_int(config, "intermediate_size"),
-        ffn="gelu",
-        block="parallel" if _flag(config, "use_parallel_residual", True) else "serial",
-        vocab=_positive_int(config, "vocab_size"),
-        kind="decoder",
-        tie_embeddings=_flag(config, "tie_word_embeddings", False),
-    )
+_gpt2 = _gelu_mha(layers="n_layer", hidden="n_embd", heads="n_head", d_ff="n_inner", d_ff_factor=4,
+                  kind="decoder", tied=True)
+_bert = _gelu_mha(layers="num_hidden_layers", hidden="hidden_size", heads="num_attention_heads",
+                  d_ff="intermediate_size", kind="encoder", tied=True)
+_gpt_neox = _gelu_mha(layers="num_hidden_layers", hidden="hidden_size", heads="num_attention_heads",
+                      d_ff="intermediate_size", kind="decoder", tied=False,
+                      parallel_key="use_parallel_residual")
 
 
 _FAMILIES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
