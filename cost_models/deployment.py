@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 
 from cost_models.conventions import DEFAULT, CountingConvention
-from cost_models.dtypes import BYTES_PER_ELEMENT, dtype_name
+from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, dtype_name
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import InferenceConfigs, make_configs
@@ -61,7 +61,7 @@ class MemoryEstimate:
     kv_cache_bytes_per_chip: np.ndarray
     activation_bytes_per_chip: np.ndarray
     capacity_bytes_per_chip: np.ndarray
-    max_context_tokens: np.ndarray
+    max_context_tokens: np.ndarray  # inf where no KV cache limits it (encoders)
 
     @property
     def total_bytes_per_chip(self) -> np.ndarray:
@@ -142,7 +142,9 @@ def estimate(
     }
     network = network_for(hardware)
     chips = np.prod(mesh, axis=-1)
-    peak_bf16 = hardware.peak_ops_per_s.bf16
+    # MFU against the peak of the format the weight matmuls run in (Pope et al. keep them in
+    # bf16, so theirs is the bf16 peak; int8 x int8 on an H100 has twice that to use).
+    peak = hardware.peak_table()[COMBINE[base.weight_dtype, base.act_dtype]]
     params = _params(base)
 
     def phase_time(configs: InferenceConfigs, tokens_per_sequence: np.ndarray, phase: str):
@@ -173,7 +175,7 @@ def estimate(
     def phase(latency, compute, memory, comm, tokens) -> PhaseEstimate:
         return PhaseEstimate(
             latency_s=latency, compute_s=compute, memory_s=memory, comm_s=comm, tokens=tokens,
-            mfu=2.0 * params * tokens / (chips * peak_bf16 * latency),
+            mfu=2.0 * params * tokens / (chips * peak * latency),
             cost_chip_s_per_token=chips * latency / tokens,
         )
 
@@ -199,8 +201,8 @@ def _memory(c: InferenceConfigs, hardware: HardwareSpec, chips: np.ndarray, cont
             kv_memory_fraction: float | None) -> MemoryEstimate:
     weights_total = _params(c) * BYTES_PER_ELEMENT[c.weight_dtype]
     weights = weights_total / chips  # every layout stores weights split over all chips
-    kv_per_token = (2.0 * c.layers * c.kv_heads * c.d_head * BYTES_PER_ELEMENT[c.kv_dtype] * c.batch
-                    / kv_shards(c, chips, batch_sharded))
+    kv_per_token = (np.where(c.decoder, 2.0, 0.0) * c.layers * c.kv_heads * c.d_head
+                    * BYTES_PER_ELEMENT[c.kv_dtype] * c.batch / kv_shards(c, chips, batch_sharded))
     kv = kv_per_token * context
     live = np.maximum((prefill_ops.act_read_bytes + prefill_ops.act_write_bytes).max(axis=0),
                       (decode_ops.act_read_bytes + decode_ops.act_write_bytes).max(axis=0))
@@ -208,7 +210,9 @@ def _memory(c: InferenceConfigs, hardware: HardwareSpec, chips: np.ndarray, cont
     capacity = np.full(len(c), hardware.memory_bytes)
     budget = (capacity * kv_memory_fraction if kv_memory_fraction is not None
               else np.maximum(capacity - weights - activations, 0.0))
-    max_context = np.floor(budget / kv_per_token)
+    # Encoders keep no KV cache: no context limit from it (reported as None).
+    max_context = np.floor(np.divide(budget, kv_per_token, out=np.full(len(c), np.inf),
+                                     where=kv_per_token > 0))
     return MemoryEstimate(weights, kv, activations, capacity, max_context)
 
 
@@ -236,7 +240,8 @@ def estimate_report(result: DeploymentEstimate, index: int = 0) -> dict:
             "total_bytes_per_chip": float(m.total_bytes_per_chip[i]),
             "capacity_bytes_per_chip": float(m.capacity_bytes_per_chip[i]),
             "fits": bool(m.fits[i]),
-            "max_context_tokens": int(m.max_context_tokens[i]),
+            "max_context_tokens": (int(m.max_context_tokens[i]) if np.isfinite(m.max_context_tokens[i])
+                                   else None),
         },
     }
 
@@ -306,7 +311,10 @@ def estimate_one(
             raise InvalidInputError("chips", f"{chips} chips form no legal {chip.name} mesh",
                                     "use a chip count the hardware offers (tuner hardware)")
     meshes = np.array(candidates, dtype=np.float64)
-    base = make_configs(model_spec, phase="decode", batch=batch, seq_len=prompt_len,
+    if model_spec.kind == "encoder" and phase != "prefill":
+        raise InvalidInputError("phase", f"{model_spec.name} is an encoder: it has no decode phase",
+                                "use --phase prefill")
+    base = make_configs(model_spec, phase="prefill", batch=batch, seq_len=prompt_len,
                         weight_dtype=dtypes["weight_bits"], act_dtype=dtypes["act_bits"],
                         kv_dtype=dtypes["kv_bits"], flash_attention=flash_attention, kv_heads=kv_heads)
     base = base.take(np.zeros(len(candidates), dtype=np.int64))

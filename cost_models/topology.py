@@ -84,20 +84,21 @@ class TorusNetwork(Network):
 
     def _links(self, mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per axis: bandwidth each chip sends at, ring steps, and all-to-all hop factor; (n, 3).
-        Cached for the last mesh array seen: a layer's collectives all run on the same mesh."""
-        if self._cache is not None and self._cache[0] is mesh:
-            return self._cache[1]
+        Cached for the last mesh seen (compared by value): a layer's collectives share one mesh."""
+        cached = self._cache
+        if cached is not None and cached[0].shape == mesh.shape and np.array_equal(cached[0], mesh):
+            return cached[1]
         full = (mesh == 1) | (np.mod(mesh, self.spec.wraparound_min_axis) == 0)
         wrap = np.all(full, axis=-1, keepdims=True)
         links = np.where(mesh > 1, np.where(wrap & (mesh > 2), 2.0, 1.0), 0.0)
         bandwidth = links * self.spec.link_bandwidth_bytes_per_s * self.efficiency
         # A ring step per neighbour along each axis (bidirectional rings halve the steps).
-        steps = np.where(wrap, mesh / 2.0, mesh - 1.0)
+        steps = np.where(mesh > 1, np.where(wrap, mesh / 2.0, mesh - 1.0), 0.0)
         # All-to-all is bisection-limited: on a ring of K each byte travels ~K/4 hops (K/2 on a
         # line), against ~1 for an all-gather's pipelined ring.
         hops = np.maximum(np.where(wrap, mesh / 4.0, mesh / 2.0), 1.0)
         links_of_mesh = (bandwidth, steps, hops)
-        self._cache = (mesh, links_of_mesh)
+        self._cache = (mesh.copy(), links_of_mesh)
         return links_of_mesh
 
     def collective_time_s(self, kind, bytes_per_chip, mesh, axes):
@@ -119,9 +120,9 @@ class TorusNetwork(Network):
 
 @cache
 def _legal_torus_meshes(chips: int, dims: int, max_chips: int) -> list[tuple[int, int, int]]:
-    """Cloud TPU slice rule: each physical axis 1, 2 or a multiple of 4; only the smallest
-    slices (up to 2x2) are flat; a 2D chip's slices have one axis of length 1. Any assignment
-    of the physical axes to the logical X, Y, Z is allowed."""
+    """Cloud TPU slice rule: each physical axis 1, 2 or a multiple of 4; a 3D chip's only flat
+    slices are one chip and 2x2x1; a 2D chip's slices have one axis of length 1 (and no other
+    but a single chip). Any assignment of the physical axes to the logical X, Y, Z is allowed."""
     if chips < 1 or chips > max_chips:
         return []
     # No axis longer than a full pod's side (v4: 4096 = 16^3, v5e: 256 = 16^2).
@@ -135,9 +136,9 @@ def _legal_torus_meshes(chips: int, dims: int, max_chips: int) -> list[tuple[int
             continue
         if dims == 2 and physical[0] != 1:
             continue
-        flat_axes = sum(a == 1 for a in physical) - (1 if dims == 2 else 0)
-        if flat_axes > 0 and chips > 4:
-            continue
+        face = physical[1:] if dims == 2 else physical
+        if face[0] == 1 and tuple(face) not in ((1, 1), (1, 1, 1), (1, 2, 2)):
+            continue  # flat slices: one chip, or v4's smallest 2x2x1
         legal.append(mesh)
     return legal
 

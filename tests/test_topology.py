@@ -198,14 +198,17 @@ def test_tpu_v4_chip_counts_without_a_mesh(v4):
 
 
 def test_tpu_v4_small_flat_slice_is_legal(v4):
-    # 2x2x1 (the v4-8 slice, 4 chips) is flat but small enough.
+    # 2x2x1 (the v4-8 slice, 4 chips) is the only flat slice beyond a single chip.
     assert (2, 2, 1) in v4.legal_meshes(4)
     assert (2, 2, 2) in v4.legal_meshes(8)
+    assert (1, 1, 4) not in v4.legal_meshes(4) and v4.legal_meshes(2) == []
 
 
 def test_tpu_v5e_meshes_are_2d_and_at_most_16_long():
     network = network_for(get_hardware("tpu-v5e"))
-    for chips in (1, 2, 4, 8, 16, 32, 64, 128, 256):
+    # v5e slices (Cloud TPU docs): 1x1, 2x2, 2x4, 4x4, 4x8, 8x8, 8x16, 16x16; none of 2 chips.
+    assert network.legal_meshes(2) == []
+    for chips in (1, 4, 8, 16, 32, 64, 128, 256):
         legal = network.legal_meshes(chips)
         assert legal, chips
         for mesh in legal:

@@ -120,5 +120,6 @@ def print_estimate(report: dict) -> None:
         f"memory per chip: weights {_si(m['weights_bytes_per_chip'], 'B')}, KV cache "
         f"{_si(m['kv_cache_bytes_per_chip'], 'B')}, activations {_si(m['activation_bytes_per_chip'], 'B')}, "
         f"total {_si(m['total_bytes_per_chip'], 'B')} of {_si(m['capacity_bytes_per_chip'], 'B')} -> "
-        f"{'fits' if m['fits'] else 'DOES NOT FIT'}; max context at this batch {m['max_context_tokens']:,} tokens"
+        f"{'fits' if m['fits'] else 'DOES NOT FIT'}; max context at this batch "
+        + (f"{m['max_context_tokens']:,} tokens" if m["max_context_tokens"] is not None else "not limited by a KV cache")
     )
