@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tuner.cli import main
+from cli_helpers import assert_one_error_line, run_cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -49,10 +49,6 @@ LLAMA_2_7B_NORM_BYTES = LAYERS * 2 * D * 2
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def analyze_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
@@ -66,16 +62,6 @@ def ops_by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {op["name"]: op for op in report["operators"]}
 
 
-def assert_one_error_line(code: int, out: str, err: str, fields: tuple[str, ...]) -> str:
-    """Exit 2, stdout empty, stderr exactly one line ``error: ...`` naming one of ``fields``."""
-    assert "Traceback" not in out + err
-    assert code == 2, (code, out, err)
-    assert out == ""
-    assert err.endswith("\n") and err.count("\n") == 1, repr(err)
-    line = err.rstrip("\n")
-    assert line.startswith("error:"), line
-    assert any(field in line for field in fields), (fields, line)
-    return line
 
 
 def write_json(path: Path, data: Any) -> Path:

@@ -26,7 +26,7 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.inference_configs import make_configs
 from cost_models.models import get_model
-from tuner.cli import main
+from cli_helpers import assert_one_error_line, run_cli
 
 PALM_540B_PARAMS = 118 * 18432 * (3 * 73728 + 2 * 48 * 256 + 2 * 256) + 256128 * 18432
 assert PALM_540B_PARAMS == 540_356_640_768
@@ -46,10 +46,6 @@ MEMORY_KEYS = {"weights_bytes_per_chip", "kv_cache_bytes_per_chip", "activation_
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def estimate_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
@@ -59,16 +55,6 @@ def estimate_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, A
     return json.loads(out)
 
 
-def assert_one_error_line(code: int, out: str, err: str, fields: tuple[str, ...]) -> str:
-    """Exit 2, stdout empty, stderr exactly one line ``error: ...`` naming one of ``fields``."""
-    assert "Traceback" not in out + err
-    assert code == 2, (code, out, err)
-    assert out == ""
-    assert err.endswith("\n") and err.count("\n") == 1, repr(err)
-    line = err.rstrip("\n")
-    assert line.startswith("error:"), line
-    assert any(field in line for field in fields), (fields, line)
-    return line
 
 
 def legal_v4_shape(mesh: tuple[int, ...], chips: int) -> bool:
