@@ -1,0 +1,171 @@
+"""Study specs: what a user writes in ``studies/*.yaml``, validated by pydantic.
+
+A spec names the model, the hardware, the workload, the design space (each dimension with its
+choices), the objectives with directions, constraints (fits in memory, latency SLOs), the sampler,
+seed and budget. Only safe YAML is ever loaded; every problem is an ``InvalidInputError`` naming
+the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cost_models.errors import InvalidInputError, from_validation_error
+from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
+
+_STRICT = ConfigDict(frozen=True, extra="forbid")
+
+#: Metrics an objective may name: sections and keys of the ``tuner estimate`` JSON, plus chips.
+METRICS: dict[str, Literal["minimize", "maximize"]] = {
+    "prefill.latency_s": "minimize",
+    "prefill.mfu": "maximize",
+    "prefill.cost_chip_s_per_token": "minimize",
+    "prefill.throughput_tokens_per_s": "maximize",
+    "decode.step_latency_s": "minimize",
+    "decode.latency_s": "minimize",
+    "decode.mfu": "maximize",
+    "decode.cost_chip_s_per_token": "minimize",
+    "decode.throughput_tokens_per_s": "maximize",
+    "memory.total_bytes_per_chip": "minimize",
+    "memory.max_context_tokens": "maximize",
+    "chips": "minimize",
+}
+
+
+class Workload(BaseModel):
+    model_config = _STRICT
+    prompt_len: int = Field(gt=0, le=2**31, description="Prompt tokens per sequence.")
+    gen_len: int = Field(gt=0, le=2**31, description="Generated tokens per sequence.")
+
+
+Bits = Literal["16", "8", "4", "fp8"]
+
+
+class Space(BaseModel):
+    """Choices per dimension; a dimension left out has the single default choice."""
+
+    model_config = _STRICT
+    chips: list[int] = Field(min_length=1)
+    mesh: Literal["auto"] | list[str] = Field(
+        default="auto", description="'auto': every legal mesh of every chip count is a choice.")
+    batch: list[int] = Field(min_length=1)
+    prefill_ffn_layout: list[Literal[FFN_LAYOUTS]] = Field(default=["ws_2d"], min_length=1)  # type: ignore[valid-type]
+    decode_ffn_layout: list[Literal[FFN_LAYOUTS]] = Field(default=["ws_2d"], min_length=1)  # type: ignore[valid-type]
+    prefill_attn_sharding: list[Literal[ATTENTION_SHARDINGS]] = Field(default=["head"], min_length=1)  # type: ignore[valid-type]
+    decode_attn_sharding: list[Literal[ATTENTION_SHARDINGS]] = Field(default=["head"], min_length=1)  # type: ignore[valid-type]
+    weight_bits: list[Bits] = Field(default=["16"], min_length=1)
+    kv_bits: list[Bits] = Field(default=["16"], min_length=1)
+    kv_heads: list[int | Literal["model", "mha", "mqa"]] = Field(
+        default=["model"], min_length=1,
+        description="Attention type what-if: 'model' (as published), 'mha', 'mqa', or a KV head count (GQA).")
+    block: list[Literal["model", "serial", "parallel"]] = Field(default=["model"], min_length=1)
+    flash_attention: list[bool] = Field(default=[False], min_length=1)
+
+    @field_validator("weight_bits", "kv_bits", mode="before")
+    @classmethod
+    def _bits_as_strings(cls, value: object) -> object:
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("chips", "batch")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(v < 1 or v > 2**31 for v in value):
+            raise ValueError("every choice must be a whole number from 1 to 2^31")
+        if len(set(value)) != len(value):
+            raise ValueError("choices repeat; list each once")
+        return value
+
+
+class Objective(BaseModel):
+    model_config = _STRICT
+    metric: str
+    direction: Literal["minimize", "maximize"] | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in METRICS:
+            raise ValueError(f"unknown metric {value!r}; use one of {', '.join(METRICS)}")
+        return value
+
+    @property
+    def resolved_direction(self) -> str:
+        return self.direction or METRICS[self.metric]
+
+
+class Constraints(BaseModel):
+    """Optuna's convention: a constraint value <= 0 is feasible."""
+
+    model_config = _STRICT
+    fits: bool = Field(default=True, description="Memory per chip within capacity.")
+    max_ttft_s: float | None = Field(default=None, gt=0, description="Prefill latency SLO.")
+    max_tpot_s: float | None = Field(default=None, gt=0, description="Decode step latency SLO.")
+
+
+class StudySpec(BaseModel):
+    model_config = _STRICT
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str = ""
+    model: str = Field(description="Catalog name or path of a config.json.")
+    hardware: str
+    workload: Workload
+    space: Space
+    objectives: list[Objective] = Field(min_length=1, max_length=6)
+    constraints: Constraints = Constraints()
+    overlap: Literal["overlapped", "added"] = "overlapped"
+    sampler: Literal["nsga2", "tpe", "random", "exhaustive"] = "nsga2"
+    seed: int = 0
+    trials: int = Field(default=1000, gt=0, le=10_000_000)
+
+    @field_validator("objectives")
+    @classmethod
+    def _distinct(cls, value: list[Objective]) -> list[Objective]:
+        names = [o.metric for o in value]
+        if len(set(names)) != len(names):
+            raise ValueError("an objective is listed twice")
+        return value
+
+    def canonical_json(self) -> str:
+        """The spec as sorted JSON: what the hash covers and what the study stores."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+    @property
+    def spec_hash(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+
+def parse_spec(data: object, where: str = "spec") -> StudySpec:
+    """Validate already-loaded data into a :class:`StudySpec`."""
+    if not isinstance(data, dict):
+        raise InvalidInputError(where, "expected a mapping at the top level", "see studies/*.yaml")
+    try:
+        return StudySpec(**data)
+    except ValidationError as error:
+        raise from_validation_error(error, where) from None
+    except TypeError as error:  # e.g. non-string keys
+        raise InvalidInputError(where, f"malformed: {error}", "see studies/*.yaml") from None
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read a study spec from a YAML file with ``yaml.safe_load`` (no object-constructing tags)."""
+    file = Path(path)
+    if not file.is_file():
+        raise InvalidInputError("spec", f"no file at {str(file)!r}", "pass the path of a study YAML")
+    try:
+        text = file.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInputError("spec", f"cannot read {str(file)!r}: {error}", "check the file") from None
+    except RecursionError:
+        raise InvalidInputError("spec", "YAML nested too deeply", "flatten the file") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InvalidInputError("spec", f"malformed YAML{where}", "fix the YAML syntax (safe YAML only, no tags)") from None
+    return parse_spec(data, file.name)
