@@ -1,0 +1,198 @@
+"""Searching a design space with Optuna and keeping the study in a database.
+
+:func:`run_search` compiles a spec, opens (or resumes) its study, samples candidates in batches
+from an in-memory Optuna study, scores each batch with one vectorized cost-model call, and hands
+finished trials to a :class:`~tuner.storage.TrialWriter` that writes them in bulk. The stored
+study is self-explanatory: the spec and its hash as study attributes, objective names through
+``set_metric_names``, each trial's constraints (Optuna's ``set_constraint``) and full breakdown.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import FrozenTrial, TrialState, create_trial
+
+from cost_models.errors import InvalidInputError
+from search_spaces.space import CompiledStudy, candidate_report, compile_study, evaluate
+from search_spaces.spec import StudySpec, parse_spec
+from tuner.storage import TrialWriter, default_storage_url, find_study_id, open_storage
+
+SPEC_ATTR, HASH_ATTR, CONSTRAINTS_ATTR = "spec", "spec_hash", "constraint_names"
+SAMPLERS = ("nsga2", "tpe", "random", "exhaustive")
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass
+class SearchResult:
+    study_name: str
+    storage_url: str
+    trials_before: int
+    trials_added: int
+    interrupted: bool
+    elapsed_s: float
+
+
+def distributions(study: CompiledStudy) -> dict[str, CategoricalDistribution]:
+    """Static categorical choices per dimension (Optuna rejects changing choice lists)."""
+    return {name: CategoricalDistribution(list(choices))
+            for name, choices in study.space.dimensions.items()}
+
+
+def make_sampler(name: str, seed: int, study: CompiledStudy) -> optuna.samplers.BaseSampler:
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise InvalidInputError("sampler", f"unknown sampler {name!r}", f"use one of {', '.join(SAMPLERS)}")
+
+
+def _spec_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        where = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += _spec_differences(a, b, where + ".")
+        elif a != b:
+            changes.append(f"{where}: {json.dumps(a)} -> {json.dumps(b)}")
+    return changes
+
+
+def open_study(spec: StudySpec, storage_url: str, compiled: CompiledStudy):
+    """Create the study, or resume it after checking its stored spec is the same."""
+    storage = open_storage(storage_url)
+    study_id = find_study_id(storage, spec.name)
+    if study_id is not None:
+        stored = storage.get_study_user_attrs(study_id)
+        if stored.get(HASH_ATTR) != spec.spec_hash:
+            changes = _spec_differences(stored.get(SPEC_ATTR, {}), json.loads(spec.canonical_json()))
+            shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
+            raise InvalidInputError(
+                "spec", f"study {spec.name!r} in {storage_url} was made from a different spec ({shown})",
+                "restore the spec, give the study a new name, or use another --storage")
+        return storage, optuna.load_study(study_name=spec.name, storage=storage)
+    study = optuna.create_study(study_name=spec.name, storage=storage, directions=compiled.directions)
+    study.set_user_attr(SPEC_ATTR, json.loads(spec.canonical_json()))
+    study.set_user_attr(HASH_ATTR, spec.spec_hash)
+    study.set_user_attr(CONSTRAINTS_ATTR, compiled.constraint_names)
+    study.set_metric_names(compiled.objective_names)
+    return storage, study
+
+
+def _frozen(compiled: CompiledStudy, evaluation, row: int, dists, number: int) -> FrozenTrial:
+    trial = create_trial(
+        params=compiled.space.params_of(evaluation.indices, row), distributions=dists,
+        values=[float(v) for v in evaluation.values[row]],
+        user_attrs={"estimate": candidate_report(compiled, evaluation, row)},
+        system_attrs={f"constraints:{name}": float(v)
+                      for name, v in zip(compiled.constraint_names, evaluation.constraints[row])},
+    )
+    trial.number = number
+    return trial
+
+
+def run_search(
+    spec: StudySpec | dict,
+    storage_url: str | None = None,
+    *,
+    trials: int | None = None,
+    timeout_s: float | None = None,
+    sampler: str | None = None,
+    seed: int | None = None,
+    batch_size: int = 64,
+    flush_interval_s: float = 1.0,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> SearchResult:
+    """Run (or resume) a study until it holds ``trials`` trials or ``timeout_s`` passes.
+
+    ``trials`` defaults to the spec's budget; for the exhaustive sampler it is the whole space.
+    Ctrl-C stops cleanly: finished trials are written, and the result says it was interrupted.
+    """
+    spec = spec if isinstance(spec, StudySpec) else parse_spec(spec)
+    compiled = compile_study(spec)
+    storage_url = storage_url or default_storage_url(spec.name)
+    sampler_name = sampler or spec.sampler
+    if sampler_name not in SAMPLERS:
+        raise InvalidInputError("sampler", f"unknown sampler {sampler_name!r}", f"use one of {', '.join(SAMPLERS)}")
+    if trials is not None and trials < 1:
+        raise InvalidInputError("trials", f"must be at least 1, got {trials}", "pass a positive number")
+    if timeout_s is not None and not timeout_s > 0:
+        raise InvalidInputError("timeout", f"must be positive, got {timeout_s}", "pass seconds > 0")
+    storage, stored = open_study(spec, storage_url, compiled)
+    study_id = stored._study_id
+    existing = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+    writer = TrialWriter(storage, study_id, flush_interval_s)
+    dists = distributions(compiled)
+    start = time.monotonic()
+    interrupted = False
+    try:
+        if sampler_name == "exhaustive":
+            _exhaustive(compiled, existing, writer, dists, on_progress)
+        else:
+            budget = trials if trials is not None else spec.trials
+            _sample(compiled, existing, writer, dists, budget, timeout_s, start,
+                    make_sampler(sampler_name, seed if seed is not None else spec.seed, compiled),
+                    batch_size, on_progress)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        writer.flush()
+    return SearchResult(spec.name, storage_url, len(existing), writer.written, interrupted,
+                        time.monotonic() - start)
+
+
+def _sample(compiled, existing, writer, dists, budget, timeout_s, start, sampler, batch_size,
+            on_progress) -> None:
+    memory = optuna.create_study(directions=compiled.directions, sampler=sampler)
+    memory.add_trials(existing)  # the sampler learns from everything stored so far
+    done = len(existing)
+    names = compiled.constraint_names
+    while done < budget and (timeout_s is None or time.monotonic() - start < timeout_s):
+        asked = [memory.ask(dists) for _ in range(min(batch_size, budget - done))]
+        evaluation = evaluate(compiled, compiled.space.indices_of([t.params for t in asked]))
+        finished = []
+        for row, trial in enumerate(asked):
+            for name, value in zip(names, evaluation.constraints[row]):
+                trial.set_constraint(name, float(value))
+            trial.set_user_attr("estimate", candidate_report(compiled, evaluation, row))
+            finished.append(memory.tell(trial, [float(v) for v in evaluation.values[row]]))
+        writer.add(finished)
+        done += len(asked)
+        if on_progress:
+            on_progress(done, budget)
+
+
+def _exhaustive(compiled, existing, writer, dists, on_progress, chunk: int = 20_000) -> None:
+    """Every structurally possible candidate not yet stored, scored in vectorized chunks."""
+    indices = compiled.space.all_indices()
+    # Meshes that do not multiply to the chip count are not candidates at all here.
+    mesh_chips = np.array([np.prod([int(a) for a in m.split("x")]) for m in compiled.space.dimensions["mesh"]])
+    chips = np.array(compiled.space.dimensions["chips"])
+    keep = mesh_chips[indices["mesh"]] == chips[indices["chips"]]
+    indices = {k: v[keep] for k, v in indices.items()}
+    if existing:
+        seen = compiled.space.indices_of([t.params for t in existing])
+        stacked = np.stack(list(indices.values()), axis=1)
+        done_keys = {tuple(row) for row in np.stack(list(seen.values()), axis=1)}
+        fresh = np.array([tuple(row) not in done_keys for row in stacked], dtype=bool)
+        indices = {k: v[fresh] for k, v in indices.items()}
+    total = len(indices["chips"])
+    number = len(existing)
+    for begin in range(0, total, chunk):
+        part = {k: v[begin:begin + chunk] for k, v in indices.items()}
+        evaluation = evaluate(compiled, part)
+        trials = [_frozen(compiled, evaluation, row, dists, number + row) for row in range(len(evaluation))]
+        number += len(trials)
+        writer.add(trials)
+        if on_progress:
+            on_progress(min(begin + chunk, total), total)
