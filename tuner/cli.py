@@ -154,6 +154,131 @@ def estimate_command(model: str, hardware: str, chips: int, mesh: str | None, ph
         tables.print_estimate(report)
 
 
+@cli.command("search")
+@click.argument("spec_path", metavar="SPEC.yaml", type=click.Path(dir_okay=False))
+@click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/<name>.db].")
+@click.option("--trials", type=int, default=None, help="Trials the study should hold [default: the spec's].")
+@click.option("--timeout", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--sampler", type=click.Choice(["nsga2", "tpe", "random", "exhaustive"]), default=None,
+              help="Override the spec's sampler.")
+@click.option("--seed", type=int, default=None, help="Override the spec's seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result and front as JSON.")
+def search_command(spec_path: str, storage: str | None, trials: int | None, timeout: float | None,
+                   sampler: str | None, seed: int | None, as_json: bool) -> None:
+    """Search a study's design space with Optuna; running it again resumes the study."""
+    from search_spaces.spec import load_spec
+    from tuner.pareto import study_front
+    from tuner.study import run_search
+
+    spec = load_spec(spec_path)
+    with tables.progress(disable=as_json) as update:
+        result = run_search(spec, storage, trials=trials, timeout_s=timeout, sampler=sampler,
+                            seed=seed, on_progress=update)
+    from tuner.pareto import load_study
+
+    front = study_front(load_study(result.study_name, result.storage_url))
+    if as_json:
+        _print_json({"study": result.study_name, "storage": result.storage_url,
+                     "trials_before": result.trials_before, "trials_added": result.trials_added,
+                     "interrupted": result.interrupted, "elapsed_s": result.elapsed_s,
+                     "front": tables.front_rows(front)})
+    else:
+        tables.print_front(front)
+        rate = result.trials_added / result.elapsed_s if result.elapsed_s > 0 else 0.0
+        click.echo(f"{result.trials_added} trials added in {result.elapsed_s:.1f} s ({rate:.0f}/s); "
+                   f"study {result.study_name!r} in {result.storage_url} holds "
+                   f"{result.trials_before + result.trials_added}")
+    if result.interrupted:
+        click.echo(f"interrupted: every finished trial is saved; run the same command to resume",
+                   err=True)
+        raise SystemExit(130)
+
+
+@cli.command("studies")
+@click.option("--storage", default="sqlite:///studies/*.db", show_default=True,
+              help="SQLAlchemy URL; the default lists every SQLite study under studies/.")
+@click.option("--json", "as_json", is_flag=True)
+def studies_command(storage: str, as_json: bool) -> None:
+    """List studies with their trial counts and front sizes."""
+    from tuner.pareto import list_studies
+
+    rows = list_studies(storage)
+    if as_json:
+        _print_json(rows)
+    else:
+        tables.print_studies(rows)
+
+
+@cli.command("pareto")
+@click.argument("study_name", metavar="STUDY")
+@click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/STUDY.db].")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--csv", "as_csv", is_flag=True)
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Write a PNG of the first two objectives with the front marked.")
+def pareto_command(study_name: str, storage: str | None, as_json: bool, as_csv: bool,
+                   plot: str | None) -> None:
+    """Print a study's Pareto front (feasible trials only)."""
+    from tuner.pareto import load_study, study_front
+    from tuner.storage import default_storage_url
+
+    study = load_study(study_name, storage or default_storage_url(study_name))
+    front = study_front(study)
+    if plot:
+        from tuner.front_plot import write_front_plot
+
+        write_front_plot(study, front, plot)
+    if as_json:
+        _print_json(tables.front_rows(front))
+    elif as_csv:
+        click.echo(tables.front_csv(front), nl=False)
+    else:
+        tables.print_front(front)
+        if plot:
+            click.echo(f"front chart written to {plot}")
+
+
+@cli.command("show")
+@click.argument("study_name", metavar="STUDY")
+@click.argument("trial_number", metavar="TRIAL", type=int)
+@click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/STUDY.db].")
+def show_command(study_name: str, trial_number: int, storage: str | None) -> None:
+    """Print one trial's full breakdown (JSON)."""
+    from tuner.pareto import load_study, trial_breakdown
+    from tuner.storage import default_storage_url
+
+    study = load_study(study_name, storage or default_storage_url(study_name))
+    _print_json(trial_breakdown(study, trial_number))
+
+
+@cli.command("export")
+@click.argument("study_name", metavar="STUDY")
+@click.option("--trial", "trial_number", type=int, required=True, help="Trial number (tuner pareto).")
+@click.option("--format", "fmt", type=click.Choice(["json", "yaml", "jax", "vllm"]), default="json",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to FILE.")
+@click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/STUDY.db].")
+def export_command(study_name: str, trial_number: int, fmt: str, output: str | None,
+                   storage: str | None) -> None:
+    """Turn a trial into a deployment spec (json/yaml) or a stack's settings (jax, vllm)."""
+    from tuner.export import export
+    from tuner.pareto import load_study
+    from tuner.storage import default_storage_url
+
+    study = load_study(study_name, storage or default_storage_url(study_name))
+    text = export(study, trial_number, fmt)
+    if output:
+        try:
+            with open(output, "w", encoding="utf-8") as handle:
+                handle.write(text if text.endswith("\n") else text + "\n")
+        except OSError as error:
+            raise InvalidInputError("output", f"cannot write {output}: {error.strerror}",
+                                    "pass a writable path") from None
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text)
+
+
 def _print_json(data: object) -> None:
     # allow_nan=False: scripts get standard JSON or an error, never Infinity/NaN.
     click.echo(json.dumps(data, indent=2, allow_nan=False))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+import csv
+import io
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cost_models.hardware import HardwareSpec
@@ -123,3 +127,68 @@ def print_estimate(report: dict) -> None:
         f"{'fits' if m['fits'] else 'DOES NOT FIT'}; max context at this batch "
         + (f"{m['max_context_tokens']:,} tokens" if m["max_context_tokens"] is not None else "not limited by a KV cache")
     )
+
+
+@contextmanager
+def progress(disable: bool = False) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr; yields ``update(done, total)``."""
+    if disable:
+        yield lambda done, total: None
+        return
+    bar = Progress(TextColumn("searching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=Console(stderr=True), transient=True)
+    task = bar.add_task("trials", total=None)
+    with bar:
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+_PARAM_COLUMNS = ("chips", "mesh", "batch", "prefill_ffn_layout", "decode_ffn_layout",
+                  "prefill_attn_sharding", "decode_attn_sharding", "weight_bits", "kv_bits",
+                  "kv_heads", "block", "flash_attention")
+
+
+def front_rows(front) -> list[dict]:
+    """The front as plain rows: trial number, configuration, objectives."""
+    return [{"trial": t.number, "params": dict(t.params),
+             "objectives": dict(zip(front.objective_names, t.values))} for t in front.trials]
+
+
+def front_csv(front) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    params = [p for p in _PARAM_COLUMNS if any(p in t.params for t in front.trials)]
+    writer.writerow(["trial", *params, *front.objective_names])
+    for t in front.trials:
+        writer.writerow([t.number, *(t.params.get(p) for p in params), *t.values])
+    return buffer.getvalue()
+
+
+def print_front(front) -> None:
+    console = _console()
+    title = escape(f"Pareto front of {front.study_name}: {len(front.trials)} of {front.n_feasible} "
+                   f"feasible trials ({front.n_trials} in all)")
+    table = Table(title=title)
+    table.add_column("trial", justify="right")
+    varying = [p for p in _PARAM_COLUMNS if len({str(t.params.get(p)) for t in front.trials}) > 1]
+    for p in varying:
+        table.add_column(p)
+    for name, direction in zip(front.objective_names, front.directions):
+        table.add_column(f"{name} ({'min' if direction == 'minimize' else 'max'})", justify="right")
+    for t in front.trials:
+        table.add_row(str(t.number), *(escape(str(t.params.get(p))) for p in varying),
+                      *(f"{v:.4g}" for v in t.values))
+    console.print(table)
+    if not front.trials:
+        console.print("no feasible trial yet: relax the constraints or widen the space")
+
+
+def print_studies(rows: list[dict]) -> None:
+    table = Table(title="Studies")
+    for column in ("study", "trials", "feasible", "front", "objectives", "storage"):
+        table.add_column(column, justify="right" if column in ("trials", "feasible", "front") else "left")
+    for r in rows:
+        table.add_row(escape(r["study"]), str(r["trials"]), str(r["feasible"]), str(r["front_size"]),
+                      escape(", ".join(r["objectives"])), escape(r["storage"]))
+    _console().print(table)
+    if not rows:
+        _console().print("no studies found")

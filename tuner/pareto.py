@@ -1,0 +1,124 @@
+"""Pareto fronts of stored studies, and the hypervolume that compares them.
+
+The front is computed here (feasible trials only, Optuna's constraint convention: every
+constraint <= 0), so it is the same for a study written by any sampler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from cost_models.errors import InvalidInputError
+from tuner.storage import open_storage, study_names
+
+
+@dataclass(frozen=True)
+class Front:
+    study_name: str
+    objective_names: list[str]
+    directions: list[str]
+    trials: list[FrozenTrial]  # on the front, sorted by the first objective
+    n_trials: int
+    n_feasible: int
+
+
+def load_study(name: str, storage_url: str) -> optuna.Study:
+    storage = open_storage(storage_url, create_dirs=False)
+    if name not in study_names(storage):
+        known = ", ".join(study_names(storage)) or "none"
+        raise InvalidInputError("study", f"no study named {name!r} in {storage_url}",
+                                f"use one of: {known}")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def is_feasible(trial: FrozenTrial) -> bool:
+    return all(v <= 0 for k, v in trial.system_attrs.items() if k.startswith("constraints:"))
+
+
+def minimized(values: np.ndarray, directions: list[str]) -> np.ndarray:
+    """Objective values turned so that smaller is better in every column."""
+    signs = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
+    return values * signs
+
+
+def nondominated(points: np.ndarray) -> np.ndarray:
+    """Mask of rows no other row dominates (all objectives minimized); duplicates all kept."""
+    from optuna.study._multi_objective import _is_pareto_front
+
+    return _is_pareto_front(points, assume_unique_lexsorted=False)
+
+
+def study_front(study: optuna.Study) -> Front:
+    directions = ["minimize" if d == optuna.study.StudyDirection.MINIMIZE else "maximize"
+                  for d in study.directions]
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    feasible = [t for t in complete if is_feasible(t)]
+    if feasible:
+        points = minimized(np.array([t.values for t in feasible], dtype=np.float64), directions)
+        mask = nondominated(points)
+        # Configurations with identical objectives (a mesh permutation, a prefill-only choice in a
+        # decode-only study) are one point of the front: keep the earliest trial of each.
+        distinct: dict[tuple, FrozenTrial] = {}
+        for trial, on_front in zip(feasible, mask):
+            if on_front:
+                key = tuple(trial.values)
+                if key not in distinct or trial.number < distinct[key].number:
+                    distinct[key] = trial
+        front = sorted(distinct.values(), key=lambda t: (t.values[0], t.number))
+    else:
+        front = []
+    names = study.metric_names or [f"objective_{i}" for i in range(len(directions))]
+    return Front(study.study_name, list(names), directions, front, len(complete), len(feasible))
+
+
+def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
+    """Hypervolume (all objectives minimized) of the points dominating ``reference``."""
+    from optuna._hypervolume import compute_hypervolume
+
+    inside = points[np.all(points < reference, axis=1)]
+    if len(inside) == 0:
+        return 0.0
+    return float(compute_hypervolume(inside, reference))
+
+
+def trial_breakdown(study: optuna.Study, number: int) -> dict:
+    """One trial: its state, choices, objectives, constraints and full estimate."""
+    trials = study.get_trials(deepcopy=False)
+    if not 0 <= number < len(trials):
+        raise InvalidInputError("trial", f"study {study.study_name!r} has no trial {number}",
+                                f"use 0..{len(trials) - 1}" if trials else "run tuner search first")
+    trial = trials[number]
+    names = study.metric_names or [f"objective_{i}" for i in range(len(trial.values or []))]
+    return {
+        "study": study.study_name, "trial": trial.number, "state": trial.state.name,
+        "params": trial.params,
+        "objectives": dict(zip(names, trial.values or [])),
+        "constraints": {k.removeprefix("constraints:"): v for k, v in trial.system_attrs.items()
+                        if k.startswith("constraints:")},
+        "feasible": is_feasible(trial),
+        "estimate": trial.user_attrs.get("estimate"),
+    }
+
+
+def list_studies(storage_url: str) -> list[dict]:
+    """Every study of a storage (or of every SQLite file a glob URL matches), with counts."""
+    import glob
+
+    if storage_url.startswith("sqlite:///") and any(ch in storage_url for ch in "*?["):
+        urls = [f"sqlite:///{path}" for path in sorted(glob.glob(storage_url.removeprefix("sqlite:///")))]
+    else:
+        urls = [storage_url]
+    rows = []
+    for url in urls:
+        storage = open_storage(url, create_dirs=False)
+        for name in study_names(storage):
+            study = optuna.load_study(study_name=name, storage=storage)
+            front = study_front(study)
+            rows.append({"study": name, "storage": url, "trials": front.n_trials,
+                         "feasible": front.n_feasible, "front_size": len(front.trials),
+                         "objectives": front.objective_names})
+    return rows
