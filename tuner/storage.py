@@ -127,8 +127,8 @@ def write_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial]) 
         for model, rows in ((models.TrialValueModel, values), (models.TrialParamModel, params),
                             (models.TrialUserAttributeModel, user_attrs),
                             (models.TrialSystemAttributeModel, system_attrs)):
-            if rows:
-                session.execute(insert(model), rows)
+            if rows:  # Core executemany on the table: no ORM unit of work per row
+                session.execute(insert(model.__table__), rows)
         session.commit()
     except Exception:
         session.rollback()

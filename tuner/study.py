@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from cost_models.errors import InvalidInputError
 from search_spaces.space import CompiledStudy, candidate_report, compile_study, evaluate
 from search_spaces.spec import StudySpec, parse_spec
+from tuner.samplers import IncrementalNSGAIISampler
 from tuner.storage import TrialWriter, default_storage_url, find_study_id, open_storage
 
 SPEC_ATTR, HASH_ATTR, CONSTRAINTS_ATTR = "spec", "spec_hash", "constraint_names"
@@ -48,7 +49,7 @@ def distributions(study: CompiledStudy) -> dict[str, CategoricalDistribution]:
 
 def make_sampler(name: str, seed: int, study: CompiledStudy) -> optuna.samplers.BaseSampler:
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
+        return IncrementalNSGAIISampler(seed=seed)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
     if name == "random":
@@ -164,8 +165,11 @@ def _sample(compiled, existing, writer, dists, budget, timeout_s, start, sampler
         for row, trial in enumerate(asked):
             for name, value in zip(names, evaluation.constraints[row]):
                 trial.set_constraint(name, float(value))
-            trial.set_user_attr("estimate", candidate_report(compiled, evaluation, row))
-            finished.append(memory.tell(trial, [float(v) for v in evaluation.values[row]]))
+            told = memory.tell(trial, [float(v) for v in evaluation.values[row]])
+            # The breakdown goes to the database only: the in-memory study copies its trials on
+            # every ask and tell, and the sampler never reads it.
+            told.set_user_attr("estimate", candidate_report(compiled, evaluation, row))
+            finished.append(told)
         writer.add(finished)
         done += len(asked)
         if on_progress:

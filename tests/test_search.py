@@ -1,0 +1,551 @@
+"""Searching: ``run_search`` with Optuna's samplers and exhaustive enumeration, studies persisted in
+SQLite and read back with plain Optuna, resuming, Pareto fronts checked by brute force, and the
+``tuner search/studies/pareto/show/export`` commands (including bad input: exit 2, one line,
+nothing written).
+
+Every study here is small (PaLM 540B on 64/128 TPU v4 chips, a handful of choices) and stored in a
+SQLite file under ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+
+from cli_helpers import assert_one_error_line, run_cli
+from cost_models.errors import InvalidInputError
+from cost_models.hardware import get_hardware
+from cost_models.topology import network_for
+from search_spaces.space import compile_study, evaluate
+from search_spaces.spec import METRICS, parse_spec
+from tuner.pareto import load_study, study_front, trial_breakdown
+from tuner.study import run_search
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+OBJECTIVES = ["decode.step_latency_s", "decode.cost_chip_s_per_token"]
+
+SMALL: dict = {
+    "name": "small",
+    "model": "palm-540b",
+    "hardware": "tpu-v4",
+    "workload": {"prompt_len": 128, "gen_len": 8},
+    "space": {"chips": [64, 128], "batch": [1, 16, 64], "decode_ffn_layout": ["ws_1d", "ws_2d"]},
+    "objectives": [{"metric": m} for m in OBJECTIVES],
+    "constraints": {"fits": True, "max_tpot_s": 0.5},
+    "sampler": "random",
+    "seed": 0,
+    "trials": 100,
+}
+
+# 64 chips only, two batches, two decode layouts: every mesh multiplies to 64.
+TINY: dict = {**SMALL, "name": "tiny",
+              "space": {"chips": [64], "batch": [1, 64], "decode_ffn_layout": ["ws_1d", "ws_2d"]}}
+
+
+def spec_dict(base: dict = SMALL, **changes) -> dict:
+    data = copy.deepcopy(base)
+    data.update(changes)
+    return data
+
+
+def url_of(tmp_path: Path, name: str = "s.db") -> str:
+    return f"sqlite:///{tmp_path}/{name}"
+
+
+def write_spec(tmp_path: Path, data: dict, name: str = "spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def stored(name: str, url: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+
+
+def feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    constraints = [v for k, v in trial.system_attrs.items() if k.startswith("constraints:")]
+    assert constraints
+    return all(v <= 0 for v in constraints)
+
+
+def minimized(values, directions) -> np.ndarray:
+    signs = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
+    return np.asarray(values, dtype=np.float64) * signs
+
+
+def dominates(a: np.ndarray, b: np.ndarray) -> bool:
+    """a dominates b (both minimized): no worse anywhere, better somewhere."""
+    return bool(np.all(a <= b) and np.any(a < b))
+
+
+def brute_front(points: np.ndarray) -> set[tuple]:
+    """Distinct objective vectors that no point dominates, by brute force."""
+    front = set()
+    for i, p in enumerate(points):
+        if not any(dominates(q, p) for j, q in enumerate(points) if j != i):
+            front.add(rounded(p))
+    return front
+
+
+def rounded(values) -> tuple:
+    return tuple(float(f"{float(v):.12g}") for v in values)
+
+
+# --- run_search and what it stores -------------------------------------------------------------
+
+@pytest.mark.parametrize("sampler", ["random", "nsga2"])
+def test_run_search_stores_exactly_the_requested_trials(tmp_path: Path, sampler: str) -> None:
+    url = url_of(tmp_path)
+    spec = parse_spec(spec_dict(sampler=sampler))
+    result = run_search(spec, url, trials=120)
+    assert (result.study_name, result.storage_url) == ("small", url)
+    assert (result.trials_before, result.trials_added, result.interrupted) == (0, 120, False)
+
+    study = optuna.load_study(study_name="small", storage=url)
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 120
+    assert sorted(t.number for t in trials) == list(range(120))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert study.metric_names == OBJECTIVES
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE"]
+    assert study.user_attrs["spec"] == json.loads(spec.canonical_json())
+    assert study.user_attrs["spec_hash"] == spec.spec_hash
+
+    compiled = compile_study(spec)
+    constraint_keys = {f"constraints:{n}" for n in compiled.constraint_names}
+    assert constraint_keys == {"constraints:structurally_valid", "constraints:fits_in_memory",
+                               "constraints:max_tpot_s"}
+    for trial in trials:
+        assert constraint_keys <= set(trial.system_attrs)
+        assert all(math.isfinite(trial.system_attrs[k]) for k in constraint_keys)
+        assert len(trial.values) == 2 and all(math.isfinite(v) for v in trial.values)
+        assert set(trial.params) == set(compiled.space.dimensions)
+        for name, value in trial.params.items():
+            assert value in compiled.space.dimensions[name]
+        estimate = trial.user_attrs["estimate"]
+        for section in ("prefill", "decode", "memory"):
+            assert isinstance(estimate[section], dict) and estimate[section]
+        assert estimate["params"] == trial.params
+        valid = trial.system_attrs["constraints:structurally_valid"] <= 0
+        assert estimate["structurally_valid"] is valid
+        if valid:
+            assert trial.values[0] == pytest.approx(estimate["decode"]["step_latency_s"], rel=1e-12)
+            assert trial.values[1] == pytest.approx(estimate["decode"]["cost_chip_s_per_token"], rel=1e-12)
+            assert trial.system_attrs["constraints:max_tpot_s"] == pytest.approx(
+                estimate["decode"]["step_latency_s"] - 0.5, rel=1e-9, abs=1e-12)
+            assert (trial.system_attrs["constraints:fits_in_memory"] <= 0) is estimate["memory"]["fits"]
+
+
+def test_run_search_accepts_a_dict_and_defaults_to_the_spec_budget(tmp_path: Path) -> None:
+    url = url_of(tmp_path)
+    result = run_search(spec_dict(trials=70), url)
+    assert result.trials_added == 70
+    assert len(stored("small", url)) == 70
+
+
+def test_resuming_adds_trials_up_to_the_new_total(tmp_path: Path) -> None:
+    url = url_of(tmp_path)
+    spec = parse_spec(spec_dict())
+    first = run_search(spec, url, trials=100)
+    assert first.trials_added == 100
+    second = run_search(spec, url, trials=250)
+    assert (second.trials_before, second.trials_added) == (100, 150)
+    numbers = [t.number for t in stored("small", url)]
+    assert len(numbers) == 250
+    assert sorted(numbers) == list(range(250))
+    # Asking for no more than the study holds adds nothing.
+    third = run_search(spec, url, trials=200)
+    assert (third.trials_before, third.trials_added) == (250, 0)
+    assert len(stored("small", url)) == 250
+
+
+def test_stored_trials_have_start_and_completion_times(tmp_path: Path) -> None:
+    """Optuna requires them of every finished trial (FrozenTrial._validate); resuming re-adds the
+    stored trials to an in-memory study, which validates them."""
+    url = url_of(tmp_path)
+    run_search(spec_dict(), url, trials=60)
+    for trial in stored("small", url):
+        assert trial.datetime_start is not None
+        assert trial.datetime_complete is not None
+        assert trial.datetime_start <= trial.datetime_complete
+        trial._validate()
+
+
+def test_resuming_with_a_changed_spec_is_refused(tmp_path: Path) -> None:
+    url = url_of(tmp_path)
+    run_search(spec_dict(), url, trials=60)
+    before = [(t.number, t.params, t.values) for t in stored("small", url)]
+    changed = spec_dict()
+    changed["space"]["batch"] = [1, 16, 128]
+    with pytest.raises(InvalidInputError) as info:
+        run_search(changed, url, trials=120)
+    message = str(info.value)
+    assert "space.batch" in message
+    assert "small" in message
+    assert [(t.number, t.params, t.values) for t in stored("small", url)] == before
+    study = optuna.load_study(study_name="small", storage=url)
+    assert study.user_attrs["spec_hash"] == parse_spec(spec_dict()).spec_hash
+
+
+# --- exhaustive enumeration --------------------------------------------------------------------
+
+def test_exhaustive_enumerates_every_structurally_possible_candidate_once(tmp_path: Path) -> None:
+    url = url_of(tmp_path)
+    meshes = network_for(get_hardware("tpu-v4")).legal_meshes(64)
+    expected = len(meshes) * 2 * 2  # meshes x batch [1, 64] x decode layout [ws_1d, ws_2d]
+    result = run_search(spec_dict(TINY), url, sampler="exhaustive")
+    assert (result.trials_before, result.trials_added) == (0, expected)
+    trials = stored("tiny", url)
+    assert len(trials) == expected
+    assert sorted(t.number for t in trials) == list(range(expected))
+    keys = {(t.params["mesh"], t.params["batch"], t.params["decode_ffn_layout"]) for t in trials}
+    assert keys == {("x".join(map(str, m)), b, layout) for m in meshes for b in (1, 64)
+                    for layout in ("ws_1d", "ws_2d")}
+    assert all(t.system_attrs["constraints:structurally_valid"] == 0 for t in trials)
+
+    again = run_search(spec_dict(TINY), url, sampler="exhaustive")
+    assert (again.trials_before, again.trials_added) == (expected, 0)
+    assert len(stored("tiny", url)) == expected
+
+
+@pytest.mark.parametrize("base", [TINY, SMALL], ids=["tiny", "small"])
+def test_exhaustive_front_equals_the_brute_force_front(tmp_path: Path, base: dict) -> None:
+    url = url_of(tmp_path)
+    spec = parse_spec(spec_dict(base))
+    compiled = compile_study(spec)
+    network = network_for(compiled.hardware)
+    possible = sum(len(network.legal_meshes(c)) for c in compiled.space.dimensions["chips"])
+    others = compiled.space.size // len(compiled.space.dimensions["mesh"]) // len(compiled.space.dimensions["chips"])
+    run_search(spec, url, sampler="exhaustive")
+    assert len(stored(spec.name, url)) == possible * others
+
+    evaluation = evaluate(compiled, compiled.space.all_indices())
+    rows = evaluation.values[evaluation.feasible]
+    assert len(rows) > 0
+    expected = brute_front(minimized(rows, compiled.directions))
+
+    front = study_front(load_study(spec.name, url))
+    assert front.n_trials == possible * others
+    assert front.n_feasible == len(rows)
+    got = [rounded(t.values) for t in front.trials]
+    assert len(got) == len(set(got))  # one trial per distinct point
+    assert set(got) == expected
+
+
+# --- fronts of sampled studies -----------------------------------------------------------------
+
+def test_random_trials_include_impossible_meshes_which_are_infeasible(tmp_path: Path) -> None:
+    url = url_of(tmp_path)
+    run_search(spec_dict(), url, trials=150)
+    trials = stored("small", url)
+    impossible = [t for t in trials
+                  if math.prod(int(a) for a in t.params["mesh"].split("x")) != t.params["chips"]]
+    assert impossible, "a random sampler over chips x mesh must draw meshes of the other chip count"
+    for trial in impossible:
+        assert trial.system_attrs["constraints:structurally_valid"] > 0
+        assert not feasible(trial)
+        assert trial.user_attrs["estimate"]["structurally_valid"] is False
+    possible = [t for t in trials if t not in impossible]
+    assert all(t.system_attrs["constraints:structurally_valid"] <= 0 for t in possible)
+    front = study_front(load_study("small", url))
+    assert front.trials
+    on_front = {t.number for t in front.trials}
+    assert not on_front & {t.number for t in impossible}
+
+
+@pytest.mark.parametrize("sampler", ["random", "nsga2"])
+def test_front_is_feasible_and_undominated_by_brute_force(tmp_path: Path, sampler: str) -> None:
+    url = url_of(tmp_path)
+    spec = parse_spec(spec_dict(sampler=sampler, space={
+        "chips": [64, 128], "batch": [1, 4, 16, 64, 256], "decode_ffn_layout": ["ws_1d", "ws_2d"],
+        "weight_bits": [16, 8], "kv_bits": [16, 8]}))
+    run_search(spec, url, trials=300)
+    study = load_study("small", url)
+    front = study_front(study)
+    trials = study.get_trials(deepcopy=False)
+    directions = ["minimize", "minimize"]
+    feasible_trials = [t for t in trials if feasible(t)]
+    assert front.n_trials == 300 and front.n_feasible == len(feasible_trials)
+    assert front.trials
+    points = {t.number: minimized(t.values, directions) for t in feasible_trials}
+    for trial in front.trials:
+        assert feasible(trial)
+        for other in feasible_trials:
+            assert not dominates(points[other.number], points[trial.number]), (other.number, trial.number)
+    # Complete: every undominated feasible point is on the front (once).
+    expected = brute_front(np.array(list(points.values())))
+    assert {rounded(minimized(t.values, directions)) for t in front.trials} == expected
+    assert len(front.trials) == len(expected)
+    assert [t.values[0] for t in front.trials] == sorted(t.values[0] for t in front.trials)
+
+
+def test_trial_breakdown_matches_the_stored_trial(tmp_path: Path) -> None:
+    url = url_of(tmp_path)
+    run_search(spec_dict(), url, trials=50)
+    study = load_study("small", url)
+    trial = study.get_trials(deepcopy=False)[7]
+    report = trial_breakdown(study, 7)
+    assert report["trial"] == 7 and report["study"] == "small" and report["state"] == "COMPLETE"
+    assert report["params"] == trial.params
+    assert report["objectives"] == dict(zip(OBJECTIVES, trial.values))
+    assert set(report["constraints"]) == {"structurally_valid", "fits_in_memory", "max_tpot_s"}
+    assert report["feasible"] is feasible(trial)
+    assert report["estimate"] == trial.user_attrs["estimate"]
+    for bad in (-1, 50):
+        with pytest.raises(InvalidInputError, match="trial"):
+            trial_breakdown(study, bad)
+
+
+# --- the CLI -----------------------------------------------------------------------------------
+
+@pytest.fixture
+def searched(tmp_path: Path, capsys) -> tuple[Path, str]:
+    """A study 'small' of 60 random trials made with `tuner search ... --json`."""
+    url = url_of(tmp_path)
+    code, out, err = run_cli(capsys, "search", str(write_spec(tmp_path, spec_dict())),
+                             "--storage", url, "--trials", "60", "--json")
+    assert code == 0, err
+    assert "Traceback" not in err
+    data = json.loads(out)
+    assert data["study"] == "small" and data["storage"] == url
+    assert (data["trials_before"], data["trials_added"], data["interrupted"]) == (0, 60, False)
+    assert data["front"]
+    for row in data["front"]:
+        assert set(row) >= {"trial", "params", "objectives"}
+        assert list(row["objectives"]) == OBJECTIVES
+        assert row["params"]["chips"] in (64, 128)
+    return tmp_path, url
+
+
+def test_cli_search_json_front_matches_the_study(searched, capsys) -> None:
+    _, url = searched
+    front = study_front(load_study("small", url))
+    code, out, _ = run_cli(capsys, "pareto", "small", "--storage", url, "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["trial"] for r in rows] == [t.number for t in front.trials]
+    assert [list(r["objectives"].values()) for r in rows] == [t.values for t in front.trials]
+    assert len(stored("small", url)) == 60
+
+
+def test_cli_studies_lists_the_study(searched, capsys) -> None:
+    _, url = searched
+    code, out, _ = run_cli(capsys, "studies", "--storage", url, "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["study"], row["storage"], row["trials"]) == ("small", url, 60)
+    assert row["objectives"] == OBJECTIVES
+    assert 0 < row["front_size"] <= row["feasible"] <= 60
+
+
+def test_cli_pareto_csv_and_plot(searched, capsys) -> None:
+    tmp_path, url = searched
+    code, out, _ = run_cli(capsys, "pareto", "small", "--storage", url, "--csv")
+    assert code == 0
+    table = list(csv.reader(io.StringIO(out)))
+    header = table[0]
+    assert header[0] == "trial"
+    assert header[-2:] == OBJECTIVES
+    front = study_front(load_study("small", url))
+    assert len(table) - 1 == len(front.trials)
+    assert [int(r[0]) for r in table[1:]] == [t.number for t in front.trials]
+
+    plot = tmp_path / "front.png"
+    code, out, _ = run_cli(capsys, "pareto", "small", "--storage", url, "--plot", str(plot))
+    assert code == 0
+    assert plot.read_bytes().startswith(PNG_SIGNATURE)
+    assert plot.stat().st_size > 1000
+
+
+def test_cli_show_prints_a_trial_with_its_estimate(searched, capsys) -> None:
+    _, url = searched
+    code, out, _ = run_cli(capsys, "show", "small", "0", "--storage", url)
+    assert code == 0
+    data = json.loads(out)
+    assert data["trial"] == 0 and data["study"] == "small"
+    assert set(data["estimate"]) >= {"prefill", "decode", "memory"}
+    assert list(data["objectives"]) == OBJECTIVES
+    assert data["params"] == stored("small", url)[0].params
+
+
+def test_cli_search_resumes_a_study(searched, capsys) -> None:
+    tmp_path, url = searched
+    code, out, err = run_cli(capsys, "search", str(tmp_path / "spec.yaml"), "--storage", url,
+                             "--trials", "90", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert (data["trials_before"], data["trials_added"]) == (60, 30)
+    assert sorted(t.number for t in stored("small", url)) == list(range(90))
+
+
+def test_cli_default_storage_is_studies_dir(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = write_spec(tmp_path, spec_dict(name="default-place"))
+    code, out, err = run_cli(capsys, "search", str(spec), "--trials", "30")
+    assert code == 0, err
+    assert (tmp_path / "studies" / "default-place.db").is_file()
+    assert "30" in out
+    code, out, _ = run_cli(capsys, "studies", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert [(r["study"], r["trials"]) for r in rows] == [("default-place", 30)]
+    code, out, _ = run_cli(capsys, "pareto", "default-place", "--json")
+    assert code == 0 and json.loads(out)
+    code, out, _ = run_cli(capsys, "show", "default-place", "29")
+    assert code == 0 and json.loads(out)["trial"] == 29
+
+
+# --- the CLI on bad input: exit 2, one line, nothing written -----------------------------------
+
+def files_under(path: Path) -> set[Path]:
+    return {p for p in path.rglob("*")}
+
+
+def test_cli_missing_spec_file(tmp_path: Path, capsys) -> None:
+    url = url_of(tmp_path)
+    code, out, err = run_cli(capsys, "search", str(tmp_path / "absent.yaml"), "--storage", url)
+    assert_one_error_line(code, out, err, ("spec",))
+    assert files_under(tmp_path) == set()
+
+
+@pytest.mark.parametrize("text", [
+    "name: [unclosed\n",
+    "- a list\n- not a mapping\n",
+    "!!python/object/apply:os.system [\"echo hi\"]\n",
+], ids=["malformed", "list", "tag"])
+def test_cli_malformed_spec_writes_nothing(tmp_path: Path, capsys, text: str) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(text, encoding="utf-8")
+    url = url_of(tmp_path)
+    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url)
+    assert_one_error_line(code, out, err, ("spec", "bad.yaml"))
+    assert files_under(tmp_path) == {spec}
+
+
+@pytest.mark.parametrize("change,field", [
+    (lambda d: d["space"].update(chips=[12]), "space.chips"),
+    (lambda d: d.update(model="bert-base"), "model"),
+    (lambda d: d["space"].update(batch=[]), "space.batch"),
+], ids=["chips", "encoder", "empty batch"])
+def test_cli_invalid_spec_does_not_create_the_database(tmp_path: Path, capsys, change, field) -> None:
+    data = spec_dict()
+    change(data)
+    spec = write_spec(tmp_path, data)
+    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url_of(tmp_path, "db/s.db"))
+    assert_one_error_line(code, out, err, (field,))
+    assert files_under(tmp_path) == {spec}
+
+
+@pytest.mark.parametrize("args,field", [
+    (["--trials", "0"], "trials"),
+    (["--trials", "-5"], "trials"),
+    (["--sampler", "bogus"], "sampler"),
+    (["--timeout", "0"], "timeout"),
+], ids=["trials 0", "trials negative", "sampler", "timeout"])
+def test_cli_bad_search_options_write_nothing(tmp_path: Path, capsys, args, field) -> None:
+    spec = write_spec(tmp_path, spec_dict())
+    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url_of(tmp_path, "db/s.db"), *args)
+    assert_one_error_line(code, out, err, (field,))
+    assert files_under(tmp_path) == {spec}
+
+
+def test_cli_changed_spec_is_refused_and_adds_nothing(searched, capsys) -> None:
+    tmp_path, url = searched
+    data = spec_dict()
+    data["space"]["batch"] = [1, 16, 128]
+    spec = write_spec(tmp_path, data, "changed.yaml")
+    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url, "--trials", "100")
+    line = assert_one_error_line(code, out, err, ("spec",))
+    assert "space.batch" in line
+    assert len(stored("small", url)) == 60
+
+
+def unopenable_urls(tmp_path: Path) -> list[str]:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory", encoding="utf-8")
+    # A directory cannot be made under a plain file, even by root; /proc refuses new entries.
+    return ["notaurl", f"sqlite:///{blocker}/x/y.db", "sqlite:////proc/nonexistent-dir/x/y.db"]
+
+
+def test_cli_search_with_an_unopenable_storage(tmp_path: Path, capsys) -> None:
+    spec = write_spec(tmp_path, spec_dict())
+    for url in unopenable_urls(tmp_path):
+        before = files_under(tmp_path)
+        code, out, err = run_cli(capsys, "search", str(spec), "--storage", url, "--trials", "10")
+        assert_one_error_line(code, out, err, ("storage",))
+        assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", [["pareto", "small"], ["show", "small", "0"],
+                                     ["export", "small", "--trial", "0"], ["studies"]],
+                         ids=["pareto", "show", "export", "studies"])
+def test_cli_read_commands_with_an_unopenable_storage(tmp_path: Path, capsys, command) -> None:
+    for url in unopenable_urls(tmp_path):
+        before = files_under(tmp_path)
+        code, out, err = run_cli(capsys, *command, "--storage", url)
+        assert_one_error_line(code, out, err, ("storage",))
+        assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", [["pareto", "nope"], ["pareto", "nope", "--json"],
+                                     ["show", "nope", "0"], ["export", "nope", "--trial", "0"]],
+                         ids=["pareto", "pareto json", "show", "export"])
+def test_cli_unknown_study(searched, capsys, command) -> None:
+    tmp_path, url = searched
+    before = {p: p.stat().st_mtime_ns for p in files_under(tmp_path)}
+    code, out, err = run_cli(capsys, *command, "--storage", url)
+    line = assert_one_error_line(code, out, err, ("study",))
+    assert "nope" in line and "small" in line  # says which studies there are
+    assert {p: p.stat().st_mtime_ns for p in files_under(tmp_path)} == before
+
+
+@pytest.mark.parametrize("command", [["pareto", "nope"], ["show", "nope", "0"],
+                                     ["export", "nope", "--trial", "0"]],
+                         ids=["pareto", "show", "export"])
+def test_cli_unknown_study_in_a_missing_database_creates_no_file(tmp_path: Path, capsys, command) -> None:
+    """Reading commands must not create an empty database where there was none (it would then be
+    listed by `tuner studies` and make a typo look like an empty study)."""
+    url = url_of(tmp_path, "absent.db")
+    code, out, err = run_cli(capsys, *command, "--storage", url)
+    assert_one_error_line(code, out, err, ("study", "storage"))
+    assert files_under(tmp_path) == set()
+
+
+def test_cli_unknown_study_with_default_storage_creates_no_file(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "studies").mkdir()
+    code, out, err = run_cli(capsys, "pareto", "typo")
+    assert_one_error_line(code, out, err, ("study", "storage"))
+    assert files_under(tmp_path) == {tmp_path / "studies"}
+
+
+@pytest.mark.parametrize("number", ["60", "1000"])
+def test_cli_show_trial_out_of_range(searched, capsys, number: str) -> None:
+    _, url = searched
+    code, out, err = run_cli(capsys, "show", "small", number, "--storage", url)
+    line = assert_one_error_line(code, out, err, ("trial",))
+    assert "0..59" in line
+
+
+def test_cli_show_negative_trial(searched, capsys) -> None:
+    _, url = searched
+    code, out, err = run_cli(capsys, "show", "small", "--storage", url, "--", "-1")
+    assert_one_error_line(code, out, err, ("trial", "-1"))
+
+
+def test_metrics_cover_every_objective_direction() -> None:
+    """The objectives used here are minimized metrics."""
+    assert all(METRICS[m] == "minimize" for m in OBJECTIVES)

@@ -1,0 +1,229 @@
+"""Study specs: the shipped ones load and compile, bad ones are refused naming the field, and the
+spec hash identifies the content.
+
+Bad specs are written to YAML files and read with ``load_spec`` (what ``tuner search`` does), then
+compiled with ``compile_study`` (model, hardware and mesh checks happen there); every problem must
+be an ``InvalidInputError`` whose message names the offending field.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cost_models.errors import InvalidInputError
+from search_spaces.space import compile_study
+from search_spaces.spec import METRICS, StudySpec, load_spec, parse_spec
+
+STUDIES = Path(__file__).resolve().parent.parent / "studies"
+SHIPPED = sorted(STUDIES.glob("*.yaml"))
+
+BASE: dict = {
+    "name": "spec-test",
+    "model": "palm-540b",
+    "hardware": "tpu-v4",
+    "workload": {"prompt_len": 128, "gen_len": 8},
+    "space": {"chips": [64], "batch": [1, 64], "decode_ffn_layout": ["ws_1d", "ws_2d"]},
+    "objectives": [{"metric": "decode.step_latency_s"}, {"metric": "decode.cost_chip_s_per_token"}],
+    "sampler": "random",
+    "trials": 100,
+}
+
+
+def write_yaml(tmp_path: Path, data: object, name: str = "spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def load_and_compile(path: Path):
+    return compile_study(load_spec(path))
+
+
+def refused(path: Path) -> str:
+    """The message of the InvalidInputError that loading and compiling ``path`` raises."""
+    with pytest.raises(InvalidInputError) as info:
+        load_and_compile(path)
+    return str(info.value)
+
+
+# --- the shipped specs -------------------------------------------------------------------------
+
+def test_three_specs_are_shipped() -> None:
+    assert {p.stem for p in SHIPPED} == {"palm-540b-tpu-v4", "llama-2-70b-h100", "llama-3-8b-l4"}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_spec_loads_and_compiles(path: Path) -> None:
+    spec = load_spec(path)
+    assert isinstance(spec, StudySpec)
+    assert spec.name == path.stem  # the default storage is studies/<name>.db, next to the spec
+    compiled = compile_study(spec)
+    assert compiled.space.size > 1000
+    # The size is the product of the choice counts, and every dimension has a choice.
+    product = 1
+    for choices in compiled.space.dimensions.values():
+        assert len(choices) >= 1
+        product *= len(choices)
+    assert compiled.space.size == product
+    assert all(o.metric in METRICS for o in spec.objectives)
+    assert len(compiled.objective_names) == len(compiled.directions) == len(spec.objectives)
+    assert compiled.constraint_names[0] == "structurally_valid"
+
+
+# --- bad specs ---------------------------------------------------------------------------------
+
+def test_valid_base_spec_is_accepted(tmp_path: Path) -> None:
+    """The base every bad spec below departs from is itself fine."""
+    compiled = load_and_compile(write_yaml(tmp_path, BASE))
+    assert compiled.space.dimensions["batch"] == (1, 64)
+
+
+def test_missing_file_is_refused(tmp_path: Path) -> None:
+    message = refused(tmp_path / "absent.yaml")
+    assert message.startswith("spec")
+
+
+def test_malformed_yaml_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nspace: {chips: [64, batch: [1]\n  objectives: - : -\n", encoding="utf-8")
+    message = refused(path)
+    assert message.startswith("spec")
+    assert "YAML" in message
+
+
+def test_object_constructing_tag_is_refused_without_running_it(tmp_path: Path) -> None:
+    marker = tmp_path / "executed"
+    path = tmp_path / "evil.yaml"
+    path.write_text(
+        f"name: !!python/object/apply:os.system [\"touch {marker}\"]\n"
+        "model: palm-540b\nhardware: tpu-v4\n", encoding="utf-8")
+    message = refused(path)
+    assert message.startswith("spec")
+    assert not marker.exists()
+    # The tag alone at the top level, too.
+    path.write_text(f"!!python/object/apply:os.system [\"touch {marker}\"]\n", encoding="utf-8")
+    refused(path)
+    assert not marker.exists()
+
+
+def test_non_mapping_top_level_is_refused(tmp_path: Path) -> None:
+    message = refused(write_yaml(tmp_path, [BASE, BASE]))
+    assert "mapping" in message
+    with pytest.raises(InvalidInputError, match="mapping"):
+        parse_spec("just a string")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("", encoding="utf-8")
+    assert "mapping" in refused(empty)
+
+
+def _mutated(change) -> dict:
+    data = copy.deepcopy(BASE)
+    change(data)
+    return data
+
+
+BAD_SPECS = {
+    # id: (change to BASE, text the message must contain: the field)
+    "unknown top-level key": (lambda d: d.update(colour="blue"), "colour"),
+    "unknown key in space": (lambda d: d["space"].update(tensor_parallel=[8]), "space.tensor_parallel"),
+    "empty choice list": (lambda d: d["space"].update(batch=[]), "space.batch"),
+    "objective not a metric": (lambda d: d.update(objectives=[{"metric": "decode.speed"}]), "objectives"),
+    "duplicate objective": (lambda d: d.update(objectives=[{"metric": "chips"}, {"metric": "chips"}]),
+                            "objectives"),
+    "no objective": (lambda d: d.update(objectives=[]), "objectives"),
+    "negative batch": (lambda d: d["space"].update(batch=[-1]), "space.batch"),
+    "zero batch": (lambda d: d["space"].update(batch=[0]), "space.batch"),
+    "zero chips": (lambda d: d["space"].update(chips=[0]), "space.chips"),
+    "fractional batch": (lambda d: d["space"].update(batch=[1.5]), "space.batch"),
+    "repeated batch": (lambda d: d["space"].update(batch=[8, 8]), "space.batch"),
+    "huge integer batch": (lambda d: d["space"].update(batch=[10**400]), "space.batch"),
+    "huge chips": (lambda d: d["space"].update(chips=[2**40]), "space.chips"),
+    "chips with no legal mesh": (lambda d: d["space"].update(chips=[12]), "space.chips"),
+    "fp8 weights on tpu-v4": (lambda d: d["space"].update(weight_bits=["fp8"]), "space.weight_bits"),
+    "fp8 kv cache on tpu-v4": (lambda d: d["space"].update(kv_bits=["fp8"]), "space.kv_bits"),
+    "unknown bits": (lambda d: d["space"].update(weight_bits=[3]), "space.weight_bits"),
+    "unknown model": (lambda d: d.update(model="gpt-9"), "model"),
+    "unknown hardware": (lambda d: d.update(hardware="tpu-v9"), "hardware"),
+    "name with a slash": (lambda d: d.update(name="../evil/x"), "name"),
+    "name with a slash only": (lambda d: d.update(name="a/b"), "name"),
+    "empty name": (lambda d: d.update(name=""), "name"),
+    "kv_heads bogus": (lambda d: d["space"].update(kv_heads=["bogus"]), "space.kv_heads"),
+    "kv_heads zero": (lambda d: d["space"].update(kv_heads=[0]), "space.kv_heads"),
+    "encoder model": (lambda d: d.update(model="bert-base"), "model"),
+    "unknown layout": (lambda d: d["space"].update(decode_ffn_layout=["ws_3d"]), "space.decode_ffn_layout"),
+    "illegal mesh": (lambda d: d["space"].update(mesh=["3x3x3"]), "mesh"),
+    "unreadable mesh": (lambda d: d["space"].update(mesh=["four"]), "mesh"),
+    "bad direction": (lambda d: d.update(objectives=[{"metric": "chips", "direction": "up"}]), "direction"),
+    "unknown sampler": (lambda d: d.update(sampler="grid"), "sampler"),
+    "zero trials": (lambda d: d.update(trials=0), "trials"),
+    "negative slo": (lambda d: d.update(constraints={"max_tpot_s": -0.1}), "constraints.max_tpot_s"),
+    "zero prompt": (lambda d: d["workload"].update(prompt_len=0), "workload.prompt_len"),
+    "missing workload": (lambda d: d.pop("workload"), "workload"),
+    "missing space.batch": (lambda d: d["space"].pop("batch"), "space.batch"),
+}
+
+
+@pytest.mark.parametrize("change,field", list(BAD_SPECS.values()), ids=list(BAD_SPECS))
+def test_bad_spec_is_refused_naming_the_field(tmp_path: Path, change, field: str) -> None:
+    message = refused(write_yaml(tmp_path, _mutated(change)))
+    assert field in message, message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("text", ["[1e400]", "[1.0e+400]", "[.inf]", "[-.inf]", "[.nan]"])
+def test_huge_or_non_finite_numbers_are_refused(tmp_path: Path, text: str) -> None:
+    """YAML 1.1 reads 1e400 as a string and 1.0e+400 as inf: either way not a batch size."""
+    data = yaml.safe_dump(_mutated(lambda d: d["space"].pop("batch")), sort_keys=False)
+    path = tmp_path / "huge.yaml"
+    path.write_text(data.replace("space:\n", f"space:\n  batch: {text}\n", 1), encoding="utf-8")
+    message = refused(path)
+    assert "batch" in message
+
+
+@pytest.mark.parametrize("text", ["1e400", "1.0e+400", ".inf", ".nan"])
+def test_non_finite_workload_is_refused(tmp_path: Path, text: str) -> None:
+    data = yaml.safe_dump(_mutated(lambda d: d["workload"].pop("gen_len")), sort_keys=False)
+    path = tmp_path / "huge.yaml"
+    path.write_text(data.replace("workload:\n", f"workload:\n  gen_len: {text}\n", 1), encoding="utf-8")
+    assert "workload.gen_len" in refused(path)
+
+
+def test_every_metric_is_accepted_as_an_objective(tmp_path: Path) -> None:
+    for metric, direction in METRICS.items():
+        spec = parse_spec(_mutated(lambda d: d.update(objectives=[{"metric": metric}])))
+        compiled = compile_study(spec)
+        assert compiled.objective_names == [metric]
+        assert compiled.directions == [direction]
+
+
+# --- the spec hash -----------------------------------------------------------------------------
+
+def test_spec_hash_is_stable_for_the_same_content(tmp_path: Path) -> None:
+    first = load_spec(write_yaml(tmp_path, BASE, "a.yaml"))
+    second = load_spec(write_yaml(tmp_path, BASE, "b.yaml"))
+    assert first.spec_hash == second.spec_hash
+    assert first.spec_hash == parse_spec(copy.deepcopy(BASE)).spec_hash
+    # Key order and comments in the file do not matter.
+    shuffled = dict(reversed(list(BASE.items())))
+    text = "# a comment\n" + yaml.safe_dump(shuffled, sort_keys=True)
+    (tmp_path / "c.yaml").write_text(text, encoding="utf-8")
+    assert load_spec(tmp_path / "c.yaml").spec_hash == first.spec_hash
+    assert len(first.spec_hash) == 16
+    int(first.spec_hash, 16)
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d["space"].update(batch=[1, 32]),
+    lambda d: d["space"].update(batch=[64, 1]),
+    lambda d: d["space"].update(chips=[128]),
+    lambda d: d["space"].update(decode_ffn_layout=["ws_1d"]),
+    lambda d: d.update(objectives=[{"metric": "decode.step_latency_s"}]),
+    lambda d: d["workload"].update(gen_len=9),
+    lambda d: d.update(constraints={"max_tpot_s": 0.05}),
+], ids=["batch", "batch order", "chips", "layout", "objectives", "gen_len", "constraints"])
+def test_spec_hash_changes_with_the_content(change) -> None:
+    assert parse_spec(_mutated(change)).spec_hash != parse_spec(copy.deepcopy(BASE)).spec_hash
