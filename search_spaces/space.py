@@ -123,6 +123,12 @@ def compile_study(spec: StudySpec) -> CompiledStudy:
     for field in ("weight_bits", "kv_bits"):
         for bits in getattr(space, field):
             hardware.parse_formats(**{f"space.{field}": bits})  # fp8 only where the chip has it
+    if not any(int(np.prod(m)) in space.chips for m in meshes):
+        raise InvalidInputError("space.mesh", "no mesh multiplies to any of the chip counts",
+                                "use meshes of the listed chip counts, or mesh: auto")
+    if not any(model.heads % k == 0 for k in kv_heads):
+        raise InvalidInputError("space.kv_heads", f"no choice divides {model.name}'s {model.heads} heads",
+                                "use model, mha, mqa or a divisor of the head count")
     dimensions = {
         "chips": tuple(space.chips),
         "mesh": tuple("x".join(map(str, m)) for m in meshes),

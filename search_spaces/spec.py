@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from cost_models.errors import InvalidInputError, from_validation_error
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
@@ -40,8 +40,8 @@ METRICS: dict[str, Literal["minimize", "maximize"]] = {
 
 class Workload(BaseModel):
     model_config = _STRICT
-    prompt_len: int = Field(gt=0, le=2**31, description="Prompt tokens per sequence.")
-    gen_len: int = Field(gt=0, le=2**31, description="Generated tokens per sequence.")
+    prompt_len: StrictInt = Field(gt=0, le=2**31, description="Prompt tokens per sequence.")
+    gen_len: StrictInt = Field(gt=0, le=2**31, description="Generated tokens per sequence.")
 
 
 Bits = Literal["16", "8", "4", "fp8"]
@@ -51,17 +51,17 @@ class Space(BaseModel):
     """Choices per dimension; a dimension left out has the single default choice."""
 
     model_config = _STRICT
-    chips: list[int] = Field(min_length=1)
+    chips: list[StrictInt] = Field(min_length=1)
     mesh: Literal["auto"] | list[str] = Field(
         default="auto", description="'auto': every legal mesh of every chip count is a choice.")
-    batch: list[int] = Field(min_length=1)
+    batch: list[StrictInt] = Field(min_length=1)
     prefill_ffn_layout: list[Literal[FFN_LAYOUTS]] = Field(default=["ws_2d"], min_length=1)  # type: ignore[valid-type]
     decode_ffn_layout: list[Literal[FFN_LAYOUTS]] = Field(default=["ws_2d"], min_length=1)  # type: ignore[valid-type]
     prefill_attn_sharding: list[Literal[ATTENTION_SHARDINGS]] = Field(default=["head"], min_length=1)  # type: ignore[valid-type]
     decode_attn_sharding: list[Literal[ATTENTION_SHARDINGS]] = Field(default=["head"], min_length=1)  # type: ignore[valid-type]
     weight_bits: list[Bits] = Field(default=["16"], min_length=1)
     kv_bits: list[Bits] = Field(default=["16"], min_length=1)
-    kv_heads: list[int | Literal["model", "mha", "mqa"]] = Field(
+    kv_heads: list[StrictInt | Literal["model", "mha", "mqa"]] = Field(
         default=["model"], min_length=1,
         description="Attention type what-if: 'model' (as published), 'mha', 'mqa', or a KV head count (GQA).")
     block: list[Literal["model", "serial", "parallel"]] = Field(default=["model"], min_length=1)
@@ -108,6 +108,9 @@ class Constraints(BaseModel):
     max_tpot_s: float | None = Field(default=None, gt=0, description="Decode step latency SLO.")
 
 
+_HOW_TO_SEARCH = {"description", "sampler", "seed", "trials"}
+
+
 class StudySpec(BaseModel):
     model_config = _STRICT
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -120,8 +123,8 @@ class StudySpec(BaseModel):
     constraints: Constraints = Constraints()
     overlap: Literal["overlapped", "added"] = "overlapped"
     sampler: Literal["nsga2", "tpe", "random", "exhaustive"] = "nsga2"
-    seed: int = 0
-    trials: int = Field(default=1000, gt=0, le=10_000_000)
+    seed: StrictInt = 0
+    trials: StrictInt = Field(default=1000, gt=0, le=10_000_000)
 
     @field_validator("objectives")
     @classmethod
@@ -132,8 +135,11 @@ class StudySpec(BaseModel):
         return value
 
     def canonical_json(self) -> str:
-        """The spec as sorted JSON: what the hash covers and what the study stores."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """The problem the spec defines, as sorted JSON: what the hash covers and the study stores.
+
+        How to search it (sampler, seed, budget) and the description are left out, so a study
+        can be resumed with a larger budget or another sampler."""
+        return json.dumps(self.model_dump(mode="json", exclude=_HOW_TO_SEARCH), sort_keys=True)
 
     @property
     def spec_hash(self) -> str:

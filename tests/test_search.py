@@ -14,20 +14,22 @@ import csv
 import io
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
 import yaml
-
 from cli_helpers import assert_one_error_line, run_cli
+
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.topology import network_for
 from search_spaces.space import compile_study, evaluate
 from search_spaces.spec import METRICS, parse_spec
 from tuner.pareto import load_study, study_front, trial_breakdown
+from tuner.storage import open_storage
 from tuner.study import run_search
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -61,6 +63,22 @@ def spec_dict(base: dict = SMALL, **changes) -> dict:
 
 def url_of(tmp_path: Path, name: str = "s.db") -> str:
     return f"sqlite:///{tmp_path}/{name}"
+
+
+@pytest.fixture(scope="session")
+def empty_db(tmp_path_factory) -> Path:
+    """An SQLite file with Optuna's schema and no study: creating the schema takes ~0.5 s, copying
+    the file does not."""
+    path = tmp_path_factory.mktemp("template") / "empty.db"
+    open_storage(f"sqlite:///{path}").engine.dispose()
+    return path
+
+
+@pytest.fixture
+def url(tmp_path: Path, empty_db: Path) -> str:
+    """A fresh study database (no study yet) in tmp_path/s.db."""
+    shutil.copyfile(empty_db, tmp_path / "s.db")
+    return url_of(tmp_path)
 
 
 def write_spec(tmp_path: Path, data: dict, name: str = "spec.yaml") -> Path:
@@ -105,8 +123,7 @@ def rounded(values) -> tuple:
 # --- run_search and what it stores -------------------------------------------------------------
 
 @pytest.mark.parametrize("sampler", ["random", "nsga2"])
-def test_run_search_stores_exactly_the_requested_trials(tmp_path: Path, sampler: str) -> None:
-    url = url_of(tmp_path)
+def test_run_search_stores_exactly_the_requested_trials(url: str, sampler: str) -> None:
     spec = parse_spec(spec_dict(sampler=sampler))
     result = run_search(spec, url, trials=120)
     assert (result.study_name, result.storage_url) == ("small", url)
@@ -147,16 +164,15 @@ def test_run_search_stores_exactly_the_requested_trials(tmp_path: Path, sampler:
             assert (trial.system_attrs["constraints:fits_in_memory"] <= 0) is estimate["memory"]["fits"]
 
 
-def test_run_search_accepts_a_dict_and_defaults_to_the_spec_budget(tmp_path: Path) -> None:
-    url = url_of(tmp_path)
+def test_run_search_accepts_a_dict_and_defaults_to_the_spec_budget(url: str) -> None:
     result = run_search(spec_dict(trials=70), url)
     assert result.trials_added == 70
     assert len(stored("small", url)) == 70
 
 
-def test_resuming_adds_trials_up_to_the_new_total(tmp_path: Path) -> None:
-    url = url_of(tmp_path)
-    spec = parse_spec(spec_dict())
+@pytest.mark.parametrize("sampler", ["random", "nsga2"])
+def test_resuming_adds_trials_up_to_the_new_total(url: str, sampler: str) -> None:
+    spec = parse_spec(spec_dict(sampler=sampler))
     first = run_search(spec, url, trials=100)
     assert first.trials_added == 100
     second = run_search(spec, url, trials=250)
@@ -170,10 +186,9 @@ def test_resuming_adds_trials_up_to_the_new_total(tmp_path: Path) -> None:
     assert len(stored("small", url)) == 250
 
 
-def test_stored_trials_have_start_and_completion_times(tmp_path: Path) -> None:
+def test_stored_trials_have_start_and_completion_times(url: str) -> None:
     """Optuna requires them of every finished trial (FrozenTrial._validate); resuming re-adds the
     stored trials to an in-memory study, which validates them."""
-    url = url_of(tmp_path)
     run_search(spec_dict(), url, trials=60)
     for trial in stored("small", url):
         assert trial.datetime_start is not None
@@ -182,8 +197,7 @@ def test_stored_trials_have_start_and_completion_times(tmp_path: Path) -> None:
         trial._validate()
 
 
-def test_resuming_with_a_changed_spec_is_refused(tmp_path: Path) -> None:
-    url = url_of(tmp_path)
+def test_resuming_with_a_changed_spec_is_refused(url: str) -> None:
     run_search(spec_dict(), url, trials=60)
     before = [(t.number, t.params, t.values) for t in stored("small", url)]
     changed = spec_dict()
@@ -200,8 +214,7 @@ def test_resuming_with_a_changed_spec_is_refused(tmp_path: Path) -> None:
 
 # --- exhaustive enumeration --------------------------------------------------------------------
 
-def test_exhaustive_enumerates_every_structurally_possible_candidate_once(tmp_path: Path) -> None:
-    url = url_of(tmp_path)
+def test_exhaustive_enumerates_every_structurally_possible_candidate_once(url: str) -> None:
     meshes = network_for(get_hardware("tpu-v4")).legal_meshes(64)
     expected = len(meshes) * 2 * 2  # meshes x batch [1, 64] x decode layout [ws_1d, ws_2d]
     result = run_search(spec_dict(TINY), url, sampler="exhaustive")
@@ -220,8 +233,7 @@ def test_exhaustive_enumerates_every_structurally_possible_candidate_once(tmp_pa
 
 
 @pytest.mark.parametrize("base", [TINY, SMALL], ids=["tiny", "small"])
-def test_exhaustive_front_equals_the_brute_force_front(tmp_path: Path, base: dict) -> None:
-    url = url_of(tmp_path)
+def test_exhaustive_front_equals_the_brute_force_front(url: str, base: dict) -> None:
     spec = parse_spec(spec_dict(base))
     compiled = compile_study(spec)
     network = network_for(compiled.hardware)
@@ -243,10 +255,37 @@ def test_exhaustive_front_equals_the_brute_force_front(tmp_path: Path, base: dic
     assert set(got) == expected
 
 
+def test_exhaustive_after_sampling_adds_only_the_candidates_not_yet_stored(url: str) -> None:
+    spec = parse_spec(spec_dict())
+    compiled = compile_study(spec)
+    network = network_for(compiled.hardware)
+    meshes = {c: ["x".join(map(str, m)) for m in network.legal_meshes(c)] for c in (64, 128)}
+    possible = {(c, m, b, layout) for c in (64, 128) for m in meshes[c] for b in (1, 16, 64)
+                for layout in ("ws_1d", "ws_2d")}
+    run_search(spec, url, trials=60)
+
+    def key(t):
+        return (t.params["chips"], t.params["mesh"], t.params["batch"], t.params["decode_ffn_layout"])
+
+    sampled = {key(t) for t in stored("small", url) if t.system_attrs["constraints:structurally_valid"] <= 0}
+    assert sampled and sampled < possible
+    result = run_search(spec, url, sampler="exhaustive")
+    assert (result.trials_before, result.trials_added) == (60, len(possible - sampled))
+    trials = stored("small", url)
+    added = [key(t) for t in trials if t.number >= 60]
+    assert len(added) == len(set(added)) and set(added) == possible - sampled
+    assert sorted(t.number for t in trials) == list(range(60 + len(possible - sampled)))
+
+
+def test_progress_is_reported(url: str) -> None:
+    seen: list[tuple[int, int]] = []
+    run_search(spec_dict(), url, trials=150, batch_size=64, on_progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(64, 150), (128, 150), (150, 150)]
+
+
 # --- fronts of sampled studies -----------------------------------------------------------------
 
-def test_random_trials_include_impossible_meshes_which_are_infeasible(tmp_path: Path) -> None:
-    url = url_of(tmp_path)
+def test_random_trials_include_impossible_meshes_which_are_infeasible(url: str) -> None:
     run_search(spec_dict(), url, trials=150)
     trials = stored("small", url)
     impossible = [t for t in trials
@@ -265,8 +304,7 @@ def test_random_trials_include_impossible_meshes_which_are_infeasible(tmp_path: 
 
 
 @pytest.mark.parametrize("sampler", ["random", "nsga2"])
-def test_front_is_feasible_and_undominated_by_brute_force(tmp_path: Path, sampler: str) -> None:
-    url = url_of(tmp_path)
+def test_front_is_feasible_and_undominated_by_brute_force(url: str, sampler: str) -> None:
     spec = parse_spec(spec_dict(sampler=sampler, space={
         "chips": [64, 128], "batch": [1, 4, 16, 64, 256], "decode_ffn_layout": ["ws_1d", "ws_2d"],
         "weight_bits": [16, 8], "kv_bits": [16, 8]}))
@@ -290,8 +328,7 @@ def test_front_is_feasible_and_undominated_by_brute_force(tmp_path: Path, sample
     assert [t.values[0] for t in front.trials] == sorted(t.values[0] for t in front.trials)
 
 
-def test_trial_breakdown_matches_the_stored_trial(tmp_path: Path) -> None:
-    url = url_of(tmp_path)
+def test_trial_breakdown_matches_the_stored_trial(url: str) -> None:
     run_search(spec_dict(), url, trials=50)
     study = load_study("small", url)
     trial = study.get_trials(deepcopy=False)[7]
@@ -310,9 +347,8 @@ def test_trial_breakdown_matches_the_stored_trial(tmp_path: Path) -> None:
 # --- the CLI -----------------------------------------------------------------------------------
 
 @pytest.fixture
-def searched(tmp_path: Path, capsys) -> tuple[Path, str]:
+def searched(tmp_path: Path, url: str, capsys) -> tuple[Path, str]:
     """A study 'small' of 60 random trials made with `tuner search ... --json`."""
-    url = url_of(tmp_path)
     code, out, err = run_cli(capsys, "search", str(write_spec(tmp_path, spec_dict())),
                              "--storage", url, "--trials", "60", "--json")
     assert code == 0, err
@@ -444,7 +480,7 @@ def test_cli_invalid_spec_does_not_create_the_database(tmp_path: Path, capsys, c
     data = spec_dict()
     change(data)
     spec = write_spec(tmp_path, data)
-    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url_of(tmp_path, "db/s.db"))
+    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url_of(tmp_path, "db/s.db"), "--json")
     assert_one_error_line(code, out, err, (field,))
     assert files_under(tmp_path) == {spec}
 
@@ -457,7 +493,8 @@ def test_cli_invalid_spec_does_not_create_the_database(tmp_path: Path, capsys, c
 ], ids=["trials 0", "trials negative", "sampler", "timeout"])
 def test_cli_bad_search_options_write_nothing(tmp_path: Path, capsys, args, field) -> None:
     spec = write_spec(tmp_path, spec_dict())
-    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url_of(tmp_path, "db/s.db"), *args)
+    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url_of(tmp_path, "db/s.db"),
+                             "--json", *args)
     assert_one_error_line(code, out, err, (field,))
     assert files_under(tmp_path) == {spec}
 
@@ -467,7 +504,7 @@ def test_cli_changed_spec_is_refused_and_adds_nothing(searched, capsys) -> None:
     data = spec_dict()
     data["space"]["batch"] = [1, 16, 128]
     spec = write_spec(tmp_path, data, "changed.yaml")
-    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url, "--trials", "100")
+    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url, "--trials", "100", "--json")
     line = assert_one_error_line(code, out, err, ("spec",))
     assert "space.batch" in line
     assert len(stored("small", url)) == 60
@@ -484,9 +521,29 @@ def test_cli_search_with_an_unopenable_storage(tmp_path: Path, capsys) -> None:
     spec = write_spec(tmp_path, spec_dict())
     for url in unopenable_urls(tmp_path):
         before = files_under(tmp_path)
-        code, out, err = run_cli(capsys, "search", str(spec), "--storage", url, "--trials", "10")
+        code, out, err = run_cli(capsys, "search", str(spec), "--storage", url, "--trials", "10", "--json")
         assert_one_error_line(code, out, err, ("storage",))
         assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("case", ["trials 0", "storage", "chips", "changed spec"])
+def test_cli_search_error_is_one_line_without_json(tmp_path: Path, url: str, capsys, case: str) -> None:
+    """Without --json, search shows a progress bar on stderr; an error raised while it is up must
+    still be the only line on stderr (scripts read it; stderr is not a terminal here)."""
+    data = spec_dict()
+    args = ["--storage", url, "--trials", "30"]
+    field = "spec"
+    if case == "trials 0":
+        args[-1], field = "0", "trials"
+    elif case == "storage":
+        args[1], field = "notaurl", "storage"
+    elif case == "chips":
+        data["space"]["chips"], field = [12], "space.chips"
+    else:
+        run_search(spec_dict(), url, trials=20)
+        data["space"]["batch"] = [2]
+    code, out, err = run_cli(capsys, "search", str(write_spec(tmp_path, data)), *args)
+    assert_one_error_line(code, out, err, (field,))
 
 
 @pytest.mark.parametrize("command", [["pareto", "small"], ["show", "small", "0"],

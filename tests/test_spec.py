@@ -192,12 +192,25 @@ def test_non_finite_workload_is_refused(tmp_path: Path, text: str) -> None:
     assert "workload.gen_len" in refused(path)
 
 
-def test_every_metric_is_accepted_as_an_objective(tmp_path: Path) -> None:
+def test_every_metric_is_accepted_as_an_objective() -> None:
     for metric, direction in METRICS.items():
-        spec = parse_spec(_mutated(lambda d: d.update(objectives=[{"metric": metric}])))
+        spec = parse_spec({**copy.deepcopy(BASE), "objectives": [{"metric": metric}]})
         compiled = compile_study(spec)
         assert compiled.objective_names == [metric]
         assert compiled.directions == [direction]
+
+
+@pytest.mark.parametrize("space,field", [
+    ({"chips": [64], "mesh": ["4x4x8"], "batch": [1, 16]}, "mesh"),
+    ({"chips": [64], "batch": [1, 16], "kv_heads": [7]}, "kv_heads"),
+], ids=["mesh of another chip count", "kv heads dividing no head count"])
+def test_space_with_no_possible_candidate_is_refused(tmp_path: Path, space: dict, field: str) -> None:
+    """compile_study refuses spaces that can hold nothing (its docstring; chips with no legal mesh
+    are refused). A mesh list none of whose meshes has a chip count of the space, or KV-head choices
+    none of which divides PaLM 540B's 48 heads, leaves no structurally possible candidate: the
+    exhaustive sampler would store no trial and every sampled trial would be infeasible."""
+    message = refused(write_yaml(tmp_path, _mutated(lambda d: d.update(space=space))))
+    assert field in message
 
 
 # --- the spec hash -----------------------------------------------------------------------------

@@ -258,15 +258,17 @@ def show_command(study_name: str, trial_number: int, storage: str | None) -> Non
               show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to FILE.")
 @click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/STUDY.db].")
+@click.option("--allow-infeasible", is_flag=True,
+              help="Export a trial that violates a constraint (marked feasible: false).")
 def export_command(study_name: str, trial_number: int, fmt: str, output: str | None,
-                   storage: str | None) -> None:
+                   storage: str | None, allow_infeasible: bool) -> None:
     """Turn a trial into a deployment spec (json/yaml) or a stack's settings (jax, vllm)."""
     from tuner.export import export
     from tuner.pareto import load_study
     from tuner.storage import default_storage_url
 
     study = load_study(study_name, storage or default_storage_url(study_name))
-    text = export(study, trial_number, fmt)
+    text = export(study, trial_number, fmt, allow_infeasible=allow_infeasible)
     if output:
         try:
             with open(output, "w", encoding="utf-8") as handle:

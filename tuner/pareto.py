@@ -27,7 +27,7 @@ class Front:
 
 
 def load_study(name: str, storage_url: str) -> optuna.Study:
-    storage = open_storage(storage_url, create_dirs=False)
+    storage = open_storage(storage_url, create=False)
     if name not in study_names(storage):
         known = ", ".join(study_names(storage)) or "none"
         raise InvalidInputError("study", f"no study named {name!r} in {storage_url}",
@@ -114,7 +114,7 @@ def list_studies(storage_url: str) -> list[dict]:
         urls = [storage_url]
     rows = []
     for url in urls:
-        storage = open_storage(url, create_dirs=False)
+        storage = open_storage(url, create=False)
         for name in study_names(storage):
             study = optuna.load_study(study_name=name, storage=storage)
             front = study_front(study)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import optuna
@@ -30,12 +30,21 @@ def default_storage_url(study_name: str) -> str:
     return f"sqlite:///studies/{study_name}.db"
 
 
-def open_storage(url: str, *, create_dirs: bool = True) -> RDBStorage:
-    """An Optuna RDB storage for any SQLAlchemy URL; bad URLs become one-line errors."""
+def open_storage(url: str, *, create: bool = True) -> RDBStorage:
+    """An Optuna RDB storage for any SQLAlchemy URL; bad URLs become one-line errors.
+
+    ``create=False`` (for commands that only read) refuses a SQLite file that does not exist
+    instead of creating an empty database.
+    """
     if not isinstance(url, str) or "://" not in url:
         raise InvalidInputError("storage", f"not a database URL: {url!r}",
                                 "use e.g. sqlite:///studies/name.db or postgresql://user@host/db")
-    if url.startswith("sqlite:///") and create_dirs:
+    if url.startswith("sqlite:///") and not create:
+        path = url.removeprefix("sqlite:///")
+        if path not in ("", ":memory:") and not Path(path).is_file():
+            raise InvalidInputError("storage", f"no database at {path}",
+                                    "run tuner search first, or pass the --storage the study was saved in")
+    if url.startswith("sqlite:///") and create:
         path = Path(url.removeprefix("sqlite:///"))
         if str(path) not in ("", ":memory:"):
             try:
@@ -103,13 +112,15 @@ def write_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial]) 
             select(func.count(models.TrialModel.trial_id)).where(models.TrialModel.study_id == study_id)
         ).scalar_one()
         now = datetime.now()
+        # Optuna stores trial times as naive UTC (FrozenTrial holds naive local time).
         rows = [{"number": start + i, "study_id": study_id, "state": t.state,
-                 "datetime_start": t.datetime_start or now, "datetime_complete": t.datetime_complete or now}
+                 "datetime_start": _naive_utc(t.datetime_start or now),
+                 "datetime_complete": _naive_utc(t.datetime_complete or now)}
                 for i, t in enumerate(trials)]
-        ids = session.scalars(
-            insert(models.TrialModel).returning(models.TrialModel.trial_id, sort_by_parameter_order=True),
-            rows,
-        ).all()
+        table = models.TrialModel.__table__
+        ids = session.execute(
+            insert(table).returning(table.c.trial_id, sort_by_parameter_order=True), rows
+        ).scalars().all()
         values, params, user_attrs, system_attrs = [], [], [], []
         for trial_id, trial in zip(ids, trials):
             for objective, value in enumerate(trial.values or []):
@@ -135,6 +146,10 @@ def write_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial]) 
         raise
     finally:
         session.close()
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def find_study_id(storage: RDBStorage, name: str) -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
@@ -132,7 +133,7 @@ def print_estimate(report: dict) -> None:
 @contextmanager
 def progress(disable: bool = False) -> Iterator[Callable[[int, int], None]]:
     """A rich progress bar on stderr; yields ``update(done, total)``."""
-    if disable:
+    if disable or not sys.stderr.isatty():  # no bar (nor its closing newline) in pipes and logs
         yield lambda done, total: None
         return
     bar = Progress(TextColumn("searching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
