@@ -174,7 +174,6 @@ def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation
     """Score candidates (one index array per dimension) with one vectorized estimate."""
     dims = study.space.dimensions
     pick = {name: np.asarray(dims[name], dtype=object)[indices[name]] for name in dims}
-    n = len(indices["chips"])
     chips = np.array(dims["chips"], dtype=np.float64)[indices["chips"]]
     mesh_table = np.array([parse_mesh(m) for m in dims["mesh"]], dtype=np.float64)
     meshes = mesh_table[indices["mesh"]]

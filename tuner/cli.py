@@ -189,7 +189,7 @@ def search_command(spec_path: str, storage: str | None, trials: int | None, time
                    f"study {result.study_name!r} in {result.storage_url} holds "
                    f"{result.trials_before + result.trials_added}")
     if result.interrupted:
-        click.echo(f"interrupted: every finished trial is saved; run the same command to resume",
+        click.echo("interrupted: every finished trial is saved; run the same command to resume",
                    err=True)
         raise SystemExit(130)
 

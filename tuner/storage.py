@@ -15,7 +15,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import optuna
 from optuna.distributions import distribution_to_json
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
@@ -162,6 +161,3 @@ def find_study_id(storage: RDBStorage, name: str) -> int | None:
 def study_names(storage: RDBStorage) -> list[str]:
     return [s.study_name for s in storage.get_all_studies()]
 
-
-__all__ = ["TrialWriter", "default_storage_url", "find_study_id", "open_storage", "optuna",
-           "study_names", "write_trials"]
