@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -86,7 +87,9 @@ def open_study(spec: StudySpec, storage_url: str, compiled: CompiledStudy):
     study.set_user_attr(SPEC_ATTR, json.loads(spec.canonical_json()))
     study.set_user_attr(HASH_ATTR, spec.spec_hash)
     study.set_user_attr(CONSTRAINTS_ATTR, compiled.constraint_names)
-    study.set_metric_names(compiled.objective_names)
+    with warnings.catch_warnings():  # experimental in Optuna since 3.2, and what dashboards read
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(compiled.objective_names)
     return storage, study
 
 
