@@ -3,11 +3,13 @@
 ``NSGAIISampler`` finds a new trial's generation by scanning every completed trial, and its cached
 parent population by scanning every trial, on each ask: O(n) per trial, O(n^2) per study, which
 at tens of thousands of trials costs more than sampling itself. This subclass keeps the same
-answers in memory, updating them only with the trials completed since the last ask. Samples are
+answers in memory: the generation tally is counted once, then updated as each trial completes. Samples are
 identical to the parent class's for the same seed (tests/test_samplers.py).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from optuna import Study
 from optuna.samplers import NSGAIISampler
@@ -19,8 +21,8 @@ class IncrementalNSGAIISampler(NSGAIISampler):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
-        # study id -> (completed trials seen, highest generation, trials in it)
-        self._generations: dict[int, tuple[int, int, int]] = {}
+        # study id -> (highest generation among completed trials, completed trials in it)
+        self._generations: dict[int, tuple[int, int]] = {}
         self._parents: dict[tuple[int, int], list[FrozenTrial]] = {}
 
     def get_trial_generation(self, study: Study, trial: FrozenTrial) -> int:
@@ -28,22 +30,25 @@ class IncrementalNSGAIISampler(NSGAIISampler):
         generation = trial.system_attrs.get(key, None)
         if generation is not None:
             return generation
-        trials = study._get_trials(deepcopy=False, states=[TrialState.COMPLETE], use_cache=True)
-        seen, highest, count = self._generations.get(study._study_id, (0, 0, 0))
-        if seen > len(trials) or (seen and trials[seen - 1].number != self._last_number.get(study._study_id)):
-            seen, highest, count = 0, 0, 0  # the study changed under us: count again
-        for t in trials[seen:]:
-            g = t.system_attrs.get(key, -1)
-            if g > highest:
-                highest, count = g, 1
-            elif g == highest:
-                count += 1
-        self._generations[study._study_id] = (len(trials), highest, count)
-        self._last_number[study._study_id] = trials[-1].number if trials else None
+        if study._study_id not in self._generations:  # first ask (or a resumed study): count once
+            highest, count = 0, 0
+            for t in study._get_trials(deepcopy=False, states=[TrialState.COMPLETE], use_cache=True):
+                highest, count = _tally(t.system_attrs.get(key, -1), highest, count)
+            self._generations[study._study_id] = (highest, count)
+        highest, count = self._generations[study._study_id]
         assert self._population_size is not None
         generation = highest if count < self._population_size else highest + 1
         study._storage.set_trial_system_attr(trial._trial_id, key, generation)
         return generation
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        super().after_trial(study, trial, state, values)
+        # Keep the tally of completed trials per generation current, instead of recounting it.
+        if state == TrialState.COMPLETE and study._study_id in self._generations:
+            highest, count = self._generations[study._study_id]
+            generation = trial.system_attrs.get(self._get_generation_key(), -1)
+            self._generations[study._study_id] = _tally(generation, highest, count)
 
     def get_parent_population(self, study: Study, generation: int) -> list[FrozenTrial]:
         cached = self._parents.get((study._study_id, generation))
@@ -55,8 +60,11 @@ class IncrementalNSGAIISampler(NSGAIISampler):
         self._parents[(study._study_id, generation)] = sorted(population, key=lambda t: t._trial_id)
         return population
 
-    @property
-    def _last_number(self) -> dict[int, int | None]:
-        if not hasattr(self, "_last_numbers"):
-            self._last_numbers: dict[int, int | None] = {}
-        return self._last_numbers
+
+def _tally(generation: int, highest: int, count: int) -> tuple[int, int]:
+    """Highest generation among completed trials, and how many completed trials it has."""
+    if generation > highest:
+        return generation, 1
+    if generation == highest:
+        return highest, count + 1
+    return highest, count

@@ -52,7 +52,8 @@ def make_sampler(name: str, seed: int, study: CompiledStudy) -> optuna.samplers.
     if name == "nsga2":
         return IncrementalNSGAIISampler(seed=seed)
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+        # Batches are asked before any is told: the constant liar keeps a batch from piling up.
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise InvalidInputError("sampler", f"unknown sampler {name!r}", f"use one of {', '.join(SAMPLERS)}")
@@ -113,8 +114,8 @@ def run_search(
     timeout_s: float | None = None,
     sampler: str | None = None,
     seed: int | None = None,
-    batch_size: int = 64,
-    flush_interval_s: float = 1.0,
+    batch_size: int | None = None,
+    flush_interval_s: float = 0.5,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SearchResult:
     """Run (or resume) a study until it holds ``trials`` trials or ``timeout_s`` passes.
@@ -144,9 +145,11 @@ def run_search(
             _exhaustive(compiled, existing, writer, dists, on_progress)
         else:
             budget = trials if trials is not None else spec.trials
-            _sample(compiled, existing, writer, dists, budget, timeout_s, start,
-                    make_sampler(sampler_name, seed if seed is not None else spec.seed, compiled),
-                    batch_size, on_progress)
+            chosen = make_sampler(sampler_name, seed if seed is not None else spec.seed, compiled)
+            # NSGA-II: one batch per generation, so each generation's children see all parents.
+            batch = batch_size or getattr(chosen, "_population_size", None) or 64
+            _sample(compiled, existing, writer, dists, budget, timeout_s, start, chosen, batch,
+                    on_progress)
     except KeyboardInterrupt:
         interrupted = True
     finally:
