@@ -67,9 +67,16 @@ def small(tmp_path_factory) -> optuna.Study:
     return _study(SMALL_SPEC, tmp_path_factory.mktemp("small"))
 
 
+def _chips(trial) -> int:
+    """Chips of a trial: the product of its mesh's axes (the mesh carries the chip count)."""
+    x, y, z = (int(a) for a in trial.params["mesh"].split("x"))
+    return x * y * z
+
+
 def _trial(study: optuna.Study, **params) -> int:
-    """Number of the one trial with these parameters."""
-    found = [t.number for t in study.get_trials() if all(t.params[k] == v for k, v in params.items())]
+    """Number of the one trial with these parameters (chips: those of its mesh)."""
+    found = [t.number for t in study.get_trials()
+             if all(({"chips": _chips(t)} | t.params)[k] == v for k, v in params.items())]
     assert len(found) == 1, (params, found)
     return found[0]
 
@@ -100,7 +107,7 @@ def test_json_round_trips_with_every_section(gpu):
             model["d_head"], model["d_ff"], model["ffn"], model["block"], model["vocab"]) == \
         ("llama-2-70b", 80, 8192, 64, 8, 128, 28672, "swiglu", "serial", 32000)
     assert data["hardware"]["name"] == "h100-sxm" and data["hardware"]["kind"] == "gpu"
-    assert data["chips"] == trial.params["chips"]
+    assert data["chips"] == _chips(trial)
     mesh = data["mesh"]
     assert f"{mesh['x']}x{mesh['y']}x{mesh['z']}" == trial.params["mesh"]
     assert mesh["x"] * mesh["y"] * mesh["z"] == data["chips"]
@@ -188,7 +195,7 @@ def test_jax_mesh_and_partition_specs(which, request):
     for trial in study_front(study).trials:
         data = json.loads(export(study, trial.number, "jax"))
         x, y, z = data["mesh_shape"]
-        assert x * y * z == trial.params["chips"]
+        assert x * y * z == _chips(trial)
         assert data["axis_names"] == ["x", "y", "z"]
         for phase in data["phases"].values():
             for spec in _specs(phase):
@@ -244,7 +251,7 @@ def test_vllm_across_nodes_is_approximate(gpu):
 def test_vllm_covers_every_front_trial(gpu):
     for trial in study_front(gpu).trials:
         args = json.loads(export(gpu, trial.number, "vllm"))["engine_args"]
-        assert args["tensor_parallel_size"] * args["pipeline_parallel_size"] == trial.params["chips"]
+        assert args["tensor_parallel_size"] * args["pipeline_parallel_size"] == _chips(trial)
         assert args["max_num_seqs"] == trial.params["batch"]
 
 
@@ -294,8 +301,10 @@ def test_unfinished_trial(tmp_path):
 
 
 def test_structurally_invalid_trial_is_refused_even_when_allowed(tmp_path):
-    spec = {**GPU_SPEC, "name": "random", "sampler": "random", "trials": 50}
+    # Llama-2-70B has 64 heads: 7 KV heads cannot exist.
+    spec = {**GPU_SPEC, "name": "random", "sampler": "random", "trials": 50,
+            "space": {**GPU_SPEC["space"], "kv_heads": ["model", 7]}}
     study = _study(spec, tmp_path)
     invalid = [t.number for t in study.trials if t.system_attrs["constraints:structurally_valid"] > 0]
-    assert invalid  # random sampling pairs chip counts with meshes of the other count
+    assert invalid  # random sampling draws the impossible head count
     _raises("trial", deployment_spec, study, invalid[0], allow_infeasible=True)

@@ -153,7 +153,9 @@ def test_run_search_stores_exactly_the_requested_trials(url: str, sampler: str) 
         estimate = trial.user_attrs["estimate"]
         for section in ("prefill", "decode", "memory"):
             assert isinstance(estimate[section], dict) and estimate[section]
-        assert estimate["params"] == trial.params
+        # The mesh carries the chip count; the breakdown names it as well.
+        mesh_chips = math.prod(int(a) for a in trial.params["mesh"].split("x"))
+        assert estimate["params"] == {"chips": mesh_chips, **trial.params}
         valid = trial.system_attrs["constraints:structurally_valid"] <= 0
         assert estimate["structurally_valid"] is valid
         if valid:
@@ -237,8 +239,10 @@ def test_exhaustive_front_equals_the_brute_force_front(url: str, base: dict) -> 
     spec = parse_spec(spec_dict(base))
     compiled = compile_study(spec)
     network = network_for(compiled.hardware)
-    possible = sum(len(network.legal_meshes(c)) for c in compiled.space.dimensions["chips"])
-    others = compiled.space.size // len(compiled.space.dimensions["mesh"]) // len(compiled.space.dimensions["chips"])
+    # Every legal mesh of each chip count the spec lists, times every choice of the rest.
+    possible = sum(len(network.legal_meshes(c)) for c in spec.space.chips)
+    assert len(compiled.space.dimensions["mesh"]) == possible
+    others = compiled.space.size // possible
     run_search(spec, url, sampler="exhaustive")
     assert len(stored(spec.name, url)) == possible * others
 
@@ -265,7 +269,8 @@ def test_exhaustive_after_sampling_adds_only_the_candidates_not_yet_stored(url: 
     run_search(spec, url, trials=60)
 
     def key(t):
-        return (t.params["chips"], t.params["mesh"], t.params["batch"], t.params["decode_ffn_layout"])
+        chips = math.prod(int(a) for a in t.params["mesh"].split("x"))
+        return (chips, t.params["mesh"], t.params["batch"], t.params["decode_ffn_layout"])
 
     sampled = {key(t) for t in stored("small", url) if t.system_attrs["constraints:structurally_valid"] <= 0}
     assert sampled and sampled < possible
@@ -285,12 +290,24 @@ def test_progress_is_reported(url: str) -> None:
 
 # --- fronts of sampled studies -----------------------------------------------------------------
 
-def test_random_trials_include_impossible_meshes_which_are_infeasible(url: str) -> None:
+def test_every_sampled_mesh_is_legal_for_its_chip_count(url: str) -> None:
+    """The mesh dimension lists legal meshes of the spec's chip counts only: no sampled trial
+    pairs a chip count with a mesh it does not have."""
     run_search(spec_dict(), url, trials=150)
+    network = network_for(get_hardware("tpu-v4"))
+    legal = {"x".join(map(str, m)) for c in (64, 128) for m in network.legal_meshes(c)}
     trials = stored("small", url)
-    impossible = [t for t in trials
-                  if math.prod(int(a) for a in t.params["mesh"].split("x")) != t.params["chips"]]
-    assert impossible, "a random sampler over chips x mesh must draw meshes of the other chip count"
+    assert {t.params["mesh"] for t in trials} <= legal
+    assert all(t.system_attrs["constraints:structurally_valid"] <= 0 for t in trials)
+
+
+def test_random_trials_with_impossible_kv_heads_are_infeasible(url: str) -> None:
+    """PaLM 540B has 48 heads: 5 KV heads cannot exist; such trials are stored as infeasible and
+    never reach the front."""
+    run_search(spec_dict(space={**SMALL["space"], "kv_heads": ["model", 5]}), url, trials=150)
+    trials = stored("small", url)
+    impossible = [t for t in trials if t.params["kv_heads"] == 5]
+    assert impossible
     for trial in impossible:
         assert trial.system_attrs["constraints:structurally_valid"] > 0
         assert not feasible(trial)
@@ -299,8 +316,7 @@ def test_random_trials_include_impossible_meshes_which_are_infeasible(url: str) 
     assert all(t.system_attrs["constraints:structurally_valid"] <= 0 for t in possible)
     front = study_front(load_study("small", url))
     assert front.trials
-    on_front = {t.number for t in front.trials}
-    assert not on_front & {t.number for t in impossible}
+    assert not {t.number for t in front.trials} & {t.number for t in impossible}
 
 
 @pytest.mark.parametrize("sampler", ["random", "nsga2"])

@@ -185,10 +185,9 @@ def _sample(compiled, existing, writer, dists, budget, timeout_s, start, sampler
 def _exhaustive(compiled, existing, writer, dists, on_progress, chunk: int = 20_000) -> None:
     """Every structurally possible candidate not yet stored, scored in vectorized chunks."""
     indices = compiled.space.all_indices()
-    # Meshes that do not multiply to the chip count are not candidates at all here.
-    mesh_chips = np.array([np.prod([int(a) for a in m.split("x")]) for m in compiled.space.dimensions["mesh"]])
-    chips = np.array(compiled.space.dimensions["chips"])
-    keep = mesh_chips[indices["mesh"]] == chips[indices["chips"]]
+    # KV head counts that do not divide the heads are not candidates at all here.
+    kv_heads = np.array(compiled.space.dimensions["kv_heads"])
+    keep = np.mod(compiled.model.heads, kv_heads[indices["kv_heads"]]) == 0
     indices = {k: v[keep] for k, v in indices.items()}
     if existing:
         seen = compiled.space.indices_of([t.params for t in existing])
@@ -196,7 +195,7 @@ def _exhaustive(compiled, existing, writer, dists, on_progress, chunk: int = 20_
         done_keys = {tuple(row) for row in np.stack(list(seen.values()), axis=1)}
         fresh = np.array([tuple(row) not in done_keys for row in stacked], dtype=bool)
         indices = {k: v[fresh] for k, v in indices.items()}
-    total = len(indices["chips"])
+    total = len(indices["mesh"])
     number = len(existing)
     for begin in range(0, total, chunk):
         part = {k: v[begin:begin + chunk] for k, v in indices.items()}

@@ -148,19 +148,28 @@ _PARAM_COLUMNS = ("chips", "mesh", "batch", "prefill_ffn_layout", "decode_ffn_la
                   "kv_heads", "block", "flash_attention")
 
 
+def _choices(trial) -> dict:
+    """A trial's configuration: its parameters, with the chips its mesh has."""
+    from search_spaces.space import mesh_chips
+
+    params = dict(trial.params)
+    return {"chips": mesh_chips(params["mesh"]), **params} if "mesh" in params else params
+
+
 def front_rows(front) -> list[dict]:
     """The front as plain rows: trial number, configuration, objectives."""
-    return [{"trial": t.number, "params": dict(t.params),
+    return [{"trial": t.number, "params": _choices(t),
              "objectives": dict(zip(front.objective_names, t.values))} for t in front.trials]
 
 
 def front_csv(front) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    params = [p for p in _PARAM_COLUMNS if any(p in t.params for t in front.trials)]
+    rows = [_choices(t) for t in front.trials]
+    params = [p for p in _PARAM_COLUMNS if any(p in r for r in rows)]
     writer.writerow(["trial", *params, *front.objective_names])
-    for t in front.trials:
-        writer.writerow([t.number, *(t.params.get(p) for p in params), *t.values])
+    for t, r in zip(front.trials, rows):
+        writer.writerow([t.number, *(r.get(p) for p in params), *t.values])
     return buffer.getvalue()
 
 
@@ -170,13 +179,14 @@ def print_front(front) -> None:
                    f"feasible trials ({front.n_trials} in all)")
     table = Table(title=title)
     table.add_column("trial", justify="right")
-    varying = [p for p in _PARAM_COLUMNS if len({str(t.params.get(p)) for t in front.trials}) > 1]
+    rows = [_choices(t) for t in front.trials]
+    varying = [p for p in _PARAM_COLUMNS if len({str(r.get(p)) for r in rows}) > 1]
     for p in varying:
         table.add_column(p)
     for name, direction in zip(front.objective_names, front.directions):
         table.add_column(f"{name} ({'min' if direction == 'minimize' else 'max'})", justify="right")
-    for t in front.trials:
-        table.add_row(str(t.number), *(escape(str(t.params.get(p))) for p in varying),
+    for t, r in zip(front.trials, rows):
+        table.add_row(str(t.number), *(escape(str(r.get(p))) for p in varying),
                       *(f"{v:.4g}" for v in t.values))
     console.print(table)
     if not front.trials:
