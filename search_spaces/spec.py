@@ -53,7 +53,8 @@ class Space(BaseModel):
     model_config = _STRICT
     chips: list[StrictInt] = Field(min_length=1)
     mesh: Literal["auto"] | list[str] = Field(
-        default="auto", description="'auto': every legal mesh of every chip count is a choice.")
+        default="auto", description="'auto': every legal mesh of every chip count is a choice; "
+        "or a list of meshes XxYxZ, each of one of the chip counts. The mesh carries the chips.")
     batch: list[StrictInt] = Field(min_length=1)
     prefill_ffn_layout: list[Literal[FFN_LAYOUTS]] = Field(default=["ws_2d"], min_length=1)  # type: ignore[valid-type]
     decode_ffn_layout: list[Literal[FFN_LAYOUTS]] = Field(default=["ws_2d"], min_length=1)  # type: ignore[valid-type]
