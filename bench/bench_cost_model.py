@@ -32,12 +32,12 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
+from machine import cpu_model, pin_to_one_cpu  # noqa: E402
 
 from cost_models import analyze, get_hardware, get_model, make_configs  # noqa: E402
 from cost_models.dtypes import BF16, FP8, INT4, INT8  # noqa: E402
@@ -49,25 +49,8 @@ TARGET_CONFIGS_PER_S = 200_000
 TARGET_SPEEDUP = 50.0
 
 
-def pin_to_one_cpu(cpu: int | None) -> str:
-    """Pin this process to one CPU (default: the lowest one it may run on). Returns a description."""
-    if not hasattr(os, "sched_setaffinity"):
-        return "not pinned (os.sched_setaffinity unavailable)"
-    allowed = sorted(os.sched_getaffinity(0))
-    target = allowed[0] if cpu is None else cpu
-    os.sched_setaffinity(0, {target})
-    return f"pinned to CPU {target} (of {len(allowed)} allowed)"
 
 
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def design_space(n: int, seed: int) -> dict:

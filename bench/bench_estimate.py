@@ -25,7 +25,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_cost_model import MODELS, cpu_model, pin_to_one_cpu, rates, timed  # noqa: E402
+from bench_cost_model import MODELS, rates, timed  # noqa: E402
+from machine import cpu_model, pin_to_one_cpu  # noqa: E402
 
 from cost_models import get_hardware, get_model, make_configs  # noqa: E402
 from cost_models.deployment import estimate  # noqa: E402

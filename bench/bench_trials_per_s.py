@@ -61,6 +61,7 @@ import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from machine import cpu_model, pin_to_one_cpu  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -83,24 +84,8 @@ BATCH = 64  # run_search's default batch size
 CRASH_STUDY = ROOT / "studies" / "palm-540b-tpu-v4.yaml"
 
 
-def pin_to_one_cpu(cpu: int | None) -> str:
-    if not hasattr(os, "sched_setaffinity"):
-        return "not pinned (os.sched_setaffinity unavailable)"
-    allowed = sorted(os.sched_getaffinity(0))
-    target = allowed[0] if cpu is None else cpu
-    os.sched_setaffinity(0, {target})
-    return f"pinned to CPU {target} (of {len(allowed)} allowed)"
 
 
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def count_complete(db: Path) -> int:
