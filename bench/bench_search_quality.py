@@ -27,8 +27,8 @@ For every shipped study spec (``studies/*.yaml``):
    structurally possible candidates. A run's first N trials are the same as those of a run with a
    budget of N (samplers do not know the budget), so one run per seed serves every checkpoint.
    N counts trials as run, including repeats and structurally impossible candidates the sampler
-   proposes (each dimension is sampled independently, so most random (chips, mesh) pairs do not
-   match): the budget a user pays.
+   proposes (KV head counts that do not divide the heads, where a spec lists them): the budget a
+   user pays.
 
 TPE (multivariate) slows down with every trial (several ms per ask after a thousand trials), so
 its runs stop at ``--tpe-cap`` trials (default 3,000); checkpoints above the cap show "n/a".
@@ -120,9 +120,9 @@ def exact_front(spec_path: Path, scale: str) -> Exact:
     study = compile_study(spec)
     space = study.space
     indices = space.all_indices()
-    mesh_chips = np.array([np.prod([int(a) for a in m.split("x")]) for m in space.dimensions["mesh"]])
-    chips = np.array(space.dimensions["chips"])
-    keep = mesh_chips[indices["mesh"]] == chips[indices["chips"]]
+    # Every mesh carries its chip count; only KV head counts that do not divide the heads are impossible.
+    kv_heads = np.array(space.dimensions["kv_heads"])
+    keep = np.mod(study.model.heads, kv_heads[indices["kv_heads"]]) == 0
     indices = {k: v[keep] for k, v in indices.items()}
     possible = int(keep.sum())
     feasible_values = []
