@@ -27,7 +27,7 @@ a child process that records, after every batch, how many trials it has finished
 (``on_progress``). Shortly after ~3 s of sampling the parent sends SIGKILL, then checks the
 database: it opens, ``PRAGMA integrity_check`` says ok, ``optuna.load_study`` reads it, every trial
 is COMPLETE with all its values and parameters, trial numbers are 0..n-1, and n is a whole number
-of batches (a multiple of the batch size, 64). It reports the trials present against the trials
+of batches (a multiple of the batch size: 64, or 50 for NSGA-II). It reports the trials present against the trials
 the child had finished, and the loss in seconds of sampling. The kill times are spread over
 ``--crash-runs`` offsets so that some land inside a flush (a hot rollback journal next to the
 database after the kill shows that one did).
@@ -80,7 +80,8 @@ STUDIES = sorted((ROOT / "studies").glob("*.yaml"))
 SAMPLERS = ("random", "nsga2")
 TARGET_RATE = 1000.0
 TARGET_LOSS_S = 1.0
-BATCH = 64  # run_search's default batch size
+BATCH = 64  # run_search's batch size, except NSGA-II's: one generation (its population, 50)
+NSGA2_BATCH = 50
 CRASH_STUDY = ROOT / "studies" / "palm-540b-tpu-v4.yaml"
 
 
@@ -197,6 +198,7 @@ def crash_once(sampler: str, after_s: float) -> dict:
         compiled = compile_study(spec)
         k, d = len(compiled.objective_names), len(compiled.space.dimensions)
         present = len(numbers)
+        batch = NSGA2_BATCH if sampler == "nsga2" else BATCH
         loaded = len(optuna.load_study(study_name=spec.name, storage=url).get_trials(deepcopy=False))
         checks = {
             "integrity ok": integrity == "ok",
@@ -205,8 +207,8 @@ def crash_once(sampler: str, after_s: float) -> dict:
             "all COMPLETE": states <= {"COMPLETE"},
             "all values/params/estimates": (n_values == k * present and n_params == d * present
                                             and n_estimates == present),
-            f"multiple of {BATCH}": present % BATCH == 0,
-            f"present <= finished + {BATCH}": present <= finished + BATCH,  # a batch may be flushed before on_progress reports it
+            f"multiple of {batch}": present % batch == 0,
+            f"present <= finished + {batch}": present <= finished + batch,  # a batch may be flushed before on_progress reports it
         }
     lost = finished - present
     return dict(sampler=sampler, after_s=after_s, killed_after_s=killed_at - first[1],
