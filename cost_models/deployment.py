@@ -145,7 +145,14 @@ def estimate(
     # MFU against the peak of the format the weight matmuls run in (Pope et al. keep them in
     # bf16, so theirs is the bf16 peak; int8 x int8 on an H100 has twice that to use).
     peak = hardware.peak_table()[COMBINE[base.weight_dtype, base.act_dtype]]
-    params = _params(base)
+    # MFU's numerator (Pope et al.: 2 x parameters x tokens, attention left out) counts the
+    # parameters whose matmuls run: every block matrix for each token, the lm_head for the tokens
+    # it scores. Pope et al. count the embedding table too (0.9% of PaLM 540B); for small models
+    # that would credit work never done and let MFU pass 1.
+    block_params = _params(base) - base.vocab * base.d_model * np.where(base.tie_embeddings, 1.0, 2.0)
+    head_params = base.vocab * base.d_model
+    prefill_head_tokens = {"all": base.batch * prompt, "none": 0.0}.get(convention.lm_head_positions, base.batch)
+    decode_head_share = 0.0 if convention.lm_head_positions == "none" else 1.0
 
     def phase_time(configs: InferenceConfigs, tokens_per_sequence: np.ndarray, phase: str):
         ops = operator_costs(configs, convention)
@@ -172,24 +179,25 @@ def estimate(
     step_latency, step_compute, step_memory, step_comm, d_ops = phase_time(
         _with(base, phase=np.int64(1), seq_len=mean_context), np.ones(n), "decode")
 
-    def phase(latency, compute, memory, comm, tokens) -> PhaseEstimate:
+    def phase(latency, compute, memory, comm, tokens, model_flops) -> PhaseEstimate:
         return PhaseEstimate(
             latency_s=latency, compute_s=compute, memory_s=memory, comm_s=comm, tokens=tokens,
-            mfu=2.0 * params * tokens / (chips * peak * latency),
+            mfu=model_flops / (chips * peak * latency),
             cost_chip_s_per_token=chips * latency / tokens,
         )
 
-    prefill = phase(p_lat, p_comp, p_mem, p_comm, base.batch * prompt)
+    prefill_tokens, decode_tokens = base.batch * prompt, base.batch * gen
+    prefill = phase(p_lat, p_comp, p_mem, p_comm, prefill_tokens,
+                    2.0 * (block_params * prefill_tokens + head_params * prefill_head_tokens))
     decode = phase(step_latency * gen, step_compute * gen, step_memory * gen, step_comm * gen,
-                   base.batch * gen)
+                   decode_tokens, 2.0 * (block_params + decode_head_share * head_params) * decode_tokens)
     memory = _memory(base, hardware, chips, prompt + gen, batch_sharded["decode"], p_ops,
                      d_ops, kv_memory_fraction)
     return DeploymentEstimate(prefill, decode, step_latency, memory)
 
 
 def _params(c: InferenceConfigs) -> np.ndarray:
-    """Parameters as Pope et al. count them for MFU: block matrices plus the embedding (plus the
-    lm_head when untied)."""
+    """Parameters: block matrices plus the embedding (plus the lm_head when untied)."""
     dq, dkv = c.heads * c.d_head, c.kv_heads * c.d_head
     ffn = np.where(c.gated_ffn, 3.0, 2.0) * c.d_model * c.d_ff
     per_layer = c.d_model * (2 * dq + 2 * dkv) + ffn

@@ -135,7 +135,8 @@ def test_acceptance_numbers_by_hand(capsys):
     # Tokens: batch x gen = 64 x 64 = 4096. Cost = chips x latency / tokens.
     tokens = 64 * 64
     assert decode["cost_chip_s_per_token"] == pytest.approx(64 * decode["latency_s"] / tokens, rel=1e-12)
-    # MFU = 2 x params x tokens / (chips x 275e12 x latency).
+    # MFU = 2 x params x tokens / (chips x 275e12 x latency): in decode every token runs every
+    # block and the (tied) lm_head, i.e. all 540.36e9 parameters.
     assert decode["mfu"] == pytest.approx(
         2 * PALM_540B_PARAMS * tokens / (64 * TPU_V4_PEAK * decode["latency_s"]), rel=1e-9)
     assert 0 < decode["mfu"] <= 1
@@ -148,8 +149,13 @@ def test_prefill_numbers_by_hand(capsys):
     prefill = report["prefill"]
     tokens = 1 * 2048
     assert prefill["cost_chip_s_per_token"] == pytest.approx(64 * prefill["latency_s"] / tokens, rel=1e-12)
+    # MFU counts the matmuls that run: the 118 blocks for every prompt token (E(3F + 2 H d_head +
+    # 2 d_head) each, Pope et al.'s formula) and the lm_head (V x E) for the last position only.
+    block = 118 * 18432 * (3 * 73728 + 2 * 48 * 256 + 2 * 256)
+    head = 256128 * 18432
+    assert block + head == PALM_540B_PARAMS  # tied embedding: the lm_head is the embedding
     assert prefill["mfu"] == pytest.approx(
-        2 * PALM_540B_PARAMS * tokens / (64 * TPU_V4_PEAK * prefill["latency_s"]), rel=1e-9)
+        2 * (block * tokens + head * 1) / (64 * TPU_V4_PEAK * prefill["latency_s"]), rel=1e-9)
     # Compute floor: 2 x block params x 2048 tokens / (64 x 275e12) s.
     floor = matmul_flops_per_token("palm-540b") * tokens / (64 * TPU_V4_PEAK)
     assert prefill["latency_s"] >= floor

@@ -194,6 +194,41 @@ def search_command(spec_path: str, storage: str | None, trials: int | None, time
         raise SystemExit(130)
 
 
+@cli.command("worker")
+@click.argument("spec_path", metavar="SPEC.yaml", type=click.Path(dir_okay=False))
+@click.option("--storage", required=True,
+              help="SQLAlchemy URL every worker shares, e.g. postgresql://user@host/db.")
+@click.option("--trials", type=int, default=None,
+              help="This worker's share [default: until the study holds the spec's budget].")
+@click.option("--seed", type=int, default=None,
+              help="Sampler seed [default: the spec's seed plus this process id].")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def worker_command(spec_path: str, storage: str, trials: int | None, seed: int | None,
+                   as_json: bool) -> None:
+    """Join a study (or create it) and add trials until this worker's share or the study's
+    budget is done. Run any number of workers, on any number of machines, on one database."""
+    import os
+
+    from search_spaces.spec import load_spec
+    from tuner.study import run_worker
+
+    spec = load_spec(spec_path)
+    result = run_worker(spec, storage, share=trials,
+                        seed=seed if seed is not None else spec.seed + os.getpid())
+    summary = {"study": result.study_name, "storage": result.storage_url,
+               "trials_added": result.trials_added, "interrupted": result.interrupted,
+               "elapsed_s": result.elapsed_s}
+    if as_json:
+        _print_json(summary)
+    else:
+        click.echo(f"worker added {result.trials_added} trials to {result.study_name!r} "
+                   f"in {result.elapsed_s:.1f} s")
+    if result.interrupted:
+        click.echo("interrupted: every finished trial is saved; start the worker again to go on",
+                   err=True)
+        raise SystemExit(130)
+
+
 @cli.command("studies")
 @click.option("--storage", default="sqlite:///studies/*.db", show_default=True,
               help="SQLAlchemy URL; the default lists every SQLite study under studies/.")

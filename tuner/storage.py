@@ -11,8 +11,11 @@ ones Optuna itself writes, so ``optuna.load_study`` and optuna-dashboard read th
 
 from __future__ import annotations
 
+import fcntl
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -52,15 +55,28 @@ def open_storage(url: str, *, create: bool = True) -> RDBStorage:
             except OSError as error:
                 raise InvalidInputError("storage", f"cannot create {path.parent}: {error.strerror}",
                                         "use a writable path") from None
-    try:
-        return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
-    except ImportError as error:
-        raise InvalidInputError("storage", f"no database driver for {url.split(':', 1)[0]} ({error.name})",
-                                "install it, e.g. pip install psycopg2-binary") from None
-    except Exception as error:  # SQLAlchemy/Optuna raise many types for unusable URLs
-        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-        raise InvalidInputError("storage", f"cannot open {url}: {reason}",
-                                "check the URL, the path and the server") from None
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            # Several workers may open a new SQLite file at once: one creates the schema at a time.
+            with _file_lock(_sqlite_path(url)):
+                return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        except ImportError as error:
+            raise InvalidInputError("storage", f"no database driver for {url.split(':', 1)[0]} ({error.name})",
+                                    "install it, e.g. pip install psycopg2-binary") from None
+        except Exception as error:  # SQLAlchemy/Optuna raise many types for unusable URLs
+            # Workers starting together on a new server database race to create Optuna's
+            # tables; the losers find them made a moment later.
+            racing = "already exists" in str(error) or "duplicate key" in str(error)
+            if racing and attempt + 1 < _OPEN_ATTEMPTS:
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            raise InvalidInputError("storage", f"cannot open {url}: {reason}",
+                                    "check the URL, the path and the server") from None
+    raise AssertionError("unreachable")
+
+
+_OPEN_ATTEMPTS = 8
 
 
 def _engine_kwargs(url: str) -> dict:
@@ -73,12 +89,15 @@ def _engine_kwargs(url: str) -> dict:
 class TrialWriter:
     """Buffers finished trials and writes each buffer to one study in a single transaction."""
 
-    def __init__(self, storage: RDBStorage, study_id: int, flush_interval_s: float = 0.5) -> None:
+    def __init__(self, storage: RDBStorage, study_id: int, flush_interval_s: float = 0.5,
+                 budget: int | None = None) -> None:
         self.storage = storage
         self.study_id = study_id
         self.flush_interval_s = flush_interval_s
+        self.budget = budget  # the most trials the study may hold (several workers share it)
         self.pending: list[FrozenTrial] = []
         self.written = 0
+        self.budget_reached = False
         self._last_flush = time.monotonic()
 
     def add(self, trials: list[FrozenTrial]) -> None:
@@ -94,23 +113,72 @@ class TrialWriter:
         if not self.pending:
             return 0
         batch, self.pending = self.pending, []
-        write_trials(self.storage, self.study_id, batch)
-        self.written += len(batch)
-        return len(batch)
+        written = write_trials(self.storage, self.study_id, batch, self.budget)
+        self.written += written
+        if written < len(batch):
+            self.budget_reached = True
+        return written
 
 
-def write_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial]) -> None:
-    """Insert finished trials (values, params, user and system attributes) in one transaction.
+def write_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial],
+                 budget: int | None = None) -> int:
+    """Insert finished trials (values, params, user and system attributes) in one transaction;
+    returns how many were written.
 
-    Trial numbers continue from the study's current count, in the order given.
+    Trial numbers continue from the study's current count, in the order given. With a
+    ``budget``, only as many as keep the study at or under it are written. Writers of one study
+    are serialized (PostgreSQL: a row lock on the study; SQLite: a lock file beside the
+    database), so numbers are unique and the budget holds with any number of workers.
     """
+    with _sqlite_writer_lock(storage):
+        return _write_trials_locked(storage, study_id, trials, budget)
+
+
+@contextmanager
+def _sqlite_writer_lock(storage: RDBStorage) -> Iterator[None]:
+    """Serialize writers of a SQLite database (processes on one machine); server databases lock
+    the study row in the transaction instead."""
+    url = storage.engine.url
+    database = url.database if url.get_backend_name() == "sqlite" else None
+    with _file_lock(database if database != ":memory:" else None):
+        yield
+
+
+def _sqlite_path(url: str) -> str | None:
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return path if path and path != ":memory:" else None
+
+
+@contextmanager
+def _file_lock(database: str | None) -> Iterator[None]:
+    """An exclusive lock on ``<database>.lock``; nothing when there is no database file."""
+    if not database:
+        yield
+        return
+    with open(f"{database}.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_trials_locked(storage: RDBStorage, study_id: int, trials: list[FrozenTrial],
+                         budget: int | None) -> int:
     session = storage.scoped_session()
     try:
-        # Lock the study row (PostgreSQL) so numbers stay unique; SQLite serializes writers.
+        # Lock the study row (PostgreSQL: SELECT ... FOR UPDATE) so numbers stay unique.
         models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
         start = session.execute(
             select(func.count(models.TrialModel.trial_id)).where(models.TrialModel.study_id == study_id)
         ).scalar_one()
+        if budget is not None:
+            trials = trials[:max(0, budget - start)]
+        if not trials:
+            session.rollback()
+            return 0
         now = datetime.now()
         # Optuna stores trial times as naive UTC (FrozenTrial holds naive local time).
         rows = [{"number": start + i, "study_id": study_id, "state": t.state,
@@ -141,6 +209,7 @@ def write_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial]) 
             if rows:  # Core executemany on the table: no ORM unit of work per row
                 session.execute(insert(model.__table__), rows)
         session.commit()
+        return len(trials)
     except Exception:
         session.rollback()
         raise

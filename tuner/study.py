@@ -32,6 +32,14 @@ SAMPLERS = ("nsga2", "tpe", "random", "exhaustive")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def run_worker(spec: StudySpec | dict, storage_url: str, share: int | None = None,
+               **kwargs: object) -> SearchResult:
+    """One of many processes adding trials to one study (``tuner worker``): it joins the study
+    (or creates it), adds trials until it has added ``share`` or the study holds its budget, and
+    writes after every batch so the budget it sees is current."""
+    return run_search(spec, storage_url, share=share, flush_interval_s=0.0, **kwargs)
+
+
 @dataclass
 class SearchResult:
     study_name: str
@@ -84,7 +92,11 @@ def open_study(spec: StudySpec, storage_url: str, compiled: CompiledStudy):
                 "spec", f"study {spec.name!r} in {storage_url} was made from a different spec ({shown})",
                 "restore the spec, give the study a new name, or use another --storage")
         return storage, optuna.load_study(study_name=spec.name, storage=storage)
-    study = optuna.create_study(study_name=spec.name, storage=storage, directions=compiled.directions)
+    try:
+        study = optuna.create_study(study_name=spec.name, storage=storage, directions=compiled.directions)
+    except optuna.exceptions.DuplicatedStudyError:  # another worker created it just now
+        time.sleep(0.5)  # let it finish setting the study's attributes
+        return open_study(spec, storage_url, compiled)
     study.set_user_attr(SPEC_ATTR, json.loads(spec.canonical_json()))
     study.set_user_attr(HASH_ATTR, spec.spec_hash)
     study.set_user_attr(CONSTRAINTS_ATTR, compiled.constraint_names)
@@ -116,12 +128,16 @@ def run_search(
     seed: int | None = None,
     batch_size: int | None = None,
     flush_interval_s: float = 0.5,
+    share: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SearchResult:
     """Run (or resume) a study until it holds ``trials`` trials or ``timeout_s`` passes.
 
     ``trials`` defaults to the spec's budget; for the exhaustive sampler it is the whole space.
-    Ctrl-C stops cleanly: finished trials are written, and the result says it was interrupted.
+    The budget holds in the database whatever else writes to the study (see
+    :func:`tuner.storage.write_trials`); ``share`` caps the trials this call adds (a worker's
+    share). Ctrl-C stops cleanly: finished trials are written, and the result says it was
+    interrupted.
     """
     spec = spec if isinstance(spec, StudySpec) else parse_spec(spec)
     compiled = compile_study(spec)
@@ -133,10 +149,15 @@ def run_search(
         raise InvalidInputError("trials", f"must be at least 1, got {trials}", "pass a positive number")
     if timeout_s is not None and not timeout_s > 0:
         raise InvalidInputError("timeout", f"must be positive, got {timeout_s}", "pass seconds > 0")
+    if share is not None and share < 1:
+        raise InvalidInputError("trials", f"a worker's share must be at least 1, got {share}",
+                                "pass a positive number")
+    budget = trials if trials is not None else spec.trials
     storage, stored = open_study(spec, storage_url, compiled)
     study_id = stored._study_id
     existing = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
-    writer = TrialWriter(storage, study_id, flush_interval_s)
+    writer = TrialWriter(storage, study_id, flush_interval_s,
+                         budget=None if sampler_name == "exhaustive" else budget)
     dists = distributions(compiled)
     start = time.monotonic()
     interrupted = False
@@ -144,12 +165,11 @@ def run_search(
         if sampler_name == "exhaustive":
             _exhaustive(compiled, existing, writer, dists, on_progress)
         else:
-            budget = trials if trials is not None else spec.trials
             chosen = make_sampler(sampler_name, seed if seed is not None else spec.seed, compiled)
             # NSGA-II: one batch per generation, so each generation's children see all parents.
             batch = batch_size or getattr(chosen, "_population_size", None) or 64
-            _sample(compiled, existing, writer, dists, budget, timeout_s, start, chosen, batch,
-                    on_progress)
+            _sample(compiled, existing, writer, dists, budget, share, timeout_s, start, chosen,
+                    batch, on_progress)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -158,14 +178,16 @@ def run_search(
                         time.monotonic() - start)
 
 
-def _sample(compiled, existing, writer, dists, budget, timeout_s, start, sampler, batch_size,
-            on_progress) -> None:
+def _sample(compiled, existing, writer, dists, budget, share, timeout_s, start, sampler,
+            batch_size, on_progress) -> None:
     memory = optuna.create_study(directions=compiled.directions, sampler=sampler)
     memory.add_trials(existing)  # the sampler learns from everything stored so far
     done = len(existing)
+    limit = budget if share is None else min(budget, done + share)
     names = compiled.constraint_names
-    while done < budget and (timeout_s is None or time.monotonic() - start < timeout_s):
-        asked = [memory.ask(dists) for _ in range(min(batch_size, budget - done))]
+    while (done < limit and not writer.budget_reached
+           and (timeout_s is None or time.monotonic() - start < timeout_s)):
+        asked = [memory.ask(dists) for _ in range(min(batch_size, limit - done))]
         evaluation = evaluate(compiled, compiled.space.indices_of([t.params for t in asked]))
         finished = []
         for row, trial in enumerate(asked):
@@ -179,7 +201,7 @@ def _sample(compiled, existing, writer, dists, budget, timeout_s, start, sampler
         writer.add(finished)
         done += len(asked)
         if on_progress:
-            on_progress(done, budget)
+            on_progress(done, limit)
 
 
 def _exhaustive(compiled, existing, writer, dists, on_progress, chunk: int = 20_000) -> None:

@@ -1,0 +1,192 @@
+"""Many workers on one study, crashes and Ctrl-C, with real processes and a real database server.
+
+PostgreSQL: ``TUNER_TEST_POSTGRES_URL`` names a server (``.ci/run`` starts one with
+``.ci/postgres.sh``); outside CI, without it, the tests try to start one from the distribution's
+binaries if they are installed, and are skipped with the reason when no server can be had. In CI
+they fail instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TUNER = [sys.executable, "-c", "import sys; from tuner.cli import main; sys.exit(main())"]
+SPEC = {
+    "name": "workers",
+    "model": "llama-3-8b",
+    "hardware": "l4",
+    "workload": {"prompt_len": 512, "gen_len": 64},
+    "space": {"chips": [1, 2, 4], "batch": [1, 8, 32], "weight_bits": [16, 8, 4], "kv_bits": [16, 8]},
+    "objectives": [{"metric": "decode.step_latency_s"}, {"metric": "decode.cost_chip_s_per_token"}],
+    "sampler": "nsga2",
+    "trials": 600,
+}
+
+
+def _write_spec(tmp_path: Path, **changes) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({**SPEC, **changes}))
+    return path
+
+
+def _server_url() -> str | None:
+    url = os.environ.get("TUNER_TEST_POSTGRES_URL")
+    if url:
+        return url
+    if os.environ.get("CI"):
+        pytest.fail("CI must provide TUNER_TEST_POSTGRES_URL (see .ci/run)")
+    if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        pytest.skip("no PostgreSQL server: set TUNER_TEST_POSTGRES_URL or install postgresql")
+    try:
+        done = subprocess.run(["bash", str(ROOT / ".ci" / "postgres.sh")], capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "TUNER_PG_PORT": "55433"})
+    except (OSError, subprocess.TimeoutExpired) as error:
+        pytest.skip(f"could not start PostgreSQL: {error}")
+    if done.returncode != 0:
+        pytest.skip(f"could not start PostgreSQL: {done.stderr.strip().splitlines()[-1:]}")
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> str:
+    """A fresh database on the server, dropped afterwards."""
+    pytest.importorskip("psycopg2", reason="pip install -e '.[postgres]' for the PostgreSQL driver")
+    import sqlalchemy
+
+    server = _server_url()
+    name = f"tuner_test_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    except sqlalchemy.exc.OperationalError as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL at {server} is not reachable: {str(error).splitlines()[0]}")
+    url = server.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    sqlalchemy.engine.create_engine(url).dispose()
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+def _run_workers(spec: Path, url: str, count: int = 4) -> list[subprocess.CompletedProcess]:
+    processes = [subprocess.Popen([*TUNER, "worker", str(spec), "--storage", url, "--seed", str(i)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                 for i in range(count)]
+    results = []
+    for process in processes:
+        out, err = process.communicate(timeout=300)
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    return results
+
+
+def _check_study(url: str, expected: int) -> None:
+    study = optuna.load_study(study_name=SPEC["name"], storage=url)
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == expected
+    assert sorted(t.number for t in trials) == list(range(expected))  # none duplicated, none lost
+    assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE}  # none stuck RUNNING
+    assert all("estimate" in t.user_attrs for t in trials)
+
+
+def _pareto_reads(url: str) -> None:
+    done = subprocess.run([*TUNER, "pareto", SPEC["name"], "--storage", url, "--json"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("[")
+
+
+def test_four_workers_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    results = _run_workers(_write_spec(tmp_path), postgres_url)
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    assert sum(int(r.stdout.split("added ")[1].split()[0]) for r in results) == SPEC["trials"]
+    _check_study(postgres_url, SPEC["trials"])
+    _pareto_reads(postgres_url)
+
+
+def test_four_workers_on_one_sqlite_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    results = _run_workers(_write_spec(tmp_path), url)
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    _check_study(url, SPEC["trials"])
+    _pareto_reads(url)
+
+
+def test_worker_share_caps_what_one_worker_adds(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'share.db'}"
+    done = subprocess.run([*TUNER, "worker", str(_write_spec(tmp_path)), "--storage", url,
+                           "--trials", "120"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    _check_study(url, 120)
+
+
+def _start_search(spec: Path, url: str, trials: int) -> subprocess.Popen:
+    return subprocess.Popen([*TUNER, "search", str(spec), "--storage", url, "--trials", str(trials),
+                             "--sampler", "random"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def _wait_for_trials(url: str, at_least: int, timeout_s: float = 60.0) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            count = len(optuna.load_study(study_name=SPEC["name"], storage=url).get_trials(deepcopy=False))
+        except (KeyError, Exception):  # not created yet
+            count = 0
+        if count >= at_least:
+            return count
+        time.sleep(0.1)
+    raise AssertionError(f"no {at_least} trials within {timeout_s} s")
+
+
+def test_sigkill_then_resume_keeps_flushed_trials_and_finishes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'crash.db'}"
+    spec = _write_spec(tmp_path)
+    process = _start_search(spec, url, trials=2_000_000)
+    try:
+        _wait_for_trials(url, 500)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    survived = optuna.load_study(study_name=SPEC["name"], storage=url).get_trials(deepcopy=False)
+    assert len(survived) >= 500
+    assert sorted(t.number for t in survived) == list(range(len(survived)))
+    assert {t.state for t in survived} == {optuna.trial.TrialState.COMPLETE}
+    budget = len(survived) + 300
+    done = subprocess.run([*TUNER, "search", str(spec), "--storage", url, "--trials", str(budget),
+                           "--sampler", "random"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    _check_study(url, budget)
+    kept = {t.number: t.params for t in survived}
+    after = {t.number: t.params for t in optuna.load_study(study_name=SPEC["name"], storage=url).trials}
+    assert all(after[n] == params for n, params in kept.items())  # nothing flushed was lost
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'interrupt.db'}"
+    spec = _write_spec(tmp_path)
+    process = _start_search(spec, url, trials=2_000_000)
+    _wait_for_trials(url, 200)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert "run the same command to resume" in err
+    saved = len(optuna.load_study(study_name=SPEC["name"], storage=url).trials)
+    done = subprocess.run([*TUNER, "search", str(spec), "--storage", url, "--trials", str(saved + 100),
+                           "--sampler", "random"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    _check_study(url, saved + 100)
