@@ -145,18 +145,24 @@ SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_FAMILIES))
 
 def _read(path: Path) -> tuple[Path, dict[str, Any]]:
     """The config file's path and its JSON object."""
-    file = path / _FILE if path.is_dir() else path
-    if not file.is_file():
+    shown = str(path) if len(str(path)) <= 200 else str(path)[:200] + "..."
+    try:
+        file = path / _FILE if path.is_dir() else path
+        found = file.is_file()
+    except OSError:  # e.g. a path too long for the file system
+        found = False
+    if not found:
         raise InvalidInputError(
             "model",
-            f"no config.json at {str(path)!r}",
+            f"no config.json at {shown!r}",
             "give a catalog model name, or the path of a config.json or of its folder",
         )
     try:
         config = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
         raise InvalidInputError(
-            "model", f"cannot read {str(file)!r} ({error})", "check the file's permissions and encoding"
+            "model", f"cannot read {shown!r} ({type(error).__name__})",
+            "check the file's permissions and encoding"
         ) from None
     except RecursionError:
         raise InvalidInputError(_FILE, "nested too deeply to parse", "use a Hugging Face config.json") from None
@@ -166,6 +172,9 @@ def _read(path: Path) -> tuple[Path, dict[str, Any]]:
             f"not valid JSON at line {error.lineno} column {error.colno} ({error.msg})",
             "fix the JSON syntax",
         ) from None
+    except ValueError:  # e.g. an integer of thousands of digits
+        raise InvalidInputError(_FILE, "holds a value JSON can be parsed into but not read",
+                                "use a Hugging Face config.json") from None
     if not isinstance(config, dict):
         raise InvalidInputError(
             _FILE, f"expected a JSON object, got {type(config).__name__}", "use a Hugging Face config.json"

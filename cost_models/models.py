@@ -92,12 +92,17 @@ def get_model(name_or_path: str) -> ModelSpec:
     if name_or_path in catalog:
         return catalog[name_or_path]
     path = Path(name_or_path)
-    if path.suffix == ".json" or path.is_file() or path.is_dir():
+    try:
+        on_disk = path.suffix == ".json" or path.is_file() or path.is_dir()
+    except OSError:  # e.g. a name too long to be a path
+        on_disk = False
+    if on_disk:
         from cost_models.hf_config import model_from_hf_config
 
         return model_from_hf_config(path)
+    shown = name_or_path if len(name_or_path) <= 100 else name_or_path[:100] + "..."
     raise InvalidInputError(
         "model",
-        f"unknown model {name_or_path!r}",
+        f"unknown model {shown!r}",
         f"use one of {', '.join(sorted(catalog))}, or the path of a config.json",
     )

@@ -68,6 +68,13 @@ class Space(BaseModel):
     block: list[Literal["model", "serial", "parallel"]] = Field(default=["model"], min_length=1)
     flash_attention: list[bool] = Field(default=[False], min_length=1)
 
+    @field_validator("mesh")
+    @classmethod
+    def _some_mesh(cls, value: object) -> object:
+        if isinstance(value, list) and not value:
+            raise ValueError("lists no mesh; write auto or at least one mesh XxYxZ")
+        return value
+
     @field_validator("weight_bits", "kv_bits", mode="before")
     @classmethod
     def _bits_as_strings(cls, value: object) -> object:
@@ -105,8 +112,10 @@ class Constraints(BaseModel):
 
     model_config = _STRICT
     fits: bool = Field(default=True, description="Memory per chip within capacity.")
-    max_ttft_s: float | None = Field(default=None, gt=0, description="Prefill latency SLO.")
-    max_tpot_s: float | None = Field(default=None, gt=0, description="Decode step latency SLO.")
+    max_ttft_s: float | None = Field(default=None, gt=0, allow_inf_nan=False,
+                                     description="Prefill latency SLO, seconds.")
+    max_tpot_s: float | None = Field(default=None, gt=0, allow_inf_nan=False,
+                                     description="Decode step latency SLO, seconds.")
 
 
 _HOW_TO_SEARCH = {"description", "sampler", "seed", "trials"}
@@ -124,7 +133,7 @@ class StudySpec(BaseModel):
     constraints: Constraints = Constraints()
     overlap: Literal["overlapped", "added"] = "overlapped"
     sampler: Literal["nsga2", "tpe", "random", "exhaustive"] = "nsga2"
-    seed: StrictInt = 0
+    seed: StrictInt = Field(default=0, ge=0, le=2**32 - 1)
     trials: StrictInt = Field(default=1000, gt=0, le=10_000_000)
 
     @field_validator("objectives")
@@ -154,25 +163,38 @@ def parse_spec(data: object, where: str = "spec") -> StudySpec:
     try:
         return StudySpec(**data)
     except ValidationError as error:
-        raise from_validation_error(error, where) from None
-    except TypeError as error:  # e.g. non-string keys
-        raise InvalidInputError(where, f"malformed: {error}", "see studies/*.yaml") from None
+        try:
+            raise from_validation_error(error, where) from None
+        except RecursionError:  # a value nested too deeply to describe
+            raise InvalidInputError(where, "a value is nested too deeply", "see studies/*.yaml") from None
+    except TypeError:  # e.g. non-string keys
+        raise InvalidInputError(where, "malformed: keys must be field names", "see studies/*.yaml") from None
+    except RecursionError:
+        raise InvalidInputError(where, "a value is nested too deeply", "see studies/*.yaml") from None
 
 
 def load_spec(path: str | Path) -> StudySpec:
     """Read a study spec from a YAML file with ``yaml.safe_load`` (no object-constructing tags)."""
     file = Path(path)
-    if not file.is_file():
-        raise InvalidInputError("spec", f"no file at {str(file)!r}", "pass the path of a study YAML")
+    shown = str(file) if len(str(file)) <= 200 else str(file)[:200] + "..."
     try:
+        if not file.is_file():
+            raise InvalidInputError("spec", f"no file at {shown!r}", "pass the path of a study YAML")
         text = file.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
     except (OSError, UnicodeDecodeError) as error:
-        raise InvalidInputError("spec", f"cannot read {str(file)!r}: {error}", "check the file") from None
+        raise InvalidInputError("spec", f"cannot read {shown!r}: {type(error).__name__}",
+                                "check the path and the file") from None
+    try:
+        data = yaml.safe_load(text)
     except RecursionError:
         raise InvalidInputError("spec", "YAML nested too deeply", "flatten the file") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise InvalidInputError("spec", f"malformed YAML{where}", "fix the YAML syntax (safe YAML only, no tags)") from None
+    except (ValueError, KeyError, AttributeError, TypeError, OverflowError) as error:
+        # safe_load's constructors raise plain Python errors for values like '!!int abc',
+        # '2001-02-30' or 5000-digit numbers.
+        raise InvalidInputError("spec", f"a YAML value cannot be read ({type(error).__name__})",
+                                "fix the value; plain numbers, strings and lists only") from None
     return parse_spec(data, file.name)

@@ -214,7 +214,7 @@ def worker_command(spec_path: str, storage: str, trials: int | None, seed: int |
 
     spec = load_spec(spec_path)
     result = run_worker(spec, storage, share=trials,
-                        seed=seed if seed is not None else spec.seed + os.getpid())
+                        seed=seed if seed is not None else (spec.seed + os.getpid()) % 2**32)
     summary = {"study": result.study_name, "storage": result.storage_url,
                "trials_added": result.trials_added, "interrupted": result.interrupted,
                "elapsed_s": result.elapsed_s}

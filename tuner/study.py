@@ -149,6 +149,8 @@ def run_search(
         raise InvalidInputError("trials", f"must be at least 1, got {trials}", "pass a positive number")
     if timeout_s is not None and not timeout_s > 0:
         raise InvalidInputError("timeout", f"must be positive, got {timeout_s}", "pass seconds > 0")
+    if seed is not None and not 0 <= seed < 2**32:
+        raise InvalidInputError("seed", f"{seed} is out of range", "pass a seed from 0 to 4294967295")
     if share is not None and share < 1:
         raise InvalidInputError("trials", f"a worker's share must be at least 1, got {share}",
                                 "pass a positive number")
