@@ -11,14 +11,23 @@ if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
   bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 fi
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-if [ ! -s "$data/PG_VERSION" ]; then
+fresh_cluster() {
   rm -rf "$data"; mkdir -p "$data"
-  [ "$(id -u)" = 0 ] && chown postgres "$data"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$data"; fi
   as_postgres "$bin/initdb" -D "$data" -A trust -U postgres >&2
-fi
-if ! as_postgres "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+}
+start_server() {
   as_postgres "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $port -k $data -c max_connections=100" start >&2
+}
+if [ ! -s "$data/PG_VERSION" ]; then fresh_cluster; fi
+if ! "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then
+  # A cluster left by an earlier, killed run may have stale state: stop what is left of it, and
+  # if it still does not start, start a new one.
+  as_postgres "$bin/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
+  pkill -9 -f "postgres -D $data" 2>/dev/null || true
+  rm -f "$data/postmaster.pid"
+  start_server || { fresh_cluster && start_server; }
 fi
 "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='tuner'" \
   | grep -q 1 || "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE tuner" >&2

@@ -34,6 +34,8 @@ from cost_models.roofline import roofline_times
 from cost_models.topology import network_for, parse_mesh
 
 Overlap = Literal["overlapped", "added"]
+#: More chips than any deployment has (and beyond which enumerating meshes stops being cheap).
+MAX_CHIPS = 2**20
 
 
 @dataclass(frozen=True)
@@ -293,6 +295,10 @@ def estimate_one(
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise InvalidInputError(field, f"must be a positive whole number, got {value!r}",
                                     f"pass an integer >= 1 for {field}")
+    if chips > MAX_CHIPS:
+        raise InvalidInputError("chips", f"{chips} is more than {MAX_CHIPS} chips", "pass a smaller chip count")
+    if kv_heads is not None and not 1 <= kv_heads <= 2**31:
+        raise InvalidInputError("kv_heads", f"{kv_heads} is out of range", "pass a head count >= 1")
     dtypes = chip.parse_formats(weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits)
     layouts = {"prefill": prefill_ffn_layout or ffn_layout, "decode": decode_ffn_layout or ffn_layout}
     shardings = {"prefill": prefill_attn_sharding or attn_sharding,

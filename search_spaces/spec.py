@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from cost_models.errors import InvalidInputError, from_validation_error
+from cost_models.deployment import MAX_CHIPS
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
@@ -80,11 +81,19 @@ class Space(BaseModel):
     def _bits_as_strings(cls, value: object) -> object:
         return [str(v) for v in value] if isinstance(value, list) else value
 
+    @field_validator("kv_heads")
+    @classmethod
+    def _head_counts(cls, value: list) -> list:
+        if any(isinstance(v, int) and not 1 <= v <= 2**31 for v in value):
+            raise ValueError("a KV head count must be a whole number from 1 to 2^31")
+        return value
+
     @field_validator("chips", "batch")
     @classmethod
-    def _positive(cls, value: list[int]) -> list[int]:
-        if any(v < 1 or v > 2**31 for v in value):
-            raise ValueError("every choice must be a whole number from 1 to 2^31")
+    def _positive(cls, value: list[int], info) -> list[int]:
+        top = MAX_CHIPS if info.field_name == "chips" else 2**31
+        if any(v < 1 or v > top for v in value):
+            raise ValueError(f"every choice must be a whole number from 1 to {top}")
         if len(set(value)) != len(value):
             raise ValueError("choices repeat; list each once")
         return value
