@@ -622,3 +622,16 @@ def test_cli_show_negative_trial(searched, capsys) -> None:
 def test_metrics_cover_every_objective_direction() -> None:
     """The objectives used here are minimized metrics."""
     assert all(METRICS[m] == "minimize" for m in OBJECTIVES)
+
+
+def test_exhaustive_honours_an_explicit_trials_cap_and_resumes(url: str) -> None:
+    """--trials caps an exhaustive enumeration; running it again without a cap adds the rest,
+    none twice."""
+    spec = parse_spec(spec_dict(TINY))
+    first = run_search(spec, url, sampler="exhaustive", trials=7)
+    assert (first.trials_before, first.trials_added) == (0, 7)
+    rest = run_search(spec, url, sampler="exhaustive")
+    trials = stored("tiny", url)
+    keys = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(keys) == len(set(keys)) == 7 + rest.trials_added
+    assert run_search(spec, url, sampler="exhaustive").trials_added == 0

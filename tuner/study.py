@@ -165,7 +165,7 @@ def run_search(
     interrupted = False
     try:
         if sampler_name == "exhaustive":
-            _exhaustive(compiled, existing, writer, dists, on_progress)
+            _exhaustive(compiled, existing, writer, dists, on_progress, trials, timeout_s, start)
         else:
             chosen = make_sampler(sampler_name, seed if seed is not None else spec.seed, compiled)
             # NSGA-II: one batch per generation, so each generation's children see all parents.
@@ -206,8 +206,11 @@ def _sample(compiled, existing, writer, dists, budget, share, timeout_s, start, 
             on_progress(done, limit)
 
 
-def _exhaustive(compiled, existing, writer, dists, on_progress, chunk: int = 20_000) -> None:
-    """Every structurally possible candidate not yet stored, scored in vectorized chunks."""
+def _exhaustive(compiled, existing, writer, dists, on_progress, trials=None, timeout_s=None,
+                start=0.0, chunk: int = 5_000) -> None:
+    """Every structurally possible candidate not yet stored, scored in vectorized chunks, in a
+    fixed order; an explicit ``trials`` caps what the study holds and ``timeout_s`` is checked
+    between chunks, so an interrupted enumeration resumes where it stopped."""
     indices = compiled.space.all_indices()
     # KV head counts that do not divide the heads are not candidates at all here.
     kv_heads = np.array(compiled.space.dimensions["kv_heads"])
@@ -220,9 +223,13 @@ def _exhaustive(compiled, existing, writer, dists, on_progress, chunk: int = 20_
         fresh = np.array([tuple(row) not in done_keys for row in stacked], dtype=bool)
         indices = {k: v[fresh] for k, v in indices.items()}
     total = len(indices["mesh"])
+    if trials is not None:
+        total = max(0, min(total, trials - len(existing)))
     number = len(existing)
     for begin in range(0, total, chunk):
-        part = {k: v[begin:begin + chunk] for k, v in indices.items()}
+        if timeout_s is not None and time.monotonic() - start >= timeout_s:
+            break
+        part = {k: v[begin:min(begin + chunk, total)] for k, v in indices.items()}
         evaluation = evaluate(compiled, part)
         trials = [_frozen(compiled, evaluation, row, dists, number + row) for row in range(len(evaluation))]
         number += len(trials)
