@@ -188,10 +188,7 @@ def search_command(spec_path: str, storage: str | None, trials: int | None, time
         click.echo(f"{result.trials_added} trials added in {result.elapsed_s:.1f} s ({rate:.0f}/s); "
                    f"study {result.study_name!r} in {result.storage_url} holds "
                    f"{result.trials_before + result.trials_added}")
-    if result.interrupted:
-        click.echo("interrupted: every finished trial is saved; run the same command to resume",
-                   err=True)
-        raise SystemExit(130)
+    _stop_if_interrupted(result.interrupted, "run the same command to resume")
 
 
 @cli.command("worker")
@@ -223,10 +220,7 @@ def worker_command(spec_path: str, storage: str, trials: int | None, seed: int |
     else:
         click.echo(f"worker added {result.trials_added} trials to {result.study_name!r} "
                    f"in {result.elapsed_s:.1f} s")
-    if result.interrupted:
-        click.echo("interrupted: every finished trial is saved; start the worker again to go on",
-                   err=True)
-        raise SystemExit(130)
+    _stop_if_interrupted(result.interrupted, "start the worker again to go on")
 
 
 @cli.command("studies")
@@ -314,6 +308,13 @@ def export_command(study_name: str, trial_number: int, fmt: str, output: str | N
         click.echo(f"wrote {output}")
     else:
         click.echo(text)
+
+
+def _stop_if_interrupted(interrupted: bool, how_to_resume: str) -> None:
+    """After Ctrl-C: say that finished trials are saved and how to go on; exit 130."""
+    if interrupted:
+        click.echo(f"interrupted: every finished trial is saved; {how_to_resume}", err=True)
+        raise SystemExit(130)
 
 
 def _print_json(data: object) -> None:
