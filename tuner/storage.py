@@ -138,9 +138,7 @@ def write_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial],
 def _sqlite_writer_lock(storage: RDBStorage) -> Iterator[None]:
     """Serialize writers of a SQLite database (processes on one machine); server databases lock
     the study row in the transaction instead."""
-    url = storage.engine.url
-    database = url.database if url.get_backend_name() == "sqlite" else None
-    with _file_lock(database if database != ":memory:" else None):
+    with _file_lock(_sqlite_path(storage.engine.url.render_as_string(hide_password=False))):
         yield
 
 

@@ -217,10 +217,11 @@ def _exhaustive(compiled, existing, writer, dists, on_progress, trials=None, tim
     keep = np.mod(compiled.model.heads, kv_heads[indices["kv_heads"]]) == 0
     indices = {k: v[keep] for k, v in indices.items()}
     if existing:
+        # One integer per candidate (its position in the full product) finds the stored ones.
+        shape = tuple(len(c) for c in compiled.space.dimensions.values())
         seen = compiled.space.indices_of([t.params for t in existing])
-        stacked = np.stack(list(indices.values()), axis=1)
-        done_keys = {tuple(row) for row in np.stack(list(seen.values()), axis=1)}
-        fresh = np.array([tuple(row) not in done_keys for row in stacked], dtype=bool)
+        stored = np.ravel_multi_index(tuple(seen.values()), shape)
+        fresh = ~np.isin(np.ravel_multi_index(tuple(indices.values()), shape), stored)
         indices = {k: v[fresh] for k, v in indices.items()}
     total = len(indices["mesh"])
     if trials is not None:

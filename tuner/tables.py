@@ -15,6 +15,7 @@ from rich.table import Table
 
 from cost_models.hardware import HardwareSpec
 from cost_models.models import ModelSpec
+from search_spaces.space import mesh_chips
 
 
 def _console() -> Console:
@@ -150,8 +151,6 @@ _PARAM_COLUMNS = ("chips", "mesh", "batch", "prefill_ffn_layout", "decode_ffn_la
 
 def _choices(trial) -> dict:
     """A trial's configuration: its parameters, with the chips its mesh has."""
-    from search_spaces.space import mesh_chips
-
     params = dict(trial.params)
     return {"chips": mesh_chips(params["mesh"]), **params} if "mesh" in params else params
 
