@@ -7,7 +7,7 @@ return arrays of length n, so scoring a whole discrete design space is one call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Sequence
 
 import numpy as np
@@ -54,6 +54,13 @@ class InferenceConfigs:
     def __len__(self) -> int:
         return int(self.layers.shape[0])
 
+    def at_phase(self, phase: int, seq_len: np.ndarray) -> "InferenceConfigs":
+        """The same configurations in another phase and context. ``seq_len`` may be fractional:
+        a decode phase is scored once at its mean context."""
+        n = len(self)
+        return replace(self, phase=np.full(n, phase, dtype=np.int64),
+                       seq_len=np.broadcast_to(np.asarray(seq_len, dtype=np.float64), (n,)).copy())
+
     def take(self, index: np.ndarray | slice | int) -> "InferenceConfigs":
         """A sub-batch (fancy indexing on every field)."""
         return InferenceConfigs(
@@ -76,11 +83,12 @@ def make_configs(
     flash_attention: bool | np.ndarray = False,
     causal: bool | np.ndarray | None = None,
     kv_heads: int | np.ndarray | None = None,
+    parallel_block: bool | np.ndarray | None = None,
 ) -> InferenceConfigs:
     """Broadcast scalars and arrays into an :class:`InferenceConfigs`, validating every entry.
 
     ``model`` is one model or one per configuration; ``kv_heads`` overrides the model's (an
-    MHA/MQA/GQA what-if). ``causal`` defaults to ``flash_attention`` for decoders: fused kernels
+    MHA/MQA/GQA what-if) and ``parallel_block`` its block (a serial/parallel what-if). ``causal`` defaults to ``flash_attention`` for decoders: fused kernels
     skip masked tiles, an unfused batched matmul computes the whole square score matrix.
     """
     models = [model] if isinstance(model, ModelSpec) else list(model)
@@ -101,6 +109,8 @@ def make_configs(
     }
     if kv_heads is not None:
         model_columns["kv_heads"] = _float_column("kv_heads", kv_heads)
+    if parallel_block is not None:
+        flags["parallel_block"] = np.asarray(parallel_block, dtype=bool)
     phase_codes = _phase_codes(phase)
     flash = np.asarray(flash_attention, dtype=bool)
     columns = dict(

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cost_models.errors import InvalidInputError, from_validation_error
+from cost_models.model_counts import params_per_layer, total_params
 
 
 class ModelSpec(BaseModel):
@@ -58,15 +59,14 @@ class ModelSpec(BaseModel):
     @property
     def params_per_layer(self) -> int:
         """Matrix parameters of one block (biases and norm scales left out, as Pope et al. do)."""
-        attention = self.d_model * self.d_head * (2 * self.heads + 2 * self.kv_heads)
-        ffn = (3 if self.ffn == "swiglu" else 2) * self.d_model * self.d_ff
-        return attention + ffn
+        return int(params_per_layer(self.d_model, self.heads, self.kv_heads, self.d_head, self.d_ff,
+                                    self.ffn == "swiglu"))
 
     @property
     def params(self) -> int:
         """Parameters: blocks plus embedding, plus lm_head when it is not tied to the embedding."""
-        embedding = self.vocab * self.d_model * (1 if self.tie_embeddings else 2)
-        return self.layers * self.params_per_layer + embedding
+        return int(total_params(self.layers, self.d_model, self.heads, self.kv_heads, self.d_head,
+                                self.d_ff, self.ffn == "swiglu", self.vocab, self.tie_embeddings))
 
 
 def _catalog_text() -> str:

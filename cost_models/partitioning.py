@@ -23,6 +23,7 @@ collectives per layer. A serial block adds the attention's own set.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
 
 import numpy as np
 
@@ -33,10 +34,193 @@ from cost_models.topology import Network, group_size
 
 FFN_LAYOUTS: tuple[str, ...] = ("ws_1d", "ws_2d", "wg_x", "wg_xy", "wg_xyz")
 ATTENTION_SHARDINGS: tuple[str, ...] = ("head", "batch")
-#: Mesh axes the weights are gathered over in each weight-gathered layout.
-GATHER_AXES = {"wg_x": "x", "wg_xy": "xy", "wg_xyz": "xyz"}
-_REMAINING = {"x": "yz", "xy": "z", "xyz": ""}
+AXES: tuple[str, ...] = ("x", "y", "z")
 ATTENTION_OPS = ("qk_matmul", "softmax", "sv_matmul", "fused_attention")
+
+
+@dataclass(frozen=True)
+class ShardingRules:
+    """One FFN layout's partitioning rules: logical tensor axis -> the mesh axes that split it,
+    as Pope et al.'s own code writes them. Weights are *stored* split by these rules and, in the
+    weight-gathered layouts, all-gathered over ``gather`` before use (so *in use* they are split
+    over the rules' axes minus ``gather``).
+
+    Logical axes: ``embed`` (E, d_model of the weights), ``mlp`` (F, d_ff), ``heads`` (H, query
+    heads), ``kv_heads`` (K), ``vocab`` (V); residual-stream activations [B, L, E] are split by
+    batch over ``act_batch`` and by E over ``act_embed``.
+    """
+
+    embed: tuple[str, ...]
+    mlp: tuple[str, ...]
+    heads: tuple[str, ...]
+    kv_heads: tuple[str, ...]
+    vocab: tuple[str, ...]
+    act_batch: tuple[str, ...]
+    act_embed: tuple[str, ...]
+    gather: tuple[str, ...] = ()
+
+    def in_use(self, axes: tuple[str, ...]) -> tuple[str, ...]:
+        """The axes still splitting a weight dimension after the all-gather over ``gather``."""
+        return tuple(a for a in axes if a not in self.gather)
+
+    @property
+    def remaining(self) -> tuple[str, ...]:
+        """Axes a weight-gathered layout runs 1D weight-stationary over (Pope et al. 3.2.3)."""
+        return tuple(a for a in AXES if a not in self.gather)
+
+
+_XYZ, _YZ = AXES, ("y", "z")
+#: The one sharding table per layout (Pope et al. 2022, section 3.2 and Figure 2). Used by the
+#: per-chip costs, the collectives and every export format.
+SHARDING_RULES: dict[str, ShardingRules] = {
+    # 1D weight-stationary: weights split along F (and heads, vocab) over every chip.
+    "ws_1d": ShardingRules(embed=(), mlp=_XYZ, heads=_XYZ, kv_heads=_XYZ, vocab=_XYZ,
+                           act_batch=(), act_embed=_XYZ),
+    # 2D weight-stationary: E over x, F over yz.
+    "ws_2d": ShardingRules(embed=("x",), mlp=_YZ, heads=_YZ, kv_heads=_YZ, vocab=_YZ,
+                           act_batch=(), act_embed=_XYZ),
+    # Weight-gathered: stored as in 2D, gathered over x, xy or xyz before use; the batch is split
+    # over the gathered axes and the rest is 1D weight-stationary.
+    "wg_x": ShardingRules(embed=("x",), mlp=_YZ, heads=_YZ, kv_heads=_YZ, vocab=_YZ,
+                          act_batch=("x",), act_embed=_YZ, gather=("x",)),
+    "wg_xy": ShardingRules(embed=("x",), mlp=_YZ, heads=_YZ, kv_heads=_YZ, vocab=_YZ,
+                           act_batch=("x", "y"), act_embed=("z",), gather=("x", "y")),
+    "wg_xyz": ShardingRules(embed=("x",), mlp=_YZ, heads=_YZ, kv_heads=_YZ, vocab=_YZ,
+                            act_batch=_XYZ, act_embed=(), gather=_XYZ),
+}
+#: Mesh axes the weights are gathered over in each weight-gathered layout.
+GATHER_AXES = {name: "".join(r.gather) for name, r in SHARDING_RULES.items() if r.gather}
+
+
+def _subsets(axes: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Subsets of ``axes``, more axes first, then in the order given (the tie-break of
+    :func:`split_over`)."""
+    return [c for k in range(len(axes), -1, -1) for c in combinations(axes, k)]
+
+
+def split_over(size: np.ndarray, mesh: np.ndarray, axes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """How a dimension of ``size`` splits over the mesh axes its rule names, into even shards.
+
+    Over a subset of ``axes`` with P chips in all, a dimension splits P ways when P divides it,
+    or ``size`` ways when ``size`` divides P (each shard then held by P / size chips: how serving
+    engines place 8 KV heads on 16 tensor-parallel GPUs); otherwise not at all over that subset.
+    The subset giving the most shards wins (ties: the fewest chips, so the least replication and
+    the most axes left for other dimensions; then more axes, then earlier ones); the other axes
+    replicate the dimension. Uneven shards are never assumed: no runtime lays them out (JAX's
+    NamedSharding needs even shards), so cost and export agree on what a chip holds.
+
+    Vectorized: ``size`` (n,), ``mesh`` (n, 3). Returns the ways (n,) and the index of the chosen
+    subset in ``_subsets(axes)`` (n,), so that exports name the axes the costs used."""
+    mesh = np.atleast_2d(mesh)
+    size = np.broadcast_to(np.asarray(size, dtype=np.float64), (mesh.shape[0],))
+    ways = np.zeros(mesh.shape[0])
+    chips = np.full(mesh.shape[0], np.inf)
+    chosen = np.zeros(mesh.shape[0], dtype=np.int64)
+    for index, subset in enumerate(_subsets(axes)):
+        product = group_size(mesh, "".join(subset))
+        candidate = np.where(np.mod(size, product) == 0, product,
+                             np.where(np.mod(product, size) == 0, size, 0.0))
+        better = (candidate > ways) | ((candidate == ways) & (product < chips))
+        ways = np.where(better, candidate, ways)
+        chips = np.where(better, product, chips)
+        chosen = np.where(better, index, chosen)
+    return ways, chosen
+
+
+def split_axes(size: int, mesh: tuple[int, int, int], axes: tuple[str, ...]) -> tuple[str, ...]:
+    """The axes :func:`split_over` splits one dimension over, for one deployment (exports)."""
+    _, chosen = split_over(np.array([float(size)]), np.array([mesh], dtype=np.float64), axes)
+    return _subsets(axes)[int(chosen[0])]
+
+
+def kv_cache_split(kv_heads: np.ndarray, batch: np.ndarray, mesh: np.ndarray,
+                   batch_sharded: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How the KV cache [layers, B, S, K, D] is split (Pope et al. 3.3): by KV heads over every
+    axis (replicated beyond their count), or, sharded by batch, sequences over some axes and KV
+    heads over the axes left, choosing the pair of axis sets that gives the most shards (the
+    empty batch set is one choice, so batch sharding never holds more per chip than head
+    sharding). Returns (ways, batch subset index, head subset index), indexing
+    ``_subsets(AXES)`` and ``_subsets(axes left)``."""
+    mesh = np.atleast_2d(mesh)
+    n = mesh.shape[0]
+    kv_heads = np.broadcast_to(np.asarray(kv_heads, dtype=np.float64), (n,))
+    batch = np.broadcast_to(np.asarray(batch, dtype=np.float64), (n,))
+    subsets = _subsets(AXES)
+    none = len(subsets) - 1  # the empty set: heads only
+    ways, batch_choice = split_over(kv_heads, mesh, AXES)
+    head_choice = batch_choice.copy()
+    batch_choice = np.full(n, none, dtype=np.int64)
+    if not np.any(batch_sharded):
+        return ways, batch_choice, head_choice
+    for index, batch_axes in enumerate(subsets[:-1]):
+        product = group_size(mesh, "".join(batch_axes))
+        batch_ways = np.where(np.mod(batch, product) == 0, product, 0.0)  # sequences are not replicated
+        left = tuple(a for a in AXES if a not in batch_axes)
+        head_ways, heads_over = split_over(kv_heads, mesh, left)
+        better = batch_sharded & (batch_ways * head_ways > ways)
+        ways = np.where(better, batch_ways * head_ways, ways)
+        batch_choice = np.where(better, index, batch_choice)
+        head_choice = np.where(better, heads_over, head_choice)
+    return ways, batch_choice, head_choice
+
+
+def kv_cache_axes(kv_heads: int, batch: int, mesh: tuple[int, int, int],
+                  batch_sharded: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The mesh axes splitting the KV cache's batch and KV-head dimensions, for one deployment."""
+    _, b, h = kv_cache_split(np.array([float(kv_heads)]), np.array([float(batch)]),
+                             np.array([mesh], dtype=np.float64), np.array([batch_sharded]))
+    batch_axes = _subsets(AXES)[int(b[0])]
+    left = tuple(a for a in AXES if a not in batch_axes)
+    return batch_axes, _subsets(left)[int(h[0])]
+
+
+@dataclass(frozen=True)
+class WeightShapes:
+    """Per-configuration dimension sizes of the weights, in elements."""
+
+    d_model: np.ndarray  # E
+    heads: np.ndarray  # H
+    kv_heads: np.ndarray  # K
+    d_head: np.ndarray  # D
+    d_ff: np.ndarray  # F
+    vocab: np.ndarray  # V
+
+    @classmethod
+    def of(cls, c: InferenceConfigs) -> "WeightShapes":
+        return cls(c.d_model, c.heads, c.kv_heads, c.d_head, c.d_ff, c.vocab)
+
+
+#: Each weight matrix's logical axes (its other dimension, D, is never split). The FFN's gate
+#: matrix (swiglu only) is laid out like up.
+WEIGHT_AXES: dict[str, tuple[str, ...]] = {
+    "wq": ("embed", "heads"), "wk": ("embed", "kv_heads"), "wv": ("embed", "kv_heads"),
+    "wo": ("heads", "embed"), "w_gate": ("embed", "mlp"), "w_up": ("embed", "mlp"),
+    "w_down": ("mlp", "embed"), "embedding": ("vocab", "embed"), "lm_head": ("embed", "vocab"),
+}
+#: The operator slot each weight matrix feeds (cost_models.operators).
+WEIGHT_OPERATOR = {"wq": "q_proj", "wk": "k_proj", "wv": "v_proj", "wo": "out_proj",
+                   "w_gate": "gate_proj", "w_up": "up_proj", "w_down": "down_proj", "lm_head": "lm_head"}
+#: The embedding and the lm_head are split like the rest but never gathered (looked up, or used
+#: once per step on few tokens).
+_NEVER_GATHERED = ("embedding", "lm_head")
+
+
+def _dimension_size(s: WeightShapes, logical: str) -> np.ndarray:
+    return {"embed": s.d_model, "heads": s.heads, "kv_heads": s.kv_heads, "mlp": s.d_ff,
+            "vocab": s.vocab}[logical]
+
+
+def weight_split_ways(layout: str, weight: str, s: WeightShapes, mesh: np.ndarray,
+                      in_use: bool) -> np.ndarray:
+    """Shards of one weight matrix in ``layout``: stored, or in use (after the all-gather)."""
+    rules = SHARDING_RULES[layout]
+    ways = np.ones(np.atleast_2d(mesh).shape[0])
+    for logical in WEIGHT_AXES[weight]:
+        axes = getattr(rules, logical)
+        if in_use and weight not in _NEVER_GATHERED:
+            axes = rules.in_use(axes)
+        ways = ways * split_over(_dimension_size(s, logical), mesh, axes)[0]
+    return ways
 
 
 @dataclass(frozen=True)
@@ -79,26 +263,33 @@ class Shapes:
 def ffn_collectives(layout: str, s: Shapes, mesh: np.ndarray, mid_in: np.ndarray,
                     mid_out: np.ndarray, weights: np.ndarray) -> list[CollectiveCall]:
     """Collectives of one matmul pair (W_in, W_out) in ``layout``: hidden widths ``mid_in`` (W_in's
-    output) and ``mid_out`` (W_out's input), ``weights`` elements stored split over all chips."""
+    output) and ``mid_out`` (W_out's input), ``weights`` elements stored split over all chips.
+
+    From the layout's rules (Pope et al. 3.2): weights gathered over ``gather`` (D = their
+    per-chip share after the gather); then, for the N' = N / |act_batch| tokens each chip group
+    holds, with E split over the in-use embed axes (e) and F over the in-use mlp axes (f):
+    all-gather over f of N' E/e [B, L, E_e] -> W_in -> reduce-scatter over e of N' mid_in/f ->
+    all-gather over e of N' mid_out/f -> W_out -> reduce-scatter over f of N' E/e. Collectives over
+    no axis (ws_1d has no e) are left out. Sharding notation at each step is Pope et al.'s."""
+    rules = SHARDING_RULES[layout]
     n = np.prod(mesh, axis=-1)
-    N, E = s.tokens, s.d_model
     ab, wb = s.act_bytes, s.weight_bytes
-    if layout == "ws_1d":
-        return [CollectiveCall("all_gather", "xyz", N * E * ab, "activations"),
-                CollectiveCall("reduce_scatter", "xyz", N * E * ab, "activations")]
-    if layout == "ws_2d":
-        x, yz = mesh[:, 0], mesh[:, 1] * mesh[:, 2]
-        return [CollectiveCall("all_gather", "yz", N * E / x * ab, "activations"),
-                CollectiveCall("reduce_scatter", "x", N * mid_in / yz * ab, "activations"),
-                CollectiveCall("all_gather", "x", N * mid_out / yz * ab, "activations"),
-                CollectiveCall("reduce_scatter", "yz", N * E / x * ab, "activations")]
-    gather = GATHER_AXES[layout]
-    gathered = group_size(mesh, gather)
-    calls = [CollectiveCall("all_gather", gather, weights * gathered / n * wb, "weights")]
-    rest = _REMAINING[gather]
-    if rest:
-        calls += [CollectiveCall("all_gather", rest, N * E / gathered * ab, "activations"),
-                  CollectiveCall("reduce_scatter", rest, N * E / gathered * ab, "activations")]
+    calls = []
+    gather = "".join(rules.gather)
+    if gather:
+        # W[E_x, F_yz] -> all-gather over the gathered axes -> W[E, F_rest]
+        calls.append(CollectiveCall("all_gather", gather, weights * group_size(mesh, gather) / n * wb, "weights"))
+    e = "".join(rules.in_use(rules.embed))
+    f = "".join(rules.in_use(rules.mlp))
+    tokens = s.tokens / group_size(mesh, "".join(rules.act_batch))
+    e_ways, f_ways = group_size(mesh, e), group_size(mesh, f)
+    steps = [
+        ("all_gather", f, tokens * s.d_model / e_ways),  # x[B, L, E_e] over f -> W_in
+        ("reduce_scatter", e, tokens * mid_in / f_ways),  # partial sums over E_e
+        ("all_gather", e, tokens * mid_out / f_ways),  # -> W_out
+        ("reduce_scatter", f, tokens * s.d_model / e_ways),  # partial sums over F_f
+    ]
+    calls += [CollectiveCall(kind, axes, elements * ab, "activations") for kind, axes, elements in steps if axes]
     return calls
 
 
@@ -126,42 +317,69 @@ def layer_comm_time_s(network: Network, layout_codes: np.ndarray, s: Shapes, mes
                       parallel_block: np.ndarray, batch_sharded_attention: np.ndarray) -> np.ndarray:
     """Seconds of collectives per block, each configuration with its own FFN layout."""
     total = np.zeros(len(layout_codes))
+    for code, layout, chosen, sub in _by_layout(layout_codes, s, mesh):
+        shapes, sub_mesh = sub
+        calls = layer_collectives(layout, shapes, sub_mesh, parallel_block[chosen],
+                                  batch_sharded_attention[chosen])
+        total[chosen] = sum(network.collective_time_s(c.kind, c.bytes_per_chip, sub_mesh, c.axes) for c in calls)
+    return total
+
+
+def _by_layout(layout_codes: np.ndarray, s, mesh: np.ndarray):
+    """For each layout some configuration uses: (code, name, its rows, (s, mesh) of those rows)."""
     for code, layout in enumerate(FFN_LAYOUTS):
         chosen = layout_codes == code
         if not np.any(chosen):
             continue
-        everyone = bool(np.all(chosen))
-        sub = s if everyone else _take_shapes(s, chosen)
-        sub_mesh = mesh if everyone else mesh[chosen]
-        calls = layer_collectives(layout, sub, sub_mesh, parallel_block[chosen],
-                                  batch_sharded_attention[chosen])
-        times = sum(network.collective_time_s(c.kind, c.bytes_per_chip, sub_mesh, c.axes) for c in calls)
-        total[chosen] = times
-    return total
+        if np.all(chosen):
+            yield code, layout, chosen, (s, mesh)
+        else:
+            yield code, layout, chosen, (_take(s, chosen), mesh[chosen])
 
 
-def _take_shapes(s: Shapes, mask: np.ndarray) -> Shapes:
-    return Shapes(**{name: getattr(s, name)[mask] for name in Shapes.__dataclass_fields__})
+def _take(s, mask: np.ndarray):
+    return type(s)(**{name: getattr(s, name)[mask] for name in type(s).__dataclass_fields__})
 
 
-def kv_shards(c: InferenceConfigs, chips: np.ndarray, batch_sharded: np.ndarray) -> np.ndarray:
-    """Ways the KV cache is split: by KV heads (replicated beyond them) or by sequences too."""
-    return np.where(batch_sharded, np.minimum(chips, c.batch * c.kv_heads), np.minimum(chips, c.kv_heads))
+def weight_bytes_per_chip(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarray) -> np.ndarray:
+    """Weight bytes one chip stores in each configuration's layout: every matrix of every block,
+    the embedding and (untied) the lm_head, each split as the layout's rules say (norm scales and
+    biases are left out, as in the parameter count)."""
+    bytes_per_weight = BYTES_PER_ELEMENT[c.weight_dtype]
+    total = np.zeros(len(c))
+    for _, layout, chosen, (shapes, sub_mesh) in _by_layout(layout_codes, WeightShapes.of(c), mesh):
+        per_chip = np.zeros(int(np.sum(chosen)))
+        for weight, op in (*WEIGHT_OPERATOR.items(), ("embedding", None)):
+            elements = _weight_elements(weight, shapes)
+            if weight == "w_gate":
+                elements = elements * c.gated_ffn[chosen]
+            if weight == "lm_head":
+                elements = elements * ~c.tie_embeddings[chosen]
+            repeats = 1.0 if weight in _NEVER_GATHERED else c.layers[chosen]
+            per_chip = per_chip + repeats * elements / weight_split_ways(layout, weight, shapes, sub_mesh, False)
+        total[chosen] = per_chip
+    return total * bytes_per_weight
+
+
+def _weight_elements(weight: str, s: WeightShapes) -> np.ndarray:
+    size = 1.0
+    for logical in WEIGHT_AXES[weight]:
+        size = size * _dimension_size(s, logical)
+    if weight in ("wq", "wk", "wv", "wo"):
+        size = size * s.d_head
+    return size
 
 
 def per_chip_costs(ops: OperatorCosts, c: InferenceConfigs, mesh: np.ndarray,
                    layout_codes: np.ndarray, batch_sharded: np.ndarray) -> OperatorCosts:
-    """One chip's share of every operator: FLOPs and activations split n ways, weights split n
-    ways (or gathered over N_G chips and read whole, in weight-gathered layouts), KV split by
-    ``kv_shards``."""
+    """One chip's share of every operator: FLOPs and activations split n ways; each weight
+    matrix read as split in use by the layout's rules (whole over the gathered axes in
+    weight-gathered layouts); the KV cache split by :func:`kv_cache_split`."""
     chips = np.prod(mesh, axis=-1)
-    gathered = np.ones_like(chips)
-    for code, layout in enumerate(FFN_LAYOUTS):
-        if layout in GATHER_AXES:
-            gathered = np.where(layout_codes == code, group_size(mesh, GATHER_AXES[layout]), gathered)
     weight_share = np.broadcast_to(1.0 / chips, ops.weight_bytes.shape).copy()
-    for name in PROJECTIONS:
-        weight_share[OP[name]] = gathered / chips
+    for _, layout, chosen, (shapes, sub_mesh) in _by_layout(layout_codes, WeightShapes.of(c), mesh):
+        for weight, op in WEIGHT_OPERATOR.items():
+            weight_share[OP[op], chosen] = 1.0 / weight_split_ways(layout, weight, shapes, sub_mesh, True)
     # Attention work splits over heads, or over heads and sequences when sharded by batch.
     attention_ways = np.minimum(chips, np.where(batch_sharded, c.batch * c.heads, c.heads))
     flop_share = np.broadcast_to(1.0 / chips, ops.flops.shape).copy()
@@ -169,7 +387,7 @@ def per_chip_costs(ops: OperatorCosts, c: InferenceConfigs, mesh: np.ndarray,
     for name in ATTENTION_OPS:
         flop_share[OP[name]] = 1.0 / attention_ways
         act_share[OP[name]] = 1.0 / attention_ways
-    kv_share = 1.0 / kv_shards(c, chips, batch_sharded)
+    kv_share = 1.0 / kv_cache_split(c.kv_heads, c.batch, mesh, batch_sharded)[0]
     flop_share[LM_HEAD] = 1.0 / chips
     return OperatorCosts(
         flops=ops.flops * flop_share,

@@ -24,8 +24,9 @@ from cost_models.deployment import estimate, estimate_one
 from cost_models.dtypes import BF16, INT8
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
-from cost_models.inference_configs import make_configs
-from cost_models.models import get_model
+from cost_models.deployments import make_deployments
+from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
+from cost_models.models import ModelSpec, get_model
 from cli_helpers import assert_one_error_line, run_cli
 
 PALM_540B_PARAMS = 118 * 18432 * (3 * 73728 + 2 * 48 * 256 + 2 * 256) + 256128 * 18432
@@ -67,7 +68,7 @@ def legal_v4_shape(mesh: tuple[int, ...], chips: int) -> bool:
 def matmul_flops_per_token(model: str) -> float:
     """2 x the block matrices' parameters (q, k, v, out and the FFN), lm_head and attention
     scores left out: a lower bound on the FLOPs one token costs."""
-    m = get_model(model)
+    m = sweep_model(model)
     dq, dkv = m.heads * m.d_head, m.kv_heads * m.d_head
     ffn = (3 if m.ffn == "swiglu" else 2) * m.d_model * m.d_ff
     return 2.0 * m.layers * (m.d_model * (2 * dq + 2 * dkv) + ffn)
@@ -118,9 +119,14 @@ def test_acceptance_numbers_by_hand(capsys):
     report = estimate_json(capsys, *ACCEPTANCE, "--mesh", "4x4x4")
     memory, decode = report["memory"], report["decode"]
     assert report["mesh"] == "4x4x4" and report["mesh_chosen"] is False
-    # int8 weights, 1 byte each, split over all 64 chips: 540,356,640,768 / 64 = 8,443,072,512 B.
-    assert memory["weights_bytes_per_chip"] == pytest.approx(PALM_540B_PARAMS / 64, rel=1e-12)
-    assert memory["weights_bytes_per_chip"] == pytest.approx(8_443_072_512, rel=1e-12)
+    # int8 weights, 1 byte each, split over all 64 chips: 540,356,640,768 / 64 = 8,443,072,512 B,
+    # except wk and wv of the single KV head [E=18432, K=1, D=256]: in 2D weight-stationary E
+    # splits over x (4) and K=1 cannot split over yz (16), so they are replicated 16 times:
+    # 118 layers x 2 x 18432 x 256 x (1/4 - 1/64) = 260,997,120 B more.
+    kv_weights_replicated = 118 * 2 * 18432 * 256 * (1 / 4 - 1 / 64)
+    assert memory["weights_bytes_per_chip"] == pytest.approx(PALM_540B_PARAMS / 64 + kv_weights_replicated,
+                                                             rel=1e-12)
+    assert memory["weights_bytes_per_chip"] == pytest.approx(8_443_072_512 + 260_997_120, rel=1e-12)
     # KV cache, batch-sharded multiquery: K and V x 118 layers x 1 head x 256 x 2 bytes (bf16)
     # x batch 64 x (2048 + 64) context / 64 chips = 2 x 118 x 256 x 2 x 2112 = 255,197,184 B.
     assert memory["kv_cache_bytes_per_chip"] == pytest.approx(2 * 118 * 256 * 2 * 64 * (2048 + 64) / 64, rel=1e-12)
@@ -211,6 +217,13 @@ def test_chosen_mesh_python_api_matches_cli(capsys):
 # --- invariants over a sweep ---------------------------------------------------------------------------
 
 
+def sweep_model(name: str) -> ModelSpec:
+    """A catalog model, or PaLM 540B with its 48 heads padded to 64 as Pope et al. run it."""
+    if name == "palm-540b-64-heads":
+        return get_model("palm-540b").model_copy(update={"heads": 64})
+    return get_model(name)
+
+
 def sweep(model: str, hardware: str, meshes: list[tuple[int, int, int]], *, batches=(1, 16, 128),
           weight_dtypes=(BF16, INT8), layouts=("ws_1d", "ws_2d", "wg_x", "wg_xy", "wg_xyz"),
           shardings=("head", "batch"), prompt=512, gen=32, overlap="overlapped", kv_heads=None):
@@ -221,11 +234,13 @@ def sweep(model: str, hardware: str, meshes: list[tuple[int, int, int]], *, batc
     wdt = np.array([r[2] for r in rows], dtype=np.int64)
     layout = np.array([r[3] for r in rows])
     sharding = np.array([r[4] for r in rows])
-    base = make_configs(get_model(model), phase="decode", batch=batch, seq_len=prompt, weight_dtype=wdt,
-                        kv_heads=kv_heads)
-    result = estimate(base, get_hardware(hardware), mesh=mesh, prompt_len=prompt, gen_len=gen,
-                      prefill_ffn_layout=layout, decode_ffn_layout=layout,
-                      prefill_attention=sharding, decode_attention=sharding, overlap=overlap)
+    layout_codes = np.array([FFN_LAYOUTS.index(v) for v in layout])
+    sharding_codes = np.array([ATTENTION_SHARDINGS.index(v) for v in sharding])
+    deployments = make_deployments(sweep_model(model), get_hardware(hardware), mesh=mesh, batch=batch,
+                                   prompt_len=prompt, gen_len=gen, weight_dtype=wdt, kv_heads=kv_heads,
+                                   prefill_ffn_layout=layout_codes, decode_ffn_layout=layout_codes,
+                                   prefill_attn_sharding=sharding_codes, decode_attn_sharding=sharding_codes)
+    result = estimate(deployments, overlap=overlap)
     columns = {"mesh": mesh, "chips": mesh.prod(axis=1), "batch": batch, "weight_dtype": wdt,
                "layout": layout, "sharding": sharding}
     return columns, result
@@ -246,7 +261,9 @@ def paired(columns: dict, key: str, a: object, b: object) -> tuple[np.ndarray, n
 
 SWEEPS = [
     ("palm-62b", "tpu-v4", [(2, 2, 2), (2, 2, 4), (2, 4, 4), (4, 4, 4), (4, 4, 8), (8, 8, 4)]),
-    ("palm-540b", "tpu-v4", [(2, 4, 4), (4, 4, 4), (4, 4, 8), (8, 8, 4)]),
+    # PaLM 540B's 48 heads do not split evenly over 256 chips (they are replicated 8-way there
+    # and so take more bytes than on 128); Pope et al. pad them to 64 (section 4), and so do we.
+    ("palm-540b-64-heads", "tpu-v4", [(2, 4, 4), (4, 4, 4), (4, 4, 8), (8, 8, 4)]),
     ("llama-2-70b", "a100-80gb", [(1, 1, 1), (1, 1, 4), (1, 1, 8), (1, 2, 8), (2, 2, 8), (4, 1, 8)]),
     ("llama-2-7b", "h100-sxm", [(1, 1, 1), (1, 1, 2), (1, 2, 4), (2, 1, 8)]),
 ]
@@ -265,10 +282,15 @@ def test_more_chips_never_more_weights_per_chip(model, hardware, meshes):
 
 
 def test_weights_per_chip_by_chip_count():
-    # palm-540b bf16: 2 bytes x 540,356,640,768 / chips.
+    # palm-540b bf16 in 2D weight-stationary: 2 bytes x 540,356,640,768 / chips, except wk and wv
+    # of the one KV head [E=18432, D=256], split over x only (K=1 cannot split over yz):
+    # 2 bytes x 118 layers x 2 x 18432 x 256 x (1/x - 1/chips) more.
     for chips in (8, 16, 32, 64, 128, 256):
         report = estimate_one("palm-540b", "tpu-v4", chips=chips, batch=1, prompt_len=16, gen_len=1)
-        assert report["memory"]["weights_bytes_per_chip"] == pytest.approx(2 * PALM_540B_PARAMS / chips, rel=1e-12)
+        x = int(report["mesh"].split("x")[0])
+        replicated = 2 * 118 * 2 * 18432 * 256 * (1 / x - 1 / chips)
+        assert report["memory"]["weights_bytes_per_chip"] == pytest.approx(
+            2 * PALM_540B_PARAMS / chips + replicated, rel=1e-12)
 
 
 @pytest.mark.parametrize("model,hardware,meshes", SWEEPS)

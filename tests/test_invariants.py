@@ -37,8 +37,9 @@ from hypothesis import strategies as st
 from cost_models.analysis import analyze
 from cost_models.conventions import CONVENTIONS
 from cost_models.deployment import DeploymentEstimate, estimate
-from cost_models.dtypes import BF16, FP8, INT4, INT8, dtype_name
+from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, FP8, INT4, INT8, dtype_name
 from cost_models.hardware import HardwareSpec, hardware_catalog
+from cost_models.deployments import Deployments, make_deployments
 from cost_models.inference_configs import DECODE, PREFILL, InferenceConfigs, make_configs
 from cost_models.models import ModelSpec, model_catalog
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
@@ -106,62 +107,55 @@ def draw_act_dtypes(rng: np.random.Generator, hw: HardwareSpec, n: int) -> np.nd
 
 
 @dataclass(frozen=True)
-class Deployments:
-    """n random deployments on one chip: everything ``estimate`` takes."""
+class Drawn:
+    """n random deployments on one chip, as the cost model's own :class:`Deployments`."""
 
     hw: HardwareSpec
-    model_index: np.ndarray
-    base: InferenceConfigs
-    mesh: np.ndarray
-    prompt: np.ndarray
-    gen: np.ndarray
-    codes: dict[str, np.ndarray]  # layouts and shardings per phase, as codes
+    deployments: Deployments
 
     def __len__(self) -> int:
-        return len(self.base)
+        return len(self.deployments)
 
-    def run(self, *, overlap: str = "overlapped", base: InferenceConfigs | None = None,
-            mesh: np.ndarray | None = None, **codes: np.ndarray) -> DeploymentEstimate:
-        return estimate(base if base is not None else self.base, self.hw,
-                        mesh=self.mesh if mesh is None else mesh, prompt_len=self.prompt,
-                        gen_len=self.gen, overlap=overlap, **{**self.codes, **codes})
+    @property
+    def mesh(self) -> np.ndarray:
+        return self.deployments.mesh
+
+    @property
+    def gen(self) -> np.ndarray:
+        return self.deployments.gen_len
+
+    def run(self, *, overlap: str = "overlapped", **changes: np.ndarray) -> DeploymentEstimate:
+        """Estimate every deployment, with some columns replaced (``mesh=``, ``weight_dtype=``, ...)."""
+        return estimate(dataclasses.replace(self.deployments, **changes), overlap=overlap)
 
     def run_one(self, i: int, overlap: str) -> DeploymentEstimate:
-        """The i-th deployment alone, with scalar lengths, mesh and codes."""
-        return estimate(self.base.take(i), self.hw, mesh=tuple(self.mesh[i]),
-                        prompt_len=int(self.prompt[i]), gen_len=int(self.gen[i]), overlap=overlap,
-                        **{k: int(v[i]) for k, v in self.codes.items()})
+        """The i-th deployment alone, rebuilt from its one-value form."""
+        return estimate(Deployments.from_rows([self.deployments.row(i)]), overlap=overlap)
 
     def describe(self, i: int) -> str:
-        b, c = self.base, self.codes
+        d = self.deployments.row(i)
         return (
-            f"model={DECODERS[self.model_index[i]].name} hardware={self.hw.name} "
-            f"mesh={'x'.join(str(int(a)) for a in self.mesh[i])} batch={int(b.batch[i])} "
-            f"prompt_len={int(self.prompt[i])} gen_len={int(self.gen[i])} "
-            f"weight={dtype_name(b.weight_dtype[i])} act={dtype_name(b.act_dtype[i])} "
-            f"kv={dtype_name(b.kv_dtype[i])} flash={bool(b.flash_attention[i])} "
-            f"prefill={FFN_LAYOUTS[c['prefill_ffn_layout'][i]]}/"
-            f"{ATTENTION_SHARDINGS[c['prefill_attention'][i]]} "
-            f"decode={FFN_LAYOUTS[c['decode_ffn_layout'][i]]}/{ATTENTION_SHARDINGS[c['decode_attention'][i]]}"
+            f"model={d.model.name} hardware={self.hw.name} mesh={'x'.join(map(str, d.mesh))} "
+            f"batch={d.batch} prompt_len={d.prompt_len} gen_len={d.gen_len} weight={d.weight_dtype} "
+            f"act={d.act_dtype} kv={d.kv_dtype} flash={d.flash_attention} "
+            f"prefill={d.prefill_ffn_layout}/{d.prefill_attn_sharding} "
+            f"decode={d.decode_ffn_layout}/{d.decode_attn_sharding}"
         )
 
 
-def draw_deployments(rng: np.random.Generator, hw: HardwareSpec, n: int = PER_HARDWARE) -> Deployments:
-    model_index = rng.integers(0, len(DECODERS), n)
-    base = make_configs(
-        [DECODERS[i] for i in model_index], phase="prefill",
-        batch=log_uniform_ints(rng, MAX_BATCH, n), seq_len=1,
+def draw_deployments(rng: np.random.Generator, hw: HardwareSpec, n: int = PER_HARDWARE) -> Drawn:
+    deployments = make_deployments(
+        DECODERS, hw, model_index=rng.integers(0, len(DECODERS), n), mesh=draw_meshes(rng, hw, n),
+        batch=log_uniform_ints(rng, MAX_BATCH, n), prompt_len=log_uniform_ints(rng, MAX_PROMPT, n),
+        gen_len=log_uniform_ints(rng, MAX_GEN, n),
         weight_dtype=rng.choice(formats(hw), n), act_dtype=draw_act_dtypes(rng, hw, n),
         kv_dtype=rng.choice(formats(hw), n), flash_attention=rng.random(n) < 0.5,
+        prefill_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
+        decode_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
+        prefill_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
+        decode_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
     )
-    codes = {
-        "prefill_ffn_layout": rng.integers(0, len(FFN_LAYOUTS), n),
-        "decode_ffn_layout": rng.integers(0, len(FFN_LAYOUTS), n),
-        "prefill_attention": rng.integers(0, len(ATTENTION_SHARDINGS), n),
-        "decode_attention": rng.integers(0, len(ATTENTION_SHARDINGS), n),
-    }
-    return Deployments(hw, model_index, base, draw_meshes(rng, hw, n), log_uniform_ints(rng, MAX_PROMPT, n),
-                       log_uniform_ints(rng, MAX_GEN, n), codes)
+    return Drawn(hw, deployments)
 
 
 def every_chip(rng: np.random.Generator):
@@ -315,20 +309,21 @@ def analyze_time_at_least_roofline_bounds(rng: np.random.Generator) -> None:
     assert_no_failures(failures)
 
 
-def more_chips_never_more_weight_bytes(rng: np.random.Generator) -> None:
+def weight_bytes_between_perfect_split_and_whole(rng: np.random.Generator) -> None:
+    """A chip holds at least its 1/chips share of the weights (a perfect split) and at most all
+    of them. More chips do not always mean fewer bytes per chip: a dimension that the new mesh
+    cannot split evenly is replicated (40 heads split 8 ways on 8 chips, 4 ways on 16)."""
     failures: list[str] = []
     for drawn in every_chip(rng):
-        other_mesh = draw_meshes(rng, drawn.hw, len(drawn))
-        chips, other_chips = drawn.mesh.prod(axis=1), other_mesh.prod(axis=1)
+        d = drawn.deployments
+        model = [d.models[i] for i in d.model_index]
+        total = np.array([m.params for m in model], dtype=np.float64) * BYTES_PER_ELEMENT[d.weight_dtype]
         weights = drawn.run().memory.weights_bytes_per_chip
-        other = drawn.run(mesh=other_mesh).memory.weights_bytes_per_chip
-        fewer, more = np.where(chips <= other_chips, weights, other), np.where(chips <= other_chips, other, weights)
-        check(failures, at_most(more, fewer, EXACT), drawn,
-              "weights_bytes_per_chip grows with more chips",
-              chips=chips, other_chips=other_chips, weights=weights, other_weights=other)
-        check(failures, (chips != other_chips) | close(weights, other), drawn,
-              "weights_bytes_per_chip differs between meshes of as many chips",
-              chips=chips, weights=weights, other_weights=other)
+        chips = d.chips
+        check(failures, at_most(total / chips, weights, EXACT), drawn,
+              "weights_bytes_per_chip below a perfect split", chips=chips, weights=weights, total=total)
+        check(failures, at_most(weights, total, EXACT), drawn,
+              "weights_bytes_per_chip above the whole model", chips=chips, weights=weights, total=total)
     assert_no_failures(failures)
 
 
@@ -339,7 +334,7 @@ def fewer_weight_bits_never_more_memory_time(rng: np.random.Generator) -> None:
         chain = [BF16, INT8, INT4]
         variants = chain + ([FP8] if drawn.hw.has_format(FP8) else [])
         results = {
-            code: drawn.run(base=dataclasses.replace(drawn.base, weight_dtype=np.full(n, code, dtype=np.int64)))
+            code: drawn.run(weight_dtype=np.full(n, code, dtype=np.int64))
             for code in variants
         }
         pairs = list(zip(chain, chain[1:])) + ([(BF16, FP8), (FP8, INT4)] if FP8 in results else [])
@@ -407,8 +402,8 @@ def batch_sharded_kv_at_most_head_sharded(rng: np.random.Generator) -> None:
     failures: list[str] = []
     for drawn in every_chip(rng):
         n = len(drawn)
-        head = drawn.run(decode_attention=np.zeros(n, dtype=np.int64)).memory.kv_cache_bytes_per_chip
-        batch = drawn.run(decode_attention=np.ones(n, dtype=np.int64)).memory.kv_cache_bytes_per_chip
+        head = drawn.run(decode_attn_sharding=np.zeros(n, dtype=np.int64)).memory.kv_cache_bytes_per_chip
+        batch = drawn.run(decode_attn_sharding=np.ones(n, dtype=np.int64)).memory.kv_cache_bytes_per_chip
         check(failures, at_most(batch, head, EXACT), drawn,
               "kv_cache_bytes_per_chip larger sharded by batch than by head", batch=batch, head=head)
     assert_no_failures(failures)
@@ -466,14 +461,14 @@ def test_analyze_time_at_least_roofline_bounds_random_seeds(seed):
     analyze_time_at_least_roofline_bounds(np.random.default_rng(seed))
 
 
-def test_more_chips_never_increase_weight_bytes_per_chip():
-    more_chips_never_more_weight_bytes(np.random.default_rng(FIXED_SEED))
+def test_weight_bytes_between_perfect_split_and_whole():
+    weight_bytes_between_perfect_split_and_whole(np.random.default_rng(FIXED_SEED))
 
 
 @SEEDS
 @seeds
-def test_more_chips_never_increase_weight_bytes_per_chip_random_seeds(seed):
-    more_chips_never_more_weight_bytes(np.random.default_rng(seed))
+def test_weight_bytes_between_perfect_split_and_whole_random_seeds(seed):
+    weight_bytes_between_perfect_split_and_whole(np.random.default_rng(seed))
 
 
 def test_fewer_weight_bits_never_increase_memory_time():

@@ -1,0 +1,277 @@
+"""The deployment type: everything that defines how a model is served, from the spec to the export.
+
+:class:`Deployments` holds n deployments of one model on one kind of chip as a struct of arrays
+(integers and codes, never strings): the search space compiles to it, :func:`estimate` scores it,
+and ``.row(i)`` gives one :class:`Deployment` value whose ``to_dict``/``from_dict`` pair is what a
+stored trial keeps and what every export reads back. The model is the published one; the attention
+(``kv_heads``) and block what-ifs are fields of the deployment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Sequence
+
+import numpy as np
+
+from cost_models.dtypes import DTYPE_NAMES, BF16
+from cost_models.errors import InvalidInputError
+from cost_models.hardware import HardwareSpec, get_hardware
+from cost_models.inference_configs import MAX_SIZE, InferenceConfigs, make_configs
+from cost_models.models import ModelSpec
+from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
+
+PHASE_NAMES: tuple[str, ...] = ("prefill", "decode")
+BLOCKS: tuple[str, ...] = ("serial", "parallel")
+#: Per-phase choices: each is a ``<phase>_<name>`` column, coded into its table of names.
+PHASE_CHOICES: dict[str, tuple[str, ...]] = {"ffn_layout": FFN_LAYOUTS, "attn_sharding": ATTENTION_SHARDINGS}
+_FORMATS = ("weight_dtype", "act_dtype", "kv_dtype")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One deployment, as plain values (names where a name is the domain's word)."""
+
+    model: ModelSpec
+    hardware: HardwareSpec
+    mesh: tuple[int, int, int]
+    batch: int
+    prompt_len: int
+    gen_len: int
+    prefill_ffn_layout: str = "ws_2d"
+    decode_ffn_layout: str = "ws_2d"
+    prefill_attn_sharding: str = "head"
+    decode_attn_sharding: str = "head"
+    weight_dtype: str = "bf16"
+    act_dtype: str = "bf16"
+    kv_dtype: str = "bf16"
+    kv_heads: int | None = None  # None: the model's own
+    block: str | None = None  # None: the model's own
+    flash_attention: bool = False
+
+    @property
+    def chips(self) -> int:
+        return int(np.prod(self.mesh))
+
+    @property
+    def resolved_kv_heads(self) -> int:
+        return self.model.kv_heads if self.kv_heads is None else self.kv_heads
+
+    @property
+    def resolved_block(self) -> str:
+        return self.model.block if self.block is None else self.block
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON safe): the model's full description, the hardware by catalog name."""
+        data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["model"] = self.model.model_dump()
+        data["hardware"] = self.hardware.name
+        data["mesh"] = list(self.mesh)
+        data["kv_heads"] = self.resolved_kv_heads
+        data["block"] = self.resolved_block
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], hardware: HardwareSpec | None = None) -> "Deployment":
+        """Inverse of :meth:`to_dict`. ``hardware`` stands in for the catalog look-up (a chip the
+        user described in a file)."""
+        try:
+            values = dict(data)
+            values["model"] = ModelSpec(**values["model"])
+            values["hardware"] = hardware if hardware is not None else get_hardware(values["hardware"])
+            values["mesh"] = tuple(int(a) for a in values["mesh"])
+            deployment = cls(**values)
+        except (KeyError, TypeError, ValueError) as error:
+            raise InvalidInputError("deployment", f"not a stored deployment ({type(error).__name__}: {error})",
+                                    "use a trial written by this version of tuner") from None
+        Deployments.from_rows([deployment])  # validates every field
+        return deployment
+
+
+@dataclass(frozen=True)
+class Deployments:
+    """n deployments on one kind of chip: a struct of arrays, one entry per deployment. The
+    models are a short table indexed by ``model_index``; layouts, shardings and formats are codes
+    into ``FFN_LAYOUTS``, ``ATTENTION_SHARDINGS`` and ``cost_models.dtypes``; ``mesh`` is (n, 3)
+    chips per axis."""
+
+    models: tuple[ModelSpec, ...]
+    hardware: HardwareSpec
+    model_index: np.ndarray
+    mesh: np.ndarray
+    batch: np.ndarray
+    prompt_len: np.ndarray
+    gen_len: np.ndarray
+    prefill_ffn_layout: np.ndarray
+    decode_ffn_layout: np.ndarray
+    prefill_attn_sharding: np.ndarray
+    decode_attn_sharding: np.ndarray
+    weight_dtype: np.ndarray
+    act_dtype: np.ndarray
+    kv_dtype: np.ndarray
+    kv_heads: np.ndarray
+    parallel_block: np.ndarray
+    flash_attention: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.batch.shape[0])
+
+    @property
+    def chips(self) -> np.ndarray:
+        return np.prod(self.mesh, axis=-1)
+
+    def ffn_layout(self, phase: str) -> np.ndarray:
+        return getattr(self, f"{phase}_ffn_layout")
+
+    def batch_sharded_attention(self, phase: str) -> np.ndarray:
+        return getattr(self, f"{phase}_attn_sharding") == ATTENTION_SHARDINGS.index("batch")
+
+    def take(self, index: np.ndarray | slice | int) -> "Deployments":
+        """A sub-batch (fancy indexing on every array)."""
+        columns = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in columns.items():
+            if isinstance(value, np.ndarray):
+                columns[name] = np.atleast_2d(value[index]) if name == "mesh" else np.atleast_1d(value[index])
+        return Deployments(**columns)
+
+    def row(self, i: int) -> Deployment:
+        """Deployment ``i`` as one value."""
+        return Deployment(
+            model=self.models[int(self.model_index[i])], hardware=self.hardware,
+            mesh=tuple(int(a) for a in self.mesh[i]),  # type: ignore[arg-type]
+            batch=int(self.batch[i]), prompt_len=int(self.prompt_len[i]), gen_len=int(self.gen_len[i]),
+            **{f"{phase}_{name}": table[int(getattr(self, f"{phase}_{name}")[i])]
+               for phase in PHASE_NAMES for name, table in PHASE_CHOICES.items()},
+            **{name: DTYPE_NAMES[int(getattr(self, name)[i])] for name in _FORMATS},
+            kv_heads=int(self.kv_heads[i]), block=BLOCKS[int(self.parallel_block[i])],
+            flash_attention=bool(self.flash_attention[i]),
+        )
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Deployment]) -> "Deployments":
+        """Many :class:`Deployment` values (on one kind of chip) as arrays, validated."""
+        if not rows:
+            raise InvalidInputError("deployments", "none given", "pass at least one deployment")
+        first = rows[0]
+        if any(r.hardware != first.hardware for r in rows):
+            raise InvalidInputError("deployments", "mix chips", "group deployments by chip")
+        models: dict[ModelSpec, int] = {}
+        model_index = np.array([models.setdefault(r.model, len(models)) for r in rows], dtype=np.int64)
+
+        def codes(name: str, table: tuple[str, ...]) -> np.ndarray:
+            values = [getattr(r, name) for r in rows]
+            bad = [v for v in values if v not in table]
+            if bad:
+                raise InvalidInputError(name, f"unknown value {bad[0]!r}", f"use one of {', '.join(table)}")
+            return np.array([table.index(v) for v in values], dtype=np.int64)
+
+        return make_deployments(
+            tuple(models), first.hardware, model_index=model_index,
+            mesh=np.array([r.mesh for r in rows], dtype=np.float64),
+            batch=np.array([r.batch for r in rows], dtype=np.float64),
+            prompt_len=np.array([r.prompt_len for r in rows], dtype=np.float64),
+            gen_len=np.array([r.gen_len for r in rows], dtype=np.float64),
+            **{f"{phase}_{name}": codes(f"{phase}_{name}", table)
+               for phase in PHASE_NAMES for name, table in PHASE_CHOICES.items()},
+            **{name: codes(name, DTYPE_NAMES) for name in _FORMATS},
+            kv_heads=np.array([r.resolved_kv_heads for r in rows], dtype=np.float64),
+            parallel_block=codes("resolved_block", BLOCKS) == 1,
+            flash_attention=np.array([bool(r.flash_attention) for r in rows]),
+        )
+
+    def inference_configs(self, phase: str, seq_len: np.ndarray) -> InferenceConfigs:
+        """The single-chip view of one phase: model shapes with the what-ifs, batch, formats.
+        ``seq_len`` may be fractional (a decode phase scored at its mean context)."""
+        base = make_configs(
+            [self.models[i] for i in self.model_index] if len(self.models) > 1 else self.models[0],
+            phase="prefill", batch=self.batch, seq_len=1, weight_dtype=self.weight_dtype,
+            act_dtype=self.act_dtype, kv_dtype=self.kv_dtype, flash_attention=self.flash_attention,
+            kv_heads=self.kv_heads, parallel_block=self.parallel_block,
+        )
+        return base.at_phase(PHASE_NAMES.index(phase), seq_len)
+
+
+def make_deployments(
+    model: ModelSpec | Sequence[ModelSpec],
+    hardware: HardwareSpec,
+    *,
+    model_index: np.ndarray | int = 0,
+    mesh: np.ndarray | Sequence[int],
+    batch: np.ndarray | int,
+    prompt_len: np.ndarray | int,
+    gen_len: np.ndarray | int,
+    prefill_ffn_layout: np.ndarray | int = 1,
+    decode_ffn_layout: np.ndarray | int = 1,
+    prefill_attn_sharding: np.ndarray | int = 0,
+    decode_attn_sharding: np.ndarray | int = 0,
+    weight_dtype: np.ndarray | int = BF16,
+    act_dtype: np.ndarray | int = BF16,
+    kv_dtype: np.ndarray | int = BF16,
+    kv_heads: np.ndarray | int | None = None,
+    parallel_block: np.ndarray | bool | None = None,
+    flash_attention: np.ndarray | bool = False,
+) -> Deployments:
+    """Broadcast scalars and arrays (codes, not names) into :class:`Deployments`, validated.
+    ``model`` is one model or a table of them that ``model_index`` points into; ``kv_heads`` and
+    ``parallel_block`` default to each model's own."""
+    models = (model,) if isinstance(model, ModelSpec) else tuple(model)
+    index = np.atleast_1d(np.asarray(model_index, dtype=np.int64))
+    if np.any((index < 0) | (index >= len(models))):
+        raise InvalidInputError("model_index", "points outside the model table", f"use 0..{len(models) - 1}")
+    own_kv_heads = np.array([m.kv_heads for m in models], dtype=np.float64)[index]
+    own_parallel = np.array([m.block == "parallel" for m in models])[index]
+    mesh_array = np.atleast_2d(np.asarray(mesh, dtype=np.float64))
+    if mesh_array.shape[-1] != 3:
+        raise InvalidInputError("mesh", f"has {mesh_array.shape[-1]} axes", "give X, Y and Z chips")
+    columns: dict[str, Any] = {
+        "batch": batch, "prompt_len": prompt_len, "gen_len": gen_len,
+        "prefill_ffn_layout": prefill_ffn_layout, "decode_ffn_layout": decode_ffn_layout,
+        "prefill_attn_sharding": prefill_attn_sharding, "decode_attn_sharding": decode_attn_sharding,
+        "weight_dtype": weight_dtype, "act_dtype": act_dtype, "kv_dtype": kv_dtype,
+        "kv_heads": own_kv_heads if kv_heads is None else kv_heads,
+        "parallel_block": own_parallel if parallel_block is None else parallel_block,
+        "flash_attention": flash_attention, "model_index": index,
+    }
+    names = list(columns)
+    arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(columns[n])) for n in names),
+                                 mesh_array[:, 0])
+    n = arrays[-1].shape[0]
+    kinds = {"parallel_block": bool, "flash_attention": bool, "batch": np.float64, "prompt_len": np.float64,
+             "gen_len": np.float64, "kv_heads": np.float64}
+    typed = {name: np.ascontiguousarray(a, dtype=kinds.get(name, np.int64)) for name, a in zip(names, arrays)}
+    deployments = Deployments(models=models, hardware=hardware,
+                              mesh=np.ascontiguousarray(np.broadcast_to(mesh_array, (n, 3))), **typed)
+    validate_deployments(deployments)
+    return deployments
+
+
+def _whole(name: str, values: np.ndarray, low: float = 1, high: float = MAX_SIZE) -> None:
+    bad = ~np.isfinite(values) | (values < low) | (values > high) | (values != np.floor(values))
+    if np.any(bad):
+        value = values[np.argmax(bad)]
+        shown = int(value) if np.isfinite(value) and value == np.floor(value) else value
+        raise InvalidInputError(name, f"must be a whole number from {low:g} to {high:g}, got {shown!r}",
+                                f"pass an integer >= {low:g} for {name}")
+
+
+def validate_deployments(d: Deployments) -> None:
+    """Raise :class:`InvalidInputError` naming the first bad field; every entry checked at once."""
+    for name in ("batch", "prompt_len", "gen_len", "kv_heads"):
+        _whole(name, getattr(d, name))
+    _whole("mesh", d.mesh.ravel())
+    for phase in PHASE_NAMES:
+        for name, table in PHASE_CHOICES.items():
+            values = getattr(d, f"{phase}_{name}")
+            if np.any((values < 0) | (values >= len(table))):
+                raise InvalidInputError(f"{phase}_{name}", "unknown code", f"use 0..{len(table) - 1}")
+    for name in _FORMATS:
+        values = getattr(d, name)
+        if np.any((values < 0) | (values >= len(DTYPE_NAMES))):
+            raise InvalidInputError(name, "unknown dtype code", "use a code from cost_models.dtypes")
+    heads = np.array([m.heads for m in d.models], dtype=np.float64)[d.model_index]
+    bad = np.mod(heads, d.kv_heads) != 0
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        raise InvalidInputError(
+            "kv_heads", f"heads ({int(heads[i])}) is not divisible by kv_heads ({int(d.kv_heads[i])})",
+            "use a kv_heads that divides heads (1 for MQA, heads for MHA)")
