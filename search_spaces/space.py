@@ -14,30 +14,44 @@ constraint, not an error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Callable
 
 import numpy as np
 
 from cost_models.deployment import DeploymentEstimate, estimate, estimate_report
+from cost_models.deployments import BLOCKS, Deployment, Deployments, make_deployments
+from cost_models.dtypes import parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
-from cost_models.inference_configs import make_configs
+from cost_models.metrics import METRICS, metric_arrays
 from cost_models.models import ModelSpec, get_model
+from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
 from cost_models.topology import network_for, parse_mesh
-from search_spaces.spec import METRICS, StudySpec
+from search_spaces.spec import StudySpec
 
 #: Order of the dimensions in every space (and of Optuna's parameters).
 DIMENSIONS = ("mesh", "batch", "prefill_ffn_layout", "decode_ffn_layout",
               "prefill_attn_sharding", "decode_attn_sharding", "weight_bits", "kv_bits",
               "kv_heads", "block", "flash_attention")
+#: The :class:`Deployments` column each dimension sets.
+DEPLOYMENT_COLUMN = {"mesh": "mesh", "batch": "batch", "prefill_ffn_layout": "prefill_ffn_layout",
+                     "decode_ffn_layout": "decode_ffn_layout", "prefill_attn_sharding": "prefill_attn_sharding",
+                     "decode_attn_sharding": "decode_attn_sharding", "weight_bits": "weight_dtype",
+                     "kv_bits": "kv_dtype", "kv_heads": "kv_heads", "block": "parallel_block",
+                     "flash_attention": "flash_attention"}
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Dimensions in a fixed order, each with its tuple of choices."""
+    """Dimensions in a fixed order. Each has its choices twice: ``dimensions`` holds the labels
+    Optuna stores (str, int or bool: "4x4x4", "ws_2d", "8"), ``values`` the same choices as the
+    deployment's typed column (a (k, 3) mesh array, layout and dtype codes, counts, flags), so a
+    candidate becomes a :class:`Deployments` row by indexing, never by parsing a label."""
 
     dimensions: dict[str, tuple]
+    values: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -50,15 +64,28 @@ class SearchSpace:
         return {name: grid.ravel() for name, grid in zip(self.dimensions, grids)}
 
     def indices_of(self, params: list[dict]) -> dict[str, np.ndarray]:
-        """Index arrays for candidates given as {dimension: choice} dicts."""
+        """Index arrays for candidates given as {dimension: label} dicts (Optuna's params)."""
         lookup = {name: {choice: i for i, choice in enumerate(choices)}
                   for name, choices in self.dimensions.items()}
         return {name: np.array([lookup[name][p[name]] for p in params], dtype=np.int64)
                 for name in self.dimensions}
 
     def params_of(self, indices: dict[str, np.ndarray], row: int) -> dict:
-        """The choices of candidate ``row``."""
+        """The labels of candidate ``row`` (what Optuna stores as its params)."""
         return {name: self.dimensions[name][int(indices[name][row])] for name in self.dimensions}
+
+    def columns_of(self, indices: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The :class:`Deployments` columns of candidates given by index."""
+        return {DEPLOYMENT_COLUMN[name]: self.values[name][indices[name]] for name in self.dimensions}
+
+
+@dataclass(frozen=True)
+class ConstraintColumn:
+    """One constraint of a study (Optuna's convention: a value <= 0 is feasible)."""
+
+    name: str
+    description: str
+    compute: Callable[["Evaluation"], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -79,16 +106,63 @@ class CompiledStudy:
         return [o.resolved_direction for o in self.spec.objectives]
 
     @cached_property
-    def constraint_names(self) -> list[str]:
-        names = ["structurally_valid"]
+    def constraints(self) -> tuple[ConstraintColumn, ...]:
+        """The study's constraints, by name; the first says whether a candidate can exist at all."""
         c = self.spec.constraints
+        columns = [ConstraintColumn("structurally_valid", "KV heads divide the heads",
+                                    lambda e: np.where(e.valid, 0.0, 1.0))]
         if c.fits:
-            names.append("fits_in_memory")
+            columns.append(ConstraintColumn(
+                "fits_in_memory", "memory per chip over capacity, minus 1",
+                lambda e: e.result.memory.total_bytes_per_chip / e.result.memory.capacity_bytes_per_chip - 1.0))
         if c.max_ttft_s is not None:
-            names.append("max_ttft_s")
+            limit_ttft = c.max_ttft_s
+            columns.append(ConstraintColumn("max_ttft_s", "prefill latency minus the TTFT limit, s",
+                                            lambda e: e.result.prefill.latency_s - limit_ttft))
         if c.max_tpot_s is not None:
-            names.append("max_tpot_s")
-        return names
+            limit_tpot = c.max_tpot_s
+            columns.append(ConstraintColumn("max_tpot_s", "decode step latency minus the TPOT limit, s",
+                                            lambda e: e.result.decode_step_latency_s - limit_tpot))
+        return tuple(columns)
+
+    @cached_property
+    def constraint_names(self) -> list[str]:
+        return [c.name for c in self.constraints]
+
+
+def _mesh_choices(spec: StudySpec, hardware: HardwareSpec) -> list[tuple[int, int, int]]:
+    network = network_for(hardware)
+    space = spec.space
+    for chips in space.chips:
+        if not network.legal_meshes(chips):
+            raise InvalidInputError("space.chips", f"{chips} chips form no legal {hardware.name} mesh",
+                                    "use chip counts the hardware offers")
+    if space.mesh == "auto":
+        return sorted({m for chips in space.chips for m in network.legal_meshes(chips)})
+    meshes = []
+    for text in space.mesh:
+        mesh = parse_mesh(text)  # the spec is the one place a mesh is written as text
+        network.check_mesh(mesh)
+        if int(np.prod(mesh)) not in space.chips:
+            raise InvalidInputError("space.mesh", f"{text} has {int(np.prod(mesh))} chips, not one of "
+                                    f"space.chips {space.chips}", "list meshes of the listed chip counts")
+        meshes.append(mesh)
+    return meshes
+
+
+def _kv_head_choices(spec: StudySpec, model: ModelSpec) -> list[int]:
+    kv_heads: list[int] = []
+    for choice in spec.space.kv_heads:
+        value = {"model": model.kv_heads, "mha": model.heads, "mqa": 1}.get(choice, choice)  # type: ignore[call-overload]
+        if not isinstance(value, int) or value < 1:
+            raise InvalidInputError("space.kv_heads", f"bad choice {choice!r}",
+                                    "use model, mha, mqa or a positive head count")
+        if value not in kv_heads:
+            kv_heads.append(value)
+    if not any(model.heads % k == 0 for k in kv_heads):
+        raise InvalidInputError("space.kv_heads", f"no choice divides {model.name}'s {model.heads} heads",
+                                "use model, mha, mqa or a divisor of the head count")
+    return kv_heads
 
 
 def compile_study(spec: StudySpec) -> CompiledStudy:
@@ -98,43 +172,14 @@ def compile_study(spec: StudySpec) -> CompiledStudy:
         raise InvalidInputError("model", f"{model.name} is an encoder; a study searches decoder "
                                 "deployments (prefill and decode)", "use a decoder model")
     hardware = get_hardware(spec.hardware)
-    network = network_for(hardware)
     space = spec.space
-    for chips in space.chips:
-        if not network.legal_meshes(chips):
-            raise InvalidInputError("space.chips", f"{chips} chips form no legal {hardware.name} mesh",
-                                    "use chip counts the hardware offers")
-    if space.mesh == "auto":
-        meshes = sorted({m for chips in space.chips for m in network.legal_meshes(chips)})
-    else:
-        meshes = []
-        for text in space.mesh:
-            mesh = parse_mesh(text)
-            network.check_mesh(mesh)
-            if int(np.prod(mesh)) not in space.chips:
-                raise InvalidInputError("space.mesh", f"{text} has {int(np.prod(mesh))} chips, not one of "
-                                        f"space.chips {space.chips}", "list meshes of the listed chip counts")
-            meshes.append(mesh)
-    kv_heads = []
-    for choice in space.kv_heads:
-        value = {"model": model.kv_heads, "mha": model.heads, "mqa": 1}.get(choice, choice)
-        if not isinstance(value, int) or value < 1:
-            raise InvalidInputError("space.kv_heads", f"bad choice {choice!r}",
-                                    "use model, mha, mqa or a positive head count")
-        if value not in kv_heads:
-            kv_heads.append(value)
-    blocks = []
-    for choice in space.block:
-        value = model.block if choice == "model" else choice
-        if value not in blocks:
-            blocks.append(value)
-    for field in ("weight_bits", "kv_bits"):
-        for bits in getattr(space, field):
-            hardware.parse_formats(**{f"space.{field}": bits})  # fp8 only where the chip has it
-    if not any(model.heads % k == 0 for k in kv_heads):
-        raise InvalidInputError("space.kv_heads", f"no choice divides {model.name}'s {model.heads} heads",
-                                "use model, mha, mqa or a divisor of the head count")
-    dimensions = {
+    meshes = _mesh_choices(spec, hardware)
+    kv_heads = _kv_head_choices(spec, model)
+    blocks = list(dict.fromkeys(model.block if b == "model" else b for b in space.block))
+    for name in ("weight_bits", "kv_bits"):
+        for bits in getattr(space, name):
+            hardware.parse_formats(**{f"space.{name}": bits})  # fp8 only where the chip has it
+    labels: dict[str, tuple] = {
         "mesh": tuple("x".join(map(str, m)) for m in meshes),
         "batch": tuple(space.batch),
         "prefill_ffn_layout": tuple(dict.fromkeys(space.prefill_ffn_layout)),
@@ -147,19 +192,38 @@ def compile_study(spec: StudySpec) -> CompiledStudy:
         "block": tuple(blocks),
         "flash_attention": tuple(dict.fromkeys(space.flash_attention)),
     }
-    return CompiledStudy(spec, model, hardware, SearchSpace(dimensions))
+    values = {
+        "mesh": np.array(meshes, dtype=np.float64).reshape(-1, 3),
+        "batch": np.array(labels["batch"], dtype=np.float64),
+        **{name: np.array([FFN_LAYOUTS.index(v) for v in labels[name]], dtype=np.int64)
+           for name in ("prefill_ffn_layout", "decode_ffn_layout")},
+        **{name: np.array([ATTENTION_SHARDINGS.index(v) for v in labels[name]], dtype=np.int64)
+           for name in ("prefill_attn_sharding", "decode_attn_sharding")},
+        **{name: np.array([parse_dtype(v, name) for v in labels[name]], dtype=np.int64)
+           for name in ("weight_bits", "kv_bits")},
+        "kv_heads": np.array(labels["kv_heads"], dtype=np.float64),
+        "block": np.array([BLOCKS.index(b) == 1 for b in labels["block"]]),
+        "flash_attention": np.array(labels["flash_attention"], dtype=bool),
+    }
+    return CompiledStudy(spec, model, hardware, SearchSpace(labels, values))
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Scores of n candidates: objective values (n, k), constraint values (n, m; <= 0 feasible)."""
+    """Scores of n candidates: their deployments, objective values (n, k) and named constraint
+    columns (<= 0 feasible)."""
 
     indices: dict[str, np.ndarray]
+    deployments: Deployments
     values: np.ndarray
-    constraints: np.ndarray
+    constraint_columns: dict[str, np.ndarray]
     valid: np.ndarray
     result: DeploymentEstimate
-    meshes: np.ndarray
+
+    @property
+    def constraints(self) -> np.ndarray:
+        """(n, m) in the study's constraint order."""
+        return np.stack(list(self.constraint_columns.values()), axis=1)
 
     @property
     def feasible(self) -> np.ndarray:
@@ -176,78 +240,32 @@ _PENALTY = 1e30
 
 def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation:
     """Score candidates (one index array per dimension) with one vectorized estimate."""
-    dims = study.space.dimensions
-    pick = {name: np.asarray(dims[name], dtype=object)[indices[name]] for name in dims}
-    mesh_table = np.array([parse_mesh(m) for m in dims["mesh"]], dtype=np.float64)
-    meshes = mesh_table[indices["mesh"]]
-    chips = np.prod(meshes, axis=1)
-    kv_heads = np.array(dims["kv_heads"], dtype=np.float64)[indices["kv_heads"]]
-    valid = np.mod(study.model.heads, kv_heads) == 0
-    kv_heads = np.where(valid, kv_heads, study.model.kv_heads)  # scored as published, then refused
-    variants = {block: study.model.model_copy(update={"block": block}) for block in dims["block"]}
-    models = [variants[b] for b in pick["block"]]
-    formats = {field: np.array([study.hardware.parse_formats(**{field: b})[field] for b in dims[field]])
-               for field in ("weight_bits", "kv_bits")}
-    base = make_configs(
-        models, phase="prefill", batch=np.array(dims["batch"], dtype=np.float64)[indices["batch"]],
-        seq_len=study.spec.workload.prompt_len,
-        weight_dtype=formats["weight_bits"][indices["weight_bits"]],
-        kv_dtype=formats["kv_bits"][indices["kv_bits"]],
-        flash_attention=np.array(dims["flash_attention"], dtype=bool)[indices["flash_attention"]],
-        kv_heads=kv_heads,
-    )
-    result = estimate(
-        base, study.hardware, mesh=meshes, prompt_len=study.spec.workload.prompt_len,
-        gen_len=study.spec.workload.gen_len,
-        prefill_ffn_layout=list(pick["prefill_ffn_layout"]), decode_ffn_layout=list(pick["decode_ffn_layout"]),
-        prefill_attention=list(pick["prefill_attn_sharding"]),
-        decode_attention=list(pick["decode_attn_sharding"]), overlap=study.spec.overlap,
-    )
-    metrics = metric_arrays(result, chips)
+    columns = study.space.columns_of(indices)
+    valid = np.mod(study.model.heads, columns["kv_heads"]) == 0
+    columns["kv_heads"] = np.where(valid, columns["kv_heads"], study.model.kv_heads)  # scored as published, then refused
+    workload = study.spec.workload
+    deployments = make_deployments(study.model, study.hardware, prompt_len=workload.prompt_len,
+                                   gen_len=workload.gen_len, **columns)
+    result = estimate(deployments, overlap=study.spec.overlap)
+    metrics = metric_arrays(result, deployments, study.objective_names)
     values = np.stack([metrics[name] for name in study.objective_names], axis=1)
     penalty = np.array([_PENALTY if d == "minimize" else -_PENALTY for d in study.directions])
     values = np.where(valid[:, None] & np.isfinite(values), values, penalty)
-    columns = [np.where(valid, 0.0, 1.0)]
-    c = study.spec.constraints
-    memory = result.memory
-    if c.fits:
-        columns.append(memory.total_bytes_per_chip / memory.capacity_bytes_per_chip - 1.0)
-    if c.max_ttft_s is not None:
-        columns.append(result.prefill.latency_s - c.max_ttft_s)
-    if c.max_tpot_s is not None:
-        columns.append(result.decode_step_latency_s - c.max_tpot_s)
-    return Evaluation(indices, values, np.stack(columns, axis=1), valid, result, meshes)
-
-
-def mesh_chips(mesh: str) -> int:
-    """Chips of a mesh written XxYxZ."""
-    return int(np.prod(parse_mesh(mesh)))
-
-
-def metric_arrays(result: DeploymentEstimate, chips: np.ndarray) -> dict[str, np.ndarray]:
-    """Every searchable metric of n estimates, by name (search_spaces.spec.METRICS)."""
-    p, d, m = result.prefill, result.decode, result.memory
-    arrays = {
-        "prefill.latency_s": p.latency_s, "prefill.mfu": p.mfu,
-        "prefill.cost_chip_s_per_token": p.cost_chip_s_per_token,
-        "prefill.throughput_tokens_per_s": p.throughput_tokens_per_s,
-        "decode.step_latency_s": result.decode_step_latency_s, "decode.latency_s": d.latency_s,
-        "decode.mfu": d.mfu, "decode.cost_chip_s_per_token": d.cost_chip_s_per_token,
-        "decode.throughput_tokens_per_s": d.throughput_tokens_per_s,
-        "memory.total_bytes_per_chip": m.total_bytes_per_chip,
-        "memory.max_context_tokens": m.max_context_tokens, "chips": chips,
-    }
-    assert set(arrays) == set(METRICS)
-    return arrays
+    evaluation = Evaluation(indices, deployments, values, {}, valid, result)
+    evaluation.constraint_columns.update({c.name: c.compute(evaluation) for c in study.constraints})
+    return evaluation
 
 
 def candidate_report(study: CompiledStudy, evaluation: Evaluation, row: int) -> dict:
     """One candidate's full breakdown: its choices and the ``tuner estimate`` sections."""
-    params = study.space.params_of(evaluation.indices, row)
-    report = estimate_report(evaluation.result, row)
+    deployment = evaluation.deployments.row(row)
     return {
-        "params": {"chips": mesh_chips(params["mesh"]), **params},
+        "params": {"chips": deployment.chips, **study.space.params_of(evaluation.indices, row)},
         "structurally_valid": bool(evaluation.valid[row]),
-        "mesh_evaluated": "x".join(str(int(a)) for a in evaluation.meshes[row]),
-        **report,
+        **estimate_report(evaluation.result, row),
     }
+
+
+def candidate_deployment(evaluation: Evaluation, row: int) -> Deployment:
+    """Candidate ``row`` as one :class:`Deployment` value (what a trial stores)."""
+    return evaluation.deployments.row(row)

@@ -18,26 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 
 from cost_models.errors import InvalidInputError, from_validation_error
 from cost_models.deployment import MAX_CHIPS
+from cost_models.metrics import METRICS
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
-
-#: Metrics an objective may name: sections and keys of the ``tuner estimate`` JSON, plus chips.
-METRICS: dict[str, Literal["minimize", "maximize"]] = {
-    "prefill.latency_s": "minimize",
-    "prefill.mfu": "maximize",
-    "prefill.cost_chip_s_per_token": "minimize",
-    "prefill.throughput_tokens_per_s": "maximize",
-    "decode.step_latency_s": "minimize",
-    "decode.latency_s": "minimize",
-    "decode.mfu": "maximize",
-    "decode.cost_chip_s_per_token": "minimize",
-    "decode.throughput_tokens_per_s": "maximize",
-    "memory.total_bytes_per_chip": "minimize",
-    "memory.max_context_tokens": "maximize",
-    "chips": "minimize",
-}
-
 
 class Workload(BaseModel):
     model_config = _STRICT
@@ -113,7 +97,7 @@ class Objective(BaseModel):
 
     @property
     def resolved_direction(self) -> str:
-        return self.direction or METRICS[self.metric]
+        return self.direction or METRICS[self.metric].direction
 
 
 class Constraints(BaseModel):

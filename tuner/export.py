@@ -11,10 +11,11 @@ mesh and a ``PartitionSpec``-style entry per dimension of every tensor) or ``vll
 arguments, the equivalent ``vllm serve`` command line, and notes on what differs from the searched
 configuration). A format that cannot express the trial raises ``InvalidInputError`` on ``format``.
 
-Sharding tables give, per dimension, the list of mesh axes that split it ([] = replicated). Of the
-axes a layout names for a dimension, those used are the subset that splits it evenly into the most
-shards (JAX's ``NamedSharding`` needs even shards): KV heads fewer than the chips, for one, are
-replicated beyond their count. An axis left out is named in ``notes``. Devices are laid out
+Sharding tables give, per dimension, the list of mesh axes that split it ([] = replicated). They are
+read off the one sharding table per layout in :mod:`cost_models.partitioning`, with the same even-
+shard rule the cost model charged (``split_over``): of the axes a layout names for a dimension, the
+subset that splits it evenly into the most shards; KV heads fewer than the chips are replicated
+beyond their count. An axis left out is named in ``notes``. Devices are laid out
 row-major over (x, y, z): z is the fastest axis, as in the cost model's GPU network, so on GPUs
 consecutive z indices share an NVLink node.
 """
@@ -24,22 +25,19 @@ from __future__ import annotations
 import json
 import math
 import shlex
-from itertools import combinations
 from typing import Any
 
 import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from cost_models.dtypes import dtype_name, parse_dtype
+from cost_models.deployments import Deployment
 from cost_models.errors import InvalidInputError
-from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
-from cost_models.models import ModelSpec, get_model, model_catalog
-from cost_models.partitioning import GATHER_AXES
-from search_spaces.spec import parse_spec
+from cost_models.hardware import HardwareSpec, SwitchedInterconnect
+from cost_models.models import model_catalog
+from cost_models.partitioning import AXES, SHARDING_RULES, kv_cache_axes, split_axes
 
 FORMATS: tuple[str, ...] = ("json", "yaml", "jax", "vllm")
-AXES: tuple[str, ...] = ("x", "y", "z")
 
 #: Hugging Face repository ids of catalog models with public checkpoints (PaLM and MT-NLG have none).
 HF_REPOS: dict[str, str] = {
@@ -53,16 +51,6 @@ HF_REPOS: dict[str, str] = {
     "llama-3-70b": "meta-llama/Meta-Llama-3-70B",
     "mistral-7b": "mistralai/Mistral-7B-v0.1",
 }
-
-# Mesh axes splitting the model dimension E and the hidden dimension F (and heads, and vocab) in
-# each FFN layout, as stored. Weight-gathered layouts store weights like the 2D layout (E over x,
-# F over yz) and all-gather them over GATHER_AXES before use (Pope et al. 3.2.3).
-_E_AXES = {"ws_1d": (), "ws_2d": ("x",), "wg_x": ("x",), "wg_xy": ("x",), "wg_xyz": ("x",)}
-_F_AXES = {"ws_1d": AXES, "ws_2d": ("y", "z"), "wg_x": ("y", "z"), "wg_xy": ("y", "z"), "wg_xyz": ("y", "z")}
-# Residual-stream activations [B, L, E] between blocks: batch axes and E axes per layout.
-_ACT_BATCH = {"ws_1d": (), "ws_2d": (), "wg_x": ("x",), "wg_xy": ("x", "y"), "wg_xyz": AXES}
-_ACT_E = {"ws_1d": AXES, "ws_2d": AXES, "wg_x": ("y", "z"), "wg_xy": ("z",), "wg_xyz": ()}
-
 
 # ---------------------------------------------------------------------------------------------
 # Finding and checking the trial
@@ -109,99 +97,122 @@ def _check_trial(trial: FrozenTrial, allow_infeasible: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Sharding tables
+# Sharding tables: read off cost_models.partitioning's rules, the ones the cost model charged
 
 
-def _split(size: int, axes: tuple[str, ...], mesh: dict[str, int], what: str,
+def _split(size: int, axes: tuple[str, ...], mesh: tuple[int, int, int], what: str,
            notes: list[str]) -> list[str]:
-    """The axes among ``axes`` that split a dimension of ``size`` evenly into the most shards
-    (ties: more axes, then earlier ones); the others replicate it, and a note says so."""
-    subsets = [c for k in range(len(axes), -1, -1) for c in combinations(axes, k)]
-    fitting = [c for c in subsets if size % math.prod(mesh[a] for a in c) == 0]
-    best = max(fitting, key=lambda c: (math.prod(mesh[a] for a in c), len(c)))
-    left = [a for a in axes if a not in best and mesh[a] > 1]
+    """The axes :func:`~cost_models.partitioning.split_over` splits a dimension of ``size`` over
+    (the same choice the cost model made); a note names axes it replicates over, and any axes
+    whose chips hold one shard between several of them."""
+    chosen = split_axes(size, mesh, axes)
+    sizes = dict(zip(AXES, mesh))
+    product = math.prod(sizes[a] for a in chosen)
+    left = [a for a in axes if a not in chosen and sizes[a] > 1]
     if left:
         notes.append(f"{what} ({size}) does not divide over mesh axes {''.join(axes)} "
-                     f"({math.prod(mesh[a] for a in axes)} ways): replicated over {''.join(left)}")
-    return list(best)
+                     f"({math.prod(sizes[a] for a in axes)} ways): replicated over {''.join(left)}")
+    if product > size:
+        notes.append(f"{what} ({size}) split {size} ways over {''.join(chosen)} ({product} chips): "
+                     f"each shard held by {product // size} chips")
+        if isinstance(notes, Notes):
+            notes.shared_shards.append(f"{what} ({size}) over {''.join(chosen)} ({product} chips)")
+    return list(chosen)
 
 
-def _tensor(dims: list[str], shape: list[int], sharding: list[list[str]],
+class Notes(list):
+    """Notes of an export, and the dimensions whose shards several chips of one axis share
+    (a layout JAX's NamedSharding cannot write on this mesh)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared_shards: list[str] = []
+
+
+def _tensor(dims: list[str], shape: list[int], sharding: list[list[str]], in_use: list[list[str]],
             gathered: tuple[str, ...] = ()) -> dict:
     """One tensor's table entry: sharding as stored, and in use (after the all-gather)."""
-    in_use = [[a for a in axes if a not in gathered] for axes in sharding]
     return {"dims": dims, "shape": shape, "sharding": sharding,
             "gathered_over": [a for a in AXES if a in gathered and any(a in s for s in sharding)],
             "in_use": in_use}
 
 
-def _weights(m: dict, layout: str, mesh: dict[str, int], notes: list[str]) -> dict[str, dict]:
+#: Each weight's dimensions as exported: its logical axes (WEIGHT_AXES) with the head width D.
+_WEIGHT_DIMS = {"wq": ["E", "H", "D"], "wk": ["E", "K", "D"], "wv": ["E", "K", "D"], "wo": ["H", "D", "E"],
+                "w_gate": ["E", "F"], "w_up": ["E", "F"], "w_down": ["F", "E"], "embedding": ["V", "E"],
+                "lm_head": ["E", "V"]}
+_LOGICAL = {"E": "embed", "H": "heads", "K": "kv_heads", "F": "mlp", "V": "vocab"}
+
+
+def _weights(d: Deployment, layout: str, notes: list[str]) -> dict[str, dict]:
     """Per-layer weights (and the embedding / lm_head) of one phase's layout."""
-    e_axes, f_axes = _E_AXES[layout], _F_AXES[layout]
-    gathered = tuple(GATHER_AXES.get(layout, ""))
-    E, H, K, D, F, V = m["d_model"], m["heads"], m["kv_heads"], m["d_head"], m["d_ff"], m["vocab"]
-
-    def e() -> list[str]:
-        return _split(E, e_axes, mesh, "d_model E", notes)
-
-    heads = _split(H, f_axes, mesh, "heads H", notes)
-    # KV heads split over the axes up to their count, replicated beyond (Pope et al. 3.3).
-    kv_heads = _split(K, f_axes, mesh, "wk/wv KV heads K", notes)
-    table = {
-        "wq": _tensor(["E", "H", "D"], [E, H, D], [e(), list(heads), []], gathered),
-        "wk": _tensor(["E", "K", "D"], [E, K, D], [e(), list(kv_heads), []], gathered),
-        "wv": _tensor(["E", "K", "D"], [E, K, D], [e(), list(kv_heads), []], gathered),
-        "wo": _tensor(["H", "D", "E"], [H, D, E], [list(heads), [], e()], gathered),
-    }
-    hidden = ["w_gate", "w_up"] if m["ffn"] == "swiglu" else ["w_up"]
-    for name in hidden:
-        table[name] = _tensor(["E", "F"], [E, F], [e(), _split(F, f_axes, mesh, "d_ff F", notes)], gathered)
-    table["w_down"] = _tensor(["F", "E"], [F, E], [_split(F, f_axes, mesh, "d_ff F", notes), e()], gathered)
-    # The cost model splits the embedding and lm_head over all chips in every layout, never gathered.
-    vocab = _split(V, f_axes, mesh, "vocab V", notes)
-    table["embedding"] = _tensor(["V", "E"], [V, E], [vocab, e()])
-    table["lm_head"] = _tensor(["E", "V"], [E, V], [e(), list(vocab)])
-    table["lm_head"]["tied_to_embedding"] = m["tie_embeddings"]
+    rules = SHARDING_RULES[layout]
+    m = d.model
+    sizes = {"E": m.d_model, "H": m.heads, "K": d.resolved_kv_heads, "D": m.d_head, "F": m.d_ff, "V": m.vocab}
+    names = {"E": "d_model E", "H": "heads H", "K": "KV heads K", "F": "d_ff F", "V": "vocab V"}
+    table = {}
+    for weight, dims in _WEIGHT_DIMS.items():
+        if weight == "w_gate" and m.ffn != "swiglu":
+            continue
+        stored, in_use = [], []
+        for dim in dims:
+            if dim == "D":
+                stored.append([])
+                in_use.append([])
+                continue
+            axes = getattr(rules, _LOGICAL[dim])
+            stored.append(_split(sizes[dim], axes, d.mesh, f"{weight} {names[dim]}", notes))
+            gathered = weight in ("embedding", "lm_head") or not rules.gather
+            in_use.append(stored[-1] if gathered else _split(sizes[dim], rules.in_use(axes), d.mesh,
+                                                             f"{weight} {names[dim]} in use", notes))
+        never_gathered = weight in ("embedding", "lm_head")
+        table[weight] = _tensor(dims, [sizes[x] for x in dims], stored, in_use,
+                                () if never_gathered else rules.gather)
+    table["lm_head"]["tied_to_embedding"] = m.tie_embeddings
     return table
 
 
-def _kv_cache(m: dict, batch: int, context: int, attention: str, mesh: dict[str, int],
-              notes: list[str]) -> dict:
+def _kv_cache(d: Deployment, attention: str, notes: list[str]) -> dict:
     """KV cache [layers, B, S, K, D] (keys and values each): by KV heads, or by batch then heads."""
-    if attention == "head":
-        batch_axes: list[str] = []
-        head_axes = _split(m["kv_heads"], AXES, mesh, "KV cache heads", [])
-    else:
-        batch_axes = _split(batch, AXES, mesh, "KV cache batch", [])
-        rest = tuple(a for a in AXES if a not in batch_axes)
-        head_axes = _split(m["kv_heads"], rest, mesh, "KV cache heads", [])
-    used = batch_axes + head_axes
-    replicated = [a for a in AXES if a not in used and mesh[a] > 1]
+    kv_heads = d.resolved_kv_heads
+    batch_axes, head_axes = kv_cache_axes(kv_heads, d.batch, d.mesh, attention == "batch")
+    sizes = dict(zip(AXES, d.mesh))
+    used = list(batch_axes) + list(head_axes)
+    shards = math.prod(sizes[a] for a in batch_axes) * min(kv_heads, math.prod(sizes[a] for a in head_axes))
+    replicated = [a for a in AXES if a not in used and sizes[a] > 1]
     if replicated:
-        notes.append(f"KV cache ({attention}-sharded, {m['kv_heads']} KV heads, batch {batch}) is split "
-                     f"{math.prod(mesh[a] for a in used)} ways and replicated over {''.join(replicated)}")
+        notes.append(f"KV cache ({attention}-sharded, {kv_heads} KV heads, batch {d.batch}) is split "
+                     f"{shards} ways and replicated over {''.join(replicated)}")
     return {"dims": ["layers", "B", "S", "K", "D"],
-            "shape": [m["layers"], batch, context, m["kv_heads"], m["d_head"]],
-            "sharding": [[], batch_axes, [], head_axes, []],
-            "shards": math.prod(mesh[a] for a in used), "replicated_over": replicated,
+            "shape": [d.model.layers, d.batch, d.prompt_len + d.gen_len, kv_heads, d.model.d_head],
+            "sharding": [[], list(batch_axes), [], list(head_axes), []],
+            "shards": shards, "replicated_over": replicated,
             "tensors": "one for keys, one for values"}
 
 
-def _phase(m: dict, layout: str, attention: str, batch: int, tokens: int, context: int,
-           mesh: dict[str, int], notes: list[str]) -> dict:
+def sharding_tables(d: Deployment) -> tuple[dict[str, dict], Notes]:
+    """Per phase, the sharding of every tensor of a deployment, and the notes on it."""
+    notes = Notes()
+    return {phase: _phase(d, phase, notes) for phase in ("prefill", "decode")}, notes
+
+
+def _phase(d: Deployment, phase: str, notes: list[str]) -> dict:
     """One phase's layout and the sharding of every tensor in it."""
-    act_batch = _split(batch, _ACT_BATCH[layout], mesh, "activation batch B", notes)
-    act_e = _split(m["d_model"], _ACT_E[layout], mesh, "activation d_model E", notes)
+    layout, attention = getattr(d, f"{phase}_ffn_layout"), getattr(d, f"{phase}_attn_sharding")
+    rules = SHARDING_RULES[layout]
+    tokens = d.prompt_len if phase == "prefill" else 1
+    act_batch = _split(d.batch, rules.act_batch, d.mesh, "activation batch B", notes)
+    act_e = _split(d.model.d_model, rules.act_embed, d.mesh, "activation d_model E", notes)
     return {
         "ffn_layout": layout,
         "attention_sharding": attention,
-        "gather_axes": list(GATHER_AXES.get(layout, "")),
-        "weights": _weights(m, layout, mesh, notes),
-        "kv_cache": _kv_cache(m, batch, context, attention, mesh, notes),
+        "gather_axes": list(rules.gather),
+        "weights": _weights(d, layout, notes),
+        "kv_cache": _kv_cache(d, attention, notes),
         "activations": {
-            "dims": ["B", "L", "E"], "shape": [batch, tokens, m["d_model"]],
+            "dims": ["B", "L", "E"], "shape": [d.batch, tokens, d.model.d_model],
             "sharding": [act_batch, [], act_e], "batch_axes": act_batch,
-            "attention_batch_axes": (_split(batch, AXES, mesh, "attention batch B", notes)
+            "attention_batch_axes": (_split(d.batch, AXES, d.mesh, "attention batch B", notes)
                                      if attention == "batch" else act_batch),
         },
     }
@@ -229,6 +240,15 @@ def _hardware_section(hardware: HardwareSpec) -> dict:
             "chips_per_node": per_node}
 
 
+def trial_deployment(trial: FrozenTrial) -> Deployment:
+    """The deployment a trial scored, as it stored it (``Deployment.to_dict()``)."""
+    stored = trial.user_attrs.get("deployment")
+    if not isinstance(stored, dict):
+        raise InvalidInputError("trial", f"trial {trial.number} stores no deployment (a study made by an "
+                                "older tuner)", "run the study again with this version of tuner search")
+    return Deployment.from_dict(stored)
+
+
 def deployment_spec(study: optuna.Study, trial_number: int, *, allow_infeasible: bool = False) -> dict:
     """The canonical deployment spec of one trial (plain data: JSON and YAML safe).
 
@@ -237,70 +257,52 @@ def deployment_spec(study: optuna.Study, trial_number: int, *, allow_infeasible:
     """
     trial = _find_trial(study, trial_number)
     _check_trial(trial, allow_infeasible)
-    stored = study.user_attrs.get("spec")
-    if not isinstance(stored, dict):
-        raise InvalidInputError("study", f"study {study.study_name!r} has no stored spec",
-                                "export studies made by tuner search")
-    spec = parse_spec(stored, "study spec")
-    published = get_model(spec.model)
-    hardware = get_hardware(spec.hardware)
+    d = trial_deployment(trial)
     estimate = trial.user_attrs["estimate"]
-    p = estimate["params"]
-    x, y, z = (int(a) for a in str(p["mesh"]).split("x"))
-    mesh = {"x": x, "y": y, "z": z}
-    batch = int(p["batch"])
-    workload = spec.workload
-    model = _model_section(published, spec.model, int(p["kv_heads"]), str(p["block"]))
-    notes: list[str] = []
-    phases = {
-        "prefill": _phase(model, p["prefill_ffn_layout"], p["prefill_attn_sharding"], batch,
-                          workload.prompt_len, workload.prompt_len + workload.gen_len, mesh, notes),
-        "decode": _phase(model, p["decode_ffn_layout"], p["decode_attn_sharding"], batch, 1,
-                         workload.prompt_len + workload.gen_len, mesh, notes),
-    }
+    phases, notes = sharding_tables(d)
     if phases["prefill"]["kv_cache"]["sharding"] != phases["decode"]["kv_cache"]["sharding"]:
         notes.append("the KV cache is sharded differently in prefill and decode: it is resharded "
                      "between the phases (the cost model does not count that)")
-    if model["block"] == "parallel":
+    if d.resolved_block == "parallel":
         notes.append("parallel block: wq/wk/wv run fused with the FFN's input matrices and wo with "
                      "w_down (one set of collectives per layer); shardings as listed")
     names = study.metric_names or [f"objective_{i}" for i in range(len(trial.values or []))]
-    directions = [d.name.lower() for d in study.directions]
+    directions = [direction.name.lower() for direction in study.directions]
     return _finite({
-        "model": model,
-        "hardware": _hardware_section(hardware),
-        "chips": int(p["chips"]),
-        "mesh": mesh,
-        "batch": batch,
-        "workload": {"prompt_len": workload.prompt_len, "gen_len": workload.gen_len},
-        "quantization": {"weights": dtype_name(parse_dtype(p["weight_bits"], "weight_bits")),
-                         "kv_cache": dtype_name(parse_dtype(p["kv_bits"], "kv_bits")),
-                         "activations": "bf16"},
-        "flash_attention": bool(p["flash_attention"]),
+        "model": _model_section(d),
+        "hardware": _hardware_section(d.hardware),
+        "chips": d.chips,
+        "mesh": dict(zip(AXES, d.mesh)),
+        "batch": d.batch,
+        "workload": {"prompt_len": d.prompt_len, "gen_len": d.gen_len},
+        "quantization": {"weights": d.weight_dtype, "kv_cache": d.kv_dtype, "activations": d.act_dtype},
+        "flash_attention": d.flash_attention,
         "phases": phases,
         "predicted": {k: estimate[k] for k in ("prefill", "decode", "memory") if k in estimate},
         "provenance": {
             "study": study.study_name, "trial": trial.number,
             "spec_hash": study.user_attrs.get("spec_hash"),
-            "objectives": [{"name": n, "direction": d, "value": v}
-                           for n, d, v in zip(names, directions, trial.values or [])],
+            "objectives": [{"name": n, "direction": direction, "value": v}
+                           for n, direction, v in zip(names, directions, trial.values or [])],
             "constraints": {k.removeprefix("constraints:"): v for k, v in trial.system_attrs.items()
                             if k.startswith("constraints:")},
             "feasible": all(v <= 0 for k, v in trial.system_attrs.items() if k.startswith("constraints:")),
         },
         "notes": list(dict.fromkeys(notes)),
+        "shards_shared_within_an_axis": list(dict.fromkeys(notes.shared_shards)),
     })
 
 
-def _model_section(published: ModelSpec, reference: str, kv_heads: int, block: str) -> dict:
+def _model_section(d: Deployment) -> dict:
+    m = d.model
     return {
-        "name": published.name,
-        "hf_repo": HF_REPOS.get(published.name) if reference in model_catalog() else None,
-        "layers": published.layers, "d_model": published.d_model, "heads": published.heads,
-        "kv_heads": kv_heads, "d_head": published.d_head, "d_ff": published.d_ff,
-        "ffn": published.ffn, "block": block, "vocab": published.vocab,
-        "tie_embeddings": published.tie_embeddings,
-        "published_kv_heads": published.kv_heads, "published_block": published.block,
+        "name": m.name,
+        "hf_repo": HF_REPOS.get(m.name) if model_catalog().get(m.name) == m else None,
+        "layers": m.layers, "d_model": m.d_model, "heads": m.heads,
+        "kv_heads": d.resolved_kv_heads, "d_head": m.d_head, "d_ff": m.d_ff,
+        "ffn": m.ffn, "block": d.resolved_block, "vocab": m.vocab,
+        "tie_embeddings": m.tie_embeddings,
+        "published_kv_heads": m.kv_heads, "published_block": m.block,
     }
 
 
@@ -314,7 +316,14 @@ def _partition_spec(sharding: list[list[str]]) -> list[str | list[str] | None]:
 
 
 def jax_sharding(spec: dict) -> dict:
-    """Mesh and ``PartitionSpec``-style entries of every tensor, per phase (lists stand for tuples)."""
+    """Mesh and ``PartitionSpec``-style entries of every tensor, per phase (lists stand for tuples).
+    Refused where a dimension's shards are shared by several chips of one mesh axis (8 KV heads on
+    an axis of 16): NamedSharding splits a dimension over whole axes only."""
+    shared = spec.get("shards_shared_within_an_axis") or []
+    if shared:
+        raise InvalidInputError("format", f"JAX cannot shard {shared[0]} evenly (each shard would sit on "
+                                "several chips of one axis)", "export as json, or pick a trial whose mesh "
+                                "axes divide the head counts")
     phases = {}
     for name, phase in spec["phases"].items():
         phases[name] = {

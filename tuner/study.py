@@ -21,12 +21,15 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from cost_models.errors import InvalidInputError
-from search_spaces.space import CompiledStudy, candidate_report, compile_study, evaluate
+from search_spaces.space import (
+    CompiledStudy, Evaluation, candidate_deployment, candidate_report, compile_study, evaluate,
+)
 from search_spaces.spec import StudySpec, parse_spec
 from tuner.samplers import IncrementalNSGAIISampler
 from tuner.storage import TrialWriter, default_storage_url, find_study_id, open_storage
 
 SPEC_ATTR, HASH_ATTR, CONSTRAINTS_ATTR = "spec", "spec_hash", "constraint_names"
+DEPLOYMENT_ATTR, ESTIMATE_ATTR = "deployment", "estimate"
 SAMPLERS = ("nsga2", "tpe", "random", "exhaustive")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -106,13 +109,20 @@ def open_study(spec: StudySpec, storage_url: str, compiled: CompiledStudy):
     return storage, study
 
 
+def trial_attrs(compiled: CompiledStudy, evaluation: Evaluation, row: int) -> dict:
+    """What a trial keeps beside Optuna's params: its deployment (``Deployment.to_dict()``, what
+    export reads back) and its full estimate (what ``show`` and dashboards display)."""
+    return {DEPLOYMENT_ATTR: candidate_deployment(evaluation, row).to_dict(),
+            ESTIMATE_ATTR: candidate_report(compiled, evaluation, row)}
+
+
 def _frozen(compiled: CompiledStudy, evaluation, row: int, dists, number: int) -> FrozenTrial:
     trial = create_trial(
         params=compiled.space.params_of(evaluation.indices, row), distributions=dists,
         values=[float(v) for v in evaluation.values[row]],
-        user_attrs={"estimate": candidate_report(compiled, evaluation, row)},
-        system_attrs={f"constraints:{name}": float(v)
-                      for name, v in zip(compiled.constraint_names, evaluation.constraints[row])},
+        user_attrs=trial_attrs(compiled, evaluation, row),
+        system_attrs={f"constraints:{name}": float(column[row])
+                      for name, column in evaluation.constraint_columns.items()},
     )
     trial.number = number
     return trial
@@ -186,19 +196,19 @@ def _sample(compiled, existing, writer, dists, budget, share, timeout_s, start, 
     memory.add_trials(existing)  # the sampler learns from everything stored so far
     done = len(existing)
     limit = budget if share is None else min(budget, done + share)
-    names = compiled.constraint_names
     while (done < limit and not writer.budget_reached
            and (timeout_s is None or time.monotonic() - start < timeout_s)):
         asked = [memory.ask(dists) for _ in range(min(batch_size, limit - done))]
         evaluation = evaluate(compiled, compiled.space.indices_of([t.params for t in asked]))
         finished = []
         for row, trial in enumerate(asked):
-            for name, value in zip(names, evaluation.constraints[row]):
-                trial.set_constraint(name, float(value))
+            for name, column in evaluation.constraint_columns.items():
+                trial.set_constraint(name, float(column[row]))
             told = memory.tell(trial, [float(v) for v in evaluation.values[row]])
             # The breakdown goes to the database only: the in-memory study copies its trials on
             # every ask and tell, and the sampler never reads it.
-            told.set_user_attr("estimate", candidate_report(compiled, evaluation, row))
+            for key, value in trial_attrs(compiled, evaluation, row).items():
+                told.set_user_attr(key, value)
             finished.append(told)
         writer.add(finished)
         done += len(asked)

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
+import numpy as np
+
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -15,7 +17,6 @@ from rich.table import Table
 
 from cost_models.hardware import HardwareSpec
 from cost_models.models import ModelSpec
-from search_spaces.space import mesh_chips
 
 
 def _console() -> Console:
@@ -151,8 +152,9 @@ _PARAM_COLUMNS = ("chips", "mesh", "batch", "prefill_ffn_layout", "decode_ffn_la
 
 def _choices(trial) -> dict:
     """A trial's configuration: its parameters, with the chips its mesh has."""
-    params = dict(trial.params)
-    return {"chips": mesh_chips(params["mesh"]), **params} if "mesh" in params else params
+    deployment = trial.user_attrs.get("deployment")
+    chips = {"chips": int(np.prod(deployment["mesh"]))} if isinstance(deployment, dict) else {}
+    return {**chips, **trial.params}
 
 
 def front_rows(front) -> list[dict]:
