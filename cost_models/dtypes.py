@@ -32,6 +32,9 @@ COMBINE = np.array(
     dtype=np.int64,
 )
 
+#: What a user writes for a stored format (bits, or fp8): CLI choices and study specs.
+BITS_CHOICES: tuple[str, ...] = ("16", "8", "4", "fp8")
+
 _ALIASES = {
     "16": BF16, "bf16": BF16, "fp16": BF16, "bfloat16": BF16, "float16": BF16,
     "8": INT8, "int8": INT8,

@@ -18,10 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 
 from cost_models.errors import InvalidInputError, from_validation_error
 from cost_models.deployment import MAX_CHIPS
+from cost_models.deployment import OVERLAPS
+from cost_models.dtypes import BITS_CHOICES
 from cost_models.metrics import METRICS
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
+#: How a study may be searched: Optuna's NSGA-II, TPE and random samplers, or every candidate.
+SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "random", "exhaustive")
 
 class Workload(BaseModel):
     model_config = _STRICT
@@ -29,7 +33,7 @@ class Workload(BaseModel):
     gen_len: StrictInt = Field(gt=0, le=2**31, description="Generated tokens per sequence.")
 
 
-Bits = Literal["16", "8", "4", "fp8"]
+Bits = Literal[BITS_CHOICES]  # type: ignore[valid-type]
 
 
 class Space(BaseModel):
@@ -124,8 +128,8 @@ class StudySpec(BaseModel):
     space: Space
     objectives: list[Objective] = Field(min_length=1, max_length=6)
     constraints: Constraints = Constraints()
-    overlap: Literal["overlapped", "added"] = "overlapped"
-    sampler: Literal["nsga2", "tpe", "random", "exhaustive"] = "nsga2"
+    overlap: Literal[OVERLAPS] = "overlapped"  # type: ignore[valid-type]
+    sampler: Literal[SAMPLERS] = "nsga2"  # type: ignore[valid-type]
     seed: StrictInt = Field(default=0, ge=0, le=2**32 - 1)
     trials: StrictInt = Field(default=1000, gt=0, le=10_000_000)
 

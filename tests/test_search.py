@@ -621,7 +621,7 @@ def test_cli_show_negative_trial(searched, capsys) -> None:
 
 def test_metrics_cover_every_objective_direction() -> None:
     """The objectives used here are minimized metrics."""
-    assert all(METRICS[m] == "minimize" for m in OBJECTIVES)
+    assert all(METRICS[m].direction == "minimize" for m in OBJECTIVES)
 
 
 def test_exhaustive_honours_an_explicit_trials_cap_and_resumes(url: str) -> None:

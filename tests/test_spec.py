@@ -193,11 +193,11 @@ def test_non_finite_workload_is_refused(tmp_path: Path, text: str) -> None:
 
 
 def test_every_metric_is_accepted_as_an_objective() -> None:
-    for metric, direction in METRICS.items():
+    for metric, entry in METRICS.items():
         spec = parse_spec({**copy.deepcopy(BASE), "objectives": [{"metric": metric}]})
         compiled = compile_study(spec)
         assert compiled.objective_names == [metric]
-        assert compiled.directions == [direction]
+        assert compiled.directions == [entry.direction]
 
 
 @pytest.mark.parametrize("space,field", [

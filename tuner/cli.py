@@ -13,12 +13,17 @@ import click
 
 from cost_models.analysis import analyze_one
 from cost_models.conventions import CONVENTIONS
-from cost_models.deployment import estimate_one
+from cost_models.deployment import OVERLAPS, estimate_one
+from cost_models.deployments import PHASE_NAMES
+from cost_models.dtypes import BITS_CHOICES
+from cost_models.metrics import METRICS
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import hardware_catalog
 from cost_models.models import model_catalog
+from search_spaces.spec import SAMPLERS
 from tuner import tables
+from tuner.export import FORMATS
 
 EXIT_BAD_INPUT = 2
 
@@ -52,13 +57,24 @@ def hardware_command(as_json: bool) -> None:
         tables.print_hardware(specs)
 
 
-BITS = click.Choice(["16", "8", "4", "fp8"])
+@cli.command("metrics")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def metrics_command(as_json: bool) -> None:
+    """List every metric a study may optimize: unit, better direction, meaning."""
+    if as_json:
+        _print_json([{"name": m.name, "unit": m.unit, "direction": m.direction, "description": m.description}
+                     for m in METRICS.values()])
+    else:
+        tables.print_metrics(METRICS.values())
+
+
+BITS = click.Choice(list(BITS_CHOICES))
 
 
 @cli.command("analyze")
 @click.option("--model", required=True, help="Catalog name (tuner models) or path of a config.json.")
 @click.option("--hardware", required=True, help="Catalog name (tuner hardware).")
-@click.option("--phase", type=click.Choice(["prefill", "decode"]), required=True)
+@click.option("--phase", type=click.Choice(list(PHASE_NAMES)), required=True)
 @click.option("--batch", type=int, required=True, help="Sequences processed together.")
 @click.option("--seq-len", type=int, required=True,
               help="Prefill: prompt tokens. Decode: KV-cache entries the new token attends to.")
@@ -107,7 +123,7 @@ SHARDING = click.Choice(list(ATTENTION_SHARDINGS))
 @click.option("--hardware", required=True, help="Catalog name (tuner hardware).")
 @click.option("--chips", type=int, required=True, help="Chips in the deployment.")
 @click.option("--mesh", default=None, help="Mesh XxYxZ, e.g. 4x4x4 [default: the best legal mesh].")
-@click.option("--phase", type=click.Choice(["prefill", "decode", "both"]), default="both", show_default=True)
+@click.option("--phase", type=click.Choice([*PHASE_NAMES, "both"]), default="both", show_default=True)
 @click.option("--batch", type=int, required=True, help="Sequences served together.")
 @click.option("--prompt-len", type=int, required=True, help="Prompt tokens per sequence.")
 @click.option("--gen-len", type=int, required=True, help="Generated tokens per sequence.")
@@ -124,7 +140,7 @@ SHARDING = click.Choice(list(ATTENTION_SHARDINGS))
 @click.option("--kv-bits", type=BITS, default="16", show_default=True)
 @click.option("--kv-heads", type=int, default=None, help="Override the model's KV heads (what-if).")
 @click.option("--flash-attention/--no-flash-attention", default=False, show_default=True)
-@click.option("--overlap", type=click.Choice(["overlapped", "added"]), default="overlapped",
+@click.option("--overlap", type=click.Choice(list(OVERLAPS)), default="overlapped",
               show_default=True, help="Collectives hidden behind compute, or added to it.")
 @click.option("--kv-memory-fraction", type=float, default=None,
               help="Share of HBM reserved for the KV cache when computing max_context_tokens "
@@ -159,7 +175,7 @@ def estimate_command(model: str, hardware: str, chips: int, mesh: str | None, ph
 @click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/<name>.db].")
 @click.option("--trials", type=int, default=None, help="Trials the study should hold [default: the spec's].")
 @click.option("--timeout", type=float, default=None, help="Stop after this many seconds.")
-@click.option("--sampler", type=click.Choice(["nsga2", "tpe", "random", "exhaustive"]), default=None,
+@click.option("--sampler", type=click.Choice(list(SAMPLERS)), default=None,
               help="Override the spec's sampler.")
 @click.option("--seed", type=int, default=None, help="Override the spec's seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result and front as JSON.")
@@ -283,7 +299,7 @@ def show_command(study_name: str, trial_number: int, storage: str | None) -> Non
 @cli.command("export")
 @click.argument("study_name", metavar="STUDY")
 @click.option("--trial", "trial_number", type=int, required=True, help="Trial number (tuner pareto).")
-@click.option("--format", "fmt", type=click.Choice(["json", "yaml", "jax", "vllm"]), default="json",
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="json",
               show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to FILE.")
 @click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/STUDY.db].")

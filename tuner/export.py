@@ -27,9 +27,11 @@ import math
 import shlex
 from typing import Any
 
-import optuna
+from typing import TYPE_CHECKING
 import yaml
-from optuna.trial import FrozenTrial, TrialState
+if TYPE_CHECKING:  # optuna is imported where a study is read, so that the CLI starts quickly
+    import optuna
+    from optuna.trial import FrozenTrial
 
 from cost_models.deployments import Deployment
 from cost_models.errors import InvalidInputError
@@ -74,6 +76,8 @@ def _find_trial(study: optuna.Study, trial_number: int) -> FrozenTrial:
 
 def _check_trial(trial: FrozenTrial, allow_infeasible: bool) -> None:
     """Refuse trials that are not finished, not a deployment, or (unless allowed) infeasible."""
+    from optuna.trial import TrialState
+
     if trial.state != TrialState.COMPLETE:
         raise InvalidInputError("trial", f"trial {trial.number} is {trial.state.name}, not COMPLETE",
                                 "export a completed trial (tuner pareto lists them)")

@@ -24,13 +24,12 @@ from cost_models.errors import InvalidInputError
 from search_spaces.space import (
     CompiledStudy, Evaluation, candidate_deployment, candidate_report, compile_study, evaluate,
 )
-from search_spaces.spec import StudySpec, parse_spec
+from search_spaces.spec import SAMPLERS, StudySpec, parse_spec
 from tuner.samplers import IncrementalNSGAIISampler
 from tuner.storage import TrialWriter, default_storage_url, find_study_id, open_storage
 
 SPEC_ATTR, HASH_ATTR, CONSTRAINTS_ATTR = "spec", "spec_hash", "constraint_names"
 DEPLOYMENT_ATTR, ESTIMATE_ATTR = "deployment", "estimate"
-SAMPLERS = ("nsga2", "tpe", "random", "exhaustive")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

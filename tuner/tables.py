@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cost_models.hardware import HardwareSpec
+from cost_models.metrics import METRICS, Metric
 from cost_models.models import ModelSpec
 
 
@@ -185,7 +186,8 @@ def print_front(front) -> None:
     for p in varying:
         table.add_column(p)
     for name, direction in zip(front.objective_names, front.directions):
-        table.add_column(f"{name} ({'min' if direction == 'minimize' else 'max'})", justify="right")
+        unit = f" [{METRICS[name].unit}]" if name in METRICS else ""
+        table.add_column(f"{name}{unit} ({'min' if direction == 'minimize' else 'max'})", justify="right")
     for t, r in zip(front.trials, rows):
         table.add_row(str(t.number), *(escape(str(r.get(p))) for p in varying),
                       *(f"{v:.4g}" for v in t.values))
@@ -204,3 +206,13 @@ def print_studies(rows: list[dict]) -> None:
     _console().print(table)
     if not rows:
         _console().print("no studies found")
+
+
+def print_metrics(metrics: Iterable[Metric]) -> None:
+    """The metric registry: what a study may optimize."""
+    table = Table(title="Metrics (objectives of a study spec)")
+    for column in ("metric", "unit", "better", "meaning"):
+        table.add_column(column)
+    for m in metrics:
+        table.add_row(m.name, m.unit, "lower" if m.direction == "minimize" else "higher", m.description)
+    _console().print(table)
