@@ -24,10 +24,14 @@ CONSTRAINT_NAMES_ATTR = "constraint_names"
 
 
 def trial_constraints(trial: FrozenTrial, names: Sequence[str] | None = None) -> dict[str, float]:
-    """``{name: value}`` of a trial's constraints (a value <= 0 is satisfied)."""
+    """``{name: value}`` of a trial's constraints (a value <= 0 is satisfied), in the order of
+    ``names`` (the study's ``constraint_names``) when given."""
     values = trial.constraints
-    if names and len(values) == len(names) and list(values) == [str(i) for i in range(len(names))]:
-        return {name: float(values[str(i)]) for i, name in enumerate(names)}
+    if names and len(values) == len(names):
+        if set(values) == set(names):  # in the spec's order (the database's may differ)
+            return {name: float(values[name]) for name in names}
+        if list(values) == [str(i) for i in range(len(names))]:  # Optuna's older list format
+            return {name: float(values[str(i)]) for i, name in enumerate(names)}
     return {name: float(value) for name, value in values.items()}
 
 

@@ -275,7 +275,13 @@ def write_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial],
 def _sqlite_writer_lock(storage: RDBStorage) -> Iterator[None]:
     """Serialize writers of a SQLite database (processes on one machine); server databases lock
     the study row in the transaction instead."""
-    with _file_lock(_sqlite_path(_url_of(storage))):
+    url = storage.engine.url
+    path = None
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        path = url.database
+        if path.startswith("file:") and url.query.get("uri") == "true":
+            path = path.removeprefix("file:")
+    with _file_lock(path):
         yield
 
 
