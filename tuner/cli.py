@@ -1,7 +1,10 @@
 """The ``tuner`` command line: a thin layer over the Python API.
 
 Every command has ``--json`` for scripts. Bad input (the project's ``InvalidInputError`` or a
-click usage error) becomes one line on stderr and exit code 2, never a traceback.
+click usage error) becomes one line on stderr and exit code 2, never a traceback. A database that
+cannot be used (:class:`tuner.storage.StorageError`) is one line naming its URL (password masked)
+and the fix: exit code 2 for a wrong URL or path, 1 for the environment (server down, driver not
+installed, file locked or read-only, disk full).
 """
 
 from __future__ import annotations
@@ -184,15 +187,17 @@ def search_command(spec_path: str, storage: str | None, trials: int | None, time
     """Search a study's design space with Optuna; running it again resumes the study."""
     from search_spaces.spec import load_spec
     from tuner.pareto import study_front
+    from tuner.storage import default_storage_url, storage_errors
     from tuner.study import run_search
 
     spec = load_spec(spec_path)
-    with tables.progress(disable=as_json) as update:
-        result = run_search(spec, storage, trials=trials, timeout_s=timeout, sampler=sampler,
-                            seed=seed, on_progress=update)
-    from tuner.pareto import load_study
+    with storage_errors(storage or default_storage_url(spec.name)):
+        with tables.progress(disable=as_json) as update:
+            result = run_search(spec, storage, trials=trials, timeout_s=timeout, sampler=sampler,
+                                seed=seed, on_progress=update)
+        from tuner.pareto import load_study
 
-    front = study_front(load_study(result.study_name, result.storage_url))
+        front = study_front(load_study(result.study_name, result.storage_url))
     if as_json:
         _print_json({"study": result.study_name, "storage": result.storage_url,
                      "trials_before": result.trials_before, "trials_added": result.trials_added,
@@ -223,11 +228,13 @@ def worker_command(spec_path: str, storage: str, trials: int | None, seed: int |
     import os
 
     from search_spaces.spec import load_spec
+    from tuner.storage import storage_errors
     from tuner.study import run_worker
 
     spec = load_spec(spec_path)
-    result = run_worker(spec, storage, share=trials,
-                        seed=seed if seed is not None else (spec.seed + os.getpid()) % 2**32)
+    with storage_errors(storage):
+        result = run_worker(spec, storage, share=trials,
+                            seed=seed if seed is not None else (spec.seed + os.getpid()) % 2**32)
     summary = {"study": result.study_name, "storage": result.storage_url,
                "trials_added": result.trials_added, "interrupted": result.interrupted,
                "elapsed_s": result.elapsed_s}
@@ -246,8 +253,10 @@ def worker_command(spec_path: str, storage: str, trials: int | None, seed: int |
 def studies_command(storage: str, as_json: bool) -> None:
     """List studies with their trial counts and front sizes."""
     from tuner.pareto import list_studies
+    from tuner.storage import storage_errors
 
-    rows = list_studies(storage)
+    with storage_errors(storage):
+        rows = list_studies(storage)
     if as_json:
         _print_json(rows)
     else:
@@ -265,10 +274,12 @@ def pareto_command(study_name: str, storage: str | None, as_json: bool, as_csv: 
                    plot: str | None) -> None:
     """Print a study's Pareto front (feasible trials only)."""
     from tuner.pareto import load_study, study_front
-    from tuner.storage import default_storage_url
+    from tuner.storage import default_storage_url, storage_errors
 
-    study = load_study(study_name, storage or default_storage_url(study_name))
-    front = study_front(study)
+    url = storage or default_storage_url(study_name)
+    with storage_errors(url):
+        study = load_study(study_name, url)
+        front = study_front(study)
     if plot:
         from tuner.front_plot import write_front_plot
 
@@ -290,10 +301,11 @@ def pareto_command(study_name: str, storage: str | None, as_json: bool, as_csv: 
 def show_command(study_name: str, trial_number: int, storage: str | None) -> None:
     """Print one trial's full breakdown (JSON)."""
     from tuner.pareto import load_study, trial_breakdown
-    from tuner.storage import default_storage_url
+    from tuner.storage import default_storage_url, storage_errors
 
-    study = load_study(study_name, storage or default_storage_url(study_name))
-    _print_json(trial_breakdown(study, trial_number))
+    url = storage or default_storage_url(study_name)
+    with storage_errors(url):
+        _print_json(trial_breakdown(load_study(study_name, url), trial_number))
 
 
 @cli.command("export")
@@ -310,10 +322,11 @@ def export_command(study_name: str, trial_number: int, fmt: str, output: str | N
     """Turn a trial into a deployment spec (json/yaml) or a stack's settings (jax, vllm)."""
     from tuner.export import export
     from tuner.pareto import load_study
-    from tuner.storage import default_storage_url
+    from tuner.storage import default_storage_url, storage_errors
 
-    study = load_study(study_name, storage or default_storage_url(study_name))
-    text = export(study, trial_number, fmt, allow_infeasible=allow_infeasible)
+    url = storage or default_storage_url(study_name)
+    with storage_errors(url):
+        text = export(load_study(study_name, url), trial_number, fmt, allow_infeasible=allow_infeasible)
     if output:
         try:
             with open(output, "w", encoding="utf-8") as handle:
@@ -344,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         cli.main(args=argv, prog_name="tuner", standalone_mode=False)
     except InvalidInputError as error:
         click.echo(f"error: {error}", err=True)
-        return EXIT_BAD_INPUT
+        # tuner.storage.StorageError: 2 for a wrong URL or path, 1 for the server, driver or disk.
+        return getattr(error, "exit_code", EXIT_BAD_INPUT)
     except click.exceptions.NoArgsIsHelpError as error:  # `tuner` alone: show help, not an error
         click.echo(error.ctx.get_help() if error.ctx else str(error))
         return 0

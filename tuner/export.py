@@ -25,10 +25,10 @@ from __future__ import annotations
 import json
 import math
 import shlex
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from typing import TYPE_CHECKING
 import yaml
+
 if TYPE_CHECKING:  # optuna is imported where a study is read, so that the CLI starts quickly
     import optuna
     from optuna.trial import FrozenTrial
@@ -38,6 +38,8 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect
 from cost_models.models import model_catalog
 from cost_models.partitioning import AXES, SHARDING_RULES, kv_cache_axes, split_axes
+from tuner.constraints import is_feasible, study_constraint_names, trial_constraints
+from tuner.optuna_internals import study_storage
 
 FORMATS: tuple[str, ...] = ("json", "yaml", "jax", "vllm")
 
@@ -63,7 +65,8 @@ def _find_trial(study: optuna.Study, trial_number: int) -> FrozenTrial:
     if isinstance(trial_number, bool) or not isinstance(trial_number, int):
         raise InvalidInputError("trial", f"expected a trial number, got {trial_number!r}",
                                 "pass a whole number")
-    storage, study_id = study._storage, study._study_id
+    storage = study_storage(study)
+    study_id = storage.get_study_id_from_name(study.study_name)
     try:
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
     except KeyError:
@@ -85,8 +88,7 @@ def _check_trial(trial: FrozenTrial, allow_infeasible: bool) -> None:
     if not isinstance(estimate, dict) or "params" not in estimate:
         raise InvalidInputError("trial", f"trial {trial.number} has no stored estimate",
                                 "export trials of a study made by tuner search")
-    constraints = {k.removeprefix("constraints:"): float(v) for k, v in trial.system_attrs.items()
-                   if k.startswith("constraints:")}
+    constraints = trial_constraints(trial)
     # A structurally invalid candidate (mesh not of the chip count, KV heads not dividing the
     # heads) is no deployment at all: refused even when infeasible trials are allowed.
     if constraints.get("structurally_valid", 0.0) > 0 or not estimate.get("structurally_valid", True):
@@ -288,9 +290,8 @@ def deployment_spec(study: optuna.Study, trial_number: int, *, allow_infeasible:
             "spec_hash": study.user_attrs.get("spec_hash"),
             "objectives": [{"name": n, "direction": direction, "value": v}
                            for n, direction, v in zip(names, directions, trial.values or [])],
-            "constraints": {k.removeprefix("constraints:"): v for k, v in trial.system_attrs.items()
-                            if k.startswith("constraints:")},
-            "feasible": all(v <= 0 for k, v in trial.system_attrs.items() if k.startswith("constraints:")),
+            "constraints": trial_constraints(trial, study_constraint_names(study.user_attrs)),
+            "feasible": is_feasible(trial),
         },
         "notes": list(dict.fromkeys(notes)),
         "shards_shared_within_an_axis": list(dict.fromkeys(notes.shared_shards)),

@@ -13,7 +13,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from cost_models.errors import InvalidInputError
-from tuner.storage import open_storage, study_names
+from tuner import optuna_internals
+from tuner.constraints import is_feasible, study_constraint_names, trial_constraints
+from tuner.storage import open_storage, storage_errors, study_names
+
+__all__ = ["Front", "hypervolume", "is_feasible", "list_studies", "load_study", "minimized",
+           "nondominated", "study_front", "trial_breakdown"]
 
 
 @dataclass(frozen=True)
@@ -28,15 +33,12 @@ class Front:
 
 def load_study(name: str, storage_url: str) -> optuna.Study:
     storage = open_storage(storage_url, create=False)
-    if name not in study_names(storage):
-        known = ", ".join(study_names(storage)) or "none"
-        raise InvalidInputError("study", f"no study named {name!r} in {storage_url}",
-                                f"use one of: {known}")
-    return optuna.load_study(study_name=name, storage=storage)
-
-
-def is_feasible(trial: FrozenTrial) -> bool:
-    return all(v <= 0 for k, v in trial.system_attrs.items() if k.startswith("constraints:"))
+    with storage_errors(storage_url):
+        if name not in study_names(storage):
+            known = ", ".join(study_names(storage)) or "none"
+            raise InvalidInputError("study", f"no study named {name!r} in {storage_url}",
+                                    f"use one of: {known}")
+        return optuna.load_study(study_name=name, storage=storage)
 
 
 def minimized(values: np.ndarray, directions: list[str]) -> np.ndarray:
@@ -46,10 +48,24 @@ def minimized(values: np.ndarray, directions: list[str]) -> np.ndarray:
 
 
 def nondominated(points: np.ndarray) -> np.ndarray:
-    """Mask of rows no other row dominates (all objectives minimized); duplicates all kept."""
-    from optuna.study._multi_objective import _is_pareto_front
+    """Mask of rows no other row dominates (all objectives minimized); duplicates all kept.
 
-    return _is_pareto_front(points, assume_unique_lexsorted=False)
+    Distinct points in lexicographic order: the first one left is on the front (no later point
+    can dominate it), and every point it dominates leaves; repeat. Optuna's ``best_trials`` does
+    the same on trials; this takes raw points (the benchmarks' fronts).
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if len(points) == 0:
+        return np.zeros(0, dtype=bool)
+    unique, inverse = np.unique(points, axis=0, return_inverse=True)
+    on_front = np.zeros(len(unique), dtype=bool)
+    left = np.arange(len(unique))
+    while left.size:
+        first = left[0]
+        on_front[first] = True
+        # Unique points: `first` dominates exactly those no better than it in any objective.
+        left = left[np.any(unique[left] < unique[first], axis=1)]
+    return on_front[inverse.reshape(-1)]
 
 
 def study_front(study: optuna.Study) -> Front:
@@ -77,12 +93,10 @@ def study_front(study: optuna.Study) -> Front:
 
 def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
     """Hypervolume (all objectives minimized) of the points dominating ``reference``."""
-    from optuna._hypervolume import compute_hypervolume
-
     inside = points[np.all(points < reference, axis=1)]
     if len(inside) == 0:
         return 0.0
-    return float(compute_hypervolume(inside, reference))
+    return optuna_internals.hypervolume(inside, reference)
 
 
 def trial_breakdown(study: optuna.Study, number: int) -> dict:
@@ -97,8 +111,7 @@ def trial_breakdown(study: optuna.Study, number: int) -> dict:
         "study": study.study_name, "trial": trial.number, "state": trial.state.name,
         "params": trial.params,
         "objectives": dict(zip(names, trial.values or [])),
-        "constraints": {k.removeprefix("constraints:"): v for k, v in trial.system_attrs.items()
-                        if k.startswith("constraints:")},
+        "constraints": trial_constraints(trial, study_constraint_names(study.user_attrs)),
         "feasible": is_feasible(trial),
         "estimate": trial.user_attrs.get("estimate"),
     }
@@ -115,10 +128,11 @@ def list_studies(storage_url: str) -> list[dict]:
     rows = []
     for url in urls:
         storage = open_storage(url, create=False)
-        for name in study_names(storage):
-            study = optuna.load_study(study_name=name, storage=storage)
-            front = study_front(study)
-            rows.append({"study": name, "storage": url, "trials": front.n_trials,
-                         "feasible": front.n_feasible, "front_size": len(front.trials),
-                         "objectives": front.objective_names})
+        with storage_errors(url):
+            for name in study_names(storage):
+                study = optuna.load_study(study_name=name, storage=storage)
+                front = study_front(study)
+                rows.append({"study": name, "storage": url, "trials": front.n_trials,
+                             "feasible": front.n_feasible, "front_size": len(front.trials),
+                             "objectives": front.objective_names})
     return rows

@@ -15,49 +15,53 @@ from optuna import Study
 from optuna.samplers import NSGAIISampler
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.optuna_internals import ga_generation_key, set_trial_system_attr
+
 
 class IncrementalNSGAIISampler(NSGAIISampler):
     """NSGA-II (Deb et al. 2002) as Optuna implements it, with O(1) amortized bookkeeping."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
-        # study id -> (highest generation among completed trials, completed trials in it)
-        self._generations: dict[int, tuple[int, int]] = {}
-        self._parents: dict[tuple[int, int], list[FrozenTrial]] = {}
+        # study -> (highest generation among completed trials, completed trials in it)
+        self._generations: dict[str, tuple[int, int]] = {}
+        self._parents: dict[tuple[str, int], list[FrozenTrial]] = {}
 
     def get_trial_generation(self, study: Study, trial: FrozenTrial) -> int:
-        key = self._get_generation_key()
+        key = ga_generation_key(self)
         generation = trial.system_attrs.get(key, None)
         if generation is not None:
             return generation
-        if study._study_id not in self._generations:  # first ask (or a resumed study): count once
+        # A study name is unique in its storage, and a sampler serves one study at a time.
+        if study.study_name not in self._generations:  # first ask (or a resumed study): count once
             highest, count = 0, 0
-            for t in study._get_trials(deepcopy=False, states=[TrialState.COMPLETE], use_cache=True):
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
                 highest, count = _tally(t.system_attrs.get(key, -1), highest, count)
-            self._generations[study._study_id] = (highest, count)
-        highest, count = self._generations[study._study_id]
-        assert self._population_size is not None
-        generation = highest if count < self._population_size else highest + 1
-        study._storage.set_trial_system_attr(trial._trial_id, key, generation)
+            self._generations[study.study_name] = (highest, count)
+        highest, count = self._generations[study.study_name]
+        if self.population_size is None:
+            raise ValueError("NSGA-II needs a population size")
+        generation = highest if count < self.population_size else highest + 1
+        set_trial_system_attr(study, trial, key, generation)
         return generation
 
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
                     values: Sequence[float] | None) -> None:
         super().after_trial(study, trial, state, values)
         # Keep the tally of completed trials per generation current, instead of recounting it.
-        if state == TrialState.COMPLETE and study._study_id in self._generations:
-            highest, count = self._generations[study._study_id]
-            generation = trial.system_attrs.get(self._get_generation_key(), -1)
-            self._generations[study._study_id] = _tally(generation, highest, count)
+        if state == TrialState.COMPLETE and study.study_name in self._generations:
+            highest, count = self._generations[study.study_name]
+            generation = trial.system_attrs.get(ga_generation_key(self), -1)
+            self._generations[study.study_name] = _tally(generation, highest, count)
 
     def get_parent_population(self, study: Study, generation: int) -> list[FrozenTrial]:
-        cached = self._parents.get((study._study_id, generation))
+        cached = self._parents.get((study.study_name, generation))
         if cached is not None:
             return cached
         population = super().get_parent_population(study, generation)
         # Later calls of the parent class return the cached population in trial order (it
-        # filters all trials by id); keep that order so samples match it exactly.
-        self._parents[(study._study_id, generation)] = sorted(population, key=lambda t: t._trial_id)
+        # filters all trials, which come in number order); keep that order so samples match it.
+        self._parents[(study.study_name, generation)] = sorted(population, key=lambda t: t.number)
         return population
 
 

@@ -11,21 +11,154 @@ ones Optuna itself writes, so ``optuna.load_study`` and optuna-dashboard read th
 
 from __future__ import annotations
 
+import errno
 import fcntl
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 
-from optuna.distributions import distribution_to_json
+import optuna
 from optuna.storages import RDBStorage
-from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial
-from sqlalchemy import func, insert, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
 
 from cost_models.errors import InvalidInputError
+from tuner.optuna_internals import insert_trials
+
+EXIT_BAD_INPUT, EXIT_ENVIRONMENT = 2, 1
+
+
+class StorageError(InvalidInputError):
+    """A database that cannot be used, said in one line: the problem with the URL (password
+    masked) and the fix. ``exit_code`` is 2 when the input is wrong (URL scheme, a path that is a
+    directory or not a database file) and 1 when the environment is (server down, driver not
+    installed, file locked or read-only, disk full)."""
+
+    def __init__(self, problem: str, fix: str, *, environment: bool = False) -> None:
+        super().__init__("storage", problem, fix)
+        self.exit_code = EXIT_ENVIRONMENT if environment else EXIT_BAD_INPUT
+
+
+def mask_password(url: str) -> str:
+    """The URL as it may be shown: any password replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not parseable: mask ``scheme://user:password@`` by hand
+        head, sep, rest = url.partition("://")
+        userinfo, at, host = rest.rpartition("@")
+        if sep and at and ":" in userinfo:
+            return f"{head}://{userinfo.split(':', 1)[0]}:***@{host}"
+        return url
+
+
+#: (backend, driver) of a SQLAlchemy URL -> (the Python module it imports, what to install).
+_DRIVERS: dict[tuple[str, str], tuple[str, str]] = {
+    ("postgresql", "psycopg2"): ("psycopg2", "pip install psycopg2-binary (or pip install -e '.[postgres]')"),
+    ("postgresql", "psycopg"): ("psycopg", "pip install 'psycopg[binary]', or use postgresql+psycopg2:// "
+                                           "with pip install psycopg2-binary"),
+    ("postgresql", "pg8000"): ("pg8000", "pip install pg8000"),
+    ("mysql", "mysqldb"): ("MySQLdb", "pip install mysqlclient, or use mysql+pymysql:// with pip install pymysql"),
+    ("mysql", "pymysql"): ("pymysql", "pip install pymysql"),
+    ("mysql", "mysqlconnector"): ("mysql.connector", "pip install mysql-connector-python"),
+    ("mariadb", "mysqldb"): ("MySQLdb", "pip install mysqlclient, or use mariadb+pymysql:// with pip install pymysql"),
+    ("mariadb", "pymysql"): ("pymysql", "pip install pymysql"),
+    ("mariadb", "mariadbconnector"): ("mariadb", "pip install mariadb"),
+    ("mssql", "pyodbc"): ("pyodbc", "pip install pyodbc"),
+    ("oracle", "oracledb"): ("oracledb", "pip install oracledb"),
+}
+
+#: Errors of workers racing to create Optuna's tables in a new server database: SQLSTATE
+#: duplicate_table, duplicate_object, unique_violation (PostgreSQL); MySQL table exists, duplicate key.
+_RACE_CODES = frozenset({"42P07", "42710", "23505", 1050, 1062})
+
+
+def _is_creation_race(error: BaseException) -> bool:
+    """Another process created the same tables or rows first (matched on types and codes)."""
+    if isinstance(error, sa_exc.IntegrityError):
+        return True
+    if isinstance(error, (sa_exc.ProgrammingError, sa_exc.OperationalError)):
+        orig = error.orig
+        code = getattr(orig, "pgcode", None) or (orig.args[0] if getattr(orig, "args", None) else None)
+        return code in _RACE_CODES
+    return False
+
+
+def storage_error(error: BaseException, url: str) -> StorageError:
+    """What a database error means for the user, as one :class:`StorageError` (types and error
+    codes decide, never message text)."""
+    if isinstance(error, StorageError):
+        return error
+    shown = mask_password(url)
+    if isinstance(error, ImportError):
+        module, install = _driver(url)
+        return StorageError(f"no database driver for {shown} (Python module {module} is not installed)",
+                            install, environment=True)
+    if isinstance(error, sa_exc.NoSuchModuleError):
+        return StorageError(f"unknown database type in {shown}",
+                            "use sqlite:///path.db, postgresql+psycopg2://user@host/db or "
+                            "mysql+pymysql://user@host/db")
+    if isinstance(error, sa_exc.ArgumentError):
+        return StorageError(f"not a database URL: {shown}",
+                            "use e.g. sqlite:///studies/name.db or postgresql+psycopg2://user@host/db")
+    if isinstance(error, sa_exc.DBAPIError):
+        code = getattr(error.orig, "sqlite_errorname", None)
+        if code is not None:
+            return _sqlite_error(code, url, shown)
+        if isinstance(error, sa_exc.OperationalError):
+            return StorageError(f"cannot connect to the database server of {shown} ({_first_line(error.orig)})",
+                                "check that the server is running and the host, port, user, "
+                                "password and database name", environment=True)
+    return StorageError(f"database error on {shown}: {type(error).__name__}: {_first_line(error)}",
+                        "check the database and the server", environment=True)
+
+
+def _sqlite_error(code: str, url: str, shown: str) -> StorageError:
+    path = _sqlite_path(url) or shown
+    if code == "SQLITE_NOTADB":
+        return StorageError(f"{path} is not a SQLite database ({shown})",
+                            "pass the path of a study database, or a new file name")
+    if code == "SQLITE_CANTOPEN":
+        return StorageError(f"cannot open or create a database file at {path} ({shown})",
+                            "pass a file path in a writable directory")
+    if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return StorageError(f"{path} is locked by another process ({shown})",
+                            "wait for it to finish or stop it, then run again", environment=True)
+    if code.startswith("SQLITE_READONLY"):
+        return StorageError(f"{path} is read-only ({shown})",
+                            "make the file and its directory writable, or copy the study to a "
+                            "writable place", environment=True)
+    if code == "SQLITE_FULL":
+        return StorageError(f"the disk holding {path} is full ({shown})", "free some space and run again",
+                            environment=True)
+    return StorageError(f"cannot use {path} ({shown}): {code}", "check the disk and the file",
+                        environment=True)
+
+
+def _driver(url: str) -> tuple[str, str]:
+    try:
+        parsed = make_url(url)
+        key = (parsed.get_backend_name(), parsed.get_driver_name())
+    except Exception:
+        key = (url.split(":", 1)[0], "")
+    return _DRIVERS.get(key, (key[1] or key[0], f"install the Python driver for {key[0]}"))
+
+
+def _first_line(error: BaseException | None) -> str:
+    text = str(error).strip() if error is not None else ""
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+@contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """Turn database errors raised inside into one :class:`StorageError` naming ``url``."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except (sa_exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
+        raise storage_error(error, url) from None
 
 
 def default_storage_url(study_name: str) -> str:
@@ -34,56 +167,59 @@ def default_storage_url(study_name: str) -> str:
 
 
 def open_storage(url: str, *, create: bool = True) -> RDBStorage:
-    """An Optuna RDB storage for any SQLAlchemy URL; bad URLs become one-line errors.
+    """An Optuna RDB storage for any SQLAlchemy URL; unusable ones become :class:`StorageError`.
 
     ``create=False`` (for commands that only read) refuses a SQLite file that does not exist
     instead of creating an empty database.
     """
     if not isinstance(url, str) or "://" not in url:
-        raise InvalidInputError("storage", f"not a database URL: {url!r}",
-                                "use e.g. sqlite:///studies/name.db or postgresql://user@host/db")
-    if url.startswith("sqlite:///") and not create:
-        path = url.removeprefix("sqlite:///")
-        if path not in ("", ":memory:") and not Path(path).is_file():
-            raise InvalidInputError("storage", f"no database at {path}",
-                                    "run tuner search first, or pass the --storage the study was saved in")
-    if url.startswith("sqlite:///") and create:
-        path = Path(url.removeprefix("sqlite:///"))
-        if str(path) not in ("", ":memory:"):
+        raise StorageError(f"not a database URL: {mask_password(str(url))!r}",
+                           "use e.g. sqlite:///studies/name.db or postgresql+psycopg2://user@host/db")
+    path = _sqlite_path(url)
+    if path is not None:
+        if Path(path).is_dir():
+            raise StorageError(f"{path} is a directory, not a database file ({mask_password(url)})",
+                               "pass the path of a database file, e.g. sqlite:///studies/name.db")
+        if not create and not Path(path).is_file():
+            raise StorageError(f"no database at {path}",
+                               "run tuner search first, or pass the --storage the study was saved in")
+        if create:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
-                raise InvalidInputError("storage", f"cannot create {path.parent}: {error.strerror}",
-                                        "use a writable path") from None
+                raise StorageError(f"cannot create {Path(path).parent}: {error.strerror}",
+                                   "use a writable path") from None
     for attempt in range(_OPEN_ATTEMPTS):
         try:
             # Several workers may open a new SQLite file at once: one creates the schema at a time.
-            with _file_lock(_sqlite_path(url)):
+            with _file_lock(path):
                 return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
-        except ImportError as error:
-            raise InvalidInputError("storage", f"no database driver for {url.split(':', 1)[0]} ({error.name})",
-                                    "install it, e.g. pip install psycopg2-binary") from None
-        except Exception as error:  # SQLAlchemy/Optuna raise many types for unusable URLs
+        except OSError as error:  # the lock file beside the database
+            environment = error.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG)
+            raise StorageError(f"cannot use {path}: {error.strerror} ({mask_password(url)})",
+                               "use a path in a writable directory", environment=environment) from None
+        except Exception as error:  # noqa: BLE001 - every other type is turned into one line below
             # Workers starting together on a new server database race to create Optuna's
             # tables; the losers find them made a moment later.
-            racing = "already exists" in str(error) or "duplicate key" in str(error)
-            if racing and attempt + 1 < _OPEN_ATTEMPTS:
-                time.sleep(0.2 * (attempt + 1))
+            if _is_creation_race(error) and attempt + 1 < _OPEN_ATTEMPTS:
+                time.sleep(min(0.1 * 2 ** attempt, 2.0))
                 continue
-            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-            raise InvalidInputError("storage", f"cannot open {url}: {reason}",
-                                    "check the URL, the path and the server") from None
-    raise AssertionError("unreachable")
+            raise storage_error(error, url) from None
+    raise RuntimeError("unreachable: the last attempt raises")
 
 
-_OPEN_ATTEMPTS = 8
+_OPEN_ATTEMPTS = 6
 
 
 def _engine_kwargs(url: str) -> dict:
     if url.startswith("sqlite"):
-        # Wait for a busy database instead of failing at once.
-        return {"connect_args": {"timeout": 60}}
+        # Wait for a busy database instead of failing at once (unless the URL says how long).
+        return {} if "timeout=" in url.partition("?")[2] else {"connect_args": {"timeout": 60}}
     return {"pool_pre_ping": True}
+
+
+def _url_of(storage: RDBStorage) -> str:
+    return storage.engine.url.render_as_string(hide_password=False)
 
 
 class TrialWriter:
@@ -131,21 +267,30 @@ def write_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial],
     database), so numbers are unique and the budget holds with any number of workers.
     """
     with _sqlite_writer_lock(storage):
-        return _write_trials_locked(storage, study_id, trials, budget)
+        with storage_errors(_url_of(storage)):
+            return insert_trials(storage, study_id, trials, budget)
 
 
 @contextmanager
 def _sqlite_writer_lock(storage: RDBStorage) -> Iterator[None]:
     """Serialize writers of a SQLite database (processes on one machine); server databases lock
     the study row in the transaction instead."""
-    with _file_lock(_sqlite_path(storage.engine.url.render_as_string(hide_password=False))):
+    url = storage.engine.url
+    path = None
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        path = url.database
+        if path.startswith("file:") and url.query.get("uri") == "true":
+            path = path.removeprefix("file:")
+    with _file_lock(path):
         yield
 
 
 def _sqlite_path(url: str) -> str | None:
     if not url.startswith("sqlite:///"):
         return None
-    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    path, _, query = url.removeprefix("sqlite:///").partition("?")
+    if path.startswith("file:") and "uri=true" in query:  # sqlite:///file:PATH?mode=ro&uri=true
+        path = path.removeprefix("file:")
     return path if path and path != ":memory:" else None
 
 
@@ -161,62 +306,6 @@ def _file_lock(database: str | None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _write_trials_locked(storage: RDBStorage, study_id: int, trials: list[FrozenTrial],
-                         budget: int | None) -> int:
-    session = storage.scoped_session()
-    try:
-        # Lock the study row (PostgreSQL: SELECT ... FOR UPDATE) so numbers stay unique.
-        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
-        start = session.execute(
-            select(func.count(models.TrialModel.trial_id)).where(models.TrialModel.study_id == study_id)
-        ).scalar_one()
-        if budget is not None:
-            trials = trials[:max(0, budget - start)]
-        if not trials:
-            session.rollback()
-            return 0
-        now = datetime.now()
-        # Optuna stores trial times as naive UTC (FrozenTrial holds naive local time).
-        rows = [{"number": start + i, "study_id": study_id, "state": t.state,
-                 "datetime_start": _naive_utc(t.datetime_start or now),
-                 "datetime_complete": _naive_utc(t.datetime_complete or now)}
-                for i, t in enumerate(trials)]
-        table = models.TrialModel.__table__
-        ids = session.execute(
-            insert(table).returning(table.c.trial_id, sort_by_parameter_order=True), rows
-        ).scalars().all()
-        values, params, user_attrs, system_attrs = [], [], [], []
-        for trial_id, trial in zip(ids, trials):
-            for objective, value in enumerate(trial.values or []):
-                stored, kind = models.TrialValueModel.value_to_stored_repr(value)
-                values.append({"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind})
-            for name, value in trial.params.items():
-                distribution = trial.distributions[name]
-                params.append({"trial_id": trial_id, "param_name": name,
-                               "param_value": distribution.to_internal_repr(value),
-                               "distribution_json": distribution_to_json(distribution)})
-            user_attrs += [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
-                           for k, v in trial.user_attrs.items()]
-            system_attrs += [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
-                             for k, v in trial.system_attrs.items()]
-        for model, rows in ((models.TrialValueModel, values), (models.TrialParamModel, params),
-                            (models.TrialUserAttributeModel, user_attrs),
-                            (models.TrialSystemAttributeModel, system_attrs)):
-            if rows:  # Core executemany on the table: no ORM unit of work per row
-                session.execute(insert(model.__table__), rows)
-        session.commit()
-        return len(trials)
-    except Exception:
-        session.rollback()
-        raise
-    finally:
-        session.close()
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def find_study_id(storage: RDBStorage, name: str) -> int | None:

@@ -25,10 +25,12 @@ from search_spaces.space import (
     CompiledStudy, Evaluation, candidate_deployment, candidate_report, compile_study, evaluate,
 )
 from search_spaces.spec import SAMPLERS, StudySpec, parse_spec
+from tuner.constraints import CONSTRAINT_NAMES_ATTR as CONSTRAINTS_ATTR
 from tuner.samplers import IncrementalNSGAIISampler
-from tuner.storage import TrialWriter, default_storage_url, find_study_id, open_storage
+from tuner.storage import (StorageError, TrialWriter, default_storage_url, find_study_id, mask_password,
+                           open_storage, storage_errors)
 
-SPEC_ATTR, HASH_ATTR, CONSTRAINTS_ATTR = "spec", "spec_hash", "constraint_names"
+SPEC_ATTR, HASH_ATTR = "spec", "spec_hash"
 DEPLOYMENT_ATTR, ESTIMATE_ATTR = "deployment", "estimate"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -84,28 +86,40 @@ def _spec_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 def open_study(spec: StudySpec, storage_url: str, compiled: CompiledStudy):
     """Create the study, or resume it after checking its stored spec is the same."""
     storage = open_storage(storage_url)
-    study_id = find_study_id(storage, spec.name)
-    if study_id is not None:
-        stored = storage.get_study_user_attrs(study_id)
-        if stored.get(HASH_ATTR) != spec.spec_hash:
-            changes = _spec_differences(stored.get(SPEC_ATTR, {}), json.loads(spec.canonical_json()))
-            shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
-            raise InvalidInputError(
-                "spec", f"study {spec.name!r} in {storage_url} was made from a different spec ({shown})",
-                "restore the spec, give the study a new name, or use another --storage")
-        return storage, optuna.load_study(study_name=spec.name, storage=storage)
-    try:
-        study = optuna.create_study(study_name=spec.name, storage=storage, directions=compiled.directions)
-    except optuna.exceptions.DuplicatedStudyError:  # another worker created it just now
-        time.sleep(0.5)  # let it finish setting the study's attributes
-        return open_study(spec, storage_url, compiled)
-    study.set_user_attr(SPEC_ATTR, json.loads(spec.canonical_json()))
-    study.set_user_attr(HASH_ATTR, spec.spec_hash)
-    study.set_user_attr(CONSTRAINTS_ATTR, compiled.constraint_names)
-    with warnings.catch_warnings():  # experimental in Optuna since 3.2, and what dashboards read
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(compiled.objective_names)
-    return storage, study
+    with storage_errors(storage_url):
+        for attempt in range(_CREATE_ATTEMPTS):
+            study_id = find_study_id(storage, spec.name)
+            if study_id is not None:
+                stored = storage.get_study_user_attrs(study_id)
+                if HASH_ATTR not in stored and attempt + 1 < _CREATE_ATTEMPTS:
+                    # Another worker created the study a moment ago and is still setting its
+                    # attributes: look again shortly.
+                    time.sleep(min(0.1 * 2 ** attempt, 2.0))
+                    continue
+                if stored.get(HASH_ATTR) != spec.spec_hash:
+                    changes = _spec_differences(stored.get(SPEC_ATTR, {}), json.loads(spec.canonical_json()))
+                    shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
+                    raise InvalidInputError(
+                        "spec", f"study {spec.name!r} in {storage_url} was made from a different spec ({shown})",
+                        "restore the spec, give the study a new name, or use another --storage")
+                return storage, optuna.load_study(study_name=spec.name, storage=storage)
+            try:
+                study = optuna.create_study(study_name=spec.name, storage=storage,
+                                            directions=compiled.directions)
+            except optuna.exceptions.DuplicatedStudyError:  # another worker created it just now
+                continue
+            study.set_user_attr(SPEC_ATTR, json.loads(spec.canonical_json()))
+            study.set_user_attr(HASH_ATTR, spec.spec_hash)
+            study.set_user_attr(CONSTRAINTS_ATTR, compiled.constraint_names)
+            with warnings.catch_warnings():  # experimental in Optuna since 3.2, and what dashboards read
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(compiled.objective_names)
+            return storage, study
+    raise StorageError(f"study {spec.name!r} in {mask_password(storage_url)} is being created by another "
+                       "process but did not become readable", "run again", environment=True)
+
+
+_CREATE_ATTEMPTS = 6
 
 
 def trial_attrs(compiled: CompiledStudy, evaluation: Evaluation, row: int) -> dict:
@@ -120,8 +134,7 @@ def _frozen(compiled: CompiledStudy, evaluation, row: int, dists, number: int) -
         params=compiled.space.params_of(evaluation.indices, row), distributions=dists,
         values=[float(v) for v in evaluation.values[row]],
         user_attrs=trial_attrs(compiled, evaluation, row),
-        system_attrs={f"constraints:{name}": float(column[row])
-                      for name, column in evaluation.constraint_columns.items()},
+        constraints={name: float(column[row]) for name, column in evaluation.constraint_columns.items()},
     )
     trial.number = number
     return trial
@@ -165,7 +178,7 @@ def run_search(
                                 "pass a positive number")
     budget = trials if trials is not None else spec.trials
     storage, stored = open_study(spec, storage_url, compiled)
-    study_id = stored._study_id
+    study_id = storage.get_study_id_from_name(stored.study_name)
     existing = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
     writer = TrialWriter(storage, study_id, flush_interval_s,
                          budget=None if sampler_name == "exhaustive" else budget)
@@ -178,7 +191,7 @@ def run_search(
         else:
             chosen = make_sampler(sampler_name, seed if seed is not None else spec.seed, compiled)
             # NSGA-II: one batch per generation, so each generation's children see all parents.
-            batch = batch_size or getattr(chosen, "_population_size", None) or 64
+            batch = batch_size or getattr(chosen, "population_size", None) or 64
             _sample(compiled, existing, writer, dists, budget, share, timeout_s, start, chosen,
                     batch, on_progress)
     except KeyboardInterrupt:

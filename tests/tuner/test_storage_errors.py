@@ -1,0 +1,170 @@
+"""A database that cannot be used is one stderr line naming its URL (password masked) and the fix:
+exit 2 for bad input, 1 for the environment; never a traceback. Retries match types, are bounded."""
+
+from __future__ import annotations
+
+import importlib.util
+import sqlite3
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy.exc
+import yaml
+
+from cli_helpers import run_cli
+from tuner import storage as storage_module
+from tuner import study as study_module
+from tuner.storage import StorageError, mask_password, open_storage
+
+SPEC = {
+    "name": "small", "model": "llama-3-8b", "hardware": "l4",
+    "workload": {"prompt_len": 512, "gen_len": 64},
+    "space": {"chips": [1, 2], "batch": [1, 8]},
+    "objectives": [{"metric": "decode.step_latency_s"}, {"metric": "decode.cost_chip_s_per_token"}],
+    "sampler": "random", "trials": 20,
+}
+
+
+def _spec(tmp_path: Path) -> str:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(SPEC), encoding="utf-8")
+    return str(path)
+
+
+def _one_line(code: int, out: str, err: str, expected_code: int, *words: str) -> str:
+    assert "Traceback" not in out + err
+    assert code == expected_code, (code, out, err)
+    assert err.endswith("\n") and err.count("\n") == 1, repr(err)
+    line = err.rstrip("\n")
+    assert line.startswith("error: storage:"), line
+    assert "secret" not in line, line  # passwords never shown
+    for word in words:
+        assert word in line, (word, line)
+    return line
+
+
+def _search(capsys, tmp_path: Path, url: str, *more: str) -> tuple[int, str, str]:
+    return run_cli(capsys, "search", _spec(tmp_path), "--storage", url, "--trials", "20", "--json", *more)
+
+
+@pytest.mark.parametrize("url", ["foo://u:secret@host/db", "http://u:secret@host/db", "notaurl"])
+def test_wrong_scheme_is_bad_input(tmp_path: Path, capsys, url: str) -> None:
+    for command in (["pareto", "small"], ["studies"]):
+        code, out, err = run_cli(capsys, *command, "--storage", url)
+        _one_line(code, out, err, 2, "sqlite:///")
+    code, out, err = _search(capsys, tmp_path, url)
+    _one_line(code, out, err, 2)
+
+
+def test_not_a_database_file_is_bad_input(tmp_path: Path, capsys) -> None:
+    (tmp_path / "notes.db").write_text("these are notes, not a database\n" * 10, encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'notes.db'}"
+    _one_line(*_search(capsys, tmp_path, url), 2, "not a SQLite database", url)
+    _one_line(*run_cli(capsys, "pareto", "small", "--storage", url), 2, "not a SQLite database")
+    assert (tmp_path / "notes.db").read_text(encoding="utf-8").startswith("these are notes")
+
+
+def test_a_directory_is_bad_input(tmp_path: Path, capsys) -> None:
+    (tmp_path / "dir.db").mkdir()
+    url = f"sqlite:///{tmp_path / 'dir.db'}"
+    _one_line(*_search(capsys, tmp_path, url), 2, "is a directory")
+    _one_line(*run_cli(capsys, "show", "small", "0", "--storage", url), 2, "is a directory")
+
+
+def test_unreachable_server_is_the_environment(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("psycopg2")
+    url = "postgresql+psycopg2://tuner:secret@127.0.0.1:1/tuner"  # nothing listens on port 1
+    line = _one_line(*_search(capsys, tmp_path, url), 1, "postgresql+psycopg2://tuner:***@127.0.0.1:1/tuner",
+                     "server is running")
+    assert "connect" in line
+    _one_line(*run_cli(capsys, "pareto", "small", "--storage", url), 1, "tuner:***@")
+
+
+@pytest.mark.parametrize("url, module, install", [
+    ("mysql://u:secret@localhost/db", "MySQLdb", "mysqlclient"),
+    ("mysql+pymysql://u:secret@localhost/db", "pymysql", "pip install pymysql"),
+    ("postgresql+pg8000://u:secret@localhost/db", "pg8000", "pip install pg8000"),
+])
+def test_missing_driver_is_the_environment_and_names_the_package(tmp_path: Path, capsys, url, module,
+                                                                 install) -> None:
+    if importlib.util.find_spec(module.split(".")[0]) is not None:
+        pytest.skip(f"{module} is installed here")
+    _one_line(*_search(capsys, tmp_path, url), 1, "no database driver", module, install, "u:***@localhost")
+
+
+def test_read_only_database_is_the_environment(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "ro.db"
+    assert _search(capsys, tmp_path, f"sqlite:///{path}")[0] == 0
+    capsys.readouterr()
+    # Opened read-only by SQLite itself (a chmod does not stop root, who runs some CI).
+    url = f"sqlite:///file:{path}?mode=ro&uri=true"
+    code, out, err = run_cli(capsys, "search", _spec(tmp_path), "--storage", url, "--trials", "40", "--json")
+    _one_line(code, out, err, 1, "read-only", str(path))
+    assert optuna.load_study(study_name="small", storage=f"sqlite:///{path}").trials[-1].number == 19
+
+
+def test_locked_database_is_the_environment(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "locked.db"
+    assert _search(capsys, tmp_path, f"sqlite:///{path}")[0] == 0
+    capsys.readouterr()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        code, out, err = run_cli(capsys, "search", _spec(tmp_path), "--storage", f"sqlite:///{path}?timeout=0.2",
+                                 "--trials", "40", "--json")
+        _one_line(code, out, err, 1, "locked by another process", str(path))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_passwords_are_masked_even_in_urls_sqlalchemy_cannot_parse() -> None:
+    assert mask_password("postgresql://u:secret@h/db") == "postgresql://u:***@h/db"
+    assert "secret" not in mask_password("bad url://u:secret@h/db")
+    assert mask_password("sqlite:///studies/x.db") == "sqlite:///studies/x.db"
+
+
+def test_open_storage_retries_creation_races_a_bounded_number_of_times(monkeypatch, tmp_path: Path) -> None:
+    sleeps: list[float] = []
+    monkeypatch.setattr(storage_module.time, "sleep", sleeps.append)
+    calls = []
+
+    def racing(url, engine_kwargs=None):
+        calls.append(url)
+        raise sqlalchemy.exc.IntegrityError("INSERT INTO version_info", {}, Exception("duplicate"))
+
+    monkeypatch.setattr(storage_module, "RDBStorage", racing)
+    with pytest.raises(StorageError) as info:
+        open_storage("postgresql+psycopg2://u:secret@h/db")
+    assert len(calls) == storage_module._OPEN_ATTEMPTS and len(sleeps) == storage_module._OPEN_ATTEMPTS - 1
+    assert sleeps == sorted(sleeps) and sleeps[0] < sleeps[-1]  # backing off
+    assert info.value.exit_code == 1 and "secret" not in str(info.value)
+
+    # An error that is not a race is not retried.
+    calls.clear()
+
+    def refused(url, engine_kwargs=None):
+        calls.append(url)
+        raise sqlalchemy.exc.OperationalError("connect", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(storage_module, "RDBStorage", refused)
+    with pytest.raises(StorageError):
+        open_storage("postgresql+psycopg2://u:secret@h/db")
+    assert len(calls) == 1
+
+
+def test_joining_a_study_another_worker_creates_is_bounded(monkeypatch, tmp_path: Path) -> None:
+    """create_study keeps saying the study exists, yet it never shows up: give up, one line."""
+    monkeypatch.setattr(study_module.time, "sleep", lambda s: None)
+    attempts = []
+
+    def duplicated(**kwargs):
+        attempts.append(kwargs)
+        raise optuna.exceptions.DuplicatedStudyError("exists")
+
+    monkeypatch.setattr(study_module.optuna, "create_study", duplicated)
+    with pytest.raises(StorageError) as info:
+        study_module.run_search(SPEC, f"sqlite:///{tmp_path / 'x.db'}", trials=5)
+    assert len(attempts) == study_module._CREATE_ATTEMPTS
+    assert info.value.exit_code == 1

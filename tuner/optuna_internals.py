@@ -1,0 +1,141 @@
+"""The one module that touches Optuna's private APIs.
+
+Everything else in ``tuner/``, ``search_spaces/`` and ``cost_models/`` uses Optuna's public API
+only (``tests/tuner/test_optuna_internals.py`` scans the sources for private names). Each
+function here says why the public API does not do the job; the same test file checks each one
+against the installed Optuna, so an Optuna upgrade that moves or changes them fails there, not
+in a user's study.
+
+Private APIs used, and where:
+
+- ``optuna.storages._rdb.models`` (:func:`insert_trials`): bulk inserts into Optuna's tables.
+- ``Study._storage`` (:func:`study_storage`): read one trial by number without loading them all.
+- ``Study._storage`` and ``FrozenTrial._trial_id`` (:func:`set_trial_system_attr`): a sampler's
+  bookkeeping on a running trial, as Optuna's own genetic samplers record it.
+- ``BaseGASampler._get_generation_key`` (:func:`ga_generation_key`): the attribute that holds a
+  trial's NSGA-II generation.
+- ``optuna._hypervolume.compute_hypervolume`` (:func:`hypervolume`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import numpy as np
+import optuna
+from optuna.distributions import distribution_to_json
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._rdb import models
+from optuna.trial import FrozenTrial
+from sqlalchemy import func, insert, select
+
+
+def insert_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial],
+                  budget: int | None) -> int:
+    """Insert finished trials into Optuna's own tables in one transaction; returns how many.
+
+    Why not the public API: ``Study.add_trials`` / ``BaseStorage.create_new_trial`` commit every
+    trial and every attribute separately (25 to 60 trials per second into SQLite), and take no
+    lock that keeps numbers unique and a budget exact across workers. This writes the rows Optuna
+    itself writes (``optuna.storages._rdb.models``) with one Core ``executemany`` per table, so
+    ``optuna.load_study`` reads them as usual. The caller serializes writers of a SQLite file;
+    on a server database, the study's row is locked here (``SELECT ... FOR UPDATE``).
+    """
+    session = storage.scoped_session()
+    try:
+        # Lock the study row (PostgreSQL: SELECT ... FOR UPDATE) so numbers stay unique.
+        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+        start = session.execute(
+            select(func.count(models.TrialModel.trial_id)).where(models.TrialModel.study_id == study_id)
+        ).scalar_one()
+        if budget is not None:
+            trials = trials[:max(0, budget - start)]
+        if not trials:
+            session.rollback()
+            return 0
+        now = datetime.now()
+        # Optuna stores trial times as naive UTC (FrozenTrial holds naive local time).
+        rows = [{"number": start + i, "study_id": study_id, "state": t.state,
+                 "datetime_start": _naive_utc(t.datetime_start or now),
+                 "datetime_complete": _naive_utc(t.datetime_complete or now)}
+                for i, t in enumerate(trials)]
+        table = models.TrialModel.__table__
+        ids = session.execute(
+            insert(table).returning(table.c.trial_id, sort_by_parameter_order=True), rows
+        ).scalars().all()
+        values, params, user_attrs, system_attrs = [], [], [], []
+        for trial_id, trial in zip(ids, trials):
+            for objective, value in enumerate(trial.values or []):
+                stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+                values.append({"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind})
+            for name, value in trial.params.items():
+                distribution = trial.distributions[name]
+                params.append({"trial_id": trial_id, "param_name": name,
+                               "param_value": distribution.to_internal_repr(value),
+                               "distribution_json": distribution_to_json(distribution)})
+            user_attrs += [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+                           for k, v in trial.user_attrs.items()]
+            system_attrs += [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+                             for k, v in trial.system_attrs.items()]
+        for model, rows in ((models.TrialValueModel, values), (models.TrialParamModel, params),
+                            (models.TrialUserAttributeModel, user_attrs),
+                            (models.TrialSystemAttributeModel, system_attrs)):
+            if rows:  # Core executemany on the table: no ORM unit of work per row
+                session.execute(insert(model.__table__), rows)
+        session.commit()
+        return len(trials)
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def study_storage(study: optuna.Study) -> BaseStorage:
+    """The storage a study object reads from.
+
+    Why not the public API: ``Study`` has no public accessor for its storage, and reading one
+    trial by number (``BaseStorage.get_trial_id_from_study_id_trial_number``, then
+    ``get_trial``; both public) is the only way not to load every trial of a study that may hold
+    millions (``Study.get_trials`` loads them all).
+    """
+    return study._storage
+
+
+def set_trial_system_attr(study: optuna.Study, trial: FrozenTrial, key: str, value: object) -> None:
+    """Record a sampler's bookkeeping on a trial that is running.
+
+    Why not the public API: ``Trial.set_system_attr`` was removed in Optuna 3, and a sampler is
+    handed a ``FrozenTrial`` whose attributes do not reach the storage. Optuna's own genetic
+    samplers (``BaseGASampler.get_trial_generation``) write through the study's storage exactly
+    like this.
+    """
+    study._storage.set_trial_system_attr(trial._trial_id, key, value)
+
+
+def ga_generation_key(sampler: optuna.samplers.NSGAIISampler) -> str:
+    """The trial system attribute in which a genetic sampler stores a trial's generation.
+
+    Why not the public API: the key is only exposed through this private classmethod (it is
+    ``"<class name>:generation"`` today); spelling it out ourselves would silently stop matching
+    what the parent class writes and reads if Optuna changed it.
+    """
+    return type(sampler)._get_generation_key()
+
+
+def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
+    """Hypervolume (all objectives minimized) dominated by ``points`` and bounded by ``reference``.
+
+    Why not the public API: Optuna 5 has no public hypervolume function (only
+    ``optuna.visualization.plot_hypervolume_history``, which needs a study and draws a chart);
+    its exact WFG algorithm lives in ``optuna._hypervolume``. Every point must dominate the
+    reference.
+    """
+    from optuna._hypervolume import compute_hypervolume
+
+    return float(compute_hypervolume(points, reference))
