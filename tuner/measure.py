@@ -30,6 +30,7 @@ The library never prints: bad input raises :class:`InvalidInputError`, progress 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import gzip
@@ -39,10 +40,11 @@ import os
 import platform
 import re
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from cost_models.errors import InvalidInputError
 
@@ -677,6 +679,52 @@ def _measure_collectives(ctx: _Context) -> OpResult:
     lines += _finish_notes(result, skipped_memory)
     ctx.write(result, lines)
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# Presentation for the CLI (rich is a dependency of the project; jax is not needed here).
+
+@contextlib.contextmanager
+def progress_bars(disable: bool = False) -> Iterator[ProgressCallback]:
+    """Rich progress bars on stderr, one per file; yields the ``on_progress`` callback.
+
+    Nothing is drawn when ``disable`` or when stderr is not a terminal (pipes, logs, tests).
+    """
+    if disable or not sys.stderr.isatty():
+        yield lambda label, done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn)
+
+    bars = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=Console(stderr=True))
+    tasks: dict[str, Any] = {}
+
+    def update(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = bars.add_task(FILES.get(label, label), total=total)
+        bars.update(tasks[label], completed=done, total=total)
+
+    with bars:
+        yield update
+
+
+def print_summary(result: MeasureResult) -> None:
+    """Rows per file and where they were written; what was skipped."""
+    import click
+
+    summary = result.summary()
+    click.echo(f"measured {summary['device_count']} x {summary['device_kind']} "
+               f"(system {summary['system']}, jax {summary['jax']}) in {summary['elapsed_s']:.1f} s")
+    for entry in summary["files"]:
+        click.echo(f"  {entry['rows']:>6} rows  {entry['path']}")
+        for note in entry["notes"]:
+            click.echo(f"          left out: {note}")
+    for note in summary["notes"]:
+        click.echo(f"  {note}")
+    if summary["files"]:
+        click.echo(f"fit a profile from them: tuner calibrate --kernels {result.out_dir}/*.csv")
 
 
 # --------------------------------------------------------------------------------------------
