@@ -290,7 +290,9 @@ def _random_array(shape: tuple[int, ...], dtype, where, seed: int, fill: float |
     if integer:
         make = lambda: jax.random.randint(key, shape, -127, 128, jnp.int32).astype(dtype)
     else:
-        make = lambda: jax.random.normal(key, shape, jnp.float32).astype(dtype)
+        # bf16/f16/f32 drawn as is (no f32 temporary); fp8 through f32
+        draw = dtype if dtype.itemsize >= 2 else jnp.dtype(jnp.float32)
+        make = lambda: jax.random.normal(key, shape, draw).astype(dtype)
     sharding = where if isinstance(where, jax.sharding.Sharding) else \
         jax.sharding.SingleDeviceSharding(where)
     return jax.jit(make, out_shardings=sharding)()
