@@ -302,7 +302,10 @@ def _gemm_dtypes(device) -> tuple[list[str], list[str]]:
     """GEMM formats this backend really runs, and a note per format left out."""
     measured, skipped = ["bfloat16", "int8_wo"], []
     cc = getattr(device, "compute_capability", None)
-    native_fp8 = device.platform == "gpu" and cc is not None and float(cc) >= 8.9
+    try:
+        native_fp8 = device.platform == "gpu" and cc is not None and float(cc) >= 8.9
+    except (TypeError, ValueError):  # an unexpected compute_capability string: do not guess
+        native_fp8 = False
     if native_fp8:
         measured.insert(1, "fp8")
     else:
