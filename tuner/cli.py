@@ -371,5 +371,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@cli.command("measure")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for the CSV files (created if missing).")
+@click.option("--system", default=None,
+              help="Name for the `system` column, as in the kernel database (e.g. h100_sxm) "
+                   "[default: derived from the device kind].")
+@click.option("--sweep", type=click.Choice(["tiny", "small", "full"]), default="small",
+              show_default=True, help="Grid size: tiny (seconds, a check), small (minutes), full (hours).")
+@click.option("--ops", default="gemm,attention,collectives", show_default=True,
+              help="Comma-separated operator classes to measure.")
+@click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Timed calls per point; the median is written.")
+@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Untimed calls per point after compiling.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def measure_command(out_dir: str, system: str | None, sweep: str, ops: str, repeats: int,
+                    warmup: int, as_json: bool) -> None:
+    """Microbenchmark the local accelerators with JAX into kernel-database CSVs (tuner calibrate)."""
+    from tuner.measure import parse_ops, print_summary, progress_bars, run_measurements
+
+    with progress_bars(disable=as_json) as update:
+        result = run_measurements(out_dir, system=system, sweep=sweep, ops=parse_ops(ops),
+                                  repeats=repeats, warmup=warmup, on_progress=update)
+    if as_json:
+        _print_json(result.summary())
+    else:
+        print_summary(result)
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,242 @@
+"""``tuner measure``: the tiny sweep on the CPU writes the kernel database's exact CSV formats.
+
+The tests that run benchmarks need JAX (``pip install -e '.[measure]'``, which CI installs) and
+skip without it; the input checks and the missing-JAX message run everywhere.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli_helpers import assert_one_error_line, run_cli
+from tuner.cli import cli
+from tuner.measure import read_header, read_measurements, system_name
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_KERNELS = Path("/work/shared/measurements/kernels")
+
+# Copied from the header rows of /work/shared/measurements/kernels/*.csv.gz (AIConfigurator's
+# database), which the calibration fitter reads; the files we write must match them exactly.
+GEMM_COLUMNS = ["system", "framework", "version", "op_name", "kernel_source", "gemm_dtype",
+                "m", "n", "k", "latency", "source_path"]
+CONTEXT_ATTENTION_COLUMNS = ["system", "framework", "version", "op_name", "kernel_source",
+                             "batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim",
+                             "window_size", "beam_width", "attn_dtype", "kv_cache_dtype", "step",
+                             "latency", "source_path"]
+GENERATION_ATTENTION_COLUMNS = CONTEXT_ATTENTION_COLUMNS  # the database uses one layout for both
+NCCL_COLUMNS = ["system", "framework", "version", "op_name", "kernel_source", "nccl_dtype",
+                "num_gpus", "message_size", "latency", "source_path"]
+EXPECTED = {
+    "gemm_perf.csv": GEMM_COLUMNS,
+    "context_attention_perf.csv": CONTEXT_ATTENTION_COLUMNS,
+    "generation_attention_perf.csv": GENERATION_ATTENTION_COLUMNS,
+    "nccl_perf.csv": NCCL_COLUMNS,
+}
+TINY_MESSAGE_SIZES = {1024, 65536}  # elements (the tiny sweep's); bytes would be twice that
+TINY_BUDGET_S = 30.0
+
+
+def _split(path: Path) -> tuple[list[str], list[str], list[list[str]]]:
+    """Comment lines, header row, data rows of a written CSV (plain text)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    comments = [line for line in lines if line.startswith("#")]
+    rest = lines[len(comments):]
+    assert all(not line.startswith("#") for line in rest), "every # line comes first"
+    return comments, rest[0].split(","), [line.split(",") for line in rest[1:]]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny sweep, run once through the CLI in this process: (out dir, summary, seconds)."""
+    pytest.importorskip("jax")
+    out = tmp_path_factory.mktemp("measure") / "tiny"
+    start = time.perf_counter()
+    result = CliRunner().invoke(cli, ["measure", "--out", str(out), "--sweep", "tiny",
+                                      "--repeats", "5", "--system", "test_cpu", "--json"])
+    elapsed = time.perf_counter() - start
+    assert result.exit_code == 0, (result.output, result.exception)
+    return out, json.loads(result.stdout), elapsed
+
+
+def test_tiny_sweep_finishes_in_budget_and_summarizes(tiny):
+    out, summary, elapsed = tiny
+    assert elapsed < TINY_BUDGET_S, f"tiny sweep took {elapsed:.1f} s"
+    written = {entry["file"]: entry for entry in summary["files"]}
+    assert {"gemm_perf.csv", "context_attention_perf.csv",
+            "generation_attention_perf.csv"} <= set(written)
+    for name, entry in written.items():
+        assert Path(entry["path"]) == out / name and (out / name).is_file()
+        assert entry["rows"] > 0 and entry["failed"] == 0
+    assert summary["system"] == "test_cpu" and summary["device_count"] >= 1
+    if summary["device_count"] == 1:  # collectives need two devices: skipped, and said so
+        assert "nccl_perf.csv" not in written and not (out / "nccl_perf.csv").exists()
+        assert any("collectives skipped" in note for note in summary["notes"])
+
+
+def test_files_have_provenance_and_the_databases_exact_columns(tiny):
+    out, summary, _ = tiny
+    import jax
+
+    for entry in summary["files"]:
+        comments, header, rows = _split(out / entry["file"])
+        assert header == EXPECTED[entry["file"]]
+        text = "\n".join(comments)
+        for needle in ("latency column in milliseconds", "median of 5", "block_until_ready",
+                       f"jax {jax.__version__}", "jaxlib", "host:", "date:", "sweep: tiny",
+                       "devices:", "source_path"):
+            assert needle in text, (entry["file"], needle)
+        assert len(rows) == entry["rows"]
+        for row in rows:
+            record = dict(zip(header, row, strict=True))
+            assert record["system"] == "test_cpu"
+            assert record["framework"] == "JAX" and record["version"] == jax.__version__
+            assert record["kernel_source"] == "jax.jit"
+            assert record["source_path"].endswith(entry["file"])
+
+
+@pytest.mark.skipif(not SHARED_KERNELS.is_dir(), reason="shared kernel database not on this box")
+def test_hard_coded_columns_are_the_shared_databases():
+    for name, columns in EXPECTED.items():
+        with gzip.open(SHARED_KERNELS / f"{name}.gz", "rt", encoding="utf-8") as handle:
+            header = next(line for line in handle if not line.startswith("#"))
+        assert header.rstrip("\n").split(",") == columns, name
+
+
+def test_latencies_are_positive_milliseconds(tiny):
+    out, summary, _ = tiny
+    for entry in summary["files"]:
+        for row in read_measurements(out / entry["file"]):
+            assert math.isfinite(row["latency"]) and row["latency"] > 0
+            assert row["latency"] < 60_000  # milliseconds: no tiny-sweep call takes a minute
+
+
+def test_gemm_rows_and_latency_grows_with_k(tiny):
+    out, summary, _ = tiny
+    rows = read_measurements(out / "gemm_perf.csv")
+    assert {r["op_name"] for r in rows} == {"gemm"}
+    dtypes = {r["gemm_dtype"] for r in rows}
+    assert "bfloat16" in dtypes and dtypes <= {"bfloat16", "fp8", "int8_wo"}
+    header = "\n".join(read_header(out / "gemm_perf.csv"))
+    assert "gemm_dtype measured: bfloat16" in header
+    if summary["platform"] == "cpu":  # no native fp8 matmul: left out, and the header says so
+        assert "fp8" not in dtypes and "not measured: fp8" in header
+    m, n = max(r["m"] for r in rows), max(r["n"] for r in rows)
+    for dtype in dtypes:
+        by_k = {r["k"]: r["latency"] for r in rows if (r["gemm_dtype"], r["m"], r["n"]) == (dtype, m, n)}
+        small, large = min(by_k), max(by_k)
+        assert large >= 4 * small
+        assert by_k[large] > by_k[small], (dtype, by_k)
+
+
+def test_attention_rows_follow_the_database_conventions(tiny):
+    out, _, _ = tiny
+    context = read_measurements(out / "context_attention_perf.csv")
+    generation = read_measurements(out / "generation_attention_perf.csv")
+    assert {r["op_name"] for r in context} == {"context_attention"}
+    assert {r["op_name"] for r in generation} == {"generation_attention"}
+    for row in context + generation:
+        assert row["window_size"] == 0 and row["beam_width"] == 1
+        assert row["attn_dtype"] == row["kv_cache_dtype"] == "bfloat16"
+        assert row["num_heads"] % row["num_key_value_heads"] == 0
+    assert all(r["step"] == 0 and r["isl"] > 1 for r in context)  # prefill: isl tokens, step 0
+    assert all(r["isl"] == 1 and r["step"] > 1 for r in generation)  # decode: 1 token, KV of step
+    assert any(r["num_key_value_heads"] < r["num_heads"] for r in context)  # GQA is covered
+
+
+def test_read_measurements_round_trips_plain_and_gzip(tiny, tmp_path):
+    out, _, _ = tiny
+    plain = out / "gemm_perf.csv"
+    rows = read_measurements(plain)
+    _, header, raw = _split(plain)
+    assert [list(r) for r in rows] == [header] * len(raw)
+    for row, cells in zip(rows, raw, strict=True):
+        assert [str(v) if not isinstance(v, float) else cells[header.index("latency")]
+                for v in row.values()] == cells
+        assert isinstance(row["m"], int) and isinstance(row["latency"], float)
+    packed = tmp_path / "gemm_perf.csv.gz"
+    with open(plain, "rb") as src, gzip.open(packed, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    assert read_measurements(packed) == rows
+    assert read_header(packed) == read_header(plain)
+
+
+@pytest.mark.skipif(not SHARED_KERNELS.is_dir(), reason="shared kernel database not on this box")
+def test_read_measurements_reads_the_shared_database():
+    rows = read_measurements(SHARED_KERNELS / "nccl_perf.csv.gz")
+    assert rows and list(rows[0]) == NCCL_COLUMNS
+    assert all(isinstance(r["message_size"], int) and r["latency"] > 0 for r in rows[:100])
+
+
+def test_collectives_on_four_forced_host_devices(tmp_path):
+    """XLA_FLAGS is read when jax is imported, so this runs the CLI in a fresh interpreter."""
+    pytest.importorskip("jax")
+    out = tmp_path / "nccl"
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    code = ("import sys; from tuner.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "measure", "--out", str(out), "--sweep",
+                           "tiny", "--ops", "collectives", "--repeats", "3", "--json"],
+                          env=env, capture_output=True, text=True, timeout=180, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["device_count"] == 4 and summary["notes"] == []
+    comments, header, _ = _split(out / "nccl_perf.csv")
+    assert header == NCCL_COLUMNS
+    assert any("message_size in elements" in line for line in comments)
+    rows = read_measurements(out / "nccl_perf.csv")
+    assert {r["op_name"] for r in rows} == {"all_reduce", "all_gather", "reduce_scatter", "alltoall"}
+    assert {r["num_gpus"] for r in rows} == {4} and {r["nccl_dtype"] for r in rows} == {"half"}
+    assert {r["message_size"] for r in rows} == TINY_MESSAGE_SIZES  # elements, not bytes
+    assert all(r["latency"] > 0 for r in rows)
+
+
+# ---- input checks: one line on stderr, exit code 2 (these need no JAX) ----------------------
+
+def test_without_jax_says_how_to_install_it(capsys, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "jax", None)  # import jax -> ImportError
+    code, out, err = run_cli(capsys, "measure", "--out", str(tmp_path / "m"), "--sweep", "tiny")
+    line = assert_one_error_line(code, out, err, ("jax",))
+    assert "pip install -e '.[measure]'" in line
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--repeats", "-1"], "--repeats"),
+    (["--repeats", "0"], "--repeats"),
+    (["--warmup", "-2"], "--warmup"),
+    (["--ops", "gemm,matmul"], "--ops"),
+    (["--ops", ","], "--ops"),
+    (["--sweep", "huge"], "--sweep"),
+    (["--system", "h100 sxm"], "--system"),
+])
+def test_bad_values_are_one_line_errors(capsys, tmp_path, args, field):
+    code, out, err = run_cli(capsys, "measure", "--out", str(tmp_path / "m"), *args)
+    assert_one_error_line(code, out, err, (field,))
+
+
+def test_unwritable_out_dir_is_a_one_line_error(capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, out, err = run_cli(capsys, "measure", "--out", str(blocker / "sub"), "--sweep", "tiny")
+    assert_one_error_line(code, out, err, ("--out",))
+
+
+def test_system_names_follow_the_database():
+    assert system_name("NVIDIA H100 80GB HBM3") == "h100_sxm"
+    assert system_name("NVIDIA H200") == "h200_sxm"
+    assert system_name("NVIDIA A100-SXM4-80GB") == "a100_sxm"
+    assert system_name("NVIDIA L40S") == "l40s"
+    assert system_name("TPU v5 lite") == "tpu_v5e"
+    assert system_name("cpu") == "cpu"
+    assert system_name("Some New Chip 2") == "some_new_chip_2"

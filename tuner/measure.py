@@ -1,0 +1,792 @@
+"""Microbenchmarks on the local accelerators, written as the measured kernel database's CSV files.
+
+``tuner measure`` times GEMMs, prefill and decode attention and collectives with JAX on whatever
+``jax.devices()`` returns (GPU, TPU or CPU) and writes one CSV per operator class in exactly the
+column layout of ``/work/shared/measurements/kernels/*.csv.gz`` (AIConfigurator's database), so
+the calibration fitter reads both the same way:
+
+============================== =================================================================
+file                           columns
+============================== =================================================================
+gemm_perf.csv                  :data:`GEMM_COLUMNS`
+context_attention_perf.csv     :data:`ATTENTION_COLUMNS` (op_name ``context_attention``)
+generation_attention_perf.csv  :data:`ATTENTION_COLUMNS` (op_name ``generation_attention``)
+nccl_perf.csv                  :data:`NCCL_COLUMNS`
+============================== =================================================================
+
+Each file is plain CSV: ``#`` provenance lines (devices, jax/jaxlib versions, host, date, sweep,
+what was and was not measured), then the header row, then one row per point. ``latency`` is in
+milliseconds: the median of ``repeats`` calls of the compiled (``jax.jit``) function, each ended by
+``block_until_ready``, after ``warmup`` untimed calls. Conventions follow the database's:
+GEMM is ``x[m,k] @ W[k,n]``; decode attention is one query token per sequence over a KV cache of
+``step`` tokens (``isl`` = 1); ``message_size`` counts elements, not bytes, with nccl-tests'
+meaning of the buffer size (all_reduce: the buffer each device reduces; all_gather: the gathered
+output, each device contributing ``message_size / num_gpus``; reduce_scatter: the input each device
+holds, keeping ``message_size / num_gpus``; alltoall: what each device sends in all).
+
+JAX is an optional dependency (``pip install -e '.[measure]'``); this module imports it lazily.
+The library never prints: bad input raises :class:`InvalidInputError`, progress goes to a callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime
+import gzip
+import itertools
+import math
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from cost_models.errors import InvalidInputError
+
+# Column lists of the shared database (copied from the headers of its files; do not reorder).
+GEMM_COLUMNS = ("system", "framework", "version", "op_name", "kernel_source", "gemm_dtype",
+                "m", "n", "k", "latency", "source_path")
+ATTENTION_COLUMNS = ("system", "framework", "version", "op_name", "kernel_source", "batch_size",
+                     "isl", "num_heads", "num_key_value_heads", "head_dim", "window_size",
+                     "beam_width", "attn_dtype", "kv_cache_dtype", "step", "latency",
+                     "source_path")
+NCCL_COLUMNS = ("system", "framework", "version", "op_name", "kernel_source", "nccl_dtype",
+                "num_gpus", "message_size", "latency", "source_path")
+
+FILES = {
+    "gemm": "gemm_perf.csv",
+    "context_attention": "context_attention_perf.csv",
+    "generation_attention": "generation_attention_perf.csv",
+    "nccl": "nccl_perf.csv",
+}
+COLUMNS = {"gemm": GEMM_COLUMNS, "context_attention": ATTENTION_COLUMNS,
+           "generation_attention": ATTENTION_COLUMNS, "nccl": NCCL_COLUMNS}
+OPS = ("gemm", "attention", "collectives")
+SWEEPS = ("tiny", "small", "full")
+COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "alltoall")
+FRAMEWORK = "JAX"
+KERNEL_SOURCE = "jax.jit"
+INSTALL_HINT = "pip install -e '.[measure]'"
+
+_INT_COLUMNS = frozenset({"m", "n", "k", "batch_size", "isl", "num_heads", "num_key_value_heads",
+                          "head_dim", "window_size", "beam_width", "step", "num_gpus",
+                          "message_size", "topk", "num_tokens", "hidden_size", "inter_size",
+                          "num_experts", "moe_tp_size", "moe_ep_size"})
+_FLOAT_COLUMNS = frozenset({"latency"})
+
+# The database's system names for the device kinds JAX reports (first match wins).
+_SYSTEM_NAMES = (
+    (r"gb200", "gb200"), (r"b200", "b200_sxm"), (r"h200", "h200_sxm"),
+    (r"h100.*pcie", "h100_pcie"), (r"h100", "h100_sxm"), (r"a100.*pcie", "a100_pcie"),
+    (r"a100", "a100_sxm"), (r"l40s", "l40s"), (r"^tpu v5 ?lite|^tpu v5e", "tpu_v5e"),
+    (r"^tpu v5p?$", "tpu_v5p"), (r"^tpu v4", "tpu_v4"), (r"^tpu v6 ?lite|^tpu v6e", "tpu_v6e"),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Sweeps: the grids of each operator class.
+
+@dataclass(frozen=True)
+class Sweep:
+    gemm_m: tuple[int, ...]
+    gemm_n: tuple[int, ...]
+    gemm_k: tuple[int, ...]
+    # (batch_size, isl) of prefill; (batch_size, step) of decode; (num_heads, kv_heads, head_dim)
+    prefill: tuple[tuple[int, int], ...]
+    decode: tuple[tuple[int, int], ...]
+    heads: tuple[tuple[int, int, int], ...]
+    message_sizes: tuple[int, ...]  # elements
+    nccl_dtypes: tuple[str, ...]
+    all_device_counts: bool  # collectives on 2, 4, 8, ... devices too, not only on all of them
+
+
+def _pow2(lo: int, hi: int, step: int = 1) -> tuple[int, ...]:
+    return tuple(2 ** e for e in range(lo, hi + 1, step))
+
+
+SWEEP_GRIDS: dict[str, Sweep] = {
+    # A functional check that runs on a laptop CPU in seconds.
+    "tiny": Sweep(gemm_m=(1, 64), gemm_n=(1024,), gemm_k=(256, 2048),
+                  prefill=((1, 32), (1, 128)), decode=((1, 64), (8, 512)),
+                  heads=((8, 2, 64),), message_sizes=(1024, 65536),
+                  nccl_dtypes=("half",), all_device_counts=False),
+    # A few minutes on one accelerator: enough points to fit a profile.
+    "small": Sweep(gemm_m=(1, 8, 32, 128, 512, 2048, 8192), gemm_n=(1024, 4096, 16384),
+                   gemm_k=(1024, 4096, 16384),
+                   prefill=tuple((b, s) for b in (1, 4) for s in (128, 512, 2048, 8192)),
+                   decode=tuple((b, s) for b in (1, 8, 64) for s in (128, 1024, 8192)),
+                   heads=((32, 8, 128), (32, 32, 128)), message_sizes=_pow2(10, 26, 2),
+                   nccl_dtypes=("half",), all_device_counts=True),
+    # Close to the database's grids; an hour or more per accelerator.
+    "full": Sweep(gemm_m=_pow2(0, 14), gemm_n=_pow2(7, 16), gemm_k=_pow2(7, 15),
+                  prefill=tuple((b, s) for b in (1, 2, 4, 8, 16) for s in _pow2(4, 14)
+                                if b * s <= 65536),
+                  decode=tuple((b, s) for b in _pow2(0, 8) for s in _pow2(4, 17)
+                               if b * s <= 2 ** 21),
+                  heads=((8, 8, 128), (32, 8, 128), (32, 32, 128), (64, 8, 128), (96, 8, 128),
+                         (16, 16, 64)),
+                  message_sizes=_pow2(8, 28), nccl_dtypes=("half", "int8"),
+                  all_device_counts=True),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Results.
+
+@dataclass
+class OpResult:
+    """One written file: how many rows, what was left out and why."""
+
+    name: str  # key of FILES
+    path: Path | None = None
+    rows: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    failed: int = 0
+    first_error: str = ""
+
+
+@dataclass
+class MeasureResult:
+    out_dir: Path
+    system: str
+    device_kind: str
+    device_count: int
+    platform: str
+    jax_version: str
+    elapsed_s: float
+    results: list[OpResult]
+    notes: list[str]
+
+    def summary(self) -> dict:
+        """Plain data for ``--json`` and the table: one entry per file written."""
+        return {
+            "out": str(self.out_dir), "system": self.system, "device_kind": self.device_kind,
+            "device_count": self.device_count, "platform": self.platform,
+            "jax": self.jax_version, "elapsed_s": round(self.elapsed_s, 3),
+            "files": [{"file": FILES[r.name], "path": str(r.path) if r.path else None,
+                       "rows": len(r.rows), "failed": r.failed, "notes": r.notes}
+                      for r in self.results],
+            "notes": self.notes,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Validation.
+
+def require_jax():
+    """``jax``, or :class:`InvalidInputError` saying how to install the extra."""
+    try:
+        import jax  # noqa: F401
+        import jax.numpy  # noqa: F401
+    except ImportError:
+        raise InvalidInputError("jax", "not installed (tuner measure runs its benchmarks with JAX)",
+                                f"install the extra: {INSTALL_HINT}") from None
+    return jax
+
+
+def parse_ops(text: str | Iterable[str]) -> tuple[str, ...]:
+    """``"gemm,attention"`` -> ``("gemm", "attention")``; unknown or empty names are an error."""
+    names = [p.strip() for p in (text.split(",") if isinstance(text, str) else text)]
+    names = [n for n in names if n]
+    if not names:
+        raise InvalidInputError("--ops", "empty", f"name one or more of {', '.join(OPS)}")
+    for name in names:
+        if name not in OPS:
+            raise InvalidInputError("--ops", f"unknown op {name!r}", f"choose from {', '.join(OPS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def prepare_out_dir(out: str | os.PathLike) -> Path:
+    """Create ``out`` (and parents) and check that a file can be written in it."""
+    path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".tuner-measure-{os.getpid()}.tmp"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise InvalidInputError("--out", f"cannot write to {out}: {error.strerror or error}",
+                                "pass a writable directory") from None
+    return path
+
+
+def system_name(device_kind: str) -> str:
+    """The database's name for a JAX device kind (``NVIDIA H100 80GB HBM3`` -> ``h100_sxm``)."""
+    kind = device_kind.strip().lower()
+    if kind.startswith("nvidia "):
+        kind = kind[len("nvidia "):]
+    for pattern, name in _SYSTEM_NAMES:
+        if re.search(pattern, kind):
+            return name
+    return re.sub(r"[^a-z0-9]+", "_", kind).strip("_") or "unknown"
+
+
+# --------------------------------------------------------------------------------------------
+# Timing.
+
+def time_compiled(fn: Callable, args: tuple, repeats: int, warmup: int) -> float:
+    """Median wall time in ms of ``fn(*args)`` compiled with jax.jit, ended by block_until_ready."""
+    import jax
+
+    compiled = jax.jit(fn).lower(*args).compile()
+    for _ in range(warmup):
+        jax.block_until_ready(compiled(*args))
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1e3
+
+
+def _memory_limit(device) -> int | None:
+    try:
+        stats = device.memory_stats()
+    except Exception:  # CPU and some backends have none
+        return None
+    return int(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
+
+
+def _fits(nbytes: int, limit: int | None) -> bool:
+    return limit is None or nbytes <= 0.4 * limit
+
+
+def _latency_text(ms: float) -> str:
+    return f"{ms:.6g}"
+
+
+# --------------------------------------------------------------------------------------------
+# Operator classes.
+
+_HOST_RANDOM_LIMIT = 1 << 24  # elements: smaller inputs come from numpy (no compilation)
+
+
+def _random_array(shape: tuple[int, ...], dtype, where, seed: int, fill: float | None = None):
+    """A random (or constant ``fill``) array of ``dtype`` placed on a device or sharding.
+
+    Small arrays are drawn with numpy and copied over, so that making inputs compiles nothing;
+    large ones are drawn on the device (one compilation, cheap next to the transfer it saves).
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    dtype = jnp.dtype(dtype)
+    size = math.prod(shape)
+    integer = jnp.issubdtype(dtype, jnp.integer)
+    if fill is not None:
+        return jax.device_put(np.full(shape, fill, dtype), where)
+    if size <= _HOST_RANDOM_LIMIT:
+        rng = np.random.default_rng(seed)
+        host = (rng.integers(-127, 128, shape, dtype=np.int8) if integer
+                else rng.standard_normal(shape, dtype=np.float32))
+        return jax.device_put(host.astype(dtype), where)
+    key = jax.random.key(seed)
+    if integer:
+        make = lambda: jax.random.randint(key, shape, -127, 128, jnp.int32).astype(dtype)
+    else:
+        # bf16/f16/f32 drawn as is (no f32 temporary); fp8 through f32
+        draw = dtype if dtype.itemsize >= 2 else jnp.dtype(jnp.float32)
+        make = lambda: jax.random.normal(key, shape, draw).astype(dtype)
+    sharding = where if isinstance(where, jax.sharding.Sharding) else \
+        jax.sharding.SingleDeviceSharding(where)
+    return jax.jit(make, out_shardings=sharding)()
+
+
+def _gemm_dtypes(device) -> tuple[list[str], list[str]]:
+    """GEMM formats this backend really runs, and a note per format left out."""
+    measured, skipped = ["bfloat16", "int8_wo"], []
+    cc = getattr(device, "compute_capability", None)
+    try:
+        native_fp8 = device.platform == "gpu" and cc is not None and float(cc) >= 8.9
+    except (TypeError, ValueError):  # an unexpected compute_capability string: do not guess
+        native_fp8 = False
+    if native_fp8:
+        measured.insert(1, "fp8")
+    else:
+        skipped.append(f"fp8 (no native fp8 matmul on {device.device_kind}; XLA would emulate it)")
+    skipped.append("fp8_block, nvfp4, int4_wo, sq (no JAX kernels for them)")
+    return measured, skipped
+
+
+def _gemm_fn(dtype: str):
+    import jax.numpy as jnp
+
+    if dtype == "bfloat16":
+        return lambda x, w: jnp.dot(x, w, preferred_element_type=jnp.bfloat16)
+    if dtype == "fp8":
+        # As the database's fp8 rows: the bf16 activations are quantized (per-tensor scale) inside.
+        def fp8(x, w, w_scale):
+            x_scale = jnp.max(jnp.abs(x)).astype(jnp.float32) / 448.0 + 1e-12
+            xq = (x.astype(jnp.float32) / x_scale).astype(jnp.float8_e4m3fn)
+            out = jnp.dot(xq, w, preferred_element_type=jnp.float32)
+            return (out * (x_scale * w_scale)).astype(jnp.bfloat16)
+        return fp8
+    if dtype == "int8_wo":
+        # Weight-only int8: int8 weights in memory, dequantized (per-channel scale) in the jit.
+        return lambda x, w, s: jnp.dot(x, w.astype(jnp.bfloat16) * s,
+                                       preferred_element_type=jnp.bfloat16)
+    raise AssertionError(dtype)
+
+
+def _gemm_args(dtype: str, m: int, n: int, k: int, device):
+    import jax.numpy as jnp
+
+    seed = m * 131 + n * 7 + k
+    x = _random_array((m, k), jnp.bfloat16, device, seed)
+    if dtype == "bfloat16":
+        return (x, _random_array((k, n), jnp.bfloat16, device, seed + 1))
+    if dtype == "fp8":
+        return (x, _random_array((k, n), jnp.float8_e4m3fn, device, seed + 1),
+                _random_array((), jnp.float32, device, seed + 2, fill=1.0))
+    return (x, _random_array((k, n), jnp.int8, device, seed + 1),
+            _random_array((n,), jnp.bfloat16, device, seed + 2, fill=0.01))
+
+
+def _gemm_points(sweep: Sweep, dtypes: list[str]):
+    return [(d, m, n, k) for d in dtypes for m in sweep.gemm_m for n in sweep.gemm_n
+            for k in sweep.gemm_k]
+
+
+def _attention_fn(impl: str, causal: bool):
+    import jax
+
+    def attend(q, k, v):
+        return jax.nn.dot_product_attention(q, k, v, is_causal=causal, implementation=impl)
+    return attend
+
+
+def _attention_args(batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int, hd: int,
+                    device):
+    import jax.numpy as jnp
+
+    seed = batch * 7919 + q_len * 31 + kv_len
+    return (_random_array((batch, q_len, heads, hd), jnp.bfloat16, device, seed),
+            _random_array((batch, kv_len, kv_heads, hd), jnp.bfloat16, device, seed + 1),
+            _random_array((batch, kv_len, kv_heads, hd), jnp.bfloat16, device, seed + 2))
+
+
+def _collective_fn(op: str, mesh):
+    import jax
+    from jax import lax
+    from jax.sharding import PartitionSpec as P
+
+    shard_map = getattr(jax, "shard_map", None)
+    if shard_map is None:  # jax < 0.7
+        from jax.experimental.shard_map import shard_map
+    body = {
+        "all_reduce": lambda x: lax.psum(x, "d"),
+        "all_gather": lambda x: lax.all_gather(x, "d", tiled=True),
+        "reduce_scatter": lambda x: lax.psum_scatter(x, "d", tiled=True),
+        "alltoall": lambda x: lax.all_to_all(x, "d", 0, 0, tiled=True),
+    }[op]
+    kwargs = {"mesh": mesh, "in_specs": P("d"), "out_specs": P("d")}
+    try:
+        return shard_map(body, check_vma=False, **kwargs)
+    except TypeError:  # older jax names it check_rep
+        return shard_map(body, check_rep=False, **kwargs)
+
+
+def _collective_input(op: str, message_size: int, count: int, dtype, mesh):
+    """The global array whose per-device block is what ``op`` starts from on each device."""
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    per_device = message_size // count if op == "all_gather" else message_size
+    return _random_array((per_device * count,), dtype, NamedSharding(mesh, P("d")),
+                         message_size + count)
+
+
+_NCCL_DTYPES = {"half": "float16", "int8": "int8"}
+
+
+def _device_counts(sweep: Sweep, available: int) -> list[int]:
+    if not sweep.all_device_counts:
+        return [available]
+    counts = [c for c in (2 ** e for e in range(1, 12)) if c < available]
+    return counts + [available]
+
+
+# --------------------------------------------------------------------------------------------
+# The run.
+
+ProgressCallback = Callable[[str, int, int], None]  # (label, done, total)
+
+
+def run_measurements(out_dir: str | os.PathLike, *, system: str | None = None,
+                     sweep: str = "small", ops: Iterable[str] = OPS, repeats: int = 10,
+                     warmup: int = 3,
+                     on_progress: ProgressCallback | None = None) -> MeasureResult:
+    """Run the sweep on the local devices and write the CSV files into ``out_dir``."""
+    if sweep not in SWEEP_GRIDS:
+        raise InvalidInputError("--sweep", f"unknown sweep {sweep!r}", f"choose from {', '.join(SWEEPS)}")
+    ops = parse_ops(ops)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise InvalidInputError("--repeats", f"must be a positive integer, not {repeats!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise InvalidInputError("--warmup", f"must be a non-negative integer, not {warmup!r}")
+    if system is not None and not re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", system):
+        raise InvalidInputError("--system", f"{system!r} is not a plain name",
+                                "use letters, digits and _ . + - (e.g. h100_sxm)")
+    out = prepare_out_dir(out_dir)
+    jax = require_jax()
+    import jaxlib
+
+    started = time.perf_counter()
+    devices = jax.devices()
+    device = devices[0]
+    context = _Context(
+        jax_version=jax.__version__, jaxlib_version=getattr(jaxlib, "__version__", "unknown"),
+        device=device, devices=devices, system=system or system_name(device.device_kind),
+        sweep_name=sweep, sweep=SWEEP_GRIDS[sweep], repeats=repeats, warmup=warmup, out=out,
+        ops=ops, progress=on_progress or (lambda label, done, total: None))
+    results: list[OpResult] = []
+    notes: list[str] = []
+    if "gemm" in ops:
+        results.append(_measure_gemm(context))
+    if "attention" in ops:
+        results.extend(_measure_attention(context))
+    if "collectives" in ops:
+        if len(devices) < 2:
+            notes.append(f"collectives skipped: {len(devices)} {device.platform} device (they need "
+                         "2 or more; on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=4 "
+                         "gives 4 host devices for a functional check)")
+        else:
+            results.append(_measure_collectives(context))
+    return MeasureResult(out_dir=out, system=context.system, device_kind=device.device_kind,
+                         device_count=len(devices), platform=device.platform,
+                         jax_version=jax.__version__, elapsed_s=time.perf_counter() - started,
+                         results=results, notes=notes)
+
+
+@dataclass
+class _Context:
+    jax_version: str
+    jaxlib_version: str
+    device: Any
+    devices: list
+    system: str
+    sweep_name: str
+    sweep: Sweep
+    repeats: int
+    warmup: int
+    out: Path
+    ops: tuple[str, ...]
+    progress: ProgressCallback
+
+    def source_path(self, name: str) -> str:
+        # Like the database's <system>/<class>/<framework>/<version>/<file>.
+        kind = {"gemm": "gemm", "nccl": "comm"}.get(name, "attention")
+        return f"{self.system}/{kind}/jax/{self.jax_version}/{FILES[name]}"
+
+    def base_row(self, name: str, op_name: str) -> dict:
+        return {"system": self.system, "framework": FRAMEWORK, "version": self.jax_version,
+                "op_name": op_name, "kernel_source": KERNEL_SOURCE,
+                "source_path": self.source_path(name)}
+
+    def header(self, name: str, lines: list[str]) -> list[str]:
+        kinds = sorted({d.device_kind for d in self.devices})
+        now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+        return [
+            f"Measured kernel latencies from `tuner measure` (transformer-deploy-tuner) with JAX "
+            f"on the local devices; file {FILES[name]}.",
+            f"devices: {len(self.devices)} x {', '.join(kinds)} (platform {self.device.platform}); "
+            f"measured on device 0{' and meshes of the first num_gpus devices' if name == 'nccl' else ''}; "
+            f"system: {self.system}",
+            f"jax {self.jax_version}, jaxlib {self.jaxlib_version}; python {platform.python_version()}; "
+            f"host: {platform.node() or 'unknown'}; date: {now}",
+            f"sweep: {self.sweep_name}; ops: {','.join(self.ops)}",
+            f"timing: latency column in milliseconds = median of {self.repeats} calls of the "
+            f"jax.jit-compiled function, each ended by block_until_ready, after {self.warmup} "
+            f"warm-up calls (compilation excluded; inputs are not rotated to defeat caches)",
+            *lines,
+            f"source_path: {self.source_path(name)} (this run; database layout "
+            "<system>/<class>/<framework>/<version>/<file>)",
+        ]
+
+    def write(self, result: OpResult, header_lines: list[str]) -> None:
+        path = self.out / FILES[result.name]
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            for line in self.header(result.name, header_lines):
+                handle.write(f"# {line}\n")
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS[result.name], lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(result.rows)
+        os.replace(tmp, path)
+        result.path = path
+
+
+def _record_failure(result: OpResult, error: Exception) -> None:
+    result.failed += 1
+    if not result.first_error:
+        result.first_error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
+
+
+def _finish_notes(result: OpResult, skipped_memory: int) -> list[str]:
+    lines = []
+    if skipped_memory:
+        result.notes.append(f"{skipped_memory} points skipped: inputs over 40% of device memory")
+    if result.failed:
+        result.notes.append(f"{result.failed} points failed (first: {result.first_error})")
+    lines.extend(f"left out: {note}" for note in result.notes)
+    return lines
+
+
+def _measure_gemm(ctx: _Context) -> OpResult:
+    result = OpResult("gemm")
+    dtypes, skipped = _gemm_dtypes(ctx.device)
+    points = _gemm_points(ctx.sweep, dtypes)
+    limit = _memory_limit(ctx.device)
+    width = {"bfloat16": 2, "fp8": 1, "int8_wo": 1}
+    skipped_memory = 0
+    ctx.progress("gemm", 0, len(points))
+    fns = {d: _gemm_fn(d) for d in dtypes}
+    for done, (dtype, m, n, k) in enumerate(points, 1):
+        if not _fits(2 * m * k + width[dtype] * k * n + 2 * m * n, limit):
+            skipped_memory += 1
+        else:
+            try:
+                args = _gemm_args(dtype, m, n, k, ctx.device)
+                ms = time_compiled(fns[dtype], args, ctx.repeats, ctx.warmup)
+                del args
+                result.rows.append({**ctx.base_row("gemm", "gemm"), "gemm_dtype": dtype, "m": m,
+                                    "n": n, "k": k, "latency": _latency_text(ms)})
+            except Exception as error:  # one bad point (out of memory, unsupported) is not fatal
+                _record_failure(result, error)
+        ctx.progress("gemm", done, len(points))
+    lines = [
+        "gemm: out[m,n] = x[m,k] @ W[k,n]; x bfloat16, output bfloat16",
+        f"gemm_dtype measured: {', '.join(dtypes)}"
+        + ("; fp8 = x quantized to float8_e4m3fn (per-tensor scale) inside the call, "
+           "W float8_e4m3fn, f32 accumulation" if "fp8" in dtypes else "")
+        + "; int8_wo = W int8 in memory, dequantized to bfloat16 (per-channel scale) inside the "
+          "jitted call (XLA may or may not fuse the dequantization into the GEMM; not a dedicated "
+          "weight-only kernel)",
+        f"gemm_dtype not measured: {'; '.join(skipped)}",
+    ]
+    lines += _finish_notes(result, skipped_memory)
+    ctx.write(result, lines)
+    return result
+
+
+def _attention_impls(device) -> list[str]:
+    return ["cudnn", "xla"] if device.platform == "gpu" else ["xla"]
+
+
+def _time_attention(ctx: _Context, causal: bool, args: tuple, used: dict) -> float:
+    last_error: Exception | None = None
+    for impl in _attention_impls(ctx.device):
+        try:
+            ms = time_compiled(_attention_fn(impl, causal), args, ctx.repeats, ctx.warmup)
+        except Exception as error:  # cuDNN refuses some shapes: fall back to XLA
+            last_error = error
+            continue
+        used[impl] = used.get(impl, 0) + 1
+        return ms
+    raise last_error  # type: ignore[misc]
+
+
+def _measure_attention(ctx: _Context) -> list[OpResult]:
+    sweep = ctx.sweep
+    limit = _memory_limit(ctx.device)
+    prefill = [(b, s, h, kvh, hd) for (b, s) in sweep.prefill for (h, kvh, hd) in sweep.heads]
+    decode = [(b, s, h, kvh, hd) for (b, s) in sweep.decode for (h, kvh, hd) in sweep.heads]
+    results = []
+    for name, points, causal in (("context_attention", prefill, True),
+                                 ("generation_attention", decode, False)):
+        result = OpResult(name)
+        used: dict[str, int] = {}
+        skipped_memory = 0
+        ctx.progress(name, 0, len(points))
+        for done, (b, s, h, kvh, hd) in enumerate(points, 1):
+            q_len = s if causal else 1
+            nbytes = 2 * b * hd * (2 * q_len * h + 2 * s * kvh) + (4 * b * h * q_len * s)
+            if not _fits(nbytes, limit):
+                skipped_memory += 1
+            else:
+                try:
+                    args = _attention_args(b, q_len, s, h, kvh, hd, ctx.device)
+                    ms = _time_attention(ctx, causal, args, used)
+                    del args
+                    result.rows.append({
+                        **ctx.base_row(name, name), "batch_size": b, "isl": s if causal else 1,
+                        "num_heads": h, "num_key_value_heads": kvh, "head_dim": hd,
+                        "window_size": 0, "beam_width": 1, "attn_dtype": "bfloat16",
+                        "kv_cache_dtype": "bfloat16", "step": 0 if causal else s,
+                        "latency": _latency_text(ms)})
+                except Exception as error:
+                    _record_failure(result, error)
+            ctx.progress(name, done, len(points))
+        what = ("prefill: causal self-attention of isl tokens per sequence, q/k/v "
+                "[batch, isl, heads, head_dim], step 0" if causal else
+                "decode: one query token per sequence (isl 1) over a KV cache of step tokens, "
+                "q [batch, 1, heads, head_dim], k/v [batch, step, kv_heads, head_dim], no mask")
+        impls = ", ".join(f"{impl} x{count}" for impl, count in sorted(used.items())) or "none"
+        lines = [
+            f"{name}: jax.nn.dot_product_attention (softmax(QK^T/sqrt(d))V, GQA when "
+            f"num_key_value_heads < num_heads); {what}",
+            f"implementation per row: {impls} (cudnn tried first on GPUs, else xla)",
+            "attn_dtype and kv_cache_dtype bfloat16 only; window_size 0 (full attention); "
+            "beam_width 1; fp8 attention and fp8 KV cache not measured",
+        ]
+        lines += _finish_notes(result, skipped_memory)
+        ctx.write(result, lines)
+        results.append(result)
+    return results
+
+
+def _measure_collectives(ctx: _Context) -> OpResult:
+    import jax.numpy as jnp
+    from jax.sharding import Mesh
+    import numpy as np
+
+    result = OpResult("nccl")
+    available = len(ctx.devices)
+    counts = _device_counts(ctx.sweep, available)
+    limit = _memory_limit(ctx.device)
+    points = [(op, dt, g, size) for g in counts for dt in ctx.sweep.nccl_dtypes
+              for op in COLLECTIVES for size in ctx.sweep.message_sizes]
+    skipped_memory = 0
+    ctx.progress("nccl", 0, len(points))
+    meshes = {g: Mesh(np.array(ctx.devices[:g]), ("d",)) for g in counts}
+    for done, (op, dt, g, size) in enumerate(points, 1):
+        size = math.ceil(size / g) * g  # every device holds a whole share
+        dtype = getattr(jnp, _NCCL_DTYPES[dt])
+        if not _fits(3 * size * jnp.dtype(dtype).itemsize, limit):
+            skipped_memory += 1
+        else:
+            try:
+                mesh = meshes[g]
+                x = _collective_input(op, size, g, dtype, mesh)
+                ms = time_compiled(_collective_fn(op, mesh), (x,), ctx.repeats, ctx.warmup)
+                del x
+                result.rows.append({**ctx.base_row("nccl", op), "nccl_dtype": dt, "num_gpus": g,
+                                    "message_size": size, "latency": _latency_text(ms)})
+            except Exception as error:
+                _record_failure(result, error)
+        ctx.progress("nccl", done, len(points))
+    lines = [
+        "collectives: jax.shard_map over a 1-D mesh of the first num_gpus devices: all_reduce = "
+        "lax.psum, all_gather = lax.all_gather(tiled), reduce_scatter = lax.psum_scatter(tiled), "
+        "alltoall = lax.all_to_all(tiled); XLA picks the transport (NCCL on GPUs, ICI on TPUs)",
+        "message_size in elements of nccl_dtype (half = float16, int8), nccl-tests' buffer size: "
+        "all_reduce the buffer each device reduces; all_gather the gathered output (each device "
+        "contributes message_size/num_gpus); reduce_scatter each device's input (it keeps "
+        "message_size/num_gpus); alltoall what each device sends in all; rounded up to a "
+        "multiple of num_gpus",
+        f"num_gpus measured: {', '.join(map(str, counts))}",
+    ]
+    lines += _finish_notes(result, skipped_memory)
+    ctx.write(result, lines)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Presentation for the CLI (rich is a dependency of the project; jax is not needed here).
+
+@contextlib.contextmanager
+def progress_bars(disable: bool = False) -> Iterator[ProgressCallback]:
+    """Rich progress bars on stderr, one per file; yields the ``on_progress`` callback.
+
+    Nothing is drawn when ``disable`` or when stderr is not a terminal (pipes, logs, tests).
+    """
+    if disable or not sys.stderr.isatty():
+        yield lambda label, done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn)
+
+    bars = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=Console(stderr=True))
+    tasks: dict[str, Any] = {}
+
+    def update(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = bars.add_task(FILES.get(label, label), total=total)
+        bars.update(tasks[label], completed=done, total=total)
+
+    with bars:
+        yield update
+
+
+def print_summary(result: MeasureResult) -> None:
+    """Rows per file and where they were written; what was skipped."""
+    import click
+
+    summary = result.summary()
+    click.echo(f"measured {summary['device_count']} x {summary['device_kind']} "
+               f"(system {summary['system']}, jax {summary['jax']}) in {summary['elapsed_s']:.1f} s")
+    for entry in summary["files"]:
+        click.echo(f"  {entry['rows']:>6} rows  {entry['path']}")
+        for note in entry["notes"]:
+            click.echo(f"          left out: {note}")
+    for note in summary["notes"]:
+        click.echo(f"  {note}")
+    if summary["files"]:
+        click.echo(f"fit a profile from them: tuner calibrate --kernels {result.out_dir}/*.csv")
+
+
+# --------------------------------------------------------------------------------------------
+# Reading back (the same parsing the calibration fitter needs).
+
+def _open_text(path: Path):
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def read_header(path: str | os.PathLike) -> list[str]:
+    """The leading ``#`` provenance lines of a measurements file, without the ``# ``."""
+    lines = []
+    with _open_text(Path(path)) as handle:
+        for line in handle:
+            if not line.startswith("#"):
+                break
+            lines.append(line[1:].strip())
+    return lines
+
+
+def read_measurements(path: str | os.PathLike) -> list[dict]:
+    """Rows of a measurements CSV (plain or gzip, leading ``#`` lines skipped) as dicts.
+
+    Count columns (m, n, k, batch_size, isl, step, num_gpus, message_size, ...) become ``int``,
+    ``latency`` ``float`` (milliseconds); an empty cell becomes ``None``; the rest stay ``str``.
+    Works for this module's files and for the shared database's ``*.csv.gz`` alike.
+    """
+    path = Path(path)
+    try:
+        handle = _open_text(path)
+    except OSError as error:
+        raise InvalidInputError("measurements", f"cannot read {path}: {error.strerror or error}") from None
+    with handle:
+        lines = itertools.dropwhile(lambda line: line.startswith("#"), handle)
+        reader = csv.DictReader(lines)
+        rows = []
+        for number, raw in enumerate(reader, 1):
+            row: dict[str, Any] = {}
+            for key, value in raw.items():
+                if key is None or value is None:
+                    raise InvalidInputError("measurements", f"{path}: row {number} has "
+                                            "a different number of cells than the header")
+                try:
+                    if value == "":
+                        row[key] = None
+                    elif key in _INT_COLUMNS:
+                        row[key] = int(value)
+                    elif key in _FLOAT_COLUMNS:
+                        row[key] = float(value)
+                    else:
+                        row[key] = value
+                except ValueError:
+                    raise InvalidInputError("measurements", f"{path}: data row {number}: "
+                                            f"{key} {value!r} is not a number") from None
+            rows.append(row)
+    return rows
