@@ -260,6 +260,7 @@ class DecodeAttentionParams(_Params):
     compute_eff: float = Field(default=1.0, gt=0, le=1)
     half_saturation_ctas: float = Field(default=0.0, ge=0)
     per_sequence_s: float = Field(default=0.0, ge=0)
+    per_head_s: float = Field(default=0.0, ge=0)
     launch_s: float = Field(default=0.0, ge=0)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
@@ -267,16 +268,22 @@ class DecodeAttentionParams(_Params):
         "compute_eff": FitSpec(0.005, 1.0, start=0.1),
         "half_saturation_ctas": FitSpec(1e-2, 1e5, log=True, start=50.0),
         "per_sequence_s": FitSpec(1e-12, 1e-6, log=True, start=1e-9),
+        "per_head_s": FitSpec(1e-13, 1e-7, log=True, start=1e-10),
         "launch_s": FitSpec(1e-7, 1e-4, log=True, start=5e-6),
     }
 
 
 def decode_attention_time_s(batch, kv_len, heads, kv_heads, head_dim, kv_bytes_per_element,
-                            chip: HardwareSpec, params: DecodeAttentionParams) -> np.ndarray:
+                            chip: HardwareSpec, params: DecodeAttentionParams, *,
+                            window=0) -> np.ndarray:
     """Seconds of one decode step's attention (one layer): each of ``batch`` sequences reads its
     ``kv_len`` cached keys and values (generation attention in the kernel database).
 
-    time = launch_s + batch * per_sequence_s + max(memory, compute)
+    time = launch_s + batch * per_sequence_s + batch * heads * per_head_s + max(memory, compute)
+    - ``window`` > 0 (sliding window): only min(kv_len, window) entries are read.
+    - per_sequence_s, per_head_s: work per sequence and per query head that does not scale with
+      the KV length (page-table walks, Q load, softmax merge of split-K partials): batch 2048
+      rows with kv_len 1-15 take 0.1-0.3 ms on h100 though they read almost nothing.
     - memory = batch * kv_len * kv_heads * head_dim * 2 * kv_bytes / (bandwidth * memory_eff)
       * (1 + half_saturation_ctas / ctas), ctas = batch * kv_heads * ceil(kv_len / 512): a few
       long sequences cannot keep every SM streaming (h100 trtllm batch 1 rows reach a fraction of
@@ -287,12 +294,14 @@ def decode_attention_time_s(batch, kv_len, heads, kv_heads, head_dim, kv_bytes_p
     """
     batch, kv_len, heads, kv_heads, head_dim = (np.asarray(x, dtype=float)
                                                 for x in (batch, kv_len, heads, kv_heads, head_dim))
+    kv_len = np.where(np.asarray(window) > 0, np.minimum(kv_len, window), kv_len)
     kv_bytes = batch * kv_len * kv_heads * head_dim * 2.0 * np.asarray(kv_bytes_per_element, float)
     ctas = batch * kv_heads * np.ceil(np.maximum(kv_len, 1.0) / 512.0)
     memory_s = kv_bytes / (chip.memory_bandwidth_bytes_per_s * params.memory_eff) \
         * (1.0 + params.half_saturation_ctas / ctas)
     compute_s = 4.0 * batch * heads * kv_len * head_dim / (chip.peak_ops_per_s.bf16 * params.compute_eff)
-    return params.launch_s + batch * params.per_sequence_s + np.maximum(memory_s, compute_s)
+    return (params.launch_s + batch * params.per_sequence_s + batch * heads * params.per_head_s
+            + np.maximum(memory_s, compute_s))
 
 
 # ---------------------------------------------------------------------------------------------

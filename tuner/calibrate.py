@@ -54,7 +54,7 @@ from tuner.kernel_data import (
 
 SEED = 20260101
 FOLDS = 5
-MAX_ROWS_PER_GROUP = 700
+MAX_ROWS_PER_GROUP = 300
 ELEMENT_BYTES = {"half": 2.0, "bfloat16": 2.0, "float16": 2.0, "fp16": 2.0, "int8": 1.0,
                  "float": 4.0, "float32": 4.0, "fp8": 1.0}
 KV_BYTES = {"bfloat16": 2.0, "float16": 2.0, "fp8": 1.0, "int8": 1.0}
@@ -149,7 +149,7 @@ def fit_gemm(table: KernelTable, chip: HardwareSpec, system: str, backend: str, 
              folds: int, max_rows: int | None) -> list[GroupReport]:
     c = table.columns
     reports = []
-    here = (c["system"] == system) & (c["backend"] == backend)
+    here = (c["system"] == system) & (c["engine"] == backend)
     for fmt in sorted(set(c["gemm_dtype"][here])):
         mask = here & (c["gemm_dtype"] == fmt)
         if fmt == "fp8_block":
@@ -182,7 +182,7 @@ def fit_gemm(table: KernelTable, chip: HardwareSpec, system: str, backend: str, 
 def fit_prefill(table: KernelTable, chip: HardwareSpec, system: str, backend: str, seed: int,
                 folds: int, max_rows: int | None) -> list[GroupReport]:
     c = table.columns
-    here = (c["system"] == system) & (c["backend"] == backend)
+    here = (c["system"] == system) & (c["engine"] == backend)
     reports = []
     window_all = c.get("window_size", np.zeros(len(table)))
     for attn, kv in sorted(set(zip(c["attn_dtype"][here], c["kv_cache_dtype"][here]))):
@@ -213,7 +213,7 @@ def fit_prefill(table: KernelTable, chip: HardwareSpec, system: str, backend: st
 def fit_decode(table: KernelTable, chip: HardwareSpec, system: str, backend: str, seed: int,
                folds: int, max_rows: int | None) -> list[GroupReport]:
     c = table.columns
-    here = (c["system"] == system) & (c["backend"] == backend)
+    here = (c["system"] == system) & (c["engine"] == backend)
     reports = []
     for kv in sorted(set(c["kv_cache_dtype"][here])):
         mask = here & (c["kv_cache_dtype"] == kv)
@@ -222,14 +222,16 @@ def fit_decode(table: KernelTable, chip: HardwareSpec, system: str, backend: str
         _require_rows(table, rows, len(specs), f"generation attention kv {kv} on {system}/{backend}")
         b, h, hk, d = (c[x][rows] for x in ("batch_size", "num_heads", "num_key_value_heads", "head_dim"))
         kv_len = np.maximum(c["step"][rows], 1.0)
+        w = c.get("window_size", np.zeros(len(table)))[rows]
         measured = c["latency"][rows] * 1e-3
         kvb = KV_BYTES.get(kv, 2.0)
 
-        def predict(values, idx, b=b, h=h, hk=hk, d=d, kv_len=kv_len, kvb=kvb):
+        def predict(values, idx, b=b, h=h, hk=hk, d=d, kv_len=kv_len, kvb=kvb, w=w):
             return decode_attention_time_s(b[idx], kv_len[idx], h[idx], hk[idx], d[idx], kvb, chip,
-                                           DecodeAttentionParams(**values))
+                                           DecodeAttentionParams(**values), window=w[idx])
 
-        roofline = decode_attention_time_s(b, kv_len, h, hk, d, kvb, chip, DecodeAttentionParams())
+        roofline = decode_attention_time_s(b, kv_len, h, hk, d, kvb, chip, DecodeAttentionParams(),
+                                           window=w)
         cv_keys = h * 1_000_000 + hk * 1000 + d
         reports.append(_fit_group("decode_attention", kv, specs, predict, measured, cv_keys,
                                   roofline, seed, folds))
@@ -291,8 +293,9 @@ def fit_nccl(table: KernelTable, chip: HardwareSpec, system: str, seed: int, fol
 def fit_custom_allreduce(table: KernelTable, chip: HardwareSpec, system: str, backend: str, seed: int,
                          folds: int) -> list[GroupReport]:
     c = table.columns
-    here = (c["system"] == system) & (c["backend"] == backend)
-    impl_col = c.get("implementation", np.array(["custom"] * len(table), dtype=object))
+    here = (c["system"] == system) & (c["engine"] == backend)
+    # kernel_source names the implementation: TRTLLM, vLLM_custom_graph, SGLang_..._eager, ...
+    impl_col = c.get("kernel_source", np.array(["custom"] * len(table), dtype=object))
     impls = np.array([_implementation(x) for x in impl_col], dtype=object)
     element = np.array([ELEMENT_BYTES.get(str(x).lower(), 2.0) for x in c["allreduce_dtype"]])
     message_bytes = c["message_size"] * element
@@ -401,7 +404,7 @@ def shipped_pairs(kernel_dir: Path = REPO_KERNELS) -> list[tuple[str, str]]:
     pairs = set()
     for name in ("gemm_perf.csv.gz", "context_attention_perf.csv.gz"):
         table = read_kernel_table(kernel_dir / name)
-        for system, backend in zip(table.columns["system"], table.columns["backend"]):
+        for system, backend in zip(table.columns["system"], table.columns["engine"]):
             if system in SYSTEMS and backend in BACKENDS:
                 pairs.add((SYSTEMS[system], backend))
     return sorted(pairs)

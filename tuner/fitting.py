@@ -64,7 +64,7 @@ def fit(specs: dict[str, FitSpec], predict: Callable[[dict[str, float], np.ndarr
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             result = least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=F_SCALE,
-                                   x_scale="jac", max_nfev=400)
+                                   x_scale="jac", max_nfev=200)
         if best is None or result.cost < best.cost:
             best = result
     values = _from_x(specs, best.x)

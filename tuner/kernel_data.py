@@ -138,6 +138,6 @@ def read_kernel_table(path: str | Path) -> KernelTable:
                     f"{name}:{lines[i]}", f"{column}={data[column][i]!r} must be a positive number"
                     + (" (a latency in ms)" if column == "latency" else ""), "fix or drop the row")
     if "framework" in data:
-        data["backend"] = np.array([FRAMEWORKS.get(str(f).lower(), str(f).lower())
+        data["engine"] = np.array([FRAMEWORKS.get(str(f).lower(), str(f).lower())
                                     for f in data["framework"]], dtype=object)
     return KernelTable(name, kind, header, data, lines)
