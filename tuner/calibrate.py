@@ -347,7 +347,8 @@ def fit_profile(kernel_files: list[str | Path] | None, chip: str, backend: str, 
         used.append(DataFile(path=_display_path(table.path), rows_used=rows, source=source[:300]))
         del c
     if not reports:
-        raise InvalidInputError("kernels", f"no rows for system {system} ({chip}) under {backend}",
+        raise InvalidInputError(", ".join(t.path for t in tables),
+                                f"no rows for system {system} ({chip}) under {backend}",
                                 "pass measurement files of this chip and engine")
     profile = build_profile(hardware, backend, reports, used, seed, folds)
     return profile, FitReport(chip, backend, reports, time.perf_counter() - started)

@@ -135,7 +135,7 @@ def read_kernel_table(path: str | Path) -> KernelTable:
             if bad.any():
                 i = int(np.argmax(bad))
                 raise InvalidInputError(
-                    f"{name}:{lines[i]}", f"{column}={data[column][i]!r} must be a positive number"
+                    f"{name}:{lines[i]}", f"{column}={float(data[column][i])!r} must be a positive number"
                     + (" (a latency in ms)" if column == "latency" else ""), "fix or drop the row")
     if "framework" in data:
         data["engine"] = np.array([FRAMEWORKS.get(str(f).lower(), str(f).lower())
