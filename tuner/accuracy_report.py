@@ -33,8 +33,14 @@ def _fit_one(pair):
 
 def fit_all(workers: int = 2):
     pairs = shipped_pairs()
+    # One chip's engines in one process, so its tables and NCCL fits are shared (cached).
+    chunks = [[p for p in pairs if p[0] == chip] for chip in sorted({c for c, _ in pairs})]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(_fit_one, pairs))
+        return [r for chunk in pool.map(_fit_chunk, chunks) for r in chunk]
+
+
+def _fit_chunk(pairs):
+    return [_fit_one(pair) for pair in pairs]
 
 
 def _fmt(value: float) -> str:

@@ -10,6 +10,7 @@ group with k-fold CV over groups of rows, and return a :class:`CalibrationProfil
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -326,7 +327,7 @@ def fit_profile(kernel_files: list[str | Path] | None, chip: str, backend: str, 
                                 f"calibrate one of {', '.join(sorted(CHIP_TO_SYSTEM))}")
     system = CHIP_TO_SYSTEM[chip]
     files = [Path(f) for f in (kernel_files or [REPO_KERNELS / name for name in DEFAULT_FILES])]
-    tables = [read_kernel_table(f) for f in files]
+    tables = [_read_cached(str(f)) for f in files]
     reports: list[GroupReport] = []
     used: list[DataFile] = []
     for table in tables:
@@ -338,8 +339,8 @@ def fit_profile(kernel_files: list[str | Path] | None, chip: str, backend: str, 
             reports += fit_prefill(table, hardware, system, backend, seed, folds, max_rows_per_group)
         elif table.kind == "generation_attention":
             reports += fit_decode(table, hardware, system, backend, seed, folds, max_rows_per_group)
-        elif table.kind == "nccl":
-            reports += fit_nccl(table, hardware, system, seed, folds)
+        elif table.kind == "nccl":  # engine-independent: fitted once per file, chip and seed
+            reports += _nccl_cached(table.path, chip, system, seed, folds)
         elif table.kind == "custom_allreduce":
             reports += fit_custom_allreduce(table, hardware, system, backend, seed, folds)
         rows = sum(r.rows for r in reports[before:])
@@ -352,6 +353,16 @@ def fit_profile(kernel_files: list[str | Path] | None, chip: str, backend: str, 
                                 "pass measurement files of this chip and engine")
     profile = build_profile(hardware, backend, reports, used, seed, folds)
     return profile, FitReport(chip, backend, reports, time.perf_counter() - started)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_cached(path: str) -> KernelTable:
+    return read_kernel_table(path)
+
+
+@functools.lru_cache(maxsize=64)
+def _nccl_cached(path: str, chip: str, system: str, seed: int, folds: int) -> list[GroupReport]:
+    return fit_nccl(_read_cached(path), get_hardware(chip), system, seed, folds)
 
 
 def _display_path(path: str) -> str:
