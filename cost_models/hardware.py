@@ -31,6 +31,7 @@ class PeakOps(BaseModel):
     fp8: float | None = Field(default=None, gt=0)
     int8: float | None = Field(default=None, gt=0)
     int4: float | None = Field(default=None, gt=0)
+    fp4: float | None = Field(default=None, gt=0, description="4-bit float (NVFP4) matmul peak.")
 
 
 class TorusInterconnect(BaseModel):
@@ -84,6 +85,11 @@ class HardwareSpec(BaseModel):
     memory_bandwidth_bytes_per_s: float = Field(gt=0)
     interconnect: Annotated[TorusInterconnect | SwitchedInterconnect, Field(discriminator="kind")]
     efficiency: Efficiency = Efficiency()
+    compute_units: int | None = Field(
+        default=None, gt=0, description="Streaming multiprocessors (GPU) or cores: the kernel "
+        "efficiency model's wave quantization (cost_models/efficiency.py). None: unknown.")
+    l2_bytes: float | None = Field(
+        default=None, gt=0, description="Last-level on-chip cache (GPU L2) in bytes. None: unknown.")
 
     def peak_table(self) -> np.ndarray:
         """Peak ops/s indexed by dtype code, with formats the chip lacks run in the next wider one.

@@ -346,6 +346,49 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str) -> None:
         raise SystemExit(130)
 
 
+@cli.command("calibrate")
+@click.option("--hardware", default=None, help="Catalog chip to calibrate (tuner hardware).")
+@click.option("--backend", type=click.Choice(["trtllm", "vllm", "sglang"]), default=None,
+              help="Serving engine whose kernels the measurements time.")
+@click.option("--kernels", multiple=True, type=click.Path(dir_okay=False),
+              help="Kernel measurement CSV (gzip or plain, '#' header lines); repeatable. "
+                   "[default: the repo's data/kernels copies]")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
+              help="Write the profile YAML here.")
+@click.option("--all", "every_pair", is_flag=True,
+              help="Fit every (chip, engine) in data/kernels into cost_models/calibration_profiles.")
+@click.option("--report", default=None, type=click.Path(dir_okay=False),
+              help="With --all: also write the accuracy report (docs/accuracy.md).")
+@click.option("--json", "as_json", is_flag=True, help="Print the fit report as JSON.")
+def calibrate_command(hardware: str | None, backend: str | None, kernels: tuple[str, ...],
+                      output: str | None, every_pair: bool, report: str | None, as_json: bool) -> None:
+    """Fit a calibration profile (kernel efficiency model) from kernel measurements and print
+    the held-out (cross-validated) error per operator group."""
+    from tuner import accuracy_report
+    from tuner.calibrate import fit_profile, write_profile
+
+    if every_pair:
+        accuracy_report.main([report] if report else [])
+        return
+    if hardware is None or backend is None:
+        raise InvalidInputError("calibrate", "--hardware and --backend are required",
+                                "e.g. tuner calibrate --hardware h100-sxm --backend trtllm (or --all)")
+    profile, fit_report = fit_profile(list(kernels) or None, hardware, backend)
+    if output:
+        write_profile(profile, output)
+    if as_json:
+        _print_json(fit_report.to_json())
+        return
+    click.echo(f"{hardware} / {backend}: {len(fit_report.groups)} groups fitted in "
+               f"{fit_report.seconds:.1f} s (held-out error = {profile.provenance.folds}-fold CV)")
+    click.echo(f"{'group':42s} {'rows':>5s} {'roofline med':>12s} {'held-out med':>12s} {'p90':>7s}")
+    for g in fit_report.groups:
+        click.echo(f"{g.name:42s} {g.rows:5d} {g.roofline_median:12.1%} {g.cv_median:12.1%} "
+                   f"{g.cv_p90:7.1%}" + (f"  ! {'; '.join(g.warnings)}" if g.warnings else ""))
+    if output:
+        click.echo(f"wrote {output}")
+
+
 def _print_json(data: object) -> None:
     # allow_nan=False: scripts get standard JSON or an error, never Infinity/NaN.
     click.echo(json.dumps(data, indent=2, allow_nan=False))

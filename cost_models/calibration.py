@@ -1,0 +1,232 @@
+"""Calibration profiles: the fitted parameters of the efficiency model, as data.
+
+One YAML file per (chip, serving engine) in ``cost_models/calibration_profiles/``, written by
+``tuner calibrate`` (tuner/calibrate.py) and read here; the cost model reads profiles, it never
+fits one. A profile holds, per operator class, the parameters of cost_models/efficiency.py, where
+they came from (data files, row counts, fit date, tool version) and their cross-validated error
+(median and p90 absolute relative error over held-out folds).
+
+``profile_for(chip, backend)`` returns the shipped profile, or a DEFAULT for a chip without one:
+every efficiency, fraction and fixed cost is the median over the shipped profiles of that backend
+(over all backends when none has it), collectives use the chip's catalog interconnect (latency
+and bandwidth of its fast domain), and ``fallback`` is True with the reason in
+``fallback_reason``. A default's accuracy is unmeasured: its ``cv_error`` is empty.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cost_models.efficiency import (
+    CollectiveParams,
+    DecodeAttentionParams,
+    ElementwiseParams,
+    GemmParams,
+    PrefillAttentionParams,
+)
+from cost_models.errors import InvalidInputError, from_validation_error
+from cost_models.hardware import get_hardware
+
+BACKENDS: tuple[str, ...] = ("trtllm", "vllm", "sglang")
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_PROFILE_DIR = "calibration_profiles"
+
+
+class DataFile(BaseModel):
+    model_config = _FROZEN
+    path: str
+    rows_used: int = Field(ge=0)
+    source: str = Field(description="The file's provenance (# lines), condensed.")
+
+
+class Provenance(BaseModel):
+    model_config = _FROZEN
+    data_files: list[DataFile]
+    fit_date: str
+    tool_version: str
+    seed: int
+    folds: int
+    notes: list[str] = []
+
+
+class HeldOutError(BaseModel):
+    """Absolute relative error |predicted/measured - 1| over held-out rows (k-fold CV)."""
+
+    model_config = _FROZEN
+    rows: int = Field(ge=0)
+    median: float = Field(ge=0)
+    p90: float = Field(ge=0)
+    roofline_median: float = Field(ge=0, description="The same rows, pure roofline (before).")
+    roofline_p90: float = Field(ge=0)
+    warnings: list[str] = []
+
+
+class CalibrationProfile(BaseModel):
+    """Fitted efficiency parameters of one chip under one serving engine."""
+
+    model_config = _FROZEN
+
+    chip: str = Field(description="Hardware catalog name.")
+    backend: Literal["trtllm", "vllm", "sglang"]
+    fallback: bool = Field(default=False, description="True: a DEFAULT, not fitted on this chip.")
+    fallback_reason: str | None = None
+    #: gemm_dtype of the kernel database -> parameters.
+    gemm: dict[str, GemmParams] = {}
+    #: "attn_dtype/kv_cache_dtype" (e.g. "bfloat16/fp8") -> parameters.
+    prefill_attention: dict[str, PrefillAttentionParams] = {}
+    #: kv_cache_dtype -> parameters.
+    decode_attention: dict[str, DecodeAttentionParams] = {}
+    elementwise: ElementwiseParams = ElementwiseParams()
+    #: implementation ("nccl", "custom", "custom_graph", "custom_eager") -> kind -> group size.
+    collectives: dict[str, dict[str, dict[int, CollectiveParams]]] = {}
+    per_layer_overhead_s: float = Field(
+        default=0.0, ge=0, description="Fixed engine cost per transformer layer per forward step "
+        "(Python/scheduling glue between kernels). 0 until fitted from end-to-end runs.")
+    per_step_overhead_s: float = Field(
+        default=0.0, ge=0, description="Fixed engine cost per forward step (scheduler, sampling, "
+        "batch assembly). 0 until fitted from end-to-end runs.")
+    provenance: Provenance | None = None
+    #: "gemm/bfloat16", "prefill_attention/bfloat16/bfloat16", "collectives/nccl/all_reduce", ...
+    cv_error: dict[str, HeldOutError] = {}
+
+    def gemm_params(self, gemm_format: str) -> GemmParams:
+        return _pick(self.gemm, gemm_format, f"{self.name}.gemm")
+
+    def prefill_params(self, attn_dtype: str = "bfloat16", kv_dtype: str = "bfloat16") -> PrefillAttentionParams:
+        return _pick(self.prefill_attention, f"{attn_dtype}/{kv_dtype}", f"{self.name}.prefill_attention")
+
+    def decode_params(self, kv_dtype: str = "bfloat16") -> DecodeAttentionParams:
+        return _pick(self.decode_attention, kv_dtype, f"{self.name}.decode_attention")
+
+    def collective_params(self, kind: str, implementation: str = "nccl") -> dict[int, CollectiveParams]:
+        table = _pick(self.collectives, implementation, f"{self.name}.collectives")
+        return _pick(table, kind, f"{self.name}.collectives.{implementation}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.chip}-{self.backend}"
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=False), sort_keys=False,
+                              width=100)
+
+
+def _pick(table: dict, key, where: str):
+    if key not in table:
+        raise InvalidInputError(where, f"no entry {key!r}",
+                                f"use one of {', '.join(map(str, table)) or '(none fitted)'}")
+    return table[key]
+
+
+def _profile_dir():
+    return resources.files("cost_models").joinpath(_PROFILE_DIR)
+
+
+def available_profiles() -> list[str]:
+    """Names (``<chip>-<backend>``) of the shipped profiles."""
+    return sorted(p.name[:-5] for p in _profile_dir().iterdir() if p.name.endswith(".yaml"))
+
+
+def _parse(text: str, where: str) -> CalibrationProfile:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise InvalidInputError(where, f"not valid YAML ({str(error).splitlines()[0]})",
+                                "regenerate it with tuner calibrate") from None
+    if not isinstance(raw, dict):
+        raise InvalidInputError(where, "not a mapping of profile fields",
+                                "regenerate it with tuner calibrate")
+    try:
+        return CalibrationProfile(**raw)
+    except ValidationError as error:
+        raise from_validation_error(error, where) from None
+    except TypeError as error:
+        raise InvalidInputError(where, f"bad field names ({error})", "regenerate it") from None
+
+
+def load_profile(name_or_path: str | Path, chip: str | None = None) -> CalibrationProfile:
+    """A shipped profile by name (``h100-sxm-trtllm``) or a profile file by path. With ``chip``,
+    a profile of another chip is refused."""
+    text_path = Path(name_or_path)
+    if str(name_or_path) in available_profiles():
+        where = f"{_PROFILE_DIR}/{name_or_path}.yaml"
+        text = _profile_dir().joinpath(f"{name_or_path}.yaml").read_text()
+    elif text_path.suffix in (".yaml", ".yml") or text_path.exists():
+        where = str(text_path)
+        try:
+            text = text_path.read_text()
+        except OSError as error:
+            raise InvalidInputError(where, f"cannot read: {error.strerror}", "check the path") from None
+    else:
+        raise InvalidInputError("profile", f"unknown profile {str(name_or_path)!r}",
+                                f"use a file path or one of {', '.join(available_profiles())}")
+    profile = _parse(text, where)
+    get_hardware(profile.chip)  # the chip must exist in the catalog
+    if chip is not None and profile.chip != chip:
+        raise InvalidInputError(f"{where}.chip", f"profile is for {profile.chip}, not {chip}",
+                                f"use a profile calibrated on {chip}")
+    return profile
+
+
+@cache
+def _shipped(name: str) -> CalibrationProfile:
+    return load_profile(name)
+
+
+def profile_for(chip_name: str, backend: str) -> CalibrationProfile:
+    """The shipped profile of ``chip_name`` under ``backend``, or the documented DEFAULT."""
+    if backend not in BACKENDS:
+        raise InvalidInputError("backend", f"unknown backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
+    chip = get_hardware(chip_name)
+    name = f"{chip_name}-{backend}"
+    if name in available_profiles():
+        return _shipped(name)
+    return default_profile(chip.name, backend)
+
+
+def _median_params(cls, items: list):
+    if not items:
+        return cls()
+    fields = {}
+    for field in cls.model_fields:
+        values = [getattr(p, field) for p in items if getattr(p, field) is not None]
+        if values:
+            fields[field] = float(np.median(values))
+    return cls(**fields)
+
+
+@cache
+def default_profile(chip_name: str, backend: str) -> CalibrationProfile:
+    """DEFAULT for a chip without a shipped profile (see the module docstring)."""
+    chip = get_hardware(chip_name)
+    shipped = [_shipped(n) for n in available_profiles()]
+    same = [p for p in shipped if p.backend == backend] or shipped
+    gemm_keys = sorted({k for p in same for k in p.gemm})
+    prefill_keys = sorted({k for p in same for k in p.prefill_attention})
+    decode_keys = sorted({k for p in same for k in p.decode_attention})
+    net = chip.interconnect
+    latency = getattr(net, "domain_latency_s", None) or getattr(net, "hop_latency_s", 1e-6)
+    bandwidth = getattr(net, "domain_bandwidth_bytes_per_s", None) or net.link_bandwidth_bytes_per_s
+    one = CollectiveParams(latency_s=latency, bandwidth_bytes_per_s=bandwidth)
+    kinds = ("all_reduce", "all_gather", "reduce_scatter", "alltoall")
+    return CalibrationProfile(
+        chip=chip.name, backend=backend, fallback=True,
+        fallback_reason=(f"no profile fitted on {chip.name} under {backend}: median parameters of "
+                         f"{len(same)} shipped profiles; collectives from the catalog interconnect"),
+        gemm={k: _median_params(GemmParams, [p.gemm[k] for p in same if k in p.gemm]) for k in gemm_keys},
+        prefill_attention={k: _median_params(PrefillAttentionParams, [p.prefill_attention[k] for p in same
+                                                                      if k in p.prefill_attention])
+                           for k in prefill_keys},
+        decode_attention={k: _median_params(DecodeAttentionParams, [p.decode_attention[k] for p in same
+                                                                    if k in p.decode_attention])
+                          for k in decode_keys},
+        elementwise=_median_params(ElementwiseParams, [p.elementwise for p in same]),
+        collectives={"nccl": {kind: {g: one for g in (2, 4, 8)} for kind in kinds}},
+    )

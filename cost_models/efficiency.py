@@ -1,0 +1,396 @@
+"""Kernel-level efficiency model: what a roofline becomes on a real chip and engine.
+
+Pure, vectorized numpy. One function per operator class, taking the shapes exactly as the kernel
+measurements describe them (``data/kernels/*.csv.gz``, NVIDIA AIConfigurator's public database) as
+broadcastable arrays, plus a parameter object, and returning seconds. Nothing is fitted here: the
+parameters come from a calibration profile (:mod:`cost_models.calibration`, fitted by
+``tuner calibrate``). Every parameter class defaults to the pure roofline (efficiencies 1, no fixed
+costs), so ``Params()`` reproduces the papers' numbers.
+
+Each formula below says which parameters exist, how they enter, and which measurements motivate
+them. Numbers quoted in comments were read off the shipped subset ``data/kernels`` (held-out fit
+errors are in docs/accuracy.md).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from cost_models.errors import InvalidInputError
+from cost_models.hardware import HardwareSpec
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+#: GEMM formats of the kernel database (``gemm_dtype``).
+GEMM_FORMATS: tuple[str, ...] = ("bfloat16", "fp8", "fp8_block", "int8_wo", "int4_wo", "sq", "nvfp4")
+#: Bytes per weight element as stored (nvfp4: 4 bits + one fp8 scale per 16 elements).
+WEIGHT_BYTES = {"bfloat16": 2.0, "fp8": 1.0, "fp8_block": 1.0, "int8_wo": 1.0, "int4_wo": 0.5,
+                "sq": 1.0, "nvfp4": 0.5625}
+#: Bytes per activation element the matmul itself reads (after any quantization).
+ACTIVATION_BYTES = {"bfloat16": 2.0, "fp8": 1.0, "fp8_block": 1.0, "int8_wo": 2.0, "int4_wo": 2.0,
+                    "sq": 1.0, "nvfp4": 0.5625}
+#: Formats whose kernels quantize bf16 activations first (the collector times that pass too).
+QUANTIZES_ACTIVATIONS = frozenset({"fp8", "fp8_block", "nvfp4"})
+#: Weight-only formats: weights are dequantized to bf16 inside the kernel, math runs in bf16.
+WEIGHT_ONLY = frozenset({"int8_wo", "int4_wo"})
+OUTPUT_BYTES = 2.0  # bf16 result
+
+#: Tile of the wave-quantization term (a typical CUTLASS/cuBLAS CTA tile on Ampere..Blackwell).
+TILE_M, TILE_N = 128, 128
+
+COLLECTIVE_KINDS: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "alltoall")
+
+
+class FitSpec:
+    """How the fitter may move one parameter: bounds, and whether to search it in log space."""
+
+    def __init__(self, low: float, high: float, log: bool = False, start: float | None = None):
+        self.low, self.high, self.log = low, high, log
+        self.start = start
+
+
+class _Params(BaseModel):
+    model_config = _FROZEN
+    #: Bounds of every fittable field (tuner.calibrate reads this; the model never does).
+    FIT: ClassVar[dict[str, FitSpec]] = {}
+
+
+def peak_for_format(chip: HardwareSpec, gemm_format: str) -> float:
+    """Dense peak ops/s a GEMM of ``gemm_format`` runs at (a format the chip lacks: next wider)."""
+    p = chip.peak_ops_per_s
+    if gemm_format in ("bfloat16", "int8_wo", "int4_wo"):
+        return p.bf16  # weight-only: dequantize to bf16, bf16 tensor cores
+    if gemm_format in ("fp8", "fp8_block"):
+        return p.fp8 or p.bf16
+    if gemm_format == "sq":
+        return p.int8 or p.bf16
+    if gemm_format == "nvfp4":
+        return p.fp4 or p.fp8 or p.bf16
+    raise InvalidInputError("gemm_format", f"unknown format {gemm_format!r}",
+                            f"use one of {', '.join(GEMM_FORMATS)}")
+
+
+def _compute_units(chip: HardwareSpec) -> int:
+    # Chips without an SM count (TPUs, CPUs) get no wave quantization: a huge unit count makes
+    # every wave full.
+    return chip.compute_units or 1_000_000
+
+
+def _combine(compute_s: np.ndarray, memory_s: np.ndarray, power: float | None) -> np.ndarray:
+    """max(compute, memory) (power None) or the p-norm (c^p + m^p)^(1/p) >= max, a smooth max
+    for partial overlap of loads and math (fitted p in [1, 16]: 1 is no overlap at all)."""
+    if power is None:
+        return np.maximum(compute_s, memory_s)
+    big = np.maximum(np.maximum(compute_s, memory_s), 1e-30)
+    return big * ((compute_s / big) ** power + (memory_s / big) ** power) ** (1.0 / power)
+
+
+# ---------------------------------------------------------------------------------------------
+# GEMM
+# ---------------------------------------------------------------------------------------------
+
+class GemmParams(_Params):
+    """One GEMM format on one chip and engine. Defaults: pure roofline."""
+
+    compute_eff: float = Field(default=1.0, gt=0, le=1)
+    memory_eff: float = Field(default=1.0, gt=0, le=1)
+    min_tile_m: float = Field(default=1.0, ge=1, le=256)
+    wave_weight: float = Field(default=0.0, ge=0, le=1)
+    launch_s: float = Field(default=0.0, ge=0)
+    act_quant_passes: float = Field(default=0.0, ge=0, le=8)
+    l2_speedup: float = Field(default=1.0, ge=1, le=20)
+    combine_power: float | None = Field(default=None, ge=1, le=16)
+
+    FIT: ClassVar[dict[str, FitSpec]] = {
+        "compute_eff": FitSpec(0.02, 1.0, start=0.6),
+        "memory_eff": FitSpec(0.02, 1.0, start=0.6),
+        "min_tile_m": FitSpec(1.0, 256.0, log=True, start=16.0),
+        "wave_weight": FitSpec(0.0, 1.0, start=0.3),
+        "launch_s": FitSpec(1e-7, 1e-4, log=True, start=5e-6),
+        "act_quant_passes": FitSpec(0.0, 8.0, start=1.0),
+        "l2_speedup": FitSpec(1.0, 20.0, start=2.0),
+        "combine_power": FitSpec(1.0, 16.0, start=2.0),
+    }
+
+
+def l2_resident_fraction(bytes_moved, chip: HardwareSpec) -> np.ndarray:
+    """Soft indicator that a working set of ``bytes_moved`` fits in L2: 1 well below the L2 size,
+    0 well above (1 / (1 + (bytes / L2)^4)); 0 for chips without an L2 figure."""
+    if chip.l2_bytes is None:
+        return np.zeros(np.shape(bytes_moved))
+    return 1.0 / (1.0 + (np.asarray(bytes_moved, dtype=float) / chip.l2_bytes) ** 4)
+
+
+def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParams) -> np.ndarray:
+    """Seconds for x[m,k] @ W[k,n] in ``gemm_format`` on ``chip`` (arrays broadcast).
+
+    time = launch_s + act_quant + combine(compute, memory)
+
+    - compute = 2 * m_eff * n * k * quant / (peak(format) * compute_eff), where
+      m_eff = max(m, min_tile_m): a kernel's smallest M tile is computed in full however few rows
+      are valid (Hopper wgmma tiles are 64 rows; fitted, since engines pick kernels per shape);
+      quant = 1 + wave_weight * (waves * SMs / tiles - 1) is the wave-quantization loss over the
+      chip's SMs with TILE_M x TILE_N tiles, weighted by wave_weight (0: split-K/stream-K kernels
+      hide it, 1: full loss). Motivation: h100 bf16 GEMMs with m=n=k~4096 reach ~0.7-0.8 of peak,
+      m<=16 ones are pure weight streaming, and mid sizes show a tile staircase in m.
+    - memory = (n*k*w + m*k*a + m*n*2) bytes / (HBM bandwidth * memory_eff): weights w bytes per
+      element of the format (int4 0.5, fp8 1, ...), activations a, bf16 output. The collector
+      rotates weight buffers that fit in L2 to defeat it, so no L2-resident term is identifiable
+      (all rows are HBM-bound at small m, measured weight streaming at 0.6-0.9 of HBM bandwidth).
+    - L2: a working set that fits in L2 streams l2_speedup times faster:
+      memory *= 1 - l2_resident_fraction * (1 - 1/l2_speedup). The collector rotates weights
+      smaller than L2, yet l40s rows (96 MB L2, 864 GB/s GDDR6) run up to 3x faster than the HBM
+      roofline when weights fit in L2 (10-20% of l40s bf16 rows are below it); on HBM3 chips the
+      fit leaves l2_speedup near 1.
+    - act_quant (fp8, fp8_block, nvfp4 only: those kernels quantize bf16 activations, and the
+      collector times it) = act_quant_passes * m*k*(2 + a) bytes / (bandwidth * memory_eff).
+    - weight-only formats (int8_wo, int4_wo) dequantize inside the kernel: math at the bf16 peak,
+      memory at the narrow weight bytes; the dequantization's cost shows as a lower compute_eff.
+    - combine: plain max or a fitted p-norm smooth max (``combine_power``).
+    """
+    m, n, k = (np.asarray(x, dtype=float) for x in (m, n, k))
+    peak = peak_for_format(chip, gemm_format)
+    w_bytes, a_bytes = WEIGHT_BYTES[gemm_format], ACTIVATION_BYTES[gemm_format]
+    bandwidth = chip.memory_bandwidth_bytes_per_s * params.memory_eff
+
+    m_eff = np.maximum(m, params.min_tile_m)
+    if params.wave_weight > 0:
+        tile_m = np.minimum(float(TILE_M), m_eff)
+        tiles = np.ceil(m_eff / tile_m) * np.ceil(n / TILE_N)
+        units = _compute_units(chip)
+        quant = np.ceil(tiles / units) * units * tile_m * TILE_N / (m_eff * n)
+        work = m_eff * n * (1.0 + params.wave_weight * (np.maximum(quant, 1.0) - 1.0))
+    else:
+        work = m_eff * n
+    compute_s = 2.0 * work * k / (peak * params.compute_eff)
+    memory_bytes = n * k * w_bytes + m * k * a_bytes + m * n * OUTPUT_BYTES
+    memory_s = memory_bytes / bandwidth
+    if params.l2_speedup > 1:
+        memory_s = memory_s * (1.0 - l2_resident_fraction(memory_bytes, chip)
+                               * (1.0 - 1.0 / params.l2_speedup))
+    total = params.launch_s + _combine(compute_s, memory_s, params.combine_power)
+    if gemm_format in QUANTIZES_ACTIVATIONS and params.act_quant_passes > 0:
+        total = total + params.act_quant_passes * m * k * (2.0 + a_bytes) / bandwidth
+    return total
+
+
+def gemm_roofline_s(m, n, k, gemm_format: str, chip: HardwareSpec) -> np.ndarray:
+    """The pure roofline of a GEMM (max of compute at peak and HBM traffic at full bandwidth)."""
+    return gemm_time_s(m, n, k, gemm_format, chip, GemmParams())
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention
+# ---------------------------------------------------------------------------------------------
+
+def causal_pairs(isl, window=0) -> np.ndarray:
+    """(query, key) pairs a causal attention over ``isl`` tokens scores, per sequence and head:
+    isl*(isl+1)/2, or with a sliding window w > 0 each query sees at most w keys."""
+    isl = np.asarray(isl, dtype=float)
+    window = np.asarray(window, dtype=float)
+    full = isl * (isl + 1.0) / 2.0
+    w = np.where(window > 0, window, np.inf)
+    windowed = np.where(isl <= w, full, np.minimum(w, isl) * (np.minimum(w, isl) + 1.0) / 2.0
+                        + (isl - np.minimum(w, isl)) * np.minimum(w, isl))
+    return np.where(window > 0, windowed, full)
+
+
+class PrefillAttentionParams(_Params):
+    """Causal flash attention over a prompt (one layer). Defaults: pure roofline."""
+
+    compute_eff: float = Field(default=1.0, gt=0, le=1)
+    memory_eff: float = Field(default=1.0, gt=0, le=1)
+    softmax_s_per_pair: float = Field(default=0.0, ge=0)
+    wave_weight: float = Field(default=0.0, ge=0, le=1)
+    launch_s: float = Field(default=0.0, ge=0)
+    combine_power: float | None = Field(default=None, ge=1, le=16)
+
+    FIT: ClassVar[dict[str, FitSpec]] = {
+        "compute_eff": FitSpec(0.02, 1.0, start=0.5),
+        "memory_eff": FitSpec(0.02, 1.0, start=0.5),
+        "softmax_s_per_pair": FitSpec(1e-20, 1e-12, log=True, start=1e-16),
+        "wave_weight": FitSpec(0.0, 1.0, start=0.3),
+        "launch_s": FitSpec(1e-7, 1e-4, log=True, start=5e-6),
+        "combine_power": FitSpec(1.0, 16.0, start=2.0),
+    }
+
+
+def prefill_attention_time_s(batch, isl, heads, kv_heads, head_dim, chip: HardwareSpec,
+                             params: PrefillAttentionParams, *, window=0,
+                             compute_format: Literal["bfloat16", "fp8"] = "bfloat16",
+                             kv_bytes_per_element: float = 2.0) -> np.ndarray:
+    """Seconds of causal (flash) attention over ``isl`` prompt tokens, one layer, ``batch``
+    sequences (context attention in the kernel database; ``window`` > 0: sliding window).
+
+    time = launch_s + combine(compute, memory)
+    - compute = P * (4 * head_dim / (peak * compute_eff) + softmax_s_per_pair) * quant, with
+      P = batch * heads * causal_pairs(isl, window) (QK^T and PV, 2 FLOPs per MAC each), peak of
+      ``compute_format`` (fp8 attention runs fp8 tensor cores). ``softmax_s_per_pair`` is the
+      exponential and rescaling per score, which tensor cores do not speed up: small head_dim
+      kernels are slower per FLOP (h100 trtllm head_dim 64 vs 128 rows). quant is the wave loss of
+      batch*heads*ceil(isl/128) query tiles over the SMs, weighted by wave_weight: batch 1 with few
+      heads leaves SMs idle.
+    - memory = Q, K, V, O bytes / (bandwidth * memory_eff): dominant only for short prompts.
+    """
+    batch, isl, heads, kv_heads, head_dim = (np.asarray(x, dtype=float)
+                                             for x in (batch, isl, heads, kv_heads, head_dim))
+    peak = peak_for_format(chip, compute_format)
+    pairs = batch * heads * causal_pairs(isl, window)
+    per_pair = 4.0 * head_dim / (peak * params.compute_eff) + params.softmax_s_per_pair
+    if params.wave_weight > 0:
+        tiles = batch * heads * np.ceil(isl / TILE_M)
+        units = _compute_units(chip)
+        quant = 1.0 + params.wave_weight * (np.ceil(tiles / units) * units / tiles - 1.0)
+    else:
+        quant = 1.0
+    compute_s = pairs * per_pair * quant
+    act_bytes = 1.0 if compute_format == "fp8" else 2.0
+    memory_bytes = batch * isl * head_dim * (2.0 * heads * act_bytes + 2.0 * kv_heads * kv_bytes_per_element)
+    memory_s = memory_bytes / (chip.memory_bandwidth_bytes_per_s * params.memory_eff)
+    return params.launch_s + _combine(compute_s, memory_s, params.combine_power)
+
+
+class DecodeAttentionParams(_Params):
+    """Attention of one new token per sequence over its KV cache (one layer). Defaults: roofline."""
+
+    memory_eff: float = Field(default=1.0, gt=0, le=1)
+    compute_eff: float = Field(default=1.0, gt=0, le=1)
+    half_saturation_ctas: float = Field(default=0.0, ge=0)
+    per_sequence_s: float = Field(default=0.0, ge=0)
+    per_head_s: float = Field(default=0.0, ge=0)
+    launch_s: float = Field(default=0.0, ge=0)
+
+    FIT: ClassVar[dict[str, FitSpec]] = {
+        "memory_eff": FitSpec(0.02, 1.0, start=0.6),
+        "compute_eff": FitSpec(0.005, 1.0, start=0.1),
+        "half_saturation_ctas": FitSpec(1e-2, 1e5, log=True, start=50.0),
+        "per_sequence_s": FitSpec(1e-12, 1e-6, log=True, start=1e-9),
+        "per_head_s": FitSpec(1e-13, 1e-7, log=True, start=1e-10),
+        "launch_s": FitSpec(1e-7, 1e-4, log=True, start=5e-6),
+    }
+
+
+def decode_attention_time_s(batch, kv_len, heads, kv_heads, head_dim, kv_bytes_per_element,
+                            chip: HardwareSpec, params: DecodeAttentionParams, *,
+                            window=0) -> np.ndarray:
+    """Seconds of one decode step's attention (one layer): each of ``batch`` sequences reads its
+    ``kv_len`` cached keys and values (generation attention in the kernel database).
+
+    time = launch_s + batch * per_sequence_s + batch * heads * per_head_s + max(memory, compute)
+    - ``window`` > 0 (sliding window): only min(kv_len, window) entries are read.
+    - per_sequence_s, per_head_s: work per sequence and per query head that does not scale with
+      the KV length (page-table walks, Q load, softmax merge of split-K partials): batch 2048
+      rows with kv_len 1-15 take 0.1-0.3 ms on h100 though they read almost nothing.
+    - memory = batch * kv_len * kv_heads * head_dim * 2 * kv_bytes / (bandwidth * memory_eff)
+      * (1 + half_saturation_ctas / ctas), ctas = batch * kv_heads * ceil(kv_len / 512): a few
+      long sequences cannot keep every SM streaming (h100 trtllm batch 1 rows reach a fraction of
+      the bandwidth that batch 64 rows do), a rational saturation in the work units.
+    - compute = 4 * batch * heads * kv_len * head_dim / (bf16 peak * compute_eff): GQA with many
+      query heads per KV head does heads/kv_heads times the math per byte.
+    - launch_s: the fixed cost that dominates short KV (step < 100 rows are flat in kv_len).
+    """
+    batch, kv_len, heads, kv_heads, head_dim = (np.asarray(x, dtype=float)
+                                                for x in (batch, kv_len, heads, kv_heads, head_dim))
+    kv_len = np.where(np.asarray(window) > 0, np.minimum(kv_len, window), kv_len)
+    kv_bytes = batch * kv_len * kv_heads * head_dim * 2.0 * np.asarray(kv_bytes_per_element, float)
+    ctas = batch * kv_heads * np.ceil(np.maximum(kv_len, 1.0) / 512.0)
+    memory_s = kv_bytes / (chip.memory_bandwidth_bytes_per_s * params.memory_eff) \
+        * (1.0 + params.half_saturation_ctas / ctas)
+    compute_s = 4.0 * batch * heads * kv_len * head_dim / (chip.peak_ops_per_s.bf16 * params.compute_eff)
+    return (params.launch_s + batch * params.per_sequence_s + batch * heads * params.per_head_s
+            + np.maximum(memory_s, compute_s))
+
+
+# ---------------------------------------------------------------------------------------------
+# Elementwise (norms, residual adds, activations)
+# ---------------------------------------------------------------------------------------------
+
+class ElementwiseParams(_Params):
+    """Bandwidth-bound kernels. No kernel in the database measures them: a profile holds a PRIOR
+    derived from the fitted chips (tuner.calibrate: memory_eff = the chip's decode-attention
+    memory_eff, a pure KV streaming kernel; launch_s = the median GEMM launch_s). Defaults: roofline."""
+
+    memory_eff: float = Field(default=1.0, gt=0, le=1)
+    launch_s: float = Field(default=0.0, ge=0)
+
+
+def elementwise_time_s(bytes_moved, chip: HardwareSpec, params: ElementwiseParams) -> np.ndarray:
+    """Seconds of an elementwise kernel moving ``bytes_moved`` (read + written):
+    launch_s + bytes / (bandwidth * memory_eff)."""
+    return params.launch_s + np.asarray(bytes_moved, dtype=float) / (
+        chip.memory_bandwidth_bytes_per_s * params.memory_eff)
+
+
+# ---------------------------------------------------------------------------------------------
+# Collectives
+# ---------------------------------------------------------------------------------------------
+
+def bus_factor(kind: str, group_size) -> np.ndarray:
+    """Bytes each rank sends per message byte (nccl-tests' "bus bandwidth" convention):
+    all-reduce 2(g-1)/g, the others (g-1)/g."""
+    g = np.asarray(group_size, dtype=float)
+    if kind not in COLLECTIVE_KINDS:
+        raise InvalidInputError("collective kind", f"unknown kind {kind!r}",
+                                f"use one of {', '.join(COLLECTIVE_KINDS)}")
+    return (2.0 if kind == "all_reduce" else 1.0) * (g - 1.0) / g
+
+
+class CollectiveParams(_Params):
+    """One collective kind, implementation and group size: the faster of two protocols,
+    time = min(latency_s + B / bandwidth, small_latency_s + B / small_bandwidth), B = bus bytes.
+
+    NCCL switches protocol with message size (LL: low latency, low bandwidth; Simple: the
+    opposite) and custom all-reduces switch between one-shot and two-shot algorithms: the
+    measured latency-vs-size curves have a flat small-message floor (~5-20 us), a knee, and a
+    bandwidth slope, which one latency + bandwidth line misfits by 30-50% around the knee.
+    ``small_*`` None: one line only. Defaults: 0 latency and infinite bandwidth are not allowed, so
+    a profile always states both (the DEFAULT profile takes the chip's interconnect figures)."""
+
+    latency_s: float = Field(ge=0)
+    bandwidth_bytes_per_s: float = Field(gt=0)
+    small_latency_s: float | None = Field(default=None, ge=0)
+    small_bandwidth_bytes_per_s: float | None = Field(default=None, gt=0)
+
+    FIT: ClassVar[dict[str, FitSpec]] = {
+        "latency_s": FitSpec(1e-7, 1e-2, log=True, start=2e-5),
+        "bandwidth_bytes_per_s": FitSpec(1e8, 1e13, log=True, start=1e11),
+        "small_latency_s": FitSpec(1e-7, 1e-2, log=True, start=5e-6),
+        "small_bandwidth_bytes_per_s": FitSpec(1e7, 1e13, log=True, start=1e10),
+    }
+
+
+def _one_collective(params: CollectiveParams, bus_bytes: np.ndarray) -> np.ndarray:
+    t = params.latency_s + bus_bytes / params.bandwidth_bytes_per_s
+    if params.small_latency_s is not None and params.small_bandwidth_bytes_per_s is not None:
+        t = np.minimum(t, params.small_latency_s + bus_bytes / params.small_bandwidth_bytes_per_s)
+    return t
+
+
+def collective_time_s(kind: str, message_bytes, group_size, params: dict[int, CollectiveParams],
+                      implementation: str = "nccl") -> np.ndarray:
+    """Seconds of one collective over ``group_size`` ranks of a ``message_bytes`` buffer (the
+    database's message_size is in ELEMENTS: multiply by the element size first).
+
+    ``params`` maps group size -> :class:`CollectiveParams` for this kind and implementation (a
+    profile's ``collectives[implementation][kind]``). A group size without its own fit uses the
+    nearest fitted one (the bus-bytes factor carries the (g-1)/g scaling); group size 1 is free.
+    """
+    if not params:
+        raise InvalidInputError(f"collectives.{implementation}.{kind}", "no fitted group sizes",
+                                "use a profile that has this collective")
+    message_bytes = np.asarray(message_bytes, dtype=float)
+    group = np.asarray(group_size, dtype=float)
+    message_bytes, group = np.broadcast_arrays(message_bytes, group)
+    bus = message_bytes * bus_factor(kind, np.maximum(group, 1.0))
+    fitted = np.array(sorted(params), dtype=float)
+    out = np.zeros(bus.shape)
+    for g in np.unique(group):
+        if g <= 1:
+            continue
+        nearest = int(fitted[np.argmin(np.abs(np.log(fitted) - np.log(g)))])
+        mask = group == g
+        out[mask] = _one_collective(params[nearest], bus[mask])
+    return out

@@ -1,0 +1,60 @@
+"""Maintainer tool (not used at run time or in tests): make the compact copies in data/kernels/.
+
+    python data/kernels/subsample.py /path/to/shared/measurements/kernels
+
+Keeps the source files' `#` provenance lines, adds one saying what was subsampled and with which
+seed, and writes gzip CSV next to this script. Rows are drawn uniformly at random per group.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import random
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+SEED = 20260101
+PLAN = {  # file: (group columns, rows kept per group; None keeps every row)
+    "gemm_perf.csv.gz": (["system", "framework", "gemm_dtype"], 700),
+    "context_attention_perf.csv.gz": (["system", "framework", "attn_dtype", "kv_cache_dtype"], 500),
+    "generation_attention_perf.csv.gz": (["system", "framework", "attn_dtype", "kv_cache_dtype"], 500),
+    "nccl_perf.csv.gz": (["system"], None),
+    "custom_allreduce_perf.csv.gz": (["system", "framework"], None),
+}
+
+
+def main(source: Path) -> None:
+    out_dir = Path(__file__).parent
+    for name, (keys, per_group) in PLAN.items():
+        with gzip.open(source / name, "rt", newline="") as handle:
+            lines = handle.read().splitlines()
+        header = [line for line in lines if line.startswith("#")]
+        body = [line for line in lines if not line.startswith("#")]
+        rows = list(csv.reader(body))
+        columns, rows = rows[0], rows[1:]
+        index = [columns.index(k) for k in keys]
+        groups: dict[tuple, list] = defaultdict(list)
+        for row in rows:
+            groups[tuple(row[i] for i in index)].append(row)
+        rng = random.Random(SEED)
+        kept = []
+        for group in sorted(groups):
+            members = groups[group]
+            if per_group is not None and len(members) > per_group:
+                members = rng.sample(members, per_group)
+            kept.extend(members)
+        note = (f"# data/kernels subset: at most {per_group or 'all'} rows per {keys} drawn uniformly "
+                f"(random.Random({SEED}).sample, groups in sorted order) from the {len(rows)} rows "
+                "above (transformer-deploy-tuner data/kernels/subsample.py)")
+        with gzip.open(out_dir / name, "wt", newline="") as handle:
+            handle.write("\n".join(header + [note]) + "\n")
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(columns)
+            writer.writerows(kept)
+        print(name, len(kept))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

@@ -1,0 +1,132 @@
+"""Calibration: held-out accuracy of the shipped fits, a refit spot check, and bad input.
+
+Targets (issue 9): GEMM held-out median abs error <= 8% and p90 <= 25% per chip and format;
+prefill and decode attention median <= 12%; collectives median <= 10%. Many groups miss them
+(docs/accuracy.md marks each): the tests assert the targets where they are met today and the
+honest worst-case bounds elsewhere, so a regression of either fails.
+"""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+
+from cost_models.calibration import available_profiles, load_profile
+from cost_models.errors import InvalidInputError
+from cost_models.hardware import get_hardware
+from tuner.calibrate import fit_gemm, fit_profile
+from tuner.cli import main
+from tuner.kernel_data import REPO_KERNELS, read_kernel_table
+
+TARGET_MEDIAN = {"gemm": 0.08, "prefill_attention": 0.12, "decode_attention": 0.12, "collectives": 0.10}
+# Honest bounds measured on the shipped fits (docs/accuracy.md), rounded up: worst group median
+# and worst group p90 per class, and the share of groups meeting the target median.
+HONEST_WORST_MEDIAN = {"gemm": 0.65, "prefill_attention": 0.36, "decode_attention": 0.30, "collectives": 0.23}
+HONEST_SHARE_MEETING = {"gemm": 0.30, "prefill_attention": 0.30, "decode_attention": 0.35,
+                        "collectives": 0.80}
+
+
+def _errors():
+    rows = []
+    for name in available_profiles():
+        for key, error in load_profile(name).cv_error.items():
+            rows.append((name, key.split("/")[0], key, error))
+    return rows
+
+
+def test_shipped_profiles_store_held_out_errors_within_honest_bounds():
+    rows = _errors()
+    assert len(rows) > 300
+    for cls in TARGET_MEDIAN:
+        group = [r for r in rows if r[1] == cls]
+        assert group, cls
+        for name, _, key, error in group:
+            assert error.rows >= 10
+            assert error.median <= HONEST_WORST_MEDIAN[cls], (name, key, error.median)
+            assert error.median < error.roofline_median, (name, key)  # calibration helps
+        share = np.mean([e.median <= TARGET_MEDIAN[cls] for *_, e in group])
+        assert share >= HONEST_SHARE_MEETING[cls], (cls, share)
+
+
+def test_gemm_targets_met_where_the_model_fits():
+    # TRT-LLM fp8 GEMMs on Hopper and Blackwell meet both GEMM targets.
+    for name in ("h100-sxm-trtllm", "h200-trtllm", "b200-trtllm", "gb200-trtllm"):
+        error = load_profile(name).cv_error["gemm/fp8"]
+        assert error.median <= 0.08 and error.p90 <= 0.25, (name, error)
+
+
+def test_refit_reproduces_stored_cross_validation():
+    table = read_kernel_table(REPO_KERNELS / "gemm_perf.csv.gz")
+    stored = load_profile("h100-sxm-trtllm").cv_error["gemm/fp8"]
+    reports = fit_gemm(table, get_hardware("h100-sxm"), "h100_sxm", "trtllm", 20260101, 5, 300)
+    fp8 = next(r for r in reports if r.key == "fp8")
+    assert fp8.rows == stored.rows
+    assert fp8.cv_median == pytest.approx(stored.median, rel=0.05, abs=0.005)
+    assert fp8.cv_p90 == pytest.approx(stored.p90, rel=0.05, abs=0.01)
+
+
+HEADER = "# test file\n"
+GEMM_COLUMNS = "system,framework,version,op_name,kernel_source,gemm_dtype,m,n,k,latency\n"
+
+
+def _write(tmp_path, name, body):
+    path = tmp_path / name
+    path.write_text(HEADER + body)
+    return str(path)
+
+
+def _gemm_rows(count, latency=lambda i: 0.01 + 0.001 * i):
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(count):
+        m, n, k = (int(x) for x in rng.choice([64, 256, 1024, 4096], 3))
+        out.append(f"h100_sxm,TRTLLM,1,gemm,x,bfloat16,{m},{n},{k},{latency(i) + 2 * m * n * k / 5e11}\n")
+    return "".join(out)
+
+
+def _cli(args, capsys):
+    code = main(args)
+    return code, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize("case,body,expect", [
+    ("missing column", "system,framework,gemm_dtype,m,n,latency\nh100_sxm,TRTLLM,bfloat16,1,2,3\n",
+     "missing column(s) k"),
+    ("zero latency", GEMM_COLUMNS + "h100_sxm,TRTLLM,1,gemm,x,bfloat16,8,8,8,0\n",
+     ":3: latency=0.0 must be a positive number"),
+    ("negative latency", GEMM_COLUMNS + "h100_sxm,TRTLLM,1,gemm,x,bfloat16,8,8,8,-1\n",
+     ":3: latency=-1.0 must be a positive number"),
+    ("speed of light", GEMM_COLUMNS + _gemm_rows(40)
+     + "h100_sxm,TRTLLM,1,gemm,x,bfloat16,16384,16384,16384,0.001\n", "faster than h100-sxm's speed of light"),
+    ("too few points", GEMM_COLUMNS + _gemm_rows(6), "6 rows for 7 parameters"),
+    ("another chip", GEMM_COLUMNS + _gemm_rows(40).replace("h100_sxm", "l40s"), "no rows for system h100_sxm"),
+])
+def test_bad_kernel_input_is_one_line(tmp_path, capsys, case, body, expect):
+    path = _write(tmp_path, "k.csv", body)
+    code, err = _cli(["calibrate", "--hardware", "h100-sxm", "--backend", "trtllm", "--kernels", path], capsys)
+    assert code == 2, case
+    assert "\n" not in err and "k.csv" in err and expect in err, err
+
+
+def test_gzip_input_and_profile_output(tmp_path, capsys):
+    path = tmp_path / "k.csv.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write(HEADER + GEMM_COLUMNS + _gemm_rows(60))
+    out = tmp_path / "p.yaml"
+    code = main(["calibrate", "--hardware", "h100-sxm", "--backend", "trtllm", "--kernels", str(path),
+                 "-o", str(out)])
+    assert code == 0
+    assert "gemm/bfloat16" in capsys.readouterr().out
+    profile = load_profile(out, chip="h100-sxm")
+    assert profile.cv_error["gemm/bfloat16"].rows == 60
+    with pytest.raises(InvalidInputError, match="not l40s"):
+        load_profile(out, chip="l40s")
+
+
+def test_fit_profile_api_rejects_unknown_backend_and_chip():
+    with pytest.raises(InvalidInputError, match="backend"):
+        fit_profile(None, "h100-sxm", "tgi")
+    with pytest.raises(InvalidInputError, match="no kernel measurements"):
+        fit_profile(None, "tpu-v4", "vllm")

@@ -1,0 +1,127 @@
+"""Generic robust fit of one efficiency-parameter class (scipy.optimize.least_squares).
+
+Residuals are log(predicted) - log(measured) (relative errors, every size weighs the same), the
+loss is soft_l1 (robust to the few outliers kernels always have), parameters move inside the
+bounds declared next to the model (``FIT`` of each class in cost_models/efficiency.py), log-scaled
+ones in log10 space. Cross-validation is k-fold over groups of rows (a weight shape, a model's
+attention shape, a message size), so held-out rows are shapes the fit never saw.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from cost_models.efficiency import FitSpec
+
+F_SCALE = 0.05  # soft_l1 knee: residuals beyond ~5% in log count linearly, not squared
+
+
+@dataclass
+class FitResult:
+    values: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
+    rows: int = 0
+
+
+def _to_x(specs: dict[str, FitSpec], start: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x0, lo, hi = [], [], []
+    for name, spec in specs.items():
+        value = start.get(name, spec.start if spec.start is not None else (spec.low + spec.high) / 2)
+        value = min(max(value, spec.low), spec.high)
+        if spec.log:
+            x0.append(np.log10(value)); lo.append(np.log10(spec.low)); hi.append(np.log10(spec.high))
+        else:
+            x0.append(value); lo.append(spec.low); hi.append(spec.high)
+    x0, lo, hi = np.array(x0), np.array(lo), np.array(hi)
+    span = hi - lo
+    x0 = np.clip(x0, lo + 1e-6 * span, hi - 1e-6 * span)
+    return x0, lo, hi
+
+
+def _from_x(specs: dict[str, FitSpec], x: np.ndarray) -> dict[str, float]:
+    return {name: float(10 ** v if spec.log else v) for (name, spec), v in zip(specs.items(), x)}
+
+
+def fit(specs: dict[str, FitSpec], predict: Callable[[dict[str, float], np.ndarray], np.ndarray],
+        measured_s: np.ndarray, rows: np.ndarray | None = None, starts: list[dict] | None = None,
+        diagnose: bool = True) -> FitResult:
+    """Fit ``specs`` so that ``predict(values, rows)`` matches ``measured_s`` (seconds)."""
+    rows = np.arange(len(measured_s)) if rows is None else rows
+    log_measured = np.log(measured_s[rows])
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        predicted = predict(_from_x(specs, x), rows)
+        return np.log(np.maximum(predicted, 1e-30)) - log_measured
+
+    best = None
+    for start in (starts or [{}]):
+        x0, lo, hi = _to_x(specs, start)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=F_SCALE,
+                                   x_scale="jac", max_nfev=200)
+        if best is None or result.cost < best.cost:
+            best = result
+    values = _from_x(specs, best.x)
+    notes: list[str] = []
+    if diagnose:
+        _, lo, hi = _to_x(specs, {})
+        span = hi - lo
+        for (name, spec), v, l, h, s in zip(specs.items(), best.x, lo, hi, span):
+            if v - l < 1e-3 * s or h - v < 1e-3 * s:
+                notes.append(f"{name} at its {'lower' if v - l < 1e-3 * s else 'upper'} bound "
+                             f"({values[name]:.3g})")
+        jac = best.jac
+        if jac.size:
+            sv = np.linalg.svd(jac, compute_uv=False)
+            tol = sv[0] * 1e-6 if sv[0] > 0 else 0
+            rank = int((sv > tol).sum())
+            if rank < len(specs):
+                notes.append(f"Jacobian rank {rank} < {len(specs)} parameters: "
+                             "some parameters are unidentifiable from these rows")
+            else:
+                try:
+                    cov = np.linalg.inv(jac.T @ jac) * max(2 * best.cost / max(len(rows) - len(specs), 1), 1e-12)
+                    sd = np.sqrt(np.maximum(np.diag(cov), 0))
+                    for (name, spec), v, s in zip(specs.items(), best.x, sd):
+                        if s > 1.0 * (1.0 if spec.log else max(abs(v), 1e-12)):
+                            notes.append(f"{name} poorly identified (std {s:.2g} in "
+                                         f"{'log10 units' if spec.log else 'value units'})")
+                except np.linalg.LinAlgError:
+                    notes.append("singular normal matrix: parameters unidentifiable")
+    return FitResult(values=values, warnings=notes, rows=len(rows))
+
+
+def fold_ids(group_keys: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold (0..k-1) of each row: unique group keys shuffled with ``seed``, dealt round-robin."""
+    unique, inverse = np.unique(group_keys, return_inverse=True)
+    order = np.random.default_rng(seed).permutation(len(unique))
+    fold_of_group = np.empty(len(unique), dtype=int)
+    fold_of_group[order] = np.arange(len(unique)) % k
+    return fold_of_group[inverse]
+
+
+def abs_rel_errors(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    return np.abs(predicted / measured - 1.0)
+
+
+def cross_validate(specs, predict, measured_s, group_keys, k: int = 5, seed: int = 0,
+                   starts: list[dict] | None = None) -> np.ndarray:
+    """Held-out absolute relative error of every row (each row predicted by the fit on the
+    other k-1 folds)."""
+    folds = fold_ids(group_keys, k, seed)
+    errors = np.full(len(measured_s), np.nan)
+    all_rows = np.arange(len(measured_s))
+    for f in range(k):
+        test = all_rows[folds == f]
+        train = all_rows[folds != f]
+        if len(test) == 0 or len(train) == 0:
+            continue
+        result = fit(specs, predict, measured_s, train, starts=starts, diagnose=False)
+        errors[test] = abs_rel_errors(predict(result.values, test), measured_s[test])
+    return errors
