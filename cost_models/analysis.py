@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cost_models.calibrated_times import calibrated_operator_times, check_profile
+from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, calibration_report, resolve_calibration
 from cost_models.conventions import CONVENTIONS, DEFAULT, CountingConvention
 from cost_models.dtypes import BYTES_PER_ELEMENT, dtype_name
 from cost_models.errors import InvalidInputError
@@ -17,6 +19,7 @@ from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs, make_configs
 from cost_models.models import ModelSpec, get_model
 from cost_models.operators import OPERATOR_NAMES, OperatorCosts, operator_costs
+from cost_models.partitioning import gemm_shapes_per_chip
 from cost_models.roofline import RooflineTimes, roofline_times
 
 
@@ -28,6 +31,13 @@ class Analysis:
     hardware: HardwareSpec
     operators: OperatorCosts
     times: RooflineTimes
+    #: Seconds per operator under a calibration profile (None: the pure roofline's ``times``).
+    calibrated_time_s: np.ndarray | None = None
+
+    @property
+    def operator_time_s(self) -> np.ndarray:
+        """Seconds per execution of each operator: calibrated, or the roofline's."""
+        return self.times.time_s if self.calibrated_time_s is None else self.calibrated_time_s
 
     @property
     def total_flops(self) -> np.ndarray:
@@ -41,8 +51,8 @@ class Analysis:
 
     @property
     def total_time_s(self) -> np.ndarray:
-        """Operators run one after another, each at its own roofline."""
-        return np.sum(self.times.time_s * self.operators.repeats, axis=0)
+        """Operators run one after another, each at its own roofline (or calibrated time)."""
+        return np.sum(self.operator_time_s * self.operators.repeats, axis=0)
 
     @property
     def weight_footprint_bytes(self) -> np.ndarray:
@@ -69,12 +79,23 @@ class Analysis:
 
 
 def analyze(
-    configs: InferenceConfigs, hardware: HardwareSpec, convention: CountingConvention = DEFAULT
+    configs: InferenceConfigs, hardware: HardwareSpec, convention: CountingConvention = DEFAULT,
+    calibration: CalibrationProfile | None = None,
 ) -> Analysis:
-    """Score every configuration on one chip."""
+    """Score every configuration on one chip; with ``calibration``, each operator also at the
+    time its kernel class was measured to take on that chip."""
     ops = operator_costs(configs, convention)
     times = roofline_times(ops.flops, ops.bytes, ops.compute_dtype, hardware)
-    return Analysis(configs, hardware, ops, times)
+    calibrated = None
+    if calibration is not None:
+        check_profile(calibration, hardware)
+        one_chip = np.ones((len(configs), 3))
+        layout = np.zeros(len(configs), dtype=np.int64)  # one chip: every layout is the same
+        heads_only = np.zeros(len(configs), dtype=bool)
+        shapes = gemm_shapes_per_chip(configs, one_chip, layout, ops)
+        calibrated = calibrated_operator_times(ops, configs, shapes, np.ones(len(configs)), heads_only,
+                                               hardware, calibration)
+    return Analysis(configs, hardware, ops, times, calibrated)
 
 
 def generation_totals(
@@ -121,7 +142,8 @@ def analysis_report(result: Analysis, index: int = 0) -> dict:
                 "kv_write_bytes": float(ops.kv_write_bytes[i, index]),
                 "arithmetic_intensity": float(ops.arithmetic_intensity[i, index]),
                 "bound": "compute" if times.compute_bound[i, index] else "memory",
-                "time_s": float(times.time_s[i, index]),
+                "roofline_time_s": float(times.time_s[i, index]),
+                "time_s": float(result.operator_time_s[i, index]),
             }
         )
     memory = {
@@ -158,6 +180,8 @@ def analyze_one(
     causal: bool | None = None,
     kv_heads: int | None = None,
     convention: str | CountingConvention = DEFAULT,
+    calibration: str | CalibrationProfile | None = AUTO_CALIBRATION,
+    backend: str | None = None,
 ) -> dict:
     """Analyze one configuration given by names and bits, validating every input.
 
@@ -180,7 +204,8 @@ def analyze_one(
         weight_dtype=dtypes["weight_bits"], act_dtype=dtypes["act_bits"], kv_dtype=dtypes["kv_bits"],
         flash_attention=flash_attention, causal=causal, kv_heads=kv_heads,
     )
-    report = analysis_report(analyze(configs, chip, convention))
+    profile = resolve_calibration(calibration, chip.name, backend)
+    report = analysis_report(analyze(configs, chip, convention, profile))
     return {
         "model": model_spec.name,
         "hardware": chip.name,
@@ -192,4 +217,5 @@ def analyze_one(
         "flash_attention": bool(configs.flash_attention[0]),
         "causal": bool(configs.causal[0]),
         "convention": convention.name,
+        "calibration": calibration_report(profile, backend_given=backend is not None),
     }

@@ -230,3 +230,52 @@ def default_profile(chip_name: str, backend: str) -> CalibrationProfile:
         elementwise=_median_params(ElementwiseParams, [p.elementwise for p in same]),
         collectives={"nccl": {kind: {g: one for g in (2, 4, 8)} for kind in kinds}},
     )
+
+
+def default_backend(chip_name: str) -> str:
+    """The engine whose shipped profile of ``chip_name`` predicts its kernels best (lowest mean of
+    the held-out median errors over operator classes); trtllm where the chip has none."""
+    scores = {}
+    for backend in BACKENDS:
+        name = f"{chip_name}-{backend}"
+        if name in available_profiles():
+            errors = [e.median for e in _shipped(name).cv_error.values()]
+            scores[backend] = float(np.mean(errors)) if errors else np.inf
+    return min(scores, key=lambda b: scores[b]) if scores else "trtllm"
+
+
+#: What ``--calibration`` takes besides a profile name or path.
+NO_CALIBRATION, AUTO_CALIBRATION = "none", "auto"
+
+
+def resolve_calibration(choice: str | CalibrationProfile | None, chip_name: str,
+                        backend: str | None = None) -> CalibrationProfile | None:
+    """The profile a command uses: ``none`` -> None (the pure roofline of the papers); ``auto``
+    (or None) -> the shipped profile of the chip under ``backend`` (default: the best measured
+    one), or the documented DEFAULT where none was fitted; otherwise a shipped profile's name or a
+    profile file, which must describe ``chip_name``."""
+    if isinstance(choice, CalibrationProfile):
+        if choice.chip != chip_name:
+            raise InvalidInputError("calibration", f"profile {choice.name} is for {choice.chip}, not {chip_name}",
+                                    f"use a profile of {chip_name}, or none")
+        return choice
+    if choice == NO_CALIBRATION:
+        return None
+    if backend is not None and backend not in BACKENDS:
+        raise InvalidInputError("backend", f"unknown backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
+    if choice is None or choice == AUTO_CALIBRATION:
+        return profile_for(chip_name, backend or default_backend(chip_name))
+    return load_profile(choice, chip=chip_name)
+
+
+def calibration_report(profile: CalibrationProfile | None, backend_given: bool = True) -> dict:
+    """What every table and JSON output says about the calibration in force."""
+    if profile is None:
+        return {"profile": NO_CALIBRATION, "note": "pure roofline (a lower bound): no calibration"}
+    report = {"profile": profile.name, "chip": profile.chip, "backend": profile.backend,
+              "fallback": profile.fallback}
+    if profile.fallback:
+        report["note"] = profile.fallback_reason
+    elif not backend_given:
+        report["note"] = f"backend {profile.backend}: the engine measured best on {profile.chip}"
+    return report

@@ -20,6 +20,10 @@ from typing import Literal
 
 import numpy as np
 
+from cost_models.calibrated_times import calibrated_network, calibrated_operator_times, check_profile
+from cost_models.calibration import (
+    AUTO_CALIBRATION, CalibrationProfile, calibration_report, resolve_calibration,
+)
 from cost_models.conventions import DEFAULT, CountingConvention
 from cost_models.deployments import Deployment, Deployments
 from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, dtype_name
@@ -30,8 +34,7 @@ from cost_models.model_counts import kv_bytes_per_token, model_flops_utilization
 from cost_models.models import ModelSpec, get_model
 from cost_models.operators import LM_HEAD, OperatorCosts, operator_costs
 from cost_models.partitioning import (
-    ATTENTION_SHARDINGS, FFN_LAYOUTS, Shapes, kv_cache_split, layer_comm_time_s, per_chip_costs,
-    weight_bytes_per_chip,
+    Shapes, gemm_shapes_per_chip, kv_cache_split, layer_comm_time_s, per_chip_costs, weight_bytes_per_chip,
 )
 from cost_models.roofline import roofline_times
 from cost_models.topology import Network, network_for, parse_mesh
@@ -97,17 +100,26 @@ class _PhaseTimes:
 
 
 def _phase_times(d: Deployments, phase: str, configs: InferenceConfigs, ops: OperatorCosts,
-                 tokens_per_sequence: np.ndarray, network: Network, overlap: Overlap) -> _PhaseTimes:
-    """One forward pass: layers x (block roofline combined with the block's collectives) + lm_head."""
+                 tokens_per_sequence: np.ndarray, network: Network, overlap: Overlap,
+                 profile: CalibrationProfile | None) -> _PhaseTimes:
+    """One forward pass: layers x (block time combined with the block's collectives) + lm_head
+    (+ the engine's fixed cost per step under a profile). Without a profile a block's time is its
+    roofline; with one, each operator's calibrated kernel time plus the fixed cost per layer."""
     layouts, batch_sharded = d.ffn_layout(phase), d.batch_sharded_attention(phase)
     chip_ops = per_chip_costs(ops, configs, d.mesh, layouts, batch_sharded)
     times = roofline_times(chip_ops.flops, chip_ops.bytes, chip_ops.compute_dtype, d.hardware)
-    roofline_block = times.time_s[:LM_HEAD].sum(axis=0) + times.time_s[LM_HEAD + 1:].sum(axis=0)
+    if profile is None:
+        op_time, layer_overhead, step_overhead = times.time_s, 0.0, 0.0
+    else:
+        shapes = gemm_shapes_per_chip(configs, d.mesh, layouts, chip_ops)
+        op_time = calibrated_operator_times(chip_ops, configs, shapes, d.chips, batch_sharded, d.hardware, profile)
+        layer_overhead, step_overhead = profile.per_layer_overhead_s, profile.per_step_overhead_s
+    block = op_time[:LM_HEAD].sum(axis=0) + op_time[LM_HEAD + 1:].sum(axis=0) + layer_overhead
     comm_block = layer_comm_time_s(network, layouts, Shapes.of(configs, tokens_per_sequence), d.mesh,
                                    configs.parallel_block, batch_sharded)
-    combined = np.maximum(roofline_block, comm_block) if overlap == "overlapped" else roofline_block + comm_block
+    combined = np.maximum(block, comm_block) if overlap == "overlapped" else block + comm_block
     return _PhaseTimes(
-        latency_s=configs.layers * combined + times.time_s[LM_HEAD],
+        latency_s=configs.layers * combined + op_time[LM_HEAD] + step_overhead,
         compute_s=(times.compute_s * ops.repeats).sum(axis=0),
         memory_s=(times.memory_s * ops.repeats).sum(axis=0),
         comm_s=configs.layers * comm_block,
@@ -132,10 +144,13 @@ def estimate(
     overlap: Overlap = "overlapped",
     kv_memory_fraction: float | None = None,
     convention: CountingConvention = DEFAULT,
+    calibration: CalibrationProfile | None = None,
 ) -> DeploymentEstimate:
     """Score n deployments. ``kv_memory_fraction``: share of HBM reserved for the KV cache when
     computing the maximum context (Pope et al. Table 1 use 0.3); None means all memory left after
-    weights and activations."""
+    weights and activations. ``calibration``: the profile of the deployments' chip whose measured
+    kernel and collective times replace the roofline; None is the pure roofline of the papers (a
+    lower bound). ``compute_s``/``memory_s`` stay the roofline's terms either way."""
     if overlap not in OVERLAPS:
         raise InvalidInputError("overlap", f"unknown value {overlap!r}", f"use {' or '.join(OVERLAPS)}")
     if kv_memory_fraction is not None and not 0 < kv_memory_fraction <= 1:
@@ -144,17 +159,20 @@ def estimate(
     d = deployments
     n = len(d)
     network = network_for(d.hardware)
+    if calibration is not None:
+        check_profile(calibration, d.hardware)
+        network = calibrated_network(network, d.hardware, calibration)
     chips = d.chips
     prompt, gen = d.prompt_len, d.gen_len
     # Prefill: one pass over batch x prompt tokens.
     prefill_configs = d.inference_configs("prefill", prompt)
     prefill_ops = operator_costs(prefill_configs, convention)
-    prefill_times = _phase_times(d, "prefill", prefill_configs, prefill_ops, prompt, network, overlap)
+    prefill_times = _phase_times(d, "prefill", prefill_configs, prefill_ops, prompt, network, overlap, calibration)
     # Decode: step t attends to prompt + t entries; scored once at the mean context, exact where
     # step time is linear in the context (within one roofline regime).
     decode_configs = d.inference_configs("decode", prompt + (gen - 1.0) / 2.0)
     decode_ops = operator_costs(decode_configs, convention)
-    step = _phase_times(d, "decode", decode_configs, decode_ops, np.ones(n), network, overlap)
+    step = _phase_times(d, "decode", decode_configs, decode_ops, np.ones(n), network, overlap, calibration)
 
     c = prefill_configs
     # MFU against the peak of the format the weight matmuls run in (Pope et al. keep them in
@@ -255,12 +273,17 @@ def estimate_one(
     overlap: Overlap = "overlapped",
     kv_memory_fraction: float | None = None,
     require_fit: bool = False,
+    calibration: str | CalibrationProfile | None = AUTO_CALIBRATION,
+    backend: str | None = None,
 ) -> dict:
     """One deployment by names, validated: the ``tuner estimate --json`` object.
 
     Without ``mesh``, every legal mesh for ``chips`` is scored in one call and the fastest for
     ``phase`` (preferring meshes that fit in memory) is chosen and reported. ``require_fit``
     turns a deployment that does not fit into an error instead of ``fits: false``.
+    ``calibration``: ``auto`` (the chip's shipped profile under ``backend``, default the engine
+    measured best), ``none`` (the papers' pure roofline), a profile name or a profile file; the
+    report names it.
     """
     model_spec = get_model(model) if isinstance(model, str) else model
     chip = get_hardware(hardware) if isinstance(hardware, str) else hardware
@@ -286,9 +309,12 @@ def estimate_one(
                        act_dtype=dtype_name(formats["act_bits"]), kv_dtype=dtype_name(formats["kv_bits"]),
                        kv_heads=kv_heads, flash_attention=flash_attention)
             for m in candidate_meshes(chip, chips, mesh)]
-    result = estimate(Deployments.from_rows(rows), overlap=overlap, kv_memory_fraction=kv_memory_fraction)
+    profile = resolve_calibration(calibration, chip.name, backend)
+    result = estimate(Deployments.from_rows(rows), overlap=overlap, kv_memory_fraction=kv_memory_fraction,
+                      calibration=profile)
     best = fastest_fitting(result, phase)
     report = deployment_report(rows[best], result, best)
+    report["calibration"] = calibration_report(profile, backend_given=backend is not None)
     if require_fit and not report["memory"]["fits"]:
         need, have = report["memory"]["total_bytes_per_chip"], report["memory"]["capacity_bytes_per_chip"]
         raise InvalidInputError("memory", f"needs {need / 2**30:.1f} GiB per chip, {chip.name} has "

@@ -73,10 +73,10 @@ def peak_for_format(chip: HardwareSpec, gemm_format: str) -> float:
                             f"use one of {', '.join(GEMM_FORMATS)}")
 
 
-def _compute_units(chip: HardwareSpec) -> int:
-    # Chips without an SM count (TPUs, CPUs) get no wave quantization: a huge unit count makes
-    # every wave full.
-    return chip.compute_units or 1_000_000
+def _compute_units(chip: HardwareSpec) -> int | None:
+    """SMs (compute units) of the chip; None for chips without an SM count (TPUs, CPUs, GPUs the
+    catalog has no figure for), which get no wave-quantization term."""
+    return chip.compute_units
 
 
 def _combine(compute_s: np.ndarray, memory_s: np.ndarray, power: float | None) -> np.ndarray:
@@ -157,10 +157,10 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
     bandwidth = chip.memory_bandwidth_bytes_per_s * params.memory_eff
 
     m_eff = np.maximum(m, params.min_tile_m)
-    if params.wave_weight > 0:
+    units = _compute_units(chip)
+    if params.wave_weight > 0 and units is not None:
         tile_m = np.minimum(float(TILE_M), m_eff)
         tiles = np.ceil(m_eff / tile_m) * np.ceil(n / TILE_N)
-        units = _compute_units(chip)
         quant = np.ceil(tiles / units) * units * tile_m * TILE_N / (m_eff * n)
         work = m_eff * n * (1.0 + params.wave_weight * (np.maximum(quant, 1.0) - 1.0))
     else:
@@ -240,9 +240,9 @@ def prefill_attention_time_s(batch, isl, heads, kv_heads, head_dim, chip: Hardwa
     peak = peak_for_format(chip, compute_format)
     pairs = batch * heads * causal_pairs(isl, window)
     per_pair = 4.0 * head_dim / (peak * params.compute_eff) + params.softmax_s_per_pair
-    if params.wave_weight > 0:
+    units = _compute_units(chip)
+    if params.wave_weight > 0 and units is not None:
         tiles = batch * heads * np.ceil(isl / TILE_M)
-        units = _compute_units(chip)
         quant = 1.0 + params.wave_weight * (np.ceil(tiles / units) * units / tiles - 1.0)
     else:
         quant = 1.0

@@ -400,3 +400,51 @@ def per_chip_costs(ops: OperatorCosts, c: InferenceConfigs, mesh: np.ndarray,
         present=ops.present,
         repeats=ops.repeats,
     )
+
+
+#: Each matmul's input (k) and output (n) logical axes, and the operator slot it is.
+GEMM_AXES: dict[str, tuple[str, str]] = {
+    "q_proj": ("embed", "heads"), "k_proj": ("embed", "kv_heads"), "v_proj": ("embed", "kv_heads"),
+    "out_proj": ("heads", "embed"), "gate_proj": ("embed", "mlp"), "up_proj": ("embed", "mlp"),
+    "down_proj": ("mlp", "embed"), "lm_head": ("embed", "vocab"),
+}
+
+
+def gemm_shapes_per_chip(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarray,
+                         chip_ops: OperatorCosts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(m, n, k) of the matmul x[m, k] @ W[k, n] each chip runs for every weight operator, arrays
+    shaped like the operator costs (zero where an operator is no matmul). k and n are the weight's
+    dimensions as the layout's rules split them in use; m follows from the chip's FLOPs
+    (2 m n k), so it counts the tokens the chip multiplies, whatever the layout."""
+    shape = chip_ops.flops.shape
+    m, n, k = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    for _, layout, chosen, (shapes, sub_mesh) in _by_layout(layout_codes, WeightShapes.of(c), mesh):
+        rules = SHARDING_RULES[layout]
+        for op, (k_axis, n_axis) in GEMM_AXES.items():
+            i = OP[op]
+            widths = []
+            for logical in (k_axis, n_axis):
+                axes = getattr(rules, logical)
+                if op != "lm_head":
+                    axes = rules.in_use(axes)
+                size = _dimension_size(shapes, logical)
+                ways = split_over(size, sub_mesh, axes)[0]
+                # a head carries d_head elements of the matrix's width
+                widths.append(size / ways * (shapes.d_head if logical in ("heads", "kv_heads") else 1.0))
+            k[i, chosen], n[i, chosen] = widths
+    gemm = np.zeros(shape, dtype=bool)
+    for op in GEMM_AXES:
+        gemm[OP[op]] = True
+    m = np.where(gemm & (k * n > 0), chip_ops.flops / np.maximum(2.0 * k * n, 1.0), 0.0)
+    return m, n, k
+
+
+def attention_split(c: InferenceConfigs, chips: np.ndarray, batch_sharded: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sequences, query heads and KV heads of the attention one chip computes: heads split over
+    the chips (a KV head shared by its query group), and sequences too when sharded by batch."""
+    ways = np.minimum(chips, np.where(batch_sharded, c.batch * c.heads, c.heads))
+    batch_ways = np.where(batch_sharded, np.minimum(c.batch, ways), 1.0)
+    head_ways = np.maximum(ways / batch_ways, 1.0)
+    heads = np.maximum(c.heads / head_ways, 1.0)
+    return c.batch / batch_ways, heads, np.maximum(c.kv_heads / head_ways, 1.0)

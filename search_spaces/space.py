@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from cost_models.calibration import CalibrationProfile, resolve_calibration
 from cost_models.deployment import DeploymentEstimate, estimate, estimate_report
 from cost_models.deployments import BLOCKS, Deployment, Deployments, make_deployments
 from cost_models.dtypes import parse_dtype
@@ -96,6 +97,7 @@ class CompiledStudy:
     model: ModelSpec
     hardware: HardwareSpec
     space: SearchSpace
+    calibration: CalibrationProfile | None = None
 
     @cached_property
     def objective_names(self) -> list[str]:
@@ -205,7 +207,8 @@ def compile_study(spec: StudySpec) -> CompiledStudy:
         "block": np.array([BLOCKS.index(b) == 1 for b in labels["block"]]),
         "flash_attention": np.array(labels["flash_attention"], dtype=bool),
     }
-    return CompiledStudy(spec, model, hardware, SearchSpace(labels, values))
+    profile = resolve_calibration(spec.calibration, hardware.name, spec.backend)
+    return CompiledStudy(spec, model, hardware, SearchSpace(labels, values), profile)
 
 
 @dataclass(frozen=True)
@@ -246,7 +249,7 @@ def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation
     workload = study.spec.workload
     deployments = make_deployments(study.model, study.hardware, prompt_len=workload.prompt_len,
                                    gen_len=workload.gen_len, **columns)
-    result = estimate(deployments, overlap=study.spec.overlap)
+    result = estimate(deployments, overlap=study.spec.overlap, calibration=study.calibration)
     metrics = metric_arrays(result, deployments, study.objective_names)
     values = np.stack([metrics[name] for name in study.objective_names], axis=1)
     penalty = np.array([_PENALTY if d == "minimize" else -_PENALTY for d in study.directions])

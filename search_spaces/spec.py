@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 
 from cost_models.errors import InvalidInputError, from_validation_error
 from cost_models.deployment import MAX_CHIPS
+from cost_models.calibration import BACKENDS
 from cost_models.deployment import OVERLAPS
 from cost_models.dtypes import BITS_CHOICES
 from cost_models.metrics import METRICS
@@ -129,6 +130,12 @@ class StudySpec(BaseModel):
     objectives: list[Objective] = Field(min_length=1, max_length=6)
     constraints: Constraints = Constraints()
     overlap: Literal[OVERLAPS] = "overlapped"  # type: ignore[valid-type]
+    calibration: str = Field(default="auto", min_length=1, max_length=1000, description=(
+        "Calibration profile: auto (the chip's shipped profile), none (the pure roofline), a shipped "
+        "profile name or a profile file. Part of the problem: a study scored under one profile is "
+        "not resumed under another."))
+    backend: Literal[BACKENDS] | None = Field(  # type: ignore[valid-type]
+        default=None, description="Serving engine of the profile [default: the one measured best for the chip].")
     sampler: Literal[SAMPLERS] = "nsga2"  # type: ignore[valid-type]
     seed: StrictInt = Field(default=0, ge=0, le=2**32 - 1)
     trials: StrictInt = Field(default=1000, gt=0, le=10_000_000)
@@ -151,6 +158,13 @@ class StudySpec(BaseModel):
     @property
     def spec_hash(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+
+def with_calibration(spec: StudySpec, calibration: str | None, backend: str | None) -> StudySpec:
+    """The spec with a command line's ``--calibration``/``--backend`` in place of its own (they
+    change the problem, so the study's hash)."""
+    changes = {k: v for k, v in (("calibration", calibration), ("backend", backend)) if v is not None}
+    return spec.model_copy(update=changes) if changes else spec
 
 
 def parse_spec(data: object, where: str = "spec") -> StudySpec:

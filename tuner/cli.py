@@ -15,6 +15,7 @@ import sys
 import click
 
 from cost_models.analysis import analyze_one
+from cost_models.calibration import AUTO_CALIBRATION, BACKENDS
 from cost_models.conventions import CONVENTIONS
 from cost_models.deployment import OVERLAPS, estimate_one
 from cost_models.deployments import PHASE_NAMES
@@ -74,6 +75,14 @@ def metrics_command(as_json: bool) -> None:
 BITS = click.Choice(list(BITS_CHOICES))
 
 
+CALIBRATION_OPTION = click.option(
+    "--calibration", default=AUTO_CALIBRATION, show_default=True,
+    help="Calibration profile: auto (the chip's shipped profile for --backend), none (the papers' pure "
+         "roofline, a lower bound), a shipped profile name (tuner calibrate --list) or a profile file.")
+BACKEND_OPTION = click.option(
+    "--backend", type=click.Choice(list(BACKENDS)), default=None,
+    help="Serving engine whose measured kernels the profile holds [default: the one measured best for the chip].")
+
 @cli.command("analyze")
 @click.option("--model", required=True, help="Catalog name (tuner models) or path of a config.json.")
 @click.option("--hardware", required=True, help="Catalog name (tuner hardware).")
@@ -92,18 +101,20 @@ BITS = click.Choice(list(BITS_CHOICES))
               help="Count only the unmasked triangle in prefill [default: on with flash attention].")
 @click.option("--convention", type=click.Choice(list(CONVENTIONS)), default="default",
               show_default=True, help="Counting convention (docs/validation.md).")
+@CALIBRATION_OPTION
+@BACKEND_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write a roofline chart (PNG) with one point per operator.")
 def analyze_command(model: str, hardware: str, phase: str, batch: int, seq_len: int,
                     weight_bits: str, act_bits: str, kv_bits: str, kv_heads: int | None,
-                    flash_attention: bool, causal: bool | None, convention: str,
-                    as_json: bool, plot: str | None) -> None:
+                    flash_attention: bool, causal: bool | None, convention: str, calibration: str,
+                    backend: str | None, as_json: bool, plot: str | None) -> None:
     """Per-operator FLOPs, bytes, arithmetic intensity and roofline time of one model on one chip."""
     report = analyze_one(
         model, hardware, phase=phase, batch=batch, seq_len=seq_len, weight_bits=weight_bits,
         act_bits=act_bits, kv_bits=kv_bits, flash_attention=flash_attention, causal=causal,
-        kv_heads=kv_heads, convention=convention,
+        kv_heads=kv_heads, convention=convention, calibration=calibration, backend=backend,
     )
     if plot:
         from tuner.roofline_plot import write_roofline_plot
@@ -119,6 +130,11 @@ def analyze_command(model: str, hardware: str, phase: str, batch: int, seq_len: 
 
 LAYOUT = click.Choice(list(FFN_LAYOUTS))
 SHARDING = click.Choice(list(ATTENTION_SHARDINGS))
+SPEC_CALIBRATION_OPTION = click.option(
+    "--calibration", default=None,
+    help="Override the spec's calibration (auto, none, a profile name or file); part of the study's problem.")
+SPEC_BACKEND_OPTION = click.option("--backend", type=click.Choice(list(BACKENDS)), default=None,
+                                   help="Override the spec's backend.")
 
 
 @cli.command("estimate")
@@ -149,6 +165,8 @@ SHARDING = click.Choice(list(ATTENTION_SHARDINGS))
               help="Share of HBM reserved for the KV cache when computing max_context_tokens "
                    "[default: all memory left after weights and activations].")
 @click.option("--require-fit", is_flag=True, help="Exit 2 if the deployment does not fit in memory.")
+@CALIBRATION_OPTION
+@BACKEND_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def estimate_command(model: str, hardware: str, chips: int, mesh: str | None, phase: str, batch: int,
                      prompt_len: int, gen_len: int, ffn_layout: str, prefill_ffn_layout: str | None,
@@ -156,7 +174,7 @@ def estimate_command(model: str, hardware: str, chips: int, mesh: str | None, ph
                      prefill_attn_sharding: str | None, decode_attn_sharding: str | None,
                      weight_bits: str, act_bits: str, kv_bits: str, kv_heads: int | None,
                      flash_attention: bool, overlap: str, kv_memory_fraction: float | None,
-                     require_fit: bool, as_json: bool) -> None:
+                     require_fit: bool, calibration: str, backend: str | None, as_json: bool) -> None:
     """Latency, MFU, cost and memory per chip of one multi-chip deployment (Pope et al. 2022)."""
     report = estimate_one(
         model, hardware, chips=chips, mesh=mesh, phase=phase, batch=batch, prompt_len=prompt_len,
@@ -165,7 +183,7 @@ def estimate_command(model: str, hardware: str, chips: int, mesh: str | None, ph
         prefill_attn_sharding=prefill_attn_sharding, decode_attn_sharding=decode_attn_sharding,
         weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits, kv_heads=kv_heads,
         flash_attention=flash_attention, overlap=overlap, kv_memory_fraction=kv_memory_fraction,
-        require_fit=require_fit,
+        require_fit=require_fit, calibration=calibration, backend=backend,
     )
     if as_json:
         _print_json(report)
@@ -181,16 +199,19 @@ def estimate_command(model: str, hardware: str, chips: int, mesh: str | None, ph
 @click.option("--sampler", type=click.Choice(list(SAMPLERS)), default=None,
               help="Override the spec's sampler.")
 @click.option("--seed", type=int, default=None, help="Override the spec's seed.")
+@SPEC_CALIBRATION_OPTION
+@SPEC_BACKEND_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the result and front as JSON.")
 def search_command(spec_path: str, storage: str | None, trials: int | None, timeout: float | None,
-                   sampler: str | None, seed: int | None, as_json: bool) -> None:
+                   sampler: str | None, seed: int | None, calibration: str | None, backend: str | None,
+                   as_json: bool) -> None:
     """Search a study's design space with Optuna; running it again resumes the study."""
-    from search_spaces.spec import load_spec
+    from search_spaces.spec import load_spec, with_calibration
     from tuner.pareto import study_front
     from tuner.storage import default_storage_url, storage_errors
     from tuner.study import run_search
 
-    spec = load_spec(spec_path)
+    spec = with_calibration(load_spec(spec_path), calibration, backend)
     with storage_errors(storage or default_storage_url(spec.name)):
         with tables.progress(disable=as_json) as update:
             result = run_search(spec, storage, trials=trials, timeout_s=timeout, sampler=sampler,
@@ -220,18 +241,20 @@ def search_command(spec_path: str, storage: str | None, trials: int | None, time
               help="This worker's share [default: until the study holds the spec's budget].")
 @click.option("--seed", type=int, default=None,
               help="Sampler seed [default: the spec's seed plus this process id].")
+@SPEC_CALIBRATION_OPTION
+@SPEC_BACKEND_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def worker_command(spec_path: str, storage: str, trials: int | None, seed: int | None,
-                   as_json: bool) -> None:
+                   calibration: str | None, backend: str | None, as_json: bool) -> None:
     """Join a study (or create it) and add trials until this worker's share or the study's
     budget is done. Run any number of workers, on any number of machines, on one database."""
     import os
 
-    from search_spaces.spec import load_spec
+    from search_spaces.spec import load_spec, with_calibration
     from tuner.storage import storage_errors
     from tuner.study import run_worker
 
-    spec = load_spec(spec_path)
+    spec = with_calibration(load_spec(spec_path), calibration, backend)
     with storage_errors(storage):
         result = run_worker(spec, storage, share=trials,
                             seed=seed if seed is not None else (spec.seed + os.getpid()) % 2**32)

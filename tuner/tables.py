@@ -92,13 +92,21 @@ def print_analysis(report: dict) -> None:
         )
     console = _console()
     console.print(table)
+    console.print(escape(calibration_line(report["calibration"])))
     memory = totals["memory_bytes"]
     console.print(
         f"whole model: {_si(totals['flops'], 'FLOP')}, {_si(totals['bytes'], 'B')} moved, "
-        f"{_seconds(totals['time_s'])} on the roofline\n"
+        f"{_seconds(totals['time_s'])}"
+        + (" on the roofline" if report["calibration"]["profile"] == "none" else " calibrated") + "\n"
         f"memory: weights {_si(memory['weights'], 'B')}, KV cache {_si(memory['kv_cache'], 'B')}, "
         f"largest live activations {_si(memory['activations'], 'B')}, total {_si(memory['total'], 'B')}"
     )
+
+
+def calibration_line(calibration: dict) -> str:
+    """The calibration in force, in one line."""
+    note = f" ({calibration['note']})" if calibration.get("note") else ""
+    return f"calibration: {calibration['profile']}{note}"
 
 
 def print_estimate(report: dict) -> None:
@@ -109,6 +117,7 @@ def print_estimate(report: dict) -> None:
         f"{report['model']} on {report['chips']} x {report['hardware']}, mesh {mesh}; batch "
         f"{report['batch']}, prompt {report['prompt_len']}, generate {report['gen_len']}; weights "
         f"{report['weight_dtype']}, KV {report['kv_dtype']}; collectives {report['overlap']}"))
+    console.print(escape(calibration_line(report["calibration"])))
     table = Table()
     for column in ("phase", "layout", "attention", "latency", "per step", "MFU", "compute", "memory",
                    "comm", "chip-s / token", "tokens/s"):

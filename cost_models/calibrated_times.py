@@ -1,0 +1,155 @@
+"""Per-operator and per-collective times under a calibration profile (design.md "Calibration").
+
+The pure roofline (:mod:`cost_models.roofline`) is a lower bound. A :class:`CalibrationProfile`
+turns each operator of one chip into the time its class of kernel was measured to take
+(:mod:`cost_models.efficiency`): weight matmuls as GEMMs in the engine's format at their per-chip
+(m, n, k); fused attention as the engine's prefill or decode attention kernel at the chip's
+sequences and heads; norms, adds and activations as bandwidth-bound kernels with a launch cost;
+collectives inside an NVLink domain as the measured collectives of that group size. Unfused
+attention (a what-if no engine runs) keeps its roofline operators, each at the elementwise
+bandwidth fraction and launch cost.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cost_models.calibration import CalibrationProfile
+from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, FP8, INT4, INT8
+from cost_models.efficiency import (
+    COLLECTIVE_KINDS, collective_time_s, decode_attention_time_s, elementwise_time_s, gemm_time_s,
+    prefill_attention_time_s,
+)
+from cost_models.errors import InvalidInputError
+from cost_models.hardware import HardwareSpec, SwitchedInterconnect
+from cost_models.inference_configs import DECODE, InferenceConfigs
+from cost_models.operators import OP, OperatorCosts
+from cost_models.partitioning import GEMM_AXES, attention_split
+from cost_models.topology import Network, group_size
+
+#: Operators run as bandwidth-bound kernels (Kim et al.'s "non-linear" and elementwise rows).
+ELEMENTWISE_OPS = ("attn_norm", "attn_add", "mlp_norm", "mlp_act", "mlp_add")
+UNFUSED_ATTENTION_OPS = ("qk_matmul", "softmax", "sv_matmul")
+_CACHE_FORMAT = {BF16: "bfloat16", FP8: "fp8", INT8: "fp8", INT4: "fp8"}  # measured KV formats
+
+
+def gemm_format(weight_dtype: int, act_dtype: int) -> str:
+    """The kernel a serving engine runs for weights and activations in these formats (the kernel
+    database's ``gemm_dtype``): fp8 weights run fp8 GEMMs that quantize the activations; int8 x
+    int8 is SmoothQuant; int8 or int4 weights with 16-bit activations are weight-only kernels."""
+    if weight_dtype == FP8:
+        return "fp8"
+    if weight_dtype == INT8:
+        return "sq" if act_dtype == INT8 else "int8_wo"
+    if weight_dtype == INT4:
+        return "int4_wo"
+    return "bfloat16"
+
+
+def _gemm_params(profile: CalibrationProfile, fmt: str):
+    """A format the profile did not measure runs with the bf16 fit at its own peak and bytes."""
+    return profile.gemm.get(fmt) or profile.gemm_params("bfloat16")
+
+
+def calibrated_operator_times(chip_ops: OperatorCosts, configs: InferenceConfigs,
+                              gemm_shapes: tuple[np.ndarray, np.ndarray, np.ndarray], chips: np.ndarray,
+                              batch_sharded: np.ndarray, hardware: HardwareSpec,
+                              profile: CalibrationProfile) -> np.ndarray:
+    """Seconds per execution of each operator on one chip, shaped like the operator costs."""
+    c = configs
+    times = np.zeros(chip_ops.flops.shape)
+    present = chip_ops.present
+    m, n, k = gemm_shapes
+    # Weight matmuls, grouped by the engine's kernel format.
+    formats = np.array([gemm_format(int(w), int(a)) for w, a in zip(c.weight_dtype, c.act_dtype)]) \
+        if len(np.unique(c.weight_dtype * 8 + c.act_dtype)) > 1 else \
+        np.full(len(c), gemm_format(int(c.weight_dtype[0]), int(c.act_dtype[0])))
+    for fmt in np.unique(formats):
+        rows = formats == fmt
+        params = _gemm_params(profile, str(fmt))
+        for op in GEMM_AXES:
+            i = OP[op]
+            times[i, rows] = gemm_time_s(m[i, rows], n[i, rows], k[i, rows], str(fmt), hardware, params)
+    # Elementwise kernels: bytes at a fraction of HBM bandwidth, plus a launch.
+    for op in ELEMENTWISE_OPS:
+        i = OP[op]
+        times[i] = elementwise_time_s(chip_ops.bytes[i], hardware, profile.elementwise)
+    for op in UNFUSED_ATTENTION_OPS:
+        i = OP[op]
+        bandwidth = hardware.memory_bandwidth_bytes_per_s * profile.elementwise.memory_eff
+        peak = hardware.peak_table()[chip_ops.compute_dtype[i]]
+        times[i] = profile.elementwise.launch_s + np.maximum(chip_ops.bytes[i] / bandwidth, chip_ops.flops[i] / peak)
+    # Fused attention: the engine's kernel at this chip's share of sequences and heads.
+    i = OP["fused_attention"]
+    batch, heads, kv_heads = attention_split(c, chips, batch_sharded)
+    kv_bytes = BYTES_PER_ELEMENT[c.kv_dtype]
+    decode = c.phase == DECODE
+    for code in np.unique(c.kv_dtype):
+        cache = _CACHE_FORMAT[int(code)]
+        rows = c.kv_dtype == code
+        d_rows, p_rows = rows & decode, rows & ~decode
+        if np.any(d_rows):
+            params = profile.decode_attention.get(cache) or profile.decode_params("bfloat16")
+            times[i, d_rows] = decode_attention_time_s(batch[d_rows], c.seq_len[d_rows], heads[d_rows],
+                                                       kv_heads[d_rows], c.d_head[d_rows], kv_bytes[d_rows],
+                                                       hardware, params)
+        if np.any(p_rows):
+            key = f"bfloat16/{cache}"
+            params = profile.prefill_attention.get(key) or profile.prefill_params("bfloat16", "bfloat16")
+            times[i, p_rows] = prefill_attention_time_s(batch[p_rows], c.seq_len[p_rows], heads[p_rows],
+                                                        kv_heads[p_rows], c.d_head[p_rows], hardware, params,
+                                                        kv_bytes_per_element=kv_bytes[p_rows])
+    return np.where(present, times, 0.0)
+
+
+_KIND = {"all_gather": "all_gather", "reduce_scatter": "reduce_scatter", "all_reduce": "all_reduce",
+         "all_to_all": "alltoall"}
+
+
+class CalibratedNetwork(Network):
+    """A GPU network whose collectives inside one NVLink domain take the measured time of that
+    kind and group size (NCCL, or the engine's custom all-reduce where it has one); collectives
+    that cross domains keep the hierarchical network model (no measurement spans nodes)."""
+
+    def __init__(self, base: Network, spec: SwitchedInterconnect, profile: CalibrationProfile) -> None:
+        self.base = base
+        self.spec = spec
+        self.profile = profile
+
+    def legal_meshes(self, chips: int) -> list[tuple[int, int, int]]:
+        return self.base.legal_meshes(chips)
+
+    def collective_time_s(self, kind, bytes_per_chip, mesh, axes):
+        mesh = np.atleast_2d(mesh)
+        k = group_size(mesh, axes)
+        base = self.base.collective_time_s(kind, bytes_per_chip, mesh, axes)
+        measured_kind = _KIND[kind]
+        implementation = "custom" if (measured_kind == "all_reduce" and "custom" in self.profile.collectives
+                                      and "all_reduce" in self.profile.collectives["custom"]) else "nccl"
+        table = self.profile.collectives.get(implementation, {}).get(measured_kind)
+        if not table:
+            return base
+        inside = (k > 1) & (k <= self.spec.domain_size) & (bytes_per_chip > 0)
+        if not np.any(inside):
+            return base
+        measured = np.zeros_like(base)
+        measured[inside] = collective_time_s(measured_kind, bytes_per_chip[inside], k[inside], table,
+                                             implementation=implementation)
+        return np.where(inside, measured, base)
+
+
+def calibrated_network(base: Network, hardware: HardwareSpec, profile: CalibrationProfile) -> Network:
+    """The network to use under ``profile``: measured collectives on GPU nodes; tori unchanged."""
+    if isinstance(hardware.interconnect, SwitchedInterconnect) and profile.collectives:
+        return CalibratedNetwork(base, hardware.interconnect, profile)
+    return base
+
+
+def check_profile(profile: CalibrationProfile, hardware: HardwareSpec) -> None:
+    """A profile describes one chip: refuse it for another."""
+    if profile.chip != hardware.name:
+        raise InvalidInputError("calibration", f"profile {profile.name} is for {profile.chip}, not {hardware.name}",
+                                f"use a profile of {hardware.name}, or --calibration none")
+
+
+__all__ = ["COLLECTIVE_KINDS", "calibrated_network", "calibrated_operator_times", "check_profile", "gemm_format"]
