@@ -21,11 +21,11 @@ from cost_models.efficiency import (
     prefill_attention_time_s,
 )
 from cost_models.errors import InvalidInputError
-from cost_models.hardware import HardwareSpec, SwitchedInterconnect
+from cost_models.hardware import HardwareSpec, SwitchedInterconnect, TorusInterconnect
 from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.operators import OP, OperatorCosts
 from cost_models.partitioning import GEMM_AXES, attention_split
-from cost_models.topology import Network, group_size
+from cost_models.topology import Network, TorusNetwork, group_size
 
 #: Operators run as bandwidth-bound kernels (Kim et al.'s "non-linear" and elementwise rows).
 ELEMENTWISE_OPS = ("attn_norm", "attn_add", "mlp_norm", "mlp_act", "mlp_add")
@@ -139,9 +139,12 @@ class CalibratedNetwork(Network):
 
 
 def calibrated_network(base: Network, hardware: HardwareSpec, profile: CalibrationProfile) -> Network:
-    """The network to use under ``profile``: measured collectives on GPU nodes; tori unchanged."""
+    """The network to use under ``profile``: measured collectives on GPU nodes; elsewhere (TPU
+    tori, no collective measured) the network model at the profile's fitted bandwidth fraction."""
     if isinstance(hardware.interconnect, SwitchedInterconnect) and profile.collectives:
         return CalibratedNetwork(base, hardware.interconnect, profile)
+    if isinstance(hardware.interconnect, TorusInterconnect) and profile.network_eff != 1.0:
+        return TorusNetwork(hardware.interconnect, hardware.efficiency.network * profile.network_eff)
     return base
 
 

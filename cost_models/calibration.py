@@ -34,7 +34,9 @@ from cost_models.efficiency import (
 from cost_models.errors import InvalidInputError, from_validation_error
 from cost_models.hardware import get_hardware
 
-BACKENDS: tuple[str, ...] = ("trtllm", "vllm", "sglang")
+#: Serving engines a profile can describe: the three GPU engines of the kernel database, and JAX
+#: (Pope et al.'s own TPU implementation, fitted end to end on their measurements).
+BACKENDS: tuple[str, ...] = ("trtllm", "vllm", "sglang", "jax")
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _PROFILE_DIR = "calibration_profiles"
 
@@ -74,7 +76,7 @@ class CalibrationProfile(BaseModel):
     model_config = _FROZEN
 
     chip: str = Field(description="Hardware catalog name.")
-    backend: Literal["trtllm", "vllm", "sglang"]
+    backend: Literal["trtllm", "vllm", "sglang", "jax"]
     fallback: bool = Field(default=False, description="True: a DEFAULT, not fitted on this chip.")
     fallback_reason: str | None = None
     #: gemm_dtype of the kernel database -> parameters.
@@ -92,6 +94,9 @@ class CalibrationProfile(BaseModel):
     per_step_overhead_s: float = Field(
         default=0.0, ge=0, description="Fixed engine cost per forward step (scheduler, sampling, "
         "batch assembly). 0 until fitted from end-to-end runs.")
+    network_eff: float = Field(
+        default=1.0, gt=0, le=1, description="Fraction of the catalog's link bandwidth collectives reach on "
+        "networks with no measured collectives (TPU tori). 1 until fitted from end-to-end runs.")
     provenance: Provenance | None = None
     #: "gemm/bfloat16", "prefill_attention/bfloat16/bfloat16", "collectives/nccl/all_reduce", ...
     cv_error: dict[str, HeldOutError] = {}

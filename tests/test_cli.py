@@ -144,7 +144,7 @@ def test_hardware_json(capsys):
 
 def test_analyze_table_decode(capsys):
     code, out, err = run_cli(capsys, "analyze", "--model", "llama-2-7b", "--hardware", "a6000",
-                             "--phase", "decode", "--batch", "1", "--seq-len", "2048")
+                             "--phase", "decode", "--batch", "1", "--seq-len", "2048", "--calibration", "none")
     assert code == 0 and err == ""
     assert "llama-2-7b on a6000: decode, batch 1, seq_len 2048" in out
     for name in ("attn_norm", "q_proj", "k_proj", "v_proj", "qk_matmul", "softmax", "sv_matmul",
@@ -344,7 +344,7 @@ def test_weight_bits_scale_weight_bytes(capsys):
 
 def test_fp8_on_h100(capsys):
     base = ("--model", "llama-2-7b", "--hardware", "h100-sxm", "--phase", "prefill",
-            "--batch", "8", "--seq-len", "2048")
+            "--batch", "8", "--seq-len", "2048", "--calibration", "none")
     bf16 = analyze_json(capsys, *base)
     fp8 = analyze_json(capsys, *base, "--weight-bits", "fp8", "--act-bits", "fp8", "--kv-bits", "fp8")
     fp8_weights_only = analyze_json(capsys, *base, "--weight-bits", "fp8")

@@ -1,0 +1,321 @@
+"""Fitting a profile's end-to-end terms from measured deployments (``tuner calibrate --points``).
+
+Kernel measurements fit each operator class (tuner/calibrate.py); what only a whole forward step
+shows (the engine's fixed cost per layer and per step, and on chips with no kernel measurements
+the achieved fractions of peak and of bandwidth) is fitted here from deployments with a measured
+prefill latency and/or decode step time: a CSV or YAML of points (columns below), or the result
+JSON files ``vllm bench serve`` and SGLang's ``bench_serving`` write (their mean TTFT and TPOT at
+a concurrency, read as a prefill of one request and a decode step of ``concurrency`` sequences:
+an approximation that ignores in-flight batching, stated in the report).
+
+The fit is ``scipy.optimize.least_squares`` on log residuals with a soft_l1 loss (tuner/fitting.py),
+cross-validated by leaving whole groups out (a table of a paper, a benchmark file), so the error
+reported is on deployments the fit never saw.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import yaml
+
+from cost_models.calibration import CalibrationProfile, DataFile, HeldOutError, Provenance
+from cost_models.deployment import estimate
+from cost_models.deployments import Deployment, Deployments
+from cost_models.dtypes import dtype_name, parse_dtype
+from cost_models.efficiency import (
+    GEMM_FORMATS, DecodeAttentionParams, ElementwiseParams, FitSpec, GemmParams, PrefillAttentionParams,
+)
+from cost_models.errors import InvalidInputError
+from cost_models.hardware import get_hardware
+from cost_models.models import get_model
+from cost_models.topology import parse_mesh
+from tuner.fitting import abs_rel_errors, fit
+
+REQUIRED = ("model", "hardware", "chips", "batch", "prompt_len", "gen_len")
+MEASURED = ("measured_prefill_latency_s", "measured_decode_step_latency_s")
+MODEL_OVERRIDES = ("heads", "kv_heads", "d_head", "layers")
+CHOICES = ("prefill_ffn_layout", "decode_ffn_layout", "prefill_attn_sharding", "decode_attn_sharding")
+REPO_POINTS = Path(__file__).resolve().parent.parent / "data" / "e2e"
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured deployment: what was run, and its measured times (None: not measured)."""
+
+    deployment: Deployment
+    prefill_latency_s: float | None
+    decode_step_latency_s: float | None
+    group: str
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInputError(str(path), f"cannot read ({type(error).__name__})", "check the path") from None
+    if path.suffix in (".yaml", ".yml"):
+        data = yaml.safe_load(text)
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise InvalidInputError(str(path), "not a list of points", "write one mapping per measured deployment")
+        return [{k: "" if v is None else str(v) for k, v in r.items()} for r in data]
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    return list(csv.DictReader(io.StringIO("\n".join(lines))))
+
+
+def _number(row: dict[str, str], column: str, where: str, *, integer: bool = True) -> float | None:
+    text = (row.get(column) or "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidInputError(where, f"{column} {text!r} is not a number", f"write a number in {column}") from None
+    if not math.isfinite(value) or value <= 0 or (integer and value != int(value)):
+        raise InvalidInputError(where, f"{column} {text!r} must be a positive {'whole ' if integer else ''}number",
+                                f"fix {column}")
+    return value
+
+
+def read_points(path: str | Path, group: str | None = None) -> list[Point]:
+    """Measured deployments of a points file (CSV with ``#`` header lines, or YAML), or of a
+    serving benchmark's result JSON. Every bad row is a one-line error naming file, row and fix."""
+    path = Path(path)
+    if path.suffix == ".json":
+        raise InvalidInputError(str(path), "a serving benchmark result needs its deployment",
+                                "use read_benchmark_json (tuner calibrate --bench-json with --model ...)")
+    rows = _read_rows(path)
+    if not rows:
+        raise InvalidInputError(str(path), "holds no points", "add one row per measured deployment")
+    missing = [c for c in REQUIRED if c not in rows[0]]
+    if missing or not any(c in rows[0] for c in MEASURED):
+        need = missing or [" or ".join(MEASURED)]
+        raise InvalidInputError(str(path), f"missing column {need[0]}", f"add the columns {', '.join(REQUIRED)} "
+                                f"and at least one of {', '.join(MEASURED)}")
+    points = []
+    for number, row in enumerate(rows, start=1):
+        where = f"{path.name} row {number}"
+        try:
+            model = get_model(row["model"].strip())
+            overrides = {c: int(v) for c in MODEL_OVERRIDES if (v := _number(row, c, where)) is not None}
+            if overrides:
+                model = model.model_copy(update={"name": f"{model.name} ({', '.join(f'{k}={v}' for k, v in overrides.items())})",
+                                                 **overrides})
+            hardware = get_hardware(row["hardware"].strip())
+            chips = int(_number(row, "chips", where) or 0)
+            mesh = parse_mesh(row["mesh"]) if (row.get("mesh") or "").strip() else (1, 1, chips)
+            if math.prod(mesh) != chips:
+                raise InvalidInputError(where, f"mesh {row['mesh']} does not have {chips} chips", "fix mesh or chips")
+            bits = (row.get("weight_bits") or "16").strip()
+            kv_bits = (row.get("kv_bits") or "16").strip()
+            deployment = Deployment(
+                model=model, hardware=hardware, mesh=mesh, batch=int(_number(row, "batch", where) or 0),
+                prompt_len=int(_number(row, "prompt_len", where) or 0),
+                gen_len=int(_number(row, "gen_len", where) or 0),
+                **{c: row[c].strip() for c in CHOICES if (row.get(c) or "").strip()},
+                weight_dtype=dtype_name(parse_dtype(bits, "weight_bits")),
+                kv_dtype=dtype_name(parse_dtype(kv_bits, "kv_bits")),
+                kv_heads=int(_number(row, "kv_heads", where)) if (row.get("kv_heads") or "").strip() else None,
+            )
+        except InvalidInputError as error:
+            raise InvalidInputError(where, str(error), "fix the row") from None
+        prefill = _number(row, "measured_prefill_latency_s", where, integer=False)
+        step = _number(row, "measured_decode_step_latency_s", where, integer=False)
+        if prefill is None and step is None:
+            raise InvalidInputError(where, "measures nothing", f"fill one of {', '.join(MEASURED)}")
+        points.append(Point(deployment, prefill, step, group or (row.get("group") or path.stem).strip()))
+    return points
+
+
+def read_benchmark_json(path: str | Path, *, model: str, hardware: str, chips: int) -> Point:
+    """One ``vllm bench serve`` / SGLang ``bench_serving`` result: mean TTFT as the prefill of one
+    request, mean TPOT as a decode step of ``max_concurrency`` sequences (tensor parallel over
+    ``chips``)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise InvalidInputError(str(path), f"cannot read JSON ({type(error).__name__})", "pass a result file") from None
+    need = ("mean_ttft_ms", "mean_tpot_ms", "completed", "total_input_tokens", "total_output_tokens")
+    missing = [k for k in need if k not in data]
+    if missing:
+        raise InvalidInputError(str(path), f"missing key {missing[0]}", "pass the JSON a serving benchmark wrote")
+    completed = max(int(data["completed"]), 1)
+    concurrency = int(data.get("max_concurrency") or 1)
+    deployment = Deployment(model=get_model(model), hardware=get_hardware(hardware), mesh=(1, 1, chips),
+                            batch=concurrency, prompt_len=max(int(data["total_input_tokens"]) // completed, 1),
+                            gen_len=max(int(data["total_output_tokens"]) // completed, 1),
+                            prefill_ffn_layout="ws_1d", decode_ffn_layout="ws_1d", flash_attention=True)
+    return Point(deployment, float(data["mean_ttft_ms"]) / 1e3, float(data["mean_tpot_ms"]) / 1e3, path.stem)
+
+
+# --- the parameters an end-to-end fit may move --------------------------------------------------
+
+
+def _set_gemm(profile: CalibrationProfile, **changes: float) -> dict:
+    return {"gemm": {fmt: p.model_copy(update=changes) for fmt, p in profile.gemm.items()}}
+
+
+def _set_memory(profile: CalibrationProfile, value: float) -> dict:
+    return {
+        **_set_gemm(profile, memory_eff=value),
+        "decode_attention": {k: p.model_copy(update={"memory_eff": value}) for k, p in profile.decode_attention.items()},
+        "prefill_attention": {k: p.model_copy(update={"memory_eff": value})
+                              for k, p in profile.prefill_attention.items()},
+        "elementwise": profile.elementwise.model_copy(update={"memory_eff": value}),
+    }
+
+
+def _set_compute(profile: CalibrationProfile, value: float) -> dict:
+    return {**_set_gemm(profile, compute_eff=value),
+            "prefill_attention": {k: p.model_copy(update={"compute_eff": value})
+                                  for k, p in profile.prefill_attention.items()}}
+
+
+#: name -> (bounds, how it changes a profile). Overheads are per layer and per forward step.
+E2E_PARAMETERS: dict[str, tuple[FitSpec, Callable[[CalibrationProfile, float], dict]]] = {
+    "per_layer_overhead_s": (FitSpec(1e-7, 1e-2, log=True, start=2e-5), lambda p, v: {"per_layer_overhead_s": v}),
+    "per_step_overhead_s": (FitSpec(1e-6, 1e-1, log=True, start=1e-3), lambda p, v: {"per_step_overhead_s": v}),
+    "compute_eff": (FitSpec(0.05, 1.0, start=0.6), _set_compute),
+    "memory_eff": (FitSpec(0.05, 1.0, start=0.7), _set_memory),
+    "network_eff": (FitSpec(0.05, 1.0, start=0.7), lambda p, v: {"network_eff": v}),
+}
+#: Fitted where kernel measurements already fix each operator class: what only a step shows.
+OVERHEADS = ("per_layer_overhead_s", "per_step_overhead_s")
+#: Fitted on a chip without kernel measurements (its base profile is the pure roofline).
+EVERYTHING = tuple(E2E_PARAMETERS)
+
+
+def roofline_profile(chip: str, backend: str) -> CalibrationProfile:
+    """A profile that is the pure roofline (every efficiency 1, no fixed cost): the base of an
+    end-to-end fit on a chip without kernel measurements."""
+    return CalibrationProfile(
+        chip=chip, backend=backend,
+        gemm={fmt: GemmParams() for fmt in GEMM_FORMATS},
+        prefill_attention={"bfloat16/bfloat16": PrefillAttentionParams(), "bfloat16/fp8": PrefillAttentionParams()},
+        decode_attention={"bfloat16": DecodeAttentionParams(), "fp8": DecodeAttentionParams()},
+        elementwise=ElementwiseParams(),
+    )
+
+
+def apply(base: CalibrationProfile, values: dict[str, float]) -> CalibrationProfile:
+    """``base`` with the end-to-end parameters set to ``values``."""
+    profile = base
+    for name, value in values.items():
+        profile = profile.model_copy(update=E2E_PARAMETERS[name][1](profile, value))
+    return profile
+
+
+@dataclass
+class E2EReport:
+    profile: CalibrationProfile
+    values: dict[str, float]
+    warnings: list[str]
+    train_groups: list[str]
+    #: per group held out: rows, median and p90 abs relative error before (base) and after
+    held_out: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def _observations(points: list[Point]) -> tuple[Deployments, np.ndarray, np.ndarray, np.ndarray]:
+    """The deployments, and per measured quantity: (point index, 0 prefill / 1 decode step, seconds)."""
+    index, kind, seconds = [], [], []
+    for i, p in enumerate(points):
+        for k, value in enumerate((p.prefill_latency_s, p.decode_step_latency_s)):
+            if value is not None:
+                index.append(i)
+                kind.append(k)
+                seconds.append(value)
+    by_chip = {p.deployment.hardware.name for p in points}
+    if len(by_chip) > 1:
+        raise InvalidInputError("points", f"mix chips ({', '.join(sorted(by_chip))})", "fit one chip at a time")
+    return (Deployments.from_rows([p.deployment for p in points]), np.array(index), np.array(kind),
+            np.array(seconds, dtype=np.float64))
+
+
+def predict(profile: CalibrationProfile | None, deployments: Deployments, index: np.ndarray,
+            kind: np.ndarray) -> np.ndarray:
+    """Predicted seconds of each observation under ``profile`` (None: the pure roofline)."""
+    result = estimate(deployments, calibration=profile)
+    both = np.stack([result.prefill.latency_s, result.decode_step_latency_s])
+    return both[kind, index]
+
+
+def fit_end_to_end(points: list[Point], base: CalibrationProfile, parameters: tuple[str, ...],
+                   train_groups: list[str] | None = None) -> E2EReport:
+    """Fit ``parameters`` of ``base`` on the points of ``train_groups`` (default: all), and report
+    the error on every group left out; with no group left out, leave-one-group-out
+    cross-validation gives the held-out error."""
+    deployments, index, kind, seconds = _observations(points)
+    groups = np.array([points[i].group for i in index])
+    unknown = [p for p in parameters if p not in E2E_PARAMETERS]
+    if unknown:
+        raise InvalidInputError("fit", f"unknown parameter {unknown[0]!r}", f"use {', '.join(E2E_PARAMETERS)}")
+    if len(seconds) < len(parameters) + 1:
+        raise InvalidInputError("points", f"{len(seconds)} measurements cannot fit {len(parameters)} parameters",
+                                "measure more deployments, or fit fewer parameters (--fit)")
+    specs = {name: E2E_PARAMETERS[name][0] for name in parameters}
+
+    def model(values: dict[str, float], rows: np.ndarray) -> np.ndarray:
+        return predict(apply(base, values), deployments, index, kind)[rows]
+
+    train = sorted(set(groups)) if train_groups is None else list(train_groups)
+    missing = [g for g in train if g not in set(groups)]
+    if missing:
+        raise InvalidInputError("train", f"no points in group {missing[0]!r}", f"use groups of {', '.join(sorted(set(groups)))}")
+    train_rows = np.flatnonzero(np.isin(groups, train))
+    result = fit(specs, model, seconds, train_rows)
+    profile = apply(base, result.values)
+    before = predict(base, deployments, index, kind)
+    after = predict(profile, deployments, index, kind)
+    held_out: dict[str, dict[str, float]] = {}
+    for group in sorted(set(groups)):
+        rows = np.flatnonzero(groups == group)
+        if group in train:
+            if len(train) < 2:
+                continue  # nothing left to refit without it
+            refit = fit(specs, model, seconds, np.flatnonzero(np.isin(groups, train) & (groups != group)),
+                        diagnose=False)
+            predicted = model(refit.values, rows)
+            how = "cross-validated (fit without this group)"
+        else:
+            predicted = after[rows]
+            how = "held out"
+        errors = abs_rel_errors(predicted, seconds[rows])
+        base_errors = abs_rel_errors(before[rows], seconds[rows])
+        held_out[group] = {"rows": int(len(rows)), "median": float(np.median(errors)),
+                           "p90": float(np.percentile(errors, 90)), "before_median": float(np.median(base_errors)),
+                           "before_p90": float(np.percentile(base_errors, 90)), "how": how}  # type: ignore[dict-item]
+    return E2EReport(profile, result.values, result.warnings, train, held_out)
+
+
+def stamp(report: E2EReport, files: list[Path], tool_version: str) -> CalibrationProfile:
+    """The fitted profile with where it came from and its held-out error per group."""
+    errors = dict(report.profile.cv_error)
+    for group, e in report.held_out.items():
+        errors[f"end_to_end/{group}"] = HeldOutError(rows=int(e["rows"]), median=e["median"], p90=e["p90"],
+                                                     roofline_median=e["before_median"],
+                                                     roofline_p90=e["before_p90"], warnings=[str(e["how"])])
+    used = []
+    for f in files:
+        lines = f.read_text(encoding="utf-8").splitlines()
+        header = " ".join(line.lstrip("# ").strip() for line in lines if line.startswith("#"))[:300]
+        used.append(DataFile(path=str(f), rows_used=sum(1 for line in lines if line and not line.startswith("#")) - 1,
+                             source=header))
+    provenance = Provenance(data_files=used, fit_date=str(date.today()), tool_version=tool_version, seed=0,
+                            folds=len(report.held_out),
+                            notes=[f"end-to-end fit of {', '.join(report.values)} on groups "
+                                   f"{', '.join(report.train_groups)}; other groups held out", *report.warnings])
+    return report.profile.model_copy(update={"cv_error": errors, "provenance": provenance})
+
+
+def report_dict(report: E2EReport) -> dict[str, Any]:
+    return {"profile": report.profile.name, "fitted": report.values, "train_groups": report.train_groups,
+            "held_out": report.held_out, "warnings": report.warnings}
