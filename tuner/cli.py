@@ -371,8 +371,25 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str) -> None:
 
 @cli.command("calibrate")
 @click.option("--hardware", default=None, help="Catalog chip to calibrate (tuner hardware).")
-@click.option("--backend", type=click.Choice(["trtllm", "vllm", "sglang"]), default=None,
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default=None,
               help="Serving engine whose kernels the measurements time.")
+@click.option("--points", multiple=True, type=click.Path(dir_okay=False),
+              help="End-to-end measurements (CSV or YAML: deployment + measured_prefill_latency_s and/or "
+                   "measured_decode_step_latency_s; see data/e2e); repeatable. Fits the profile's "
+                   "end-to-end terms on top of --base.")
+@click.option("--bench-json", multiple=True, type=click.Path(dir_okay=False),
+              help="Result JSON of vllm bench serve / SGLang bench_serving (needs --model and --chips); repeatable.")
+@click.option("--model", default=None, help="With --bench-json: the model served.")
+@click.option("--chips", type=int, default=None, help="With --bench-json: tensor-parallel GPUs.")
+@click.option("--base", default=None,
+              help="With --points: the profile to start from (a name or file) [default: the chip's shipped "
+                   "kernel profile, or the pure roofline where none was fitted].")
+@click.option("--fit", "fit_names", default=None,
+              help="With --points: comma-separated parameters to fit [default: per-layer and per-step "
+                   "overheads over a kernel profile; every end-to-end parameter over the roofline].")
+@click.option("--train", default=None,
+              help="With --points: comma-separated groups to fit on; the others are held out [default: all, "
+                   "with leave-one-group-out error].")
 @click.option("--kernels", multiple=True, type=click.Path(dir_okay=False),
               help="Kernel measurement CSV (gzip or plain, '#' header lines); repeatable. "
                    "[default: the repo's data/kernels copies]")
@@ -383,13 +400,20 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str) -> None:
 @click.option("--report", default=None, type=click.Path(dir_okay=False),
               help="With --all: also write the accuracy report (docs/accuracy.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print the fit report as JSON.")
-def calibrate_command(hardware: str | None, backend: str | None, kernels: tuple[str, ...],
+def calibrate_command(hardware: str | None, backend: str | None, points: tuple[str, ...],
+                      bench_json: tuple[str, ...], model: str | None, chips: int | None, base: str | None,
+                      fit_names: str | None, train: str | None, kernels: tuple[str, ...],
                       output: str | None, every_pair: bool, report: str | None, as_json: bool) -> None:
-    """Fit a calibration profile (kernel efficiency model) from kernel measurements and print
-    the held-out (cross-validated) error per operator group."""
+    """Fit a calibration profile from kernel measurements (each operator class) or from end-to-end
+    measurements (--points, --bench-json: the overheads a whole step shows), and print the
+    held-out (cross-validated) error."""
     from tuner import accuracy_report
     from tuner.calibrate import fit_profile, write_profile
 
+    if points or bench_json:
+        _calibrate_end_to_end(hardware, backend, points, bench_json, model, chips, base, fit_names, train,
+                              output, as_json)
+        return
     if every_pair:
         accuracy_report.main([report] if report else [])
         return
@@ -408,6 +432,56 @@ def calibrate_command(hardware: str | None, backend: str | None, kernels: tuple[
     for g in fit_report.groups:
         click.echo(f"{g.name:42s} {g.rows:5d} {g.roofline_median:12.1%} {g.cv_median:12.1%} "
                    f"{g.cv_p90:7.1%}" + (f"  ! {'; '.join(g.warnings)}" if g.warnings else ""))
+    if output:
+        click.echo(f"wrote {output}")
+
+
+def _calibrate_end_to_end(hardware: str | None, backend: str | None, points: tuple[str, ...],
+                          bench_json: tuple[str, ...], model: str | None, chips: int | None, base: str | None,
+                          fit_names: str | None, train: str | None, output: str | None, as_json: bool) -> None:
+    from pathlib import Path
+
+    from cost_models.calibration import available_profiles, load_profile
+    from tuner import calibrate_e2e as e2e
+    from tuner.calibrate import _tool_version, write_profile
+
+    if hardware is None or backend is None:
+        raise InvalidInputError("calibrate", "--hardware and --backend are required with --points",
+                                "e.g. tuner calibrate --hardware tpu-v4 --backend jax --points data/e2e/pope2022_tpu_v4.csv")
+    measured = [p for path in points for p in e2e.read_points(path)]
+    if bench_json:
+        if model is None or chips is None:
+            raise InvalidInputError("bench-json", "needs the deployment it measured", "add --model and --chips")
+        measured += [e2e.read_benchmark_json(path, model=model, hardware=hardware, chips=chips) for path in bench_json]
+    if any(p.deployment.hardware.name != hardware for p in measured):
+        other = next(p.deployment.hardware.name for p in measured if p.deployment.hardware.name != hardware)
+        raise InvalidInputError("points", f"a point was measured on {other}, not {hardware}",
+                                "calibrate one chip at a time")
+    shipped = f"{hardware}-{backend}"
+    if base is not None:
+        start = load_profile(base, chip=hardware)
+    elif shipped in available_profiles() and load_profile(shipped).gemm and load_profile(shipped).collectives:
+        start = load_profile(shipped)
+    else:
+        start = e2e.roofline_profile(hardware, backend)
+    kernel_fitted = bool(start.collectives)
+    names = tuple(n.strip() for n in fit_names.split(",")) if fit_names else (
+        e2e.OVERHEADS if kernel_fitted else ("compute_eff", "memory_eff", "per_layer_overhead_s"))
+    result = e2e.fit_end_to_end(measured, start, names, train.split(",") if train else None)
+    profile = e2e.stamp(result, [Path(p) for p in (*points, *bench_json)], _tool_version())
+    if output:
+        write_profile(profile, output)
+    if as_json:
+        _print_json(e2e.report_dict(result))
+        return
+    click.echo(f"{profile.name}: fitted {', '.join(f'{k} = {v:.4g}' for k, v in result.values.items())} "
+               f"on {', '.join(result.train_groups)}")
+    click.echo(f"{'group':12s} {'rows':>5s} {'roofline med':>12s} {'med':>7s} {'p90':>7s}  how")
+    for group, e in result.held_out.items():
+        click.echo(f"{group:12s} {int(e['rows']):5d} {e['before_median']:12.1%} {e['median']:7.1%} "
+                   f"{e['p90']:7.1%}  {e['how']}")
+    for warning in result.warnings:
+        click.echo(f"! {warning}")
     if output:
         click.echo(f"wrote {output}")
 
