@@ -19,7 +19,7 @@ from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs, make_configs
 from cost_models.models import ModelSpec, get_model
 from cost_models.operators import OPERATOR_NAMES, OperatorCosts, operator_costs
-from cost_models.partitioning import gemm_shapes_per_chip
+from cost_models.partitioning import gemm_shapes_per_chip, sharding_plan
 from cost_models.roofline import RooflineTimes, roofline_times
 
 
@@ -92,7 +92,7 @@ def analyze(
         one_chip = np.ones((len(configs), 3))
         layout = np.zeros(len(configs), dtype=np.int64)  # one chip: every layout is the same
         heads_only = np.zeros(len(configs), dtype=bool)
-        shapes = gemm_shapes_per_chip(configs, one_chip, layout, ops)
+        shapes = gemm_shapes_per_chip(ops, sharding_plan(configs, one_chip, layout))
         calibrated = calibrated_operator_times(ops, configs, shapes, np.ones(len(configs)), heads_only,
                                                hardware, calibration)
     return Analysis(configs, hardware, ops, times, calibrated)

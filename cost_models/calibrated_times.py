@@ -46,6 +46,12 @@ def gemm_format(weight_dtype: int, act_dtype: int) -> str:
     return "bfloat16"
 
 
+#: The kernel format of every (weight dtype, activation dtype) pair, as an index into
+#: ``_FORMAT_NAMES``: one table look-up per configuration instead of a Python call.
+_FORMAT_NAMES: tuple[str, ...] = ("bfloat16", "fp8", "sq", "int8_wo", "int4_wo")
+_FORMAT_TABLE = np.array([[_FORMAT_NAMES.index(gemm_format(w, a)) for a in range(4)] for w in range(4)])
+
+
 def _gemm_params(profile: CalibrationProfile, fmt: str):
     """A format the profile did not measure runs with the bf16 fit at its own peak and bytes."""
     return profile.gemm.get(fmt) or profile.gemm_params("bfloat16")
@@ -61,24 +67,28 @@ def calibrated_operator_times(chip_ops: OperatorCosts, configs: InferenceConfigs
     present = chip_ops.present
     m, n, k = gemm_shapes
     # Weight matmuls, grouped by the engine's kernel format.
-    formats = np.array([gemm_format(int(w), int(a)) for w, a in zip(c.weight_dtype, c.act_dtype)]) \
-        if len(np.unique(c.weight_dtype * 8 + c.act_dtype)) > 1 else \
-        np.full(len(c), gemm_format(int(c.weight_dtype[0]), int(c.act_dtype[0])))
-    for fmt in np.unique(formats):
-        rows = formats == fmt
-        params = _gemm_params(profile, str(fmt))
-        for op in GEMM_AXES:
-            i = OP[op]
-            times[i, rows] = gemm_time_s(m[i, rows], n[i, rows], k[i, rows], str(fmt), hardware, params)
+    formats = _FORMAT_TABLE[c.weight_dtype, c.act_dtype]
+    gemm_rows = [OP[op] for op in GEMM_AXES]
+    for code in np.unique(formats):
+        fmt = _FORMAT_NAMES[int(code)]
+        rows = formats == code
+        everyone = bool(np.all(rows))
+        pick = (slice(None) if everyone else rows)
+        block = gemm_time_s(m[gemm_rows][:, pick], n[gemm_rows][:, pick], k[gemm_rows][:, pick], fmt, hardware,
+                            _gemm_params(profile, fmt))
+        if everyone:
+            times[gemm_rows] = block
+        else:
+            times[np.ix_(gemm_rows, np.flatnonzero(rows))] = block
     # Elementwise kernels: bytes at a fraction of HBM bandwidth, plus a launch.
-    for op in ELEMENTWISE_OPS:
-        i = OP[op]
-        times[i] = elementwise_time_s(chip_ops.bytes[i], hardware, profile.elementwise)
+    moved = chip_ops.bytes
+    elementwise = [OP[op] for op in ELEMENTWISE_OPS]
+    times[elementwise] = elementwise_time_s(moved[elementwise], hardware, profile.elementwise)
+    bandwidth = hardware.memory_bandwidth_bytes_per_s * profile.elementwise.memory_eff
     for op in UNFUSED_ATTENTION_OPS:
         i = OP[op]
-        bandwidth = hardware.memory_bandwidth_bytes_per_s * profile.elementwise.memory_eff
         peak = hardware.peak_table()[chip_ops.compute_dtype[i]]
-        times[i] = profile.elementwise.launch_s + np.maximum(chip_ops.bytes[i] / bandwidth, chip_ops.flops[i] / peak)
+        times[i] = profile.elementwise.launch_s + np.maximum(moved[i] / bandwidth, chip_ops.flops[i] / peak)
     # Fused attention: the engine's kernel at this chip's share of sequences and heads.
     i = OP["fused_attention"]
     batch, heads, kv_heads = attention_split(c, chips, batch_sharded)

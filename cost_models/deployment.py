@@ -25,16 +25,17 @@ from cost_models.calibration import (
     AUTO_CALIBRATION, CalibrationProfile, calibration_report, resolve_calibration,
 )
 from cost_models.conventions import DEFAULT, CountingConvention
-from cost_models.deployments import Deployment, Deployments
+from cost_models.deployments import PHASE_NAMES, Deployment, Deployments
 from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, dtype_name
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
-from cost_models.inference_configs import InferenceConfigs
+from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.model_counts import kv_bytes_per_token, model_flops_utilization, params_per_layer
 from cost_models.models import ModelSpec, get_model
 from cost_models.operators import LM_HEAD, OperatorCosts, operator_costs
 from cost_models.partitioning import (
-    Shapes, gemm_shapes_per_chip, kv_cache_split, layer_comm_time_s, per_chip_costs, weight_bytes_per_chip,
+    Shapes, ShardingPlan, distinct_rows, gemm_shapes_per_chip, kv_cache_split, layer_comm_time_s,
+    per_chip_costs, sharding_plan, weight_bytes_per_chip,
 )
 from cost_models.roofline import roofline_times
 from cost_models.topology import Network, network_for, parse_mesh
@@ -101,17 +102,17 @@ class _PhaseTimes:
 
 def _phase_times(d: Deployments, phase: str, configs: InferenceConfigs, ops: OperatorCosts,
                  tokens_per_sequence: np.ndarray, network: Network, overlap: Overlap,
-                 profile: CalibrationProfile | None) -> _PhaseTimes:
+                 profile: CalibrationProfile | None, plan: ShardingPlan, kv_ways: np.ndarray) -> _PhaseTimes:
     """One forward pass: layers x (block time combined with the block's collectives) + lm_head
     (+ the engine's fixed cost per step under a profile). Without a profile a block's time is its
     roofline; with one, each operator's calibrated kernel time plus the fixed cost per layer."""
     layouts, batch_sharded = d.ffn_layout(phase), d.batch_sharded_attention(phase)
-    chip_ops = per_chip_costs(ops, configs, d.mesh, layouts, batch_sharded)
+    chip_ops = per_chip_costs(ops, configs, d.mesh, layouts, batch_sharded, plan, kv_ways)
     times = roofline_times(chip_ops.flops, chip_ops.bytes, chip_ops.compute_dtype, d.hardware)
     if profile is None:
         op_time, layer_overhead, step_overhead = times.time_s, 0.0, 0.0
     else:
-        shapes = gemm_shapes_per_chip(configs, d.mesh, layouts, chip_ops)
+        shapes = gemm_shapes_per_chip(chip_ops, plan)
         op_time = calibrated_operator_times(chip_ops, configs, shapes, d.chips, batch_sharded, d.hardware, profile)
         layer_overhead, step_overhead = profile.per_layer_overhead_s, profile.per_step_overhead_s
     block = op_time[:LM_HEAD].sum(axis=0) + op_time[LM_HEAD + 1:].sum(axis=0) + layer_overhead
@@ -124,6 +125,27 @@ def _phase_times(d: Deployments, phase: str, configs: InferenceConfigs, ops: Ope
         memory_s=(times.memory_s * ops.repeats).sum(axis=0),
         comm_s=configs.layers * comm_block,
     )
+
+
+def _sharding_plans(d: Deployments, configs: InferenceConfigs) -> dict[str, ShardingPlan]:
+    """Each phase's sharding plan, computed once per distinct (model, KV heads, mesh, layout)."""
+    plans = {}
+    for phase in PHASE_NAMES:
+        layouts = d.ffn_layout(phase)
+        first, inverse = distinct_rows(d.model_index, d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], layouts)
+        plans[phase] = sharding_plan(configs.take(first), d.mesh[first], layouts[first]).take(inverse)
+    return plans
+
+
+def _kv_ways(d: Deployments) -> dict[str, np.ndarray]:
+    """Ways each deployment's KV cache is split in each phase, once per distinct shape."""
+    ways = {}
+    for phase in PHASE_NAMES:
+        sharded = d.batch_sharded_attention(phase)
+        first, inverse = distinct_rows(d.kv_heads, np.where(sharded, d.batch, 0.0), d.mesh[:, 0], d.mesh[:, 1],
+                                       d.mesh[:, 2], sharded)
+        ways[phase] = kv_cache_split(d.kv_heads[first], d.batch[first], d.mesh[first], sharded[first])[0][inverse]
+    return ways
 
 
 def _phase_estimate(t: _PhaseTimes, steps: np.ndarray | float, tokens: np.ndarray,
@@ -166,13 +188,17 @@ def estimate(
     prompt, gen = d.prompt_len, d.gen_len
     # Prefill: one pass over batch x prompt tokens.
     prefill_configs = d.inference_configs("prefill", prompt)
+    plans = _sharding_plans(d, prefill_configs)
+    kv_ways = _kv_ways(d)
     prefill_ops = operator_costs(prefill_configs, convention)
-    prefill_times = _phase_times(d, "prefill", prefill_configs, prefill_ops, prompt, network, overlap, calibration)
+    prefill_times = _phase_times(d, "prefill", prefill_configs, prefill_ops, prompt, network, overlap, calibration,
+                                 plans["prefill"], kv_ways["prefill"])
     # Decode: step t attends to prompt + t entries; scored once at the mean context, exact where
     # step time is linear in the context (within one roofline regime).
-    decode_configs = d.inference_configs("decode", prompt + (gen - 1.0) / 2.0)
+    decode_configs = prefill_configs.at_phase(DECODE, prompt + (gen - 1.0) / 2.0)
     decode_ops = operator_costs(decode_configs, convention)
-    step = _phase_times(d, "decode", decode_configs, decode_ops, np.ones(n), network, overlap, calibration)
+    step = _phase_times(d, "decode", decode_configs, decode_ops, np.ones(n), network, overlap, calibration,
+                        plans["decode"], kv_ways["decode"])
 
     c = prefill_configs
     # MFU against the peak of the format the weight matmuls run in (Pope et al. keep them in
@@ -191,19 +217,19 @@ def estimate(
                               block_params * prefill_tokens + head_params * prefill_head_tokens, chips, peak)
     decode = _phase_estimate(step, gen, decode_tokens,
                              (block_params + decode_head_share * head_params) * decode_tokens, chips, peak)
-    memory = _memory(d, c, prompt + gen, prefill_ops, decode_ops, kv_memory_fraction)
+    memory = _memory(d, c, prompt + gen, prefill_ops, decode_ops, kv_memory_fraction, plans, kv_ways["decode"])
     return DeploymentEstimate(prefill, decode, step.latency_s, memory)
 
 
 def _memory(d: Deployments, c: InferenceConfigs, context: np.ndarray, prefill_ops: OperatorCosts,
-            decode_ops: OperatorCosts, kv_memory_fraction: float | None) -> MemoryEstimate:
+            decode_ops: OperatorCosts, kv_memory_fraction: float | None, plans: dict[str, ShardingPlan],
+            kv_ways: np.ndarray) -> MemoryEstimate:
     """Bytes per chip. Weights as the layouts' sharding rules store them (the larger of the two
     phases' layouts: a deployment whose phases differ holds either at a time); the KV cache as
     decode's attention sharding splits it."""
     chips = d.chips
-    weights = np.maximum(weight_bytes_per_chip(c, d.mesh, d.prefill_ffn_layout),
-                         weight_bytes_per_chip(c, d.mesh, d.decode_ffn_layout))
-    kv_ways = kv_cache_split(c.kv_heads, c.batch, d.mesh, d.batch_sharded_attention("decode"))[0]
+    weights = np.maximum(weight_bytes_per_chip(c, d.mesh, d.prefill_ffn_layout, plans["prefill"]),
+                         weight_bytes_per_chip(c, d.mesh, d.decode_ffn_layout, plans["decode"]))
     kv_per_token = (kv_bytes_per_token(c.layers, c.kv_heads, c.d_head, BYTES_PER_ELEMENT[c.kv_dtype], c.decoder)
                     * c.batch / kv_ways)
     kv = kv_per_token * context

@@ -183,8 +183,7 @@ class Deployments:
         """The single-chip view of one phase: model shapes with the what-ifs, batch, formats.
         ``seq_len`` may be fractional (a decode phase scored at its mean context)."""
         base = make_configs(
-            [self.models[i] for i in self.model_index] if len(self.models) > 1 else self.models[0],
-            phase="prefill", batch=self.batch, seq_len=1, weight_dtype=self.weight_dtype,
+            list(self.models), model_index=self.model_index, phase="prefill", batch=self.batch, seq_len=1, weight_dtype=self.weight_dtype,
             act_dtype=self.act_dtype, kv_dtype=self.kv_dtype, flash_attention=self.flash_attention,
             kv_heads=self.kv_heads, parallel_block=self.parallel_block,
         )

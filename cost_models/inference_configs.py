@@ -84,20 +84,26 @@ def make_configs(
     causal: bool | np.ndarray | None = None,
     kv_heads: int | np.ndarray | None = None,
     parallel_block: bool | np.ndarray | None = None,
+    model_index: np.ndarray | None = None,
 ) -> InferenceConfigs:
     """Broadcast scalars and arrays into an :class:`InferenceConfigs`, validating every entry.
 
-    ``model`` is one model or one per configuration; ``kv_heads`` overrides the model's (an
-    MHA/MQA/GQA what-if) and ``parallel_block`` its block (a serial/parallel what-if). ``causal`` defaults to ``flash_attention`` for decoders: fused kernels
-    skip masked tiles, an unfused batched matmul computes the whole square score matrix.
+    ``model`` is one model, one per configuration, or (with ``model_index``) a table of models
+    that ``model_index`` points into; ``kv_heads`` overrides the model's (an MHA/MQA/GQA what-if)
+    and ``parallel_block`` its block (a serial/parallel what-if). ``causal`` defaults to
+    ``flash_attention`` for decoders: fused kernels skip masked tiles, an unfused batched matmul
+    computes the whole square score matrix.
     """
     models = [model] if isinstance(model, ModelSpec) else list(model)
-    # A design space holds few distinct models: build one row per model, then index.
-    distinct: dict[int, int] = {}
-    rows = [distinct.setdefault(id(m), len(distinct)) for m in models]
-    specs = {row: m for m, row in zip(models, rows)}
-    unique = [specs[row] for row in range(len(distinct))]
-    index = np.array(rows, dtype=np.int64)
+    if model_index is not None:
+        unique, index = models, np.asarray(model_index, dtype=np.int64)
+    else:
+        # A design space holds few distinct models: build one row per model, then index.
+        distinct: dict[int, int] = {}
+        rows = [distinct.setdefault(id(m), len(distinct)) for m in models]
+        specs = {row: m for m, row in zip(models, rows)}
+        unique = [specs[row] for row in range(len(distinct))]
+        index = np.array(rows, dtype=np.int64)
     model_columns = {
         name: _float_column(name, [getattr(m, name) for m in unique])[index] for name in _MODEL_FIELDS
     }

@@ -22,7 +22,8 @@ collectives per layer. A serial block adds the attention's own set.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from itertools import combinations
 
 import numpy as np
@@ -210,19 +211,6 @@ def _dimension_size(s: WeightShapes, logical: str) -> np.ndarray:
             "vocab": s.vocab}[logical]
 
 
-def weight_split_ways(layout: str, weight: str, s: WeightShapes, mesh: np.ndarray,
-                      in_use: bool) -> np.ndarray:
-    """Shards of one weight matrix in ``layout``: stored, or in use (after the all-gather)."""
-    rules = SHARDING_RULES[layout]
-    ways = np.ones(np.atleast_2d(mesh).shape[0])
-    for logical in WEIGHT_AXES[weight]:
-        axes = getattr(rules, logical)
-        if in_use and weight not in _NEVER_GATHERED:
-            axes = rules.in_use(axes)
-        ways = ways * split_over(_dimension_size(s, logical), mesh, axes)[0]
-    return ways
-
-
 @dataclass(frozen=True)
 class CollectiveCall:
     """One collective of a layer: kind, mesh axes, and D, the bytes per chip (Pope et al. app. A:
@@ -341,45 +329,149 @@ def _take(s, mask: np.ndarray):
     return type(s)(**{name: getattr(s, name)[mask] for name in type(s).__dataclass_fields__})
 
 
-def weight_bytes_per_chip(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarray) -> np.ndarray:
-    """Weight bytes one chip stores in each configuration's layout: every matrix of every block,
-    the embedding and (untied) the lm_head, each split as the layout's rules say (norm scales and
-    biases are left out, as in the parameter count)."""
-    bytes_per_weight = BYTES_PER_ELEMENT[c.weight_dtype]
-    total = np.zeros(len(c))
+@dataclass(frozen=True)
+class ShardingPlan:
+    """What a layout's rules make of n configurations' weight shapes on their meshes: shape-only
+    work, computed once per distinct (model, KV heads, mesh, layout) and shared by every
+    configuration that has it (batch, lengths and formats do not change it).
+
+    Rows of ``in_use_ways``, ``gemm_k`` and ``gemm_n`` are the weight operators, in the order of
+    ``WEIGHT_OPS``: shards of each one's matrix in use, and the per-chip widths of its matmul
+    x[m, k] @ W[k, n]; ``stored_elements`` (n,): weight elements one chip stores, all layers, the
+    embedding and an untied lm_head. Held per distinct shape (``distinct_*``) and expanded to
+    every configuration (``index``) only when read."""
+
+    distinct_in_use_ways: np.ndarray
+    distinct_gemm_k: np.ndarray
+    distinct_gemm_n: np.ndarray
+    distinct_stored_elements: np.ndarray
+    index: np.ndarray | None = None  # None: one configuration per distinct shape
+
+    def take(self, index: np.ndarray) -> "ShardingPlan":
+        """The plan of configurations whose shapes are ``index`` into this one's."""
+        return replace(self, index=index if self.index is None else self.index[index])
+
+    def _expand(self, distinct: np.ndarray) -> np.ndarray:
+        return distinct if self.index is None else distinct[..., self.index]
+
+    @cached_property
+    def in_use_ways(self) -> np.ndarray:
+        return self._expand(self.distinct_in_use_ways)
+
+    @cached_property
+    def gemm_k(self) -> np.ndarray:
+        return self._expand(self.distinct_gemm_k)
+
+    @cached_property
+    def gemm_n(self) -> np.ndarray:
+        return self._expand(self.distinct_gemm_n)
+
+    @cached_property
+    def stored_elements(self) -> np.ndarray:
+        return self._expand(self.distinct_stored_elements)
+
+
+#: Each matmul's input (k) and output (n) logical axes, by operator slot.
+GEMM_AXES: dict[str, tuple[str, str]] = {
+    "q_proj": ("embed", "heads"), "k_proj": ("embed", "kv_heads"), "v_proj": ("embed", "kv_heads"),
+    "out_proj": ("heads", "embed"), "gate_proj": ("embed", "mlp"), "up_proj": ("embed", "mlp"),
+    "down_proj": ("mlp", "embed"), "lm_head": ("embed", "vocab"),
+}
+_LOGICAL_AXES = ("embed", "heads", "kv_heads", "mlp", "vocab")
+
+
+#: The operator slots of the weight matrices, in a :class:`ShardingPlan`'s row order.
+WEIGHT_OPS: tuple[str, ...] = tuple(WEIGHT_OPERATOR.values())
+_WEIGHT_ROW = {op: i for i, op in enumerate(WEIGHT_OPS)}
+
+
+def sharding_plan(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarray) -> ShardingPlan:
+    """The :class:`ShardingPlan` of every configuration, from its layout's rules."""
+    n_ops, n = len(WEIGHT_OPS), len(c)
+    in_use_ways, gemm_k, gemm_n = np.ones((n_ops, n)), np.zeros((n_ops, n)), np.zeros((n_ops, n))
+    stored = np.zeros(n)
     for _, layout, chosen, (shapes, sub_mesh) in _by_layout(layout_codes, WeightShapes.of(c), mesh):
+        rules = SHARDING_RULES[layout]
+        # Ways each logical axis splits, stored and in use (one split_over per axis, not per matrix).
+        size = {logical: _dimension_size(shapes, logical) for logical in _LOGICAL_AXES}
+        stored_ways = {lg: split_over(size[lg], sub_mesh, getattr(rules, lg))[0] for lg in _LOGICAL_AXES}
+        use_ways = {lg: (split_over(size[lg], sub_mesh, rules.in_use(getattr(rules, lg)))[0]
+                         if rules.gather else stored_ways[lg]) for lg in _LOGICAL_AXES}
+        width = {lg: size[lg] * (shapes.d_head if lg in ("heads", "kv_heads") else 1.0) for lg in _LOGICAL_AXES}
         per_chip = np.zeros(int(np.sum(chosen)))
         for weight, op in (*WEIGHT_OPERATOR.items(), ("embedding", None)):
-            elements = _weight_elements(weight, shapes)
+            never_gathered = weight in _NEVER_GATHERED
+            axes = WEIGHT_AXES[weight]
+            elements = width[axes[0]] * width[axes[1]]
             if weight == "w_gate":
                 elements = elements * c.gated_ffn[chosen]
             if weight == "lm_head":
                 elements = elements * ~c.tie_embeddings[chosen]
-            repeats = 1.0 if weight in _NEVER_GATHERED else c.layers[chosen]
-            per_chip = per_chip + repeats * elements / weight_split_ways(layout, weight, shapes, sub_mesh, False)
-        total[chosen] = per_chip
-    return total * bytes_per_weight
+            repeats = 1.0 if never_gathered else c.layers[chosen]
+            per_chip = per_chip + repeats * elements / (stored_ways[axes[0]] * stored_ways[axes[1]])
+            if op is None:
+                continue
+            ways = stored_ways if never_gathered else use_ways
+            row = _WEIGHT_ROW[op]
+            in_use_ways[row, chosen] = ways[axes[0]] * ways[axes[1]]
+            k_axis, n_axis = GEMM_AXES[op]
+            gemm_k[row, chosen] = width[k_axis] / ways[k_axis]
+            gemm_n[row, chosen] = width[n_axis] / ways[n_axis]
+        stored[chosen] = per_chip
+    return ShardingPlan(in_use_ways, gemm_k, gemm_n, stored)
 
 
-def _weight_elements(weight: str, s: WeightShapes) -> np.ndarray:
-    size = 1.0
-    for logical in WEIGHT_AXES[weight]:
-        size = size * _dimension_size(s, logical)
-    if weight in ("wq", "wk", "wv", "wo"):
-        size = size * s.d_head
-    return size
+def distinct_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first, inverse): one representative row of each distinct combination of the columns, and
+    each row's representative, so shape-only work runs once per distinct shape. Columns of small
+    non-negative whole numbers are packed into one int64 key (a fast 1-D unique); others fall
+    back to a row-wise unique."""
+    n = len(columns[0])
+    key = np.zeros(n, dtype=np.int64)
+    capacity = 1
+    packable = True
+    for column in columns:
+        values = np.asarray(column)
+        if values.dtype.kind == "f" and not np.all(values == np.floor(values)):
+            packable = False
+            break
+        v = values.astype(np.int64)
+        radix = int(v.max(initial=0)) + 1
+        if v.min(initial=0) < 0 or capacity * radix >= 2**62:
+            packable = False
+            break
+        key = key * radix + v
+        capacity *= radix
+    if not packable:
+        stacked = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns])
+        _, first, inverse = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
+        return first, inverse.ravel()
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return first, inverse
+
+
+def weight_bytes_per_chip(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarray,
+                          plan: ShardingPlan | None = None) -> np.ndarray:
+    """Weight bytes one chip stores in each configuration's layout: every matrix of every block,
+    the embedding and (untied) the lm_head, each split as the layout's rules say (norm scales and
+    biases are left out, as in the parameter count)."""
+    plan = plan if plan is not None else sharding_plan(c, mesh, layout_codes)
+    return plan.stored_elements * BYTES_PER_ELEMENT[c.weight_dtype]
 
 
 def per_chip_costs(ops: OperatorCosts, c: InferenceConfigs, mesh: np.ndarray,
-                   layout_codes: np.ndarray, batch_sharded: np.ndarray) -> OperatorCosts:
+                   layout_codes: np.ndarray, batch_sharded: np.ndarray, plan: ShardingPlan | None = None,
+                   kv_ways: np.ndarray | None = None) -> OperatorCosts:
     """One chip's share of every operator: FLOPs and activations split n ways; each weight
     matrix read as split in use by the layout's rules (whole over the gathered axes in
-    weight-gathered layouts); the KV cache split by :func:`kv_cache_split`."""
+    weight-gathered layouts); the KV cache split by :func:`kv_cache_split`. ``plan`` and
+    ``kv_ways``, when given, are those of these configurations (computed once for many)."""
     chips = np.prod(mesh, axis=-1)
+    plan = plan if plan is not None else sharding_plan(c, mesh, layout_codes)
+    if kv_ways is None:
+        kv_ways = kv_cache_split(c.kv_heads, c.batch, mesh, batch_sharded)[0]
     weight_share = np.broadcast_to(1.0 / chips, ops.weight_bytes.shape).copy()
-    for _, layout, chosen, (shapes, sub_mesh) in _by_layout(layout_codes, WeightShapes.of(c), mesh):
-        for weight, op in WEIGHT_OPERATOR.items():
-            weight_share[OP[op], chosen] = 1.0 / weight_split_ways(layout, weight, shapes, sub_mesh, True)
+    weight_share[[OP[op] for op in WEIGHT_OPS]] = 1.0 / plan.in_use_ways
     # Attention work splits over heads, or over heads and sequences when sharded by batch.
     attention_ways = np.minimum(chips, np.where(batch_sharded, c.batch * c.heads, c.heads))
     flop_share = np.broadcast_to(1.0 / chips, ops.flops.shape).copy()
@@ -387,7 +479,7 @@ def per_chip_costs(ops: OperatorCosts, c: InferenceConfigs, mesh: np.ndarray,
     for name in ATTENTION_OPS:
         flop_share[OP[name]] = 1.0 / attention_ways
         act_share[OP[name]] = 1.0 / attention_ways
-    kv_share = 1.0 / kv_cache_split(c.kv_heads, c.batch, mesh, batch_sharded)[0]
+    kv_share = 1.0 / kv_ways
     flop_share[LM_HEAD] = 1.0 / chips
     return OperatorCosts(
         flops=ops.flops * flop_share,
@@ -402,40 +494,15 @@ def per_chip_costs(ops: OperatorCosts, c: InferenceConfigs, mesh: np.ndarray,
     )
 
 
-#: Each matmul's input (k) and output (n) logical axes, and the operator slot it is.
-GEMM_AXES: dict[str, tuple[str, str]] = {
-    "q_proj": ("embed", "heads"), "k_proj": ("embed", "kv_heads"), "v_proj": ("embed", "kv_heads"),
-    "out_proj": ("heads", "embed"), "gate_proj": ("embed", "mlp"), "up_proj": ("embed", "mlp"),
-    "down_proj": ("mlp", "embed"), "lm_head": ("embed", "vocab"),
-}
-
-
-def gemm_shapes_per_chip(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarray,
-                         chip_ops: OperatorCosts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(m, n, k) of the matmul x[m, k] @ W[k, n] each chip runs for every weight operator, arrays
-    shaped like the operator costs (zero where an operator is no matmul). k and n are the weight's
-    dimensions as the layout's rules split them in use; m follows from the chip's FLOPs
-    (2 m n k), so it counts the tokens the chip multiplies, whatever the layout."""
-    shape = chip_ops.flops.shape
-    m, n, k = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-    for _, layout, chosen, (shapes, sub_mesh) in _by_layout(layout_codes, WeightShapes.of(c), mesh):
-        rules = SHARDING_RULES[layout]
-        for op, (k_axis, n_axis) in GEMM_AXES.items():
-            i = OP[op]
-            widths = []
-            for logical in (k_axis, n_axis):
-                axes = getattr(rules, logical)
-                if op != "lm_head":
-                    axes = rules.in_use(axes)
-                size = _dimension_size(shapes, logical)
-                ways = split_over(size, sub_mesh, axes)[0]
-                # a head carries d_head elements of the matrix's width
-                widths.append(size / ways * (shapes.d_head if logical in ("heads", "kv_heads") else 1.0))
-            k[i, chosen], n[i, chosen] = widths
-    gemm = np.zeros(shape, dtype=bool)
-    for op in GEMM_AXES:
-        gemm[OP[op]] = True
-    m = np.where(gemm & (k * n > 0), chip_ops.flops / np.maximum(2.0 * k * n, 1.0), 0.0)
+def gemm_shapes_per_chip(chip_ops: OperatorCosts, plan: ShardingPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(m, n, k) of the matmul x[m, k] @ W[k, n] each chip runs for every weight operator, shaped
+    like the operator costs (zero where an operator is no matmul): k and n as the plan splits the
+    weight in use; m follows from the chip's FLOPs (2 m n k), so it counts the tokens the chip
+    multiplies, whatever the layout."""
+    rows = [OP[op] for op in WEIGHT_OPS]
+    k, n = np.zeros(chip_ops.flops.shape), np.zeros(chip_ops.flops.shape)
+    k[rows], n[rows] = plan.gemm_k, plan.gemm_n
+    m = np.divide(chip_ops.flops, 2.0 * k * n, out=np.zeros_like(k), where=k * n > 0)
     return m, n, k
 
 
