@@ -18,6 +18,7 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs, make_configs
 from cost_models.models import ModelSpec, get_model
+from cost_models.model_counts import embedding_params, kv_bytes_per_token
 from cost_models.operators import OPERATOR_NAMES, OperatorCosts, operator_costs
 from cost_models.partitioning import gemm_shapes_per_chip, sharding_plan
 from cost_models.roofline import RooflineTimes, roofline_times
@@ -61,15 +62,14 @@ class Analysis:
         ops = self.operators
         block = np.sum(ops.weight_bytes[:-1] * ops.repeats[:-1], axis=0)
         c = self.configs
-        embedding = c.vocab * c.d_model * BYTES_PER_ELEMENT[c.weight_dtype]
-        return block + embedding * np.where(c.tie_embeddings, 1.0, 2.0)
+        return block + embedding_params(c.vocab, c.d_model, c.tie_embeddings) * BYTES_PER_ELEMENT[c.weight_dtype]
 
     @property
     def kv_cache_footprint_bytes(self) -> np.ndarray:
         """K and V of every layer for ``seq_len`` positions of every sequence (decoders only)."""
         c = self.configs
-        per_token = 2.0 * c.layers * c.kv_heads * c.d_head * BYTES_PER_ELEMENT[c.kv_dtype]
-        return np.where(c.decoder, per_token * c.batch * c.seq_len, 0.0)
+        per_token = kv_bytes_per_token(c.layers, c.kv_heads, c.d_head, BYTES_PER_ELEMENT[c.kv_dtype], c.decoder)
+        return per_token * c.batch * c.seq_len
 
     @property
     def activation_footprint_bytes(self) -> np.ndarray:

@@ -69,133 +69,140 @@ class OperatorCosts:
         return np.divide(self.flops, total, out=np.zeros_like(total), where=total > 0)
 
 
+class _CostTable:
+    """The arrays :func:`operator_costs` fills, one row per operator slot, and the shapes of one
+    batch of configurations (B sequences, T new tokens each, L keys, N = B T tokens)."""
+
+    def __init__(self, c: InferenceConfigs) -> None:
+        shape = (len(OPERATOR_NAMES), len(c))
+        self.flops, self.weight, self.act_r, self.act_w, self.kv_r, self.kv_w = (np.zeros(shape) for _ in range(6))
+        self.present = np.ones(shape, dtype=bool)
+        self.decode = c.phase == DECODE
+        self.wb = BYTES_PER_ELEMENT[c.weight_dtype]
+        self.ab = BYTES_PER_ELEMENT[c.act_dtype]
+        # K and V are cache entries in a decoder, plain activations in an encoder.
+        self.kvb = np.where(c.decoder, BYTES_PER_ELEMENT[c.kv_dtype], self.ab)
+        self.B = c.batch
+        self.T = np.where(self.decode, 1.0, c.seq_len)  # new tokens per sequence
+        self.L = c.seq_len  # keys each new token attends to (at most)
+        self.N = self.B * self.T
+        self.dq = c.heads * c.d_head
+        self.dkv = c.kv_heads * c.d_head
+
+    def projection(self, name: str, d_in: np.ndarray, d_out: np.ndarray, tokens: np.ndarray,
+                   out_to_kv: np.ndarray | bool = False) -> None:
+        """x[tokens, d_in] @ W[d_in, d_out]: weights read once, output to activations or KV cache."""
+        i = OP[name]
+        self.flops[i] = 2.0 * tokens * d_in * d_out
+        self.weight[i] = d_in * d_out * self.wb
+        self.act_r[i] = tokens * d_in * self.ab
+        out = tokens * d_out
+        self.act_w[i] = np.where(out_to_kv, 0.0, out * self.ab)
+        self.kv_w[i] = np.where(out_to_kv, out * self.kvb, 0.0)
+
+    def elementwise(self, name: str, elements: np.ndarray, ops_per_element: float, reads: float,
+                    weight_elements: np.ndarray | float = 0.0) -> None:
+        i = OP[name]
+        self.flops[i] = ops_per_element * elements
+        self.act_r[i] = reads * elements * self.ab
+        self.act_w[i] = elements * self.ab
+        self.weight[i] = weight_elements * self.ab  # norm scales stay in the activation format
+
+
+def _attention(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> None:
+    """Norm, q/k/v projections, attention (unfused qk/softmax/sv or one fused operator), out
+    projection and residual add."""
+    d, N, B, T, L, ab = c.d_model, t.N, t.B, t.T, t.L, t.ab
+    t.elementwise("attn_norm", N * d, convention.norm_flops_per_element, 1.0, d)
+    t.projection("q_proj", d, t.dq, N)
+    t.projection("k_proj", d, t.dkv, N, out_to_kv=c.decoder)
+    t.projection("v_proj", d, t.dkv, N, out_to_kv=c.decoder)
+
+    # Query-key pairs scored per sequence and head: the whole T x L square, or with causal
+    # skipping only the lower triangle T(T+1)/2 (prefill; a decode token sees all L keys).
+    causal = c.causal & ~t.decode
+    pairs = B * c.heads * np.where(causal, T * (T + 1.0) / 2.0, T * L)
+    minus_one = convention.act_to_act_flops == "2n-1"
+    qk_flops = 2.0 * c.d_head * pairs - (pairs if minus_one else 0.0)
+    sv_outputs = N * t.dq
+    sv_flops = 2.0 * c.d_head * pairs - (sv_outputs if minus_one else 0.0)
+    softmax_flops = convention.softmax_flops_per_element * pairs
+    q_bytes = N * t.dq * ab
+    k_bytes = B * L * t.dkv * t.kvb  # each K (and V) entry read once, shared by its query group
+    out_bytes = N * t.dq * ab
+    kv_is_cache = c.decoder
+
+    i = OP["qk_matmul"]
+    t.flops[i] = qk_flops
+    t.act_r[i] = q_bytes + np.where(kv_is_cache, 0.0, k_bytes)
+    t.kv_r[i] = np.where(kv_is_cache, k_bytes, 0.0)
+    t.act_w[i] = pairs * ab
+    i = OP["softmax"]
+    t.flops[i] = softmax_flops
+    t.act_r[i] = pairs * ab
+    t.act_w[i] = pairs * ab
+    i = OP["sv_matmul"]
+    t.flops[i] = sv_flops
+    t.act_r[i] = pairs * ab + np.where(kv_is_cache, 0.0, k_bytes)
+    t.kv_r[i] = np.where(kv_is_cache, k_bytes, 0.0)
+    t.act_w[i] = out_bytes
+    # FlashAttention: the same math, but scores never leave the chip (Dao et al. 2022).
+    i = OP["fused_attention"]
+    t.flops[i] = qk_flops + softmax_flops + sv_flops
+    t.act_r[i] = q_bytes + np.where(kv_is_cache, 0.0, 2.0 * k_bytes)
+    t.kv_r[i] = np.where(kv_is_cache, 2.0 * k_bytes, 0.0)
+    t.act_w[i] = out_bytes
+    fused = c.flash_attention
+    for name in ("qk_matmul", "softmax", "sv_matmul"):
+        t.present[OP[name]] = ~fused
+    t.present[OP["fused_attention"]] = fused
+
+    t.projection("out_proj", t.dq, d, N)
+    t.elementwise("attn_add", N * d, 1.0, float(convention.residual_add_reads))
+
+
+def _ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> None:
+    """Norm (absent in a parallel block), gate (swiglu only), up, activation, down, residual add."""
+    d, dff, N = c.d_model, c.d_ff, t.N
+    # A parallel block (PaLM) feeds attention and FFN from one norm: no mlp_norm.
+    t.elementwise("mlp_norm", N * d, convention.norm_flops_per_element, 1.0, d)
+    t.present[OP["mlp_norm"]] = ~c.parallel_block
+    gated = c.gated_ffn
+    t.projection("gate_proj", d, dff, N)
+    t.present[OP["gate_proj"]] = gated
+    t.projection("up_proj", d, dff, N)
+    act_flops = np.where(gated, convention.swiglu_flops_per_element, convention.gelu_flops_per_element)
+    i = OP["mlp_act"]
+    t.flops[i] = act_flops * N * dff
+    t.act_r[i] = np.where(gated, 2.0, 1.0) * N * dff * t.ab
+    t.act_w[i] = N * dff * t.ab
+    t.projection("down_proj", dff, d, N)
+    t.elementwise("mlp_add", N * d, 1.0, float(convention.residual_add_reads))
+
+
+def _lm_head(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> None:
+    """The lm_head, once per model: on every position, the last one, or none (a convention)."""
+    head_tokens = t.N if convention.lm_head_positions == "all" else t.B.copy()
+    t.projection("lm_head", c.d_model, c.vocab, head_tokens)
+    t.present[LM_HEAD] = c.decoder & (convention.lm_head_positions != "none")
+
+
 def operator_costs(
     configs: InferenceConfigs, convention: CountingConvention = DEFAULT
 ) -> OperatorCosts:
     """FLOPs and bytes of every operator of every configuration."""
     c = configs
-    n = len(c)
-    n_ops = len(OPERATOR_NAMES)
-    flops = np.zeros((n_ops, n))
-    weight = np.zeros((n_ops, n))
-    act_r = np.zeros((n_ops, n))
-    act_w = np.zeros((n_ops, n))
-    kv_r = np.zeros((n_ops, n))
-    kv_w = np.zeros((n_ops, n))
-    present = np.ones((n_ops, n), dtype=bool)
-
-    decode = c.phase == DECODE
-    wb = BYTES_PER_ELEMENT[c.weight_dtype]
-    ab = BYTES_PER_ELEMENT[c.act_dtype]
-    # K and V are cache entries in a decoder, plain activations in an encoder.
-    kvb = np.where(c.decoder, BYTES_PER_ELEMENT[c.kv_dtype], ab)
+    t = _CostTable(c)
+    _attention(t, c, convention)
+    _ffn(t, c, convention)
+    _lm_head(t, c, convention)
+    for array in (t.flops, t.weight, t.act_r, t.act_w, t.kv_r, t.kv_w):
+        array *= t.present
     kv_dtype = np.where(c.decoder, c.kv_dtype, c.act_dtype)
-
-    B = c.batch
-    T = np.where(decode, 1.0, c.seq_len)  # new tokens per sequence
-    L = c.seq_len  # keys each new token attends to (at most)
-    N = B * T
-    d, dff = c.d_model, c.d_ff
-    dq = c.heads * c.d_head
-    dkv = c.kv_heads * c.d_head
-
-    def projection(name: str, d_in: np.ndarray, d_out: np.ndarray, tokens: np.ndarray,
-                   out_to_kv: np.ndarray | bool = False) -> None:
-        i = OP[name]
-        flops[i] = 2.0 * tokens * d_in * d_out
-        weight[i] = d_in * d_out * wb
-        act_r[i] = tokens * d_in * ab
-        out = tokens * d_out
-        act_w[i] = np.where(out_to_kv, 0.0, out * ab)
-        kv_w[i] = np.where(out_to_kv, out * kvb, 0.0)
-
-    def elementwise(name: str, elements: np.ndarray, ops_per_element: float, reads: float,
-                    weight_elements: np.ndarray | float = 0.0) -> None:
-        i = OP[name]
-        flops[i] = ops_per_element * elements
-        act_r[i] = reads * elements * ab
-        act_w[i] = elements * ab
-        weight[i] = weight_elements * ab  # norm scales stay in the activation format
-
-    # --- attention -------------------------------------------------------------------------
-    elementwise("attn_norm", N * d, convention.norm_flops_per_element, 1.0, d)
-    projection("q_proj", d, dq, N)
-    projection("k_proj", d, dkv, N, out_to_kv=c.decoder)
-    projection("v_proj", d, dkv, N, out_to_kv=c.decoder)
-
-    # Query-key pairs scored per sequence and head: the whole T x L square, or with causal
-    # skipping only the lower triangle T(T+1)/2 (prefill; a decode token sees all L keys).
-    causal = c.causal & ~decode
-    pairs = B * c.heads * np.where(causal, T * (T + 1.0) / 2.0, T * L)
-    minus_one = convention.act_to_act_flops == "2n-1"
-    qk_flops = 2.0 * c.d_head * pairs - (pairs if minus_one else 0.0)
-    sv_outputs = N * dq
-    sv_flops = 2.0 * c.d_head * pairs - (sv_outputs if minus_one else 0.0)
-    softmax_flops = convention.softmax_flops_per_element * pairs
-    q_bytes = N * dq * ab
-    k_bytes = B * L * dkv * kvb  # each K (and V) entry read once, shared by its query group
-    out_bytes = N * dq * ab
-    kv_is_cache = c.decoder
-
-    fused = c.flash_attention
-    i = OP["qk_matmul"]
-    flops[i] = qk_flops
-    act_r[i] = q_bytes + np.where(kv_is_cache, 0.0, k_bytes)
-    kv_r[i] = np.where(kv_is_cache, k_bytes, 0.0)
-    act_w[i] = pairs * ab
-    i = OP["softmax"]
-    flops[i] = softmax_flops
-    act_r[i] = pairs * ab
-    act_w[i] = pairs * ab
-    i = OP["sv_matmul"]
-    flops[i] = sv_flops
-    act_r[i] = pairs * ab + np.where(kv_is_cache, 0.0, k_bytes)
-    kv_r[i] = np.where(kv_is_cache, k_bytes, 0.0)
-    act_w[i] = out_bytes
-    # FlashAttention: the same math, but scores never leave the chip (Dao et al. 2022).
-    i = OP["fused_attention"]
-    flops[i] = qk_flops + softmax_flops + sv_flops
-    act_r[i] = q_bytes + np.where(kv_is_cache, 0.0, 2.0 * k_bytes)
-    kv_r[i] = np.where(kv_is_cache, 2.0 * k_bytes, 0.0)
-    act_w[i] = out_bytes
-    for name in ("qk_matmul", "softmax", "sv_matmul"):
-        present[OP[name]] = ~fused
-    present[OP["fused_attention"]] = fused
-
-    projection("out_proj", dq, d, N)
-    elementwise("attn_add", N * d, 1.0, float(convention.residual_add_reads))
-
-    # --- FFN -------------------------------------------------------------------------------
-    # A parallel block (PaLM) feeds attention and FFN from one norm: no mlp_norm.
-    elementwise("mlp_norm", N * d, convention.norm_flops_per_element, 1.0, d)
-    present[OP["mlp_norm"]] = ~c.parallel_block
-    gated = c.gated_ffn
-    projection("gate_proj", d, dff, N)
-    present[OP["gate_proj"]] = gated
-    projection("up_proj", d, dff, N)
-    act_flops = np.where(gated, convention.swiglu_flops_per_element, convention.gelu_flops_per_element)
-    i = OP["mlp_act"]
-    flops[i] = act_flops * N * dff
-    act_r[i] = np.where(gated, 2.0, 1.0) * N * dff * ab
-    act_w[i] = N * dff * ab
-    projection("down_proj", dff, d, N)
-    elementwise("mlp_add", N * d, 1.0, float(convention.residual_add_reads))
-
-    # --- lm_head, once per model -------------------------------------------------------------
-    if convention.lm_head_positions == "all":
-        head_tokens = N
-    else:
-        head_tokens = B.copy()  # decode: the new token; prefill 'last': the last position
-    projection("lm_head", d, c.vocab, head_tokens)
-    present[LM_HEAD] = c.decoder & (convention.lm_head_positions != "none")
-
-    for array in (flops, weight, act_r, act_w, kv_r, kv_w):
-        array *= present
-
     compute_dtype = _compute_dtypes(c, kv_dtype, convention)
-    repeats = np.broadcast_to(c.layers, (n_ops, n)).copy()
+    repeats = np.broadcast_to(c.layers, t.flops.shape).copy()
     repeats[LM_HEAD] = 1.0
-    return OperatorCosts(flops, weight, act_r, act_w, kv_r, kv_w, compute_dtype, present, repeats)
+    return OperatorCosts(t.flops, t.weight, t.act_r, t.act_w, t.kv_r, t.kv_w, compute_dtype, t.present, repeats)
 
 
 def _compute_dtypes(

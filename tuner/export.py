@@ -374,6 +374,33 @@ def vllm_args(spec: dict) -> dict:
     hardware, an attention or block what-if (no such checkpoint), heads not divisible by the
     tensor-parallel size, an int4 KV cache.
     """
+    model = spec["model"]
+    tp, pp = _vllm_parallelism(spec)
+    notes: list[str] = []
+    quantization, kv_cache_dtype = _vllm_formats(spec["quantization"], notes)
+    notes += _vllm_layout_notes(spec, tp, pp)
+    if model["hf_repo"] is None:
+        notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model")
+    args = {
+        "model": model["hf_repo"],
+        "tensor_parallel_size": tp,
+        "pipeline_parallel_size": pp,
+        "dtype": "bfloat16",
+        "quantization": quantization,
+        "kv_cache_dtype": kv_cache_dtype,
+        "max_num_seqs": spec["batch"],
+        "max_model_len": spec["workload"]["prompt_len"] + spec["workload"]["gen_len"],
+    }
+    line = ["vllm", "serve", args["model"] or "MODEL"]
+    for key, value in args.items():
+        if key != "model" and value is not None:
+            line += [f"--{key.replace('_', '-')}", str(value)]
+    return {"engine_args": args, "cli": shlex.join(line), "notes": notes,
+            "provenance": spec["provenance"]}
+
+
+def _vllm_parallelism(spec: dict) -> tuple[int, int]:
+    """Tensor parallel within a node, pipeline stages across nodes; refuse what vLLM cannot run."""
     model, hardware = spec["model"], spec["hardware"]
     if hardware["kind"] != "gpu":
         raise InvalidInputError("format", f"vllm export maps onto GPU tensor/pipeline parallelism; "
@@ -389,8 +416,11 @@ def vllm_args(spec: dict) -> dict:
     if model["heads"] % tp:
         raise InvalidInputError("format", f"vLLM needs the {model['heads']} attention heads divisible "
                                 f"by tensor_parallel_size {tp}", "export a trial with another chip count")
-    quant = spec["quantization"]
-    notes: list[str] = []
+    return tp, pp
+
+
+def _vllm_formats(quant: dict, notes: list[str]) -> tuple[str | None, str]:
+    """vLLM's ``quantization`` and ``kv_cache_dtype`` for the trial's formats (notes say how)."""
     if quant["kv_cache"] not in _VLLM_KV:
         raise InvalidInputError("format", f"vLLM has no {quant['kv_cache']} KV cache",
                                 "export a trial with 16-bit, fp8 or int8 KV")
@@ -404,6 +434,12 @@ def vllm_args(spec: dict) -> dict:
     elif quantization == "gptq":
         notes.append(f"{weights} weight-only quantization: vLLM needs a pre-quantized GPTQ "
                      f"{weights[3:]}-bit checkpoint; set model to one (the repo below is the 16-bit one)")
+    return quantization, _VLLM_KV[quant["kv_cache"]]
+
+
+def _vllm_layout_notes(spec: dict, tp: int, pp: int) -> list[str]:
+    """What differs between the searched layout and vLLM's Megatron tensor parallelism."""
+    notes = []
     layouts = {(p["ffn_layout"], p["attention_sharding"]) for p in spec["phases"].values()}
     if layouts != {("ws_1d", "head")} or pp > 1:
         searched = ", ".join(f"{n}: {p['ffn_layout']}/{p['attention_sharding']}"
@@ -416,24 +452,7 @@ def vllm_args(spec: dict) -> dict:
     if not spec["flash_attention"]:
         notes.append("vLLM always runs fused (flash/paged) attention kernels; the estimate assumed "
                      "unfused attention")
-    if model["hf_repo"] is None:
-        notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model")
-    args = {
-        "model": model["hf_repo"],
-        "tensor_parallel_size": tp,
-        "pipeline_parallel_size": pp,
-        "dtype": "bfloat16",
-        "quantization": quantization,
-        "kv_cache_dtype": _VLLM_KV[quant["kv_cache"]],
-        "max_num_seqs": spec["batch"],
-        "max_model_len": spec["workload"]["prompt_len"] + spec["workload"]["gen_len"],
-    }
-    line = ["vllm", "serve", args["model"] or "MODEL"]
-    for key, value in args.items():
-        if key != "model" and value is not None:
-            line += [f"--{key.replace('_', '-')}", str(value)]
-    return {"engine_args": args, "cli": shlex.join(line), "notes": notes,
-            "provenance": spec["provenance"]}
+    return notes
 
 
 def export(study: optuna.Study, trial_number: int, fmt: str, *, allow_infeasible: bool = False) -> str:
