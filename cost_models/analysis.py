@@ -217,5 +217,6 @@ def analyze_one(
         "flash_attention": bool(configs.flash_attention[0]),
         "causal": bool(configs.causal[0]),
         "convention": convention.name,
-        "calibration": calibration_report(profile, backend_given=backend is not None),
+        "calibration": calibration_report(
+        profile, backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION)),
     }

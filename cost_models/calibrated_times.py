@@ -7,7 +7,8 @@ turns each operator of one chip into the time its class of kernel was measured t
 sequences and heads; norms, adds and activations as bandwidth-bound kernels with a launch cost;
 collectives inside an NVLink domain as the measured collectives of that group size. Unfused
 attention (a what-if no engine runs) keeps its roofline operators, each at the elementwise
-bandwidth fraction and launch cost.
+bandwidth fraction and launch cost. A class the profile did not measure (a partial profile fitted
+from a few kernels of ``tuner measure``) keeps the roofline for that class.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import numpy as np
 from cost_models.calibration import CalibrationProfile
 from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, FP8, INT4, INT8
 from cost_models.efficiency import (
-    COLLECTIVE_KINDS, collective_time_s, decode_attention_time_s, elementwise_time_s, gemm_time_s,
-    prefill_attention_time_s,
+    COLLECTIVE_KINDS, DecodeAttentionParams, GemmParams, PrefillAttentionParams, collective_time_s,
+    decode_attention_time_s, elementwise_time_s, gemm_time_s, prefill_attention_time_s,
 )
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, TorusInterconnect
@@ -52,9 +53,10 @@ _FORMAT_NAMES: tuple[str, ...] = ("bfloat16", "fp8", "sq", "int8_wo", "int4_wo")
 _FORMAT_TABLE = np.array([[_FORMAT_NAMES.index(gemm_format(w, a)) for a in range(4)] for w in range(4)])
 
 
-def _gemm_params(profile: CalibrationProfile, fmt: str):
-    """A format the profile did not measure runs with the bf16 fit at its own peak and bytes."""
-    return profile.gemm.get(fmt) or profile.gemm_params("bfloat16")
+def _gemm_params(profile: CalibrationProfile, fmt: str) -> GemmParams:
+    """A format the profile did not measure runs with its bf16 fit at its own peak and bytes; a
+    profile that measured no GEMM at all (a partial one, from a few kernels) leaves the roofline."""
+    return profile.gemm.get(fmt) or profile.gemm.get("bfloat16") or GemmParams()
 
 
 def calibrated_operator_times(chip_ops: OperatorCosts, configs: InferenceConfigs,
@@ -99,13 +101,15 @@ def calibrated_operator_times(chip_ops: OperatorCosts, configs: InferenceConfigs
         rows = c.kv_dtype == code
         d_rows, p_rows = rows & decode, rows & ~decode
         if np.any(d_rows):
-            params = profile.decode_attention.get(cache) or profile.decode_params("bfloat16")
+            params = (profile.decode_attention.get(cache) or profile.decode_attention.get("bfloat16")
+                      or DecodeAttentionParams())
             times[i, d_rows] = decode_attention_time_s(batch[d_rows], c.seq_len[d_rows], heads[d_rows],
                                                        kv_heads[d_rows], c.d_head[d_rows], kv_bytes[d_rows],
                                                        hardware, params)
         if np.any(p_rows):
             key = f"bfloat16/{cache}"
-            params = profile.prefill_attention.get(key) or profile.prefill_params("bfloat16", "bfloat16")
+            params = (profile.prefill_attention.get(key) or profile.prefill_attention.get("bfloat16/bfloat16")
+                      or PrefillAttentionParams())
             times[i, p_rows] = prefill_attention_time_s(batch[p_rows], c.seq_len[p_rows], heads[p_rows],
                                                         kv_heads[p_rows], c.d_head[p_rows], hardware, params,
                                                         kv_bytes_per_element=kv_bytes[p_rows])

@@ -273,14 +273,15 @@ def resolve_calibration(choice: str | CalibrationProfile | None, chip_name: str,
     return load_profile(choice, chip=chip_name)
 
 
-def calibration_report(profile: CalibrationProfile | None, backend_given: bool = True) -> dict:
-    """What every table and JSON output says about the calibration in force."""
+def calibration_report(profile: CalibrationProfile | None, backend_chosen: bool = False) -> dict:
+    """What every table and JSON output says about the calibration in force; ``backend_chosen``:
+    the engine was picked as the one measured best (no --backend, --calibration auto)."""
     if profile is None:
         return {"profile": NO_CALIBRATION, "note": "pure roofline (a lower bound): no calibration"}
     report = {"profile": profile.name, "chip": profile.chip, "backend": profile.backend,
               "fallback": profile.fallback}
     if profile.fallback:
         report["note"] = profile.fallback_reason
-    elif not backend_given:
+    elif backend_chosen:
         report["note"] = f"backend {profile.backend}: the engine measured best on {profile.chip}"
     return report

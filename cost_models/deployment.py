@@ -340,7 +340,8 @@ def estimate_one(
                       calibration=profile)
     best = fastest_fitting(result, phase)
     report = deployment_report(rows[best], result, best)
-    report["calibration"] = calibration_report(profile, backend_given=backend is not None)
+    report["calibration"] = calibration_report(
+        profile, backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION))
     if require_fit and not report["memory"]["fits"]:
         need, have = report["memory"]["total_bytes_per_chip"], report["memory"]["capacity_bytes_per_chip"]
         raise InvalidInputError("memory", f"needs {need / 2**30:.1f} GiB per chip, {chip.name} has "

@@ -313,19 +313,21 @@ def fit_custom_allreduce(table: KernelTable, chip: HardwareSpec, system: str, ba
 
 def fit_profile(kernel_files: list[str | Path] | None, chip: str, backend: str, *, seed: int = SEED,
                 folds: int = FOLDS, max_rows_per_group: int | None = MAX_ROWS_PER_GROUP,
-                ) -> tuple[CalibrationProfile, FitReport]:
+                system: str | None = None) -> tuple[CalibrationProfile, FitReport]:
     """Fit a profile for ``chip`` (catalog name) under ``backend`` from kernel measurement files
-    (default: the repo's data/kernels copies). Returns the profile and the per-group report."""
+    (default: the repo's data/kernels copies). ``system``: the files' name for the chip (their
+    ``system`` column; default: the kernel database's name for a catalog chip, e.g. h100_sxm, or
+    what ``tuner measure --system`` wrote). Returns the profile and the per-group report."""
     import time
 
     started = time.perf_counter()
     if backend not in BACKENDS:
         raise InvalidInputError("backend", f"unknown backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
     hardware = get_hardware(chip)
-    if chip not in CHIP_TO_SYSTEM:
-        raise InvalidInputError("hardware", f"no kernel measurements name a system for {chip}",
-                                f"calibrate one of {', '.join(sorted(CHIP_TO_SYSTEM))}")
-    system = CHIP_TO_SYSTEM[chip]
+    if system is None and chip not in CHIP_TO_SYSTEM:
+        raise InvalidInputError("hardware", f"the kernel database names no system for {chip}",
+                                "pass --system, the system name your measurement files use (tuner measure --system)")
+    system = system or CHIP_TO_SYSTEM[chip]
     files = [Path(f) for f in (kernel_files or [REPO_KERNELS / name for name in DEFAULT_FILES])]
     tables = [_read_cached(str(f)) for f in files]
     reports: list[GroupReport] = []

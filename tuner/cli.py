@@ -379,6 +379,8 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str) -> None:
                    "end-to-end terms on top of --base.")
 @click.option("--bench-json", multiple=True, type=click.Path(dir_okay=False),
               help="Result JSON of vllm bench serve / SGLang bench_serving (needs --model and --chips); repeatable.")
+@click.option("--system", default=None,
+              help="The system name the --kernels files use for this chip [default: the kernel database's].")
 @click.option("--model", default=None, help="With --bench-json: the model served.")
 @click.option("--chips", type=int, default=None, help="With --bench-json: tensor-parallel GPUs.")
 @click.option("--base", default=None,
@@ -401,7 +403,7 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str) -> None:
               help="With --all: also write the accuracy report (docs/accuracy.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print the fit report as JSON.")
 def calibrate_command(hardware: str | None, backend: str | None, points: tuple[str, ...],
-                      bench_json: tuple[str, ...], model: str | None, chips: int | None, base: str | None,
+                      bench_json: tuple[str, ...], system: str | None, model: str | None, chips: int | None, base: str | None,
                       fit_names: str | None, train: str | None, kernels: tuple[str, ...],
                       output: str | None, every_pair: bool, report: str | None, as_json: bool) -> None:
     """Fit a calibration profile from kernel measurements (each operator class) or from end-to-end
@@ -420,7 +422,7 @@ def calibrate_command(hardware: str | None, backend: str | None, points: tuple[s
     if hardware is None or backend is None:
         raise InvalidInputError("calibrate", "--hardware and --backend are required",
                                 "e.g. tuner calibrate --hardware h100-sxm --backend trtllm (or --all)")
-    profile, fit_report = fit_profile(list(kernels) or None, hardware, backend)
+    profile, fit_report = fit_profile(list(kernels) or None, hardware, backend, system=system)
     if output:
         write_profile(profile, output)
     if as_json:

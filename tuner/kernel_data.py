@@ -28,7 +28,7 @@ SYSTEMS = {"a100_sxm": "a100-80gb", "h100_sxm": "h100-sxm", "h200_sxm": "h200",
            "b200_sxm": "b200", "gb200": "gb200", "l40s": "l40s"}
 CHIP_TO_SYSTEM = {chip: system for system, chip in SYSTEMS.items()}
 #: Database framework name -> backend.
-FRAMEWORKS = {"trtllm": "trtllm", "vllm": "vllm", "sglang": "sglang"}
+FRAMEWORKS = {"trtllm": "trtllm", "vllm": "vllm", "sglang": "sglang", "jax": "jax"}
 
 REQUIRED = {
     "gemm": ("system", "framework", "gemm_dtype", "m", "n", "k", "latency"),

@@ -111,7 +111,8 @@ def _pow2(lo: int, hi: int, step: int = 1) -> tuple[int, ...]:
 
 SWEEP_GRIDS: dict[str, Sweep] = {
     # A functional check that runs on a laptop CPU in seconds.
-    "tiny": Sweep(gemm_m=(1, 64), gemm_n=(1024,), gemm_k=(256, 2048),
+    # (Its 20 GEMM shapes per format are about the fewest tuner calibrate fits a GEMM class from.)
+    "tiny": Sweep(gemm_m=(1, 8, 32, 128, 512), gemm_n=(256, 1024), gemm_k=(256, 2048),
                   prefill=((1, 32), (1, 128)), decode=((1, 64), (8, 512)),
                   heads=((8, 2, 64),), message_sizes=(1024, 65536),
                   nccl_dtypes=("half",), all_device_counts=False),

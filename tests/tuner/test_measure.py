@@ -240,3 +240,25 @@ def test_system_names_follow_the_database():
     assert system_name("TPU v5 lite") == "tpu_v5e"
     assert system_name("cpu") == "cpu"
     assert system_name("Some New Chip 2") == "some_new_chip_2"
+
+
+def test_tiny_sweep_feeds_tuner_calibrate(tiny, capsys, tmp_path):
+    """What CI does with the tiny sweep: fit a profile from it with tuner calibrate, then use it.
+    (This CPU is no Xeon Gold 6242; the fit is a functional check, not a calibration of it.)"""
+    from cli_helpers import run_cli
+    from cost_models.calibration import load_profile
+
+    out, _, _ = tiny
+    profile_path = tmp_path / "cpu.yaml"
+    code, stdout, err = run_cli(capsys, "calibrate", "--hardware", "xeon-gold-6242", "--backend", "jax",
+                                "--system", "test_cpu", "--kernels", str(out / "gemm_perf.csv"),
+                                "-o", str(profile_path))
+    assert code == 0, err
+    assert "gemm/bfloat16" in stdout and "held-out" in stdout
+    profile = load_profile(profile_path, chip="xeon-gold-6242")
+    assert set(profile.gemm) >= {"bfloat16"} and profile.cv_error["gemm/bfloat16"].rows >= 18
+    code, stdout, err = run_cli(capsys, "estimate", "--model", "gpt2", "--hardware", "xeon-gold-6242",
+                                "--chips", "1", "--batch", "1", "--prompt-len", "64", "--gen-len", "4",
+                                "--calibration", str(profile_path), "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["calibration"]["profile"] == "xeon-gold-6242-jax"
