@@ -1,5 +1,23 @@
+import importlib
 import sys
 from pathlib import Path
 
+TESTS = Path(__file__).resolve().parent
+
+# tests/cost_models, tests/search_spaces and tests/tuner hold each package's tests. They have no
+# __init__.py, yet Python imports a folder on sys.path as a namespace package when no regular
+# package of that name is on sys.path: with the project installed editable (found by its import
+# hook, not through a sys.path entry) and tests/ on sys.path, `import cost_models` would give the
+# empty tests/cost_models (`from cost_models import analyze_one` fails) under plain `pytest`.
+# (`python -m pytest` puts the repository itself first, which hides the problem.) So import the
+# real packages first, with tests/ off sys.path; sys.modules then holds them for every test.
+_saved = list(sys.path)
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != TESTS]
+try:
+    for _package in ("cost_models", "search_spaces", "tuner"):
+        importlib.import_module(_package)
+finally:
+    sys.path[:] = _saved
+
 # tests/printed.py and friends are plain helper modules next to the tests.
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(TESTS))

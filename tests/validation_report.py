@@ -11,9 +11,14 @@ import functools
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
+HERE = Path(__file__).resolve().parent
+# Python puts this script's folder, tests/, first on sys.path, and tests/cost_models (the package's
+# tests, no __init__.py) would then be imported as an empty namespace package `cost_models`: import
+# the real package with tests/ off the path, then put tests/ back for the helper modules.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != HERE]
 from cost_models import analyze_one  # noqa: E402
+
+sys.path.insert(0, str(HERE))
 
 # The papers' numbers are reproduced by the pure roofline: no calibration profile.
 analyze_one = functools.partial(analyze_one, calibration="none")

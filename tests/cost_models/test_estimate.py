@@ -1,6 +1,6 @@
 """``tuner estimate`` and the multi-chip deployment model (cost_models.deployment).
 
-CLI tests call ``tuner.cli.main(argv)`` in-process (as tests/test_cli.py does). Expected numbers
+CLI tests call ``tuner.cli.main(argv)`` in-process (as tests/tuner/test_cli.py does). Expected numbers
 are derived by hand from the model shapes in ``cost_models/catalog/models.yaml``, the chips in
 ``cost_models/catalog/hardware.yaml`` and Pope et al. 2022 (``/work/shared/reference/pope2022.yaml``):
 

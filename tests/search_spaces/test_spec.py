@@ -18,7 +18,7 @@ from cost_models.errors import InvalidInputError
 from search_spaces.space import compile_study
 from search_spaces.spec import METRICS, StudySpec, load_spec, parse_spec
 
-STUDIES = Path(__file__).resolve().parent.parent / "studies"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 SHIPPED = sorted(STUDIES.glob("*.yaml"))
 
 BASE: dict = {

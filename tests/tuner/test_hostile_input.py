@@ -37,7 +37,7 @@ from search_spaces.space import compile_study, evaluate
 from search_spaces.spec import METRICS, StudySpec, load_spec, parse_spec
 from tuner.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STUDY_FILES = {path.stem: path for path in sorted((ROOT / "studies").glob("*.yaml"))}
 BASE_SPECS = {name: yaml.safe_load(path.read_text(encoding="utf-8")) for name, path in STUDY_FILES.items()}
 FAST_STUDY = "llama-3-8b-l4"  # small space, cheap to search a couple of trials of

@@ -20,7 +20,7 @@ import optuna
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TUNER = [sys.executable, "-c", "import sys; from tuner.cli import main; sys.exit(main())"]
 SPEC = {
     "name": "workers",
