@@ -223,13 +223,13 @@ def search_command(spec_path: str, storage: str | None, trials: int | None, time
         _print_json({"study": result.study_name, "storage": result.storage_url,
                      "trials_before": result.trials_before, "trials_added": result.trials_added,
                      "interrupted": result.interrupted, "elapsed_s": result.elapsed_s,
-                     "front": tables.front_rows(front)})
+                     "calibration": result.calibration, "front": tables.front_rows(front)})
     else:
         tables.print_front(front)
         rate = result.trials_added / result.elapsed_s if result.elapsed_s > 0 else 0.0
         click.echo(f"{result.trials_added} trials added in {result.elapsed_s:.1f} s ({rate:.0f}/s); "
                    f"study {result.study_name!r} in {result.storage_url} holds "
-                   f"{result.trials_before + result.trials_added}")
+                   f"{result.trials_before + result.trials_added}; calibration {result.calibration}")
     _stop_if_interrupted(result.interrupted, "run the same command to resume")
 
 

@@ -52,6 +52,7 @@ class SearchResult:
     trials_added: int
     interrupted: bool
     elapsed_s: float
+    calibration: str = "none"  # the profile the trials were scored under
 
 
 def distributions(study: CompiledStudy) -> dict[str, CategoricalDistribution]:
@@ -199,7 +200,8 @@ def run_search(
     finally:
         writer.flush()
     return SearchResult(spec.name, storage_url, len(existing), writer.written, interrupted,
-                        time.monotonic() - start)
+                        time.monotonic() - start,
+                        compiled.calibration.name if compiled.calibration is not None else "none")
 
 
 def _sample(compiled, existing, writer, dists, budget, share, timeout_s, start, sampler,
