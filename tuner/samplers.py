@@ -4,7 +4,7 @@
 parent population by scanning every trial, on each ask: O(n) per trial, O(n^2) per study, which
 at tens of thousands of trials costs more than sampling itself. This subclass keeps the same
 answers in memory: the generation tally is counted once, then updated as each trial completes. Samples are
-identical to the parent class's for the same seed (tests/test_samplers.py).
+identical to the parent class's for the same seed (tests/tuner/test_samplers.py).
 """
 
 from __future__ import annotations

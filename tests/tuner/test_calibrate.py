@@ -128,5 +128,5 @@ def test_gzip_input_and_profile_output(tmp_path, capsys):
 def test_fit_profile_api_rejects_unknown_backend_and_chip():
     with pytest.raises(InvalidInputError, match="backend"):
         fit_profile(None, "h100-sxm", "tgi")
-    with pytest.raises(InvalidInputError, match="no kernel measurements"):
+    with pytest.raises(InvalidInputError, match="names no system for"):
         fit_profile(None, "tpu-v4", "vllm")
