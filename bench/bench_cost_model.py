@@ -29,28 +29,23 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from typing import Callable  # noqa: E402
+import argparse
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
 
-import numpy as np  # noqa: E402
-from machine import cpu_model, pin_to_one_cpu  # noqa: E402
+import numpy as np
 
-from cost_models import analyze, get_hardware, get_model, make_configs  # noqa: E402
-from cost_models.dtypes import BF16, FP8, INT4, INT8  # noqa: E402
+from cost_models import analyze, get_hardware, get_model, make_configs
+from cost_models.dtypes import BF16, FP8, INT4, INT8
+from machine import cpu_model, pin_to_one_cpu
 
-MODELS = ("gpt2", "llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "llama-3-70b",
-          "mistral-7b", "palm-540b")
+MODELS = ("gpt2", "llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "llama-3-70b", "mistral-7b", "palm-540b")
 DTYPES = np.array([BF16, FP8, INT8, INT4])
 TARGET_CONFIGS_PER_S = 200_000
 TARGET_SPEEDUP = 50.0
-
-
-
-
 
 
 def design_space(n: int, seed: int) -> dict:
@@ -73,9 +68,14 @@ def design_space(n: int, seed: int) -> dict:
 def score(configs, hardware) -> tuple:
     """analyze plus every whole-model total, so everything is actually computed."""
     result = analyze(configs, hardware)
-    return (result.total_time_s, result.total_flops, result.total_bytes,
-            result.weight_footprint_bytes, result.kv_cache_footprint_bytes,
-            result.activation_footprint_bytes)
+    return (
+        result.total_time_s,
+        result.total_flops,
+        result.total_bytes,
+        result.weight_footprint_bytes,
+        result.kv_cache_footprint_bytes,
+        result.activation_footprint_bytes,
+    )
 
 
 def timed(fn: Callable[[], object], repeats: int) -> list[float]:
@@ -99,8 +99,7 @@ def bench_phase(phase: str, n: int, loop_n: int, repeats: int, hardware, seed: i
     configs = make_configs(phase=phase, **space)
 
     vector = rates(n, timed(lambda: score(configs, hardware), repeats))
-    with_construction = rates(
-        n, timed(lambda: score(make_configs(phase=phase, **space), hardware), repeats))
+    with_construction = rates(n, timed(lambda: score(make_configs(phase=phase, **space), hardware), repeats))
 
     loop_n = min(loop_n, n)
     singles = [configs.take(i) for i in range(loop_n)]
@@ -116,8 +115,15 @@ def bench_phase(phase: str, n: int, loop_n: int, repeats: int, hardware, seed: i
     for k, column in enumerate(whole):
         np.testing.assert_allclose(column, [r[k][0] for r in one_by_one], rtol=1e-12)
 
-    return dict(phase=phase, n=n, loop_n=loop_n, vector=vector, with_construction=with_construction,
-                loop=loop_rates, speedup=(vector[0] / loop_rates[0], vector[1] / loop_rates[1]))
+    return dict(
+        phase=phase,
+        n=n,
+        loop_n=loop_n,
+        vector=vector,
+        with_construction=with_construction,
+        loop=loop_rates,
+        speedup=(vector[0] / loop_rates[0], vector[1] / loop_rates[1]),
+    )
 
 
 def verdict(ok: bool) -> str:
@@ -128,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200_000, help="configurations per phase")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per figure")
-    parser.add_argument("--loop-n", type=int, default=2_000,
-                        help="configurations scored one at a time for the loop baseline")
+    parser.add_argument(
+        "--loop-n", type=int, default=2_000, help="configurations scored one at a time for the loop baseline"
+    )
     parser.add_argument("--hardware", default="h100-sxm", help="catalog chip to score on")
     parser.add_argument("--seed", type=int, default=20261121)
     parser.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: lowest allowed)")
@@ -140,40 +147,55 @@ def main(argv: list[str] | None = None) -> int:
 
     pinning = pin_to_one_cpu(args.cpu)
     hardware = get_hardware(args.hardware)
-    results = [bench_phase(phase, args.n, args.loop_n, args.repeats, hardware, args.seed + i)
-               for i, phase in enumerate(("prefill", "decode"))]
+    results = [
+        bench_phase(phase, args.n, args.loop_n, args.repeats, hardware, args.seed + i)
+        for i, phase in enumerate(("prefill", "decode"))
+    ]
 
-    machine = (f"{cpu_model()}, {os.cpu_count()} cores ({pinning}); "
-               f"Python {platform.python_version()}, numpy {np.__version__}, {platform.system()}")
+    machine = (
+        f"{cpu_model()}, {os.cpu_count()} cores ({pinning}); "
+        f"Python {platform.python_version()}, numpy {np.__version__}, {platform.system()}"
+    )
     print(f"machine: {machine}")
-    print(f"design space: {', '.join(MODELS)}; batch 1..512 (powers of 2), seq_len 128..32768 "
-          f"(log-uniform), weight/act/kv dtype in bf16/fp8/int8/int4, flash attention on/off; "
-          f"hardware {hardware.name}; seed {args.seed}; {args.repeats} repeats; "
-          f"rates in configurations/s as best / median")
+    print(
+        f"design space: {', '.join(MODELS)}; batch 1..512 (powers of 2), seq_len 128..32768 "
+        f"(log-uniform), weight/act/kv dtype in bf16/fp8/int8/int4, flash attention on/off; "
+        f"hardware {hardware.name}; seed {args.seed}; {args.repeats} repeats; "
+        f"rates in configurations/s as best / median"
+    )
 
     if args.markdown:
         print()
-        print("| phase | configs | vectorized | vectorized incl. make_configs | Python loop "
-              "| speedup (vectorized / loop) |")
+        print(
+            "| phase | configs | vectorized | vectorized incl. make_configs | Python loop "
+            "| speedup (vectorized / loop) |"
+        )
         print("|---|---:|---:|---:|---:|---:|")
         for r in results:
-            print(f"| {r['phase']} | {r['n']:,} | {r['vector'][0]:,.0f} / {r['vector'][1]:,.0f} "
-                  f"| {r['with_construction'][0]:,.0f} / {r['with_construction'][1]:,.0f} "
-                  f"| {r['loop'][0]:,.0f} / {r['loop'][1]:,.0f} ({r['loop_n']:,} configs) "
-                  f"| {r['speedup'][0]:.0f}x / {r['speedup'][1]:.0f}x |")
+            print(
+                f"| {r['phase']} | {r['n']:,} | {r['vector'][0]:,.0f} / {r['vector'][1]:,.0f} "
+                f"| {r['with_construction'][0]:,.0f} / {r['with_construction'][1]:,.0f} "
+                f"| {r['loop'][0]:,.0f} / {r['loop'][1]:,.0f} ({r['loop_n']:,} configs) "
+                f"| {r['speedup'][0]:.0f}x / {r['speedup'][1]:.0f}x |"
+            )
         print()
     else:
         for r in results:
             print(f"\n{r['phase']} ({r['n']:,} configurations)")
-            print(f"  vectorized (analyze + totals)      best {r['vector'][0]:>12,.0f}/s   "
-                  f"median {r['vector'][1]:>12,.0f}/s")
-            print(f"  vectorized incl. make_configs      best {r['with_construction'][0]:>12,.0f}/s   "
-                  f"median {r['with_construction'][1]:>12,.0f}/s")
+            print(
+                f"  vectorized (analyze + totals)      best {r['vector'][0]:>12,.0f}/s   "
+                f"median {r['vector'][1]:>12,.0f}/s"
+            )
+            print(
+                f"  vectorized incl. make_configs      best {r['with_construction'][0]:>12,.0f}/s   "
+                f"median {r['with_construction'][1]:>12,.0f}/s"
+            )
             label = f"Python loop ({r['loop_n']:,} configs)"
-            print(f"  {label:<35}best {r['loop'][0]:>12,.0f}/s   "
-                  f"median {r['loop'][1]:>12,.0f}/s")
-            print(f"  speedup vectorized / loop          best {r['speedup'][0]:>11,.0f}x    "
-                  f"median {r['speedup'][1]:>11,.0f}x")
+            print(f"  {label:<35}best {r['loop'][0]:>12,.0f}/s   median {r['loop'][1]:>12,.0f}/s")
+            print(
+                f"  speedup vectorized / loop          best {r['speedup'][0]:>11,.0f}x    "
+                f"median {r['speedup'][1]:>11,.0f}x"
+            )
         print()
 
     all_ok = True
@@ -182,10 +204,14 @@ def main(argv: list[str] | None = None) -> int:
         speed_ok = r["speedup"][1] >= TARGET_SPEEDUP
         all_ok &= rate_ok and speed_ok
         prefix = "- " if args.markdown else ""
-        print(f"{prefix}{verdict(rate_ok)} {r['phase']}: {r['vector'][1]:,.0f} configurations/s "
-              f"(median) vs target >= {TARGET_CONFIGS_PER_S:,}")
-        print(f"{prefix}{verdict(speed_ok)} {r['phase']}: {r['speedup'][1]:.0f}x the Python loop "
-              f"(median) vs target >= {TARGET_SPEEDUP:.0f}x")
+        print(
+            f"{prefix}{verdict(rate_ok)} {r['phase']}: {r['vector'][1]:,.0f} configurations/s "
+            f"(median) vs target >= {TARGET_CONFIGS_PER_S:,}"
+        )
+        print(
+            f"{prefix}{verdict(speed_ok)} {r['phase']}: {r['speedup'][1]:.0f}x the Python loop "
+            f"(median) vs target >= {TARGET_SPEEDUP:.0f}x"
+        )
     return 0 if all_ok else 1
 
 

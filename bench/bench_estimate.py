@@ -18,23 +18,22 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import sys
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_cost_model import MODELS, rates, timed  # noqa: E402
-from machine import cpu_model, pin_to_one_cpu  # noqa: E402
-
-from cost_models import get_hardware, get_model  # noqa: E402
-from cost_models.calibration import resolve_calibration  # noqa: E402
-from cost_models.deployments import Deployments, make_deployments  # noqa: E402
-from cost_models.deployment import estimate  # noqa: E402
-from cost_models.dtypes import BF16, INT4, INT8  # noqa: E402
-from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS  # noqa: E402
-from cost_models.topology import network_for  # noqa: E402
+from bench_cost_model import MODELS, rates, timed
+from cost_models import get_hardware, get_model
+from cost_models.calibration import resolve_calibration
+from cost_models.deployment import estimate
+from cost_models.deployments import Deployments, make_deployments
+from cost_models.dtypes import BF16, INT4, INT8
+from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
+from cost_models.topology import network_for
+from machine import cpu_model, pin_to_one_cpu
 
 TARGET = 200_000
 
@@ -42,14 +41,18 @@ TARGET = 200_000
 def deployments(n: int, hardware, seed: int) -> Deployments:
     rng = np.random.default_rng(seed)
     network = network_for(hardware)
-    meshes = np.array([m for chips in (8, 16, 32, 64, 128, 256) for m in network.legal_meshes(chips)],
-                      dtype=np.float64)
+    meshes = np.array([m for chips in (8, 16, 32, 64, 128, 256) for m in network.legal_meshes(chips)], dtype=np.float64)
     catalog = [get_model(name) for name in MODELS]
     return make_deployments(
-        catalog, hardware, model_index=rng.integers(0, len(catalog), n),
-        mesh=meshes[rng.integers(0, len(meshes), n)], batch=2 ** rng.integers(0, 10, n),
-        prompt_len=np.rint(2.0 ** rng.uniform(7, 14, n)), gen_len=np.rint(2.0 ** rng.uniform(4, 10, n)),
-        weight_dtype=rng.choice([BF16, INT8, INT4], n), kv_dtype=rng.choice([BF16, INT8], n),
+        catalog,
+        hardware,
+        model_index=rng.integers(0, len(catalog), n),
+        mesh=meshes[rng.integers(0, len(meshes), n)],
+        batch=2 ** rng.integers(0, 10, n),
+        prompt_len=np.rint(2.0 ** rng.uniform(7, 14, n)),
+        gen_len=np.rint(2.0 ** rng.uniform(4, 10, n)),
+        weight_dtype=rng.choice([BF16, INT8, INT4], n),
+        kv_dtype=rng.choice([BF16, INT8], n),
         prefill_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
         decode_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
         prefill_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
@@ -63,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--hardware", default="tpu-v4")
     parser.add_argument("--seed", type=int, default=20261121)
-    parser.add_argument("--calibration", default="none",
-                        help="none (pure roofline), auto (the chip's shipped profile) or a profile name")
+    parser.add_argument(
+        "--calibration",
+        default="none",
+        help="none (pure roofline), auto (the chip's shipped profile) or a profile name",
+    )
     args = parser.parse_args(argv)
     pinned = pin_to_one_cpu(None)
     hardware = get_hardware(args.hardware)
@@ -77,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
 
     best, median = rates(args.n, timed(run, args.repeats))
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores ({pinned}); numpy {np.__version__}")
-    print(f"hardware {args.hardware}, calibration {profile.name if profile else 'none'}, "
-          f"{args.n:,} deployments, {args.repeats} repeats")
+    print(
+        f"hardware {args.hardware}, calibration {profile.name if profile else 'none'}, "
+        f"{args.n:,} deployments, {args.repeats} repeats"
+    )
     print(f"full estimates (prefill + decode + memory): {best:,.0f} / {median:,.0f} per s (best / median)")
     ok = median >= TARGET
     print(f"{'PASS' if ok else 'FAIL'}: median {median:,.0f} per s vs target >= {TARGET:,}")

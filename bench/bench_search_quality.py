@@ -52,26 +52,27 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
-import platform  # noqa: E402
-import sqlite3  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import platform
+import sqlite3
+import sys
+import tempfile
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-from machine import cpu_model  # noqa: E402
+import numpy as np
+
+from machine import cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from search_spaces.space import compile_study, evaluate  # noqa: E402
-from search_spaces.spec import load_spec  # noqa: E402
-from tuner.pareto import hypervolume, minimized, nondominated  # noqa: E402
+from search_spaces.space import compile_study, evaluate
+from search_spaces.spec import load_spec
+from tuner.pareto import hypervolume, minimized, nondominated
 
 STUDIES = sorted((ROOT / "studies").glob("*.yaml"))
 SAMPLERS = ("nsga2", "tpe", "random")
@@ -80,8 +81,6 @@ TARGET_RATIO = 0.99
 TARGET_FRACTION = 0.10
 REFERENCE = 1.1
 CHUNK = 50_000
-
-
 
 
 @dataclass
@@ -127,7 +126,7 @@ def exact_front(spec_path: Path, scale: str) -> Exact:
     possible = int(keep.sum())
     feasible_values = []
     for begin in range(0, possible, CHUNK):
-        part = {k: v[begin:begin + CHUNK] for k, v in indices.items()}
+        part = {k: v[begin : begin + CHUNK] for k, v in indices.items()}
         evaluation = evaluate(study, part)
         feasible_values.append(evaluation.values[evaluation.feasible])
     values = np.concatenate(feasible_values)
@@ -144,8 +143,16 @@ def exact_front(spec_path: Path, scale: str) -> Exact:
     normalized = normalizer.transform(values)
     front_n = np.unique(normalized[nondominated(normalized)], axis=0)
     hv = hypervolume(front_n, np.full(front_n.shape[1], REFERENCE))
-    return Exact(spec.name, list(study.objective_names), possible, len(values), len(front_n), hv,
-                 normalizer, time.perf_counter() - start)
+    return Exact(
+        spec.name,
+        list(study.objective_names),
+        possible,
+        len(values),
+        len(front_n),
+        hv,
+        normalizer,
+        time.perf_counter() - start,
+    )
 
 
 def read_trials(db: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -155,14 +162,13 @@ def read_trials(db: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         k = con.execute("SELECT COUNT(DISTINCT objective) FROM trial_values").fetchone()[0]
         numbers = dict(con.execute("SELECT trial_id, number FROM trials"))
         values = np.full((n, k), np.nan)
-        for trial_id, objective, value in con.execute(
-                "SELECT trial_id, objective, value FROM trial_values"):
+        for trial_id, objective, value in con.execute("SELECT trial_id, objective, value FROM trial_values"):
             values[numbers[trial_id], objective] = value
         feasible = np.ones(n, dtype=bool)
         valid = np.ones(n, dtype=bool)
         for trial_id, key, value_json in con.execute(
-                "SELECT trial_id, key, value_json FROM trial_system_attributes "
-                "WHERE key LIKE 'constraints:%'"):
+            "SELECT trial_id, key, value_json FROM trial_system_attributes WHERE key LIKE 'constraints:%'"
+        ):
             if float(value_json) > 0:
                 feasible[numbers[trial_id]] = False
                 if key == "constraints:structurally_valid":
@@ -183,8 +189,16 @@ def run_one(spec_path: str, sampler: str, seed: int, trials: int) -> dict:
         seconds = time.perf_counter() - start
         values, feasible, valid = read_trials(db)
     assert result.trials_added == trials == len(values), (result.trials_added, trials, len(values))
-    return dict(study=spec.name, sampler=sampler, seed=seed, trials=trials, seconds=seconds,
-                values=values, feasible=feasible, valid=valid)
+    return dict(
+        study=spec.name,
+        sampler=sampler,
+        seed=seed,
+        trials=trials,
+        seconds=seconds,
+        values=values,
+        feasible=feasible,
+        valid=valid,
+    )
 
 
 def ratios(exact: Exact, run: dict, checkpoints: list[int]) -> list[float | None]:
@@ -230,15 +244,21 @@ def fmt(values: list[float | None]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     names = [p.stem for p in STUDIES]
-    parser.add_argument("--study", action="append", choices=names,
-                        help="study to run (repeatable; default: every shipped study)")
+    parser.add_argument(
+        "--study", action="append", choices=names, help="study to run (repeatable; default: every shipped study)"
+    )
     parser.add_argument("--samplers", default=",".join(SAMPLERS), help="comma-separated, of nsga2,tpe,random")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per sampler (0..seeds-1)")
     parser.add_argument("--tpe-cap", type=int, default=3000, help="most trials of a TPE run")
-    parser.add_argument("--max-trials", type=int, default=None,
-                        help="cap every run (checkpoints above show n/a); for quick checks")
-    parser.add_argument("--scale", choices=("log", "linear"), default="log",
-                        help="log10 positive objectives before normalizing (default) or not")
+    parser.add_argument(
+        "--max-trials", type=int, default=None, help="cap every run (checkpoints above show n/a); for quick checks"
+    )
+    parser.add_argument(
+        "--scale",
+        choices=("log", "linear"),
+        default="log",
+        help="log10 positive objectives before normalizing (default) or not",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
     args = parser.parse_args(argv)
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
@@ -247,15 +267,19 @@ def main(argv: list[str] | None = None) -> int:
     paths = [p for p in STUDIES if not args.study or p.stem in args.study]
 
     wall = time.perf_counter()
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
-          f"numpy {np.__version__}, optuna {__import__('optuna').__version__}; {args.jobs} worker processes")
+    print(
+        f"machine: {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+        f"numpy {np.__version__}, optuna {__import__('optuna').__version__}; {args.jobs} worker processes"
+    )
     exacts = {}
     for path in paths:
         e = exact_front(path, args.scale)
         exacts[e.name] = e
-        print(f"exact front {e.name}: {e.possible:,} structurally possible candidates, "
-              f"{e.feasible:,} feasible, {e.front_points} distinct front points, "
-              f"normalized HV {e.hv:.4f} (ref {REFERENCE}, {args.scale} scale; {e.seconds:.1f} s)")
+        print(
+            f"exact front {e.name}: {e.possible:,} structurally possible candidates, "
+            f"{e.feasible:,} feasible, {e.front_points} distinct front points, "
+            f"normalized HV {e.hv:.4f} (ref {REFERENCE}, {args.scale} scale; {e.seconds:.1f} s)"
+        )
 
     tasks = []
     for path in paths:
@@ -276,26 +300,34 @@ def main(argv: list[str] | None = None) -> int:
         for future in as_completed(futures):
             run = future.result()
             runs.append(run)
-            print(f"  ran {run['study']} {run['sampler']} seed {run['seed']}: {run['trials']:,} trials "
-                  f"in {run['seconds']:.0f} s", flush=True)
+            print(
+                f"  ran {run['study']} {run['sampler']} seed {run['seed']}: {run['trials']:,} trials "
+                f"in {run['seconds']:.0f} s",
+                flush=True,
+            )
 
     print()
     header = " | ".join(f"{f:.0%}" for f in FRACTIONS)
     verdicts = []
     for name, exact in exacts.items():
         checkpoints = [max(1, round(f * exact.possible)) for f in FRACTIONS]
-        print(f"### {name}: {exact.possible:,} structurally possible candidates, "
-              f"{len(exact.objective_names)} objectives ({', '.join(exact.objective_names)})")
+        print(
+            f"### {name}: {exact.possible:,} structurally possible candidates, "
+            f"{len(exact.objective_names)} objectives ({', '.join(exact.objective_names)})"
+        )
         print()
-        print(f"HV ratio (sampler front / exact front) after N trials, mean (min) over {args.seeds} seeds; "
-              f"N = {', '.join(f'{c:,}' for c in checkpoints)}")
+        print(
+            f"HV ratio (sampler front / exact front) after N trials, mean (min) over {args.seeds} seeds; "
+            f"N = {', '.join(f'{c:,}' for c in checkpoints)}"
+        )
         print()
-        print(f"| sampler | {header} | end of run | trials to reach {TARGET_RATIO} | trials run "
-              "| structurally impossible | s per run |")
+        print(
+            f"| sampler | {header} | end of run | trials to reach {TARGET_RATIO} | trials run "
+            "| structurally impossible | s per run |"
+        )
         print("|---|" + "---:|" * (len(FRACTIONS) + 5))
         for sampler in samplers:
-            mine = sorted((r for r in runs if r["study"] == name and r["sampler"] == sampler),
-                          key=lambda r: r["seed"])
+            mine = sorted((r for r in runs if r["study"] == name and r["sampler"] == sampler), key=lambda r: r["seed"])
             if not mine:
                 continue
             per_seed = [ratios(exact, r, checkpoints) for r in mine]
@@ -308,18 +340,21 @@ def main(argv: list[str] | None = None) -> int:
                 got = [n for n in reach if n is not None]
                 cells.append(f"{len(got)}/{len(reach)} seeds" + (f" (max {max(got):,})" if got else ""))
             impossible = np.mean([1 - r["valid"].mean() for r in mine])
-            print(f"| {sampler} | {' | '.join(cells)} | {mine[0]['trials']:,} | {impossible:.0%} "
-                  f"| {np.mean([r['seconds'] for r in mine]):.0f} |")
+            print(
+                f"| {sampler} | {' | '.join(cells)} | {mine[0]['trials']:,} | {impossible:.0%} "
+                f"| {np.mean([r['seconds'] for r in mine]):.0f} |"
+            )
             if sampler == "nsga2":
                 at = FRACTIONS.index(TARGET_FRACTION)
                 got = [s[at] for s in per_seed if s[at] is not None]
                 if got:
-                    verdicts.append((name, np.mean(got) >= TARGET_RATIO, np.mean(got), min(got),
-                                     checkpoints[at]))
+                    verdicts.append((name, np.mean(got) >= TARGET_RATIO, np.mean(got), min(got), checkpoints[at]))
         print()
     for name, ok, mean, low, n in verdicts:
-        print(f"- {'PASS' if ok else 'FAIL'} {name}: NSGA-II HV ratio {mean:.3f} (mean; min {low:.3f}) "
-              f"after {n:,} trials (10% of the space) vs target >= {TARGET_RATIO}")
+        print(
+            f"- {'PASS' if ok else 'FAIL'} {name}: NSGA-II HV ratio {mean:.3f} (mean; min {low:.3f}) "
+            f"after {n:,} trials (10% of the space) vs target >= {TARGET_RATIO}"
+        )
     print(f"\ntotal wall time {time.perf_counter() - wall:.0f} s")
     return 0
 

@@ -44,35 +44,36 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
-import cProfile  # noqa: E402
-import io  # noqa: E402
-import platform  # noqa: E402
-import pstats  # noqa: E402
-import signal  # noqa: E402
-import sqlite3  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import textwrap  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import cProfile
+import io
+import platform
+import pstats
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import warnings
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-from machine import cpu_model, pin_to_one_cpu  # noqa: E402
+import numpy as np
+
+from machine import cpu_model, pin_to_one_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 warnings.filterwarnings("ignore")
 
-import optuna  # noqa: E402
+import optuna
 
-from search_spaces.space import candidate_report, compile_study, evaluate  # noqa: E402
-from search_spaces.spec import load_spec  # noqa: E402
-from tuner.study import distributions, run_search  # noqa: E402
+from search_spaces.space import candidate_report, compile_study, evaluate
+from search_spaces.spec import load_spec
+from tuner.study import distributions, run_search
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -83,10 +84,6 @@ TARGET_LOSS_S = 1.0
 BATCH = 64  # run_search's batch size, except NSGA-II's: one generation (its population, 50)
 NSGA2_BATCH = 50
 CRASH_STUDY = ROOT / "studies" / "palm-540b-tpu-v4.yaml"
-
-
-
-
 
 
 def count_complete(db: Path) -> int:
@@ -125,8 +122,12 @@ def time_plain_optuna(spec, sampler: str, trials: int) -> float:
     with tempfile.TemporaryDirectory(prefix="bench_tps_plain_") as folder:
         db = Path(folder) / "study.db"
         start = time.perf_counter()
-        study = optuna.create_study(storage=f"sqlite:///{db}", directions=compiled.directions,
-                                    sampler=plain_optuna_sampler(sampler), study_name=spec.name)
+        study = optuna.create_study(
+            storage=f"sqlite:///{db}",
+            directions=compiled.directions,
+            sampler=plain_optuna_sampler(sampler),
+            study_name=spec.name,
+        )
         study.optimize(objective, n_trials=trials)
         seconds = time.perf_counter() - start
         assert count_complete(db) == trials
@@ -163,10 +164,8 @@ def crash_once(sampler: str, after_s: float) -> dict:
         db = Path(folder) / "study.db"
         progress = Path(folder) / "progress"
         url = f"sqlite:///{db}"
-        code = CHILD.format(root=str(ROOT), progress=str(progress), spec=str(CRASH_STUDY), url=url,
-                            sampler=sampler)
-        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE)
+        code = CHILD.format(root=str(ROOT), progress=str(progress), spec=str(CRASH_STUDY), url=url, sampler=sampler)
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 120
         first = None
         while first is None:
@@ -193,8 +192,7 @@ def crash_once(sampler: str, after_s: float) -> dict:
             states = {r[0] for r in con.execute("SELECT DISTINCT state FROM trials")}
             n_values = con.execute("SELECT COUNT(*) FROM trial_values").fetchone()[0]
             n_params = con.execute("SELECT COUNT(*) FROM trial_params").fetchone()[0]
-            n_estimates = con.execute(
-                "SELECT COUNT(*) FROM trial_user_attributes WHERE key = 'estimate'").fetchone()[0]
+            n_estimates = con.execute("SELECT COUNT(*) FROM trial_user_attributes WHERE key = 'estimate'").fetchone()[0]
         compiled = compile_study(spec)
         k, d = len(compiled.objective_names), len(compiled.space.dimensions)
         present = len(numbers)
@@ -205,16 +203,26 @@ def crash_once(sampler: str, after_s: float) -> dict:
             "optuna.load_study reads every trial": loaded == present,
             "numbers 0..n-1": numbers == list(range(present)),
             "all COMPLETE": states <= {"COMPLETE"},
-            "all values/params/estimates": (n_values == k * present and n_params == d * present
-                                            and n_estimates == present),
+            "all values/params/estimates": (
+                n_values == k * present and n_params == d * present and n_estimates == present
+            ),
             f"multiple of {batch}": present % batch == 0,
-            f"present <= finished + {batch}": present <= finished + batch,  # a batch may be flushed before on_progress reports it
+            f"present <= finished + {batch}": present
+            <= finished + batch,  # a batch may be flushed before on_progress reports it
         }
     lost = finished - present
-    return dict(sampler=sampler, after_s=after_s, killed_after_s=killed_at - first[1],
-                finished=finished, present=present, lost=lost,
-                lost_s=lost / rate if rate > 0 else float("nan"), rate=rate,
-                hot_journal=hot_journal, checks=checks)
+    return dict(
+        sampler=sampler,
+        after_s=after_s,
+        killed_after_s=killed_at - first[1],
+        finished=finished,
+        present=present,
+        lost=lost,
+        lost_s=lost / rate if rate > 0 else float("nan"),
+        rate=rate,
+        hot_journal=hot_journal,
+        checks=checks,
+    )
 
 
 def profile_run(spec, sampler: str, trials: int, top: int = 18) -> str:
@@ -246,8 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("bad --trials, --plain-trials, --repeats or --crash-runs")
     pinning = "not pinned" if args.no_pin else pin_to_one_cpu(args.cpu)
     paths = [p for p in STUDIES if not args.study or p.stem in args.study]
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores ({pinning}); Python {platform.python_version()}, "
-          f"optuna {optuna.__version__}, SQLite {sqlite3.sqlite_version}; databases in {tempfile.gettempdir()}")
+    print(
+        f"machine: {cpu_model()}, {os.cpu_count()} cores ({pinning}); Python {platform.python_version()}, "
+        f"optuna {optuna.__version__}, SQLite {sqlite3.sqlite_version}; databases in {tempfile.gettempdir()}"
+    )
 
     rows = []
     for path in paths:
@@ -256,17 +266,24 @@ def main(argv: list[str] | None = None) -> int:
             fast = [time_run_search(spec, sampler, args.trials) for _ in range(args.repeats)]
             plain = time_plain_optuna(spec, sampler, args.plain_trials)
             rows.append(dict(study=spec.name, sampler=sampler, fast=fast, plain=plain))
-            print(f"  {spec.name} {sampler}: run_search {statistics.median(fast):,.0f}/s "
-                  f"(runs {', '.join(f'{r:,.0f}' for r in fast)}), plain Optuna {plain:,.1f}/s", flush=True)
+            print(
+                f"  {spec.name} {sampler}: run_search {statistics.median(fast):,.0f}/s "
+                f"(runs {', '.join(f'{r:,.0f}' for r in fast)}), plain Optuna {plain:,.1f}/s",
+                flush=True,
+            )
 
     print()
-    print(f"| study | sampler | run_search, {args.trials:,} trials: median (best) trials/s "
-          f"| plain Optuna, {args.plain_trials} trials: trials/s | ratio (median) |")
+    print(
+        f"| study | sampler | run_search, {args.trials:,} trials: median (best) trials/s "
+        f"| plain Optuna, {args.plain_trials} trials: trials/s | ratio (median) |"
+    )
     print("|---|---|---:|---:|---:|")
     for r in rows:
         med = statistics.median(r["fast"])
-        print(f"| {r['study']} | {r['sampler']} | {med:,.0f} ({max(r['fast']):,.0f}) | {r['plain']:,.1f} "
-              f"| {med / r['plain']:,.0f}x |")
+        print(
+            f"| {r['study']} | {r['sampler']} | {med:,.0f} ({max(r['fast']):,.0f}) | {r['plain']:,.1f} "
+            f"| {med / r['plain']:,.0f}x |"
+        )
     print()
 
     crashes = []
@@ -278,30 +295,40 @@ def main(argv: list[str] | None = None) -> int:
                 crashes.append(c)
         print(f"Crash experiment ({CRASH_STUDY.stem}; SIGKILL about 3 s into sampling):")
         print()
-        print("| sampler | killed after (s) | trials finished | trials in DB | lost | lost (s of sampling) "
-              "| hot journal after kill | checks |")
+        print(
+            "| sampler | killed after (s) | trials finished | trials in DB | lost | lost (s of sampling) "
+            "| hot journal after kill | checks |"
+        )
         print("|---|---:|---:|---:|---:|---:|---|---|")
         for c in crashes:
             failed = [name for name, ok in c["checks"].items() if not ok]
-            print(f"| {c['sampler']} | {c['killed_after_s']:.2f} | {c['finished']:,} | {c['present']:,} "
-                  f"| {c['lost']:,} | {c['lost_s']:.2f} | {'yes' if c['hot_journal'] else 'no'} "
-                  f"| {'all ok' if not failed else 'FAILED: ' + ', '.join(failed)} |")
+            print(
+                f"| {c['sampler']} | {c['killed_after_s']:.2f} | {c['finished']:,} | {c['present']:,} "
+                f"| {c['lost']:,} | {c['lost_s']:.2f} | {'yes' if c['hot_journal'] else 'no'} "
+                f"| {'all ok' if not failed else 'FAILED: ' + ', '.join(failed)} |"
+            )
         print()
 
     best = {s: max(statistics.median(r["fast"]) for r in rows if r["sampler"] == s) for s in SAMPLERS}
     worst = {s: min(statistics.median(r["fast"]) for r in rows if r["sampler"] == s) for s in SAMPLERS}
     for sampler in SAMPLERS:
         ok = worst[sampler] >= TARGET_RATE
-        print(f"- {'PASS' if ok else 'FAIL'} {sampler}: {worst[sampler]:,.0f} to {best[sampler]:,.0f} "
-              f"trials/s (median per study) vs target >= {TARGET_RATE:,.0f} on every shipped study")
+        print(
+            f"- {'PASS' if ok else 'FAIL'} {sampler}: {worst[sampler]:,.0f} to {best[sampler]:,.0f} "
+            f"trials/s (median per study) vs target >= {TARGET_RATE:,.0f} on every shipped study"
+        )
     if crashes:
         intact = all(all(c["checks"].values()) for c in crashes)
         worst_loss = max(c["lost_s"] for c in crashes)
-        print(f"- {'PASS' if intact else 'FAIL'} crash: database intact and readable after every kill "
-              f"({len(crashes)} kills, {sum(c['hot_journal'] for c in crashes)} inside a flush)")
-        print(f"- {'PASS' if worst_loss <= TARGET_LOSS_S else 'FAIL'} crash: at most "
-              f"{max(c['lost'] for c in crashes):,} trials lost, {worst_loss:.2f} s of sampling, vs target "
-              f"<= {TARGET_LOSS_S:.0f} s")
+        print(
+            f"- {'PASS' if intact else 'FAIL'} crash: database intact and readable after every kill "
+            f"({len(crashes)} kills, {sum(c['hot_journal'] for c in crashes)} inside a flush)"
+        )
+        print(
+            f"- {'PASS' if worst_loss <= TARGET_LOSS_S else 'FAIL'} crash: at most "
+            f"{max(c['lost'] for c in crashes):,} trials lost, {worst_loss:.2f} s of sampling, vs target "
+            f"<= {TARGET_LOSS_S:.0f} s"
+        )
 
     if args.profile:
         spec = load_spec(paths[-1])

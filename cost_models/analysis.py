@@ -17,8 +17,8 @@ from cost_models.dtypes import BYTES_PER_ELEMENT, dtype_name
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs, make_configs
-from cost_models.models import ModelSpec, get_model
 from cost_models.model_counts import embedding_params, kv_bytes_per_token
+from cost_models.models import ModelSpec, get_model
 from cost_models.operators import OPERATOR_NAMES, OperatorCosts, operator_costs
 from cost_models.partitioning import gemm_shapes_per_chip, sharding_plan
 from cost_models.roofline import RooflineTimes, roofline_times
@@ -79,7 +79,9 @@ class Analysis:
 
 
 def analyze(
-    configs: InferenceConfigs, hardware: HardwareSpec, convention: CountingConvention = DEFAULT,
+    configs: InferenceConfigs,
+    hardware: HardwareSpec,
+    convention: CountingConvention = DEFAULT,
     calibration: CalibrationProfile | None = None,
 ) -> Analysis:
     """Score every configuration on one chip; with ``calibration``, each operator also at the
@@ -93,8 +95,9 @@ def analyze(
         layout = np.zeros(len(configs), dtype=np.int64)  # one chip: every layout is the same
         heads_only = np.zeros(len(configs), dtype=bool)
         shapes = gemm_shapes_per_chip(ops, sharding_plan(configs, one_chip, layout))
-        calibrated = calibrated_operator_times(ops, configs, shapes, np.ones(len(configs)), heads_only,
-                                               hardware, calibration)
+        calibrated = calibrated_operator_times(
+            ops, configs, shapes, np.ones(len(configs)), heads_only, hardware, calibration
+        )
     return Analysis(configs, hardware, ops, times, calibrated)
 
 
@@ -192,17 +195,25 @@ def analyze_one(
     chip = get_hardware(hardware) if isinstance(hardware, str) else hardware
     if isinstance(convention, str):
         if convention not in CONVENTIONS:
-            raise InvalidInputError("convention", f"unknown convention {convention!r}",
-                                    f"use one of {', '.join(CONVENTIONS)}")
+            raise InvalidInputError(
+                "convention", f"unknown convention {convention!r}", f"use one of {', '.join(CONVENTIONS)}"
+            )
         convention = CONVENTIONS[convention]
     dtypes = chip.parse_formats(weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits)
     for field, value in (("batch", batch), ("seq_len", seq_len), ("kv_heads", kv_heads)):
         if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)):
             raise InvalidInputError(field, f"must be a whole number, got {value!r}", "pass an integer >= 1")
     configs = make_configs(
-        model_spec, phase=phase, batch=batch, seq_len=seq_len,
-        weight_dtype=dtypes["weight_bits"], act_dtype=dtypes["act_bits"], kv_dtype=dtypes["kv_bits"],
-        flash_attention=flash_attention, causal=causal, kv_heads=kv_heads,
+        model_spec,
+        phase=phase,
+        batch=batch,
+        seq_len=seq_len,
+        weight_dtype=dtypes["weight_bits"],
+        act_dtype=dtypes["act_bits"],
+        kv_dtype=dtypes["kv_bits"],
+        flash_attention=flash_attention,
+        causal=causal,
+        kv_heads=kv_heads,
     )
     profile = resolve_calibration(calibration, chip.name, backend)
     report = analysis_report(analyze(configs, chip, convention, profile))
@@ -218,5 +229,6 @@ def analyze_one(
         "causal": bool(configs.causal[0]),
         "convention": convention.name,
         "calibration": calibration_report(
-        profile, backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION)),
+            profile, backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION)
+        ),
     }

@@ -18,8 +18,15 @@ import numpy as np
 from cost_models.calibration import CalibrationProfile
 from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, FP8, INT4, INT8
 from cost_models.efficiency import (
-    COLLECTIVE_KINDS, DecodeAttentionParams, GemmParams, PrefillAttentionParams, collective_time_s,
-    decode_attention_time_s, elementwise_time_s, gemm_time_s, prefill_attention_time_s,
+    COLLECTIVE_KINDS,
+    DecodeAttentionParams,
+    GemmParams,
+    PrefillAttentionParams,
+    collective_time_s,
+    decode_attention_time_s,
+    elementwise_time_s,
+    gemm_time_s,
+    prefill_attention_time_s,
 )
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, TorusInterconnect
@@ -59,10 +66,15 @@ def _gemm_params(profile: CalibrationProfile, fmt: str) -> GemmParams:
     return profile.gemm.get(fmt) or profile.gemm.get("bfloat16") or GemmParams()
 
 
-def calibrated_operator_times(chip_ops: OperatorCosts, configs: InferenceConfigs,
-                              gemm_shapes: tuple[np.ndarray, np.ndarray, np.ndarray], chips: np.ndarray,
-                              batch_sharded: np.ndarray, hardware: HardwareSpec,
-                              profile: CalibrationProfile) -> np.ndarray:
+def calibrated_operator_times(
+    chip_ops: OperatorCosts,
+    configs: InferenceConfigs,
+    gemm_shapes: tuple[np.ndarray, np.ndarray, np.ndarray],
+    chips: np.ndarray,
+    batch_sharded: np.ndarray,
+    hardware: HardwareSpec,
+    profile: CalibrationProfile,
+) -> np.ndarray:
     """Seconds per execution of each operator on one chip, shaped like the operator costs."""
     c = configs
     times = np.zeros(chip_ops.flops.shape)
@@ -75,9 +87,15 @@ def calibrated_operator_times(chip_ops: OperatorCosts, configs: InferenceConfigs
         fmt = _FORMAT_NAMES[int(code)]
         rows = formats == code
         everyone = bool(np.all(rows))
-        pick = (slice(None) if everyone else rows)
-        block = gemm_time_s(m[gemm_rows][:, pick], n[gemm_rows][:, pick], k[gemm_rows][:, pick], fmt, hardware,
-                            _gemm_params(profile, fmt))
+        pick = slice(None) if everyone else rows
+        block = gemm_time_s(
+            m[gemm_rows][:, pick],
+            n[gemm_rows][:, pick],
+            k[gemm_rows][:, pick],
+            fmt,
+            hardware,
+            _gemm_params(profile, fmt),
+        )
         if everyone:
             times[gemm_rows] = block
         else:
@@ -101,23 +119,47 @@ def calibrated_operator_times(chip_ops: OperatorCosts, configs: InferenceConfigs
         rows = c.kv_dtype == code
         d_rows, p_rows = rows & decode, rows & ~decode
         if np.any(d_rows):
-            params = (profile.decode_attention.get(cache) or profile.decode_attention.get("bfloat16")
-                      or DecodeAttentionParams())
-            times[i, d_rows] = decode_attention_time_s(batch[d_rows], c.seq_len[d_rows], heads[d_rows],
-                                                       kv_heads[d_rows], c.d_head[d_rows], kv_bytes[d_rows],
-                                                       hardware, params)
+            params = (
+                profile.decode_attention.get(cache)
+                or profile.decode_attention.get("bfloat16")
+                or DecodeAttentionParams()
+            )
+            times[i, d_rows] = decode_attention_time_s(
+                batch[d_rows],
+                c.seq_len[d_rows],
+                heads[d_rows],
+                kv_heads[d_rows],
+                c.d_head[d_rows],
+                kv_bytes[d_rows],
+                hardware,
+                params,
+            )
         if np.any(p_rows):
             key = f"bfloat16/{cache}"
-            params = (profile.prefill_attention.get(key) or profile.prefill_attention.get("bfloat16/bfloat16")
-                      or PrefillAttentionParams())
-            times[i, p_rows] = prefill_attention_time_s(batch[p_rows], c.seq_len[p_rows], heads[p_rows],
-                                                        kv_heads[p_rows], c.d_head[p_rows], hardware, params,
-                                                        kv_bytes_per_element=kv_bytes[p_rows])
+            params = (
+                profile.prefill_attention.get(key)
+                or profile.prefill_attention.get("bfloat16/bfloat16")
+                or PrefillAttentionParams()
+            )
+            times[i, p_rows] = prefill_attention_time_s(
+                batch[p_rows],
+                c.seq_len[p_rows],
+                heads[p_rows],
+                kv_heads[p_rows],
+                c.d_head[p_rows],
+                hardware,
+                params,
+                kv_bytes_per_element=kv_bytes[p_rows],
+            )
     return np.where(present, times, 0.0)
 
 
-_KIND = {"all_gather": "all_gather", "reduce_scatter": "reduce_scatter", "all_reduce": "all_reduce",
-         "all_to_all": "alltoall"}
+_KIND = {
+    "all_gather": "all_gather",
+    "reduce_scatter": "reduce_scatter",
+    "all_reduce": "all_reduce",
+    "all_to_all": "alltoall",
+}
 
 
 class CalibratedNetwork(Network):
@@ -138,8 +180,15 @@ class CalibratedNetwork(Network):
         k = group_size(mesh, axes)
         base = self.base.collective_time_s(kind, bytes_per_chip, mesh, axes)
         measured_kind = _KIND[kind]
-        implementation = "custom" if (measured_kind == "all_reduce" and "custom" in self.profile.collectives
-                                      and "all_reduce" in self.profile.collectives["custom"]) else "nccl"
+        implementation = (
+            "custom"
+            if (
+                measured_kind == "all_reduce"
+                and "custom" in self.profile.collectives
+                and "all_reduce" in self.profile.collectives["custom"]
+            )
+            else "nccl"
+        )
         table = self.profile.collectives.get(implementation, {}).get(measured_kind)
         if not table:
             return base
@@ -147,8 +196,9 @@ class CalibratedNetwork(Network):
         if not np.any(inside):
             return base
         measured = np.zeros_like(base)
-        measured[inside] = collective_time_s(measured_kind, bytes_per_chip[inside], k[inside], table,
-                                             implementation=implementation)
+        measured[inside] = collective_time_s(
+            measured_kind, bytes_per_chip[inside], k[inside], table, implementation=implementation
+        )
         return np.where(inside, measured, base)
 
 
@@ -165,8 +215,11 @@ def calibrated_network(base: Network, hardware: HardwareSpec, profile: Calibrati
 def check_profile(profile: CalibrationProfile, hardware: HardwareSpec) -> None:
     """A profile describes one chip: refuse it for another."""
     if profile.chip != hardware.name:
-        raise InvalidInputError("calibration", f"profile {profile.name} is for {profile.chip}, not {hardware.name}",
-                                f"use a profile of {hardware.name}, or --calibration none")
+        raise InvalidInputError(
+            "calibration",
+            f"profile {profile.name} is for {profile.chip}, not {hardware.name}",
+            f"use a profile of {hardware.name}, or --calibration none",
+        )
 
 
 __all__ = ["COLLECTIVE_KINDS", "calibrated_network", "calibrated_operator_times", "check_profile", "gemm_format"]

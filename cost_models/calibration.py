@@ -89,14 +89,24 @@ class CalibrationProfile(BaseModel):
     #: implementation ("nccl", "custom", "custom_graph", "custom_eager") -> kind -> group size.
     collectives: dict[str, dict[str, dict[int, CollectiveParams]]] = {}
     per_layer_overhead_s: float = Field(
-        default=0.0, ge=0, description="Fixed engine cost per transformer layer per forward step "
-        "(Python/scheduling glue between kernels). 0 until fitted from end-to-end runs.")
+        default=0.0,
+        ge=0,
+        description="Fixed engine cost per transformer layer per forward step "
+        "(Python/scheduling glue between kernels). 0 until fitted from end-to-end runs.",
+    )
     per_step_overhead_s: float = Field(
-        default=0.0, ge=0, description="Fixed engine cost per forward step (scheduler, sampling, "
-        "batch assembly). 0 until fitted from end-to-end runs.")
+        default=0.0,
+        ge=0,
+        description="Fixed engine cost per forward step (scheduler, sampling, "
+        "batch assembly). 0 until fitted from end-to-end runs.",
+    )
     network_eff: float = Field(
-        default=1.0, gt=0, le=1, description="Fraction of the catalog's link bandwidth collectives reach on "
-        "networks with no measured collectives (TPU tori). 1 until fitted from end-to-end runs.")
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Fraction of the catalog's link bandwidth collectives reach on "
+        "networks with no measured collectives (TPU tori). 1 until fitted from end-to-end runs.",
+    )
     provenance: Provenance | None = None
     #: "gemm/bfloat16", "prefill_attention/bfloat16/bfloat16", "collectives/nccl/all_reduce", ...
     cv_error: dict[str, HeldOutError] = {}
@@ -119,14 +129,14 @@ class CalibrationProfile(BaseModel):
         return f"{self.chip}-{self.backend}"
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=False), sort_keys=False,
-                              width=100)
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=False), sort_keys=False, width=100)
 
 
 def _pick(table: dict, key, where: str):
     if key not in table:
-        raise InvalidInputError(where, f"no entry {key!r}",
-                                f"use one of {', '.join(map(str, table)) or '(none fitted)'}")
+        raise InvalidInputError(
+            where, f"no entry {key!r}", f"use one of {', '.join(map(str, table)) or '(none fitted)'}"
+        )
     return table[key]
 
 
@@ -143,11 +153,11 @@ def _parse(text: str, where: str) -> CalibrationProfile:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise InvalidInputError(where, f"not valid YAML ({str(error).splitlines()[0]})",
-                                "regenerate it with tuner calibrate") from None
+        raise InvalidInputError(
+            where, f"not valid YAML ({str(error).splitlines()[0]})", "regenerate it with tuner calibrate"
+        ) from None
     if not isinstance(raw, dict):
-        raise InvalidInputError(where, "not a mapping of profile fields",
-                                "regenerate it with tuner calibrate")
+        raise InvalidInputError(where, "not a mapping of profile fields", "regenerate it with tuner calibrate")
     try:
         return CalibrationProfile(**raw)
     except ValidationError as error:
@@ -170,13 +180,17 @@ def load_profile(name_or_path: str | Path, chip: str | None = None) -> Calibrati
         except OSError as error:
             raise InvalidInputError(where, f"cannot read: {error.strerror}", "check the path") from None
     else:
-        raise InvalidInputError("profile", f"unknown profile {str(name_or_path)!r}",
-                                f"use a file path or one of {', '.join(available_profiles())}")
+        raise InvalidInputError(
+            "profile",
+            f"unknown profile {str(name_or_path)!r}",
+            f"use a file path or one of {', '.join(available_profiles())}",
+        )
     profile = _parse(text, where)
     get_hardware(profile.chip)  # the chip must exist in the catalog
     if chip is not None and profile.chip != chip:
-        raise InvalidInputError(f"{where}.chip", f"profile is for {profile.chip}, not {chip}",
-                                f"use a profile calibrated on {chip}")
+        raise InvalidInputError(
+            f"{where}.chip", f"profile is for {profile.chip}, not {chip}", f"use a profile calibrated on {chip}"
+        )
     return profile
 
 
@@ -222,16 +236,24 @@ def default_profile(chip_name: str, backend: str) -> CalibrationProfile:
     one = CollectiveParams(latency_s=latency, bandwidth_bytes_per_s=bandwidth)
     kinds = ("all_reduce", "all_gather", "reduce_scatter", "alltoall")
     return CalibrationProfile(
-        chip=chip.name, backend=backend, fallback=True,
-        fallback_reason=(f"no profile fitted on {chip.name} under {backend}: median parameters of "
-                         f"{len(same)} shipped profiles; collectives from the catalog interconnect"),
+        chip=chip.name,
+        backend=backend,
+        fallback=True,
+        fallback_reason=(
+            f"no profile fitted on {chip.name} under {backend}: median parameters of "
+            f"{len(same)} shipped profiles; collectives from the catalog interconnect"
+        ),
         gemm={k: _median_params(GemmParams, [p.gemm[k] for p in same if k in p.gemm]) for k in gemm_keys},
-        prefill_attention={k: _median_params(PrefillAttentionParams, [p.prefill_attention[k] for p in same
-                                                                      if k in p.prefill_attention])
-                           for k in prefill_keys},
-        decode_attention={k: _median_params(DecodeAttentionParams, [p.decode_attention[k] for p in same
-                                                                    if k in p.decode_attention])
-                          for k in decode_keys},
+        prefill_attention={
+            k: _median_params(
+                PrefillAttentionParams, [p.prefill_attention[k] for p in same if k in p.prefill_attention]
+            )
+            for k in prefill_keys
+        },
+        decode_attention={
+            k: _median_params(DecodeAttentionParams, [p.decode_attention[k] for p in same if k in p.decode_attention])
+            for k in decode_keys
+        },
         elementwise=_median_params(ElementwiseParams, [p.elementwise for p in same]),
         collectives={"nccl": {kind: {g: one for g in (2, 4, 8)} for kind in kinds}},
     )
@@ -253,16 +275,20 @@ def default_backend(chip_name: str) -> str:
 NO_CALIBRATION, AUTO_CALIBRATION = "none", "auto"
 
 
-def resolve_calibration(choice: str | CalibrationProfile | None, chip_name: str,
-                        backend: str | None = None) -> CalibrationProfile | None:
+def resolve_calibration(
+    choice: str | CalibrationProfile | None, chip_name: str, backend: str | None = None
+) -> CalibrationProfile | None:
     """The profile a command uses: ``none`` -> None (the pure roofline of the papers); ``auto``
     (or None) -> the shipped profile of the chip under ``backend`` (default: the best measured
     one), or the documented DEFAULT where none was fitted; otherwise a shipped profile's name or a
     profile file, which must describe ``chip_name``."""
     if isinstance(choice, CalibrationProfile):
         if choice.chip != chip_name:
-            raise InvalidInputError("calibration", f"profile {choice.name} is for {choice.chip}, not {chip_name}",
-                                    f"use a profile of {chip_name}, or none")
+            raise InvalidInputError(
+                "calibration",
+                f"profile {choice.name} is for {choice.chip}, not {chip_name}",
+                f"use a profile of {chip_name}, or none",
+            )
         return choice
     if choice == NO_CALIBRATION:
         return None
@@ -278,8 +304,7 @@ def calibration_report(profile: CalibrationProfile | None, backend_chosen: bool 
     the engine was picked as the one measured best (no --backend, --calibration auto)."""
     if profile is None:
         return {"profile": NO_CALIBRATION, "note": "pure roofline (a lower bound): no calibration"}
-    report = {"profile": profile.name, "chip": profile.chip, "backend": profile.backend,
-              "fallback": profile.fallback}
+    report = {"profile": profile.name, "chip": profile.chip, "backend": profile.backend, "fallback": profile.fallback}
     if profile.fallback:
         report["note"] = profile.fallback_reason
     elif backend_chosen:

@@ -55,8 +55,6 @@ KIM2023 = CountingConvention(name="kim2023", act_to_act_flops="2n-1", lm_head_po
 
 #: Yuan et al., "LLM Inference Unveiled" (arXiv 2402.16363) and LLM-Viewer: a residual add loads
 #: one input; the int8 peak only when every operand is 8 bits or fewer.
-YUAN2024 = CountingConvention(
-    name="yuan2024", residual_add_reads=1, peak_selection="all_operands_low_bit"
-)
+YUAN2024 = CountingConvention(name="yuan2024", residual_add_reads=1, peak_selection="all_operands_low_bit")
 
 CONVENTIONS: dict[str, CountingConvention] = {c.name: c for c in (DEFAULT, KIM2023, YUAN2024)}

@@ -22,7 +22,10 @@ import numpy as np
 
 from cost_models.calibrated_times import calibrated_network, calibrated_operator_times, check_profile
 from cost_models.calibration import (
-    AUTO_CALIBRATION, CalibrationProfile, calibration_report, resolve_calibration,
+    AUTO_CALIBRATION,
+    CalibrationProfile,
+    calibration_report,
+    resolve_calibration,
 )
 from cost_models.conventions import DEFAULT, CountingConvention
 from cost_models.deployments import PHASE_NAMES, Deployment, Deployments
@@ -34,8 +37,15 @@ from cost_models.model_counts import kv_bytes_per_token, model_flops_utilization
 from cost_models.models import ModelSpec, get_model
 from cost_models.operators import LM_HEAD, OperatorCosts, operator_costs
 from cost_models.partitioning import (
-    Shapes, ShardingPlan, distinct_rows, gemm_shapes_per_chip, kv_cache_split, layer_comm_time_s,
-    per_chip_costs, sharding_plan, weight_bytes_per_chip,
+    Shapes,
+    ShardingPlan,
+    distinct_rows,
+    gemm_shapes_per_chip,
+    kv_cache_split,
+    layer_comm_time_s,
+    per_chip_costs,
+    sharding_plan,
+    weight_bytes_per_chip,
 )
 from cost_models.roofline import roofline_times
 from cost_models.topology import Network, network_for, parse_mesh
@@ -100,9 +110,18 @@ class _PhaseTimes:
     comm_s: np.ndarray
 
 
-def _phase_times(d: Deployments, phase: str, configs: InferenceConfigs, ops: OperatorCosts,
-                 tokens_per_sequence: np.ndarray, network: Network, overlap: Overlap,
-                 profile: CalibrationProfile | None, plan: ShardingPlan, kv_ways: np.ndarray) -> _PhaseTimes:
+def _phase_times(
+    d: Deployments,
+    phase: str,
+    configs: InferenceConfigs,
+    ops: OperatorCosts,
+    tokens_per_sequence: np.ndarray,
+    network: Network,
+    overlap: Overlap,
+    profile: CalibrationProfile | None,
+    plan: ShardingPlan,
+    kv_ways: np.ndarray,
+) -> _PhaseTimes:
     """One forward pass: layers x (block time combined with the block's collectives) + lm_head
     (+ the engine's fixed cost per step under a profile). Without a profile a block's time is its
     roofline; with one, each operator's calibrated kernel time plus the fixed cost per layer."""
@@ -115,9 +134,10 @@ def _phase_times(d: Deployments, phase: str, configs: InferenceConfigs, ops: Ope
         shapes = gemm_shapes_per_chip(chip_ops, plan)
         op_time = calibrated_operator_times(chip_ops, configs, shapes, d.chips, batch_sharded, d.hardware, profile)
         layer_overhead, step_overhead = profile.per_layer_overhead_s, profile.per_step_overhead_s
-    block = op_time[:LM_HEAD].sum(axis=0) + op_time[LM_HEAD + 1:].sum(axis=0) + layer_overhead
-    comm_block = layer_comm_time_s(network, layouts, Shapes.of(configs, tokens_per_sequence), d.mesh,
-                                   configs.parallel_block, batch_sharded)
+    block = op_time[:LM_HEAD].sum(axis=0) + op_time[LM_HEAD + 1 :].sum(axis=0) + layer_overhead
+    comm_block = layer_comm_time_s(
+        network, layouts, Shapes.of(configs, tokens_per_sequence), d.mesh, configs.parallel_block, batch_sharded
+    )
     combined = np.maximum(block, comm_block) if overlap == "overlapped" else block + comm_block
     return _PhaseTimes(
         latency_s=configs.layers * combined + op_time[LM_HEAD] + step_overhead,
@@ -142,19 +162,29 @@ def _kv_ways(d: Deployments) -> dict[str, np.ndarray]:
     ways = {}
     for phase in PHASE_NAMES:
         sharded = d.batch_sharded_attention(phase)
-        first, inverse = distinct_rows(d.kv_heads, np.where(sharded, d.batch, 0.0), d.mesh[:, 0], d.mesh[:, 1],
-                                       d.mesh[:, 2], sharded)
+        first, inverse = distinct_rows(
+            d.kv_heads, np.where(sharded, d.batch, 0.0), d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], sharded
+        )
         ways[phase] = kv_cache_split(d.kv_heads[first], d.batch[first], d.mesh[first], sharded[first])[0][inverse]
     return ways
 
 
-def _phase_estimate(t: _PhaseTimes, steps: np.ndarray | float, tokens: np.ndarray,
-                    matmul_params_times_tokens: np.ndarray, chips: np.ndarray, peak: np.ndarray) -> PhaseEstimate:
+def _phase_estimate(
+    t: _PhaseTimes,
+    steps: np.ndarray | float,
+    tokens: np.ndarray,
+    matmul_params_times_tokens: np.ndarray,
+    chips: np.ndarray,
+    peak: np.ndarray,
+) -> PhaseEstimate:
     """A phase of ``steps`` forward passes producing ``tokens``."""
     latency = t.latency_s * steps
     return PhaseEstimate(
-        latency_s=latency, compute_s=t.compute_s * steps, memory_s=t.memory_s * steps,
-        comm_s=t.comm_s * steps, tokens=tokens,
+        latency_s=latency,
+        compute_s=t.compute_s * steps,
+        memory_s=t.memory_s * steps,
+        comm_s=t.comm_s * steps,
+        tokens=tokens,
         mfu=model_flops_utilization(matmul_params_times_tokens, chips, peak, latency),
         cost_chip_s_per_token=chips * latency / tokens,
     )
@@ -176,8 +206,9 @@ def estimate(
     if overlap not in OVERLAPS:
         raise InvalidInputError("overlap", f"unknown value {overlap!r}", f"use {' or '.join(OVERLAPS)}")
     if kv_memory_fraction is not None and not 0 < kv_memory_fraction <= 1:
-        raise InvalidInputError("kv_memory_fraction", f"{kv_memory_fraction} is not in (0, 1]",
-                                "pass a fraction such as 0.3")
+        raise InvalidInputError(
+            "kv_memory_fraction", f"{kv_memory_fraction} is not in (0, 1]", "pass a fraction such as 0.3"
+        )
     d = deployments
     n = len(d)
     network = network_for(d.hardware)
@@ -191,14 +222,34 @@ def estimate(
     plans = _sharding_plans(d, prefill_configs)
     kv_ways = _kv_ways(d)
     prefill_ops = operator_costs(prefill_configs, convention)
-    prefill_times = _phase_times(d, "prefill", prefill_configs, prefill_ops, prompt, network, overlap, calibration,
-                                 plans["prefill"], kv_ways["prefill"])
+    prefill_times = _phase_times(
+        d,
+        "prefill",
+        prefill_configs,
+        prefill_ops,
+        prompt,
+        network,
+        overlap,
+        calibration,
+        plans["prefill"],
+        kv_ways["prefill"],
+    )
     # Decode: step t attends to prompt + t entries; scored once at the mean context, exact where
     # step time is linear in the context (within one roofline regime).
     decode_configs = prefill_configs.at_phase(DECODE, prompt + (gen - 1.0) / 2.0)
     decode_ops = operator_costs(decode_configs, convention)
-    step = _phase_times(d, "decode", decode_configs, decode_ops, np.ones(n), network, overlap, calibration,
-                        plans["decode"], kv_ways["decode"])
+    step = _phase_times(
+        d,
+        "decode",
+        decode_configs,
+        decode_ops,
+        np.ones(n),
+        network,
+        overlap,
+        calibration,
+        plans["decode"],
+        kv_ways["decode"],
+    )
 
     c = prefill_configs
     # MFU against the peak of the format the weight matmuls run in (Pope et al. keep them in
@@ -213,35 +264,56 @@ def estimate(
     prefill_head_tokens = {"all": d.batch * prompt, "none": 0.0}.get(convention.lm_head_positions, d.batch)
     decode_head_share = 0.0 if convention.lm_head_positions == "none" else 1.0
     prefill_tokens, decode_tokens = d.batch * prompt, d.batch * gen
-    prefill = _phase_estimate(prefill_times, 1.0, prefill_tokens,
-                              block_params * prefill_tokens + head_params * prefill_head_tokens, chips, peak)
-    decode = _phase_estimate(step, gen, decode_tokens,
-                             (block_params + decode_head_share * head_params) * decode_tokens, chips, peak)
+    prefill = _phase_estimate(
+        prefill_times,
+        1.0,
+        prefill_tokens,
+        block_params * prefill_tokens + head_params * prefill_head_tokens,
+        chips,
+        peak,
+    )
+    decode = _phase_estimate(
+        step, gen, decode_tokens, (block_params + decode_head_share * head_params) * decode_tokens, chips, peak
+    )
     memory = _memory(d, c, prompt + gen, prefill_ops, decode_ops, kv_memory_fraction, plans, kv_ways["decode"])
     return DeploymentEstimate(prefill, decode, step.latency_s, memory)
 
 
-def _memory(d: Deployments, c: InferenceConfigs, context: np.ndarray, prefill_ops: OperatorCosts,
-            decode_ops: OperatorCosts, kv_memory_fraction: float | None, plans: dict[str, ShardingPlan],
-            kv_ways: np.ndarray) -> MemoryEstimate:
+def _memory(
+    d: Deployments,
+    c: InferenceConfigs,
+    context: np.ndarray,
+    prefill_ops: OperatorCosts,
+    decode_ops: OperatorCosts,
+    kv_memory_fraction: float | None,
+    plans: dict[str, ShardingPlan],
+    kv_ways: np.ndarray,
+) -> MemoryEstimate:
     """Bytes per chip. Weights as the layouts' sharding rules store them (the larger of the two
     phases' layouts: a deployment whose phases differ holds either at a time); the KV cache as
     decode's attention sharding splits it."""
     chips = d.chips
-    weights = np.maximum(weight_bytes_per_chip(c, d.mesh, d.prefill_ffn_layout, plans["prefill"]),
-                         weight_bytes_per_chip(c, d.mesh, d.decode_ffn_layout, plans["decode"]))
-    kv_per_token = (kv_bytes_per_token(c.layers, c.kv_heads, c.d_head, BYTES_PER_ELEMENT[c.kv_dtype], c.decoder)
-                    * c.batch / kv_ways)
+    weights = np.maximum(
+        weight_bytes_per_chip(c, d.mesh, d.prefill_ffn_layout, plans["prefill"]),
+        weight_bytes_per_chip(c, d.mesh, d.decode_ffn_layout, plans["decode"]),
+    )
+    kv_per_token = (
+        kv_bytes_per_token(c.layers, c.kv_heads, c.d_head, BYTES_PER_ELEMENT[c.kv_dtype], c.decoder) * c.batch / kv_ways
+    )
     kv = kv_per_token * context
-    live = np.maximum((prefill_ops.act_read_bytes + prefill_ops.act_write_bytes).max(axis=0),
-                      (decode_ops.act_read_bytes + decode_ops.act_write_bytes).max(axis=0))
+    live = np.maximum(
+        (prefill_ops.act_read_bytes + prefill_ops.act_write_bytes).max(axis=0),
+        (decode_ops.act_read_bytes + decode_ops.act_write_bytes).max(axis=0),
+    )
     activations = live / chips
     capacity = np.full(len(d), d.hardware.memory_bytes)
-    budget = (capacity * kv_memory_fraction if kv_memory_fraction is not None
-              else np.maximum(capacity - weights - activations, 0.0))
+    budget = (
+        capacity * kv_memory_fraction
+        if kv_memory_fraction is not None
+        else np.maximum(capacity - weights - activations, 0.0)
+    )
     # Encoders keep no KV cache: no context limit from it (reported as None).
-    max_context = np.floor(np.divide(budget, kv_per_token, out=np.full(len(d), np.inf),
-                                     where=kv_per_token > 0))
+    max_context = np.floor(np.divide(budget, kv_per_token, out=np.full(len(d), np.inf), where=kv_per_token > 0))
     return MemoryEstimate(weights, kv, activations, capacity, max_context)
 
 
@@ -251,15 +323,22 @@ def estimate_report(result: DeploymentEstimate, index: int = 0) -> dict:
     i = index
     return {
         "prefill": {
-            "latency_s": float(p.latency_s[i]), "mfu": float(p.mfu[i]),
-            "compute_s": float(p.compute_s[i]), "memory_s": float(p.memory_s[i]),
-            "comm_s": float(p.comm_s[i]), "cost_chip_s_per_token": float(p.cost_chip_s_per_token[i]),
+            "latency_s": float(p.latency_s[i]),
+            "mfu": float(p.mfu[i]),
+            "compute_s": float(p.compute_s[i]),
+            "memory_s": float(p.memory_s[i]),
+            "comm_s": float(p.comm_s[i]),
+            "cost_chip_s_per_token": float(p.cost_chip_s_per_token[i]),
             "throughput_tokens_per_s": float(p.throughput_tokens_per_s[i]),
         },
         "decode": {
-            "step_latency_s": float(result.decode_step_latency_s[i]), "latency_s": float(d.latency_s[i]),
-            "mfu": float(d.mfu[i]), "compute_s": float(d.compute_s[i]), "memory_s": float(d.memory_s[i]),
-            "comm_s": float(d.comm_s[i]), "cost_chip_s_per_token": float(d.cost_chip_s_per_token[i]),
+            "step_latency_s": float(result.decode_step_latency_s[i]),
+            "latency_s": float(d.latency_s[i]),
+            "mfu": float(d.mfu[i]),
+            "compute_s": float(d.compute_s[i]),
+            "memory_s": float(d.memory_s[i]),
+            "comm_s": float(d.comm_s[i]),
+            "cost_chip_s_per_token": float(d.cost_chip_s_per_token[i]),
             "throughput_tokens_per_s": float(d.throughput_tokens_per_s[i]),
         },
         "memory": {
@@ -269,8 +348,7 @@ def estimate_report(result: DeploymentEstimate, index: int = 0) -> dict:
             "total_bytes_per_chip": float(m.total_bytes_per_chip[i]),
             "capacity_bytes_per_chip": float(m.capacity_bytes_per_chip[i]),
             "fits": bool(m.fits[i]),
-            "max_context_tokens": (int(m.max_context_tokens[i]) if np.isfinite(m.max_context_tokens[i])
-                                   else None),
+            "max_context_tokens": (int(m.max_context_tokens[i]) if np.isfinite(m.max_context_tokens[i]) else None),
         },
     }
 
@@ -317,42 +395,63 @@ def estimate_one(
         raise InvalidInputError("phase", f"unknown phase {phase!r}", "use prefill, decode or both")
     for field, value in (("chips", chips), ("batch", batch), ("prompt_len", prompt_len), ("gen_len", gen_len)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise InvalidInputError(field, f"must be a positive whole number, got {value!r}",
-                                    f"pass an integer >= 1 for {field}")
+            raise InvalidInputError(
+                field, f"must be a positive whole number, got {value!r}", f"pass an integer >= 1 for {field}"
+            )
     if kv_heads is not None and not 1 <= kv_heads <= 2**31:
         raise InvalidInputError("kv_heads", f"{kv_heads} is out of range", "pass a head count >= 1")
     if model_spec.kind == "encoder" and phase != "prefill":
-        raise InvalidInputError("phase", f"{model_spec.name} is an encoder: it has no decode phase",
-                                "use --phase prefill")
+        raise InvalidInputError(
+            "phase", f"{model_spec.name} is an encoder: it has no decode phase", "use --phase prefill"
+        )
     formats = chip.parse_formats(weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits)
     choices = {
-        "prefill_ffn_layout": prefill_ffn_layout or ffn_layout, "decode_ffn_layout": decode_ffn_layout or ffn_layout,
+        "prefill_ffn_layout": prefill_ffn_layout or ffn_layout,
+        "decode_ffn_layout": decode_ffn_layout or ffn_layout,
         "prefill_attn_sharding": prefill_attn_sharding or attn_sharding,
         "decode_attn_sharding": decode_attn_sharding or attn_sharding,
     }
-    rows = [Deployment(model=model_spec, hardware=chip, mesh=m, batch=batch, prompt_len=prompt_len,
-                       gen_len=gen_len, **choices, weight_dtype=dtype_name(formats["weight_bits"]),
-                       act_dtype=dtype_name(formats["act_bits"]), kv_dtype=dtype_name(formats["kv_bits"]),
-                       kv_heads=kv_heads, flash_attention=flash_attention)
-            for m in candidate_meshes(chip, chips, mesh)]
+    rows = [
+        Deployment(
+            model=model_spec,
+            hardware=chip,
+            mesh=m,
+            batch=batch,
+            prompt_len=prompt_len,
+            gen_len=gen_len,
+            **choices,
+            weight_dtype=dtype_name(formats["weight_bits"]),
+            act_dtype=dtype_name(formats["act_bits"]),
+            kv_dtype=dtype_name(formats["kv_bits"]),
+            kv_heads=kv_heads,
+            flash_attention=flash_attention,
+        )
+        for m in candidate_meshes(chip, chips, mesh)
+    ]
     profile = resolve_calibration(calibration, chip.name, backend)
-    result = estimate(Deployments.from_rows(rows), overlap=overlap, kv_memory_fraction=kv_memory_fraction,
-                      calibration=profile)
+    result = estimate(
+        Deployments.from_rows(rows), overlap=overlap, kv_memory_fraction=kv_memory_fraction, calibration=profile
+    )
     best = fastest_fitting(result, phase)
     report = deployment_report(rows[best], result, best)
     report["calibration"] = calibration_report(
-        profile, backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION))
+        profile, backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION)
+    )
     if require_fit and not report["memory"]["fits"]:
         need, have = report["memory"]["total_bytes_per_chip"], report["memory"]["capacity_bytes_per_chip"]
-        raise InvalidInputError("memory", f"needs {need / 2**30:.1f} GiB per chip, {chip.name} has "
-                                f"{have / 2**30:.1f} GiB", "use more chips, fewer bits, a smaller batch or context")
+        raise InvalidInputError(
+            "memory",
+            f"needs {need / 2**30:.1f} GiB per chip, {chip.name} has {have / 2**30:.1f} GiB",
+            "use more chips, fewer bits, a smaller batch or context",
+        )
     for other in {"prefill", "decode"} - ({"prefill", "decode"} if phase == "both" else {phase}):
         report.pop(other)
     return {**report, "mesh_chosen": mesh is None, "overlap": overlap}
 
 
-def candidate_meshes(chip: HardwareSpec, chips: int, mesh: str | tuple[int, int, int] | None
-                     ) -> list[tuple[int, int, int]]:
+def candidate_meshes(
+    chip: HardwareSpec, chips: int, mesh: str | tuple[int, int, int] | None
+) -> list[tuple[int, int, int]]:
     """The given mesh (checked against the chip count and the hardware), or every legal one."""
     if chips > MAX_CHIPS:
         raise InvalidInputError("chips", f"{chips} is more than {MAX_CHIPS} chips", "pass a smaller chip count")
@@ -360,21 +459,30 @@ def candidate_meshes(chip: HardwareSpec, chips: int, mesh: str | tuple[int, int,
     if mesh is not None:
         shape = parse_mesh(mesh) if isinstance(mesh, str) else tuple(mesh)
         if int(np.prod(shape)) != chips:
-            raise InvalidInputError("mesh", f"{'x'.join(map(str, shape))} has {int(np.prod(shape))} chips, "
-                                    f"not {chips}", "use a mesh whose axes multiply to --chips")
+            raise InvalidInputError(
+                "mesh",
+                f"{'x'.join(map(str, shape))} has {int(np.prod(shape))} chips, not {chips}",
+                "use a mesh whose axes multiply to --chips",
+            )
         network.check_mesh(shape)  # type: ignore[arg-type]
         return [shape]  # type: ignore[list-item]
     candidates = network.legal_meshes(chips)
     if not candidates:
-        raise InvalidInputError("chips", f"{chips} chips form no legal {chip.name} mesh",
-                                "use a chip count the hardware offers (tuner hardware)")
+        raise InvalidInputError(
+            "chips",
+            f"{chips} chips form no legal {chip.name} mesh",
+            "use a chip count the hardware offers (tuner hardware)",
+        )
     return candidates
 
 
 def fastest_fitting(result: DeploymentEstimate, phase: str) -> int:
     """The index of the fastest deployment for ``phase`` among those that fit (any, if none fits)."""
-    objective = {"prefill": result.prefill.latency_s, "decode": result.decode.latency_s,
-                 "both": result.prefill.latency_s + result.decode.latency_s}[phase]
+    objective = {
+        "prefill": result.prefill.latency_s,
+        "decode": result.decode.latency_s,
+        "both": result.prefill.latency_s + result.decode.latency_s,
+    }[phase]
     fits = result.memory.fits
     return int(np.argmin(np.where(fits, objective, np.inf))) if np.any(fits) else int(np.argmin(objective))
 

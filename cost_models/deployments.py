@@ -9,12 +9,13 @@ stored trial keeps and what every export reads back. The model is the published 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from cost_models.dtypes import DTYPE_NAMES, BF16
+from cost_models.dtypes import BF16, DTYPE_NAMES
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import MAX_SIZE, InferenceConfigs, make_configs
@@ -72,7 +73,7 @@ class Deployment:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], hardware: HardwareSpec | None = None) -> "Deployment":
+    def from_dict(cls, data: dict[str, Any], hardware: HardwareSpec | None = None) -> Deployment:
         """Inverse of :meth:`to_dict`. ``hardware`` stands in for the catalog look-up (a chip the
         user described in a file)."""
         try:
@@ -82,8 +83,11 @@ class Deployment:
             values["mesh"] = tuple(int(a) for a in values["mesh"])
             deployment = cls(**values)
         except (KeyError, TypeError, ValueError) as error:
-            raise InvalidInputError("deployment", f"not a stored deployment ({type(error).__name__}: {error})",
-                                    "use a trial written by this version of tuner") from None
+            raise InvalidInputError(
+                "deployment",
+                f"not a stored deployment ({type(error).__name__}: {error})",
+                "use a trial written by this version of tuner",
+            ) from None
         Deployments.from_rows([deployment])  # validates every field
         return deployment
 
@@ -126,7 +130,7 @@ class Deployments:
     def batch_sharded_attention(self, phase: str) -> np.ndarray:
         return getattr(self, f"{phase}_attn_sharding") == ATTENTION_SHARDINGS.index("batch")
 
-    def take(self, index: np.ndarray | slice | int) -> "Deployments":
+    def take(self, index: np.ndarray | slice | int) -> Deployments:
         """A sub-batch (fancy indexing on every array)."""
         columns = {f.name: getattr(self, f.name) for f in fields(self)}
         for name, value in columns.items():
@@ -137,18 +141,25 @@ class Deployments:
     def row(self, i: int) -> Deployment:
         """Deployment ``i`` as one value."""
         return Deployment(
-            model=self.models[int(self.model_index[i])], hardware=self.hardware,
+            model=self.models[int(self.model_index[i])],
+            hardware=self.hardware,
             mesh=tuple(int(a) for a in self.mesh[i]),  # type: ignore[arg-type]
-            batch=int(self.batch[i]), prompt_len=int(self.prompt_len[i]), gen_len=int(self.gen_len[i]),
-            **{f"{phase}_{name}": table[int(getattr(self, f"{phase}_{name}")[i])]
-               for phase in PHASE_NAMES for name, table in PHASE_CHOICES.items()},
+            batch=int(self.batch[i]),
+            prompt_len=int(self.prompt_len[i]),
+            gen_len=int(self.gen_len[i]),
+            **{
+                f"{phase}_{name}": table[int(getattr(self, f"{phase}_{name}")[i])]
+                for phase in PHASE_NAMES
+                for name, table in PHASE_CHOICES.items()
+            },
             **{name: DTYPE_NAMES[int(getattr(self, name)[i])] for name in _FORMATS},
-            kv_heads=int(self.kv_heads[i]), block=BLOCKS[int(self.parallel_block[i])],
+            kv_heads=int(self.kv_heads[i]),
+            block=BLOCKS[int(self.parallel_block[i])],
             flash_attention=bool(self.flash_attention[i]),
         )
 
     @classmethod
-    def from_rows(cls, rows: Sequence[Deployment]) -> "Deployments":
+    def from_rows(cls, rows: Sequence[Deployment]) -> Deployments:
         """Many :class:`Deployment` values (on one kind of chip) as arrays, validated."""
         if not rows:
             raise InvalidInputError("deployments", "none given", "pass at least one deployment")
@@ -166,13 +177,18 @@ class Deployments:
             return np.array([table.index(v) for v in values], dtype=np.int64)
 
         return make_deployments(
-            tuple(models), first.hardware, model_index=model_index,
+            tuple(models),
+            first.hardware,
+            model_index=model_index,
             mesh=np.array([r.mesh for r in rows], dtype=np.float64),
             batch=np.array([r.batch for r in rows], dtype=np.float64),
             prompt_len=np.array([r.prompt_len for r in rows], dtype=np.float64),
             gen_len=np.array([r.gen_len for r in rows], dtype=np.float64),
-            **{f"{phase}_{name}": codes(f"{phase}_{name}", table)
-               for phase in PHASE_NAMES for name, table in PHASE_CHOICES.items()},
+            **{
+                f"{phase}_{name}": codes(f"{phase}_{name}", table)
+                for phase in PHASE_NAMES
+                for name, table in PHASE_CHOICES.items()
+            },
             **{name: codes(name, DTYPE_NAMES) for name in _FORMATS},
             kv_heads=np.array([r.resolved_kv_heads for r in rows], dtype=np.float64),
             parallel_block=codes("resolved_block", BLOCKS) == 1,
@@ -183,9 +199,17 @@ class Deployments:
         """The single-chip view of one phase: model shapes with the what-ifs, batch, formats.
         ``seq_len`` may be fractional (a decode phase scored at its mean context)."""
         base = make_configs(
-            list(self.models), model_index=self.model_index, phase="prefill", batch=self.batch, seq_len=1, weight_dtype=self.weight_dtype,
-            act_dtype=self.act_dtype, kv_dtype=self.kv_dtype, flash_attention=self.flash_attention,
-            kv_heads=self.kv_heads, parallel_block=self.parallel_block,
+            list(self.models),
+            model_index=self.model_index,
+            phase="prefill",
+            batch=self.batch,
+            seq_len=1,
+            weight_dtype=self.weight_dtype,
+            act_dtype=self.act_dtype,
+            kv_dtype=self.kv_dtype,
+            flash_attention=self.flash_attention,
+            kv_heads=self.kv_heads,
+            parallel_block=self.parallel_block,
         )
         return base.at_phase(PHASE_NAMES.index(phase), seq_len)
 
@@ -223,23 +247,36 @@ def make_deployments(
     if mesh_array.shape[-1] != 3:
         raise InvalidInputError("mesh", f"has {mesh_array.shape[-1]} axes", "give X, Y and Z chips")
     columns: dict[str, Any] = {
-        "batch": batch, "prompt_len": prompt_len, "gen_len": gen_len,
-        "prefill_ffn_layout": prefill_ffn_layout, "decode_ffn_layout": decode_ffn_layout,
-        "prefill_attn_sharding": prefill_attn_sharding, "decode_attn_sharding": decode_attn_sharding,
-        "weight_dtype": weight_dtype, "act_dtype": act_dtype, "kv_dtype": kv_dtype,
+        "batch": batch,
+        "prompt_len": prompt_len,
+        "gen_len": gen_len,
+        "prefill_ffn_layout": prefill_ffn_layout,
+        "decode_ffn_layout": decode_ffn_layout,
+        "prefill_attn_sharding": prefill_attn_sharding,
+        "decode_attn_sharding": decode_attn_sharding,
+        "weight_dtype": weight_dtype,
+        "act_dtype": act_dtype,
+        "kv_dtype": kv_dtype,
         "kv_heads": own_kv_heads if kv_heads is None else kv_heads,
         "parallel_block": own_parallel if parallel_block is None else parallel_block,
-        "flash_attention": flash_attention, "model_index": index,
+        "flash_attention": flash_attention,
+        "model_index": index,
     }
     names = list(columns)
-    arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(columns[n])) for n in names),
-                                 mesh_array[:, 0])
+    arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(columns[n])) for n in names), mesh_array[:, 0])
     n = arrays[-1].shape[0]
-    kinds = {"parallel_block": bool, "flash_attention": bool, "batch": np.float64, "prompt_len": np.float64,
-             "gen_len": np.float64, "kv_heads": np.float64}
+    kinds = {
+        "parallel_block": bool,
+        "flash_attention": bool,
+        "batch": np.float64,
+        "prompt_len": np.float64,
+        "gen_len": np.float64,
+        "kv_heads": np.float64,
+    }
     typed = {name: np.ascontiguousarray(a, dtype=kinds.get(name, np.int64)) for name, a in zip(names, arrays)}
-    deployments = Deployments(models=models, hardware=hardware,
-                              mesh=np.ascontiguousarray(np.broadcast_to(mesh_array, (n, 3))), **typed)
+    deployments = Deployments(
+        models=models, hardware=hardware, mesh=np.ascontiguousarray(np.broadcast_to(mesh_array, (n, 3))), **typed
+    )
     validate_deployments(deployments)
     return deployments
 
@@ -249,8 +286,11 @@ def _whole(name: str, values: np.ndarray, low: float = 1, high: float = MAX_SIZE
     if np.any(bad):
         value = values[np.argmax(bad)]
         shown = int(value) if np.isfinite(value) and value == np.floor(value) else value
-        raise InvalidInputError(name, f"must be a whole number from {low:g} to {high:g}, got {shown!r}",
-                                f"pass an integer >= {low:g} for {name}")
+        raise InvalidInputError(
+            name,
+            f"must be a whole number from {low:g} to {high:g}, got {shown!r}",
+            f"pass an integer >= {low:g} for {name}",
+        )
 
 
 def validate_deployments(d: Deployments) -> None:
@@ -272,5 +312,7 @@ def validate_deployments(d: Deployments) -> None:
     if np.any(bad):
         i = int(np.argmax(bad))
         raise InvalidInputError(
-            "kv_heads", f"heads ({int(heads[i])}) is not divisible by kv_heads ({int(d.kv_heads[i])})",
-            "use a kv_heads that divides heads (1 for MQA, heads for MHA)")
+            "kv_heads",
+            f"heads ({int(heads[i])}) is not divisible by kv_heads ({int(d.kv_heads[i])})",
+            "use a kv_heads that divides heads (1 for MQA, heads for MHA)",
+        )

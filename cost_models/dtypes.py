@@ -36,10 +36,17 @@ COMBINE = np.array(
 BITS_CHOICES: tuple[str, ...] = ("16", "8", "4", "fp8")
 
 _ALIASES = {
-    "16": BF16, "bf16": BF16, "fp16": BF16, "bfloat16": BF16, "float16": BF16,
-    "8": INT8, "int8": INT8,
-    "fp8": FP8, "float8": FP8,
-    "4": INT4, "int4": INT4,
+    "16": BF16,
+    "bf16": BF16,
+    "fp16": BF16,
+    "bfloat16": BF16,
+    "float16": BF16,
+    "8": INT8,
+    "int8": INT8,
+    "fp8": FP8,
+    "float8": FP8,
+    "4": INT4,
+    "int4": INT4,
 }
 
 

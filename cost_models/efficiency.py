@@ -27,11 +27,25 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 #: GEMM formats of the kernel database (``gemm_dtype``).
 GEMM_FORMATS: tuple[str, ...] = ("bfloat16", "fp8", "fp8_block", "int8_wo", "int4_wo", "sq", "nvfp4")
 #: Bytes per weight element as stored (nvfp4: 4 bits + one fp8 scale per 16 elements).
-WEIGHT_BYTES = {"bfloat16": 2.0, "fp8": 1.0, "fp8_block": 1.0, "int8_wo": 1.0, "int4_wo": 0.5,
-                "sq": 1.0, "nvfp4": 0.5625}
+WEIGHT_BYTES = {
+    "bfloat16": 2.0,
+    "fp8": 1.0,
+    "fp8_block": 1.0,
+    "int8_wo": 1.0,
+    "int4_wo": 0.5,
+    "sq": 1.0,
+    "nvfp4": 0.5625,
+}
 #: Bytes per activation element the matmul itself reads (after any quantization).
-ACTIVATION_BYTES = {"bfloat16": 2.0, "fp8": 1.0, "fp8_block": 1.0, "int8_wo": 2.0, "int4_wo": 2.0,
-                    "sq": 1.0, "nvfp4": 0.5625}
+ACTIVATION_BYTES = {
+    "bfloat16": 2.0,
+    "fp8": 1.0,
+    "fp8_block": 1.0,
+    "int8_wo": 2.0,
+    "int4_wo": 2.0,
+    "sq": 1.0,
+    "nvfp4": 0.5625,
+}
 #: Formats whose kernels quantize bf16 activations first (the collector times that pass too).
 QUANTIZES_ACTIVATIONS = frozenset({"fp8", "fp8_block", "nvfp4"})
 #: Weight-only formats: weights are dequantized to bf16 inside the kernel, math runs in bf16.
@@ -69,8 +83,7 @@ def peak_for_format(chip: HardwareSpec, gemm_format: str) -> float:
         return p.int8 or p.bf16
     if gemm_format == "nvfp4":
         return p.fp4 or p.fp8 or p.bf16
-    raise InvalidInputError("gemm_format", f"unknown format {gemm_format!r}",
-                            f"use one of {', '.join(GEMM_FORMATS)}")
+    raise InvalidInputError("gemm_format", f"unknown format {gemm_format!r}", f"use one of {', '.join(GEMM_FORMATS)}")
 
 
 def _compute_units(chip: HardwareSpec) -> int | None:
@@ -91,6 +104,7 @@ def _combine(compute_s: np.ndarray, memory_s: np.ndarray, power: float | None) -
 # ---------------------------------------------------------------------------------------------
 # GEMM
 # ---------------------------------------------------------------------------------------------
+
 
 class GemmParams(_Params):
     """One GEMM format on one chip and engine. Defaults: pure roofline."""
@@ -169,8 +183,7 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
     memory_bytes = n * k * w_bytes + m * k * a_bytes + m * n * OUTPUT_BYTES
     memory_s = memory_bytes / bandwidth
     if params.l2_speedup > 1:
-        memory_s = memory_s * (1.0 - l2_resident_fraction(memory_bytes, chip)
-                               * (1.0 - 1.0 / params.l2_speedup))
+        memory_s = memory_s * (1.0 - l2_resident_fraction(memory_bytes, chip) * (1.0 - 1.0 / params.l2_speedup))
     total = params.launch_s + _combine(compute_s, memory_s, params.combine_power)
     if gemm_format in QUANTIZES_ACTIVATIONS and params.act_quant_passes > 0:
         total = total + params.act_quant_passes * m * k * (2.0 + a_bytes) / bandwidth
@@ -186,6 +199,7 @@ def gemm_roofline_s(m, n, k, gemm_format: str, chip: HardwareSpec) -> np.ndarray
 # Attention
 # ---------------------------------------------------------------------------------------------
 
+
 def causal_pairs(isl, window=0) -> np.ndarray:
     """(query, key) pairs a causal attention over ``isl`` tokens scores, per sequence and head:
     isl*(isl+1)/2, or with a sliding window w > 0 each query sees at most w keys."""
@@ -193,8 +207,11 @@ def causal_pairs(isl, window=0) -> np.ndarray:
     window = np.asarray(window, dtype=float)
     full = isl * (isl + 1.0) / 2.0
     w = np.where(window > 0, window, np.inf)
-    windowed = np.where(isl <= w, full, np.minimum(w, isl) * (np.minimum(w, isl) + 1.0) / 2.0
-                        + (isl - np.minimum(w, isl)) * np.minimum(w, isl))
+    windowed = np.where(
+        isl <= w,
+        full,
+        np.minimum(w, isl) * (np.minimum(w, isl) + 1.0) / 2.0 + (isl - np.minimum(w, isl)) * np.minimum(w, isl),
+    )
     return np.where(window > 0, windowed, full)
 
 
@@ -218,10 +235,19 @@ class PrefillAttentionParams(_Params):
     }
 
 
-def prefill_attention_time_s(batch, isl, heads, kv_heads, head_dim, chip: HardwareSpec,
-                             params: PrefillAttentionParams, *, window=0,
-                             compute_format: Literal["bfloat16", "fp8"] = "bfloat16",
-                             kv_bytes_per_element: float = 2.0) -> np.ndarray:
+def prefill_attention_time_s(
+    batch,
+    isl,
+    heads,
+    kv_heads,
+    head_dim,
+    chip: HardwareSpec,
+    params: PrefillAttentionParams,
+    *,
+    window=0,
+    compute_format: Literal["bfloat16", "fp8"] = "bfloat16",
+    kv_bytes_per_element: float = 2.0,
+) -> np.ndarray:
     """Seconds of causal (flash) attention over ``isl`` prompt tokens, one layer, ``batch``
     sequences (context attention in the kernel database; ``window`` > 0: sliding window).
 
@@ -235,8 +261,9 @@ def prefill_attention_time_s(batch, isl, heads, kv_heads, head_dim, chip: Hardwa
       heads leaves SMs idle.
     - memory = Q, K, V, O bytes / (bandwidth * memory_eff): dominant only for short prompts.
     """
-    batch, isl, heads, kv_heads, head_dim = (np.asarray(x, dtype=float)
-                                             for x in (batch, isl, heads, kv_heads, head_dim))
+    batch, isl, heads, kv_heads, head_dim = (
+        np.asarray(x, dtype=float) for x in (batch, isl, heads, kv_heads, head_dim)
+    )
     peak = peak_for_format(chip, compute_format)
     pairs = batch * heads * causal_pairs(isl, window)
     per_pair = 4.0 * head_dim / (peak * params.compute_eff) + params.softmax_s_per_pair
@@ -273,9 +300,18 @@ class DecodeAttentionParams(_Params):
     }
 
 
-def decode_attention_time_s(batch, kv_len, heads, kv_heads, head_dim, kv_bytes_per_element,
-                            chip: HardwareSpec, params: DecodeAttentionParams, *,
-                            window=0) -> np.ndarray:
+def decode_attention_time_s(
+    batch,
+    kv_len,
+    heads,
+    kv_heads,
+    head_dim,
+    kv_bytes_per_element,
+    chip: HardwareSpec,
+    params: DecodeAttentionParams,
+    *,
+    window=0,
+) -> np.ndarray:
     """Seconds of one decode step's attention (one layer): each of ``batch`` sequences reads its
     ``kv_len`` cached keys and values (generation attention in the kernel database).
 
@@ -292,21 +328,28 @@ def decode_attention_time_s(batch, kv_len, heads, kv_heads, head_dim, kv_bytes_p
       query heads per KV head does heads/kv_heads times the math per byte.
     - launch_s: the fixed cost that dominates short KV (step < 100 rows are flat in kv_len).
     """
-    batch, kv_len, heads, kv_heads, head_dim = (np.asarray(x, dtype=float)
-                                                for x in (batch, kv_len, heads, kv_heads, head_dim))
+    batch, kv_len, heads, kv_heads, head_dim = (
+        np.asarray(x, dtype=float) for x in (batch, kv_len, heads, kv_heads, head_dim)
+    )
     kv_len = np.where(np.asarray(window) > 0, np.minimum(kv_len, window), kv_len)
     kv_bytes = batch * kv_len * kv_heads * head_dim * 2.0 * np.asarray(kv_bytes_per_element, float)
     ctas = batch * kv_heads * np.ceil(np.maximum(kv_len, 1.0) / 512.0)
-    memory_s = kv_bytes / (chip.memory_bandwidth_bytes_per_s * params.memory_eff) \
-        * (1.0 + params.half_saturation_ctas / ctas)
+    memory_s = (
+        kv_bytes / (chip.memory_bandwidth_bytes_per_s * params.memory_eff) * (1.0 + params.half_saturation_ctas / ctas)
+    )
     compute_s = 4.0 * batch * heads * kv_len * head_dim / (chip.peak_ops_per_s.bf16 * params.compute_eff)
-    return (params.launch_s + batch * params.per_sequence_s + batch * heads * params.per_head_s
-            + np.maximum(memory_s, compute_s))
+    return (
+        params.launch_s
+        + batch * params.per_sequence_s
+        + batch * heads * params.per_head_s
+        + np.maximum(memory_s, compute_s)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Elementwise (norms, residual adds, activations)
 # ---------------------------------------------------------------------------------------------
+
 
 class ElementwiseParams(_Params):
     """Bandwidth-bound kernels. No kernel in the database measures them: a profile holds a PRIOR
@@ -321,20 +364,23 @@ def elementwise_time_s(bytes_moved, chip: HardwareSpec, params: ElementwiseParam
     """Seconds of an elementwise kernel moving ``bytes_moved`` (read + written):
     launch_s + bytes / (bandwidth * memory_eff)."""
     return params.launch_s + np.asarray(bytes_moved, dtype=float) / (
-        chip.memory_bandwidth_bytes_per_s * params.memory_eff)
+        chip.memory_bandwidth_bytes_per_s * params.memory_eff
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Collectives
 # ---------------------------------------------------------------------------------------------
 
+
 def bus_factor(kind: str, group_size) -> np.ndarray:
     """Bytes each rank sends per message byte (nccl-tests' "bus bandwidth" convention):
     all-reduce 2(g-1)/g, the others (g-1)/g."""
     g = np.asarray(group_size, dtype=float)
     if kind not in COLLECTIVE_KINDS:
-        raise InvalidInputError("collective kind", f"unknown kind {kind!r}",
-                                f"use one of {', '.join(COLLECTIVE_KINDS)}")
+        raise InvalidInputError(
+            "collective kind", f"unknown kind {kind!r}", f"use one of {', '.join(COLLECTIVE_KINDS)}"
+        )
     return (2.0 if kind == "all_reduce" else 1.0) * (g - 1.0) / g
 
 
@@ -369,8 +415,9 @@ def _one_collective(params: CollectiveParams, bus_bytes: np.ndarray) -> np.ndarr
     return t
 
 
-def collective_time_s(kind: str, message_bytes, group_size, params: dict[int, CollectiveParams],
-                      implementation: str = "nccl") -> np.ndarray:
+def collective_time_s(
+    kind: str, message_bytes, group_size, params: dict[int, CollectiveParams], implementation: str = "nccl"
+) -> np.ndarray:
     """Seconds of one collective over ``group_size`` ranks of a ``message_bytes`` buffer (the
     database's message_size is in ELEMENTS: multiply by the element size first).
 
@@ -379,8 +426,9 @@ def collective_time_s(kind: str, message_bytes, group_size, params: dict[int, Co
     nearest fitted one (the bus-bytes factor carries the (g-1)/g scaling); group size 1 is free.
     """
     if not params:
-        raise InvalidInputError(f"collectives.{implementation}.{kind}", "no fitted group sizes",
-                                "use a profile that has this collective")
+        raise InvalidInputError(
+            f"collectives.{implementation}.{kind}", "no fitted group sizes", "use a profile that has this collective"
+        )
     message_bytes = np.asarray(message_bytes, dtype=float)
     group = np.asarray(group_size, dtype=float)
     message_bytes, group = np.broadcast_arrays(message_bytes, group)

@@ -20,7 +20,7 @@ class InvalidInputError(ValueError):
         super().__init__(message)
 
 
-def from_validation_error(error: "pydantic.ValidationError", where: str) -> InvalidInputError:  # noqa: F821
+def from_validation_error(error: pydantic.ValidationError, where: str) -> InvalidInputError:  # noqa: F821
     """Condense a pydantic ``ValidationError`` into one :class:`InvalidInputError` (first problem)."""
     first = error.errors()[0]
     loc = ".".join(str(part) for part in first.get("loc", ()) if part != "__root__")

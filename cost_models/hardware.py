@@ -86,10 +86,14 @@ class HardwareSpec(BaseModel):
     interconnect: Annotated[TorusInterconnect | SwitchedInterconnect, Field(discriminator="kind")]
     efficiency: Efficiency = Efficiency()
     compute_units: int | None = Field(
-        default=None, gt=0, description="Streaming multiprocessors (GPU) or cores: the kernel "
-        "efficiency model's wave quantization (cost_models/efficiency.py). None: unknown.")
+        default=None,
+        gt=0,
+        description="Streaming multiprocessors (GPU) or cores: the kernel "
+        "efficiency model's wave quantization (cost_models/efficiency.py). None: unknown.",
+    )
     l2_bytes: float | None = Field(
-        default=None, gt=0, description="Last-level on-chip cache (GPU L2) in bytes. None: unknown.")
+        default=None, gt=0, description="Last-level on-chip cache (GPU L2) in bytes. None: unknown."
+    )
 
     def peak_table(self) -> np.ndarray:
         """Peak ops/s indexed by dtype code, with formats the chip lacks run in the next wider one.
@@ -107,8 +111,9 @@ class HardwareSpec(BaseModel):
     def has_format(self, code: int) -> bool:
         """Whether the chip has native compute for a dtype code (bf16 always)."""
         peaks = self.peak_ops_per_s
-        return {BF16: True, FP8: peaks.fp8 is not None, INT8: peaks.int8 is not None,
-                INT4: peaks.int4 is not None}[code]
+        return {BF16: True, FP8: peaks.fp8 is not None, INT8: peaks.int8 is not None, INT4: peaks.int4 is not None}[
+            code
+        ]
 
     def parse_formats(self, **bits: str | int) -> dict[str, int]:
         """Dtype codes of user-given formats (``weight_bits=8, kv_bits='fp8'``, ...), refusing
@@ -144,7 +149,5 @@ def get_hardware(name: str) -> HardwareSpec:
     """A catalog chip by name."""
     catalog = hardware_catalog()
     if name not in catalog:
-        raise InvalidInputError(
-            "hardware", f"unknown hardware {name!r}", f"use one of {', '.join(sorted(catalog))}"
-        )
+        raise InvalidInputError("hardware", f"unknown hardware {name!r}", f"use one of {', '.join(sorted(catalog))}")
     return catalog[name]

@@ -9,8 +9,9 @@ problem (missing file, bad JSON, unknown family, missing or bad field) raises
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -32,9 +33,7 @@ def _positive_int(config: dict[str, Any], key: str, default: Any = None) -> int:
             raise InvalidInputError(_field(key), "missing", f"add {key} (a positive integer)")
         value = default
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInputError(
-            _field(key), f"expected an integer, got {value!r}", "use a positive integer"
-        )
+        raise InvalidInputError(_field(key), f"expected an integer, got {value!r}", "use a positive integer")
     if value <= 0:
         raise InvalidInputError(_field(key), f"must be positive, got {value}", "use a positive integer")
     return value
@@ -93,8 +92,17 @@ def _llama(config: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def _gelu_mha(*, layers: str, hidden: str, heads: str, d_ff: str, kind: str, tied: bool,
-              d_ff_factor: int | None = None, parallel_key: str | None = None):
+def _gelu_mha(
+    *,
+    layers: str,
+    hidden: str,
+    heads: str,
+    d_ff: str,
+    kind: str,
+    tied: bool,
+    d_ff_factor: int | None = None,
+    parallel_key: str | None = None,
+):
     """A reader for a multihead, GELU-MLP family, given its config keys: GPT-2 (d_ff defaults to
     d_ff_factor x hidden, tied lm_head), BERT (encoder, tied MLM decoder), GPT-NeoX / Pythia
     (parallel residual unless ``parallel_key`` is false, untied)."""
@@ -121,13 +129,26 @@ def _gelu_mha(*, layers: str, hidden: str, heads: str, d_ff: str, kind: str, tie
     return read
 
 
-_gpt2 = _gelu_mha(layers="n_layer", hidden="n_embd", heads="n_head", d_ff="n_inner", d_ff_factor=4,
-                  kind="decoder", tied=True)
-_bert = _gelu_mha(layers="num_hidden_layers", hidden="hidden_size", heads="num_attention_heads",
-                  d_ff="intermediate_size", kind="encoder", tied=True)
-_gpt_neox = _gelu_mha(layers="num_hidden_layers", hidden="hidden_size", heads="num_attention_heads",
-                      d_ff="intermediate_size", kind="decoder", tied=False,
-                      parallel_key="use_parallel_residual")
+_gpt2 = _gelu_mha(
+    layers="n_layer", hidden="n_embd", heads="n_head", d_ff="n_inner", d_ff_factor=4, kind="decoder", tied=True
+)
+_bert = _gelu_mha(
+    layers="num_hidden_layers",
+    hidden="hidden_size",
+    heads="num_attention_heads",
+    d_ff="intermediate_size",
+    kind="encoder",
+    tied=True,
+)
+_gpt_neox = _gelu_mha(
+    layers="num_hidden_layers",
+    hidden="hidden_size",
+    heads="num_attention_heads",
+    d_ff="intermediate_size",
+    kind="decoder",
+    tied=False,
+    parallel_key="use_parallel_residual",
+)
 
 
 _FAMILIES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -161,8 +182,7 @@ def _read(path: Path) -> tuple[Path, dict[str, Any]]:
         config = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
         raise InvalidInputError(
-            "model", f"cannot read {shown!r} ({type(error).__name__})",
-            "check the file's permissions and encoding"
+            "model", f"cannot read {shown!r} ({type(error).__name__})", "check the file's permissions and encoding"
         ) from None
     except RecursionError:
         raise InvalidInputError(_FILE, "nested too deeply to parse", "use a Hugging Face config.json") from None
@@ -173,8 +193,9 @@ def _read(path: Path) -> tuple[Path, dict[str, Any]]:
             "fix the JSON syntax",
         ) from None
     except ValueError:  # e.g. an integer of thousands of digits
-        raise InvalidInputError(_FILE, "holds a value JSON can be parsed into but not read",
-                                "use a Hugging Face config.json") from None
+        raise InvalidInputError(
+            _FILE, "holds a value JSON can be parsed into but not read", "use a Hugging Face config.json"
+        ) from None
     if not isinstance(config, dict):
         raise InvalidInputError(
             _FILE, f"expected a JSON object, got {type(config).__name__}", "use a Hugging Face config.json"

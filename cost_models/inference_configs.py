@@ -7,8 +7,8 @@ return arrays of length n, so scoring a whole discrete design space is one call.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Sequence
 
 import numpy as np
 
@@ -54,18 +54,19 @@ class InferenceConfigs:
     def __len__(self) -> int:
         return int(self.layers.shape[0])
 
-    def at_phase(self, phase: int, seq_len: np.ndarray) -> "InferenceConfigs":
+    def at_phase(self, phase: int, seq_len: np.ndarray) -> InferenceConfigs:
         """The same configurations in another phase and context. ``seq_len`` may be fractional:
         a decode phase is scored once at its mean context."""
         n = len(self)
-        return replace(self, phase=np.full(n, phase, dtype=np.int64),
-                       seq_len=np.broadcast_to(np.asarray(seq_len, dtype=np.float64), (n,)).copy())
-
-    def take(self, index: np.ndarray | slice | int) -> "InferenceConfigs":
-        """A sub-batch (fancy indexing on every field)."""
-        return InferenceConfigs(
-            **{f.name: np.atleast_1d(getattr(self, f.name)[index]) for f in fields(self)}
+        return replace(
+            self,
+            phase=np.full(n, phase, dtype=np.int64),
+            seq_len=np.broadcast_to(np.asarray(seq_len, dtype=np.float64), (n,)).copy(),
         )
+
+    def take(self, index: np.ndarray | slice | int) -> InferenceConfigs:
+        """A sub-batch (fancy indexing on every field)."""
+        return InferenceConfigs(**{f.name: np.atleast_1d(getattr(self, f.name)[index]) for f in fields(self)})
 
 
 _MODEL_FIELDS = ("layers", "d_model", "heads", "kv_heads", "d_head", "d_ff", "vocab")
@@ -104,9 +105,7 @@ def make_configs(
         specs = {row: m for m, row in zip(models, rows)}
         unique = [specs[row] for row in range(len(distinct))]
         index = np.array(rows, dtype=np.int64)
-    model_columns = {
-        name: _float_column(name, [getattr(m, name) for m in unique])[index] for name in _MODEL_FIELDS
-    }
+    model_columns = {name: _float_column(name, [getattr(m, name) for m in unique])[index] for name in _MODEL_FIELDS}
     flags = {
         "gated_ffn": np.array([m.ffn == "swiglu" for m in unique])[index],
         "parallel_block": np.array([m.block == "parallel" for m in unique])[index],
@@ -180,14 +179,13 @@ def validate_configs(configs: InferenceConfigs) -> None:
         bad = ~np.isfinite(values) | (values <= 0) | (values != np.floor(values))
         if np.any(bad):
             raise InvalidInputError(
-                name, f"must be a positive whole number, got {_first_bad(bad, values)}",
+                name,
+                f"must be a positive whole number, got {_first_bad(bad, values)}",
                 f"pass an integer >= 1 for {name}",
             )
         bad = values > MAX_SIZE
         if np.any(bad):
-            raise InvalidInputError(
-                name, f"{_first_bad(bad, values)} is too large", f"pass at most {MAX_SIZE}"
-            )
+            raise InvalidInputError(name, f"{_first_bad(bad, values)} is too large", f"pass at most {MAX_SIZE}")
     bad = np.mod(configs.heads, configs.kv_heads) != 0
     if np.any(bad):
         raise InvalidInputError(
@@ -200,9 +198,11 @@ def validate_configs(configs: InferenceConfigs) -> None:
         values = getattr(configs, name)
         bad = (values < 0) | (values >= len(DTYPE_NAMES))
         if np.any(bad):
-            raise InvalidInputError(name, f"unknown dtype code {_first_bad(bad, values)}",
-                                    "use a code from cost_models.dtypes")
+            raise InvalidInputError(
+                name, f"unknown dtype code {_first_bad(bad, values)}", "use a code from cost_models.dtypes"
+            )
     bad = (configs.phase == DECODE) & ~configs.decoder
     if np.any(bad):
-        raise InvalidInputError("phase", "an encoder has no decode phase (no KV cache)",
-                                "use --phase prefill for encoder models")
+        raise InvalidInputError(
+            "phase", "an encoder has no decode phase (no KV cache)", "use --phase prefill for encoder models"
+        )

@@ -22,11 +22,11 @@ def embedding_params(vocab, d_model, tie_embeddings) -> np.ndarray:
     return vocab * d_model * np.where(tie_embeddings, 1.0, 2.0)
 
 
-def total_params(layers, d_model, heads, kv_heads, d_head, d_ff, gated_ffn, vocab,
-                 tie_embeddings) -> np.ndarray:
+def total_params(layers, d_model, heads, kv_heads, d_head, d_ff, gated_ffn, vocab, tie_embeddings) -> np.ndarray:
     """Parameters of the whole model: every block plus the embedding (and an untied lm_head)."""
-    return (layers * params_per_layer(d_model, heads, kv_heads, d_head, d_ff, gated_ffn)
-            + embedding_params(vocab, d_model, tie_embeddings))
+    return layers * params_per_layer(d_model, heads, kv_heads, d_head, d_ff, gated_ffn) + embedding_params(
+        vocab, d_model, tie_embeddings
+    )
 
 
 def kv_bytes_per_token(layers, kv_heads, d_head, kv_bytes_per_element, decoder=True) -> np.ndarray:

@@ -41,7 +41,7 @@ class ModelSpec(BaseModel):
     tie_embeddings: bool = Field(default=False, description="Input embedding shared with lm_head.")
 
     @model_validator(mode="after")
-    def _heads_divisible(self) -> "ModelSpec":
+    def _heads_divisible(self) -> ModelSpec:
         if self.heads % self.kv_heads != 0:
             raise ValueError(
                 f"heads ({self.heads}) is not divisible by kv_heads ({self.kv_heads}); "
@@ -59,14 +59,26 @@ class ModelSpec(BaseModel):
     @property
     def params_per_layer(self) -> int:
         """Matrix parameters of one block (biases and norm scales left out, as Pope et al. do)."""
-        return int(params_per_layer(self.d_model, self.heads, self.kv_heads, self.d_head, self.d_ff,
-                                    self.ffn == "swiglu"))
+        return int(
+            params_per_layer(self.d_model, self.heads, self.kv_heads, self.d_head, self.d_ff, self.ffn == "swiglu")
+        )
 
     @property
     def params(self) -> int:
         """Parameters: blocks plus embedding, plus lm_head when it is not tied to the embedding."""
-        return int(total_params(self.layers, self.d_model, self.heads, self.kv_heads, self.d_head,
-                                self.d_ff, self.ffn == "swiglu", self.vocab, self.tie_embeddings))
+        return int(
+            total_params(
+                self.layers,
+                self.d_model,
+                self.heads,
+                self.kv_heads,
+                self.d_head,
+                self.d_ff,
+                self.ffn == "swiglu",
+                self.vocab,
+                self.tie_embeddings,
+            )
+        )
 
 
 def _catalog_text() -> str:

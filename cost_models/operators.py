@@ -26,9 +26,23 @@ from cost_models.inference_configs import DECODE, InferenceConfigs
 #: gelu FFN, qk_matmul when attention is fused, mlp_norm in a parallel block, ...) are all zero and
 #: marked absent, which keeps every array the same shape.
 OPERATOR_NAMES: tuple[str, ...] = (
-    "attn_norm", "q_proj", "k_proj", "v_proj", "qk_matmul", "softmax", "sv_matmul",
-    "fused_attention", "out_proj", "attn_add", "mlp_norm", "gate_proj", "up_proj", "mlp_act",
-    "down_proj", "mlp_add", "lm_head",
+    "attn_norm",
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "qk_matmul",
+    "softmax",
+    "sv_matmul",
+    "fused_attention",
+    "out_proj",
+    "attn_add",
+    "mlp_norm",
+    "gate_proj",
+    "up_proj",
+    "mlp_act",
+    "down_proj",
+    "mlp_add",
+    "lm_head",
 )
 OP = {name: i for i, name in enumerate(OPERATOR_NAMES)}
 LM_HEAD = OP["lm_head"]
@@ -59,8 +73,7 @@ class OperatorCosts:
     @property
     def bytes(self) -> np.ndarray:
         """All memory traffic of an operator."""
-        return (self.weight_bytes + self.act_read_bytes + self.act_write_bytes
-                + self.kv_read_bytes + self.kv_write_bytes)
+        return self.weight_bytes + self.act_read_bytes + self.act_write_bytes + self.kv_read_bytes + self.kv_write_bytes
 
     @property
     def arithmetic_intensity(self) -> np.ndarray:
@@ -89,8 +102,9 @@ class _CostTable:
         self.dq = c.heads * c.d_head
         self.dkv = c.kv_heads * c.d_head
 
-    def projection(self, name: str, d_in: np.ndarray, d_out: np.ndarray, tokens: np.ndarray,
-                   out_to_kv: np.ndarray | bool = False) -> None:
+    def projection(
+        self, name: str, d_in: np.ndarray, d_out: np.ndarray, tokens: np.ndarray, out_to_kv: np.ndarray | bool = False
+    ) -> None:
         """x[tokens, d_in] @ W[d_in, d_out]: weights read once, output to activations or KV cache."""
         i = OP[name]
         self.flops[i] = 2.0 * tokens * d_in * d_out
@@ -100,8 +114,14 @@ class _CostTable:
         self.act_w[i] = np.where(out_to_kv, 0.0, out * self.ab)
         self.kv_w[i] = np.where(out_to_kv, out * self.kvb, 0.0)
 
-    def elementwise(self, name: str, elements: np.ndarray, ops_per_element: float, reads: float,
-                    weight_elements: np.ndarray | float = 0.0) -> None:
+    def elementwise(
+        self,
+        name: str,
+        elements: np.ndarray,
+        ops_per_element: float,
+        reads: float,
+        weight_elements: np.ndarray | float = 0.0,
+    ) -> None:
         i = OP[name]
         self.flops[i] = ops_per_element * elements
         self.act_r[i] = reads * elements * self.ab
@@ -187,9 +207,7 @@ def _lm_head(t: _CostTable, c: InferenceConfigs, convention: CountingConvention)
     t.present[LM_HEAD] = c.decoder & (convention.lm_head_positions != "none")
 
 
-def operator_costs(
-    configs: InferenceConfigs, convention: CountingConvention = DEFAULT
-) -> OperatorCosts:
+def operator_costs(configs: InferenceConfigs, convention: CountingConvention = DEFAULT) -> OperatorCosts:
     """FLOPs and bytes of every operator of every configuration."""
     c = configs
     t = _CostTable(c)
@@ -205,15 +223,16 @@ def operator_costs(
     return OperatorCosts(t.flops, t.weight, t.act_r, t.act_w, t.kv_r, t.kv_w, compute_dtype, t.present, repeats)
 
 
-def _compute_dtypes(
-    c: InferenceConfigs, kv_dtype: np.ndarray, convention: CountingConvention
-) -> np.ndarray:
+def _compute_dtypes(c: InferenceConfigs, kv_dtype: np.ndarray, convention: CountingConvention) -> np.ndarray:
     """Dtype code whose peak each operator runs at."""
     n_ops = len(OPERATOR_NAMES)
     if convention.peak_selection == "all_operands_low_bit":
         # LLM-Viewer: int8 peak for everything only when no operand is wider than 8 bits.
-        low = ((BYTES_PER_ELEMENT[c.weight_dtype] <= 1) & (BYTES_PER_ELEMENT[c.act_dtype] <= 1)
-               & (BYTES_PER_ELEMENT[kv_dtype] <= 1))
+        low = (
+            (BYTES_PER_ELEMENT[c.weight_dtype] <= 1)
+            & (BYTES_PER_ELEMENT[c.act_dtype] <= 1)
+            & (BYTES_PER_ELEMENT[kv_dtype] <= 1)
+        )
         return np.broadcast_to(np.where(low, INT8, 0), (n_ops, len(c))).copy()
     weight_x_act = COMBINE[c.weight_dtype, c.act_dtype]
     act_x_kv = COMBINE[c.act_dtype, kv_dtype]

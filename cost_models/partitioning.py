@@ -30,7 +30,7 @@ import numpy as np
 
 from cost_models.dtypes import BYTES_PER_ELEMENT
 from cost_models.inference_configs import InferenceConfigs
-from cost_models.operators import LM_HEAD, OP, PROJECTIONS, OperatorCosts
+from cost_models.operators import LM_HEAD, OP, OperatorCosts
 from cost_models.topology import Network, group_size
 
 FFN_LAYOUTS: tuple[str, ...] = ("ws_1d", "ws_2d", "wg_x", "wg_xy", "wg_xyz")
@@ -75,19 +75,27 @@ _XYZ, _YZ = AXES, ("y", "z")
 #: per-chip costs, the collectives and every export format.
 SHARDING_RULES: dict[str, ShardingRules] = {
     # 1D weight-stationary: weights split along F (and heads, vocab) over every chip.
-    "ws_1d": ShardingRules(embed=(), mlp=_XYZ, heads=_XYZ, kv_heads=_XYZ, vocab=_XYZ,
-                           act_batch=(), act_embed=_XYZ),
+    "ws_1d": ShardingRules(embed=(), mlp=_XYZ, heads=_XYZ, kv_heads=_XYZ, vocab=_XYZ, act_batch=(), act_embed=_XYZ),
     # 2D weight-stationary: E over x, F over yz.
-    "ws_2d": ShardingRules(embed=("x",), mlp=_YZ, heads=_YZ, kv_heads=_YZ, vocab=_YZ,
-                           act_batch=(), act_embed=_XYZ),
+    "ws_2d": ShardingRules(embed=("x",), mlp=_YZ, heads=_YZ, kv_heads=_YZ, vocab=_YZ, act_batch=(), act_embed=_XYZ),
     # Weight-gathered: stored as in 2D, gathered over x, xy or xyz before use; the batch is split
     # over the gathered axes and the rest is 1D weight-stationary.
-    "wg_x": ShardingRules(embed=("x",), mlp=_YZ, heads=_YZ, kv_heads=_YZ, vocab=_YZ,
-                          act_batch=("x",), act_embed=_YZ, gather=("x",)),
-    "wg_xy": ShardingRules(embed=("x",), mlp=_YZ, heads=_YZ, kv_heads=_YZ, vocab=_YZ,
-                           act_batch=("x", "y"), act_embed=("z",), gather=("x", "y")),
-    "wg_xyz": ShardingRules(embed=("x",), mlp=_YZ, heads=_YZ, kv_heads=_YZ, vocab=_YZ,
-                            act_batch=_XYZ, act_embed=(), gather=_XYZ),
+    "wg_x": ShardingRules(
+        embed=("x",), mlp=_YZ, heads=_YZ, kv_heads=_YZ, vocab=_YZ, act_batch=("x",), act_embed=_YZ, gather=("x",)
+    ),
+    "wg_xy": ShardingRules(
+        embed=("x",),
+        mlp=_YZ,
+        heads=_YZ,
+        kv_heads=_YZ,
+        vocab=_YZ,
+        act_batch=("x", "y"),
+        act_embed=("z",),
+        gather=("x", "y"),
+    ),
+    "wg_xyz": ShardingRules(
+        embed=("x",), mlp=_YZ, heads=_YZ, kv_heads=_YZ, vocab=_YZ, act_batch=_XYZ, act_embed=(), gather=_XYZ
+    ),
 }
 #: Mesh axes the weights are gathered over in each weight-gathered layout.
 GATHER_AXES = {name: "".join(r.gather) for name, r in SHARDING_RULES.items() if r.gather}
@@ -119,8 +127,7 @@ def split_over(size: np.ndarray, mesh: np.ndarray, axes: tuple[str, ...]) -> tup
     chosen = np.zeros(mesh.shape[0], dtype=np.int64)
     for index, subset in enumerate(_subsets(axes)):
         product = group_size(mesh, "".join(subset))
-        candidate = np.where(np.mod(size, product) == 0, product,
-                             np.where(np.mod(product, size) == 0, size, 0.0))
+        candidate = np.where(np.mod(size, product) == 0, product, np.where(np.mod(product, size) == 0, size, 0.0))
         better = (candidate > ways) | ((candidate == ways) & (product < chips))
         ways = np.where(better, candidate, ways)
         chips = np.where(better, product, chips)
@@ -134,8 +141,9 @@ def split_axes(size: int, mesh: tuple[int, int, int], axes: tuple[str, ...]) -> 
     return _subsets(axes)[int(chosen[0])]
 
 
-def kv_cache_split(kv_heads: np.ndarray, batch: np.ndarray, mesh: np.ndarray,
-                   batch_sharded: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def kv_cache_split(
+    kv_heads: np.ndarray, batch: np.ndarray, mesh: np.ndarray, batch_sharded: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """How the KV cache [layers, B, S, K, D] is split (Pope et al. 3.3): by KV heads over every
     axis (replicated beyond their count), or, sharded by batch, sequences over some axes and KV
     heads over the axes left, choosing the pair of axis sets that gives the most shards (the
@@ -165,11 +173,16 @@ def kv_cache_split(kv_heads: np.ndarray, batch: np.ndarray, mesh: np.ndarray,
     return ways, batch_choice, head_choice
 
 
-def kv_cache_axes(kv_heads: int, batch: int, mesh: tuple[int, int, int],
-                  batch_sharded: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def kv_cache_axes(
+    kv_heads: int, batch: int, mesh: tuple[int, int, int], batch_sharded: bool
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The mesh axes splitting the KV cache's batch and KV-head dimensions, for one deployment."""
-    _, b, h = kv_cache_split(np.array([float(kv_heads)]), np.array([float(batch)]),
-                             np.array([mesh], dtype=np.float64), np.array([batch_sharded]))
+    _, b, h = kv_cache_split(
+        np.array([float(kv_heads)]),
+        np.array([float(batch)]),
+        np.array([mesh], dtype=np.float64),
+        np.array([batch_sharded]),
+    )
     batch_axes = _subsets(AXES)[int(b[0])]
     left = tuple(a for a in AXES if a not in batch_axes)
     return batch_axes, _subsets(left)[int(h[0])]
@@ -187,28 +200,41 @@ class WeightShapes:
     vocab: np.ndarray  # V
 
     @classmethod
-    def of(cls, c: InferenceConfigs) -> "WeightShapes":
+    def of(cls, c: InferenceConfigs) -> WeightShapes:
         return cls(c.d_model, c.heads, c.kv_heads, c.d_head, c.d_ff, c.vocab)
 
 
 #: Each weight matrix's logical axes (its other dimension, D, is never split). The FFN's gate
 #: matrix (swiglu only) is laid out like up.
 WEIGHT_AXES: dict[str, tuple[str, ...]] = {
-    "wq": ("embed", "heads"), "wk": ("embed", "kv_heads"), "wv": ("embed", "kv_heads"),
-    "wo": ("heads", "embed"), "w_gate": ("embed", "mlp"), "w_up": ("embed", "mlp"),
-    "w_down": ("mlp", "embed"), "embedding": ("vocab", "embed"), "lm_head": ("embed", "vocab"),
+    "wq": ("embed", "heads"),
+    "wk": ("embed", "kv_heads"),
+    "wv": ("embed", "kv_heads"),
+    "wo": ("heads", "embed"),
+    "w_gate": ("embed", "mlp"),
+    "w_up": ("embed", "mlp"),
+    "w_down": ("mlp", "embed"),
+    "embedding": ("vocab", "embed"),
+    "lm_head": ("embed", "vocab"),
 }
 #: The operator slot each weight matrix feeds (cost_models.operators).
-WEIGHT_OPERATOR = {"wq": "q_proj", "wk": "k_proj", "wv": "v_proj", "wo": "out_proj",
-                   "w_gate": "gate_proj", "w_up": "up_proj", "w_down": "down_proj", "lm_head": "lm_head"}
+WEIGHT_OPERATOR = {
+    "wq": "q_proj",
+    "wk": "k_proj",
+    "wv": "v_proj",
+    "wo": "out_proj",
+    "w_gate": "gate_proj",
+    "w_up": "up_proj",
+    "w_down": "down_proj",
+    "lm_head": "lm_head",
+}
 #: The embedding and the lm_head are split like the rest but never gathered (looked up, or used
 #: once per step on few tokens).
 _NEVER_GATHERED = ("embedding", "lm_head")
 
 
 def _dimension_size(s: WeightShapes, logical: str) -> np.ndarray:
-    return {"embed": s.d_model, "heads": s.heads, "kv_heads": s.kv_heads, "mlp": s.d_ff,
-            "vocab": s.vocab}[logical]
+    return {"embed": s.d_model, "heads": s.heads, "kv_heads": s.kv_heads, "mlp": s.d_ff, "vocab": s.vocab}[logical]
 
 
 @dataclass(frozen=True)
@@ -237,19 +263,25 @@ class Shapes:
     weight_bytes: np.ndarray
 
     @classmethod
-    def of(cls, c: InferenceConfigs, tokens_per_sequence: np.ndarray) -> "Shapes":
+    def of(cls, c: InferenceConfigs, tokens_per_sequence: np.ndarray) -> Shapes:
         dq, dkv = c.heads * c.d_head, c.kv_heads * c.d_head
         gated = np.where(c.gated_ffn, 2.0, 1.0)
         return cls(
-            tokens=c.batch * tokens_per_sequence, d_model=c.d_model, ffn_in=gated * c.d_ff,
-            ffn_mid=c.d_ff, attn_in=dq + 2 * dkv, attn_mid=dq,
+            tokens=c.batch * tokens_per_sequence,
+            d_model=c.d_model,
+            ffn_in=gated * c.d_ff,
+            ffn_mid=c.d_ff,
+            attn_in=dq + 2 * dkv,
+            attn_mid=dq,
             layer_weights=c.d_model * (2 * dq + 2 * dkv) + (gated + 1.0) * c.d_model * c.d_ff,
-            act_bytes=BYTES_PER_ELEMENT[c.act_dtype], weight_bytes=BYTES_PER_ELEMENT[c.weight_dtype],
+            act_bytes=BYTES_PER_ELEMENT[c.act_dtype],
+            weight_bytes=BYTES_PER_ELEMENT[c.weight_dtype],
         )
 
 
-def ffn_collectives(layout: str, s: Shapes, mesh: np.ndarray, mid_in: np.ndarray,
-                    mid_out: np.ndarray, weights: np.ndarray) -> list[CollectiveCall]:
+def ffn_collectives(
+    layout: str, s: Shapes, mesh: np.ndarray, mid_in: np.ndarray, mid_out: np.ndarray, weights: np.ndarray
+) -> list[CollectiveCall]:
     """Collectives of one matmul pair (W_in, W_out) in ``layout``: hidden widths ``mid_in`` (W_in's
     output) and ``mid_out`` (W_out's input), ``weights`` elements stored split over all chips.
 
@@ -281,34 +313,49 @@ def ffn_collectives(layout: str, s: Shapes, mesh: np.ndarray, mid_in: np.ndarray
     return calls
 
 
-def layer_collectives(layout: str, s: Shapes, mesh: np.ndarray, parallel_block: np.ndarray,
-                      batch_sharded_attention: np.ndarray) -> list[CollectiveCall]:
+def layer_collectives(
+    layout: str, s: Shapes, mesh: np.ndarray, parallel_block: np.ndarray, batch_sharded_attention: np.ndarray
+) -> list[CollectiveCall]:
     """Every collective of one transformer block. Entries a configuration does not have (the
     serial block's attention set, the batch-sharded all-to-alls) carry zero bytes for it."""
     attention_weights = s.d_model * (s.attn_in + s.attn_mid)
     # A parallel block fuses the attention projections into W_in / W_out: one set of collectives
     # with wider hidden activations. A serial block runs a second set for the attention alone.
     fused = np.where(parallel_block, 1.0, 0.0)
-    calls = ffn_collectives(layout, s, mesh, s.ffn_in + fused * s.attn_in, s.ffn_mid + fused * s.attn_mid,
-                            s.layer_weights - (1.0 - fused) * attention_weights)
-    calls += [CollectiveCall(c.kind, c.axes, c.bytes_per_chip * (1.0 - fused), c.moves)
-              for c in ffn_collectives(layout, s, mesh, s.attn_in, s.attn_mid, attention_weights)]
+    calls = ffn_collectives(
+        layout,
+        s,
+        mesh,
+        s.ffn_in + fused * s.attn_in,
+        s.ffn_mid + fused * s.attn_mid,
+        s.layer_weights - (1.0 - fused) * attention_weights,
+    )
+    calls += [
+        CollectiveCall(c.kind, c.axes, c.bytes_per_chip * (1.0 - fused), c.moves)
+        for c in ffn_collectives(layout, s, mesh, s.attn_in, s.attn_mid, attention_weights)
+    ]
     n = np.prod(mesh, axis=-1)
     sharded = np.where(batch_sharded_attention, 1.0, 0.0)
-    calls += [CollectiveCall("all_to_all", "xyz", sharded * s.tokens * s.attn_in / n * s.act_bytes, "qkv"),
-              CollectiveCall("all_to_all", "xyz", sharded * s.tokens * s.attn_mid / n * s.act_bytes,
-                             "attention output")]
+    calls += [
+        CollectiveCall("all_to_all", "xyz", sharded * s.tokens * s.attn_in / n * s.act_bytes, "qkv"),
+        CollectiveCall("all_to_all", "xyz", sharded * s.tokens * s.attn_mid / n * s.act_bytes, "attention output"),
+    ]
     return calls
 
 
-def layer_comm_time_s(network: Network, layout_codes: np.ndarray, s: Shapes, mesh: np.ndarray,
-                      parallel_block: np.ndarray, batch_sharded_attention: np.ndarray) -> np.ndarray:
+def layer_comm_time_s(
+    network: Network,
+    layout_codes: np.ndarray,
+    s: Shapes,
+    mesh: np.ndarray,
+    parallel_block: np.ndarray,
+    batch_sharded_attention: np.ndarray,
+) -> np.ndarray:
     """Seconds of collectives per block, each configuration with its own FFN layout."""
     total = np.zeros(len(layout_codes))
     for code, layout, chosen, sub in _by_layout(layout_codes, s, mesh):
         shapes, sub_mesh = sub
-        calls = layer_collectives(layout, shapes, sub_mesh, parallel_block[chosen],
-                                  batch_sharded_attention[chosen])
+        calls = layer_collectives(layout, shapes, sub_mesh, parallel_block[chosen], batch_sharded_attention[chosen])
         total[chosen] = sum(network.collective_time_s(c.kind, c.bytes_per_chip, sub_mesh, c.axes) for c in calls)
     return total
 
@@ -347,7 +394,7 @@ class ShardingPlan:
     distinct_stored_elements: np.ndarray
     index: np.ndarray | None = None  # None: one configuration per distinct shape
 
-    def take(self, index: np.ndarray) -> "ShardingPlan":
+    def take(self, index: np.ndarray) -> ShardingPlan:
         """The plan of configurations whose shapes are ``index`` into this one's."""
         return replace(self, index=index if self.index is None else self.index[index])
 
@@ -373,9 +420,14 @@ class ShardingPlan:
 
 #: Each matmul's input (k) and output (n) logical axes, by operator slot.
 GEMM_AXES: dict[str, tuple[str, str]] = {
-    "q_proj": ("embed", "heads"), "k_proj": ("embed", "kv_heads"), "v_proj": ("embed", "kv_heads"),
-    "out_proj": ("heads", "embed"), "gate_proj": ("embed", "mlp"), "up_proj": ("embed", "mlp"),
-    "down_proj": ("mlp", "embed"), "lm_head": ("embed", "vocab"),
+    "q_proj": ("embed", "heads"),
+    "k_proj": ("embed", "kv_heads"),
+    "v_proj": ("embed", "kv_heads"),
+    "out_proj": ("heads", "embed"),
+    "gate_proj": ("embed", "mlp"),
+    "up_proj": ("embed", "mlp"),
+    "down_proj": ("mlp", "embed"),
+    "lm_head": ("embed", "vocab"),
 }
 _LOGICAL_AXES = ("embed", "heads", "kv_heads", "mlp", "vocab")
 
@@ -395,8 +447,12 @@ def sharding_plan(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarra
         # Ways each logical axis splits, stored and in use (one split_over per axis, not per matrix).
         size = {logical: _dimension_size(shapes, logical) for logical in _LOGICAL_AXES}
         stored_ways = {lg: split_over(size[lg], sub_mesh, getattr(rules, lg))[0] for lg in _LOGICAL_AXES}
-        use_ways = {lg: (split_over(size[lg], sub_mesh, rules.in_use(getattr(rules, lg)))[0]
-                         if rules.gather else stored_ways[lg]) for lg in _LOGICAL_AXES}
+        use_ways = {
+            lg: (
+                split_over(size[lg], sub_mesh, rules.in_use(getattr(rules, lg)))[0] if rules.gather else stored_ways[lg]
+            )
+            for lg in _LOGICAL_AXES
+        }
         width = {lg: size[lg] * (shapes.d_head if lg in ("heads", "kv_heads") else 1.0) for lg in _LOGICAL_AXES}
         per_chip = np.zeros(int(np.sum(chosen)))
         for weight, op in (*WEIGHT_OPERATOR.items(), ("embedding", None)):
@@ -450,8 +506,9 @@ def distinct_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, inverse
 
 
-def weight_bytes_per_chip(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarray,
-                          plan: ShardingPlan | None = None) -> np.ndarray:
+def weight_bytes_per_chip(
+    c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarray, plan: ShardingPlan | None = None
+) -> np.ndarray:
     """Weight bytes one chip stores in each configuration's layout: every matrix of every block,
     the embedding and (untied) the lm_head, each split as the layout's rules say (norm scales and
     biases are left out, as in the parameter count)."""
@@ -459,9 +516,15 @@ def weight_bytes_per_chip(c: InferenceConfigs, mesh: np.ndarray, layout_codes: n
     return plan.stored_elements * BYTES_PER_ELEMENT[c.weight_dtype]
 
 
-def per_chip_costs(ops: OperatorCosts, c: InferenceConfigs, mesh: np.ndarray,
-                   layout_codes: np.ndarray, batch_sharded: np.ndarray, plan: ShardingPlan | None = None,
-                   kv_ways: np.ndarray | None = None) -> OperatorCosts:
+def per_chip_costs(
+    ops: OperatorCosts,
+    c: InferenceConfigs,
+    mesh: np.ndarray,
+    layout_codes: np.ndarray,
+    batch_sharded: np.ndarray,
+    plan: ShardingPlan | None = None,
+    kv_ways: np.ndarray | None = None,
+) -> OperatorCosts:
     """One chip's share of every operator: FLOPs and activations split n ways; each weight
     matrix read as split in use by the layout's rules (whole over the gathered axes in
     weight-gathered layouts); the KV cache split by :func:`kv_cache_split`. ``plan`` and
@@ -506,8 +569,9 @@ def gemm_shapes_per_chip(chip_ops: OperatorCosts, plan: ShardingPlan) -> tuple[n
     return m, n, k
 
 
-def attention_split(c: InferenceConfigs, chips: np.ndarray, batch_sharded: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def attention_split(
+    c: InferenceConfigs, chips: np.ndarray, batch_sharded: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sequences, query heads and KV heads of the attention one chip computes: heads split over
     the chips (a KV head shared by its query group), and sequences too when sharded by batch."""
     ways = np.minimum(chips, np.where(batch_sharded, c.batch * c.heads, c.heads))

@@ -55,7 +55,8 @@ class Network(ABC):
         if tuple(mesh) not in legal:
             shown = ", ".join("x".join(map(str, m)) for m in legal[:8]) or "none"
             raise InvalidInputError(
-                "mesh", f"{'x'.join(map(str, mesh))} is not a legal mesh of this hardware",
+                "mesh",
+                f"{'x'.join(map(str, mesh))} is not a legal mesh of this hardware",
                 f"use one of {shown}",
             )
 
@@ -63,7 +64,7 @@ class Network(ABC):
 @cache
 def _factorizations(chips: int) -> list[tuple[int, int, int]]:
     """Every (X, Y, Z) with X * Y * Z == chips, from the divisors (O(sqrt(chips)), not O(chips))."""
-    small = [d for d in range(1, int(chips ** 0.5) + 1) if chips % d == 0]
+    small = [d for d in range(1, int(chips**0.5) + 1) if chips % d == 0]
     divisors = sorted(set(small + [chips // d for d in small]))
     return [(x, y, chips // (x * y)) for x in divisors for y in divisors if (chips // x) % y == 0]
 
@@ -115,9 +116,10 @@ class TorusNetwork(Network):
         if kind == "all_to_all":
             fraction = fraction * np.max(axis_hops[:, columns], axis=-1)
         factor = 2.0 if kind == "all_reduce" else 1.0
-        time = factor * (steps * self.spec.hop_latency_s
-                         + np.divide(bytes_per_chip * fraction, bandwidth,
-                                     out=np.zeros_like(fraction), where=bandwidth > 0))
+        time = factor * (
+            steps * self.spec.hop_latency_s
+            + np.divide(bytes_per_chip * fraction, bandwidth, out=np.zeros_like(fraction), where=bandwidth > 0)
+        )
         return np.where((k > 1) & (bytes_per_chip > 0), time, 0.0)
 
 
@@ -181,10 +183,12 @@ class SwitchedNetwork(Network):
         # Hierarchical: chips of equal rank in each domain exchange across the network (each
         # receives (domains-1) pieces of D/k through its own port), then each domain runs the
         # collective over the fabric on what its chips hold (D (inside-1)/inside).
-        time = (bytes_per_chip * (domains - 1.0) / k / (spec.network_bandwidth_bytes_per_s * self.efficiency)
-                + bytes_per_chip * (inside - 1.0) / inside / (spec.domain_bandwidth_bytes_per_s * self.efficiency)
-                + (inside - 1.0) * spec.domain_latency_s
-                + (domains - 1.0) * spec.network_latency_s)
+        time = (
+            bytes_per_chip * (domains - 1.0) / k / (spec.network_bandwidth_bytes_per_s * self.efficiency)
+            + bytes_per_chip * (inside - 1.0) / inside / (spec.domain_bandwidth_bytes_per_s * self.efficiency)
+            + (inside - 1.0) * spec.domain_latency_s
+            + (domains - 1.0) * spec.network_latency_s
+        )
         factor = 2.0 if kind == "all_reduce" else 1.0
         return np.where((k > 1) & (bytes_per_chip > 0), factor * time, 0.0)
 
@@ -206,4 +210,3 @@ def parse_mesh(text: str) -> tuple[int, int, int]:
     if not 1 <= len(parts) <= 3 or any(p < 1 for p in parts):
         raise InvalidInputError("mesh", f"cannot read {text!r}", "write it as XxYxZ, e.g. 4x4x4")
     return tuple(parts + [1] * (3 - len(parts)))  # type: ignore[return-value]
-

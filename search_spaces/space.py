@@ -14,9 +14,9 @@ constraint, not an error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable
 
 import numpy as np
 
@@ -26,22 +26,40 @@ from cost_models.deployments import BLOCKS, Deployment, Deployments, make_deploy
 from cost_models.dtypes import parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
-from cost_models.metrics import METRICS, metric_arrays
+from cost_models.metrics import metric_arrays
 from cost_models.models import ModelSpec, get_model
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
 from cost_models.topology import network_for, parse_mesh
 from search_spaces.spec import StudySpec
 
 #: Order of the dimensions in every space (and of Optuna's parameters).
-DIMENSIONS = ("mesh", "batch", "prefill_ffn_layout", "decode_ffn_layout",
-              "prefill_attn_sharding", "decode_attn_sharding", "weight_bits", "kv_bits",
-              "kv_heads", "block", "flash_attention")
+DIMENSIONS = (
+    "mesh",
+    "batch",
+    "prefill_ffn_layout",
+    "decode_ffn_layout",
+    "prefill_attn_sharding",
+    "decode_attn_sharding",
+    "weight_bits",
+    "kv_bits",
+    "kv_heads",
+    "block",
+    "flash_attention",
+)
 #: The :class:`Deployments` column each dimension sets.
-DEPLOYMENT_COLUMN = {"mesh": "mesh", "batch": "batch", "prefill_ffn_layout": "prefill_ffn_layout",
-                     "decode_ffn_layout": "decode_ffn_layout", "prefill_attn_sharding": "prefill_attn_sharding",
-                     "decode_attn_sharding": "decode_attn_sharding", "weight_bits": "weight_dtype",
-                     "kv_bits": "kv_dtype", "kv_heads": "kv_heads", "block": "parallel_block",
-                     "flash_attention": "flash_attention"}
+DEPLOYMENT_COLUMN = {
+    "mesh": "mesh",
+    "batch": "batch",
+    "prefill_ffn_layout": "prefill_ffn_layout",
+    "decode_ffn_layout": "decode_ffn_layout",
+    "prefill_attn_sharding": "prefill_attn_sharding",
+    "decode_attn_sharding": "decode_attn_sharding",
+    "weight_bits": "weight_dtype",
+    "kv_bits": "kv_dtype",
+    "kv_heads": "kv_heads",
+    "block": "parallel_block",
+    "flash_attention": "flash_attention",
+}
 
 
 @dataclass(frozen=True)
@@ -66,10 +84,8 @@ class SearchSpace:
 
     def indices_of(self, params: list[dict]) -> dict[str, np.ndarray]:
         """Index arrays for candidates given as {dimension: label} dicts (Optuna's params)."""
-        lookup = {name: {choice: i for i, choice in enumerate(choices)}
-                  for name, choices in self.dimensions.items()}
-        return {name: np.array([lookup[name][p[name]] for p in params], dtype=np.int64)
-                for name in self.dimensions}
+        lookup = {name: {choice: i for i, choice in enumerate(choices)} for name, choices in self.dimensions.items()}
+        return {name: np.array([lookup[name][p[name]] for p in params], dtype=np.int64) for name in self.dimensions}
 
     def params_of(self, indices: dict[str, np.ndarray], row: int) -> dict:
         """The labels of candidate ``row`` (what Optuna stores as its params)."""
@@ -86,7 +102,7 @@ class ConstraintColumn:
 
     name: str
     description: str
-    compute: Callable[["Evaluation"], np.ndarray]
+    compute: Callable[[Evaluation], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -111,20 +127,35 @@ class CompiledStudy:
     def constraints(self) -> tuple[ConstraintColumn, ...]:
         """The study's constraints, by name; the first says whether a candidate can exist at all."""
         c = self.spec.constraints
-        columns = [ConstraintColumn("structurally_valid", "KV heads divide the heads",
-                                    lambda e: np.where(e.valid, 0.0, 1.0))]
+        columns = [
+            ConstraintColumn("structurally_valid", "KV heads divide the heads", lambda e: np.where(e.valid, 0.0, 1.0))
+        ]
         if c.fits:
-            columns.append(ConstraintColumn(
-                "fits_in_memory", "memory per chip over capacity, minus 1",
-                lambda e: e.result.memory.total_bytes_per_chip / e.result.memory.capacity_bytes_per_chip - 1.0))
+            columns.append(
+                ConstraintColumn(
+                    "fits_in_memory",
+                    "memory per chip over capacity, minus 1",
+                    lambda e: e.result.memory.total_bytes_per_chip / e.result.memory.capacity_bytes_per_chip - 1.0,
+                )
+            )
         if c.max_ttft_s is not None:
             limit_ttft = c.max_ttft_s
-            columns.append(ConstraintColumn("max_ttft_s", "prefill latency minus the TTFT limit, s",
-                                            lambda e: e.result.prefill.latency_s - limit_ttft))
+            columns.append(
+                ConstraintColumn(
+                    "max_ttft_s",
+                    "prefill latency minus the TTFT limit, s",
+                    lambda e: e.result.prefill.latency_s - limit_ttft,
+                )
+            )
         if c.max_tpot_s is not None:
             limit_tpot = c.max_tpot_s
-            columns.append(ConstraintColumn("max_tpot_s", "decode step latency minus the TPOT limit, s",
-                                            lambda e: e.result.decode_step_latency_s - limit_tpot))
+            columns.append(
+                ConstraintColumn(
+                    "max_tpot_s",
+                    "decode step latency minus the TPOT limit, s",
+                    lambda e: e.result.decode_step_latency_s - limit_tpot,
+                )
+            )
         return tuple(columns)
 
     @cached_property
@@ -137,8 +168,11 @@ def _mesh_choices(spec: StudySpec, hardware: HardwareSpec) -> list[tuple[int, in
     space = spec.space
     for chips in space.chips:
         if not network.legal_meshes(chips):
-            raise InvalidInputError("space.chips", f"{chips} chips form no legal {hardware.name} mesh",
-                                    "use chip counts the hardware offers")
+            raise InvalidInputError(
+                "space.chips",
+                f"{chips} chips form no legal {hardware.name} mesh",
+                "use chip counts the hardware offers",
+            )
     if space.mesh == "auto":
         return sorted({m for chips in space.chips for m in network.legal_meshes(chips)})
     meshes = []
@@ -146,8 +180,11 @@ def _mesh_choices(spec: StudySpec, hardware: HardwareSpec) -> list[tuple[int, in
         mesh = parse_mesh(text)  # the spec is the one place a mesh is written as text
         network.check_mesh(mesh)
         if int(np.prod(mesh)) not in space.chips:
-            raise InvalidInputError("space.mesh", f"{text} has {int(np.prod(mesh))} chips, not one of "
-                                    f"space.chips {space.chips}", "list meshes of the listed chip counts")
+            raise InvalidInputError(
+                "space.mesh",
+                f"{text} has {int(np.prod(mesh))} chips, not one of space.chips {space.chips}",
+                "list meshes of the listed chip counts",
+            )
         meshes.append(mesh)
     return meshes
 
@@ -157,13 +194,17 @@ def _kv_head_choices(spec: StudySpec, model: ModelSpec) -> list[int]:
     for choice in spec.space.kv_heads:
         value = {"model": model.kv_heads, "mha": model.heads, "mqa": 1}.get(choice, choice)  # type: ignore[call-overload]
         if not isinstance(value, int) or value < 1:
-            raise InvalidInputError("space.kv_heads", f"bad choice {choice!r}",
-                                    "use model, mha, mqa or a positive head count")
+            raise InvalidInputError(
+                "space.kv_heads", f"bad choice {choice!r}", "use model, mha, mqa or a positive head count"
+            )
         if value not in kv_heads:
             kv_heads.append(value)
     if not any(model.heads % k == 0 for k in kv_heads):
-        raise InvalidInputError("space.kv_heads", f"no choice divides {model.name}'s {model.heads} heads",
-                                "use model, mha, mqa or a divisor of the head count")
+        raise InvalidInputError(
+            "space.kv_heads",
+            f"no choice divides {model.name}'s {model.heads} heads",
+            "use model, mha, mqa or a divisor of the head count",
+        )
     return kv_heads
 
 
@@ -171,8 +212,11 @@ def compile_study(spec: StudySpec) -> CompiledStudy:
     """Resolve names and 'auto'/'model' choices; refuse spaces that can hold nothing."""
     model = get_model(spec.model)
     if model.kind == "encoder":
-        raise InvalidInputError("model", f"{model.name} is an encoder; a study searches decoder "
-                                "deployments (prefill and decode)", "use a decoder model")
+        raise InvalidInputError(
+            "model",
+            f"{model.name} is an encoder; a study searches decoder deployments (prefill and decode)",
+            "use a decoder model",
+        )
     hardware = get_hardware(spec.hardware)
     space = spec.space
     meshes = _mesh_choices(spec, hardware)
@@ -197,12 +241,18 @@ def compile_study(spec: StudySpec) -> CompiledStudy:
     values = {
         "mesh": np.array(meshes, dtype=np.float64).reshape(-1, 3),
         "batch": np.array(labels["batch"], dtype=np.float64),
-        **{name: np.array([FFN_LAYOUTS.index(v) for v in labels[name]], dtype=np.int64)
-           for name in ("prefill_ffn_layout", "decode_ffn_layout")},
-        **{name: np.array([ATTENTION_SHARDINGS.index(v) for v in labels[name]], dtype=np.int64)
-           for name in ("prefill_attn_sharding", "decode_attn_sharding")},
-        **{name: np.array([parse_dtype(v, name) for v in labels[name]], dtype=np.int64)
-           for name in ("weight_bits", "kv_bits")},
+        **{
+            name: np.array([FFN_LAYOUTS.index(v) for v in labels[name]], dtype=np.int64)
+            for name in ("prefill_ffn_layout", "decode_ffn_layout")
+        },
+        **{
+            name: np.array([ATTENTION_SHARDINGS.index(v) for v in labels[name]], dtype=np.int64)
+            for name in ("prefill_attn_sharding", "decode_attn_sharding")
+        },
+        **{
+            name: np.array([parse_dtype(v, name) for v in labels[name]], dtype=np.int64)
+            for name in ("weight_bits", "kv_bits")
+        },
         "kv_heads": np.array(labels["kv_heads"], dtype=np.float64),
         "block": np.array([BLOCKS.index(b) == 1 for b in labels["block"]]),
         "flash_attention": np.array(labels["flash_attention"], dtype=bool),
@@ -245,10 +295,13 @@ def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation
     """Score candidates (one index array per dimension) with one vectorized estimate."""
     columns = study.space.columns_of(indices)
     valid = np.mod(study.model.heads, columns["kv_heads"]) == 0
-    columns["kv_heads"] = np.where(valid, columns["kv_heads"], study.model.kv_heads)  # scored as published, then refused
+    columns["kv_heads"] = np.where(
+        valid, columns["kv_heads"], study.model.kv_heads
+    )  # scored as published, then refused
     workload = study.spec.workload
-    deployments = make_deployments(study.model, study.hardware, prompt_len=workload.prompt_len,
-                                   gen_len=workload.gen_len, **columns)
+    deployments = make_deployments(
+        study.model, study.hardware, prompt_len=workload.prompt_len, gen_len=workload.gen_len, **columns
+    )
     result = estimate(deployments, overlap=study.spec.overlap, calibration=study.calibration)
     metrics = metric_arrays(result, deployments, study.objective_names)
     values = np.stack([metrics[name] for name in study.objective_names], axis=1)

@@ -16,17 +16,17 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
-from cost_models.errors import InvalidInputError, from_validation_error
-from cost_models.deployment import MAX_CHIPS
 from cost_models.calibration import BACKENDS
-from cost_models.deployment import OVERLAPS
+from cost_models.deployment import MAX_CHIPS, OVERLAPS
 from cost_models.dtypes import BITS_CHOICES
+from cost_models.errors import InvalidInputError, from_validation_error
 from cost_models.metrics import METRICS
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
 #: How a study may be searched: Optuna's NSGA-II, TPE and random samplers, or every candidate.
 SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "random", "exhaustive")
+
 
 class Workload(BaseModel):
     model_config = _STRICT
@@ -43,8 +43,10 @@ class Space(BaseModel):
     model_config = _STRICT
     chips: list[StrictInt] = Field(min_length=1)
     mesh: Literal["auto"] | list[str] = Field(
-        default="auto", description="'auto': every legal mesh of every chip count is a choice; "
-        "or a list of meshes XxYxZ, each of one of the chip counts. The mesh carries the chips.")
+        default="auto",
+        description="'auto': every legal mesh of every chip count is a choice; "
+        "or a list of meshes XxYxZ, each of one of the chip counts. The mesh carries the chips.",
+    )
     batch: list[StrictInt] = Field(min_length=1)
     prefill_ffn_layout: list[Literal[FFN_LAYOUTS]] = Field(default=["ws_2d"], min_length=1)  # type: ignore[valid-type]
     decode_ffn_layout: list[Literal[FFN_LAYOUTS]] = Field(default=["ws_2d"], min_length=1)  # type: ignore[valid-type]
@@ -53,8 +55,10 @@ class Space(BaseModel):
     weight_bits: list[Bits] = Field(default=["16"], min_length=1)
     kv_bits: list[Bits] = Field(default=["16"], min_length=1)
     kv_heads: list[StrictInt | Literal["model", "mha", "mqa"]] = Field(
-        default=["model"], min_length=1,
-        description="Attention type what-if: 'model' (as published), 'mha', 'mqa', or a KV head count (GQA).")
+        default=["model"],
+        min_length=1,
+        description="Attention type what-if: 'model' (as published), 'mha', 'mqa', or a KV head count (GQA).",
+    )
     block: list[Literal["model", "serial", "parallel"]] = Field(default=["model"], min_length=1)
     flash_attention: list[bool] = Field(default=[False], min_length=1)
 
@@ -110,10 +114,12 @@ class Constraints(BaseModel):
 
     model_config = _STRICT
     fits: bool = Field(default=True, description="Memory per chip within capacity.")
-    max_ttft_s: float | None = Field(default=None, gt=0, allow_inf_nan=False,
-                                     description="Prefill latency SLO, seconds.")
-    max_tpot_s: float | None = Field(default=None, gt=0, allow_inf_nan=False,
-                                     description="Decode step latency SLO, seconds.")
+    max_ttft_s: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="Prefill latency SLO, seconds."
+    )
+    max_tpot_s: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="Decode step latency SLO, seconds."
+    )
 
 
 _HOW_TO_SEARCH = {"description", "sampler", "seed", "trials"}
@@ -130,12 +136,19 @@ class StudySpec(BaseModel):
     objectives: list[Objective] = Field(min_length=1, max_length=6)
     constraints: Constraints = Constraints()
     overlap: Literal[OVERLAPS] = "overlapped"  # type: ignore[valid-type]
-    calibration: str = Field(default="auto", min_length=1, max_length=1000, description=(
-        "Calibration profile: auto (the chip's shipped profile), none (the pure roofline), a shipped "
-        "profile name or a profile file. Part of the problem: a study scored under one profile is "
-        "not resumed under another."))
+    calibration: str = Field(
+        default="auto",
+        min_length=1,
+        max_length=1000,
+        description=(
+            "Calibration profile: auto (the chip's shipped profile), none (the pure roofline), a shipped "
+            "profile name or a profile file. Part of the problem: a study scored under one profile is "
+            "not resumed under another."
+        ),
+    )
     backend: Literal[BACKENDS] | None = Field(  # type: ignore[valid-type]
-        default=None, description="Serving engine of the profile [default: the one measured best for the chip].")
+        default=None, description="Serving engine of the profile [default: the one measured best for the chip]."
+    )
     sampler: Literal[SAMPLERS] = "nsga2"  # type: ignore[valid-type]
     seed: StrictInt = Field(default=0, ge=0, le=2**32 - 1)
     trials: StrictInt = Field(default=1000, gt=0, le=10_000_000)
@@ -193,8 +206,9 @@ def load_spec(path: str | Path) -> StudySpec:
             raise InvalidInputError("spec", f"no file at {shown!r}", "pass the path of a study YAML")
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise InvalidInputError("spec", f"cannot read {shown!r}: {type(error).__name__}",
-                                "check the path and the file") from None
+        raise InvalidInputError(
+            "spec", f"cannot read {shown!r}: {type(error).__name__}", "check the path and the file"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except RecursionError:
@@ -202,10 +216,15 @@ def load_spec(path: str | Path) -> StudySpec:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InvalidInputError("spec", f"malformed YAML{where}", "fix the YAML syntax (safe YAML only, no tags)") from None
+        raise InvalidInputError(
+            "spec", f"malformed YAML{where}", "fix the YAML syntax (safe YAML only, no tags)"
+        ) from None
     except (ValueError, KeyError, AttributeError, TypeError, OverflowError) as error:
         # safe_load's constructors raise plain Python errors for values like '!!int abc',
         # '2001-02-30' or 5000-digit numbers.
-        raise InvalidInputError("spec", f"a YAML value cannot be read ({type(error).__name__})",
-                                "fix the value; plain numbers, strings and lists only") from None
+        raise InvalidInputError(
+            "spec",
+            f"a YAML value cannot be read ({type(error).__name__})",
+            "fix the value; plain numbers, strings and lists only",
+        ) from None
     return parse_spec(data, file.name)

@@ -27,8 +27,10 @@ def figure_totals(model: str, seq_lens: list[int]) -> dict[str, np.ndarray]:
         result = encoder_analysis(model, seq_lens)
         flops, bytes_ = result.total_flops, result.total_bytes
     else:
-        totals = [generation_totals(get_model(model), get_hardware("a100-80gb"), l,
-                                    convention=KIM2023, **EIGHT_BIT) for l in seq_lens]
+        totals = [
+            generation_totals(get_model(model), get_hardware("a100-80gb"), l, convention=KIM2023, **EIGHT_BIT)
+            for l in seq_lens
+        ]
         flops = np.array([t["flops"] for t in totals])
         bytes_ = np.array([t["bytes"] for t in totals])
     return {"gflops": flops / 1e9, "gmops": bytes_ / 1e9, "ai": flops / bytes_}

@@ -81,9 +81,12 @@ POPE2022_FIGURE3 = {"ws_2d": "0.0671e9", "wg_x": "0.302e9", "wg_xy": "1.082e9", 
 # Table 1: maximum context, PaLM 540B on 64 chips, 30% of HBM reserved for the KV cache, bf16.
 # (attention, d_head, batch, max context)
 POPE2022_TABLE1 = [
-    ("multihead", 128, 128, 1320), ("multihead", 128, 512, 330),
-    ("multiquery_head_sharded", 256, 128, 660), ("multiquery_head_sharded", 256, 512, 165),
-    ("multiquery_batch_sharded", 256, 128, 43000), ("multiquery_batch_sharded", 256, 512, 10700),
+    ("multihead", 128, 128, 1320),
+    ("multihead", 128, 512, 330),
+    ("multiquery_head_sharded", 256, 128, 660),
+    ("multiquery_head_sharded", 256, 512, 165),
+    ("multiquery_batch_sharded", 256, 128, 43000),
+    ("multiquery_batch_sharded", 256, 512, 10700),
 ]
 
 # Table 2: PaLM 540B, 64 chips; prefill = one pass over batch x 2048 tokens, decode = 64 tokens at

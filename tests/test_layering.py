@@ -40,8 +40,12 @@ def imported_roots(source: str, filename: str = "<string>") -> set[str]:
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
             first = node.args[0]
-            if name in ("import_module", "__import__") and isinstance(first, ast.Constant) \
-                    and isinstance(first.value, str) and not first.value.startswith("."):
+            if (
+                name in ("import_module", "__import__")
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+                and not first.value.startswith(".")
+            ):
                 roots.add(first.value.split(".")[0])
     return roots
 
@@ -64,13 +68,11 @@ def test_scanner_sees_every_kind_of_import():
         "    importlib.import_module('search_spaces.x')\n"
         "    __import__('rich')\n"
     )
-    assert imported_roots(source) == {"numpy", "optuna", "sqlalchemy", "click", "tuner",
-                                      "search_spaces", "rich"}
+    assert imported_roots(source) == {"numpy", "optuna", "sqlalchemy", "click", "tuner", "search_spaces", "rich"}
 
 
 def test_scanner_finds_real_imports_of_cost_models():
-    roots = set().union(*(imported_roots(p.read_text(encoding="utf-8"), str(p))
-                          for p in package_files("cost_models")))
+    roots = set().union(*(imported_roots(p.read_text(encoding="utf-8"), str(p)) for p in package_files("cost_models")))
     assert {"numpy", "pydantic", "yaml", "cost_models"} <= roots
     # every module of the package is scanned, the lazily imported hf_config included
     names = {p.name for p in package_files("cost_models")}
@@ -99,8 +101,9 @@ print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 
 @pytest.mark.parametrize("package", list(RULES))
 def test_importing_package_loads_no_forbidden_modules(package):
-    result = subprocess.run([sys.executable, "-c", _IMPORT_ALL, package], capture_output=True,
-                            text=True, cwd=REPO, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORT_ALL, package], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     loaded = set(json.loads(result.stdout))
     assert package in loaded
@@ -111,8 +114,7 @@ def test_importing_package_loads_no_forbidden_modules(package):
 def test_cost_models_import_is_numeric_only():
     """The bare ``import cost_models`` (what the README's Python API does) stays light too."""
     code = "import cost_models, json, sys; print(json.dumps(sorted(sys.modules)))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=REPO, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 0, result.stderr
     loaded = {name.split(".")[0] for name in json.loads(result.stdout)}
     assert not loaded & (RULES["cost_models"] | {"matplotlib", "rich"})

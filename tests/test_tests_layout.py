@@ -48,7 +48,8 @@ def test_the_real_packages_are_imported_not_the_test_folders() -> None:
 
 def test_validation_report_script_runs() -> None:
     """``python tests/validation_report.py`` (docs/validation.md) puts tests/ first on sys.path."""
-    done = subprocess.run([sys.executable, str(TESTS / "validation_report.py")], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(TESTS / "validation_report.py")], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "|" in done.stdout  # markdown tables

@@ -21,8 +21,12 @@ from tuner.calibrate import FOLDS, MAX_ROWS_PER_GROUP, SEED, fit_profile, shippe
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "cost_models" / "calibration_profiles"
 #: Targets of issue 9 (checked by tests/tuner/test_calibrate.py).
-TARGETS = {"gemm": (0.08, 0.25), "prefill_attention": (0.12, None), "decode_attention": (0.12, None),
-           "collectives": (0.10, None)}
+TARGETS = {
+    "gemm": (0.08, 0.25),
+    "prefill_attention": (0.12, None),
+    "decode_attention": (0.12, None),
+    "collectives": (0.10, None),
+}
 
 
 def _fit_one(pair):
@@ -72,8 +76,7 @@ def render(results, seconds: float) -> str:
         "Targets (issue 9): GEMM median <= 8% and p90 <= 25%; prefill and decode attention median "
         "<= 12%; collectives median <= 10%. Groups missing a target are marked **MISS**.",
         "",
-        f"Fitting all {len(results)} profiles took {seconds:.0f} s on the 2-core CI box "
-        "(2 processes).",
+        f"Fitting all {len(results)} profiles took {seconds:.0f} s on the 2-core CI box (2 processes).",
         "",
         "## Summary (median over groups of the held-out median / p90)",
         "",
@@ -89,18 +92,24 @@ def render(results, seconds: float) -> str:
                 f"| {profile.chip} | {profile.backend} | {cls} | {len(groups)} | "
                 f"{np.median([g.roofline_median for g in groups]):.1%} | "
                 f"{np.median([g.cv_median for g in groups]):.1%} | "
-                f"{np.median([g.cv_p90 for g in groups]):.1%} | {len(misses)} |")
+                f"{np.median([g.cv_p90 for g in groups]):.1%} | {len(misses)} |"
+            )
     lines += ["", "## Every group", ""]
     for profile, report in results:
-        lines += [f"### {profile.chip} / {profile.backend}", "",
-                  "| group | rows | BEFORE median | BEFORE p90 | AFTER median | AFTER p90 | "
-                  "fitted parameters | warnings |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### {profile.chip} / {profile.backend}",
+            "",
+            "| group | rows | BEFORE median | BEFORE p90 | AFTER median | AFTER p90 | fitted parameters | warnings |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for g in report.groups:
             params = ", ".join(f"{k}={_fmt(v)}" for k, v in g.values.items())
             flag = " **MISS**" if _misses(g) else ""
-            lines.append(f"| {g.name}{flag} | {g.rows} | {g.roofline_median:.1%} | "
-                         f"{g.roofline_p90:.1%} | {g.cv_median:.1%} | {g.cv_p90:.1%} | {params} | "
-                         f"{'; '.join(g.warnings)} |")
+            lines.append(
+                f"| {g.name}{flag} | {g.rows} | {g.roofline_median:.1%} | "
+                f"{g.roofline_p90:.1%} | {g.cv_median:.1%} | {g.cv_p90:.1%} | {params} | "
+                f"{'; '.join(g.warnings)} |"
+            )
         lines.append("")
     lines += [
         "## Not fitted here",
@@ -152,12 +161,23 @@ def serving_tpot_check(concurrency: int = 8) -> dict[str, dict[str, float]]:
             continue
         tp, measured = int(row["tp"]), float(row["measured_tpot_ms"]) / 1e3
         for calibration in errors:
-            step = estimate_one("llama-3-8b", "h100-sxm", chips=tp, mesh=f"1x1x{tp}", batch=concurrency,
-                                prompt_len=int(row["isl"]), gen_len=int(row["osl"]), ffn_layout="ws_1d",
-                                flash_attention=True, calibration=calibration)["decode"]["step_latency_s"]
+            step = estimate_one(
+                "llama-3-8b",
+                "h100-sxm",
+                chips=tp,
+                mesh=f"1x1x{tp}",
+                batch=concurrency,
+                prompt_len=int(row["isl"]),
+                gen_len=int(row["osl"]),
+                ffn_layout="ws_1d",
+                flash_attention=True,
+                calibration=calibration,
+            )["decode"]["step_latency_s"]
             errors[calibration].append(abs(step / measured - 1.0))
-    return {name: {"rows": len(e), "median": float(np.median(e)), "p90": float(np.percentile(e, 90))}
-            for name, e in errors.items()}
+    return {
+        name: {"rows": len(e), "median": float(np.median(e)), "p90": float(np.percentile(e, 90))}
+        for name, e in errors.items()
+    }
 
 
 def render_end_to_end(tpu_report, serving: dict[str, dict[str, float]]) -> str:
@@ -175,10 +195,17 @@ def render_end_to_end(tpu_report, serving: dict[str, dict[str, float]]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for group, e in tpu_report.held_out.items():
-        lines.append(f"| {group} | {int(e['rows'])} | {e['before_median']:.1%} | {e['median']:.1%} | "
-                     f"{e['p90']:.1%} | {e['how']} |")
-    lines += ["", "Fitted: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in tpu_report.values.items())
-              + (f". Warnings: {'; '.join(tpu_report.warnings)}" if tpu_report.warnings else ""), ""]
+        lines.append(
+            f"| {group} | {int(e['rows'])} | {e['before_median']:.1%} | {e['median']:.1%} | "
+            f"{e['p90']:.1%} | {e['how']} |"
+        )
+    lines += [
+        "",
+        "Fitted: "
+        + ", ".join(f"{k} = {_fmt(v)}" for k, v in tpu_report.values.items())
+        + (f". Warnings: {'; '.join(tpu_report.warnings)}" if tpu_report.warnings else ""),
+        "",
+    ]
     lines += [
         "### H100, TensorRT-LLM serving Llama-3.1-8B (`data/serving/`, not fitted)",
         "",

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -26,16 +26,15 @@ from cost_models.calibration import (
     Provenance,
 )
 from cost_models.efficiency import (
+    ACTIVATION_BYTES,
+    OUTPUT_BYTES,
+    QUANTIZES_ACTIVATIONS,
+    WEIGHT_BYTES,
     CollectiveParams,
     DecodeAttentionParams,
     ElementwiseParams,
     GemmParams,
     PrefillAttentionParams,
-    QUANTIZES_ACTIVATIONS,
-    WEIGHT_BYTES,
-    ACTIVATION_BYTES,
-    OUTPUT_BYTES,
-    bus_factor,
     collective_time_s,
     decode_attention_time_s,
     gemm_time_s,
@@ -56,8 +55,16 @@ from tuner.kernel_data import (
 SEED = 20260101
 FOLDS = 5
 MAX_ROWS_PER_GROUP = 300
-ELEMENT_BYTES = {"half": 2.0, "bfloat16": 2.0, "float16": 2.0, "fp16": 2.0, "int8": 1.0,
-                 "float": 4.0, "float32": 4.0, "fp8": 1.0}
+ELEMENT_BYTES = {
+    "half": 2.0,
+    "bfloat16": 2.0,
+    "float16": 2.0,
+    "fp16": 2.0,
+    "int8": 1.0,
+    "float": 4.0,
+    "float32": 4.0,
+    "fp8": 1.0,
+}
 KV_BYTES = {"bfloat16": 2.0, "float16": 2.0, "fp8": 1.0, "int8": 1.0}
 #: A kernel may beat the compute peak by at most this factor (boost clocks, timer noise).
 PEAK_TOLERANCE = 1.05
@@ -90,8 +97,12 @@ class FitReport:
     seconds: float = 0.0
 
     def to_json(self) -> dict:
-        return {"chip": self.chip, "backend": self.backend, "seconds": round(self.seconds, 2),
-                "groups": [g.__dict__ | {"name": g.name} for g in self.groups]}
+        return {
+            "chip": self.chip,
+            "backend": self.backend,
+            "seconds": round(self.seconds, 2),
+            "groups": [g.__dict__ | {"name": g.name} for g in self.groups],
+        }
 
 
 def _tool_version() -> str:
@@ -110,23 +121,44 @@ def _subsample(index: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
 def _require_rows(table: KernelTable, rows: np.ndarray, n_params: int, what: str) -> None:
     if len(rows) < max(3 * n_params, 2 * FOLDS):
         raise InvalidInputError(
-            table.path, f"{what}: {len(rows)} rows for {n_params} parameters",
-            f"give at least {max(3 * n_params, 2 * FOLDS)} rows per group (3 per parameter, 2 per fold)")
+            table.path,
+            f"{what}: {len(rows)} rows for {n_params} parameters",
+            f"give at least {max(3 * n_params, 2 * FOLDS)} rows per group (3 per parameter, 2 per fold)",
+        )
 
 
-def _fit_group(op_class: str, key: str, specs: dict, predict: Callable, measured: np.ndarray,
-               cv_keys: np.ndarray, roofline: np.ndarray, seed: int, folds: int,
-               fixed: dict | None = None, starts: list[dict] | None = None) -> GroupReport:
+def _fit_group(
+    op_class: str,
+    key: str,
+    specs: dict,
+    predict: Callable,
+    measured: np.ndarray,
+    cv_keys: np.ndarray,
+    roofline: np.ndarray,
+    seed: int,
+    folds: int,
+    fixed: dict | None = None,
+    starts: list[dict] | None = None,
+) -> GroupReport:
     result = fit(specs, predict, measured, starts=starts)
     errors = cross_validate(specs, predict, measured, cv_keys, folds, seed, starts=starts)
     roof = abs_rel_errors(roofline, measured)
     values = {**(fixed or {}), **result.values}
-    return GroupReport(op_class, key, len(measured), values, float(np.nanmedian(errors)),
-                       float(np.nanquantile(errors, 0.9)), float(np.median(roof)),
-                       float(np.quantile(roof, 0.9)), result.warnings)
+    return GroupReport(
+        op_class,
+        key,
+        len(measured),
+        values,
+        float(np.nanmedian(errors)),
+        float(np.nanquantile(errors, 0.9)),
+        float(np.median(roof)),
+        float(np.quantile(roof, 0.9)),
+        result.warnings,
+    )
 
 
 # --- GEMM ------------------------------------------------------------------------------------
+
 
 def _check_speed_of_light(table: KernelTable, rows: np.ndarray, fmt: str, chip: HardwareSpec) -> None:
     c = table.columns
@@ -143,11 +175,14 @@ def _check_speed_of_light(table: KernelTable, rows: np.ndarray, fmt: str, chip: 
             f"{table.path}:{table.lines[rows][i]}",
             f"{fmt} GEMM m={m[i]:g} n={n[i]:g} k={k[i]:g} took {seconds[i] * 1e3:.4g} ms, faster than "
             f"{chip.name}'s speed of light ({max(compute[i], memory[i]) * 1e3:.4g} ms, even with "
-            "L2 serving its whole capacity)", "check the latency unit (ms) and the chip")
+            "L2 serving its whole capacity)",
+            "check the latency unit (ms) and the chip",
+        )
 
 
-def fit_gemm(table: KernelTable, chip: HardwareSpec, system: str, backend: str, seed: int,
-             folds: int, max_rows: int | None) -> list[GroupReport]:
+def fit_gemm(
+    table: KernelTable, chip: HardwareSpec, system: str, backend: str, seed: int, folds: int, max_rows: int | None
+) -> list[GroupReport]:
     c = table.columns
     reports = []
     here = (c["system"] == system) & (c["engine"] == backend)
@@ -173,15 +208,18 @@ def fit_gemm(table: KernelTable, chip: HardwareSpec, system: str, backend: str, 
             return gemm_time_s(m[idx], n[idx], k[idx], fmt, chip, GemmParams(**values))
 
         roofline = gemm_time_s(m, n, k, fmt, chip, GemmParams())
-        reports.append(_fit_group("gemm", fmt, specs, predict, measured, n * 1_000_003 + k,
-                                  roofline, seed, folds, fixed))
+        reports.append(
+            _fit_group("gemm", fmt, specs, predict, measured, n * 1_000_003 + k, roofline, seed, folds, fixed)
+        )
     return reports
 
 
 # --- attention -------------------------------------------------------------------------------
 
-def fit_prefill(table: KernelTable, chip: HardwareSpec, system: str, backend: str, seed: int,
-                folds: int, max_rows: int | None) -> list[GroupReport]:
+
+def fit_prefill(
+    table: KernelTable, chip: HardwareSpec, system: str, backend: str, seed: int, folds: int, max_rows: int | None
+) -> list[GroupReport]:
     c = table.columns
     here = (c["system"] == system) & (c["engine"] == backend)
     reports = []
@@ -191,28 +229,39 @@ def fit_prefill(table: KernelTable, chip: HardwareSpec, system: str, backend: st
         rows = _subsample(np.flatnonzero(mask), max_rows, seed)
         specs = dict(PrefillAttentionParams.FIT)
         _require_rows(table, rows, len(specs), f"context attention {attn}/{kv} on {system}/{backend}")
-        b, s, h, hk, d = (c[x][rows] for x in ("batch_size", "isl", "num_heads",
-                                                "num_key_value_heads", "head_dim"))
+        b, s, h, hk, d = (c[x][rows] for x in ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim"))
         w = window_all[rows]
         measured = c["latency"][rows] * 1e-3
         fmt = "fp8" if attn == "fp8" else "bfloat16"
         kvb = KV_BYTES.get(kv, 2.0)
 
         def predict(values, idx, b=b, s=s, h=h, hk=hk, d=d, w=w, fmt=fmt, kvb=kvb):
-            return prefill_attention_time_s(b[idx], s[idx], h[idx], hk[idx], d[idx], chip,
-                                            PrefillAttentionParams(**values), window=w[idx],
-                                            compute_format=fmt, kv_bytes_per_element=kvb)
+            return prefill_attention_time_s(
+                b[idx],
+                s[idx],
+                h[idx],
+                hk[idx],
+                d[idx],
+                chip,
+                PrefillAttentionParams(**values),
+                window=w[idx],
+                compute_format=fmt,
+                kv_bytes_per_element=kvb,
+            )
 
-        roofline = prefill_attention_time_s(b, s, h, hk, d, chip, PrefillAttentionParams(),
-                                            window=w, compute_format=fmt, kv_bytes_per_element=kvb)
+        roofline = prefill_attention_time_s(
+            b, s, h, hk, d, chip, PrefillAttentionParams(), window=w, compute_format=fmt, kv_bytes_per_element=kvb
+        )
         cv_keys = h * 1_000_000 + hk * 1000 + d
-        reports.append(_fit_group("prefill_attention", f"{attn}/{kv}", specs, predict, measured,
-                                  cv_keys, roofline, seed, folds))
+        reports.append(
+            _fit_group("prefill_attention", f"{attn}/{kv}", specs, predict, measured, cv_keys, roofline, seed, folds)
+        )
     return reports
 
 
-def fit_decode(table: KernelTable, chip: HardwareSpec, system: str, backend: str, seed: int,
-               folds: int, max_rows: int | None) -> list[GroupReport]:
+def fit_decode(
+    table: KernelTable, chip: HardwareSpec, system: str, backend: str, seed: int, folds: int, max_rows: int | None
+) -> list[GroupReport]:
     c = table.columns
     here = (c["system"] == system) & (c["engine"] == backend)
     reports = []
@@ -228,18 +277,18 @@ def fit_decode(table: KernelTable, chip: HardwareSpec, system: str, backend: str
         kvb = KV_BYTES.get(kv, 2.0)
 
         def predict(values, idx, b=b, h=h, hk=hk, d=d, kv_len=kv_len, kvb=kvb, w=w):
-            return decode_attention_time_s(b[idx], kv_len[idx], h[idx], hk[idx], d[idx], kvb, chip,
-                                           DecodeAttentionParams(**values), window=w[idx])
+            return decode_attention_time_s(
+                b[idx], kv_len[idx], h[idx], hk[idx], d[idx], kvb, chip, DecodeAttentionParams(**values), window=w[idx]
+            )
 
-        roofline = decode_attention_time_s(b, kv_len, h, hk, d, kvb, chip, DecodeAttentionParams(),
-                                           window=w)
+        roofline = decode_attention_time_s(b, kv_len, h, hk, d, kvb, chip, DecodeAttentionParams(), window=w)
         cv_keys = h * 1_000_000 + hk * 1000 + d
-        reports.append(_fit_group("decode_attention", kv, specs, predict, measured, cv_keys,
-                                  roofline, seed, folds))
+        reports.append(_fit_group("decode_attention", kv, specs, predict, measured, cv_keys, roofline, seed, folds))
     return reports
 
 
 # --- collectives -----------------------------------------------------------------------------
+
 
 def _implementation(row_impl: str) -> str:
     impl = str(row_impl).lower()
@@ -250,8 +299,17 @@ def _implementation(row_impl: str) -> str:
     return "custom"
 
 
-def _fit_collective_rows(table: KernelTable, rows: np.ndarray, kind: str, impl: str, group: int,
-                         bytes_all: np.ndarray, seed: int, folds: int, chip: HardwareSpec) -> GroupReport:
+def _fit_collective_rows(
+    table: KernelTable,
+    rows: np.ndarray,
+    kind: str,
+    impl: str,
+    group: int,
+    bytes_all: np.ndarray,
+    seed: int,
+    folds: int,
+    chip: HardwareSpec,
+) -> GroupReport:
     specs = dict(CollectiveParams.FIT)
     _require_rows(table, rows, len(specs), f"{impl} {kind} over {group} GPUs")
     message = bytes_all[rows]
@@ -261,13 +319,27 @@ def _fit_collective_rows(table: KernelTable, rows: np.ndarray, kind: str, impl: 
         return collective_time_s(kind, message[idx], group, {group: CollectiveParams(**values)}, impl)
 
     net = chip.interconnect
-    roof_params = CollectiveParams(latency_s=0.0, bandwidth_bytes_per_s=getattr(
-        net, "domain_bandwidth_bytes_per_s", None) or net.link_bandwidth_bytes_per_s)
+    roof_params = CollectiveParams(
+        latency_s=0.0,
+        bandwidth_bytes_per_s=getattr(net, "domain_bandwidth_bytes_per_s", None) or net.link_bandwidth_bytes_per_s,
+    )
     roofline = np.maximum(collective_time_s(kind, message, group, {group: roof_params}, impl), 1e-30)
-    starts = [{}, {"latency_s": 1e-4, "small_latency_s": 1e-5, "bandwidth_bytes_per_s": 3e11,
-                   "small_bandwidth_bytes_per_s": 3e9}]
-    return _fit_group("collectives", f"{impl}/{kind}/{group}", specs, predict, measured,
-                      table.columns["message_size"][rows], roofline, seed, folds, starts=starts)
+    starts = [
+        {},
+        {"latency_s": 1e-4, "small_latency_s": 1e-5, "bandwidth_bytes_per_s": 3e11, "small_bandwidth_bytes_per_s": 3e9},
+    ]
+    return _fit_group(
+        "collectives",
+        f"{impl}/{kind}/{group}",
+        specs,
+        predict,
+        measured,
+        table.columns["message_size"][rows],
+        roofline,
+        seed,
+        folds,
+        starts=starts,
+    )
 
 
 def fit_nccl(table: KernelTable, chip: HardwareSpec, system: str, seed: int, folds: int) -> list[GroupReport]:
@@ -277,8 +349,11 @@ def fit_nccl(table: KernelTable, chip: HardwareSpec, system: str, seed: int, fol
     bad = here & ~np.isfinite(element)
     if bad.any():
         i = int(np.argmax(bad))
-        raise InvalidInputError(f"{table.path}:{table.lines[i]}", f"unknown nccl_dtype {c['nccl_dtype'][i]!r}",
-                                f"use one of {', '.join(ELEMENT_BYTES)}")
+        raise InvalidInputError(
+            f"{table.path}:{table.lines[i]}",
+            f"unknown nccl_dtype {c['nccl_dtype'][i]!r}",
+            f"use one of {', '.join(ELEMENT_BYTES)}",
+        )
     message_bytes = c["message_size"] * element
     reports = []
     for kind in sorted(set(c["op_name"][here])):
@@ -286,13 +361,15 @@ def fit_nccl(table: KernelTable, chip: HardwareSpec, system: str, seed: int, fol
             continue
         for group in sorted(set(c["num_gpus"][here & (c["op_name"] == kind)])):
             rows = np.flatnonzero(here & (c["op_name"] == kind) & (c["num_gpus"] == group))
-            reports.append(_fit_collective_rows(table, rows, kind, "nccl", int(group), message_bytes,
-                                                seed, folds, chip))
+            reports.append(
+                _fit_collective_rows(table, rows, kind, "nccl", int(group), message_bytes, seed, folds, chip)
+            )
     return reports
 
 
-def fit_custom_allreduce(table: KernelTable, chip: HardwareSpec, system: str, backend: str, seed: int,
-                         folds: int) -> list[GroupReport]:
+def fit_custom_allreduce(
+    table: KernelTable, chip: HardwareSpec, system: str, backend: str, seed: int, folds: int
+) -> list[GroupReport]:
     c = table.columns
     here = (c["system"] == system) & (c["engine"] == backend)
     # kernel_source names the implementation: TRTLLM, vLLM_custom_graph, SGLang_..._eager, ...
@@ -304,16 +381,25 @@ def fit_custom_allreduce(table: KernelTable, chip: HardwareSpec, system: str, ba
     for impl in sorted(set(impls[here])):
         for group in sorted(set(c["num_gpus"][here & (impls == impl)])):
             rows = np.flatnonzero(here & (impls == impl) & (c["num_gpus"] == group))
-            reports.append(_fit_collective_rows(table, rows, "all_reduce", impl, int(group),
-                                                message_bytes, seed, folds, chip))
+            reports.append(
+                _fit_collective_rows(table, rows, "all_reduce", impl, int(group), message_bytes, seed, folds, chip)
+            )
     return reports
 
 
 # --- the profile -----------------------------------------------------------------------------
 
-def fit_profile(kernel_files: list[str | Path] | None, chip: str, backend: str, *, seed: int = SEED,
-                folds: int = FOLDS, max_rows_per_group: int | None = MAX_ROWS_PER_GROUP,
-                system: str | None = None) -> tuple[CalibrationProfile, FitReport]:
+
+def fit_profile(
+    kernel_files: list[str | Path] | None,
+    chip: str,
+    backend: str,
+    *,
+    seed: int = SEED,
+    folds: int = FOLDS,
+    max_rows_per_group: int | None = MAX_ROWS_PER_GROUP,
+    system: str | None = None,
+) -> tuple[CalibrationProfile, FitReport]:
     """Fit a profile for ``chip`` (catalog name) under ``backend`` from kernel measurement files
     (default: the repo's data/kernels copies). ``system``: the files' name for the chip (their
     ``system`` column; default: the kernel database's name for a catalog chip, e.g. h100_sxm, or
@@ -325,8 +411,11 @@ def fit_profile(kernel_files: list[str | Path] | None, chip: str, backend: str, 
         raise InvalidInputError("backend", f"unknown backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
     hardware = get_hardware(chip)
     if system is None and chip not in CHIP_TO_SYSTEM:
-        raise InvalidInputError("hardware", f"the kernel database names no system for {chip}",
-                                "pass --system, the system name your measurement files use (tuner measure --system)")
+        raise InvalidInputError(
+            "hardware",
+            f"the kernel database names no system for {chip}",
+            "pass --system, the system name your measurement files use (tuner measure --system)",
+        )
     system = system or CHIP_TO_SYSTEM[chip]
     files = [Path(f) for f in (kernel_files or [REPO_KERNELS / name for name in DEFAULT_FILES])]
     tables = [_read_cached(str(f)) for f in files]
@@ -350,9 +439,11 @@ def fit_profile(kernel_files: list[str | Path] | None, chip: str, backend: str, 
         used.append(DataFile(path=_display_path(table.path), rows_used=rows, source=source[:300]))
         del c
     if not reports:
-        raise InvalidInputError(", ".join(t.path for t in tables),
-                                f"no rows for system {system} ({chip}) under {backend}",
-                                "pass measurement files of this chip and engine")
+        raise InvalidInputError(
+            ", ".join(t.path for t in tables),
+            f"no rows for system {system} ({chip}) under {backend}",
+            "pass measurement files of this chip and engine",
+        )
     profile = build_profile(hardware, backend, reports, used, seed, folds)
     return profile, FitReport(chip, backend, reports, time.perf_counter() - started)
 
@@ -374,8 +465,9 @@ def _display_path(path: str) -> str:
         return str(path)
 
 
-def build_profile(chip: HardwareSpec, backend: str, reports: list[GroupReport], used: list[DataFile],
-                  seed: int, folds: int) -> CalibrationProfile:
+def build_profile(
+    chip: HardwareSpec, backend: str, reports: list[GroupReport], used: list[DataFile], seed: int, folds: int
+) -> CalibrationProfile:
     gemm, prefill, decode = {}, {}, {}
     collectives: dict[str, dict[str, dict[int, CollectiveParams]]] = {}
     for r in reports:
@@ -392,23 +484,46 @@ def build_profile(chip: HardwareSpec, backend: str, reports: list[GroupReport], 
     # efficiency (a pure streaming kernel on the same chip) and the median GEMM launch cost.
     stream = [p.memory_eff for p in decode.values()]
     launches = [p.launch_s for p in gemm.values()]
-    elementwise = ElementwiseParams(memory_eff=float(np.median(stream)) if stream else 1.0,
-                                    launch_s=float(np.median(launches)) if launches else 0.0)
-    cv = {r.name: HeldOutError(rows=r.rows, median=r.cv_median, p90=r.cv_p90,
-                               roofline_median=r.roofline_median, roofline_p90=r.roofline_p90,
-                               warnings=r.warnings) for r in reports}
+    elementwise = ElementwiseParams(
+        memory_eff=float(np.median(stream)) if stream else 1.0, launch_s=float(np.median(launches)) if launches else 0.0
+    )
+    cv = {
+        r.name: HeldOutError(
+            rows=r.rows,
+            median=r.cv_median,
+            p90=r.cv_p90,
+            roofline_median=r.roofline_median,
+            roofline_p90=r.roofline_p90,
+            warnings=r.warnings,
+        )
+        for r in reports
+    }
     provenance = Provenance(
-        data_files=used, fit_date=_dt.date.today().isoformat(), tool_version=_tool_version(),
-        seed=seed, folds=folds,
-        notes=["log-latency residuals, scipy least_squares soft_l1 (f_scale 0.05), bounds per "
-               "parameter (cost_models/efficiency.py FIT)",
-               f"held-out error: {folds}-fold CV grouped by weight shape (GEMM), attention shape "
-               "(heads, kv heads, head dim) or message size (collectives)",
-               "elementwise is a prior: decode-attention memory_eff and median GEMM launch_s",
-               "per_layer_overhead_s and per_step_overhead_s: 0, to be fitted from end-to-end runs"])
-    return CalibrationProfile(chip=chip.name, backend=backend, gemm=gemm, prefill_attention=prefill,
-                              decode_attention=decode, elementwise=elementwise, collectives=collectives,
-                              provenance=provenance, cv_error=cv)
+        data_files=used,
+        fit_date=_dt.date.today().isoformat(),
+        tool_version=_tool_version(),
+        seed=seed,
+        folds=folds,
+        notes=[
+            "log-latency residuals, scipy least_squares soft_l1 (f_scale 0.05), bounds per "
+            "parameter (cost_models/efficiency.py FIT)",
+            f"held-out error: {folds}-fold CV grouped by weight shape (GEMM), attention shape "
+            "(heads, kv heads, head dim) or message size (collectives)",
+            "elementwise is a prior: decode-attention memory_eff and median GEMM launch_s",
+            "per_layer_overhead_s and per_step_overhead_s: 0, to be fitted from end-to-end runs",
+        ],
+    )
+    return CalibrationProfile(
+        chip=chip.name,
+        backend=backend,
+        gemm=gemm,
+        prefill_attention=prefill,
+        decode_attention=decode,
+        elementwise=elementwise,
+        collectives=collectives,
+        provenance=provenance,
+        cv_error=cv,
+    )
 
 
 def shipped_pairs(kernel_dir: Path = REPO_KERNELS) -> list[tuple[str, str]]:
@@ -425,10 +540,11 @@ def shipped_pairs(kernel_dir: Path = REPO_KERNELS) -> list[tuple[str, str]]:
 
 
 def write_profile(profile: CalibrationProfile, path: str | Path) -> None:
-    header = (f"# Calibration profile {profile.name}: written by `tuner calibrate` "
-              "(tuner/calibrate.py); parameters are those of cost_models/efficiency.py.\n")
+    header = (
+        f"# Calibration profile {profile.name}: written by `tuner calibrate` "
+        "(tuner/calibrate.py); parameters are those of cost_models/efficiency.py.\n"
+    )
     try:
         Path(path).write_text(header + profile.to_yaml())
     except OSError as error:
-        raise InvalidInputError("output", f"cannot write {path}: {error.strerror}",
-                                "choose a writable path") from None
+        raise InvalidInputError("output", f"cannot write {path}: {error.strerror}", "choose a writable path") from None

@@ -19,10 +19,11 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import yaml
@@ -32,7 +33,12 @@ from cost_models.deployment import estimate
 from cost_models.deployments import Deployment, Deployments
 from cost_models.dtypes import dtype_name, parse_dtype
 from cost_models.efficiency import (
-    GEMM_FORMATS, DecodeAttentionParams, ElementwiseParams, FitSpec, GemmParams, PrefillAttentionParams,
+    GEMM_FORMATS,
+    DecodeAttentionParams,
+    ElementwiseParams,
+    FitSpec,
+    GemmParams,
+    PrefillAttentionParams,
 )
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
@@ -80,8 +86,9 @@ def _number(row: dict[str, str], column: str, where: str, *, integer: bool = Tru
     except ValueError:
         raise InvalidInputError(where, f"{column} {text!r} is not a number", f"write a number in {column}") from None
     if not math.isfinite(value) or value <= 0 or (integer and value != int(value)):
-        raise InvalidInputError(where, f"{column} {text!r} must be a positive {'whole ' if integer else ''}number",
-                                f"fix {column}")
+        raise InvalidInputError(
+            where, f"{column} {text!r} must be a positive {'whole ' if integer else ''}number", f"fix {column}"
+        )
     return value
 
 
@@ -90,16 +97,22 @@ def read_points(path: str | Path, group: str | None = None) -> list[Point]:
     serving benchmark's result JSON. Every bad row is a one-line error naming file, row and fix."""
     path = Path(path)
     if path.suffix == ".json":
-        raise InvalidInputError(str(path), "a serving benchmark result needs its deployment",
-                                "use read_benchmark_json (tuner calibrate --bench-json with --model ...)")
+        raise InvalidInputError(
+            str(path),
+            "a serving benchmark result needs its deployment",
+            "use read_benchmark_json (tuner calibrate --bench-json with --model ...)",
+        )
     rows = _read_rows(path)
     if not rows:
         raise InvalidInputError(str(path), "holds no points", "add one row per measured deployment")
     missing = [c for c in REQUIRED if c not in rows[0]]
     if missing or not any(c in rows[0] for c in MEASURED):
         need = missing or [" or ".join(MEASURED)]
-        raise InvalidInputError(str(path), f"missing column {need[0]}", f"add the columns {', '.join(REQUIRED)} "
-                                f"and at least one of {', '.join(MEASURED)}")
+        raise InvalidInputError(
+            str(path),
+            f"missing column {need[0]}",
+            f"add the columns {', '.join(REQUIRED)} and at least one of {', '.join(MEASURED)}",
+        )
     points = []
     for number, row in enumerate(rows, start=1):
         where = f"{path.name} row {number}"
@@ -107,8 +120,12 @@ def read_points(path: str | Path, group: str | None = None) -> list[Point]:
             model = get_model(row["model"].strip())
             overrides = {c: int(v) for c in MODEL_OVERRIDES if (v := _number(row, c, where)) is not None}
             if overrides:
-                model = model.model_copy(update={"name": f"{model.name} ({', '.join(f'{k}={v}' for k, v in overrides.items())})",
-                                                 **overrides})
+                model = model.model_copy(
+                    update={
+                        "name": f"{model.name} ({', '.join(f'{k}={v}' for k, v in overrides.items())})",
+                        **overrides,
+                    }
+                )
             hardware = get_hardware(row["hardware"].strip())
             chips = int(_number(row, "chips", where) or 0)
             mesh = parse_mesh(row["mesh"]) if (row.get("mesh") or "").strip() else (1, 1, chips)
@@ -117,7 +134,10 @@ def read_points(path: str | Path, group: str | None = None) -> list[Point]:
             bits = (row.get("weight_bits") or "16").strip()
             kv_bits = (row.get("kv_bits") or "16").strip()
             deployment = Deployment(
-                model=model, hardware=hardware, mesh=mesh, batch=int(_number(row, "batch", where) or 0),
+                model=model,
+                hardware=hardware,
+                mesh=mesh,
+                batch=int(_number(row, "batch", where) or 0),
                 prompt_len=int(_number(row, "prompt_len", where) or 0),
                 gen_len=int(_number(row, "gen_len", where) or 0),
                 **{c: row[c].strip() for c in CHOICES if (row.get(c) or "").strip()},
@@ -150,10 +170,17 @@ def read_benchmark_json(path: str | Path, *, model: str, hardware: str, chips: i
         raise InvalidInputError(str(path), f"missing key {missing[0]}", "pass the JSON a serving benchmark wrote")
     completed = max(int(data["completed"]), 1)
     concurrency = int(data.get("max_concurrency") or 1)
-    deployment = Deployment(model=get_model(model), hardware=get_hardware(hardware), mesh=(1, 1, chips),
-                            batch=concurrency, prompt_len=max(int(data["total_input_tokens"]) // completed, 1),
-                            gen_len=max(int(data["total_output_tokens"]) // completed, 1),
-                            prefill_ffn_layout="ws_1d", decode_ffn_layout="ws_1d", flash_attention=True)
+    deployment = Deployment(
+        model=get_model(model),
+        hardware=get_hardware(hardware),
+        mesh=(1, 1, chips),
+        batch=concurrency,
+        prompt_len=max(int(data["total_input_tokens"]) // completed, 1),
+        gen_len=max(int(data["total_output_tokens"]) // completed, 1),
+        prefill_ffn_layout="ws_1d",
+        decode_ffn_layout="ws_1d",
+        flash_attention=True,
+    )
     return Point(deployment, float(data["mean_ttft_ms"]) / 1e3, float(data["mean_tpot_ms"]) / 1e3, path.stem)
 
 
@@ -167,17 +194,23 @@ def _set_gemm(profile: CalibrationProfile, **changes: float) -> dict:
 def _set_memory(profile: CalibrationProfile, value: float) -> dict:
     return {
         **_set_gemm(profile, memory_eff=value),
-        "decode_attention": {k: p.model_copy(update={"memory_eff": value}) for k, p in profile.decode_attention.items()},
-        "prefill_attention": {k: p.model_copy(update={"memory_eff": value})
-                              for k, p in profile.prefill_attention.items()},
+        "decode_attention": {
+            k: p.model_copy(update={"memory_eff": value}) for k, p in profile.decode_attention.items()
+        },
+        "prefill_attention": {
+            k: p.model_copy(update={"memory_eff": value}) for k, p in profile.prefill_attention.items()
+        },
         "elementwise": profile.elementwise.model_copy(update={"memory_eff": value}),
     }
 
 
 def _set_compute(profile: CalibrationProfile, value: float) -> dict:
-    return {**_set_gemm(profile, compute_eff=value),
-            "prefill_attention": {k: p.model_copy(update={"compute_eff": value})
-                                  for k, p in profile.prefill_attention.items()}}
+    return {
+        **_set_gemm(profile, compute_eff=value),
+        "prefill_attention": {
+            k: p.model_copy(update={"compute_eff": value}) for k, p in profile.prefill_attention.items()
+        },
+    }
 
 
 #: name -> (bounds, how it changes a profile). Overheads are per layer and per forward step.
@@ -198,7 +231,8 @@ def roofline_profile(chip: str, backend: str) -> CalibrationProfile:
     """A profile that is the pure roofline (every efficiency 1, no fixed cost): the base of an
     end-to-end fit on a chip without kernel measurements."""
     return CalibrationProfile(
-        chip=chip, backend=backend,
+        chip=chip,
+        backend=backend,
         gemm={fmt: GemmParams() for fmt in GEMM_FORMATS},
         prefill_attention={"bfloat16/bfloat16": PrefillAttentionParams(), "bfloat16/fp8": PrefillAttentionParams()},
         decode_attention={"bfloat16": DecodeAttentionParams(), "fp8": DecodeAttentionParams()},
@@ -236,20 +270,26 @@ def _observations(points: list[Point]) -> tuple[Deployments, np.ndarray, np.ndar
     by_chip = {p.deployment.hardware.name for p in points}
     if len(by_chip) > 1:
         raise InvalidInputError("points", f"mix chips ({', '.join(sorted(by_chip))})", "fit one chip at a time")
-    return (Deployments.from_rows([p.deployment for p in points]), np.array(index), np.array(kind),
-            np.array(seconds, dtype=np.float64))
+    return (
+        Deployments.from_rows([p.deployment for p in points]),
+        np.array(index),
+        np.array(kind),
+        np.array(seconds, dtype=np.float64),
+    )
 
 
-def predict(profile: CalibrationProfile | None, deployments: Deployments, index: np.ndarray,
-            kind: np.ndarray) -> np.ndarray:
+def predict(
+    profile: CalibrationProfile | None, deployments: Deployments, index: np.ndarray, kind: np.ndarray
+) -> np.ndarray:
     """Predicted seconds of each observation under ``profile`` (None: the pure roofline)."""
     result = estimate(deployments, calibration=profile)
     both = np.stack([result.prefill.latency_s, result.decode_step_latency_s])
     return both[kind, index]
 
 
-def fit_end_to_end(points: list[Point], base: CalibrationProfile, parameters: tuple[str, ...],
-                   train_groups: list[str] | None = None) -> E2EReport:
+def fit_end_to_end(
+    points: list[Point], base: CalibrationProfile, parameters: tuple[str, ...], train_groups: list[str] | None = None
+) -> E2EReport:
     """Fit ``parameters`` of ``base`` on the points of ``train_groups`` (default: all), and report
     the error on every group left out; with no group left out, leave-one-group-out
     cross-validation gives the held-out error."""
@@ -259,8 +299,11 @@ def fit_end_to_end(points: list[Point], base: CalibrationProfile, parameters: tu
     if unknown:
         raise InvalidInputError("fit", f"unknown parameter {unknown[0]!r}", f"use {', '.join(E2E_PARAMETERS)}")
     if len(seconds) < len(parameters) + 1:
-        raise InvalidInputError("points", f"{len(seconds)} measurements cannot fit {len(parameters)} parameters",
-                                "measure more deployments, or fit fewer parameters (--fit)")
+        raise InvalidInputError(
+            "points",
+            f"{len(seconds)} measurements cannot fit {len(parameters)} parameters",
+            "measure more deployments, or fit fewer parameters (--fit)",
+        )
     specs = {name: E2E_PARAMETERS[name][0] for name in parameters}
 
     def model(values: dict[str, float], rows: np.ndarray) -> np.ndarray:
@@ -269,7 +312,9 @@ def fit_end_to_end(points: list[Point], base: CalibrationProfile, parameters: tu
     train = sorted(set(groups)) if train_groups is None else list(train_groups)
     missing = [g for g in train if g not in set(groups)]
     if missing:
-        raise InvalidInputError("train", f"no points in group {missing[0]!r}", f"use groups of {', '.join(sorted(set(groups)))}")
+        raise InvalidInputError(
+            "train", f"no points in group {missing[0]!r}", f"use groups of {', '.join(sorted(set(groups)))}"
+        )
     train_rows = np.flatnonzero(np.isin(groups, train))
     result = fit(specs, model, seconds, train_rows)
     profile = apply(base, result.values)
@@ -281,8 +326,9 @@ def fit_end_to_end(points: list[Point], base: CalibrationProfile, parameters: tu
         if group in train:
             if len(train) < 2:
                 continue  # nothing left to refit without it
-            refit = fit(specs, model, seconds, np.flatnonzero(np.isin(groups, train) & (groups != group)),
-                        diagnose=False)
+            refit = fit(
+                specs, model, seconds, np.flatnonzero(np.isin(groups, train) & (groups != group)), diagnose=False
+            )
             predicted = model(refit.values, rows)
             how = "cross-validated (fit without this group)"
         else:
@@ -290,9 +336,14 @@ def fit_end_to_end(points: list[Point], base: CalibrationProfile, parameters: tu
             how = "held out"
         errors = abs_rel_errors(predicted, seconds[rows])
         base_errors = abs_rel_errors(before[rows], seconds[rows])
-        held_out[group] = {"rows": int(len(rows)), "median": float(np.median(errors)),
-                           "p90": float(np.percentile(errors, 90)), "before_median": float(np.median(base_errors)),
-                           "before_p90": float(np.percentile(base_errors, 90)), "how": how}  # type: ignore[dict-item]
+        held_out[group] = {
+            "rows": int(len(rows)),
+            "median": float(np.median(errors)),
+            "p90": float(np.percentile(errors, 90)),
+            "before_median": float(np.median(base_errors)),
+            "before_p90": float(np.percentile(base_errors, 90)),
+            "how": how,
+        }  # type: ignore[dict-item]
     return E2EReport(profile, result.values, result.warnings, train, held_out)
 
 
@@ -300,22 +351,43 @@ def stamp(report: E2EReport, files: list[Path], tool_version: str) -> Calibratio
     """The fitted profile with where it came from and its held-out error per group."""
     errors = dict(report.profile.cv_error)
     for group, e in report.held_out.items():
-        errors[f"end_to_end/{group}"] = HeldOutError(rows=int(e["rows"]), median=e["median"], p90=e["p90"],
-                                                     roofline_median=e["before_median"],
-                                                     roofline_p90=e["before_p90"], warnings=[str(e["how"])])
+        errors[f"end_to_end/{group}"] = HeldOutError(
+            rows=int(e["rows"]),
+            median=e["median"],
+            p90=e["p90"],
+            roofline_median=e["before_median"],
+            roofline_p90=e["before_p90"],
+            warnings=[str(e["how"])],
+        )
     used = []
     for f in files:
         lines = f.read_text(encoding="utf-8").splitlines()
         header = " ".join(line.lstrip("# ").strip() for line in lines if line.startswith("#"))[:300]
-        used.append(DataFile(path=str(f), rows_used=sum(1 for line in lines if line and not line.startswith("#")) - 1,
-                             source=header))
-    provenance = Provenance(data_files=used, fit_date=str(date.today()), tool_version=tool_version, seed=0,
-                            folds=len(report.held_out),
-                            notes=[f"end-to-end fit of {', '.join(report.values)} on groups "
-                                   f"{', '.join(report.train_groups)}; other groups held out", *report.warnings])
+        used.append(
+            DataFile(
+                path=str(f), rows_used=sum(1 for line in lines if line and not line.startswith("#")) - 1, source=header
+            )
+        )
+    provenance = Provenance(
+        data_files=used,
+        fit_date=str(date.today()),
+        tool_version=tool_version,
+        seed=0,
+        folds=len(report.held_out),
+        notes=[
+            f"end-to-end fit of {', '.join(report.values)} on groups "
+            f"{', '.join(report.train_groups)}; other groups held out",
+            *report.warnings,
+        ],
+    )
     return report.profile.model_copy(update={"cv_error": errors, "provenance": provenance})
 
 
 def report_dict(report: E2EReport) -> dict[str, Any]:
-    return {"profile": report.profile.name, "fitted": report.values, "train_groups": report.train_groups,
-            "held_out": report.held_out, "warnings": report.warnings}
+    return {
+        "profile": report.profile.name,
+        "fitted": report.values,
+        "train_groups": report.train_groups,
+        "held_out": report.held_out,
+        "warnings": report.warnings,
+    }

@@ -20,11 +20,11 @@ from cost_models.conventions import CONVENTIONS
 from cost_models.deployment import OVERLAPS, estimate_one
 from cost_models.deployments import PHASE_NAMES
 from cost_models.dtypes import BITS_CHOICES
-from cost_models.metrics import METRICS
-from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import hardware_catalog
+from cost_models.metrics import METRICS
 from cost_models.models import model_catalog
+from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
 from search_spaces.spec import SAMPLERS
 from tuner import tables
 from tuner.export import FORMATS
@@ -44,8 +44,9 @@ def models_command(as_json: bool) -> None:
     """List the model catalog."""
     specs = list(model_catalog().values())
     if as_json:
-        _print_json([{**spec.model_dump(), "params": spec.params,
-                      "attention_type": spec.attention_type} for spec in specs])
+        _print_json(
+            [{**spec.model_dump(), "params": spec.params, "attention_type": spec.attention_type} for spec in specs]
+        )
     else:
         tables.print_models(specs)
 
@@ -66,8 +67,12 @@ def hardware_command(as_json: bool) -> None:
 def metrics_command(as_json: bool) -> None:
     """List every metric a study may optimize: unit, better direction, meaning."""
     if as_json:
-        _print_json([{"name": m.name, "unit": m.unit, "direction": m.direction, "description": m.description}
-                     for m in METRICS.values()])
+        _print_json(
+            [
+                {"name": m.name, "unit": m.unit, "direction": m.direction, "description": m.description}
+                for m in METRICS.values()
+            ]
+        )
     else:
         tables.print_metrics(METRICS.values())
 
@@ -76,45 +81,96 @@ BITS = click.Choice(list(BITS_CHOICES))
 
 
 CALIBRATION_OPTION = click.option(
-    "--calibration", default=AUTO_CALIBRATION, show_default=True,
+    "--calibration",
+    default=AUTO_CALIBRATION,
+    show_default=True,
     help="Calibration profile: auto (the chip's shipped profile for --backend), none (the papers' pure "
-         "roofline, a lower bound), a shipped profile name (tuner calibrate --list) or a profile file.")
+    "roofline, a lower bound), a shipped profile name (tuner calibrate --list) or a profile file.",
+)
 BACKEND_OPTION = click.option(
-    "--backend", type=click.Choice(list(BACKENDS)), default=None,
-    help="Serving engine whose measured kernels the profile holds [default: the one measured best for the chip].")
+    "--backend",
+    type=click.Choice(list(BACKENDS)),
+    default=None,
+    help="Serving engine whose measured kernels the profile holds [default: the one measured best for the chip].",
+)
+
 
 @cli.command("analyze")
 @click.option("--model", required=True, help="Catalog name (tuner models) or path of a config.json.")
 @click.option("--hardware", required=True, help="Catalog name (tuner hardware).")
 @click.option("--phase", type=click.Choice(list(PHASE_NAMES)), required=True)
 @click.option("--batch", type=int, required=True, help="Sequences processed together.")
-@click.option("--seq-len", type=int, required=True,
-              help="Prefill: prompt tokens. Decode: KV-cache entries the new token attends to.")
+@click.option(
+    "--seq-len",
+    type=int,
+    required=True,
+    help="Prefill: prompt tokens. Decode: KV-cache entries the new token attends to.",
+)
 @click.option("--weight-bits", type=BITS, default="16", show_default=True)
 @click.option("--act-bits", type=BITS, default="16", show_default=True)
 @click.option("--kv-bits", type=BITS, default="16", show_default=True)
-@click.option("--kv-heads", type=int, default=None,
-              help="Override the model's KV heads (MHA/GQA/MQA what-if).")
-@click.option("--flash-attention/--no-flash-attention", default=False, show_default=True,
-              help="One fused attention operator; the score matrix never reaches memory.")
-@click.option("--causal/--no-causal", default=None,
-              help="Count only the unmasked triangle in prefill [default: on with flash attention].")
-@click.option("--convention", type=click.Choice(list(CONVENTIONS)), default="default",
-              show_default=True, help="Counting convention (docs/validation.md).")
+@click.option("--kv-heads", type=int, default=None, help="Override the model's KV heads (MHA/GQA/MQA what-if).")
+@click.option(
+    "--flash-attention/--no-flash-attention",
+    default=False,
+    show_default=True,
+    help="One fused attention operator; the score matrix never reaches memory.",
+)
+@click.option(
+    "--causal/--no-causal",
+    default=None,
+    help="Count only the unmasked triangle in prefill [default: on with flash attention].",
+)
+@click.option(
+    "--convention",
+    type=click.Choice(list(CONVENTIONS)),
+    default="default",
+    show_default=True,
+    help="Counting convention (docs/validation.md).",
+)
 @CALIBRATION_OPTION
 @BACKEND_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-@click.option("--plot", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write a roofline chart (PNG) with one point per operator.")
-def analyze_command(model: str, hardware: str, phase: str, batch: int, seq_len: int,
-                    weight_bits: str, act_bits: str, kv_bits: str, kv_heads: int | None,
-                    flash_attention: bool, causal: bool | None, convention: str, calibration: str,
-                    backend: str | None, as_json: bool, plot: str | None) -> None:
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write a roofline chart (PNG) with one point per operator.",
+)
+def analyze_command(
+    model: str,
+    hardware: str,
+    phase: str,
+    batch: int,
+    seq_len: int,
+    weight_bits: str,
+    act_bits: str,
+    kv_bits: str,
+    kv_heads: int | None,
+    flash_attention: bool,
+    causal: bool | None,
+    convention: str,
+    calibration: str,
+    backend: str | None,
+    as_json: bool,
+    plot: str | None,
+) -> None:
     """Per-operator FLOPs, bytes, arithmetic intensity and roofline time of one model on one chip."""
     report = analyze_one(
-        model, hardware, phase=phase, batch=batch, seq_len=seq_len, weight_bits=weight_bits,
-        act_bits=act_bits, kv_bits=kv_bits, flash_attention=flash_attention, causal=causal,
-        kv_heads=kv_heads, convention=convention, calibration=calibration, backend=backend,
+        model,
+        hardware,
+        phase=phase,
+        batch=batch,
+        seq_len=seq_len,
+        weight_bits=weight_bits,
+        act_bits=act_bits,
+        kv_bits=kv_bits,
+        flash_attention=flash_attention,
+        causal=causal,
+        kv_heads=kv_heads,
+        convention=convention,
+        calibration=calibration,
+        backend=backend,
     )
     if plot:
         from tuner.roofline_plot import write_roofline_plot
@@ -131,10 +187,13 @@ def analyze_command(model: str, hardware: str, phase: str, batch: int, seq_len: 
 LAYOUT = click.Choice(list(FFN_LAYOUTS))
 SHARDING = click.Choice(list(ATTENTION_SHARDINGS))
 SPEC_CALIBRATION_OPTION = click.option(
-    "--calibration", default=None,
-    help="Override the spec's calibration (auto, none, a profile name or file); part of the study's problem.")
-SPEC_BACKEND_OPTION = click.option("--backend", type=click.Choice(list(BACKENDS)), default=None,
-                                   help="Override the spec's backend.")
+    "--calibration",
+    default=None,
+    help="Override the spec's calibration (auto, none, a profile name or file); part of the study's problem.",
+)
+SPEC_BACKEND_OPTION = click.option(
+    "--backend", type=click.Choice(list(BACKENDS)), default=None, help="Override the spec's backend."
+)
 
 
 @cli.command("estimate")
@@ -146,12 +205,18 @@ SPEC_BACKEND_OPTION = click.option("--backend", type=click.Choice(list(BACKENDS)
 @click.option("--batch", type=int, required=True, help="Sequences served together.")
 @click.option("--prompt-len", type=int, required=True, help="Prompt tokens per sequence.")
 @click.option("--gen-len", type=int, required=True, help="Generated tokens per sequence.")
-@click.option("--ffn-layout", type=LAYOUT, default="ws_2d", show_default=True,
-              help="FFN layout of both phases (Pope et al. 3.2).")
+@click.option(
+    "--ffn-layout", type=LAYOUT, default="ws_2d", show_default=True, help="FFN layout of both phases (Pope et al. 3.2)."
+)
 @click.option("--prefill-ffn-layout", type=LAYOUT, default=None, help="Override for prefill.")
 @click.option("--decode-ffn-layout", type=LAYOUT, default=None, help="Override for decode.")
-@click.option("--attn-sharding", type=SHARDING, default="head", show_default=True,
-              help="Attention split by heads or by batch (Pope et al. 3.3).")
+@click.option(
+    "--attn-sharding",
+    type=SHARDING,
+    default="head",
+    show_default=True,
+    help="Attention split by heads or by batch (Pope et al. 3.3).",
+)
 @click.option("--prefill-attn-sharding", type=SHARDING, default=None, help="Override for prefill.")
 @click.option("--decode-attn-sharding", type=SHARDING, default=None, help="Override for decode.")
 @click.option("--weight-bits", type=BITS, default="16", show_default=True)
@@ -159,31 +224,77 @@ SPEC_BACKEND_OPTION = click.option("--backend", type=click.Choice(list(BACKENDS)
 @click.option("--kv-bits", type=BITS, default="16", show_default=True)
 @click.option("--kv-heads", type=int, default=None, help="Override the model's KV heads (what-if).")
 @click.option("--flash-attention/--no-flash-attention", default=False, show_default=True)
-@click.option("--overlap", type=click.Choice(list(OVERLAPS)), default="overlapped",
-              show_default=True, help="Collectives hidden behind compute, or added to it.")
-@click.option("--kv-memory-fraction", type=float, default=None,
-              help="Share of HBM reserved for the KV cache when computing max_context_tokens "
-                   "[default: all memory left after weights and activations].")
+@click.option(
+    "--overlap",
+    type=click.Choice(list(OVERLAPS)),
+    default="overlapped",
+    show_default=True,
+    help="Collectives hidden behind compute, or added to it.",
+)
+@click.option(
+    "--kv-memory-fraction",
+    type=float,
+    default=None,
+    help="Share of HBM reserved for the KV cache when computing max_context_tokens "
+    "[default: all memory left after weights and activations].",
+)
 @click.option("--require-fit", is_flag=True, help="Exit 2 if the deployment does not fit in memory.")
 @CALIBRATION_OPTION
 @BACKEND_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def estimate_command(model: str, hardware: str, chips: int, mesh: str | None, phase: str, batch: int,
-                     prompt_len: int, gen_len: int, ffn_layout: str, prefill_ffn_layout: str | None,
-                     decode_ffn_layout: str | None, attn_sharding: str,
-                     prefill_attn_sharding: str | None, decode_attn_sharding: str | None,
-                     weight_bits: str, act_bits: str, kv_bits: str, kv_heads: int | None,
-                     flash_attention: bool, overlap: str, kv_memory_fraction: float | None,
-                     require_fit: bool, calibration: str, backend: str | None, as_json: bool) -> None:
+def estimate_command(
+    model: str,
+    hardware: str,
+    chips: int,
+    mesh: str | None,
+    phase: str,
+    batch: int,
+    prompt_len: int,
+    gen_len: int,
+    ffn_layout: str,
+    prefill_ffn_layout: str | None,
+    decode_ffn_layout: str | None,
+    attn_sharding: str,
+    prefill_attn_sharding: str | None,
+    decode_attn_sharding: str | None,
+    weight_bits: str,
+    act_bits: str,
+    kv_bits: str,
+    kv_heads: int | None,
+    flash_attention: bool,
+    overlap: str,
+    kv_memory_fraction: float | None,
+    require_fit: bool,
+    calibration: str,
+    backend: str | None,
+    as_json: bool,
+) -> None:
     """Latency, MFU, cost and memory per chip of one multi-chip deployment (Pope et al. 2022)."""
     report = estimate_one(
-        model, hardware, chips=chips, mesh=mesh, phase=phase, batch=batch, prompt_len=prompt_len,
-        gen_len=gen_len, ffn_layout=ffn_layout, prefill_ffn_layout=prefill_ffn_layout,
-        decode_ffn_layout=decode_ffn_layout, attn_sharding=attn_sharding,
-        prefill_attn_sharding=prefill_attn_sharding, decode_attn_sharding=decode_attn_sharding,
-        weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits, kv_heads=kv_heads,
-        flash_attention=flash_attention, overlap=overlap, kv_memory_fraction=kv_memory_fraction,
-        require_fit=require_fit, calibration=calibration, backend=backend,
+        model,
+        hardware,
+        chips=chips,
+        mesh=mesh,
+        phase=phase,
+        batch=batch,
+        prompt_len=prompt_len,
+        gen_len=gen_len,
+        ffn_layout=ffn_layout,
+        prefill_ffn_layout=prefill_ffn_layout,
+        decode_ffn_layout=decode_ffn_layout,
+        attn_sharding=attn_sharding,
+        prefill_attn_sharding=prefill_attn_sharding,
+        decode_attn_sharding=decode_attn_sharding,
+        weight_bits=weight_bits,
+        act_bits=act_bits,
+        kv_bits=kv_bits,
+        kv_heads=kv_heads,
+        flash_attention=flash_attention,
+        overlap=overlap,
+        kv_memory_fraction=kv_memory_fraction,
+        require_fit=require_fit,
+        calibration=calibration,
+        backend=backend,
     )
     if as_json:
         _print_json(report)
@@ -196,15 +307,22 @@ def estimate_command(model: str, hardware: str, chips: int, mesh: str | None, ph
 @click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/<name>.db].")
 @click.option("--trials", type=int, default=None, help="Trials the study should hold [default: the spec's].")
 @click.option("--timeout", type=float, default=None, help="Stop after this many seconds.")
-@click.option("--sampler", type=click.Choice(list(SAMPLERS)), default=None,
-              help="Override the spec's sampler.")
+@click.option("--sampler", type=click.Choice(list(SAMPLERS)), default=None, help="Override the spec's sampler.")
 @click.option("--seed", type=int, default=None, help="Override the spec's seed.")
 @SPEC_CALIBRATION_OPTION
 @SPEC_BACKEND_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the result and front as JSON.")
-def search_command(spec_path: str, storage: str | None, trials: int | None, timeout: float | None,
-                   sampler: str | None, seed: int | None, calibration: str | None, backend: str | None,
-                   as_json: bool) -> None:
+def search_command(
+    spec_path: str,
+    storage: str | None,
+    trials: int | None,
+    timeout: float | None,
+    sampler: str | None,
+    seed: int | None,
+    calibration: str | None,
+    backend: str | None,
+    as_json: bool,
+) -> None:
     """Search a study's design space with Optuna; running it again resumes the study."""
     from search_spaces.spec import load_spec, with_calibration
     from tuner.pareto import study_front
@@ -214,38 +332,55 @@ def search_command(spec_path: str, storage: str | None, trials: int | None, time
     spec = with_calibration(load_spec(spec_path), calibration, backend)
     with storage_errors(storage or default_storage_url(spec.name)):
         with tables.progress(disable=as_json) as update:
-            result = run_search(spec, storage, trials=trials, timeout_s=timeout, sampler=sampler,
-                                seed=seed, on_progress=update)
+            result = run_search(
+                spec, storage, trials=trials, timeout_s=timeout, sampler=sampler, seed=seed, on_progress=update
+            )
         from tuner.pareto import load_study
 
         front = study_front(load_study(result.study_name, result.storage_url))
     if as_json:
-        _print_json({"study": result.study_name, "storage": result.storage_url,
-                     "trials_before": result.trials_before, "trials_added": result.trials_added,
-                     "interrupted": result.interrupted, "elapsed_s": result.elapsed_s,
-                     "calibration": result.calibration, "front": tables.front_rows(front)})
+        _print_json(
+            {
+                "study": result.study_name,
+                "storage": result.storage_url,
+                "trials_before": result.trials_before,
+                "trials_added": result.trials_added,
+                "interrupted": result.interrupted,
+                "elapsed_s": result.elapsed_s,
+                "calibration": result.calibration,
+                "front": tables.front_rows(front),
+            }
+        )
     else:
         tables.print_front(front)
         rate = result.trials_added / result.elapsed_s if result.elapsed_s > 0 else 0.0
-        click.echo(f"{result.trials_added} trials added in {result.elapsed_s:.1f} s ({rate:.0f}/s); "
-                   f"study {result.study_name!r} in {result.storage_url} holds "
-                   f"{result.trials_before + result.trials_added}; calibration {result.calibration}")
+        click.echo(
+            f"{result.trials_added} trials added in {result.elapsed_s:.1f} s ({rate:.0f}/s); "
+            f"study {result.study_name!r} in {result.storage_url} holds "
+            f"{result.trials_before + result.trials_added}; calibration {result.calibration}"
+        )
     _stop_if_interrupted(result.interrupted, "run the same command to resume")
 
 
 @cli.command("worker")
 @click.argument("spec_path", metavar="SPEC.yaml", type=click.Path(dir_okay=False))
-@click.option("--storage", required=True,
-              help="SQLAlchemy URL every worker shares, e.g. postgresql://user@host/db.")
-@click.option("--trials", type=int, default=None,
-              help="This worker's share [default: until the study holds the spec's budget].")
-@click.option("--seed", type=int, default=None,
-              help="Sampler seed [default: the spec's seed plus this process id].")
+@click.option("--storage", required=True, help="SQLAlchemy URL every worker shares, e.g. postgresql://user@host/db.")
+@click.option(
+    "--trials", type=int, default=None, help="This worker's share [default: until the study holds the spec's budget]."
+)
+@click.option("--seed", type=int, default=None, help="Sampler seed [default: the spec's seed plus this process id].")
 @SPEC_CALIBRATION_OPTION
 @SPEC_BACKEND_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def worker_command(spec_path: str, storage: str, trials: int | None, seed: int | None,
-                   calibration: str | None, backend: str | None, as_json: bool) -> None:
+def worker_command(
+    spec_path: str,
+    storage: str,
+    trials: int | None,
+    seed: int | None,
+    calibration: str | None,
+    backend: str | None,
+    as_json: bool,
+) -> None:
     """Join a study (or create it) and add trials until this worker's share or the study's
     budget is done. Run any number of workers, on any number of machines, on one database."""
     import os
@@ -256,22 +391,30 @@ def worker_command(spec_path: str, storage: str, trials: int | None, seed: int |
 
     spec = with_calibration(load_spec(spec_path), calibration, backend)
     with storage_errors(storage):
-        result = run_worker(spec, storage, share=trials,
-                            seed=seed if seed is not None else (spec.seed + os.getpid()) % 2**32)
-    summary = {"study": result.study_name, "storage": result.storage_url,
-               "trials_added": result.trials_added, "interrupted": result.interrupted,
-               "elapsed_s": result.elapsed_s}
+        result = run_worker(
+            spec, storage, share=trials, seed=seed if seed is not None else (spec.seed + os.getpid()) % 2**32
+        )
+    summary = {
+        "study": result.study_name,
+        "storage": result.storage_url,
+        "trials_added": result.trials_added,
+        "interrupted": result.interrupted,
+        "elapsed_s": result.elapsed_s,
+    }
     if as_json:
         _print_json(summary)
     else:
-        click.echo(f"worker added {result.trials_added} trials to {result.study_name!r} "
-                   f"in {result.elapsed_s:.1f} s")
+        click.echo(f"worker added {result.trials_added} trials to {result.study_name!r} in {result.elapsed_s:.1f} s")
     _stop_if_interrupted(result.interrupted, "start the worker again to go on")
 
 
 @cli.command("studies")
-@click.option("--storage", default="sqlite:///studies/*.db", show_default=True,
-              help="SQLAlchemy URL; the default lists every SQLite study under studies/.")
+@click.option(
+    "--storage",
+    default="sqlite:///studies/*.db",
+    show_default=True,
+    help="SQLAlchemy URL; the default lists every SQLite study under studies/.",
+)
 @click.option("--json", "as_json", is_flag=True)
 def studies_command(storage: str, as_json: bool) -> None:
     """List studies with their trial counts and front sizes."""
@@ -291,10 +434,13 @@ def studies_command(storage: str, as_json: bool) -> None:
 @click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/STUDY.db].")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--csv", "as_csv", is_flag=True)
-@click.option("--plot", type=click.Path(dir_okay=False), default=None,
-              help="Write a PNG of the first two objectives with the front marked.")
-def pareto_command(study_name: str, storage: str | None, as_json: bool, as_csv: bool,
-                   plot: str | None) -> None:
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write a PNG of the first two objectives with the front marked.",
+)
+def pareto_command(study_name: str, storage: str | None, as_json: bool, as_csv: bool, plot: str | None) -> None:
     """Print a study's Pareto front (feasible trials only)."""
     from tuner.pareto import load_study, study_front
     from tuner.storage import default_storage_url, storage_errors
@@ -334,14 +480,15 @@ def show_command(study_name: str, trial_number: int, storage: str | None) -> Non
 @cli.command("export")
 @click.argument("study_name", metavar="STUDY")
 @click.option("--trial", "trial_number", type=int, required=True, help="Trial number (tuner pareto).")
-@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="json",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="json", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to FILE.")
 @click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/STUDY.db].")
-@click.option("--allow-infeasible", is_flag=True,
-              help="Export a trial that violates a constraint (marked feasible: false).")
-def export_command(study_name: str, trial_number: int, fmt: str, output: str | None,
-                   storage: str | None, allow_infeasible: bool) -> None:
+@click.option(
+    "--allow-infeasible", is_flag=True, help="Export a trial that violates a constraint (marked feasible: false)."
+)
+def export_command(
+    study_name: str, trial_number: int, fmt: str, output: str | None, storage: str | None, allow_infeasible: bool
+) -> None:
     """Turn a trial into a deployment spec (json/yaml) or a stack's settings (jax, vllm)."""
     from tuner.export import export
     from tuner.pareto import load_study
@@ -355,8 +502,9 @@ def export_command(study_name: str, trial_number: int, fmt: str, output: str | N
             with open(output, "w", encoding="utf-8") as handle:
                 handle.write(text if text.endswith("\n") else text + "\n")
         except OSError as error:
-            raise InvalidInputError("output", f"cannot write {output}: {error.strerror}",
-                                    "pass a writable path") from None
+            raise InvalidInputError(
+                "output", f"cannot write {output}: {error.strerror}", "pass a writable path"
+            ) from None
         click.echo(f"wrote {output}")
     else:
         click.echo(text)
@@ -371,41 +519,90 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str) -> None:
 
 @cli.command("calibrate")
 @click.option("--hardware", default=None, help="Catalog chip to calibrate (tuner hardware).")
-@click.option("--backend", type=click.Choice(list(BACKENDS)), default=None,
-              help="Serving engine whose kernels the measurements time.")
-@click.option("--points", multiple=True, type=click.Path(dir_okay=False),
-              help="End-to-end measurements (CSV or YAML: deployment + measured_prefill_latency_s and/or "
-                   "measured_decode_step_latency_s; see data/e2e); repeatable. Fits the profile's "
-                   "end-to-end terms on top of --base.")
-@click.option("--bench-json", multiple=True, type=click.Path(dir_okay=False),
-              help="Result JSON of vllm bench serve / SGLang bench_serving (needs --model and --chips); repeatable.")
-@click.option("--system", default=None,
-              help="The system name the --kernels files use for this chip [default: the kernel database's].")
+@click.option(
+    "--backend",
+    type=click.Choice(list(BACKENDS)),
+    default=None,
+    help="Serving engine whose kernels the measurements time.",
+)
+@click.option(
+    "--points",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="End-to-end measurements (CSV or YAML: deployment + measured_prefill_latency_s and/or "
+    "measured_decode_step_latency_s; see data/e2e); repeatable. Fits the profile's "
+    "end-to-end terms on top of --base.",
+)
+@click.option(
+    "--bench-json",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Result JSON of vllm bench serve / SGLang bench_serving (needs --model and --chips); repeatable.",
+)
+@click.option(
+    "--system",
+    default=None,
+    help="The system name the --kernels files use for this chip [default: the kernel database's].",
+)
 @click.option("--model", default=None, help="With --bench-json: the model served.")
 @click.option("--chips", type=int, default=None, help="With --bench-json: tensor-parallel GPUs.")
-@click.option("--base", default=None,
-              help="With --points: the profile to start from (a name or file) [default: the chip's shipped "
-                   "kernel profile, or the pure roofline where none was fitted].")
-@click.option("--fit", "fit_names", default=None,
-              help="With --points: comma-separated parameters to fit [default: per-layer and per-step "
-                   "overheads over a kernel profile; every end-to-end parameter over the roofline].")
-@click.option("--train", default=None,
-              help="With --points: comma-separated groups to fit on; the others are held out [default: all, "
-                   "with leave-one-group-out error].")
-@click.option("--kernels", multiple=True, type=click.Path(dir_okay=False),
-              help="Kernel measurement CSV (gzip or plain, '#' header lines); repeatable. "
-                   "[default: the repo's data/kernels copies]")
-@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
-              help="Write the profile YAML here.")
-@click.option("--all", "every_pair", is_flag=True,
-              help="Fit every (chip, engine) in data/kernels into cost_models/calibration_profiles.")
-@click.option("--report", default=None, type=click.Path(dir_okay=False),
-              help="With --all: also write the accuracy report (docs/accuracy.md).")
+@click.option(
+    "--base",
+    default=None,
+    help="With --points: the profile to start from (a name or file) [default: the chip's shipped "
+    "kernel profile, or the pure roofline where none was fitted].",
+)
+@click.option(
+    "--fit",
+    "fit_names",
+    default=None,
+    help="With --points: comma-separated parameters to fit [default: per-layer and per-step "
+    "overheads over a kernel profile; every end-to-end parameter over the roofline].",
+)
+@click.option(
+    "--train",
+    default=None,
+    help="With --points: comma-separated groups to fit on; the others are held out [default: all, "
+    "with leave-one-group-out error].",
+)
+@click.option(
+    "--kernels",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Kernel measurement CSV (gzip or plain, '#' header lines); repeatable. "
+    "[default: the repo's data/kernels copies]",
+)
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Write the profile YAML here.")
+@click.option(
+    "--all",
+    "every_pair",
+    is_flag=True,
+    help="Fit every (chip, engine) in data/kernels into cost_models/calibration_profiles.",
+)
+@click.option(
+    "--report",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="With --all: also write the accuracy report (docs/accuracy.md).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the fit report as JSON.")
-def calibrate_command(hardware: str | None, backend: str | None, points: tuple[str, ...],
-                      bench_json: tuple[str, ...], system: str | None, model: str | None, chips: int | None, base: str | None,
-                      fit_names: str | None, train: str | None, kernels: tuple[str, ...],
-                      output: str | None, every_pair: bool, report: str | None, as_json: bool) -> None:
+def calibrate_command(
+    hardware: str | None,
+    backend: str | None,
+    points: tuple[str, ...],
+    bench_json: tuple[str, ...],
+    system: str | None,
+    model: str | None,
+    chips: int | None,
+    base: str | None,
+    fit_names: str | None,
+    train: str | None,
+    kernels: tuple[str, ...],
+    output: str | None,
+    every_pair: bool,
+    report: str | None,
+    as_json: bool,
+) -> None:
     """Fit a calibration profile from kernel measurements (each operator class) or from end-to-end
     measurements (--points, --bench-json: the overheads a whole step shows), and print the
     held-out (cross-validated) error."""
@@ -413,34 +610,52 @@ def calibrate_command(hardware: str | None, backend: str | None, points: tuple[s
     from tuner.calibrate import fit_profile, write_profile
 
     if points or bench_json:
-        _calibrate_end_to_end(hardware, backend, points, bench_json, model, chips, base, fit_names, train,
-                              output, as_json)
+        _calibrate_end_to_end(
+            hardware, backend, points, bench_json, model, chips, base, fit_names, train, output, as_json
+        )
         return
     if every_pair:
         accuracy_report.main([report] if report else [])
         return
     if hardware is None or backend is None:
-        raise InvalidInputError("calibrate", "--hardware and --backend are required",
-                                "e.g. tuner calibrate --hardware h100-sxm --backend trtllm (or --all)")
+        raise InvalidInputError(
+            "calibrate",
+            "--hardware and --backend are required",
+            "e.g. tuner calibrate --hardware h100-sxm --backend trtllm (or --all)",
+        )
     profile, fit_report = fit_profile(list(kernels) or None, hardware, backend, system=system)
     if output:
         write_profile(profile, output)
     if as_json:
         _print_json(fit_report.to_json())
         return
-    click.echo(f"{hardware} / {backend}: {len(fit_report.groups)} groups fitted in "
-               f"{fit_report.seconds:.1f} s (held-out error = {profile.provenance.folds}-fold CV)")
+    click.echo(
+        f"{hardware} / {backend}: {len(fit_report.groups)} groups fitted in "
+        f"{fit_report.seconds:.1f} s (held-out error = {profile.provenance.folds}-fold CV)"
+    )
     click.echo(f"{'group':42s} {'rows':>5s} {'roofline med':>12s} {'held-out med':>12s} {'p90':>7s}")
     for g in fit_report.groups:
-        click.echo(f"{g.name:42s} {g.rows:5d} {g.roofline_median:12.1%} {g.cv_median:12.1%} "
-                   f"{g.cv_p90:7.1%}" + (f"  ! {'; '.join(g.warnings)}" if g.warnings else ""))
+        click.echo(
+            f"{g.name:42s} {g.rows:5d} {g.roofline_median:12.1%} {g.cv_median:12.1%} "
+            f"{g.cv_p90:7.1%}" + (f"  ! {'; '.join(g.warnings)}" if g.warnings else "")
+        )
     if output:
         click.echo(f"wrote {output}")
 
 
-def _calibrate_end_to_end(hardware: str | None, backend: str | None, points: tuple[str, ...],
-                          bench_json: tuple[str, ...], model: str | None, chips: int | None, base: str | None,
-                          fit_names: str | None, train: str | None, output: str | None, as_json: bool) -> None:
+def _calibrate_end_to_end(
+    hardware: str | None,
+    backend: str | None,
+    points: tuple[str, ...],
+    bench_json: tuple[str, ...],
+    model: str | None,
+    chips: int | None,
+    base: str | None,
+    fit_names: str | None,
+    train: str | None,
+    output: str | None,
+    as_json: bool,
+) -> None:
     from pathlib import Path
 
     from cost_models.calibration import available_profiles, load_profile
@@ -448,8 +663,11 @@ def _calibrate_end_to_end(hardware: str | None, backend: str | None, points: tup
     from tuner.calibrate import _tool_version, write_profile
 
     if hardware is None or backend is None:
-        raise InvalidInputError("calibrate", "--hardware and --backend are required with --points",
-                                "e.g. tuner calibrate --hardware tpu-v4 --backend jax --points data/e2e/pope2022_tpu_v4.csv")
+        raise InvalidInputError(
+            "calibrate",
+            "--hardware and --backend are required with --points",
+            "e.g. tuner calibrate --hardware tpu-v4 --backend jax --points data/e2e/pope2022_tpu_v4.csv",
+        )
     measured = [p for path in points for p in e2e.read_points(path)]
     if bench_json:
         if model is None or chips is None:
@@ -457,8 +675,9 @@ def _calibrate_end_to_end(hardware: str | None, backend: str | None, points: tup
         measured += [e2e.read_benchmark_json(path, model=model, hardware=hardware, chips=chips) for path in bench_json]
     if any(p.deployment.hardware.name != hardware for p in measured):
         other = next(p.deployment.hardware.name for p in measured if p.deployment.hardware.name != hardware)
-        raise InvalidInputError("points", f"a point was measured on {other}, not {hardware}",
-                                "calibrate one chip at a time")
+        raise InvalidInputError(
+            "points", f"a point was measured on {other}, not {hardware}", "calibrate one chip at a time"
+        )
     shipped = f"{hardware}-{backend}"
     if base is not None:
         start = load_profile(base, chip=hardware)
@@ -467,8 +686,11 @@ def _calibrate_end_to_end(hardware: str | None, backend: str | None, points: tup
     else:
         start = e2e.roofline_profile(hardware, backend)
     kernel_fitted = bool(start.collectives)
-    names = tuple(n.strip() for n in fit_names.split(",")) if fit_names else (
-        e2e.OVERHEADS if kernel_fitted else ("compute_eff", "memory_eff", "per_layer_overhead_s"))
+    names = (
+        tuple(n.strip() for n in fit_names.split(","))
+        if fit_names
+        else (e2e.OVERHEADS if kernel_fitted else ("compute_eff", "memory_eff", "per_layer_overhead_s"))
+    )
     result = e2e.fit_end_to_end(measured, start, names, train.split(",") if train else None)
     profile = e2e.stamp(result, [Path(p) for p in (*points, *bench_json)], _tool_version())
     if output:
@@ -476,12 +698,15 @@ def _calibrate_end_to_end(hardware: str | None, backend: str | None, points: tup
     if as_json:
         _print_json(e2e.report_dict(result))
         return
-    click.echo(f"{profile.name}: fitted {', '.join(f'{k} = {v:.4g}' for k, v in result.values.items())} "
-               f"on {', '.join(result.train_groups)}")
+    click.echo(
+        f"{profile.name}: fitted {', '.join(f'{k} = {v:.4g}' for k, v in result.values.items())} "
+        f"on {', '.join(result.train_groups)}"
+    )
     click.echo(f"{'group':12s} {'rows':>5s} {'roofline med':>12s} {'med':>7s} {'p90':>7s}  how")
     for group, e in result.held_out.items():
-        click.echo(f"{group:12s} {int(e['rows']):5d} {e['before_median']:12.1%} {e['median']:7.1%} "
-                   f"{e['p90']:7.1%}  {e['how']}")
+        click.echo(
+            f"{group:12s} {int(e['rows']):5d} {e['before_median']:12.1%} {e['median']:7.1%} {e['p90']:7.1%}  {e['how']}"
+        )
     for warning in result.warnings:
         click.echo(f"! {warning}")
     if output:
@@ -514,28 +739,57 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @cli.command("measure")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Directory for the CSV files (created if missing).")
-@click.option("--system", default=None,
-              help="Name for the `system` column, as in the kernel database (e.g. h100_sxm) "
-                   "[default: derived from the device kind].")
-@click.option("--sweep", type=click.Choice(["tiny", "small", "full"]), default="small",
-              show_default=True, help="Grid size: tiny (seconds, a check), small (minutes), full (hours).")
-@click.option("--ops", default="gemm,attention,collectives", show_default=True,
-              help="Comma-separated operator classes to measure.")
-@click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Timed calls per point; the median is written.")
-@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True,
-              help="Untimed calls per point after compiling.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory for the CSV files (created if missing).",
+)
+@click.option(
+    "--system",
+    default=None,
+    help="Name for the `system` column, as in the kernel database (e.g. h100_sxm) "
+    "[default: derived from the device kind].",
+)
+@click.option(
+    "--sweep",
+    type=click.Choice(["tiny", "small", "full"]),
+    default="small",
+    show_default=True,
+    help="Grid size: tiny (seconds, a check), small (minutes), full (hours).",
+)
+@click.option(
+    "--ops",
+    default="gemm,attention,collectives",
+    show_default=True,
+    help="Comma-separated operator classes to measure.",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Timed calls per point; the median is written.",
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Untimed calls per point after compiling.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def measure_command(out_dir: str, system: str | None, sweep: str, ops: str, repeats: int,
-                    warmup: int, as_json: bool) -> None:
+def measure_command(
+    out_dir: str, system: str | None, sweep: str, ops: str, repeats: int, warmup: int, as_json: bool
+) -> None:
     """Microbenchmark the local accelerators with JAX into kernel-database CSVs (tuner calibrate)."""
     from tuner.measure import parse_ops, print_summary, progress_bars, run_measurements
 
     with progress_bars(disable=as_json) as update:
-        result = run_measurements(out_dir, system=system, sweep=sweep, ops=parse_ops(ops),
-                                  repeats=repeats, warmup=warmup, on_progress=update)
+        result = run_measurements(
+            out_dir, system=system, sweep=sweep, ops=parse_ops(ops), repeats=repeats, warmup=warmup, on_progress=update
+        )
     if as_json:
         _print_json(result.summary())
     else:

@@ -63,8 +63,7 @@ HF_REPOS: dict[str, str] = {
 def _find_trial(study: optuna.Study, trial_number: int) -> FrozenTrial:
     """The trial numbered ``trial_number``, read alone (a study may hold millions)."""
     if isinstance(trial_number, bool) or not isinstance(trial_number, int):
-        raise InvalidInputError("trial", f"expected a trial number, got {trial_number!r}",
-                                "pass a whole number")
+        raise InvalidInputError("trial", f"expected a trial number, got {trial_number!r}", "pass a whole number")
     storage = study_storage(study)
     study_id = storage.get_study_id_from_name(study.study_name)
     try:
@@ -72,8 +71,9 @@ def _find_trial(study: optuna.Study, trial_number: int) -> FrozenTrial:
     except KeyError:
         count = storage.get_n_trials(study_id)
         valid = f"trials 0 to {count - 1}" if count else "no trials"
-        raise InvalidInputError("trial", f"study {study.study_name!r} has no trial {trial_number}",
-                                f"it has {valid}") from None
+        raise InvalidInputError(
+            "trial", f"study {study.study_name!r} has no trial {trial_number}", f"it has {valid}"
+        ) from None
     return storage.get_trial(trial_id)
 
 
@@ -82,32 +82,40 @@ def _check_trial(trial: FrozenTrial, allow_infeasible: bool) -> None:
     from optuna.trial import TrialState
 
     if trial.state != TrialState.COMPLETE:
-        raise InvalidInputError("trial", f"trial {trial.number} is {trial.state.name}, not COMPLETE",
-                                "export a completed trial (tuner pareto lists them)")
+        raise InvalidInputError(
+            "trial",
+            f"trial {trial.number} is {trial.state.name}, not COMPLETE",
+            "export a completed trial (tuner pareto lists them)",
+        )
     estimate = trial.user_attrs.get("estimate")
     if not isinstance(estimate, dict) or "params" not in estimate:
-        raise InvalidInputError("trial", f"trial {trial.number} has no stored estimate",
-                                "export trials of a study made by tuner search")
+        raise InvalidInputError(
+            "trial", f"trial {trial.number} has no stored estimate", "export trials of a study made by tuner search"
+        )
     constraints = trial_constraints(trial)
     # A structurally invalid candidate (mesh not of the chip count, KV heads not dividing the
     # heads) is no deployment at all: refused even when infeasible trials are allowed.
     if constraints.get("structurally_valid", 0.0) > 0 or not estimate.get("structurally_valid", True):
-        raise InvalidInputError("trial", f"trial {trial.number} is structurally invalid (its mesh "
-                                "does not have its chip count, or its KV heads do not divide the heads)",
-                                "pick a feasible trial (tuner pareto lists them)")
+        raise InvalidInputError(
+            "trial",
+            f"trial {trial.number} is structurally invalid (its mesh "
+            "does not have its chip count, or its KV heads do not divide the heads)",
+            "pick a feasible trial (tuner pareto lists them)",
+        )
     violated = [f"{name} ({value:.3g} > 0)" for name, value in constraints.items() if value > 0]
     if violated and not allow_infeasible:
-        raise InvalidInputError("trial", f"trial {trial.number} is infeasible: it violates "
-                                + ", ".join(violated),
-                                "pick a feasible trial, or allow infeasible trials explicitly")
+        raise InvalidInputError(
+            "trial",
+            f"trial {trial.number} is infeasible: it violates " + ", ".join(violated),
+            "pick a feasible trial, or allow infeasible trials explicitly",
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # Sharding tables: read off cost_models.partitioning's rules, the ones the cost model charged
 
 
-def _split(size: int, axes: tuple[str, ...], mesh: tuple[int, int, int], what: str,
-           notes: list[str]) -> list[str]:
+def _split(size: int, axes: tuple[str, ...], mesh: tuple[int, int, int], what: str, notes: list[str]) -> list[str]:
     """The axes :func:`~cost_models.partitioning.split_over` splits a dimension of ``size`` over
     (the same choice the cost model made); a note names axes it replicates over, and any axes
     whose chips hold one shard between several of them."""
@@ -116,11 +124,15 @@ def _split(size: int, axes: tuple[str, ...], mesh: tuple[int, int, int], what: s
     product = math.prod(sizes[a] for a in chosen)
     left = [a for a in axes if a not in chosen and sizes[a] > 1]
     if left:
-        notes.append(f"{what} ({size}) does not divide over mesh axes {''.join(axes)} "
-                     f"({math.prod(sizes[a] for a in axes)} ways): replicated over {''.join(left)}")
+        notes.append(
+            f"{what} ({size}) does not divide over mesh axes {''.join(axes)} "
+            f"({math.prod(sizes[a] for a in axes)} ways): replicated over {''.join(left)}"
+        )
     if product > size:
-        notes.append(f"{what} ({size}) split {size} ways over {''.join(chosen)} ({product} chips): "
-                     f"each shard held by {product // size} chips")
+        notes.append(
+            f"{what} ({size}) split {size} ways over {''.join(chosen)} ({product} chips): "
+            f"each shard held by {product // size} chips"
+        )
         if isinstance(notes, Notes):
             notes.shared_shards.append(f"{what} ({size}) over {''.join(chosen)} ({product} chips)")
     return list(chosen)
@@ -135,18 +147,35 @@ class Notes(list):
         self.shared_shards: list[str] = []
 
 
-def _tensor(dims: list[str], shape: list[int], sharding: list[list[str]], in_use: list[list[str]],
-            gathered: tuple[str, ...] = ()) -> dict:
+def _tensor(
+    dims: list[str],
+    shape: list[int],
+    sharding: list[list[str]],
+    in_use: list[list[str]],
+    gathered: tuple[str, ...] = (),
+) -> dict:
     """One tensor's table entry: sharding as stored, and in use (after the all-gather)."""
-    return {"dims": dims, "shape": shape, "sharding": sharding,
-            "gathered_over": [a for a in AXES if a in gathered and any(a in s for s in sharding)],
-            "in_use": in_use}
+    return {
+        "dims": dims,
+        "shape": shape,
+        "sharding": sharding,
+        "gathered_over": [a for a in AXES if a in gathered and any(a in s for s in sharding)],
+        "in_use": in_use,
+    }
 
 
 #: Each weight's dimensions as exported: its logical axes (WEIGHT_AXES) with the head width D.
-_WEIGHT_DIMS = {"wq": ["E", "H", "D"], "wk": ["E", "K", "D"], "wv": ["E", "K", "D"], "wo": ["H", "D", "E"],
-                "w_gate": ["E", "F"], "w_up": ["E", "F"], "w_down": ["F", "E"], "embedding": ["V", "E"],
-                "lm_head": ["E", "V"]}
+_WEIGHT_DIMS = {
+    "wq": ["E", "H", "D"],
+    "wk": ["E", "K", "D"],
+    "wv": ["E", "K", "D"],
+    "wo": ["H", "D", "E"],
+    "w_gate": ["E", "F"],
+    "w_up": ["E", "F"],
+    "w_down": ["F", "E"],
+    "embedding": ["V", "E"],
+    "lm_head": ["E", "V"],
+}
 _LOGICAL = {"E": "embed", "H": "heads", "K": "kv_heads", "F": "mlp", "V": "vocab"}
 
 
@@ -169,11 +198,13 @@ def _weights(d: Deployment, layout: str, notes: list[str]) -> dict[str, dict]:
             axes = getattr(rules, _LOGICAL[dim])
             stored.append(_split(sizes[dim], axes, d.mesh, f"{weight} {names[dim]}", notes))
             gathered = weight in ("embedding", "lm_head") or not rules.gather
-            in_use.append(stored[-1] if gathered else _split(sizes[dim], rules.in_use(axes), d.mesh,
-                                                             f"{weight} {names[dim]} in use", notes))
+            in_use.append(
+                stored[-1]
+                if gathered
+                else _split(sizes[dim], rules.in_use(axes), d.mesh, f"{weight} {names[dim]} in use", notes)
+            )
         never_gathered = weight in ("embedding", "lm_head")
-        table[weight] = _tensor(dims, [sizes[x] for x in dims], stored, in_use,
-                                () if never_gathered else rules.gather)
+        table[weight] = _tensor(dims, [sizes[x] for x in dims], stored, in_use, () if never_gathered else rules.gather)
     table["lm_head"]["tied_to_embedding"] = m.tie_embeddings
     return table
 
@@ -187,13 +218,18 @@ def _kv_cache(d: Deployment, attention: str, notes: list[str]) -> dict:
     shards = math.prod(sizes[a] for a in batch_axes) * min(kv_heads, math.prod(sizes[a] for a in head_axes))
     replicated = [a for a in AXES if a not in used and sizes[a] > 1]
     if replicated:
-        notes.append(f"KV cache ({attention}-sharded, {kv_heads} KV heads, batch {d.batch}) is split "
-                     f"{shards} ways and replicated over {''.join(replicated)}")
-    return {"dims": ["layers", "B", "S", "K", "D"],
-            "shape": [d.model.layers, d.batch, d.prompt_len + d.gen_len, kv_heads, d.model.d_head],
-            "sharding": [[], list(batch_axes), [], list(head_axes), []],
-            "shards": shards, "replicated_over": replicated,
-            "tensors": "one for keys, one for values"}
+        notes.append(
+            f"KV cache ({attention}-sharded, {kv_heads} KV heads, batch {d.batch}) is split "
+            f"{shards} ways and replicated over {''.join(replicated)}"
+        )
+    return {
+        "dims": ["layers", "B", "S", "K", "D"],
+        "shape": [d.model.layers, d.batch, d.prompt_len + d.gen_len, kv_heads, d.model.d_head],
+        "sharding": [[], list(batch_axes), [], list(head_axes), []],
+        "shards": shards,
+        "replicated_over": replicated,
+        "tensors": "one for keys, one for values",
+    }
 
 
 def sharding_tables(d: Deployment) -> tuple[dict[str, dict], Notes]:
@@ -216,10 +252,13 @@ def _phase(d: Deployment, phase: str, notes: list[str]) -> dict:
         "weights": _weights(d, layout, notes),
         "kv_cache": _kv_cache(d, attention, notes),
         "activations": {
-            "dims": ["B", "L", "E"], "shape": [d.batch, tokens, d.model.d_model],
-            "sharding": [act_batch, [], act_e], "batch_axes": act_batch,
-            "attention_batch_axes": (_split(d.batch, AXES, d.mesh, "attention batch B", notes)
-                                     if attention == "batch" else act_batch),
+            "dims": ["B", "L", "E"],
+            "shape": [d.batch, tokens, d.model.d_model],
+            "sharding": [act_batch, [], act_e],
+            "batch_axes": act_batch,
+            "attention_batch_axes": (
+                _split(d.batch, AXES, d.mesh, "attention batch B", notes) if attention == "batch" else act_batch
+            ),
         },
     }
 
@@ -242,16 +281,18 @@ def _finite(value: Any) -> Any:
 def _hardware_section(hardware: HardwareSpec) -> dict:
     net = hardware.interconnect
     per_node = net.domain_size if isinstance(net, SwitchedInterconnect) else None
-    return {"name": hardware.name, "kind": hardware.kind, "interconnect": net.kind,
-            "chips_per_node": per_node}
+    return {"name": hardware.name, "kind": hardware.kind, "interconnect": net.kind, "chips_per_node": per_node}
 
 
 def trial_deployment(trial: FrozenTrial) -> Deployment:
     """The deployment a trial scored, as it stored it (``Deployment.to_dict()``)."""
     stored = trial.user_attrs.get("deployment")
     if not isinstance(stored, dict):
-        raise InvalidInputError("trial", f"trial {trial.number} stores no deployment (a study made by an "
-                                "older tuner)", "run the study again with this version of tuner search")
+        raise InvalidInputError(
+            "trial",
+            f"trial {trial.number} stores no deployment (a study made by an older tuner)",
+            "run the study again with this version of tuner search",
+        )
     return Deployment.from_dict(stored)
 
 
@@ -267,35 +308,44 @@ def deployment_spec(study: optuna.Study, trial_number: int, *, allow_infeasible:
     estimate = trial.user_attrs["estimate"]
     phases, notes = sharding_tables(d)
     if phases["prefill"]["kv_cache"]["sharding"] != phases["decode"]["kv_cache"]["sharding"]:
-        notes.append("the KV cache is sharded differently in prefill and decode: it is resharded "
-                     "between the phases (the cost model does not count that)")
+        notes.append(
+            "the KV cache is sharded differently in prefill and decode: it is resharded "
+            "between the phases (the cost model does not count that)"
+        )
     if d.resolved_block == "parallel":
-        notes.append("parallel block: wq/wk/wv run fused with the FFN's input matrices and wo with "
-                     "w_down (one set of collectives per layer); shardings as listed")
+        notes.append(
+            "parallel block: wq/wk/wv run fused with the FFN's input matrices and wo with "
+            "w_down (one set of collectives per layer); shardings as listed"
+        )
     names = study.metric_names or [f"objective_{i}" for i in range(len(trial.values or []))]
     directions = [direction.name.lower() for direction in study.directions]
-    return _finite({
-        "model": _model_section(d),
-        "hardware": _hardware_section(d.hardware),
-        "chips": d.chips,
-        "mesh": dict(zip(AXES, d.mesh)),
-        "batch": d.batch,
-        "workload": {"prompt_len": d.prompt_len, "gen_len": d.gen_len},
-        "quantization": {"weights": d.weight_dtype, "kv_cache": d.kv_dtype, "activations": d.act_dtype},
-        "flash_attention": d.flash_attention,
-        "phases": phases,
-        "predicted": {k: estimate[k] for k in ("prefill", "decode", "memory") if k in estimate},
-        "provenance": {
-            "study": study.study_name, "trial": trial.number,
-            "spec_hash": study.user_attrs.get("spec_hash"),
-            "objectives": [{"name": n, "direction": direction, "value": v}
-                           for n, direction, v in zip(names, directions, trial.values or [])],
-            "constraints": trial_constraints(trial, study_constraint_names(study.user_attrs)),
-            "feasible": is_feasible(trial),
-        },
-        "notes": list(dict.fromkeys(notes)),
-        "shards_shared_within_an_axis": list(dict.fromkeys(notes.shared_shards)),
-    })
+    return _finite(
+        {
+            "model": _model_section(d),
+            "hardware": _hardware_section(d.hardware),
+            "chips": d.chips,
+            "mesh": dict(zip(AXES, d.mesh)),
+            "batch": d.batch,
+            "workload": {"prompt_len": d.prompt_len, "gen_len": d.gen_len},
+            "quantization": {"weights": d.weight_dtype, "kv_cache": d.kv_dtype, "activations": d.act_dtype},
+            "flash_attention": d.flash_attention,
+            "phases": phases,
+            "predicted": {k: estimate[k] for k in ("prefill", "decode", "memory") if k in estimate},
+            "provenance": {
+                "study": study.study_name,
+                "trial": trial.number,
+                "spec_hash": study.user_attrs.get("spec_hash"),
+                "objectives": [
+                    {"name": n, "direction": direction, "value": v}
+                    for n, direction, v in zip(names, directions, trial.values or [])
+                ],
+                "constraints": trial_constraints(trial, study_constraint_names(study.user_attrs)),
+                "feasible": is_feasible(trial),
+            },
+            "notes": list(dict.fromkeys(notes)),
+            "shards_shared_within_an_axis": list(dict.fromkeys(notes.shared_shards)),
+        }
+    )
 
 
 def _model_section(d: Deployment) -> dict:
@@ -303,11 +353,18 @@ def _model_section(d: Deployment) -> dict:
     return {
         "name": m.name,
         "hf_repo": HF_REPOS.get(m.name) if model_catalog().get(m.name) == m else None,
-        "layers": m.layers, "d_model": m.d_model, "heads": m.heads,
-        "kv_heads": d.resolved_kv_heads, "d_head": m.d_head, "d_ff": m.d_ff,
-        "ffn": m.ffn, "block": d.resolved_block, "vocab": m.vocab,
+        "layers": m.layers,
+        "d_model": m.d_model,
+        "heads": m.heads,
+        "kv_heads": d.resolved_kv_heads,
+        "d_head": m.d_head,
+        "d_ff": m.d_ff,
+        "ffn": m.ffn,
+        "block": d.resolved_block,
+        "vocab": m.vocab,
         "tie_embeddings": m.tie_embeddings,
-        "published_kv_heads": m.kv_heads, "published_block": m.block,
+        "published_kv_heads": m.kv_heads,
+        "published_block": m.block,
     }
 
 
@@ -326,36 +383,59 @@ def jax_sharding(spec: dict) -> dict:
     an axis of 16): NamedSharding splits a dimension over whole axes only."""
     shared = spec.get("shards_shared_within_an_axis") or []
     if shared:
-        raise InvalidInputError("format", f"JAX cannot shard {shared[0]} evenly (each shard would sit on "
-                                "several chips of one axis)", "export as json, or pick a trial whose mesh "
-                                "axes divide the head counts")
+        raise InvalidInputError(
+            "format",
+            f"JAX cannot shard {shared[0]} evenly (each shard would sit on several chips of one axis)",
+            "export as json, or pick a trial whose mesh axes divide the head counts",
+        )
     phases = {}
     for name, phase in spec["phases"].items():
         phases[name] = {
             "ffn_layout": phase["ffn_layout"],
             "attention_sharding": phase["attention_sharding"],
             "gather_axes": phase["gather_axes"],
-            "weights": {w: {"dims": t["dims"], "shape": t["shape"],
-                            "stored": _partition_spec(t["sharding"]),
-                            "in_use": _partition_spec(t["in_use"])}
-                        for w, t in phase["weights"].items()},
-            "kv_cache": {"dims": phase["kv_cache"]["dims"], "shape": phase["kv_cache"]["shape"],
-                         "spec": _partition_spec(phase["kv_cache"]["sharding"])},
-            "activations": {"dims": phase["activations"]["dims"], "shape": phase["activations"]["shape"],
-                            "spec": _partition_spec(phase["activations"]["sharding"])},
+            "weights": {
+                w: {
+                    "dims": t["dims"],
+                    "shape": t["shape"],
+                    "stored": _partition_spec(t["sharding"]),
+                    "in_use": _partition_spec(t["in_use"]),
+                }
+                for w, t in phase["weights"].items()
+            },
+            "kv_cache": {
+                "dims": phase["kv_cache"]["dims"],
+                "shape": phase["kv_cache"]["shape"],
+                "spec": _partition_spec(phase["kv_cache"]["sharding"]),
+            },
+            "activations": {
+                "dims": phase["activations"]["dims"],
+                "shape": phase["activations"]["shape"],
+                "spec": _partition_spec(phase["activations"]["sharding"]),
+            },
         }
     mesh = spec["mesh"]
-    usage = ("mesh = jax.sharding.Mesh(np.asarray(jax.devices()).reshape(mesh_shape), axis_names); "
-             "NamedSharding(mesh, PartitionSpec(*spec)) with each list entry as a tuple")
+    usage = (
+        "mesh = jax.sharding.Mesh(np.asarray(jax.devices()).reshape(mesh_shape), axis_names); "
+        "NamedSharding(mesh, PartitionSpec(*spec)) with each list entry as a tuple"
+    )
     notes = [
         "devices row-major over (x, y, z): z fastest (on GPUs, consecutive z share an NVLink node)",
-        ("weights are stored with 'stored'; in weight-gathered layouts (wg_*) they are all-gathered "
-         "over gather_axes before each use, giving 'in_use'"),
+        (
+            "weights are stored with 'stored'; in weight-gathered layouts (wg_*) they are all-gathered "
+            "over gather_axes before each use, giving 'in_use'"
+        ),
         "per-layer weight shapes; the KV cache is one array for keys and one for values",
         *spec["notes"],
     ]
-    return {"mesh_shape": [mesh["x"], mesh["y"], mesh["z"]], "axis_names": list(AXES),
-            "usage": usage, "phases": phases, "notes": notes, "provenance": spec["provenance"]}
+    return {
+        "mesh_shape": [mesh["x"], mesh["y"], mesh["z"]],
+        "axis_names": list(AXES),
+        "usage": usage,
+        "phases": phases,
+        "notes": notes,
+        "provenance": spec["provenance"],
+    }
 
 
 _VLLM_KV = {"bf16": "auto", "fp8": "fp8", "int8": "fp8"}
@@ -395,45 +475,58 @@ def vllm_args(spec: dict) -> dict:
     for key, value in args.items():
         if key != "model" and value is not None:
             line += [f"--{key.replace('_', '-')}", str(value)]
-    return {"engine_args": args, "cli": shlex.join(line), "notes": notes,
-            "provenance": spec["provenance"]}
+    return {"engine_args": args, "cli": shlex.join(line), "notes": notes, "provenance": spec["provenance"]}
 
 
 def _vllm_parallelism(spec: dict) -> tuple[int, int]:
     """Tensor parallel within a node, pipeline stages across nodes; refuse what vLLM cannot run."""
     model, hardware = spec["model"], spec["hardware"]
     if hardware["kind"] != "gpu":
-        raise InvalidInputError("format", f"vllm export maps onto GPU tensor/pipeline parallelism; "
-                                f"{hardware['name']} is a {hardware['kind'].upper()}",
-                                "use --format jax (or json) for this hardware")
+        raise InvalidInputError(
+            "format",
+            f"vllm export maps onto GPU tensor/pipeline parallelism; "
+            f"{hardware['name']} is a {hardware['kind'].upper()}",
+            "use --format jax (or json) for this hardware",
+        )
     if model["kv_heads"] != model["published_kv_heads"] or model["block"] != model["published_block"]:
-        raise InvalidInputError("format", f"the trial changes {model['name']}'s architecture (kv_heads "
-                                f"{model['published_kv_heads']} -> {model['kv_heads']}, block "
-                                f"{model['published_block']} -> {model['block']}): no such checkpoint exists",
-                                "export a trial with the model's own attention and block")
+        raise InvalidInputError(
+            "format",
+            f"the trial changes {model['name']}'s architecture (kv_heads "
+            f"{model['published_kv_heads']} -> {model['kv_heads']}, block "
+            f"{model['published_block']} -> {model['block']}): no such checkpoint exists",
+            "export a trial with the model's own attention and block",
+        )
     chips, per_node = spec["chips"], hardware["chips_per_node"] or 1
     tp, pp = (chips, 1) if chips <= per_node else (per_node, chips // per_node)
     if model["heads"] % tp:
-        raise InvalidInputError("format", f"vLLM needs the {model['heads']} attention heads divisible "
-                                f"by tensor_parallel_size {tp}", "export a trial with another chip count")
+        raise InvalidInputError(
+            "format",
+            f"vLLM needs the {model['heads']} attention heads divisible by tensor_parallel_size {tp}",
+            "export a trial with another chip count",
+        )
     return tp, pp
 
 
 def _vllm_formats(quant: dict, notes: list[str]) -> tuple[str | None, str]:
     """vLLM's ``quantization`` and ``kv_cache_dtype`` for the trial's formats (notes say how)."""
     if quant["kv_cache"] not in _VLLM_KV:
-        raise InvalidInputError("format", f"vLLM has no {quant['kv_cache']} KV cache",
-                                "export a trial with 16-bit, fp8 or int8 KV")
+        raise InvalidInputError(
+            "format", f"vLLM has no {quant['kv_cache']} KV cache", "export a trial with 16-bit, fp8 or int8 KV"
+        )
     if quant["kv_cache"] == "int8":
         notes.append("vLLM has no int8 KV cache: kv_cache_dtype fp8 stands in (same bytes per element)")
     weights = quant["weights"]
     quantization = {"bf16": None, "fp8": "fp8", "int8": "gptq", "int4": "gptq"}[weights]
     if weights == "fp8":
-        notes.append("quantization fp8 quantizes a 16-bit checkpoint at load; on GPUs with fp8 "
-                     "tensor cores vLLM also runs activations in fp8 (the estimate kept them bf16)")
+        notes.append(
+            "quantization fp8 quantizes a 16-bit checkpoint at load; on GPUs with fp8 "
+            "tensor cores vLLM also runs activations in fp8 (the estimate kept them bf16)"
+        )
     elif quantization == "gptq":
-        notes.append(f"{weights} weight-only quantization: vLLM needs a pre-quantized GPTQ "
-                     f"{weights[3:]}-bit checkpoint; set model to one (the repo below is the 16-bit one)")
+        notes.append(
+            f"{weights} weight-only quantization: vLLM needs a pre-quantized GPTQ "
+            f"{weights[3:]}-bit checkpoint; set model to one (the repo below is the 16-bit one)"
+        )
     return quantization, _VLLM_KV[quant["kv_cache"]]
 
 
@@ -442,16 +535,16 @@ def _vllm_layout_notes(spec: dict, tp: int, pp: int) -> list[str]:
     notes = []
     layouts = {(p["ffn_layout"], p["attention_sharding"]) for p in spec["phases"].values()}
     if layouts != {("ws_1d", "head")} or pp > 1:
-        searched = ", ".join(f"{n}: {p['ffn_layout']}/{p['attention_sharding']}"
-                             for n, p in spec["phases"].items())
-        notes.append(f"approximate: vLLM runs 1D weight-stationary tensor parallelism over {tp} GPUs"
-                     + (f" and {pp} pipeline stages" if pp > 1 else "")
-                     + f", not the searched layout ({searched}) on mesh "
-                     f"{spec['mesh']['x']}x{spec['mesh']['y']}x{spec['mesh']['z']}; "
-                     "the predicted metrics are for the searched layout")
+        searched = ", ".join(f"{n}: {p['ffn_layout']}/{p['attention_sharding']}" for n, p in spec["phases"].items())
+        notes.append(
+            f"approximate: vLLM runs 1D weight-stationary tensor parallelism over {tp} GPUs"
+            + (f" and {pp} pipeline stages" if pp > 1 else "")
+            + f", not the searched layout ({searched}) on mesh "
+            f"{spec['mesh']['x']}x{spec['mesh']['y']}x{spec['mesh']['z']}; "
+            "the predicted metrics are for the searched layout"
+        )
     if not spec["flash_attention"]:
-        notes.append("vLLM always runs fused (flash/paged) attention kernels; the estimate assumed "
-                     "unfused attention")
+        notes.append("vLLM always runs fused (flash/paged) attention kernels; the estimate assumed unfused attention")
     return notes
 
 

@@ -10,8 +10,8 @@ attention shape, a message size), so held-out rows are shapes the fit never saw.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -34,9 +34,13 @@ def _to_x(specs: dict[str, FitSpec], start: dict[str, float]) -> tuple[np.ndarra
         value = start.get(name, spec.start if spec.start is not None else (spec.low + spec.high) / 2)
         value = min(max(value, spec.low), spec.high)
         if spec.log:
-            x0.append(np.log10(value)); lo.append(np.log10(spec.low)); hi.append(np.log10(spec.high))
+            x0.append(np.log10(value))
+            lo.append(np.log10(spec.low))
+            hi.append(np.log10(spec.high))
         else:
-            x0.append(value); lo.append(spec.low); hi.append(spec.high)
+            x0.append(value)
+            lo.append(spec.low)
+            hi.append(spec.high)
     x0, lo, hi = np.array(x0), np.array(lo), np.array(hi)
     span = hi - lo
     x0 = np.clip(x0, lo + 1e-6 * span, hi - 1e-6 * span)
@@ -44,12 +48,17 @@ def _to_x(specs: dict[str, FitSpec], start: dict[str, float]) -> tuple[np.ndarra
 
 
 def _from_x(specs: dict[str, FitSpec], x: np.ndarray) -> dict[str, float]:
-    return {name: float(10 ** v if spec.log else v) for (name, spec), v in zip(specs.items(), x)}
+    return {name: float(10**v if spec.log else v) for (name, spec), v in zip(specs.items(), x)}
 
 
-def fit(specs: dict[str, FitSpec], predict: Callable[[dict[str, float], np.ndarray], np.ndarray],
-        measured_s: np.ndarray, rows: np.ndarray | None = None, starts: list[dict] | None = None,
-        diagnose: bool = True) -> FitResult:
+def fit(
+    specs: dict[str, FitSpec],
+    predict: Callable[[dict[str, float], np.ndarray], np.ndarray],
+    measured_s: np.ndarray,
+    rows: np.ndarray | None = None,
+    starts: list[dict] | None = None,
+    diagnose: bool = True,
+) -> FitResult:
     """Fit ``specs`` so that ``predict(values, rows)`` matches ``measured_s`` (seconds)."""
     rows = np.arange(len(measured_s)) if rows is None else rows
     log_measured = np.log(measured_s[rows])
@@ -59,12 +68,13 @@ def fit(specs: dict[str, FitSpec], predict: Callable[[dict[str, float], np.ndarr
         return np.log(np.maximum(predicted, 1e-30)) - log_measured
 
     best = None
-    for start in (starts or [{}]):
+    for start in starts or [{}]:
         x0, lo, hi = _to_x(specs, start)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            result = least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=F_SCALE,
-                                   x_scale="jac", max_nfev=200)
+            result = least_squares(
+                residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=F_SCALE, x_scale="jac", max_nfev=200
+            )
         if best is None or result.cost < best.cost:
             best = result
     values = _from_x(specs, best.x)
@@ -74,24 +84,27 @@ def fit(specs: dict[str, FitSpec], predict: Callable[[dict[str, float], np.ndarr
         span = hi - lo
         for (name, spec), v, l, h, s in zip(specs.items(), best.x, lo, hi, span):
             if v - l < 1e-3 * s or h - v < 1e-3 * s:
-                notes.append(f"{name} at its {'lower' if v - l < 1e-3 * s else 'upper'} bound "
-                             f"({values[name]:.3g})")
+                notes.append(f"{name} at its {'lower' if v - l < 1e-3 * s else 'upper'} bound ({values[name]:.3g})")
         jac = best.jac
         if jac.size:
             sv = np.linalg.svd(jac, compute_uv=False)
             tol = sv[0] * 1e-6 if sv[0] > 0 else 0
             rank = int((sv > tol).sum())
             if rank < len(specs):
-                notes.append(f"Jacobian rank {rank} < {len(specs)} parameters: "
-                             "some parameters are unidentifiable from these rows")
+                notes.append(
+                    f"Jacobian rank {rank} < {len(specs)} parameters: "
+                    "some parameters are unidentifiable from these rows"
+                )
             else:
                 try:
                     cov = np.linalg.inv(jac.T @ jac) * max(2 * best.cost / max(len(rows) - len(specs), 1), 1e-12)
                     sd = np.sqrt(np.maximum(np.diag(cov), 0))
                     for (name, spec), v, s in zip(specs.items(), best.x, sd):
                         if s > 1.0 * (1.0 if spec.log else max(abs(v), 1e-12)):
-                            notes.append(f"{name} poorly identified (std {s:.2g} in "
-                                         f"{'log10 units' if spec.log else 'value units'})")
+                            notes.append(
+                                f"{name} poorly identified (std {s:.2g} in "
+                                f"{'log10 units' if spec.log else 'value units'})"
+                            )
                 except np.linalg.LinAlgError:
                     notes.append("singular normal matrix: parameters unidentifiable")
     return FitResult(values=values, warnings=notes, rows=len(rows))
@@ -110,8 +123,9 @@ def abs_rel_errors(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
     return np.abs(predicted / measured - 1.0)
 
 
-def cross_validate(specs, predict, measured_s, group_keys, k: int = 5, seed: int = 0,
-                   starts: list[dict] | None = None) -> np.ndarray:
+def cross_validate(
+    specs, predict, measured_s, group_keys, k: int = 5, seed: int = 0, starts: list[dict] | None = None
+) -> np.ndarray:
     """Held-out absolute relative error of every row (each row predicted by the fit on the
     other k-1 folds)."""
     folds = fold_ids(group_keys, k, seed)

@@ -6,13 +6,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import optuna  # noqa: E402
-from optuna.trial import TrialState  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import optuna
+from optuna.trial import TrialState
 
-from cost_models.errors import InvalidInputError  # noqa: E402
-from tuner.pareto import Front, is_feasible  # noqa: E402
+from cost_models.errors import InvalidInputError
+from tuner.pareto import Front, is_feasible
 
 
 def write_front_plot(study: optuna.Study, front: Front, path: str) -> None:

@@ -19,30 +19,70 @@ from cost_models.errors import InvalidInputError
 
 #: The repo's copies (data/kernels/subsample.py made them); tests and the CLI default read these.
 REPO_KERNELS = Path(__file__).resolve().parent.parent / "data" / "kernels"
-DEFAULT_FILES = ("gemm_perf.csv.gz", "context_attention_perf.csv.gz",
-                 "generation_attention_perf.csv.gz", "nccl_perf.csv.gz",
-                 "custom_allreduce_perf.csv.gz")
+DEFAULT_FILES = (
+    "gemm_perf.csv.gz",
+    "context_attention_perf.csv.gz",
+    "generation_attention_perf.csv.gz",
+    "nccl_perf.csv.gz",
+    "custom_allreduce_perf.csv.gz",
+)
 
 #: Database system name -> hardware catalog name.
-SYSTEMS = {"a100_sxm": "a100-80gb", "h100_sxm": "h100-sxm", "h200_sxm": "h200",
-           "b200_sxm": "b200", "gb200": "gb200", "l40s": "l40s"}
+SYSTEMS = {
+    "a100_sxm": "a100-80gb",
+    "h100_sxm": "h100-sxm",
+    "h200_sxm": "h200",
+    "b200_sxm": "b200",
+    "gb200": "gb200",
+    "l40s": "l40s",
+}
 CHIP_TO_SYSTEM = {chip: system for system, chip in SYSTEMS.items()}
 #: Database framework name -> backend.
 FRAMEWORKS = {"trtllm": "trtllm", "vllm": "vllm", "sglang": "sglang", "jax": "jax"}
 
 REQUIRED = {
     "gemm": ("system", "framework", "gemm_dtype", "m", "n", "k", "latency"),
-    "context_attention": ("system", "framework", "batch_size", "isl", "num_heads",
-                          "num_key_value_heads", "head_dim", "attn_dtype", "kv_cache_dtype",
-                          "latency"),
-    "generation_attention": ("system", "framework", "batch_size", "step", "num_heads",
-                             "num_key_value_heads", "head_dim", "kv_cache_dtype", "latency"),
+    "context_attention": (
+        "system",
+        "framework",
+        "batch_size",
+        "isl",
+        "num_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "attn_dtype",
+        "kv_cache_dtype",
+        "latency",
+    ),
+    "generation_attention": (
+        "system",
+        "framework",
+        "batch_size",
+        "step",
+        "num_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "kv_cache_dtype",
+        "latency",
+    ),
     "nccl": ("system", "op_name", "nccl_dtype", "num_gpus", "message_size", "latency"),
-    "custom_allreduce": ("system", "framework", "allreduce_dtype", "num_gpus", "message_size",
-                         "latency"),
+    "custom_allreduce": ("system", "framework", "allreduce_dtype", "num_gpus", "message_size", "latency"),
 }
-NUMERIC = {"m", "n", "k", "latency", "batch_size", "isl", "num_heads", "num_key_value_heads",
-           "head_dim", "step", "num_gpus", "message_size", "window_size"}
+NUMERIC = {
+    "m",
+    "n",
+    "k",
+    "latency",
+    "batch_size",
+    "isl",
+    "num_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "step",
+    "num_gpus",
+    "message_size",
+    "window_size",
+}
 
 
 @dataclass
@@ -57,10 +97,14 @@ class KernelTable:
     def __len__(self) -> int:
         return len(self.lines)
 
-    def take(self, mask_or_index) -> "KernelTable":
-        return KernelTable(self.path, self.kind, self.header,
-                           {c: v[mask_or_index] for c, v in self.columns.items()},
-                           self.lines[mask_or_index])
+    def take(self, mask_or_index) -> KernelTable:
+        return KernelTable(
+            self.path,
+            self.kind,
+            self.header,
+            {c: v[mask_or_index] for c, v in self.columns.items()},
+            self.lines[mask_or_index],
+        )
 
 
 def _kind(columns: list[str], first_op: str, path: str) -> str:
@@ -73,9 +117,11 @@ def _kind(columns: list[str], first_op: str, path: str) -> str:
     if first_op in ("context_attention", "generation_attention"):
         return first_op
     raise InvalidInputError(
-        path, "cannot tell the kind of kernel table",
+        path,
+        "cannot tell the kind of kernel table",
         "expected gemm_dtype, nccl_dtype or allreduce_dtype columns, or op_name "
-        "context_attention / generation_attention")
+        "context_attention / generation_attention",
+    )
 
 
 def read_kernel_table(path: str | Path) -> KernelTable:
@@ -105,14 +151,18 @@ def read_kernel_table(path: str | Path) -> KernelTable:
     kind = _kind(columns, body[0][op_index] if op_index is not None else "", name)
     missing = [c for c in REQUIRED[kind] if c not in columns]
     if missing:
-        raise InvalidInputError(name, f"missing column(s) {', '.join(missing)} for a {kind} table",
-                                f"a {kind} table needs {', '.join(REQUIRED[kind])}")
+        raise InvalidInputError(
+            name,
+            f"missing column(s) {', '.join(missing)} for a {kind} table",
+            f"a {kind} table needs {', '.join(REQUIRED[kind])}",
+        )
     data: dict[str, np.ndarray] = {}
     width = len(columns)
     for i, row in enumerate(body):
         if len(row) != width:
-            raise InvalidInputError(f"{name}:{line_numbers[i]}", f"{len(row)} fields, header has {width}",
-                                    "fix the row")
+            raise InvalidInputError(
+                f"{name}:{line_numbers[i]}", f"{len(row)} fields, header has {width}", "fix the row"
+            )
     for j, column in enumerate(columns):
         values = [row[j] for row in body]
         if column in NUMERIC:
@@ -121,8 +171,9 @@ def read_kernel_table(path: str | Path) -> KernelTable:
                 try:
                     converted[i] = float(v) if v != "" else (0.0 if column == "window_size" else np.nan)
                 except ValueError:
-                    raise InvalidInputError(f"{name}:{line_numbers[i]}", f"{column}={v!r} is not a number",
-                                            "fix or drop the row") from None
+                    raise InvalidInputError(
+                        f"{name}:{line_numbers[i]}", f"{column}={v!r} is not a number", "fix or drop the row"
+                    ) from None
             data[column] = converted
         else:
             data[column] = np.array(values, dtype=object)
@@ -135,9 +186,13 @@ def read_kernel_table(path: str | Path) -> KernelTable:
             if bad.any():
                 i = int(np.argmax(bad))
                 raise InvalidInputError(
-                    f"{name}:{lines[i]}", f"{column}={float(data[column][i])!r} must be a positive number"
-                    + (" (a latency in ms)" if column == "latency" else ""), "fix or drop the row")
+                    f"{name}:{lines[i]}",
+                    f"{column}={float(data[column][i])!r} must be a positive number"
+                    + (" (a latency in ms)" if column == "latency" else ""),
+                    "fix or drop the row",
+                )
     if "framework" in data:
-        data["engine"] = np.array([FRAMEWORKS.get(str(f).lower(), str(f).lower())
-                                    for f in data["framework"]], dtype=object)
+        data["engine"] = np.array(
+            [FRAMEWORKS.get(str(f).lower(), str(f).lower()) for f in data["framework"]], dtype=object
+        )
     return KernelTable(name, kind, header, data, lines)

@@ -42,21 +42,58 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from cost_models.errors import InvalidInputError
 
 # Column lists of the shared database (copied from the headers of its files; do not reorder).
-GEMM_COLUMNS = ("system", "framework", "version", "op_name", "kernel_source", "gemm_dtype",
-                "m", "n", "k", "latency", "source_path")
-ATTENTION_COLUMNS = ("system", "framework", "version", "op_name", "kernel_source", "batch_size",
-                     "isl", "num_heads", "num_key_value_heads", "head_dim", "window_size",
-                     "beam_width", "attn_dtype", "kv_cache_dtype", "step", "latency",
-                     "source_path")
-NCCL_COLUMNS = ("system", "framework", "version", "op_name", "kernel_source", "nccl_dtype",
-                "num_gpus", "message_size", "latency", "source_path")
+GEMM_COLUMNS = (
+    "system",
+    "framework",
+    "version",
+    "op_name",
+    "kernel_source",
+    "gemm_dtype",
+    "m",
+    "n",
+    "k",
+    "latency",
+    "source_path",
+)
+ATTENTION_COLUMNS = (
+    "system",
+    "framework",
+    "version",
+    "op_name",
+    "kernel_source",
+    "batch_size",
+    "isl",
+    "num_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "window_size",
+    "beam_width",
+    "attn_dtype",
+    "kv_cache_dtype",
+    "step",
+    "latency",
+    "source_path",
+)
+NCCL_COLUMNS = (
+    "system",
+    "framework",
+    "version",
+    "op_name",
+    "kernel_source",
+    "nccl_dtype",
+    "num_gpus",
+    "message_size",
+    "latency",
+    "source_path",
+)
 
 FILES = {
     "gemm": "gemm_perf.csv",
@@ -64,8 +101,12 @@ FILES = {
     "generation_attention": "generation_attention_perf.csv",
     "nccl": "nccl_perf.csv",
 }
-COLUMNS = {"gemm": GEMM_COLUMNS, "context_attention": ATTENTION_COLUMNS,
-           "generation_attention": ATTENTION_COLUMNS, "nccl": NCCL_COLUMNS}
+COLUMNS = {
+    "gemm": GEMM_COLUMNS,
+    "context_attention": ATTENTION_COLUMNS,
+    "generation_attention": ATTENTION_COLUMNS,
+    "nccl": NCCL_COLUMNS,
+}
 OPS = ("gemm", "attention", "collectives")
 SWEEPS = ("tiny", "small", "full")
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "alltoall")
@@ -73,23 +114,52 @@ FRAMEWORK = "JAX"
 KERNEL_SOURCE = "jax.jit"
 INSTALL_HINT = "pip install -e '.[measure]'"
 
-_INT_COLUMNS = frozenset({"m", "n", "k", "batch_size", "isl", "num_heads", "num_key_value_heads",
-                          "head_dim", "window_size", "beam_width", "step", "num_gpus",
-                          "message_size", "topk", "num_tokens", "hidden_size", "inter_size",
-                          "num_experts", "moe_tp_size", "moe_ep_size"})
+_INT_COLUMNS = frozenset(
+    {
+        "m",
+        "n",
+        "k",
+        "batch_size",
+        "isl",
+        "num_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "window_size",
+        "beam_width",
+        "step",
+        "num_gpus",
+        "message_size",
+        "topk",
+        "num_tokens",
+        "hidden_size",
+        "inter_size",
+        "num_experts",
+        "moe_tp_size",
+        "moe_ep_size",
+    }
+)
 _FLOAT_COLUMNS = frozenset({"latency"})
 
 # The database's system names for the device kinds JAX reports (first match wins).
 _SYSTEM_NAMES = (
-    (r"gb200", "gb200"), (r"b200", "b200_sxm"), (r"h200", "h200_sxm"),
-    (r"h100.*pcie", "h100_pcie"), (r"h100", "h100_sxm"), (r"a100.*pcie", "a100_pcie"),
-    (r"a100", "a100_sxm"), (r"l40s", "l40s"), (r"^tpu v5 ?lite|^tpu v5e", "tpu_v5e"),
-    (r"^tpu v5p?$", "tpu_v5p"), (r"^tpu v4", "tpu_v4"), (r"^tpu v6 ?lite|^tpu v6e", "tpu_v6e"),
+    (r"gb200", "gb200"),
+    (r"b200", "b200_sxm"),
+    (r"h200", "h200_sxm"),
+    (r"h100.*pcie", "h100_pcie"),
+    (r"h100", "h100_sxm"),
+    (r"a100.*pcie", "a100_pcie"),
+    (r"a100", "a100_sxm"),
+    (r"l40s", "l40s"),
+    (r"^tpu v5 ?lite|^tpu v5e", "tpu_v5e"),
+    (r"^tpu v5p?$", "tpu_v5p"),
+    (r"^tpu v4", "tpu_v4"),
+    (r"^tpu v6 ?lite|^tpu v6e", "tpu_v6e"),
 )
 
 
 # --------------------------------------------------------------------------------------------
 # Sweeps: the grids of each operator class.
+
 
 @dataclass(frozen=True)
 class Sweep:
@@ -106,38 +176,53 @@ class Sweep:
 
 
 def _pow2(lo: int, hi: int, step: int = 1) -> tuple[int, ...]:
-    return tuple(2 ** e for e in range(lo, hi + 1, step))
+    return tuple(2**e for e in range(lo, hi + 1, step))
 
 
 SWEEP_GRIDS: dict[str, Sweep] = {
     # A functional check that runs on a laptop CPU in seconds.
     # (Its 20 GEMM shapes per format are about the fewest tuner calibrate fits a GEMM class from.)
-    "tiny": Sweep(gemm_m=(1, 8, 32, 128, 512), gemm_n=(256, 1024), gemm_k=(256, 2048),
-                  prefill=((1, 32), (1, 128)), decode=((1, 64), (8, 512)),
-                  heads=((8, 2, 64),), message_sizes=(1024, 65536),
-                  nccl_dtypes=("half",), all_device_counts=False),
+    "tiny": Sweep(
+        gemm_m=(1, 8, 32, 128, 512),
+        gemm_n=(256, 1024),
+        gemm_k=(256, 2048),
+        prefill=((1, 32), (1, 128)),
+        decode=((1, 64), (8, 512)),
+        heads=((8, 2, 64),),
+        message_sizes=(1024, 65536),
+        nccl_dtypes=("half",),
+        all_device_counts=False,
+    ),
     # A few minutes on one accelerator: enough points to fit a profile.
-    "small": Sweep(gemm_m=(1, 8, 32, 128, 512, 2048, 8192), gemm_n=(1024, 4096, 16384),
-                   gemm_k=(1024, 4096, 16384),
-                   prefill=tuple((b, s) for b in (1, 4) for s in (128, 512, 2048, 8192)),
-                   decode=tuple((b, s) for b in (1, 8, 64) for s in (128, 1024, 8192)),
-                   heads=((32, 8, 128), (32, 32, 128)), message_sizes=_pow2(10, 26, 2),
-                   nccl_dtypes=("half",), all_device_counts=True),
+    "small": Sweep(
+        gemm_m=(1, 8, 32, 128, 512, 2048, 8192),
+        gemm_n=(1024, 4096, 16384),
+        gemm_k=(1024, 4096, 16384),
+        prefill=tuple((b, s) for b in (1, 4) for s in (128, 512, 2048, 8192)),
+        decode=tuple((b, s) for b in (1, 8, 64) for s in (128, 1024, 8192)),
+        heads=((32, 8, 128), (32, 32, 128)),
+        message_sizes=_pow2(10, 26, 2),
+        nccl_dtypes=("half",),
+        all_device_counts=True,
+    ),
     # Close to the database's grids; an hour or more per accelerator.
-    "full": Sweep(gemm_m=_pow2(0, 14), gemm_n=_pow2(7, 16), gemm_k=_pow2(7, 15),
-                  prefill=tuple((b, s) for b in (1, 2, 4, 8, 16) for s in _pow2(4, 14)
-                                if b * s <= 65536),
-                  decode=tuple((b, s) for b in _pow2(0, 8) for s in _pow2(4, 17)
-                               if b * s <= 2 ** 21),
-                  heads=((8, 8, 128), (32, 8, 128), (32, 32, 128), (64, 8, 128), (96, 8, 128),
-                         (16, 16, 64)),
-                  message_sizes=_pow2(8, 28), nccl_dtypes=("half", "int8"),
-                  all_device_counts=True),
+    "full": Sweep(
+        gemm_m=_pow2(0, 14),
+        gemm_n=_pow2(7, 16),
+        gemm_k=_pow2(7, 15),
+        prefill=tuple((b, s) for b in (1, 2, 4, 8, 16) for s in _pow2(4, 14) if b * s <= 65536),
+        decode=tuple((b, s) for b in _pow2(0, 8) for s in _pow2(4, 17) if b * s <= 2**21),
+        heads=((8, 8, 128), (32, 8, 128), (32, 32, 128), (64, 8, 128), (96, 8, 128), (16, 16, 64)),
+        message_sizes=_pow2(8, 28),
+        nccl_dtypes=("half", "int8"),
+        all_device_counts=True,
+    ),
 }
 
 
 # --------------------------------------------------------------------------------------------
 # Results.
+
 
 @dataclass
 class OpResult:
@@ -166,12 +251,23 @@ class MeasureResult:
     def summary(self) -> dict:
         """Plain data for ``--json`` and the table: one entry per file written."""
         return {
-            "out": str(self.out_dir), "system": self.system, "device_kind": self.device_kind,
-            "device_count": self.device_count, "platform": self.platform,
-            "jax": self.jax_version, "elapsed_s": round(self.elapsed_s, 3),
-            "files": [{"file": FILES[r.name], "path": str(r.path) if r.path else None,
-                       "rows": len(r.rows), "failed": r.failed, "notes": r.notes}
-                      for r in self.results],
+            "out": str(self.out_dir),
+            "system": self.system,
+            "device_kind": self.device_kind,
+            "device_count": self.device_count,
+            "platform": self.platform,
+            "jax": self.jax_version,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "files": [
+                {
+                    "file": FILES[r.name],
+                    "path": str(r.path) if r.path else None,
+                    "rows": len(r.rows),
+                    "failed": r.failed,
+                    "notes": r.notes,
+                }
+                for r in self.results
+            ],
             "notes": self.notes,
         }
 
@@ -179,14 +275,16 @@ class MeasureResult:
 # --------------------------------------------------------------------------------------------
 # Validation.
 
+
 def require_jax():
     """``jax``, or :class:`InvalidInputError` saying how to install the extra."""
     try:
-        import jax  # noqa: F401
-        import jax.numpy  # noqa: F401
+        import jax
+        import jax.numpy
     except ImportError:
-        raise InvalidInputError("jax", "not installed (tuner measure runs its benchmarks with JAX)",
-                                f"install the extra: {INSTALL_HINT}") from None
+        raise InvalidInputError(
+            "jax", "not installed (tuner measure runs its benchmarks with JAX)", f"install the extra: {INSTALL_HINT}"
+        ) from None
     return jax
 
 
@@ -211,8 +309,9 @@ def prepare_out_dir(out: str | os.PathLike) -> Path:
         probe.write_text("")
         probe.unlink()
     except OSError as error:
-        raise InvalidInputError("--out", f"cannot write to {out}: {error.strerror or error}",
-                                "pass a writable directory") from None
+        raise InvalidInputError(
+            "--out", f"cannot write to {out}: {error.strerror or error}", "pass a writable directory"
+        ) from None
     return path
 
 
@@ -220,7 +319,7 @@ def system_name(device_kind: str) -> str:
     """The database's name for a JAX device kind (``NVIDIA H100 80GB HBM3`` -> ``h100_sxm``)."""
     kind = device_kind.strip().lower()
     if kind.startswith("nvidia "):
-        kind = kind[len("nvidia "):]
+        kind = kind[len("nvidia ") :]
     for pattern, name in _SYSTEM_NAMES:
         if re.search(pattern, kind):
             return name
@@ -229,6 +328,7 @@ def system_name(device_kind: str) -> str:
 
 # --------------------------------------------------------------------------------------------
 # Timing.
+
 
 def time_compiled(fn: Callable, args: tuple, repeats: int, warmup: int) -> float:
     """Median wall time in ms of ``fn(*args)`` compiled with jax.jit, ended by block_until_ready."""
@@ -284,8 +384,9 @@ def _random_array(shape: tuple[int, ...], dtype, where, seed: int, fill: float |
         return jax.device_put(np.full(shape, fill, dtype), where)
     if size <= _HOST_RANDOM_LIMIT:
         rng = np.random.default_rng(seed)
-        host = (rng.integers(-127, 128, shape, dtype=np.int8) if integer
-                else rng.standard_normal(shape, dtype=np.float32))
+        host = (
+            rng.integers(-127, 128, shape, dtype=np.int8) if integer else rng.standard_normal(shape, dtype=np.float32)
+        )
         return jax.device_put(host.astype(dtype), where)
     key = jax.random.key(seed)
     if integer:
@@ -294,8 +395,7 @@ def _random_array(shape: tuple[int, ...], dtype, where, seed: int, fill: float |
         # bf16/f16/f32 drawn as is (no f32 temporary); fp8 through f32
         draw = dtype if dtype.itemsize >= 2 else jnp.dtype(jnp.float32)
         make = lambda: jax.random.normal(key, shape, draw).astype(dtype)
-    sharding = where if isinstance(where, jax.sharding.Sharding) else \
-        jax.sharding.SingleDeviceSharding(where)
+    sharding = where if isinstance(where, jax.sharding.Sharding) else jax.sharding.SingleDeviceSharding(where)
     return jax.jit(make, out_shardings=sharding)()
 
 
@@ -327,11 +427,11 @@ def _gemm_fn(dtype: str):
             xq = (x.astype(jnp.float32) / x_scale).astype(jnp.float8_e4m3fn)
             out = jnp.dot(xq, w, preferred_element_type=jnp.float32)
             return (out * (x_scale * w_scale)).astype(jnp.bfloat16)
+
         return fp8
     if dtype == "int8_wo":
         # Weight-only int8: int8 weights in memory, dequantized (per-channel scale) in the jit.
-        return lambda x, w, s: jnp.dot(x, w.astype(jnp.bfloat16) * s,
-                                       preferred_element_type=jnp.bfloat16)
+        return lambda x, w, s: jnp.dot(x, w.astype(jnp.bfloat16) * s, preferred_element_type=jnp.bfloat16)
     raise AssertionError(dtype)
 
 
@@ -343,15 +443,20 @@ def _gemm_args(dtype: str, m: int, n: int, k: int, device):
     if dtype == "bfloat16":
         return (x, _random_array((k, n), jnp.bfloat16, device, seed + 1))
     if dtype == "fp8":
-        return (x, _random_array((k, n), jnp.float8_e4m3fn, device, seed + 1),
-                _random_array((), jnp.float32, device, seed + 2, fill=1.0))
-    return (x, _random_array((k, n), jnp.int8, device, seed + 1),
-            _random_array((n,), jnp.bfloat16, device, seed + 2, fill=0.01))
+        return (
+            x,
+            _random_array((k, n), jnp.float8_e4m3fn, device, seed + 1),
+            _random_array((), jnp.float32, device, seed + 2, fill=1.0),
+        )
+    return (
+        x,
+        _random_array((k, n), jnp.int8, device, seed + 1),
+        _random_array((n,), jnp.bfloat16, device, seed + 2, fill=0.01),
+    )
 
 
 def _gemm_points(sweep: Sweep, dtypes: list[str]):
-    return [(d, m, n, k) for d in dtypes for m in sweep.gemm_m for n in sweep.gemm_n
-            for k in sweep.gemm_k]
+    return [(d, m, n, k) for d in dtypes for m in sweep.gemm_m for n in sweep.gemm_n for k in sweep.gemm_k]
 
 
 def _attention_fn(impl: str, causal: bool):
@@ -359,17 +464,19 @@ def _attention_fn(impl: str, causal: bool):
 
     def attend(q, k, v):
         return jax.nn.dot_product_attention(q, k, v, is_causal=causal, implementation=impl)
+
     return attend
 
 
-def _attention_args(batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int, hd: int,
-                    device):
+def _attention_args(batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int, hd: int, device):
     import jax.numpy as jnp
 
     seed = batch * 7919 + q_len * 31 + kv_len
-    return (_random_array((batch, q_len, heads, hd), jnp.bfloat16, device, seed),
-            _random_array((batch, kv_len, kv_heads, hd), jnp.bfloat16, device, seed + 1),
-            _random_array((batch, kv_len, kv_heads, hd), jnp.bfloat16, device, seed + 2))
+    return (
+        _random_array((batch, q_len, heads, hd), jnp.bfloat16, device, seed),
+        _random_array((batch, kv_len, kv_heads, hd), jnp.bfloat16, device, seed + 1),
+        _random_array((batch, kv_len, kv_heads, hd), jnp.bfloat16, device, seed + 2),
+    )
 
 
 def _collective_fn(op: str, mesh):
@@ -395,11 +502,11 @@ def _collective_fn(op: str, mesh):
 
 def _collective_input(op: str, message_size: int, count: int, dtype, mesh):
     """The global array whose per-device block is what ``op`` starts from on each device."""
-    from jax.sharding import NamedSharding, PartitionSpec as P
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     per_device = message_size // count if op == "all_gather" else message_size
-    return _random_array((per_device * count,), dtype, NamedSharding(mesh, P("d")),
-                         message_size + count)
+    return _random_array((per_device * count,), dtype, NamedSharding(mesh, P("d")), message_size + count)
 
 
 _NCCL_DTYPES = {"half": "float16", "int8": "int8"}
@@ -408,7 +515,7 @@ _NCCL_DTYPES = {"half": "float16", "int8": "int8"}
 def _device_counts(sweep: Sweep, available: int) -> list[int]:
     if not sweep.all_device_counts:
         return [available]
-    counts = [c for c in (2 ** e for e in range(1, 12)) if c < available]
+    counts = [c for c in (2**e for e in range(1, 12)) if c < available]
     return counts + [available]
 
 
@@ -418,10 +525,16 @@ def _device_counts(sweep: Sweep, available: int) -> list[int]:
 ProgressCallback = Callable[[str, int, int], None]  # (label, done, total)
 
 
-def run_measurements(out_dir: str | os.PathLike, *, system: str | None = None,
-                     sweep: str = "small", ops: Iterable[str] = OPS, repeats: int = 10,
-                     warmup: int = 3,
-                     on_progress: ProgressCallback | None = None) -> MeasureResult:
+def run_measurements(
+    out_dir: str | os.PathLike,
+    *,
+    system: str | None = None,
+    sweep: str = "small",
+    ops: Iterable[str] = OPS,
+    repeats: int = 10,
+    warmup: int = 3,
+    on_progress: ProgressCallback | None = None,
+) -> MeasureResult:
     """Run the sweep on the local devices and write the CSV files into ``out_dir``."""
     if sweep not in SWEEP_GRIDS:
         raise InvalidInputError("--sweep", f"unknown sweep {sweep!r}", f"choose from {', '.join(SWEEPS)}")
@@ -431,8 +544,9 @@ def run_measurements(out_dir: str | os.PathLike, *, system: str | None = None,
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise InvalidInputError("--warmup", f"must be a non-negative integer, not {warmup!r}")
     if system is not None and not re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", system):
-        raise InvalidInputError("--system", f"{system!r} is not a plain name",
-                                "use letters, digits and _ . + - (e.g. h100_sxm)")
+        raise InvalidInputError(
+            "--system", f"{system!r} is not a plain name", "use letters, digits and _ . + - (e.g. h100_sxm)"
+        )
     out = prepare_out_dir(out_dir)
     jax = require_jax()
     import jaxlib
@@ -441,10 +555,19 @@ def run_measurements(out_dir: str | os.PathLike, *, system: str | None = None,
     devices = jax.devices()
     device = devices[0]
     context = _Context(
-        jax_version=jax.__version__, jaxlib_version=getattr(jaxlib, "__version__", "unknown"),
-        device=device, devices=devices, system=system or system_name(device.device_kind),
-        sweep_name=sweep, sweep=SWEEP_GRIDS[sweep], repeats=repeats, warmup=warmup, out=out,
-        ops=ops, progress=on_progress or (lambda label, done, total: None))
+        jax_version=jax.__version__,
+        jaxlib_version=getattr(jaxlib, "__version__", "unknown"),
+        device=device,
+        devices=devices,
+        system=system or system_name(device.device_kind),
+        sweep_name=sweep,
+        sweep=SWEEP_GRIDS[sweep],
+        repeats=repeats,
+        warmup=warmup,
+        out=out,
+        ops=ops,
+        progress=on_progress or (lambda label, done, total: None),
+    )
     results: list[OpResult] = []
     notes: list[str] = []
     if "gemm" in ops:
@@ -453,15 +576,24 @@ def run_measurements(out_dir: str | os.PathLike, *, system: str | None = None,
         results.extend(_measure_attention(context))
     if "collectives" in ops:
         if len(devices) < 2:
-            notes.append(f"collectives skipped: {len(devices)} {device.platform} device (they need "
-                         "2 or more; on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=4 "
-                         "gives 4 host devices for a functional check)")
+            notes.append(
+                f"collectives skipped: {len(devices)} {device.platform} device (they need "
+                "2 or more; on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=4 "
+                "gives 4 host devices for a functional check)"
+            )
         else:
             results.append(_measure_collectives(context))
-    return MeasureResult(out_dir=out, system=context.system, device_kind=device.device_kind,
-                         device_count=len(devices), platform=device.platform,
-                         jax_version=jax.__version__, elapsed_s=time.perf_counter() - started,
-                         results=results, notes=notes)
+    return MeasureResult(
+        out_dir=out,
+        system=context.system,
+        device_kind=device.device_kind,
+        device_count=len(devices),
+        platform=device.platform,
+        jax_version=jax.__version__,
+        elapsed_s=time.perf_counter() - started,
+        results=results,
+        notes=notes,
+    )
 
 
 @dataclass
@@ -485,13 +617,18 @@ class _Context:
         return f"{self.system}/{kind}/jax/{self.jax_version}/{FILES[name]}"
 
     def base_row(self, name: str, op_name: str) -> dict:
-        return {"system": self.system, "framework": FRAMEWORK, "version": self.jax_version,
-                "op_name": op_name, "kernel_source": KERNEL_SOURCE,
-                "source_path": self.source_path(name)}
+        return {
+            "system": self.system,
+            "framework": FRAMEWORK,
+            "version": self.jax_version,
+            "op_name": op_name,
+            "kernel_source": KERNEL_SOURCE,
+            "source_path": self.source_path(name),
+        }
 
     def header(self, name: str, lines: list[str]) -> list[str]:
         kinds = sorted({d.device_kind for d in self.devices})
-        now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+        now = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
         return [
             f"Measured kernel latencies from `tuner measure` (transformer-deploy-tuner) with JAX "
             f"on the local devices; file {FILES[name]}.",
@@ -555,19 +692,30 @@ def _measure_gemm(ctx: _Context) -> OpResult:
                 args = _gemm_args(dtype, m, n, k, ctx.device)
                 ms = time_compiled(fns[dtype], args, ctx.repeats, ctx.warmup)
                 del args
-                result.rows.append({**ctx.base_row("gemm", "gemm"), "gemm_dtype": dtype, "m": m,
-                                    "n": n, "k": k, "latency": _latency_text(ms)})
+                result.rows.append(
+                    {
+                        **ctx.base_row("gemm", "gemm"),
+                        "gemm_dtype": dtype,
+                        "m": m,
+                        "n": n,
+                        "k": k,
+                        "latency": _latency_text(ms),
+                    }
+                )
             except Exception as error:  # one bad point (out of memory, unsupported) is not fatal
                 _record_failure(result, error)
         ctx.progress("gemm", done, len(points))
     lines = [
         "gemm: out[m,n] = x[m,k] @ W[k,n]; x bfloat16, output bfloat16",
         f"gemm_dtype measured: {', '.join(dtypes)}"
-        + ("; fp8 = x quantized to float8_e4m3fn (per-tensor scale) inside the call, "
-           "W float8_e4m3fn, f32 accumulation" if "fp8" in dtypes else "")
+        + (
+            "; fp8 = x quantized to float8_e4m3fn (per-tensor scale) inside the call, W float8_e4m3fn, f32 accumulation"
+            if "fp8" in dtypes
+            else ""
+        )
         + "; int8_wo = W int8 in memory, dequantized to bfloat16 (per-channel scale) inside the "
-          "jitted call (XLA may or may not fuse the dequantization into the GEMM; not a dedicated "
-          "weight-only kernel)",
+        "jitted call (XLA may or may not fuse the dequantization into the GEMM; not a dedicated "
+        "weight-only kernel)",
         f"gemm_dtype not measured: {'; '.join(skipped)}",
     ]
     lines += _finish_notes(result, skipped_memory)
@@ -598,8 +746,7 @@ def _measure_attention(ctx: _Context) -> list[OpResult]:
     prefill = [(b, s, h, kvh, hd) for (b, s) in sweep.prefill for (h, kvh, hd) in sweep.heads]
     decode = [(b, s, h, kvh, hd) for (b, s) in sweep.decode for (h, kvh, hd) in sweep.heads]
     results = []
-    for name, points, causal in (("context_attention", prefill, True),
-                                 ("generation_attention", decode, False)):
+    for name, points, causal in (("context_attention", prefill, True), ("generation_attention", decode, False)):
         result = OpResult(name)
         used: dict[str, int] = {}
         skipped_memory = 0
@@ -614,19 +761,31 @@ def _measure_attention(ctx: _Context) -> list[OpResult]:
                     args = _attention_args(b, q_len, s, h, kvh, hd, ctx.device)
                     ms = _time_attention(ctx, causal, args, used)
                     del args
-                    result.rows.append({
-                        **ctx.base_row(name, name), "batch_size": b, "isl": s if causal else 1,
-                        "num_heads": h, "num_key_value_heads": kvh, "head_dim": hd,
-                        "window_size": 0, "beam_width": 1, "attn_dtype": "bfloat16",
-                        "kv_cache_dtype": "bfloat16", "step": 0 if causal else s,
-                        "latency": _latency_text(ms)})
+                    result.rows.append(
+                        {
+                            **ctx.base_row(name, name),
+                            "batch_size": b,
+                            "isl": s if causal else 1,
+                            "num_heads": h,
+                            "num_key_value_heads": kvh,
+                            "head_dim": hd,
+                            "window_size": 0,
+                            "beam_width": 1,
+                            "attn_dtype": "bfloat16",
+                            "kv_cache_dtype": "bfloat16",
+                            "step": 0 if causal else s,
+                            "latency": _latency_text(ms),
+                        }
+                    )
                 except Exception as error:
                     _record_failure(result, error)
             ctx.progress(name, done, len(points))
-        what = ("prefill: causal self-attention of isl tokens per sequence, q/k/v "
-                "[batch, isl, heads, head_dim], step 0" if causal else
-                "decode: one query token per sequence (isl 1) over a KV cache of step tokens, "
-                "q [batch, 1, heads, head_dim], k/v [batch, step, kv_heads, head_dim], no mask")
+        what = (
+            "prefill: causal self-attention of isl tokens per sequence, q/k/v [batch, isl, heads, head_dim], step 0"
+            if causal
+            else "decode: one query token per sequence (isl 1) over a KV cache of step tokens, "
+            "q [batch, 1, heads, head_dim], k/v [batch, step, kv_heads, head_dim], no mask"
+        )
         impls = ", ".join(f"{impl} x{count}" for impl, count in sorted(used.items())) or "none"
         lines = [
             f"{name}: jax.nn.dot_product_attention (softmax(QK^T/sqrt(d))V, GQA when "
@@ -643,15 +802,20 @@ def _measure_attention(ctx: _Context) -> list[OpResult]:
 
 def _measure_collectives(ctx: _Context) -> OpResult:
     import jax.numpy as jnp
-    from jax.sharding import Mesh
     import numpy as np
+    from jax.sharding import Mesh
 
     result = OpResult("nccl")
     available = len(ctx.devices)
     counts = _device_counts(ctx.sweep, available)
     limit = _memory_limit(ctx.device)
-    points = [(op, dt, g, size) for g in counts for dt in ctx.sweep.nccl_dtypes
-              for op in COLLECTIVES for size in ctx.sweep.message_sizes]
+    points = [
+        (op, dt, g, size)
+        for g in counts
+        for dt in ctx.sweep.nccl_dtypes
+        for op in COLLECTIVES
+        for size in ctx.sweep.message_sizes
+    ]
     skipped_memory = 0
     ctx.progress("nccl", 0, len(points))
     meshes = {g: Mesh(np.array(ctx.devices[:g]), ("d",)) for g in counts}
@@ -666,8 +830,15 @@ def _measure_collectives(ctx: _Context) -> OpResult:
                 x = _collective_input(op, size, g, dtype, mesh)
                 ms = time_compiled(_collective_fn(op, mesh), (x,), ctx.repeats, ctx.warmup)
                 del x
-                result.rows.append({**ctx.base_row("nccl", op), "nccl_dtype": dt, "num_gpus": g,
-                                    "message_size": size, "latency": _latency_text(ms)})
+                result.rows.append(
+                    {
+                        **ctx.base_row("nccl", op),
+                        "nccl_dtype": dt,
+                        "num_gpus": g,
+                        "message_size": size,
+                        "latency": _latency_text(ms),
+                    }
+                )
             except Exception as error:
                 _record_failure(result, error)
         ctx.progress("nccl", done, len(points))
@@ -690,6 +861,7 @@ def _measure_collectives(ctx: _Context) -> OpResult:
 # --------------------------------------------------------------------------------------------
 # Presentation for the CLI (rich is a dependency of the project; jax is not needed here).
 
+
 @contextlib.contextmanager
 def progress_bars(disable: bool = False) -> Iterator[ProgressCallback]:
     """Rich progress bars on stderr, one per file; yields the ``on_progress`` callback.
@@ -700,11 +872,15 @@ def progress_bars(disable: bool = False) -> Iterator[ProgressCallback]:
         yield lambda label, done, total: None
         return
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    bars = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=Console(stderr=True))
+    bars = Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
     tasks: dict[str, Any] = {}
 
     def update(label: str, done: int, total: int) -> None:
@@ -721,8 +897,10 @@ def print_summary(result: MeasureResult) -> None:
     import click
 
     summary = result.summary()
-    click.echo(f"measured {summary['device_count']} x {summary['device_kind']} "
-               f"(system {summary['system']}, jax {summary['jax']}) in {summary['elapsed_s']:.1f} s")
+    click.echo(
+        f"measured {summary['device_count']} x {summary['device_kind']} "
+        f"(system {summary['system']}, jax {summary['jax']}) in {summary['elapsed_s']:.1f} s"
+    )
     for entry in summary["files"]:
         click.echo(f"  {entry['rows']:>6} rows  {entry['path']}")
         for note in entry["notes"]:
@@ -735,6 +913,7 @@ def print_summary(result: MeasureResult) -> None:
 
 # --------------------------------------------------------------------------------------------
 # Reading back (the same parsing the calibration fitter needs).
+
 
 def _open_text(path: Path):
     with open(path, "rb") as probe:
@@ -775,8 +954,9 @@ def read_measurements(path: str | os.PathLike) -> list[dict]:
             row: dict[str, Any] = {}
             for key, value in raw.items():
                 if key is None or value is None:
-                    raise InvalidInputError("measurements", f"{path}: row {number} has "
-                                            "a different number of cells than the header")
+                    raise InvalidInputError(
+                        "measurements", f"{path}: row {number} has a different number of cells than the header"
+                    )
                 try:
                     if value == "":
                         row[key] = None
@@ -787,7 +967,8 @@ def read_measurements(path: str | os.PathLike) -> list[dict]:
                     else:
                         row[key] = value
                 except ValueError:
-                    raise InvalidInputError("measurements", f"{path}: data row {number}: "
-                                            f"{key} {value!r} is not a number") from None
+                    raise InvalidInputError(
+                        "measurements", f"{path}: data row {number}: {key} {value!r} is not a number"
+                    ) from None
             rows.append(row)
     return rows

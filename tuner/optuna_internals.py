@@ -20,7 +20,7 @@ Private APIs used, and where:
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import optuna
@@ -31,8 +31,7 @@ from optuna.trial import FrozenTrial
 from sqlalchemy import func, insert, select
 
 
-def insert_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial],
-                  budget: int | None) -> int:
+def insert_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial], budget: int | None) -> int:
     """Insert finished trials into Optuna's own tables in one transaction; returns how many.
 
     Why not the public API: ``Study.add_trials`` / ``BaseStorage.create_new_trial`` commit every
@@ -50,20 +49,28 @@ def insert_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial],
             select(func.count(models.TrialModel.trial_id)).where(models.TrialModel.study_id == study_id)
         ).scalar_one()
         if budget is not None:
-            trials = trials[:max(0, budget - start)]
+            trials = trials[: max(0, budget - start)]
         if not trials:
             session.rollback()
             return 0
         now = datetime.now()
         # Optuna stores trial times as naive UTC (FrozenTrial holds naive local time).
-        rows = [{"number": start + i, "study_id": study_id, "state": t.state,
-                 "datetime_start": _naive_utc(t.datetime_start or now),
-                 "datetime_complete": _naive_utc(t.datetime_complete or now)}
-                for i, t in enumerate(trials)]
+        rows = [
+            {
+                "number": start + i,
+                "study_id": study_id,
+                "state": t.state,
+                "datetime_start": _naive_utc(t.datetime_start or now),
+                "datetime_complete": _naive_utc(t.datetime_complete or now),
+            }
+            for i, t in enumerate(trials)
+        ]
         table = models.TrialModel.__table__
-        ids = session.execute(
-            insert(table).returning(table.c.trial_id, sort_by_parameter_order=True), rows
-        ).scalars().all()
+        ids = (
+            session.execute(insert(table).returning(table.c.trial_id, sort_by_parameter_order=True), rows)
+            .scalars()
+            .all()
+        )
         values, params, user_attrs, system_attrs = [], [], [], []
         for trial_id, trial in zip(ids, trials):
             for objective, value in enumerate(trial.values or []):
@@ -71,16 +78,26 @@ def insert_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial],
                 values.append({"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind})
             for name, value in trial.params.items():
                 distribution = trial.distributions[name]
-                params.append({"trial_id": trial_id, "param_name": name,
-                               "param_value": distribution.to_internal_repr(value),
-                               "distribution_json": distribution_to_json(distribution)})
-            user_attrs += [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
-                           for k, v in trial.user_attrs.items()]
-            system_attrs += [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
-                             for k, v in trial.system_attrs.items()]
-        for model, rows in ((models.TrialValueModel, values), (models.TrialParamModel, params),
-                            (models.TrialUserAttributeModel, user_attrs),
-                            (models.TrialSystemAttributeModel, system_attrs)):
+                params.append(
+                    {
+                        "trial_id": trial_id,
+                        "param_name": name,
+                        "param_value": distribution.to_internal_repr(value),
+                        "distribution_json": distribution_to_json(distribution),
+                    }
+                )
+            user_attrs += [
+                {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in trial.user_attrs.items()
+            ]
+            system_attrs += [
+                {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in trial.system_attrs.items()
+            ]
+        for model, rows in (
+            (models.TrialValueModel, values),
+            (models.TrialParamModel, params),
+            (models.TrialUserAttributeModel, user_attrs),
+            (models.TrialSystemAttributeModel, system_attrs),
+        ):
             if rows:  # Core executemany on the table: no ORM unit of work per row
                 session.execute(insert(model.__table__), rows)
         session.commit()
@@ -93,7 +110,7 @@ def insert_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial],
 
 
 def _naive_utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def study_storage(study: optuna.Study) -> BaseStorage:

@@ -17,8 +17,17 @@ from tuner import optuna_internals
 from tuner.constraints import is_feasible, study_constraint_names, trial_constraints
 from tuner.storage import open_storage, storage_errors, study_names
 
-__all__ = ["Front", "hypervolume", "is_feasible", "list_studies", "load_study", "minimized",
-           "nondominated", "study_front", "trial_breakdown"]
+__all__ = [
+    "Front",
+    "hypervolume",
+    "is_feasible",
+    "list_studies",
+    "load_study",
+    "minimized",
+    "nondominated",
+    "study_front",
+    "trial_breakdown",
+]
 
 
 @dataclass(frozen=True)
@@ -36,8 +45,7 @@ def load_study(name: str, storage_url: str) -> optuna.Study:
     with storage_errors(storage_url):
         if name not in study_names(storage):
             known = ", ".join(study_names(storage)) or "none"
-            raise InvalidInputError("study", f"no study named {name!r} in {storage_url}",
-                                    f"use one of: {known}")
+            raise InvalidInputError("study", f"no study named {name!r} in {storage_url}", f"use one of: {known}")
         return optuna.load_study(study_name=name, storage=storage)
 
 
@@ -69,8 +77,7 @@ def nondominated(points: np.ndarray) -> np.ndarray:
 
 
 def study_front(study: optuna.Study) -> Front:
-    directions = ["minimize" if d == optuna.study.StudyDirection.MINIMIZE else "maximize"
-                  for d in study.directions]
+    directions = ["minimize" if d == optuna.study.StudyDirection.MINIMIZE else "maximize" for d in study.directions]
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     feasible = [t for t in complete if is_feasible(t)]
     if feasible:
@@ -103,12 +110,17 @@ def trial_breakdown(study: optuna.Study, number: int) -> dict:
     """One trial: its state, choices, objectives, constraints and full estimate."""
     trials = study.get_trials(deepcopy=False)
     if not 0 <= number < len(trials):
-        raise InvalidInputError("trial", f"study {study.study_name!r} has no trial {number}",
-                                f"use 0..{len(trials) - 1}" if trials else "run tuner search first")
+        raise InvalidInputError(
+            "trial",
+            f"study {study.study_name!r} has no trial {number}",
+            f"use 0..{len(trials) - 1}" if trials else "run tuner search first",
+        )
     trial = trials[number]
     names = study.metric_names or [f"objective_{i}" for i in range(len(trial.values or []))]
     return {
-        "study": study.study_name, "trial": trial.number, "state": trial.state.name,
+        "study": study.study_name,
+        "trial": trial.number,
+        "state": trial.state.name,
         "params": trial.params,
         "objectives": dict(zip(names, trial.values or [])),
         "constraints": trial_constraints(trial, study_constraint_names(study.user_attrs)),
@@ -132,7 +144,14 @@ def list_studies(storage_url: str) -> list[dict]:
             for name in study_names(storage):
                 study = optuna.load_study(study_name=name, storage=storage)
                 front = study_front(study)
-                rows.append({"study": name, "storage": url, "trials": front.n_trials,
-                             "feasible": front.n_feasible, "front_size": len(front.trials),
-                             "objectives": front.objective_names})
+                rows.append(
+                    {
+                        "study": name,
+                        "storage": url,
+                        "trials": front.n_trials,
+                        "feasible": front.n_feasible,
+                        "front_size": len(front.trials),
+                        "objectives": front.objective_names,
+                    }
+                )
     return rows

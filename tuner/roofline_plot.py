@@ -6,11 +6,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display is needed or wanted
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from cost_models.errors import InvalidInputError  # noqa: E402
-from cost_models.hardware import get_hardware  # noqa: E402
+from cost_models.errors import InvalidInputError
+from cost_models.hardware import get_hardware
 
 
 def write_roofline_plot(report: dict, path: str) -> None:
@@ -27,13 +27,11 @@ def write_roofline_plot(report: dict, path: str) -> None:
     x = np.logspace(np.log10(lo), np.log10(hi), 256)
 
     fig, ax = plt.subplots(figsize=(9, 6))
-    ax.loglog(x, bandwidth * x, color="grey", linestyle="--",
-              label=f"memory ({bandwidth / 1e9:.4g} GB/s)")
+    ax.loglog(x, bandwidth * x, color="grey", linestyle="--", label=f"memory ({bandwidth / 1e9:.4g} GB/s)")
     for name, peak in sorted(peaks.items(), key=lambda kv: kv[1]):
         peak *= chip.efficiency.compute
         knee = peak / bandwidth
-        ax.loglog(x[x >= knee], np.full(np.sum(x >= knee), peak),
-                  label=f"{name} roof ({peak / 1e12:.4g} Tops/s)")
+        ax.loglog(x[x >= knee], np.full(np.sum(x >= knee), peak), label=f"{name} roof ({peak / 1e12:.4g} Tops/s)")
     ax.scatter(intensities, achieved, color="black", zorder=3, s=18)
     # Operators within ~25% of each other on both axes (the projections, say) share one label.
     labels: dict[tuple[int, int], tuple[float, float, list[str]]] = {}
@@ -41,20 +39,22 @@ def write_roofline_plot(report: dict, path: str) -> None:
         key = (round(np.log10(xi) * 10), round(np.log10(yi) * 10))
         labels.setdefault(key, (xi, yi, []))[2].append(op["name"])
     for xi, yi, names in labels.values():
-        ax.annotate(_plain(", ".join(names)), (xi, yi), textcoords="offset points", xytext=(6, -3),
-                    fontsize=7)
+        ax.annotate(_plain(", ".join(names)), (xi, yi), textcoords="offset points", xytext=(6, -3), fontsize=7)
     ax.set_xlabel("arithmetic intensity (ops / byte)")
     ax.set_ylabel("attainable performance (ops / s)")
-    ax.set_title(_plain(f"{report['model']} on {chip.name}: {report['phase']}, batch {report['batch']}, "
-                        f"seq_len {report['seq_len']}, weights {report['weight_dtype']}"))
+    ax.set_title(
+        _plain(
+            f"{report['model']} on {chip.name}: {report['phase']}, batch {report['batch']}, "
+            f"seq_len {report['seq_len']}, weights {report['weight_dtype']}"
+        )
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     try:
         fig.tight_layout()
         fig.savefig(path, dpi=120, format="png")
     except OSError as error:
-        raise InvalidInputError("plot", f"cannot write {path}: {error.strerror}",
-                                "pass a writable file path") from None
+        raise InvalidInputError("plot", f"cannot write {path}: {error.strerror}", "pass a writable file path") from None
     finally:
         plt.close(fig)
 

@@ -45,8 +45,7 @@ class IncrementalNSGAIISampler(NSGAIISampler):
         set_trial_system_attr(study, trial, key, generation)
         return generation
 
-    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
-                    values: Sequence[float] | None) -> None:
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
         super().after_trial(study, trial, state, values)
         # Keep the tally of completed trials per generation current, instead of recounting it.
         if state == TrialState.COMPLETE and study.study_name in self._generations:

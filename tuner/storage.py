@@ -56,8 +56,10 @@ def mask_password(url: str) -> str:
 #: (backend, driver) of a SQLAlchemy URL -> (the Python module it imports, what to install).
 _DRIVERS: dict[tuple[str, str], tuple[str, str]] = {
     ("postgresql", "psycopg2"): ("psycopg2", "pip install psycopg2-binary (or pip install -e '.[postgres]')"),
-    ("postgresql", "psycopg"): ("psycopg", "pip install 'psycopg[binary]', or use postgresql+psycopg2:// "
-                                           "with pip install psycopg2-binary"),
+    ("postgresql", "psycopg"): (
+        "psycopg",
+        "pip install 'psycopg[binary]', or use postgresql+psycopg2:// with pip install psycopg2-binary",
+    ),
     ("postgresql", "pg8000"): ("pg8000", "pip install pg8000"),
     ("mysql", "mysqldb"): ("MySQLdb", "pip install mysqlclient, or use mysql+pymysql:// with pip install pymysql"),
     ("mysql", "pymysql"): ("pymysql", "pip install pymysql"),
@@ -93,47 +95,62 @@ def storage_error(error: BaseException, url: str) -> StorageError:
     shown = mask_password(url)
     if isinstance(error, ImportError):
         module, install = _driver(url)
-        return StorageError(f"no database driver for {shown} (Python module {module} is not installed)",
-                            install, environment=True)
+        return StorageError(
+            f"no database driver for {shown} (Python module {module} is not installed)", install, environment=True
+        )
     if isinstance(error, sa_exc.NoSuchModuleError):
-        return StorageError(f"unknown database type in {shown}",
-                            "use sqlite:///path.db, postgresql+psycopg2://user@host/db or "
-                            "mysql+pymysql://user@host/db")
+        return StorageError(
+            f"unknown database type in {shown}",
+            "use sqlite:///path.db, postgresql+psycopg2://user@host/db or mysql+pymysql://user@host/db",
+        )
     if isinstance(error, sa_exc.ArgumentError):
-        return StorageError(f"not a database URL: {shown}",
-                            "use e.g. sqlite:///studies/name.db or postgresql+psycopg2://user@host/db")
+        return StorageError(
+            f"not a database URL: {shown}", "use e.g. sqlite:///studies/name.db or postgresql+psycopg2://user@host/db"
+        )
     if isinstance(error, sa_exc.DBAPIError):
         code = getattr(error.orig, "sqlite_errorname", None)
         if code is not None:
             return _sqlite_error(code, url, shown)
         if isinstance(error, sa_exc.OperationalError):
-            return StorageError(f"cannot connect to the database server of {shown} ({_first_line(error.orig)})",
-                                "check that the server is running and the host, port, user, "
-                                "password and database name", environment=True)
-    return StorageError(f"database error on {shown}: {type(error).__name__}: {_first_line(error)}",
-                        "check the database and the server", environment=True)
+            return StorageError(
+                f"cannot connect to the database server of {shown} ({_first_line(error.orig)})",
+                "check that the server is running and the host, port, user, password and database name",
+                environment=True,
+            )
+    return StorageError(
+        f"database error on {shown}: {type(error).__name__}: {_first_line(error)}",
+        "check the database and the server",
+        environment=True,
+    )
 
 
 def _sqlite_error(code: str, url: str, shown: str) -> StorageError:
     path = _sqlite_path(url) or shown
     if code == "SQLITE_NOTADB":
-        return StorageError(f"{path} is not a SQLite database ({shown})",
-                            "pass the path of a study database, or a new file name")
+        return StorageError(
+            f"{path} is not a SQLite database ({shown})", "pass the path of a study database, or a new file name"
+        )
     if code == "SQLITE_CANTOPEN":
-        return StorageError(f"cannot open or create a database file at {path} ({shown})",
-                            "pass a file path in a writable directory")
+        return StorageError(
+            f"cannot open or create a database file at {path} ({shown})", "pass a file path in a writable directory"
+        )
     if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-        return StorageError(f"{path} is locked by another process ({shown})",
-                            "wait for it to finish or stop it, then run again", environment=True)
+        return StorageError(
+            f"{path} is locked by another process ({shown})",
+            "wait for it to finish or stop it, then run again",
+            environment=True,
+        )
     if code.startswith("SQLITE_READONLY"):
-        return StorageError(f"{path} is read-only ({shown})",
-                            "make the file and its directory writable, or copy the study to a "
-                            "writable place", environment=True)
+        return StorageError(
+            f"{path} is read-only ({shown})",
+            "make the file and its directory writable, or copy the study to a writable place",
+            environment=True,
+        )
     if code == "SQLITE_FULL":
-        return StorageError(f"the disk holding {path} is full ({shown})", "free some space and run again",
-                            environment=True)
-    return StorageError(f"cannot use {path} ({shown}): {code}", "check the disk and the file",
-                        environment=True)
+        return StorageError(
+            f"the disk holding {path} is full ({shown})", "free some space and run again", environment=True
+        )
+    return StorageError(f"cannot use {path} ({shown}): {code}", "check the disk and the file", environment=True)
 
 
 def _driver(url: str) -> tuple[str, str]:
@@ -173,22 +190,28 @@ def open_storage(url: str, *, create: bool = True) -> RDBStorage:
     instead of creating an empty database.
     """
     if not isinstance(url, str) or "://" not in url:
-        raise StorageError(f"not a database URL: {mask_password(str(url))!r}",
-                           "use e.g. sqlite:///studies/name.db or postgresql+psycopg2://user@host/db")
+        raise StorageError(
+            f"not a database URL: {mask_password(str(url))!r}",
+            "use e.g. sqlite:///studies/name.db or postgresql+psycopg2://user@host/db",
+        )
     path = _sqlite_path(url)
     if path is not None:
         if Path(path).is_dir():
-            raise StorageError(f"{path} is a directory, not a database file ({mask_password(url)})",
-                               "pass the path of a database file, e.g. sqlite:///studies/name.db")
+            raise StorageError(
+                f"{path} is a directory, not a database file ({mask_password(url)})",
+                "pass the path of a database file, e.g. sqlite:///studies/name.db",
+            )
         if not create and not Path(path).is_file():
-            raise StorageError(f"no database at {path}",
-                               "run tuner search first, or pass the --storage the study was saved in")
+            raise StorageError(
+                f"no database at {path}", "run tuner search first, or pass the --storage the study was saved in"
+            )
         if create:
             try:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
-                raise StorageError(f"cannot create {Path(path).parent}: {error.strerror}",
-                                   "use a writable path") from None
+                raise StorageError(
+                    f"cannot create {Path(path).parent}: {error.strerror}", "use a writable path"
+                ) from None
     for attempt in range(_OPEN_ATTEMPTS):
         try:
             # Several workers may open a new SQLite file at once: one creates the schema at a time.
@@ -196,13 +219,16 @@ def open_storage(url: str, *, create: bool = True) -> RDBStorage:
                 return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
         except OSError as error:  # the lock file beside the database
             environment = error.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG)
-            raise StorageError(f"cannot use {path}: {error.strerror} ({mask_password(url)})",
-                               "use a path in a writable directory", environment=environment) from None
-        except Exception as error:  # noqa: BLE001 - every other type is turned into one line below
+            raise StorageError(
+                f"cannot use {path}: {error.strerror} ({mask_password(url)})",
+                "use a path in a writable directory",
+                environment=environment,
+            ) from None
+        except Exception as error:
             # Workers starting together on a new server database race to create Optuna's
             # tables; the losers find them made a moment later.
             if _is_creation_race(error) and attempt + 1 < _OPEN_ATTEMPTS:
-                time.sleep(min(0.1 * 2 ** attempt, 2.0))
+                time.sleep(min(0.1 * 2**attempt, 2.0))
                 continue
             raise storage_error(error, url) from None
     raise RuntimeError("unreachable: the last attempt raises")
@@ -225,8 +251,9 @@ def _url_of(storage: RDBStorage) -> str:
 class TrialWriter:
     """Buffers finished trials and writes each buffer to one study in a single transaction."""
 
-    def __init__(self, storage: RDBStorage, study_id: int, flush_interval_s: float = 0.5,
-                 budget: int | None = None) -> None:
+    def __init__(
+        self, storage: RDBStorage, study_id: int, flush_interval_s: float = 0.5, budget: int | None = None
+    ) -> None:
         self.storage = storage
         self.study_id = study_id
         self.flush_interval_s = flush_interval_s
@@ -256,8 +283,7 @@ class TrialWriter:
         return written
 
 
-def write_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial],
-                 budget: int | None = None) -> int:
+def write_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial], budget: int | None = None) -> int:
     """Insert finished trials (values, params, user and system attributes) in one transaction;
     returns how many were written.
 
@@ -317,4 +343,3 @@ def find_study_id(storage: RDBStorage, name: str) -> int | None:
 
 def study_names(storage: RDBStorage) -> list[str]:
     return [s.study_name for s in storage.get_all_studies()]
-

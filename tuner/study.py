@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import optuna
@@ -22,13 +22,25 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from cost_models.errors import InvalidInputError
 from search_spaces.space import (
-    CompiledStudy, Evaluation, candidate_deployment, candidate_report, compile_study, evaluate,
+    CompiledStudy,
+    Evaluation,
+    candidate_deployment,
+    candidate_report,
+    compile_study,
+    evaluate,
 )
 from search_spaces.spec import SAMPLERS, StudySpec, parse_spec
 from tuner.constraints import CONSTRAINT_NAMES_ATTR as CONSTRAINTS_ATTR
 from tuner.samplers import IncrementalNSGAIISampler
-from tuner.storage import (StorageError, TrialWriter, default_storage_url, find_study_id, mask_password,
-                           open_storage, storage_errors)
+from tuner.storage import (
+    StorageError,
+    TrialWriter,
+    default_storage_url,
+    find_study_id,
+    mask_password,
+    open_storage,
+    storage_errors,
+)
 
 SPEC_ATTR, HASH_ATTR = "spec", "spec_hash"
 DEPLOYMENT_ATTR, ESTIMATE_ATTR = "deployment", "estimate"
@@ -36,8 +48,7 @@ DEPLOYMENT_ATTR, ESTIMATE_ATTR = "deployment", "estimate"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def run_worker(spec: StudySpec | dict, storage_url: str, share: int | None = None,
-               **kwargs: object) -> SearchResult:
+def run_worker(spec: StudySpec | dict, storage_url: str, share: int | None = None, **kwargs: object) -> SearchResult:
     """One of many processes adding trials to one study (``tuner worker``): it joins the study
     (or creates it), adds trials until it has added ``share`` or the study holds its budget, and
     writes after every batch so the budget it sees is current."""
@@ -57,8 +68,7 @@ class SearchResult:
 
 def distributions(study: CompiledStudy) -> dict[str, CategoricalDistribution]:
     """Static categorical choices per dimension (Optuna rejects changing choice lists)."""
-    return {name: CategoricalDistribution(list(choices))
-            for name, choices in study.space.dimensions.items()}
+    return {name: CategoricalDistribution(list(choices)) for name, choices in study.space.dimensions.items()}
 
 
 def make_sampler(name: str, seed: int, study: CompiledStudy) -> optuna.samplers.BaseSampler:
@@ -95,18 +105,19 @@ def open_study(spec: StudySpec, storage_url: str, compiled: CompiledStudy):
                 if HASH_ATTR not in stored and attempt + 1 < _CREATE_ATTEMPTS:
                     # Another worker created the study a moment ago and is still setting its
                     # attributes: look again shortly.
-                    time.sleep(min(0.1 * 2 ** attempt, 2.0))
+                    time.sleep(min(0.1 * 2**attempt, 2.0))
                     continue
                 if stored.get(HASH_ATTR) != spec.spec_hash:
                     changes = _spec_differences(stored.get(SPEC_ATTR, {}), json.loads(spec.canonical_json()))
                     shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
                     raise InvalidInputError(
-                        "spec", f"study {spec.name!r} in {storage_url} was made from a different spec ({shown})",
-                        "restore the spec, give the study a new name, or use another --storage")
+                        "spec",
+                        f"study {spec.name!r} in {storage_url} was made from a different spec ({shown})",
+                        "restore the spec, give the study a new name, or use another --storage",
+                    )
                 return storage, optuna.load_study(study_name=spec.name, storage=storage)
             try:
-                study = optuna.create_study(study_name=spec.name, storage=storage,
-                                            directions=compiled.directions)
+                study = optuna.create_study(study_name=spec.name, storage=storage, directions=compiled.directions)
             except optuna.exceptions.DuplicatedStudyError:  # another worker created it just now
                 continue
             study.set_user_attr(SPEC_ATTR, json.loads(spec.canonical_json()))
@@ -116,8 +127,12 @@ def open_study(spec: StudySpec, storage_url: str, compiled: CompiledStudy):
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(compiled.objective_names)
             return storage, study
-    raise StorageError(f"study {spec.name!r} in {mask_password(storage_url)} is being created by another "
-                       "process but did not become readable", "run again", environment=True)
+    raise StorageError(
+        f"study {spec.name!r} in {mask_password(storage_url)} is being created by another "
+        "process but did not become readable",
+        "run again",
+        environment=True,
+    )
 
 
 _CREATE_ATTEMPTS = 6
@@ -126,13 +141,16 @@ _CREATE_ATTEMPTS = 6
 def trial_attrs(compiled: CompiledStudy, evaluation: Evaluation, row: int) -> dict:
     """What a trial keeps beside Optuna's params: its deployment (``Deployment.to_dict()``, what
     export reads back) and its full estimate (what ``show`` and dashboards display)."""
-    return {DEPLOYMENT_ATTR: candidate_deployment(evaluation, row).to_dict(),
-            ESTIMATE_ATTR: candidate_report(compiled, evaluation, row)}
+    return {
+        DEPLOYMENT_ATTR: candidate_deployment(evaluation, row).to_dict(),
+        ESTIMATE_ATTR: candidate_report(compiled, evaluation, row),
+    }
 
 
 def _frozen(compiled: CompiledStudy, evaluation, row: int, dists, number: int) -> FrozenTrial:
     trial = create_trial(
-        params=compiled.space.params_of(evaluation.indices, row), distributions=dists,
+        params=compiled.space.params_of(evaluation.indices, row),
+        distributions=dists,
         values=[float(v) for v in evaluation.values[row]],
         user_attrs=trial_attrs(compiled, evaluation, row),
         constraints={name: float(column[row]) for name, column in evaluation.constraint_columns.items()},
@@ -175,14 +193,12 @@ def run_search(
     if seed is not None and not 0 <= seed < 2**32:
         raise InvalidInputError("seed", f"{seed} is out of range", "pass a seed from 0 to 4294967295")
     if share is not None and share < 1:
-        raise InvalidInputError("trials", f"a worker's share must be at least 1, got {share}",
-                                "pass a positive number")
+        raise InvalidInputError("trials", f"a worker's share must be at least 1, got {share}", "pass a positive number")
     budget = trials if trials is not None else spec.trials
     storage, stored = open_study(spec, storage_url, compiled)
     study_id = storage.get_study_id_from_name(stored.study_name)
     existing = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
-    writer = TrialWriter(storage, study_id, flush_interval_s,
-                         budget=None if sampler_name == "exhaustive" else budget)
+    writer = TrialWriter(storage, study_id, flush_interval_s, budget=None if sampler_name == "exhaustive" else budget)
     dists = distributions(compiled)
     start = time.monotonic()
     interrupted = False
@@ -193,25 +209,30 @@ def run_search(
             chosen = make_sampler(sampler_name, seed if seed is not None else spec.seed, compiled)
             # NSGA-II: one batch per generation, so each generation's children see all parents.
             batch = batch_size or getattr(chosen, "population_size", None) or 64
-            _sample(compiled, existing, writer, dists, budget, share, timeout_s, start, chosen,
-                    batch, on_progress)
+            _sample(compiled, existing, writer, dists, budget, share, timeout_s, start, chosen, batch, on_progress)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         writer.flush()
-    return SearchResult(spec.name, storage_url, len(existing), writer.written, interrupted,
-                        time.monotonic() - start,
-                        compiled.calibration.name if compiled.calibration is not None else "none")
+    return SearchResult(
+        spec.name,
+        storage_url,
+        len(existing),
+        writer.written,
+        interrupted,
+        time.monotonic() - start,
+        compiled.calibration.name if compiled.calibration is not None else "none",
+    )
 
 
-def _sample(compiled, existing, writer, dists, budget, share, timeout_s, start, sampler,
-            batch_size, on_progress) -> None:
+def _sample(
+    compiled, existing, writer, dists, budget, share, timeout_s, start, sampler, batch_size, on_progress
+) -> None:
     memory = optuna.create_study(directions=compiled.directions, sampler=sampler)
     memory.add_trials(existing)  # the sampler learns from everything stored so far
     done = len(existing)
     limit = budget if share is None else min(budget, done + share)
-    while (done < limit and not writer.budget_reached
-           and (timeout_s is None or time.monotonic() - start < timeout_s)):
+    while done < limit and not writer.budget_reached and (timeout_s is None or time.monotonic() - start < timeout_s):
         asked = [memory.ask(dists) for _ in range(min(batch_size, limit - done))]
         evaluation = evaluate(compiled, compiled.space.indices_of([t.params for t in asked]))
         finished = []
@@ -230,8 +251,9 @@ def _sample(compiled, existing, writer, dists, budget, share, timeout_s, start, 
             on_progress(done, limit)
 
 
-def _exhaustive(compiled, existing, writer, dists, on_progress, trials=None, timeout_s=None,
-                start=0.0, chunk: int = 5_000) -> None:
+def _exhaustive(
+    compiled, existing, writer, dists, on_progress, trials=None, timeout_s=None, start=0.0, chunk: int = 5_000
+) -> None:
     """Every structurally possible candidate not yet stored, scored in vectorized chunks, in a
     fixed order; an explicit ``trials`` caps what the study holds and ``timeout_s`` is checked
     between chunks, so an interrupted enumeration resumes where it stopped."""
@@ -254,7 +276,7 @@ def _exhaustive(compiled, existing, writer, dists, on_progress, trials=None, tim
     for begin in range(0, total, chunk):
         if timeout_s is not None and time.monotonic() - start >= timeout_s:
             break
-        part = {k: v[begin:min(begin + chunk, total)] for k, v in indices.items()}
+        part = {k: v[begin : min(begin + chunk, total)] for k, v in indices.items()}
         evaluation = evaluate(compiled, part)
         trials = [_frozen(compiled, evaluation, row, dists, number + row) for row in range(len(evaluation))]
         number += len(trials)

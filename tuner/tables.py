@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
-
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -41,20 +40,44 @@ def _seconds(value: float) -> str:
 
 def print_models(specs: Iterable[ModelSpec]) -> None:
     table = Table(title="Models")
-    for column in ("name", "kind", "params", "layers", "d_model", "heads", "kv_heads", "attention",
-                   "d_head", "d_ff", "ffn", "block", "vocab"):
+    for column in (
+        "name",
+        "kind",
+        "params",
+        "layers",
+        "d_model",
+        "heads",
+        "kv_heads",
+        "attention",
+        "d_head",
+        "d_ff",
+        "ffn",
+        "block",
+        "vocab",
+    ):
         table.add_column(column, justify="left" if column in ("name", "kind", "ffn", "block") else "right")
     for m in specs:
-        table.add_row(escape(m.name), m.kind, _si(m.params), str(m.layers), str(m.d_model), str(m.heads),
-                      str(m.kv_heads), m.attention_type, str(m.d_head), str(m.d_ff), m.ffn, m.block,
-                      str(m.vocab))
+        table.add_row(
+            escape(m.name),
+            m.kind,
+            _si(m.params),
+            str(m.layers),
+            str(m.d_model),
+            str(m.heads),
+            str(m.kv_heads),
+            m.attention_type,
+            str(m.d_head),
+            str(m.d_ff),
+            m.ffn,
+            m.block,
+            str(m.vocab),
+        )
     _console().print(table)
 
 
 def print_hardware(specs: Iterable[HardwareSpec]) -> None:
     table = Table(title="Hardware (dense peaks)")
-    for column in ("name", "kind", "bf16", "fp8", "int8", "int4", "memory", "bandwidth",
-                   "interconnect"):
+    for column in ("name", "kind", "bf16", "fp8", "int8", "int4", "memory", "bandwidth", "interconnect"):
         table.add_column(column, justify="left" if column in ("name", "kind", "interconnect") else "right")
     for h in specs:
         p = h.peak_ops_per_s
@@ -63,32 +86,59 @@ def print_hardware(specs: Iterable[HardwareSpec]) -> None:
         if net.kind == "torus":
             link = f"{net.dims}D torus, {_si(net.link_bandwidth_bytes_per_s, 'B/s')} per link"
         else:
-            link = (f"{net.domain_size}-chip domain {_si(net.domain_bandwidth_bytes_per_s, 'B/s')}, "
-                    f"network {_si(net.network_bandwidth_bytes_per_s, 'B/s')}")
-        table.add_row(h.name, h.kind, *peaks, _si(h.memory_bytes, "B"),
-                      _si(h.memory_bandwidth_bytes_per_s, "B/s"), link)
+            link = (
+                f"{net.domain_size}-chip domain {_si(net.domain_bandwidth_bytes_per_s, 'B/s')}, "
+                f"network {_si(net.network_bandwidth_bytes_per_s, 'B/s')}"
+            )
+        table.add_row(
+            h.name, h.kind, *peaks, _si(h.memory_bytes, "B"), _si(h.memory_bandwidth_bytes_per_s, "B/s"), link
+        )
     _console().print(table)
 
 
 def print_analysis(report: dict) -> None:
     """The per-operator table of ``tuner analyze``, then whole-model totals."""
     totals = report["totals"]
-    title = escape(f"{report['model']} on {report['hardware']}: {report['phase']}, batch {report['batch']}, "
-             f"seq_len {report['seq_len']}, weights {report['weight_dtype']}, "
-             f"activations {report['act_dtype']}, KV {report['kv_dtype']}")
+    title = escape(
+        f"{report['model']} on {report['hardware']}: {report['phase']}, batch {report['batch']}, "
+        f"seq_len {report['seq_len']}, weights {report['weight_dtype']}, "
+        f"activations {report['act_dtype']}, KV {report['kv_dtype']}"
+    )
     # (escape: model names come from config.json files and may contain rich markup brackets)
     table = Table(title=title)
-    for column in ("operator", "count", "FLOPs", "bytes", "weights", "act read", "act write",
-                   "KV read", "KV write", "FLOP/B", "bound", "time", "share"):
+    for column in (
+        "operator",
+        "count",
+        "FLOPs",
+        "bytes",
+        "weights",
+        "act read",
+        "act write",
+        "KV read",
+        "KV write",
+        "FLOP/B",
+        "bound",
+        "time",
+        "share",
+    ):
         table.add_column(column, justify="left" if column in ("operator", "bound") else "right")
     for op in report["operators"]:
         share = op["time_s"] * op["count"] / totals["time_s"] if totals["time_s"] else 0.0
         count = f"x{op['count']}" if op["scope"] == "per_block" else "once"
         table.add_row(
-            op["name"], count, _si(op["flops"]), _si(op["bytes"], "B"), _si(op["weight_bytes"], "B"),
-            _si(op["act_read_bytes"], "B"), _si(op["act_write_bytes"], "B"),
-            _si(op["kv_read_bytes"], "B"), _si(op["kv_write_bytes"], "B"),
-            f"{op['arithmetic_intensity']:.4g}", op["bound"], _seconds(op["time_s"]), f"{share:.1%}",
+            op["name"],
+            count,
+            _si(op["flops"]),
+            _si(op["bytes"], "B"),
+            _si(op["weight_bytes"], "B"),
+            _si(op["act_read_bytes"], "B"),
+            _si(op["act_write_bytes"], "B"),
+            _si(op["kv_read_bytes"], "B"),
+            _si(op["kv_write_bytes"], "B"),
+            f"{op['arithmetic_intensity']:.4g}",
+            op["bound"],
+            _seconds(op["time_s"]),
+            f"{share:.1%}",
         )
     console = _console()
     console.print(table)
@@ -97,7 +147,8 @@ def print_analysis(report: dict) -> None:
     console.print(
         f"whole model: {_si(totals['flops'], 'FLOP')}, {_si(totals['bytes'], 'B')} moved, "
         f"{_seconds(totals['time_s'])}"
-        + (" on the roofline" if report["calibration"]["profile"] == "none" else " calibrated") + "\n"
+        + (" on the roofline" if report["calibration"]["profile"] == "none" else " calibrated")
+        + "\n"
         f"memory: weights {_si(memory['weights'], 'B')}, KV cache {_si(memory['kv_cache'], 'B')}, "
         f"largest live activations {_si(memory['activations'], 'B')}, total {_si(memory['total'], 'B')}"
     )
@@ -113,24 +164,47 @@ def print_estimate(report: dict) -> None:
     """The phases and memory of ``tuner estimate``."""
     console = _console()
     mesh = report["mesh"] + (" (best legal mesh)" if report["mesh_chosen"] else "")
-    console.print(escape(
-        f"{report['model']} on {report['chips']} x {report['hardware']}, mesh {mesh}; batch "
-        f"{report['batch']}, prompt {report['prompt_len']}, generate {report['gen_len']}; weights "
-        f"{report['weight_dtype']}, KV {report['kv_dtype']}; collectives {report['overlap']}"))
+    console.print(
+        escape(
+            f"{report['model']} on {report['chips']} x {report['hardware']}, mesh {mesh}; batch "
+            f"{report['batch']}, prompt {report['prompt_len']}, generate {report['gen_len']}; weights "
+            f"{report['weight_dtype']}, KV {report['kv_dtype']}; collectives {report['overlap']}"
+        )
+    )
     console.print(escape(calibration_line(report["calibration"])))
     table = Table()
-    for column in ("phase", "layout", "attention", "latency", "per step", "MFU", "compute", "memory",
-                   "comm", "chip-s / token", "tokens/s"):
+    for column in (
+        "phase",
+        "layout",
+        "attention",
+        "latency",
+        "per step",
+        "MFU",
+        "compute",
+        "memory",
+        "comm",
+        "chip-s / token",
+        "tokens/s",
+    ):
         table.add_column(column, justify="left" if column in ("phase", "layout", "attention") else "right")
     for phase in ("prefill", "decode"):
         if phase not in report:
             continue
         p = report[phase]
         step = _seconds(p["step_latency_s"]) if phase == "decode" else "-"
-        table.add_row(phase, report["ffn_layout"][phase], report["attn_sharding"][phase],
-                      _seconds(p["latency_s"]), step, f"{p['mfu']:.1%}", _seconds(p["compute_s"]),
-                      _seconds(p["memory_s"]), _seconds(p["comm_s"]),
-                      f"{p['cost_chip_s_per_token']:.3g}", f"{p['throughput_tokens_per_s']:.4g}")
+        table.add_row(
+            phase,
+            report["ffn_layout"][phase],
+            report["attn_sharding"][phase],
+            _seconds(p["latency_s"]),
+            step,
+            f"{p['mfu']:.1%}",
+            _seconds(p["compute_s"]),
+            _seconds(p["memory_s"]),
+            _seconds(p["comm_s"]),
+            f"{p['cost_chip_s_per_token']:.3g}",
+            f"{p['throughput_tokens_per_s']:.4g}",
+        )
     console.print(table)
     m = report["memory"]
     console.print(
@@ -138,7 +212,11 @@ def print_estimate(report: dict) -> None:
         f"{_si(m['kv_cache_bytes_per_chip'], 'B')}, activations {_si(m['activation_bytes_per_chip'], 'B')}, "
         f"total {_si(m['total_bytes_per_chip'], 'B')} of {_si(m['capacity_bytes_per_chip'], 'B')} -> "
         f"{'fits' if m['fits'] else 'DOES NOT FIT'}; max context at this batch "
-        + (f"{m['max_context_tokens']:,} tokens" if m["max_context_tokens"] is not None else "not limited by a KV cache")
+        + (
+            f"{m['max_context_tokens']:,} tokens"
+            if m["max_context_tokens"] is not None
+            else "not limited by a KV cache"
+        )
     )
 
 
@@ -148,16 +226,33 @@ def progress(disable: bool = False) -> Iterator[Callable[[int, int], None]]:
     if disable or not sys.stderr.isatty():  # no bar (nor its closing newline) in pipes and logs
         yield lambda done, total: None
         return
-    bar = Progress(TextColumn("searching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=Console(stderr=True), transient=True)
+    bar = Progress(
+        TextColumn("searching"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
     task = bar.add_task("trials", total=None)
     with bar:
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
-_PARAM_COLUMNS = ("chips", "mesh", "batch", "prefill_ffn_layout", "decode_ffn_layout",
-                  "prefill_attn_sharding", "decode_attn_sharding", "weight_bits", "kv_bits",
-                  "kv_heads", "block", "flash_attention")
+_PARAM_COLUMNS = (
+    "chips",
+    "mesh",
+    "batch",
+    "prefill_ffn_layout",
+    "decode_ffn_layout",
+    "prefill_attn_sharding",
+    "decode_attn_sharding",
+    "weight_bits",
+    "kv_bits",
+    "kv_heads",
+    "block",
+    "flash_attention",
+)
 
 
 def _choices(trial) -> dict:
@@ -169,8 +264,10 @@ def _choices(trial) -> dict:
 
 def front_rows(front) -> list[dict]:
     """The front as plain rows: trial number, configuration, objectives."""
-    return [{"trial": t.number, "params": _choices(t),
-             "objectives": dict(zip(front.objective_names, t.values))} for t in front.trials]
+    return [
+        {"trial": t.number, "params": _choices(t), "objectives": dict(zip(front.objective_names, t.values))}
+        for t in front.trials
+    ]
 
 
 def front_csv(front) -> str:
@@ -186,8 +283,10 @@ def front_csv(front) -> str:
 
 def print_front(front) -> None:
     console = _console()
-    title = escape(f"Pareto front of {front.study_name}: {len(front.trials)} of {front.n_feasible} "
-                   f"feasible trials ({front.n_trials} in all)")
+    title = escape(
+        f"Pareto front of {front.study_name}: {len(front.trials)} of {front.n_feasible} "
+        f"feasible trials ({front.n_trials} in all)"
+    )
     table = Table(title=title)
     table.add_column("trial", justify="right")
     rows = [_choices(t) for t in front.trials]
@@ -198,8 +297,7 @@ def print_front(front) -> None:
         unit = f" [{METRICS[name].unit}]" if name in METRICS else ""
         table.add_column(f"{name}{unit} ({'min' if direction == 'minimize' else 'max'})", justify="right")
     for t, r in zip(front.trials, rows):
-        table.add_row(str(t.number), *(escape(str(r.get(p))) for p in varying),
-                      *(f"{v:.4g}" for v in t.values))
+        table.add_row(str(t.number), *(escape(str(r.get(p))) for p in varying), *(f"{v:.4g}" for v in t.values))
     console.print(table)
     if not front.trials:
         console.print("no feasible trial yet: relax the constraints or widen the space")
@@ -210,8 +308,14 @@ def print_studies(rows: list[dict]) -> None:
     for column in ("study", "trials", "feasible", "front", "objectives", "storage"):
         table.add_column(column, justify="right" if column in ("trials", "feasible", "front") else "left")
     for r in rows:
-        table.add_row(escape(r["study"]), str(r["trials"]), str(r["feasible"]), str(r["front_size"]),
-                      escape(", ".join(r["objectives"])), escape(r["storage"]))
+        table.add_row(
+            escape(r["study"]),
+            str(r["trials"]),
+            str(r["feasible"]),
+            str(r["front_size"]),
+            escape(", ".join(r["objectives"])),
+            escape(r["storage"]),
+        )
     _console().print(table)
     if not rows:
         _console().print("no studies found")

@@ -45,9 +45,11 @@ def main(source: Path) -> None:
             if per_group is not None and len(members) > per_group:
                 members = rng.sample(members, per_group)
             kept.extend(members)
-        note = (f"# data/kernels subset: at most {per_group or 'all'} rows per {keys} drawn uniformly "
-                f"(random.Random({SEED}).sample, groups in sorted order) from the {len(rows)} rows "
-                "above (transformer-deploy-tuner data/kernels/subsample.py)")
+        note = (
+            f"# data/kernels subset: at most {per_group or 'all'} rows per {keys} drawn uniformly "
+            f"(random.Random({SEED}).sample, groups in sorted order) from the {len(rows)} rows "
+            "above (transformer-deploy-tuner data/kernels/subsample.py)"
+        )
         with gzip.open(out_dir / name, "wt", newline="") as handle:
             handle.write("\n".join(header + [note]) + "\n")
             writer = csv.writer(handle, lineterminator="\n")

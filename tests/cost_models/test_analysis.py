@@ -17,18 +17,30 @@ from cost_models.inference_configs import make_configs
 from cost_models.models import ModelSpec
 from cost_models.operators import OPERATOR_NAMES
 
-TINY = ModelSpec(name="tiny", source="hand-made", layers=2, d_model=4, heads=2, kv_heads=1, d_head=2,
-                 d_ff=8, ffn="gelu", vocab=10)
+TINY = ModelSpec(
+    name="tiny", source="hand-made", layers=2, d_model=4, heads=2, kv_heads=1, d_head=2, d_ff=8, ffn="gelu", vocab=10
+)
 
 
 def chip(peak: float, bandwidth: float) -> HardwareSpec:
-    return HardwareSpec.model_validate({
-        "name": "round", "source": "hand-made for tests", "kind": "gpu",
-        "peak_ops_per_s": {"bf16": peak}, "memory_bytes": 1e9, "memory_bandwidth_bytes_per_s": bandwidth,
-        "interconnect": {"kind": "switched", "domain_size": 1, "domain_bandwidth_bytes_per_s": 1e9,
-                         "network_bandwidth_bytes_per_s": 1e9, "domain_latency_s": 0.0,
-                         "network_latency_s": 0.0},
-    })
+    return HardwareSpec.model_validate(
+        {
+            "name": "round",
+            "source": "hand-made for tests",
+            "kind": "gpu",
+            "peak_ops_per_s": {"bf16": peak},
+            "memory_bytes": 1e9,
+            "memory_bandwidth_bytes_per_s": bandwidth,
+            "interconnect": {
+                "kind": "switched",
+                "domain_size": 1,
+                "domain_bandwidth_bytes_per_s": 1e9,
+                "network_bandwidth_bytes_per_s": 1e9,
+                "domain_latency_s": 0.0,
+                "network_latency_s": 0.0,
+            },
+        }
+    )
 
 
 def tiny(model: ModelSpec = TINY, hardware: HardwareSpec | None = None, **kwargs):
@@ -84,8 +96,12 @@ def test_footprints_by_hand() -> None:
     # 2 x 30 x 2 = 120 bytes (next: gelu, 2 x 3 x 8 x 2 = 96).
     assert result.activation_footprint_bytes.tolist() == [120.0]
     report = analysis_report(result)
-    assert report["totals"]["memory_bytes"] == {"weights": 640.0, "kv_cache": 240.0,
-                                                "activations": 120.0, "total": 1000.0}
+    assert report["totals"]["memory_bytes"] == {
+        "weights": 640.0,
+        "kv_cache": 240.0,
+        "activations": 120.0,
+        "total": 1000.0,
+    }
     assert report["totals"]["flops"] == TOTAL_FLOPS
     counts = {row["name"]: (row["scope"], row["count"]) for row in report["operators"]}
     assert counts["lm_head"] == ("per_model", 1) and counts["q_proj"] == ("per_block", 2)

@@ -16,8 +16,22 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.models import get_model
 
-DONE_WHEN = ("estimate", "--model", "llama-2-70b", "--hardware", "h100-sxm", "--chips", "4", "--batch", "16",
-             "--prompt-len", "2048", "--gen-len", "128", "--json")
+DONE_WHEN = (
+    "estimate",
+    "--model",
+    "llama-2-70b",
+    "--hardware",
+    "h100-sxm",
+    "--chips",
+    "4",
+    "--batch",
+    "16",
+    "--prompt-len",
+    "2048",
+    "--gen-len",
+    "128",
+    "--json",
+)
 
 
 def cli_json(capsys, *args: str) -> dict:
@@ -42,8 +56,17 @@ def test_estimate_reports_calibrated_latencies_and_names_its_profile(capsys):
 
 
 def test_calibration_none_is_the_pure_roofline():
-    rows = [Deployment(model=get_model("llama-2-7b"), hardware=get_hardware("a100-80gb"), mesh=(1, 1, chips),
-                       batch=8, prompt_len=512, gen_len=32) for chips in (1, 2, 8)]
+    rows = [
+        Deployment(
+            model=get_model("llama-2-7b"),
+            hardware=get_hardware("a100-80gb"),
+            mesh=(1, 1, chips),
+            batch=8,
+            prompt_len=512,
+            gen_len=32,
+        )
+        for chips in (1, 2, 8)
+    ]
     d = Deployments.from_rows(rows)
     assert resolve_calibration("none", "a100-80gb") is None
     plain = estimate(d)
@@ -56,9 +79,22 @@ def test_calibration_none_is_the_pure_roofline():
 @pytest.mark.parametrize("chip", ["a100-80gb", "h100-sxm", "h200", "b200", "tpu-v4"])
 def test_calibrated_never_faster_than_the_roofline(chip):
     model = get_model("llama-2-7b")
-    rows = [Deployment(model=model, hardware=get_hardware(chip), mesh=(1, 1, 1), batch=batch, prompt_len=prompt,
-                       gen_len=16, weight_dtype=w, prefill_ffn_layout="ws_1d", decode_ffn_layout="ws_1d")
-            for batch in (1, 8, 64) for prompt in (128, 2048) for w in ("bf16", "int8", "int4")]
+    rows = [
+        Deployment(
+            model=model,
+            hardware=get_hardware(chip),
+            mesh=(1, 1, 1),
+            batch=batch,
+            prompt_len=prompt,
+            gen_len=16,
+            weight_dtype=w,
+            prefill_ffn_layout="ws_1d",
+            decode_ffn_layout="ws_1d",
+        )
+        for batch in (1, 8, 64)
+        for prompt in (128, 2048)
+        for w in ("bf16", "int8", "int4")
+    ]
     d = Deployments.from_rows(rows)
     profile = resolve_calibration("auto", chip)
     assert profile is not None and profile.chip == chip
@@ -70,20 +106,58 @@ def test_calibrated_never_faster_than_the_roofline(chip):
 def test_weight_only_quantization_saves_less_than_the_roofline_says():
     """Measured Llama-2-7B decode goes 105 -> 156 -> 197 tokens/s from 16 to 8 to 4 weight bits
     (issue 9): 1.49x then 1.26x, where the roofline halves the step each time."""
-    steps = {bits: estimate_one("llama-2-7b", "a100-80gb", chips=1, batch=1, prompt_len=512, gen_len=64,
-                                phase="decode", weight_bits=bits, calibration=cal)["decode"]["step_latency_s"]
-             for bits in (16, 8, 4) for cal in ("auto",)}
-    roof = {bits: estimate_one("llama-2-7b", "a100-80gb", chips=1, batch=1, prompt_len=512, gen_len=64,
-                               phase="decode", weight_bits=bits, calibration="none")["decode"]["step_latency_s"]
-            for bits in (16, 8, 4)}
+    steps = {
+        bits: estimate_one(
+            "llama-2-7b",
+            "a100-80gb",
+            chips=1,
+            batch=1,
+            prompt_len=512,
+            gen_len=64,
+            phase="decode",
+            weight_bits=bits,
+            calibration=cal,
+        )["decode"]["step_latency_s"]
+        for bits in (16, 8, 4)
+        for cal in ("auto",)
+    }
+    roof = {
+        bits: estimate_one(
+            "llama-2-7b",
+            "a100-80gb",
+            chips=1,
+            batch=1,
+            prompt_len=512,
+            gen_len=64,
+            phase="decode",
+            weight_bits=bits,
+            calibration="none",
+        )["decode"]["step_latency_s"]
+        for bits in (16, 8, 4)
+    }
     assert roof[16] / roof[8] > 1.8 and roof[8] / roof[4] > 1.6
     assert 1.2 < steps[16] / steps[8] < 1.7
     assert 1.05 < steps[8] / steps[4] < 1.5
 
 
 def test_fallback_profile_says_so(capsys):
-    report = cli_json(capsys, "estimate", "--model", "llama-2-7b", "--hardware", "l4", "--chips", "1",
-                      "--batch", "1", "--prompt-len", "128", "--gen-len", "8", "--json")
+    report = cli_json(
+        capsys,
+        "estimate",
+        "--model",
+        "llama-2-7b",
+        "--hardware",
+        "l4",
+        "--chips",
+        "1",
+        "--batch",
+        "1",
+        "--prompt-len",
+        "128",
+        "--gen-len",
+        "8",
+        "--json",
+    )
     assert report["calibration"]["fallback"] is True
     assert "no profile fitted on l4" in report["calibration"]["note"]
 
@@ -92,28 +166,89 @@ def test_a_profile_of_another_chip_is_refused(capsys):
     with pytest.raises(InvalidInputError) as info:
         resolve_calibration("h100-sxm-trtllm", "a100-80gb")
     assert "h100-sxm" in str(info.value)
-    code, out, err = run_cli(capsys, "estimate", "--model", "llama-2-7b", "--hardware", "a100-80gb", "--chips", "1",
-                             "--batch", "1", "--prompt-len", "128", "--gen-len", "8", "--calibration",
-                             "h100-sxm-trtllm")
+    code, out, err = run_cli(
+        capsys,
+        "estimate",
+        "--model",
+        "llama-2-7b",
+        "--hardware",
+        "a100-80gb",
+        "--chips",
+        "1",
+        "--batch",
+        "1",
+        "--prompt-len",
+        "128",
+        "--gen-len",
+        "8",
+        "--calibration",
+        "h100-sxm-trtllm",
+    )
     assert_one_error_line(code, out, err, ("chip",))
 
 
 def test_a_profile_file_is_used_and_a_broken_one_refused(capsys, tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text(load_profile("h100-sxm-trtllm").to_yaml())
-    report = cli_json(capsys, "estimate", "--model", "llama-2-7b", "--hardware", "h100-sxm", "--chips", "1",
-                      "--batch", "1", "--prompt-len", "128", "--gen-len", "8", "--calibration", str(path), "--json")
+    report = cli_json(
+        capsys,
+        "estimate",
+        "--model",
+        "llama-2-7b",
+        "--hardware",
+        "h100-sxm",
+        "--chips",
+        "1",
+        "--batch",
+        "1",
+        "--prompt-len",
+        "128",
+        "--gen-len",
+        "8",
+        "--calibration",
+        str(path),
+        "--json",
+    )
     assert report["calibration"]["profile"] == "h100-sxm-trtllm"
     broken = tmp_path / "broken.yaml"
     broken.write_text("chip: h100-sxm\nbackend: trtllm\ngemm: {bfloat16: {compute_eff: 7}}\n")
-    code, out, err = run_cli(capsys, "estimate", "--model", "llama-2-7b", "--hardware", "h100-sxm", "--chips", "1",
-                             "--batch", "1", "--prompt-len", "128", "--gen-len", "8", "--calibration", str(broken))
+    code, out, err = run_cli(
+        capsys,
+        "estimate",
+        "--model",
+        "llama-2-7b",
+        "--hardware",
+        "h100-sxm",
+        "--chips",
+        "1",
+        "--batch",
+        "1",
+        "--prompt-len",
+        "128",
+        "--gen-len",
+        "8",
+        "--calibration",
+        str(broken),
+    )
     assert_one_error_line(code, out, err, ("compute_eff",))
 
 
 def test_analyze_names_its_profile(capsys):
-    report = cli_json(capsys, "analyze", "--model", "llama-2-7b", "--hardware", "h100-sxm", "--phase", "decode",
-                      "--batch", "1", "--seq-len", "1024", "--json")
+    report = cli_json(
+        capsys,
+        "analyze",
+        "--model",
+        "llama-2-7b",
+        "--hardware",
+        "h100-sxm",
+        "--phase",
+        "decode",
+        "--batch",
+        "1",
+        "--seq-len",
+        "1024",
+        "--json",
+    )
     assert report["calibration"]["profile"].startswith("h100-sxm-")
     for op in report["operators"]:
         assert op["time_s"] >= op["roofline_time_s"] * 0.999

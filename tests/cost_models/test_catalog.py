@@ -11,11 +11,30 @@ from cost_models.hardware import HardwareSpec, SwitchedInterconnect, TorusInterc
 from cost_models.models import ModelSpec, get_model, model_catalog
 
 MODEL_NAMES = [
-    "bert-base", "bert-large", "gpt2", "llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b",
-    "llama-3-70b", "mistral-7b", "palm-8b", "palm-62b", "palm-540b", "mt-nlg-530b",
+    "bert-base",
+    "bert-large",
+    "gpt2",
+    "llama-2-7b",
+    "llama-2-13b",
+    "llama-2-70b",
+    "llama-3-8b",
+    "llama-3-70b",
+    "mistral-7b",
+    "palm-8b",
+    "palm-62b",
+    "palm-540b",
+    "mt-nlg-530b",
 ]
 HARDWARE_NAMES = [
-    "tpu-v4", "tpu-v5e", "tpu-v5p", "a100-40gb", "a100-80gb", "h100-sxm", "h200", "a6000", "l4",
+    "tpu-v4",
+    "tpu-v5e",
+    "tpu-v5p",
+    "a100-40gb",
+    "a100-80gb",
+    "h100-sxm",
+    "h200",
+    "a6000",
+    "l4",
     "xeon-gold-6242",
 ]
 
@@ -50,8 +69,17 @@ def test_unknown_names_raise_invalid_input() -> None:
 
 # Pope et al. 2022 (arXiv 2211.05102), Table D.1 and the authors' HParams; parameters per layer
 # E*(3F + 2*H*d_head + 2*d_head) for SwiGLU multiquery, embedding V*E counted once -> 540.36e9.
-PALM_540B = dict(layers=118, d_model=18432, d_ff=73728, heads=48, kv_heads=1, d_head=256, vocab=256128,
-                 ffn="swiglu", block="parallel")
+PALM_540B = dict(
+    layers=118,
+    d_model=18432,
+    d_ff=73728,
+    heads=48,
+    kv_heads=1,
+    d_head=256,
+    vocab=256128,
+    ffn="swiglu",
+    block="parallel",
+)
 
 
 def test_palm_540b_matches_pope_et_al() -> None:
@@ -92,7 +120,14 @@ def test_mt_nlg_matches_pope_et_al() -> None:
     # Pope et al. Table D.1: 105 layers, d_model 20480, d_ff 81920, 128 heads of 160, vocab 51200.
     mt = get_model("mt-nlg-530b")
     assert (mt.layers, mt.d_model, mt.d_ff, mt.heads, mt.kv_heads, mt.d_head, mt.vocab) == (
-        105, 20480, 81920, 128, 128, 160, 51200)
+        105,
+        20480,
+        81920,
+        128,
+        128,
+        160,
+        51200,
+    )
     assert (mt.ffn, mt.block) == ("gelu", "serial")
     assert mt.params == pytest.approx(530e9, rel=0.01)
 
@@ -100,9 +135,16 @@ def test_mt_nlg_matches_pope_et_al() -> None:
 @pytest.mark.parametrize(
     ("name", "attention"),
     [
-        ("llama-2-70b", "GQA"), ("llama-3-8b", "GQA"), ("mistral-7b", "GQA"),
-        ("palm-8b", "MQA"), ("palm-62b", "MQA"), ("palm-540b", "MQA"),
-        ("bert-base", "MHA"), ("gpt2", "MHA"), ("llama-2-7b", "MHA"), ("mt-nlg-530b", "MHA"),
+        ("llama-2-70b", "GQA"),
+        ("llama-3-8b", "GQA"),
+        ("mistral-7b", "GQA"),
+        ("palm-8b", "MQA"),
+        ("palm-62b", "MQA"),
+        ("palm-540b", "MQA"),
+        ("bert-base", "MHA"),
+        ("gpt2", "MHA"),
+        ("llama-2-7b", "MHA"),
+        ("mt-nlg-530b", "MHA"),
     ],
 )
 def test_attention_types(name: str, attention: str) -> None:
@@ -135,7 +177,7 @@ def test_tpu_v4_matches_pope_et_al() -> None:
     assert isinstance(ici, TorusInterconnect)
     assert ici.dims == 3
     assert ici.link_bandwidth_bytes_per_s == 45.0e9
-    assert 2 * ici.dims * ici.link_bandwidth_bytes_per_s == 270.0e9   # "270 GB/s interconnect"
+    assert 2 * ici.dims * ici.link_bandwidth_bytes_per_s == 270.0e9  # "270 GB/s interconnect"
     assert ici.max_chips == 4096
     assert ici.wraparound_min_axis == 4
 
@@ -148,7 +190,7 @@ def test_a100_80gb_matches_pope_et_al() -> None:
     net = gpu.interconnect
     assert isinstance(net, SwitchedInterconnect)
     assert net.domain_size == 8
-    assert 2 * net.domain_bandwidth_bytes_per_s == 600.0e9   # NVLink, bidirectional total
+    assert 2 * net.domain_bandwidth_bytes_per_s == 600.0e9  # NVLink, bidirectional total
 
 
 def test_a6000_matches_yuan_et_al() -> None:
@@ -163,11 +205,11 @@ def test_a6000_matches_yuan_et_al() -> None:
 
 def test_peak_table_fallbacks() -> None:
     h100 = get_hardware("h100-sxm").peak_table()
-    assert h100[INT4] == h100[INT8] == 1978.9e12      # Hopper has no int4 tensor cores
+    assert h100[INT4] == h100[INT8] == 1978.9e12  # Hopper has no int4 tensor cores
     assert h100[FP8] == 1978.9e12 and h100[BF16] == 989.4e12
     assert not get_hardware("h100-sxm").has_format(INT4)
     tpu = get_hardware("tpu-v4").peak_table()
-    assert tpu[FP8] == tpu[BF16] == 275.0e12           # no fp8 on TPU v4: runs in bf16
+    assert tpu[FP8] == tpu[BF16] == 275.0e12  # no fp8 on TPU v4: runs in bf16
     assert not get_hardware("tpu-v4").has_format(FP8)
     a100 = get_hardware("a100-80gb").peak_table()
     assert a100[FP8] == a100[BF16] and a100[INT4] == 1248.0e12

@@ -5,10 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cost_models.calibration import (BACKENDS, available_profiles, load_profile, profile_for)
-from cost_models.efficiency import (GemmParams, collective_time_s, decode_attention_time_s,
-                                    elementwise_time_s, gemm_time_s, peak_for_format,
-                                    prefill_attention_time_s, WEIGHT_BYTES)
+from cost_models.calibration import available_profiles, load_profile, profile_for
+from cost_models.efficiency import (
+    WEIGHT_BYTES,
+    GemmParams,
+    collective_time_s,
+    decode_attention_time_s,
+    elementwise_time_s,
+    gemm_time_s,
+    peak_for_format,
+    prefill_attention_time_s,
+)
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 

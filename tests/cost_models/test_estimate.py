@@ -14,7 +14,6 @@ E (3F + 2 H d_head + 2 d_head) per layer + V E once
 from __future__ import annotations
 
 import functools
-
 import itertools
 import json
 from typing import Any
@@ -22,36 +21,63 @@ from typing import Any
 import numpy as np
 import pytest
 
+from cli_helpers import assert_one_error_line, run_cli
 from cost_models.deployment import estimate, estimate_one
-
-# The by-hand numbers below are the pure roofline's: no calibration profile.
-estimate_one = functools.partial(estimate_one, calibration="none")
+from cost_models.deployments import make_deployments
 from cost_models.dtypes import BF16, INT8
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
-from cost_models.deployments import make_deployments
-from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
 from cost_models.models import ModelSpec, get_model
-from cli_helpers import assert_one_error_line, run_cli
+from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
+
+# The by-hand numbers below are the pure roofline's: no calibration profile.
+estimate_one = functools.partial(estimate_one, calibration="none")
 
 PALM_540B_PARAMS = 118 * 18432 * (3 * 73728 + 2 * 48 * 256 + 2 * 256) + 256128 * 18432
 assert PALM_540B_PARAMS == 540_356_640_768
 TPU_V4_PEAK = 275.0e12
 TPU_V4_HBM = 34359738368  # 32 GiB
 
-ACCEPTANCE = ("estimate", "--model", "palm-540b", "--hardware", "tpu-v4", "--chips", "64",
-              "--phase", "decode", "--batch", "64", "--prompt-len", "2048", "--gen-len", "64",
-              "--ffn-layout", "ws_2d", "--attn-sharding", "batch", "--weight-bits", "8", "--calibration", "none")
+ACCEPTANCE = (
+    "estimate",
+    "--model",
+    "palm-540b",
+    "--hardware",
+    "tpu-v4",
+    "--chips",
+    "64",
+    "--phase",
+    "decode",
+    "--batch",
+    "64",
+    "--prompt-len",
+    "2048",
+    "--gen-len",
+    "64",
+    "--ffn-layout",
+    "ws_2d",
+    "--attn-sharding",
+    "batch",
+    "--weight-bits",
+    "8",
+    "--calibration",
+    "none",
+)
 
 PREFILL_KEYS = {"latency_s", "mfu", "compute_s", "memory_s", "comm_s", "cost_chip_s_per_token"}
 DECODE_KEYS = PREFILL_KEYS | {"step_latency_s"}
-MEMORY_KEYS = {"weights_bytes_per_chip", "kv_cache_bytes_per_chip", "activation_bytes_per_chip",
-               "total_bytes_per_chip", "capacity_bytes_per_chip", "fits", "max_context_tokens"}
+MEMORY_KEYS = {
+    "weights_bytes_per_chip",
+    "kv_cache_bytes_per_chip",
+    "activation_bytes_per_chip",
+    "total_bytes_per_chip",
+    "capacity_bytes_per_chip",
+    "fits",
+    "max_context_tokens",
+}
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
 
 
 def estimate_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
@@ -61,13 +87,15 @@ def estimate_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, A
     return json.loads(out)
 
 
-
-
 def legal_v4_shape(mesh: tuple[int, ...], chips: int) -> bool:
     """Cloud TPU v4 slice rule, written out: axes multiply to the chips, each 1, 2 or a multiple
     of 4, none longer than the pod's 16, and no flat (length-1) axis above 4 chips."""
-    return (int(np.prod(mesh)) == chips and all(a in (1, 2) or a % 4 == 0 for a in mesh)
-            and max(mesh) <= 16 and (chips <= 4 or 1 not in mesh))
+    return (
+        int(np.prod(mesh)) == chips
+        and all(a in (1, 2) or a % 4 == 0 for a in mesh)
+        and max(mesh) <= 16
+        and (chips <= 4 or 1 not in mesh)
+    )
 
 
 def matmul_flops_per_token(model: str) -> float:
@@ -129,8 +157,7 @@ def test_acceptance_numbers_by_hand(capsys):
     # splits over x (4) and K=1 cannot split over yz (16), so they are replicated 16 times:
     # 118 layers x 2 x 18432 x 256 x (1/4 - 1/64) = 260,997,120 B more.
     kv_weights_replicated = 118 * 2 * 18432 * 256 * (1 / 4 - 1 / 64)
-    assert memory["weights_bytes_per_chip"] == pytest.approx(PALM_540B_PARAMS / 64 + kv_weights_replicated,
-                                                             rel=1e-12)
+    assert memory["weights_bytes_per_chip"] == pytest.approx(PALM_540B_PARAMS / 64 + kv_weights_replicated, rel=1e-12)
     assert memory["weights_bytes_per_chip"] == pytest.approx(8_443_072_512 + 260_997_120, rel=1e-12)
     # KV cache, batch-sharded multiquery: K and V x 118 layers x 1 head x 256 x 2 bytes (bf16)
     # x batch 64 x (2048 + 64) context / 64 chips = 2 x 118 x 256 x 2 x 2112 = 255,197,184 B.
@@ -138,8 +165,9 @@ def test_acceptance_numbers_by_hand(capsys):
     assert memory["kv_cache_bytes_per_chip"] == pytest.approx(255_197_184, rel=1e-12)
     assert memory["capacity_bytes_per_chip"] == TPU_V4_HBM
     assert memory["total_bytes_per_chip"] == pytest.approx(
-        memory["weights_bytes_per_chip"] + memory["kv_cache_bytes_per_chip"]
-        + memory["activation_bytes_per_chip"], rel=1e-12)
+        memory["weights_bytes_per_chip"] + memory["kv_cache_bytes_per_chip"] + memory["activation_bytes_per_chip"],
+        rel=1e-12,
+    )
     assert memory["fits"] is True  # ~9 GB of 32 GiB
     # 64 steps of one token each.
     assert decode["latency_s"] == pytest.approx(decode["step_latency_s"] * 64, rel=1e-12)
@@ -149,14 +177,34 @@ def test_acceptance_numbers_by_hand(capsys):
     # MFU = 2 x params x tokens / (chips x 275e12 x latency): in decode every token runs every
     # block and the (tied) lm_head, i.e. all 540.36e9 parameters.
     assert decode["mfu"] == pytest.approx(
-        2 * PALM_540B_PARAMS * tokens / (64 * TPU_V4_PEAK * decode["latency_s"]), rel=1e-9)
+        2 * PALM_540B_PARAMS * tokens / (64 * TPU_V4_PEAK * decode["latency_s"]), rel=1e-9
+    )
     assert 0 < decode["mfu"] <= 1
 
 
 def test_prefill_numbers_by_hand(capsys):
-    report = estimate_json(capsys, "estimate", "--model", "palm-540b", "--hardware", "tpu-v4",
-                           "--chips", "64", "--mesh", "4x4x4", "--phase", "prefill", "--batch", "1",
-                           "--prompt-len", "2048", "--gen-len", "1", "--weight-bits", "8")
+    report = estimate_json(
+        capsys,
+        "estimate",
+        "--model",
+        "palm-540b",
+        "--hardware",
+        "tpu-v4",
+        "--chips",
+        "64",
+        "--mesh",
+        "4x4x4",
+        "--phase",
+        "prefill",
+        "--batch",
+        "1",
+        "--prompt-len",
+        "2048",
+        "--gen-len",
+        "1",
+        "--weight-bits",
+        "8",
+    )
     prefill = report["prefill"]
     tokens = 1 * 2048
     assert prefill["cost_chip_s_per_token"] == pytest.approx(64 * prefill["latency_s"] / tokens, rel=1e-12)
@@ -166,7 +214,8 @@ def test_prefill_numbers_by_hand(capsys):
     head = 256128 * 18432
     assert block + head == PALM_540B_PARAMS  # tied embedding: the lm_head is the embedding
     assert prefill["mfu"] == pytest.approx(
-        2 * (block * tokens + head * 1) / (64 * TPU_V4_PEAK * prefill["latency_s"]), rel=1e-9)
+        2 * (block * tokens + head * 1) / (64 * TPU_V4_PEAK * prefill["latency_s"]), rel=1e-9
+    )
     # Compute floor: 2 x block params x 2048 tokens / (64 x 275e12) s.
     floor = matmul_flops_per_token("palm-540b") * tokens / (64 * TPU_V4_PEAK)
     assert prefill["latency_s"] >= floor
@@ -185,9 +234,28 @@ def test_kv_memory_fraction_sets_max_context(capsys):
     # 30% of 32 GiB for the KV cache (Pope et al. Table 1), bf16 weights, batch 128, batch-sharded:
     # per token of context 2 x 118 x 256 x 2 x 128 / 64 = 241,664 B per chip;
     # 0.3 x 34,359,738,368 / 241,664 = 42,653.6 -> 42,653 tokens (the paper's "43000").
-    report = estimate_json(capsys, "estimate", "--model", "palm-540b", "--hardware", "tpu-v4",
-                           "--chips", "64", "--mesh", "4x4x4", "--batch", "128", "--prompt-len", "2048",
-                           "--gen-len", "64", "--attn-sharding", "batch", "--kv-memory-fraction", "0.3")
+    report = estimate_json(
+        capsys,
+        "estimate",
+        "--model",
+        "palm-540b",
+        "--hardware",
+        "tpu-v4",
+        "--chips",
+        "64",
+        "--mesh",
+        "4x4x4",
+        "--batch",
+        "128",
+        "--prompt-len",
+        "2048",
+        "--gen-len",
+        "64",
+        "--attn-sharding",
+        "batch",
+        "--kv-memory-fraction",
+        "0.3",
+    )
     assert report["memory"]["max_context_tokens"] == 42653
 
 
@@ -213,8 +281,24 @@ def test_chosen_mesh_is_legal_and_no_slower_than_the_cube(capsys, phase):
 
 def test_chosen_mesh_python_api_matches_cli(capsys):
     api = estimate_one("palm-62b", "tpu-v4", chips=32, batch=16, prompt_len=512, gen_len=16)
-    cli = estimate_json(capsys, "estimate", "--model", "palm-62b", "--hardware", "tpu-v4", "--chips", "32",
-                        "--batch", "16", "--prompt-len", "512", "--gen-len", "16", "--calibration", "none")
+    cli = estimate_json(
+        capsys,
+        "estimate",
+        "--model",
+        "palm-62b",
+        "--hardware",
+        "tpu-v4",
+        "--chips",
+        "32",
+        "--batch",
+        "16",
+        "--prompt-len",
+        "512",
+        "--gen-len",
+        "16",
+        "--calibration",
+        "none",
+    )
     assert api == cli
     assert legal_v4_shape(tuple(int(a) for a in api["mesh"].split("x")), 32)
 
@@ -229,9 +313,20 @@ def sweep_model(name: str) -> ModelSpec:
     return get_model(name)
 
 
-def sweep(model: str, hardware: str, meshes: list[tuple[int, int, int]], *, batches=(1, 16, 128),
-          weight_dtypes=(BF16, INT8), layouts=("ws_1d", "ws_2d", "wg_x", "wg_xy", "wg_xyz"),
-          shardings=("head", "batch"), prompt=512, gen=32, overlap="overlapped", kv_heads=None):
+def sweep(
+    model: str,
+    hardware: str,
+    meshes: list[tuple[int, int, int]],
+    *,
+    batches=(1, 16, 128),
+    weight_dtypes=(BF16, INT8),
+    layouts=("ws_1d", "ws_2d", "wg_x", "wg_xy", "wg_xyz"),
+    shardings=("head", "batch"),
+    prompt=512,
+    gen=32,
+    overlap="overlapped",
+    kv_heads=None,
+):
     """Cartesian product scored in one vectorized call; returns (columns, estimate)."""
     rows = list(itertools.product(meshes, batches, weight_dtypes, layouts, shardings))
     mesh = np.array([r[0] for r in rows], dtype=np.float64)
@@ -241,13 +336,29 @@ def sweep(model: str, hardware: str, meshes: list[tuple[int, int, int]], *, batc
     sharding = np.array([r[4] for r in rows])
     layout_codes = np.array([FFN_LAYOUTS.index(v) for v in layout])
     sharding_codes = np.array([ATTENTION_SHARDINGS.index(v) for v in sharding])
-    deployments = make_deployments(sweep_model(model), get_hardware(hardware), mesh=mesh, batch=batch,
-                                   prompt_len=prompt, gen_len=gen, weight_dtype=wdt, kv_heads=kv_heads,
-                                   prefill_ffn_layout=layout_codes, decode_ffn_layout=layout_codes,
-                                   prefill_attn_sharding=sharding_codes, decode_attn_sharding=sharding_codes)
+    deployments = make_deployments(
+        sweep_model(model),
+        get_hardware(hardware),
+        mesh=mesh,
+        batch=batch,
+        prompt_len=prompt,
+        gen_len=gen,
+        weight_dtype=wdt,
+        kv_heads=kv_heads,
+        prefill_ffn_layout=layout_codes,
+        decode_ffn_layout=layout_codes,
+        prefill_attn_sharding=sharding_codes,
+        decode_attn_sharding=sharding_codes,
+    )
     result = estimate(deployments, overlap=overlap)
-    columns = {"mesh": mesh, "chips": mesh.prod(axis=1), "batch": batch, "weight_dtype": wdt,
-               "layout": layout, "sharding": sharding}
+    columns = {
+        "mesh": mesh,
+        "chips": mesh.prod(axis=1),
+        "batch": batch,
+        "weight_dtype": wdt,
+        "layout": layout,
+        "sharding": sharding,
+    }
     return columns, result
 
 
@@ -279,9 +390,14 @@ def test_more_chips_never_more_weights_per_chip(model, hardware, meshes):
     columns, result = sweep(model, hardware, meshes)
     weights = result.memory.weights_bytes_per_chip
     for batch, wdt, layout, sharding in itertools.product(
-            np.unique(columns["batch"]), (BF16, INT8), np.unique(columns["layout"]), ("head", "batch")):
-        rows = np.flatnonzero((columns["batch"] == batch) & (columns["weight_dtype"] == wdt)
-                              & (columns["layout"] == layout) & (columns["sharding"] == sharding))
+        np.unique(columns["batch"]), (BF16, INT8), np.unique(columns["layout"]), ("head", "batch")
+    ):
+        rows = np.flatnonzero(
+            (columns["batch"] == batch)
+            & (columns["weight_dtype"] == wdt)
+            & (columns["layout"] == layout)
+            & (columns["sharding"] == sharding)
+        )
         order = rows[np.argsort(columns["chips"][rows], kind="stable")]
         assert np.all(np.diff(weights[order]) <= 0), (layout, sharding)
 
@@ -295,7 +411,8 @@ def test_weights_per_chip_by_chip_count():
         x = int(report["mesh"].split("x")[0])
         replicated = 2 * 118 * 2 * 18432 * 256 * (1 / x - 1 / chips)
         assert report["memory"]["weights_bytes_per_chip"] == pytest.approx(
-            2 * PALM_540B_PARAMS / chips + replicated, rel=1e-12)
+            2 * PALM_540B_PARAMS / chips + replicated, rel=1e-12
+        )
 
 
 @pytest.mark.parametrize("model,hardware,meshes", SWEEPS)
@@ -306,8 +423,10 @@ def test_int8_weights_never_increase_decode_memory_time(model, hardware, meshes)
     for phase in (result.decode, result.prefill):
         assert np.all(phase.memory_s[int8] <= phase.memory_s[bf16])
     assert np.all(result.decode.memory_s[int8] < result.decode.memory_s[bf16])
-    assert np.all(result.memory.weights_bytes_per_chip[int8] * 2 == pytest.approx(
-        result.memory.weights_bytes_per_chip[bf16], rel=1e-12))
+    assert np.all(
+        result.memory.weights_bytes_per_chip[int8] * 2
+        == pytest.approx(result.memory.weights_bytes_per_chip[bf16], rel=1e-12)
+    )
 
 
 @pytest.mark.parametrize("model,hardware,meshes", SWEEPS)
@@ -340,8 +459,19 @@ def test_mfu_at_most_one_with_low_bit_compute(bits):
     # bits: the matmuls run at the 8-bit peak (1978.9e12, twice bf16's 989.4e12), so the pass can
     # take half the bf16 compute time. MFU is a fraction of the peak the chip reaches: it must
     # stay <= 1 (against bf16's peak it comes out near 1.37 here).
-    report = estimate_one("llama-2-7b", "h100-sxm", chips=8, mesh="1x1x8", phase="prefill", batch=64,
-                          prompt_len=2048, gen_len=1, weight_bits=bits, act_bits=bits, kv_bits=bits)
+    report = estimate_one(
+        "llama-2-7b",
+        "h100-sxm",
+        chips=8,
+        mesh="1x1x8",
+        phase="prefill",
+        batch=64,
+        prompt_len=2048,
+        gen_len=1,
+        weight_bits=bits,
+        act_bits=bits,
+        kv_bits=bits,
+    )
     assert 0 < report["prefill"]["mfu"] <= 1.0
 
 
@@ -358,11 +488,14 @@ def test_added_collectives_never_faster_than_overlapped(model, hardware, meshes)
     assert np.any(added.decode.latency_s[multi] > overlapped.decode.latency_s[multi])
 
 
-@pytest.mark.parametrize("model,hardware,meshes,kv_heads", [
-    ("palm-62b", "tpu-v4", SWEEPS[0][2], None),   # multiquery
-    ("palm-540b", "tpu-v4", SWEEPS[1][2], None),  # multiquery
-    ("llama-2-70b", "a100-80gb", SWEEPS[2][2], 1),  # made multiquery with --kv-heads 1
-])
+@pytest.mark.parametrize(
+    "model,hardware,meshes,kv_heads",
+    [
+        ("palm-62b", "tpu-v4", SWEEPS[0][2], None),  # multiquery
+        ("palm-540b", "tpu-v4", SWEEPS[1][2], None),  # multiquery
+        ("llama-2-70b", "a100-80gb", SWEEPS[2][2], 1),  # made multiquery with --kv-heads 1
+    ],
+)
 def test_batch_sharding_never_more_kv_per_chip_than_head_sharding_for_mqa(model, hardware, meshes, kv_heads):
     columns, result = sweep(model, hardware, meshes, kv_heads=kv_heads)
     kv = result.memory.kv_cache_bytes_per_chip
@@ -389,9 +522,25 @@ def test_decode_latency_is_steps_times_gen_len():
 def test_encoder_model_prefill_estimate(capsys):
     # An encoder (BERT) has no decode phase, but its prefill (one forward pass) can be estimated;
     # the error for --phase decode itself says "use --phase prefill for encoder models".
-    code, out, err = run_cli(capsys, "estimate", "--model", "bert-base", "--hardware", "tpu-v4", "--chips", "8",
-                             "--phase", "prefill", "--batch", "8", "--prompt-len", "128", "--gen-len", "1",
-                             "--json")
+    code, out, err = run_cli(
+        capsys,
+        "estimate",
+        "--model",
+        "bert-base",
+        "--hardware",
+        "tpu-v4",
+        "--chips",
+        "8",
+        "--phase",
+        "prefill",
+        "--batch",
+        "8",
+        "--prompt-len",
+        "128",
+        "--gen-len",
+        "1",
+        "--json",
+    )
     assert code == 0, err
     report = json.loads(out)
     assert "decode" not in report
@@ -403,23 +552,67 @@ def test_encoder_model_prefill_estimate(capsys):
 
 def test_does_not_fit_is_reported(capsys):
     # llama-2-70b bf16 weights: ~69e9 params x 2 bytes ~ 138 GB > 24 GiB of one L4.
-    report = estimate_json(capsys, "estimate", "--model", "llama-2-70b", "--hardware", "l4", "--chips", "1",
-                           "--batch", "1", "--prompt-len", "128", "--gen-len", "8")
+    report = estimate_json(
+        capsys,
+        "estimate",
+        "--model",
+        "llama-2-70b",
+        "--hardware",
+        "l4",
+        "--chips",
+        "1",
+        "--batch",
+        "1",
+        "--prompt-len",
+        "128",
+        "--gen-len",
+        "8",
+    )
     memory = report["memory"]
     assert memory["fits"] is False
     assert memory["capacity_bytes_per_chip"] == 25769803776
     assert memory["total_bytes_per_chip"] > memory["capacity_bytes_per_chip"]
     assert memory["weights_bytes_per_chip"] > 130e9
     assert memory["max_context_tokens"] == 0
-    code, out, err = run_cli(capsys, "estimate", "--model", "llama-2-70b", "--hardware", "l4", "--chips", "1",
-                             "--batch", "1", "--prompt-len", "128", "--gen-len", "8")
+    code, out, err = run_cli(
+        capsys,
+        "estimate",
+        "--model",
+        "llama-2-70b",
+        "--hardware",
+        "l4",
+        "--chips",
+        "1",
+        "--batch",
+        "1",
+        "--prompt-len",
+        "128",
+        "--gen-len",
+        "8",
+    )
     assert code == 0, err
     assert "DOES NOT FIT" in out
 
 
 def test_require_fit_makes_it_an_error(capsys):
-    code, out, err = run_cli(capsys, "estimate", "--model", "llama-2-70b", "--hardware", "l4", "--chips", "1",
-                             "--batch", "1", "--prompt-len", "128", "--gen-len", "8", "--require-fit", "--json")
+    code, out, err = run_cli(
+        capsys,
+        "estimate",
+        "--model",
+        "llama-2-70b",
+        "--hardware",
+        "l4",
+        "--chips",
+        "1",
+        "--batch",
+        "1",
+        "--prompt-len",
+        "128",
+        "--gen-len",
+        "8",
+        "--require-fit",
+        "--json",
+    )
     line = assert_one_error_line(code, out, err, ("memory",))
     assert "GiB" in line
     # A deployment that fits passes --require-fit.
@@ -433,8 +626,19 @@ def test_require_fit_makes_it_an_error(capsys):
 # --- bad input ---------------------------------------------------------------------------------------
 
 
-BASE = ("estimate", "--model", "palm-540b", "--hardware", "tpu-v4", "--batch", "64",
-        "--prompt-len", "2048", "--gen-len", "64")
+BASE = (
+    "estimate",
+    "--model",
+    "palm-540b",
+    "--hardware",
+    "tpu-v4",
+    "--batch",
+    "64",
+    "--prompt-len",
+    "2048",
+    "--gen-len",
+    "64",
+)
 
 
 def replace(args: tuple[str, ...], option: str, value: str) -> list[str]:
@@ -443,31 +647,34 @@ def replace(args: tuple[str, ...], option: str, value: str) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("argv,fields", [
-    ([*BASE, "--chips", "12"], ("chips",)),
-    ([*BASE, "--chips", "64", "--mesh", "4x4x2"], ("mesh",)),
-    ([*BASE, "--chips", "64", "--mesh", "1x1x64"], ("mesh",)),
-    ([*BASE, "--chips", "64", "--mesh", "4by4"], ("mesh",)),
-    ([*BASE, "--chips", "64", "--mesh", ""], ("mesh",)),
-    ([*replace(BASE, "--batch", "0"), "--chips", "64"], ("batch",)),
-    ([*replace(BASE, "--prompt-len", "-1"), "--chips", "64"], ("prompt_len", "prompt-len")),
-    ([*replace(BASE, "--gen-len", "0"), "--chips", "64"], ("gen_len", "gen-len")),
-    ([*BASE, "--chips", "0"], ("chips",)),
-    ([*BASE, "--chips", "64", "--ffn-layout", "ws_3d"], ("ffn-layout", "ffn_layout")),
-    ([*BASE, "--chips", "64", "--decode-ffn-layout", "ws_3d"], ("ffn-layout", "ffn_layout")),
-    ([*BASE, "--chips", "64", "--attn-sharding", "sequence"], ("attn-sharding", "attn_sharding")),
-    ([*BASE, "--chips", "64", "--kv-memory-fraction", "0"], ("kv_memory_fraction", "kv-memory-fraction")),
-    ([*BASE, "--chips", "64", "--kv-memory-fraction", "1.5"], ("kv_memory_fraction", "kv-memory-fraction")),
-    ([*BASE, "--chips", "64", "--kv-memory-fraction", "-0.1"], ("kv_memory_fraction", "kv-memory-fraction")),
-    ([*replace(BASE, "--model", "llama-2-7b"), "--chips", "8", "--kv-heads", "5"], ("kv_heads", "kv-heads")),
-    ([*BASE, "--chips", "64", "--weight-bits", "fp8"], ("weight_bits", "fp8")),
-    ([*BASE, "--chips", "64", "--kv-bits", "fp8"], ("kv_bits", "fp8")),
-    ([*replace(BASE, "--model", "palm-999b"), "--chips", "64"], ("model",)),
-    ([*replace(BASE, "--hardware", "tpu-v9"), "--chips", "64"], ("hardware",)),
-    ([*BASE, "--chips", "64", "--phase", "bogus"], ("phase",)),
-    ([*BASE, "--chips", "64", "--overlap", "sometimes"], ("overlap",)),
-    ([*BASE, "--chips", "64", "--batch", "lots"], ("batch",)),
-])
+@pytest.mark.parametrize(
+    "argv,fields",
+    [
+        ([*BASE, "--chips", "12"], ("chips",)),
+        ([*BASE, "--chips", "64", "--mesh", "4x4x2"], ("mesh",)),
+        ([*BASE, "--chips", "64", "--mesh", "1x1x64"], ("mesh",)),
+        ([*BASE, "--chips", "64", "--mesh", "4by4"], ("mesh",)),
+        ([*BASE, "--chips", "64", "--mesh", ""], ("mesh",)),
+        ([*replace(BASE, "--batch", "0"), "--chips", "64"], ("batch",)),
+        ([*replace(BASE, "--prompt-len", "-1"), "--chips", "64"], ("prompt_len", "prompt-len")),
+        ([*replace(BASE, "--gen-len", "0"), "--chips", "64"], ("gen_len", "gen-len")),
+        ([*BASE, "--chips", "0"], ("chips",)),
+        ([*BASE, "--chips", "64", "--ffn-layout", "ws_3d"], ("ffn-layout", "ffn_layout")),
+        ([*BASE, "--chips", "64", "--decode-ffn-layout", "ws_3d"], ("ffn-layout", "ffn_layout")),
+        ([*BASE, "--chips", "64", "--attn-sharding", "sequence"], ("attn-sharding", "attn_sharding")),
+        ([*BASE, "--chips", "64", "--kv-memory-fraction", "0"], ("kv_memory_fraction", "kv-memory-fraction")),
+        ([*BASE, "--chips", "64", "--kv-memory-fraction", "1.5"], ("kv_memory_fraction", "kv-memory-fraction")),
+        ([*BASE, "--chips", "64", "--kv-memory-fraction", "-0.1"], ("kv_memory_fraction", "kv-memory-fraction")),
+        ([*replace(BASE, "--model", "llama-2-7b"), "--chips", "8", "--kv-heads", "5"], ("kv_heads", "kv-heads")),
+        ([*BASE, "--chips", "64", "--weight-bits", "fp8"], ("weight_bits", "fp8")),
+        ([*BASE, "--chips", "64", "--kv-bits", "fp8"], ("kv_bits", "fp8")),
+        ([*replace(BASE, "--model", "palm-999b"), "--chips", "64"], ("model",)),
+        ([*replace(BASE, "--hardware", "tpu-v9"), "--chips", "64"], ("hardware",)),
+        ([*BASE, "--chips", "64", "--phase", "bogus"], ("phase",)),
+        ([*BASE, "--chips", "64", "--overlap", "sometimes"], ("overlap",)),
+        ([*BASE, "--chips", "64", "--batch", "lots"], ("batch",)),
+    ],
+)
 def test_bad_input_is_one_error_line(capsys, argv, fields):
     code, out, err = run_cli(capsys, *argv, "--json")
     assert_one_error_line(code, out, err, fields)
@@ -509,9 +716,25 @@ def test_gpu_collectives_cost_more_across_nodes(capsys):
     # 8 x h100-sxm, one node (1x1x8): D (7/8) / 450e9 + 7 x 2e-6 = 2.548622e-7 + 1.4e-5 s.
     # 16 x h100-sxm, two nodes (1x1x16): + D (2-1)/16 / 50e9 = 1.6384e-7 s + 1 x 5e-6 s.
     # Decode comm = 80 layers x 4 x per-collective x 32 steps.
-    common = ("estimate", "--model", "llama-2-70b", "--hardware", "h100-sxm", "--batch", "8",
-              "--prompt-len", "512", "--gen-len", "32", "--ffn-layout", "ws_1d", "--attn-sharding", "head",
-              "--calibration", "none")
+    common = (
+        "estimate",
+        "--model",
+        "llama-2-70b",
+        "--hardware",
+        "h100-sxm",
+        "--batch",
+        "8",
+        "--prompt-len",
+        "512",
+        "--gen-len",
+        "32",
+        "--ffn-layout",
+        "ws_1d",
+        "--attn-sharding",
+        "head",
+        "--calibration",
+        "none",
+    )
     one_node = estimate_json(capsys, *common, "--chips", "8", "--mesh", "1x1x8")
     two_nodes = estimate_json(capsys, *common, "--chips", "16", "--mesh", "1x1x16")
     d = 8 * 8192 * 2
@@ -527,11 +750,40 @@ def test_gpu_collectives_cost_more_across_nodes(capsys):
 
 def test_gpu_mesh_choice(capsys):
     for chips in (8, 16):
-        report = estimate_json(capsys, "estimate", "--model", "llama-2-70b", "--hardware", "h100-sxm",
-                               "--chips", str(chips), "--batch", "8", "--prompt-len", "512", "--gen-len", "32",
-                               "--ffn-layout", "ws_1d")
+        report = estimate_json(
+            capsys,
+            "estimate",
+            "--model",
+            "llama-2-70b",
+            "--hardware",
+            "h100-sxm",
+            "--chips",
+            str(chips),
+            "--batch",
+            "8",
+            "--prompt-len",
+            "512",
+            "--gen-len",
+            "32",
+            "--ffn-layout",
+            "ws_1d",
+        )
         mesh = tuple(int(a) for a in report["mesh"].split("x"))
         assert int(np.prod(mesh)) == chips and report["mesh_chosen"] is True
-    code, out, err = run_cli(capsys, "estimate", "--model", "llama-2-70b", "--hardware", "h100-sxm",
-                             "--chips", "12", "--batch", "8", "--prompt-len", "512", "--gen-len", "32")
+    code, out, err = run_cli(
+        capsys,
+        "estimate",
+        "--model",
+        "llama-2-70b",
+        "--hardware",
+        "h100-sxm",
+        "--chips",
+        "12",
+        "--batch",
+        "8",
+        "--prompt-len",
+        "512",
+        "--gen-len",
+        "32",
+    )
     assert_one_error_line(code, out, err, ("chips",))

@@ -153,8 +153,19 @@ QWEN2_0_5B = {  # Qwen/Qwen2-0.5B (tied embeddings, GQA 14:2)
     "vocab_size": 151936,
 }
 
-SHAPE_FIELDS = ("layers", "d_model", "heads", "kv_heads", "d_head", "d_ff", "ffn", "block", "vocab",
-                "kind", "tie_embeddings")
+SHAPE_FIELDS = (
+    "layers",
+    "d_model",
+    "heads",
+    "kv_heads",
+    "d_head",
+    "d_ff",
+    "ffn",
+    "block",
+    "vocab",
+    "kind",
+    "tie_embeddings",
+)
 
 
 def write_config(tmp_path: Path, config: Any, folder: str = "model") -> Path:
@@ -183,20 +194,20 @@ def test_families_match_catalog(tmp_path: Path, config: dict[str, Any], catalog_
 def test_llama_fields(tmp_path: Path) -> None:
     path = write_config(tmp_path, LLAMA_2_7B)
     spec = model_from_hf_config(path)
-    assert spec.name == "meta-llama/Llama-2-7b-hf"          # from _name_or_path
+    assert spec.name == "meta-llama/Llama-2-7b-hf"  # from _name_or_path
     assert spec.source == f"config.json at {path}"
     assert (spec.ffn, spec.block, spec.kind, spec.attention_type) == ("swiglu", "serial", "decoder", "MHA")
 
 
 def test_mistral_is_gqa_and_named_after_folder(tmp_path: Path) -> None:
     spec = model_from_hf_config(write_config(tmp_path, MISTRAL_7B, folder="Mistral-7B-v0.1"))
-    assert spec.name == "Mistral-7B-v0.1"                   # no _name_or_path: the folder's name
+    assert spec.name == "Mistral-7B-v0.1"  # no _name_or_path: the folder's name
     assert (spec.kv_heads, spec.attention_type) == (8, "GQA")
 
 
 def test_gpt2_defaults(tmp_path: Path) -> None:
     spec = model_from_hf_config(write_config(tmp_path, GPT2))
-    assert spec.d_ff == 4 * 768                             # n_inner absent -> 4 * n_embd
+    assert spec.d_ff == 4 * 768  # n_inner absent -> 4 * n_embd
     assert spec.tie_embeddings and spec.kind == "decoder" and spec.ffn == "gelu"
     spec = model_from_hf_config(write_config(tmp_path, {**GPT2, "n_inner": 2048}, folder="inner"))
     assert spec.d_ff == 2048
@@ -209,9 +220,19 @@ def test_bert_is_tied_encoder(tmp_path: Path) -> None:
 
 def test_gpt_neox_block_kinds(tmp_path: Path) -> None:
     spec = model_from_hf_config(write_config(tmp_path, PYTHIA_160M))
-    assert shapes(spec) == dict(layers=12, d_model=768, heads=12, kv_heads=12, d_head=64, d_ff=3072,
-                                ffn="gelu", block="parallel", vocab=50304, kind="decoder",
-                                tie_embeddings=False)
+    assert shapes(spec) == dict(
+        layers=12,
+        d_model=768,
+        heads=12,
+        kv_heads=12,
+        d_head=64,
+        d_ff=3072,
+        ffn="gelu",
+        block="parallel",
+        vocab=50304,
+        kind="decoder",
+        tie_embeddings=False,
+    )
     serial = {**PYTHIA_160M, "use_parallel_residual": False}
     assert model_from_hf_config(write_config(tmp_path, serial, folder="s")).block == "serial"
     default = {k: v for k, v in PYTHIA_160M.items() if k != "use_parallel_residual"}
@@ -290,7 +311,7 @@ def test_malformed_configs_raise(tmp_path: Path, config: Any, field: str) -> Non
     assert error.field == field
     message = str(error)
     assert message.startswith(field) and "\n" not in message
-    assert error.fix                                         # always says what to do
+    assert error.fix  # always says what to do
 
 
 def test_unknown_model_type_lists_supported(tmp_path: Path) -> None:

@@ -37,9 +37,9 @@ from hypothesis import strategies as st
 from cost_models.analysis import analyze
 from cost_models.conventions import CONVENTIONS
 from cost_models.deployment import DeploymentEstimate, estimate
+from cost_models.deployments import Deployments, make_deployments
 from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, FP8, INT4, INT8, dtype_name
 from cost_models.hardware import HardwareSpec, hardware_catalog
-from cost_models.deployments import Deployments, make_deployments
 from cost_models.inference_configs import DECODE, PREFILL, InferenceConfigs, make_configs
 from cost_models.models import ModelSpec, model_catalog
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
@@ -145,11 +145,17 @@ class Drawn:
 
 def draw_deployments(rng: np.random.Generator, hw: HardwareSpec, n: int = PER_HARDWARE) -> Drawn:
     deployments = make_deployments(
-        DECODERS, hw, model_index=rng.integers(0, len(DECODERS), n), mesh=draw_meshes(rng, hw, n),
-        batch=log_uniform_ints(rng, MAX_BATCH, n), prompt_len=log_uniform_ints(rng, MAX_PROMPT, n),
+        DECODERS,
+        hw,
+        model_index=rng.integers(0, len(DECODERS), n),
+        mesh=draw_meshes(rng, hw, n),
+        batch=log_uniform_ints(rng, MAX_BATCH, n),
+        prompt_len=log_uniform_ints(rng, MAX_PROMPT, n),
         gen_len=log_uniform_ints(rng, MAX_GEN, n),
-        weight_dtype=rng.choice(formats(hw), n), act_dtype=draw_act_dtypes(rng, hw, n),
-        kv_dtype=rng.choice(formats(hw), n), flash_attention=rng.random(n) < 0.5,
+        weight_dtype=rng.choice(formats(hw), n),
+        act_dtype=draw_act_dtypes(rng, hw, n),
+        kv_dtype=rng.choice(formats(hw), n),
+        flash_attention=rng.random(n) < 0.5,
         prefill_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
         decode_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
         prefill_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
@@ -188,13 +194,16 @@ def draw_workloads(rng: np.random.Generator, hw: HardwareSpec, n: int = PER_HARD
     model_index = rng.integers(0, len(MODELS), n)
     decoder = np.array([MODELS[i].kind == "decoder" for i in model_index])
     decode = decoder & (rng.random(n) < 0.5)
-    seq_len = np.where(decode, log_uniform_ints(rng, MAX_PROMPT + MAX_GEN, n),
-                       log_uniform_ints(rng, MAX_PROMPT, n))
+    seq_len = np.where(decode, log_uniform_ints(rng, MAX_PROMPT + MAX_GEN, n), log_uniform_ints(rng, MAX_PROMPT, n))
     configs = make_configs(
-        [MODELS[i] for i in model_index], phase=np.where(decode, DECODE, PREFILL),
-        batch=log_uniform_ints(rng, MAX_BATCH, n), seq_len=seq_len,
-        weight_dtype=rng.choice(formats(hw), n), act_dtype=draw_act_dtypes(rng, hw, n),
-        kv_dtype=rng.choice(formats(hw), n), flash_attention=rng.random(n) < 0.5,
+        [MODELS[i] for i in model_index],
+        phase=np.where(decode, DECODE, PREFILL),
+        batch=log_uniform_ints(rng, MAX_BATCH, n),
+        seq_len=seq_len,
+        weight_dtype=rng.choice(formats(hw), n),
+        act_dtype=draw_act_dtypes(rng, hw, n),
+        kv_dtype=rng.choice(formats(hw), n),
+        flash_attention=rng.random(n) < 0.5,
         causal=rng.random(n) < 0.5,
     )
     return Workloads(hw, model_index, configs)
@@ -248,10 +257,15 @@ def phase_arrays(result: DeploymentEstimate) -> dict[str, np.ndarray]:
 def analysis_arrays(result) -> dict[str, np.ndarray]:
     ops, times = result.operators, result.times
     out = {f"operators.{f.name}": getattr(ops, f.name) for f in dataclasses.fields(ops)}
-    out.update({"times.compute_s": times.compute_s, "times.memory_s": times.memory_s,
-                "times.time_s": times.time_s})
-    for name in ("total_flops", "total_bytes", "total_time_s", "weight_footprint_bytes",
-                 "kv_cache_footprint_bytes", "activation_footprint_bytes"):
+    out.update({"times.compute_s": times.compute_s, "times.memory_s": times.memory_s, "times.time_s": times.time_s})
+    for name in (
+        "total_flops",
+        "total_bytes",
+        "total_time_s",
+        "weight_footprint_bytes",
+        "kv_cache_footprint_bytes",
+        "activation_footprint_bytes",
+    ):
         out[name] = getattr(result, name)
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
@@ -278,12 +292,21 @@ def latency_at_least_compute_and_memory(rng: np.random.Generator) -> None:
             for name in ("prefill", "decode"):
                 p = getattr(result, name)
                 for bound in ("compute_s", "memory_s"):
-                    check(failures, p.latency_s >= getattr(p, bound) * (1.0 - REL), drawn,
-                          f"{name} latency_s < {bound} ({overlap})", latency_s=p.latency_s,
-                          **{bound: getattr(p, bound)})
+                    check(
+                        failures,
+                        p.latency_s >= getattr(p, bound) * (1.0 - REL),
+                        drawn,
+                        f"{name} latency_s < {bound} ({overlap})",
+                        latency_s=p.latency_s,
+                        **{bound: getattr(p, bound)},
+                    )
             # The decode phase is gen_len steps of the mean step.
-            check(failures, close(result.decode.latency_s, result.decode_step_latency_s * drawn.gen, 1e-12),
-                  drawn, f"decode latency_s != step x gen_len ({overlap})")
+            check(
+                failures,
+                close(result.decode.latency_s, result.decode_step_latency_s * drawn.gen, 1e-12),
+                drawn,
+                f"decode latency_s != step x gen_len ({overlap})",
+            )
     assert_no_failures(failures)
 
 
@@ -296,16 +319,30 @@ def analyze_time_at_least_roofline_bounds(rng: np.random.Generator) -> None:
         for convention in CONVENTIONS.values():
             result = analyze(drawn.configs, hw, convention)
             total = result.total_time_s
-            check(failures, total >= result.total_flops / top_peak * (1.0 - REL), drawn,
-                  f"analyze total_time_s < total_flops / top peak ({convention.name})",
-                  total_time_s=total, flops_bound=result.total_flops / top_peak)
-            check(failures, total >= result.total_bytes / bandwidth * (1.0 - REL), drawn,
-                  f"analyze total_time_s < total_bytes / bandwidth ({convention.name})",
-                  total_time_s=total, bytes_bound=result.total_bytes / bandwidth)
+            check(
+                failures,
+                total >= result.total_flops / top_peak * (1.0 - REL),
+                drawn,
+                f"analyze total_time_s < total_flops / top peak ({convention.name})",
+                total_time_s=total,
+                flops_bound=result.total_flops / top_peak,
+            )
+            check(
+                failures,
+                total >= result.total_bytes / bandwidth * (1.0 - REL),
+                drawn,
+                f"analyze total_time_s < total_bytes / bandwidth ({convention.name})",
+                total_time_s=total,
+                bytes_bound=result.total_bytes / bandwidth,
+            )
             for name, values in analysis_arrays(result).items():
                 values = np.atleast_2d(values)
-                check(failures, np.isfinite(values).all(axis=0) & (values >= 0).all(axis=0), drawn,
-                      f"analyze {name} not finite and >= 0 ({convention.name})")
+                check(
+                    failures,
+                    np.isfinite(values).all(axis=0) & (values >= 0).all(axis=0),
+                    drawn,
+                    f"analyze {name} not finite and >= 0 ({convention.name})",
+                )
     assert_no_failures(failures)
 
 
@@ -320,10 +357,24 @@ def weight_bytes_between_perfect_split_and_whole(rng: np.random.Generator) -> No
         total = np.array([m.params for m in model], dtype=np.float64) * BYTES_PER_ELEMENT[d.weight_dtype]
         weights = drawn.run().memory.weights_bytes_per_chip
         chips = d.chips
-        check(failures, at_most(total / chips, weights, EXACT), drawn,
-              "weights_bytes_per_chip below a perfect split", chips=chips, weights=weights, total=total)
-        check(failures, at_most(weights, total, EXACT), drawn,
-              "weights_bytes_per_chip above the whole model", chips=chips, weights=weights, total=total)
+        check(
+            failures,
+            at_most(total / chips, weights, EXACT),
+            drawn,
+            "weights_bytes_per_chip below a perfect split",
+            chips=chips,
+            weights=weights,
+            total=total,
+        )
+        check(
+            failures,
+            at_most(weights, total, EXACT),
+            drawn,
+            "weights_bytes_per_chip above the whole model",
+            chips=chips,
+            weights=weights,
+            total=total,
+        )
     assert_no_failures(failures)
 
 
@@ -333,21 +384,21 @@ def fewer_weight_bits_never_more_memory_time(rng: np.random.Generator) -> None:
         n = len(drawn)
         chain = [BF16, INT8, INT4]
         variants = chain + ([FP8] if drawn.hw.has_format(FP8) else [])
-        results = {
-            code: drawn.run(weight_dtype=np.full(n, code, dtype=np.int64))
-            for code in variants
-        }
+        results = {code: drawn.run(weight_dtype=np.full(n, code, dtype=np.int64)) for code in variants}
         pairs = list(zip(chain, chain[1:])) + ([(BF16, FP8), (FP8, INT4)] if FP8 in results else [])
         for name in ("prefill", "decode"):
             for wide, narrow in pairs:
                 hi, lo = getattr(results[wide], name).memory_s, getattr(results[narrow], name).memory_s
-                check(failures, at_most(lo, hi), drawn,
-                      f"{name} memory_s grows from {dtype_name(wide)} to {dtype_name(narrow)} weights",
-                      **{f"memory_s_{dtype_name(wide)}": hi, f"memory_s_{dtype_name(narrow)}": lo})
+                check(
+                    failures,
+                    at_most(lo, hi),
+                    drawn,
+                    f"{name} memory_s grows from {dtype_name(wide)} to {dtype_name(narrow)} weights",
+                    **{f"memory_s_{dtype_name(wide)}": hi, f"memory_s_{dtype_name(narrow)}": lo},
+                )
             if FP8 in results:  # same bits, same bytes
                 a, b = getattr(results[FP8], name).memory_s, getattr(results[INT8], name).memory_s
-                check(failures, close(a, b), drawn, f"{name} memory_s of fp8 and int8 weights differ",
-                      fp8=a, int8=b)
+                check(failures, close(a, b), drawn, f"{name} memory_s of fp8 and int8 weights differ", fp8=a, int8=b)
     assert_no_failures(failures)
 
 
@@ -362,8 +413,9 @@ def vectorized_equals_one_at_a_time(rng: np.random.Generator) -> None:
             for name, values in together.items():
                 a, b = alone[name][0], values[i]
                 if not (a == b or abs(a - b) <= EXACT * max(abs(a), abs(b))):
-                    failures.append(f"estimate {name} ({overlap}): alone {a!r} != together {b!r} for "
-                                    f"{drawn.describe(int(i))}")
+                    failures.append(
+                        f"estimate {name} ({overlap}): alone {a!r} != together {b!r} for {drawn.describe(int(i))}"
+                    )
     assert_no_failures(failures)
 
 
@@ -378,8 +430,7 @@ def analyze_vectorized_equals_one_at_a_time(rng: np.random.Generator) -> None:
             for name, values in together.items():
                 a, b = alone[name][..., 0], values[..., i]
                 if not np.all((a == b) | (np.abs(a - b) <= EXACT * np.maximum(np.abs(a), np.abs(b)))):
-                    failures.append(f"analyze {name}: alone {a!r} != together {b!r} for "
-                                    f"{drawn.describe(int(i))}")
+                    failures.append(f"analyze {name}: alone {a!r} != together {b!r} for {drawn.describe(int(i))}")
     assert_no_failures(failures)
 
 
@@ -389,12 +440,19 @@ def added_never_faster_than_overlapped(rng: np.random.Generator) -> None:
         overlapped, added = drawn.run(overlap="overlapped"), drawn.run(overlap="added")
         for name in ("prefill", "decode"):
             lo, hi = getattr(overlapped, name), getattr(added, name)
-            check(failures, at_most(lo.latency_s, hi.latency_s), drawn,
-                  f"{name} latency_s added < overlapped", overlapped=lo.latency_s, added=hi.latency_s)
+            check(
+                failures,
+                at_most(lo.latency_s, hi.latency_s),
+                drawn,
+                f"{name} latency_s added < overlapped",
+                overlapped=lo.latency_s,
+                added=hi.latency_s,
+            )
             # Overlap changes how times combine, not what they are.
             for field in ("compute_s", "memory_s", "comm_s"):
-                check(failures, close(getattr(lo, field), getattr(hi, field)), drawn,
-                      f"{name} {field} depends on overlap")
+                check(
+                    failures, close(getattr(lo, field), getattr(hi, field)), drawn, f"{name} {field} depends on overlap"
+                )
     assert_no_failures(failures)
 
 
@@ -404,16 +462,32 @@ def batch_sharded_kv_at_most_head_sharded(rng: np.random.Generator) -> None:
         n = len(drawn)
         head = drawn.run(decode_attn_sharding=np.zeros(n, dtype=np.int64)).memory.kv_cache_bytes_per_chip
         batch = drawn.run(decode_attn_sharding=np.ones(n, dtype=np.int64)).memory.kv_cache_bytes_per_chip
-        check(failures, at_most(batch, head, EXACT), drawn,
-              "kv_cache_bytes_per_chip larger sharded by batch than by head", batch=batch, head=head)
+        check(
+            failures,
+            at_most(batch, head, EXACT),
+            drawn,
+            "kv_cache_bytes_per_chip larger sharded by batch than by head",
+            batch=batch,
+            head=head,
+        )
     assert_no_failures(failures)
 
 
 #: Outputs that are strictly positive for a decoder (comm_s is 0 on one chip, max_context_tokens
 #: is 0 where weights and activations leave no room for the KV cache).
-POSITIVE = ("latency_s", ".tokens", "throughput_tokens_per_s", "mfu", "compute_s", "memory_s",
-            "cost_chip_s_per_token", "weights_bytes_per_chip", "kv_cache_bytes_per_chip",
-            "activation_bytes_per_chip", "capacity_bytes_per_chip")
+POSITIVE = (
+    "latency_s",
+    ".tokens",
+    "throughput_tokens_per_s",
+    "mfu",
+    "compute_s",
+    "memory_s",
+    "cost_chip_s_per_token",
+    "weights_bytes_per_chip",
+    "kv_cache_bytes_per_chip",
+    "activation_bytes_per_chip",
+    "capacity_bytes_per_chip",
+)
 
 
 def outputs_finite_and_non_negative(rng: np.random.Generator) -> None:
@@ -421,8 +495,13 @@ def outputs_finite_and_non_negative(rng: np.random.Generator) -> None:
     for drawn in every_chip(rng):
         for overlap in OVERLAPS:
             for name, values in phase_arrays(drawn.run(overlap=overlap)).items():
-                check(failures, np.isfinite(values) & (values >= 0), drawn,
-                      f"{name} not finite and >= 0 ({overlap})", **{name: values})
+                check(
+                    failures,
+                    np.isfinite(values) & (values >= 0),
+                    drawn,
+                    f"{name} not finite and >= 0 ({overlap})",
+                    **{name: values},
+                )
                 if name.endswith(POSITIVE):
                     check(failures, values > 0, drawn, f"{name} is zero ({overlap})", **{name: values})
     assert_no_failures(failures)

@@ -27,8 +27,13 @@ def config_columns(draw, size=st.integers(1, 40)):
     return dict(
         model=[get_model(m) for m in names],
         phase=np.array(draw(st.lists(st.sampled_from(["prefill", "decode"]), min_size=n, max_size=n))),
-        batch=ints(1, 1024), seq_len=ints(1, 65536), weight_dtype=dtype(), act_dtype=dtype(),
-        kv_dtype=dtype(), flash_attention=bools(), causal=bools(),
+        batch=ints(1, 1024),
+        seq_len=ints(1, 65536),
+        weight_dtype=dtype(),
+        act_dtype=dtype(),
+        kv_dtype=dtype(),
+        flash_attention=bools(),
+        causal=bools(),
     )
 
 
@@ -84,8 +89,10 @@ def test_gqa_shrinks_kv_projections_and_cache_reads():
     """Llama-2-70B has 8 KV heads of 64: k_proj is 8x smaller than q_proj, and a decode step reads
     8x less KV cache than the same model as MHA (kv_heads=64)."""
     gqa = _one("llama-2-70b").operators
-    mha = analyze(make_configs(get_model("llama-2-70b"), phase="decode", batch=1, seq_len=1024, kv_heads=64),
-                  get_hardware("a100-80gb")).operators
+    mha = analyze(
+        make_configs(get_model("llama-2-70b"), phase="decode", batch=1, seq_len=1024, kv_heads=64),
+        get_hardware("a100-80gb"),
+    ).operators
     assert gqa.weight_bytes[OP["q_proj"], 0] == 8 * gqa.weight_bytes[OP["k_proj"], 0]
     assert mha.kv_read_bytes[OP["qk_matmul"], 0] == 8 * gqa.kv_read_bytes[OP["qk_matmul"], 0]
     assert mha.flops[OP["qk_matmul"], 0] == gqa.flops[OP["qk_matmul"], 0]  # same math per query head
@@ -154,16 +161,38 @@ def test_memory_footprint_llama2_7b():
 
 def test_operator_names_match_issue():
     assert set(OPERATOR_NAMES) == {
-        "q_proj", "k_proj", "v_proj", "out_proj", "qk_matmul", "softmax", "sv_matmul",
-        "fused_attention", "attn_norm", "mlp_norm", "attn_add", "mlp_add", "gate_proj", "up_proj",
-        "down_proj", "mlp_act", "lm_head"}
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "out_proj",
+        "qk_matmul",
+        "softmax",
+        "sv_matmul",
+        "fused_attention",
+        "attn_norm",
+        "mlp_norm",
+        "attn_add",
+        "mlp_add",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+        "mlp_act",
+        "lm_head",
+    }
 
 
-@pytest.mark.parametrize("kwargs,field", [
-    (dict(batch=0), "batch"), (dict(seq_len=-5), "seq_len"), (dict(batch=1.5), "batch"),
-    (dict(batch=np.nan), "batch"), (dict(kv_heads=5), "kv_heads"), (dict(phase="train"), "phase"),
-    (dict(weight_dtype=9), "weight_dtype"),
-])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        (dict(batch=0), "batch"),
+        (dict(seq_len=-5), "seq_len"),
+        (dict(batch=1.5), "batch"),
+        (dict(batch=np.nan), "batch"),
+        (dict(kv_heads=5), "kv_heads"),
+        (dict(phase="train"), "phase"),
+        (dict(weight_dtype=9), "weight_dtype"),
+    ],
+)
 def test_bad_configs_name_their_field(kwargs, field):
     args = dict(phase="decode", batch=1, seq_len=16) | kwargs
     with pytest.raises(InvalidInputError) as error:

@@ -43,30 +43,33 @@ def ways(size: int, mesh: tuple[int, int, int], axes: tuple[str, ...] = AXES) ->
 # --- split_over / split_axes -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("size", "mesh", "expected_ways", "expected_axes"), [
-    # 64 over 2x2x2: 8 divides 64, every chip one eighth.
-    (64, (2, 2, 2), 8, ("x", "y", "z")),
-    # 32 over 4x2x1: x,y,z and x,y both give 8 ways on 8 chips (z has length 1); the tie goes to
-    # more axes: x,y,z.
-    (32, (4, 2, 1), 8, ("x", "y", "z")),
-    # 8 KV heads over 4x4x1 (16 chips): 16 does not divide 8 but 8 divides 16, so 8 ways, each
-    # head on 16 / 8 = 2 chips (how serving engines place 8 KV heads on 16 GPUs).
-    (8, (4, 4, 1), 8, ("x", "y", "z")),
-    # 1 KV head (multiquery): 1 way on every subset; the fewest chips win: the empty set,
-    # replicated on every chip.
-    (1, (2, 2, 2), 1, ()),
-    # 5 over 2x2x2: no subset's chip count (1, 2, 4, 8) divides 5 or is divided by it but the
-    # empty one: not split at all.
-    (5, (2, 2, 2), 1, ()),
-    # 6 over 2x4x3: x,y,z (24 chips, 6 | 24) gives 6 ways, x,z (6 chips) gives 6 ways too: the tie
-    # goes to fewer chips, x,z (y,z = 12 chips, 6 | 12: 6 ways on 12 chips; x,y = 8: no split).
-    (6, (2, 4, 3), 6, ("x", "z")),
-    # 4 over 4x2x2: x,y,z / x,y / x,z give 4 ways on 16 or 8 chips; y,z and x give 4 ways on 4
-    # chips; tie on chips -> more axes: y,z.
-    (4, (4, 2, 2), 4, ("y", "z")),
-    # 12 over 2x2x2: 8 does not divide 12 nor 12 8; any pair (4 chips) divides 12: 4 ways, x,y first.
-    (12, (2, 2, 2), 4, ("x", "y")),
-])
+@pytest.mark.parametrize(
+    ("size", "mesh", "expected_ways", "expected_axes"),
+    [
+        # 64 over 2x2x2: 8 divides 64, every chip one eighth.
+        (64, (2, 2, 2), 8, ("x", "y", "z")),
+        # 32 over 4x2x1: x,y,z and x,y both give 8 ways on 8 chips (z has length 1); the tie goes to
+        # more axes: x,y,z.
+        (32, (4, 2, 1), 8, ("x", "y", "z")),
+        # 8 KV heads over 4x4x1 (16 chips): 16 does not divide 8 but 8 divides 16, so 8 ways, each
+        # head on 16 / 8 = 2 chips (how serving engines place 8 KV heads on 16 GPUs).
+        (8, (4, 4, 1), 8, ("x", "y", "z")),
+        # 1 KV head (multiquery): 1 way on every subset; the fewest chips win: the empty set,
+        # replicated on every chip.
+        (1, (2, 2, 2), 1, ()),
+        # 5 over 2x2x2: no subset's chip count (1, 2, 4, 8) divides 5 or is divided by it but the
+        # empty one: not split at all.
+        (5, (2, 2, 2), 1, ()),
+        # 6 over 2x4x3: x,y,z (24 chips, 6 | 24) gives 6 ways, x,z (6 chips) gives 6 ways too: the tie
+        # goes to fewer chips, x,z (y,z = 12 chips, 6 | 12: 6 ways on 12 chips; x,y = 8: no split).
+        (6, (2, 4, 3), 6, ("x", "z")),
+        # 4 over 4x2x2: x,y,z / x,y / x,z give 4 ways on 16 or 8 chips; y,z and x give 4 ways on 4
+        # chips; tie on chips -> more axes: y,z.
+        (4, (4, 2, 2), 4, ("y", "z")),
+        # 12 over 2x2x2: 8 does not divide 12 nor 12 8; any pair (4 chips) divides 12: 4 ways, x,y first.
+        (12, (2, 2, 2), 4, ("x", "y")),
+    ],
+)
 def test_split_over_by_hand(size, mesh, expected_ways, expected_axes) -> None:
     assert ways(size, mesh) == expected_ways
     assert split_axes(size, mesh, AXES) == expected_axes
@@ -110,8 +113,12 @@ def test_split_over_shards_are_always_even() -> None:
 
 
 def kv(kv_heads: int, batch: int, mesh: tuple[int, int, int], batch_sharded: bool) -> float:
-    w, _, _ = kv_cache_split(np.array([float(kv_heads)]), np.array([float(batch)]),
-                             np.array([mesh], dtype=np.float64), np.array([batch_sharded]))
+    w, _, _ = kv_cache_split(
+        np.array([float(kv_heads)]),
+        np.array([float(batch)]),
+        np.array([mesh], dtype=np.float64),
+        np.array([batch_sharded]),
+    )
     return float(w[0])
 
 
@@ -146,8 +153,7 @@ def test_kv_cache_batch_one_leaves_the_axes_to_heads() -> None:
 
 
 def test_kv_cache_batch_sharded_never_holds_more_per_chip_than_head_sharded() -> None:
-    cases = list(itertools.product((1, 2, 4, 8, 16), (1, 2, 3, 4, 8, 32),
-                                   itertools.product((1, 2, 4), repeat=3)))
+    cases = list(itertools.product((1, 2, 4, 8, 16), (1, 2, 3, 4, 8, 32), itertools.product((1, 2, 4), repeat=3)))
     heads = np.array([c[0] for c in cases], dtype=np.float64)
     batch = np.array([c[1] for c in cases], dtype=np.float64)
     mesh = np.array([c[2] for c in cases], dtype=np.float64)
@@ -203,8 +209,17 @@ X, YZ, CHIPS = 4.0, 2.0, 8.0
 
 def shapes(tokens: float = N) -> Shapes:
     one = lambda v: np.array([float(v)])  # noqa: E731
-    return Shapes(tokens=one(tokens), d_model=one(E), ffn_in=one(F), ffn_mid=one(F), attn_in=one(0),
-                  attn_mid=one(0), layer_weights=one(W), act_bytes=one(AB), weight_bytes=one(WB))
+    return Shapes(
+        tokens=one(tokens),
+        d_model=one(E),
+        ffn_in=one(F),
+        ffn_mid=one(F),
+        attn_in=one(0),
+        attn_mid=one(0),
+        layer_weights=one(W),
+        act_bytes=one(AB),
+        weight_bytes=one(WB),
+    )
 
 
 def calls(layout: str, mid_in: float = F, mid_out: float = F, mesh: np.ndarray = MESH) -> list:
@@ -215,24 +230,29 @@ def calls(layout: str, mid_in: float = F, mid_out: float = F, mesh: np.ndarray =
 FIGURE_3 = {
     # 1D weight-stationary (3.2.1): all-gather the activations [B L E] over all chips, reduce-scatter
     # the partial sums: N E each, 2 N E per layer whatever the chip count.
-    "ws_1d": [("all_gather", "xyz", N * E * AB, "activations"),
-              ("reduce_scatter", "xyz", N * E * AB, "activations")],
+    "ws_1d": [("all_gather", "xyz", N * E * AB, "activations"), ("reduce_scatter", "xyz", N * E * AB, "activations")],
     # 2D weight-stationary (3.2.2): all-gather over yz of N E / X, reduce-scatter over x of N F / YZ,
     # all-gather over x of N F / YZ, reduce-scatter over yz of N E / X.
-    "ws_2d": [("all_gather", "yz", N * E / X * AB, "activations"),
-              ("reduce_scatter", "x", N * F / YZ * AB, "activations"),
-              ("all_gather", "x", N * F / YZ * AB, "activations"),
-              ("reduce_scatter", "yz", N * E / X * AB, "activations")],
+    "ws_2d": [
+        ("all_gather", "yz", N * E / X * AB, "activations"),
+        ("reduce_scatter", "x", N * F / YZ * AB, "activations"),
+        ("all_gather", "x", N * F / YZ * AB, "activations"),
+        ("reduce_scatter", "yz", N * E / X * AB, "activations"),
+    ],
     # X-weight-gathered (3.2.3): weights all-gathered over x (each chip ends with W X / n), then the
     # N / X tokens of each x group run 1D over y,z: all-gather and reduce-scatter of (N / X) E.
-    "wg_x": [("all_gather", "x", W * X / CHIPS * WB, "weights"),
-             ("all_gather", "yz", N / X * E * AB, "activations"),
-             ("reduce_scatter", "yz", N / X * E * AB, "activations")],
+    "wg_x": [
+        ("all_gather", "x", W * X / CHIPS * WB, "weights"),
+        ("all_gather", "yz", N / X * E * AB, "activations"),
+        ("reduce_scatter", "yz", N / X * E * AB, "activations"),
+    ],
     # XY-weight-gathered: weights gathered over x,y (W X Y / n = W here, Z = 1), N / (X Y) tokens
     # run 1D over z.
-    "wg_xy": [("all_gather", "xy", W * X * 2.0 / CHIPS * WB, "weights"),
-              ("all_gather", "z", N / (X * 2.0) * E * AB, "activations"),
-              ("reduce_scatter", "z", N / (X * 2.0) * E * AB, "activations")],
+    "wg_xy": [
+        ("all_gather", "xy", W * X * 2.0 / CHIPS * WB, "weights"),
+        ("all_gather", "z", N / (X * 2.0) * E * AB, "activations"),
+        ("reduce_scatter", "z", N / (X * 2.0) * E * AB, "activations"),
+    ],
     # XYZ-weight-gathered: the whole weights on every chip, no activation communication at all.
     "wg_xyz": [("all_gather", "xyz", W * WB, "weights")],
 }
@@ -268,8 +288,9 @@ def test_ws_2d_with_a_gated_ffn_widens_only_the_hidden_collectives() -> None:
 
 # E = 8, 4 query heads and 2 KV heads of D = 2 (widths 8 and 4), F = 16 (gelu: up and down only),
 # V = 16, 2 layers, untied lm_head; one configuration on a 2x2x2 mesh.
-TINY = ModelSpec(name="tiny", source="hand-made", layers=2, d_model=8, heads=4, kv_heads=2, d_head=2,
-                 d_ff=16, ffn="gelu", vocab=16)
+TINY = ModelSpec(
+    name="tiny", source="hand-made", layers=2, d_model=8, heads=4, kv_heads=2, d_head=2, d_ff=16, ffn="gelu", vocab=16
+)
 
 
 def plan_of(model: ModelSpec, layout: str, mesh=(2, 2, 2), weight_dtype: int = BF16):

@@ -18,15 +18,25 @@ TERA = 1e12
 
 
 def chip(compute_eff: float = 1.0, memory_eff: float = 1.0) -> HardwareSpec:
-    return HardwareSpec.model_validate({
-        "name": "round", "source": "hand-made for tests", "kind": "gpu",
-        "peak_ops_per_s": {"bf16": 100 * TERA, "fp8": 200 * TERA, "int8": 400 * TERA},
-        "memory_bytes": 16e9, "memory_bandwidth_bytes_per_s": 1 * TERA,
-        "interconnect": {"kind": "switched", "domain_size": 1, "domain_bandwidth_bytes_per_s": 1e9,
-                         "network_bandwidth_bytes_per_s": 1e9, "domain_latency_s": 0.0,
-                         "network_latency_s": 0.0},
-        "efficiency": {"compute": compute_eff, "memory": memory_eff},
-    })
+    return HardwareSpec.model_validate(
+        {
+            "name": "round",
+            "source": "hand-made for tests",
+            "kind": "gpu",
+            "peak_ops_per_s": {"bf16": 100 * TERA, "fp8": 200 * TERA, "int8": 400 * TERA},
+            "memory_bytes": 16e9,
+            "memory_bandwidth_bytes_per_s": 1 * TERA,
+            "interconnect": {
+                "kind": "switched",
+                "domain_size": 1,
+                "domain_bandwidth_bytes_per_s": 1e9,
+                "network_bandwidth_bytes_per_s": 1e9,
+                "domain_latency_s": 0.0,
+                "network_latency_s": 0.0,
+            },
+            "efficiency": {"compute": compute_eff, "memory": memory_eff},
+        }
+    )
 
 
 def times(flops, bytes_, dtype=BF16, hardware=None):
@@ -58,10 +68,15 @@ def test_the_bound_switches_at_the_ridge_point() -> None:
     assert chip().ridge_point_ops_per_byte == pytest.approx(100.0)
 
 
-@pytest.mark.parametrize(("dtype", "peak"), [
-    (BF16, 100 * TERA), (FP8, 200 * TERA), (INT8, 400 * TERA),
-    (INT4, 400 * TERA),  # no int4 units: runs at the int8 peak
-])
+@pytest.mark.parametrize(
+    ("dtype", "peak"),
+    [
+        (BF16, 100 * TERA),
+        (FP8, 200 * TERA),
+        (INT8, 400 * TERA),
+        (INT4, 400 * TERA),  # no int4 units: runs at the int8 peak
+    ],
+)
 def test_the_peak_is_that_of_the_compute_format(dtype: int, peak: float) -> None:
     t = times(4e12, 0.0, dtype)
     assert t.compute_s.tolist() == pytest.approx([4e12 / peak])

@@ -22,7 +22,10 @@ import pytest
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.topology import (
-    SwitchedNetwork, TorusNetwork, network_for, parse_mesh,
+    SwitchedNetwork,
+    TorusNetwork,
+    network_for,
+    parse_mesh,
 )
 
 REL = 1e-9
@@ -104,7 +107,8 @@ def test_torus_reduce_scatter_equals_all_gather_and_all_reduce_is_twice(v4):
         assert time_of(v4, "all_reduce", 3e7, (4, 4, 4), axes) == pytest.approx(2 * gather, rel=REL)
     # Hand value: all-reduce over xyz of D = 1e9: 2 x (1e9 x 63/64 / 270e9 + 6e-6) = 7.303666...e-3.
     assert time_of(v4, "all_reduce", 1e9, (4, 4, 4), "xyz") == pytest.approx(
-        2 * (1e9 * 63 / 64 / 270e9 + 6e-6), rel=REL)
+        2 * (1e9 * 63 / 64 / 270e9 + 6e-6), rel=REL
+    )
 
 
 def test_torus_2x2x2_has_no_wraparound(v4):
@@ -264,8 +268,7 @@ def test_switched_collective_across_two_nodes(a100):
     # network stage D (2-1)/16 / 25e9, then domain stage D (7/8) / 300e9,
     # latencies 7 x 2e-6 (domain) + 1 x 5e-6 (network).
     # D = 4e9 -> 2.5e8 / 25e9 = 1e-2 s; 3.5e9 / 300e9 = 1.16666...e-2 s; + 1.9e-5 s.
-    expected = (4e9 * (2 - 1) / 16 / A100_NET_BW + 4e9 * 7 / 8 / A100_DOMAIN_BW
-                + 7 * A100_DOMAIN_LAT + 1 * A100_NET_LAT)
+    expected = 4e9 * (2 - 1) / 16 / A100_NET_BW + 4e9 * 7 / 8 / A100_DOMAIN_BW + 7 * A100_DOMAIN_LAT + 1 * A100_NET_LAT
     assert expected == pytest.approx(1e-2 + 3.5e9 / 300e9 + 1.9e-5, rel=1e-12)
     assert time_of(a100, "all_gather", 4e9, (1, 1, 16), "xyz") == pytest.approx(expected, rel=REL)
     assert time_of(a100, "all_reduce", 4e9, (1, 1, 16), "xyz") == pytest.approx(2 * expected, rel=REL)
@@ -282,7 +285,8 @@ def test_switched_strided_group_goes_over_the_network(a100):
     assert time_of(a100, "all_gather", 1e9, (2, 1, 8), "x") == pytest.approx(expected, rel=REL)
     # Axis z of the same mesh stays inside a node: D (7/8) / 300e9 + 7 x 2e-6.
     assert time_of(a100, "all_gather", 1e9, (2, 1, 8), "z") == pytest.approx(
-        1e9 * 7 / 8 / A100_DOMAIN_BW + 7 * A100_DOMAIN_LAT, rel=REL)
+        1e9 * 7 / 8 / A100_DOMAIN_BW + 7 * A100_DOMAIN_LAT, rel=REL
+    )
 
 
 def test_switched_partial_node_groups(a100):
@@ -312,9 +316,11 @@ def test_switched_is_vectorized_per_configuration(a100):
     d = np.array([3e9, 4e9, 1e9])
     got = a100.collective_time_s("all_gather", d, meshes, "xyz")
     # Row 3: 2x1x8 over xyz = 16 chips in 2 nodes, as 1x1x16.
-    expected = [3e9 * 7 / 8 / 300e9 + 14e-6,
-                4e9 / 16 / 25e9 + 4e9 * 7 / 8 / 300e9 + 14e-6 + 5e-6,
-                1e9 / 16 / 25e9 + 1e9 * 7 / 8 / 300e9 + 14e-6 + 5e-6]
+    expected = [
+        3e9 * 7 / 8 / 300e9 + 14e-6,
+        4e9 / 16 / 25e9 + 4e9 * 7 / 8 / 300e9 + 14e-6 + 5e-6,
+        1e9 / 16 / 25e9 + 1e9 * 7 / 8 / 300e9 + 14e-6 + 5e-6,
+    ]
     np.testing.assert_allclose(got, expected, rtol=REL)
 
 

@@ -16,20 +16,30 @@ import pytest
 
 from cost_models import get_hardware
 from cost_models.deployment import estimate_one
-
-# The papers' numbers are reproduced by the pure roofline: no calibration profile.
-estimate_one = functools.partial(estimate_one, calibration="none")
 from cost_models.partitioning import Shapes, ffn_collectives
 from cost_models.topology import network_for
 from pope2022_model import (
-    PALM, figure3_volumes, figure6_step_ms, figure8_step_ms, table1_max_context, table2,
-    table_d2_fastertransformer_ms, table_d2_palm,
+    PALM,
+    figure3_volumes,
+    figure6_step_ms,
+    figure8_step_ms,
+    table1_max_context,
+    table2,
+    table_d2_fastertransformer_ms,
+    table_d2_palm,
 )
 from printed import within_printed
 from reference_data import (
-    POPE2022_FIGURE3, POPE2022_FIGURE6_MS, POPE2022_FIGURE8_MS, POPE2022_TABLE1, POPE2022_TABLE2,
+    POPE2022_FIGURE3,
+    POPE2022_FIGURE6_MS,
+    POPE2022_FIGURE8_MS,
+    POPE2022_TABLE1,
+    POPE2022_TABLE2,
     POPE2022_TABLE_D2,
 )
+
+# The papers' numbers are reproduced by the pure roofline: no calibration profile.
+estimate_one = functools.partial(estimate_one, calibration="none")
 
 
 @pytest.mark.parametrize("layout", sorted(POPE2022_FIGURE3))
@@ -42,15 +52,17 @@ def test_figure3_ws_1d_volume_is_2BLE():
     assert figure3_volumes()["ws_1d"] == 2 * 2048 * 16384 * 2
 
 
-@pytest.mark.parametrize("attention,d_head,batch,max_context", POPE2022_TABLE1,
-                         ids=[f"{r[0]}-{r[2]}" for r in POPE2022_TABLE1])
+@pytest.mark.parametrize(
+    "attention,d_head,batch,max_context", POPE2022_TABLE1, ids=[f"{r[0]}-{r[2]}" for r in POPE2022_TABLE1]
+)
 def test_table1_max_context_within_3_percent(attention, d_head, batch, max_context):
     ours = table1_max_context(attention, batch)
     assert abs(ours - max_context) / max_context < 0.03, ours
 
 
-@pytest.mark.parametrize("phase,batch,layout,sharding,bits,mfu,latency", POPE2022_TABLE2,
-                         ids=[f"{r[0]}-{r[1]}" for r in POPE2022_TABLE2])
+@pytest.mark.parametrize(
+    "phase,batch,layout,sharding,bits,mfu,latency", POPE2022_TABLE2, ids=[f"{r[0]}-{r[1]}" for r in POPE2022_TABLE2]
+)
 def test_table2_roofline_is_a_lower_bound(phase, batch, layout, sharding, bits, mfu, latency):
     ours = table2(phase, batch, layout, sharding, bits)
     assert ours["latency_s"] <= latency
@@ -105,8 +117,17 @@ def test_figure8_batch_sharded_multiquery_stays_flat():
 
 def _ffn_volume(layout: str, mesh: tuple[int, int, int], e: int, f: int) -> float:
     one = lambda v: np.array([float(v)])  # noqa: E731
-    s = Shapes(tokens=one(512), d_model=one(e), ffn_in=one(f), ffn_mid=one(f), attn_in=one(0),
-               attn_mid=one(0), layer_weights=one(2 * e * f), act_bytes=one(2), weight_bytes=one(2))
+    s = Shapes(
+        tokens=one(512),
+        d_model=one(e),
+        ffn_in=one(f),
+        ffn_mid=one(f),
+        attn_in=one(0),
+        attn_mid=one(0),
+        layer_weights=one(2 * e * f),
+        act_bytes=one(2),
+        weight_bytes=one(2),
+    )
     calls = ffn_collectives(layout, s, np.array([mesh], dtype=float), s.ffn_in, s.ffn_mid, s.layer_weights)
     return float(sum(c.bytes_per_chip[0] for c in calls))
 
@@ -134,12 +155,26 @@ def test_weight_gathered_wins_prefill_once_batch_x_tokens_is_large(quantity):
     communicates least, once it is large a weight-gathered layout does, gathering over more axes
     as the batch grows. With collectives added to compute (nothing hidden) the latency follows.
     (With full overlap every layout is compute-bound at large batch and they tie.)"""
+
     def best(batch: int) -> str:
-        values = {layout: estimate_one(PALM, "tpu-v4", chips=64, mesh="4x4x4", phase="prefill",
-                                       batch=batch, prompt_len=2048, gen_len=1, ffn_layout=layout,
-                                       attn_sharding="batch", overlap="added")["prefill"][quantity]
-                  for layout in ("ws_2d", "wg_x", "wg_xy", "wg_xyz")}
+        values = {
+            layout: estimate_one(
+                PALM,
+                "tpu-v4",
+                chips=64,
+                mesh="4x4x4",
+                phase="prefill",
+                batch=batch,
+                prompt_len=2048,
+                gen_len=1,
+                ffn_layout=layout,
+                attn_sharding="batch",
+                overlap="added",
+            )["prefill"][quantity]
+            for layout in ("ws_2d", "wg_x", "wg_xy", "wg_xyz")
+        }
         return min(values, key=values.get)
+
     assert best(1) == "ws_2d"
     assert best(64).startswith("wg_")
     assert best(1024) == "wg_xyz"
@@ -148,11 +183,30 @@ def test_weight_gathered_wins_prefill_once_batch_x_tokens_is_large(quantity):
 def test_parallel_block_removes_collectives():
     """Paper 3.4: the parallel block fuses attention into the FFN's matmuls, dropping one of the
     two all-reduces per layer; the serial variant is slower (14% in the paper's measurement)."""
-    parallel = estimate_one(PALM, "tpu-v4", chips=64, mesh="4x4x4", phase="decode", batch=512,
-                            prompt_len=2048, gen_len=64, attn_sharding="batch", overlap="added")
-    serial = estimate_one(PALM.model_copy(update={"block": "serial"}), "tpu-v4", chips=64,
-                          mesh="4x4x4", phase="decode", batch=512, prompt_len=2048, gen_len=64,
-                          attn_sharding="batch", overlap="added")
+    parallel = estimate_one(
+        PALM,
+        "tpu-v4",
+        chips=64,
+        mesh="4x4x4",
+        phase="decode",
+        batch=512,
+        prompt_len=2048,
+        gen_len=64,
+        attn_sharding="batch",
+        overlap="added",
+    )
+    serial = estimate_one(
+        PALM.model_copy(update={"block": "serial"}),
+        "tpu-v4",
+        chips=64,
+        mesh="4x4x4",
+        phase="decode",
+        batch=512,
+        prompt_len=2048,
+        gen_len=64,
+        attn_sharding="batch",
+        overlap="added",
+    )
     assert serial["decode"]["comm_s"] > 1.2 * parallel["decode"]["comm_s"]
     assert serial["decode"]["latency_s"] > parallel["decode"]["latency_s"]
 
@@ -160,9 +214,21 @@ def test_parallel_block_removes_collectives():
 def test_int8_weights_speed_up_memory_bound_decode():
     """Paper 4.4: int8 weights cut PaLM 540B decode from 36.9 to 28.5 ms per token (batch 64,
     64 chips); our lower bounds keep the order and stay below both measurements."""
-    step = {bits: estimate_one(PALM, "tpu-v4", chips=64, mesh="4x4x4", phase="decode", batch=64,
-                               prompt_len=2048, gen_len=64, attn_sharding="batch",
-                               weight_bits=bits)["decode"]["step_latency_s"] * 1e3
-            for bits in ("8", "16")}
+    step = {
+        bits: estimate_one(
+            PALM,
+            "tpu-v4",
+            chips=64,
+            mesh="4x4x4",
+            phase="decode",
+            batch=64,
+            prompt_len=2048,
+            gen_len=64,
+            attn_sharding="batch",
+            weight_bits=bits,
+        )["decode"]["step_latency_s"]
+        * 1e3
+        for bits in ("8", "16")
+    }
     assert step["8"] < step["16"]
     assert step["8"] <= 28.5 and step["16"] <= 36.9

@@ -9,7 +9,6 @@ exactly seq_len cached entries). The numbers below are typed from the paper, as 
 from __future__ import annotations
 
 import functools
-
 import json
 
 import numpy as np
@@ -17,14 +16,14 @@ import pytest
 from click.testing import CliRunner
 
 from cost_models import analyze, analyze_one, get_hardware, get_model, make_configs
-
-# The papers' numbers are reproduced by the pure roofline: no calibration profile.
-analyze_one = functools.partial(analyze_one, calibration="none")
 from cost_models.dtypes import INT4, INT8
 from cost_models.operators import OP
 from printed import printed_error, within_printed
 from reference_data import YUAN2024_TABLE1
 from tuner.cli import cli
+
+# The papers' numbers are reproduced by the pure roofline: no calibration profile.
+analyze_one = functools.partial(analyze_one, calibration="none")
 
 
 # gate_proj prefill bytes: weights 4096*11008*2 + input 2048*4096*2 + output 2048*11008*2 =
@@ -33,8 +32,7 @@ SLACK = 1e-3
 
 
 def _report(phase: str) -> dict:
-    return analyze_one("llama-2-7b", "a6000", phase=phase, batch=1, seq_len=2048,
-                       convention="yuan2024")
+    return analyze_one("llama-2-7b", "a6000", phase=phase, batch=1, seq_len=2048, convention="yuan2024")
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +40,9 @@ def reports() -> dict[str, dict]:
     return {phase: {op["name"]: op for op in _report(phase)["operators"]} for phase in ("prefill", "decode")}
 
 
-@pytest.mark.parametrize("phase,paper_op,op,ops,bytes_,ai,bound", YUAN2024_TABLE1,
-                         ids=[f"{r[0]}-{r[1]}" for r in YUAN2024_TABLE1])
+@pytest.mark.parametrize(
+    "phase,paper_op,op,ops,bytes_,ai,bound", YUAN2024_TABLE1, ids=[f"{r[0]}-{r[1]}" for r in YUAN2024_TABLE1]
+)
 def test_table1_row(reports, phase, paper_op, op, ops, bytes_, ai, bound):
     row = reports[phase][op]
     assert within_printed(row["flops"], ops, SLACK), printed_error(row["flops"], ops)
@@ -61,8 +60,23 @@ def test_a6000_ridge_points_match_paper():
 def test_done_when_command_json_matches_table1():
     """The issue's acceptance command, through the CLI, under the default (real-kernel) convention:
     the decode rows of Table 1 do not depend on the add convention, so they match as printed."""
-    result = CliRunner().invoke(cli, ["analyze", "--model", "llama-2-7b", "--hardware", "a6000",
-                                      "--phase", "decode", "--batch", "1", "--seq-len", "2048", "--json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "analyze",
+            "--model",
+            "llama-2-7b",
+            "--hardware",
+            "a6000",
+            "--phase",
+            "decode",
+            "--batch",
+            "1",
+            "--seq-len",
+            "2048",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert {"model", "hardware", "phase", "batch", "seq_len", "operators", "totals"} <= set(report)
@@ -89,8 +103,13 @@ def test_weight_quantization_helps_decode_until_compute_bound():
     """Paper: low-bit weights cut decode memory traffic; at large batch the projections are
     compute bound and fewer weight bits no longer help (activations stay 16-bit, so bf16 FLOPs)."""
     model, chip = get_model("llama-2-7b"), get_hardware("a6000")
-    configs = make_configs(model, phase="decode", batch=np.array([1, 1, 1, 512, 512]),
-                           seq_len=128, weight_dtype=np.array([0, INT8, INT4, INT8, INT4]))
+    configs = make_configs(
+        model,
+        phase="decode",
+        batch=np.array([1, 1, 1, 512, 512]),
+        seq_len=128,
+        weight_dtype=np.array([0, INT8, INT4, INT8, INT4]),
+    )
     result = analyze(configs, chip)
     step = result.total_time_s
     assert step[0] > step[1] > step[2]  # batch 1: bf16 > int8 > int4
@@ -102,8 +121,9 @@ def test_weight_quantization_helps_decode_until_compute_bound():
 def test_kv_cache_dominates_long_context_and_quantization_cuts_it():
     """Paper: above ~50k tokens the KV cache takes most memory; KV quantization cuts it sharply."""
     model, chip = get_model("llama-2-7b"), get_hardware("a6000")
-    configs = make_configs(model, phase="decode", batch=1, seq_len=np.array([4096, 65536, 65536]),
-                           kv_dtype=np.array([0, 0, INT4]))
+    configs = make_configs(
+        model, phase="decode", batch=1, seq_len=np.array([4096, 65536, 65536]), kv_dtype=np.array([0, 0, INT4])
+    )
     result = analyze(configs, chip)
     kv, weights = result.kv_cache_footprint_bytes, result.weight_footprint_bytes
     assert kv[0] < weights[0] and kv[1] > weights[1]

@@ -52,6 +52,7 @@ def refused(path: Path) -> str:
 
 # --- the shipped specs -------------------------------------------------------------------------
 
+
 def test_three_specs_are_shipped() -> None:
     assert {p.stem for p in SHIPPED} == {"palm-540b-tpu-v4", "llama-2-70b-h100", "llama-3-8b-l4"}
 
@@ -76,6 +77,7 @@ def test_shipped_spec_loads_and_compiles(path: Path) -> None:
 
 # --- bad specs ---------------------------------------------------------------------------------
 
+
 def test_valid_base_spec_is_accepted(tmp_path: Path) -> None:
     """The base every bad spec below departs from is itself fine."""
     compiled = load_and_compile(write_yaml(tmp_path, BASE))
@@ -99,13 +101,14 @@ def test_object_constructing_tag_is_refused_without_running_it(tmp_path: Path) -
     marker = tmp_path / "executed"
     path = tmp_path / "evil.yaml"
     path.write_text(
-        f"name: !!python/object/apply:os.system [\"touch {marker}\"]\n"
-        "model: palm-540b\nhardware: tpu-v4\n", encoding="utf-8")
+        f'name: !!python/object/apply:os.system ["touch {marker}"]\nmodel: palm-540b\nhardware: tpu-v4\n',
+        encoding="utf-8",
+    )
     message = refused(path)
     assert message.startswith("spec")
     assert not marker.exists()
     # The tag alone at the top level, too.
-    path.write_text(f"!!python/object/apply:os.system [\"touch {marker}\"]\n", encoding="utf-8")
+    path.write_text(f'!!python/object/apply:os.system ["touch {marker}"]\n', encoding="utf-8")
     refused(path)
     assert not marker.exists()
 
@@ -132,8 +135,7 @@ BAD_SPECS = {
     "unknown key in space": (lambda d: d["space"].update(tensor_parallel=[8]), "space.tensor_parallel"),
     "empty choice list": (lambda d: d["space"].update(batch=[]), "space.batch"),
     "objective not a metric": (lambda d: d.update(objectives=[{"metric": "decode.speed"}]), "objectives"),
-    "duplicate objective": (lambda d: d.update(objectives=[{"metric": "chips"}, {"metric": "chips"}]),
-                            "objectives"),
+    "duplicate objective": (lambda d: d.update(objectives=[{"metric": "chips"}, {"metric": "chips"}]), "objectives"),
     "no objective": (lambda d: d.update(objectives=[]), "objectives"),
     "negative batch": (lambda d: d["space"].update(batch=[-1]), "space.batch"),
     "zero batch": (lambda d: d["space"].update(batch=[0]), "space.batch"),
@@ -200,10 +202,14 @@ def test_every_metric_is_accepted_as_an_objective() -> None:
         assert compiled.directions == [entry.direction]
 
 
-@pytest.mark.parametrize("space,field", [
-    ({"chips": [64], "mesh": ["4x4x8"], "batch": [1, 16]}, "mesh"),
-    ({"chips": [64], "batch": [1, 16], "kv_heads": [7]}, "kv_heads"),
-], ids=["mesh of another chip count", "kv heads dividing no head count"])
+@pytest.mark.parametrize(
+    "space,field",
+    [
+        ({"chips": [64], "mesh": ["4x4x8"], "batch": [1, 16]}, "mesh"),
+        ({"chips": [64], "batch": [1, 16], "kv_heads": [7]}, "kv_heads"),
+    ],
+    ids=["mesh of another chip count", "kv heads dividing no head count"],
+)
 def test_space_with_no_possible_candidate_is_refused(tmp_path: Path, space: dict, field: str) -> None:
     """compile_study refuses spaces that can hold nothing (its docstring; chips with no legal mesh
     are refused). A mesh list none of whose meshes has a chip count of the space, or KV-head choices
@@ -214,6 +220,7 @@ def test_space_with_no_possible_candidate_is_refused(tmp_path: Path, space: dict
 
 
 # --- the spec hash -----------------------------------------------------------------------------
+
 
 def test_spec_hash_is_stable_for_the_same_content(tmp_path: Path) -> None:
     first = load_spec(write_yaml(tmp_path, BASE, "a.yaml"))
@@ -229,14 +236,18 @@ def test_spec_hash_is_stable_for_the_same_content(tmp_path: Path) -> None:
     int(first.spec_hash, 16)
 
 
-@pytest.mark.parametrize("change", [
-    lambda d: d["space"].update(batch=[1, 32]),
-    lambda d: d["space"].update(batch=[64, 1]),
-    lambda d: d["space"].update(chips=[128]),
-    lambda d: d["space"].update(decode_ffn_layout=["ws_1d"]),
-    lambda d: d.update(objectives=[{"metric": "decode.step_latency_s"}]),
-    lambda d: d["workload"].update(gen_len=9),
-    lambda d: d.update(constraints={"max_tpot_s": 0.05}),
-], ids=["batch", "batch order", "chips", "layout", "objectives", "gen_len", "constraints"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: d["space"].update(batch=[1, 32]),
+        lambda d: d["space"].update(batch=[64, 1]),
+        lambda d: d["space"].update(chips=[128]),
+        lambda d: d["space"].update(decode_ffn_layout=["ws_1d"]),
+        lambda d: d.update(objectives=[{"metric": "decode.step_latency_s"}]),
+        lambda d: d["workload"].update(gen_len=9),
+        lambda d: d.update(constraints={"max_tpot_s": 0.05}),
+    ],
+    ids=["batch", "batch order", "chips", "layout", "objectives", "gen_len", "constraints"],
+)
 def test_spec_hash_changes_with_the_content(change) -> None:
     assert parse_spec(_mutated(change)).spec_hash != parse_spec(copy.deepcopy(BASE)).spec_hash

@@ -24,8 +24,7 @@ TARGET_MEDIAN = {"gemm": 0.08, "prefill_attention": 0.12, "decode_attention": 0.
 # Honest bounds measured on the shipped fits (docs/accuracy.md), rounded up: worst group median
 # and worst group p90 per class, and the share of groups meeting the target median.
 HONEST_WORST_MEDIAN = {"gemm": 0.65, "prefill_attention": 0.36, "decode_attention": 0.30, "collectives": 0.23}
-HONEST_SHARE_MEETING = {"gemm": 0.30, "prefill_attention": 0.30, "decode_attention": 0.35,
-                        "collectives": 0.80}
+HONEST_SHARE_MEETING = {"gemm": 0.30, "prefill_attention": 0.30, "decode_attention": 0.35, "collectives": 0.80}
 
 
 def _errors():
@@ -91,18 +90,33 @@ def _cli(args, capsys):
     return code, capsys.readouterr().err.strip()
 
 
-@pytest.mark.parametrize("case,body,expect", [
-    ("missing column", "system,framework,gemm_dtype,m,n,latency\nh100_sxm,TRTLLM,bfloat16,1,2,3\n",
-     "missing column(s) k"),
-    ("zero latency", GEMM_COLUMNS + "h100_sxm,TRTLLM,1,gemm,x,bfloat16,8,8,8,0\n",
-     ":3: latency=0.0 must be a positive number"),
-    ("negative latency", GEMM_COLUMNS + "h100_sxm,TRTLLM,1,gemm,x,bfloat16,8,8,8,-1\n",
-     ":3: latency=-1.0 must be a positive number"),
-    ("speed of light", GEMM_COLUMNS + _gemm_rows(40)
-     + "h100_sxm,TRTLLM,1,gemm,x,bfloat16,16384,16384,16384,0.001\n", "faster than h100-sxm's speed of light"),
-    ("too few points", GEMM_COLUMNS + _gemm_rows(6), "6 rows for 7 parameters"),
-    ("another chip", GEMM_COLUMNS + _gemm_rows(40).replace("h100_sxm", "l40s"), "no rows for system h100_sxm"),
-])
+@pytest.mark.parametrize(
+    "case,body,expect",
+    [
+        (
+            "missing column",
+            "system,framework,gemm_dtype,m,n,latency\nh100_sxm,TRTLLM,bfloat16,1,2,3\n",
+            "missing column(s) k",
+        ),
+        (
+            "zero latency",
+            GEMM_COLUMNS + "h100_sxm,TRTLLM,1,gemm,x,bfloat16,8,8,8,0\n",
+            ":3: latency=0.0 must be a positive number",
+        ),
+        (
+            "negative latency",
+            GEMM_COLUMNS + "h100_sxm,TRTLLM,1,gemm,x,bfloat16,8,8,8,-1\n",
+            ":3: latency=-1.0 must be a positive number",
+        ),
+        (
+            "speed of light",
+            GEMM_COLUMNS + _gemm_rows(40) + "h100_sxm,TRTLLM,1,gemm,x,bfloat16,16384,16384,16384,0.001\n",
+            "faster than h100-sxm's speed of light",
+        ),
+        ("too few points", GEMM_COLUMNS + _gemm_rows(6), "6 rows for 7 parameters"),
+        ("another chip", GEMM_COLUMNS + _gemm_rows(40).replace("h100_sxm", "l40s"), "no rows for system h100_sxm"),
+    ],
+)
 def test_bad_kernel_input_is_one_line(tmp_path, capsys, case, body, expect):
     path = _write(tmp_path, "k.csv", body)
     code, err = _cli(["calibrate", "--hardware", "h100-sxm", "--backend", "trtllm", "--kernels", path], capsys)
@@ -115,8 +129,7 @@ def test_gzip_input_and_profile_output(tmp_path, capsys):
     with gzip.open(path, "wt") as handle:
         handle.write(HEADER + GEMM_COLUMNS + _gemm_rows(60))
     out = tmp_path / "p.yaml"
-    code = main(["calibrate", "--hardware", "h100-sxm", "--backend", "trtllm", "--kernels", str(path),
-                 "-o", str(out)])
+    code = main(["calibrate", "--hardware", "h100-sxm", "--backend", "trtllm", "--kernels", str(path), "-o", str(out)])
     assert code == 0
     assert "gemm/bfloat16" in capsys.readouterr().out
     profile = load_profile(out, chip="h100-sxm")

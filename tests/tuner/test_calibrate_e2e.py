@@ -20,14 +20,18 @@ HELD_OUT = ["figure6", "table_d2"]
 @pytest.fixture(scope="module")
 def tpu_fit() -> tuple[e2e.E2EReport, np.ndarray, np.ndarray]:
     points = e2e.read_points(POPE)
-    report = e2e.fit_end_to_end(points, e2e.roofline_profile("tpu-v4", "jax"),
-                                ("compute_eff", "memory_eff", "per_layer_overhead_s"), TRAIN)
+    report = e2e.fit_end_to_end(
+        points, e2e.roofline_profile("tpu-v4", "jax"), ("compute_eff", "memory_eff", "per_layer_overhead_s"), TRAIN
+    )
     deployments, index, kind, seconds = e2e._observations(points)
     groups = np.array([points[i].group for i in index])
     held = np.isin(groups, HELD_OUT)
     predicted = e2e.predict(report.profile, deployments, index, kind)
-    return report, np.abs(predicted[held] / seconds[held] - 1), np.abs(
-        e2e.predict(None, deployments, index, kind)[held] / seconds[held] - 1)
+    return (
+        report,
+        np.abs(predicted[held] / seconds[held] - 1),
+        np.abs(e2e.predict(None, deployments, index, kind)[held] / seconds[held] - 1),
+    )
 
 
 def test_tpu_v4_held_out_error(tpu_fit):
@@ -48,14 +52,27 @@ def test_shipped_tpu_v4_profile_is_this_fit(tpu_fit):
     shipped = load_profile("tpu-v4-jax")
     assert shipped.per_layer_overhead_s == pytest.approx(report.values["per_layer_overhead_s"], rel=1e-3)
     assert shipped.gemm["bfloat16"].compute_eff == pytest.approx(report.values["compute_eff"], rel=1e-3)
-    assert shipped.cv_error["end_to_end/table_d2"].median == pytest.approx(report.held_out["table_d2"]["median"],
-                                                                          rel=1e-3)
+    assert shipped.cv_error["end_to_end/table_d2"].median == pytest.approx(
+        report.held_out["table_d2"]["median"], rel=1e-3
+    )
 
 
 def test_cli_refits_the_shipped_tpu_profile(capsys, tmp_path):
     out_file = tmp_path / "tpu.yaml"
-    code, out, err = run_cli(capsys, "calibrate", "--hardware", "tpu-v4", "--backend", "jax", "--points", str(POPE),
-                             "--train", ",".join(TRAIN), "-o", str(out_file))
+    code, out, err = run_cli(
+        capsys,
+        "calibrate",
+        "--hardware",
+        "tpu-v4",
+        "--backend",
+        "jax",
+        "--points",
+        str(POPE),
+        "--train",
+        ",".join(TRAIN),
+        "-o",
+        str(out_file),
+    )
     assert code == 0, err
     assert "table_d2" in out and "held out" in out
     assert load_profile(out_file).chip == "tpu-v4"
@@ -70,13 +87,16 @@ def _points(tmp_path, text: str) -> Path:
 HEADER = "model,hardware,chips,batch,prompt_len,gen_len,measured_decode_step_latency_s\n"
 
 
-@pytest.mark.parametrize("text,field", [
-    ("model,hardware,chips,batch,prompt_len\nllama-2-7b,h100-sxm,1,1,128\n", "points.csv"),
-    (HEADER + "llama-2-7b,h100-sxm,1,1,128,8,-0.01\n", "row 1"),
-    (HEADER + "llama-2-7b,h100-sxm,1,1,128,8,0\n", "row 1"),
-    (HEADER + "llama-2-7b,h100-sxm,1,x,128,8,0.01\n", "row 1"),
-    (HEADER + "no-such-model,h100-sxm,1,1,128,8,0.01\n", "row 1"),
-])
+@pytest.mark.parametrize(
+    "text,field",
+    [
+        ("model,hardware,chips,batch,prompt_len\nllama-2-7b,h100-sxm,1,1,128\n", "points.csv"),
+        (HEADER + "llama-2-7b,h100-sxm,1,1,128,8,-0.01\n", "row 1"),
+        (HEADER + "llama-2-7b,h100-sxm,1,1,128,8,0\n", "row 1"),
+        (HEADER + "llama-2-7b,h100-sxm,1,x,128,8,0.01\n", "row 1"),
+        (HEADER + "no-such-model,h100-sxm,1,1,128,8,0.01\n", "row 1"),
+    ],
+)
 def test_bad_points_are_one_line_errors(tmp_path, text, field):
     with pytest.raises(InvalidInputError) as info:
         e2e.read_points(_points(tmp_path, text))
@@ -85,11 +105,13 @@ def test_bad_points_are_one_line_errors(tmp_path, text, field):
 
 def test_too_few_points_and_another_chip(capsys, tmp_path):
     path = _points(tmp_path, HEADER + "llama-2-7b,h100-sxm,1,1,128,8,0.01\n")
-    code, out, err = run_cli(capsys, "calibrate", "--hardware", "h100-sxm", "--backend", "trtllm",
-                             "--points", str(path))
+    code, out, err = run_cli(
+        capsys, "calibrate", "--hardware", "h100-sxm", "--backend", "trtllm", "--points", str(path)
+    )
     assert_one_error_line(code, out, err, ("points",))
-    code, out, err = run_cli(capsys, "calibrate", "--hardware", "a100-80gb", "--backend", "trtllm",
-                             "--points", str(path))
+    code, out, err = run_cli(
+        capsys, "calibrate", "--hardware", "a100-80gb", "--backend", "trtllm", "--points", str(path)
+    )
     assert_one_error_line(code, out, err, ("points",))
 
 

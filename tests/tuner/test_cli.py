@@ -26,11 +26,33 @@ from cli_helpers import assert_one_error_line, run_cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-MODEL_NAMES = ("bert-base", "bert-large", "gpt2", "llama-2-7b", "llama-2-13b", "llama-2-70b",
-               "llama-3-8b", "llama-3-70b", "mistral-7b", "palm-8b", "palm-62b", "palm-540b",
-               "mt-nlg-530b")
-HARDWARE_NAMES = ("tpu-v4", "tpu-v5e", "tpu-v5p", "a100-40gb", "a100-80gb", "h100-sxm", "h200",
-                  "a6000", "l4", "xeon-gold-6242")
+MODEL_NAMES = (
+    "bert-base",
+    "bert-large",
+    "gpt2",
+    "llama-2-7b",
+    "llama-2-13b",
+    "llama-2-70b",
+    "llama-3-8b",
+    "llama-3-70b",
+    "mistral-7b",
+    "palm-8b",
+    "palm-62b",
+    "palm-540b",
+    "mt-nlg-530b",
+)
+HARDWARE_NAMES = (
+    "tpu-v4",
+    "tpu-v5e",
+    "tpu-v5p",
+    "a100-40gb",
+    "a100-80gb",
+    "h100-sxm",
+    "h200",
+    "a6000",
+    "l4",
+    "xeon-gold-6242",
+)
 
 # Llama-2-7B shapes (HF config.json): d_model 4096, 32 heads x d_head 128, 32 layers, d_ff 11008,
 # vocab 32000, untied embeddings.
@@ -49,8 +71,6 @@ LLAMA_2_7B_NORM_BYTES = LAYERS * 2 * D * 2
 # --- helpers -------------------------------------------------------------------------------------
 
 
-
-
 def analyze_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
     code, out, err = run_cli(capsys, "analyze", *args, "--json")
     assert code == 0, err
@@ -60,8 +80,6 @@ def analyze_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, An
 
 def ops_by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {op["name"]: op for op in report["operators"]}
-
-
 
 
 def write_json(path: Path, data: Any) -> Path:
@@ -80,8 +98,7 @@ LLAMA_LIKE_CONFIG = {
     "vocab_size": 1000,
 }
 
-DECODE_7B = ("--model", "llama-2-7b", "--hardware", "a6000", "--phase", "decode",
-             "--batch", "1", "--seq-len", "128")
+DECODE_7B = ("--model", "llama-2-7b", "--hardware", "a6000", "--phase", "decode", "--batch", "1", "--seq-len", "128")
 
 
 # --- catalogs ------------------------------------------------------------------------------------
@@ -143,12 +160,38 @@ def test_hardware_json(capsys):
 
 
 def test_analyze_table_decode(capsys):
-    code, out, err = run_cli(capsys, "analyze", "--model", "llama-2-7b", "--hardware", "a6000",
-                             "--phase", "decode", "--batch", "1", "--seq-len", "2048", "--calibration", "none")
+    code, out, err = run_cli(
+        capsys,
+        "analyze",
+        "--model",
+        "llama-2-7b",
+        "--hardware",
+        "a6000",
+        "--phase",
+        "decode",
+        "--batch",
+        "1",
+        "--seq-len",
+        "2048",
+        "--calibration",
+        "none",
+    )
     assert code == 0 and err == ""
     assert "llama-2-7b on a6000: decode, batch 1, seq_len 2048" in out
-    for name in ("attn_norm", "q_proj", "k_proj", "v_proj", "qk_matmul", "softmax", "sv_matmul",
-                 "out_proj", "gate_proj", "up_proj", "down_proj", "lm_head"):
+    for name in (
+        "attn_norm",
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "qk_matmul",
+        "softmax",
+        "sv_matmul",
+        "out_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+        "lm_head",
+    ):
         assert name in out
     assert "fused_attention" not in out
     assert "x32" in out and "once" in out
@@ -158,8 +201,20 @@ def test_analyze_table_decode(capsys):
 
 
 def test_analyze_table_prefill(capsys):
-    code, out, err = run_cli(capsys, "analyze", "--model", "llama-2-7b", "--hardware", "h100-sxm",
-                             "--phase", "prefill", "--batch", "4", "--seq-len", "1024")
+    code, out, err = run_cli(
+        capsys,
+        "analyze",
+        "--model",
+        "llama-2-7b",
+        "--hardware",
+        "h100-sxm",
+        "--phase",
+        "prefill",
+        "--batch",
+        "4",
+        "--seq-len",
+        "1024",
+    )
     assert code == 0 and err == ""
     assert "llama-2-7b on h100-sxm: prefill, batch 4, seq_len 1024" in out
     assert "compute" in out  # big prefill projections are compute-bound
@@ -179,8 +234,19 @@ def test_analyze_table_flash_attention(capsys):
 
 def test_analyze_json_prefill(capsys):
     B, S = 2, 512
-    report = analyze_json(capsys, "--model", "llama-2-7b", "--hardware", "a100-80gb",
-                          "--phase", "prefill", "--batch", str(B), "--seq-len", str(S))
+    report = analyze_json(
+        capsys,
+        "--model",
+        "llama-2-7b",
+        "--hardware",
+        "a100-80gb",
+        "--phase",
+        "prefill",
+        "--batch",
+        str(B),
+        "--seq-len",
+        str(S),
+    )
     for key in ("model", "hardware", "phase", "batch", "seq_len", "operators", "totals"):
         assert key in report
     assert (report["model"], report["hardware"], report["phase"]) == ("llama-2-7b", "a100-80gb", "prefill")
@@ -193,8 +259,13 @@ def test_analyze_json_prefill(capsys):
         if name != "lm_head":
             assert op["scope"] == "per_block" and op["count"] == LAYERS
         assert op["bound"] in ("compute", "memory")
-        parts = (op["weight_bytes"] + op["act_read_bytes"] + op["act_write_bytes"]
-                 + op["kv_read_bytes"] + op["kv_write_bytes"])
+        parts = (
+            op["weight_bytes"]
+            + op["act_read_bytes"]
+            + op["act_write_bytes"]
+            + op["kv_read_bytes"]
+            + op["kv_write_bytes"]
+        )
         assert op["bytes"] == pytest.approx(parts, rel=1e-12)
     tokens = B * S
     assert ops["q_proj"]["flops"] == 2 * tokens * D * D
@@ -218,24 +289,56 @@ def test_analyze_json_prefill(capsys):
 
 def test_analyze_json_decode(capsys):
     B, S = 4, 2048
-    report = analyze_json(capsys, "--model", "llama-2-7b", "--hardware", "a6000",
-                          "--phase", "decode", "--batch", str(B), "--seq-len", str(S))
+    report = analyze_json(
+        capsys,
+        "--model",
+        "llama-2-7b",
+        "--hardware",
+        "a6000",
+        "--phase",
+        "decode",
+        "--batch",
+        str(B),
+        "--seq-len",
+        str(S),
+    )
     assert report["phase"] == "decode" and (report["batch"], report["seq_len"]) == (B, S)
     ops = ops_by_name(report)
     assert ops["q_proj"]["flops"] == 2 * B * D * D  # one new token per sequence
     assert ops["k_proj"]["kv_write_bytes"] == B * D * 2
     assert ops["qk_matmul"]["kv_read_bytes"] == B * S * D * 2  # the whole K cache, once
     assert ops["sv_matmul"]["kv_read_bytes"] == B * S * D * 2
-    for name in ("q_proj", "k_proj", "v_proj", "out_proj", "gate_proj", "up_proj", "down_proj",
-                 "qk_matmul", "sv_matmul", "lm_head"):
+    for name in (
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "out_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+        "qk_matmul",
+        "sv_matmul",
+        "lm_head",
+    ):
         assert ops[name]["bound"] == "memory", name
     assert report["totals"]["time_s"] > 0
 
 
 def test_analyze_json_encoder_bert_base(capsys):
     B, S, d = 8, 128, 768
-    report = analyze_json(capsys, "--model", "bert-base", "--hardware", "a100-80gb",
-                          "--phase", "prefill", "--batch", str(B), "--seq-len", str(S))
+    report = analyze_json(
+        capsys,
+        "--model",
+        "bert-base",
+        "--hardware",
+        "a100-80gb",
+        "--phase",
+        "prefill",
+        "--batch",
+        str(B),
+        "--seq-len",
+        str(S),
+    )
     assert report["model"] == "bert-base" and report["phase"] == "prefill"
     ops = ops_by_name(report)
     assert "lm_head" not in ops  # an encoder has no lm_head pass in inference
@@ -251,8 +354,9 @@ def test_analyze_json_encoder_bert_base(capsys):
 
 def test_analyze_json_parallel_block_mqa_palm_8b(capsys):
     S = 1024
-    report = analyze_json(capsys, "--model", "palm-8b", "--hardware", "tpu-v4",
-                          "--phase", "decode", "--batch", "1", "--seq-len", str(S))
+    report = analyze_json(
+        capsys, "--model", "palm-8b", "--hardware", "tpu-v4", "--phase", "decode", "--batch", "1", "--seq-len", str(S)
+    )
     assert report["kv_heads"] == 1
     ops = ops_by_name(report)
     assert "mlp_norm" not in ops  # parallel block: attention and FFN share one norm
@@ -268,8 +372,19 @@ def test_analyze_json_parallel_block_mqa_palm_8b(capsys):
 
 @pytest.mark.parametrize("phase", ["prefill", "decode"])
 def test_flash_attention_fuses_attention(capsys, phase):
-    base = ("--model", "llama-2-7b", "--hardware", "h100-sxm", "--phase", phase,
-            "--batch", "2", "--seq-len", "1024", "--no-causal")
+    base = (
+        "--model",
+        "llama-2-7b",
+        "--hardware",
+        "h100-sxm",
+        "--phase",
+        phase,
+        "--batch",
+        "2",
+        "--seq-len",
+        "1024",
+        "--no-causal",
+    )
     plain = analyze_json(capsys, *base, "--no-flash-attention")
     flash = analyze_json(capsys, *base, "--flash-attention")
     plain_ops, flash_ops = ops_by_name(plain), ops_by_name(flash)
@@ -291,8 +406,19 @@ def test_flash_attention_fuses_attention(capsys, phase):
 
 def test_flash_attention_causal_by_default_in_prefill(capsys):
     T = 1024
-    base = ("--model", "llama-2-7b", "--hardware", "h100-sxm", "--phase", "prefill",
-            "--batch", "1", "--seq-len", str(T), "--flash-attention")
+    base = (
+        "--model",
+        "llama-2-7b",
+        "--hardware",
+        "h100-sxm",
+        "--phase",
+        "prefill",
+        "--batch",
+        "1",
+        "--seq-len",
+        str(T),
+        "--flash-attention",
+    )
     causal = analyze_json(capsys, *base)
     full = analyze_json(capsys, *base, "--no-causal")
     assert causal["causal"] is True and full["causal"] is False
@@ -329,8 +455,10 @@ def test_weight_bits_scale_weight_bytes(capsys):
     for b, r in reports.items():
         ops = ops_by_name(r)
         for name in ("k_proj", "v_proj", "out_proj", "gate_proj", "up_proj", "down_proj", "lm_head"):
-            assert ops[name]["weight_bytes"] == ops_by_name(reports["16"])[name]["weight_bytes"] * {
-                "16": 1.0, "8": 0.5, "4": 0.25}[b]
+            assert (
+                ops[name]["weight_bytes"]
+                == ops_by_name(reports["16"])[name]["weight_bytes"] * {"16": 1.0, "8": 0.5, "4": 0.25}[b]
+            )
         # norm scales stay in the activation format
         assert ops["attn_norm"]["weight_bytes"] == D * 2
     weights = {b: r["totals"]["memory_bytes"]["weights"] for b, r in reports.items()}
@@ -343,8 +471,20 @@ def test_weight_bits_scale_weight_bytes(capsys):
 
 
 def test_fp8_on_h100(capsys):
-    base = ("--model", "llama-2-7b", "--hardware", "h100-sxm", "--phase", "prefill",
-            "--batch", "8", "--seq-len", "2048", "--calibration", "none")
+    base = (
+        "--model",
+        "llama-2-7b",
+        "--hardware",
+        "h100-sxm",
+        "--phase",
+        "prefill",
+        "--batch",
+        "8",
+        "--seq-len",
+        "2048",
+        "--calibration",
+        "none",
+    )
     bf16 = analyze_json(capsys, *base)
     fp8 = analyze_json(capsys, *base, "--weight-bits", "fp8", "--act-bits", "fp8", "--kv-bits", "fp8")
     fp8_weights_only = analyze_json(capsys, *base, "--weight-bits", "fp8")
@@ -362,16 +502,42 @@ def test_fp8_on_h100(capsys):
 
 def test_analyze_hf_config_json(capsys, tmp_path):
     config = write_json(tmp_path / "config.json", LLAMA_LIKE_CONFIG)
-    report = analyze_json(capsys, "--model", str(config), "--hardware", "l4", "--phase", "decode",
-                          "--batch", "16", "--seq-len", "8192", "--kv-bits", "8")
+    report = analyze_json(
+        capsys,
+        "--model",
+        str(config),
+        "--hardware",
+        "l4",
+        "--phase",
+        "decode",
+        "--batch",
+        "16",
+        "--seq-len",
+        "8192",
+        "--kv-bits",
+        "8",
+    )
     assert report["model"] == "test-org/tiny-llama"
     assert report["kv_heads"] == 2 and report["kv_dtype"] == "int8"
     ops = ops_by_name(report)
     assert ops["k_proj"]["weight_bytes"] == 512 * 2 * 64 * 2
     assert ops["q_proj"]["count"] == 4
     # folder holding the config.json works too
-    folder = analyze_json(capsys, "--model", str(tmp_path), "--hardware", "l4", "--phase", "decode",
-                          "--batch", "16", "--seq-len", "8192", "--kv-bits", "8")
+    folder = analyze_json(
+        capsys,
+        "--model",
+        str(tmp_path),
+        "--hardware",
+        "l4",
+        "--phase",
+        "decode",
+        "--batch",
+        "16",
+        "--seq-len",
+        "8192",
+        "--kv-bits",
+        "8",
+    )
     assert folder == report
 
 
@@ -408,9 +574,24 @@ def test_plot_writes_png(capsys, tmp_path):
 
 def test_plot_with_json_keeps_stdout_pure_json(capsys, tmp_path):
     path = tmp_path / "chart.png"
-    report = analyze_json(capsys, "--model", "llama-2-70b", "--hardware", "h100-sxm", "--phase",
-                          "prefill", "--batch", "4", "--seq-len", "4096", "--weight-bits", "8",
-                          "--flash-attention", "--plot", str(path))
+    report = analyze_json(
+        capsys,
+        "--model",
+        "llama-2-70b",
+        "--hardware",
+        "h100-sxm",
+        "--phase",
+        "prefill",
+        "--batch",
+        "4",
+        "--seq-len",
+        "4096",
+        "--weight-bits",
+        "8",
+        "--flash-attention",
+        "--plot",
+        str(path),
+    )
     assert report["model"] == "llama-2-70b"
     _check_png(path)
 
@@ -418,9 +599,22 @@ def test_plot_with_json_keeps_stdout_pure_json(capsys, tmp_path):
 def test_plot_for_visual_check(capsys, tmp_path):
     """A prefill roofline (mixed bounds) renders as a real PNG."""
     path = tmp_path / "roofline_check.png"
-    code, _, err = run_cli(capsys, "analyze", "--model", "llama-2-7b", "--hardware", "a100-80gb",
-                           "--phase", "prefill", "--batch", "1", "--seq-len", "512",
-                           "--plot", str(path))
+    code, _, err = run_cli(
+        capsys,
+        "analyze",
+        "--model",
+        "llama-2-7b",
+        "--hardware",
+        "a100-80gb",
+        "--phase",
+        "prefill",
+        "--batch",
+        "1",
+        "--seq-len",
+        "512",
+        "--plot",
+        str(path),
+    )
     assert code == 0, err
     _check_png(path)
 
@@ -435,22 +629,44 @@ BAD_INPUTS = {
     "batch -3": ((*BASE_NO_BATCH, "--batch", "-3"), ("batch",)),
     "batch abc": ((*BASE_NO_BATCH, "--batch", "abc"), ("batch",)),
     "batch 1.5": ((*BASE_NO_BATCH, "--batch", "1.5"), ("batch",)),
-    "seq-len 0": (("--model", "llama-2-7b", "--hardware", "a6000", "--phase", "decode",
-                   "--batch", "1", "--seq-len", "0"), ("seq_len", "seq-len")),
+    "seq-len 0": (
+        ("--model", "llama-2-7b", "--hardware", "a6000", "--phase", "decode", "--batch", "1", "--seq-len", "0"),
+        ("seq_len", "seq-len"),
+    ),
     "weight bits 3": ((*DECODE_7B, "--weight-bits", "3"), ("weight_bits", "weight-bits")),
     "kv bits 2": ((*DECODE_7B, "--kv-bits", "2"), ("kv_bits", "kv-bits")),
-    "fp8 on tpu-v4": (("--model", "llama-2-7b", "--hardware", "tpu-v4", "--phase", "decode",
-                       "--batch", "1", "--seq-len", "128", "--weight-bits", "fp8"),
-                      ("weight_bits", "weight-bits")),
+    "fp8 on tpu-v4": (
+        (
+            "--model",
+            "llama-2-7b",
+            "--hardware",
+            "tpu-v4",
+            "--phase",
+            "decode",
+            "--batch",
+            "1",
+            "--seq-len",
+            "128",
+            "--weight-bits",
+            "fp8",
+        ),
+        ("weight_bits", "weight-bits"),
+    ),
     "kv-heads 5": ((*DECODE_7B, "--kv-heads", "5"), ("kv_heads", "kv-heads")),
     "kv-heads 0": ((*DECODE_7B, "--kv-heads", "0"), ("kv_heads", "kv-heads")),
     "kv-heads 64 > heads": ((*DECODE_7B, "--kv-heads", "64"), ("kv_heads", "kv-heads")),
-    "encoder decode": (("--model", "bert-base", "--hardware", "a6000", "--phase", "decode",
-                        "--batch", "1", "--seq-len", "128"), ("phase",)),
-    "unknown phase": (("--model", "llama-2-7b", "--hardware", "a6000", "--phase", "generate",
-                       "--batch", "1", "--seq-len", "128"), ("phase",)),
-    "unknown hardware": (("--model", "llama-2-7b", "--hardware", "tpu-v9", "--phase", "decode",
-                          "--batch", "1", "--seq-len", "128"), ("hardware",)),
+    "encoder decode": (
+        ("--model", "bert-base", "--hardware", "a6000", "--phase", "decode", "--batch", "1", "--seq-len", "128"),
+        ("phase",),
+    ),
+    "unknown phase": (
+        ("--model", "llama-2-7b", "--hardware", "a6000", "--phase", "generate", "--batch", "1", "--seq-len", "128"),
+        ("phase",),
+    ),
+    "unknown hardware": (
+        ("--model", "llama-2-7b", "--hardware", "tpu-v9", "--phase", "decode", "--batch", "1", "--seq-len", "128"),
+        ("hardware",),
+    ),
     "unknown option": ((*DECODE_7B, "--bogus"), ("--bogus",)),
     "missing option": (("--model", "llama-2-7b"), ("hardware", "phase", "batch", "seq-len")),
     "unwritable plot": ((*DECODE_7B, "--plot", "/nonexistent-dir/x.png"), ("plot",)),
@@ -468,8 +684,20 @@ def test_bad_input_one_line_exit_2(capsys, args, fields):
 
 
 def test_unknown_model_lists_valid_names(capsys):
-    code, out, err = run_cli(capsys, "analyze", "--model", "llama-9", "--hardware", "a6000",
-                             "--phase", "decode", "--batch", "1", "--seq-len", "128")
+    code, out, err = run_cli(
+        capsys,
+        "analyze",
+        "--model",
+        "llama-9",
+        "--hardware",
+        "a6000",
+        "--phase",
+        "decode",
+        "--batch",
+        "1",
+        "--seq-len",
+        "128",
+    )
     line = assert_one_error_line(code, out, err, ("model",))
     assert "llama-9" in line
     for name in MODEL_NAMES:
@@ -477,25 +705,62 @@ def test_unknown_model_lists_valid_names(capsys):
 
 
 def test_unknown_hardware_lists_valid_names(capsys):
-    code, out, err = run_cli(capsys, "analyze", "--model", "llama-2-7b", "--hardware", "tpu-v9",
-                             "--phase", "decode", "--batch", "1", "--seq-len", "128")
+    code, out, err = run_cli(
+        capsys,
+        "analyze",
+        "--model",
+        "llama-2-7b",
+        "--hardware",
+        "tpu-v9",
+        "--phase",
+        "decode",
+        "--batch",
+        "1",
+        "--seq-len",
+        "128",
+    )
     line = assert_one_error_line(code, out, err, ("hardware",))
     for name in HARDWARE_NAMES:
         assert name in line
 
 
 def test_fp8_rejected_on_chip_without_fp8_for_each_field(capsys):
-    for option, field in (("--weight-bits", "weight_bits"), ("--act-bits", "act_bits"),
-                          ("--kv-bits", "kv_bits")):
-        code, out, err = run_cli(capsys, "analyze", "--model", "llama-2-7b", "--hardware", "tpu-v4",
-                                 "--phase", "decode", "--batch", "1", "--seq-len", "128", option, "fp8")
+    for option, field in (("--weight-bits", "weight_bits"), ("--act-bits", "act_bits"), ("--kv-bits", "kv_bits")):
+        code, out, err = run_cli(
+            capsys,
+            "analyze",
+            "--model",
+            "llama-2-7b",
+            "--hardware",
+            "tpu-v4",
+            "--phase",
+            "decode",
+            "--batch",
+            "1",
+            "--seq-len",
+            "128",
+            option,
+            "fp8",
+        )
         line = assert_one_error_line(code, out, err, (field, option))
         assert "fp8" in line and "tpu-v4" in line
 
 
 def _analyze_config(capsys, path: Path | str) -> tuple[int, str, str]:
-    return run_cli(capsys, "analyze", "--model", str(path), "--hardware", "a6000", "--phase",
-                   "decode", "--batch", "1", "--seq-len", "128")
+    return run_cli(
+        capsys,
+        "analyze",
+        "--model",
+        str(path),
+        "--hardware",
+        "a6000",
+        "--phase",
+        "decode",
+        "--batch",
+        "1",
+        "--seq-len",
+        "128",
+    )
 
 
 def test_config_json_invalid_json(capsys, tmp_path):
@@ -509,8 +774,7 @@ def test_config_json_missing_keys(capsys, tmp_path):
     path = write_json(tmp_path / "config.json", {"model_type": "llama", "hidden_size": 4096})
     line = assert_one_error_line(*_analyze_config(capsys, path), ("config.json",))
     assert "missing" in line
-    assert any(key in line for key in ("num_attention_heads", "num_hidden_layers",
-                                       "intermediate_size", "vocab_size"))
+    assert any(key in line for key in ("num_attention_heads", "num_hidden_layers", "intermediate_size", "vocab_size"))
 
 
 def test_config_json_missing_model_type(capsys, tmp_path):
@@ -585,9 +849,22 @@ def test_plot_with_dollar_signs_in_model_name(capsys, tmp_path):
     name = "/data/$\\frac$/model"
     config = write_json(tmp_path / "config.json", {**LLAMA_LIKE_CONFIG, "_name_or_path": name})
     png = tmp_path / "chart.png"
-    code, out, err = run_cli(capsys, "analyze", "--model", str(config), "--hardware", "a6000",
-                             "--phase", "decode", "--batch", "1", "--seq-len", "128",
-                             "--plot", str(png))
+    code, out, err = run_cli(
+        capsys,
+        "analyze",
+        "--model",
+        str(config),
+        "--hardware",
+        "a6000",
+        "--phase",
+        "decode",
+        "--batch",
+        "1",
+        "--seq-len",
+        "128",
+        "--plot",
+        str(png),
+    )
     assert code == 0, err
     _check_png(png)
 
@@ -603,8 +880,7 @@ def test_no_arguments_shows_help(capsys):
         assert command in out
 
 
-@pytest.mark.parametrize("args", [("--help",), ("analyze", "--help"), ("models", "--help"),
-                                  ("hardware", "--help")])
+@pytest.mark.parametrize("args", [("--help",), ("analyze", "--help"), ("models", "--help"), ("hardware", "--help")])
 def test_help_exits_0(capsys, args):
     code, out, err = run_cli(capsys, *args)
     assert code == 0 and err == ""
@@ -613,9 +889,22 @@ def test_help_exits_0(capsys, args):
 
 def test_analyze_help_lists_options(capsys):
     _, out, _ = run_cli(capsys, "analyze", "--help")
-    for option in ("--model", "--hardware", "--phase", "--batch", "--seq-len", "--weight-bits",
-                   "--act-bits", "--kv-bits", "--kv-heads", "--flash-attention", "--causal",
-                   "--convention", "--json", "--plot"):
+    for option in (
+        "--model",
+        "--hardware",
+        "--phase",
+        "--batch",
+        "--seq-len",
+        "--weight-bits",
+        "--act-bits",
+        "--kv-bits",
+        "--kv-heads",
+        "--flash-attention",
+        "--causal",
+        "--convention",
+        "--json",
+        "--plot",
+    ):
         assert option in out
 
 
@@ -633,8 +922,9 @@ def _tuner_script() -> str:
 
 def run_script(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
-    return subprocess.run([_tuner_script(), *args], capture_output=True, text=True,
-                          encoding="utf-8", timeout=120, env=env, cwd=cwd)
+    return subprocess.run(
+        [_tuner_script(), *args], capture_output=True, text=True, encoding="utf-8", timeout=120, env=env, cwd=cwd
+    )
 
 
 def test_script_analyze_json():
@@ -653,15 +943,34 @@ def test_script_no_args_and_help():
 
 
 SCRIPT_BAD_INPUTS = {
-    "unknown model": (("--model", "llama-9", "--hardware", "a6000", "--phase", "decode",
-                       "--batch", "1", "--seq-len", "128"), ("model",)),
+    "unknown model": (
+        ("--model", "llama-9", "--hardware", "a6000", "--phase", "decode", "--batch", "1", "--seq-len", "128"),
+        ("model",),
+    ),
     "batch 0": ((*BASE_NO_BATCH, "--batch", "0"), ("batch",)),
     "batch abc": ((*BASE_NO_BATCH, "--batch", "abc"), ("batch",)),
     "kv-heads 5": ((*DECODE_7B, "--kv-heads", "5"), ("kv_heads", "kv-heads")),
-    "encoder decode": (("--model", "bert-base", "--hardware", "a6000", "--phase", "decode",
-                        "--batch", "1", "--seq-len", "128"), ("phase",)),
-    "fp8 on tpu-v4": (("--model", "llama-2-7b", "--hardware", "tpu-v4", "--phase", "decode",
-                       "--batch", "1", "--seq-len", "128", "--kv-bits", "fp8"), ("kv_bits", "kv-bits")),
+    "encoder decode": (
+        ("--model", "bert-base", "--hardware", "a6000", "--phase", "decode", "--batch", "1", "--seq-len", "128"),
+        ("phase",),
+    ),
+    "fp8 on tpu-v4": (
+        (
+            "--model",
+            "llama-2-7b",
+            "--hardware",
+            "tpu-v4",
+            "--phase",
+            "decode",
+            "--batch",
+            "1",
+            "--seq-len",
+            "128",
+            "--kv-bits",
+            "fp8",
+        ),
+        ("kv_bits", "kv-bits"),
+    ),
     "unwritable plot": ((*DECODE_7B, "--plot", "/nonexistent-dir/x.png"), ("plot",)),
     "unknown option": ((*DECODE_7B, "--bogus"), ("--bogus",)),
     "batch 1e400": ((*BASE_NO_BATCH, "--batch", "1" + "0" * 400), ("batch",)),
@@ -677,6 +986,7 @@ def test_script_bad_input_no_traceback(args, fields):
 def test_script_malformed_config_json(tmp_path):
     path = tmp_path / "config.json"
     path.write_text("{not json", encoding="utf-8")
-    result = run_script("analyze", "--model", str(path), "--hardware", "a6000", "--phase", "decode",
-                        "--batch", "1", "--seq-len", "128")
+    result = run_script(
+        "analyze", "--model", str(path), "--hardware", "a6000", "--phase", "decode", "--batch", "1", "--seq-len", "128"
+    )
     assert_one_error_line(result.returncode, result.stdout, result.stderr, ("config.json",))

@@ -13,8 +13,8 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState, create_trial
 
 from cli_helpers import run_cli
-from search_spaces.spec import load_spec
 from search_spaces.space import compile_study
+from search_spaces.spec import load_spec
 from tuner.constraints import CONSTRAINT_NAMES_ATTR, is_feasible, trial_constraints
 from tuner.pareto import load_study, study_front, trial_breakdown
 
@@ -69,8 +69,9 @@ def test_show_and_export_report_the_same_constraints(searched, capsys) -> None:
     assert code == 0
     shown = json.loads(out)
     assert shown["feasible"] is True and all(v <= 0 for v in shown["constraints"].values())
-    code, out, _ = run_cli(capsys, "export", "llama-3-8b-l4", "--trial", str(number), "--storage", url,
-                           "--format", "yaml")
+    code, out, _ = run_cli(
+        capsys, "export", "llama-3-8b-l4", "--trial", str(number), "--storage", url, "--format", "yaml"
+    )
     assert code == 0
     provenance = yaml.safe_load(out)["provenance"]
     assert provenance["constraints"] == shown["constraints"] and provenance["feasible"] is True
@@ -89,8 +90,13 @@ def _old_study(tmp_path: Path, system_attrs: list[dict]) -> str:
 def test_old_studies_with_the_constraints_prefix_read_as_before(tmp_path: Path) -> None:
     """Studies written before this change set ``constraints:<name>`` attributes by hand: the
     same keys Optuna 5 writes, so they read unchanged."""
-    url = _old_study(tmp_path, [{"constraints:structurally_valid": 0.0, "constraints:fits_in_memory": 1.0},
-                                {"constraints:structurally_valid": 0.0, "constraints:fits_in_memory": -1.0}])
+    url = _old_study(
+        tmp_path,
+        [
+            {"constraints:structurally_valid": 0.0, "constraints:fits_in_memory": 1.0},
+            {"constraints:structurally_valid": 0.0, "constraints:fits_in_memory": -1.0},
+        ],
+    )
     study = load_study("old", url)
     first, second = study.trials
     assert trial_constraints(first) == {"structurally_valid": 0.0, "fits_in_memory": 1.0}

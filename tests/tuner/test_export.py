@@ -22,14 +22,18 @@ pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalW
 
 OBJECTIVES = [{"metric": "decode.step_latency_s"}, {"metric": "decode.cost_chip_s_per_token"}]
 GPU_SPEC = {
-    "name": "exp", "model": "llama-2-70b", "hardware": "h100-sxm",
+    "name": "exp",
+    "model": "llama-2-70b",
+    "hardware": "h100-sxm",
     "workload": {"prompt_len": 1024, "gen_len": 128},
-    "space": {"chips": [8, 16], "batch": [8, 64], "decode_ffn_layout": ["ws_1d", "ws_2d"],
-              "weight_bits": ["16", "8"]},
-    "objectives": OBJECTIVES, "sampler": "exhaustive",
+    "space": {"chips": [8, 16], "batch": [8, 64], "decode_ffn_layout": ["ws_1d", "ws_2d"], "weight_bits": ["16", "8"]},
+    "objectives": OBJECTIVES,
+    "sampler": "exhaustive",
 }
 TPU_SPEC = {
-    "name": "tpu", "model": "palm-540b", "hardware": "tpu-v4",
+    "name": "tpu",
+    "model": "palm-540b",
+    "hardware": "tpu-v4",
     "workload": {"prompt_len": 1024, "gen_len": 128},
     "space": {"chips": [64], "batch": [64], "prefill_ffn_layout": ["ws_2d", "wg_xyz"]},
     "objectives": [{"metric": "prefill.latency_s"}, {"metric": "decode.step_latency_s"}],
@@ -38,10 +42,13 @@ TPU_SPEC = {
 # chips 1: Llama 2 70B's ~69e9 parameters in 16 bits (~138 GB) cannot fit one 80 GB H100.
 # kv_heads mqa: a what-if attention type (1 KV head instead of 8).
 SMALL_SPEC = {
-    "name": "small", "model": "llama-2-70b", "hardware": "h100-sxm",
+    "name": "small",
+    "model": "llama-2-70b",
+    "hardware": "h100-sxm",
     "workload": {"prompt_len": 1024, "gen_len": 128},
     "space": {"chips": [1, 8], "mesh": ["1x1x1", "1x1x8"], "batch": [8], "kv_heads": ["model", "mqa"]},
-    "objectives": OBJECTIVES, "sampler": "exhaustive",
+    "objectives": OBJECTIVES,
+    "sampler": "exhaustive",
 }
 AXES = {"x", "y", "z"}
 
@@ -75,8 +82,11 @@ def _chips(trial) -> int:
 
 def _trial(study: optuna.Study, **params) -> int:
     """Number of the one trial with these parameters (chips: those of its mesh)."""
-    found = [t.number for t in study.get_trials()
-             if all(({"chips": _chips(t)} | t.params)[k] == v for k, v in params.items())]
+    found = [
+        t.number
+        for t in study.get_trials()
+        if all(({"chips": _chips(t)} | t.params)[k] == v for k, v in params.items())
+    ]
     assert len(found) == 1, (params, found)
     return found[0]
 
@@ -100,12 +110,31 @@ def test_json_round_trips_with_every_section(gpu):
     trial = gpu.trials[number]
     data = json.loads(export(gpu, number, "json"))
     assert data == deployment_spec(gpu, number)
-    assert set(data) >= {"model", "hardware", "chips", "mesh", "batch", "workload", "quantization",
-                         "phases", "predicted", "provenance"}
+    assert set(data) >= {
+        "model",
+        "hardware",
+        "chips",
+        "mesh",
+        "batch",
+        "workload",
+        "quantization",
+        "phases",
+        "predicted",
+        "provenance",
+    }
     model = data["model"]
-    assert (model["name"], model["layers"], model["d_model"], model["heads"], model["kv_heads"],
-            model["d_head"], model["d_ff"], model["ffn"], model["block"], model["vocab"]) == \
-        ("llama-2-70b", 80, 8192, 64, 8, 128, 28672, "swiglu", "serial", 32000)
+    assert (
+        model["name"],
+        model["layers"],
+        model["d_model"],
+        model["heads"],
+        model["kv_heads"],
+        model["d_head"],
+        model["d_ff"],
+        model["ffn"],
+        model["block"],
+        model["vocab"],
+    ) == ("llama-2-70b", 80, 8192, 64, 8, 128, 28672, "swiglu", "serial", 32000)
     assert data["hardware"]["name"] == "h100-sxm" and data["hardware"]["kind"] == "gpu"
     assert data["chips"] == _chips(trial)
     mesh = data["mesh"]
@@ -113,12 +142,14 @@ def test_json_round_trips_with_every_section(gpu):
     assert mesh["x"] * mesh["y"] * mesh["z"] == data["chips"]
     assert data["batch"] == trial.params["batch"]
     assert data["workload"] == {"prompt_len": 1024, "gen_len": 128}
-    assert data["quantization"] == {"weights": {"16": "bf16", "8": "int8"}[trial.params["weight_bits"]],
-                                    "kv_cache": "bf16", "activations": "bf16"}
+    assert data["quantization"] == {
+        "weights": {"16": "bf16", "8": "int8"}[trial.params["weight_bits"]],
+        "kv_cache": "bf16",
+        "activations": "bf16",
+    }
     assert set(data["phases"]) == {"prefill", "decode"}
     for phase in data["phases"].values():
-        assert set(phase["weights"]) == {"wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down",
-                                         "embedding", "lm_head"}
+        assert set(phase["weights"]) == {"wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down", "embedding", "lm_head"}
         assert phase["weights"]["wq"]["shape"] == [8192, 64, 128]
         assert phase["weights"]["wk"]["shape"] == [8192, 8, 128]
         assert phase["weights"]["w_down"]["shape"] == [28672, 8192]
@@ -130,8 +161,7 @@ def test_json_round_trips_with_every_section(gpu):
     provenance = data["provenance"]
     assert provenance["study"] == "exp" and provenance["trial"] == number
     assert provenance["spec_hash"] == gpu.user_attrs["spec_hash"]
-    assert [o["name"] for o in provenance["objectives"]] == ["decode.step_latency_s",
-                                                             "decode.cost_chip_s_per_token"]
+    assert [o["name"] for o in provenance["objectives"]] == ["decode.step_latency_s", "decode.cost_chip_s_per_token"]
     assert [o["value"] for o in provenance["objectives"]] == list(trial.values)
 
 
@@ -302,8 +332,13 @@ def test_unfinished_trial(tmp_path):
 
 def test_structurally_invalid_trial_is_refused_even_when_allowed(tmp_path):
     # Llama-2-70B has 64 heads: 7 KV heads cannot exist.
-    spec = {**GPU_SPEC, "name": "random", "sampler": "random", "trials": 50,
-            "space": {**GPU_SPEC["space"], "kv_heads": ["model", 7]}}
+    spec = {
+        **GPU_SPEC,
+        "name": "random",
+        "sampler": "random",
+        "trials": 50,
+        "space": {**GPU_SPEC["space"], "kv_heads": ["model", 7]},
+    }
     study = _study(spec, tmp_path)
     invalid = [t.number for t in study.trials if t.system_attrs["constraints:structurally_valid"] > 0]
     assert invalid  # random sampling draws the impossible head count

@@ -23,8 +23,21 @@ from cost_models.operators import OP, operator_costs
 from cost_models.partitioning import ATTENTION_SHARDINGS, AXES, FFN_LAYOUTS, WEIGHT_OPERATOR, per_chip_costs
 from tuner.export import sharding_tables
 
-MESHES = [(1, 1, 1), (1, 1, 8), (2, 2, 2), (1, 2, 4), (2, 2, 4), (4, 4, 4), (1, 3, 4), (2, 6, 1), (1, 1, 16),
-          (4, 2, 8), (3, 1, 8), (1, 1, 12), (8, 8, 4)]
+MESHES = [
+    (1, 1, 1),
+    (1, 1, 8),
+    (2, 2, 2),
+    (1, 2, 4),
+    (2, 2, 4),
+    (4, 4, 4),
+    (1, 3, 4),
+    (2, 6, 1),
+    (1, 1, 16),
+    (4, 2, 8),
+    (3, 1, 8),
+    (1, 1, 12),
+    (8, 8, 4),
+]
 MODELS = ["llama-2-70b", "llama-2-13b", "palm-540b", "gpt2", "mistral-7b"]
 
 
@@ -41,11 +54,23 @@ def implied_ways(sharding: list[list[str]], shape: list[int], mesh: tuple[int, i
 
 
 def deployments(model: str, layout: str, sharding: str) -> Deployments:
-    rows = [Deployment(model=get_model(model), hardware=get_hardware("h100-sxm"), mesh=mesh, batch=batch,
-                       prompt_len=128, gen_len=16, prefill_ffn_layout=layout, decode_ffn_layout=layout,
-                       prefill_attn_sharding=sharding, decode_attn_sharding=sharding,
-                       weight_dtype=("bf16", "int8")[i % 2], kv_dtype="bf16")
-            for i, (mesh, batch) in enumerate(itertools.product(MESHES, (1, 6, 64)))]
+    rows = [
+        Deployment(
+            model=get_model(model),
+            hardware=get_hardware("h100-sxm"),
+            mesh=mesh,
+            batch=batch,
+            prompt_len=128,
+            gen_len=16,
+            prefill_ffn_layout=layout,
+            decode_ffn_layout=layout,
+            prefill_attn_sharding=sharding,
+            decode_attn_sharding=sharding,
+            weight_dtype=("bf16", "int8")[i % 2],
+            kv_dtype="bf16",
+        )
+        for i, (mesh, batch) in enumerate(itertools.product(MESHES, (1, 6, 64)))
+    ]
     return Deployments.from_rows(rows)
 
 
@@ -56,8 +81,9 @@ def test_exported_sharding_bytes_equal_charged_bytes(model, layout, sharding):
     d = deployments(model, layout, sharding)
     result = estimate(d)
     configs = d.inference_configs("decode", d.prompt_len + (d.gen_len - 1) / 2)
-    charged = per_chip_costs(operator_costs(configs), configs, d.mesh, d.ffn_layout("decode"),
-                             d.batch_sharded_attention("decode"))
+    charged = per_chip_costs(
+        operator_costs(configs), configs, d.mesh, d.ffn_layout("decode"), d.batch_sharded_attention("decode")
+    )
     for i in range(len(d)):
         row = d.row(i)
         phases, _ = sharding_tables(row)
@@ -90,12 +116,23 @@ def test_a_replicated_dimension_costs_more_than_a_perfect_split():
     """By hand: 8 KV heads on 12 GPUs (1x1x12) in 1D weight-stationary cannot split (8 does not
     divide 12 nor 12 8): wk and wv are whole on every chip, while 1x1x8 splits them 8 ways."""
     model = get_model("llama-2-70b")  # 8 KV heads of 128, d_model 8192, 80 layers
-    rows = [Deployment(model=model, hardware=get_hardware("h100-sxm"), mesh=mesh, batch=1, prompt_len=16,
-                       gen_len=1, prefill_ffn_layout="ws_1d", decode_ffn_layout="ws_1d") for mesh in
-            ((1, 1, 8), (1, 1, 12))]
+    rows = [
+        Deployment(
+            model=model,
+            hardware=get_hardware("h100-sxm"),
+            mesh=mesh,
+            batch=1,
+            prompt_len=16,
+            gen_len=1,
+            prefill_ffn_layout="ws_1d",
+            decode_ffn_layout="ws_1d",
+        )
+        for mesh in ((1, 1, 8), (1, 1, 12))
+    ]
     d = Deployments.from_rows(rows)
     configs = d.inference_configs("decode", np.array([16.0, 16.0]))
-    charged = per_chip_costs(operator_costs(configs), configs, d.mesh, d.ffn_layout("decode"),
-                             d.batch_sharded_attention("decode"))
+    charged = per_chip_costs(
+        operator_costs(configs), configs, d.mesh, d.ffn_layout("decode"), d.batch_sharded_attention("decode")
+    )
     wk = 8192 * 8 * 128 * 2  # bytes of the whole matrix
     assert charged.weight_bytes[OP["k_proj"]].tolist() == pytest.approx([wk / 8, wk])

@@ -28,15 +28,51 @@ SHARED_KERNELS = Path("/work/shared/measurements/kernels")
 
 # Copied from the header rows of /work/shared/measurements/kernels/*.csv.gz (AIConfigurator's
 # database), which the calibration fitter reads; the files we write must match them exactly.
-GEMM_COLUMNS = ["system", "framework", "version", "op_name", "kernel_source", "gemm_dtype",
-                "m", "n", "k", "latency", "source_path"]
-CONTEXT_ATTENTION_COLUMNS = ["system", "framework", "version", "op_name", "kernel_source",
-                             "batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim",
-                             "window_size", "beam_width", "attn_dtype", "kv_cache_dtype", "step",
-                             "latency", "source_path"]
+GEMM_COLUMNS = [
+    "system",
+    "framework",
+    "version",
+    "op_name",
+    "kernel_source",
+    "gemm_dtype",
+    "m",
+    "n",
+    "k",
+    "latency",
+    "source_path",
+]
+CONTEXT_ATTENTION_COLUMNS = [
+    "system",
+    "framework",
+    "version",
+    "op_name",
+    "kernel_source",
+    "batch_size",
+    "isl",
+    "num_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "window_size",
+    "beam_width",
+    "attn_dtype",
+    "kv_cache_dtype",
+    "step",
+    "latency",
+    "source_path",
+]
 GENERATION_ATTENTION_COLUMNS = CONTEXT_ATTENTION_COLUMNS  # the database uses one layout for both
-NCCL_COLUMNS = ["system", "framework", "version", "op_name", "kernel_source", "nccl_dtype",
-                "num_gpus", "message_size", "latency", "source_path"]
+NCCL_COLUMNS = [
+    "system",
+    "framework",
+    "version",
+    "op_name",
+    "kernel_source",
+    "nccl_dtype",
+    "num_gpus",
+    "message_size",
+    "latency",
+    "source_path",
+]
 EXPECTED = {
     "gemm_perf.csv": GEMM_COLUMNS,
     "context_attention_perf.csv": CONTEXT_ATTENTION_COLUMNS,
@@ -51,7 +87,7 @@ def _split(path: Path) -> tuple[list[str], list[str], list[list[str]]]:
     """Comment lines, header row, data rows of a written CSV (plain text)."""
     lines = path.read_text(encoding="utf-8").splitlines()
     comments = [line for line in lines if line.startswith("#")]
-    rest = lines[len(comments):]
+    rest = lines[len(comments) :]
     assert all(not line.startswith("#") for line in rest), "every # line comes first"
     return comments, rest[0].split(","), [line.split(",") for line in rest[1:]]
 
@@ -62,8 +98,9 @@ def tiny(tmp_path_factory):
     pytest.importorskip("jax")
     out = tmp_path_factory.mktemp("measure") / "tiny"
     start = time.perf_counter()
-    result = CliRunner().invoke(cli, ["measure", "--out", str(out), "--sweep", "tiny",
-                                      "--repeats", "5", "--system", "test_cpu", "--json"])
+    result = CliRunner().invoke(
+        cli, ["measure", "--out", str(out), "--sweep", "tiny", "--repeats", "5", "--system", "test_cpu", "--json"]
+    )
     elapsed = time.perf_counter() - start
     assert result.exit_code == 0, (result.output, result.exception)
     return out, json.loads(result.stdout), elapsed
@@ -73,8 +110,7 @@ def test_tiny_sweep_finishes_in_budget_and_summarizes(tiny):
     out, summary, elapsed = tiny
     assert elapsed < TINY_BUDGET_S, f"tiny sweep took {elapsed:.1f} s"
     written = {entry["file"]: entry for entry in summary["files"]}
-    assert {"gemm_perf.csv", "context_attention_perf.csv",
-            "generation_attention_perf.csv"} <= set(written)
+    assert {"gemm_perf.csv", "context_attention_perf.csv", "generation_attention_perf.csv"} <= set(written)
     for name, entry in written.items():
         assert Path(entry["path"]) == out / name and (out / name).is_file()
         assert entry["rows"] > 0 and entry["failed"] == 0
@@ -92,9 +128,18 @@ def test_files_have_provenance_and_the_databases_exact_columns(tiny):
         comments, header, rows = _split(out / entry["file"])
         assert header == EXPECTED[entry["file"]]
         text = "\n".join(comments)
-        for needle in ("latency column in milliseconds", "median of 5", "block_until_ready",
-                       f"jax {jax.__version__}", "jaxlib", "host:", "date:", "sweep: tiny",
-                       "devices:", "source_path"):
+        for needle in (
+            "latency column in milliseconds",
+            "median of 5",
+            "block_until_ready",
+            f"jax {jax.__version__}",
+            "jaxlib",
+            "host:",
+            "date:",
+            "sweep: tiny",
+            "devices:",
+            "source_path",
+        ):
             assert needle in text, (entry["file"], needle)
         assert len(rows) == entry["rows"]
         for row in rows:
@@ -161,8 +206,7 @@ def test_read_measurements_round_trips_plain_and_gzip(tiny, tmp_path):
     _, header, raw = _split(plain)
     assert [list(r) for r in rows] == [header] * len(raw)
     for row, cells in zip(rows, raw, strict=True):
-        assert [str(v) if not isinstance(v, float) else cells[header.index("latency")]
-                for v in row.values()] == cells
+        assert [str(v) if not isinstance(v, float) else cells[header.index("latency")] for v in row.values()] == cells
         assert isinstance(row["m"], int) and isinstance(row["latency"], float)
     packed = tmp_path / "gemm_perf.csv.gz"
     with open(plain, "rb") as src, gzip.open(packed, "wb") as dst:
@@ -182,13 +226,35 @@ def test_collectives_on_four_forced_host_devices(tmp_path):
     """XLA_FLAGS is read when jax is imported, so this runs the CLI in a fresh interpreter."""
     pytest.importorskip("jax")
     out = tmp_path / "nccl"
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    code = ("import sys; from tuner.cli import main; sys.exit(main(sys.argv[1:]))")
-    done = subprocess.run([sys.executable, "-c", code, "measure", "--out", str(out), "--sweep",
-                           "tiny", "--ops", "collectives", "--repeats", "3", "--json"],
-                          env=env, capture_output=True, text=True, timeout=180, cwd=REPO)
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    code = "import sys; from tuner.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "measure",
+            "--out",
+            str(out),
+            "--sweep",
+            "tiny",
+            "--ops",
+            "collectives",
+            "--repeats",
+            "3",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["device_count"] == 4 and summary["notes"] == []
@@ -204,6 +270,7 @@ def test_collectives_on_four_forced_host_devices(tmp_path):
 
 # ---- input checks: one line on stderr, exit code 2 (these need no JAX) ----------------------
 
+
 def test_without_jax_says_how_to_install_it(capsys, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "jax", None)  # import jax -> ImportError
     code, out, err = run_cli(capsys, "measure", "--out", str(tmp_path / "m"), "--sweep", "tiny")
@@ -211,15 +278,18 @@ def test_without_jax_says_how_to_install_it(capsys, monkeypatch, tmp_path):
     assert "pip install -e '.[measure]'" in line
 
 
-@pytest.mark.parametrize("args, field", [
-    (["--repeats", "-1"], "--repeats"),
-    (["--repeats", "0"], "--repeats"),
-    (["--warmup", "-2"], "--warmup"),
-    (["--ops", "gemm,matmul"], "--ops"),
-    (["--ops", ","], "--ops"),
-    (["--sweep", "huge"], "--sweep"),
-    (["--system", "h100 sxm"], "--system"),
-])
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        (["--repeats", "-1"], "--repeats"),
+        (["--repeats", "0"], "--repeats"),
+        (["--warmup", "-2"], "--warmup"),
+        (["--ops", "gemm,matmul"], "--ops"),
+        (["--ops", ","], "--ops"),
+        (["--sweep", "huge"], "--sweep"),
+        (["--system", "h100 sxm"], "--system"),
+    ],
+)
 def test_bad_values_are_one_line_errors(capsys, tmp_path, args, field):
     code, out, err = run_cli(capsys, "measure", "--out", str(tmp_path / "m"), *args)
     assert_one_error_line(code, out, err, (field,))
@@ -250,15 +320,42 @@ def test_tiny_sweep_feeds_tuner_calibrate(tiny, capsys, tmp_path):
 
     out, _, _ = tiny
     profile_path = tmp_path / "cpu.yaml"
-    code, stdout, err = run_cli(capsys, "calibrate", "--hardware", "xeon-gold-6242", "--backend", "jax",
-                                "--system", "test_cpu", "--kernels", str(out / "gemm_perf.csv"),
-                                "-o", str(profile_path))
+    code, stdout, err = run_cli(
+        capsys,
+        "calibrate",
+        "--hardware",
+        "xeon-gold-6242",
+        "--backend",
+        "jax",
+        "--system",
+        "test_cpu",
+        "--kernels",
+        str(out / "gemm_perf.csv"),
+        "-o",
+        str(profile_path),
+    )
     assert code == 0, err
     assert "gemm/bfloat16" in stdout and "held-out" in stdout
     profile = load_profile(profile_path, chip="xeon-gold-6242")
     assert set(profile.gemm) >= {"bfloat16"} and profile.cv_error["gemm/bfloat16"].rows >= 18
-    code, stdout, err = run_cli(capsys, "estimate", "--model", "gpt2", "--hardware", "xeon-gold-6242",
-                                "--chips", "1", "--batch", "1", "--prompt-len", "64", "--gen-len", "4",
-                                "--calibration", str(profile_path), "--json")
+    code, stdout, err = run_cli(
+        capsys,
+        "estimate",
+        "--model",
+        "gpt2",
+        "--hardware",
+        "xeon-gold-6242",
+        "--chips",
+        "1",
+        "--batch",
+        "1",
+        "--prompt-len",
+        "64",
+        "--gen-len",
+        "4",
+        "--calibration",
+        str(profile_path),
+        "--json",
+    )
     assert code == 0, err
     assert json.loads(stdout)["calibration"]["profile"] == "xeon-gold-6242-jax"

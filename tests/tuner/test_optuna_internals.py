@@ -45,11 +45,17 @@ def test_insert_trials_writes_the_rows_optuna_reads(tmp_path: Path) -> None:
     study = _two_objective_study(storage)
     study_id = storage.get_study_id_from_name("s")
     dists = {"a": CategoricalDistribution([1, 2, 3]), "b": CategoricalDistribution(["x", "y"])}
-    trials = [create_trial(params={"a": a, "b": b}, distributions=dists, values=[a * 1.5, -float(a)],
-                           user_attrs={"estimate": {"a": a, "nested": [1, 2]}},
-                           system_attrs={"NSGAIISampler:generation": 0},
-                           constraints={"fits": a - 2.0, "slo": -1.0})
-              for a, b in [(1, "x"), (2, "y"), (3, "x")]]
+    trials = [
+        create_trial(
+            params={"a": a, "b": b},
+            distributions=dists,
+            values=[a * 1.5, -float(a)],
+            user_attrs={"estimate": {"a": a, "nested": [1, 2]}},
+            system_attrs={"NSGAIISampler:generation": 0},
+            constraints={"fits": a - 2.0, "slo": -1.0},
+        )
+        for a, b in [(1, "x"), (2, "y"), (3, "x")]
+    ]
     trials[0].datetime_start = datetime(2024, 1, 2, 3, 4, 5)
     assert optuna_internals.insert_trials(storage, study_id, trials, budget=None) == 3
     # A budget counts what the study holds: only one more fits in 4.
@@ -73,8 +79,9 @@ def test_insert_trials_writes_the_rows_optuna_reads(tmp_path: Path) -> None:
 def test_insert_trials_round_trips_infinite_values(tmp_path: Path) -> None:
     storage = RDBStorage(f"sqlite:///{tmp_path / 'x.db'}")
     _two_objective_study(storage)
-    trial = create_trial(params={}, distributions={}, values=[float("inf"), float("-inf")],
-                         constraints={"fits": float("inf")})
+    trial = create_trial(
+        params={}, distributions={}, values=[float("inf"), float("-inf")], constraints={"fits": float("inf")}
+    )
     optuna_internals.insert_trials(storage, storage.get_study_id_from_name("s"), [trial], None)
     read = storage.get_all_trials(storage.get_study_id_from_name("s"))[0]
     assert read.values == [float("inf"), float("-inf")]
@@ -186,8 +193,17 @@ def _optuna_private_names() -> set[str]:
     study = optuna.create_study()
     trial = study.ask()
     frozen = study.tell(trial, 1.0)
-    objects = [study, trial, frozen, NSGAIISampler(), TPESampler(), RandomSampler(), InMemoryStorage(),
-               RDBStorage("sqlite:///:memory:"), CategoricalDistribution([1])]
+    objects = [
+        study,
+        trial,
+        frozen,
+        NSGAIISampler(),
+        TPESampler(),
+        RandomSampler(),
+        InMemoryStorage(),
+        RDBStorage("sqlite:///:memory:"),
+        CategoricalDistribution([1]),
+    ]
     names = set()
     for obj in objects:
         names |= {n for n in dir(obj) if n.startswith("_") and not n.startswith("__")}
@@ -202,8 +218,11 @@ def private_optuna_uses(source: str, private: set[str], filename: str = "<string
     for node in ast.walk(ast.parse(source, filename=filename)):
         where = f"{filename}:{getattr(node, 'lineno', '?')}"
         if isinstance(node, ast.Import):
-            found += [f"{where} import {a.name}" for a in node.names
-                      if a.name.split(".")[0] == "optuna" and any(p.startswith("_") for p in a.name.split("."))]
+            found += [
+                f"{where} import {a.name}"
+                for a in node.names
+                if a.name.split(".")[0] == "optuna" and any(p.startswith("_") for p in a.name.split("."))
+            ]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "optuna":
             if any(p.startswith("_") for p in node.module.split(".")):
                 found.append(f"{where} from {node.module}")
@@ -211,8 +230,11 @@ def private_optuna_uses(source: str, private: set[str], filename: str = "<string
         elif isinstance(node, ast.Attribute) and node.attr in private:
             found.append(f"{where} .{node.attr}")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if node.value in private or node.value.startswith("optuna._") or ("optuna." in node.value
-                                                                              and "._" in node.value):
+            if (
+                node.value in private
+                or node.value.startswith("optuna._")
+                or ("optuna." in node.value and "._" in node.value)
+            ):
                 found.append(f"{where} {node.value!r}")
     return found
 
@@ -220,12 +242,13 @@ def private_optuna_uses(source: str, private: set[str], filename: str = "<string
 def test_the_scan_finds_private_uses() -> None:
     private = _optuna_private_names()
     assert {"_storage", "_study_id", "_trial_id", "_population_size", "_get_trials"} <= private
-    source = ("from optuna.storages._rdb import models\nimport optuna._hypervolume\n"
-              "from optuna.study import _multi_objective\nx = study._study_id\n"
-              "y = getattr(s, '_population_size')\n")
+    source = (
+        "from optuna.storages._rdb import models\nimport optuna._hypervolume\n"
+        "from optuna.study import _multi_objective\nx = study._study_id\n"
+        "y = getattr(s, '_population_size')\n"
+    )
     assert len(private_optuna_uses(source, private)) == 5
-    assert private_optuna_uses("import optuna\nfrom optuna.trial import FrozenTrial\nx = s.study_name\n",
-                               private) == []
+    assert private_optuna_uses("import optuna\nfrom optuna.trial import FrozenTrial\nx = s.study_name\n", private) == []
 
 
 def test_no_module_but_optuna_internals_touches_private_optuna_names() -> None:
@@ -235,15 +258,16 @@ def test_no_module_but_optuna_internals_touches_private_optuna_names() -> None:
     for package in ("tuner", "search_spaces", "cost_models"):
         for path in sorted((REPO / package).rglob("*.py")):
             if path != allowed:
-                found += private_optuna_uses(path.read_text(encoding="utf-8"), private,
-                                             str(path.relative_to(REPO)))
+                found += private_optuna_uses(path.read_text(encoding="utf-8"), private, str(path.relative_to(REPO)))
     assert found == []
 
 
 def test_no_bare_assert_in_tuner() -> None:
     """Input checks raise explicit errors (``python -O`` drops asserts)."""
-    asserts = [f"{path.relative_to(REPO)}:{node.lineno}"
-               for path in sorted((REPO / "tuner").rglob("*.py"))
-               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-               if isinstance(node, ast.Assert)]
+    asserts = [
+        f"{path.relative_to(REPO)}:{node.lineno}"
+        for path in sorted((REPO / "tuner").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Assert)
+    ]
     assert asserts == []

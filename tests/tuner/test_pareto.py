@@ -14,15 +14,17 @@ from tuner.pareto import hypervolume, minimized, nondominated, study_front
 
 
 def test_nondominated_by_hand() -> None:
-    points = np.array([
-        [1.0, 5.0],  # 0: best first objective: front
-        [2.0, 3.0],  # 1: front
-        [3.0, 4.0],  # 2: dominated by 1
-        [2.0, 3.0],  # 3: duplicate of 1: kept too
-        [4.0, 1.0],  # 4: best second objective: front
-        [5.0, 5.0],  # 5: dominated by everything
-        [1.0, 6.0],  # 6: weakly dominated by 0 (equal first, worse second)
-    ])
+    points = np.array(
+        [
+            [1.0, 5.0],  # 0: best first objective: front
+            [2.0, 3.0],  # 1: front
+            [3.0, 4.0],  # 2: dominated by 1
+            [2.0, 3.0],  # 3: duplicate of 1: kept too
+            [4.0, 1.0],  # 4: best second objective: front
+            [5.0, 5.0],  # 5: dominated by everything
+            [1.0, 6.0],  # 6: weakly dominated by 0 (equal first, worse second)
+        ]
+    )
     assert nondominated(points).tolist() == [True, True, False, True, True, False, False]
 
 
@@ -86,15 +88,17 @@ def study_with(trials: list[optuna.trial.FrozenTrial]) -> optuna.Study:
 
 def test_study_front_leaves_out_infeasible_and_keeps_one_trial_per_point() -> None:
     ok, over = {"memory": -1.0}, {"memory": 2.0}
-    study = study_with([
-        create_trial(values=[2.0, 20.0], constraints=ok),  # 0: front
-        create_trial(values=[0.5, 99.0], constraints=over),  # 1: would dominate all, infeasible
-        create_trial(values=[1.0, 10.0], constraints=ok),  # 2: front
-        create_trial(values=[3.0, 15.0], constraints=ok),  # 3: dominated by 0
-        create_trial(values=[2.0, 20.0], constraints=ok),  # 4: same point as 0: trial 0 stands for it
-        create_trial(values=[1.5, 12.0], constraints={"memory": 0.0}),  # 5: on the bound: feasible, front
-        create_trial(state=TrialState.FAIL),  # 6: not complete
-    ])
+    study = study_with(
+        [
+            create_trial(values=[2.0, 20.0], constraints=ok),  # 0: front
+            create_trial(values=[0.5, 99.0], constraints=over),  # 1: would dominate all, infeasible
+            create_trial(values=[1.0, 10.0], constraints=ok),  # 2: front
+            create_trial(values=[3.0, 15.0], constraints=ok),  # 3: dominated by 0
+            create_trial(values=[2.0, 20.0], constraints=ok),  # 4: same point as 0: trial 0 stands for it
+            create_trial(values=[1.5, 12.0], constraints={"memory": 0.0}),  # 5: on the bound: feasible, front
+            create_trial(state=TrialState.FAIL),  # 6: not complete
+        ]
+    )
     front = study_front(study)
     # Sorted by the first objective: 2 (1.0), 5 (1.5), 0 (2.0).
     assert [t.number for t in front.trials] == [2, 5, 0]

@@ -21,8 +21,8 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-from cli_helpers import assert_one_error_line, run_cli
 
+from cli_helpers import assert_one_error_line, run_cli
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.topology import network_for
@@ -51,8 +51,11 @@ SMALL: dict = {
 }
 
 # 64 chips only, two batches, two decode layouts: every mesh multiplies to 64.
-TINY: dict = {**SMALL, "name": "tiny",
-              "space": {"chips": [64], "batch": [1, 64], "decode_ffn_layout": ["ws_1d", "ws_2d"]}}
+TINY: dict = {
+    **SMALL,
+    "name": "tiny",
+    "space": {"chips": [64], "batch": [1, 64], "decode_ffn_layout": ["ws_1d", "ws_2d"]},
+}
 
 
 def spec_dict(base: dict = SMALL, **changes) -> dict:
@@ -122,6 +125,7 @@ def rounded(values) -> tuple:
 
 # --- run_search and what it stores -------------------------------------------------------------
 
+
 @pytest.mark.parametrize("sampler", ["random", "nsga2"])
 def test_run_search_stores_exactly_the_requested_trials(url: str, sampler: str) -> None:
     spec = parse_spec(spec_dict(sampler=sampler))
@@ -141,8 +145,7 @@ def test_run_search_stores_exactly_the_requested_trials(url: str, sampler: str) 
 
     compiled = compile_study(spec)
     constraint_keys = {f"constraints:{n}" for n in compiled.constraint_names}
-    assert constraint_keys == {"constraints:structurally_valid", "constraints:fits_in_memory",
-                               "constraints:max_tpot_s"}
+    assert constraint_keys == {"constraints:structurally_valid", "constraints:fits_in_memory", "constraints:max_tpot_s"}
     for trial in trials:
         assert constraint_keys <= set(trial.system_attrs)
         assert all(math.isfinite(trial.system_attrs[k]) for k in constraint_keys)
@@ -162,7 +165,8 @@ def test_run_search_stores_exactly_the_requested_trials(url: str, sampler: str) 
             assert trial.values[0] == pytest.approx(estimate["decode"]["step_latency_s"], rel=1e-12)
             assert trial.values[1] == pytest.approx(estimate["decode"]["cost_chip_s_per_token"], rel=1e-12)
             assert trial.system_attrs["constraints:max_tpot_s"] == pytest.approx(
-                estimate["decode"]["step_latency_s"] - 0.5, rel=1e-9, abs=1e-12)
+                estimate["decode"]["step_latency_s"] - 0.5, rel=1e-9, abs=1e-12
+            )
             assert (trial.system_attrs["constraints:fits_in_memory"] <= 0) is estimate["memory"]["fits"]
 
 
@@ -216,6 +220,7 @@ def test_resuming_with_a_changed_spec_is_refused(url: str) -> None:
 
 # --- exhaustive enumeration --------------------------------------------------------------------
 
+
 def test_exhaustive_enumerates_every_structurally_possible_candidate_once(url: str) -> None:
     meshes = network_for(get_hardware("tpu-v4")).legal_meshes(64)
     expected = len(meshes) * 2 * 2  # meshes x batch [1, 64] x decode layout [ws_1d, ws_2d]
@@ -225,8 +230,9 @@ def test_exhaustive_enumerates_every_structurally_possible_candidate_once(url: s
     assert len(trials) == expected
     assert sorted(t.number for t in trials) == list(range(expected))
     keys = {(t.params["mesh"], t.params["batch"], t.params["decode_ffn_layout"]) for t in trials}
-    assert keys == {("x".join(map(str, m)), b, layout) for m in meshes for b in (1, 64)
-                    for layout in ("ws_1d", "ws_2d")}
+    assert keys == {
+        ("x".join(map(str, m)), b, layout) for m in meshes for b in (1, 64) for layout in ("ws_1d", "ws_2d")
+    }
     assert all(t.system_attrs["constraints:structurally_valid"] == 0 for t in trials)
 
     again = run_search(spec_dict(TINY), url, sampler="exhaustive")
@@ -264,8 +270,9 @@ def test_exhaustive_after_sampling_adds_only_the_candidates_not_yet_stored(url: 
     compiled = compile_study(spec)
     network = network_for(compiled.hardware)
     meshes = {c: ["x".join(map(str, m)) for m in network.legal_meshes(c)] for c in (64, 128)}
-    possible = {(c, m, b, layout) for c in (64, 128) for m in meshes[c] for b in (1, 16, 64)
-                for layout in ("ws_1d", "ws_2d")}
+    possible = {
+        (c, m, b, layout) for c in (64, 128) for m in meshes[c] for b in (1, 16, 64) for layout in ("ws_1d", "ws_2d")
+    }
     run_search(spec, url, trials=60)
 
     def key(t):
@@ -289,6 +296,7 @@ def test_progress_is_reported(url: str) -> None:
 
 
 # --- fronts of sampled studies -----------------------------------------------------------------
+
 
 def test_every_sampled_mesh_is_legal_for_its_chip_count(url: str) -> None:
     """The mesh dimension lists legal meshes of the spec's chip counts only: no sampled trial
@@ -321,9 +329,18 @@ def test_random_trials_with_impossible_kv_heads_are_infeasible(url: str) -> None
 
 @pytest.mark.parametrize("sampler", ["random", "nsga2"])
 def test_front_is_feasible_and_undominated_by_brute_force(url: str, sampler: str) -> None:
-    spec = parse_spec(spec_dict(sampler=sampler, space={
-        "chips": [64, 128], "batch": [1, 4, 16, 64, 256], "decode_ffn_layout": ["ws_1d", "ws_2d"],
-        "weight_bits": [16, 8], "kv_bits": [16, 8]}))
+    spec = parse_spec(
+        spec_dict(
+            sampler=sampler,
+            space={
+                "chips": [64, 128],
+                "batch": [1, 4, 16, 64, 256],
+                "decode_ffn_layout": ["ws_1d", "ws_2d"],
+                "weight_bits": [16, 8],
+                "kv_bits": [16, 8],
+            },
+        )
+    )
     run_search(spec, url, trials=300)
     study = load_study("small", url)
     front = study_front(study)
@@ -362,11 +379,13 @@ def test_trial_breakdown_matches_the_stored_trial(url: str) -> None:
 
 # --- the CLI -----------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def searched(tmp_path: Path, url: str, capsys) -> tuple[Path, str]:
     """A study 'small' of 60 random trials made with `tuner search ... --json`."""
-    code, out, err = run_cli(capsys, "search", str(write_spec(tmp_path, spec_dict())),
-                             "--storage", url, "--trials", "60", "--json")
+    code, out, err = run_cli(
+        capsys, "search", str(write_spec(tmp_path, spec_dict())), "--storage", url, "--trials", "60", "--json"
+    )
     assert code == 0, err
     assert "Traceback" not in err
     data = json.loads(out)
@@ -435,8 +454,9 @@ def test_cli_show_prints_a_trial_with_its_estimate(searched, capsys) -> None:
 
 def test_cli_search_resumes_a_study(searched, capsys) -> None:
     tmp_path, url = searched
-    code, out, err = run_cli(capsys, "search", str(tmp_path / "spec.yaml"), "--storage", url,
-                             "--trials", "90", "--json")
+    code, out, err = run_cli(
+        capsys, "search", str(tmp_path / "spec.yaml"), "--storage", url, "--trials", "90", "--json"
+    )
     assert code == 0, err
     data = json.loads(out)
     assert (data["trials_before"], data["trials_added"]) == (60, 30)
@@ -462,6 +482,7 @@ def test_cli_default_storage_is_studies_dir(tmp_path: Path, capsys, monkeypatch)
 
 # --- the CLI on bad input: exit 2, one line, nothing written -----------------------------------
 
+
 def files_under(path: Path) -> set[Path]:
     return {p for p in path.rglob("*")}
 
@@ -473,11 +494,15 @@ def test_cli_missing_spec_file(tmp_path: Path, capsys) -> None:
     assert files_under(tmp_path) == set()
 
 
-@pytest.mark.parametrize("text", [
-    "name: [unclosed\n",
-    "- a list\n- not a mapping\n",
-    "!!python/object/apply:os.system [\"echo hi\"]\n",
-], ids=["malformed", "list", "tag"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name: [unclosed\n",
+        "- a list\n- not a mapping\n",
+        '!!python/object/apply:os.system ["echo hi"]\n',
+    ],
+    ids=["malformed", "list", "tag"],
+)
 def test_cli_malformed_spec_writes_nothing(tmp_path: Path, capsys, text: str) -> None:
     spec = tmp_path / "bad.yaml"
     spec.write_text(text, encoding="utf-8")
@@ -487,11 +512,15 @@ def test_cli_malformed_spec_writes_nothing(tmp_path: Path, capsys, text: str) ->
     assert files_under(tmp_path) == {spec}
 
 
-@pytest.mark.parametrize("change,field", [
-    (lambda d: d["space"].update(chips=[12]), "space.chips"),
-    (lambda d: d.update(model="bert-base"), "model"),
-    (lambda d: d["space"].update(batch=[]), "space.batch"),
-], ids=["chips", "encoder", "empty batch"])
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        (lambda d: d["space"].update(chips=[12]), "space.chips"),
+        (lambda d: d.update(model="bert-base"), "model"),
+        (lambda d: d["space"].update(batch=[]), "space.batch"),
+    ],
+    ids=["chips", "encoder", "empty batch"],
+)
 def test_cli_invalid_spec_does_not_create_the_database(tmp_path: Path, capsys, change, field) -> None:
     data = spec_dict()
     change(data)
@@ -501,16 +530,19 @@ def test_cli_invalid_spec_does_not_create_the_database(tmp_path: Path, capsys, c
     assert files_under(tmp_path) == {spec}
 
 
-@pytest.mark.parametrize("args,field", [
-    (["--trials", "0"], "trials"),
-    (["--trials", "-5"], "trials"),
-    (["--sampler", "bogus"], "sampler"),
-    (["--timeout", "0"], "timeout"),
-], ids=["trials 0", "trials negative", "sampler", "timeout"])
+@pytest.mark.parametrize(
+    "args,field",
+    [
+        (["--trials", "0"], "trials"),
+        (["--trials", "-5"], "trials"),
+        (["--sampler", "bogus"], "sampler"),
+        (["--timeout", "0"], "timeout"),
+    ],
+    ids=["trials 0", "trials negative", "sampler", "timeout"],
+)
 def test_cli_bad_search_options_write_nothing(tmp_path: Path, capsys, args, field) -> None:
     spec = write_spec(tmp_path, spec_dict())
-    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url_of(tmp_path, "db/s.db"),
-                             "--json", *args)
+    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url_of(tmp_path, "db/s.db"), "--json", *args)
     assert_one_error_line(code, out, err, (field,))
     assert files_under(tmp_path) == {spec}
 
@@ -562,9 +594,11 @@ def test_cli_search_error_is_one_line_without_json(tmp_path: Path, url: str, cap
     assert_one_error_line(code, out, err, (field,))
 
 
-@pytest.mark.parametrize("command", [["pareto", "small"], ["show", "small", "0"],
-                                     ["export", "small", "--trial", "0"], ["studies"]],
-                         ids=["pareto", "show", "export", "studies"])
+@pytest.mark.parametrize(
+    "command",
+    [["pareto", "small"], ["show", "small", "0"], ["export", "small", "--trial", "0"], ["studies"]],
+    ids=["pareto", "show", "export", "studies"],
+)
 def test_cli_read_commands_with_an_unopenable_storage(tmp_path: Path, capsys, command) -> None:
     for url in unopenable_urls(tmp_path):
         before = files_under(tmp_path)
@@ -573,9 +607,11 @@ def test_cli_read_commands_with_an_unopenable_storage(tmp_path: Path, capsys, co
         assert files_under(tmp_path) == before
 
 
-@pytest.mark.parametrize("command", [["pareto", "nope"], ["pareto", "nope", "--json"],
-                                     ["show", "nope", "0"], ["export", "nope", "--trial", "0"]],
-                         ids=["pareto", "pareto json", "show", "export"])
+@pytest.mark.parametrize(
+    "command",
+    [["pareto", "nope"], ["pareto", "nope", "--json"], ["show", "nope", "0"], ["export", "nope", "--trial", "0"]],
+    ids=["pareto", "pareto json", "show", "export"],
+)
 def test_cli_unknown_study(searched, capsys, command) -> None:
     tmp_path, url = searched
     before = {p: p.stat().st_mtime_ns for p in files_under(tmp_path)}
@@ -585,9 +621,11 @@ def test_cli_unknown_study(searched, capsys, command) -> None:
     assert {p: p.stat().st_mtime_ns for p in files_under(tmp_path)} == before
 
 
-@pytest.mark.parametrize("command", [["pareto", "nope"], ["show", "nope", "0"],
-                                     ["export", "nope", "--trial", "0"]],
-                         ids=["pareto", "show", "export"])
+@pytest.mark.parametrize(
+    "command",
+    [["pareto", "nope"], ["show", "nope", "0"], ["export", "nope", "--trial", "0"]],
+    ids=["pareto", "show", "export"],
+)
 def test_cli_unknown_study_in_a_missing_database_creates_no_file(tmp_path: Path, capsys, command) -> None:
     """Reading commands must not create an empty database where there was none (it would then be
     listed by `tuner studies` and make a typo look like an empty study)."""

@@ -109,15 +109,20 @@ def test_trial_writer_flushes_when_the_interval_has_passed(tmp_path: Path) -> No
     assert writer.written == 2 and not writer.pending
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("postgresql+psycopg2://tuner:secret@db.example:5432/studies",
-     "postgresql+psycopg2://tuner:***@db.example:5432/studies"),
-    ("mysql+pymysql://root:p%40ss@localhost/db", "mysql+pymysql://root:***@localhost/db"),
-    ("postgresql://tuner@host/db", "postgresql://tuner@host/db"),  # no password: unchanged
-    ("sqlite:///studies/x.db", "sqlite:///studies/x.db"),
-    # Not parseable by SQLAlchemy: masked by hand.
-    ("weird scheme://user:secret@host/db", "weird scheme://user:***@host/db"),
-    ("notaurl", "notaurl"),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql+psycopg2://tuner:secret@db.example:5432/studies",
+            "postgresql+psycopg2://tuner:***@db.example:5432/studies",
+        ),
+        ("mysql+pymysql://root:p%40ss@localhost/db", "mysql+pymysql://root:***@localhost/db"),
+        ("postgresql://tuner@host/db", "postgresql://tuner@host/db"),  # no password: unchanged
+        ("sqlite:///studies/x.db", "sqlite:///studies/x.db"),
+        # Not parseable by SQLAlchemy: masked by hand.
+        ("weird scheme://user:secret@host/db", "weird scheme://user:***@host/db"),
+        ("notaurl", "notaurl"),
+    ],
+)
 def test_mask_password(url: str, shown: str) -> None:
     assert mask_password(url) == shown

@@ -18,11 +18,14 @@ from tuner import study as study_module
 from tuner.storage import StorageError, mask_password, open_storage
 
 SPEC = {
-    "name": "small", "model": "llama-3-8b", "hardware": "l4",
+    "name": "small",
+    "model": "llama-3-8b",
+    "hardware": "l4",
     "workload": {"prompt_len": 512, "gen_len": 64},
     "space": {"chips": [1, 2], "batch": [1, 8]},
     "objectives": [{"metric": "decode.step_latency_s"}, {"metric": "decode.cost_chip_s_per_token"}],
-    "sampler": "random", "trials": 20,
+    "sampler": "random",
+    "trials": 20,
 }
 
 
@@ -75,19 +78,22 @@ def test_a_directory_is_bad_input(tmp_path: Path, capsys) -> None:
 def test_unreachable_server_is_the_environment(tmp_path: Path, capsys) -> None:
     pytest.importorskip("psycopg2")
     url = "postgresql+psycopg2://tuner:secret@127.0.0.1:1/tuner"  # nothing listens on port 1
-    line = _one_line(*_search(capsys, tmp_path, url), 1, "postgresql+psycopg2://tuner:***@127.0.0.1:1/tuner",
-                     "server is running")
+    line = _one_line(
+        *_search(capsys, tmp_path, url), 1, "postgresql+psycopg2://tuner:***@127.0.0.1:1/tuner", "server is running"
+    )
     assert "connect" in line
     _one_line(*run_cli(capsys, "pareto", "small", "--storage", url), 1, "tuner:***@")
 
 
-@pytest.mark.parametrize("url, module, install", [
-    ("mysql://u:secret@localhost/db", "MySQLdb", "mysqlclient"),
-    ("mysql+pymysql://u:secret@localhost/db", "pymysql", "pip install pymysql"),
-    ("postgresql+pg8000://u:secret@localhost/db", "pg8000", "pip install pg8000"),
-])
-def test_missing_driver_is_the_environment_and_names_the_package(tmp_path: Path, capsys, url, module,
-                                                                 install) -> None:
+@pytest.mark.parametrize(
+    "url, module, install",
+    [
+        ("mysql://u:secret@localhost/db", "MySQLdb", "mysqlclient"),
+        ("mysql+pymysql://u:secret@localhost/db", "pymysql", "pip install pymysql"),
+        ("postgresql+pg8000://u:secret@localhost/db", "pg8000", "pip install pg8000"),
+    ],
+)
+def test_missing_driver_is_the_environment_and_names_the_package(tmp_path: Path, capsys, url, module, install) -> None:
     if importlib.util.find_spec(module.split(".")[0]) is not None:
         pytest.skip(f"{module} is installed here")
     _one_line(*_search(capsys, tmp_path, url), 1, "no database driver", module, install, "u:***@localhost")
@@ -111,8 +117,9 @@ def test_locked_database_is_the_environment(tmp_path: Path, capsys) -> None:
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        code, out, err = run_cli(capsys, "search", _spec(tmp_path), "--storage", f"sqlite:///{path}?timeout=0.2",
-                                 "--trials", "40", "--json")
+        code, out, err = run_cli(
+            capsys, "search", _spec(tmp_path), "--storage", f"sqlite:///{path}?timeout=0.2", "--trials", "40", "--json"
+        )
         _one_line(code, out, err, 1, "locked by another process", str(path))
     finally:
         holder.execute("ROLLBACK")

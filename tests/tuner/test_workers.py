@@ -49,8 +49,13 @@ def _server_url() -> str | None:
     if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
         pytest.skip("no PostgreSQL server: set TUNER_TEST_POSTGRES_URL or install postgresql")
     try:
-        done = subprocess.run(["bash", str(ROOT / ".ci" / "postgres.sh")], capture_output=True,
-                              text=True, timeout=120, env={**os.environ, "TUNER_PG_PORT": "55433"})
+        done = subprocess.run(
+            ["bash", str(ROOT / ".ci" / "postgres.sh")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "TUNER_PG_PORT": "55433"},
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         pytest.skip(f"could not start PostgreSQL: {error}")
     if done.returncode != 0:
@@ -83,9 +88,16 @@ def postgres_url() -> str:
 
 
 def _run_workers(spec: Path, url: str, count: int = 4) -> list[subprocess.CompletedProcess]:
-    processes = [subprocess.Popen([*TUNER, "worker", str(spec), "--storage", url, "--seed", str(i)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-                 for i in range(count)]
+    processes = [
+        subprocess.Popen(
+            [*TUNER, "worker", str(spec), "--storage", url, "--seed", str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for i in range(count)
+    ]
     results = []
     for process in processes:
         out, err = process.communicate(timeout=300)
@@ -103,8 +115,13 @@ def _check_study(url: str, expected: int) -> None:
 
 
 def _pareto_reads(url: str) -> None:
-    done = subprocess.run([*TUNER, "pareto", SPEC["name"], "--storage", url, "--json"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [*TUNER, "pareto", SPEC["name"], "--storage", url, "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith("[")
 
@@ -127,16 +144,25 @@ def test_four_workers_on_one_sqlite_file(tmp_path: Path) -> None:
 
 def test_worker_share_caps_what_one_worker_adds(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'share.db'}"
-    done = subprocess.run([*TUNER, "worker", str(_write_spec(tmp_path)), "--storage", url,
-                           "--trials", "120"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [*TUNER, "worker", str(_write_spec(tmp_path)), "--storage", url, "--trials", "120"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     _check_study(url, 120)
 
 
 def _start_search(spec: Path, url: str, trials: int) -> subprocess.Popen:
-    return subprocess.Popen([*TUNER, "search", str(spec), "--storage", url, "--trials", str(trials),
-                             "--sampler", "random"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    return subprocess.Popen(
+        [*TUNER, "search", str(spec), "--storage", url, "--trials", str(trials), "--sampler", "random"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
 
 
 def _wait_for_trials(url: str, at_least: int, timeout_s: float = 60.0) -> int:
@@ -166,8 +192,13 @@ def test_sigkill_then_resume_keeps_flushed_trials_and_finishes(tmp_path: Path) -
     assert sorted(t.number for t in survived) == list(range(len(survived)))
     assert {t.state for t in survived} == {optuna.trial.TrialState.COMPLETE}
     budget = len(survived) + 300
-    done = subprocess.run([*TUNER, "search", str(spec), "--storage", url, "--trials", str(budget),
-                           "--sampler", "random"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [*TUNER, "search", str(spec), "--storage", url, "--trials", str(budget), "--sampler", "random"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     _check_study(url, budget)
     kept = {t.number: t.params for t in survived}
@@ -186,7 +217,12 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
     assert "Traceback" not in err
     assert "run the same command to resume" in err
     saved = len(optuna.load_study(study_name=SPEC["name"], storage=url).trials)
-    done = subprocess.run([*TUNER, "search", str(spec), "--storage", url, "--trials", str(saved + 100),
-                           "--sampler", "random"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [*TUNER, "search", str(spec), "--storage", url, "--trials", str(saved + 100), "--sampler", "random"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     _check_study(url, saved + 100)
