@@ -114,7 +114,7 @@ def time_plain_optuna(spec, sampler: str, trials: int) -> float:
     def objective(trial: optuna.Trial) -> list[float]:
         params = {name: trial.suggest_categorical(name, d.choices) for name, d in dists.items()}
         evaluation = evaluate(compiled, compiled.space.indices_of([params]))
-        for name, value in zip(names, evaluation.constraints[0]):
+        for name, value in zip(names, evaluation.constraints[0], strict=True):
             trial.set_constraint(name, float(value))
         trial.set_user_attr("estimate", candidate_report(compiled, evaluation, 0))
         return [float(v) for v in evaluation.values[0]]

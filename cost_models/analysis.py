@@ -7,6 +7,7 @@ arrays of configurations at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +109,7 @@ def generation_totals(
     *,
     batch: int = 1,
     convention: CountingConvention = DEFAULT,
-    **config_kwargs: object,
+    **config_kwargs: Any,
 ) -> dict[str, float]:
     """FLOPs, bytes and time of generating ``gen_len`` tokens one at a time with a KV cache and
     no prompt: step t attends to t cached positions (itself included), weights reload each step.

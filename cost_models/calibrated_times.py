@@ -99,7 +99,7 @@ def calibrated_operator_times(
         if everyone:
             times[gemm_rows] = block
         else:
-            times[np.ix_(gemm_rows, np.flatnonzero(rows))] = block
+            times[np.ix_(np.asarray(gemm_rows), np.flatnonzero(rows))] = block
     # Elementwise kernels: bytes at a fraction of HBM bandwidth, plus a launch.
     moved = chip_ops.bytes
     elementwise = [OP[op] for op in ELEMENTWISE_OPS]
@@ -119,7 +119,7 @@ def calibrated_operator_times(
         rows = c.kv_dtype == code
         d_rows, p_rows = rows & decode, rows & ~decode
         if np.any(d_rows):
-            params = (
+            decode_params = (
                 profile.decode_attention.get(cache)
                 or profile.decode_attention.get("bfloat16")
                 or DecodeAttentionParams()
@@ -132,11 +132,11 @@ def calibrated_operator_times(
                 c.d_head[d_rows],
                 kv_bytes[d_rows],
                 hardware,
-                params,
+                decode_params,
             )
         if np.any(p_rows):
             key = f"bfloat16/{cache}"
-            params = (
+            prefill_params = (
                 profile.prefill_attention.get(key)
                 or profile.prefill_attention.get("bfloat16/bfloat16")
                 or PrefillAttentionParams()
@@ -148,7 +148,7 @@ def calibrated_operator_times(
                 kv_heads[p_rows],
                 c.d_head[p_rows],
                 hardware,
-                params,
+                prefill_params,
                 kv_bytes_per_element=kv_bytes[p_rows],
             )
     return np.where(present, times, 0.0)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import yaml
@@ -32,11 +32,12 @@ from cost_models.efficiency import (
     PrefillAttentionParams,
 )
 from cost_models.errors import InvalidInputError, from_validation_error
-from cost_models.hardware import get_hardware
+from cost_models.hardware import SwitchedInterconnect, get_hardware
 
 #: Serving engines a profile can describe: the three GPU engines of the kernel database, and JAX
 #: (Pope et al.'s own TPU implementation, fitted end to end on their measurements).
-BACKENDS: tuple[str, ...] = ("trtllm", "vllm", "sglang", "jax")
+Backend = Literal["trtllm", "vllm", "sglang", "jax"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _PROFILE_DIR = "calibration_profiles"
 
@@ -76,7 +77,7 @@ class CalibrationProfile(BaseModel):
     model_config = _FROZEN
 
     chip: str = Field(description="Hardware catalog name.")
-    backend: Literal["trtllm", "vllm", "sglang", "jax"]
+    backend: Backend
     fallback: bool = Field(default=False, description="True: a DEFAULT, not fitted on this chip.")
     fallback_reason: str | None = None
     #: gemm_dtype of the kernel database -> parameters.
@@ -231,8 +232,10 @@ def default_profile(chip_name: str, backend: str) -> CalibrationProfile:
     prefill_keys = sorted({k for p in same for k in p.prefill_attention})
     decode_keys = sorted({k for p in same for k in p.decode_attention})
     net = chip.interconnect
-    latency = getattr(net, "domain_latency_s", None) or getattr(net, "hop_latency_s", 1e-6)
-    bandwidth = getattr(net, "domain_bandwidth_bytes_per_s", None) or net.link_bandwidth_bytes_per_s
+    if isinstance(net, SwitchedInterconnect):  # the fast domain (NVLink); a zero latency counts as 1 us
+        latency, bandwidth = net.domain_latency_s or 1e-6, net.domain_bandwidth_bytes_per_s
+    else:
+        latency, bandwidth = net.hop_latency_s, net.link_bandwidth_bytes_per_s
     one = CollectiveParams(latency_s=latency, bandwidth_bytes_per_s=bandwidth)
     kinds = ("all_reduce", "all_gather", "reduce_scatter", "alltoall")
     return CalibrationProfile(

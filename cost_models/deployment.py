@@ -16,7 +16,7 @@ linear in context, which it is within one roofline regime.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -51,7 +51,7 @@ from cost_models.roofline import roofline_times
 from cost_models.topology import Network, network_for, parse_mesh
 
 Overlap = Literal["overlapped", "added"]
-OVERLAPS: tuple[str, ...] = ("overlapped", "added")
+OVERLAPS: tuple[str, ...] = get_args(Overlap)
 #: More chips than any deployment has (and beyond which enumerating meshes stops being cheap).
 MAX_CHIPS = 2**20
 
@@ -464,8 +464,8 @@ def candidate_meshes(
                 f"{'x'.join(map(str, shape))} has {int(np.prod(shape))} chips, not {chips}",
                 "use a mesh whose axes multiply to --chips",
             )
-        network.check_mesh(shape)  # type: ignore[arg-type]
-        return [shape]  # type: ignore[list-item]
+        network.check_mesh(shape)  # a legal mesh has three axes
+        return [(shape[0], shape[1], shape[2])]
     candidates = network.legal_meshes(chips)
     if not candidates:
         raise InvalidInputError(

@@ -140,10 +140,11 @@ class Deployments:
 
     def row(self, i: int) -> Deployment:
         """Deployment ``i`` as one value."""
+        x, y, z = (int(a) for a in self.mesh[i])
         return Deployment(
             model=self.models[int(self.model_index[i])],
             hardware=self.hardware,
-            mesh=tuple(int(a) for a in self.mesh[i]),  # type: ignore[arg-type]
+            mesh=(x, y, z),
             batch=int(self.batch[i]),
             prompt_len=int(self.prompt_len[i]),
             gen_len=int(self.gen_len[i]),
@@ -273,7 +274,9 @@ def make_deployments(
         "gen_len": np.float64,
         "kv_heads": np.float64,
     }
-    typed = {name: np.ascontiguousarray(a, dtype=kinds.get(name, np.int64)) for name, a in zip(names, arrays)}
+    typed = {
+        name: np.ascontiguousarray(a, dtype=kinds.get(name, np.int64)) for name, a in zip(names, arrays, strict=True)
+    }
     deployments = Deployments(
         models=models, hardware=hardware, mesh=np.ascontiguousarray(np.broadcast_to(mesh_array, (n, 3))), **typed
     )

@@ -8,6 +8,8 @@ wider of its two operands' formats (int8 peak only when both operands are int8, 
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 
 from cost_models.errors import InvalidInputError
@@ -33,7 +35,8 @@ COMBINE = np.array(
 )
 
 #: What a user writes for a stored format (bits, or fp8): CLI choices and study specs.
-BITS_CHOICES: tuple[str, ...] = ("16", "8", "4", "fp8")
+BitsChoice = Literal["16", "8", "4", "fp8"]
+BITS_CHOICES: tuple[str, ...] = get_args(BitsChoice)
 
 _ALIASES = {
     "16": BF16,

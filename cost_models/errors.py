@@ -6,6 +6,11 @@ and how to fix it, and the CLI turns that into a one-line message and exit code 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pydantic
+
 
 class InvalidInputError(ValueError):
     """Bad user input: ``field`` names what is wrong, ``fix`` says what to do instead."""
@@ -20,7 +25,7 @@ class InvalidInputError(ValueError):
         super().__init__(message)
 
 
-def from_validation_error(error: pydantic.ValidationError, where: str) -> InvalidInputError:  # noqa: F821
+def from_validation_error(error: pydantic.ValidationError, where: str) -> InvalidInputError:
     """Condense a pydantic ``ValidationError`` into one :class:`InvalidInputError` (first problem)."""
     first = error.errors()[0]
     loc = ".".join(str(part) for part in first.get("loc", ()) if part != "__root__")

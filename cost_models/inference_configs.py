@@ -102,7 +102,7 @@ def make_configs(
         # A design space holds few distinct models: build one row per model, then index.
         distinct: dict[int, int] = {}
         rows = [distinct.setdefault(id(m), len(distinct)) for m in models]
-        specs = {row: m for m, row in zip(models, rows)}
+        specs = {row: m for m, row in zip(models, rows, strict=True)}
         unique = [specs[row] for row in range(len(distinct))]
         index = np.array(rows, dtype=np.int64)
     model_columns = {name: _float_column(name, [getattr(m, name) for m in unique])[index] for name in _MODEL_FIELDS}
@@ -131,7 +131,7 @@ def make_configs(
     )
     names = list(columns)
     arrays = np.broadcast_arrays(*(np.atleast_1d(columns[n]) for n in names))
-    columns = {n: np.ascontiguousarray(a) for n, a in zip(names, arrays)}
+    columns = {n: np.ascontiguousarray(a) for n, a in zip(names, arrays, strict=True)}
     if causal is None:
         columns["causal"] = columns["flash_attention"] & columns["decoder"]
     else:

@@ -25,16 +25,19 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cached_property
 from itertools import combinations
+from typing import Literal, get_args
 
 import numpy as np
 
 from cost_models.dtypes import BYTES_PER_ELEMENT
 from cost_models.inference_configs import InferenceConfigs
 from cost_models.operators import LM_HEAD, OP, OperatorCosts
-from cost_models.topology import Network, group_size
+from cost_models.topology import Collective, Network, group_size
 
-FFN_LAYOUTS: tuple[str, ...] = ("ws_1d", "ws_2d", "wg_x", "wg_xy", "wg_xyz")
-ATTENTION_SHARDINGS: tuple[str, ...] = ("head", "batch")
+FfnLayout = Literal["ws_1d", "ws_2d", "wg_x", "wg_xy", "wg_xyz"]
+AttentionSharding = Literal["head", "batch"]
+FFN_LAYOUTS: tuple[str, ...] = get_args(FfnLayout)
+ATTENTION_SHARDINGS: tuple[str, ...] = get_args(AttentionSharding)
 AXES: tuple[str, ...] = ("x", "y", "z")
 ATTENTION_OPS = ("qk_matmul", "softmax", "sv_matmul", "fused_attention")
 
@@ -242,7 +245,7 @@ class CollectiveCall:
     """One collective of a layer: kind, mesh axes, and D, the bytes per chip (Pope et al. app. A:
     the all-gather's per-chip output, the reduce-scatter's per-chip input)."""
 
-    kind: str
+    kind: Collective
     axes: str
     bytes_per_chip: np.ndarray
     moves: str  # what it carries, for reports
@@ -303,7 +306,7 @@ def ffn_collectives(
     f = "".join(rules.in_use(rules.mlp))
     tokens = s.tokens / group_size(mesh, "".join(rules.act_batch))
     e_ways, f_ways = group_size(mesh, e), group_size(mesh, f)
-    steps = [
+    steps: list[tuple[Collective, str, np.ndarray]] = [
         ("all_gather", f, tokens * s.d_model / e_ways),  # x[B, L, E_e] over f -> W_in
         ("reduce_scatter", e, tokens * mid_in / f_ways),  # partial sums over E_e
         ("all_gather", e, tokens * mid_out / f_ways),  # -> W_out
@@ -353,10 +356,12 @@ def layer_comm_time_s(
 ) -> np.ndarray:
     """Seconds of collectives per block, each configuration with its own FFN layout."""
     total = np.zeros(len(layout_codes))
-    for code, layout, chosen, sub in _by_layout(layout_codes, s, mesh):
+    for _code, layout, chosen, sub in _by_layout(layout_codes, s, mesh):
         shapes, sub_mesh = sub
         calls = layer_collectives(layout, shapes, sub_mesh, parallel_block[chosen], batch_sharded_attention[chosen])
-        total[chosen] = sum(network.collective_time_s(c.kind, c.bytes_per_chip, sub_mesh, c.axes) for c in calls)
+        total[chosen] = sum(
+            (network.collective_time_s(c.kind, c.bytes_per_chip, sub_mesh, c.axes) for c in calls), start=0.0
+        )
     return total
 
 

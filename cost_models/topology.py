@@ -48,8 +48,8 @@ class Network(ABC):
         """Seconds for one collective over ``axes`` moving ``bytes_per_chip`` (D) per chip; a
         collective of one chip, or of no bytes (one that a configuration does not run), is free."""
 
-    def check_mesh(self, mesh: tuple[int, int, int]) -> None:
-        """Raise InvalidInputError unless ``mesh`` is one the hardware can form."""
+    def check_mesh(self, mesh: tuple[int, ...]) -> None:
+        """Raise InvalidInputError unless ``mesh`` is one the hardware can form (three axes)."""
         chips = int(np.prod(mesh))
         legal = self.legal_meshes(chips)
         if tuple(mesh) not in legal:
@@ -209,4 +209,5 @@ def parse_mesh(text: str) -> tuple[int, int, int]:
         parts = []
     if not 1 <= len(parts) <= 3 or any(p < 1 for p in parts):
         raise InvalidInputError("mesh", f"cannot read {text!r}", "write it as XxYxZ, e.g. 4x4x4")
-    return tuple(parts + [1] * (3 - len(parts)))  # type: ignore[return-value]
+    x, y, z = parts + [1] * (3 - len(parts))
+    return (x, y, z)

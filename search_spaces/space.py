@@ -26,7 +26,7 @@ from cost_models.deployments import BLOCKS, Deployment, Deployments, make_deploy
 from cost_models.dtypes import parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
-from cost_models.metrics import metric_arrays
+from cost_models.metrics import Direction, metric_arrays
 from cost_models.models import ModelSpec, get_model
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
 from cost_models.topology import network_for, parse_mesh
@@ -80,7 +80,7 @@ class SearchSpace:
     def all_indices(self) -> dict[str, np.ndarray]:
         """Every combination, as one index array per dimension (the exhaustive enumeration)."""
         grids = np.meshgrid(*[np.arange(len(c)) for c in self.dimensions.values()], indexing="ij")
-        return {name: grid.ravel() for name, grid in zip(self.dimensions, grids)}
+        return {name: grid.ravel() for name, grid in zip(self.dimensions, grids, strict=True)}
 
     def indices_of(self, params: list[dict]) -> dict[str, np.ndarray]:
         """Index arrays for candidates given as {dimension: label} dicts (Optuna's params)."""
@@ -120,7 +120,7 @@ class CompiledStudy:
         return [o.metric for o in self.spec.objectives]
 
     @cached_property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Direction]:
         return [o.resolved_direction for o in self.spec.objectives]
 
     @cached_property
@@ -192,7 +192,8 @@ def _mesh_choices(spec: StudySpec, hardware: HardwareSpec) -> list[tuple[int, in
 def _kv_head_choices(spec: StudySpec, model: ModelSpec) -> list[int]:
     kv_heads: list[int] = []
     for choice in spec.space.kv_heads:
-        value = {"model": model.kv_heads, "mha": model.heads, "mqa": 1}.get(choice, choice)  # type: ignore[call-overload]
+        named = {"model": model.kv_heads, "mha": model.heads, "mqa": 1}
+        value = named.get(choice, choice) if isinstance(choice, str) else choice
         if not isinstance(value, int) or value < 1:
             raise InvalidInputError(
                 "space.kv_heads", f"bad choice {choice!r}", "use model, mha, mqa or a positive head count"

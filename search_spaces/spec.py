@@ -11,30 +11,28 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
-from cost_models.calibration import BACKENDS
-from cost_models.deployment import MAX_CHIPS, OVERLAPS
-from cost_models.dtypes import BITS_CHOICES
+from cost_models.calibration import Backend
+from cost_models.deployment import MAX_CHIPS, Overlap
+from cost_models.dtypes import BitsChoice
 from cost_models.errors import InvalidInputError, from_validation_error
-from cost_models.metrics import METRICS
-from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
+from cost_models.metrics import METRICS, Direction
+from cost_models.partitioning import AttentionSharding, FfnLayout
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
 #: How a study may be searched: Optuna's NSGA-II, TPE and random samplers, or every candidate.
-SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "random", "exhaustive")
+Sampler = Literal["nsga2", "tpe", "random", "exhaustive"]
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
 
 
 class Workload(BaseModel):
     model_config = _STRICT
     prompt_len: StrictInt = Field(gt=0, le=2**31, description="Prompt tokens per sequence.")
     gen_len: StrictInt = Field(gt=0, le=2**31, description="Generated tokens per sequence.")
-
-
-Bits = Literal[BITS_CHOICES]  # type: ignore[valid-type]
 
 
 class Space(BaseModel):
@@ -48,12 +46,12 @@ class Space(BaseModel):
         "or a list of meshes XxYxZ, each of one of the chip counts. The mesh carries the chips.",
     )
     batch: list[StrictInt] = Field(min_length=1)
-    prefill_ffn_layout: list[Literal[FFN_LAYOUTS]] = Field(default=["ws_2d"], min_length=1)  # type: ignore[valid-type]
-    decode_ffn_layout: list[Literal[FFN_LAYOUTS]] = Field(default=["ws_2d"], min_length=1)  # type: ignore[valid-type]
-    prefill_attn_sharding: list[Literal[ATTENTION_SHARDINGS]] = Field(default=["head"], min_length=1)  # type: ignore[valid-type]
-    decode_attn_sharding: list[Literal[ATTENTION_SHARDINGS]] = Field(default=["head"], min_length=1)  # type: ignore[valid-type]
-    weight_bits: list[Bits] = Field(default=["16"], min_length=1)
-    kv_bits: list[Bits] = Field(default=["16"], min_length=1)
+    prefill_ffn_layout: list[FfnLayout] = Field(default=["ws_2d"], min_length=1)
+    decode_ffn_layout: list[FfnLayout] = Field(default=["ws_2d"], min_length=1)
+    prefill_attn_sharding: list[AttentionSharding] = Field(default=["head"], min_length=1)
+    decode_attn_sharding: list[AttentionSharding] = Field(default=["head"], min_length=1)
+    weight_bits: list[BitsChoice] = Field(default=["16"], min_length=1)
+    kv_bits: list[BitsChoice] = Field(default=["16"], min_length=1)
     kv_heads: list[StrictInt | Literal["model", "mha", "mqa"]] = Field(
         default=["model"],
         min_length=1,
@@ -105,7 +103,7 @@ class Objective(BaseModel):
         return value
 
     @property
-    def resolved_direction(self) -> str:
+    def resolved_direction(self) -> Direction:
         return self.direction or METRICS[self.metric].direction
 
 
@@ -135,7 +133,7 @@ class StudySpec(BaseModel):
     space: Space
     objectives: list[Objective] = Field(min_length=1, max_length=6)
     constraints: Constraints = Constraints()
-    overlap: Literal[OVERLAPS] = "overlapped"  # type: ignore[valid-type]
+    overlap: Overlap = "overlapped"
     calibration: str = Field(
         default="auto",
         min_length=1,
@@ -146,10 +144,10 @@ class StudySpec(BaseModel):
             "not resumed under another."
         ),
     )
-    backend: Literal[BACKENDS] | None = Field(  # type: ignore[valid-type]
+    backend: Backend | None = Field(
         default=None, description="Serving engine of the profile [default: the one measured best for the chip]."
     )
-    sampler: Literal[SAMPLERS] = "nsga2"  # type: ignore[valid-type]
+    sampler: Sampler = "nsga2"
     seed: StrictInt = Field(default=0, ge=0, le=2**32 - 1)
     trials: StrictInt = Field(default=1000, gt=0, le=10_000_000)
 

@@ -28,8 +28,8 @@ def figure_totals(model: str, seq_lens: list[int]) -> dict[str, np.ndarray]:
         flops, bytes_ = result.total_flops, result.total_bytes
     else:
         totals = [
-            generation_totals(get_model(model), get_hardware("a100-80gb"), l, convention=KIM2023, **EIGHT_BIT)
-            for l in seq_lens
+            generation_totals(get_model(model), get_hardware("a100-80gb"), seq_len, convention=KIM2023, **EIGHT_BIT)
+            for seq_len in seq_lens
         ]
         flops = np.array([t["flops"] for t in totals])
         bytes_ = np.array([t["bytes"] for t in totals])

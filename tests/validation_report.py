@@ -64,18 +64,22 @@ def kim_table3() -> None:
 
 
 def kim_figures() -> None:
-    print("| model | quantity | " + " | ".join(f"l={l}" for l in KIM2023_SEQ_LENS) + " |")
+    print("| model | quantity | " + " | ".join(f"l={n}" for n in KIM2023_SEQ_LENS) + " |")
     print("|---|---|" + "---|" * len(KIM2023_SEQ_LENS))
     for model, series in KIM2023_FIGURES.items():
         ours = figure_totals(model, KIM2023_SEQ_LENS)
         for quantity, printed_values in series.items():
-            cells = [f"{p} / {v:.4g} ({printed_error(v, p):+.1%})" for v, p in zip(ours[quantity], printed_values)]
+            cells = [
+                f"{p} / {v:.4g} ({printed_error(v, p):+.1%})"
+                for v, p in zip(ours[quantity], printed_values, strict=True)
+            ]
             print(f"| {model} | {quantity} | " + " | ".join(cells) + " |")
 
 
 def yuan_table1() -> None:
     print(
-        "| phase | op | OPs paper | ours | error | bytes paper | ours | error | FLOP/B paper | ours | error | bound paper / ours |"
+        "| phase | op | OPs paper | ours | error | bytes paper | ours | error "
+        "| FLOP/B paper | ours | error | bound paper / ours |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     reports = {

@@ -80,7 +80,8 @@ def render(results, seconds: float) -> str:
         "",
         "## Summary (median over groups of the held-out median / p90)",
         "",
-        "| chip | backend | class | groups | BEFORE median | AFTER median | AFTER p90 (median over groups) | groups missing a target |",
+        "| chip | backend | class | groups | BEFORE median | AFTER median "
+        "| AFTER p90 (median over groups) | groups missing a target |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for profile, report in results:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -42,7 +43,7 @@ from cost_models.efficiency import (
     prefill_attention_time_s,
 )
 from cost_models.errors import InvalidInputError
-from cost_models.hardware import HardwareSpec, get_hardware
+from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
 from tuner.fitting import abs_rel_errors, cross_validate, fit
 from tuner.kernel_data import (
     CHIP_TO_SYSTEM,
@@ -194,7 +195,7 @@ def fit_gemm(
             mask &= (c["n"] % 128 == 0) & (c["k"] % 128 == 0)
         rows = _subsample(np.flatnonzero(mask), max_rows, seed)
         specs = dict(GemmParams.FIT)
-        fixed = {}
+        fixed: dict[str, float] = {}
         if fmt not in QUANTIZES_ACTIVATIONS:
             specs.pop("act_quant_passes")
         if chip.l2_bytes is None:
@@ -224,7 +225,7 @@ def fit_prefill(
     here = (c["system"] == system) & (c["engine"] == backend)
     reports = []
     window_all = c.get("window_size", np.zeros(len(table)))
-    for attn, kv in sorted(set(zip(c["attn_dtype"][here], c["kv_cache_dtype"][here]))):
+    for attn, kv in sorted(set(zip(c["attn_dtype"][here], c["kv_cache_dtype"][here], strict=True))):
         mask = here & (c["attn_dtype"] == attn) & (c["kv_cache_dtype"] == kv)
         rows = _subsample(np.flatnonzero(mask), max_rows, seed)
         specs = dict(PrefillAttentionParams.FIT)
@@ -232,7 +233,7 @@ def fit_prefill(
         b, s, h, hk, d = (c[x][rows] for x in ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim"))
         w = window_all[rows]
         measured = c["latency"][rows] * 1e-3
-        fmt = "fp8" if attn == "fp8" else "bfloat16"
+        fmt: Literal["bfloat16", "fp8"] = "fp8" if attn == "fp8" else "bfloat16"
         kvb = KV_BYTES.get(kv, 2.0)
 
         def predict(values, idx, b=b, s=s, h=h, hk=hk, d=d, w=w, fmt=fmt, kvb=kvb):
@@ -321,7 +322,11 @@ def _fit_collective_rows(
     net = chip.interconnect
     roof_params = CollectiveParams(
         latency_s=0.0,
-        bandwidth_bytes_per_s=getattr(net, "domain_bandwidth_bytes_per_s", None) or net.link_bandwidth_bytes_per_s,
+        bandwidth_bytes_per_s=(
+            net.domain_bandwidth_bytes_per_s
+            if isinstance(net, SwitchedInterconnect)
+            else net.link_bandwidth_bytes_per_s
+        ),
     )
     roofline = np.maximum(collective_time_s(kind, message, group, {group: roof_params}, impl), 1e-30)
     starts = [
@@ -533,7 +538,7 @@ def shipped_pairs(kernel_dir: Path = REPO_KERNELS) -> list[tuple[str, str]]:
     pairs = set()
     for name in ("gemm_perf.csv.gz", "context_attention_perf.csv.gz"):
         table = read_kernel_table(kernel_dir / name)
-        for system, backend in zip(table.columns["system"], table.columns["engine"]):
+        for system, backend in zip(table.columns["system"], table.columns["engine"], strict=True):
             if system in SYSTEMS and backend in BACKENDS:
                 pairs.add((SYSTEMS[system], backend))
     return sorted(pairs)

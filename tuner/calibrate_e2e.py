@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import yaml
@@ -131,6 +131,8 @@ def read_points(path: str | Path, group: str | None = None) -> list[Point]:
             mesh = parse_mesh(row["mesh"]) if (row.get("mesh") or "").strip() else (1, 1, chips)
             if math.prod(mesh) != chips:
                 raise InvalidInputError(where, f"mesh {row['mesh']} does not have {chips} chips", "fix mesh or chips")
+            # Layout and sharding names the row gives (the Deployment checks them); the defaults otherwise.
+            choices: dict[str, Any] = {c: row[c].strip() for c in CHOICES if (row.get(c) or "").strip()}
             bits = (row.get("weight_bits") or "16").strip()
             kv_bits = (row.get("kv_bits") or "16").strip()
             deployment = Deployment(
@@ -140,10 +142,10 @@ def read_points(path: str | Path, group: str | None = None) -> list[Point]:
                 batch=int(_number(row, "batch", where) or 0),
                 prompt_len=int(_number(row, "prompt_len", where) or 0),
                 gen_len=int(_number(row, "gen_len", where) or 0),
-                **{c: row[c].strip() for c in CHOICES if (row.get(c) or "").strip()},
+                **choices,
                 weight_dtype=dtype_name(parse_dtype(bits, "weight_bits")),
                 kv_dtype=dtype_name(parse_dtype(kv_bits, "kv_bits")),
-                kv_heads=int(_number(row, "kv_heads", where)) if (row.get("kv_heads") or "").strip() else None,
+                kv_heads=int(_number(row, "kv_heads", where) or 0) if (row.get("kv_heads") or "").strip() else None,
             )
         except InvalidInputError as error:
             raise InvalidInputError(where, str(error), "fix the row") from None
@@ -248,6 +250,17 @@ def apply(base: CalibrationProfile, values: dict[str, float]) -> CalibrationProf
     return profile
 
 
+class GroupError(TypedDict):
+    """One group's error: rows, median and p90 abs relative error before (roofline) and after."""
+
+    rows: int
+    median: float
+    p90: float
+    before_median: float
+    before_p90: float
+    how: str  # held out, or cross-validated (fit without this group)
+
+
 @dataclass
 class E2EReport:
     profile: CalibrationProfile
@@ -255,7 +268,7 @@ class E2EReport:
     warnings: list[str]
     train_groups: list[str]
     #: per group held out: rows, median and p90 abs relative error before (base) and after
-    held_out: dict[str, dict[str, float]] = field(default_factory=dict)
+    held_out: dict[str, GroupError] = field(default_factory=dict)
 
 
 def _observations(points: list[Point]) -> tuple[Deployments, np.ndarray, np.ndarray, np.ndarray]:
@@ -320,7 +333,7 @@ def fit_end_to_end(
     profile = apply(base, result.values)
     before = predict(base, deployments, index, kind)
     after = predict(profile, deployments, index, kind)
-    held_out: dict[str, dict[str, float]] = {}
+    held_out: dict[str, GroupError] = {}
     for group in sorted(set(groups)):
         rows = np.flatnonzero(groups == group)
         if group in train:
@@ -343,7 +356,7 @@ def fit_end_to_end(
             "before_median": float(np.median(base_errors)),
             "before_p90": float(np.percentile(base_errors, 90)),
             "how": how,
-        }  # type: ignore[dict-item]
+        }
     return E2EReport(profile, result.values, result.warnings, train, held_out)
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Literal
 
 import click
 
 from cost_models.analysis import analyze_one
 from cost_models.calibration import AUTO_CALIBRATION, BACKENDS
 from cost_models.conventions import CONVENTIONS
-from cost_models.deployment import OVERLAPS, estimate_one
+from cost_models.deployment import OVERLAPS, Overlap, estimate_one
 from cost_models.deployments import PHASE_NAMES
 from cost_models.dtypes import BITS_CHOICES
 from cost_models.errors import InvalidInputError
@@ -247,7 +248,7 @@ def estimate_command(
     hardware: str,
     chips: int,
     mesh: str | None,
-    phase: str,
+    phase: Literal["prefill", "decode", "both"],
     batch: int,
     prompt_len: int,
     gen_len: int,
@@ -262,7 +263,7 @@ def estimate_command(
     kv_bits: str,
     kv_heads: int | None,
     flash_attention: bool,
-    overlap: str,
+    overlap: Overlap,
     kv_memory_fraction: float | None,
     require_fit: bool,
     calibration: str,
@@ -629,9 +630,10 @@ def calibrate_command(
     if as_json:
         _print_json(fit_report.to_json())
         return
+    folds = profile.provenance.folds if profile.provenance is not None else "k"
     click.echo(
         f"{hardware} / {backend}: {len(fit_report.groups)} groups fitted in "
-        f"{fit_report.seconds:.1f} s (held-out error = {profile.provenance.folds}-fold CV)"
+        f"{fit_report.seconds:.1f} s (held-out error = {folds}-fold CV)"
     )
     click.echo(f"{'group':42s} {'rows':>5s} {'roofline med':>12s} {'held-out med':>12s} {'p90':>7s}")
     for g in fit_report.groups:

@@ -120,7 +120,7 @@ def _split(size: int, axes: tuple[str, ...], mesh: tuple[int, int, int], what: s
     (the same choice the cost model made); a note names axes it replicates over, and any axes
     whose chips hold one shard between several of them."""
     chosen = split_axes(size, mesh, axes)
-    sizes = dict(zip(AXES, mesh))
+    sizes = dict(zip(AXES, mesh, strict=True))
     product = math.prod(sizes[a] for a in chosen)
     left = [a for a in axes if a not in chosen and sizes[a] > 1]
     if left:
@@ -189,7 +189,8 @@ def _weights(d: Deployment, layout: str, notes: list[str]) -> dict[str, dict]:
     for weight, dims in _WEIGHT_DIMS.items():
         if weight == "w_gate" and m.ffn != "swiglu":
             continue
-        stored, in_use = [], []
+        stored: list[list[str]] = []
+        in_use: list[list[str]] = []
         for dim in dims:
             if dim == "D":
                 stored.append([])
@@ -213,7 +214,7 @@ def _kv_cache(d: Deployment, attention: str, notes: list[str]) -> dict:
     """KV cache [layers, B, S, K, D] (keys and values each): by KV heads, or by batch then heads."""
     kv_heads = d.resolved_kv_heads
     batch_axes, head_axes = kv_cache_axes(kv_heads, d.batch, d.mesh, attention == "batch")
-    sizes = dict(zip(AXES, d.mesh))
+    sizes = dict(zip(AXES, d.mesh, strict=True))
     used = list(batch_axes) + list(head_axes)
     shards = math.prod(sizes[a] for a in batch_axes) * min(kv_heads, math.prod(sizes[a] for a in head_axes))
     replicated = [a for a in AXES if a not in used and sizes[a] > 1]
@@ -324,7 +325,7 @@ def deployment_spec(study: optuna.Study, trial_number: int, *, allow_infeasible:
             "model": _model_section(d),
             "hardware": _hardware_section(d.hardware),
             "chips": d.chips,
-            "mesh": dict(zip(AXES, d.mesh)),
+            "mesh": dict(zip(AXES, d.mesh, strict=True)),
             "batch": d.batch,
             "workload": {"prompt_len": d.prompt_len, "gen_len": d.gen_len},
             "quantization": {"weights": d.weight_dtype, "kv_cache": d.kv_dtype, "activations": d.act_dtype},
@@ -335,9 +336,10 @@ def deployment_spec(study: optuna.Study, trial_number: int, *, allow_infeasible:
                 "study": study.study_name,
                 "trial": trial.number,
                 "spec_hash": study.user_attrs.get("spec_hash"),
+                # A trial that did not complete has no values: no objectives (hence not strict).
                 "objectives": [
                     {"name": n, "direction": direction, "value": v}
-                    for n, direction, v in zip(names, directions, trial.values or [])
+                    for n, direction, v in zip(names, directions, trial.values or [], strict=False)
                 ],
                 "constraints": trial_constraints(trial, study_constraint_names(study.user_attrs)),
                 "feasible": is_feasible(trial),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -29,26 +30,28 @@ class FitResult:
 
 
 def _to_x(specs: dict[str, FitSpec], start: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    x0, lo, hi = [], [], []
+    starts: list[float] = []
+    lows: list[float] = []
+    highs: list[float] = []
     for name, spec in specs.items():
         value = start.get(name, spec.start if spec.start is not None else (spec.low + spec.high) / 2)
         value = min(max(value, spec.low), spec.high)
         if spec.log:
-            x0.append(np.log10(value))
-            lo.append(np.log10(spec.low))
-            hi.append(np.log10(spec.high))
+            starts.append(np.log10(value))
+            lows.append(np.log10(spec.low))
+            highs.append(np.log10(spec.high))
         else:
-            x0.append(value)
-            lo.append(spec.low)
-            hi.append(spec.high)
-    x0, lo, hi = np.array(x0), np.array(lo), np.array(hi)
+            starts.append(value)
+            lows.append(spec.low)
+            highs.append(spec.high)
+    x0, lo, hi = np.array(starts), np.array(lows), np.array(highs)
     span = hi - lo
     x0 = np.clip(x0, lo + 1e-6 * span, hi - 1e-6 * span)
     return x0, lo, hi
 
 
 def _from_x(specs: dict[str, FitSpec], x: np.ndarray) -> dict[str, float]:
-    return {name: float(10**v if spec.log else v) for (name, spec), v in zip(specs.items(), x)}
+    return {name: float(10**v if spec.log else v) for (name, spec), v in zip(specs.items(), x, strict=True)}
 
 
 def fit(
@@ -67,24 +70,24 @@ def fit(
         predicted = predict(_from_x(specs, x), rows)
         return np.log(np.maximum(predicted, 1e-30)) - log_measured
 
-    best = None
-    for start in starts or [{}]:
+    def solve(start: dict[str, float]) -> Any:  # scipy's OptimizeResult
         x0, lo, hi = _to_x(specs, start)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            result = least_squares(
+            return least_squares(
                 residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=F_SCALE, x_scale="jac", max_nfev=200
             )
-        if best is None or result.cost < best.cost:
-            best = result
+
+    # The first of the lowest-cost solutions, one per start.
+    best = min((solve(start) for start in starts or [{}]), key=lambda result: result.cost)
     values = _from_x(specs, best.x)
     notes: list[str] = []
     if diagnose:
         _, lo, hi = _to_x(specs, {})
         span = hi - lo
-        for (name, spec), v, l, h, s in zip(specs.items(), best.x, lo, hi, span):
-            if v - l < 1e-3 * s or h - v < 1e-3 * s:
-                notes.append(f"{name} at its {'lower' if v - l < 1e-3 * s else 'upper'} bound ({values[name]:.3g})")
+        for name, v, low, high, s in zip(specs, best.x, lo, hi, span, strict=True):
+            if v - low < 1e-3 * s or high - v < 1e-3 * s:
+                notes.append(f"{name} at its {'lower' if v - low < 1e-3 * s else 'upper'} bound ({values[name]:.3g})")
         jac = best.jac
         if jac.size:
             sv = np.linalg.svd(jac, compute_uv=False)
@@ -99,7 +102,7 @@ def fit(
                 try:
                     cov = np.linalg.inv(jac.T @ jac) * max(2 * best.cost / max(len(rows) - len(specs), 1), 1e-12)
                     sd = np.sqrt(np.maximum(np.diag(cov), 0))
-                    for (name, spec), v, s in zip(specs.items(), best.x, sd):
+                    for (name, spec), v, s in zip(specs.items(), best.x, sd, strict=True):
                         if s > 1.0 * (1.0 if spec.log else max(abs(v), 1e-12)):
                             notes.append(
                                 f"{name} poorly identified (std {s:.2g} in "

@@ -26,7 +26,7 @@ def write_front_plot(study: optuna.Study, front: Front, path: str) -> None:
     if front.trials:
         points = np.array([t.values[:2] for t in front.trials])
         ax.scatter(points[:, 0], points[:, 1], s=24, color="crimson", label="Pareto front", zorder=3)
-        for t, (x, y) in zip(front.trials, points):
+        for t, (x, y) in zip(front.trials, points, strict=True):
             ax.annotate(str(t.number), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
     for axis, name in ((ax.set_xlabel, front.objective_names[0]), (ax.set_ylabel, front.objective_names[1])):
         axis(name.replace("$", r"\$"))

@@ -389,12 +389,14 @@ def _random_array(shape: tuple[int, ...], dtype, where, seed: int, fill: float |
         )
         return jax.device_put(host.astype(dtype), where)
     key = jax.random.key(seed)
-    if integer:
-        make = lambda: jax.random.randint(key, shape, -127, 128, jnp.int32).astype(dtype)
-    else:
-        # bf16/f16/f32 drawn as is (no f32 temporary); fp8 through f32
-        draw = dtype if dtype.itemsize >= 2 else jnp.dtype(jnp.float32)
-        make = lambda: jax.random.normal(key, shape, draw).astype(dtype)
+    # bf16/f16/f32 drawn as is (no f32 temporary); fp8 through f32
+    draw = dtype if dtype.itemsize >= 2 else jnp.dtype(jnp.float32)
+
+    def make():
+        if integer:
+            return jax.random.randint(key, shape, -127, 128, jnp.int32).astype(dtype)
+        return jax.random.normal(key, shape, draw).astype(dtype)
+
     sharding = where if isinstance(where, jax.sharding.Sharding) else jax.sharding.SingleDeviceSharding(where)
     return jax.jit(make, out_shardings=sharding)()
 
@@ -479,14 +481,22 @@ def _attention_args(batch: int, q_len: int, kv_len: int, heads: int, kv_heads: i
     )
 
 
-def _collective_fn(op: str, mesh):
+def _shard_map() -> Callable[..., Any]:
+    """``jax.shard_map``, or ``jax.experimental.shard_map.shard_map`` before jax 0.7."""
     import jax
+
+    if getattr(jax, "shard_map", None) is not None:
+        return jax.shard_map
+    from jax.experimental.shard_map import shard_map
+
+    return shard_map
+
+
+def _collective_fn(op: str, mesh):
     from jax import lax
     from jax.sharding import PartitionSpec as P
 
-    shard_map = getattr(jax, "shard_map", None)
-    if shard_map is None:  # jax < 0.7
-        from jax.experimental.shard_map import shard_map
+    shard_map = _shard_map()
     body = {
         "all_reduce": lambda x: lax.psum(x, "d"),
         "all_gather": lambda x: lax.all_gather(x, "d", tiled=True),
@@ -666,7 +676,7 @@ def _record_failure(result: OpResult, error: Exception) -> None:
 
 
 def _finish_notes(result: OpResult, skipped_memory: int) -> list[str]:
-    lines = []
+    lines: list[str] = []
     if skipped_memory:
         result.notes.append(f"{skipped_memory} points skipped: inputs over 40% of device memory")
     if result.failed:
@@ -737,7 +747,9 @@ def _time_attention(ctx: _Context, causal: bool, args: tuple, used: dict) -> flo
             continue
         used[impl] = used.get(impl, 0) + 1
         return ms
-    raise last_error  # type: ignore[misc]
+    if last_error is None:  # unreachable: XLA's implementation is always tried
+        raise RuntimeError(f"no attention implementation to time on {ctx.device}")
+    raise last_error
 
 
 def _measure_attention(ctx: _Context) -> list[OpResult]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import optuna
@@ -29,6 +30,9 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial
 from sqlalchemy import func, insert, select
+
+if TYPE_CHECKING:
+    from optuna._typing import JSONSerializable
 
 
 def insert_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial], budget: int | None) -> int:
@@ -72,7 +76,7 @@ def insert_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial],
             .all()
         )
         values, params, user_attrs, system_attrs = [], [], [], []
-        for trial_id, trial in zip(ids, trials):
+        for trial_id, trial in zip(ids, trials, strict=True):
             for objective, value in enumerate(trial.values or []):
                 stored, kind = models.TrialValueModel.value_to_stored_repr(value)
                 values.append({"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind})
@@ -124,7 +128,7 @@ def study_storage(study: optuna.Study) -> BaseStorage:
     return study._storage
 
 
-def set_trial_system_attr(study: optuna.Study, trial: FrozenTrial, key: str, value: object) -> None:
+def set_trial_system_attr(study: optuna.Study, trial: FrozenTrial, key: str, value: JSONSerializable) -> None:
     """Record a sampler's bookkeeping on a trial that is running.
 
     Why not the public API: ``Trial.set_system_attr`` was removed in Optuna 3, and a sampler is

@@ -86,7 +86,7 @@ def study_front(study: optuna.Study) -> Front:
         # Configurations with identical objectives (a mesh permutation, a prefill-only choice in a
         # decode-only study) are one point of the front: keep the earliest trial of each.
         distinct: dict[tuple, FrozenTrial] = {}
-        for trial, on_front in zip(feasible, mask):
+        for trial, on_front in zip(feasible, mask, strict=True):
             if on_front:
                 key = tuple(trial.values)
                 if key not in distinct or trial.number < distinct[key].number:
@@ -122,7 +122,8 @@ def trial_breakdown(study: optuna.Study, number: int) -> dict:
         "trial": trial.number,
         "state": trial.state.name,
         "params": trial.params,
-        "objectives": dict(zip(names, trial.values or [])),
+        # A trial that did not complete has no values: no objectives (hence not strict).
+        "objectives": dict(zip(names, trial.values or [], strict=False)),
         "constraints": trial_constraints(trial, study_constraint_names(study.user_attrs)),
         "feasible": is_feasible(trial),
         "estimate": trial.user_attrs.get("estimate"),

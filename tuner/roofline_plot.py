@@ -35,7 +35,7 @@ def write_roofline_plot(report: dict, path: str) -> None:
     ax.scatter(intensities, achieved, color="black", zorder=3, s=18)
     # Operators within ~25% of each other on both axes (the projections, say) share one label.
     labels: dict[tuple[int, int], tuple[float, float, list[str]]] = {}
-    for op, xi, yi in zip(ops, intensities, achieved):
+    for op, xi, yi in zip(ops, intensities, achieved, strict=True):
         key = (round(np.log10(xi) * 10), round(np.log10(yi) * 10))
         labels.setdefault(key, (xi, yi, []))[2].append(op["name"])
     for xi, yi, names in labels.values():

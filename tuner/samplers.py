@@ -10,6 +10,7 @@ identical to the parent class's for the same seed (tests/tuner/test_samplers.py)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from optuna import Study
 from optuna.samplers import NSGAIISampler
@@ -21,7 +22,7 @@ from tuner.optuna_internals import ga_generation_key, set_trial_system_attr
 class IncrementalNSGAIISampler(NSGAIISampler):
     """NSGA-II (Deb et al. 2002) as Optuna implements it, with O(1) amortized bookkeeping."""
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # study -> (highest generation among completed trials, completed trials in it)
         self._generations: dict[str, tuple[int, int]] = {}

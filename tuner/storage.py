@@ -82,7 +82,8 @@ def _is_creation_race(error: BaseException) -> bool:
         return True
     if isinstance(error, (sa_exc.ProgrammingError, sa_exc.OperationalError)):
         orig = error.orig
-        code = getattr(orig, "pgcode", None) or (orig.args[0] if getattr(orig, "args", None) else None)
+        args = getattr(orig, "args", None)
+        code = getattr(orig, "pgcode", None) or (args[0] if args else None)
         return code in _RACE_CODES
     return False
 

@@ -14,6 +14,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import optuna
@@ -48,7 +49,7 @@ DEPLOYMENT_ATTR, ESTIMATE_ATTR = "deployment", "estimate"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def run_worker(spec: StudySpec | dict, storage_url: str, share: int | None = None, **kwargs: object) -> SearchResult:
+def run_worker(spec: StudySpec | dict, storage_url: str, share: int | None = None, **kwargs: Any) -> SearchResult:
     """One of many processes adding trials to one study (``tuner worker``): it joins the study
     (or creates it), adds trials until it has added ``share`` or the study holds its budget, and
     writes after every batch so the budget it sees is current."""

@@ -265,7 +265,11 @@ def _choices(trial) -> dict:
 def front_rows(front) -> list[dict]:
     """The front as plain rows: trial number, configuration, objectives."""
     return [
-        {"trial": t.number, "params": _choices(t), "objectives": dict(zip(front.objective_names, t.values))}
+        {
+            "trial": t.number,
+            "params": _choices(t),
+            "objectives": dict(zip(front.objective_names, t.values, strict=True)),
+        }
         for t in front.trials
     ]
 
@@ -276,7 +280,7 @@ def front_csv(front) -> str:
     rows = [_choices(t) for t in front.trials]
     params = [p for p in _PARAM_COLUMNS if any(p in r for r in rows)]
     writer.writerow(["trial", *params, *front.objective_names])
-    for t, r in zip(front.trials, rows):
+    for t, r in zip(front.trials, rows, strict=True):
         writer.writerow([t.number, *(r.get(p) for p in params), *t.values])
     return buffer.getvalue()
 
@@ -293,10 +297,10 @@ def print_front(front) -> None:
     varying = [p for p in _PARAM_COLUMNS if len({str(r.get(p)) for r in rows}) > 1]
     for p in varying:
         table.add_column(p)
-    for name, direction in zip(front.objective_names, front.directions):
+    for name, direction in zip(front.objective_names, front.directions, strict=True):
         unit = f" [{METRICS[name].unit}]" if name in METRICS else ""
         table.add_column(f"{name}{unit} ({'min' if direction == 'minimize' else 'max'})", justify="right")
-    for t, r in zip(front.trials, rows):
+    for t, r in zip(front.trials, rows, strict=True):
         table.add_row(str(t.number), *(escape(str(r.get(p))) for p in varying), *(f"{v:.4g}" for v in t.values))
     console.print(table)
     if not front.trials:

@@ -64,7 +64,7 @@ def test_gemm_vectorized_equals_scalar():
     params = PROFILE.gemm_params("fp8")
     m, n, k = np.array([1, 33, 4096.0]), np.array([4096, 128, 12288.0]), np.array([4096, 7168, 512.0])
     vector = gemm_time_s(m, n, k, "fp8", H100, params)
-    scalar = [float(gemm_time_s(a, b, c, "fp8", H100, params)) for a, b, c in zip(m, n, k)]
+    scalar = [float(gemm_time_s(a, b, c, "fp8", H100, params)) for a, b, c in zip(m, n, k, strict=True)]
     np.testing.assert_array_equal(vector, scalar)
 
 

@@ -29,6 +29,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from functools import cache
+from itertools import pairwise
 
 import numpy as np
 from hypothesis import Phase, given, settings
@@ -385,7 +386,7 @@ def fewer_weight_bits_never_more_memory_time(rng: np.random.Generator) -> None:
         chain = [BF16, INT8, INT4]
         variants = chain + ([FP8] if drawn.hw.has_format(FP8) else [])
         results = {code: drawn.run(weight_dtype=np.full(n, code, dtype=np.int64)) for code in variants}
-        pairs = list(zip(chain, chain[1:])) + ([(BF16, FP8), (FP8, INT4)] if FP8 in results else [])
+        pairs = list(pairwise(chain)) + ([(BF16, FP8), (FP8, INT4)] if FP8 in results else [])
         for name in ("prefill", "decode"):
             for wide, narrow in pairs:
                 hi, lo = getattr(results[wide], name).memory_s, getattr(results[narrow], name).memory_s

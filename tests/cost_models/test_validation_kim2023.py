@@ -75,7 +75,7 @@ def test_figures_4_to_6_within_three_percent(model, quantity):
     """Every point of Figures 4-6 for BERT-Base and GPT-2 within 3% of the printed value (or
     within its printed rounding: '0.1' GB stands for 0.05-0.15)."""
     ours = figure_totals(model, KIM2023_SEQ_LENS)[quantity]
-    for value, printed in zip(ours, KIM2023_FIGURES[model][quantity]):
+    for value, printed in zip(ours, KIM2023_FIGURES[model][quantity], strict=True):
         assert within_printed(value, printed, 0.03), (value, printed, printed_error(value, printed))
 
 
@@ -86,9 +86,9 @@ def test_figures_bert_large_bytes_match_flops_do_not():
     (docs/validation.md) rather than bend the model: it is the figure's, a consistent shortfall
     that shrinks as the (matching) attention share grows."""
     ours = figure_totals("bert-large", KIM2023_SEQ_LENS)
-    for value, printed in zip(ours["gmops"], KIM2023_FIGURES["bert-large"]["gmops"]):
+    for value, printed in zip(ours["gmops"], KIM2023_FIGURES["bert-large"]["gmops"], strict=True):
         assert within_printed(value, printed, 0.03), (value, printed)
-    errors = [printed_error(v, p) for v, p in zip(ours["gflops"], KIM2023_FIGURES["bert-large"]["gflops"])]
+    errors = [printed_error(v, p) for v, p in zip(ours["gflops"], KIM2023_FIGURES["bert-large"]["gflops"], strict=True)]
     assert all(0.0 < e < 0.09 for e in errors), errors
     assert errors[-1] < errors[0]  # the gap narrows as attention (which matches) takes over
 

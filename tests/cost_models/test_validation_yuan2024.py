@@ -81,7 +81,7 @@ def test_done_when_command_json_matches_table1():
     report = json.loads(result.output)
     assert {"model", "hardware", "phase", "batch", "seq_len", "operators", "totals"} <= set(report)
     ops = {op["name"]: op for op in report["operators"]}
-    for phase, _, op, flops, bytes_, ai, bound in YUAN2024_TABLE1:
+    for phase, _, op, flops, bytes_, _ai, bound in YUAN2024_TABLE1:
         if phase != "decode":
             continue
         assert within_printed(ops[op]["flops"], flops, SLACK)

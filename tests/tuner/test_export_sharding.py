@@ -44,9 +44,9 @@ MODELS = ["llama-2-70b", "llama-2-13b", "palm-540b", "gpt2", "mistral-7b"]
 def implied_ways(sharding: list[list[str]], shape: list[int], mesh: tuple[int, int, int]) -> int:
     """Shards a tensor's exported sharding makes: per dimension the chips of its axes, or the
     dimension's size where several chips of the axes share one shard."""
-    sizes = dict(zip(AXES, mesh))
+    sizes = dict(zip(AXES, mesh, strict=True))
     ways = 1
-    for axes, size in zip(sharding, shape):
+    for axes, size in zip(sharding, shape, strict=True):
         chips = math.prod(sizes[a] for a in axes)
         assert chips % size == 0 or size % chips == 0, (axes, size)
         ways *= min(chips, size)

@@ -594,7 +594,7 @@ def test_each_hostile_yaml_scalar_in_each_field(tmp_path: Path) -> None:
                     check_load_spec(path)
                 except Exception as error:
                     line = text.splitlines()[
-                        [i for i, l in enumerate(text.splitlines()) if ":" in l and not l.lstrip().startswith("#")][
+                        [i for i, ln in enumerate(text.splitlines()) if ":" in ln and not ln.lstrip().startswith("#")][
                             index
                         ]
                     ]

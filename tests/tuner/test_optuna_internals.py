@@ -64,7 +64,7 @@ def test_insert_trials_writes_the_rows_optuna_reads(tmp_path: Path) -> None:
 
     loaded = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'x.db'}").trials
     assert [t.number for t in loaded] == [0, 1, 2, 3]
-    for written, read in zip(trials + trials[:1], loaded):
+    for written, read in zip(trials + trials[:1], loaded, strict=True):
         assert read.state == TrialState.COMPLETE
         assert read.params == written.params
         assert read.distributions == written.distributions

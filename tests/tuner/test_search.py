@@ -368,7 +368,7 @@ def test_trial_breakdown_matches_the_stored_trial(url: str) -> None:
     report = trial_breakdown(study, 7)
     assert report["trial"] == 7 and report["study"] == "small" and report["state"] == "COMPLETE"
     assert report["params"] == trial.params
-    assert report["objectives"] == dict(zip(OBJECTIVES, trial.values))
+    assert report["objectives"] == dict(zip(OBJECTIVES, trial.values, strict=True))
     assert set(report["constraints"]) == {"structurally_valid", "fits_in_memory", "max_tpot_s"}
     assert report["feasible"] is feasible(trial)
     assert report["estimate"] == trial.user_attrs["estimate"]
