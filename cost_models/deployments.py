@@ -274,8 +274,10 @@ def make_deployments(
         "gen_len": np.float64,
         "kv_heads": np.float64,
     }
+    # arrays[-1] is the mesh's first axis, broadcast only to size the columns.
     typed = {
-        name: np.ascontiguousarray(a, dtype=kinds.get(name, np.int64)) for name, a in zip(names, arrays, strict=True)
+        name: np.ascontiguousarray(a, dtype=kinds.get(name, np.int64))
+        for name, a in zip(names, arrays[:-1], strict=True)
     }
     deployments = Deployments(
         models=models, hardware=hardware, mesh=np.ascontiguousarray(np.broadcast_to(mesh_array, (n, 3))), **typed
