@@ -158,14 +158,16 @@ def _sharding_plans(d: Deployments, configs: InferenceConfigs) -> dict[str, Shar
 
 
 def _kv_ways(d: Deployments) -> dict[str, np.ndarray]:
-    """Ways each deployment's KV cache is split in each phase, once per distinct shape."""
+    """Ways each deployment's KV cache is split in each phase, once per distinct shape. The batch
+    matters only through which mesh-axis products divide it, all divisors of the chip count: its
+    gcd with the chip count carries the same information and takes fewer distinct values."""
+    divides = np.gcd(d.batch.astype(np.int64), d.chips.astype(np.int64)).astype(np.float64)
     ways = {}
     for phase in PHASE_NAMES:
         sharded = d.batch_sharded_attention(phase)
-        first, inverse = distinct_rows(
-            d.kv_heads, np.where(sharded, d.batch, 0.0), d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], sharded
-        )
-        ways[phase] = kv_cache_split(d.kv_heads[first], d.batch[first], d.mesh[first], sharded[first])[0][inverse]
+        batch = np.where(sharded, divides, 0.0)
+        first, inverse = distinct_rows(d.kv_heads, batch, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], sharded)
+        ways[phase] = kv_cache_split(d.kv_heads[first], batch[first], d.mesh[first], sharded[first])[0][inverse]
     return ways
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from cost_models.dtypes import BYTES_PER_ELEMENT
 from cost_models.inference_configs import InferenceConfigs
-from cost_models.operators import LM_HEAD, OP, OperatorCosts
+from cost_models.operators import OP, OperatorCosts
 from cost_models.topology import Collective, Network, group_size
 
 FfnLayout = Literal["ws_1d", "ws_2d", "wg_x", "wg_xy", "wg_xyz"]
@@ -110,7 +110,30 @@ def _subsets(axes: tuple[str, ...]) -> list[tuple[str, ...]]:
     return [c for k in range(len(axes), -1, -1) for c in combinations(axes, k)]
 
 
-def split_over(size: np.ndarray, mesh: np.ndarray, axes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+def subset_products(mesh: np.ndarray) -> dict[frozenset[str], np.ndarray]:
+    """Chips of every subset of the mesh axes, (n,) each: computed once per mesh array and shared
+    by every :func:`split_over` on it."""
+    mesh = np.atleast_2d(mesh)
+    x, y, z = mesh[:, 0], mesh[:, 1], mesh[:, 2]
+    xy, yz = x * y, y * z
+    return {
+        frozenset(): np.ones(mesh.shape[0]),
+        frozenset("x"): x,
+        frozenset("y"): y,
+        frozenset("z"): z,
+        frozenset("xy"): xy,
+        frozenset("yz"): yz,
+        frozenset("xz"): x * z,
+        frozenset("xyz"): xy * z,
+    }
+
+
+def split_over(
+    size: np.ndarray,
+    mesh: np.ndarray,
+    axes: tuple[str, ...],
+    products: dict[frozenset[str], np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """How a dimension of ``size`` splits over the mesh axes its rule names, into even shards.
 
     Over a subset of ``axes`` with P chips in all, a dimension splits P ways when P divides it,
@@ -122,15 +145,19 @@ def split_over(size: np.ndarray, mesh: np.ndarray, axes: tuple[str, ...]) -> tup
     NamedSharding needs even shards), so cost and export agree on what a chip holds.
 
     Vectorized: ``size`` (n,), ``mesh`` (n, 3). Returns the ways (n,) and the index of the chosen
-    subset in ``_subsets(axes)`` (n,), so that exports name the axes the costs used."""
+    subset in ``_subsets(axes)`` (n,), so that exports name the axes the costs used. ``products``:
+    :func:`subset_products` of ``mesh``, when the caller has them."""
     mesh = np.atleast_2d(mesh)
     size = np.broadcast_to(np.asarray(size, dtype=np.float64), (mesh.shape[0],))
     ways = np.zeros(mesh.shape[0])
     chips = np.full(mesh.shape[0], np.inf)
     chosen = np.zeros(mesh.shape[0], dtype=np.int64)
+    products = products if products is not None else subset_products(mesh)
+    whole = size.astype(np.int64)  # integer remainders: several times faster than float np.mod
     for index, subset in enumerate(_subsets(axes)):
-        product = group_size(mesh, "".join(subset))
-        candidate = np.where(np.mod(size, product) == 0, product, np.where(np.mod(product, size) == 0, size, 0.0))
+        product = products[frozenset(subset)]
+        whole_product = product.astype(np.int64)
+        candidate = np.where(whole % whole_product == 0, product, np.where(whole_product % whole == 0, size, 0.0))
         better = (candidate > ways) | ((candidate == ways) & (product < chips))
         ways = np.where(better, candidate, ways)
         chips = np.where(better, product, chips)
@@ -159,16 +186,17 @@ def kv_cache_split(
     batch = np.broadcast_to(np.asarray(batch, dtype=np.float64), (n,))
     subsets = _subsets(AXES)
     none = len(subsets) - 1  # the empty set: heads only
-    ways, batch_choice = split_over(kv_heads, mesh, AXES)
+    products = subset_products(mesh)
+    ways, batch_choice = split_over(kv_heads, mesh, AXES, products)
     head_choice = batch_choice.copy()
     batch_choice = np.full(n, none, dtype=np.int64)
     if not np.any(batch_sharded):
         return ways, batch_choice, head_choice
     for index, batch_axes in enumerate(subsets[:-1]):
-        product = group_size(mesh, "".join(batch_axes))
+        product = products[frozenset(batch_axes)]
         batch_ways = np.where(np.mod(batch, product) == 0, product, 0.0)  # sequences are not replicated
         left = tuple(a for a in AXES if a not in batch_axes)
-        head_ways, heads_over = split_over(kv_heads, mesh, left)
+        head_ways, heads_over = split_over(kv_heads, mesh, left, products)
         better = batch_sharded & (batch_ways * head_ways > ways)
         ways = np.where(better, batch_ways * head_ways, ways)
         batch_choice = np.where(better, index, batch_choice)
@@ -354,15 +382,43 @@ def layer_comm_time_s(
     parallel_block: np.ndarray,
     batch_sharded_attention: np.ndarray,
 ) -> np.ndarray:
-    """Seconds of collectives per block, each configuration with its own FFN layout."""
-    total = np.zeros(len(layout_codes))
-    for _code, layout, chosen, sub in _by_layout(layout_codes, s, mesh):
-        shapes, sub_mesh = sub
-        calls = layer_collectives(layout, shapes, sub_mesh, parallel_block[chosen], batch_sharded_attention[chosen])
-        total[chosen] = sum(
+    """Seconds of collectives per block, each configuration with its own FFN layout. Rows are
+    grouped by layout with one stable sort, so each layout's collectives run on contiguous views
+    (no per-layout copy of every shape array)."""
+    codes = np.asarray(layout_codes)
+    if np.all(codes == codes[0]):
+        order = None
+        bounds = {int(codes[0]): slice(None)}
+    else:
+        order = np.argsort(codes, kind="stable")
+        sorted_codes = codes[order]
+        edges = np.searchsorted(sorted_codes, np.arange(len(FFN_LAYOUTS) + 1))
+        bounds = {
+            code: slice(edges[code], edges[code + 1])
+            for code in range(len(FFN_LAYOUTS))
+            if edges[code + 1] > edges[code]
+        }
+        s = _take(s, order)
+        mesh, parallel_block, batch_sharded_attention = (
+            mesh[order],
+            parallel_block[order],
+            batch_sharded_attention[order],
+        )
+    total = np.zeros(len(codes))
+    for code, rows in bounds.items():
+        shapes = s if rows == slice(None) else _take(s, rows)
+        sub_mesh = mesh[rows]
+        calls = layer_collectives(
+            FFN_LAYOUTS[code], shapes, sub_mesh, parallel_block[rows], batch_sharded_attention[rows]
+        )
+        total[rows] = sum(
             (network.collective_time_s(c.kind, c.bytes_per_chip, sub_mesh, c.axes) for c in calls), start=0.0
         )
-    return total
+    if order is None:
+        return total
+    unsorted = np.empty_like(total)
+    unsorted[order] = total
+    return unsorted
 
 
 def _by_layout(layout_codes: np.ndarray, s, mesh: np.ndarray):
@@ -377,7 +433,7 @@ def _by_layout(layout_codes: np.ndarray, s, mesh: np.ndarray):
             yield code, layout, chosen, (_take(s, chosen), mesh[chosen])
 
 
-def _take(s, mask: np.ndarray):
+def _take(s, mask: np.ndarray | slice):
     return type(s)(**{name: getattr(s, name)[mask] for name in type(s).__dataclass_fields__})
 
 
@@ -442,43 +498,64 @@ WEIGHT_OPS: tuple[str, ...] = tuple(WEIGHT_OPERATOR.values())
 _WEIGHT_ROW = {op: i for i, op in enumerate(WEIGHT_OPS)}
 
 
+def _allowed_axes(layout_codes: np.ndarray, logical: str, in_use: bool) -> np.ndarray:
+    """(n, 3) bool: the mesh axes each configuration's layout lets a logical axis split over."""
+    table = np.array(
+        [
+            [a in (rules.in_use(getattr(rules, logical)) if in_use else getattr(rules, logical)) for a in AXES]
+            for rules in (SHARDING_RULES[name] for name in FFN_LAYOUTS)
+        ]
+    )
+    return table[layout_codes]
+
+
+def _split_ways(size: np.ndarray, products: dict[frozenset[str], np.ndarray], allowed: np.ndarray) -> np.ndarray:
+    """:func:`split_over`'s ways when each configuration has its own allowed axes (``allowed``,
+    (n, 3) bool): the same rule, evaluated for every layout at once. Only the ways: which of two
+    subsets of as many shards wins does not change what a chip holds."""
+    ways = np.zeros(len(size), dtype=np.int64)
+    whole = size.astype(np.int64)  # integer remainders: several times faster than float np.mod
+    for subset in _subsets(AXES):
+        ok = np.ones(len(size), dtype=bool)
+        for axis in subset:
+            ok &= allowed[:, AXES.index(axis)]
+        product = products[frozenset(subset)].astype(np.int64)
+        candidate = np.where(whole % product == 0, product, np.where(product % whole == 0, whole, 0))
+        ways = np.maximum(ways, np.where(ok, candidate, 0))
+    return ways.astype(np.float64)
+
+
 def sharding_plan(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarray) -> ShardingPlan:
-    """The :class:`ShardingPlan` of every configuration, from its layout's rules."""
+    """The :class:`ShardingPlan` of every configuration, from its layout's rules (every layout
+    evaluated at once: each configuration's rules are a mask of allowed axes)."""
     n_ops, n = len(WEIGHT_OPS), len(c)
     in_use_ways, gemm_k, gemm_n = np.ones((n_ops, n)), np.zeros((n_ops, n)), np.zeros((n_ops, n))
+    shapes = WeightShapes.of(c)
+    products = subset_products(mesh)
+    size = {logical: _dimension_size(shapes, logical) for logical in _LOGICAL_AXES}
+    # Ways each logical axis splits, stored and in use (once per axis, not per matrix).
+    stored_ways = {lg: _split_ways(size[lg], products, _allowed_axes(layout_codes, lg, False)) for lg in _LOGICAL_AXES}
+    use_ways = {lg: _split_ways(size[lg], products, _allowed_axes(layout_codes, lg, True)) for lg in _LOGICAL_AXES}
+    width = {lg: size[lg] * (shapes.d_head if lg in ("heads", "kv_heads") else 1.0) for lg in _LOGICAL_AXES}
     stored = np.zeros(n)
-    for _, layout, chosen, (shapes, sub_mesh) in _by_layout(layout_codes, WeightShapes.of(c), mesh):
-        rules = SHARDING_RULES[layout]
-        # Ways each logical axis splits, stored and in use (one split_over per axis, not per matrix).
-        size = {logical: _dimension_size(shapes, logical) for logical in _LOGICAL_AXES}
-        stored_ways = {lg: split_over(size[lg], sub_mesh, getattr(rules, lg))[0] for lg in _LOGICAL_AXES}
-        use_ways = {
-            lg: (
-                split_over(size[lg], sub_mesh, rules.in_use(getattr(rules, lg)))[0] if rules.gather else stored_ways[lg]
-            )
-            for lg in _LOGICAL_AXES
-        }
-        width = {lg: size[lg] * (shapes.d_head if lg in ("heads", "kv_heads") else 1.0) for lg in _LOGICAL_AXES}
-        per_chip = np.zeros(int(np.sum(chosen)))
-        for weight, op in (*WEIGHT_OPERATOR.items(), ("embedding", None)):
-            never_gathered = weight in _NEVER_GATHERED
-            axes = WEIGHT_AXES[weight]
-            elements = width[axes[0]] * width[axes[1]]
-            if weight == "w_gate":
-                elements = elements * c.gated_ffn[chosen]
-            if weight == "lm_head":
-                elements = elements * ~c.tie_embeddings[chosen]
-            repeats = 1.0 if never_gathered else c.layers[chosen]
-            per_chip = per_chip + repeats * elements / (stored_ways[axes[0]] * stored_ways[axes[1]])
-            if op is None:
-                continue
-            ways = stored_ways if never_gathered else use_ways
-            row = _WEIGHT_ROW[op]
-            in_use_ways[row, chosen] = ways[axes[0]] * ways[axes[1]]
-            k_axis, n_axis = GEMM_AXES[op]
-            gemm_k[row, chosen] = width[k_axis] / ways[k_axis]
-            gemm_n[row, chosen] = width[n_axis] / ways[n_axis]
-        stored[chosen] = per_chip
+    for weight, op in (*WEIGHT_OPERATOR.items(), ("embedding", None)):
+        never_gathered = weight in _NEVER_GATHERED
+        axes = WEIGHT_AXES[weight]
+        elements = width[axes[0]] * width[axes[1]]
+        if weight == "w_gate":
+            elements = elements * c.gated_ffn
+        if weight == "lm_head":
+            elements = elements * ~c.tie_embeddings
+        repeats = 1.0 if never_gathered else c.layers
+        stored = stored + repeats * elements / (stored_ways[axes[0]] * stored_ways[axes[1]])
+        if op is None:
+            continue
+        ways = stored_ways if never_gathered else use_ways
+        row = _WEIGHT_ROW[op]
+        in_use_ways[row] = ways[axes[0]] * ways[axes[1]]
+        k_axis, n_axis = GEMM_AXES[op]
+        gemm_k[row] = width[k_axis] / ways[k_axis]
+        gemm_n[row] = width[n_axis] / ways[n_axis]
     return ShardingPlan(in_use_ways, gemm_k, gemm_n, stored)
 
 
@@ -507,8 +584,16 @@ def distinct_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         stacked = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns])
         _, first, inverse = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
         return first, inverse.ravel()
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    return first, inverse
+    # One quicksort of the packed keys; a run of equal keys is one distinct row (cheaper than
+    # np.unique's stable sort for return_index).
+    order = np.argsort(key)
+    ordered = key[order]
+    starts = np.empty(n, dtype=bool)
+    starts[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.cumsum(starts) - 1
+    return order[starts], inverse
 
 
 def weight_bytes_per_chip(
@@ -538,24 +623,26 @@ def per_chip_costs(
     plan = plan if plan is not None else sharding_plan(c, mesh, layout_codes)
     if kv_ways is None:
         kv_ways = kv_cache_split(c.kv_heads, c.batch, mesh, batch_sharded)[0]
-    weight_share = np.broadcast_to(1.0 / chips, ops.weight_bytes.shape).copy()
-    weight_share[[OP[op] for op in WEIGHT_OPS]] = 1.0 / plan.in_use_ways
-    # Attention work splits over heads, or over heads and sequences when sharded by batch.
+    # Everything splits over all chips, then the rows that split otherwise are redone: weight
+    # matrices by their in-use shards, attention by heads (and sequences when sharded by batch).
+    weight_rows = [OP[op] for op in WEIGHT_OPS]
+    weight_bytes = ops.weight_bytes / chips
+    weight_bytes[weight_rows] = ops.weight_bytes[weight_rows] / plan.in_use_ways
     attention_ways = np.minimum(chips, np.where(batch_sharded, c.batch * c.heads, c.heads))
-    flop_share = np.broadcast_to(1.0 / chips, ops.flops.shape).copy()
-    act_share = flop_share.copy()
-    for name in ATTENTION_OPS:
-        flop_share[OP[name]] = 1.0 / attention_ways
-        act_share[OP[name]] = 1.0 / attention_ways
-    kv_share = 1.0 / kv_ways
-    flop_share[LM_HEAD] = 1.0 / chips
+    attention_rows = [OP[name] for name in ATTENTION_OPS]
+
+    def split(array: np.ndarray) -> np.ndarray:
+        out = array / chips
+        out[attention_rows] = array[attention_rows] / attention_ways
+        return out
+
     return OperatorCosts(
-        flops=ops.flops * flop_share,
-        weight_bytes=ops.weight_bytes * weight_share,
-        act_read_bytes=ops.act_read_bytes * act_share,
-        act_write_bytes=ops.act_write_bytes * act_share,
-        kv_read_bytes=ops.kv_read_bytes * kv_share,
-        kv_write_bytes=ops.kv_write_bytes * kv_share,
+        flops=split(ops.flops),
+        weight_bytes=weight_bytes,
+        act_read_bytes=split(ops.act_read_bytes),
+        act_write_bytes=split(ops.act_write_bytes),
+        kv_read_bytes=ops.kv_read_bytes / kv_ways,
+        kv_write_bytes=ops.kv_write_bytes / kv_ways,
         compute_dtype=ops.compute_dtype,
         present=ops.present,
         repeats=ops.repeats,

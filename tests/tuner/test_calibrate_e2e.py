@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -126,3 +127,26 @@ def test_calibrated_decode_step_matches_measured_serving_tpot():
     assert check["h100-sxm-trtllm"]["median"] <= 0.10
     assert check["h100-sxm-trtllm"]["p90"] <= 0.30
     assert check["none"]["median"] >= 0.35  # the lower bound it replaces
+
+
+def test_serving_benchmark_json_is_read_as_a_prefill_and_a_decode_step(tmp_path):
+    """The keys ``vllm bench serve --save-result`` writes (and SGLang's bench_serving alike)."""
+    result = {
+        "completed": 100,
+        "total_input_tokens": 102400,
+        "total_output_tokens": 12800,
+        "max_concurrency": 16,
+        "mean_ttft_ms": 85.0,
+        "mean_tpot_ms": 12.5,
+        "request_throughput": 3.2,
+    }
+    path = tmp_path / "vllm-result.json"
+    path.write_text(json.dumps(result))
+    point = e2e.read_benchmark_json(path, model="llama-3-8b", hardware="h100-sxm", chips=2)
+    d = point.deployment
+    assert (d.batch, d.prompt_len, d.gen_len, d.mesh) == (16, 1024, 128, (1, 1, 2))
+    assert point.prefill_latency_s == pytest.approx(0.085) and point.decode_step_latency_s == pytest.approx(0.0125)
+    del result["mean_tpot_ms"]
+    path.write_text(json.dumps(result))
+    with pytest.raises(InvalidInputError, match="mean_tpot_ms"):
+        e2e.read_benchmark_json(path, model="llama-3-8b", hardware="h100-sxm", chips=2)
