@@ -38,6 +38,7 @@ class Front:
     trials: list[FrozenTrial]  # on the front, sorted by the first objective
     n_trials: int
     n_feasible: int
+    calibration: str = "not recorded"  # the profile the trials were scored under
 
 
 def load_study(name: str, storage_url: str) -> optuna.Study:
@@ -95,7 +96,15 @@ def study_front(study: optuna.Study) -> Front:
     else:
         front = []
     names = study.metric_names or [f"objective_{i}" for i in range(len(directions))]
-    return Front(study.study_name, list(names), directions, front, len(complete), len(feasible))
+    return Front(
+        study.study_name,
+        list(names),
+        directions,
+        front,
+        len(complete),
+        len(feasible),
+        str(study.user_attrs.get("calibration_profile", "not recorded")),
+    )
 
 
 def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
@@ -127,6 +136,7 @@ def trial_breakdown(study: optuna.Study, number: int) -> dict:
         "constraints": trial_constraints(trial, study_constraint_names(study.user_attrs)),
         "feasible": is_feasible(trial),
         "estimate": trial.user_attrs.get("estimate"),
+        "calibration": study.user_attrs.get("calibration_profile", "not recorded"),
     }
 
 

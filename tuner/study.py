@@ -45,6 +45,13 @@ from tuner.storage import (
 
 SPEC_ATTR, HASH_ATTR = "spec", "spec_hash"
 DEPLOYMENT_ATTR, ESTIMATE_ATTR = "deployment", "estimate"
+#: The calibration profile the study's trials were scored under (resolved from the spec's choice).
+CALIBRATION_ATTR = "calibration_profile"
+
+
+def calibration_name(compiled: CompiledStudy) -> str:
+    return compiled.calibration.name if compiled.calibration is not None else "none"
+
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -124,6 +131,7 @@ def open_study(spec: StudySpec, storage_url: str, compiled: CompiledStudy):
             study.set_user_attr(SPEC_ATTR, json.loads(spec.canonical_json()))
             study.set_user_attr(HASH_ATTR, spec.spec_hash)
             study.set_user_attr(CONSTRAINTS_ATTR, compiled.constraint_names)
+            study.set_user_attr(CALIBRATION_ATTR, calibration_name(compiled))
             with warnings.catch_warnings():  # experimental in Optuna since 3.2, and what dashboards read
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(compiled.objective_names)

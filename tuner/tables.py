@@ -263,12 +263,14 @@ def _choices(trial) -> dict:
 
 
 def front_rows(front) -> list[dict]:
-    """The front as plain rows: trial number, configuration, objectives."""
+    """The front as plain rows: trial number, configuration, objectives, and the calibration
+    profile they were scored under."""
     return [
         {
             "trial": t.number,
             "params": _choices(t),
             "objectives": dict(zip(front.objective_names, t.values, strict=True)),
+            "calibration": front.calibration,
         }
         for t in front.trials
     ]
@@ -289,7 +291,7 @@ def print_front(front) -> None:
     console = _console()
     title = escape(
         f"Pareto front of {front.study_name}: {len(front.trials)} of {front.n_feasible} "
-        f"feasible trials ({front.n_trials} in all)"
+        f"feasible trials ({front.n_trials} in all); calibration {front.calibration}"
     )
     table = Table(title=title)
     table.add_column("trial", justify="right")

@@ -450,6 +450,16 @@ def test_cli_show_prints_a_trial_with_its_estimate(searched, capsys) -> None:
     assert set(data["estimate"]) >= {"prefill", "decode", "memory"}
     assert list(data["objectives"]) == OBJECTIVES
     assert data["params"] == stored("small", url)[0].params
+    assert data["calibration"] == "tpu-v4-jax"  # the spec's 'auto' on tpu-v4, as stored with the study
+
+
+def test_cli_pareto_names_the_calibration(searched, capsys) -> None:
+    _, url = searched
+    code, out, _ = run_cli(capsys, "pareto", "small", "--storage", url, "--json")
+    assert code == 0
+    assert {row["calibration"] for row in json.loads(out)} == {"tpu-v4-jax"}
+    code, out, _ = run_cli(capsys, "pareto", "small", "--storage", url)
+    assert "calibration tpu-v4-jax" in " ".join(out.split())
 
 
 def test_cli_search_resumes_a_study(searched, capsys) -> None:
