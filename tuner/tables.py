@@ -17,6 +17,7 @@ from rich.table import Table
 from cost_models.hardware import HardwareSpec
 from cost_models.metrics import METRICS, Metric
 from cost_models.models import ModelSpec
+from search_spaces.space import DIMENSIONS
 
 
 def _console() -> Console:
@@ -239,20 +240,8 @@ def progress(disable: bool = False) -> Iterator[Callable[[int, int], None]]:
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
-_PARAM_COLUMNS = (
-    "chips",
-    "mesh",
-    "batch",
-    "prefill_ffn_layout",
-    "decode_ffn_layout",
-    "prefill_attn_sharding",
-    "decode_attn_sharding",
-    "weight_bits",
-    "kv_bits",
-    "kv_heads",
-    "block",
-    "flash_attention",
-)
+#: A trial's configuration columns: its chips, then the search dimensions in their order.
+_PARAM_COLUMNS = ("chips", *DIMENSIONS)
 
 
 def _choices(trial) -> dict:
