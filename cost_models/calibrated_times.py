@@ -82,24 +82,15 @@ def calibrated_operator_times(
     m, n, k = gemm_shapes
     # Weight matmuls, grouped by the engine's kernel format.
     formats = _FORMAT_TABLE[c.weight_dtype, c.act_dtype]
-    gemm_rows = [OP[op] for op in GEMM_AXES]
+    gemm_rows = [OP[op] for op in GEMM_AXES]  # the rows of gemm_shapes, in this order
     for code in np.unique(formats):
         fmt = _FORMAT_NAMES[int(code)]
         rows = formats == code
-        everyone = bool(np.all(rows))
-        pick = slice(None) if everyone else rows
-        block = gemm_time_s(
-            m[gemm_rows][:, pick],
-            n[gemm_rows][:, pick],
-            k[gemm_rows][:, pick],
-            fmt,
-            hardware,
-            _gemm_params(profile, fmt),
-        )
-        if everyone:
-            times[gemm_rows] = block
+        if bool(np.all(rows)):
+            times[gemm_rows] = gemm_time_s(m, n, k, fmt, hardware, _gemm_params(profile, fmt))
         else:
-            times[np.ix_(np.asarray(gemm_rows), np.flatnonzero(rows))] = block
+            block = gemm_time_s(m[:, rows], n[:, rows], k[:, rows], fmt, hardware, _gemm_params(profile, fmt))
+            times[np.ix_(np.array(gemm_rows), np.flatnonzero(rows))] = block
     # Elementwise kernels: bytes at a fraction of HBM bandwidth, plus a launch.
     moved = chip_ops.bytes
     elementwise = [OP[op] for op in ELEMENTWISE_OPS]

@@ -98,7 +98,9 @@ def _combine(compute_s: np.ndarray, memory_s: np.ndarray, power: float | None) -
     if power is None:
         return np.maximum(compute_s, memory_s)
     big = np.maximum(np.maximum(compute_s, memory_s), 1e-30)
-    return big * ((compute_s / big) ** power + (memory_s / big) ** power) ** (1.0 / power)
+    # One of the two ratios to ``big`` is 1: (c^p + m^p)^(1/p) = big (1 + (small/big)^p)^(1/p).
+    small = np.minimum(compute_s, memory_s)
+    return big * (1.0 + (small / big) ** power) ** (1.0 / power)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,7 +137,9 @@ def l2_resident_fraction(bytes_moved, chip: HardwareSpec) -> np.ndarray:
     0 well above (1 / (1 + (bytes / L2)^4)); 0 for chips without an L2 figure."""
     if chip.l2_bytes is None:
         return np.zeros(np.shape(bytes_moved))
-    return 1.0 / (1.0 + (np.asarray(bytes_moved, dtype=float) / chip.l2_bytes) ** 4)
+    ratio = np.asarray(bytes_moved, dtype=float) / chip.l2_bytes
+    squared = ratio * ratio
+    return 1.0 / (1.0 + squared * squared)
 
 
 def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParams) -> np.ndarray:

@@ -650,14 +650,13 @@ def per_chip_costs(
 
 
 def gemm_shapes_per_chip(chip_ops: OperatorCosts, plan: ShardingPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(m, n, k) of the matmul x[m, k] @ W[k, n] each chip runs for every weight operator, shaped
-    like the operator costs (zero where an operator is no matmul): k and n as the plan splits the
-    weight in use; m follows from the chip's FLOPs (2 m n k), so it counts the tokens the chip
-    multiplies, whatever the layout."""
-    rows = [OP[op] for op in WEIGHT_OPS]
-    k, n = np.zeros(chip_ops.flops.shape), np.zeros(chip_ops.flops.shape)
-    k[rows], n[rows] = plan.gemm_k, plan.gemm_n
-    m = np.divide(chip_ops.flops, 2.0 * k * n, out=np.zeros_like(k), where=k * n > 0)
+    """(m, n, k) of the matmul x[m, k] @ W[k, n] each chip runs for every weight operator, rows
+    in the order of ``WEIGHT_OPS`` (= ``GEMM_AXES``): k and n as the plan splits the weight in
+    use; m follows from the chip's FLOPs (2 m n k), so it counts the tokens the chip multiplies,
+    whatever the layout."""
+    k, n = plan.gemm_k, plan.gemm_n
+    flops = chip_ops.flops[[OP[op] for op in WEIGHT_OPS]]
+    m = np.divide(flops, 2.0 * k * n, out=np.zeros_like(k), where=k * n > 0)
     return m, n, k
 
 
