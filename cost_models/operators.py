@@ -15,6 +15,7 @@ N = B*T tokens through the projections.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -70,7 +71,7 @@ class OperatorCosts:
     present: np.ndarray  # bool
     repeats: np.ndarray  # executions per forward pass: layers for block operators, 1 for lm_head
 
-    @property
+    @cached_property
     def bytes(self) -> np.ndarray:
         """All memory traffic of an operator."""
         return self.weight_bytes + self.act_read_bytes + self.act_write_bytes + self.kv_read_bytes + self.kv_write_bytes
