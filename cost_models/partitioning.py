@@ -67,11 +67,6 @@ class ShardingRules:
         """The axes still splitting a weight dimension after the all-gather over ``gather``."""
         return tuple(a for a in axes if a not in self.gather)
 
-    @property
-    def remaining(self) -> tuple[str, ...]:
-        """Axes a weight-gathered layout runs 1D weight-stationary over (Pope et al. 3.2.3)."""
-        return tuple(a for a in AXES if a not in self.gather)
-
 
 _XYZ, _YZ = AXES, ("y", "z")
 #: The one sharding table per layout (Pope et al. 2022, section 3.2 and Figure 2). Used by the
@@ -100,8 +95,6 @@ SHARDING_RULES: dict[str, ShardingRules] = {
         embed=("x",), mlp=_YZ, heads=_YZ, kv_heads=_YZ, vocab=_YZ, act_batch=_XYZ, act_embed=(), gather=_XYZ
     ),
 }
-#: Mesh axes the weights are gathered over in each weight-gathered layout.
-GATHER_AXES = {name: "".join(r.gather) for name, r in SHARDING_RULES.items() if r.gather}
 
 
 def _subsets(axes: tuple[str, ...]) -> list[tuple[str, ...]]:
