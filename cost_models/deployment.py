@@ -319,30 +319,24 @@ def _memory(
     return MemoryEstimate(weights, kv, activations, capacity, max_context)
 
 
+def _phase_report(p: PhaseEstimate, i: int) -> dict:
+    return {
+        "latency_s": float(p.latency_s[i]),
+        "mfu": float(p.mfu[i]),
+        "compute_s": float(p.compute_s[i]),
+        "memory_s": float(p.memory_s[i]),
+        "comm_s": float(p.comm_s[i]),
+        "cost_chip_s_per_token": float(p.cost_chip_s_per_token[i]),
+        "throughput_tokens_per_s": float(p.throughput_tokens_per_s[i]),
+    }
+
+
 def estimate_report(result: DeploymentEstimate, index: int = 0) -> dict:
     """One deployment's estimate as plain data (the ``tuner estimate --json`` sections)."""
-    p, d, m = result.prefill, result.decode, result.memory
-    i = index
+    m, i = result.memory, index
     return {
-        "prefill": {
-            "latency_s": float(p.latency_s[i]),
-            "mfu": float(p.mfu[i]),
-            "compute_s": float(p.compute_s[i]),
-            "memory_s": float(p.memory_s[i]),
-            "comm_s": float(p.comm_s[i]),
-            "cost_chip_s_per_token": float(p.cost_chip_s_per_token[i]),
-            "throughput_tokens_per_s": float(p.throughput_tokens_per_s[i]),
-        },
-        "decode": {
-            "step_latency_s": float(result.decode_step_latency_s[i]),
-            "latency_s": float(d.latency_s[i]),
-            "mfu": float(d.mfu[i]),
-            "compute_s": float(d.compute_s[i]),
-            "memory_s": float(d.memory_s[i]),
-            "comm_s": float(d.comm_s[i]),
-            "cost_chip_s_per_token": float(d.cost_chip_s_per_token[i]),
-            "throughput_tokens_per_s": float(d.throughput_tokens_per_s[i]),
-        },
+        "prefill": _phase_report(result.prefill, i),
+        "decode": {"step_latency_s": float(result.decode_step_latency_s[i]), **_phase_report(result.decode, i)},
         "memory": {
             "weights_bytes_per_chip": float(m.weights_bytes_per_chip[i]),
             "kv_cache_bytes_per_chip": float(m.kv_cache_bytes_per_chip[i]),
