@@ -47,7 +47,7 @@ from cost_models.partitioning import (
     sharding_plan,
     weight_bytes_per_chip,
 )
-from cost_models.roofline import roofline_times
+from cost_models.roofline import RooflineTimes, roofline_times
 from cost_models.topology import Network, network_for, parse_mesh
 
 Overlap = Literal["overlapped", "added"]
@@ -110,6 +110,58 @@ class _PhaseTimes:
     comm_s: np.ndarray
 
 
+@dataclass(frozen=True)
+class OperatorTimes:
+    """Seconds of each operator slot of one forward pass on one chip (``(slots, n)``, per execution:
+    block slots run ``layers`` times), the block's collectives and the engine's fixed costs."""
+
+    op_time_s: np.ndarray
+    comm_block_s: np.ndarray
+    layer_overhead_s: float
+    step_overhead_s: float
+
+
+def operator_times(
+    d: Deployments,
+    phase: str,
+    configs: InferenceConfigs,
+    ops: OperatorCosts,
+    tokens_per_sequence: np.ndarray,
+    network: Network,
+    profile: CalibrationProfile | None,
+    plan: ShardingPlan,
+    kv_ways: np.ndarray,
+) -> tuple[OperatorTimes, RooflineTimes]:
+    """Per-operator times of one forward pass of ``phase``'s layout (and the per-chip costs).
+    Without a profile an operator's time is its roofline; with one, its calibrated kernel time
+    and the engine's fixed cost per layer and per step. The roofline's terms come back too."""
+    layouts, batch_sharded = d.ffn_layout(phase), d.batch_sharded_attention(phase)
+    chip_ops = per_chip_costs(ops, configs, d.mesh, layouts, batch_sharded, plan, kv_ways)
+    roofline = roofline_times(chip_ops.flops, chip_ops.bytes, chip_ops.compute_dtype, d.hardware)
+    if profile is None:
+        op_time, layer_overhead, step_overhead = roofline.time_s, 0.0, 0.0
+    else:
+        shapes = gemm_shapes_per_chip(chip_ops, plan)
+        op_time = calibrated_operator_times(chip_ops, configs, shapes, d.chips, batch_sharded, d.hardware, profile)
+        layer_overhead, step_overhead = profile.per_layer_overhead_s, profile.per_step_overhead_s
+    comm_block = layer_comm_time_s(
+        network, layouts, Shapes.of(configs, tokens_per_sequence), d.mesh, configs.parallel_block, batch_sharded
+    )
+    return OperatorTimes(op_time, comm_block, layer_overhead, step_overhead), roofline
+
+
+def forward_pass_s(
+    t: OperatorTimes, layers: np.ndarray, overlap: Overlap, extra_block_s: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """layers x (block time combined with the block's collectives) + lm_head + the step's fixed
+    cost. ``extra_block_s``: more per-block work in the same pass (a mixed serving iteration's
+    attention, scored at other shapes than its projections)."""
+    op = t.op_time_s
+    block = op[:LM_HEAD].sum(axis=0) + op[LM_HEAD + 1 :].sum(axis=0) + t.layer_overhead_s + extra_block_s
+    combined = np.maximum(block, t.comm_block_s) if overlap == "overlapped" else block + t.comm_block_s
+    return layers * combined + op[LM_HEAD] + t.step_overhead_s
+
+
 def _phase_times(
     d: Deployments,
     phase: str,
@@ -123,31 +175,17 @@ def _phase_times(
     kv_ways: np.ndarray,
 ) -> _PhaseTimes:
     """One forward pass: layers x (block time combined with the block's collectives) + lm_head
-    (+ the engine's fixed cost per step under a profile). Without a profile a block's time is its
-    roofline; with one, each operator's calibrated kernel time plus the fixed cost per layer."""
-    layouts, batch_sharded = d.ffn_layout(phase), d.batch_sharded_attention(phase)
-    chip_ops = per_chip_costs(ops, configs, d.mesh, layouts, batch_sharded, plan, kv_ways)
-    times = roofline_times(chip_ops.flops, chip_ops.bytes, chip_ops.compute_dtype, d.hardware)
-    if profile is None:
-        op_time, layer_overhead, step_overhead = times.time_s, 0.0, 0.0
-    else:
-        shapes = gemm_shapes_per_chip(chip_ops, plan)
-        op_time = calibrated_operator_times(chip_ops, configs, shapes, d.chips, batch_sharded, d.hardware, profile)
-        layer_overhead, step_overhead = profile.per_layer_overhead_s, profile.per_step_overhead_s
-    block = op_time[:LM_HEAD].sum(axis=0) + op_time[LM_HEAD + 1 :].sum(axis=0) + layer_overhead
-    comm_block = layer_comm_time_s(
-        network, layouts, Shapes.of(configs, tokens_per_sequence), d.mesh, configs.parallel_block, batch_sharded
-    )
-    combined = np.maximum(block, comm_block) if overlap == "overlapped" else block + comm_block
+    (+ the engine's fixed cost per step under a profile)."""
+    t, roofline = operator_times(d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways)
     return _PhaseTimes(
-        latency_s=configs.layers * combined + op_time[LM_HEAD] + step_overhead,
-        compute_s=(times.compute_s * ops.repeats).sum(axis=0),
-        memory_s=(times.memory_s * ops.repeats).sum(axis=0),
-        comm_s=configs.layers * comm_block,
+        latency_s=forward_pass_s(t, configs.layers, overlap),
+        compute_s=(roofline.compute_s * ops.repeats).sum(axis=0),
+        memory_s=(roofline.memory_s * ops.repeats).sum(axis=0),
+        comm_s=configs.layers * t.comm_block_s,
     )
 
 
-def _sharding_plans(d: Deployments, configs: InferenceConfigs) -> dict[str, ShardingPlan]:
+def sharding_plans(d: Deployments, configs: InferenceConfigs) -> dict[str, ShardingPlan]:
     """Each phase's sharding plan, computed once per distinct (model, KV heads, mesh, layout)."""
     plans = {}
     for phase in PHASE_NAMES:
@@ -157,7 +195,7 @@ def _sharding_plans(d: Deployments, configs: InferenceConfigs) -> dict[str, Shar
     return plans
 
 
-def _kv_ways(d: Deployments) -> dict[str, np.ndarray]:
+def kv_ways_by_phase(d: Deployments) -> dict[str, np.ndarray]:
     """Ways each deployment's KV cache is split in each phase, once per distinct shape. The batch
     matters only through which mesh-axis products divide it, all divisors of the chip count: its
     gcd with the chip count carries the same information and takes fewer distinct values."""
@@ -221,8 +259,8 @@ def estimate(
     prompt, gen = d.prompt_len, d.gen_len
     # Prefill: one pass over batch x prompt tokens.
     prefill_configs = d.inference_configs("prefill", prompt)
-    plans = _sharding_plans(d, prefill_configs)
-    kv_ways = _kv_ways(d)
+    plans = sharding_plans(d, prefill_configs)
+    kv_ways = kv_ways_by_phase(d)
     prefill_ops = operator_costs(prefill_configs, convention)
     prefill_times = _phase_times(
         d,

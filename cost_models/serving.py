@@ -1,0 +1,573 @@
+"""Serving under load: in-flight batching at a client concurrency or a Poisson request rate.
+
+An engine (vLLM, SGLang, TensorRT-LLM) runs iterations (Orca's iteration-level scheduling): each
+holds one token of every running sequence in decode plus prompt tokens of newly admitted requests,
+up to ``max_num_tokens`` tokens and ``max_batch_size`` sequences, with the KV cache paged in blocks.
+This module gives the steady state of that loop for n deployments at once, from the per-iteration
+cost of :mod:`cost_models.iteration` (calibrated per engine when a profile is given):
+
+- **Composition.** Prefill work arrives at ``rate x prompt`` uncached tokens per second. An
+  iteration holding prefill ("mixed") carries up to the token budget left after the decode tokens
+  (whole prompts unless prefill is chunked); the rest are decode-only. Closed-loop clients with
+  fixed lengths return in the groups the first burst formed (a benchmark's steady state: every
+  cycle of ``gen_len`` iterations re-prefills all running requests in ``ceil(b P / k)`` mixed
+  iterations, AIConfigurator's "mix steps"); open-loop Poisson arrivals mix an iteration with
+  probability ``1 - exp(-R t)``.
+- **TPOT** is the mean iteration time a decoding request sees: mixed iterations stall it
+  (prefill interference). **TTFT** is the wait for the next iteration, the queue for the prefill
+  budget (M/D/1 in the open loop), the prefill iterations of the request itself, and in a
+  closed-loop benchmark the first burst of every client at once, weighted by its share of the run.
+- **Memory.** The KV cache is paged: a sequence holds its blocks as it grows, so the sustainable
+  concurrency is the free HBM after weights and activations over the mean blocks a running
+  sequence holds, not over every sequence's full length; clients beyond it (or beyond
+  ``max_batch_size``) queue, and the estimate says so (``queued``).
+- **Throughput** follows from the cycle: ``b x gen_len`` output tokens per cycle of mixed and
+  decode-only iterations; per user ``1 / TPOT``; Little's law ties concurrency, rate and latency.
+
+Lengths may have a spread (standard deviation): the steady state uses the means (the attention
+of a prompt is scored at its mean with the variance's share of the quadratic term); the
+discrete-event simulation (:mod:`cost_models.serving_simulation`) draws them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+
+from cost_models.calibrated_times import calibrated_network, check_profile
+from cost_models.calibration import CalibrationProfile
+from cost_models.deployment import OVERLAPS, Overlap, kv_ways_by_phase, sharding_plans
+from cost_models.deployments import Deployments
+from cost_models.dtypes import BYTES_PER_ELEMENT
+from cost_models.errors import InvalidInputError
+from cost_models.iteration import iteration_times
+from cost_models.model_counts import kv_bytes_per_token
+from cost_models.partitioning import weight_bytes_per_chip
+from cost_models.topology import Network, network_for
+
+#: Engine defaults (each engine's documented default for an online server on one node): the
+#: most sequences per iteration, the token budget of an iteration, chunked prefill, KV block
+#: size in tokens, share of HBM the engine may use. TensorRT-LLM: ``max_batch_size`` 2048,
+#: ``max_num_tokens`` 8192, ``tokens_per_block`` 32, ``free_gpu_memory_fraction`` 0.9, chunked
+#: context off (LLM API defaults). vLLM V1: ``max_num_seqs`` 256, ``max_num_batched_tokens`` 8192
+#: (online serving on a large GPU), always chunked, ``block_size`` 16, ``gpu_memory_utilization``
+#: 0.9. SGLang: ``max_running_requests`` unset (bounded by memory; 2048 here), ``chunked_prefill_size``
+#: 8192, page size 1, ``mem_fraction_static`` about 0.88.
+ENGINE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "trtllm": {
+        "max_batch_size": 2048,
+        "max_num_tokens": 8192,
+        "chunked_prefill": False,
+        "kv_block_size": 32,
+        "memory_fraction": 0.9,
+    },
+    "vllm": {
+        "max_batch_size": 256,
+        "max_num_tokens": 8192,
+        "chunked_prefill": True,
+        "kv_block_size": 16,
+        "memory_fraction": 0.9,
+    },
+    "sglang": {
+        "max_batch_size": 2048,
+        "max_num_tokens": 8192,
+        "chunked_prefill": True,
+        "kv_block_size": 1,
+        "memory_fraction": 0.88,
+    },
+    "jax": {
+        "max_batch_size": 512,
+        "max_num_tokens": 8192,
+        "chunked_prefill": True,
+        "kv_block_size": 16,
+        "memory_fraction": 0.9,
+    },
+}
+#: Requests each closed-loop client sends in a benchmark run (``vllm bench serve`` and genai-perf
+#: are commonly run with ten times the concurrency in prompts): the first burst, every client at
+#: once, is that share of the measured mean TTFT. 0 means the steady state only.
+DEFAULT_REQUESTS_PER_CLIENT = 10.0
+SERVING_MODES: tuple[str, ...] = ("closed", "open")
+_FIXED_POINT_ROUNDS = 40
+
+
+@dataclass(frozen=True)
+class ServingWorkloads:
+    """n serving workloads and engine settings, a struct of arrays beside :class:`Deployments`.
+    ``concurrency`` is NaN where the load is an open-loop ``request_rate`` (requests/s), and the
+    other way round. Lengths are means with a standard deviation (0: fixed)."""
+
+    concurrency: np.ndarray
+    request_rate: np.ndarray
+    prompt_len: np.ndarray
+    gen_len: np.ndarray
+    prompt_len_std: np.ndarray
+    gen_len_std: np.ndarray
+    max_batch_size: np.ndarray
+    max_num_tokens: np.ndarray
+    chunked_prefill: np.ndarray  # bool
+    kv_block_size: np.ndarray
+    prefix_hit_rate: np.ndarray  # share of each prompt found in the prefix cache
+    memory_fraction: np.ndarray  # share of HBM the engine may use
+    requests_per_client: np.ndarray  # closed loop: benchmark length, for the first burst's share
+
+    def __len__(self) -> int:
+        return int(self.prompt_len.shape[0])
+
+    @property
+    def closed_loop(self) -> np.ndarray:
+        return np.isfinite(self.concurrency)
+
+    def take(self, index: np.ndarray | slice | int) -> ServingWorkloads:
+        return ServingWorkloads(**{f.name: np.atleast_1d(getattr(self, f.name)[index]) for f in fields(self)})
+
+    def row(self, i: int) -> dict[str, Any]:
+        """Workload ``i`` as plain data (what a stored trial keeps)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)[i]
+            if f.name == "chunked_prefill":
+                out[f.name] = bool(value)
+            elif f.name in ("max_batch_size", "max_num_tokens", "kv_block_size"):
+                out[f.name] = int(value)
+            else:
+                out[f.name] = None if not np.isfinite(value) else float(value)
+        return out
+
+
+def make_workloads(
+    n: int | None = None,
+    *,
+    backend: str = "trtllm",
+    concurrency: np.ndarray | float | None = None,
+    request_rate: np.ndarray | float | None = None,
+    prompt_len: np.ndarray | float,
+    gen_len: np.ndarray | float,
+    prompt_len_std: np.ndarray | float = 0.0,
+    gen_len_std: np.ndarray | float = 0.0,
+    max_batch_size: np.ndarray | float | None = None,
+    max_num_tokens: np.ndarray | float | None = None,
+    chunked_prefill: np.ndarray | bool | None = None,
+    kv_block_size: np.ndarray | float | None = None,
+    prefix_hit_rate: np.ndarray | float = 0.0,
+    memory_fraction: np.ndarray | float | None = None,
+    requests_per_client: np.ndarray | float = DEFAULT_REQUESTS_PER_CLIENT,
+) -> ServingWorkloads:
+    """Broadcast into :class:`ServingWorkloads`, engine knobs defaulting to ``backend``'s, every
+    entry validated (one-line errors naming the field)."""
+    if backend not in ENGINE_DEFAULTS:
+        raise InvalidInputError("backend", f"unknown engine {backend!r}", f"use one of {', '.join(ENGINE_DEFAULTS)}")
+    if (concurrency is None) == (request_rate is None):
+        raise InvalidInputError(
+            "serving", "needs exactly one of concurrency and request_rate", "pass --concurrency C or --request-rate R"
+        )
+    defaults = ENGINE_DEFAULTS[backend]
+    columns: dict[str, Any] = {
+        "concurrency": np.nan if concurrency is None else concurrency,
+        "request_rate": np.nan if request_rate is None else request_rate,
+        "prompt_len": prompt_len,
+        "gen_len": gen_len,
+        "prompt_len_std": prompt_len_std,
+        "gen_len_std": gen_len_std,
+        "max_batch_size": defaults["max_batch_size"] if max_batch_size is None else max_batch_size,
+        "max_num_tokens": defaults["max_num_tokens"] if max_num_tokens is None else max_num_tokens,
+        "chunked_prefill": defaults["chunked_prefill"] if chunked_prefill is None else chunked_prefill,
+        "kv_block_size": defaults["kv_block_size"] if kv_block_size is None else kv_block_size,
+        "prefix_hit_rate": prefix_hit_rate,
+        "memory_fraction": defaults["memory_fraction"] if memory_fraction is None else memory_fraction,
+        "requests_per_client": requests_per_client,
+    }
+    names = list(columns)
+    shapes = [np.atleast_1d(np.asarray(columns[k])) for k in names]
+    if n is not None:
+        shapes.append(np.zeros(n))
+    arrays = np.broadcast_arrays(*shapes)
+    typed = {
+        k: np.ascontiguousarray(a, dtype=bool if k == "chunked_prefill" else np.float64)
+        for k, a in zip(names, arrays[: len(names)], strict=True)
+    }
+    workloads = ServingWorkloads(**typed)
+    validate_workloads(workloads)
+    return workloads
+
+
+def _check(name: str, bad: np.ndarray, values: np.ndarray, must: str, fix: str) -> None:
+    if np.any(bad):
+        value = values[int(np.argmax(bad))]
+        raise InvalidInputError(name, f"{must}, got {value:g}", fix)
+
+
+def validate_workloads(w: ServingWorkloads) -> None:
+    """Raise :class:`InvalidInputError` naming the first bad field."""
+    closed = np.isfinite(w.concurrency)
+    _check(
+        "concurrency",
+        closed & ((w.concurrency < 1) | (w.concurrency != np.floor(w.concurrency))),
+        w.concurrency,
+        "must be a whole number >= 1",
+        "pass --concurrency 1 or more",
+    )
+    _check(
+        "request_rate",
+        ~closed & ~(np.isfinite(w.request_rate) & (w.request_rate > 0)),
+        w.request_rate,
+        "must be a positive number of requests per second",
+        "pass --request-rate above 0",
+    )
+    for name in ("prompt_len", "gen_len", "max_batch_size", "max_num_tokens", "kv_block_size"):
+        values = getattr(w, name)
+        _check(name, ~np.isfinite(values) | (values < 1), values, "must be 1 or more", f"pass a positive {name}")
+    for name in ("prompt_len_std", "gen_len_std", "requests_per_client"):
+        values = getattr(w, name)
+        _check(name, ~np.isfinite(values) | (values < 0), values, "must be 0 or more", f"pass a {name} >= 0")
+    _check(
+        "prefix_hit_rate",
+        ~((w.prefix_hit_rate >= 0) & (w.prefix_hit_rate < 1)),
+        w.prefix_hit_rate,
+        "must be in [0, 1)",
+        "pass a share such as 0.5",
+    )
+    _check(
+        "memory_fraction",
+        ~((w.memory_fraction > 0) & (w.memory_fraction <= 1)),
+        w.memory_fraction,
+        "must be in (0, 1]",
+        "pass a share such as 0.9",
+    )
+    uncached = w.prompt_len * (1.0 - w.prefix_hit_rate)
+    _check(
+        "max_num_tokens",
+        ~w.chunked_prefill & (uncached > w.max_num_tokens),
+        w.max_num_tokens,
+        "is smaller than a prompt and prefill is not chunked",
+        "raise max_num_tokens to the prompt length or turn chunked prefill on",
+    )
+
+
+@dataclass(frozen=True)
+class ServingEstimate:
+    """Steady state of n deployments under their workloads. Seconds and tokens per second; a
+    deployment that cannot keep up with an open-loop rate has ``stable`` False and infinite
+    latencies (its queue grows without bound)."""
+
+    ttft_s: np.ndarray
+    tpot_s: np.ndarray
+    tpot_p90_s: np.ndarray
+    tpot_p99_s: np.ndarray
+    e2e_latency_s: np.ndarray
+    tokens_per_s: np.ndarray  # output tokens of the deployment
+    tokens_per_s_per_chip: np.ndarray
+    tokens_per_s_per_user: np.ndarray
+    requests_per_s: np.ndarray
+    max_concurrency: np.ndarray  # sequences the paged KV cache (and max_batch_size) can run at once
+    running: np.ndarray  # sequences in the running batch (mean)
+    queued: np.ndarray  # requests waiting for a slot (mean; closed loop: clients beyond max_concurrency)
+    mixed_share: np.ndarray  # share of iterations that hold prefill
+    prefill_tokens_per_mixed_iteration: np.ndarray
+    decode_iteration_s: np.ndarray
+    mixed_iteration_s: np.ndarray
+    stable: np.ndarray
+    fits: np.ndarray  # weights and activations leave room for at least one sequence's KV cache
+    weights_bytes_per_chip: np.ndarray
+    kv_cache_bytes_per_chip: np.ndarray  # at the running batch's mean occupancy
+    kv_bytes_per_token_per_chip: np.ndarray
+
+
+#: The keys of one deployment's ``serving`` object (``tuner estimate --json``), in order.
+SERVING_KEYS: tuple[str, ...] = (
+    "ttft_s",
+    "tpot_s",
+    "tpot_p90_s",
+    "tpot_p99_s",
+    "e2e_latency_s",
+    "tokens_per_s",
+    "tokens_per_s_per_chip",
+    "tokens_per_s_per_user",
+    "requests_per_s",
+    "max_concurrency",
+    "running",
+    "queued",
+    "mixed_share",
+    "prefill_tokens_per_mixed_iteration",
+    "decode_iteration_s",
+    "mixed_iteration_s",
+    "stable",
+    "fits",
+)
+
+
+def serving_report(result: ServingEstimate, index: int = 0) -> dict[str, Any]:
+    """One deployment's serving steady state as plain data (JSON safe: infinity becomes None)."""
+    out: dict[str, Any] = {}
+    for key in SERVING_KEYS:
+        value = getattr(result, key)[index]
+        if key in ("stable", "fits"):
+            out[key] = bool(value)
+        elif key == "max_concurrency":
+            out[key] = int(value)
+        else:
+            out[key] = float(value) if np.isfinite(value) else None
+    return out
+
+
+@dataclass(frozen=True)
+class _Memory:
+    weights: np.ndarray
+    kv_per_token: np.ndarray
+    free: np.ndarray
+
+
+def _memory(d: Deployments, w: ServingWorkloads, phase: str) -> _Memory:
+    """Weights as the layout stores them, KV bytes per token per chip as the attention sharding
+    splits the cache, and the HBM left for the cache after weights and the activations of a
+    full iteration (``max_num_tokens`` tokens)."""
+    configs = d.inference_configs(phase, np.ones(len(d)))
+    plans = sharding_plans(d, configs)
+    weights = weight_bytes_per_chip(configs, d.mesh, d.ffn_layout(phase), plans[phase])
+    ways = kv_ways_by_phase(replace(d, batch=np.maximum(w.max_batch_size, 1.0)))[phase]
+    kv_per_token = (
+        kv_bytes_per_token(configs.layers, configs.kv_heads, configs.d_head, BYTES_PER_ELEMENT[configs.kv_dtype], True)
+        / ways
+    )
+    # Live activations of one iteration: the widest intermediate (FFN input of every token) twice,
+    # split over the chips with the weights (tensor parallel activations are sharded the same way).
+    act_bytes = BYTES_PER_ELEMENT[configs.act_dtype]
+    widest = np.maximum(configs.d_ff * np.where(configs.gated_ffn, 2.0, 1.0), configs.vocab / 8)
+    activations = 2.0 * w.max_num_tokens * widest * act_bytes / d.chips
+    free = d.hardware.memory_bytes * w.memory_fraction - weights - activations
+    return _Memory(weights, kv_per_token, free)
+
+
+def serve(
+    deployments: Deployments,
+    workloads: ServingWorkloads,
+    *,
+    calibration: CalibrationProfile | None = None,
+    overlap: Overlap = "overlapped",
+    phase: str = "decode",
+) -> ServingEstimate:
+    """The serving steady state of n deployments (their batch, prompt and gen lengths are not
+    used: the workloads say how requests come). ``phase``: whose layout the engine runs."""
+    if overlap not in OVERLAPS:
+        raise InvalidInputError("overlap", f"unknown value {overlap!r}", f"use {' or '.join(OVERLAPS)}")
+    d, w = deployments, workloads
+    if len(w) != len(d):
+        raise InvalidInputError("workloads", f"{len(w)} workloads for {len(d)} deployments", "pass one per deployment")
+    network = network_for(d.hardware)
+    if calibration is not None:
+        check_profile(calibration, d.hardware)
+        network = calibrated_network(network, d.hardware, calibration)
+    closed = w.closed_loop
+    parts = []
+    for mask, steady in ((closed, _closed_loop), (~closed, _open_loop)):
+        if np.any(mask):
+            index = np.flatnonzero(mask)
+            parts.append((index, steady(_Setting(d.take(index), w.take(index), network, calibration, overlap, phase))))
+    if len(parts) == 1:
+        return parts[0][1]
+    columns = {}
+    for f in fields(ServingEstimate):
+        column = np.empty(len(d), dtype=getattr(parts[0][1], f.name).dtype)
+        for index, part in parts:
+            column[index] = getattr(part, f.name)
+        columns[f.name] = column
+    return ServingEstimate(**columns)
+
+
+@dataclass(frozen=True)
+class _Setting:
+    d: Deployments
+    w: ServingWorkloads
+    network: Network
+    calibration: CalibrationProfile | None
+    overlap: Overlap
+    phase: str
+
+    def iteration(self, decode_seqs: np.ndarray, prefill_tokens: np.ndarray) -> np.ndarray:
+        w = self.w
+        return iteration_times(
+            self.d,
+            self.network,
+            decode_seqs=decode_seqs,
+            decode_context=w.prompt_len + (w.gen_len - 1.0) / 2.0,
+            prefill_tokens=prefill_tokens,
+            prefill_prompt_len=w.prompt_len,
+            prefill_cached_share=w.prefix_hit_rate,
+            calibration=self.calibration,
+            overlap=self.overlap,
+            phase=self.phase,
+        ).latency_s
+
+    @property
+    def uncached(self) -> np.ndarray:
+        return self.w.prompt_len * (1.0 - self.w.prefix_hit_rate)
+
+    def prefill_budget(self, decode_seqs: np.ndarray) -> np.ndarray:
+        """Tokens one mixed iteration can prefill: the budget left after the decode tokens, in
+        whole prompts unless chunked (at least one: an engine admits a prompt that fits alone)."""
+        w, uncached = self.w, self.uncached
+        left = np.maximum(w.max_num_tokens - decode_seqs, 1.0)
+        whole = np.maximum(np.floor(left / uncached), 1.0) * uncached
+        return np.where(w.chunked_prefill, left, whole)
+
+
+@dataclass(frozen=True)
+class _Capacity:
+    memory: _Memory
+    held_tokens: np.ndarray
+    fits: np.ndarray
+    max_concurrency: np.ndarray
+
+    @property
+    def slots(self) -> np.ndarray:
+        return np.maximum(self.max_concurrency, 1.0)
+
+
+def _capacity(s: _Setting) -> _Capacity:
+    """Paged KV cache: a sequence holds its blocks as it grows (mean: the prompt and half the
+    output, plus half a block of waste in its last one)."""
+    w = s.w
+    held_tokens = w.prompt_len + w.gen_len / 2.0 + w.kv_block_size / 2.0
+    memory = _memory(s.d, w, s.phase)
+    fits = memory.free >= memory.kv_per_token * (w.prompt_len + w.gen_len)
+    kv_limit = np.floor(np.maximum(memory.free, 0.0) / (memory.kv_per_token * held_tokens))
+    return _Capacity(memory, held_tokens, fits, np.minimum(kv_limit, w.max_batch_size))
+
+
+def _tpot_spread(p_mix: np.ndarray, t_mix: np.ndarray, t_dec: np.ndarray, gen: np.ndarray) -> np.ndarray:
+    """A request's TPOT varies with how many of its gen_len - 1 decode iterations are mixed:
+    binomial, its standard deviation (the tails use the normal approximation)."""
+    iterations = np.maximum(gen - 1.0, 1.0)
+    return np.sqrt(np.maximum(p_mix * (1.0 - p_mix), 0.0) / iterations) * np.abs(t_mix - t_dec) * (gen > 1.0)
+
+
+def _result(
+    s: _Setting,
+    cap: _Capacity,
+    *,
+    stable: np.ndarray,
+    ttft: np.ndarray,
+    tpot: np.ndarray,
+    requests: np.ndarray,
+    running: np.ndarray,
+    queued: np.ndarray,
+    p_mix: np.ndarray,
+    per_mixed: np.ndarray,
+    t_mix: np.ndarray,
+    t_dec: np.ndarray,
+) -> ServingEstimate:
+    gen = s.w.gen_len
+    stable = stable & cap.fits & (cap.max_concurrency >= 1)
+    bad = ~stable
+    spread = _tpot_spread(p_mix, t_mix, t_dec, gen)
+    tokens_per_s = requests * gen
+    return ServingEstimate(
+        ttft_s=np.where(bad, np.inf, ttft),
+        tpot_s=np.where(bad, np.inf, tpot),
+        tpot_p90_s=np.where(bad, np.inf, tpot + 1.2816 * spread),
+        tpot_p99_s=np.where(bad, np.inf, tpot + 2.3263 * spread),
+        e2e_latency_s=np.where(bad, np.inf, ttft + (gen - 1.0) * tpot),
+        tokens_per_s=np.where(bad, 0.0, tokens_per_s),
+        tokens_per_s_per_chip=np.where(bad, 0.0, tokens_per_s / s.d.chips),
+        tokens_per_s_per_user=np.where(bad | (tpot <= 0), 0.0, 1.0 / np.where(tpot > 0, tpot, 1.0)),
+        requests_per_s=np.where(bad, 0.0, requests),
+        max_concurrency=np.maximum(cap.max_concurrency, 0.0),
+        running=running,
+        queued=queued,
+        mixed_share=p_mix,
+        prefill_tokens_per_mixed_iteration=per_mixed,
+        decode_iteration_s=t_dec,
+        mixed_iteration_s=t_mix,
+        stable=stable,
+        fits=cap.fits,
+        weights_bytes_per_chip=cap.memory.weights,
+        kv_cache_bytes_per_chip=cap.memory.kv_per_token * cap.held_tokens * running,
+        kv_bytes_per_token_per_chip=cap.memory.kv_per_token,
+    )
+
+
+def _closed_loop(s: _Setting) -> ServingEstimate:
+    """C clients, each sending its next request when the last one finished. b = min(C, slots)
+    run; the first burst (every client at once) is prefilled ``k`` tokens per mixed iteration
+    and the groups it forms return together: per cycle of one request's life, ``ceil(b P / k)``
+    mixed iterations and the rest decode-only (AIConfigurator's mix/gen-only steps)."""
+    w, cap = s.w, _capacity(s)
+    gen, uncached, clients = w.gen_len, s.uncached, w.concurrency
+    running = np.minimum(clients, cap.slots)
+    demand = running * uncached  # prompt tokens to prefill per cycle
+    per_mixed = np.minimum(demand, s.prefill_budget(running))
+    mixed_per_cycle = np.ceil(demand / per_mixed - 1e-9)
+    per_mixed = demand / mixed_per_cycle
+    own_prefill = np.ceil(uncached / np.maximum(per_mixed, 1.0) - 1e-9)  # iterations a prompt spans
+    t_mix = s.iteration(np.maximum(running - per_mixed / uncached, 0.0), per_mixed)
+    t_dec = s.iteration(running, np.zeros(len(w)))
+    life = own_prefill + gen - 1.0  # iterations of one request, without waiting
+    cycle_iterations = np.maximum(life, mixed_per_cycle)
+    seen_mixed = np.clip(mixed_per_cycle - own_prefill, 0.0, gen - 1.0)
+    tpot = np.where(
+        gen > 1.0, (seen_mixed * t_mix + (gen - 1.0 - seen_mixed) * t_dec) / np.maximum(gen - 1.0, 1.0), 0.0
+    )
+    cycle_s = mixed_per_cycle * t_mix + (cycle_iterations - mixed_per_cycle) * t_dec
+    # Steady state: the iteration running when the request arrives, the queue for the prefill
+    # budget when prefill-bound, its own prefill. First burst: groups prefilled one after another.
+    steady = 0.5 * t_dec + (cycle_iterations - life) * t_mix + own_prefill * t_mix
+    burst = (mixed_per_cycle + 1.0) / 2.0 * t_mix + (own_prefill - 1.0) * t_mix
+    share = np.where(w.requests_per_client > 0, 1.0 / np.maximum(w.requests_per_client, 1.0), 0.0)
+    requests = running / cycle_s
+    # Clients beyond the slots wait for one: all C share the cycle (Little's law).
+    waiting = np.maximum(clients / requests - cycle_s, 0.0)
+    return _result(
+        s,
+        cap,
+        stable=np.ones(len(w), dtype=bool),
+        ttft=(1.0 - share) * steady + share * burst + waiting,
+        tpot=tpot,
+        requests=requests,
+        running=running,
+        queued=np.maximum(clients - running, 0.0),
+        p_mix=mixed_per_cycle / cycle_iterations,
+        per_mixed=per_mixed,
+        t_mix=t_mix,
+        t_dec=t_dec,
+    )
+
+
+def _open_loop(s: _Setting) -> ServingEstimate:
+    """Poisson arrivals at R: fixed point of the mean iteration time t (decoding sequences by
+    Little's law, R (G - 1) t; an iteration holds prefill with probability 1 - exp(-R t));
+    TTFT adds the M/D/1 wait for the prefill budget. Unstable (infinite queue) when prefill
+    work exceeds the budget or decoding sequences the slots."""
+    w, cap = s.w, _capacity(s)
+    gen, uncached, rate = w.gen_len, s.uncached, w.request_rate
+    zeros = np.zeros(len(w))
+    t_mean = s.iteration(np.ones(len(w)), zeros)
+    for _ in range(_FIXED_POINT_ROUNDS):
+        decoding = np.minimum(rate * (gen - 1.0) * t_mean, cap.slots)
+        p_mix = np.clip(1.0 - np.exp(-rate * t_mean), 1e-9, 1.0)
+        per_mixed = np.minimum(rate * uncached * t_mean / p_mix, s.prefill_budget(decoding))
+        t_mix = s.iteration(decoding, per_mixed)
+        t_dec = s.iteration(decoding, zeros)
+        t_mean = 0.5 * t_mean + 0.5 * (p_mix * t_mix + (1.0 - p_mix) * t_dec)
+    budget = s.prefill_budget(decoding)
+    utilisation = rate * uncached * t_mean / budget
+    stable = (utilisation < 1.0) & (rate * (gen - 1.0) * t_mean < cap.slots)
+    rho = np.clip(utilisation, 0.0, 0.999)
+    own_prefill = np.ceil(uncached / np.maximum(budget, 1.0) - 1e-9)
+    ttft = 0.5 * t_mean + rho / (2.0 * (1.0 - rho)) * t_mix + own_prefill * t_mix
+    e2e = ttft + (gen - 1.0) * t_mean
+    return _result(
+        s,
+        cap,
+        stable=stable,
+        ttft=ttft,
+        tpot=t_mean,
+        requests=np.where(stable, rate, 0.0),
+        running=np.where(stable, np.minimum(rate * e2e, cap.slots), cap.slots),
+        queued=np.where(stable, 0.0, np.inf),
+        p_mix=p_mix,
+        per_mixed=per_mixed,
+        t_mix=t_mix,
+        t_dec=t_dec,
+    )
