@@ -91,6 +91,47 @@ ENGINE_DEFAULTS: dict[str, dict[str, Any]] = {
 DEFAULT_REQUESTS_PER_CLIENT = 10.0
 SERVING_MODES: tuple[str, ...] = ("closed", "open")
 _FIXED_POINT_ROUNDS = 40
+_OVERHEADS_DIR = "serving_overheads"
+
+
+@dataclass(frozen=True)
+class EngineOverheads:
+    """Host-side costs of an engine's serving loop that no kernel shows. The engine prepares
+    iteration i+1 on the CPU while the GPU runs iteration i (TensorRT-LLM's overlap scheduler,
+    vLLM V1's async scheduling), so an iteration takes the longer of its GPU time and its host
+    time: ``host_per_sequence_s`` for every scheduled sequence plus ``host_per_new_request_s`` for
+    each prompt it starts (request set-up, sampling state, streaming). ``request_overhead_s`` is
+    the part of a measured TTFT outside the engine loop (HTTP, tokenization, first response).
+    Fitted on measured serving runs (``tuner.calibrate_serving``); all zero is the pure GPU model."""
+
+    host_per_sequence_s: float = 0.0
+    host_per_new_request_s: float = 0.0
+    request_overhead_s: float = 0.0
+    backend: str = "none"
+    fitted_on: str = "nothing: the pure GPU cost model"
+    borrowed: bool = False  # True: this engine was not measured; another engine's fit stands in
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+NO_OVERHEADS = EngineOverheads()
+
+
+def engine_overheads(backend: str) -> EngineOverheads:
+    """The shipped fit for ``backend`` (``cost_models/serving_overheads/<backend>.yaml``); an
+    engine with no measured serving runs borrows TensorRT-LLM's and says so (``borrowed``)."""
+    from importlib import resources
+
+    import yaml
+
+    folder = resources.files("cost_models").joinpath(_OVERHEADS_DIR)
+    for name, borrowed in ((backend, False), ("trtllm", True)):
+        entry = folder.joinpath(f"{name}.yaml")
+        if entry.is_file():
+            data = yaml.safe_load(entry.read_text(encoding="utf-8"))
+            return EngineOverheads(**{**data, "borrowed": borrowed})
+    return NO_OVERHEADS
 
 
 @dataclass(frozen=True)
@@ -347,9 +388,12 @@ def serve(
     calibration: CalibrationProfile | None = None,
     overlap: Overlap = "overlapped",
     phase: str = "decode",
+    overheads: EngineOverheads | None = None,
 ) -> ServingEstimate:
     """The serving steady state of n deployments (their batch, prompt and gen lengths are not
-    used: the workloads say how requests come). ``phase``: whose layout the engine runs."""
+    used: the workloads say how requests come). ``phase``: whose layout the engine runs.
+    ``overheads``: the engine's host costs; None takes the calibration's engine's fit
+    (:func:`engine_overheads`), and none at all without a calibration (the pure model)."""
     if overlap not in OVERLAPS:
         raise InvalidInputError("overlap", f"unknown value {overlap!r}", f"use {' or '.join(OVERLAPS)}")
     d, w = deployments, workloads
@@ -359,12 +403,15 @@ def serve(
     if calibration is not None:
         check_profile(calibration, d.hardware)
         network = calibrated_network(network, d.hardware, calibration)
+    if overheads is None:
+        overheads = engine_overheads(calibration.backend) if calibration is not None else NO_OVERHEADS
     closed = w.closed_loop
     parts = []
     for mask, steady in ((closed, _closed_loop), (~closed, _open_loop)):
         if np.any(mask):
             index = np.flatnonzero(mask)
-            parts.append((index, steady(_Setting(d.take(index), w.take(index), network, calibration, overlap, phase))))
+            setting = _Setting(d.take(index), w.take(index), network, calibration, overlap, phase, overheads)
+            parts.append((index, steady(setting)))
     if len(parts) == 1:
         return parts[0][1]
     columns = {}
@@ -384,8 +431,16 @@ class _Setting:
     calibration: CalibrationProfile | None
     overlap: Overlap
     phase: str
+    overheads: EngineOverheads
 
     def iteration(self, decode_seqs: np.ndarray, prefill_tokens: np.ndarray) -> np.ndarray:
+        """One iteration: the longer of its GPU time and the engine's host time for it."""
+        o = self.overheads
+        new_prompts = prefill_tokens / np.maximum(self.uncached, 1.0)
+        host = o.host_per_sequence_s * (decode_seqs + new_prompts) + o.host_per_new_request_s * new_prompts
+        return np.maximum(self.gpu_iteration(decode_seqs, prefill_tokens), host)
+
+    def gpu_iteration(self, decode_seqs: np.ndarray, prefill_tokens: np.ndarray) -> np.ndarray:
         w = self.w
         return iteration_times(
             self.d,
@@ -522,7 +577,7 @@ def _closed_loop(s: _Setting) -> ServingEstimate:
         s,
         cap,
         stable=np.ones(len(w), dtype=bool),
-        ttft=(1.0 - share) * steady + share * burst + waiting,
+        ttft=(1.0 - share) * steady + share * burst + waiting + s.overheads.request_overhead_s,
         tpot=tpot,
         requests=requests,
         running=running,
@@ -555,7 +610,7 @@ def _open_loop(s: _Setting) -> ServingEstimate:
     stable = (utilisation < 1.0) & (rate * (gen - 1.0) * t_mean < cap.slots)
     rho = np.clip(utilisation, 0.0, 0.999)
     own_prefill = np.ceil(uncached / np.maximum(budget, 1.0) - 1e-9)
-    ttft = 0.5 * t_mean + rho / (2.0 * (1.0 - rho)) * t_mix + own_prefill * t_mix
+    ttft = 0.5 * t_mean + rho / (2.0 * (1.0 - rho)) * t_mix + own_prefill * t_mix + s.overheads.request_overhead_s
     e2e = ttft + (gen - 1.0) * t_mean
     return _result(
         s,

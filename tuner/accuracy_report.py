@@ -222,6 +222,69 @@ def render_end_to_end(tpu_report, serving: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def serving_accuracy():
+    """The in-flight batching model on the measured serving runs: no engine overheads, then the
+    overheads fitted leave-one-length-pair-out (held out), and the shipped fit on every run."""
+    from cost_models.serving import NO_OVERHEADS
+    from tuner import calibrate_serving as cs
+
+    runs = cs.read_runs()
+    bare = cs.predict(runs, NO_OVERHEADS)
+    ttft, tpot = cs.held_out_predictions(runs)
+    shipped = cs.fit_overheads(runs)
+    return {
+        "runs": runs,
+        "bare": cs.error_summary(runs, bare.ttft_s, bare.tpot_s),
+        "held_out": cs.error_summary(runs, ttft, tpot),
+        "overheads": shipped,
+    }
+
+
+def render_serving(result) -> str:
+    o = result["overheads"]
+    lines = [
+        "",
+        "### H100, TensorRT-LLM serving Llama-3.1-8B under load (`data/serving/`, in-flight batching)",
+        "",
+        f"{len(result['runs'])} closed-loop runs (TP 1-8, concurrency 8-128, prompts 1024-4096, outputs "
+        "128-512) against `cost_models.serving` (kernel-calibrated iterations, paged KV, mixed prefill/decode "
+        "iterations, the benchmark's first burst). BEFORE: no engine overheads (nothing fitted on these "
+        "runs). HELD OUT: the three engine overheads (`tuner.calibrate_serving`) fitted leaving out every run "
+        "of the predicted run's (prompt, output) lengths (9 folds). Errors are median |predicted / measured - 1|; "
+        "ratio is the median predicted / measured.",
+        "",
+        "| concurrency | runs | TPOT BEFORE | TPOT HELD OUT | TPOT ratio | TPOT p90 "
+        "| TTFT BEFORE | TTFT HELD OUT | TTFT ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = {"all": result["held_out"]["all"], **result["held_out"]["bands"]}
+    bare = {"all": result["bare"]["all"], **result["bare"]["bands"]}
+    for band, e in rows.items():
+        b = bare[band]
+        lines.append(
+            f"| {band} | {e['runs']} | {b['tpot_median_error']:.1%} | {e['tpot_median_error']:.1%} | "
+            f"{e['tpot_median_ratio']:.2f} | {e['tpot_p90_error']:.1%} | {b['ttft_median_error']:.1%} | "
+            f"{e['ttft_median_error']:.1%} | {e['ttft_median_ratio']:.2f} |"
+        )
+    lines += [
+        "",
+        f"Shipped fit (`cost_models/serving_overheads/trtllm.yaml`, every run): host per sequence "
+        f"{o.host_per_sequence_s * 1e6:.0f} us, host per new request {o.host_per_new_request_s * 1e3:.1f} ms, "
+        f"outside the engine {o.request_overhead_s * 1e3:.0f} ms per request.",
+        "",
+        "Targets (serving issue): TPOT median <= 10% (met), TTFT median <= 20% (NOT met: about 40%), no "
+        "band worse than 2x (met: every band's median ratio is within 0.5-2). What TTFT misses: at "
+        "concurrency 8 the measured TTFT grows with the output length (TP 1, 1024-token prompts: 191, 318, "
+        "550 ms for 128, 256, 512 outputs), which no queue of this engine explains (the engine is nearly "
+        "idle); at concurrency 128 on 4-8 GPUs it is 0.7-2 s where the model gives 0.3-0.5 s. Both look like "
+        "the benchmark's client or the engine's admission settings of those runs (not recorded in the data: "
+        "max batch size, token budget, requests per client); vLLM and SGLang have no measured runs here and "
+        "borrow these overheads (the report says `borrowed`).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     out = Path(argv[0]) if argv else Path(__file__).resolve().parent.parent / "docs" / "accuracy.md"
@@ -233,7 +296,13 @@ def main(argv: list[str] | None = None) -> int:
         write_profile(profile, PROFILE_DIR / f"{profile.name}.yaml")
     tpu_report, tpu_profile = fit_tpu_v4()
     write_profile(tpu_profile, PROFILE_DIR / f"{tpu_profile.name}.yaml")
-    out.write_text(render(results, seconds) + render_end_to_end(tpu_report, serving_tpot_check()))
+    from tuner.calibrate_serving import write_overheads
+
+    serving = serving_accuracy()
+    write_overheads(serving["overheads"])
+    out.write_text(
+        render(results, seconds) + render_end_to_end(tpu_report, serving_tpot_check()) + render_serving(serving)
+    )
     print(f"wrote {len(results)} profiles to {PROFILE_DIR} and {out} in {seconds:.0f} s")
     return 0
 

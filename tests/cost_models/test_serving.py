@@ -1,0 +1,212 @@
+"""The in-flight batching steady state (cost_models/serving.py) and its iteration (iteration.py).
+
+By-hand values come from the model's shapes (Llama-3-8B: 32 layers, 8 KV heads of 128) and the
+H100's catalog memory, written out here, not from the code under test; limits are checked against
+the static-batch estimate (an independent composition of the same operator model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cost_models.calibrated_times import calibrated_network
+from cost_models.calibration import resolve_calibration
+from cost_models.deployment import estimate
+from cost_models.deployments import make_deployments
+from cost_models.errors import InvalidInputError
+from cost_models.hardware import get_hardware
+from cost_models.iteration import iteration_times
+from cost_models.models import get_model
+from cost_models.serving import (
+    NO_OVERHEADS,
+    EngineOverheads,
+    engine_overheads,
+    make_workloads,
+    serve,
+    serving_report,
+)
+from cost_models.topology import network_for
+
+H100 = get_hardware("h100-sxm")
+LLAMA3_8B = get_model("llama-3-8b")
+
+
+def tp(n: int = 1, tp_degree: int = 1):
+    """n copies of Llama-3-8B with tensor parallelism over tp_degree H100s (ws_1d, fused attention)."""
+    return make_deployments(
+        LLAMA3_8B,
+        H100,
+        mesh=np.tile([1, 1, tp_degree], (n, 1)),
+        batch=1,
+        prompt_len=1024,
+        gen_len=128,
+        prefill_ffn_layout=0,
+        decode_ffn_layout=0,
+        flash_attention=True,
+    )
+
+
+def test_an_iteration_of_decode_only_is_the_static_decode_step() -> None:
+    d = make_deployments(
+        LLAMA3_8B, H100, mesh=[1, 1, 2], batch=32, prompt_len=1024, gen_len=128, prefill_ffn_layout=0,
+        decode_ffn_layout=0, flash_attention=True,
+    )  # fmt: skip
+    profile = resolve_calibration("auto", "h100-sxm", "trtllm")
+    static = estimate(d, calibration=profile)
+    network = calibrated_network(network_for(H100), H100, profile)
+    step = iteration_times(
+        d,
+        network,
+        decode_seqs=32,
+        decode_context=1024 + 127 / 2,
+        prefill_tokens=0,
+        prefill_prompt_len=1024,
+        calibration=profile,
+    )
+    assert step.latency_s[0] == pytest.approx(static.decode_step_latency_s[0], rel=1e-9)
+
+
+def test_a_prefill_only_iteration_is_close_to_the_static_prefill() -> None:
+    """Same GEMMs; attention is scored per prompt in one varlen kernel instead of one batched call."""
+    d = tp()
+    static = estimate(d.take(np.zeros(1, dtype=int)))
+    it = iteration_times(
+        d, network_for(H100), decode_seqs=0, decode_context=1, prefill_tokens=1024, prefill_prompt_len=1024
+    )
+    assert it.latency_s[0] == pytest.approx(static.prefill.latency_s[0], rel=0.05)
+    assert it.decode_attention_s[0] == 0.0
+
+
+def test_one_client_sees_the_static_decode_step_and_the_prefill_of_its_prompt() -> None:
+    d = tp()
+    static = estimate(d)
+    w = make_workloads(backend="trtllm", concurrency=1, prompt_len=1024, gen_len=128, requests_per_client=0)
+    e = serve(d, w)  # no calibration: pure roofline, no engine overheads
+    assert e.tpot_s[0] == pytest.approx(static.decode_step_latency_s[0], rel=1e-9)
+    # TTFT: half the running iteration (a decode step of one) plus the prompt's own prefill.
+    by_hand = 0.5 * static.decode_step_latency_s[0] + static.prefill.latency_s[0]
+    assert e.ttft_s[0] == pytest.approx(by_hand, rel=1e-9)
+    assert e.tokens_per_s_per_user[0] == pytest.approx(1.0 / e.tpot_s[0])
+
+
+def test_paged_kv_capacity_by_hand() -> None:
+    """Llama-3-8B KV: 2 (K, V) x 32 layers x 8 heads x 128 x 2 bytes = 131,072 B per token. An H100
+    (80 GiB) at TensorRT-LLM's 0.9, minus bf16 weights (8.03e9 params x 2 B) and a full iteration's
+    activations (2 x 8192 tokens x 2 x 14336 x 2 B), over the mean blocks a sequence holds (1024 +
+    128/2 + 32/2 tokens): 416 sequences."""
+    d = tp()
+    w = make_workloads(backend="trtllm", concurrency=1, prompt_len=1024, gen_len=128)
+    e = serve(d, w)
+    assert e.kv_bytes_per_token_per_chip[0] == 131072
+    weights = 8_030_261_248 * 2
+    activations = 2 * 8192 * 2 * 14336 * 2
+    free = 80 * 2**30 * 0.9 - weights - activations
+    assert int(e.max_concurrency[0]) == int(free // (131072 * (1024 + 64 + 16))) == 416
+
+
+def test_clients_beyond_the_kv_cache_queue_and_wait() -> None:
+    d = tp(2)
+    w = make_workloads(backend="trtllm", concurrency=np.array([400.0, 800.0]), prompt_len=1024, gen_len=128)
+    e = serve(d, w)
+    assert e.running[0] == 400 and e.queued[0] == 0
+    assert e.running[1] == e.max_concurrency[1] and e.queued[1] == 800 - e.max_concurrency[1]
+    # The same engine throughput, shared by twice the clients: they wait for a slot.
+    assert e.tokens_per_s[1] == pytest.approx(e.tokens_per_s[0], rel=0.05)
+    assert e.ttft_s[1] > e.ttft_s[0] + 1.0
+
+
+def test_more_clients_more_throughput_slower_tokens_until_saturation() -> None:
+    clients = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256], dtype=float)
+    e = serve(tp(len(clients)), make_workloads(backend="vllm", concurrency=clients, prompt_len=1024, gen_len=256))
+    assert np.all(np.diff(e.tokens_per_s) > 0)
+    assert np.all(np.diff(e.tpot_s) >= 0)
+    assert np.all(e.stable)
+
+
+def test_open_loop_throughput_is_the_offered_load_until_it_saturates() -> None:
+    rates = np.array([1.0, 4.0, 8.0, 1000.0])
+    e = serve(tp(4), make_workloads(backend="vllm", request_rate=rates, prompt_len=1024, gen_len=128))
+    assert np.allclose(e.tokens_per_s[:3], rates[:3] * 128)
+    assert list(e.stable) == [True, True, True, False]
+    assert np.isinf(e.ttft_s[3]) and e.tokens_per_s[3] == 0
+    assert np.all(np.diff(e.tpot_s[:3]) > 0)  # more load, more sequences per iteration
+    report = serving_report(e, 3)
+    assert report["ttft_s"] is None and report["stable"] is False
+
+
+def test_closed_loop_obeys_littles_law() -> None:
+    """Clients = throughput x time each spends per request (TTFT + the rest of its tokens)."""
+    clients = np.array([4.0, 32.0, 128.0])
+    w = make_workloads(backend="trtllm", concurrency=clients, prompt_len=2048, gen_len=256, requests_per_client=0)
+    e = serve(tp(3), w)
+    cycle = e.ttft_s + (256 - 1) * e.tpot_s
+    assert e.requests_per_s * cycle == pytest.approx(clients, rel=0.05)
+
+
+def test_prefix_cache_hits_shorten_the_first_token() -> None:
+    w = make_workloads(backend="vllm", request_rate=4.0, prompt_len=4096, gen_len=64, prefix_hit_rate=[0.0, 0.75])
+    e = serve(tp(2), w)
+    assert e.ttft_s[1] < 0.5 * e.ttft_s[0]
+
+
+def test_chunked_prefill_admits_prompts_longer_than_the_token_budget() -> None:
+    with pytest.raises(InvalidInputError, match="max_num_tokens"):
+        make_workloads(backend="trtllm", concurrency=4, prompt_len=16384, gen_len=64, max_num_tokens=8192)
+    w = make_workloads(
+        backend="trtllm", concurrency=4, prompt_len=16384, gen_len=64, max_num_tokens=8192, chunked_prefill=True
+    )
+    e = serve(tp(), w)
+    assert e.stable[0] and e.prefill_tokens_per_mixed_iteration[0] <= 8192
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"request_rate": 0.0}, "request_rate"),
+        ({"request_rate": -1.0}, "request_rate"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"concurrency": 2.5}, "concurrency"),
+        ({"concurrency": 4, "request_rate": 1.0}, "serving"),
+        ({}, "serving"),
+        ({"concurrency": 4, "prefix_hit_rate": 1.0}, "prefix_hit_rate"),
+        ({"concurrency": 4, "memory_fraction": 0.0}, "memory_fraction"),
+        ({"concurrency": 4, "max_batch_size": 0}, "max_batch_size"),
+    ],
+)
+def test_bad_workloads_name_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(InvalidInputError) as error:
+        make_workloads(backend="vllm", prompt_len=1024, gen_len=128, **kwargs)
+    assert error.value.field == field
+    assert "\n" not in str(error.value)
+
+
+def test_a_model_that_leaves_no_room_for_one_sequence_is_infeasible_not_zero() -> None:
+    d = make_deployments(get_model("llama-3-70b"), H100, mesh=[1, 1, 1], batch=1, prompt_len=1, gen_len=1)
+    e = serve(d, make_workloads(backend="vllm", concurrency=8, prompt_len=1024, gen_len=128))
+    assert not e.fits[0] and not e.stable[0]
+    assert np.isinf(e.ttft_s[0]) and e.tokens_per_s[0] == 0
+
+
+def test_host_overheads_slow_busy_iterations_only_when_they_exceed_the_gpu() -> None:
+    """The host loop overlaps the GPU: an iteration takes the longer of the two."""
+    d = tp(2, tp_degree=8)
+    w = make_workloads(backend="trtllm", concurrency=np.array([1.0, 128.0]), prompt_len=1024, gen_len=128)
+    bare = serve(d, w, overheads=NO_OVERHEADS)
+    host = EngineOverheads(host_per_sequence_s=1e-4)
+    loaded = serve(d, w, overheads=host)
+    # One sequence: 0.1 ms of host time hides under the GPU's decode step.
+    assert loaded.decode_iteration_s[0] == pytest.approx(bare.decode_iteration_s[0])
+    # 128 sequences: 12.8 ms of host time exceeds the GPU step of an 8-GPU 8B model.
+    assert loaded.decode_iteration_s[1] == pytest.approx(128 * 1e-4)
+
+
+def test_the_calibration_brings_its_engines_fitted_overheads() -> None:
+    trt = engine_overheads("trtllm")
+    assert not trt.borrowed and trt.host_per_new_request_s > 0 and "177 runs" in trt.fitted_on
+    vllm = engine_overheads("vllm")
+    assert vllm.borrowed and vllm.host_per_new_request_s == trt.host_per_new_request_s
+    profile = resolve_calibration("auto", "h100-sxm", "trtllm")
+    w = make_workloads(backend="trtllm", concurrency=8, prompt_len=1024, gen_len=128)
+    with_fit = serve(tp(), w, calibration=profile)
+    without = serve(tp(), w, calibration=profile, overheads=NO_OVERHEADS)
+    assert with_fit.ttft_s[0] == pytest.approx(without.ttft_s[0] + trt.request_overhead_s, rel=0.2)

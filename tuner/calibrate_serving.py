@@ -1,0 +1,228 @@
+"""Fit an engine's serving overheads on measured serving runs, and measure the serving model's error.
+
+The GPU side of an iteration comes from the kernel calibration (`tuner calibrate`); what no kernel
+shows is the engine's host loop and the time outside it. Three numbers
+(:class:`cost_models.serving.EngineOverheads`) are fitted by least squares on the logs of measured
+TTFT and TPOT (``scipy.optimize.least_squares``, bounded): host seconds per scheduled sequence, per
+new request, and per request outside the engine. Nothing else moves: the kernel profiles, the
+engine defaults and the benchmark's ten requests per client stay as shipped.
+
+Accuracy is reported on runs the fit never saw: leave-one-group-out over the (prompt, output)
+length pairs (9 groups in the shipped runs), so every run is predicted by a fit made without any
+run of its shape. The shipped overheads are then fitted on every run.
+
+Data: ``data/serving/aic_llama31_8b_h100_trtllm.csv``, 177 TensorRT-LLM runs of Llama-3.1-8B on H100
+(NVIDIA AIConfigurator's measured "silicon" runs; provenance in the file's header). The model comes
+from the architecture columns of each row, not from the catalog.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from scipy.optimize import least_squares
+
+from cost_models.calibration import resolve_calibration
+from cost_models.deployments import Deployments, make_deployments
+from cost_models.errors import InvalidInputError
+from cost_models.hardware import get_hardware
+from cost_models.models import ModelSpec
+from cost_models.serving import EngineOverheads, ServingEstimate, make_workloads, serve
+from tuner.kernel_data import SYSTEMS
+
+REPO = Path(__file__).resolve().parent.parent
+SERVING_RUNS = REPO / "data" / "serving" / "aic_llama31_8b_h100_trtllm.csv"
+OVERHEADS_DIR = REPO / "cost_models" / "serving_overheads"
+#: The fitted fields, their starting values and bounds (seconds). The upper bounds only keep the
+#: search finite: a host cost of 1 ms per sequence or 0.2 s per request would be a broken engine.
+FITTED: dict[str, tuple[float, float, float]] = {
+    "host_per_sequence_s": (5e-5, 0.0, 1e-3),
+    "host_per_new_request_s": (0.01, 0.0, 0.2),
+    "request_overhead_s": (0.05, 0.0, 1.0),
+}
+#: Concurrency bands of the accuracy tables (clients).
+BANDS: tuple[tuple[int, int], ...] = ((1, 8), (9, 32), (33, 64), (65, 128), (129, 1024))
+
+
+@dataclass(frozen=True)
+class ServingRuns:
+    """Measured closed-loop serving runs of one model, chip and engine, as arrays."""
+
+    model: ModelSpec
+    hardware: str
+    backend: str
+    tp: np.ndarray
+    concurrency: np.ndarray
+    prompt_len: np.ndarray
+    gen_len: np.ndarray
+    ttft_s: np.ndarray
+    tpot_s: np.ndarray
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.tp.shape[0])
+
+    def take(self, index: np.ndarray) -> ServingRuns:
+        arrays = {
+            name: getattr(self, name)[index]
+            for name in ("tp", "concurrency", "prompt_len", "gen_len", "ttft_s", "tpot_s")
+        }
+        return replace(self, **arrays)
+
+    @property
+    def groups(self) -> np.ndarray:
+        """The (prompt, output) length pair of each run, as one integer key."""
+        return (self.prompt_len * 1_000_003 + self.gen_len).astype(np.int64)
+
+
+def _model_from_row(row: dict[str, str]) -> ModelSpec:
+    return ModelSpec(
+        name=row["model_path"],
+        source=f"architecture columns of {row['model_config_path']}",
+        layers=int(row["layers"]),
+        d_model=int(row["hidden"]),
+        heads=int(row["heads"]),
+        kv_heads=int(row["kv_heads"]),
+        d_head=int(row["head_dim"]),
+        d_ff=int(row["intermediate"]),
+        ffn="swiglu",
+        vocab=int(row["vocab"]),
+        tie_embeddings=row["tie_embeddings"] == "True",
+    )
+
+
+def read_runs(path: str | Path = SERVING_RUNS) -> ServingRuns:
+    """The aggregated, concurrency-recorded, pipeline-free runs of a serving CSV (one model)."""
+    path = Path(path)
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+    rows = [
+        r
+        for r in csv.DictReader(lines)
+        if r["mode"] == "agg" and r["concurrency_recorded"] == "True" and r["pp"] in ("", "1")
+    ]
+    if not rows:
+        raise InvalidInputError(str(path), "holds no aggregated serving run", "pass a serving CSV like data/serving/")
+    first = rows[0]
+    if any(r["model_path"] != first["model_path"] or r["system"] != first["system"] for r in rows):
+        raise InvalidInputError(str(path), "mixes models or systems", "split the file by model and system")
+
+    def column(name: str) -> np.ndarray:
+        return np.array([float(r[name]) for r in rows])
+
+    return ServingRuns(
+        model=_model_from_row(first),
+        hardware=SYSTEMS.get(first["system"], first["system"]),
+        backend=first["backend"],
+        tp=column("tp"),
+        concurrency=column("concurrency"),
+        prompt_len=column("isl"),
+        gen_len=column("osl"),
+        ttft_s=column("measured_ttft_ms") / 1e3,
+        tpot_s=column("measured_tpot_ms") / 1e3,
+        source=str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path),
+    )
+
+
+def _deployments(runs: ServingRuns) -> Deployments:
+    """Tensor parallel over the run's GPUs (1D weight-stationary layout = Megatron TP), fused
+    attention, bf16 (the runs' checkpoints)."""
+    tp = runs.tp
+    return make_deployments(
+        runs.model,
+        get_hardware(runs.hardware),
+        mesh=np.stack([np.ones_like(tp), np.ones_like(tp), tp], axis=1),
+        batch=1,
+        prompt_len=1,
+        gen_len=1,
+        prefill_ffn_layout=0,
+        decode_ffn_layout=0,
+        flash_attention=True,
+    )
+
+
+def predict(runs: ServingRuns, overheads: EngineOverheads) -> ServingEstimate:
+    """The serving model's steady state for every run, under the chip's calibration profile for
+    the runs' engine and the given overheads (engine defaults otherwise)."""
+    profile = resolve_calibration("auto", runs.hardware, runs.backend)
+    workloads = make_workloads(
+        backend=runs.backend, concurrency=runs.concurrency, prompt_len=runs.prompt_len, gen_len=runs.gen_len
+    )
+    return serve(_deployments(runs), workloads, calibration=profile, overheads=overheads)
+
+
+def _overheads(values: np.ndarray, runs: ServingRuns, fitted_on: str) -> EngineOverheads:
+    per_sequence, per_new_request, outside = (float(v) for v in values)
+    return EngineOverheads(
+        host_per_sequence_s=per_sequence,
+        host_per_new_request_s=per_new_request,
+        request_overhead_s=outside,
+        backend=runs.backend,
+        fitted_on=fitted_on,
+    )
+
+
+def fit_overheads(runs: ServingRuns) -> EngineOverheads:
+    """Least squares on log(predicted / measured) of TTFT and TPOT, every run weighted alike."""
+    start = np.array([v[0] for v in FITTED.values()])
+    low = np.array([v[1] for v in FITTED.values()])
+    high = np.array([v[2] for v in FITTED.values()])
+
+    def residuals(values: np.ndarray) -> np.ndarray:
+        e = predict(runs, _overheads(values, runs, ""))
+        return np.concatenate([np.log(e.tpot_s / runs.tpot_s), np.log(e.ttft_s / runs.ttft_s)])
+
+    result = least_squares(residuals, start, bounds=(low, high), diff_step=0.05)
+    return _overheads(result.x, runs, f"{runs.source} ({len(runs)} runs)")
+
+
+def held_out_predictions(runs: ServingRuns) -> tuple[np.ndarray, np.ndarray]:
+    """TTFT and TPOT of every run, predicted by a fit that saw no run of its (prompt, output)
+    lengths (leave one group out)."""
+    ttft, tpot = np.empty(len(runs)), np.empty(len(runs))
+    for group in np.unique(runs.groups):
+        test = runs.groups == group
+        overheads = fit_overheads(runs.take(np.flatnonzero(~test)))
+        e = predict(runs.take(np.flatnonzero(test)), overheads)
+        ttft[test], tpot[test] = e.ttft_s, e.tpot_s
+    return ttft, tpot
+
+
+def error_summary(runs: ServingRuns, ttft_s: np.ndarray, tpot_s: np.ndarray) -> dict[str, Any]:
+    """Median absolute relative error of TTFT and TPOT, overall and per concurrency band, with
+    each band's median ratio (predicted / measured) to show the direction."""
+
+    def stats(mask: np.ndarray) -> dict[str, float]:
+        ft, pt = ttft_s[mask] / runs.ttft_s[mask], tpot_s[mask] / runs.tpot_s[mask]
+        return {
+            "runs": int(mask.sum()),
+            "ttft_median_error": float(np.median(np.abs(ft - 1.0))),
+            "ttft_median_ratio": float(np.median(ft)),
+            "tpot_median_error": float(np.median(np.abs(pt - 1.0))),
+            "tpot_median_ratio": float(np.median(pt)),
+            "tpot_p90_error": float(np.percentile(np.abs(pt - 1.0), 90)),
+        }
+
+    bands = {
+        f"{low}-{high}": stats((runs.concurrency >= low) & (runs.concurrency <= high))
+        for low, high in BANDS
+        if np.any((runs.concurrency >= low) & (runs.concurrency <= high))
+    }
+    return {"all": stats(np.ones(len(runs), dtype=bool)), "bands": bands}
+
+
+def write_overheads(overheads: EngineOverheads, folder: Path = OVERHEADS_DIR) -> Path:
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{overheads.backend}.yaml"
+    data = overheads.to_dict()
+    data.pop("borrowed")
+    header = (
+        f"# Serving overheads of {overheads.backend}, fitted by tuner.calibrate_serving on "
+        f"{overheads.fitted_on}.\n# Regenerate: python -m tuner.accuracy_report\n"
+    )
+    path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
