@@ -137,23 +137,26 @@ def iteration_times(
 
     # Prefill view: whole prompts' causal attention, scaled to the uncached tokens scheduled. A
     # prompt whose first share c is cached computes the rows after it: (1 - c^2) of the triangle.
-    prompts_in_kernel = np.maximum(prompts_completed, 1.0)  # one varlen kernel for the chunk's prompts
-    prefill_d = _with(d, prompts_in_kernel)
-    prefill_configs = replace(base, batch=prompts_in_kernel).at_phase(PREFILL, prompt)
-    prefill_view, _ = operator_times(
-        prefill_d,
-        phase,
-        prefill_configs,
-        operator_costs(prefill_configs, DEFAULT),
-        prompt,
-        network,
-        calibration,
-        plans[phase],
-        kv_ways_by_phase(prefill_d)[phase],
-    )
-    whole_prompt_attention = prefill_view.op_time_s[list(ATTENTION_SLOTS)].sum(axis=0)
-    prefill_attention = whole_prompt_attention * (1.0 - cached**2) * prompts_completed / prompts_in_kernel
+    if np.any(prefill_tokens > 0):
+        prompts_in_kernel = np.maximum(prompts_completed, 1.0)  # one varlen kernel for the chunk's prompts
+        prefill_d = _with(d, prompts_in_kernel)
+        prefill_configs = replace(base, batch=prompts_in_kernel).at_phase(PREFILL, prompt)
+        prefill_view, _ = operator_times(
+            prefill_d,
+            phase,
+            prefill_configs,
+            operator_costs(prefill_configs, DEFAULT),
+            prompt,
+            network,
+            calibration,
+            plans[phase],
+            kv_ways_by_phase(prefill_d)[phase],
+        )
+        whole_prompt_attention = prefill_view.op_time_s[list(ATTENTION_SLOTS)].sum(axis=0)
+        prefill_attention = whole_prompt_attention * (1.0 - cached**2) * prompts_completed / prompts_in_kernel
 
+    else:  # a decode-only iteration: no prompt to attend over
+        prefill_attention = np.zeros(n)
     attention_block = decode_attention + prefill_attention
     lm_head = decode_view.op_time_s[LM_HEAD]
     # The dense view's own lm_head (at every token) is replaced by the positions really scored.

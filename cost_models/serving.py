@@ -590,21 +590,39 @@ def _closed_loop(s: _Setting) -> ServingEstimate:
 
 
 def _open_loop(s: _Setting) -> ServingEstimate:
-    """Poisson arrivals at R: fixed point of the mean iteration time t (decoding sequences by
-    Little's law, R (G - 1) t; an iteration holds prefill with probability 1 - exp(-R t));
-    TTFT adds the M/D/1 wait for the prefill budget. Unstable (infinite queue) when prefill
-    work exceeds the budget or decoding sequences the slots."""
+    """Poisson arrivals at R: fixed point of the mean iteration time t. Sequences in decode by
+    Little's law, R (G - 1) t; an iteration holds prefill with probability 1 - exp(-R t), and all
+    iterations together prefill R P t tokens. With the iteration linear in its decode sequences
+    (slope b from one sequence's iteration a) and prefill tokens (slope c) the fixed point is
+    closed-form, t = (a - b) / (1 - b R (G-1) - c R P); the slopes are taken again through that
+    point on the full iteration model (a chord step), and the mean iteration is evaluated there:
+    what is not linear (the weight-read floor, the host time) is corrected without a long loop.
+    TTFT adds the M/D/1 wait for the prefill budget. Unstable
+    (infinite queue) when prefill work exceeds the budget or decode sequences the slots."""
     w, cap = s.w, _capacity(s)
     gen, uncached, rate = w.gen_len, s.uncached, w.request_rate
-    zeros = np.zeros(len(w))
-    t_mean = s.iteration(np.ones(len(w)), zeros)
-    for _ in range(_FIXED_POINT_ROUNDS):
-        decoding = np.minimum(rate * (gen - 1.0) * t_mean, cap.slots)
+    n = len(w)
+    zeros, ones = np.zeros(n), np.ones(n)
+    # Linear model from three iterations: one sequence, a full batch, one sequence and a prompt.
+    one = s.iteration(ones, zeros)
+    full = np.clip(rate * (gen - 1.0) * 2.0 * one, 2.0, np.maximum(cap.slots, 2.0))
+    per_sequence = (s.iteration(full, zeros) - one) / np.maximum(full - 1.0, 1.0)
+    per_token = (s.iteration(ones, uncached) - one) / uncached
+    demand = rate * (gen - 1.0)  # decode sequences per second of iteration time
+    work = rate * uncached  # prompt tokens per second of iteration time
+    t_mean = (one - per_sequence) / np.maximum(1.0 - per_sequence * demand - per_token * work, 0.02)
+    for chord in (True, False):
+        decoding = np.minimum(demand * t_mean, cap.slots)
         p_mix = np.clip(1.0 - np.exp(-rate * t_mean), 1e-9, 1.0)
-        per_mixed = np.minimum(rate * uncached * t_mean / p_mix, s.prefill_budget(decoding))
+        per_mixed = np.minimum(work * t_mean / p_mix, s.prefill_budget(decoding))
         t_mix = s.iteration(decoding, per_mixed)
         t_dec = s.iteration(decoding, zeros)
-        t_mean = 0.5 * t_mean + 0.5 * (p_mix * t_mix + (1.0 - p_mix) * t_dec)
+        t_mean = p_mix * t_mix + (1.0 - p_mix) * t_dec
+        if chord:  # the slopes through the operating point, then the closed form again
+            per_sequence = np.where(decoding > 1.5, (t_dec - one) / np.maximum(decoding - 1.0, 1e-9), per_sequence)
+            per_token = (t_mix - t_dec) / np.maximum(per_mixed, 1e-9)
+            slope = 1.0 - per_sequence * demand - per_token * work
+            t_mean = np.where(slope > 0.02, (one - per_sequence) / np.maximum(slope, 0.02), t_mean)
     budget = s.prefill_budget(decoding)
     utilisation = rate * uncached * t_mean / budget
     stable = (utilisation < 1.0) & (rate * (gen - 1.0) * t_mean < cap.slots)
