@@ -24,9 +24,9 @@ cost of :mod:`cost_models.iteration` (calibrated per engine when a profile is gi
 - **Throughput** follows from the cycle: ``b x gen_len`` output tokens per cycle of mixed and
   decode-only iterations; per user ``1 / TPOT``; Little's law ties concurrency, rate and latency.
 
-Lengths may have a spread (standard deviation): the steady state uses the means (the attention
-of a prompt is scored at its mean with the variance's share of the quadratic term); the
-discrete-event simulation (:mod:`cost_models.serving_simulation`) draws them.
+Lengths may have a spread (standard deviation): the steady state uses the means, except for the
+prefill attention, quadratic in the prompt, scored at E[P^2] / E[P]; the discrete-event simulation
+(:mod:`cost_models.serving_simulation`) draws the lengths.
 """
 
 from __future__ import annotations
@@ -448,12 +448,19 @@ class _Setting:
             decode_seqs=decode_seqs,
             decode_context=w.prompt_len + (w.gen_len - 1.0) / 2.0,
             prefill_tokens=prefill_tokens,
-            prefill_prompt_len=w.prompt_len,
+            prefill_prompt_len=self.attention_prompt_len,
             prefill_cached_share=w.prefix_hit_rate,
             calibration=self.calibration,
             overlap=self.overlap,
             phase=self.phase,
         ).latency_s
+
+    @property
+    def attention_prompt_len(self) -> np.ndarray:
+        """The prompt length whose causal attention, per token, is the mean over spread prompts:
+        attention grows with the square of the length, so E[P^2] / E[P] = mean + std^2 / mean."""
+        w = self.w
+        return w.prompt_len + w.prompt_len_std**2 / w.prompt_len
 
     @property
     def uncached(self) -> np.ndarray:

@@ -210,3 +210,11 @@ def test_the_calibration_brings_its_engines_fitted_overheads() -> None:
     with_fit = serve(tp(), w, calibration=profile)
     without = serve(tp(), w, calibration=profile, overheads=NO_OVERHEADS)
     assert with_fit.ttft_s[0] == pytest.approx(without.ttft_s[0] + trt.request_overhead_s, rel=0.2)
+
+
+def test_spread_prompts_cost_more_attention_than_fixed_ones_of_the_same_mean() -> None:
+    """Causal attention grows with the square of the prompt: E[P^2] > E[P]^2 when lengths spread."""
+    w = make_workloads(backend="vllm", request_rate=2.0, prompt_len=8192, gen_len=64, prompt_len_std=[0.0, 4096.0])
+    e = serve(tp(2), w)
+    assert e.mixed_iteration_s[1] > e.mixed_iteration_s[0]
+    assert e.decode_iteration_s[1] == pytest.approx(e.decode_iteration_s[0], rel=1e-6)
