@@ -217,4 +217,5 @@ def test_spread_prompts_cost_more_attention_than_fixed_ones_of_the_same_mean() -
     w = make_workloads(backend="vllm", request_rate=2.0, prompt_len=8192, gen_len=64, prompt_len_std=[0.0, 4096.0])
     e = serve(tp(2), w)
     assert e.mixed_iteration_s[1] > e.mixed_iteration_s[0]
-    assert e.decode_iteration_s[1] == pytest.approx(e.decode_iteration_s[0], rel=1e-6)
+    # Decode steps barely move (a few more sequences decode while the longer prefills run).
+    assert e.decode_iteration_s[1] == pytest.approx(e.decode_iteration_s[0], rel=0.01)
