@@ -762,12 +762,16 @@ def estimate_serving_one(
     options = dict(serving or {})
     unknown = set(options) - set(SERVING_OPTIONS)
     if unknown:
-        raise InvalidInputError("serving", f"unknown option {sorted(unknown)[0]!r}", f"use {', '.join(SERVING_OPTIONS)}")
+        raise InvalidInputError(
+            "serving", f"unknown option {sorted(unknown)[0]!r}", f"use {', '.join(SERVING_OPTIONS)}"
+        )
     model_spec = get_model(model) if isinstance(model, str) else model
     chip = get_hardware(hardware) if isinstance(hardware, str) else hardware
     if model_spec.kind == "encoder":
         raise InvalidInputError(
-            "serving", f"{model_spec.name} is an encoder: it generates no tokens to serve", "drop --concurrency/--request-rate"
+            "serving",
+            f"{model_spec.name} is an encoder: it generates no tokens to serve",
+            "drop --concurrency/--request-rate",
         )
     profile = resolve_calibration(calibration, chip.name, backend)
     engine = serving_engine(backend, profile, chip.name)
@@ -781,7 +785,7 @@ def estimate_serving_one(
         **options,
     ).row(0)
     first = batch if batch is not None else (min(int(concurrency), knobs["max_batch_size"]) if concurrency else 1)
-    common = {"chips": chips, "prompt_len": prompt_len, "gen_len": gen_len, "overlap": overlap}
+    common: dict[str, Any] = {"chips": chips, "prompt_len": prompt_len, "gen_len": gen_len, "overlap": overlap}
     common |= {"calibration": calibration, "backend": backend}
     report = estimate_one(model_spec, chip, batch=first, **common, **static)
     mesh = tuple(int(a) for a in report["mesh"].split("x"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 import click
 
@@ -320,7 +320,7 @@ def estimate_command(
         raise InvalidInputError(
             "batch", "missing", "pass --batch B (static estimate) or --concurrency C / --request-rate R (serving)"
         )
-    static = {
+    static: dict[str, Any] = {
         "mesh": mesh,
         "phase": phase,
         "ffn_layout": ffn_layout,
@@ -337,12 +337,18 @@ def estimate_command(
         "kv_memory_fraction": kv_memory_fraction,
         "require_fit": require_fit,
     }
-    common = {"chips": chips, "prompt_len": prompt_len, "gen_len": gen_len, "overlap": overlap}
+    common: dict[str, Any] = {"chips": chips, "prompt_len": prompt_len, "gen_len": gen_len, "overlap": overlap}
     common |= {"calibration": calibration, "backend": backend}
     if serving:
         report = estimate_serving_one(
-            model, hardware, concurrency=concurrency, request_rate=request_rate, batch=batch, serving=given,
-            **common, **static,
+            model,
+            hardware,
+            concurrency=concurrency,
+            request_rate=request_rate,
+            batch=batch,
+            serving=given,
+            **common,
+            **static,
         )
     else:
         assert batch is not None
