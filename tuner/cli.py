@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 import click
 
@@ -26,6 +26,7 @@ from cost_models.hardware import hardware_catalog
 from cost_models.metrics import METRICS
 from cost_models.models import model_catalog
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
+from cost_models.serving import estimate_serving_one
 from search_spaces.spec import SAMPLERS
 from tuner import tables
 from tuner.export import FORMATS
@@ -203,7 +204,13 @@ SPEC_BACKEND_OPTION = click.option(
 @click.option("--chips", type=int, required=True, help="Chips in the deployment.")
 @click.option("--mesh", default=None, help="Mesh XxYxZ, e.g. 4x4x4 [default: the best legal mesh].")
 @click.option("--phase", type=click.Choice([*PHASE_NAMES, "both"]), default="both", show_default=True)
-@click.option("--batch", type=int, required=True, help="Sequences served together.")
+@click.option(
+    "--batch",
+    type=int,
+    default=None,
+    help="Sequences served together (required without --concurrency/--request-rate; with them, the static "
+    "sections' batch [default: the serving running batch]).",
+)
 @click.option("--prompt-len", type=int, required=True, help="Prompt tokens per sequence.")
 @click.option("--gen-len", type=int, required=True, help="Generated tokens per sequence.")
 @click.option(
@@ -242,6 +249,18 @@ SPEC_BACKEND_OPTION = click.option(
 @click.option("--require-fit", is_flag=True, help="Exit 2 if the deployment does not fit in memory.")
 @CALIBRATION_OPTION
 @BACKEND_OPTION
+@click.option("--concurrency", type=int, default=None, help="Serving: closed-loop clients (adds a serving section).")
+@click.option("--request-rate", type=float, default=None, help="Serving: open-loop Poisson requests per second.")
+@click.option("--max-batch-size", type=int, default=None, help="Serving: most sequences per iteration [engine's].")
+@click.option("--max-num-tokens", type=int, default=None, help="Serving: token budget of an iteration [engine's].")
+@click.option(
+    "--chunked-prefill/--no-chunked-prefill", default=None, help="Serving: chunk long prompts [engine's default]."
+)
+@click.option("--kv-block-size", type=int, default=None, help="Serving: KV cache block (page) in tokens [engine's].")
+@click.option("--prefix-hit-rate", type=float, default=None, help="Serving: share of each prompt in the prefix cache.")
+@click.option("--memory-fraction", type=float, default=None, help="Serving: share of HBM the engine uses [engine's].")
+@click.option("--prompt-len-std", type=float, default=None, help="Serving: standard deviation of the prompt length.")
+@click.option("--gen-len-std", type=float, default=None, help="Serving: standard deviation of the generated length.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def estimate_command(
     model: str,
@@ -268,35 +287,72 @@ def estimate_command(
     require_fit: bool,
     calibration: str,
     backend: str | None,
+    concurrency: int | None,
+    request_rate: float | None,
+    max_batch_size: int | None,
+    max_num_tokens: int | None,
+    chunked_prefill: bool | None,
+    kv_block_size: int | None,
+    prefix_hit_rate: float | None,
+    memory_fraction: float | None,
+    prompt_len_std: float | None,
+    gen_len_std: float | None,
     as_json: bool,
 ) -> None:
-    """Latency, MFU, cost and memory per chip of one multi-chip deployment (Pope et al. 2022)."""
-    report = estimate_one(
-        model,
-        hardware,
-        chips=chips,
-        mesh=mesh,
-        phase=phase,
-        batch=batch,
-        prompt_len=prompt_len,
-        gen_len=gen_len,
-        ffn_layout=ffn_layout,
-        prefill_ffn_layout=prefill_ffn_layout,
-        decode_ffn_layout=decode_ffn_layout,
-        attn_sharding=attn_sharding,
-        prefill_attn_sharding=prefill_attn_sharding,
-        decode_attn_sharding=decode_attn_sharding,
-        weight_bits=weight_bits,
-        act_bits=act_bits,
-        kv_bits=kv_bits,
-        kv_heads=kv_heads,
-        flash_attention=flash_attention,
-        overlap=overlap,
-        kv_memory_fraction=kv_memory_fraction,
-        require_fit=require_fit,
-        calibration=calibration,
-        backend=backend,
-    )
+    """Latency, MFU, cost and memory per chip of one multi-chip deployment (Pope et al. 2022);
+    with --concurrency or --request-rate, also the serving steady state under that load."""
+    knobs = {
+        "max_batch_size": max_batch_size,
+        "max_num_tokens": max_num_tokens,
+        "chunked_prefill": chunked_prefill,
+        "kv_block_size": kv_block_size,
+        "prefix_hit_rate": prefix_hit_rate,
+        "memory_fraction": memory_fraction,
+        "prompt_len_std": prompt_len_std,
+        "gen_len_std": gen_len_std,
+    }
+    given = {k: v for k, v in knobs.items() if v is not None}
+    serving = concurrency is not None or request_rate is not None
+    if given and not serving:
+        flag = "--" + next(iter(given)).replace("_", "-")
+        raise InvalidInputError("serving", f"{flag} needs a load", "add --concurrency C or --request-rate R")
+    if not serving and batch is None:
+        raise InvalidInputError(
+            "batch", "missing", "pass --batch B (static estimate) or --concurrency C / --request-rate R (serving)"
+        )
+    static: dict[str, Any] = {
+        "mesh": mesh,
+        "phase": phase,
+        "ffn_layout": ffn_layout,
+        "prefill_ffn_layout": prefill_ffn_layout,
+        "decode_ffn_layout": decode_ffn_layout,
+        "attn_sharding": attn_sharding,
+        "prefill_attn_sharding": prefill_attn_sharding,
+        "decode_attn_sharding": decode_attn_sharding,
+        "weight_bits": weight_bits,
+        "act_bits": act_bits,
+        "kv_bits": kv_bits,
+        "kv_heads": kv_heads,
+        "flash_attention": flash_attention,
+        "kv_memory_fraction": kv_memory_fraction,
+        "require_fit": require_fit,
+    }
+    common: dict[str, Any] = {"chips": chips, "prompt_len": prompt_len, "gen_len": gen_len, "overlap": overlap}
+    common |= {"calibration": calibration, "backend": backend}
+    if serving:
+        report = estimate_serving_one(
+            model,
+            hardware,
+            concurrency=concurrency,
+            request_rate=request_rate,
+            batch=batch,
+            serving=given,
+            **common,
+            **static,
+        )
+    else:
+        assert batch is not None
+        report = estimate_one(model, hardware, batch=batch, **common, **static)
     if as_json:
         _print_json(report)
     else:

@@ -1,4 +1,4 @@
-"""Exporting one trial of a stored study as a deployment spec, JAX shardings or vLLM arguments.
+"""Exporting one trial of a stored study as a deployment spec, JAX shardings or engine arguments.
 
 :func:`deployment_spec` turns a trial into the canonical, plain-data description of what was
 searched: model shapes (after the attention and block what-ifs), hardware, mesh, batch, formats,
@@ -9,7 +9,9 @@ It also carries the predicted metrics and the provenance (study, trial, spec has
 :func:`export` renders that spec as ``json`` or ``yaml`` (the spec itself), ``jax`` (JSON: the
 mesh and a ``PartitionSpec``-style entry per dimension of every tensor) or ``vllm`` (JSON: engine
 arguments, the equivalent ``vllm serve`` command line, and notes on what differs from the searched
-configuration). A format that cannot express the trial raises ``InvalidInputError`` on ``format``.
+configuration); ``sglang`` and ``trtllm`` likewise. The engine formats carry the serving knobs the
+trial was scored under (its ``serving`` user attr; the engine's defaults where it has none): see
+:func:`engine_args`. A format that cannot express the trial raises ``InvalidInputError`` on ``format``.
 
 Sharding tables give, per dimension, the list of mesh axes that split it ([] = replicated). They are
 read off the one sharding table per layout in :mod:`cost_models.partitioning`, with the same even-
@@ -38,10 +40,13 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect
 from cost_models.models import model_catalog
 from cost_models.partitioning import AXES, SHARDING_RULES, kv_cache_axes, split_axes
+from cost_models.serving import ENGINE_DEFAULTS
 from tuner.constraints import is_feasible, study_constraint_names, trial_constraints
 from tuner.optuna_internals import study_storage
 
-FORMATS: tuple[str, ...] = ("json", "yaml", "jax", "vllm")
+FORMATS: tuple[str, ...] = ("json", "yaml", "jax", "vllm", "sglang", "trtllm")
+#: The formats that are a serving engine's launch arguments.
+ENGINES: tuple[str, ...] = ("vllm", "sglang", "trtllm")
 
 #: Hugging Face repository ids of catalog models with public checkpoints (PaLM and MT-NLG have none).
 HF_REPOS: dict[str, str] = {
@@ -297,6 +302,13 @@ def trial_deployment(trial: FrozenTrial) -> Deployment:
     return Deployment.from_dict(stored)
 
 
+def trial_serving(trial: FrozenTrial) -> dict | None:
+    """The serving workload and engine knobs a trial was scored under (``ServingWorkloads.row``),
+    or None for a trial of a static study."""
+    stored = trial.user_attrs.get("serving")
+    return dict(stored) if isinstance(stored, dict) else None
+
+
 def deployment_spec(study: optuna.Study, trial_number: int, *, allow_infeasible: bool = False) -> dict:
     """The canonical deployment spec of one trial (plain data: JSON and YAML safe).
 
@@ -330,6 +342,8 @@ def deployment_spec(study: optuna.Study, trial_number: int, *, allow_infeasible:
             "workload": {"prompt_len": d.prompt_len, "gen_len": d.gen_len},
             "quantization": {"weights": d.weight_dtype, "kv_cache": d.kv_dtype, "activations": d.act_dtype},
             "flash_attention": d.flash_attention,
+            # The engine knobs and load the trial was scored under (ServingWorkloads.row), if any.
+            "serving": trial_serving(trial),
             "phases": phases,
             "predicted": {k: estimate[k] for k in ("prefill", "decode", "memory") if k in estimate},
             "provenance": {
@@ -443,6 +457,39 @@ def jax_sharding(spec: dict) -> dict:
 _VLLM_KV = {"bf16": "auto", "fp8": "fp8", "int8": "fp8"}
 
 
+def engine_knobs(serving: dict | None, engine: str, batch: int | None = None) -> dict[str, Any]:
+    """The engine knobs an export sets: the trial's (``serving``, a ``ServingWorkloads.row``)
+    where it has them, else ``engine``'s defaults (:data:`cost_models.serving.ENGINE_DEFAULTS`);
+    without a serving workload the most sequences per iteration is the trial's static ``batch``
+    (what was scored). ``prefix_caching``: on where the workload has prefix hits."""
+    if engine not in ENGINE_DEFAULTS:
+        raise InvalidInputError("format", f"unknown engine {engine!r}", f"use one of {', '.join(ENGINES)}")
+    given = serving or {}
+    knobs = dict(ENGINE_DEFAULTS[engine])
+    if serving is None and batch is not None:
+        knobs["max_batch_size"] = batch
+    for key in knobs:
+        if given.get(key) is not None:
+            knobs[key] = given[key]
+    knobs["max_batch_size"] = int(knobs["max_batch_size"])
+    knobs["max_num_tokens"] = int(knobs["max_num_tokens"])
+    knobs["kv_block_size"] = int(knobs["kv_block_size"])
+    knobs["chunked_prefill"] = bool(knobs["chunked_prefill"])
+    knobs["memory_fraction"] = float(knobs["memory_fraction"])
+    knobs["prefix_caching"] = float(given.get("prefix_hit_rate") or 0.0) > 0
+    return knobs
+
+
+def _cli(prefix: list[str], flags: list[tuple[str, Any]]) -> str:
+    """A shell line: ``prefix`` then each flag with its value (True: the bare flag; None: left out)."""
+    line = list(prefix)
+    for flag, value in flags:
+        if value is None or value is False:
+            continue
+        line += [flag] if value is True else [flag, str(value)]
+    return shlex.join(line)
+
+
 def vllm_args(spec: dict) -> dict:
     """vLLM engine arguments (and the ``vllm serve`` line) approximating the spec; notes say how.
 
@@ -451,18 +498,23 @@ def vllm_args(spec: dict) -> dict:
     tensor parallel over a node times chips/node pipeline stages. Other layouts, and any pipeline,
     are approximations (a note says so). Weights: 16-bit -> no quantization, fp8 -> ``fp8``
     (quantized at load), int8/int4 weight-only -> ``gptq`` (needs a pre-quantized checkpoint).
-    KV cache: 16-bit -> ``auto``, fp8 -> ``fp8``, int8 -> ``fp8`` (same size). Raises
-    ``InvalidInputError`` on ``format`` where vLLM cannot run the configuration at all: non-GPU
-    hardware, an attention or block what-if (no such checkpoint), heads not divisible by the
-    tensor-parallel size, an int4 KV cache.
+    KV cache: 16-bit -> ``auto``, fp8 -> ``fp8``, int8 -> ``fp8`` (same size). Engine knobs
+    (:func:`engine_knobs`): ``max_num_seqs``, ``max_num_batched_tokens``,
+    ``enable_chunked_prefill``, ``block_size``, ``gpu_memory_utilization``,
+    ``enable_prefix_caching`` (vLLM engine arguments, docs.vllm.ai/en/latest/configuration/
+    engine_args; booleans as ``--X`` / ``--no-X``). Raises ``InvalidInputError`` on ``format``
+    where vLLM cannot run the configuration at all: non-GPU hardware, an attention or block
+    what-if (no such checkpoint), heads not divisible by the tensor-parallel size, an int4 KV cache.
     """
     model = spec["model"]
-    tp, pp = _vllm_parallelism(spec)
+    tp, pp = _vllm_parallelism(spec, "vllm")
     notes: list[str] = []
     quantization, kv_cache_dtype = _vllm_formats(spec["quantization"], notes)
-    notes += _vllm_layout_notes(spec, tp, pp)
+    notes += _vllm_layout_notes(spec, tp, pp, "vLLM")
     if model["hf_repo"] is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model")
+    knobs = engine_knobs(spec.get("serving"), "vllm", spec["batch"])
+    max_model_len = spec["workload"]["prompt_len"] + spec["workload"]["gen_len"]
     args = {
         "model": model["hf_repo"],
         "tensor_parallel_size": tp,
@@ -470,23 +522,169 @@ def vllm_args(spec: dict) -> dict:
         "dtype": "bfloat16",
         "quantization": quantization,
         "kv_cache_dtype": kv_cache_dtype,
-        "max_num_seqs": spec["batch"],
-        "max_model_len": spec["workload"]["prompt_len"] + spec["workload"]["gen_len"],
+        "max_num_seqs": knobs["max_batch_size"],
+        "max_model_len": max_model_len,
+        "max_num_batched_tokens": knobs["max_num_tokens"],
+        "enable_chunked_prefill": knobs["chunked_prefill"],
+        "block_size": knobs["kv_block_size"],
+        "gpu_memory_utilization": knobs["memory_fraction"],
+        "enable_prefix_caching": knobs["prefix_caching"],
     }
-    line = ["vllm", "serve", args["model"] or "MODEL"]
+    if not knobs["chunked_prefill"] and knobs["max_num_tokens"] < max_model_len:
+        notes.append(
+            f"without chunked prefill vLLM needs max_num_batched_tokens ({knobs['max_num_tokens']}) >= "
+            f"max_model_len ({max_model_len}): raise it or enable chunked prefill"
+        )
+    flags: list[tuple[str, Any]] = []
     for key, value in args.items():
-        if key != "model" and value is not None:
-            line += [f"--{key.replace('_', '-')}", str(value)]
-    return {"engine_args": args, "cli": shlex.join(line), "notes": notes, "provenance": spec["provenance"]}
+        if key == "model" or value is None:
+            continue
+        flag = f"--{key.replace('_', '-')}"
+        if isinstance(value, bool):  # vLLM's boolean engine args take --X / --no-X
+            flags.append((flag if value else f"--no-{flag[2:]}", True))
+        else:
+            flags.append((flag, value))
+    cli = _cli(["vllm", "serve", args["model"] or "MODEL"], flags)
+    return {"engine": "vllm", "engine_args": args, "cli": cli, "notes": notes, "provenance": spec.get("provenance")}
 
 
-def _vllm_parallelism(spec: dict) -> tuple[int, int]:
-    """Tensor parallel within a node, pipeline stages across nodes; refuse what vLLM cannot run."""
+_SGLANG_KV = {"bf16": "auto", "fp8": "fp8_e4m3", "int8": "fp8_e4m3"}
+
+
+def sglang_args(spec: dict) -> dict:
+    """SGLang server arguments (``python -m sglang.launch_server``; docs.sglang.io, Server
+    Arguments): ``--tp-size``/``--pp-size`` as for vLLM; max_batch_size ->
+    ``--max-running-requests``; max_num_tokens -> ``--chunked-prefill-size`` and
+    ``--max-prefill-tokens`` (``--chunked-prefill-size -1`` when chunked prefill is off);
+    kv_block_size -> ``--page-size``; memory_fraction -> ``--mem-fraction-static``; no prefix
+    hits -> ``--disable-radix-cache`` (SGLang's radix prefix cache is on by default)."""
+    model = spec["model"]
+    tp, pp = _vllm_parallelism(spec, "sglang")
+    notes: list[str] = []
+    quantization, _ = _vllm_formats(spec["quantization"], notes)
+    notes += _vllm_layout_notes(spec, tp, pp, "SGLang")
+    if model["hf_repo"] is None:
+        notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model_path")
+    knobs = engine_knobs(spec.get("serving"), "sglang", spec["batch"])
+    args = {
+        "model_path": model["hf_repo"],
+        "tp_size": tp,
+        "pp_size": pp,
+        "dtype": "bfloat16",
+        "quantization": quantization,
+        "kv_cache_dtype": _SGLANG_KV[spec["quantization"]["kv_cache"]],
+        "context_length": spec["workload"]["prompt_len"] + spec["workload"]["gen_len"],
+        "max_running_requests": knobs["max_batch_size"],
+        "chunked_prefill_size": knobs["max_num_tokens"] if knobs["chunked_prefill"] else -1,
+        "max_prefill_tokens": knobs["max_num_tokens"],
+        "page_size": knobs["kv_block_size"],
+        "mem_fraction_static": knobs["memory_fraction"],
+        "disable_radix_cache": not knobs["prefix_caching"],
+    }
+    flags = [(f"--{k.replace('_', '-')}", v) for k, v in args.items() if k != "model_path"]
+    cli = _cli(["python", "-m", "sglang.launch_server", "--model-path", args["model_path"] or "MODEL"], flags)
+    return {"engine": "sglang", "engine_args": args, "cli": cli, "notes": notes, "provenance": spec.get("provenance")}
+
+
+_TRTLLM_KV = {"bf16": "auto", "fp8": "fp8", "int8": "fp8"}
+
+
+def trtllm_args(spec: dict) -> dict:
+    """TensorRT-LLM ``trtllm-serve`` arguments (nvidia.github.io/TensorRT-LLM, trtllm-serve):
+    ``--tp_size``/``--pp_size``, max_batch_size -> ``--max_batch_size``, max_num_tokens ->
+    ``--max_num_tokens``, and the LLM API options file (``--extra_llm_api_options``, YAML):
+    ``enable_chunked_prefill`` and ``kv_cache_config`` (KvCacheConfig: ``tokens_per_block`` from
+    kv_block_size, ``free_gpu_memory_fraction`` from memory_fraction, ``enable_block_reuse`` on
+    where the workload has prefix hits, ``dtype``)."""
+    model = spec["model"]
+    tp, pp = _vllm_parallelism(spec, "trtllm")
+    notes: list[str] = []
+    weights = spec["quantization"]["weights"]
+    if weights != "bf16":
+        notes.append(f"{weights} weights: serve a checkpoint quantized with TensorRT Model Optimizer")
+    notes += _vllm_layout_notes(spec, tp, pp, "TensorRT-LLM")
+    if model["hf_repo"] is None:
+        notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model")
+    knobs = engine_knobs(spec.get("serving"), "trtllm", spec["batch"])
+    block = knobs["kv_block_size"]
+    if block < 2 or block & (block - 1):
+        notes.append(f"TensorRT-LLM needs tokens_per_block a power of two above 1, not {block}")
+    notes.append(
+        "free_gpu_memory_fraction is TensorRT-LLM's share of the memory left after weights for the "
+        "KV cache; the estimate used it as the share of HBM the engine may use"
+    )
+    extra = {
+        "enable_chunked_prefill": knobs["chunked_prefill"],
+        "kv_cache_config": {
+            "tokens_per_block": block,
+            "free_gpu_memory_fraction": knobs["memory_fraction"],
+            "enable_block_reuse": knobs["prefix_caching"],
+            "dtype": _TRTLLM_KV.get(spec["quantization"]["kv_cache"], "auto"),
+        },
+    }
+    args = {
+        "model": model["hf_repo"],
+        "backend": "pytorch",
+        "tp_size": tp,
+        "pp_size": pp,
+        "max_batch_size": knobs["max_batch_size"],
+        "max_num_tokens": knobs["max_num_tokens"],
+        "max_seq_len": spec["workload"]["prompt_len"] + spec["workload"]["gen_len"],
+        "extra_llm_api_options": "extra_llm_api_options.yaml",
+    }
+    flags = [(f"--{k}", v) for k, v in args.items() if k != "model"]
+    cli = _cli(["trtllm-serve", args["model"] or "MODEL"], flags)
+    return {
+        "engine": "trtllm",
+        "engine_args": args,
+        "extra_llm_api_options": extra,
+        "extra_llm_api_options_yaml": yaml.safe_dump(extra, sort_keys=False),
+        "cli": cli,
+        "notes": notes,
+        "provenance": spec.get("provenance"),
+    }
+
+
+_RENDERERS = {"vllm": vllm_args, "sglang": sglang_args, "trtllm": trtllm_args}
+
+
+def engine_args(deployment: Deployment, serving: dict | None, backend: str) -> dict:
+    """A serving engine's launch arguments for one deployment and its serving knobs (a
+    ``ServingWorkloads.row``, or None for the engine's defaults), without a study: what
+    ``tuner export --format vllm|sglang|trtllm`` renders."""
+    if backend not in _RENDERERS:
+        raise InvalidInputError("format", f"no engine arguments for {backend!r}", f"use one of {', '.join(ENGINES)}")
+    d = deployment
+    phases = {
+        phase: {
+            "ffn_layout": getattr(d, f"{phase}_ffn_layout"),
+            "attention_sharding": getattr(d, f"{phase}_attn_sharding"),
+        }
+        for phase in ("prefill", "decode")
+    }
+    spec = {
+        "model": _model_section(d),
+        "hardware": _hardware_section(d.hardware),
+        "chips": d.chips,
+        "mesh": dict(zip(AXES, d.mesh, strict=True)),
+        "batch": d.batch,
+        "workload": {"prompt_len": d.prompt_len, "gen_len": d.gen_len},
+        "quantization": {"weights": d.weight_dtype, "kv_cache": d.kv_dtype, "activations": d.act_dtype},
+        "flash_attention": d.flash_attention,
+        "serving": serving,
+        "phases": phases,
+        "provenance": None,
+    }
+    return _RENDERERS[backend](spec)
+
+
+def _vllm_parallelism(spec: dict, engine: str = "vllm") -> tuple[int, int]:
+    """Tensor parallel within a node, pipeline stages across nodes; refuse what the engine cannot run."""
     model, hardware = spec["model"], spec["hardware"]
     if hardware["kind"] != "gpu":
         raise InvalidInputError(
             "format",
-            f"vllm export maps onto GPU tensor/pipeline parallelism; "
+            f"{engine} export maps onto GPU tensor/pipeline parallelism; "
             f"{hardware['name']} is a {hardware['kind'].upper()}",
             "use --format jax (or json) for this hardware",
         )
@@ -503,7 +701,7 @@ def _vllm_parallelism(spec: dict) -> tuple[int, int]:
     if model["heads"] % tp:
         raise InvalidInputError(
             "format",
-            f"vLLM needs the {model['heads']} attention heads divisible by tensor_parallel_size {tp}",
+            f"{engine} needs the {model['heads']} attention heads divisible by the tensor-parallel size {tp}",
             "export a trial with another chip count",
         )
     return tp, pp
@@ -532,30 +730,33 @@ def _vllm_formats(quant: dict, notes: list[str]) -> tuple[str | None, str]:
     return quantization, _VLLM_KV[quant["kv_cache"]]
 
 
-def _vllm_layout_notes(spec: dict, tp: int, pp: int) -> list[str]:
+def _vllm_layout_notes(spec: dict, tp: int, pp: int, engine: str = "vLLM") -> list[str]:
     """What differs between the searched layout and vLLM's Megatron tensor parallelism."""
     notes = []
     layouts = {(p["ffn_layout"], p["attention_sharding"]) for p in spec["phases"].values()}
     if layouts != {("ws_1d", "head")} or pp > 1:
         searched = ", ".join(f"{n}: {p['ffn_layout']}/{p['attention_sharding']}" for n, p in spec["phases"].items())
         notes.append(
-            f"approximate: vLLM runs 1D weight-stationary tensor parallelism over {tp} GPUs"
+            f"approximate: {engine} runs 1D weight-stationary tensor parallelism over {tp} GPUs"
             + (f" and {pp} pipeline stages" if pp > 1 else "")
             + f", not the searched layout ({searched}) on mesh "
             f"{spec['mesh']['x']}x{spec['mesh']['y']}x{spec['mesh']['z']}; "
             "the predicted metrics are for the searched layout"
         )
     if not spec["flash_attention"]:
-        notes.append("vLLM always runs fused (flash/paged) attention kernels; the estimate assumed unfused attention")
+        notes.append(
+            f"{engine} always runs fused (flash/paged) attention kernels; the estimate assumed unfused attention"
+        )
     return notes
 
 
 def export(study: optuna.Study, trial_number: int, fmt: str, *, allow_infeasible: bool = False) -> str:
-    """One trial rendered as ``json`` or ``yaml`` (the deployment spec), ``jax`` or ``vllm`` (JSON)."""
+    """One trial rendered as ``json`` or ``yaml`` (the deployment spec), ``jax``, or an engine's
+    launch arguments (``vllm``, ``sglang``, ``trtllm``; JSON) carrying the trial's serving knobs."""
     if fmt not in FORMATS:
         raise InvalidInputError("format", f"unknown format {fmt!r}", f"use one of {', '.join(FORMATS)}")
     spec = deployment_spec(study, trial_number, allow_infeasible=allow_infeasible)
     if fmt == "yaml":
         return yaml.safe_dump(spec, sort_keys=False)
-    data = {"json": lambda s: s, "jax": jax_sharding, "vllm": vllm_args}[fmt](spec)
+    data = {"json": lambda s: s, "jax": jax_sharding, **_RENDERERS}[fmt](spec)
     return json.dumps(data, indent=2) + "\n"

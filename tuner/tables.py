@@ -219,6 +219,54 @@ def print_estimate(report: dict) -> None:
             else "not limited by a KV cache"
         )
     )
+    if "serving" in report:
+        print_serving(report["serving"], console)
+
+
+def _ms(value: float | None) -> str:
+    return "unbounded" if value is None else f"{value * 1e3:.4g} ms"
+
+
+def print_serving(s: dict, console: Console | None = None) -> None:
+    """The ``serving`` section of ``tuner estimate`` under a load: latencies in ms, throughput,
+    the engine knobs in force, and a line for each note (queued clients, instability)."""
+    console = console or _console()
+    load = s["load"]
+    how = (
+        f"{load['concurrency']} concurrent clients"
+        if load["concurrency"] is not None
+        else f"{load['request_rate']:g} requests/s (Poisson)"
+    )
+    e = s["engine"]
+    console.print(
+        escape(
+            f"serving: {how}, prompt {load['prompt_len']}, generate {load['gen_len']}; engine {e['backend']} "
+            f"(max_batch_size {e['max_batch_size']}, max_num_tokens {e['max_num_tokens']}, chunked prefill "
+            f"{'on' if e['chunked_prefill'] else 'off'}, KV block {e['kv_block_size']}, prefix hit rate "
+            f"{e['prefix_hit_rate']:g})"
+        )
+    )
+    table = Table()
+    columns = ("TTFT", "TPOT", "TPOT p99", "E2E", "tokens/s", "per chip", "per user", "req/s", "max concurrency")
+    for column in (*columns, "queued", "stable"):
+        table.add_column(column, justify="right")
+    queued = s["queued"]
+    table.add_row(
+        _ms(s["ttft_s"]),
+        _ms(s["tpot_s"]),
+        _ms(s["tpot_p99_s"]),
+        _ms(s["e2e_latency_s"]),
+        f"{s['tokens_per_s']:.4g}",
+        f"{s['tokens_per_s_per_chip']:.4g}",
+        f"{s['tokens_per_s_per_user']:.4g}",
+        f"{s['requests_per_s']:.4g}",
+        f"{s['max_concurrency']:,}",
+        "unbounded" if queued is None else f"{queued:.4g}",
+        "yes" if s["stable"] else "NO",
+    )
+    console.print(table)
+    for note in s["notes"]:
+        console.print(escape(note))
 
 
 @contextmanager

@@ -299,7 +299,7 @@ def test_vllm_refuses_an_attention_what_if(small):
 
 def test_unknown_format(gpu):
     _raises("format", export, gpu, _front_trial(gpu), "toml")
-    assert FORMATS == ("json", "yaml", "jax", "vllm")
+    assert FORMATS == ("json", "yaml", "jax", "vllm", "sglang", "trtllm")
 
 
 # --- which trials -----------------------------------------------------------------------------

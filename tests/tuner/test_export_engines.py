@@ -1,0 +1,122 @@
+"""Engine arguments of an export: each serving knob onto each engine's flag (vLLM, SGLang, TensorRT-LLM)."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+
+from cost_models.deployments import Deployment
+from cost_models.hardware import get_hardware
+from cost_models.models import get_model
+from cost_models.serving import make_workloads
+from tuner.export import engine_args, engine_knobs, export
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+DEPLOYMENT = Deployment(get_model("llama-3-8b"), get_hardware("h100-sxm"), (1, 1, 2), 32, 1024, 128)
+
+
+def _serving(chunked: bool = False, prefix: float = 0.5) -> dict:
+    return make_workloads(
+        backend="trtllm",
+        concurrency=64,
+        prompt_len=1024,
+        gen_len=128,
+        max_batch_size=96,
+        max_num_tokens=4096,
+        chunked_prefill=chunked,
+        kv_block_size=64,
+        prefix_hit_rate=prefix,
+        memory_fraction=0.85,
+    ).row(0)
+
+
+def test_vllm_flags():
+    cli = engine_args(DEPLOYMENT, _serving(), "vllm")["cli"]
+    for flag in (
+        "--tensor-parallel-size 2",
+        "--max-num-seqs 96",
+        "--max-num-batched-tokens 4096",
+        "--no-enable-chunked-prefill",
+        "--block-size 64",
+        "--gpu-memory-utilization 0.85",
+        "--enable-prefix-caching",
+    ):
+        assert f" {flag}" in cli, (flag, cli)
+    cli = engine_args(DEPLOYMENT, _serving(chunked=True, prefix=0.0), "vllm")["cli"]
+    assert " --enable-chunked-prefill" in cli and " --no-enable-prefix-caching" in cli
+
+
+def test_sglang_flags():
+    data = engine_args(DEPLOYMENT, _serving(), "sglang")
+    cli = data["cli"]
+    assert cli.startswith("python -m sglang.launch_server --model-path meta-llama/Meta-Llama-3-8B")
+    for flag in (
+        "--tp-size 2",
+        "--max-running-requests 96",
+        "--chunked-prefill-size -1",
+        "--max-prefill-tokens 4096",
+        "--page-size 64",
+        "--mem-fraction-static 0.85",
+    ):
+        assert f" {flag}" in cli, (flag, cli)
+    assert "--disable-radix-cache" not in cli  # prefix hits: SGLang's radix cache stays on
+    cli = engine_args(DEPLOYMENT, _serving(chunked=True, prefix=0.0), "sglang")["cli"]
+    assert " --chunked-prefill-size 4096" in cli and cli.endswith(" --disable-radix-cache")
+
+
+def test_trtllm_flags_and_llm_api_options():
+    data = engine_args(DEPLOYMENT, _serving(), "trtllm")
+    cli = data["cli"]
+    for flag in ("--tp_size 2", "--max_batch_size 96", "--max_num_tokens 4096", "--max_seq_len 1152"):
+        assert f" {flag}" in cli, (flag, cli)
+    assert " --extra_llm_api_options extra_llm_api_options.yaml" in cli
+    assert data["extra_llm_api_options"] == {
+        "enable_chunked_prefill": False,
+        "kv_cache_config": {
+            "tokens_per_block": 64,
+            "free_gpu_memory_fraction": 0.85,
+            "enable_block_reuse": True,
+            "dtype": "auto",
+        },
+    }
+    assert "tokens_per_block: 64" in data["extra_llm_api_options_yaml"]
+
+
+def test_without_serving_the_engine_defaults_and_the_static_batch():
+    assert engine_knobs(None, "vllm", 32) == {
+        "max_batch_size": 32,
+        "max_num_tokens": 8192,
+        "chunked_prefill": True,
+        "kv_block_size": 16,
+        "memory_fraction": 0.9,
+        "prefix_caching": False,
+    }
+    args = engine_args(DEPLOYMENT, None, "sglang")["engine_args"]
+    assert (args["max_running_requests"], args["page_size"], args["mem_fraction_static"]) == (32, 1, 0.88)
+    extra = engine_args(DEPLOYMENT, None, "trtllm")["extra_llm_api_options"]
+    assert extra["enable_chunked_prefill"] is False and extra["kv_cache_config"]["tokens_per_block"] == 32
+
+
+def test_unknown_engine():
+    with pytest.raises(Exception, match="format"):
+        engine_args(DEPLOYMENT, None, "tgi")
+
+
+def _study(user_attrs: dict) -> optuna.Study:
+    study = optuna.create_study(directions=["minimize"])
+    attrs = {"deployment": DEPLOYMENT.to_dict(), "estimate": {"params": {}}, **user_attrs}
+    study.add_trial(optuna.trial.create_trial(values=[1.0], user_attrs=attrs))
+    return study
+
+
+@pytest.mark.parametrize("fmt", ["vllm", "sglang", "trtllm"])
+def test_export_reads_the_trials_serving_attr(fmt):
+    with_serving = json.loads(export(_study({"serving": _serving()}), 0, fmt))
+    assert with_serving == {**engine_args(DEPLOYMENT, _serving(), fmt), "provenance": with_serving["provenance"]}
+    without = json.loads(export(_study({}), 0, fmt))
+    assert without["cli"] == engine_args(DEPLOYMENT, None, fmt)["cli"]
+    spec = json.loads(export(_study({"serving": _serving()}), 0, "json"))
+    assert spec["serving"] == _serving()
