@@ -737,7 +737,8 @@ def serving_one(
     )
     d = Deployments.from_rows([deployment])
     _check_fits(deployment, workloads, d)
-    result = serve(d, workloads, calibration=profile, overlap=overlap)
+    overheads = engine_overheads(profile.backend) if profile is not None else NO_OVERHEADS
+    result = serve(d, workloads, calibration=profile, overlap=overlap, overheads=overheads)
     report = serving_report(result)
     row = workloads.row(0)
     notes: list[str] = []
@@ -745,6 +746,11 @@ def serving_one(
     limited_by = "kv_cache" if limit < row["max_batch_size"] else "max_batch_size"
     holder = "the KV cache holds" if limited_by == "kv_cache" else "max_batch_size runs at most"
     max_rate = None
+    if overheads.borrowed:
+        notes.append(
+            f"{profile.backend if profile else engine} has no measured serving runs here: its host overheads "
+            f"are {overheads.backend}'s fit ({overheads.fitted_on})"
+        )
     if concurrency is not None and concurrency > limit:
         notes.append(f"{concurrency} clients queue: {holder} {limit} sequences at once ({concurrency - limit} wait)")
     if request_rate is not None and not report["stable"]:
@@ -758,6 +764,7 @@ def serving_one(
         "limited_by": limited_by,
         "max_stable_request_rate": max_rate,
         "engine": {"backend": engine, **{k: row[k] for k in (*ENGINE_KNOBS, "memory_fraction", "prefix_hit_rate")}},
+        "overheads": overheads.to_dict(),
         "load": {
             "concurrency": concurrency,
             "request_rate": request_rate,
