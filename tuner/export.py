@@ -331,7 +331,8 @@ def deployment_spec(study: optuna.Study, trial_number: int, *, allow_infeasible:
             "quantization": {"weights": d.weight_dtype, "kv_cache": d.kv_dtype, "activations": d.act_dtype},
             "flash_attention": d.flash_attention,
             "phases": phases,
-            "predicted": {k: estimate[k] for k in ("prefill", "decode", "memory") if k in estimate},
+            "predicted": {k: estimate[k] for k in ("prefill", "decode", "memory", "serving") if k in estimate},
+            **({"serving": trial.user_attrs["serving"]} if isinstance(trial.user_attrs.get("serving"), dict) else {}),
             "provenance": {
                 "study": study.study_name,
                 "trial": trial.number,

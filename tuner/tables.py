@@ -323,5 +323,6 @@ def print_metrics(metrics: Iterable[Metric]) -> None:
     for column in ("metric", "unit", "better", "meaning"):
         table.add_column(column)
     for m in metrics:
-        table.add_row(m.name, m.unit, "lower" if m.direction == "minimize" else "higher", m.description)
+        meaning = m.description + (" (needs a serving: section)" if m.needs_serving else "")
+        table.add_row(m.name, m.unit, "lower" if m.direction == "minimize" else "higher", meaning)
     _console().print(table)
