@@ -56,7 +56,14 @@ DIMENSIONS = (
 )
 #: Dimensions of a study with a ``serving:`` section, after the deployment's: the load (one of
 #: concurrency and request_rate) and the engine knobs (the engine's default where not listed).
-SERVING_DIMENSIONS = ("concurrency", "request_rate", "max_batch_size", "max_num_tokens", "chunked_prefill", "kv_block_size")
+SERVING_DIMENSIONS = (
+    "concurrency",
+    "request_rate",
+    "max_batch_size",
+    "max_num_tokens",
+    "chunked_prefill",
+    "kv_block_size",
+)
 #: The :class:`Deployments` column each dimension sets.
 DEPLOYMENT_COLUMN = {
     "mesh": "mesh",
@@ -201,7 +208,9 @@ class CompiledStudy:
             )
         columns.append(
             ConstraintColumn(
-                "stable", "1 where the deployment cannot sustain its load", lambda e: np.where(_served(e).stable, 0.0, 1.0)
+                "stable",
+                "1 where the deployment cannot sustain its load",
+                lambda e: np.where(_served(e).stable, 0.0, 1.0),
             )
         )
         for name, key, limit in (

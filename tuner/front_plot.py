@@ -72,7 +72,9 @@ def _served_point(trial: FrozenTrial) -> tuple[float, float] | None:
     """(tokens/s/user, tokens/s/chip) of a trial's stored serving report; None where it has none
     or serves nothing (unstable, structurally impossible)."""
     estimate = trial.user_attrs.get("estimate")
-    serving = estimate.get("serving") if isinstance(estimate, dict) else None
+    if not isinstance(estimate, dict):
+        return None
+    serving = estimate.get("serving")
     if not isinstance(serving, dict) or not estimate.get("structurally_valid", True):
         return None
     x, y = serving.get("tokens_per_s_per_user"), serving.get("tokens_per_s_per_chip")

@@ -52,7 +52,9 @@ def rescored(study: optuna.Study, trial: optuna.trial.FrozenTrial):
     """``serve()`` called directly on what the trial stored (its deployment and workload row)."""
     deployment = Deployment.from_dict(trial.user_attrs["deployment"])
     row = trial.user_attrs["serving"]
-    load = {"concurrency": row["concurrency"]} if row["concurrency"] is not None else {"request_rate": row["request_rate"]}
+    load = (
+        {"concurrency": row["concurrency"]} if row["concurrency"] is not None else {"request_rate": row["request_rate"]}
+    )
     knobs = {k: v for k, v in row.items() if k not in ("concurrency", "request_rate")}
     workloads = make_workloads(backend="trtllm", **load, **knobs)
     profile = resolve_calibration(study.user_attrs["calibration_profile"], deployment.hardware.name)
@@ -151,7 +153,9 @@ def test_show_and_export_read_the_serving_report(searched, capsys) -> None:
     assert code == 0
     shown = json.loads(out)
     assert shown["estimate"]["serving"]["tpot_s"] <= LIMITS["max_tpot_s"]
-    code, out, _ = run_cli(capsys, "export", STUDY["name"], "--trial", str(number), "--storage", url, "--format", "yaml")
+    code, out, _ = run_cli(
+        capsys, "export", STUDY["name"], "--trial", str(number), "--storage", url, "--format", "yaml"
+    )
     assert code == 0
     exported = yaml.safe_load(out)
     assert exported["predicted"]["serving"]["stable"] is True
