@@ -10,25 +10,35 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from cost_models.deployment import DeploymentEstimate
 from cost_models.deployments import Deployments
+from cost_models.errors import InvalidInputError
+from cost_models.serving import ServingEstimate
 
 Direction = Literal["minimize", "maximize"]
 
 
 @dataclass(frozen=True)
 class Metric:
-    """One number per deployment, vectorized: ``compute(estimate, deployments) -> (n,)``."""
+    """One number per deployment, vectorized: ``compute(estimate, deployments) -> (n,)``; a
+    ``needs_serving`` metric is computed from the :class:`ServingEstimate` of the deployments under
+    their serving workloads (only a study with a ``serving:`` section has one)."""
 
     name: str
-    unit: str  # "s", "B", "tokens/s", "chip-s/token", "tokens", "chips", "fraction"
+    unit: str  # "s", "B", "tokens/s", "tokens/s/chip", "tokens/s/user", "chip-s/token", "tokens", ...
     direction: Direction
     description: str
-    compute: Callable[[DeploymentEstimate, Deployments], np.ndarray]
+    compute: Callable[[Any, Deployments], np.ndarray]
+    needs_serving: bool = False
+
+
+def _serving(name: str, unit: str, direction: Direction, description: str) -> Metric:
+    key = name.removeprefix("serving.")
+    return Metric(name, unit, direction, description, lambda s, d: getattr(s, key).astype(np.float64), True)
 
 
 _METRICS: tuple[Metric, ...] = (
@@ -92,12 +102,38 @@ _METRICS: tuple[Metric, ...] = (
         lambda r, d: r.memory.max_context_tokens,
     ),
     Metric("chips", "chips", "minimize", "chips in the deployment", lambda r, d: d.chips),
+    _serving("serving.ttft_s", "s", "minimize", "time to first token under load (queueing and prefill included)"),
+    _serving("serving.tpot_s", "s", "minimize", "mean time per output token under load (prefill interference)"),
+    _serving("serving.tpot_p99_s", "s", "minimize", "99th percentile of a request's time per output token"),
+    _serving("serving.e2e_latency_s", "s", "minimize", "request latency under load: TTFT plus every output token"),
+    _serving("serving.tokens_per_s", "tokens/s", "maximize", "output tokens per second of the deployment under load"),
+    _serving(
+        "serving.tokens_per_s_per_chip", "tokens/s/chip", "maximize", "output tokens per second per chip under load"
+    ),
+    _serving("serving.tokens_per_s_per_user", "tokens/s/user", "maximize", "output tokens per second one user sees"),
+    _serving(
+        "serving.max_concurrency",
+        "sequences",
+        "maximize",
+        "sequences the paged KV cache and max_batch_size let run at once",
+    ),
 )
 METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}
 
 
 def metric_arrays(
-    result: DeploymentEstimate, deployments: Deployments, names: list[str] | None = None
+    result: DeploymentEstimate,
+    deployments: Deployments,
+    names: list[str] | None = None,
+    serving: ServingEstimate | None = None,
 ) -> dict[str, np.ndarray]:
-    """The named metrics (all by default) of n estimates, by name."""
-    return {name: METRICS[name].compute(result, deployments) for name in (names or list(METRICS))}
+    """The named metrics of n estimates, by name: by default all, the serving ones only when
+    ``serving`` (the deployments' serving steady state) is given."""
+    chosen = names or [m.name for m in METRICS.values() if serving is not None or not m.needs_serving]
+    out = {}
+    for name in chosen:
+        metric = METRICS[name]
+        if metric.needs_serving and serving is None:
+            raise InvalidInputError("metric", f"{name} needs a serving workload", "add a serving: section")
+        out[name] = metric.compute(serving if metric.needs_serving else result, deployments)
+    return out

@@ -20,7 +20,7 @@ from functools import cached_property
 
 import numpy as np
 
-from cost_models.calibration import CalibrationProfile, resolve_calibration
+from cost_models.calibration import CalibrationProfile, default_backend, resolve_calibration
 from cost_models.deployment import DeploymentEstimate, estimate, estimate_report
 from cost_models.deployments import BLOCKS, Deployment, Deployments, make_deployments
 from cost_models.dtypes import parse_dtype
@@ -29,6 +29,14 @@ from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.metrics import Direction, metric_arrays
 from cost_models.models import ModelSpec, get_model
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
+from cost_models.serving import (
+    ENGINE_DEFAULTS,
+    ServingEstimate,
+    ServingWorkloads,
+    make_workloads,
+    serve,
+    serving_report,
+)
 from cost_models.topology import network_for, parse_mesh
 from search_spaces.spec import StudySpec
 
@@ -45,6 +53,16 @@ DIMENSIONS = (
     "kv_heads",
     "block",
     "flash_attention",
+)
+#: Dimensions of a study with a ``serving:`` section, after the deployment's: the load (one of
+#: concurrency and request_rate) and the engine knobs (the engine's default where not listed).
+SERVING_DIMENSIONS = (
+    "concurrency",
+    "request_rate",
+    "max_batch_size",
+    "max_num_tokens",
+    "chunked_prefill",
+    "kv_block_size",
 )
 #: The :class:`Deployments` column each dimension sets.
 DEPLOYMENT_COLUMN = {
@@ -93,7 +111,15 @@ class SearchSpace:
 
     def columns_of(self, indices: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The :class:`Deployments` columns of candidates given by index."""
-        return {DEPLOYMENT_COLUMN[name]: self.values[name][indices[name]] for name in self.dimensions}
+        return {
+            DEPLOYMENT_COLUMN[name]: self.values[name][indices[name]]
+            for name in self.dimensions
+            if name in DEPLOYMENT_COLUMN
+        }
+
+    def serving_columns_of(self, indices: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The :class:`ServingWorkloads` columns the serving dimensions set, by index."""
+        return {name: self.values[name][indices[name]] for name in self.dimensions if name in SERVING_DIMENSIONS}
 
 
 @dataclass(frozen=True)
@@ -114,6 +140,7 @@ class CompiledStudy:
     hardware: HardwareSpec
     space: SearchSpace
     calibration: CalibrationProfile | None = None
+    engine: str = "trtllm"  # whose defaults the serving knobs left out take
 
     @cached_property
     def objective_names(self) -> list[str]:
@@ -127,6 +154,8 @@ class CompiledStudy:
     def constraints(self) -> tuple[ConstraintColumn, ...]:
         """The study's constraints, by name; the first says whether a candidate can exist at all."""
         c = self.spec.constraints
+        if self.spec.serving is not None:
+            return self._serving_constraints()
         columns = [
             ConstraintColumn("structurally_valid", "KV heads divide the heads", lambda e: np.where(e.valid, 0.0, 1.0))
         ]
@@ -158,9 +187,57 @@ class CompiledStudy:
             )
         return tuple(columns)
 
+    def _serving_constraints(self) -> tuple[ConstraintColumn, ...]:
+        """Under load: the SLOs apply to the serving TTFT and TPOT; a deployment that does not
+        fit its engine's memory or cannot sustain its load is infeasible."""
+        c = self.spec.constraints
+        columns = [
+            ConstraintColumn(
+                "structurally_valid",
+                "KV heads divide the heads; an unchunked prompt fits the token budget",
+                lambda e: np.where(e.valid, 0.0, 1.0),
+            )
+        ]
+        if c.fits:
+            columns.append(
+                ConstraintColumn(
+                    "fits_in_memory",
+                    "1 where the engine's memory cannot hold weights, activations and one sequence's KV cache",
+                    lambda e: np.where(_served(e).fits, 0.0, 1.0),
+                )
+            )
+        columns.append(
+            ConstraintColumn(
+                "stable",
+                "1 where the deployment cannot sustain its load",
+                lambda e: np.where(_served(e).stable, 0.0, 1.0),
+            )
+        )
+        for name, key, limit in (
+            ("max_ttft_s", "ttft_s", c.max_ttft_s),
+            ("max_tpot_s", "tpot_s", c.max_tpot_s),
+            ("max_tpot_p99_s", "tpot_p99_s", c.max_tpot_p99_s),
+        ):
+            if limit is not None:
+                columns.append(ConstraintColumn(name, f"serving {key} minus the limit, s", _over(key, limit)))
+        return tuple(columns)
+
     @cached_property
     def constraint_names(self) -> list[str]:
         return [c.name for c in self.constraints]
+
+
+def _served(e: Evaluation) -> ServingEstimate:
+    assert e.serving is not None, "a serving constraint of a study without serving"
+    return e.serving
+
+
+def _over(key: str, limit: float) -> Callable[[Evaluation], np.ndarray]:
+    def compute(e: Evaluation) -> np.ndarray:
+        value = getattr(_served(e), key) - limit
+        return np.where(np.isfinite(value), value, _PENALTY)  # unstable: infinite latency
+
+    return compute
 
 
 def _mesh_choices(spec: StudySpec, hardware: HardwareSpec) -> list[tuple[int, int, int]]:
@@ -228,7 +305,7 @@ def compile_study(spec: StudySpec) -> CompiledStudy:
             hardware.parse_formats(**{f"space.{name}": bits})  # fp8 only where the chip has it
     labels: dict[str, tuple] = {
         "mesh": tuple("x".join(map(str, m)) for m in meshes),
-        "batch": tuple(space.batch),
+        "batch": tuple(space.batch or ()),
         "prefill_ffn_layout": tuple(dict.fromkeys(space.prefill_ffn_layout)),
         "decode_ffn_layout": tuple(dict.fromkeys(space.decode_ffn_layout)),
         "prefill_attn_sharding": tuple(dict.fromkeys(space.prefill_attn_sharding)),
@@ -258,8 +335,56 @@ def compile_study(spec: StudySpec) -> CompiledStudy:
         "block": np.array([BLOCKS.index(b) == 1 for b in labels["block"]]),
         "flash_attention": np.array(labels["flash_attention"], dtype=bool),
     }
+    if space.batch is None:  # a serving study: the load is its concurrency or request rate
+        del labels["batch"], values["batch"]
     profile = resolve_calibration(spec.calibration, hardware.name, spec.backend)
-    return CompiledStudy(spec, model, hardware, SearchSpace(labels, values), profile)
+    engine = spec.backend or (profile.backend if profile is not None else default_backend(hardware.name))
+    if spec.serving is not None:
+        serving_labels = _serving_choices(spec, engine)
+        labels.update(serving_labels)
+        values.update(
+            {
+                name: np.array(choices, dtype=bool if name == "chunked_prefill" else np.float64)
+                for name, choices in serving_labels.items()
+            }
+        )
+    return CompiledStudy(spec, model, hardware, SearchSpace(labels, values), profile, engine)
+
+
+def _serving_choices(spec: StudySpec, engine: str) -> dict[str, tuple]:
+    """The serving dimensions: the load, and each engine knob (its default when not listed)."""
+    serving = spec.serving
+    assert serving is not None
+    defaults = ENGINE_DEFAULTS[engine]
+    labels: dict[str, tuple] = {}
+    if serving.concurrency is not None:
+        labels["concurrency"] = tuple(serving.concurrency)
+    if serving.request_rate is not None:
+        labels["request_rate"] = tuple(serving.request_rate)
+    for name in ("max_batch_size", "max_num_tokens", "chunked_prefill", "kv_block_size"):
+        chosen = getattr(serving, name)
+        labels[name] = tuple(chosen) if chosen is not None else (defaults[name],)
+    uncached = spec.workload.prompt_len * (1.0 - serving.prefix_hit_rate)
+    if not any(labels["chunked_prefill"]) and max(labels["max_num_tokens"]) < uncached:
+        raise InvalidInputError(
+            "serving.max_num_tokens",
+            f"every token budget is below the {uncached:g} uncached prompt tokens and prefill is not chunked",
+            "raise max_num_tokens to the prompt length or add chunked_prefill: [true]",
+        )
+    return labels
+
+
+def structurally_valid(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np.ndarray:
+    """Candidates that can exist: KV heads divide the heads, and (serving) an unchunked prompt
+    fits the iteration's token budget."""
+    space = study.space
+    valid = np.mod(study.model.heads, space.values["kv_heads"][indices["kv_heads"]]) == 0
+    serving = study.spec.serving
+    if serving is not None:
+        chunked = space.values["chunked_prefill"][indices["chunked_prefill"]]
+        budget = space.values["max_num_tokens"][indices["max_num_tokens"]]
+        valid &= chunked | (study.spec.workload.prompt_len * (1.0 - serving.prefix_hit_rate) <= budget)
+    return valid
 
 
 @dataclass(frozen=True)
@@ -273,6 +398,8 @@ class Evaluation:
     constraint_columns: dict[str, np.ndarray]
     valid: np.ndarray
     result: DeploymentEstimate
+    serving: ServingEstimate | None = None  # with a serving: section, the steady state under load
+    workloads: ServingWorkloads | None = None
 
     @property
     def constraints(self) -> np.ndarray:
@@ -295,32 +422,72 @@ _PENALTY = 1e30
 def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation:
     """Score candidates (one index array per dimension) with one vectorized estimate."""
     columns = study.space.columns_of(indices)
-    valid = np.mod(study.model.heads, columns["kv_heads"]) == 0
+    valid = structurally_valid(study, indices)
+    heads_divide = np.mod(study.model.heads, columns["kv_heads"]) == 0
     columns["kv_heads"] = np.where(
-        valid, columns["kv_heads"], study.model.kv_heads
+        heads_divide, columns["kv_heads"], study.model.kv_heads
     )  # scored as published, then refused
+    serving_columns = study.space.serving_columns_of(indices)
+    if "batch" not in columns:  # the static estimate's batch: the clients (open loop: one sequence)
+        columns["batch"] = serving_columns.get("concurrency", np.ones(len(valid)))
     workload = study.spec.workload
     deployments = make_deployments(
         study.model, study.hardware, prompt_len=workload.prompt_len, gen_len=workload.gen_len, **columns
     )
     result = estimate(deployments, overlap=study.spec.overlap, calibration=study.calibration)
-    metrics = metric_arrays(result, deployments, study.objective_names)
+    served, workloads = None, None
+    if study.spec.serving is not None:
+        workloads = _workloads(study, serving_columns, valid)
+        served = serve(deployments, workloads, calibration=study.calibration, overlap=study.spec.overlap)
+    metrics = metric_arrays(result, deployments, study.objective_names, served)
     values = np.stack([metrics[name] for name in study.objective_names], axis=1)
     penalty = np.array([_PENALTY if d == "minimize" else -_PENALTY for d in study.directions])
     values = np.where(valid[:, None] & np.isfinite(values), values, penalty)
-    evaluation = Evaluation(indices, deployments, values, {}, valid, result)
+    evaluation = Evaluation(indices, deployments, values, {}, valid, result, served, workloads)
     evaluation.constraint_columns.update({c.name: c.compute(evaluation) for c in study.constraints})
     return evaluation
 
 
+def _workloads(study: CompiledStudy, columns: dict[str, np.ndarray], valid: np.ndarray) -> ServingWorkloads:
+    """The candidates' serving workloads; an unchunked prompt over the token budget (refused as
+    structurally invalid) is scored chunked."""
+    serving, workload = study.spec.serving, study.spec.workload
+    assert serving is not None
+    return make_workloads(
+        len(valid),
+        backend=study.engine,
+        concurrency=columns.get("concurrency"),
+        request_rate=columns.get("request_rate"),
+        prompt_len=workload.prompt_len,
+        gen_len=workload.gen_len,
+        prompt_len_std=serving.prompt_len_std,
+        gen_len_std=serving.gen_len_std,
+        max_batch_size=columns["max_batch_size"],
+        max_num_tokens=columns["max_num_tokens"],
+        chunked_prefill=columns["chunked_prefill"] | ~valid,
+        kv_block_size=columns["kv_block_size"],
+        prefix_hit_rate=serving.prefix_hit_rate,
+        memory_fraction=serving.memory_fraction,
+    )
+
+
 def candidate_report(study: CompiledStudy, evaluation: Evaluation, row: int) -> dict:
-    """One candidate's full breakdown: its choices and the ``tuner estimate`` sections."""
+    """One candidate's full breakdown: its choices, the ``tuner estimate`` sections and (with a
+    serving: section) its steady state under load."""
     deployment = evaluation.deployments.row(row)
-    return {
+    report = {
         "params": {"chips": deployment.chips, **study.space.params_of(evaluation.indices, row)},
         "structurally_valid": bool(evaluation.valid[row]),
         **estimate_report(evaluation.result, row),
     }
+    if evaluation.serving is not None:
+        report["serving"] = serving_report(evaluation.serving, row)
+    return report
+
+
+def candidate_workload(evaluation: Evaluation, row: int) -> dict | None:
+    """Candidate ``row``'s serving workload as plain data (``ServingWorkloads.row``), if any."""
+    return evaluation.workloads.row(row) if evaluation.workloads is not None else None
 
 
 def candidate_deployment(evaluation: Evaluation, row: int) -> Deployment:

@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cost_models.calibration import Backend
 from cost_models.deployment import MAX_CHIPS, Overlap
@@ -45,7 +54,12 @@ class Space(BaseModel):
         description="'auto': every legal mesh of every chip count is a choice; "
         "or a list of meshes XxYxZ, each of one of the chip counts. The mesh carries the chips.",
     )
-    batch: list[StrictInt] = Field(min_length=1)
+    batch: list[StrictInt] | None = Field(
+        default=None,
+        min_length=1,
+        description="Sequences per step of the static estimate (required without a serving: section; with "
+        "one it may be left out: the load is the serving section's concurrency or request rate).",
+    )
     prefill_ffn_layout: list[FfnLayout] = Field(default=["ws_2d"], min_length=1)
     decode_ffn_layout: list[FfnLayout] = Field(default=["ws_2d"], min_length=1)
     prefill_attn_sharding: list[AttentionSharding] = Field(default=["head"], min_length=1)
@@ -81,7 +95,9 @@ class Space(BaseModel):
 
     @field_validator("chips", "batch")
     @classmethod
-    def _positive(cls, value: list[int], info) -> list[int]:
+    def _positive(cls, value: list[int] | None, info) -> list[int] | None:
+        if value is None:
+            return value
         top = MAX_CHIPS if info.field_name == "chips" else 2**31
         if any(v < 1 or v > top for v in value):
             raise ValueError(f"every choice must be a whole number from 1 to {top}")
@@ -111,16 +127,140 @@ class Constraints(BaseModel):
     """Optuna's convention: a constraint value <= 0 is feasible."""
 
     model_config = _STRICT
-    fits: bool = Field(default=True, description="Memory per chip within capacity.")
+    fits: bool = Field(
+        default=True,
+        description="Memory per chip within capacity; with a serving: section, the engine's memory "
+        "holds the weights, an iteration's activations and one whole sequence's KV cache (a deployment "
+        "that does not, or cannot sustain its open-loop rate, is infeasible either way).",
+    )
     max_ttft_s: float | None = Field(
-        default=None, gt=0, allow_inf_nan=False, description="Prefill latency SLO, seconds."
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Prefill latency SLO, seconds; with a serving: section, the TTFT under load "
+        "(queueing and prefill interference included).",
     )
     max_tpot_s: float | None = Field(
-        default=None, gt=0, allow_inf_nan=False, description="Decode step latency SLO, seconds."
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Decode step latency SLO, seconds; with a serving: section, the mean TPOT under load.",
     )
+    max_tpot_p99_s: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="99th percentile TPOT SLO under load, seconds (needs a serving: section).",
+    )
+
+
+#: Serving modes a spec may name; only ``aggregated`` (prefill and decode on the same engine
+#: instances) is scored. Disaggregated serving is refused until the cost model scores it.
+ServingMode = Literal["aggregated", "disaggregated", "both"]
+SEARCHABLE_SERVING_MODES = ("aggregated",)
+
+
+def _choices(value: list | None, what: str, low: float, high: float) -> list | None:
+    if value is None:
+        return value
+    if any(not low <= v <= high for v in value):
+        raise ValueError(f"every {what} must be from {low:g} to {high:g}")
+    if len(set(value)) != len(value):
+        raise ValueError("choices repeat; list each once")
+    return value
+
+
+class Serving(BaseModel):
+    """Serving under load: each candidate is also scored by the in-flight batching steady state
+    (``cost_models.serving.serve``). The load and the engine knobs listed here are dimensions of
+    the search; a knob left out takes the engine's default (``ENGINE_DEFAULTS`` of the spec's
+    backend). The prompt and output lengths are the workload's."""
+
+    model_config = _STRICT
+    mode: ServingMode = Field(
+        default="aggregated",
+        description="aggregated: prefill and decode share each engine instance (in-flight batching). "
+        "disaggregated and both are not searchable yet.",
+    )
+    concurrency: list[StrictInt] | None = Field(
+        default=None,
+        min_length=1,
+        description="Closed loop: clients, each sending its next request when the last one finished "
+        "(a dimension). Exactly one of concurrency and request_rate.",
+    )
+    request_rate: list[float] | None = Field(
+        default=None,
+        min_length=1,
+        description="Open loop: Poisson arrivals, requests per second (a dimension). Exactly one of "
+        "concurrency and request_rate.",
+    )
+    prompt_len_std: float = Field(
+        default=0.0, ge=0, allow_inf_nan=False, description="Standard deviation of the prompt length, tokens."
+    )
+    gen_len_std: float = Field(
+        default=0.0, ge=0, allow_inf_nan=False, description="Standard deviation of the output length, tokens."
+    )
+    max_batch_size: list[StrictInt] | None = Field(
+        default=None, min_length=1, description="Most sequences per engine iteration (a dimension) [engine default]."
+    )
+    max_num_tokens: list[StrictInt] | None = Field(
+        default=None, min_length=1, description="Token budget of one engine iteration (a dimension) [engine default]."
+    )
+    chunked_prefill: list[StrictBool] | None = Field(
+        default=None,
+        min_length=1,
+        description="Split prompts over iterations to fit the token budget (a dimension) [engine default].",
+    )
+    kv_block_size: list[StrictInt] | None = Field(
+        default=None, min_length=1, description="Paged KV cache block, tokens (a dimension) [engine default]."
+    )
+    prefix_hit_rate: float = Field(
+        default=0.0, ge=0, lt=1, allow_inf_nan=False, description="Share of each prompt found in the prefix cache."
+    )
+    memory_fraction: float | None = Field(
+        default=None, gt=0, le=1, allow_inf_nan=False, description="Share of HBM the engine may use [engine default]."
+    )
+
+    @field_validator("mode")
+    @classmethod
+    def _searchable(cls, value: str) -> str:
+        if value not in SEARCHABLE_SERVING_MODES:
+            raise ValueError(f"mode {value!r} is not searchable yet; use aggregated")
+        return value
+
+    @field_validator("concurrency")
+    @classmethod
+    def _clients(cls, value: list[int] | None) -> list[int] | None:
+        return _choices(value, "concurrency", 1, 2**20)
+
+    @field_validator("request_rate")
+    @classmethod
+    def _rates(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and any(not (v > 0 and v < float("inf")) for v in value):
+            raise ValueError("every request rate must be a positive number of requests per second")
+        return _choices(value, "request rate", 0, 1e9)
+
+    @field_validator("max_batch_size", "max_num_tokens", "kv_block_size")
+    @classmethod
+    def _counts(cls, value: list[int] | None, info) -> list[int] | None:
+        return _choices(value, info.field_name, 1, 2**31)
+
+    @field_validator("chunked_prefill")
+    @classmethod
+    def _flags(cls, value: list[bool] | None) -> list[bool] | None:
+        return _choices(value, "chunked_prefill", 0, 1)
+
+    @model_validator(mode="after")
+    def _one_load(self) -> Serving:
+        if (self.concurrency is None) == (self.request_rate is None):
+            raise ValueError("needs exactly one of concurrency: [..] and request_rate: [..]")
+        return self
 
 
 _HOW_TO_SEARCH = {"description", "sampler", "seed", "trials"}
+#: Fields added after studies were first stored: left out of the canonical JSON while unset, so a
+#: spec that does not use them keeps its hash (and its stored studies stay resumable).
+_OPTIONAL_SECTIONS: tuple[tuple[str, ...], ...] = (("serving",), ("constraints", "max_tpot_p99_s"))
 
 
 class StudySpec(BaseModel):
@@ -133,6 +273,11 @@ class StudySpec(BaseModel):
     space: Space
     objectives: list[Objective] = Field(min_length=1, max_length=6)
     constraints: Constraints = Constraints()
+    serving: Serving | None = Field(
+        default=None,
+        description="Serving under load (in-flight batching at a concurrency or request rate): the "
+        "serving.* metrics and the SLOs under load. Absent: the static prefill/decode estimate only.",
+    )
     overlap: Overlap = "overlapped"
     calibration: str = Field(
         default="auto",
@@ -159,12 +304,31 @@ class StudySpec(BaseModel):
             raise ValueError("an objective is listed twice")
         return value
 
+    @model_validator(mode="after")
+    def _serving_needed(self) -> StudySpec:
+        if self.serving is None:
+            named = [o.metric for o in self.objectives if METRICS[o.metric].needs_serving]
+            if named:
+                raise ValueError(f"objective {named[0]} needs a serving: section")
+            if self.constraints.max_tpot_p99_s is not None:
+                raise ValueError("constraints.max_tpot_p99_s needs a serving: section")
+            if self.space.batch is None:
+                raise ValueError("space.batch is required without a serving: section")
+        return self
+
     def canonical_json(self) -> str:
         """The problem the spec defines, as sorted JSON: what the hash covers and the study stores.
 
         How to search it (sampler, seed, budget) and the description are left out, so a study
         can be resumed with a larger budget or another sampler."""
-        return json.dumps(self.model_dump(mode="json", exclude=_HOW_TO_SEARCH), sort_keys=True)
+        data = self.model_dump(mode="json", exclude=_HOW_TO_SEARCH)
+        for *parents, key in _OPTIONAL_SECTIONS:
+            section = data
+            for parent in parents:
+                section = section[parent]
+            if section.get(key) is None:
+                section.pop(key, None)
+        return json.dumps(data, sort_keys=True)
 
     @property
     def spec_hash(self) -> str:

@@ -71,7 +71,13 @@ def metrics_command(as_json: bool) -> None:
     if as_json:
         _print_json(
             [
-                {"name": m.name, "unit": m.unit, "direction": m.direction, "description": m.description}
+                {
+                    "name": m.name,
+                    "unit": m.unit,
+                    "direction": m.direction,
+                    "description": m.description,
+                    "needs_serving": m.needs_serving,
+                }
                 for m in METRICS.values()
             ]
         )
@@ -495,7 +501,8 @@ def studies_command(storage: str, as_json: bool) -> None:
     "--plot",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Write a PNG of the first two objectives with the front marked.",
+    help="Write a PNG of the first two objectives with the front marked (a serving study: tokens/s per "
+    "chip against tokens/s per user, every trial, the TPOT limit drawn).",
 )
 def pareto_command(study_name: str, storage: str | None, as_json: bool, as_csv: bool, plot: str | None) -> None:
     """Print a study's Pareto front (feasible trials only)."""

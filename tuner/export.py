@@ -345,7 +345,8 @@ def deployment_spec(study: optuna.Study, trial_number: int, *, allow_infeasible:
             # The engine knobs and load the trial was scored under (ServingWorkloads.row), if any.
             "serving": trial_serving(trial),
             "phases": phases,
-            "predicted": {k: estimate[k] for k in ("prefill", "decode", "memory") if k in estimate},
+            "predicted": {k: estimate[k] for k in ("prefill", "decode", "memory", "serving") if k in estimate},
+            **({"serving": trial.user_attrs["serving"]} if isinstance(trial.user_attrs.get("serving"), dict) else {}),
             "provenance": {
                 "study": study.study_name,
                 "trial": trial.number,

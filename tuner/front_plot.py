@@ -1,6 +1,15 @@
-"""A chart of a study: every feasible trial on its first two objectives, the front marked."""
+"""A chart of a study: every feasible trial on its first two objectives, the front marked.
+
+A serving study (objectives ``serving.tokens_per_s_per_chip`` and ``serving.tokens_per_s_per_user``)
+gets the chart serving configurations are compared on (InferenceMAX, AIConfigurator): output
+tokens per second per chip against tokens per second per user, every trial drawn (infeasible and
+dominated ones faint), the front's points labelled with their parallelism and load, and the TPOT
+limit as the vertical line at ``1 / max_tpot_s`` tokens/s per user.
+"""
 
 from __future__ import annotations
+
+import re
 
 import matplotlib
 
@@ -9,15 +18,36 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from cost_models.errors import InvalidInputError
 from tuner.pareto import Front, is_feasible
+
+#: The objectives that make a study's chart a serving chart: (y, x).
+SERVING_AXES = ("serving.tokens_per_s_per_chip", "serving.tokens_per_s_per_user")
 
 
 def write_front_plot(study: optuna.Study, front: Front, path: str) -> None:
     if len(front.objective_names) < 2:
         raise InvalidInputError("plot", "the study has one objective", "a front chart needs two or more")
+    if set(SERVING_AXES) <= set(front.objective_names):
+        fig = _serving_figure(study, front)
+    else:
+        fig = _objective_figure(study, front)
+    _save(fig, path)
+
+
+def _save(fig, path: str) -> None:
+    try:
+        fig.tight_layout()
+        fig.savefig(path, dpi=120, format="png")
+    except OSError as error:
+        raise InvalidInputError("plot", f"cannot write {path}: {error.strerror}", "pass a writable path") from None
+    finally:
+        plt.close(fig)
+
+
+def _objective_figure(study: optuna.Study, front: Front):
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if is_feasible(t)]
     fig, ax = plt.subplots(figsize=(8, 6))
     if trials:
@@ -35,10 +65,99 @@ def write_front_plot(study: optuna.Study, front: Front, path: str) -> None:
     ax.set_title(f"{front.study_name}".replace("$", r"\$"))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    try:
-        fig.tight_layout()
-        fig.savefig(path, dpi=120, format="png")
-    except OSError as error:
-        raise InvalidInputError("plot", f"cannot write {path}: {error.strerror}", "pass a writable path") from None
-    finally:
-        plt.close(fig)
+    return fig
+
+
+def _served_point(trial: FrozenTrial) -> tuple[float, float] | None:
+    """(tokens/s/user, tokens/s/chip) of a trial's stored serving report; None where it has none
+    or serves nothing (unstable, structurally impossible)."""
+    estimate = trial.user_attrs.get("estimate")
+    if not isinstance(estimate, dict):
+        return None
+    serving = estimate.get("serving")
+    if not isinstance(serving, dict) or not estimate.get("structurally_valid", True):
+        return None
+    x, y = serving.get("tokens_per_s_per_user"), serving.get("tokens_per_s_per_chip")
+    if not isinstance(x, int | float) or not isinstance(y, int | float) or not (x > 0 and y > 0):
+        return None
+    return float(x), float(y)
+
+
+def serving_label(trial: FrozenTrial) -> str:
+    """Parallelism and load of a serving trial: ``TP8 c64`` (a 1D mesh), else the mesh; the
+    weight format when not 16-bit (``TP4 c128 fp8``)."""
+    params = trial.params
+    mesh = str(params.get("mesh", "?"))
+    match = re.fullmatch(r"(\d+)x1x1", mesh)
+    parts = [f"TP{match.group(1)}" if match else mesh]
+    if "concurrency" in params:
+        parts.append(f"c{params['concurrency']}")
+    elif "request_rate" in params:
+        parts.append(f"{params['request_rate']:g} req/s")
+    bits = str(params.get("weight_bits", "16"))
+    if bits != "16":
+        parts.append(bits if not bits.isdigit() else f"int{bits}")  # fp8 weights, int8 weights
+    return " ".join(parts)
+
+
+def _serving_figure(study: optuna.Study, front: Front):
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    on_front = {t.number for t in front.trials}
+    groups: dict[str, list[tuple[float, float]]] = {"infeasible": [], "feasible": [], "front": []}
+    labelled: list[tuple[FrozenTrial, tuple[float, float]]] = []
+    for trial in complete:
+        point = _served_point(trial)
+        if point is None:
+            continue
+        if trial.number in on_front:
+            groups["front"].append(point)
+            labelled.append((trial, point))
+        else:
+            groups["feasible" if is_feasible(trial) else "infeasible"].append(point)
+    fig, ax = plt.subplots(figsize=(10, 7))
+    styles = {
+        "infeasible": {"s": 10, "color": "lightgray", "alpha": 0.5, "marker": "x", "label": "infeasible (SLO, memory)"},
+        "feasible": {"s": 14, "color": "tab:blue", "alpha": 0.3, "label": "feasible, dominated"},
+        "front": {"s": 34, "color": "crimson", "zorder": 3, "label": "Pareto front"},
+    }
+    for name, points in groups.items():
+        if points:
+            xy = np.array(points)
+            ax.scatter(xy[:, 0], xy[:, 1], **styles[name])  # type: ignore[arg-type]
+    if labelled:
+        labelled.sort(key=lambda item: item[1][0])
+        xy = np.array([p for _, p in labelled])
+        ax.plot(xy[:, 0], xy[:, 1], color="crimson", linewidth=1, alpha=0.6, zorder=2)
+        placed: set[str] = set()
+        for trial, (x, y) in labelled:
+            label = serving_label(trial)
+            if label in placed:  # the same configuration with another engine knob: one label
+                continue
+            placed.add(label)
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    spec = study.user_attrs.get("spec")
+    limits = spec.get("constraints", {}) if isinstance(spec, dict) else {}
+    max_tpot = limits.get("max_tpot_s") if isinstance(limits, dict) else None
+    if isinstance(max_tpot, int | float) and max_tpot > 0:
+        slo = 1.0 / max_tpot
+        ax.axvline(slo, color="black", linestyle="--", linewidth=1)
+        ax.axvspan(0, slo, color="gray", alpha=0.08)
+        ax.annotate(
+            f"TPOT limit {max_tpot * 1e3:g} ms\n= {slo:g} tokens/s/user",
+            (slo, 1.0),
+            xycoords=("data", "axes fraction"),
+            textcoords="offset points",
+            xytext=(4, -24),
+            fontsize=8,
+        )
+    ax.set_xlabel("interactivity: output tokens/s per user (1 / TPOT) [tokens/s/user]")
+    ax.set_ylabel("throughput: output tokens/s per chip [tokens/s/chip]")
+    workload = spec.get("workload", {}) if isinstance(spec, dict) else {}
+    shape = f"; ISL {workload.get('prompt_len')} / OSL {workload.get('gen_len')}" if isinstance(workload, dict) else ""
+    title = f"{front.study_name}{shape}; calibration {front.calibration}"
+    ax.set_title(title.replace("$", r"\$"), fontsize=10)
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper right")
+    return fig

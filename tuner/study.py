@@ -27,8 +27,10 @@ from search_spaces.space import (
     Evaluation,
     candidate_deployment,
     candidate_report,
+    candidate_workload,
     compile_study,
     evaluate,
+    structurally_valid,
 )
 from search_spaces.spec import SAMPLERS, StudySpec, parse_spec
 from tuner.constraints import CONSTRAINT_NAMES_ATTR as CONSTRAINTS_ATTR
@@ -45,6 +47,8 @@ from tuner.storage import (
 
 SPEC_ATTR, HASH_ATTR = "spec", "spec_hash"
 DEPLOYMENT_ATTR, ESTIMATE_ATTR = "deployment", "estimate"
+#: A serving study's trial: its workload and engine knobs (``ServingWorkloads.row``).
+SERVING_ATTR = "serving"
 #: The calibration profile the study's trials were scored under (resolved from the spec's choice).
 CALIBRATION_ATTR = "calibration_profile"
 
@@ -149,11 +153,16 @@ _CREATE_ATTEMPTS = 6
 
 def trial_attrs(compiled: CompiledStudy, evaluation: Evaluation, row: int) -> dict:
     """What a trial keeps beside Optuna's params: its deployment (``Deployment.to_dict()``, what
-    export reads back) and its full estimate (what ``show`` and dashboards display)."""
-    return {
+    export reads back), its full estimate (what ``show`` and dashboards display) and, in a serving
+    study, its serving workload (with the deployment, what ``serve()`` scored)."""
+    attrs = {
         DEPLOYMENT_ATTR: candidate_deployment(evaluation, row).to_dict(),
         ESTIMATE_ATTR: candidate_report(compiled, evaluation, row),
     }
+    workload = candidate_workload(evaluation, row)
+    if workload is not None:
+        attrs[SERVING_ATTR] = workload
+    return attrs
 
 
 def _frozen(compiled: CompiledStudy, evaluation, row: int, dists, number: int) -> FrozenTrial:
@@ -267,9 +276,9 @@ def _exhaustive(
     fixed order; an explicit ``trials`` caps what the study holds and ``timeout_s`` is checked
     between chunks, so an interrupted enumeration resumes where it stopped."""
     indices = compiled.space.all_indices()
-    # KV head counts that do not divide the heads are not candidates at all here.
-    kv_heads = np.array(compiled.space.dimensions["kv_heads"])
-    keep = np.mod(compiled.model.heads, kv_heads[indices["kv_heads"]]) == 0
+    # KV head counts that do not divide the heads (or unchunked prompts over the token budget)
+    # are not candidates at all here.
+    keep = structurally_valid(compiled, indices)
     indices = {k: v[keep] for k, v in indices.items()}
     if existing:
         # One integer per candidate (its position in the full product) finds the stored ones.

@@ -17,7 +17,7 @@ from rich.table import Table
 from cost_models.hardware import HardwareSpec
 from cost_models.metrics import METRICS, Metric
 from cost_models.models import ModelSpec
-from search_spaces.space import DIMENSIONS
+from search_spaces.space import DIMENSIONS, SERVING_DIMENSIONS
 
 
 def _console() -> Console:
@@ -289,7 +289,7 @@ def progress(disable: bool = False) -> Iterator[Callable[[int, int], None]]:
 
 
 #: A trial's configuration columns: its chips, then the search dimensions in their order.
-_PARAM_COLUMNS = ("chips", *DIMENSIONS)
+_PARAM_COLUMNS = ("chips", *DIMENSIONS, *SERVING_DIMENSIONS)
 
 
 def _choices(trial) -> dict:
@@ -338,7 +338,8 @@ def print_front(front) -> None:
         table.add_column(p)
     for name, direction in zip(front.objective_names, front.directions, strict=True):
         unit = f" [{METRICS[name].unit}]" if name in METRICS else ""
-        table.add_column(f"{name}{unit} ({'min' if direction == 'minimize' else 'max'})", justify="right")
+        header = f"{name}{unit} ({'min' if direction == 'minimize' else 'max'})"
+        table.add_column(escape(header), justify="right")  # "[s]" is not markup
     for t, r in zip(front.trials, rows, strict=True):
         table.add_row(str(t.number), *(escape(str(r.get(p))) for p in varying), *(f"{v:.4g}" for v in t.values))
     console.print(table)
@@ -370,5 +371,6 @@ def print_metrics(metrics: Iterable[Metric]) -> None:
     for column in ("metric", "unit", "better", "meaning"):
         table.add_column(column)
     for m in metrics:
-        table.add_row(m.name, m.unit, "lower" if m.direction == "minimize" else "higher", m.description)
+        meaning = m.description + (" (needs a serving: section)" if m.needs_serving else "")
+        table.add_row(m.name, m.unit, "lower" if m.direction == "minimize" else "higher", meaning)
     _console().print(table)

@@ -53,8 +53,13 @@ def refused(path: Path) -> str:
 # --- the shipped specs -------------------------------------------------------------------------
 
 
-def test_three_specs_are_shipped() -> None:
-    assert {p.stem for p in SHIPPED} == {"palm-540b-tpu-v4", "llama-2-70b-h100", "llama-3-8b-l4"}
+def test_four_specs_are_shipped() -> None:
+    assert {p.stem for p in SHIPPED} == {
+        "palm-540b-tpu-v4",
+        "llama-2-70b-h100",
+        "llama-3-8b-l4",
+        "llama-3.1-70b-h100-serving",
+    }
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
@@ -63,7 +68,7 @@ def test_shipped_spec_loads_and_compiles(path: Path) -> None:
     assert isinstance(spec, StudySpec)
     assert spec.name == path.stem  # the default storage is studies/<name>.db, next to the spec
     compiled = compile_study(spec)
-    assert compiled.space.size > 1000
+    assert compiled.space.size > (300 if spec.serving is not None else 1000)
     # The size is the product of the choice counts, and every dimension has a choice.
     product = 1
     for choices in compiled.space.dimensions.values():
@@ -195,8 +200,11 @@ def test_non_finite_workload_is_refused(tmp_path: Path, text: str) -> None:
 
 
 def test_every_metric_is_accepted_as_an_objective() -> None:
+    """Serving metrics need a serving: section (tests/search_spaces/test_serving_spec.py refuses
+    them without one)."""
     for metric, entry in METRICS.items():
-        spec = parse_spec({**copy.deepcopy(BASE), "objectives": [{"metric": metric}]})
+        serving = {"serving": {"concurrency": [1, 8]}} if entry.needs_serving else {}
+        spec = parse_spec({**copy.deepcopy(BASE), "objectives": [{"metric": metric}], **serving})
         compiled = compile_study(spec)
         assert compiled.objective_names == [metric]
         assert compiled.directions == [entry.direction]

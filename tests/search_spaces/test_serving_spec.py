@@ -1,0 +1,161 @@
+"""The ``serving:`` section of a study spec: it validates (one-line errors naming the field, exit 2
+through the CLI), compiles into the load and engine-knob dimensions with the backend's defaults,
+and leaves specs without it exactly as they were (same hash, same dimensions)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cli_helpers import assert_one_error_line, run_cli
+from cost_models.errors import InvalidInputError
+from cost_models.metrics import METRICS
+from cost_models.serving import ENGINE_DEFAULTS
+from search_spaces.space import DIMENSIONS, compile_study, evaluate
+from search_spaces.spec import load_spec, parse_spec
+
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
+
+SERVING: dict = {
+    "name": "serving-spec-test",
+    "model": "llama-3-8b",
+    "hardware": "h100-sxm",
+    "workload": {"prompt_len": 1024, "gen_len": 128},
+    "space": {"chips": [1, 2], "mesh": ["1x1x1", "2x1x1"]},
+    "serving": {"concurrency": [1, 8, 64], "max_num_tokens": [2048, 8192]},
+    "objectives": [{"metric": "serving.tokens_per_s_per_chip"}, {"metric": "serving.tokens_per_s_per_user"}],
+    "constraints": {"max_ttft_s": 1.0, "max_tpot_s": 0.05, "max_tpot_p99_s": 0.08},
+    "backend": "vllm",
+    "sampler": "exhaustive",
+}
+
+
+def with_serving(**changes: object) -> dict:
+    data = copy.deepcopy(SERVING)
+    data["serving"] = {**data["serving"], **changes}
+    return {k: v for k, v in data.items()}
+
+
+def refused(data: dict) -> str:
+    with pytest.raises(InvalidInputError) as info:
+        compile_study(parse_spec(data))
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+# Hashes of the shipped specs computed by the code before the serving section existed (commit
+# d4ca0fd): a spec without the section must keep its study's identity, or every stored study
+# would refuse to resume.
+HASHES_BEFORE_SERVING = {
+    "llama-2-70b-h100": "ce8e69f5f3ef9709",
+    "llama-3-8b-l4": "8f8646c0c6891b3e",
+    "palm-540b-tpu-v4": "5db223349137884d",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HASHES_BEFORE_SERVING))
+def test_a_spec_without_serving_keeps_its_hash(name: str) -> None:
+    spec = load_spec(STUDIES / f"{name}.yaml")
+    assert spec.serving is None
+    assert spec.spec_hash == HASHES_BEFORE_SERVING[name]
+    assert "serving" not in spec.canonical_json()
+    assert "max_tpot_p99_s" not in spec.canonical_json()
+    assert tuple(compile_study(spec).space.dimensions) == DIMENSIONS
+
+
+def test_the_serving_section_is_part_of_the_hash() -> None:
+    base = parse_spec(copy.deepcopy(SERVING)).spec_hash
+    assert parse_spec(with_serving(concurrency=[1, 8])).spec_hash != base
+    assert parse_spec(with_serving(prefix_hit_rate=0.5)).spec_hash != base
+    assert parse_spec(copy.deepcopy(SERVING)).spec_hash == base
+
+
+def test_load_and_knobs_are_dimensions_with_the_backends_defaults() -> None:
+    compiled = compile_study(parse_spec(copy.deepcopy(SERVING)))
+    dims = compiled.space.dimensions
+    assert dims["concurrency"] == (1, 8, 64)
+    assert dims["max_num_tokens"] == (2048, 8192)
+    assert "batch" not in dims and "request_rate" not in dims
+    vllm = ENGINE_DEFAULTS["vllm"]
+    assert dims["max_batch_size"] == (vllm["max_batch_size"],)
+    assert dims["chunked_prefill"] == (vllm["chunked_prefill"],)
+    assert dims["kv_block_size"] == (vllm["kv_block_size"],)
+    assert compiled.engine == "vllm"
+    trtllm = compile_study(parse_spec({**copy.deepcopy(SERVING), "backend": "trtllm"}))
+    assert trtllm.space.dimensions["max_batch_size"] == (ENGINE_DEFAULTS["trtllm"]["max_batch_size"],)
+    assert trtllm.space.dimensions["chunked_prefill"] == (False,)
+    assert trtllm.constraint_names == [
+        "structurally_valid",
+        "fits_in_memory",
+        "stable",
+        "max_ttft_s",
+        "max_tpot_s",
+        "max_tpot_p99_s",
+    ]
+
+
+def test_an_open_loop_rate_is_the_load_dimension() -> None:
+    data = copy.deepcopy(SERVING)
+    data["serving"] = {"request_rate": [0.5, 4.0], "chunked_prefill": [True, False]}
+    compiled = compile_study(parse_spec(data))
+    assert compiled.space.dimensions["request_rate"] == (0.5, 4.0)
+    assert compiled.space.dimensions["chunked_prefill"] == (True, False)
+    evaluation = evaluate(compiled, compiled.space.all_indices())
+    assert evaluation.workloads is not None and evaluation.serving is not None
+    assert not evaluation.workloads.closed_loop.any()
+
+
+def test_an_unchunked_prompt_over_the_token_budget_is_structurally_infeasible() -> None:
+    data = {**copy.deepcopy(SERVING), "backend": "trtllm"}  # trtllm: prefill not chunked
+    data["serving"] = {"concurrency": [8], "max_num_tokens": [512, 2048]}
+    compiled = compile_study(parse_spec(data))
+    evaluation = evaluate(compiled, compiled.space.all_indices())
+    budget = compiled.space.values["max_num_tokens"][evaluation.indices["max_num_tokens"]]
+    assert list(evaluation.valid) == list(budget >= 1024)
+    assert list(evaluation.constraint_columns["structurally_valid"] > 0) == list(budget < 1024)
+    data["serving"] = {"concurrency": [8], "max_num_tokens": [512]}
+    assert "serving.max_num_tokens" in refused(data)
+
+
+@pytest.mark.parametrize(
+    "serving,words",
+    [
+        ({"max_num_tokens": [2048]}, "exactly one of concurrency"),  # no load
+        ({"concurrency": [1], "request_rate": [1.0]}, "exactly one of concurrency"),
+        ({"request_rate": [0.0]}, "request_rate"),
+        ({"request_rate": [-2.0]}, "request_rate"),
+        ({"concurrency": [0]}, "concurrency"),
+        ({"concurrency": [4, 4]}, "repeat"),
+        ({"concurrency": [4], "max_batch": [8]}, "max_batch"),  # unknown knob
+        ({"concurrency": [4], "prefix_hit_rate": 1.0}, "prefix_hit_rate"),
+        ({"concurrency": [4], "chunked_prefill": ["yes"]}, "chunked_prefill"),
+        ({"concurrency": [4], "mode": "disaggregated"}, "not searchable yet"),
+        ({"concurrency": [4], "mode": "both"}, "not searchable yet"),
+    ],
+)
+def test_bad_serving_sections_are_refused_in_one_line(serving: dict, words: str, tmp_path: Path, capsys) -> None:
+    data = {**copy.deepcopy(SERVING), "serving": serving}
+    assert words in refused(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    code, out, err = run_cli(capsys, "search", str(path), "--storage", f"sqlite:///{tmp_path}/bad.db")
+    assert_one_error_line(code, out, err, (words,))
+    assert not (tmp_path / "bad.db").exists()
+
+
+@pytest.mark.parametrize("metric", [m for m in METRICS if METRICS[m].needs_serving])
+def test_serving_metrics_need_a_serving_section(metric: str) -> None:
+    data = {k: v for k, v in copy.deepcopy(SERVING).items() if k not in ("serving", "constraints")}
+    data["space"]["batch"] = [1]
+    data["objectives"] = [{"metric": metric}]
+    assert f"objective {metric} needs a serving: section" in refused(data)
+    data["objectives"] = [{"metric": "decode.step_latency_s"}]
+    compile_study(parse_spec(copy.deepcopy(data)))  # the static metrics need none
+    data["constraints"] = {"max_tpot_p99_s": 0.1}
+    assert "max_tpot_p99_s needs a serving: section" in refused(data)
+    del data["constraints"], data["space"]["batch"]
+    assert "space.batch is required" in refused(data)
