@@ -340,6 +340,15 @@ def _memory(d: Deployments, w: ServingWorkloads, phase: str) -> _Memory:
     return _Memory(weights, kv_per_token, free)
 
 
+def kv_capacity_tokens(deployments: Deployments, workloads: ServingWorkloads, phase: str = "decode") -> np.ndarray:
+    """Tokens of KV cache each deployment can hold (per sequence slot, summed over the running
+    batch): the HBM left after weights and a full iteration's activations over the KV bytes per
+    token per chip, 0 where nothing is left. The memory model of :func:`serve`, for the
+    discrete-event simulation's paged cache."""
+    memory = _memory(deployments, workloads, phase)
+    return np.floor(np.maximum(memory.free, 0.0) / memory.kv_per_token)
+
+
 def serve(
     deployments: Deployments,
     workloads: ServingWorkloads,
