@@ -40,12 +40,15 @@ from typing import Any
 import numpy as np
 
 from cost_models.calibrated_times import calibrated_network, check_profile
-from cost_models.calibration import CalibrationProfile
-from cost_models.deployment import OVERLAPS, Overlap
-from cost_models.deployments import Deployments
+from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, calibration_report, resolve_calibration
+from cost_models.deployment import OVERLAPS, Overlap, candidate_meshes
+from cost_models.deployments import Deployment, Deployments
+from cost_models.dtypes import dtype_name
 from cost_models.errors import InvalidInputError
+from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.iteration import iteration_times
-from cost_models.serving import ServingWorkloads, kv_capacity_tokens
+from cost_models.models import ModelSpec, get_model
+from cost_models.serving import ServingWorkloads, kv_capacity_tokens, make_workloads, serve, serving_report
 from cost_models.topology import Network, network_for
 
 DEFAULT_REQUESTS = 1000
@@ -195,10 +198,25 @@ class SimulationResult:
     def simulated_s(self) -> float:
         return float(self.finish_s.max())
 
+    def steady_tokens_per_s(self) -> float:
+        """Output tokens per second while the load is on: from a tenth of the way to the last
+        request's arrival until it (the run's start is a burst or an empty engine, its end a drain
+        with fewer and fewer requests, neither the steady state). A request's first token lands at
+        its first-token time and the rest evenly until its finish (one per iteration)."""
+        end = float(np.nanmax(self.arrival_s))
+        start = 0.1 * end
+        if end <= start:
+            return float(self.gen_len.sum()) / self.simulated_s
+        first_in = ((self.first_token_s >= start) & (self.first_token_s < end)).sum()
+        span = np.maximum(self.finish_s - self.first_token_s, 1e-30)
+        overlap = np.clip(np.minimum(self.finish_s, end) - np.maximum(self.first_token_s, start), 0.0, None)
+        rest = np.where(self.gen_len > 1, (self.gen_len - 1) * overlap / span, 0.0).sum()
+        return float(first_in + rest) / (end - start)
+
     def summary(self) -> dict[str, Any]:
         """Mean, P50, P90, P99 of TTFT, TPOT and E2E (seconds); output tokens per second of the
         deployment and per chip over the whole run (first arrival to last finish, as a benchmark
-        reports it); run totals. JSON safe."""
+        reports it) and while the load is on (:meth:`steady_tokens_per_s`); run totals. JSON safe."""
         tokens_per_s = float(self.gen_len.sum()) / self.simulated_s
         return {
             "ttft_s": _stats(self.ttft_s),
@@ -206,6 +224,7 @@ class SimulationResult:
             "e2e_latency_s": _stats(self.e2e_latency_s),
             "tokens_per_s": tokens_per_s,
             "tokens_per_s_per_chip": tokens_per_s / self.chips,
+            "steady_tokens_per_s": self.steady_tokens_per_s(),
             "requests_per_s": self.finish_s.size / self.simulated_s,
             "requests": int(self.finish_s.size),
             "simulated_s": self.simulated_s,
@@ -522,3 +541,104 @@ class _Engine:
         left[dec] -= k
         self.peak_blocks = max(self.peak_blocks, self._blocks(ctx[dec]), used)
         self._finished(dec[left[dec] <= 0])
+
+
+def simulate_one(
+    model: str | ModelSpec,
+    hardware: str | HardwareSpec,
+    *,
+    chips: int,
+    prompt_len: float,
+    gen_len: float,
+    concurrency: int | None = None,
+    request_rate: float | None = None,
+    mesh: str | tuple[int, int, int] | None = None,
+    ffn_layout: str = "ws_1d",
+    attn_sharding: str = "head",
+    weight_bits: str | int = 16,
+    act_bits: str | int = 16,
+    kv_bits: str | int = 16,
+    flash_attention: bool = True,
+    calibration: str | CalibrationProfile | None = AUTO_CALIBRATION,
+    backend: str | None = None,
+    requests: int = DEFAULT_REQUESTS,
+    seed: int = 0,
+    on_progress: Callable[[int, int], None] | None = None,
+    **engine: Any,
+) -> dict[str, Any]:
+    """One deployment by names under one workload: the ``tuner simulate --json`` object, with
+    the simulated summary next to the analytic steady state of :func:`cost_models.serving.serve`.
+    ``engine``: the engine knobs of :func:`cost_models.serving.make_workloads` (prompt/gen std,
+    max_batch_size, max_num_tokens, chunked_prefill, kv_block_size, prefix_hit_rate,
+    memory_fraction), defaulting to the engine of the calibration profile (TensorRT-LLM without
+    one). Without ``mesh``: plain tensor parallelism (1x1xN) when legal, else the legal mesh with
+    the most analytic output tokens per second."""
+    model_spec = get_model(model) if isinstance(model, str) else model
+    chip = get_hardware(hardware) if isinstance(hardware, str) else hardware
+    if isinstance(chips, bool) or not isinstance(chips, (int, np.integer)) or chips < 1:
+        raise InvalidInputError("chips", f"must be a positive whole number, got {chips!r}", "pass --chips 1 or more")
+    if model_spec.kind == "encoder":
+        raise InvalidInputError("model", f"{model_spec.name} is an encoder: it generates nothing", "use a decoder model")
+    profile = resolve_calibration(calibration, chip.name, backend)
+    engine_name = backend or (profile.backend if profile is not None else None) or "trtllm"
+    formats = chip.parse_formats(weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits)
+    meshes = candidate_meshes(chip, chips, mesh)
+    if mesh is None and (1, 1, chips) in meshes:
+        meshes = [(1, 1, chips)]
+    rows = [
+        Deployment(
+            model=model_spec,
+            hardware=chip,
+            mesh=m,
+            batch=1,
+            prompt_len=1,
+            gen_len=1,
+            prefill_ffn_layout=ffn_layout,
+            decode_ffn_layout=ffn_layout,
+            prefill_attn_sharding=attn_sharding,
+            decode_attn_sharding=attn_sharding,
+            weight_dtype=dtype_name(formats["weight_bits"]),
+            act_dtype=dtype_name(formats["act_bits"]),
+            kv_dtype=dtype_name(formats["kv_bits"]),
+            flash_attention=flash_attention,
+        )
+        for m in meshes
+    ]
+    deployments = Deployments.from_rows(rows)
+    n = len(rows)
+    closed = concurrency is not None
+    workloads = make_workloads(
+        n,
+        backend=engine_name,
+        concurrency=concurrency,
+        request_rate=request_rate,
+        prompt_len=prompt_len,
+        gen_len=gen_len,
+        # The analytic first burst's share: this run's requests per client.
+        requests_per_client=requests / concurrency if closed and concurrency else 0.0,
+        **engine,
+    )
+    analytic = serve(deployments, workloads, calibration=profile)
+    best = 0 if n == 1 else int(np.argmax(np.where(analytic.fits, analytic.tokens_per_s, -1.0)))
+    result = simulate_serving(
+        deployments.take(best),
+        workloads.take(best),
+        requests=requests,
+        seed=seed,
+        calibration=profile,
+        on_progress=on_progress,
+    )
+    return {
+        "model": model_spec.name,
+        "hardware": chip.name,
+        "mesh": list(rows[best].mesh),
+        "mesh_chosen": mesh is None,
+        "engine": engine_name,
+        "workload": workloads.row(best),
+        "seed": seed,
+        "simulated": result.summary(),
+        "analytic": serving_report(analytic, best),
+        "calibration": calibration_report(
+            profile, backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION)
+        ),
+    }
