@@ -24,13 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's packages
-from machine import cpu_model, pin_to_one_cpu
-
 from cost_models import get_hardware, get_model
 from cost_models.calibration import resolve_calibration
 from cost_models.deployments import make_deployments
 from cost_models.serving import make_workloads
 from cost_models.serving_simulation import simulate_serving
+from machine import cpu_model, pin_to_one_cpu
 
 LOADS = {
     "closed, 64 clients, 1024/128": {"concurrency": 64, "prompt_len": 1024, "gen_len": 128},

@@ -258,7 +258,9 @@ def simulate_serving(
             "simulate", f"got {len(d)} deployments and {len(w)} workloads", "pass one row of each (take(i))"
         )
     if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or not 1 <= requests <= MAX_REQUESTS:
-        raise InvalidInputError("requests", f"must be a whole number in 1..{MAX_REQUESTS}, got {requests!r}", "pass --requests 1000")
+        raise InvalidInputError(
+            "requests", f"must be a whole number in 1..{MAX_REQUESTS}, got {requests!r}", "pass --requests 1000"
+        )
     if overlap not in OVERLAPS:
         raise InvalidInputError("overlap", f"unknown value {overlap!r}", f"use {' or '.join(OVERLAPS)}")
     network = network_for(d.hardware)
@@ -578,7 +580,9 @@ def simulate_one(
     if isinstance(chips, bool) or not isinstance(chips, (int, np.integer)) or chips < 1:
         raise InvalidInputError("chips", f"must be a positive whole number, got {chips!r}", "pass --chips 1 or more")
     if model_spec.kind == "encoder":
-        raise InvalidInputError("model", f"{model_spec.name} is an encoder: it generates nothing", "use a decoder model")
+        raise InvalidInputError(
+            "model", f"{model_spec.name} is an encoder: it generates nothing", "use a decoder model"
+        )
     profile = resolve_calibration(calibration, chip.name, backend)
     engine_name = backend or (profile.backend if profile is not None else None) or "trtllm"
     formats = chip.parse_formats(weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits)

@@ -55,7 +55,14 @@ def print_simulation(report: dict[str, Any]) -> None:
         table.add_row(label, *(_time(stats[q]) for q in ("mean", "p50", "p90", "p99")), _time(analytic[key]))
     tokens = analytic["tokens_per_s"]
     table.add_row("output tokens/s (run)", f"{sim['tokens_per_s']:.4g}", "", "", "", "")
-    table.add_row("output tokens/s (steady)", f"{sim['steady_tokens_per_s']:.4g}", "", "", "", "-" if tokens is None else f"{tokens:.4g}")
+    table.add_row(
+        "output tokens/s (steady)",
+        f"{sim['steady_tokens_per_s']:.4g}",
+        "",
+        "",
+        "",
+        "-" if tokens is None else f"{tokens:.4g}",
+    )
     table.add_row("per chip (run)", f"{sim['tokens_per_s_per_chip']:.4g}", "", "", "", "")
     console = _console()
     console.print(table)

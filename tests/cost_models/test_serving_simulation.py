@@ -163,7 +163,9 @@ def test_kv_capacity_limit_queues_requests() -> None:
 
 def test_seeds_reproduce_and_differ() -> None:
     d = _tp(8)
-    w = make_workloads(backend="vllm", request_rate=30.0, prompt_len=800, gen_len=100, prompt_len_std=200, gen_len_std=30)
+    w = make_workloads(
+        backend="vllm", request_rate=30.0, prompt_len=800, gen_len=100, prompt_len_std=200, gen_len_std=30
+    )
     a = simulate_serving(d, w, requests=150, seed=11)
     b = simulate_serving(d, w, requests=150, seed=11)
     c = simulate_serving(d, w, requests=150, seed=12)
@@ -175,7 +177,9 @@ def test_seeds_reproduce_and_differ() -> None:
 
 def test_spread_lengths_have_the_asked_mean_and_std() -> None:
     d = _tp(8)
-    w = make_workloads(backend="vllm", request_rate=30.0, prompt_len=800, gen_len=100, prompt_len_std=200, gen_len_std=30)
+    w = make_workloads(
+        backend="vllm", request_rate=30.0, prompt_len=800, gen_len=100, prompt_len_std=200, gen_len_std=30
+    )
     result = simulate_serving(d, w, requests=2000, seed=5)
     assert result.prompt_len.mean() == pytest.approx(800, rel=0.03)
     assert result.prompt_len.std() == pytest.approx(200, rel=0.1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from cli_helpers import assert_one_error_line, run_cli
 
 ARGS = ("simulate", "--model", "llama-3-8b", "--hardware", "h100-sxm", "--chips", "8", "--prompt-len", "512")
