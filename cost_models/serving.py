@@ -381,6 +381,15 @@ def _memory(d: Deployments, w: ServingWorkloads, phase: str) -> _Memory:
     return _Memory(weights, kv_per_token, free)
 
 
+def kv_capacity_tokens(deployments: Deployments, workloads: ServingWorkloads, phase: str = "decode") -> np.ndarray:
+    """Tokens of KV cache each deployment can hold (per sequence slot, summed over the running
+    batch): the HBM left after weights and a full iteration's activations over the KV bytes per
+    token per chip, 0 where nothing is left. The memory model of :func:`serve`, for the
+    discrete-event simulation's paged cache."""
+    memory = _memory(deployments, workloads, phase)
+    return np.floor(np.maximum(memory.free, 0.0) / memory.kv_per_token)
+
+
 def serve(
     deployments: Deployments,
     workloads: ServingWorkloads,
@@ -618,12 +627,17 @@ def _open_loop(s: _Setting) -> ServingEstimate:
     demand = rate * (gen - 1.0)  # decode sequences per second of iteration time
     work = rate * uncached  # prompt tokens per second of iteration time
     t_mean = (one - per_sequence) / np.maximum(1.0 - per_sequence * demand - per_token * work, 0.02)
+    p_mix = np.clip(1.0 - np.exp(-rate * t_mean), 1e-9, 1.0)
     for chord in (True, False):
         decoding = np.minimum(demand * t_mean, cap.slots)
-        p_mix = np.clip(1.0 - np.exp(-rate * t_mean), 1e-9, 1.0)
         per_mixed = np.minimum(work * t_mean / p_mix, s.prefill_budget(decoding))
         t_mix = s.iteration(decoding, per_mixed)
         t_dec = s.iteration(decoding, zeros)
+        # Whether an iteration holds prefill depends on how long the one before took (arrivals
+        # during it): a two-state Markov chain, mixed -> mixed with 1 - exp(-R t_mix), decode ->
+        # mixed with 1 - exp(-R t_dec). Long mixed iterations beget mixed iterations.
+        to_mixed = 1.0 - np.exp(-rate * t_dec)
+        p_mix = np.clip(to_mixed / np.maximum(to_mixed + np.exp(-rate * t_mix), 1e-300), 1e-9, 1.0)
         t_mean = p_mix * t_mix + (1.0 - p_mix) * t_dec
         if chord:  # the slopes through the operating point, then the closed form again
             per_sequence = np.where(decoding > 1.5, (t_dec - one) / np.maximum(decoding - 1.0, 1e-9), per_sequence)

@@ -27,8 +27,9 @@ from cost_models.metrics import METRICS
 from cost_models.models import model_catalog
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
 from cost_models.serving import estimate_serving_one
+from cost_models.serving_simulation import simulate_one
 from search_spaces.spec import SAMPLERS
-from tuner import tables
+from tuner import simulation_report, tables
 from tuner.export import FORMATS
 
 EXIT_BAD_INPUT = 2
@@ -363,6 +364,92 @@ def estimate_command(
         _print_json(report)
     else:
         tables.print_estimate(report)
+
+
+@cli.command("simulate")
+@click.option("--model", required=True, help="Catalog name (tuner models) or path of a config.json.")
+@click.option("--hardware", required=True, help="Catalog name (tuner hardware).")
+@click.option("--chips", type=int, required=True, help="Chips in the deployment.")
+@click.option("--mesh", default=None, help="Mesh XxYxZ [default: 1x1xN tensor parallel if legal, else the best].")
+@click.option("--concurrency", type=int, default=None, help="Closed loop: clients, each waiting for its answer.")
+@click.option("--request-rate", type=float, default=None, help="Open loop: Poisson arrivals, requests per second.")
+@click.option("--prompt-len", type=float, required=True, help="Mean prompt tokens.")
+@click.option("--gen-len", type=float, required=True, help="Mean generated tokens.")
+@click.option("--prompt-len-std", type=float, default=0.0, show_default=True, help="Spread (lognormal).")
+@click.option("--gen-len-std", type=float, default=0.0, show_default=True, help="Spread (lognormal).")
+@click.option("--requests", type=int, default=1000, show_default=True, help="Requests to simulate.")
+@click.option("--max-batch-size", type=int, default=None, help="Sequences per iteration [default: the engine's].")
+@click.option("--max-num-tokens", type=int, default=None, help="Tokens per iteration [default: the engine's].")
+@click.option("--chunked-prefill/--no-chunked-prefill", default=None, help="[default: the engine's]")
+@click.option("--kv-block-size", type=int, default=None, help="Tokens per KV block [default: the engine's].")
+@click.option("--prefix-hit-rate", type=float, default=0.0, show_default=True, help="Share of prompts cached.")
+@click.option("--ffn-layout", type=LAYOUT, default="ws_1d", show_default=True, help="FFN layout (ws_1d: Megatron TP).")
+@click.option("--weight-bits", type=BITS, default="16", show_default=True)
+@click.option("--act-bits", type=BITS, default="16", show_default=True)
+@click.option("--kv-bits", type=BITS, default="16", show_default=True)
+@CALIBRATION_OPTION
+@BACKEND_OPTION
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of arrivals and lengths.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def simulate_command(
+    model: str,
+    hardware: str,
+    chips: int,
+    mesh: str | None,
+    concurrency: int | None,
+    request_rate: float | None,
+    prompt_len: float,
+    gen_len: float,
+    prompt_len_std: float,
+    gen_len_std: float,
+    requests: int,
+    max_batch_size: int | None,
+    max_num_tokens: int | None,
+    chunked_prefill: bool | None,
+    kv_block_size: int | None,
+    prefix_hit_rate: float,
+    ffn_layout: str,
+    weight_bits: str,
+    act_bits: str,
+    kv_bits: str,
+    calibration: str,
+    backend: str | None,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Discrete-event simulation of serving REQUESTS requests: TTFT, TPOT, E2E (mean, P50, P90,
+    P99) and throughput, beside the analytic steady state."""
+    with simulation_report.simulation_progress(disable=as_json) as update:
+        report = simulate_one(
+            model,
+            hardware,
+            chips=chips,
+            mesh=mesh,
+            concurrency=concurrency,
+            request_rate=request_rate,
+            prompt_len=prompt_len,
+            gen_len=gen_len,
+            prompt_len_std=prompt_len_std,
+            gen_len_std=gen_len_std,
+            requests=requests,
+            max_batch_size=max_batch_size,
+            max_num_tokens=max_num_tokens,
+            chunked_prefill=chunked_prefill,
+            kv_block_size=kv_block_size,
+            prefix_hit_rate=prefix_hit_rate,
+            ffn_layout=ffn_layout,
+            weight_bits=weight_bits,
+            act_bits=act_bits,
+            kv_bits=kv_bits,
+            calibration=calibration,
+            backend=backend,
+            seed=seed,
+            on_progress=update,
+        )
+    if as_json:
+        _print_json(report)
+    else:
+        simulation_report.print_simulation(report)
 
 
 @cli.command("search")

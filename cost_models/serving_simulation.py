@@ -1,0 +1,675 @@
+"""Discrete-event simulation of one deployment serving one workload, request by request.
+
+The steady state of :mod:`cost_models.serving` is a formula over means; this replays the engine
+loop it abstracts, so its assumptions (groups returning together, M/D/1 queueing, mean KV
+occupancy) can be checked and the tails (P90, P99) read off:
+
+- **Arrivals.** Closed loop: ``C`` clients, all sending at t = 0, each sending its next request
+  the moment the last one finished. Open loop: Poisson at ``R`` requests/s. Lengths are drawn
+  from a lognormal with the workload's mean and standard deviation (fixed when the deviation is
+  0), rounded, at least 1; a seeded :class:`numpy.random.Generator` makes a run reproducible.
+- **Scheduler** (vLLM V1 / SGLang / TensorRT-LLM in-flight batching): each iteration holds one
+  token of every decoding sequence, then the prompts being prefilled, oldest first, up to
+  ``max_num_tokens`` tokens (chunks of a prompt when prefill is chunked, whole prompts otherwise,
+  at least one prompt per iteration as the steady state assumes). Waiting requests are admitted
+  first come first served while ``max_batch_size`` sequences and the paged KV cache allow.
+- **Paged KV cache.** Blocks of ``kv_block_size`` tokens out of the capacity of the steady
+  state's memory model (:func:`cost_models.serving.kv_capacity_tokens`); a sequence holds its
+  prompt's blocks from admission and one more each time its context crosses a block. When a
+  decode step finds no free block, the most recently admitted sequence is preempted and later
+  recomputed (vLLM's default), so the blocks in use never exceed the capacity.
+- **Iteration time** is :func:`cost_models.iteration.iteration_times`, the steady state's own
+  per-iteration cost, tabulated once on a grid (decode sequences x prefill tokens x prompt length
+  x decode context, one vectorized call) and interpolated linearly: about 1 ms a call is too slow
+  for ~10^5 iterations. Runs of decode-only iterations with no event in between (no arrival
+  that could be admitted, no sequence finishing, no block running out) advance in one numpy step.
+
+Per request: arrival, first token, finish; TTFT = first - arrival, TPOT = (finish - first) /
+(gen - 1), E2E = finish - arrival. Pure numpy, no CLI code.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cost_models.calibrated_times import calibrated_network, check_profile
+from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, calibration_report, resolve_calibration
+from cost_models.deployment import OVERLAPS, Overlap, candidate_meshes
+from cost_models.deployments import Deployment, Deployments
+from cost_models.dtypes import dtype_name
+from cost_models.errors import InvalidInputError
+from cost_models.hardware import HardwareSpec, get_hardware
+from cost_models.iteration import iteration_times
+from cost_models.models import ModelSpec, get_model
+from cost_models.serving import (
+    NO_OVERHEADS,
+    EngineOverheads,
+    ServingWorkloads,
+    engine_overheads,
+    kv_capacity_tokens,
+    make_workloads,
+    serve,
+    serving_report,
+)
+from cost_models.topology import Network, network_for
+
+DEFAULT_REQUESTS = 1000
+MAX_REQUESTS = 10_000_000
+PERCENTILES: tuple[int, ...] = (50, 90, 99)
+#: Grid points per axis of the iteration table. Integers up to ~10 are exact on the decode and
+#: prefill axes (a rounded geometric grid); the linear interpolation between points errs by well
+#: under 1% against direct calls (tests/cost_models/test_serving_simulation.py checks it).
+_DECODE_POINTS = 40
+_PREFILL_POINTS = 32
+_CONTEXT_POINTS = 10
+_PROMPT_POINTS = 6
+_CALL_CHUNK = 20_000  # grid points per iteration_times call (bounds the temporaries)
+_FAST_FORWARD_MAX = 4096  # decode-only iterations advanced in one numpy step
+_PROGRESS_STEPS = 200  # on_progress calls per run, at most
+
+
+class _IterationTable:
+    """Iteration seconds on a grid (decode sequences, prefill tokens, prompt length, decode
+    context), interpolated linearly along each axis (values clamp at the grid's ends)."""
+
+    def __init__(self, axes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], values: np.ndarray) -> None:
+        self.axes = axes
+        self.values = values
+        self._grids = [a.tolist() for a in axes[:3]]
+
+    @staticmethod
+    def _corners(grid: list[float], x: float) -> list[tuple[int, float]]:
+        if x <= grid[0]:
+            return [(0, 1.0)]
+        if x >= grid[-1]:
+            return [(len(grid) - 1, 1.0)]
+        hi = bisect.bisect_right(grid, x)
+        frac = (x - grid[hi - 1]) / (grid[hi] - grid[hi - 1])
+        return [(hi - 1, 1.0 - frac), (hi, frac)] if frac > 0.0 else [(hi - 1, 1.0)]
+
+    def times(self, decode_seqs: float, prefill_tokens: float, prompt_len: float, context: np.ndarray) -> np.ndarray:
+        """Seconds of iterations holding these counts, one per entry of ``context``."""
+        line = np.zeros(self.values.shape[3])
+        for i, wi in self._corners(self._grids[0], decode_seqs):
+            for j, wj in self._corners(self._grids[1], prefill_tokens):
+                for k, wk in self._corners(self._grids[2], prompt_len):
+                    line += (wi * wj * wk) * self.values[i, j, k]
+        return np.interp(context, self.axes[3], line)
+
+
+def _axis(low: float, high: float, points: int, *, zero: bool = False) -> np.ndarray:
+    """A rounded geometric grid from low to high (whole numbers), with 0 first if asked."""
+    low, high = max(low, 1.0), max(high, low, 1.0)
+    grid = np.unique(np.rint(np.geomspace(low, high, points)))
+    return np.concatenate([[0.0], grid]) if zero else grid
+
+
+def _iteration_table(
+    d: Deployments,
+    network: Network,
+    *,
+    max_decode: float,
+    max_prefill: float,
+    prompt_range: tuple[float, float],
+    context_range: tuple[float, float],
+    cached_share: float,
+    calibration: CalibrationProfile | None,
+    overlap: Overlap,
+    phase: str,
+) -> _IterationTable:
+    axes = (
+        _axis(1.0, max_decode, _DECODE_POINTS, zero=True),
+        _axis(1.0, max_prefill, _PREFILL_POINTS, zero=True),
+        _axis(*prompt_range, _PROMPT_POINTS),
+        _axis(*context_range, _CONTEXT_POINTS),
+    )
+    grid = [g.ravel() for g in np.meshgrid(*axes, indexing="ij")]
+    values = np.empty(grid[0].size)
+    for start in range(0, values.size, _CALL_CHUNK):
+        part = slice(start, start + _CALL_CHUNK)
+        k = grid[0][part].size
+        values[part] = iteration_times(
+            d.take(np.zeros(k, dtype=np.int64)),
+            network,
+            decode_seqs=grid[0][part],
+            prefill_tokens=grid[1][part],
+            prefill_prompt_len=grid[2][part],
+            decode_context=grid[3][part],
+            prefill_cached_share=cached_share,
+            calibration=calibration,
+            overlap=overlap,
+            phase=phase,
+        ).latency_s
+    return _IterationTable(axes, values.reshape([a.size for a in axes]))
+
+
+def _lengths(rng: np.random.Generator, mean: float, std: float, n: int) -> np.ndarray:
+    """Whole lengths >= 1: fixed when ``std`` is 0, else lognormal with that mean and std
+    (right-skewed like real prompt and output lengths, never negative)."""
+    if std <= 0.0:
+        return np.full(n, max(round(mean), 1), dtype=np.int64)
+    sigma2 = math.log1p((std / mean) ** 2)
+    drawn = rng.lognormal(math.log(mean) - sigma2 / 2.0, math.sqrt(sigma2), n)
+    return np.maximum(np.rint(drawn), 1).astype(np.int64)
+
+
+def _stats(values: np.ndarray) -> dict[str, float | None]:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return {"mean": None, **{f"p{q}": None for q in PERCENTILES}}
+    out: dict[str, float | None] = {"mean": float(values.mean())}
+    for q, v in zip(PERCENTILES, np.percentile(values, PERCENTILES), strict=True):
+        out[f"p{q}"] = float(v)
+    return out
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """Per-request times (seconds from the start of the run) and lengths, and run totals."""
+
+    arrival_s: np.ndarray
+    first_token_s: np.ndarray
+    finish_s: np.ndarray
+    prompt_len: np.ndarray
+    gen_len: np.ndarray
+    chips: int
+    iterations: int
+    mixed_iterations: int  # iterations holding prefill
+    preemptions: int
+    peak_running: int
+    mean_running: float  # time-weighted sequences in the running batch
+    peak_kv_blocks: int
+    kv_capacity_blocks: int
+    #: TTFT spent outside the engine loop (HTTP, tokenization): the client sees it, the engine not.
+    request_overhead_s: float = 0.0
+
+    @property
+    def ttft_s(self) -> np.ndarray:
+        return self.first_token_s - self.arrival_s + self.request_overhead_s
+
+    @property
+    def tpot_s(self) -> np.ndarray:
+        """NaN for requests generating one token (they have no time per output token)."""
+        steps = self.gen_len - 1.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(steps > 0, (self.finish_s - self.first_token_s) / np.maximum(steps, 1.0), np.nan)
+
+    @property
+    def e2e_latency_s(self) -> np.ndarray:
+        return self.finish_s - self.arrival_s + self.request_overhead_s
+
+    @property
+    def simulated_s(self) -> float:
+        return float(self.finish_s.max())
+
+    def steady_tokens_per_s(self) -> float:
+        """Output tokens per second while the load is on: from a tenth of the way to the last
+        request's arrival until it (the run's start is a burst or an empty engine, its end a drain
+        with fewer and fewer requests, neither the steady state). A request's first token lands at
+        its first-token time and the rest evenly until its finish (one per iteration)."""
+        end = float(np.nanmax(self.arrival_s))
+        start = 0.1 * end
+        if end <= start:
+            return float(self.gen_len.sum()) / self.simulated_s
+        first_in = ((self.first_token_s >= start) & (self.first_token_s < end)).sum()
+        span = np.maximum(self.finish_s - self.first_token_s, 1e-30)
+        overlap = np.clip(np.minimum(self.finish_s, end) - np.maximum(self.first_token_s, start), 0.0, None)
+        rest = np.where(self.gen_len > 1, (self.gen_len - 1) * overlap / span, 0.0).sum()
+        return float(first_in + rest) / (end - start)
+
+    def summary(self) -> dict[str, Any]:
+        """Mean, P50, P90, P99 of TTFT, TPOT and E2E (seconds); output tokens per second of the
+        deployment and per chip over the whole run (first arrival to last finish, as a benchmark
+        reports it) and while the load is on (:meth:`steady_tokens_per_s`); run totals. JSON safe."""
+        tokens_per_s = float(self.gen_len.sum()) / self.simulated_s
+        return {
+            "ttft_s": _stats(self.ttft_s),
+            "tpot_s": _stats(self.tpot_s),
+            "e2e_latency_s": _stats(self.e2e_latency_s),
+            "tokens_per_s": tokens_per_s,
+            "tokens_per_s_per_chip": tokens_per_s / self.chips,
+            "steady_tokens_per_s": self.steady_tokens_per_s(),
+            "requests_per_s": self.finish_s.size / self.simulated_s,
+            "requests": int(self.finish_s.size),
+            "simulated_s": self.simulated_s,
+            "iterations": self.iterations,
+            "mixed_iterations": self.mixed_iterations,
+            "preemptions": self.preemptions,
+            "peak_running": self.peak_running,
+            "mean_running": self.mean_running,
+            "peak_kv_blocks": self.peak_kv_blocks,
+            "kv_capacity_blocks": self.kv_capacity_blocks,
+        }
+
+
+def simulate_serving(
+    deployments: Deployments,
+    workloads: ServingWorkloads,
+    *,
+    requests: int = DEFAULT_REQUESTS,
+    seed: int = 0,
+    calibration: CalibrationProfile | None = None,
+    overlap: Overlap = "overlapped",
+    phase: str = "decode",
+    on_progress: Callable[[int, int], None] | None = None,
+    overheads: EngineOverheads | None = None,
+) -> SimulationResult:
+    """Serve ``requests`` requests of the one workload on the one deployment (length-1 batches:
+    a row each) and record when each arrived, got its first token and finished. ``on_progress``
+    is called with (finished, requests) as the run goes (at most a few hundred times).
+    ``overheads``: the engine's host costs, as in :func:`cost_models.serving.serve` (None: the
+    calibration's engine's fit; none without a calibration): an iteration takes the longer of
+    its GPU time and its host time."""
+    d, w = deployments, workloads
+    if len(d) != 1 or len(w) != 1:
+        raise InvalidInputError(
+            "simulate", f"got {len(d)} deployments and {len(w)} workloads", "pass one row of each (take(i))"
+        )
+    if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or not 1 <= requests <= MAX_REQUESTS:
+        raise InvalidInputError(
+            "requests", f"must be a whole number in 1..{MAX_REQUESTS}, got {requests!r}", "pass --requests 1000"
+        )
+    if overlap not in OVERLAPS:
+        raise InvalidInputError("overlap", f"unknown value {overlap!r}", f"use {' or '.join(OVERLAPS)}")
+    network = network_for(d.hardware)
+    if calibration is not None:
+        check_profile(calibration, d.hardware)
+        network = calibrated_network(network, d.hardware, calibration)
+    if overheads is None:
+        overheads = engine_overheads(calibration.backend) if calibration is not None else NO_OVERHEADS
+
+    n = int(requests)
+    block = int(w.kv_block_size[0])
+    capacity_tokens = float(kv_capacity_tokens(d, w, phase)[0])
+    capacity_blocks = int(capacity_tokens // block)
+    max_tokens, max_batch = int(w.max_num_tokens[0]), int(w.max_batch_size[0])
+    chunked = bool(w.chunked_prefill[0])
+    hit = float(w.prefix_hit_rate[0])
+
+    rng = np.random.default_rng(seed)
+    prompt = _lengths(rng, float(w.prompt_len[0]), float(w.prompt_len_std[0]), n)
+    gen = _lengths(rng, float(w.gen_len[0]), float(w.gen_len_std[0]), n)
+    if not chunked:  # an engine without chunked prefill rejects a prompt over its token budget
+        prompt = np.minimum(prompt, int(max_tokens / (1.0 - hit)))
+    uncached = np.clip(np.rint(prompt * (1.0 - hit)), 1, None).astype(np.int64)
+    need_blocks = -(-(prompt + gen) // block)
+    if int(need_blocks.max()) > capacity_blocks:
+        raise InvalidInputError(
+            "memory",
+            f"the KV cache holds {int(capacity_tokens)} tokens, a request needs up to {int((prompt + gen).max())}",
+            "use more chips, fewer KV bits or shorter requests",
+        )
+    closed = bool(np.isfinite(w.concurrency[0]))
+    arrival = np.full(n, np.nan)
+    if closed:
+        clients = min(int(w.concurrency[0]), n)
+        arrival[:clients] = 0.0
+    else:
+        arrival[:] = np.cumsum(rng.exponential(1.0 / float(w.request_rate[0]), n))
+
+    # Reachable ranges for the iteration table: the running batch, one iteration's prefill (whole
+    # recomputed sequences after a preemption may exceed the budget when prefill is not chunked),
+    # prompts, decode contexts.
+    max_seq = int((prompt + gen).max())
+    max_decode = min(max_batch, int(capacity_tokens // max(int(prompt.min()) + 1, 1)), n)
+    if closed:
+        max_decode = min(max_decode, int(w.concurrency[0]))
+    table = _iteration_table(
+        d,
+        network,
+        max_decode=max(max_decode, 1),
+        max_prefill=max_tokens if chunked else max(max_tokens, max_seq),
+        prompt_range=(float(prompt.min()), float(prompt.max())),  # a recompute clamps to the longest prompt
+        context_range=(float(prompt.min() + 1), float(max_seq)),
+        cached_share=hit,
+        calibration=calibration,
+        overlap=overlap,
+        phase=phase,
+    )
+    state = _Engine(
+        table=table,
+        arrival=arrival,
+        prompt=prompt,
+        gen=gen,
+        uncached=uncached,
+        block=block,
+        capacity_blocks=capacity_blocks,
+        max_tokens=max_tokens,
+        max_batch=max_batch,
+        chunked=chunked,
+        closed=closed,
+        on_progress=on_progress,
+        overheads=overheads,
+    )
+    state.run()
+    return SimulationResult(
+        arrival_s=arrival,
+        first_token_s=state.first,
+        finish_s=state.finish,
+        prompt_len=prompt,
+        gen_len=gen,
+        chips=int(d.chips[0]),
+        iterations=state.iterations,
+        mixed_iterations=state.mixed_iterations,
+        preemptions=state.preemptions,
+        peak_running=state.peak_running,
+        mean_running=state.running_seconds / max(state.now, 1e-30),
+        peak_kv_blocks=state.peak_blocks,
+        kv_capacity_blocks=capacity_blocks,
+        request_overhead_s=overheads.request_overhead_s,
+    )
+
+
+class _Engine:
+    """The engine loop's state: per-request arrays (tokens in the KV cache, prefill tokens to
+    compute, tokens left to generate) and the running batch in admission order."""
+
+    def __init__(
+        self,
+        *,
+        table: _IterationTable,
+        arrival: np.ndarray,
+        prompt: np.ndarray,
+        gen: np.ndarray,
+        uncached: np.ndarray,
+        block: int,
+        capacity_blocks: int,
+        max_tokens: int,
+        max_batch: int,
+        chunked: bool,
+        closed: bool,
+        on_progress: Callable[[int, int], None] | None,
+        overheads: EngineOverheads = NO_OVERHEADS,
+    ) -> None:
+        self.table = table
+        self.host_per_sequence_s = overheads.host_per_sequence_s
+        self.host_per_new_request_s = overheads.host_per_new_request_s
+        self.arrival, self.prompt, self.gen, self.uncached = arrival, prompt, gen, uncached
+        self.block, self.capacity_blocks = block, capacity_blocks
+        self.max_tokens, self.max_batch, self.chunked, self.closed = max_tokens, max_batch, chunked, closed
+        self.on_progress = on_progress
+        n = arrival.size
+        self.n = n
+        self.first = np.full(n, np.nan)
+        self.finish = np.full(n, np.nan)
+        self.ctx = prompt.copy()  # tokens held in the KV cache (from admission on)
+        self.todo = uncached.copy()  # prompt tokens (or a preempted sequence's) still to compute
+        self.left = gen - 1  # tokens to generate after the first
+        self.waiting: deque[int] = deque()
+        self.running: list[int] = []
+        self.run_array = np.empty(0, dtype=np.int64)
+        self.issued = int(np.count_nonzero(np.isfinite(arrival))) if closed else 0  # closed: sent so far
+        self.next_arrival = 0  # open loop: the next request not yet in the queue
+        self.done = 0
+        self.now = 0.0
+        self.iterations = self.mixed_iterations = self.preemptions = 0
+        self.peak_running = self.peak_blocks = 0
+        self.running_seconds = 0.0
+        self._next_report = 0
+        if closed:
+            self.waiting.extend(range(self.issued))
+
+    def _blocks(self, tokens: np.ndarray) -> int:
+        return int(np.sum((tokens + self.block - 1) // self.block))
+
+    def _set_running(self, running: list[int]) -> None:
+        self.running = running
+        self.run_array = np.asarray(running, dtype=np.int64)
+
+    def _preempt_last(self) -> None:
+        """vLLM's recompute preemption: the newest sequence frees its blocks and goes back to the
+        head of the queue; on readmission it prefills its prompt and what it generated again."""
+        victim = self.running[-1]
+        self._set_running(self.running[:-1])
+        self.todo[victim] = self.uncached[victim] + (self.ctx[victim] - self.prompt[victim])
+        self.waiting.appendleft(victim)
+        self.preemptions += 1
+
+    def _finished(self, ids: np.ndarray) -> None:
+        if ids.size == 0:
+            return
+        self.finish[ids] = self.now
+        gone = set(ids.tolist())
+        self._set_running([i for i in self.running if i not in gone])
+        self.done += ids.size
+        if self.closed:  # each client sends its next request now
+            for _ in range(ids.size):
+                if self.issued < self.n:
+                    self.arrival[self.issued] = self.now
+                    self.waiting.append(self.issued)
+                    self.issued += 1
+        if self.on_progress is not None and (self.done >= self._next_report or self.done == self.n):
+            self.on_progress(self.done, self.n)
+            self._next_report = self.done + max(self.n // _PROGRESS_STEPS, 1)
+
+    def run(self) -> None:
+        arrival, n = self.arrival, self.n
+        while self.done < n:
+            if not self.closed:
+                while self.next_arrival < n and arrival[self.next_arrival] <= self.now:
+                    self.waiting.append(self.next_arrival)
+                    self.next_arrival += 1
+            if not self.running and not self.waiting:  # idle until the next arrival
+                self.now = float(arrival[self.next_arrival])
+                continue
+            self._iteration()
+
+    def _iteration(self) -> None:
+        ctx, todo, block = self.ctx, self.todo, self.block
+        # Every decoding sequence writes one more token this iteration; no free block: preempt.
+        while True:
+            ra = self.run_array
+            decoding = todo[ra] == 0
+            used = self._blocks(ctx[ra] + decoding)
+            if used <= self.capacity_blocks or len(self.running) <= 1:
+                break
+            self._preempt_last()
+        dec = ra[decoding]
+        n_dec = int(dec.size)
+        budget = max(self.max_tokens - n_dec, 1)
+        chunk_ids: list[int] = []
+        chunk_sizes: list[int] = []
+        for i in ra[~decoding].tolist():  # partial prefills first (chunked only)
+            c = min(int(todo[i]), budget) if self.chunked else int(todo[i])
+            if c <= 0:
+                break
+            chunk_ids.append(i)
+            chunk_sizes.append(c)
+            budget -= c
+        admitted = False
+        started = 0  # prompts this iteration starts (the engine's per-request host work)
+        while self.waiting and len(self.running) < self.max_batch:
+            i = self.waiting[0]
+            need = -(-int(ctx[i]) // block)
+            if used + need > self.capacity_blocks:
+                break
+            if self.chunked:
+                if budget <= 0:
+                    break
+                c = min(int(todo[i]), budget)
+            else:
+                if int(todo[i]) > budget and chunk_ids:
+                    break
+                c = int(todo[i])
+            self.waiting.popleft()
+            self.running.append(i)
+            admitted = True
+            started += 1
+            used += need
+            chunk_ids.append(i)
+            chunk_sizes.append(c)
+            budget -= c
+        if admitted:
+            self._set_running(self.running)
+        self.peak_running = max(self.peak_running, len(self.running))
+        self.peak_blocks = max(self.peak_blocks, used)
+        if chunk_ids:
+            self._mixed(dec, chunk_ids, chunk_sizes, started)
+        else:
+            self._decode_run(dec, used)
+
+    def _mixed(self, dec: np.ndarray, chunk_ids: list[int], chunk_sizes: list[int], started: int) -> None:
+        ctx, todo, left = self.ctx, self.todo, self.left
+        ids = np.asarray(chunk_ids, dtype=np.int64)
+        sizes = np.asarray(chunk_sizes, dtype=np.int64)
+        tokens = int(sizes.sum())
+        # Prefill attention is linear in each prompt's length per scheduled token: the token-
+        # weighted mean prompt (a recomputed sequence's context) scores the chunk's prompts.
+        prompt_len = float(np.dot(sizes, ctx[ids])) / tokens
+        context = float(ctx[dec].mean()) + 1.0 if dec.size else float(self.table.axes[3][0])
+        t = float(self.table.times(float(dec.size), float(tokens), prompt_len, np.array([context]))[0])
+        host = self.host_per_sequence_s * (dec.size + len(chunk_ids)) + self.host_per_new_request_s * started
+        t = max(t, host)
+        self.now += t
+        self.running_seconds += len(self.running) * t
+        self.iterations += 1
+        self.mixed_iterations += 1
+        ctx[dec] += 1
+        left[dec] -= 1
+        todo[ids] -= sizes
+        completed = ids[todo[ids] == 0]
+        fresh = np.isnan(self.first[completed])
+        self.first[completed[fresh]] = self.now
+        left[completed[~fresh]] -= 1  # a recompute's pass yields the sequence's next token
+        ended = np.concatenate([dec[left[dec] <= 0], completed[left[completed] <= 0]])
+        self._finished(ended)
+
+    def _decode_run(self, dec: np.ndarray, used: int) -> None:
+        """k decode-only iterations up to the next event: a sequence finishing, the KV cache
+        running out of blocks, or (nothing queued) the iteration during which a request arrives."""
+        ctx, left = self.ctx, self.left
+        d_ctx = ctx[dec]
+        k = min(int(left[dec].min()), _FAST_FORWARD_MAX)
+        if self._blocks(d_ctx + k) > self.capacity_blocks:  # largest k whose blocks fit (k = 1 does)
+            lo, hi = 1, k
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if self._blocks(d_ctx + mid) <= self.capacity_blocks:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            k = lo
+        steps = np.arange(k, dtype=np.float64)
+        times = self.table.times(float(dec.size), 0.0, float(self.table.axes[2][0]), float(d_ctx.mean()) + 1.0 + steps)
+        times = np.maximum(times, self.host_per_sequence_s * dec.size)
+        ends = self.now + np.cumsum(times)
+        if not self.waiting and not self.closed and self.next_arrival < self.n:
+            # The iteration in progress when the next request arrives is the last before it can join.
+            k = min(k, int(np.searchsorted(ends, self.arrival[self.next_arrival], side="left")) + 1)
+        self.running_seconds += len(self.running) * float(ends[k - 1] - self.now)
+        self.now = float(ends[k - 1])
+        self.iterations += k
+        ctx[dec] += k
+        left[dec] -= k
+        self.peak_blocks = max(self.peak_blocks, self._blocks(ctx[dec]), used)
+        self._finished(dec[left[dec] <= 0])
+
+
+def simulate_one(
+    model: str | ModelSpec,
+    hardware: str | HardwareSpec,
+    *,
+    chips: int,
+    prompt_len: float,
+    gen_len: float,
+    concurrency: int | None = None,
+    request_rate: float | None = None,
+    mesh: str | tuple[int, int, int] | None = None,
+    ffn_layout: str = "ws_1d",
+    attn_sharding: str = "head",
+    weight_bits: str | int = 16,
+    act_bits: str | int = 16,
+    kv_bits: str | int = 16,
+    flash_attention: bool = True,
+    calibration: str | CalibrationProfile | None = AUTO_CALIBRATION,
+    backend: str | None = None,
+    requests: int = DEFAULT_REQUESTS,
+    seed: int = 0,
+    on_progress: Callable[[int, int], None] | None = None,
+    **engine: Any,
+) -> dict[str, Any]:
+    """One deployment by names under one workload: the ``tuner simulate --json`` object, with
+    the simulated summary next to the analytic steady state of :func:`cost_models.serving.serve`.
+    ``engine``: the engine knobs of :func:`cost_models.serving.make_workloads` (prompt/gen std,
+    max_batch_size, max_num_tokens, chunked_prefill, kv_block_size, prefix_hit_rate,
+    memory_fraction), defaulting to the engine of the calibration profile (TensorRT-LLM without
+    one). Without ``mesh``: plain tensor parallelism (1x1xN) when legal, else the legal mesh with
+    the most analytic output tokens per second."""
+    model_spec = get_model(model) if isinstance(model, str) else model
+    chip = get_hardware(hardware) if isinstance(hardware, str) else hardware
+    if isinstance(chips, bool) or not isinstance(chips, (int, np.integer)) or chips < 1:
+        raise InvalidInputError("chips", f"must be a positive whole number, got {chips!r}", "pass --chips 1 or more")
+    if model_spec.kind == "encoder":
+        raise InvalidInputError(
+            "model", f"{model_spec.name} is an encoder: it generates nothing", "use a decoder model"
+        )
+    profile = resolve_calibration(calibration, chip.name, backend)
+    engine_name = backend or (profile.backend if profile is not None else None) or "trtllm"
+    formats = chip.parse_formats(weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits)
+    meshes = candidate_meshes(chip, chips, mesh)
+    if mesh is None and (1, 1, chips) in meshes:
+        meshes = [(1, 1, chips)]
+    rows = [
+        Deployment(
+            model=model_spec,
+            hardware=chip,
+            mesh=m,
+            batch=1,
+            prompt_len=1,
+            gen_len=1,
+            prefill_ffn_layout=ffn_layout,
+            decode_ffn_layout=ffn_layout,
+            prefill_attn_sharding=attn_sharding,
+            decode_attn_sharding=attn_sharding,
+            weight_dtype=dtype_name(formats["weight_bits"]),
+            act_dtype=dtype_name(formats["act_bits"]),
+            kv_dtype=dtype_name(formats["kv_bits"]),
+            flash_attention=flash_attention,
+        )
+        for m in meshes
+    ]
+    deployments = Deployments.from_rows(rows)
+    n = len(rows)
+    closed = concurrency is not None
+    workloads = make_workloads(
+        n,
+        backend=engine_name,
+        concurrency=concurrency,
+        request_rate=request_rate,
+        prompt_len=prompt_len,
+        gen_len=gen_len,
+        # The analytic first burst's share: this run's requests per client.
+        requests_per_client=requests / concurrency if closed and concurrency else 0.0,
+        **engine,
+    )
+    analytic = serve(deployments, workloads, calibration=profile)
+    best = 0 if n == 1 else int(np.argmax(np.where(analytic.fits, analytic.tokens_per_s, -1.0)))
+    result = simulate_serving(
+        deployments.take(best),
+        workloads.take(best),
+        requests=requests,
+        seed=seed,
+        calibration=profile,
+        on_progress=on_progress,
+    )
+    return {
+        "model": model_spec.name,
+        "hardware": chip.name,
+        "mesh": list(rows[best].mesh),
+        "mesh_chosen": mesh is None,
+        "engine": engine_name,
+        "workload": workloads.row(best),
+        "seed": seed,
+        "simulated": result.summary(),
+        "analytic": serving_report(analytic, best),
+        "calibration": calibration_report(
+            profile, backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION)
+        ),
+    }

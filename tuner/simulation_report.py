@@ -1,0 +1,77 @@
+"""Terminal output of ``tuner simulate``: a progress bar with ETA, and the simulated latency
+distribution next to the analytic steady state."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from tuner.tables import _console, _seconds, calibration_line
+
+
+@contextmanager
+def simulation_progress(disable: bool = False) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar with the time remaining on stderr; yields ``update(done, total)``. None in
+    pipes and logs (no bar, nor its closing newline) or when ``disable``."""
+    if disable or not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    bar = Progress(
+        TextColumn("simulating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task("requests", total=None)
+    with bar:
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _time(value: float | None) -> str:
+    return "-" if value is None else _seconds(value)
+
+
+def print_simulation(report: dict[str, Any]) -> None:
+    """The ``tuner simulate`` table: mean, P50, P90, P99 simulated; the analytic mean beside."""
+    sim, analytic, w = report["simulated"], report["analytic"], report["workload"]
+    load = f"{w['concurrency']:g} clients" if w["concurrency"] is not None else f"{w['request_rate']:g} req/s"
+    table = Table(
+        title=f"{report['model']} on {'x'.join(map(str, report['mesh']))} {report['hardware']} ({report['engine']}), "
+        f"{load}, prompt {w['prompt_len']:g}, gen {w['gen_len']:g}, {sim['requests']} requests"
+    )
+    for column in ("metric", "mean", "p50", "p90", "p99", "analytic mean"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for key, label in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_latency_s", "E2E latency")):
+        stats = sim[key]
+        table.add_row(label, *(_time(stats[q]) for q in ("mean", "p50", "p90", "p99")), _time(analytic[key]))
+    tokens = analytic["tokens_per_s"]
+    table.add_row("output tokens/s (run)", f"{sim['tokens_per_s']:.4g}", "", "", "", "")
+    table.add_row(
+        "output tokens/s (steady)",
+        f"{sim['steady_tokens_per_s']:.4g}",
+        "",
+        "",
+        "",
+        "-" if tokens is None else f"{tokens:.4g}",
+    )
+    table.add_row("per chip (run)", f"{sim['tokens_per_s_per_chip']:.4g}", "", "", "", "")
+    console = _console()
+    console.print(table)
+    console.print(
+        f"simulated {sim['simulated_s']:.4g} s: {sim['iterations']} iterations ({sim['mixed_iterations']} with "
+        f"prefill), mean running {sim['mean_running']:.1f} (peak {sim['peak_running']}, analytic "
+        f"{analytic['running']:.1f}), KV blocks peak {sim['peak_kv_blocks']} of {sim['kv_capacity_blocks']}, "
+        f"{sim['preemptions']} preemptions"
+    )
+    if not analytic["stable"]:
+        console.print("analytic steady state: unstable (the queue grows without bound at this rate)")
+    console.print(escape(calibration_line(report["calibration"])))
