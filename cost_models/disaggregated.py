@@ -69,6 +69,7 @@ class DisaggregatedEstimate(ServingEstimate):
     prefill_instances: np.ndarray
     decode_instances: np.ndarray
     chips: np.ndarray  # all chips of both pools
+    capacity_rps: np.ndarray  # requests/s the matched pools can take: the smaller pool's
     prefill_capacity_rps: np.ndarray  # requests/s the prefill pool can take
     decode_capacity_rps: np.ndarray
     limiting_pool: np.ndarray  # "prefill" or "decode"
@@ -90,6 +91,7 @@ DISAGGREGATED_KEYS: tuple[str, ...] = (
     "prefill_instances",
     "decode_instances",
     "chips",
+    "capacity_rps",
     "prefill_capacity_rps",
     "decode_capacity_rps",
     "limiting_pool",
@@ -466,6 +468,7 @@ def combine(
         prefill_instances=p.instances,
         decode_instances=q.instances,
         chips=chips,
+        capacity_rps=capacity,
         prefill_capacity_rps=p.capacity_rps,
         decode_capacity_rps=q.capacity_rps,
         limiting_pool=np.where(p.capacity_rps <= q.capacity_rps, POOLS[0], POOLS[1]),
