@@ -311,6 +311,8 @@ def score_disaggregated(p: CapacityProblem, c: DisaggregatedCandidates) -> Disag
 
 
 def _disaggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]]]:
+    if p.max_chips < 2:  # a pool of each needs two chips at least
+        return 0, []
     c = disaggregated_candidates(p)
     est = score_disaggregated(p, c)
     ok = meets_sla(est.ttft_s, est.tpot_s, est.stable, p.sla)
