@@ -17,6 +17,7 @@ import click
 
 from cost_models.analysis import analyze_one
 from cost_models.calibration import AUTO_CALIBRATION, BACKENDS
+from cost_models.capacity import DEFAULT_MAX_CHIPS, MODES
 from cost_models.conventions import CONVENTIONS
 from cost_models.deployment import OVERLAPS, Overlap, estimate_one
 from cost_models.deployments import PHASE_NAMES
@@ -863,6 +864,58 @@ def _calibrate_end_to_end(
         click.echo(f"! {warning}")
     if output:
         click.echo(f"wrote {output}")
+
+
+@cli.command("recommend")
+@click.option("--model", required=True, help="Catalog name (tuner models) or path of a config.json.")
+@click.option("--hardware", required=True, help="Catalog name of a GPU (tuner hardware).")
+@click.option("--request-rate", type=float, required=True, help="Poisson arrivals, requests per second.")
+@click.option("--prompt-len", type=int, required=True, help="Prompt tokens per request.")
+@click.option("--gen-len", type=int, required=True, help="Generated tokens per request.")
+@click.option("--max-ttft-s", type=float, required=True, help="SLA: mean time to first token, seconds.")
+@click.option("--max-tpot-s", type=float, required=True, help="SLA: mean time per output token, seconds.")
+@click.option("--max-chips", type=int, default=DEFAULT_MAX_CHIPS, show_default=True, help="Chip budget.")
+@click.option(
+    "--mode", type=click.Choice([*MODES, "both"]), default="both", show_default=True, help="Serving modes to plan."
+)
+@CALIBRATION_OPTION
+@BACKEND_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+def recommend_command(
+    model: str,
+    hardware: str,
+    request_rate: float,
+    prompt_len: int,
+    gen_len: int,
+    max_ttft_s: float,
+    max_tpot_s: float,
+    max_chips: int,
+    mode: str,
+    calibration: str,
+    backend: str | None,
+    as_json: bool,
+) -> None:
+    """Fewest chips serving --request-rate within the TTFT and TPOT SLA: replicas or xPyD pools."""
+    from cost_models.capacity import problem, recommend
+    from tuner.recommend_report import print_recommend, recommend_dict
+
+    p = problem(
+        model,
+        hardware,
+        request_rate=request_rate,
+        prompt_len=prompt_len,
+        gen_len=gen_len,
+        max_ttft_s=max_ttft_s,
+        max_tpot_s=max_tpot_s,
+        max_chips=max_chips,
+        backend=backend,
+        calibration=calibration,
+    )
+    report = recommend_dict(p, recommend(p, MODES if mode == "both" else (mode,)))
+    if as_json:
+        _print_json(report)
+    else:
+        print_recommend(report)
 
 
 def _print_json(data: object) -> None:

@@ -1,0 +1,361 @@
+"""Capacity planning: the fewest chips that serve R requests/s within a TTFT and a TPOT.
+
+Two ways to spend chips on one model, each enumerated as a struct of arrays and scored in one
+vectorized call:
+
+- **aggregated**: k data-parallel replicas of one deployment (``1x1xTP`` tensor-parallel mesh,
+  FFN layout ws_1d, flash attention), each taking R/k requests/s (an even split of a Poisson
+  stream is Poisson); chips = k x TP. Scored by :func:`cost_models.serving.serve`.
+- **disaggregated**: xP prefill instances of TP_p chips and yD decode instances of TP_d chips;
+  chips = xP TP_p + yD TP_d. Scored by :mod:`cost_models.disaggregated`: each distinct pool
+  (TP, format, instances) is evaluated once and the pools are paired.
+
+Each candidate also has a weight format: 16-bit, and 8-bit (W8A8: fp8 where the chip has fp8
+units, int8 where it has int8 units) where the chip supports one. The KV cache stays 16-bit.
+
+A candidate meets the SLA when it is stable (keeps up with R, fits in memory) with mean TTFT <=
+``max_ttft_s`` and mean TPOT <= ``max_tpot_s``. Feasible candidates are sorted by total chips,
+then by end-to-end latency: at a fixed request rate the cost (chip-seconds per token) of two
+candidates with the same chips is the same, so the faster one is preferred.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, resolve_calibration
+from cost_models.deployments import Deployments, make_deployments
+from cost_models.disaggregated import (
+    DecodePool,
+    DisaggregatedEstimate,
+    PrefillPool,
+    combine,
+    decode_pool,
+    kv_link,
+    prefill_pool,
+)
+from cost_models.dtypes import BF16, FP8, INT8
+from cost_models.errors import InvalidInputError
+from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
+from cost_models.models import ModelSpec, get_model
+from cost_models.serving import ServingEstimate, ServingWorkloads, make_workloads, serve
+from cost_models.topology import network_for
+
+MODES: tuple[str, ...] = ("aggregated", "disaggregated")
+#: ws_1d: the layout code the candidates use (1D weight-stationary: Megatron tensor parallelism).
+WS_1D = 0
+#: Largest tensor-parallel degree tried (one instance); replicas and pools add chips beyond it.
+MAX_TP = 64
+DEFAULT_MAX_CHIPS = 64
+
+
+@dataclass(frozen=True)
+class Sla:
+    max_ttft_s: float
+    max_tpot_s: float
+
+
+def weight_formats(chip: HardwareSpec) -> list[tuple[str, int]]:
+    """(name, dtype code) of the weight (and activation) formats tried on ``chip``."""
+    formats = [("bf16", BF16)]
+    if chip.has_format(FP8):
+        formats.append(("fp8", FP8))
+    elif chip.has_format(INT8):
+        formats.append(("int8", INT8))
+    return formats
+
+
+def tp_degrees(chip: HardwareSpec, max_chips: int) -> list[int]:
+    """Powers of two up to ``max_chips`` (and MAX_TP) whose ``1x1xTP`` mesh is legal on ``chip``."""
+    network = network_for(chip)
+    out = []
+    tp = 1
+    while tp <= min(max_chips, MAX_TP):
+        if (1, 1, tp) in network.legal_meshes(tp):
+            out.append(tp)
+        tp *= 2
+    return out
+
+
+def _deployments(model: ModelSpec, chip: HardwareSpec, tp: np.ndarray, fmt: np.ndarray) -> Deployments:
+    n = len(tp)
+    mesh = np.stack([np.ones(n), np.ones(n), tp.astype(np.float64)], axis=1)
+    return make_deployments(
+        model,
+        chip,
+        mesh=mesh,
+        batch=1,
+        prompt_len=1,
+        gen_len=1,
+        prefill_ffn_layout=WS_1D,
+        decode_ffn_layout=WS_1D,
+        weight_dtype=fmt,
+        act_dtype=fmt,
+        kv_dtype=BF16,
+        flash_attention=True,
+    )
+
+
+@dataclass(frozen=True)
+class CapacityProblem:
+    """What to serve, on what, within what: validated inputs of :func:`recommend`."""
+
+    model: ModelSpec
+    chip: HardwareSpec
+    request_rate: float
+    prompt_len: int
+    gen_len: int
+    sla: Sla
+    max_chips: int
+    backend: str
+    calibration: CalibrationProfile | None
+
+    def workloads(self, rate: np.ndarray) -> ServingWorkloads:
+        return make_workloads(
+            len(rate), backend=self.backend, request_rate=rate, prompt_len=self.prompt_len, gen_len=self.gen_len
+        )
+
+
+def problem(
+    model: str | ModelSpec,
+    hardware: str | HardwareSpec,
+    *,
+    request_rate: float,
+    prompt_len: int,
+    gen_len: int,
+    max_ttft_s: float,
+    max_tpot_s: float,
+    max_chips: int = DEFAULT_MAX_CHIPS,
+    backend: str | None = None,
+    calibration: str | CalibrationProfile | None = AUTO_CALIBRATION,
+) -> CapacityProblem:
+    """Names and numbers to a validated :class:`CapacityProblem` (one-line errors)."""
+    spec = get_model(model) if isinstance(model, str) else model
+    chip = get_hardware(hardware) if isinstance(hardware, str) else hardware
+    if spec.kind == "encoder":
+        raise InvalidInputError("model", f"{spec.name} is an encoder: it generates no tokens", "use a decoder model")
+    if not isinstance(chip.interconnect, SwitchedInterconnect):
+        raise InvalidInputError(
+            "hardware",
+            f"{chip.name} is not a GPU: capacity planning enumerates GPU meshes",
+            "use a GPU (tuner hardware)",
+        )
+    for name, value in (("request_rate", request_rate), ("max_ttft_s", max_ttft_s), ("max_tpot_s", max_tpot_s)):
+        if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
+            raise InvalidInputError(name, f"must be a positive number, got {value!r}", f"pass {name} above 0")
+    for name, whole in (("prompt_len", prompt_len), ("gen_len", gen_len), ("max_chips", max_chips)):
+        if not isinstance(whole, (int, np.integer)) or isinstance(whole, bool) or whole < 1:
+            raise InvalidInputError(name, f"must be a whole number >= 1, got {whole!r}", f"pass {name} of 1 or more")
+    if max_chips > 4096:
+        raise InvalidInputError("max_chips", f"{max_chips} is more than 4096", "pass a smaller chip budget")
+    profile = resolve_calibration(calibration, chip.name, backend)
+    engine = backend or (profile.backend if profile is not None else "trtllm")
+    return CapacityProblem(
+        spec,
+        chip,
+        float(request_rate),
+        int(prompt_len),
+        int(gen_len),
+        Sla(float(max_ttft_s), float(max_tpot_s)),
+        int(max_chips),
+        engine,
+        profile,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregated: TP x format x replicas.
+
+
+@dataclass(frozen=True)
+class AggregatedCandidates:
+    deployments: Deployments  # one replica
+    workloads: ServingWorkloads  # at the replica's share of the rate
+    replicas: np.ndarray
+    tp: np.ndarray
+    format_names: np.ndarray
+
+    @property
+    def chips(self) -> np.ndarray:
+        return self.replicas * self.tp
+
+
+def aggregated_candidates(p: CapacityProblem) -> AggregatedCandidates:
+    rows = [
+        (tp, code, name, k)
+        for tp in tp_degrees(p.chip, p.max_chips)
+        for name, code in weight_formats(p.chip)
+        for k in range(1, p.max_chips // tp + 1)
+    ]
+    tp = np.array([r[0] for r in rows], dtype=np.float64)
+    fmt = np.array([r[1] for r in rows], dtype=np.int64)
+    replicas = np.array([r[3] for r in rows], dtype=np.float64)
+    return AggregatedCandidates(
+        deployments=_deployments(p.model, p.chip, tp, fmt),
+        workloads=p.workloads(p.request_rate / replicas),
+        replicas=replicas,
+        tp=tp,
+        format_names=np.array([r[2] for r in rows]),
+    )
+
+
+def meets_sla(ttft: np.ndarray, tpot: np.ndarray, stable: np.ndarray, sla: Sla) -> np.ndarray:
+    return stable & (ttft <= sla.max_ttft_s) & (tpot <= sla.max_tpot_s)
+
+
+def _aggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]]]:
+    c = aggregated_candidates(p)
+    est: ServingEstimate = serve(c.deployments, c.workloads, calibration=p.calibration)
+    ok = meets_sla(est.ttft_s, est.tpot_s, est.stable, p.sla)
+    chips = c.chips
+    order = np.lexsort((est.e2e_latency_s, chips))
+    rows = [
+        {
+            "mode": "aggregated",
+            "chips": int(chips[i]),
+            "replicas": int(c.replicas[i]),
+            "tp": int(c.tp[i]),
+            "weight_format": str(c.format_names[i]),
+            "ttft_s": float(est.ttft_s[i]),
+            "tpot_s": float(est.tpot_s[i]),
+            "e2e_latency_s": float(est.e2e_latency_s[i]),
+            "tokens_per_s_per_chip": float(p.request_rate * p.gen_len / chips[i]),
+            "running_per_replica": float(est.running[i]),
+            "max_concurrency_per_replica": int(est.max_concurrency[i]),
+        }
+        for i in order
+        if ok[i]
+    ]
+    return len(chips), rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Disaggregated: prefill TP x decode TP x xP x yD, each distinct pool scored once.
+
+
+def _take(pool: Any, index: np.ndarray) -> Any:
+    return type(pool)(**{f.name: getattr(pool, f.name)[index] for f in fields(pool)})
+
+
+@dataclass(frozen=True)
+class DisaggregatedCandidates:
+    prefill: Deployments  # one instance per pair
+    decode: Deployments
+    workloads: ServingWorkloads  # the whole rate R
+    prefill_instances: np.ndarray
+    decode_instances: np.ndarray
+    prefill_tp: np.ndarray
+    decode_tp: np.ndarray
+    format_names: np.ndarray
+    # Index of each pair's prefill pool and decode pool among the distinct ones.
+    prefill_row: np.ndarray
+    decode_row: np.ndarray
+    prefill_pools: tuple[Deployments, np.ndarray]  # distinct pools: one instance, instances
+    decode_pools: tuple[Deployments, np.ndarray]
+
+    @property
+    def chips(self) -> np.ndarray:
+        return self.prefill_instances * self.prefill_tp + self.decode_instances * self.decode_tp
+
+
+def disaggregated_candidates(p: CapacityProblem) -> DisaggregatedCandidates:
+    tps = tp_degrees(p.chip, p.max_chips)
+    formats = weight_formats(p.chip)
+    # Distinct pools: (TP, format, instances), leaving at least one chip for the other pool.
+    pools = [(tp, f, x) for tp in tps for f in range(len(formats)) for x in range(1, (p.max_chips - 1) // tp + 1)]
+    tp = np.array([r[0] for r in pools], dtype=np.float64)
+    fmt_index = np.array([r[1] for r in pools], dtype=np.int64)
+    instances = np.array([r[2] for r in pools], dtype=np.float64)
+    codes = np.array([code for _, code in formats], dtype=np.int64)
+    one = _deployments(p.model, p.chip, tp, codes[fmt_index])
+    chips = tp * instances
+    # Pairs of the same format within the chip budget.
+    pi, di = np.nonzero((fmt_index[:, None] == fmt_index[None, :]) & (chips[:, None] + chips[None, :] <= p.max_chips))
+    names = np.array([name for name, _ in formats])
+    return DisaggregatedCandidates(
+        prefill=one.take(pi),
+        decode=one.take(di),
+        workloads=p.workloads(np.full(len(pi), p.request_rate)),
+        prefill_instances=instances[pi],
+        decode_instances=instances[di],
+        prefill_tp=tp[pi],
+        decode_tp=tp[di],
+        format_names=names[fmt_index[pi]],
+        prefill_row=pi,
+        decode_row=di,
+        prefill_pools=(one, instances),
+        decode_pools=(one, instances),
+    )
+
+
+def score_disaggregated(p: CapacityProblem, c: DisaggregatedCandidates) -> DisaggregatedEstimate:
+    """The pairs' steady state at R, each distinct pool evaluated once (what
+    :func:`cost_models.disaggregated.serve_disaggregated` gives pair by pair)."""
+    one, instances = c.prefill_pools
+    rate = np.full(len(one), p.request_rate)
+    w_pools = p.workloads(rate)
+    pre: PrefillPool = prefill_pool(one, w_pools, instances, rate, calibration=p.calibration)
+    one_d, instances_d = c.decode_pools
+    dec: DecodePool = decode_pool(one_d, w_pools, instances_d, rate, calibration=p.calibration)
+    link = kv_link(c.prefill, c.decode, c.workloads, c.prefill_instances, c.decode_instances)
+    return combine(
+        _take(pre, c.prefill_row),
+        _take(dec, c.decode_row),
+        link,
+        c.workloads,
+        np.full(len(c.prefill_row), p.request_rate),
+    )
+
+
+def _disaggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]]]:
+    if p.max_chips < 2:  # a pool of each needs two chips at least
+        return 0, []
+    c = disaggregated_candidates(p)
+    est = score_disaggregated(p, c)
+    ok = meets_sla(est.ttft_s, est.tpot_s, est.stable, p.sla)
+    chips = c.chips
+    order = np.lexsort((est.e2e_latency_s, chips))
+    rows = [
+        {
+            "mode": "disaggregated",
+            "chips": int(chips[i]),
+            "prefill_instances": int(c.prefill_instances[i]),
+            "decode_instances": int(c.decode_instances[i]),
+            "prefill_tp": int(c.prefill_tp[i]),
+            "decode_tp": int(c.decode_tp[i]),
+            "weight_format": str(c.format_names[i]),
+            "ttft_s": float(est.ttft_s[i]),
+            "tpot_s": float(est.tpot_s[i]),
+            "e2e_latency_s": float(est.e2e_latency_s[i]),
+            "tokens_per_s_per_chip": float(p.request_rate * p.gen_len / chips[i]),
+            "kv_transfer_s": float(est.kv_transfer_s[i]),
+            "limiting_pool": str(est.limiting_pool[i]),
+            "balance": float(est.balance[i]),
+            "capacity_rps": float(est.capacity_rps[i]),
+        }
+        for i in order
+        if ok[i]
+    ]
+    return len(chips), rows
+
+
+def recommend(p: CapacityProblem, modes: tuple[str, ...] = MODES) -> dict[str, dict[str, Any]]:
+    """For each mode: how many candidates were scored and the feasible ones, fewest chips first
+    (``best`` is None when nothing meets the SLA within ``max_chips``)."""
+    for mode in modes:
+        if mode not in MODES:
+            raise InvalidInputError("mode", f"unknown mode {mode!r}", f"use {' or '.join(MODES)}")
+    scorers = {"aggregated": _aggregated_rows, "disaggregated": _disaggregated_rows}
+    out: dict[str, dict[str, Any]] = {}
+    for mode in modes:
+        count, rows = scorers[mode](p)
+        out[mode] = {
+            "candidates": count,
+            "feasible_count": len(rows),
+            "best": rows[0] if rows else None,
+            "feasible": rows,
+        }
+    return out

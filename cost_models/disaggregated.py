@@ -1,0 +1,538 @@
+"""Disaggregated prefill/decode serving: a prefill pool and a decode pool joined by a KV link.
+
+DistServe (Zhong et al., OSDI 2024), Splitwise (Patel et al., ISCA 2024) and Mooncake (Qin et
+al., FAST 2025) run the two phases on separate instances: ``prefill_instances`` (xP) copies of a
+prefill deployment each run prefill-only iterations of up to ``max_num_tokens`` prompt tokens;
+``decode_instances`` (yD) copies of a decode deployment each run decode-only iterations of up to
+``max_batch_size`` sequences, bounded by their paged KV cache. A request's KV cache moves from the
+prefill instance that computed it to a decode instance. For n configurations at once (one
+:class:`~cost_models.deployments.Deployments` row per pool, same length):
+
+- **Prefill pool.** Poisson arrivals split evenly (at random) over the xP instances: each instance
+  is an M/D/1 queue served at the rate of full iterations (``max_num_tokens`` prompt tokens,
+  whole prompts unless chunked): a request's deterministic service is its share of a full
+  iteration. A request waits for the running iteration to end (half an iteration, when the
+  instance is busy), then the M/D/1 wait, then its own prefill iterations.
+- **KV transfer.** ``kv_bytes_per_token x prompt_len`` bytes (the whole prompt's cache, a cached
+  prefix included: the decode instance needs all of it), sent by every chip of the prefill
+  instance through its own port in parallel and received the same way, so over
+  ``min(prefill chips, decode chips)`` ports. Over the chips' network (between NVLink domains,
+  ``network_bandwidth_bytes_per_s`` per chip) unless every chip of both pools fits in one domain,
+  where it uses the domain fabric (``domain_bandwidth_bytes_per_s``). Not overlapped with the
+  prefill compute (conservative: layer-wise streaming hides part of it in real connectors). The
+  latency constant is the hardware catalog's per-message latency of that fabric
+  (``network_latency_s`` / ``domain_latency_s``); pass ``link_latency_s`` for a connector's own
+  handshake cost.
+- **Decode pool.** Each instance runs ``b = min(R/yD (G - 1) t_dec(b), slots)`` sequences (Little's
+  law, fixed point); TPOT is its decode-only iteration time: no prefill interference.
+- **Matching.** Each pool's capacity in requests/s; throughput is the smaller (``limiting_pool``);
+  ``balance`` = prefill capacity / decode capacity (above 1: decode limits, the xPyD ratio has
+  spare prefill).
+- **Closed loop** (``concurrency``): the asymptotic bounds of a closed queueing network (Lazowska
+  et al., "Quantitative System Performance", 1984, ch. 5): throughput ``min(C / E2E, capacity)``
+  with E2E the unqueued latency at that throughput; clients beyond what the pools hold wait (added
+  to TTFT). The first burst of a benchmark is not modelled here.
+
+A configuration that cannot hold one sequence, or cannot keep up with an open-loop rate, is an
+explicit infeasible result (``stable`` False, infinite latencies, zero throughput); bad input
+(zero instances, mismatched pools) raises :class:`InvalidInputError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+
+from cost_models.calibrated_times import calibrated_network, check_profile
+from cost_models.calibration import CalibrationProfile
+from cost_models.deployment import OVERLAPS, Overlap
+from cost_models.deployments import Deployments
+from cost_models.dtypes import BYTES_PER_ELEMENT
+from cost_models.errors import InvalidInputError
+from cost_models.hardware import HardwareSpec, SwitchedInterconnect
+from cost_models.iteration import iteration_times
+from cost_models.model_counts import kv_bytes_per_token
+from cost_models.serving import SERVING_KEYS, ServingEstimate, ServingWorkloads, _memory
+from cost_models.topology import Network, network_for
+
+_FIXED_POINT_ROUNDS = 60
+POOLS: tuple[str, ...] = ("prefill", "decode")
+
+
+@dataclass(frozen=True)
+class DisaggregatedEstimate(ServingEstimate):
+    """The aggregated keys where they apply (``running``, ``max_concurrency``, the weights and KV
+    per chip: the decode pool's; ``mixed_share`` 0: no iteration mixes phases) plus the pools'."""
+
+    prefill_instances: np.ndarray
+    decode_instances: np.ndarray
+    chips: np.ndarray  # all chips of both pools
+    capacity_rps: np.ndarray  # requests/s the matched pools can take: the smaller pool's
+    prefill_capacity_rps: np.ndarray  # requests/s the prefill pool can take
+    decode_capacity_rps: np.ndarray
+    limiting_pool: np.ndarray  # "prefill" or "decode"
+    balance: np.ndarray  # prefill capacity / decode capacity
+    prefill_iteration_s: np.ndarray  # one prefill iteration at the load
+    prefill_tokens_per_iteration: np.ndarray
+    prefill_queue_s: np.ndarray  # wait before a request's prefill starts
+    prefill_utilisation: np.ndarray
+    decode_utilisation: np.ndarray  # running sequences / slots
+    kv_transfer_s: np.ndarray
+    kv_transfer_bytes: np.ndarray
+    kv_link_bandwidth_bytes_per_s: np.ndarray
+    kv_link_utilisation: np.ndarray  # share of the link one prefill instance keeps busy
+
+
+#: The aggregated serving keys followed by the disaggregated ones (``serving`` JSON objects).
+DISAGGREGATED_KEYS: tuple[str, ...] = (
+    *SERVING_KEYS,
+    "prefill_instances",
+    "decode_instances",
+    "chips",
+    "capacity_rps",
+    "prefill_capacity_rps",
+    "decode_capacity_rps",
+    "limiting_pool",
+    "balance",
+    "prefill_iteration_s",
+    "prefill_tokens_per_iteration",
+    "prefill_queue_s",
+    "prefill_utilisation",
+    "decode_utilisation",
+    "kv_transfer_s",
+    "kv_transfer_bytes",
+    "kv_link_bandwidth_bytes_per_s",
+)
+
+
+def disaggregated_report(result: DisaggregatedEstimate, index: int = 0) -> dict[str, Any]:
+    """One configuration as plain data (JSON safe: infinity and NaN become None)."""
+    out: dict[str, Any] = {}
+    for key in DISAGGREGATED_KEYS:
+        value = getattr(result, key)[index]
+        if key in ("stable", "fits"):
+            out[key] = bool(value)
+        elif key == "limiting_pool":
+            out[key] = str(value)
+        elif key in ("max_concurrency", "prefill_instances", "decode_instances", "chips"):
+            out[key] = int(value)
+        else:
+            out[key] = float(value) if np.isfinite(value) else None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The pools, each on its own (capacity.py scores unique pools once and pairs them).
+
+
+@dataclass(frozen=True)
+class PrefillPool:
+    """xP prefill instances at a total rate (per configuration)."""
+
+    instances: np.ndarray
+    chips_per_instance: np.ndarray
+    capacity_rps: np.ndarray
+    iteration_s: np.ndarray  # one iteration at the load
+    tokens_per_iteration: np.ndarray
+    queue_s: np.ndarray
+    prefill_s: np.ndarray  # the request's own prefill iterations
+    utilisation: np.ndarray
+    fits: np.ndarray
+
+
+@dataclass(frozen=True)
+class DecodePool:
+    """yD decode instances at a total rate (per configuration)."""
+
+    instances: np.ndarray
+    chips_per_instance: np.ndarray
+    capacity_rps: np.ndarray
+    iteration_s: np.ndarray  # decode-only iteration at the running batch: the TPOT
+    running: np.ndarray  # sequences per instance
+    slots: np.ndarray  # sequences one instance can hold (paged KV, max_batch_size)
+    fits: np.ndarray
+    weights_bytes_per_chip: np.ndarray
+    kv_bytes_per_token_per_chip: np.ndarray
+    held_tokens: np.ndarray
+
+
+def _instances(name: str, value: np.ndarray | float, n: int) -> np.ndarray:
+    values = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))
+    bad = ~np.isfinite(values) | (values < 1) | (values != np.floor(values))
+    if np.any(bad):
+        raise InvalidInputError(
+            name, f"must be a whole number >= 1, got {values[int(np.argmax(bad))]:g}", f"pass {name} of 1 or more"
+        )
+    return np.array(values)
+
+
+def _network(hardware: HardwareSpec, calibration: CalibrationProfile | None) -> Network:
+    network = network_for(hardware)
+    if calibration is not None:
+        check_profile(calibration, hardware)
+        network = calibrated_network(network, hardware, calibration)
+    return network
+
+
+def _uncached(w: ServingWorkloads) -> np.ndarray:
+    return w.prompt_len * (1.0 - w.prefix_hit_rate)
+
+
+def _converged(new: np.ndarray, old: np.ndarray) -> bool:
+    return bool(np.all(np.abs(new - old) <= 1e-6 * np.maximum(np.abs(old), 1e-3)))
+
+
+class _PrefillModel:
+    """One prefill instance's constants (budget, full iteration, memory), evaluated at rates."""
+
+    def __init__(self, d: Deployments, w: ServingWorkloads, instances: np.ndarray, calibration, overlap) -> None:
+        self.d, self.w, self.instances = d, w, instances
+        self.calibration, self.overlap = calibration, overlap
+        self.network = _network(d.hardware, calibration)
+        self.uncached = _uncached(w)
+        left = w.max_num_tokens
+        self.budget = np.where(w.chunked_prefill, left, np.maximum(np.floor(left / self.uncached), 1.0) * self.uncached)
+        self.t_full = self.iteration(self.budget)
+        self.memory = _memory(d, w, "prefill")
+
+    def iteration(self, tokens: np.ndarray) -> np.ndarray:
+        w = self.w
+        return iteration_times(
+            self.d,
+            self.network,
+            decode_seqs=np.zeros(len(w)),
+            decode_context=w.prompt_len,
+            prefill_tokens=tokens,
+            prefill_prompt_len=w.prompt_len,
+            prefill_cached_share=w.prefix_hit_rate,
+            calibration=self.calibration,
+            overlap=self.overlap,
+            phase="prefill",
+        ).latency_s
+
+    def at(self, rate: np.ndarray, start: np.ndarray | None = None) -> PrefillPool:
+        w, uncached, budget, t_full = self.w, self.uncached, self.budget, self.t_full
+        per_instance = np.asarray(rate, dtype=np.float64) / self.instances
+        # Tokens per iteration at the load: what arrived during the last one, at least one prompt
+        # (or one chunk of it), at most the budget (a fixed point, monotone from below).
+        least = np.minimum(uncached, budget)
+        tokens = least if start is None else start
+        t_iter = self.iteration(tokens)
+        for _ in range(_FIXED_POINT_ROUNDS):
+            new = np.clip(per_instance * uncached * t_iter, least, budget)
+            done = _converged(new, tokens)
+            tokens = new
+            t_iter = self.iteration(tokens)
+            if done:
+                break
+        utilisation = per_instance * uncached * t_full / budget
+        rho = np.clip(utilisation, 0.0, 0.999)
+        busy = np.clip(per_instance * uncached * t_iter / tokens, 0.0, 1.0)
+        # M/D/1 whose server works at the full batch's rate: one request's service is its share
+        # of a full iteration (t_full x prompt / budget); plus the rest of the running iteration.
+        queue = busy * 0.5 * t_iter + rho / (2.0 * (1.0 - rho)) * t_full * uncached / budget
+        own = np.ceil(uncached / budget - 1e-9) * t_iter
+        memory = self.memory
+        # An instance holds the cache of the prompts of one iteration until they are sent.
+        fits = memory.free >= memory.kv_per_token * np.maximum(w.prompt_len, budget)
+        capacity = self.instances * (budget / uncached) / t_full
+        return PrefillPool(
+            instances=self.instances,
+            chips_per_instance=self.d.chips.astype(np.float64),
+            capacity_rps=np.where(fits, capacity, 0.0),
+            iteration_s=t_iter,
+            tokens_per_iteration=tokens,
+            queue_s=queue,
+            prefill_s=own,
+            utilisation=np.where(fits, utilisation, np.inf),
+            fits=fits,
+        )
+
+
+class _DecodeModel:
+    """One decode instance's constants (slots, full-batch iteration, memory), evaluated at rates:
+    each request holds a slot for ``gen_len - 1`` iterations (the prefill instance made the first)."""
+
+    def __init__(self, d: Deployments, w: ServingWorkloads, instances: np.ndarray, calibration, overlap) -> None:
+        self.d, self.w, self.instances = d, w, instances
+        self.calibration, self.overlap = calibration, overlap
+        self.network = _network(d.hardware, calibration)
+        # A decode-only iteration holds at most max_batch_size tokens: its activations, not the
+        # prefill budget's, come off the HBM (serving._memory sizes them by max_num_tokens).
+        dw = replace(w, max_num_tokens=np.minimum(w.max_num_tokens, w.max_batch_size))
+        self.memory = _memory(d, dw, "decode")
+        memory = self.memory
+        self.held = w.prompt_len + w.gen_len / 2.0 + w.kv_block_size / 2.0  # paged: mean blocks held
+        self.fits = memory.free >= memory.kv_per_token * (w.prompt_len + w.gen_len)
+        kv_limit = np.floor(np.maximum(memory.free, 0.0) / (memory.kv_per_token * self.held))
+        self.slots = np.where(self.fits, np.maximum(np.minimum(kv_limit, w.max_batch_size), 1.0), 0.0)
+        self.steps = np.maximum(w.gen_len - 1.0, 0.0)
+        t_slots = self.iteration(np.maximum(self.slots, 1.0))
+        self.capacity = np.where(
+            ~self.fits,
+            0.0,
+            np.where(self.steps > 0, instances * self.slots / np.maximum(self.steps * t_slots, 1e-300), np.inf),
+        )
+
+    def iteration(self, seqs: np.ndarray) -> np.ndarray:
+        w = self.w
+        return iteration_times(
+            self.d,
+            self.network,
+            decode_seqs=seqs,
+            decode_context=w.prompt_len + (w.gen_len - 1.0) / 2.0,
+            prefill_tokens=np.zeros(len(w)),
+            prefill_prompt_len=w.prompt_len,
+            calibration=self.calibration,
+            overlap=self.overlap,
+            phase="decode",
+        ).latency_s
+
+    def at(self, rate: np.ndarray, start: np.ndarray | None = None) -> DecodePool:
+        per_instance = np.asarray(rate, dtype=np.float64) / self.instances
+        running = np.zeros(len(self.w)) if start is None else start
+        t_dec = self.iteration(np.maximum(running, 1.0))
+        for _ in range(_FIXED_POINT_ROUNDS):  # monotone from below: the least fixed point
+            new = np.minimum(per_instance * self.steps * t_dec, self.slots)
+            done = _converged(new, running)
+            running = new
+            t_dec = self.iteration(np.maximum(running, 1.0))
+            if done:
+                break
+        memory = self.memory
+        return DecodePool(
+            instances=self.instances,
+            chips_per_instance=self.d.chips.astype(np.float64),
+            capacity_rps=self.capacity,
+            iteration_s=t_dec,
+            running=running,
+            slots=self.slots,
+            fits=self.fits,
+            weights_bytes_per_chip=memory.weights,
+            kv_bytes_per_token_per_chip=memory.kv_per_token,
+            held_tokens=self.held,
+        )
+
+
+def prefill_pool(
+    d: Deployments,
+    w: ServingWorkloads,
+    instances: np.ndarray | float,
+    rate: np.ndarray | float,
+    *,
+    calibration: CalibrationProfile | None = None,
+    overlap: Overlap = "overlapped",
+) -> PrefillPool:
+    """``instances`` copies of ``d`` (prefill layout) taking Poisson ``rate`` requests/s in all."""
+    return _PrefillModel(d, w, _instances("prefill_instances", instances, len(d)), calibration, overlap).at(
+        np.broadcast_to(np.asarray(rate, dtype=np.float64), (len(d),))
+    )
+
+
+def decode_pool(
+    d: Deployments,
+    w: ServingWorkloads,
+    instances: np.ndarray | float,
+    rate: np.ndarray | float,
+    *,
+    calibration: CalibrationProfile | None = None,
+    overlap: Overlap = "overlapped",
+) -> DecodePool:
+    """``instances`` copies of ``d`` (decode layout) decoding ``rate`` requests/s in all."""
+    return _DecodeModel(d, w, _instances("decode_instances", instances, len(d)), calibration, overlap).at(
+        np.broadcast_to(np.asarray(rate, dtype=np.float64), (len(d),))
+    )
+
+
+@dataclass(frozen=True)
+class KvLink:
+    bytes: np.ndarray
+    bandwidth: np.ndarray
+    latency_s: np.ndarray
+
+    @property
+    def seconds(self) -> np.ndarray:
+        return self.bytes / self.bandwidth + self.latency_s
+
+
+def kv_link(
+    prefill: Deployments,
+    decode: Deployments,
+    w: ServingWorkloads,
+    prefill_instances: np.ndarray,
+    decode_instances: np.ndarray,
+    link_latency_s: float | None = None,
+) -> KvLink:
+    """Bytes of one request's KV cache and the link it crosses (see the module docstring)."""
+    spec = prefill.hardware.interconnect
+    if not isinstance(spec, SwitchedInterconnect):
+        raise InvalidInputError(
+            "hardware",
+            f"{prefill.hardware.name} has a torus interconnect: the KV link between pools is modelled for GPUs",
+            "use a GPU (switched interconnect) for disaggregated serving",
+        )
+    configs = decode.inference_configs("decode", np.ones(len(decode)))
+    per_token = kv_bytes_per_token(
+        configs.layers, configs.kv_heads, configs.d_head, BYTES_PER_ELEMENT[configs.kv_dtype], True
+    )
+    total = prefill_instances * prefill.chips + decode_instances * decode.chips
+    one_domain = total <= spec.domain_size  # every instance in one NVLink domain (one node)
+    per_chip = np.where(one_domain, spec.domain_bandwidth_bytes_per_s, spec.network_bandwidth_bytes_per_s)
+    ports = np.minimum(prefill.chips, decode.chips)
+    if link_latency_s is None:
+        latency = np.where(one_domain, spec.domain_latency_s, spec.network_latency_s)
+    else:
+        latency = np.full(len(prefill), float(link_latency_s))
+    return KvLink(bytes=per_token * w.prompt_len, bandwidth=per_chip * ports, latency_s=latency)
+
+
+def _check_pools(prefill: Deployments, decode: Deployments, w: ServingWorkloads) -> None:
+    if len(prefill) != len(decode) or len(w) != len(prefill):
+        raise InvalidInputError(
+            "decode",
+            f"{len(prefill)} prefill deployments, {len(decode)} decode, {len(w)} workloads",
+            "pass one of each per configuration",
+        )
+    if prefill.hardware != decode.hardware:
+        raise InvalidInputError(
+            "decode.hardware",
+            f"{decode.hardware.name} differs from the prefill pool's {prefill.hardware.name}",
+            "use the same chip for both pools",
+        )
+    p_models = np.array([m.name for m in prefill.models])[prefill.model_index]
+    d_models = np.array([m.name for m in decode.models])[decode.model_index]
+    if np.any(p_models != d_models):
+        raise InvalidInputError("decode.model", "differs from the prefill pool's model", "serve one model in both")
+
+
+def combine(
+    p: PrefillPool,
+    q: DecodePool,
+    link: KvLink,
+    w: ServingWorkloads,
+    rate: np.ndarray,
+    *,
+    clients: np.ndarray | None = None,
+) -> DisaggregatedEstimate:
+    """The matched pools at ``rate`` requests/s (``clients``: closed loop, the rate is the
+    throughput found for them and their wait beyond the pools is added to TTFT)."""
+    gen = w.gen_len
+    n = len(w)
+    rate = np.broadcast_to(np.asarray(rate, dtype=np.float64), (n,))
+    link_util = rate / p.instances * link.seconds
+    capacity = np.minimum(p.capacity_rps, q.capacity_rps)
+    fits = p.fits & q.fits
+    if clients is None:
+        stable = fits & (p.utilisation < 1.0) & (rate < q.capacity_rps) & (link_util < 1.0)
+        queue = p.queue_s
+        queued = np.where(stable, 0.0, np.inf)
+    else:
+        stable = fits & (link_util < 1.0)
+        service = p.prefill_s + link.seconds + (gen - 1.0) * q.iteration_s
+        in_pools = rate * service  # Little's law
+        wait = np.where(rate > 0, np.maximum(clients / np.maximum(rate, 1e-300) - service, 0.0), np.inf)
+        queue = np.where(stable, 0.5 * p.iteration_s * (p.utilisation > 0) + wait, np.inf)
+        queued = np.maximum(clients - in_pools, 0.0)
+    bad = ~stable
+    ttft = queue + p.prefill_s + link.seconds
+    tpot = np.where(gen > 1.0, q.iteration_s, 0.0)
+    chips = p.instances * p.chips_per_instance + q.instances * q.chips_per_instance
+    requests = np.where(bad, 0.0, rate)
+    tokens = requests * gen
+    running = q.instances * q.running
+    inf = np.full(n, np.inf)
+    return DisaggregatedEstimate(
+        ttft_s=np.where(bad, inf, ttft),
+        tpot_s=np.where(bad, inf, tpot),
+        tpot_p90_s=np.where(bad, inf, tpot),  # no mixed iterations: every decode step alike
+        tpot_p99_s=np.where(bad, inf, tpot),
+        e2e_latency_s=np.where(bad, inf, ttft + (gen - 1.0) * tpot),
+        tokens_per_s=tokens,
+        tokens_per_s_per_chip=tokens / chips,
+        tokens_per_s_per_user=np.where(bad | (tpot <= 0), 0.0, 1.0 / np.where(tpot > 0, tpot, 1.0)),
+        requests_per_s=requests,
+        max_concurrency=q.instances * q.slots,
+        running=running,
+        queued=queued,
+        mixed_share=np.zeros(n),
+        prefill_tokens_per_mixed_iteration=np.zeros(n),
+        decode_iteration_s=q.iteration_s,
+        mixed_iteration_s=np.full(n, np.nan),
+        stable=stable,
+        fits=fits,
+        weights_bytes_per_chip=q.weights_bytes_per_chip,
+        kv_cache_bytes_per_chip=q.kv_bytes_per_token_per_chip * q.held_tokens * q.running,
+        kv_bytes_per_token_per_chip=q.kv_bytes_per_token_per_chip,
+        prefill_instances=p.instances,
+        decode_instances=q.instances,
+        chips=chips,
+        capacity_rps=capacity,
+        prefill_capacity_rps=p.capacity_rps,
+        decode_capacity_rps=q.capacity_rps,
+        limiting_pool=np.where(p.capacity_rps <= q.capacity_rps, POOLS[0], POOLS[1]),
+        balance=p.capacity_rps / np.where(q.capacity_rps > 0, q.capacity_rps, np.nan),
+        prefill_iteration_s=p.iteration_s,
+        prefill_tokens_per_iteration=p.tokens_per_iteration,
+        prefill_queue_s=np.where(bad, inf, queue),
+        prefill_utilisation=p.utilisation,
+        decode_utilisation=q.running / np.where(q.slots > 0, q.slots, np.nan),
+        kv_transfer_s=link.seconds,
+        kv_transfer_bytes=link.bytes,
+        kv_link_bandwidth_bytes_per_s=link.bandwidth,
+        kv_link_utilisation=link_util,
+    )
+
+
+def serve_disaggregated(
+    prefill: Deployments,
+    decode: Deployments,
+    workloads: ServingWorkloads,
+    *,
+    prefill_instances: np.ndarray | float,
+    decode_instances: np.ndarray | float,
+    calibration: CalibrationProfile | None = None,
+    overlap: Overlap = "overlapped",
+    link_latency_s: float | None = None,
+) -> DisaggregatedEstimate:
+    """Steady state of n disaggregated configurations: row i pairs ``prefill_instances[i]``
+    copies of ``prefill.take(i)`` with ``decode_instances[i]`` copies of ``decode.take(i)`` under
+    ``workloads.take(i)`` (its ``max_num_tokens`` sizes prefill iterations, its
+    ``max_batch_size`` decode batches). Open loop (``request_rate``) or closed (``concurrency``)."""
+    if overlap not in OVERLAPS:
+        raise InvalidInputError("overlap", f"unknown value {overlap!r}", f"use {' or '.join(OVERLAPS)}")
+    _check_pools(prefill, decode, workloads)
+    n = len(workloads)
+    xp = _instances("prefill_instances", prefill_instances, n)
+    yd = _instances("decode_instances", decode_instances, n)
+    w = workloads
+    link = kv_link(prefill, decode, w, xp, yd, link_latency_s)
+    closed = w.closed_loop
+    rate = np.where(closed, 0.0, w.request_rate)
+    pm = _PrefillModel(prefill, w, xp, calibration, overlap)
+    dm = _DecodeModel(decode, w, yd, calibration, overlap)
+    open_result = combine(pm.at(rate), dm.at(rate), link, w, rate)
+    if not np.any(closed):
+        return open_result
+    # Closed loop: throughput X = min(C / E2E(X), capacity), a damped fixed point on X (the
+    # pools' own fixed points warm-started from the last round).
+    link_capacity = xp / np.maximum(link.seconds, 1e-300)
+    capacity = np.minimum(np.minimum(pm.at(np.zeros(n)).capacity_rps, dm.capacity), link_capacity)
+    clients = np.where(closed, w.concurrency, 0.0)
+    x = np.zeros(n)
+    p, q = pm.at(x), dm.at(x)
+    for _ in range(_FIXED_POINT_ROUNDS):
+        service = p.prefill_s + link.seconds + (w.gen_len - 1.0) * q.iteration_s
+        new = 0.5 * x + 0.5 * np.minimum(clients / service, capacity * 0.999)
+        done = _converged(new, x)
+        x = new
+        p, q = pm.at(x, p.tokens_per_iteration), dm.at(x, q.running)
+        if done:
+            break
+    closed_result = combine(p, q, link, w, x, clients=clients)
+    columns = {
+        f.name: np.where(closed, getattr(closed_result, f.name), getattr(open_result, f.name))
+        for f in fields(DisaggregatedEstimate)
+    }
+    return DisaggregatedEstimate(**columns)

@@ -1,0 +1,159 @@
+"""Capacity planning (cost_models/capacity.py): the recommendation is re-scored independently
+(serve() for replicas at R/k built here, serve_disaggregated pair by pair) and every candidate
+with fewer chips is checked to miss the SLA."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cost_models.capacity import aggregated_candidates, disaggregated_candidates, problem, recommend
+from cost_models.deployments import make_deployments
+from cost_models.disaggregated import serve_disaggregated
+from cost_models.dtypes import BF16, FP8
+from cost_models.errors import InvalidInputError
+from cost_models.serving import make_workloads, serve
+
+RATE, PROMPT, GEN, TTFT, TPOT = 10.0, 2048, 256, 1.0, 0.05
+
+
+@pytest.fixture(scope="module")
+def plan():
+    p = problem(
+        "llama-3-70b",
+        "h100-sxm",
+        request_rate=RATE,
+        prompt_len=PROMPT,
+        gen_len=GEN,
+        max_ttft_s=TTFT,
+        max_tpot_s=TPOT,
+        max_chips=12,
+        backend="trtllm",
+    )
+    return p, recommend(p)
+
+
+def _replica(p, tp, fmt, replicas):
+    d = make_deployments(
+        p.model,
+        p.chip,
+        mesh=[1, 1, tp],
+        batch=1,
+        prompt_len=1,
+        gen_len=1,
+        prefill_ffn_layout=0,
+        decode_ffn_layout=0,
+        weight_dtype=fmt,
+        act_dtype=fmt,
+        flash_attention=True,
+    )
+    w = make_workloads(backend="trtllm", request_rate=RATE / replicas, prompt_len=PROMPT, gen_len=GEN)
+    return serve(d, w, calibration=p.calibration)
+
+
+def _meets(est, i=0):
+    return bool(est.stable[i]) and est.ttft_s[i] <= TTFT and est.tpot_s[i] <= TPOT
+
+
+CODES = {"bf16": BF16, "fp8": FP8}
+
+
+def test_aggregated_best_meets_the_sla_when_rescored(plan):
+    p, result = plan
+    best = result["aggregated"]["best"]
+    assert best is not None
+    assert best["chips"] == best["replicas"] * best["tp"]
+    est = _replica(p, best["tp"], CODES[best["weight_format"]], best["replicas"])
+    assert _meets(est)
+    assert est.ttft_s[0] == pytest.approx(best["ttft_s"], rel=1e-9)
+
+
+def test_no_aggregated_candidate_with_fewer_chips_meets_the_sla(plan):
+    p, result = plan
+    best = result["aggregated"]["best"]
+    c = aggregated_candidates(p)
+    fewer = np.flatnonzero(c.chips < best["chips"])
+    assert len(fewer) > 0
+    names = {BF16: "bf16", FP8: "fp8"}
+    for i in fewer:
+        code = int(c.deployments.weight_dtype[i])
+        assert names[code] == c.format_names[i]
+        assert not _meets(_replica(p, int(c.tp[i]), code, int(c.replicas[i]))), (c.tp[i], c.replicas[i])
+
+
+def test_disaggregated_best_and_fewer_chips_rescored_pair_by_pair(plan):
+    p, result = plan
+    best = result["disaggregated"]["best"]
+    assert best is not None
+    c = disaggregated_candidates(p)
+    chips = c.prefill_instances * c.prefill_tp + c.decode_instances * c.decode_tp
+    assert np.all(chips <= 12)
+    keep = np.flatnonzero(chips <= best["chips"])
+    est = serve_disaggregated(
+        c.prefill.take(keep),
+        c.decode.take(keep),
+        c.workloads.take(keep),
+        prefill_instances=c.prefill_instances[keep],
+        decode_instances=c.decode_instances[keep],
+        calibration=p.calibration,
+    )
+    ok = est.stable & (est.ttft_s <= TTFT) & (est.tpot_s <= TPOT)
+    assert not np.any(ok & (chips[keep] < best["chips"]))
+    match = (
+        (c.prefill_instances[keep] == best["prefill_instances"])
+        & (c.decode_instances[keep] == best["decode_instances"])
+        & (c.prefill_tp[keep] == best["prefill_tp"])
+        & (c.decode_tp[keep] == best["decode_tp"])
+        & (c.format_names[keep] == best["weight_format"])
+    )
+    assert match.sum() == 1
+    assert ok[match][0]
+    assert est.tpot_s[match][0] == pytest.approx(best["tpot_s"], rel=1e-6)
+
+
+def test_feasible_rows_are_sorted_by_chips(plan):
+    _, result = plan
+    for mode in ("aggregated", "disaggregated"):
+        chips = [row["chips"] for row in result[mode]["feasible"]]
+        assert chips == sorted(chips)
+        assert all(row["ttft_s"] <= TTFT and row["tpot_s"] <= TPOT for row in result[mode]["feasible"])
+
+
+def test_nothing_within_the_budget_is_an_explicit_none():
+    p = problem(
+        "llama-3-70b",
+        "h100-sxm",
+        request_rate=RATE,
+        prompt_len=PROMPT,
+        gen_len=GEN,
+        max_ttft_s=TTFT,
+        max_tpot_s=TPOT,
+        max_chips=1,
+    )
+    result = recommend(p)
+    for mode in ("aggregated", "disaggregated"):
+        assert result[mode]["best"] is None and result[mode]["feasible"] == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"request_rate": 0.0}, "request_rate"),
+        ({"max_ttft_s": -1.0}, "max_ttft_s"),
+        ({"max_chips": 0}, "max_chips"),
+        ({"hardware": "tpu-v5e"}, "hardware"),
+    ],
+)
+def test_bad_problems_name_the_field(kwargs, field):
+    args = {
+        "hardware": "h100-sxm",
+        "request_rate": RATE,
+        "prompt_len": PROMPT,
+        "gen_len": GEN,
+        "max_ttft_s": TTFT,
+        "max_tpot_s": TPOT,
+    } | kwargs
+    hardware = args.pop("hardware")
+    with pytest.raises(InvalidInputError) as info:
+        problem("llama-3-70b", hardware, **args)
+    assert str(info.value).startswith(field)

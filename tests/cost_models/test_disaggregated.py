@@ -1,0 +1,141 @@
+"""Disaggregated prefill/decode (cost_models/disaggregated.py).
+
+Expected values come from outside the code under test: decode iterations from
+``iteration_times`` called directly, KV bytes from the model's shape in models.yaml (Llama-3-70B:
+80 layers, 8 KV heads of 128, bf16) and link speeds from hardware.yaml (H100 SXM: NVLink
+450 GB/s, network 50 GB/s per chip, latencies 2 us / 5 us, 8 GPUs per domain).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cost_models.calibrated_times import calibrated_network
+from cost_models.calibration import resolve_calibration
+from cost_models.deployments import make_deployments
+from cost_models.disaggregated import disaggregated_report, serve_disaggregated
+from cost_models.errors import InvalidInputError
+from cost_models.hardware import get_hardware
+from cost_models.iteration import iteration_times
+from cost_models.models import get_model
+from cost_models.serving import make_workloads
+from cost_models.topology import network_for
+
+MODEL = get_model("llama-3-70b")
+CHIP = get_hardware("h100-sxm")
+PROFILE = resolve_calibration("auto", "h100-sxm", "trtllm")
+PROMPT, GEN = 2048, 256
+KV_BYTES_PER_TOKEN = 2 * 80 * 8 * 128 * 2  # K and V, layers, KV heads, d_head, bf16
+
+
+def tp(degree, n=1):
+    return make_deployments(
+        MODEL,
+        CHIP,
+        mesh=np.tile([1, 1, degree], (n, 1)),
+        batch=1,
+        prompt_len=1,
+        gen_len=1,
+        prefill_ffn_layout=0,
+        decode_ffn_layout=0,
+        flash_attention=True,
+    )
+
+
+def rate_workloads(rate, n=1):
+    return make_workloads(n, backend="trtllm", request_rate=rate, prompt_len=PROMPT, gen_len=GEN)
+
+
+def test_decode_tpot_is_a_decode_only_iteration_at_the_running_batch():
+    est = serve_disaggregated(
+        tp(8), tp(8), rate_workloads(5.0), prefill_instances=1, decode_instances=2, calibration=PROFILE
+    )
+    assert est.stable[0]
+    running = est.running[0] / 2  # per decode instance
+    assert 1.0 < running < 100.0
+    network = calibrated_network(network_for(CHIP), CHIP, PROFILE)
+    by_hand = iteration_times(
+        tp(8),
+        network,
+        decode_seqs=np.array([running]),
+        decode_context=np.array([PROMPT + (GEN - 1) / 2]),
+        prefill_tokens=np.array([0.0]),
+        prefill_prompt_len=np.array([float(PROMPT)]),
+        calibration=PROFILE,
+        phase="decode",
+    ).latency_s[0]
+    assert est.tpot_s[0] == pytest.approx(by_hand, rel=1e-6)
+    # No interference: every decode step alike, and Little's law per instance.
+    assert est.tpot_p99_s[0] == est.tpot_s[0]
+    assert running == pytest.approx(5.0 / 2 * (GEN - 1) * by_hand, rel=1e-4)
+
+
+def test_kv_transfer_is_bytes_over_the_network_ports_between_nodes():
+    est = serve_disaggregated(tp(8), tp(4), rate_workloads(2.0), prefill_instances=1, decode_instances=1)
+    bytes_ = KV_BYTES_PER_TOKEN * PROMPT
+    assert est.kv_transfer_bytes[0] == pytest.approx(bytes_)
+    # 12 chips span two nodes: the network, 50 GB/s on each of min(8, 4) ports, plus 5 us.
+    assert est.kv_transfer_s[0] == pytest.approx(bytes_ / (4 * 50e9) + 5e-6, rel=1e-9)
+
+
+def test_kv_transfer_inside_one_nvlink_domain_uses_the_domain_fabric():
+    est = serve_disaggregated(tp(4), tp(4), rate_workloads(1.0), prefill_instances=1, decode_instances=1)
+    assert est.kv_transfer_s[0] == pytest.approx(KV_BYTES_PER_TOKEN * PROMPT / (4 * 450e9) + 2e-6, rel=1e-9)
+
+
+def test_more_prefill_instances_never_lower_capacity():
+    xp = np.arange(1, 7)
+    est = serve_disaggregated(
+        tp(8, 6), tp(8, 6), rate_workloads(2.0, 6), prefill_instances=xp, decode_instances=1, calibration=PROFILE
+    )
+    assert np.all(np.diff(est.prefill_capacity_rps) > 0)
+    assert np.all(np.diff(est.capacity_rps) >= 0)
+    assert est.prefill_capacity_rps == pytest.approx(xp * est.prefill_capacity_rps[0])
+    # TTFT at a fixed rate does not rise with more prefill instances (less queueing).
+    assert np.all(np.diff(est.ttft_s) <= 1e-12)
+
+
+def test_limiting_pool_and_rate_beyond_capacity():
+    one = serve_disaggregated(tp(8), tp(8), rate_workloads(1.0), prefill_instances=1, decode_instances=1)
+    cap = one.capacity_rps[0]
+    assert cap == min(one.prefill_capacity_rps[0], one.decode_capacity_rps[0])
+    expected_pool = "prefill" if one.prefill_capacity_rps[0] <= one.decode_capacity_rps[0] else "decode"
+    assert one.limiting_pool[0] == expected_pool
+    over = serve_disaggregated(tp(8), tp(8), rate_workloads(cap * 1.2), prefill_instances=1, decode_instances=1)
+    assert not over.stable[0]
+    assert over.requests_per_s[0] == 0.0 and np.isinf(over.ttft_s[0])
+    under = serve_disaggregated(tp(8), tp(8), rate_workloads(cap * 0.5), prefill_instances=1, decode_instances=1)
+    assert under.stable[0] and under.requests_per_s[0] == pytest.approx(cap * 0.5)
+    assert under.tokens_per_s_per_chip[0] == pytest.approx(cap * 0.5 * GEN / 16)
+
+
+@pytest.mark.parametrize("field", ["prefill_instances", "decode_instances"])
+@pytest.mark.parametrize("value", [0, -1, 1.5])
+def test_bad_instance_counts_name_the_field(field, value):
+    counts = {"prefill_instances": 1, "decode_instances": 1, field: value}
+    with pytest.raises(InvalidInputError) as info:
+        serve_disaggregated(tp(8), tp(8), rate_workloads(1.0), **counts)
+    assert field in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_pool_that_cannot_hold_a_sequence_is_an_explicit_infeasible_result():
+    # 70B bf16 weights (141 GB) on one 80 GiB H100: neither pool fits.
+    est = serve_disaggregated(tp(1), tp(1), rate_workloads(1.0), prefill_instances=1, decode_instances=1)
+    assert not est.fits[0] and not est.stable[0]
+    assert np.isinf(est.ttft_s[0]) and est.tokens_per_s[0] == 0.0
+    report = disaggregated_report(est)
+    assert report["stable"] is False and report["ttft_s"] is None
+
+
+def test_mismatched_pool_lengths_are_bad_input():
+    with pytest.raises(InvalidInputError, match="decode"):
+        serve_disaggregated(tp(8, 2), tp(8), rate_workloads(1.0, 2), prefill_instances=1, decode_instances=1)
+
+
+def test_closed_loop_obeys_littles_law_below_capacity():
+    w = make_workloads(backend="trtllm", concurrency=16, prompt_len=PROMPT, gen_len=GEN)
+    est = serve_disaggregated(tp(8), tp(8), w, prefill_instances=1, decode_instances=1, calibration=PROFILE)
+    assert est.stable[0]
+    assert 0 < est.requests_per_s[0] <= est.capacity_rps[0]
+    assert est.requests_per_s[0] * est.e2e_latency_s[0] == pytest.approx(16, rel=0.02)

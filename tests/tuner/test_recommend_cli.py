@@ -1,0 +1,71 @@
+"""``tuner recommend``: JSON with both modes, an explicit none, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cli_helpers import assert_one_error_line, run_cli
+
+BASE = (
+    "recommend",
+    "--model",
+    "llama-3-70b",
+    "--hardware",
+    "h100-sxm",
+    "--request-rate",
+    "10",
+    "--prompt-len",
+    "2048",
+    "--gen-len",
+    "256",
+    "--max-tpot-s",
+    "0.05",
+    "--backend",
+    "trtllm",
+)
+
+
+def test_json_has_both_modes_meeting_the_sla(capsys):
+    code, out, err = run_cli(capsys, *BASE, "--max-ttft-s", "1", "--max-chips", "12", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert set(report["modes"]) == {"aggregated", "disaggregated"}
+    agg, dis = report["modes"]["aggregated"]["best"], report["modes"]["disaggregated"]["best"]
+    assert agg["chips"] == agg["replicas"] * agg["tp"] <= 12
+    assert dis["chips"] == dis["prefill_instances"] * dis["prefill_tp"] + dis["decode_instances"] * dis["decode_tp"]
+    for best in (agg, dis):
+        assert best["ttft_s"] <= 1.0 and best["tpot_s"] <= 0.05
+    for row in report["modes"]["disaggregated"]["runners_up"]:
+        assert row["chips"] >= dis["chips"]
+    assert dis["limiting_pool"] in ("prefill", "decode")
+
+
+def test_table_says_none_when_nothing_meets_the_sla(capsys):
+    code, out, err = run_cli(capsys, *BASE, "--max-ttft-s", "0.001", "--max-chips", "8", "--mode", "aggregated")
+    assert code == 0, err
+    assert "aggregated: none" in out
+    assert "disaggregated" not in out
+
+
+def test_json_none_is_null(capsys):
+    code, out, _ = run_cli(capsys, *BASE, "--max-ttft-s", "0.001", "--max-chips", "4", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["modes"]["aggregated"]["best"] is None
+    assert report["modes"]["disaggregated"]["best"] is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        (("--max-ttft-s", "0"), "max_ttft_s"),
+        (("--max-ttft-s", "1", "--max-chips", "0"), "max_chips"),
+        (("--max-ttft-s", "1", "--mode", "sideways"), "--mode"),
+        (("--max-ttft-s", "1", "--hardware", "tpu-v5e"), "hardware"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_line(capsys, extra, field):
+    code, out, err = run_cli(capsys, *BASE, *extra)
+    assert_one_error_line(code, out, err, (field,))
