@@ -41,7 +41,7 @@ from cost_models.dtypes import BF16, FP8, INT8
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
 from cost_models.models import ModelSpec, get_model
-from cost_models.serving import ServingEstimate, ServingWorkloads, make_workloads, serve
+from cost_models.serving import ServingEstimate, ServingWorkloads, make_workloads, resolve_overheads, serve
 from cost_models.topology import network_for
 
 MODES: tuple[str, ...] = ("aggregated", "disaggregated")
@@ -307,6 +307,7 @@ def score_disaggregated(p: CapacityProblem, c: DisaggregatedCandidates) -> Disag
         link,
         c.workloads,
         np.full(len(c.prefill_row), p.request_rate),
+        request_overhead_s=resolve_overheads(p.calibration, None).request_overhead_s,
     )
 
 

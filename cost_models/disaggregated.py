@@ -54,7 +54,14 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect
 from cost_models.iteration import iteration_times
 from cost_models.model_counts import kv_bytes_per_token
-from cost_models.serving import SERVING_KEYS, ServingEstimate, ServingWorkloads, _memory
+from cost_models.serving import (
+    SERVING_KEYS,
+    EngineOverheads,
+    ServingEstimate,
+    ServingWorkloads,
+    _memory,
+    resolve_overheads,
+)
 from cost_models.topology import Network, network_for
 
 _FIXED_POINT_ROUNDS = 60
@@ -187,8 +194,10 @@ def _converged(new: np.ndarray, old: np.ndarray) -> bool:
 class _PrefillModel:
     """One prefill instance's constants (budget, full iteration, memory), evaluated at rates."""
 
-    def __init__(self, d: Deployments, w: ServingWorkloads, instances: np.ndarray, calibration, overlap) -> None:
-        self.d, self.w, self.instances = d, w, instances
+    def __init__(
+        self, d: Deployments, w: ServingWorkloads, instances: np.ndarray, calibration, overlap, overheads
+    ) -> None:
+        self.d, self.w, self.instances, self.overheads = d, w, instances, overheads
         self.calibration, self.overlap = calibration, overlap
         self.network = _network(d.hardware, calibration)
         self.uncached = _uncached(w)
@@ -198,6 +207,12 @@ class _PrefillModel:
         self.memory = _memory(d, w, "prefill")
 
     def iteration(self, tokens: np.ndarray) -> np.ndarray:
+        """The longer of the GPU's prefill pass and the engine's host work for its prompts."""
+        o = self.overheads
+        host = (o.host_per_sequence_s + o.host_per_new_request_s) * tokens / self.uncached
+        return np.maximum(self.gpu_iteration(tokens), host)
+
+    def gpu_iteration(self, tokens: np.ndarray) -> np.ndarray:
         w = self.w
         return iteration_times(
             self.d,
@@ -255,8 +270,10 @@ class _DecodeModel:
     """One decode instance's constants (slots, full-batch iteration, memory), evaluated at rates:
     each request holds a slot for ``gen_len - 1`` iterations (the prefill instance made the first)."""
 
-    def __init__(self, d: Deployments, w: ServingWorkloads, instances: np.ndarray, calibration, overlap) -> None:
-        self.d, self.w, self.instances = d, w, instances
+    def __init__(
+        self, d: Deployments, w: ServingWorkloads, instances: np.ndarray, calibration, overlap, overheads
+    ) -> None:
+        self.d, self.w, self.instances, self.overheads = d, w, instances, overheads
         self.calibration, self.overlap = calibration, overlap
         self.network = _network(d.hardware, calibration)
         # A decode-only iteration holds at most max_batch_size tokens: its activations, not the
@@ -277,6 +294,10 @@ class _DecodeModel:
         )
 
     def iteration(self, seqs: np.ndarray) -> np.ndarray:
+        """The longer of the GPU's decode step and the engine's host work for its sequences."""
+        return np.maximum(self.gpu_iteration(seqs), self.overheads.host_per_sequence_s * seqs)
+
+    def gpu_iteration(self, seqs: np.ndarray) -> np.ndarray:
         w = self.w
         return iteration_times(
             self.d,
@@ -324,11 +345,18 @@ def prefill_pool(
     *,
     calibration: CalibrationProfile | None = None,
     overlap: Overlap = "overlapped",
+    overheads: EngineOverheads | None = None,
 ) -> PrefillPool:
     """``instances`` copies of ``d`` (prefill layout) taking Poisson ``rate`` requests/s in all."""
-    return _PrefillModel(d, w, _instances("prefill_instances", instances, len(d)), calibration, overlap).at(
-        np.broadcast_to(np.asarray(rate, dtype=np.float64), (len(d),))
+    model = _PrefillModel(
+        d,
+        w,
+        _instances("prefill_instances", instances, len(d)),
+        calibration,
+        overlap,
+        resolve_overheads(calibration, overheads),
     )
+    return model.at(np.broadcast_to(np.asarray(rate, dtype=np.float64), (len(d),)))
 
 
 def decode_pool(
@@ -339,11 +367,18 @@ def decode_pool(
     *,
     calibration: CalibrationProfile | None = None,
     overlap: Overlap = "overlapped",
+    overheads: EngineOverheads | None = None,
 ) -> DecodePool:
     """``instances`` copies of ``d`` (decode layout) decoding ``rate`` requests/s in all."""
-    return _DecodeModel(d, w, _instances("decode_instances", instances, len(d)), calibration, overlap).at(
-        np.broadcast_to(np.asarray(rate, dtype=np.float64), (len(d),))
+    model = _DecodeModel(
+        d,
+        w,
+        _instances("decode_instances", instances, len(d)),
+        calibration,
+        overlap,
+        resolve_overheads(calibration, overheads),
     )
+    return model.at(np.broadcast_to(np.asarray(rate, dtype=np.float64), (len(d),)))
 
 
 @dataclass(frozen=True)
@@ -415,9 +450,11 @@ def combine(
     rate: np.ndarray,
     *,
     clients: np.ndarray | None = None,
+    request_overhead_s: float = 0.0,
 ) -> DisaggregatedEstimate:
     """The matched pools at ``rate`` requests/s (``clients``: closed loop, the rate is the
-    throughput found for them and their wait beyond the pools is added to TTFT)."""
+    throughput found for them and their wait beyond the pools is added to TTFT).
+    ``request_overhead_s``: TTFT outside the engines (HTTP, tokenization)."""
     gen = w.gen_len
     n = len(w)
     rate = np.broadcast_to(np.asarray(rate, dtype=np.float64), (n,))
@@ -436,7 +473,7 @@ def combine(
         queue = np.where(stable, 0.5 * p.iteration_s * (p.utilisation > 0) + wait, np.inf)
         queued = np.maximum(clients - in_pools, 0.0)
     bad = ~stable
-    ttft = queue + p.prefill_s + link.seconds
+    ttft = queue + p.prefill_s + link.seconds + request_overhead_s
     tpot = np.where(gen > 1.0, q.iteration_s, 0.0)
     chips = p.instances * p.chips_per_instance + q.instances * q.chips_per_instance
     requests = np.where(bad, 0.0, rate)
@@ -495,11 +532,14 @@ def serve_disaggregated(
     calibration: CalibrationProfile | None = None,
     overlap: Overlap = "overlapped",
     link_latency_s: float | None = None,
+    overheads: EngineOverheads | None = None,
 ) -> DisaggregatedEstimate:
     """Steady state of n disaggregated configurations: row i pairs ``prefill_instances[i]``
     copies of ``prefill.take(i)`` with ``decode_instances[i]`` copies of ``decode.take(i)`` under
     ``workloads.take(i)`` (its ``max_num_tokens`` sizes prefill iterations, its
-    ``max_batch_size`` decode batches). Open loop (``request_rate``) or closed (``concurrency``)."""
+    ``max_batch_size`` decode batches). Open loop (``request_rate``) or closed (``concurrency``).
+    ``overheads``: each instance's engine host costs, as in :func:`cost_models.serving.serve`
+    (None: the calibration's engine's fit; none without a calibration)."""
     if overlap not in OVERLAPS:
         raise InvalidInputError("overlap", f"unknown value {overlap!r}", f"use {' or '.join(OVERLAPS)}")
     _check_pools(prefill, decode, workloads)
@@ -510,9 +550,10 @@ def serve_disaggregated(
     link = kv_link(prefill, decode, w, xp, yd, link_latency_s)
     closed = w.closed_loop
     rate = np.where(closed, 0.0, w.request_rate)
-    pm = _PrefillModel(prefill, w, xp, calibration, overlap)
-    dm = _DecodeModel(decode, w, yd, calibration, overlap)
-    open_result = combine(pm.at(rate), dm.at(rate), link, w, rate)
+    overheads = resolve_overheads(calibration, overheads)
+    pm = _PrefillModel(prefill, w, xp, calibration, overlap, overheads)
+    dm = _DecodeModel(decode, w, yd, calibration, overlap, overheads)
+    open_result = combine(pm.at(rate), dm.at(rate), link, w, rate, request_overhead_s=overheads.request_overhead_s)
     if not np.any(closed):
         return open_result
     # Closed loop: throughput X = min(C / E2E(X), capacity), a damped fixed point on X (the
@@ -530,7 +571,7 @@ def serve_disaggregated(
         p, q = pm.at(x, p.tokens_per_iteration), dm.at(x, q.running)
         if done:
             break
-    closed_result = combine(p, q, link, w, x, clients=clients)
+    closed_result = combine(p, q, link, w, x, clients=clients, request_overhead_s=overheads.request_overhead_s)
     columns = {
         f.name: np.where(closed, getattr(closed_result, f.name), getattr(open_result, f.name))
         for f in fields(DisaggregatedEstimate)

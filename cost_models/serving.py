@@ -118,6 +118,13 @@ class EngineOverheads:
 NO_OVERHEADS = EngineOverheads()
 
 
+def resolve_overheads(calibration: CalibrationProfile | None, overheads: EngineOverheads | None) -> EngineOverheads:
+    """The overheads given, else the calibration's engine's fit, else none (the pure model)."""
+    if overheads is not None:
+        return overheads
+    return engine_overheads(calibration.backend) if calibration is not None else NO_OVERHEADS
+
+
 def engine_overheads(backend: str) -> EngineOverheads:
     """The shipped fit for ``backend`` (``cost_models/serving_overheads/<backend>.yaml``); an
     engine with no measured serving runs borrows TensorRT-LLM's and says so (``borrowed``)."""
@@ -412,8 +419,7 @@ def serve(
     if calibration is not None:
         check_profile(calibration, d.hardware)
         network = calibrated_network(network, d.hardware, calibration)
-    if overheads is None:
-        overheads = engine_overheads(calibration.backend) if calibration is not None else NO_OVERHEADS
+    overheads = resolve_overheads(calibration, overheads)
     closed = w.closed_loop
     parts = []
     for mask, steady in ((closed, _closed_loop), (~closed, _open_loop)):

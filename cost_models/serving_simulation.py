@@ -52,9 +52,9 @@ from cost_models.serving import (
     NO_OVERHEADS,
     EngineOverheads,
     ServingWorkloads,
-    engine_overheads,
     kv_capacity_tokens,
     make_workloads,
+    resolve_overheads,
     serve,
     serving_report,
 )
@@ -282,8 +282,7 @@ def simulate_serving(
     if calibration is not None:
         check_profile(calibration, d.hardware)
         network = calibrated_network(network, d.hardware, calibration)
-    if overheads is None:
-        overheads = engine_overheads(calibration.backend) if calibration is not None else NO_OVERHEADS
+    overheads = resolve_overheads(calibration, overheads)
 
     n = int(requests)
     block = int(w.kv_block_size[0])
