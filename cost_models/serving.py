@@ -595,7 +595,7 @@ def _closed_loop(s: _Setting) -> ServingEstimate:
     requests = running / cycle_s
     # Clients beyond the slots wait for one: all C share the cycle (Little's law).
     waiting = np.maximum(clients / requests - cycle_s, 0.0)
-    return _result(
+    result = _result(
         s,
         cap,
         stable=np.ones(len(w), dtype=bool),
@@ -609,6 +609,30 @@ def _closed_loop(s: _Setting) -> ServingEstimate:
         t_mix=t_mix,
         t_dec=t_dec,
     )
+    spread = (w.prompt_len_std > 0) | (w.gen_len_std > 0)
+    if not np.any(spread & (running < cap.slots)):
+        return result
+    return _desynchronized_ttft(s, result, spread & (running < cap.slots), share * (burst - steady))
+
+
+def _desynchronized_ttft(
+    s: _Setting, synchronized: ServingEstimate, rows_mask: np.ndarray, burst_extra_s: np.ndarray
+) -> ServingEstimate:
+    """Closed loop with spread lengths: requests end at different iterations, the burst's groups
+    dissolve and a request arrives alone, like one of a Poisson stream at the loop's own
+    throughput. The cycle (TPOT, throughput: the same prefill work per cycle) stays the
+    synchronized one; TTFT is the open loop's at that rate (its wait for the running iteration
+    and for the prefill budget), plus the first burst's share. Checked against the simulation
+    (tests/cost_models/test_serving_simulation.py)."""
+    rows = np.flatnonzero(rows_mask)
+    sub = replace(s, d=s.d.take(rows), w=s.w.take(rows))
+    open_w = replace(sub.w, concurrency=np.full(len(rows), np.nan), request_rate=synchronized.requests_per_s[rows])
+    est = _open_loop(replace(sub, w=open_w))
+    keep = rows[est.stable]
+    ttft = synchronized.ttft_s.copy()
+    ttft[keep] = est.ttft_s[est.stable] + burst_extra_s[keep]
+    gen = s.w.gen_len
+    return replace(synchronized, ttft_s=ttft, e2e_latency_s=ttft + (gen - 1.0) * synchronized.tpot_s)
 
 
 def _open_loop(s: _Setting) -> ServingEstimate:

@@ -44,6 +44,7 @@ CONFIGS = [
     (8, "trtllm", {"concurrency": 256, "prompt_len": 2048, "gen_len": 256}),
     (8, "vllm", {"concurrency": 64, "prompt_len": 1024, "gen_len": 128}),
     (8, "vllm", {"request_rate": 20.0, "prompt_len": 1024, "gen_len": 128}),
+    (8, "vllm", {"concurrency": 64, "prompt_len": 1024, "gen_len": 128, "prompt_len_std": 300, "gen_len_std": 40}),
     (8, "vllm", {"request_rate": 30.0, "prompt_len": 1024, "gen_len": 128, "prompt_len_std": 300, "gen_len_std": 40}),
 ]
 
