@@ -324,10 +324,6 @@ def estimate_command(
     if given and not serving:
         flag = "--" + next(iter(given)).replace("_", "-")
         raise InvalidInputError("serving", f"{flag} needs a load", "add --concurrency C or --request-rate R")
-    if not serving and batch is None:
-        raise InvalidInputError(
-            "batch", "missing", "pass --batch B (static estimate) or --concurrency C / --request-rate R (serving)"
-        )
     static: dict[str, Any] = {
         "mesh": mesh,
         "phase": phase,
@@ -358,9 +354,12 @@ def estimate_command(
             **common,
             **static,
         )
-    else:
-        assert batch is not None
+    elif batch is not None:
         report = estimate_one(model, hardware, batch=batch, **common, **static)
+    else:
+        raise InvalidInputError(
+            "batch", "missing", "pass --batch B (static estimate) or --concurrency C / --request-rate R (serving)"
+        )
     if as_json:
         _print_json(report)
     else:
