@@ -15,7 +15,7 @@ constraint, not an error.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 
 import numpy as np
@@ -23,6 +23,7 @@ import numpy as np
 from cost_models.calibration import CalibrationProfile, default_backend, resolve_calibration
 from cost_models.deployment import DeploymentEstimate, estimate, estimate_report
 from cost_models.deployments import BLOCKS, Deployment, Deployments, make_deployments
+from cost_models.disaggregated import DisaggregatedEstimate, disaggregated_report, serve_disaggregated
 from cost_models.dtypes import parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
@@ -64,6 +65,9 @@ SERVING_DIMENSIONS = (
     "chunked_prefill",
     "kv_block_size",
 )
+#: Dimensions of disaggregated serving (``mode: disaggregated`` or ``both``): whether a candidate
+#: is disaggregated (``both`` only), a prefill instance's mesh, and the instances of each pool.
+POOL_DIMENSIONS = ("disaggregated", "prefill_mesh", "prefill_instances", "decode_instances")
 #: The :class:`Deployments` column each dimension sets.
 DEPLOYMENT_COLUMN = {
     "mesh": "mesh",
@@ -120,6 +124,10 @@ class SearchSpace:
     def serving_columns_of(self, indices: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The :class:`ServingWorkloads` columns the serving dimensions set, by index."""
         return {name: self.values[name][indices[name]] for name in self.dimensions if name in SERVING_DIMENSIONS}
+
+    def pool_columns_of(self, indices: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Disaggregated serving's columns (empty without it), by index."""
+        return {name: self.values[name][indices[name]] for name in self.dimensions if name in POOL_DIMENSIONS}
 
 
 @dataclass(frozen=True)
@@ -240,18 +248,21 @@ def _over(key: str, limit: float) -> Callable[[Evaluation], np.ndarray]:
     return compute
 
 
-def _mesh_choices(spec: StudySpec, hardware: HardwareSpec) -> list[tuple[int, int, int]]:
+def _mesh_choices(
+    spec: StudySpec, hardware: HardwareSpec, chip_counts: list[int] | None = None, field: str = "space.chips"
+) -> list[tuple[int, int, int]]:
     network = network_for(hardware)
     space = spec.space
-    for chips in space.chips:
+    counts = space.chips if chip_counts is None else chip_counts
+    for chips in counts:
         if not network.legal_meshes(chips):
             raise InvalidInputError(
-                "space.chips",
+                field,
                 f"{chips} chips form no legal {hardware.name} mesh",
                 "use chip counts the hardware offers",
             )
-    if space.mesh == "auto":
-        return sorted({m for chips in space.chips for m in network.legal_meshes(chips)})
+    if chip_counts is not None or space.mesh == "auto":
+        return sorted({m for chips in counts for m in network.legal_meshes(chips)})
     meshes = []
     for text in space.mesh:
         mesh = parse_mesh(text)  # the spec is the one place a mesh is written as text
@@ -348,7 +359,27 @@ def compile_study(spec: StudySpec) -> CompiledStudy:
                 for name, choices in serving_labels.items()
             }
         )
+        if spec.serving.mode != "aggregated":
+            _add_pool_dimensions(spec, hardware, labels, values)
     return CompiledStudy(spec, model, hardware, SearchSpace(labels, values), profile, engine)
+
+
+def _add_pool_dimensions(
+    spec: StudySpec, hardware: HardwareSpec, labels: dict[str, tuple], values: dict[str, np.ndarray]
+) -> None:
+    """Disaggregated serving's dimensions: the mode (``both`` only), a prefill instance's mesh
+    (every legal mesh of ``prefill_chips``) and the instances of each pool."""
+    serving = spec.serving
+    assert serving is not None
+    if serving.mode == "both":
+        labels["disaggregated"] = (False, True)
+        values["disaggregated"] = np.array([False, True])
+    prefill_meshes = _mesh_choices(spec, hardware, serving.prefill_chips or spec.space.chips, "serving.prefill_chips")
+    labels["prefill_mesh"] = tuple("x".join(map(str, m)) for m in prefill_meshes)
+    values["prefill_mesh"] = np.array(prefill_meshes, dtype=np.float64).reshape(-1, 3)
+    for name in ("prefill_instances", "decode_instances"):
+        labels[name] = tuple(getattr(serving, name) or (1,))
+        values[name] = np.array(labels[name], dtype=np.float64)
 
 
 def _serving_choices(spec: StudySpec, engine: str) -> dict[str, tuple]:
@@ -384,6 +415,9 @@ def structurally_valid(study: CompiledStudy, indices: dict[str, np.ndarray]) -> 
         chunked = space.values["chunked_prefill"][indices["chunked_prefill"]]
         budget = space.values["max_num_tokens"][indices["max_num_tokens"]]
         valid &= chunked | (study.spec.workload.prompt_len * (1.0 - serving.prefix_hit_rate) <= budget)
+        if "disaggregated" in indices:  # mode both: an aggregated candidate has no pools to vary
+            pools = [indices[name] for name in ("prefill_mesh", "prefill_instances", "decode_instances")]
+            valid &= (indices["disaggregated"] == 1) | np.all([p == 0 for p in pools], axis=0)
     return valid
 
 
@@ -400,6 +434,7 @@ class Evaluation:
     result: DeploymentEstimate
     serving: ServingEstimate | None = None  # with a serving: section, the steady state under load
     workloads: ServingWorkloads | None = None
+    pools: Pools | None = None  # disaggregated serving's rows and pools
 
     @property
     def constraints(self) -> np.ndarray:
@@ -435,17 +470,75 @@ def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation
         study.model, study.hardware, prompt_len=workload.prompt_len, gen_len=workload.gen_len, **columns
     )
     result = estimate(deployments, overlap=study.spec.overlap, calibration=study.calibration)
-    served, workloads = None, None
+    served, workloads, pools = None, None, None
     if study.spec.serving is not None:
         workloads = _workloads(study, serving_columns, valid)
         served = serve(deployments, workloads, calibration=study.calibration, overlap=study.spec.overlap)
+        pool_columns = study.space.pool_columns_of(indices)
+        if pool_columns:
+            served, pools = _disaggregated(study, deployments, columns, workloads, served, pool_columns)
     metrics = metric_arrays(result, deployments, study.objective_names, served)
     values = np.stack([metrics[name] for name in study.objective_names], axis=1)
     penalty = np.array([_PENALTY if d == "minimize" else -_PENALTY for d in study.directions])
     values = np.where(valid[:, None] & np.isfinite(values), values, penalty)
-    evaluation = Evaluation(indices, deployments, values, {}, valid, result, served, workloads)
+    evaluation = Evaluation(indices, deployments, values, {}, valid, result, served, workloads, pools)
     evaluation.constraint_columns.update({c.name: c.compute(evaluation) for c in study.constraints})
     return evaluation
+
+
+@dataclass(frozen=True)
+class Pools:
+    """Disaggregated candidates of an evaluation: which rows, their pools and steady state."""
+
+    disaggregated: np.ndarray  # bool per candidate
+    prefill_mesh: np.ndarray  # (n, 3)
+    prefill_instances: np.ndarray
+    decode_instances: np.ndarray
+    estimate: DisaggregatedEstimate | None  # the disaggregated rows', in row order
+
+
+def _disaggregated(
+    study: CompiledStudy,
+    deployments: Deployments,
+    columns: dict[str, np.ndarray],
+    workloads: ServingWorkloads,
+    aggregated: ServingEstimate,
+    pool_columns: dict[str, np.ndarray],
+) -> tuple[ServingEstimate, Pools]:
+    """Score the disaggregated candidates (xP prefill instances of the prefill mesh, yD decode
+    instances of the candidate's mesh, same formats) and put their steady state in place of the
+    aggregated one: every serving metric and SLO reads one :class:`ServingEstimate`."""
+    n = len(deployments)
+    chosen = pool_columns.get("disaggregated", np.ones(n, dtype=bool)).astype(bool)
+    pools = Pools(
+        chosen, pool_columns["prefill_mesh"], pool_columns["prefill_instances"], pool_columns["decode_instances"], None
+    )
+    rows = np.flatnonzero(chosen)
+    if rows.size == 0:
+        return aggregated, pools
+    workload = study.spec.workload
+    prefill = make_deployments(
+        study.model,
+        study.hardware,
+        prompt_len=workload.prompt_len,
+        gen_len=workload.gen_len,
+        **{**{k: v[rows] for k, v in columns.items()}, "mesh": pools.prefill_mesh[rows]},
+    )
+    estimate_rows = serve_disaggregated(
+        prefill,
+        deployments.take(rows),
+        workloads.take(rows),
+        prefill_instances=pools.prefill_instances[rows],
+        decode_instances=pools.decode_instances[rows],
+        calibration=study.calibration,
+        overlap=study.spec.overlap,
+    )
+    merged = {}
+    for f in fields(ServingEstimate):
+        column = np.array(getattr(aggregated, f.name), copy=True)
+        column[rows] = getattr(estimate_rows, f.name)
+        merged[f.name] = column
+    return ServingEstimate(**merged), replace(pools, estimate=estimate_rows)
 
 
 def _workloads(study: CompiledStudy, columns: dict[str, np.ndarray], valid: np.ndarray) -> ServingWorkloads:
@@ -481,13 +574,30 @@ def candidate_report(study: CompiledStudy, evaluation: Evaluation, row: int) -> 
         **estimate_report(evaluation.result, row),
     }
     if evaluation.serving is not None:
-        report["serving"] = serving_report(evaluation.serving, row)
+        pools = evaluation.pools
+        if pools is not None and pools.disaggregated[row] and pools.estimate is not None:
+            where = int(np.searchsorted(np.flatnonzero(pools.disaggregated), row))
+            report["serving"] = {"mode": "disaggregated", **disaggregated_report(pools.estimate, where)}
+        else:
+            report["serving"] = {"mode": "aggregated", **serving_report(evaluation.serving, row)}
     return report
 
 
 def candidate_workload(evaluation: Evaluation, row: int) -> dict | None:
-    """Candidate ``row``'s serving workload as plain data (``ServingWorkloads.row``), if any."""
-    return evaluation.workloads.row(row) if evaluation.workloads is not None else None
+    """Candidate ``row``'s serving workload as plain data (``ServingWorkloads.row``), if any,
+    with its mode and (disaggregated) its pools."""
+    if evaluation.workloads is None:
+        return None
+    data = evaluation.workloads.row(row)
+    pools = evaluation.pools
+    if pools is not None and pools.disaggregated[row]:
+        data["mode"] = "disaggregated"
+        data["prefill_mesh"] = [int(a) for a in pools.prefill_mesh[row]]
+        data["prefill_instances"] = int(pools.prefill_instances[row])
+        data["decode_instances"] = int(pools.decode_instances[row])
+    else:
+        data["mode"] = "aggregated"
+    return data
 
 
 def candidate_deployment(evaluation: Evaluation, row: int) -> Deployment:

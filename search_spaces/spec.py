@@ -154,10 +154,10 @@ class Constraints(BaseModel):
     )
 
 
-#: Serving modes a spec may name; only ``aggregated`` (prefill and decode on the same engine
-#: instances) is scored. Disaggregated serving is refused until the cost model scores it.
+#: Serving modes: ``aggregated`` (prefill and decode share each engine instance), ``disaggregated``
+#: (a prefill pool and a decode pool, the KV cache sent between them), ``both`` (a dimension).
 ServingMode = Literal["aggregated", "disaggregated", "both"]
-SEARCHABLE_SERVING_MODES = ("aggregated",)
+SERVING_MODES: tuple[str, ...] = get_args(ServingMode)
 
 
 def _choices(value: list | None, what: str, low: float, high: float) -> list | None:
@@ -179,8 +179,21 @@ class Serving(BaseModel):
     model_config = _STRICT
     mode: ServingMode = Field(
         default="aggregated",
-        description="aggregated: prefill and decode share each engine instance (in-flight batching). "
-        "disaggregated and both are not searchable yet.",
+        description="aggregated: prefill and decode share each engine instance (in-flight batching); "
+        "disaggregated: xP prefill instances and yD decode instances (the space's mesh is a decode "
+        "instance's), the KV cache sent between them; both: the mode is a dimension.",
+    )
+    prefill_chips: list[StrictInt] | None = Field(
+        default=None,
+        min_length=1,
+        description="Disaggregated: chips of one prefill instance (a dimension, every legal mesh of "
+        "each count) [default: space.chips].",
+    )
+    prefill_instances: list[StrictInt] | None = Field(
+        default=None, min_length=1, description="Disaggregated: prefill instances xP (a dimension) [default: 1]."
+    )
+    decode_instances: list[StrictInt] | None = Field(
+        default=None, min_length=1, description="Disaggregated: decode instances yD (a dimension) [default: 1]."
     )
     concurrency: list[StrictInt] | None = Field(
         default=None,
@@ -221,12 +234,10 @@ class Serving(BaseModel):
         default=None, gt=0, le=1, allow_inf_nan=False, description="Share of HBM the engine may use [engine default]."
     )
 
-    @field_validator("mode")
+    @field_validator("prefill_chips", "prefill_instances", "decode_instances")
     @classmethod
-    def _searchable(cls, value: str) -> str:
-        if value not in SEARCHABLE_SERVING_MODES:
-            raise ValueError(f"mode {value!r} is not searchable yet; use aggregated")
-        return value
+    def _pools(cls, value: list[int] | None, info) -> list[int] | None:
+        return _choices(value, info.field_name, 1, 2**20)
 
     @field_validator("concurrency")
     @classmethod
@@ -254,13 +265,22 @@ class Serving(BaseModel):
     def _one_load(self) -> Serving:
         if (self.concurrency is None) == (self.request_rate is None):
             raise ValueError("needs exactly one of concurrency: [..] and request_rate: [..]")
+        pools = [n for n in ("prefill_chips", "prefill_instances", "decode_instances") if getattr(self, n)]
+        if self.mode == "aggregated" and pools:
+            raise ValueError(f"{pools[0]} is for disaggregated serving; set mode: disaggregated or both")
         return self
 
 
 _HOW_TO_SEARCH = {"description", "sampler", "seed", "trials"}
 #: Fields added after studies were first stored: left out of the canonical JSON while unset, so a
 #: spec that does not use them keeps its hash (and its stored studies stay resumable).
-_OPTIONAL_SECTIONS: tuple[tuple[str, ...], ...] = (("serving",), ("constraints", "max_tpot_p99_s"))
+_OPTIONAL_SECTIONS: tuple[tuple[str, ...], ...] = (
+    ("serving",),
+    ("constraints", "max_tpot_p99_s"),
+    ("serving", "prefill_chips"),
+    ("serving", "prefill_instances"),
+    ("serving", "decode_instances"),
+)
 
 
 class StudySpec(BaseModel):
@@ -325,7 +345,7 @@ class StudySpec(BaseModel):
         for *parents, key in _OPTIONAL_SECTIONS:
             section = data
             for parent in parents:
-                section = section[parent]
+                section = section.get(parent) or {}
             if section.get(key) is None:
                 section.pop(key, None)
         return json.dumps(data, sort_keys=True)

@@ -759,5 +759,31 @@ def export(study: optuna.Study, trial_number: int, fmt: str, *, allow_infeasible
     spec = deployment_spec(study, trial_number, allow_infeasible=allow_infeasible)
     if fmt == "yaml":
         return yaml.safe_dump(spec, sort_keys=False)
-    data = {"json": lambda s: s, "jax": jax_sharding, **_RENDERERS}[fmt](spec)
+    serving = spec.get("serving") or {}
+    if fmt in _RENDERERS and serving.get("mode") == "disaggregated":
+        data = _disaggregated_engine_args(spec, serving, fmt)
+    else:
+        data = {"json": lambda s: s, "jax": jax_sharding, **_RENDERERS}[fmt](spec)
     return json.dumps(data, indent=2) + "\n"
+
+
+def _disaggregated_engine_args(spec: dict, serving: dict, fmt: str) -> dict:
+    """A disaggregated trial: one engine's arguments per pool (the prefill instances run the
+    prefill mesh, the decode instances the trial's), with the instance counts. Connecting the
+    pools (the KV transfer: NIXL, Mooncake, Dynamo) is the serving stack's, not these flags'."""
+    x, y, z = serving["prefill_mesh"]
+    prefill = {
+        **spec,
+        "chips": x * y * z,
+        "mesh": dict(zip(AXES, (x, y, z), strict=True)),
+    }
+    return {
+        "mode": "disaggregated",
+        "prefill": {"instances": serving["prefill_instances"], **_RENDERERS[fmt](prefill)},
+        "decode": {"instances": serving["decode_instances"], **_RENDERERS[fmt](spec)},
+        "notes": [
+            "each pool is launched as its own engine instances; the KV cache transfer between them "
+            "(e.g. NIXL / Mooncake via Dynamo or the engine's disaggregation connector) is configured "
+            "outside these flags"
+        ],
+    }

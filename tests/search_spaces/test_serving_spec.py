@@ -133,8 +133,8 @@ def test_an_unchunked_prompt_over_the_token_budget_is_structurally_infeasible() 
         ({"concurrency": [4], "max_batch": [8]}, "max_batch"),  # unknown knob
         ({"concurrency": [4], "prefix_hit_rate": 1.0}, "prefix_hit_rate"),
         ({"concurrency": [4], "chunked_prefill": ["yes"]}, "chunked_prefill"),
-        ({"concurrency": [4], "mode": "disaggregated"}, "not searchable yet"),
-        ({"concurrency": [4], "mode": "both"}, "not searchable yet"),
+        ({"concurrency": [4], "prefill_instances": [2]}, "set mode: disaggregated or both"),
+        ({"concurrency": [4], "mode": "disaggregated", "decode_instances": [0]}, "decode_instances"),
     ],
 )
 def test_bad_serving_sections_are_refused_in_one_line(serving: dict, words: str, tmp_path: Path, capsys) -> None:

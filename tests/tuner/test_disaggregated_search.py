@@ -1,0 +1,115 @@
+"""Disaggregated serving as a search mode: ``serving.mode: both`` makes aggregated vs
+disaggregated a dimension, with a prefill instance's mesh and each pool's instances. A stored
+disaggregated trial re-scored by calling ``serve_disaggregated`` directly on what it stored gives
+its objective values; export writes one engine per pool."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import optuna
+import pytest
+
+from cli_helpers import run_cli
+from cost_models.calibration import resolve_calibration
+from cost_models.deployments import Deployment, Deployments
+from cost_models.disaggregated import serve_disaggregated
+from cost_models.serving import make_workloads
+from search_spaces.space import compile_study, structurally_valid
+from search_spaces.spec import parse_spec
+from tuner.constraints import is_feasible
+from tuner.pareto import load_study
+from tuner.study import run_search
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+STUDY: dict = {
+    "name": "disagg-e2e",
+    "model": "llama-3-70b",
+    "hardware": "h100-sxm",
+    "workload": {"prompt_len": 2048, "gen_len": 256},
+    "space": {"chips": [4, 8], "mesh": ["4x1x1", "8x1x1"], "weight_bits": ["fp8"]},
+    "serving": {
+        "mode": "both",
+        "request_rate": [2.0, 8.0],
+        "prefill_chips": [4],
+        "prefill_instances": [1, 2],
+        "decode_instances": [1, 2],
+    },
+    "objectives": [{"metric": "serving.tokens_per_s_per_chip"}, {"metric": "serving.ttft_s"}],
+    "constraints": {"fits": True, "max_tpot_s": 0.1},
+    "backend": "trtllm",
+    "sampler": "exhaustive",
+    "trials": 10000,
+}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> tuple[str, optuna.Study]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('disagg')}/disagg.db"
+    result = run_search(json.loads(json.dumps(STUDY)), url)
+    compiled = compile_study(parse_spec(json.loads(json.dumps(STUDY))))
+    space = compiled.space
+    pool_choices = len(space.dimensions["prefill_mesh"]) * 2 * 2  # every legal mesh of 4 H100s x xP x yD
+    assert space.dimensions["disaggregated"] == (False, True)
+    # 2 decode meshes x 2 rates: every pool choice disaggregated, one (1P1D's slot) aggregated.
+    assert int(structurally_valid(compiled, space.all_indices()).sum()) == 2 * 2 * (pool_choices + 1)
+    assert result.trials_added == 2 * 2 * (pool_choices + 1)
+    return url, load_study(STUDY["name"], url)
+
+
+def test_aggregated_candidates_do_not_vary_pools_they_do_not_have(study) -> None:
+    _, s = study
+    aggregated = [t for t in s.get_trials(deepcopy=False) if not t.params["disaggregated"]]
+    assert len(aggregated) == 2 * 2
+    for trial in aggregated:
+        assert trial.params["prefill_instances"] == 1 and trial.params["decode_instances"] == 1
+        assert trial.user_attrs["serving"]["mode"] == "aggregated"
+
+
+def test_a_disaggregated_trial_rescored_directly(study) -> None:
+    _, s = study
+    trials = [
+        t for t in s.get_trials(deepcopy=False) if t.user_attrs["serving"]["mode"] == "disaggregated" and is_feasible(t)
+    ]
+    assert trials, "no feasible disaggregated trial"
+    profile = resolve_calibration(s.user_attrs["calibration_profile"], "h100-sxm")
+    for trial in trials[:4]:
+        decode = Deployment.from_dict(trial.user_attrs["deployment"])
+        row = trial.user_attrs["serving"]
+        prefill = Deployment.from_dict({**trial.user_attrs["deployment"], "mesh": row["prefill_mesh"]})
+        knobs = {
+            k: v
+            for k, v in row.items()
+            if k not in ("concurrency", "mode", "prefill_mesh", "prefill_instances", "decode_instances")
+        }
+        est = serve_disaggregated(
+            Deployments.from_rows([prefill]),
+            Deployments.from_rows([decode]),
+            make_workloads(backend="trtllm", **knobs),
+            prefill_instances=row["prefill_instances"],
+            decode_instances=row["decode_instances"],
+            calibration=profile,
+        )
+        chips = row["prefill_instances"] * int(np.prod(row["prefill_mesh"])) + row["decode_instances"] * decode.chips
+        assert est.chips[0] == chips
+        assert trial.values == pytest.approx([est.tokens_per_s_per_chip[0], est.ttft_s[0]])
+        assert trial.user_attrs["estimate"]["serving"]["mode"] == "disaggregated"
+        assert trial.user_attrs["estimate"]["serving"]["prefill_instances"] == row["prefill_instances"]
+
+
+def test_export_writes_one_engine_per_pool(study, capsys: pytest.CaptureFixture[str]) -> None:
+    url, s = study
+    trial = next(
+        t for t in s.get_trials(deepcopy=False) if t.user_attrs["serving"]["mode"] == "disaggregated" and is_feasible(t)
+    )
+    code, out, err = run_cli(
+        capsys, "export", STUDY["name"], "--storage", url, "--trial", str(trial.number), "--format", "vllm"
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["mode"] == "disaggregated"
+    assert data["prefill"]["instances"] == trial.user_attrs["serving"]["prefill_instances"]
+    assert "--tensor-parallel-size 4" in data["prefill"]["cli"]
+    assert data["decode"]["instances"] == trial.user_attrs["serving"]["decode_instances"]
