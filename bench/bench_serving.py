@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_cost_model import rates, timed
 from cost_models import get_hardware, get_model
 from cost_models.calibration import resolve_calibration
-from cost_models.deployments import Deployments, make_deployments
+from cost_models.deployments import Deployments, tensor_parallel
 from cost_models.dtypes import BF16, FP8
 from cost_models.serving import ServingWorkloads, make_workloads, serve
 from machine import cpu_model, pin_to_one_cpu
@@ -41,19 +41,12 @@ def configurations(n: int, seed: int, closed: bool) -> tuple[Deployments, Servin
     rng = np.random.default_rng(seed)
     hardware = get_hardware("h100-sxm")
     catalog = [get_model(name) for name in MODELS]
-    tp = 2 ** rng.integers(0, 4, n)
-    d = make_deployments(
+    d = tensor_parallel(
         catalog,
         hardware,
+        2 ** rng.integers(0, 4, n),
         model_index=rng.integers(0, len(catalog), n),
-        mesh=np.stack([np.ones(n), np.ones(n), tp], axis=1),
-        batch=1,
-        prompt_len=1,
-        gen_len=1,
         weight_dtype=rng.choice([BF16, FP8], n),
-        prefill_ffn_layout=0,
-        decode_ffn_layout=0,
-        flash_attention=True,
     )
     prompt = np.rint(2.0 ** rng.uniform(7, 13, n))
     load = {"concurrency": 2.0 ** rng.integers(0, 9, n)} if closed else {"request_rate": 2.0 ** rng.uniform(-2, 5, n)}

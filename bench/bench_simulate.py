@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's packages
 from cost_models import get_hardware, get_model
 from cost_models.calibration import resolve_calibration
-from cost_models.deployments import make_deployments
+from cost_models.deployments import tensor_parallel
 from cost_models.serving import make_workloads
 from cost_models.serving_simulation import simulate_serving
 from machine import cpu_model, pin_to_one_cpu
@@ -52,17 +52,7 @@ def main() -> None:
     pinned = pin_to_one_cpu(None)
     print(f"machine: {cpu_model()}, {pinned}, python {sys.version.split()[0]}")
     hardware = get_hardware("h100-sxm")
-    d = make_deployments(
-        get_model("llama-3-8b"),
-        hardware,
-        mesh=[1, 1, 8],
-        batch=1,
-        prompt_len=1,
-        gen_len=1,
-        prefill_ffn_layout=0,
-        decode_ffn_layout=0,
-        flash_attention=True,
-    )
+    d = tensor_parallel(get_model("llama-3-8b"), hardware, 8)
     profile = resolve_calibration("auto", hardware.name, "vllm")
     for name, load in LOADS.items():
         w = make_workloads(backend="vllm", **load)

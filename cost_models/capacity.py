@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, resolve_calibration
-from cost_models.deployments import Deployments, make_deployments
+from cost_models.deployments import Deployments, tensor_parallel
 from cost_models.disaggregated import (
     DecodePool,
     DisaggregatedEstimate,
@@ -45,8 +45,6 @@ from cost_models.serving import ServingEstimate, ServingWorkloads, make_workload
 from cost_models.topology import network_for
 
 MODES: tuple[str, ...] = ("aggregated", "disaggregated")
-#: ws_1d: the layout code the candidates use (1D weight-stationary: Megatron tensor parallelism).
-WS_1D = 0
 #: Largest tensor-parallel degree tried (one instance); replicas and pools add chips beyond it.
 MAX_TP = 64
 DEFAULT_MAX_CHIPS = 64
@@ -81,22 +79,7 @@ def tp_degrees(chip: HardwareSpec, max_chips: int) -> list[int]:
 
 
 def _deployments(model: ModelSpec, chip: HardwareSpec, tp: np.ndarray, fmt: np.ndarray) -> Deployments:
-    n = len(tp)
-    mesh = np.stack([np.ones(n), np.ones(n), tp.astype(np.float64)], axis=1)
-    return make_deployments(
-        model,
-        chip,
-        mesh=mesh,
-        batch=1,
-        prompt_len=1,
-        gen_len=1,
-        prefill_ffn_layout=WS_1D,
-        decode_ffn_layout=WS_1D,
-        weight_dtype=fmt,
-        act_dtype=fmt,
-        kv_dtype=BF16,
-        flash_attention=True,
-    )
+    return tensor_parallel(model, chip, tp, weight_dtype=fmt, act_dtype=fmt, kv_dtype=BF16)
 
 
 @dataclass(frozen=True)

@@ -321,3 +321,28 @@ def validate_deployments(d: Deployments) -> None:
             f"heads ({int(heads[i])}) is not divisible by kv_heads ({int(d.kv_heads[i])})",
             "use a kv_heads that divides heads (1 for MQA, heads for MHA)",
         )
+
+
+def tensor_parallel(
+    model: ModelSpec | Sequence[ModelSpec],
+    hardware: HardwareSpec,
+    tp: np.ndarray | Sequence[int] | int,
+    **columns: Any,
+) -> Deployments:
+    """Deployments as GPU serving engines run them (Megatron tensor parallelism): a ``1x1xTP`` mesh
+    per entry, the 1D weight-stationary layout in both phases (weights split along F over every
+    chip, one all-reduce per block), fused attention. ``columns`` set or override any other
+    :func:`make_deployments` column (formats, batch, lengths); batch and lengths default to 1 (a
+    serving workload, not the deployment, says how requests come)."""
+    degrees = np.atleast_1d(np.asarray(tp, dtype=np.float64))
+    ones = np.ones_like(degrees)
+    ws_1d = FFN_LAYOUTS.index("ws_1d")
+    defaults: dict[str, Any] = {
+        "batch": 1,
+        "prompt_len": 1,
+        "gen_len": 1,
+        "prefill_ffn_layout": ws_1d,
+        "decode_ffn_layout": ws_1d,
+        "flash_attention": True,
+    }
+    return make_deployments(model, hardware, mesh=np.stack([ones, ones, degrees], axis=1), **{**defaults, **columns})

@@ -349,14 +349,10 @@ def prefill_pool(
 ) -> PrefillPool:
     """``instances`` copies of ``d`` (prefill layout) taking Poisson ``rate`` requests/s in all."""
     model = _PrefillModel(
-        d,
-        w,
-        _instances("prefill_instances", instances, len(d)),
-        calibration,
-        overlap,
+        d, w, _instances("prefill_instances", instances, len(d)), calibration, overlap,
         resolve_overheads(calibration, overheads),
-    )
-    return model.at(np.broadcast_to(np.asarray(rate, dtype=np.float64), (len(d),)))
+    )  # fmt: skip
+    return model.at(_rates(rate, len(d)))
 
 
 def decode_pool(
@@ -371,14 +367,14 @@ def decode_pool(
 ) -> DecodePool:
     """``instances`` copies of ``d`` (decode layout) decoding ``rate`` requests/s in all."""
     model = _DecodeModel(
-        d,
-        w,
-        _instances("decode_instances", instances, len(d)),
-        calibration,
-        overlap,
+        d, w, _instances("decode_instances", instances, len(d)), calibration, overlap,
         resolve_overheads(calibration, overheads),
-    )
-    return model.at(np.broadcast_to(np.asarray(rate, dtype=np.float64), (len(d),)))
+    )  # fmt: skip
+    return model.at(_rates(rate, len(d)))
+
+
+def _rates(rate: np.ndarray | float, n: int) -> np.ndarray:
+    return np.broadcast_to(np.asarray(rate, dtype=np.float64), (n,))
 
 
 @dataclass(frozen=True)

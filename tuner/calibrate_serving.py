@@ -28,7 +28,7 @@ import yaml
 from scipy.optimize import least_squares
 
 from cost_models.calibration import resolve_calibration
-from cost_models.deployments import Deployments, make_deployments
+from cost_models.deployments import Deployments, tensor_parallel
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.models import ModelSpec
@@ -131,18 +131,7 @@ def read_runs(path: str | Path = SERVING_RUNS) -> ServingRuns:
 def _deployments(runs: ServingRuns) -> Deployments:
     """Tensor parallel over the run's GPUs (1D weight-stationary layout = Megatron TP), fused
     attention, bf16 (the runs' checkpoints)."""
-    tp = runs.tp
-    return make_deployments(
-        runs.model,
-        get_hardware(runs.hardware),
-        mesh=np.stack([np.ones_like(tp), np.ones_like(tp), tp], axis=1),
-        batch=1,
-        prompt_len=1,
-        gen_len=1,
-        prefill_ffn_layout=0,
-        decode_ffn_layout=0,
-        flash_attention=True,
-    )
+    return tensor_parallel(runs.model, get_hardware(runs.hardware), runs.tp)
 
 
 def predict(runs: ServingRuns, overheads: EngineOverheads) -> ServingEstimate:
