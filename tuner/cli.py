@@ -31,12 +31,13 @@ from cost_models.serving import estimate_serving_one
 from cost_models.serving_simulation import simulate_one
 from search_spaces.spec import SAMPLERS
 from tuner import simulation_report, tables
+from tuner.cli_help import FullSummaryGroup
 from tuner.export import FORMATS
 
 EXIT_BAD_INPUT = 2
 
 
-@click.group()
+@click.group(cls=FullSummaryGroup)
 @click.version_option(package_name="transformer-deploy-tuner")
 def cli() -> None:
     """Autotuner for transformer inference deployments (analytical roofline cost model)."""
