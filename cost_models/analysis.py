@@ -14,7 +14,8 @@ import numpy as np
 from cost_models.calibrated_times import calibrated_operator_times, check_profile
 from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, calibration_report, resolve_calibration
 from cost_models.conventions import CONVENTIONS, DEFAULT, CountingConvention
-from cost_models.dtypes import BYTES_PER_ELEMENT, dtype_name
+from cost_models.deployment import MAX_CHIPS
+from cost_models.dtypes import BITS_CHOICES, BYTES_PER_ELEMENT, FP8, dtype_name, parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs, make_configs
@@ -170,6 +171,39 @@ def analysis_report(result: Analysis, index: int = 0) -> dict:
     }
 
 
+def memory_fit(memory: dict[str, float], chip: HardwareSpec, weight_dtype: int) -> dict[str, Any]:
+    """Whether one configuration's footprint (``analysis_report``'s ``memory_bytes``) fits on one
+    chip, and if not what would: the fewest chips holding it with the weights and KV cache split
+    over them (the largest live activations stay whole on each), and the widest narrower weight
+    format the chip stores that makes one chip enough."""
+    capacity = float(chip.memory_bytes)
+    total = memory["total"]
+    fit: dict[str, Any] = {"capacity_bytes": capacity, "fits": bool(total <= capacity)}
+    if fit["fits"]:
+        return fit
+    split = memory["weights"] + memory["kv_cache"]
+    room = capacity - memory["activations"]
+    chips = np.ceil(split / room) if room > 0 else np.inf
+    fit["chips_needed"] = int(chips) if np.isfinite(chips) and chips <= MAX_CHIPS else None
+    fit["weight_bits_that_fit"] = None
+    per_element = BYTES_PER_ELEMENT[weight_dtype]
+    narrower = sorted(
+        {float(BYTES_PER_ELEMENT[parse_dtype(b, "weight_bits")]) for b in BITS_CHOICES} - {float(per_element)},
+        reverse=True,
+    )
+    for size in (b for b in narrower if b < per_element):
+        if total - memory["weights"] * (1.0 - size / per_element) <= capacity:
+            names = [
+                b
+                for b in BITS_CHOICES
+                if BYTES_PER_ELEMENT[code := parse_dtype(b, "weight_bits")] == size
+                and (code != FP8 or chip.has_format(FP8))
+            ]
+            fit["weight_bits_that_fit"] = names
+            break
+    return fit
+
+
 def analyze_one(
     model: str | ModelSpec,
     hardware: str | HardwareSpec,
@@ -232,4 +266,5 @@ def analyze_one(
         "calibration": calibration_report(
             profile, backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION)
         ),
+        "memory_fit": memory_fit(report["totals"]["memory_bytes"], chip, dtypes["weight_bits"]),
     }

@@ -39,6 +39,8 @@ SAMPLERS: tuple[str, ...] = get_args(Sampler)
 
 
 class Workload(BaseModel):
+    """The requests served: tokens in and out of each sequence."""
+
     model_config = _STRICT
     prompt_len: StrictInt = Field(gt=0, le=2**31, description="Prompt tokens per sequence.")
     gen_len: StrictInt = Field(gt=0, le=2**31, description="Generated tokens per sequence.")
@@ -48,7 +50,11 @@ class Space(BaseModel):
     """Choices per dimension; a dimension left out has the single default choice."""
 
     model_config = _STRICT
-    chips: list[StrictInt] = Field(min_length=1)
+    chips: list[StrictInt] = Field(
+        min_length=1,
+        description="Chip counts to try (a dimension), each a whole number of chips the hardware can form a "
+        "mesh of; list each once.",
+    )
     mesh: Literal["auto"] | list[str] = Field(
         default="auto",
         description="'auto': every legal mesh of every chip count is a choice; "
@@ -60,19 +66,47 @@ class Space(BaseModel):
         description="Sequences per step of the static estimate (required without a serving: section; with "
         "one it may be left out: the load is the serving section's concurrency or request rate).",
     )
-    prefill_ffn_layout: list[FfnLayout] = Field(default=["ws_2d"], min_length=1)
-    decode_ffn_layout: list[FfnLayout] = Field(default=["ws_2d"], min_length=1)
-    prefill_attn_sharding: list[AttentionSharding] = Field(default=["head"], min_length=1)
-    decode_attn_sharding: list[AttentionSharding] = Field(default=["head"], min_length=1)
-    weight_bits: list[BitsChoice] = Field(default=["16"], min_length=1)
-    kv_bits: list[BitsChoice] = Field(default=["16"], min_length=1)
+    prefill_ffn_layout: list[FfnLayout] = Field(
+        default=["ws_2d"],
+        min_length=1,
+        description="FFN partitioning of the prefill phase (Pope et al. 3.2): ws_1d is Megatron tensor "
+        "parallelism, ws_2d weight-stationary over two axes, wg_* weight-gathered.",
+    )
+    decode_ffn_layout: list[FfnLayout] = Field(
+        default=["ws_2d"], min_length=1, description="FFN partitioning of the decode phase (as prefill_ffn_layout)."
+    )
+    prefill_attn_sharding: list[AttentionSharding] = Field(
+        default=["head"],
+        min_length=1,
+        description="Attention of the prefill phase split over the chips by heads or by batch (Pope et al. 3.3).",
+    )
+    decode_attn_sharding: list[AttentionSharding] = Field(
+        default=["head"], min_length=1, description="Attention of the decode phase split by heads or by batch."
+    )
+    weight_bits: list[BitsChoice] = Field(
+        default=["16"],
+        min_length=1,
+        description="Weight format: 16 (bf16), 8 (int8), 4 (int4) or fp8 (fp8 needs a chip with fp8 units).",
+    )
+    kv_bits: list[BitsChoice] = Field(
+        default=["16"], min_length=1, description="KV cache format: 16 (bf16), 8 (int8), 4 (int4) or fp8."
+    )
     kv_heads: list[StrictInt | Literal["model", "mha", "mqa"]] = Field(
         default=["model"],
         min_length=1,
         description="Attention type what-if: 'model' (as published), 'mha', 'mqa', or a KV head count (GQA).",
     )
-    block: list[Literal["model", "serial", "parallel"]] = Field(default=["model"], min_length=1)
-    flash_attention: list[bool] = Field(default=[False], min_length=1)
+    block: list[Literal["model", "serial", "parallel"]] = Field(
+        default=["model"],
+        min_length=1,
+        description="Transformer block what-if: 'model' (as published), 'serial' (attention then FFN) or "
+        "'parallel' (attention and FFN side by side, as PaLM).",
+    )
+    flash_attention: list[bool] = Field(
+        default=[False],
+        min_length=1,
+        description="One fused attention operator (the score matrix never reaches memory).",
+    )
 
     @field_validator("mesh")
     @classmethod
@@ -107,9 +141,16 @@ class Space(BaseModel):
 
 
 class Objective(BaseModel):
+    """A metric to optimize and which way."""
+
     model_config = _STRICT
-    metric: str
-    direction: Literal["minimize", "maximize"] | None = None
+    metric: str = Field(
+        description="A metric name (tuner metrics lists each with its unit and meaning).",
+        json_schema_extra={"enum": list(METRICS)},
+    )
+    direction: Literal["minimize", "maximize"] | None = Field(
+        default=None, description="Which way is better [default: the metric's own direction]."
+    )
 
     @field_validator("metric")
     @classmethod
@@ -124,7 +165,8 @@ class Objective(BaseModel):
 
 
 class Constraints(BaseModel):
-    """Optuna's convention: a constraint value <= 0 is feasible."""
+    """Feasibility: a candidate that breaks one is infeasible, kept in the study but never on the front
+    (stored with Optuna's convention: a constraint value <= 0 is feasible)."""
 
     model_config = _STRICT
     fits: bool = Field(
@@ -284,21 +326,35 @@ _OPTIONAL_SECTIONS: tuple[tuple[str, ...], ...] = (
 
 
 class StudySpec(BaseModel):
+    """A study: the problem (model, hardware, workload, space, objectives, constraints) and how to
+    search it (sampler, seed, trials)."""
+
     model_config = _STRICT
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    description: str = ""
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Study name: letters, digits, '.', '_' and '-'; also the default database studies/NAME.db.",
+    )
+    description: str = Field(default="", description="Free text shown with the study; not part of its hash.")
     model: str = Field(description="Catalog name or path of a config.json.")
-    hardware: str
-    workload: Workload
-    space: Space
-    objectives: list[Objective] = Field(min_length=1, max_length=6)
-    constraints: Constraints = Constraints()
+    hardware: str = Field(description="Catalog name of the chip (tuner hardware).")
+    workload: Workload = Field(description="The requests served: prompt and generated tokens per sequence.")
+    space: Space = Field(description="The design space: the choices of each dimension searched.")
+    objectives: list[Objective] = Field(
+        min_length=1, max_length=6, description="One to six metrics to optimize (a Pareto front when several)."
+    )
+    constraints: Constraints = Field(
+        default=Constraints(), description="Feasibility: memory fit and latency SLOs (violations are infeasible)."
+    )
     serving: Serving | None = Field(
         default=None,
         description="Serving under load (in-flight batching at a concurrency or request rate): the "
         "serving.* metrics and the SLOs under load. Absent: the static prefill/decode estimate only.",
     )
-    overlap: Overlap = "overlapped"
+    overlap: Overlap = Field(
+        default="overlapped", description="Collectives hidden behind compute (overlapped), or added to it."
+    )
     calibration: str = Field(
         default="auto",
         min_length=1,
@@ -312,9 +368,18 @@ class StudySpec(BaseModel):
     backend: Backend | None = Field(
         default=None, description="Serving engine of the profile [default: the one measured best for the chip]."
     )
-    sampler: Sampler = "nsga2"
-    seed: StrictInt = Field(default=0, ge=0, le=2**32 - 1)
-    trials: StrictInt = Field(default=1000, gt=0, le=10_000_000)
+    sampler: Sampler = Field(
+        default="nsga2",
+        description="How to search: Optuna's NSGA-II, TPE or random sampler, or exhaustive (every candidate). "
+        "Not part of the hash.",
+    )
+    seed: StrictInt = Field(default=0, ge=0, le=2**32 - 1, description="Sampler seed. Not part of the hash.")
+    trials: StrictInt = Field(
+        default=1000,
+        gt=0,
+        le=10_000_000,
+        description="Trials the study should hold (the budget). Not part of the hash.",
+    )
 
     @field_validator("objectives")
     @classmethod

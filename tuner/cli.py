@@ -31,12 +31,13 @@ from cost_models.serving import estimate_serving_one
 from cost_models.serving_simulation import simulate_one
 from search_spaces.spec import SAMPLERS
 from tuner import simulation_report, tables
+from tuner.cli_help import FullSummaryGroup
 from tuner.export import FORMATS
 
 EXIT_BAD_INPUT = 2
 
 
-@click.group()
+@click.group(cls=FullSummaryGroup)
 @click.version_option(package_name="transformer-deploy-tuner")
 def cli() -> None:
     """Autotuner for transformer inference deployments (analytical roofline cost model)."""
@@ -659,6 +660,50 @@ def export_command(
         click.echo(f"wrote {output}")
     else:
         click.echo(text)
+
+
+@cli.command("init")
+@click.option("--model", required=True, help="Catalog name (tuner models) or path of a config.json.")
+@click.option("--hardware", required=True, help="Catalog name (tuner hardware).")
+@click.option(
+    "--serving", is_flag=True, help="Add a serving: section: tokens/s/chip vs tokens/s/user under TTFT/TPOT SLAs."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the spec here [default: studies/MODEL-HARDWARE[-serving].yaml].",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init_command(model: str, hardware: str, serving: bool, output: str | None, force: bool) -> None:
+    """Write a commented study spec for a model on a chip, to edit and then search."""
+    from tuner.init_spec import initial_values, spec_text, write_spec
+
+    text = spec_text(model, hardware, serving)
+    path = output or f"studies/{initial_values(model, hardware, serving)['name']}.yaml"
+    write_spec(path, text, force)
+    click.echo(f"wrote {path}; edit it, then: tuner search {path}")
+
+
+@cli.command("spec")
+@click.option("--schema", "what", flag_value="schema", help="Print the JSON Schema of study specs (editor completion).")
+@click.option(
+    "--reference",
+    "what",
+    flag_value="reference",
+    help="Print the Markdown reference of every field.",
+)
+def spec_command(what: str | None) -> None:
+    """Print the study spec's JSON Schema (--schema) or its field reference (--reference)."""
+    from tuner.spec_docs import json_schema, reference_markdown
+
+    if what is None:
+        raise InvalidInputError("spec", "nothing to print", "pass --schema or --reference")
+    if what == "schema":
+        _print_json(json_schema())
+    else:
+        click.echo(reference_markdown(), nl=False)
 
 
 def _stop_if_interrupted(interrupted: bool, how_to_resume: str) -> None:

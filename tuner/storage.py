@@ -56,9 +56,11 @@ def mask_password(url: str) -> str:
 #: (backend, driver) of a SQLAlchemy URL -> (the Python module it imports, what to install).
 _DRIVERS: dict[tuple[str, str], tuple[str, str]] = {
     ("postgresql", "psycopg2"): ("psycopg2", "pip install psycopg2-binary (or pip install -e '.[postgres]')"),
+    # postgresql:// means psycopg (3) to SQLAlchemy 2.1; this package's [postgres] extra is psycopg2.
     ("postgresql", "psycopg"): (
         "psycopg",
-        "pip install 'psycopg[binary]', or use postgresql+psycopg2:// with pip install psycopg2-binary",
+        "write postgresql+psycopg2:// and pip install psycopg2-binary (pip install -e '.[postgres]'), "
+        "or pip install 'psycopg[binary]'",
     ),
     ("postgresql", "pg8000"): ("pg8000", "pip install pg8000"),
     ("mysql", "mysqldb"): ("MySQLdb", "pip install mysqlclient, or use mysql+pymysql:// with pip install pymysql"),
@@ -69,6 +71,7 @@ _DRIVERS: dict[tuple[str, str], tuple[str, str]] = {
     ("mariadb", "mariadbconnector"): ("mariadb", "pip install mariadb"),
     ("mssql", "pyodbc"): ("pyodbc", "pip install pyodbc"),
     ("oracle", "oracledb"): ("oracledb", "pip install oracledb"),
+    ("sqlite", "pysqlite"): ("sqlite3", "SQLite is built into Python: use a Python built with its sqlite3 module"),
 }
 
 #: Errors of workers racing to create Optuna's tables in a new server database: SQLSTATE
@@ -101,7 +104,7 @@ def storage_error(error: BaseException, url: str) -> StorageError:
         )
     if isinstance(error, sa_exc.NoSuchModuleError):
         return StorageError(
-            f"unknown database type in {shown}",
+            f"unknown database type {_dialect(url)!r} in {shown}",
             "use sqlite:///path.db, postgresql+psycopg2://user@host/db or mysql+pymysql://user@host/db",
         )
     if isinstance(error, sa_exc.ArgumentError):
@@ -160,7 +163,13 @@ def _driver(url: str) -> tuple[str, str]:
         key = (parsed.get_backend_name(), parsed.get_driver_name())
     except Exception:
         key = (url.split(":", 1)[0], "")
-    return _DRIVERS.get(key, (key[1] or key[0], f"install the Python driver for {key[0]}"))
+    fallback = f"install the Python driver {key[1]} for {key[0]}" if key[1] else f"install a {key[0]} driver"
+    return _DRIVERS.get(key, (key[1] or key[0], fallback))
+
+
+def _dialect(url: str) -> str:
+    """The database type a URL names: the scheme before any ``+driver``."""
+    return url.split(":", 1)[0].split("+", 1)[0]
 
 
 def _first_line(error: BaseException | None) -> str:

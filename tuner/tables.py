@@ -153,6 +153,24 @@ def print_analysis(report: dict) -> None:
         f"memory: weights {_si(memory['weights'], 'B')}, KV cache {_si(memory['kv_cache'], 'B')}, "
         f"largest live activations {_si(memory['activations'], 'B')}, total {_si(memory['total'], 'B')}"
     )
+    if "memory_fit" in report:
+        console.print(escape(memory_fit_line(memory["total"], report["memory_fit"], report["hardware"])))
+
+
+def memory_fit_line(total: float, fit: dict, hardware: str) -> str:
+    """Whether the footprint fits on one chip, and if not what would (``analysis.memory_fit``)."""
+    capacity = _si(fit["capacity_bytes"], "B")
+    if fit["fits"]:
+        return f"fits on one {hardware}: {_si(total, 'B')} of {capacity}"
+    ways = []
+    if fit.get("chips_needed"):
+        ways.append(f"needs >= {fit['chips_needed']} chips (weights and KV cache split over them)")
+    if fit.get("weight_bits_that_fit"):
+        names = fit["weight_bits_that_fit"]
+        bits = next((n for n in names if n.isdigit()), names[0])
+        ways.append(f"{bits}-bit weights (--weight-bits {' or '.join(names)})")
+    head = f"does not fit on one {hardware}: {_si(total, 'B')} > {capacity}"
+    return head + ("; " + ", or ".join(ways) if ways else "")
 
 
 def calibration_line(calibration: dict) -> str:

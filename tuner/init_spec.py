@@ -1,0 +1,201 @@
+"""``tuner init``: a commented study spec for one model on one chip, for the user to edit.
+
+The space is sized from the numbers: chip counts the hardware can form (a GPU's tensor-parallel
+meshes 1x1xN inside its NVLink domain, more nodes only when the model's 16-bit weights need them;
+a TPU's slices), the formats the chip computes natively, and the objectives, constraints and
+(``--serving``) load of a typical chat service. Each field carries the comment
+:mod:`tuner.spec_docs` derives from the spec's pydantic models; a field not chosen here is written
+commented out at its default. The text is validated with ``parse_spec`` before it is returned.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cost_models.dtypes import BITS_CHOICES, BYTES_PER_ELEMENT, parse_dtype
+from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
+from cost_models.metrics import METRICS
+from cost_models.models import get_model
+from cost_models.topology import network_for
+from search_spaces.spec import parse_spec
+from tuner.spec_docs import FieldDoc, Section, sections
+
+WIDTH = 100
+#: Largest chip count init proposes (a TPU v4 pod is 4096 chips).
+MAX_PROPOSED_CHIPS = 4096
+
+
+def native_formats(chip: HardwareSpec) -> list[str]:
+    """The weight/KV formats of ``BITS_CHOICES`` the chip has compute units for."""
+    return [bits for bits in BITS_CHOICES if chip.has_format(parse_dtype(bits, "weight_bits"))]
+
+
+def chip_counts(weight_bytes_16: float, weight_bytes_min: float, chip: HardwareSpec) -> list[int]:
+    """Powers of two the hardware forms a mesh of, up to 8 (a GPU's NVLink domain if smaller) or as
+    many as the 16-bit weights need; counts too small to hold the weights even in the narrowest
+    format are left out."""
+    network = network_for(chip)
+    # Up to 8 chips (a GPU node's NVLink domain, or less where the domain is smaller: more nodes
+    # only when the weights need them), more while the 16-bit weights need them.
+    base = min(chip.interconnect.domain_size, 8) if isinstance(chip.interconnect, SwitchedInterconnect) else 8
+    needed_16 = math.ceil(weight_bytes_16 / chip.memory_bytes)
+    limit = min(max(base, 2 ** math.ceil(math.log2(max(needed_16, 1)))), MAX_PROPOSED_CHIPS)
+    counts = [2**k for k in range(int(math.log2(limit)) + 1) if network.legal_meshes(2**k)]
+    fitting = [n for n in counts if n * chip.memory_bytes >= weight_bytes_min]
+    return fitting or counts[-1:]
+
+
+def _gpu_mesh(chips: int, domain: int) -> str:
+    """Tensor parallel inside the domain (Z), data/pipeline-free X across domains."""
+    return f"1x1x{chips}" if chips <= domain else f"{chips // domain}x1x{domain}"
+
+
+def initial_values(model: str, hardware: str, serving: bool) -> dict[str, Any]:
+    """The field values of the spec ``tuner init`` writes (the rest keep their defaults)."""
+    model_spec = get_model(model)
+    chip = get_hardware(hardware)
+    formats = native_formats(chip)
+    params = float(model_spec.params)
+    smallest = min(float(BYTES_PER_ELEMENT[parse_dtype(b, "weight_bits")]) for b in formats)
+    chips = chip_counts(params * 2.0, params * smallest, chip)
+    gpu = isinstance(chip.interconnect, SwitchedInterconnect)
+    space: dict[str, Any] = {"chips": chips}
+    if gpu:
+        domain = chip.interconnect.domain_size if isinstance(chip.interconnect, SwitchedInterconnect) else 1
+        space["mesh"] = [_gpu_mesh(n, domain) for n in chips]
+        space |= {"prefill_ffn_layout": ["ws_1d"], "decode_ffn_layout": ["ws_1d"]}
+    else:
+        space |= {
+            "mesh": "auto",
+            "prefill_ffn_layout": ["ws_1d", "ws_2d", "wg_xyz"],
+            "decode_ffn_layout": ["ws_1d", "ws_2d"],
+            "decode_attn_sharding": ["head", "batch"],
+        }
+    if not serving:
+        space["batch"] = [1, 8, 32, 128]
+    kv_formats = [b for b in formats if b in ("16", "fp8")] if "fp8" in formats else ["16", "8"]
+    # YAML numbers where the format is one (16, 8, 4): the spec reads them as the strings "16", ...
+    space["weight_bits"] = [int(b) if b.isdigit() else b for b in formats]
+    space["kv_bits"] = [int(b) if b.isdigit() else b for b in kv_formats]
+    space["flash_attention"] = [True]
+    stem = Path(model).parent.name if model.endswith(".json") else model
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{stem}-{hardware}" + ("-serving" if serving else "")).strip("-._")
+    values: dict[str, Any] = {
+        "name": name or "study",
+        "description": f"{model_spec.name} on {chip.name}"
+        + (": tokens/s per chip against tokens/s per user under a chat SLA." if serving else ": latency against cost."),
+        "model": model,
+        "hardware": hardware,
+        "workload": {"prompt_len": 2048, "gen_len": 256} if serving else {"prompt_len": 1024, "gen_len": 256},
+        "space": space,
+        "constraints": {"fits": True, "max_ttft_s": 2.0, "max_tpot_s": 0.1}
+        if serving
+        else {"fits": True, "max_ttft_s": 1.0, "max_tpot_s": 0.05},
+        "calibration": "auto",
+        "sampler": "nsga2",
+        "seed": 0,
+        "trials": 1000,
+    }
+    if serving:
+        values["serving"] = {
+            "mode": "aggregated",
+            "concurrency": [1, 4, 16, 64, 256],
+            "max_num_tokens": [2048, 8192],
+        }
+        values["objectives"] = ["serving.tokens_per_s_per_chip", "serving.tokens_per_s_per_user"]
+    else:
+        values["objectives"] = ["decode.step_latency_s", "decode.cost_chip_s_per_token"]
+    return values
+
+
+def _flow(value: Any) -> str:
+    """One YAML value on one line: [1, 2, 4], auto, '16', true."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False)
+    return text.removesuffix("\n").removesuffix("\n...").strip()
+
+
+def _comment(doc: FieldDoc, indent: str) -> list[str]:
+    text = doc.description
+    if doc.allowed:
+        text += f" Allowed: {doc.allowed}."
+    if doc.section is None:
+        text += f" Default: {doc.default}." if doc.default != "required" else " Required."
+    return textwrap.wrap(text, WIDTH, initial_indent=indent + "# ", subsequent_indent=indent + "# ")
+
+
+def spec_text(model: str, hardware: str, serving: bool = False) -> str:
+    """The commented YAML of a study spec for ``model`` on ``hardware``; it parses and searches."""
+    values = initial_values(model, hardware, serving)
+    by_path = {s.path: s for s in sections()}
+    lines = [
+        f"# Study spec: {model} on {hardware}, written by `tuner init`. Edit it, then run",
+        f"#   tuner search <this file>        and        tuner pareto {values['name']}",
+        "# Every field is documented in docs/spec-reference.md (tuner spec --reference); tuner metrics lists",
+        "# the metrics. A field left commented out takes the default shown.",
+        "",
+    ]
+    for doc in by_path[""].fields:
+        value = values.get(doc.path)
+        lines += _comment(doc, "")
+        if doc.section is None:
+            shown = _flow(value) if value is not None else _flow(_schema_default(doc))
+            lines.append(f"{doc.path}: {shown}" if value is not None else f"# {doc.path}: {shown}")
+        elif doc.path == "objectives":
+            lines += _comment_section(by_path["objectives[]"], "  ")
+            lines.append("objectives:")
+            for metric in values["objectives"]:
+                m = METRICS[metric]
+                lines.append(f"  - metric: {metric}    # {m.direction} {m.unit}: {' '.join(m.description.split())}")
+        elif value is None:
+            lines.append(f"# {doc.path}:    (absent; tuner init --serving writes one)")
+        else:
+            lines.append(f"{doc.path}:")
+            for sub in by_path[doc.path].fields:
+                key = sub.path.rsplit(".", 1)[-1]
+                lines += _comment(sub, "  ")
+                if key in value:
+                    lines.append(f"  {key}: {_flow(value[key])}")
+                else:
+                    lines.append(f"  # {key}: {_flow(_schema_default(sub))}")
+        lines.append("")
+    text = "\n".join(lines)
+    parse_spec(yaml.safe_load(text), "tuner init")  # what is written must parse
+    return text
+
+
+def _comment_section(section: Section, indent: str) -> list[str]:
+    """The comment of each field of a list's item mapping (objectives: metric, direction)."""
+    lines = []
+    for doc in section.fields:
+        key = doc.path.rsplit(".", 1)[-1]
+        lines += textwrap.wrap(
+            f"{key}: {doc.description}" + (f" Allowed: {doc.allowed}." if doc.allowed and key != "metric" else ""),
+            WIDTH,
+            initial_indent=indent[:-2] + "# ",
+            subsequent_indent=indent[:-2] + "#   ",
+        )
+    return lines
+
+
+def _schema_default(doc: FieldDoc) -> Any:
+    return None if doc.default.startswith(("null", "required", "(")) else yaml.safe_load(doc.default)
+
+
+def write_spec(path: str | Path, text: str, force: bool) -> None:
+    """Write ``text`` at ``path``, refusing to replace an existing file unless ``force``."""
+    from cost_models.errors import InvalidInputError
+
+    target = Path(path)
+    if target.exists() and not force:
+        raise InvalidInputError("output", f"{target} exists", "pass --force to overwrite it, or another -o PATH")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise InvalidInputError("output", f"cannot write {target}: {error.strerror}", "pass a writable path") from None
