@@ -641,7 +641,7 @@ def show_command(study_name: str, trial_number: int, storage: str | None) -> Non
 def export_command(
     study_name: str, trial_number: int, fmt: str, output: str | None, storage: str | None, allow_infeasible: bool
 ) -> None:
-    """Turn a trial into a deployment spec (json/yaml) or a stack's settings (jax, vllm)."""
+    """Turn a trial into a deployment spec (json/yaml) or a stack's settings (jax, vllm, sglang, trtllm)."""
     from tuner.export import export
     from tuner.pareto import load_study
     from tuner.storage import default_storage_url, storage_errors
