@@ -337,8 +337,8 @@ def compile_study(spec: StudySpec) -> CompiledStudy:
     }
     if space.batch is None:  # a serving study: the load is its concurrency or request rate
         del labels["batch"], values["batch"]
-    profile = resolve_calibration(spec.calibration, hardware.name, spec.backend)
-    engine = spec.backend or (profile.backend if profile is not None else default_backend(hardware.name))
+    profile = resolve_calibration(spec.calibration, hardware, spec.backend)
+    engine = spec.backend or (profile.backend if profile is not None else default_backend(hardware))
     if spec.serving is not None:
         serving_labels = _serving_choices(spec, engine)
         labels.update(serving_labels)

@@ -23,7 +23,7 @@ from cost_models.deployment import OVERLAPS, Overlap, estimate_one
 from cost_models.deployments import PHASE_NAMES
 from cost_models.dtypes import BITS_CHOICES
 from cost_models.errors import InvalidInputError
-from cost_models.hardware import hardware_catalog
+from cost_models.hardware import get_hardware, hardware_catalog
 from cost_models.metrics import METRICS
 from cost_models.models import model_catalog
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
@@ -106,8 +106,14 @@ BACKEND_OPTION = click.option(
 
 
 @cli.command("analyze")
-@click.option("--model", required=True, help="Catalog name (tuner models) or path of a config.json.")
-@click.option("--hardware", required=True, help="Catalog name (tuner hardware).")
+@click.option(
+    "--model",
+    required=True,
+    help="Catalog name (tuner models), path of a config.json, or a model YAML file (tuner models --template).",
+)
+@click.option(
+    "--hardware", required=True, help="Catalog name (tuner hardware) or a chip YAML file (tuner hardware --template)."
+)
 @click.option("--phase", type=click.Choice(list(PHASE_NAMES)), required=True)
 @click.option("--batch", type=int, required=True, help="Sequences processed together.")
 @click.option(
@@ -185,7 +191,7 @@ def analyze_command(
     if plot:
         from tuner.roofline_plot import write_roofline_plot
 
-        write_roofline_plot(report, plot)
+        write_roofline_plot(report, plot, get_hardware(hardware))
     if as_json:
         _print_json(report)
     else:
@@ -207,8 +213,14 @@ SPEC_BACKEND_OPTION = click.option(
 
 
 @cli.command("estimate")
-@click.option("--model", required=True, help="Catalog name (tuner models) or path of a config.json.")
-@click.option("--hardware", required=True, help="Catalog name (tuner hardware).")
+@click.option(
+    "--model",
+    required=True,
+    help="Catalog name (tuner models), path of a config.json, or a model YAML file (tuner models --template).",
+)
+@click.option(
+    "--hardware", required=True, help="Catalog name (tuner hardware) or a chip YAML file (tuner hardware --template)."
+)
 @click.option("--chips", type=int, required=True, help="Chips in the deployment.")
 @click.option("--mesh", default=None, help="Mesh XxYxZ, e.g. 4x4x4 [default: the best legal mesh].")
 @click.option("--phase", type=click.Choice([*PHASE_NAMES, "both"]), default="both", show_default=True)
@@ -367,8 +379,14 @@ def estimate_command(
 
 
 @cli.command("simulate")
-@click.option("--model", required=True, help="Catalog name (tuner models) or path of a config.json.")
-@click.option("--hardware", required=True, help="Catalog name (tuner hardware).")
+@click.option(
+    "--model",
+    required=True,
+    help="Catalog name (tuner models), path of a config.json, or a model YAML file (tuner models --template).",
+)
+@click.option(
+    "--hardware", required=True, help="Catalog name (tuner hardware) or a chip YAML file (tuner hardware --template)."
+)
 @click.option("--chips", type=int, required=True, help="Chips in the deployment.")
 @click.option("--mesh", default=None, help="Mesh XxYxZ [default: 1x1xN tensor parallel if legal, else the best].")
 @click.option("--concurrency", type=int, default=None, help="Closed loop: clients, each waiting for its answer.")
@@ -866,7 +884,11 @@ def _calibrate_end_to_end(
 
 
 @cli.command("recommend")
-@click.option("--model", required=True, help="Catalog name (tuner models) or path of a config.json.")
+@click.option(
+    "--model",
+    required=True,
+    help="Catalog name (tuner models), path of a config.json, or a model YAML file (tuner models --template).",
+)
 @click.option("--hardware", required=True, help="Catalog name of a GPU (tuner hardware).")
 @click.option("--request-rate", type=float, required=True, help="Poisson arrivals, requests per second.")
 @click.option("--prompt-len", type=int, required=True, help="Prompt tokens per request.")
