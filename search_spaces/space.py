@@ -288,14 +288,14 @@ def _kv_head_choices(spec: StudySpec, model: ModelSpec) -> list[int]:
 
 def compile_study(spec: StudySpec) -> CompiledStudy:
     """Resolve names and 'auto'/'model' choices; refuse spaces that can hold nothing."""
-    model = get_model(spec.model)
+    model = get_model(spec.model_ref)
     if model.kind == "encoder":
         raise InvalidInputError(
             "model",
             f"{model.name} is an encoder; a study searches decoder deployments (prefill and decode)",
             "use a decoder model",
         )
-    hardware = get_hardware(spec.hardware)
+    hardware = get_hardware(spec.hardware_ref)
     space = spec.space
     meshes = _mesh_choices(spec, hardware)
     kv_heads = _kv_head_choices(spec, model)

@@ -23,7 +23,7 @@ from cost_models.deployment import OVERLAPS, Overlap, estimate_one
 from cost_models.deployments import PHASE_NAMES
 from cost_models.dtypes import BITS_CHOICES
 from cost_models.errors import InvalidInputError
-from cost_models.hardware import get_hardware, hardware_catalog
+from cost_models.hardware import get_hardware, hardware_catalog, is_catalog_chip
 from cost_models.metrics import METRICS
 from cost_models.models import model_catalog
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
@@ -687,7 +687,9 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str) -> None:
 
 
 @cli.command("calibrate")
-@click.option("--hardware", default=None, help="Catalog chip to calibrate (tuner hardware).")
+@click.option(
+    "--hardware", default=None, help="Chip to calibrate: catalog name (tuner hardware) or a chip YAML file."
+)
 @click.option(
     "--backend",
     type=click.Choice(list(BACKENDS)),
@@ -843,18 +845,19 @@ def _calibrate_end_to_end(
         if model is None or chips is None:
             raise InvalidInputError("bench-json", "needs the deployment it measured", "add --model and --chips")
         measured += [e2e.read_benchmark_json(path, model=model, hardware=hardware, chips=chips) for path in bench_json]
-    if any(p.deployment.hardware.name != hardware for p in measured):
-        other = next(p.deployment.hardware.name for p in measured if p.deployment.hardware.name != hardware)
+    chip = get_hardware(hardware)  # a catalog name or a chip YAML file
+    if any(p.deployment.hardware.name != chip.name for p in measured):
+        other = next(p.deployment.hardware.name for p in measured if p.deployment.hardware.name != chip.name)
         raise InvalidInputError(
-            "points", f"a point was measured on {other}, not {hardware}", "calibrate one chip at a time"
+            "points", f"a point was measured on {other}, not {chip.name}", "calibrate one chip at a time"
         )
-    shipped = f"{hardware}-{backend}"
+    shipped = f"{chip.name}-{backend}" if is_catalog_chip(chip) else ""
     if base is not None:
-        start = load_profile(base, chip=hardware)
+        start = load_profile(base, chip=chip)
     elif shipped in available_profiles() and load_profile(shipped).gemm and load_profile(shipped).collectives:
         start = load_profile(shipped)
     else:
-        start = e2e.roofline_profile(hardware, backend)
+        start = e2e.roofline_profile(chip.name, backend)
     kernel_fitted = bool(start.collectives)
     names = (
         tuple(n.strip() for n in fit_names.split(","))
@@ -889,7 +892,9 @@ def _calibrate_end_to_end(
     required=True,
     help="Catalog name (tuner models), path of a config.json, or a model YAML file (tuner models --template).",
 )
-@click.option("--hardware", required=True, help="Catalog name of a GPU (tuner hardware).")
+@click.option(
+    "--hardware", required=True, help="Catalog name of a GPU (tuner hardware) or a chip YAML file (tuner hardware --template)."
+)
 @click.option("--request-rate", type=float, required=True, help="Poisson arrivals, requests per second.")
 @click.option("--prompt-len", type=int, required=True, help="Prompt tokens per request.")
 @click.option("--gen-len", type=int, required=True, help="Generated tokens per request.")
