@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,13 @@ from cost_models.errors import InvalidInputError
 
 #: Suffixes that mark a catalog-schema file (a config.json is read by ``cost_models.hf_config``).
 YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def template_text(kind: str) -> str:
+    """A commented file to start from (``tuner hardware --template``, ``tuner models --template``):
+    every field with its meaning and unit, the values of a real chip or model and their source."""
+    name = {"hardware": "hardware_template.yaml", "models": "models_template.yaml"}[kind]
+    return resources.files("cost_models").joinpath(f"catalog/{name}").read_text(encoding="utf-8")
 
 
 def looks_like_path(value: str) -> bool:

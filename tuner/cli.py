@@ -44,8 +44,16 @@ def cli() -> None:
 
 @cli.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def models_command(as_json: bool) -> None:
+@click.option(
+    "--template", is_flag=True, help="Print a commented model YAML file to start from (--model my-model.yaml)."
+)
+def models_command(as_json: bool, template: bool) -> None:
     """List the model catalog."""
+    if template:
+        from cost_models.catalog_files import template_text
+
+        click.echo(template_text("models"), nl=False)
+        return
     specs = list(model_catalog().values())
     if as_json:
         _print_json(
@@ -57,13 +65,25 @@ def models_command(as_json: bool) -> None:
 
 @cli.command("hardware")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def hardware_command(as_json: bool) -> None:
-    """List the hardware catalog."""
+@click.option(
+    "--template", is_flag=True, help="Print a commented chip YAML file to start from (--hardware my-chip.yaml)."
+)
+def hardware_command(as_json: bool, template: bool) -> None:
+    """List the hardware catalog: the chips, and the chip counts and meshes each allows."""
+    from cost_models.topology import chip_offer
+
+    if template:
+        from cost_models.catalog_files import template_text
+
+        click.echo(template_text("hardware"), nl=False)
+        return
     specs = list(hardware_catalog().values())
+    offers = {spec.name: chip_offer(spec) for spec in specs}
     if as_json:
-        _print_json([spec.model_dump() for spec in specs])
+        _print_json([{**spec.model_dump(), "chips": offers[spec.name]} for spec in specs])
     else:
         tables.print_hardware(specs)
+        tables.print_chip_offers(offers)
 
 
 @cli.command("metrics")
