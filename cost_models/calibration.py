@@ -47,6 +47,7 @@ def _shipped_name(chip: HardwareSpec, backend: str) -> str | None:
     name = f"{chip.name}-{backend}"
     return name if is_catalog_chip(chip) and name in available_profiles() else None
 
+
 #: Serving engines a profile can describe: the three GPU engines of the kernel database, and JAX
 #: (Pope et al.'s own TPU implementation, fitted end to end on their measurements).
 Backend = Literal["trtllm", "vllm", "sglang", "jax"]

@@ -91,12 +91,10 @@ def load_entry(path: str | Path, field: str, spec_type: type[BaseModel], templat
             field, f"{shown}: a YAML value cannot be read ({type(error).__name__})", "use plain numbers and strings"
         ) from None
     if not isinstance(data, dict):
-        raise InvalidInputError(
-            field, f"{shown} holds a {type(data).__name__}, not a mapping of fields", fix_file
-        )
+        raise InvalidInputError(field, f"{shown} holds a {type(data).__name__}, not a mapping of fields", fix_file)
     fields = set(spec_type.model_fields)
     if len(data) == 1:
-        (key, value), = data.items()
+        ((key, value),) = data.items()
         if isinstance(value, dict) and key not in fields:  # the catalog's form: name: {fields}
             data = {"name": str(key), **value}
     data = dict(data)

@@ -272,7 +272,7 @@ class StudySpec(BaseModel):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str = ""
     model: str = Field(
-        description="Catalog name, path of a config.json, or a model YAML file (relative paths: to the spec's directory)."
+        description="Catalog name, path of a config.json, or a model YAML file (relative: to the spec's directory)."
     )
     hardware: str = Field(
         description="Catalog name or a chip YAML file (tuner hardware --template; relative: to the spec's directory)."

@@ -707,9 +707,7 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str) -> None:
 
 
 @cli.command("calibrate")
-@click.option(
-    "--hardware", default=None, help="Chip to calibrate: catalog name (tuner hardware) or a chip YAML file."
-)
+@click.option("--hardware", default=None, help="Chip to calibrate: catalog name (tuner hardware) or a chip YAML file.")
 @click.option(
     "--backend",
     type=click.Choice(list(BACKENDS)),
@@ -913,7 +911,9 @@ def _calibrate_end_to_end(
     help="Catalog name (tuner models), path of a config.json, or a model YAML file (tuner models --template).",
 )
 @click.option(
-    "--hardware", required=True, help="Catalog name of a GPU (tuner hardware) or a chip YAML file (tuner hardware --template)."
+    "--hardware",
+    required=True,
+    help="Catalog name of a GPU (tuner hardware) or a chip YAML file (tuner hardware --template).",
 )
 @click.option("--request-rate", type=float, required=True, help="Poisson arrivals, requests per second.")
 @click.option("--prompt-len", type=int, required=True, help="Prompt tokens per request.")

@@ -47,8 +47,9 @@ def test_a_catalog_name_with_other_numbers_is_refused(tmp_path):
     with pytest.raises(InvalidInputError, match="another name"):
         get_hardware(_write(tmp_path, "h.yaml", {"h100-sxm": entry}))
     # the same numbers under the catalog's name are the catalog chip
-    assert get_hardware(_write(tmp_path, "h2.yaml", {"h100-sxm": _entry("hardware", "h100-sxm")})) == (
-        hardware_catalog()["h100-sxm"]
+    assert (
+        get_hardware(_write(tmp_path, "h2.yaml", {"h100-sxm": _entry("hardware", "h100-sxm")}))
+        == (hardware_catalog()["h100-sxm"])
     )
 
 
@@ -131,7 +132,9 @@ def test_a_stored_deployment_of_a_file_chip_round_trips(tmp_path):
     assert catalog.to_dict()["hardware"] == "h100-sxm"
 
 
-@pytest.mark.parametrize(("kind", "load", "like"), [("hardware", get_hardware, "h100-sxm"), ("models", get_model, "llama-3-8b")])
+@pytest.mark.parametrize(
+    ("kind", "load", "like"), [("hardware", get_hardware, "h100-sxm"), ("models", get_model, "llama-3-8b")]
+)
 def test_templates_parse_back_with_a_real_entrys_numbers(tmp_path, kind, load, like):
     text = template_text(kind)
     spec = load(_write(tmp_path, f"t-{kind}.yaml", text))

@@ -33,7 +33,10 @@ def _estimate(capsys, hardware: str, *extra: str) -> dict:
 
 
 def test_estimate_on_a_chip_file_equals_the_catalog_chip(capsys, twin):
-    ours, theirs = _estimate(capsys, twin, "--calibration", "none"), _estimate(capsys, "h100-sxm", "--calibration", "none")
+    ours, theirs = (
+        _estimate(capsys, twin, "--calibration", "none"),
+        _estimate(capsys, "h100-sxm", "--calibration", "none"),
+    )
     assert (ours.pop("hardware"), theirs.pop("hardware")) == ("twin", "h100-sxm")
     assert ours == theirs
     auto = _estimate(capsys, twin)["calibration"]  # no profile fitted on it: the fallback, with the reason
