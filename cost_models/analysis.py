@@ -250,7 +250,7 @@ def analyze_one(
         causal=causal,
         kv_heads=kv_heads,
     )
-    profile = resolve_calibration(calibration, chip.name, backend)
+    profile = resolve_calibration(calibration, chip, backend)
     report = analysis_report(analyze(configs, chip, convention, profile))
     return {
         "model": model_spec.name,

@@ -32,7 +32,21 @@ from cost_models.efficiency import (
     PrefillAttentionParams,
 )
 from cost_models.errors import InvalidInputError, from_validation_error
-from cost_models.hardware import SwitchedInterconnect, get_hardware
+from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware, is_catalog_chip
+
+#: A chip as the calibration functions take it: a catalog name, or the spec (a chip from a file).
+Chip = str | HardwareSpec
+
+
+def _chip(chip: Chip) -> HardwareSpec:
+    return chip if isinstance(chip, HardwareSpec) else get_hardware(chip)
+
+
+def _shipped_name(chip: HardwareSpec, backend: str) -> str | None:
+    """The shipped profile of a catalog chip under ``backend``; None for a chip from a file."""
+    name = f"{chip.name}-{backend}"
+    return name if is_catalog_chip(chip) and name in available_profiles() else None
+
 
 #: Serving engines a profile can describe: the three GPU engines of the kernel database, and JAX
 #: (Pope et al.'s own TPU implementation, fitted end to end on their measurements).
@@ -167,7 +181,7 @@ def _parse(text: str, where: str) -> CalibrationProfile:
         raise InvalidInputError(where, f"bad field names ({error})", "regenerate it") from None
 
 
-def load_profile(name_or_path: str | Path, chip: str | None = None) -> CalibrationProfile:
+def load_profile(name_or_path: str | Path, chip: Chip | None = None) -> CalibrationProfile:
     """A shipped profile by name (``h100-sxm-trtllm``) or a profile file by path. With ``chip``,
     a profile of another chip is refused."""
     text_path = Path(name_or_path)
@@ -187,10 +201,14 @@ def load_profile(name_or_path: str | Path, chip: str | None = None) -> Calibrati
             f"use a file path or one of {', '.join(available_profiles())}",
         )
     profile = _parse(text, where)
-    get_hardware(profile.chip)  # the chip must exist in the catalog
-    if chip is not None and profile.chip != chip:
+    chip_name = None if chip is None else _chip(chip).name
+    if profile.chip != chip_name:
+        get_hardware(profile.chip)  # the chip must exist in the catalog (or be the one given)
+    if chip_name is not None and profile.chip != chip_name:
         raise InvalidInputError(
-            f"{where}.chip", f"profile is for {profile.chip}, not {chip}", f"use a profile calibrated on {chip}"
+            f"{where}.chip",
+            f"profile is for {profile.chip}, not {chip_name}",
+            f"use a profile calibrated on {chip_name}",
         )
     return profile
 
@@ -200,15 +218,16 @@ def _shipped(name: str) -> CalibrationProfile:
     return load_profile(name)
 
 
-def profile_for(chip_name: str, backend: str) -> CalibrationProfile:
-    """The shipped profile of ``chip_name`` under ``backend``, or the documented DEFAULT."""
+def profile_for(chip: Chip, backend: str) -> CalibrationProfile:
+    """The shipped profile of ``chip`` under ``backend``, or the documented DEFAULT (always for a
+    chip from a file: no profile was fitted on it)."""
     if backend not in BACKENDS:
         raise InvalidInputError("backend", f"unknown backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
-    chip = get_hardware(chip_name)
-    name = f"{chip_name}-{backend}"
-    if name in available_profiles():
+    spec = _chip(chip)
+    name = _shipped_name(spec, backend)
+    if name is not None:
         return _shipped(name)
-    return default_profile(chip.name, backend)
+    return default_profile(spec, backend)
 
 
 def _median_params(cls, items: list):
@@ -223,9 +242,10 @@ def _median_params(cls, items: list):
 
 
 @cache
-def default_profile(chip_name: str, backend: str) -> CalibrationProfile:
+def default_profile(chip_name: Chip, backend: str) -> CalibrationProfile:
     """DEFAULT for a chip without a shipped profile (see the module docstring)."""
-    chip = get_hardware(chip_name)
+    chip = _chip(chip_name)
+    own = "" if is_catalog_chip(chip) else " (a chip from a file: no shipped profile)"
     shipped = [_shipped(n) for n in available_profiles()]
     same = [p for p in shipped if p.backend == backend] or shipped
     gemm_keys = sorted({k for p in same for k in p.gemm})
@@ -243,7 +263,7 @@ def default_profile(chip_name: str, backend: str) -> CalibrationProfile:
         backend=backend,
         fallback=True,
         fallback_reason=(
-            f"no profile fitted on {chip.name} under {backend}: median parameters of "
+            f"no profile fitted on {chip.name}{own} under {backend}: median parameters of "
             f"{len(same)} shipped profiles; collectives from the catalog interconnect"
         ),
         gemm={k: _median_params(GemmParams, [p.gemm[k] for p in same if k in p.gemm]) for k in gemm_keys},
@@ -262,13 +282,14 @@ def default_profile(chip_name: str, backend: str) -> CalibrationProfile:
     )
 
 
-def default_backend(chip_name: str) -> str:
-    """The engine whose shipped profile of ``chip_name`` predicts its kernels best (lowest mean of
+def default_backend(chip: Chip) -> str:
+    """The engine whose shipped profile of ``chip`` predicts its kernels best (lowest mean of
     the held-out median errors over operator classes); trtllm where the chip has none."""
+    spec = _chip(chip)
     scores = {}
     for backend in BACKENDS:
-        name = f"{chip_name}-{backend}"
-        if name in available_profiles():
+        name = _shipped_name(spec, backend)
+        if name is not None:
             errors = [e.median for e in _shipped(name).cv_error.values()]
             scores[backend] = float(np.mean(errors)) if errors else np.inf
     return min(scores, key=lambda b: scores[b]) if scores else "trtllm"
@@ -279,12 +300,13 @@ NO_CALIBRATION, AUTO_CALIBRATION = "none", "auto"
 
 
 def resolve_calibration(
-    choice: str | CalibrationProfile | None, chip_name: str, backend: str | None = None
+    choice: str | CalibrationProfile | None, chip: Chip, backend: str | None = None
 ) -> CalibrationProfile | None:
     """The profile a command uses: ``none`` -> None (the pure roofline of the papers); ``auto``
     (or None) -> the shipped profile of the chip under ``backend`` (default: the best measured
     one), or the documented DEFAULT where none was fitted; otherwise a shipped profile's name or a
-    profile file, which must describe ``chip_name``."""
+    profile file, which must describe the chip (a catalog name, or the spec of a chip from a file)."""
+    chip_name = _chip(chip).name
     if isinstance(choice, CalibrationProfile):
         if choice.chip != chip_name:
             raise InvalidInputError(
@@ -298,8 +320,8 @@ def resolve_calibration(
     if backend is not None and backend not in BACKENDS:
         raise InvalidInputError("backend", f"unknown backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
     if choice is None or choice == AUTO_CALIBRATION:
-        return profile_for(chip_name, backend or default_backend(chip_name))
-    return load_profile(choice, chip=chip_name)
+        return profile_for(chip, backend or default_backend(chip))
+    return load_profile(choice, chip=chip)
 
 
 def calibration_report(profile: CalibrationProfile | None, backend_chosen: bool = False) -> dict:

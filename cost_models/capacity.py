@@ -134,7 +134,7 @@ def problem(
             raise InvalidInputError(name, f"must be a whole number >= 1, got {whole!r}", f"pass {name} of 1 or more")
     if max_chips > 4096:
         raise InvalidInputError("max_chips", f"{max_chips} is more than 4096", "pass a smaller chip budget")
-    profile = resolve_calibration(calibration, chip.name, backend)
+    profile = resolve_calibration(calibration, chip, backend)
     engine = backend or (profile.backend if profile is not None else "trtllm")
     return CapacityProblem(
         spec,

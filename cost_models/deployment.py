@@ -462,7 +462,7 @@ def estimate_one(
         )
         for m in candidate_meshes(chip, chips, mesh)
     ]
-    profile = resolve_calibration(calibration, chip.name, backend)
+    profile = resolve_calibration(calibration, chip, backend)
     result = estimate(
         Deployments.from_rows(rows), overlap=overlap, kv_memory_fraction=kv_memory_fraction, calibration=profile
     )

@@ -17,7 +17,7 @@ import numpy as np
 
 from cost_models.dtypes import BF16, DTYPE_NAMES
 from cost_models.errors import InvalidInputError
-from cost_models.hardware import HardwareSpec, get_hardware
+from cost_models.hardware import HardwareSpec, get_hardware, is_catalog_chip
 from cost_models.inference_configs import MAX_SIZE, InferenceConfigs, make_configs
 from cost_models.models import ModelSpec
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
@@ -63,10 +63,11 @@ class Deployment:
         return self.model.block if self.block is None else self.block
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (JSON safe): the model's full description, the hardware by catalog name."""
+        """Plain data (JSON safe): the model's full description, the hardware by catalog name (a
+        chip from a file: its full description, so the trial reads back without the file)."""
         data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         data["model"] = self.model.model_dump()
-        data["hardware"] = self.hardware.name
+        data["hardware"] = self.hardware.name if is_catalog_chip(self.hardware) else self.hardware.model_dump()
         data["mesh"] = list(self.mesh)
         data["kv_heads"] = self.resolved_kv_heads
         data["block"] = self.resolved_block
@@ -79,7 +80,13 @@ class Deployment:
         try:
             values = dict(data)
             values["model"] = ModelSpec(**values["model"])
-            values["hardware"] = hardware if hardware is not None else get_hardware(values["hardware"])
+            stored = values["hardware"]
+            if hardware is not None:
+                values["hardware"] = hardware
+            elif isinstance(stored, dict):  # a chip from a file, stored whole
+                values["hardware"] = HardwareSpec(**stored)
+            else:
+                values["hardware"] = get_hardware(stored)
             values["mesh"] = tuple(int(a) for a in values["mesh"])
             deployment = cls(**values)
         except (KeyError, TypeError, ValueError) as error:

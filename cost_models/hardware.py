@@ -145,9 +145,35 @@ def hardware_catalog() -> dict[str, HardwareSpec]:
     return catalog
 
 
-def get_hardware(name: str) -> HardwareSpec:
-    """A catalog chip by name."""
+def is_catalog_chip(hardware: HardwareSpec) -> bool:
+    """Whether ``hardware`` is a shipped chip (same name and the same numbers)."""
+    return hardware_catalog().get(hardware.name) == hardware
+
+
+def get_hardware(name_or_path: str) -> HardwareSpec:
+    """A catalog chip by name, or a chip YAML file in the catalog's schema (``tuner hardware
+    --template``). A file may not reuse a catalog chip's name for other numbers (profiles and
+    stored trials know chips by name)."""
+    from cost_models.catalog_files import load_entry, looks_like_path, unknown_name_error
+
     catalog = hardware_catalog()
-    if name not in catalog:
-        raise InvalidInputError("hardware", f"unknown hardware {name!r}", f"use one of {', '.join(sorted(catalog))}")
-    return catalog[name]
+    if name_or_path in catalog:
+        return catalog[name_or_path]
+    if looks_like_path(name_or_path):
+        chip = load_entry(name_or_path, "hardware", HardwareSpec, "tuner hardware --template")
+        shipped = catalog.get(chip.name)
+        if shipped is not None and shipped != chip:
+            raise InvalidInputError(
+                f"hardware: {name_or_path}: name",
+                f"{chip.name!r} is a catalog chip with other numbers",
+                "give your chip another name (name: my-chip)",
+            )
+        return chip
+    raise unknown_name_error(
+        "hardware",
+        "hardware",
+        name_or_path,
+        catalog,
+        "tuner hardware",
+        ", or a chip YAML file (tuner hardware --template)",
+    )

@@ -99,22 +99,33 @@ def model_catalog() -> dict[str, ModelSpec]:
 
 
 def get_model(name_or_path: str) -> ModelSpec:
-    """A catalog model by name, or a Hugging Face ``config.json`` on disk (nothing is downloaded)."""
+    """A catalog model by name, a model YAML file in the catalog's schema (``tuner models
+    --template``), or a Hugging Face ``config.json`` on disk (nothing is downloaded)."""
+    from cost_models.catalog_files import YAML_SUFFIXES, load_entry, looks_like_path, unknown_name_error
+
     catalog = model_catalog()
     if name_or_path in catalog:
         return catalog[name_or_path]
     path = Path(name_or_path)
-    try:
-        on_disk = path.suffix == ".json" or path.is_file() or path.is_dir()
-    except OSError:  # e.g. a name too long to be a path
-        on_disk = False
-    if on_disk:
+    if path.suffix.lower() in YAML_SUFFIXES:
+        model = load_entry(path, "model", ModelSpec, "tuner models --template")
+        shipped = catalog.get(model.name)
+        if shipped is not None and shipped != model:
+            raise InvalidInputError(
+                f"model: {name_or_path}: name",
+                f"{model.name!r} is a catalog model with other numbers",
+                "give your model another name (name: my-model)",
+            )
+        return model
+    if looks_like_path(name_or_path):
         from cost_models.hf_config import model_from_hf_config
 
         return model_from_hf_config(path)
-    shown = name_or_path if len(name_or_path) <= 100 else name_or_path[:100] + "..."
-    raise InvalidInputError(
+    raise unknown_name_error(
         "model",
-        f"unknown model {shown!r}",
-        f"use one of {', '.join(sorted(catalog))}, or the path of a config.json",
+        "model",
+        name_or_path,
+        catalog,
+        "tuner models",
+        ", the path of a config.json, or a model YAML file (tuner models --template)",
     )

@@ -42,6 +42,7 @@ from cost_models.deployment import OVERLAPS, Overlap, kv_ways_by_phase, sharding
 from cost_models.deployments import Deployment, Deployments
 from cost_models.dtypes import BYTES_PER_ELEMENT
 from cost_models.errors import InvalidInputError
+from cost_models.hardware import HardwareSpec
 from cost_models.iteration import iteration_times
 from cost_models.model_counts import kv_bytes_per_token
 from cost_models.partitioning import weight_bytes_per_chip
@@ -703,14 +704,14 @@ ENGINE_KNOBS: tuple[str, ...] = ("max_batch_size", "max_num_tokens", "chunked_pr
 _RATE_GRID = 48
 
 
-def serving_engine(backend: str | None, profile: CalibrationProfile | None, chip_name: str) -> str:
+def serving_engine(backend: str | None, profile: CalibrationProfile | None, chip: str | HardwareSpec) -> str:
     """The engine a serving estimate runs: ``backend`` when given, else the calibration profile's,
     else the engine measured best on the chip."""
     from cost_models.calibration import default_backend
 
     if backend is not None:
         return backend
-    return profile.backend if profile is not None else default_backend(chip_name)
+    return profile.backend if profile is not None else default_backend(chip)
 
 
 def max_stable_rate(
@@ -904,8 +905,8 @@ def estimate_serving_one(
             f"{model_spec.name} is an encoder: it generates no tokens to serve",
             "drop --concurrency/--request-rate",
         )
-    profile = resolve_calibration(calibration, chip.name, backend)
-    engine = serving_engine(backend, profile, chip.name)
+    profile = resolve_calibration(calibration, chip, backend)
+    engine = serving_engine(backend, profile, chip)
     # Validate the load and knobs first: a bad --concurrency is named before any static check.
     knobs = make_workloads(
         backend=engine,

@@ -609,7 +609,7 @@ def simulate_one(
         raise InvalidInputError(
             "model", f"{model_spec.name} is an encoder: it generates nothing", "use a decoder model"
         )
-    profile = resolve_calibration(calibration, chip.name, backend)
+    profile = resolve_calibration(calibration, chip, backend)
     engine_name = backend or (profile.backend if profile is not None else None) or "trtllm"
     formats = chip.parse_formats(weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits)
     meshes = candidate_meshes(chip, chips, mesh)

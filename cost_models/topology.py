@@ -211,3 +211,38 @@ def parse_mesh(text: str) -> tuple[int, int, int]:
         raise InvalidInputError("mesh", f"cannot read {text!r}", "write it as XxYxZ, e.g. 4x4x4")
     x, y, z = parts + [1] * (3 - len(parts))
     return (x, y, z)
+
+
+#: Chip counts whose legal meshes ``tuner hardware`` lists.
+EXAMPLE_CHIP_COUNTS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+
+
+def chip_offer(hardware: HardwareSpec, up_to: int = 64) -> dict:
+    """Which chip counts and meshes a chip allows (what ``tuner hardware`` shows): the rule in
+    words, the legal counts up to ``up_to``, the largest slice (None: no limit), and the legal
+    meshes of a few counts (``EXAMPLE_CHIP_COUNTS``)."""
+    spec = hardware.interconnect
+    network = network_for(hardware)
+    if isinstance(spec, TorusInterconnect):
+        largest = round(spec.max_chips ** (1.0 / spec.dims))
+        rule = (
+            f"{spec.dims}D torus slices up to {spec.max_chips} chips: each axis 1, 2 or a multiple of 4, "
+            f"at most {largest} long"
+            + ("; one axis of length 1" if spec.dims == 2 else "; flat slices only 1 and 2x2x1")
+        )
+        max_chips: int | None = spec.max_chips
+    else:
+        domain = spec.domain_size
+        rule = (
+            "any count, any XxYxZ of it"
+            if domain == 1
+            else f"1 to {domain} (one {domain}-chip domain), then multiples of {domain}; any XxYxZ of the count"
+        )
+        max_chips = None
+    counts = [c for c in range(1, up_to + 1) if network.legal_meshes(c)]
+    meshes = {
+        str(c): ["x".join(map(str, m)) for m in network.legal_meshes(c)]
+        for c in EXAMPLE_CHIP_COUNTS
+        if network.legal_meshes(c)
+    }
+    return {"rule": rule, "chip_counts": counts, "up_to": up_to, "max_chips": max_chips, "meshes": meshes}

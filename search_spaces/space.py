@@ -299,14 +299,14 @@ def _kv_head_choices(spec: StudySpec, model: ModelSpec) -> list[int]:
 
 def compile_study(spec: StudySpec) -> CompiledStudy:
     """Resolve names and 'auto'/'model' choices; refuse spaces that can hold nothing."""
-    model = get_model(spec.model)
+    model = get_model(spec.model_ref)
     if model.kind == "encoder":
         raise InvalidInputError(
             "model",
             f"{model.name} is an encoder; a study searches decoder deployments (prefill and decode)",
             "use a decoder model",
         )
-    hardware = get_hardware(spec.hardware)
+    hardware = get_hardware(spec.hardware_ref)
     space = spec.space
     meshes = _mesh_choices(spec, hardware)
     kv_heads = _kv_head_choices(spec, model)
@@ -348,8 +348,8 @@ def compile_study(spec: StudySpec) -> CompiledStudy:
     }
     if space.batch is None:  # a serving study: the load is its concurrency or request rate
         del labels["batch"], values["batch"]
-    profile = resolve_calibration(spec.calibration, hardware.name, spec.backend)
-    engine = spec.backend or (profile.backend if profile is not None else default_backend(hardware.name))
+    profile = resolve_calibration(spec.calibration, hardware, spec.backend)
+    engine = spec.backend or (profile.backend if profile is not None else default_backend(hardware))
     if spec.serving is not None:
         serving_labels = _serving_choices(spec, engine)
         labels.update(serving_labels)

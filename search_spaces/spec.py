@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictInt,
     ValidationError,
@@ -26,10 +27,13 @@ from pydantic import (
 )
 
 from cost_models.calibration import Backend
+from cost_models.catalog_files import YAML_SUFFIXES, looks_like_path
 from cost_models.deployment import MAX_CHIPS, Overlap
 from cost_models.dtypes import BitsChoice
 from cost_models.errors import InvalidInputError, from_validation_error
+from cost_models.hardware import get_hardware
 from cost_models.metrics import METRICS, Direction
+from cost_models.models import get_model
 from cost_models.partitioning import AttentionSharding, FfnLayout
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
@@ -337,8 +341,12 @@ class StudySpec(BaseModel):
         description="Study name: letters, digits, '.', '_' and '-'; also the default database studies/NAME.db.",
     )
     description: str = Field(default="", description="Free text shown with the study; not part of its hash.")
-    model: str = Field(description="Catalog name or path of a config.json.")
-    hardware: str = Field(description="Catalog name of the chip (tuner hardware).")
+    model: str = Field(
+        description="Catalog name, path of a config.json, or a model YAML file (relative: to the spec's directory)."
+    )
+    hardware: str = Field(
+        description="Catalog name or a chip YAML file (tuner hardware --template; relative: to the spec's directory)."
+    )
     workload: Workload = Field(description="The requests served: prompt and generated tokens per sequence.")
     space: Space = Field(description="The design space: the choices of each dimension searched.")
     objectives: list[Objective] = Field(
@@ -380,6 +388,29 @@ class StudySpec(BaseModel):
         le=10_000_000,
         description="Trials the study should hold (the budget). Not part of the hash.",
     )
+    #: The spec file's directory (set by :func:`load_spec`): relative model/hardware paths start there.
+    _base_dir: Path | None = PrivateAttr(default=None)
+
+    def _resolved(self, value: str) -> str:
+        """``value`` as a path from the spec file's directory when it names a file (else as
+        written: a catalog name, an absolute path, or a path only the working directory holds,
+        as before specs could name their files relatively)."""
+        if self._base_dir is None or not looks_like_path(value) or Path(value).is_absolute():
+            return value
+        candidate = self._base_dir / value
+        if not candidate.exists() and Path(value).exists():
+            return value
+        return str(candidate)
+
+    @property
+    def model_ref(self) -> str:
+        """What ``get_model`` reads: a catalog name or a resolved path."""
+        return self._resolved(self.model)
+
+    @property
+    def hardware_ref(self) -> str:
+        """What ``get_hardware`` reads: a catalog name or a resolved path."""
+        return self._resolved(self.hardware)
 
     @field_validator("objectives")
     @classmethod
@@ -407,6 +438,11 @@ class StudySpec(BaseModel):
         How to search it (sampler, seed, budget) and the description are left out, so a study
         can be resumed with a larger budget or another sampler."""
         data = self.model_dump(mode="json", exclude=_HOW_TO_SEARCH)
+        # A chip or model from a YAML file is part of the problem by its numbers, not its path: a
+        # study resumes wherever the files are, and not after the file changed.
+        for key, ref, load in (("hardware", self.hardware_ref, get_hardware), ("model", self.model_ref, get_model)):
+            if Path(ref).suffix.lower() in YAML_SUFFIXES:
+                data[key] = load(ref).model_dump(mode="json")
         for *parents, key in _OPTIONAL_SECTIONS:
             section = data
             for parent in parents:
@@ -474,4 +510,6 @@ def load_spec(path: str | Path) -> StudySpec:
             f"a YAML value cannot be read ({type(error).__name__})",
             "fix the value; plain numbers, strings and lists only",
         ) from None
-    return parse_spec(data, file.name)
+    spec = parse_spec(data, file.name)
+    spec._base_dir = file.resolve().parent
+    return spec

@@ -23,7 +23,7 @@ from cost_models.deployment import OVERLAPS, Overlap, estimate_one
 from cost_models.deployments import PHASE_NAMES
 from cost_models.dtypes import BITS_CHOICES
 from cost_models.errors import InvalidInputError
-from cost_models.hardware import hardware_catalog
+from cost_models.hardware import get_hardware, hardware_catalog, is_catalog_chip
 from cost_models.metrics import METRICS
 from cost_models.models import model_catalog
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
@@ -45,8 +45,16 @@ def cli() -> None:
 
 @cli.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def models_command(as_json: bool) -> None:
+@click.option(
+    "--template", is_flag=True, help="Print a commented model YAML file to start from (--model my-model.yaml)."
+)
+def models_command(as_json: bool, template: bool) -> None:
     """List the model catalog."""
+    if template:
+        from cost_models.catalog_files import template_text
+
+        click.echo(template_text("models"), nl=False)
+        return
     specs = list(model_catalog().values())
     if as_json:
         _print_json(
@@ -58,13 +66,25 @@ def models_command(as_json: bool) -> None:
 
 @cli.command("hardware")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def hardware_command(as_json: bool) -> None:
-    """List the hardware catalog."""
+@click.option(
+    "--template", is_flag=True, help="Print a commented chip YAML file to start from (--hardware my-chip.yaml)."
+)
+def hardware_command(as_json: bool, template: bool) -> None:
+    """List the hardware catalog: the chips, and the chip counts and meshes each allows."""
+    from cost_models.topology import chip_offer
+
+    if template:
+        from cost_models.catalog_files import template_text
+
+        click.echo(template_text("hardware"), nl=False)
+        return
     specs = list(hardware_catalog().values())
+    offers = {spec.name: chip_offer(spec) for spec in specs}
     if as_json:
-        _print_json([spec.model_dump() for spec in specs])
+        _print_json([{**spec.model_dump(), "chips": offers[spec.name]} for spec in specs])
     else:
         tables.print_hardware(specs)
+        tables.print_chip_offers(offers)
 
 
 @cli.command("metrics")
@@ -107,8 +127,14 @@ BACKEND_OPTION = click.option(
 
 
 @cli.command("analyze")
-@click.option("--model", required=True, help="Catalog name (tuner models) or path of a config.json.")
-@click.option("--hardware", required=True, help="Catalog name (tuner hardware).")
+@click.option(
+    "--model",
+    required=True,
+    help="Catalog name (tuner models), path of a config.json, or a model YAML file (tuner models --template).",
+)
+@click.option(
+    "--hardware", required=True, help="Catalog name (tuner hardware) or a chip YAML file (tuner hardware --template)."
+)
 @click.option("--phase", type=click.Choice(list(PHASE_NAMES)), required=True)
 @click.option("--batch", type=int, required=True, help="Sequences processed together.")
 @click.option(
@@ -186,7 +212,7 @@ def analyze_command(
     if plot:
         from tuner.roofline_plot import write_roofline_plot
 
-        write_roofline_plot(report, plot)
+        write_roofline_plot(report, plot, get_hardware(hardware))
     if as_json:
         _print_json(report)
     else:
@@ -208,8 +234,14 @@ SPEC_BACKEND_OPTION = click.option(
 
 
 @cli.command("estimate")
-@click.option("--model", required=True, help="Catalog name (tuner models) or path of a config.json.")
-@click.option("--hardware", required=True, help="Catalog name (tuner hardware).")
+@click.option(
+    "--model",
+    required=True,
+    help="Catalog name (tuner models), path of a config.json, or a model YAML file (tuner models --template).",
+)
+@click.option(
+    "--hardware", required=True, help="Catalog name (tuner hardware) or a chip YAML file (tuner hardware --template)."
+)
 @click.option("--chips", type=int, required=True, help="Chips in the deployment.")
 @click.option("--mesh", default=None, help="Mesh XxYxZ, e.g. 4x4x4 [default: the best legal mesh].")
 @click.option("--phase", type=click.Choice([*PHASE_NAMES, "both"]), default="both", show_default=True)
@@ -368,8 +400,14 @@ def estimate_command(
 
 
 @cli.command("simulate")
-@click.option("--model", required=True, help="Catalog name (tuner models) or path of a config.json.")
-@click.option("--hardware", required=True, help="Catalog name (tuner hardware).")
+@click.option(
+    "--model",
+    required=True,
+    help="Catalog name (tuner models), path of a config.json, or a model YAML file (tuner models --template).",
+)
+@click.option(
+    "--hardware", required=True, help="Catalog name (tuner hardware) or a chip YAML file (tuner hardware --template)."
+)
 @click.option("--chips", type=int, required=True, help="Chips in the deployment.")
 @click.option("--mesh", default=None, help="Mesh XxYxZ [default: 1x1xN tensor parallel if legal, else the best].")
 @click.option("--concurrency", type=int, default=None, help="Closed loop: clients, each waiting for its answer.")
@@ -714,7 +752,7 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str) -> None:
 
 
 @cli.command("calibrate")
-@click.option("--hardware", default=None, help="Catalog chip to calibrate (tuner hardware).")
+@click.option("--hardware", default=None, help="Chip to calibrate: catalog name (tuner hardware) or a chip YAML file.")
 @click.option(
     "--backend",
     type=click.Choice(list(BACKENDS)),
@@ -870,18 +908,19 @@ def _calibrate_end_to_end(
         if model is None or chips is None:
             raise InvalidInputError("bench-json", "needs the deployment it measured", "add --model and --chips")
         measured += [e2e.read_benchmark_json(path, model=model, hardware=hardware, chips=chips) for path in bench_json]
-    if any(p.deployment.hardware.name != hardware for p in measured):
-        other = next(p.deployment.hardware.name for p in measured if p.deployment.hardware.name != hardware)
+    chip = get_hardware(hardware)  # a catalog name or a chip YAML file
+    if any(p.deployment.hardware.name != chip.name for p in measured):
+        other = next(p.deployment.hardware.name for p in measured if p.deployment.hardware.name != chip.name)
         raise InvalidInputError(
-            "points", f"a point was measured on {other}, not {hardware}", "calibrate one chip at a time"
+            "points", f"a point was measured on {other}, not {chip.name}", "calibrate one chip at a time"
         )
-    shipped = f"{hardware}-{backend}"
+    shipped = f"{chip.name}-{backend}" if is_catalog_chip(chip) else ""
     if base is not None:
-        start = load_profile(base, chip=hardware)
+        start = load_profile(base, chip=chip)
     elif shipped in available_profiles() and load_profile(shipped).gemm and load_profile(shipped).collectives:
         start = load_profile(shipped)
     else:
-        start = e2e.roofline_profile(hardware, backend)
+        start = e2e.roofline_profile(chip.name, backend)
     kernel_fitted = bool(start.collectives)
     names = (
         tuple(n.strip() for n in fit_names.split(","))
@@ -911,8 +950,16 @@ def _calibrate_end_to_end(
 
 
 @cli.command("recommend")
-@click.option("--model", required=True, help="Catalog name (tuner models) or path of a config.json.")
-@click.option("--hardware", required=True, help="Catalog name of a GPU (tuner hardware).")
+@click.option(
+    "--model",
+    required=True,
+    help="Catalog name (tuner models), path of a config.json, or a model YAML file (tuner models --template).",
+)
+@click.option(
+    "--hardware",
+    required=True,
+    help="Catalog name of a GPU (tuner hardware) or a chip YAML file (tuner hardware --template).",
+)
 @click.option("--request-rate", type=float, required=True, help="Poisson arrivals, requests per second.")
 @click.option("--prompt-len", type=int, required=True, help="Prompt tokens per request.")
 @click.option("--gen-len", type=int, required=True, help="Generated tokens per request.")

@@ -10,13 +10,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from cost_models.errors import InvalidInputError
-from cost_models.hardware import get_hardware
+from cost_models.hardware import HardwareSpec, get_hardware
 
 
-def write_roofline_plot(report: dict, path: str) -> None:
+def write_roofline_plot(report: dict, path: str, chip: HardwareSpec | None = None) -> None:
     """Log-log roofline: attainable ops/s against arithmetic intensity, for each compute format
-    the chip has, with each present operator at (FLOPs/byte, FLOPs/time)."""
-    chip = get_hardware(report["hardware"])
+    the chip has, with each present operator at (FLOPs/byte, FLOPs/time). ``chip``: the analyzed
+    chip (default: the catalog chip the report names)."""
+    chip = chip if chip is not None else get_hardware(report["hardware"])
     bandwidth = chip.memory_bandwidth_bytes_per_s * chip.efficiency.memory
     ops = [op for op in report["operators"] if op["flops"] > 0 and op["time_s"] > 0]
     intensities = np.array([op["arithmetic_intensity"] for op in ops])

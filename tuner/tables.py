@@ -97,6 +97,42 @@ def print_hardware(specs: Iterable[HardwareSpec]) -> None:
     _console().print(table)
 
 
+def _count_ranges(counts: list[int]) -> str:
+    """[1, 2, 3, 4, 8, 16] -> '1-4, 8, 16'."""
+    parts: list[str] = []
+    start = prev = None
+    for c in [*counts, None]:
+        if c is not None and prev is not None and c == prev + 1:
+            prev = c
+            continue
+        if start is not None:
+            parts.append(f"{start}-{prev}" if prev != start else f"{start}")
+        start = prev = c
+    return ", ".join(parts)
+
+
+def print_chip_offers(offers: dict[str, dict]) -> None:
+    """Per chip: which chip counts and meshes it allows (``cost_models.topology.chip_offer``)."""
+    table = Table(title="Chip counts and meshes (tuner estimate --chips N --mesh XxYxZ)")
+    for column in ("name", "allowed", "counts up to 64", "meshes (examples)"):
+        table.add_column(column)
+    for name, offer in offers.items():
+        examples = []
+        shown = offer["meshes"].items() if offer["max_chips"] is not None else list(offer["meshes"].items())[3:4]
+        for count, meshes in shown:  # a torus: its slice shapes; switched: one count (any XxYxZ works)
+            if count == "1":
+                continue
+            shapes = sorted({"x".join(map(str, sorted(map(int, m.split("x")), reverse=True))) for m in meshes})
+            examples.append(f"{count}: {', '.join(shapes[:3])}{', ...' if len(shapes) > 3 else ''}")
+        table.add_row(
+            name,
+            offer["rule"],
+            _count_ranges(offer["chip_counts"]) or "-",
+            escape("; ".join(examples)) + " (any order of the axes)",
+        )
+    _console().print(table)
+
+
 def print_analysis(report: dict) -> None:
     """The per-operator table of ``tuner analyze``, then whole-model totals."""
     totals = report["totals"]
