@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from cost_models.errors import InvalidInputError
 from cost_models.metrics import METRICS
-from tuner.constraints import study_constraint_names, trial_constraints
+from tuner.constraints import is_feasible, study_constraint_names, trial_constraints
 from tuner.pareto import Front, study_front
 
 #: Trials drawn in the charts at most (the front always, the rest sampled): about 0.8 kB of page
@@ -193,7 +193,9 @@ def _finite(trial: FrozenTrial) -> bool:
 # Figures
 
 
-def _figures(drawn: optuna.Study, lines: optuna.Study, front: Front) -> list[tuple[str, str, Any]]:
+def _figures(
+    drawn: optuna.Study, lines: optuna.Study, every: list[FrozenTrial], front: Front
+) -> list[tuple[str, str, Any]]:
     """(id, heading, plotly figure) of every chart; a chart Optuna cannot draw for this study is
     left out (its heading says why in the page)."""
     from optuna import visualization as vis
@@ -225,9 +227,46 @@ def _figures(drawn: optuna.Study, lines: optuna.Study, front: Front) -> list[tup
         else:
             out.append((f"importance-{i}", f"Parameter importances for {labels[i]} (PED-ANOVA)", fig))
     for i in range(len(names)):
-        fig = vis.plot_optimization_history(drawn, target=_objective(i, 1.0), target_name=labels[i])
-        out.append((f"history-{i}", f"Optimization history of {labels[i]}", fig))
+        out.append((f"history-{i}", f"Optimization history of {labels[i]}", _history(drawn, every, i, front)))
     return out
+
+
+def _history(drawn: optuna.Study, every: list[FrozenTrial], i: int, front: Front) -> Any:
+    """Objective ``i`` by trial number (Optuna's ``plot_optimization_history`` needs every trial
+    number present, so a thinned study cannot use it): the drawn trials, feasible and not, and the
+    best feasible value so far over every trial."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    trials = drawn.get_trials(deepcopy=False)
+    for feasible, style in ((False, {"color": "#bbb", "symbol": "x"}), (True, {"color": "#1f77b4"})):
+        chosen = [t for t in trials if is_feasible(t) == feasible]
+        fig.add_scatter(
+            x=[t.number for t in chosen],
+            y=[t.values[i] for t in chosen],
+            mode="markers",
+            marker={"size": 4, **style},
+            name="feasible" if feasible else "infeasible",
+        )
+    maximize = front.directions[i] == "maximize"
+    best: list[tuple[int, float]] = []
+    for t in sorted(every, key=lambda t: t.number):
+        if t.values is None or not is_feasible(t):
+            continue
+        value = t.values[i]
+        if not best or (value > best[-1][1] if maximize else value < best[-1][1]):
+            best.append((t.number, value))
+    if best:
+        last = max(t.number for t in every)
+        fig.add_scatter(
+            x=[n for n, _ in best] + [last],
+            y=[v for _, v in best] + [best[-1][1]],
+            mode="lines",
+            line={"shape": "hv", "color": "crimson"},
+            name="best feasible so far",
+        )
+    fig.update_layout(xaxis_title="trial", yaxis_title=metric_label(front.objective_names[i]))
+    return fig
 
 
 def _objective(i: int, sign: float) -> Callable[[FrozenTrial], float]:
@@ -343,7 +382,7 @@ def render_report(
     drawn_list = drawn_trials(complete, front, max_points, seed)
     drawn = _DrawnStudy(study, drawn_list)
     lines = _DrawnStudy(study, drawn_trials(complete, front, min(max_lines, max_points), seed))
-    figures = _figures(drawn, lines, front) if drawn_list else []
+    figures = _figures(drawn, lines, complete, front) if drawn_list else []
 
     spec = study.user_attrs.get("spec")
     title = f"Study {study.study_name}"
