@@ -140,7 +140,9 @@ def _objective_figure(study: optuna.Study, front: Front):
         fig.canvas.draw()
         renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
         avoid = [t.get_window_extent(renderer) for t in ax.texts]
-        avoid.append(ax.get_legend().get_window_extent(renderer))
+        legend = ax.get_legend()
+        if legend is not None:
+            avoid.append(legend.get_window_extent(renderer))
         labelled = front.trials[:MAX_FRONT_LABELS] if len(front.trials) > MAX_FRONT_LABELS else front.trials
         place_labels(ax, [tuple(t.values[:2]) for t in labelled], [str(t.number) for t in labelled], avoid=avoid)
     return fig

@@ -38,7 +38,7 @@ def place_labels(
     """Annotate ``points`` (data coordinates) with ``texts`` in the given order (most important
     first) without overlaps; returns the labels placed. The figure is drawn once to measure text."""
     fig = ax.figure
-    fig.canvas.draw()  # type: ignore[attr-defined]  # the layout the boxes are measured in
+    fig.canvas.draw()  # the layout the boxes are measured in
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     inside = ax.get_window_extent(renderer)
     taken: list[Bbox] = [box.padded(1) for box in avoid]
@@ -70,7 +70,7 @@ def overlapping_texts(ax: Axes) -> list[tuple[str, str]]:
     """Pairs of the axes' visible texts (annotations included) whose boxes overlap: what a test
     asserts is empty."""
     fig = ax.figure
-    fig.canvas.draw()  # type: ignore[attr-defined]
+    fig.canvas.draw()
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     texts = [t for t in ax.texts if t.get_visible() and t.get_text().strip()]
     boxes = [t.get_window_extent(renderer) for t in texts]

@@ -22,7 +22,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +62,9 @@ def _require_plotly() -> None:
         import plotly  # noqa: F401
     except ImportError:
         raise InvalidInputError(
-            "report", "plotly is not installed", "pip install 'transformer-deploy-tuner[report]' (or pip install plotly)"
+            "report",
+            "plotly is not installed",
+            "pip install 'transformer-deploy-tuner[report]' (or pip install plotly)",
         ) from None
 
 
@@ -115,7 +117,7 @@ def unit_of_key(key: str) -> str:
         return "tokens/s"
     if "chip_s_per_token" in key:
         return "chip-s/token"
-    if key.endswith("_s") or key.endswith("_s_p99") or key.endswith("_p99_s"):
+    if key.endswith(("_s", "_s_p99", "_p99_s")):
         return "s"
     if key.endswith("_tokens"):
         return "tokens"
@@ -145,9 +147,7 @@ class _DrawnStudy(optuna.Study):
     def __getattr__(self, name: str) -> Any:  # only for what the view does not set: the study's
         return getattr(self._study, name)
 
-    def get_trials(
-        self, deepcopy: bool = True, states: Sequence[TrialState] | None = None
-    ) -> list[FrozenTrial]:  # noqa: ARG002 - the signature of Study.get_trials
+    def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
         return [t for t in self._trials if states is None or t.state in states]
 
     @property
@@ -213,7 +213,7 @@ def _figures(
     fig = vis.plot_parallel_coordinate(lines, target=lambda t: t.values[0], target_name=labels[0])
     n_lines = len(lines.get_trials(deepcopy=False))
     out.append(("parallel", f"Choices and {labels[0]} (parallel coordinates, {n_lines} trials)", fig))
-    for i, (name, direction) in enumerate(zip(names, front.directions, strict=True)):
+    for i, direction in enumerate(front.directions):
         sign = 1.0 if direction == "minimize" else -1.0
         target = _objective(i, sign)
         try:
@@ -296,7 +296,10 @@ def front_table(front: Front) -> str:
         keys += [k for k in r if k not in keys]
     varying = [k for k in keys if len({json.dumps(r.get(k), default=str) for r in rows}) > 1]
     head = ["trial", *varying]
-    head += [f"{metric_label(n)} ({'min' if d == 'minimize' else 'max'})" for n, d in zip(front.objective_names, front.directions, strict=True)]
+    head += [
+        f"{metric_label(n)} ({'min' if d == 'minimize' else 'max'})"
+        for n, d in zip(front.objective_names, front.directions, strict=True)
+    ]
     lines = ['<table id="front" class="front"><thead><tr>']
     lines += [f"<th>{html.escape(h)}</th>" for h in head]
     lines.append("</tr></thead><tbody>")
@@ -341,7 +344,9 @@ def breakdown(trial: FrozenTrial, constraint_names: list[str] | None) -> str:
             if isinstance(section, dict):
                 parts.append(f"<div><h4>{name}</h4>{_section_table(section)}</div>")
         others = {
-            k: v for k, v in estimate.items() if k not in BREAKDOWN_SECTIONS and k != "params" and not isinstance(v, dict)
+            k: v
+            for k, v in estimate.items()
+            if k not in BREAKDOWN_SECTIONS and k != "params" and not isinstance(v, dict)
         }
         if others:
             parts.append(f"<div><h4>other</h4>{_section_table(others)}</div>")

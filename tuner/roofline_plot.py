@@ -13,7 +13,6 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from tuner.plot_labels import place_labels
 
-
 #: How many operators get a label at most: the largest by time, and the one nearest the ridge.
 MAX_LABELS = 6
 ROOF_STYLES = ("-", "--", "-.", ":")
@@ -59,7 +58,7 @@ def roofline_figure(report: dict):
         knee = peak / bandwidth
         xs = x[x >= knee]
         color = colors[k % len(colors)]
-        for j, name in enumerate(names):
+        for j in range(len(names)):
             style = ROOF_STYLES[j % len(ROOF_STYLES)] if len(names) > 1 else "-"
             ax.loglog(xs, np.full(len(xs), peak), color=color, linestyle=style, linewidth=2.2 - 0.5 * j)
         text = f"{' = '.join(names)}: {peak / 1e12:.4g} Tops/s"
@@ -95,7 +94,9 @@ def roofline_figure(report: dict):
     )
     shown = {label.get_text() for label in placed}
     unlabelled = [
-        f"{op['name']} {shares[i]:.0%}" for i, op in enumerate(ops) if _plain(f"{op['name']} ({shares[i]:.0%})") not in shown
+        f"{op['name']} {shares[i]:.0%}"
+        for i, op in enumerate(ops)
+        if _plain(f"{op['name']} ({shares[i]:.0%})") not in shown
     ]
     if unlabelled:  # named in the legend, largest first, so every point can be found
         order = sorted(range(len(unlabelled)), key=lambda i: -float(unlabelled[i].rsplit(" ", 1)[1].rstrip("%")))

@@ -7,8 +7,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from cli_helpers import run_cli
 
+from cli_helpers import run_cli
 from search_spaces.spec import load_spec
 from tuner.pareto import load_study, study_front
 from tuner.report import drawn_trials, format_value, render_report
