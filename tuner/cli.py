@@ -653,6 +653,27 @@ def pareto_command(study_name: str, storage: str | None, as_json: bool, as_csv: 
             click.echo(f"front chart written to {plot}")
 
 
+@cli.command("report")
+@click.argument("study_name", metavar="STUDY")
+@click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/STUDY.db].")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="report.html", show_default=True)
+@click.option("--max-points", type=int, default=None, help="Trials drawn per chart; the front always [default: 3000].")
+def report_command(study_name: str, storage: str | None, output: str, max_points: int | None) -> None:
+    """Write one offline HTML page of a study: Optuna's interactive charts, the front in units,
+    each front trial's breakdown (needs plotly: pip install 'transformer-deploy-tuner[report]')."""
+    from tuner.pareto import load_study
+    from tuner.report import DEFAULT_MAX_POINTS, write_report
+    from tuner.storage import default_storage_url, storage_errors
+
+    url = storage or default_storage_url(study_name)
+    with storage_errors(url):
+        result = write_report(load_study(study_name, url), output, max_points=max_points or DEFAULT_MAX_POINTS)
+    click.echo(
+        f"wrote {result.path} ({result.bytes / 1e6:.1f} MB, {result.figures} charts, {result.n_front} front trials, "
+        f"{result.n_drawn} of {result.n_trials} trials drawn) in {result.elapsed_s:.1f} s"
+    )
+
+
 @cli.command("show")
 @click.argument("study_name", metavar="STUDY")
 @click.argument("trial_number", metavar="TRIAL", type=int)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 import matplotlib
+import matplotlib.colors
 
 matplotlib.use("Agg")
 
@@ -21,7 +22,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from cost_models.errors import InvalidInputError
+from cost_models.metrics import METRICS
 from tuner.pareto import Front, is_feasible
+from tuner.plot_labels import place_labels
 
 #: The objectives that make a study's chart a serving chart: (y, x).
 SERVING_AXES = ("serving.tokens_per_s_per_chip", "serving.tokens_per_s_per_user")
@@ -39,7 +42,8 @@ def write_front_plot(study: optuna.Study, front: Front, path: str) -> None:
 
 def _save(fig, path: str) -> None:
     try:
-        fig.tight_layout()
+        if fig.get_layout_engine() is None:
+            fig.tight_layout()
         fig.savefig(path, dpi=120, format="png")
     except OSError as error:
         raise InvalidInputError("plot", f"cannot write {path}: {error.strerror}", "pass a writable path") from None
@@ -47,24 +51,100 @@ def _save(fig, path: str) -> None:
         plt.close(fig)
 
 
+#: Objectives an SLO constraint limits: the constraint's name for each.
+SLO_OBJECTIVES = {
+    "prefill.latency_s": "max_ttft_s",
+    "serving.ttft_s": "max_ttft_s",
+    "decode.step_latency_s": "max_tpot_s",
+    "serving.tpot_s": "max_tpot_s",
+    "serving.tpot_p99_s": "max_tpot_p99_s",
+}
+#: Front points labelled with their trial number at most (the rest only where labels fit).
+MAX_FRONT_LABELS = 30
+
+
+def _axis_label(name: str, direction: str) -> str:
+    unit = f" [{METRICS[name].unit}]" if name in METRICS else ""
+    better = "lower" if direction == "minimize" else "higher"
+    return f"{name}{unit} ({better} is better)".replace("$", r"\$")
+
+
+def _limits(study: optuna.Study) -> dict:
+    spec = study.user_attrs.get("spec")
+    limits = spec.get("constraints", {}) if isinstance(spec, dict) else {}
+    return limits if isinstance(limits, dict) else {}
+
+
 def _objective_figure(study: optuna.Study, front: Front):
+    """The first two objectives on log axes, every feasible trial faint and the front marked with
+    trial numbers; a third objective is the points' colour (colour bar); an SLO constraint on a
+    drawn objective is a dashed line with its value."""
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if is_feasible(t)]
-    fig, ax = plt.subplots(figsize=(8, 6))
+    names, directions = front.objective_names, front.directions
+    third = len(names) >= 3
+    fig, ax = plt.subplots(figsize=(10, 7), layout="constrained")
+    color_range = None
+    if third and trials:
+        column = np.array([t.values[2] for t in trials])
+        positive = column[column > 0]
+        log = len(positive) == len(column) and positive.max() / positive.min() > 100
+        color_range = matplotlib.colors.LogNorm() if log else matplotlib.colors.Normalize()
+        color_range.autoscale(column)
     if trials:
         points = np.array([t.values[:2] for t in trials])
-        ax.scatter(points[:, 0], points[:, 1], s=8, color="lightgray", label="feasible trials")
+        if color_range is not None:
+            ax.scatter(
+                points[:, 0], points[:, 1], s=8, c=[t.values[2] for t in trials], cmap="viridis", norm=color_range,
+                alpha=0.35, label="feasible trials",
+            )  # fmt: skip
+        else:
+            ax.scatter(points[:, 0], points[:, 1], s=8, color="lightgray", label="feasible trials")
     if front.trials:
         points = np.array([t.values[:2] for t in front.trials])
-        ax.scatter(points[:, 0], points[:, 1], s=24, color="crimson", label="Pareto front", zorder=3)
-        for t, (x, y) in zip(front.trials, points, strict=True):
-            ax.annotate(str(t.number), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
-    for axis, name in ((ax.set_xlabel, front.objective_names[0]), (ax.set_ylabel, front.objective_names[1])):
-        axis(name.replace("$", r"\$"))
+        if color_range is not None:
+            mappable = ax.scatter(
+                points[:, 0], points[:, 1], s=40, c=[t.values[2] for t in front.trials], cmap="viridis",
+                norm=color_range, edgecolors="crimson", linewidths=1.2, zorder=3, label="Pareto front (all objectives)",
+            )  # fmt: skip
+            fig.colorbar(mappable, ax=ax, label=_axis_label(names[2], directions[2]))
+        else:
+            ax.scatter(points[:, 0], points[:, 1], s=28, color="crimson", label="Pareto front", zorder=3)
+    for axis, name in (("x", names[0]), ("y", names[1])):
+        limit = _limits(study).get(SLO_OBJECTIVES.get(name, ""))
+        if isinstance(limit, int | float) and limit > 0:
+            draw = ax.axvline if axis == "x" else ax.axhline
+            draw(limit, color="black", linestyle="--", linewidth=1)
+            where = (limit, 1.0) if axis == "x" else (1.0, limit)
+            coords = ("data", "axes fraction") if axis == "x" else ("axes fraction", "data")
+            ax.annotate(
+                f"{SLO_OBJECTIVES[name]} = {limit:g} s",
+                where,
+                xycoords=coords,
+                textcoords="offset points",
+                xytext=(-4, -12) if axis == "x" else (-4, 4),
+                ha="right",
+                fontsize=8,
+            )
+    ax.set_xlabel(_axis_label(names[0], directions[0]))
+    ax.set_ylabel(_axis_label(names[1], directions[1]))
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_title(f"{front.study_name}".replace("$", r"\$"))
+    title = f"{front.study_name}: {len(front.trials)} front trials of {front.n_feasible} feasible"
+    if third:
+        title += f"\ncolour: {names[2]}" + (f" (+{len(names) - 3} more objectives not drawn)" if len(names) > 3 else "")
+        title += "; a front point may look dominated here, it is not on the others"
+    ax.set_title(title.replace("$", r"\$"), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(loc="best", fontsize=8)
+    if front.trials:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+        avoid = [t.get_window_extent(renderer) for t in ax.texts]
+        legend = ax.get_legend()
+        if legend is not None:
+            avoid.append(legend.get_window_extent(renderer))
+        labelled = front.trials[:MAX_FRONT_LABELS] if len(front.trials) > MAX_FRONT_LABELS else front.trials
+        place_labels(ax, [tuple(t.values[:2]) for t in labelled], [str(t.number) for t in labelled], avoid=avoid)
     return fig
 
 

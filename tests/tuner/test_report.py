@@ -1,0 +1,149 @@
+"""``tuner report``: the HTML page of a study, checked by parsing it (no browser needed)."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import run_cli
+from search_spaces.spec import load_spec
+from tuner.pareto import load_study, study_front
+from tuner.report import drawn_trials, format_value, render_report
+from tuner.study import run_search
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Page(HTMLParser):
+    """What the checks need: every div id, script tags (with their src), the front table's rows,
+    the breakdown details' ids, and every URL an element points at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.div_ids: list[str] = []
+        self.scripts: list[dict] = []
+        self.front_rows: list[int] = []
+        self.details: list[str] = []
+        self.urls: list[str] = []
+        self._in_script = False
+        self._script_text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "div" and a.get("id"):
+            self.div_ids.append(str(a["id"]))
+        if tag == "script":
+            self._in_script = True
+            self._script_text = []
+            self.scripts.append({"src": a.get("src"), "length": 0})
+        if tag == "tr" and a.get("data-trial") is not None:
+            self.front_rows.append(int(str(a["data-trial"])))
+        if tag == "details" and a.get("id"):
+            self.details.append(str(a["id"]))
+        for key in ("src", "href"):
+            if a.get(key):
+                self.urls.append(str(a[key]))
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self._script_text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script" and self._in_script:
+            self._in_script = False
+            self.scripts[-1]["text"] = "".join(self._script_text)
+            self.scripts[-1]["length"] = len(self.scripts[-1]["text"])
+
+
+@pytest.fixture(scope="module")
+def palm(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 60-trial study of the shipped PaLM spec (three objectives, a memory constraint)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('report') / 'palm.db'}"
+    run_search(load_spec(str(REPO / "studies" / "palm-540b-tpu-v4.yaml")), url, trials=60)
+    return url
+
+
+def parse(text: str) -> Page:
+    page = Page()
+    page.feed(text)
+    page.close()
+    return page
+
+
+def test_report_page_is_offline_with_one_plotly_and_one_div_per_chart(palm: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "report.html"
+    code, stdout, err = run_cli(capsys, "report", "palm-540b-tpu-v4", "--storage", palm, "-o", str(out))
+    assert code == 0, err
+    assert "wrote" in stdout and "8 charts" in stdout
+    text = out.read_text(encoding="utf-8")
+    page = parse(text)
+
+    # plotly.js is embedded once, inline; no script is loaded from anywhere.
+    assert all(s["src"] is None for s in page.scripts)
+    big = [s for s in page.scripts if s["length"] > 1_000_000]
+    assert len(big) == 1
+    assert "plotly.js" in big[0]["text"][:500]
+    # Nothing outside plotly.js itself (whose defaults name its CDN, for map tiles this page does
+    # not draw) refers to a CDN or any other remote resource.
+    rest = text.replace(big[0]["text"], "")
+    assert not re.search(r"cdn\.plot\.ly|cdnjs|jsdelivr|unpkg", rest)
+    assert [u for u in page.urls if u.startswith(("http:", "https:", "//"))] == []
+
+    # One div per chart: the Pareto front, the parallel coordinates, per objective (three) an
+    # importance chart and an optimization history.
+    figures = sorted(i for i in page.div_ids if i.startswith("fig-"))
+    expected = ["fig-pareto", "fig-parallel"]
+    expected += [f"fig-importance-{i}" for i in range(3)] + [f"fig-history-{i}" for i in range(3)]
+    assert figures == sorted(expected)
+    assert len(set(page.div_ids)) == len(page.div_ids)
+
+    # The front table is the front, in its order; each front trial has its breakdown.
+    front = study_front(load_study("palm-540b-tpu-v4", palm))
+    assert front.trials
+    assert page.front_rows == [t.number for t in front.trials]
+    assert page.details == [f"trial-{t.number}" for t in front.trials]
+    for section in ("prefill", "decode", "memory"):
+        assert f"<h4>{section}</h4>" in text
+    # Units from the metric registry in the headers, human units in the cells.
+    assert "decode.step_latency_s [s]" in text and "chip-s/token" in text
+    assert re.search(r">\d[\d.]* (ms|s|µs)</td>", text)
+
+
+def test_large_study_is_thinned_but_keeps_the_front(palm: str) -> None:
+    study = load_study("palm-540b-tpu-v4", palm)
+    front = study_front(study)
+    complete = study.get_trials(deepcopy=False)
+    drawn = drawn_trials(complete, front, max_points=len(front.trials) + 5)
+    numbers = {t.number for t in drawn}
+    assert {t.number for t in front.trials} <= numbers
+    assert len(drawn) == len(front.trials) + 5
+    assert all(t.user_attrs == {} for t in drawn)  # the estimate is not repeated in hover text
+    text, counts = render_report(study, max_points=len(front.trials) + 5, max_lines=10)
+    assert counts["n_drawn"] == len(front.trials) + 5 and counts["n_trials"] == 60
+    assert "The charts draw" in text
+    assert parse(text).front_rows == [t.number for t in front.trials]
+
+
+def test_report_of_an_unknown_study_is_one_error_line(palm: str, tmp_path: Path, capsys) -> None:
+    code, out, err = run_cli(capsys, "report", "nope", "--storage", palm, "-o", str(tmp_path / "r.html"))
+    assert code == 2 and "nope" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "shown"),
+    [
+        (0.0211, "s", "21.1 ms"),
+        (2.5e-5, "s", "25 µs"),
+        (34359738368.0, "B", "32 GiB"),
+        (0.256, "fraction", "25.6 %"),
+        (4203.05, "tokens/s", "4.2 ktokens/s"),
+        (0.01048, "chip-s/token", "0.01048 chip-s/token"),
+        (64, "chips", "64 chips"),
+        (True, "", "True"),
+    ],
+)
+def test_format_value(value: object, unit: str, shown: str) -> None:
+    assert format_value(value, unit) == shown

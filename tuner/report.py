@@ -1,0 +1,482 @@
+"""``tuner report``: one self-contained HTML page of a study, readable offline.
+
+The page holds Optuna's own interactive charts (Plotly) — the Pareto front with infeasible trials
+shown, the parallel coordinates of the choices, each objective's parameter importances and
+optimization history — then the front as a table in human units (from the metric registry) and
+every front point's breakdown (the stored ``estimate``) folded in ``<details>``.
+
+plotly.js is embedded once (the first figure carries it, the others reuse it), so the page needs
+no network. A large study is thinned before drawing: every front trial is kept and the others are
+sampled (seeded, so the page is reproducible) down to ``max_points``; the table and the header
+count every trial.
+
+Parameter importances use Optuna's :class:`~optuna.importance.PedAnovaImportanceEvaluator`:
+Optuna's default (fANOVA) and mean-decrease-impurity evaluators need scikit-learn, which this
+project does not depend on.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable, Container
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from cost_models.errors import InvalidInputError
+from cost_models.metrics import METRICS
+from tuner.constraints import is_feasible, study_constraint_names, trial_constraints
+from tuner.pareto import Front, study_front
+
+#: Trials drawn in the charts at most (the front always, the rest sampled): about 0.8 kB of page
+#: per point (Optuna's hover text), plus 4.8 MB of plotly.js once.
+DEFAULT_MAX_POINTS = 3000
+#: Trials drawn in the parallel coordinates: Optuna draws one trace per trial (0.7 kB each, and
+#: slow to render by the thousand).
+DEFAULT_MAX_LINES = 300
+
+#: Sections of a trial's stored estimate shown in its breakdown, in this order.
+BREAKDOWN_SECTIONS = ("prefill", "decode", "memory", "serving")
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    path: str
+    bytes: int
+    n_trials: int
+    n_drawn: int
+    n_front: int
+    figures: int
+    elapsed_s: float
+
+
+def _require_plotly() -> None:
+    try:
+        import plotly  # noqa: F401
+    except ImportError:
+        raise InvalidInputError(
+            "report",
+            "plotly is not installed",
+            "pip install 'transformer-deploy-tuner[report]' (or pip install plotly)",
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers in human units
+
+
+def format_value(value: Any, unit: str) -> str:
+    """``value`` in ``unit`` (a :data:`cost_models.metrics.METRICS` unit) for a person: seconds as
+    s/ms/µs, bytes as GiB/MiB, fractions as percent, large rates with an SI prefix."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return html.escape(str(value))
+    v = float(value)
+    if not math.isfinite(v):
+        return str(v)
+    if unit == "s":
+        for factor, name in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
+            if abs(v) >= factor:
+                return f"{v / factor:.3g} {name}"
+        return f"{v / 1e-9:.3g} ns" if v else "0 s"
+    if unit == "B":
+        for factor, name in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+            if abs(v) >= factor:
+                return f"{v / factor:.3g} {name}"
+        return f"{v:.0f} B"
+    if unit == "fraction":
+        return f"{v * 100:.3g} %"
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= factor:
+            return f"{v / factor:.3g} {prefix}{unit}".rstrip()
+    if isinstance(value, int):
+        return f"{value} {unit}".rstrip()
+    return f"{v:.4g} {unit}".rstrip()
+
+
+def unit_of_key(key: str) -> str:
+    """The unit of an estimate field from its name (``latency_s``, ``kv_cache_bytes_per_chip``,
+    ``mfu``, ``tokens_per_s_per_user``, ...)."""
+    if key in METRICS:
+        return METRICS[key].unit
+    if "bytes" in key:
+        return "B"
+    if key in ("mfu",) or key.endswith(("_mfu", "_fraction", "_utilization", "_rate")):
+        return "fraction"
+    if "tokens_per_s_per_user" in key:
+        return "tokens/s/user"
+    if "tokens_per_s_per_chip" in key:
+        return "tokens/s/chip"
+    if "tokens_per_s" in key:
+        return "tokens/s"
+    if "chip_s_per_token" in key:
+        return "chip-s/token"
+    if key.endswith(("_s", "_s_p99", "_p99_s")):
+        return "s"
+    if key.endswith("_tokens"):
+        return "tokens"
+    return ""
+
+
+def metric_label(name: str) -> str:
+    """``decode.step_latency_s [s]``: an objective's name with its unit."""
+    return f"{name} [{METRICS[name].unit}]" if name in METRICS else name
+
+
+# ---------------------------------------------------------------------------------------------
+# The trials drawn
+
+
+class _DrawnStudy(optuna.Study):
+    """A study seen through a subset of its trials: what Optuna's plots read (``get_trials``,
+    ``trials``), everything else from the study (a ``Study`` for Optuna's ``isinstance`` checks;
+    its storage, directions and names are the study's). The trials keep their numbers; their user
+    attributes (the large stored estimate, which Optuna's hover text would repeat per point) are
+    dropped, and of the system attributes only the constraints are kept."""
+
+    def __init__(self, study: optuna.Study, trials: list[FrozenTrial]) -> None:  # no super(): a view
+        self._study = study
+        self._trials = trials
+
+    def __getattr__(self, name: str) -> Any:  # only for what the view does not set: the study's
+        return getattr(self._study, name)
+
+    def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        return [t for t in self._trials if states is None or t.state in states]
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
+
+
+def _light(trial: FrozenTrial) -> FrozenTrial:
+    return FrozenTrial(
+        number=trial.number,
+        state=trial.state,
+        value=None,
+        values=trial.values,
+        datetime_start=trial.datetime_start,
+        datetime_complete=trial.datetime_complete,
+        params=trial.params,
+        distributions=trial.distributions,
+        user_attrs={},
+        system_attrs={k: v for k, v in trial.system_attrs.items() if k.startswith("constraints")},
+        intermediate_values={},
+        trial_id=trial._trial_id,
+    )
+
+
+def drawn_trials(complete: list[FrozenTrial], front: Front, max_points: int, seed: int = 0) -> list[FrozenTrial]:
+    """The trials the charts draw, in trial order: every front trial, and the others sampled
+    (seeded) so that at most ``max_points`` are drawn (more only when the front alone is larger)."""
+    on_front = {t.number for t in front.trials}
+    rest = [t for t in complete if t.number not in on_front]
+    room = max(max_points - len(on_front), 0)
+    if len(rest) > room:
+        picks = np.random.default_rng(seed).choice(len(rest), size=room, replace=False)
+        rest = [rest[i] for i in sorted(picks)]
+    keep = {t.number for t in rest} | on_front
+    return [_light(t) for t in complete if t.number in keep]
+
+
+def _finite(trial: FrozenTrial) -> bool:
+    return trial.values is not None and all(math.isfinite(v) for v in trial.values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+
+
+def _figures(
+    drawn: optuna.Study, lines: optuna.Study, every: list[FrozenTrial], front: Front
+) -> list[tuple[str, str, Any]]:
+    """(id, heading, plotly figure) of every chart; a chart Optuna cannot draw for this study is
+    left out (its heading says why in the page)."""
+    from optuna import visualization as vis
+    from optuna.importance import PedAnovaImportanceEvaluator
+
+    names = front.objective_names
+    labels = [metric_label(n) for n in names]
+    out: list[tuple[str, str, Any]] = []
+    if len(names) in (2, 3):
+        fig = vis.plot_pareto_front(drawn, target_names=labels)
+        out.append(("pareto", "Pareto front (infeasible trials grey; hover a point for its trial)", fig))
+    elif len(names) > 3:
+        fig = vis.plot_pareto_front(drawn, targets=lambda t: t.values[:3], target_names=labels[:3])
+        out.append(("pareto", "Pareto front on the first three objectives", fig))
+    fig = vis.plot_parallel_coordinate(lines, target=lambda t: t.values[0], target_name=labels[0])
+    n_lines = len(lines.get_trials(deepcopy=False))
+    out.append(("parallel", f"Choices and {labels[0]} (parallel coordinates, {n_lines} trials)", fig))
+    for i, direction in enumerate(front.directions):
+        sign = 1.0 if direction == "minimize" else -1.0
+        target = _objective(i, sign)
+        try:
+            with warnings.catch_warnings():  # "computes importances for low target values": it does
+                warnings.simplefilter("ignore", UserWarning)
+                fig = vis.plot_param_importances(
+                    drawn, evaluator=PedAnovaImportanceEvaluator(), target=target, target_name=labels[i]
+                )
+        except (ValueError, RuntimeError) as error:  # too few trials, a single-valued space
+            out.append((f"importance-{i}", f"Parameter importances for {labels[i]}: not computed ({error})", None))
+        else:
+            out.append((f"importance-{i}", f"Parameter importances for {labels[i]} (PED-ANOVA)", fig))
+    for i in range(len(names)):
+        out.append((f"history-{i}", f"Optimization history of {labels[i]}", _history(drawn, every, i, front)))
+    return out
+
+
+def _history(drawn: optuna.Study, every: list[FrozenTrial], i: int, front: Front) -> Any:
+    """Objective ``i`` by trial number (Optuna's ``plot_optimization_history`` needs every trial
+    number present, so a thinned study cannot use it): the drawn trials, feasible and not, and the
+    best feasible value so far over every trial."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    trials = drawn.get_trials(deepcopy=False)
+    for feasible, style in ((False, {"color": "#bbb", "symbol": "x"}), (True, {"color": "#1f77b4"})):
+        chosen = [t for t in trials if is_feasible(t) == feasible]
+        fig.add_scatter(
+            x=[t.number for t in chosen],
+            y=[t.values[i] for t in chosen],
+            mode="markers",
+            marker={"size": 4, **style},
+            name="feasible" if feasible else "infeasible",
+        )
+    maximize = front.directions[i] == "maximize"
+    best: list[tuple[int, float]] = []
+    for t in sorted(every, key=lambda t: t.number):
+        if t.values is None or not is_feasible(t):
+            continue
+        value = t.values[i]
+        if not best or (value > best[-1][1] if maximize else value < best[-1][1]):
+            best.append((t.number, value))
+    if best:
+        last = max(t.number for t in every)
+        fig.add_scatter(
+            x=[n for n, _ in best] + [last],
+            y=[v for _, v in best] + [best[-1][1]],
+            mode="lines",
+            line={"shape": "hv", "color": "crimson"},
+            name="best feasible so far",
+        )
+    fig.update_layout(xaxis_title="trial", yaxis_title=metric_label(front.objective_names[i]))
+    return fig
+
+
+def _objective(i: int, sign: float) -> Callable[[FrozenTrial], float]:
+    def target(trial: FrozenTrial) -> float:
+        value = trial.values[i] if trial.values is not None else math.nan
+        return sign * value
+
+    return target
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+def _params(trial: FrozenTrial) -> dict:
+    deployment = trial.user_attrs.get("deployment")
+    chips = {"chips": int(np.prod(deployment["mesh"]))} if isinstance(deployment, dict) else {}
+    return {**chips, **trial.params}
+
+
+def front_table(front: Front) -> str:
+    """The front as an HTML table: trial, the choices that vary along the front, objectives in
+    human units (the raw value in each cell's title)."""
+    rows = [_params(t) for t in front.trials]
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    varying = [k for k in keys if len({json.dumps(r.get(k), default=str) for r in rows}) > 1]
+    head = ["trial", *varying]
+    head += [
+        f"{metric_label(n)} ({'min' if d == 'minimize' else 'max'})"
+        for n, d in zip(front.objective_names, front.directions, strict=True)
+    ]
+    lines = ['<table id="front" class="front"><thead><tr>']
+    lines += [f"<th>{html.escape(h)}</th>" for h in head]
+    lines.append("</tr></thead><tbody>")
+    for t, r in zip(front.trials, rows, strict=True):
+        cells = [f'<td><a href="#trial-{t.number}">{t.number}</a></td>']
+        cells += [f"<td>{html.escape(str(r.get(k, '')))}</td>" for k in varying]
+        for name, value in zip(front.objective_names, t.values, strict=True):
+            unit = METRICS[name].unit if name in METRICS else ""
+            cells.append(f'<td class="num" title="{value!r}">{format_value(value, unit)}</td>')
+        lines.append(f'<tr data-trial="{t.number}">' + "".join(cells) + "</tr>")
+    lines.append("</tbody></table>")
+    if not front.trials:
+        lines.append("<p>No feasible trial yet: relax the constraints or widen the space.</p>")
+    return "\n".join(lines)
+
+
+def _section_table(section: dict) -> str:
+    rows = []
+    for key, value in section.items():
+        if isinstance(value, dict | list):
+            shown = html.escape(json.dumps(value, default=str))
+        else:
+            shown = format_value(value, unit_of_key(key))
+        rows.append(f"<tr><th>{html.escape(str(key))}</th><td>{shown}</td></tr>")
+    return '<table class="kv">' + "".join(rows) + "</table>"
+
+
+def breakdown(trial: FrozenTrial, constraint_names: list[str] | None) -> str:
+    """One front trial's stored estimate, section by section, folded in ``<details>``."""
+    estimate = trial.user_attrs.get("estimate")
+    parts = [f'<details class="trial" id="trial-{trial.number}"><summary>trial {trial.number}: ']
+    parts.append(html.escape(", ".join(f"{k}={v}" for k, v in _params(trial).items())) + "</summary>")
+    constraints = trial_constraints(trial, constraint_names)
+    if constraints:
+        parts.append('<div class="sections"><div><h4>constraints (&le; 0 holds)</h4>')
+        parts.append(_section_table(constraints) + "</div>")
+    else:
+        parts.append('<div class="sections">')
+    if isinstance(estimate, dict):
+        for name in BREAKDOWN_SECTIONS:
+            section = estimate.get(name)
+            if isinstance(section, dict):
+                parts.append(f"<div><h4>{name}</h4>{_section_table(section)}</div>")
+        others = {
+            k: v
+            for k, v in estimate.items()
+            if k not in BREAKDOWN_SECTIONS and k != "params" and not isinstance(v, dict)
+        }
+        if others:
+            parts.append(f"<div><h4>other</h4>{_section_table(others)}</div>")
+    else:
+        parts.append("<p>no stored estimate</p>")
+    parts.append("</div></details>")
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# The page
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1300px; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+h4 { margin: .3em 0; font-size: .9em; color: #555; }
+table { border-collapse: collapse; font-size: .85em; }
+th, td { padding: 2px 8px; border-bottom: 1px solid #eee; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.front th { background: #f4f4f4; position: sticky; top: 0; }
+.sections { display: flex; flex-wrap: wrap; gap: 1.5em; margin: .5em 0 1em 1em; }
+details.trial summary { cursor: pointer; font-size: .9em; }
+.note { color: #666; font-size: .9em; }
+h3 { font-size: .95em; margin: 1.2em 0 .2em; }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 0 1em; }
+.grid.pareto, .grid.parallel { grid-template-columns: 1fr; }
+"""
+
+
+def render_report(
+    study: optuna.Study, *, max_points: int = DEFAULT_MAX_POINTS, max_lines: int = DEFAULT_MAX_LINES, seed: int = 0
+) -> tuple[str, dict]:
+    """The page's HTML and a few counts (trials, drawn, front, figures)."""
+    _require_plotly()
+    every = study.get_trials(deepcopy=False)  # read once: a storage read is most of the time
+    front = study_front(_DrawnStudy(study, every))
+    complete = [t for t in every if t.state == TrialState.COMPLETE and _finite(t)]
+    drawn_list = drawn_trials(complete, front, max_points, seed)
+    drawn = _DrawnStudy(study, drawn_list)
+    lines = _DrawnStudy(study, drawn_trials(complete, front, min(max_lines, max_points), seed))
+    figures = _figures(drawn, lines, complete, front) if drawn_list else []
+
+    spec = study.user_attrs.get("spec")
+    title = f"Study {study.study_name}"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        "<p>",
+        f"{front.n_trials} complete trials, {front.n_feasible} feasible, {len(front.trials)} on the Pareto front; "
+        f"calibration {html.escape(front.calibration)}. ",
+        "Objectives: "
+        + ", ".join(
+            html.escape(f"{metric_label(n)} ({'lower' if d == 'minimize' else 'higher'} is better)")
+            for n, d in zip(front.objective_names, front.directions, strict=True)
+        )
+        + ".</p>",
+    ]
+    if len(drawn_list) < len(complete):
+        parts.append(
+            f'<p class="note">The charts draw {len(drawn_list)} of {len(complete)} trials: every front trial '
+            f"and a random sample of the others (seed {seed}); the parallel coordinates at most {max_lines}. "
+            "The table below is the whole front.</p>"
+        )
+    if isinstance(spec, dict):
+        shown = {k: spec[k] for k in ("model", "hardware", "workload", "constraints", "sampler") if k in spec}
+        parts.append(f'<p class="note">Spec: <code>{html.escape(json.dumps(shown, default=str))}</code></p>')
+    parts.append("<h2>Pareto front</h2>")
+    parts.append(front_table(front))
+    n_figures = 0
+    plotly_included = False
+    group = ""
+    for fig_id, heading, fig in figures:
+        kind = fig_id.split("-")[0]  # importance-0, importance-1, ...: side by side in one grid
+        if kind != group:
+            if group:
+                parts.append("</div>")
+            parts.append(f'<div class="grid {kind}">')
+            group = kind
+        parts.append(f'<div class="cell"><h3>{html.escape(heading)}</h3>')
+        if fig is not None:
+            full = kind in ("pareto", "parallel")
+            fig.update_layout(height=620 if kind == "pareto" else 480 if full else 380, margin={"t": 40, "l": 40})
+            if not full:
+                fig.update_layout(title=None)
+            parts.append(
+                fig.to_html(
+                    full_html=False,
+                    include_plotlyjs=not plotly_included,
+                    div_id=f"fig-{fig_id}",
+                    config={"displaylogo": False, "responsive": True},
+                )
+            )
+            plotly_included = True
+            n_figures += 1
+        parts.append("</div>")
+    if group:
+        parts.append("</div>")
+    parts.append("<h2>Front trials: breakdowns</h2>")
+    names = study_constraint_names(study.user_attrs)
+    parts += [breakdown(t, names) for t in front.trials]
+    parts.append(
+        '<p class="note">Made by <code>tuner report</code>; the feasible set follows '
+        "Optuna's constraint convention (every constraint &le; 0).</p></body></html>"
+    )
+    counts = {"n_trials": len(complete), "n_drawn": len(drawn_list), "n_front": len(front.trials), "figures": n_figures}
+    return "\n".join(parts), counts
+
+
+def write_report(
+    study: optuna.Study,
+    path: str,
+    *,
+    max_points: int = DEFAULT_MAX_POINTS,
+    max_lines: int = DEFAULT_MAX_LINES,
+    seed: int = 0,
+) -> ReportResult:
+    start = time.perf_counter()
+    for flag, value in (("max-points", max_points), ("max-lines", max_lines)):
+        if value < 1:
+            raise InvalidInputError(flag, f"must be at least 1, got {value}", "pass a positive number")
+    page, counts = render_report(study, max_points=max_points, max_lines=max_lines, seed=seed)
+    data = page.encode("utf-8")
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+    except OSError as error:
+        raise InvalidInputError("output", f"cannot write {path}: {error.strerror}", "pass a writable path") from None
+    return ReportResult(path, len(data), elapsed_s=time.perf_counter() - start, **counts)
+
+
+__all__ = ["DEFAULT_MAX_POINTS", "ReportResult", "drawn_trials", "format_value", "render_report", "write_report"]
