@@ -33,8 +33,8 @@ from machine import cpu_model, pin_to_one_cpu
 
 LOADS = {
     "closed, 64 clients, 1024/128": {"concurrency": 64, "prompt_len": 1024, "gen_len": 128},
-    "open, 60 req/s, 1024+-300/128+-40": {
-        "request_rate": 60.0,
+    "open, 30 req/s, 1024+-300/128+-40": {
+        "request_rate": 30.0,
         "prompt_len": 1024,
         "gen_len": 128,
         "prompt_len_std": 300,
