@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import optuna
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from cost_models.errors import InvalidInputError
@@ -78,33 +79,72 @@ def nondominated(points: np.ndarray) -> np.ndarray:
 
 
 def study_front(study: optuna.Study) -> Front:
-    directions = ["minimize" if d == optuna.study.StudyDirection.MINIMIZE else "maximize" for d in study.directions]
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    feasible = [t for t in complete if is_feasible(t)]
-    if feasible:
-        points = minimized(np.array([t.values for t in feasible], dtype=np.float64), directions)
-        mask = nondominated(points)
-        # Configurations with identical objectives (a mesh permutation, a prefill-only choice in a
-        # decode-only study) are one point of the front: keep the earliest trial of each.
-        distinct: dict[tuple, FrozenTrial] = {}
-        for trial, on_front in zip(feasible, mask, strict=True):
-            if on_front:
-                key = tuple(trial.values)
-                if key not in distinct or trial.number < distinct[key].number:
-                    distinct[key] = trial
-        front = sorted(distinct.values(), key=lambda t: (t.values[0], t.number))
-    else:
-        front = []
+    """The study's front. From a database, only the objective values and constraints of the
+    completed trials are read, then the front's trials whole (:func:`_front_from_database`);
+    any other storage loads every trial (:func:`_front_from_trials`). Both give the same front."""
+    storage = optuna_internals.rdb_storage(study)
+    if storage is not None:
+        return _front_from_database(study, storage)
+    return _front_from_trials(study)
+
+
+def _directions(study: optuna.Study) -> list[str]:
+    return ["minimize" if d == optuna.study.StudyDirection.MINIMIZE else "maximize" for d in study.directions]
+
+
+def _front_indices(numbers: list[int], values: np.ndarray, directions: list[str]) -> list[int]:
+    """Indices (into the feasible trials) of the front: one per point (the earliest trial of
+    configurations with identical objectives: a mesh permutation, a prefill-only choice in a
+    decode-only study), sorted by the first objective, then the trial number."""
+    if len(numbers) == 0:
+        return []
+    mask = nondominated(minimized(values, directions))
+    distinct: dict[tuple, int] = {}
+    for i in np.flatnonzero(mask):
+        key = tuple(values[i].tolist())
+        if key not in distinct or numbers[i] < numbers[distinct[key]]:
+            distinct[key] = int(i)
+    return sorted(distinct.values(), key=lambda i: (values[i, 0], numbers[i]))
+
+
+def _make_front(study: optuna.Study, directions: list[str], trials: list[FrozenTrial], n_trials: int, n_feasible: int):
     names = study.metric_names or [f"objective_{i}" for i in range(len(directions))]
     return Front(
         study.study_name,
         list(names),
         directions,
-        front,
-        len(complete),
-        len(feasible),
+        trials,
+        n_trials,
+        n_feasible,
         str(study.user_attrs.get("calibration_profile", "not recorded")),
     )
+
+
+def _front_from_trials(study: optuna.Study) -> Front:
+    """The front from every trial loaded whole (``Study.get_trials``): any storage."""
+    directions = _directions(study)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    feasible = [t for t in complete if is_feasible(t)]
+    values = np.array([t.values for t in feasible], dtype=np.float64).reshape(len(feasible), len(directions))
+    chosen = _front_indices([t.number for t in feasible], values, directions)
+    return _make_front(study, directions, [feasible[i] for i in chosen], len(complete), len(feasible))
+
+
+def _front_from_database(study: optuna.Study, storage: RDBStorage) -> Front:
+    """The front from a database: objective values and constraints of the completed trials (a few
+    queries on Optuna's tables), then only the front's trials loaded whole."""
+    directions = _directions(study)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trial_ids, values = optuna_internals.complete_values(storage, study_id, len(directions))
+    constraints = optuna_internals.complete_constraints(storage, study_id)
+    feasible = np.array(
+        [all(v <= 0 for v in constraints.get(trial_id, {}).values()) for trial_id in trial_ids], dtype=bool
+    )
+    feasible_ids = [trial_id for trial_id, ok in zip(trial_ids, feasible, strict=True) if ok]
+    # The ids come in trial-number order: their ranks break ties as the numbers do.
+    chosen = _front_indices(np.flatnonzero(feasible).tolist(), values[feasible], directions)
+    trials = optuna_internals.trials_by_id(storage, [feasible_ids[i] for i in chosen])
+    return _make_front(study, directions, trials, len(trial_ids), len(feasible_ids))
 
 
 def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
@@ -116,15 +156,19 @@ def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
 
 
 def trial_breakdown(study: optuna.Study, number: int) -> dict:
-    """One trial: its state, choices, objectives, constraints and full estimate."""
-    trials = study.get_trials(deepcopy=False)
-    if not 0 <= number < len(trials):
+    """One trial: its state, choices, objectives, constraints and full estimate. Only that trial
+    is read (its id by number, then the trial: Optuna's public storage API)."""
+    storage = optuna_internals.study_storage(study)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    try:
+        trial = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, number))
+    except KeyError:
+        count = storage.get_n_trials(study_id)
         raise InvalidInputError(
             "trial",
             f"study {study.study_name!r} has no trial {number}",
-            f"use 0..{len(trials) - 1}" if trials else "run tuner search first",
-        )
-    trial = trials[number]
+            f"use 0..{count - 1}" if count else "run tuner search first",
+        ) from None
     names = study.metric_names or [f"objective_{i}" for i in range(len(trial.values or []))]
     return {
         "study": study.study_name,
