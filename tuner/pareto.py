@@ -6,7 +6,7 @@ constraint <= 0), so it is the same for a study written by any sampler.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import optuna
@@ -40,6 +40,17 @@ class Front:
     n_trials: int
     n_feasible: int
     calibration: str = "not recorded"  # the profile the trials were scored under
+    #: Single-objective studies: the best feasible trials (up to :data:`BEST_SHOWN`), best first,
+    #: ties by trial number; the front is only the best of them. Empty with several objectives.
+    best: list[FrozenTrial] = field(default_factory=list)
+    #: The spec's constraint limits by constraint name (``max_ttft_s``: 1.0, ...), and whether
+    #: the study is a serving one (its ``fits_in_memory`` is then 0 or 1, not a memory share).
+    limits: dict[str, float] = field(default_factory=dict)
+    serving: bool = False
+
+
+#: How many best configurations a single-objective study's table shows.
+BEST_SHOWN = 10
 
 
 def load_study(name: str, storage_url: str) -> optuna.Study:
@@ -107,8 +118,32 @@ def _front_indices(numbers: list[int], values: np.ndarray, directions: list[str]
     return sorted(distinct.values(), key=lambda i: (values[i, 0], numbers[i]))
 
 
-def _make_front(study: optuna.Study, directions: list[str], trials: list[FrozenTrial], n_trials: int, n_feasible: int):
+def _best_indices(numbers: list[int], values: np.ndarray, directions: list[str]) -> list[int]:
+    """Indices of the best feasible trials of a single-objective study (none with several)."""
+    if len(directions) != 1 or len(numbers) == 0:
+        return []
+    points = minimized(values, directions)[:, 0]
+    order = np.lexsort((np.asarray(numbers), points))  # by value, then trial number
+    return [int(i) for i in order[:BEST_SHOWN]]
+
+
+def _make_front(
+    study: optuna.Study,
+    directions: list[str],
+    trials: list[FrozenTrial],
+    n_trials: int,
+    n_feasible: int,
+    best: list[FrozenTrial],
+) -> Front:
     names = study.metric_names or [f"objective_{i}" for i in range(len(directions))]
+    spec = study.user_attrs.get("spec")  # tuner.study.SPEC_ATTR: the spec the study was made from
+    spec = spec if isinstance(spec, dict) else {}
+    constraints = spec.get("constraints") if isinstance(spec.get("constraints"), dict) else {}
+    limits = {
+        name: float(value)
+        for name, value in constraints.items()
+        if name.startswith("max_") and isinstance(value, int | float) and not isinstance(value, bool)
+    }
     return Front(
         study.study_name,
         list(names),
@@ -117,6 +152,9 @@ def _make_front(study: optuna.Study, directions: list[str], trials: list[FrozenT
         n_trials,
         n_feasible,
         str(study.user_attrs.get("calibration_profile", "not recorded")),
+        best,
+        limits,
+        spec.get("serving") is not None,
     )
 
 
@@ -126,8 +164,10 @@ def _front_from_trials(study: optuna.Study) -> Front:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     feasible = [t for t in complete if is_feasible(t)]
     values = np.array([t.values for t in feasible], dtype=np.float64).reshape(len(feasible), len(directions))
-    chosen = _front_indices([t.number for t in feasible], values, directions)
-    return _make_front(study, directions, [feasible[i] for i in chosen], len(complete), len(feasible))
+    numbers = [t.number for t in feasible]
+    chosen = _front_indices(numbers, values, directions)
+    best = [feasible[i] for i in _best_indices(numbers, values, directions)]
+    return _make_front(study, directions, [feasible[i] for i in chosen], len(complete), len(feasible), best)
 
 
 def _front_from_database(study: optuna.Study, storage: RDBStorage) -> Front:
@@ -142,9 +182,12 @@ def _front_from_database(study: optuna.Study, storage: RDBStorage) -> Front:
     )
     feasible_ids = [trial_id for trial_id, ok in zip(trial_ids, feasible, strict=True) if ok]
     # The ids come in trial-number order: their ranks break ties as the numbers do.
-    chosen = _front_indices(np.flatnonzero(feasible).tolist(), values[feasible], directions)
-    trials = optuna_internals.trials_by_id(storage, [feasible_ids[i] for i in chosen])
-    return _make_front(study, directions, trials, len(trial_ids), len(feasible_ids))
+    ranks = np.flatnonzero(feasible).tolist()
+    chosen = _front_indices(ranks, values[feasible], directions)
+    best = _best_indices(ranks, values[feasible], directions)
+    loaded = optuna_internals.trials_by_id(storage, [feasible_ids[i] for i in chosen + best])
+    trials, best_trials = loaded[: len(chosen)], loaded[len(chosen) :]
+    return _make_front(study, directions, trials, len(trial_ids), len(feasible_ids), best_trials)
 
 
 def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
