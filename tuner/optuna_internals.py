@@ -277,7 +277,7 @@ def trials_by_id(storage: RDBStorage, trial_ids: list[int]) -> list[FrozenTrial]
                 )
             )
             for model in session.execute(query).scalars():
-                found[model.trial_id] = storage._build_frozen_trial_from_trial_model(model)
+                found[int(model.trial_id)] = storage._build_frozen_trial_from_trial_model(model)
     finally:
         session.close()
     return [found[trial_id] for trial_id in trial_ids]

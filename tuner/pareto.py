@@ -6,6 +6,7 @@ constraint <= 0), so it is the same for a study written by any sampler.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,14 +90,19 @@ def nondominated(points: np.ndarray) -> np.ndarray:
     return on_front[inverse.reshape(-1)]
 
 
-def study_front(study: optuna.Study) -> Front:
+def study_front(study: optuna.Study, on_progress: Callable[[int, int], None] | None = None) -> Front:
     """The study's front. From a database, only the objective values and constraints of the
     completed trials are read, then the front's trials whole (:func:`_front_from_database`);
     any other storage loads every trial (:func:`_front_from_trials`). Both give the same front."""
+    update = on_progress or (lambda done, total: None)
     storage = optuna_internals.rdb_storage(study)
-    if storage is not None:
-        return _front_from_database(study, storage)
-    return _front_from_trials(study)
+    front = _front_from_database(study, storage, update) if storage is not None else _front_from_trials(study)
+    update(_READ_STEPS, _READ_STEPS)
+    return front
+
+
+#: The steps of reading a front from a database: values, constraints, the front's trials.
+_READ_STEPS = 3
 
 
 def _directions(study: optuna.Study) -> list[str]:
@@ -138,7 +144,8 @@ def _make_front(
     names = study.metric_names or [f"objective_{i}" for i in range(len(directions))]
     spec = study.user_attrs.get("spec")  # tuner.study.SPEC_ATTR: the spec the study was made from
     spec = spec if isinstance(spec, dict) else {}
-    constraints = spec.get("constraints") if isinstance(spec.get("constraints"), dict) else {}
+    stored = spec.get("constraints")
+    constraints: dict = stored if isinstance(stored, dict) else {}
     limits = {
         name: float(value)
         for name, value in constraints.items()
@@ -170,13 +177,16 @@ def _front_from_trials(study: optuna.Study) -> Front:
     return _make_front(study, directions, [feasible[i] for i in chosen], len(complete), len(feasible), best)
 
 
-def _front_from_database(study: optuna.Study, storage: RDBStorage) -> Front:
+def _front_from_database(study: optuna.Study, storage: RDBStorage, update: Callable[[int, int], None]) -> Front:
     """The front from a database: objective values and constraints of the completed trials (a few
     queries on Optuna's tables), then only the front's trials loaded whole."""
     directions = _directions(study)
     study_id = storage.get_study_id_from_name(study.study_name)
+    update(0, _READ_STEPS)
     trial_ids, values = optuna_internals.complete_values(storage, study_id, len(directions))
+    update(1, _READ_STEPS)
     constraints = optuna_internals.complete_constraints(storage, study_id)
+    update(2, _READ_STEPS)
     feasible = np.array(
         [all(v <= 0 for v in constraints.get(trial_id, {}).values()) for trial_id in trial_ids], dtype=bool
     )
@@ -227,7 +237,7 @@ def trial_breakdown(study: optuna.Study, number: int) -> dict:
     }
 
 
-def list_studies(storage_url: str) -> list[dict]:
+def list_studies(storage_url: str, on_progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """Every study of a storage (or of every SQLite file a glob URL matches), with counts."""
     import glob
 
@@ -235,8 +245,10 @@ def list_studies(storage_url: str) -> list[dict]:
         urls = [f"sqlite:///{path}" for path in sorted(glob.glob(storage_url.removeprefix("sqlite:///")))]
     else:
         urls = [storage_url]
-    rows = []
-    for url in urls:
+    rows: list[dict] = []
+    update = on_progress or (lambda done, total: None)
+    for i, url in enumerate(urls):
+        update(i, len(urls))
         storage = open_storage(url, create=False)
         with storage_errors(url):
             for name in study_names(storage):
@@ -252,4 +264,5 @@ def list_studies(storage_url: str) -> list[dict]:
                         "objectives": front.objective_names,
                     }
                 )
+    update(len(urls), len(urls))
     return rows

@@ -15,7 +15,14 @@ from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.measure import Measurement
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from cost_models.hardware import HardwareSpec
@@ -276,21 +283,29 @@ def print_serving(s: dict, console: Console | None = None) -> None:
         console.print(escape(note))
 
 
+def _progress_shown(disable: bool) -> bool:
+    """A bar only on a terminal: not with --json, nor when stdout or stderr is a pipe or file."""
+    return not disable and sys.stdout.isatty() and sys.stderr.isatty()
+
+
 @contextmanager
-def progress(disable: bool = False) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr; yields ``update(done, total)``."""
-    if disable or not sys.stderr.isatty():  # no bar (nor its closing newline) in pipes and logs
+def progress(disable: bool = False, what: str = "searching") -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar with the time left on stderr; yields ``update(done, total)``. Nothing
+    (nor its closing newline) when stdout or stderr is not a terminal, or with ``disable``."""
+    if not _progress_shown(disable):
         yield lambda done, total: None
         return
     bar = Progress(
-        TextColumn("searching"),
+        TextColumn(what),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=True,
     )
-    task = bar.add_task("trials", total=None)
+    task = bar.add_task(what, total=None)
     with bar:
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
