@@ -18,10 +18,10 @@ Private APIs used, and where:
   trial's NSGA-II generation.
 - ``optuna._hypervolume.compute_hypervolume`` (:func:`hypervolume`).
 - ``optuna.storages._rdb.models`` again (:func:`state_counts`, :func:`complete_values`,
-  :func:`complete_constraints`, :func:`trials_by_id`): read only the columns a command needs.
+  :func:`infeasible_trial_ids`, :func:`trials_by_id`): read only the columns a command needs.
 - ``RDBStorage._build_frozen_trial_from_trial_model`` (:func:`trials_by_id`): turn rows loaded
   together into ``FrozenTrial`` objects exactly as Optuna does.
-- ``optuna.trial._frozen._get_constraints_from_system_attrs`` (:func:`complete_constraints`):
+- ``optuna.trial._frozen._get_constraints_from_system_attrs`` (:func:`infeasible_trial_ids`):
   what ``FrozenTrial.constraints`` returns, from the system attributes alone.
 """
 
@@ -37,7 +37,7 @@ from optuna.distributions import distribution_to_json
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial
-from sqlalchemy import String, cast, func, insert, select
+from sqlalchemy import String, cast, func, insert, not_, or_, select
 from sqlalchemy.orm import selectinload
 
 if TYPE_CHECKING:
@@ -216,44 +216,76 @@ def complete_values(storage: RDBStorage, study_id: int, n_objectives: int) -> tu
     value = models.TrialValueModel.__table__
     complete = (trial.c.study_id == study_id, trial.c.state == optuna.trial.TrialState.COMPLETE)
     with storage.engine.connect() as connection:
-        ids = connection.execute(select(trial.c.trial_id).where(*complete).order_by(trial.c.number)).scalars().all()
         rows = connection.execute(
-            select(value.c.trial_id, value.c.objective, value.c.value, cast(value.c.value_type, String))
+            select(trial.c.number, value.c.trial_id, value.c.objective, value.c.value, cast(value.c.value_type, String))
             .join(trial, trial.c.trial_id == value.c.trial_id)
-            .where(*complete)
+            .where(*complete, value.c.objective < n_objectives)
         ).all()
+    if not rows:
+        return [], np.zeros((0, n_objectives))
+    numbers, trial_ids, objectives, stored, kinds = zip(*rows, strict=True)
+    # A COMPLETE trial has all its values: its rows give its id; order the ids by trial number.
+    number_of = dict(zip(trial_ids, numbers, strict=True))
+    ids = sorted(number_of, key=number_of.__getitem__)
+    rank = {trial_id: i for i, trial_id in enumerate(ids)}
+    # Optuna's stored_repr_to_value, vectorized: FINITE keeps the value, INF_POS / INF_NEG are
+    # +-inf (the stored value is then NULL).
+    kind = np.asarray(kinds)
+    number = np.array([np.nan if v is None else v for v in stored], dtype=np.float64)
+    number = np.where(kind == "INF_POS", np.inf, np.where(kind == "INF_NEG", -np.inf, number))
     values = np.full((len(ids), n_objectives), np.nan)
-    position = {trial_id: i for i, trial_id in enumerate(ids)}
-    kinds = {kind.name: kind for kind in models.TrialValueModel.TrialValueType}
-    for trial_id, objective, stored, kind in rows:
-        if objective < n_objectives:
-            values[position[trial_id], objective] = models.TrialValueModel.stored_repr_to_value(stored, kinds[kind])
-    return list(ids), values
+    values[[rank[t] for t in trial_ids], np.asarray(objectives, dtype=np.int64)] = number
+    return ids, values
 
 
-def complete_constraints(storage: RDBStorage, study_id: int) -> dict[int, dict[str, float]]:
-    """``{trial_id: FrozenTrial.constraints}`` of a study's COMPLETE trials that have any, read
-    from their ``constraints`` system attributes alone (both of Optuna's formats), by Optuna's
-    own function (``optuna.trial._frozen._get_constraints_from_system_attrs``)."""
+def infeasible_trial_ids(storage: RDBStorage, study_id: int) -> set[int]:
+    """Ids of a study's COMPLETE trials with a constraint over 0 (``FrozenTrial.constraints``: a
+    value > 0, or NaN), read without loading the trials' attributes.
+
+    Optuna stores each constraint as the JSON of a float under ``constraints:<name>``; the JSON of
+    a float is <= 0 exactly when it starts with ``-`` or is ``0``/``0.0`` (NaN, ``Infinity`` and
+    every positive number do not), so the database returns only the violated rows. Trials in
+    Optuna's older format (a list under ``constraints``) are read whole and judged by Optuna's own
+    ``optuna.trial._frozen._get_constraints_from_system_attrs``.
+    """
     from optuna.trial._frozen import _get_constraints_from_system_attrs
 
     trial = models.TrialModel.__table__
     attr = models.TrialSystemAttributeModel.__table__
+    complete = (trial.c.study_id == study_id, trial.c.state == optuna.trial.TrialState.COMPLETE)
+    joined = attr.join(trial, trial.c.trial_id == attr.c.trial_id)
+    satisfied = or_(attr.c.value_json.like("-%"), attr.c.value_json.in_(["0", "0.0"]))
     with storage.engine.connect() as connection:
-        rows = connection.execute(
-            select(attr.c.trial_id, attr.c.key, attr.c.value_json)
-            .join(trial, trial.c.trial_id == attr.c.trial_id)
-            .where(
-                trial.c.study_id == study_id,
-                trial.c.state == optuna.trial.TrialState.COMPLETE,
-                attr.c.key.like("constraints%"),
-            )
-            .order_by(attr.c.trial_system_attribute_id)
-        ).all()
+        violated = set(
+            connection.execute(
+                select(attr.c.trial_id)
+                .select_from(joined)
+                .where(*complete, attr.c.key.like("constraints:%"), not_(satisfied))
+                .distinct()
+            ).scalars()
+        )
+        old = set(
+            connection.execute(
+                select(attr.c.trial_id).select_from(joined).where(*complete, attr.c.key == "constraints")
+            ).scalars()
+        )
+        rows = []
+        if old:
+            rows = connection.execute(
+                select(attr.c.trial_id, attr.c.key, attr.c.value_json)
+                .select_from(joined)
+                .where(*complete, attr.c.key.like("constraints%"), attr.c.trial_id.in_(sorted(old)))
+                .order_by(attr.c.trial_system_attribute_id)
+            ).all()
     system_attrs: dict[int, dict] = {}
     for trial_id, key, value_json in rows:
         system_attrs.setdefault(trial_id, {})[key] = json.loads(value_json)
-    return {trial_id: _get_constraints_from_system_attrs(attrs) for trial_id, attrs in system_attrs.items()}
+    judged = {
+        trial_id
+        for trial_id, attrs in system_attrs.items()
+        if not all(v <= 0 for v in _get_constraints_from_system_attrs(attrs).values())
+    }
+    return (violated - old) | judged
 
 
 def trials_by_id(storage: RDBStorage, trial_ids: list[int]) -> list[FrozenTrial]:

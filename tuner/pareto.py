@@ -185,11 +185,9 @@ def _front_from_database(study: optuna.Study, storage: RDBStorage, update: Calla
     update(0, _READ_STEPS)
     trial_ids, values = optuna_internals.complete_values(storage, study_id, len(directions))
     update(1, _READ_STEPS)
-    constraints = optuna_internals.complete_constraints(storage, study_id)
+    infeasible = optuna_internals.infeasible_trial_ids(storage, study_id)
     update(2, _READ_STEPS)
-    feasible = np.array(
-        [all(v <= 0 for v in constraints.get(trial_id, {}).values()) for trial_id in trial_ids], dtype=bool
-    )
+    feasible = np.array([trial_id not in infeasible for trial_id in trial_ids], dtype=bool)
     feasible_ids = [trial_id for trial_id, ok in zip(trial_ids, feasible, strict=True) if ok]
     # The ids come in trial-number order: their ranks break ties as the numbers do.
     ranks = np.flatnonzero(feasible).tolist()

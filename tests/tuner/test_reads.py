@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from optuna.trial import TrialState
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState, create_trial
 
 from cli_helpers import run_cli
 from tuner import optuna_internals, pareto
+from tuner.constraints import is_feasible
 from tuner.pareto import load_study, study_front, trial_breakdown
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,7 +96,7 @@ def test_state_counts_match_get_trials(stored: str) -> None:
     assert optuna_internals.state_counts(storage, study_id) == {"COMPLETE": len(study.trials)}
 
 
-def test_complete_values_and_constraints_match_frozen_trials(stored: str) -> None:
+def test_complete_values_and_infeasible_ids_match_frozen_trials(stored: str) -> None:
     study = load_study(NAME, stored)
     storage = optuna_internals.rdb_storage(study)
     assert storage is not None
@@ -103,8 +105,41 @@ def test_complete_values_and_constraints_match_frozen_trials(stored: str) -> Non
     ids, values = optuna_internals.complete_values(storage, study_id, len(study.directions))
     assert ids == [t._trial_id for t in complete]
     np.testing.assert_array_equal(values, np.array([t.values for t in complete]))
-    constraints = optuna_internals.complete_constraints(storage, study_id)
-    assert constraints == {t._trial_id: t.constraints for t in complete}
+    infeasible = optuna_internals.infeasible_trial_ids(storage, study_id)
+    assert infeasible == {t._trial_id for t in complete if not is_feasible(t)}
+    assert 0 < len(infeasible) < len(complete)
+
+
+@pytest.mark.filterwarnings("ignore:Overwrite an old format constraint")
+def test_infeasible_trial_ids_on_every_kind_of_constraint_value(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    study = optuna.create_study(study_name="c", storage=url, directions=["minimize", "maximize"])
+    dist = {"a": CategoricalDistribution([0, 1])}
+    cases = [
+        {"constraints": {"x": 0.0, "y": -0.0}},
+        {"constraints": {"x": -1e300, "y": 0}},
+        {"constraints": {"x": 1e-300}},
+        {"system_attrs": {"constraints": [float("nan")]}},  # NaN: only the list format takes it
+        {"constraints": {"x": float("inf")}},
+        {"constraints": {"x": float("-inf"), "y": 2.5e16}},
+        {"constraints": {}},
+        {"system_attrs": {"constraints": [-1.0, 0.0]}},  # Optuna's older list format
+        {"system_attrs": {"constraints": [-1.0, 3.0]}},
+        {"system_attrs": {"constraints": [5.0], "constraints:0": -1.0}},  # the new format overrides
+    ]
+    for case in cases:
+        study.add_trial(create_trial(params={"a": 0}, distributions=dist, values=[1.0, float("inf")], **case))
+    study.add_trial(create_trial(params={"a": 1}, distributions=dist, values=[-float("inf"), 2.0]))
+    storage = optuna_internals.rdb_storage(optuna.load_study(study_name="c", storage=url))
+    assert storage is not None
+    study_id = storage.get_study_id_from_name("c")
+    trials = study.get_trials(deepcopy=False)
+    expected = {t._trial_id for t in trials if not is_feasible(t)}
+    assert {trials[i]._trial_id for i in (2, 3, 4, 5, 8)} == expected
+    assert optuna_internals.infeasible_trial_ids(storage, study_id) == expected
+    ids, values = optuna_internals.complete_values(storage, study_id, 2)
+    assert ids == [t._trial_id for t in trials]
+    np.testing.assert_array_equal(values, np.array([t.values for t in trials]))
 
 
 def test_trials_by_id_match_get_trial(stored: str) -> None:
