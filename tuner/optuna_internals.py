@@ -17,8 +17,8 @@ Private APIs used, and where:
 - ``BaseGASampler._get_generation_key`` (:func:`ga_generation_key`): the attribute that holds a
   trial's NSGA-II generation.
 - ``optuna._hypervolume.compute_hypervolume`` (:func:`hypervolume`).
-- ``optuna.storages._rdb.models`` again (:func:`state_counts`, :func:`complete_values`,
-  :func:`infeasible_trial_ids`, :func:`trials_by_id`): read only the columns a command needs.
+- ``optuna.storages._rdb.models`` again (:func:`complete_values`, :func:`infeasible_trial_ids`,
+  :func:`trials_by_id`): read only the columns a command needs.
 - ``RDBStorage._build_frozen_trial_from_trial_model`` (:func:`trials_by_id`): turn rows loaded
   together into ``FrozenTrial`` objects exactly as Optuna does.
 - ``optuna.trial._frozen._get_constraints_from_system_attrs`` (:func:`infeasible_trial_ids`):
@@ -28,8 +28,9 @@ Private APIs used, and where:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -196,18 +197,6 @@ def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
 # tests/tuner/test_reads.py checks them against ``Study.get_trials`` on a stored study.
 
 
-def state_counts(storage: RDBStorage, study_id: int) -> dict[str, int]:
-    """``{state name: trials}`` of a study, by one count query (no trial loaded)."""
-    trial = models.TrialModel.__table__
-    with storage.engine.connect() as connection:
-        rows = connection.execute(
-            select(cast(trial.c.state, String), func.count(trial.c.trial_id))
-            .where(trial.c.study_id == study_id)
-            .group_by(trial.c.state)
-        ).all()
-    return {str(state): int(count) for state, count in rows}
-
-
 def complete_values(storage: RDBStorage, study_id: int, n_objectives: int) -> tuple[list[int], np.ndarray]:
     """``(trial_ids, values)`` of a study's COMPLETE trials in trial-number order: their ids and
     objective values (n, n_objectives), as ``FrozenTrial.values`` reads them (infinities kept).
@@ -269,7 +258,7 @@ def infeasible_trial_ids(storage: RDBStorage, study_id: int) -> set[int]:
                 select(attr.c.trial_id).select_from(joined).where(*complete, attr.c.key == "constraints")
             ).scalars()
         )
-        rows = []
+        rows: Sequence[Any] = []
         if old:
             rows = connection.execute(
                 select(attr.c.trial_id, attr.c.key, attr.c.value_json)

@@ -88,14 +88,6 @@ def test_show_of_a_missing_trial_names_the_range(stored: str, capsys) -> None:
 # tuner.optuna_internals' readers against Optuna's public API (one per private API used)
 
 
-def test_state_counts_match_get_trials(stored: str) -> None:
-    study = load_study(NAME, stored)
-    storage = optuna_internals.rdb_storage(study)
-    assert storage is not None
-    study_id = storage.get_study_id_from_name(NAME)
-    assert optuna_internals.state_counts(storage, study_id) == {"COMPLETE": len(study.trials)}
-
-
 def test_complete_values_and_infeasible_ids_match_frozen_trials(stored: str) -> None:
     study = load_study(NAME, stored)
     storage = optuna_internals.rdb_storage(study)
