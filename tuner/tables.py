@@ -351,16 +351,16 @@ _TIME_UNITS = ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns"))
 
 
 def _plain(value: float) -> str:
-    """A number in at most 4 significant digits and never in exponent form: 12,345 / 6.005 /
-    0.01048; what is below 0.0001 shows as 0."""
+    """A number in 4 significant digits, never in exponent form: 12,345 / 6.005 / 0.01048 /
+    0.00002345 (what is under 1e-12 shows as 0)."""
     if not np.isfinite(value):
         return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
     if abs(value) >= 1000:
         return f"{value:,.0f}"
-    if value == 0 or abs(value) < 1e-4:
+    if abs(value) < 1e-12:
         return "0"
-    decimals = max(0, 3 - int(np.floor(np.log10(abs(value)))))
-    return f"{value:.{min(decimals, 7)}f}".rstrip("0").rstrip(".") if decimals else f"{value:.0f}"
+    decimals = min(15, 3 - int(np.floor(np.log10(abs(value)))))
+    return f"{value:.{decimals}f}".rstrip("0").rstrip(".") if decimals > 0 else f"{value:.0f}"
 
 
 def _unit_of(values: list[float], unit: str) -> tuple[str, float]:

@@ -82,7 +82,15 @@ def test_constraint_room_of_each_row(serving: str) -> None:
 
 
 def test_plain_numbers_never_use_exponents() -> None:
-    for value, shown in ((6.005e9, "6,005,000,000"), (12345.6, "12,346"), (21.0567, "21.06"), (0.0104812, "0.01048")):
+    for value, shown in (
+        (6.005e9, "6,005,000,000"),
+        (12345.6, "12,346"),
+        (21.0567, "21.06"),
+        (0.0104812, "0.01048"),
+        (2.3456e-5, "0.00002346"),
+        (-0.5, "-0.5"),
+        (0.0, "0"),
+    ):
         assert tables._plain(value) == shown
     assert tables._unit_of([0.021, 0.08], "s") == ("ms", 1e-3)
     assert tables._unit_of([1.5, 0.2], "s") == ("s", 1.0)
