@@ -475,7 +475,7 @@ def estimate_one(
         need, have = report["memory"]["total_bytes_per_chip"], report["memory"]["capacity_bytes_per_chip"]
         raise InvalidInputError(
             "memory",
-            f"needs {need / 2**30:.1f} GiB per chip, {chip.name} has {have / 2**30:.1f} GiB",
+            f"needs {need / 1e9:.1f} GB per chip, {chip.name} has {have / 1e9:.1f} GB",
             "use more chips, fewer bits, a smaller batch or context",
         )
     for other in {"prefill", "decode"} - ({"prefill", "decode"} if phase == "both" else {phase}):

@@ -827,12 +827,12 @@ def _check_fits(deployment: Deployment, workloads: ServingWorkloads, d: Deployme
     memory = _memory(d, workloads, "decode")
     tokens = deployment.prompt_len + deployment.gen_len
     free, per_token = float(memory.free[0]), float(memory.kv_per_token[0])
-    gib = 2.0**30
+    gb = 1e9  # GB = 1e9 bytes, as every table prints memory
     if free <= 0:
         raise InvalidInputError(
             "memory",
             f"weights and activations leave no KV cache on {deployment.hardware.name} "
-            f"({float(memory.weights[0]) / gib:.1f} GiB of weights per chip, {-free / gib:.1f} GiB short)",
+            f"({float(memory.weights[0]) / gb:.1f} GB of weights per chip, {-free / gb:.1f} GB short)",
             "use more chips, fewer weight bits, a smaller --max-num-tokens or a larger --memory-fraction",
         )
     if free < per_token * tokens:
@@ -840,7 +840,7 @@ def _check_fits(deployment: Deployment, workloads: ServingWorkloads, d: Deployme
         raise InvalidInputError(
             "prompt_len",
             f"one sequence of {deployment.prompt_len} + {deployment.gen_len} tokens needs "
-            f"{per_token * tokens / gib:.2f} GiB of KV cache per chip; {free / gib:.2f} GiB is free "
+            f"{per_token * tokens / gb:.2f} GB of KV cache per chip; {free / gb:.2f} GB is free "
             f"(at most {most:,} tokens)",
             "shorten --prompt-len/--gen-len, or use more chips or fewer --kv-bits",
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +35,24 @@ def _fit_one(pair):
     return profile, report
 
 
-def fit_all(workers: int = 2):
+def fit_all(workers: int = 2, on_progress=None):
+    """Fit every shipped pair; ``on_progress(done, total)`` after each chip (and, from
+    :func:`main`, after the TPU and serving fits that follow)."""
     pairs = shipped_pairs()
     # One chip's engines in one process, so its tables and NCCL fits are shared (cached).
     chunks = [[p for p in pairs if p[0] == chip] for chip in sorted({c for c, _ in pairs})]
+    update = on_progress or (lambda done, total: None)
+    total = len(chunks) + _STEPS_AFTER
+    update(0, total)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return [r for chunk in pool.map(_fit_chunk, chunks) for r in chunk]
+        futures = [pool.submit(_fit_chunk, chunk) for chunk in chunks]
+        for done, _ in enumerate(as_completed(futures), 1):
+            update(done, total)
+        return [r for future in futures for r in future.result()]
+
+
+#: Steps of :func:`main` after the kernel fits: the TPU v4 fit, the serving fit.
+_STEPS_AFTER = 2
 
 
 def _fit_chunk(pairs):
@@ -285,21 +297,25 @@ def render_serving(result) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, on_progress=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     out = Path(argv[0]) if argv else Path(__file__).resolve().parent.parent / "docs" / "accuracy.md"
     started = time.perf_counter()
-    results = fit_all()
+    update = on_progress or (lambda done, total: None)
+    results = fit_all(on_progress=update)
+    total = len({c for c, _ in shipped_pairs()}) + _STEPS_AFTER
     seconds = time.perf_counter() - started
     PROFILE_DIR.mkdir(exist_ok=True)
     for profile, _ in results:
         write_profile(profile, PROFILE_DIR / f"{profile.name}.yaml")
     tpu_report, tpu_profile = fit_tpu_v4()
+    update(total - 1, total)
     write_profile(tpu_profile, PROFILE_DIR / f"{tpu_profile.name}.yaml")
     from tuner.calibrate_serving import write_overheads
 
     serving = serving_accuracy()
     write_overheads(serving["overheads"])
+    update(total, total)
     out.write_text(
         render(results, seconds) + render_end_to_end(tpu_report, serving_tpot_check()) + render_serving(serving)
     )

@@ -610,8 +610,8 @@ def studies_command(storage: str, as_json: bool) -> None:
     from tuner.pareto import list_studies
     from tuner.storage import storage_errors
 
-    with storage_errors(storage):
-        rows = list_studies(storage)
+    with storage_errors(storage), tables.progress(disable=as_json, what="reading studies") as update:
+        rows = list_studies(storage, on_progress=update)
     if as_json:
         _print_json(rows)
     else:
@@ -636,9 +636,9 @@ def pareto_command(study_name: str, storage: str | None, as_json: bool, as_csv: 
     from tuner.storage import default_storage_url, storage_errors
 
     url = storage or default_storage_url(study_name)
-    with storage_errors(url):
+    with storage_errors(url), tables.progress(disable=as_json or as_csv, what="reading the front") as update:
         study = load_study(study_name, url)
-        front = study_front(study)
+        front = study_front(study, on_progress=update)
     if plot:
         from tuner.front_plot import write_front_plot
 
@@ -870,7 +870,8 @@ def calibrate_command(
         )
         return
     if every_pair:
-        accuracy_report.main([report] if report else [])
+        with tables.progress(disable=as_json, what="fitting") as update:
+            accuracy_report.main([report] if report else [], on_progress=update)
         return
     if hardware is None or backend is None:
         raise InvalidInputError(

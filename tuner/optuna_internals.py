@@ -10,18 +10,27 @@ Private APIs used, and where:
 
 - ``optuna.storages._rdb.models`` (:func:`insert_trials`): bulk inserts into Optuna's tables.
 - ``Study._storage`` (:func:`study_storage`): read one trial by number without loading them all.
+- ``Study._storage`` and ``_CachedStorage._backend`` (:func:`rdb_storage`): the database under a
+  loaded study, for the fast reads below.
 - ``Study._storage`` and ``FrozenTrial._trial_id`` (:func:`set_trial_system_attr`): a sampler's
   bookkeeping on a running trial, as Optuna's own genetic samplers record it.
 - ``BaseGASampler._get_generation_key`` (:func:`ga_generation_key`): the attribute that holds a
   trial's NSGA-II generation.
 - ``optuna._hypervolume.compute_hypervolume`` (:func:`hypervolume`).
+- ``optuna.storages._rdb.models`` again (:func:`complete_values`, :func:`infeasible_trial_ids`,
+  :func:`trials_by_id`): read only the columns a command needs.
+- ``RDBStorage._build_frozen_trial_from_trial_model`` (:func:`trials_by_id`): turn rows loaded
+  together into ``FrozenTrial`` objects exactly as Optuna does.
+- ``optuna.trial._frozen._get_constraints_from_system_attrs`` (:func:`infeasible_trial_ids`):
+  what ``FrozenTrial.constraints`` returns, from the system attributes alone.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -29,7 +38,8 @@ from optuna.distributions import distribution_to_json
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial
-from sqlalchemy import func, insert, select
+from sqlalchemy import String, cast, func, insert, not_, or_, select
+from sqlalchemy.orm import selectinload
 
 if TYPE_CHECKING:
     from optuna._typing import JSONSerializable
@@ -128,6 +138,21 @@ def study_storage(study: optuna.Study) -> BaseStorage:
     return study._storage
 
 
+def rdb_storage(study: optuna.Study) -> RDBStorage | None:
+    """The database a study reads from, or None when it is not in one (in memory, a journal).
+
+    Why not the public API: ``Study`` has no accessor for its storage, and ``optuna.load_study``
+    wraps an ``RDBStorage`` in its private ``_CachedStorage`` (attribute ``_backend``); the fast
+    reads below query the database's tables directly.
+    """
+    from optuna.storages._cached_storage import _CachedStorage
+
+    storage = study._storage
+    if isinstance(storage, _CachedStorage):
+        storage = storage._backend
+    return storage if isinstance(storage, RDBStorage) else None
+
+
 def set_trial_system_attr(study: optuna.Study, trial: FrozenTrial, key: str, value: JSONSerializable) -> None:
     """Record a sampler's bookkeeping on a trial that is running.
 
@@ -160,3 +185,120 @@ def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
     from optuna._hypervolume import compute_hypervolume
 
     return float(compute_hypervolume(points, reference))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading only what a command needs
+#
+# Why not the public API: ``Study.get_trials`` builds every attribute of every trial (a 30,000-trial
+# study is 30,000 full estimates, about 40 s on SQLite) when ``pareto``, ``studies`` and ``show``
+# need the objective values and constraints of the completed trials, then a few whole trials.
+# These read Optuna's own tables (``optuna.storages._rdb.models``) with one query per column set;
+# tests/tuner/test_reads.py checks them against ``Study.get_trials`` on a stored study.
+
+
+def complete_values(storage: RDBStorage, study_id: int, n_objectives: int) -> tuple[list[int], np.ndarray]:
+    """``(trial_ids, values)`` of a study's COMPLETE trials in trial-number order: their ids and
+    objective values (n, n_objectives), as ``FrozenTrial.values`` reads them (infinities kept).
+    Core queries on Optuna's tables, the enum columns read as text: no ORM object per row."""
+    trial = models.TrialModel.__table__
+    value = models.TrialValueModel.__table__
+    complete = (trial.c.study_id == study_id, trial.c.state == optuna.trial.TrialState.COMPLETE)
+    with storage.engine.connect() as connection:
+        rows = connection.execute(
+            select(trial.c.number, value.c.trial_id, value.c.objective, value.c.value, cast(value.c.value_type, String))
+            .join(trial, trial.c.trial_id == value.c.trial_id)
+            .where(*complete, value.c.objective < n_objectives)
+        ).all()
+    if not rows:
+        return [], np.zeros((0, n_objectives))
+    numbers, trial_ids, objectives, stored, kinds = zip(*rows, strict=True)
+    # A COMPLETE trial has all its values: its rows give its id; order the ids by trial number.
+    number_of = dict(zip(trial_ids, numbers, strict=True))
+    ids = sorted(number_of, key=number_of.__getitem__)
+    rank = {trial_id: i for i, trial_id in enumerate(ids)}
+    # Optuna's stored_repr_to_value, vectorized: FINITE keeps the value, INF_POS / INF_NEG are
+    # +-inf (the stored value is then NULL).
+    kind = np.asarray(kinds)
+    number = np.array([np.nan if v is None else v for v in stored], dtype=np.float64)
+    number = np.where(kind == "INF_POS", np.inf, np.where(kind == "INF_NEG", -np.inf, number))
+    values = np.full((len(ids), n_objectives), np.nan)
+    values[[rank[t] for t in trial_ids], np.asarray(objectives, dtype=np.int64)] = number
+    return ids, values
+
+
+def infeasible_trial_ids(storage: RDBStorage, study_id: int) -> set[int]:
+    """Ids of a study's COMPLETE trials with a constraint over 0 (``FrozenTrial.constraints``: a
+    value > 0, or NaN), read without loading the trials' attributes.
+
+    Optuna stores each constraint as the JSON of a float under ``constraints:<name>``; the JSON of
+    a float is <= 0 exactly when it starts with ``-`` or is ``0``/``0.0`` (NaN, ``Infinity`` and
+    every positive number do not), so the database returns only the violated rows. Trials in
+    Optuna's older format (a list under ``constraints``) are read whole and judged by Optuna's own
+    ``optuna.trial._frozen._get_constraints_from_system_attrs``.
+    """
+    from optuna.trial._frozen import _get_constraints_from_system_attrs
+
+    trial = models.TrialModel.__table__
+    attr = models.TrialSystemAttributeModel.__table__
+    complete = (trial.c.study_id == study_id, trial.c.state == optuna.trial.TrialState.COMPLETE)
+    joined = attr.join(trial, trial.c.trial_id == attr.c.trial_id)
+    satisfied = or_(attr.c.value_json.like("-%"), attr.c.value_json.in_(["0", "0.0"]))
+    with storage.engine.connect() as connection:
+        violated = set(
+            connection.execute(
+                select(attr.c.trial_id)
+                .select_from(joined)
+                .where(*complete, attr.c.key.like("constraints:%"), not_(satisfied))
+                .distinct()
+            ).scalars()
+        )
+        old = set(
+            connection.execute(
+                select(attr.c.trial_id).select_from(joined).where(*complete, attr.c.key == "constraints")
+            ).scalars()
+        )
+        rows: Sequence[Any] = []
+        if old:
+            rows = connection.execute(
+                select(attr.c.trial_id, attr.c.key, attr.c.value_json)
+                .select_from(joined)
+                .where(*complete, attr.c.key.like("constraints%"), attr.c.trial_id.in_(sorted(old)))
+                .order_by(attr.c.trial_system_attribute_id)
+            ).all()
+    system_attrs: dict[int, dict] = {}
+    for trial_id, key, value_json in rows:
+        system_attrs.setdefault(trial_id, {})[key] = json.loads(value_json)
+    judged = {
+        trial_id
+        for trial_id, attrs in system_attrs.items()
+        if not all(v <= 0 for v in _get_constraints_from_system_attrs(attrs).values())
+    }
+    return (violated - old) | judged
+
+
+def trials_by_id(storage: RDBStorage, trial_ids: list[int]) -> list[FrozenTrial]:
+    """Whole trials (every attribute), in the order of ``trial_ids``, loaded together (a few
+    queries in all, not a few per trial as ``BaseStorage.get_trial``)."""
+    trial = models.TrialModel
+    found: dict[int, FrozenTrial] = {}
+    session = storage.scoped_session()
+    try:
+        for start in range(0, len(trial_ids), 500):  # SQLite binds at most 999 parameters
+            chunk = trial_ids[start : start + 500]
+            query = (
+                select(trial)
+                .where(trial.trial_id.in_(chunk))
+                .options(
+                    selectinload(trial.values),
+                    selectinload(trial.params),
+                    selectinload(trial.user_attributes),
+                    selectinload(trial.system_attributes),
+                    selectinload(trial.intermediate_values),
+                )
+            )
+            for model in session.execute(query).scalars():
+                found[int(model.trial_id)] = storage._build_frozen_trial_from_trial_model(model)
+    finally:
+        session.close()
+    return [found[trial_id] for trial_id in trial_ids]

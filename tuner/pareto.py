@@ -6,10 +6,12 @@ constraint <= 0), so it is the same for a study written by any sampler.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import optuna
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from cost_models.errors import InvalidInputError
@@ -39,6 +41,17 @@ class Front:
     n_trials: int
     n_feasible: int
     calibration: str = "not recorded"  # the profile the trials were scored under
+    #: Single-objective studies: the best feasible trials (up to :data:`BEST_SHOWN`), best first,
+    #: ties by trial number; the front is only the best of them. Empty with several objectives.
+    best: list[FrozenTrial] = field(default_factory=list)
+    #: The spec's constraint limits by constraint name (``max_ttft_s``: 1.0, ...), and whether
+    #: the study is a serving one (its ``fits_in_memory`` is then 0 or 1, not a memory share).
+    limits: dict[str, float] = field(default_factory=dict)
+    serving: bool = False
+
+
+#: How many best configurations a single-objective study's table shows.
+BEST_SHOWN = 10
 
 
 def load_study(name: str, storage_url: str) -> optuna.Study:
@@ -77,34 +90,112 @@ def nondominated(points: np.ndarray) -> np.ndarray:
     return on_front[inverse.reshape(-1)]
 
 
-def study_front(study: optuna.Study) -> Front:
-    directions = ["minimize" if d == optuna.study.StudyDirection.MINIMIZE else "maximize" for d in study.directions]
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    feasible = [t for t in complete if is_feasible(t)]
-    if feasible:
-        points = minimized(np.array([t.values for t in feasible], dtype=np.float64), directions)
-        mask = nondominated(points)
-        # Configurations with identical objectives (a mesh permutation, a prefill-only choice in a
-        # decode-only study) are one point of the front: keep the earliest trial of each.
-        distinct: dict[tuple, FrozenTrial] = {}
-        for trial, on_front in zip(feasible, mask, strict=True):
-            if on_front:
-                key = tuple(trial.values)
-                if key not in distinct or trial.number < distinct[key].number:
-                    distinct[key] = trial
-        front = sorted(distinct.values(), key=lambda t: (t.values[0], t.number))
-    else:
-        front = []
+def study_front(study: optuna.Study, on_progress: Callable[[int, int], None] | None = None) -> Front:
+    """The study's front. From a database, only the objective values and constraints of the
+    completed trials are read, then the front's trials whole (:func:`_front_from_database`);
+    any other storage loads every trial (:func:`_front_from_trials`). Both give the same front."""
+    update = on_progress or (lambda done, total: None)
+    storage = optuna_internals.rdb_storage(study)
+    front = _front_from_database(study, storage, update) if storage is not None else _front_from_trials(study)
+    update(_READ_STEPS, _READ_STEPS)
+    return front
+
+
+#: The steps of reading a front from a database: values, constraints, the front's trials.
+_READ_STEPS = 3
+
+
+def _directions(study: optuna.Study) -> list[str]:
+    return ["minimize" if d == optuna.study.StudyDirection.MINIMIZE else "maximize" for d in study.directions]
+
+
+def _front_indices(numbers: list[int], values: np.ndarray, directions: list[str]) -> list[int]:
+    """Indices (into the feasible trials) of the front: one per point (the earliest trial of
+    configurations with identical objectives: a mesh permutation, a prefill-only choice in a
+    decode-only study), sorted by the first objective, then the trial number."""
+    if len(numbers) == 0:
+        return []
+    mask = nondominated(minimized(values, directions))
+    distinct: dict[tuple, int] = {}
+    for i in np.flatnonzero(mask):
+        key = tuple(values[i].tolist())
+        if key not in distinct or numbers[i] < numbers[distinct[key]]:
+            distinct[key] = int(i)
+    return sorted(distinct.values(), key=lambda i: (values[i, 0], numbers[i]))
+
+
+def _best_indices(numbers: list[int], values: np.ndarray, directions: list[str]) -> list[int]:
+    """Indices of the best feasible trials of a single-objective study (none with several)."""
+    if len(directions) != 1 or len(numbers) == 0:
+        return []
+    points = minimized(values, directions)[:, 0]
+    order = np.lexsort((np.asarray(numbers), points))  # by value, then trial number
+    return [int(i) for i in order[:BEST_SHOWN]]
+
+
+def _make_front(
+    study: optuna.Study,
+    directions: list[str],
+    trials: list[FrozenTrial],
+    n_trials: int,
+    n_feasible: int,
+    best: list[FrozenTrial],
+) -> Front:
     names = study.metric_names or [f"objective_{i}" for i in range(len(directions))]
+    spec = study.user_attrs.get("spec")  # tuner.study.SPEC_ATTR: the spec the study was made from
+    spec = spec if isinstance(spec, dict) else {}
+    stored = spec.get("constraints")
+    constraints: dict = stored if isinstance(stored, dict) else {}
+    limits = {
+        name: float(value)
+        for name, value in constraints.items()
+        if name.startswith("max_") and isinstance(value, int | float) and not isinstance(value, bool)
+    }
     return Front(
         study.study_name,
         list(names),
         directions,
-        front,
-        len(complete),
-        len(feasible),
+        trials,
+        n_trials,
+        n_feasible,
         str(study.user_attrs.get("calibration_profile", "not recorded")),
+        best,
+        limits,
+        spec.get("serving") is not None,
     )
+
+
+def _front_from_trials(study: optuna.Study) -> Front:
+    """The front from every trial loaded whole (``Study.get_trials``): any storage."""
+    directions = _directions(study)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    feasible = [t for t in complete if is_feasible(t)]
+    values = np.array([t.values for t in feasible], dtype=np.float64).reshape(len(feasible), len(directions))
+    numbers = [t.number for t in feasible]
+    chosen = _front_indices(numbers, values, directions)
+    best = [feasible[i] for i in _best_indices(numbers, values, directions)]
+    return _make_front(study, directions, [feasible[i] for i in chosen], len(complete), len(feasible), best)
+
+
+def _front_from_database(study: optuna.Study, storage: RDBStorage, update: Callable[[int, int], None]) -> Front:
+    """The front from a database: objective values and constraints of the completed trials (a few
+    queries on Optuna's tables), then only the front's trials loaded whole."""
+    directions = _directions(study)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    update(0, _READ_STEPS)
+    trial_ids, values = optuna_internals.complete_values(storage, study_id, len(directions))
+    update(1, _READ_STEPS)
+    infeasible = optuna_internals.infeasible_trial_ids(storage, study_id)
+    update(2, _READ_STEPS)
+    feasible = np.array([trial_id not in infeasible for trial_id in trial_ids], dtype=bool)
+    feasible_ids = [trial_id for trial_id, ok in zip(trial_ids, feasible, strict=True) if ok]
+    # The ids come in trial-number order: their ranks break ties as the numbers do.
+    ranks = np.flatnonzero(feasible).tolist()
+    chosen = _front_indices(ranks, values[feasible], directions)
+    best = _best_indices(ranks, values[feasible], directions)
+    loaded = optuna_internals.trials_by_id(storage, [feasible_ids[i] for i in chosen + best])
+    trials, best_trials = loaded[: len(chosen)], loaded[len(chosen) :]
+    return _make_front(study, directions, trials, len(trial_ids), len(feasible_ids), best_trials)
 
 
 def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
@@ -116,15 +207,19 @@ def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
 
 
 def trial_breakdown(study: optuna.Study, number: int) -> dict:
-    """One trial: its state, choices, objectives, constraints and full estimate."""
-    trials = study.get_trials(deepcopy=False)
-    if not 0 <= number < len(trials):
+    """One trial: its state, choices, objectives, constraints and full estimate. Only that trial
+    is read (its id by number, then the trial: Optuna's public storage API)."""
+    storage = optuna_internals.study_storage(study)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    try:
+        trial = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, number))
+    except KeyError:
+        count = storage.get_n_trials(study_id)
         raise InvalidInputError(
             "trial",
             f"study {study.study_name!r} has no trial {number}",
-            f"use 0..{len(trials) - 1}" if trials else "run tuner search first",
-        )
-    trial = trials[number]
+            f"use 0..{count - 1}" if count else "run tuner search first",
+        ) from None
     names = study.metric_names or [f"objective_{i}" for i in range(len(trial.values or []))]
     return {
         "study": study.study_name,
@@ -140,7 +235,7 @@ def trial_breakdown(study: optuna.Study, number: int) -> dict:
     }
 
 
-def list_studies(storage_url: str) -> list[dict]:
+def list_studies(storage_url: str, on_progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """Every study of a storage (or of every SQLite file a glob URL matches), with counts."""
     import glob
 
@@ -148,8 +243,10 @@ def list_studies(storage_url: str) -> list[dict]:
         urls = [f"sqlite:///{path}" for path in sorted(glob.glob(storage_url.removeprefix("sqlite:///")))]
     else:
         urls = [storage_url]
-    rows = []
-    for url in urls:
+    rows: list[dict] = []
+    update = on_progress or (lambda done, total: None)
+    for i, url in enumerate(urls):
+        update(i, len(urls))
         storage = open_storage(url, create=False)
         with storage_errors(url):
             for name in study_names(storage):
@@ -165,4 +262,5 @@ def list_studies(storage_url: str) -> list[dict]:
                         "objectives": front.objective_names,
                     }
                 )
+    update(len(urls), len(urls))
     return rows

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
+import textwrap
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
+from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.measure import Measurement
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from cost_models.hardware import HardwareSpec
@@ -21,7 +32,10 @@ from search_spaces.space import DIMENSIONS, SERVING_DIMENSIONS
 
 
 def _console() -> Console:
-    return Console(soft_wrap=False, width=200)
+    """stdout's console: a terminal's own width (tables wrap their headers to fit); 200 columns
+    when stdout is a pipe or file and COLUMNS is not set (rich would otherwise assume 80)."""
+    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(soft_wrap=False, width=200 if wide else None)
 
 
 def _si(value: float, unit: str = "") -> str:
@@ -323,21 +337,29 @@ def print_serving(s: dict, console: Console | None = None) -> None:
         console.print(escape(note))
 
 
+def _progress_shown(disable: bool) -> bool:
+    """A bar only on a terminal: not with --json, nor when stdout or stderr is a pipe or file."""
+    return not disable and sys.stdout.isatty() and sys.stderr.isatty()
+
+
 @contextmanager
-def progress(disable: bool = False) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr; yields ``update(done, total)``."""
-    if disable or not sys.stderr.isatty():  # no bar (nor its closing newline) in pipes and logs
+def progress(disable: bool = False, what: str = "searching") -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar with the time left on stderr; yields ``update(done, total)``. Nothing
+    (nor its closing newline) when stdout or stderr is not a terminal, or with ``disable``."""
+    if not _progress_shown(disable):
         yield lambda done, total: None
         return
     bar = Progress(
-        TextColumn("searching"),
+        TextColumn(what),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=True,
     )
-    task = bar.add_task("trials", total=None)
+    task = bar.add_task(what, total=None)
     with bar:
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
@@ -378,25 +400,177 @@ def front_csv(front) -> str:
     return buffer.getvalue()
 
 
-def print_front(front) -> None:
-    console = _console()
-    title = escape(
-        f"Pareto front of {front.study_name}: {len(front.trials)} of {front.n_feasible} "
-        f"feasible trials ({front.n_trials} in all); calibration {front.calibration}"
-    )
-    table = Table(title=title)
-    table.add_column("trial", justify="right")
-    rows = [_choices(t) for t in front.trials]
-    varying = [p for p in _PARAM_COLUMNS if len({str(r.get(p)) for r in rows}) > 1]
-    for p in varying:
-        table.add_column(p)
-    for name, direction in zip(front.objective_names, front.directions, strict=True):
-        unit = f" [{METRICS[name].unit}]" if name in METRICS else ""
-        header = f"{name}{unit} ({'min' if direction == 'minimize' else 'max'})"
-        table.add_column(escape(header), justify="right")  # "[s]" is not markup
-    for t, r in zip(front.trials, rows, strict=True):
-        table.add_row(str(t.number), *(escape(str(r.get(p))) for p in varying), *(f"{v:.4g}" for v in t.values))
-    console.print(table)
+#: Scales of a column of seconds: its largest value picks one unit for every row.
+_TIME_UNITS = ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns"))
+
+
+def _plain(value: float) -> str:
+    """A number in 4 significant digits, never in exponent form: 12,345 / 6.005 / 0.01048 /
+    0.00002345 (what is under 1e-12 shows as 0)."""
+    if not np.isfinite(value):
+        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) < 1e-12:
+        return "0"
+    decimals = min(15, 3 - int(np.floor(np.log10(abs(value)))))
+    return f"{value:.{decimals}f}".rstrip("0").rstrip(".") if decimals > 0 else f"{value:.0f}"
+
+
+def _unit_of(values: list[float], unit: str) -> tuple[str, float]:
+    """A metric's display unit and its factor, chosen once per column: seconds in s, ms or µs by
+    the largest value; bytes in GB (1e9, as every table prints memory); a fraction in %."""
+    finite = [abs(v) for v in values if np.isfinite(v) and v != 0]
+    if unit == "s":
+        top = max(finite, default=1.0)
+        return next(((name, factor) for factor, name in _TIME_UNITS if top >= factor), ("ns", 1e-9))
+    if unit == "B":
+        return "GB", 1e9
+    if unit == "fraction":
+        return "%", 0.01
+    return unit, 1.0
+
+
+#: Short headers of the dimensions whose names are long (a front table has a dozen columns).
+_SHORT = {
+    "prefill_ffn_layout": "prefill FFN",
+    "decode_ffn_layout": "decode FFN",
+    "prefill_attn_sharding": "prefill attn",
+    "decode_attn_sharding": "decode attn",
+    "weight_bits": "weight bits",
+    "kv_bits": "KV bits",
+    "kv_heads": "KV heads",
+    "flash_attention": "flash attn",
+    "max_batch_size": "max batch",
+    "max_num_tokens": "max tokens",
+    "chunked_prefill": "chunked prefill",
+    "kv_block_size": "KV block",
+}
+
+
+def _label(name: str) -> str:
+    """A metric or dimension name a narrow table can wrap at its spaces: ``decode.step_latency_s``
+    -> ``decode step latency``, ``decode.cost_chip_s_per_token`` -> ``decode cost`` (the unit
+    follows in brackets)."""
+    if name in _SHORT:
+        return _SHORT[name]
+    for suffix in ("_chip_s_per_token", "_tokens_per_s", "_bytes_per_chip", "_s"):
+        if name.endswith(suffix) and "." in name:
+            name = name.removesuffix(suffix)
+            break
+    return name.replace(".", " ").replace("_", " ")
+
+
+def _constraint_column(name: str, front) -> tuple[str, float, str] | None:
+    """(header, factor, unit) of the column showing a front row's room under one constraint:
+    ``TTFT of 1 s limit`` in s, ``memory of HBM`` in %; None for a 0/1 constraint (every front
+    row satisfies it: nothing to show)."""
+    labels = {"max_ttft_s": "TTFT", "max_tpot_s": "TPOT", "max_tpot_p99_s": "TPOT p99"}
+    if name in front.limits:
+        limit = front.limits[name]
+        unit, factor = _unit_of([limit], "s")
+        return f"{labels.get(name, _label(name))} of {_plain(limit / factor)} {unit} limit", factor, unit
+    if name == "fits_in_memory" and not front.serving:
+        return "memory of HBM", 0.01, "%"
+    return None
+
+
+def _constraint_value(name: str, value: float, front) -> float:
+    """What a constraint value measures: the latency (value + limit), or the share of HBM used."""
+    return value + front.limits[name] if name in front.limits else value + 1.0
+
+
+def _table(title: str | None, headers: list[str], columns: list[list[str]], numeric: list[bool]) -> Table:
+    table = Table(title=escape(title) if title else None, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for header, is_number in zip(headers, numeric, strict=True):
+        table.add_column(escape(header), justify="right" if is_number else "left", overflow="fold")  # "[ms]": no markup
+    for cells in zip(*columns, strict=True):
+        table.add_row(*(escape(c) for c in cells))
+    return table
+
+
+def _fitted_table(
+    console: Console,
+    title: str | None,
+    headers: list[str],
+    columns: list[list[str]],
+    numeric: list[bool],
+    part: list[int],
+) -> Table | None:
+    """The columns ``part`` as one table no wider than the console, every cell on one line and
+    the headers wrapped at their spaces, as little as fits (widest first); None if none fits."""
+    wide = console.options.update(width=10_000)
+    for cap in (10_000, 16, 12, 10, 8, 6):
+        wrapped = []
+        for j in part:
+            width = max([len(c) for c in columns[j]] + [min(len(headers[j]), cap)])
+            wrapped.append("\n".join(textwrap.wrap(headers[j], width=width, break_long_words=True)))
+        table = _table(title, wrapped, [columns[j] for j in part], [numeric[j] for j in part])
+        if Measurement.get(console, wide, table).maximum <= console.width:
+            return table
+    return None
+
+
+def print_front(front, console: Console | None = None) -> None:
+    """The front as a table a person reads: every dimension that defines a row (those equal on
+    every row in one ``constant:`` line above it), objectives in one unit per column (ms, GB,
+    tokens/s; never ``6.005e+09``), and each row's room under its constraints. A single-objective
+    study shows its best configurations in full instead. Fits the console's width: the cells keep
+    their width and the headers wrap."""
+    console = console or _console()
+    single = len(front.objective_names) == 1 and bool(front.best)
+    trials = front.best if single else front.trials
+    if single:
+        title = (
+            f"Best {len(trials)} of {front.n_feasible} feasible trials of {front.study_name} "
+            f"({front.n_trials} in all); calibration {front.calibration}"
+        )
+    else:
+        title = (
+            f"Pareto front of {front.study_name}: {len(front.trials)} of {front.n_feasible} "
+            f"feasible trials ({front.n_trials} in all); calibration {front.calibration}"
+        )
+    rows = [_choices(t) for t in trials]
+    present = [p for p in _PARAM_COLUMNS if any(p in r for r in rows)]
+    constant = [] if single or len(rows) < 2 else [p for p in present if len({str(r.get(p)) for r in rows}) == 1]
+    varying = [p for p in present if p not in constant]
+    headers, columns = ["trial"], [[str(t.number) for t in trials]]
+    headers += [_label(p) for p in varying]
+    columns += [[str(r.get(p, "-")) for r in rows] for p in varying]
+    for i, (name, direction) in enumerate(zip(front.objective_names, front.directions, strict=True)):
+        values = [t.values[i] for t in trials]
+        unit, factor = _unit_of(values, METRICS[name].unit if name in METRICS else "")
+        shown = f" [{unit}]" if unit else ""
+        headers.append(f"{_label(name)}{shown} ({'min' if direction == 'minimize' else 'max'})")
+        columns.append([_plain(v / factor) for v in values])
+    for name in dict.fromkeys(n for t in trials for n in t.constraints):
+        column = _constraint_column(name, front)
+        if column is not None:
+            header, factor, unit = column
+            cells = [_constraint_value(name, t.constraints.get(name, 0.0), front) / factor for t in trials]
+            headers.append(header)
+            columns.append([f"{v:.0f}%" if unit == "%" else f"{_plain(v)} {unit}" for v in cells])
+    numeric = [j == 0 or j > len(varying) for j in range(len(headers))]
+    parts = [list(range(len(headers)))]
+    tables = [_fitted_table(console, title, headers, columns, numeric, parts[0])]
+    if tables[0] is None and varying:
+        # Too narrow for one table: the configurations, then what they score; both by trial.
+        parts = [list(range(len(varying) + 1)), [0, *range(len(varying) + 1, len(headers))]]
+        tables = [
+            _fitted_table(console, title if k == 0 else None, headers, columns, numeric, p) for k, p in enumerate(parts)
+        ]
+    for k, part in enumerate(parts):
+        if tables[k] is None:  # narrower still: rich folds the cells
+            tables[k] = _table(
+                title if k == 0 else None,
+                [headers[j] for j in part],
+                [columns[j] for j in part],
+                [numeric[j] for j in part],
+            )
+    if constant:
+        console.print(escape("constant: " + ", ".join(f"{_label(p)} {rows[0].get(p)}" for p in constant)))
+    for table in tables:
+        console.print(table)
     if not front.trials:
         console.print("no feasible trial yet: relax the constraints or widen the space")
 

@@ -614,7 +614,7 @@ def test_require_fit_makes_it_an_error(capsys):
         "--json",
     )
     line = assert_one_error_line(code, out, err, ("memory",))
-    assert "GiB" in line
+    assert " GB " in line and "GiB" not in line  # GB = 1e9 bytes, as the tables print memory
     # A deployment that fits passes --require-fit.
     report = estimate_json(capsys, *ACCEPTANCE, "--require-fit")
     assert report["memory"]["fits"] is True

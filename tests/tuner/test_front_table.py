@@ -1,0 +1,118 @@
+"""What a person sees in ``tuner pareto``: constant dimensions in a header line, objectives in
+human units (never ``e+09``), each row's room under its constraints, a table that fits 120
+columns, and a single-objective study's best configurations in full."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import yaml
+from rich.console import Console
+
+from tuner import tables
+from tuner.cli import main
+from tuner.pareto import load_study, study_front
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _search(spec: Path, url: str, trials: int) -> None:
+    assert main(["search", str(spec), "--storage", url, "--trials", str(trials), "--sampler", "random", "--json"]) == 0
+
+
+def _render(front, width: int = 120) -> str:
+    buffer = io.StringIO()
+    tables.print_front(front, Console(file=buffer, width=width, soft_wrap=False, color_system=None))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def palm(tmp_path_factory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('palm') / 'p.db'}"
+    _search(REPO / "studies" / "palm-540b-tpu-v4.yaml", url, 300)
+    return url
+
+
+@pytest.fixture(scope="module")
+def serving(tmp_path_factory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('serving') / 's.db'}"
+    _search(REPO / "studies" / "llama-3.1-70b-h100-serving.yaml", url, 150)
+    return url
+
+
+def test_shipped_front_in_units_without_exponents(palm: str) -> None:
+    text = _render(study_front(load_study("palm-540b-tpu-v4", palm)))
+    assert "e+" not in text and "e-0" not in text and "Top/s" not in text
+    assert "[ms]" in text and "[chip-s/token]" in text  # the step latency in ms, the cost in its unit
+    assert "memory of HBM" in text and "% " in text  # each row's share of HBM (the fits constraint)
+
+
+def test_constant_dimensions_are_in_the_header_line(palm: str) -> None:
+    front = study_front(load_study("palm-540b-tpu-v4", palm))
+    text = _render(front)
+    rows = [tables._choices(t) for t in front.trials]
+    constant = [p for p in rows[0] if len({str(r[p]) for r in rows}) == 1]
+    assert constant, "a 300-trial palm front has some dimension equal on every row"
+    header = text.splitlines()[0]
+    assert header.startswith("constant: ")
+    for p in constant:
+        assert f"{tables._label(p)} {rows[0][p]}" in header
+
+
+@pytest.mark.parametrize("width", [120, 80])
+def test_the_table_fits_the_console(palm: str, serving: str, width: int) -> None:
+    for name, url in (("palm-540b-tpu-v4", palm), ("llama-3.1-70b-h100-serving", serving)):
+        text = _render(study_front(load_study(name, url)), width)
+        assert max(len(line) for line in text.splitlines()) <= width
+        if width == 120:
+            assert "…" not in text  # no cell cut short
+
+
+def test_constraint_room_of_each_row(serving: str) -> None:
+    front = study_front(load_study("llama-3.1-70b-h100-serving", serving))
+    text = _render(front)
+    assert "TTFT" in text and "TPOT" in text and "limit" in text  # headers (wrapped when narrow)
+    ttft = [t.constraints["max_ttft_s"] + 2.0 for t in front.trials]  # the TTFT each row has
+    assert all(0 < v <= 2.0 for v in ttft)
+    assert all(f"{tables._plain(v)} s" in text for v in ttft)
+    tpot = [(t.constraints["max_tpot_s"] + 0.1) * 1e3 for t in front.trials]  # in ms: 100 ms limit
+    assert all(f"{tables._plain(v)} ms" in text for v in tpot)
+
+
+def test_plain_numbers_never_use_exponents() -> None:
+    for value, shown in (
+        (6.005e9, "6,005,000,000"),
+        (12345.6, "12,346"),
+        (21.0567, "21.06"),
+        (0.0104812, "0.01048"),
+        (2.3456e-5, "0.00002346"),
+        (-0.5, "-0.5"),
+        (0.0, "0"),
+    ):
+        assert tables._plain(value) == shown
+    assert tables._unit_of([0.021, 0.08], "s") == ("ms", 1e-3)
+    assert tables._unit_of([1.5, 0.2], "s") == ("s", 1.0)
+    assert tables._unit_of([6.005e9], "B") == ("GB", 1e9)
+
+
+def test_single_objective_study_lists_its_best_configurations(tmp_path: Path) -> None:
+    spec = yaml.safe_load((REPO / "studies" / "palm-540b-tpu-v4.yaml").read_text())
+    spec["name"] = "palm-one"
+    spec["objectives"] = [{"metric": "decode.cost_chip_s_per_token"}]
+    path = tmp_path / "one.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    _search(path, url, 200)
+    front = study_front(load_study("palm-one", url))
+    assert len(front.trials) == 1 and len(front.best) == 10
+    costs = [t.values[0] for t in front.best]
+    assert costs == sorted(costs) and front.best[0].values == front.trials[0].values
+    text = _render(front)
+    assert text.splitlines()[0].lstrip().startswith("Best 10 of")
+    assert "constant:" not in text  # every dimension of every configuration, in full
+    for t in front.best:
+        assert str(t.number) in text and t.params["mesh"] in text
+    for header in ("chips", "mesh", "batch", "block"):
+        assert header in text
