@@ -17,6 +17,7 @@ project does not depend on.
 
 from __future__ import annotations
 
+import copy
 import html
 import json
 import math
@@ -156,20 +157,12 @@ class _DrawnStudy(optuna.Study):
 
 
 def _light(trial: FrozenTrial) -> FrozenTrial:
-    return FrozenTrial(
-        number=trial.number,
-        state=trial.state,
-        value=None,
-        values=trial.values,
-        datetime_start=trial.datetime_start,
-        datetime_complete=trial.datetime_complete,
-        params=trial.params,
-        distributions=trial.distributions,
-        user_attrs={},
-        system_attrs={k: v for k, v in trial.system_attrs.items() if k.startswith("constraints")},
-        intermediate_values={},
-        trial_id=trial._trial_id,
-    )
+    """A copy of ``trial`` without its stored breakdown (which Optuna would repeat in each drawn
+    point's hover text), keeping its constraints."""
+    lean = copy.copy(trial)
+    lean.user_attrs = {}
+    lean.system_attrs = {k: v for k, v in trial.system_attrs.items() if k.startswith("constraints")}
+    return lean
 
 
 def drawn_trials(complete: list[FrozenTrial], front: Front, max_points: int, seed: int = 0) -> list[FrozenTrial]:
