@@ -42,7 +42,13 @@ SMALL: dict = {
     "model": "palm-540b",
     "hardware": "tpu-v4",
     "workload": {"prompt_len": 128, "gen_len": 8},
-    "space": {"chips": [64, 128], "batch": [1, 16, 64], "decode_ffn_layout": ["ws_1d", "ws_2d"]},
+    # 528 configurations: a sampled search never repeats one, so the space outlasts the budgets here.
+    "space": {
+        "chips": [64, 128],
+        "batch": [1, 4, 16, 32, 64, 128],
+        "decode_ffn_layout": ["ws_1d", "ws_2d"],
+        "weight_bits": [16, 8],
+    },
     "objectives": [{"metric": m} for m in OBJECTIVES],
     "constraints": {"fits": True, "max_tpot_s": 0.5},
     "sampler": "random",
