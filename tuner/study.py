@@ -4,7 +4,9 @@
 from an in-memory Optuna study, scores each batch with one vectorized cost-model call, and hands
 finished trials to a :class:`~tuner.storage.TrialWriter` that writes them in bulk. The stored
 study is self-explanatory: the spec and its hash as study attributes, objective names through
-``set_metric_names``, each trial's constraints (Optuna's ``set_constraint``) and full breakdown.
+``set_metric_names``, each trial's constraints (Optuna's ``set_constraint``, and Optuna's list for
+optuna-dashboard) and full breakdown. A sampled search never spends a trial on a configuration
+the study holds (:mod:`tuner.distinct`), and stops when the space is exhausted.
 """
 
 from __future__ import annotations
