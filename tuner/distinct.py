@@ -45,7 +45,7 @@ class DistinctConfigurations:
         self.size = int(np.prod([float(n) for n in self.sizes]))
         self._lookup = [{choice: i for i, choice in enumerate(c)} for c in self.choices]
         self._seen: set[tuple[int, ...]] = set()
-        self._rng = np.random.default_rng(seed)
+        self._redraw_rng = np.random.default_rng(seed)
         self.mutate = mutate
         self.redrawn = 0  # proposals replaced
 
@@ -91,8 +91,8 @@ class DistinctConfigurations:
         if self.mutate and len(varying):
             current = list(key)
             for _ in range(MUTATIONS):
-                dim = int(self._rng.choice(varying))
-                other = int(self._rng.integers(self.sizes[dim] - 1))
+                dim = int(self._redraw_rng.choice(varying))
+                other = int(self._redraw_rng.integers(self.sizes[dim] - 1))
                 current[dim] = other if other < current[dim] else other + 1  # another choice, uniformly
                 if tuple(current) not in self._seen:
                     return tuple(current)
@@ -100,7 +100,7 @@ class DistinctConfigurations:
 
     def _uniform_unseen(self) -> tuple[int, ...]:
         for _ in range(_DRAWS):
-            candidate = tuple(int(self._rng.integers(n)) for n in self.sizes)
+            candidate = tuple(int(self._redraw_rng.integers(n)) for n in self.sizes)
             if candidate not in self._seen:
                 return candidate
         if self.size > _LISTABLE:  # unreachable in practice: a space this large is never nearly full
@@ -109,5 +109,5 @@ class DistinctConfigurations:
         if self._seen:
             seen = np.ravel_multi_index(tuple(np.array(list(self._seen), dtype=np.int64).T), tuple(self.sizes))
             flat = np.setdiff1d(flat, seen, assume_unique=True)
-        chosen = int(flat[self._rng.integers(len(flat))])
+        chosen = int(flat[self._redraw_rng.integers(len(flat))])
         return tuple(int(i) for i in np.unravel_index(chosen, tuple(self.sizes)))
