@@ -26,9 +26,9 @@ For every shipped study spec (``studies/*.yaml``):
    ``HV(sampler front after N trials) / HV(exact front)`` at N = 1%, 2%, 5%, 10% and 20% of the
    structurally possible candidates. A run's first N trials are the same as those of a run with a
    budget of N (samplers do not know the budget), so one run per seed serves every checkpoint.
-   N counts trials as run, including repeats and structurally impossible candidates the sampler
-   proposes (KV head counts that do not divide the heads, where a spec lists them): the budget a
-   user pays.
+   N counts trials as run (none repeats a configuration: tuner/distinct.py), including
+   structurally impossible candidates the sampler proposes (KV head counts that do not divide the
+   heads, where a spec lists them): the budget a user pays.
 
 TPE (multivariate) slows down with every trial (several ms per ask after a thousand trials), so
 its runs stop at ``--tpe-cap`` trials (default 3,000); checkpoints above the cap show "n/a".

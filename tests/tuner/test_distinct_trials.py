@@ -9,12 +9,14 @@ a worker started after another has finished does not repeat it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
 
+from cli_helpers import run_cli
 from search_spaces.space import compile_study
 from search_spaces.spec import parse_spec
 from tuner.distinct import DistinctConfigurations
@@ -124,3 +126,14 @@ def test_replacements_are_unseen_until_the_space_is_full() -> None:
     assert len(distinct) == 6 and distinct.redrawn == 5
     with pytest.raises(ValueError, match="every configuration"):
         distinct.replacement((0, 0, 0))
+
+
+def test_the_cli_says_when_the_space_is_exhausted(tmp_path: Path, capsys) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(json.dumps(SPEC))  # JSON is YAML
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url, "--trials", "100", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert (data["trials_added"], data["exhausted"]) == (SIZE, True)
+    assert "holds every configuration of the space" in err
