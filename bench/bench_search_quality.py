@@ -26,9 +26,9 @@ For every shipped study spec (``studies/*.yaml``):
    ``HV(sampler front after N trials) / HV(exact front)`` at N = 1%, 2%, 5%, 10% and 20% of the
    structurally possible candidates. A run's first N trials are the same as those of a run with a
    budget of N (samplers do not know the budget), so one run per seed serves every checkpoint.
-   N counts trials as run, including repeats and structurally impossible candidates the sampler
-   proposes (KV head counts that do not divide the heads, where a spec lists them): the budget a
-   user pays.
+   N counts trials as run (none repeats a configuration: tuner/distinct.py), including
+   structurally impossible candidates the sampler proposes (KV head counts that do not divide the
+   heads, where a spec lists them): the budget a user pays.
 
 TPE (multivariate) slows down with every trial (several ms per ask after a thousand trials), so
 its runs stop at ``--tpe-cap`` trials (default 3,000); checkpoints above the cap show "n/a".
@@ -81,6 +81,7 @@ TARGET_RATIO = 0.99
 TARGET_FRACTION = 0.10
 REFERENCE = 1.1
 CHUNK = 50_000
+DISTINCT_AT = 3000  # distinct configurations among a run's first trials (mean (min) over seeds)
 
 
 @dataclass
@@ -155,8 +156,9 @@ def exact_front(spec_path: Path, scale: str) -> Exact:
     )
 
 
-def read_trials(db: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(values (n, k), feasible (n,), structurally_valid (n,)) in trial-number order, via SQL."""
+def read_trials(db: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple]]:
+    """(values (n, k), feasible (n,), structurally_valid (n,), params (n,)) in trial-number order,
+    via SQL; a trial's params are the sorted (name, internal value) pairs: its configuration."""
     with sqlite3.connect(db) as con:
         n = con.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
         k = con.execute("SELECT COUNT(DISTINCT objective) FROM trial_values").fetchone()[0]
@@ -173,7 +175,10 @@ def read_trials(db: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 feasible[numbers[trial_id]] = False
                 if key == "constraints:structurally_valid":
                     valid[numbers[trial_id]] = False
-    return values, feasible, valid
+        configs: list[list[tuple]] = [[] for _ in range(n)]
+        for trial_id, name, value in con.execute("SELECT trial_id, param_name, param_value FROM trial_params"):
+            configs[numbers[trial_id]].append((name, value))
+    return values, feasible, valid, [tuple(sorted(c)) for c in configs]
 
 
 def run_one(spec_path: str, sampler: str, seed: int, trials: int) -> dict:
@@ -187,7 +192,7 @@ def run_one(spec_path: str, sampler: str, seed: int, trials: int) -> dict:
         start = time.perf_counter()
         result = run_search(spec, f"sqlite:///{db}", trials=trials, sampler=sampler, seed=seed)
         seconds = time.perf_counter() - start
-        values, feasible, valid = read_trials(db)
+        values, feasible, valid, configs = read_trials(db)
     assert result.trials_added == trials == len(values), (result.trials_added, trials, len(values))
     return dict(
         study=spec.name,
@@ -198,6 +203,7 @@ def run_one(spec_path: str, sampler: str, seed: int, trials: int) -> dict:
         values=values,
         feasible=feasible,
         valid=valid,
+        configs=configs,
     )
 
 
@@ -323,9 +329,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(
             f"| sampler | {header} | end of run | trials to reach {TARGET_RATIO} | trials run "
-            "| structurally impossible | s per run |"
+            f"| structurally impossible | distinct configurations in the first {DISTINCT_AT:,} trials | s per run |"
         )
-        print("|---|" + "---:|" * (len(FRACTIONS) + 5))
+        print("|---|" + "---:|" * (len(FRACTIONS) + 6))
         for sampler in samplers:
             mine = sorted((r for r in runs if r["study"] == name and r["sampler"] == sampler), key=lambda r: r["seed"])
             if not mine:
@@ -340,8 +346,11 @@ def main(argv: list[str] | None = None) -> int:
                 got = [n for n in reach if n is not None]
                 cells.append(f"{len(got)}/{len(reach)} seeds" + (f" (max {max(got):,})" if got else ""))
             impossible = np.mean([1 - r["valid"].mean() for r in mine])
+            first = min(DISTINCT_AT, mine[0]["trials"])
+            distinct = [len(set(r["configs"][:first])) for r in mine]
             print(
                 f"| {sampler} | {' | '.join(cells)} | {mine[0]['trials']:,} | {impossible:.0%} "
+                f"| {np.mean(distinct):,.0f} ({min(distinct):,}) of {first:,} "
                 f"| {np.mean([r['seconds'] for r in mine]):.0f} |"
             )
             if sampler == "nsga2":

@@ -535,6 +535,7 @@ def search_command(
                 "trials_before": result.trials_before,
                 "trials_added": result.trials_added,
                 "interrupted": result.interrupted,
+                "exhausted": result.exhausted,
                 "elapsed_s": result.elapsed_s,
                 "calibration": result.calibration,
                 "front": tables.front_rows(front),
@@ -548,6 +549,7 @@ def search_command(
             f"study {result.study_name!r} in {result.storage_url} holds "
             f"{result.trials_before + result.trials_added}; calibration {result.calibration}"
         )
+    _say_if_exhausted(result.exhausted)
     _stop_if_interrupted(result.interrupted, "run the same command to resume")
 
 
@@ -588,12 +590,14 @@ def worker_command(
         "storage": result.storage_url,
         "trials_added": result.trials_added,
         "interrupted": result.interrupted,
+        "exhausted": result.exhausted,
         "elapsed_s": result.elapsed_s,
     }
     if as_json:
         _print_json(summary)
     else:
         click.echo(f"worker added {result.trials_added} trials to {result.study_name!r} in {result.elapsed_s:.1f} s")
+    _say_if_exhausted(result.exhausted)
     _stop_if_interrupted(result.interrupted, "start the worker again to go on")
 
 
@@ -763,6 +767,15 @@ def spec_command(what: str | None) -> None:
         _print_json(json_schema())
     else:
         click.echo(reference_markdown(), nl=False)
+
+
+def _say_if_exhausted(exhausted: bool) -> None:
+    """A sampled search never repeats a configuration: it stops when none is left."""
+    if exhausted:
+        click.echo(
+            "stopped early: the study holds every configuration of the space (no trial repeats one)",
+            err=True,
+        )
 
 
 def _stop_if_interrupted(interrupted: bool, how_to_resume: str) -> None:

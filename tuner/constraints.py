@@ -11,6 +11,12 @@ trial. The names, in the spec's order, are also stored once per study (the study
 Optuna's older format, a list under the system attribute ``constraints`` (what samplers'
 ``constraints_func`` still writes), reads as names ``"0"``, ``"1"``, ...; given the study's
 ``constraint_names``, :func:`trial_constraints` maps those back to names.
+
+The tuner writes that list too, the same values in the spec's order: optuna-dashboard (0.21)
+reads only the list (its trial table, its "Infeasible" marks and the feasible-only Pareto-front
+plot). ``FrozenTrial.constraints`` then holds every value twice, under its name and under its
+position (``{"fits": 1.0, ..., "0": 1.0, ...}``): feasibility is the same (every value <= 0), and
+:func:`trial_constraints` returns the named ones once.
 """
 
 from __future__ import annotations
@@ -21,12 +27,17 @@ from optuna.trial import FrozenTrial
 
 #: Study user attribute holding the constraint names, in the spec's order.
 CONSTRAINT_NAMES_ATTR = "constraint_names"
+#: Trial system attribute of Optuna's list format (what optuna-dashboard reads).
+CONSTRAINT_LIST_ATTR = "constraints"
 
 
 def trial_constraints(trial: FrozenTrial, names: Sequence[str] | None = None) -> dict[str, float]:
     """``{name: value}`` of a trial's constraints (a value <= 0 is satisfied), in the order of
     ``names`` (the study's ``constraint_names``) when given."""
     values = trial.constraints
+    named = {k: v for k, v in values.items() if not k.isdigit()}
+    if named and len(named) * 2 == len(values):  # both formats, as the tuner writes them
+        values = named
     if names and len(values) == len(names):
         if set(values) == set(names):  # in the spec's order (the database's may differ)
             return {name: float(values[name]) for name in names}

@@ -4,7 +4,9 @@
 from an in-memory Optuna study, scores each batch with one vectorized cost-model call, and hands
 finished trials to a :class:`~tuner.storage.TrialWriter` that writes them in bulk. The stored
 study is self-explanatory: the spec and its hash as study attributes, objective names through
-``set_metric_names``, each trial's constraints (Optuna's ``set_constraint``) and full breakdown.
+``set_metric_names``, each trial's constraints (Optuna's ``set_constraint``, and Optuna's list for
+optuna-dashboard) and full breakdown. A sampled search never spends a trial on a configuration
+the study holds (:mod:`tuner.distinct`), and stops when the space is exhausted.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from search_spaces.space import (
     structurally_valid,
 )
 from search_spaces.spec import SAMPLERS, StudySpec, parse_spec
+from tuner.constraints import CONSTRAINT_LIST_ATTR
 from tuner.constraints import CONSTRAINT_NAMES_ATTR as CONSTRAINTS_ATTR
+from tuner.distinct import DistinctConfigurations
 from tuner.samplers import IncrementalNSGAIISampler
 from tuner.storage import (
     StorageError,
@@ -76,6 +80,9 @@ class SearchResult:
     interrupted: bool
     elapsed_s: float
     calibration: str = "none"  # the profile the trials were scored under
+    #: The search stopped before its budget because the study holds every configuration of the
+    #: space (a sampled study never repeats one; the exhaustive sampler's budget is the space).
+    exhausted: bool = False
 
 
 def distributions(study: CompiledStudy) -> dict[str, CategoricalDistribution]:
@@ -171,6 +178,7 @@ def _frozen(compiled: CompiledStudy, evaluation, row: int, dists, number: int) -
         distributions=dists,
         values=[float(v) for v in evaluation.values[row]],
         user_attrs=trial_attrs(compiled, evaluation, row),
+        system_attrs=_stored_system_attrs({}, evaluation, row),
         constraints={name: float(column[row]) for name, column in evaluation.constraint_columns.items()},
     )
     trial.number = number
@@ -219,7 +227,7 @@ def run_search(
     writer = TrialWriter(storage, study_id, flush_interval_s, budget=None if sampler_name == "exhaustive" else budget)
     dists = distributions(compiled)
     start = time.monotonic()
-    interrupted = False
+    interrupted = exhausted = False
     try:
         if sampler_name == "exhaustive":
             _exhaustive(compiled, existing, writer, dists, on_progress, trials, timeout_s, start)
@@ -227,7 +235,11 @@ def run_search(
             chosen = make_sampler(sampler_name, seed if seed is not None else spec.seed, compiled)
             # NSGA-II: one batch per generation, so each generation's children see all parents.
             batch = batch_size or getattr(chosen, "population_size", None) or 64
-            _sample(compiled, existing, writer, dists, budget, share, timeout_s, start, chosen, batch, on_progress)
+            seed_used = seed if seed is not None else spec.seed
+            distinct = DistinctConfigurations(compiled.space.dimensions, seed_used, mutate=sampler_name != "random")
+            exhausted = _sample(
+                compiled, existing, writer, dists, budget, share, timeout_s, start, chosen, batch, on_progress, distinct
+            )
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -240,18 +252,24 @@ def run_search(
         interrupted,
         time.monotonic() - start,
         compiled.calibration.name if compiled.calibration is not None else "none",
+        exhausted,
     )
 
 
 def _sample(
-    compiled, existing, writer, dists, budget, share, timeout_s, start, sampler, batch_size, on_progress
-) -> None:
+    compiled, existing, writer, dists, budget, share, timeout_s, start, sampler, batch_size, on_progress, distinct
+) -> bool:
+    """Ask, score and store batches of distinct configurations; True when the space ran out
+    (every configuration held) before the budget did."""
     memory = optuna.create_study(directions=compiled.directions, sampler=sampler)
     memory.add_trials(existing)  # the sampler learns from everything stored so far
+    distinct.add_all(t.params for t in existing)
     done = len(existing)
     limit = budget if share is None else min(budget, done + share)
     while done < limit and not writer.budget_reached and (timeout_s is None or time.monotonic() - start < timeout_s):
-        asked = [memory.ask(dists) for _ in range(min(batch_size, limit - done))]
+        if distinct.exhausted:
+            return True
+        asked = [_ask_distinct(memory, dists, distinct) for _ in range(min(batch_size, limit - done, distinct.unseen))]
         evaluation = evaluate(compiled, compiled.space.indices_of([t.params for t in asked]))
         finished = []
         for row, trial in enumerate(asked):
@@ -262,11 +280,40 @@ def _sample(
             # every ask and tell, and the sampler never reads it.
             for key, value in trial_attrs(compiled, evaluation, row).items():
                 told.set_user_attr(key, value)
+            told.system_attrs = _stored_system_attrs(told.system_attrs, evaluation, row)
             finished.append(told)
         writer.add(finished)
         done += len(asked)
         if on_progress:
             on_progress(done, limit)
+    return distinct.exhausted and done < limit
+
+
+def _ask_distinct(memory: optuna.Study, dists, distinct: DistinctConfigurations) -> optuna.Trial:
+    """The sampler's next trial, or, when it proposes a configuration the study holds, a trial
+    of an unseen one (see :mod:`tuner.distinct`). The proposal is told as failed (the in-memory
+    study only: samplers learn from complete trials) and the replacement is asked through
+    ``enqueue_trial``, so the trial told to Optuna carries the params evaluated, and the sampler
+    (NSGA-II's generation, TPE's constant liar) sees it as one of its own."""
+    trial = memory.ask(dists)
+    key = distinct.key(trial.params)
+    if key is not None and key in distinct:
+        memory.tell(trial, state=TrialState.FAIL)
+        memory.enqueue_trial(distinct.params(distinct.replacement(key)))
+        trial = memory.ask(dists)
+        key = distinct.key(trial.params)
+    if key is not None:
+        distinct.add(key)
+    return trial
+
+
+def _stored_system_attrs(system_attrs: dict, evaluation: Evaluation, row: int) -> dict:
+    """A trial's system attributes as stored: without ``fixed_params`` (the mark of a replaced
+    proposal, internal to the in-memory study), and with the constraints also as Optuna's list
+    (``constraints``, in the spec's order), which optuna-dashboard reads to mark infeasible trials."""
+    attrs = {k: v for k, v in system_attrs.items() if k != "fixed_params"}
+    attrs[CONSTRAINT_LIST_ATTR] = [float(column[row]) for column in evaluation.constraint_columns.values()]
+    return attrs
 
 
 def _exhaustive(

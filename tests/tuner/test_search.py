@@ -42,7 +42,13 @@ SMALL: dict = {
     "model": "palm-540b",
     "hardware": "tpu-v4",
     "workload": {"prompt_len": 128, "gen_len": 8},
-    "space": {"chips": [64, 128], "batch": [1, 16, 64], "decode_ffn_layout": ["ws_1d", "ws_2d"]},
+    # 528 configurations: a sampled search never repeats one, so the space outlasts the budgets here.
+    "space": {
+        "chips": [64, 128],
+        "batch": [1, 4, 16, 32, 64, 128],
+        "decode_ffn_layout": ["ws_1d", "ws_2d"],
+        "weight_bits": [16, 8],
+    },
     "objectives": [{"metric": m} for m in OBJECTIVES],
     "constraints": {"fits": True, "max_tpot_s": 0.5},
     "sampler": "random",
@@ -266,7 +272,9 @@ def test_exhaustive_front_equals_the_brute_force_front(url: str, base: dict) -> 
 
 
 def test_exhaustive_after_sampling_adds_only_the_candidates_not_yet_stored(url: str) -> None:
-    spec = parse_spec(spec_dict())
+    spec = parse_spec(
+        spec_dict(space={"chips": [64, 128], "batch": [1, 16, 64], "decode_ffn_layout": ["ws_1d", "ws_2d"]})
+    )
     compiled = compile_study(spec)
     network = network_for(compiled.hardware)
     meshes = {c: ["x".join(map(str, m)) for m in network.legal_meshes(c)] for c in (64, 128)}

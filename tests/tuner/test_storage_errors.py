@@ -22,7 +22,8 @@ SPEC = {
     "model": "llama-3-8b",
     "hardware": "l4",
     "workload": {"prompt_len": 512, "gen_len": 64},
-    "space": {"chips": [1, 2], "batch": [1, 8]},
+    # More configurations than any budget here: a search never repeats one, and stops when none is left.
+    "space": {"chips": [1, 2], "batch": [1, 8, 16, 32, 64, 128], "weight_bits": [16, 8, 4], "kv_bits": [16, 8]},
     "objectives": [{"metric": "decode.step_latency_s"}, {"metric": "decode.cost_chip_s_per_token"}],
     "sampler": "random",
     "trials": 20,

@@ -27,7 +27,16 @@ SPEC = {
     "model": "llama-3-8b",
     "hardware": "l4",
     "workload": {"prompt_len": 512, "gen_len": 64},
-    "space": {"chips": [1, 2, 4], "batch": [1, 8, 32], "weight_bits": [16, 8, 4], "kv_bits": [16, 8]},
+    # 30,720 configurations: searches never repeat one, so the space must outlast every budget here
+    # (and the killed searches' 2,000,000 trials long enough to be killed).
+    "space": {
+        "chips": [1, 2, 4],
+        "batch": list(range(1, 129)),
+        "weight_bits": [16, 8, 4],
+        "kv_bits": [16, 8],
+        "prefill_attn_sharding": ["head", "batch"],
+        "decode_attn_sharding": ["head", "batch"],
+    },
     "objectives": [{"metric": "decode.step_latency_s"}, {"metric": "decode.cost_chip_s_per_token"}],
     "sampler": "nsga2",
     "trials": 600,

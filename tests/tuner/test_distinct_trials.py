@@ -1,0 +1,139 @@
+"""A sampled study never spends a trial on a configuration it already holds (tuner/distinct.py).
+
+What is guaranteed: one process (``tuner search``, or one ``tuner worker``) never adds a
+configuration that the study held when it started or that it added itself, while unseen ones
+remain; when none remains it stops early and says so. Workers running at the same time do not see
+each other's new trials, so two of them may add the same configuration (a race the budget bounds);
+a worker started after another has finished does not repeat it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution
+
+from cli_helpers import run_cli
+from search_spaces.space import compile_study
+from search_spaces.spec import parse_spec
+from tuner.distinct import DistinctConfigurations
+from tuner.study import run_search, run_worker
+
+# 1 mesh x 4 batches x 2 decode layouts x 3 weight formats x 2 KV formats = 48 configurations.
+SPEC = {
+    "name": "distinct",
+    "model": "llama-3-8b",
+    "hardware": "l4",
+    "workload": {"prompt_len": 512, "gen_len": 64},
+    "space": {
+        "chips": [1],
+        "batch": [1, 8, 32, 64],
+        "weight_bits": [16, 8, 4],
+        "kv_bits": [16, 8],
+        "decode_ffn_layout": ["ws_1d", "ws_2d"],
+    },
+    "objectives": [{"metric": "decode.step_latency_s"}, {"metric": "decode.cost_chip_s_per_token"}],
+    "sampler": "nsga2",
+    "seed": 0,
+    "trials": 48,
+}
+SIZE = 48
+
+
+def _configs(url: str) -> list[tuple]:
+    study = optuna.load_study(study_name=SPEC["name"], storage=url)
+    return [tuple(sorted(t.params.items())) for t in sorted(study.trials, key=lambda t: t.number)]
+
+
+def test_the_space_has_48_configurations() -> None:
+    assert compile_study(parse_spec(SPEC)).space.size == SIZE
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe", "random"])
+def test_a_budget_the_size_of_the_space_covers_it(tmp_path: Path, sampler: str) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    result = run_search(SPEC, url, trials=SIZE, sampler=sampler)
+    configs = _configs(url)
+    assert result.trials_added == len(configs) == len(set(configs)) == SIZE
+    assert not result.exhausted  # the budget ran out with the space, not before
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe", "random"])
+def test_a_larger_budget_stops_when_the_space_is_exhausted(tmp_path: Path, sampler: str) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    result = run_search(SPEC, url, trials=100, sampler=sampler)
+    configs = _configs(url)
+    assert result.exhausted and result.trials_added == len(configs) == len(set(configs)) == SIZE
+    again = run_search(SPEC, url, trials=100, sampler=sampler)  # nothing left to add
+    assert again.exhausted and again.trials_added == 0
+
+
+def test_the_trial_told_carries_the_params_evaluated(tmp_path: Path) -> None:
+    """A replaced proposal is stored with the replacement's params, estimate and deployment."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    run_search(SPEC, url, trials=SIZE, sampler="nsga2")
+    study = optuna.load_study(study_name=SPEC["name"], storage=url)
+    for trial in study.trials:
+        assert trial.user_attrs["deployment"]["batch"] == trial.params["batch"]
+        assert "fixed_params" not in trial.system_attrs
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "random"])
+def test_a_resumed_study_does_not_repeat_its_first_run(tmp_path: Path, sampler: str) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    run_search(SPEC, url, trials=20, sampler=sampler)
+    first = set(_configs(url))
+    run_search(SPEC, url, trials=40, sampler=sampler)
+    configs = _configs(url)
+    assert len(configs) == len(set(configs)) == 40 and first <= set(configs[:20])
+
+
+def test_a_worker_started_after_another_does_not_repeat_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    assert run_worker(SPEC, url, share=24, seed=1).trials_added == 24
+    assert run_worker(SPEC, url, share=24, seed=2).trials_added == 24
+    configs = _configs(url)
+    assert len(configs) == len(set(configs)) == SIZE
+
+
+def test_samples_are_unchanged_while_the_sampler_proposes_unseen_configurations(tmp_path: Path) -> None:
+    """Up to the sampler's first repeat, the trials are Optuna's own draws; from there on, none repeats."""
+    spec = {**SPEC, "space": {**SPEC["space"], "batch": list(range(1, 257))}}
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    run_search(spec, url, trials=30, sampler="random", seed=7)
+    space = compile_study(parse_spec(spec)).space
+    dists = {name: CategoricalDistribution(list(c)) for name, c in space.dimensions.items()}
+    plain = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=7))
+    expected = [tuple(sorted(plain.ask(dists).params.items())) for _ in range(30)]
+    first_repeat = next(i for i, c in enumerate(expected) if c in expected[:i])  # seed 7: a birthday
+    assert first_repeat >= 10
+    stored = _configs(url)
+    assert stored[:first_repeat] == expected[:first_repeat] and len(set(stored)) == 30
+
+
+def test_replacements_are_unseen_until_the_space_is_full() -> None:
+    dims = {"a": (0, 1, 2), "b": ("x", "y"), "c": (True,)}
+    distinct = DistinctConfigurations(dims, seed=0)
+    assert distinct.size == 6 and distinct.key({"a": 2, "b": "y", "c": True}) == (2, 1, 0)
+    distinct.add((0, 0, 0))
+    while not distinct.exhausted:
+        new = distinct.replacement((0, 0, 0))
+        assert new not in distinct
+        distinct.add(new)
+    assert len(distinct) == 6 and distinct.redrawn == 5
+    with pytest.raises(ValueError, match="every configuration"):
+        distinct.replacement((0, 0, 0))
+
+
+def test_the_cli_says_when_the_space_is_exhausted(tmp_path: Path, capsys) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(json.dumps(SPEC))  # JSON is YAML
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url, "--trials", "100", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert (data["trials_added"], data["exhausted"]) == (SIZE, True)
+    assert "holds every configuration of the space" in err
