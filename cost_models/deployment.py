@@ -144,6 +144,12 @@ def operator_times(
         shapes = gemm_shapes_per_chip(chip_ops, plan)
         op_time = calibrated_operator_times(chip_ops, configs, shapes, d.chips, batch_sharded, d.hardware, profile)
         layer_overhead, step_overhead = profile.per_layer_overhead_s, profile.per_step_overhead_s
+    if np.any(configs.moe_layers > 0):
+        # A pass runs ``layers`` blocks; in an MoE model a slot's time counts in the share of the
+        # blocks it runs in (the dense FFN in the first dense_layers, the experts in the rest).
+        share = ops.repeats / configs.layers
+        share[LM_HEAD] = 1.0
+        op_time = op_time * share
     comm_block = layer_comm_time_s(
         network, layouts, Shapes.of(configs, tokens_per_sequence), d.mesh, configs.parallel_block, batch_sharded
     )
