@@ -226,6 +226,7 @@ def analyze_one(
     report = analysis_report(analyze(configs, chip, convention, profile))
     return {
         "model": model_spec.name,
+        "params": {"total": model_spec.params, "active_per_token": model_spec.active_params},
         "hardware": chip.name,
         **report,
         "kv_heads": int(configs.kv_heads[0]),

@@ -590,6 +590,7 @@ def sharding_plan(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarra
         k_axis, n_axis = GEMM_AXES[op]
         gemm_k[row] = width_of[k_axis] / ways[k_axis]
         gemm_n[row] = width_of[n_axis] / ways[n_axis]
+    stored = stored + c.moe_layers * c.d_model * c.experts  # the routers, whole on every chip
     return ShardingPlan(in_use_ways, gemm_k, gemm_n, stored)
 
 

@@ -54,6 +54,7 @@ def print_models(specs: Iterable[ModelSpec]) -> None:
         "d_head",
         "d_ff",
         "ffn",
+        "experts",
         "block",
         "vocab",
     ):
@@ -72,6 +73,7 @@ def print_models(specs: Iterable[ModelSpec]) -> None:
             str(m.d_head),
             str(m.d_ff),
             m.ffn,
+            f"{m.experts} top-{m.experts_per_token}" if m.is_moe else "-",
             m.block,
             str(m.vocab),
         )
