@@ -22,7 +22,10 @@ from __future__ import annotations
 import numpy as np
 
 #: Busiest expert's tokens over the mean, applied to the calibrated expert GEMMs. 1.0: balanced
-#: routing (see the module docstring for why expert tensor parallelism is insensitive to it).
+#: routing (see the module docstring for why expert tensor parallelism is insensitive to it). The
+#: kernel data agree: with expert parallelism 1, the measured fused-MoE latency under power-law
+#: routing is 0.96 (exponent 1.01, 173 matched shapes) and 0.99 (1.2, 149) of the balanced one
+#: in the median (p10-p90 0.72-1.16), data/kernels/moe_perf.csv.gz.
 DEFAULT_IMBALANCE = 1.0
 
 
