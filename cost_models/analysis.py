@@ -21,7 +21,7 @@ from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs, make_configs
 from cost_models.model_counts import embedding_params, kv_bytes_per_token
 from cost_models.models import ModelSpec, get_model
-from cost_models.operators import OPERATOR_NAMES, OperatorCosts, operator_costs
+from cost_models.operators import EXPERT_PROJECTIONS, OP, OPERATOR_NAMES, OperatorCosts, operator_costs
 from cost_models.partitioning import gemm_shapes_per_chip, sharding_plan
 from cost_models.roofline import RooflineTimes, roofline_times
 
@@ -64,6 +64,12 @@ class Analysis:
         ops = self.operators
         block = np.sum(ops.weight_bytes[:-1] * ops.repeats[:-1], axis=0)
         c = self.configs
+        if np.any(c.moe_layers > 0):  # every expert is resident, not only those a pass wakes
+            experts = [OP[name] for name in EXPERT_PROJECTIONS]
+            loaded = np.sum(ops.weight_bytes[experts] * ops.repeats[experts], axis=0)
+            matrices = np.where(c.gated_ffn, 3.0, 2.0)
+            every = c.moe_layers * matrices * c.d_model * (c.experts * c.expert_d_ff + c.shared_d_ff)
+            block = block - loaded + every * BYTES_PER_ELEMENT[c.weight_dtype]
         return block + embedding_params(c.vocab, c.d_model, c.tie_embeddings) * BYTES_PER_ELEMENT[c.weight_dtype]
 
     @property
@@ -254,6 +260,7 @@ def analyze_one(
     report = analysis_report(analyze(configs, chip, convention, profile))
     return {
         "model": model_spec.name,
+        "params": {"total": model_spec.params, "active_per_token": model_spec.active_params},
         "hardware": chip.name,
         **report,
         "kv_heads": int(configs.kv_heads[0]),

@@ -31,12 +31,13 @@ from cost_models.efficiency import (
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, TorusInterconnect
 from cost_models.inference_configs import DECODE, InferenceConfigs
-from cost_models.operators import OP, OperatorCosts
+from cost_models.moe import DEFAULT_IMBALANCE, experts_woken, tokens_per_expert
+from cost_models.operators import EXPERT_PROJECTIONS, OP, OperatorCosts
 from cost_models.partitioning import GEMM_AXES, attention_split
 from cost_models.topology import Network, TorusNetwork, group_size
 
 #: Operators run as bandwidth-bound kernels (Kim et al.'s "non-linear" and elementwise rows).
-ELEMENTWISE_OPS = ("attn_norm", "attn_add", "mlp_norm", "mlp_act", "mlp_add")
+ELEMENTWISE_OPS = ("attn_norm", "attn_add", "mlp_norm", "mlp_act", "router", "expert_act", "mlp_add")
 UNFUSED_ATTENTION_OPS = ("qk_matmul", "softmax", "sv_matmul")
 _CACHE_FORMAT = {BF16: "bfloat16", FP8: "fp8", INT8: "fp8", INT4: "fp8"}  # measured KV formats
 
@@ -82,7 +83,10 @@ def calibrated_operator_times(
     m, n, k = gemm_shapes
     # Weight matmuls, grouped by the engine's kernel format.
     formats = _FORMAT_TABLE[c.weight_dtype, c.act_dtype]
-    gemm_rows = [OP[op] for op in GEMM_AXES]  # the rows of gemm_shapes, in this order
+    # The rows of gemm_shapes are GEMM_AXES's, in this order; the experts' are timed apart.
+    shape_rows = [i for i, op in enumerate(GEMM_AXES) if op not in EXPERT_PROJECTIONS]
+    gemm_rows = [OP[op] for op in GEMM_AXES if op not in EXPERT_PROJECTIONS]
+    m, n, k = m[shape_rows], n[shape_rows], k[shape_rows]
     for code in np.unique(formats):
         fmt = _FORMAT_NAMES[int(code)]
         rows = formats == code
@@ -91,6 +95,11 @@ def calibrated_operator_times(
         else:
             block = gemm_time_s(m[:, rows], n[:, rows], k[:, rows], fmt, hardware, _gemm_params(profile, fmt))
             times[np.ix_(np.array(gemm_rows), np.flatnonzero(rows))] = block
+    moe = np.flatnonzero(c.moe_layers > 0)
+    if len(moe):
+        expert_times = expert_gemm_times_s(c.take(moe), gemm_shapes, moe, formats[moe], hardware, profile)
+        for op, seconds in expert_times.items():
+            times[OP[op], moe] = seconds
     # Elementwise kernels: bytes at a fraction of HBM bandwidth, plus a launch.
     moved = chip_ops.bytes
     elementwise = [OP[op] for op in ELEMENTWISE_OPS]
@@ -144,6 +153,51 @@ def calibrated_operator_times(
             )
     np.copyto(times, 0.0, where=~present)  # absent operators cost nothing (in place: no copy)
     return times
+
+
+def expert_gemm_times_s(
+    c: InferenceConfigs,
+    gemm_shapes: tuple[np.ndarray, np.ndarray, np.ndarray],
+    columns: np.ndarray,
+    formats: np.ndarray,
+    hardware: HardwareSpec,
+    profile: CalibrationProfile,
+    imbalance: float = DEFAULT_IMBALANCE,
+) -> dict[str, np.ndarray]:
+    """Seconds of each expert matmul of MoE configurations ``c`` (the ``columns`` of
+    ``gemm_shapes``) on one chip, as the engine's grouped MoE kernel runs it: the routed experts
+    as one GEMM of the tokens one woken expert gets (:func:`~cost_models.moe.tokens_per_expert`)
+    by the woken experts' stacked slices (same FLOPs and weight bytes as the grouped kernel),
+    plus the shared experts as a dense GEMM of every token. Each expert's d_ff slice is what the
+    layout leaves a chip (the per-chip width over the routed width per token)."""
+    m, n, k = (a[:, columns] for a in gemm_shapes)
+    row = {op: i for i, op in enumerate(GEMM_AXES)}
+    per_token = c.experts_per_token * c.expert_d_ff + c.shared_d_ff
+    tokens = m[row["expert_up"]]  # tokens this chip multiplies
+    woken = experts_woken(tokens, c.experts, c.experts_per_token)
+    m_expert = tokens_per_expert(tokens, c.experts, c.experts_per_token, imbalance)
+    out: dict[str, np.ndarray] = {}
+    for op in EXPERT_PROJECTIONS:
+        down = op == "expert_down"
+        hidden = k[row[op]] if down else n[row[op]]  # per-chip hidden width of one token
+        model_dim = n[row[op]] if down else k[row[op]]
+        ways = per_token / np.where(hidden > 0, hidden, 1.0)
+        expert_f = c.expert_d_ff / ways
+        shared_f = np.where(c.shared_d_ff > 0, c.shared_d_ff / ways, 1.0)  # 1.0: none (masked below)
+        seconds = np.zeros(len(c))
+        for code in np.unique(formats):
+            fmt = _FORMAT_NAMES[int(code)]
+            params = _gemm_params(profile, fmt)
+            r = formats == code
+            if down:  # y[m, d] = h[m, f] @ W[f, d]: the experts' outputs stack along n
+                routed = gemm_time_s(m_expert[r], woken[r] * model_dim[r], expert_f[r], fmt, hardware, params)
+                shared = gemm_time_s(tokens[r], model_dim[r], shared_f[r], fmt, hardware, params)
+            else:
+                routed = gemm_time_s(m_expert[r], woken[r] * expert_f[r], model_dim[r], fmt, hardware, params)
+                shared = gemm_time_s(tokens[r], shared_f[r], model_dim[r], fmt, hardware, params)
+            seconds[r] = routed + np.where(c.shared_d_ff[r] > 0, shared, 0.0)
+        out[op] = seconds
+    return out
 
 
 _KIND = {

@@ -33,7 +33,7 @@ from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, dtype_name
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs
-from cost_models.model_counts import kv_bytes_per_token, model_flops_utilization, params_per_layer
+from cost_models.model_counts import active_block_params, kv_bytes_per_token, model_flops_utilization
 from cost_models.models import ModelSpec, get_model
 from cost_models.operators import LM_HEAD, OperatorCosts, operator_costs
 from cost_models.partitioning import (
@@ -144,6 +144,12 @@ def operator_times(
         shapes = gemm_shapes_per_chip(chip_ops, plan)
         op_time = calibrated_operator_times(chip_ops, configs, shapes, d.chips, batch_sharded, d.hardware, profile)
         layer_overhead, step_overhead = profile.per_layer_overhead_s, profile.per_step_overhead_s
+    if np.any(configs.moe_layers > 0):
+        # A pass runs ``layers`` blocks; in an MoE model a slot's time counts in the share of the
+        # blocks it runs in (the dense FFN in the first dense_layers, the experts in the rest).
+        share = ops.repeats / configs.layers
+        share[LM_HEAD] = 1.0
+        op_time = op_time * share
     comm_block = layer_comm_time_s(
         network, layouts, Shapes.of(configs, tokens_per_sequence), d.mesh, configs.parallel_block, batch_sharded
     )
@@ -298,8 +304,22 @@ def estimate(
     # MFU's numerator (Pope et al.: 2 x parameters x tokens, attention left out) counts the
     # parameters whose matmuls run: every block matrix for each token, the lm_head for the tokens
     # it scores. Pope et al. count the embedding table too (0.9% of PaLM 540B); for small models
-    # that would credit work never done and let MFU pass 1.
-    block_params = c.layers * params_per_layer(c.d_model, c.heads, c.kv_heads, c.d_head, c.d_ff, c.gated_ffn)
+    # that would credit work never done and let MFU pass 1. In an MoE block only the top-k
+    # routed experts (and the shared ones) run for a token: the active parameters.
+    block_params = active_block_params(
+        c.layers,
+        c.d_model,
+        c.heads,
+        c.kv_heads,
+        c.d_head,
+        c.d_ff,
+        c.gated_ffn,
+        c.moe_layers,
+        c.experts,
+        c.experts_per_token,
+        c.expert_d_ff,
+        c.shared_d_ff,
+    )
     head_params = c.vocab * c.d_model
     prefill_head_tokens = {"all": d.batch * prompt, "none": 0.0}.get(convention.lm_head_positions, d.batch)
     decode_head_share = 0.0 if convention.lm_head_positions == "none" else 1.0
@@ -526,6 +546,7 @@ def deployment_report(deployment: Deployment, result: DeploymentEstimate, index:
     d = deployment
     return {
         "model": d.model.name,
+        "params": {"total": d.model.params, "active_per_token": d.model.active_params},
         "hardware": d.hardware.name,
         "chips": d.chips,
         "mesh": "x".join(str(a) for a in d.mesh),

@@ -151,17 +151,84 @@ _gpt_neox = _gelu_mha(
 )
 
 
+def _refuse_unmodelled(config: dict[str, Any], keys: dict[str, Callable[[Any], bool]]) -> None:
+    """Raise naming the first key whose value changes the cost in a way not modelled yet."""
+    for key, modelled in keys.items():
+        value = config.get(key)
+        if value is not None and not modelled(value):
+            raise InvalidInputError(
+                _field(key), f"{value!r} is not modelled yet", f"remove {key} or set it to its default"
+            )
+
+
+def _qwen3(config: dict[str, Any]) -> dict[str, Any]:
+    """Qwen3 (dense): Llama's shapes with an explicit head_dim (q/k norms cost nothing here)."""
+    _refuse_unmodelled(config, {"use_sliding_window": lambda v: v is False})
+    return _llama(config)
+
+
+def _moe_every_layer(config: dict[str, Any]) -> None:
+    """Qwen MoE configs can make some blocks dense (``decoder_sparse_step``, ``mlp_only_layers``);
+    only MoE in every block is read (dense *first* blocks are DeepSeek's first_k_dense_replace)."""
+    _refuse_unmodelled(config, {"decoder_sparse_step": lambda v: v == 1, "mlp_only_layers": lambda v: v == []})
+
+
+def _mixtral(config: dict[str, Any]) -> dict[str, Any]:
+    """Mixtral: Mistral attention, every block's FFN num_local_experts SwiGLU experts of
+    intermediate_size, num_experts_per_tok of them per token."""
+    _refuse_unmodelled(config, {"sliding_window": lambda v: False})
+    fields = _llama(config)
+    experts = _positive_int(config, "num_local_experts")
+    return dict(
+        fields,
+        experts=experts,
+        experts_per_token=_positive_int(config, "num_experts_per_tok"),
+        expert_d_ff=fields["d_ff"],
+    )
+
+
+def _qwen_moe(config: dict[str, Any]) -> dict[str, Any]:
+    """Qwen2-MoE and Qwen3-MoE: num_experts routed experts of moe_intermediate_size in every
+    block, top num_experts_per_tok; Qwen2-MoE adds one shared expert of
+    shared_expert_intermediate_size (its sigmoid gate, d_model x 1, is left out)."""
+    _refuse_unmodelled(config, {"use_sliding_window": lambda v: v is False})
+    _moe_every_layer(config)
+    fields = _llama(config)
+    shared = config.get("shared_expert_intermediate_size")
+    moe = dict(
+        experts=_positive_int(config, "num_experts"),
+        experts_per_token=_positive_int(config, "num_experts_per_tok"),
+        expert_d_ff=_positive_int(config, "moe_intermediate_size"),
+    )
+    if shared is not None and shared != 0:
+        moe |= dict(shared_experts=1, shared_expert_d_ff=_positive_int(config, "shared_expert_intermediate_size"))
+    return dict(fields, **moe)
+
+
+def _deepseek_v3(config: dict[str, Any]) -> dict[str, Any]:
+    raise InvalidInputError(
+        _field("model_type"),
+        "deepseek_v3 uses multi-head latent attention (MLA), which is not modelled yet",
+        "use a GQA model (mixtral, qwen3_moe, qwen2_moe) until MLA lands",
+    )
+
+
 _FAMILIES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "llama": _llama,
     "mistral": _llama,
     "qwen2": _llama,
+    "qwen3": _qwen3,
+    "mixtral": _mixtral,
+    "qwen2_moe": _qwen_moe,
+    "qwen3_moe": _qwen_moe,
+    "deepseek_v3": _deepseek_v3,
     "gpt2": _gpt2,
     "bert": _bert,
     "gpt_neox": _gpt_neox,
 }
 
 #: ``model_type`` values that :func:`model_from_hf_config` understands.
-SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_FAMILIES))
+SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(set(_FAMILIES) - {"deepseek_v3"}))
 
 
 def _read(path: Path) -> tuple[Path, dict[str, Any]]:

@@ -39,6 +39,12 @@ class InferenceConfigs:
     parallel_block: np.ndarray  # bool: attention and FFN read the same normed input
     decoder: np.ndarray  # bool: decoders keep a KV cache, encoders do not
     tie_embeddings: np.ndarray  # bool
+    # mixture of experts (all 0 for a dense model)
+    moe_layers: np.ndarray  # blocks with routed experts (the others have the dense FFN of width d_ff)
+    experts: np.ndarray  # routed experts per MoE block
+    experts_per_token: np.ndarray  # top-k
+    expert_d_ff: np.ndarray  # one expert's hidden width
+    shared_d_ff: np.ndarray  # hidden width of all shared experts together
     # workload
     phase: np.ndarray  # int: PREFILL or DECODE
     batch: np.ndarray  # sequences processed together
@@ -70,6 +76,8 @@ class InferenceConfigs:
 
 
 _MODEL_FIELDS = ("layers", "d_model", "heads", "kv_heads", "d_head", "d_ff", "vocab")
+#: Model fields that are 0 in a dense model (ModelSpec attributes of the same names).
+_MOE_FIELDS = ("moe_layers", "experts", "experts_per_token", "expert_d_ff", "shared_d_ff")
 
 
 def make_configs(
@@ -105,7 +113,9 @@ def make_configs(
         specs = {row: m for m, row in zip(models, rows, strict=True)}
         unique = [specs[row] for row in range(len(distinct))]
         index = np.array(rows, dtype=np.int64)
-    model_columns = {name: _float_column(name, [getattr(m, name) for m in unique])[index] for name in _MODEL_FIELDS}
+    model_columns = {
+        name: _float_column(name, [getattr(m, name) for m in unique])[index] for name in (*_MODEL_FIELDS, *_MOE_FIELDS)
+    }
     flags = {
         "gated_ffn": np.array([m.ffn == "swiglu" for m in unique])[index],
         "parallel_block": np.array([m.block == "parallel" for m in unique])[index],

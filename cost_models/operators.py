@@ -22,6 +22,7 @@ import numpy as np
 from cost_models.conventions import DEFAULT, CountingConvention
 from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, INT8
 from cost_models.inference_configs import DECODE, InferenceConfigs
+from cost_models.moe import experts_woken
 
 #: Operator slots, in execution order. Slots that do not apply to a configuration (gate_proj for a
 #: gelu FFN, qk_matmul when attention is fused, mlp_norm in a parallel block, ...) are all zero and
@@ -42,6 +43,11 @@ OPERATOR_NAMES: tuple[str, ...] = (
     "up_proj",
     "mlp_act",
     "down_proj",
+    "router",
+    "expert_gate",
+    "expert_up",
+    "expert_act",
+    "expert_down",
     "mlp_add",
     "lm_head",
 )
@@ -49,6 +55,13 @@ OP = {name: i for i, name in enumerate(OPERATOR_NAMES)}
 LM_HEAD = OP["lm_head"]
 #: Operators whose FLOPs are matmuls against weights ("projections" in Kim et al.'s tables).
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj", "gate_proj", "up_proj", "down_proj")
+#: The dense FFN's slots: in an MoE model they run only in the first ``dense_layers`` blocks.
+DENSE_FFN = ("gate_proj", "up_proj", "mlp_act", "down_proj")
+#: An MoE block's FFN slots (absent in a dense model): the router and the experts' matmuls, routed
+#: and shared experts together (one grouped kernel), and their activation.
+MOE_FFN = ("router", "expert_gate", "expert_up", "expert_act", "expert_down")
+#: Matmuls against expert weights.
+EXPERT_PROJECTIONS = ("expert_gate", "expert_up", "expert_down")
 #: Matmuls between two activations (Kim et al.'s "act-to-act").
 ACT_TO_ACT = ("qk_matmul", "sv_matmul")
 
@@ -58,7 +71,9 @@ class OperatorCosts:
     """Arrays of shape (len(OPERATOR_NAMES), n): one row per operator slot, one column per config.
 
     Block operators are per block and repeat ``layers`` times; lm_head runs once per model
-    (``repeats`` says which). Bytes are per execution of the operator.
+    (``repeats`` says which). In an MoE model the dense FFN's slots repeat ``layers -
+    moe_layers`` times and the MoE slots ``moe_layers`` times. Bytes are per execution of the
+    operator.
     """
 
     flops: np.ndarray
@@ -198,7 +213,36 @@ def _ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> 
     t.act_r[i] = np.where(gated, 2.0, 1.0) * N * dff * t.ab
     t.act_w[i] = N * dff * t.ab
     t.projection("down_proj", dff, d, N)
+    dense = c.layers > c.moe_layers  # an MoE model's first dense_layers blocks (every block of a dense one)
+    for name in DENSE_FFN:
+        t.present[OP[name]] &= dense
     t.elementwise("mlp_add", N * d, 1.0, float(convention.residual_add_reads))
+
+
+def _moe_ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> None:
+    """An MoE block's FFN (cost_models.moe): the router's logits x[N, d] @ W[d, E]; then each
+    token through its k routed experts and the shared ones, hidden width k expert_d_ff +
+    shared_d_ff per token (FLOPs as a dense FFN of that width); weights loaded once per pass for
+    each expert woken (expected E (1 - (1 - k/E)^N)) and for the shared experts."""
+    d, N, E, k = c.d_model, t.N, c.experts, c.experts_per_token
+    routed = k * c.expert_d_ff + c.shared_d_ff  # hidden elements per token
+    loaded = experts_woken(N, E, k) * c.expert_d_ff + c.shared_d_ff  # hidden width whose weights load
+    t.projection("router", d, E, N)
+    gated = c.gated_ffn
+    for name in ("expert_gate", "expert_up"):
+        t.projection(name, d, routed, N)
+        t.weight[OP[name]] = d * loaded * t.wb
+    t.present[OP["expert_gate"]] = gated
+    act_flops = np.where(gated, convention.swiglu_flops_per_element, convention.gelu_flops_per_element)
+    i = OP["expert_act"]
+    t.flops[i] = act_flops * N * routed
+    t.act_r[i] = np.where(gated, 2.0, 1.0) * N * routed * t.ab
+    t.act_w[i] = N * routed * t.ab
+    t.projection("expert_down", routed, d, N)
+    t.weight[OP["expert_down"]] = loaded * d * t.wb
+    moe = c.moe_layers > 0
+    for name in MOE_FFN:
+        t.present[OP[name]] &= moe
 
 
 def _lm_head(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> None:
@@ -214,12 +258,15 @@ def operator_costs(configs: InferenceConfigs, convention: CountingConvention = D
     t = _CostTable(c)
     _attention(t, c, convention)
     _ffn(t, c, convention)
+    _moe_ffn(t, c, convention)
     _lm_head(t, c, convention)
     for array in (t.flops, t.weight, t.act_r, t.act_w, t.kv_r, t.kv_w):
         array *= t.present
     kv_dtype = np.where(c.decoder, c.kv_dtype, c.act_dtype)
     compute_dtype = _compute_dtypes(c, kv_dtype, convention)
     repeats = np.broadcast_to(c.layers, t.flops.shape).copy()
+    repeats[[OP[name] for name in DENSE_FFN]] = c.layers - c.moe_layers
+    repeats[[OP[name] for name in MOE_FFN]] = c.moe_layers
     repeats[LM_HEAD] = 1.0
     return OperatorCosts(t.flops, t.weight, t.act_r, t.act_w, t.kv_r, t.kv_w, compute_dtype, t.present, repeats)
 
@@ -238,7 +285,7 @@ def _compute_dtypes(c: InferenceConfigs, kv_dtype: np.ndarray, convention: Count
     weight_x_act = COMBINE[c.weight_dtype, c.act_dtype]
     act_x_kv = COMBINE[c.act_dtype, kv_dtype]
     dtypes = np.broadcast_to(c.act_dtype, (n_ops, len(c))).copy()  # elementwise operators
-    for name in (*PROJECTIONS, "lm_head"):
+    for name in (*PROJECTIONS, "router", *EXPERT_PROJECTIONS, "lm_head"):
         dtypes[OP[name]] = weight_x_act
     for name in ("qk_matmul", "sv_matmul", "fused_attention"):
         dtypes[OP[name]] = act_x_kv

@@ -238,6 +238,11 @@ WEIGHT_AXES: dict[str, tuple[str, ...]] = {
     "w_gate": ("embed", "mlp"),
     "w_up": ("embed", "mlp"),
     "w_down": ("mlp", "embed"),
+    # An MoE block's experts (routed and shared, as one grouped matrix each), split like the dense
+    # FFN: each expert's d_ff over the rules' mlp axes (expert tensor parallelism).
+    "w_expert_gate": ("embed", "mlp"),
+    "w_expert_up": ("embed", "mlp"),
+    "w_expert_down": ("mlp", "embed"),
     "embedding": ("vocab", "embed"),
     "lm_head": ("embed", "vocab"),
 }
@@ -250,8 +255,13 @@ WEIGHT_OPERATOR = {
     "w_gate": "gate_proj",
     "w_up": "up_proj",
     "w_down": "down_proj",
+    "w_expert_gate": "expert_gate",
+    "w_expert_up": "expert_up",
+    "w_expert_down": "expert_down",
     "lm_head": "lm_head",
 }
+_DENSE_FFN_WEIGHTS = ("w_gate", "w_up", "w_down")
+_EXPERT_WEIGHTS = ("w_expert_gate", "w_expert_up", "w_expert_down")
 #: The embedding and the lm_head are split like the rest but never gathered (looked up, or used
 #: once per step on few tokens).
 _NEVER_GATHERED = ("embedding", "lm_head")
@@ -290,14 +300,21 @@ class Shapes:
     def of(cls, c: InferenceConfigs, tokens_per_sequence: np.ndarray) -> Shapes:
         dq, dkv = c.heads * c.d_head, c.kv_heads * c.d_head
         gated = np.where(c.gated_ffn, 2.0, 1.0)
+        # An MoE model's blocks differ: the FFN's hidden width (per token: k experts and the
+        # shared ones) and its weights (every expert) are averaged over the blocks, as the
+        # collectives of a layer are scored once and repeated ``layers`` times.
+        moe = c.moe_layers > 0
+        moe_share = c.moe_layers / c.layers
+        mid = np.where(moe, c.d_ff + moe_share * (c.experts_per_token * c.expert_d_ff + c.shared_d_ff - c.d_ff), c.d_ff)
+        stored_mid = np.where(moe, c.d_ff + moe_share * (c.experts * c.expert_d_ff + c.shared_d_ff - c.d_ff), c.d_ff)
         return cls(
             tokens=c.batch * tokens_per_sequence,
             d_model=c.d_model,
-            ffn_in=gated * c.d_ff,
-            ffn_mid=c.d_ff,
+            ffn_in=gated * mid,
+            ffn_mid=mid,
             attn_in=dq + 2 * dkv,
             attn_mid=dq,
-            layer_weights=c.d_model * (2 * dq + 2 * dkv) + (gated + 1.0) * c.d_model * c.d_ff,
+            layer_weights=c.d_model * (2 * dq + 2 * dkv) + (gated + 1.0) * c.d_model * stored_mid,
             act_bytes=BYTES_PER_ELEMENT[c.act_dtype],
             weight_bytes=BYTES_PER_ELEMENT[c.weight_dtype],
         )
@@ -481,6 +498,9 @@ GEMM_AXES: dict[str, tuple[str, str]] = {
     "gate_proj": ("embed", "mlp"),
     "up_proj": ("embed", "mlp"),
     "down_proj": ("mlp", "embed"),
+    "expert_gate": ("embed", "mlp"),
+    "expert_up": ("embed", "mlp"),
+    "expert_down": ("mlp", "embed"),
     "lm_head": ("embed", "vocab"),
 }
 _LOGICAL_AXES = ("embed", "heads", "kv_heads", "mlp", "vocab")
@@ -530,25 +550,47 @@ def sharding_plan(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarra
     stored_ways = {lg: _split_ways(size[lg], products, _allowed_axes(layout_codes, lg, False)) for lg in _LOGICAL_AXES}
     use_ways = {lg: _split_ways(size[lg], products, _allowed_axes(layout_codes, lg, True)) for lg in _LOGICAL_AXES}
     width = {lg: size[lg] * (shapes.d_head if lg in ("heads", "kv_heads") else 1.0) for lg in _LOGICAL_AXES}
+    # Experts: each expert's d_ff splits over the mlp axes as the dense d_ff would (the shared
+    # experts' width is assumed to split as many ways). The matmuls' hidden width is what one
+    # token uses (k routed experts and the shared ones); storage holds every expert.
+    expert_d_ff = np.maximum(c.expert_d_ff, 1.0)  # a dense model's 0: any ways, no elements
+    expert = {
+        "stored_ways": _split_ways(expert_d_ff, products, _allowed_axes(layout_codes, "mlp", False)),
+        "use_ways": _split_ways(expert_d_ff, products, _allowed_axes(layout_codes, "mlp", True)),
+        "width": c.experts_per_token * c.expert_d_ff + c.shared_d_ff,
+        "stored_width": c.experts * c.expert_d_ff + c.shared_d_ff,
+    }
     stored = np.zeros(n)
     for weight, op in (*WEIGHT_OPERATOR.items(), ("embedding", None)):
         never_gathered = weight in _NEVER_GATHERED
         axes = WEIGHT_AXES[weight]
-        elements = width[axes[0]] * width[axes[1]]
-        if weight == "w_gate":
+        stored_by, use_by, width_of = stored_ways, use_ways, width
+        if weight in _EXPERT_WEIGHTS:
+            stored_by = {**stored_ways, "mlp": expert["stored_ways"]}
+            use_by = {**use_ways, "mlp": expert["use_ways"]}
+            width_of = {**width, "mlp": expert["width"]}
+            elements = width["embed"] * expert["stored_width"]
+        else:
+            elements = width[axes[0]] * width[axes[1]]
+        if weight in ("w_gate", "w_expert_gate"):
             elements = elements * c.gated_ffn
         if weight == "lm_head":
             elements = elements * ~c.tie_embeddings
         repeats = 1.0 if never_gathered else c.layers
-        stored = stored + repeats * elements / (stored_ways[axes[0]] * stored_ways[axes[1]])
+        if weight in _DENSE_FFN_WEIGHTS:
+            repeats = c.layers - c.moe_layers
+        elif weight in _EXPERT_WEIGHTS:
+            repeats = c.moe_layers
+        stored = stored + repeats * elements / (stored_by[axes[0]] * stored_by[axes[1]])
         if op is None:
             continue
-        ways = stored_ways if never_gathered else use_ways
+        ways = stored_by if never_gathered else use_by
         row = _WEIGHT_ROW[op]
         in_use_ways[row] = ways[axes[0]] * ways[axes[1]]
         k_axis, n_axis = GEMM_AXES[op]
-        gemm_k[row] = width[k_axis] / ways[k_axis]
-        gemm_n[row] = width[n_axis] / ways[n_axis]
+        gemm_k[row] = width_of[k_axis] / ways[k_axis]
+        gemm_n[row] = width_of[n_axis] / ways[n_axis]
+    stored = stored + c.moe_layers * c.d_model * c.experts  # the routers, whole on every chip
     return ShardingPlan(in_use_ways, gemm_k, gemm_n, stored)
 
 
@@ -621,6 +663,7 @@ def per_chip_costs(
     weight_rows = [OP[op] for op in WEIGHT_OPS]
     weight_bytes = ops.weight_bytes / chips
     weight_bytes[weight_rows] = ops.weight_bytes[weight_rows] / plan.in_use_ways
+    weight_bytes[OP["router"]] = ops.weight_bytes[OP["router"]]  # replicated: d_model x experts is small
     attention_ways = np.minimum(chips, np.where(batch_sharded, c.batch * c.heads, c.heads))
     attention_rows = [OP[name] for name in ATTENTION_OPS]
 

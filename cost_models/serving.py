@@ -383,7 +383,9 @@ def _memory(d: Deployments, w: ServingWorkloads, phase: str) -> _Memory:
     # Live activations of one iteration: the widest intermediate (FFN input of every token) twice,
     # split over the chips with the weights (tensor parallel activations are sharded the same way).
     act_bytes = BYTES_PER_ELEMENT[configs.act_dtype]
-    widest = np.maximum(configs.d_ff * np.where(configs.gated_ffn, 2.0, 1.0), configs.vocab / 8)
+    # (An MoE block's per-token FFN width is that of its k routed and its shared experts.)
+    ffn_width = np.maximum(configs.d_ff, configs.experts_per_token * configs.expert_d_ff + configs.shared_d_ff)
+    widest = np.maximum(ffn_width * np.where(configs.gated_ffn, 2.0, 1.0), configs.vocab / 8)
     activations = 2.0 * w.max_num_tokens * widest * act_bytes / d.chips
     free = d.hardware.memory_bytes * w.memory_fraction - weights - activations
     return _Memory(weights, kv_per_token, free)

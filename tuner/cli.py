@@ -58,7 +58,15 @@ def models_command(as_json: bool, template: bool) -> None:
     specs = list(model_catalog().values())
     if as_json:
         _print_json(
-            [{**spec.model_dump(), "params": spec.params, "attention_type": spec.attention_type} for spec in specs]
+            [
+                {
+                    **spec.model_dump(),
+                    "params": spec.params,
+                    "active_params": spec.active_params,
+                    "attention_type": spec.attention_type,
+                }
+                for spec in specs
+            ]
         )
     else:
         tables.print_models(specs)

@@ -240,6 +240,12 @@ def _kv_cache(d: Deployment, attention: str, notes: list[str]) -> dict:
 
 def sharding_tables(d: Deployment) -> tuple[dict[str, dict], Notes]:
     """Per phase, the sharding of every tensor of a deployment, and the notes on it."""
+    if d.model.is_moe:
+        raise InvalidInputError(
+            "model",
+            f"{d.model.name} is a mixture of experts, whose expert weights export does not describe yet",
+            "export a dense model; MoE sharding export comes with expert parallelism",
+        )
     notes = Notes()
     return {phase: _phase(d, phase, notes) for phase in ("prefill", "decode")}, notes
 

@@ -59,6 +59,7 @@ def print_models(specs: Iterable[ModelSpec]) -> None:
         "name",
         "kind",
         "params",
+        "active",
         "layers",
         "d_model",
         "heads",
@@ -67,6 +68,7 @@ def print_models(specs: Iterable[ModelSpec]) -> None:
         "d_head",
         "d_ff",
         "ffn",
+        "experts",
         "block",
         "vocab",
     ):
@@ -76,6 +78,7 @@ def print_models(specs: Iterable[ModelSpec]) -> None:
             escape(m.name),
             m.kind,
             _si(m.params),
+            _si(m.active_params),
             str(m.layers),
             str(m.d_model),
             str(m.heads),
@@ -84,6 +87,7 @@ def print_models(specs: Iterable[ModelSpec]) -> None:
             str(m.d_head),
             str(m.d_ff),
             m.ffn,
+            f"{m.experts} top-{m.experts_per_token}" if m.is_moe else "-",
             m.block,
             str(m.vocab),
         )

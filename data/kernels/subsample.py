@@ -1,6 +1,6 @@
 """Maintainer tool (not used at run time or in tests): make the compact copies in data/kernels/.
 
-    python data/kernels/subsample.py /path/to/shared/measurements/kernels
+    python data/kernels/subsample.py /path/to/shared/measurements/kernels [file ...]
 
 Keeps the source files' `#` provenance lines, adds one saying what was subsampled and with which
 seed, and writes gzip CSV next to this script. Rows are drawn uniformly at random per group.
@@ -22,18 +22,27 @@ PLAN = {  # file: (group columns, rows kept per group; None keeps every row)
     "generation_attention_perf.csv.gz": (["system", "framework", "attn_dtype", "kv_cache_dtype"], 500),
     "nccl_perf.csv.gz": (["system"], None),
     "custom_allreduce_perf.csv.gz": (["system", "framework"], None),
+    "moe_perf.csv.gz": (["system", "framework"], None),
 }
+#: Rows kept before sampling, by file: column -> value. MoE: expert tensor parallelism only (no
+#: expert parallelism, which the cost model does not describe yet).
+FILTERS = {"moe_perf.csv.gz": {"moe_ep_size": "1"}}
 
 
-def main(source: Path) -> None:
+def main(source: Path, names: list[str] | None = None) -> None:
     out_dir = Path(__file__).parent
     for name, (keys, per_group) in PLAN.items():
+        if names and name not in names:
+            continue
         with gzip.open(source / name, "rt", newline="") as handle:
             lines = handle.read().splitlines()
         header = [line for line in lines if line.startswith("#")]
         body = [line for line in lines if not line.startswith("#")]
         rows = list(csv.reader(body))
         columns, rows = rows[0], rows[1:]
+        total = len(rows)
+        kept_only = FILTERS.get(name, {})
+        rows = [row for row in rows if all(row[columns.index(c)] == v for c, v in kept_only.items())]
         index = [columns.index(k) for k in keys]
         groups: dict[tuple, list] = defaultdict(list)
         for row in rows:
@@ -45,9 +54,11 @@ def main(source: Path) -> None:
             if per_group is not None and len(members) > per_group:
                 members = rng.sample(members, per_group)
             kept.extend(members)
+        where = "".join(f" with {c} == {v}" for c, v in kept_only.items())
+        of_total = f" (of {total})" if kept_only else ""
         note = (
             f"# data/kernels subset: at most {per_group or 'all'} rows per {keys} drawn uniformly "
-            f"(random.Random({SEED}).sample, groups in sorted order) from the {len(rows)} rows "
+            f"(random.Random({SEED}).sample, groups in sorted order) from the {len(rows)} rows{where}{of_total} "
             "above (transformer-deploy-tuner data/kernels/subsample.py)"
         )
         with gzip.open(out_dir / name, "wt", newline="") as handle:
@@ -59,4 +70,4 @@ def main(source: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2:])

@@ -15,7 +15,7 @@ from cost_models.dtypes import INT8
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import make_configs
 from cost_models.models import ModelSpec
-from cost_models.operators import OPERATOR_NAMES
+from cost_models.operators import MOE_FFN, OPERATOR_NAMES
 
 TINY = ModelSpec(
     name="tiny", source="hand-made", layers=2, d_model=4, heads=2, kv_heads=1, d_head=2, d_ff=8, ffn="gelu", vocab=10
@@ -67,7 +67,11 @@ def test_total_time_is_the_sum_of_operator_times_times_repeats() -> None:
     for i, name in enumerate(OPERATOR_NAMES):
         repeats = 1 if name == "lm_head" else TINY.layers
         by_hand += float(result.times.time_s[i, 0]) * repeats
-    assert ops.repeats[:, 0].tolist() == [2.0] * (len(OPERATOR_NAMES) - 1) + [1.0]
+    # A dense model: every block slot runs in every block, the MoE slots in none.
+    moe = [OPERATOR_NAMES.index(name) for name in MOE_FFN]
+    assert ops.repeats[moe, 0].tolist() == [0.0] * len(moe)
+    dense = [i for i in range(len(OPERATOR_NAMES)) if i not in moe]
+    assert ops.repeats[dense, 0].tolist() == [2.0] * (len(dense) - 1) + [1.0]
     assert result.total_time_s.tolist() == pytest.approx([by_hand])
     assert result.total_bytes.tolist() == pytest.approx([float(np.sum(ops.bytes[:, 0] * ops.repeats[:, 0]))])
 

@@ -266,7 +266,18 @@ def test_directory_path_and_get_model(tmp_path: Path) -> None:
 
 
 def test_supported_model_types() -> None:
-    assert {"llama", "mistral", "qwen2", "gpt2", "bert", "gpt_neox"} == set(SUPPORTED_MODEL_TYPES)
+    assert {
+        "llama",
+        "mistral",
+        "qwen2",
+        "qwen3",
+        "mixtral",
+        "qwen2_moe",
+        "qwen3_moe",
+        "gpt2",
+        "bert",
+        "gpt_neox",
+    } == set(SUPPORTED_MODEL_TYPES)
 
 
 def _without(config: dict[str, Any], key: str) -> dict[str, Any]:

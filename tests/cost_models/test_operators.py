@@ -177,6 +177,11 @@ def test_operator_names_match_issue():
         "up_proj",
         "down_proj",
         "mlp_act",
+        "router",
+        "expert_gate",
+        "expert_up",
+        "expert_act",
+        "expert_down",
         "lm_head",
     }
 

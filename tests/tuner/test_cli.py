@@ -689,7 +689,7 @@ def test_unknown_model_lists_valid_names(capsys):
         capsys,
         "analyze",
         "--model",
-        "qwen-9",
+        "zephyr-9",
         "--hardware",
         "a6000",
         "--phase",
@@ -700,7 +700,7 @@ def test_unknown_model_lists_valid_names(capsys):
         "128",
     )
     line = assert_one_error_line(code, out, err, ("model",))
-    assert "qwen-9" in line
+    assert "zephyr-9" in line
     for name in MODEL_NAMES:
         assert name in line
 
