@@ -686,6 +686,44 @@ def report_command(study_name: str, storage: str | None, output: str, max_points
     )
 
 
+@cli.command("dashboard")
+@click.argument("study_name", metavar="STUDY")
+@click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/STUDY.db].")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0: any free port.")
+def dashboard_command(study_name: str, storage: str | None, host: str, port: int) -> None:
+    """Serve optuna-dashboard on a study, its best trials feasible ones only (needs
+    optuna-dashboard: pip install 'transformer-deploy-tuner[dashboard]')."""
+    from wsgiref.simple_server import make_server
+
+    from tuner.optuna_internals import feasible_dashboard, rdb_storage, study_storage
+    from tuner.pareto import load_study
+    from tuner.storage import default_storage_url, storage_errors
+
+    try:
+        import optuna_dashboard  # noqa: F401
+    except ImportError:
+        raise click.ClickException(
+            "optuna-dashboard is not installed; pip install 'transformer-deploy-tuner[dashboard]'"
+        ) from None
+    url = storage or default_storage_url(study_name)
+    with storage_errors(url):
+        study = load_study(study_name, url)
+        app = feasible_dashboard(rdb_storage(study) or study_storage(study))
+    server = make_server(host, port, app)
+    click.echo(
+        f"optuna-dashboard for {study_name} on http://{host}:{server.server_port}/dashboard "
+        "(best trials: feasible only); Ctrl-C stops it",
+        err=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 @cli.command("show")
 @click.argument("study_name", metavar="STUDY")
 @click.argument("trial_number", metavar="TRIAL", type=int)

@@ -23,10 +23,13 @@ Private APIs used, and where:
   together into ``FrozenTrial`` objects exactly as Optuna does.
 - ``optuna.trial._frozen._get_constraints_from_system_attrs`` (:func:`infeasible_trial_ids`):
   what ``FrozenTrial.constraints`` returns, from the system attributes alone.
+- ``optuna_dashboard._app.get_pareto_front_trials`` (:func:`feasible_dashboard`): optuna-dashboard
+  0.21 computes its best trials over every trial, constraints ignored (optuna-dashboard#772).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -302,3 +305,37 @@ def trials_by_id(storage: RDBStorage, trial_ids: list[int]) -> list[FrozenTrial]
     finally:
         session.close()
     return [found[trial_id] for trial_id in trial_ids]
+
+
+def feasible_dashboard(storage: BaseStorage) -> Any:
+    """optuna-dashboard's WSGI app over ``storage`` whose best trials (the Best Trials card, the
+    trial list's filter) are feasible ones only, as ``Study.best_trials`` are. optuna-dashboard
+    0.21 computes them over every complete trial (optuna-dashboard#772); its module-level Pareto
+    function is replaced for this process (``tuner dashboard`` serves nothing else), and a
+    single-objective study's best trial is read through a storage whose ``get_best_trial`` skips
+    infeasible trials. Needs ``optuna-dashboard`` (the ``dashboard`` extra)."""
+    from optuna_dashboard import _app
+
+    from tuner.constraints import is_feasible
+
+    original = _app.get_pareto_front_trials
+    if not getattr(original, "feasible_only", False):
+
+        def feasible_front(trials: Sequence[FrozenTrial], directions: Sequence[Any]) -> list[FrozenTrial]:
+            return original([t for t in trials if is_feasible(t)], directions)
+
+        feasible_front.feasible_only = True  # type: ignore[attr-defined]
+        _app.get_pareto_front_trials = feasible_front
+
+    class FeasibleBest(type(storage)):  # type: ignore[misc]
+        def get_best_trial(self, study_id: int) -> FrozenTrial:
+            done = self.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            feasible = [t for t in done if is_feasible(t)]
+            if not feasible:
+                raise ValueError("no feasible trial yet")
+            sign = -1.0 if self.get_study_directions(study_id)[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+            return min(feasible, key=lambda t: sign * t.values[0])
+
+    view = copy.copy(storage)  # shares the engine and caches; only the class differs
+    view.__class__ = FeasibleBest
+    return _app.wsgi(view)

@@ -8,7 +8,11 @@ picks) and is read through the HTTP API its frontend reads (``GET /api/studies/<
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,8 +101,44 @@ def test_no_best_trial_violates_a_constraint(dashboard) -> None:
     strict=True,
     reason="optuna-dashboard 0.21 computes best_trials (the Best Trials card, the trial list's 'best' "
     "filter) over every complete trial, ignoring constraints (optuna/optuna-dashboard#772); no storage "
-    "format changes that",
+    "format changes that: `tuner dashboard` serves it fixed (the next test)",
 )
 def test_the_dashboards_best_trials_are_feasible(dashboard) -> None:
     _, _, detail = dashboard
     assert all(_feasible(t["constraints"]) for t in detail["best_trials"])
+
+
+def test_tuner_dashboard_serves_feasible_best_trials(dashboard) -> None:
+    """``tuner dashboard`` (its own process: the fix replaces a dashboard function for the whole
+    process) serves the same study with best trials = Optuna's feasible ``best_trials``."""
+    url, _, _ = dashboard
+    with socket.socket() as probe:  # a free loopback port for the server to take
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tuner.cli", "dashboard", NAME, "--storage", url, "--port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                summaries = _get(f"{base}/api/studies")["study_summaries"]
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                assert time.monotonic() < deadline, "tuner dashboard did not start"
+                time.sleep(0.3)
+        (study_id,) = [s["study_id"] for s in summaries if s["study_name"] == NAME]
+        detail = _get(f"{base}/api/studies/{study_id}?after=0")
+        served = {t["number"] for t in detail["best_trials"]}
+        assert all(_feasible(t["constraints"]) for t in detail["best_trials"])
+        best = optuna.load_study(study_name=NAME, storage=url).best_trials
+        assert served == {t.number for t in best}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -271,3 +271,13 @@ def test_no_bare_assert_in_tuner() -> None:
         if isinstance(node, ast.Assert)
     ]
     assert asserts == []
+
+
+def test_the_dashboard_function_replaced_for_feasible_best_trials_exists() -> None:
+    """``feasible_dashboard`` replaces optuna-dashboard's module-level Pareto function: it must
+    still be there, take (trials, directions), and be what the study route calls."""
+    dashboard_app = pytest.importorskip("optuna_dashboard._app")
+    import inspect
+
+    assert list(inspect.signature(dashboard_app.get_pareto_front_trials).parameters) == ["trials", "directions"]
+    assert "get_pareto_front_trials(trials=trials" in inspect.getsource(dashboard_app)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cli_helpers import assert_one_error_line, run_cli
+from cli_helpers import assert_one_error_line, run_cli
 
 CATALOG = Path(__file__).resolve().parents[2] / "cost_models" / "catalog"
 ESTIMATE = ("--model", "llama-2-7b", "--chips", "8", "--batch", "8", "--prompt-len", "512", "--gen-len", "64")
