@@ -36,6 +36,32 @@ from tuner.export import FORMATS
 
 EXIT_BAD_INPUT = 2
 
+MODEL_OPTION = click.option(
+    "--model",
+    required=True,
+    help="Catalog name (tuner models), path of a config.json, or a model YAML file (tuner models --template).",
+)
+HARDWARE_OPTION = click.option(
+    "--hardware", required=True, help="Catalog name (tuner hardware) or a chip YAML file (tuner hardware --template)."
+)
+
+
+def ENGINE_KNOB_OPTIONS(command):
+    """The serving engine's batching knobs, each defaulting to the engine's own
+    (``cost_models.serving.ENGINE_DEFAULTS``)."""
+    for option in reversed(
+        (
+            click.option("--max-batch-size", type=int, default=None, help="Sequences per iteration [engine's]."),
+            click.option("--max-num-tokens", type=int, default=None, help="Token budget of an iteration [engine's]."),
+            click.option(
+                "--chunked-prefill/--no-chunked-prefill", default=None, help="Chunk long prompts [engine's default]."
+            ),
+            click.option("--kv-block-size", type=int, default=None, help="KV cache block (page), tokens [engine's]."),
+        )
+    ):
+        command = option(command)
+    return command
+
 
 @click.group(cls=FullSummaryGroup)
 @click.version_option(package_name="transformer-deploy-tuner")
@@ -135,14 +161,8 @@ BACKEND_OPTION = click.option(
 
 
 @cli.command("analyze")
-@click.option(
-    "--model",
-    required=True,
-    help="Catalog name (tuner models), path of a config.json, or a model YAML file (tuner models --template).",
-)
-@click.option(
-    "--hardware", required=True, help="Catalog name (tuner hardware) or a chip YAML file (tuner hardware --template)."
-)
+@MODEL_OPTION
+@HARDWARE_OPTION
 @click.option("--phase", type=click.Choice(list(PHASE_NAMES)), required=True)
 @click.option("--batch", type=int, required=True, help="Sequences processed together.")
 @click.option(
@@ -242,14 +262,8 @@ SPEC_BACKEND_OPTION = click.option(
 
 
 @cli.command("estimate")
-@click.option(
-    "--model",
-    required=True,
-    help="Catalog name (tuner models), path of a config.json, or a model YAML file (tuner models --template).",
-)
-@click.option(
-    "--hardware", required=True, help="Catalog name (tuner hardware) or a chip YAML file (tuner hardware --template)."
-)
+@MODEL_OPTION
+@HARDWARE_OPTION
 @click.option("--chips", type=int, required=True, help="Chips in the deployment.")
 @click.option("--mesh", default=None, help="Mesh XxYxZ, e.g. 4x4x4 [default: the best legal mesh].")
 @click.option("--phase", type=click.Choice([*PHASE_NAMES, "both"]), default="both", show_default=True)
@@ -300,12 +314,7 @@ SPEC_BACKEND_OPTION = click.option(
 @BACKEND_OPTION
 @click.option("--concurrency", type=int, default=None, help="Serving: closed-loop clients (adds a serving section).")
 @click.option("--request-rate", type=float, default=None, help="Serving: open-loop Poisson requests per second.")
-@click.option("--max-batch-size", type=int, default=None, help="Serving: most sequences per iteration [engine's].")
-@click.option("--max-num-tokens", type=int, default=None, help="Serving: token budget of an iteration [engine's].")
-@click.option(
-    "--chunked-prefill/--no-chunked-prefill", default=None, help="Serving: chunk long prompts [engine's default]."
-)
-@click.option("--kv-block-size", type=int, default=None, help="Serving: KV cache block (page) in tokens [engine's].")
+@ENGINE_KNOB_OPTIONS
 @click.option("--prefix-hit-rate", type=float, default=None, help="Serving: share of each prompt in the prefix cache.")
 @click.option("--memory-fraction", type=float, default=None, help="Serving: share of HBM the engine uses [engine's].")
 @click.option("--prompt-len-std", type=float, default=None, help="Serving: standard deviation of the prompt length.")
@@ -408,14 +417,8 @@ def estimate_command(
 
 
 @cli.command("simulate")
-@click.option(
-    "--model",
-    required=True,
-    help="Catalog name (tuner models), path of a config.json, or a model YAML file (tuner models --template).",
-)
-@click.option(
-    "--hardware", required=True, help="Catalog name (tuner hardware) or a chip YAML file (tuner hardware --template)."
-)
+@MODEL_OPTION
+@HARDWARE_OPTION
 @click.option("--chips", type=int, required=True, help="Chips in the deployment.")
 @click.option("--mesh", default=None, help="Mesh XxYxZ [default: 1x1xN tensor parallel if legal, else the best].")
 @click.option("--concurrency", type=int, default=None, help="Closed loop: clients, each waiting for its answer.")
@@ -425,10 +428,7 @@ def estimate_command(
 @click.option("--prompt-len-std", type=float, default=0.0, show_default=True, help="Spread (lognormal).")
 @click.option("--gen-len-std", type=float, default=0.0, show_default=True, help="Spread (lognormal).")
 @click.option("--requests", type=int, default=1000, show_default=True, help="Requests to simulate.")
-@click.option("--max-batch-size", type=int, default=None, help="Sequences per iteration [default: the engine's].")
-@click.option("--max-num-tokens", type=int, default=None, help="Tokens per iteration [default: the engine's].")
-@click.option("--chunked-prefill/--no-chunked-prefill", default=None, help="[default: the engine's]")
-@click.option("--kv-block-size", type=int, default=None, help="Tokens per KV block [default: the engine's].")
+@ENGINE_KNOB_OPTIONS
 @click.option("--prefix-hit-rate", type=float, default=0.0, show_default=True, help="Share of prompts cached.")
 @click.option("--ffn-layout", type=LAYOUT, default="ws_1d", show_default=True, help="FFN layout (ws_1d: Megatron TP).")
 @click.option("--weight-bits", type=BITS, default="16", show_default=True)
