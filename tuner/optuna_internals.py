@@ -236,9 +236,9 @@ def infeasible_trial_ids(storage: RDBStorage, study_id: int) -> set[int]:
 
     Optuna stores each constraint as the JSON of a float under ``constraints:<name>``; the JSON of
     a float is <= 0 exactly when it starts with ``-`` or is ``0``/``0.0`` (NaN, ``Infinity`` and
-    every positive number do not), so the database returns only the violated rows. Trials in
-    Optuna's older format (a list under ``constraints``) are read whole and judged by Optuna's own
-    ``optuna.trial._frozen._get_constraints_from_system_attrs``.
+    every positive number do not), so the database returns only the violated rows. Trials with
+    only Optuna's older format (a list under ``constraints``) are read whole and judged by Optuna's
+    own ``optuna.trial._frozen._get_constraints_from_system_attrs``.
     """
     from optuna.trial._frozen import _get_constraints_from_system_attrs
 
@@ -256,9 +256,14 @@ def infeasible_trial_ids(storage: RDBStorage, study_id: int) -> set[int]:
                 .distinct()
             ).scalars()
         )
+        # Only the trials with the list alone: where named constraints are stored too (as this
+        # project writes them, for optuna-dashboard), the names already decide.
+        named = select(attr.c.trial_id).where(attr.c.key.like("constraints:%"))
         old = set(
             connection.execute(
-                select(attr.c.trial_id).select_from(joined).where(*complete, attr.c.key == "constraints")
+                select(attr.c.trial_id)
+                .select_from(joined)
+                .where(*complete, attr.c.key == "constraints", attr.c.trial_id.not_in(named))
             ).scalars()
         )
         rows: Sequence[Any] = []
