@@ -27,7 +27,7 @@ from cost_models.hardware import get_hardware, hardware_catalog, is_catalog_chip
 from cost_models.metrics import METRICS
 from cost_models.models import model_catalog
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
-from cost_models.serving import estimate_serving_one
+from cost_models.serving_one import estimate_serving_one
 from cost_models.serving_simulation import simulate_one
 from search_spaces.spec import SAMPLERS
 from tuner import simulation_report, tables

@@ -9,7 +9,8 @@ import pytest
 
 from cli_helpers import assert_one_error_line, run_cli
 from cost_models.deployment import estimate_one
-from cost_models.serving import estimate_serving_one, make_workloads, serve
+from cost_models.serving import make_workloads, serve
+from cost_models.serving_one import estimate_serving_one
 
 BASE = ("estimate", "--model", "llama-3-8b", "--hardware", "h100-sxm", "--chips", "1")
 LOAD = ("--prompt-len", "1024", "--gen-len", "128")

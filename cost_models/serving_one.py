@@ -1,0 +1,290 @@
+"""One deployment under load, by names: the ``serving`` object of ``tuner estimate --json``.
+
+Validates the load and the engine knobs, checks that one sequence fits at all, scores the steady
+state (:func:`cost_models.serving.serve`, with the engine's overheads), and says in plain words
+what bounds it: clients that queue for the KV cache or the batch, the highest open-loop rate the
+deployment sustains when asked for more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from cost_models.calibration import CalibrationProfile
+from cost_models.deployment import Overlap
+from cost_models.deployments import Deployment, Deployments
+from cost_models.errors import InvalidInputError
+from cost_models.hardware import HardwareSpec
+from cost_models.serving import (
+    NO_OVERHEADS,
+    ServingWorkloads,
+    _memory,
+    engine_overheads,
+    make_workloads,
+    serve,
+    serving_report,
+)
+
+#: Engine knobs a ``serving`` report names (``serving.engine``), beside the backend.
+ENGINE_KNOBS: tuple[str, ...] = ("max_batch_size", "max_num_tokens", "chunked_prefill", "kv_block_size")
+#: Open-loop rates tried (as shares of the rate asked for) when looking for the highest stable one.
+_RATE_GRID = 48
+
+
+def serving_engine(backend: str | None, profile: CalibrationProfile | None, chip: str | HardwareSpec) -> str:
+    """The engine a serving estimate runs: ``backend`` when given, else the calibration profile's,
+    else the engine measured best on the chip."""
+    from cost_models.calibration import default_backend
+
+    if backend is not None:
+        return backend
+    return profile.backend if profile is not None else default_backend(chip)
+
+
+def max_stable_rate(
+    deployment: Deployments,
+    workloads: ServingWorkloads,
+    *,
+    calibration: CalibrationProfile | None = None,
+    overlap: Overlap = "overlapped",
+) -> float:
+    """The highest open-loop request rate (requests/s) deployment 0 sustains under workload 0's
+    engine and lengths: two vectorized passes of :func:`serve` over a geometric then a linear
+    grid below the workload's rate (which must be unstable). 0.0 where no rate is stable."""
+    rate = float(workloads.request_rate[0])
+    d1, w1 = deployment.take(np.zeros(1, dtype=int)), workloads.take(np.zeros(1, dtype=int))
+
+    def stable(rates: np.ndarray) -> np.ndarray:
+        index = np.zeros(len(rates), dtype=int)
+        grid = replace(w1.take(index), request_rate=rates, concurrency=np.full(len(rates), np.nan))
+        return serve(d1.take(index), grid, calibration=calibration, overlap=overlap).stable
+
+    coarse = rate * np.geomspace(1e-6, 1.0, _RATE_GRID)
+    ok = stable(coarse)
+    if not np.any(ok):
+        return 0.0
+    last = int(np.flatnonzero(ok)[-1])
+    low, high = coarse[last], coarse[min(last + 1, _RATE_GRID - 1)]
+    fine = np.linspace(low, high, _RATE_GRID)
+    return float(fine[np.flatnonzero(stable(fine))[-1]])
+
+
+def serving_one(
+    deployment: Deployment,
+    *,
+    profile: CalibrationProfile | None,
+    engine: str,
+    overlap: Overlap = "overlapped",
+    concurrency: int | None = None,
+    request_rate: float | None = None,
+    prompt_len_std: float = 0.0,
+    gen_len_std: float = 0.0,
+    max_batch_size: int | None = None,
+    max_num_tokens: int | None = None,
+    chunked_prefill: bool | None = None,
+    kv_block_size: int | None = None,
+    prefix_hit_rate: float = 0.0,
+    memory_fraction: float | None = None,
+) -> dict[str, Any]:
+    """One deployment under load (its prompt and gen lengths; its batch is not used): the
+    ``serving`` object of ``tuner estimate --json``. The keys of :data:`SERVING_KEYS`, plus
+    ``engine`` (the knobs in force), ``load``, ``limited_by`` (what bounds ``max_concurrency``),
+    ``max_stable_request_rate`` (open loop past capacity, else None) and ``notes`` (one line each
+    on queued clients and instability). Raises :class:`InvalidInputError` for bad knobs and for a
+    sequence whose KV cache cannot fit at all (naming --prompt-len/--gen-len)."""
+    workloads = make_workloads(
+        backend=engine,
+        concurrency=concurrency,
+        request_rate=request_rate,
+        prompt_len=deployment.prompt_len,
+        gen_len=deployment.gen_len,
+        prompt_len_std=prompt_len_std,
+        gen_len_std=gen_len_std,
+        max_batch_size=max_batch_size,
+        max_num_tokens=max_num_tokens,
+        chunked_prefill=chunked_prefill,
+        kv_block_size=kv_block_size,
+        prefix_hit_rate=prefix_hit_rate,
+        memory_fraction=memory_fraction,
+    )
+    d = Deployments.from_rows([deployment])
+    _check_fits(deployment, workloads, d)
+    overheads = engine_overheads(profile.backend) if profile is not None else NO_OVERHEADS
+    result = serve(d, workloads, calibration=profile, overlap=overlap, overheads=overheads)
+    report = serving_report(result)
+    row = workloads.row(0)
+    notes: list[str] = []
+    limit = report["max_concurrency"]
+    limited_by = "kv_cache" if limit < row["max_batch_size"] else "max_batch_size"
+    holder = "the KV cache holds" if limited_by == "kv_cache" else "max_batch_size runs at most"
+    max_rate = None
+    if overheads.borrowed:
+        notes.append(
+            f"{profile.backend if profile else engine} has no measured serving runs here: its host overheads "
+            f"are {overheads.backend}'s fit ({overheads.fitted_on})"
+        )
+    if concurrency is not None and concurrency > limit:
+        notes.append(f"{concurrency} clients queue: {holder} {limit} sequences at once ({concurrency - limit} wait)")
+    if request_rate is not None and not report["stable"]:
+        max_rate = max_stable_rate(d, workloads, calibration=profile, overlap=overlap)
+        notes.append(
+            f"unstable: {request_rate:g} req/s is beyond capacity (the queue grows without bound); "
+            f"the highest sustainable rate is about {max_rate:.3g} req/s"
+        )
+    return {
+        **report,
+        "limited_by": limited_by,
+        "max_stable_request_rate": max_rate,
+        "engine": {"backend": engine, **{k: row[k] for k in (*ENGINE_KNOBS, "memory_fraction", "prefix_hit_rate")}},
+        "overheads": overheads.to_dict(),
+        "load": {
+            "concurrency": concurrency,
+            "request_rate": request_rate,
+            "prompt_len": deployment.prompt_len,
+            "gen_len": deployment.gen_len,
+            "prompt_len_std": row["prompt_len_std"],
+            "gen_len_std": row["gen_len_std"],
+        },
+        "notes": notes,
+    }
+
+
+def _check_fits(deployment: Deployment, workloads: ServingWorkloads, d: Deployments) -> None:
+    """One sequence of the workload must fit beside the weights: else an error naming the field."""
+    memory = _memory(d, workloads, "decode")
+    tokens = deployment.prompt_len + deployment.gen_len
+    free, per_token = float(memory.free[0]), float(memory.kv_per_token[0])
+    gb = 1e9  # GB = 1e9 bytes, as every table prints memory
+    if free <= 0:
+        raise InvalidInputError(
+            "memory",
+            f"weights and activations leave no KV cache on {deployment.hardware.name} "
+            f"({float(memory.weights[0]) / gb:.1f} GB of weights per chip, {-free / gb:.1f} GB short)",
+            "use more chips, fewer weight bits, a smaller --max-num-tokens or a larger --memory-fraction",
+        )
+    if free < per_token * tokens:
+        most = int(free // per_token)
+        raise InvalidInputError(
+            "prompt_len",
+            f"one sequence of {deployment.prompt_len} + {deployment.gen_len} tokens needs "
+            f"{per_token * tokens / gb:.2f} GB of KV cache per chip; {free / gb:.2f} GB is free "
+            f"(at most {most:,} tokens)",
+            "shorten --prompt-len/--gen-len, or use more chips or fewer --kv-bits",
+        )
+
+
+#: The ``serve`` keywords of :func:`estimate_serving_one` (the engine knobs and the load's spread).
+SERVING_OPTIONS: tuple[str, ...] = (
+    "prompt_len_std",
+    "gen_len_std",
+    "max_batch_size",
+    "max_num_tokens",
+    "chunked_prefill",
+    "kv_block_size",
+    "prefix_hit_rate",
+    "memory_fraction",
+)
+
+
+def estimate_serving_one(
+    model: str | Any,
+    hardware: str | Any,
+    *,
+    chips: int,
+    prompt_len: int,
+    gen_len: int,
+    concurrency: int | None = None,
+    request_rate: float | None = None,
+    batch: int | None = None,
+    backend: str | None = None,
+    calibration: str | CalibrationProfile | None = "auto",
+    overlap: Overlap = "overlapped",
+    serving: dict[str, Any] | None = None,
+    **static: Any,
+) -> dict[str, Any]:
+    """``tuner estimate`` under load: the :func:`~cost_models.deployment.estimate_one` object
+    with a ``serving`` object (:func:`serving_one`). ``serving``: the engine knobs and length
+    spreads (:data:`SERVING_OPTIONS`; None = the engine's defaults); ``static``: the other
+    keywords of ``estimate_one`` (mesh, layouts, formats, ...).
+
+    The static prefill/decode sections are scored at ``batch`` when given, else at the running
+    batch of the serving steady state (closed loop: min(concurrency, max concurrency); open
+    loop: the mean running sequences; at least 1). Without ``mesh`` the mesh is the fastest
+    fitting one for the static phases at the first guess of that batch (min(concurrency,
+    max_batch_size), or 1 for a rate) and is then kept; the report names it.
+    """
+    from cost_models.calibration import resolve_calibration
+    from cost_models.deployment import estimate_one
+    from cost_models.hardware import get_hardware
+    from cost_models.models import get_model
+
+    options = dict(serving or {})
+    unknown = set(options) - set(SERVING_OPTIONS)
+    if unknown:
+        raise InvalidInputError(
+            "serving", f"unknown option {sorted(unknown)[0]!r}", f"use {', '.join(SERVING_OPTIONS)}"
+        )
+    model_spec = get_model(model) if isinstance(model, str) else model
+    chip = get_hardware(hardware) if isinstance(hardware, str) else hardware
+    if model_spec.kind == "encoder":
+        raise InvalidInputError(
+            "serving",
+            f"{model_spec.name} is an encoder: it generates no tokens to serve",
+            "drop --concurrency/--request-rate",
+        )
+    profile = resolve_calibration(calibration, chip, backend)
+    engine = serving_engine(backend, profile, chip)
+    # Validate the load and knobs first: a bad --concurrency is named before any static check.
+    knobs = make_workloads(
+        backend=engine,
+        concurrency=concurrency,
+        request_rate=request_rate,
+        prompt_len=prompt_len,
+        gen_len=gen_len,
+        **options,
+    ).row(0)
+    first = batch if batch is not None else (min(int(concurrency), knobs["max_batch_size"]) if concurrency else 1)
+    common: dict[str, Any] = {"chips": chips, "prompt_len": prompt_len, "gen_len": gen_len, "overlap": overlap}
+    common |= {"calibration": calibration, "backend": backend}
+    report = estimate_one(model_spec, chip, batch=first, **common, **static)
+    mesh = tuple(int(a) for a in report["mesh"].split("x"))
+    row = Deployment(
+        model=model_spec,
+        hardware=chip,
+        mesh=(mesh[0], mesh[1], mesh[2]),
+        batch=first,
+        prompt_len=prompt_len,
+        gen_len=gen_len,
+        prefill_ffn_layout=report["ffn_layout"]["prefill"],
+        decode_ffn_layout=report["ffn_layout"]["decode"],
+        prefill_attn_sharding=report["attn_sharding"]["prefill"],
+        decode_attn_sharding=report["attn_sharding"]["decode"],
+        weight_dtype=report["weight_dtype"],
+        act_dtype=report["act_dtype"],
+        kv_dtype=report["kv_dtype"],
+        kv_heads=static.get("kv_heads"),
+        flash_attention=bool(static.get("flash_attention", False)),
+    )
+    out = serving_one(
+        row,
+        profile=profile,
+        engine=engine,
+        overlap=overlap,
+        concurrency=concurrency,
+        request_rate=request_rate,
+        **options,
+    )
+    running = max(int(round(out["running"])), 1) if out["running"] is not None else first
+    if batch is None and running != first:
+        chosen = report["mesh_chosen"]
+        report = estimate_one(model_spec, chip, batch=running, **common, **{**static, "mesh": report["mesh"]})
+        report["mesh_chosen"] = chosen
+    report["batch_source"] = "--batch" if batch is not None else "serving running batch"
+    if chip.kind == "gpu" and report["mesh_chosen"] and chips > 1:
+        out["notes"].append(
+            f"mesh {report['mesh']}: the fastest for the static phases at batch {first}, kept for serving"
+        )
+    return {**report, "serving": out}
