@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     StrictBool,
+    StrictFloat,
     StrictInt,
     ValidationError,
     field_validator,
@@ -106,7 +107,7 @@ class Space(BaseModel):
         description="Transformer block what-if: 'model' (as published), 'serial' (attention then FFN) or "
         "'parallel' (attention and FFN side by side, as PaLM).",
     )
-    flash_attention: list[bool] = Field(
+    flash_attention: list[StrictBool] = Field(
         default=[False],
         min_length=1,
         description="One fused attention operator (the score matrix never reaches memory).",
@@ -173,26 +174,26 @@ class Constraints(BaseModel):
     (stored with Optuna's convention: a constraint value <= 0 is feasible)."""
 
     model_config = _STRICT
-    fits: bool = Field(
+    fits: StrictBool = Field(
         default=True,
         description="Memory per chip within capacity; with a serving: section, the engine's memory "
         "holds the weights, an iteration's activations and one whole sequence's KV cache (a deployment "
         "that does not, or cannot sustain its open-loop rate, is infeasible either way).",
     )
-    max_ttft_s: float | None = Field(
+    max_ttft_s: StrictFloat | None = Field(
         default=None,
         gt=0,
         allow_inf_nan=False,
         description="Prefill latency SLO, seconds; with a serving: section, the TTFT under load "
         "(queueing and prefill interference included).",
     )
-    max_tpot_s: float | None = Field(
+    max_tpot_s: StrictFloat | None = Field(
         default=None,
         gt=0,
         allow_inf_nan=False,
         description="Decode step latency SLO, seconds; with a serving: section, the mean TPOT under load.",
     )
-    max_tpot_p99_s: float | None = Field(
+    max_tpot_p99_s: StrictFloat | None = Field(
         default=None,
         gt=0,
         allow_inf_nan=False,
@@ -247,16 +248,16 @@ class Serving(BaseModel):
         description="Closed loop: clients, each sending its next request when the last one finished "
         "(a dimension). Exactly one of concurrency and request_rate.",
     )
-    request_rate: list[float] | None = Field(
+    request_rate: list[StrictFloat] | None = Field(
         default=None,
         min_length=1,
         description="Open loop: Poisson arrivals, requests per second (a dimension). Exactly one of "
         "concurrency and request_rate.",
     )
-    prompt_len_std: float = Field(
+    prompt_len_std: StrictFloat = Field(
         default=0.0, ge=0, allow_inf_nan=False, description="Standard deviation of the prompt length, tokens."
     )
-    gen_len_std: float = Field(
+    gen_len_std: StrictFloat = Field(
         default=0.0, ge=0, allow_inf_nan=False, description="Standard deviation of the output length, tokens."
     )
     max_batch_size: list[StrictInt] | None = Field(
@@ -273,10 +274,10 @@ class Serving(BaseModel):
     kv_block_size: list[StrictInt] | None = Field(
         default=None, min_length=1, description="Paged KV cache block, tokens (a dimension) [engine default]."
     )
-    prefix_hit_rate: float = Field(
+    prefix_hit_rate: StrictFloat = Field(
         default=0.0, ge=0, lt=1, allow_inf_nan=False, description="Share of each prompt found in the prefix cache."
     )
-    memory_fraction: float | None = Field(
+    memory_fraction: StrictFloat | None = Field(
         default=None, gt=0, le=1, allow_inf_nan=False, description="Share of HBM the engine may use [engine default]."
     )
 
@@ -480,8 +481,28 @@ def parse_spec(data: object, where: str = "spec") -> StudySpec:
         raise InvalidInputError(where, "a value is nested too deeply", "see studies/*.yaml") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping (YAML says keys are
+    unique; PyYAML silently keeps the last, so a spec would be searched with a value its author
+    did not mean)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise InvalidInputError(
+                    "spec",
+                    f"key {str(key)[:80]!r} is written twice at line {key_node.start_mark.line + 1}",
+                    "keep one of them",
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_spec(path: str | Path) -> StudySpec:
-    """Read a study spec from a YAML file with ``yaml.safe_load`` (no object-constructing tags)."""
+    """Read a study spec from a YAML file with a safe loader (no object-constructing tags, no
+    repeated keys)."""
     file = Path(path)
     shown = str(file) if len(str(file)) <= 200 else str(file)[:200] + "..."
     try:
@@ -493,7 +514,9 @@ def load_spec(path: str | Path) -> StudySpec:
             "spec", f"cannot read {shown!r}: {type(error).__name__}", "check the path and the file"
         ) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no object-constructing tags
+    except InvalidInputError:
+        raise
     except RecursionError:
         raise InvalidInputError("spec", "YAML nested too deeply", "flatten the file") from None
     except yaml.YAMLError as error:

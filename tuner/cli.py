@@ -726,7 +726,7 @@ def dashboard_command(study_name: str, storage: str | None, host: str, port: int
 
 @cli.command("show")
 @click.argument("study_name", metavar="STUDY")
-@click.argument("trial_number", metavar="TRIAL", type=int)
+@click.argument("trial_number", metavar="TRIAL", type=click.IntRange(0, 2**63 - 1))
 @click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/STUDY.db].")
 def show_command(study_name: str, trial_number: int, storage: str | None) -> None:
     """Print one trial's full breakdown (JSON)."""
@@ -740,7 +740,9 @@ def show_command(study_name: str, trial_number: int, storage: str | None) -> Non
 
 @cli.command("export")
 @click.argument("study_name", metavar="STUDY")
-@click.option("--trial", "trial_number", type=int, required=True, help="Trial number (tuner pareto).")
+@click.option(
+    "--trial", "trial_number", type=click.IntRange(0, 2**63 - 1), required=True, help="Trial number (tuner pareto)."
+)
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="json", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to FILE.")
 @click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/STUDY.db].")

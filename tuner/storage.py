@@ -204,6 +204,12 @@ def open_storage(url: str, *, create: bool = True) -> RDBStorage:
             f"not a database URL: {mask_password(str(url))!r}",
             "use e.g. sqlite:///studies/name.db or postgresql+psycopg2://user@host/db",
         )
+    if url.startswith("sqlite:") and _sqlite_path(url) is None:
+        raise StorageError(
+            f"{url if '@' not in url else mask_password(url)} is an in-memory database: the study would be "
+            "thrown away when the command ends",
+            "use a database file, e.g. sqlite:///studies/name.db",
+        )
     path = _sqlite_path(url)
     if path is not None:
         if Path(path).is_dir():

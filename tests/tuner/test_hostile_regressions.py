@@ -1,0 +1,81 @@
+"""Pinned reproductions of hostile inputs from the scale issue's list: each now gets one line and
+a non-zero exit, never a silent coercion, a thrown-away study or a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import assert_one_error_line, run_cli
+
+SPEC = """\
+name: hostile
+model: llama-3-8b
+hardware: h100-sxm
+workload: {prompt_len: 128, gen_len: 16}
+space: {chips: [1], batch: [1, 2]}
+objectives: [{metric: decode.step_latency_s}]
+"""
+
+
+def _spec(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "spec.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_a_key_written_twice_is_refused_not_last_wins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = _spec(tmp_path, SPEC.replace("name: hostile\n", "name: hostile\nname: other\n"))
+    code, out, err = run_cli(capsys, "search", spec, "--storage", f"sqlite:///{tmp_path}/s.db")
+    line = assert_one_error_line(code, out, err, ("spec",))
+    assert "'name' is written twice at line 2" in line
+    assert not (tmp_path / "s.db").exists() or (tmp_path / "s.db").stat().st_size == 0
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (
+            {"space: {chips: [1], batch: [1, 2]}": 'space: {chips: [1], batch: [1, 2], flash_attention: ["yes"]}'},
+            "flash",
+        ),
+        ({"objectives:": 'constraints: {max_ttft_s: "1.0"}\nobjectives:'}, "max_ttft_s"),
+    ],
+)
+def test_strings_are_not_coerced_into_numbers_or_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: dict, field: str
+) -> None:
+    text = SPEC
+    for old, new in edit.items():
+        text = text.replace(old, new)
+    code, out, err = run_cli(capsys, "search", _spec(tmp_path, text), "--storage", f"sqlite:///{tmp_path}/s.db")
+    line = assert_one_error_line(
+        code, out, err, ("spec.yaml.space.flash_attention.0", "spec.yaml.constraints.max_ttft_s")
+    )
+    assert field in line
+
+
+def test_a_whole_number_limit_is_still_a_number(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = _spec(tmp_path, SPEC.replace("objectives:", "constraints: {max_ttft_s: 1}\nobjectives:"))
+    code, _, err = run_cli(capsys, "search", spec, "--storage", f"sqlite:///{tmp_path}/s.db", "--json")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite://"])
+def test_an_in_memory_database_is_refused_before_searching(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    code, out, err = run_cli(capsys, "search", _spec(tmp_path, SPEC), "--storage", url)
+    assert code != 0 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "in-memory database" in lines[0] and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args", [("export", "hostile", "--trial"), ("show", "hostile")])
+def test_a_trial_number_beyond_the_database_integers_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...]
+) -> None:
+    code, out, err = run_cli(capsys, *args, "99999999999999999999999", "--storage", f"sqlite:///{tmp_path}/s.db")
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "99999999999999999999999 is not in the range" in err
