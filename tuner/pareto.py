@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from cost_models.errors import InvalidInputError
 from tuner import optuna_internals
 from tuner.constraints import is_feasible, study_constraint_names, trial_constraints
-from tuner.storage import open_storage, storage_errors, study_names
+from tuner.storage import StorageError, open_storage, storage_errors, study_names
 
 __all__ = [
     "Front",
@@ -247,20 +247,32 @@ def list_studies(storage_url: str, on_progress: Callable[[int, int], None] | Non
     update = on_progress or (lambda done, total: None)
     for i, url in enumerate(urls):
         update(i, len(urls))
-        storage = open_storage(url, create=False)
-        with storage_errors(url):
-            for name in study_names(storage):
-                study = optuna.load_study(study_name=name, storage=storage)
-                front = study_front(study)
-                rows.append(
-                    {
-                        "study": name,
-                        "storage": url,
-                        "trials": front.n_trials,
-                        "feasible": front.n_feasible,
-                        "front_size": len(front.trials),
-                        "objectives": front.objective_names,
-                    }
-                )
+        try:
+            rows.extend(_studies_of(url))
+        except StorageError as error:
+            if len(urls) == 1:
+                raise
+            # One unreadable file of many: say so in its row, list the others.
+            rows.append({"study": None, "storage": url, "error": str(error)})
     update(len(urls), len(urls))
+    return rows
+
+
+def _studies_of(url: str) -> list[dict]:
+    rows: list[dict] = []
+    storage = open_storage(url, create=False)
+    with storage_errors(url):
+        for name in study_names(storage):
+            study = optuna.load_study(study_name=name, storage=storage)
+            front = study_front(study)
+            rows.append(
+                {
+                    "study": name,
+                    "storage": url,
+                    "trials": front.n_trials,
+                    "feasible": front.n_feasible,
+                    "front_size": len(front.trials),
+                    "objectives": front.objective_names,
+                }
+            )
     return rows

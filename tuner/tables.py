@@ -584,6 +584,9 @@ def print_studies(rows: list[dict]) -> None:
     for column in ("study", "trials", "feasible", "front", "objectives", "storage"):
         table.add_column(column, justify="right" if column in ("trials", "feasible", "front") else "left")
     for r in rows:
+        if r.get("error"):  # an unreadable database among many
+            table.add_row("[red]unreadable[/red]", "", "", "", escape(r["error"]), escape(r["storage"]))
+            continue
         table.add_row(
             escape(r["study"]),
             str(r["trials"]),

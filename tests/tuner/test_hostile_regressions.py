@@ -3,6 +3,7 @@ a non-zero exit, never a silent coercion, a thrown-away study or a traceback."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,19 @@ def test_a_trial_number_beyond_the_database_integers_is_one_line(
     code, out, err = run_cli(capsys, *args, "99999999999999999999999", "--storage", f"sqlite:///{tmp_path}/s.db")
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "99999999999999999999999 is not in the range" in err
+
+
+def test_one_corrupt_database_does_not_hide_the_other_studies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "studies").mkdir()
+    spec = (tmp_path / "studies" / "hostile.yaml").as_posix()
+    Path(spec).write_text(SPEC, encoding="utf-8")
+    assert run_cli(capsys, "search", spec, "--json")[0] == 0
+    (tmp_path / "studies" / "broken.db").write_text("garbage", encoding="utf-8")
+    code, out, err = run_cli(capsys, "studies", "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["study"] for r in rows] == [None, "hostile"]
+    assert "not a SQLite database" in rows[0]["error"] and rows[1]["trials"] == 2
