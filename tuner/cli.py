@@ -33,6 +33,7 @@ from search_spaces.spec import SAMPLERS
 from tuner import simulation_report, tables
 from tuner.cli_help import FullSummaryGroup
 from tuner.export import FORMATS
+from tuner.signals import stop_on_signals
 
 EXIT_BAD_INPUT = 2
 
@@ -527,10 +528,17 @@ def search_command(
     from tuner.study import run_search
 
     spec = with_calibration(load_spec(spec_path), calibration, backend)
-    with storage_errors(storage or default_storage_url(spec.name)):
+    with storage_errors(storage or default_storage_url(spec.name)), stop_on_signals() as stop:
         with tables.progress(disable=as_json) as update:
             result = run_search(
-                spec, storage, trials=trials, timeout_s=timeout, sampler=sampler, seed=seed, on_progress=update
+                spec,
+                storage,
+                trials=trials,
+                timeout_s=timeout,
+                sampler=sampler,
+                seed=seed,
+                on_progress=update,
+                should_stop=stop,
             )
         from tuner.pareto import load_study
 
@@ -558,7 +566,7 @@ def search_command(
             f"{result.trials_before + result.trials_added}; calibration {result.calibration}"
         )
     _say_if_exhausted(result.exhausted)
-    _stop_if_interrupted(result.interrupted, "run the same command to resume")
+    _stop_if_interrupted(result.interrupted, "run the same command to resume", stop.exit_code)
 
 
 @cli.command("worker")
@@ -589,9 +597,13 @@ def worker_command(
     from tuner.study import run_worker
 
     spec = with_calibration(load_spec(spec_path), calibration, backend)
-    with storage_errors(storage):
+    with storage_errors(storage), stop_on_signals() as stop:
         result = run_worker(
-            spec, storage, share=trials, seed=seed if seed is not None else (spec.seed + os.getpid()) % 2**32
+            spec,
+            storage,
+            share=trials,
+            seed=seed if seed is not None else (spec.seed + os.getpid()) % 2**32,
+            should_stop=stop,
         )
     summary = {
         "study": result.study_name,
@@ -606,7 +618,7 @@ def worker_command(
     else:
         click.echo(f"worker added {result.trials_added} trials to {result.study_name!r} in {result.elapsed_s:.1f} s")
     _say_if_exhausted(result.exhausted)
-    _stop_if_interrupted(result.interrupted, "start the worker again to go on")
+    _stop_if_interrupted(result.interrupted, "start the worker again to go on", stop.exit_code)
 
 
 @cli.command("studies")
@@ -826,11 +838,12 @@ def _say_if_exhausted(exhausted: bool) -> None:
         )
 
 
-def _stop_if_interrupted(interrupted: bool, how_to_resume: str) -> None:
-    """After Ctrl-C: say that finished trials are saved and how to go on; exit 130."""
+def _stop_if_interrupted(interrupted: bool, how_to_resume: str, exit_code: int = 130) -> None:
+    """After Ctrl-C or SIGTERM: say that finished trials are saved and how to go on; exit 128 +
+    the signal (130 for SIGINT, 143 for SIGTERM)."""
     if interrupted:
         click.echo(f"interrupted: every finished trial is saved; {how_to_resume}", err=True)
-        raise SystemExit(130)
+        raise SystemExit(exit_code)
 
 
 @cli.command("calibrate")

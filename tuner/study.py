@@ -197,15 +197,18 @@ def run_search(
     flush_interval_s: float = 0.5,
     share: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> SearchResult:
     """Run (or resume) a study until it holds ``trials`` trials or ``timeout_s`` passes.
 
     ``trials`` defaults to the spec's budget; for the exhaustive sampler it is the whole space.
     The budget holds in the database whatever else writes to the study (see
     :func:`tuner.storage.write_trials`); ``share`` caps the trials this call adds (a worker's
-    share). Ctrl-C stops cleanly: finished trials are written, and the result says it was
-    interrupted.
+    share). ``should_stop`` is checked between batches (:mod:`tuner.signals` sets it on SIGINT
+    and SIGTERM); a ``KeyboardInterrupt`` stops too. Either way finished trials are written, and
+    the result says it was interrupted.
     """
+    stop = should_stop or (lambda: False)
     spec = spec if isinstance(spec, StudySpec) else parse_spec(spec)
     compiled = compile_study(spec)
     storage_url = storage_url or default_storage_url(spec.name)
@@ -230,7 +233,7 @@ def run_search(
     interrupted = exhausted = False
     try:
         if sampler_name == "exhaustive":
-            _exhaustive(compiled, existing, writer, dists, on_progress, trials, timeout_s, start)
+            _exhaustive(compiled, existing, writer, dists, on_progress, trials, timeout_s, start, stop)
         else:
             chosen = make_sampler(sampler_name, seed if seed is not None else spec.seed, compiled)
             # NSGA-II: one batch per generation, so each generation's children see all parents.
@@ -238,12 +241,14 @@ def run_search(
             seed_used = seed if seed is not None else spec.seed
             distinct = DistinctConfigurations(compiled.space.dimensions, seed_used, mutate=sampler_name != "random")
             exhausted = _sample(
-                compiled, existing, writer, dists, budget, share, timeout_s, start, chosen, batch, on_progress, distinct
-            )
+                compiled, existing, writer, dists, budget, share, timeout_s, start, chosen, batch, on_progress,
+                distinct, stop,
+            )  # fmt: skip
     except KeyboardInterrupt:
         interrupted = True
     finally:
         writer.flush()
+    interrupted = interrupted or stop()
     return SearchResult(
         spec.name,
         storage_url,
@@ -257,7 +262,7 @@ def run_search(
 
 
 def _sample(
-    compiled, existing, writer, dists, budget, share, timeout_s, start, sampler, batch_size, on_progress, distinct
+    compiled, existing, writer, dists, budget, share, timeout_s, start, sampler, batch_size, on_progress, distinct, stop
 ) -> bool:
     """Ask, score and store batches of distinct configurations; True when the space ran out
     (every configuration held) before the budget did."""
@@ -267,6 +272,8 @@ def _sample(
     done = len(existing)
     limit = budget if share is None else min(budget, done + share)
     while done < limit and not writer.budget_reached and (timeout_s is None or time.monotonic() - start < timeout_s):
+        if stop():
+            return False
         if distinct.exhausted:
             return True
         asked = [_ask_distinct(memory, dists, distinct) for _ in range(min(batch_size, limit - done, distinct.unseen))]
@@ -317,7 +324,7 @@ def _stored_system_attrs(system_attrs: dict, evaluation: Evaluation, row: int) -
 
 
 def _exhaustive(
-    compiled, existing, writer, dists, on_progress, trials=None, timeout_s=None, start=0.0, chunk: int = 5_000
+    compiled, existing, writer, dists, on_progress, trials=None, timeout_s=None, start=0.0, stop=None, chunk=5_000
 ) -> None:
     """Every structurally possible candidate not yet stored, scored in vectorized chunks, in a
     fixed order; an explicit ``trials`` caps what the study holds and ``timeout_s`` is checked
@@ -340,6 +347,8 @@ def _exhaustive(
     number = len(existing)
     for begin in range(0, total, chunk):
         if timeout_s is not None and time.monotonic() - start >= timeout_s:
+            break
+        if stop is not None and stop():
             break
         part = {k: v[begin : min(begin + chunk, total)] for k, v in indices.items()}
         evaluation = evaluate(compiled, part)

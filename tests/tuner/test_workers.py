@@ -215,6 +215,22 @@ def test_sigkill_then_resume_keeps_flushed_trials_and_finishes(tmp_path: Path) -
     assert all(after[n] == params for n, params in kept.items())  # nothing flushed was lost
 
 
+def test_sigterm_flushes_and_exits_143(tmp_path: Path) -> None:
+    """What a container runtime sends: the search stops between batches, every finished trial is
+    written, and the exit code is 128 + SIGTERM."""
+    url = f"sqlite:///{tmp_path / 'term.db'}"
+    spec = _write_spec(tmp_path)
+    process = _start_search(spec, url, trials=2_000_000)
+    _wait_for_trials(url, 200)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "Traceback" not in err and "run the same command to resume" in err
+    study = optuna.load_study(study_name=SPEC["name"], storage=url)
+    assert len(study.trials) >= 200
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'interrupt.db'}"
     spec = _write_spec(tmp_path)
