@@ -193,6 +193,19 @@ def default_storage_url(study_name: str) -> str:
     return f"sqlite:///studies/{study_name}.db"
 
 
+def with_installed_driver(url: str) -> str:
+    """``postgresql://`` with the driver this package installs: SQLAlchemy 2.1 reads a bare
+    ``postgresql://`` as psycopg (3), while the ``[postgres]`` extra installs psycopg2. When only
+    psycopg2 is importable, the URL names it; every other URL is returned as given."""
+    import importlib.util
+
+    if not url.startswith("postgresql://") or importlib.util.find_spec("psycopg") is not None:
+        return url
+    if importlib.util.find_spec("psycopg2") is None:
+        return url  # neither: the connection error names the driver to install
+    return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+
+
 def open_storage(url: str, *, create: bool = True) -> RDBStorage:
     """An Optuna RDB storage for any SQLAlchemy URL; unusable ones become :class:`StorageError`.
 
@@ -232,7 +245,7 @@ def open_storage(url: str, *, create: bool = True) -> RDBStorage:
         try:
             # Several workers may open a new SQLite file at once: one creates the schema at a time.
             with _file_lock(path):
-                return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+                return RDBStorage(with_installed_driver(url), engine_kwargs=_engine_kwargs(url))
         except OSError as error:  # the lock file beside the database
             environment = error.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG)
             raise StorageError(

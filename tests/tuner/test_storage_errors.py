@@ -176,3 +176,17 @@ def test_joining_a_study_another_worker_creates_is_bounded(monkeypatch, tmp_path
         study_module.run_search(SPEC, f"sqlite:///{tmp_path / 'x.db'}", trials=5)
     assert len(attempts) == study_module._CREATE_ATTEMPTS
     assert info.value.exit_code == 1
+
+
+def test_a_bare_postgresql_url_names_psycopg2_when_only_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from tuner.storage import with_installed_driver
+
+    installed = {"psycopg2"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name in installed else None)
+    assert with_installed_driver("postgresql://u:p@h/db") == "postgresql+psycopg2://u:p@h/db"
+    assert with_installed_driver("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert with_installed_driver("sqlite:///x.db") == "sqlite:///x.db"
+    installed.add("psycopg")  # psycopg 3 present: SQLAlchemy's default works as written
+    assert with_installed_driver("postgresql://u:p@h/db") == "postgresql://u:p@h/db"

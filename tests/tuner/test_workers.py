@@ -8,6 +8,7 @@ they fail instead of skipping.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -251,3 +252,19 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     _check_study(url, saved + 100)
+
+
+def test_the_readmes_bare_postgresql_url_works_with_the_installed_driver(tmp_path: Path, postgres_url: str) -> None:
+    """The README writes ``postgresql://``; SQLAlchemy 2.1 reads that as psycopg (3), the
+    ``[postgres]`` extra installs psycopg2: the storage names the installed driver."""
+    bare = "postgresql://" + postgres_url.split("://", 1)[1]
+    spec = _write_spec(tmp_path, name="bare-url")
+    done = subprocess.run(
+        [*TUNER, "search", str(spec), "--storage", bare, "--trials", "20", "--sampler", "random", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["trials_added"] == 20
