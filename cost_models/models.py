@@ -8,7 +8,17 @@ Mixture of experts is described by independent fields, all absent (0) for a dens
 ``experts`` routed experts per MoE block of which each token uses ``experts_per_token`` (top-k),
 each an FFN of the model's ``ffn`` kind and width ``expert_d_ff``; ``shared_experts`` that every
 token uses (each ``shared_expert_d_ff`` wide, default ``expert_d_ff``); and ``dense_layers``, the
-first blocks, which keep a dense FFN of width ``d_ff`` (DeepSeek-V3's first 3).
+blocks, which keep a dense FFN of width ``d_ff`` (DeepSeek-V3's first 3; Llama 4 Maverick's
+every other block: the cost model counts blocks, not where they sit).
+
+Multi-head latent attention (MLA, DeepSeek-V2/V3, Kimi K2) is set by ``kv_lora_rank`` > 0: each
+token caches one latent of ``kv_lora_rank`` elements plus ``qk_rope_head_dim`` rotary elements
+shared by all heads, instead of K and V per KV head; ``d_head`` is then the per-head non-rotary
+query/key width (``qk_nope_head_dim``), ``v_head_dim`` the value width and ``q_lora_rank`` the
+query compression (0: a full-rank query projection). Sliding-window attention (gpt-oss, Gemma 2/3)
+is ``sliding_window`` tokens on ``sliding_window_layers`` of the blocks (the others attend to the
+whole context). ``checkpoint_format`` is the stored weight format of a quantized checkpoint (from
+``quantization_config``): the default weight format of its deployments.
 """
 
 from __future__ import annotations
@@ -53,7 +63,25 @@ class ModelSpec(BaseModel):
         default=None, gt=0, description="Hidden width of one shared expert; default expert_d_ff."
     )
     dense_layers: int = Field(
-        default=0, ge=0, description="The first blocks of an MoE model, with a dense FFN of width d_ff."
+        default=0,
+        ge=0,
+        description="Blocks of an MoE model with a dense FFN of width d_ff (DeepSeek-V3's first 3).",
+    )
+    kv_lora_rank: int = Field(
+        default=0, ge=0, description="MLA: width of the compressed KV latent cached per token; 0: not MLA."
+    )
+    q_lora_rank: int = Field(default=0, ge=0, description="MLA: query compression rank; 0: full-rank query.")
+    qk_rope_head_dim: int = Field(
+        default=0, ge=0, description="MLA: rotary query/key width per head (its key part cached once per token)."
+    )
+    v_head_dim: int = Field(default=0, ge=0, description="MLA: width of one value head; 0: d_head.")
+    sliding_window: int = Field(default=0, ge=0, description="Tokens a windowed block attends to; 0: no window.")
+    sliding_window_layers: int = Field(
+        default=0, ge=0, description="How many blocks use sliding_window (the rest attend to everything)."
+    )
+    max_context: int = Field(default=0, ge=0, description="Longest context the model was trained for; 0: unknown.")
+    checkpoint_format: str | None = Field(
+        default=None, description="Stored weight format of a quantized checkpoint (fp8, int4, ...); None: 16-bit."
     )
 
     @model_validator(mode="after")
@@ -88,6 +116,51 @@ class ModelSpec(BaseModel):
                 "use experts 0 for a dense model"
             )
         return self
+
+    @model_validator(mode="after")
+    def _latent_attention_consistent(self) -> ModelSpec:
+        mla_only = ("q_lora_rank", "qk_rope_head_dim", "v_head_dim")
+        if self.kv_lora_rank == 0:
+            for name in mla_only:
+                if getattr(self, name):
+                    raise ValueError(f"{name} is set but kv_lora_rank is 0; set kv_lora_rank (MLA) or drop {name}")
+        elif self.qk_rope_head_dim == 0:
+            raise ValueError("an MLA model (kv_lora_rank > 0) needs qk_rope_head_dim; set it (64 in DeepSeek-V3)")
+        return self
+
+    @model_validator(mode="after")
+    def _window_consistent(self) -> ModelSpec:
+        if self.sliding_window == 0:
+            if self.sliding_window_layers:
+                raise ValueError("sliding_window_layers is set but sliding_window is 0; set the window or drop it")
+            return self
+        if not 1 <= self.sliding_window_layers <= self.layers:
+            raise ValueError(
+                f"sliding_window_layers ({self.sliding_window_layers}) must be between 1 and layers "
+                f"({self.layers}); set how many blocks use the window"
+            )
+        if self.max_context and self.sliding_window >= self.max_context:
+            raise ValueError(
+                f"sliding_window ({self.sliding_window}) is not smaller than max_context ({self.max_context}); "
+                "a window that covers the whole context is no window: set sliding_window 0"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _checkpoint_format_known(self) -> ModelSpec:
+        if self.checkpoint_format is not None:
+            from cost_models.dtypes import parse_dtype
+
+            try:
+                parse_dtype(self.checkpoint_format, "checkpoint_format")
+            except InvalidInputError as error:
+                raise ValueError(str(error)) from None
+        return self
+
+    @property
+    def is_mla(self) -> bool:
+        """Whether attention is multi-head latent attention (a compressed KV latent is cached)."""
+        return self.kv_lora_rank > 0
 
     @property
     def attention_type(self) -> str:
