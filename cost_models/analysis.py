@@ -19,7 +19,7 @@ from cost_models.dtypes import BITS_CHOICES, BYTES_PER_ELEMENT, FP8, dtype_name,
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs, make_configs
-from cost_models.model_counts import embedding_params, kv_bytes_per_token
+from cost_models.model_counts import embedding_params
 from cost_models.models import ModelSpec, get_model
 from cost_models.operators import EXPERT_PROJECTIONS, OP, OPERATOR_NAMES, OperatorCosts, operator_costs
 from cost_models.partitioning import gemm_shapes_per_chip, sharding_plan
@@ -76,7 +76,7 @@ class Analysis:
     def kv_cache_footprint_bytes(self) -> np.ndarray:
         """K and V of every layer for ``seq_len`` positions of every sequence (decoders only)."""
         c = self.configs
-        per_token = kv_bytes_per_token(c.layers, c.kv_heads, c.d_head, BYTES_PER_ELEMENT[c.kv_dtype], c.decoder)
+        per_token = c.kv_bytes_per_token(c.seq_len)
         return per_token * c.batch * c.seq_len
 
     @property

@@ -29,11 +29,11 @@ from cost_models.calibration import (
 )
 from cost_models.conventions import DEFAULT, CountingConvention
 from cost_models.deployments import PHASE_NAMES, Deployment, Deployments
-from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, dtype_name
+from cost_models.dtypes import COMBINE, dtype_name
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs
-from cost_models.model_counts import active_block_params, kv_bytes_per_token, model_flops_utilization
+from cost_models.model_counts import active_block_params, model_flops_utilization
 from cost_models.models import ModelSpec, get_model
 from cost_models.operators import LM_HEAD, OperatorCosts, operator_costs
 from cost_models.partitioning import (
@@ -206,12 +206,15 @@ def kv_ways_by_phase(d: Deployments) -> dict[str, np.ndarray]:
     matters only through which mesh-axis products divide it, all divisors of the chip count: its
     gcd with the chip count carries the same information and takes fewer distinct values."""
     divides = np.gcd(d.batch.astype(np.int64), d.chips.astype(np.int64)).astype(np.float64)
+    latent = np.array([m.is_mla for m in d.models])[d.model_index]  # MLA: one latent for all heads
     ways = {}
     for phase in PHASE_NAMES:
         sharded = d.batch_sharded_attention(phase)
         batch = np.where(sharded, divides, 0.0)
-        first, inverse = distinct_rows(d.kv_heads, batch, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], sharded)
-        ways[phase] = kv_cache_split(d.kv_heads[first], batch[first], d.mesh[first], sharded[first])[0][inverse]
+        first, inverse = distinct_rows(d.kv_heads, batch, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], sharded, latent)
+        ways[phase] = kv_cache_split(d.kv_heads[first], batch[first], d.mesh[first], sharded[first], latent[first])[0][
+            inverse
+        ]
     return ways
 
 
@@ -319,6 +322,7 @@ def estimate(
         c.experts_per_token,
         c.expert_d_ff,
         c.shared_d_ff,
+        **c.mla_kwargs(),
     )
     head_params = c.vocab * c.d_model
     prefill_head_tokens = {"all": d.batch * prompt, "none": 0.0}.get(convention.lm_head_positions, d.batch)
@@ -357,9 +361,7 @@ def _memory(
         weight_bytes_per_chip(c, d.mesh, d.prefill_ffn_layout, plans["prefill"]),
         weight_bytes_per_chip(c, d.mesh, d.decode_ffn_layout, plans["decode"]),
     )
-    kv_per_token = (
-        kv_bytes_per_token(c.layers, c.kv_heads, c.d_head, BYTES_PER_ELEMENT[c.kv_dtype], c.decoder) * c.batch / kv_ways
-    )
+    kv_per_token = c.kv_bytes_per_token(context) * c.batch / kv_ways
     kv = kv_per_token * context
     live = np.maximum(
         (prefill_ops.act_read_bytes + prefill_ops.act_write_bytes).max(axis=0),

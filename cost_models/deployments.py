@@ -319,16 +319,6 @@ def validate_deployments(d: Deployments) -> None:
         values = getattr(d, name)
         if np.any((values < 0) | (values >= len(DTYPE_NAMES))):
             raise InvalidInputError(name, "unknown dtype code", "use a code from cost_models.dtypes")
-    for model in d.models:
-        # Guard until the cost model charges them: an ignored field that changes the cost would be
-        # a silently wrong answer.
-        unmodelled = [name for name in ("kv_lora_rank", "sliding_window") if getattr(model, name)]
-        if unmodelled:
-            raise InvalidInputError(
-                f"model {model.name}: {unmodelled[0]}",
-                "latent attention and sliding windows are not modelled by this version",
-                "use a model without them",
-            )
     heads = np.array([m.heads for m in d.models], dtype=np.float64)[d.model_index]
     bad = np.mod(heads, d.kv_heads) != 0
     if np.any(bad):

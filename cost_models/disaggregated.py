@@ -49,11 +49,9 @@ from cost_models.calibrated_times import calibrated_network, check_profile
 from cost_models.calibration import CalibrationProfile
 from cost_models.deployment import OVERLAPS, Overlap
 from cost_models.deployments import Deployments
-from cost_models.dtypes import BYTES_PER_ELEMENT
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect
 from cost_models.iteration import iteration_times
-from cost_models.model_counts import kv_bytes_per_token
 from cost_models.serving import (
     SERVING_KEYS,
     EngineOverheads,
@@ -405,9 +403,7 @@ def kv_link(
             "use a GPU (switched interconnect) for disaggregated serving",
         )
     configs = decode.inference_configs("decode", np.ones(len(decode)))
-    per_token = kv_bytes_per_token(
-        configs.layers, configs.kv_heads, configs.d_head, BYTES_PER_ELEMENT[configs.kv_dtype], True
-    )
+    per_token = configs.kv_bytes_per_token(w.prompt_len)  # the prompt's cache (windowed layers: its last window)
     total = prefill_instances * prefill.chips + decode_instances * decode.chips
     one_domain = total <= spec.domain_size  # every instance in one NVLink domain (one node)
     per_chip = np.where(one_domain, spec.domain_bandwidth_bytes_per_s, spec.network_bandwidth_bytes_per_s)

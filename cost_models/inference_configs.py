@@ -12,8 +12,9 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from cost_models.dtypes import BF16, DTYPE_NAMES
+from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, DTYPE_NAMES
 from cost_models.errors import InvalidInputError
+from cost_models.model_counts import kv_bytes_per_token
 from cost_models.models import ModelSpec
 
 PREFILL, DECODE = 0, 1
@@ -45,6 +46,14 @@ class InferenceConfigs:
     experts_per_token: np.ndarray  # top-k
     expert_d_ff: np.ndarray  # one expert's hidden width
     shared_d_ff: np.ndarray  # hidden width of all shared experts together
+    # multi-head latent attention (all 0 when not MLA; d_head is then qk_nope_head_dim)
+    kv_lora_rank: np.ndarray  # latent width cached per token (once for all heads)
+    q_lora_rank: np.ndarray  # query compression rank (0: full-rank query)
+    qk_rope_head_dim: np.ndarray  # rotary query/key width per head (its key part cached once)
+    v_head_dim: np.ndarray  # value width per head (d_head when the model's field is 0)
+    # sliding-window attention (0 when none)
+    sliding_window: np.ndarray  # tokens a windowed block attends to
+    sliding_window_layers: np.ndarray  # blocks that use the window
     # workload
     phase: np.ndarray  # int: PREFILL or DECODE
     batch: np.ndarray  # sequences processed together
@@ -59,6 +68,37 @@ class InferenceConfigs:
 
     def __len__(self) -> int:
         return int(self.layers.shape[0])
+
+    @property
+    def mla(self) -> np.ndarray:
+        """Bool per configuration: multi-head latent attention (a latent cached, not K and V)."""
+        return self.kv_lora_rank > 0
+
+    def kv_bytes_per_token(self, context: np.ndarray | None = None) -> np.ndarray:
+        """Cache bytes one token of one sequence keeps over every layer, at ``context`` tokens
+        (windowed layers keep only the last window; None: uncapped), from the one formula in
+        :func:`cost_models.model_counts.kv_bytes_per_token`. Not split over chips."""
+        return kv_bytes_per_token(
+            self.layers,
+            self.kv_heads,
+            self.d_head,
+            BYTES_PER_ELEMENT[self.kv_dtype],
+            self.decoder,
+            kv_lora_rank=self.kv_lora_rank,
+            qk_rope_head_dim=self.qk_rope_head_dim,
+            sliding_window=self.sliding_window,
+            sliding_window_layers=self.sliding_window_layers,
+            context=context,
+        )
+
+    def mla_kwargs(self) -> dict[str, np.ndarray]:
+        """The MLA keyword arguments of the parameter counts (cost_models.model_counts)."""
+        return dict(
+            kv_lora_rank=self.kv_lora_rank,
+            q_lora_rank=self.q_lora_rank,
+            qk_rope_head_dim=self.qk_rope_head_dim,
+            v_head_dim=self.v_head_dim,
+        )
 
     def at_phase(self, phase: int, seq_len: np.ndarray) -> InferenceConfigs:
         """The same configurations in another phase and context. ``seq_len`` may be fractional:
@@ -78,6 +118,14 @@ class InferenceConfigs:
 _MODEL_FIELDS = ("layers", "d_model", "heads", "kv_heads", "d_head", "d_ff", "vocab")
 #: Model fields that are 0 in a dense model (ModelSpec attributes of the same names).
 _MOE_FIELDS = ("moe_layers", "experts", "experts_per_token", "expert_d_ff", "shared_d_ff")
+#: Attention fields that are 0 in a model without MLA or windows (ModelSpec attributes).
+_ATTENTION_FIELDS = (
+    "kv_lora_rank",
+    "q_lora_rank",
+    "qk_rope_head_dim",
+    "sliding_window",
+    "sliding_window_layers",
+)
 
 
 def make_configs(
@@ -114,8 +162,10 @@ def make_configs(
         unique = [specs[row] for row in range(len(distinct))]
         index = np.array(rows, dtype=np.int64)
     model_columns = {
-        name: _float_column(name, [getattr(m, name) for m in unique])[index] for name in (*_MODEL_FIELDS, *_MOE_FIELDS)
+        name: _float_column(name, [getattr(m, name) for m in unique])[index]
+        for name in (*_MODEL_FIELDS, *_MOE_FIELDS, *_ATTENTION_FIELDS)
     }
+    model_columns["v_head_dim"] = _float_column("v_head_dim", [m.v_head_dim or m.d_head for m in unique])[index]
     flags = {
         "gated_ffn": np.array([m.ffn == "swiglu" for m in unique])[index],
         "parallel_block": np.array([m.block == "parallel" for m in unique])[index],

@@ -193,12 +193,28 @@ class ModelSpec(BaseModel):
             shared_d_ff=self.shared_d_ff,
         )
 
+    def _mla_args(self) -> dict[str, int]:
+        return dict(
+            kv_lora_rank=self.kv_lora_rank,
+            q_lora_rank=self.q_lora_rank,
+            qk_rope_head_dim=self.qk_rope_head_dim,
+            v_head_dim=self.v_head_dim,
+        )
+
     @property
     def params_per_layer(self) -> int:
         """Matrix parameters of one dense block (biases and norm scales left out, as Pope et al.
         do); an MoE model's blocks differ, see :attr:`params`."""
         return int(
-            params_per_layer(self.d_model, self.heads, self.kv_heads, self.d_head, self.d_ff, self.ffn == "swiglu")
+            params_per_layer(
+                self.d_model,
+                self.heads,
+                self.kv_heads,
+                self.d_head,
+                self.d_ff,
+                self.ffn == "swiglu",
+                **self._mla_args(),
+            )
         )
 
     @property
@@ -216,6 +232,7 @@ class ModelSpec(BaseModel):
                 self.vocab,
                 self.tie_embeddings,
                 **self._moe_args(),
+                **self._mla_args(),
             )
         )
 
@@ -236,6 +253,7 @@ class ModelSpec(BaseModel):
                 self.vocab,
                 self.tie_embeddings,
                 **self._moe_args(),
+                **self._mla_args(),
             )
         )
 

@@ -22,6 +22,7 @@ import numpy as np
 from cost_models.conventions import DEFAULT, CountingConvention
 from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, INT8
 from cost_models.inference_configs import DECODE, InferenceConfigs
+from cost_models.model_counts import mla_attention_weights
 from cost_models.moe import experts_woken
 
 #: Operator slots, in execution order. Slots that do not apply to a configuration (gate_proj for a
@@ -145,28 +146,116 @@ class _CostTable:
         self.weight[i] = weight_elements * self.ab  # norm scales stay in the activation format
 
 
+def window_share(c: InferenceConfigs) -> np.ndarray:
+    """Share of the blocks with a sliding window (0 without one)."""
+    return np.where(c.sliding_window > 0, c.sliding_window_layers / c.layers, 0.0)
+
+
+def banded_causal_pairs(tokens: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Query-key pairs of causal attention over ``tokens`` tokens where each query sees at most
+    the last ``window`` keys (itself included, as the HF masks of gpt-oss and Gemma do):
+    sum over i = 1..T of min(i, W) = T(T+1)/2 when T <= W, else W(W+1)/2 + (T - W) W."""
+    w = np.minimum(window, tokens)
+    return w * (w + 1.0) / 2.0 + (tokens - w) * w
+
+
+def attention_keys(t: _CostTable, c: InferenceConfigs) -> tuple[np.ndarray, np.ndarray]:
+    """(pairs per sequence and query head, keys read per sequence), averaged over the blocks.
+
+    Full-attention blocks score the whole T x L square, or with causal skipping only the lower
+    triangle T(T+1)/2 (prefill; a decode token sees all L keys). Sliding-window blocks (a share
+    ``window_share`` of them) score only the band: causal prefill sum min(i, W); decode min(L, W)
+    keys; unfused prefill (no causal skipping) still computes the whole square and masks it. A
+    decode token reads min(L, W) cached keys of a windowed block; prefill reads each key once."""
+    T, L, W = t.T, t.L, c.sliding_window
+    share = window_share(c)
+    causal = c.causal & ~t.decode
+    full_pairs = np.where(causal, T * (T + 1.0) / 2.0, T * L)
+    windowed = np.minimum(L, np.where(W > 0, W, L))
+    band_pairs = np.where(causal, banded_causal_pairs(T, windowed), np.where(t.decode, windowed, T * L))
+    pairs = (1.0 - share) * full_pairs + share * band_pairs
+    keys = np.where(t.decode, (1.0 - share) * L + share * windowed, L)
+    return pairs, keys
+
+
+def _mla_projections(t: _CostTable, c: InferenceConfigs) -> None:
+    """Multi-head latent attention's matrices (DeepSeek-V2, arXiv 2405.04434, section 2.1 and
+    appendix C; cost_models.model_counts.mla_attention_weights) in the q/k/v/out slots, where
+    ``c.mla``; FLOPs 2 x tokens x weight elements, as every one is a per-token matmul:
+
+    - prefill (K and V decompressed per head, as FlashMLA's and vLLM's prefill path does):
+      q_proj = q_a, q_b; k_proj = kv_a (writes the latent and rotary key to the cache) and W_UK
+      (the K of every head); v_proj = W_UV (the V of every head); out_proj = o;
+    - decode (absorbed: W_UK folded into the query, W_UV applied after attention, so attention
+      runs over the latent, appendix C / FlashMLA): q_proj = q_a, q_b, W_UK (query in latent
+      space, heads x (kv_lora_rank + rope) wide); k_proj = kv_a; v_proj = W_UV on the attention
+      output; out_proj = o.
+
+    Activations: each slot's input and final output (the q_lora_rank-wide intermediate of the
+    chained q matmuls is left out: under 2% of a DeepSeek-V3 decode block's bytes)."""
+    mla, decode, N, d, H, ab, wb = c.mla, t.decode, t.N, c.d_model, c.heads, t.ab, t.wb
+    w = mla_attention_weights(d, H, c.d_head, c.kv_lora_rank, c.q_lora_rank, c.qk_rope_head_dim, c.v_head_dim)
+    latent = c.kv_lora_rank + c.qk_rope_head_dim
+    q_weights = w["q_a"] + w["q_b"] + np.where(decode, w["kv_b_k"], 0.0)
+    k_weights = w["kv_a"] + np.where(decode, 0.0, w["kv_b_k"])
+    slots = {
+        # name: (weight elements, input elements per token, output elements per token to
+        # activations, to the cache)
+        "q_proj": (q_weights, d, H * np.where(decode, latent, c.d_head + c.qk_rope_head_dim), 0.0),
+        "k_proj": (k_weights, d, np.where(decode, 0.0, H * c.d_head), latent),
+        "v_proj": (w["kv_b_v"], np.where(decode, H * c.kv_lora_rank, c.kv_lora_rank), H * c.v_head_dim, 0.0),
+    }
+    for name, (weights, d_in, out_act, out_kv) in slots.items():
+        i = OP[name]
+        t.flops[i] = np.where(mla, 2.0 * N * weights, t.flops[i])
+        t.weight[i] = np.where(mla, weights * wb, t.weight[i])
+        t.act_r[i] = np.where(mla, N * d_in * ab, t.act_r[i])
+        t.act_w[i] = np.where(mla, N * out_act * ab, t.act_w[i])
+        t.kv_w[i] = np.where(mla, N * out_kv * t.kvb, t.kv_w[i])
+
+
 def _attention(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> None:
     """Norm, q/k/v projections, attention (unfused qk/softmax/sv or one fused operator), out
-    projection and residual add."""
-    d, N, B, T, L, ab = c.d_model, t.N, t.B, t.T, t.L, t.ab
+    projection and residual add. MLA (:func:`_mla_projections`) and sliding windows
+    (:func:`attention_keys`) where the model has them."""
+    d, N, B, ab = c.d_model, t.N, t.B, t.ab
     t.elementwise("attn_norm", N * d, convention.norm_flops_per_element, 1.0, d)
     t.projection("q_proj", d, t.dq, N)
     t.projection("k_proj", d, t.dkv, N, out_to_kv=c.decoder)
     t.projection("v_proj", d, t.dkv, N, out_to_kv=c.decoder)
+    _mla_projections(t, c)
 
-    # Query-key pairs scored per sequence and head: the whole T x L square, or with causal
-    # skipping only the lower triangle T(T+1)/2 (prefill; a decode token sees all L keys).
-    causal = c.causal & ~t.decode
-    pairs = B * c.heads * np.where(causal, T * (T + 1.0) / 2.0, T * L)
+    # Widths per head of the scores' dot products and of the values. MLA: prefill attends with
+    # decompressed heads (q/k d_head + rope, v v_head_dim); absorbed decode attends over the
+    # latent (q/k kv_lora_rank + rope, v kv_lora_rank: the latent is the value, W_UV comes after).
+    mla, decode = c.mla, t.decode
+    latent = c.kv_lora_rank + c.qk_rope_head_dim
+    qk_dim = np.where(mla, np.where(decode, latent, c.d_head + c.qk_rope_head_dim), c.d_head)
+    v_dim = np.where(mla, np.where(decode, c.kv_lora_rank, c.v_head_dim), c.d_head)
+    per_head_pairs, keys = attention_keys(t, c)
+    pairs = B * c.heads * per_head_pairs
     minus_one = convention.act_to_act_flops == "2n-1"
-    qk_flops = 2.0 * c.d_head * pairs - (pairs if minus_one else 0.0)
-    sv_outputs = N * t.dq
-    sv_flops = 2.0 * c.d_head * pairs - (sv_outputs if minus_one else 0.0)
+    qk_flops = 2.0 * qk_dim * pairs - (pairs if minus_one else 0.0)
+    sv_outputs = N * c.heads * v_dim
+    sv_flops = 2.0 * v_dim * pairs - (sv_outputs if minus_one else 0.0)
     softmax_flops = convention.softmax_flops_per_element * pairs
-    q_bytes = N * t.dq * ab
-    k_bytes = B * L * t.dkv * t.kvb  # each K (and V) entry read once, shared by its query group
-    out_bytes = N * t.dq * ab
-    kv_is_cache = c.decoder
+    q_bytes = N * c.heads * qk_dim * ab
+    out_bytes = sv_outputs * ab
+    # Keys and values read, each entry once, shared by its query group: K and V of every KV head
+    # (from the cache in a decoder); MLA prefill: the decompressed per-head K and V (activations);
+    # MLA decode: the cached latent, once for all heads, like MQA with a kv_lora_rank + rope wide
+    # head (FlashMLA), the value being its first kv_lora_rank elements.
+    mla_prefill = mla & ~decode
+    k_bytes = np.where(
+        mla,
+        np.where(decode, B * keys * latent * t.kvb, B * keys * c.heads * (c.d_head + c.qk_rope_head_dim) * ab),
+        B * keys * t.dkv * t.kvb,
+    )
+    v_bytes = np.where(
+        mla, np.where(decode, B * keys * c.kv_lora_rank * t.kvb, B * keys * c.heads * c.v_head_dim * ab), k_bytes
+    )
+    fused_kv_bytes = k_bytes + np.where(mla & decode, 0.0, v_bytes)  # the latent is read once
+    kv_is_cache = c.decoder & ~mla_prefill
 
     i = OP["qk_matmul"]
     t.flops[i] = qk_flops
@@ -179,21 +268,21 @@ def _attention(t: _CostTable, c: InferenceConfigs, convention: CountingConventio
     t.act_w[i] = pairs * ab
     i = OP["sv_matmul"]
     t.flops[i] = sv_flops
-    t.act_r[i] = pairs * ab + np.where(kv_is_cache, 0.0, k_bytes)
-    t.kv_r[i] = np.where(kv_is_cache, k_bytes, 0.0)
+    t.act_r[i] = pairs * ab + np.where(kv_is_cache, 0.0, v_bytes)
+    t.kv_r[i] = np.where(kv_is_cache, v_bytes, 0.0)
     t.act_w[i] = out_bytes
     # FlashAttention: the same math, but scores never leave the chip (Dao et al. 2022).
     i = OP["fused_attention"]
     t.flops[i] = qk_flops + softmax_flops + sv_flops
-    t.act_r[i] = q_bytes + np.where(kv_is_cache, 0.0, 2.0 * k_bytes)
-    t.kv_r[i] = np.where(kv_is_cache, 2.0 * k_bytes, 0.0)
+    t.act_r[i] = q_bytes + np.where(kv_is_cache, 0.0, fused_kv_bytes)
+    t.kv_r[i] = np.where(kv_is_cache, fused_kv_bytes, 0.0)
     t.act_w[i] = out_bytes
     fused = c.flash_attention
     for name in ("qk_matmul", "softmax", "sv_matmul"):
         t.present[OP[name]] = ~fused
     t.present[OP["fused_attention"]] = fused
 
-    t.projection("out_proj", t.dq, d, N)
+    t.projection("out_proj", c.heads * c.v_head_dim, d, N)
     t.elementwise("attn_add", N * d, 1.0, float(convention.residual_add_reads))
 
 

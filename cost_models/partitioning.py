@@ -31,6 +31,7 @@ import numpy as np
 
 from cost_models.dtypes import BYTES_PER_ELEMENT
 from cost_models.inference_configs import InferenceConfigs
+from cost_models.model_counts import mla_attention_weights
 from cost_models.operators import OP, OperatorCosts
 from cost_models.topology import Collective, Network, group_size
 
@@ -165,17 +166,28 @@ def split_axes(size: int, mesh: tuple[int, int, int], axes: tuple[str, ...]) -> 
 
 
 def kv_cache_split(
-    kv_heads: np.ndarray, batch: np.ndarray, mesh: np.ndarray, batch_sharded: np.ndarray
+    kv_heads: np.ndarray,
+    batch: np.ndarray,
+    mesh: np.ndarray,
+    batch_sharded: np.ndarray,
+    latent: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """How the KV cache [layers, B, S, K, D] is split (Pope et al. 3.3): by KV heads over every
     axis (replicated beyond their count), or, sharded by batch, sequences over some axes and KV
     heads over the axes left, choosing the pair of axis sets that gives the most shards (the
     empty batch set is one choice, so batch sharding never holds more per chip than head
     sharding). Returns (ways, batch subset index, head subset index), indexing
-    ``_subsets(AXES)`` and ``_subsets(axes left)``."""
+    ``_subsets(AXES)`` and ``_subsets(axes left)``.
+
+    ``latent`` (bool per configuration): multi-head latent attention, whose cache is one latent
+    per token shared by every head, split like a single KV head: whole on every chip that splits
+    heads (vLLM and SGLang replicate it on each tensor-parallel rank; that is why DeepSeek is
+    served with attention data parallelism), split only by sequences."""
     mesh = np.atleast_2d(mesh)
     n = mesh.shape[0]
     kv_heads = np.broadcast_to(np.asarray(kv_heads, dtype=np.float64), (n,))
+    if latent is not None:
+        kv_heads = np.where(latent, 1.0, kv_heads)
     batch = np.broadcast_to(np.asarray(batch, dtype=np.float64), (n,))
     subsets = _subsets(AXES)
     none = len(subsets) - 1  # the empty set: heads only
@@ -538,6 +550,19 @@ def _split_ways(size: np.ndarray, products: dict[frozenset[str], np.ndarray], al
     return ways.astype(np.float64)
 
 
+_MLA_ELEMENTS = ("wq", "wk", "wv", "wo")
+
+
+def _mla_weight_elements(c: InferenceConfigs) -> dict[str, np.ndarray]:
+    """MLA's matrices (cost_models.model_counts.mla_attention_weights) under the q/k/v/o slots
+    (cost_models.operators: q = q_a + q_b, k = kv_a + W_UK, v = W_UV, o), stored split like the
+    heads they serve (q_a and kv_a are replicated by engines: a few percent of a block)."""
+    w = mla_attention_weights(
+        c.d_model, c.heads, c.d_head, c.kv_lora_rank, c.q_lora_rank, c.qk_rope_head_dim, c.v_head_dim
+    )
+    return {"wq": w["q_a"] + w["q_b"], "wk": w["kv_a"] + w["kv_b_k"], "wv": w["kv_b_v"], "wo": w["o"]}
+
+
 def sharding_plan(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarray) -> ShardingPlan:
     """The :class:`ShardingPlan` of every configuration, from its layout's rules (every layout
     evaluated at once: each configuration's rules are a mask of allowed axes)."""
@@ -561,6 +586,7 @@ def sharding_plan(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarra
         "stored_width": c.experts * c.expert_d_ff + c.shared_d_ff,
     }
     stored = np.zeros(n)
+    mla_elements = _mla_weight_elements(c)
     for weight, op in (*WEIGHT_OPERATOR.items(), ("embedding", None)):
         never_gathered = weight in _NEVER_GATHERED
         axes = WEIGHT_AXES[weight]
@@ -572,6 +598,8 @@ def sharding_plan(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarra
             elements = width["embed"] * expert["stored_width"]
         else:
             elements = width[axes[0]] * width[axes[1]]
+        if weight in _MLA_ELEMENTS:  # MLA's matrices are not heads x d_head wide: count them
+            elements = np.where(c.mla, mla_elements[weight], elements)
         if weight in ("w_gate", "w_expert_gate"):
             elements = elements * c.gated_ffn
         if weight == "lm_head":
@@ -657,7 +685,7 @@ def per_chip_costs(
     chips = np.prod(mesh, axis=-1)
     plan = plan if plan is not None else sharding_plan(c, mesh, layout_codes)
     if kv_ways is None:
-        kv_ways = kv_cache_split(c.kv_heads, c.batch, mesh, batch_sharded)[0]
+        kv_ways = kv_cache_split(c.kv_heads, c.batch, mesh, batch_sharded, c.mla)[0]
     # Everything splits over all chips, then the rows that split otherwise are redone: weight
     # matrices by their in-use shards, attention by heads (and sequences when sharded by batch).
     weight_rows = [OP[op] for op in WEIGHT_OPS]

@@ -43,7 +43,6 @@ from cost_models.deployments import Deployments
 from cost_models.dtypes import BYTES_PER_ELEMENT
 from cost_models.errors import InvalidInputError
 from cost_models.iteration import iteration_times
-from cost_models.model_counts import kv_bytes_per_token
 from cost_models.partitioning import weight_bytes_per_chip
 from cost_models.topology import Network, network_for
 
@@ -374,10 +373,8 @@ def _memory(d: Deployments, w: ServingWorkloads, phase: str) -> _Memory:
     plans = sharding_plans(d, configs)
     weights = weight_bytes_per_chip(configs, d.mesh, d.ffn_layout(phase), plans[phase])
     ways = kv_ways_by_phase(replace(d, batch=np.maximum(w.max_batch_size, 1.0)))[phase]
-    kv_per_token = (
-        kv_bytes_per_token(configs.layers, configs.kv_heads, configs.d_head, BYTES_PER_ELEMENT[configs.kv_dtype], True)
-        / ways
-    )
+    # Per token of a request at its longest context (windowed layers hold only their window).
+    kv_per_token = configs.kv_bytes_per_token(w.prompt_len + w.gen_len) / ways
     # Live activations of one iteration: the widest intermediate (FFN input of every token) twice,
     # split over the chips with the weights (tensor parallel activations are sharded the same way).
     act_bytes = BYTES_PER_ELEMENT[configs.act_dtype]
