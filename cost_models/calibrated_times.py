@@ -32,7 +32,7 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, TorusInterconnect
 from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.moe import DEFAULT_IMBALANCE, experts_woken, tokens_per_expert
-from cost_models.operators import EXPERT_PROJECTIONS, OP, OperatorCosts
+from cost_models.operators import EXPERT_PROJECTIONS, OP, OperatorCosts, window_share
 from cost_models.partitioning import GEMM_AXES, attention_split
 from cost_models.topology import Network, TorusNetwork, group_size
 
@@ -112,8 +112,10 @@ def calibrated_operator_times(
     # Fused attention: the engine's kernel at this chip's share of sequences and heads.
     i = OP["fused_attention"]
     batch, heads, kv_heads = attention_split(c, chips, batch_sharded)
-    kv_bytes = BYTES_PER_ELEMENT[c.kv_dtype]
+    kv_bytes = BYTES_PER_ELEMENT[c.kv_dtype].astype(np.float64)
     decode = c.phase == DECODE
+    head_dim, kv_heads, kv_bytes = _attention_kernel_shape(c, decode, kv_heads, kv_bytes)
+    share = window_share(c)
     for code in np.unique(c.kv_dtype):
         cache = _CACHE_FORMAT[int(code)]
         rows = c.kv_dtype == code
@@ -124,15 +126,12 @@ def calibrated_operator_times(
                 or profile.decode_attention.get("bfloat16")
                 or DecodeAttentionParams()
             )
-            times[i, d_rows] = decode_attention_time_s(
-                batch[d_rows],
-                c.seq_len[d_rows],
-                heads[d_rows],
-                kv_heads[d_rows],
-                c.d_head[d_rows],
-                kv_bytes[d_rows],
-                hardware,
-                decode_params,
+            times[i, d_rows] = _blocks_mean(
+                lambda window, r=d_rows, p=decode_params: decode_attention_time_s(
+                    batch[r], c.seq_len[r], heads[r], kv_heads[r], head_dim[r], kv_bytes[r], hardware, p, window=window
+                ),
+                share[d_rows],
+                c.sliding_window[d_rows],
             )
         if np.any(p_rows):
             key = f"bfloat16/{cache}"
@@ -141,18 +140,55 @@ def calibrated_operator_times(
                 or profile.prefill_attention.get("bfloat16/bfloat16")
                 or PrefillAttentionParams()
             )
-            times[i, p_rows] = prefill_attention_time_s(
-                batch[p_rows],
-                c.seq_len[p_rows],
-                heads[p_rows],
-                kv_heads[p_rows],
-                c.d_head[p_rows],
-                hardware,
-                prefill_params,
-                kv_bytes_per_element=kv_bytes[p_rows],
+            times[i, p_rows] = _blocks_mean(
+                lambda window, r=p_rows, p=prefill_params: prefill_attention_time_s(
+                    batch[r],
+                    c.seq_len[r],
+                    heads[r],
+                    kv_heads[r],
+                    head_dim[r],
+                    hardware,
+                    p,
+                    window=window,
+                    kv_bytes_per_element=kv_bytes[r],
+                ),
+                share[p_rows],
+                c.sliding_window[p_rows],
             )
     np.copyto(times, 0.0, where=~present)  # absent operators cost nothing (in place: no copy)
     return times
+
+
+def _blocks_mean(kernel_s, share: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """One block's attention time averaged over the blocks: ``kernel_s(window)`` with no window
+    for the full-attention blocks and with the model's window for the share that has one (the
+    measured kernels take a window: context and generation attention rows with window_size)."""
+    full = kernel_s(0)
+    if not np.any(share > 0):
+        return full
+    return (1.0 - share) * full + share * kernel_s(window)
+
+
+def _attention_kernel_shape(
+    c: InferenceConfigs, decode: np.ndarray, kv_heads: np.ndarray, kv_bytes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(head_dim, KV heads per chip, KV bytes per element) that give the measured GQA kernels
+    MLA's work. The kernels' model counts 4 x head_dim FLOPs per score (QK^T and PV) and reads K
+    and V (2 x head_dim per KV head); MLA attends with q/k width a and v width b, so head_dim =
+    (a + b) / 2. Prefill (decompressed per head): a = d_head + rope, b = v_head_dim, KV heads =
+    heads. Decode (absorbed, FlashMLA): a = kv_lora_rank + rope, b = kv_lora_rank, one latent
+    shared by all heads (MQA with a wide head, one KV head per chip), read once: bytes per element
+    scaled by (kv_lora_rank + rope) / (2 head_dim). There is no MLA kernel in the measurements
+    (data/kernels), so MLA's calibrated attention is this mapping, not a fit."""
+    mla = c.mla
+    latent = c.kv_lora_rank + c.qk_rope_head_dim
+    qk = np.where(decode, latent, c.d_head + c.qk_rope_head_dim)
+    v = np.where(decode, c.kv_lora_rank, c.v_head_dim)
+    mla_dim = (qk + v) / 2.0
+    head_dim = np.where(mla, mla_dim, c.d_head)
+    kv_heads = np.where(mla & decode, 1.0, kv_heads)
+    scale = np.where(mla & decode, latent / (2.0 * np.maximum(mla_dim, 1.0)), 1.0)
+    return head_dim, kv_heads, kv_bytes * scale
 
 
 def expert_gemm_times_s(
