@@ -320,6 +320,17 @@ def validate_deployments(d: Deployments) -> None:
         if np.any((values < 0) | (values >= len(DTYPE_NAMES))):
             raise InvalidInputError(name, "unknown dtype code", "use a code from cost_models.dtypes")
     heads = np.array([m.heads for m in d.models], dtype=np.float64)[d.model_index]
+    # An MLA model caches one latent for all heads: a KV-heads what-if would change nothing the
+    # cost model charges, so it is refused rather than silently ignored.
+    latent = np.array([m.is_mla for m in d.models])[d.model_index]
+    bad = latent & (d.kv_heads != heads)
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        raise InvalidInputError(
+            "kv_heads",
+            f"{d.models[int(d.model_index[i])].name} uses multi-head latent attention (one cached latent, no KV heads)",
+            "drop the kv_heads override for an MLA model",
+        )
     bad = np.mod(heads, d.kv_heads) != 0
     if np.any(bad):
         i = int(np.argmax(bad))

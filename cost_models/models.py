@@ -126,6 +126,11 @@ class ModelSpec(BaseModel):
                     raise ValueError(f"{name} is set but kv_lora_rank is 0; set kv_lora_rank (MLA) or drop {name}")
         elif self.qk_rope_head_dim == 0:
             raise ValueError("an MLA model (kv_lora_rank > 0) needs qk_rope_head_dim; set it (64 in DeepSeek-V3)")
+        elif self.kv_heads != self.heads:
+            raise ValueError(
+                f"kv_heads ({self.kv_heads}) differs from heads ({self.heads}) in an MLA model (kv_lora_rank > 0); "
+                "MLA decompresses K and V for every head: set kv_heads to heads"
+            )
         return self
 
     @model_validator(mode="after")
@@ -164,7 +169,9 @@ class ModelSpec(BaseModel):
 
     @property
     def attention_type(self) -> str:
-        """MHA, MQA or GQA, from kv_heads."""
+        """MLA (a latent cached), else MHA, MQA or GQA from kv_heads."""
+        if self.is_mla:
+            return "MLA"
         if self.kv_heads == self.heads:
             return "MHA"
         return "MQA" if self.kv_heads == 1 else "GQA"

@@ -125,7 +125,7 @@ def test_models_json(capsys):
         assert name in by_name
     for m in models:
         assert isinstance(m["params"], int) and m["params"] > 0
-        assert m["attention_type"] in ("MHA", "MQA", "GQA")
+        assert m["attention_type"] in ("MHA", "MQA", "GQA", "MLA")
     assert by_name["llama-2-7b"]["params"] == LLAMA_2_7B_PARAMS
     assert by_name["llama-2-7b"]["attention_type"] == "MHA"
     assert by_name["llama-2-70b"]["attention_type"] == "GQA"  # 64 heads, 8 KV heads
