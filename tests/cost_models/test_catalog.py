@@ -145,6 +145,9 @@ def test_mt_nlg_matches_pope_et_al() -> None:
         ("gpt2", "MHA"),
         ("llama-2-7b", "MHA"),
         ("mt-nlg-530b", "MHA"),
+        ("deepseek-v3", "MLA"),
+        ("kimi-k2", "MLA"),
+        ("gpt-oss-120b", "GQA"),
     ],
 )
 def test_attention_types(name: str, attention: str) -> None:
@@ -160,9 +163,11 @@ def test_encoders_and_decoders() -> None:
 def test_d_head_times_heads_is_d_model_for_catalog() -> None:
     # True of every shipped model but PaLM 540B (48 x 256 = 12288 != 18432) and the Qwen3 models
     # whose config.json sets head_dim 128 wider than hidden / heads (32B: 64 x 128 = 8192 != 5120;
-    # 235B-A22B: 64 x 128 = 8192 != 4096).
+    # 235B-A22B: 64 x 128 = 8192 != 4096), gpt-oss (64 x 64 = 4096 != 2880), Gemma 3 27B
+    # (32 x 128 = 4096 != 5376) and the MLA models, whose d_head is the non-rotary query/key width.
+    exceptions = ("palm-540b", "qwen3-32b", "qwen3-235b-a22b", "gpt-oss-20b", "gpt-oss-120b", "gemma-3-27b")
     for name, spec in model_catalog().items():
-        if name not in ("palm-540b", "qwen3-32b", "qwen3-235b-a22b"):
+        if name not in exceptions and not spec.is_mla:
             assert spec.heads * spec.d_head == spec.d_model, name
 
 
