@@ -360,12 +360,14 @@ def main(argv: list[str] | None = None, on_progress=None) -> int:
     write_overheads(serving["overheads"])
     update(total, total)
     from tuner.moe_kernels import moe_kernel_errors
+    from tuner.window_kernels import render_windows, window_kernel_errors
 
     out.write_text(
         render(results, seconds)
         + render_end_to_end(tpu_report, serving_tpot_check())
         + render_serving(serving)
         + render_moe(moe_kernel_errors())
+        + render_windows(window_kernel_errors())
     )
     print(f"wrote {len(results)} profiles to {PROFILE_DIR} and {out} in {seconds:.0f} s")
     return 0
