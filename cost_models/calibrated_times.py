@@ -150,7 +150,8 @@ def calibrated_operator_times(
                     hardware,
                     p,
                     window=window,
-                    kv_bytes_per_element=kv_bytes[r],
+                    # (an array: the kernel model broadcasts it, its annotation says float)
+                    kv_bytes_per_element=kv_bytes[r],  # type: ignore[arg-type]
                 ),
                 share[p_rows],
                 c.sliding_window[p_rows],

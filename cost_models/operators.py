@@ -194,6 +194,8 @@ def _mla_projections(t: _CostTable, c: InferenceConfigs) -> None:
     Activations: each slot's input and final output (the q_lora_rank-wide intermediate of the
     chained q matmuls is left out: under 2% of a DeepSeek-V3 decode block's bytes)."""
     mla, decode, N, d, H, ab, wb = c.mla, t.decode, t.N, c.d_model, c.heads, t.ab, t.wb
+    if not np.any(mla):
+        return
     w = mla_attention_weights(d, H, c.d_head, c.kv_lora_rank, c.q_lora_rank, c.qk_rope_head_dim, c.v_head_dim)
     latent = c.kv_lora_rank + c.qk_rope_head_dim
     q_weights = w["q_a"] + w["q_b"] + np.where(decode, w["kv_b_k"], 0.0)
