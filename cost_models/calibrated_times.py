@@ -80,7 +80,7 @@ def calibrated_operator_times(
     c = configs
     times = np.zeros(chip_ops.flops.shape)
     present = chip_ops.present
-    m, n, k = gemm_shapes
+    m, n, k = _mla_gemm_shapes(chip_ops, c, gemm_shapes)
     # Weight matmuls, grouped by the engine's kernel format.
     formats = _FORMAT_TABLE[c.weight_dtype, c.act_dtype]
     # The rows of gemm_shapes are GEMM_AXES's, in this order; the experts' are timed apart.
@@ -158,6 +158,36 @@ def calibrated_operator_times(
             )
     np.copyto(times, 0.0, where=~present)  # absent operators cost nothing (in place: no copy)
     return times
+
+
+_GEMM_ROW = {op: i for i, op in enumerate(GEMM_AXES)}
+
+
+def _mla_gemm_shapes(
+    chip_ops: OperatorCosts, c: InferenceConfigs, gemm_shapes: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sharding plan's (m, n, k) with MLA's q/k/v slots replaced: the plan sizes them heads x
+    d_head wide, but MLA's matrices (cost_models.operators._mla_projections) are chains of
+    narrower ones (q_a 7168 x 1536 then q_b, kv_a 7168 x 576, W_UV 512 x heads v_head_dim in
+    DeepSeek-V3). Each slot is timed as one GEMM with its input width k (d_model for q and k,
+    kv_lora_rank for v), n = the chip's weight elements / k and m = the chip's FLOPs / (2 x weight
+    elements), so FLOPs and weight bytes are the slot's own (the chain's extra launches are not
+    charged). Rows without MLA keep the plan's shapes."""
+    mla = c.mla
+    if not np.any(mla):
+        return gemm_shapes
+    m, n, k = (a.copy() for a in gemm_shapes)
+    wb = BYTES_PER_ELEMENT[c.weight_dtype]
+    for op in ("q_proj", "k_proj", "v_proj"):
+        row, i = _GEMM_ROW[op], OP[op]
+        elements = chip_ops.weight_bytes[i] / wb
+        width = c.kv_lora_rank if op == "v_proj" else k[row]
+        width = np.minimum(width, np.maximum(elements, 1.0))
+        m[row] = np.where(mla, np.divide(chip_ops.flops[i], 2.0 * elements, out=np.zeros_like(elements),
+                                         where=elements > 0), m[row])  # fmt: skip
+        n[row] = np.where(mla, elements / np.maximum(width, 1.0), n[row])
+        k[row] = np.where(mla, width, k[row])
+    return m, n, k
 
 
 def _blocks_mean(kernel_s, share: np.ndarray, window: np.ndarray) -> np.ndarray:

@@ -253,3 +253,22 @@ def test_bad_mla_and_window_fields_are_one_line_errors(tmp_path, fields, named) 
 def test_kv_heads_what_if_on_an_mla_model_is_refused() -> None:
     with pytest.raises(InvalidInputError, match="kv_heads"):
         make_deployments(DSV3, H200, mesh=np.array([[1, 1, 8]]), batch=1, prompt_len=16, gen_len=4, kv_heads=8)
+
+
+def test_calibrated_gemm_shapes_of_mla_projections() -> None:
+    """Decode, one sequence, one chip: kv_a is a 7168 x 576 GEMM, W_UV 512 x (128 x 128), and the
+    query chain (q_a, q_b, W_UK) one GEMM of k = 7168 with its own weight elements
+    (11,010,048 + 37,748,736 + 8,388,608) / 7168 wide."""
+    from cost_models.calibrated_times import _mla_gemm_shapes
+    from cost_models.partitioning import GEMM_AXES, gemm_shapes_per_chip, per_chip_costs, sharding_plan
+
+    c = make_configs(DSV3, phase="decode", batch=1, seq_len=4096, flash_attention=True)
+    mesh, layouts, heads = np.ones((1, 3)), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=bool)
+    plan = sharding_plan(c, mesh, layouts)
+    chip_ops = per_chip_costs(operator_costs(c), c, mesh, layouts, heads, plan, np.ones(1))
+    m, n, k = _mla_gemm_shapes(chip_ops, c, gemm_shapes_per_chip(chip_ops, plan))
+    row = {op: i for i, op in enumerate(GEMM_AXES)}
+    assert (m[row["k_proj"], 0], n[row["k_proj"], 0], k[row["k_proj"], 0]) == (1.0, 576.0, 7168.0)
+    assert (m[row["v_proj"], 0], n[row["v_proj"], 0], k[row["v_proj"], 0]) == (1.0, 16384.0, 512.0)
+    assert n[row["q_proj"], 0] == pytest.approx((11_010_048 + 37_748_736 + 8_388_608) / 7168)
+    assert (m[row["q_proj"], 0], k[row["q_proj"], 0]) == (1.0, 7168.0)
