@@ -173,6 +173,14 @@ def make_configs(
         "tie_embeddings": np.array([m.tie_embeddings for m in unique])[index],
     }
     if kv_heads is not None:
+        latent = np.array([m.is_mla for m in unique])[index]
+        overridden = np.broadcast_to(_float_column("kv_heads", kv_heads), latent.shape) != model_columns["kv_heads"]
+        if np.any(latent & overridden):
+            raise InvalidInputError(
+                "kv_heads",
+                "an MLA model caches one latent for all heads: a KV-heads what-if changes nothing",
+                "drop the kv_heads override for an MLA model",
+            )
         model_columns["kv_heads"] = _float_column("kv_heads", kv_heads)
     if parallel_block is not None:
         flags["parallel_block"] = np.asarray(parallel_block, dtype=bool)

@@ -272,3 +272,10 @@ def test_calibrated_gemm_shapes_of_mla_projections() -> None:
     assert (m[row["v_proj"], 0], n[row["v_proj"], 0], k[row["v_proj"], 0]) == (1.0, 16384.0, 512.0)
     assert n[row["q_proj"], 0] == pytest.approx((11_010_048 + 37_748_736 + 8_388_608) / 7168)
     assert (m[row["q_proj"], 0], k[row["q_proj"], 0]) == (1.0, 7168.0)
+
+
+def test_kv_heads_what_if_on_an_mla_model_is_refused_in_analysis_configs() -> None:
+    with pytest.raises(InvalidInputError, match="kv_heads"):
+        make_configs(DSV3, phase="decode", batch=1, seq_len=16, kv_heads=8)
+    # The model's own value is no what-if.
+    assert make_configs(DSV3, phase="decode", batch=1, seq_len=16, kv_heads=128).kv_heads[0] == 128
