@@ -279,3 +279,24 @@ def test_kv_heads_what_if_on_an_mla_model_is_refused_in_analysis_configs() -> No
         make_configs(DSV3, phase="decode", batch=1, seq_len=16, kv_heads=8)
     # The model's own value is no what-if.
     assert make_configs(DSV3, phase="decode", batch=1, seq_len=16, kv_heads=128).kv_heads[0] == 128
+
+
+@pytest.mark.parametrize(("model", "tp_degree"), [(DSV3, 8), (WINDOWED, 1)])
+def test_serving_iterations_charge_the_same_attention_as_the_static_decode_step(model, tp_degree) -> None:
+    """One client: every iteration is one decode step of one sequence, so the serving TPOT is the
+    static decode step at the same mean context (MLA's latent read on every rank; the windowed
+    blocks' capped reads), both from the operator costs."""
+    d = make_deployments(
+        model,
+        H200,
+        mesh=np.array([[1, 1, tp_degree]]),
+        batch=1,
+        prompt_len=8000,
+        gen_len=192,
+        prefill_ffn_layout=0,
+        decode_ffn_layout=0,
+        weight_dtype=FP8,
+        flash_attention=True,
+    )
+    w = make_workloads(backend="trtllm", concurrency=1, prompt_len=8000, gen_len=192, requests_per_client=0)
+    assert serve(d, w).tpot_s[0] == pytest.approx(estimate(d).decode_step_latency_s[0], rel=1e-9)
