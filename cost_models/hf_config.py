@@ -437,8 +437,9 @@ def _llama4(config: dict[str, Any]) -> dict[str, Any]:
     moe_layers = len(set(moe_list)) if moe_list is not None else len(range(step - 1, layers, step))
     fields = _moe(config, fields, experts="num_local_experts", expert_d_ff="intermediate_size", moe_layers=moe_layers)
     fields |= dict(shared_experts=1)
-    rope = _int_list(config, "no_rope_layers", length=layers)
+    rope = _int_list(config, "no_rope_layers") or None  # [] means: derive from the interval
     if rope is not None:
+        rope = _int_list(config, "no_rope_layers", length=layers) or []
         chunked = sum(1 for flag in rope if flag)
     else:
         interval = _positive_int(config, "no_rope_layer_interval", default=4)
