@@ -84,3 +84,15 @@ def parse_dtype(value: str | int, field: str) -> int:
 def dtype_name(code: int) -> str:
     """The canonical name of a dtype code."""
     return DTYPE_NAMES[int(code)]
+
+
+#: How a user writes each format (a ``BitsChoice``), by code.
+_CHOICE_BY_CODE = {BF16: "16", FP8: "fp8", INT8: "8", INT4: "4", FP4: "fp4"}
+
+
+def weight_bits_default(checkpoint_format: str | None) -> str:
+    """The weight format a deployment of a model runs when the user names none: its checkpoint's
+    stored format (``ModelSpec.checkpoint_format``, from ``quantization_config``), else 16-bit."""
+    if checkpoint_format is None:
+        return "16"
+    return _CHOICE_BY_CODE[parse_dtype(checkpoint_format, "checkpoint_format")]
