@@ -54,3 +54,11 @@ def test_study_without_weight_bits_uses_the_checkpoint_format(tmp_path: Path) ->
 def test_study_weight_bits_given_are_kept(tmp_path: Path) -> None:
     compiled = compile_study(load_spec(_spec(tmp_path, {"weight_bits": [16, 4]})))
     assert compiled.space.dimensions["weight_bits"] == ("16", "4")
+
+
+def test_hardware_listing_shows_the_new_chips_and_fp4(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "hardware")
+    assert code == 0
+    for name in ("b300", "h20", "mi300x", "mi325x", "mi355x", "tpu-v6e", "tpu-v7"):
+        assert name in out
+    assert "fp4" in out and "13.5 Pop/s" in out  # b300's fp4 peak
