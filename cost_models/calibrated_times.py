@@ -90,6 +90,11 @@ def calibrated_operator_times(
     m, n, k = gemm_shapes
     # Weight matmuls, grouped by the engine's kernel format.
     formats = _FORMAT_TABLE[c.weight_dtype, c.act_dtype]
+    if not hardware.has_format(FP4):
+        # No fp4 tensor cores (Hopper, Ampere, MI300): an fp4 x fp4 GEMM runs as the W4A8 kernels
+        # engines ship there (fp4 weights upcast to fp8), i.e. the chip's fp8 GEMM, as the
+        # roofline's peak_table does. Its fitted bytes are fp8's: up to 2x the fp4 weight traffic.
+        formats = np.where(formats == _FORMAT_NAMES.index("nvfp4"), _FORMAT_NAMES.index("fp8"), formats)
     # The rows of gemm_shapes are GEMM_AXES's, in this order; the experts' are timed apart.
     shape_rows = [i for i, op in enumerate(GEMM_AXES) if op not in EXPERT_PROJECTIONS]
     gemm_rows = [OP[op] for op in GEMM_AXES if op not in EXPERT_PROJECTIONS]

@@ -87,3 +87,32 @@ def test_every_catalog_chip_has_a_finite_peak_for_every_format() -> None:
 )
 def test_fp4_calibrated_gemm_kernels(weight: int, act: int, kernel: str) -> None:
     assert gemm_format(weight, act) == kernel
+
+
+def _decode_s(hardware: str, weight: str, act: str) -> float:
+    from cost_models.deployment import estimate_one
+
+    report = estimate_one(
+        "llama-3.1-8b",
+        hardware,
+        chips=1,
+        batch=8,
+        prompt_len=512,
+        gen_len=64,
+        phase="decode",
+        weight_bits=weight,
+        act_bits=act,
+        kv_bits="16",
+    )
+    return report["decode"]["step_latency_s"]
+
+
+def test_calibrated_fp4_on_a_chip_without_fp4_runs_the_fp8_gemms() -> None:
+    """H100 has no fp4 tensor cores: fp4 x fp4 GEMMs are the fp8 kernels (W4A8), so the decode
+    step differs from fp8's only in the elementwise operators' activation bytes (0.5 vs 1)."""
+    fp4, fp8 = _decode_s("h100-sxm", "fp4", "fp4"), _decode_s("h100-sxm", "fp8", "fp8")
+    assert fp4 == pytest.approx(fp8, rel=0.05) and fp4 <= fp8
+
+
+def test_calibrated_fp4_on_b200_uses_its_measured_nvfp4_gemm() -> None:
+    assert _decode_s("b200", "fp4", "fp4") != pytest.approx(_decode_s("b200", "fp8", "fp8"), rel=0.05)
