@@ -552,6 +552,10 @@ _FAMILIES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "qwen3_moe": _qwen_moe,
     "deepseek_v2": _deepseek,
     "deepseek_v3": _deepseek,
+    # Kimi K2 (Moonshot) ships model_type kimi_k2 with DeepseekV3ForCausalLM as its architecture;
+    # K2.5 and later wrap it as the text_config of a kimi_k25 multimodal config.
+    "kimi_k2": _deepseek,
+    "kimi_k25": _deepseek,
     "glm4_moe": _glm4_moe,
     "gpt_oss": _gpt_oss,
     "gemma2": _gemma("gemma2"),
@@ -600,7 +604,7 @@ def _refuse_hybrids(config: dict[str, Any], model_type: str) -> None:
 # quantization_config -> checkpoint_format
 # ---------------------------------------------------------------------------------------------
 
-_QUANT_METHODS = ("fp8", "awq", "gptq", "mxfp4", "modelopt")
+_QUANT_METHODS = ("fp8", "awq", "gptq", "mxfp4", "modelopt", "compressed-tensors")
 
 
 def _checkpoint_format(config: dict[str, Any]) -> str | None:
@@ -634,6 +638,8 @@ def _checkpoint_format(config: dict[str, Any]) -> str | None:
                 _field(f"{key}.bits"), f"{method} with {bits!r} bits is not modelled", "use 4 or 8 bits"
             )
         return formats[bits]
+    if method == "compressed-tensors":
+        return _compressed_tensors_format(quant)
     if method == "modelopt":
         algo = quant.get("quant_algo")
         algos = {"NVFP4": "fp4", "FP8": "fp8"}
@@ -644,6 +650,36 @@ def _checkpoint_format(config: dict[str, Any]) -> str | None:
             )
         return algos[algo.upper()]
     return {"fp8": "fp8", "mxfp4": "fp4"}[method]
+
+
+def _compressed_tensors_format(quant: dict[str, Any]) -> str:
+    """compressed-tensors (llm-compressor checkpoints: Red Hat / Neural Magic, Kimi K2 Thinking):
+    the weight format of its ``config_groups``, which must all agree. int 4 / 8 bits -> int4 /
+    int8, float 8 / 4 bits -> fp8 / fp4 (NVFP4)."""
+    key = "quantization_config.config_groups"
+    groups = quant.get("config_groups")
+    if not isinstance(groups, dict) or not groups:
+        raise InvalidInputError(_field(key), "missing or empty", "use the checkpoint's quantization_config")
+    formats = {(4, "int"): "int4", (8, "int"): "int8", (8, "float"): "fp8", (4, "float"): "fp4"}
+    found = set()
+    for group in groups.values():
+        weights = group.get("weights") if isinstance(group, dict) else None
+        if not isinstance(weights, dict):
+            raise InvalidInputError(_field(key), "a group has no weights scheme", "use the checkpoint's config")
+        bits, kind = weights.get("num_bits"), weights.get("type")
+        readable = isinstance(bits, int) and not isinstance(bits, bool) and isinstance(kind, str)
+        scheme = (bits, kind) if readable else None
+        if scheme is None or scheme not in formats:
+            shown = ", ".join(_printable(str(v), 20) for v in (bits, kind))
+            raise InvalidInputError(
+                _field(key), f"weights of (bits, type) ({shown}) are not modelled", "use 4 or 8 bit int or float"
+            )
+        found.add(formats[scheme])
+    if len(found) > 1:
+        raise InvalidInputError(
+            _field(key), f"groups store weights in different formats ({', '.join(sorted(found))})", "not modelled"
+        )
+    return found.pop()
 
 
 def _text_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -278,6 +278,8 @@ def test_supported_model_types() -> None:
         "qwen3_moe",
         "deepseek_v2",
         "deepseek_v3",
+        "kimi_k2",
+        "kimi_k25",
         "glm4_moe",
         "gpt_oss",
         "gemma2",

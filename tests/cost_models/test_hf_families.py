@@ -190,6 +190,30 @@ EXPECTED: dict[str, dict[str, Any]] = {
         v_head_dim=128,
         checkpoint_format="fp8",
     ),
+    # Kimi K2 ships model_type kimi_k2 (architecture DeepseekV3ForCausalLM): DeepSeek-V3's MLA with
+    # 64 heads and 384 experts, 1 dense block.
+    "kimi_k2": dict(
+        DENSE,
+        layers=61,
+        d_model=7168,
+        heads=64,
+        kv_heads=64,
+        d_head=128,
+        d_ff=18432,
+        vocab=163840,
+        tie_embeddings=False,
+        max_context=131072,
+        experts=384,
+        experts_per_token=8,
+        expert_d_ff=2048,
+        shared_experts=1,
+        dense_layers=1,
+        kv_lora_rank=512,
+        q_lora_rank=1536,
+        qk_rope_head_dim=64,
+        v_head_dim=128,
+        checkpoint_format="fp8",
+    ),
     "deepseek_v2": dict(
         DENSE,
         layers=60,
@@ -431,11 +455,52 @@ def test_quantization_config_sets_checkpoint_format(tmp_path: Path, quant: dict,
     assert read(tmp_path, {**load("llama"), "quantization_config": quant}).checkpoint_format == expected
 
 
+def _compressed(*schemes: tuple[int, str]) -> dict:
+    groups = {
+        f"group_{i}": {"targets": ["Linear"], "weights": {"num_bits": bits, "type": kind, "group_size": 32}}
+        for i, (bits, kind) in enumerate(schemes)
+    }
+    return {"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": groups}
+
+
+@pytest.mark.parametrize(
+    ("schemes", "expected"),
+    [([(4, "int")], "int4"), ([(8, "int")], "int8"), ([(8, "float")], "fp8"), ([(4, "float"), (4, "float")], "fp4")],
+)
+def test_compressed_tensors_weight_schemes(tmp_path: Path, schemes: list, expected: str) -> None:
+    """Kimi K2 Thinking / K2.5 ship int4 weights (num_bits 4, type int, group 32) this way."""
+    config = {**load("kimi_k2"), "quantization_config": _compressed(*schemes)}
+    assert read(tmp_path, config).checkpoint_format == expected
+
+
+@pytest.mark.parametrize(
+    "quant",
+    [
+        _compressed((4, "int"), (8, "float")),
+        _compressed((3, "int")),
+        _compressed((4, "nf")),
+        {"quant_method": "compressed-tensors", "config_groups": {}},
+        {"quant_method": "compressed-tensors", "config_groups": {"g": {"weights": {"num_bits": [4], "type": "int"}}}},
+        {"quant_method": "compressed-tensors", "config_groups": {"g": "int4"}},
+    ],
+)
+def test_compressed_tensors_unreadable_schemes_are_refused(tmp_path: Path, quant: dict) -> None:
+    with pytest.raises(InvalidInputError) as raised:
+        read(tmp_path, {**load("llama"), "quantization_config": quant})
+    assert raised.value.field == "config.json:quantization_config.config_groups" and "\n" not in str(raised.value)
+
+
+def test_kimi_k25_nests_kimi_k2_in_text_config(tmp_path: Path) -> None:
+    text = {k: v for k, v in load("kimi_k2").items() if k != "quantization_config"}
+    config = {"model_type": "kimi_k25", "text_config": text, "quantization_config": _compressed((4, "int"))}
+    spec = read(tmp_path, config)
+    assert (spec.experts, spec.kv_lora_rank, spec.checkpoint_format) == (384, 512, "int4")
+
+
 @pytest.mark.parametrize(
     ("quant", "field"),
     [
         ({"quant_method": "bitsandbytes", "load_in_4bit": True}, "config.json:quantization_config.quant_method"),
-        ({"quant_method": "compressed-tensors"}, "config.json:quantization_config.quant_method"),
         ({"bits": 4}, "config.json:quantization_config.quant_method"),
         ({"quant_method": "awq", "bits": 3}, "config.json:quantization_config.bits"),
         ({"quant_method": "gptq", "bits": True}, "config.json:quantization_config.bits"),
@@ -450,7 +515,7 @@ def test_unknown_quantization_is_refused_naming_the_field(tmp_path: Path, quant:
 
 
 def test_unknown_quant_method_lists_the_supported_ones(tmp_path: Path) -> None:
-    with pytest.raises(InvalidInputError, match="fp8, awq, gptq, mxfp4, modelopt"):
+    with pytest.raises(InvalidInputError, match="fp8, awq, gptq, mxfp4, modelopt, compressed-tensors"):
         read(tmp_path, {**load("llama"), "quantization_config": {"quant_method": "hqq"}})
 
 
