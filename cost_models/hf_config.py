@@ -1,9 +1,13 @@
 """Build a :class:`ModelSpec` from a Hugging Face ``config.json`` on disk.
 
 Lets users cost any model whose config they have without adding it to the catalog. Nothing is
-downloaded. Only families whose shapes map cleanly onto :class:`ModelSpec` are accepted; every
-problem (missing file, bad JSON, unknown family, missing or bad field) raises
-:class:`InvalidInputError` naming the field, so the CLI can print one line.
+downloaded. Only families whose shapes map cleanly onto :class:`ModelSpec` are accepted (the table
+of what each maps to is docs/models.md); each reader takes attention, FFN, block and windows from
+the config's own fields. ``quantization_config`` sets ``checkpoint_format``. Every problem
+(missing file, bad JSON, unknown family, missing or bad field, a cost-changing field that is not
+modelled: experts in a dense family, linear-attention layers, unknown quantization) raises
+:class:`InvalidInputError` naming the field, so the CLI can print one line; strings from the
+config are shown with control characters replaced.
 """
 
 from __future__ import annotations
