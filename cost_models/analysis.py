@@ -15,7 +15,7 @@ from cost_models.calibrated_times import calibrated_operator_times, check_profil
 from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, calibration_report, resolve_calibration
 from cost_models.conventions import CONVENTIONS, DEFAULT, CountingConvention
 from cost_models.deployment import MAX_CHIPS
-from cost_models.dtypes import BITS_CHOICES, BYTES_PER_ELEMENT, FP8, dtype_name, parse_dtype
+from cost_models.dtypes import BITS_CHOICES, BYTES_PER_ELEMENT, FP4, FP8, dtype_name, parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs, make_configs
@@ -203,7 +203,7 @@ def memory_fit(memory: dict[str, float], chip: HardwareSpec, weight_dtype: int) 
                 b
                 for b in BITS_CHOICES
                 if BYTES_PER_ELEMENT[code := parse_dtype(b, "weight_bits")] == size
-                and (code != FP8 or chip.has_format(FP8))
+                and (code not in (FP8, FP4) or chip.has_format(code))  # float formats: native only
             ]
             fit["weight_bits_that_fit"] = names
             break

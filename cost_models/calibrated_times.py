@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from cost_models.calibration import CalibrationProfile
-from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, FP8, INT4, INT8
+from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, DTYPE_NAMES, FP4, FP8, INT4, INT8
 from cost_models.efficiency import (
     COLLECTIVE_KINDS,
     DecodeAttentionParams,
@@ -39,15 +39,21 @@ from cost_models.topology import Network, TorusNetwork, group_size
 #: Operators run as bandwidth-bound kernels (Kim et al.'s "non-linear" and elementwise rows).
 ELEMENTWISE_OPS = ("attn_norm", "attn_add", "mlp_norm", "mlp_act", "router", "expert_act", "mlp_add")
 UNFUSED_ATTENTION_OPS = ("qk_matmul", "softmax", "sv_matmul")
-_CACHE_FORMAT = {BF16: "bfloat16", FP8: "fp8", INT8: "fp8", INT4: "fp8"}  # measured KV formats
+# Measured KV formats; an fp4 cache (none measured) reads as the nearest low-precision one.
+_CACHE_FORMAT = {BF16: "bfloat16", FP8: "fp8", INT8: "fp8", INT4: "fp8", FP4: "fp8"}
 
 
 def gemm_format(weight_dtype: int, act_dtype: int) -> str:
     """The kernel a serving engine runs for weights and activations in these formats (the kernel
     database's ``gemm_dtype``): fp8 weights run fp8 GEMMs that quantize the activations; int8 x
-    int8 is SmoothQuant; int8 or int4 weights with 16-bit activations are weight-only kernels."""
+    int8 is SmoothQuant; int8 or int4 weights with 16-bit activations are weight-only kernels.
+    fp4 weights: fp4 x fp4 is the NVFP4 GEMM (measured on B200/GB200), x fp8 an fp8 GEMM, and with
+    any other activation a 4-bit weight-only kernel (dequantize to bf16; int4_wo is the measured
+    kernel of that shape)."""
     if weight_dtype == FP8:
         return "fp8"
+    if weight_dtype == FP4:
+        return {FP4: "nvfp4", FP8: "fp8"}.get(act_dtype, "int4_wo")
     if weight_dtype == INT8:
         return "sq" if act_dtype == INT8 else "int8_wo"
     if weight_dtype == INT4:
@@ -57,8 +63,9 @@ def gemm_format(weight_dtype: int, act_dtype: int) -> str:
 
 #: The kernel format of every (weight dtype, activation dtype) pair, as an index into
 #: ``_FORMAT_NAMES``: one table look-up per configuration instead of a Python call.
-_FORMAT_NAMES: tuple[str, ...] = ("bfloat16", "fp8", "sq", "int8_wo", "int4_wo")
-_FORMAT_TABLE = np.array([[_FORMAT_NAMES.index(gemm_format(w, a)) for a in range(4)] for w in range(4)])
+_FORMAT_NAMES: tuple[str, ...] = ("bfloat16", "fp8", "sq", "int8_wo", "int4_wo", "nvfp4")
+_CODES = range(len(DTYPE_NAMES))
+_FORMAT_TABLE = np.array([[_FORMAT_NAMES.index(gemm_format(w, a)) for a in _CODES] for w in _CODES])
 
 
 def _gemm_params(profile: CalibrationProfile, fmt: str) -> GemmParams:
@@ -83,6 +90,11 @@ def calibrated_operator_times(
     m, n, k = _mla_gemm_shapes(chip_ops, c, gemm_shapes)
     # Weight matmuls, grouped by the engine's kernel format.
     formats = _FORMAT_TABLE[c.weight_dtype, c.act_dtype]
+    if not hardware.has_format(FP4):
+        # No fp4 tensor cores (Hopper, Ampere, MI300): an fp4 x fp4 GEMM runs as the W4A8 kernels
+        # engines ship there (fp4 weights upcast to fp8), i.e. the chip's fp8 GEMM, as the
+        # roofline's peak_table does. Its fitted bytes are fp8's: up to 2x the fp4 weight traffic.
+        formats = np.where(formats == _FORMAT_NAMES.index("nvfp4"), _FORMAT_NAMES.index("fp8"), formats)
     # The rows of gemm_shapes are GEMM_AXES's, in this order; the experts' are timed apart.
     shape_rows = [i for i, op in enumerate(GEMM_AXES) if op not in EXPERT_PROJECTIONS]
     gemm_rows = [OP[op] for op in GEMM_AXES if op not in EXPERT_PROJECTIONS]

@@ -4,6 +4,11 @@ Codes keep the cost model vectorized: a configuration's formats are int arrays, 
 and the compute format of an operator are table look-ups. The compute format of a matmul is the
 wider of its two operands' formats (int8 peak only when both operands are int8, design.md
 "Roofline"); weights quantized to int4 but multiplied with bf16 activations still cost bf16 FLOPs.
+
+fp4 is a 4-bit float with per-block scales: OCP MXFP4 (one 8-bit power-of-two scale per 32
+elements, gpt-oss checkpoints) and NVIDIA NVFP4 (one fp8 E4M3 scale per 16 elements plus one fp32
+scale per tensor, ModelOpt checkpoints). Both share one code: they cost the same on the chips that
+have 4-bit float tensor cores (Blackwell, MI355X).
 """
 
 from __future__ import annotations
@@ -14,28 +19,36 @@ import numpy as np
 
 from cost_models.errors import InvalidInputError
 
-BF16, FP8, INT8, INT4 = 0, 1, 2, 3
+BF16, FP8, INT8, INT4, FP4 = 0, 1, 2, 3, 4
 #: Canonical names, indexed by code. ``bf16`` stands for any 16-bit float (fp16 too).
-DTYPE_NAMES: tuple[str, ...] = ("bf16", "fp8", "int8", "int4")
-#: Bytes per element, indexed by code (scale factors of quantized formats are not counted).
-BYTES_PER_ELEMENT = np.array([2.0, 1.0, 1.0, 0.5])
+DTYPE_NAMES: tuple[str, ...] = ("bf16", "fp8", "int8", "int4", "fp4")
+#: Bytes per element, indexed by code. Scale factors of quantized formats are NOT counted, for
+#: int4 (AWQ/GPTQ: one 16-bit scale (+ zero) per group of 128, ~3-6% more bytes) as for fp4: the
+#: block scales add 8 bits per 32 elements for MXFP4 (4.25 bits: +6.25%) and 8 bits per 16 for
+#: NVFP4 (4.5 bits: +12.5%), so fp4 weight traffic and memory are low by that much. One code
+#: serves both fp4 flavours, so no single scale overhead would be right for both; 0.5 keeps fp4
+#: and int4 comparable (tests/cost_models/test_dtypes.py pins this choice).
+BYTES_PER_ELEMENT = np.array([2.0, 1.0, 1.0, 0.5, 0.5])
 
 # Compute format of a product of two operands, COMBINE[a, b]. A 16-bit operand forces 16-bit
 # math; int4 x int8 runs as int8; fp8 mixed with an integer format has no common low-precision
-# unit and runs in bf16.
+# unit and runs in bf16. fp4 x fp4 runs on fp4 tensor cores (Blackwell: NVFP4/MXFP4 MMA); fp4
+# weights with fp8 activations run as fp8 (the weights are upcast, as in W4A8 MoE kernels); fp4
+# with bf16 or an integer format runs in bf16.
 COMBINE = np.array(
     [
-        # bf16  fp8   int8  int4
-        [BF16, BF16, BF16, BF16],  # bf16
-        [BF16, FP8, BF16, BF16],  # fp8
-        [BF16, BF16, INT8, INT8],  # int8
-        [BF16, BF16, INT8, INT4],  # int4
+        # bf16  fp8   int8  int4  fp4
+        [BF16, BF16, BF16, BF16, BF16],  # bf16
+        [BF16, FP8, BF16, BF16, FP8],  # fp8
+        [BF16, BF16, INT8, INT8, BF16],  # int8
+        [BF16, BF16, INT8, INT4, BF16],  # int4
+        [BF16, FP8, BF16, BF16, FP4],  # fp4
     ],
     dtype=np.int64,
 )
 
-#: What a user writes for a stored format (bits, or fp8): CLI choices and study specs.
-BitsChoice = Literal["16", "8", "4", "fp8"]
+#: What a user writes for a stored format (bits, fp8 or fp4): CLI choices and study specs.
+BitsChoice = Literal["16", "8", "4", "fp8", "fp4"]
 BITS_CHOICES: tuple[str, ...] = get_args(BitsChoice)
 
 _ALIASES = {
@@ -50,6 +63,11 @@ _ALIASES = {
     "float8": FP8,
     "4": INT4,
     "int4": INT4,
+    # "4" stays int4; the 4-bit float is named (its two block-scaled flavours cost the same here).
+    "fp4": FP4,
+    "mxfp4": FP4,
+    "nvfp4": FP4,
+    "float4": FP4,
 }
 
 
@@ -58,7 +76,7 @@ def parse_dtype(value: str | int, field: str) -> int:
     key = str(value).strip().lower()
     if key not in _ALIASES:
         raise InvalidInputError(
-            field, f"unsupported value {value!r}", "use 16, 8, 4 or fp8 (bits of the stored format)"
+            field, f"unsupported value {value!r}", "use 16, 8, 4, fp8 or fp4 (bits of the stored format; 4 is int4)"
         )
     return _ALIASES[key]
 
@@ -66,3 +84,15 @@ def parse_dtype(value: str | int, field: str) -> int:
 def dtype_name(code: int) -> str:
     """The canonical name of a dtype code."""
     return DTYPE_NAMES[int(code)]
+
+
+#: How a user writes each format (a ``BitsChoice``), by code.
+_CHOICE_BY_CODE = {BF16: "16", FP8: "fp8", INT8: "8", INT4: "4", FP4: "fp4"}
+
+
+def weight_bits_default(checkpoint_format: str | None) -> str:
+    """The weight format a deployment of a model runs when the user names none: its checkpoint's
+    stored format (``ModelSpec.checkpoint_format``, from ``quantization_config``), else 16-bit."""
+    if checkpoint_format is None:
+        return "16"
+    return _CHOICE_BY_CODE[parse_dtype(checkpoint_format, "checkpoint_format")]

@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cost_models.dtypes import BF16, FP8, INT4, INT8, parse_dtype
+from cost_models.dtypes import BF16, DTYPE_NAMES, FP4, FP8, INT4, INT8, parse_dtype
 from cost_models.errors import InvalidInputError, from_validation_error
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -31,7 +31,7 @@ class PeakOps(BaseModel):
     fp8: float | None = Field(default=None, gt=0)
     int8: float | None = Field(default=None, gt=0)
     int4: float | None = Field(default=None, gt=0)
-    fp4: float | None = Field(default=None, gt=0, description="4-bit float (NVFP4) matmul peak.")
+    fp4: float | None = Field(default=None, gt=0, description="4-bit float (NVFP4 / MXFP4) matmul peak.")
 
 
 class TorusInterconnect(BaseModel):
@@ -99,25 +99,35 @@ class HardwareSpec(BaseModel):
         """Peak ops/s indexed by dtype code, with formats the chip lacks run in the next wider one.
 
         int4 falls back to int8 (as on H100, which has no int4 tensor cores), int8 and fp8 to bf16.
+        fp4 math on a chip without fp4 units runs at the fp8 peak (else bf16): the fp4 operands are
+        upcast to fp8 in registers before the MMA, as Hopper's MXFP4 MoE kernels do; that upcast is
+        not charged (it hides under the weight load in memory-bound decode).
         """
         peaks = self.peak_ops_per_s
-        table = np.empty(4)
+        table = np.empty(len(DTYPE_NAMES))
         table[BF16] = peaks.bf16
         table[FP8] = peaks.fp8 or peaks.bf16
         table[INT8] = peaks.int8 or peaks.bf16
         table[INT4] = peaks.int4 or table[INT8]
+        table[FP4] = peaks.fp4 or table[FP8]
         return table
 
     def has_format(self, code: int) -> bool:
         """Whether the chip has native compute for a dtype code (bf16 always)."""
         peaks = self.peak_ops_per_s
-        return {BF16: True, FP8: peaks.fp8 is not None, INT8: peaks.int8 is not None, INT4: peaks.int4 is not None}[
-            code
-        ]
+        return {
+            BF16: True,
+            FP8: peaks.fp8 is not None,
+            INT8: peaks.int8 is not None,
+            INT4: peaks.int4 is not None,
+            FP4: peaks.fp4 is not None,
+        }[code]
 
     def parse_formats(self, **bits: str | int) -> dict[str, int]:
         """Dtype codes of user-given formats (``weight_bits=8, kv_bits='fp8'``, ...), refusing
-        fp8 on a chip without fp8 units (int8 and int4 storage works anywhere)."""
+        fp8 on a chip without fp8 units (int8 and int4 storage works anywhere). fp4 is accepted
+        everywhere: on a chip without fp4 units its math runs at the fp8 (else bf16) peak, see
+        :meth:`peak_table`."""
         codes = {}
         for field, value in bits.items():
             code = parse_dtype(value, field)

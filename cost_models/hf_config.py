@@ -1,9 +1,13 @@
 """Build a :class:`ModelSpec` from a Hugging Face ``config.json`` on disk.
 
 Lets users cost any model whose config they have without adding it to the catalog. Nothing is
-downloaded. Only families whose shapes map cleanly onto :class:`ModelSpec` are accepted; every
-problem (missing file, bad JSON, unknown family, missing or bad field) raises
-:class:`InvalidInputError` naming the field, so the CLI can print one line.
+downloaded. Only families whose shapes map cleanly onto :class:`ModelSpec` are accepted (the table
+of what each maps to is docs/models.md); each reader takes attention, FFN, block and windows from
+the config's own fields. ``quantization_config`` sets ``checkpoint_format``. Every problem
+(missing file, bad JSON, unknown family, missing or bad field, a cost-changing field that is not
+modelled: experts in a dense family, linear-attention layers, unknown quantization) raises
+:class:`InvalidInputError` naming the field, so the CLI can print one line; strings from the
+config are shown with control characters replaced.
 """
 
 from __future__ import annotations
@@ -60,35 +64,234 @@ def _head_dim(hidden_key: str, heads_key: str, d_model: int, heads: int) -> int:
     return d_model // heads
 
 
-def _llama(config: dict[str, Any]) -> dict[str, Any]:
-    """Llama, Mistral and Qwen2: GQA, SwiGLU, serial blocks, untied unless the config says so."""
-    d_model = _positive_int(config, "hidden_size")
+def _count(config: dict[str, Any], key: str, default: int = 0) -> int:
+    """``config[key]`` as a non-negative int; ``default`` when absent or null."""
+    value = config.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInputError(_field(key), f"expected a non-negative integer, got {value!r}", "use an integer >= 0")
+    return value
+
+
+def _int_list(config: dict[str, Any], key: str, length: int | None = None) -> list[int] | None:
+    """``config[key]`` as a list of non-negative ints (``length`` long when given); None when absent."""
+    value = config.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        raise InvalidInputError(_field(key), "expected a list of non-negative integers", f"fix {key}")
+    if length is not None and len(value) != length:
+        raise InvalidInputError(
+            _field(key), f"has {len(value)} entries for {length} layers", "give one entry per layer (num_hidden_layers)"
+        )
+    return value
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """``text`` with control and escape characters replaced by '?', cut to ``limit`` characters:
+    a config's strings (names, paths) must not reach a terminal raw."""
+    clean = "".join(ch if ch.isprintable() else "?" for ch in text[: limit + 1])
+    return clean if len(clean) <= limit else clean[:limit] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared pieces: attention, context length, windows, experts in dense families
+# ---------------------------------------------------------------------------------------------
+
+
+def _attention(config: dict[str, Any], d_model: int, kv_key: str = "num_key_value_heads") -> dict[str, int]:
+    """heads, kv_heads (default heads: MHA) and d_head (head_dim, else hidden_size / heads)."""
     heads = _positive_int(config, "num_attention_heads")
-    head_dim = config.get("head_dim")
     d_head = (
         _positive_int(config, "head_dim")
-        if head_dim is not None
+        if config.get("head_dim") is not None
         else _head_dim("hidden_size", "num_attention_heads", d_model, heads)
     )
-    kv_heads = _positive_int(config, "num_key_value_heads", default=heads)
+    kv_heads = _positive_int(config, kv_key, default=heads)
     if heads % kv_heads != 0:
         raise InvalidInputError(
-            _field("num_key_value_heads"),
-            f"num_attention_heads ({heads}) is not divisible by num_key_value_heads ({kv_heads})",
-            "use a num_key_value_heads that divides num_attention_heads",
+            _field(kv_key),
+            f"num_attention_heads ({heads}) is not divisible by {kv_key} ({kv_heads})",
+            f"use a {kv_key} that divides num_attention_heads",
         )
+    return dict(heads=heads, kv_heads=kv_heads, d_head=d_head)
+
+
+def _decoder_base(config: dict[str, Any], *, tied: bool = False, context_key: str = "max_position_embeddings"):
+    """Fields every decoder family reads the same way."""
     return dict(
         layers=_positive_int(config, "num_hidden_layers"),
-        d_model=d_model,
-        heads=heads,
-        kv_heads=kv_heads,
-        d_head=d_head,
-        d_ff=_positive_int(config, "intermediate_size"),
-        ffn="swiglu",
-        block="serial",
+        d_model=_positive_int(config, "hidden_size"),
         vocab=_positive_int(config, "vocab_size"),
         kind="decoder",
-        tie_embeddings=_flag(config, "tie_word_embeddings", False),
+        tie_embeddings=_flag(config, "tie_word_embeddings", tied),
+        max_context=_count(config, context_key),
+    )
+
+
+_FULL, _SLIDING = "full_attention", "sliding_attention"
+
+
+def _windows(config: dict[str, Any], fields: dict[str, Any], default_sliding: int) -> dict[str, int]:
+    """sliding_window and sliding_window_layers. ``layer_types`` (newer transformers write it for
+    every family) says per block whether it is windowed; without it the family's rule gives
+    ``default_sliding`` windowed blocks. A window no shorter than the longest context is no window
+    (Phi-3-mini-128k's 262144 over 131072 positions): it caps nothing, so it is dropped."""
+    layers = fields["layers"]
+    sliding = default_sliding
+    layer_types = config.get("layer_types")
+    if layer_types is not None:
+        if not isinstance(layer_types, list) or len(layer_types) != layers:
+            raise InvalidInputError(
+                _field("layer_types"), f"expected a list of {layers} layer kinds", "give one entry per layer"
+            )
+        unknown = sorted({str(kind) for kind in layer_types} - {_FULL, _SLIDING})
+        if unknown:
+            raise InvalidInputError(
+                _field("layer_types"),
+                f"layer kind {_printable(unknown[0])!r} is not modelled (only {_FULL} and {_SLIDING})",
+                "use a model whose blocks are all softmax attention (see docs/models.md)",
+            )
+        sliding = sum(kind == _SLIDING for kind in layer_types)
+    window = _count(config, "sliding_window")
+    context = fields["max_context"]
+    if sliding == 0 or window == 0 or (context and window >= context):
+        return dict(sliding_window=0, sliding_window_layers=0)
+    return dict(sliding_window=window, sliding_window_layers=sliding)
+
+
+#: Keys that put routed experts in a config; in a dense family's config they change the cost and
+#: the family's reader would ignore them, so they are refused.
+_EXPERT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_intermediate_size")
+
+
+def _refuse_experts(config: dict[str, Any], model_type: str) -> None:
+    for key in _EXPERT_KEYS:
+        value = config.get(key)
+        if value not in (None, 0):
+            raise InvalidInputError(
+                _field(key),
+                f"{value!r} sets experts, but {model_type} is a dense family whose blocks have none",
+                "use the family's MoE model_type (mixtral, qwen3_moe, llama4, ...) or remove it",
+            )
+
+
+def _gated(config: dict[str, Any], fields: dict[str, Any], d_ff_key: str = "intermediate_size") -> dict[str, Any]:
+    """A gated MLP (gate, up, down: 3 matrices). ModelSpec's ``ffn`` counts matrices, so a gated
+    MLP is "swiglu" whatever its activation (SiLU in Llama, tanh-GELU in Gemma: GeGLU)."""
+    return dict(fields, d_ff=_positive_int(config, d_ff_key), ffn="swiglu", block="serial")
+
+
+# ---------------------------------------------------------------------------------------------
+# Dense families
+# ---------------------------------------------------------------------------------------------
+
+
+def _llama(config: dict[str, Any]) -> dict[str, Any]:
+    """Llama 1-3.x: GQA (num_key_value_heads), SwiGLU, serial blocks, full attention everywhere."""
+    _refuse_experts(config, "llama")
+    fields = _decoder_base(config)
+    fields |= _attention(config, fields["d_model"])
+    return _gated(config, fields)
+
+
+def _mistral_like(model_type: str):
+    """Mistral and Phi-3 (its fused gate_up is still two matrices): Llama's shapes, with
+    ``sliding_window`` (when set) on every block."""
+
+    def read(config: dict[str, Any]) -> dict[str, Any]:
+        _refuse_experts(config, model_type)
+        fields = _decoder_base(config)
+        fields |= _attention(config, fields["d_model"])
+        fields = _gated(config, fields)
+        return fields | _windows(config, fields, default_sliding=fields["layers"])
+
+    return read
+
+
+def _qwen_windowed_layers(config: dict[str, Any], layers: int) -> int:
+    """Qwen2/Qwen3 window the blocks from ``max_window_layers`` on, and only with
+    ``use_sliding_window`` true (transformers' Qwen2Attention; default 28 as in Qwen2Config)."""
+    if not _flag(config, "use_sliding_window", False):
+        return 0
+    return max(0, layers - _count(config, "max_window_layers", default=28))
+
+
+def _qwen(model_type: str):
+    """Qwen2 and Qwen3 (dense): Llama's shapes (Qwen3 with an explicit head_dim; q/k norms cost
+    nothing here), windows as :func:`_qwen_windowed_layers`."""
+
+    def read(config: dict[str, Any]) -> dict[str, Any]:
+        _refuse_experts(config, model_type)
+        fields = _decoder_base(config)
+        fields |= _attention(config, fields["d_model"])
+        fields = _gated(config, fields)
+        return fields | _windows(config, fields, _qwen_windowed_layers(config, fields["layers"]))
+
+    return read
+
+
+def _gemma(model_type: str):
+    """Gemma 2 and Gemma 3 (text): GeGLU MLP (3 matrices), GQA with head_dim, tied embeddings.
+    Windows: Gemma 2 windows every other block from the first (transformers' ``is_sliding = not
+    layer_idx % 2``); Gemma 3 all but every ``sliding_window_pattern``-th (default 6: 5 local, 1
+    global). Gemma 3's published text_config leaves out fields at their Gemma3TextConfig defaults
+    (vocab_size 262208, max_position_embeddings 131072), so those defaults are used here."""
+    gemma3 = model_type.startswith("gemma3")
+
+    def read(config: dict[str, Any]) -> dict[str, Any]:
+        _refuse_experts(config, model_type)
+        if gemma3:
+            config = {"vocab_size": 262208, "max_position_embeddings": 131072, **_present(config)}
+        fields = _decoder_base(config, tied=True)
+        fields |= _attention(config, fields["d_model"])
+        fields = _gated(config, fields)
+        layers = fields["layers"]
+        if gemma3:
+            pattern = _positive_int(config, "sliding_window_pattern", default=6)
+            sliding = layers - layers // pattern
+        else:
+            sliding = (layers + 1) // 2
+        return fields | _windows(config, fields, sliding)
+
+    return read
+
+
+def _present(config: dict[str, Any]) -> dict[str, Any]:
+    """The config without null values (so family defaults apply to them)."""
+    return {key: value for key, value in config.items() if value is not None}
+
+
+def _falcon(config: dict[str, Any]) -> dict[str, Any]:
+    """Falcon: a GELU MLP of ffn_hidden_size (default 4 x hidden) and tied embeddings. Attention
+    and block follow the config, as in transformers' FalconAttention/FalconDecoderLayer:
+    new_decoder_architecture (40B, 180B) has num_kv_heads KV heads (GQA) and a parallel block;
+    otherwise multi_query means one KV head (7B) and parallel_attn a parallel block."""
+    _refuse_experts(config, "falcon")
+    fields = _decoder_base(config, tied=True)
+    d_model = fields["d_model"]
+    heads = _positive_int(config, "num_attention_heads")
+    new_arch = _flag(config, "new_decoder_architecture", False)
+    if new_arch:
+        kv_heads = _positive_int(config, "num_kv_heads", default=heads)
+    else:
+        kv_heads = 1 if _flag(config, "multi_query", True) else heads
+    if heads % kv_heads != 0:
+        raise InvalidInputError(
+            _field("num_kv_heads"),
+            f"num_attention_heads ({heads}) is not divisible by num_kv_heads ({kv_heads})",
+            "use a num_kv_heads that divides num_attention_heads",
+        )
+    parallel = new_arch or _flag(config, "parallel_attn", True)
+    return dict(
+        fields,
+        heads=heads,
+        kv_heads=kv_heads,
+        d_head=_head_dim("hidden_size", "num_attention_heads", d_model, heads),
+        d_ff=_positive_int(config, "ffn_hidden_size", default=4 * d_model),
+        ffn="gelu",
+        block="parallel" if parallel else "serial",
     )
 
 
@@ -100,6 +303,7 @@ def _gelu_mha(
     d_ff: str,
     kind: str,
     tied: bool,
+    context: str,
     d_ff_factor: int | None = None,
     parallel_key: str | None = None,
 ):
@@ -124,13 +328,21 @@ def _gelu_mha(
             vocab=_positive_int(config, "vocab_size"),
             kind=kind,
             tie_embeddings=_flag(config, "tie_word_embeddings", tied),
+            max_context=_count(config, context),
         )
 
     return read
 
 
 _gpt2 = _gelu_mha(
-    layers="n_layer", hidden="n_embd", heads="n_head", d_ff="n_inner", d_ff_factor=4, kind="decoder", tied=True
+    layers="n_layer",
+    hidden="n_embd",
+    heads="n_head",
+    d_ff="n_inner",
+    d_ff_factor=4,
+    kind="decoder",
+    tied=True,
+    context="n_positions",
 )
 _bert = _gelu_mha(
     layers="num_hidden_layers",
@@ -139,6 +351,7 @@ _bert = _gelu_mha(
     d_ff="intermediate_size",
     kind="encoder",
     tied=True,
+    context="max_position_embeddings",
 )
 _gpt_neox = _gelu_mha(
     layers="num_hidden_layers",
@@ -147,8 +360,177 @@ _gpt_neox = _gelu_mha(
     d_ff="intermediate_size",
     kind="decoder",
     tied=False,
+    context="max_position_embeddings",
     parallel_key="use_parallel_residual",
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixture-of-experts families
+# ---------------------------------------------------------------------------------------------
+
+
+def _moe(config: dict[str, Any], fields: dict[str, Any], *, experts: str, expert_d_ff: str, moe_layers: int):
+    """Routed-expert fields: ``experts`` and ``expert_d_ff`` name the family's keys; blocks that
+    are not among the ``moe_layers`` keep the dense FFN (d_ff)."""
+    layers = fields["layers"]
+    if not 1 <= moe_layers <= layers:
+        raise InvalidInputError(
+            _field("num_hidden_layers"),
+            f"the config's MoE layout gives {moe_layers} MoE blocks of {layers}",
+            "check first_k_dense_replace / the MoE layer step against num_hidden_layers",
+        )
+    return dict(
+        fields,
+        experts=_positive_int(config, experts),
+        experts_per_token=_positive_int(config, "num_experts_per_tok"),
+        expert_d_ff=_positive_int(config, expert_d_ff),
+        dense_layers=layers - moe_layers,
+    )
+
+
+def _mixtral(config: dict[str, Any]) -> dict[str, Any]:
+    """Mixtral: Mistral attention (sliding_window on every block when set), every block's FFN
+    num_local_experts SwiGLU experts of intermediate_size, num_experts_per_tok per token."""
+    fields = _decoder_base(config)
+    fields |= _attention(config, fields["d_model"])
+    fields = _gated(config, fields)
+    fields |= _windows(config, fields, default_sliding=fields["layers"])
+    return _moe(
+        config, fields, experts="num_local_experts", expert_d_ff="intermediate_size", moe_layers=fields["layers"]
+    )
+
+
+def _qwen_moe(config: dict[str, Any]) -> dict[str, Any]:
+    """Qwen2-MoE and Qwen3-MoE: num_experts routed experts of moe_intermediate_size, top
+    num_experts_per_tok. A block is MoE unless listed in ``mlp_only_layers`` or off the
+    ``decoder_sparse_step`` (transformers: ``(i + 1) % decoder_sparse_step == 0``); the others keep a
+    dense MLP of intermediate_size. Qwen2-MoE adds one shared expert of
+    shared_expert_intermediate_size (its sigmoid gate, d_model x 1, is left out)."""
+    fields = _decoder_base(config)
+    fields |= _attention(config, fields["d_model"])
+    fields = _gated(config, fields)
+    layers = fields["layers"]
+    fields |= _windows(config, fields, _qwen_windowed_layers(config, layers))
+    step = _positive_int(config, "decoder_sparse_step", default=1)
+    dense_only = set(_int_list(config, "mlp_only_layers") or [])
+    moe_layers = sum(1 for i in range(layers) if i not in dense_only and (i + 1) % step == 0)
+    fields = _moe(config, fields, experts="num_experts", expert_d_ff="moe_intermediate_size", moe_layers=moe_layers)
+    if _count(config, "shared_expert_intermediate_size"):
+        fields |= dict(shared_experts=1, shared_expert_d_ff=_positive_int(config, "shared_expert_intermediate_size"))
+    return fields
+
+
+def _llama4(config: dict[str, Any]) -> dict[str, Any]:
+    """Llama 4 (Scout, Maverick; the text_config of the multimodal config). MoE blocks are every
+    ``interleave_moe_layer_step``-th (transformers: ``moe_layers`` = step-1, 2*step-1, ...), each with
+    num_local_experts routed experts of intermediate_size (top num_experts_per_tok) plus one
+    shared expert of the same width; the other blocks have a dense MLP of intermediate_size_mlp.
+
+    Attention: blocks with RoPE (``no_rope_layers[i]`` = 1; by default 3 of every 4,
+    ``no_rope_layer_interval`` 4) use chunked attention, a token attending only within its
+    ``attention_chunk_size``-token chunk; the NoPE blocks attend to everything. Chunked attention
+    is charged as a sliding window of the chunk size: the same KV cache cap, and an upper bound on
+    the keys read (a token sees, on average, half a chunk)."""
+    fields = _decoder_base(config)
+    fields |= _attention(config, fields["d_model"])
+    fields = _gated(config, fields, d_ff_key="intermediate_size_mlp")
+    layers = fields["layers"]
+    step = _positive_int(config, "interleave_moe_layer_step", default=1)
+    moe_list = _int_list(config, "moe_layers")
+    moe_layers = len(set(moe_list)) if moe_list is not None else len(range(step - 1, layers, step))
+    fields = _moe(config, fields, experts="num_local_experts", expert_d_ff="intermediate_size", moe_layers=moe_layers)
+    fields |= dict(shared_experts=1)
+    rope = _int_list(config, "no_rope_layers") or None  # [] means: derive from the interval
+    if rope is not None:
+        rope = _int_list(config, "no_rope_layers", length=layers) or []
+        chunked = sum(1 for flag in rope if flag)
+    else:
+        interval = _positive_int(config, "no_rope_layer_interval", default=4)
+        chunked = sum(1 for i in range(layers) if (i + 1) % interval != 0)
+    chunk = _count(config, "attention_chunk_size")
+    context = fields["max_context"]
+    if chunk and chunked and not (context and chunk >= context):
+        fields |= dict(sliding_window=chunk, sliding_window_layers=chunked)
+    return fields
+
+
+def _gpt_oss(config: dict[str, Any]) -> dict[str, Any]:
+    """gpt-oss: GQA with head_dim, num_local_experts SwiGLU experts of intermediate_size in every
+    block (top num_experts_per_tok), sliding_window on the blocks ``layer_types`` marks (by
+    default every other one from the first, as GptOssConfig). Attention sinks (one logit per head)
+    cost nothing here."""
+    fields = _decoder_base(config)
+    fields |= _attention(config, fields["d_model"])
+    fields = _gated(config, fields)
+    fields |= _windows(config, fields, default_sliding=(fields["layers"] + 1) // 2)
+    return _moe(
+        config, fields, experts="num_local_experts", expert_d_ff="intermediate_size", moe_layers=fields["layers"]
+    )
+
+
+def _first_k_dense(config: dict[str, Any], layers: int, freq_key: str | None) -> int:
+    """MoE blocks of DeepSeek-style configs: block i is MoE when i >= first_k_dense_replace and
+    i % moe_layer_freq == 0 (transformers' DeepseekV2/V3 decoder layer)."""
+    first = _count(config, "first_k_dense_replace")
+    freq = _positive_int(config, freq_key, default=1) if freq_key else 1
+    return sum(1 for i in range(layers) if i >= first and i % freq == 0)
+
+
+def _deepseek(config: dict[str, Any]) -> dict[str, Any]:
+    """DeepSeek-V2/V3 (and Kimi K2, which ships model_type deepseek_v3): multi-head latent
+    attention (kv_lora_rank latent + qk_rope_head_dim rotary key cached per token; d_head is
+    qk_nope_head_dim, v_head_dim the value width, q_lora_rank the query compression, null for
+    V2-Lite's full-rank query; kv_heads = heads), n_routed_experts experts of
+    moe_intermediate_size (top num_experts_per_tok) plus n_shared_experts of the same width in the
+    MoE blocks, the first first_k_dense_replace blocks dense with intermediate_size. The
+    multi-token-prediction module (num_nextn_predict_layers) is a speculative-decoding head, not
+    part of the forward pass costed here."""
+    for key in ("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim"):
+        if config.get(key) is None:
+            raise InvalidInputError(
+                _field(key),
+                "missing: a DeepSeek config describes multi-head latent attention (MLA) by its ranks",
+                f"add {key} (DeepSeek-V3: kv_lora_rank 512, qk_rope_head_dim 64, qk_nope_head_dim 128)",
+            )
+    fields = _decoder_base(config)
+    heads = _positive_int(config, "num_attention_heads")
+    d_head = _positive_int(config, "qk_nope_head_dim")
+    fields |= dict(
+        heads=heads,
+        kv_heads=heads,
+        d_head=d_head,
+        kv_lora_rank=_positive_int(config, "kv_lora_rank"),
+        q_lora_rank=_count(config, "q_lora_rank"),
+        qk_rope_head_dim=_positive_int(config, "qk_rope_head_dim"),
+        v_head_dim=_positive_int(config, "v_head_dim", default=d_head),
+    )
+    fields = _gated(config, fields)
+    if config.get("n_routed_experts") is None:  # a dense DeepSeek (no routed experts)
+        return fields
+    moe_layers = _first_k_dense(config, fields["layers"], "moe_layer_freq")
+    fields = _moe(
+        config, fields, experts="n_routed_experts", expert_d_ff="moe_intermediate_size", moe_layers=moe_layers
+    )
+    shared = _count(config, "n_shared_experts")
+    return fields | (dict(shared_experts=shared) if shared else {})
+
+
+def _glm4_moe(config: dict[str, Any]) -> dict[str, Any]:
+    """GLM-4.5 / 4.6 (glm4_moe): GQA with head_dim, the first first_k_dense_replace blocks dense
+    (intermediate_size), the rest n_routed_experts experts of moe_intermediate_size (top
+    num_experts_per_tok) plus n_shared_experts of the same width. Partial RoPE and q/k norms
+    cost nothing here; the MTP module (num_nextn_predict_layers) is left out as DeepSeek's."""
+    _refuse_unmodelled(config, {"use_sliding_window": lambda v: v is False})
+    fields = _decoder_base(config)
+    fields |= _attention(config, fields["d_model"])
+    fields = _gated(config, fields)
+    moe_layers = _first_k_dense(config, fields["layers"], None)
+    fields = _moe(
+        config, fields, experts="n_routed_experts", expert_d_ff="moe_intermediate_size", moe_layers=moe_layers
+    )
+    shared = _count(config, "n_shared_experts")
+    return fields | (dict(shared_experts=shared) if shared else {})
 
 
 def _refuse_unmodelled(config: dict[str, Any], keys: dict[str, Callable[[Any], bool]]) -> None:
@@ -161,74 +543,161 @@ def _refuse_unmodelled(config: dict[str, Any], keys: dict[str, Callable[[Any], b
             )
 
 
-def _qwen3(config: dict[str, Any]) -> dict[str, Any]:
-    """Qwen3 (dense): Llama's shapes with an explicit head_dim (q/k norms cost nothing here)."""
-    _refuse_unmodelled(config, {"use_sliding_window": lambda v: v is False})
-    return _llama(config)
-
-
-def _moe_every_layer(config: dict[str, Any]) -> None:
-    """Qwen MoE configs can make some blocks dense (``decoder_sparse_step``, ``mlp_only_layers``);
-    only MoE in every block is read (dense *first* blocks are DeepSeek's first_k_dense_replace)."""
-    _refuse_unmodelled(config, {"decoder_sparse_step": lambda v: v == 1, "mlp_only_layers": lambda v: v == []})
-
-
-def _mixtral(config: dict[str, Any]) -> dict[str, Any]:
-    """Mixtral: Mistral attention, every block's FFN num_local_experts SwiGLU experts of
-    intermediate_size, num_experts_per_tok of them per token."""
-    _refuse_unmodelled(config, {"sliding_window": lambda v: False})
-    fields = _llama(config)
-    experts = _positive_int(config, "num_local_experts")
-    return dict(
-        fields,
-        experts=experts,
-        experts_per_token=_positive_int(config, "num_experts_per_tok"),
-        expert_d_ff=fields["d_ff"],
-    )
-
-
-def _qwen_moe(config: dict[str, Any]) -> dict[str, Any]:
-    """Qwen2-MoE and Qwen3-MoE: num_experts routed experts of moe_intermediate_size in every
-    block, top num_experts_per_tok; Qwen2-MoE adds one shared expert of
-    shared_expert_intermediate_size (its sigmoid gate, d_model x 1, is left out)."""
-    _refuse_unmodelled(config, {"use_sliding_window": lambda v: v is False})
-    _moe_every_layer(config)
-    fields = _llama(config)
-    shared = config.get("shared_expert_intermediate_size")
-    moe = dict(
-        experts=_positive_int(config, "num_experts"),
-        experts_per_token=_positive_int(config, "num_experts_per_tok"),
-        expert_d_ff=_positive_int(config, "moe_intermediate_size"),
-    )
-    if shared is not None and shared != 0:
-        moe |= dict(shared_experts=1, shared_expert_d_ff=_positive_int(config, "shared_expert_intermediate_size"))
-    return dict(fields, **moe)
-
-
-def _deepseek_v3(config: dict[str, Any]) -> dict[str, Any]:
-    raise InvalidInputError(
-        _field("model_type"),
-        "deepseek_v3 uses multi-head latent attention (MLA), which is not modelled yet",
-        "use a GQA model (mixtral, qwen3_moe, qwen2_moe) until MLA lands",
-    )
-
-
 _FAMILIES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "llama": _llama,
-    "mistral": _llama,
-    "qwen2": _llama,
-    "qwen3": _qwen3,
+    "llama4": _llama4,
+    "llama4_text": _llama4,
+    "mistral": _mistral_like("mistral"),
+    "phi3": _mistral_like("phi3"),
     "mixtral": _mixtral,
+    "qwen2": _qwen("qwen2"),
+    "qwen3": _qwen("qwen3"),
     "qwen2_moe": _qwen_moe,
     "qwen3_moe": _qwen_moe,
-    "deepseek_v3": _deepseek_v3,
+    "deepseek_v2": _deepseek,
+    "deepseek_v3": _deepseek,
+    # Kimi K2 (Moonshot) ships model_type kimi_k2 with DeepseekV3ForCausalLM as its architecture;
+    # K2.5 and later wrap it as the text_config of a kimi_k25 multimodal config.
+    "kimi_k2": _deepseek,
+    "kimi_k25": _deepseek,
+    "glm4_moe": _glm4_moe,
+    "gpt_oss": _gpt_oss,
+    "gemma2": _gemma("gemma2"),
+    "gemma3": _gemma("gemma3"),
+    "gemma3_text": _gemma("gemma3_text"),
+    "falcon": _falcon,
     "gpt2": _gpt2,
     "bert": _bert,
     "gpt_neox": _gpt_neox,
 }
 
 #: ``model_type`` values that :func:`model_from_hf_config` understands.
-SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(set(_FAMILIES) - {"deepseek_v3"}))
+SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_FAMILIES))
+
+#: Families whose configs hold layers this cost model cannot charge (linear attention, state
+#: space blocks), by model_type, with what they hold: refused by name, not read as something else.
+_HYBRIDS = {
+    "qwen3_next": "Gated DeltaNet linear-attention layers",
+    "nemotron_h": "Mamba-2 state-space layers (hybrid_override_pattern)",
+    "jamba": "Mamba state-space layers",
+    "falcon_h1": "Mamba-2 state-space layers",
+    "minimax": "lightning (linear) attention layers",
+    "minimax_m1": "lightning (linear) attention layers",
+}
+#: Keys that describe such layers in any config.
+_HYBRID_KEYS = ("hybrid_override_pattern", "linear_num_value_heads", "attn_type_list", "layers_block_type")
+
+
+def _refuse_hybrids(config: dict[str, Any], model_type: str) -> None:
+    if model_type in _HYBRIDS:
+        raise InvalidInputError(
+            _field("model_type"),
+            f"{model_type} has {_HYBRIDS[model_type]}, which are not modelled",
+            "cost a model whose blocks are all softmax attention (see docs/models.md for what is next)",
+        )
+    for key in _HYBRID_KEYS:
+        if config.get(key) is not None:
+            raise InvalidInputError(
+                _field(key),
+                "describes linear-attention or state-space layers, which are not modelled",
+                "cost a model whose blocks are all softmax attention (see docs/models.md)",
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# quantization_config -> checkpoint_format
+# ---------------------------------------------------------------------------------------------
+
+_QUANT_METHODS = ("fp8", "awq", "gptq", "mxfp4", "modelopt", "compressed-tensors")
+
+
+def _checkpoint_format(config: dict[str, Any]) -> str | None:
+    """The stored weight format a ``quantization_config`` names (None: a 16-bit checkpoint).
+
+    fp8 (DeepSeek-V3, Qwen3-FP8: e4m3 with 128x128 block scales) -> fp8; AWQ and GPTQ -> int4 or
+    int8 by ``bits``; mxfp4 (gpt-oss: the experts in MXFP4, attention kept 16-bit, charged here as
+    all fp4 since the experts hold ~97% of the weights) and ModelOpt NVFP4 -> fp4, ModelOpt FP8 ->
+    fp8. Anything else changes the weight bytes in a way not read, so it is refused."""
+    quant = config.get("quantization_config")
+    if quant is None:
+        return None
+    key = "quantization_config"
+    if not isinstance(quant, dict):
+        raise InvalidInputError(_field(key), "expected an object", "use the checkpoint's quantization_config")
+    method = quant.get("quant_method")
+    supported = ", ".join(_QUANT_METHODS)
+    if not isinstance(method, str) or method.lower() not in _QUANT_METHODS:
+        shown = _printable(method) if isinstance(method, str) else method
+        raise InvalidInputError(
+            _field(f"{key}.quant_method"),
+            f"unsupported quantization method {shown!r}",
+            f"use a checkpoint quantized with one of {supported}, or remove quantization_config",
+        )
+    method = method.lower()
+    if method in ("awq", "gptq"):
+        bits = quant.get("bits", quant.get("w_bit"))
+        formats = {4: "int4", 8: "int8"}
+        if isinstance(bits, bool) or bits not in formats:
+            raise InvalidInputError(
+                _field(f"{key}.bits"), f"{method} with {bits!r} bits is not modelled", "use 4 or 8 bits"
+            )
+        return formats[bits]
+    if method == "compressed-tensors":
+        return _compressed_tensors_format(quant)
+    if method == "modelopt":
+        algo = quant.get("quant_algo")
+        algos = {"NVFP4": "fp4", "FP8": "fp8"}
+        if not isinstance(algo, str) or algo.upper() not in algos:
+            shown = _printable(algo) if isinstance(algo, str) else algo
+            raise InvalidInputError(
+                _field(f"{key}.quant_algo"), f"ModelOpt algorithm {shown!r} is not modelled", "use NVFP4 or FP8"
+            )
+        return algos[algo.upper()]
+    return {"fp8": "fp8", "mxfp4": "fp4"}[method]
+
+
+def _compressed_tensors_format(quant: dict[str, Any]) -> str:
+    """compressed-tensors (llm-compressor checkpoints: Red Hat / Neural Magic, Kimi K2 Thinking):
+    the weight format of its ``config_groups``, which must all agree. int 4 / 8 bits -> int4 /
+    int8, float 8 / 4 bits -> fp8 / fp4 (NVFP4)."""
+    key = "quantization_config.config_groups"
+    groups = quant.get("config_groups")
+    if not isinstance(groups, dict) or not groups:
+        raise InvalidInputError(_field(key), "missing or empty", "use the checkpoint's quantization_config")
+    formats = {(4, "int"): "int4", (8, "int"): "int8", (8, "float"): "fp8", (4, "float"): "fp4"}
+    found = set()
+    for group in groups.values():
+        weights = group.get("weights") if isinstance(group, dict) else None
+        if not isinstance(weights, dict):
+            raise InvalidInputError(_field(key), "a group has no weights scheme", "use the checkpoint's config")
+        bits, kind = weights.get("num_bits"), weights.get("type")
+        readable = isinstance(bits, int) and not isinstance(bits, bool) and isinstance(kind, str)
+        scheme = (bits, kind) if readable else None
+        if scheme is None or scheme not in formats:
+            shown = ", ".join(_printable(str(v), 20) for v in (bits, kind))
+            raise InvalidInputError(
+                _field(key), f"weights of (bits, type) ({shown}) are not modelled", "use 4 or 8 bit int or float"
+            )
+        found.add(formats[scheme])
+    if len(found) > 1:
+        raise InvalidInputError(
+            _field(key), f"groups store weights in different formats ({', '.join(sorted(found))})", "not modelled"
+        )
+    return found.pop()
+
+
+def _text_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The language model's fields: a multimodal config (Llama 4, Gemma 3) nests them in
+    ``text_config``; the quantization_config stays at the top level."""
+    text = config.get("text_config")
+    if text is None:
+        return config
+    if not isinstance(text, dict):
+        raise InvalidInputError(_field("text_config"), "expected an object", "use the checkpoint's config.json")
+    merged = dict(text)
+    if "quantization_config" in config:
+        merged["quantization_config"] = config["quantization_config"]
+    return merged
 
 
 def _read(path: Path) -> tuple[Path, dict[str, Any]]:
@@ -280,14 +749,20 @@ def model_from_hf_config(path: Path) -> ModelSpec:
     supported = ", ".join(SUPPORTED_MODEL_TYPES)
     if model_type is None:
         raise InvalidInputError(_field("model_type"), "missing", f"add model_type, one of {supported}")
+    if isinstance(model_type, str):
+        _refuse_hybrids(config, model_type)
     if not isinstance(model_type, str) or model_type not in _FAMILIES:
+        shown = _printable(model_type) if isinstance(model_type, str) else model_type
         raise InvalidInputError(
-            _field("model_type"), f"unsupported model_type {model_type!r}", f"use one of {supported}"
+            _field("model_type"), f"unsupported model_type {shown!r}", f"use one of {supported} (docs/models.md)"
         )
-    fields = _FAMILIES[model_type](config)
+    text = _text_config(config)
+    _refuse_hybrids(text, model_type)
+    fields = _FAMILIES[model_type](text)
+    fields["checkpoint_format"] = _checkpoint_format(text)
     name_or_path = config.get("_name_or_path")
     name = name_or_path if isinstance(name_or_path, str) and name_or_path else file.absolute().parent.name
     try:
-        return ModelSpec(name=name, source=f"config.json at {file}", **fields)
+        return ModelSpec(name=_printable(name), source=f"config.json at {_printable(str(file), 400)}", **fields)
     except ValidationError as error:
         raise from_validation_error(error, _FILE) from None

@@ -24,7 +24,7 @@ from cost_models.calibration import CalibrationProfile, default_backend, resolve
 from cost_models.deployment import DeploymentEstimate, estimate, estimate_report
 from cost_models.deployments import BLOCKS, Deployment, Deployments, make_deployments
 from cost_models.disaggregated import DisaggregatedEstimate, disaggregated_report, serve_disaggregated
-from cost_models.dtypes import parse_dtype
+from cost_models.dtypes import parse_dtype, weight_bits_default
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.metrics import Direction, metric_arrays
@@ -311,6 +311,9 @@ def compile_study(spec: StudySpec) -> CompiledStudy:
     meshes = _mesh_choices(spec, hardware)
     kv_heads = _kv_head_choices(spec, model)
     blocks = list(dict.fromkeys(model.block if b == "model" else b for b in space.block))
+    # A spec without weight formats runs a quantized checkpoint in its stored format (config.json).
+    if "weight_bits" not in space.model_fields_set:
+        space = space.model_copy(update={"weight_bits": [weight_bits_default(model.checkpoint_format)]})
     for name in ("weight_bits", "kv_bits"):
         for bits in getattr(space, name):
             hardware.parse_formats(**{f"space.{name}": bits})  # fp8 only where the chip has it

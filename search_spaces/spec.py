@@ -91,10 +91,11 @@ class Space(BaseModel):
     weight_bits: list[BitsChoice] = Field(
         default=["16"],
         min_length=1,
-        description="Weight format: 16 (bf16), 8 (int8), 4 (int4) or fp8 (fp8 needs a chip with fp8 units).",
+        description="Weight format: 16 (bf16), 8 (int8), 4 (int4), fp8 (needs a chip with fp8 units) or fp4; "
+        "left out: a quantized checkpoint's stored format (config.json quantization_config), else 16.",
     )
     kv_bits: list[BitsChoice] = Field(
-        default=["16"], min_length=1, description="KV cache format: 16 (bf16), 8 (int8), 4 (int4) or fp8."
+        default=["16"], min_length=1, description="KV cache format: 16 (bf16), 8 (int8), 4 (int4), fp8 or fp4."
     )
     kv_heads: list[StrictInt | Literal["model", "mha", "mqa"]] = Field(
         default=["model"],

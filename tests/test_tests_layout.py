@@ -17,11 +17,15 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 PACKAGES = ("cost_models", "search_spaces", "tuner")
 TOP_LEVEL_TESTS = {"test_layering.py", "test_tests_layout.py"}
+#: Data the tests read (published config.json files, ...), no test modules.
+DATA_FOLDERS = {"fixtures"}
 
 
 def test_each_test_folder_is_named_after_a_package() -> None:
     folders = {p.name for p in TESTS.iterdir() if p.is_dir() and p.name != "__pycache__" and not p.name.startswith(".")}
-    assert folders == set(PACKAGES)
+    assert folders == set(PACKAGES) | DATA_FOLDERS
+    for data in DATA_FOLDERS:
+        assert not list((TESTS / data).rglob("*.py")), f"tests/{data} holds data, not code"
     for package in PACKAGES:
         assert (REPO / package / "__init__.py").is_file()
         assert list((TESTS / package).glob("test_*.py")), f"no tests in tests/{package}"

@@ -21,11 +21,11 @@ from cost_models.capacity import DEFAULT_MAX_CHIPS, MODES
 from cost_models.conventions import CONVENTIONS
 from cost_models.deployment import OVERLAPS, Overlap, estimate_one
 from cost_models.deployments import PHASE_NAMES
-from cost_models.dtypes import BITS_CHOICES
+from cost_models.dtypes import BITS_CHOICES, weight_bits_default
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware, hardware_catalog, is_catalog_chip
 from cost_models.metrics import METRICS
-from cost_models.models import model_catalog
+from cost_models.models import get_model, model_catalog
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
 from cost_models.serving_one import estimate_serving_one
 from cost_models.serving_simulation import simulate_one
@@ -291,7 +291,9 @@ SPEC_BACKEND_OPTION = click.option(
 )
 @click.option("--prefill-attn-sharding", type=SHARDING, default=None, help="Override for prefill.")
 @click.option("--decode-attn-sharding", type=SHARDING, default=None, help="Override for decode.")
-@click.option("--weight-bits", type=BITS, default="16", show_default=True)
+@click.option(
+    "--weight-bits", type=BITS, default=None, help="[default: the checkpoint's format (quantization_config), else 16]"
+)
 @click.option("--act-bits", type=BITS, default="16", show_default=True)
 @click.option("--kv-bits", type=BITS, default="16", show_default=True)
 @click.option("--kv-heads", type=int, default=None, help="Override the model's KV heads (what-if).")
@@ -336,7 +338,7 @@ def estimate_command(
     attn_sharding: str,
     prefill_attn_sharding: str | None,
     decode_attn_sharding: str | None,
-    weight_bits: str,
+    weight_bits: str | None,
     act_bits: str,
     kv_bits: str,
     kv_heads: int | None,
@@ -370,6 +372,8 @@ def estimate_command(
         "prompt_len_std": prompt_len_std,
         "gen_len_std": gen_len_std,
     }
+    # A quantized checkpoint (config.json quantization_config) runs in its stored format by default.
+    weight_bits = weight_bits or weight_bits_default(get_model(model).checkpoint_format)
     given = {k: v for k, v in knobs.items() if v is not None}
     serving = concurrency is not None or request_rate is not None
     if given and not serving:

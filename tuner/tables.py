@@ -96,11 +96,11 @@ def print_models(specs: Iterable[ModelSpec]) -> None:
 
 def print_hardware(specs: Iterable[HardwareSpec]) -> None:
     table = Table(title="Hardware (dense peaks)")
-    for column in ("name", "kind", "bf16", "fp8", "int8", "int4", "memory", "bandwidth", "interconnect"):
+    for column in ("name", "kind", "bf16", "fp8", "fp4", "int8", "int4", "memory", "bandwidth", "interconnect"):
         table.add_column(column, justify="left" if column in ("name", "kind", "interconnect") else "right")
     for h in specs:
         p = h.peak_ops_per_s
-        peaks = [_si(v, "op/s") if v else "-" for v in (p.bf16, p.fp8, p.int8, p.int4)]
+        peaks = [_si(v, "op/s") if v else "-" for v in (p.bf16, p.fp8, p.fp4, p.int8, p.int4)]
         net = h.interconnect
         if net.kind == "torus":
             link = f"{net.dims}D torus, {_si(net.link_bandwidth_bytes_per_s, 'B/s')} per link"

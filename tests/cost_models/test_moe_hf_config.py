@@ -132,14 +132,13 @@ def test_qwen3_dense_config_matches_the_catalog(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "config,field",
     [
-        ({**MIXTRAL_8X7B, "sliding_window": 4096}, "sliding_window"),
-        ({**QWEN3_235B, "decoder_sparse_step": 2}, "decoder_sparse_step"),
-        ({**QWEN3_235B, "mlp_only_layers": [0]}, "mlp_only_layers"),
-        ({**QWEN3_235B, "use_sliding_window": True}, "use_sliding_window"),
-        ({**QWEN3_8B, "use_sliding_window": True}, "use_sliding_window"),
+        ({**QWEN3_235B, "decoder_sparse_step": 0}, "decoder_sparse_step"),
+        ({**QWEN3_235B, "mlp_only_layers": ["a"]}, "mlp_only_layers"),
+        ({**QWEN3_235B, "mlp_only_layers": list(range(94))}, "num_hidden_layers"),
+        ({**QWEN3_8B, "num_experts": 8}, "num_experts"),
         ({k: v for k, v in MIXTRAL_8X7B.items() if k != "num_local_experts"}, "num_local_experts"),
         ({**QWEN3_235B, "num_experts_per_tok": 200}, "experts_per_token"),
-        ({"model_type": "deepseek_v3", "hidden_size": 7168}, "model_type"),
+        ({"model_type": "deepseek_v3", "hidden_size": 7168}, "kv_lora_rank"),
     ],
 )
 def test_unmodelled_or_bad_fields_are_one_line_errors_naming_them(tmp_path: Path, config: dict, field: str) -> None:
@@ -147,6 +146,24 @@ def test_unmodelled_or_bad_fields_are_one_line_errors_naming_them(tmp_path: Path
         _load(tmp_path, config)
     message = str(error.value)
     assert field in message and "\n" not in message
+
+
+def test_qwen_moe_dense_blocks_from_sparse_step_and_mlp_only_layers(tmp_path: Path) -> None:
+    """transformers' Qwen3MoeDecoderLayer: MoE when i not in mlp_only_layers and (i+1) % step == 0."""
+    assert _load(tmp_path, {**QWEN3_235B, "decoder_sparse_step": 2}).dense_layers == 47
+    assert _load(tmp_path, {**QWEN3_235B, "mlp_only_layers": [0, 5]}).dense_layers == 2
+
+
+def test_mixtral_window_on_every_block(tmp_path: Path) -> None:
+    model = _load(tmp_path, {**MIXTRAL_8X7B, "sliding_window": 4096, "max_position_embeddings": 32768})
+    assert (model.sliding_window, model.sliding_window_layers, model.max_context) == (4096, 32, 32768)
+
+
+def test_qwen_window_from_max_window_layers(tmp_path: Path) -> None:
+    config = {**QWEN3_8B, "use_sliding_window": True, "sliding_window": 4096, "max_window_layers": 28}
+    config["max_position_embeddings"] = 40960
+    model = _load(tmp_path, config)
+    assert (model.sliding_window, model.sliding_window_layers) == (4096, 36 - 28)
 
 
 def test_deepseek_v3_names_mla(tmp_path: Path) -> None:

@@ -1,0 +1,645 @@
+"""Every supported Hugging Face family, read from a published config.json (tests/fixtures/hf/,
+sources in its README), field by field. Expected numbers are typed from the config files (and,
+for defaults the files leave out, from the transformers config class named in the comment), never
+computed by the importer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cost_models.errors import InvalidInputError
+from cost_models.hf_config import model_from_hf_config
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "hf"
+
+DENSE = dict(
+    experts=0,
+    experts_per_token=0,
+    expert_d_ff=0,
+    shared_experts=0,
+    shared_expert_d_ff=None,
+    dense_layers=0,
+    kv_lora_rank=0,
+    q_lora_rank=0,
+    qk_rope_head_dim=0,
+    v_head_dim=0,
+    sliding_window=0,
+    sliding_window_layers=0,
+    checkpoint_format=None,
+    kind="decoder",
+    block="serial",
+    ffn="swiglu",
+)
+
+EXPECTED: dict[str, dict[str, Any]] = {
+    "llama": dict(
+        DENSE,
+        layers=32,
+        d_model=4096,
+        heads=32,
+        kv_heads=8,
+        d_head=128,
+        d_ff=14336,
+        vocab=128256,
+        tie_embeddings=False,
+        max_context=131072,
+    ),
+    # text_config; dense blocks (none here: moe_layers 0..47) would be intermediate_size_mlp wide;
+    # chunked attention (8192) on the 36 RoPE blocks of no_rope_layers [1, 1, 1, 0] x 12.
+    "llama4": dict(
+        DENSE,
+        layers=48,
+        d_model=5120,
+        heads=40,
+        kv_heads=8,
+        d_head=128,
+        d_ff=16384,
+        vocab=202048,
+        tie_embeddings=False,
+        max_context=262144,
+        experts=16,
+        experts_per_token=1,
+        expert_d_ff=8192,
+        shared_experts=1,
+        sliding_window=8192,
+        sliding_window_layers=36,
+    ),
+    "mistral": dict(
+        DENSE,
+        layers=32,
+        d_model=4096,
+        heads=32,
+        kv_heads=8,
+        d_head=128,
+        d_ff=14336,
+        vocab=32000,
+        tie_embeddings=False,
+        max_context=32768,
+        sliding_window=4096,
+        sliding_window_layers=32,
+    ),
+    "mixtral": dict(
+        DENSE,
+        layers=32,
+        d_model=4096,
+        heads=32,
+        kv_heads=8,
+        d_head=128,
+        d_ff=14336,
+        vocab=32000,
+        tie_embeddings=False,
+        max_context=32768,
+        experts=8,
+        experts_per_token=2,
+        expert_d_ff=14336,
+    ),
+    # sliding_window 131072 is off (use_sliding_window false).
+    "qwen2": dict(
+        DENSE,
+        layers=24,
+        d_model=896,
+        heads=14,
+        kv_heads=2,
+        d_head=64,
+        d_ff=4864,
+        vocab=151936,
+        tie_embeddings=True,
+        max_context=131072,
+    ),
+    "qwen3": dict(
+        DENSE,
+        layers=36,
+        d_model=4096,
+        heads=32,
+        kv_heads=8,
+        d_head=128,
+        d_ff=12288,
+        vocab=151936,
+        tie_embeddings=False,
+        max_context=40960,
+    ),
+    "qwen3_fp8": dict(
+        DENSE,
+        layers=36,
+        d_model=4096,
+        heads=32,
+        kv_heads=8,
+        d_head=128,
+        d_ff=12288,
+        vocab=151936,
+        tie_embeddings=False,
+        max_context=40960,
+        checkpoint_format="fp8",
+    ),
+    "qwen2_moe": dict(
+        DENSE,
+        layers=24,
+        d_model=2048,
+        heads=16,
+        kv_heads=16,
+        d_head=128,
+        d_ff=5632,
+        vocab=151936,
+        tie_embeddings=False,
+        max_context=8192,
+        experts=60,
+        experts_per_token=4,
+        expert_d_ff=1408,
+        shared_experts=1,
+        shared_expert_d_ff=5632,
+    ),
+    "qwen3_moe": dict(
+        DENSE,
+        layers=94,
+        d_model=4096,
+        heads=64,
+        kv_heads=4,
+        d_head=128,
+        d_ff=12288,
+        vocab=151936,
+        tie_embeddings=False,
+        max_context=40960,
+        experts=128,
+        experts_per_token=8,
+        expert_d_ff=1536,
+    ),
+    # MLA: d_head = qk_nope_head_dim, kv_heads = heads.
+    "deepseek_v3": dict(
+        DENSE,
+        layers=61,
+        d_model=7168,
+        heads=128,
+        kv_heads=128,
+        d_head=128,
+        d_ff=18432,
+        vocab=129280,
+        tie_embeddings=False,
+        max_context=163840,
+        experts=256,
+        experts_per_token=8,
+        expert_d_ff=2048,
+        shared_experts=1,
+        dense_layers=3,
+        kv_lora_rank=512,
+        q_lora_rank=1536,
+        qk_rope_head_dim=64,
+        v_head_dim=128,
+        checkpoint_format="fp8",
+    ),
+    # Kimi K2 ships model_type kimi_k2 (architecture DeepseekV3ForCausalLM): DeepSeek-V3's MLA with
+    # 64 heads and 384 experts, 1 dense block.
+    "kimi_k2": dict(
+        DENSE,
+        layers=61,
+        d_model=7168,
+        heads=64,
+        kv_heads=64,
+        d_head=128,
+        d_ff=18432,
+        vocab=163840,
+        tie_embeddings=False,
+        max_context=131072,
+        experts=384,
+        experts_per_token=8,
+        expert_d_ff=2048,
+        shared_experts=1,
+        dense_layers=1,
+        kv_lora_rank=512,
+        q_lora_rank=1536,
+        qk_rope_head_dim=64,
+        v_head_dim=128,
+        checkpoint_format="fp8",
+    ),
+    "deepseek_v2": dict(
+        DENSE,
+        layers=60,
+        d_model=5120,
+        heads=128,
+        kv_heads=128,
+        d_head=128,
+        d_ff=12288,
+        vocab=102400,
+        tie_embeddings=False,
+        max_context=163840,
+        experts=160,
+        experts_per_token=6,
+        expert_d_ff=1536,
+        shared_experts=2,
+        dense_layers=1,
+        kv_lora_rank=512,
+        q_lora_rank=1536,
+        qk_rope_head_dim=64,
+        v_head_dim=128,
+    ),
+    "glm4_moe": dict(
+        DENSE,
+        layers=46,
+        d_model=4096,
+        heads=96,
+        kv_heads=8,
+        d_head=128,
+        d_ff=10944,
+        vocab=151552,
+        tie_embeddings=False,
+        max_context=131072,
+        experts=128,
+        experts_per_token=8,
+        expert_d_ff=1408,
+        shared_experts=1,
+        dense_layers=1,
+    ),
+    "gpt_oss": dict(
+        DENSE,
+        layers=36,
+        d_model=2880,
+        heads=64,
+        kv_heads=8,
+        d_head=64,
+        d_ff=2880,
+        vocab=201088,
+        tie_embeddings=False,
+        max_context=131072,
+        experts=128,
+        experts_per_token=4,
+        expert_d_ff=2880,
+        sliding_window=128,
+        sliding_window_layers=18,
+        checkpoint_format="fp4",
+    ),
+    # GeGLU counts as 3 matrices ("swiglu"); every other block windowed: 21 of 42; tied (Gemma2Config default).
+    "gemma2": dict(
+        DENSE,
+        layers=42,
+        d_model=3584,
+        heads=16,
+        kv_heads=8,
+        d_head=256,
+        d_ff=14336,
+        vocab=256000,
+        tie_embeddings=True,
+        max_context=8192,
+        sliding_window=4096,
+        sliding_window_layers=21,
+    ),
+    # vocab 262208, 131072 positions, pattern 6 are Gemma3TextConfig defaults: 62 - 62 // 6 = 52 local blocks.
+    "gemma3": dict(
+        DENSE,
+        layers=62,
+        d_model=5376,
+        heads=32,
+        kv_heads=16,
+        d_head=128,
+        d_ff=21504,
+        vocab=262208,
+        tie_embeddings=True,
+        max_context=131072,
+        sliding_window=1024,
+        sliding_window_layers=52,
+    ),
+    "phi3": dict(
+        DENSE,
+        layers=32,
+        d_model=3072,
+        heads=32,
+        kv_heads=32,
+        d_head=96,
+        d_ff=8192,
+        vocab=32064,
+        tie_embeddings=False,
+        max_context=4096,
+        sliding_window=2047,
+        sliding_window_layers=32,
+    ),
+    # Falcon-180B: GQA 232:8, GELU MLP of 4 x 14848 (FalconConfig default), parallel block, tied; no
+    # max_position_embeddings in the file: unknown (0).
+    "falcon": dict(
+        DENSE,
+        layers=80,
+        d_model=14848,
+        heads=232,
+        kv_heads=8,
+        d_head=64,
+        d_ff=59392,
+        vocab=65024,
+        tie_embeddings=True,
+        max_context=0,
+        ffn="gelu",
+        block="parallel",
+    ),
+    "falcon_7b": dict(
+        DENSE,
+        layers=32,
+        d_model=4544,
+        heads=71,
+        kv_heads=1,
+        d_head=64,
+        d_ff=18176,
+        vocab=65024,
+        tie_embeddings=True,
+        max_context=0,
+        ffn="gelu",
+        block="parallel",
+    ),
+    "gpt2": dict(
+        DENSE,
+        layers=12,
+        d_model=768,
+        heads=12,
+        kv_heads=12,
+        d_head=64,
+        d_ff=3072,
+        vocab=50257,
+        tie_embeddings=True,
+        max_context=1024,
+        ffn="gelu",
+    ),
+    "bert": dict(
+        DENSE,
+        layers=12,
+        d_model=768,
+        heads=12,
+        kv_heads=12,
+        d_head=64,
+        d_ff=3072,
+        vocab=30522,
+        tie_embeddings=True,
+        max_context=512,
+        ffn="gelu",
+        kind="encoder",
+    ),
+    "gpt_neox": dict(
+        DENSE,
+        layers=12,
+        d_model=768,
+        heads=12,
+        kv_heads=12,
+        d_head=64,
+        d_ff=3072,
+        vocab=50304,
+        tie_embeddings=False,
+        max_context=2048,
+        ffn="gelu",
+        block="parallel",
+    ),
+}
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def test_every_fixture_is_checked_and_listed_in_the_readme() -> None:
+    files = {path.stem for path in FIXTURES.glob("*.json")}
+    assert files == set(EXPECTED)
+    readme = (FIXTURES / "README.md").read_text()
+    assert all(f"{name}.json" in readme for name in files)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_family_field_by_field(name: str) -> None:
+    spec = model_from_hf_config(FIXTURES / f"{name}.json")
+    got = spec.model_dump(exclude={"name", "source"})
+    assert got == EXPECTED[name]
+
+
+@pytest.mark.parametrize(
+    ("name", "total", "active", "rel"),
+    [
+        ("mixtral", 46.7e9, 12.9e9, 2e-3),  # Mistral AI: 46.7B, 12.9B active
+        ("qwen3_moe", 235e9, 22e9, 1.5e-2),  # model card
+        # OpenAI gpt-oss model card: 116.83B total, 5.13B active without the input embedding
+        # (201088 x 2880), which the active count here includes.
+        ("gpt_oss", 116.83e9, 5.13e9 + 201088 * 2880, 2e-2),
+        ("llama4", 109e9, 17e9, 2e-2),  # Meta: Scout 109B total, 17B active
+        ("falcon", 180e9, 180e9, 2e-2),  # TII: 180B
+        ("gemma3", 27e9, 27e9, 3e-2),  # Google: 27B (with the 0.4B vision tower, not counted here)
+        # Z.ai: GLM-4.5-Air 106B total; its "12B active" leaves out embeddings, so only the total.
+        ("glm4_moe", 106e9, None, 3e-2),
+    ],
+)
+def test_parameters_match_the_model_cards(name: str, total: float, active: float | None, rel: float) -> None:
+    """The MoE layout read (shared experts, dense blocks) lands on the published sizes."""
+    spec = model_from_hf_config(FIXTURES / f"{name}.json")
+    assert spec.params == pytest.approx(total, rel=rel)
+    if active is not None:
+        assert spec.active_params == pytest.approx(active, rel=rel)
+
+
+def read(tmp_path: Path, config: dict[str, Any], folder: str = "m"):
+    directory = tmp_path / folder
+    directory.mkdir(exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(config))
+    return model_from_hf_config(directory / "config.json")
+
+
+# --- quantization_config -> checkpoint_format -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("quant", "expected"),
+    [
+        ({"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemm", "zero_point": True}, "int4"),
+        ({"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": False, "sym": True}, "int4"),
+        ({"quant_method": "gptq", "bits": 8, "group_size": 128}, "int8"),
+        ({"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]}, "fp8"),
+        ({"quant_method": "mxfp4"}, "fp4"),
+        ({"quant_method": "modelopt", "quant_algo": "NVFP4", "group_size": 16}, "fp4"),
+        ({"quant_method": "modelopt", "quant_algo": "FP8"}, "fp8"),
+    ],
+)
+def test_quantization_config_sets_checkpoint_format(tmp_path: Path, quant: dict, expected: str) -> None:
+    assert read(tmp_path, {**load("llama"), "quantization_config": quant}).checkpoint_format == expected
+
+
+def _compressed(*schemes: tuple[int, str]) -> dict:
+    groups = {
+        f"group_{i}": {"targets": ["Linear"], "weights": {"num_bits": bits, "type": kind, "group_size": 32}}
+        for i, (bits, kind) in enumerate(schemes)
+    }
+    return {"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": groups}
+
+
+@pytest.mark.parametrize(
+    ("schemes", "expected"),
+    [([(4, "int")], "int4"), ([(8, "int")], "int8"), ([(8, "float")], "fp8"), ([(4, "float"), (4, "float")], "fp4")],
+)
+def test_compressed_tensors_weight_schemes(tmp_path: Path, schemes: list, expected: str) -> None:
+    """Kimi K2 Thinking / K2.5 ship int4 weights (num_bits 4, type int, group 32) this way."""
+    config = {**load("kimi_k2"), "quantization_config": _compressed(*schemes)}
+    assert read(tmp_path, config).checkpoint_format == expected
+
+
+@pytest.mark.parametrize(
+    "quant",
+    [
+        _compressed((4, "int"), (8, "float")),
+        _compressed((3, "int")),
+        _compressed((4, "nf")),
+        {"quant_method": "compressed-tensors", "config_groups": {}},
+        {"quant_method": "compressed-tensors", "config_groups": {"g": {"weights": {"num_bits": [4], "type": "int"}}}},
+        {"quant_method": "compressed-tensors", "config_groups": {"g": "int4"}},
+    ],
+)
+def test_compressed_tensors_unreadable_schemes_are_refused(tmp_path: Path, quant: dict) -> None:
+    with pytest.raises(InvalidInputError) as raised:
+        read(tmp_path, {**load("llama"), "quantization_config": quant})
+    assert raised.value.field == "config.json:quantization_config.config_groups" and "\n" not in str(raised.value)
+
+
+def test_kimi_k25_nests_kimi_k2_in_text_config(tmp_path: Path) -> None:
+    text = {k: v for k, v in load("kimi_k2").items() if k != "quantization_config"}
+    config = {"model_type": "kimi_k25", "text_config": text, "quantization_config": _compressed((4, "int"))}
+    spec = read(tmp_path, config)
+    assert (spec.experts, spec.kv_lora_rank, spec.checkpoint_format) == (384, 512, "int4")
+
+
+@pytest.mark.parametrize(
+    ("quant", "field"),
+    [
+        ({"quant_method": "bitsandbytes", "load_in_4bit": True}, "config.json:quantization_config.quant_method"),
+        ({"bits": 4}, "config.json:quantization_config.quant_method"),
+        ({"quant_method": "awq", "bits": 3}, "config.json:quantization_config.bits"),
+        ({"quant_method": "gptq", "bits": True}, "config.json:quantization_config.bits"),
+        ({"quant_method": "modelopt", "quant_algo": "W4A8_AWQ"}, "config.json:quantization_config.quant_algo"),
+        ("fp8", "config.json:quantization_config"),
+    ],
+)
+def test_unknown_quantization_is_refused_naming_the_field(tmp_path: Path, quant: Any, field: str) -> None:
+    with pytest.raises(InvalidInputError) as raised:
+        read(tmp_path, {**load("llama"), "quantization_config": quant})
+    assert raised.value.field == field and "\n" not in str(raised.value) and raised.value.fix
+
+
+def test_unknown_quant_method_lists_the_supported_ones(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="fp8, awq, gptq, mxfp4, modelopt, compressed-tensors"):
+        read(tmp_path, {**load("llama"), "quantization_config": {"quant_method": "hqq"}})
+
+
+# --- refusals: cost-changing fields that are not modelled -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("family", "key", "value"),
+    [
+        ("llama", "num_local_experts", 8),
+        ("mistral", "num_local_experts", 8),
+        ("qwen3", "num_experts", 64),
+        ("gemma3", "num_experts", 64),
+        ("phi3", "moe_intermediate_size", 1024),
+        ("falcon", "n_routed_experts", 16),
+    ],
+)
+def test_experts_in_a_dense_family_are_refused(tmp_path: Path, family: str, key: str, value: int) -> None:
+    config = load(family)
+    target = config.get("text_config", config)
+    target[key] = value
+    with pytest.raises(InvalidInputError, match="dense family") as raised:
+        read(tmp_path, config)
+    assert raised.value.field == f"config.json:{key}"
+
+
+@pytest.mark.parametrize(
+    ("config", "field", "words"),
+    [
+        ({**load("qwen3_moe"), "model_type": "qwen3_next"}, "config.json:model_type", "linear-attention"),
+        ({**load("llama"), "model_type": "nemotron_h"}, "config.json:model_type", "hybrid_override_pattern"),
+        ({**load("llama"), "hybrid_override_pattern": "M-M-M*-"}, "config.json:hybrid_override_pattern", "state-space"),
+        (
+            {
+                **load("qwen3"),
+                "layer_types": ["linear_attention", "linear_attention", "linear_attention", "full_attention"] * 9,
+            },
+            "config.json:layer_types",
+            "linear_attention",
+        ),
+        ({**load("gpt_oss"), "layer_types": ["sliding_attention"] * 3}, "config.json:layer_types", "36"),
+    ],
+)
+def test_hybrid_layers_are_refused_by_name(tmp_path: Path, config: dict, field: str, words: str) -> None:
+    with pytest.raises(InvalidInputError, match=words) as raised:
+        read(tmp_path, config)
+    assert raised.value.field == field and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("key", ["kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim"])
+def test_mla_config_missing_its_ranks(tmp_path: Path, key: str) -> None:
+    config = {k: v for k, v in load("deepseek_v3").items() if k != key}
+    with pytest.raises(InvalidInputError, match="MLA") as raised:
+        read(tmp_path, config)
+    assert raised.value.field == f"config.json:{key}"
+
+
+def test_unknown_family_lists_the_supported_ones(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="deepseek_v3.*falcon.*gemma3.*gpt_oss.*llama4") as raised:
+        read(tmp_path, {**load("llama"), "model_type": "t5"})
+    assert raised.value.field == "config.json:model_type"
+
+
+def test_control_characters_never_reach_the_terminal(tmp_path: Path) -> None:
+    spec = read(tmp_path, {**load("llama"), "_name_or_path": "evil\x1b[2J\x07name\nline"})
+    assert spec.name == "evil?[2J?name?line"
+    with pytest.raises(InvalidInputError) as raised:
+        read(tmp_path, {**load("llama"), "model_type": "bad\x1b[31m"})
+    assert "\x1b" not in str(raised.value)
+    with pytest.raises(InvalidInputError) as raised:
+        read(tmp_path, {**load("llama"), "quantization_config": {"quant_method": "q\x1b]0;x\x07"}})
+    assert "\x1b" not in str(raised.value) and "\x07" not in str(raised.value)
+
+
+# --- layouts the fixtures do not show -----------------------------------------------------------
+
+
+def test_llama4_maverick_interleaved_moe_and_default_rope_layers(tmp_path: Path) -> None:
+    """Maverick: interleave_moe_layer_step 2, 128 experts; without moe_layers/no_rope_layers the
+    transformers defaults apply (MoE on blocks 1, 3, ...; RoPE on 3 of every 4)."""
+    config = load("llama4")
+    text = config["text_config"]
+    for key in ("moe_layers", "no_rope_layers"):
+        del text[key]
+    text |= {"interleave_moe_layer_step": 2, "num_local_experts": 128}
+    spec = read(tmp_path, config)
+    assert (spec.experts, spec.dense_layers, spec.d_ff, spec.expert_d_ff) == (128, 24, 16384, 8192)
+    assert (spec.sliding_window, spec.sliding_window_layers) == (8192, 36)
+    assert spec.params == pytest.approx(400e9, rel=2e-2)  # Meta: Maverick 400B total
+    assert spec.active_params == pytest.approx(17e9, rel=3e-2)  # 17B active
+
+
+def test_gemma_layer_types_and_pattern(tmp_path: Path) -> None:
+    config = load("gemma3")
+    config["text_config"]["sliding_window_pattern"] = 2
+    assert read(tmp_path, config).sliding_window_layers == 31
+    config = load("gemma2")
+    config["layer_types"] = ["sliding_attention"] * 40 + ["full_attention"] * 2
+    assert read(tmp_path, config, "g2").sliding_window_layers == 40
+
+
+def test_window_no_shorter_than_the_context_is_no_window(tmp_path: Path) -> None:
+    """Phi-3-mini-128k: sliding_window 262144 over 131072 positions caps nothing."""
+    spec = read(tmp_path, {**load("phi3"), "sliding_window": 262144, "max_position_embeddings": 131072})
+    assert (spec.sliding_window, spec.sliding_window_layers) == (0, 0)
+
+
+def test_qwen_sliding_window_from_max_window_layers(tmp_path: Path) -> None:
+    spec = read(
+        tmp_path, {**load("qwen2"), "use_sliding_window": True, "sliding_window": 4096, "max_window_layers": 20}
+    )
+    assert (spec.sliding_window, spec.sliding_window_layers) == (4096, 4)
+
+
+def test_deepseek_v2_lite_full_rank_query_and_moe_layer_freq(tmp_path: Path) -> None:
+    spec = read(tmp_path, {**load("deepseek_v2"), "q_lora_rank": None, "moe_layer_freq": 2})
+    assert spec.q_lora_rank == 0
+    assert spec.dense_layers == 60 - 29  # MoE where i >= 1 and i % 2 == 0: blocks 2, 4, ..., 58 (29)
+    dense = read(tmp_path, {**load("deepseek_v2"), "n_routed_experts": None}, "dense")
+    assert (dense.experts, dense.dense_layers, dense.kv_lora_rank) == (0, 0, 512)
+
+
+def test_falcon_block_and_attention_follow_the_config(tmp_path: Path) -> None:
+    spec = read(tmp_path, {**load("falcon_7b"), "multi_query": False, "parallel_attn": False})
+    assert (spec.kv_heads, spec.block) == (71, "serial")
+    spec = read(tmp_path, {**load("falcon_7b"), "ffn_hidden_size": 1000}, "ffn")
+    assert spec.d_ff == 1000
