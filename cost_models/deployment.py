@@ -207,24 +207,30 @@ def _phase_times(
     # Dispatch before and combine after the expert GEMMs depend on them: added to the block's
     # work, never hidden behind it (two-batch overlap, which would, is not modelled).
     stage_s = forward_pass_s(t, configs.layers, overlap, dispatch_block)
+    head_s = t.op_time_s[LM_HEAD] + t.step_overhead_s  # the last stage's alone
     send = stage_send_s(d.hardware, parallel, configs, tokens_per_sequence)
     m, pp = parallel.micro_batches, parallel.pipeline_parallel
     return _PhaseTimes(
-        latency_s=pipeline_s(stage_s, send, pp, m),
+        latency_s=pipeline_s(stage_s - head_s, head_s, send, pp, m),
         compute_s=m * (roofline.compute_s * ops.repeats).sum(axis=0),
         memory_s=m * (roofline.memory_s * ops.repeats).sum(axis=0),
         comm_s=m * configs.layers * (t.comm_block_s + dispatch_block) + (pp - 1.0) * send,
     )
 
 
-def pipeline_s(stage_s: np.ndarray, send_s: np.ndarray, pipeline_parallel, micro_batches) -> np.ndarray:
+def pipeline_s(
+    blocks_s: np.ndarray, head_s: np.ndarray, send_s: np.ndarray, pipeline_parallel, micro_batches
+) -> np.ndarray:
     """One step of a pipeline of PP stages over m micro-batches (GPipe, Huang et al. 2019; the
-    schedule of Megatron-LM, Narayanan et al. 2021, section 2.2): the last micro-batch leaves the
-    last stage after (m + PP - 1) stage times, plus the (PP - 1) sends between stages that the
-    first micro-batch waits for; the idle share (the bubble) is (PP - 1) / (m + PP - 1). Applied
-    to a decode step too, which is conservative: engines keep the pipeline full across steps with
-    other micro-batches' tokens."""
-    return (micro_batches + pipeline_parallel - 1.0) * stage_s + (pipeline_parallel - 1.0) * send_s
+    schedule of Megatron-LM, Narayanan et al. 2021, section 2.2). Each stage runs its blocks
+    (``blocks_s`` per micro-batch); the last also the lm_head and the step's fixed cost
+    (``head_s``), so it paces the pipeline: the first micro-batch reaches it after PP - 1 stages
+    and PP - 1 sends, then it runs all m. With ``head_s`` 0 this is GPipe's (m + PP - 1) stage
+    times, whose idle share (the bubble) is (PP - 1) / (m + PP - 1). Applied to a decode step
+    too, which is conservative: engines keep the pipeline full across steps with other
+    micro-batches' tokens."""
+    pp, m = pipeline_parallel, micro_batches
+    return (m + pp - 1.0) * blocks_s + m * head_s + (pp - 1.0) * send_s
 
 
 @dataclass(frozen=True)
