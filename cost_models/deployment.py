@@ -605,22 +605,27 @@ def estimate_one(
     model: str | ModelSpec,
     hardware: str | HardwareSpec,
     *,
-    chips: int,
+    chips: int | None = None,
     batch: int,
     prompt_len: int,
     gen_len: int,
     mesh: str | tuple[int, int, int] | None = None,
     phase: Literal["prefill", "decode", "both"] = "both",
-    ffn_layout: str = "ws_2d",
+    ffn_layout: str | None = None,
     prefill_ffn_layout: str | None = None,
     decode_ffn_layout: str | None = None,
-    attn_sharding: str = "head",
+    attn_sharding: str | None = None,
     prefill_attn_sharding: str | None = None,
     decode_attn_sharding: str | None = None,
     weight_bits: str | int = 16,
     act_bits: str | int = 16,
     kv_bits: str | int = 16,
-    flash_attention: bool = False,
+    flash_attention: bool | None = None,
+    tp: int | None = None,
+    pp: int | None = None,
+    ep: int | None = None,
+    dp: int | None = None,
+    micro_batches: int | None = None,
     kv_heads: int | None = None,
     overlap: Overlap = "overlapped",
     kv_memory_fraction: float | None = None,
@@ -630,8 +635,13 @@ def estimate_one(
 ) -> dict:
     """One deployment by names, validated: the ``tuner estimate --json`` object.
 
-    Without ``mesh``, every legal mesh for ``chips`` is scored in one call and the fastest for
-    ``phase`` (preferring meshes that fit in memory) is chosen and reported. ``require_fit``
+    Two vocabularies (:func:`engine_degrees`): on GPUs, or with any of ``tp``, ``pp``, ``ep``,
+    ``dp``, ``micro_batches``, the engines' (Megatron TP over a 1 x 1 x TP mesh in the 1D
+    weight-stationary layout, head-sharded fused attention; without ``tp``, TP = the chips of one
+    NVLink domain and PP across domains, as vLLM, SGLang and TensorRT-LLM deploy); with ``mesh``
+    or on a TPU, Pope et al.'s: without ``mesh``, every legal mesh for ``chips`` is scored in one
+    call and the fastest for ``phase`` (preferring meshes that fit in memory) is chosen and
+    reported (``mesh`` may still take ``pp``/``dp``/``ep``: it is then one stage's TP group). ``require_fit``
     turns a deployment that does not fit into an error instead of ``fits: false``.
     ``calibration``: ``auto`` (the chip's shipped profile under ``backend``, default the engine
     measured best), ``none`` (the papers' pure roofline), a profile name or a profile file; the
@@ -641,7 +651,13 @@ def estimate_one(
     chip = get_hardware(hardware) if isinstance(hardware, str) else hardware
     if phase not in ("prefill", "decode", "both"):
         raise InvalidInputError("phase", f"unknown phase {phase!r}", "use prefill, decode or both")
-    for field, value in (("chips", chips), ("batch", batch), ("prompt_len", prompt_len), ("gen_len", gen_len)):
+    degrees = {"tp": tp, "pp": pp, "ep": ep, "dp": dp, "micro_batches": micro_batches}
+    for field, value in (
+        ("batch", batch),
+        ("prompt_len", prompt_len),
+        ("gen_len", gen_len),
+        *((f, v) for f, v in (("chips", chips), *degrees.items()) if v is not None),
+    ):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise InvalidInputError(
                 field, f"must be a positive whole number, got {value!r}", f"pass an integer >= 1 for {field}"
@@ -653,12 +669,45 @@ def estimate_one(
             "phase", f"{model_spec.name} is an encoder: it has no decode phase", "use --phase prefill"
         )
     formats = chip.parse_formats(weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits)
-    choices = {
+    layouts = {
         "prefill_ffn_layout": prefill_ffn_layout or ffn_layout,
         "decode_ffn_layout": decode_ffn_layout or ffn_layout,
         "prefill_attn_sharding": prefill_attn_sharding or attn_sharding,
         "decode_attn_sharding": decode_attn_sharding or attn_sharding,
     }
+    engine = mesh is None and (chip.kind == "gpu" or any(v is not None for v in degrees.values()))
+    if engine:
+        # What the engines run: Megatron TP (ws_1d), heads split, fused attention.
+        engine_choices = dict.fromkeys(("prefill_ffn_layout", "decode_ffn_layout"), "ws_1d")
+        engine_choices |= dict.fromkeys(("prefill_attn_sharding", "decode_attn_sharding"), "head")
+        for name, value in layouts.items():
+            if value is not None and value != engine_choices[name]:
+                raise InvalidInputError(
+                    name,
+                    f"{value} is a layout of Pope et al.'s meshes; GPU engines run Megatron TP (ws_1d, heads split)",
+                    "drop it, or give --mesh XxYxZ to score Pope et al.'s layouts",
+                )
+        choices = engine_choices
+        flash = True if flash_attention is None else flash_attention
+        chips, shape, parallel = engine_degrees(chip, chips, **degrees)
+        meshes = [shape]
+        if chip.kind != "gpu" and tp is None:
+            raise InvalidInputError("tp", "missing: TPUs have no engine default", "pass --tp, or --mesh XxYxZ")
+    else:
+        defaults = {"prefill_ffn_layout": "ws_2d", "decode_ffn_layout": "ws_2d"}
+        choices = {name: value or defaults.get(name, "head") for name, value in layouts.items()}
+        flash = bool(flash_attention)
+        parallel = {name: 1 if value is None else value for name, value in degrees.items() if name != "tp"}
+        if tp is not None:
+            raise InvalidInputError("tp", "given with --mesh (the mesh is the TP group)", "give one of them")
+        stages = parallel["pp"] * parallel["dp"]
+        if chips is None:
+            raise InvalidInputError("chips", "missing", "pass --chips N")
+        if chips % stages:
+            raise InvalidInputError(
+                "chips", f"{chips} is not a multiple of pp x dp ({stages})", "pass --chips = mesh chips x pp x dp"
+            )
+        meshes = candidate_meshes(chip, chips // stages, mesh)
     rows = [
         Deployment(
             model=model_spec,
@@ -672,9 +721,13 @@ def estimate_one(
             act_dtype=dtype_name(formats["act_bits"]),
             kv_dtype=dtype_name(formats["kv_bits"]),
             kv_heads=kv_heads,
-            flash_attention=flash_attention,
+            flash_attention=flash,
+            pipeline_parallel=parallel["pp"],
+            expert_parallel=parallel["ep"],
+            data_parallel=parallel["dp"],
+            micro_batches=parallel["micro_batches"],
         )
-        for m in candidate_meshes(chip, chips, mesh)
+        for m in meshes
     ]
     profile = resolve_calibration(calibration, chip, backend)
     result = estimate(
@@ -694,7 +747,56 @@ def estimate_one(
         )
     for other in {"prefill", "decode"} - ({"prefill", "decode"} if phase == "both" else {phase}):
         report.pop(other)
-    return {**report, "mesh_chosen": mesh is None, "overlap": overlap}
+    return {**report, "mesh_chosen": mesh is None, "engine_default": engine and tp is None, "overlap": overlap}
+
+
+def engine_degrees(
+    chip: HardwareSpec,
+    chips: int | None,
+    *,
+    tp: int | None,
+    pp: int | None,
+    ep: int | None,
+    dp: int | None,
+    micro_batches: int | None,
+) -> tuple[int, tuple[int, int, int], dict[str, int]]:
+    """(chips, the 1 x 1 x TP mesh, {pp, ep, dp, micro_batches}) as engines deploy ``chips``.
+
+    Unnamed degrees: PP, EP, DP and micro-batches 1, except that without ``tp`` TP takes the
+    chips of one NVLink domain (all of them, if fewer) and PP the domains (vLLM's and
+    TensorRT-LLM's multi-node recipe: TP inside a node, PP across). ``chips`` (when given) must
+    be TP x PP x DP; when not, it is that product."""
+    pp_, dp_ = pp or 1, dp or 1
+    if tp is None:
+        if chips is None:
+            raise InvalidInputError("chips", "missing", "pass --chips N or --tp N")
+        if chips % (pp_ * dp_):
+            raise InvalidInputError(
+                "chips", f"{chips} is not a multiple of pp x dp ({pp_ * dp_})", "pass --chips = tp x pp x dp"
+            )
+        per_stage = chips // (pp_ * dp_)
+        domain = domain_size(chip)
+        tp = per_stage if pp is not None or dp is not None or per_stage <= domain else domain
+        if pp is None and dp is None and per_stage > domain:
+            if per_stage % domain:
+                raise InvalidInputError(
+                    "chips",
+                    f"{chips} chips are not whole {chip.name} nodes of {domain}",
+                    f"use a multiple of {domain}",
+                )
+            pp_ = per_stage // domain
+    total = tp * pp_ * dp_
+    if chips is not None and chips != total:
+        raise InvalidInputError(
+            "chips", f"{chips} is not tp x pp x dp ({tp} x {pp_} x {dp_} = {total})", "pass matching degrees"
+        )
+    if not network_for(chip).legal_meshes(total):
+        raise InvalidInputError(
+            "chips", f"{total} chips form no legal {chip.name} deployment", "use a chip count the hardware offers"
+        )
+    if total > MAX_CHIPS:
+        raise InvalidInputError("chips", f"{total} is more than {MAX_CHIPS} chips", "pass fewer chips")
+    return total, (1, 1, tp), {"pp": pp_, "ep": ep or 1, "dp": dp_, "micro_batches": micro_batches or 1}
 
 
 def candidate_meshes(
@@ -744,6 +846,13 @@ def deployment_report(deployment: Deployment, result: DeploymentEstimate, index:
         "hardware": d.hardware.name,
         "chips": d.chips,
         "mesh": "x".join(str(a) for a in d.mesh),
+        "parallel": {
+            "tp": d.tensor_parallel,
+            "pp": d.pipeline_parallel,
+            "ep": d.expert_parallel,
+            "dp": d.data_parallel,
+            "micro_batches": d.micro_batches,
+        },
         "batch": d.batch,
         "prompt_len": d.prompt_len,
         "gen_len": d.gen_len,
@@ -752,5 +861,6 @@ def deployment_report(deployment: Deployment, result: DeploymentEstimate, index:
         "weight_dtype": d.weight_dtype,
         "act_dtype": d.act_dtype,
         "kv_dtype": d.kv_dtype,
+        "flash_attention": d.flash_attention,
         **estimate_report(result, index),
     }

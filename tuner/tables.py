@@ -236,7 +236,12 @@ def calibration_line(calibration: dict) -> str:
 def print_estimate(report: dict) -> None:
     """The phases and memory of ``tuner estimate``."""
     console = _console()
-    mesh = report["mesh"] + (" (best legal mesh)" if report["mesh_chosen"] else "")
+    parallel = report.get("parallel", {})
+    if report.get("engine_default") or any(parallel.get(k, 1) != 1 for k in ("pp", "ep", "dp", "micro_batches")):
+        mesh = " ".join(f"{k.upper() if k != 'micro_batches' else 'micro-batches'} {v}" for k, v in parallel.items())
+        mesh += " (engine default)" if report.get("engine_default") else ""
+    else:
+        mesh = report["mesh"] + (" (best legal mesh)" if report["mesh_chosen"] else "")
     console.print(
         escape(
             f"{report['model']} on {report['chips']} x {report['hardware']}, mesh {mesh}; batch "
