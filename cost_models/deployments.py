@@ -407,11 +407,25 @@ def parallel_problems(d: Deployments) -> np.ndarray:
     EP). A dense model has no experts to spread (EP 1). A pipeline has at most one stage per
     layer, and a batch splits evenly over the DP ranks and the micro-batches (no engine pads a
     rank's batch; an uneven split is a different deployment)."""
-    experts = _model_column(d, "experts")
-    ep, stage_chips = d.expert_parallel, d.tensor_parallel * d.data_parallel
-    bad_ep = np.where(experts > 0, np.mod(experts, ep) != 0, ep != 1) | (np.mod(stage_chips, ep) != 0)
-    bad_pp = d.pipeline_parallel > _model_column(d, "layers")
-    bad_batch = np.mod(d.batch, d.data_parallel * d.micro_batches) != 0
+    return parallel_problem_mask(
+        _model_column(d, "experts"),
+        _model_column(d, "layers"),
+        d.tensor_parallel,
+        d.pipeline_parallel,
+        d.expert_parallel,
+        d.data_parallel,
+        d.micro_batches,
+        d.batch,
+    )
+
+
+def parallel_problem_mask(experts, layers, tp, pp, ep, dp, micro_batches, batch) -> np.ndarray:
+    """:func:`parallel_problems` on plain columns (a search checks its candidates before it
+    builds their deployments)."""
+    ep = np.asarray(ep, dtype=np.float64)
+    bad_ep = np.where(np.asarray(experts) > 0, np.mod(experts, ep) != 0, ep != 1) | (np.mod(tp * dp, ep) != 0)
+    bad_pp = np.asarray(pp) > layers
+    bad_batch = np.mod(batch, np.asarray(dp) * micro_batches) != 0
     return bad_ep | bad_pp | bad_batch
 
 

@@ -594,7 +594,9 @@ def sharding_plan(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarra
             repeats = c.moe_layers
         stored = stored + repeats * elements / (stored_by[axes[0]] * stored_by[axes[1]])
         if weight in _EXPERT_WEIGHTS:
-            routed_experts = routed_experts + routed_share * repeats * elements / (stored_by[axes[0]] * stored_by[axes[1]])
+            routed_experts = routed_experts + routed_share * repeats * elements / (
+                stored_by[axes[0]] * stored_by[axes[1]]
+            )
         if op is None:
             continue
         ways = stored_by if never_gathered else use_by

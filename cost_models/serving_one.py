@@ -286,7 +286,9 @@ def estimate_serving_one(
     running = max(int(round(out["running"])), 1) if out["running"] is not None else first
     if batch is None and running != first:
         chosen = report["mesh_chosen"]
-        report = estimate_one(model_spec, chip, batch=running, **common, **{**static, "mesh": report["mesh"], "tp": None})
+        report = estimate_one(
+            model_spec, chip, batch=running, **common, **{**static, "mesh": report["mesh"], "tp": None}
+        )
         report["mesh_chosen"] = chosen
     report["batch_source"] = "--batch" if batch is not None else "serving running batch"
     if chip.kind == "gpu" and report["mesh_chosen"] and report["chips"] > 1 and not report.get("engine_default"):

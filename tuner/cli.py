@@ -269,8 +269,7 @@ SPEC_BACKEND_OPTION = click.option(
 @click.option(
     "--mesh",
     default=None,
-    help="Mesh XxYxZ, e.g. 4x4x4: Pope et al.'s layouts [default: GPUs as engines run them; TPUs the best "
-    "legal mesh].",
+    help="Mesh XxYxZ, e.g. 4x4x4: Pope et al.'s layouts [default: GPUs as engines run them; TPUs the best legal mesh].",
 )
 @click.option("--tp", type=int, default=None, help="Tensor-parallel chips [GPU default: one NVLink domain].")
 @click.option("--pp", type=int, default=None, help="Pipeline stages [GPU default: the domains beyond one].")
@@ -412,8 +411,11 @@ def estimate_command(
         "flash_attention": flash_attention,
         "kv_memory_fraction": kv_memory_fraction,
         "require_fit": require_fit,
-        **{name: value for name, value in zip(("tp", "pp", "ep", "dp", "micro_batches"), (tp, pp, ep, dp, micro_batches))
-           if value is not None},
+        **{
+            name: value
+            for name, value in zip(("tp", "pp", "ep", "dp", "micro_batches"), (tp, pp, ep, dp, micro_batches))
+            if value is not None
+        },
     }
     common: dict[str, Any] = {"chips": chips, "prompt_len": prompt_len, "gen_len": gen_len, "overlap": overlap}
     common |= {"calibration": calibration, "backend": backend}

@@ -70,9 +70,7 @@ def test_misuse_is_one_line_naming_the_field(model, tp, columns, field, words):
 def test_parallel_problems_flags_rows_without_raising_for_a_search():
     # A search scores impossible combinations as infeasible rows: the check is a column.
     three = _one(QWEN_MOE, 8, expert_parallel=8).take(np.zeros(3, dtype=np.int64))
-    rows = replace(
-        three, expert_parallel=np.array([8.0, 16.0, 8.0]), pipeline_parallel=np.array([2.0, 2.0, 95.0])
-    )
+    rows = replace(three, expert_parallel=np.array([8.0, 16.0, 8.0]), pipeline_parallel=np.array([2.0, 2.0, 95.0]))
     assert parallel_problems(rows).tolist() == [False, True, True]
 
 
