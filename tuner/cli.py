@@ -413,7 +413,9 @@ def estimate_command(
         "require_fit": require_fit,
         **{
             name: value
-            for name, value in zip(("tp", "pp", "ep", "dp", "micro_batches"), (tp, pp, ep, dp, micro_batches))
+            for name, value in zip(
+                ("tp", "pp", "ep", "dp", "micro_batches"), (tp, pp, ep, dp, micro_batches), strict=True
+            )
             if value is not None
         },
     }
