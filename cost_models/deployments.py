@@ -116,6 +116,12 @@ class Deployment:
         return deployment
 
 
+def stored_chips(data: dict[str, Any]) -> int:
+    """The chips of a stored deployment (:meth:`Deployment.to_dict`, before or after the engine
+    degrees existed): the mesh's product x pipeline stages x DP ranks."""
+    return int(np.prod(data["mesh"])) * int(data.get("pipeline_parallel", 1)) * int(data.get("data_parallel", 1))
+
+
 @dataclass(frozen=True)
 class Deployments:
     """n deployments on one kind of chip: a struct of arrays, one entry per deployment. The
