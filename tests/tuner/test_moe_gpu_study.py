@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from cli_helpers import run_cli
 
+from cli_helpers import run_cli
 from cost_models.errors import InvalidInputError
 from search_spaces.space import ENGINE_DIMENSIONS, compile_study, evaluate
 from search_spaces.spec import load_spec, parse_spec
