@@ -274,11 +274,15 @@ def expert_scale(
     (moe.EP_IMBALANCE)."""
     if np.all((data_parallel == 1) & (expert_parallel == 1)):
         return None
-    rank_tokens = stage.batch * tokens_per_sequence
-    e, k, routed = stage.experts, stage.experts_per_token, stage.expert_d_ff
-    own = experts_woken(rank_tokens, e, k) * routed + stage.shared_d_ff
-    shared = experts_woken(rank_tokens * data_parallel, e, k) * routed / data_parallel + stage.shared_d_ff
-    weight = np.divide(shared, own, out=np.ones_like(own), where=own > 0)
+    weight = np.ones(len(stage))
+    rows = np.flatnonzero((data_parallel > 1) & (stage.experts > 0))  # only DP changes the weights
+    if len(rows):
+        tokens = (stage.batch * np.broadcast_to(tokens_per_sequence, weight.shape))[rows]
+        e, k, routed = stage.experts[rows], stage.experts_per_token[rows], stage.expert_d_ff[rows]
+        dp, shared_width = data_parallel[rows], stage.shared_d_ff[rows]
+        own = experts_woken(tokens, e, k) * routed + shared_width
+        shared = experts_woken(tokens * dp, e, k) * routed / dp + shared_width
+        weight[rows] = np.divide(shared, own, out=np.ones_like(own), where=own > 0)
     work = np.where(expert_parallel > 1, EP_IMBALANCE, 1.0)
     return weight, work
 
@@ -298,20 +302,25 @@ def moe_dispatch_s(
     and reduce-scatters the outputs after."""
     tp, dp, ep = parallel.tensor_parallel, parallel.data_parallel, parallel.expert_parallel
     moe = stage.moe_layers > 0
-    if not np.any(moe & ((ep > 1) | (dp > 1))):
-        return np.zeros(len(stage))
-    rank_tokens = stage.batch * tokens_per_sequence
+    out = np.zeros(len(stage))
+    rank_tokens = stage.batch * np.broadcast_to(tokens_per_sequence, out.shape)
     act_bytes = BYTES_PER_ELEMENT[stage.act_dtype]
-    ones = np.ones(len(stage))
-    dispatch = ep_dispatch_bytes_per_chip(rank_tokens / tp, stage.experts_per_token, stage.d_model, act_bytes)
-    ep_mesh = np.stack([ones, ones, ep], axis=1)
-    a2a = 2.0 * network.collective_time_s("all_to_all", np.where(moe & (ep > 1), dispatch, 0.0), ep_mesh, "z")
-    gathered = np.where(moe & (ep == 1) & (dp > 1), rank_tokens * dp * stage.d_model * act_bytes, 0.0)
-    dp_mesh = np.stack([ones, dp, tp], axis=1)
-    gather = network.collective_time_s("all_gather", gathered, dp_mesh, "y") + network.collective_time_s(
-        "reduce_scatter", gathered, dp_mesh, "y"
-    )
-    return a2a + gather
+    rows = np.flatnonzero(moe & (ep > 1))  # each collective only on the rows that run it
+    if len(rows):
+        dispatch = ep_dispatch_bytes_per_chip(
+            rank_tokens[rows] / tp[rows], stage.experts_per_token[rows], stage.d_model[rows], act_bytes[rows]
+        )
+        ones = np.ones(len(rows))
+        ep_mesh = np.stack([ones, ones, ep[rows]], axis=1)
+        out[rows] = 2.0 * network.collective_time_s("all_to_all", dispatch, ep_mesh, "z")
+    rows = np.flatnonzero(moe & (ep == 1) & (dp > 1))
+    if len(rows):
+        gathered = rank_tokens[rows] * dp[rows] * stage.d_model[rows] * act_bytes[rows]
+        dp_mesh = np.stack([np.ones(len(rows)), dp[rows], tp[rows]], axis=1)
+        out[rows] = network.collective_time_s("all_gather", gathered, dp_mesh, "y") + network.collective_time_s(
+            "reduce_scatter", gathered, dp_mesh, "y"
+        )
+    return out
 
 
 def stage_send_s(
@@ -415,7 +424,8 @@ def estimate(
     # MoE dispatch are charged around it (:func:`_phase_times`).
     view = rank_view(d)
     # Prefill: one pass over batch x prompt tokens.
-    prefill_configs = stage_configs(view.inference_configs("prefill", prompt), d.pipeline_parallel)
+    whole_configs = view.inference_configs("prefill", prompt)
+    prefill_configs = stage_configs(whole_configs, d.pipeline_parallel)
     plans = sharding_plans(view, prefill_configs)
     kv_ways = kv_ways_by_phase(view)
     prefill_ops = operator_costs(prefill_configs, convention)
@@ -450,7 +460,7 @@ def estimate(
         _Parallel.of(d, decode_configs, np.ones(n)),
     )
 
-    c = d.inference_configs("prefill", prompt)  # the whole model and batch, for MFU
+    c = whole_configs  # the whole model, for MFU (the tokens below are the whole batch's)
     # MFU against the peak of the format the weight matmuls run in (Pope et al. keep them in
     # bf16, so theirs is the bf16 peak; int8 x int8 on an H100 has twice that to use).
     peak = d.hardware.peak_table()[COMBINE[d.weight_dtype, d.act_dtype]]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -154,12 +155,12 @@ class Deployments:
     def __len__(self) -> int:
         return int(self.batch.shape[0])
 
-    @property
+    @cached_property
     def tensor_parallel(self) -> np.ndarray:
         """Chips of one tensor-parallel group (the mesh's product)."""
         return np.prod(self.mesh, axis=-1)
 
-    @property
+    @cached_property
     def chips(self) -> np.ndarray:
         """Every chip of the deployment: the tensor-parallel mesh x pipeline stages x DP ranks."""
         return self.tensor_parallel * self.pipeline_parallel * self.data_parallel
