@@ -690,22 +690,22 @@ def estimate_one(
         # What the engines run: Megatron TP (ws_1d), heads split, fused attention.
         engine_choices = dict.fromkeys(("prefill_ffn_layout", "decode_ffn_layout"), "ws_1d")
         engine_choices |= dict.fromkeys(("prefill_attn_sharding", "decode_attn_sharding"), "head")
-        for name, value in layouts.items():
-            if value is not None and value != engine_choices[name]:
+        for name, chosen in layouts.items():
+            if chosen is not None and chosen != engine_choices[name]:
                 raise InvalidInputError(
                     name,
-                    f"{value} is a layout of Pope et al.'s meshes; GPU engines run Megatron TP (ws_1d, heads split)",
+                    f"{chosen} is a layout of Pope et al.'s meshes; GPU engines run Megatron TP (ws_1d, heads split)",
                     "drop it, or give --mesh XxYxZ to score Pope et al.'s layouts",
                 )
         choices = engine_choices
         flash = True if flash_attention is None else flash_attention
-        chips, shape, parallel = engine_degrees(chip, chips, **degrees)
+        chips, shape, parallel = engine_degrees(chip, chips, tp=tp, pp=pp, ep=ep, dp=dp, micro_batches=micro_batches)
         meshes = [shape]
         if chip.kind != "gpu" and tp is None:
             raise InvalidInputError("tp", "missing: TPUs have no engine default", "pass --tp, or --mesh XxYxZ")
     else:
         defaults = {"prefill_ffn_layout": "ws_2d", "decode_ffn_layout": "ws_2d"}
-        choices = {name: value or defaults.get(name, "head") for name, value in layouts.items()}
+        choices = {name: chosen or defaults.get(name, "head") for name, chosen in layouts.items()}
         flash = bool(flash_attention)
         parallel = {name: 1 if value is None else value for name, value in degrees.items() if name != "tp"}
         if tp is not None:

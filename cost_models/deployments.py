@@ -208,7 +208,10 @@ class Deployments:
             kv_heads=int(self.kv_heads[i]),
             block=BLOCKS[int(self.parallel_block[i])],
             flash_attention=bool(self.flash_attention[i]),
-            **{name: int(getattr(self, name)[i]) for name in PARALLEL_FIELDS},
+            pipeline_parallel=int(self.pipeline_parallel[i]),
+            expert_parallel=int(self.expert_parallel[i]),
+            data_parallel=int(self.data_parallel[i]),
+            micro_batches=int(self.micro_batches[i]),
         )
 
     @classmethod

@@ -275,7 +275,7 @@ def _mesh_choices(
 ) -> list[tuple[int, int, int]]:
     network = network_for(hardware)
     space = spec.space
-    counts = space.chips if chip_counts is None else chip_counts
+    counts = (space.chips or []) if chip_counts is None else chip_counts
     for chips in counts:
         if not network.legal_meshes(chips):
             raise InvalidInputError(
@@ -289,7 +289,7 @@ def _mesh_choices(
     for text in space.mesh:
         mesh = parse_mesh(text)  # the spec is the one place a mesh is written as text
         network.check_mesh(mesh)
-        if int(np.prod(mesh)) not in space.chips:
+        if int(np.prod(mesh)) not in counts:
             raise InvalidInputError(
                 "space.mesh",
                 f"{text} has {int(np.prod(mesh))} chips, not one of space.chips {space.chips}",
@@ -561,7 +561,10 @@ def _engine_problems(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np
 
 def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation:
     """Score candidates (one index array per dimension) with one vectorized estimate."""
-    columns = {**study.fixed_columns, **study.space.columns_of(indices)}
+    columns: dict[str, np.ndarray] = {
+        **{name: np.full(len(next(iter(indices.values()))), code) for name, code in study.fixed_columns.items()},
+        **study.space.columns_of(indices),
+    }
     valid = structurally_valid(study, indices)
     if "tp" in indices:  # scored as one chip group without the impossible degrees, then refused
         impossible = _engine_problems(study, indices)
