@@ -167,3 +167,33 @@ def test_serving_models_refuse_what_they_do_not_charge():
 
     with pytest.raises(InvalidInputError, match="pipeline_parallel"):
         kv_ways_by_phase(_one(LLAMA, 1, pipeline_parallel=2))
+
+
+def test_a_trial_stored_before_the_degrees_reads_back_as_one_stage():
+    stored = _one(LLAMA, 2).row(0).to_dict()
+    for name in ("pipeline_parallel", "expert_parallel", "data_parallel", "micro_batches"):
+        del stored[name]
+    row = Deployment.from_dict(stored)
+    assert (row.pipeline_parallel, row.expert_parallel, row.data_parallel, row.micro_batches) == (1, 1, 1, 1)
+    assert row.chips == 2
+
+
+def test_calibrated_estimates_charge_the_measured_all_to_all():
+    # Under the chip's profile the dispatch inside one NVLink domain takes the measured NCCL
+    # all-to-all time: EP 8 still costs more communication than expert TP 8, and the pipeline
+    # of two stages still halves the weights per chip.
+    from cost_models.calibration import resolve_calibration
+
+    profile = resolve_calibration("auto", H200)
+    rows = Deployments.from_rows(
+        [
+            _one(QWEN_MOE, 8).row(0),
+            _one(QWEN_MOE, 8, expert_parallel=8).row(0),
+            _one(QWEN_MOE, 8, pipeline_parallel=2).row(0),
+        ]
+    )
+    result = estimate(rows, calibration=profile)
+    assert result.prefill.comm_s[1] > result.prefill.comm_s[0]
+    assert np.all(np.isfinite(result.decode.latency_s))
+    weights = result.memory.weights_bytes_per_chip
+    assert weights[2] < 0.52 * weights[0]
