@@ -15,7 +15,7 @@ linear in context, which it is within one roofline regime.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
 import numpy as np
@@ -29,13 +29,14 @@ from cost_models.calibration import (
 )
 from cost_models.conventions import DEFAULT, CountingConvention
 from cost_models.deployments import PHASE_NAMES, Deployment, Deployments
-from cost_models.dtypes import COMBINE, dtype_name
+from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, dtype_name
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.model_counts import active_block_params, model_flops_utilization
 from cost_models.models import ModelSpec, get_model
-from cost_models.operators import LM_HEAD, OperatorCosts, operator_costs
+from cost_models.moe import EP_IMBALANCE, ep_dispatch_bytes_per_chip, experts_woken
+from cost_models.operators import LM_HEAD, OP, OperatorCosts, operator_costs
 from cost_models.partitioning import (
     Shapes,
     ShardingPlan,
@@ -48,10 +49,12 @@ from cost_models.partitioning import (
     weight_bytes_per_chip,
 )
 from cost_models.roofline import RooflineTimes, roofline_times
-from cost_models.topology import Network, network_for, parse_mesh
+from cost_models.topology import Network, domain_size, network_for, parse_mesh, point_to_point_time_s
 
 Overlap = Literal["overlapped", "added"]
 OVERLAPS: tuple[str, ...] = get_args(Overlap)
+#: The routed experts' operator slots (weights spread over EP and DP, work paced by the busiest rank).
+EXPERT_SLOTS: tuple[str, ...] = ("expert_gate", "expert_up", "expert_act", "expert_down")
 #: More chips than any deployment has (and beyond which enumerating meshes stops being cheap).
 MAX_CHIPS = 2**20
 
@@ -131,12 +134,21 @@ def operator_times(
     profile: CalibrationProfile | None,
     plan: ShardingPlan,
     kv_ways: np.ndarray,
+    expert_scale: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[OperatorTimes, RooflineTimes]:
     """Per-operator times of one forward pass of ``phase``'s layout (and the per-chip costs).
     Without a profile an operator's time is its roofline; with one, its calibrated kernel time
-    and the engine's fixed cost per layer and per step. The roofline's terms come back too."""
+    and the engine's fixed cost per layer and per step. The roofline's terms come back too.
+    ``expert_scale``: (weight factor, work factor) of the expert slots under data and expert
+    parallelism (:func:`expert_scale`)."""
     layouts, batch_sharded = d.ffn_layout(phase), d.batch_sharded_attention(phase)
     chip_ops = per_chip_costs(ops, configs, d.mesh, layouts, batch_sharded, plan, kv_ways)
+    if expert_scale is not None:
+        weight_factor, work_factor = expert_scale
+        rows = [OP[name] for name in EXPERT_SLOTS]
+        chip_ops.weight_bytes[rows] *= weight_factor
+        for array in (chip_ops.flops, chip_ops.act_read_bytes, chip_ops.act_write_bytes):
+            array[rows] *= work_factor
     roofline = roofline_times(chip_ops.flops, chip_ops.bytes, chip_ops.compute_dtype, d.hardware)
     if profile is None:
         op_time, layer_overhead, step_overhead = roofline.time_s, 0.0, 0.0
@@ -179,16 +191,150 @@ def _phase_times(
     profile: CalibrationProfile | None,
     plan: ShardingPlan,
     kv_ways: np.ndarray,
+    parallel: _Parallel,
 ) -> _PhaseTimes:
-    """One forward pass: layers x (block time combined with the block's collectives) + lm_head
-    (+ the engine's fixed cost per step under a profile)."""
-    t, roofline = operator_times(d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways)
-    return _PhaseTimes(
-        latency_s=forward_pass_s(t, configs.layers, overlap),
-        compute_s=(roofline.compute_s * ops.repeats).sum(axis=0),
-        memory_s=(roofline.memory_s * ops.repeats).sum(axis=0),
-        comm_s=configs.layers * t.comm_block_s,
+    """One step: each pipeline stage's forward pass (its layers x (block time combined with the
+    block's collectives, plus the MoE dispatch) + lm_head + the engine's fixed cost per step under
+    a profile) for one micro-batch of one DP rank, run through the pipeline (:func:`pipeline_s`)."""
+    t, roofline = operator_times(
+        d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, parallel.expert_scale
     )
+    dispatch = moe_dispatch_s(network, parallel, configs, tokens_per_sequence)
+    # The dispatch runs in the MoE blocks only: spread over the stage's blocks as their share.
+    dispatch_block = dispatch * np.divide(
+        configs.moe_layers, configs.layers, out=np.zeros(len(configs)), where=configs.layers > 0
+    )
+    # Dispatch before and combine after the expert GEMMs depend on them: added to the block's
+    # work, never hidden behind it (two-batch overlap, which would, is not modelled).
+    stage_s = forward_pass_s(t, configs.layers, overlap, dispatch_block)
+    head_s = t.op_time_s[LM_HEAD] + t.step_overhead_s  # the last stage's alone
+    send = stage_send_s(d.hardware, parallel, configs, tokens_per_sequence)
+    m, pp = parallel.micro_batches, parallel.pipeline_parallel
+    return _PhaseTimes(
+        latency_s=pipeline_s(stage_s - head_s, head_s, send, pp, m),
+        compute_s=m * (roofline.compute_s * ops.repeats).sum(axis=0),
+        memory_s=m * (roofline.memory_s * ops.repeats).sum(axis=0),
+        comm_s=m * configs.layers * (t.comm_block_s + dispatch_block) + (pp - 1.0) * send,
+    )
+
+
+def pipeline_s(
+    blocks_s: np.ndarray, head_s: np.ndarray, send_s: np.ndarray, pipeline_parallel, micro_batches
+) -> np.ndarray:
+    """One step of a pipeline of PP stages over m micro-batches (GPipe, Huang et al. 2019; the
+    schedule of Megatron-LM, Narayanan et al. 2021, section 2.2). Each stage runs its blocks
+    (``blocks_s`` per micro-batch); the last also the lm_head and the step's fixed cost
+    (``head_s``), so it paces the pipeline: the first micro-batch reaches it after PP - 1 stages
+    and PP - 1 sends, then it runs all m. With ``head_s`` 0 this is GPipe's (m + PP - 1) stage
+    times, whose idle share (the bubble) is (PP - 1) / (m + PP - 1). Applied to a decode step
+    too, which is conservative: engines keep the pipeline full across steps with other
+    micro-batches' tokens."""
+    pp, m = pipeline_parallel, micro_batches
+    return (m + pp - 1.0) * blocks_s + m * head_s + (pp - 1.0) * send_s
+
+
+@dataclass(frozen=True)
+class _Parallel:
+    """The engine degrees of n deployments, as float arrays, and what they do to the expert slots."""
+
+    tensor_parallel: np.ndarray
+    pipeline_parallel: np.ndarray
+    expert_parallel: np.ndarray
+    data_parallel: np.ndarray
+    micro_batches: np.ndarray
+    chips: np.ndarray
+    expert_scale: tuple[np.ndarray, np.ndarray] | None
+
+    @classmethod
+    def of(cls, d: Deployments, stage: InferenceConfigs, tokens_per_sequence: np.ndarray) -> _Parallel:
+        scale = expert_scale(stage, d.data_parallel, d.expert_parallel, tokens_per_sequence)
+        return cls(
+            d.tensor_parallel,
+            d.pipeline_parallel,
+            d.expert_parallel,
+            d.data_parallel,
+            d.micro_batches,
+            d.chips,
+            scale,
+        )
+
+
+def expert_scale(
+    stage: InferenceConfigs, data_parallel: np.ndarray, expert_parallel: np.ndarray, tokens_per_sequence: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(weight factor, work factor) of the expert slots of one DP rank's per-chip costs, or None
+    where nothing changes (no DP, no EP).
+
+    The stage's DP ranks share its MoE layers: whatever EP (dividing TP x DP), each chip holds
+    1/(TP x DP) of the routed experts (experts / EP whole experts, each split TP x DP / EP ways)
+    and multiplies 1/(TP x DP) of the stage's routed tokens. A DP rank's costs (computed at its
+    own N tokens on its TP chips) already give the FLOPs; the weights loaded are those of the
+    experts the whole stage's DP x N tokens wake (moe.experts_woken), split DP times further; the
+    shared experts are tensor-parallel within the rank. Under EP the busiest rank sets the pace
+    (moe.EP_IMBALANCE)."""
+    if np.all((data_parallel == 1) & (expert_parallel == 1)):
+        return None
+    weight = np.ones(len(stage))
+    rows = np.flatnonzero((data_parallel > 1) & (stage.experts > 0))  # only DP changes the weights
+    if len(rows):
+        tokens = (stage.batch * np.broadcast_to(tokens_per_sequence, weight.shape))[rows]
+        e, k, routed = stage.experts[rows], stage.experts_per_token[rows], stage.expert_d_ff[rows]
+        dp, shared_width = data_parallel[rows], stage.shared_d_ff[rows]
+        own = experts_woken(tokens, e, k) * routed + shared_width
+        shared = experts_woken(tokens * dp, e, k) * routed / dp + shared_width
+        weight[rows] = np.divide(shared, own, out=np.ones_like(own), where=own > 0)
+    work = np.where(expert_parallel > 1, EP_IMBALANCE, 1.0)
+    return weight, work
+
+
+def moe_dispatch_s(
+    network: Network, parallel: _Parallel, stage: InferenceConfigs, tokens_per_sequence: np.ndarray
+) -> np.ndarray:
+    """Seconds per MoE block moving the routed tokens to the chips holding their experts and back.
+
+    Placement: a stage's chips are numbered TP fastest, then DP, so an EP group is EP consecutive
+    chips (inside one NVLink domain while it fits) and a DP group strides over the TP groups.
+    EP > 1: an all-to-all dispatch and an all-to-all combine over the EP group, each chip sending
+    its 1/TP share of its DP rank's tokens, top-k copies of d_model activations each
+    (moe.ep_dispatch_bytes_per_chip; the collective's (K-1)/K leaves out what stays local). EP 1
+    with DP > 1: the experts are tensor-parallel over all TP x DP chips (vLLM without
+    --enable-expert-parallel), so each chip all-gathers the DP ranks' tokens before the experts
+    and reduce-scatters the outputs after."""
+    tp, dp, ep = parallel.tensor_parallel, parallel.data_parallel, parallel.expert_parallel
+    moe = stage.moe_layers > 0
+    out = np.zeros(len(stage))
+    rank_tokens = stage.batch * np.broadcast_to(tokens_per_sequence, out.shape)
+    act_bytes = BYTES_PER_ELEMENT[stage.act_dtype]
+    rows = np.flatnonzero(moe & (ep > 1))  # each collective only on the rows that run it
+    if len(rows):
+        dispatch = ep_dispatch_bytes_per_chip(
+            rank_tokens[rows] / tp[rows], stage.experts_per_token[rows], stage.d_model[rows], act_bytes[rows]
+        )
+        ones = np.ones(len(rows))
+        ep_mesh = np.stack([ones, ones, ep[rows]], axis=1)
+        out[rows] = 2.0 * network.collective_time_s("all_to_all", dispatch, ep_mesh, "z")
+    rows = np.flatnonzero(moe & (ep == 1) & (dp > 1))
+    if len(rows):
+        gathered = rank_tokens[rows] * dp[rows] * stage.d_model[rows] * act_bytes[rows]
+        dp_mesh = np.stack([np.ones(len(rows)), dp[rows], tp[rows]], axis=1)
+        out[rows] = network.collective_time_s("all_gather", gathered, dp_mesh, "y") + network.collective_time_s(
+            "reduce_scatter", gathered, dp_mesh, "y"
+        )
+    return out
+
+
+def stage_send_s(
+    hardware: HardwareSpec, parallel: _Parallel, stage: InferenceConfigs, tokens_per_sequence: np.ndarray
+) -> np.ndarray:
+    """Seconds to send one micro-batch's activations (tokens x d_model) from a pipeline stage to
+    the next: each of a DP rank's TP chips sends a 1/TP slice (Megatron-LM's scatter/gather,
+    Narayanan et al. 2021, section 4.1). Stages are placed last, across nodes: a send crosses the
+    inter-domain network once the deployment spans more than one domain (the slowest boundary
+    paces the pipeline)."""
+    tokens = stage.batch * tokens_per_sequence
+    data = tokens * stage.d_model * BYTES_PER_ELEMENT[stage.act_dtype] / parallel.tensor_parallel
+    data = np.where(parallel.pipeline_parallel > 1, data, 0.0)
+    return point_to_point_time_s(hardware, data, parallel.chips > domain_size(hardware))
 
 
 def sharding_plans(d: Deployments, configs: InferenceConfigs) -> dict[str, ShardingPlan]:
@@ -196,7 +342,9 @@ def sharding_plans(d: Deployments, configs: InferenceConfigs) -> dict[str, Shard
     plans = {}
     for phase in PHASE_NAMES:
         layouts = d.ffn_layout(phase)
-        first, inverse = distinct_rows(d.model_index, d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], layouts)
+        first, inverse = distinct_rows(
+            d.model_index, d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], layouts, configs.layers
+        )
         plans[phase] = sharding_plan(configs.take(first), d.mesh[first], layouts[first]).take(inverse)
     return plans
 
@@ -204,7 +352,15 @@ def sharding_plans(d: Deployments, configs: InferenceConfigs) -> dict[str, Shard
 def kv_ways_by_phase(d: Deployments) -> dict[str, np.ndarray]:
     """Ways each deployment's KV cache is split in each phase, once per distinct shape. The batch
     matters only through which mesh-axis products divide it, all divisors of the chip count: its
-    gcd with the chip count carries the same information and takes fewer distinct values."""
+    gcd with the chip count carries the same information and takes fewer distinct values.
+    Pipeline, expert and data parallelism are charged by :func:`estimate` only: the serving
+    models that call this refuse them rather than ignore them."""
+    if not np.all(d.single_stage):
+        raise InvalidInputError(
+            "pipeline_parallel",
+            "the serving model charges tensor parallelism only (PP, EP, DP and micro-batches: tuner estimate)",
+            "use pipeline_parallel, expert_parallel, data_parallel and micro_batches 1 here",
+        )
     divides = np.gcd(d.batch.astype(np.int64), d.chips.astype(np.int64)).astype(np.float64)
     latent = np.array([m.is_mla for m in d.models])[d.model_index]  # MLA: one latent for all heads
     ways = {}
@@ -266,13 +422,18 @@ def estimate(
         network = calibrated_network(network, d.hardware, calibration)
     chips = d.chips
     prompt, gen = d.prompt_len, d.gen_len
+    # Each chip's work is that of one DP rank's micro-batch in the busiest pipeline stage, on
+    # its tensor-parallel mesh (``view``); the pipeline, the DP ranks' shared experts and the
+    # MoE dispatch are charged around it (:func:`_phase_times`).
+    view = rank_view(d)
     # Prefill: one pass over batch x prompt tokens.
-    prefill_configs = d.inference_configs("prefill", prompt)
-    plans = sharding_plans(d, prefill_configs)
-    kv_ways = kv_ways_by_phase(d)
+    whole_configs = view.inference_configs("prefill", prompt)
+    prefill_configs = stage_configs(whole_configs, d.pipeline_parallel)
+    plans = sharding_plans(view, prefill_configs)
+    kv_ways = kv_ways_by_phase(view)
     prefill_ops = operator_costs(prefill_configs, convention)
     prefill_times = _phase_times(
-        d,
+        view,
         "prefill",
         prefill_configs,
         prefill_ops,
@@ -282,13 +443,14 @@ def estimate(
         calibration,
         plans["prefill"],
         kv_ways["prefill"],
+        _Parallel.of(d, prefill_configs, prompt),
     )
     # Decode: step t attends to prompt + t entries; scored once at the mean context, exact where
     # step time is linear in the context (within one roofline regime).
     decode_configs = prefill_configs.at_phase(DECODE, prompt + (gen - 1.0) / 2.0)
     decode_ops = operator_costs(decode_configs, convention)
     step = _phase_times(
-        d,
+        view,
         "decode",
         decode_configs,
         decode_ops,
@@ -298,9 +460,10 @@ def estimate(
         calibration,
         plans["decode"],
         kv_ways["decode"],
+        _Parallel.of(d, decode_configs, np.ones(n)),
     )
 
-    c = prefill_configs
+    c = whole_configs  # the whole model, for MFU (the tokens below are the whole batch's)
     # MFU against the peak of the format the weight matmuls run in (Pope et al. keep them in
     # bf16, so theirs is the bf16 peak; int8 x int8 on an H100 has twice that to use).
     peak = d.hardware.peak_table()[COMBINE[d.weight_dtype, d.act_dtype]]
@@ -339,7 +502,9 @@ def estimate(
     decode = _phase_estimate(
         step, gen, decode_tokens, (block_params + decode_head_share * head_params) * decode_tokens, chips, peak
     )
-    memory = _memory(d, c, prompt + gen, prefill_ops, decode_ops, kv_memory_fraction, plans, kv_ways["decode"])
+    memory = _memory(
+        view, prefill_configs, prompt + gen, prefill_ops, decode_ops, kv_memory_fraction, plans, kv_ways["decode"], d
+    )
     return DeploymentEstimate(prefill, decode, step.latency_s, memory)
 
 
@@ -352,16 +517,26 @@ def _memory(
     kv_memory_fraction: float | None,
     plans: dict[str, ShardingPlan],
     kv_ways: np.ndarray,
+    whole: Deployments,
 ) -> MemoryEstimate:
-    """Bytes per chip. Weights as the layouts' sharding rules store them (the larger of the two
-    phases' layouts: a deployment whose phases differ holds either at a time); the KV cache as
-    decode's attention sharding splits it."""
+    """Bytes per chip of the busiest pipeline stage (``c``: its layers, one DP rank's
+    micro-batch; ``d``: that rank's tensor-parallel view of ``whole``). Weights as the layouts'
+    sharding rules store them (the larger of the two phases' layouts: a deployment whose phases
+    differ holds either at a time), the routed experts further split over the stage's DP ranks
+    (:func:`expert_scale`); the KV cache of the rank's every micro-batch as decode's attention
+    sharding splits it. Both the embedding and an untied lm_head stay charged to the stage (a
+    pipeline's first stage holds only the one, its last only the other): at most one table over."""
     chips = d.chips
+    dp = whole.data_parallel
+    weight_bytes = BYTES_PER_ELEMENT[c.weight_dtype]
     weights = np.maximum(
-        weight_bytes_per_chip(c, d.mesh, d.prefill_ffn_layout, plans["prefill"]),
-        weight_bytes_per_chip(c, d.mesh, d.decode_ffn_layout, plans["decode"]),
+        *(
+            weight_bytes_per_chip(c, d.mesh, layouts, plans[phase])
+            - plans[phase].routed_expert_elements * (1.0 - 1.0 / dp) * weight_bytes
+            for phase, layouts in (("prefill", d.prefill_ffn_layout), ("decode", d.decode_ffn_layout))
+        )
     )
-    kv_per_token = c.kv_bytes_per_token(context) * c.batch / kv_ways
+    kv_per_token = c.kv_bytes_per_token(context) * c.batch * whole.micro_batches / kv_ways
     kv = kv_per_token * context
     live = np.maximum(
         (prefill_ops.act_read_bytes + prefill_ops.act_write_bytes).max(axis=0),
@@ -377,6 +552,32 @@ def _memory(
     # Encoders keep no KV cache: no context limit from it (reported as None).
     max_context = np.floor(np.divide(budget, kv_per_token, out=np.full(len(d), np.inf), where=kv_per_token > 0))
     return MemoryEstimate(weights, kv, activations, capacity, max_context)
+
+
+def rank_view(d: Deployments) -> Deployments:
+    """What one chip of ``d`` computes, as a single-stage deployment: one DP rank's micro-batch
+    (batch / (DP x m) sequences) on the tensor-parallel mesh."""
+    if np.all(d.single_stage):
+        return d
+    ones = np.ones(len(d))
+    return replace(
+        d,
+        batch=d.batch / (d.data_parallel * d.micro_batches),
+        pipeline_parallel=ones,
+        expert_parallel=ones,
+        data_parallel=ones,
+        micro_batches=ones,
+    )
+
+
+def stage_configs(configs: InferenceConfigs, pipeline_parallel: np.ndarray) -> InferenceConfigs:
+    """The busiest of PP pipeline stages: ceil(layers / PP) blocks (an uneven split's longest
+    stage paces the pipeline), as many of them MoE blocks as there are (the dense first blocks
+    sit in the first stage)."""
+    if np.all(pipeline_parallel == 1):
+        return configs
+    layers = np.ceil(configs.layers / pipeline_parallel)
+    return replace(configs, layers=layers, moe_layers=np.minimum(configs.moe_layers, layers))
 
 
 def _phase_report(p: PhaseEstimate, i: int) -> dict:
@@ -413,22 +614,27 @@ def estimate_one(
     model: str | ModelSpec,
     hardware: str | HardwareSpec,
     *,
-    chips: int,
+    chips: int | None = None,
     batch: int,
     prompt_len: int,
     gen_len: int,
     mesh: str | tuple[int, int, int] | None = None,
     phase: Literal["prefill", "decode", "both"] = "both",
-    ffn_layout: str = "ws_2d",
+    ffn_layout: str | None = None,
     prefill_ffn_layout: str | None = None,
     decode_ffn_layout: str | None = None,
-    attn_sharding: str = "head",
+    attn_sharding: str | None = None,
     prefill_attn_sharding: str | None = None,
     decode_attn_sharding: str | None = None,
     weight_bits: str | int = 16,
     act_bits: str | int = 16,
     kv_bits: str | int = 16,
-    flash_attention: bool = False,
+    flash_attention: bool | None = None,
+    tp: int | None = None,
+    pp: int | None = None,
+    ep: int | None = None,
+    dp: int | None = None,
+    micro_batches: int | None = None,
     kv_heads: int | None = None,
     overlap: Overlap = "overlapped",
     kv_memory_fraction: float | None = None,
@@ -438,8 +644,13 @@ def estimate_one(
 ) -> dict:
     """One deployment by names, validated: the ``tuner estimate --json`` object.
 
-    Without ``mesh``, every legal mesh for ``chips`` is scored in one call and the fastest for
-    ``phase`` (preferring meshes that fit in memory) is chosen and reported. ``require_fit``
+    Two vocabularies (:func:`engine_degrees`): on GPUs, or with any of ``tp``, ``pp``, ``ep``,
+    ``dp``, ``micro_batches``, the engines' (Megatron TP over a 1 x 1 x TP mesh in the 1D
+    weight-stationary layout, head-sharded fused attention; without ``tp``, TP = the chips of one
+    NVLink domain and PP across domains, as vLLM, SGLang and TensorRT-LLM deploy); with ``mesh``
+    or on a TPU, Pope et al.'s: without ``mesh``, every legal mesh for ``chips`` is scored in one
+    call and the fastest for ``phase`` (preferring meshes that fit in memory) is chosen and
+    reported (``mesh`` may still take ``pp``/``dp``/``ep``: it is then one stage's TP group). ``require_fit``
     turns a deployment that does not fit into an error instead of ``fits: false``.
     ``calibration``: ``auto`` (the chip's shipped profile under ``backend``, default the engine
     measured best), ``none`` (the papers' pure roofline), a profile name or a profile file; the
@@ -449,7 +660,13 @@ def estimate_one(
     chip = get_hardware(hardware) if isinstance(hardware, str) else hardware
     if phase not in ("prefill", "decode", "both"):
         raise InvalidInputError("phase", f"unknown phase {phase!r}", "use prefill, decode or both")
-    for field, value in (("chips", chips), ("batch", batch), ("prompt_len", prompt_len), ("gen_len", gen_len)):
+    degrees = {"tp": tp, "pp": pp, "ep": ep, "dp": dp, "micro_batches": micro_batches}
+    for field, value in (
+        ("batch", batch),
+        ("prompt_len", prompt_len),
+        ("gen_len", gen_len),
+        *((f, v) for f, v in (("chips", chips), *degrees.items()) if v is not None),
+    ):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise InvalidInputError(
                 field, f"must be a positive whole number, got {value!r}", f"pass an integer >= 1 for {field}"
@@ -461,12 +678,45 @@ def estimate_one(
             "phase", f"{model_spec.name} is an encoder: it has no decode phase", "use --phase prefill"
         )
     formats = chip.parse_formats(weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits)
-    choices = {
+    layouts = {
         "prefill_ffn_layout": prefill_ffn_layout or ffn_layout,
         "decode_ffn_layout": decode_ffn_layout or ffn_layout,
         "prefill_attn_sharding": prefill_attn_sharding or attn_sharding,
         "decode_attn_sharding": decode_attn_sharding or attn_sharding,
     }
+    engine = mesh is None and (chip.kind == "gpu" or any(v is not None for v in degrees.values()))
+    if engine:
+        # What the engines run: Megatron TP (ws_1d), heads split, fused attention.
+        engine_choices = dict.fromkeys(("prefill_ffn_layout", "decode_ffn_layout"), "ws_1d")
+        engine_choices |= dict.fromkeys(("prefill_attn_sharding", "decode_attn_sharding"), "head")
+        for name, chosen in layouts.items():
+            if chosen is not None and chosen != engine_choices[name]:
+                raise InvalidInputError(
+                    name,
+                    f"{chosen} is a layout of Pope et al.'s meshes; GPU engines run Megatron TP (ws_1d, heads split)",
+                    "drop it, or give --mesh XxYxZ to score Pope et al.'s layouts",
+                )
+        choices = engine_choices
+        flash = True if flash_attention is None else flash_attention
+        chips, shape, parallel = engine_degrees(chip, chips, tp=tp, pp=pp, ep=ep, dp=dp, micro_batches=micro_batches)
+        meshes = [shape]
+        if chip.kind != "gpu" and tp is None:
+            raise InvalidInputError("tp", "missing: TPUs have no engine default", "pass --tp, or --mesh XxYxZ")
+    else:
+        defaults = {"prefill_ffn_layout": "ws_2d", "decode_ffn_layout": "ws_2d"}
+        choices = {name: chosen or defaults.get(name, "head") for name, chosen in layouts.items()}
+        flash = bool(flash_attention)
+        parallel = {name: 1 if value is None else value for name, value in degrees.items() if name != "tp"}
+        if tp is not None:
+            raise InvalidInputError("tp", "given with --mesh (the mesh is the TP group)", "give one of them")
+        stages = parallel["pp"] * parallel["dp"]
+        if chips is None:
+            raise InvalidInputError("chips", "missing", "pass --chips N")
+        if chips % stages:
+            raise InvalidInputError(
+                "chips", f"{chips} is not a multiple of pp x dp ({stages})", "pass --chips = mesh chips x pp x dp"
+            )
+        meshes = candidate_meshes(chip, chips // stages, mesh)
     rows = [
         Deployment(
             model=model_spec,
@@ -480,9 +730,13 @@ def estimate_one(
             act_dtype=dtype_name(formats["act_bits"]),
             kv_dtype=dtype_name(formats["kv_bits"]),
             kv_heads=kv_heads,
-            flash_attention=flash_attention,
+            flash_attention=flash,
+            pipeline_parallel=parallel["pp"],
+            expert_parallel=parallel["ep"],
+            data_parallel=parallel["dp"],
+            micro_batches=parallel["micro_batches"],
         )
-        for m in candidate_meshes(chip, chips, mesh)
+        for m in meshes
     ]
     profile = resolve_calibration(calibration, chip, backend)
     result = estimate(
@@ -502,7 +756,56 @@ def estimate_one(
         )
     for other in {"prefill", "decode"} - ({"prefill", "decode"} if phase == "both" else {phase}):
         report.pop(other)
-    return {**report, "mesh_chosen": mesh is None, "overlap": overlap}
+    return {**report, "mesh_chosen": mesh is None, "engine_default": engine and tp is None, "overlap": overlap}
+
+
+def engine_degrees(
+    chip: HardwareSpec,
+    chips: int | None,
+    *,
+    tp: int | None,
+    pp: int | None,
+    ep: int | None,
+    dp: int | None,
+    micro_batches: int | None,
+) -> tuple[int, tuple[int, int, int], dict[str, int]]:
+    """(chips, the 1 x 1 x TP mesh, {pp, ep, dp, micro_batches}) as engines deploy ``chips``.
+
+    Unnamed degrees: PP, EP, DP and micro-batches 1, except that without ``tp`` TP takes the
+    chips of one NVLink domain (all of them, if fewer) and PP the domains (vLLM's and
+    TensorRT-LLM's multi-node recipe: TP inside a node, PP across). ``chips`` (when given) must
+    be TP x PP x DP; when not, it is that product."""
+    pp_, dp_ = pp or 1, dp or 1
+    if tp is None:
+        if chips is None:
+            raise InvalidInputError("chips", "missing", "pass --chips N or --tp N")
+        if chips % (pp_ * dp_):
+            raise InvalidInputError(
+                "chips", f"{chips} is not a multiple of pp x dp ({pp_ * dp_})", "pass --chips = tp x pp x dp"
+            )
+        per_stage = chips // (pp_ * dp_)
+        domain = domain_size(chip)
+        tp = per_stage if pp is not None or dp is not None or per_stage <= domain else domain
+        if pp is None and dp is None and per_stage > domain:
+            if per_stage % domain:
+                raise InvalidInputError(
+                    "chips",
+                    f"{chips} chips are not whole {chip.name} nodes of {domain}",
+                    f"use a multiple of {domain}",
+                )
+            pp_ = per_stage // domain
+    total = tp * pp_ * dp_
+    if chips is not None and chips != total:
+        raise InvalidInputError(
+            "chips", f"{chips} is not tp x pp x dp ({tp} x {pp_} x {dp_} = {total})", "pass matching degrees"
+        )
+    if not network_for(chip).legal_meshes(total):
+        raise InvalidInputError(
+            "chips", f"{total} chips form no legal {chip.name} deployment", "use a chip count the hardware offers"
+        )
+    if total > MAX_CHIPS:
+        raise InvalidInputError("chips", f"{total} is more than {MAX_CHIPS} chips", "pass fewer chips")
+    return total, (1, 1, tp), {"pp": pp_, "ep": ep or 1, "dp": dp_, "micro_batches": micro_batches or 1}
 
 
 def candidate_meshes(
@@ -552,6 +855,13 @@ def deployment_report(deployment: Deployment, result: DeploymentEstimate, index:
         "hardware": d.hardware.name,
         "chips": d.chips,
         "mesh": "x".join(str(a) for a in d.mesh),
+        "parallel": {
+            "tp": d.tensor_parallel,
+            "pp": d.pipeline_parallel,
+            "ep": d.expert_parallel,
+            "dp": d.data_parallel,
+            "micro_batches": d.micro_batches,
+        },
         "batch": d.batch,
         "prompt_len": d.prompt_len,
         "gen_len": d.gen_len,
@@ -560,5 +870,6 @@ def deployment_report(deployment: Deployment, result: DeploymentEstimate, index:
         "weight_dtype": d.weight_dtype,
         "act_dtype": d.act_dtype,
         "kv_dtype": d.kv_dtype,
+        "flash_attention": d.flash_attention,
         **estimate_report(result, index),
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,12 @@ BLOCKS: tuple[str, ...] = ("serial", "parallel")
 #: Per-phase choices: each is a ``<phase>_<name>`` column, coded into its table of names.
 PHASE_CHOICES: dict[str, tuple[str, ...]] = {"ffn_layout": FFN_LAYOUTS, "attn_sharding": ATTENTION_SHARDINGS}
 _FORMATS = ("weight_dtype", "act_dtype", "kv_dtype")
+#: The engines' parallel degrees besides tensor parallelism (the mesh), as vLLM, SGLang and
+#: TensorRT-LLM name them: PP (pipeline stages, each ``layers / PP`` blocks), EP (ranks the
+#: routed experts are spread over), DP (attention-data-parallel ranks: each runs attention and the
+#: dense layers on its own sequences and shares the MoE layers of its pipeline stage; for a dense
+#: model, replicas) and the micro-batches a pipeline splits a batch into.
+PARALLEL_FIELDS: tuple[str, ...] = ("pipeline_parallel", "expert_parallel", "data_parallel", "micro_batches")
 
 
 @dataclass(frozen=True)
@@ -49,10 +56,21 @@ class Deployment:
     kv_heads: int | None = None  # None: the model's own
     block: str | None = None  # None: the model's own
     flash_attention: bool = False
+    # GPU parallelism as serving engines name it (see :data:`PARALLEL_FIELDS`): the mesh is one
+    # tensor-parallel group; these multiply it.
+    pipeline_parallel: int = 1
+    expert_parallel: int = 1
+    data_parallel: int = 1
+    micro_batches: int = 1
+
+    @property
+    def tensor_parallel(self) -> int:
+        """Chips of one tensor-parallel group (the mesh)."""
+        return int(np.prod(self.mesh))
 
     @property
     def chips(self) -> int:
-        return int(np.prod(self.mesh))
+        return self.tensor_parallel * self.pipeline_parallel * self.data_parallel
 
     @property
     def resolved_kv_heads(self) -> int:
@@ -99,6 +117,12 @@ class Deployment:
         return deployment
 
 
+def stored_chips(data: dict[str, Any]) -> int:
+    """The chips of a stored deployment (:meth:`Deployment.to_dict`, before or after the engine
+    degrees existed): the mesh's product x pipeline stages x DP ranks."""
+    return int(np.prod(data["mesh"])) * int(data.get("pipeline_parallel", 1)) * int(data.get("data_parallel", 1))
+
+
 @dataclass(frozen=True)
 class Deployments:
     """n deployments on one kind of chip: a struct of arrays, one entry per deployment. The
@@ -123,13 +147,33 @@ class Deployments:
     kv_heads: np.ndarray
     parallel_block: np.ndarray
     flash_attention: np.ndarray
+    pipeline_parallel: np.ndarray
+    expert_parallel: np.ndarray
+    data_parallel: np.ndarray
+    micro_batches: np.ndarray
 
     def __len__(self) -> int:
         return int(self.batch.shape[0])
 
-    @property
-    def chips(self) -> np.ndarray:
+    @cached_property
+    def tensor_parallel(self) -> np.ndarray:
+        """Chips of one tensor-parallel group (the mesh's product)."""
         return np.prod(self.mesh, axis=-1)
+
+    @cached_property
+    def chips(self) -> np.ndarray:
+        """Every chip of the deployment: the tensor-parallel mesh x pipeline stages x DP ranks."""
+        return self.tensor_parallel * self.pipeline_parallel * self.data_parallel
+
+    @property
+    def single_stage(self) -> np.ndarray:
+        """(n,) bool: no pipeline, expert or data parallelism (what Pope et al.'s model covers)."""
+        return (
+            (self.pipeline_parallel == 1)
+            & (self.expert_parallel == 1)
+            & (self.data_parallel == 1)
+            & (self.micro_batches == 1)
+        )
 
     def ffn_layout(self, phase: str) -> np.ndarray:
         return getattr(self, f"{phase}_ffn_layout")
@@ -164,6 +208,10 @@ class Deployments:
             kv_heads=int(self.kv_heads[i]),
             block=BLOCKS[int(self.parallel_block[i])],
             flash_attention=bool(self.flash_attention[i]),
+            pipeline_parallel=int(self.pipeline_parallel[i]),
+            expert_parallel=int(self.expert_parallel[i]),
+            data_parallel=int(self.data_parallel[i]),
+            micro_batches=int(self.micro_batches[i]),
         )
 
     @classmethod
@@ -201,6 +249,7 @@ class Deployments:
             kv_heads=np.array([r.resolved_kv_heads for r in rows], dtype=np.float64),
             parallel_block=codes("resolved_block", BLOCKS) == 1,
             flash_attention=np.array([bool(r.flash_attention) for r in rows]),
+            **{name: np.array([getattr(r, name) for r in rows], dtype=np.float64) for name in PARALLEL_FIELDS},
         )
 
     def inference_configs(self, phase: str, seq_len: np.ndarray) -> InferenceConfigs:
@@ -241,6 +290,10 @@ def make_deployments(
     kv_heads: np.ndarray | int | None = None,
     parallel_block: np.ndarray | bool | None = None,
     flash_attention: np.ndarray | bool = False,
+    pipeline_parallel: np.ndarray | int = 1,
+    expert_parallel: np.ndarray | int = 1,
+    data_parallel: np.ndarray | int = 1,
+    micro_batches: np.ndarray | int = 1,
 ) -> Deployments:
     """Broadcast scalars and arrays (codes, not names) into :class:`Deployments`, validated.
     ``model`` is one model or a table of them that ``model_index`` points into; ``kv_heads`` and
@@ -269,6 +322,10 @@ def make_deployments(
         "parallel_block": own_parallel if parallel_block is None else parallel_block,
         "flash_attention": flash_attention,
         "model_index": index,
+        "pipeline_parallel": pipeline_parallel,
+        "expert_parallel": expert_parallel,
+        "data_parallel": data_parallel,
+        "micro_batches": micro_batches,
     }
     names = list(columns)
     arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(columns[n])) for n in names), mesh_array[:, 0])
@@ -280,6 +337,7 @@ def make_deployments(
         "prompt_len": np.float64,
         "gen_len": np.float64,
         "kv_heads": np.float64,
+        **dict.fromkeys(PARALLEL_FIELDS, np.float64),
     }
     # arrays[-1] is the mesh's first axis, broadcast only to size the columns.
     typed = {
@@ -319,6 +377,11 @@ def validate_deployments(d: Deployments) -> None:
         values = getattr(d, name)
         if np.any((values < 0) | (values >= len(DTYPE_NAMES))):
             raise InvalidInputError(name, "unknown dtype code", "use a code from cost_models.dtypes")
+    for name in PARALLEL_FIELDS:
+        _whole(name, getattr(d, name))
+    problems = parallel_problems(d)
+    if np.any(problems):
+        raise parallel_error(d, int(np.argmax(problems)))
     heads = np.array([m.heads for m in d.models], dtype=np.float64)[d.model_index]
     # An MLA model caches one latent for all heads: a KV-heads what-if would change nothing the
     # cost model charges, so it is refused rather than silently ignored.
@@ -339,6 +402,85 @@ def validate_deployments(d: Deployments) -> None:
             f"heads ({int(heads[i])}) is not divisible by kv_heads ({int(d.kv_heads[i])})",
             "use a kv_heads that divides heads (1 for MQA, heads for MHA)",
         )
+
+
+def _model_column(d: Deployments, name: str) -> np.ndarray:
+    return np.array([getattr(m, name) for m in d.models], dtype=np.float64)[d.model_index]
+
+
+def parallel_problems(d: Deployments) -> np.ndarray:
+    """(n,) bool: deployments no engine can run, by the rule vLLM, SGLang and TensorRT-LLM share.
+
+    The routed experts of one pipeline stage are spread over EP ranks, each holding experts / EP
+    whole experts, themselves split by expert tensor parallelism over the rest of the stage's
+    TP x DP chips: EP must divide the experts and TP x DP (vLLM: EP = TP x DP when expert
+    parallelism is on; TensorRT-LLM: moe_tp_size x moe_ep_size = tp_size; expert TP = TP x DP /
+    EP). A dense model has no experts to spread (EP 1). A pipeline has at most one stage per
+    layer, and a batch splits evenly over the DP ranks and the micro-batches (no engine pads a
+    rank's batch; an uneven split is a different deployment)."""
+    return parallel_problem_mask(
+        _model_column(d, "experts"),
+        _model_column(d, "layers"),
+        d.tensor_parallel,
+        d.pipeline_parallel,
+        d.expert_parallel,
+        d.data_parallel,
+        d.micro_batches,
+        d.batch,
+    )
+
+
+def parallel_problem_mask(experts, layers, tp, pp, ep, dp, micro_batches, batch) -> np.ndarray:
+    """:func:`parallel_problems` on plain columns (a search checks its candidates before it
+    builds their deployments)."""
+    ep = np.asarray(ep, dtype=np.float64)
+    bad_ep = np.where(np.asarray(experts) > 0, np.mod(experts, ep) != 0, ep != 1) | (np.mod(tp * dp, ep) != 0)
+    bad_pp = np.asarray(pp) > layers
+    bad_batch = np.mod(batch, np.asarray(dp) * micro_batches) != 0
+    return bad_ep | bad_pp | bad_batch
+
+
+def parallel_error(d: Deployments, i: int) -> InvalidInputError:
+    """The one-line error of deployment ``i``, which :func:`parallel_problems` flags."""
+    model = d.models[int(d.model_index[i])]
+    tp, pp, ep, dp, m = (
+        int(d.tensor_parallel[i]),
+        int(d.pipeline_parallel[i]),
+        int(d.expert_parallel[i]),
+        int(d.data_parallel[i]),
+        int(d.micro_batches[i]),
+    )
+    if model.experts == 0 and ep != 1:
+        return InvalidInputError(
+            "expert_parallel", f"{model.name} has no experts to spread over {ep} ranks", "use expert_parallel 1"
+        )
+    if model.experts and model.experts % ep:
+        divisors = [k for k in range(1, model.experts + 1) if model.experts % k == 0 and (tp * dp) % k == 0]
+        return InvalidInputError(
+            "expert_parallel",
+            f"{ep} does not divide the {model.experts} experts of {model.name}",
+            f"use one of {', '.join(map(str, divisors))}",
+        )
+    if (tp * dp) % ep:
+        wider_dp = ep // int(np.gcd(ep, tp))
+        return InvalidInputError(
+            "expert_parallel",
+            f"({ep}) must divide tensor_parallel x data_parallel ({tp * dp}) of one pipeline stage; experts are "
+            "spread over the chips of one stage (vLLM: EP = TP x DP; TensorRT-LLM: moe_tp x moe_ep = tp)",
+            f"use TP {tp} EP {int(np.gcd(ep, tp * dp))} PP {pp} DP {dp}, "
+            f"or TP {tp} DP {wider_dp} EP {ep} (PP {max(pp * dp // wider_dp, 1)})",
+        )
+    if pp > model.layers:
+        return InvalidInputError(
+            "pipeline_parallel",
+            f"{pp} stages for the {model.layers} layers of {model.name}",
+            f"use pipeline_parallel <= {model.layers}",
+        )
+    return InvalidInputError(
+        "batch",
+        f"{int(d.batch[i])} sequences do not split evenly over data_parallel {dp} x micro_batches {m}",
+        f"use a batch that is a multiple of {dp * m}",
+    )
 
 
 def tensor_parallel(

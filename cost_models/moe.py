@@ -46,3 +46,21 @@ def tokens_per_expert(tokens, experts, experts_per_token, imbalance=DEFAULT_IMBA
     n = np.asarray(tokens, dtype=np.float64)
     mean = np.divide(n * experts_per_token, woken, out=np.zeros_like(woken), where=woken > 0)
     return np.minimum(mean * imbalance, n)
+
+
+#: Expert parallelism: the busiest EP rank's routed tokens over the mean, applied to the expert
+#: GEMMs' work on every rank (the step waits for the busiest). 1.0, from the measurements: in the
+#: shared fused-MoE kernel database (AIConfigurator, ../shared/measurements/kernels/moe_perf.csv.gz,
+#: 51,000 rows), one EP rank's kernel under power-law routing (exponents 1.01 and 1.2) against
+#: the same shape balanced has median ratios 0.88-0.98 for EP 2 to 256 (p10 0.74-0.90, p90
+#: 1.12-1.41; 40-350 matched shapes per EP size and exponent), and 0.90-1.04 where each expert
+#: gets >= 8 tokens on average. The kernels absorb the skew in the median; the p90 (up to 1.3)
+#: is the spread a user can set through this factor.
+EP_IMBALANCE = 1.0
+
+
+def ep_dispatch_bytes_per_chip(tokens, experts_per_token, d_model, act_bytes) -> np.ndarray:
+    """Bytes one chip's all-to-all dispatch (or combine) moves: each of its ``tokens`` goes to
+    its ``experts_per_token`` experts as a d_model-wide activation (DeepEP / pplx-kernels send one
+    copy per routed expert; the (EP-1)/EP that stays local is the collective's own factor)."""
+    return np.asarray(tokens, dtype=np.float64) * experts_per_token * d_model * act_bytes

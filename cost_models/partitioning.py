@@ -476,6 +476,8 @@ class ShardingPlan:
     distinct_gemm_n: np.ndarray
     distinct_stored_elements: np.ndarray
     index: np.ndarray | None = None  # None: one configuration per distinct shape
+    #: Of ``stored_elements``, the routed experts' (what expert and data parallelism split further).
+    distinct_routed_expert_elements: np.ndarray | None = None
 
     def take(self, index: np.ndarray) -> ShardingPlan:
         """The plan of configurations whose shapes are ``index`` into this one's."""
@@ -499,6 +501,11 @@ class ShardingPlan:
     @cached_property
     def stored_elements(self) -> np.ndarray:
         return self._expand(self.distinct_stored_elements)
+
+    @cached_property
+    def routed_expert_elements(self) -> np.ndarray:
+        routed = self.distinct_routed_expert_elements
+        return self._expand(routed) if routed is not None else np.zeros_like(self.stored_elements)
 
 
 #: Each matmul's input (k) and output (n) logical axes, by operator slot.
@@ -587,6 +594,10 @@ def sharding_plan(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarra
     }
     stored = np.zeros(n)
     mla_elements = _mla_weight_elements(c)
+    routed_experts = np.zeros(n)
+    routed_share = np.divide(
+        c.experts * c.expert_d_ff, expert["stored_width"], out=np.zeros(n), where=expert["stored_width"] > 0
+    )
     for weight, op in (*WEIGHT_OPERATOR.items(), ("embedding", None)):
         never_gathered = weight in _NEVER_GATHERED
         axes = WEIGHT_AXES[weight]
@@ -610,6 +621,10 @@ def sharding_plan(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarra
         elif weight in _EXPERT_WEIGHTS:
             repeats = c.moe_layers
         stored = stored + repeats * elements / (stored_by[axes[0]] * stored_by[axes[1]])
+        if weight in _EXPERT_WEIGHTS:
+            routed_experts = routed_experts + routed_share * repeats * elements / (
+                stored_by[axes[0]] * stored_by[axes[1]]
+            )
         if op is None:
             continue
         ways = stored_by if never_gathered else use_by
@@ -619,7 +634,7 @@ def sharding_plan(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarra
         gemm_k[row] = width_of[k_axis] / ways[k_axis]
         gemm_n[row] = width_of[n_axis] / ways[n_axis]
     stored = stored + c.moe_layers * c.d_model * c.experts  # the routers, whole on every chip
-    return ShardingPlan(in_use_ways, gemm_k, gemm_n, stored)
+    return ShardingPlan(in_use_ways, gemm_k, gemm_n, stored, distinct_routed_expert_elements=routed_experts)
 
 
 def distinct_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

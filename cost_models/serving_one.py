@@ -249,7 +249,13 @@ def estimate_serving_one(
     first = batch if batch is not None else (min(int(concurrency), knobs["max_batch_size"]) if concurrency else 1)
     common: dict[str, Any] = {"chips": chips, "prompt_len": prompt_len, "gen_len": gen_len, "overlap": overlap}
     common |= {"calibration": calibration, "backend": backend}
+    if chip.kind == "gpu" and static.get("mesh") is None and static.get("tp") is None and chips is not None:
+        static = {**static, "tp": chips}  # the serving model charges TP only: one group over every chip
     report = estimate_one(model_spec, chip, batch=first, **common, **static)
+    if any(report["parallel"][name] != 1 for name in ("pp", "ep", "dp", "micro_batches")):
+        raise InvalidInputError(
+            "pp", "the serving model charges tensor parallelism only", "drop --pp/--ep/--dp/--micro-batches here"
+        )
     mesh = tuple(int(a) for a in report["mesh"].split("x"))
     row = Deployment(
         model=model_spec,
@@ -266,7 +272,7 @@ def estimate_serving_one(
         act_dtype=report["act_dtype"],
         kv_dtype=report["kv_dtype"],
         kv_heads=static.get("kv_heads"),
-        flash_attention=bool(static.get("flash_attention", False)),
+        flash_attention=report["flash_attention"],
     )
     out = serving_one(
         row,
@@ -280,10 +286,12 @@ def estimate_serving_one(
     running = max(int(round(out["running"])), 1) if out["running"] is not None else first
     if batch is None and running != first:
         chosen = report["mesh_chosen"]
-        report = estimate_one(model_spec, chip, batch=running, **common, **{**static, "mesh": report["mesh"]})
+        report = estimate_one(
+            model_spec, chip, batch=running, **common, **{**static, "mesh": report["mesh"], "tp": None}
+        )
         report["mesh_chosen"] = chosen
     report["batch_source"] = "--batch" if batch is not None else "serving running batch"
-    if chip.kind == "gpu" and report["mesh_chosen"] and chips > 1:
+    if chip.kind == "gpu" and report["mesh_chosen"] and report["chips"] > 1 and not report.get("engine_default"):
         out["notes"].append(
             f"mesh {report['mesh']}: the fastest for the static phases at batch {first}, kept for serving"
         )

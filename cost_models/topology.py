@@ -180,6 +180,18 @@ class SwitchedNetwork(Network):
         k = group_size(mesh, axes)
         domains = k / inside
         spec = self.spec
+        if kind == "all_to_all":
+            # Every chip sends a distinct D/k to each other chip: nothing can be combined on the
+            # way, so the D (k - inside)/k bound for other domains crosses the network through
+            # the chip's own port and D (inside-1)/k moves over the fabric (a hierarchical
+            # all-gather's D (domains-1)/k would undercount the network's share by ``inside``).
+            a2a = (
+                bytes_per_chip * (k - inside) / k / (spec.network_bandwidth_bytes_per_s * self.efficiency)
+                + bytes_per_chip * (inside - 1.0) / k / (spec.domain_bandwidth_bytes_per_s * self.efficiency)
+                + (inside - 1.0) * spec.domain_latency_s
+                + (domains - 1.0) * spec.network_latency_s
+            )
+            return np.where((k > 1) & (bytes_per_chip > 0), a2a, 0.0)
         # Hierarchical: chips of equal rank in each domain exchange across the network (each
         # receives (domains-1) pieces of D/k through its own port), then each domain runs the
         # collective over the fabric on what its chips hold (D (inside-1)/inside).
@@ -191,6 +203,31 @@ class SwitchedNetwork(Network):
         )
         factor = 2.0 if kind == "all_reduce" else 1.0
         return np.where((k > 1) & (bytes_per_chip > 0), factor * time, 0.0)
+
+
+def point_to_point_time_s(
+    hardware: HardwareSpec, bytes_per_chip: np.ndarray, across_domains: np.ndarray | bool
+) -> np.ndarray:
+    """Seconds for each chip to send ``bytes_per_chip`` to one peer (a pipeline stage's
+    activations to the next stage): one link's latency plus the bytes at one port's bandwidth,
+    the inter-domain network's where ``across_domains`` (GPUs), one torus link's otherwise."""
+    spec = hardware.interconnect
+    efficiency = hardware.efficiency.network
+    data = np.asarray(bytes_per_chip, dtype=np.float64)
+    if isinstance(spec, TorusInterconnect):
+        time = spec.hop_latency_s + data / (spec.link_bandwidth_bytes_per_s * efficiency)
+    else:
+        across = np.asarray(across_domains, dtype=bool)
+        bandwidth = np.where(across, spec.network_bandwidth_bytes_per_s, spec.domain_bandwidth_bytes_per_s)
+        latency = np.where(across, spec.network_latency_s, spec.domain_latency_s)
+        time = latency + data / (bandwidth * efficiency)
+    return np.where(data > 0, time, 0.0)
+
+
+def domain_size(hardware: HardwareSpec) -> int:
+    """Chips sharing one switched domain (NVLink); a torus slice is one domain of its own."""
+    spec = hardware.interconnect
+    return spec.domain_size if isinstance(spec, SwitchedInterconnect) else spec.max_chips
 
 
 def network_for(hardware: HardwareSpec) -> Network:

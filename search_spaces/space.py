@@ -22,7 +22,7 @@ import numpy as np
 
 from cost_models.calibration import CalibrationProfile, default_backend, resolve_calibration
 from cost_models.deployment import DeploymentEstimate, estimate, estimate_report
-from cost_models.deployments import BLOCKS, Deployment, Deployments, make_deployments
+from cost_models.deployments import BLOCKS, Deployment, Deployments, make_deployments, parallel_problem_mask
 from cost_models.disaggregated import DisaggregatedEstimate, disaggregated_report, serve_disaggregated
 from cost_models.dtypes import parse_dtype, weight_bits_default
 from cost_models.errors import InvalidInputError
@@ -41,7 +41,10 @@ from cost_models.serving import (
 from cost_models.topology import network_for, parse_mesh
 from search_spaces.spec import StudySpec
 
-#: Order of the dimensions in every space (and of Optuna's parameters).
+#: Order of the dimensions in every space (and of Optuna's parameters). A GPU space (``tp``
+#: listed) has ``ENGINE_DIMENSIONS`` instead: ``tp``, ``pp``, ``ep``, ``dp`` and ``micro_batches``
+#: in place of ``mesh`` and the layouts: the engines' vocabulary, whose chips follow (TP x PP x DP)
+#: and whose layouts are the engines' (ws_1d, heads split); the two never mix in one space.
 DIMENSIONS = (
     "mesh",
     "batch",
@@ -54,6 +57,14 @@ DIMENSIONS = (
     "kv_heads",
     "block",
     "flash_attention",
+)
+ENGINE_DIMENSIONS = (
+    "tp",
+    "pp",
+    "ep",
+    "dp",
+    "micro_batches",
+    *(name for name in DIMENSIONS if name != "mesh" and not name.endswith(("_layout", "_sharding"))),
 )
 #: Dimensions of a study with a ``serving:`` section, after the deployment's: the load (one of
 #: concurrency and request_rate) and the engine knobs (the engine's default where not listed).
@@ -71,6 +82,11 @@ POOL_DIMENSIONS = ("disaggregated", "prefill_mesh", "prefill_instances", "decode
 #: The :class:`Deployments` column each dimension sets.
 DEPLOYMENT_COLUMN = {
     "mesh": "mesh",
+    "tp": "mesh",  # a 1 x 1 x TP mesh
+    "pp": "pipeline_parallel",
+    "ep": "expert_parallel",
+    "dp": "data_parallel",
+    "micro_batches": "micro_batches",
     "batch": "batch",
     "prefill_ffn_layout": "prefill_ffn_layout",
     "decode_ffn_layout": "decode_ffn_layout",
@@ -149,6 +165,8 @@ class CompiledStudy:
     space: SearchSpace
     calibration: CalibrationProfile | None = None
     engine: str = "trtllm"  # whose defaults the serving knobs left out take
+    #: Deployment columns every candidate shares (an engine space's layouts), by column name.
+    fixed_columns: dict[str, int] = field(default_factory=dict)
 
     @cached_property
     def objective_names(self) -> list[str]:
@@ -165,7 +183,11 @@ class CompiledStudy:
         if self.spec.serving is not None:
             return self._serving_constraints()
         columns = [
-            ConstraintColumn("structurally_valid", "KV heads divide the heads", lambda e: np.where(e.valid, 0.0, 1.0))
+            ConstraintColumn(
+                "structurally_valid",
+                "KV heads divide the heads; an engine can run the tp, pp, ep, dp",
+                lambda e: np.where(e.valid, 0.0, 1.0),
+            )
         ]
         if c.fits:
             columns.append(
@@ -253,7 +275,7 @@ def _mesh_choices(
 ) -> list[tuple[int, int, int]]:
     network = network_for(hardware)
     space = spec.space
-    counts = space.chips if chip_counts is None else chip_counts
+    counts = (space.chips or []) if chip_counts is None else chip_counts
     for chips in counts:
         if not network.legal_meshes(chips):
             raise InvalidInputError(
@@ -267,7 +289,7 @@ def _mesh_choices(
     for text in space.mesh:
         mesh = parse_mesh(text)  # the spec is the one place a mesh is written as text
         network.check_mesh(mesh)
-        if int(np.prod(mesh)) not in space.chips:
+        if int(np.prod(mesh)) not in counts:
             raise InvalidInputError(
                 "space.mesh",
                 f"{text} has {int(np.prod(mesh))} chips, not one of space.chips {space.chips}",
@@ -308,6 +330,8 @@ def compile_study(spec: StudySpec) -> CompiledStudy:
         )
     hardware = get_hardware(spec.hardware_ref)
     space = spec.space
+    if space.tp is not None:
+        return _compile_engine_space(spec, model, hardware)
     meshes = _mesh_choices(spec, hardware)
     kv_heads = _kv_head_choices(spec, model)
     blocks = list(dict.fromkeys(model.block if b == "model" else b for b in space.block))
@@ -349,6 +373,69 @@ def compile_study(spec: StudySpec) -> CompiledStudy:
         "block": np.array([BLOCKS.index(b) == 1 for b in labels["block"]]),
         "flash_attention": np.array(labels["flash_attention"], dtype=bool),
     }
+    return _finish_compile(spec, model, hardware, labels, values)
+
+
+def _compile_engine_space(spec: StudySpec, model: ModelSpec, hardware: HardwareSpec) -> CompiledStudy:
+    """A GPU space in the engines' vocabulary: tp, pp, ep, dp, micro_batches (and the rest of the
+    space) as dimensions; the layouts are Megatron TP's (ws_1d, heads split) and attention is fused
+    unless the space says otherwise. A combination no engine runs, or a chip count the hardware
+    does not offer, is an infeasible trial (:func:`structurally_valid`), not an error."""
+    space = spec.space
+    assert space.tp is not None
+    degrees = {name: tuple(getattr(space, name) or (1,)) for name in ("tp", "pp", "ep", "dp", "micro_batches")}
+    if spec.serving is not None:
+        beyond = [n for n in ("pp", "ep", "dp", "micro_batches") if degrees[n] != (1,)]
+        if beyond or spec.serving.mode != "aggregated":
+            raise InvalidInputError(
+                f"space.{beyond[0]}" if beyond else "serving.mode",
+                "the serving model charges tensor parallelism only",
+                "search pp/ep/dp/micro_batches without a serving: section, or list only 1 (aggregated mode)",
+            )
+    if model.experts == 0 and degrees["ep"] != (1,):
+        raise InvalidInputError("space.ep", f"{model.name} has no experts", "leave ep out for a dense model")
+    for name in ("weight_bits", "kv_bits"):
+        for bits in getattr(space, name):
+            hardware.parse_formats(**{f"space.{name}": bits})
+    blocks = list(dict.fromkeys(model.block if b == "model" else b for b in space.block))
+    flash = space.flash_attention if "flash_attention" in space.model_fields_set else [True]
+    labels: dict[str, tuple] = {
+        **degrees,
+        "batch": tuple(space.batch or ()),
+        "weight_bits": tuple(dict.fromkeys(space.weight_bits)),
+        "kv_bits": tuple(dict.fromkeys(space.kv_bits)),
+        "kv_heads": tuple(_kv_head_choices(spec, model)),
+        "block": tuple(blocks),
+        "flash_attention": tuple(dict.fromkeys(flash)),
+    }
+    values = {
+        "tp": np.array([(1, 1, t) for t in degrees["tp"]], dtype=np.float64).reshape(-1, 3),
+        **{name: np.array(degrees[name], dtype=np.float64) for name in ("pp", "ep", "dp", "micro_batches")},
+        "batch": np.array(labels["batch"], dtype=np.float64),
+        **{
+            name: np.array([parse_dtype(v, name) for v in labels[name]], dtype=np.int64)
+            for name in ("weight_bits", "kv_bits")
+        },
+        "kv_heads": np.array(labels["kv_heads"], dtype=np.float64),
+        "block": np.array([BLOCKS.index(b) == 1 for b in labels["block"]]),
+        "flash_attention": np.array(labels["flash_attention"], dtype=bool),
+    }
+    ws_1d = FFN_LAYOUTS.index("ws_1d")
+    return _finish_compile(
+        spec, model, hardware, labels, values, fixed={"prefill_ffn_layout": ws_1d, "decode_ffn_layout": ws_1d}
+    )
+
+
+def _finish_compile(
+    spec: StudySpec,
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    labels: dict[str, tuple],
+    values: dict[str, np.ndarray],
+    fixed: dict[str, int] | None = None,
+) -> CompiledStudy:
+    """The serving dimensions, the calibration and the engine: what both vocabularies share."""
+    space = spec.space
     if space.batch is None:  # a serving study: the load is its concurrency or request rate
         del labels["batch"], values["batch"]
     profile = resolve_calibration(spec.calibration, hardware, spec.backend)
@@ -364,7 +451,7 @@ def compile_study(spec: StudySpec) -> CompiledStudy:
         )
         if spec.serving.mode != "aggregated":
             _add_pool_dimensions(spec, hardware, labels, values)
-    return CompiledStudy(spec, model, hardware, SearchSpace(labels, values), profile, engine)
+    return CompiledStudy(spec, model, hardware, SearchSpace(labels, values), profile, engine, fixed or {})
 
 
 def _add_pool_dimensions(
@@ -413,6 +500,8 @@ def structurally_valid(study: CompiledStudy, indices: dict[str, np.ndarray]) -> 
     fits the iteration's token budget."""
     space = study.space
     valid = np.mod(study.model.heads, space.values["kv_heads"][indices["kv_heads"]]) == 0
+    if "tp" in indices:
+        valid &= ~_engine_problems(study, indices)
     serving = study.spec.serving
     if serving is not None:
         chunked = space.values["chunked_prefill"][indices["chunked_prefill"]]
@@ -457,10 +546,33 @@ class Evaluation:
 _PENALTY = 1e30
 
 
+def _engine_problems(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np.ndarray:
+    """Engine-vocabulary candidates no engine runs, or whose chips (TP x PP x DP) the hardware
+    does not offer."""
+    values = {name: study.space.values[name][indices[name]] for name in ("pp", "ep", "dp", "micro_batches")}
+    tp = study.space.values["tp"][indices["tp"], 2]
+    batch = study.space.values["batch"][indices["batch"]] if "batch" in indices else np.ones(len(tp))
+    model = study.model
+    bad = parallel_problem_mask(
+        model.experts, model.layers, tp, values["pp"], values["ep"], values["dp"], values["micro_batches"], batch
+    )
+    network = network_for(study.hardware)
+    chips = (tp * values["pp"] * values["dp"]).astype(np.int64)
+    offered = {c: bool(network.legal_meshes(int(c))) for c in np.unique(chips)}
+    return bad | ~np.array([offered[c] for c in chips], dtype=bool)
+
+
 def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation:
     """Score candidates (one index array per dimension) with one vectorized estimate."""
-    columns = study.space.columns_of(indices)
+    columns: dict[str, np.ndarray] = {
+        **{name: np.full(len(next(iter(indices.values()))), code) for name, code in study.fixed_columns.items()},
+        **study.space.columns_of(indices),
+    }
     valid = structurally_valid(study, indices)
+    if "tp" in indices:  # scored as one chip group without the impossible degrees, then refused
+        impossible = _engine_problems(study, indices)
+        for name in ("pipeline_parallel", "expert_parallel", "data_parallel", "micro_batches"):
+            columns[name] = np.where(impossible, 1.0, columns[name])
     heads_divide = np.mod(study.model.heads, columns["kv_heads"]) == 0
     columns["kv_heads"] = np.where(
         heads_divide, columns["kv_heads"], study.model.kv_heads

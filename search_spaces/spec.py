@@ -55,10 +55,11 @@ class Space(BaseModel):
     """Choices per dimension; a dimension left out has the single default choice."""
 
     model_config = _STRICT
-    chips: list[StrictInt] = Field(
+    chips: list[StrictInt] | None = Field(
+        default=None,
         min_length=1,
         description="Chip counts to try (a dimension), each a whole number of chips the hardware can form a "
-        "mesh of; list each once.",
+        "mesh of; list each once. Required unless tp is given (then the chips follow: tp x pp x dp).",
     )
     mesh: Literal["auto"] | list[str] = Field(
         default="auto",
@@ -111,8 +112,55 @@ class Space(BaseModel):
     flash_attention: list[StrictBool] = Field(
         default=[False],
         min_length=1,
-        description="One fused attention operator (the score matrix never reaches memory).",
+        description="One fused attention operator (the score matrix never reaches memory) [true with tp].",
     )
+    # GPU vocabulary: listed instead of chips and mesh (see search_spaces.space).
+    tp: list[StrictInt] | None = Field(
+        default=None,
+        min_length=1,
+        description="GPU parallelism as engines name it: tensor-parallel chips per stage (a dimension). "
+        "Given, it replaces chips and mesh (the chips follow: tp x pp x dp; layouts are the engines' "
+        "ws_1d with heads split); combinations no engine runs are infeasible trials.",
+    )
+    pp: list[StrictInt] | None = Field(
+        default=None, min_length=1, description="Pipeline stages (with tp) [1]; at most the model's layers."
+    )
+    ep: list[StrictInt] | None = Field(
+        default=None,
+        min_length=1,
+        description="Expert-parallel ranks (with tp, MoE models) [1]; must divide the experts and tp x dp.",
+    )
+    dp: list[StrictInt] | None = Field(
+        default=None,
+        min_length=1,
+        description="Attention data-parallel ranks sharing the MoE layers (with tp; replicas for a dense "
+        "model) [1]; must divide the batch.",
+    )
+    micro_batches: list[StrictInt] | None = Field(
+        default=None,
+        min_length=1,
+        description="Pipeline micro-batches (with tp) [1]; must divide batch / dp.",
+    )
+
+    @model_validator(mode="after")
+    def _one_vocabulary(self) -> Space:
+        engine = [n for n in ("pp", "ep", "dp", "micro_batches") if getattr(self, n) is not None]
+        if self.tp is None:
+            if engine:
+                raise ValueError(f"{engine[0]} needs tp (the engines' vocabulary); add tp: [...]")
+            if self.chips is None:
+                raise ValueError("chips: missing; list chip counts, or tp (with pp, ep, dp) for GPUs")
+            return self
+        if self.chips is not None or self.mesh != "auto":
+            raise ValueError("tp replaces chips and mesh (the chips follow: tp x pp x dp); list one vocabulary")
+        pope = [
+            n
+            for n in ("prefill_ffn_layout", "decode_ffn_layout", "prefill_attn_sharding", "decode_attn_sharding")
+            if n in self.model_fields_set
+        ]
+        if pope:
+            raise ValueError(f"{pope[0]} is Pope et al.'s vocabulary; with tp the engines run ws_1d, heads split")
+        return self
 
     @field_validator("mesh")
     @classmethod
@@ -133,7 +181,7 @@ class Space(BaseModel):
             raise ValueError("a KV head count must be a whole number from 1 to 2^31")
         return value
 
-    @field_validator("chips", "batch")
+    @field_validator("chips", "batch", "tp", "pp", "ep", "dp", "micro_batches")
     @classmethod
     def _positive(cls, value: list[int] | None, info) -> list[int] | None:
         if value is None:
@@ -328,6 +376,8 @@ _OPTIONAL_SECTIONS: tuple[tuple[str, ...], ...] = (
     ("serving", "prefill_chips"),
     ("serving", "prefill_instances"),
     ("serving", "decode_instances"),
+    # The engines' vocabulary (added later): a space without it keeps its hash.
+    *(("space", name) for name in ("tp", "pp", "ep", "dp", "micro_batches")),
 )
 
 

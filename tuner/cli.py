@@ -265,8 +265,17 @@ SPEC_BACKEND_OPTION = click.option(
 @cli.command("estimate")
 @MODEL_OPTION
 @HARDWARE_OPTION
-@click.option("--chips", type=int, required=True, help="Chips in the deployment.")
-@click.option("--mesh", default=None, help="Mesh XxYxZ, e.g. 4x4x4 [default: the best legal mesh].")
+@click.option("--chips", type=int, default=None, help="Chips in the deployment [default: tp x pp x dp].")
+@click.option(
+    "--mesh",
+    default=None,
+    help="Mesh XxYxZ, e.g. 4x4x4: Pope et al.'s layouts [default: GPUs as engines run them; TPUs the best legal mesh].",
+)
+@click.option("--tp", type=int, default=None, help="Tensor-parallel chips [GPU default: one NVLink domain].")
+@click.option("--pp", type=int, default=None, help="Pipeline stages [GPU default: the domains beyond one].")
+@click.option("--ep", type=int, default=None, help="Expert-parallel ranks (MoE; divides tp x dp) [1].")
+@click.option("--dp", type=int, default=None, help="Attention data-parallel ranks (replicas if dense) [1].")
+@click.option("--micro-batches", type=int, default=None, help="Pipeline micro-batches (divide batch / dp) [1].")
 @click.option("--phase", type=click.Choice([*PHASE_NAMES, "both"]), default="both", show_default=True)
 @click.option(
     "--batch",
@@ -278,16 +287,18 @@ SPEC_BACKEND_OPTION = click.option(
 @click.option("--prompt-len", type=int, required=True, help="Prompt tokens per sequence.")
 @click.option("--gen-len", type=int, required=True, help="Generated tokens per sequence.")
 @click.option(
-    "--ffn-layout", type=LAYOUT, default="ws_2d", show_default=True, help="FFN layout of both phases (Pope et al. 3.2)."
+    "--ffn-layout",
+    type=LAYOUT,
+    default=None,
+    help="FFN layout of both phases (Pope et al. 3.2) [ws_2d; ws_1d, Megatron TP, on GPUs without --mesh].",
 )
 @click.option("--prefill-ffn-layout", type=LAYOUT, default=None, help="Override for prefill.")
 @click.option("--decode-ffn-layout", type=LAYOUT, default=None, help="Override for decode.")
 @click.option(
     "--attn-sharding",
     type=SHARDING,
-    default="head",
-    show_default=True,
-    help="Attention split by heads or by batch (Pope et al. 3.3).",
+    default=None,
+    help="Attention split by heads or by batch (Pope et al. 3.3) [head].",
 )
 @click.option("--prefill-attn-sharding", type=SHARDING, default=None, help="Override for prefill.")
 @click.option("--decode-attn-sharding", type=SHARDING, default=None, help="Override for decode.")
@@ -297,7 +308,11 @@ SPEC_BACKEND_OPTION = click.option(
 @click.option("--act-bits", type=BITS, default="16", show_default=True)
 @click.option("--kv-bits", type=BITS, default="16", show_default=True)
 @click.option("--kv-heads", type=int, default=None, help="Override the model's KV heads (what-if).")
-@click.option("--flash-attention/--no-flash-attention", default=False, show_default=True)
+@click.option(
+    "--flash-attention/--no-flash-attention",
+    default=None,
+    help="Fused attention [on for GPUs as engines run them, off with --mesh or on TPUs].",
+)
 @click.option(
     "--overlap",
     type=click.Choice(list(OVERLAPS)),
@@ -326,23 +341,28 @@ SPEC_BACKEND_OPTION = click.option(
 def estimate_command(
     model: str,
     hardware: str,
-    chips: int,
+    chips: int | None,
     mesh: str | None,
+    tp: int | None,
+    pp: int | None,
+    ep: int | None,
+    dp: int | None,
+    micro_batches: int | None,
     phase: Literal["prefill", "decode", "both"],
     batch: int,
     prompt_len: int,
     gen_len: int,
-    ffn_layout: str,
+    ffn_layout: str | None,
     prefill_ffn_layout: str | None,
     decode_ffn_layout: str | None,
-    attn_sharding: str,
+    attn_sharding: str | None,
     prefill_attn_sharding: str | None,
     decode_attn_sharding: str | None,
     weight_bits: str | None,
     act_bits: str,
     kv_bits: str,
     kv_heads: int | None,
-    flash_attention: bool,
+    flash_attention: bool | None,
     overlap: Overlap,
     kv_memory_fraction: float | None,
     require_fit: bool,
@@ -395,6 +415,13 @@ def estimate_command(
         "flash_attention": flash_attention,
         "kv_memory_fraction": kv_memory_fraction,
         "require_fit": require_fit,
+        **{
+            name: value
+            for name, value in zip(
+                ("tp", "pp", "ep", "dp", "micro_batches"), (tp, pp, ep, dp, micro_batches), strict=True
+            )
+            if value is not None
+        },
     }
     common: dict[str, Any] = {"chips": chips, "prompt_len": prompt_len, "gen_len": gen_len, "overlap": overlap}
     common |= {"calibration": calibration, "backend": backend}

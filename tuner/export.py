@@ -59,6 +59,10 @@ HF_REPOS: dict[str, str] = {
     "llama-3-8b": "meta-llama/Meta-Llama-3-8B",
     "llama-3-70b": "meta-llama/Meta-Llama-3-70B",
     "mistral-7b": "mistralai/Mistral-7B-v0.1",
+    # The MoE models of the catalog (the repos their sources name).
+    "mixtral-8x7b": "mistralai/Mixtral-8x7B-v0.1",
+    "mixtral-8x22b": "mistral-community/Mixtral-8x22B-v0.1",
+    "qwen3-235b-a22b": "Qwen/Qwen3-235B-A22B",
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -184,16 +188,28 @@ _WEIGHT_DIMS = {
 _LOGICAL = {"E": "embed", "H": "heads", "K": "kv_heads", "F": "mlp", "V": "vocab"}
 
 
+def stage_blocks(d: Deployment) -> dict[str, int]:
+    """Blocks of the busiest pipeline stage (the one the cost model charges): all of them,
+    those with routed experts (the dense first blocks sit in the first stage) and the dense rest."""
+    blocks = -(-d.model.layers // d.pipeline_parallel)
+    moe = min(d.model.moe_layers, blocks)
+    return {"all": blocks, "moe": moe, "dense_ffn": blocks - moe}
+
+
 def _weights(d: Deployment, layout: str, notes: list[str]) -> dict[str, dict]:
-    """Per-layer weights (and the embedding / lm_head) of one phase's layout."""
+    """Per-layer weights (and the embedding / lm_head) of one phase's layout; ``blocks``: how
+    many of the busiest pipeline stage's blocks hold each (embedding and lm_head: 1)."""
     rules = SHARDING_RULES[layout]
     m = d.model
+    blocks = stage_blocks(d)
     sizes = {"E": m.d_model, "H": m.heads, "K": d.resolved_kv_heads, "D": m.d_head, "F": m.d_ff, "V": m.vocab}
     names = {"E": "d_model E", "H": "heads H", "K": "KV heads K", "F": "d_ff F", "V": "vocab V"}
     table = {}
     for weight, dims in _WEIGHT_DIMS.items():
         if weight == "w_gate" and m.ffn != "swiglu":
             continue
+        if weight in ("w_gate", "w_up", "w_down") and blocks["dense_ffn"] == 0:
+            continue  # every block of the stage has experts instead
         stored: list[list[str]] = []
         in_use: list[list[str]] = []
         for dim in dims:
@@ -211,26 +227,87 @@ def _weights(d: Deployment, layout: str, notes: list[str]) -> dict[str, dict]:
             )
         never_gathered = weight in ("embedding", "lm_head")
         table[weight] = _tensor(dims, [sizes[x] for x in dims], stored, in_use, () if never_gathered else rules.gather)
+        table[weight]["blocks"] = (
+            1 if never_gathered else blocks["dense_ffn"] if weight in ("w_gate", "w_up", "w_down") else blocks["all"]
+        )
     table["lm_head"]["tied_to_embedding"] = m.tie_embeddings
+    if m.is_moe and blocks["moe"]:
+        table.update(_expert_weights(d, rules, blocks["moe"], notes))
+    return table
+
+
+def _expert_weights(d: Deployment, rules, moe_blocks: int, notes: list[str]) -> dict[str, dict]:
+    """An MoE block's router and experts, split as the cost model charges them.
+
+    The routed experts [X experts, E, F expert width] of one pipeline stage are spread over EP
+    ranks (``ep``: X / EP whole experts each) and each expert's F over expert tensor parallelism
+    (``expert_tp`` = TP x DP / EP chips), the engines' rule (vLLM: EP = TP x DP; TensorRT-LLM:
+    moe_tp x moe_ep = tp); ``axis_sizes`` gives these two axes' chips. Without EP or DP, the
+    experts split like the dense FFN over the layout's mesh axes (expert tensor parallelism).
+    Shared experts [E, S] split like one expert's F, within the TP group. The router [E, X] is
+    whole on every chip."""
+    m = d.model
+    gated = m.ffn == "swiglu"
+    names = {"embed": "d_model E", "mlp": "expert width F"}
+    engine = d.expert_parallel > 1 or d.data_parallel > 1
+    if engine:
+        stage_chips = d.tensor_parallel * d.data_parallel
+        expert_tp = stage_chips // d.expert_parallel
+        if m.expert_d_ff % expert_tp:
+            notes.append(
+                f"expert width F ({m.expert_d_ff}) does not divide over expert tensor parallelism ({expert_tp} chips)"
+            )
+        e_axes: list[str] = []
+        f_axes = ["expert_tp"]
+        x_axes = ["ep"]
+        sizes = {"ep": d.expert_parallel, "expert_tp": expert_tp}
+    else:
+        e_axes = _split(m.d_model, rules.embed, d.mesh, f"w_expert {names['embed']}", notes)
+        f_axes = _split(m.expert_d_ff, rules.mlp, d.mesh, f"w_expert {names['mlp']}", notes)
+        x_axes, sizes = [], {}
+    table: dict[str, dict] = {}
+    routed = {"w_expert_up": ["X", "E", "F"], "w_expert_down": ["X", "F", "E"]}
+    if gated:
+        routed = {"w_expert_gate": ["X", "E", "F"], **routed}
+    shape_of = {"X": m.experts, "E": m.d_model, "F": m.expert_d_ff}
+    axes_of = {"X": x_axes, "E": e_axes, "F": f_axes}
+    for weight, dims in routed.items():
+        sharding = [list(axes_of[x]) for x in dims]
+        entry = _tensor(dims, [shape_of[x] for x in dims], sharding, sharding)
+        entry.update({"blocks": moe_blocks, "axis_sizes": sizes})
+        table[weight] = entry
+    if m.shared_d_ff:
+        # Shared experts run on every token: tensor-parallel within the TP group, as the dense FFN.
+        shared_axes = _split(m.expert_d_ff, rules.mlp, d.mesh, "w_shared expert width", notes)
+        shared = {"w_shared_up": ["E", "S"], "w_shared_down": ["S", "E"]}
+        if gated:
+            shared = {"w_shared_gate": ["E", "S"], **shared}
+        for weight, dims in shared.items():
+            sharding = [[] if x == "E" else list(shared_axes) for x in dims]
+            shape = [m.d_model if x == "E" else m.shared_d_ff for x in dims]
+            table[weight] = {**_tensor(dims, shape, sharding, sharding), "blocks": moe_blocks}
+    table["router"] = {**_tensor(["E", "X"], [m.d_model, m.experts], [[], []], [[], []]), "blocks": moe_blocks}
     return table
 
 
 def _kv_cache(d: Deployment, attention: str, notes: list[str]) -> dict:
     """KV cache [layers, B, S, K, D] (keys and values each): by KV heads, or by batch then heads."""
     kv_heads = d.resolved_kv_heads
-    batch_axes, head_axes = kv_cache_axes(kv_heads, d.batch, d.mesh, attention == "batch")
+    # One DP rank's sequences (all its micro-batches) in the busiest pipeline stage's blocks.
+    batch = d.batch // d.data_parallel
+    batch_axes, head_axes = kv_cache_axes(kv_heads, batch // d.micro_batches, d.mesh, attention == "batch")
     sizes = dict(zip(AXES, d.mesh, strict=True))
     used = list(batch_axes) + list(head_axes)
     shards = math.prod(sizes[a] for a in batch_axes) * min(kv_heads, math.prod(sizes[a] for a in head_axes))
     replicated = [a for a in AXES if a not in used and sizes[a] > 1]
     if replicated:
         notes.append(
-            f"KV cache ({attention}-sharded, {kv_heads} KV heads, batch {d.batch}) is split "
+            f"KV cache ({attention}-sharded, {kv_heads} KV heads, batch {batch}) is split "
             f"{shards} ways and replicated over {''.join(replicated)}"
         )
     return {
         "dims": ["layers", "B", "S", "K", "D"],
-        "shape": [d.model.layers, d.batch, d.prompt_len + d.gen_len, kv_heads, d.model.d_head],
+        "shape": [stage_blocks(d)["all"], batch, d.prompt_len + d.gen_len, kv_heads, d.model.d_head],
         "sharding": [[], list(batch_axes), [], list(head_axes), []],
         "shards": shards,
         "replicated_over": replicated,
@@ -239,14 +316,14 @@ def _kv_cache(d: Deployment, attention: str, notes: list[str]) -> dict:
 
 
 def sharding_tables(d: Deployment) -> tuple[dict[str, dict], Notes]:
-    """Per phase, the sharding of every tensor of a deployment, and the notes on it."""
-    if d.model.is_moe:
-        raise InvalidInputError(
-            "model",
-            f"{d.model.name} is a mixture of experts, whose expert weights export does not describe yet",
-            "export a dense model; MoE sharding export comes with expert parallelism",
-        )
+    """Per phase, the sharding of every tensor of a deployment (one chip of the busiest pipeline
+    stage, one DP rank's batch), and the notes on it."""
     notes = Notes()
+    if d.pipeline_parallel > 1:
+        notes.append(
+            f"{d.pipeline_parallel} pipeline stages of up to {stage_blocks(d)['all']} blocks; the first holds the "
+            "embedding, the last the lm_head (the tables list both, as the estimate charges them)"
+        )
     return {phase: _phase(d, phase, notes) for phase in ("prefill", "decode")}, notes
 
 
@@ -344,6 +421,7 @@ def deployment_spec(study: optuna.Study, trial_number: int, *, allow_infeasible:
             "hardware": _hardware_section(d.hardware),
             "chips": d.chips,
             "mesh": dict(zip(AXES, d.mesh, strict=True)),
+            "parallel": _parallel_section(d),
             "batch": d.batch,
             "workload": {"prompt_len": d.prompt_len, "gen_len": d.gen_len},
             "quantization": {"weights": d.weight_dtype, "kv_cache": d.kv_dtype, "activations": d.act_dtype},
@@ -371,9 +449,21 @@ def deployment_spec(study: optuna.Study, trial_number: int, *, allow_infeasible:
     )
 
 
+def _parallel_section(d: Deployment) -> dict:
+    """The engines' degrees: TP (the mesh's chips), PP, EP, DP and the pipeline's micro-batches."""
+    return {
+        "tp": d.tensor_parallel,
+        "pp": d.pipeline_parallel,
+        "ep": d.expert_parallel,
+        "dp": d.data_parallel,
+        "micro_batches": d.micro_batches,
+    }
+
+
 def _model_section(d: Deployment) -> dict:
     m = d.model
     return {
+        "experts": m.experts,
         "name": m.name,
         "hf_repo": HF_REPOS.get(m.name) if model_catalog().get(m.name) == m else None,
         "layers": m.layers,
@@ -514,10 +604,19 @@ def vllm_args(spec: dict) -> dict:
     what-if (no such checkpoint), heads not divisible by the tensor-parallel size, an int4 KV cache.
     """
     model = spec["model"]
-    tp, pp = _vllm_parallelism(spec, "vllm")
+    par = _engine_parallelism(spec, "vllm")
+    tp, pp, ep, dp = par["tp"], par["pp"], par["ep"], par["dp"]
+    if ep > 1 and ep != tp * dp:
+        raise InvalidInputError(
+            "format",
+            f"vLLM's expert parallelism always spans all tp x dp = {tp * dp} ranks (EP = TP x DP); it cannot run "
+            f"EP {ep}",
+            "export this trial with --format sglang or trtllm, or choose a trial with ep = tp x dp or ep 1",
+        )
     notes: list[str] = []
     quantization, kv_cache_dtype = _vllm_formats(spec["quantization"], notes)
     notes += _vllm_layout_notes(spec, tp, pp, "vLLM")
+    notes += _micro_batch_notes(par, "vLLM")
     if model["hf_repo"] is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model")
     knobs = engine_knobs(spec.get("serving"), "vllm", spec["batch"])
@@ -526,6 +625,10 @@ def vllm_args(spec: dict) -> dict:
         "model": model["hf_repo"],
         "tensor_parallel_size": tp,
         "pipeline_parallel_size": pp,
+        # DP ranks share the experts (MoE, docs.vllm.ai serving/data_parallel_deployment); of a
+        # dense model they are replicas. EP: the experts over all TP x DP ranks.
+        "data_parallel_size": dp if dp > 1 else None,
+        "enable_expert_parallel": True if ep > 1 else None,
         "dtype": "bfloat16",
         "quantization": quantization,
         "kv_cache_dtype": kv_cache_dtype,
@@ -566,17 +669,26 @@ def sglang_args(spec: dict) -> dict:
     kv_block_size -> ``--page-size``; memory_fraction -> ``--mem-fraction-static``; no prefix
     hits -> ``--disable-radix-cache`` (SGLang's radix prefix cache is on by default)."""
     model = spec["model"]
-    tp, pp = _vllm_parallelism(spec, "sglang")
+    par = _engine_parallelism(spec, "sglang")
+    tp, pp, ep, dp = par["tp"], par["pp"], par["ep"], par["dp"]
+    moe = spec["model"]["experts"] > 0
     notes: list[str] = []
     quantization, _ = _vllm_formats(spec["quantization"], notes)
     notes += _vllm_layout_notes(spec, tp, pp, "SGLang")
+    notes += _micro_batch_notes(par, "SGLang")
     if model["hf_repo"] is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model_path")
     knobs = engine_knobs(spec.get("serving"), "sglang", spec["batch"])
     args = {
         "model_path": model["hf_repo"],
-        "tp_size": tp,
+        # With DP attention (an MoE model's DP ranks sharing the experts) SGLang's --tp-size counts
+        # every GPU of the stage (attention runs tp_size / dp_size ways); a dense model's DP ranks
+        # are replicas of --tp-size GPUs each (docs.sglang.io, DP, DPA and the router).
+        "tp_size": tp * dp if moe and dp > 1 else tp,
         "pp_size": pp,
+        "dp_size": dp if dp > 1 else None,
+        "enable_dp_attention": True if moe and dp > 1 else None,
+        "ep_size": ep if ep > 1 else None,
         "dtype": "bfloat16",
         "quantization": quantization,
         "kv_cache_dtype": _SGLANG_KV[spec["quantization"]["kv_cache"]],
@@ -604,8 +716,20 @@ def trtllm_args(spec: dict) -> dict:
     kv_block_size, ``free_gpu_memory_fraction`` from memory_fraction, ``enable_block_reuse`` on
     where the workload has prefix hits, ``dtype``)."""
     model = spec["model"]
-    tp, pp = _vllm_parallelism(spec, "trtllm")
+    par = _engine_parallelism(spec, "trtllm")
+    tp, pp, ep, dp = par["tp"], par["pp"], par["ep"], par["dp"]
+    moe = spec["model"]["experts"] > 0
+    if moe and dp > 1 and tp > 1:
+        raise InvalidInputError(
+            "format",
+            f"TensorRT-LLM's attention data parallelism runs each rank's attention on one GPU; tp {tp} x dp {dp} "
+            "splits it further",
+            "export with --format sglang or vllm, or choose a trial with tp 1 and dp > 1, or dp 1",
+        )
     notes: list[str] = []
+    notes += _micro_batch_notes(par, "TensorRT-LLM")
+    if not moe and dp > 1:
+        notes.append(f"dp {dp} of a dense model: launch {dp} replicas of these arguments behind a router")
     weights = spec["quantization"]["weights"]
     if weights != "bf16":
         notes.append(f"{weights} weights: serve a checkpoint quantized with TensorRT Model Optimizer")
@@ -620,7 +744,20 @@ def trtllm_args(spec: dict) -> dict:
         "free_gpu_memory_fraction is TensorRT-LLM's share of the memory left after weights for the "
         "KV cache; the estimate used it as the share of HBM the engine may use"
     )
+    # TensorRT-LLM LLM API (nvidia.github.io/TensorRT-LLM, Parallelism in TensorRT LLM):
+    # moe_tensor_parallel_size x moe_expert_parallel_size = tp_size; attention DP over tp_size ranks.
+    world = tp * dp if moe else tp
+    parallel = (
+        {
+            "moe_expert_parallel_size": ep,
+            "moe_tensor_parallel_size": world // ep,
+            "enable_attention_dp": dp > 1,
+        }
+        if moe
+        else {}
+    )
     extra = {
+        **parallel,
         "enable_chunked_prefill": knobs["chunked_prefill"],
         "kv_cache_config": {
             "tokens_per_block": block,
@@ -632,7 +769,7 @@ def trtllm_args(spec: dict) -> dict:
     args = {
         "model": model["hf_repo"],
         "backend": "pytorch",
-        "tp_size": tp,
+        "tp_size": world,
         "pp_size": pp,
         "max_batch_size": knobs["max_batch_size"],
         "max_num_tokens": knobs["max_num_tokens"],
@@ -674,6 +811,7 @@ def engine_args(deployment: Deployment, serving: dict | None, backend: str) -> d
         "hardware": _hardware_section(d.hardware),
         "chips": d.chips,
         "mesh": dict(zip(AXES, d.mesh, strict=True)),
+        "parallel": _parallel_section(d),
         "batch": d.batch,
         "workload": {"prompt_len": d.prompt_len, "gen_len": d.gen_len},
         "quantization": {"weights": d.weight_dtype, "kv_cache": d.kv_dtype, "activations": d.act_dtype},
@@ -683,6 +821,37 @@ def engine_args(deployment: Deployment, serving: dict | None, backend: str) -> d
         "provenance": None,
     }
     return _RENDERERS[backend](spec)
+
+
+def _micro_batch_notes(par: dict, engine: str) -> list[str]:
+    if par["micro_batches"] > 1:
+        return [
+            f"{engine} schedules pipeline micro-batches itself; the estimate assumed {par['micro_batches']} per step"
+        ]
+    return []
+
+
+def _engine_parallelism(spec: dict, engine: str = "vllm") -> dict[str, int]:
+    """TP, PP, EP, DP and micro-batches as the trial has them (searched in the engines'
+    vocabulary), or, for a trial searched on Pope et al.'s meshes, tensor parallel within a node
+    and pipeline stages across nodes; refuse what the engine cannot run."""
+    par = spec.get("parallel") or {"tp": spec["chips"], "pp": 1, "ep": 1, "dp": 1, "micro_batches": 1}
+    engine_form = any(par[k] > 1 for k in ("pp", "ep", "dp", "micro_batches")) or (
+        spec["mesh"]["x"] == spec["mesh"]["y"] == 1
+        and {(p["ffn_layout"], p["attention_sharding"]) for p in spec["phases"].values()} == {("ws_1d", "head")}
+    )
+    if not engine_form:
+        tp, pp = _vllm_parallelism(spec, engine)
+        return {"tp": tp, "pp": pp, "ep": 1, "dp": 1, "micro_batches": 1}
+    _vllm_parallelism({**spec, "chips": min(par["tp"], spec["hardware"]["chips_per_node"] or 1)}, engine)
+    if spec["model"]["heads"] % par["tp"]:
+        raise InvalidInputError(
+            "format",
+            f"{engine} needs the {spec['model']['heads']} attention heads divisible by the tensor-parallel size "
+            f"{par['tp']}",
+            "export a trial with another tp",
+        )
+    return dict(par)
 
 
 def _vllm_parallelism(spec: dict, engine: str = "vllm") -> tuple[int, int]:
@@ -741,7 +910,8 @@ def _vllm_layout_notes(spec: dict, tp: int, pp: int, engine: str = "vLLM") -> li
     """What differs between the searched layout and vLLM's Megatron tensor parallelism."""
     notes = []
     layouts = {(p["ffn_layout"], p["attention_sharding"]) for p in spec["phases"].values()}
-    if layouts != {("ws_1d", "head")} or pp > 1:
+    searched_pp = (spec.get("parallel") or {}).get("pp", 1)
+    if layouts != {("ws_1d", "head")} or pp != searched_pp:
         searched = ", ".join(f"{n}: {p['ffn_layout']}/{p['attention_sharding']}" for n, p in spec["phases"].items())
         notes.append(
             f"approximate: {engine} runs 1D weight-stationary tensor parallelism over {tp} GPUs"

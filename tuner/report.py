@@ -31,6 +31,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from cost_models.deployments import stored_chips
 from cost_models.errors import InvalidInputError
 from cost_models.metrics import METRICS
 from tuner.constraints import is_feasible, study_constraint_names, trial_constraints
@@ -276,7 +277,7 @@ def _objective(i: int, sign: float) -> Callable[[FrozenTrial], float]:
 
 def _params(trial: FrozenTrial) -> dict:
     deployment = trial.user_attrs.get("deployment")
-    chips = {"chips": int(np.prod(deployment["mesh"]))} if isinstance(deployment, dict) else {}
+    chips = {"chips": stored_chips(deployment)} if isinstance(deployment, dict) else {}
     return {**chips, **trial.params}
 
 

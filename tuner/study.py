@@ -341,7 +341,7 @@ def _exhaustive(
         stored = np.ravel_multi_index(tuple(seen.values()), shape)
         fresh = ~np.isin(np.ravel_multi_index(tuple(indices.values()), shape), stored)
         indices = {k: v[fresh] for k, v in indices.items()}
-    total = len(indices["mesh"])
+    total = len(next(iter(indices.values())))
     if trials is not None:
         total = max(0, min(total, trials - len(existing)))
     number = len(existing)

@@ -25,10 +25,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from cost_models.deployments import stored_chips
 from cost_models.hardware import HardwareSpec
 from cost_models.metrics import METRICS, Metric
 from cost_models.models import ModelSpec
-from search_spaces.space import DIMENSIONS, SERVING_DIMENSIONS
+from search_spaces.space import DIMENSIONS, ENGINE_DIMENSIONS, SERVING_DIMENSIONS
 
 
 def _console() -> Console:
@@ -236,7 +237,12 @@ def calibration_line(calibration: dict) -> str:
 def print_estimate(report: dict) -> None:
     """The phases and memory of ``tuner estimate``."""
     console = _console()
-    mesh = report["mesh"] + (" (best legal mesh)" if report["mesh_chosen"] else "")
+    parallel = report.get("parallel", {})
+    if report.get("engine_default") or any(parallel.get(k, 1) != 1 for k in ("pp", "ep", "dp", "micro_batches")):
+        mesh = " ".join(f"{k.upper() if k != 'micro_batches' else 'micro-batches'} {v}" for k, v in parallel.items())
+        mesh += " (engine default)" if report.get("engine_default") else ""
+    else:
+        mesh = report["mesh"] + (" (best legal mesh)" if report["mesh_chosen"] else "")
     console.print(
         escape(
             f"{report['model']} on {report['chips']} x {report['hardware']}, mesh {mesh}; batch "
@@ -369,13 +375,13 @@ def progress(disable: bool = False, what: str = "searching") -> Iterator[Callabl
 
 
 #: A trial's configuration columns: its chips, then the search dimensions in their order.
-_PARAM_COLUMNS = ("chips", *DIMENSIONS, *SERVING_DIMENSIONS)
+_PARAM_COLUMNS = ("chips", *DIMENSIONS[:1], *ENGINE_DIMENSIONS[:5], *DIMENSIONS[1:], *SERVING_DIMENSIONS)
 
 
 def _choices(trial) -> dict:
     """A trial's configuration: its parameters, with the chips its mesh has."""
     deployment = trial.user_attrs.get("deployment")
-    chips = {"chips": int(np.prod(deployment["mesh"]))} if isinstance(deployment, dict) else {}
+    chips = {"chips": stored_chips(deployment)} if isinstance(deployment, dict) else {}
     return {**chips, **trial.params}
 
 

@@ -53,12 +53,14 @@ def refused(path: Path) -> str:
 # --- the shipped specs -------------------------------------------------------------------------
 
 
-def test_four_specs_are_shipped() -> None:
+def test_the_specs_are_shipped() -> None:
     assert {p.stem for p in SHIPPED} == {
         "palm-540b-tpu-v4",
         "llama-2-70b-h100",
         "llama-3-8b-l4",
         "llama-3.1-70b-h100-serving",
+        "qwen3-235b-moe-h200",
+        "qwen3-235b-moe-gb200",
     }
 
 

@@ -130,7 +130,8 @@ def test_serve_grid_matches_the_bisection():
     from cost_models.hardware import get_hardware
     from cost_models.models import get_model
 
-    row = Deployment(get_model("llama-3-8b"), get_hardware("h100-sxm"), (1, 1, 1), 1, 1024, 128)
+    # As engines run a GPU (the estimate's default there): fused attention.
+    row = Deployment(get_model("llama-3-8b"), get_hardware("h100-sxm"), (1, 1, 1), 1, 1024, 128, flash_attention=True)
     rates = best * np.array([0.5, 0.9, 1.0, 1.05, 2.0])
     d = Deployments.from_rows([row] * len(rates))
     w = make_workloads(backend=r["serving"]["engine"]["backend"], request_rate=rates, prompt_len=1024, gen_len=128)

@@ -136,3 +136,58 @@ def test_a_replicated_dimension_costs_more_than_a_perfect_split():
     )
     wk = 8192 * 8 * 128 * 2  # bytes of the whole matrix
     assert charged.weight_bytes[OP["k_proj"]].tolist() == pytest.approx([wk / 8, wk])
+
+
+def implied_ways_of(tensor: dict, mesh: tuple[int, int, int]) -> int:
+    """:func:`implied_ways` with an expert table's own axes (``ep``, ``expert_tp``) besides the mesh's."""
+    sizes = {**dict(zip(AXES, mesh, strict=True)), **tensor.get("axis_sizes", {})}
+    ways = 1
+    for axes, size in zip(tensor["sharding"], tensor["shape"], strict=True):
+        chips = math.prod(sizes[a] for a in axes)
+        assert chips % size == 0 or size % chips == 0, (axes, size)
+        ways *= min(chips, size)
+    return ways
+
+
+@pytest.mark.parametrize(
+    ("model", "tp", "degrees"),
+    [
+        ("qwen3-235b-a22b", 8, {}),
+        ("qwen3-235b-a22b", 8, {"expert_parallel": 8}),
+        ("qwen3-235b-a22b", 8, {"expert_parallel": 8, "pipeline_parallel": 2}),
+        ("qwen3-235b-a22b", 4, {"expert_parallel": 16, "data_parallel": 4}),
+        ("qwen3-235b-a22b", 4, {"data_parallel": 2, "pipeline_parallel": 3, "micro_batches": 2}),
+        ("mixtral-8x7b", 2, {"expert_parallel": 2, "pipeline_parallel": 4}),
+        ("mixtral-8x7b", 4, {"expert_parallel": 8, "data_parallel": 2}),
+        ("llama-2-13b", 2, {"pipeline_parallel": 3, "data_parallel": 2}),
+    ],
+)
+def test_exported_sharding_bytes_equal_charged_bytes_under_ep_pp_dp(model, tp, degrees):
+    # The tables describe one chip of the busiest pipeline stage: each tensor's elements over its
+    # shards, times the stage's blocks that hold it, must be the weights and KV cache the estimate
+    # charged per chip (experts spread over EP ranks and expert TP = TP x DP / EP).
+    row = Deployment(
+        model=get_model(model),
+        hardware=get_hardware("h200"),
+        mesh=(1, 1, tp),
+        batch=16,
+        prompt_len=128,
+        gen_len=16,
+        prefill_ffn_layout="ws_1d",
+        decode_ffn_layout="ws_1d",
+        weight_dtype="fp8",
+        kv_dtype="bf16",
+        **degrees,
+    )
+    result = estimate(Deployments.from_rows([row]), calibration=None)
+    phases, _ = sharding_tables(row)
+    for phase in phases.values():
+        total = 0.0
+        for name, tensor in phase["weights"].items():
+            if name == "lm_head" and tensor["tied_to_embedding"]:
+                continue
+            total += math.prod(tensor["shape"]) / implied_ways_of(tensor, row.mesh) * tensor["blocks"]
+        assert result.memory.weights_bytes_per_chip[0] == pytest.approx(total * 1.0, rel=1e-12), phase  # fp8: 1 B
+    kv = phases["decode"]["kv_cache"]
+    kv_elements = 2 * math.prod(kv["shape"]) / implied_ways(kv["sharding"], kv["shape"], row.mesh)
+    assert result.memory.kv_cache_bytes_per_chip[0] == pytest.approx(kv_elements * 2.0, rel=1e-12)

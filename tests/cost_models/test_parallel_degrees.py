@@ -1,0 +1,199 @@
+"""Pipeline, expert and data parallelism as engines name them: the deployment's columns, the
+engines' rule, and each effect on the estimate with its expected number derived here by hand."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from cost_models.deployment import estimate
+from cost_models.deployments import Deployment, Deployments, parallel_problems, tensor_parallel
+from cost_models.dtypes import BF16
+from cost_models.errors import InvalidInputError
+from cost_models.hardware import get_hardware
+from cost_models.models import get_model
+from cost_models.topology import network_for
+
+H200 = get_hardware("h200")
+QWEN_MOE = get_model("qwen3-235b-a22b")
+LLAMA = get_model("llama-2-7b")
+MIXTRAL = get_model("mixtral-8x7b")
+
+
+def _one(model, tp, **columns):
+    defaults = {"batch": 8, "prompt_len": 512, "gen_len": 64, "weight_dtype": BF16}
+    return tensor_parallel(model, H200, tp, **{**defaults, **columns})
+
+
+def _roofline(d, **kwargs):
+    return estimate(d, calibration=None, **kwargs)
+
+
+def test_columns_round_trip_and_chips():
+    d = _one(QWEN_MOE, 8, pipeline_parallel=2, expert_parallel=8, micro_batches=2)
+    row = d.row(0)
+    assert (row.tensor_parallel, row.pipeline_parallel, row.expert_parallel, row.micro_batches) == (8, 2, 8, 2)
+    assert row.chips == 16 and int(d.chips[0]) == 16  # TP x PP x DP
+    assert Deployment.from_dict(row.to_dict()) == row
+    again = Deployments.from_rows([row, row])
+    assert again.take(np.array([1])).row(0) == row
+    assert _one(QWEN_MOE, 4, data_parallel=4, expert_parallel=16).row(0).chips == 16
+
+
+def test_the_issues_example_is_impossible_in_every_engine():
+    # EP 16 over the 8 chips of one stage (TP 8, PP 2): no engine spreads experts beyond a stage.
+    with pytest.raises(InvalidInputError) as error:
+        _one(QWEN_MOE, 8, expert_parallel=16, pipeline_parallel=2)
+    message = str(error.value)
+    assert message.startswith("expert_parallel: (16) must divide tensor_parallel x data_parallel (8)")
+    assert "TP 8 EP 8 PP 2" in message and "TP 8 DP 2 EP 16" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("model", "tp", "columns", "field", "words"),
+    [
+        (MIXTRAL, 3, {"expert_parallel": 3}, "expert_parallel", "does not divide the 8 experts"),
+        (LLAMA, 2, {"expert_parallel": 2}, "expert_parallel", "no experts"),
+        (LLAMA, 1, {"pipeline_parallel": 33}, "pipeline_parallel", "33 stages for the 32 layers"),
+        (LLAMA, 1, {"data_parallel": 3}, "batch", "do not split evenly"),
+        (LLAMA, 1, {"micro_batches": 0}, "micro_batches", "whole number"),
+    ],
+)
+def test_misuse_is_one_line_naming_the_field(model, tp, columns, field, words):
+    with pytest.raises(InvalidInputError) as error:
+        _one(model, tp, **columns)
+    assert error.value.field == field
+    assert words in str(error.value)
+
+
+def test_parallel_problems_flags_rows_without_raising_for_a_search():
+    # A search scores impossible combinations as infeasible rows: the check is a column.
+    three = _one(QWEN_MOE, 8, expert_parallel=8).take(np.zeros(3, dtype=np.int64))
+    rows = replace(three, expert_parallel=np.array([8.0, 16.0, 8.0]), pipeline_parallel=np.array([2.0, 2.0, 95.0]))
+    assert parallel_problems(rows).tolist() == [False, True, True]
+
+
+def test_pipeline_of_two_halves_block_weights_and_kv_and_adds_one_send():
+    # Llama-2-7B on one chip per stage, bf16 (2 bytes): a block holds q, k, v, o (4 d^2 with
+    # MHA) and gate, up, down (3 d d_ff); the embedding and the untied lm_head V d each.
+    d, f, v, layers = 4096, 11008, 32000, 32
+    block = 4 * d * d + 3 * d * f
+    one = _roofline(_one(LLAMA, 1), overlap="added")
+    two = _roofline(_one(LLAMA, 1, pipeline_parallel=2), overlap="added")
+    assert one.memory.weights_bytes_per_chip[0] == pytest.approx(2 * (layers * block + 2 * v * d))
+    assert two.memory.weights_bytes_per_chip[0] == pytest.approx(2 * (layers // 2 * block + 2 * v * d))
+    assert two.memory.kv_cache_bytes_per_chip[0] == pytest.approx(one.memory.kv_cache_bytes_per_chip[0] / 2)
+    # One micro-batch: the two stages run one after the other (no compute doubled), plus one send of
+    # the prompt's activations (8 x 512 tokens x d x 2 bytes) over NVLink (2 chips: one node).
+    ic = H200.interconnect
+    send = ic.domain_latency_s + 8 * 512 * d * 2 / (ic.domain_bandwidth_bytes_per_s * H200.efficiency.network)
+    assert two.prefill.latency_s[0] == pytest.approx(one.prefill.latency_s[0] + send, rel=1e-9)
+
+
+def test_bubble_of_micro_batches():
+    # PP 2, m 4: (m + PP - 1) = 5 stage times of a quarter batch, the lm_head m = 4 times (last
+    # stage only), one send. A stage is half the layers: the same model with 16 layers at batch 2.
+    half = LLAMA.model_copy(update={"layers": 16})
+    stage = _roofline(_one(half, 2, batch=2), overlap="added")
+    piped = _roofline(_one(LLAMA, 2, batch=8, pipeline_parallel=2, micro_batches=4), overlap="added")
+    head_only = _roofline(_one(LLAMA.model_copy(update={"layers": 1}), 2, batch=2), overlap="added")
+    one_block = _roofline(_one(half.model_copy(update={"layers": 2}), 2, batch=2), overlap="added")
+    block = one_block.prefill.latency_s[0] - head_only.prefill.latency_s[0]  # one block at batch 2
+    head = head_only.prefill.latency_s[0] - block
+    blocks16 = stage.prefill.latency_s[0] - head
+    ic = H200.interconnect
+    send = ic.domain_latency_s + 2 * 512 * 4096 * 2 / 2 / ic.domain_bandwidth_bytes_per_s  # 1/TP per chip
+    assert blocks16 == pytest.approx(16 * block, rel=1e-9)
+    assert piped.prefill.latency_s[0] == pytest.approx(5 * blocks16 + 4 * head + send, rel=1e-9)
+    # The bubble: the idle share of (m + PP - 1) stage slots is (PP - 1)/(m + PP - 1) = 1/5.
+    assert 1 - 4 * blocks16 / (5 * blocks16) == pytest.approx(1 / 5)
+
+
+def test_expert_parallel_all_to_all_bytes_and_time():
+    # Qwen3-235B-A22B, TP 8, EP 8 (= TP x DP, vLLM's rule): each chip dispatches its 1/8 of the 8 x 512
+    # prompt tokens, top-8 copies of d_model 4096 in bf16, and combines them back: per MoE block
+    # 2 all-to-alls of D = 4096/8 x 8 x 4096 x 2 bytes over 8 chips of one NVLink domain.
+    base = _roofline(_one(QWEN_MOE, 8), overlap="added")
+    ep = _roofline(_one(QWEN_MOE, 8, expert_parallel=8), overlap="added")
+    ic = H200.interconnect
+    data = 8 * 512 / 8 * 8 * 4096 * 2
+    one_a2a = data * 7 / 8 / ic.domain_bandwidth_bytes_per_s + 7 * ic.domain_latency_s
+    per_pass = QWEN_MOE.layers * 2 * one_a2a  # every one of the 94 blocks is MoE
+    assert ep.prefill.comm_s[0] - base.prefill.comm_s[0] == pytest.approx(per_pass, rel=1e-9)
+    assert ep.prefill.latency_s[0] - base.prefill.latency_s[0] == pytest.approx(per_pass, rel=1e-9)
+    # The same chips hold the same share of the experts (1/8 each): memory unchanged.
+    assert ep.memory.weights_bytes_per_chip[0] == pytest.approx(base.memory.weights_bytes_per_chip[0])
+
+
+def test_all_to_all_across_domains_sends_distinct_data_over_the_network():
+    # 16 H200s in two NVLink domains of 8: of D per chip, 8/16 goes to the other node through the
+    # chip's port, 7/16 to the node's other chips over NVLink.
+    ic = H200.interconnect
+    data = np.array([1e8])
+    time = network_for(H200).collective_time_s("all_to_all", data, np.array([[1, 1, 16]]), "z")
+    expected = (
+        1e8 * 8 / 16 / ic.network_bandwidth_bytes_per_s
+        + 1e8 * 7 / 16 / ic.domain_bandwidth_bytes_per_s
+        + 7 * ic.domain_latency_s
+        + ic.network_latency_s
+    )
+    assert time[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_data_parallel_ranks_share_the_experts_and_split_the_kv_cache():
+    # TP 8 x DP 2 = 16 chips share one stage's experts: each holds 1/16 of the routed experts
+    # (94 blocks x 128 experts x 3 matrices x 4096 x 1536, bf16) instead of 1/8.
+    tp8 = _roofline(_one(QWEN_MOE, 8, batch=16))
+    dp2 = _roofline(_one(QWEN_MOE, 8, batch=16, data_parallel=2, expert_parallel=16))
+    routed = 94 * 128 * 3 * 4096 * 1536 * 2
+    saved = tp8.memory.weights_bytes_per_chip[0] - dp2.memory.weights_bytes_per_chip[0]
+    assert saved == pytest.approx(routed / 8 - routed / 16, rel=1e-9)
+    assert dp2.memory.kv_cache_bytes_per_chip[0] == pytest.approx(tp8.memory.kv_cache_bytes_per_chip[0] / 2)
+
+
+def test_data_parallel_dense_model_is_replicas():
+    # A dense model has no shared layers: DP 2 at batch 16 is two copies each at batch 8, twice
+    # the chips, the same latency and the same chip-seconds per token.
+    replicas = _roofline(_one(LLAMA, 2, batch=16, data_parallel=2))
+    alone = _roofline(_one(LLAMA, 2, batch=8))
+    assert replicas.prefill.latency_s[0] == pytest.approx(alone.prefill.latency_s[0], rel=1e-12)
+    assert replicas.decode.latency_s[0] == pytest.approx(alone.decode.latency_s[0], rel=1e-12)
+    assert replicas.prefill.cost_chip_s_per_token[0] == pytest.approx(alone.prefill.cost_chip_s_per_token[0])
+
+
+def test_serving_models_refuse_what_they_do_not_charge():
+    from cost_models.deployment import kv_ways_by_phase
+
+    with pytest.raises(InvalidInputError, match="pipeline_parallel"):
+        kv_ways_by_phase(_one(LLAMA, 1, pipeline_parallel=2))
+
+
+def test_a_trial_stored_before_the_degrees_reads_back_as_one_stage():
+    stored = _one(LLAMA, 2).row(0).to_dict()
+    for name in ("pipeline_parallel", "expert_parallel", "data_parallel", "micro_batches"):
+        del stored[name]
+    row = Deployment.from_dict(stored)
+    assert (row.pipeline_parallel, row.expert_parallel, row.data_parallel, row.micro_batches) == (1, 1, 1, 1)
+    assert row.chips == 2
+
+
+def test_calibrated_estimates_charge_the_measured_all_to_all():
+    # Under the chip's profile the dispatch inside one NVLink domain takes the measured NCCL
+    # all-to-all time: EP 8 still costs more communication than expert TP 8, and the pipeline
+    # of two stages still halves the weights per chip.
+    from cost_models.calibration import resolve_calibration
+
+    profile = resolve_calibration("auto", H200)
+    rows = Deployments.from_rows(
+        [
+            _one(QWEN_MOE, 8).row(0),
+            _one(QWEN_MOE, 8, expert_parallel=8).row(0),
+            _one(QWEN_MOE, 8, pipeline_parallel=2).row(0),
+        ]
+    )
+    result = estimate(rows, calibration=profile)
+    assert result.prefill.comm_s[1] > result.prefill.comm_s[0]
+    assert np.all(np.isfinite(result.decode.latency_s))
+    weights = result.memory.weights_bytes_per_chip
+    assert weights[2] < 0.52 * weights[0]

@@ -1,0 +1,57 @@
+"""tuner estimate in the engines' vocabulary: --tp --pp --ep --dp --micro-batches, the GPU default,
+and the issue's impossible example as one line."""
+
+import json
+
+from cli_helpers import assert_one_error_line, run_cli
+
+COMMON = ("--prompt-len", "1024", "--gen-len", "128", "--batch", "16", "--calibration", "none", "--json")
+
+
+def test_tp_ep_pp_on_h200_runs_and_reports_the_degrees(capsys):
+    code, out, err = run_cli(
+        capsys, "estimate", "--model", "qwen3-235b-a22b", "--hardware", "h200", "--tp", "8", "--ep", "8", "--pp", "2",
+        "--weight-bits", "fp8", *COMMON,
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["chips"] == 16 and report["mesh"] == "1x1x8"
+    assert report["parallel"] == {"tp": 8, "pp": 2, "ep": 8, "dp": 1, "micro_batches": 1}
+    # fp8 weights of 235B parameters over 16 GPUs: about 235 GB / 16 each (the embedding and the
+    # lm_head, 0.6B each, are both charged to the busiest stage).
+    assert 14e9 < report["memory"]["weights_bytes_per_chip"] < 15.5e9
+
+
+def test_mixtral_with_data_parallel_attention(capsys):
+    code, out, err = run_cli(
+        capsys, "estimate", "--model", "mixtral-8x7b", "--hardware", "h200", "--tp", "2", "--dp", "4", "--ep", "8",
+        *COMMON,
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["chips"] == 8
+
+
+def test_gpu_default_is_tp_within_a_node_and_pp_across(capsys):
+    code, out, err = run_cli(
+        capsys, "estimate", "--model", "qwen3-235b-a22b", "--hardware", "h200", "--chips", "16", *COMMON
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["parallel"]["tp"] == 8 and report["parallel"]["pp"] == 2 and report["engine_default"] is True
+
+
+def test_ep_beyond_one_stage_is_one_line_with_the_fix(capsys):
+    code, out, err = run_cli(
+        capsys, "estimate", "--model", "qwen3-235b-a22b", "--hardware", "h200", "--tp", "8", "--ep", "16", "--pp",
+        "2", "--weight-bits", "fp8", *COMMON,
+    )  # fmt: skip
+    line = assert_one_error_line(code, out, err, ("expert_parallel",))
+    assert "TP 8 EP 8 PP 2" in line and "TP 8 DP 2 EP 16" in line
+
+
+def test_pope_layout_with_engine_degrees_is_refused(capsys):
+    code, out, err = run_cli(
+        capsys, "estimate", "--model", "qwen3-235b-a22b", "--hardware", "h200", "--tp", "8", "--ffn-layout", "ws_2d",
+        *COMMON,
+    )  # fmt: skip
+    assert_one_error_line(code, out, err, ("ffn_layout",))
