@@ -799,12 +799,13 @@ def engine_degrees(
         raise InvalidInputError(
             "chips", f"{chips} is not tp x pp x dp ({tp} x {pp_} x {dp_} = {total})", "pass matching degrees"
         )
+    # Checked before the meshes are enumerated: enumeration grows with the chip count.
+    if total > MAX_CHIPS:
+        raise InvalidInputError("chips", f"{total} is more than {MAX_CHIPS} chips", "pass fewer chips")
     if not network_for(chip).legal_meshes(total):
         raise InvalidInputError(
             "chips", f"{total} chips form no legal {chip.name} deployment", "use a chip count the hardware offers"
         )
-    if total > MAX_CHIPS:
-        raise InvalidInputError("chips", f"{total} is more than {MAX_CHIPS} chips", "pass fewer chips")
     return total, (1, 1, tp), {"pp": pp_, "ep": ep or 1, "dp": dp_, "micro_batches": micro_batches or 1}
 
 
