@@ -63,6 +63,19 @@ HF_REPOS: dict[str, str] = {
     "mixtral-8x7b": "mistralai/Mixtral-8x7B-v0.1",
     "mixtral-8x22b": "mistral-community/Mixtral-8x22B-v0.1",
     "qwen3-235b-a22b": "Qwen/Qwen3-235B-A22B",
+    # The 2025 catalog entries (the repos their sources' config.json come from).
+    "llama-3.1-8b": "meta-llama/Llama-3.1-8B",
+    "llama-3.1-70b": "meta-llama/Llama-3.1-70B",
+    "llama-3.1-405b": "meta-llama/Llama-3.1-405B",
+    "qwen3-8b": "Qwen/Qwen3-8B",
+    "qwen3-32b": "Qwen/Qwen3-32B",
+    "deepseek-v3": "deepseek-ai/DeepSeek-V3",
+    "kimi-k2": "moonshotai/Kimi-K2-Instruct",
+    "gpt-oss-20b": "openai/gpt-oss-20b",
+    "gpt-oss-120b": "openai/gpt-oss-120b",
+    "gemma-3-27b": "google/gemma-3-27b-it",
+    "llama-4-scout-17b-16e": "meta-llama/Llama-4-Scout-17B-16E",
+    "llama-4-maverick-17b-128e": "meta-llama/Llama-4-Maverick-17B-128E",
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -173,27 +186,60 @@ def _tensor(
     }
 
 
-#: Each weight's dimensions as exported: its logical axes (WEIGHT_AXES) with the head width D.
-_WEIGHT_DIMS = {
-    "wq": ["E", "H", "D"],
-    "wk": ["E", "K", "D"],
-    "wv": ["E", "K", "D"],
-    "wo": ["H", "D", "E"],
-    "w_gate": ["E", "F"],
-    "w_up": ["E", "F"],
-    "w_down": ["F", "E"],
-    "embedding": ["V", "E"],
-    "lm_head": ["E", "V"],
+#: Each weight's dimensions as exported, and the logical dimension (WEIGHT_AXES) whose split each
+#: follows (None: never split; D, the head width).
+_WEIGHT_DIMS: dict[str, tuple[list[str], list[str | None]]] = {
+    "wq": (["E", "H", "D"], ["E", "H", None]),
+    "wk": (["E", "K", "D"], ["E", "K", None]),
+    "wv": (["E", "K", "D"], ["E", "K", None]),
+    "wo": (["H", "D", "E"], ["H", None, "E"]),
+    "w_gate": (["E", "F"], ["E", "F"]),
+    "w_up": (["E", "F"], ["E", "F"]),
+    "w_down": (["F", "E"], ["F", "E"]),
+    "embedding": (["V", "E"], ["V", "E"]),
+    "lm_head": (["E", "V"], ["E", "V"]),
+}
+#: Multi-head latent attention's matrices (DeepSeek-V2, arXiv 2405.04434, section 2.1; names as
+#: in the DeepSeek-V3 checkpoints; cost_models.model_counts.mla_attention_weights): Rq the query
+#: rank (q_lora_rank), Rkv the latent rank (kv_lora_rank), R the rotary width (qk_rope_head_dim),
+#: D the non-rotary query/key width (d_head), Dv the value width. They replace wq/wk/wv/wo, split
+#: as :func:`cost_models.partitioning.sharding_plan` charges their q/k/v/o slots: a matrix's input
+#: dimension like E, its head (or head-serving) dimension like H (q) or K (k, v).
+_MLA_DIMS: dict[str, tuple[list[str], list[str | None]]] = {
+    "q_a": (["E", "Rq"], ["E", "H"]),
+    "q_b": (["Rq", "H", "D+R"], ["E", "H", None]),
+    "q": (["E", "H", "D+R"], ["E", "H", None]),  # a full-rank query (q_lora_rank 0)
+    "kv_a": (["E", "Rkv+R"], ["E", "K"]),
+    "kv_b": (["Rkv", "H", "D+Dv"], ["E", "K", None]),
+    "o": (["H", "Dv", "E"], ["H", None, "E"]),
 }
 _LOGICAL = {"E": "embed", "H": "heads", "K": "kv_heads", "F": "mlp", "V": "vocab"}
 
 
 def stage_blocks(d: Deployment) -> dict[str, int]:
     """Blocks of the busiest pipeline stage (the one the cost model charges): all of them,
-    those with routed experts (the dense first blocks sit in the first stage) and the dense rest."""
-    blocks = -(-d.model.layers // d.pipeline_parallel)
-    moe = min(d.model.moe_layers, blocks)
-    return {"all": blocks, "moe": moe, "dense_ffn": blocks - moe}
+    those with routed experts (the dense first blocks sit in the first stage) and the dense rest,
+    and of all of them those with a sliding window (``windowed``; the rest attend to the whole
+    context). A stage holds its share of the full-attention blocks, rounded up (Gemma 3's 5
+    local : 1 global pattern and gpt-oss's alternation spread them evenly over the depth)."""
+    m = d.model
+    blocks = -(-m.layers // d.pipeline_parallel)
+    moe = min(m.moe_layers, blocks)
+    full = m.layers - m.sliding_window_layers if m.sliding_window else m.layers
+    full_in_stage = min(blocks, -(-full * blocks // m.layers))
+    return {"all": blocks, "moe": moe, "dense_ffn": blocks - moe, "windowed": blocks - full_in_stage}
+
+
+def _mla_sizes(m) -> dict[str, int]:
+    v_dim = m.v_head_dim or m.d_head
+    return {
+        "Rq": m.q_lora_rank,
+        "D+R": m.d_head + m.qk_rope_head_dim,
+        "Rkv+R": m.kv_lora_rank + m.qk_rope_head_dim,
+        "Rkv": m.kv_lora_rank,
+        "D+Dv": m.d_head + v_dim,
+        "Dv": v_dim,
+    }
 
 
 def _weights(d: Deployment, layout: str, notes: list[str]) -> dict[str, dict]:
@@ -204,28 +250,40 @@ def _weights(d: Deployment, layout: str, notes: list[str]) -> dict[str, dict]:
     blocks = stage_blocks(d)
     sizes = {"E": m.d_model, "H": m.heads, "K": d.resolved_kv_heads, "D": m.d_head, "F": m.d_ff, "V": m.vocab}
     names = {"E": "d_model E", "H": "heads H", "K": "KV heads K", "F": "d_ff F", "V": "vocab V"}
+    shapes = dict(_WEIGHT_DIMS)
+    if m.is_mla:
+        sizes.update(_mla_sizes(m))
+        mla = {k: v for k, v in _MLA_DIMS.items() if k not in (("q_a", "q_b") if m.q_lora_rank == 0 else ("q",))}
+        shapes = {**mla, **{k: v for k, v in shapes.items() if k not in ("wq", "wk", "wv", "wo")}}
+        notes.append(
+            "multi-head latent attention: q_a and kv_a are listed split like the heads they serve, as the "
+            "estimate charges them; vLLM and SGLang keep them whole on every tensor-parallel rank (a few "
+            "percent of a block more per chip)"
+        )
     table = {}
-    for weight, dims in _WEIGHT_DIMS.items():
+    for weight, (dims, split_like) in shapes.items():
         if weight == "w_gate" and m.ffn != "swiglu":
             continue
         if weight in ("w_gate", "w_up", "w_down") and blocks["dense_ffn"] == 0:
             continue  # every block of the stage has experts instead
+        never_gathered = weight in ("embedding", "lm_head")
         stored: list[list[str]] = []
         in_use: list[list[str]] = []
-        for dim in dims:
-            if dim == "D":
+        for logical in split_like:
+            if logical is None:
                 stored.append([])
                 in_use.append([])
                 continue
-            axes = getattr(rules, _LOGICAL[dim])
-            stored.append(_split(sizes[dim], axes, d.mesh, f"{weight} {names[dim]}", notes))
-            gathered = weight in ("embedding", "lm_head") or not rules.gather
+            # The split of the logical dimension the cost model sizes (E, H, K, F, V), applied to
+            # this matrix's dimension that follows it.
+            axes = getattr(rules, _LOGICAL[logical])
+            label = f"{weight} {names[logical]}"
+            stored.append(_split(sizes[logical], axes, d.mesh, label, notes))
             in_use.append(
                 stored[-1]
-                if gathered
-                else _split(sizes[dim], rules.in_use(axes), d.mesh, f"{weight} {names[dim]} in use", notes)
+                if never_gathered or not rules.gather
+                else _split(sizes[logical], rules.in_use(axes), d.mesh, f"{label} in use", notes)
             )
-        never_gathered = weight in ("embedding", "lm_head")
         table[weight] = _tensor(dims, [sizes[x] for x in dims], stored, in_use, () if never_gathered else rules.gather)
         table[weight]["blocks"] = (
             1 if never_gathered else blocks["dense_ffn"] if weight in ("w_gate", "w_up", "w_down") else blocks["all"]
@@ -283,7 +341,8 @@ def _expert_weights(d: Deployment, rules, moe_blocks: int, notes: list[str]) -> 
         if gated:
             shared = {"w_shared_gate": ["E", "S"], **shared}
         for weight, dims in shared.items():
-            sharding = [[] if x == "E" else list(shared_axes) for x in dims]
+            # E splits as the routed experts' does (over the layout's embed axes in 2D layouts).
+            sharding = [list(e_axes) if x == "E" else list(shared_axes) for x in dims]
             shape = [m.d_model if x == "E" else m.shared_d_ff for x in dims]
             table[weight] = {**_tensor(dims, shape, sharding, sharding), "blocks": moe_blocks}
     table["router"] = {**_tensor(["E", "X"], [m.d_model, m.experts], [[], []], [[], []]), "blocks": moe_blocks}
@@ -291,27 +350,59 @@ def _expert_weights(d: Deployment, rules, moe_blocks: int, notes: list[str]) -> 
 
 
 def _kv_cache(d: Deployment, attention: str, notes: list[str]) -> dict:
-    """KV cache [layers, B, S, K, D] (keys and values each): by KV heads, or by batch then heads."""
-    kv_heads = d.resolved_kv_heads
-    # One DP rank's sequences (all its micro-batches) in the busiest pipeline stage's blocks.
+    """The cache of one DP rank's sequences (all its micro-batches) in the busiest pipeline
+    stage's blocks: keys and values [layers, B, S, K, D] each, by KV heads or by batch then heads
+    (:func:`~cost_models.partitioning.kv_cache_split`); with multi-head latent attention one
+    latent and shared rotary key per token [layers, B, S, Rkv+R], split like a single KV head:
+    whole on every chip that splits heads, split only by batch (``kv_cache_split(..., latent)``).
+    ``shape`` is the full-attention blocks' cache; ``sliding_window`` the windowed blocks', whose
+    S is capped at the window (as :func:`cost_models.model_counts.cached_layers_per_token`
+    charges it: vLLM's hybrid allocator frees what slid out, TensorRT-LLM keeps a cyclic cache)."""
+    m = d.model
+    latent = m.is_mla
+    kv_heads = 1 if latent else d.resolved_kv_heads  # a latent is split as one KV head would be
     batch = d.batch // d.data_parallel
     batch_axes, head_axes = kv_cache_axes(kv_heads, batch // d.micro_batches, d.mesh, attention == "batch")
     sizes = dict(zip(AXES, d.mesh, strict=True))
-    used = list(batch_axes) + list(head_axes)
+    used = list(batch_axes) + ([] if latent else list(head_axes))
     shards = math.prod(sizes[a] for a in batch_axes) * min(kv_heads, math.prod(sizes[a] for a in head_axes))
     replicated = [a for a in AXES if a not in used and sizes[a] > 1]
+    what = "latent cache" if latent else f"KV cache ({kv_heads} KV heads"
     if replicated:
         notes.append(
-            f"KV cache ({attention}-sharded, {kv_heads} KV heads, batch {batch}) is split "
+            f"{what}{'' if latent else ')'} ({attention}-sharded, batch {batch}) is split "
             f"{shards} ways and replicated over {''.join(replicated)}"
         )
+    blocks = stage_blocks(d)
+    context = d.prompt_len + d.gen_len
+    if latent:
+        dims = ["layers", "B", "S", "Rkv+R"]
+        row = [batch, context, m.kv_lora_rank + m.qk_rope_head_dim]
+        sharding: list[list[str]] = [[], list(batch_axes), [], []]
+        arrays, tensors = 1, "one latent (kv_lora_rank) and shared rotary key (qk_rope_head_dim) per token"
+    else:
+        dims = ["layers", "B", "S", "K", "D"]
+        row = [batch, context, kv_heads, m.d_head]
+        sharding = [[], list(batch_axes), [], list(head_axes), []]
+        arrays, tensors = 2, "one for keys, one for values"
+    windowed = None
+    if m.sliding_window:
+        kept = min(m.sliding_window, context)
+        windowed = {
+            "window": m.sliding_window,
+            "blocks": blocks["windowed"],
+            "shape": [blocks["windowed"], row[0], kept, *row[2:]],
+            "sharding": sharding,
+        }
     return {
-        "dims": ["layers", "B", "S", "K", "D"],
-        "shape": [stage_blocks(d)["all"], batch, d.prompt_len + d.gen_len, kv_heads, d.model.d_head],
-        "sharding": [[], list(batch_axes), [], list(head_axes), []],
+        "dims": dims,
+        "shape": [blocks["all"] - blocks["windowed"], *row],
+        "sharding": sharding,
         "shards": shards,
         "replicated_over": replicated,
-        "tensors": "one for keys, one for values",
+        "arrays": arrays,
+        "tensors": tensors,
+        "sliding_window": windowed,
     }
 
 
@@ -476,6 +567,13 @@ def _model_section(d: Deployment) -> dict:
         "block": d.resolved_block,
         "vocab": m.vocab,
         "tie_embeddings": m.tie_embeddings,
+        # Multi-head latent attention (0 when none) and sliding windows (0: none).
+        "kv_lora_rank": m.kv_lora_rank,
+        "q_lora_rank": m.q_lora_rank,
+        "qk_rope_head_dim": m.qk_rope_head_dim,
+        "v_head_dim": m.v_head_dim,
+        "sliding_window": m.sliding_window,
+        "sliding_window_layers": m.sliding_window_layers,
         "published_kv_heads": m.kv_heads,
         "published_block": m.block,
     }
@@ -520,6 +618,9 @@ def jax_sharding(spec: dict) -> dict:
                 "dims": phase["kv_cache"]["dims"],
                 "shape": phase["kv_cache"]["shape"],
                 "spec": _partition_spec(phase["kv_cache"]["sharding"]),
+                "arrays": phase["kv_cache"]["arrays"],
+                # Windowed blocks: the same spec, S capped at the window.
+                "sliding_window": phase["kv_cache"]["sliding_window"],
             },
             "activations": {
                 "dims": phase["activations"]["dims"],
@@ -538,7 +639,10 @@ def jax_sharding(spec: dict) -> dict:
             "weights are stored with 'stored'; in weight-gathered layouts (wg_*) they are all-gathered "
             "over gather_axes before each use, giving 'in_use'"
         ),
-        "per-layer weight shapes; the KV cache is one array for keys and one for values",
+        (
+            "per-layer weight shapes; the KV cache is one array for keys and one for values (arrays 2), "
+            "or with multi-head latent attention one latent array (arrays 1)"
+        ),
         *spec["notes"],
     ]
     return {
