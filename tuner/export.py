@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # optuna is imported where a study is read, so that the CLI s
     from optuna.trial import FrozenTrial
 
 from cost_models.deployments import Deployment
+from cost_models.dtypes import dtype_name, parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect
 from cost_models.models import model_catalog
@@ -574,6 +575,7 @@ def _model_section(d: Deployment) -> dict:
         "v_head_dim": m.v_head_dim,
         "sliding_window": m.sliding_window,
         "sliding_window_layers": m.sliding_window_layers,
+        "checkpoint_format": m.checkpoint_format,
         "published_kv_heads": m.kv_heads,
         "published_block": m.block,
     }
@@ -655,9 +657,6 @@ def jax_sharding(spec: dict) -> dict:
     }
 
 
-_VLLM_KV = {"bf16": "auto", "fp8": "fp8", "int8": "fp8"}
-
-
 def engine_knobs(serving: dict | None, engine: str, batch: int | None = None) -> dict[str, Any]:
     """The engine knobs an export sets: the trial's (``serving``, a ``ServingWorkloads.row``)
     where it has them, else ``engine``'s defaults (:data:`cost_models.serving.ENGINE_DEFAULTS`);
@@ -697,15 +696,14 @@ def vllm_args(spec: dict) -> dict:
     vLLM runs Megatron-style tensor parallelism (1D weight-stationary, heads split) within a node
     and pipeline parallelism across nodes: chips up to a node are all tensor parallel, beyond it
     tensor parallel over a node times chips/node pipeline stages. Other layouts, and any pipeline,
-    are approximations (a note says so). Weights: 16-bit -> no quantization, fp8 -> ``fp8``
-    (quantized at load), int8/int4 weight-only -> ``gptq`` (needs a pre-quantized checkpoint).
-    KV cache: 16-bit -> ``auto``, fp8 -> ``fp8``, int8 -> ``fp8`` (same size). Engine knobs
+    are approximations (a note says so). Weights and KV cache: :func:`engine_formats` (fp4 ->
+    ``mxfp4`` for gpt-oss, ``modelopt_fp4`` otherwise). Engine knobs
     (:func:`engine_knobs`): ``max_num_seqs``, ``max_num_batched_tokens``,
     ``enable_chunked_prefill``, ``block_size``, ``gpu_memory_utilization``,
     ``enable_prefix_caching`` (vLLM engine arguments, docs.vllm.ai/en/latest/configuration/
     engine_args; booleans as ``--X`` / ``--no-X``). Raises ``InvalidInputError`` on ``format``
     where vLLM cannot run the configuration at all: non-GPU hardware, an attention or block
-    what-if (no such checkpoint), heads not divisible by the tensor-parallel size, an int4 KV cache.
+    what-if (no such checkpoint), heads not divisible by the tensor-parallel size, a 4-bit KV cache.
     """
     model = spec["model"]
     par = _engine_parallelism(spec, "vllm")
@@ -718,7 +716,7 @@ def vllm_args(spec: dict) -> dict:
             "export this trial with --format sglang or trtllm, or choose a trial with ep = tp x dp or ep 1",
         )
     notes: list[str] = []
-    quantization, kv_cache_dtype = _vllm_formats(spec["quantization"], notes)
+    quantization, kv_cache_dtype = engine_formats(spec["quantization"], model, "vllm", notes)
     notes += _vllm_layout_notes(spec, tp, pp, "vLLM")
     notes += _micro_batch_notes(par, "vLLM")
     if model["hf_repo"] is None:
@@ -762,9 +760,6 @@ def vllm_args(spec: dict) -> dict:
     return {"engine": "vllm", "engine_args": args, "cli": cli, "notes": notes, "provenance": spec.get("provenance")}
 
 
-_SGLANG_KV = {"bf16": "auto", "fp8": "fp8_e4m3", "int8": "fp8_e4m3"}
-
-
 def sglang_args(spec: dict) -> dict:
     """SGLang server arguments (``python -m sglang.launch_server``; docs.sglang.io, Server
     Arguments): ``--tp-size``/``--pp-size`` as for vLLM; max_batch_size ->
@@ -777,7 +772,7 @@ def sglang_args(spec: dict) -> dict:
     tp, pp, ep, dp = par["tp"], par["pp"], par["ep"], par["dp"]
     moe = spec["model"]["experts"] > 0
     notes: list[str] = []
-    quantization, _ = _vllm_formats(spec["quantization"], notes)
+    quantization, kv_cache_dtype = engine_formats(spec["quantization"], model, "sglang", notes)
     notes += _vllm_layout_notes(spec, tp, pp, "SGLang")
     notes += _micro_batch_notes(par, "SGLang")
     if model["hf_repo"] is None:
@@ -795,7 +790,7 @@ def sglang_args(spec: dict) -> dict:
         "ep_size": ep if ep > 1 else None,
         "dtype": "bfloat16",
         "quantization": quantization,
-        "kv_cache_dtype": _SGLANG_KV[spec["quantization"]["kv_cache"]],
+        "kv_cache_dtype": kv_cache_dtype,
         "context_length": spec["workload"]["prompt_len"] + spec["workload"]["gen_len"],
         "max_running_requests": knobs["max_batch_size"],
         "chunked_prefill_size": knobs["max_num_tokens"] if knobs["chunked_prefill"] else -1,
@@ -807,9 +802,6 @@ def sglang_args(spec: dict) -> dict:
     flags = [(f"--{k.replace('_', '-')}", v) for k, v in args.items() if k != "model_path"]
     cli = _cli(["python", "-m", "sglang.launch_server", "--model-path", args["model_path"] or "MODEL"], flags)
     return {"engine": "sglang", "engine_args": args, "cli": cli, "notes": notes, "provenance": spec.get("provenance")}
-
-
-_TRTLLM_KV = {"bf16": "auto", "fp8": "fp8", "int8": "fp8"}
 
 
 def trtllm_args(spec: dict) -> dict:
@@ -834,9 +826,7 @@ def trtllm_args(spec: dict) -> dict:
     notes += _micro_batch_notes(par, "TensorRT-LLM")
     if not moe and dp > 1:
         notes.append(f"dp {dp} of a dense model: launch {dp} replicas of these arguments behind a router")
-    weights = spec["quantization"]["weights"]
-    if weights != "bf16":
-        notes.append(f"{weights} weights: serve a checkpoint quantized with TensorRT Model Optimizer")
+    _, kv_cache_dtype = engine_formats(spec["quantization"], model, "trtllm", notes)
     notes += _vllm_layout_notes(spec, tp, pp, "TensorRT-LLM")
     if model["hf_repo"] is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model")
@@ -867,7 +857,7 @@ def trtllm_args(spec: dict) -> dict:
             "tokens_per_block": block,
             "free_gpu_memory_fraction": knobs["memory_fraction"],
             "enable_block_reuse": knobs["prefix_caching"],
-            "dtype": _TRTLLM_KV.get(spec["quantization"]["kv_cache"], "auto"),
+            "dtype": kv_cache_dtype,
         },
     }
     args = {
@@ -987,27 +977,104 @@ def _vllm_parallelism(spec: dict, engine: str = "vllm") -> tuple[int, int]:
     return tp, pp
 
 
-def _vllm_formats(quant: dict, notes: list[str]) -> tuple[str | None, str]:
-    """vLLM's ``quantization`` and ``kv_cache_dtype`` for the trial's formats (notes say how)."""
-    if quant["kv_cache"] not in _VLLM_KV:
+#: Catalog models whose published checkpoint stores its fp4 weights as OCP MXFP4 (gpt-oss: the
+#: MoE weights in MXFP4, OpenAI 2025, arXiv 2508.10925). Any other fp4 trial is served from an
+#: NVFP4 checkpoint made with NVIDIA TensorRT Model Optimizer (ModelOpt).
+_MXFP4_CHECKPOINTS = ("gpt-oss-20b", "gpt-oss-120b")
+
+#: Each engine's KV-cache dtype for the trial's KV format (None: the engine has none of that
+#: size). vLLM: ``--kv-cache-dtype`` auto/fp8 (docs.vllm.ai, engine args); SGLang: auto,
+#: fp8_e4m3 and the experimental fp4_e2m1 (docs.sglang.io, Quantized KV Cache); TensorRT-LLM:
+#: KvCacheConfig.dtype auto/fp8/nvfp4, nvfp4 from a ModelOpt checkpoint (nvidia.github.io/
+#: TensorRT-LLM, Quantization). int8 runs as fp8 (the same bytes); no engine has an int4 cache.
+_KV_DTYPES: dict[str, dict[str, str | None]] = {
+    "vllm": {"bf16": "auto", "fp8": "fp8", "int8": "fp8", "int4": None, "fp4": None},
+    "sglang": {"bf16": "auto", "fp8": "fp8_e4m3", "int8": "fp8_e4m3", "int4": None, "fp4": "fp4_e2m1"},
+    "trtllm": {"bf16": "auto", "fp8": "fp8", "int8": "fp8", "int4": None, "fp4": "nvfp4"},
+}
+_ENGINE_NAMES = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM"}
+
+
+def fp4_flavour(model: dict) -> str:
+    """``mxfp4`` for a model whose checkpoint stores MXFP4 (gpt-oss, or an imported config whose
+    quantization_config says so), else ``nvfp4`` (a ModelOpt checkpoint)."""
+    if model["name"] in _MXFP4_CHECKPOINTS or model.get("checkpoint_format") == "mxfp4":
+        return "mxfp4"
+    return "nvfp4"
+
+
+def engine_formats(quant: dict, model: dict, engine: str, notes: list[str]) -> tuple[str | None, str]:
+    """An engine's weight ``quantization`` argument (None: none; TensorRT-LLM always None, it
+    reads the checkpoint's) and KV-cache dtype for the trial's formats; notes say what checkpoint
+    each needs. Raises ``InvalidInputError`` on ``format`` for a KV format the engine lacks.
+
+    Weights (vLLM and SGLang ``--quantization``, docs.vllm.ai and docs.sglang.io, Quantization):
+    16-bit -> none; fp8 -> ``fp8`` (quantized at load from a 16-bit checkpoint); int8/int4
+    weight-only -> ``gptq`` (a pre-quantized GPTQ checkpoint); fp4 -> ``mxfp4`` for gpt-oss's own
+    MXFP4 checkpoint, else ``modelopt_fp4`` (an NVFP4 checkpoint from TensorRT Model Optimizer).
+    TensorRT-LLM's PyTorch backend takes the format from the checkpoint's quantization config."""
+    name = _ENGINE_NAMES[engine]
+    kv = quant["kv_cache"]
+    kv_dtype = _KV_DTYPES[engine].get(kv)
+    if kv_dtype is None:
+        kinds = ", ".join(k for k, v in _KV_DTYPES[engine].items() if v is not None)
         raise InvalidInputError(
-            "format", f"vLLM has no {quant['kv_cache']} KV cache", "export a trial with 16-bit, fp8 or int8 KV"
+            "format", f"{name} has no {kv} KV cache", f"export a trial whose KV cache is one of {kinds}"
         )
-    if quant["kv_cache"] == "int8":
-        notes.append("vLLM has no int8 KV cache: kv_cache_dtype fp8 stands in (same bytes per element)")
+    if kv == "int8":
+        notes.append(f"{name} has no int8 KV cache: {kv_dtype} stands in (same bytes per element)")
+    elif kv == "fp4":
+        notes.append(
+            f"fp4 KV cache ({kv_dtype}): "
+            + (
+                "experimental in SGLang, with per-16-element scales the estimate does not count"
+                if engine == "sglang"
+                else "needs a checkpoint quantized with TensorRT Model Optimizer (NVFP4 KV scales)"
+            )
+        )
     weights = quant["weights"]
-    quantization = {"bf16": None, "fp8": "fp8", "int8": "gptq", "int4": "gptq"}[weights]
+    checkpoint = model.get("checkpoint_format")
+    if checkpoint is not None and weights != "bf16" and weights != _format_code_name(checkpoint):
+        notes.append(f"{model['name']}'s checkpoint stores {checkpoint} weights; the trial's {weights} needs another")
+    if weights == "bf16":
+        if checkpoint is not None:
+            notes.append(f"{model['name']}'s checkpoint stores {checkpoint} weights: serve a 16-bit one for bf16")
+        return None, kv_dtype
+    flavour = fp4_flavour(model) if weights == "fp4" else None
+    if engine == "trtllm":
+        if flavour == "mxfp4":
+            notes.append("fp4 (MXFP4) weights: TensorRT-LLM reads them from the gpt-oss checkpoint itself")
+        else:
+            notes.append(
+                f"{'NVFP4' if flavour else weights} weights: serve a checkpoint quantized with TensorRT Model Optimizer"
+            )
+        return None, kv_dtype
     if weights == "fp8":
         notes.append(
-            "quantization fp8 quantizes a 16-bit checkpoint at load; on GPUs with fp8 "
-            "tensor cores vLLM also runs activations in fp8 (the estimate kept them bf16)"
+            "quantization fp8 quantizes a 16-bit checkpoint at load (an fp8 checkpoint is read as is); on GPUs "
+            f"with fp8 tensor cores {name} also runs activations in fp8 (the estimate kept the trial's)"
         )
-    elif quantization == "gptq":
+        return "fp8", kv_dtype
+    if weights in ("int8", "int4"):
         notes.append(
-            f"{weights} weight-only quantization: vLLM needs a pre-quantized GPTQ "
-            f"{weights[3:]}-bit checkpoint; set model to one (the repo below is the 16-bit one)"
+            f"{weights} weight-only quantization: {name} needs a pre-quantized GPTQ {weights[3:]}-bit "
+            "checkpoint; set the model to one (the repo below is the 16-bit one)"
         )
-    return quantization, _VLLM_KV[quant["kv_cache"]]
+        return "gptq", kv_dtype
+    if flavour == "mxfp4":
+        notes.append("fp4 weights as MXFP4: the gpt-oss checkpoint's own format")
+        return "mxfp4", kv_dtype
+    notes.append(
+        f"fp4 weights as NVFP4: {name} needs a checkpoint quantized with TensorRT Model Optimizer "
+        "(quantization modelopt_fp4); set the model to one. FP4 tensor-core math needs Blackwell; "
+        "elsewhere the weights run weight-only"
+    )
+    return "modelopt_fp4", kv_dtype
+
+
+def _format_code_name(fmt: str) -> str:
+    """A checkpoint format's canonical dtype name (mxfp4, nvfp4 -> fp4)."""
+    return dtype_name(parse_dtype(fmt, "checkpoint_format"))
 
 
 def _vllm_layout_notes(spec: dict, tp: int, pp: int, engine: str = "vLLM") -> list[str]:
