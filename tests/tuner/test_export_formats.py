@@ -42,9 +42,7 @@ EXPECTED_KV = {
 
 
 def _deployment(model: str, weights: str, kv: str) -> Deployment:
-    return Deployment(
-        get_model(model), get_hardware("b200"), (1, 1, 2), 8, 512, 64, weight_dtype=weights, kv_dtype=kv
-    )
+    return Deployment(get_model(model), get_hardware("b200"), (1, 1, 2), 8, 512, 64, weight_dtype=weights, kv_dtype=kv)
 
 
 def _kv_of(data: dict, engine: str) -> str:
