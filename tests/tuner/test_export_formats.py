@@ -98,3 +98,47 @@ def test_fp4_trial_exports_through_a_study():
     assert data["engine_args"]["model"] == "openai/gpt-oss-120b"
     assert data["engine_args"]["quantization"] == "mxfp4"
     assert "--tensor-parallel-size 8" in data["cli"]
+
+
+def _stored(deployment: Deployment) -> optuna.Study:
+    study = optuna.create_study(directions=["minimize"])
+    attrs = {"deployment": deployment.to_dict(), "estimate": {"params": {}}}
+    study.add_trial(optuna.trial.create_trial(values=[1.0], user_attrs=attrs))
+    return study
+
+
+def test_jax_export_of_a_latent_and_a_windowed_cache():
+    # DeepSeek-V3 on a 4x4x4 TPU v4 slice, 2D weight-stationary: the latent cache [61, B, S, 576]
+    # is one array, split by nothing (head sharding keeps it whole on every chip).
+    mla = Deployment(
+        get_model("deepseek-v3"),
+        get_hardware("tpu-v4"),
+        (4, 4, 4),
+        16,
+        1024,
+        64,
+        prefill_ffn_layout="ws_2d",
+        decode_ffn_layout="ws_2d",
+        weight_dtype="int8",
+    )
+    jax = json.loads(export(_stored(mla), 0, "jax"))
+    kv = jax["phases"]["decode"]["kv_cache"]
+    assert kv["dims"] == ["layers", "B", "S", "Rkv+R"] and kv["shape"] == [61, 16, 1088, 576]
+    assert kv["spec"] == [None, None, None, None] and kv["arrays"] == 1
+    weights = jax["phases"]["decode"]["weights"]
+    assert weights["kv_b"]["shape"] == [512, 128, 256] and weights["kv_b"]["stored"] == ["x", ["y", "z"], None]
+    # Gemma 3 27B with a 4096-token prompt: 52 windowed blocks keep 1024 tokens, the 10 others 4160.
+    windowed = Deployment(
+        get_model("gemma-3-27b"),
+        get_hardware("tpu-v4"),
+        (1, 2, 4),
+        8,
+        4096,
+        64,
+        prefill_ffn_layout="ws_1d",
+        decode_ffn_layout="ws_1d",
+    )
+    kv = json.loads(export(_stored(windowed), 0, "jax"))["phases"]["decode"]["kv_cache"]
+    assert kv["shape"] == [10, 8, 4160, 16, 128] and kv["arrays"] == 2
+    assert kv["sliding_window"]["shape"] == [52, 8, 1024, 16, 128]
+    assert kv["sliding_window"]["window"] == 1024
