@@ -270,13 +270,14 @@ def _weights(d: Deployment, layout: str, notes: list[str]) -> dict[str, dict]:
         never_gathered = weight in ("embedding", "lm_head")
         stored: list[list[str]] = []
         in_use: list[list[str]] = []
-        for logical in split_like:
+        ways = {"stored": 1, "in_use": 1}
+        for dim, logical in zip(dims, split_like, strict=True):
             if logical is None:
                 stored.append([])
                 in_use.append([])
                 continue
             # The split of the logical dimension the cost model sizes (E, H, K, F, V), applied to
-            # this matrix's dimension that follows it.
+            # this matrix's dimension that follows it (MLA's ranks follow E, H or K).
             axes = getattr(rules, _LOGICAL[logical])
             label = f"{weight} {names[logical]}"
             stored.append(_split(sizes[logical], axes, d.mesh, label, notes))
@@ -285,7 +286,22 @@ def _weights(d: Deployment, layout: str, notes: list[str]) -> dict[str, dict]:
                 if never_gathered or not rules.gather
                 else _split(sizes[logical], rules.in_use(axes), d.mesh, f"{label} in use", notes)
             )
+            for kind, chosen in (("stored", stored[-1]), ("in_use", in_use[-1])):
+                chips = math.prod(dict(zip(AXES, d.mesh, strict=True))[a] for a in chosen)
+                # As split_over charges it: the chips, or the logical size where chips share shards.
+                ways[kind] *= min(chips, sizes[logical])
+                # An MLA rank split like a head count the chips exceed (shards shared by several
+                # chips) or that does not divide it: the sharding lists the axes, ``ways`` the split.
+                if dim != logical and chips > 1 and (chips > sizes[logical] or sizes[dim] % chips):
+                    notes.append(
+                        f"{weight} {dim} ({sizes[dim]}) is charged split {min(chips, sizes[logical])} ways "
+                        f"like {names[logical]} over {''.join(chosen)} ({chips} chips): see its ways"
+                    )
+                    if isinstance(notes, Notes):
+                        notes.shared_shards.append(f"{weight} {dim} ({sizes[dim]}) over {''.join(chosen)}")
         table[weight] = _tensor(dims, [sizes[x] for x in dims], stored, in_use, () if never_gathered else rules.gather)
+        # Shards of the whole matrix as the estimate charges them (stored, and in use).
+        table[weight]["ways"] = ways
         table[weight]["blocks"] = (
             1 if never_gathered else blocks["dense_ffn"] if weight in ("w_gate", "w_up", "w_down") else blocks["all"]
         )

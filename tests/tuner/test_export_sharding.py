@@ -226,6 +226,24 @@ def _model(name: str) -> ModelSpec:
     return TINY_MLA if name == "tiny-mla" else get_model(name)
 
 
+#: MLA's rank dimensions, split like a head count or d_model of another size (tuner.export).
+_MLA_RANK_DIMS = {"Rq", "Rkv+R", "Rkv"}
+
+
+def _ways(tensor: dict, mesh: tuple[int, int, int], kind: str = "stored") -> int:
+    """A tensor's shards: read off its sharding (and equal to the ``ways`` the export states),
+    except for MLA matrices with a rank dimension, which is split like the head count (or
+    d_model) it follows: there the stated ``ways`` (e.g. kv_a's 576 columns over 128 chips,
+    charged 128 ways like 128 heads, or 64 ways like Kimi K2's 64 heads)."""
+    if _MLA_RANK_DIMS & set(tensor["dims"]):
+        return tensor["ways"][kind]
+    sharding = tensor["sharding"] if kind == "stored" else tensor["in_use"]
+    implied = implied_ways_of({**tensor, "sharding": sharding}, mesh)
+    if "ways" in tensor:
+        assert tensor["ways"][kind] == implied, tensor
+    return implied
+
+
 def _stored_and_kv_bytes(row: Deployment) -> tuple[list[float], float]:
     """Per-chip weight elements of each phase's table and KV-cache elements, from the export alone."""
     phases, _ = sharding_tables(row)
@@ -235,7 +253,7 @@ def _stored_and_kv_bytes(row: Deployment) -> tuple[list[float], float]:
         for name, tensor in phase["weights"].items():
             if name == "lm_head" and tensor["tied_to_embedding"]:
                 continue
-            total += math.prod(tensor["shape"]) / implied_ways_of(tensor, row.mesh) * tensor["blocks"]
+            total += math.prod(tensor["shape"]) / _ways(tensor, row.mesh) * tensor["blocks"]
         stored.append(total)
     kv = phases["decode"]["kv_cache"]
     ways = implied_ways(kv["sharding"], kv["shape"], row.mesh)
@@ -258,6 +276,10 @@ MLA_WINDOW_CASES = [
     ("deepseek-v3", (4, 2, 2), "wg_x", "head", {}, 256),
     ("deepseek-v3", (2, 2, 4), "wg_xyz", "batch", {}, 256),
     ("kimi-k2", (1, 1, 8), "ws_1d", "head", {"expert_parallel": 8}, 1024),
+    # 128 chips splitting heads: Kimi K2's 64 heads are shared by 2 chips each, and kv_a's 576
+    # columns, charged split like the heads, do not divide evenly (the export says so).
+    ("kimi-k2", (4, 4, 8), "ws_1d", "head", {}, 256),
+    ("deepseek-v3", (1, 1, 128), "ws_1d", "batch", {}, 256),
     ("tiny-mla", (1, 1, 4), "ws_1d", "head", {}, 512),
     ("tiny-mla", (2, 2, 1), "ws_2d", "batch", {}, 512),
     ("tiny-mla", (1, 1, 2), "ws_1d", "head", {"expert_parallel": 4, "data_parallel": 2}, 512),
@@ -299,7 +321,9 @@ def test_exported_mla_and_window_bytes_equal_charged_bytes(model, mesh, layout, 
 
 
 @pytest.mark.parametrize("model", ["deepseek-v3", "tiny-mla"])
-@pytest.mark.parametrize(("mesh", "layout"), [((1, 1, 8), "ws_1d"), ((2, 2, 2), "ws_2d"), ((2, 2, 2), "wg_xy")])
+@pytest.mark.parametrize(
+    ("mesh", "layout"), [((1, 1, 8), "ws_1d"), ((2, 2, 2), "ws_2d"), ((2, 2, 2), "wg_xy"), ((4, 4, 8), "ws_1d")]
+)
 @pytest.mark.parametrize("phase", ["prefill", "decode"])
 def test_exported_mla_weights_in_use_equal_charged(model, mesh, layout, phase):
     # The attention weights one chip reads in use. The operator slots group MLA's matrices
@@ -323,7 +347,7 @@ def test_exported_mla_weights_in_use_equal_charged(model, mesh, layout, phase):
     )
     weights = sharding_tables(row)[0][phase]["weights"]
     exported = sum(
-        math.prod(weights[n]["shape"]) / implied_ways(weights[n]["in_use"], weights[n]["shape"], mesh) * 2.0
+        math.prod(weights[n]["shape"]) / _ways(weights[n], mesh, "in_use") * 2.0
         for n in ("q_a", "q_b", "q", "kv_a", "kv_b", "o")
         if n in weights
     )
@@ -359,6 +383,9 @@ def test_deepseek_v3_exported_by_hand():
     assert not {"wq", "wk", "wv", "wo"} & set(w)
     assert w["q_b"]["sharding"] == [[], ["x", "y", "z"], []]
     assert w["o"]["sharding"] == [["x", "y", "z"], [], []]
+    assert {n: w[n]["ways"]["stored"] for n in ("q_a", "q_b", "kv_a", "kv_b", "o")} == dict.fromkeys(
+        ("q_a", "q_b", "kv_a", "kv_b", "o"), 8
+    )
     kv = phases["decode"]["kv_cache"]
     assert kv["dims"] == ["layers", "B", "S", "Rkv+R"]
     assert kv["shape"] == [61, 4, 1024, 576]
