@@ -408,6 +408,11 @@ def _kv_cache(d: Deployment, attention: str, notes: list[str]) -> dict:
         windowed = {
             "window": m.sliding_window,
             "blocks": blocks["windowed"],
+            # The model holds how many blocks are windowed, not which: its config's layer_types
+            # (or sliding-window pattern) names them; a pipeline stage holds its share.
+            "which": (
+                f"{m.sliding_window_layers} of the model's {m.layers} blocks, as its config's layer_types name them"
+            ),
             "shape": [blocks["windowed"], row[0], kept, *row[2:]],
             "sharding": sharding,
         }

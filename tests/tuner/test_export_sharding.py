@@ -415,6 +415,7 @@ def test_gemma_3_windowed_cache_by_hand():
     assert kv["sliding_window"] == {
         "window": 1024,
         "blocks": 52,
+        "which": "52 of the model's 62 blocks, as its config's layer_types name them",
         "shape": [52, 2, 1024, 16, 128],
         "sharding": [[], [], [], ["x", "y", "z"], []],
     }
