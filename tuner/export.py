@@ -1062,6 +1062,11 @@ def engine_formats(quant: dict, model: dict, engine: str, notes: list[str]) -> t
             notes.append(f"{model['name']}'s checkpoint stores {checkpoint} weights: serve a 16-bit one for bf16")
         return None, kv_dtype
     flavour = fp4_flavour(model) if weights == "fp4" else None
+    if engine == "sglang" and checkpoint is not None and weights == _format_code_name(checkpoint):
+        # SGLang detects a pre-quantized checkpoint's method itself and asks for no --quantization
+        # with one (docs.sglang.io, Quantization: offline quantization).
+        notes.append(f"SGLang reads {model['name']}'s {checkpoint} weights from its checkpoint's quantization_config")
+        return None, kv_dtype
     if engine == "trtllm":
         if flavour == "mxfp4":
             notes.append("fp4 (MXFP4) weights: TensorRT-LLM reads them from the gpt-oss checkpoint itself")

@@ -69,8 +69,10 @@ def test_every_engine_and_format_gives_arguments_or_a_refusal(engine, model, wei
     if engine == "trtllm":
         assert "quantization" not in data["engine_args"]
     else:
-        assert data["engine_args"]["quantization"] == EXPECTED_QUANTIZATION[(model, weights)]
         quantization = EXPECTED_QUANTIZATION[(model, weights)]
+        if engine == "sglang" and (model, weights) == ("gpt-oss-20b", "fp4"):
+            quantization = None  # SGLang detects a pre-quantized checkpoint itself (its own MXFP4)
+        assert data["engine_args"]["quantization"] == quantization
         assert (f"--quantization {quantization}" in data["cli"]) == (quantization is not None)
 
 
