@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # optuna is imported where a study is read, so that the CLI s
     from optuna.trial import FrozenTrial
 
 from cost_models.deployments import Deployment
+from cost_models.dtypes import dtype_name, parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect
 from cost_models.models import model_catalog
@@ -63,6 +64,19 @@ HF_REPOS: dict[str, str] = {
     "mixtral-8x7b": "mistralai/Mixtral-8x7B-v0.1",
     "mixtral-8x22b": "mistral-community/Mixtral-8x22B-v0.1",
     "qwen3-235b-a22b": "Qwen/Qwen3-235B-A22B",
+    # The 2025 catalog entries (the repos their sources' config.json come from).
+    "llama-3.1-8b": "meta-llama/Llama-3.1-8B",
+    "llama-3.1-70b": "meta-llama/Llama-3.1-70B",
+    "llama-3.1-405b": "meta-llama/Llama-3.1-405B",
+    "qwen3-8b": "Qwen/Qwen3-8B",
+    "qwen3-32b": "Qwen/Qwen3-32B",
+    "deepseek-v3": "deepseek-ai/DeepSeek-V3",
+    "kimi-k2": "moonshotai/Kimi-K2-Instruct",
+    "gpt-oss-20b": "openai/gpt-oss-20b",
+    "gpt-oss-120b": "openai/gpt-oss-120b",
+    "gemma-3-27b": "google/gemma-3-27b-it",
+    "llama-4-scout-17b-16e": "meta-llama/Llama-4-Scout-17B-16E",
+    "llama-4-maverick-17b-128e": "meta-llama/Llama-4-Maverick-17B-128E",
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -173,27 +187,60 @@ def _tensor(
     }
 
 
-#: Each weight's dimensions as exported: its logical axes (WEIGHT_AXES) with the head width D.
-_WEIGHT_DIMS = {
-    "wq": ["E", "H", "D"],
-    "wk": ["E", "K", "D"],
-    "wv": ["E", "K", "D"],
-    "wo": ["H", "D", "E"],
-    "w_gate": ["E", "F"],
-    "w_up": ["E", "F"],
-    "w_down": ["F", "E"],
-    "embedding": ["V", "E"],
-    "lm_head": ["E", "V"],
+#: Each weight's dimensions as exported, and the logical dimension (WEIGHT_AXES) whose split each
+#: follows (None: never split; D, the head width).
+_WEIGHT_DIMS: dict[str, tuple[list[str], list[str | None]]] = {
+    "wq": (["E", "H", "D"], ["E", "H", None]),
+    "wk": (["E", "K", "D"], ["E", "K", None]),
+    "wv": (["E", "K", "D"], ["E", "K", None]),
+    "wo": (["H", "D", "E"], ["H", None, "E"]),
+    "w_gate": (["E", "F"], ["E", "F"]),
+    "w_up": (["E", "F"], ["E", "F"]),
+    "w_down": (["F", "E"], ["F", "E"]),
+    "embedding": (["V", "E"], ["V", "E"]),
+    "lm_head": (["E", "V"], ["E", "V"]),
+}
+#: Multi-head latent attention's matrices (DeepSeek-V2, arXiv 2405.04434, section 2.1; names as
+#: in the DeepSeek-V3 checkpoints; cost_models.model_counts.mla_attention_weights): Rq the query
+#: rank (q_lora_rank), Rkv the latent rank (kv_lora_rank), R the rotary width (qk_rope_head_dim),
+#: D the non-rotary query/key width (d_head), Dv the value width. They replace wq/wk/wv/wo, split
+#: as :func:`cost_models.partitioning.sharding_plan` charges their q/k/v/o slots: a matrix's input
+#: dimension like E, its head (or head-serving) dimension like H (q) or K (k, v).
+_MLA_DIMS: dict[str, tuple[list[str], list[str | None]]] = {
+    "q_a": (["E", "Rq"], ["E", "H"]),
+    "q_b": (["Rq", "H", "D+R"], ["E", "H", None]),
+    "q": (["E", "H", "D+R"], ["E", "H", None]),  # a full-rank query (q_lora_rank 0)
+    "kv_a": (["E", "Rkv+R"], ["E", "K"]),
+    "kv_b": (["Rkv", "H", "D+Dv"], ["E", "K", None]),
+    "o": (["H", "Dv", "E"], ["H", None, "E"]),
 }
 _LOGICAL = {"E": "embed", "H": "heads", "K": "kv_heads", "F": "mlp", "V": "vocab"}
 
 
 def stage_blocks(d: Deployment) -> dict[str, int]:
     """Blocks of the busiest pipeline stage (the one the cost model charges): all of them,
-    those with routed experts (the dense first blocks sit in the first stage) and the dense rest."""
-    blocks = -(-d.model.layers // d.pipeline_parallel)
-    moe = min(d.model.moe_layers, blocks)
-    return {"all": blocks, "moe": moe, "dense_ffn": blocks - moe}
+    those with routed experts (the dense first blocks sit in the first stage) and the dense rest,
+    and of all of them those with a sliding window (``windowed``; the rest attend to the whole
+    context). A stage holds its share of the full-attention blocks, rounded up (Gemma 3's 5
+    local : 1 global pattern and gpt-oss's alternation spread them evenly over the depth)."""
+    m = d.model
+    blocks = -(-m.layers // d.pipeline_parallel)
+    moe = min(m.moe_layers, blocks)
+    full = m.layers - m.sliding_window_layers if m.sliding_window else m.layers
+    full_in_stage = min(blocks, -(-full * blocks // m.layers))
+    return {"all": blocks, "moe": moe, "dense_ffn": blocks - moe, "windowed": blocks - full_in_stage}
+
+
+def _mla_sizes(m) -> dict[str, int]:
+    v_dim = m.v_head_dim or m.d_head
+    return {
+        "Rq": m.q_lora_rank,
+        "D+R": m.d_head + m.qk_rope_head_dim,
+        "Rkv+R": m.kv_lora_rank + m.qk_rope_head_dim,
+        "Rkv": m.kv_lora_rank,
+        "D+Dv": m.d_head + v_dim,
+        "Dv": v_dim,
+    }
 
 
 def _weights(d: Deployment, layout: str, notes: list[str]) -> dict[str, dict]:
@@ -204,29 +251,57 @@ def _weights(d: Deployment, layout: str, notes: list[str]) -> dict[str, dict]:
     blocks = stage_blocks(d)
     sizes = {"E": m.d_model, "H": m.heads, "K": d.resolved_kv_heads, "D": m.d_head, "F": m.d_ff, "V": m.vocab}
     names = {"E": "d_model E", "H": "heads H", "K": "KV heads K", "F": "d_ff F", "V": "vocab V"}
+    shapes = dict(_WEIGHT_DIMS)
+    if m.is_mla:
+        sizes.update(_mla_sizes(m))
+        mla = {k: v for k, v in _MLA_DIMS.items() if k not in (("q_a", "q_b") if m.q_lora_rank == 0 else ("q",))}
+        shapes = {**mla, **{k: v for k, v in shapes.items() if k not in ("wq", "wk", "wv", "wo")}}
+        notes.append(
+            "multi-head latent attention: q_a and kv_a are listed split like the heads they serve, as the "
+            "estimate charges them; vLLM and SGLang keep them whole on every tensor-parallel rank (a few "
+            "percent of a block more per chip)"
+        )
     table = {}
-    for weight, dims in _WEIGHT_DIMS.items():
+    for weight, (dims, split_like) in shapes.items():
         if weight == "w_gate" and m.ffn != "swiglu":
             continue
         if weight in ("w_gate", "w_up", "w_down") and blocks["dense_ffn"] == 0:
             continue  # every block of the stage has experts instead
+        never_gathered = weight in ("embedding", "lm_head")
         stored: list[list[str]] = []
         in_use: list[list[str]] = []
-        for dim in dims:
-            if dim == "D":
+        ways = {"stored": 1, "in_use": 1}
+        for dim, logical in zip(dims, split_like, strict=True):
+            if logical is None:
                 stored.append([])
                 in_use.append([])
                 continue
-            axes = getattr(rules, _LOGICAL[dim])
-            stored.append(_split(sizes[dim], axes, d.mesh, f"{weight} {names[dim]}", notes))
-            gathered = weight in ("embedding", "lm_head") or not rules.gather
+            # The split of the logical dimension the cost model sizes (E, H, K, F, V), applied to
+            # this matrix's dimension that follows it (MLA's ranks follow E, H or K).
+            axes = getattr(rules, _LOGICAL[logical])
+            label = f"{weight} {names[logical]}"
+            stored.append(_split(sizes[logical], axes, d.mesh, label, notes))
             in_use.append(
                 stored[-1]
-                if gathered
-                else _split(sizes[dim], rules.in_use(axes), d.mesh, f"{weight} {names[dim]} in use", notes)
+                if never_gathered or not rules.gather
+                else _split(sizes[logical], rules.in_use(axes), d.mesh, f"{label} in use", notes)
             )
-        never_gathered = weight in ("embedding", "lm_head")
+            for kind, chosen in (("stored", stored[-1]), ("in_use", in_use[-1])):
+                chips = math.prod(dict(zip(AXES, d.mesh, strict=True))[a] for a in chosen)
+                # As split_over charges it: the chips, or the logical size where chips share shards.
+                ways[kind] *= min(chips, sizes[logical])
+                # An MLA rank split like a head count the chips exceed (shards shared by several
+                # chips) or that does not divide it: the sharding lists the axes, ``ways`` the split.
+                if dim != logical and chips > 1 and (chips > sizes[logical] or sizes[dim] % chips):
+                    notes.append(
+                        f"{weight} {dim} ({sizes[dim]}) is charged split {min(chips, sizes[logical])} ways "
+                        f"like {names[logical]} over {''.join(chosen)} ({chips} chips): see its ways"
+                    )
+                    if isinstance(notes, Notes):
+                        notes.shared_shards.append(f"{weight} {dim} ({sizes[dim]}) over {''.join(chosen)}")
         table[weight] = _tensor(dims, [sizes[x] for x in dims], stored, in_use, () if never_gathered else rules.gather)
+        # Shards of the whole matrix as the estimate charges them (stored, and in use).
+        table[weight]["ways"] = ways
         table[weight]["blocks"] = (
             1 if never_gathered else blocks["dense_ffn"] if weight in ("w_gate", "w_up", "w_down") else blocks["all"]
         )
@@ -283,7 +358,8 @@ def _expert_weights(d: Deployment, rules, moe_blocks: int, notes: list[str]) -> 
         if gated:
             shared = {"w_shared_gate": ["E", "S"], **shared}
         for weight, dims in shared.items():
-            sharding = [[] if x == "E" else list(shared_axes) for x in dims]
+            # E splits as the routed experts' does (over the layout's embed axes in 2D layouts).
+            sharding = [list(e_axes) if x == "E" else list(shared_axes) for x in dims]
             shape = [m.d_model if x == "E" else m.shared_d_ff for x in dims]
             table[weight] = {**_tensor(dims, shape, sharding, sharding), "blocks": moe_blocks}
     table["router"] = {**_tensor(["E", "X"], [m.d_model, m.experts], [[], []], [[], []]), "blocks": moe_blocks}
@@ -291,27 +367,64 @@ def _expert_weights(d: Deployment, rules, moe_blocks: int, notes: list[str]) -> 
 
 
 def _kv_cache(d: Deployment, attention: str, notes: list[str]) -> dict:
-    """KV cache [layers, B, S, K, D] (keys and values each): by KV heads, or by batch then heads."""
-    kv_heads = d.resolved_kv_heads
-    # One DP rank's sequences (all its micro-batches) in the busiest pipeline stage's blocks.
+    """The cache of one DP rank's sequences (all its micro-batches) in the busiest pipeline
+    stage's blocks: keys and values [layers, B, S, K, D] each, by KV heads or by batch then heads
+    (:func:`~cost_models.partitioning.kv_cache_split`); with multi-head latent attention one
+    latent and shared rotary key per token [layers, B, S, Rkv+R], split like a single KV head:
+    whole on every chip that splits heads, split only by batch (``kv_cache_split(..., latent)``).
+    ``shape`` is the full-attention blocks' cache; ``sliding_window`` the windowed blocks', whose
+    S is capped at the window (as :func:`cost_models.model_counts.cached_layers_per_token`
+    charges it: vLLM's hybrid allocator frees what slid out, TensorRT-LLM keeps a cyclic cache)."""
+    m = d.model
+    latent = m.is_mla
+    kv_heads = 1 if latent else d.resolved_kv_heads  # a latent is split as one KV head would be
     batch = d.batch // d.data_parallel
     batch_axes, head_axes = kv_cache_axes(kv_heads, batch // d.micro_batches, d.mesh, attention == "batch")
     sizes = dict(zip(AXES, d.mesh, strict=True))
-    used = list(batch_axes) + list(head_axes)
+    used = list(batch_axes) + ([] if latent else list(head_axes))
     shards = math.prod(sizes[a] for a in batch_axes) * min(kv_heads, math.prod(sizes[a] for a in head_axes))
     replicated = [a for a in AXES if a not in used and sizes[a] > 1]
+    what = "latent cache" if latent else f"KV cache ({kv_heads} KV heads"
     if replicated:
         notes.append(
-            f"KV cache ({attention}-sharded, {kv_heads} KV heads, batch {batch}) is split "
+            f"{what}{'' if latent else ')'} ({attention}-sharded, batch {batch}) is split "
             f"{shards} ways and replicated over {''.join(replicated)}"
         )
+    blocks = stage_blocks(d)
+    context = d.prompt_len + d.gen_len
+    if latent:
+        dims = ["layers", "B", "S", "Rkv+R"]
+        row = [batch, context, m.kv_lora_rank + m.qk_rope_head_dim]
+        sharding: list[list[str]] = [[], list(batch_axes), [], []]
+        arrays, tensors = 1, "one latent (kv_lora_rank) and shared rotary key (qk_rope_head_dim) per token"
+    else:
+        dims = ["layers", "B", "S", "K", "D"]
+        row = [batch, context, kv_heads, m.d_head]
+        sharding = [[], list(batch_axes), [], list(head_axes), []]
+        arrays, tensors = 2, "one for keys, one for values"
+    windowed = None
+    if m.sliding_window:
+        kept = min(m.sliding_window, context)
+        windowed = {
+            "window": m.sliding_window,
+            "blocks": blocks["windowed"],
+            # The model holds how many blocks are windowed, not which: its config's layer_types
+            # (or sliding-window pattern) names them; a pipeline stage holds its share.
+            "which": (
+                f"{m.sliding_window_layers} of the model's {m.layers} blocks, as its config's layer_types name them"
+            ),
+            "shape": [blocks["windowed"], row[0], kept, *row[2:]],
+            "sharding": sharding,
+        }
     return {
-        "dims": ["layers", "B", "S", "K", "D"],
-        "shape": [stage_blocks(d)["all"], batch, d.prompt_len + d.gen_len, kv_heads, d.model.d_head],
-        "sharding": [[], list(batch_axes), [], list(head_axes), []],
+        "dims": dims,
+        "shape": [blocks["all"] - blocks["windowed"], *row],
+        "sharding": sharding,
         "shards": shards,
         "replicated_over": replicated,
-        "tensors": "one for keys, one for values",
+        "arrays": arrays,
+        "tensors": tensors,
+        "sliding_window": windowed,
     }
 
 
@@ -476,6 +589,14 @@ def _model_section(d: Deployment) -> dict:
         "block": d.resolved_block,
         "vocab": m.vocab,
         "tie_embeddings": m.tie_embeddings,
+        # Multi-head latent attention (0 when none) and sliding windows (0: none).
+        "kv_lora_rank": m.kv_lora_rank,
+        "q_lora_rank": m.q_lora_rank,
+        "qk_rope_head_dim": m.qk_rope_head_dim,
+        "v_head_dim": m.v_head_dim,
+        "sliding_window": m.sliding_window,
+        "sliding_window_layers": m.sliding_window_layers,
+        "checkpoint_format": m.checkpoint_format,
         "published_kv_heads": m.kv_heads,
         "published_block": m.block,
     }
@@ -520,6 +641,9 @@ def jax_sharding(spec: dict) -> dict:
                 "dims": phase["kv_cache"]["dims"],
                 "shape": phase["kv_cache"]["shape"],
                 "spec": _partition_spec(phase["kv_cache"]["sharding"]),
+                "arrays": phase["kv_cache"]["arrays"],
+                # Windowed blocks: the same spec, S capped at the window.
+                "sliding_window": phase["kv_cache"]["sliding_window"],
             },
             "activations": {
                 "dims": phase["activations"]["dims"],
@@ -538,7 +662,10 @@ def jax_sharding(spec: dict) -> dict:
             "weights are stored with 'stored'; in weight-gathered layouts (wg_*) they are all-gathered "
             "over gather_axes before each use, giving 'in_use'"
         ),
-        "per-layer weight shapes; the KV cache is one array for keys and one for values",
+        (
+            "per-layer weight shapes; the KV cache is one array for keys and one for values (arrays 2), "
+            "or with multi-head latent attention one latent array (arrays 1)"
+        ),
         *spec["notes"],
     ]
     return {
@@ -549,9 +676,6 @@ def jax_sharding(spec: dict) -> dict:
         "notes": notes,
         "provenance": spec["provenance"],
     }
-
-
-_VLLM_KV = {"bf16": "auto", "fp8": "fp8", "int8": "fp8"}
 
 
 def engine_knobs(serving: dict | None, engine: str, batch: int | None = None) -> dict[str, Any]:
@@ -593,15 +717,14 @@ def vllm_args(spec: dict) -> dict:
     vLLM runs Megatron-style tensor parallelism (1D weight-stationary, heads split) within a node
     and pipeline parallelism across nodes: chips up to a node are all tensor parallel, beyond it
     tensor parallel over a node times chips/node pipeline stages. Other layouts, and any pipeline,
-    are approximations (a note says so). Weights: 16-bit -> no quantization, fp8 -> ``fp8``
-    (quantized at load), int8/int4 weight-only -> ``gptq`` (needs a pre-quantized checkpoint).
-    KV cache: 16-bit -> ``auto``, fp8 -> ``fp8``, int8 -> ``fp8`` (same size). Engine knobs
+    are approximations (a note says so). Weights and KV cache: :func:`engine_formats` (fp4 ->
+    ``mxfp4`` for gpt-oss, ``modelopt_fp4`` otherwise). Engine knobs
     (:func:`engine_knobs`): ``max_num_seqs``, ``max_num_batched_tokens``,
     ``enable_chunked_prefill``, ``block_size``, ``gpu_memory_utilization``,
     ``enable_prefix_caching`` (vLLM engine arguments, docs.vllm.ai/en/latest/configuration/
     engine_args; booleans as ``--X`` / ``--no-X``). Raises ``InvalidInputError`` on ``format``
     where vLLM cannot run the configuration at all: non-GPU hardware, an attention or block
-    what-if (no such checkpoint), heads not divisible by the tensor-parallel size, an int4 KV cache.
+    what-if (no such checkpoint), heads not divisible by the tensor-parallel size, a 4-bit KV cache.
     """
     model = spec["model"]
     par = _engine_parallelism(spec, "vllm")
@@ -614,7 +737,7 @@ def vllm_args(spec: dict) -> dict:
             "export this trial with --format sglang or trtllm, or choose a trial with ep = tp x dp or ep 1",
         )
     notes: list[str] = []
-    quantization, kv_cache_dtype = _vllm_formats(spec["quantization"], notes)
+    quantization, kv_cache_dtype = engine_formats(spec["quantization"], model, "vllm", notes)
     notes += _vllm_layout_notes(spec, tp, pp, "vLLM")
     notes += _micro_batch_notes(par, "vLLM")
     if model["hf_repo"] is None:
@@ -658,9 +781,6 @@ def vllm_args(spec: dict) -> dict:
     return {"engine": "vllm", "engine_args": args, "cli": cli, "notes": notes, "provenance": spec.get("provenance")}
 
 
-_SGLANG_KV = {"bf16": "auto", "fp8": "fp8_e4m3", "int8": "fp8_e4m3"}
-
-
 def sglang_args(spec: dict) -> dict:
     """SGLang server arguments (``python -m sglang.launch_server``; docs.sglang.io, Server
     Arguments): ``--tp-size``/``--pp-size`` as for vLLM; max_batch_size ->
@@ -673,7 +793,7 @@ def sglang_args(spec: dict) -> dict:
     tp, pp, ep, dp = par["tp"], par["pp"], par["ep"], par["dp"]
     moe = spec["model"]["experts"] > 0
     notes: list[str] = []
-    quantization, _ = _vllm_formats(spec["quantization"], notes)
+    quantization, kv_cache_dtype = engine_formats(spec["quantization"], model, "sglang", notes)
     notes += _vllm_layout_notes(spec, tp, pp, "SGLang")
     notes += _micro_batch_notes(par, "SGLang")
     if model["hf_repo"] is None:
@@ -691,7 +811,7 @@ def sglang_args(spec: dict) -> dict:
         "ep_size": ep if ep > 1 else None,
         "dtype": "bfloat16",
         "quantization": quantization,
-        "kv_cache_dtype": _SGLANG_KV[spec["quantization"]["kv_cache"]],
+        "kv_cache_dtype": kv_cache_dtype,
         "context_length": spec["workload"]["prompt_len"] + spec["workload"]["gen_len"],
         "max_running_requests": knobs["max_batch_size"],
         "chunked_prefill_size": knobs["max_num_tokens"] if knobs["chunked_prefill"] else -1,
@@ -703,9 +823,6 @@ def sglang_args(spec: dict) -> dict:
     flags = [(f"--{k.replace('_', '-')}", v) for k, v in args.items() if k != "model_path"]
     cli = _cli(["python", "-m", "sglang.launch_server", "--model-path", args["model_path"] or "MODEL"], flags)
     return {"engine": "sglang", "engine_args": args, "cli": cli, "notes": notes, "provenance": spec.get("provenance")}
-
-
-_TRTLLM_KV = {"bf16": "auto", "fp8": "fp8", "int8": "fp8"}
 
 
 def trtllm_args(spec: dict) -> dict:
@@ -730,9 +847,7 @@ def trtllm_args(spec: dict) -> dict:
     notes += _micro_batch_notes(par, "TensorRT-LLM")
     if not moe and dp > 1:
         notes.append(f"dp {dp} of a dense model: launch {dp} replicas of these arguments behind a router")
-    weights = spec["quantization"]["weights"]
-    if weights != "bf16":
-        notes.append(f"{weights} weights: serve a checkpoint quantized with TensorRT Model Optimizer")
+    _, kv_cache_dtype = engine_formats(spec["quantization"], model, "trtllm", notes)
     notes += _vllm_layout_notes(spec, tp, pp, "TensorRT-LLM")
     if model["hf_repo"] is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model")
@@ -763,7 +878,7 @@ def trtllm_args(spec: dict) -> dict:
             "tokens_per_block": block,
             "free_gpu_memory_fraction": knobs["memory_fraction"],
             "enable_block_reuse": knobs["prefix_caching"],
-            "dtype": _TRTLLM_KV.get(spec["quantization"]["kv_cache"], "auto"),
+            "dtype": kv_cache_dtype,
         },
     }
     args = {
@@ -883,27 +998,109 @@ def _vllm_parallelism(spec: dict, engine: str = "vllm") -> tuple[int, int]:
     return tp, pp
 
 
-def _vllm_formats(quant: dict, notes: list[str]) -> tuple[str | None, str]:
-    """vLLM's ``quantization`` and ``kv_cache_dtype`` for the trial's formats (notes say how)."""
-    if quant["kv_cache"] not in _VLLM_KV:
+#: Catalog models whose published checkpoint stores its fp4 weights as OCP MXFP4 (gpt-oss: the
+#: MoE weights in MXFP4, OpenAI 2025, arXiv 2508.10925). Any other fp4 trial is served from an
+#: NVFP4 checkpoint made with NVIDIA TensorRT Model Optimizer (ModelOpt).
+_MXFP4_CHECKPOINTS = ("gpt-oss-20b", "gpt-oss-120b")
+
+#: Each engine's KV-cache dtype for the trial's KV format (None: the engine has none of that
+#: size). vLLM: ``--kv-cache-dtype`` auto/fp8 (docs.vllm.ai, engine args); SGLang: auto,
+#: fp8_e4m3 and the experimental fp4_e2m1 (docs.sglang.io, Quantized KV Cache); TensorRT-LLM:
+#: KvCacheConfig.dtype auto/fp8/nvfp4, nvfp4 from a ModelOpt checkpoint (nvidia.github.io/
+#: TensorRT-LLM, Quantization). int8 runs as fp8 (the same bytes); no engine has an int4 cache.
+_KV_DTYPES: dict[str, dict[str, str | None]] = {
+    "vllm": {"bf16": "auto", "fp8": "fp8", "int8": "fp8", "int4": None, "fp4": None},
+    "sglang": {"bf16": "auto", "fp8": "fp8_e4m3", "int8": "fp8_e4m3", "int4": None, "fp4": "fp4_e2m1"},
+    "trtllm": {"bf16": "auto", "fp8": "fp8", "int8": "fp8", "int4": None, "fp4": "nvfp4"},
+}
+_ENGINE_NAMES = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM"}
+
+
+def fp4_flavour(model: dict) -> str:
+    """``mxfp4`` for a model whose checkpoint stores MXFP4 (gpt-oss, or an imported config whose
+    quantization_config says so), else ``nvfp4`` (a ModelOpt checkpoint)."""
+    if model["name"] in _MXFP4_CHECKPOINTS or model.get("checkpoint_format") == "mxfp4":
+        return "mxfp4"
+    return "nvfp4"
+
+
+def engine_formats(quant: dict, model: dict, engine: str, notes: list[str]) -> tuple[str | None, str]:
+    """An engine's weight ``quantization`` argument (None: none; TensorRT-LLM always None, it
+    reads the checkpoint's) and KV-cache dtype for the trial's formats; notes say what checkpoint
+    each needs. Raises ``InvalidInputError`` on ``format`` for a KV format the engine lacks.
+
+    Weights (vLLM and SGLang ``--quantization``, docs.vllm.ai and docs.sglang.io, Quantization):
+    16-bit -> none; fp8 -> ``fp8`` (quantized at load from a 16-bit checkpoint); int8/int4
+    weight-only -> ``gptq`` (a pre-quantized GPTQ checkpoint); fp4 -> ``mxfp4`` for gpt-oss's own
+    MXFP4 checkpoint, else ``modelopt_fp4`` (an NVFP4 checkpoint from TensorRT Model Optimizer).
+    TensorRT-LLM's PyTorch backend takes the format from the checkpoint's quantization config."""
+    name = _ENGINE_NAMES[engine]
+    kv = quant["kv_cache"]
+    kv_dtype = _KV_DTYPES[engine].get(kv)
+    if kv_dtype is None:
+        kinds = ", ".join(k for k, v in _KV_DTYPES[engine].items() if v is not None)
         raise InvalidInputError(
-            "format", f"vLLM has no {quant['kv_cache']} KV cache", "export a trial with 16-bit, fp8 or int8 KV"
+            "format", f"{name} has no {kv} KV cache", f"export a trial whose KV cache is one of {kinds}"
         )
-    if quant["kv_cache"] == "int8":
-        notes.append("vLLM has no int8 KV cache: kv_cache_dtype fp8 stands in (same bytes per element)")
+    if kv == "int8":
+        notes.append(f"{name} has no int8 KV cache: {kv_dtype} stands in (same bytes per element)")
+    elif kv == "fp4":
+        notes.append(
+            f"fp4 KV cache ({kv_dtype}): "
+            + (
+                "experimental in SGLang, with per-16-element scales the estimate does not count"
+                if engine == "sglang"
+                else "needs a checkpoint quantized with TensorRT Model Optimizer (NVFP4 KV scales)"
+            )
+        )
     weights = quant["weights"]
-    quantization = {"bf16": None, "fp8": "fp8", "int8": "gptq", "int4": "gptq"}[weights]
+    checkpoint = model.get("checkpoint_format")
+    if checkpoint is not None and weights != "bf16" and weights != _format_code_name(checkpoint):
+        notes.append(f"{model['name']}'s checkpoint stores {checkpoint} weights; the trial's {weights} needs another")
+    if weights == "bf16":
+        if checkpoint is not None:
+            notes.append(f"{model['name']}'s checkpoint stores {checkpoint} weights: serve a 16-bit one for bf16")
+        return None, kv_dtype
+    flavour = fp4_flavour(model) if weights == "fp4" else None
+    if engine == "sglang" and checkpoint is not None and weights == _format_code_name(checkpoint):
+        # SGLang detects a pre-quantized checkpoint's method itself and asks for no --quantization
+        # with one (docs.sglang.io, Quantization: offline quantization).
+        notes.append(f"SGLang reads {model['name']}'s {checkpoint} weights from its checkpoint's quantization_config")
+        return None, kv_dtype
+    if engine == "trtllm":
+        if flavour == "mxfp4":
+            notes.append("fp4 (MXFP4) weights: TensorRT-LLM reads them from the gpt-oss checkpoint itself")
+        else:
+            notes.append(
+                f"{'NVFP4' if flavour else weights} weights: serve a checkpoint quantized with TensorRT Model Optimizer"
+            )
+        return None, kv_dtype
     if weights == "fp8":
         notes.append(
-            "quantization fp8 quantizes a 16-bit checkpoint at load; on GPUs with fp8 "
-            "tensor cores vLLM also runs activations in fp8 (the estimate kept them bf16)"
+            "quantization fp8 quantizes a 16-bit checkpoint at load (an fp8 checkpoint is read as is); on GPUs "
+            f"with fp8 tensor cores {name} also runs activations in fp8 (the estimate kept the trial's)"
         )
-    elif quantization == "gptq":
+        return "fp8", kv_dtype
+    if weights in ("int8", "int4"):
         notes.append(
-            f"{weights} weight-only quantization: vLLM needs a pre-quantized GPTQ "
-            f"{weights[3:]}-bit checkpoint; set model to one (the repo below is the 16-bit one)"
+            f"{weights} weight-only quantization: {name} needs a pre-quantized GPTQ {weights[3:]}-bit "
+            "checkpoint; set the model to one (the repo below is the 16-bit one)"
         )
-    return quantization, _VLLM_KV[quant["kv_cache"]]
+        return "gptq", kv_dtype
+    if flavour == "mxfp4":
+        notes.append("fp4 weights as MXFP4: the gpt-oss checkpoint's own format")
+        return "mxfp4", kv_dtype
+    notes.append(
+        f"fp4 weights as NVFP4: {name} needs a checkpoint quantized with TensorRT Model Optimizer "
+        "(quantization modelopt_fp4); set the model to one. FP4 tensor-core math needs Blackwell; "
+        "elsewhere the weights run weight-only"
+    )
+    return "modelopt_fp4", kv_dtype
+
+
+def _format_code_name(fmt: str) -> str:
+    """A checkpoint format's canonical dtype name (mxfp4, nvfp4 -> fp4)."""
+    return dtype_name(parse_dtype(fmt, "checkpoint_format"))
 
 
 def _vllm_layout_notes(spec: dict, tp: int, pp: int, engine: str = "vLLM") -> list[str]:

@@ -1,8 +1,9 @@
 """``tuner init``: a commented study spec for one model on one chip, for the user to edit.
 
-The space is sized from the numbers: chip counts the hardware can form (a GPU's tensor-parallel
-meshes 1x1xN inside its NVLink domain, more nodes only when the model's 16-bit weights need them;
-a TPU's slices), the formats the chip computes natively, and the objectives, constraints and
+The space is sized from the numbers: for a GPU the engines' degrees (tp inside its NVLink
+domain, pp stages across domains as the model's 16-bit weights need them, ep and dp for an MoE
+model: :func:`engine_degrees`); for a TPU the chip counts of its slices and Pope et al.'s
+layouts; the formats the chip computes natively, and the objectives, constraints and
 (``--serving``) load of a typical chat service. Each field carries the comment
 :mod:`tuner.spec_docs` derives from the spec's pydantic models; a field not chosen here is written
 commented out at its default. The text is validated with ``parse_spec`` before it is returned.
@@ -51,9 +52,37 @@ def chip_counts(weight_bytes_16: float, weight_bytes_min: float, chip: HardwareS
     return fitting or counts[-1:]
 
 
-def _gpu_mesh(chips: int, domain: int) -> str:
-    """Tensor parallel inside the domain (Z), data/pipeline-free X across domains."""
-    return f"1x1x{chips}" if chips <= domain else f"{chips // domain}x1x{domain}"
+def engine_degrees(
+    model_spec, chip: HardwareSpec, weight_bytes_16: float, weight_bytes_min: float, serving: bool = False
+) -> dict:
+    """A GPU space in the engines' vocabulary (vLLM, SGLang, TensorRT-LLM): tensor parallel (tp)
+    over powers of two inside the NVLink domain (up to 8, the node most engines run TP over);
+    pipeline stages (pp) across domains, as many as the 16-bit weights need over a full domain
+    (at least [1, 2]); for an MoE model expert parallelism (ep: powers of two dividing the experts,
+    up to tp x dp) and attention data parallelism (dp), as DeepSeek, Qwen3 MoE and gpt-oss are
+    served; micro-batches where there is a pipeline. Combinations no engine runs (ep not dividing
+    tp x dp, a chip count above the machine's) are infeasible trials, not errors. ``serving``: tp
+    only (the serving model charges tensor parallelism alone; search pp, ep and dp statically)."""
+    assert isinstance(chip.interconnect, SwitchedInterconnect)
+    domain = min(chip.interconnect.domain_size, 8)
+    tp = [2**k for k in range(int(math.log2(domain)) + 1)]
+    # Fewest chips that hold the weights in the narrowest format: smaller tp x pp are left out.
+    fewest = math.ceil(weight_bytes_min / chip.memory_bytes)
+    if serving:
+        return {"tp": [t for t in tp if t >= fewest] or tp[-1:]}
+    stages_16 = math.ceil(weight_bytes_16 / (chip.memory_bytes * tp[-1]))
+    top_pp = min(max(2, 2 ** math.ceil(math.log2(max(stages_16, 1)))), model_spec.layers, MAX_PROPOSED_CHIPS // tp[-1])
+    pp = [2**k for k in range(int(math.log2(top_pp)) + 1)]
+    tp = [t for t in tp if t * pp[-1] >= fewest] or tp[-1:]
+    degrees: dict[str, Any] = {"tp": tp, "pp": pp}
+    if model_spec.is_moe:
+        dp = [d for d in (1, 2, 4, 8) if d * tp[-1] * pp[-1] <= MAX_PROPOSED_CHIPS]
+        top_ep = tp[-1] * dp[-1]
+        degrees["ep"] = [e for e in (2**k for k in range(int(math.log2(top_ep)) + 1)) if model_spec.experts % e == 0]
+        degrees["dp"] = dp
+    if len(pp) > 1:
+        degrees["micro_batches"] = [1, 2, 4]
+    return degrees
 
 
 def initial_values(model: str, hardware: str, serving: bool) -> dict[str, Any]:
@@ -63,15 +92,14 @@ def initial_values(model: str, hardware: str, serving: bool) -> dict[str, Any]:
     formats = native_formats(chip)
     params = float(model_spec.params)
     smallest = min(float(BYTES_PER_ELEMENT[parse_dtype(b, "weight_bits")]) for b in formats)
-    chips = chip_counts(params * 2.0, params * smallest, chip)
     gpu = isinstance(chip.interconnect, SwitchedInterconnect)
-    space: dict[str, Any] = {"chips": chips}
+    space: dict[str, Any]
     if gpu:
-        domain = chip.interconnect.domain_size if isinstance(chip.interconnect, SwitchedInterconnect) else 1
-        space["mesh"] = [_gpu_mesh(n, domain) for n in chips]
-        space |= {"prefill_ffn_layout": ["ws_1d"], "decode_ffn_layout": ["ws_1d"]}
+        # The engines' vocabulary (the layouts follow: ws_1d, heads split).
+        space = engine_degrees(model_spec, chip, params * 2.0, params * smallest, serving)
     else:
-        space |= {
+        space = {
+            "chips": chip_counts(params * 2.0, params * smallest, chip),
             "mesh": "auto",
             "prefill_ffn_layout": ["ws_1d", "ws_2d", "wg_xyz"],
             "decode_ffn_layout": ["ws_1d", "ws_2d"],

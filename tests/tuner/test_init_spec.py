@@ -44,15 +44,70 @@ def test_init_serving_spec_has_serving_objectives_and_slas() -> None:
 def test_init_space_uses_what_the_chip_allows(hardware: str) -> None:
     chip = get_hardware(hardware)
     spec = load_spec_text(spec_text("llama-2-70b", hardware))
+    # fp8 only where the chip has fp8 units
+    assert ("fp8" in spec.space.weight_bits) == (chip.peak_ops_per_s.fp8 is not None)
+    if chip.kind == "gpu":
+        # GPUs in the engines' vocabulary: tp inside the NVLink domain (at most 8), pp across
+        # domains; no chips, meshes or Pope layouts. A dense model: no ep or dp.
+        domain = chip.interconnect.domain_size
+        assert spec.space.chips is None and spec.space.mesh == "auto"
+        assert "prefill_ffn_layout" not in spec.space.model_fields_set
+        assert all(t <= min(domain, 8) and t & (t - 1) == 0 for t in spec.space.tp)
+        assert spec.space.ep is None and spec.space.dp is None
+        # the largest tp x pp holds the 16-bit weights (Llama 2 70B: 2 x 69e9 bytes)
+        assert max(spec.space.tp) * max(spec.space.pp) * chip.memory_bytes >= 2 * 69e9
+        return
     network = network_for(chip)
     assert all(network.legal_meshes(n) for n in spec.space.chips)
     if spec.space.mesh != "auto":
         meshes = [parse_mesh(m) for m in spec.space.mesh]
         assert all(m in network.legal_meshes(m[0] * m[1] * m[2]) for m in meshes)
-    # fp8 only where the chip has fp8 units
-    assert ("fp8" in spec.space.weight_bits) == (chip.peak_ops_per_s.fp8 is not None)
+    assert spec.space.tp is None
     # at least one chip count holds the 16-bit weights (140 GB)
     assert max(spec.space.chips) * chip.memory_bytes >= 2 * 69e9
+
+
+def test_init_gpu_moe_spec_has_expert_and_data_parallel_degrees() -> None:
+    # Qwen3-235B-A22B (128 experts) on H200 (8-GPU NVLink node, 141 GB): tp up to 8, two
+    # pipeline stages (470 GB of 16-bit weights over 8 x 141 GB), ep dividing the 128 experts
+    # up to tp x dp = 64, dp up to 8, micro-batches for the pipeline.
+    space = load_spec_text(spec_text("qwen3-235b-a22b", "h200")).space
+    assert space.tp == [1, 2, 4, 8]
+    assert space.pp == [1, 2]
+    assert space.ep == [1, 2, 4, 8, 16, 32, 64]
+    assert space.dp == [1, 2, 4, 8]
+    assert space.micro_batches == [1, 2, 4]
+    # Serving: the serving model charges tensor parallelism alone, so tp only.
+    serving = load_spec_text(spec_text("qwen3-235b-a22b", "h200", serving=True)).space
+    assert serving.tp == [2, 4, 8] and serving.pp is None and serving.ep is None and serving.dp is None
+
+
+def test_init_gpu_dense_spec_has_no_expert_degrees() -> None:
+    space = load_spec_text(spec_text("llama-3.1-8b", "h200")).space
+    assert space.tp == [1, 2, 4, 8] and space.pp == [1, 2]
+    assert space.ep is None and space.dp is None
+
+
+@pytest.mark.parametrize(
+    ("model", "hardware", "serving"),
+    [
+        ("qwen3-235b-a22b", "h200", False),
+        ("qwen3-235b-a22b", "h200", True),
+        ("llama-3.1-8b", "h200", False),
+        ("gpt-oss-20b", "b200", False),
+    ],
+)
+def test_init_gpu_spec_searches(tmp_path: Path, capsys: pytest.CaptureFixture[str], model, hardware, serving) -> None:
+    path = tmp_path / "study.yaml"
+    args = ["init", "--model", model, "--hardware", hardware, "-o", str(path), *(["--serving"] if serving else [])]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0, err
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    code, out, err = run_cli(capsys, "search", str(path), "--trials", "50", "--storage", url, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["trials_added"] == 50
+    assert result["front"], "an init spec should have a feasible front"
 
 
 def test_every_field_is_written_under_a_comment() -> None:
