@@ -573,11 +573,19 @@ def rank_view(d: Deployments) -> Deployments:
 def stage_configs(configs: InferenceConfigs, pipeline_parallel: np.ndarray) -> InferenceConfigs:
     """The busiest of PP pipeline stages: ceil(layers / PP) blocks (an uneven split's longest
     stage paces the pipeline), as many of them MoE blocks as there are (the dense first blocks
-    sit in the first stage)."""
+    sit in the first stage). Of its blocks, the full-attention ones are its share of the model's,
+    rounded up (the busiest stage holds the most full-context KV cache), the rest windowed: the
+    rule the export writes (tuner/export.py)."""
     if np.all(pipeline_parallel == 1):
         return configs
     layers = np.ceil(configs.layers / pipeline_parallel)
-    return replace(configs, layers=layers, moe_layers=np.minimum(configs.moe_layers, layers))
+    full = np.minimum(np.ceil((configs.layers - configs.sliding_window_layers) / pipeline_parallel), layers)
+    return replace(
+        configs,
+        layers=layers,
+        moe_layers=np.minimum(configs.moe_layers, layers),
+        sliding_window_layers=layers - full,
+    )
 
 
 def _phase_report(p: PhaseEstimate, i: int) -> dict:

@@ -423,11 +423,6 @@ def test_gemma_3_windowed_cache_by_hand():
     assert charged == pytest.approx(2 * 2 * 16 * 128 * 2 * (10 * 4160 + 52 * 1024) / 8, rel=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cost_models.deployment.stage_configs keeps the model's sliding_window_layers (52) on a stage of 31 "
-    "blocks: past the window the charged KV cache goes negative",
-)
 def test_windowed_cache_of_a_pipeline_stage_past_the_window():
     row = Deployment(
         model=get_model("gemma-3-27b"),
