@@ -25,6 +25,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+# This checkout's packages, not an installed copy (``python bench/bench_serving.py`` puts bench/
+# first on the path, and an editable install of another checkout would win otherwise).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_cost_model import rates, timed
 from cost_models import get_hardware, get_model
 from cost_models.calibration import resolve_calibration
