@@ -366,12 +366,17 @@ class _Memory:
     free: np.ndarray
 
 
-def _memory(d: Deployments, w: ServingWorkloads, phase: str) -> _Memory:
+def _memory(d: Deployments, w: ServingWorkloads, phase: str, shapes: IterationShapes | None = None) -> _Memory:
     """Weights as the layout stores them, KV bytes per token per chip as the attention sharding
     splits the cache, and the HBM left for the cache after weights and the activations of a
-    full iteration (``max_num_tokens`` tokens)."""
-    configs = d.inference_configs(phase, np.ones(len(d)))
-    plans = sharding_plans(d, configs)
+    full iteration (``max_num_tokens`` tokens). ``shapes``: the deployments' iteration shapes,
+    when already computed (their configurations and plans are these; the phase field of the
+    configurations, the only difference, is not read here)."""
+    if shapes is None:
+        configs = d.inference_configs(phase, np.ones(len(d)))
+        plans = sharding_plans(d, configs)
+    else:
+        configs, plans = shapes.base, shapes.plans
     weights = weight_bytes_per_chip(configs, d.mesh, d.ffn_layout(phase), plans[phase])
     ways = kv_ways_by_phase(replace(d, batch=np.maximum(w.max_batch_size, 1.0)))[phase]
     # Per token of a request at its longest context (windowed layers hold only their window).
@@ -520,7 +525,7 @@ def _capacity(s: _Setting) -> _Capacity:
     output, plus half a block of waste in its last one)."""
     w = s.w
     held_tokens = w.prompt_len + w.gen_len / 2.0 + w.kv_block_size / 2.0
-    memory = _memory(s.d, w, s.phase)
+    memory = _memory(s.d, w, s.phase, s.shapes)
     fits = memory.free >= memory.kv_per_token * (w.prompt_len + w.gen_len)
     kv_limit = np.floor(np.maximum(memory.free, 0.0) / (memory.kv_per_token * held_tokens))
     return _Capacity(memory, held_tokens, fits, np.minimum(kv_limit, w.max_batch_size))

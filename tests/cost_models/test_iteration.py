@@ -6,7 +6,8 @@ of the per-operator model. The reference is the full-view path (``iteration_shap
 attention_only=False)``: every view a pass of ``operator_times``, the code before the fast path),
 on a few thousand random configurations: catalog decoders with MLA (DeepSeek-V3), sliding
 windows (gpt-oss, Gemma 3), MoE, weight formats bf16/fp8/int8/int4/fp4, fp8 KV caches, TP 1-8,
-on H100 (no fp4 units) and B200, and ``serve`` in the closed and the open loop, chunked and not.
+on H100 (no fp4 units) and B200, ``serve`` in the closed and the open loop, chunked and not, and
+disaggregated serving.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
+import cost_models.disaggregated as disaggregated_module
 import cost_models.serving as serving_module
 from cost_models.calibrated_times import calibrated_network
 from cost_models.calibration import resolve_calibration
 from cost_models.deployments import Deployments, tensor_parallel
+from cost_models.disaggregated import serve_disaggregated
 from cost_models.dtypes import BF16, FP4, FP8, INT4, INT8
 from cost_models.hardware import get_hardware
 from cost_models.iteration import IterationTimes, iteration_shapes, iteration_times
@@ -123,12 +126,38 @@ def test_serve_with_attention_only_views_equals_serve_with_full_views(closed: bo
     )
     full = serve(d, w, calibration=profile)
     assert np.sum(full.stable) > n // 4  # the comparison covers working configurations
-    names = [f.name for f in fields(ServingEstimate)]
+    _assert_same_estimate(fast, full, [f.name for f in fields(ServingEstimate)])
+
+
+def _assert_same_estimate(fast: ServingEstimate, full: ServingEstimate, names: list[str]) -> None:
     for name in names:  # infinite (unstable) in the same rows, equal elsewhere
-        a, b = getattr(fast, name), getattr(full, name)
-        if a.dtype == bool:
+        a, b = np.asarray(getattr(fast, name)), np.asarray(getattr(full, name))
+        if a.dtype.kind not in "fi":  # flags and labels (which pool limits)
             np.testing.assert_array_equal(a, b, err_msg=name)
         else:
             np.testing.assert_array_equal(np.isfinite(a), np.isfinite(b), err_msg=name)
             finite = np.isfinite(b)
             np.testing.assert_allclose(a[finite], b[finite], rtol=RTOL, atol=0.0, err_msg=name)
+
+@pytest.mark.parametrize("closed", [True, False])
+def test_disaggregated_serving_with_attention_only_views_equals_full_views(closed: bool, monkeypatch) -> None:
+    n = 300
+    prefill, decode = _deployments("h100-sxm", n, seed=8), _deployments("h100-sxm", n, seed=8)
+    rng = np.random.default_rng(9)
+    prompt = np.rint(2.0 ** rng.uniform(6, 12, n))
+    load = {"concurrency": 2.0 ** rng.integers(0, 8, n)} if closed else {"request_rate": 2.0 ** rng.uniform(-2, 4, n)}
+    w = make_workloads(
+        backend="vllm", prompt_len=prompt, gen_len=np.rint(2.0 ** rng.uniform(3, 10, n)), **load
+    )
+    profile = resolve_calibration("auto", "h100-sxm", "vllm")
+    counts = {"prefill_instances": rng.integers(1, 4, n), "decode_instances": rng.integers(1, 4, n)}
+    fast = serve_disaggregated(prefill, decode, w, calibration=profile, **counts)
+    original = disaggregated_module.iteration_shapes
+    monkeypatch.setattr(
+        disaggregated_module,
+        "iteration_shapes",
+        lambda deps, calibration: original(deps, calibration, attention_only=False),
+    )
+    full = serve_disaggregated(prefill, decode, w, calibration=profile, **counts)
+    assert np.sum(np.isfinite(full.tpot_s)) > n // 4
+    _assert_same_estimate(fast, full, [f.name for f in fields(full)])
