@@ -30,7 +30,16 @@ from cost_models.models import get_model
 from cost_models.serving import ServingEstimate, make_workloads, serve
 from cost_models.topology import network_for
 
-MODELS = ("llama-3-8b", "llama-2-70b", "mistral-7b", "qwen3-8b", "mixtral-8x7b", "deepseek-v3", "gpt-oss-20b", "gemma-3-27b")
+MODELS = (
+    "llama-3-8b",
+    "llama-2-70b",
+    "mistral-7b",
+    "qwen3-8b",
+    "mixtral-8x7b",
+    "deepseek-v3",
+    "gpt-oss-20b",
+    "gemma-3-27b",
+)
 RTOL = 1e-9
 
 
@@ -84,9 +93,8 @@ def test_attention_only_views_equal_the_full_views(chip: str) -> None:
     for phase in ("decode", "prefill"):
         for overlap in ("overlapped", "added"):
             fast = iteration_times(d, network, overlap=overlap, phase=phase, shapes=fast_shapes, **kwargs)
-            full = iteration_times(
-                d, network, overlap=overlap, phase=phase, shapes=iteration_shapes(d, profile, attention_only=False), **kwargs
-            )
+            full_shapes = iteration_shapes(d, profile, attention_only=False)
+            full = iteration_times(d, network, overlap=overlap, phase=phase, shapes=full_shapes, **kwargs)
             assert np.all(np.isfinite(full.latency_s)) and np.all(full.latency_s > 0)
             assert np.any(full.prefill_attention_s > 0) and np.any(full.prefill_attention_s == 0)
             _assert_same(fast, full, names)
@@ -139,6 +147,7 @@ def _assert_same_estimate(fast: ServingEstimate, full: ServingEstimate, names: l
             finite = np.isfinite(b)
             np.testing.assert_allclose(a[finite], b[finite], rtol=RTOL, atol=0.0, err_msg=name)
 
+
 @pytest.mark.parametrize("closed", [True, False])
 def test_disaggregated_serving_with_attention_only_views_equals_full_views(closed: bool, monkeypatch) -> None:
     n = 10 if closed else 60  # (the closed loop searches each row's rate: seconds per row)
@@ -146,9 +155,7 @@ def test_disaggregated_serving_with_attention_only_views_equals_full_views(close
     rng = np.random.default_rng(9)
     prompt = np.rint(2.0 ** rng.uniform(6, 12, n))
     load = {"concurrency": 2.0 ** rng.integers(0, 8, n)} if closed else {"request_rate": 2.0 ** rng.uniform(-2, 4, n)}
-    w = make_workloads(
-        backend="vllm", prompt_len=prompt, gen_len=np.rint(2.0 ** rng.uniform(3, 10, n)), **load
-    )
+    w = make_workloads(backend="vllm", prompt_len=prompt, gen_len=np.rint(2.0 ** rng.uniform(3, 10, n)), **load)
     profile = resolve_calibration("auto", "h100-sxm", "vllm")
     counts = {"prefill_instances": rng.integers(1, 4, n), "decode_instances": rng.integers(1, 4, n)}
     fast = serve_disaggregated(prefill, decode, w, calibration=profile, **counts)
