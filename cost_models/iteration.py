@@ -30,7 +30,7 @@ Shape-only work (validated configurations, sharding plans) is done once per set 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -46,6 +46,7 @@ from cost_models.calibration import CalibrationProfile
 from cost_models.conventions import DEFAULT
 from cost_models.deployment import (
     OVERLAPS,
+    OperatorTimes,
     Overlap,
     forward_pass_s,
     kv_ways_by_phase,
@@ -65,7 +66,7 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec
 from cost_models.inference_configs import DECODE, PREFILL, InferenceConfigs
 from cost_models.operators import LM_HEAD, OP, operator_costs, window_share
-from cost_models.partitioning import WEIGHT_OPS, ShardingPlan, attention_split
+from cost_models.partitioning import WEIGHT_OPS, ShardingPlan, attention_split, distinct_rows
 from cost_models.topology import Network
 
 #: Operator slots whose cost depends on each sequence's own context, not on the token count.
@@ -98,23 +99,50 @@ class IterationShapes:
     base: InferenceConfigs
     plans: dict[str, ShardingPlan]
     attention_only: bool
+    # Each row's distinct deployment (every column but batch and lengths, which the dense view
+    # replaces or does not read); None: no sharing of dense views between rows.
+    shape_id: np.ndarray | None = None
+
+
+#: Share dense views between rows only when this share of the rows or fewer is distinct (below,
+#: the gather and scatter would cost more than they save).
+_SHARE_BELOW = 0.5
+
+
+def _shape_id(d: Deployments) -> np.ndarray:
+    """A small whole number per distinct deployment, over every array column but batch and the
+    lengths (columns a later version adds are included without a change here)."""
+    columns = []
+    for f in fields(d):
+        value = getattr(d, f.name)
+        if f.name in ("batch", "prompt_len", "gen_len") or not isinstance(value, np.ndarray):
+            continue
+        columns.extend(value.reshape(len(d), -1).T)
+    _, inverse = distinct_rows(*columns)
+    return inverse
 
 
 def iteration_shapes(
-    deployments: Deployments, calibration: CalibrationProfile | None, *, attention_only: bool = True
+    deployments: Deployments,
+    calibration: CalibrationProfile | None,
+    *,
+    attention_only: bool = True,
+    share_rows: bool = True,
 ) -> IterationShapes:
     """The shapes :func:`iteration_times` needs for ``deployments``, computed once. Attention-only
     views apply under a calibration profile with fused attention in every row: there a view's
     attention slots are exactly the engine's fused kernel (the unfused slots are absent) and its
     lm_head one GEMM. Without a profile (the roofline) or with unfused attention the views are
-    full passes of the per-operator model. ``attention_only=False`` forces full views (the
-    reference the tests compare against)."""
+    full passes of the per-operator model. ``share_rows``: rows whose deployment and scheduled
+    tokens are equal (a search's discrete concurrencies on a few shapes) share one dense view.
+    ``attention_only=False, share_rows=False`` is the previous full-view path (the reference the
+    tests compare against)."""
     d = deployments
     # One validated set of shapes; the views change only batch, phase and context (fractional
     # batches are the fluid averages they are, not inputs to validate).
     base = d.inference_configs("decode", np.ones(len(d)))
     fast = attention_only and calibration is not None and bool(np.all(base.flash_attention))
-    return IterationShapes(base, sharding_plans(d, base), fast)
+    return IterationShapes(base, sharding_plans(d, base), fast, _shape_id(d) if share_rows else None)
 
 
 def _with(d: Deployments, batch: np.ndarray) -> Deployments:
@@ -236,6 +264,48 @@ def lm_head_s(
     return np.where(present, times, 0.0)
 
 
+def _dense_view(
+    d: Deployments,
+    network: Network,
+    tokens: np.ndarray,
+    calibration: CalibrationProfile | None,
+    phase: str,
+    shapes: IterationShapes,
+) -> OperatorTimes:
+    """Every operator of one pass at ``tokens`` one-token sequences (the caller keeps the dense
+    slots). A row's times depend only on its own deployment and tokens, so where few rows are
+    distinct (whole token counts on a few deployments) each distinct row is scored once and its
+    times broadcast back: the same numbers as scoring every row."""
+    n = len(d)
+    rows = None
+    if shapes.shape_id is not None and bool(np.all(tokens == np.floor(tokens))):
+        first, inverse = distinct_rows(shapes.shape_id, tokens)
+        if len(first) <= _SHARE_BELOW * n:
+            rows = first
+    if rows is not None:
+        d = d.take(rows)
+        base, plan, tokens = shapes.base.take(rows), shapes.plans[phase].take(rows), tokens[rows]
+    else:
+        base, plan = shapes.base, shapes.plans[phase]
+    dense_d = _with(d, tokens)
+    dense_configs = replace(base, batch=tokens)
+    times, _ = operator_times(
+        dense_d,
+        phase,
+        dense_configs,
+        operator_costs(dense_configs, DEFAULT),
+        np.ones(len(d)),
+        network,
+        calibration,
+        plan,
+        kv_ways_by_phase(dense_d)[phase],
+    )
+    if rows is None:
+        return times
+    comm = np.asarray(times.comm_block_s)
+    return replace(times, op_time_s=times.op_time_s[:, inverse], comm_block_s=comm[inverse] if comm.ndim else comm)
+
+
 def iteration_times(
     deployments: Deployments,
     network: Network,
@@ -274,19 +344,7 @@ def iteration_times(
 
     # Dense view: all scheduled tokens as one batch of one-token sequences.
     tokens = np.maximum(decode_seqs + prefill_tokens, 1.0)
-    dense_d = _with(d, tokens)
-    dense_configs = replace(base, batch=tokens)
-    dense, _ = operator_times(
-        dense_d,
-        phase,
-        dense_configs,
-        operator_costs(dense_configs, DEFAULT),
-        np.ones(n),
-        network,
-        calibration,
-        plan,
-        kv_ways_by_phase(dense_d)[phase],
-    )
+    dense = _dense_view(d, network, tokens, calibration, phase, shapes)
     # The attention views replace the dense view's attention and lm_head slots (in place: the
     # view's times are this function's own).
     op_time = dense.op_time_s

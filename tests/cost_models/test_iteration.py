@@ -27,6 +27,7 @@ from cost_models.dtypes import BF16, FP4, FP8, INT4, INT8
 from cost_models.hardware import get_hardware
 from cost_models.iteration import IterationTimes, iteration_shapes, iteration_times
 from cost_models.models import get_model
+from cost_models.partitioning import distinct_rows
 from cost_models.serving import ServingEstimate, make_workloads, serve
 from cost_models.topology import network_for
 
@@ -93,11 +94,47 @@ def test_attention_only_views_equal_the_full_views(chip: str) -> None:
     for phase in ("decode", "prefill"):
         for overlap in ("overlapped", "added"):
             fast = iteration_times(d, network, overlap=overlap, phase=phase, shapes=fast_shapes, **kwargs)
-            full_shapes = iteration_shapes(d, profile, attention_only=False)
+            full_shapes = iteration_shapes(d, profile, attention_only=False, share_rows=False)
             full = iteration_times(d, network, overlap=overlap, phase=phase, shapes=full_shapes, **kwargs)
             assert np.all(np.isfinite(full.latency_s)) and np.all(full.latency_s > 0)
             assert np.any(full.prefill_attention_s > 0) and np.any(full.prefill_attention_s == 0)
             _assert_same(fast, full, names)
+
+
+@pytest.mark.parametrize("calibrated", [True, False])
+def test_rows_with_equal_deployments_and_tokens_share_one_dense_view(calibrated: bool) -> None:
+    # A search's grid: few deployment shapes, whole concurrencies, a few chunk sizes. Equal rows
+    # are scored once; every row must get the numbers a row-by-row pass gives it.
+    n = 800
+    rng = np.random.default_rng(22)
+    catalog = [get_model("llama-3-8b"), get_model("deepseek-v3")]
+    d = tensor_parallel(
+        catalog,
+        get_hardware("h100-sxm"),
+        rng.choice([1, 2], n),
+        model_index=rng.integers(0, 2, n),
+        weight_dtype=rng.choice([BF16, FP8], n),
+    )
+    profile = resolve_calibration("auto", "h100-sxm", "trtllm") if calibrated else None
+    network = network_for(d.hardware)
+    if profile is not None:
+        network = calibrated_network(network, d.hardware, profile)
+    kwargs = {
+        "decode_seqs": 2.0 ** rng.integers(0, 9, n),
+        "decode_context": rng.choice([1024.0, 3000.0], n),
+        "prefill_tokens": rng.choice([0.0, 0.0, 512.0, 2048.0], n),
+        "prefill_prompt_len": rng.choice([1024.0, 2048.0], n),
+        "calibration": profile,
+    }
+    shared = iteration_shapes(d, profile)
+    assert shared.shape_id is not None
+    tokens = kwargs["decode_seqs"] + kwargs["prefill_tokens"]
+    assert len(distinct_rows(shared.shape_id, tokens)[0]) <= n // 2  # the shared path runs
+    fast = iteration_times(d, network, shapes=shared, **kwargs)
+    full = iteration_times(
+        d, network, shapes=iteration_shapes(d, profile, attention_only=False, share_rows=False), **kwargs
+    )
+    _assert_same(fast, full, [f.name for f in fields(IterationTimes)])
 
 
 def test_without_a_profile_or_with_unfused_attention_the_views_stay_full() -> None:
@@ -130,7 +167,9 @@ def test_serve_with_attention_only_views_equals_serve_with_full_views(closed: bo
     fast = serve(d, w, calibration=profile)
     original = serving_module.iteration_shapes
     monkeypatch.setattr(
-        serving_module, "iteration_shapes", lambda deps, calibration: original(deps, calibration, attention_only=False)
+        serving_module,
+        "iteration_shapes",
+        lambda deps, calibration: original(deps, calibration, attention_only=False, share_rows=False),
     )
     full = serve(d, w, calibration=profile)
     assert np.sum(full.stable) > n // 4  # the comparison covers working configurations
@@ -163,7 +202,7 @@ def test_disaggregated_serving_with_attention_only_views_equals_full_views(close
     monkeypatch.setattr(
         disaggregated_module,
         "iteration_shapes",
-        lambda deps, calibration: original(deps, calibration, attention_only=False),
+        lambda deps, calibration: original(deps, calibration, attention_only=False, share_rows=False),
     )
     full = serve_disaggregated(prefill, decode, w, calibration=profile, **counts)
     assert np.sum(np.isfinite(full.tpot_s)) >= n // 5
