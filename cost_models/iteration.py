@@ -112,7 +112,7 @@ _SHARE_BELOW = 0.5
 def _shape_id(d: Deployments) -> np.ndarray:
     """A small whole number per distinct deployment, over every array column but batch and the
     lengths (columns a later version adds are included without a change here)."""
-    columns = []
+    columns: list[np.ndarray] = []
     for f in fields(d):
         value = getattr(d, f.name)
         if f.name in ("batch", "prompt_len", "gen_len") or not isinstance(value, np.ndarray):
