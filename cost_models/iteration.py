@@ -25,7 +25,9 @@ they are scored as just those: the engine's attention kernel at the chip's seque
 and one lm_head GEMM, the same functions :func:`cost_models.calibrated_times.calibrated_operator_times`
 calls for those slots (results equal to the full views; tests/cost_models/test_iteration.py).
 Shape-only work (validated configurations, sharding plans) is done once per set of deployments
-(:func:`iteration_shapes`) and shared by every iteration scored on them.
+(:func:`iteration_shapes`) and shared by every iteration scored on them, and rows with the same
+deployment and the same whole number of scheduled tokens (a search's discrete concurrencies on a
+few shapes) share one dense view.
 """
 
 from __future__ import annotations
@@ -278,7 +280,7 @@ def _dense_view(
     times broadcast back: the same numbers as scoring every row."""
     n = len(d)
     rows = None
-    if shapes.shape_id is not None and bool(np.all(tokens == np.floor(tokens))):
+    if n > 1 and shapes.shape_id is not None and bool(np.all(tokens == np.floor(tokens))):
         first, inverse = distinct_rows(shapes.shape_id, tokens)
         if len(first) <= _SHARE_BELOW * n:
             rows = first
