@@ -51,7 +51,7 @@ from cost_models.deployment import OVERLAPS, Overlap
 from cost_models.deployments import Deployments
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect
-from cost_models.iteration import iteration_times
+from cost_models.iteration import iteration_shapes, iteration_times
 from cost_models.serving import (
     SERVING_KEYS,
     EngineOverheads,
@@ -198,11 +198,12 @@ class _PrefillModel:
         self.d, self.w, self.instances, self.overheads = d, w, instances, overheads
         self.calibration, self.overlap = calibration, overlap
         self.network = _network(d.hardware, calibration)
+        self.shapes = iteration_shapes(d, calibration)  # shared by every iteration of the fixed point
         self.uncached = _uncached(w)
         left = w.max_num_tokens
         self.budget = np.where(w.chunked_prefill, left, np.maximum(np.floor(left / self.uncached), 1.0) * self.uncached)
         self.t_full = self.iteration(self.budget)
-        self.memory = _memory(d, w, "prefill")
+        self.memory = _memory(d, w, "prefill", self.shapes)
 
     def iteration(self, tokens: np.ndarray) -> np.ndarray:
         """The longer of the GPU's prefill pass and the engine's host work for its prompts."""
@@ -223,6 +224,7 @@ class _PrefillModel:
             calibration=self.calibration,
             overlap=self.overlap,
             phase="prefill",
+            shapes=self.shapes,
         ).latency_s
 
     def at(self, rate: np.ndarray, start: np.ndarray | None = None) -> PrefillPool:
@@ -274,10 +276,11 @@ class _DecodeModel:
         self.d, self.w, self.instances, self.overheads = d, w, instances, overheads
         self.calibration, self.overlap = calibration, overlap
         self.network = _network(d.hardware, calibration)
+        self.shapes = iteration_shapes(d, calibration)  # shared by every iteration of the fixed point
         # A decode-only iteration holds at most max_batch_size tokens: its activations, not the
         # prefill budget's, come off the HBM (serving._memory sizes them by max_num_tokens).
         dw = replace(w, max_num_tokens=np.minimum(w.max_num_tokens, w.max_batch_size))
-        self.memory = _memory(d, dw, "decode")
+        self.memory = _memory(d, dw, "decode", self.shapes)
         memory = self.memory
         self.held = w.prompt_len + w.gen_len / 2.0 + w.kv_block_size / 2.0  # paged: mean blocks held
         self.fits = memory.free >= memory.kv_per_token * (w.prompt_len + w.gen_len)
@@ -307,6 +310,7 @@ class _DecodeModel:
             calibration=self.calibration,
             overlap=self.overlap,
             phase="decode",
+            shapes=self.shapes,
         ).latency_s
 
     def at(self, rate: np.ndarray, start: np.ndarray | None = None) -> DecodePool:

@@ -17,18 +17,38 @@ and the block's time is their sum (combined with the collectives as a static pas
 scores one position per decode sequence and one per prompt that the chunk completes. This is the
 decomposition NVIDIA AIConfigurator uses for its "mixed step" (non-attention at the summed tokens
 plus each phase's attention), written here on the vectorized cost model.
+
+Only the dense view needs the whole per-operator model (GEMMs, norms, collectives). Of the two
+attention views an iteration keeps only the attention slots (and the lm_head at the positions
+scored), so under a calibration profile with fused attention (what every serving engine runs)
+they are scored as just those: the engine's attention kernel at the chip's sequences and heads
+and one lm_head GEMM, the same functions :func:`cost_models.calibrated_times.calibrated_operator_times`
+calls for those slots (results equal to the full views; tests/cost_models/test_iteration.py).
+Shape-only work (validated configurations, sharding plans) is done once per set of deployments
+(:func:`iteration_shapes`) and shared by every iteration scored on them, and rows with the same
+deployment and the same whole number of scheduled tokens (a search's discrete concurrencies on a
+few shapes) share one dense view.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from cost_models.calibrated_times import (
+    _CACHE_FORMAT,
+    _FORMAT_NAMES,
+    _FORMAT_TABLE,
+    _attention_kernel_shape,
+    _blocks_mean,
+    _gemm_params,
+)
 from cost_models.calibration import CalibrationProfile
 from cost_models.conventions import DEFAULT
 from cost_models.deployment import (
     OVERLAPS,
+    OperatorTimes,
     Overlap,
     forward_pass_s,
     kv_ways_by_phase,
@@ -36,9 +56,19 @@ from cost_models.deployment import (
     sharding_plans,
 )
 from cost_models.deployments import Deployments
+from cost_models.dtypes import BYTES_PER_ELEMENT, FP4
+from cost_models.efficiency import (
+    DecodeAttentionParams,
+    PrefillAttentionParams,
+    decode_attention_time_s,
+    gemm_time_s,
+    prefill_attention_time_s,
+)
 from cost_models.errors import InvalidInputError
-from cost_models.inference_configs import PREFILL
-from cost_models.operators import LM_HEAD, OP, operator_costs
+from cost_models.hardware import HardwareSpec
+from cost_models.inference_configs import DECODE, PREFILL, InferenceConfigs
+from cost_models.operators import LM_HEAD, OP, operator_costs, window_share
+from cost_models.partitioning import WEIGHT_OPS, ShardingPlan, attention_split, distinct_rows
 from cost_models.topology import Network
 
 #: Operator slots whose cost depends on each sequence's own context, not on the token count.
@@ -46,6 +76,8 @@ ATTENTION_SLOTS: tuple[int, ...] = tuple(OP[name] for name in ("qk_matmul", "sof
 _DENSE = np.ones(len(OP), dtype=bool)
 _DENSE[list(ATTENTION_SLOTS)] = False
 _DENSE[LM_HEAD] = False
+_NOT_DENSE = ~_DENSE
+_LM_HEAD_ROW = WEIGHT_OPS.index("lm_head")  # the lm_head's row of a ShardingPlan
 
 
 @dataclass(frozen=True)
@@ -60,8 +92,220 @@ class IterationTimes:
     lm_head_s: np.ndarray
 
 
+@dataclass(frozen=True)
+class IterationShapes:
+    """Shape-only work of n deployments, shared by every iteration scored on them: the validated
+    single-chip configurations (batch and context are set per view), each phase's sharding plan
+    (batch does not change it) and whether the attention views may be scored attention-only."""
+
+    base: InferenceConfigs
+    plans: dict[str, ShardingPlan]
+    attention_only: bool
+    # Each row's distinct deployment (every column but batch and lengths, which the dense view
+    # replaces or does not read); None: no sharing of dense views between rows.
+    shape_id: np.ndarray | None = None
+
+
+#: Share dense views between rows only when this share of the rows or fewer is distinct (below,
+#: the gather and scatter would cost more than they save).
+_SHARE_BELOW = 0.5
+
+
+def _shape_id(d: Deployments) -> np.ndarray:
+    """A small whole number per distinct deployment, over every array column but batch and the
+    lengths (columns a later version adds are included without a change here)."""
+    columns: list[np.ndarray] = []
+    for f in fields(d):
+        value = getattr(d, f.name)
+        if f.name in ("batch", "prompt_len", "gen_len") or not isinstance(value, np.ndarray):
+            continue
+        columns.extend(value.reshape(len(d), -1).T)
+    _, inverse = distinct_rows(*columns)
+    return inverse
+
+
+def iteration_shapes(
+    deployments: Deployments,
+    calibration: CalibrationProfile | None,
+    *,
+    attention_only: bool = True,
+    share_rows: bool = True,
+) -> IterationShapes:
+    """The shapes :func:`iteration_times` needs for ``deployments``, computed once. Attention-only
+    views apply under a calibration profile with fused attention in every row: there a view's
+    attention slots are exactly the engine's fused kernel (the unfused slots are absent) and its
+    lm_head one GEMM. Without a profile (the roofline) or with unfused attention the views are
+    full passes of the per-operator model. ``share_rows``: rows whose deployment and scheduled
+    tokens are equal (a search's discrete concurrencies on a few shapes) share one dense view.
+    ``attention_only=False, share_rows=False`` is the previous full-view path (the reference the
+    tests compare against)."""
+    d = deployments
+    # One validated set of shapes; the views change only batch, phase and context (fractional
+    # batches are the fluid averages they are, not inputs to validate).
+    base = d.inference_configs("decode", np.ones(len(d)))
+    fast = attention_only and calibration is not None and bool(np.all(base.flash_attention))
+    return IterationShapes(base, sharding_plans(d, base), fast, _shape_id(d) if share_rows else None)
+
+
 def _with(d: Deployments, batch: np.ndarray) -> Deployments:
     return replace(d, batch=np.asarray(batch, dtype=np.float64))
+
+
+def _rows(values: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    return values if rows is None else values[rows]
+
+
+def fused_attention_s(
+    c: InferenceConfigs,
+    chips: np.ndarray,
+    batch_sharded: np.ndarray,
+    hardware: HardwareSpec,
+    profile: CalibrationProfile,
+) -> np.ndarray:
+    """Seconds of one block's fused attention on one chip, every row in one phase: the slot
+    ``calibrated_operator_times`` fills, through the same kernel models (the engine's decode or
+    prefill attention at the chip's share of sequences and heads, windowed blocks averaged in),
+    without the GEMMs, elementwise kernels and collectives of the rest of the pass."""
+    batch, heads, kv_heads = attention_split(c, chips, batch_sharded)
+    kv_bytes = BYTES_PER_ELEMENT[c.kv_dtype].astype(np.float64)
+    decode = c.phase == DECODE
+    head_dim, kv_heads, kv_bytes = _attention_kernel_shape(c, decode, kv_heads, kv_bytes)
+    share = window_share(c)
+    times = np.zeros(len(c))
+    codes = np.unique(c.kv_dtype)
+    for code in codes:
+        cache = _CACHE_FORMAT[int(code)]
+        for in_decode in (True, False):
+            mask = (c.kv_dtype == code) & (decode if in_decode else ~decode)
+            if not np.any(mask):
+                continue
+            r = None if bool(np.all(mask)) else mask  # every row: no copies
+            if in_decode:
+                dp = (
+                    profile.decode_attention.get(cache)
+                    or profile.decode_attention.get("bfloat16")
+                    or DecodeAttentionParams()
+                )
+                seconds = _blocks_mean(
+                    lambda window, r=r, p=dp: decode_attention_time_s(
+                        _rows(batch, r),
+                        _rows(c.seq_len, r),
+                        _rows(heads, r),
+                        _rows(kv_heads, r),
+                        _rows(head_dim, r),
+                        _rows(kv_bytes, r),
+                        hardware,
+                        p,
+                        window=window,
+                    ),
+                    _rows(share, r),
+                    _rows(c.sliding_window, r),
+                )
+            else:
+                pp = (
+                    profile.prefill_attention.get(f"bfloat16/{cache}")
+                    or profile.prefill_attention.get("bfloat16/bfloat16")
+                    or PrefillAttentionParams()
+                )
+                seconds = _blocks_mean(
+                    lambda window, r=r, p=pp: prefill_attention_time_s(
+                        _rows(batch, r),
+                        _rows(c.seq_len, r),
+                        _rows(heads, r),
+                        _rows(kv_heads, r),
+                        _rows(head_dim, r),
+                        hardware,
+                        p,
+                        window=window,
+                        kv_bytes_per_element=_rows(kv_bytes, r),  # type: ignore[arg-type]
+                    ),
+                    _rows(share, r),
+                    _rows(c.sliding_window, r),
+                )
+            if r is None:
+                times = np.asarray(seconds, dtype=np.float64)
+            else:
+                times[r] = seconds
+    return times
+
+
+def lm_head_s(
+    c: InferenceConfigs,
+    chips: np.ndarray,
+    plan: ShardingPlan,
+    hardware: HardwareSpec,
+    profile: CalibrationProfile,
+) -> np.ndarray:
+    """Seconds of the lm_head on one chip at ``c.batch`` positions (one per sequence, the default
+    convention's decode), as ``calibrated_operator_times`` times it: a GEMM in the engine's format
+    with m from the chip's FLOPs and the plan's per-chip k and n; 0 for an encoder."""
+    # The operator model's FLOPs (operators._lm_head: 2 x positions x d_model x vocab), split
+    # over the chips as per_chip_costs splits a weight matmul's FLOPs, m = FLOPs / (2 k n) as
+    # gemm_shapes_per_chip derives it (same operations, same order: the same floats).
+    index = plan.index
+    k = plan.distinct_gemm_k[_LM_HEAD_ROW]
+    n = plan.distinct_gemm_n[_LM_HEAD_ROW]
+    if index is not None:
+        k, n = k[index], n[index]
+    flops = 2.0 * c.batch * c.d_model * c.vocab / chips
+    kn = k * n
+    m = np.divide(flops, 2.0 * k * n, out=np.zeros_like(k), where=kn > 0)
+    formats = _FORMAT_TABLE[c.weight_dtype, c.act_dtype]
+    if not hardware.has_format(FP4):  # as calibrated_operator_times: fp4 x fp4 runs as fp8 there
+        formats = np.where(formats == _FORMAT_NAMES.index("nvfp4"), _FORMAT_NAMES.index("fp8"), formats)
+    times = np.zeros(len(c))
+    for code in np.unique(formats):
+        fmt = _FORMAT_NAMES[int(code)]
+        rows = formats == code
+        params = _gemm_params(profile, fmt)
+        if bool(np.all(rows)):
+            times = np.asarray(gemm_time_s(m, n, k, fmt, hardware, params), dtype=np.float64)
+        else:
+            times[rows] = gemm_time_s(m[rows], n[rows], k[rows], fmt, hardware, params)
+    present = c.decoder & (DEFAULT.lm_head_positions != "none")
+    return np.where(present, times, 0.0)
+
+
+def _dense_view(
+    d: Deployments,
+    network: Network,
+    tokens: np.ndarray,
+    calibration: CalibrationProfile | None,
+    phase: str,
+    shapes: IterationShapes,
+) -> OperatorTimes:
+    """Every operator of one pass at ``tokens`` one-token sequences (the caller keeps the dense
+    slots). A row's times depend only on its own deployment and tokens, so where few rows are
+    distinct (whole token counts on a few deployments) each distinct row is scored once and its
+    times broadcast back: the same numbers as scoring every row."""
+    n = len(d)
+    rows = None
+    if n > 1 and shapes.shape_id is not None and bool(np.all(tokens == np.floor(tokens))):
+        first, inverse = distinct_rows(shapes.shape_id, tokens)
+        if len(first) <= _SHARE_BELOW * n:
+            rows = first
+    if rows is not None:
+        d = d.take(rows)
+        base, plan, tokens = shapes.base.take(rows), shapes.plans[phase].take(rows), tokens[rows]
+    else:
+        base, plan = shapes.base, shapes.plans[phase]
+    dense_d = _with(d, tokens)
+    dense_configs = replace(base, batch=tokens)
+    times, _ = operator_times(
+        dense_d,
+        phase,
+        dense_configs,
+        operator_costs(dense_configs, DEFAULT),
+        np.ones(len(d)),
+        network,
+        calibration,
+        plan,
+        kv_ways_by_phase(dense_d)[phase],
+    )
+    if rows is None:
+        return times
+    comm = np.asarray(times.comm_block_s)
+    return replace(times, op_time_s=times.op_time_s[:, inverse], comm_block_s=comm[inverse] if comm.ndim else comm)
 
 
 def iteration_times(
@@ -76,92 +320,98 @@ def iteration_times(
     calibration: CalibrationProfile | None = None,
     overlap: Overlap = "overlapped",
     phase: str = "decode",
+    shapes: IterationShapes | None = None,
 ) -> IterationTimes:
     """Time of one iteration holding ``decode_seqs`` sequences in decode (mean context
     ``decode_context`` keys) and ``prefill_tokens`` prompt tokens of prompts ``prefill_prompt_len``
     long (of which ``prefill_cached_share`` came from the prefix cache and is not recomputed), for
     each deployment, under ``phase``'s layout and attention sharding. Arrays broadcast to n;
-    fractional counts are fluid averages. ``network`` is the deployments' (calibrated) network."""
+    fractional counts are fluid averages. ``network`` is the deployments' (calibrated) network.
+    ``shapes``: :func:`iteration_shapes` of these deployments and calibration, when a caller
+    scores several iterations on them (computed here otherwise)."""
     if overlap not in OVERLAPS:
         raise InvalidInputError("overlap", f"unknown value {overlap!r}", f"use {' or '.join(OVERLAPS)}")
     d = deployments
     n = len(d)
+    if shapes is None:
+        shapes = iteration_shapes(d, calibration)
     decode_seqs = np.broadcast_to(np.asarray(decode_seqs, dtype=np.float64), (n,))
     decode_context = np.maximum(np.broadcast_to(np.asarray(decode_context, dtype=np.float64), (n,)), 1.0)
     prefill_tokens = np.broadcast_to(np.asarray(prefill_tokens, dtype=np.float64), (n,))
     prompt = np.maximum(np.broadcast_to(np.asarray(prefill_prompt_len, dtype=np.float64), (n,)), 1.0)
     cached = np.broadcast_to(np.asarray(prefill_cached_share, dtype=np.float64), (n,))
-    # One validated set of shapes; the views change only batch, phase and context (fractional
-    # batches are the fluid averages they are, not inputs to validate).
-    base = d.inference_configs("decode", np.ones(n))
+    base = shapes.base
     layers = base.layers
+    plan = shapes.plans[phase]
 
     # Dense view: all scheduled tokens as one batch of one-token sequences.
     tokens = np.maximum(decode_seqs + prefill_tokens, 1.0)
-    dense_d = _with(d, tokens)
-    dense_configs = replace(base, batch=tokens)
-    plans = sharding_plans(dense_d, dense_configs)
-    dense_ways = kv_ways_by_phase(dense_d)
-    dense, _ = operator_times(
-        dense_d,
-        phase,
-        dense_configs,
-        operator_costs(dense_configs, DEFAULT),
-        np.ones(n),
-        network,
-        calibration,
-        plans[phase],
-        dense_ways[phase],
-    )
-    dense_block = (dense.op_time_s * _DENSE[:, None]).sum(axis=0)
+    dense = _dense_view(d, network, tokens, calibration, phase, shapes)
+    # The attention views replace the dense view's attention and lm_head slots (in place: the
+    # view's times are this function's own).
+    op_time = dense.op_time_s
+    op_time[_NOT_DENSE] = 0.0
+    dense_block = op_time.sum(axis=0)
 
     # Decode view: the decode sequences' attention; the lm_head at every position scored (one
     # per decode sequence, one per prompt the iteration's chunk completes).
     uncached = np.maximum(1.0 - cached, 1e-9)
     prompts_completed = prefill_tokens / (prompt * uncached)
     scored = np.maximum(decode_seqs + prompts_completed, 1e-9)
-    decode_d = _with(d, scored)
     decode_configs = replace(base, batch=scored, seq_len=decode_context)
-    decode_view, _ = operator_times(
-        decode_d,
-        phase,
-        decode_configs,
-        operator_costs(decode_configs, DEFAULT),
-        np.ones(n),
-        network,
-        calibration,
-        plans[phase],
-        kv_ways_by_phase(decode_d)[phase],
-    )
-    decode_attention = decode_view.op_time_s[list(ATTENTION_SLOTS)].sum(axis=0) * (decode_seqs / scored)
+    chips = d.chips
+    sharded = d.batch_sharded_attention(phase)
+    if shapes.attention_only:
+        assert calibration is not None  # iteration_shapes allows attention-only views only with one
+        decode_kernel = fused_attention_s(decode_configs, chips, sharded, d.hardware, calibration)
+        lm_head = lm_head_s(decode_configs, chips, plan, d.hardware, calibration)
+    else:
+        decode_d = _with(d, scored)
+        decode_view, _ = operator_times(
+            decode_d,
+            phase,
+            decode_configs,
+            operator_costs(decode_configs, DEFAULT),
+            np.ones(n),
+            network,
+            calibration,
+            plan,
+            kv_ways_by_phase(decode_d)[phase],
+        )
+        decode_kernel = decode_view.op_time_s[list(ATTENTION_SLOTS)].sum(axis=0)
+        lm_head = decode_view.op_time_s[LM_HEAD]
+    decode_attention = decode_kernel * (decode_seqs / scored)
 
     # Prefill view: whole prompts' causal attention, scaled to the uncached tokens scheduled. A
     # prompt whose first share c is cached computes the rows after it: (1 - c^2) of the triangle.
     if np.any(prefill_tokens > 0):
         prompts_in_kernel = np.maximum(prompts_completed, 1.0)  # one varlen kernel for the chunk's prompts
-        prefill_d = _with(d, prompts_in_kernel)
         prefill_configs = replace(base, batch=prompts_in_kernel).at_phase(PREFILL, prompt)
-        prefill_view, _ = operator_times(
-            prefill_d,
-            phase,
-            prefill_configs,
-            operator_costs(prefill_configs, DEFAULT),
-            prompt,
-            network,
-            calibration,
-            plans[phase],
-            kv_ways_by_phase(prefill_d)[phase],
-        )
-        whole_prompt_attention = prefill_view.op_time_s[list(ATTENTION_SLOTS)].sum(axis=0)
+        if shapes.attention_only:
+            assert calibration is not None
+            whole_prompt_attention = fused_attention_s(prefill_configs, chips, sharded, d.hardware, calibration)
+        else:
+            prefill_d = _with(d, prompts_in_kernel)
+            prefill_view, _ = operator_times(
+                prefill_d,
+                phase,
+                prefill_configs,
+                operator_costs(prefill_configs, DEFAULT),
+                prompt,
+                network,
+                calibration,
+                plan,
+                kv_ways_by_phase(prefill_d)[phase],
+            )
+            whole_prompt_attention = prefill_view.op_time_s[list(ATTENTION_SLOTS)].sum(axis=0)
         prefill_attention = whole_prompt_attention * (1.0 - cached**2) * prompts_completed / prompts_in_kernel
 
     else:  # a decode-only iteration: no prompt to attend over
         prefill_attention = np.zeros(n)
     attention_block = decode_attention + prefill_attention
-    lm_head = decode_view.op_time_s[LM_HEAD]
-    # The dense view's own lm_head (at every token) is replaced by the positions really scored.
-    dense_times = replace(dense, op_time_s=np.where(_DENSE[:, None], dense.op_time_s, 0.0))
-    latency = forward_pass_s(dense_times, layers, overlap, attention_block) + lm_head
+    # The dense view's own lm_head (at every token) is replaced by the positions really scored
+    # (its slot is zero above).
+    latency = forward_pass_s(dense, layers, overlap, attention_block) + lm_head
     return IterationTimes(
         latency_s=latency,
         dense_s=layers * dense_block,

@@ -32,6 +32,7 @@ prefill attention, quadratic in the prompt, scored at E[P^2] / E[P]; the discret
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -42,7 +43,7 @@ from cost_models.deployment import OVERLAPS, Overlap, kv_ways_by_phase, sharding
 from cost_models.deployments import Deployments
 from cost_models.dtypes import BYTES_PER_ELEMENT
 from cost_models.errors import InvalidInputError
-from cost_models.iteration import iteration_times
+from cost_models.iteration import IterationShapes, iteration_shapes, iteration_times
 from cost_models.partitioning import weight_bytes_per_chip
 from cost_models.topology import Network, network_for
 
@@ -365,12 +366,17 @@ class _Memory:
     free: np.ndarray
 
 
-def _memory(d: Deployments, w: ServingWorkloads, phase: str) -> _Memory:
+def _memory(d: Deployments, w: ServingWorkloads, phase: str, shapes: IterationShapes | None = None) -> _Memory:
     """Weights as the layout stores them, KV bytes per token per chip as the attention sharding
     splits the cache, and the HBM left for the cache after weights and the activations of a
-    full iteration (``max_num_tokens`` tokens)."""
-    configs = d.inference_configs(phase, np.ones(len(d)))
-    plans = sharding_plans(d, configs)
+    full iteration (``max_num_tokens`` tokens). ``shapes``: the deployments' iteration shapes,
+    when already computed (their configurations and plans are these; the phase field of the
+    configurations, the only difference, is not read here)."""
+    if shapes is None:
+        configs = d.inference_configs(phase, np.ones(len(d)))
+        plans = sharding_plans(d, configs)
+    else:
+        configs, plans = shapes.base, shapes.plans
     weights = weight_bytes_per_chip(configs, d.mesh, d.ffn_layout(phase), plans[phase])
     ways = kv_ways_by_phase(replace(d, batch=np.maximum(w.max_batch_size, 1.0)))[phase]
     # Per token of a request at its longest context (windowed layers hold only their window).
@@ -459,23 +465,37 @@ class _Setting:
             self.d,
             self.network,
             decode_seqs=decode_seqs,
-            decode_context=w.prompt_len + (w.gen_len - 1.0) / 2.0,
+            decode_context=self.decode_context,
             prefill_tokens=prefill_tokens,
             prefill_prompt_len=self.attention_prompt_len,
             prefill_cached_share=w.prefix_hit_rate,
             calibration=self.calibration,
             overlap=self.overlap,
             phase=self.phase,
+            shapes=self.shapes,
         ).latency_s
 
-    @property
+    # Shape-only work and per-workload constants, computed once for every iteration of a loop
+    # (a closed loop scores two iterations, an open loop seven). A frozen dataclass keeps a
+    # cached_property in its instance dict.
+    @cached_property
+    def shapes(self) -> IterationShapes:
+        return iteration_shapes(self.d, self.calibration)
+
+    @cached_property
+    def decode_context(self) -> np.ndarray:
+        """Keys a decoding request attends over, mean over its output tokens."""
+        w = self.w
+        return w.prompt_len + (w.gen_len - 1.0) / 2.0
+
+    @cached_property
     def attention_prompt_len(self) -> np.ndarray:
         """The prompt length whose causal attention, per token, is the mean over spread prompts:
         attention grows with the square of the length, so E[P^2] / E[P] = mean + std^2 / mean."""
         w = self.w
         return w.prompt_len + w.prompt_len_std**2 / w.prompt_len
 
-    @property
+    @cached_property
     def uncached(self) -> np.ndarray:
         return self.w.prompt_len * (1.0 - self.w.prefix_hit_rate)
 
@@ -505,7 +525,7 @@ def _capacity(s: _Setting) -> _Capacity:
     output, plus half a block of waste in its last one)."""
     w = s.w
     held_tokens = w.prompt_len + w.gen_len / 2.0 + w.kv_block_size / 2.0
-    memory = _memory(s.d, w, s.phase)
+    memory = _memory(s.d, w, s.phase, s.shapes)
     fits = memory.free >= memory.kv_per_token * (w.prompt_len + w.gen_len)
     kv_limit = np.floor(np.maximum(memory.free, 0.0) / (memory.kv_per_token * held_tokens))
     return _Capacity(memory, held_tokens, fits, np.minimum(kv_limit, w.max_batch_size))

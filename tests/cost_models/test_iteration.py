@@ -1,0 +1,210 @@
+"""Attention-only views of an engine iteration (cost_models/iteration.py) equal the full views.
+
+Under a calibration profile with fused attention, ``iteration_times`` scores the decode and
+prefill attention views as just the attention kernel and the lm_head GEMM instead of full passes
+of the per-operator model, and rows with equal deployment and tokens share one dense view. The
+reference is the full-view path (``iteration_shapes(..., attention_only=False, share_rows=False)``:
+every view of every row a pass of ``operator_times``, the code before the fast path), on a few
+thousand random configurations and a grid with repeated rows: catalog decoders with MLA (DeepSeek-V3), sliding
+windows (gpt-oss, Gemma 3), MoE, weight formats bf16/fp8/int8/int4/fp4, fp8 KV caches, TP 1-8,
+on H100 (no fp4 units) and B200, ``serve`` in the closed and the open loop, chunked and not, and
+disaggregated serving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import numpy as np
+import pytest
+
+import cost_models.disaggregated as disaggregated_module
+import cost_models.serving as serving_module
+from cost_models.calibrated_times import calibrated_network
+from cost_models.calibration import resolve_calibration
+from cost_models.deployments import Deployments, tensor_parallel
+from cost_models.disaggregated import serve_disaggregated
+from cost_models.dtypes import BF16, FP4, FP8, INT4, INT8
+from cost_models.hardware import get_hardware
+from cost_models.iteration import IterationTimes, iteration_shapes, iteration_times
+from cost_models.models import get_model
+from cost_models.partitioning import distinct_rows
+from cost_models.serving import ServingEstimate, make_workloads, serve
+from cost_models.topology import network_for
+
+MODELS = (
+    "llama-3-8b",
+    "llama-2-70b",
+    "mistral-7b",
+    "qwen3-8b",
+    "mixtral-8x7b",
+    "deepseek-v3",
+    "gpt-oss-20b",
+    "gemma-3-27b",
+)
+RTOL = 1e-9
+
+
+def _deployments(chip: str, n: int, seed: int) -> Deployments:
+    rng = np.random.default_rng(seed)
+    hardware = get_hardware(chip)
+    catalog = [get_model(name) for name in MODELS]
+    weight = rng.choice([BF16, FP8, INT8, INT4, FP4], n)
+    # fp4 weights with fp4 activations: the NVFP4 GEMM on B200, fp8's on H100 (no fp4 units).
+    act = np.where((weight == FP4) & (rng.random(n) < 0.5), FP4, BF16)
+    return tensor_parallel(
+        catalog,
+        hardware,
+        2 ** rng.integers(0, 4, n),
+        model_index=rng.integers(0, len(catalog), n),
+        weight_dtype=weight,
+        act_dtype=act,
+        kv_dtype=rng.choice([BF16, FP8], n),
+    )
+
+
+def _assert_same(fast: object, reference: object, names: list[str]) -> None:
+    for name in names:
+        a, b = np.asarray(getattr(fast, name)), np.asarray(getattr(reference, name))
+        if a.dtype == bool:
+            np.testing.assert_array_equal(a, b, err_msg=name)
+        else:
+            np.testing.assert_allclose(a, b, rtol=RTOL, atol=0.0, err_msg=name)
+
+
+@pytest.mark.parametrize("chip", ["h100-sxm", "b200"])
+def test_attention_only_views_equal_the_full_views(chip: str) -> None:
+    n = 3000
+    d = _deployments(chip, n, seed=7)
+    profile = resolve_calibration("auto", chip, "trtllm")
+    network = calibrated_network(network_for(d.hardware), d.hardware, profile)
+    rng = np.random.default_rng(11)
+    prompt = np.rint(2.0 ** rng.uniform(4, 14, n))
+    kwargs = {
+        "decode_seqs": np.where(rng.random(n) < 0.1, 0.0, 2.0 ** rng.uniform(-1, 9, n)),
+        "decode_context": np.rint(2.0 ** rng.uniform(0, 15, n)),
+        # a third decode-only, the rest a chunk from a fraction of a prompt to several prompts
+        "prefill_tokens": np.where(rng.random(n) < 0.33, 0.0, prompt * 2.0 ** rng.uniform(-4, 3, n)),
+        "prefill_prompt_len": prompt,
+        "prefill_cached_share": np.where(rng.random(n) < 0.5, 0.0, rng.uniform(0, 0.9, n)),
+        "calibration": profile,
+    }
+    fast_shapes = iteration_shapes(d, profile)
+    assert fast_shapes.attention_only  # fused attention under a profile: the fast path runs
+    names = [f.name for f in fields(IterationTimes)]
+    for phase in ("decode", "prefill"):
+        for overlap in ("overlapped", "added"):
+            fast = iteration_times(d, network, overlap=overlap, phase=phase, shapes=fast_shapes, **kwargs)
+            full_shapes = iteration_shapes(d, profile, attention_only=False, share_rows=False)
+            full = iteration_times(d, network, overlap=overlap, phase=phase, shapes=full_shapes, **kwargs)
+            assert np.all(np.isfinite(full.latency_s)) and np.all(full.latency_s > 0)
+            assert np.any(full.prefill_attention_s > 0) and np.any(full.prefill_attention_s == 0)
+            _assert_same(fast, full, names)
+
+
+@pytest.mark.parametrize("calibrated", [True, False])
+def test_rows_with_equal_deployments_and_tokens_share_one_dense_view(calibrated: bool) -> None:
+    # A search's grid: few deployment shapes, whole concurrencies, a few chunk sizes. Equal rows
+    # are scored once; every row must get the numbers a row-by-row pass gives it.
+    n = 800
+    rng = np.random.default_rng(22)
+    catalog = [get_model("llama-3-8b"), get_model("deepseek-v3")]
+    d = tensor_parallel(
+        catalog,
+        get_hardware("h100-sxm"),
+        rng.choice([1, 2], n),
+        model_index=rng.integers(0, 2, n),
+        weight_dtype=rng.choice([BF16, FP8], n),
+    )
+    profile = resolve_calibration("auto", "h100-sxm", "trtllm") if calibrated else None
+    network = network_for(d.hardware)
+    if profile is not None:
+        network = calibrated_network(network, d.hardware, profile)
+    kwargs = {
+        "decode_seqs": 2.0 ** rng.integers(0, 9, n),
+        "decode_context": rng.choice([1024.0, 3000.0], n),
+        "prefill_tokens": rng.choice([0.0, 0.0, 512.0, 2048.0], n),
+        "prefill_prompt_len": rng.choice([1024.0, 2048.0], n),
+        "calibration": profile,
+    }
+    shared = iteration_shapes(d, profile)
+    assert shared.shape_id is not None
+    tokens = kwargs["decode_seqs"] + kwargs["prefill_tokens"]
+    assert len(distinct_rows(shared.shape_id, tokens)[0]) <= n // 2  # the shared path runs
+    fast = iteration_times(d, network, shapes=shared, **kwargs)
+    full = iteration_times(
+        d, network, shapes=iteration_shapes(d, profile, attention_only=False, share_rows=False), **kwargs
+    )
+    _assert_same(fast, full, [f.name for f in fields(IterationTimes)])
+
+
+def test_without_a_profile_or_with_unfused_attention_the_views_stay_full() -> None:
+    d = _deployments("h100-sxm", 4, seed=1)
+    assert not iteration_shapes(d, None).attention_only
+    unfused = tensor_parallel(get_model("llama-3-8b"), get_hardware("h100-sxm"), [1, 2], flash_attention=False)
+    assert not iteration_shapes(unfused, resolve_calibration("auto", "h100-sxm", "trtllm")).attention_only
+
+
+@pytest.mark.parametrize("closed", [True, False])
+def test_serve_with_attention_only_views_equals_serve_with_full_views(closed: bool, monkeypatch) -> None:
+    n = 2000
+    d = _deployments("h100-sxm", n, seed=3 if closed else 4)
+    rng = np.random.default_rng(5)
+    prompt = np.rint(2.0 ** rng.uniform(6, 13, n))
+    chunked = rng.random(n) < 0.5
+    load = {"concurrency": 2.0 ** rng.integers(0, 9, n)} if closed else {"request_rate": 2.0 ** rng.uniform(-2, 5, n)}
+    w = make_workloads(
+        backend="trtllm",
+        prompt_len=prompt,
+        gen_len=np.rint(2.0 ** rng.uniform(3, 10, n)),
+        # spread lengths on a third: the closed loop's desynchronized TTFT path runs too
+        prompt_len_std=np.where(rng.random(n) < 0.33, prompt / 4.0, 0.0),
+        prefix_hit_rate=np.where(rng.random(n) < 0.3, 0.5, 0.0),
+        max_num_tokens=np.where(chunked, rng.choice([512.0, 2048.0, 8192.0], n), np.maximum(8192.0, prompt)),
+        chunked_prefill=chunked,
+        **load,
+    )
+    profile = resolve_calibration("auto", "h100-sxm", "trtllm")
+    fast = serve(d, w, calibration=profile)
+    original = serving_module.iteration_shapes
+    monkeypatch.setattr(
+        serving_module,
+        "iteration_shapes",
+        lambda deps, calibration: original(deps, calibration, attention_only=False, share_rows=False),
+    )
+    full = serve(d, w, calibration=profile)
+    assert np.sum(full.stable) > n // 4  # the comparison covers working configurations
+    _assert_same_estimate(fast, full, [f.name for f in fields(ServingEstimate)])
+
+
+def _assert_same_estimate(fast: ServingEstimate, full: ServingEstimate, names: list[str]) -> None:
+    for name in names:  # infinite (unstable) in the same rows, equal elsewhere
+        a, b = np.asarray(getattr(fast, name)), np.asarray(getattr(full, name))
+        if a.dtype.kind not in "fi":  # flags and labels (which pool limits)
+            np.testing.assert_array_equal(a, b, err_msg=name)
+        else:
+            np.testing.assert_array_equal(np.isfinite(a), np.isfinite(b), err_msg=name)
+            finite = np.isfinite(b)
+            np.testing.assert_allclose(a[finite], b[finite], rtol=RTOL, atol=0.0, err_msg=name)
+
+
+@pytest.mark.parametrize("closed", [True, False])
+def test_disaggregated_serving_with_attention_only_views_equals_full_views(closed: bool, monkeypatch) -> None:
+    n = 10 if closed else 60  # (the closed loop searches each row's rate: seconds per row)
+    prefill, decode = _deployments("h100-sxm", n, seed=8), _deployments("h100-sxm", n, seed=8)
+    rng = np.random.default_rng(9)
+    prompt = np.rint(2.0 ** rng.uniform(6, 12, n))
+    load = {"concurrency": 2.0 ** rng.integers(0, 8, n)} if closed else {"request_rate": 2.0 ** rng.uniform(-2, 4, n)}
+    w = make_workloads(backend="vllm", prompt_len=prompt, gen_len=np.rint(2.0 ** rng.uniform(3, 10, n)), **load)
+    profile = resolve_calibration("auto", "h100-sxm", "vllm")
+    counts = {"prefill_instances": rng.integers(1, 4, n), "decode_instances": rng.integers(1, 4, n)}
+    fast = serve_disaggregated(prefill, decode, w, calibration=profile, **counts)
+    original = disaggregated_module.iteration_shapes
+    monkeypatch.setattr(
+        disaggregated_module,
+        "iteration_shapes",
+        lambda deps, calibration: original(deps, calibration, attention_only=False, share_rows=False),
+    )
+    full = serve_disaggregated(prefill, decode, w, calibration=profile, **counts)
+    assert np.sum(np.isfinite(full.tpot_s)) >= n // 5
+    _assert_same_estimate(fast, full, [f.name for f in fields(full)])
