@@ -329,9 +329,18 @@ def _fit_collective_rows(
         ),
     )
     roofline = np.maximum(collective_time_s(kind, message, group, {group: roof_params}, impl), 1e-30)
+    # The switch size is searched from several starts (the loss is flat in it away from the knee).
     starts = [
-        {},
-        {"latency_s": 1e-4, "small_latency_s": 1e-5, "bandwidth_bytes_per_s": 3e11, "small_bandwidth_bytes_per_s": 3e9},
+        {"switch_bytes": 1e4},
+        {"switch_bytes": 1e5},
+        {"switch_bytes": 1e6},
+        {
+            "switch_bytes": 1e7,
+            "latency_s": 1e-4,
+            "small_latency_s": 1e-5,
+            "bandwidth_bytes_per_s": 3e11,
+            "small_bandwidth_bytes_per_s": 3e9,
+        },
     ]
     return _fit_group(
         "collectives",
