@@ -54,8 +54,8 @@ OUTPUT_BYTES = 2.0  # bf16 result
 
 #: Tile of the wave-quantization term (a typical CUTLASS/cuBLAS CTA tile on Ampere..Blackwell).
 TILE_M, TILE_N = 128, 128
-#: Least k a split-K piece keeps (4 k-tiles of 64): a100 trtllm bf16 m=n=256 k=65536 takes 0.10 ms,
-#: 2.7x less than 4 output tiles on 4 of 108 SMs allow, so k is split; k=128 rows show no split.
+#: Least k a split-K piece keeps (4 k-tiles of 64; an assumption, not fitted): a100 trtllm int4_wo
+#: m=n=256 k=65536 takes 0.10 ms, 2.7x less than 4 output tiles on 4 of 108 SMs allow.
 SPLIT_K_MIN_DEPTH = 256.0
 
 COLLECTIVE_KINDS: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "alltoall")
@@ -152,7 +152,7 @@ def l2_resident_fraction(bytes_moved, chip: HardwareSpec) -> np.ndarray:
 def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParams) -> np.ndarray:
     """Seconds for x[m,k] @ W[k,n] in ``gemm_format`` on ``chip`` (arrays broadcast).
 
-    time = launch_s + act_quant + combine(compute, memory)
+    time = launch_s + act_quant + combine(compute, memory * saturation)
 
     - compute = 2 * m_eff * n * k * quant / (peak(format) * compute_eff), where
       m_eff = max(m, min_tile_m): a kernel's smallest M tile is computed in full however few rows
@@ -161,6 +161,15 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
       chip's SMs with TILE_M x TILE_N tiles, weighted by wave_weight (0: split-K/stream-K kernels
       hide it, 1: full loss). Motivation: h100 bf16 GEMMs with m=n=k~4096 reach ~0.7-0.8 of peak,
       m<=16 ones are pure weight streaming, and mid sizes show a tile staircase in m.
+    - split-K (``split_k_max``): an output of fewer tiles than SMs is computed in
+      splits = clip(min(SMs / tiles, k / SPLIT_K_MIN_DEPTH), 1, split_k_max) pieces of k, so the
+      waves count ctas = tiles * splits, and the fp32 partials (8 bytes per output element per
+      extra piece, written and read) join the memory traffic. Measured: a100 trtllm int4_wo
+      m=n=256 k=65536 (4 tiles on 108 SMs) takes 0.10 ms; the model without split-K held out
+      0.28 ms (+170%). split_k_max = 1 means no split-K (fits near 1 where kernels do not split).
+    - HBM saturation (``half_saturation_ctas``): memory *= 1 + half_saturation_ctas / ctas. A GEMM
+      with few CTAs cannot keep enough loads in flight to reach the HBM bandwidth: a100 trtllm sq
+      m=16 n=256 k=12288 (2 tiles) takes 50 us where its 3 MB of weights stream in 1.5 us.
     - memory = (n*k*w + m*k*a + m*n*2) bytes / (HBM bandwidth * memory_eff): weights w bytes per
       element of the format (int4 0.5, fp8 1, ...), activations a, bf16 output. The collector
       rotates weight buffers that fit in L2 to defeat it, so no L2-resident term is identifiable
@@ -191,8 +200,11 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
         # Split-K: cuBLAS/CUTLASS heuristics cut k into pieces when the output has fewer tiles
         # than SMs (continuous here so the fit has a gradient), at most split_k_max pieces and
         # at least SPLIT_K_MIN_DEPTH of k per piece.
-        splits = np.clip(np.minimum(units / tiles, k / SPLIT_K_MIN_DEPTH), 1.0, params.split_k_max)
-        ctas = tiles * splits
+        if split_k:
+            splits = np.clip(np.minimum(units / tiles, k / SPLIT_K_MIN_DEPTH), 1.0, params.split_k_max)
+            ctas = tiles * splits
+        else:
+            ctas = tiles
         if params.wave_weight > 0:
             padding = tiles * tile_m * TILE_N / (m_eff * n)
             waves = np.ceil(ctas / units - 1e-9) * units / ctas
@@ -203,7 +215,7 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
         if split_k:
             # fp32 partial tiles written and read back by the reduction (split-1 extra copies).
             memory_bytes = memory_bytes + m * n * 8.0 * (splits - 1.0)
-        saturation = 1.0 + params.half_saturation_ctas / ctas
+        saturation = 1.0 + params.half_saturation_ctas / ctas if params.half_saturation_ctas > 0 else 1.0
     else:
         work = m_eff * n
         saturation = 1.0
@@ -441,8 +453,10 @@ class CollectiveParams(_Params):
     can follow: a100 nccl all_gather over 8 GPUs is flat at 15 us up to 16 KB, then flat at 21 us
     up to 512 KB, then the bandwidth slope (data/kernels/nccl_perf.csv.gz). Then
     time = (1 - s) * small line + s * large line, s = 1 / (1 + (switch_bytes / B)^SWITCH_SHARPNESS)
-    (smooth in log size so the fit has a gradient; B = bus bytes). Defaults: 0 latency and infinite bandwidth are not allowed, so
-    a profile always states both (the DEFAULT profile takes the chip's interconnect figures)."""
+    (smooth in log size so the fit has a gradient; B = bus bytes).
+
+    Defaults: 0 latency and infinite bandwidth are not allowed, so a profile always states both
+    (the DEFAULT profile takes the chip's interconnect figures)."""
 
     latency_s: float = Field(ge=0)
     bandwidth_bytes_per_s: float = Field(gt=0)

@@ -175,8 +175,11 @@ def test_collective_protocol_switch_steps_up():
 
     # a100 nccl all_gather over 8 GPUs: flat ~15 us to 16 KB, ~21 us to 512 KB, then bandwidth.
     params = CollectiveParams(
-        latency_s=21e-6, bandwidth_bytes_per_s=1.7e11, small_latency_s=15e-6,
-        small_bandwidth_bytes_per_s=2e10, switch_bytes=3e4,
+        latency_s=21e-6,
+        bandwidth_bytes_per_s=1.7e11,
+        small_latency_s=15e-6,
+        small_bandwidth_bytes_per_s=2e10,
+        switch_bytes=3e4,
     )
     t = collective_time_s("all_gather", np.array([1e3, 8e3, 2e5, 1e8]), 8, {8: params})
     bus = np.array([1e3, 8e3, 2e5, 1e8]) * 7 / 8
