@@ -200,6 +200,11 @@ def fit_gemm(
             specs.pop("act_quant_passes")
         if chip.l2_bytes is None:
             specs.pop("l2_speedup")
+        if chip.compute_units is None:
+            # Wave quantization, split-K and the CTA saturation count SMs: without an SM count
+            # (TPUs, CPUs) they leave the time unchanged, so they are not fitted.
+            for name in ("wave_weight", "split_k_max", "half_saturation_ctas"):
+                specs.pop(name)
         _require_rows(table, rows, len(specs), f"gemm {fmt} on {system}/{backend}")
         _check_speed_of_light(table, rows, fmt, chip)
         m, n, k = c["m"][rows], c["n"][rows], c["k"][rows]
