@@ -171,3 +171,22 @@ def test_fit_profile_api_rejects_unknown_backend_and_chip():
         fit_profile(None, "h100-sxm", "tgi")
     with pytest.raises(InvalidInputError, match="names no system for"):
         fit_profile(None, "tpu-v4", "vllm")
+
+
+def test_accuracy_doc_diagnosis_counts_match_the_shipped_profiles():
+    import re
+    from pathlib import Path
+
+    from tuner.accuracy_report import MISSES_BEFORE, TARGETS
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "accuracy.md").read_text()
+    assert "## What carries the error (diagnosis)" in text
+    errors = [r for r in _errors() if not r[0].startswith("tpu-")]
+    for cls, (before, _) in MISSES_BEFORE.items():
+        median, p90 = TARGETS[cls]
+        group = [e for _, c, _, e in errors if c == cls]
+        misses = sum(e.median > median or (p90 is not None and e.p90 > p90) for e in group)
+        found = re.search(rf"{cls} {before} of \d+ -> (\d+) of (\d+)", text)
+        assert found, cls
+        assert (int(found[1]), int(found[2])) == (misses, len(group)), cls
+        assert misses <= before, cls  # no class got worse
