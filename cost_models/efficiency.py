@@ -54,6 +54,9 @@ OUTPUT_BYTES = 2.0  # bf16 result
 
 #: Tile of the wave-quantization term (a typical CUTLASS/cuBLAS CTA tile on Ampere..Blackwell).
 TILE_M, TILE_N = 128, 128
+#: Least k a split-K piece keeps (4 k-tiles of 64; an assumption, not fitted): a100 trtllm int4_wo
+#: m=n=256 k=65536 takes 0.10 ms, 2.7x less than 4 output tiles on 4 of 108 SMs allow.
+SPLIT_K_MIN_DEPTH = 256.0
 
 COLLECTIVE_KINDS: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "alltoall")
 
@@ -119,13 +122,19 @@ class GemmParams(_Params):
     act_quant_passes: float = Field(default=0.0, ge=0, le=8)
     l2_speedup: float = Field(default=1.0, ge=1, le=20)
     combine_power: float | None = Field(default=None, ge=1, le=16)
+    split_k_max: float = Field(default=1.0, ge=1, le=64)
+    half_saturation_ctas: float = Field(default=0.0, ge=0, le=1e4)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_eff": FitSpec(0.02, 1.0, start=0.6),
         "memory_eff": FitSpec(0.02, 1.0, start=0.6),
         "min_tile_m": FitSpec(1.0, 256.0, log=True, start=16.0),
+        "split_k_max": FitSpec(1.0, 64.0, log=True, start=4.0),
+        "half_saturation_ctas": FitSpec(1e-2, 1e4, log=True, start=10.0),
         "wave_weight": FitSpec(0.0, 1.0, start=0.3),
-        "launch_s": FitSpec(1e-7, 1e-4, log=True, start=5e-6),
+        # Up to 1 ms: vLLM's DeepGEMM fp8_block rows on b200 take 170-330 us at every shape,
+        # from m=5 n=k=128 to m=4096 n=256 k=7168 (a per-call floor, not FLOPs or bytes).
+        "launch_s": FitSpec(1e-7, 1e-3, log=True, start=5e-6),
         "act_quant_passes": FitSpec(0.0, 8.0, start=1.0),
         "l2_speedup": FitSpec(1.0, 20.0, start=2.0),
         "combine_power": FitSpec(1.0, 16.0, start=2.0),
@@ -145,7 +154,7 @@ def l2_resident_fraction(bytes_moved, chip: HardwareSpec) -> np.ndarray:
 def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParams) -> np.ndarray:
     """Seconds for x[m,k] @ W[k,n] in ``gemm_format`` on ``chip`` (arrays broadcast).
 
-    time = launch_s + act_quant + combine(compute, memory)
+    time = launch_s + act_quant + combine(compute, memory * saturation)
 
     - compute = 2 * m_eff * n * k * quant / (peak(format) * compute_eff), where
       m_eff = max(m, min_tile_m): a kernel's smallest M tile is computed in full however few rows
@@ -154,6 +163,15 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
       chip's SMs with TILE_M x TILE_N tiles, weighted by wave_weight (0: split-K/stream-K kernels
       hide it, 1: full loss). Motivation: h100 bf16 GEMMs with m=n=k~4096 reach ~0.7-0.8 of peak,
       m<=16 ones are pure weight streaming, and mid sizes show a tile staircase in m.
+    - split-K (``split_k_max``): an output of fewer tiles than SMs is computed in
+      splits = clip(min(SMs / tiles, k / SPLIT_K_MIN_DEPTH), 1, split_k_max) pieces of k, so the
+      waves count ctas = tiles * splits, and the fp32 partials (8 bytes per output element per
+      extra piece, written and read) join the memory traffic. Measured: a100 trtllm int4_wo
+      m=n=256 k=65536 (4 tiles on 108 SMs) takes 0.10 ms; the model without split-K held out
+      0.28 ms (+170%). split_k_max = 1 means no split-K (fits near 1 where kernels do not split).
+    - HBM saturation (``half_saturation_ctas``): memory *= 1 + half_saturation_ctas / ctas. A GEMM
+      with few CTAs cannot keep enough loads in flight to reach the HBM bandwidth: a100 trtllm sq
+      m=16 n=256 k=12288 (2 tiles) takes 50 us where its 3 MB of weights stream in 1.5 us.
     - memory = (n*k*w + m*k*a + m*n*2) bytes / (HBM bandwidth * memory_eff): weights w bytes per
       element of the format (int4 0.5, fp8 1, ...), activations a, bf16 output. The collector
       rotates weight buffers that fit in L2 to defeat it, so no L2-resident term is identifiable
@@ -176,16 +194,35 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
 
     m_eff = np.maximum(m, params.min_tile_m)
     units = _compute_units(chip)
-    if params.wave_weight > 0 and units is not None:
+    memory_bytes = n * k * w_bytes + m * k * a_bytes + m * n * OUTPUT_BYTES
+    split_k = params.split_k_max > 1 and units is not None
+    if units is not None and (params.wave_weight > 0 or split_k or params.half_saturation_ctas > 0):
         tile_m = np.minimum(float(TILE_M), m_eff)
         tiles = np.ceil(m_eff / tile_m) * np.ceil(n / TILE_N)
-        quant = np.ceil(tiles / units) * units * tile_m * TILE_N / (m_eff * n)
-        work = m_eff * n * (1.0 + params.wave_weight * (np.maximum(quant, 1.0) - 1.0))
+        # Split-K: cuBLAS/CUTLASS heuristics cut k into pieces when the output has fewer tiles
+        # than SMs (continuous here so the fit has a gradient), at most split_k_max pieces and
+        # at least SPLIT_K_MIN_DEPTH of k per piece.
+        if split_k:
+            splits = np.clip(np.minimum(units / tiles, k / SPLIT_K_MIN_DEPTH), 1.0, params.split_k_max)
+            ctas = tiles * splits
+        else:
+            ctas = tiles
+        if params.wave_weight > 0:
+            padding = tiles * tile_m * TILE_N / (m_eff * n)
+            waves = np.ceil(ctas / units - 1e-9) * units / ctas
+            quant = padding * waves
+            work = m_eff * n * (1.0 + params.wave_weight * (np.maximum(quant, 1.0) - 1.0))
+        else:
+            work = m_eff * n
+        if split_k:
+            # fp32 partial tiles written and read back by the reduction (split-1 extra copies).
+            memory_bytes = memory_bytes + m * n * 8.0 * (splits - 1.0)
+        saturation = 1.0 + params.half_saturation_ctas / ctas if params.half_saturation_ctas > 0 else 1.0
     else:
         work = m_eff * n
+        saturation = 1.0
     compute_s = 2.0 * work * k / (peak * params.compute_eff)
-    memory_bytes = n * k * w_bytes + m * k * a_bytes + m * n * OUTPUT_BYTES
-    memory_s = memory_bytes / bandwidth
+    memory_s = memory_bytes / bandwidth * saturation
     if params.l2_speedup > 1:
         memory_s = memory_s * (1.0 - l2_resident_fraction(memory_bytes, chip) * (1.0 - 1.0 / params.l2_speedup))
     total = params.launch_s + _combine(compute_s, memory_s, params.combine_power)
@@ -228,10 +265,12 @@ class PrefillAttentionParams(_Params):
     wave_weight: float = Field(default=0.0, ge=0, le=1)
     launch_s: float = Field(default=0.0, ge=0)
     combine_power: float | None = Field(default=None, ge=1, le=16)
+    per_tile_s: float = Field(default=0.0, ge=0)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_eff": FitSpec(0.02, 1.0, start=0.5),
         "memory_eff": FitSpec(0.02, 1.0, start=0.5),
+        "per_tile_s": FitSpec(1e-13, 1e-6, log=True, start=1e-9),
         "softmax_s_per_pair": FitSpec(1e-20, 1e-12, log=True, start=1e-16),
         "wave_weight": FitSpec(0.0, 1.0, start=0.3),
         "launch_s": FitSpec(1e-7, 1e-4, log=True, start=5e-6),
@@ -255,7 +294,15 @@ def prefill_attention_time_s(
     """Seconds of causal (flash) attention over ``isl`` prompt tokens, one layer, ``batch``
     sequences (context attention in the kernel database; ``window`` > 0: sliding window).
 
-    time = launch_s + combine(compute, memory)
+    time = launch_s + tiles * per_tile_s + combine(compute, memory)
+    - tiles = batch * heads * ceil(isl / 128): the query tiles (one CTA each). per_tile_s is the
+      chip-wide cost of a tile that does not scale with its keys (Q load, O store, softmax
+      normalisation, scheduling): b200 sglang bf16 rows with isl=1 and batch 128 take 117-137 us,
+      10x what their FLOPs and bytes allow, i.e. ~22 ns per (sequence, head), proportional to
+      batch * heads (h=40: 117 us, h=48: 137 us).
+    - a sliding window w is paid at key-block granularity: a block of 128 queries reaches back
+      w + 127 keys, so the kernel scores up to min(isl, w + 128) keys per query (b200 rows with
+      w=128 run ~1.8x slower than w exact pairs allow).
     - compute = P * (4 * head_dim / (peak * compute_eff) + softmax_s_per_pair) * quant, with
       P = batch * heads * causal_pairs(isl, window) (QK^T and PV, 2 FLOPs per MAC each), peak of
       ``compute_format`` (fp8 attention runs fp8 tensor cores). ``softmax_s_per_pair`` is the
@@ -269,7 +316,8 @@ def prefill_attention_time_s(
         np.asarray(x, dtype=float) for x in (batch, isl, heads, kv_heads, head_dim)
     )
     peak = peak_for_format(chip, compute_format)
-    pairs = batch * heads * causal_pairs(isl, window)
+    window = np.asarray(window, dtype=float)
+    pairs = batch * heads * causal_pairs(isl, np.where(window > 0, window + TILE_M, 0.0))
     per_pair = 4.0 * head_dim / (peak * params.compute_eff) + params.softmax_s_per_pair
     units = _compute_units(chip)
     if params.wave_weight > 0 and units is not None:
@@ -281,7 +329,10 @@ def prefill_attention_time_s(
     act_bytes = 1.0 if compute_format == "fp8" else 2.0
     memory_bytes = batch * isl * head_dim * (2.0 * heads * act_bytes + 2.0 * kv_heads * kv_bytes_per_element)
     memory_s = memory_bytes / (chip.memory_bandwidth_bytes_per_s * params.memory_eff)
-    return params.launch_s + _combine(compute_s, memory_s, params.combine_power)
+    fixed_s = params.launch_s
+    if params.per_tile_s > 0:
+        fixed_s = fixed_s + batch * heads * np.ceil(isl / TILE_M) * params.per_tile_s
+    return fixed_s + _combine(compute_s, memory_s, params.combine_power)
 
 
 class DecodeAttentionParams(_Params):
@@ -396,15 +447,27 @@ class CollectiveParams(_Params):
     opposite) and custom all-reduces switch between one-shot and two-shot algorithms: the
     measured latency-vs-size curves have a flat small-message floor (~5-20 us), a knee, and a
     bandwidth slope, which one latency + bandwidth line misfits by 30-50% around the knee.
-    ``small_*`` None: one line only. Defaults: 0 latency and infinite bandwidth are not allowed, so
-    a profile always states both (the DEFAULT profile takes the chip's interconnect figures)."""
+    ``small_*`` None: one line only.
+
+    ``switch_bytes`` set: the library does not pick the faster protocol, it switches by size (NCCL's
+    tuner picks LL / LL128 / Simple from a static cost model; custom all-reduces switch one-shot ->
+    two-shot at a size threshold), so the curve steps UP at the switch, which no min() of lines
+    can follow: a100 nccl all_gather over 8 GPUs is flat at 15 us up to 16 KB, then flat at 21 us
+    up to 512 KB, then the bandwidth slope (data/kernels/nccl_perf.csv.gz). Then
+    time = (1 - s) * small line + s * large line, s = 1 / (1 + (switch_bytes / B)^SWITCH_SHARPNESS)
+    (smooth in log size so the fit has a gradient; B = bus bytes).
+
+    Defaults: 0 latency and infinite bandwidth are not allowed, so a profile always states both
+    (the DEFAULT profile takes the chip's interconnect figures)."""
 
     latency_s: float = Field(ge=0)
     bandwidth_bytes_per_s: float = Field(gt=0)
     small_latency_s: float | None = Field(default=None, ge=0)
     small_bandwidth_bytes_per_s: float | None = Field(default=None, gt=0)
+    switch_bytes: float | None = Field(default=None, gt=0)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
+        "switch_bytes": FitSpec(1e2, 1e10, log=True, start=1e5),
         "latency_s": FitSpec(1e-7, 1e-2, log=True, start=2e-5),
         "bandwidth_bytes_per_s": FitSpec(1e8, 1e13, log=True, start=1e11),
         "small_latency_s": FitSpec(1e-7, 1e-2, log=True, start=5e-6),
@@ -412,10 +475,19 @@ class CollectiveParams(_Params):
     }
 
 
+#: Steepness of the protocol switch in log size: 10% -> 90% over a factor 1.7 in bytes.
+SWITCH_SHARPNESS = 8.0
+
+
 def _one_collective(params: CollectiveParams, bus_bytes: np.ndarray) -> np.ndarray:
     t = params.latency_s + bus_bytes / params.bandwidth_bytes_per_s
     if params.small_latency_s is not None and params.small_bandwidth_bytes_per_s is not None:
-        t = np.minimum(t, params.small_latency_s + bus_bytes / params.small_bandwidth_bytes_per_s)
+        small = params.small_latency_s + bus_bytes / params.small_bandwidth_bytes_per_s
+        if params.switch_bytes is None:
+            return np.minimum(t, small)
+        ratio = params.switch_bytes / np.maximum(bus_bytes, 1e-30)
+        large_share = 1.0 / (1.0 + np.minimum(ratio, 1e30) ** SWITCH_SHARPNESS)
+        return (1.0 - large_share) * small + large_share * t
     return t
 
 

@@ -200,6 +200,11 @@ def fit_gemm(
             specs.pop("act_quant_passes")
         if chip.l2_bytes is None:
             specs.pop("l2_speedup")
+        if chip.compute_units is None:
+            # Wave quantization, split-K and the CTA saturation count SMs: without an SM count
+            # (TPUs, CPUs) they leave the time unchanged, so they are not fitted.
+            for name in ("wave_weight", "split_k_max", "half_saturation_ctas"):
+                specs.pop(name)
         _require_rows(table, rows, len(specs), f"gemm {fmt} on {system}/{backend}")
         _check_speed_of_light(table, rows, fmt, chip)
         m, n, k = c["m"][rows], c["n"][rows], c["k"][rows]
@@ -329,9 +334,18 @@ def _fit_collective_rows(
         ),
     )
     roofline = np.maximum(collective_time_s(kind, message, group, {group: roof_params}, impl), 1e-30)
+    # The switch size is searched from several starts (the loss is flat in it away from the knee).
     starts = [
-        {},
-        {"latency_s": 1e-4, "small_latency_s": 1e-5, "bandwidth_bytes_per_s": 3e11, "small_bandwidth_bytes_per_s": 3e9},
+        {"switch_bytes": 1e4},
+        {"switch_bytes": 1e5},
+        {"switch_bytes": 1e6},
+        {
+            "switch_bytes": 1e7,
+            "latency_s": 1e-4,
+            "small_latency_s": 1e-5,
+            "bandwidth_bytes_per_s": 3e11,
+            "small_bandwidth_bytes_per_s": 3e9,
+        },
     ]
     return _fit_group(
         "collectives",

@@ -128,3 +128,63 @@ def test_profile_errors(tmp_path):
         profile_for("h100-sxm", "tgi")
     with pytest.raises(InvalidInputError, match="gemm"):
         PROFILE.gemm_params("int4_wo")
+
+
+A100 = get_hardware("a100-80gb")
+
+
+def test_split_k_fills_the_sms_for_small_outputs_with_deep_k():
+    # a100 trtllm bf16 m=n=256 k=65536 measured 0.10 ms (data/kernels/gemm_perf.csv.gz): 4 output
+    # tiles on 108 SMs; without split-K the full wave loss makes it ~27x the FLOP time.
+    base = GemmParams(compute_eff=0.8, memory_eff=0.8, wave_weight=1.0)
+    split = base.model_copy(update={"split_k_max": 32.0})
+    no_split = float(gemm_time_s(256, 256, 65536, "bfloat16", A100, base))
+    with_split = float(gemm_time_s(256, 256, 65536, "bfloat16", A100, split))
+    flops_s = 2 * 256 * 256 * 65536 / (A100.peak_ops_per_s.bf16 * 0.8)
+    assert no_split == pytest.approx(flops_s * 108 / 4, rel=1e-6)
+    assert with_split < no_split / 15  # now bound by HBM (weights, activations, fp32 partials)
+    # k=256 per piece at least: a shallow GEMM is not split, so nothing changes.
+    assert float(gemm_time_s(256, 256, 256, "bfloat16", A100, split)) == pytest.approx(
+        float(gemm_time_s(256, 256, 256, "bfloat16", A100, base))
+    )
+
+
+def test_few_ctas_cannot_saturate_hbm():
+    params = GemmParams(memory_eff=1.0, half_saturation_ctas=54.0)
+    narrow = float(gemm_time_s(1, 128, 65536, "bfloat16", A100, params))  # 1 tile, no split-K
+    weights_s = 128 * 65536 * 2.0 / A100.memory_bandwidth_bytes_per_s
+    assert narrow == pytest.approx(weights_s * 55.0, rel=0.01)  # (1 + 54 / 1 CTA)
+
+
+def test_prefill_per_tile_cost_and_window_granularity():
+    from cost_models.efficiency import PrefillAttentionParams
+
+    params = PrefillAttentionParams(per_tile_s=2e-8)
+    one = float(prefill_attention_time_s(128, 1, 48, 8, 128, H100, params))
+    # isl=1: 128 sequences x 48 heads x 1 query tile, each 20 ns; FLOPs and bytes are negligible.
+    assert one == pytest.approx(128 * 48 * 2e-8, rel=0.01)
+    roof = PrefillAttentionParams()
+    windowed = float(prefill_attention_time_s(1, 16384, 32, 8, 128, H100, roof, window=1024))
+    # Key blocks of 128: each query scores up to 1024 + 128 keys, not 1024 (compute-bound here).
+    pairs = 1152 * 1153 / 2 + (16384 - 1152) * 1152
+    assert windowed == pytest.approx(32 * pairs * 4 * 128 / H100.peak_ops_per_s.bf16, rel=1e-6)
+
+
+def test_collective_protocol_switch_steps_up():
+    from cost_models.efficiency import CollectiveParams
+
+    # a100 nccl all_gather over 8 GPUs: flat ~15 us to 16 KB, ~21 us to 512 KB, then bandwidth.
+    params = CollectiveParams(
+        latency_s=21e-6,
+        bandwidth_bytes_per_s=1.7e11,
+        small_latency_s=15e-6,
+        small_bandwidth_bytes_per_s=2e10,
+        switch_bytes=3e4,
+    )
+    t = collective_time_s("all_gather", np.array([1e3, 8e3, 2e5, 1e8]), 8, {8: params})
+    bus = np.array([1e3, 8e3, 2e5, 1e8]) * 7 / 8
+    assert t[0] == pytest.approx(15e-6 + bus[0] / 2e10, rel=1e-3)
+    assert t[2] == pytest.approx(21e-6 + bus[2] / 1.7e11, rel=1e-3)
+    # min() of the two lines would stay on the small line at 200 KB; the switch does not.
+    assert t[2] > 15e-6 + bus[2] / 2e10 or t[2] > 20e-6
+    assert np.all(np.diff(t) > 0)
