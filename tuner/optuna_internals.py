@@ -23,6 +23,9 @@ Private APIs used, and where:
   together into ``FrozenTrial`` objects exactly as Optuna does.
 - ``optuna.trial._frozen._get_constraints_from_system_attrs`` (:func:`infeasible_trial_ids`):
   what ``FrozenTrial.constraints`` returns, from the system attributes alone.
+- ``RDBStorage._get_trials`` and ``FrozenTrial._trial_id`` (:func:`hydrating_storage`,
+  :func:`trial_id`): compact trials (:mod:`tuner.compact`) made whole wherever Optuna reads them
+  (``get_all_trials`` and ``_CachedStorage`` both go through ``_get_trials``).
 - ``optuna_dashboard._app.get_pareto_front_trials`` (:func:`feasible_dashboard`): optuna-dashboard
   0.21 computes its best trials over every trial, constraints ignored (optuna-dashboard#772).
 """
@@ -230,6 +233,28 @@ def complete_values(storage: RDBStorage, study_id: int, n_objectives: int) -> tu
     return ids, values
 
 
+def configuration_indices(storage: RDBStorage, study_id: int) -> np.ndarray:
+    """The flat configuration index (:mod:`tuner.compact`) of each COMPLETE compact trial of a
+    study, in no particular order: one column of ``trial_params`` read through the driver's
+    cursor (no row objects), so a resume reads 200,000 trials in a fraction of a second."""
+    from tuner.compact import CONFIGURATION_PARAM
+
+    trial = models.TrialModel.__table__
+    param = models.TrialParamModel.__table__
+    query = (
+        select(param.c.param_value)
+        .join(trial, trial.c.trial_id == param.c.trial_id)
+        .where(
+            trial.c.study_id == study_id,
+            trial.c.state == optuna.trial.TrialState.COMPLETE,
+            param.c.param_name == CONFIGURATION_PARAM,
+        )
+    )
+    with storage.engine.connect() as connection:
+        values = connection.execute(query).scalars().all()
+    return np.asarray(values, dtype=np.float64).astype(np.int64)
+
+
 def infeasible_trial_ids(storage: RDBStorage, study_id: int) -> set[int]:
     """Ids of a study's COMPLETE trials with a constraint over 0 (``FrozenTrial.constraints``: a
     value > 0, or NaN), read without loading the trials' attributes.
@@ -290,6 +315,7 @@ def trials_by_id(storage: RDBStorage, trial_ids: list[int]) -> list[FrozenTrial]
     queries in all, not a few per trial as ``BaseStorage.get_trial``)."""
     trial = models.TrialModel
     found: dict[int, FrozenTrial] = {}
+    study_of: dict[int, int] = {}
     session = storage.scoped_session()
     try:
         for start in range(0, len(trial_ids), 500):  # SQLite binds at most 999 parameters
@@ -307,9 +333,15 @@ def trials_by_id(storage: RDBStorage, trial_ids: list[int]) -> list[FrozenTrial]
             )
             for model in session.execute(query).scalars():
                 found[int(model.trial_id)] = storage._build_frozen_trial_from_trial_model(model)
+                study_of[int(model.trial_id)] = int(model.study_id)
     finally:
         session.close()
-    return [found[trial_id] for trial_id in trial_ids]
+    trials = [found[trial_id] for trial_id in trial_ids]
+    if hasattr(storage, "hydrate") and trials:  # a hydrating view: compact trials made whole
+        studies = set(study_of.values())
+        if len(studies) == 1:
+            trials = storage.hydrate(studies.pop(), trials)
+    return trials
 
 
 def feasible_dashboard(storage: BaseStorage) -> Any:
@@ -344,3 +376,51 @@ def feasible_dashboard(storage: BaseStorage) -> Any:
     view = copy.copy(storage)  # shares the engine and caches; only the class differs
     view.__class__ = FeasibleBest
     return _app.wsgi(view)
+
+
+def trial_id(trial: FrozenTrial) -> int:
+    """A trial's database id. Why not the public API: ``FrozenTrial`` has no public accessor for
+    it, and a trial rebuilt from a stored one must keep it."""
+    return trial._trial_id
+
+
+def hydrating_storage(storage: Any, hydrator_for: Any) -> Any:
+    """A view of ``storage`` (a copy sharing its engine and caches) whose trial reads pass each
+    study's trials through ``hydrator_for(study_user_attrs).hydrate`` (None: as stored).
+
+    Why not the public API: ``optuna.load_study`` reads trials through ``RDBStorage._get_trials``
+    (directly, or from ``_CachedStorage``); overriding it and ``get_trial`` is the only way for
+    ``Study.get_trials``, Optuna's plots and optuna-dashboard to see the trials whole.
+    """
+    if not isinstance(storage, RDBStorage) or getattr(storage, "_hydrator_for", None) is not None:
+        return storage
+
+    class Hydrating(type(storage)):  # type: ignore[misc,valid-type]
+        _hydrators: dict[int, Any]
+        _hydrator_for: Any
+
+        def _hydrator(self, study_id: int) -> Any:
+            if study_id not in self._hydrators:
+                self._hydrators[study_id] = self._hydrator_for(self.get_study_user_attrs(study_id))
+            return self._hydrators[study_id]
+
+        def hydrate(self, study_id: int, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+            hydrator = self._hydrator(study_id)
+            return hydrator.hydrate(trials) if hydrator is not None else trials
+
+        def get_trial(self, trial_id: int) -> FrozenTrial:
+            trial = super().get_trial(trial_id)
+            table = models.TrialModel.__table__
+            with self.engine.connect() as connection:
+                study_id = connection.execute(select(table.c.study_id).where(table.c.trial_id == trial_id)).scalar_one()
+            return self.hydrate(int(study_id), [trial])[0]
+
+        def _get_trials(self, study_id, states, included_trial_ids, trial_id_greater_than):  # type: ignore[no-untyped-def]
+            trials = super()._get_trials(study_id, states, included_trial_ids, trial_id_greater_than)
+            return self.hydrate(study_id, trials)
+
+    view = copy.copy(storage)
+    view.__class__ = Hydrating
+    view._hydrators = {}
+    view._hydrator_for = hydrator_for
+    return view

@@ -15,7 +15,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from cost_models.errors import InvalidInputError
-from tuner import optuna_internals
+from tuner import compact, optuna_internals
 from tuner.constraints import is_feasible, study_constraint_names, trial_constraints
 from tuner.storage import StorageError, open_storage, storage_errors, study_names
 
@@ -60,7 +60,8 @@ def load_study(name: str, storage_url: str) -> optuna.Study:
         if name not in study_names(storage):
             known = ", ".join(study_names(storage)) or "none"
             raise InvalidInputError("study", f"no study named {name!r} in {storage_url}", f"use one of: {known}")
-        return optuna.load_study(study_name=name, storage=storage)
+        # Compact trials (tuner.compact) are made whole when read, by Optuna's tools too.
+        return optuna.load_study(study_name=name, storage=compact.hydrating(storage))
 
 
 def minimized(values: np.ndarray, directions: list[str]) -> np.ndarray:
@@ -194,6 +195,9 @@ def _front_from_database(study: optuna.Study, storage: RDBStorage, update: Calla
     chosen = _front_indices(ranks, values[feasible], directions)
     best = _best_indices(ranks, values[feasible], directions)
     loaded = optuna_internals.trials_by_id(storage, [feasible_ids[i] for i in chosen + best])
+    hydrator = compact.hydrator_for(study.user_attrs)
+    if hydrator is not None:  # the front's trials whole: params by name, breakdowns recomputed
+        loaded = hydrator.hydrate(loaded)
     trials, best_trials = loaded[: len(chosen)], loaded[len(chosen) :]
     return _make_front(study, directions, trials, len(trial_ids), len(feasible_ids), best_trials)
 
@@ -232,6 +236,12 @@ def trial_breakdown(study: optuna.Study, number: int) -> dict:
         "feasible": is_feasible(trial),
         "estimate": trial.user_attrs.get("estimate"),
         "calibration": study.user_attrs.get("calibration_profile", "not recorded"),
+        # Compact trials: the breakdown was recomputed, and under which model version.
+        **(
+            {"breakdown": trial.user_attrs[compact.BREAKDOWN_ATTR]}
+            if compact.BREAKDOWN_ATTR in trial.user_attrs
+            else {}
+        ),
     }
 
 
