@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,6 @@ BREAKDOWN_ATTR = "breakdown"
 #: A float64 (Optuna's stored param value) holds every integer up to 2**53 exactly: larger
 #: spaces keep the per-dimension format.
 MAX_COMPACT_SIZE = 2**53
-#: Reads of up to this many trials (show, export, a front) recompute each breakdown alone (about
-#: 10 ms each); larger ones (report, dashboard) in one vectorized call.
-SCORED_ALONE = 256
 
 
 @functools.cache
@@ -113,17 +111,13 @@ class Hydrator:
         if breakdown:
             from search_spaces.space import evaluate
 
-            if len(where) > SCORED_ALONE:
-                evaluation = evaluate(self.compiled, indices)
+            # One vectorized call for all of them. numpy's reductions can round the last bit
+            # differently with the batch a row sits in: a breakdown read with others may differ
+            # from `show`'s (one trial) by about 1e-16 relative, never more.
+            evaluation = evaluate(self.compiled, indices)
         out = list(trials)
         for row, i in enumerate(where):
-            if breakdown and evaluation is None:
-                # Scored alone: numpy's vectorized loops can differ in the last bit with the
-                # batch a row sits in, and `show`, `export` and the front must print one value.
-                alone = {k: v[row : row + 1] for k, v in indices.items()}
-                out[i] = self._whole(trials[i], alone, 0, evaluate(self.compiled, alone))
-            else:
-                out[i] = self._whole(trials[i], indices, row, evaluation)
+            out[i] = self._whole(trials[i], indices, row, evaluation)
         return out
 
     def _whole(self, trial: FrozenTrial, indices: dict[str, np.ndarray], row: int, evaluation: Any) -> FrozenTrial:
@@ -166,7 +160,13 @@ def hydrator_for(study_user_attrs: dict[str, Any]) -> Hydrator | None:
     """A hydrator when the study stores compact trials, else None."""
     if study_user_attrs.get(FORMAT_ATTR) != COMPACT_FORMAT or "spec" not in study_user_attrs:
         return None
-    return Hydrator(study_user_attrs)
+    key = (json.dumps(study_user_attrs["spec"], sort_keys=True), study_user_attrs.get(MODEL_VERSION_ATTR))
+    if key not in _HYDRATORS:  # compiling the spec is most of a hydrator's cost: once per process
+        _HYDRATORS[key] = Hydrator(study_user_attrs)
+    return _HYDRATORS[key]
+
+
+_HYDRATORS: dict[tuple, Hydrator] = {}
 
 
 def hydrating(storage: Any) -> Any:

@@ -38,6 +38,7 @@ from optuna.storages import RDBStorage
 from sqlalchemy import text
 
 from tuner import compact
+from tuner.optuna_internals import write_points
 
 #: Our table of claimed ranges (Optuna's schema is left as Optuna made it).
 CHUNKS_TABLE = "tuner_exhaustive_chunks"
@@ -231,6 +232,17 @@ def write_chunk(
                 [
                     (trial_id, compact.CONFIGURATION_PARAM, float(p), distribution_json)
                     for trial_id, p in zip(id_list, positions[:n].tolist(), strict=True)
+                ],
+            )
+            feasible = np.ones(n, dtype=bool)
+            for column in constraints.values():
+                feasible &= column[:n] <= 0  # NaN is not <= 0
+            blobs = np.ascontiguousarray(values[:n], dtype="<f8")
+            write_points(
+                connection,
+                [
+                    (t, study_id, start + i, ok, blobs[i].tobytes())
+                    for i, (t, ok) in enumerate(zip(id_list, feasible.astype(int).tolist(), strict=True))
                 ],
             )
             attrs: list[tuple] = []

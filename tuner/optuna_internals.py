@@ -112,6 +112,13 @@ def insert_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial],
             system_attrs += [
                 {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in trial.system_attrs.items()
             ]
+        points = [
+            point_row(trial_id, study_id, start + i, t.values, t.system_attrs)
+            for i, (trial_id, t) in enumerate(zip(ids, trials, strict=True))
+            if t.state == optuna.trial.TrialState.COMPLETE and t.values is not None
+        ]
+        if points:
+            write_points(session.connection(), points)
         for model, rows in (
             (models.TrialValueModel, values),
             (models.TrialParamModel, params),
@@ -231,6 +238,93 @@ def complete_values(storage: RDBStorage, study_id: int, n_objectives: int) -> tu
     values = np.full((len(ids), n_objectives), np.nan)
     values[[rank[t] for t in trial_ids], np.asarray(objectives, dtype=np.int64)] = number
     return ids, values
+
+
+# ---------------------------------------------------------------------------------------------
+# Our side table: what the front needs, one row per COMPLETE trial
+#
+# Optuna keeps a trial's objective values one row each in ``trial_values`` and its constraints as
+# JSON text in ``trial_system_attributes``: reading 200,000 trials' values and constraints costs
+# 800,000+ rows parsed in Python (about 4 s at 200,000, 20 s at 1,000,000). This table holds, per
+# COMPLETE trial written by this project, its number, whether it is feasible (every constraint
+# <= 0, as ``FrozenTrial.constraints`` judges it) and its objective values as one float64 blob,
+# indexed by study: the front's inputs in one indexed scan, about 60 bytes a trial. Optuna's own
+# tables stay complete (the values are written there too); a study whose trials are not all here
+# (written by an older version, or by Optuna directly) is read the slow way.
+
+POINTS_TABLE = "tuner_trial_points"
+
+
+def point_row(trial_id: int, study_id: int, number: int, values: Sequence[float], system_attrs: dict) -> tuple:
+    constraints = [v for k, v in system_attrs.items() if k.startswith("constraints:")]
+    if not constraints:
+        constraints = list(system_attrs.get("constraints") or [])
+    feasible = all(isinstance(v, int | float) and v <= 0 for v in constraints)  # NaN is not <= 0
+    return (int(trial_id), int(study_id), int(number), int(feasible), np.asarray(values, dtype="<f8").tobytes())
+
+
+def write_points(connection: Any, rows: list[tuple]) -> None:
+    """Insert point rows ``(trial_id, study_id, number, feasible, objectives blob)`` through the
+    driver's ``executemany``, creating the table on first use."""
+    from sqlalchemy import text
+
+    blob = "BLOB" if connection.dialect.name == "sqlite" else "BYTEA"
+    connection.execute(
+        text(
+            f"CREATE TABLE IF NOT EXISTS {POINTS_TABLE} (trial_id INTEGER PRIMARY KEY, study_id INTEGER NOT NULL,"
+            f" number INTEGER NOT NULL, feasible INTEGER NOT NULL, objectives {blob} NOT NULL)"
+        )
+    )
+    # The front reads a study's feasible points in trial-number order: one index range scan.
+    connection.execute(
+        text(f"CREATE INDEX IF NOT EXISTS ix_{POINTS_TABLE}_study ON {POINTS_TABLE} (study_id, feasible, number)")
+    )
+    mark = "?" if connection.dialect.name == "sqlite" else "%s"
+    # A trial id can come back after its study was deleted (Optuna's delete_study leaves our
+    # rows): the new trial's row replaces the stale one.
+    connection.exec_driver_sql(
+        f"INSERT INTO {POINTS_TABLE} VALUES ({mark}, {mark}, {mark}, {mark}, {mark}) ON CONFLICT (trial_id) DO UPDATE"
+        " SET study_id = excluded.study_id, number = excluded.number, feasible = excluded.feasible,"
+        " objectives = excluded.objectives",
+        rows,
+    )
+
+
+def study_points(storage: RDBStorage, study_id: int, n_objectives: int) -> tuple[int, np.ndarray, np.ndarray] | None:
+    """``(n_complete, feasible_trial_ids, feasible_values)`` from our side table: how many COMPLETE
+    trials the study has, and the ids and objective values (n, n_objectives) of its feasible ones
+    in trial-number order; None when the table is missing or does not hold every COMPLETE trial
+    of the study (then read Optuna's tables: :func:`complete_values`)."""
+    from sqlalchemy import inspect
+
+    trial = models.TrialModel.__table__
+    with storage.engine.connect() as connection:
+        if not inspect(connection).has_table(POINTS_TABLE):
+            return None
+        mark = "?" if connection.dialect.name == "sqlite" else "%s"
+        held = connection.exec_driver_sql(
+            f"SELECT COUNT(*) FROM {POINTS_TABLE} WHERE study_id = {mark}", (study_id,)
+        ).scalar_one()
+        complete = connection.execute(
+            select(func.count(trial.c.trial_id)).where(
+                trial.c.study_id == study_id, trial.c.state == optuna.trial.TrialState.COMPLETE
+            )
+        ).scalar_one()
+        if held != complete or complete == 0:
+            return None
+        # The driver's cursor: plain tuples, no SQLAlchemy row per trial; the index gives the
+        # feasible rows in number order.
+        rows = connection.exec_driver_sql(
+            f"SELECT trial_id, objectives FROM {POINTS_TABLE} WHERE study_id = {mark} AND feasible = 1 ORDER BY number",
+            (study_id,),
+        ).fetchall()
+    if not rows:
+        return int(complete), np.zeros(0, dtype=np.int64), np.zeros((0, n_objectives))
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    values = np.frombuffer(b"".join([r[1] for r in rows]), dtype="<f8")
+    if values.size != len(rows) * n_objectives:
+        return None
+    return int(complete), ids, values.reshape(len(rows), n_objectives)
 
 
 def configuration_indices(storage: RDBStorage, study_id: int) -> np.ndarray:
