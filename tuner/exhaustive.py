@@ -127,7 +127,8 @@ def claim(storage: RDBStorage, study_id: int, size: int, length: int) -> tuple[i
             if _claimer_gone(host, pid, claimed_at, now):
                 connection.execute(
                     text(
-                        f"UPDATE {CHUNKS_TABLE} SET host = :h, pid = :p, claimed_at = :t WHERE study_id = :s AND begin_pos = :b"
+                        f"UPDATE {CHUNKS_TABLE} SET host = :h, pid = :p, claimed_at = :t"
+                        " WHERE study_id = :s AND begin_pos = :b"
                     ),
                     {**mine, "b": begin},
                 )
@@ -223,7 +224,8 @@ def write_chunk(
                 stored = [float(v) if ok else None for v, ok in zip(column.tolist(), finite.tolist(), strict=True)]
                 rows += zip(id_list, [objective] * n, stored, kinds, strict=True)
             connection.exec_driver_sql(
-                f"INSERT INTO trial_values (trial_id, objective, value, value_type) VALUES ({mark}, {mark}, {mark}, {mark})",
+                "INSERT INTO trial_values (trial_id, objective, value, value_type)"
+                f" VALUES ({mark}, {mark}, {mark}, {mark})",
                 rows,
             )
             connection.exec_driver_sql(

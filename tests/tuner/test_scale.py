@@ -200,7 +200,8 @@ def test_a_compact_trial_stores_one_configuration_index(tmp_path: Path) -> None:
     # Made whole as the older format stored it: the named constraints, and Optuna's list beside
     # them (what optuna-dashboard reads), which Optuna numbers "0", "1", ...
     assert {k: v for k, v in whole.constraints.items() if not k.isdigit()} == trial.constraints
-    assert whole.system_attrs["constraints"] == list(trial.constraints.values())
+    names = compile_study(parse_spec(SPACE)).constraint_names
+    assert whole.system_attrs["constraints"] == [trial.constraints[n] for n in names]
 
 
 def test_bytes_per_trial_stay_under_a_kilobyte(tmp_path: Path) -> None:
