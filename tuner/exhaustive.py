@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 
 import numpy as np
 from optuna.distributions import distribution_to_json
@@ -250,7 +251,7 @@ def write_chunk(
             attrs: list[tuple] = []
             for name, column in constraints.items():
                 key = f"constraints:{name}"
-                attrs += [(t, key, json.dumps(v)) for t, v in zip(id_list, column[:n].tolist(), strict=True)]
+                attrs += zip(id_list, repeat(key, n), _json_floats(column[:n]), strict=True)
             if attrs:
                 connection.exec_driver_sql(
                     f"INSERT INTO trial_system_attributes (trial_id, key, value_json) VALUES ({mark}, {mark}, {mark})",
@@ -262,6 +263,15 @@ def write_chunk(
                 {"s": study_id, "b": done_begin},
             )
         return n
+
+
+def _json_floats(column: np.ndarray) -> list[str]:
+    """``json.dumps`` of each float (what Optuna stores), without a call per value: a finite
+    float's JSON is its ``repr``; NaN and the infinities are spelled as ``json`` spells them."""
+    texts = list(map(float.__repr__, column.astype(np.float64).tolist()))
+    for i in np.flatnonzero(~np.isfinite(column)).tolist():
+        texts[i] = json.dumps(float(column[i]))
+    return texts
 
 
 def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:

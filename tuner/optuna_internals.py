@@ -427,7 +427,7 @@ def trials_by_id(storage: RDBStorage, trial_ids: list[int]) -> list[FrozenTrial]
             )
             for model in session.execute(query).scalars():
                 found[int(model.trial_id)] = storage._build_frozen_trial_from_trial_model(model)
-                study_of[int(model.trial_id)] = int(model.study_id)
+                study_of[int(model.trial_id)] = int(model.study_id or 0)
     finally:
         session.close()
     trials = [found[trial_id] for trial_id in trial_ids]
@@ -489,7 +489,7 @@ def hydrating_storage(storage: Any, hydrator_for: Any) -> Any:
     if not isinstance(storage, RDBStorage) or getattr(storage, "_hydrator_for", None) is not None:
         return storage
 
-    class Hydrating(type(storage)):  # type: ignore[misc,valid-type]
+    class Hydrating(type(storage)):  # type: ignore[misc]
         _hydrators: dict[int, Any]
         _hydrator_for: Any
 
@@ -509,11 +509,11 @@ def hydrating_storage(storage: Any, hydrator_for: Any) -> Any:
                 study_id = connection.execute(select(table.c.study_id).where(table.c.trial_id == trial_id)).scalar_one()
             return self.hydrate(int(study_id), [trial])[0]
 
-        def _get_trials(self, study_id, states, included_trial_ids, trial_id_greater_than):  # type: ignore[no-untyped-def]
+        def _get_trials(self, study_id, states, included_trial_ids, trial_id_greater_than):
             trials = super()._get_trials(study_id, states, included_trial_ids, trial_id_greater_than)
             return self.hydrate(study_id, trials)
 
-    view = copy.copy(storage)
+    view: Any = copy.copy(storage)
     view.__class__ = Hydrating
     view._hydrators = {}
     view._hydrator_for = hydrator_for

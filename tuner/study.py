@@ -205,6 +205,7 @@ class TrialFormat:
             trial.system_attrs = _stored_system_attrs(trial.system_attrs, evaluation, row)
             return trial
         system_attrs = {k: v for k, v in trial.system_attrs.items() if k not in ("fixed_params", CONSTRAINT_LIST_ATTR)}
+        assert self.distribution is not None  # compact
         kept = FrozenTrial(
             number=trial.number,
             state=trial.state,

@@ -19,8 +19,8 @@ from optuna.distributions import CategoricalDistribution
 from cli_helpers import run_cli
 from search_spaces.space import compile_study
 from search_spaces.spec import parse_spec
-from tuner.pareto import load_study
 from tuner.distinct import DistinctConfigurations
+from tuner.pareto import load_study
 from tuner.study import run_search, run_worker
 
 # 1 mesh x 4 batches x 2 decode layouts x 3 weight formats x 2 KV formats = 48 configurations.
