@@ -9,11 +9,12 @@ only what reads need, in Optuna's own tables:
   of the space's dimensions (``numpy.ravel_multi_index`` in the space's order), under an
   ``IntDistribution(0, size - 1)`` of a few bytes. The choice lists are stored once, in the
   study's spec attribute, and the space is recompiled from it;
-- its objective values (Optuna's ``trial_values``) and its named constraints (Optuna's
-  ``constraints:<name>`` system attributes, what :func:`tuner.optuna_internals.infeasible_trial_ids`
-  reads), nothing else.
+- its objective values (Optuna's ``trial_values``), nothing else in Optuna's tables; its
+  feasibility (and its number and objectives again) is one row of our points table
+  (:data:`tuner.optuna_internals.POINTS_TABLE`), what the front reads.
 
-The full breakdown (deployment, ``tuner estimate`` sections, serving workload) is recomputed when
+The full breakdown (deployment, ``tuner estimate`` sections, serving workload, constraints) is
+recomputed when
 a trial is read (:func:`hydrate`): the cost model is deterministic and scores one candidate in
 about 10 ms. The study records :data:`MODEL_VERSION_ATTR`, a hash of the model's source; a trial
 read under another model version carries ``breakdown.stale = True`` so a recomputed breakdown that
@@ -123,11 +124,13 @@ class Hydrator:
     def _whole(self, trial: FrozenTrial, indices: dict[str, np.ndarray], row: int, evaluation: Any) -> FrozenTrial:
         user_attrs = dict(trial.user_attrs)
         system_attrs = dict(trial.system_attrs)
-        names = self.compiled.constraint_names
-        if "constraints" not in system_attrs and all(f"constraints:{n}" in system_attrs for n in names):
-            # Optuna's list, which optuna-dashboard reads to mark infeasible trials.
-            system_attrs["constraints"] = [system_attrs[f"constraints:{n}"] for n in names]
         if evaluation is not None:
+            # The constraints, recomputed (feasibility as scored is in the points table), named and
+            # as Optuna's list, which optuna-dashboard reads to mark infeasible trials.
+            for name, column in evaluation.constraint_columns.items():
+                system_attrs.setdefault(f"constraints:{name}", float(column[row]))
+            names = self.compiled.constraint_names
+            system_attrs.setdefault("constraints", [system_attrs[f"constraints:{n}"] for n in names])
             from tuner.study import trial_attrs
 
             user_attrs.update(trial_attrs(self.compiled, evaluation, row))

@@ -31,7 +31,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import repeat
 
 import numpy as np
 from optuna.distributions import distribution_to_json
@@ -248,15 +247,8 @@ def write_chunk(
                     for i, (t, ok) in enumerate(zip(id_list, feasible.astype(int).tolist(), strict=True))
                 ],
             )
-            attrs: list[tuple] = []
-            for name, column in constraints.items():
-                key = f"constraints:{name}"
-                attrs += zip(id_list, repeat(key, n), _json_floats(column[:n]), strict=True)
-            if attrs:
-                connection.exec_driver_sql(
-                    f"INSERT INTO trial_system_attributes (trial_id, key, value_json) VALUES ({mark}, {mark}, {mark})",
-                    attrs,
-                )
+            # No constraint rows: a compact trial's feasibility is in the points table and its
+            # constraints are recomputed when it is read (tuner.compact).
         if done_begin is not None and n == len(positions):
             connection.execute(
                 text(f"UPDATE {CHUNKS_TABLE} SET done = 1 WHERE study_id = :s AND begin_pos = :b"),

@@ -110,7 +110,9 @@ def insert_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial],
                 {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in trial.user_attrs.items()
             ]
             system_attrs += [
-                {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in trial.system_attrs.items()
+                {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+                for k, v in trial.system_attrs.items()
+                if not k.startswith(UNSTORED_PREFIX)
             ]
         points = [
             point_row(trial_id, study_id, start + i, t.values, t.system_attrs)
@@ -253,10 +255,17 @@ def complete_values(storage: RDBStorage, study_id: int, n_objectives: int) -> tu
 # (written by an older version, or by Optuna directly) is read the slow way.
 
 POINTS_TABLE = "tuner_trial_points"
+#: System attributes under this prefix are read by :func:`insert_trials` for the points row and
+#: not stored (a compact trial's constraints: recomputed on read, feasibility kept in the points).
+UNSTORED_PREFIX = "tuner-unstored:"
 
 
 def point_row(trial_id: int, study_id: int, number: int, values: Sequence[float], system_attrs: dict) -> tuple:
-    constraints = [v for k, v in system_attrs.items() if k.startswith("constraints:")]
+    constraints = [
+        v
+        for k, v in system_attrs.items()
+        if k.startswith(("constraints:", UNSTORED_PREFIX + "constraints:"))
+    ]
     if not constraints:
         constraints = list(system_attrs.get("constraints") or [])
     feasible = all(isinstance(v, int | float) and v <= 0 for v in constraints)  # NaN is not <= 0

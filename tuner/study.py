@@ -204,7 +204,13 @@ class TrialFormat:
                 trial.set_user_attr(key, value)
             trial.system_attrs = _stored_system_attrs(trial.system_attrs, evaluation, row)
             return trial
-        system_attrs = {k: v for k, v in trial.system_attrs.items() if k not in ("fixed_params", CONSTRAINT_LIST_ATTR)}
+        # Constraints are recomputed on read (tuner.compact) and feasibility is in our points
+        # table (tuner.optuna_internals.POINTS_TABLE): two rows a trial fewer to write.
+        system_attrs = {
+            (optuna_internals.UNSTORED_PREFIX + k if k.startswith("constraints:") else k): v
+            for k, v in trial.system_attrs.items()
+            if k not in ("fixed_params", CONSTRAINT_LIST_ATTR)
+        }
         assert self.distribution is not None  # compact
         kept = FrozenTrial(
             number=trial.number,

@@ -196,12 +196,14 @@ def test_a_compact_trial_stores_one_configuration_index(tmp_path: Path) -> None:
     whole = load_study("scale", url).trials[0]  # read through tuner: categorical params, breakdown
     assert set(whole.params) == set(compile_study(parse_spec(SPACE)).space.dimensions)
     assert {"deployment", "estimate", compact.BREAKDOWN_ATTR} <= set(whole.user_attrs)
-    assert whole.values == trial.values
+    assert whole.values == trial.values and trial.constraints == {}  # constraints: recomputed on read
     # Made whole as the older format stored it: the named constraints, and Optuna's list beside
-    # them (what optuna-dashboard reads), which Optuna numbers "0", "1", ...
-    assert {k: v for k, v in whole.constraints.items() if not k.isdigit()} == trial.constraints
-    names = compile_study(parse_spec(SPACE)).constraint_names
-    assert whole.system_attrs["constraints"] == [trial.constraints[n] for n in names]
+    # them (what optuna-dashboard reads), as the model scores this configuration.
+    compiled = compile_study(parse_spec(SPACE))
+    indices = compiled.space.indices_of([whole.params])
+    expected = {name: float(column[0]) for name, column in evaluate(compiled, indices).constraint_columns.items()}
+    assert {k: whole.system_attrs[f"constraints:{k}"] for k in expected} == expected
+    assert whole.system_attrs["constraints"] == list(expected.values())
 
 
 def test_bytes_per_trial_stay_under_a_kilobyte(tmp_path: Path) -> None:
