@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import cpu_model
+from machine import cpu_model, pin_to_one_cpu
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "studies" / "palm-540b-tpu-v4.yaml"
@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     data["space"]["batch"] = list(range(1, args.batches + 1))
     spec = args.dir / "spec.yaml"
     spec.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    pinned = pin_to_one_cpu(None)  # the children inherit it: one core, as the target says
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, {pinned}, load average {os.getloadavg()[0]:.1f}")
     print("| run | candidates | trials stored | front | wall (s) | search (s) | peak RSS (MB) | DB (MB) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for label, extra in (("store all", []), ("--no-store-all", ["--no-store-all"])):
