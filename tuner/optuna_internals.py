@@ -262,9 +262,7 @@ UNSTORED_PREFIX = "tuner-unstored:"
 
 def point_row(trial_id: int, study_id: int, number: int, values: Sequence[float], system_attrs: dict) -> tuple:
     constraints = [
-        v
-        for k, v in system_attrs.items()
-        if k.startswith(("constraints:", UNSTORED_PREFIX + "constraints:"))
+        v for k, v in system_attrs.items() if k.startswith(("constraints:", UNSTORED_PREFIX + "constraints:"))
     ]
     if not constraints:
         constraints = list(system_attrs.get("constraints") or [])
@@ -410,7 +408,24 @@ def infeasible_trial_ids(storage: RDBStorage, study_id: int) -> set[int]:
         for trial_id, attrs in system_attrs.items()
         if not all(v <= 0 for v in _get_constraints_from_system_attrs(attrs).values())
     }
-    return (violated - old) | judged
+    return (violated - old) | judged | _infeasible_points(storage, study_id)
+
+
+def _infeasible_points(storage: RDBStorage, study_id: int) -> set[int]:
+    """Infeasible trials as our points table records them (compact trials store no constraint
+    rows: :mod:`tuner.compact`)."""
+    from sqlalchemy import inspect
+
+    with storage.engine.connect() as connection:
+        if not inspect(connection).has_table(POINTS_TABLE):
+            return set()
+        mark = "?" if connection.dialect.name == "sqlite" else "%s"
+        return {
+            int(trial_id)
+            for (trial_id,) in connection.exec_driver_sql(
+                f"SELECT trial_id FROM {POINTS_TABLE} WHERE study_id = {mark} AND feasible = 0", (study_id,)
+            ).fetchall()
+        }
 
 
 def trials_by_id(storage: RDBStorage, trial_ids: list[int]) -> list[FrozenTrial]:

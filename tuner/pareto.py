@@ -328,7 +328,7 @@ def _studies_of(url: str) -> list[dict]:
     storage = open_storage(url, create=False)
     with storage_errors(url):
         for name in study_names(storage):
-            study = optuna.load_study(study_name=name, storage=storage)
+            study = optuna.load_study(study_name=name, storage=compact.hydrating(storage))
             front = study_front(study, load_trials=False)
             rows.append(
                 {
