@@ -33,8 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "studies" / "palm-540b-tpu-v4.yaml"
 
 
-def run_measured(args: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, the child's peak RSS in MB (``os.wait4``: that process alone) and its stdout."""
+def run_measured(args: list[str]) -> tuple[float, float, str, float]:
+    """Wall seconds, the child's peak RSS in MB, its stdout and its CPU seconds (``os.wait4``: that
+    process alone; on a loaded machine its CPU time is what an idle core would take)."""
     out_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_exhaustive_{os.getpid()}.out"
     with open(out_path, "wb") as out, open(os.devnull, "wb") as devnull:
         started = time.perf_counter()
@@ -45,7 +46,7 @@ def run_measured(args: list[str]) -> tuple[float, float, str]:
     out_path.unlink()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(args)} failed ({os.waitstatus_to_exitcode(status)})")
-    return seconds, usage.ru_maxrss / 1024, text  # ru_maxrss is in KB on Linux
+    return seconds, usage.ru_maxrss / 1024, text, usage.ru_utime + usage.ru_stime  # ru_maxrss is in KB on Linux
 
 
 def trials_in(db: Path) -> int:
@@ -66,20 +67,20 @@ def main(argv: list[str] | None = None) -> int:
     spec.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     pinned = pin_to_one_cpu(None)  # the children inherit it: one core, as the target says
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, {pinned}, load average {os.getloadavg()[0]:.1f}")
-    print("| run | candidates | trials stored | front | wall (s) | search (s) | peak RSS (MB) | DB (MB) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| run | candidates | trials stored | front | wall (s) | search (s) | CPU (s) | peak RSS (MB) | DB (MB) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, extra in (("store all", []), ("--no-store-all", ["--no-store-all"])):
         db = args.dir / "study.db"
         db.unlink(missing_ok=True)
         command = ["-m", "tuner.cli", "search", str(spec), "--sampler", "exhaustive", "--storage",
                    f"sqlite:///{db}", "--json", *extra]  # fmt: skip
-        seconds, rss_mb, out = run_measured(command)
+        seconds, rss_mb, out, cpu_s = run_measured(command)
         result = json.loads(out)
         stored = trials_in(db)
         candidates = result["trials_before"] + (result["trials_added"] if not extra else 0)
         print(
             f"| {label} | {candidates if not extra else '(same)'} | {stored} | {len(result['front'])} | "
-            f"{seconds:.1f} | {result['elapsed_s']:.1f} | {rss_mb:.0f} | {db.stat().st_size / 1e6:.0f} |",
+            f"{seconds:.1f} | {result['elapsed_s']:.1f} | {cpu_s:.1f} | {rss_mb:.0f} | {db.stat().st_size / 1e6:.0f} |",
             flush=True,
         )
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")

@@ -50,8 +50,9 @@ def _trials_in(db: Path) -> int:
         return 0
 
 
-def _run(args: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, the child's peak RSS in MB (``os.wait4``: that process alone), its stdout."""
+def _run(args: list[str]) -> tuple[float, float, str, float]:
+    """Wall seconds, the child's peak RSS in MB and its CPU seconds (``os.wait4``: that process
+    alone; on a loaded machine the CPU time is what an idle core would take), its stdout."""
     out_path = Path("/tmp") / f"bench_reads_{os.getpid()}.out"
     with open(out_path, "wb") as out, open(os.devnull, "wb") as devnull:
         started = time.perf_counter()
@@ -62,7 +63,7 @@ def _run(args: list[str]) -> tuple[float, float, str]:
     out_path.unlink()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(args)} failed ({os.waitstatus_to_exitcode(status)})")
-    return seconds, usage.ru_maxrss / 1024, text
+    return seconds, usage.ru_maxrss / 1024, text, usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,19 +79,20 @@ def main(argv: list[str] | None = None) -> int:
     spec = args.dir / "spec.yaml"
     spec.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    baseline = [_run(["-c", "import tuner.cli"])[0] for _ in range(args.repeats)]
-    print(f"`import tuner.cli` alone: best {min(baseline):.2f} s, median {statistics.median(baseline):.2f} s\n")
-    print("| trials | command | best (s) | median (s) | peak RSS (MB) |")
-    print("|---:|---|---:|---:|---:|")
+    baseline = [_run(["-c", "import tuner.cli"]) for _ in range(args.repeats)]
+    print(f"`import tuner.cli` alone: wall best {min(r[0] for r in baseline):.2f} s, "
+          f"CPU median {statistics.median(r[3] for r in baseline):.2f} s\n")  # fmt: skip
+    print("| trials | command | wall best (s) | wall median (s) | CPU median (s) | peak RSS (MB) |")
+    print("|---:|---|---:|---:|---:|---:|")
     for size in args.sizes:
         db = args.dir / f"reads_{size}.db"
         url = f"sqlite:///{db.resolve()}"
         if _trials_in(db) < size:
             db.unlink(missing_ok=True)
-            built, _, _ = _run(["-m", "tuner.cli", "search", str(spec), "--sampler", "exhaustive", "--trials",
+            built, _, _, _ = _run(["-m", "tuner.cli", "search", str(spec), "--sampler", "exhaustive", "--trials",
                                 str(size), "--storage", url, "--json"])  # fmt: skip
             print(f"| {size} | (built by the exhaustive sampler in {built:.0f} s, "
-                  f"{db.stat().st_size / size:.0f} bytes/trial) | | | |", flush=True)  # fmt: skip
+                  f"{db.stat().st_size / size:.0f} bytes/trial) | | | | |", flush=True)  # fmt: skip
         front = json.loads(_run(["-m", "tuner.cli", "pareto", STUDY, "--storage", url, "--json"])[2])
         best = front[-1]["trial"]  # a feasible trial to export
         commands = {
@@ -104,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             runs = [_run(command) for _ in range(args.repeats)]
             times = [r[0] for r in runs]
             print(f"| {size} | `{name}` | {min(times):.2f} | {statistics.median(times):.2f} | "
-                  f"{max(r[1] for r in runs):.0f} |", flush=True)  # fmt: skip
+                  f"{statistics.median(r[3] for r in runs):.2f} | {max(r[1] for r in runs):.0f} |",
+                  flush=True)  # fmt: skip
         runs = []
         for _ in range(args.repeats):  # each resume adds one trial
             held = _trials_in(db)
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                               str(held + 1), "--storage", url, "--json"]))  # fmt: skip
         times = [r[0] for r in runs]
         print(f"| {size} | resume (+1 trial, front printed) | {min(times):.2f} | {statistics.median(times):.2f} | "
-              f"{max(r[1] for r in runs):.0f} |", flush=True)  # fmt: skip
+              f"{statistics.median(r[3] for r in runs):.2f} | {max(r[1] for r in runs):.0f} |", flush=True)  # fmt: skip
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
     return 0
 
