@@ -211,7 +211,7 @@ class TrialFormat:
             for k, v in trial.system_attrs.items()
             if k not in ("fixed_params", CONSTRAINT_LIST_ATTR)
         }
-        assert self.distribution is not None  # compact
+        distribution = self.distribution or compact.configuration_distribution(self.sizes)
         kept = FrozenTrial(
             number=trial.number,
             state=trial.state,
@@ -220,7 +220,7 @@ class TrialFormat:
             datetime_start=trial.datetime_start,
             datetime_complete=trial.datetime_complete,
             params={compact.CONFIGURATION_PARAM: flat},
-            distributions={compact.CONFIGURATION_PARAM: self.distribution},
+            distributions={compact.CONFIGURATION_PARAM: distribution},
             user_attrs={},
             system_attrs=system_attrs,
             intermediate_values={},
