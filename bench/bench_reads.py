@@ -1,17 +1,21 @@
-"""Wall time of the commands that read a large study: ``pareto``, ``show``, ``studies``, ``export``.
+"""Wall time and peak memory of the commands that read a large study: ``pareto``, ``show``,
+``studies``, ``export`` and a resume, on studies of 30,000, 100,000 and 200,000 trials.
 
 Run on demand (not a pytest test), from the repository root:
 
-    python bench/bench_reads.py [--db /tmp/bench_reads_30k.db] [--trials 30000] [--repeats 3]
+    python bench/bench_reads.py [--sizes 30000 100000 200000] [--dir /tmp/bench_reads] [--repeats 3]
 
-Builds (or reuses, when it already holds ``--trials`` trials) a study of the shipped PaLM 540B
-spec with ``tuner search studies/palm-540b-tpu-v4.yaml --trials N --sampler random --storage
-sqlite:///DB`` (about a minute for 30,000 trials), then runs each command as a fresh
-``python -m tuner.cli`` process (what a user types; stdout to a pipe, so no progress bar) and
-reports the best and the median wall time of ``--repeats`` runs, next to the time of
-``python -c "import tuner.cli"`` alone (interpreter start and imports, included in every command).
-The CPU model and the load average are printed with them: on a shared machine the times move with
-the load. Target (from the issue): each command under 2 s on a 30,000-trial SQLite study.
+Each study is built (or reused, when its file already holds that many trials) from the shipped
+PaLM 540B spec with ``batch`` widened to 1..10 (217,600 candidates) by the real code path,
+``tuner search SPEC --sampler exhaustive --trials N --storage sqlite:///DB`` (compact trials,
+about 15 s for 200,000). Each command then runs as a fresh ``python -m tuner.cli`` process
+(what a user types; stdout to a file, so no progress bar), timed with its own peak RSS
+(``os.wait4``), and the best and median of ``--repeats`` runs are reported next to the time of
+``python -c "import tuner.cli"`` alone (interpreter start and imports, in every command).
+"resume" is ``tuner search SPEC --sampler random --trials <held + 1>``: open the study, read
+what it holds, add one trial, print the front. The CPU model and load average are printed with
+them: on a shared machine the times move with the load. Target (issue 13): each under 2 s and
+500 MB on a 200,000-trial SQLite study.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "studies" / "palm-540b-tpu-v4.yaml"
-STUDY = "palm-540b-tpu-v4"
+STUDY = "palm-reads"
 
 
 def _trials_in(db: Path) -> int:
@@ -44,47 +50,72 @@ def _trials_in(db: Path) -> int:
         return 0
 
 
-def _run(args: list[str]) -> float:
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
-    return seconds
+def _run(args: list[str]) -> tuple[float, float, str, float]:
+    """Wall seconds, the child's peak RSS in MB and its CPU seconds (``os.wait4``: that process
+    alone; on a loaded machine the CPU time is what an idle core would take), its stdout."""
+    out_path = Path("/tmp") / f"bench_reads_{os.getpid()}.out"
+    with open(out_path, "wb") as out, open(os.devnull, "wb") as devnull:
+        started = time.perf_counter()
+        child = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=out, stderr=devnull)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+    text = out_path.read_text(encoding="utf-8")
+    out_path.unlink()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({os.waitstatus_to_exitcode(status)})")
+    return seconds, usage.ru_maxrss / 1024, text, usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--db", type=Path, default=Path("/tmp/bench_reads_30k.db"))
-    parser.add_argument("--trials", type=int, default=30_000)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[30_000, 100_000, 200_000])
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/bench_reads"))
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    url = f"sqlite:///{args.db.resolve()}"
-    if _trials_in(args.db) != args.trials:
-        args.db.unlink(missing_ok=True)
-        print(f"building {args.trials} trials in {args.db} ...", flush=True)
-        built = _run(["-m", "tuner.cli", "search", str(SPEC), "--trials", str(args.trials), "--sampler", "random",
-                      "--storage", url, "--json"])  # fmt: skip
-        print(f"built in {built:.0f} s")
-    last = args.trials - 1
-    front = subprocess.run([sys.executable, "-m", "tuner.cli", "pareto", STUDY, "--storage", url, "--json"],
-                           cwd=REPO, capture_output=True, text=True, check=True).stdout  # fmt: skip
-    best = json.loads(front)[-1]["trial"]  # a feasible trial to export
-    commands = {
-        "import tuner.cli (baseline)": ["-c", "import tuner.cli"],
-        "pareto": ["-m", "tuner.cli", "pareto", STUDY, "--storage", url],
-        "pareto --json": ["-m", "tuner.cli", "pareto", STUDY, "--storage", url, "--json"],
-        f"show {last}": ["-m", "tuner.cli", "show", STUDY, str(last), "--storage", url],
-        "studies": ["-m", "tuner.cli", "studies", "--storage", url],
-        f"export --trial {best}": ["-m", "tuner.cli", "export", STUDY, "--trial", str(best), "--storage", url],
-    }
+    args.dir.mkdir(parents=True, exist_ok=True)
+    data = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
+    data["name"] = STUDY
+    data["space"]["batch"] = list(range(1, 11))
+    spec = args.dir / "spec.yaml"
+    spec.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    print(f"study: {_trials_in(args.db)} trials in {url}; {args.repeats} runs each\n")
-    print("| command | best (s) | median (s) |")
-    print("|---|---:|---:|")
-    for name, command in commands.items():
-        times = [_run(command) for _ in range(args.repeats)]
-        print(f"| `{name}` | {min(times):.2f} | {statistics.median(times):.2f} |", flush=True)
+    baseline = [_run(["-c", "import tuner.cli"]) for _ in range(args.repeats)]
+    print(f"`import tuner.cli` alone: wall best {min(r[0] for r in baseline):.2f} s, "
+          f"CPU median {statistics.median(r[3] for r in baseline):.2f} s\n")  # fmt: skip
+    print("| trials | command | wall best (s) | wall median (s) | CPU median (s) | peak RSS (MB) |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for size in args.sizes:
+        db = args.dir / f"reads_{size}.db"
+        url = f"sqlite:///{db.resolve()}"
+        if _trials_in(db) < size:
+            db.unlink(missing_ok=True)
+            built, _, _, _ = _run(["-m", "tuner.cli", "search", str(spec), "--sampler", "exhaustive", "--trials",
+                                str(size), "--storage", url, "--json"])  # fmt: skip
+            print(f"| {size} | (built by the exhaustive sampler in {built:.0f} s, "
+                  f"{db.stat().st_size / size:.0f} bytes/trial) | | | | |", flush=True)  # fmt: skip
+        front = json.loads(_run(["-m", "tuner.cli", "pareto", STUDY, "--storage", url, "--json"])[2])
+        best = front[-1]["trial"]  # a feasible trial to export
+        commands = {
+            "pareto": ["-m", "tuner.cli", "pareto", STUDY, "--storage", url],
+            "pareto --json": ["-m", "tuner.cli", "pareto", STUDY, "--storage", url, "--json"],
+            f"show {size - 1}": ["-m", "tuner.cli", "show", STUDY, str(size - 1), "--storage", url],
+            "studies": ["-m", "tuner.cli", "studies", "--storage", url],
+            f"export --trial {best}": ["-m", "tuner.cli", "export", STUDY, "--trial", str(best), "--storage", url],
+        }
+        for name, command in commands.items():
+            runs = [_run(command) for _ in range(args.repeats)]
+            times = [r[0] for r in runs]
+            print(f"| {size} | `{name}` | {min(times):.2f} | {statistics.median(times):.2f} | "
+                  f"{statistics.median(r[3] for r in runs):.2f} | {max(r[1] for r in runs):.0f} |",
+                  flush=True)  # fmt: skip
+        runs = []
+        for _ in range(args.repeats):  # each resume adds one trial
+            held = _trials_in(db)
+            runs.append(_run(["-m", "tuner.cli", "search", str(spec), "--sampler", "random", "--trials",
+                              str(held + 1), "--storage", url, "--json"]))  # fmt: skip
+        times = [r[0] for r in runs]
+        print(f"| {size} | resume (+1 trial, front printed) | {min(times):.2f} | {statistics.median(times):.2f} | "
+              f"{statistics.median(r[3] for r in runs):.2f} | {max(r[1] for r in runs):.0f} |", flush=True)  # fmt: skip
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
     return 0
 

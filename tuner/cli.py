@@ -540,6 +540,12 @@ def simulate_command(
 @click.option("--seed", type=int, default=None, help="Override the spec's seed.")
 @SPEC_CALIBRATION_OPTION
 @SPEC_BACKEND_OPTION
+@click.option(
+    "--no-store-all",
+    "no_store_all",
+    is_flag=True,
+    help="Exhaustive sampler: store only the exact front and a small sample, not every candidate.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result and front as JSON.")
 def search_command(
     spec_path: str,
@@ -550,6 +556,7 @@ def search_command(
     seed: int | None,
     calibration: str | None,
     backend: str | None,
+    no_store_all: bool,
     as_json: bool,
 ) -> None:
     """Search a study's design space with Optuna; running it again resumes the study."""
@@ -570,6 +577,7 @@ def search_command(
                 seed=seed,
                 on_progress=update,
                 should_stop=stop,
+                store_all=not no_store_all,
             )
         from tuner.pareto import load_study
 

@@ -76,6 +76,12 @@ class DistinctConfigurations:
             if key is not None:
                 self._seen.add(key)
 
+    def add_flat(self, flat: np.ndarray) -> None:
+        """Add configurations given by their flat index in the product (:mod:`tuner.compact`)."""
+        if len(flat):
+            columns = np.unravel_index(np.asarray(flat, dtype=np.int64), tuple(int(n) for n in self.sizes))
+            self._seen.update(zip(*(c.tolist() for c in columns), strict=True))
+
     def add(self, key: tuple[int, ...]) -> None:
         self._seen.add(key)
 

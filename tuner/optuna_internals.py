@@ -23,6 +23,9 @@ Private APIs used, and where:
   together into ``FrozenTrial`` objects exactly as Optuna does.
 - ``optuna.trial._frozen._get_constraints_from_system_attrs`` (:func:`infeasible_trial_ids`):
   what ``FrozenTrial.constraints`` returns, from the system attributes alone.
+- ``RDBStorage._get_trials`` and ``FrozenTrial._trial_id`` (:func:`hydrating_storage`,
+  :func:`trial_id`): compact trials (:mod:`tuner.compact`) made whole wherever Optuna reads them
+  (``get_all_trials`` and ``_CachedStorage`` both go through ``_get_trials``).
 - ``optuna_dashboard._app.get_pareto_front_trials`` (:func:`feasible_dashboard`): optuna-dashboard
   0.21 computes its best trials over every trial, constraints ignored (optuna-dashboard#772).
 """
@@ -107,8 +110,17 @@ def insert_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial],
                 {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in trial.user_attrs.items()
             ]
             system_attrs += [
-                {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in trial.system_attrs.items()
+                {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+                for k, v in trial.system_attrs.items()
+                if not k.startswith(UNSTORED_PREFIX)
             ]
+        points = [
+            point_row(trial_id, study_id, start + i, t.values, t.system_attrs)
+            for i, (trial_id, t) in enumerate(zip(ids, trials, strict=True))
+            if t.state == optuna.trial.TrialState.COMPLETE and t.values is not None
+        ]
+        if points:
+            write_points(session.connection(), points)
         for model, rows in (
             (models.TrialValueModel, values),
             (models.TrialParamModel, params),
@@ -230,6 +242,120 @@ def complete_values(storage: RDBStorage, study_id: int, n_objectives: int) -> tu
     return ids, values
 
 
+# ---------------------------------------------------------------------------------------------
+# Our side table: what the front needs, one row per COMPLETE trial
+#
+# Optuna keeps a trial's objective values one row each in ``trial_values`` and its constraints as
+# JSON text in ``trial_system_attributes``: reading 200,000 trials' values and constraints costs
+# 800,000+ rows parsed in Python (about 4 s at 200,000, 20 s at 1,000,000). This table holds, per
+# COMPLETE trial written by this project, its number, whether it is feasible (every constraint
+# <= 0, as ``FrozenTrial.constraints`` judges it) and its objective values as one float64 blob,
+# indexed by study: the front's inputs in one indexed scan, about 60 bytes a trial. Optuna's own
+# tables stay complete (the values are written there too); a study whose trials are not all here
+# (written by an older version, or by Optuna directly) is read the slow way.
+
+POINTS_TABLE = "tuner_trial_points"
+#: System attributes under this prefix are read by :func:`insert_trials` for the points row and
+#: not stored (a compact trial's constraints: recomputed on read, feasibility kept in the points).
+UNSTORED_PREFIX = "tuner-unstored:"
+
+
+def point_row(trial_id: int, study_id: int, number: int, values: Sequence[float], system_attrs: dict) -> tuple:
+    constraints = [
+        v for k, v in system_attrs.items() if k.startswith(("constraints:", UNSTORED_PREFIX + "constraints:"))
+    ]
+    if not constraints:
+        constraints = list(system_attrs.get("constraints") or [])
+    feasible = all(isinstance(v, int | float) and v <= 0 for v in constraints)  # NaN is not <= 0
+    return (int(trial_id), int(study_id), int(number), int(feasible), np.asarray(values, dtype="<f8").tobytes())
+
+
+def write_points(connection: Any, rows: list[tuple]) -> None:
+    """Insert point rows ``(trial_id, study_id, number, feasible, objectives blob)`` through the
+    driver's ``executemany``, creating the table on first use."""
+    from sqlalchemy import text
+
+    blob = "BLOB" if connection.dialect.name == "sqlite" else "BYTEA"
+    connection.execute(
+        text(
+            f"CREATE TABLE IF NOT EXISTS {POINTS_TABLE} (trial_id INTEGER PRIMARY KEY, study_id INTEGER NOT NULL,"
+            f" number INTEGER NOT NULL, feasible INTEGER NOT NULL, objectives {blob} NOT NULL)"
+        )
+    )
+    # The front reads a study's feasible points in trial-number order: one index range scan.
+    connection.execute(
+        text(f"CREATE INDEX IF NOT EXISTS ix_{POINTS_TABLE}_study ON {POINTS_TABLE} (study_id, feasible, number)")
+    )
+    mark = "?" if connection.dialect.name == "sqlite" else "%s"
+    # A trial id can come back after its study was deleted (Optuna's delete_study leaves our
+    # rows): the new trial's row replaces the stale one.
+    connection.exec_driver_sql(
+        f"INSERT INTO {POINTS_TABLE} VALUES ({mark}, {mark}, {mark}, {mark}, {mark}) ON CONFLICT (trial_id) DO UPDATE"
+        " SET study_id = excluded.study_id, number = excluded.number, feasible = excluded.feasible,"
+        " objectives = excluded.objectives",
+        rows,
+    )
+
+
+def study_points(storage: RDBStorage, study_id: int, n_objectives: int) -> tuple[int, np.ndarray, np.ndarray] | None:
+    """``(n_complete, feasible_trial_ids, feasible_values)`` from our side table: how many COMPLETE
+    trials the study has, and the ids and objective values (n, n_objectives) of its feasible ones
+    in trial-number order; None when the table is missing or does not hold every COMPLETE trial
+    of the study (then read Optuna's tables: :func:`complete_values`)."""
+    from sqlalchemy import inspect
+
+    trial = models.TrialModel.__table__
+    with storage.engine.connect() as connection:
+        if not inspect(connection).has_table(POINTS_TABLE):
+            return None
+        mark = "?" if connection.dialect.name == "sqlite" else "%s"
+        held = connection.exec_driver_sql(
+            f"SELECT COUNT(*) FROM {POINTS_TABLE} WHERE study_id = {mark}", (study_id,)
+        ).scalar_one()
+        complete = connection.execute(
+            select(func.count(trial.c.trial_id)).where(
+                trial.c.study_id == study_id, trial.c.state == optuna.trial.TrialState.COMPLETE
+            )
+        ).scalar_one()
+        if held != complete or complete == 0:
+            return None
+        # The driver's cursor: plain tuples, no SQLAlchemy row per trial; the index gives the
+        # feasible rows in number order.
+        rows = connection.exec_driver_sql(
+            f"SELECT trial_id, objectives FROM {POINTS_TABLE} WHERE study_id = {mark} AND feasible = 1 ORDER BY number",
+            (study_id,),
+        ).fetchall()
+    if not rows:
+        return int(complete), np.zeros(0, dtype=np.int64), np.zeros((0, n_objectives))
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    values = np.frombuffer(b"".join([r[1] for r in rows]), dtype="<f8")
+    if values.size != len(rows) * n_objectives:
+        return None
+    return int(complete), ids, values.reshape(len(rows), n_objectives)
+
+
+def configuration_indices(storage: RDBStorage, study_id: int) -> np.ndarray:
+    """The flat configuration index (:mod:`tuner.compact`) of each COMPLETE compact trial of a
+    study, in no particular order: one column of ``trial_params`` read through the driver's
+    cursor (no row objects), so a resume reads 200,000 trials in a fraction of a second."""
+    from tuner.compact import CONFIGURATION_PARAM
+
+    trial = models.TrialModel.__table__
+    param = models.TrialParamModel.__table__
+    query = (
+        select(param.c.param_value)
+        .join(trial, trial.c.trial_id == param.c.trial_id)
+        .where(
+            trial.c.study_id == study_id,
+            trial.c.state == optuna.trial.TrialState.COMPLETE,
+            param.c.param_name == CONFIGURATION_PARAM,
+        )
+    )
+    with storage.engine.connect() as connection:
+        values = connection.execute(query).scalars().all()
+    return np.asarray(values, dtype=np.float64).astype(np.int64)
+
+
 def infeasible_trial_ids(storage: RDBStorage, study_id: int) -> set[int]:
     """Ids of a study's COMPLETE trials with a constraint over 0 (``FrozenTrial.constraints``: a
     value > 0, or NaN), read without loading the trials' attributes.
@@ -282,7 +408,24 @@ def infeasible_trial_ids(storage: RDBStorage, study_id: int) -> set[int]:
         for trial_id, attrs in system_attrs.items()
         if not all(v <= 0 for v in _get_constraints_from_system_attrs(attrs).values())
     }
-    return (violated - old) | judged
+    return (violated - old) | judged | _infeasible_points(storage, study_id)
+
+
+def _infeasible_points(storage: RDBStorage, study_id: int) -> set[int]:
+    """Infeasible trials as our points table records them (compact trials store no constraint
+    rows: :mod:`tuner.compact`)."""
+    from sqlalchemy import inspect
+
+    with storage.engine.connect() as connection:
+        if not inspect(connection).has_table(POINTS_TABLE):
+            return set()
+        mark = "?" if connection.dialect.name == "sqlite" else "%s"
+        return {
+            int(trial_id)
+            for (trial_id,) in connection.exec_driver_sql(
+                f"SELECT trial_id FROM {POINTS_TABLE} WHERE study_id = {mark} AND feasible = 0", (study_id,)
+            ).fetchall()
+        }
 
 
 def trials_by_id(storage: RDBStorage, trial_ids: list[int]) -> list[FrozenTrial]:
@@ -290,6 +433,7 @@ def trials_by_id(storage: RDBStorage, trial_ids: list[int]) -> list[FrozenTrial]
     queries in all, not a few per trial as ``BaseStorage.get_trial``)."""
     trial = models.TrialModel
     found: dict[int, FrozenTrial] = {}
+    study_of: dict[int, int] = {}
     session = storage.scoped_session()
     try:
         for start in range(0, len(trial_ids), 500):  # SQLite binds at most 999 parameters
@@ -307,9 +451,15 @@ def trials_by_id(storage: RDBStorage, trial_ids: list[int]) -> list[FrozenTrial]
             )
             for model in session.execute(query).scalars():
                 found[int(model.trial_id)] = storage._build_frozen_trial_from_trial_model(model)
+                study_of[int(model.trial_id)] = int(model.study_id or 0)
     finally:
         session.close()
-    return [found[trial_id] for trial_id in trial_ids]
+    trials = [found[trial_id] for trial_id in trial_ids]
+    if hasattr(storage, "hydrate") and trials:  # a hydrating view: compact trials made whole
+        studies = set(study_of.values())
+        if len(studies) == 1:
+            trials = storage.hydrate(studies.pop(), trials)
+    return trials
 
 
 def feasible_dashboard(storage: BaseStorage) -> Any:
@@ -344,3 +494,51 @@ def feasible_dashboard(storage: BaseStorage) -> Any:
     view = copy.copy(storage)  # shares the engine and caches; only the class differs
     view.__class__ = FeasibleBest
     return _app.wsgi(view)
+
+
+def trial_id(trial: FrozenTrial) -> int:
+    """A trial's database id. Why not the public API: ``FrozenTrial`` has no public accessor for
+    it, and a trial rebuilt from a stored one must keep it."""
+    return trial._trial_id
+
+
+def hydrating_storage(storage: Any, hydrator_for: Any) -> Any:
+    """A view of ``storage`` (a copy sharing its engine and caches) whose trial reads pass each
+    study's trials through ``hydrator_for(study_user_attrs).hydrate`` (None: as stored).
+
+    Why not the public API: ``optuna.load_study`` reads trials through ``RDBStorage._get_trials``
+    (directly, or from ``_CachedStorage``); overriding it and ``get_trial`` is the only way for
+    ``Study.get_trials``, Optuna's plots and optuna-dashboard to see the trials whole.
+    """
+    if not isinstance(storage, RDBStorage) or getattr(storage, "_hydrator_for", None) is not None:
+        return storage
+
+    class Hydrating(type(storage)):  # type: ignore[misc]
+        _hydrators: dict[int, Any]
+        _hydrator_for: Any
+
+        def _hydrator(self, study_id: int) -> Any:
+            if study_id not in self._hydrators:
+                self._hydrators[study_id] = self._hydrator_for(self.get_study_user_attrs(study_id))
+            return self._hydrators[study_id]
+
+        def hydrate(self, study_id: int, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+            hydrator = self._hydrator(study_id)
+            return hydrator.hydrate(trials) if hydrator is not None else trials
+
+        def get_trial(self, trial_id: int) -> FrozenTrial:
+            trial = super().get_trial(trial_id)
+            table = models.TrialModel.__table__
+            with self.engine.connect() as connection:
+                study_id = connection.execute(select(table.c.study_id).where(table.c.trial_id == trial_id)).scalar_one()
+            return self.hydrate(int(study_id), [trial])[0]
+
+        def _get_trials(self, study_id, states, included_trial_ids, trial_id_greater_than):
+            trials = super()._get_trials(study_id, states, included_trial_ids, trial_id_greater_than)
+            return self.hydrate(study_id, trials)
+
+    view: Any = copy.copy(storage)
+    view.__class__ = Hydrating
+    view._hydrators = {}
+    view._hydrator_for = hydrator_for
+    return view

@@ -15,7 +15,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from cost_models.errors import InvalidInputError
-from tuner import optuna_internals
+from tuner import compact, optuna_internals
 from tuner.constraints import is_feasible, study_constraint_names, trial_constraints
 from tuner.storage import StorageError, open_storage, storage_errors, study_names
 
@@ -48,6 +48,8 @@ class Front:
     #: the study is a serving one (its ``fits_in_memory`` is then 0 or 1, not a memory share).
     limits: dict[str, float] = field(default_factory=dict)
     serving: bool = False
+    #: Trials on the front (``len(trials)``, also when they were not loaded).
+    n_front: int = 0
 
 
 #: How many best configurations a single-objective study's table shows.
@@ -60,7 +62,8 @@ def load_study(name: str, storage_url: str) -> optuna.Study:
         if name not in study_names(storage):
             known = ", ".join(study_names(storage)) or "none"
             raise InvalidInputError("study", f"no study named {name!r} in {storage_url}", f"use one of: {known}")
-        return optuna.load_study(study_name=name, storage=storage)
+        # Compact trials (tuner.compact) are made whole when read, by Optuna's tools too.
+        return optuna.load_study(study_name=name, storage=compact.hydrating(storage))
 
 
 def minimized(values: np.ndarray, directions: list[str]) -> np.ndarray:
@@ -79,6 +82,41 @@ def nondominated(points: np.ndarray) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64)
     if len(points) == 0:
         return np.zeros(0, dtype=bool)
+    if len(points) > _PREFILTER_OVER:
+        # Most of a large set is dominated by one of a few strong points: drop those first
+        # (sound: a dominated point is never on the front), then the exact pass on the rest.
+        left = np.flatnonzero(~_dominated_by_strong(points))
+        mask = np.zeros(len(points), dtype=bool)
+        mask[left] = _exact(points[left])
+        return mask
+    return _exact(points)
+
+
+#: Sets larger than this are prefiltered (:func:`_dominated_by_strong`).
+_PREFILTER_OVER = 4_096
+
+
+def _dominated_by_strong(points: np.ndarray) -> np.ndarray:
+    """Rows strictly dominated by a front point of a small strong subset: the rows best in each
+    objective and by the sum of the objectives scaled to [0, 1]."""
+    low, high = points.min(axis=0), points.max(axis=0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        score = np.nan_to_num(((points - low) / np.where(high > low, high - low, 1.0)).sum(axis=1), nan=np.inf)
+    best = np.argpartition(score, 512)[:512] if len(points) > 512 else np.arange(len(points))
+    strong = np.unique(np.concatenate([best, np.argmin(points, axis=0)]))
+    anchors = points[strong][_exact(points[strong])]
+    # The strongest anchors first; each pass looks only at the rows still standing.
+    anchors = anchors[np.argsort(np.nan_to_num(((anchors - low) / np.where(high > low, high - low, 1.0)).sum(axis=1)))]
+    alive = np.arange(len(points))
+    for anchor in anchors:
+        rows = points[alive]
+        alive = alive[~(np.all(anchor <= rows, axis=1) & np.any(anchor < rows, axis=1))]
+    dominated = np.ones(len(points), dtype=bool)
+    dominated[alive] = False
+    return dominated
+
+
+def _exact(points: np.ndarray) -> np.ndarray:
     unique, inverse = np.unique(points, axis=0, return_inverse=True)
     on_front = np.zeros(len(unique), dtype=bool)
     left = np.arange(len(unique))
@@ -90,13 +128,18 @@ def nondominated(points: np.ndarray) -> np.ndarray:
     return on_front[inverse.reshape(-1)]
 
 
-def study_front(study: optuna.Study, on_progress: Callable[[int, int], None] | None = None) -> Front:
+def study_front(
+    study: optuna.Study, on_progress: Callable[[int, int], None] | None = None, *, load_trials: bool = True
+) -> Front:
     """The study's front. From a database, only the objective values and constraints of the
     completed trials are read, then the front's trials whole (:func:`_front_from_database`);
-    any other storage loads every trial (:func:`_front_from_trials`). Both give the same front."""
+    any other storage loads every trial (:func:`_front_from_trials`). Both give the same front.
+    ``load_trials=False`` (``tuner studies``): the counts only (``n_front``), no trial read."""
     update = on_progress or (lambda done, total: None)
     storage = optuna_internals.rdb_storage(study)
-    front = _front_from_database(study, storage, update) if storage is not None else _front_from_trials(study)
+    front = (
+        _front_from_database(study, storage, update, load_trials) if storage is not None else _front_from_trials(study)
+    )
     update(_READ_STEPS, _READ_STEPS)
     return front
 
@@ -140,6 +183,7 @@ def _make_front(
     n_trials: int,
     n_feasible: int,
     best: list[FrozenTrial],
+    n_front: int | None = None,
 ) -> Front:
     names = study.metric_names or [f"objective_{i}" for i in range(len(directions))]
     spec = study.user_attrs.get("spec")  # tuner.study.SPEC_ATTR: the spec the study was made from
@@ -162,6 +206,7 @@ def _make_front(
         best,
         limits,
         spec.get("serving") is not None,
+        len(trials) if n_front is None else n_front,
     )
 
 
@@ -177,25 +222,39 @@ def _front_from_trials(study: optuna.Study) -> Front:
     return _make_front(study, directions, [feasible[i] for i in chosen], len(complete), len(feasible), best)
 
 
-def _front_from_database(study: optuna.Study, storage: RDBStorage, update: Callable[[int, int], None]) -> Front:
+def _front_from_database(
+    study: optuna.Study, storage: RDBStorage, update: Callable[[int, int], None], load_trials: bool = True
+) -> Front:
     """The front from a database: objective values and constraints of the completed trials (a few
     queries on Optuna's tables), then only the front's trials loaded whole."""
     directions = _directions(study)
     study_id = storage.get_study_id_from_name(study.study_name)
     update(0, _READ_STEPS)
-    trial_ids, values = optuna_internals.complete_values(storage, study_id, len(directions))
-    update(1, _READ_STEPS)
-    infeasible = optuna_internals.infeasible_trial_ids(storage, study_id)
-    update(2, _READ_STEPS)
-    feasible = np.array([trial_id not in infeasible for trial_id in trial_ids], dtype=bool)
-    feasible_ids = [trial_id for trial_id, ok in zip(trial_ids, feasible, strict=True) if ok]
+    points = optuna_internals.study_points(storage, study_id, len(directions))
+    if points is not None:  # our side table: the feasible points, one index range scan
+        n_complete, ids, feasible_values = points
+        feasible_ids = ids.tolist()
+        update(2, _READ_STEPS)
+    else:  # trials written before it (or not by this project): Optuna's tables
+        trial_ids, values = optuna_internals.complete_values(storage, study_id, len(directions))
+        update(1, _READ_STEPS)
+        infeasible = optuna_internals.infeasible_trial_ids(storage, study_id)
+        update(2, _READ_STEPS)
+        feasible = np.array([trial_id not in infeasible for trial_id in trial_ids], dtype=bool)
+        feasible_ids = [trial_id for trial_id, ok in zip(trial_ids, feasible, strict=True) if ok]
+        feasible_values, n_complete = values[feasible], len(trial_ids)
     # The ids come in trial-number order: their ranks break ties as the numbers do.
-    ranks = np.flatnonzero(feasible).tolist()
-    chosen = _front_indices(ranks, values[feasible], directions)
-    best = _best_indices(ranks, values[feasible], directions)
+    ranks = list(range(len(feasible_ids)))
+    chosen = _front_indices(ranks, feasible_values, directions)
+    best = _best_indices(ranks, feasible_values, directions)
+    if not load_trials:
+        return _make_front(study, directions, [], n_complete, len(feasible_ids), [], len(chosen))
     loaded = optuna_internals.trials_by_id(storage, [feasible_ids[i] for i in chosen + best])
+    hydrator = compact.hydrator_for(study.user_attrs)
+    if hydrator is not None:  # a study loaded without tuner's view: compact trials made whole here
+        loaded = hydrator.hydrate(loaded)
     trials, best_trials = loaded[: len(chosen)], loaded[len(chosen) :]
-    return _make_front(study, directions, trials, len(trial_ids), len(feasible_ids), best_trials)
+    return _make_front(study, directions, trials, n_complete, len(feasible_ids), best_trials)
 
 
 def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
@@ -232,6 +291,12 @@ def trial_breakdown(study: optuna.Study, number: int) -> dict:
         "feasible": is_feasible(trial),
         "estimate": trial.user_attrs.get("estimate"),
         "calibration": study.user_attrs.get("calibration_profile", "not recorded"),
+        # Compact trials: the breakdown was recomputed, and under which model version.
+        **(
+            {"breakdown": trial.user_attrs[compact.BREAKDOWN_ATTR]}
+            if compact.BREAKDOWN_ATTR in trial.user_attrs
+            else {}
+        ),
     }
 
 
@@ -263,15 +328,15 @@ def _studies_of(url: str) -> list[dict]:
     storage = open_storage(url, create=False)
     with storage_errors(url):
         for name in study_names(storage):
-            study = optuna.load_study(study_name=name, storage=storage)
-            front = study_front(study)
+            study = optuna.load_study(study_name=name, storage=compact.hydrating(storage))
+            front = study_front(study, load_trials=False)
             rows.append(
                 {
                     "study": name,
                     "storage": url,
                     "trials": front.n_trials,
                     "feasible": front.n_feasible,
-                    "front_size": len(front.trials),
+                    "front_size": front.n_front,
                     "objectives": front.objective_names,
                 }
             )

@@ -35,6 +35,7 @@ from search_spaces.space import (
     structurally_valid,
 )
 from search_spaces.spec import SAMPLERS, StudySpec, parse_spec
+from tuner import compact, optuna_internals
 from tuner.constraints import CONSTRAINT_LIST_ATTR
 from tuner.constraints import CONSTRAINT_NAMES_ATTR as CONSTRAINTS_ATTR
 from tuner.distinct import DistinctConfigurations
@@ -143,6 +144,11 @@ def open_study(spec: StudySpec, storage_url: str, compiled: CompiledStudy):
             study.set_user_attr(HASH_ATTR, spec.spec_hash)
             study.set_user_attr(CONSTRAINTS_ATTR, compiled.constraint_names)
             study.set_user_attr(CALIBRATION_ATTR, calibration_name(compiled))
+            if compact.compact_possible([len(c) for c in compiled.space.dimensions.values()]):
+                # New studies store compact trials (tuner.compact); the model version detects a
+                # breakdown recomputed under another model.
+                study.set_user_attr(compact.FORMAT_ATTR, compact.COMPACT_FORMAT)
+                study.set_user_attr(compact.MODEL_VERSION_ATTR, compact.model_version())
             with warnings.catch_warnings():  # experimental in Optuna since 3.2, and what dashboards read
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(compiled.objective_names)
@@ -172,6 +178,57 @@ def trial_attrs(compiled: CompiledStudy, evaluation: Evaluation, row: int) -> di
     return attrs
 
 
+class TrialFormat:
+    """How a study stores its trials: compact (:mod:`tuner.compact`: one configuration index,
+    values and named constraints) or whole (per-dimension params and the breakdown, studies
+    created before the compact format)."""
+
+    def __init__(self, compiled: CompiledStudy, study_user_attrs: dict) -> None:
+        self.compiled = compiled
+        self.sizes = [len(c) for c in compiled.space.dimensions.values()]
+        self.compact = study_user_attrs.get(compact.FORMAT_ATTR) == compact.COMPACT_FORMAT
+        self.distribution = compact.configuration_distribution(self.sizes) if self.compact else None
+
+    def held(self, trials: list[FrozenTrial]) -> np.ndarray:
+        """Flat configuration indices of stored trials (either format)."""
+        if not trials:
+            return np.zeros(0, dtype=np.int64)
+        if self.compact and compact.is_compact(trials[0]):
+            return np.array([int(t.params[compact.CONFIGURATION_PARAM]) for t in trials], dtype=np.int64)
+        return compact.flat_indices(self.compiled.space.indices_of([t.params for t in trials]), self.sizes)
+
+    def stored(self, trial: FrozenTrial, evaluation: Evaluation, row: int, flat: int) -> FrozenTrial:
+        """The trial as this study stores it (``trial`` holds its values and constraints)."""
+        if not self.compact:
+            for key, value in trial_attrs(self.compiled, evaluation, row).items():
+                trial.set_user_attr(key, value)
+            trial.system_attrs = _stored_system_attrs(trial.system_attrs, evaluation, row)
+            return trial
+        # Constraints are recomputed on read (tuner.compact) and feasibility is in our points
+        # table (tuner.optuna_internals.POINTS_TABLE): two rows a trial fewer to write.
+        system_attrs = {
+            (optuna_internals.UNSTORED_PREFIX + k if k.startswith("constraints:") else k): v
+            for k, v in trial.system_attrs.items()
+            if k not in ("fixed_params", CONSTRAINT_LIST_ATTR)
+        }
+        distribution = self.distribution or compact.configuration_distribution(self.sizes)
+        kept = FrozenTrial(
+            number=trial.number,
+            state=trial.state,
+            value=None,
+            values=trial.values,
+            datetime_start=trial.datetime_start,
+            datetime_complete=trial.datetime_complete,
+            params={compact.CONFIGURATION_PARAM: flat},
+            distributions={compact.CONFIGURATION_PARAM: distribution},
+            user_attrs={},
+            system_attrs=system_attrs,
+            intermediate_values={},
+            trial_id=optuna_internals.trial_id(trial),
+        )
+        return kept
+
+
 def _frozen(compiled: CompiledStudy, evaluation, row: int, dists, number: int) -> FrozenTrial:
     trial = create_trial(
         params=compiled.space.params_of(evaluation.indices, row),
@@ -198,6 +255,7 @@ def run_search(
     share: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    store_all: bool = True,
 ) -> SearchResult:
     """Run (or resume) a study until it holds ``trials`` trials or ``timeout_s`` passes.
 
@@ -206,7 +264,8 @@ def run_search(
     :func:`tuner.storage.write_trials`); ``share`` caps the trials this call adds (a worker's
     share). ``should_stop`` is checked between batches (:mod:`tuner.signals` sets it on SIGINT
     and SIGTERM); a ``KeyboardInterrupt`` stops too. Either way finished trials are written, and
-    the result says it was interrupted.
+    the result says it was interrupted. ``store_all=False`` (the exhaustive sampler only) stores
+    the exact front and a small sample instead of every candidate (:mod:`tuner.exhaustive`).
     """
     stop = should_stop or (lambda: False)
     spec = spec if isinstance(spec, StudySpec) else parse_spec(spec)
@@ -223,17 +282,42 @@ def run_search(
         raise InvalidInputError("seed", f"{seed} is out of range", "pass a seed from 0 to 4294967295")
     if share is not None and share < 1:
         raise InvalidInputError("trials", f"a worker's share must be at least 1, got {share}", "pass a positive number")
+    if not store_all and sampler_name != "exhaustive":
+        raise InvalidInputError(
+            "store-all", f"only the exhaustive sampler can skip storing candidates, not {sampler_name!r}",
+            "drop --no-store-all, or use --sampler exhaustive",
+        )  # fmt: skip
     budget = trials if trials is not None else spec.trials
     storage, stored = open_study(spec, storage_url, compiled)
     study_id = storage.get_study_id_from_name(stored.study_name)
-    existing = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+    fmt = TrialFormat(compiled, stored.user_attrs)
+    if fmt.compact and sampler_name in ("random", "exhaustive"):
+        # Neither reads the history: the configurations held (one integer each) are all a
+        # resume needs, read in one query whatever the study's size.
+        existing: list[FrozenTrial] = []
+        held = optuna_internals.configuration_indices(storage, study_id)
+    else:
+        existing = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+        hydrator = compact.hydrator_for(stored.user_attrs) if fmt.compact else None
+        if hydrator is not None:  # the sampler learns from the categorical params
+            existing = hydrator.hydrate(existing, breakdown=False)
+        held = fmt.held(existing)
     writer = TrialWriter(storage, study_id, flush_interval_s, budget=None if sampler_name == "exhaustive" else budget)
     dists = distributions(compiled)
     start = time.monotonic()
     interrupted = exhausted = False
+    added = 0
     try:
-        if sampler_name == "exhaustive":
-            _exhaustive(compiled, existing, writer, dists, on_progress, trials, timeout_s, start, stop)
+        if sampler_name == "exhaustive" and fmt.compact:
+            from tuner import exhaustive
+
+            swept = exhaustive.run(
+                compiled, storage, study_id, budget=trials, share=share, timeout_s=timeout_s, start=start,
+                stop=stop, on_progress=on_progress, store_all=store_all, held=held,
+            )  # fmt: skip
+            added = swept.written
+        elif sampler_name == "exhaustive":
+            _exhaustive(compiled, fmt, held, writer, on_progress, trials, timeout_s, start, stop)
         else:
             chosen = make_sampler(sampler_name, seed if seed is not None else spec.seed, compiled)
             # NSGA-II: one batch per generation, so each generation's children see all parents.
@@ -241,8 +325,8 @@ def run_search(
             seed_used = seed if seed is not None else spec.seed
             distinct = DistinctConfigurations(compiled.space.dimensions, seed_used, mutate=sampler_name != "random")
             exhausted = _sample(
-                compiled, existing, writer, dists, budget, share, timeout_s, start, chosen, batch, on_progress,
-                distinct, stop,
+                compiled, fmt, existing, held, writer, dists, budget, share, timeout_s, start, chosen, batch,
+                on_progress, distinct, stop,
             )  # fmt: skip
     except KeyboardInterrupt:
         interrupted = True
@@ -252,8 +336,8 @@ def run_search(
     return SearchResult(
         spec.name,
         storage_url,
-        len(existing),
-        writer.written,
+        len(held),
+        writer.written + added,
         interrupted,
         time.monotonic() - start,
         compiled.calibration.name if compiled.calibration is not None else "none",
@@ -262,14 +346,28 @@ def run_search(
 
 
 def _sample(
-    compiled, existing, writer, dists, budget, share, timeout_s, start, sampler, batch_size, on_progress, distinct, stop
+    compiled,
+    fmt,
+    existing,
+    held,
+    writer,
+    dists,
+    budget,
+    share,
+    timeout_s,
+    start,
+    sampler,
+    batch_size,
+    on_progress,
+    distinct,
+    stop,
 ) -> bool:
     """Ask, score and store batches of distinct configurations; True when the space ran out
     (every configuration held) before the budget did."""
     memory = optuna.create_study(directions=compiled.directions, sampler=sampler)
     memory.add_trials(existing)  # the sampler learns from everything stored so far
-    distinct.add_all(t.params for t in existing)
-    done = len(existing)
+    distinct.add_flat(held)
+    done = len(held)
     limit = budget if share is None else min(budget, done + share)
     while done < limit and not writer.budget_reached and (timeout_s is None or time.monotonic() - start < timeout_s):
         if stop():
@@ -278,17 +376,15 @@ def _sample(
             return True
         asked = [_ask_distinct(memory, dists, distinct) for _ in range(min(batch_size, limit - done, distinct.unseen))]
         evaluation = evaluate(compiled, compiled.space.indices_of([t.params for t in asked]))
+        flat = compact.flat_indices(evaluation.indices, fmt.sizes)
         finished = []
         for row, trial in enumerate(asked):
             for name, column in evaluation.constraint_columns.items():
                 trial.set_constraint(name, float(column[row]))
             told = memory.tell(trial, [float(v) for v in evaluation.values[row]])
-            # The breakdown goes to the database only: the in-memory study copies its trials on
-            # every ask and tell, and the sampler never reads it.
-            for key, value in trial_attrs(compiled, evaluation, row).items():
-                told.set_user_attr(key, value)
-            told.system_attrs = _stored_system_attrs(told.system_attrs, evaluation, row)
-            finished.append(told)
+            # The breakdown (whole format) goes to the database only: the in-memory study copies
+            # its trials on every ask and tell, and the sampler never reads it.
+            finished.append(fmt.stored(told, evaluation, row, int(flat[row])))
         writer.add(finished)
         done += len(asked)
         if on_progress:
@@ -324,27 +420,26 @@ def _stored_system_attrs(system_attrs: dict, evaluation: Evaluation, row: int) -
 
 
 def _exhaustive(
-    compiled, existing, writer, dists, on_progress, trials=None, timeout_s=None, start=0.0, stop=None, chunk=5_000
+    compiled, fmt, held, writer, on_progress, trials=None, timeout_s=None, start=0.0, stop=None, chunk=5_000
 ) -> None:
     """Every structurally possible candidate not yet stored, scored in vectorized chunks, in a
     fixed order; an explicit ``trials`` caps what the study holds and ``timeout_s`` is checked
-    between chunks, so an interrupted enumeration resumes where it stopped."""
+    between chunks, so an interrupted enumeration resumes where it stopped. Studies in the whole
+    (pre-compact) format only: compact ones stream through :mod:`tuner.exhaustive`."""
+    dists = distributions(compiled)
     indices = compiled.space.all_indices()
     # KV head counts that do not divide the heads (or unchunked prompts over the token budget)
     # are not candidates at all here.
     keep = structurally_valid(compiled, indices)
     indices = {k: v[keep] for k, v in indices.items()}
-    if existing:
+    if len(held):
         # One integer per candidate (its position in the full product) finds the stored ones.
-        shape = tuple(len(c) for c in compiled.space.dimensions.values())
-        seen = compiled.space.indices_of([t.params for t in existing])
-        stored = np.ravel_multi_index(tuple(seen.values()), shape)
-        fresh = ~np.isin(np.ravel_multi_index(tuple(indices.values()), shape), stored)
+        fresh = ~np.isin(compact.flat_indices(indices, fmt.sizes), held)
         indices = {k: v[fresh] for k, v in indices.items()}
     total = len(next(iter(indices.values())))
     if trials is not None:
-        total = max(0, min(total, trials - len(existing)))
-    number = len(existing)
+        total = max(0, min(total, trials - len(held)))
+    number = len(held)
     for begin in range(0, total, chunk):
         if timeout_s is not None and time.monotonic() - start >= timeout_s:
             break

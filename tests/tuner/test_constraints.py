@@ -37,7 +37,7 @@ def searched(tmp_path_factory) -> tuple[str, str]:
 def test_best_trials_of_a_real_search_hold_no_infeasible_trial(searched, capsys) -> None:
     capsys.readouterr()
     url, _ = searched
-    study = optuna.load_study(study_name="llama-3-8b-l4", storage=url)
+    study = load_study("llama-3-8b-l4", url)
     trials = study.get_trials(states=(TrialState.COMPLETE,))
     infeasible = [t for t in trials if any(v > 0 for v in t.constraints.values())]
     assert infeasible, "the search should meet trials that miss a constraint"
@@ -52,7 +52,7 @@ def test_constraint_names_are_stored_once_and_every_trial_has_them(searched, cap
     capsys.readouterr()
     url, spec = searched
     names = compile_study(load_spec(spec)).constraint_names
-    study = optuna.load_study(study_name="llama-3-8b-l4", storage=url)
+    study = load_study("llama-3-8b-l4", url)
     assert study.user_attrs[CONSTRAINT_NAMES_ATTR] == names
     for trial in study.get_trials(deepcopy=False):
         # Named (Optuna's format) and as Optuna's list in the spec's order (what optuna-dashboard

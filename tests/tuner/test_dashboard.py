@@ -18,11 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-import optuna
 import pytest
 
 from search_spaces.spec import load_spec
+from tuner import compact
 from tuner.constraints import trial_constraints
+from tuner.pareto import load_study
+from tuner.storage import open_storage
 from tuner.study import run_search
 
 optuna_dashboard = pytest.importorskip("optuna_dashboard")
@@ -41,7 +43,10 @@ def dashboard(tmp_path_factory) -> Iterator[tuple[str, str, dict]]:
     """(storage URL, dashboard base URL, the study detail the dashboard serves)."""
     url = f"sqlite:///{tmp_path_factory.mktemp('dashboard') / 'study.db'}"
     run_search(load_spec(REPO / "studies" / f"{NAME}.yaml"), url, trials=200)
-    server = make_server("127.0.0.1", 0, optuna_dashboard.wsgi(url), handler_class=_Quiet)
+    # Plain optuna-dashboard over tuner's view of the storage (what `tuner dashboard` serves):
+    # compact trials (tuner.compact) are read whole, with their constraints.
+    app = optuna_dashboard.wsgi(compact.hydrating(open_storage(url, create=False)))
+    server = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{server.server_port}"
@@ -65,7 +70,7 @@ def _feasible(constraints: list[float]) -> bool:
 
 def test_the_dashboard_marks_infeasible_trials(dashboard) -> None:
     url, _, detail = dashboard
-    study = optuna.load_study(study_name=NAME, storage=url)
+    study = load_study(NAME, url)
     names = study.user_attrs["constraint_names"]
     stored = {t.number: t for t in study.get_trials(deepcopy=False)}
     assert len(detail["trials"]) == len(stored) == 200
@@ -80,7 +85,7 @@ def test_the_dashboard_marks_infeasible_trials(dashboard) -> None:
 
 def test_no_best_trial_violates_a_constraint(dashboard) -> None:
     url, _, detail = dashboard
-    study = optuna.load_study(study_name=NAME, storage=url)
+    study = load_study(NAME, url)
     best = study.best_trials
     assert best and all(all(v <= 0 for v in t.constraints.values()) for t in best)
     # The dashboard's Pareto-front plot computes its front among the trials it reads as feasible
@@ -137,7 +142,7 @@ def test_tuner_dashboard_serves_feasible_best_trials(dashboard) -> None:
         detail = _get(f"{base}/api/studies/{study_id}?after=0")
         served = {t["number"] for t in detail["best_trials"]}
         assert all(_feasible(t["constraints"]) for t in detail["best_trials"])
-        best = optuna.load_study(study_name=NAME, storage=url).best_trials
+        best = load_study(NAME, url).best_trials
         assert served == {t.number for t in best}
     finally:
         server.terminate()

@@ -20,6 +20,7 @@ from cli_helpers import run_cli
 from search_spaces.space import compile_study
 from search_spaces.spec import parse_spec
 from tuner.distinct import DistinctConfigurations
+from tuner.pareto import load_study
 from tuner.study import run_search, run_worker
 
 # 1 mesh x 4 batches x 2 decode layouts x 3 weight formats x 2 KV formats = 48 configurations.
@@ -44,7 +45,7 @@ SIZE = 48
 
 
 def _configs(url: str) -> list[tuple]:
-    study = optuna.load_study(study_name=SPEC["name"], storage=url)
+    study = load_study(SPEC["name"], url)
     return [tuple(sorted(t.params.items())) for t in sorted(study.trials, key=lambda t: t.number)]
 
 
@@ -75,7 +76,7 @@ def test_the_trial_told_carries_the_params_evaluated(tmp_path: Path) -> None:
     """A replaced proposal is stored with the replacement's params, estimate and deployment."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
     run_search(SPEC, url, trials=SIZE, sampler="nsga2")
-    study = optuna.load_study(study_name=SPEC["name"], storage=url)
+    study = load_study(SPEC["name"], url)
     for trial in study.trials:
         assert trial.user_attrs["deployment"]["batch"] == trial.params["batch"]
         assert "fixed_params" not in trial.system_attrs

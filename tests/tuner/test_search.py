@@ -97,7 +97,7 @@ def write_spec(tmp_path: Path, data: dict, name: str = "spec.yaml") -> Path:
 
 
 def stored(name: str, url: str) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+    return load_study(name, url).get_trials(deepcopy=False)
 
 
 def feasible(trial: optuna.trial.FrozenTrial) -> bool:
@@ -139,7 +139,7 @@ def test_run_search_stores_exactly_the_requested_trials(url: str, sampler: str) 
     assert (result.study_name, result.storage_url) == ("small", url)
     assert (result.trials_before, result.trials_added, result.interrupted) == (0, 120, False)
 
-    study = optuna.load_study(study_name="small", storage=url)
+    study = load_study("small", url)
     trials = study.get_trials(deepcopy=False)
     assert len(trials) == 120
     assert sorted(t.number for t in trials) == list(range(120))
@@ -220,7 +220,7 @@ def test_resuming_with_a_changed_spec_is_refused(url: str) -> None:
     assert "space.batch" in message
     assert "small" in message
     assert [(t.number, t.params, t.values) for t in stored("small", url)] == before
-    study = optuna.load_study(study_name="small", storage=url)
+    study = load_study("small", url)
     assert study.user_attrs["spec_hash"] == parse_spec(spec_dict()).spec_hash
 
 

@@ -1,0 +1,181 @@
+"""Compact trials: one integer per configuration, the breakdown recomputed on demand.
+
+A trial as first stored here cost 3.6-5 KB of SQLite: eleven parameter rows, each carrying its
+distribution's JSON (a ``batch`` list of 10^6 choices put a 7.9 MB copy of the list in every
+row), plus the deployment and the full estimate as JSON user attributes. A *compact* trial keeps
+only what reads need, in Optuna's own tables:
+
+- one parameter, :data:`CONFIGURATION_PARAM`: the candidate's position in the cartesian product
+  of the space's dimensions (``numpy.ravel_multi_index`` in the space's order), under an
+  ``IntDistribution(0, size - 1)`` of a few bytes. The choice lists are stored once, in the
+  study's spec attribute, and the space is recompiled from it;
+- its objective values (Optuna's ``trial_values``), nothing else in Optuna's tables; its
+  feasibility (and its number and objectives again) is one row of our points table
+  (:data:`tuner.optuna_internals.POINTS_TABLE`), what the front reads.
+
+The full breakdown (deployment, ``tuner estimate`` sections, serving workload, constraints) is
+recomputed when
+a trial is read (:func:`hydrate`): the cost model is deterministic and scores one candidate in
+about 10 ms. The study records :data:`MODEL_VERSION_ATTR`, a hash of the model's source; a trial
+read under another model version carries ``breakdown.stale = True`` so a recomputed breakdown that
+may disagree with the stored objectives is flagged, never passed off as the one scored.
+
+Studies written before this format (per-dimension categorical params, stored breakdowns) are read
+unchanged: :func:`hydrate` only touches trials whose params are the single configuration index.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.trial import FrozenTrial
+
+from tuner.optuna_internals import trial_id
+
+#: The one parameter of a compact trial: the candidate's flat index in the space's product.
+CONFIGURATION_PARAM = "configuration"
+#: Study attribute: the trial format ("compact-1"); absent on studies written before it.
+FORMAT_ATTR, COMPACT_FORMAT = "trial_format", "compact-1"
+#: Study attribute: :func:`model_version` when the study was created.
+MODEL_VERSION_ATTR = "model_version"
+#: The user attribute a hydrated trial carries about its recomputed breakdown.
+BREAKDOWN_ATTR = "breakdown"
+#: A float64 (Optuna's stored param value) holds every integer up to 2**53 exactly: larger
+#: spaces keep the per-dimension format.
+MAX_COMPACT_SIZE = 2**53
+
+
+@functools.cache
+def model_version() -> str:
+    """A short hash of the source of the cost model and of the search-space compiler: the code
+    whose output a stored trial's objectives are. Changes with any edit to either package."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parents[1]
+    for package in ("cost_models", "search_spaces"):
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def compact_possible(sizes: Sequence[int]) -> bool:
+    return float(np.prod([float(n) for n in sizes])) <= MAX_COMPACT_SIZE
+
+
+def configuration_distribution(sizes: Sequence[int]) -> IntDistribution:
+    return IntDistribution(0, max(int(np.prod([int(n) for n in sizes], dtype=object)) - 1, 0))
+
+
+def flat_indices(indices: dict[str, np.ndarray], sizes: Sequence[int]) -> np.ndarray:
+    """Flat positions of candidates given as one index array per dimension (space order)."""
+    return np.ravel_multi_index(tuple(np.asarray(v, dtype=np.int64) for v in indices.values()), tuple(sizes))
+
+
+def unflatten(flat: np.ndarray, names: Sequence[str], sizes: Sequence[int]) -> dict[str, np.ndarray]:
+    return dict(zip(names, np.unravel_index(np.asarray(flat, dtype=np.int64), tuple(sizes)), strict=True))
+
+
+def is_compact(trial: FrozenTrial) -> bool:
+    return list(trial.params) == [CONFIGURATION_PARAM]
+
+
+class Hydrator:
+    """Turns compact trials of one study back into whole ones (categorical params, deployment,
+    estimate, serving workload, Optuna's constraint list), from the study's stored spec."""
+
+    def __init__(self, study_user_attrs: dict[str, Any]) -> None:
+        from search_spaces.space import compile_study
+        from search_spaces.spec import parse_spec
+
+        self.compiled = compile_study(parse_spec(study_user_attrs["spec"]))
+        self.names = list(self.compiled.space.dimensions)
+        self.sizes = [len(c) for c in self.compiled.space.dimensions.values()]
+        self.dists = {name: CategoricalDistribution(list(c)) for name, c in self.compiled.space.dimensions.items()}
+        self.study_version = study_user_attrs.get(MODEL_VERSION_ATTR)
+
+    def hydrate(self, trials: list[FrozenTrial], breakdown: bool = True) -> list[FrozenTrial]:
+        """The trials with compact ones made whole (others as they are), in the same order.
+        ``breakdown=False`` decodes the params only (what a sampler resuming a study needs)."""
+        where = [i for i, t in enumerate(trials) if is_compact(t)]
+        if not where:
+            return trials
+        flat = np.array([int(trials[i].params[CONFIGURATION_PARAM]) for i in where], dtype=np.int64)
+        indices = unflatten(flat, self.names, self.sizes)
+        evaluation = None
+        if breakdown:
+            from search_spaces.space import evaluate
+
+            # One vectorized call for all of them. numpy's reductions can round the last bit
+            # differently with the batch a row sits in: a breakdown read with others may differ
+            # from `show`'s (one trial) by about 1e-16 relative, never more.
+            evaluation = evaluate(self.compiled, indices)
+        out = list(trials)
+        for row, i in enumerate(where):
+            out[i] = self._whole(trials[i], indices, row, evaluation)
+        return out
+
+    def _whole(self, trial: FrozenTrial, indices: dict[str, np.ndarray], row: int, evaluation: Any) -> FrozenTrial:
+        user_attrs = dict(trial.user_attrs)
+        system_attrs = dict(trial.system_attrs)
+        if evaluation is not None:
+            # The constraints, recomputed (feasibility as scored is in the points table), named and
+            # as Optuna's list, which optuna-dashboard reads to mark infeasible trials.
+            for name, column in evaluation.constraint_columns.items():
+                system_attrs.setdefault(f"constraints:{name}", float(column[row]))
+            names = self.compiled.constraint_names
+            system_attrs.setdefault("constraints", [system_attrs[f"constraints:{n}"] for n in names])
+            from tuner.study import trial_attrs
+
+            user_attrs.update(trial_attrs(self.compiled, evaluation, row))
+            current = model_version()
+            user_attrs[BREAKDOWN_ATTR] = {
+                "recomputed": True,
+                "model_version": current,
+                "study_model_version": self.study_version,
+                # Scored by another version of the model: the breakdown may not match the values.
+                "stale": self.study_version != current,
+            }
+        whole = FrozenTrial(
+            number=trial.number,
+            state=trial.state,
+            value=None,
+            values=trial.values,
+            datetime_start=trial.datetime_start,
+            datetime_complete=trial.datetime_complete,
+            params=self.compiled.space.params_of(indices, row),
+            distributions=dict(self.dists),
+            user_attrs=user_attrs,
+            system_attrs=system_attrs,
+            intermediate_values=trial.intermediate_values,
+            trial_id=trial_id(trial),
+        )
+        return whole
+
+
+def hydrator_for(study_user_attrs: dict[str, Any]) -> Hydrator | None:
+    """A hydrator when the study stores compact trials, else None."""
+    if study_user_attrs.get(FORMAT_ATTR) != COMPACT_FORMAT or "spec" not in study_user_attrs:
+        return None
+    key = (json.dumps(study_user_attrs["spec"], sort_keys=True), study_user_attrs.get(MODEL_VERSION_ATTR))
+    if key not in _HYDRATORS:  # compiling the spec is most of a hydrator's cost: once per process
+        _HYDRATORS[key] = Hydrator(study_user_attrs)
+    return _HYDRATORS[key]
+
+
+_HYDRATORS: dict[tuple, Hydrator] = {}
+
+
+def hydrating(storage: Any) -> Any:
+    """A view of an ``RDBStorage`` (sharing its engine) whose trial reads return compact trials
+    whole, so Optuna's own tools (``Study.get_trials``, plots, optuna-dashboard) and this
+    project's readers (show, export, report) see the same trials whatever the format."""
+    from tuner.optuna_internals import hydrating_storage
+
+    return hydrating_storage(storage, hydrator_for)

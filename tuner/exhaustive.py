@@ -1,0 +1,365 @@
+"""The exhaustive sampler at scale: stream the space in chunks, keep the exact front, write in bulk.
+
+The space is walked by *flat position* (the candidate's index in the cartesian product of the
+dimensions, :mod:`tuner.compact`), in ranges claimed through a small table of ours
+(:data:`CHUNKS_TABLE`, one row per range: who claimed it, when, and whether its trials are
+written). Each range is
+
+1. filtered to the structurally possible candidates not yet stored,
+2. scored with one vectorized cost-model call,
+3. merged into a running set of feasible non-dominated points (:func:`merge_front`: numpy, the
+   front stays small, so each chunk costs O(chunk x front)),
+4. written in one transaction with its range marked done (:func:`write_chunk`): rows built from
+   the numpy arrays and inserted with the driver's ``executemany``, no ``FrozenTrial`` per row.
+
+Ranges are sized by time (:data:`CHUNK_TARGET_S`), so a SIGKILL loses at most about that much
+work: the range it was scoring stays claimed but not done, and is claimed again once its claimer
+is gone (same host, process dead) or its claim is older than :data:`STALE_CLAIM_S`; a reclaimed
+range skips the candidates already stored. Several ``tuner worker`` processes claim different
+ranges, so each candidate is scored once. With ``store_all=False`` a range writes only its
+candidates on the running front (every point of the final front is on the running front when its
+range is scored, so the stored trials hold the exact front) and a deterministic sample (flat
+positions divisible by a stride: about :data:`SAMPLE_SIZE` of the space).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+from optuna.distributions import distribution_to_json
+from optuna.storages import RDBStorage
+from sqlalchemy import text
+
+from tuner import compact
+from tuner.optuna_internals import write_points
+
+#: Our table of claimed ranges (Optuna's schema is left as Optuna made it).
+CHUNKS_TABLE = "tuner_exhaustive_chunks"
+#: Wall time one range should take (score and write): what a SIGKILL can lose.
+CHUNK_TARGET_S = 0.5
+#: A claim this old with its range not done is taken over (a worker on another host died).
+STALE_CLAIM_S = 120.0
+#: Candidates the --no-store-all sample keeps beside the front, over the whole space.
+SAMPLE_SIZE = 1_000
+_FIRST_CHUNK, _MIN_CHUNK, _MAX_CHUNK = 8_192, 1_024, 1_000_000
+
+
+@dataclass
+class Front:
+    """The running feasible non-dominated set: flat positions and minimized objective values."""
+
+    positions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    points: np.ndarray | None = None
+
+
+def nondominated_mask(points: np.ndarray) -> np.ndarray:
+    """Rows no other row dominates (all minimized); equal rows are all kept. Vectorized per front
+    point: sort by the first objective, then repeatedly keep the first remaining row and drop
+    what it dominates (:func:`tuner.pareto.nondominated` on raw points)."""
+    from tuner.pareto import nondominated
+
+    return nondominated(points)
+
+
+def merge_front(front: Front, positions: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Merge feasible candidates into the front; returns the mask of those now on it."""
+    if front.points is None:
+        front.points = np.zeros((0, points.shape[1]))
+    both = np.concatenate([front.points, points])
+    keep = nondominated_mask(both)
+    old = len(front.positions)
+    front.positions = np.concatenate([front.positions, positions])[keep]
+    front.points = both[keep]
+    return keep[old:]
+
+
+def _ensure_table(storage: RDBStorage) -> None:
+    with storage.engine.begin() as connection:
+        connection.execute(
+            text(
+                f"CREATE TABLE IF NOT EXISTS {CHUNKS_TABLE} (study_id INTEGER NOT NULL, begin_pos BIGINT NOT NULL,"
+                " end_pos BIGINT NOT NULL, done INTEGER NOT NULL, host VARCHAR(255), pid INTEGER,"
+                " claimed_at FLOAT, PRIMARY KEY (study_id, begin_pos))"
+            )
+        )
+
+
+def _claimer_gone(host: str | None, pid: int | None, claimed_at: float | None, now: float) -> bool:
+    if claimed_at is None or now - claimed_at > STALE_CLAIM_S:
+        return True
+    if host == socket.gethostname() and pid is not None:
+        if pid == os.getpid():
+            return True  # an earlier run of this process (a test calling run_search twice)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return False
+
+
+def claim(storage: RDBStorage, study_id: int, size: int, length: int) -> tuple[int, int, bool] | None:
+    """Claim a range of flat positions: a stale one first, else the next new one of ``length``.
+    Returns ``(begin, end, reclaimed)``, or None when every range is done or claimed by a live
+    process. Serialized like trial writes (SQLite: the writer lock; servers: the study row)."""
+    from tuner.storage import _sqlite_writer_lock
+
+    now = time.time()
+    with _sqlite_writer_lock(storage), storage.engine.begin() as connection:
+        if storage.engine.dialect.name != "sqlite":
+            connection.execute(text("SELECT study_id FROM studies WHERE study_id = :s FOR UPDATE"), {"s": study_id})
+        rows = connection.execute(
+            text(
+                f"SELECT begin_pos, end_pos, host, pid, claimed_at FROM {CHUNKS_TABLE} WHERE study_id = :s AND done = 0"
+            ),
+            {"s": study_id},
+        ).all()
+        mine = {"s": study_id, "h": socket.gethostname(), "p": os.getpid(), "t": now}
+        for begin, end, host, pid, claimed_at in rows:
+            if _claimer_gone(host, pid, claimed_at, now):
+                connection.execute(
+                    text(
+                        f"UPDATE {CHUNKS_TABLE} SET host = :h, pid = :p, claimed_at = :t"
+                        " WHERE study_id = :s AND begin_pos = :b"
+                    ),
+                    {**mine, "b": begin},
+                )
+                return int(begin), int(end), True
+        top = connection.execute(
+            text(f"SELECT MAX(end_pos) FROM {CHUNKS_TABLE} WHERE study_id = :s"), {"s": study_id}
+        ).scalar()
+        begin = int(top or 0)
+        if begin >= size:
+            return None
+        end = min(size, begin + length)
+        connection.execute(
+            text(f"INSERT INTO {CHUNKS_TABLE} VALUES (:s, :b, :e, 0, :h, :p, :t)"), {**mine, "b": begin, "e": end}
+        )
+        return begin, end, False
+
+
+def release(storage: RDBStorage, study_id: int, begin: int) -> None:
+    """Give a claimed range back undone (the budget or share stopped it part-way)."""
+    with storage.engine.begin() as connection:
+        connection.execute(
+            text(f"UPDATE {CHUNKS_TABLE} SET claimed_at = NULL WHERE study_id = :s AND begin_pos = :b"),
+            {"s": study_id, "b": begin},
+        )
+
+
+def stored_in_range(storage: RDBStorage, study_id: int, begin: int, end: int) -> np.ndarray:
+    """Flat positions of the study's compact trials within [begin, end) (a reclaimed range)."""
+    with storage.engine.connect() as connection:
+        values = (
+            connection.execute(
+                text(
+                    "SELECT p.param_value FROM trial_params p JOIN trials t ON t.trial_id = p.trial_id "
+                    "WHERE t.study_id = :s AND p.param_name = :n AND p.param_value >= :b AND p.param_value < :e"
+                ),
+                {"s": study_id, "n": compact.CONFIGURATION_PARAM, "b": float(begin), "e": float(end)},
+            )
+            .scalars()
+            .all()
+        )
+    return np.asarray(values, dtype=np.float64).astype(np.int64)
+
+
+def write_chunk(
+    storage: RDBStorage,
+    study_id: int,
+    positions: np.ndarray,
+    values: np.ndarray,
+    constraints: dict[str, np.ndarray],
+    distribution_json: str,
+    budget: int | None,
+    done_begin: int | None,
+) -> int:
+    """Insert compact COMPLETE trials (Optuna's tables, the rows ``RDBStorage`` itself writes) and
+    mark range ``done_begin`` done, in one transaction; with ``budget`` only as many as keep the
+    study at or under it (the range then stays undone). Returns how many were written."""
+    from tuner.storage import _sqlite_writer_lock, _url_of, storage_errors
+
+    with _sqlite_writer_lock(storage), storage_errors(_url_of(storage)), storage.engine.begin() as connection:
+        sqlite = storage.engine.dialect.name == "sqlite"
+        mark = "?" if sqlite else "%s"
+        if not sqlite:
+            connection.execute(text("SELECT study_id FROM studies WHERE study_id = :s FOR UPDATE"), {"s": study_id})
+        start = int(
+            connection.execute(text("SELECT COUNT(*) FROM trials WHERE study_id = :s"), {"s": study_id}).scalar_one()
+        )
+        n = len(positions)
+        if budget is not None:
+            n = max(0, min(n, budget - start))
+        if n:
+            now = datetime.now(UTC).replace(tzinfo=None)  # Optuna stores naive UTC
+            stamp: object = str(now) if sqlite else now
+            connection.exec_driver_sql(
+                "INSERT INTO trials (number, study_id, state, datetime_start, datetime_complete) "
+                f"VALUES ({mark}, {mark}, 'COMPLETE', {mark}, {mark})",
+                [(start + i, study_id, stamp, stamp) for i in range(n)],
+            )
+            ids = np.asarray(
+                connection.execute(
+                    text("SELECT trial_id FROM trials WHERE study_id = :s AND number >= :n ORDER BY number"),
+                    {"s": study_id, "n": start},
+                )
+                .scalars()
+                .all(),
+                dtype=np.int64,
+            )[:n]
+            id_list = ids.tolist()
+            rows: list[tuple] = []
+            for objective in range(values.shape[1]):
+                column = values[:n, objective]
+                finite = np.isfinite(column)
+                kinds = np.where(finite, "FINITE", np.where(column > 0, "INF_POS", "INF_NEG")).tolist()
+                stored = [float(v) if ok else None for v, ok in zip(column.tolist(), finite.tolist(), strict=True)]
+                rows += zip(id_list, [objective] * n, stored, kinds, strict=True)
+            connection.exec_driver_sql(
+                "INSERT INTO trial_values (trial_id, objective, value, value_type)"
+                f" VALUES ({mark}, {mark}, {mark}, {mark})",
+                rows,
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) "
+                f"VALUES ({mark}, {mark}, {mark}, {mark})",
+                [
+                    (trial_id, compact.CONFIGURATION_PARAM, float(p), distribution_json)
+                    for trial_id, p in zip(id_list, positions[:n].tolist(), strict=True)
+                ],
+            )
+            feasible = np.ones(n, dtype=bool)
+            for column in constraints.values():
+                feasible &= column[:n] <= 0  # NaN is not <= 0
+            blobs = np.ascontiguousarray(values[:n], dtype="<f8")
+            write_points(
+                connection,
+                [
+                    (t, study_id, start + i, ok, blobs[i].tobytes())
+                    for i, (t, ok) in enumerate(zip(id_list, feasible.astype(int).tolist(), strict=True))
+                ],
+            )
+            # No constraint rows: a compact trial's feasibility is in the points table and its
+            # constraints are recomputed when it is read (tuner.compact).
+        if done_begin is not None and n == len(positions):
+            connection.execute(
+                text(f"UPDATE {CHUNKS_TABLE} SET done = 1 WHERE study_id = :s AND begin_pos = :b"),
+                {"s": study_id, "b": done_begin},
+            )
+        return n
+
+
+def _json_floats(column: np.ndarray) -> list[str]:
+    """``json.dumps`` of each float (what Optuna stores), without a call per value: a finite
+    float's JSON is its ``repr``; NaN and the infinities are spelled as ``json`` spells them."""
+    texts = list(map(float.__repr__, column.astype(np.float64).tolist()))
+    for i in np.flatnonzero(~np.isfinite(column)).tolist():
+        texts[i] = json.dumps(float(column[i]))
+    return texts
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    where = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[where] == values
+
+
+@dataclass
+class ExhaustiveResult:
+    written: int = 0
+    scored: int = 0
+    front: Front = field(default_factory=Front)
+    budget_reached: bool = False
+    finished: bool = False  # every range of the space is done
+
+
+def run(
+    compiled,
+    storage: RDBStorage,
+    study_id: int,
+    *,
+    budget: int | None,
+    share: int | None,
+    timeout_s: float | None,
+    start: float,
+    stop: Callable[[], bool],
+    on_progress: Callable[[int, int], None] | None,
+    store_all: bool = True,
+    held: np.ndarray | None = None,
+) -> ExhaustiveResult:
+    """Score every candidate of the space once (shared with other workers), writing compact
+    trials as it goes; see the module docstring."""
+    from search_spaces.space import evaluate, structurally_valid
+
+    _ensure_table(storage)
+    names = list(compiled.space.dimensions)
+    sizes = [len(c) for c in compiled.space.dimensions.values()]
+    size = int(np.prod(sizes, dtype=np.int64))
+    distribution_json = distribution_to_json(compact.configuration_distribution(sizes))
+    signs = np.array([1.0 if d == "minimize" else -1.0 for d in compiled.directions])
+    stride = max(1, size // SAMPLE_SIZE)
+    result = ExhaustiveResult()
+    length = _FIRST_CHUNK
+    # Configurations stored before this run (another sampler's trials): not scored again.
+    held_sorted = np.sort(np.asarray(held if held is not None else [], dtype=np.int64))
+    while True:
+        if stop() or (timeout_s is not None and time.monotonic() - start >= timeout_s):
+            break
+        if share is not None and result.written >= share:
+            break
+        began = time.monotonic()
+        claimed = claim(storage, study_id, size, length)
+        if claimed is None:
+            result.finished = True
+            break
+        begin, end, reclaimed = claimed
+        positions = np.arange(begin, end, dtype=np.int64)
+        indices = compact.unflatten(positions, names, sizes)
+        keep = structurally_valid(compiled, indices)
+        if len(held_sorted):
+            keep &= ~_member(positions, held_sorted)
+        if reclaimed:  # part of it may be stored already (a budget or share stopped it)
+            keep &= ~np.isin(positions, stored_in_range(storage, study_id, begin, end))
+        positions = positions[keep]
+        indices = {k: v[keep] for k, v in indices.items()}
+        if len(positions):
+            evaluation = evaluate(compiled, indices)
+            values = evaluation.values
+            feasible = evaluation.feasible
+            on_front = np.zeros(len(positions), dtype=bool)
+            on_front[feasible] = merge_front(result.front, positions[feasible], values[feasible] * signs)
+            write = np.ones(len(positions), dtype=bool) if store_all else on_front | (positions % stride == 0)
+            limit = None if share is None else share - result.written
+            rows = np.flatnonzero(write)[: limit if limit is not None else None]
+            truncated = len(rows) < int(write.sum())
+            written = write_chunk(
+                storage,
+                study_id,
+                positions[rows],
+                values[rows],
+                {k: v[rows] for k, v in evaluation.constraint_columns.items()},
+                distribution_json,
+                budget,
+                None if truncated else begin,
+            )
+            result.scored += len(positions)
+            result.written += written
+            if written < len(rows) or truncated:
+                release(storage, study_id, begin)
+                result.budget_reached = written < len(rows)
+                break
+        else:
+            write_chunk(storage, study_id, positions, np.zeros((0, len(signs))), {}, distribution_json, None, begin)
+        if on_progress:
+            on_progress(end, size)
+        # Size the next range so that one takes about CHUNK_TARGET_S.
+        elapsed = max(time.monotonic() - began, 1e-3)
+        length = int(np.clip((end - begin) * CHUNK_TARGET_S / elapsed, _MIN_CHUNK, _MAX_CHUNK))
+    return result
