@@ -495,6 +495,11 @@ class StudySpec(BaseModel):
         for key, ref, load in (("hardware", self.hardware_ref, get_hardware), ("model", self.model_ref, get_model)):
             if Path(ref).suffix.lower() in YAML_SUFFIXES:
                 data[key] = load(ref).model_dump(mode="json")
+        if data["space"].get("tp") is not None:
+            # The engines' vocabulary has no Pope layouts (the validator refuses them when written):
+            # leave their defaults out, so the stored spec parses back.
+            for name in ("prefill_ffn_layout", "decode_ffn_layout", "prefill_attn_sharding", "decode_attn_sharding"):
+                data["space"].pop(name, None)
         for *parents, key in _OPTIONAL_SECTIONS:
             section = data
             for parent in parents:
