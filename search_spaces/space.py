@@ -26,9 +26,9 @@ from cost_models.deployments import BLOCKS, Deployment, Deployments, make_deploy
 from cost_models.disaggregated import DisaggregatedEstimate, disaggregated_report, serve_disaggregated
 from cost_models.dtypes import parse_dtype, weight_bits_default
 from cost_models.errors import InvalidInputError
-from cost_models.hardware import HardwareSpec, get_hardware
+from cost_models.hardware import HardwareSpec
 from cost_models.metrics import Direction, metric_arrays
-from cost_models.models import ModelSpec, get_model
+from cost_models.models import ModelSpec
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
 from cost_models.serving import (
     ENGINE_DEFAULTS,
@@ -321,14 +321,14 @@ def _kv_head_choices(spec: StudySpec, model: ModelSpec) -> list[int]:
 
 def compile_study(spec: StudySpec) -> CompiledStudy:
     """Resolve names and 'auto'/'model' choices; refuse spaces that can hold nothing."""
-    model = get_model(spec.model_ref)
+    model = spec.resolved_model()
     if model.kind == "encoder":
         raise InvalidInputError(
             "model",
             f"{model.name} is an encoder; a study searches decoder deployments (prefill and decode)",
             "use a decoder model",
         )
-    hardware = get_hardware(spec.hardware_ref)
+    hardware = spec.resolved_hardware()
     space = spec.space
     if space.tp is not None:
         return _compile_engine_space(spec, model, hardware)

@@ -32,9 +32,9 @@ from cost_models.catalog_files import YAML_SUFFIXES, looks_like_path
 from cost_models.deployment import MAX_CHIPS, Overlap
 from cost_models.dtypes import BitsChoice
 from cost_models.errors import InvalidInputError, from_validation_error
-from cost_models.hardware import get_hardware
+from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.metrics import METRICS, Direction
-from cost_models.models import get_model
+from cost_models.models import ModelSpec, get_model
 from cost_models.partitioning import AttentionSharding, FfnLayout
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
@@ -442,6 +442,18 @@ class StudySpec(BaseModel):
     )
     #: The spec file's directory (set by :func:`load_spec`): relative model/hardware paths start there.
     _base_dir: Path | None = PrivateAttr(default=None)
+    #: A model or chip a study stored by its numbers (it came from a file): used instead of a look-up
+    #: (set by :func:`parse_stored_spec`).
+    _stored_model: ModelSpec | None = PrivateAttr(default=None)
+    _stored_hardware: HardwareSpec | None = PrivateAttr(default=None)
+
+    def resolved_model(self) -> ModelSpec:
+        """The model the spec names (a stored one as stored)."""
+        return self._stored_model if self._stored_model is not None else get_model(self.model_ref)
+
+    def resolved_hardware(self) -> HardwareSpec:
+        """The chip the spec names (a stored one as stored)."""
+        return self._stored_hardware if self._stored_hardware is not None else get_hardware(self.hardware_ref)
 
     def _resolved(self, value: str) -> str:
         """``value`` as a path from the spec file's directory when it names a file (else as
@@ -493,7 +505,10 @@ class StudySpec(BaseModel):
         # A chip or model from a YAML file is part of the problem by its numbers, not its path: a
         # study resumes wherever the files are, and not after the file changed.
         for key, ref, load in (("hardware", self.hardware_ref, get_hardware), ("model", self.model_ref, get_model)):
-            if Path(ref).suffix.lower() in YAML_SUFFIXES:
+            stored = self._stored_hardware if key == "hardware" else self._stored_model
+            if stored is not None:
+                data[key] = stored.model_dump(mode="json")
+            elif Path(ref).suffix.lower() in YAML_SUFFIXES:
                 data[key] = load(ref).model_dump(mode="json")
         if data["space"].get("tp") is not None:
             # The engines' vocabulary has no Pope layouts (the validator refuses them when written):
@@ -518,6 +533,25 @@ def with_calibration(spec: StudySpec, calibration: str | None, backend: str | No
     change the problem, so the study's hash)."""
     changes = {k: v for k, v in (("calibration", calibration), ("backend", backend)) if v is not None}
     return spec.model_copy(update=changes) if changes else spec
+
+
+def parse_stored_spec(data: dict) -> StudySpec:
+    """A study's stored spec (:meth:`StudySpec.canonical_json` loaded back): a model or chip that
+    came from a file is stored by its numbers, and is used as stored (no file is read)."""
+    values = dict(data)
+    stored: dict[str, ModelSpec | HardwareSpec] = {}
+    for key, kind in (("model", ModelSpec), ("hardware", HardwareSpec)):
+        if isinstance(values.get(key), dict):
+            try:
+                stored[key] = kind(**values[key])
+            except ValidationError as error:
+                raise from_validation_error(error, f"stored spec: {key}") from None
+            values[key] = stored[key].name
+    spec = parse_spec(values, "stored spec")
+    model, hardware = stored.get("model"), stored.get("hardware")
+    spec._stored_model = model if isinstance(model, ModelSpec) else None
+    spec._stored_hardware = hardware if isinstance(hardware, HardwareSpec) else None
+    return spec
 
 
 def parse_spec(data: object, where: str = "spec") -> StudySpec:

@@ -92,9 +92,9 @@ class Hydrator:
 
     def __init__(self, study_user_attrs: dict[str, Any]) -> None:
         from search_spaces.space import compile_study
-        from search_spaces.spec import parse_spec
+        from search_spaces.spec import parse_stored_spec
 
-        self.compiled = compile_study(parse_spec(study_user_attrs["spec"]))
+        self.compiled = compile_study(parse_stored_spec(study_user_attrs["spec"]))
         self.names = list(self.compiled.space.dimensions)
         self.sizes = [len(c) for c in self.compiled.space.dimensions.values()]
         self.dists = {name: CategoricalDistribution(list(c)) for name, c in self.compiled.space.dimensions.items()}

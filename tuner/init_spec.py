@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from cost_models.dtypes import BITS_CHOICES, BYTES_PER_ELEMENT, parse_dtype
+from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
 from cost_models.metrics import METRICS
 from cost_models.models import get_model
@@ -63,7 +64,8 @@ def engine_degrees(
     served; micro-batches where there is a pipeline. Combinations no engine runs (ep not dividing
     tp x dp, a chip count above the machine's) are infeasible trials, not errors. ``serving``: tp
     only (the serving model charges tensor parallelism alone; search pp, ep and dp statically)."""
-    assert isinstance(chip.interconnect, SwitchedInterconnect)
+    if not isinstance(chip.interconnect, SwitchedInterconnect):  # callers pass GPUs only
+        raise InvalidInputError("hardware", f"{chip.name} has no NVLink-style domain", "use a GPU chip")
     domain = min(chip.interconnect.domain_size, 8)
     tp = [2**k for k in range(int(math.log2(domain)) + 1)]
     # Fewest chips that hold the weights in the narrowest format: smaller tp x pp are left out.
@@ -217,7 +219,6 @@ def _schema_default(doc: FieldDoc) -> Any:
 
 def write_spec(path: str | Path, text: str, force: bool) -> None:
     """Write ``text`` at ``path``, refusing to replace an existing file unless ``force``."""
-    from cost_models.errors import InvalidInputError
 
     target = Path(path)
     if target.exists() and not force:
