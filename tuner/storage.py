@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import optuna
 from optuna.storages import RDBStorage
@@ -28,6 +30,7 @@ from cost_models.errors import InvalidInputError
 from tuner.optuna_internals import insert_trials
 
 EXIT_BAD_INPUT, EXIT_ENVIRONMENT = 2, 1
+T = TypeVar("T")
 
 
 class StorageError(InvalidInputError):
@@ -96,6 +99,7 @@ def storage_error(error: BaseException, url: str) -> StorageError:
     codes decide, never message text)."""
     if isinstance(error, StorageError):
         return error
+    error = _database_cause(error)
     shown = mask_password(url)
     if isinstance(error, ImportError):
         module, install = _driver(url)
@@ -126,6 +130,77 @@ def storage_error(error: BaseException, url: str) -> StorageError:
         "check the database and the server",
         environment=True,
     )
+
+
+def _database_cause(error: BaseException) -> BaseException:
+    """The driver's error under Optuna's ``StorageInternalError`` (Optuna's storage wraps every
+    SQLAlchemy error in one, with the real one as its cause)."""
+    if isinstance(error, optuna.exceptions.StorageInternalError) and error.__cause__ is not None:
+        return error.__cause__
+    return error
+
+
+#: SQLSTATEs worth retrying (PostgreSQL appendix A): connection exceptions (class 08),
+#: admin_shutdown / crash_shutdown / cannot_connect_now (the server restarting), too many
+#: connections, serialization failure and deadlock (the transaction may simply be run again).
+_TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "40001", "40P01"})
+
+
+def is_transient(error: BaseException) -> bool:
+    """A database error that may go away by itself: a lost connection, a server restarting, a
+    serialization failure, a busy or locked SQLite file (types and codes decide, not text)."""
+    cause = _database_cause(error)
+    if not isinstance(cause, sa_exc.DBAPIError):
+        return False
+    if cause.connection_invalidated:  # SQLAlchemy recognised a disconnect
+        return True
+    orig = cause.orig
+    sqlite_code = getattr(orig, "sqlite_errorname", None)
+    if sqlite_code is not None:
+        return str(sqlite_code).startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
+    if code:
+        return str(code).startswith("08") or code in _TRANSIENT_SQLSTATES
+    # No SQLSTATE: the driver failed below SQL (connection refused, reset or closed by the
+    # server). Callers retry only once the database has been used, so a wrong host or password
+    # still fails at once when the storage is opened.
+    return isinstance(cause, (sa_exc.OperationalError, sa_exc.InterfaceError))
+
+
+#: How long a worker keeps retrying a database that went away: longer than the 60 s restart a
+#: shared server may take (issue 13), short enough that a server gone for good ends the run.
+RETRY_FOR_S = 120.0
+#: Backoff between tries: 0.1 s doubling up to 5 s, so a quick restart costs a fraction of a second.
+_FIRST_WAIT_S, _LONGEST_WAIT_S = 0.1, 5.0
+
+
+def with_retries(action: Callable[[], T], url: str, *, patience_s: float = RETRY_FOR_S) -> T:
+    """``action()``, run again after transient database errors with bounded exponential backoff
+    for up to ``patience_s``; the first failure of an episode prints one line on stderr. The
+    action must be a whole transaction (a retry runs all of it again). Other errors, and a
+    transient one that outlasts the patience, propagate (:func:`storage_errors` makes them one
+    line)."""
+    began: float | None = None
+    attempt = 0
+    while True:
+        try:
+            return action()
+        except (sa_exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
+            if not is_transient(error):
+                raise
+            now = time.monotonic()
+            if began is None:
+                began = now
+                print(
+                    f"tuner: database {mask_password(url)} unavailable ({_first_line(_database_cause(error))}); "
+                    f"retrying for up to {patience_s:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if now - began >= patience_s:
+                raise
+            time.sleep(min(_FIRST_WAIT_S * 2**attempt, _LONGEST_WAIT_S, max(0.0, began + patience_s - now)))
+            attempt += 1
 
 
 def _sqlite_error(code: str, url: str, shown: str) -> StorageError:
@@ -321,9 +396,13 @@ def write_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial], 
     are serialized (PostgreSQL: a row lock on the study; SQLite: a lock file beside the
     database), so numbers are unique and the budget holds with any number of workers.
     """
+    url = _url_of(storage)
     with _sqlite_writer_lock(storage):
-        with storage_errors(_url_of(storage)):
-            return insert_trials(storage, study_id, trials, budget)
+        with storage_errors(url):
+            # One transaction: after a lost connection it is run again whole. (Should the
+            # connection drop during the commit itself, the rows may be stored twice; the budget
+            # still holds, as the count is read again in the new transaction.)
+            return with_retries(lambda: insert_trials(storage, study_id, trials, budget), url)
 
 
 @contextmanager

@@ -167,11 +167,11 @@ def test_joining_a_study_another_worker_creates_is_bounded(monkeypatch, tmp_path
     monkeypatch.setattr(study_module.time, "sleep", lambda s: None)
     attempts = []
 
-    def duplicated(**kwargs):
-        attempts.append(kwargs)
-        raise optuna.exceptions.DuplicatedStudyError("exists")
+    def duplicated(*args):
+        attempts.append(args)
+        return None  # the name is taken (IntegrityError inside)
 
-    monkeypatch.setattr(study_module.optuna, "create_study", duplicated)
+    monkeypatch.setattr(study_module, "create_study_with_attrs", duplicated)
     with pytest.raises(StorageError) as info:
         study_module.run_search(SPEC, f"sqlite:///{tmp_path / 'x.db'}", trials=5)
     assert len(attempts) == study_module._CREATE_ATTEMPTS
