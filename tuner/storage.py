@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TypeVar
 
@@ -193,7 +194,7 @@ def with_retries(action: Callable[[], T], url: str, *, patience_s: float = RETRY
                 began = now
                 print(
                     f"tuner: database {mask_password(url)} unavailable ({_first_line(_database_cause(error))}); "
-                    f"retrying for up to {patience_s:.0f} s",
+                    f"retrying for up to {patience_s:g} s",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -292,6 +293,12 @@ def open_storage(url: str, *, create: bool = True) -> RDBStorage:
             f"not a database URL: {mask_password(str(url))!r}",
             "use e.g. sqlite:///studies/name.db or postgresql+psycopg2://user@host/db",
         )
+    url = _honour_read_only(url)
+    if create and _read_only(url):
+        raise StorageError(
+            f"{mask_password(url)} opens the database read-only (mode=ro), and this command adds trials",
+            "remove mode=ro from the URL to write; read-only URLs are for pareto, show, studies and export",
+        )
     if url.startswith("sqlite:") and _sqlite_path(url) is None:
         raise StorageError(
             f"{url if '@' not in url else mask_password(url)} is an in-memory database: the study would be "
@@ -318,8 +325,10 @@ def open_storage(url: str, *, create: bool = True) -> RDBStorage:
                 ) from None
     for attempt in range(_OPEN_ATTEMPTS):
         try:
-            # Several workers may open a new SQLite file at once: one creates the schema at a time.
-            with _file_lock(path):
+            # Several workers may open a new SQLite file at once: one creates the schema at a
+            # time. Readers open an existing file and take no lock: a writer that stopped
+            # responding cannot block them, and a read-only directory does not stop them.
+            with _file_lock(path) if create else nullcontext():
                 return RDBStorage(with_installed_driver(url), engine_kwargs=_engine_kwargs(url))
         except OSError as error:  # the lock file beside the database
             environment = error.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG)
@@ -339,6 +348,24 @@ def open_storage(url: str, *, create: bool = True) -> RDBStorage:
 
 
 _OPEN_ATTEMPTS = 6
+
+
+def _read_only(url: str) -> bool:
+    """The URL opens a SQLite file read-only (``mode=ro``, honoured by :func:`_honour_read_only`)."""
+    return url.startswith("sqlite:") and "mode=ro" in url.partition("?")[2].split("&")
+
+
+def _honour_read_only(url: str) -> str:
+    """``sqlite:///PATH?mode=ro`` as SQLite honours it: pysqlite ignores ``mode`` (with only a
+    warning) unless the path is a ``file:`` URI with ``uri=true``, and the database was written
+    to; this spells it that way."""
+    if not _read_only(url) or not url.startswith("sqlite:///"):
+        return url
+    path, _, query = url.removeprefix("sqlite:///").partition("?")
+    args = [a for a in query.split("&") if a and a != "uri=true"]
+    if not path.startswith("file:"):
+        path = "file:" + path
+    return f"sqlite:///{path}?{'&'.join([*args, 'uri=true'])}"
 
 
 def _engine_kwargs(url: str) -> dict:
@@ -428,15 +455,51 @@ def _sqlite_path(url: str) -> str | None:
     return path if path and path != ":memory:" else None
 
 
+#: How long a writer waits for another process's ``<db>.lock`` (a flush holds it well under a
+#: second) before saying who holds it; ``TUNER_LOCK_TIMEOUT_S`` overrides it.
+LOCK_TIMEOUT_S = 60.0
+
+
+def _lock_timeout_s() -> float:
+    try:
+        return float(os.environ.get("TUNER_LOCK_TIMEOUT_S", LOCK_TIMEOUT_S))
+    except ValueError:
+        return LOCK_TIMEOUT_S
+
+
 @contextmanager
 def _file_lock(database: str | None) -> Iterator[None]:
-    """An exclusive lock on ``<database>.lock``; nothing when there is no database file."""
+    """An exclusive lock on ``<database>.lock``, holding this process's id; nothing when there
+    is no database file. A writer that cannot have it within :data:`LOCK_TIMEOUT_S` (its holder
+    stopped with SIGSTOP, or hung) gets one line naming the holder's PID."""
     if not database:
         yield
         return
-    with open(f"{database}.lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    lock_path = f"{database}.lock"
+    with open(lock_path, "a+") as handle:
+        deadline = time.monotonic() + _lock_timeout_s()
+        wait_s = 0.001
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "unknown"
+                    raise StorageError(
+                        f"{database} is locked by process {holder} (waited {_lock_timeout_s():.0f} s for {lock_path})",
+                        f"if process {holder} is stopped or hung, resume it (kill -CONT {holder}) or end it "
+                        f"(kill {holder}), then run again",
+                        environment=True,
+                    ) from None
+                time.sleep(wait_s)
+                wait_s = min(wait_s * 2, 0.05)  # short waits: writers of one study take turns often
         try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
