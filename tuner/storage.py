@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -102,6 +104,8 @@ def storage_error(error: BaseException, url: str) -> StorageError:
         return error
     error = _database_cause(error)
     shown = mask_password(url)
+    if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):  # a stored value is garbage
+        return _damaged(url, shown, type(error).__name__)
     if isinstance(error, ImportError):
         module, install = _driver(url)
         return StorageError(
@@ -120,6 +124,10 @@ def storage_error(error: BaseException, url: str) -> StorageError:
         code = getattr(error.orig, "sqlite_errorname", None)
         if code is not None:
             return _sqlite_error(code, url, shown)
+        if _sqlite_path(url) is not None and isinstance(error.orig, sqlite3.Error):
+            # Raised by Python's sqlite3 module, not SQLite (no error code): a stored text that
+            # is not UTF-8, i.e. bytes overwritten inside the file.
+            return _damaged(url, shown, type(error.orig).__name__)
         if isinstance(error, sa_exc.OperationalError):
             return StorageError(
                 f"cannot connect to the database server of {shown} ({_first_line(error.orig)})",
@@ -226,11 +234,26 @@ def _sqlite_error(code: str, url: str, shown: str) -> StorageError:
             "make the file and its directory writable, or copy the study to a writable place",
             environment=True,
         )
+    if code.startswith("SQLITE_CORRUPT"):
+        return _damaged(url, shown, code)
     if code == "SQLITE_FULL":
         return StorageError(
             f"the disk holding {path} is full ({shown})", "free some space and run again", environment=True
         )
     return StorageError(f"cannot use {path} ({shown}): {code}", "check the disk and the file", environment=True)
+
+
+def _damaged(url: str, shown: str, what: str) -> StorageError:
+    path = _sqlite_path(url)
+    if path is None:
+        return StorageError(
+            f"the database {shown} holds damaged data ({what})", "restore it from a backup", environment=True
+        )
+    return StorageError(
+        f"{path} is damaged ({what}): part of the file is not what SQLite wrote ({shown})",
+        f"restore it from a backup, or save what is readable: sqlite3 {path} .recover | sqlite3 recovered.db",
+        environment=True,
+    )
 
 
 def _driver(url: str) -> tuple[str, str]:
@@ -250,7 +273,13 @@ def _dialect(url: str) -> str:
 
 def _first_line(error: BaseException | None) -> str:
     text = str(error).strip() if error is not None else ""
-    return text.splitlines()[0][:200] if text else type(error).__name__
+    return printable(text.splitlines()[0][:200]) if text else type(error).__name__
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters (escape sequences from a damaged file or
+    a hostile name) shown as ``\\xNN`` instead of acting on the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 @contextmanager
@@ -260,7 +289,12 @@ def storage_errors(url: str) -> Iterator[None]:
         yield
     except StorageError:
         raise
-    except (sa_exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
+    except (
+        sa_exc.SQLAlchemyError,
+        optuna.exceptions.StorageInternalError,
+        json.JSONDecodeError,
+        UnicodeDecodeError,
+    ) as error:
         raise storage_error(error, url) from None
 
 
