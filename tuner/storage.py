@@ -341,22 +341,17 @@ def open_storage(url: str, *, create: bool = True) -> RDBStorage:
         )
     path = _sqlite_path(url)
     if path is not None:
-        if Path(path).is_dir():
+        try:
+            _check_sqlite_path(path, url, create)
+        except OSError as error:  # e.g. a 5,000-character path: File name too long
+            shown_path = path if len(path) <= 120 else f"{path[:60]}...{path[-40:]} ({len(path)} characters)"
             raise StorageError(
-                f"{path} is a directory, not a database file ({mask_password(url)})",
-                "pass the path of a database file, e.g. sqlite:///studies/name.db",
-            )
-        if not create and not Path(path).is_file():
-            raise StorageError(
-                f"no database at {path}", "run tuner search first, or pass the --storage the study was saved in"
-            )
-        if create:
-            try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise StorageError(
-                    f"cannot create {Path(path).parent}: {error.strerror}", "use a writable path"
-                ) from None
+                f"cannot use the database path {shown_path}: {error.strerror}",
+                "use a shorter path (each folder or file name at most 255 bytes)"
+                if error.errno == errno.ENAMETOOLONG
+                else "use a path in a writable directory",
+                environment=error.errno != errno.ENAMETOOLONG,
+            ) from None
     for attempt in range(_OPEN_ATTEMPTS):
         try:
             # Several workers may open a new SQLite file at once: one creates the schema at a
@@ -382,6 +377,24 @@ def open_storage(url: str, *, create: bool = True) -> RDBStorage:
 
 
 _OPEN_ATTEMPTS = 6
+
+
+def _check_sqlite_path(path: str, url: str, create: bool) -> None:
+    """A SQLite path that can be used (its folder made when ``create``); OSError passes up."""
+    if Path(path).is_dir():
+        raise StorageError(
+            f"{path} is a directory, not a database file ({mask_password(url)})",
+            "pass the path of a database file, e.g. sqlite:///studies/name.db",
+        )
+    if not create and not Path(path).is_file():
+        raise StorageError(
+            f"no database at {path}", "run tuner search first, or pass the --storage the study was saved in"
+        )
+    if create:
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StorageError(f"cannot create {Path(path).parent}: {error.strerror}", "use a writable path") from None
 
 
 def _read_only(url: str) -> bool:
