@@ -9,6 +9,11 @@ installed, file locked or read-only, disk full).
 
 from __future__ import annotations
 
+# isort: off
+# First: Ctrl-C or SIGTERM while the imports below load (about 2 s) is one line, not a traceback.
+from tuner import early_signals  # noqa: F401
+
+# isort: on
 import json
 import sys
 from typing import Any, Literal

@@ -57,3 +57,34 @@ def stop_on_signals() -> Iterator[StopRequest]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _is_the_command() -> bool:
+    """This process is the ``tuner`` command (its console script or ``python -m tuner.cli``),
+    not a program that imports the package: only the command may take over its signals."""
+    import sys
+    from pathlib import Path
+
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return Path(sys.argv[0]).name == "tuner" or getattr(spec, "name", None) == "tuner.cli"
+
+
+def exit_quietly_on_signals() -> None:
+    """Until a search takes them over (:func:`stop_on_signals`), SIGINT and SIGTERM end the
+    command with one line and exit 130 / 143 instead of a ``KeyboardInterrupt`` traceback from
+    whichever import was loading (start-up takes about 2 s). Nothing is being written then, and
+    after a search its trials are; the line says how to go on. Only where the defaults are still
+    in place, in the main thread of the command itself."""
+    import sys
+
+    if not _is_the_command() or threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        sys.stderr.write("interrupted: every finished trial is saved; run the same command to go on\n")
+        raise SystemExit(128 + signum)
+
+    for sig in SIGNALS:
+        if signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler):
+            signal.signal(sig, handler)

@@ -1,0 +1,46 @@
+"""SIGINT and SIGTERM at any moment from start-up to the search: one line, exit 130 / 143, never
+a traceback, and whatever the database holds is whole (finished trials only, numbered 0..n-1)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from test_workers import ROOT, SPEC, _write_spec
+
+# From inside the imports (the command needs about 2 s to load on a 2-core machine) to the search.
+MOMENTS_S = (0.3, 0.7, 1.2, 2.0, 3.5)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("moment_s", MOMENTS_S)
+def test_a_signal_at_any_moment_is_one_line_and_the_right_exit_code(
+    tmp_path: Path, moment_s: float, signum: int
+) -> None:
+    db = tmp_path / "early.db"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tuner.cli", "search", str(_write_spec(tmp_path)), "--storage", f"sqlite:///{db}"]
+        + ["--trials", "2000000", "--sampler", "random"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    time.sleep(moment_s)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signum, err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert err.strip().splitlines()[-1].startswith("interrupted: every finished trial is saved")
+    if db.exists():
+        try:
+            trials = optuna.load_study(study_name=SPEC["name"], storage=f"sqlite:///{db}").trials
+        except KeyError:  # stopped before the study was created
+            trials = []
+        assert sorted(t.number for t in trials) == list(range(len(trials)))
+        assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
