@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -50,6 +51,9 @@ def main() -> int:
                 cwd=ROOT,
                 capture_output=True,
                 text=True,
+                # A shell's background job (nohup ... &) starts with SIGINT ignored, and children
+                # inherit that; the tests need the default, as in a terminal or CI.
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             )
             elapsed_s = time.perf_counter() - start
             summary = (done.stdout.strip().splitlines() or [""])[-1]
@@ -60,7 +64,8 @@ def main() -> int:
                 flush=True,
             )
             if done.returncode != 0:
-                print(done.stdout[-3000:], flush=True)
+                failures = [line for line in done.stdout.splitlines() if line.startswith(("E ", "FAILED"))]
+                print("\n".join(failures[:40]), flush=True)
     print()
     for name, runs in results.items():
         print(f"{name}: {sum(r['passed'] for r in runs)}/{len(runs)} rounds passed")

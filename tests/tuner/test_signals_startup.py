@@ -34,6 +34,12 @@ def test_a_signal_at_any_moment_is_one_line_and_the_right_exit_code(
     time.sleep(moment_s)
     process.send_signal(signum)
     _, err = process.communicate(timeout=60)
+    if process.returncode == -signum:
+        # The signal came before the interpreter ran a line of the package (a loaded machine can
+        # take longer than the first moment to start Python): the default action ended it
+        # silently, before anything was opened.
+        assert err == "" and not db.exists()
+        return
     assert process.returncode == 128 + signum, err
     assert "Traceback" not in err and "Exception ignored" not in err
     assert err.strip().splitlines()[-1].startswith("interrupted: every finished trial is saved")
