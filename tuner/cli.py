@@ -1123,6 +1123,12 @@ def _printable(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning bad input into one line and exit code 2."""
+    from tuner.signals import commands_started
+
+    early_exit = commands_started()
+    if early_exit is not None:  # Ctrl-C or SIGTERM while the imports loaded
+        click.echo("interrupted before the command started: nothing was written; run the same command again", err=True)
+        return early_exit
     try:
         cli.main(args=argv, prog_name="tuner", standalone_mode=False)
     except InvalidInputError as error:
