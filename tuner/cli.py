@@ -9,6 +9,11 @@ installed, file locked or read-only, disk full).
 
 from __future__ import annotations
 
+# isort: off
+# First: Ctrl-C or SIGTERM while the imports below load (about 2 s) is one line, not a traceback.
+from tuner import early_signals  # noqa: F401
+
+# isort: on
 import json
 import sys
 from typing import Any, Literal
@@ -1149,19 +1154,31 @@ def _print_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, allow_nan=False))
 
 
+def _printable(text: str) -> str:
+    """An error line safe for a terminal: control characters (escape sequences from a hostile
+    file name or a damaged database) shown as ``\\xNN``, never acted on by the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning bad input into one line and exit code 2."""
+    from tuner.signals import commands_started
+
+    early_exit = commands_started()
+    if early_exit is not None:  # Ctrl-C or SIGTERM while the imports loaded
+        click.echo("interrupted before the command started: nothing was written; run the same command again", err=True)
+        return early_exit
     try:
         cli.main(args=argv, prog_name="tuner", standalone_mode=False)
     except InvalidInputError as error:
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"error: {_printable(str(error))}", err=True)
         # tuner.storage.StorageError: 2 for a wrong URL or path, 1 for the server, driver or disk.
         return getattr(error, "exit_code", EXIT_BAD_INPUT)
     except click.exceptions.NoArgsIsHelpError as error:  # `tuner` alone: show help, not an error
         click.echo(error.ctx.get_help() if error.ctx else str(error))
         return 0
     except click.ClickException as error:
-        click.echo(f"error: {error.format_message()}", err=True)
+        click.echo(f"error: {_printable(error.format_message())}", err=True)
         return EXIT_BAD_INPUT
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)

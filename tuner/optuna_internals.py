@@ -26,6 +26,8 @@ Private APIs used, and where:
 - ``RDBStorage._get_trials`` and ``FrozenTrial._trial_id`` (:func:`hydrating_storage`,
   :func:`trial_id`): compact trials (:mod:`tuner.compact`) made whole wherever Optuna reads them
   (``get_all_trials`` and ``_CachedStorage`` both go through ``_get_trials``).
+- ``optuna.storages._rdb.models`` and ``optuna.study.study._SYSTEM_ATTR_METRIC_NAMES``
+  (:func:`create_study_with_attrs`): a study created with its attributes in one transaction.
 - ``optuna_dashboard._app.get_pareto_front_trials`` (:func:`feasible_dashboard`): optuna-dashboard
   0.21 computes its best trials over every trial, constraints ignored (optuna-dashboard#772).
 """
@@ -131,6 +133,55 @@ def insert_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial],
                 session.execute(insert(model.__table__), rows)
         session.commit()
         return len(trials)
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def create_study_with_attrs(
+    storage: RDBStorage,
+    name: str,
+    directions: Sequence[optuna.study.StudyDirection],
+    user_attrs: dict[str, Any],
+    metric_names: list[str],
+) -> int | None:
+    """Create a study, its user attributes and its metric names in one transaction; returns its
+    id, or ``None`` when a study of that name exists already.
+
+    Why not the public API: ``optuna.create_study`` commits the study, then each
+    ``set_user_attr`` and ``set_metric_names`` commits on its own, so a worker starting at the
+    same moment can find the study without its spec (workers on PostgreSQL failed with "was made
+    from a different spec ()" in 4 of 29 runs). These are the rows ``create_new_study``,
+    ``set_study_user_attr`` and ``set_metric_names`` write.
+    """
+    from optuna.study.study import _SYSTEM_ATTR_METRIC_NAMES
+    from sqlalchemy.exc import IntegrityError
+
+    session = storage.scoped_session()
+    try:
+        study = models.StudyModel(
+            study_name=name,
+            directions=[models.StudyDirectionModel(objective=i, direction=d) for i, d in enumerate(directions)],
+        )
+        session.add(study)
+        session.flush()  # assigns study_id
+        session.add_all(
+            models.StudyUserAttributeModel(study_id=study.study_id, key=k, value_json=json.dumps(v))
+            for k, v in user_attrs.items()
+        )
+        session.add(
+            models.StudySystemAttributeModel(
+                study_id=study.study_id, key=_SYSTEM_ATTR_METRIC_NAMES, value_json=json.dumps(metric_names)
+            )
+        )
+        study_id = study.study_id
+        session.commit()
+        return study_id
+    except IntegrityError:  # the name is taken: another worker created it first
+        session.rollback()
+        return None
     except Exception:
         session.rollback()
         raise

@@ -27,6 +27,8 @@ class IncrementalNSGAIISampler(NSGAIISampler):
         # study -> (highest generation among completed trials, completed trials in it)
         self._generations: dict[str, tuple[int, int]] = {}
         self._parents: dict[tuple[str, int], list[FrozenTrial]] = {}
+        # generation -> its completed trials, while get_parent_population walks the generations
+        self._walk_populations: dict[int, list[FrozenTrial]] | None = None
 
     def get_trial_generation(self, study: Study, trial: FrozenTrial) -> int:
         key = ga_generation_key(self)
@@ -55,14 +57,49 @@ class IncrementalNSGAIISampler(NSGAIISampler):
             self._generations[study.study_name] = _tally(generation, highest, count)
 
     def get_parent_population(self, study: Study, generation: int) -> list[FrozenTrial]:
-        cached = self._parents.get((study.study_name, generation))
+        """The parents of ``generation``, computed generation by generation from the oldest one
+        not yet known.
+
+        Optuna's ``get_parent_population`` and ``select_parent`` call each other once per
+        generation down to the first cached one: resuming a study (whose in-memory copy has no
+        cached parents) recursed once per generation and died with ``RecursionError`` at about
+        20,000 trials. Here the generations are walked upwards in a loop, each one's population
+        grouped in one pass over the completed trials, and every parent population is kept, so
+        a resume costs one pass plus one elite selection per generation, and later asks nothing.
+        """
+        if generation <= 0:
+            return []
+        name = study.study_name
+        cached = self._parents.get((name, generation))
         if cached is not None:
             return cached
-        population = super().get_parent_population(study, generation)
-        # Later calls of the parent class return the cached population in trial order (it
-        # filters all trials, which come in number order); keep that order so samples match it.
-        self._parents[(study.study_name, generation)] = sorted(population, key=lambda t: t.number)
+        known = max((g for (n, g) in self._parents if n == name and g < generation), default=0)
+        if generation - known > 1:  # a resume: group the populations of the generations to walk
+            # (a running search asks for one new generation at a time, which Optuna's own
+            # generation cache serves without the pass)
+            key = ga_generation_key(self)
+            self._walk_populations = {g: [] for g in range(known, generation)}
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):  # in trial order
+                members = self._walk_populations.get(t.system_attrs.get(key, -1))
+                if members is not None:
+                    members.append(t)
+        try:
+            population: list[FrozenTrial] = []
+            for g in range(known + 1, generation + 1):
+                # select_parent(g) reads get_population(g - 1) (served from the pass above) and
+                # get_parent_population(g - 1) (just cached, so no recursion).
+                population = self.select_parent(study, g)
+                # Later reads of a cached population come in trial order in the parent class
+                # (it filters all trials, which come in number order); keep that order.
+                self._parents[(name, g)] = sorted(population, key=lambda t: t.number)
+        finally:
+            self._walk_populations = None
         return population
+
+    def get_population(self, study: Study, generation: int) -> list[FrozenTrial]:
+        if self._walk_populations is not None and generation in self._walk_populations:
+            return self._walk_populations[generation]
+        return super().get_population(study, generation)
 
 
 def _tally(generation: int, highest: int, count: int) -> tuple[int, int]:

@@ -40,6 +40,7 @@ def stop_on_signals() -> Iterator[StopRequest]:
     previous handlers come back after it). Outside the main thread, signals cannot be handled:
     the request never fires and the defaults stay."""
     request = StopRequest()
+    request.signum = EARLY.signum  # a signal during start-up stops the search before it begins
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
@@ -57,3 +58,52 @@ def stop_on_signals() -> Iterator[StopRequest]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _is_the_command() -> bool:
+    """This process is the ``tuner`` command (its console script or ``python -m tuner.cli``),
+    not a program that imports the package: only the command may take over its signals."""
+    import sys
+    from pathlib import Path
+
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return Path(sys.argv[0]).name == "tuner" or getattr(spec, "name", None) == "tuner.cli"
+
+
+#: A signal that came before a search took the signals over (see :func:`exit_quietly_on_signals`).
+EARLY = StopRequest()
+_started = False  # main() has begun: the imports are done
+
+
+def exit_quietly_on_signals() -> None:
+    """From the command's first import until a search takes them over (:func:`stop_on_signals`),
+    SIGINT and SIGTERM are handled without a traceback. While the imports load (about 2 s) the
+    handler only records the signal (raising there could land in an import or a garbage
+    collection callback that swallows it, and the search would run on): ``main()`` then exits at
+    once with 130 / 143, and a search that starts sees it as already requested. Once ``main()``
+    runs (:func:`commands_started`), SIGINT is Python's ``KeyboardInterrupt`` again (click says
+    "interrupted", exit 130) and SIGTERM exits 143. Only where the defaults are still in place,
+    in the main thread of the command itself."""
+    if not _is_the_command() or threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if not _started:
+            EARLY.signum = EARLY.signum or signum
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    for sig in SIGNALS:
+        if signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler):
+            signal.signal(sig, handler)
+
+
+def commands_started() -> int | None:
+    """Called first in ``main()``: the imports are done. Returns the exit code when a signal
+    came while they loaded (the command should not start), else None."""
+    global _started
+    _started = True
+    return EARLY.exit_code if EARLY() else None

@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
+import os
+import sqlite3
+import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import TypeVar
 
 import optuna
 from optuna.storages import RDBStorage
@@ -28,6 +33,7 @@ from cost_models.errors import InvalidInputError
 from tuner.optuna_internals import insert_trials
 
 EXIT_BAD_INPUT, EXIT_ENVIRONMENT = 2, 1
+T = TypeVar("T")
 
 
 class StorageError(InvalidInputError):
@@ -96,7 +102,10 @@ def storage_error(error: BaseException, url: str) -> StorageError:
     codes decide, never message text)."""
     if isinstance(error, StorageError):
         return error
+    error = _database_cause(error)
     shown = mask_password(url)
+    if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):  # a stored value is garbage
+        return _damaged(url, shown, type(error).__name__)
     if isinstance(error, ImportError):
         module, install = _driver(url)
         return StorageError(
@@ -115,6 +124,10 @@ def storage_error(error: BaseException, url: str) -> StorageError:
         code = getattr(error.orig, "sqlite_errorname", None)
         if code is not None:
             return _sqlite_error(code, url, shown)
+        if _sqlite_path(url) is not None and isinstance(error.orig, sqlite3.Error):
+            # Raised by Python's sqlite3 module, not SQLite (no error code): a stored text that
+            # is not UTF-8, i.e. bytes overwritten inside the file.
+            return _damaged(url, shown, type(error.orig).__name__)
         if isinstance(error, sa_exc.OperationalError):
             return StorageError(
                 f"cannot connect to the database server of {shown} ({_first_line(error.orig)})",
@@ -126,6 +139,77 @@ def storage_error(error: BaseException, url: str) -> StorageError:
         "check the database and the server",
         environment=True,
     )
+
+
+def _database_cause(error: BaseException) -> BaseException:
+    """The driver's error under Optuna's ``StorageInternalError`` (Optuna's storage wraps every
+    SQLAlchemy error in one, with the real one as its cause)."""
+    if isinstance(error, optuna.exceptions.StorageInternalError) and error.__cause__ is not None:
+        return error.__cause__
+    return error
+
+
+#: SQLSTATEs worth retrying (PostgreSQL appendix A): connection exceptions (class 08),
+#: admin_shutdown / crash_shutdown / cannot_connect_now (the server restarting), too many
+#: connections, serialization failure and deadlock (the transaction may simply be run again).
+_TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "40001", "40P01"})
+
+
+def is_transient(error: BaseException) -> bool:
+    """A database error that may go away by itself: a lost connection, a server restarting, a
+    serialization failure, a busy or locked SQLite file (types and codes decide, not text)."""
+    cause = _database_cause(error)
+    if not isinstance(cause, sa_exc.DBAPIError):
+        return False
+    if cause.connection_invalidated:  # SQLAlchemy recognised a disconnect
+        return True
+    orig = cause.orig
+    sqlite_code = getattr(orig, "sqlite_errorname", None)
+    if sqlite_code is not None:
+        return str(sqlite_code).startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
+    if code:
+        return str(code).startswith("08") or code in _TRANSIENT_SQLSTATES
+    # No SQLSTATE: the driver failed below SQL (connection refused, reset or closed by the
+    # server). Callers retry only once the database has been used, so a wrong host or password
+    # still fails at once when the storage is opened.
+    return isinstance(cause, (sa_exc.OperationalError, sa_exc.InterfaceError))
+
+
+#: How long a worker keeps retrying a database that went away: longer than the 60 s restart a
+#: shared server may take (issue 13), short enough that a server gone for good ends the run.
+RETRY_FOR_S = 120.0
+#: Backoff between tries: 0.1 s doubling up to 5 s, so a quick restart costs a fraction of a second.
+_FIRST_WAIT_S, _LONGEST_WAIT_S = 0.1, 5.0
+
+
+def with_retries(action: Callable[[], T], url: str, *, patience_s: float = RETRY_FOR_S) -> T:
+    """``action()``, run again after transient database errors with bounded exponential backoff
+    for up to ``patience_s``; the first failure of an episode prints one line on stderr. The
+    action must be a whole transaction (a retry runs all of it again). Other errors, and a
+    transient one that outlasts the patience, propagate (:func:`storage_errors` makes them one
+    line)."""
+    began: float | None = None
+    attempt = 0
+    while True:
+        try:
+            return action()
+        except (sa_exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
+            if not is_transient(error):
+                raise
+            now = time.monotonic()
+            if began is None:
+                began = now
+                print(
+                    f"tuner: database {mask_password(url)} unavailable ({_first_line(_database_cause(error))}); "
+                    f"retrying for up to {patience_s:g} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if now - began >= patience_s:
+                raise
+            time.sleep(min(_FIRST_WAIT_S * 2**attempt, _LONGEST_WAIT_S, max(0.0, began + patience_s - now)))
+            attempt += 1
 
 
 def _sqlite_error(code: str, url: str, shown: str) -> StorageError:
@@ -150,11 +234,26 @@ def _sqlite_error(code: str, url: str, shown: str) -> StorageError:
             "make the file and its directory writable, or copy the study to a writable place",
             environment=True,
         )
+    if code.startswith("SQLITE_CORRUPT"):
+        return _damaged(url, shown, code)
     if code == "SQLITE_FULL":
         return StorageError(
             f"the disk holding {path} is full ({shown})", "free some space and run again", environment=True
         )
     return StorageError(f"cannot use {path} ({shown}): {code}", "check the disk and the file", environment=True)
+
+
+def _damaged(url: str, shown: str, what: str) -> StorageError:
+    path = _sqlite_path(url)
+    if path is None:
+        return StorageError(
+            f"the database {shown} holds damaged data ({what})", "restore it from a backup", environment=True
+        )
+    return StorageError(
+        f"{path} is damaged ({what}): part of the file is not what SQLite wrote ({shown})",
+        f"restore it from a backup, or save what is readable: sqlite3 {path} .recover | sqlite3 recovered.db",
+        environment=True,
+    )
 
 
 def _driver(url: str) -> tuple[str, str]:
@@ -174,7 +273,13 @@ def _dialect(url: str) -> str:
 
 def _first_line(error: BaseException | None) -> str:
     text = str(error).strip() if error is not None else ""
-    return text.splitlines()[0][:200] if text else type(error).__name__
+    return printable(text.splitlines()[0][:200]) if text else type(error).__name__
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters (escape sequences from a damaged file or
+    a hostile name) shown as ``\\xNN`` instead of acting on the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 @contextmanager
@@ -184,7 +289,12 @@ def storage_errors(url: str) -> Iterator[None]:
         yield
     except StorageError:
         raise
-    except (sa_exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
+    except (
+        sa_exc.SQLAlchemyError,
+        optuna.exceptions.StorageInternalError,
+        json.JSONDecodeError,
+        UnicodeDecodeError,
+    ) as error:
         raise storage_error(error, url) from None
 
 
@@ -217,6 +327,12 @@ def open_storage(url: str, *, create: bool = True) -> RDBStorage:
             f"not a database URL: {mask_password(str(url))!r}",
             "use e.g. sqlite:///studies/name.db or postgresql+psycopg2://user@host/db",
         )
+    url = _honour_read_only(url)
+    if create and _read_only(url):
+        raise StorageError(
+            f"{mask_password(url)} opens the database read-only (mode=ro), and this command adds trials",
+            "remove mode=ro from the URL to write; read-only URLs are for pareto, show, studies and export",
+        )
     if url.startswith("sqlite:") and _sqlite_path(url) is None:
         raise StorageError(
             f"{url if '@' not in url else mask_password(url)} is an in-memory database: the study would be "
@@ -225,26 +341,23 @@ def open_storage(url: str, *, create: bool = True) -> RDBStorage:
         )
     path = _sqlite_path(url)
     if path is not None:
-        if Path(path).is_dir():
+        try:
+            _check_sqlite_path(path, url, create)
+        except OSError as error:  # e.g. a 5,000-character path: File name too long
+            shown_path = path if len(path) <= 120 else f"{path[:60]}...{path[-40:]} ({len(path)} characters)"
             raise StorageError(
-                f"{path} is a directory, not a database file ({mask_password(url)})",
-                "pass the path of a database file, e.g. sqlite:///studies/name.db",
-            )
-        if not create and not Path(path).is_file():
-            raise StorageError(
-                f"no database at {path}", "run tuner search first, or pass the --storage the study was saved in"
-            )
-        if create:
-            try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise StorageError(
-                    f"cannot create {Path(path).parent}: {error.strerror}", "use a writable path"
-                ) from None
+                f"cannot use the database path {shown_path}: {error.strerror}",
+                "use a shorter path (each folder or file name at most 255 bytes)"
+                if error.errno == errno.ENAMETOOLONG
+                else "use a path in a writable directory",
+                environment=error.errno != errno.ENAMETOOLONG,
+            ) from None
     for attempt in range(_OPEN_ATTEMPTS):
         try:
-            # Several workers may open a new SQLite file at once: one creates the schema at a time.
-            with _file_lock(path):
+            # Several workers may open a new SQLite file at once: one creates the schema at a
+            # time. Readers open an existing file and take no lock: a writer that stopped
+            # responding cannot block them, and a read-only directory does not stop them.
+            with _file_lock(path) if create else nullcontext():
                 return RDBStorage(with_installed_driver(url), engine_kwargs=_engine_kwargs(url))
         except OSError as error:  # the lock file beside the database
             environment = error.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG)
@@ -264,6 +377,42 @@ def open_storage(url: str, *, create: bool = True) -> RDBStorage:
 
 
 _OPEN_ATTEMPTS = 6
+
+
+def _check_sqlite_path(path: str, url: str, create: bool) -> None:
+    """A SQLite path that can be used (its folder made when ``create``); OSError passes up."""
+    if Path(path).is_dir():
+        raise StorageError(
+            f"{path} is a directory, not a database file ({mask_password(url)})",
+            "pass the path of a database file, e.g. sqlite:///studies/name.db",
+        )
+    if not create and not Path(path).is_file():
+        raise StorageError(
+            f"no database at {path}", "run tuner search first, or pass the --storage the study was saved in"
+        )
+    if create:
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StorageError(f"cannot create {Path(path).parent}: {error.strerror}", "use a writable path") from None
+
+
+def _read_only(url: str) -> bool:
+    """The URL opens a SQLite file read-only (``mode=ro``, honoured by :func:`_honour_read_only`)."""
+    return url.startswith("sqlite:") and "mode=ro" in url.partition("?")[2].split("&")
+
+
+def _honour_read_only(url: str) -> str:
+    """``sqlite:///PATH?mode=ro`` as SQLite honours it: pysqlite ignores ``mode`` (with only a
+    warning) unless the path is a ``file:`` URI with ``uri=true``, and the database was written
+    to; this spells it that way."""
+    if not _read_only(url) or not url.startswith("sqlite:///"):
+        return url
+    path, _, query = url.removeprefix("sqlite:///").partition("?")
+    args = [a for a in query.split("&") if a and a != "uri=true"]
+    if not path.startswith("file:"):
+        path = "file:" + path
+    return f"sqlite:///{path}?{'&'.join([*args, 'uri=true'])}"
 
 
 def _engine_kwargs(url: str) -> dict:
@@ -321,9 +470,13 @@ def write_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial], 
     are serialized (PostgreSQL: a row lock on the study; SQLite: a lock file beside the
     database), so numbers are unique and the budget holds with any number of workers.
     """
+    url = _url_of(storage)
     with _sqlite_writer_lock(storage):
-        with storage_errors(_url_of(storage)):
-            return insert_trials(storage, study_id, trials, budget)
+        with storage_errors(url):
+            # One transaction: after a lost connection it is run again whole. (Should the
+            # connection drop during the commit itself, the rows may be stored twice; the budget
+            # still holds, as the count is read again in the new transaction.)
+            return with_retries(lambda: insert_trials(storage, study_id, trials, budget), url)
 
 
 @contextmanager
@@ -349,15 +502,51 @@ def _sqlite_path(url: str) -> str | None:
     return path if path and path != ":memory:" else None
 
 
+#: How long a writer waits for another process's ``<db>.lock`` (a flush holds it well under a
+#: second) before saying who holds it; ``TUNER_LOCK_TIMEOUT_S`` overrides it.
+LOCK_TIMEOUT_S = 60.0
+
+
+def _lock_timeout_s() -> float:
+    try:
+        return float(os.environ.get("TUNER_LOCK_TIMEOUT_S", LOCK_TIMEOUT_S))
+    except ValueError:
+        return LOCK_TIMEOUT_S
+
+
 @contextmanager
 def _file_lock(database: str | None) -> Iterator[None]:
-    """An exclusive lock on ``<database>.lock``; nothing when there is no database file."""
+    """An exclusive lock on ``<database>.lock``, holding this process's id; nothing when there
+    is no database file. A writer that cannot have it within :data:`LOCK_TIMEOUT_S` (its holder
+    stopped with SIGSTOP, or hung) gets one line naming the holder's PID."""
     if not database:
         yield
         return
-    with open(f"{database}.lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    lock_path = f"{database}.lock"
+    with open(lock_path, "a+") as handle:
+        deadline = time.monotonic() + _lock_timeout_s()
+        wait_s = 0.001
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "unknown"
+                    raise StorageError(
+                        f"{database} is locked by process {holder} (waited {_lock_timeout_s():.0f} s for {lock_path})",
+                        f"if process {holder} is stopped or hung, resume it (kill -CONT {holder}) or end it "
+                        f"(kill {holder}), then run again",
+                        environment=True,
+                    ) from None
+                time.sleep(wait_s)
+                wait_s = min(wait_s * 2, 0.05)  # short waits: writers of one study take turns often
         try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)

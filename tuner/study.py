@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +38,7 @@ from tuner import compact, optuna_internals
 from tuner.constraints import CONSTRAINT_LIST_ATTR
 from tuner.constraints import CONSTRAINT_NAMES_ATTR as CONSTRAINTS_ATTR
 from tuner.distinct import DistinctConfigurations
+from tuner.optuna_internals import create_study_with_attrs
 from tuner.samplers import IncrementalNSGAIISampler
 from tuner.storage import (
     StorageError,
@@ -48,6 +48,7 @@ from tuner.storage import (
     mask_password,
     open_storage,
     storage_errors,
+    with_retries,
 )
 
 SPEC_ATTR, HASH_ATTR = "spec", "spec_hash"
@@ -118,41 +119,56 @@ def open_study(spec: StudySpec, storage_url: str, compiled: CompiledStudy):
     """Create the study, or resume it after checking its stored spec is the same."""
     storage = open_storage(storage_url)
     with storage_errors(storage_url):
-        for attempt in range(_CREATE_ATTEMPTS):
-            study_id = find_study_id(storage, spec.name)
-            if study_id is not None:
-                stored = storage.get_study_user_attrs(study_id)
-                if HASH_ATTR not in stored and attempt + 1 < _CREATE_ATTEMPTS:
-                    # Another worker created the study a moment ago and is still setting its
-                    # attributes: look again shortly.
-                    time.sleep(min(0.1 * 2**attempt, 2.0))
-                    continue
-                if stored.get(HASH_ATTR) != spec.spec_hash:
-                    changes = _spec_differences(stored.get(SPEC_ATTR, {}), json.loads(spec.canonical_json()))
-                    shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
-                    raise InvalidInputError(
-                        "spec",
-                        f"study {spec.name!r} in {storage_url} was made from a different spec ({shown})",
-                        "restore the spec, give the study a new name, or use another --storage",
-                    )
-                return storage, optuna.load_study(study_name=spec.name, storage=storage)
-            try:
-                study = optuna.create_study(study_name=spec.name, storage=storage, directions=compiled.directions)
-            except optuna.exceptions.DuplicatedStudyError:  # another worker created it just now
+        # Workers keep going through a database restart (tuner.storage.with_retries).
+        study = with_retries(lambda: _create_or_check(spec, storage, storage_url, compiled), storage_url)
+    return storage, study
+
+
+def _format_attrs(compiled: CompiledStudy) -> dict[str, str]:
+    """New studies store compact trials (tuner.compact) where the space allows; the model version
+    detects a breakdown recomputed under another model."""
+    if not compact.compact_possible([len(c) for c in compiled.space.dimensions.values()]):
+        return {}
+    return {compact.FORMAT_ATTR: compact.COMPACT_FORMAT, compact.MODEL_VERSION_ATTR: compact.model_version()}
+
+
+def _create_or_check(spec: StudySpec, storage, storage_url: str, compiled: CompiledStudy) -> optuna.Study:
+    for attempt in range(_CREATE_ATTEMPTS):
+        study_id = find_study_id(storage, spec.name)
+        if study_id is None:
+            # The study and its spec in one transaction: a worker starting at the same moment
+            # finds both or neither (it found the study without its spec in 4 of 29 runs).
+            created = create_study_with_attrs(
+                storage,
+                spec.name,
+                [optuna.study.StudyDirection[d.upper()] for d in compiled.directions],
+                {
+                    SPEC_ATTR: json.loads(spec.canonical_json()),
+                    HASH_ATTR: spec.spec_hash,
+                    CONSTRAINTS_ATTR: compiled.constraint_names,
+                    CALIBRATION_ATTR: calibration_name(compiled),
+                    **_format_attrs(compiled),
+                },
+                list(compiled.objective_names),
+            )
+            if created is None:  # another worker created it just now
                 continue
-            study.set_user_attr(SPEC_ATTR, json.loads(spec.canonical_json()))
-            study.set_user_attr(HASH_ATTR, spec.spec_hash)
-            study.set_user_attr(CONSTRAINTS_ATTR, compiled.constraint_names)
-            study.set_user_attr(CALIBRATION_ATTR, calibration_name(compiled))
-            if compact.compact_possible([len(c) for c in compiled.space.dimensions.values()]):
-                # New studies store compact trials (tuner.compact); the model version detects a
-                # breakdown recomputed under another model.
-                study.set_user_attr(compact.FORMAT_ATTR, compact.COMPACT_FORMAT)
-                study.set_user_attr(compact.MODEL_VERSION_ATTR, compact.model_version())
-            with warnings.catch_warnings():  # experimental in Optuna since 3.2, and what dashboards read
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.set_metric_names(compiled.objective_names)
-            return storage, study
+            return optuna.load_study(study_name=spec.name, storage=storage)
+        stored = storage.get_study_user_attrs(study_id)
+        if HASH_ATTR not in stored and attempt + 1 < _CREATE_ATTEMPTS:
+            # A study created by an older version, attribute by attribute, may still be
+            # getting its spec: look again shortly.
+            time.sleep(min(0.1 * 2**attempt, 2.0))
+            continue
+        if stored.get(HASH_ATTR) != spec.spec_hash:
+            changes = _spec_differences(stored.get(SPEC_ATTR, {}), json.loads(spec.canonical_json()))
+            shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
+            raise InvalidInputError(
+                "spec",
+                f"study {spec.name!r} in {storage_url} was made from a different spec ({shown or 'no spec stored'})",
+                "restore the spec, give the study a new name, or use another --storage",
+            )
+        return optuna.load_study(study_name=spec.name, storage=storage)
     raise StorageError(
         f"study {spec.name!r} in {mask_password(storage_url)} is being created by another "
         "process but did not become readable",
@@ -289,15 +305,17 @@ def run_search(
         )  # fmt: skip
     budget = trials if trials is not None else spec.trials
     storage, stored = open_study(spec, storage_url, compiled)
-    study_id = storage.get_study_id_from_name(stored.study_name)
+    study_id = with_retries(lambda: storage.get_study_id_from_name(stored.study_name), storage_url)
     fmt = TrialFormat(compiled, stored.user_attrs)
     if fmt.compact and sampler_name in ("random", "exhaustive"):
         # Neither reads the history: the configurations held (one integer each) are all a
         # resume needs, read in one query whatever the study's size.
         existing: list[FrozenTrial] = []
-        held = optuna_internals.configuration_indices(storage, study_id)
+        held = with_retries(lambda: optuna_internals.configuration_indices(storage, study_id), storage_url)
     else:
-        existing = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+        existing = with_retries(
+            lambda: storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,)), storage_url
+        )
         hydrator = compact.hydrator_for(stored.user_attrs) if fmt.compact else None
         if hydrator is not None:  # the sampler learns from the categorical params
             existing = hydrator.hydrate(existing, breakdown=False)

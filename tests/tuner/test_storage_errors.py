@@ -4,7 +4,10 @@ exit 2 for bad input, 1 for the environment; never a traceback. Retries match ty
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import optuna
@@ -100,14 +103,32 @@ def test_missing_driver_is_the_environment_and_names_the_package(tmp_path: Path,
     _one_line(*_search(capsys, tmp_path, url), 1, "no database driver", module, install, "u:***@localhost")
 
 
+def _read_only_file(path: Path):
+    """Make ``path`` unwritable even for root (``chattr +i``), or by its mode when not root;
+    returns the undo, or skips when neither is possible here."""
+    if os.getuid() != 0:
+        path.chmod(0o444)
+        return lambda: path.chmod(0o644)
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("running as root without chattr +i here: a file cannot be made read-only for root")
+    return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
 def test_read_only_database_is_the_environment(tmp_path: Path, capsys) -> None:
     path = tmp_path / "ro.db"
     assert _search(capsys, tmp_path, f"sqlite:///{path}")[0] == 0
     capsys.readouterr()
-    # Opened read-only by SQLite itself (a chmod does not stop root, who runs some CI).
-    url = f"sqlite:///file:{path}?mode=ro&uri=true"
-    code, out, err = run_cli(capsys, "search", _spec(tmp_path), "--storage", url, "--trials", "40", "--json")
-    _one_line(code, out, err, 1, "read-only", str(path))
+    undo = _read_only_file(path)
+    try:
+        code, out, err = run_cli(
+            capsys, "search", _spec(tmp_path), "--storage", f"sqlite:///{path}", "--trials", "40", "--json"
+        )
+        _one_line(code, out, err, 1, "read-only", str(path))
+        # and reading it still works
+        code, out, err = run_cli(capsys, "pareto", "small", "--storage", f"sqlite:///{path}", "--json")
+        assert code == 0, err
+    finally:
+        undo()
     assert optuna.load_study(study_name="small", storage=f"sqlite:///{path}").trials[-1].number == 19
 
 
@@ -167,11 +188,11 @@ def test_joining_a_study_another_worker_creates_is_bounded(monkeypatch, tmp_path
     monkeypatch.setattr(study_module.time, "sleep", lambda s: None)
     attempts = []
 
-    def duplicated(**kwargs):
-        attempts.append(kwargs)
-        raise optuna.exceptions.DuplicatedStudyError("exists")
+    def duplicated(*args):
+        attempts.append(args)
+        return None  # the name is taken (IntegrityError inside)
 
-    monkeypatch.setattr(study_module.optuna, "create_study", duplicated)
+    monkeypatch.setattr(study_module, "create_study_with_attrs", duplicated)
     with pytest.raises(StorageError) as info:
         study_module.run_search(SPEC, f"sqlite:///{tmp_path / 'x.db'}", trials=5)
     assert len(attempts) == study_module._CREATE_ATTEMPTS

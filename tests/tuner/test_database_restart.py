@@ -1,0 +1,104 @@
+"""Workers that survive their database: a PostgreSQL server restarted under four workers.
+
+The server is a throwaway cluster of this test's own (``.ci/postgres.sh`` on another port), so
+restarting it disturbs no other test. Outside CI the test is skipped with the reason when no
+PostgreSQL binaries are installed; in CI (``CI`` set) it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from test_workers import ROOT, SPEC, TUNER, _check_study, _wait_for_trials, _write_spec
+
+PORT = "55434"
+DATA = f"/tmp/tuner-pg-restart-{PORT}"
+
+
+def _binaries() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if not found:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have PostgreSQL installed (see .ci/postgres.sh)")
+        pytest.skip("no PostgreSQL binaries: install postgresql to run the restart test")
+    return found[-1].parent
+
+
+def _start_server() -> str:
+    """Start (or start again) the cluster on its port; the SQLAlchemy URL of its server."""
+    done = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "postgres.sh")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "TUNER_PG_PORT": PORT, "TUNER_PG_DATA": DATA},
+    )
+    if done.returncode != 0:
+        message = f"could not start PostgreSQL: {done.stderr.strip().splitlines()[-1:]}"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    return done.stdout.strip()
+
+
+def _pg_ctl(*args: str) -> None:
+    command = [str(_binaries() / "pg_ctl"), "-D", DATA, *args]
+    if os.getuid() == 0:  # PostgreSQL refuses to run as root
+        command = ["runuser", "-u", "postgres", "--", *command]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def restartable_url() -> str:
+    pytest.importorskip("psycopg2", reason="pip install -e '.[postgres]' for the PostgreSQL driver")
+    import sqlalchemy
+
+    _binaries()
+    server = _start_server()
+    name = f"tuner_restart_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    yield server.rsplit("/", 1)[0] + f"/{name}"
+    _pg_ctl("-m", "immediate", "stop")  # the cluster is this test's alone
+
+
+def test_a_server_restart_costs_no_worker_and_the_budget_is_exact(tmp_path: Path, restartable_url: str) -> None:
+    budget = 4_000
+    spec = _write_spec(tmp_path, trials=budget)
+    workers = [
+        subprocess.Popen(
+            [*TUNER, "worker", str(spec), "--storage", restartable_url, "--seed", str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for i in range(4)
+    ]
+    try:
+        before = _wait_for_trials(restartable_url, 300, timeout_s=120)
+        _pg_ctl("-m", "fast", "stop")  # every connection dropped, the server gone
+        time.sleep(5.0)
+        _start_server()  # with the same port and options as before
+        results = [(*w.communicate(timeout=300), w.returncode) for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+    assert before < budget  # the restart came while the workers were writing
+    for _out, err, code in results:
+        assert code == 0, err
+        assert "Traceback" not in err
+    # each worker that met the restart said so once, in one line, and went on
+    retried = [err for _, err, _ in results if "retrying" in err]
+    assert retried, "no worker met the restart"
+    assert all(err.count("retrying for up to") == 1 for err in retried)
+    assert sum(int(out.split("added ")[1].split()[0]) for out, _, _ in results) == budget
+    _check_study(restartable_url, budget)
+    assert optuna.load_study(study_name=SPEC["name"], storage=restartable_url).user_attrs["spec_hash"]

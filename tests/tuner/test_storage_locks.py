@@ -1,0 +1,185 @@
+"""Locks and read-only databases: a stopped writer blocks no reader, a waiting writer says who
+holds the lock, ``mode=ro`` reads and never writes, and lost connections or a busy file are
+retried with one line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy as sa
+
+from cli_helpers import run_cli
+from tuner.storage import with_retries
+
+SPEC = """\
+name: locks
+model: llama-3-8b
+hardware: h100-sxm
+workload: {prompt_len: 128, gen_len: 16}
+space: {chips: [1, 2], batch: [1, 2, 4, 8, 16, 32, 64, 128]}
+objectives: [{metric: decode.step_latency_s}]
+sampler: random
+"""
+
+
+def _study(tmp_path: Path, capsys: pytest.CaptureFixture[str], trials: int = 4) -> tuple[str, Path]:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC, encoding="utf-8")
+    db = tmp_path / "s.db"
+    code, _, err = run_cli(capsys, "search", str(spec), "--storage", f"sqlite:///{db}", "--trials", str(trials))
+    assert code == 0, err
+    return str(spec), db
+
+
+def _one_line(err: str) -> str:
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _trials(db: Path) -> int:
+    return len(optuna.load_study(study_name="locks", storage=f"sqlite:///{db}").trials)
+
+
+@pytest.fixture
+def stopped_holder(tmp_path: Path):
+    """A process that took ``s.db.lock`` as a writer does (its PID inside) and was then stopped."""
+    lock = tmp_path / "s.db.lock"
+    code = (
+        "import fcntl, os, sys\n"
+        f"f = open({str(lock)!r}, 'a+')\n"
+        "fcntl.flock(f, fcntl.LOCK_EX)\n"
+        "f.seek(0); f.truncate(); f.write(str(os.getpid())); f.flush()\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    holder.send_signal(signal.SIGSTOP)
+    yield holder
+    holder.kill()
+    holder.wait(timeout=10)
+
+
+def test_a_stopped_lock_holder_blocks_no_reader_and_writers_name_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, request
+) -> None:
+    spec, db = _study(tmp_path, capsys)
+    holder = request.getfixturevalue("stopped_holder")
+    url = f"sqlite:///{db}"
+    for args in (
+        ("pareto", "locks", "--json"),
+        ("show", "locks", "0"),
+        ("export", "locks", "--trial", "0"),
+        ("studies", "--json"),
+    ):
+        code, out, err = run_cli(capsys, *args, "--storage", url)
+        assert code == 0, (args, err)
+        assert out.strip()
+    monkeypatch.setenv("TUNER_LOCK_TIMEOUT_S", "1")
+    started = time.monotonic()
+    code, out, err = run_cli(capsys, "search", spec, "--storage", url, "--trials", "8", "--json")
+    assert code == 1 and out == ""
+    line = _one_line(err)
+    assert f"locked by process {holder.pid}" in line and f"kill -CONT {holder.pid}" in line
+    assert time.monotonic() - started < 30
+    assert _trials(db) == 4  # nothing written
+
+
+@pytest.mark.parametrize("suffix", ["?mode=ro", "?mode=ro&uri=true"])
+def test_mode_ro_reads_and_refuses_writes(tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str) -> None:
+    spec, db = _study(tmp_path, capsys)
+    prefix = "sqlite:///" if suffix == "?mode=ro" else "sqlite:///file:"
+    url = f"{prefix}{db}{suffix}"
+    before = db.read_bytes()
+    code, out, err = run_cli(capsys, "pareto", "locks", "--storage", url, "--json")
+    assert code == 0, err
+    assert out.startswith("[")
+    code, out, err = run_cli(capsys, "search", spec, "--storage", url, "--trials", "8")
+    assert code == 2 and out == ""
+    assert "read-only (mode=ro)" in _one_line(err)
+    assert db.read_bytes() == before  # written to by nobody
+
+
+@pytest.mark.skipif(os.getuid() == 0, reason="root ignores directory permissions; mode=ro covers reads as root")
+def test_a_read_only_directory_reads_and_refuses_writes_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec, db = _study(tmp_path, capsys)
+    (tmp_path / "s.db.lock").unlink()
+    db.chmod(0o444)
+    tmp_path.chmod(0o555)
+    try:
+        code, out, err = run_cli(capsys, "pareto", "locks", "--storage", f"sqlite:///{db}", "--json")
+        assert code == 0, err
+        code, out, err = run_cli(capsys, "search", spec, "--storage", f"sqlite:///{db}", "--trials", "8")
+        assert code == 1 and out == ""
+        assert str(db) in _one_line(err)
+    finally:
+        tmp_path.chmod(0o755)
+        db.chmod(0o644)
+
+
+def test_a_busy_sqlite_file_is_retried_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Another connection holds SQLite's write lock for 0.6 s; with a 0.05 s busy timeout each
+    try fails with SQLITE_BUSY, and the write goes through once the lock is released."""
+    path = tmp_path / "busy.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    holder.execute("BEGIN EXCLUSIVE")
+    releaser = threading.Timer(0.6, lambda: holder.execute("COMMIT"))
+    engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.05, "check_same_thread": False})
+    tries = []
+
+    def write() -> int:
+        tries.append(1)
+        with engine.begin() as connection:
+            connection.execute(sa.text("INSERT INTO t VALUES (1)"))
+        return len(tries)
+
+    releaser.start()
+    try:
+        assert with_retries(write, f"sqlite:///{path}") > 1
+    finally:
+        releaser.join()
+        holder.close()
+    err = capsys.readouterr().err
+    assert "retrying for up to" in _one_line(err) and "busy.db" in err
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT COUNT(*) FROM t")).scalar_one() == 1
+
+
+def test_an_error_that_does_not_pass_is_not_retried(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    tries = []
+
+    def bad() -> None:
+        tries.append(1)
+        with engine.begin() as connection:
+            connection.execute(sa.text("SELECT * FROM no_such_table"))
+
+    with pytest.raises(sa.exc.OperationalError):
+        with_retries(bad, "sqlite:///x.db")
+    assert len(tries) == 1 and capsys.readouterr().err == ""
+
+
+def test_retries_give_up_after_their_patience(capsys: pytest.CaptureFixture[str]) -> None:
+    """A server that does not come back: the error propagates after the patience (for the CLI's
+    one line), having printed one line when the episode began."""
+    pytest.importorskip("psycopg2", reason="pip install -e '.[postgres]' for the PostgreSQL driver")
+    engine = sa.create_engine("postgresql+psycopg2://nobody@127.0.0.1:1/none")  # nothing listens on port 1
+    started = time.monotonic()
+    with pytest.raises(sa.exc.OperationalError):
+        with_retries(lambda: engine.connect(), "postgresql+psycopg2://nobody@127.0.0.1:1/none", patience_s=0.5)
+    assert time.monotonic() - started < 5
+    assert "127.0.0.1:1/none unavailable" in _one_line(capsys.readouterr().err)
