@@ -1181,7 +1181,9 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"error: {_printable(error.format_message())}", err=True)
         return EXIT_BAD_INPUT
     except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
+        # A KeyboardInterrupt that escaped the command: the search loop catches its own (and
+        # writes what is finished), so this one came before any trial was being written.
+        click.echo("interrupted before the command finished; run the same command again", err=True)
         return 130
     return 0
 

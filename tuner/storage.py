@@ -159,6 +159,11 @@ def is_transient(error: BaseException) -> bool:
     """A database error that may go away by itself: a lost connection, a server restarting, a
     serialization failure, a busy or locked SQLite file (types and codes decide, not text)."""
     cause = _database_cause(error)
+    if isinstance(error, sa_exc.PendingRollbackError) or isinstance(cause, sa_exc.PendingRollbackError):
+        # A session whose connection dropped mid-read and was not rolled back (Optuna's
+        # _get_trials catches the first OperationalError and queries again in the same session):
+        # the whole action, run again, opens a new session.
+        return True
     if not isinstance(cause, sa_exc.DBAPIError):
         return False
     if cause.connection_invalidated:  # SQLAlchemy recognised a disconnect
