@@ -113,9 +113,13 @@ def _worker(url: str, share: int | None, queue) -> None:
     queue.put(run_worker(_spec(), url, share=share).trials_added)
 
 
-def test_workers_split_the_space_without_duplicates(tmp_path: Path) -> None:
+def test_workers_split_the_space_without_duplicates(tmp_path: Path, monkeypatch) -> None:
     url = _url(tmp_path)
     run_search(_spec(), url, trials=1)  # the study exists before the workers start
+    # Spawned children get this sys.path: the repository first, so ``cost_models`` is the package
+    # and not the tests' folder of that name (under an editable install whose finder comes after
+    # the path entries, as in CI's clean clone, the folder won).
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     workers = [context.Process(target=_worker, args=(url, None, queue)) for _ in range(3)]
