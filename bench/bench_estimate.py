@@ -20,6 +20,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -60,12 +61,22 @@ def deployments(n: int, hardware, seed: int) -> Deployments:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_estimate_bench(
+    argv: list[str] | None,
+    make: Callable[[int, object, int], Deployments],
+    *,
+    n: int,
+    hardware: str,
+    seed: int,
+    what: str,
+) -> int:
+    """Time ``estimate`` over ``make(n, chip, seed)`` deployments on one pinned core and print
+    best / median rates against TARGET (also bench_parallel.py's loop)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=200_000)
+    parser.add_argument("--n", type=int, default=n)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--hardware", default="tpu-v4")
-    parser.add_argument("--seed", type=int, default=20261121)
+    parser.add_argument("--hardware", default=hardware)
+    parser.add_argument("--seed", type=int, default=seed)
     parser.add_argument(
         "--calibration",
         default="none",
@@ -73,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     pinned = pin_to_one_cpu(None)
-    hardware = get_hardware(args.hardware)
-    batch = deployments(args.n, hardware, args.seed)
-    profile = resolve_calibration(args.calibration, hardware.name)
+    chip = get_hardware(args.hardware)
+    batch = make(args.n, chip, args.seed)
+    profile = resolve_calibration(args.calibration, chip.name)
 
     def run():
         result = estimate(batch, calibration=profile)
@@ -85,12 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores ({pinned}); numpy {np.__version__}")
     print(
         f"hardware {args.hardware}, calibration {profile.name if profile else 'none'}, "
-        f"{args.n:,} deployments, {args.repeats} repeats"
+        f"{args.n:,} {what}, {args.repeats} repeats"
     )
     print(f"full estimates (prefill + decode + memory): {best:,.0f} / {median:,.0f} per s (best / median)")
     ok = median >= TARGET
     print(f"{'PASS' if ok else 'FAIL'}: median {median:,.0f} per s vs target >= {TARGET:,}")
     return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_estimate_bench(argv, deployments, n=200_000, hardware="tpu-v4", seed=20261121, what="deployments")
 
 
 if __name__ == "__main__":

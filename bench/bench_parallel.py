@@ -20,23 +20,18 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_cost_model import rates, timed
-from cost_models import get_hardware, get_model
-from cost_models.calibration import resolve_calibration
-from cost_models.deployment import estimate
+from bench_estimate import run_estimate_bench
+from cost_models import get_model
 from cost_models.deployments import Deployments, make_deployments
 from cost_models.dtypes import BF16, FP8
 from cost_models.partitioning import FFN_LAYOUTS
-from machine import cpu_model, pin_to_one_cpu
 
-TARGET = 200_000
 MOE_MODELS = ("mixtral-8x7b", "mixtral-8x22b", "qwen3-235b-a22b")
 
 
@@ -74,32 +69,9 @@ def deployments(n: int, hardware, seed: int) -> Deployments:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--hardware", default="h200")
-    parser.add_argument("--seed", type=int, default=20261202)
-    parser.add_argument("--calibration", default="none", help="none (pure roofline), auto, or a profile name")
-    args = parser.parse_args(argv)
-    pinned = pin_to_one_cpu(None)
-    hardware = get_hardware(args.hardware)
-    batch = deployments(args.n, hardware, args.seed)
-    profile = resolve_calibration(args.calibration, hardware.name)
-
-    def run():
-        result = estimate(batch, calibration=profile)
-        return result.prefill.latency_s, result.decode.latency_s, result.memory.fits
-
-    best, median = rates(args.n, timed(run, args.repeats))
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores ({pinned}); numpy {np.__version__}")
-    print(
-        f"hardware {args.hardware}, calibration {profile.name if profile else 'none'}, {args.n:,} MoE deployments "
-        f"with PP/EP/DP, {args.repeats} repeats"
+    return run_estimate_bench(
+        argv, deployments, n=100_000, hardware="h200", seed=20261202, what="MoE deployments with PP/EP/DP"
     )
-    print(f"full estimates (prefill + decode + memory): {best:,.0f} / {median:,.0f} per s (best / median)")
-    ok = median >= TARGET
-    print(f"{'PASS' if ok else 'FAIL'}: median {median:,.0f} per s vs target >= {TARGET:,}")
-    return 0 if ok else 1
 
 
 if __name__ == "__main__":
