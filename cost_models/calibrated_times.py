@@ -122,53 +122,86 @@ def calibrated_operator_times(
         peak = hardware.peak_table()[chip_ops.compute_dtype[i]]
         times[i] = profile.elementwise.launch_s + np.maximum(moved[i] / bandwidth, chip_ops.flops[i] / peak)
     # Fused attention: the engine's kernel at this chip's share of sequences and heads.
-    i = OP["fused_attention"]
+    times[OP["fused_attention"]] = fused_attention_time_s(c, chips, batch_sharded, hardware, profile)
+    np.copyto(times, 0.0, where=~present)  # absent operators cost nothing (in place: no copy)
+    return times
+
+
+def _rows(values: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    return values if rows is None else values[rows]
+
+
+def fused_attention_time_s(
+    c: InferenceConfigs,
+    chips: np.ndarray,
+    batch_sharded: np.ndarray,
+    hardware: HardwareSpec,
+    profile: CalibrationProfile,
+) -> np.ndarray:
+    """Seconds of one block's fused attention on one chip (n,): the engine's decode or prefill
+    attention kernel model at the chip's share of sequences and heads, windowed blocks averaged
+    in. The ``fused_attention`` slot of :func:`calibrated_operator_times`, and the attention-only
+    view of a serving iteration (cost_models.iteration)."""
     batch, heads, kv_heads = attention_split(c, chips, batch_sharded)
     kv_bytes = BYTES_PER_ELEMENT[c.kv_dtype].astype(np.float64)
     decode = c.phase == DECODE
     head_dim, kv_heads, kv_bytes = _attention_kernel_shape(c, decode, kv_heads, kv_bytes)
     share = window_share(c)
+    times = np.zeros(len(c))
     for code in np.unique(c.kv_dtype):
         cache = _CACHE_FORMAT[int(code)]
-        rows = c.kv_dtype == code
-        d_rows, p_rows = rows & decode, rows & ~decode
-        if np.any(d_rows):
-            decode_params = (
-                profile.decode_attention.get(cache)
-                or profile.decode_attention.get("bfloat16")
-                or DecodeAttentionParams()
-            )
-            times[i, d_rows] = _blocks_mean(
-                lambda window, r=d_rows, p=decode_params: decode_attention_time_s(
-                    batch[r], c.seq_len[r], heads[r], kv_heads[r], head_dim[r], kv_bytes[r], hardware, p, window=window
-                ),
-                share[d_rows],
-                c.sliding_window[d_rows],
-            )
-        if np.any(p_rows):
-            key = f"bfloat16/{cache}"
-            prefill_params = (
-                profile.prefill_attention.get(key)
-                or profile.prefill_attention.get("bfloat16/bfloat16")
-                or PrefillAttentionParams()
-            )
-            times[i, p_rows] = _blocks_mean(
-                lambda window, r=p_rows, p=prefill_params: prefill_attention_time_s(
-                    batch[r],
-                    c.seq_len[r],
-                    heads[r],
-                    kv_heads[r],
-                    head_dim[r],
-                    hardware,
-                    p,
-                    window=window,
-                    # (an array: the kernel model broadcasts it, its annotation says float)
-                    kv_bytes_per_element=kv_bytes[r],  # type: ignore[arg-type]
-                ),
-                share[p_rows],
-                c.sliding_window[p_rows],
-            )
-    np.copyto(times, 0.0, where=~present)  # absent operators cost nothing (in place: no copy)
+        for in_decode in (True, False):
+            mask = (c.kv_dtype == code) & (decode if in_decode else ~decode)
+            if not np.any(mask):
+                continue
+            r = None if bool(np.all(mask)) else mask  # every row: no copies
+            if in_decode:
+                dp = (
+                    profile.decode_attention.get(cache)
+                    or profile.decode_attention.get("bfloat16")
+                    or DecodeAttentionParams()
+                )
+                seconds = _blocks_mean(
+                    lambda window, r=r, p=dp: decode_attention_time_s(
+                        _rows(batch, r),
+                        _rows(c.seq_len, r),
+                        _rows(heads, r),
+                        _rows(kv_heads, r),
+                        _rows(head_dim, r),
+                        _rows(kv_bytes, r),
+                        hardware,
+                        p,
+                        window=window,
+                    ),
+                    _rows(share, r),
+                    _rows(c.sliding_window, r),
+                )
+            else:
+                pp = (
+                    profile.prefill_attention.get(f"bfloat16/{cache}")
+                    or profile.prefill_attention.get("bfloat16/bfloat16")
+                    or PrefillAttentionParams()
+                )
+                seconds = _blocks_mean(
+                    lambda window, r=r, p=pp: prefill_attention_time_s(
+                        _rows(batch, r),
+                        _rows(c.seq_len, r),
+                        _rows(heads, r),
+                        _rows(kv_heads, r),
+                        _rows(head_dim, r),
+                        hardware,
+                        p,
+                        window=window,
+                        # (an array: the kernel model broadcasts it, its annotation says float)
+                        kv_bytes_per_element=_rows(kv_bytes, r),  # type: ignore[arg-type]
+                    ),
+                    _rows(share, r),
+                    _rows(c.sliding_window, r),
+                )
+            if r is None:
+                times = np.asarray(seconds, dtype=np.float64)
+            else:
+                times[r] = seconds
     return times
 
 

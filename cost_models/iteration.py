@@ -37,12 +37,10 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from cost_models.calibrated_times import (
-    _CACHE_FORMAT,
     _FORMAT_NAMES,
     _FORMAT_TABLE,
-    _attention_kernel_shape,
-    _blocks_mean,
     _gemm_params,
+    fused_attention_time_s,
 )
 from cost_models.calibration import CalibrationProfile
 from cost_models.conventions import DEFAULT
@@ -56,19 +54,15 @@ from cost_models.deployment import (
     sharding_plans,
 )
 from cost_models.deployments import Deployments
-from cost_models.dtypes import BYTES_PER_ELEMENT, FP4
+from cost_models.dtypes import FP4
 from cost_models.efficiency import (
-    DecodeAttentionParams,
-    PrefillAttentionParams,
-    decode_attention_time_s,
     gemm_time_s,
-    prefill_attention_time_s,
 )
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec
-from cost_models.inference_configs import DECODE, PREFILL, InferenceConfigs
-from cost_models.operators import LM_HEAD, OP, operator_costs, window_share
-from cost_models.partitioning import WEIGHT_OPS, ShardingPlan, attention_split, distinct_rows
+from cost_models.inference_configs import PREFILL, InferenceConfigs
+from cost_models.operators import LM_HEAD, OP, operator_costs
+from cost_models.partitioning import WEIGHT_OPS, ShardingPlan, distinct_rows
 from cost_models.topology import Network
 
 #: Operator slots whose cost depends on each sequence's own context, not on the token count.
@@ -149,84 +143,6 @@ def iteration_shapes(
 
 def _with(d: Deployments, batch: np.ndarray) -> Deployments:
     return replace(d, batch=np.asarray(batch, dtype=np.float64))
-
-
-def _rows(values: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-    return values if rows is None else values[rows]
-
-
-def fused_attention_s(
-    c: InferenceConfigs,
-    chips: np.ndarray,
-    batch_sharded: np.ndarray,
-    hardware: HardwareSpec,
-    profile: CalibrationProfile,
-) -> np.ndarray:
-    """Seconds of one block's fused attention on one chip, every row in one phase: the slot
-    ``calibrated_operator_times`` fills, through the same kernel models (the engine's decode or
-    prefill attention at the chip's share of sequences and heads, windowed blocks averaged in),
-    without the GEMMs, elementwise kernels and collectives of the rest of the pass."""
-    batch, heads, kv_heads = attention_split(c, chips, batch_sharded)
-    kv_bytes = BYTES_PER_ELEMENT[c.kv_dtype].astype(np.float64)
-    decode = c.phase == DECODE
-    head_dim, kv_heads, kv_bytes = _attention_kernel_shape(c, decode, kv_heads, kv_bytes)
-    share = window_share(c)
-    times = np.zeros(len(c))
-    codes = np.unique(c.kv_dtype)
-    for code in codes:
-        cache = _CACHE_FORMAT[int(code)]
-        for in_decode in (True, False):
-            mask = (c.kv_dtype == code) & (decode if in_decode else ~decode)
-            if not np.any(mask):
-                continue
-            r = None if bool(np.all(mask)) else mask  # every row: no copies
-            if in_decode:
-                dp = (
-                    profile.decode_attention.get(cache)
-                    or profile.decode_attention.get("bfloat16")
-                    or DecodeAttentionParams()
-                )
-                seconds = _blocks_mean(
-                    lambda window, r=r, p=dp: decode_attention_time_s(
-                        _rows(batch, r),
-                        _rows(c.seq_len, r),
-                        _rows(heads, r),
-                        _rows(kv_heads, r),
-                        _rows(head_dim, r),
-                        _rows(kv_bytes, r),
-                        hardware,
-                        p,
-                        window=window,
-                    ),
-                    _rows(share, r),
-                    _rows(c.sliding_window, r),
-                )
-            else:
-                pp = (
-                    profile.prefill_attention.get(f"bfloat16/{cache}")
-                    or profile.prefill_attention.get("bfloat16/bfloat16")
-                    or PrefillAttentionParams()
-                )
-                seconds = _blocks_mean(
-                    lambda window, r=r, p=pp: prefill_attention_time_s(
-                        _rows(batch, r),
-                        _rows(c.seq_len, r),
-                        _rows(heads, r),
-                        _rows(kv_heads, r),
-                        _rows(head_dim, r),
-                        hardware,
-                        p,
-                        window=window,
-                        kv_bytes_per_element=_rows(kv_bytes, r),  # type: ignore[arg-type]
-                    ),
-                    _rows(share, r),
-                    _rows(c.sliding_window, r),
-                )
-            if r is None:
-                times = np.asarray(seconds, dtype=np.float64)
-            else:
-                times[r] = seconds
-    return times
 
 
 def lm_head_s(
@@ -363,7 +279,7 @@ def iteration_times(
     sharded = d.batch_sharded_attention(phase)
     if shapes.attention_only:
         assert calibration is not None  # iteration_shapes allows attention-only views only with one
-        decode_kernel = fused_attention_s(decode_configs, chips, sharded, d.hardware, calibration)
+        decode_kernel = fused_attention_time_s(decode_configs, chips, sharded, d.hardware, calibration)
         lm_head = lm_head_s(decode_configs, chips, plan, d.hardware, calibration)
     else:
         decode_d = _with(d, scored)
@@ -389,7 +305,7 @@ def iteration_times(
         prefill_configs = replace(base, batch=prompts_in_kernel).at_phase(PREFILL, prompt)
         if shapes.attention_only:
             assert calibration is not None
-            whole_prompt_attention = fused_attention_s(prefill_configs, chips, sharded, d.hardware, calibration)
+            whole_prompt_attention = fused_attention_time_s(prefill_configs, chips, sharded, d.hardware, calibration)
         else:
             prefill_d = _with(d, prompts_in_kernel)
             prefill_view, _ = operator_times(
