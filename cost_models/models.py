@@ -208,6 +208,22 @@ class ModelSpec(BaseModel):
             v_head_dim=self.v_head_dim,
         )
 
+    def _count_args(self) -> dict[str, object]:
+        """Every shape argument of cost_models.model_counts' whole-model counts."""
+        return dict(
+            layers=self.layers,
+            d_model=self.d_model,
+            heads=self.heads,
+            kv_heads=self.kv_heads,
+            d_head=self.d_head,
+            d_ff=self.d_ff,
+            gated_ffn=self.ffn == "swiglu",
+            vocab=self.vocab,
+            tie_embeddings=self.tie_embeddings,
+            **self._moe_args(),
+            **self._mla_args(),
+        )
+
     @property
     def params_per_layer(self) -> int:
         """Matrix parameters of one dense block (biases and norm scales left out, as Pope et al.
@@ -227,42 +243,14 @@ class ModelSpec(BaseModel):
     @property
     def params(self) -> int:
         """Parameters: blocks plus embedding, plus lm_head when it is not tied to the embedding."""
-        return int(
-            total_params(
-                self.layers,
-                self.d_model,
-                self.heads,
-                self.kv_heads,
-                self.d_head,
-                self.d_ff,
-                self.ffn == "swiglu",
-                self.vocab,
-                self.tie_embeddings,
-                **self._moe_args(),
-                **self._mla_args(),
-            )
-        )
+        return int(total_params(**self._count_args()))
 
     @property
     def active_params(self) -> int:
         """Parameters one token's forward pass uses: :attr:`params` with only the top-k routed
         experts of each MoE block (the embedding counted, as MoE papers do); equal to
         :attr:`params` for a dense model."""
-        return int(
-            active_params_per_token(
-                self.layers,
-                self.d_model,
-                self.heads,
-                self.kv_heads,
-                self.d_head,
-                self.d_ff,
-                self.ffn == "swiglu",
-                self.vocab,
-                self.tie_embeddings,
-                **self._moe_args(),
-                **self._mla_args(),
-            )
-        )
+        return int(active_params_per_token(**self._count_args()))
 
 
 def _catalog_text() -> str:
