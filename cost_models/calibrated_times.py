@@ -32,6 +32,7 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, TorusInterconnect
 from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.moe import DEFAULT_IMBALANCE, experts_woken, tokens_per_expert
+from cost_models.moe_kernel_time import moe_kernel_params, routed_expert_time_s
 from cost_models.operators import EXPERT_PROJECTIONS, OP, OperatorCosts, window_share
 from cost_models.partitioning import GEMM_AXES, attention_split
 from cost_models.topology import Network, TorusNetwork, group_size
@@ -281,7 +282,9 @@ def expert_gemm_times_s(
     as one GEMM of the tokens one woken expert gets (:func:`~cost_models.moe.tokens_per_expert`)
     by the woken experts' stacked slices (same FLOPs and weight bytes as the grouped kernel),
     plus the shared experts as a dense GEMM of every token. Each expert's d_ff slice is what the
-    layout leaves a chip (the per-chip width over the routed width per token)."""
+    layout leaves a chip (the per-chip width over the routed width per token). Where the profile
+    has a fitted MoE kernel for the format (``profile.moe``), the routed experts are timed by it
+    (:func:`cost_models.moe_kernel_time.routed_expert_time_s`) instead."""
     m, n, k = (a[:, columns] for a in gemm_shapes)
     row = {op: i for i, op in enumerate(GEMM_AXES)}
     per_token = c.experts_per_token * c.expert_d_ff + c.shared_d_ff
@@ -301,11 +304,19 @@ def expert_gemm_times_s(
             fmt = _FORMAT_NAMES[int(code)]
             params = _gemm_params(profile, fmt)
             r = formats == code
-            if down:  # y[m, d] = h[m, f] @ W[f, d]: the experts' outputs stack along n
+            fused = moe_kernel_params(profile.moe, fmt)
+            if fused is not None:  # the fitted fused-MoE kernel (cost_models/moe_kernel_time.py)
+                routed = routed_expert_time_s(
+                    down, tokens[r], woken[r], m_expert[r], c.experts_per_token[r], expert_f[r], model_dim[r],
+                    fmt, hardware, params, fused,
+                )  # fmt: skip
+            elif down:  # y[m, d] = h[m, f] @ W[f, d]: the experts' outputs stack along n
                 routed = gemm_time_s(m_expert[r], woken[r] * model_dim[r], expert_f[r], fmt, hardware, params)
-                shared = gemm_time_s(tokens[r], model_dim[r], shared_f[r], fmt, hardware, params)
             else:
                 routed = gemm_time_s(m_expert[r], woken[r] * expert_f[r], model_dim[r], fmt, hardware, params)
+            if down:
+                shared = gemm_time_s(tokens[r], model_dim[r], shared_f[r], fmt, hardware, params)
+            else:
                 shared = gemm_time_s(tokens[r], shared_f[r], model_dim[r], fmt, hardware, params)
             seconds[r] = routed + np.where(c.shared_d_ff[r] > 0, shared, 0.0)
         out[op] = seconds

@@ -33,6 +33,7 @@ from cost_models.efficiency import (
 )
 from cost_models.errors import InvalidInputError, from_validation_error
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware, is_catalog_chip
+from cost_models.moe_kernel_time import MoeKernelParams
 
 #: A chip as the calibration functions take it: a catalog name, or the spec (a chip from a file).
 Chip = str | HardwareSpec
@@ -115,6 +116,13 @@ class CalibrationProfile(BaseModel):
         description="Fixed engine cost per forward step (scheduler, sampling, "
         "batch assembly). 0 until fitted from end-to-end runs.",
     )
+    #: MoE format of the kernel database (bfloat16, fp8, fp8_block, int4_wo) -> the fused MoE
+    #: kernel's parameters (cost_models/moe_kernel_time.py). Optional: a format without them (or a
+    #: profile written before they existed) times the experts as grouped dense GEMMs.
+    moe: dict[str, MoeKernelParams] = {}
+    #: "moe/<format>" -> held-out error of the MoE fit; apart from ``cv_error`` so that the engine
+    #: chosen by :func:`default_backend` (mean of the kernel classes' errors) does not move.
+    moe_cv_error: dict[str, HeldOutError] = {}
     network_eff: float = Field(
         default=1.0,
         gt=0,

@@ -8,7 +8,14 @@ The model's time for it is the cost model's own MoE FFN on one chip of a 1 x 1 x
 does): the expert matmuls (gate, up, down) and their activation, as the pure roofline and as
 the calibrated grouped GEMMs (``cost_models.calibrated_times.expert_gemm_times_s``) under the
 shipped profile of that chip and engine. The router's matmul is left out: the engines' MoE
-kernels are timed from router logits. Nothing is fitted on these rows.
+kernels are timed from router logits.
+
+The fused MoE kernel class (``cost_models.moe_kernel_time``) is fitted here, per chip, engine and
+MoE format, on top of the profile's dense GEMM parameters (which stay as they are): scipy
+least_squares on log latency (tuner/fitting.py), held out by 5-fold cross-validation grouped by
+expert shape (hidden, inter_size, experts, top-k), so each row is predicted by a fit that never
+saw its shape. ``python -m tuner.moe_kernels`` refits it into the shipped profiles and rewrites
+the MoE section of docs/accuracy.md without refitting anything else.
 
 Formats: bfloat16; fp8 and fp8_block as fp8 weights and activations; int4_wo as int4 weights
 with 16-bit activations. Microscaling formats (nvfp4, mxfp4) are not modelled and are skipped.
@@ -18,21 +25,25 @@ from __future__ import annotations
 
 import csv
 import gzip
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from cost_models.calibrated_times import calibrated_operator_times
-from cost_models.calibration import profile_for
+from cost_models.calibrated_times import _gemm_params, calibrated_operator_times, gemm_format
+from cost_models.calibration import CalibrationProfile, DataFile, HeldOutError, profile_for
 from cost_models.dtypes import BF16, FP8, INT4
 from cost_models.hardware import get_hardware
 from cost_models.inference_configs import make_configs
 from cost_models.models import ModelSpec
+from cost_models.moe import experts_woken, tokens_per_expert
+from cost_models.moe_kernel_time import MoeKernelParams, routed_expert_time_s
 from cost_models.operators import OP, operator_costs
 from cost_models.partitioning import gemm_shapes_per_chip, per_chip_costs, sharding_plan
 from cost_models.roofline import roofline_times
-from tuner.kernel_data import REPO_KERNELS, SYSTEMS
+from tuner.fitting import abs_rel_errors, fit, fold_ids
+from tuner.kernel_data import CHIP_TO_SYSTEM, REPO_KERNELS, SYSTEMS
 
 MOE_FILE = REPO_KERNELS / "moe_perf.csv.gz"
 #: measured format -> (weight dtype, activation dtype)
@@ -41,47 +52,11 @@ FORMATS = {"bfloat16": (BF16, BF16), "fp8": (FP8, FP8), "fp8_block": (FP8, FP8),
 MOE_KERNEL_OPS = ("expert_gate", "expert_up", "expert_act", "expert_down")
 
 
-#: Folds of the held-out MoE factor (rows grouped by expert shape: hidden, inter, experts, top-k).
+SEED = 20260101  # tuner.calibrate.SEED: the same folds as every other class
 FOLDS = 5
-
-
-@dataclass(frozen=True)
-class MoeErrors:
-    """One (chip, engine): rows compared and |predicted / measured - 1| of each model; the
-    factored model is the calibrated one times one factor per (chip, engine), each row predicted
-    by a factor fitted on the folds that never saw its expert shape."""
-
-    chip: str
-    backend: str
-    distribution: np.ndarray
-    roofline_error: np.ndarray
-    calibrated_error: np.ndarray
-    calibrated_ratio: np.ndarray  # predicted / measured
-    factored_error: np.ndarray
-    factor: float  # fitted on every row (what a shipped factor would be)
-
-    @property
-    def rows(self) -> int:
-        return len(self.distribution)
-
-
-def held_out_factor(ratio: np.ndarray, shapes: np.ndarray, folds: int = FOLDS) -> tuple[np.ndarray, float]:
-    """A multiplicative factor on the calibrated time, exp(median log(measured / predicted)),
-    fitted per fold on the rows of the other shapes: (held-out predicted / measured, factor on
-    every row). Shapes are assigned to folds in order of first appearance, round robin."""
-    log_miss = -np.log(ratio)
-    _, first = np.unique(shapes, return_index=True)
-    order = np.argsort(np.argsort(first))  # rank of each shape by first appearance
-    _, inverse = np.unique(shapes, return_inverse=True)
-    fold = order[inverse] % folds
-    held_out = np.empty_like(ratio)
-    for f in range(folds):
-        test = fold == f
-        if not np.any(test) or np.all(test):
-            held_out[test] = ratio[test]
-            continue
-        held_out[test] = ratio[test] * np.exp(np.median(log_miss[~test]))
-    return held_out, float(np.exp(np.median(log_miss)))
+#: A format is fitted with at least 3 rows per parameter and one expert shape per fold (so every
+#: row can be held out); with fewer it keeps the grouped-GEMM model, and the report says so.
+MIN_ROWS = 3 * len(MoeKernelParams.FIT)
 
 
 def read_moe_rows(path: Path = MOE_FILE) -> list[dict[str, str]]:
@@ -93,6 +68,13 @@ def read_moe_rows(path: Path = MOE_FILE) -> list[dict[str, str]]:
         for row in csv.DictReader(lines)
         if row["moe_ep_size"] == "1" and row["moe_dtype"] in FORMATS and row["system"] in SYSTEMS
     ]
+
+
+def moe_source(path: Path = MOE_FILE) -> str:
+    """The file's provenance (its first two # lines), condensed."""
+    with gzip.open(path, "rt") as handle:
+        header = [line for line in (handle.readline(), handle.readline()) if line.startswith("#")]
+    return " | ".join(line.lstrip("# ").strip() for line in header)[:300]
 
 
 def _spec(d: int, f: int, experts: int, k: int, gated: bool) -> ModelSpec:
@@ -113,10 +95,14 @@ def _spec(d: int, f: int, experts: int, k: int, gated: bool) -> ModelSpec:
     )
 
 
-def moe_layer_times(rows: list[dict[str, str]], chip: str, backend: str) -> tuple[np.ndarray, np.ndarray]:
-    """(roofline, calibrated) seconds of the MoE kernel of each row, all on ``chip`` / ``backend``."""
+def moe_layer_times(
+    rows: list[dict[str, str]], chip: str, backend: str, profile: CalibrationProfile | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(roofline, calibrated, activation) seconds of the MoE kernel of each row, all on ``chip``
+    under ``profile`` (default: the shipped one of ``backend``); activation is the calibrated
+    ``expert_act`` slot alone (an elementwise kernel, part of the calibrated total)."""
     hardware = get_hardware(chip)
-    profile = profile_for(chip, backend)
+    profile = profile or profile_for(chip, backend)
     specs: dict[tuple, int] = {}
     models: list[ModelSpec] = []
     index = []
@@ -155,31 +141,223 @@ def moe_layer_times(rows: list[dict[str, str]], chip: str, backend: str) -> tupl
     calibrated = calibrated_operator_times(
         chip_ops, configs, gemm_shapes_per_chip(chip_ops, plan), tp, heads_only, hardware, profile
     )
-    return roofline[slots].sum(axis=0), calibrated[slots].sum(axis=0)
+    return roofline[slots].sum(axis=0), calibrated[slots].sum(axis=0), calibrated[OP["expert_act"]]
 
 
-def moe_kernel_errors(path: Path = MOE_FILE) -> list[MoeErrors]:
-    """Errors of the MoE layer model per (chip, engine) of the measurement file."""
+def without_moe(profile: CalibrationProfile) -> CalibrationProfile:
+    """The profile as it was before the MoE class: experts as grouped dense GEMMs."""
+    return profile.model_copy(update={"moe": {}, "moe_cv_error": {}})
+
+
+@dataclass
+class MoeData:
+    """The measured rows of one chip and engine, and what the fitted class needs of them: the
+    tokens, experts woken, tokens per woken expert, top-k, expert slice per chip (inter_size /
+    moe_tp), hidden size, and the activation kernel's calibrated time (not refitted)."""
+
+    chip: str
+    backend: str
+    measured_s: np.ndarray
+    moe_format: np.ndarray
+    distribution: np.ndarray
+    shape: np.ndarray  # "hidden/inter/experts/topk": the cross-validation groups
+    tokens: np.ndarray
+    woken: np.ndarray
+    tokens_per_expert: np.ndarray
+    topk: np.ndarray
+    expert_f: np.ndarray
+    hidden: np.ndarray
+    gated: np.ndarray
+    act_s: np.ndarray
+    roofline_s: np.ndarray
+    before_s: np.ndarray  # grouped dense GEMMs (the profile without its MoE class)
+
+    def __len__(self) -> int:
+        return len(self.measured_s)
+
+
+def moe_data(rows: list[dict[str, str]], chip: str, backend: str, profile: CalibrationProfile) -> MoeData:
+    roofline, before, act = moe_layer_times(rows, chip, backend, without_moe(profile))
+
+    def column(name: str) -> np.ndarray:
+        return np.array([float(r[name]) for r in rows])
+
+    tokens, experts, topk = column("num_tokens"), column("num_experts"), column("topk")
+    return MoeData(
+        chip=chip,
+        backend=backend,
+        measured_s=column("latency") / 1e3,
+        moe_format=np.array([r["moe_dtype"] for r in rows]),
+        distribution=np.array([r["distribution"] for r in rows]),
+        shape=np.array([f"{r['hidden_size']}/{r['inter_size']}/{r['num_experts']}/{r['topk']}" for r in rows]),
+        tokens=tokens,
+        woken=experts_woken(tokens, experts, topk),
+        tokens_per_expert=tokens_per_expert(tokens, experts, topk),
+        topk=topk,
+        expert_f=column("inter_size") / column("moe_tp_size"),
+        hidden=column("hidden_size"),
+        gated=np.array(["nongated" not in r["kernel_source"] for r in rows]),
+        act_s=act,
+        roofline_s=roofline,
+        before_s=before,
+    )
+
+
+def fitted_times_s(
+    data: MoeData, rows: np.ndarray, moe_format: str, params: MoeKernelParams, profile: CalibrationProfile
+) -> np.ndarray:
+    """Seconds of the MoE kernel of ``rows`` (all of ``moe_format``) under the fitted class: what
+    the cost model charges (expert_gemm_times_s with ``params`` in the profile), computed from the
+    precomputed shapes so a fit does not rebuild the operator costs at every step."""
+    fmt = gemm_format(*FORMATS[moe_format])  # the dense GEMM format the cost model runs
+    dense = _gemm_params(profile, fmt)
+    hardware = get_hardware(data.chip)
+    args = (
+        data.tokens[rows],
+        data.woken[rows],
+        data.tokens_per_expert[rows],
+        data.topk[rows],
+        data.expert_f[rows],
+        data.hidden[rows],
+        fmt,
+        hardware,
+        dense,
+        params,
+    )
+    up = routed_expert_time_s(False, *args)
+    down = routed_expert_time_s(True, *args)
+    return data.act_s[rows] + np.where(data.gated[rows], 2.0, 1.0) * up + down
+
+
+@dataclass
+class MoeFit:
+    """The fitted class of one chip and engine: parameters and held-out error per format, the
+    held-out prediction of every row (the grouped-GEMM model for rows of a format not fitted),
+    and why a format was not fitted."""
+
+    params: dict[str, MoeKernelParams]
+    cv_error: dict[str, HeldOutError]
+    held_out_s: np.ndarray
+    skipped: dict[str, str] = field(default_factory=dict)
+    rows: int = 0
+
+
+def fit_moe(data: MoeData, profile: CalibrationProfile, seed: int = SEED, folds: int = FOLDS) -> MoeFit:
+    """Fit :class:`MoeKernelParams` per MoE format on ``data`` (the dense GEMM parameters of
+    ``profile`` fixed), and hold out each expert shape in a k-fold cross-validation."""
+    specs = MoeKernelParams.FIT
+    held_out = data.before_s.copy()
+    params: dict[str, MoeKernelParams] = {}
+    cv: dict[str, HeldOutError] = {}
+    skipped: dict[str, str] = {}
+    fitted_rows = 0
+    for fmt in sorted(set(data.moe_format.tolist())):
+        rows = np.flatnonzero(data.moe_format == fmt)
+        shapes = len(set(data.shape[rows]))
+        if len(rows) < MIN_ROWS or shapes < folds:
+            skipped[fmt] = f"{len(rows)} rows of {shapes} expert shapes (fitted from {MIN_ROWS} rows of {folds})"
+            continue
+
+        def predict(values: dict[str, float], idx: np.ndarray, rows=rows, fmt=fmt) -> np.ndarray:
+            return fitted_times_s(data, rows[idx], fmt, MoeKernelParams(**values), profile)
+
+        measured = data.measured_s[rows]
+        result = fit(specs, predict, measured)
+        # Held out (tuner.fitting.cross_validate's folds, keeping the predictions): each row is
+        # predicted by the fit on the folds that never saw its expert shape.
+        fold = fold_ids(data.shape[rows], folds, seed)
+        for f in range(folds):
+            test = np.flatnonzero(fold == f)
+            values = fit(specs, predict, measured, np.flatnonzero(fold != f), diagnose=False).values
+            held_out[rows[test]] = predict(values, test)
+        errors = abs_rel_errors(held_out[rows], measured)
+        roofline = abs_rel_errors(data.roofline_s[rows], measured)
+        params[fmt] = MoeKernelParams(**result.values)
+        cv[f"moe/{fmt}"] = HeldOutError(
+            rows=len(rows),
+            median=float(np.median(errors)),
+            p90=float(np.quantile(errors, 0.9)),
+            roofline_median=float(np.median(roofline)),
+            roofline_p90=float(np.quantile(roofline, 0.9)),
+            warnings=result.warnings,
+        )
+        fitted_rows += len(rows)
+    return MoeFit(params, cv, held_out, skipped, fitted_rows)
+
+
+def pair_rows(chip: str, backend: str, rows: list[dict[str, str]] | None = None) -> list[dict[str, str]]:
+    """The measured rows of one chip and engine (none for a chip the kernel database lacks)."""
+    system = CHIP_TO_SYSTEM.get(chip)
+    return [r for r in (read_moe_rows() if rows is None else rows) if r["system"] == system and r["framework"].lower() == backend]
+
+
+def with_moe(profile: CalibrationProfile, rows: list[dict[str, str]] | None = None) -> CalibrationProfile:
+    """``profile`` with its MoE class fitted on the measured kernels of its chip and engine (every
+    other parameter as it is); unchanged where nothing of that pair was measured."""
+    members = pair_rows(profile.chip, profile.backend, rows)
+    if not members:
+        return profile
+    result = fit_moe(moe_data(members, profile.chip, profile.backend, profile), profile)
+    update: dict = {"moe": result.params, "moe_cv_error": result.cv_error}
+    if profile.provenance is not None and result.params:
+        path = "data/kernels/moe_perf.csv.gz"
+        files = [f for f in profile.provenance.data_files if f.path != path]
+        files.append(DataFile(path=path, rows_used=result.rows, source=moe_source()))
+        note = (
+            "moe: fused-MoE kernel per format on top of the dense GEMM parameters (tuner/moe_kernels.py); "
+            f"held-out error in moe_cv_error ({FOLDS}-fold CV grouped by expert shape)"
+        )
+        notes = [n for n in profile.provenance.notes if not n.startswith("moe:")] + [note]
+        update["provenance"] = profile.provenance.model_copy(update={"data_files": files, "notes": notes})
+    return profile.model_copy(update=update)
+
+
+@dataclass(frozen=True)
+class MoeErrors:
+    """One (chip, engine): |predicted / measured - 1| of each model on every row. CALIBRATED is the
+    grouped dense GEMMs (the profile without its MoE class); FITTED the fused-MoE class held out
+    (rows of a format not fitted keep CALIBRATED)."""
+
+    chip: str
+    backend: str
+    distribution: np.ndarray
+    moe_format: np.ndarray
+    roofline_error: np.ndarray
+    calibrated_error: np.ndarray
+    calibrated_ratio: np.ndarray  # predicted / measured
+    fitted_error: np.ndarray
+    fitted_ratio: np.ndarray
+    fit: MoeFit
+
+    @property
+    def rows(self) -> int:
+        return len(self.distribution)
+
+
+def moe_kernel_errors(path: Path = MOE_FILE, profiles: dict[str, CalibrationProfile] | None = None) -> list[MoeErrors]:
+    """Errors of the MoE layer model per (chip, engine) of the measurement file, the MoE class
+    refitted (and held out) on top of each profile's dense parameters (default: the shipped ones)."""
     rows = read_moe_rows(path)
     groups: dict[tuple[str, str], list[dict[str, str]]] = {}
     for row in rows:
         groups.setdefault((SYSTEMS[row["system"]], row["framework"].lower()), []).append(row)
     out = []
     for (chip, backend), members in sorted(groups.items()):
-        roofline, calibrated = moe_layer_times(members, chip, backend)
-        measured = np.array([float(r["latency"]) for r in members]) / 1e3
-        shapes = np.array([f"{r['hidden_size']}/{r['inter_size']}/{r['num_experts']}/{r['topk']}" for r in members])
-        held_out, factor = held_out_factor(calibrated / measured, shapes)
+        profile = (profiles or {}).get(f"{chip}-{backend}") or profile_for(chip, backend)
+        data = moe_data(members, chip, backend, profile)
+        result = fit_moe(data, profile)
         out.append(
             MoeErrors(
                 chip,
                 backend,
-                np.array([r["distribution"] for r in members]),
-                np.abs(roofline / measured - 1.0),
-                np.abs(calibrated / measured - 1.0),
-                calibrated / measured,
-                np.abs(held_out - 1.0),
-                factor,
+                data.distribution,
+                data.moe_format,
+                abs_rel_errors(data.roofline_s, data.measured_s),
+                abs_rel_errors(data.before_s, data.measured_s),
+                data.before_s / data.measured_s,
+                abs_rel_errors(result.held_out_s, data.measured_s),
+                result.held_out_s / data.measured_s,
+                result,
             )
         )
     return out

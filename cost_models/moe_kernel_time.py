@@ -1,0 +1,122 @@
+"""The engines' fused MoE kernel, timed from the chip's dense GEMM fit plus a few fitted terms.
+
+Pure, vectorized numpy; nothing is fitted here. The parameters (:class:`MoeKernelParams`, one set
+per chip, engine and MoE format) live in the calibration profiles (``moe:`` section), fitted by
+``tuner.moe_kernels.fit_moe`` on ``data/kernels/moe_perf.csv.gz`` (held-out errors in
+docs/accuracy.md, section "MoE layers"). A profile without them keeps the grouped-GEMM model of
+:func:`cost_models.calibrated_times.expert_gemm_times_s` (the dense GEMM parameters applied to
+one GEMM of tokens-per-expert by the woken experts' stacked slices, each with its launch).
+
+Why a class of its own. Diagnosis on the measured kernels (expert tensor parallelism; the
+grouped-GEMM model under the shipped dense GEMM fits; "ratio" is the median predicted / measured
+in a bin, over the 15 (chip, engine) pairs):
+
+- many tokens per expert run far below the dense GEMM's compute efficiency: ratio 0.3-0.6 once
+  an expert gets >= 256 tokens on H100/H200/B200/GB200 (0.55-0.75 on A100 and L40S), against
+  0.9-1.2 at <= 16 tokens per expert. Grouped kernels (Triton fused_moe, CUTLASS grouped GEMM,
+  TRT-LLM's MoE runner) run smaller tiles than a dense GEMM of the same FLOPs, and write the
+  gate/up output for the activation to re-read.  -> ``compute_scale``.
+- few tokens per expert over many experts (top-22 of 512, 64 tokens: ~480 experts woken at ~3
+  tokens each) are over-charged by the dense fit's smallest M tile (up to 128 rows computed per
+  expert on Hopper): a grouped kernel's decode configuration runs 16-row tiles.  -> its own
+  ``min_tile_m`` (fitted 1-16 on most pairs; leaving it out raises the held-out median by 2-10
+  points on 6 of the 8 pairs where every format was fitted).
+- weight streaming (decode, a few tokens per expert) runs at another fraction of HBM than the
+  dense GEMM: ratio 0.7-0.8 on H100/H200 vLLM at <= 4 tokens, 1.1-1.5 on L40S vLLM.
+  -> ``memory_scale`` (the dense memory_eff times it; above 1 is an efficiency, not physics:
+  L2 reuse across the woken experts).
+- a floor per call that is not the dense GEMMs' three launches (routing alignment, expert
+  offsets, finalize): the smallest measured kernels take 14-50 us by chip and engine.
+  -> ``fixed_s``, in place of the three GEMM launches.
+- the permutation of routed tokens (gathered before the first GEMM, scattered and summed after
+  the last): tokens x top-k x hidden activations moved.  -> ``permute_passes``, passes of those
+  bytes over HBM at the dense fit's memory_eff (leaving it out raises the held-out median by 3-35
+  points).
+
+Tried and left out: padding each expert's inter_size slice to a 64- or 128-column tile (the
+held-out median moved by -1 to +5 points: nothing to gain); the token distribution (power-law
+rows against balanced ones: within 0.9-1.1 of each other after the fit, and the model does not
+know a deployment's routing skew).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from cost_models.efficiency import ACTIVATION_BYTES, FitSpec, GemmParams, _Params, gemm_time_s
+from cost_models.hardware import HardwareSpec
+
+
+class MoeKernelParams(_Params):
+    """The fused MoE kernel of one chip, engine and format, relative to its dense GEMM fit.
+    Defaults: the dense GEMM parameters unchanged, no floor, no permutation, no launches."""
+
+    compute_scale: float = Field(default=1.0, gt=0, le=1, description="Grouped GEMM compute efficiency / dense.")
+    memory_scale: float = Field(default=1.0, gt=0, le=4, description="Weight-streaming bandwidth / dense.")
+    fixed_s: float = Field(default=0.0, ge=0, description="Floor per call (replaces the 3 GEMM launches).")
+    permute_passes: float = Field(default=0.0, ge=0, le=16, description="HBM passes over tokens x top-k x hidden.")
+    min_tile_m: float = Field(default=1.0, ge=1, le=256, description="Smallest M tile computed per expert.")
+
+    FIT: ClassVar[dict[str, FitSpec]] = {
+        "compute_scale": FitSpec(0.05, 1.0, start=0.6),
+        "memory_scale": FitSpec(0.1, 4.0, log=True, start=1.0),
+        "fixed_s": FitSpec(1e-7, 5e-4, log=True, start=1e-5),
+        "permute_passes": FitSpec(0.0, 16.0, start=2.0),
+        "min_tile_m": FitSpec(1.0, 256.0, log=True, start=16.0),
+    }
+
+
+#: A format of the cost model -> the MoE formats of the kernel database that time it, best first:
+#: fp8 weights are per-tensor fp8 kernels where measured, else the block-scaled ones.
+MOE_FORMATS = {"fp8": ("fp8", "fp8_block")}
+
+
+def moe_kernel_params(table: dict[str, MoeKernelParams], gemm_format: str) -> MoeKernelParams | None:
+    """The fitted MoE kernel of ``gemm_format`` in a profile's ``moe`` table; None where the
+    profile has none (the caller keeps the grouped-GEMM model)."""
+    for name in MOE_FORMATS.get(gemm_format, (gemm_format,)):
+        if name in table:
+            return table[name]
+    return None
+
+
+def routed_expert_time_s(
+    down: bool,
+    tokens: np.ndarray,
+    woken: np.ndarray,
+    tokens_per_expert: np.ndarray,
+    experts_per_token: np.ndarray,
+    expert_f: np.ndarray,
+    model_dim: np.ndarray,
+    gemm_format: str,
+    chip: HardwareSpec,
+    dense: GemmParams,
+    moe: MoeKernelParams,
+) -> np.ndarray:
+    """Seconds of one routed expert projection (gate or up; ``down``) on one chip under the
+    fitted MoE class:
+
+        gate, up = GEMM(m = tokens per expert, n = woken x f, k = d)
+        down     = GEMM(m = tokens per expert, n = woken x d, k = f)
+                   + fixed_s + permute_passes x tokens x top-k x d x act bytes / (HBM x memory_eff)
+
+    with the format's dense GEMM parameters at compute_eff x ``compute_scale``, memory_eff x
+    ``memory_scale``, min_tile_m = ``min_tile_m`` and no launch. The floor and the permutation are
+    charged to the down slot (the finalize that ends the layer): only the sum is measured."""
+    params = dense.model_copy(
+        update={
+            "compute_eff": min(dense.compute_eff * moe.compute_scale, 1.0),
+            "memory_eff": dense.memory_eff * moe.memory_scale,
+            "min_tile_m": moe.min_tile_m,
+            "launch_s": 0.0,
+        }
+    )
+    if not down:
+        return gemm_time_s(tokens_per_expert, woken * expert_f, model_dim, gemm_format, chip, params)
+    seconds = gemm_time_s(tokens_per_expert, woken * model_dim, expert_f, gemm_format, chip, params)
+    permuted_bytes = tokens * experts_per_token * model_dim * ACTIVATION_BYTES[gemm_format]
+    bandwidth = chip.memory_bandwidth_bytes_per_s * dense.memory_eff
+    return seconds + moe.fixed_s + moe.permute_passes * permuted_bytes / bandwidth
