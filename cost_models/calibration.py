@@ -338,6 +338,11 @@ def calibration_report(profile: CalibrationProfile | None, backend_chosen: bool 
     if profile is None:
         return {"profile": NO_CALIBRATION, "note": "pure roofline (a lower bound): no calibration"}
     report = {"profile": profile.name, "chip": profile.chip, "backend": profile.backend, "fallback": profile.fallback}
+    report["moe_kernel"] = (
+        f"fused-MoE kernel fitted ({', '.join(profile.moe)})"
+        if profile.moe
+        else "no fused-MoE kernel fitted: experts timed as grouped dense GEMMs"
+    )
     if profile.fallback:
         report["note"] = profile.fallback_reason
     elif backend_chosen:

@@ -1,6 +1,7 @@
 """Fit every shipped (chip, engine) profile and write docs/accuracy.md.
 
     python -m tuner.accuracy_report [docs/accuracy.md]      # or: tuner calibrate --all --report docs/accuracy.md
+    python -m tuner.accuracy_report --moe-only [docs/accuracy.md]   # the MoE class and its section only
 
 Writes cost_models/calibration_profiles/<chip>-<backend>.yaml for every pair in data/kernels and
 the report: per chip, engine and operator group, the held-out error of the pure roofline (BEFORE:
@@ -136,7 +137,7 @@ def render(results, seconds: float) -> str:
         "launch_s).",
         "- per_layer_overhead_s and per_step_overhead_s are 0 in every profile; they are to be "
         "fitted from end-to-end serving runs.",
-        "- MoE kernels (moe_perf) are checked, not fitted: see MoE layers below.",
+        _MOE_NOT_FITTED,
         "",
     ]
     return "\n".join(lines)
@@ -357,52 +358,163 @@ def render_serving(result) -> str:
     return "\n".join(lines)
 
 
+#: Issue 11's target for the fitted MoE class: held-out median per (chip, engine).
+MOE_TARGET_MEDIAN = 0.15
+MOE_SECTION = "## MoE layers"
+
+
 def render_moe(errors) -> str:
     """The MoE layer model against the measured fused-MoE kernels (tuner.moe_kernels)."""
+    from cost_models.moe_kernel_time import MoeKernelParams
+    from tuner.moe_kernels import FOLDS as MOE_FOLDS
+    from tuner.moe_kernels import MIN_ROWS
+
+    met = sum(np.median(e.fitted_error) <= MOE_TARGET_MEDIAN for e in errors)
     lines = [
         "",
-        "## MoE layers (`data/kernels/moe_perf.csv.gz`, expert tensor parallelism, not fitted)",
+        f"{MOE_SECTION} (`data/kernels/moe_perf.csv.gz`, expert tensor parallelism)",
         "",
         "Measured fused-MoE kernels of one GPU (tokens routed top-k over the experts, each expert's "
         "inter_size split moe_tp_size ways; rows with expert parallelism are not in the copy) against "
         "the cost model's MoE FFN on one chip of a 1 x 1 x tp mesh (`tuner/moe_kernels.py`): expert "
-        "matmuls and activation, weights of the experts woken, E (1 - (1 - k/E)^N), loaded once; "
-        "ROOFLINE is the pure roofline, CALIBRATED the grouped expert GEMMs under the shipped profile "
-        "of that chip and engine, with nothing fitted on these rows. FACTOR: the calibrated time times "
-        "one factor per chip and engine, exp(median log(measured / predicted)), each row predicted by "
-        "a factor fitted on the other expert shapes (5 folds); the factor fitted on every row is "
-        "shown and is not shipped. Formats bfloat16, fp8, fp8_block, int4_wo (nvfp4 and mxfp4 are "
-        "not modelled). Errors are |predicted / measured - 1|; ratio is the median predicted / "
-        "measured.",
+        "matmuls and activation, weights of the experts woken, E (1 - (1 - k/E)^N), loaded once. "
+        "ROOFLINE is the pure roofline; CALIBRATED the grouped expert GEMMs under the profile's dense "
+        "GEMM parameters (the model before the MoE class, nothing fitted on these rows); FITTED the "
+        "fused-MoE kernel class (`cost_models/moe_kernel_time.py`: the dense GEMM parameters with a "
+        "grouped-kernel compute and memory scale, no M tile beyond the routed tokens, a floor per call and the "
+        "token permutation) fitted per chip, engine and MoE format on these rows, every other "
+        "parameter of the profile unchanged, HELD OUT by a 5-fold cross-validation grouped by expert "
+        "shape (hidden, inter_size, experts, top-k): each row is predicted by a fit that never saw "
+        f"its shape. A format with fewer than {MIN_ROWS} rows or {MOE_FOLDS} expert shapes is not fitted and keeps "
+        "CALIBRATED (in FITTED's columns too). The fit on every row is shipped in the profiles "
+        "(`moe:`, held-out errors in `moe_cv_error:`); `python -m tuner.accuracy_report --moe-only` "
+        "refits only it and rewrites this section. Formats bfloat16, fp8, fp8_block, int4_wo (nvfp4 "
+        "and mxfp4 are not modelled). Errors are |predicted / measured - 1|; ratio is the median "
+        "predicted / measured.",
+        "",
+        f"Target (issue 11, with issue 9's machinery): FITTED held-out median <= {MOE_TARGET_MEDIAN:.0%} "
+        f"per chip and engine: met on {met} of {len(errors)}.",
         "",
         "| chip | backend | rows | ROOFLINE median | ROOFLINE p90 | CALIBRATED median | CALIBRATED p90 "
-        "| ratio | FACTOR held-out median | FACTOR held-out p90 | factor |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| CALIBRATED ratio | FITTED held-out median | FITTED held-out p90 | FITTED ratio | formats not fitted |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in errors:
+        flag = "" if np.median(e.fitted_error) <= MOE_TARGET_MEDIAN else " **MISS**"
+        skipped = ", ".join(f"{fmt} ({why})" for fmt, why in e.fit.skipped.items()) or "-"
         lines.append(
-            f"| {e.chip} | {e.backend} | {e.rows} | {np.median(e.roofline_error):.1%} | "
+            f"| {e.chip} | {e.backend}{flag} | {e.rows} | {np.median(e.roofline_error):.1%} | "
             f"{np.percentile(e.roofline_error, 90):.1%} | {np.median(e.calibrated_error):.1%} | "
             f"{np.percentile(e.calibrated_error, 90):.1%} | {np.median(e.calibrated_ratio):.2f} | "
-            f"{np.median(e.factored_error):.1%} | {np.percentile(e.factored_error, 90):.1%} | {e.factor:.2f} |"
+            f"{np.median(e.fitted_error):.1%} | {np.percentile(e.fitted_error, 90):.1%} | "
+            f"{np.median(e.fitted_ratio):.2f} | {skipped} |"
         )
+    names = list(MoeKernelParams.FIT)
     lines += [
         "",
-        "What is left out: expert parallelism and its all-to-all (a later slice), the routing, "
-        "permutation and un-permutation kernels around the expert GEMMs, skewed routing (the "
-        "power-law rows wake fewer experts than uniform routing), and engine-specific kernels (on H100 "
-        "and H200, vLLM's per-tensor fp8 kernel through FlashInfer CUTLASS measures about 4-5 times "
-        "the model's time, where its Triton kernels are within about 15% in the median). A single "
-        "factor per chip and engine does not remove the spread: the error is in the kernel and shape "
-        "dependence, not a bias.",
+        "Per format: the held-out error of the fitted rows, and the parameters fitted on every row "
+        "(shipped). fixed_s in microseconds.",
+        "",
+        "| chip | backend | format | rows | CALIBRATED median | FITTED held-out median | FITTED held-out p90 | "
+        + " | ".join(names)
+        + " | warnings |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(names) + "---|",
+    ]
+    for e in errors:
+        for fmt, params in e.fit.params.items():
+            cv = e.fit.cv_error[f"moe/{fmt}"]
+            rows = e.moe_format == fmt
+            values = [
+                _fmt(getattr(params, name) * (1e6 if name == "fixed_s" else 1.0)) for name in names
+            ]
+            lines.append(
+                f"| {e.chip} | {e.backend} | {fmt} | {cv.rows} | {np.median(e.calibrated_error[rows]):.1%} | "
+                f"{cv.median:.1%} | {cv.p90:.1%} | " + " | ".join(values) + f" | {'; '.join(cv.warnings)} |"
+            )
+    fitted = np.concatenate([e.fitted_error for e in errors])
+    distribution = np.concatenate([e.distribution for e in errors])
+    by_distribution = ", ".join(
+        f"{name} {np.median(fitted[distribution == name]):.1%} ({int(np.sum(distribution == name))} rows)"
+        for name in sorted(set(distribution.tolist()))
+    )
+    lines += [
+        "",
+        f"FITTED held-out median over every row: {np.median(fitted):.1%} (p90 "
+        f"{np.percentile(fitted, 90):.1%}); by token distribution: {by_distribution}. The model routes "
+        "tokens uniformly (a deployment's routing skew is not known to it).",
+        "",
+        *MOE_FINDINGS,
         "",
     ]
     return "\n".join(lines)
 
 
+#: Diagnosis of the grouped-GEMM model's error on these rows and what is left (static text; the
+#: numbers come from binning the held-out errors per (chip, engine, format) on 2026-12-02).
+MOE_FINDINGS = [
+    "What the grouped-GEMM model missed (CALIBRATED's median predicted / measured, binned): many "
+    "tokens per expert ran at 0.3-0.6 of the dense GEMM's compute efficiency (>= 256 tokens per "
+    "expert on H100/H200/B200/GB200; 0.55-0.75 on A100 and L40S) against 0.9-1.2 at <= 16 tokens; "
+    "the dense fits' smallest M tile (up to 128 rows on Hopper) over-charged many experts at a few "
+    "tokens each (top-22 of 512: the grouped kernel is charged only the routed rows); weight streaming ran at 0.7-0.8 of the dense fit's bandwidth on "
+    "H100/H200 vLLM; and the per-call floor and the token permutation are not three GEMM launches. "
+    "Each became one parameter (`cost_models/moe_kernel_time.py` says which measurement motivates "
+    "which, and how much the held-out error rises without it). Padding each expert's slice to a 64- or 128-column tile was tried and did not lower the "
+    "held-out error.",
+    "",
+    "What is left: the remaining error is per expert shape, with opposite signs by engine, not a "
+    "trend in tokens, tp, experts or top-k: H200 SGLang bfloat16 runs the top-22-of-512 shapes "
+    "(hidden 2048 and 8192, inter_size 5120) and hidden 2688 / inter_size 1856 about 3 times slower "
+    "than its other shapes allow, where GB200 SGLang and L40S SGLang run the same top-22 shapes "
+    "about 1.5 times faster. That is the engines' per-shape kernel configuration (Triton fused_moe "
+    "reads a tuned tile table per (experts, inter_size, GPU) and falls back to a default "
+    "configuration without one), which no shape formula can know. Also left out: expert parallelism "
+    "and its all-to-all (a later slice), int4_wo where one expert shape was measured (not "
+    "fitted), and vLLM's two fp8 paths: on H100 and H200 the per-tensor fp8 kernel (FlashInfer "
+    "CUTLASS) is fitted apart from the block-scaled one (Triton), and a deployment with fp8 weights "
+    "is charged the block-scaled kernel where one was fitted (MoE checkpoints in fp8 ship block "
+    "scales: DeepSeek-V3, Qwen3).",
+]
+
+
+def refit_moe_only(doc: Path) -> list:
+    """Fit the MoE class into every shipped profile (nothing else is refitted: each profile's
+    other parameters are written back as read) and rewrite the MoE section of ``doc``."""
+    from cost_models.calibration import available_profiles, load_profile
+    from tuner.moe_kernels import moe_kernel_errors, with_moe, without_moe
+
+    profiles = {}
+    for name in available_profiles():
+        profile = load_profile(name)
+        updated = with_moe(without_moe(profile))
+        if updated.moe or profile.moe:
+            write_profile(updated, PROFILE_DIR / f"{name}.yaml")
+        profiles[name] = updated
+    errors = moe_kernel_errors(profiles=profiles)
+    text = doc.read_text()
+    start = text.index(f"\n{MOE_SECTION}")
+    end = text.index("\n## ", start + 1 + len(MOE_SECTION))
+    text = text[:start] + render_moe(errors).rstrip("\n") + "\n" + text[end:]
+    doc.write_text(text.replace(_MOE_NOT_FITTED_BEFORE, _MOE_NOT_FITTED))
+    return errors
+
+
+_MOE_NOT_FITTED_BEFORE = "- MoE kernels (moe_perf) are checked, not fitted: see MoE layers below."
+_MOE_NOT_FITTED = (
+    "- MoE kernels (moe_perf) are fitted apart, on top of the dense GEMM parameters, and are not in "
+    "the tables above: see MoE layers below."
+)
+
+
 def main(argv: list[str] | None = None, on_progress=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    moe_only = "--moe-only" in argv
+    argv = [a for a in argv if a != "--moe-only"]
     out = Path(argv[0]) if argv else Path(__file__).resolve().parent.parent / "docs" / "accuracy.md"
+    if moe_only:
+        errors = refit_moe_only(out)
+        print(f"refitted the MoE class of {len(errors)} (chip, engine) pairs into {PROFILE_DIR} and rewrote its section of {out}")
+        return 0
     started = time.perf_counter()
     update = on_progress or (lambda done, total: None)
     results = fit_all(on_progress=update)
@@ -426,7 +538,7 @@ def main(argv: list[str] | None = None, on_progress=None) -> int:
         render(results, seconds)
         + render_end_to_end(tpu_report, serving_tpot_check())
         + render_serving(serving)
-        + render_moe(moe_kernel_errors())
+        + render_moe(moe_kernel_errors(profiles={p.name: p for p, _ in results}))
         + render_windows(window_kernel_errors())
     )
     print(f"wrote {len(results)} profiles to {PROFILE_DIR} and {out} in {seconds:.0f} s")

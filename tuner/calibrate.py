@@ -422,7 +422,9 @@ def fit_profile(
     """Fit a profile for ``chip`` (catalog name) under ``backend`` from kernel measurement files
     (default: the repo's data/kernels copies). ``system``: the files' name for the chip (their
     ``system`` column; default: the kernel database's name for a catalog chip, e.g. h100_sxm, or
-    what ``tuner measure --system`` wrote). Returns the profile and the per-group report."""
+    what ``tuner measure --system`` wrote). With the repo's files, the profile also gets the fused
+    MoE kernel class fitted on data/kernels/moe_perf.csv.gz (``moe``). Returns the profile and
+    the per-group report."""
     import time
 
     started = time.perf_counter()
@@ -464,6 +466,12 @@ def fit_profile(
             "pass measurement files of this chip and engine",
         )
     profile = build_profile(hardware, backend, reports, used, seed, folds)
+    if kernel_files is None and system == CHIP_TO_SYSTEM.get(chip):
+        # The repo's kernels: the fused-MoE class too, on top of the dense GEMM parameters just
+        # fitted (tuner/moe_kernels.py; its held-out error goes to moe_cv_error, not the report).
+        from tuner.moe_kernels import with_moe
+
+        profile = with_moe(profile)
     return profile, FitReport(chip, backend, reports, time.perf_counter() - started)
 
 

@@ -255,7 +255,7 @@ def fit_moe(data: MoeData, profile: CalibrationProfile, seed: int = SEED, folds:
         rows = np.flatnonzero(data.moe_format == fmt)
         shapes = len(set(data.shape[rows]))
         if len(rows) < MIN_ROWS or shapes < folds:
-            skipped[fmt] = f"{len(rows)} rows of {shapes} expert shapes (fitted from {MIN_ROWS} rows of {folds})"
+            skipped[fmt] = f"{len(rows)} rows, {shapes} expert shape(s); a fit needs {MIN_ROWS} rows and {folds} shapes"
             continue
 
         def predict(values: dict[str, float], idx: np.ndarray, rows=rows, fmt=fmt) -> np.ndarray:
