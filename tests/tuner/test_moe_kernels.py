@@ -1,7 +1,9 @@
 """The MoE layer model against the measured fused-MoE kernels (data/kernels/moe_perf.csv.gz).
 
-Nothing is fitted on these rows; the bounds are a little above the errors of the shipped profiles
-(docs/accuracy.md, section MoE layers), so a change that makes the MoE model worse fails here."""
+CALIBRATED (grouped dense GEMMs, nothing fitted on these rows) keeps its bounds of before the MoE
+class; FITTED errors are held out (5 folds grouped by expert shape, refitted here), and their
+bounds are a little above what was measured on 2026-12-02 (docs/accuracy.md, section MoE
+layers), so a change that makes the MoE model worse fails here."""
 
 from __future__ import annotations
 
@@ -10,7 +12,41 @@ import gzip
 import numpy as np
 import pytest
 
-from tuner.moe_kernels import MOE_FILE, held_out_factor, moe_kernel_errors, read_moe_rows
+import tuner.moe_kernels as moe_kernels
+from cost_models.calibration import profile_for
+from cost_models.moe_kernel_time import moe_kernel_params
+from tuner.moe_kernels import (
+    MOE_FILE,
+    fit_moe,
+    fitted_times_s,
+    moe_data,
+    moe_kernel_errors,
+    moe_layer_times,
+    pair_rows,
+    read_moe_rows,
+    with_moe,
+    without_moe,
+)
+
+#: Held-out median measured per (chip, engine) with the shipped dense parameters; the tests allow
+#: 1.5 points more.
+MEASURED_HELD_OUT_MEDIAN = {
+    ("a100-80gb", "sglang"): 0.115,
+    ("a100-80gb", "trtllm"): 0.088,
+    ("a100-80gb", "vllm"): 0.166,
+    ("b200", "vllm"): 0.138,
+    ("gb200", "sglang"): 0.216,
+    ("gb200", "vllm"): 0.155,
+    ("h100-sxm", "sglang"): 0.116,
+    ("h100-sxm", "trtllm"): 0.085,
+    ("h100-sxm", "vllm"): 0.116,
+    ("h200", "sglang"): 0.144,
+    ("h200", "trtllm"): 0.112,
+    ("h200", "vllm"): 0.127,
+    ("l40s", "sglang"): 0.216,
+    ("l40s", "trtllm"): 0.120,
+    ("l40s", "vllm"): 0.123,
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +76,7 @@ def test_calibrated_expert_gemms_beat_the_roofline_everywhere(errors) -> None:
 
 
 def test_calibrated_moe_error_bounds(errors) -> None:
-    """Shipped profiles, nothing fitted: median 19-46% per chip and engine, p90 49-85%."""
+    """Grouped dense GEMMs, nothing fitted: median 19-46% per chip and engine, p90 49-85%."""
     for e in errors:
         assert np.median(e.calibrated_error) <= 0.50, (e.chip, e.backend)
         assert np.percentile(e.calibrated_error, 90) <= 0.90, (e.chip, e.backend)
@@ -49,10 +85,92 @@ def test_calibrated_moe_error_bounds(errors) -> None:
     assert np.median(everything) <= 0.35
 
 
-def test_held_out_factor_never_sees_its_own_shape() -> None:
-    """Two shapes, each in its own fold of 2: each is corrected by the other's miss only."""
-    ratio = np.array([0.5, 0.5, 2.0, 2.0])
-    shapes = np.array(["a", "a", "b", "b"])
-    held_out, factor = held_out_factor(ratio, shapes, folds=2)
-    assert held_out.tolist() == pytest.approx([0.25, 0.25, 4.0, 4.0])  # a x 1/2 from b, b x 2 from a
-    assert factor == pytest.approx(1.0)  # median of log(2), log(2), log(1/2), log(1/2)
+def test_fitted_moe_held_out_error_bounds(errors) -> None:
+    """Held out by expert shape: 8.5-21.6% median per chip and engine (11 of 15 within issue 11's
+    15%), p90 24-65%, 13.4% over every row (p90 45%), no bias."""
+    assert {(e.chip, e.backend) for e in errors} == set(MEASURED_HELD_OUT_MEDIAN)
+    for e in errors:
+        median = np.median(e.fitted_error)
+        assert median <= MEASURED_HELD_OUT_MEDIAN[(e.chip, e.backend)] + 0.015, (e.chip, e.backend, median)
+        assert median < 0.8 * np.median(e.calibrated_error), (e.chip, e.backend)  # the class earns its place
+        assert np.percentile(e.fitted_error, 90) <= 0.70, (e.chip, e.backend)
+        assert 0.95 <= np.median(e.fitted_ratio) <= 1.05, (e.chip, e.backend)
+    assert sum(np.median(e.fitted_error) <= 0.15 for e in errors) >= 11
+    everything = np.concatenate([e.fitted_error for e in errors])
+    assert np.median(everything) <= 0.145
+    assert np.percentile(everything, 90) <= 0.47
+
+
+def test_formats_with_one_expert_shape_are_not_fitted_and_keep_the_grouped_gemms(errors) -> None:
+    """int4_wo on B200, GB200, H100, H200 and L40S vLLM/SGLang: one expert shape each, so no row
+    could be held out; those rows keep CALIBRATED."""
+    h100 = next(e for e in errors if (e.chip, e.backend) == ("h100-sxm", "vllm"))
+    assert "int4_wo" in h100.fit.skipped and "int4_wo" not in h100.fit.params
+    rows = h100.moe_format == "int4_wo"
+    assert np.array_equal(h100.fitted_error[rows], h100.calibrated_error[rows])
+
+
+def test_cross_validation_never_trains_on_the_shape_it_predicts(monkeypatch) -> None:
+    """Every fit on a subset of rows (a fold's training set) leaves out whole expert shapes, and
+    every row is left out by exactly one of them."""
+    calls: list[np.ndarray] = []
+    real_fit = moe_kernels.fit
+
+    def recording_fit(specs, predict, measured, rows=None, **kwargs):
+        calls.append(np.arange(len(measured)) if rows is None else np.asarray(rows))
+        return real_fit(specs, predict, measured, rows, **kwargs)
+
+    monkeypatch.setattr(moe_kernels, "fit", recording_fit)
+    profile = profile_for("h100-sxm", "trtllm")
+    data = moe_data(pair_rows("h100-sxm", "trtllm"), "h100-sxm", "trtllm", profile)
+    shapes = data.shape[data.moe_format == "bfloat16"]
+    fit_moe(data, profile)
+    # bfloat16 is the first format fitted: one fit on every row, then one per fold.
+    everything, folds = calls[0], calls[1:6]
+    assert len(everything) == len(shapes)
+    left_out = np.zeros(len(shapes), dtype=int)
+    for train in folds:
+        test = np.setdiff1d(everything, train)
+        assert len(test) and not set(shapes[train]) & set(shapes[test])
+        left_out[test] += 1
+    assert np.all(left_out == 1)
+
+
+def test_the_cost_model_charges_what_was_fitted() -> None:
+    """calibrated_operator_times under the shipped profile (the operator costs, the sharding, the
+    MoE slots) gives the fit's own formula for the formats it fitted, and the grouped GEMMs for a
+    format it did not."""
+    chip, backend = "h100-sxm", "vllm"
+    profile = profile_for(chip, backend)
+    rows = pair_rows(chip, backend)
+    data = moe_data(rows, chip, backend, profile)
+    _, shipped, _ = moe_layer_times(rows, chip, backend, profile)
+    for fmt in ("bfloat16", "fp8_block"):
+        index = np.flatnonzero(data.moe_format == fmt)
+        expected = fitted_times_s(data, index, fmt, profile.moe[fmt], profile)
+        np.testing.assert_allclose(shipped[index], expected, rtol=1e-9)
+    # fp8 weights run the block-scaled kernel where both were fitted (the per-tensor one is 4-5x).
+    assert moe_kernel_params(profile.moe, "fp8") is profile.moe["fp8_block"]
+    index = np.flatnonzero(data.moe_format == "int4_wo")
+    np.testing.assert_allclose(shipped[index], data.before_s[index], rtol=1e-12)
+
+
+def test_shipped_profiles_hold_the_fit_on_every_row(errors) -> None:
+    """The profiles in the repo were written by this fit (python -m tuner.accuracy_report --moe-only)
+    and their held-out errors are the ones recomputed here."""
+    for e in errors:
+        shipped = profile_for(e.chip, e.backend)
+        assert set(shipped.moe) == set(e.fit.params), (e.chip, e.backend)
+        for fmt, params in e.fit.params.items():
+            for name, value in params.model_dump().items():
+                assert getattr(shipped.moe[fmt], name) == pytest.approx(value, rel=1e-6, abs=1e-12), (e.chip, fmt, name)
+            assert shipped.moe_cv_error[f"moe/{fmt}"].median == pytest.approx(e.fit.cv_error[f"moe/{fmt}"].median)
+
+
+def test_the_moe_fit_leaves_every_other_parameter_alone() -> None:
+    profile = profile_for("h200", "trtllm")
+    bare = without_moe(profile)
+    refitted = with_moe(bare)
+    assert bare.moe == {} and refitted.moe
+    for name in ("gemm", "prefill_attention", "decode_attention", "elementwise", "collectives", "cv_error"):
+        assert getattr(refitted, name) == getattr(profile, name), name

@@ -1,0 +1,80 @@
+"""The fused-MoE kernel class (cost_models/moe_kernel_time.py) and its place in the profiles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from cost_models.calibration import calibration_report, load_profile, profile_for
+from cost_models.efficiency import GemmParams, gemm_time_s
+from cost_models.errors import InvalidInputError
+from cost_models.hardware import get_hardware
+from cost_models.moe_kernel_time import MoeKernelParams, moe_kernel_params, routed_expert_time_s
+
+H100 = get_hardware("h100-sxm")
+DENSE = GemmParams(compute_eff=0.7, memory_eff=0.8, min_tile_m=64.0, launch_s=5e-6)
+
+
+def _times(moe: MoeKernelParams, tokens=64.0, experts_woken=32.0, topk=8.0, f=1024.0, d=4096.0):
+    per_expert = tokens * topk / experts_woken
+    args = (np.array([tokens]), np.array([experts_woken]), np.array([per_expert]), np.array([topk]))
+    args += (np.array([f]), np.array([d]), "bfloat16", H100, DENSE, moe)
+    return routed_expert_time_s(False, *args)[0], routed_expert_time_s(True, *args)[0]
+
+
+def test_defaults_are_the_stacked_gemms_without_launches_or_tile_padding() -> None:
+    up, down = _times(MoeKernelParams())
+    bare = DENSE.model_copy(update={"launch_s": 0.0, "min_tile_m": 1.0})
+    assert up == pytest.approx(gemm_time_s(16.0, 32 * 1024.0, 4096.0, "bfloat16", H100, bare)[()])
+    assert down == pytest.approx(gemm_time_s(16.0, 32 * 4096.0, 1024.0, "bfloat16", H100, bare)[()])
+
+
+def test_the_floor_and_the_permutation_are_charged_once_on_the_down_slot() -> None:
+    up, down = _times(MoeKernelParams())
+    up2, down2 = _times(MoeKernelParams(fixed_s=30e-6, permute_passes=2.0))
+    assert up2 == up
+    # 2 passes over 64 tokens x top-8 x 4096 bf16 at 0.8 of H100's HBM.
+    permuted_s = 2.0 * 64 * 8 * 4096 * 2.0 / (H100.memory_bandwidth_bytes_per_s * 0.8)
+    assert down2 - down == pytest.approx(30e-6 + permuted_s)
+
+
+def test_compute_and_memory_scales_move_their_own_regime() -> None:
+    # 16k tokens over 8 experts of 14336 x 4096: compute-bound; half the efficiency, about twice the time.
+    big = dict(tokens=16384.0, experts_woken=8.0, topk=2.0, f=14336.0)
+    slow, _ = _times(MoeKernelParams(compute_scale=0.5), **big)
+    fast, _ = _times(MoeKernelParams(), **big)
+    assert 1.8 < slow / fast <= 2.0
+    # One token on 8 experts: streaming weights; twice the bandwidth, about half the time.
+    small = dict(tokens=1.0, experts_woken=8.0, topk=8.0, f=2048.0)
+    quick, _ = _times(MoeKernelParams(memory_scale=2.0), **small)
+    plain, _ = _times(MoeKernelParams(), **small)
+    assert 0.5 <= quick / plain < 0.55
+
+
+def test_fp8_weights_take_the_block_scaled_kernel_first() -> None:
+    block, tensor = MoeKernelParams(fixed_s=1e-5), MoeKernelParams(fixed_s=2e-5)
+    assert moe_kernel_params({"fp8": tensor, "fp8_block": block}, "fp8") is block
+    assert moe_kernel_params({"fp8": tensor}, "fp8") is tensor
+    assert moe_kernel_params({"fp8": tensor}, "bfloat16") is None
+
+
+def test_a_profile_without_the_moe_class_loads_and_says_so(tmp_path) -> None:
+    raw = yaml.safe_load(load_profile("h100-sxm-trtllm").to_yaml())
+    raw.pop("moe")
+    raw.pop("moe_cv_error")
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    old = load_profile(path)
+    assert old.moe == {}
+    assert "grouped dense GEMMs" in calibration_report(old)["moe_kernel"]
+    assert "fused-MoE kernel fitted" in calibration_report(profile_for("h100-sxm", "trtllm"))["moe_kernel"]
+
+
+def test_a_bad_moe_parameter_names_its_field(tmp_path) -> None:
+    raw = yaml.safe_load(load_profile("h100-sxm-trtllm").to_yaml())
+    raw["moe"]["bfloat16"]["compute_scale"] = 3.0
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(InvalidInputError, match="moe.bfloat16.compute_scale"):
+        load_profile(path)
