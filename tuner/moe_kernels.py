@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -288,7 +287,11 @@ def fit_moe(data: MoeData, profile: CalibrationProfile, seed: int = SEED, folds:
 def pair_rows(chip: str, backend: str, rows: list[dict[str, str]] | None = None) -> list[dict[str, str]]:
     """The measured rows of one chip and engine (none for a chip the kernel database lacks)."""
     system = CHIP_TO_SYSTEM.get(chip)
-    return [r for r in (read_moe_rows() if rows is None else rows) if r["system"] == system and r["framework"].lower() == backend]
+    return [
+        r
+        for r in (read_moe_rows() if rows is None else rows)
+        if r["system"] == system and r["framework"].lower() == backend
+    ]
 
 
 def with_moe(profile: CalibrationProfile, rows: list[dict[str, str]] | None = None) -> CalibrationProfile:

@@ -174,3 +174,15 @@ def test_the_moe_fit_leaves_every_other_parameter_alone() -> None:
     assert bare.moe == {} and refitted.moe
     for name in ("gemm", "prefill_attention", "decode_attention", "elementwise", "collectives", "cv_error"):
         assert getattr(refitted, name) == getattr(profile, name), name
+
+
+def test_a_full_refit_from_the_repo_kernels_includes_the_moe_class() -> None:
+    """tuner calibrate / python -m tuner.accuracy_report (the 18-profile refit) fits the MoE class
+    too, on top of the dense GEMMs it has just fitted (few rows per group here, to stay quick)."""
+    from tuner.calibrate import fit_profile
+
+    profile, _ = fit_profile(None, "l40s", "trtllm", max_rows_per_group=40)
+    assert set(profile.moe) == {"bfloat16", "fp8"} and set(profile.moe_cv_error) == {"moe/bfloat16", "moe/fp8"}
+    assert profile.provenance is not None
+    assert any(f.path == "data/kernels/moe_perf.csv.gz" for f in profile.provenance.data_files)
+    assert not any(key.startswith("moe") for key in profile.cv_error)  # default_backend's scores stay
