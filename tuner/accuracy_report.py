@@ -469,7 +469,7 @@ MOE_FINDINGS = [
     "about 1.5 times faster. That is the engines' per-shape kernel configuration (Triton fused_moe "
     "reads a tuned tile table per (experts, inter_size, GPU) and falls back to a default "
     "configuration without one), which no shape formula can know. The reverse shows on a tuned "
-    "shape: Mixtral-8x7B's (hidden 4096, inter_size 14336, 8 experts, top-2) runs at 0.5-0.56 of the "
+    "shape: Mixtral-8x7B's shape (hidden 4096, inter_size 14336, 8 experts, top-2) runs at 0.5-0.56 of the "
     "bf16 peak on H200 SGLang at >= 2048 tokens where most other shapes run at 0.1-0.3, and the "
     "fitted class, which learns the typical shape, predicts those rows 1.1-2.5 times too slow on "
     "H100 and H200 SGLang. Also left out: expert parallelism "

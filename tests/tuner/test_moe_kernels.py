@@ -186,3 +186,23 @@ def test_a_full_refit_from_the_repo_kernels_includes_the_moe_class() -> None:
     assert profile.provenance is not None
     assert any(f.path == "data/kernels/moe_perf.csv.gz" for f in profile.provenance.data_files)
     assert not any(key.startswith("moe") for key in profile.cv_error)  # default_backend's scores stay
+
+
+def test_the_accuracy_doc_shows_the_shipped_moe_fit() -> None:
+    """docs/accuracy.md's MoE section was regenerated with the shipped profiles: every fitted
+    format's row carries the held-out median and p90 stored in its profile."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "accuracy.md").read_text()
+    section = text[text.index("## MoE layers") :]
+    section = section[: section.index("\n## ", 1)]
+    checked = 0
+    for chip, backend in MEASURED_HELD_OUT_MEDIAN:
+        profile = profile_for(chip, backend)
+        for fmt, error in ((k.split("/")[1], v) for k, v in profile.moe_cv_error.items()):
+            row = f"| {chip} | {backend} | {fmt} | {error.rows} | "
+            assert row in section, row
+            line = section[section.index(row) :].split("\n")[0]
+            assert f" {error.median:.1%} | {error.p90:.1%} | " in line, line
+            checked += 1
+    assert checked >= 30
