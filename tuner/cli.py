@@ -16,14 +16,12 @@ from tuner import early_signals  # noqa: F401
 # isort: on
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
 from cost_models.errors import InvalidInputError
-from tuner.cli_help import FullSummaryGroup, LazyChoice
+from tuner.cli_help import INTERRUPTED_BEFORE_START, FullSummaryGroup, LazyChoice, imports_loading
 from tuner.signals import stop_on_signals
 
 if TYPE_CHECKING:
@@ -590,7 +588,7 @@ def search_command(
     as_json: bool,
 ) -> None:
     """Search a study's design space with Optuna; running it again resumes the study."""
-    with _signals_recorded():
+    with imports_loading():
         from search_spaces.spec import load_spec, with_calibration
         from tuner import tables
         from tuner.pareto import study_front
@@ -663,7 +661,7 @@ def worker_command(
     budget is done. Run any number of workers, on any number of machines, on one database."""
     import os
 
-    with _signals_recorded():
+    with imports_loading():
         from search_spaces.spec import load_spec, with_calibration
         from tuner.storage import storage_errors
         from tuner.study import run_worker
@@ -1184,22 +1182,6 @@ def recommend_command(
         print_recommend(report)
 
 
-@contextmanager
-def _signals_recorded() -> Iterator[None]:
-    """While a search or worker command imports the cost model and Optuna (a second and more),
-    SIGINT and SIGTERM are only recorded, as they are while ``tuner.cli`` itself loads
-    (:func:`tuner.signals.exit_quietly_on_signals`): raised inside an import they could land in a
-    garbage-collection callback that ignores them. The search that follows sees the signal as
-    already requested (:func:`tuner.signals.stop_on_signals`) and stops before its first trial."""
-    from tuner import signals
-
-    signals._started = False
-    try:
-        yield
-    finally:
-        signals._started = True
-
-
 def _print_json(data: object) -> None:
     # allow_nan=False: scripts get standard JSON or an error, never Infinity/NaN.
     click.echo(json.dumps(data, indent=2, allow_nan=False))
@@ -1217,7 +1199,7 @@ def main(argv: list[str] | None = None) -> int:
 
     early_exit = commands_started()
     if early_exit is not None:  # Ctrl-C or SIGTERM while the imports loaded
-        click.echo("interrupted before the command started: nothing was written; run the same command again", err=True)
+        click.echo(INTERRUPTED_BEFORE_START, err=True)
         return early_exit
     try:
         cli.main(args=argv, prog_name="tuner", standalone_mode=False)

@@ -1,9 +1,13 @@
-"""``tuner --help`` with every command's whole summary (click cuts it at ~45 columns with "...")."""
+"""``tuner --help`` with every command's whole summary (click cuts it at ~45 columns with "..."),
+and what lets the command line import a module only when a command needs it: option choices read
+on first use (:class:`LazyChoice`), signals held while a command's imports load
+(:func:`imports_loading`)."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import click
 
@@ -46,9 +50,34 @@ class LazyChoice(click.Choice):
     def choices(self) -> tuple[str, ...]:
         if self._loaded is None:
             module, _, name = self._source.partition(":")
-            self._loaded = (*getattr(importlib.import_module(module), name), *self._extra)
+            with imports_loading():
+                self._loaded = (*getattr(importlib.import_module(module), name), *self._extra)
         return self._loaded
 
     @choices.setter
     def choices(self, value: Sequence[str]) -> None:
         self._loaded = tuple(value)
+
+
+#: What a command says when a signal came before it started (nothing was read or written yet).
+INTERRUPTED_BEFORE_START = "interrupted before the command started: nothing was written; run the same command again"
+
+
+@contextmanager
+def imports_loading() -> Iterator[None]:
+    """While a command's modules load (the cost model, Optuna: a second and more), SIGINT and
+    SIGTERM are only recorded, as while ``tuner.cli`` itself loads
+    (:func:`tuner.signals.exit_quietly_on_signals`): raised inside an import they could land in a
+    garbage-collection callback that ignores them. A signal that came is acted on after the
+    imports, where nothing else runs: one line and exit 130 / 143."""
+    from tuner import signals
+
+    before = signals._started
+    signals._started = False
+    try:
+        yield
+    finally:
+        signals._started = before
+    if before and signals.EARLY():
+        click.echo(INTERRUPTED_BEFORE_START, err=True)
+        raise SystemExit(signals.EARLY.exit_code)
