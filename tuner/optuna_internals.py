@@ -608,8 +608,10 @@ def hydrating_storage(storage: Any, hydrator_for: Any) -> Any:
             trials = super()._get_trials(study_id, states, included_trial_ids, trial_id_greater_than)
             return self.hydrate(study_id, trials)
 
-    view: Any = copy.copy(storage)
-    view.__class__ = Hydrating
+    # A shallow copy of the attributes, not copy.copy: RDBStorage's __getstate__/__setstate__
+    # (what copy.copy calls) build a new engine and version manager, importing Alembic.
+    view: Any = Hydrating.__new__(Hydrating)
+    view.__dict__.update(vars(storage))
     view._hydrators = {}
     view._hydrator_for = hydrator_for
     return view
