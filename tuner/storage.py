@@ -363,9 +363,9 @@ def open_storage(url: str, *, create: bool = True) -> RDBStorage:
             # time. Readers open an existing file and take no lock: a writer that stopped
             # responding cannot block them, and a read-only directory does not stop them.
             with _file_lock(path) if create else nullcontext():
-                if not create:  # a read: no table creation, no Alembic import when the schema is current
-                    return existing_storage(with_installed_driver(url), _engine_kwargs(url))
-                return RDBStorage(with_installed_driver(url), engine_kwargs=_engine_kwargs(url))
+                # A database in Optuna's current schema opens without create_all or the Alembic
+                # import (tuner.optuna_internals.existing_storage); a new one through RDBStorage.
+                return existing_storage(with_installed_driver(url), _engine_kwargs(url))
         except OSError as error:  # the lock file beside the database
             environment = error.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG)
             raise StorageError(
