@@ -28,6 +28,10 @@ Private APIs used, and where:
   (``get_all_trials`` and ``_CachedStorage`` both go through ``_get_trials``).
 - ``optuna.storages._rdb.models`` and ``optuna.study.study._SYSTEM_ATTR_METRIC_NAMES``
   (:func:`create_study_with_attrs`): a study created with its attributes in one transaction.
+- ``RDBStorage._fill_storage_url_template``, ``RDBStorage._set_default_engine_kwargs_for_mysql``,
+  ``optuna.storages._rdb.storage._VersionManager`` and the migration files under
+  ``optuna/storages/_rdb/alembic/versions`` (:func:`existing_storage`): an ``RDBStorage`` over a
+  database already in the current schema, built without ``create_all`` and the Alembic import.
 - ``optuna_dashboard._app.get_pareto_front_trials`` (:func:`feasible_dashboard`): optuna-dashboard
   0.21 computes its best trials over every trial, constraints ignored (optuna-dashboard#772).
 """
