@@ -162,7 +162,10 @@ def _dominated_by_strong(points: np.ndarray) -> np.ndarray:
     strong = np.unique(np.concatenate([best, np.argmin(points, axis=0)]))
     anchors = points[strong][_exact(points[strong])]
     # The strongest anchors first; each pass looks only at the rows still standing.
-    anchors = anchors[np.argsort(np.nan_to_num(((anchors - low) / np.where(high > low, high - low, 1.0)).sum(axis=1)))]
+    with np.errstate(invalid="ignore", over="ignore"):  # infinities: inf - inf is NaN, ranked by nan_to_num
+        anchors = anchors[
+            np.argsort(np.nan_to_num(((anchors - low) / np.where(high > low, high - low, 1.0)).sum(axis=1)))
+        ]
     alive = np.arange(len(points))
     for anchor in anchors:
         rows = points[alive]
