@@ -72,12 +72,12 @@ def imports_loading() -> Iterator[None]:
     imports, where nothing else runs: one line and exit 130 / 143."""
     from tuner import signals
 
-    before = signals._started
+    before, pending = signals._started, signals.EARLY()
     signals._started = False
     try:
         yield
     finally:
         signals._started = before
-    if before and signals.EARLY():
+    if before and not pending and signals.EARLY():  # it came while these modules loaded
         click.echo(INTERRUPTED_BEFORE_START, err=True)
         raise SystemExit(signals.EARLY.exit_code)

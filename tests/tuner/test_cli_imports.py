@@ -131,3 +131,30 @@ def test_a_bad_lazy_choice_is_one_line_naming_the_choices(capsys: pytest.Capture
     assert code == 2
     assert len(err.splitlines()) == 1
     assert "'middle' is not one of 'prefill', 'decode', 'both'" in err
+
+
+def test_a_signal_recorded_while_imports_load_ends_the_command_after_them(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+
+    from tuner import signals
+    from tuner.cli_help import imports_loading
+
+    monkeypatch.setattr(signals, "_started", True)  # main() has begun
+    monkeypatch.setattr(signals, "EARLY", signals.StopRequest())
+    with pytest.raises(SystemExit) as stopped:
+        with imports_loading():
+            assert signals._started is False  # the start-up handler only records now
+            signals.EARLY.signum = signal.SIGTERM  # what it does when SIGTERM comes
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert signals._started is True
+    assert (
+        capsys.readouterr().err.strip()
+        == "interrupted before the command started: nothing was written; run the same command again"
+    )
+    # No signal: nothing happens.
+    monkeypatch.setattr(signals, "EARLY", signals.StopRequest())
+    with imports_loading():
+        pass
+    assert signals._started is True
