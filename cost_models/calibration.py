@@ -174,7 +174,8 @@ def available_profiles() -> list[str]:
 
 def _parse(text: str, where: str) -> CalibrationProfile:
     try:
-        raw = yaml.safe_load(text)
+        # libyaml's parser when PyYAML has it: the same values, several times faster.
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as error:
         raise InvalidInputError(
             where, f"not valid YAML ({str(error).splitlines()[0]})", "regenerate it with tuner calibrate"

@@ -260,7 +260,9 @@ def _catalog_text() -> str:
 @cache
 def model_catalog() -> dict[str, ModelSpec]:
     """The shipped models, by name (``cost_models/catalog/models.yaml``)."""
-    raw = yaml.safe_load(_catalog_text())
+    # libyaml's parser when PyYAML has it (its wheels do): the same values, about 10x faster than the
+    # pure-Python one (0.15 s of every `tuner pareto` on a compact study went to this file).
+    raw = yaml.load(_catalog_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     catalog = {}
     for name, fields in raw.items():
         try:

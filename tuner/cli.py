@@ -10,35 +10,33 @@ installed, file locked or read-only, disk full).
 from __future__ import annotations
 
 # isort: off
-# First: Ctrl-C or SIGTERM while the imports below load (about 2 s) is one line, not a traceback.
+# First: Ctrl-C or SIGTERM while the imports load is one line, not a traceback.
 from tuner import early_signals  # noqa: F401
 
 # isort: on
 import json
 import sys
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
-from cost_models.analysis import analyze_one
-from cost_models.calibration import AUTO_CALIBRATION, BACKENDS
-from cost_models.capacity import DEFAULT_MAX_CHIPS, MODES
-from cost_models.conventions import CONVENTIONS
-from cost_models.deployment import OVERLAPS, Overlap, estimate_one
-from cost_models.deployments import PHASE_NAMES
-from cost_models.dtypes import BITS_CHOICES, weight_bits_default
 from cost_models.errors import InvalidInputError
-from cost_models.hardware import get_hardware, hardware_catalog, is_catalog_chip
-from cost_models.metrics import METRICS
-from cost_models.models import get_model, model_catalog
-from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
-from cost_models.serving_one import estimate_serving_one
-from cost_models.serving_simulation import simulate_one
-from search_spaces.spec import SAMPLERS
-from tuner import simulation_report, tables
-from tuner.cli_help import FullSummaryGroup
-from tuner.export import FORMATS
+from tuner.cli_help import INTERRUPTED_BEFORE_START, FullSummaryGroup, LazyChoice, imports_loading
 from tuner.signals import stop_on_signals
+
+if TYPE_CHECKING:
+    from cost_models.deployment import Overlap
+
+# The cost model, Optuna, SQLAlchemy, pydantic, rich and the exporters are imported inside the
+# commands that use them, and the choices of an option are read when that option is used
+# (LazyChoice): `import tuner.cli` loaded all of them (1.2 s on a 2-core Xeon, `python -X
+# importtime`) before `tuner studies` could read one row. tests/tuner/test_cli_imports.py keeps
+# them out.
+
+#: ``cost_models.calibration.AUTO_CALIBRATION`` and ``cost_models.capacity.DEFAULT_MAX_CHIPS``,
+#: spelled out so that `--help` need not import those modules (test_cli_imports.py checks them).
+AUTO_CALIBRATION = "auto"
+DEFAULT_MAX_CHIPS = 64
 
 EXIT_BAD_INPUT = 2
 
@@ -82,6 +80,9 @@ def cli() -> None:
 )
 def models_command(as_json: bool, template: bool) -> None:
     """List the model catalog."""
+    from cost_models.models import model_catalog
+    from tuner import tables
+
     if template:
         from cost_models.catalog_files import template_text
 
@@ -111,7 +112,9 @@ def models_command(as_json: bool, template: bool) -> None:
 )
 def hardware_command(as_json: bool, template: bool) -> None:
     """List the hardware catalog: the chips, and the chip counts and meshes each allows."""
+    from cost_models.hardware import hardware_catalog
     from cost_models.topology import chip_offer
+    from tuner import tables
 
     if template:
         from cost_models.catalog_files import template_text
@@ -131,6 +134,9 @@ def hardware_command(as_json: bool, template: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def metrics_command(as_json: bool) -> None:
     """List every metric a study may optimize: unit, better direction, meaning."""
+    from cost_models.metrics import METRICS
+    from tuner import tables
+
     if as_json:
         _print_json(
             [
@@ -148,7 +154,7 @@ def metrics_command(as_json: bool) -> None:
         tables.print_metrics(METRICS.values())
 
 
-BITS = click.Choice(list(BITS_CHOICES))
+BITS = LazyChoice("cost_models.dtypes:BITS_CHOICES")
 
 
 CALIBRATION_OPTION = click.option(
@@ -160,7 +166,7 @@ CALIBRATION_OPTION = click.option(
 )
 BACKEND_OPTION = click.option(
     "--backend",
-    type=click.Choice(list(BACKENDS)),
+    type=LazyChoice("cost_models.calibration:BACKENDS"),
     default=None,
     help="Serving engine whose measured kernels the profile holds [default: the one measured best for the chip].",
 )
@@ -169,7 +175,7 @@ BACKEND_OPTION = click.option(
 @cli.command("analyze")
 @MODEL_OPTION
 @HARDWARE_OPTION
-@click.option("--phase", type=click.Choice(list(PHASE_NAMES)), required=True)
+@click.option("--phase", type=LazyChoice("cost_models.deployments:PHASE_NAMES"), required=True)
 @click.option("--batch", type=int, required=True, help="Sequences processed together.")
 @click.option(
     "--seq-len",
@@ -194,7 +200,7 @@ BACKEND_OPTION = click.option(
 )
 @click.option(
     "--convention",
-    type=click.Choice(list(CONVENTIONS)),
+    type=LazyChoice("cost_models.conventions:CONVENTIONS"),
     default="default",
     show_default=True,
     help="Counting convention (docs/validation.md).",
@@ -227,6 +233,10 @@ def analyze_command(
     plot: str | None,
 ) -> None:
     """Per-operator FLOPs, bytes, arithmetic intensity and roofline time of one model on one chip."""
+    from cost_models.analysis import analyze_one
+    from cost_models.hardware import get_hardware
+    from tuner import tables
+
     report = analyze_one(
         model,
         hardware,
@@ -255,15 +265,15 @@ def analyze_command(
             click.echo(f"roofline chart written to {plot}")
 
 
-LAYOUT = click.Choice(list(FFN_LAYOUTS))
-SHARDING = click.Choice(list(ATTENTION_SHARDINGS))
+LAYOUT = LazyChoice("cost_models.partitioning:FFN_LAYOUTS")
+SHARDING = LazyChoice("cost_models.partitioning:ATTENTION_SHARDINGS")
 SPEC_CALIBRATION_OPTION = click.option(
     "--calibration",
     default=None,
     help="Override the spec's calibration (auto, none, a profile name or file); part of the study's problem.",
 )
 SPEC_BACKEND_OPTION = click.option(
-    "--backend", type=click.Choice(list(BACKENDS)), default=None, help="Override the spec's backend."
+    "--backend", type=LazyChoice("cost_models.calibration:BACKENDS"), default=None, help="Override the spec's backend."
 )
 
 
@@ -281,7 +291,9 @@ SPEC_BACKEND_OPTION = click.option(
 @click.option("--ep", type=int, default=None, help="Expert-parallel ranks (MoE; divides tp x dp) [1].")
 @click.option("--dp", type=int, default=None, help="Attention data-parallel ranks (replicas if dense) [1].")
 @click.option("--micro-batches", type=int, default=None, help="Pipeline micro-batches (divide batch / dp) [1].")
-@click.option("--phase", type=click.Choice([*PHASE_NAMES, "both"]), default="both", show_default=True)
+@click.option(
+    "--phase", type=LazyChoice("cost_models.deployments:PHASE_NAMES", "both"), default="both", show_default=True
+)
 @click.option(
     "--batch",
     type=int,
@@ -320,7 +332,7 @@ SPEC_BACKEND_OPTION = click.option(
 )
 @click.option(
     "--overlap",
-    type=click.Choice(list(OVERLAPS)),
+    type=LazyChoice("cost_models.deployment:OVERLAPS"),
     default="overlapped",
     show_default=True,
     help="Collectives hidden behind compute, or added to it.",
@@ -387,6 +399,12 @@ def estimate_command(
 ) -> None:
     """Latency, MFU, cost and memory per chip of one multi-chip deployment (Pope et al. 2022);
     with --concurrency or --request-rate, also the serving steady state under that load."""
+    from cost_models.deployment import estimate_one
+    from cost_models.dtypes import weight_bits_default
+    from cost_models.models import get_model
+    from cost_models.serving_one import estimate_serving_one
+    from tuner import tables
+
     knobs = {
         "max_batch_size": max_batch_size,
         "max_num_tokens": max_num_tokens,
@@ -503,6 +521,9 @@ def simulate_command(
 ) -> None:
     """Discrete-event simulation of serving REQUESTS requests: TTFT, TPOT, E2E (mean, P50, P90,
     P99) and throughput, beside the analytic steady state."""
+    from cost_models.serving_simulation import simulate_one
+    from tuner import simulation_report
+
     with simulation_report.simulation_progress(disable=as_json) as update:
         report = simulate_one(
             model,
@@ -541,7 +562,9 @@ def simulate_command(
 @click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/<name>.db].")
 @click.option("--trials", type=int, default=None, help="Trials the study should hold [default: the spec's].")
 @click.option("--timeout", type=float, default=None, help="Stop after this many seconds.")
-@click.option("--sampler", type=click.Choice(list(SAMPLERS)), default=None, help="Override the spec's sampler.")
+@click.option(
+    "--sampler", type=LazyChoice("search_spaces.spec:SAMPLERS"), default=None, help="Override the spec's sampler."
+)
 @click.option("--seed", type=int, default=None, help="Override the spec's seed.")
 @SPEC_CALIBRATION_OPTION
 @SPEC_BACKEND_OPTION
@@ -565,10 +588,12 @@ def search_command(
     as_json: bool,
 ) -> None:
     """Search a study's design space with Optuna; running it again resumes the study."""
-    from search_spaces.spec import load_spec, with_calibration
-    from tuner.pareto import study_front
-    from tuner.storage import default_storage_url, storage_errors
-    from tuner.study import run_search
+    with imports_loading():
+        from search_spaces.spec import load_spec, with_calibration
+        from tuner import tables
+        from tuner.pareto import study_front
+        from tuner.storage import default_storage_url, storage_errors
+        from tuner.study import run_search
 
     spec = with_calibration(load_spec(spec_path), calibration, backend)
     with storage_errors(storage or default_storage_url(spec.name)), stop_on_signals() as stop:
@@ -636,9 +661,10 @@ def worker_command(
     budget is done. Run any number of workers, on any number of machines, on one database."""
     import os
 
-    from search_spaces.spec import load_spec, with_calibration
-    from tuner.storage import storage_errors
-    from tuner.study import run_worker
+    with imports_loading():
+        from search_spaces.spec import load_spec, with_calibration
+        from tuner.storage import storage_errors
+        from tuner.study import run_worker
 
     spec = with_calibration(load_spec(spec_path), calibration, backend)
     with storage_errors(storage), stop_on_signals() as stop:
@@ -675,6 +701,7 @@ def worker_command(
 @click.option("--json", "as_json", is_flag=True)
 def studies_command(storage: str, as_json: bool) -> None:
     """List studies with their trial counts and front sizes."""
+    from tuner import tables
     from tuner.pareto import list_studies
     from tuner.storage import storage_errors
 
@@ -700,6 +727,7 @@ def studies_command(storage: str, as_json: bool) -> None:
 )
 def pareto_command(study_name: str, storage: str | None, as_json: bool, as_csv: bool, plot: str | None) -> None:
     """Print a study's Pareto front (feasible trials only)."""
+    from tuner import tables
     from tuner.pareto import load_study, study_front
     from tuner.storage import default_storage_url, storage_errors
 
@@ -799,7 +827,7 @@ def show_command(study_name: str, trial_number: int, storage: str | None) -> Non
 @click.option(
     "--trial", "trial_number", type=click.IntRange(0, 2**63 - 1), required=True, help="Trial number (tuner pareto)."
 )
-@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="json", show_default=True)
+@click.option("--format", "fmt", type=LazyChoice("tuner.export:FORMATS"), default="json", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to FILE.")
 @click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/STUDY.db].")
 @click.option(
@@ -894,7 +922,7 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str, exit_code: int =
 @click.option("--hardware", default=None, help="Chip to calibrate: catalog name (tuner hardware) or a chip YAML file.")
 @click.option(
     "--backend",
-    type=click.Choice(list(BACKENDS)),
+    type=LazyChoice("cost_models.calibration:BACKENDS"),
     default=None,
     help="Serving engine whose kernels the measurements time.",
 )
@@ -979,7 +1007,7 @@ def calibrate_command(
     """Fit a calibration profile from kernel measurements (each operator class) or from end-to-end
     measurements (--points, --bench-json: the overheads a whole step shows), and print the
     held-out (cross-validated) error."""
-    from tuner import accuracy_report
+    from tuner import accuracy_report, tables
     from tuner.calibrate import fit_profile, write_profile
 
     if points or bench_json:
@@ -1034,6 +1062,7 @@ def _calibrate_end_to_end(
     from pathlib import Path
 
     from cost_models.calibration import available_profiles, load_profile
+    from cost_models.hardware import get_hardware, is_catalog_chip
     from tuner import calibrate_e2e as e2e
     from tuner.calibrate import _tool_version, write_profile
 
@@ -1107,7 +1136,11 @@ def _calibrate_end_to_end(
 @click.option("--max-tpot-s", type=float, required=True, help="SLA: mean time per output token, seconds.")
 @click.option("--max-chips", type=int, default=DEFAULT_MAX_CHIPS, show_default=True, help="Chip budget.")
 @click.option(
-    "--mode", type=click.Choice([*MODES, "both"]), default="both", show_default=True, help="Serving modes to plan."
+    "--mode",
+    type=LazyChoice("cost_models.capacity:MODES", "both"),
+    default="both",
+    show_default=True,
+    help="Serving modes to plan.",
 )
 @CALIBRATION_OPTION
 @BACKEND_OPTION
@@ -1127,7 +1160,7 @@ def recommend_command(
     as_json: bool,
 ) -> None:
     """Fewest chips serving --request-rate within the TTFT and TPOT SLA: replicas or xPyD pools."""
-    from cost_models.capacity import problem, recommend
+    from cost_models.capacity import MODES, problem, recommend
     from tuner.recommend_report import print_recommend, recommend_dict
 
     p = problem(
@@ -1166,7 +1199,7 @@ def main(argv: list[str] | None = None) -> int:
 
     early_exit = commands_started()
     if early_exit is not None:  # Ctrl-C or SIGTERM while the imports loaded
-        click.echo("interrupted before the command started: nothing was written; run the same command again", err=True)
+        click.echo(INTERRUPTED_BEFORE_START, err=True)
         return early_exit
     try:
         cli.main(args=argv, prog_name="tuner", standalone_mode=False)

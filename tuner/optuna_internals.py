@@ -28,6 +28,10 @@ Private APIs used, and where:
   (``get_all_trials`` and ``_CachedStorage`` both go through ``_get_trials``).
 - ``optuna.storages._rdb.models`` and ``optuna.study.study._SYSTEM_ATTR_METRIC_NAMES``
   (:func:`create_study_with_attrs`): a study created with its attributes in one transaction.
+- ``RDBStorage._fill_storage_url_template``, ``RDBStorage._set_default_engine_kwargs_for_mysql``,
+  ``optuna.storages._rdb.storage._VersionManager`` and the migration files under
+  ``optuna/storages/_rdb/alembic/versions`` (:func:`existing_storage`): an ``RDBStorage`` over a
+  database already in the current schema, built without ``create_all`` and the Alembic import.
 - ``optuna_dashboard._app.get_pareto_front_trials`` (:func:`feasible_dashboard`): optuna-dashboard
   0.21 computes its best trials over every trial, constraints ignored (optuna-dashboard#772).
 """
@@ -355,27 +359,26 @@ def study_points(storage: RDBStorage, study_id: int, n_objectives: int) -> tuple
     of the study (then read Optuna's tables: :func:`complete_values`)."""
     from sqlalchemy import inspect
 
-    trial = models.TrialModel.__table__
     with storage.engine.connect() as connection:
         if not inspect(connection).has_table(POINTS_TABLE):
             return None
-        mark = "?" if connection.dialect.name == "sqlite" else "%s"
-        held = connection.exec_driver_sql(
-            f"SELECT COUNT(*) FROM {POINTS_TABLE} WHERE study_id = {mark}", (study_id,)
-        ).scalar_one()
-        complete = connection.execute(
-            select(func.count(trial.c.trial_id)).where(
-                trial.c.study_id == study_id, trial.c.state == optuna.trial.TrialState.COMPLETE
-            )
-        ).scalar_one()
+        mark = _mark(connection)
+        # The driver's own cursor: a SQLAlchemy result makes a Row object per row, which was
+        # 0.3-0.5 s of the 0.7 s this read took at 200,000 trials (cProfile, bench/bench_reads.py).
+        held, complete = _driver_rows(
+            connection,
+            f"SELECT (SELECT COUNT(*) FROM {POINTS_TABLE} WHERE study_id = {mark}),"
+            f" (SELECT COUNT(*) FROM {_TRIALS} WHERE study_id = {mark} AND state = 'COMPLETE')",
+            (study_id, study_id),
+        )[0]
         if held != complete or complete == 0:
             return None
-        # The driver's cursor: plain tuples, no SQLAlchemy row per trial; the index gives the
-        # feasible rows in number order.
-        rows = connection.exec_driver_sql(
+        # The index gives the feasible rows in number order.
+        rows = _driver_rows(
+            connection,
             f"SELECT trial_id, objectives FROM {POINTS_TABLE} WHERE study_id = {mark} AND feasible = 1 ORDER BY number",
             (study_id,),
-        ).fetchall()
+        )
     if not rows:
         return int(complete), np.zeros(0, dtype=np.int64), np.zeros((0, n_objectives))
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -385,26 +388,47 @@ def study_points(storage: RDBStorage, study_id: int, n_objectives: int) -> tuple
     return int(complete), ids, values.reshape(len(rows), n_objectives)
 
 
+#: Optuna's tables as named in ``optuna.storages._rdb.models`` (checked there by
+#: tests/tuner/test_optuna_internals.py); a trial's state is stored as the enum's name.
+_TRIALS, _TRIAL_PARAMS = models.TrialModel.__tablename__, models.TrialParamModel.__tablename__
+
+
+def _mark(connection: Any) -> str:
+    """The driver's placeholder: ``?`` for sqlite3, ``%s`` for psycopg2, pymysql and the others."""
+    return "?" if connection.dialect.paramstyle == "qmark" else "%s"
+
+
+def _driver_rows(connection: Any, sql: str, parameters: tuple) -> list[tuple]:
+    """Rows of ``sql`` as the driver returns them (plain tuples), through the DB-API cursor of the
+    SQLAlchemy connection: no Row object per row."""
+    from sqlalchemy.exc import DBAPIError
+
+    driver_error = connection.dialect.loaded_dbapi.Error
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql, parameters)
+        return list(cursor.fetchall())
+    except driver_error as error:  # as SQLAlchemy raises it (tuner.storage reads its type and code)
+        raise DBAPIError.instance(sql, parameters, error, driver_error, dialect=connection.dialect) from error
+    finally:
+        cursor.close()
+
+
 def configuration_indices(storage: RDBStorage, study_id: int) -> np.ndarray:
     """The flat configuration index (:mod:`tuner.compact`) of each COMPLETE compact trial of a
     study, in no particular order: one column of ``trial_params`` read through the driver's
     cursor (no row objects), so a resume reads 200,000 trials in a fraction of a second."""
     from tuner.compact import CONFIGURATION_PARAM
 
-    trial = models.TrialModel.__table__
-    param = models.TrialParamModel.__table__
-    query = (
-        select(param.c.param_value)
-        .join(trial, trial.c.trial_id == param.c.trial_id)
-        .where(
-            trial.c.study_id == study_id,
-            trial.c.state == optuna.trial.TrialState.COMPLETE,
-            param.c.param_name == CONFIGURATION_PARAM,
-        )
-    )
     with storage.engine.connect() as connection:
-        values = connection.execute(query).scalars().all()
-    return np.asarray(values, dtype=np.float64).astype(np.int64)
+        mark = _mark(connection)
+        rows = _driver_rows(
+            connection,
+            f"SELECT p.param_value FROM {_TRIAL_PARAMS} p JOIN {_TRIALS} t ON t.trial_id = p.trial_id"
+            f" WHERE t.study_id = {mark} AND t.state = 'COMPLETE' AND p.param_name = {mark}",
+            (study_id, CONFIGURATION_PARAM),
+        )
+    return np.fromiter((r[0] for r in rows), dtype=np.float64, count=len(rows)).astype(np.int64)
 
 
 def infeasible_trial_ids(storage: RDBStorage, study_id: int) -> set[int]:
@@ -588,8 +612,96 @@ def hydrating_storage(storage: Any, hydrator_for: Any) -> Any:
             trials = super()._get_trials(study_id, states, included_trial_ids, trial_id_greater_than)
             return self.hydrate(study_id, trials)
 
-    view: Any = copy.copy(storage)
-    view.__class__ = Hydrating
+    # A shallow copy of the attributes, not copy.copy: RDBStorage's __getstate__/__setstate__
+    # (what copy.copy calls) build a new engine and version manager, importing Alembic.
+    view: Any = Hydrating.__new__(Hydrating)
+    view.__dict__.update(vars(storage))
     view._hydrators = {}
     view._hydrator_for = hydrator_for
     return view
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening an existing database for reading
+#
+# Why not the public API: ``RDBStorage(url)`` runs ``create_all`` (a table reflection per
+# Optuna table) and builds its ``_VersionManager``, which imports Alembic (0.2-0.3 s on a 2-core
+# Xeon, cProfile of `tuner pareto`) to compare the database's schema revision with the head of
+# Optuna's migrations. A read of an up-to-date database needs neither: this compares the two
+# revisions with one query and Optuna's migration files read as text, and builds the storage as
+# ``RDBStorage.__init__`` does without them. Anything else (another revision, no such table, a
+# file that is not a database) goes through ``RDBStorage(url)`` itself, with its own checks and
+# messages. tests/tuner/test_optuna_internals.py checks the attributes and the head revision
+# against the installed Optuna.
+
+
+def existing_storage(url: str, engine_kwargs: dict[str, Any] | None = None) -> RDBStorage:
+    """An ``RDBStorage`` over a database Optuna's current schema is in, opened without
+    ``create_all`` and without importing Alembic; any other database through ``RDBStorage``."""
+    import sqlalchemy
+    from sqlalchemy import orm
+
+    head = _schema_head()
+    storage = RDBStorage.__new__(RDBStorage)
+    storage.engine_kwargs = dict(engine_kwargs or {})
+    storage.url = storage._fill_storage_url_template(url)
+    storage.skip_compatibility_check = False
+    storage.heartbeat_interval = None
+    storage.grace_period = None
+    storage.heartbeat_stale_trial_callback = None
+    storage.failed_trial_callback = None
+    storage._set_default_engine_kwargs_for_mysql(url, storage.engine_kwargs)
+    current = None
+    try:
+        storage.engine = sqlalchemy.engine.create_engine(storage.url, **storage.engine_kwargs)
+        with storage.engine.connect() as connection:
+            revisions = _driver_rows(connection, "SELECT version_num FROM alembic_version", ())
+        current = revisions[0][0] if len(revisions) == 1 else None
+    except Exception:  # no driver, not a database, no such table: RDBStorage says what is wrong
+        pass
+    if head is None or current != head:
+        if hasattr(storage, "engine"):
+            storage.engine.dispose()
+        return RDBStorage(url, engine_kwargs=engine_kwargs)
+    storage.scoped_session = orm.scoped_session(orm.sessionmaker(bind=storage.engine))
+    storage._version_manager = _LazyVersionManager(storage)  # type: ignore[assignment]
+    return storage
+
+
+class _LazyVersionManager:
+    """``RDBStorage._version_manager`` built on first use (``upgrade``, ``get_current_version``:
+    never by a read)."""
+
+    def __init__(self, storage: RDBStorage) -> None:
+        self._storage = storage
+        self._manager: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._manager is None:
+            from optuna.storages._rdb.storage import _VersionManager
+
+            s = self._storage
+            self._manager = _VersionManager(s.url, s.engine, s.scoped_session)
+        return getattr(self._manager, name)
+
+
+def _schema_head() -> str | None:
+    """The head revision of Optuna's migrations (what ``_VersionManager.get_head_version`` asks
+    Alembic for), read from the migration files as text; None when they cannot be read so."""
+    import re
+    from pathlib import Path
+
+    import optuna.storages._rdb as rdb
+
+    revisions, parents = set(), set()
+    for path in (Path(rdb.__file__).parent / "alembic" / "versions").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        revision = re.search(r'^revision\s*=\s*"([^"]+)"', text, re.MULTILINE)
+        down = re.search(r'^down_revision\s*=\s*(?:"([^"]+)"|None)', text, re.MULTILINE)
+        if revision is None or down is None:
+            return None
+        revisions.add(revision.group(1))
+        if down.group(1):
+            parents.add(down.group(1))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None

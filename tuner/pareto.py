@@ -82,6 +82,8 @@ def nondominated(points: np.ndarray) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64)
     if len(points) == 0:
         return np.zeros(0, dtype=bool)
+    if points.shape[1] <= 3 and not np.isnan(points).any():
+        return _sweep(points)
     if len(points) > _PREFILTER_OVER:
         # Most of a large set is dominated by one of a few strong points: drop those first
         # (sound: a dominated point is never on the front), then the exact pass on the rest.
@@ -90,6 +92,60 @@ def nondominated(points: np.ndarray) -> np.ndarray:
         mask[left] = _exact(points[left])
         return mask
     return _exact(points)
+
+
+def _sweep(points: np.ndarray) -> np.ndarray:
+    """:func:`nondominated` for one to three objectives (no NaN): one sort and a sweep.
+
+    In lexicographic order a point can only be dominated by points before it, so among the
+    distinct points: with two objectives a point is on the front when its second objective is
+    below every earlier one's (a running minimum); with three, when no earlier front point is at
+    or below it in both the second and the third (:func:`_staircase`). 0.06 s for the 196,912
+    feasible points of a 200,000-trial study (bench/bench_reads.py), where the prefilter and
+    exact pass below took 0.33 s (most of its points are neither strong nor dominated by one).
+    """
+    order = np.lexsort(points.T[::-1])
+    ordered = points[order]
+    first = np.ones(len(points), dtype=bool)  # the first of each run of identical points
+    first[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    distinct = ordered[first]
+    if points.shape[1] == 1:
+        on_front = np.arange(len(distinct)) == 0
+    elif points.shape[1] == 2:
+        on_front = np.ones(len(distinct), dtype=bool)
+        on_front[1:] = distinct[1:, 1] < np.minimum.accumulate(distinct[:, 1])[:-1]
+    else:
+        on_front = _staircase(distinct)
+    mask = np.empty(len(points), dtype=bool)
+    mask[order] = on_front[np.cumsum(first) - 1]  # identical points share their verdict
+    return mask
+
+
+def _staircase(distinct: np.ndarray, block: int = 1024) -> np.ndarray:
+    """Front mask of distinct three-objective points in lexicographic order, a block at a time:
+    a point is dominated by an earlier block's point exactly when a front point found so far has
+    its second objective at most the point's and, among those, the least third objective at
+    most the point's (a binary search in the front sorted by the second objective, with the
+    running minimum of the third); the few points left are compared within the block."""
+    on_front = np.zeros(len(distinct), dtype=bool)
+    second, least_third = np.empty(0), np.empty(0)
+    for start in range(0, len(distinct), block):
+        rows = distinct[start : start + block]
+        if second.size:
+            below = np.searchsorted(second, rows[:, 1], side="right") - 1
+            alive = np.flatnonzero(~((below >= 0) & (least_third[np.maximum(below, 0)] <= rows[:, 2])))
+        else:  # the first block: no front point yet
+            alive = np.arange(len(rows))
+        if alive.size == 0:
+            continue
+        left = rows[alive]
+        earlier = np.tri(len(left), len(left), -1, dtype=bool)  # [i, j]: j comes before i
+        dominated = ((left[None, :, 1] <= left[:, None, 1]) & (left[None, :, 2] <= left[:, None, 2]) & earlier).any(1)
+        on_front[start + alive[~dominated]] = True
+        found = distinct[: start + len(rows)][on_front[: start + len(rows)]]
+        by_second = np.argsort(found[:, 1], kind="stable")
+        second, least_third = found[by_second, 1], np.minimum.accumulate(found[by_second, 2])
+    return on_front
 
 
 #: Sets larger than this are prefiltered (:func:`_dominated_by_strong`).
@@ -106,7 +162,10 @@ def _dominated_by_strong(points: np.ndarray) -> np.ndarray:
     strong = np.unique(np.concatenate([best, np.argmin(points, axis=0)]))
     anchors = points[strong][_exact(points[strong])]
     # The strongest anchors first; each pass looks only at the rows still standing.
-    anchors = anchors[np.argsort(np.nan_to_num(((anchors - low) / np.where(high > low, high - low, 1.0)).sum(axis=1)))]
+    with np.errstate(invalid="ignore", over="ignore"):  # infinities: inf - inf is NaN, ranked by nan_to_num
+        anchors = anchors[
+            np.argsort(np.nan_to_num(((anchors - low) / np.where(high > low, high - low, 1.0)).sum(axis=1)))
+        ]
     alive = np.arange(len(points))
     for anchor in anchors:
         rows = points[alive]

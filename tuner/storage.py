@@ -30,7 +30,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from cost_models.errors import InvalidInputError
-from tuner.optuna_internals import insert_trials
+from tuner.optuna_internals import existing_storage, insert_trials
 
 EXIT_BAD_INPUT, EXIT_ENVIRONMENT = 2, 1
 T = TypeVar("T")
@@ -363,7 +363,9 @@ def open_storage(url: str, *, create: bool = True) -> RDBStorage:
             # time. Readers open an existing file and take no lock: a writer that stopped
             # responding cannot block them, and a read-only directory does not stop them.
             with _file_lock(path) if create else nullcontext():
-                return RDBStorage(with_installed_driver(url), engine_kwargs=_engine_kwargs(url))
+                # A database in Optuna's current schema opens without create_all or the Alembic
+                # import (tuner.optuna_internals.existing_storage); a new one through RDBStorage.
+                return existing_storage(with_installed_driver(url), _engine_kwargs(url))
         except OSError as error:  # the lock file beside the database
             environment = error.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG)
             raise StorageError(

@@ -9,9 +9,12 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.measure import Measurement
@@ -25,11 +28,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from cost_models.deployments import stored_chips
-from cost_models.hardware import HardwareSpec
-from cost_models.metrics import METRICS, Metric
-from cost_models.models import ModelSpec
-from search_spaces.space import DIMENSIONS, ENGINE_DIMENSIONS, SERVING_DIMENSIONS
+# The cost model and the search space are imported where a table needs them: `tuner studies`
+# prints counts and need not load them (0.5 s of imports, python -X importtime).
+if TYPE_CHECKING:
+    from cost_models.hardware import HardwareSpec
+    from cost_models.metrics import Metric
+    from cost_models.models import ModelSpec
 
 
 def _console() -> Console:
@@ -374,12 +378,18 @@ def progress(disable: bool = False, what: str = "searching") -> Iterator[Callabl
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
-#: A trial's configuration columns: its chips, then the search dimensions in their order.
-_PARAM_COLUMNS = ("chips", *DIMENSIONS[:1], *ENGINE_DIMENSIONS[:5], *DIMENSIONS[1:], *SERVING_DIMENSIONS)
+@cache
+def _param_columns() -> tuple[str, ...]:
+    """A trial's configuration columns: its chips, then the search dimensions in their order."""
+    from search_spaces.space import DIMENSIONS, ENGINE_DIMENSIONS, SERVING_DIMENSIONS
+
+    return ("chips", *DIMENSIONS[:1], *ENGINE_DIMENSIONS[:5], *DIMENSIONS[1:], *SERVING_DIMENSIONS)
 
 
 def _choices(trial) -> dict:
     """A trial's configuration: its parameters, with the chips its mesh has."""
+    from cost_models.deployments import stored_chips
+
     deployment = trial.user_attrs.get("deployment")
     chips = {"chips": stored_chips(deployment)} if isinstance(deployment, dict) else {}
     return {**chips, **trial.params}
@@ -403,7 +413,7 @@ def front_csv(front) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     rows = [_choices(t) for t in front.trials]
-    params = [p for p in _PARAM_COLUMNS if any(p in r for r in rows)]
+    params = [p for p in _param_columns() if any(p in r for r in rows)]
     writer.writerow(["trial", *params, *front.objective_names])
     for t, r in zip(front.trials, rows, strict=True):
         writer.writerow([t.number, *(r.get(p) for p in params), *t.values])
@@ -490,10 +500,23 @@ def _constraint_value(name: str, value: float, front) -> float:
     return value + front.limits[name] if name in front.limits else value + 1.0
 
 
-def _table(title: str | None, headers: list[str], columns: list[list[str]], numeric: list[bool]) -> Table:
+def _table(
+    title: str | None,
+    headers: list[str],
+    columns: list[list[str]],
+    numeric: list[bool],
+    widths: list[int] | None = None,
+) -> Table:
+    """``widths``: each column's width, when known (rich then measures no cell: measuring 65 rows
+    of 12 columns twice was 0.3 s of `tuner pareto`, cProfile)."""
     table = Table(title=escape(title) if title else None, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for header, is_number in zip(headers, numeric, strict=True):
-        table.add_column(escape(header), justify="right" if is_number else "left", overflow="fold")  # "[ms]": no markup
+    for k, (header, is_number) in enumerate(zip(headers, numeric, strict=True)):
+        table.add_column(
+            escape(header),  # "[ms]": no markup
+            justify="right" if is_number else "left",
+            overflow="fold",
+            width=None if widths is None else widths[k],
+        )
     for cells in zip(*columns, strict=True):
         table.add_row(*(escape(c) for c in cells))
     return table
@@ -511,11 +534,14 @@ def _fitted_table(
     the headers wrapped at their spaces, as little as fits (widest first); None if none fits."""
     wide = console.options.update(width=10_000)
     for cap in (10_000, 16, 12, 10, 8, 6):
-        wrapped = []
+        wrapped, widths = [], []
         for j in part:
             width = max([len(c) for c in columns[j]] + [min(len(headers[j]), cap)])
-            wrapped.append("\n".join(textwrap.wrap(headers[j], width=width, break_long_words=True)))
-        table = _table(title, wrapped, [columns[j] for j in part], [numeric[j] for j in part])
+            lines = textwrap.wrap(headers[j], width=width, break_long_words=True)
+            wrapped.append("\n".join(lines))
+            # What rich would measure: the widest cell or header line, each on one line.
+            widths.append(max(cell_len(c) for c in [*columns[j], *lines]))
+        table = _table(title, wrapped, [columns[j] for j in part], [numeric[j] for j in part], widths)
         if Measurement.get(console, wide, table).maximum <= console.width:
             return table
     return None
@@ -527,6 +553,8 @@ def print_front(front, console: Console | None = None) -> None:
     tokens/s; never ``6.005e+09``), and each row's room under its constraints. A single-objective
     study shows its best configurations in full instead. Fits the console's width: the cells keep
     their width and the headers wrap."""
+    from cost_models.metrics import METRICS
+
     console = console or _console()
     single = len(front.objective_names) == 1 and bool(front.best)
     trials = front.best if single else front.trials
@@ -541,7 +569,7 @@ def print_front(front, console: Console | None = None) -> None:
             f"feasible trials ({front.n_trials} in all); calibration {front.calibration}"
         )
     rows = [_choices(t) for t in trials]
-    present = [p for p in _PARAM_COLUMNS if any(p in r for r in rows)]
+    present = [p for p in _param_columns() if any(p in r for r in rows)]
     constant = [] if single or len(rows) < 2 else [p for p in present if len({str(r.get(p)) for r in rows}) == 1]
     varying = [p for p in present if p not in constant]
     headers, columns = ["trial"], [[str(t.number) for t in trials]]

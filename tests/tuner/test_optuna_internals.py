@@ -188,6 +188,40 @@ def test_study_id_from_name_is_public(tmp_path: Path) -> None:
 # No other module touches Optuna's internals
 
 
+# ---------------------------------------------------------------------------------------------
+# RDBStorage built without its constructor (existing_storage): reads of a current database
+
+
+def test_existing_storage_is_what_rdbstorage_builds(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'current.db'}"
+    study = _two_objective_study(url)
+    study.add_trial(create_trial(values=[1.0, 2.0], params={}, distributions={}))
+    made = RDBStorage(url)
+    fast = optuna_internals.existing_storage(url)
+    # The same attributes as Optuna's constructor sets: an Optuna that adds one fails here.
+    assert set(vars(fast)) == set(vars(made))
+    assert optuna_internals._schema_head() == made.get_head_version()
+    # Opened without the version manager's Alembic, which comes only when asked for.
+    assert type(fast._version_manager).__name__ == "_LazyVersionManager"
+    assert fast.get_current_version() == made.get_current_version()
+    loaded = optuna.load_study(study_name="s", storage=fast)
+    assert [t.values for t in loaded.trials] == [[1.0, 2.0]]
+
+
+def test_existing_storage_leaves_an_older_schema_to_optuna(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    _two_objective_study(f"sqlite:///{path}")
+    with sqlite3.connect(path) as connection:  # as a database Optuna 3.0 left behind
+        connection.execute("UPDATE alembic_version SET version_num = 'v3.0.0.d'")
+    with pytest.raises(RuntimeError, match="no longer compatible") as expected:
+        RDBStorage(f"sqlite:///{path}")
+    with pytest.raises(RuntimeError, match="no longer compatible") as got:
+        optuna_internals.existing_storage(f"sqlite:///{path}")
+    assert str(got.value) == str(expected.value)
+
+
 def _optuna_private_names() -> set[str]:
     """Private attribute names of the Optuna objects this project handles."""
     study = optuna.create_study()

@@ -39,6 +39,32 @@ def test_nondominated_edge_cases() -> None:
     assert nondominated(np.array([[3.0], [1.0], [2.0], [1.0]])).tolist() == [False, True, False, True]
 
 
+def _front_by_definition(points: np.ndarray) -> list[bool]:
+    """Each point against every other: on the front unless some point is <= in every objective
+    and < in one (the definition, O(n^2))."""
+    le = np.all(points[:, None, :] <= points[None, :, :], axis=2)  # [j, i]: j <= i everywhere
+    lt = np.any(points[:, None, :] < points[None, :, :], axis=2)
+    return (~np.any(le & lt, axis=0)).tolist()
+
+
+@pytest.mark.parametrize("objectives", [1, 2, 3, 4])
+@pytest.mark.parametrize("seed", range(3))
+def test_nondominated_matches_the_definition_on_large_sets(objectives: int, seed: int) -> None:
+    # Thousands of points (several of the sweep's 1,024-point blocks; the prefilter above 4,096),
+    # few distinct values per objective so ties and duplicates abound, some infinities.
+    rng = np.random.default_rng(seed)
+    points = rng.integers(0, [3, 12, 40][seed % 3], size=(int(rng.integers(2_000, 5_000)), objectives)).astype(float)
+    points[rng.random(points.shape) < 0.01] = np.inf
+    points[rng.random(points.shape) < 0.005] = -np.inf
+    assert nondominated(points).tolist() == _front_by_definition(points)
+
+
+def test_nondominated_with_nan_leaves_nan_rows_to_the_comparisons() -> None:
+    # NaN compares false both ways: (nan, 1) is neither dominated by nor dominating (0, 2).
+    points = np.array([[0.0, 2.0, 1.0], [np.nan, 1.0, 1.0], [1.0, 3.0, 2.0]])
+    assert nondominated(points).tolist() == _front_by_definition(points) == [True, True, False]
+
+
 def test_minimized_flips_maximized_columns() -> None:
     values = np.array([[10.0, 0.5], [20.0, -2.0]])
     assert minimized(values, ["minimize", "maximize"]).tolist() == [[10.0, -0.5], [20.0, 2.0]]

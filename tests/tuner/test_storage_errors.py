@@ -163,7 +163,7 @@ def test_open_storage_retries_creation_races_a_bounded_number_of_times(monkeypat
         calls.append(url)
         raise sqlalchemy.exc.IntegrityError("INSERT INTO version_info", {}, Exception("duplicate"))
 
-    monkeypatch.setattr(storage_module, "RDBStorage", racing)
+    monkeypatch.setattr(storage_module, "existing_storage", racing)  # what open_storage builds with
     with pytest.raises(StorageError) as info:
         open_storage("postgresql+psycopg2://u:secret@h/db")
     assert len(calls) == storage_module._OPEN_ATTEMPTS and len(sleeps) == storage_module._OPEN_ATTEMPTS - 1
@@ -177,7 +177,7 @@ def test_open_storage_retries_creation_races_a_bounded_number_of_times(monkeypat
         calls.append(url)
         raise sqlalchemy.exc.OperationalError("connect", {}, Exception("connection refused"))
 
-    monkeypatch.setattr(storage_module, "RDBStorage", refused)
+    monkeypatch.setattr(storage_module, "existing_storage", refused)
     with pytest.raises(StorageError):
         open_storage("postgresql+psycopg2://u:secret@h/db")
     assert len(calls) == 1
