@@ -95,18 +95,7 @@ def calibrated_operator_times(
         # engines ship there (fp4 weights upcast to fp8), i.e. the chip's fp8 GEMM, as the
         # roofline's peak_table does. Its fitted bytes are fp8's: up to 2x the fp4 weight traffic.
         formats = np.where(formats == _FORMAT_NAMES.index("nvfp4"), _FORMAT_NAMES.index("fp8"), formats)
-    # The rows of gemm_shapes are GEMM_AXES's, in this order; the experts' are timed apart.
-    shape_rows = [i for i, op in enumerate(GEMM_AXES) if op not in EXPERT_PROJECTIONS]
-    gemm_rows = [OP[op] for op in GEMM_AXES if op not in EXPERT_PROJECTIONS]
-    m, n, k = m[shape_rows], n[shape_rows], k[shape_rows]
-    for code in np.unique(formats):
-        fmt = _FORMAT_NAMES[int(code)]
-        rows = formats == code
-        if bool(np.all(rows)):
-            times[gemm_rows] = gemm_time_s(m, n, k, fmt, hardware, _gemm_params(profile, fmt))
-        else:
-            block = gemm_time_s(m[:, rows], n[:, rows], k[:, rows], fmt, hardware, _gemm_params(profile, fmt))
-            times[np.ix_(np.array(gemm_rows), np.flatnonzero(rows))] = block
+    _dense_gemm_times(times, (m, n, k), formats, hardware, profile)
     moe = np.flatnonzero(c.moe_layers > 0)
     if len(moe):
         expert_times = expert_gemm_times_s(c.take(moe), gemm_shapes, moe, formats[moe], hardware, profile)
@@ -127,8 +116,48 @@ def calibrated_operator_times(
     return times
 
 
+#: The rows of the plan's (m, n, k) (``GEMM_AXES`` order) timed as dense GEMMs, and the operator
+#: slots they fill; the experts' rows are timed apart (:func:`expert_gemm_times_s`).
+_DENSE_SHAPE_ROWS = np.array([i for i, op in enumerate(GEMM_AXES) if op not in EXPERT_PROJECTIONS])
+_DENSE_OP_ROWS = np.array([OP[op] for op in GEMM_AXES if op not in EXPERT_PROJECTIONS])
+#: Configurations per block of GEMMs timed together: 8 GEMMs x 2048 = 16k elements, 128 KiB per
+#: temporary, so the ~20 temporaries of :func:`gemm_time_s` stay in a core's L2 cache instead of
+#: streaming through memory (elementwise arithmetic, so blocking changes no result). Measured on
+#: the benchmark's Xeon: 800k GEMMs in one call 66-78 ms, in blocks of 16k 32 ms
+#: (docs/benchmarks.md, "Calibrated estimate throughput, round 2").
+_BLOCK_CONFIGS = 2048
+
+
+def _dense_gemm_times(
+    times: np.ndarray,
+    gemm_shapes: tuple[np.ndarray, np.ndarray, np.ndarray],
+    formats: np.ndarray,
+    hardware: HardwareSpec,
+    profile: CalibrationProfile,
+) -> None:
+    """Fill ``times``'s dense weight-matmul slots: each configuration's GEMMs in its kernel
+    format (``formats``, codes into ``_FORMAT_NAMES``), in blocks of ``_BLOCK_CONFIGS``
+    configurations. A format's configurations are addressed by index (a gather of a block's
+    columns, cheap next to boolean-mask copies of every shape row)."""
+    counts = np.bincount(formats, minlength=len(_FORMAT_NAMES))
+    total = len(formats)
+    for code in np.flatnonzero(counts):
+        fmt = _FORMAT_NAMES[int(code)]
+        params = _gemm_params(profile, fmt)
+        columns = None if counts[code] == total else np.flatnonzero(formats == code)
+        for start in range(0, int(counts[code]), _BLOCK_CONFIGS):
+            block = slice(start, start + _BLOCK_CONFIGS)
+            if columns is None:
+                m, n, k = (a[_DENSE_SHAPE_ROWS, block] for a in gemm_shapes)
+                times[_DENSE_OP_ROWS, block] = gemm_time_s(m, n, k, fmt, hardware, params)
+            else:
+                chosen = columns[block]
+                m, n, k = (a[_DENSE_SHAPE_ROWS[:, None], chosen] for a in gemm_shapes)
+                times[_DENSE_OP_ROWS[:, None], chosen] = gemm_time_s(m, n, k, fmt, hardware, params)
+
+
 def _rows(values: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-    return values if rows is None else values[rows]
+    return values if rows is None else values.take(rows)
 
 
 def fused_attention_time_s(
@@ -148,13 +177,23 @@ def fused_attention_time_s(
     head_dim, kv_heads, kv_bytes = _attention_kernel_shape(c, decode, kv_heads, kv_bytes)
     share = window_share(c)
     times = np.zeros(len(c))
-    for code in np.unique(c.kv_dtype):
+    phases = {True: int(np.count_nonzero(decode))}
+    phases[False] = len(c) - phases[True]
+    kv_counts = np.bincount(c.kv_dtype)
+    for code in np.flatnonzero(kv_counts):
         cache = _CACHE_FORMAT[int(code)]
         for in_decode in (True, False):
-            mask = (c.kv_dtype == code) & (decode if in_decode else ~decode)
-            if not np.any(mask):
+            if not phases[in_decode]:
                 continue
-            r = None if bool(np.all(mask)) else mask  # every row: no copies
+            if kv_counts[code] == len(c):
+                mask = None if phases[in_decode] == len(c) else decode if in_decode else ~decode
+            else:
+                mask = (c.kv_dtype == code) & (decode if in_decode else ~decode)
+            if mask is not None and not np.any(mask):
+                continue
+            # Every row: no copies; else the rows by index (a gather is several times cheaper
+            # than a boolean-mask copy with the mask's rows interleaved).
+            r = None if mask is None else np.flatnonzero(mask)
             if in_decode:
                 dp = (
                     profile.decode_attention.get(cache)
@@ -257,6 +296,8 @@ def _attention_kernel_shape(
     scaled by (kv_lora_rank + rope) / (2 head_dim). There is no MLA kernel in the measurements
     (data/kernels), so MLA's calibrated attention is this mapping, not a fit."""
     mla = c.mla
+    if not np.any(mla):
+        return c.d_head, kv_heads, kv_bytes  # what the masks below give every non-MLA row
     latent = c.kv_lora_rank + c.qk_rope_head_dim
     qk = np.where(decode, latent, c.d_head + c.qk_rope_head_dim)
     v = np.where(decode, c.kv_lora_rank, c.v_head_dim)
