@@ -18,7 +18,10 @@ import numpy as np
 from cost_models.calibration import CalibrationProfile
 from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, DTYPE_NAMES, FP4, FP8, INT4, INT8
 from cost_models.efficiency import (
+    ACTIVATION_BYTES,
     COLLECTIVE_KINDS,
+    QUANTIZES_ACTIVATIONS,
+    WEIGHT_BYTES,
     DecodeAttentionParams,
     GemmParams,
     PrefillAttentionParams,
@@ -26,6 +29,8 @@ from cost_models.efficiency import (
     decode_attention_time_s,
     elementwise_time_s,
     gemm_time_s,
+    gemm_time_with_constants_s,
+    peak_for_format,
     prefill_attention_time_s,
 )
 from cost_models.errors import InvalidInputError
@@ -137,23 +142,48 @@ def _dense_gemm_times(
 ) -> None:
     """Fill ``times``'s dense weight-matmul slots: each configuration's GEMMs in its kernel
     format (``formats``, codes into ``_FORMAT_NAMES``), in blocks of ``_BLOCK_CONFIGS``
-    configurations. A format's configurations are addressed by index (a gather of a block's
-    columns, cheap next to boolean-mask copies of every shape row)."""
+    configurations. Formats that run on the same fitted parameters (a profile times the formats
+    it did not measure with its bf16 fit: int8 and int4 weight-only on most GPU profiles) are one
+    group, timed in one pass with each configuration's own format constants, so a mix of them
+    needs no per-format copy of the shapes; a group that is a subset of the configurations is
+    addressed by index (a gather of each block's columns)."""
     counts = np.bincount(formats, minlength=len(_FORMAT_NAMES))
-    total = len(formats)
+    groups: dict[tuple[GemmParams, bool], list[int]] = {}
     for code in np.flatnonzero(counts):
         fmt = _FORMAT_NAMES[int(code)]
         params = _gemm_params(profile, fmt)
-        columns = None if counts[code] == total else np.flatnonzero(formats == code)
-        for start in range(0, int(counts[code]), _BLOCK_CONFIGS):
+        # Equal parameters give equal seconds; the activation-quantization term is charged to
+        # the formats whose kernels quantize, so those run apart from the others.
+        quantizes = fmt in QUANTIZES_ACTIVATIONS and params.act_quant_passes > 0
+        groups.setdefault((params, quantizes), []).append(int(code))
+    constants = (
+        np.array([peak_for_format(hardware, fmt) for fmt in _FORMAT_NAMES]),
+        np.array([WEIGHT_BYTES[fmt] for fmt in _FORMAT_NAMES]),
+        np.array([ACTIVATION_BYTES[fmt] for fmt in _FORMAT_NAMES]),
+    )
+    total = len(formats)
+    for (params, quantizes), codes in groups.items():
+        chosen_count = int(counts[codes].sum())
+        if chosen_count == total:
+            columns = None
+        elif len(codes) == 1:
+            columns = np.flatnonzero(formats == codes[0])
+        else:
+            columns = np.flatnonzero(np.isin(formats, codes))
+        for start in range(0, chosen_count, _BLOCK_CONFIGS):
             block = slice(start, start + _BLOCK_CONFIGS)
+            chosen = block if columns is None else columns[block]
+            if len(codes) == 1:
+                peak, w_bytes, a_bytes = (float(table[codes[0]]) for table in constants)
+            else:
+                peak, w_bytes, a_bytes = (table[formats[chosen]] for table in constants)
             if columns is None:
                 m, n, k = (a[_DENSE_SHAPE_ROWS, block] for a in gemm_shapes)
-                times[_DENSE_OP_ROWS, block] = gemm_time_s(m, n, k, fmt, hardware, params)
+                rows: tuple = (_DENSE_OP_ROWS, block)
             else:
-                chosen = columns[block]
                 m, n, k = (a[_DENSE_SHAPE_ROWS[:, None], chosen] for a in gemm_shapes)
-                times[_DENSE_OP_ROWS[:, None], chosen] = gemm_time_s(m, n, k, fmt, hardware, params)
+                rows = (_DENSE_OP_ROWS[:, None], chosen)
+            times[rows] = gemm_time_with_constants_s(m, n, k, peak, w_bytes, a_bytes, quantizes, hardware, params)
 
 
 def _rows(values: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
