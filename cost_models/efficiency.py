@@ -540,10 +540,14 @@ def collective_time_s(
     bus = message_bytes * bus_factor(kind, np.maximum(group, 1.0))
     fitted = np.array(sorted(params), dtype=float)
     out = np.zeros(bus.shape)
-    for g in np.unique(group):
+    sizes = np.unique(group)
+    for g in sizes:
         if g <= 1:
             continue
         nearest = int(fitted[np.argmin(np.abs(np.log(fitted) - np.log(g)))])
-        mask = group == g
-        out[mask] = _one_collective(params[nearest], bus[mask])
+        if len(sizes) == 1:  # one group size: every element, no copies
+            out = np.asarray(_one_collective(params[nearest], bus), dtype=float)
+        else:  # its elements by index (cheaper than boolean-mask copies)
+            where = np.flatnonzero(group == g)
+            out.flat[where] = _one_collective(params[nearest], bus.take(where))
     return out
