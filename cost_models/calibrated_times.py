@@ -13,6 +13,9 @@ from a few kernels of ``tuner measure``) keeps the roofline for that class.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import TypeAlias
+
 import numpy as np
 
 from cost_models.calibration import CalibrationProfile
@@ -38,7 +41,7 @@ from cost_models.hardware import HardwareSpec, SwitchedInterconnect, TorusInterc
 from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.moe import DEFAULT_IMBALANCE, experts_woken, tokens_per_expert
 from cost_models.operators import EXPERT_PROJECTIONS, OP, OperatorCosts, window_share
-from cost_models.partitioning import GEMM_AXES, attention_split
+from cost_models.partitioning import GEMM_AXES, ShardingPlan, attention_split, gemm_shapes_per_chip
 from cost_models.topology import Network, TorusNetwork, group_size
 
 #: Operators run as bandwidth-bound kernels (Kim et al.'s "non-linear" and elementwise rows).
@@ -73,6 +76,12 @@ _CODES = range(len(DTYPE_NAMES))
 _FORMAT_TABLE = np.array([[_FORMAT_NAMES.index(gemm_format(w, a)) for a in _CODES] for w in _CODES])
 
 
+#: (m, n, k) of every weight operator, rows in ``GEMM_AXES`` order (partitioning.gemm_shapes_per_chip).
+GemmShapes = tuple[np.ndarray, np.ndarray, np.ndarray]
+#: Where the dense GEMMs read their shapes: whole (m, n, k) arrays, or the plan block by block.
+_ShapeSource: TypeAlias = "GemmShapes | _PlanGemmShapes"
+
+
 def _gemm_params(profile: CalibrationProfile, fmt: str) -> GemmParams:
     """A format the profile did not measure runs with its bf16 fit at its own peak and bytes; a
     profile that measured no GEMM at all (a partial one, from a few kernels) leaves the roofline."""
@@ -82,17 +91,23 @@ def _gemm_params(profile: CalibrationProfile, fmt: str) -> GemmParams:
 def calibrated_operator_times(
     chip_ops: OperatorCosts,
     configs: InferenceConfigs,
-    gemm_shapes: tuple[np.ndarray, np.ndarray, np.ndarray],
+    gemm_shapes: GemmShapes | ShardingPlan,
     chips: np.ndarray,
     batch_sharded: np.ndarray,
     hardware: HardwareSpec,
     profile: CalibrationProfile,
 ) -> np.ndarray:
-    """Seconds per execution of each operator on one chip, shaped like the operator costs."""
+    """Seconds per execution of each operator on one chip, shaped like the operator costs.
+    ``gemm_shapes``: the (m, n, k) of :func:`~cost_models.partitioning.gemm_shapes_per_chip`, or
+    the sharding plan they come from; given the plan, the dense GEMMs derive their shapes with
+    that function block by block (in cache, where whole (slots, n) arrays are not) and only the
+    configurations that need whole arrays (MLA's reshaped slots, the experts) get them."""
     c = configs
     times = np.zeros(chip_ops.flops.shape)
     present = chip_ops.present
-    m, n, k = _mla_gemm_shapes(chip_ops, c, gemm_shapes)
+    plan = gemm_shapes if isinstance(gemm_shapes, ShardingPlan) else None
+    if plan is not None and np.any(c.mla):
+        gemm_shapes, plan = gemm_shapes_per_chip(chip_ops, plan), None
     # Weight matmuls, grouped by the engine's kernel format.
     formats = _FORMAT_TABLE[c.weight_dtype, c.act_dtype]
     if not hardware.has_format(FP4):
@@ -100,10 +115,20 @@ def calibrated_operator_times(
         # engines ship there (fp4 weights upcast to fp8), i.e. the chip's fp8 GEMM, as the
         # roofline's peak_table does. Its fitted bytes are fp8's: up to 2x the fp4 weight traffic.
         formats = np.where(formats == _FORMAT_NAMES.index("nvfp4"), _FORMAT_NAMES.index("fp8"), formats)
-    _dense_gemm_times(times, (m, n, k), formats, hardware, profile)
+    if plan is None:
+        assert not isinstance(gemm_shapes, ShardingPlan)
+        source: _ShapeSource = _mla_gemm_shapes(chip_ops, c, gemm_shapes)
+    else:
+        source = _PlanGemmShapes(chip_ops, plan)
+    _dense_gemm_times(times, source, formats, hardware, profile)
     moe = np.flatnonzero(c.moe_layers > 0)
     if len(moe):
-        expert_times = expert_gemm_times_s(c.take(moe), gemm_shapes, moe, formats[moe], hardware, profile)
+        if plan is None:
+            assert not isinstance(gemm_shapes, ShardingPlan)
+            moe_shapes, moe_columns = gemm_shapes, moe
+        else:  # the MoE configurations' shapes alone
+            moe_shapes, moe_columns = _shapes_from_plan(chip_ops, plan, moe), np.arange(len(moe))
+        expert_times = expert_gemm_times_s(c.take(moe), moe_shapes, moe_columns, formats[moe], hardware, profile)
         for op, seconds in expert_times.items():
             times[OP[op], moe] = seconds
     # Elementwise kernels: bytes at a fraction of HBM bandwidth, plus a launch.
@@ -135,7 +160,7 @@ _BLOCK_CONFIGS = 2048
 
 def _dense_gemm_times(
     times: np.ndarray,
-    gemm_shapes: tuple[np.ndarray, np.ndarray, np.ndarray],
+    source: _ShapeSource,
     formats: np.ndarray,
     hardware: HardwareSpec,
     profile: CalibrationProfile,
@@ -171,19 +196,59 @@ def _dense_gemm_times(
         else:
             columns = np.flatnonzero(np.isin(formats, codes))
         for start in range(0, chosen_count, _BLOCK_CONFIGS):
-            block = slice(start, start + _BLOCK_CONFIGS)
+            block = slice(start, min(start + _BLOCK_CONFIGS, chosen_count))
             chosen = block if columns is None else columns[block]
             if len(codes) == 1:
                 peak, w_bytes, a_bytes = (float(table[codes[0]]) for table in constants)
             else:
                 peak, w_bytes, a_bytes = (table[formats[chosen]] for table in constants)
-            if columns is None:
-                m, n, k = (a[_DENSE_SHAPE_ROWS, block] for a in gemm_shapes)
-                rows: tuple = (_DENSE_OP_ROWS, block)
-            else:
-                m, n, k = (a[_DENSE_SHAPE_ROWS[:, None], chosen] for a in gemm_shapes)
-                rows = (_DENSE_OP_ROWS[:, None], chosen)
+            m, n, k = _block_shapes(source, chosen)
+            rows = (_DENSE_OP_ROWS, chosen) if columns is None else (_DENSE_OP_ROWS[:, None], chosen)
             times[rows] = gemm_time_with_constants_s(m, n, k, peak, w_bytes, a_bytes, quantizes, hardware, params)
+
+
+def _shapes_from_plan(chip_ops: OperatorCosts, plan: ShardingPlan, columns: np.ndarray) -> GemmShapes:
+    """:func:`~cost_models.partitioning.gemm_shapes_per_chip` of the configurations ``columns``."""
+    return gemm_shapes_per_chip(replace(chip_ops, flops=chip_ops.flops[:, columns]), plan.take(columns))
+
+
+class _PlanGemmShapes:
+    """The dense GEMMs' (m, n, k) of a block of configurations, read from the sharding plan: k
+    and n gathered from the plan's distinct widths (``ShardingPlan.distinct_gemm_*`` at its
+    ``index``), m = FLOPs / (2 k n), 0 where k n is not positive. The operations of
+    :func:`~cost_models.partitioning.gemm_shapes_per_chip` in the same order, so every number is
+    the same (tests/cost_models/test_calibrated_blocks.py), on one block's arrays in cache
+    instead of whole (slots, n) ones with a masked divide (36 of the 65 ms that the calibrated
+    GEMMs of 100k configurations took, docs/benchmarks.md)."""
+
+    def __init__(self, chip_ops: OperatorCosts, plan: ShardingPlan) -> None:
+        self.flops = chip_ops.flops
+        self.k = plan.distinct_gemm_k[_DENSE_SHAPE_ROWS]
+        self.n = plan.distinct_gemm_n[_DENSE_SHAPE_ROWS]
+        self.index = plan.index
+
+    def block(self, chosen: slice | np.ndarray) -> GemmShapes:
+        index = chosen if self.index is None else self.index[chosen]
+        k, n = (a[:, index] if isinstance(index, slice) else a.take(index, axis=1) for a in (self.k, self.n))
+        rows = _DENSE_OP_ROWS if isinstance(chosen, slice) else _DENSE_OP_ROWS[:, None]
+        flops = self.flops[rows, chosen]
+        m = 2.0 * k
+        m *= n
+        with np.errstate(divide="ignore", invalid="ignore"):  # the rows without a matmul: 0 below
+            np.divide(flops, m, out=m)
+        np.copyto(m, 0.0, where=~(k * n > 0))
+        return m, n, k
+
+
+def _block_shapes(source: _ShapeSource, chosen: slice | np.ndarray) -> GemmShapes:
+    """The dense GEMMs' (m, n, k) of the configurations ``chosen``, rows ``_DENSE_SHAPE_ROWS``."""
+    if isinstance(source, _PlanGemmShapes):
+        return source.block(chosen)
+    m, n, k = source
+    if isinstance(chosen, slice):
+        return m[_DENSE_SHAPE_ROWS, chosen], n[_DENSE_SHAPE_ROWS, chosen], k[_DENSE_SHAPE_ROWS, chosen]
+    rows = _DENSE_SHAPE_ROWS[:, None]
+    return m[rows, chosen], n[rows, chosen], k[rows, chosen]
 
 
 def _rows(values: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
