@@ -14,6 +14,7 @@ errors are in docs/accuracy.md).
 
 from __future__ import annotations
 
+from functools import cache
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -538,16 +539,22 @@ def collective_time_s(
     group = np.asarray(group_size, dtype=float)
     message_bytes, group = np.broadcast_arrays(message_bytes, group)
     bus = message_bytes * bus_factor(kind, np.maximum(group, 1.0))
-    fitted = np.array(sorted(params), dtype=float)
     out = np.zeros(bus.shape)
     sizes = np.unique(group)
     for g in sizes:
         if g <= 1:
             continue
-        nearest = int(fitted[np.argmin(np.abs(np.log(fitted) - np.log(g)))])
+        nearest = _nearest_fitted(tuple(sorted(params)), float(g))
         if len(sizes) == 1:  # one group size: every element, no copies
             out = np.asarray(_one_collective(params[nearest], bus), dtype=float)
         else:  # its elements by index (cheaper than boolean-mask copies)
             where = np.flatnonzero(group == g)
-            out.flat[where] = _one_collective(params[nearest], bus.take(where))
+            np.put(out, where, _one_collective(params[nearest], bus.take(where)))
     return out
+
+
+@cache
+def _nearest_fitted(fitted_sizes: tuple[int, ...], group_size: float) -> int:
+    """The fitted group size nearest ``group_size`` in log scale (the first of a tie)."""
+    fitted = np.array(fitted_sizes, dtype=float)
+    return int(fitted[np.argmin(np.abs(np.log(fitted) - np.log(group_size)))])
