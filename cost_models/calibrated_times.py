@@ -133,8 +133,8 @@ def calibrated_operator_times(
             times[OP[op], moe] = seconds
     # Elementwise kernels: bytes at a fraction of HBM bandwidth, plus a launch.
     moved = chip_ops.bytes
-    elementwise = [OP[op] for op in ELEMENTWISE_OPS]
-    times[elementwise] = elementwise_time_s(moved[elementwise], hardware, profile.elementwise)
+    for op in ELEMENTWISE_OPS:  # row by row: no (7, n) gather and scatter
+        times[OP[op]] = elementwise_time_s(moved[OP[op]], hardware, profile.elementwise)
     bandwidth = hardware.memory_bandwidth_bytes_per_s * profile.elementwise.memory_eff
     for op in UNFUSED_ATTENTION_OPS:
         i = OP[op]
@@ -142,7 +142,9 @@ def calibrated_operator_times(
         times[i] = profile.elementwise.launch_s + np.maximum(moved[i] / bandwidth, chip_ops.flops[i] / peak)
     # Fused attention: the engine's kernel at this chip's share of sequences and heads.
     times[OP["fused_attention"]] = fused_attention_time_s(c, chips, batch_sharded, hardware, profile)
-    np.copyto(times, 0.0, where=~present)  # absent operators cost nothing (in place: no copy)
+    # Absent operators cost nothing (in place; only the slots some configuration lacks).
+    for row in np.flatnonzero(~present.all(axis=1)):
+        np.copyto(times[row], 0.0, where=~present[row])
     return times
 
 
