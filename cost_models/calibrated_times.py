@@ -13,12 +13,18 @@ from a few kernels of ``tuner measure``) keeps the roofline for that class.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import TypeAlias
+
 import numpy as np
 
 from cost_models.calibration import CalibrationProfile
 from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, DTYPE_NAMES, FP4, FP8, INT4, INT8
 from cost_models.efficiency import (
+    ACTIVATION_BYTES,
     COLLECTIVE_KINDS,
+    QUANTIZES_ACTIVATIONS,
+    WEIGHT_BYTES,
     DecodeAttentionParams,
     GemmParams,
     PrefillAttentionParams,
@@ -26,6 +32,8 @@ from cost_models.efficiency import (
     decode_attention_time_s,
     elementwise_time_s,
     gemm_time_s,
+    gemm_time_with_constants_s,
+    peak_for_format,
     prefill_attention_time_s,
 )
 from cost_models.errors import InvalidInputError
@@ -34,7 +42,7 @@ from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.moe import DEFAULT_IMBALANCE, experts_woken, tokens_per_expert
 from cost_models.moe_kernel_time import moe_kernel_params, routed_expert_time_s
 from cost_models.operators import EXPERT_PROJECTIONS, OP, OperatorCosts, window_share
-from cost_models.partitioning import GEMM_AXES, attention_split
+from cost_models.partitioning import GEMM_AXES, ShardingPlan, attention_split, gemm_shapes_per_chip
 from cost_models.topology import Network, TorusNetwork, group_size
 
 #: Operators run as bandwidth-bound kernels (Kim et al.'s "non-linear" and elementwise rows).
@@ -69,6 +77,12 @@ _CODES = range(len(DTYPE_NAMES))
 _FORMAT_TABLE = np.array([[_FORMAT_NAMES.index(gemm_format(w, a)) for a in _CODES] for w in _CODES])
 
 
+#: (m, n, k) of every weight operator, rows in ``GEMM_AXES`` order (partitioning.gemm_shapes_per_chip).
+GemmShapes = tuple[np.ndarray, np.ndarray, np.ndarray]
+#: Where the dense GEMMs read their shapes: whole (m, n, k) arrays, or the plan block by block.
+_ShapeSource: TypeAlias = "GemmShapes | _PlanGemmShapes"
+
+
 def _gemm_params(profile: CalibrationProfile, fmt: str) -> GemmParams:
     """A format the profile did not measure runs with its bf16 fit at its own peak and bytes; a
     profile that measured no GEMM at all (a partial one, from a few kernels) leaves the roofline."""
@@ -78,17 +92,23 @@ def _gemm_params(profile: CalibrationProfile, fmt: str) -> GemmParams:
 def calibrated_operator_times(
     chip_ops: OperatorCosts,
     configs: InferenceConfigs,
-    gemm_shapes: tuple[np.ndarray, np.ndarray, np.ndarray],
+    gemm_shapes: GemmShapes | ShardingPlan,
     chips: np.ndarray,
     batch_sharded: np.ndarray,
     hardware: HardwareSpec,
     profile: CalibrationProfile,
 ) -> np.ndarray:
-    """Seconds per execution of each operator on one chip, shaped like the operator costs."""
+    """Seconds per execution of each operator on one chip, shaped like the operator costs.
+    ``gemm_shapes``: the (m, n, k) of :func:`~cost_models.partitioning.gemm_shapes_per_chip`, or
+    the sharding plan they come from; given the plan, the dense GEMMs derive their shapes with
+    that function block by block (in cache, where whole (slots, n) arrays are not) and only the
+    configurations that need whole arrays (MLA's reshaped slots, the experts) get them."""
     c = configs
     times = np.zeros(chip_ops.flops.shape)
     present = chip_ops.present
-    m, n, k = _mla_gemm_shapes(chip_ops, c, gemm_shapes)
+    plan = gemm_shapes if isinstance(gemm_shapes, ShardingPlan) else None
+    if plan is not None and np.any(c.mla):
+        gemm_shapes, plan = gemm_shapes_per_chip(chip_ops, plan), None
     # Weight matmuls, grouped by the engine's kernel format.
     formats = _FORMAT_TABLE[c.weight_dtype, c.act_dtype]
     if not hardware.has_format(FP4):
@@ -96,27 +116,26 @@ def calibrated_operator_times(
         # engines ship there (fp4 weights upcast to fp8), i.e. the chip's fp8 GEMM, as the
         # roofline's peak_table does. Its fitted bytes are fp8's: up to 2x the fp4 weight traffic.
         formats = np.where(formats == _FORMAT_NAMES.index("nvfp4"), _FORMAT_NAMES.index("fp8"), formats)
-    # The rows of gemm_shapes are GEMM_AXES's, in this order; the experts' are timed apart.
-    shape_rows = [i for i, op in enumerate(GEMM_AXES) if op not in EXPERT_PROJECTIONS]
-    gemm_rows = [OP[op] for op in GEMM_AXES if op not in EXPERT_PROJECTIONS]
-    m, n, k = m[shape_rows], n[shape_rows], k[shape_rows]
-    for code in np.unique(formats):
-        fmt = _FORMAT_NAMES[int(code)]
-        rows = formats == code
-        if bool(np.all(rows)):
-            times[gemm_rows] = gemm_time_s(m, n, k, fmt, hardware, _gemm_params(profile, fmt))
-        else:
-            block = gemm_time_s(m[:, rows], n[:, rows], k[:, rows], fmt, hardware, _gemm_params(profile, fmt))
-            times[np.ix_(np.array(gemm_rows), np.flatnonzero(rows))] = block
+    if plan is None:
+        assert not isinstance(gemm_shapes, ShardingPlan)
+        source: _ShapeSource = _mla_gemm_shapes(chip_ops, c, gemm_shapes)
+    else:
+        source = _PlanGemmShapes(chip_ops, plan)
+    _dense_gemm_times(times, source, formats, hardware, profile)
     moe = np.flatnonzero(c.moe_layers > 0)
     if len(moe):
-        expert_times = expert_gemm_times_s(c.take(moe), gemm_shapes, moe, formats[moe], hardware, profile)
+        if plan is None:
+            assert not isinstance(gemm_shapes, ShardingPlan)
+            moe_shapes, moe_columns = gemm_shapes, moe
+        else:  # the MoE configurations' shapes alone
+            moe_shapes, moe_columns = _shapes_from_plan(chip_ops, plan, moe), np.arange(len(moe))
+        expert_times = expert_gemm_times_s(c.take(moe), moe_shapes, moe_columns, formats[moe], hardware, profile)
         for op, seconds in expert_times.items():
             times[OP[op], moe] = seconds
     # Elementwise kernels: bytes at a fraction of HBM bandwidth, plus a launch.
     moved = chip_ops.bytes
-    elementwise = [OP[op] for op in ELEMENTWISE_OPS]
-    times[elementwise] = elementwise_time_s(moved[elementwise], hardware, profile.elementwise)
+    for op in ELEMENTWISE_OPS:  # row by row: no (7, n) gather and scatter
+        times[OP[op]] = elementwise_time_s(moved[OP[op]], hardware, profile.elementwise)
     bandwidth = hardware.memory_bandwidth_bytes_per_s * profile.elementwise.memory_eff
     for op in UNFUSED_ATTENTION_OPS:
         i = OP[op]
@@ -124,12 +143,119 @@ def calibrated_operator_times(
         times[i] = profile.elementwise.launch_s + np.maximum(moved[i] / bandwidth, chip_ops.flops[i] / peak)
     # Fused attention: the engine's kernel at this chip's share of sequences and heads.
     times[OP["fused_attention"]] = fused_attention_time_s(c, chips, batch_sharded, hardware, profile)
-    np.copyto(times, 0.0, where=~present)  # absent operators cost nothing (in place: no copy)
+    # Absent operators cost nothing (in place; only the slots some configuration lacks).
+    for row in np.flatnonzero(~present.all(axis=1)):
+        np.copyto(times[row], 0.0, where=~present[row])
     return times
 
 
+#: The rows of the plan's (m, n, k) (``GEMM_AXES`` order) timed as dense GEMMs, and the operator
+#: slots they fill; the experts' rows are timed apart (:func:`expert_gemm_times_s`).
+_DENSE_SHAPE_ROWS = np.array([i for i, op in enumerate(GEMM_AXES) if op not in EXPERT_PROJECTIONS])
+_DENSE_OP_ROWS = np.array([OP[op] for op in GEMM_AXES if op not in EXPERT_PROJECTIONS])
+#: Configurations per block of GEMMs timed together: 8 GEMMs x 2048 = 16k elements, 128 KiB per
+#: temporary, so the ~20 temporaries of :func:`gemm_time_s` stay in a core's L2 cache instead of
+#: streaming through memory (elementwise arithmetic, so blocking changes no result). Measured on
+#: the benchmark's Xeon: 800k GEMMs in one call 66-78 ms, in blocks of 16k 32 ms
+#: (docs/benchmarks.md, "Calibrated estimate throughput, round 2").
+_BLOCK_CONFIGS = 2048
+
+
+def _dense_gemm_times(
+    times: np.ndarray,
+    source: _ShapeSource,
+    formats: np.ndarray,
+    hardware: HardwareSpec,
+    profile: CalibrationProfile,
+) -> None:
+    """Fill ``times``'s dense weight-matmul slots: each configuration's GEMMs in its kernel
+    format (``formats``, codes into ``_FORMAT_NAMES``), in blocks of ``_BLOCK_CONFIGS``
+    configurations. Formats that run on the same fitted parameters (a profile times the formats
+    it did not measure with its bf16 fit: int8 and int4 weight-only on most GPU profiles) are one
+    group, timed in one pass with each configuration's own format constants, so a mix of them
+    needs no per-format copy of the shapes; a group that is a subset of the configurations is
+    addressed by index (a gather of each block's columns)."""
+    counts = np.bincount(formats, minlength=len(_FORMAT_NAMES))
+    groups: dict[tuple[GemmParams, bool], list[int]] = {}
+    for code in np.flatnonzero(counts):
+        fmt = _FORMAT_NAMES[int(code)]
+        params = _gemm_params(profile, fmt)
+        # Equal parameters give equal seconds; the activation-quantization term is charged to
+        # the formats whose kernels quantize, so those run apart from the others.
+        quantizes = fmt in QUANTIZES_ACTIVATIONS and params.act_quant_passes > 0
+        groups.setdefault((params, quantizes), []).append(int(code))
+    constants = (
+        np.array([peak_for_format(hardware, fmt) for fmt in _FORMAT_NAMES]),
+        np.array([WEIGHT_BYTES[fmt] for fmt in _FORMAT_NAMES]),
+        np.array([ACTIVATION_BYTES[fmt] for fmt in _FORMAT_NAMES]),
+    )
+    total = len(formats)
+    for (params, quantizes), codes in groups.items():
+        chosen_count = int(counts[codes].sum())
+        if chosen_count == total:
+            columns = None
+        elif len(codes) == 1:
+            columns = np.flatnonzero(formats == codes[0])
+        else:
+            columns = np.flatnonzero(np.isin(formats, codes))
+        for start in range(0, chosen_count, _BLOCK_CONFIGS):
+            block = slice(start, min(start + _BLOCK_CONFIGS, chosen_count))
+            chosen = block if columns is None else columns[block]
+            if len(codes) == 1:
+                peak, w_bytes, a_bytes = (float(table[codes[0]]) for table in constants)
+            else:
+                peak, w_bytes, a_bytes = (table[formats[chosen]] for table in constants)
+            m, n, k = _block_shapes(source, chosen)
+            rows = (_DENSE_OP_ROWS, chosen) if columns is None else (_DENSE_OP_ROWS[:, None], chosen)
+            times[rows] = gemm_time_with_constants_s(m, n, k, peak, w_bytes, a_bytes, quantizes, hardware, params)
+
+
+def _shapes_from_plan(chip_ops: OperatorCosts, plan: ShardingPlan, columns: np.ndarray) -> GemmShapes:
+    """:func:`~cost_models.partitioning.gemm_shapes_per_chip` of the configurations ``columns``."""
+    return gemm_shapes_per_chip(replace(chip_ops, flops=chip_ops.flops[:, columns]), plan.take(columns))
+
+
+class _PlanGemmShapes:
+    """The dense GEMMs' (m, n, k) of a block of configurations, read from the sharding plan: k
+    and n gathered from the plan's distinct widths (``ShardingPlan.distinct_gemm_*`` at its
+    ``index``), m = FLOPs / (2 k n), 0 where k n is not positive. The operations of
+    :func:`~cost_models.partitioning.gemm_shapes_per_chip` in the same order, so every number is
+    the same (tests/cost_models/test_calibrated_blocks.py), on one block's arrays in cache
+    instead of whole (slots, n) ones with a masked divide (36 of the 65 ms that the calibrated
+    GEMMs of 100k configurations took, docs/benchmarks.md)."""
+
+    def __init__(self, chip_ops: OperatorCosts, plan: ShardingPlan) -> None:
+        self.flops = chip_ops.flops
+        self.k = plan.distinct_gemm_k[_DENSE_SHAPE_ROWS]
+        self.n = plan.distinct_gemm_n[_DENSE_SHAPE_ROWS]
+        self.index = plan.index
+
+    def block(self, chosen: slice | np.ndarray) -> GemmShapes:
+        index = chosen if self.index is None else self.index[chosen]
+        k, n = (a[:, index] if isinstance(index, slice) else a.take(index, axis=1) for a in (self.k, self.n))
+        rows = _DENSE_OP_ROWS if isinstance(chosen, slice) else _DENSE_OP_ROWS[:, None]
+        flops = self.flops[rows, chosen]
+        m = 2.0 * k
+        m *= n
+        with np.errstate(divide="ignore", invalid="ignore"):  # the rows without a matmul: 0 below
+            np.divide(flops, m, out=m)
+        np.copyto(m, 0.0, where=~(k * n > 0))
+        return m, n, k
+
+
+def _block_shapes(source: _ShapeSource, chosen: slice | np.ndarray) -> GemmShapes:
+    """The dense GEMMs' (m, n, k) of the configurations ``chosen``, rows ``_DENSE_SHAPE_ROWS``."""
+    if isinstance(source, _PlanGemmShapes):
+        return source.block(chosen)
+    m, n, k = source
+    if isinstance(chosen, slice):
+        return m[_DENSE_SHAPE_ROWS, chosen], n[_DENSE_SHAPE_ROWS, chosen], k[_DENSE_SHAPE_ROWS, chosen]
+    rows = _DENSE_SHAPE_ROWS[:, None]
+    return m[rows, chosen], n[rows, chosen], k[rows, chosen]
+
+
 def _rows(values: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-    return values if rows is None else values[rows]
+    return values if rows is None else values.take(rows)
 
 
 def fused_attention_time_s(
@@ -149,13 +275,23 @@ def fused_attention_time_s(
     head_dim, kv_heads, kv_bytes = _attention_kernel_shape(c, decode, kv_heads, kv_bytes)
     share = window_share(c)
     times = np.zeros(len(c))
-    for code in np.unique(c.kv_dtype):
+    phases = {True: int(np.count_nonzero(decode))}
+    phases[False] = len(c) - phases[True]
+    kv_counts = np.bincount(c.kv_dtype)
+    for code in np.flatnonzero(kv_counts):
         cache = _CACHE_FORMAT[int(code)]
         for in_decode in (True, False):
-            mask = (c.kv_dtype == code) & (decode if in_decode else ~decode)
-            if not np.any(mask):
+            if not phases[in_decode]:
                 continue
-            r = None if bool(np.all(mask)) else mask  # every row: no copies
+            if kv_counts[code] == len(c):
+                mask = None if phases[in_decode] == len(c) else decode if in_decode else ~decode
+            else:
+                mask = (c.kv_dtype == code) & (decode if in_decode else ~decode)
+            if mask is not None and not np.any(mask):
+                continue
+            # Every row: no copies; else the rows by index (a gather is several times cheaper
+            # than a boolean-mask copy with the mask's rows interleaved).
+            r = None if mask is None else np.flatnonzero(mask)
             if in_decode:
                 dp = (
                     profile.decode_attention.get(cache)
@@ -258,6 +394,8 @@ def _attention_kernel_shape(
     scaled by (kv_lora_rank + rope) / (2 head_dim). There is no MLA kernel in the measurements
     (data/kernels), so MLA's calibrated attention is this mapping, not a fit."""
     mla = c.mla
+    if not np.any(mla):
+        return c.d_head, kv_heads, kv_bytes  # what the masks below give every non-MLA row
     latent = c.kv_lora_rank + c.qk_rope_head_dim
     qk = np.where(decode, latent, c.d_head + c.qk_rope_head_dim)
     v = np.where(decode, c.kv_lora_rank, c.v_head_dim)
@@ -361,14 +499,19 @@ class CalibratedNetwork(Network):
         table = self.profile.collectives.get(implementation, {}).get(measured_kind)
         if not table:
             return base
-        inside = (k > 1) & (k <= self.spec.domain_size) & (bytes_per_chip > 0)
-        if not np.any(inside):
+        inside = np.flatnonzero((k > 1) & (k <= self.spec.domain_size) & (bytes_per_chip > 0))
+        if not len(inside):
             return base
-        measured = np.zeros_like(base)
-        measured[inside] = collective_time_s(
-            measured_kind, bytes_per_chip[inside], k[inside], table, implementation=implementation
+        # The measured rows by index (gathers, several times cheaper than boolean-mask copies).
+        times = np.array(np.broadcast_to(base, k.shape), dtype=np.float64)
+        times[inside] = collective_time_s(
+            measured_kind,
+            np.asarray(bytes_per_chip, dtype=np.float64).take(inside),
+            k.take(inside),
+            table,
+            implementation=implementation,
         )
-        return np.where(inside, measured, base)
+        return times
 
 
 def calibrated_network(base: Network, hardware: HardwareSpec, profile: CalibrationProfile) -> Network:

@@ -41,7 +41,6 @@ from cost_models.partitioning import (
     Shapes,
     ShardingPlan,
     distinct_rows,
-    gemm_shapes_per_chip,
     kv_cache_split,
     layer_comm_time_s,
     per_chip_costs,
@@ -153,8 +152,8 @@ def operator_times(
     if profile is None:
         op_time, layer_overhead, step_overhead = roofline.time_s, 0.0, 0.0
     else:
-        shapes = gemm_shapes_per_chip(chip_ops, plan)
-        op_time = calibrated_operator_times(chip_ops, configs, shapes, d.chips, batch_sharded, d.hardware, profile)
+        # The plan, not its (m, n, k): the calibrated GEMMs derive those block by block, in cache.
+        op_time = calibrated_operator_times(chip_ops, configs, plan, d.chips, batch_sharded, d.hardware, profile)
         layer_overhead, step_overhead = profile.per_layer_overhead_s, profile.per_step_overhead_s
     if np.any(configs.moe_layers > 0):
         # A pass runs ``layers`` blocks; in an MoE model a slot's time counts in the share of the

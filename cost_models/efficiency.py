@@ -14,6 +14,7 @@ errors are in docs/accuracy.md).
 
 from __future__ import annotations
 
+from functools import cache
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -187,9 +188,38 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
       memory at the narrow weight bytes; the dequantization's cost shows as a lower compute_eff.
     - combine: plain max or a fitted p-norm smooth max (``combine_power``).
     """
+    return gemm_time_with_constants_s(
+        m,
+        n,
+        k,
+        peak_for_format(chip, gemm_format),
+        WEIGHT_BYTES[gemm_format],
+        ACTIVATION_BYTES[gemm_format],
+        gemm_format in QUANTIZES_ACTIVATIONS,
+        chip,
+        params,
+    )
+
+
+def gemm_time_with_constants_s(
+    m,
+    n,
+    k,
+    peak,
+    w_bytes,
+    a_bytes,
+    quantizes_activations: bool,
+    chip: HardwareSpec,
+    params: GemmParams,
+) -> np.ndarray:
+    """:func:`gemm_time_s` with its format's constants given instead of its name: the peak ops/s
+    (:func:`peak_for_format`), bytes per weight and per activation element (``WEIGHT_BYTES``,
+    ``ACTIVATION_BYTES``; scalars, or arrays that broadcast with m) and whether its kernels
+    quantize activations. GEMMs of several formats that share one ``params`` (a profile times a
+    format it did not measure with its bf16 fit) are then one call, each element with its own
+    format's constants; every constant enters elementwise, so each element's seconds are the
+    ones :func:`gemm_time_s` gives it alone."""
     m, n, k = (np.asarray(x, dtype=float) for x in (m, n, k))
-    peak = peak_for_format(chip, gemm_format)
-    w_bytes, a_bytes = WEIGHT_BYTES[gemm_format], ACTIVATION_BYTES[gemm_format]
     bandwidth = chip.memory_bandwidth_bytes_per_s * params.memory_eff
 
     m_eff = np.maximum(m, params.min_tile_m)
@@ -226,7 +256,7 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
     if params.l2_speedup > 1:
         memory_s = memory_s * (1.0 - l2_resident_fraction(memory_bytes, chip) * (1.0 - 1.0 / params.l2_speedup))
     total = params.launch_s + _combine(compute_s, memory_s, params.combine_power)
-    if gemm_format in QUANTIZES_ACTIVATIONS and params.act_quant_passes > 0:
+    if quantizes_activations and params.act_quant_passes > 0:
         total = total + params.act_quant_passes * m * k * (2.0 + a_bytes) / bandwidth
     return total
 
@@ -509,12 +539,22 @@ def collective_time_s(
     group = np.asarray(group_size, dtype=float)
     message_bytes, group = np.broadcast_arrays(message_bytes, group)
     bus = message_bytes * bus_factor(kind, np.maximum(group, 1.0))
-    fitted = np.array(sorted(params), dtype=float)
     out = np.zeros(bus.shape)
-    for g in np.unique(group):
+    sizes = np.unique(group)
+    for g in sizes:
         if g <= 1:
             continue
-        nearest = int(fitted[np.argmin(np.abs(np.log(fitted) - np.log(g)))])
-        mask = group == g
-        out[mask] = _one_collective(params[nearest], bus[mask])
+        nearest = _nearest_fitted(tuple(sorted(params)), float(g))
+        if len(sizes) == 1:  # one group size: every element, no copies
+            out = np.asarray(_one_collective(params[nearest], bus), dtype=float)
+        else:  # its elements by index (cheaper than boolean-mask copies)
+            where = np.flatnonzero(group == g)
+            np.put(out, where, _one_collective(params[nearest], bus.take(where)))
     return out
+
+
+@cache
+def _nearest_fitted(fitted_sizes: tuple[int, ...], group_size: float) -> int:
+    """The fitted group size nearest ``group_size`` in log scale (the first of a tie)."""
+    fitted = np.array(fitted_sizes, dtype=float)
+    return int(fitted[np.argmin(np.abs(np.log(fitted) - np.log(group_size)))])

@@ -1,0 +1,217 @@
+"""The calibrated path's shortcuts change no number: GEMMs timed in blocks of configurations and
+in groups of formats that share fitted parameters, shapes read block by block from the sharding
+plan, attention and measured collectives on index subsets. Each is checked bit for bit against
+the plain computation: every configuration alone, the whole-array shapes of
+partitioning.gemm_shapes_per_chip, and each GEMM format or collective group size on its own."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import cost_models.calibrated_times as calibrated_times
+import cost_models.deployment as deployment
+from cost_models.calibration import load_profile
+from cost_models.deployments import make_deployments
+from cost_models.dtypes import BF16, FP4, FP8, INT4, INT8
+from cost_models.efficiency import (
+    ACTIVATION_BYTES,
+    GEMM_FORMATS,
+    QUANTIZES_ACTIVATIONS,
+    WEIGHT_BYTES,
+    CollectiveParams,
+    GemmParams,
+    collective_time_s,
+    gemm_time_s,
+    gemm_time_with_constants_s,
+    peak_for_format,
+)
+from cost_models.hardware import get_hardware
+from cost_models.models import get_model
+from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS, gemm_shapes_per_chip
+from cost_models.topology import network_for
+
+# Dense GQA and MHA, gated and not, MoE, MLA (DeepSeek-V3) and sliding windows (gpt-oss).
+MODELS = ("llama-3-8b", "gpt2", "llama-2-7b", "mixtral-8x7b", "deepseek-v3", "gpt-oss-20b", "qwen3-8b")
+
+
+def _deployments(chip: str, n: int, seed: int):
+    """n deployments over MODELS with every weight/activation/KV format and both phases' layouts."""
+    rng = np.random.default_rng(seed)
+    hardware = get_hardware(chip)
+    network = network_for(hardware)
+    meshes = np.array([m for chips in (1, 2, 8, 16) for m in network.legal_meshes(chips)], dtype=np.float64)
+    catalog = [get_model(name) for name in MODELS]
+    return make_deployments(
+        catalog,
+        hardware,
+        model_index=rng.integers(0, len(catalog), n),
+        mesh=meshes[rng.integers(0, len(meshes), n)],
+        batch=2 ** rng.integers(0, 8, n),
+        prompt_len=np.rint(2.0 ** rng.uniform(0, 13, n)),
+        gen_len=np.rint(2.0 ** rng.uniform(0, 9, n)),
+        weight_dtype=rng.choice([BF16, FP8, INT8, INT4, FP4], n),
+        act_dtype=rng.choice([BF16, FP8, INT8, FP4], n),
+        kv_dtype=rng.choice([BF16, FP8, INT8, INT4, FP4], n),
+        prefill_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
+        decode_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
+        prefill_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
+        decode_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
+        flash_attention=rng.random(n) < 0.5,
+    )
+
+
+def _calibrated_calls(monkeypatch, chip: str, profile_name: str, n: int, seed: int) -> list[tuple]:
+    """The arguments ``estimate`` gives calibrated_operator_times (one call per phase)."""
+    calls: list[tuple] = []
+    original = deployment.calibrated_operator_times
+
+    def record(*args):
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(deployment, "calibrated_operator_times", record)
+    deployment.estimate(_deployments(chip, n, seed), calibration=load_profile(profile_name))
+    monkeypatch.undo()
+    assert len(calls) == 2
+    return calls
+
+
+def _take(args: tuple, columns: np.ndarray) -> tuple:
+    """calibrated_operator_times's arguments for the configurations ``columns``."""
+    chip_ops, configs, plan, chips, batch_sharded, hardware, profile = args
+    ops = replace(chip_ops, **{f: getattr(chip_ops, f)[:, columns] for f in chip_ops.__dataclass_fields__})
+    return ops, configs.take(columns), plan.take(columns), chips[columns], batch_sharded[columns], hardware, profile
+
+
+def _alone(args: tuple, i: int) -> np.ndarray:
+    """Configuration ``i`` timed by itself, from the whole-array (m, n, k) of gemm_shapes_per_chip."""
+    ops, configs, plan, *rest = _take(args, np.array([i]))
+    shapes = gemm_shapes_per_chip(ops, plan)
+    return calibrated_times.calibrated_operator_times(ops, configs, shapes, *rest)[:, 0]
+
+
+# h100 trtllm times int8/int4 weight-only GEMMs with its bf16 fit (one group of formats with
+# per-configuration constants); a100 trtllm measured them (separate groups, index subsets).
+@pytest.mark.parametrize(("chip", "profile"), [("h100-sxm", "h100-sxm-trtllm"), ("a100-80gb", "a100-80gb-trtllm")])
+def test_blocks_and_format_groups_match_each_configuration_alone(monkeypatch, chip, profile) -> None:
+    monkeypatch.setattr(calibrated_times, "_BLOCK_CONFIGS", 5)  # several blocks, a partial last one
+    calls = _calibrated_calls(monkeypatch, chip, profile, 60, seed=3)
+    for args in calls:
+        assert np.any(args[1].mla) and np.any(args[1].moe_layers > 0)  # every path is taken
+        # All configurations (MLA among them: whole-array shapes), then those without MLA (the
+        # plan read block by block; the MoE configurations' expert shapes by index).
+        for columns in (np.arange(args[1].mla.size), np.flatnonzero(~args[1].mla)):
+            subset = _take(args, columns)
+            assert np.any(subset[1].moe_layers > 0)
+            monkeypatch.setattr(calibrated_times, "_BLOCK_CONFIGS", 5)  # several blocks, a partial last one
+            together = calibrated_times.calibrated_operator_times(*subset)
+            monkeypatch.undo()
+            alone = np.stack([_alone(subset, i) for i in range(len(columns))], axis=1)
+            np.testing.assert_array_equal(together, alone)
+            assert together.tobytes() == alone.tobytes()  # bit for bit (signed zeros too)
+
+
+def test_default_blocks_match_whole_array_shapes(monkeypatch) -> None:
+    """The plan read block by block (default block size, dense configurations: no whole-array
+    fallback) gives the times of partitioning.gemm_shapes_per_chip's whole arrays."""
+    calls = _calibrated_calls(monkeypatch, "h100-sxm", "h100-sxm-trtllm", 5000, seed=4)
+    for args in calls:
+        configs = args[1]
+        ops, dense_configs, plan, *rest = _take(args, np.flatnonzero(~configs.mla & (configs.moe_layers == 0)))
+        from_plan = calibrated_times.calibrated_operator_times(ops, dense_configs, plan, *rest)
+        shapes = gemm_shapes_per_chip(ops, plan)
+        assert (
+            from_plan.tobytes()
+            == calibrated_times.calibrated_operator_times(ops, dense_configs, shapes, *rest).tobytes()
+        )
+
+
+def test_plan_block_shapes_are_gemm_shapes_per_chip(monkeypatch) -> None:
+    calls = _calibrated_calls(monkeypatch, "b200", "b200-trtllm", 300, seed=5)
+    for chip_ops, _, plan, *_ in calls:
+        # Some widths zeroed: m is 0 there, as gemm_shapes_per_chip's masked divide leaves it.
+        widths = plan.distinct_gemm_k.copy()
+        widths[:, ::7] = 0.0
+        for p in (plan, replace(plan, distinct_gemm_k=widths)):
+            m, n, k = (a[calibrated_times._DENSE_SHAPE_ROWS] for a in gemm_shapes_per_chip(chip_ops, p))
+            assert np.any(m == 0)  # rows without a matmul (no gate in gelu FFNs) are covered
+            source = calibrated_times._PlanGemmShapes(chip_ops, p)
+            for chosen in (slice(0, 300), slice(17, 41), np.array([3, 250, 4, 4, 299])):
+                got = source.block(chosen)
+                for mine, whole in zip(got, (m, n, k), strict=True):
+                    assert mine.tobytes() == np.ascontiguousarray(whole[:, chosen]).tobytes()
+
+
+def test_gemm_constants_per_element_equal_each_format_alone() -> None:
+    """One pass over a mix of formats (each element its format's peak and bytes) gives each
+    element the seconds gemm_time_s gives it in its own format; every term of the model is on."""
+    rng = np.random.default_rng(0)
+    chip = get_hardware("h100-sxm")
+    size = 4000
+    m, n, k = (np.rint(2.0 ** rng.uniform(0, 14, size)) for _ in range(3))
+    m[:50] = 0.0  # no tokens
+    for passes in (0.0, 1.5):
+        params = GemmParams(
+            compute_eff=0.7,
+            memory_eff=0.8,
+            min_tile_m=64.0,
+            wave_weight=0.3,
+            launch_s=3e-6,
+            act_quant_passes=passes,
+            l2_speedup=1.5,
+            combine_power=3.3,
+            split_k_max=4.0,
+            half_saturation_ctas=2.0,
+        )
+        formats = np.array(GEMM_FORMATS)[rng.integers(0, len(GEMM_FORMATS), size)]
+        for quantizes in (False, True):
+            chosen = np.array([(f in QUANTIZES_ACTIVATIONS) == quantizes for f in formats])
+            constants = (
+                np.array([peak_for_format(chip, f) for f in formats[chosen]]),
+                np.array([WEIGHT_BYTES[f] for f in formats[chosen]]),
+                np.array([ACTIVATION_BYTES[f] for f in formats[chosen]]),
+            )
+            together = gemm_time_with_constants_s(m[chosen], n[chosen], k[chosen], *constants, quantizes, chip, params)
+            # Each format on its own, as arrays (as the per-format loop this replaces ran it).
+            alone = np.empty(int(chosen.sum()))
+            for fmt in set(formats[chosen]):
+                mine = formats[chosen] == fmt
+                alone[mine] = gemm_time_s(m[chosen][mine], n[chosen][mine], k[chosen][mine], fmt, chip, params)
+            assert together.tobytes() == alone.tobytes()
+
+
+def test_collectives_by_group_size_equal_each_alone() -> None:
+    rng = np.random.default_rng(1)
+    line = {"latency_s": 2e-5, "bandwidth_bytes_per_s": 3e11}
+    params = {
+        2: CollectiveParams(**line, small_latency_s=5e-6, small_bandwidth_bytes_per_s=2e10, switch_bytes=1e5),
+        8: CollectiveParams(**line, small_latency_s=8e-6, small_bandwidth_bytes_per_s=4e10),
+    }
+    message = np.rint(2.0 ** rng.uniform(0, 30, 500))
+    group = rng.choice([1.0, 2.0, 4.0, 8.0, 16.0], 500)
+    together = collective_time_s("all_gather", message, group, params)
+    alone = np.concatenate(
+        [collective_time_s("all_gather", message[i : i + 1], group[i : i + 1], params) for i in range(500)]
+    )
+    assert together.tobytes() == alone.tobytes()
+    assert np.all(together[group == 1.0] == 0.0)  # a group of one is free
+
+
+def test_measured_network_rows_equal_each_alone() -> None:
+    """Inside one NVLink domain the measured curve, across domains the network model: the rows by
+    index give every row what it gets alone."""
+    hardware = get_hardware("h100-sxm")
+    network = calibrated_times.calibrated_network(network_for(hardware), hardware, load_profile("h100-sxm-trtllm"))
+    rng = np.random.default_rng(2)
+    meshes = np.array([[1, 1, 1], [1, 1, 8], [1, 2, 4], [2, 1, 8], [4, 2, 8], [1, 4, 16]], dtype=np.float64)
+    mesh = meshes[rng.integers(0, len(meshes), 400)]
+    data = np.rint(2.0 ** rng.uniform(0, 28, 400))
+    data[:20] = 0.0
+    for kind in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all"):
+        for axes in ("z", "yz", "xyz"):
+            together = network.collective_time_s(kind, data, mesh, axes)
+            alone = [network.collective_time_s(kind, data[i : i + 1], mesh[i : i + 1], axes)[0] for i in range(400)]
+            assert together.tobytes() == np.array(alone).tobytes()
