@@ -36,19 +36,19 @@ from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.model_counts import active_block_params, model_flops_utilization
 from cost_models.models import ModelSpec, get_model
 from cost_models.moe import EP_IMBALANCE, ep_dispatch_bytes_per_chip, experts_woken
-from cost_models.operators import LM_HEAD, OP, OperatorCosts, operator_costs
+from cost_models.operators import KV_READ_SLOTS, KV_WRITE_SLOTS, LM_HEAD, OP, OperatorCosts, operator_costs
 from cost_models.partitioning import (
+    ChipShares,
     Shapes,
     ShardingPlan,
+    chip_shares,
     distinct_rows,
     gemm_shapes_per_chip,
     kv_cache_split,
     layer_comm_time_s,
-    per_chip_costs,
     sharding_plan,
     weight_bytes_per_chip,
 )
-from cost_models.roofline import RooflineTimes, roofline_times
 from cost_models.topology import Network, domain_size, network_for, parse_mesh, point_to_point_time_s
 
 Overlap = Literal["overlapped", "added"]
@@ -124,6 +124,79 @@ class OperatorTimes:
     step_overhead_s: float
 
 
+@dataclass(frozen=True)
+class RooflineTotals:
+    """The roofline's two terms of one forward pass on one chip, summed over the operator slots'
+    executions (``repeats``): seconds of FLOPs at peak and of bytes at full bandwidth."""
+
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+
+
+def chip_roofline(
+    ops: OperatorCosts,
+    shares: ChipShares,
+    hardware: HardwareSpec,
+    expert_scale: tuple[np.ndarray, np.ndarray] | None,
+    moe_layers: np.ndarray | None = None,
+    chip_ops: OperatorCosts | None = None,
+) -> tuple[np.ndarray, RooflineTotals]:
+    """Each slot's roofline time on one chip (``(slots, n)``, per execution) and the pass's
+    :class:`RooflineTotals`: the slot's costs split as ``shares`` says (partitioning.chip_shares),
+    the expert slots scaled by ``expert_scale`` (:func:`expert_scale`), then max(FLOPs / peak,
+    bytes / bandwidth) (cost_models.roofline). ``moe_layers`` (MoE configurations present): a
+    block slot's time counts in the share of the ``layers`` blocks it runs in. ``chip_ops``: arrays
+    shaped like ``ops`` to receive the per-chip costs (the calibrated path reads them).
+
+    Slot by slot, in the order of the arrays, with the same operations as per_chip_costs and
+    roofline_times on whole arrays, so every number is bit for bit the same; one slot's
+    temporaries are (n,) and stay in cache where whole (slots, n) arrays would not."""
+    n_slots = ops.flops.shape[0]
+    peaks = hardware.peak_table() * hardware.efficiency.compute
+    bandwidth = hardware.memory_bandwidth_bytes_per_s * hardware.efficiency.memory
+    expert_rows = {OP[name] for name in EXPERT_SLOTS} if expert_scale is not None else set()
+    kv_rows = {OP[name] for name in (*KV_WRITE_SLOTS, *KV_READ_SLOTS)}
+    time_s = np.empty_like(ops.flops)
+    compute_total = memory_total = None
+    for i in range(n_slots):
+        work, weight_ways = shares.work[i], shares.weight[i]
+
+        def row(name: str) -> np.ndarray | None:
+            return None if chip_ops is None else getattr(chip_ops, name)[i]  # noqa: B023 (used at once)
+
+        flops = np.divide(ops.flops[i], work, out=row("flops"))
+        if weight_ways is None:  # replicated: the whole weight on every chip
+            weight = ops.weight_bytes[i].copy() if chip_ops is None else row("weight_bytes")
+            if chip_ops is not None:
+                weight[:] = ops.weight_bytes[i]
+        else:
+            weight = np.divide(ops.weight_bytes[i], weight_ways, out=row("weight_bytes"))
+        act_read = np.divide(ops.act_read_bytes[i], work, out=row("act_read_bytes"))
+        act_write = np.divide(ops.act_write_bytes[i], work, out=row("act_write_bytes"))
+        if i in expert_rows:
+            weight_factor, work_factor = expert_scale
+            weight *= weight_factor
+            for array in (flops, act_read, act_write):
+                array *= work_factor
+        moved = weight + act_read
+        moved += act_write
+        if chip_ops is not None or i in kv_rows:  # elsewhere the KV bytes are zero (operators.KV_*_SLOTS)
+            moved += np.divide(ops.kv_read_bytes[i], shares.kv, out=row("kv_read_bytes"))
+            moved += np.divide(ops.kv_write_bytes[i], shares.kv, out=row("kv_write_bytes"))
+        compute = flops / np.take(peaks, ops.compute_dtype[i])
+        memory = np.divide(moved, bandwidth, out=moved)
+        time = np.maximum(compute, memory, out=time_s[i])
+        if moe_layers is not None and i != LM_HEAD:
+            time *= ops.repeats[i] / moe_layers
+        repeats = ops.repeats[i]
+        if compute_total is None:
+            compute_total, memory_total = compute * repeats, memory * repeats
+        else:
+            compute_total += np.multiply(compute, repeats, out=compute)
+            memory_total += np.multiply(memory, repeats, out=memory)
+    return time_s, RooflineTotals(compute_total, memory_total)
+
+
 def operator_times(
     d: Deployments,
     phase: str,
@@ -135,37 +208,37 @@ def operator_times(
     plan: ShardingPlan,
     kv_ways: np.ndarray,
     expert_scale: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[OperatorTimes, RooflineTimes]:
-    """Per-operator times of one forward pass of ``phase``'s layout (and the per-chip costs).
+) -> tuple[OperatorTimes, RooflineTotals]:
+    """Per-operator times of one forward pass of ``phase``'s layout (and the roofline's totals).
     Without a profile an operator's time is its roofline; with one, its calibrated kernel time
-    and the engine's fixed cost per layer and per step. The roofline's terms come back too.
-    ``expert_scale``: (weight factor, work factor) of the expert slots under data and expert
-    parallelism (:func:`expert_scale`)."""
+    and the engine's fixed cost per layer and per step. ``expert_scale``: (weight factor, work
+    factor) of the expert slots under data and expert parallelism (:func:`expert_scale`)."""
     layouts, batch_sharded = d.ffn_layout(phase), d.batch_sharded_attention(phase)
-    chip_ops = per_chip_costs(ops, configs, d.mesh, layouts, batch_sharded, plan, kv_ways)
-    if expert_scale is not None:
-        weight_factor, work_factor = expert_scale
-        rows = [OP[name] for name in EXPERT_SLOTS]
-        chip_ops.weight_bytes[rows] *= weight_factor
-        for array in (chip_ops.flops, chip_ops.act_read_bytes, chip_ops.act_write_bytes):
-            array[rows] *= work_factor
-    roofline = roofline_times(chip_ops.flops, chip_ops.bytes, chip_ops.compute_dtype, d.hardware)
+    shares = chip_shares(configs, d.mesh, layouts, batch_sharded, plan, kv_ways)
+    # A pass runs ``layers`` blocks; in an MoE model a slot's time counts in the share of the
+    # blocks it runs in (the dense FFN in the first dense_layers, the experts in the rest).
+    moe = np.any(configs.moe_layers > 0)
     if profile is None:
-        op_time, layer_overhead, step_overhead = roofline.time_s, 0.0, 0.0
+        op_time, totals = chip_roofline(ops, shares, d.hardware, expert_scale, configs.layers if moe else None)
+        layer_overhead, step_overhead = 0.0, 0.0
     else:
+        chip_ops = replace(ops, **{name: np.empty_like(ops.flops) for name in _COST_ARRAYS})
+        _, totals = chip_roofline(ops, shares, d.hardware, expert_scale, chip_ops=chip_ops)
         shapes = gemm_shapes_per_chip(chip_ops, plan)
         op_time = calibrated_operator_times(chip_ops, configs, shapes, d.chips, batch_sharded, d.hardware, profile)
         layer_overhead, step_overhead = profile.per_layer_overhead_s, profile.per_step_overhead_s
-    if np.any(configs.moe_layers > 0):
-        # A pass runs ``layers`` blocks; in an MoE model a slot's time counts in the share of the
-        # blocks it runs in (the dense FFN in the first dense_layers, the experts in the rest).
-        share = ops.repeats / configs.layers
-        share[LM_HEAD] = 1.0
-        op_time = op_time * share
+        if moe:
+            share = ops.repeats / configs.layers
+            share[LM_HEAD] = 1.0
+            op_time = op_time * share
     comm_block = layer_comm_time_s(
         network, layouts, Shapes.of(configs, tokens_per_sequence), d.mesh, configs.parallel_block, batch_sharded
     )
-    return OperatorTimes(op_time, comm_block, layer_overhead, step_overhead), roofline
+    return OperatorTimes(op_time, comm_block, layer_overhead, step_overhead), totals
+
+
+#: The per-chip cost arrays of an :class:`OperatorCosts` (what :func:`chip_roofline` fills).
+_COST_ARRAYS = ("flops", "weight_bytes", "act_read_bytes", "act_write_bytes", "kv_read_bytes", "kv_write_bytes")
 
 
 def forward_pass_s(
@@ -212,8 +285,8 @@ def _phase_times(
     m, pp = parallel.micro_batches, parallel.pipeline_parallel
     return _PhaseTimes(
         latency_s=pipeline_s(stage_s - head_s, head_s, send, pp, m),
-        compute_s=m * (roofline.compute_s * ops.repeats).sum(axis=0),
-        memory_s=m * (roofline.memory_s * ops.repeats).sum(axis=0),
+        compute_s=m * roofline.compute_s,
+        memory_s=m * roofline.memory_s,
         comm_s=m * configs.layers * (t.comm_block_s + dispatch_block) + (pp - 1.0) * send,
     )
 

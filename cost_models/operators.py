@@ -65,6 +65,11 @@ MOE_FFN = ("router", "expert_gate", "expert_up", "expert_act", "expert_down")
 EXPERT_PROJECTIONS = ("expert_gate", "expert_up", "expert_down")
 #: Matmuls between two activations (Kim et al.'s "act-to-act").
 ACT_TO_ACT = ("qk_matmul", "sv_matmul")
+#: The only slots with KV-cache traffic: the K and V projections write the cache, attention reads
+#: it (every other slot's ``kv_read_bytes`` and ``kv_write_bytes`` are zero; the per-chip roofline
+#: skips them, and tests/cost_models/test_operators.py checks they are zero).
+KV_WRITE_SLOTS = ("k_proj", "v_proj")
+KV_READ_SLOTS = ("qk_matmul", "sv_matmul", "fused_attention")
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,9 @@ class _CostTable:
         self.weight[i] = d_in * d_out * self.wb
         self.act_r[i] = tokens * d_in * self.ab
         out = tokens * d_out
+        if out_to_kv is False:  # the common case: no per-row choice (the KV row stays zero)
+            np.multiply(out, self.ab, out=self.act_w[i])
+            return
         self.act_w[i] = np.where(out_to_kv, 0.0, out * self.ab)
         self.kv_w[i] = np.where(out_to_kv, out * self.kvb, 0.0)
 
@@ -351,13 +359,20 @@ def operator_costs(configs: InferenceConfigs, convention: CountingConvention = D
     _ffn(t, c, convention)
     _moe_ffn(t, c, convention)
     _lm_head(t, c, convention)
+    # Zero the absent slots; a slot present in every configuration is left alone (x * 1 == x).
+    absent = [i for i in range(len(OPERATOR_NAMES)) if not t.present[i].all()]
     for array in (t.flops, t.weight, t.act_r, t.act_w, t.kv_r, t.kv_w):
-        array *= t.present
+        for i in absent:
+            array[i] *= t.present[i]
     kv_dtype = np.where(c.decoder, c.kv_dtype, c.act_dtype)
     compute_dtype = _compute_dtypes(c, kv_dtype, convention)
-    repeats = np.broadcast_to(c.layers, t.flops.shape).copy()
-    repeats[[OP[name] for name in DENSE_FFN]] = c.layers - c.moe_layers
-    repeats[[OP[name] for name in MOE_FFN]] = c.moe_layers
+    repeats = np.empty(t.flops.shape)
+    repeats[:] = c.layers
+    if np.any(c.moe_layers):
+        repeats[[OP[name] for name in DENSE_FFN]] = c.layers - c.moe_layers
+        repeats[[OP[name] for name in MOE_FFN]] = c.moe_layers
+    else:  # a dense model's MoE slots are absent: no executions
+        repeats[[OP[name] for name in MOE_FFN]] = 0.0
     repeats[LM_HEAD] = 1.0
     return OperatorCosts(t.flops, t.weight, t.act_r, t.act_w, t.kv_r, t.kv_w, compute_dtype, t.present, repeats)
 
