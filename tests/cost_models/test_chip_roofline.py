@@ -11,8 +11,8 @@ import pytest
 
 from cost_models import get_hardware, get_model
 from cost_models.deployment import (
-    EXPERT_SLOTS,
     _COST_ARRAYS,
+    EXPERT_SLOTS,
     chip_roofline,
     expert_scale,
     kv_ways_by_phase,
