@@ -159,6 +159,9 @@ def chip_roofline(
     time_s = np.empty_like(ops.flops)
     compute_total = memory_total = None
     for i in range(n_slots):
+        if chip_ops is None and not ops.present[i].any():  # absent everywhere: all zero, no time
+            time_s[i] = 0.0
+            continue
         work, weight_ways = shares.work[i], shares.weight[i]
 
         def row(name: str) -> np.ndarray | None:

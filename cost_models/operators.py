@@ -129,13 +129,17 @@ class _CostTable:
     ) -> None:
         """x[tokens, d_in] @ W[d_in, d_out]: weights read once, output to activations or KV cache."""
         i = OP[name]
-        self.flops[i] = 2.0 * tokens * d_in * d_out
-        self.weight[i] = d_in * d_out * self.wb
-        self.act_r[i] = tokens * d_in * self.ab
-        out = tokens * d_out
+        # Written in place into the slot's rows, in the order of the expressions they stand for
+        # (2 tokens d_in d_out; d_in d_out wb; tokens d_in ab): the same numbers, no temporaries.
+        flops = np.multiply(2.0, tokens, out=self.flops[i])
+        flops *= d_in
+        flops *= d_out
+        np.multiply(np.multiply(d_in, d_out, out=self.weight[i]), self.wb, out=self.weight[i])
+        np.multiply(np.multiply(tokens, d_in, out=self.act_r[i]), self.ab, out=self.act_r[i])
         if out_to_kv is False:  # the common case: no per-row choice (the KV row stays zero)
-            np.multiply(out, self.ab, out=self.act_w[i])
+            np.multiply(np.multiply(tokens, d_out, out=self.act_w[i]), self.ab, out=self.act_w[i])
             return
+        out = tokens * d_out
         self.act_w[i] = np.where(out_to_kv, 0.0, out * self.ab)
         self.kv_w[i] = np.where(out_to_kv, out * self.kvb, 0.0)
 
@@ -148,10 +152,10 @@ class _CostTable:
         weight_elements: np.ndarray | float = 0.0,
     ) -> None:
         i = OP[name]
-        self.flops[i] = ops_per_element * elements
-        self.act_r[i] = reads * elements * self.ab
-        self.act_w[i] = elements * self.ab
-        self.weight[i] = weight_elements * self.ab  # norm scales stay in the activation format
+        np.multiply(ops_per_element, elements, out=self.flops[i])
+        np.multiply(np.multiply(reads, elements, out=self.act_r[i]), self.ab, out=self.act_r[i])
+        np.multiply(elements, self.ab, out=self.act_w[i])
+        np.multiply(weight_elements, self.ab, out=self.weight[i])  # norm scales stay in the activation format
 
 
 def window_share(c: InferenceConfigs) -> np.ndarray:
@@ -302,6 +306,11 @@ def _ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> 
     # A parallel block (PaLM) feeds attention and FFN from one norm: no mlp_norm.
     t.elementwise("mlp_norm", N * d, convention.norm_flops_per_element, 1.0, d)
     t.present[OP["mlp_norm"]] = ~c.parallel_block
+    t.elementwise("mlp_add", N * d, 1.0, float(convention.residual_add_reads))
+    dense = c.layers > c.moe_layers  # an MoE model's first dense_layers blocks (every block of a dense one)
+    if not np.any(dense):  # every block is an MoE block: the dense FFN's slots stay zero
+        t.present[[OP[name] for name in DENSE_FFN]] = False
+        return
     gated = c.gated_ffn
     t.projection("gate_proj", d, dff, N)
     t.present[OP["gate_proj"]] = gated
@@ -312,10 +321,8 @@ def _ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> 
     t.act_r[i] = np.where(gated, 2.0, 1.0) * N * dff * t.ab
     t.act_w[i] = N * dff * t.ab
     t.projection("down_proj", dff, d, N)
-    dense = c.layers > c.moe_layers  # an MoE model's first dense_layers blocks (every block of a dense one)
     for name in DENSE_FFN:
         t.present[OP[name]] &= dense
-    t.elementwise("mlp_add", N * d, 1.0, float(convention.residual_add_reads))
 
 
 def _moe_ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> None:
@@ -323,6 +330,10 @@ def _moe_ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention)
     token through its k routed experts and the shared ones, hidden width k expert_d_ff +
     shared_d_ff per token (FLOPs as a dense FFN of that width); weights loaded once per pass for
     each expert woken (expected E (1 - (1 - k/E)^N)) and for the shared experts."""
+    moe = c.moe_layers > 0
+    if not np.any(moe):  # a dense model: its MoE slots stay zero
+        t.present[[OP[name] for name in MOE_FFN]] = False
+        return
     d, N, E, k = c.d_model, t.N, c.experts, c.experts_per_token
     routed = k * c.expert_d_ff + c.shared_d_ff  # hidden elements per token
     loaded = experts_woken(N, E, k) * c.expert_d_ff + c.shared_d_ff  # hidden width whose weights load
@@ -339,7 +350,6 @@ def _moe_ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention)
     t.act_w[i] = N * routed * t.ab
     t.projection("expert_down", routed, d, N)
     t.weight[OP["expert_down"]] = loaded * d * t.wb
-    moe = c.moe_layers > 0
     for name in MOE_FFN:
         t.present[OP[name]] &= moe
 
