@@ -158,6 +158,17 @@ class _CostTable:
         np.multiply(weight_elements, self.ab, out=self.weight[i])  # norm scales stay in the activation format
 
 
+def _where(condition: np.ndarray, x, y):
+    """np.where(condition, x, y), up to broadcasting: x or y itself where ``condition`` is the
+    same for every configuration (a batch of one phase, of models without MLA), which saves a
+    pass over the arrays and gives the same numbers."""
+    if condition.all():
+        return x
+    if not condition.any():
+        return y
+    return np.where(condition, x, y)
+
+
 def window_share(c: InferenceConfigs) -> np.ndarray:
     """Share of the blocks with a sliding window (0 without one)."""
     return np.where(c.sliding_window > 0, c.sliding_window_layers / c.layers, 0.0)
@@ -182,7 +193,9 @@ def attention_keys(t: _CostTable, c: InferenceConfigs) -> tuple[np.ndarray, np.n
     T, L, W = t.T, t.L, c.sliding_window
     share = window_share(c)
     causal = c.causal & ~t.decode
-    full_pairs = np.where(causal, T * (T + 1.0) / 2.0, T * L)
+    full_pairs = _where(causal, T * (T + 1.0) / 2.0, T * L)
+    if not np.any(share):  # no windowed blocks: (1 - 0) full + 0 band is the full count
+        return full_pairs, L
     windowed = np.minimum(L, np.where(W > 0, W, L))
     band_pairs = np.where(causal, banded_causal_pairs(T, windowed), np.where(t.decode, windowed, T * L))
     pairs = (1.0 - share) * full_pairs + share * band_pairs
@@ -243,9 +256,13 @@ def _attention(t: _CostTable, c: InferenceConfigs, convention: CountingConventio
     # decompressed heads (q/k d_head + rope, v v_head_dim); absorbed decode attends over the
     # latent (q/k kv_lora_rank + rope, v kv_lora_rank: the latent is the value, W_UV comes after).
     mla, decode = c.mla, t.decode
+    any_mla = bool(np.any(mla))
     latent = c.kv_lora_rank + c.qk_rope_head_dim
-    qk_dim = np.where(mla, np.where(decode, latent, c.d_head + c.qk_rope_head_dim), c.d_head)
-    v_dim = np.where(mla, np.where(decode, c.kv_lora_rank, c.v_head_dim), c.d_head)
+    if any_mla:
+        qk_dim = np.where(mla, np.where(decode, latent, c.d_head + c.qk_rope_head_dim), c.d_head)
+        v_dim = np.where(mla, np.where(decode, c.kv_lora_rank, c.v_head_dim), c.d_head)
+    else:
+        qk_dim = v_dim = c.d_head
     per_head_pairs, keys = attention_keys(t, c)
     pairs = B * c.heads * per_head_pairs
     minus_one = convention.act_to_act_flops == "2n-1"
@@ -259,39 +276,43 @@ def _attention(t: _CostTable, c: InferenceConfigs, convention: CountingConventio
     # (from the cache in a decoder); MLA prefill: the decompressed per-head K and V (activations);
     # MLA decode: the cached latent, once for all heads, like MQA with a kv_lora_rank + rope wide
     # head (FlashMLA), the value being its first kv_lora_rank elements.
-    mla_prefill = mla & ~decode
-    k_bytes = np.where(
-        mla,
-        np.where(decode, B * keys * latent * t.kvb, B * keys * c.heads * (c.d_head + c.qk_rope_head_dim) * ab),
-        B * keys * t.dkv * t.kvb,
-    )
-    v_bytes = np.where(
-        mla, np.where(decode, B * keys * c.kv_lora_rank * t.kvb, B * keys * c.heads * c.v_head_dim * ab), k_bytes
-    )
-    fused_kv_bytes = k_bytes + np.where(mla & decode, 0.0, v_bytes)  # the latent is read once
-    kv_is_cache = c.decoder & ~mla_prefill
+    if any_mla:
+        k_bytes = np.where(
+            mla,
+            np.where(decode, B * keys * latent * t.kvb, B * keys * c.heads * (c.d_head + c.qk_rope_head_dim) * ab),
+            B * keys * t.dkv * t.kvb,
+        )
+        v_bytes = np.where(
+            mla, np.where(decode, B * keys * c.kv_lora_rank * t.kvb, B * keys * c.heads * c.v_head_dim * ab), k_bytes
+        )
+        fused_kv_bytes = k_bytes + np.where(mla & decode, 0.0, v_bytes)  # the latent is read once
+    else:
+        k_bytes = v_bytes = B * keys * t.dkv * t.kvb
+        fused_kv_bytes = k_bytes + v_bytes
+    kv_is_cache = c.decoder & ~(mla & ~decode)  # MLA prefill decompresses K and V: activations
 
-    i = OP["qk_matmul"]
-    t.flops[i] = qk_flops
-    t.act_r[i] = q_bytes + np.where(kv_is_cache, 0.0, k_bytes)
-    t.kv_r[i] = np.where(kv_is_cache, k_bytes, 0.0)
-    t.act_w[i] = pairs * ab
-    i = OP["softmax"]
-    t.flops[i] = softmax_flops
-    t.act_r[i] = pairs * ab
-    t.act_w[i] = pairs * ab
-    i = OP["sv_matmul"]
-    t.flops[i] = sv_flops
-    t.act_r[i] = pairs * ab + np.where(kv_is_cache, 0.0, v_bytes)
-    t.kv_r[i] = np.where(kv_is_cache, v_bytes, 0.0)
-    t.act_w[i] = out_bytes
+    fused = c.flash_attention
+    if not fused.all():  # the unfused slots are absent (zero) where every configuration fuses
+        i = OP["qk_matmul"]
+        t.flops[i] = qk_flops
+        t.act_r[i] = q_bytes + _where(kv_is_cache, 0.0, k_bytes)
+        t.kv_r[i] = _where(kv_is_cache, k_bytes, 0.0)
+        t.act_w[i] = pairs * ab
+        i = OP["softmax"]
+        t.flops[i] = softmax_flops
+        t.act_r[i] = pairs * ab
+        t.act_w[i] = pairs * ab
+        i = OP["sv_matmul"]
+        t.flops[i] = sv_flops
+        t.act_r[i] = pairs * ab + _where(kv_is_cache, 0.0, v_bytes)
+        t.kv_r[i] = _where(kv_is_cache, v_bytes, 0.0)
+        t.act_w[i] = out_bytes
     # FlashAttention: the same math, but scores never leave the chip (Dao et al. 2022).
     i = OP["fused_attention"]
     t.flops[i] = qk_flops + softmax_flops + sv_flops
-    t.act_r[i] = q_bytes + np.where(kv_is_cache, 0.0, fused_kv_bytes)
-    t.kv_r[i] = np.where(kv_is_cache, fused_kv_bytes, 0.0)
+    t.act_r[i] = q_bytes + _where(kv_is_cache, 0.0, fused_kv_bytes)
+    t.kv_r[i] = _where(kv_is_cache, fused_kv_bytes, 0.0)
     t.act_w[i] = out_bytes
-    fused = c.flash_attention
     for name in ("qk_matmul", "softmax", "sv_matmul"):
         t.present[OP[name]] = ~fused
     t.present[OP["fused_attention"]] = fused

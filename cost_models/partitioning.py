@@ -433,8 +433,15 @@ def layer_comm_time_s(
         calls = layer_collectives(
             FFN_LAYOUTS[code], shapes, sub_mesh, parallel_block[rows], batch_sharded_attention[rows]
         )
+        # A collective that moves no bytes in any configuration (a serial block's fused set, the
+        # all-to-alls of head-sharded attention) is free (Network.collective_time_s): skipped.
         total[rows] = sum(
-            (network.collective_time_s(c.kind, c.bytes_per_chip, sub_mesh, c.axes) for c in calls), start=0.0
+            (
+                network.collective_time_s(c.kind, c.bytes_per_chip, sub_mesh, c.axes)
+                for c in calls
+                if np.any(c.bytes_per_chip)
+            ),
+            start=0.0,
         )
     if order is None:
         return total
