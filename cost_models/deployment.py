@@ -36,7 +36,16 @@ from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.model_counts import active_block_params, model_flops_utilization
 from cost_models.models import ModelSpec, get_model
 from cost_models.moe import EP_IMBALANCE, ep_dispatch_bytes_per_chip, experts_woken
-from cost_models.operators import KV_READ_SLOTS, KV_WRITE_SLOTS, LM_HEAD, OP, OperatorCosts, operator_costs
+from cost_models.operators import (
+    DENSE_FFN,
+    KV_READ_SLOTS,
+    KV_WRITE_SLOTS,
+    LM_HEAD,
+    MOE_FFN,
+    OP,
+    OperatorCosts,
+    operator_costs,
+)
 from cost_models.partitioning import (
     ChipShares,
     Shapes,
@@ -138,14 +147,14 @@ def chip_roofline(
     shares: ChipShares,
     hardware: HardwareSpec,
     expert_scale: tuple[np.ndarray, np.ndarray] | None,
-    moe_layers: np.ndarray | None = None,
+    layers: np.ndarray | None = None,
     chip_ops: OperatorCosts | None = None,
 ) -> tuple[np.ndarray, RooflineTotals]:
     """Each slot's roofline time on one chip (``(slots, n)``, per execution) and the pass's
     :class:`RooflineTotals`: the slot's costs split as ``shares`` says (partitioning.chip_shares),
     the expert slots scaled by ``expert_scale`` (:func:`expert_scale`), then max(FLOPs / peak,
-    bytes / bandwidth) (cost_models.roofline). ``moe_layers`` (MoE configurations present): a
-    block slot's time counts in the share of the ``layers`` blocks it runs in. ``chip_ops``: arrays
+    bytes / bandwidth) (cost_models.roofline). ``layers`` (given when MoE configurations are
+    present): a block slot's time counts in the share of the ``layers`` blocks it runs in. ``chip_ops``: arrays
     shaped like ``ops`` to receive the per-chip costs (the calibrated path reads them).
 
     Slot by slot, in the order of the arrays, with the same operations as per_chip_costs and
@@ -158,6 +167,9 @@ def chip_roofline(
     kv_rows = {OP[name] for name in (*KV_WRITE_SLOTS, *KV_READ_SLOTS)}
     time_s = np.empty_like(ops.flops)
     compute_total = memory_total = None
+    # The slots that run in only some blocks, by group (operators.OperatorCosts.repeats).
+    ffn_rows = {OP[name]: group for group in (DENSE_FFN, MOE_FFN) for name in group}
+    shares_of: dict[tuple[str, ...], np.ndarray] = {}
     for i in range(n_slots):
         if chip_ops is None and not ops.present[i].any():  # absent everywhere: all zero, no time
             time_s[i] = 0.0
@@ -189,8 +201,12 @@ def chip_roofline(
         compute = flops / np.take(peaks, ops.compute_dtype[i])
         memory = np.divide(moved, bandwidth, out=moved)
         time = np.maximum(compute, memory, out=time_s[i])
-        if moe_layers is not None and i != LM_HEAD:
-            time *= ops.repeats[i] / moe_layers
+        if layers is not None and i in ffn_rows:
+            # Other block slots run in every block (repeats = layers: a share of exactly 1).
+            group = ffn_rows[i]
+            if group not in shares_of:
+                shares_of[group] = ops.repeats[i] / layers
+            time *= shares_of[group]
         repeats = ops.repeats[i]
         if compute_total is None:
             compute_total, memory_total = compute * repeats, memory * repeats
@@ -211,11 +227,13 @@ def operator_times(
     plan: ShardingPlan,
     kv_ways: np.ndarray,
     expert_scale: tuple[np.ndarray, np.ndarray] | None = None,
+    shapes: Shapes | None = None,
 ) -> tuple[OperatorTimes, RooflineTotals]:
     """Per-operator times of one forward pass of ``phase``'s layout (and the roofline's totals).
     Without a profile an operator's time is its roofline; with one, its calibrated kernel time
     and the engine's fixed cost per layer and per step. ``expert_scale``: (weight factor, work
-    factor) of the expert slots under data and expert parallelism (:func:`expert_scale`)."""
+    factor) of the expert slots under data and expert parallelism (:func:`expert_scale`).
+    ``shapes``: ``Shapes.of(configs, tokens_per_sequence)``, when the caller has it."""
     layouts, batch_sharded = d.ffn_layout(phase), d.batch_sharded_attention(phase)
     shares = chip_shares(configs, d.mesh, layouts, batch_sharded, plan, kv_ways)
     # A pass runs ``layers`` blocks; in an MoE model a slot's time counts in the share of the
@@ -227,15 +245,20 @@ def operator_times(
     else:
         chip_ops = replace(ops, **{name: np.empty_like(ops.flops) for name in _COST_ARRAYS})
         _, totals = chip_roofline(ops, shares, d.hardware, expert_scale, chip_ops=chip_ops)
-        shapes = gemm_shapes_per_chip(chip_ops, plan)
-        op_time = calibrated_operator_times(chip_ops, configs, shapes, d.chips, batch_sharded, d.hardware, profile)
+        gemm_shapes = gemm_shapes_per_chip(chip_ops, plan)
+        op_time = calibrated_operator_times(chip_ops, configs, gemm_shapes, d.chips, batch_sharded, d.hardware, profile)
         layer_overhead, step_overhead = profile.per_layer_overhead_s, profile.per_step_overhead_s
         if moe:
             share = ops.repeats / configs.layers
             share[LM_HEAD] = 1.0
             op_time = op_time * share
     comm_block = layer_comm_time_s(
-        network, layouts, Shapes.of(configs, tokens_per_sequence), d.mesh, configs.parallel_block, batch_sharded
+        network,
+        layouts,
+        shapes if shapes is not None else Shapes.of(configs, tokens_per_sequence),
+        d.mesh,
+        configs.parallel_block,
+        batch_sharded,
     )
     return OperatorTimes(op_time, comm_block, layer_overhead, step_overhead), totals
 
@@ -268,12 +291,13 @@ def _phase_times(
     plan: ShardingPlan,
     kv_ways: np.ndarray,
     parallel: _Parallel,
+    shapes: Shapes | None = None,
 ) -> _PhaseTimes:
     """One step: each pipeline stage's forward pass (its layers x (block time combined with the
     block's collectives, plus the MoE dispatch) + lm_head + the engine's fixed cost per step under
     a profile) for one micro-batch of one DP rank, run through the pipeline (:func:`pipeline_s`)."""
     t, roofline = operator_times(
-        d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, parallel.expert_scale
+        d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, parallel.expert_scale, shapes
     )
     dispatch = moe_dispatch_s(network, parallel, configs, tokens_per_sequence)
     # The dispatch runs in the MoE blocks only: spread over the stage's blocks as their share.
@@ -415,13 +439,15 @@ def stage_send_s(
 
 def sharding_plans(d: Deployments, configs: InferenceConfigs) -> dict[str, ShardingPlan]:
     """Each phase's sharding plan, computed once per distinct (model, KV heads, mesh, layout)."""
+    # One sort of n keys for both phases, then each phase's distinct shapes among those few rows.
+    shape = (d.model_index, d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], configs.layers)
+    both, inverse = distinct_rows(*shape, *(d.ffn_layout(phase) for phase in PHASE_NAMES))
     plans = {}
     for phase in PHASE_NAMES:
         layouts = d.ffn_layout(phase)
-        first, inverse = distinct_rows(
-            d.model_index, d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], layouts, configs.layers
-        )
-        plans[phase] = sharding_plan(configs.take(first), d.mesh[first], layouts[first]).take(inverse)
+        first, within = distinct_rows(*(column[both] for column in (*shape, layouts)))
+        rows = both[first]
+        plans[phase] = sharding_plan(configs.take(rows), d.mesh[rows], layouts[rows]).take(within[inverse])
     return plans
 
 
@@ -439,14 +465,17 @@ def kv_ways_by_phase(d: Deployments) -> dict[str, np.ndarray]:
         )
     divides = np.gcd(d.batch.astype(np.int64), d.chips.astype(np.int64)).astype(np.float64)
     latent = np.array([m.is_mla for m in d.models])[d.model_index]  # MLA: one latent for all heads
+    sharded = {phase: d.batch_sharded_attention(phase) for phase in PHASE_NAMES}
+    batch = {phase: np.where(sharded[phase], divides, 0.0) for phase in PHASE_NAMES}
+    # One sort of n keys for both phases, then each phase's distinct shapes among those few rows.
+    shape = (d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], latent)
+    both, inverse = distinct_rows(*shape, *(column[p] for p in PHASE_NAMES for column in (batch, sharded)))
     ways = {}
     for phase in PHASE_NAMES:
-        sharded = d.batch_sharded_attention(phase)
-        batch = np.where(sharded, divides, 0.0)
-        first, inverse = distinct_rows(d.kv_heads, batch, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], sharded, latent)
-        ways[phase] = kv_cache_split(d.kv_heads[first], batch[first], d.mesh[first], sharded[first], latent[first])[0][
-            inverse
-        ]
+        first, within = distinct_rows(*(column[both] for column in (*shape, batch[phase], sharded[phase])))
+        rows = both[first]
+        split = kv_cache_split(d.kv_heads[rows], batch[phase][rows], d.mesh[rows], sharded[phase][rows], latent[rows])
+        ways[phase] = split[0][within[inverse]]
     return ways
 
 
@@ -508,6 +537,7 @@ def estimate(
     plans = sharding_plans(view, prefill_configs)
     kv_ways = kv_ways_by_phase(view)
     prefill_ops = operator_costs(prefill_configs, convention)
+    prefill_shapes = Shapes.of(prefill_configs, prompt)
     prefill_times = _phase_times(
         view,
         "prefill",
@@ -520,11 +550,14 @@ def estimate(
         plans["prefill"],
         kv_ways["prefill"],
         _Parallel.of(d, prefill_configs, prompt),
+        prefill_shapes,
     )
     # Decode: step t attends to prompt + t entries; scored once at the mean context, exact where
     # step time is linear in the context (within one roofline regime).
     decode_configs = prefill_configs.at_phase(DECODE, prompt + (gen - 1.0) / 2.0)
     decode_ops = operator_costs(decode_configs, convention)
+    # The model's shapes are the prefill's; only the tokens of a pass differ (one per sequence).
+    decode_shapes = replace(prefill_shapes, tokens=decode_configs.batch * np.ones(n))
     step = _phase_times(
         view,
         "decode",
@@ -537,6 +570,7 @@ def estimate(
         plans["decode"],
         kv_ways["decode"],
         _Parallel.of(d, decode_configs, np.ones(n)),
+        decode_shapes,
     )
 
     c = whole_configs  # the whole model, for MFU (the tokens below are the whole batch's)

@@ -410,7 +410,9 @@ def operator_costs(configs: InferenceConfigs, convention: CountingConvention = D
 
 def _compute_dtypes(c: InferenceConfigs, kv_dtype: np.ndarray, convention: CountingConvention) -> np.ndarray:
     """Dtype code whose peak each operator runs at."""
-    n_ops = len(OPERATOR_NAMES)
+    # Codes are 0..4: int8 holds them in an eighth of int64's memory (one array per slot and
+    # configuration, of the estimate's largest).
+    dtypes = np.empty((len(OPERATOR_NAMES), len(c)), dtype=np.int8)
     if convention.peak_selection == "all_operands_low_bit":
         # LLM-Viewer: int8 peak for everything only when no operand is wider than 8 bits.
         low = (
@@ -418,10 +420,11 @@ def _compute_dtypes(c: InferenceConfigs, kv_dtype: np.ndarray, convention: Count
             & (BYTES_PER_ELEMENT[c.act_dtype] <= 1)
             & (BYTES_PER_ELEMENT[kv_dtype] <= 1)
         )
-        return np.broadcast_to(np.where(low, INT8, 0), (n_ops, len(c))).copy()
+        dtypes[:] = np.where(low, INT8, 0)
+        return dtypes
     weight_x_act = COMBINE[c.weight_dtype, c.act_dtype]
     act_x_kv = COMBINE[c.act_dtype, kv_dtype]
-    dtypes = np.broadcast_to(c.act_dtype, (n_ops, len(c))).copy()  # elementwise operators
+    dtypes[:] = c.act_dtype  # elementwise operators
     for name in (*PROJECTIONS, "router", *EXPERT_PROJECTIONS, "lm_head"):
         dtypes[OP[name]] = weight_x_act
     for name in ("qk_matmul", "sv_matmul", "fused_attention"):
