@@ -160,46 +160,49 @@ def chip_roofline(
     Slot by slot, in the order of the arrays, with the same operations as per_chip_costs and
     roofline_times on whole arrays, so every number is bit for bit the same; one slot's
     temporaries are (n,) and stay in cache where whole (slots, n) arrays would not."""
-    n_slots = ops.flops.shape[0]
+    n_slots, n = ops.flops.shape
     peaks = hardware.peak_table() * hardware.efficiency.compute
     bandwidth = hardware.memory_bandwidth_bytes_per_s * hardware.efficiency.memory
     expert_rows = {OP[name] for name in EXPERT_SLOTS} if expert_scale is not None else set()
     kv_rows = {OP[name] for name in (*KV_WRITE_SLOTS, *KV_READ_SLOTS)}
-    time_s = np.empty_like(ops.flops)
-    compute_total = memory_total = None
     # The slots that run in only some blocks, by group (operators.OperatorCosts.repeats).
     ffn_rows = {OP[name]: group for group in (DENSE_FFN, MOE_FFN) for name in group}
     shares_of: dict[tuple[str, ...], np.ndarray] = {}
+    time_s = np.empty_like(ops.flops)
+    # Sums from zero (0 + x is x): the same numbers as a sum over the slots' axis, which adds
+    # the slots one after another in this order.
+    compute_total, memory_total = np.zeros(n), np.zeros(n)
+    # One slot's per-chip costs (or its rows of ``chip_ops``), its peak, compute and memory time:
+    # buffers reused from slot to slot.
+    scratch = {name: np.empty(n) for name in _COST_ARRAYS}
+    peak, compute, memory = np.empty(n), np.empty(n), np.empty(n)
     for i in range(n_slots):
         if chip_ops is None and not ops.present[i].any():  # absent everywhere: all zero, no time
             time_s[i] = 0.0
             continue
         work, weight_ways = shares.work[i], shares.weight[i]
-
-        def row(name: str) -> np.ndarray | None:
-            return None if chip_ops is None else getattr(chip_ops, name)[i]  # noqa: B023 (used at once)
-
-        flops = np.divide(ops.flops[i], work, out=row("flops"))
+        out = scratch if chip_ops is None else {name: getattr(chip_ops, name)[i] for name in _COST_ARRAYS}
+        flops = np.divide(ops.flops[i], work, out=out["flops"])
+        weight = out["weight_bytes"]
         if weight_ways is None:  # replicated: the whole weight on every chip
-            weight = ops.weight_bytes[i].copy() if chip_ops is None else row("weight_bytes")
-            if chip_ops is not None:
-                weight[:] = ops.weight_bytes[i]
+            np.copyto(weight, ops.weight_bytes[i])
         else:
-            weight = np.divide(ops.weight_bytes[i], weight_ways, out=row("weight_bytes"))
-        act_read = np.divide(ops.act_read_bytes[i], work, out=row("act_read_bytes"))
-        act_write = np.divide(ops.act_write_bytes[i], work, out=row("act_write_bytes"))
+            np.divide(ops.weight_bytes[i], weight_ways, out=weight)
+        act_read = np.divide(ops.act_read_bytes[i], work, out=out["act_read_bytes"])
+        act_write = np.divide(ops.act_write_bytes[i], work, out=out["act_write_bytes"])
         if i in expert_rows:
             weight_factor, work_factor = expert_scale
             weight *= weight_factor
             for array in (flops, act_read, act_write):
                 array *= work_factor
-        moved = weight + act_read
+        moved = np.add(weight, act_read, out=memory)
         moved += act_write
         if chip_ops is not None or i in kv_rows:  # elsewhere the KV bytes are zero (operators.KV_*_SLOTS)
-            moved += np.divide(ops.kv_read_bytes[i], shares.kv, out=row("kv_read_bytes"))
-            moved += np.divide(ops.kv_write_bytes[i], shares.kv, out=row("kv_write_bytes"))
-        compute = flops / np.take(peaks, ops.compute_dtype[i])
-        memory = np.divide(moved, bandwidth, out=moved)
+            moved += np.divide(ops.kv_read_bytes[i], shares.kv, out=out["kv_read_bytes"])
+            moved += np.divide(ops.kv_write_bytes[i], shares.kv, out=out["kv_write_bytes"])
+        # Codes are valid indices: "clip" only spares np.take a buffered copy.
+        np.divide(flops, np.take(peaks, ops.compute_dtype[i], out=peak, mode="clip"), out=compute)
+        np.divide(moved, bandwidth, out=memory)
         time = np.maximum(compute, memory, out=time_s[i])
         if layers is not None and i in ffn_rows:
             # Other block slots run in every block (repeats = layers: a share of exactly 1).
@@ -208,11 +211,8 @@ def chip_roofline(
                 shares_of[group] = ops.repeats[i] / layers
             time *= shares_of[group]
         repeats = ops.repeats[i]
-        if compute_total is None:
-            compute_total, memory_total = compute * repeats, memory * repeats
-        else:
-            compute_total += np.multiply(compute, repeats, out=compute)
-            memory_total += np.multiply(memory, repeats, out=memory)
+        compute_total += np.multiply(compute, repeats, out=compute)
+        memory_total += np.multiply(memory, repeats, out=memory)
     return time_s, RooflineTotals(compute_total, memory_total)
 
 
@@ -648,10 +648,13 @@ def _memory(
     )
     kv_per_token = c.kv_bytes_per_token(context) * c.batch * whole.micro_batches / kv_ways
     kv = kv_per_token * context
-    live = np.maximum(
-        (prefill_ops.act_read_bytes + prefill_ops.act_write_bytes).max(axis=0),
-        (decode_ops.act_read_bytes + decode_ops.act_write_bytes).max(axis=0),
-    )
+    # The largest slot's activations read and written, over both phases: slot by slot, so no
+    # (slots, n) temporary is made (a maximum's order does not change it).
+    live = np.zeros(len(d))
+    row = np.empty(len(d))
+    for ops in (prefill_ops, decode_ops):
+        for i in range(ops.flops.shape[0]):
+            np.maximum(live, np.add(ops.act_read_bytes[i], ops.act_write_bytes[i], out=row), out=live)
     activations = live / chips
     capacity = np.full(len(d), d.hardware.memory_bytes)
     budget = (
