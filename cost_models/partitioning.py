@@ -374,20 +374,34 @@ def layer_collectives(
     attention_weights = s.d_model * (s.attn_in + s.attn_mid)
     # A parallel block fuses the attention projections into W_in / W_out: one set of collectives
     # with wider hidden activations. A serial block runs a second set for the attention alone.
-    fused = np.where(parallel_block, 1.0, 0.0)
-    calls = ffn_collectives(
-        layout,
-        s,
-        mesh,
-        s.ffn_in + fused * s.attn_in,
-        s.ffn_mid + fused * s.attn_mid,
-        s.layer_weights - (1.0 - fused) * attention_weights,
-    )
-    calls += [
-        CollectiveCall(c.kind, c.axes, c.bytes_per_chip * (1.0 - fused), c.moves)
-        for c in ffn_collectives(layout, s, mesh, s.attn_in, s.attn_mid, attention_weights)
-    ]
+    # (Where every configuration's block is serial, the fused terms are x + 0 y and x * 1: left
+    # out, the same numbers.)
+    any_parallel = bool(np.any(parallel_block))
+    if any_parallel:
+        fused = np.where(parallel_block, 1.0, 0.0)
+        calls = ffn_collectives(
+            layout,
+            s,
+            mesh,
+            s.ffn_in + fused * s.attn_in,
+            s.ffn_mid + fused * s.attn_mid,
+            s.layer_weights - (1.0 - fused) * attention_weights,
+        )
+    else:
+        calls = ffn_collectives(layout, s, mesh, s.ffn_in, s.ffn_mid, s.layer_weights - attention_weights)
+    attention_calls = ffn_collectives(layout, s, mesh, s.attn_in, s.attn_mid, attention_weights)
+    if any_parallel:
+        attention_calls = [
+            CollectiveCall(c.kind, c.axes, c.bytes_per_chip * (1.0 - fused), c.moves) for c in attention_calls
+        ]
+    calls += attention_calls
     n = np.prod(mesh, axis=-1)
+    if not np.any(batch_sharded_attention):  # head-sharded attention: the all-to-alls move nothing
+        nothing = np.zeros(len(n))
+        return calls + [
+            CollectiveCall("all_to_all", "xyz", nothing, "qkv"),
+            CollectiveCall("all_to_all", "xyz", nothing, "attention output"),
+        ]
     sharded = np.where(batch_sharded_attention, 1.0, 0.0)
     calls += [
         CollectiveCall("all_to_all", "xyz", sharded * s.tokens * s.attn_in / n * s.act_bytes, "qkv"),

@@ -214,8 +214,9 @@ class SwitchedNetwork(Network):
             + (inside - 1.0) * spec.domain_latency_s
             + (domains - 1.0) * spec.network_latency_s
         )
-        factor = 2.0 if kind == "all_reduce" else 1.0
-        return np.where((k > 1) & (bytes_per_chip > 0), factor * time, 0.0)
+        if kind == "all_reduce":
+            time *= 2.0
+        return np.where((k > 1) & (bytes_per_chip > 0), time, 0.0)
 
 
 def point_to_point_time_s(
