@@ -112,6 +112,8 @@ class _CostTable:
         shape = (len(OPERATOR_NAMES), len(c))
         self.flops, self.weight, self.act_r, self.act_w, self.kv_r, self.kv_w = (np.zeros(shape) for _ in range(6))
         self.present = np.ones(shape, dtype=bool)
+        #: Slots left unwritten (still zero) because no configuration has them.
+        self.unwritten: set[int] = set()
         self.decode = c.phase == DECODE
         self.wb = BYTES_PER_ELEMENT[c.weight_dtype]
         self.ab = BYTES_PER_ELEMENT[c.act_dtype]
@@ -292,7 +294,9 @@ def _attention(t: _CostTable, c: InferenceConfigs, convention: CountingConventio
     kv_is_cache = c.decoder & ~(mla & ~decode)  # MLA prefill decompresses K and V: activations
 
     fused = c.flash_attention
-    if not fused.all():  # the unfused slots are absent (zero) where every configuration fuses
+    if fused.all():  # the unfused slots are absent (zero) where every configuration fuses
+        t.unwritten.update(OP[name] for name in ("qk_matmul", "softmax", "sv_matmul"))
+    else:
         i = OP["qk_matmul"]
         t.flops[i] = qk_flops
         t.act_r[i] = q_bytes + _where(kv_is_cache, 0.0, k_bytes)
@@ -331,6 +335,7 @@ def _ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> 
     dense = c.layers > c.moe_layers  # an MoE model's first dense_layers blocks (every block of a dense one)
     if not np.any(dense):  # every block is an MoE block: the dense FFN's slots stay zero
         t.present[[OP[name] for name in DENSE_FFN]] = False
+        t.unwritten.update(OP[name] for name in DENSE_FFN)
         return
     gated = c.gated_ffn
     t.projection("gate_proj", d, dff, N)
@@ -354,6 +359,7 @@ def _moe_ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention)
     moe = c.moe_layers > 0
     if not np.any(moe):  # a dense model: its MoE slots stay zero
         t.present[[OP[name] for name in MOE_FFN]] = False
+        t.unwritten.update(OP[name] for name in MOE_FFN)
         return
     d, N, E, k = c.d_model, t.N, c.experts, c.experts_per_token
     routed = k * c.expert_d_ff + c.shared_d_ff  # hidden elements per token
@@ -390,10 +396,15 @@ def operator_costs(configs: InferenceConfigs, convention: CountingConvention = D
     _ffn(t, c, convention)
     _moe_ffn(t, c, convention)
     _lm_head(t, c, convention)
-    # Zero the absent slots; a slot present in every configuration is left alone (x * 1 == x).
-    absent = [i for i in range(len(OPERATOR_NAMES)) if not t.present[i].all()]
-    for array in (t.flops, t.weight, t.act_r, t.act_w, t.kv_r, t.kv_w):
+    # Zero the absent slots. Left alone: a slot present in every configuration (x * 1 == x), one
+    # never written (already zero), the KV rows of slots without KV traffic (always zero).
+    absent = [i for i in range(len(OPERATOR_NAMES)) if i not in t.unwritten and not t.present[i].all()]
+    kv_slots = {OP[name] for name in (*KV_READ_SLOTS, *KV_WRITE_SLOTS)}
+    for array in (t.flops, t.weight, t.act_r, t.act_w):
         for i in absent:
+            array[i] *= t.present[i]
+    for array in (t.kv_r, t.kv_w):
+        for i in kv_slots.intersection(absent):
             array[i] *= t.present[i]
     kv_dtype = np.where(c.decoder, c.kv_dtype, c.act_dtype)
     compute_dtype = _compute_dtypes(c, kv_dtype, convention)
