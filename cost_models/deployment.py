@@ -175,7 +175,19 @@ def chip_roofline(
     # One slot's per-chip costs (or its rows of ``chip_ops``), its peak, compute and memory time:
     # buffers reused from slot to slot.
     scratch = {name: np.empty(n) for name in _COST_ARRAYS}
-    peak, compute, memory = np.empty(n), np.empty(n), np.empty(n)
+    compute, memory = np.empty(n), np.empty(n)
+    # Slots share a few rows of compute formats (elementwise, weight matmuls, attention): each
+    # distinct row's peaks are looked up once (comparing int8 codes is cheaper than the look-up).
+    peak_rows: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def peak_of(codes: np.ndarray) -> np.ndarray:
+        for seen, peak in peak_rows:
+            if np.array_equal(seen, codes):
+                return peak
+        peak = np.take(peaks, codes)
+        peak_rows.append((codes, peak))
+        return peak
+
     for i in range(n_slots):
         if chip_ops is None and not ops.present[i].any():  # absent everywhere: all zero, no time
             time_s[i] = 0.0
@@ -200,8 +212,7 @@ def chip_roofline(
         if chip_ops is not None or i in kv_rows:  # elsewhere the KV bytes are zero (operators.KV_*_SLOTS)
             moved += np.divide(ops.kv_read_bytes[i], shares.kv, out=out["kv_read_bytes"])
             moved += np.divide(ops.kv_write_bytes[i], shares.kv, out=out["kv_write_bytes"])
-        # Codes are valid indices: "clip" only spares np.take a buffered copy.
-        np.divide(flops, np.take(peaks, ops.compute_dtype[i], out=peak, mode="clip"), out=compute)
+        np.divide(flops, peak_of(ops.compute_dtype[i]), out=compute)
         np.divide(moved, bandwidth, out=memory)
         time = np.maximum(compute, memory, out=time_s[i])
         if layers is not None and i in ffn_rows:
