@@ -142,6 +142,9 @@ class _CostTable:
             np.multiply(np.multiply(tokens, d_out, out=self.act_w[i]), self.ab, out=self.act_w[i])
             return
         out = tokens * d_out
+        if np.all(out_to_kv):  # every configuration a decoder: all to the cache (act_w stays zero)
+            np.multiply(out, self.kvb, out=self.kv_w[i])
+            return
         self.act_w[i] = np.where(out_to_kv, 0.0, out * self.ab)
         self.kv_w[i] = np.where(out_to_kv, out * self.kvb, 0.0)
 
@@ -268,9 +271,12 @@ def _attention(t: _CostTable, c: InferenceConfigs, convention: CountingConventio
     per_head_pairs, keys = attention_keys(t, c)
     pairs = B * c.heads * per_head_pairs
     minus_one = convention.act_to_act_flops == "2n-1"
-    qk_flops = 2.0 * qk_dim * pairs - (pairs if minus_one else 0.0)
+    qk_flops = 2.0 * qk_dim * pairs
     sv_outputs = N * c.heads * v_dim
-    sv_flops = 2.0 * v_dim * pairs - (sv_outputs if minus_one else 0.0)
+    sv_flops = 2.0 * v_dim * pairs
+    if minus_one:  # n - 1 additions per dot product of n terms
+        qk_flops = qk_flops - pairs
+        sv_flops = sv_flops - sv_outputs
     softmax_flops = convention.softmax_flops_per_element * pairs
     q_bytes = N * c.heads * qk_dim * ab
     out_bytes = sv_outputs * ab
