@@ -202,7 +202,7 @@ def chip_roofline(
             np.divide(ops.weight_bytes[i], weight_ways, out=weight)
         act_read = np.divide(ops.act_read_bytes[i], work, out=out["act_read_bytes"])
         act_write = np.divide(ops.act_write_bytes[i], work, out=out["act_write_bytes"])
-        if i in expert_rows:
+        if expert_scale is not None and i in expert_rows:
             weight_factor, work_factor = expert_scale
             weight *= weight_factor
             for array in (flops, act_read, act_write):
