@@ -14,6 +14,7 @@ from cost_models.deployment import (
     _COST_ARRAYS,
     EXPERT_SLOTS,
     chip_roofline,
+    estimate,
     expert_scale,
     kv_ways_by_phase,
     rank_view,
@@ -118,3 +119,54 @@ def test_slot_by_slot_roofline_is_the_whole_array_one_bit_for_bit(chip, engine, 
     np.testing.assert_array_equal(time_kept, roofline.time_s)
     for name in _COST_ARRAYS:
         np.testing.assert_array_equal(kept[name], getattr(chip_ops, name))
+
+
+def _outputs(result) -> dict[str, np.ndarray]:
+    out = {"decode_step_latency_s": result.decode_step_latency_s}
+    for part in ("prefill", "decode", "memory"):
+        section = getattr(result, part)
+        for name in section.__dataclass_fields__:
+            out[f"{part}.{name}"] = getattr(section, name)
+    return out
+
+
+@pytest.mark.parametrize(("chip", "engine"), [("tpu-v4", False), ("h200", True), ("h100-sxm", False)])
+def test_mixed_batch_equals_each_row_alone_bit_for_bit(chip, engine):
+    # A mixed batch (dense, MoE, MLA and windowed models; fused and unfused attention; serial and
+    # parallel blocks; head- and batch-sharded attention; every layout) takes the np.where paths
+    # and shares shape-only work (sharding plans and KV splits found once for both phases); a row
+    # alone takes the shortcuts of a uniform batch (operators._where, skipped slots and
+    # collectives). Both must give the same numbers, bit for bit. (A row alone is taken twice: numpy
+    # sums the slots of a single column pairwise, of several one after another, which may differ
+    # in the last bit whatever the model does; test_invariants checks single rows to 1e-12.)
+    d = _deployments(chip, 300, seed=11, engine=engine)
+    together = _outputs(estimate(d))
+    for i in range(0, len(d), 10):
+        alone = _outputs(estimate(d.take([i, i])))
+        for name, values in alone.items():
+            np.testing.assert_array_equal(values, together[name][[i, i]], err_msg=f"row {i} {name}")
+
+
+def test_rows_sharing_one_shape_equal_the_shape_alone():
+    # 64 rows of one model, mesh and layouts (one distinct shape for the plans and the KV split),
+    # differing in batch and lengths, against each alone.
+    d = _deployments("tpu-v4", 64, seed=5, engine=False)
+    first = d.take([0])
+    same = make_deployments(
+        d.models,
+        d.hardware,
+        model_index=int(first.model_index[0]),
+        mesh=first.mesh[0],
+        batch=d.batch,
+        prompt_len=d.prompt_len,
+        gen_len=d.gen_len,
+        prefill_ffn_layout=int(first.prefill_ffn_layout[0]),
+        decode_ffn_layout=int(first.decode_ffn_layout[0]),
+        prefill_attn_sharding=int(first.prefill_attn_sharding[0]),
+        decode_attn_sharding=int(first.decode_attn_sharding[0]),
+    )
+    together = _outputs(estimate(same))
+    for i in range(0, len(same), 8):
+        alone = _outputs(estimate(same.take([i, i])))  # twice: see the test above
+        for name, values in alone.items():
+            np.testing.assert_array_equal(values, together[name][[i, i]], err_msg=f"row {i} {name}")
