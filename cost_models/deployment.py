@@ -15,7 +15,7 @@ linear in context, which it is within one roofline regime.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Literal, get_args
 
 import numpy as np
@@ -66,6 +66,10 @@ OVERLAPS: tuple[str, ...] = get_args(Overlap)
 EXPERT_SLOTS: tuple[str, ...] = ("expert_gate", "expert_up", "expert_act", "expert_down")
 #: More chips than any deployment has (and beyond which enumerating meshes stops being cheap).
 MAX_CHIPS = 2**20
+#: Rows :func:`estimate` scores at once; larger calls are split into equal chunks of at most this
+#: many. Measured (docs/benchmarks.md, round 3): 100,000 rows per call scored ~200,000/s on one
+#: core, 1,000,000 rows in one piece ~135,000/s (page faults of fresh (slots, n) arrays).
+ESTIMATE_CHUNK_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -532,6 +536,22 @@ def estimate(
         )
     d = deployments
     n = len(d)
+    if n > ESTIMATE_CHUNK_ROWS:
+        # Scored in equal chunks and joined: each row's numbers are its own (no chunk has a
+        # single row, whose slot sums numpy would order differently), and a chunk's (slots, n)
+        # arrays stay small enough to be reused by the allocator instead of paged in afresh.
+        bounds = np.linspace(0, n, -(-n // ESTIMATE_CHUNK_ROWS) + 1).astype(np.int64)
+        parts = [
+            estimate(
+                d.take(slice(start, stop)),
+                overlap=overlap,
+                kv_memory_fraction=kv_memory_fraction,
+                convention=convention,
+                calibration=calibration,
+            )
+            for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+        return _joined(parts)
     network = network_for(d.hardware)
     if calibration is not None:
         check_profile(calibration, d.hardware)
@@ -627,6 +647,20 @@ def estimate(
         view, prefill_configs, prompt + gen, prefill_ops, decode_ops, kv_memory_fraction, plans, kv_ways["decode"], d
     )
     return DeploymentEstimate(prefill, decode, step.latency_s, memory)
+
+
+def _joined(parts: list[DeploymentEstimate]) -> DeploymentEstimate:
+    """The estimates of consecutive chunks of deployments as one."""
+
+    def join(values: list) -> object:
+        first = values[0]
+        if isinstance(first, np.ndarray):
+            return np.concatenate(values)
+        return type(first)(**{f.name: join([getattr(v, f.name) for v in values]) for f in fields(first)})
+
+    joined = join(parts)
+    assert isinstance(joined, DeploymentEstimate)
+    return joined
 
 
 def _memory(

@@ -170,3 +170,16 @@ def test_rows_sharing_one_shape_equal_the_shape_alone():
         alone = _outputs(estimate(same.take([i, i])))  # twice: see the test above
         for name, values in alone.items():
             np.testing.assert_array_equal(values, together[name][[i, i]], err_msg=f"row {i} {name}")
+
+
+def test_a_call_split_into_chunks_equals_one_piece(monkeypatch):
+    # estimate scores more than ESTIMATE_CHUNK_ROWS rows in equal chunks and joins them.
+    import cost_models.deployment as deployment
+
+    d = _deployments("tpu-v4", 301, seed=3, engine=False)
+    whole = _outputs(estimate(d))
+    monkeypatch.setattr(deployment, "ESTIMATE_CHUNK_ROWS", 70)  # 5 chunks of 60-61 rows
+    chunked = _outputs(estimate(d))
+    for name, values in whole.items():
+        assert chunked[name].shape == values.shape
+        np.testing.assert_array_equal(chunked[name], values, err_msg=name)
