@@ -15,7 +15,7 @@ linear in context, which it is within one roofline regime.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Literal, get_args
 
 import numpy as np
@@ -36,18 +36,27 @@ from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.model_counts import active_block_params, model_flops_utilization
 from cost_models.models import ModelSpec, get_model
 from cost_models.moe import EP_IMBALANCE, ep_dispatch_bytes_per_chip, experts_woken
-from cost_models.operators import LM_HEAD, OP, OperatorCosts, operator_costs
+from cost_models.operators import (
+    DENSE_FFN,
+    KV_READ_SLOTS,
+    KV_WRITE_SLOTS,
+    LM_HEAD,
+    MOE_FFN,
+    OP,
+    OperatorCosts,
+    operator_costs,
+)
 from cost_models.partitioning import (
+    ChipShares,
     Shapes,
     ShardingPlan,
+    chip_shares,
     distinct_rows,
     kv_cache_split,
     layer_comm_time_s,
-    per_chip_costs,
     sharding_plan,
     weight_bytes_per_chip,
 )
-from cost_models.roofline import RooflineTimes, roofline_times
 from cost_models.topology import Network, domain_size, network_for, parse_mesh, point_to_point_time_s
 
 Overlap = Literal["overlapped", "added"]
@@ -56,6 +65,10 @@ OVERLAPS: tuple[str, ...] = get_args(Overlap)
 EXPERT_SLOTS: tuple[str, ...] = ("expert_gate", "expert_up", "expert_act", "expert_down")
 #: More chips than any deployment has (and beyond which enumerating meshes stops being cheap).
 MAX_CHIPS = 2**20
+#: Rows :func:`estimate` scores at once; larger calls are split into equal chunks of at most this
+#: many. Measured (docs/benchmarks.md, round 3): 100,000 rows per call scored ~200,000/s on one
+#: core, 1,000,000 rows in one piece ~135,000/s (page faults of fresh (slots, n) arrays).
+ESTIMATE_CHUNK_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -123,6 +136,100 @@ class OperatorTimes:
     step_overhead_s: float
 
 
+@dataclass(frozen=True)
+class RooflineTotals:
+    """The roofline's two terms of one forward pass on one chip, summed over the operator slots'
+    executions (``repeats``): seconds of FLOPs at peak and of bytes at full bandwidth."""
+
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+
+
+def chip_roofline(
+    ops: OperatorCosts,
+    shares: ChipShares,
+    hardware: HardwareSpec,
+    expert_scale: tuple[np.ndarray, np.ndarray] | None,
+    layers: np.ndarray | None = None,
+    chip_ops: OperatorCosts | None = None,
+) -> tuple[np.ndarray, RooflineTotals]:
+    """Each slot's roofline time on one chip (``(slots, n)``, per execution) and the pass's
+    :class:`RooflineTotals`: the slot's costs split as ``shares`` says (partitioning.chip_shares),
+    the expert slots scaled by ``expert_scale`` (:func:`expert_scale`), then max(FLOPs / peak,
+    bytes / bandwidth) (cost_models.roofline). ``layers`` (given when MoE configurations are
+    present): a block slot's time counts in the share of the ``layers`` blocks it runs in. ``chip_ops``: arrays
+    shaped like ``ops`` to receive the per-chip costs (the calibrated path reads them).
+
+    Slot by slot, in the order of the arrays, with the same operations as per_chip_costs and
+    roofline_times on whole arrays, so every number is bit for bit the same; one slot's
+    temporaries are (n,) and stay in cache where whole (slots, n) arrays would not."""
+    n_slots, n = ops.flops.shape
+    peaks = hardware.peak_table() * hardware.efficiency.compute
+    bandwidth = hardware.memory_bandwidth_bytes_per_s * hardware.efficiency.memory
+    expert_rows = {OP[name] for name in EXPERT_SLOTS} if expert_scale is not None else set()
+    kv_rows = {OP[name] for name in (*KV_WRITE_SLOTS, *KV_READ_SLOTS)}
+    # The slots that run in only some blocks, by group (operators.OperatorCosts.repeats).
+    ffn_rows = {OP[name]: group for group in (DENSE_FFN, MOE_FFN) for name in group}
+    shares_of: dict[tuple[str, ...], np.ndarray] = {}
+    time_s = np.empty_like(ops.flops)
+    # Sums from zero (0 + x is x): the same numbers as a sum over the slots' axis, which adds
+    # the slots one after another in this order.
+    compute_total, memory_total = np.zeros(n), np.zeros(n)
+    # One slot's per-chip costs (or its rows of ``chip_ops``), its peak, compute and memory time:
+    # buffers reused from slot to slot.
+    scratch = {name: np.empty(n) for name in _COST_ARRAYS}
+    compute, memory = np.empty(n), np.empty(n)
+    # Slots share a few rows of compute formats (elementwise, weight matmuls, attention): each
+    # distinct row's peaks are looked up once (comparing int8 codes is cheaper than the look-up).
+    peak_rows: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def peak_of(codes: np.ndarray) -> np.ndarray:
+        for seen, peak in peak_rows:
+            if np.array_equal(seen, codes):
+                return peak
+        peak = np.take(peaks, codes)
+        peak_rows.append((codes, peak))
+        return peak
+
+    for i in range(n_slots):
+        if chip_ops is None and not ops.present[i].any():  # absent everywhere: all zero, no time
+            time_s[i] = 0.0
+            continue
+        work, weight_ways = shares.work[i], shares.weight[i]
+        out = scratch if chip_ops is None else {name: getattr(chip_ops, name)[i] for name in _COST_ARRAYS}
+        flops = np.divide(ops.flops[i], work, out=out["flops"])
+        weight = out["weight_bytes"]
+        if weight_ways is None:  # replicated: the whole weight on every chip
+            np.copyto(weight, ops.weight_bytes[i])
+        else:
+            np.divide(ops.weight_bytes[i], weight_ways, out=weight)
+        act_read = np.divide(ops.act_read_bytes[i], work, out=out["act_read_bytes"])
+        act_write = np.divide(ops.act_write_bytes[i], work, out=out["act_write_bytes"])
+        if expert_scale is not None and i in expert_rows:
+            weight_factor, work_factor = expert_scale
+            weight *= weight_factor
+            for array in (flops, act_read, act_write):
+                array *= work_factor
+        moved = np.add(weight, act_read, out=memory)
+        moved += act_write
+        if chip_ops is not None or i in kv_rows:  # elsewhere the KV bytes are zero (operators.KV_*_SLOTS)
+            moved += np.divide(ops.kv_read_bytes[i], shares.kv, out=out["kv_read_bytes"])
+            moved += np.divide(ops.kv_write_bytes[i], shares.kv, out=out["kv_write_bytes"])
+        np.divide(flops, peak_of(ops.compute_dtype[i]), out=compute)
+        np.divide(moved, bandwidth, out=memory)
+        time = np.maximum(compute, memory, out=time_s[i])
+        if layers is not None and i in ffn_rows:
+            # Other block slots run in every block (repeats = layers: a share of exactly 1).
+            group = ffn_rows[i]
+            if group not in shares_of:
+                shares_of[group] = ops.repeats[i] / layers
+            time *= shares_of[group]
+        repeats = ops.repeats[i]
+        compute_total += np.multiply(compute, repeats, out=compute)
+        memory_total += np.multiply(memory, repeats, out=memory)
+    return time_s, RooflineTotals(compute_total, memory_total)
+
+
 def operator_times(
     d: Deployments,
     phase: str,
@@ -134,37 +241,44 @@ def operator_times(
     plan: ShardingPlan,
     kv_ways: np.ndarray,
     expert_scale: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[OperatorTimes, RooflineTimes]:
-    """Per-operator times of one forward pass of ``phase``'s layout (and the per-chip costs).
+    shapes: Shapes | None = None,
+) -> tuple[OperatorTimes, RooflineTotals]:
+    """Per-operator times of one forward pass of ``phase``'s layout (and the roofline's totals).
     Without a profile an operator's time is its roofline; with one, its calibrated kernel time
-    and the engine's fixed cost per layer and per step. The roofline's terms come back too.
-    ``expert_scale``: (weight factor, work factor) of the expert slots under data and expert
-    parallelism (:func:`expert_scale`)."""
+    and the engine's fixed cost per layer and per step. ``expert_scale``: (weight factor, work
+    factor) of the expert slots under data and expert parallelism (:func:`expert_scale`).
+    ``shapes``: ``Shapes.of(configs, tokens_per_sequence)``, when the caller has it."""
     layouts, batch_sharded = d.ffn_layout(phase), d.batch_sharded_attention(phase)
-    chip_ops = per_chip_costs(ops, configs, d.mesh, layouts, batch_sharded, plan, kv_ways)
-    if expert_scale is not None:
-        weight_factor, work_factor = expert_scale
-        rows = [OP[name] for name in EXPERT_SLOTS]
-        chip_ops.weight_bytes[rows] *= weight_factor
-        for array in (chip_ops.flops, chip_ops.act_read_bytes, chip_ops.act_write_bytes):
-            array[rows] *= work_factor
-    roofline = roofline_times(chip_ops.flops, chip_ops.bytes, chip_ops.compute_dtype, d.hardware)
+    shares = chip_shares(configs, d.mesh, layouts, batch_sharded, plan, kv_ways)
+    # A pass runs ``layers`` blocks; in an MoE model a slot's time counts in the share of the
+    # blocks it runs in (the dense FFN in the first dense_layers, the experts in the rest).
+    moe = np.any(configs.moe_layers > 0)
     if profile is None:
-        op_time, layer_overhead, step_overhead = roofline.time_s, 0.0, 0.0
+        op_time, totals = chip_roofline(ops, shares, d.hardware, expert_scale, configs.layers if moe else None)
+        layer_overhead, step_overhead = 0.0, 0.0
     else:
+        chip_ops = replace(ops, **{name: np.empty_like(ops.flops) for name in _COST_ARRAYS})
+        _, totals = chip_roofline(ops, shares, d.hardware, expert_scale, chip_ops=chip_ops)
         # The plan, not its (m, n, k): the calibrated GEMMs derive those block by block, in cache.
         op_time = calibrated_operator_times(chip_ops, configs, plan, d.chips, batch_sharded, d.hardware, profile)
         layer_overhead, step_overhead = profile.per_layer_overhead_s, profile.per_step_overhead_s
-    if np.any(configs.moe_layers > 0):
-        # A pass runs ``layers`` blocks; in an MoE model a slot's time counts in the share of the
-        # blocks it runs in (the dense FFN in the first dense_layers, the experts in the rest).
-        share = ops.repeats / configs.layers
-        share[LM_HEAD] = 1.0
-        op_time = op_time * share
+        if moe:
+            share = ops.repeats / configs.layers
+            share[LM_HEAD] = 1.0
+            op_time = op_time * share
     comm_block = layer_comm_time_s(
-        network, layouts, Shapes.of(configs, tokens_per_sequence), d.mesh, configs.parallel_block, batch_sharded
+        network,
+        layouts,
+        shapes if shapes is not None else Shapes.of(configs, tokens_per_sequence),
+        d.mesh,
+        configs.parallel_block,
+        batch_sharded,
     )
-    return OperatorTimes(op_time, comm_block, layer_overhead, step_overhead), roofline
+    return OperatorTimes(op_time, comm_block, layer_overhead, step_overhead), totals
+
+
+#: The per-chip cost arrays of an :class:`OperatorCosts` (what :func:`chip_roofline` fills).
+_COST_ARRAYS = ("flops", "weight_bytes", "act_read_bytes", "act_write_bytes", "kv_read_bytes", "kv_write_bytes")
 
 
 def forward_pass_s(
@@ -191,12 +305,13 @@ def _phase_times(
     plan: ShardingPlan,
     kv_ways: np.ndarray,
     parallel: _Parallel,
+    shapes: Shapes | None = None,
 ) -> _PhaseTimes:
     """One step: each pipeline stage's forward pass (its layers x (block time combined with the
     block's collectives, plus the MoE dispatch) + lm_head + the engine's fixed cost per step under
     a profile) for one micro-batch of one DP rank, run through the pipeline (:func:`pipeline_s`)."""
     t, roofline = operator_times(
-        d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, parallel.expert_scale
+        d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, parallel.expert_scale, shapes
     )
     dispatch = moe_dispatch_s(network, parallel, configs, tokens_per_sequence)
     # The dispatch runs in the MoE blocks only: spread over the stage's blocks as their share.
@@ -211,8 +326,8 @@ def _phase_times(
     m, pp = parallel.micro_batches, parallel.pipeline_parallel
     return _PhaseTimes(
         latency_s=pipeline_s(stage_s - head_s, head_s, send, pp, m),
-        compute_s=m * (roofline.compute_s * ops.repeats).sum(axis=0),
-        memory_s=m * (roofline.memory_s * ops.repeats).sum(axis=0),
+        compute_s=m * roofline.compute_s,
+        memory_s=m * roofline.memory_s,
         comm_s=m * configs.layers * (t.comm_block_s + dispatch_block) + (pp - 1.0) * send,
     )
 
@@ -338,13 +453,15 @@ def stage_send_s(
 
 def sharding_plans(d: Deployments, configs: InferenceConfigs) -> dict[str, ShardingPlan]:
     """Each phase's sharding plan, computed once per distinct (model, KV heads, mesh, layout)."""
+    # One sort of n keys for both phases, then each phase's distinct shapes among those few rows.
+    shape = (d.model_index, d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], configs.layers)
+    both, inverse = distinct_rows(*shape, *(d.ffn_layout(phase) for phase in PHASE_NAMES))
     plans = {}
     for phase in PHASE_NAMES:
         layouts = d.ffn_layout(phase)
-        first, inverse = distinct_rows(
-            d.model_index, d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], layouts, configs.layers
-        )
-        plans[phase] = sharding_plan(configs.take(first), d.mesh[first], layouts[first]).take(inverse)
+        first, within = distinct_rows(*(column[both] for column in (*shape, layouts)))
+        rows = both[first]
+        plans[phase] = sharding_plan(configs.take(rows), d.mesh[rows], layouts[rows]).take(within[inverse])
     return plans
 
 
@@ -362,14 +479,17 @@ def kv_ways_by_phase(d: Deployments) -> dict[str, np.ndarray]:
         )
     divides = np.gcd(d.batch.astype(np.int64), d.chips.astype(np.int64)).astype(np.float64)
     latent = np.array([m.is_mla for m in d.models])[d.model_index]  # MLA: one latent for all heads
+    sharded = {phase: d.batch_sharded_attention(phase) for phase in PHASE_NAMES}
+    batch = {phase: np.where(sharded[phase], divides, 0.0) for phase in PHASE_NAMES}
+    # One sort of n keys for both phases, then each phase's distinct shapes among those few rows.
+    shape = (d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], latent)
+    both, inverse = distinct_rows(*shape, *(column[p] for p in PHASE_NAMES for column in (batch, sharded)))
     ways = {}
     for phase in PHASE_NAMES:
-        sharded = d.batch_sharded_attention(phase)
-        batch = np.where(sharded, divides, 0.0)
-        first, inverse = distinct_rows(d.kv_heads, batch, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], sharded, latent)
-        ways[phase] = kv_cache_split(d.kv_heads[first], batch[first], d.mesh[first], sharded[first], latent[first])[0][
-            inverse
-        ]
+        first, within = distinct_rows(*(column[both] for column in (*shape, batch[phase], sharded[phase])))
+        rows = both[first]
+        split = kv_cache_split(d.kv_heads[rows], batch[phase][rows], d.mesh[rows], sharded[phase][rows], latent[rows])
+        ways[phase] = split[0][within[inverse]]
     return ways
 
 
@@ -415,6 +535,22 @@ def estimate(
         )
     d = deployments
     n = len(d)
+    if n > ESTIMATE_CHUNK_ROWS:
+        # Scored in equal chunks and joined: each row's numbers are its own (no chunk has a
+        # single row, whose slot sums numpy would order differently), and a chunk's (slots, n)
+        # arrays stay small enough to be reused by the allocator instead of paged in afresh.
+        bounds = np.linspace(0, n, -(-n // ESTIMATE_CHUNK_ROWS) + 1).astype(np.int64)
+        parts = [
+            estimate(
+                d.take(slice(start, stop)),
+                overlap=overlap,
+                kv_memory_fraction=kv_memory_fraction,
+                convention=convention,
+                calibration=calibration,
+            )
+            for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+        return _joined(parts)
     network = network_for(d.hardware)
     if calibration is not None:
         check_profile(calibration, d.hardware)
@@ -431,6 +567,7 @@ def estimate(
     plans = sharding_plans(view, prefill_configs)
     kv_ways = kv_ways_by_phase(view)
     prefill_ops = operator_costs(prefill_configs, convention)
+    prefill_shapes = Shapes.of(prefill_configs, prompt)
     prefill_times = _phase_times(
         view,
         "prefill",
@@ -443,11 +580,14 @@ def estimate(
         plans["prefill"],
         kv_ways["prefill"],
         _Parallel.of(d, prefill_configs, prompt),
+        prefill_shapes,
     )
     # Decode: step t attends to prompt + t entries; scored once at the mean context, exact where
     # step time is linear in the context (within one roofline regime).
     decode_configs = prefill_configs.at_phase(DECODE, prompt + (gen - 1.0) / 2.0)
     decode_ops = operator_costs(decode_configs, convention)
+    # The model's shapes are the prefill's; only the tokens of a pass differ (one per sequence).
+    decode_shapes = replace(prefill_shapes, tokens=decode_configs.batch * np.ones(n))
     step = _phase_times(
         view,
         "decode",
@@ -460,6 +600,7 @@ def estimate(
         plans["decode"],
         kv_ways["decode"],
         _Parallel.of(d, decode_configs, np.ones(n)),
+        decode_shapes,
     )
 
     c = whole_configs  # the whole model, for MFU (the tokens below are the whole batch's)
@@ -507,6 +648,20 @@ def estimate(
     return DeploymentEstimate(prefill, decode, step.latency_s, memory)
 
 
+def _joined(parts: list[DeploymentEstimate]) -> DeploymentEstimate:
+    """The estimates of consecutive chunks of deployments as one."""
+
+    def join(values: list) -> object:
+        first = values[0]
+        if isinstance(first, np.ndarray):
+            return np.concatenate(values)
+        return type(first)(**{f.name: join([getattr(v, f.name) for v in values]) for f in fields(first)})
+
+    joined = join(parts)
+    assert isinstance(joined, DeploymentEstimate)
+    return joined
+
+
 def _memory(
     d: Deployments,
     c: InferenceConfigs,
@@ -537,10 +692,13 @@ def _memory(
     )
     kv_per_token = c.kv_bytes_per_token(context) * c.batch * whole.micro_batches / kv_ways
     kv = kv_per_token * context
-    live = np.maximum(
-        (prefill_ops.act_read_bytes + prefill_ops.act_write_bytes).max(axis=0),
-        (decode_ops.act_read_bytes + decode_ops.act_write_bytes).max(axis=0),
-    )
+    # The largest slot's activations read and written, over both phases: slot by slot, so no
+    # (slots, n) temporary is made (a maximum's order does not change it).
+    live = np.zeros(len(d))
+    row = np.empty(len(d))
+    for ops in (prefill_ops, decode_ops):
+        for i in range(ops.flops.shape[0]):
+            np.maximum(live, np.add(ops.act_read_bytes[i], ops.act_write_bytes[i], out=row), out=live)
     activations = live / chips
     capacity = np.full(len(d), d.hardware.memory_bytes)
     budget = (

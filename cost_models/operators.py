@@ -65,6 +65,11 @@ MOE_FFN = ("router", "expert_gate", "expert_up", "expert_act", "expert_down")
 EXPERT_PROJECTIONS = ("expert_gate", "expert_up", "expert_down")
 #: Matmuls between two activations (Kim et al.'s "act-to-act").
 ACT_TO_ACT = ("qk_matmul", "sv_matmul")
+#: The only slots with KV-cache traffic: the K and V projections write the cache, attention reads
+#: it (every other slot's ``kv_read_bytes`` and ``kv_write_bytes`` are zero; the per-chip roofline
+#: skips them, and tests/cost_models/test_operators.py checks they are zero).
+KV_WRITE_SLOTS = ("k_proj", "v_proj")
+KV_READ_SLOTS = ("qk_matmul", "sv_matmul", "fused_attention")
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,8 @@ class _CostTable:
         shape = (len(OPERATOR_NAMES), len(c))
         self.flops, self.weight, self.act_r, self.act_w, self.kv_r, self.kv_w = (np.zeros(shape) for _ in range(6))
         self.present = np.ones(shape, dtype=bool)
+        #: Slots left unwritten (still zero) because no configuration has them.
+        self.unwritten: set[int] = set()
         self.decode = c.phase == DECODE
         self.wb = BYTES_PER_ELEMENT[c.weight_dtype]
         self.ab = BYTES_PER_ELEMENT[c.act_dtype]
@@ -124,10 +131,20 @@ class _CostTable:
     ) -> None:
         """x[tokens, d_in] @ W[d_in, d_out]: weights read once, output to activations or KV cache."""
         i = OP[name]
-        self.flops[i] = 2.0 * tokens * d_in * d_out
-        self.weight[i] = d_in * d_out * self.wb
-        self.act_r[i] = tokens * d_in * self.ab
+        # Written in place into the slot's rows, in the order of the expressions they stand for
+        # (2 tokens d_in d_out; d_in d_out wb; tokens d_in ab): the same numbers, no temporaries.
+        flops = np.multiply(2.0, tokens, out=self.flops[i])
+        flops *= d_in
+        flops *= d_out
+        np.multiply(np.multiply(d_in, d_out, out=self.weight[i]), self.wb, out=self.weight[i])
+        np.multiply(np.multiply(tokens, d_in, out=self.act_r[i]), self.ab, out=self.act_r[i])
+        if out_to_kv is False:  # the common case: no per-row choice (the KV row stays zero)
+            np.multiply(np.multiply(tokens, d_out, out=self.act_w[i]), self.ab, out=self.act_w[i])
+            return
         out = tokens * d_out
+        if np.all(out_to_kv):  # every configuration a decoder: all to the cache (act_w stays zero)
+            np.multiply(out, self.kvb, out=self.kv_w[i])
+            return
         self.act_w[i] = np.where(out_to_kv, 0.0, out * self.ab)
         self.kv_w[i] = np.where(out_to_kv, out * self.kvb, 0.0)
 
@@ -140,10 +157,21 @@ class _CostTable:
         weight_elements: np.ndarray | float = 0.0,
     ) -> None:
         i = OP[name]
-        self.flops[i] = ops_per_element * elements
-        self.act_r[i] = reads * elements * self.ab
-        self.act_w[i] = elements * self.ab
-        self.weight[i] = weight_elements * self.ab  # norm scales stay in the activation format
+        np.multiply(ops_per_element, elements, out=self.flops[i])
+        np.multiply(np.multiply(reads, elements, out=self.act_r[i]), self.ab, out=self.act_r[i])
+        np.multiply(elements, self.ab, out=self.act_w[i])
+        np.multiply(weight_elements, self.ab, out=self.weight[i])  # norm scales stay in the activation format
+
+
+def _where(condition: np.ndarray, x, y):
+    """np.where(condition, x, y), up to broadcasting: x or y itself where ``condition`` is the
+    same for every configuration (a batch of one phase, of models without MLA), which saves a
+    pass over the arrays and gives the same numbers."""
+    if condition.all():
+        return x
+    if not condition.any():
+        return y
+    return np.where(condition, x, y)
 
 
 def window_share(c: InferenceConfigs) -> np.ndarray:
@@ -170,7 +198,9 @@ def attention_keys(t: _CostTable, c: InferenceConfigs) -> tuple[np.ndarray, np.n
     T, L, W = t.T, t.L, c.sliding_window
     share = window_share(c)
     causal = c.causal & ~t.decode
-    full_pairs = np.where(causal, T * (T + 1.0) / 2.0, T * L)
+    full_pairs = _where(causal, T * (T + 1.0) / 2.0, T * L)
+    if not np.any(share):  # no windowed blocks: (1 - 0) full + 0 band is the full count
+        return full_pairs, L
     windowed = np.minimum(L, np.where(W > 0, W, L))
     band_pairs = np.where(causal, banded_causal_pairs(T, windowed), np.where(t.decode, windowed, T * L))
     pairs = (1.0 - share) * full_pairs + share * band_pairs
@@ -231,15 +261,22 @@ def _attention(t: _CostTable, c: InferenceConfigs, convention: CountingConventio
     # decompressed heads (q/k d_head + rope, v v_head_dim); absorbed decode attends over the
     # latent (q/k kv_lora_rank + rope, v kv_lora_rank: the latent is the value, W_UV comes after).
     mla, decode = c.mla, t.decode
+    any_mla = bool(np.any(mla))
     latent = c.kv_lora_rank + c.qk_rope_head_dim
-    qk_dim = np.where(mla, np.where(decode, latent, c.d_head + c.qk_rope_head_dim), c.d_head)
-    v_dim = np.where(mla, np.where(decode, c.kv_lora_rank, c.v_head_dim), c.d_head)
+    if any_mla:
+        qk_dim = np.where(mla, np.where(decode, latent, c.d_head + c.qk_rope_head_dim), c.d_head)
+        v_dim = np.where(mla, np.where(decode, c.kv_lora_rank, c.v_head_dim), c.d_head)
+    else:
+        qk_dim = v_dim = c.d_head
     per_head_pairs, keys = attention_keys(t, c)
     pairs = B * c.heads * per_head_pairs
     minus_one = convention.act_to_act_flops == "2n-1"
-    qk_flops = 2.0 * qk_dim * pairs - (pairs if minus_one else 0.0)
+    qk_flops = 2.0 * qk_dim * pairs
     sv_outputs = N * c.heads * v_dim
-    sv_flops = 2.0 * v_dim * pairs - (sv_outputs if minus_one else 0.0)
+    sv_flops = 2.0 * v_dim * pairs
+    if minus_one:  # n - 1 additions per dot product of n terms
+        qk_flops = qk_flops - pairs
+        sv_flops = sv_flops - sv_outputs
     softmax_flops = convention.softmax_flops_per_element * pairs
     q_bytes = N * c.heads * qk_dim * ab
     out_bytes = sv_outputs * ab
@@ -247,39 +284,45 @@ def _attention(t: _CostTable, c: InferenceConfigs, convention: CountingConventio
     # (from the cache in a decoder); MLA prefill: the decompressed per-head K and V (activations);
     # MLA decode: the cached latent, once for all heads, like MQA with a kv_lora_rank + rope wide
     # head (FlashMLA), the value being its first kv_lora_rank elements.
-    mla_prefill = mla & ~decode
-    k_bytes = np.where(
-        mla,
-        np.where(decode, B * keys * latent * t.kvb, B * keys * c.heads * (c.d_head + c.qk_rope_head_dim) * ab),
-        B * keys * t.dkv * t.kvb,
-    )
-    v_bytes = np.where(
-        mla, np.where(decode, B * keys * c.kv_lora_rank * t.kvb, B * keys * c.heads * c.v_head_dim * ab), k_bytes
-    )
-    fused_kv_bytes = k_bytes + np.where(mla & decode, 0.0, v_bytes)  # the latent is read once
-    kv_is_cache = c.decoder & ~mla_prefill
+    if any_mla:
+        k_bytes = np.where(
+            mla,
+            np.where(decode, B * keys * latent * t.kvb, B * keys * c.heads * (c.d_head + c.qk_rope_head_dim) * ab),
+            B * keys * t.dkv * t.kvb,
+        )
+        v_bytes = np.where(
+            mla, np.where(decode, B * keys * c.kv_lora_rank * t.kvb, B * keys * c.heads * c.v_head_dim * ab), k_bytes
+        )
+        fused_kv_bytes = k_bytes + np.where(mla & decode, 0.0, v_bytes)  # the latent is read once
+    else:
+        k_bytes = v_bytes = B * keys * t.dkv * t.kvb
+        fused_kv_bytes = k_bytes + v_bytes
+    kv_is_cache = c.decoder & ~(mla & ~decode)  # MLA prefill decompresses K and V: activations
 
-    i = OP["qk_matmul"]
-    t.flops[i] = qk_flops
-    t.act_r[i] = q_bytes + np.where(kv_is_cache, 0.0, k_bytes)
-    t.kv_r[i] = np.where(kv_is_cache, k_bytes, 0.0)
-    t.act_w[i] = pairs * ab
-    i = OP["softmax"]
-    t.flops[i] = softmax_flops
-    t.act_r[i] = pairs * ab
-    t.act_w[i] = pairs * ab
-    i = OP["sv_matmul"]
-    t.flops[i] = sv_flops
-    t.act_r[i] = pairs * ab + np.where(kv_is_cache, 0.0, v_bytes)
-    t.kv_r[i] = np.where(kv_is_cache, v_bytes, 0.0)
-    t.act_w[i] = out_bytes
+    fused = c.flash_attention
+    if fused.all():  # the unfused slots are absent (zero) where every configuration fuses
+        t.unwritten.update(OP[name] for name in ("qk_matmul", "softmax", "sv_matmul"))
+    else:
+        i = OP["qk_matmul"]
+        t.flops[i] = qk_flops
+        t.act_r[i] = q_bytes + _where(kv_is_cache, 0.0, k_bytes)
+        t.kv_r[i] = _where(kv_is_cache, k_bytes, 0.0)
+        t.act_w[i] = pairs * ab
+        i = OP["softmax"]
+        t.flops[i] = softmax_flops
+        t.act_r[i] = pairs * ab
+        t.act_w[i] = pairs * ab
+        i = OP["sv_matmul"]
+        t.flops[i] = sv_flops
+        t.act_r[i] = pairs * ab + _where(kv_is_cache, 0.0, v_bytes)
+        t.kv_r[i] = _where(kv_is_cache, v_bytes, 0.0)
+        t.act_w[i] = out_bytes
     # FlashAttention: the same math, but scores never leave the chip (Dao et al. 2022).
     i = OP["fused_attention"]
     t.flops[i] = qk_flops + softmax_flops + sv_flops
-    t.act_r[i] = q_bytes + np.where(kv_is_cache, 0.0, fused_kv_bytes)
-    t.kv_r[i] = np.where(kv_is_cache, fused_kv_bytes, 0.0)
+    t.act_r[i] = q_bytes + _where(kv_is_cache, 0.0, fused_kv_bytes)
+    t.kv_r[i] = _where(kv_is_cache, fused_kv_bytes, 0.0)
     t.act_w[i] = out_bytes
-    fused = c.flash_attention
     for name in ("qk_matmul", "softmax", "sv_matmul"):
         t.present[OP[name]] = ~fused
     t.present[OP["fused_attention"]] = fused
@@ -294,6 +337,12 @@ def _ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> 
     # A parallel block (PaLM) feeds attention and FFN from one norm: no mlp_norm.
     t.elementwise("mlp_norm", N * d, convention.norm_flops_per_element, 1.0, d)
     t.present[OP["mlp_norm"]] = ~c.parallel_block
+    t.elementwise("mlp_add", N * d, 1.0, float(convention.residual_add_reads))
+    dense = c.layers > c.moe_layers  # an MoE model's first dense_layers blocks (every block of a dense one)
+    if not np.any(dense):  # every block is an MoE block: the dense FFN's slots stay zero
+        t.present[[OP[name] for name in DENSE_FFN]] = False
+        t.unwritten.update(OP[name] for name in DENSE_FFN)
+        return
     gated = c.gated_ffn
     t.projection("gate_proj", d, dff, N)
     t.present[OP["gate_proj"]] = gated
@@ -304,10 +353,8 @@ def _ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> 
     t.act_r[i] = np.where(gated, 2.0, 1.0) * N * dff * t.ab
     t.act_w[i] = N * dff * t.ab
     t.projection("down_proj", dff, d, N)
-    dense = c.layers > c.moe_layers  # an MoE model's first dense_layers blocks (every block of a dense one)
     for name in DENSE_FFN:
         t.present[OP[name]] &= dense
-    t.elementwise("mlp_add", N * d, 1.0, float(convention.residual_add_reads))
 
 
 def _moe_ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> None:
@@ -315,6 +362,11 @@ def _moe_ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention)
     token through its k routed experts and the shared ones, hidden width k expert_d_ff +
     shared_d_ff per token (FLOPs as a dense FFN of that width); weights loaded once per pass for
     each expert woken (expected E (1 - (1 - k/E)^N)) and for the shared experts."""
+    moe = c.moe_layers > 0
+    if not np.any(moe):  # a dense model: its MoE slots stay zero
+        t.present[[OP[name] for name in MOE_FFN]] = False
+        t.unwritten.update(OP[name] for name in MOE_FFN)
+        return
     d, N, E, k = c.d_model, t.N, c.experts, c.experts_per_token
     routed = k * c.expert_d_ff + c.shared_d_ff  # hidden elements per token
     loaded = experts_woken(N, E, k) * c.expert_d_ff + c.shared_d_ff  # hidden width whose weights load
@@ -331,7 +383,6 @@ def _moe_ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention)
     t.act_w[i] = N * routed * t.ab
     t.projection("expert_down", routed, d, N)
     t.weight[OP["expert_down"]] = loaded * d * t.wb
-    moe = c.moe_layers > 0
     for name in MOE_FFN:
         t.present[OP[name]] &= moe
 
@@ -351,20 +402,34 @@ def operator_costs(configs: InferenceConfigs, convention: CountingConvention = D
     _ffn(t, c, convention)
     _moe_ffn(t, c, convention)
     _lm_head(t, c, convention)
-    for array in (t.flops, t.weight, t.act_r, t.act_w, t.kv_r, t.kv_w):
-        array *= t.present
+    # Zero the absent slots. Left alone: a slot present in every configuration (x * 1 == x), one
+    # never written (already zero), the KV rows of slots without KV traffic (always zero).
+    absent = [i for i in range(len(OPERATOR_NAMES)) if i not in t.unwritten and not t.present[i].all()]
+    kv_slots = {OP[name] for name in (*KV_READ_SLOTS, *KV_WRITE_SLOTS)}
+    for array in (t.flops, t.weight, t.act_r, t.act_w):
+        for i in absent:
+            array[i] *= t.present[i]
+    for array in (t.kv_r, t.kv_w):
+        for i in kv_slots.intersection(absent):
+            array[i] *= t.present[i]
     kv_dtype = np.where(c.decoder, c.kv_dtype, c.act_dtype)
     compute_dtype = _compute_dtypes(c, kv_dtype, convention)
-    repeats = np.broadcast_to(c.layers, t.flops.shape).copy()
-    repeats[[OP[name] for name in DENSE_FFN]] = c.layers - c.moe_layers
-    repeats[[OP[name] for name in MOE_FFN]] = c.moe_layers
+    repeats = np.empty(t.flops.shape)
+    repeats[:] = c.layers
+    if np.any(c.moe_layers):
+        repeats[[OP[name] for name in DENSE_FFN]] = c.layers - c.moe_layers
+        repeats[[OP[name] for name in MOE_FFN]] = c.moe_layers
+    else:  # a dense model's MoE slots are absent: no executions
+        repeats[[OP[name] for name in MOE_FFN]] = 0.0
     repeats[LM_HEAD] = 1.0
     return OperatorCosts(t.flops, t.weight, t.act_r, t.act_w, t.kv_r, t.kv_w, compute_dtype, t.present, repeats)
 
 
 def _compute_dtypes(c: InferenceConfigs, kv_dtype: np.ndarray, convention: CountingConvention) -> np.ndarray:
     """Dtype code whose peak each operator runs at."""
-    n_ops = len(OPERATOR_NAMES)
+    # Codes are 0..4: int8 holds them in an eighth of int64's memory (one array per slot and
+    # configuration, of the estimate's largest).
+    dtypes = np.empty((len(OPERATOR_NAMES), len(c)), dtype=np.int8)
     if convention.peak_selection == "all_operands_low_bit":
         # LLM-Viewer: int8 peak for everything only when no operand is wider than 8 bits.
         low = (
@@ -372,10 +437,11 @@ def _compute_dtypes(c: InferenceConfigs, kv_dtype: np.ndarray, convention: Count
             & (BYTES_PER_ELEMENT[c.act_dtype] <= 1)
             & (BYTES_PER_ELEMENT[kv_dtype] <= 1)
         )
-        return np.broadcast_to(np.where(low, INT8, 0), (n_ops, len(c))).copy()
+        dtypes[:] = np.where(low, INT8, 0)
+        return dtypes
     weight_x_act = COMBINE[c.weight_dtype, c.act_dtype]
     act_x_kv = COMBINE[c.act_dtype, kv_dtype]
-    dtypes = np.broadcast_to(c.act_dtype, (n_ops, len(c))).copy()  # elementwise operators
+    dtypes[:] = c.act_dtype  # elementwise operators
     for name in (*PROJECTIONS, "router", *EXPERT_PROJECTIONS, "lm_head"):
         dtypes[OP[name]] = weight_x_act
     for name in ("qk_matmul", "sv_matmul", "fused_attention"):

@@ -32,7 +32,7 @@ import numpy as np
 from cost_models.dtypes import BYTES_PER_ELEMENT
 from cost_models.inference_configs import InferenceConfigs
 from cost_models.model_counts import mla_attention_weights
-from cost_models.operators import OP, OperatorCosts
+from cost_models.operators import OP, OPERATOR_NAMES, OperatorCosts
 from cost_models.topology import Collective, Network, group_size
 
 FfnLayout = Literal["ws_1d", "ws_2d", "wg_x", "wg_xy", "wg_xyz"]
@@ -374,20 +374,34 @@ def layer_collectives(
     attention_weights = s.d_model * (s.attn_in + s.attn_mid)
     # A parallel block fuses the attention projections into W_in / W_out: one set of collectives
     # with wider hidden activations. A serial block runs a second set for the attention alone.
-    fused = np.where(parallel_block, 1.0, 0.0)
-    calls = ffn_collectives(
-        layout,
-        s,
-        mesh,
-        s.ffn_in + fused * s.attn_in,
-        s.ffn_mid + fused * s.attn_mid,
-        s.layer_weights - (1.0 - fused) * attention_weights,
-    )
-    calls += [
-        CollectiveCall(c.kind, c.axes, c.bytes_per_chip * (1.0 - fused), c.moves)
-        for c in ffn_collectives(layout, s, mesh, s.attn_in, s.attn_mid, attention_weights)
-    ]
+    # (Where every configuration's block is serial, the fused terms are x + 0 y and x * 1: left
+    # out, the same numbers.)
+    any_parallel = bool(np.any(parallel_block))
+    if any_parallel:
+        fused = np.where(parallel_block, 1.0, 0.0)
+        calls = ffn_collectives(
+            layout,
+            s,
+            mesh,
+            s.ffn_in + fused * s.attn_in,
+            s.ffn_mid + fused * s.attn_mid,
+            s.layer_weights - (1.0 - fused) * attention_weights,
+        )
+    else:
+        calls = ffn_collectives(layout, s, mesh, s.ffn_in, s.ffn_mid, s.layer_weights - attention_weights)
+    attention_calls = ffn_collectives(layout, s, mesh, s.attn_in, s.attn_mid, attention_weights)
+    if any_parallel:
+        attention_calls = [
+            CollectiveCall(c.kind, c.axes, c.bytes_per_chip * (1.0 - fused), c.moves) for c in attention_calls
+        ]
+    calls += attention_calls
     n = np.prod(mesh, axis=-1)
+    if not np.any(batch_sharded_attention):  # head-sharded attention: the all-to-alls move nothing
+        nothing = np.zeros(len(n))
+        return calls + [
+            CollectiveCall("all_to_all", "xyz", nothing, "qkv"),
+            CollectiveCall("all_to_all", "xyz", nothing, "attention output"),
+        ]
     sharded = np.where(batch_sharded_attention, 1.0, 0.0)
     calls += [
         CollectiveCall("all_to_all", "xyz", sharded * s.tokens * s.attn_in / n * s.act_bytes, "qkv"),
@@ -433,8 +447,15 @@ def layer_comm_time_s(
         calls = layer_collectives(
             FFN_LAYOUTS[code], shapes, sub_mesh, parallel_block[rows], batch_sharded_attention[rows]
         )
+        # A collective that moves no bytes in any configuration (a serial block's fused set, the
+        # all-to-alls of head-sharded attention) is free (Network.collective_time_s): skipped.
         total[rows] = sum(
-            (network.collective_time_s(c.kind, c.bytes_per_chip, sub_mesh, c.axes) for c in calls), start=0.0
+            (
+                network.collective_time_s(c.kind, c.bytes_per_chip, sub_mesh, c.axes)
+                for c in calls
+                if np.any(c.bytes_per_chip)
+            ),
+            start=0.0,
         )
     if order is None:
         return total
@@ -684,6 +705,58 @@ def weight_bytes_per_chip(
     return plan.stored_elements * BYTES_PER_ELEMENT[c.weight_dtype]
 
 
+@dataclass(frozen=True)
+class ChipShares:
+    """The ways each operator slot is split over a chip's mesh, one entry per slot in the order of
+    ``OPERATOR_NAMES``, each (n,) (entries share arrays): its FLOPs and activations (``work``), its
+    weights (``weight``; None: replicated, whole on every chip) and its KV cache (``kv``, one
+    split for every slot). One chip's share of a slot is the slot's costs divided by these."""
+
+    work: tuple[np.ndarray, ...]
+    weight: tuple[np.ndarray | None, ...]
+    kv: np.ndarray
+
+
+def chip_shares(
+    c: InferenceConfigs,
+    mesh: np.ndarray,
+    layout_codes: np.ndarray,
+    batch_sharded: np.ndarray,
+    plan: ShardingPlan | None = None,
+    kv_ways: np.ndarray | None = None,
+) -> ChipShares:
+    """How :func:`per_chip_costs` splits every slot: FLOPs and activations over all chips,
+    attention over heads (and sequences when sharded by batch); each weight matrix by its in-use
+    shards (whole over the gathered axes in weight-gathered layouts), the router replicated
+    (d_model x experts is small), other weights (norm scales) over all chips; the KV cache as
+    :func:`kv_cache_split` says. ``plan`` and ``kv_ways``, when given, are those of these
+    configurations (computed once for many)."""
+    chips = np.prod(mesh, axis=-1)
+    plan = plan if plan is not None else sharding_plan(c, mesh, layout_codes)
+    if kv_ways is None:
+        kv_ways = kv_cache_split(c.kv_heads, c.batch, mesh, batch_sharded, c.mla)[0]
+    attention_ways = np.minimum(chips, np.where(batch_sharded, c.batch * c.heads, c.heads))
+    work = tuple(attention_ways if name in ATTENTION_OPS else chips for name in OPERATOR_NAMES)
+    weight: list[np.ndarray | None] = [chips] * len(OPERATOR_NAMES)
+    in_use = plan.in_use_ways
+    for op, row in _WEIGHT_ROW.items():
+        weight[OP[op]] = in_use[row]
+    weight[OP["router"]] = None
+    return ChipShares(work, tuple(weight), kv_ways)
+
+
+def _split_rows(array: np.ndarray, ways: tuple[np.ndarray | None, ...]) -> np.ndarray:
+    """Each slot's row of ``array`` divided by its ways (copied where None), one row at a time:
+    no temporary of every slot and configuration, no fancy-index copy."""
+    out = np.empty_like(array)
+    for i, w in enumerate(ways):
+        if w is None:
+            out[i] = array[i]
+        else:
+            np.divide(array[i], w, out=out[i])
+    return out
+
+
 def per_chip_costs(
     ops: OperatorCosts,
     c: InferenceConfigs,
@@ -693,35 +766,16 @@ def per_chip_costs(
     plan: ShardingPlan | None = None,
     kv_ways: np.ndarray | None = None,
 ) -> OperatorCosts:
-    """One chip's share of every operator: FLOPs and activations split n ways; each weight
-    matrix read as split in use by the layout's rules (whole over the gathered axes in
-    weight-gathered layouts); the KV cache split by :func:`kv_cache_split`. ``plan`` and
+    """One chip's share of every operator, split as :func:`chip_shares` says. ``plan`` and
     ``kv_ways``, when given, are those of these configurations (computed once for many)."""
-    chips = np.prod(mesh, axis=-1)
-    plan = plan if plan is not None else sharding_plan(c, mesh, layout_codes)
-    if kv_ways is None:
-        kv_ways = kv_cache_split(c.kv_heads, c.batch, mesh, batch_sharded, c.mla)[0]
-    # Everything splits over all chips, then the rows that split otherwise are redone: weight
-    # matrices by their in-use shards, attention by heads (and sequences when sharded by batch).
-    weight_rows = [OP[op] for op in WEIGHT_OPS]
-    weight_bytes = ops.weight_bytes / chips
-    weight_bytes[weight_rows] = ops.weight_bytes[weight_rows] / plan.in_use_ways
-    weight_bytes[OP["router"]] = ops.weight_bytes[OP["router"]]  # replicated: d_model x experts is small
-    attention_ways = np.minimum(chips, np.where(batch_sharded, c.batch * c.heads, c.heads))
-    attention_rows = [OP[name] for name in ATTENTION_OPS]
-
-    def split(array: np.ndarray) -> np.ndarray:
-        out = array / chips
-        out[attention_rows] = array[attention_rows] / attention_ways
-        return out
-
+    shares = chip_shares(c, mesh, layout_codes, batch_sharded, plan, kv_ways)
     return OperatorCosts(
-        flops=split(ops.flops),
-        weight_bytes=weight_bytes,
-        act_read_bytes=split(ops.act_read_bytes),
-        act_write_bytes=split(ops.act_write_bytes),
-        kv_read_bytes=ops.kv_read_bytes / kv_ways,
-        kv_write_bytes=ops.kv_write_bytes / kv_ways,
+        flops=_split_rows(ops.flops, shares.work),
+        weight_bytes=_split_rows(ops.weight_bytes, shares.weight),
+        act_read_bytes=_split_rows(ops.act_read_bytes, shares.work),
+        act_write_bytes=_split_rows(ops.act_write_bytes, shares.work),
+        kv_read_bytes=ops.kv_read_bytes / shares.kv,
+        kv_write_bytes=ops.kv_write_bytes / shares.kv,
         compute_dtype=ops.compute_dtype,
         present=ops.present,
         repeats=ops.repeats,

@@ -161,6 +161,26 @@ class SwitchedNetwork(Network):
     def __init__(self, spec: SwitchedInterconnect, network_efficiency: float = 1.0) -> None:
         self.spec = spec
         self.efficiency = network_efficiency
+        self._cache: tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]] | None = None
+
+    def _groups(self, mesh: np.ndarray, axes: str) -> tuple[np.ndarray, np.ndarray]:
+        """(chips of one group inside a domain, chips of the group) over ``axes``, (n,) each.
+        Cached per axes for the last mesh seen (compared by value): a layer's collectives share
+        one mesh and a few axis sets."""
+        cached = self._cache
+        if cached is None or cached[0].shape != mesh.shape or not np.array_equal(cached[0], mesh):
+            cached = self._cache = (mesh.copy(), {})
+        groups = cached[1].get(axes)
+        if groups is None:
+            domain = float(self.spec.domain_size)
+            # Chips in one domain along each axis: Z is fastest (stride 1), then Y (Z), then X (YZ).
+            strides = {"x": lambda: mesh[:, 1] * mesh[:, 2], "y": lambda: mesh[:, 2], "z": lambda: 1.0}
+            inside = np.ones(mesh.shape[0])
+            for axis in axes:
+                length = mesh[:, AXIS_INDEX[axis]]
+                inside = inside * np.minimum(length, np.maximum(1.0, np.floor(domain / strides[axis]())))
+            groups = cached[1][axes] = (inside, group_size(mesh, axes))
+        return groups
 
     def legal_meshes(self, chips: int) -> list[tuple[int, int, int]]:
         domain = self.spec.domain_size
@@ -170,14 +190,7 @@ class SwitchedNetwork(Network):
 
     def collective_time_s(self, kind, bytes_per_chip, mesh, axes):
         mesh = np.atleast_2d(mesh)
-        domain = float(self.spec.domain_size)
-        # Chips in one domain along each axis: Z is fastest (stride 1), then Y (Z), then X (YZ).
-        strides = {"x": mesh[:, 1] * mesh[:, 2], "y": mesh[:, 2], "z": 1.0}
-        inside = np.ones(mesh.shape[0])
-        for axis in axes:
-            length = mesh[:, AXIS_INDEX[axis]]
-            inside = inside * np.minimum(length, np.maximum(1.0, np.floor(domain / strides[axis])))
-        k = group_size(mesh, axes)
+        inside, k = self._groups(mesh, axes)
         domains = k / inside
         spec = self.spec
         if kind == "all_to_all":
@@ -201,8 +214,9 @@ class SwitchedNetwork(Network):
             + (inside - 1.0) * spec.domain_latency_s
             + (domains - 1.0) * spec.network_latency_s
         )
-        factor = 2.0 if kind == "all_reduce" else 1.0
-        return np.where((k > 1) & (bytes_per_chip > 0), factor * time, 0.0)
+        if kind == "all_reduce":
+            time *= 2.0
+        return np.where((k > 1) & (bytes_per_chip > 0), time, 0.0)
 
 
 def point_to_point_time_s(

@@ -208,3 +208,15 @@ def test_bad_configs_name_their_field(kwargs, field):
 def test_encoder_has_no_decode():
     with pytest.raises(InvalidInputError, match="encoder"):
         make_configs(get_model("bert-base"), phase="decode", batch=1, seq_len=16)
+
+
+@settings(max_examples=30, deadline=None)
+@given(config_columns())
+def test_kv_traffic_only_in_the_kv_slots(columns):
+    # The per-chip roofline skips the KV bytes of every other slot (cost_models.deployment.chip_roofline).
+    from cost_models.operators import KV_READ_SLOTS, KV_WRITE_SLOTS, operator_costs
+
+    ops = operator_costs(make_configs(**columns))
+    others = [i for name, i in OP.items() if name not in (*KV_READ_SLOTS, *KV_WRITE_SLOTS)]
+    assert not np.any(ops.kv_read_bytes[others]) and not np.any(ops.kv_write_bytes[others])
+    assert not np.any(ops.kv_read_bytes[[OP[name] for name in KV_WRITE_SLOTS]])

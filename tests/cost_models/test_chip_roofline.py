@@ -1,0 +1,185 @@
+"""The slot-by-slot per-chip roofline of the deployment estimate (cost_models.deployment.chip_roofline)
+against the whole-array route it replaces: per_chip_costs, the expert scaling, roofline_times and
+the repeat-weighted sums over the slots, bit for bit."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from cost_models import get_hardware, get_model
+from cost_models.deployment import (
+    _COST_ARRAYS,
+    EXPERT_SLOTS,
+    chip_roofline,
+    estimate,
+    expert_scale,
+    kv_ways_by_phase,
+    rank_view,
+    sharding_plans,
+    stage_configs,
+)
+from cost_models.deployments import make_deployments
+from cost_models.dtypes import BF16, FP8, INT4, INT8
+from cost_models.inference_configs import DECODE
+from cost_models.operators import LM_HEAD, OP, operator_costs
+from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS, chip_shares, per_chip_costs
+from cost_models.roofline import roofline_times
+from cost_models.topology import network_for
+
+MODELS = ("llama-2-7b", "mixtral-8x7b", "deepseek-v3", "gpt-oss-20b", "bert-base", "palm-540b")
+
+
+def _deployments(chip_name: str, n: int, seed: int, engine: bool):
+    rng = np.random.default_rng(seed)
+    chip = get_hardware(chip_name)
+    catalog = [get_model(name) for name in MODELS]
+    decoders = [i for i, m in enumerate(catalog) if m.kind == "decoder"]
+    model_index = rng.choice(decoders, n)
+    if engine:  # GPU engines: TP mesh, PP/EP/DP, ws_1d
+        experts = np.array([m.experts for m in catalog], dtype=np.float64)[model_index]
+        tp, dp = 2.0 ** rng.integers(0, 4, n), 2.0 ** rng.integers(0, 3, n)
+        top = np.log2(np.maximum(np.minimum(tp * dp, np.where(experts > 0, experts, 1.0)), 1.0))
+        ep = np.where(experts > 0, 2.0 ** np.floor(rng.uniform(0, 1, n) * (top + 1)), 1.0)
+        micro = 2.0 ** rng.integers(0, 2, n)
+        ones = np.ones(n)
+        extra = dict(
+            mesh=np.stack([ones, ones, tp], axis=1),
+            batch=dp * micro * 2 ** rng.integers(0, 6, n),
+            prefill_ffn_layout=FFN_LAYOUTS.index("ws_1d"),
+            decode_ffn_layout=FFN_LAYOUTS.index("ws_1d"),
+            pipeline_parallel=2.0 ** rng.integers(0, 2, n),
+            expert_parallel=ep,
+            data_parallel=dp,
+            micro_batches=micro,
+            flash_attention=True,
+        )
+    else:  # Pope et al.'s meshes, every layout and attention sharding
+        network = network_for(chip)
+        meshes = np.array([m for c in (8, 16, 64) for m in network.legal_meshes(c)], dtype=np.float64)
+        extra = dict(
+            mesh=meshes[rng.integers(0, len(meshes), n)],
+            batch=2 ** rng.integers(0, 9, n),
+            prefill_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
+            decode_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
+            prefill_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
+            decode_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
+            flash_attention=rng.integers(0, 2, n).astype(bool),
+        )
+    return make_deployments(
+        catalog,
+        chip,
+        model_index=model_index,
+        prompt_len=np.rint(2.0 ** rng.uniform(4, 13, n)),
+        gen_len=np.rint(2.0 ** rng.uniform(2, 9, n)),
+        weight_dtype=rng.choice([BF16, FP8, INT8, INT4] if chip.has_format(FP8) else [BF16, INT8, INT4], n),
+        kv_dtype=rng.choice([BF16, INT8], n),
+        **extra,
+    )
+
+
+@pytest.mark.parametrize(("chip", "engine"), [("tpu-v4", False), ("h200", True), ("h100-sxm", False)])
+@pytest.mark.parametrize("phase", ["prefill", "decode"])
+def test_slot_by_slot_roofline_is_the_whole_array_one_bit_for_bit(chip, engine, phase):
+    d = _deployments(chip, 400, seed=len(chip) + (phase == "decode"), engine=engine)
+    view = rank_view(d)
+    configs = stage_configs(view.inference_configs("prefill", d.prompt_len), d.pipeline_parallel)
+    plans, kv_ways = sharding_plans(view, configs), kv_ways_by_phase(view)
+    if phase == "decode":
+        configs = configs.at_phase(DECODE, d.prompt_len + (d.gen_len - 1.0) / 2.0)
+    tokens = d.prompt_len if phase == "prefill" else np.ones(len(d))
+    ops = operator_costs(configs)
+    layouts, sharded = view.ffn_layout(phase), view.batch_sharded_attention(phase)
+    scale = expert_scale(configs, d.data_parallel, d.expert_parallel, tokens)
+    moe = np.any(configs.moe_layers > 0)
+    assert moe and (not engine or scale is not None)  # the cases the fast path must cover
+
+    # The whole-array route.
+    chip_ops = per_chip_costs(ops, configs, view.mesh, layouts, sharded, plans[phase], kv_ways[phase])
+    if scale is not None:
+        rows = [OP[name] for name in EXPERT_SLOTS]
+        chip_ops.weight_bytes[rows] *= scale[0]
+        for array in (chip_ops.flops, chip_ops.act_read_bytes, chip_ops.act_write_bytes):
+            array[rows] *= scale[1]
+    roofline = roofline_times(chip_ops.flops, chip_ops.bytes, chip_ops.compute_dtype, d.hardware)
+    share = ops.repeats / configs.layers
+    share[LM_HEAD] = 1.0
+    expected_time = roofline.time_s * share
+
+    shares = chip_shares(configs, view.mesh, layouts, sharded, plans[phase], kv_ways[phase])
+    time_s, totals = chip_roofline(ops, shares, d.hardware, scale, configs.layers)
+    np.testing.assert_array_equal(time_s, expected_time)
+    np.testing.assert_array_equal(totals.compute_s, (roofline.compute_s * ops.repeats).sum(axis=0))
+    np.testing.assert_array_equal(totals.memory_s, (roofline.memory_s * ops.repeats).sum(axis=0))
+    # The calibrated path's per-chip costs, filled on the way.
+    kept = {name: np.empty_like(ops.flops) for name in _COST_ARRAYS}
+    time_kept, _ = chip_roofline(ops, shares, d.hardware, scale, chip_ops=replace(ops, **kept))
+    np.testing.assert_array_equal(time_kept, roofline.time_s)
+    for name in _COST_ARRAYS:
+        np.testing.assert_array_equal(kept[name], getattr(chip_ops, name))
+
+
+def _outputs(result) -> dict[str, np.ndarray]:
+    out = {"decode_step_latency_s": result.decode_step_latency_s}
+    for part in ("prefill", "decode", "memory"):
+        section = getattr(result, part)
+        for name in section.__dataclass_fields__:
+            out[f"{part}.{name}"] = getattr(section, name)
+    return out
+
+
+@pytest.mark.parametrize(("chip", "engine"), [("tpu-v4", False), ("h200", True), ("h100-sxm", False)])
+def test_mixed_batch_equals_each_row_alone_bit_for_bit(chip, engine):
+    # A mixed batch (dense, MoE, MLA and windowed models; fused and unfused attention; serial and
+    # parallel blocks; head- and batch-sharded attention; every layout) takes the np.where paths
+    # and shares shape-only work (sharding plans and KV splits found once for both phases); a row
+    # alone takes the shortcuts of a uniform batch (operators._where, skipped slots and
+    # collectives). Both must give the same numbers, bit for bit. (A row alone is taken twice: numpy
+    # sums the slots of a single column pairwise, of several one after another, which may differ
+    # in the last bit whatever the model does; test_invariants checks single rows to 1e-12.)
+    d = _deployments(chip, 300, seed=11, engine=engine)
+    together = _outputs(estimate(d))
+    for i in range(0, len(d), 10):
+        alone = _outputs(estimate(d.take([i, i])))
+        for name, values in alone.items():
+            np.testing.assert_array_equal(values, together[name][[i, i]], err_msg=f"row {i} {name}")
+
+
+def test_rows_sharing_one_shape_equal_the_shape_alone():
+    # 64 rows of one model, mesh and layouts (one distinct shape for the plans and the KV split),
+    # differing in batch and lengths, against each alone.
+    d = _deployments("tpu-v4", 64, seed=5, engine=False)
+    first = d.take([0])
+    same = make_deployments(
+        d.models,
+        d.hardware,
+        model_index=int(first.model_index[0]),
+        mesh=first.mesh[0],
+        batch=d.batch,
+        prompt_len=d.prompt_len,
+        gen_len=d.gen_len,
+        prefill_ffn_layout=int(first.prefill_ffn_layout[0]),
+        decode_ffn_layout=int(first.decode_ffn_layout[0]),
+        prefill_attn_sharding=int(first.prefill_attn_sharding[0]),
+        decode_attn_sharding=int(first.decode_attn_sharding[0]),
+    )
+    together = _outputs(estimate(same))
+    for i in range(0, len(same), 8):
+        alone = _outputs(estimate(same.take([i, i])))  # twice: see the test above
+        for name, values in alone.items():
+            np.testing.assert_array_equal(values, together[name][[i, i]], err_msg=f"row {i} {name}")
+
+
+def test_a_call_split_into_chunks_equals_one_piece(monkeypatch):
+    # estimate scores more than ESTIMATE_CHUNK_ROWS rows in equal chunks and joins them.
+    import cost_models.deployment as deployment
+
+    d = _deployments("tpu-v4", 301, seed=3, engine=False)
+    whole = _outputs(estimate(d))
+    monkeypatch.setattr(deployment, "ESTIMATE_CHUNK_ROWS", 70)  # 5 chunks of 60-61 rows
+    chunked = _outputs(estimate(d))
+    for name, values in whole.items():
+        assert chunked[name].shape == values.shape
+        np.testing.assert_array_equal(chunked[name], values, err_msg=name)
