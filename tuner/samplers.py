@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from optuna import Study
 from optuna.samplers import NSGAIISampler
 from optuna.trial import FrozenTrial, TrialState
@@ -109,3 +110,71 @@ def _tally(generation: int, highest: int, count: int) -> tuple[int, int]:
     if generation == highest:
         return highest, count + 1
     return highest, count
+
+
+class DistinctFlatDraws:
+    """Random search over a finite product space without Optuna's per-trial ask and tell: flat
+    configuration indices (:mod:`tuner.compact`) drawn uniformly with a seeded numpy ``Generator``,
+    skipping those the study held at the start or this search drew already.
+
+    Optuna's ``RandomSampler`` over categorical dimensions draws each dimension independently and
+    uniformly, i.e. the flat index uniformly over the product; a study never stores a repeat
+    (:mod:`tuner.distinct`), so what it keeps is a uniform draw *without replacement*, which is
+    what this is. Draws come from one stream (blocks of :data:`BLOCK` indices, repeats and held
+    ones dropped in stream order), so the configurations depend only on the seed and on what the
+    study held at the start, not on how many are taken at a time; a resume with the same seed
+    skips what its first run stored and continues with the stream's next ones. Once few unseen
+    configurations are left (:data:`LIST_BELOW` of the space), they are listed and taken in a
+    seeded random order, instead of drawn by rejection (a nearly full space would take ever more
+    draws per new one).
+    """
+
+    BLOCK = 4096
+    LIST_BELOW = 0.125
+    #: Spaces up to this size may be listed (an int64 each): never reached by larger ones in practice.
+    LISTABLE = 20_000_000
+
+    def __init__(self, size: int, seed: int, held: np.ndarray) -> None:
+        self.size = int(size)
+        self._rng = np.random.default_rng(seed)
+        self._seen = np.unique(np.asarray(held, dtype=np.int64))  # sorted
+        self._buffer = np.zeros(0, dtype=np.int64)  # drawn, not yet taken, in stream order
+        self._listed: np.ndarray | None = None  # the unseen ones in random order, once listed
+        self._list_at = int(self.LIST_BELOW * self.size) if self.size <= self.LISTABLE else -1
+
+    @property
+    def unseen(self) -> int:
+        return self.size - len(self._seen)
+
+    def take(self, count: int) -> np.ndarray:
+        """The next ``count`` distinct unseen flat indices (fewer when the space runs out)."""
+        out: list[np.ndarray] = []
+        wanted = min(int(count), self.unseen)
+        while wanted > 0:
+            if self._listed is None and self.unseen <= self._list_at:
+                every = np.arange(self.size, dtype=np.int64)
+                self._listed = self._rng.permutation(every[~_member(every, self._seen)])
+            if self._listed is not None:
+                part, self._listed = self._listed[:wanted], self._listed[wanted:]
+            else:
+                if not len(self._buffer):
+                    block = self._rng.integers(0, self.size, size=self.BLOCK, dtype=np.int64)
+                    _, first = np.unique(block, return_index=True)  # a repeat within the block: first kept
+                    self._buffer = block[np.sort(first)]
+                fresh = self._buffer[~_member(self._buffer, self._seen)]
+                # Stop where the listing starts, so that it starts at the same draw however the
+                # configurations are taken.
+                n = min(wanted, self.unseen - self._list_at) if self._list_at >= 0 else wanted
+                part, self._buffer = fresh[:n], fresh[n:]
+            self._seen = np.union1d(self._seen, part)
+            out.append(part)
+            wanted -= len(part)
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Which of ``values`` are in the sorted array ``sorted_set``."""
+    if not len(sorted_set):
+        return np.zeros(len(values), dtype=bool)
+    where = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[where] == values
