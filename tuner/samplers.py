@@ -136,7 +136,7 @@ class DistinctFlatDraws:
 
     def __init__(self, size: int, seed: int, held: np.ndarray) -> None:
         self.size = int(size)
-        self._rng = np.random.default_rng(seed)
+        self._draw_rng = np.random.default_rng(seed)
         self._seen = np.unique(np.asarray(held, dtype=np.int64))  # sorted
         self._buffer = np.zeros(0, dtype=np.int64)  # drawn, not yet taken, in stream order
         self._listed: np.ndarray | None = None  # the unseen ones in random order, once listed
@@ -153,12 +153,12 @@ class DistinctFlatDraws:
         while wanted > 0:
             if self._listed is None and self.unseen <= self._list_at:
                 every = np.arange(self.size, dtype=np.int64)
-                self._listed = self._rng.permutation(every[~_member(every, self._seen)])
+                self._listed = self._draw_rng.permutation(every[~_member(every, self._seen)])
             if self._listed is not None:
                 part, self._listed = self._listed[:wanted], self._listed[wanted:]
             else:
                 if not len(self._buffer):
-                    block = self._rng.integers(0, self.size, size=self.BLOCK, dtype=np.int64)
+                    block = self._draw_rng.integers(0, self.size, size=self.BLOCK, dtype=np.int64)
                     _, first = np.unique(block, return_index=True)  # a repeat within the block: first kept
                     self._buffer = block[np.sort(first)]
                 fresh = self._buffer[~_member(self._buffer, self._seen)]
@@ -219,10 +219,10 @@ class GenerationalNSGAII:
         self._study = SimpleNamespace(directions=[StudyDirection[d.upper()] for d in directions])
         self._sampled = [j for j, n in enumerate(self.sizes) if n > 1]
         self._space = {self.names[j]: CategoricalDistribution(tuple(range(int(self.sizes[j])))) for j in self._sampled}
-        self._rng = np.random.default_rng(seed)
+        self._draw_rng = np.random.default_rng(seed)
         self.parents: list[FrozenTrial] = []
         self._population: list[FrozenTrial] = []  # the generation told since the last ask
-        self._number = 0
+        self._told = 0
 
     def seed_parents(self, indices: np.ndarray, values: np.ndarray, constraints: np.ndarray) -> None:
         """Start from configurations a study holds: the parents become their elite."""
@@ -234,7 +234,7 @@ class GenerationalNSGAII:
         if self._population:
             self.parents = self._select_elite(self._study, self._population + self.parents)
             self._population = []
-        children = self._rng.integers(0, self.sizes, size=(count, len(self.sizes)), dtype=np.int64)
+        children = self._draw_rng.integers(0, self.sizes, size=(count, len(self.sizes)), dtype=np.int64)
         if self.parents:
             for row in range(count):
                 child = self._make_child(self._study, self._space, self.parents)
@@ -255,7 +255,7 @@ class GenerationalNSGAII:
         for row, values_row, constraints_row in rows:
             self._population.append(
                 FrozenTrial(
-                    number=self._number,
+                    number=self._told,
                     state=TrialState.COMPLETE,
                     value=None,
                     values=values_row,
@@ -266,7 +266,7 @@ class GenerationalNSGAII:
                     user_attrs={},
                     system_attrs={"constraints": constraints_row},
                     intermediate_values={},
-                    trial_id=self._number,
+                    trial_id=self._told,
                 )
             )
-            self._number += 1
+            self._told += 1
