@@ -225,9 +225,13 @@ class GenerationalNSGAII:
         self._told = 0
 
     def seed_parents(self, indices: np.ndarray, values: np.ndarray, constraints: np.ndarray) -> None:
-        """Start from configurations a study holds: the parents become their elite."""
+        """Start from configurations a study holds (call once per part of them, in any number
+        of parts): the parents become the elite of the parents so far and this part, so memory
+        holds one part at a time."""
         if len(indices):
             self.tell(indices, values, constraints)
+            self.parents = self._select_elite(self._study, self._population + self.parents)
+            self._population = []
 
     def ask(self, count: int) -> np.ndarray:
         """``count`` children of the current parents (uniform draws before any are told)."""

@@ -111,3 +111,22 @@ def test_same_seed_same_study(tmp_path: Path, seed: int) -> None:
         run_search(SPEC, url, trials=120, seed=seed)
         configs.append([tuple(sorted(t.params.items())) for t in load_study(SPEC["name"], url).trials])
     assert configs[0] == configs[1] and len(set(configs[0])) == 120
+
+
+def test_a_resume_starts_from_the_elite_of_the_stored_trials(tmp_path: Path) -> None:
+    """Parents seeded in parts are the elite of everything seeded: here every seeded point is
+    feasible and non-dominated by construction only on the line x + y = 10, so the parents are
+    points of that line."""
+    dims = {"x": tuple(range(11)), "y": tuple(range(11))}
+    nsga = GenerationalNSGAII(dims, ["minimize", "minimize"], seed=0, population_size=4)
+    grid = np.array([(x, y) for x in range(11) for y in range(11) if x + y >= 10])
+    values = grid.astype(float)
+    for part in np.array_split(np.arange(len(grid)), 5):
+        nsga.seed_parents(grid[part], values[part], np.zeros((len(part), 1)))
+    parents = [(t.params["x"], t.params["y"]) for t in nsga.parents]
+    assert len(parents) == 4 and all(x + y == 10 for x, y in parents)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    run_search(SPEC, url, trials=100, seed=1)
+    run_search(SPEC, url, trials=200, seed=1)  # resumed: 100 more, none a repeat
+    configs = [tuple(sorted(t.params.items())) for t in load_study(SPEC["name"], url).trials]
+    assert len(configs) == len(set(configs)) == 200
