@@ -96,8 +96,8 @@ def make_sampler(name: str, seed: int, study: CompiledStudy) -> optuna.samplers.
     if name == "nsga2":
         return IncrementalNSGAIISampler(seed=seed)
     if name == "tpe":
-        # Batches are asked before any is told: the constant liar keeps a batch from piling up.
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+        # Fitted once per batch (nothing completes within one); the batch's repeats are replaced.
+        return optuna_internals.BatchTPESampler(seed=seed, multivariate=True, constant_liar=False)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise InvalidInputError("sampler", f"unknown sampler {name!r}", f"use one of {', '.join(SAMPLERS)}")
