@@ -239,7 +239,7 @@ def write_chunk(
             column = np.ascontiguousarray(values[:n], dtype=np.float64).reshape(-1)
             finite = np.isfinite(column)
             kinds = np.where(finite, "FINITE", np.where(column > 0, "INF_POS", "INF_NEG")).tolist()
-            stored = column.tolist()
+            stored: list[float | None] = list(column.tolist())
             for i in np.flatnonzero(~finite).tolist():
                 stored[i] = None
             rows = list(zip(np.repeat(ids, k).tolist(), np.tile(np.arange(k), n).tolist(), stored, kinds, strict=True))

@@ -205,7 +205,7 @@ class GenerationalNSGAII:
     def __init__(self, dimensions: dict[str, tuple], directions: Sequence[str], seed: int, population_size: int = 50):
         from types import SimpleNamespace
 
-        from optuna.distributions import CategoricalDistribution
+        from optuna.distributions import BaseDistribution, CategoricalDistribution
         from optuna.study import StudyDirection
 
         from tuner.optuna_internals import nsga2_operators
@@ -218,7 +218,9 @@ class GenerationalNSGAII:
         # The operators read the study's directions only.
         self._study = SimpleNamespace(directions=[StudyDirection[d.upper()] for d in directions])
         self._sampled = [j for j, n in enumerate(self.sizes) if n > 1]
-        self._space = {self.names[j]: CategoricalDistribution(tuple(range(int(self.sizes[j])))) for j in self._sampled}
+        self._space: dict[str, BaseDistribution] = {
+            self.names[j]: CategoricalDistribution(tuple(range(int(self.sizes[j])))) for j in self._sampled
+        }
         self._draw_rng = np.random.default_rng(seed)
         self.parents: list[FrozenTrial] = []
         self._population: list[FrozenTrial] = []  # the generation told since the last ask
