@@ -183,13 +183,36 @@ def write_chunk(
     distribution_json: str,
     budget: int | None,
     done_begin: int | None,
+    retry_url: str | None = None,
 ) -> int:
     """Insert compact COMPLETE trials (Optuna's tables, the rows ``RDBStorage`` itself writes) and
     mark range ``done_begin`` done, in one transaction; with ``budget`` only as many as keep the
-    study at or under it (the range then stays undone). Returns how many were written."""
-    from tuner.storage import _sqlite_writer_lock, _url_of, storage_errors
+    study at or under it (the range then stays undone). Returns how many were written.
+    ``retry_url``: transient database errors (a server restart) run the whole transaction again
+    for up to :data:`tuner.storage.RETRY_FOR_S` (:func:`tuner.storage.with_retries`), as trial
+    writes of a sampled search do; others become one :class:`~tuner.storage.StorageError`."""
+    from tuner.storage import _url_of, storage_errors, with_retries
 
-    with _sqlite_writer_lock(storage), storage_errors(_url_of(storage)), storage.engine.begin() as connection:
+    args = (storage, study_id, positions, values, constraints, distribution_json, budget, done_begin)
+    with storage_errors(_url_of(storage)):
+        if retry_url is None:
+            return _write_chunk_once(*args)
+        return with_retries(lambda: _write_chunk_once(*args), retry_url)
+
+
+def _write_chunk_once(
+    storage: RDBStorage,
+    study_id: int,
+    positions: np.ndarray,
+    values: np.ndarray,
+    constraints: dict[str, np.ndarray],
+    distribution_json: str,
+    budget: int | None,
+    done_begin: int | None,
+) -> int:
+    from tuner.storage import _sqlite_writer_lock
+
+    with _sqlite_writer_lock(storage), storage.engine.begin() as connection:
         sqlite = storage.engine.dialect.name == "sqlite"
         mark = "?" if sqlite else "%s"
         if not sqlite:

@@ -470,11 +470,16 @@ class _BulkTrials:
         values = np.concatenate([v for _, v, _ in self.pending])
         constraints = {k: np.concatenate([c[k] for _, _, c in self.pending]) for k in self.pending[0][2]}
         self.pending = []
-        written = with_retries(
-            lambda: write_chunk(
-                self.storage, self.study_id, positions, values, constraints, self.distribution_json, self.budget, None
-            ),
-            self.url,
+        written = write_chunk(
+            self.storage,
+            self.study_id,
+            positions,
+            values,
+            constraints,
+            self.distribution_json,
+            self.budget,
+            None,
+            retry_url=self.url,
         )
         self.run.written += written
         self.budget_reached = self.budget_reached or written < len(positions)
