@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from optuna import Study
 from optuna.samplers import NSGAIISampler
 from optuna.trial import FrozenTrial, TrialState
@@ -109,3 +110,169 @@ def _tally(generation: int, highest: int, count: int) -> tuple[int, int]:
     if generation == highest:
         return highest, count + 1
     return highest, count
+
+
+class DistinctFlatDraws:
+    """Random search over a finite product space without Optuna's per-trial ask and tell: flat
+    configuration indices (:mod:`tuner.compact`) drawn uniformly with a seeded numpy ``Generator``,
+    skipping those the study held at the start or this search drew already.
+
+    Optuna's ``RandomSampler`` over categorical dimensions draws each dimension independently and
+    uniformly, i.e. the flat index uniformly over the product; a study never stores a repeat
+    (:mod:`tuner.distinct`), so what it keeps is a uniform draw *without replacement*, which is
+    what this is. Draws come from one stream (blocks of :data:`BLOCK` indices, repeats and held
+    ones dropped in stream order), so the configurations depend only on the seed and on what the
+    study held at the start, not on how many are taken at a time; a resume with the same seed
+    skips what its first run stored and continues with the stream's next ones. Once few unseen
+    configurations are left (:data:`LIST_BELOW` of the space), they are listed and taken in a
+    seeded random order, instead of drawn by rejection (a nearly full space would take ever more
+    draws per new one).
+    """
+
+    BLOCK = 4096
+    LIST_BELOW = 0.125
+    #: Spaces up to this size may be listed (an int64 each): never reached by larger ones in practice.
+    LISTABLE = 20_000_000
+
+    def __init__(self, size: int, seed: int, held: np.ndarray) -> None:
+        self.size = int(size)
+        self._draw_rng = np.random.default_rng(seed)
+        self._seen = np.unique(np.asarray(held, dtype=np.int64))  # sorted
+        self._buffer = np.zeros(0, dtype=np.int64)  # drawn, not yet taken, in stream order
+        self._listed: np.ndarray | None = None  # the unseen ones in random order, once listed
+        self._list_at = int(self.LIST_BELOW * self.size) if self.size <= self.LISTABLE else -1
+
+    @property
+    def unseen(self) -> int:
+        return self.size - len(self._seen)
+
+    def take(self, count: int) -> np.ndarray:
+        """The next ``count`` distinct unseen flat indices (fewer when the space runs out)."""
+        out: list[np.ndarray] = []
+        wanted = min(int(count), self.unseen)
+        while wanted > 0:
+            if self._listed is None and self.unseen <= self._list_at:
+                every = np.arange(self.size, dtype=np.int64)
+                self._listed = self._draw_rng.permutation(every[~_member(every, self._seen)])
+            if self._listed is not None:
+                part, self._listed = self._listed[:wanted], self._listed[wanted:]
+            else:
+                if not len(self._buffer):
+                    block = self._draw_rng.integers(0, self.size, size=self.BLOCK, dtype=np.int64)
+                    _, first = np.unique(block, return_index=True)  # a repeat within the block: first kept
+                    self._buffer = block[np.sort(first)]
+                fresh = self._buffer[~_member(self._buffer, self._seen)]
+                # Stop where the listing starts, so that it starts at the same draw however the
+                # configurations are taken.
+                n = min(wanted, self.unseen - self._list_at) if self._list_at >= 0 else wanted
+                part, self._buffer = fresh[:n], fresh[n:]
+            self._seen = np.union1d(self._seen, part)
+            out.append(part)
+            wanted -= len(part)
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Which of ``values`` are in the sorted array ``sorted_set``."""
+    if not len(sorted_set):
+        return np.zeros(len(values), dtype=bool)
+    where = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[where] == values
+
+
+class GenerationalNSGAII:
+    """NSGA-II (Deb et al. 2002) one generation at a time, with Optuna's own operators.
+
+    ``NSGAIISampler`` produces one child per ``Study.ask`` through the study's storage (each ask
+    and tell copies trials: about 3 ms a trial in a 30,000-trial study, most of a search's time).
+    Here a whole generation is produced at once: the parents of generation g are Optuna's elite
+    selection (non-domination rank under its constrained domination, then crowding distance) of
+    generation g - 1 and its parents, exactly as ``NSGAIISampler.select_parent`` forms them, and
+    each child comes from Optuna's child generation (binary tournament, uniform crossover with
+    swapping probability 0.5 at crossover probability 0.9, each dimension mutated with probability
+    1 / dimensions), both taken from an ``NSGAIISampler(seed=seed)``
+    (:func:`tuner.optuna_internals.nsga2_operators`). A mutated dimension, and every dimension of
+    the first generation, is drawn uniformly (Optuna's ``RandomSampler``), from this class's own
+    seeded numpy ``Generator``. Configurations are choice-index rows, one column per dimension in
+    the space's order; dimensions with a single choice are not sampled (Optuna leaves them out of
+    its relative search space too).
+
+    A resumed search starts from the elite of every configuration the study holds (:meth:`seed_parents`):
+    the parents that generation-by-generation selection keeps converge to the same rank-and-crowding
+    elite, and the stored trials carry no generation number.
+    """
+
+    def __init__(self, dimensions: dict[str, tuple], directions: Sequence[str], seed: int, population_size: int = 50):
+        from types import SimpleNamespace
+
+        from optuna.distributions import BaseDistribution, CategoricalDistribution
+        from optuna.study import StudyDirection
+
+        from tuner.optuna_internals import nsga2_operators
+
+        self.names = list(dimensions)
+        self.sizes = np.array([len(dimensions[n]) for n in self.names], dtype=np.int64)
+        self.population_size = population_size
+        operators = nsga2_operators(NSGAIISampler(seed=seed, population_size=population_size))
+        self._select_elite, self._make_child = operators
+        # The operators read the study's directions only.
+        self._study = SimpleNamespace(directions=[StudyDirection[d.upper()] for d in directions])
+        self._sampled = [j for j, n in enumerate(self.sizes) if n > 1]
+        self._space: dict[str, BaseDistribution] = {
+            self.names[j]: CategoricalDistribution(tuple(range(int(self.sizes[j])))) for j in self._sampled
+        }
+        self._draw_rng = np.random.default_rng(seed)
+        self.parents: list[FrozenTrial] = []
+        self._population: list[FrozenTrial] = []  # the generation told since the last ask
+        self._told = 0
+
+    def seed_parents(self, indices: np.ndarray, values: np.ndarray, constraints: np.ndarray) -> None:
+        """Start from configurations a study holds (call once per part of them, in any number
+        of parts): the parents become the elite of the parents so far and this part, so memory
+        holds one part at a time."""
+        if len(indices):
+            self.tell(indices, values, constraints)
+            self.parents = self._select_elite(self._study, self._population + self.parents)
+            self._population = []
+
+    def ask(self, count: int) -> np.ndarray:
+        """``count`` children of the current parents (uniform draws before any are told)."""
+        if self._population:
+            self.parents = self._select_elite(self._study, self._population + self.parents)
+            self._population = []
+        children = self._draw_rng.integers(0, self.sizes, size=(count, len(self.sizes)), dtype=np.int64)
+        if self.parents:
+            for row in range(count):
+                child = self._make_child(self._study, self._space, self.parents)
+                for j in self._sampled:
+                    choice = child.get(self.names[j])
+                    if choice is not None:  # absent: mutated, i.e. the uniform draw stays
+                        children[row, j] = choice
+        return children
+
+    def tell(self, indices: np.ndarray, values: np.ndarray, constraints: np.ndarray) -> None:
+        """Completed children: choice-index rows, objective values (n, objectives) and
+        constraint values (n, constraints; > 0 violated). A NaN constraint counts as violated
+        (+inf): Optuna's NSGA-II refuses NaN, and the project reads NaN as infeasible."""
+        from optuna.trial import FrozenTrial, TrialState
+
+        constraints = np.where(np.isnan(constraints), np.inf, constraints)
+        rows = zip(indices.tolist(), values.tolist(), constraints.tolist(), strict=True)
+        for row, values_row, constraints_row in rows:
+            self._population.append(
+                FrozenTrial(
+                    number=self._told,
+                    state=TrialState.COMPLETE,
+                    value=None,
+                    values=values_row,
+                    datetime_start=None,
+                    datetime_complete=None,
+                    params={self.names[j]: row[j] for j in self._sampled},
+                    distributions=self._space,
+                    user_attrs={},
+                    system_attrs={"constraints": constraints_row},
+                    intermediate_values={},
+                    trial_id=self._told,
+                )
+            )
+            self._told += 1

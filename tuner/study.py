@@ -96,8 +96,8 @@ def make_sampler(name: str, seed: int, study: CompiledStudy) -> optuna.samplers.
     if name == "nsga2":
         return IncrementalNSGAIISampler(seed=seed)
     if name == "tpe":
-        # Batches are asked before any is told: the constant liar keeps a batch from piling up.
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+        # Fitted once per batch (nothing completes within one); the batch's repeats are replaced.
+        return optuna_internals.BatchTPESampler(seed=seed, multivariate=True, constant_liar=False)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise InvalidInputError("sampler", f"unknown sampler {name!r}", f"use one of {', '.join(SAMPLERS)}")
@@ -307,7 +307,7 @@ def run_search(
     storage, stored = open_study(spec, storage_url, compiled)
     study_id = with_retries(lambda: storage.get_study_id_from_name(stored.study_name), storage_url)
     fmt = TrialFormat(compiled, stored.user_attrs)
-    if fmt.compact and sampler_name in ("random", "exhaustive"):
+    if fmt.compact and sampler_name in ("random", "exhaustive", "nsga2"):
         # Neither reads the history: the configurations held (one integer each) are all a
         # resume needs, read in one query whatever the study's size.
         existing: list[FrozenTrial] = []
@@ -325,6 +325,7 @@ def run_search(
     start = time.monotonic()
     interrupted = exhausted = False
     added = 0
+    random_run = _RandomRun()  # what a compact random search wrote, interrupted or not
     try:
         if sampler_name == "exhaustive" and fmt.compact:
             from tuner import exhaustive
@@ -336,6 +337,17 @@ def run_search(
             added = swept.written
         elif sampler_name == "exhaustive":
             _exhaustive(compiled, fmt, held, writer, on_progress, trials, timeout_s, start, stop)
+        elif sampler_name == "nsga2" and fmt.compact:
+            _nsga2_compact(
+                random_run, compiled, storage, study_id, storage_url, held, budget, share, timeout_s, start,
+                seed if seed is not None else spec.seed, flush_interval_s, on_progress, stop,
+            )  # fmt: skip
+        elif sampler_name == "random" and fmt.compact:
+            _random_compact(
+                random_run, compiled, storage, study_id, storage_url, held, budget, share, timeout_s, start,
+                seed if seed is not None else spec.seed, batch_size or _RANDOM_BATCH, flush_interval_s,
+                on_progress, stop,
+            )  # fmt: skip
         else:
             chosen = make_sampler(sampler_name, seed if seed is not None else spec.seed, compiled)
             # NSGA-II: one batch per generation, so each generation's children see all parents.
@@ -351,6 +363,8 @@ def run_search(
     finally:
         writer.flush()
     interrupted = interrupted or stop()
+    added += random_run.written
+    exhausted = exhausted or random_run.exhausted
     return SearchResult(
         spec.name,
         storage_url,
@@ -408,6 +422,156 @@ def _sample(
         if on_progress:
             on_progress(done, limit)
     return distinct.exhausted and done < limit
+
+
+#: Candidates a compact random search scores per cost-model call (one call per batch; on_progress
+#: and the stop check between batches). 256 amortizes the call's fixed cost (about 4 ms) while a
+#: batch stays well under the flush interval.
+_RANDOM_BATCH = 256
+
+
+@dataclass
+class _RandomRun:
+    """What a compact random or NSGA-II search wrote (read even when it was interrupted)."""
+
+    written: int = 0
+    exhausted: bool = False
+
+
+class _BulkTrials:
+    """Scored candidates of a compact study, written every ``flush_interval_s`` in one
+    transaction through the exhaustive sampler's bulk writer (:func:`tuner.exhaustive.write_chunk`:
+    the rows Optuna writes, numbers continuing the study's, the budget kept exactly across
+    workers), retried through a database restart like :class:`~tuner.storage.TrialWriter`."""
+
+    def __init__(self, run, compiled, storage, study_id, storage_url, budget, flush_interval_s) -> None:
+        from optuna.distributions import distribution_to_json
+
+        self.run, self.storage, self.study_id, self.url = run, storage, study_id, storage_url
+        self.budget, self.flush_interval_s = budget, flush_interval_s
+        sizes = [len(c) for c in compiled.space.dimensions.values()]
+        self.distribution_json = distribution_to_json(compact.configuration_distribution(sizes))
+        self.pending: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
+        self.budget_reached = False
+        self._last_flush = time.monotonic()
+
+    def add(self, positions: np.ndarray, evaluation: Evaluation) -> None:
+        self.pending.append((positions, evaluation.values, dict(evaluation.constraint_columns)))
+        if time.monotonic() - self._last_flush >= self.flush_interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        from tuner.exhaustive import write_chunk
+
+        self._last_flush = time.monotonic()  # the interval counts from the start of a flush
+        if not self.pending:
+            return
+        positions = np.concatenate([p for p, _, _ in self.pending])
+        values = np.concatenate([v for _, v, _ in self.pending])
+        constraints = {k: np.concatenate([c[k] for _, _, c in self.pending]) for k in self.pending[0][2]}
+        self.pending = []
+        written = write_chunk(
+            self.storage,
+            self.study_id,
+            positions,
+            values,
+            constraints,
+            self.distribution_json,
+            self.budget,
+            None,
+            retry_url=self.url,
+        )
+        self.run.written += written
+        self.budget_reached = self.budget_reached or written < len(positions)
+
+
+def _random_compact(
+    run, compiled, storage, study_id, storage_url, held, budget, share, timeout_s, start, seed, batch_size,
+    flush_interval_s, on_progress, stop,
+) -> None:  # fmt: skip
+    """Random search of a compact study without Optuna's ask and tell (which cost about 3 ms a
+    trial, most of a search's time): distinct flat indices drawn in batches
+    (:class:`tuner.samplers.DistinctFlatDraws`), each batch scored with one cost-model call and
+    written in bulk (:class:`_BulkTrials`). ``KeyboardInterrupt`` propagates after the pending
+    rows are written; ``run`` says what was written."""
+    from tuner.samplers import DistinctFlatDraws
+
+    names = list(compiled.space.dimensions)
+    sizes = [len(c) for c in compiled.space.dimensions.values()]
+    draws = DistinctFlatDraws(int(np.prod(sizes, dtype=np.int64)), seed, held)
+    writer = _BulkTrials(run, compiled, storage, study_id, storage_url, budget, flush_interval_s)
+    scored = len(held)
+    limit = budget if share is None else min(budget, scored + share)
+    try:
+        while scored < limit and not writer.budget_reached:
+            if stop() or (timeout_s is not None and time.monotonic() - start >= timeout_s):
+                break
+            if draws.unseen == 0:
+                run.exhausted = True
+                break
+            positions = draws.take(min(batch_size, limit - scored))
+            writer.add(positions, evaluate(compiled, compact.unflatten(positions, names, sizes)))
+            scored += len(positions)
+            if on_progress:
+                on_progress(scored, limit)
+    finally:
+        writer.flush()
+
+
+def _nsga2_compact(
+    run, compiled, storage, study_id, storage_url, held, budget, share, timeout_s, start, seed, flush_interval_s,
+    on_progress, stop,
+) -> None:  # fmt: skip
+    """NSGA-II on a compact study, a generation at a time (:class:`tuner.samplers.GenerationalNSGAII`:
+    Optuna's selection, crossover and mutation, without a ``Study.ask`` per child), each
+    generation scored with one cost-model call and written in bulk (:class:`_BulkTrials`). A
+    child the study holds is replaced as :mod:`tuner.distinct` replaces it (a single-dimension
+    mutation first). A resume starts from the elite of the stored configurations, re-scored."""
+    from tuner.samplers import GenerationalNSGAII
+
+    names = list(compiled.space.dimensions)
+    sizes = [len(c) for c in compiled.space.dimensions.values()]
+    nsga = GenerationalNSGAII(compiled.space.dimensions, compiled.directions, seed)
+    distinct = DistinctConfigurations(compiled.space.dimensions, seed, mutate=True)
+    distinct.add_flat(held)
+    for begin in range(0, len(held), 100_000):  # the stored trials, re-scored (a resume)
+        part = np.sort(held)[begin : begin + 100_000]
+        indices = compact.unflatten(part, names, sizes)
+        evaluation = evaluate(compiled, indices)
+        nsga.seed_parents(np.stack(list(indices.values()), axis=1), evaluation.values, _constraint_matrix(evaluation))
+    writer = _BulkTrials(run, compiled, storage, study_id, storage_url, budget, flush_interval_s)
+    scored = len(held)
+    limit = budget if share is None else min(budget, scored + share)
+    try:
+        while scored < limit and not writer.budget_reached:
+            if stop() or (timeout_s is not None and time.monotonic() - start >= timeout_s):
+                break
+            if distinct.exhausted:
+                run.exhausted = True
+                break
+            children = nsga.ask(min(nsga.population_size, limit - scored, distinct.unseen))
+            for row in range(len(children)):
+                key = tuple(children[row].tolist())
+                if key in distinct:
+                    key = distinct.replacement(key)
+                    children[row] = key
+                distinct.add(key)
+            indices = dict(zip(names, children.T, strict=True))
+            evaluation = evaluate(compiled, indices)
+            nsga.tell(children, evaluation.values, _constraint_matrix(evaluation))
+            writer.add(compact.flat_indices(indices, sizes), evaluation)
+            scored += len(children)
+            if on_progress:
+                on_progress(scored, limit)
+    finally:
+        writer.flush()
+
+
+def _constraint_matrix(evaluation: Evaluation) -> np.ndarray:
+    """(n, constraints), also when the study has none."""
+    if not evaluation.constraint_columns:
+        return np.zeros((len(evaluation.values), 0))
+    return evaluation.constraints
 
 
 def _ask_distinct(memory: optuna.Study, dists, distinct: DistinctConfigurations) -> optuna.Trial:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import optuna
+import numpy as np
 import pytest
-from optuna.distributions import CategoricalDistribution
+import scipy.stats
 
 from cli_helpers import run_cli
 from search_spaces.space import compile_study
 from search_spaces.spec import parse_spec
+from tuner import compact
 from tuner.distinct import DistinctConfigurations
 from tuner.pareto import load_study
 from tuner.study import run_search, run_worker
@@ -100,19 +101,54 @@ def test_a_worker_started_after_another_does_not_repeat_it(tmp_path: Path) -> No
     assert len(configs) == len(set(configs)) == SIZE
 
 
-def test_samples_are_unchanged_while_the_sampler_proposes_unseen_configurations(tmp_path: Path) -> None:
-    """Up to the sampler's first repeat, the trials are Optuna's own draws; from there on, none repeats."""
+def _flat(url: str, spec: dict) -> list[int]:
+    space = compile_study(parse_spec(spec)).space
+    params = [dict(c) for c in _configs(url)]
+    sizes = [len(c) for c in space.dimensions.values()]
+    return compact.flat_indices(space.indices_of(params), sizes).tolist()
+
+
+def test_random_search_is_the_seeded_stream_of_distinct_uniform_draws(tmp_path: Path) -> None:
+    """A compact study's random search draws flat configuration indices from numpy's
+    ``default_rng(seed)`` in blocks of 4,096, keeping each one's first occurrence
+    (tuner.samplers.DistinctFlatDraws): written out here with numpy alone."""
+    spec = {**SPEC, "space": {**SPEC["space"], "batch": list(range(1, 257))}}
+    size = compile_study(parse_spec(spec)).space.size
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    run_search(spec, url, trials=300, sampler="random", seed=7)
+    block = np.random.default_rng(7).integers(0, size, size=4096, dtype=np.int64)
+    expected = list(dict.fromkeys(block.tolist()))[:300]
+    assert _flat(url, spec) == expected
+
+
+def test_random_search_depends_on_the_seed_only(tmp_path: Path) -> None:
+    """Same seed, same trials, whatever the batch size and however a run is split by resumes;
+    another seed, other trials."""
+    spec = {**SPEC, "space": {**SPEC["space"], "batch": list(range(1, 257))}}
+    urls = [f"sqlite:///{tmp_path / f'{i}.db'}" for i in range(4)]
+    run_search(spec, urls[0], trials=500, sampler="random", seed=3)
+    run_search(spec, urls[1], trials=500, sampler="random", seed=3, batch_size=7)
+    run_search(spec, urls[2], trials=130, sampler="random", seed=3)
+    run_search(spec, urls[2], trials=500, sampler="random", seed=3)
+    run_search(spec, urls[3], trials=500, sampler="random", seed=4)
+    first = _flat(urls[0], spec)
+    assert len(set(first)) == 500
+    assert _flat(urls[1], spec) == first and _flat(urls[2], spec) == first
+    assert len(set(_flat(urls[3], spec)) & set(first)) < 100  # 500 of 6,144: about 41 in common by chance
+
+
+def test_random_search_covers_each_dimension_uniformly(tmp_path: Path) -> None:
+    """Each dimension's choices are drawn equally often (chi-squared test at 0.1 %), as Optuna's
+    RandomSampler draws them, and the configurations are distinct."""
     spec = {**SPEC, "space": {**SPEC["space"], "batch": list(range(1, 257))}}
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    run_search(spec, url, trials=30, sampler="random", seed=7)
-    space = compile_study(parse_spec(spec)).space
-    dists = {name: CategoricalDistribution(list(c)) for name, c in space.dimensions.items()}
-    plain = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=7))
-    expected = [tuple(sorted(plain.ask(dists).params.items())) for _ in range(30)]
-    first_repeat = next(i for i, c in enumerate(expected) if c in expected[:i])  # seed 7: a birthday
-    assert first_repeat >= 10
-    stored = _configs(url)
-    assert stored[:first_repeat] == expected[:first_repeat] and len(set(stored)) == 30
+    run_search(spec, url, trials=1500, sampler="random", seed=11)
+    configs = [dict(c) for c in _configs(url)]
+    assert len({tuple(sorted(c.items())) for c in configs}) == 1500
+    for name, choices in compile_study(parse_spec(spec)).space.dimensions.items():
+        if len(choices) > 1:
+            counts = [sum(c[name] == choice for c in configs) for choice in choices]
+            assert scipy.stats.chisquare(counts).pvalue > 1e-3, (name, counts)
 
 
 def test_replacements_are_unseen_until_the_space_is_full() -> None:

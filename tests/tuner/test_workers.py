@@ -31,7 +31,7 @@ SPEC = {
     "hardware": "l4",
     "workload": {"prompt_len": 512, "gen_len": 64},
     # 30,720 configurations: searches never repeat one, so the space must outlast every budget here
-    # (and the killed searches' 2,000,000 trials long enough to be killed).
+    # (the searches killed or interrupted use BIG_SPACE).
     "space": {
         "chips": [1, 2, 4],
         "batch": list(range(1, 129)),
@@ -190,9 +190,14 @@ def _wait_for_trials(url: str, at_least: int, timeout_s: float = 60.0) -> int:
     raise AssertionError(f"no {at_least} trials within {timeout_s} s")
 
 
+#: 983,040 configurations: a random search writes several thousand trials a second, and would hold
+#: all 30,720 of SPEC's before the polling below sees 500 and kills it (the resume then adds none).
+BIG_SPACE = {**SPEC["space"], "batch": list(range(1, 4097))}
+
+
 def test_sigkill_then_resume_keeps_flushed_trials_and_finishes(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'crash.db'}"
-    spec = _write_spec(tmp_path)
+    spec = _write_spec(tmp_path, space=BIG_SPACE)
     process = _start_search(spec, url, trials=2_000_000)
     try:
         _wait_for_trials(url, 500)
@@ -222,7 +227,7 @@ def test_sigterm_flushes_and_exits_143(tmp_path: Path) -> None:
     """What a container runtime sends: the search stops between batches, every finished trial is
     written, and the exit code is 128 + SIGTERM."""
     url = f"sqlite:///{tmp_path / 'term.db'}"
-    spec = _write_spec(tmp_path)
+    spec = _write_spec(tmp_path, space=BIG_SPACE)
     process = _start_search(spec, url, trials=2_000_000)
     _wait_for_trials(url, 200)
     process.send_signal(signal.SIGTERM)
@@ -236,7 +241,7 @@ def test_sigterm_flushes_and_exits_143(tmp_path: Path) -> None:
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'interrupt.db'}"
-    spec = _write_spec(tmp_path)
+    spec = _write_spec(tmp_path, space=BIG_SPACE)
     process = _start_search(spec, url, trials=2_000_000)
     _wait_for_trials(url, 200)
     process.send_signal(signal.SIGINT)

@@ -1,0 +1,132 @@
+"""NSGA-II a generation at a time (tuner.samplers.GenerationalNSGAII) finds fronts as good as
+Optuna's NSGAIISampler, asked one trial at a time, on the same study and budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from search_spaces.space import compile_study, evaluate
+from search_spaces.spec import parse_spec
+from tuner.optuna_internals import hypervolume
+from tuner.pareto import load_study
+from tuner.samplers import GenerationalNSGAII
+from tuner.study import distributions, run_search
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# 256 batches x 3 weight formats x 2 KV formats x 2 decode layouts x 2 prefill layouts = 6,144.
+SPEC = {
+    "name": "nsga",
+    "model": "llama-3-8b",
+    "hardware": "l4",
+    "workload": {"prompt_len": 512, "gen_len": 64},
+    "space": {
+        "chips": [1],
+        "batch": list(range(1, 257)),
+        "weight_bits": [16, 8, 4],
+        "kv_bits": [16, 8],
+        "decode_ffn_layout": ["ws_1d", "ws_2d"],
+        "prefill_ffn_layout": ["ws_1d", "ws_2d"],
+    },
+    "objectives": [{"metric": "decode.step_latency_s"}, {"metric": "decode.cost_chip_s_per_token"}],
+    "sampler": "nsga2",
+    "seed": 0,
+    "trials": 400,
+}
+TRIALS = 400
+
+
+def _ours(tmp_path: Path, seed: int) -> np.ndarray:
+    url = f"sqlite:///{tmp_path / f'ours{seed}.db'}"
+    run_search(SPEC, url, trials=TRIALS, seed=seed)
+    trials = load_study(SPEC["name"], url).trials
+    assert len(trials) == TRIALS
+    return np.array([t.values for t in trials if all(v <= 0 for v in t.constraints.values())])
+
+
+def _optunas(seed: int) -> np.ndarray:
+    """Optuna's NSGAIISampler with its defaults, as tuner.study drove it before: a generation of
+    50 asked, then told, constraints set on each trial."""
+    compiled = compile_study(parse_spec(SPEC))
+    dists = distributions(compiled)
+    study = optuna.create_study(directions=compiled.directions, sampler=optuna.samplers.NSGAIISampler(seed=seed))
+    points = []
+    for _ in range(TRIALS // 50):
+        asked = [study.ask(dists) for _ in range(50)]
+        evaluation = evaluate(compiled, compiled.space.indices_of([t.params for t in asked]))
+        for row, trial in enumerate(asked):
+            for name, column in evaluation.constraint_columns.items():
+                trial.set_constraint(name, float(column[row]))
+            study.tell(trial, [float(v) for v in evaluation.values[row]])
+            if evaluation.feasible[row]:
+                points.append(evaluation.values[row])
+    return np.array(points)
+
+
+def test_fronts_are_as_good_as_optunas_nsga2(tmp_path: Path) -> None:
+    """Hypervolume of the feasible trials (both objectives minimized), against a reference just
+    beyond the worst feasible point either found, over three seeds: ours at least 97 % of Optuna's
+    on average (it also never spends a trial on a repeat, which Optuna's does)."""
+    ours = [_ours(tmp_path, seed) for seed in range(3)]
+    theirs = [_optunas(seed) for seed in range(3)]
+    everything = np.concatenate(ours + theirs)
+    low, high = everything.min(axis=0), everything.max(axis=0)
+    scale = np.where(high > low, high - low, 1.0)
+    reference = np.full(everything.shape[1], 1.1)
+
+    def volume(points: np.ndarray) -> float:
+        return hypervolume((points - low) / scale, reference)
+
+    ours_hv = np.mean([volume(p) for p in ours])
+    theirs_hv = np.mean([volume(p) for p in theirs])
+    assert ours_hv >= 0.97 * theirs_hv, (ours_hv, theirs_hv)
+
+
+def test_children_come_from_the_parents_but_for_mutations() -> None:
+    """After the first generation, a child's choice in each dimension is one of its parents'
+    (uniform crossover, or a copy) unless that dimension was mutated (probability 1 / dimensions
+    each): over 40 children of 4 dimensions, most choices are found in the parents."""
+    dims = {"a": tuple(range(50)), "b": tuple(range(50)), "c": tuple(range(50)), "d": tuple(range(50)), "e": (0,)}
+    nsga = GenerationalNSGAII(dims, ["minimize", "minimize"], seed=0, population_size=10)
+    first = nsga.ask(10)
+    assert first.shape == (10, 5) and np.all(first[:, 4] == 0)
+    values = np.stack([first[:, 0] + first[:, 1], first[:, 2] - first[:, 3]], axis=1).astype(float)
+    nsga.tell(first, values, np.zeros((10, 1)))
+    children = nsga.ask(40)
+    parents = np.array([[t.params[n] for n in "abcd"] for t in nsga.parents])
+    assert len(parents) == 10
+    inherited = np.mean([[children[r, j] in parents[:, j] for j in range(4)] for r in range(40)])
+    assert inherited > 0.6  # mutation alone would leave about 3/4; a uniform draw finds a parent's 1 time in 5
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_same_seed_same_study(tmp_path: Path, seed: int) -> None:
+    configs = []
+    for run in range(2):
+        url = f"sqlite:///{tmp_path / f'{seed}-{run}.db'}"
+        run_search(SPEC, url, trials=120, seed=seed)
+        configs.append([tuple(sorted(t.params.items())) for t in load_study(SPEC["name"], url).trials])
+    assert configs[0] == configs[1] and len(set(configs[0])) == 120
+
+
+def test_a_resume_starts_from_the_elite_of_the_stored_trials(tmp_path: Path) -> None:
+    """Parents seeded in parts are the elite of everything seeded: here every seeded point is
+    feasible and non-dominated by construction only on the line x + y = 10, so the parents are
+    points of that line."""
+    dims = {"x": tuple(range(11)), "y": tuple(range(11))}
+    nsga = GenerationalNSGAII(dims, ["minimize", "minimize"], seed=0, population_size=4)
+    grid = np.array([(x, y) for x in range(11) for y in range(11) if x + y >= 10])
+    values = grid.astype(float)
+    for part in np.array_split(np.arange(len(grid)), 5):
+        nsga.seed_parents(grid[part], values[part], np.zeros((len(part), 1)))
+    parents = [(t.params["x"], t.params["y"]) for t in nsga.parents]
+    assert len(parents) == 4 and all(x + y == 10 for x, y in parents)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    run_search(SPEC, url, trials=100, seed=1)
+    run_search(SPEC, url, trials=200, seed=1)  # resumed: 100 more, none a repeat
+    configs = [tuple(sorted(t.params.items())) for t in load_study(SPEC["name"], url).trials]
+    assert len(configs) == len(set(configs)) == 200
