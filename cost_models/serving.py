@@ -378,7 +378,11 @@ def _memory(d: Deployments, w: ServingWorkloads, phase: str, shapes: IterationSh
     else:
         configs, plans = shapes.base, shapes.plans
     weights = weight_bytes_per_chip(configs, d.mesh, d.ffn_layout(phase), plans[phase])
-    ways = kv_ways_by_phase(replace(d, batch=np.maximum(w.max_batch_size, 1.0)))[phase]
+    # The ways at the engine's largest batch; where no row shards attention by batch they do not
+    # depend on it, and the iteration shapes hold them already.
+    ways = None if shapes is None or shapes.kv_ways is None else shapes.kv_ways.get(phase)
+    if ways is None:
+        ways = kv_ways_by_phase(replace(d, batch=np.maximum(w.max_batch_size, 1.0)))[phase]
     # Per token of a request at its longest context (windowed layers hold only their window).
     kv_per_token = configs.kv_bytes_per_token(w.prompt_len + w.gen_len) / ways
     # Live activations of one iteration: the widest intermediate (FFN input of every token) twice,

@@ -55,7 +55,12 @@ def test_open_loop_reuse_equals_scoring_every_iteration(batch_sharded_share: flo
 
     taken: list[int] = []  # sub-batches scored by the reuse (it must have run)
     original_take = serving_module._Setting.take
-    monkeypatch.setattr(serving_module._Setting, "take", lambda s, rows: taken.append(len(rows)) or original_take(s, rows))
+
+    def counted_take(setting: serving_module._Setting, rows: np.ndarray) -> serving_module._Setting:
+        taken.append(len(rows))
+        return original_take(setting, rows)
+
+    monkeypatch.setattr(serving_module._Setting, "take", counted_take)
     fast = serve(d, w, calibration=profile)
     assert taken and min(taken) < n
 
