@@ -24,8 +24,9 @@ scored), so under a calibration profile with fused attention (what every serving
 they are scored as just those: the engine's attention kernel at the chip's sequences and heads
 and one lm_head GEMM, the same functions :func:`cost_models.calibrated_times.calibrated_operator_times`
 calls for those slots (results equal to the full views; tests/cost_models/test_iteration.py).
-Shape-only work (validated configurations, sharding plans) is done once per set of deployments
-(:func:`iteration_shapes`) and shared by every iteration scored on them, and rows with the same
+Shape-only work (validated configurations, sharding plans, the KV split where it does not depend
+on the batch) is done once per set of deployments (:func:`iteration_shapes`) and shared by every
+iteration scored on them, and rows with the same
 deployment and the same whole number of scheduled tokens (a search's discrete concurrencies on a
 few shapes) share one dense view.
 """

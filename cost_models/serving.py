@@ -514,7 +514,7 @@ class _Setting:
         ).latency_s
 
     # Shape-only work and per-workload constants, computed once for every iteration of a loop
-    # (a closed loop scores two iterations, an open loop seven). A frozen dataclass keeps a
+    # (a closed loop scores two iterations, an open loop up to seven). A frozen dataclass keeps a
     # cached_property in its instance dict.
     @cached_property
     def shapes(self) -> IterationShapes:
@@ -699,6 +699,8 @@ def _open_loop(s: _Setting) -> ServingEstimate:
     closed-form, t = (a - b) / (1 - b R (G-1) - c R P); the slopes are taken again through that
     point on the full iteration model (a chord step), and the mean iteration is evaluated there:
     what is not linear (the weight-read floor, the host time) is corrected without a long loop.
+    Rows whose decode sequences and prefill tokens repeat an iteration already scored (pinned at
+    their slots and prefill budget, or a fixed point that did not move) reuse its seconds.
     TTFT adds the M/D/1 wait for the prefill budget. Unstable
     (infinite queue) when prefill work exceeds the budget or decode sequences the slots."""
     w, cap = s.w, _capacity(s)
