@@ -24,8 +24,9 @@ scored), so under a calibration profile with fused attention (what every serving
 they are scored as just those: the engine's attention kernel at the chip's sequences and heads
 and one lm_head GEMM, the same functions :func:`cost_models.calibrated_times.calibrated_operator_times`
 calls for those slots (results equal to the full views; tests/cost_models/test_iteration.py).
-Shape-only work (validated configurations, sharding plans) is done once per set of deployments
-(:func:`iteration_shapes`) and shared by every iteration scored on them, and rows with the same
+Shape-only work (validated configurations, sharding plans, the KV split where it does not depend
+on the batch) is done once per set of deployments (:func:`iteration_shapes`) and shared by every
+iteration scored on them, and rows with the same
 deployment and the same whole number of scheduled tokens (a search's discrete concurrencies on a
 few shapes) share one dense view.
 """
@@ -98,6 +99,21 @@ class IterationShapes:
     # Each row's distinct deployment (every column but batch and lengths, which the dense view
     # replaces or does not read); None: no sharing of dense views between rows.
     shape_id: np.ndarray | None = None
+    # Each phase's KV split ways where they do not depend on the batch (no row shards that phase's
+    # attention by batch: kv_ways_by_phase then reads no batch), else None (computed per view).
+    kv_ways: dict[str, np.ndarray | None] | None = None
+
+    def take(self, index: np.ndarray) -> IterationShapes:
+        """The shapes of the deployments ``index`` (a sub-batch, as ``Deployments.take``)."""
+        return IterationShapes(
+            self.base.take(index),
+            {phase: plan.take(index) for phase, plan in self.plans.items()},
+            self.attention_only,
+            None if self.shape_id is None else self.shape_id[index],
+            None
+            if self.kv_ways is None
+            else {phase: None if ways is None else ways[index] for phase, ways in self.kv_ways.items()},
+        )
 
 
 #: Share dense views between rows only when this share of the rows or fewer is distinct (below,
@@ -138,7 +154,22 @@ def iteration_shapes(
     # batches are the fluid averages they are, not inputs to validate).
     base = d.inference_configs("decode", np.ones(len(d)))
     fast = attention_only and calibration is not None and bool(np.all(base.flash_attention))
-    return IterationShapes(base, sharding_plans(d, base), fast, _shape_id(d) if share_rows else None)
+    return IterationShapes(
+        base, sharding_plans(d, base), fast, _shape_id(d) if share_rows else None, _batch_free_kv_ways(d)
+    )
+
+
+def _batch_free_kv_ways(d: Deployments) -> dict[str, np.ndarray | None] | None:
+    """Each phase's KV split ways, once, for the phases whose attention no row shards by batch:
+    there :func:`~cost_models.deployment.kv_ways_by_phase` reads the batch only through
+    ``where(sharded, gcd(batch, chips), 0)``, all zeros, so the ways are the same at every token
+    count a view scores (the same numbers as computing them per view, which sorts n keys twice).
+    None where the deployments are not single-stage (kv_ways_by_phase raises its own error then,
+    from the view that needs it)."""
+    if not np.all(d.single_stage):
+        return None
+    ways = kv_ways_by_phase(d)
+    return {phase: None if np.any(d.batch_sharded_attention(phase)) else ways[phase] for phase in ways}
 
 
 def _with(d: Deployments, batch: np.ndarray) -> Deployments:
@@ -200,13 +231,17 @@ def _dense_view(
         first, inverse = distinct_rows(shapes.shape_id, tokens)
         if len(first) <= _SHARE_BELOW * n:
             rows = first
+    kv_ways = None if shapes.kv_ways is None else shapes.kv_ways.get(phase)
     if rows is not None:
         d = d.take(rows)
         base, plan, tokens = shapes.base.take(rows), shapes.plans[phase].take(rows), tokens[rows]
+        kv_ways = None if kv_ways is None else kv_ways[rows]
     else:
         base, plan = shapes.base, shapes.plans[phase]
     dense_d = _with(d, tokens)
     dense_configs = replace(base, batch=tokens)
+    if kv_ways is None:
+        kv_ways = kv_ways_by_phase(dense_d)[phase]
     times, _ = operator_times(
         dense_d,
         phase,
@@ -216,7 +251,7 @@ def _dense_view(
         network,
         calibration,
         plan,
-        kv_ways_by_phase(dense_d)[phase],
+        kv_ways,
     )
     if rows is None:
         return times

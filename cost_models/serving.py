@@ -378,7 +378,11 @@ def _memory(d: Deployments, w: ServingWorkloads, phase: str, shapes: IterationSh
     else:
         configs, plans = shapes.base, shapes.plans
     weights = weight_bytes_per_chip(configs, d.mesh, d.ffn_layout(phase), plans[phase])
-    ways = kv_ways_by_phase(replace(d, batch=np.maximum(w.max_batch_size, 1.0)))[phase]
+    # The ways at the engine's largest batch; where no row shards attention by batch they do not
+    # depend on it, and the iteration shapes hold them already.
+    ways = None if shapes is None or shapes.kv_ways is None else shapes.kv_ways.get(phase)
+    if ways is None:
+        ways = kv_ways_by_phase(replace(d, batch=np.maximum(w.max_batch_size, 1.0)))[phase]
     # Per token of a request at its longest context (windowed layers hold only their window).
     kv_per_token = configs.kv_bytes_per_token(w.prompt_len + w.gen_len) / ways
     # Live activations of one iteration: the widest intermediate (FFN input of every token) twice,
@@ -442,6 +446,11 @@ def serve(
     return ServingEstimate(**columns)
 
 
+#: Reuse an open-loop round's iterations for repeated inputs when at least this share of the
+#: rows repeat (below, taking the sub-batch costs about what it saves).
+_REUSE_AT_LEAST = 0.02
+
+
 @dataclass(frozen=True)
 class _Setting:
     d: Deployments
@@ -451,6 +460,35 @@ class _Setting:
     overlap: Overlap
     phase: str
     overheads: EngineOverheads
+
+    def take(self, rows: np.ndarray) -> _Setting:
+        """The setting of the deployments and workloads ``rows``, their shapes taken from this
+        one's (not computed again)."""
+        sub = replace(self, d=self.d.take(rows), w=self.w.take(rows))
+        sub.__dict__["shapes"] = self.shapes.take(rows)  # a cached_property's slot
+        return sub
+
+    def iteration_again(
+        self,
+        decode_seqs: np.ndarray,
+        prefill_tokens: np.ndarray,
+        known: tuple[np.ndarray, np.ndarray, np.ndarray],
+    ) -> np.ndarray:
+        """:meth:`iteration`, scoring only the rows whose inputs differ from an iteration already
+        scored (``known``: its decode sequences, prefill tokens and times): a row's iteration
+        depends on its own deployment, workload and inputs only, so equal inputs give the same
+        seconds (the open loop's later rounds repeat many: a row pinned at its slots and its
+        prefill budget, or one whose fixed point moved no input)."""
+        known_seqs, known_tokens, known_s = known
+        same = (decode_seqs == known_seqs) & (prefill_tokens == known_tokens)
+        count = int(np.count_nonzero(same))
+        if count < _REUSE_AT_LEAST * len(same):  # a few rows: the sub-batch would cost more
+            return self.iteration(decode_seqs, prefill_tokens)
+        out = known_s.copy()
+        rows = np.flatnonzero(~same)
+        if len(rows):
+            out[rows] = self.take(rows).iteration(decode_seqs[rows], prefill_tokens[rows])
+        return out
 
     def iteration(self, decode_seqs: np.ndarray, prefill_tokens: np.ndarray) -> np.ndarray:
         """One iteration: the longer of its GPU time and the engine's host time for it."""
@@ -476,7 +514,7 @@ class _Setting:
         ).latency_s
 
     # Shape-only work and per-workload constants, computed once for every iteration of a loop
-    # (a closed loop scores two iterations, an open loop seven). A frozen dataclass keeps a
+    # (a closed loop scores two iterations, an open loop up to seven). A frozen dataclass keeps a
     # cached_property in its instance dict.
     @cached_property
     def shapes(self) -> IterationShapes:
@@ -661,6 +699,8 @@ def _open_loop(s: _Setting) -> ServingEstimate:
     closed-form, t = (a - b) / (1 - b R (G-1) - c R P); the slopes are taken again through that
     point on the full iteration model (a chord step), and the mean iteration is evaluated there:
     what is not linear (the weight-read floor, the host time) is corrected without a long loop.
+    Rows whose decode sequences and prefill tokens repeat an iteration already scored (pinned at
+    their slots and prefill budget, or a fixed point that did not move) reuse its seconds.
     TTFT adds the M/D/1 wait for the prefill budget. Unstable
     (infinite queue) when prefill work exceeds the budget or decode sequences the slots."""
     w, cap = s.w, _capacity(s)
@@ -670,17 +710,26 @@ def _open_loop(s: _Setting) -> ServingEstimate:
     # Linear model from three iterations: one sequence, a full batch, one sequence and a prompt.
     one = s.iteration(ones, zeros)
     full = np.clip(rate * (gen - 1.0) * 2.0 * one, 2.0, np.maximum(cap.slots, 2.0))
-    per_sequence = (s.iteration(full, zeros) - one) / np.maximum(full - 1.0, 1.0)
+    t_full = s.iteration(full, zeros)
+    per_sequence = (t_full - one) / np.maximum(full - 1.0, 1.0)
     per_token = (s.iteration(ones, uncached) - one) / uncached
     demand = rate * (gen - 1.0)  # decode sequences per second of iteration time
     work = rate * uncached  # prompt tokens per second of iteration time
     t_mean = (one - per_sequence) / np.maximum(1.0 - per_sequence * demand - per_token * work, 0.02)
     p_mix = np.clip(1.0 - np.exp(-rate * t_mean), 1e-9, 1.0)
+    # Iterations already scored, reused where a round's inputs repeat them (the same seconds):
+    # the full batch's decode-only iteration, then each round's own.
+    known_dec: tuple[np.ndarray, np.ndarray, np.ndarray] = (full, zeros, t_full)
+    known_mix: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     for chord in (True, False):
         decoding = np.minimum(demand * t_mean, cap.slots)
         per_mixed = np.minimum(work * t_mean / p_mix, s.prefill_budget(decoding))
-        t_mix = s.iteration(decoding, per_mixed)
-        t_dec = s.iteration(decoding, zeros)
+        if known_mix is None:
+            t_mix = s.iteration(decoding, per_mixed)
+        else:
+            t_mix = s.iteration_again(decoding, per_mixed, known_mix)
+        t_dec = s.iteration_again(decoding, zeros, known_dec)
+        known_mix, known_dec = (decoding, per_mixed, t_mix), (decoding, zeros, t_dec)
         # Whether an iteration holds prefill depends on how long the one before took (arrivals
         # during it): a two-state Markov chain, mixed -> mixed with 1 - exp(-R t_mix), decode ->
         # mixed with 1 - exp(-R t_dec). Long mixed iterations beget mixed iterations.
