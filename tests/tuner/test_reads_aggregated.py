@@ -103,6 +103,28 @@ def test_held_configurations_are_the_stored_configuration_params(stored: str) ->
     assert sorted(optuna_internals.configuration_indices(storage, study_id).tolist()) == expected
 
 
+@pytest.mark.parametrize("other", ["study", "running trial"])
+def test_held_configurations_with_other_trials_in_the_file(stored: str, tmp_path: Path, other: str) -> None:
+    """Another study's trials, or a trial of this study not COMPLETE: this study's COMPLETE
+    trials only (the join), as Optuna's API lists them."""
+    import optuna
+
+    copy = tmp_path / "other.db"
+    copy.write_bytes(Path(stored.removeprefix("sqlite:///")).read_bytes())
+    url = f"sqlite:///{copy}"
+    storage, study_id = _ids(url)
+    if other == "study":
+        extra = optuna.create_study(study_name="other", storage=url)
+        extra.add_trial(optuna.trial.create_trial(params={compact.CONFIGURATION_PARAM: 7}, distributions={
+            compact.CONFIGURATION_PARAM: optuna.distributions.IntDistribution(0, 10)}, value=1.0))  # fmt: skip
+    else:
+        storage.create_new_trial(study_id)  # RUNNING, no params yet
+    trials = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+    expected = sorted(int(t.params[compact.CONFIGURATION_PARAM]) for t in trials)
+    assert len(expected) == 120
+    assert sorted(compact.held_configurations(storage, study_id).tolist()) == expected
+
+
 def test_held_configurations_of_an_empty_study(tmp_path: Path) -> None:
     import optuna
 
