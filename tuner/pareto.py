@@ -289,7 +289,7 @@ def _front_from_database(
     directions = _directions(study)
     study_id = storage.get_study_id_from_name(study.study_name)
     update(0, _READ_STEPS)
-    points = optuna_internals.study_points(storage, study_id, len(directions))
+    points = feasible_points(storage, study_id, len(directions))
     if points is not None:  # our side table: the feasible points, one index range scan
         n_complete, ids, feasible_values = points
         feasible_ids = ids.tolist()
@@ -314,6 +314,47 @@ def _front_from_database(
         loaded = hydrator.hydrate(loaded)
     trials, best_trials = loaded[: len(chosen)], loaded[len(chosen) :]
     return _make_front(study, directions, trials, n_complete, len(feasible_ids), best_trials)
+
+
+def feasible_points(storage: RDBStorage, study_id: int, n_objectives: int) -> tuple[int, np.ndarray, np.ndarray] | None:
+    """:func:`tuner.optuna_internals.study_points`: ``(n_complete, feasible_trial_ids,
+    feasible_values)`` in trial-number order from our points table, or None to read Optuna's
+    tables. SQLite: the ids, numbers and objective blobs of every feasible point concatenated by
+    the database (``group_concat``; a blob is appended byte for byte) into three values, parsed
+    by numpy: 0.08 s of CPU for 196,912 points where one row per point through the driver took
+    0.17-0.23 s, most of it making 400,000 Python objects (bench/bench_reads.py's study)."""
+    with storage.engine.connect() as connection:
+        if connection.dialect.name != "sqlite":
+            return optuna_internals.study_points(storage, study_id, n_objectives)
+        table, trials = optuna_internals.POINTS_TABLE, optuna_internals._TRIALS
+        rows = optuna_internals._driver_rows
+        if not rows(connection, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))[0][0]:
+            return None
+        held, complete = rows(
+            connection,
+            f"SELECT (SELECT COUNT(*) FROM {table} WHERE study_id = ?),"
+            f" (SELECT COUNT(*) FROM {trials} WHERE study_id = ? AND state = 'COMPLETE')",
+            (study_id, study_id),
+        )[0]
+        if held != complete or complete == 0:
+            return None
+        count, ids, blob = rows(
+            connection,
+            "SELECT COUNT(*), group_concat(trial_id, ','), CAST(group_concat(objectives, '') AS BLOB)"
+            f" FROM (SELECT trial_id, objectives FROM {table} WHERE study_id = ? AND feasible = 1 ORDER BY number)",
+            (study_id,),
+        )[0]
+    trial_ids = compact.integers(ids, count)
+    values = np.frombuffer(blob or b"", dtype="<f8")
+    if trial_ids is None or values.size != count * n_objectives:
+        return None
+    # Optuna numbers a study's trials in the order of their ids (RDBStorage counts the study's
+    # trials with a smaller id), and so do tuner's bulk writers: ids that do not increase mean
+    # SQLite did not aggregate the rows in the subquery's order (it always has), or a study not
+    # numbered so; then the rows are read one by one, ORDER BY number.
+    if count > 1 and not np.all(trial_ids[1:] > trial_ids[:-1]):
+        return optuna_internals.study_points(storage, study_id, n_objectives)
+    return int(complete), trial_ids, values.reshape(count, n_objectives)
 
 
 def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:

@@ -311,7 +311,7 @@ def run_search(
         # Neither reads the history: the configurations held (one integer each) are all a
         # resume needs, read in one query whatever the study's size.
         existing: list[FrozenTrial] = []
-        held = with_retries(lambda: optuna_internals.configuration_indices(storage, study_id), storage_url)
+        held = with_retries(lambda: compact.held_configurations(storage, study_id), storage_url)
     else:
         existing = with_retries(
             lambda: storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,)), storage_url

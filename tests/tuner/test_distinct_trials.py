@@ -174,3 +174,33 @@ def test_the_cli_says_when_the_space_is_exhausted(tmp_path: Path, capsys) -> Non
     data = json.loads(out)
     assert (data["trials_added"], data["exhausted"]) == (SIZE, True)
     assert "holds every configuration of the space" in err
+
+
+def test_held_configurations_and_added_keys_are_one_set() -> None:
+    """add_flat keeps the held configurations as sorted flat indices, add keeps a set: together
+    they answer as one set of keys (a reference set of tuples made with numpy's unravel_index)."""
+    dims = {"a": tuple(range(7)), "b": ("x", "y", "z"), "c": (1, 2, 4, 8, 16)}
+    distinct = DistinctConfigurations(dims, seed=3)
+    rng = np.random.default_rng(5)
+    early = [tuple(int(v) for v in rng.integers((7, 3, 5))) for _ in range(6)]
+    for key in early:
+        distinct.add(key)
+    held = rng.integers(0, 105, size=60)  # repeats, and some of the keys added before
+    # (1, 2, 0) is flat 25, what the out-of-range (0, 5, 0) would compute to.
+    held = np.concatenate([held, [np.ravel_multi_index(early[0], (7, 3, 5)), 25]])
+    distinct.add_flat(held)
+    reference = set(early) | set(zip(*(c.tolist() for c in np.unravel_index(held, (7, 3, 5))), strict=True))
+    later = [tuple(int(v) for v in rng.integers((7, 3, 5))) for _ in range(20)]
+    for key in later:  # some already held: counted once
+        distinct.add(key)
+        reference.add(key)
+    every = [(a, b, c) for a in range(7) for b in range(3) for c in range(5)]
+    assert [key in distinct for key in every] == [key in reference for key in every]
+    assert len(distinct) == len(reference) and distinct.unseen == 105 - len(reference)
+    assert (9, 0, 0) not in distinct and (0, 5, 0) not in distinct and "x" not in distinct  # not keys of this space
+    while not distinct.exhausted:  # replacements: unseen ones until the space is full
+        new = distinct.replacement(every[0])
+        assert new not in reference
+        reference.add(new)
+        distinct.add(new)
+    assert reference == set(every)
