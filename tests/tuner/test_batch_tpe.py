@@ -4,6 +4,7 @@ Optuna fits the same estimators on every ask of it."""
 
 from __future__ import annotations
 
+import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution
 
@@ -45,3 +46,70 @@ def test_the_fit_is_reused_within_a_batch_and_renewed_after_it() -> None:
     study.tell(study.ask(SPACE), [0.0, 0.0])
     study.ask(SPACE)
     assert sampler._tuner_fitted is not first and sampler._tuner_fitted[0][0] == 5
+
+
+# A larger space: dimensions of different sizes (the per-dimension tables differ in shape).
+WIDE = {f"q{i}": CategoricalDistribution(list(range(n))) for i, n in enumerate((2, 3, 5, 8, 4, 7))}
+
+
+def _objectives(p: dict) -> list[float]:
+    return [float(p["q0"] * 3 + p["q3"] - p["q5"]), float((p["q2"] - 2) ** 2 + p["q1"] * p["q4"])]
+
+
+def test_acquisition_values_are_optunas_bit_for_bit_on_a_larger_study() -> None:
+    """The per-fit log tables and the per-batch cache give exactly Optuna's log l(x) - log g(x)."""
+    from tuner.optuna_internals import _CategoricalAcquisition
+
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))
+    study.optimize(lambda t: _objectives({k: t.suggest_categorical(k, d.choices) for k, d in WIDE.items()}), 1500)
+    sampler = BatchTPESampler(seed=3, multivariate=True, constant_liar=False)
+    study.sampler = sampler
+    study.ask(WIDE)
+    _, below, above = sampler._tuner_fitted
+    assert len(above._mixture_distribution.weights) > 1000  # the large mixture Optuna evaluates per ask
+    acquisition = _CategoricalAcquisition.of(below, above)
+    assert acquisition is not None
+    rng = np.random.RandomState(7)
+    for size in (24, 24, 300, 5):  # later calls mix cached configurations with new ones
+        samples = below.sample(rng, size)
+        theirs = sampler._compute_acquisition_func(samples, below, above)
+        ours = acquisition(below._transform(samples))
+        assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
+        assert len(np.unique(theirs)) > 1
+
+
+def _wide_history(sampler: optuna.samplers.BaseSampler) -> list[tuple]:
+    """Batches of 64 asked, then told (tuner.study's TPE batch), past a 64-trial random start."""
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    for _ in range(6):
+        asked = [study.ask(WIDE) for _ in range(64)]
+        for trial in asked:
+            study.tell(trial, _objectives(trial.params))
+    return [tuple(t.params.values()) for t in study.trials]
+
+
+def test_same_samples_as_optunas_tpe_on_batches_of_64() -> None:
+    ours = _wide_history(BatchTPESampler(seed=11, multivariate=True, constant_liar=False, n_startup_trials=64))
+    theirs = _wide_history(
+        optuna.samplers.TPESampler(seed=11, multivariate=True, constant_liar=False, n_startup_trials=64)
+    )
+    assert ours == theirs
+    assert len(set(ours[64:])) > 50
+
+
+def test_a_numerical_dimension_falls_back_to_optunas_log_pdf() -> None:
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0), "c": CategoricalDistribution([0, 1, 2])}
+
+    def history(sampler: optuna.samplers.BaseSampler) -> list[tuple]:
+        study = optuna.create_study(sampler=sampler)
+        for _ in range(5):
+            asked = [study.ask(space) for _ in range(8)]
+            for trial in asked:
+                study.tell(trial, (trial.params["x"] - 0.3) ** 2 + trial.params["c"])
+        return [tuple(t.params.values()) for t in study.trials]
+
+    sampler = BatchTPESampler(seed=2, multivariate=True, constant_liar=False, n_startup_trials=8)
+    assert history(sampler) == history(
+        optuna.samplers.TPESampler(seed=2, multivariate=True, constant_liar=False, n_startup_trials=8)
+    )
+    assert sampler._tuner_acquisition is None
