@@ -113,3 +113,40 @@ def test_a_numerical_dimension_falls_back_to_optunas_log_pdf() -> None:
         optuna.samplers.TPESampler(seed=2, multivariate=True, constant_liar=False, n_startup_trials=8)
     )
     assert sampler._tuner_acquisition is None
+
+
+def test_the_completed_trials_it_tracks_are_optunas_filter() -> None:
+    """BatchTPESampler._tuner_done looks only at new and unfinished trials; it must still list what
+    Optuna's state filter lists, in the same order, whatever completes, fails or is pruned when."""
+    from optuna.trial import TrialState
+
+    sampler = BatchTPESampler(seed=0, multivariate=True, constant_liar=False)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    states = (TrialState.COMPLETE, TrialState.PRUNED)
+    checks = 0
+
+    def check() -> None:
+        nonlocal checks
+        expected = study._get_trials(deepcopy=False, states=states, use_cache=True)
+        assert [(t.number, t.state) for t in sampler._tuner_done(study)] == [(t.number, t.state) for t in expected]
+        checks += 1
+
+    check()
+    running = [study.ask(SPACE) for _ in range(6)]
+    check()
+    study.tell(running[3], 1.0)  # a later trial completes first
+    check()
+    study.tell(running[0], state=TrialState.FAIL)
+    study.tell(running[5], state=TrialState.PRUNED)
+    check()
+    running += [study.ask(SPACE) for _ in range(3)]
+    study.tell(running[1], 2.0)
+    check()
+    for trial in running[6:] + [running[2], running[4]]:
+        study.tell(trial, 0.5)
+        check()
+    study.add_trial(
+        optuna.trial.create_trial(params={"p0": 1, "p1": 2, "p2": 3, "p3": 4}, distributions=SPACE, value=3.0)
+    )
+    check()
+    assert len(sampler._tuner_done(study)) == 9 and checks == 10
