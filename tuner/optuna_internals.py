@@ -881,5 +881,5 @@ class _CategoricalAcquisition:
         if new:
             rows = x[list(new.values())]
             values = self._log_pdf(self._below, rows) - self._log_pdf(self._above, rows)
-            self._known.update(zip(new, values.tolist()))
+            self._known.update(zip(new, values.tolist(), strict=True))
         return np.array([self._known[k] for k in keys], dtype=np.float64)
