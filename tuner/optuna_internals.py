@@ -762,6 +762,7 @@ class BatchTPESampler(optuna.samplers.TPESampler):
         self._tuner_fitted: tuple[tuple, Any, Any] | None = None
         self._tuner_acquisition: _CategoricalAcquisition | None = None
         self._tuner_scan: tuple[int, list[FrozenTrial], list[int]] = (0, [], [])
+        self._tuner_repr: tuple[tuple, dict[int, tuple]] = ((), {})
 
     def _tuner_done(self, study: optuna.Study) -> list[FrozenTrial]:
         """The study's COMPLETE and PRUNED trials in number order: what Optuna's
@@ -787,6 +788,41 @@ class BatchTPESampler(optuna.samplers.TPESampler):
         unfinished = [i for i in unfinished if not trials[i].state.is_finished()]
         self._tuner_scan = (len(trials), done, unfinished)
         return done
+
+    def _get_internal_repr(
+        self, trials: list[FrozenTrial], search_space: dict[str, Any], study: optuna.Study
+    ) -> dict[str, np.ndarray]:
+        """Optuna's ``TPESampler._get_internal_repr`` (each trial's params as choice indices, one
+        array per dimension), with each finished trial's indices kept: a finished trial's params
+        never change, and Optuna converts every trial's params again at every fit (two fits per
+        batch, 10 x trials ``to_internal_repr`` calls each: 70 ms at 10,000 trials under cProfile).
+        Categorical spaces only (their indices are ints, so the arrays are Optuna's int64 ones)."""
+        from optuna.distributions import CategoricalDistribution
+
+        if not trials or not all(isinstance(d, CategoricalDistribution) for d in search_space.values()):
+            return super()._get_internal_repr(trials, search_space, study)
+        space = tuple(search_space.items())
+        if self._tuner_repr[0] != space:
+            self._tuner_repr = (space, {})
+        known = self._tuner_repr[1]
+        rows = []
+        for trial in trials:
+            row = known.get(trial._trial_id)
+            if row is None:
+                params = self._get_params(trial, study)
+                row = (
+                    tuple(d.to_internal_repr(params[name]) for name, d in space)
+                    if search_space.keys() <= params.keys()
+                    else ()
+                )
+                if trial.state.is_finished():
+                    known[trial._trial_id] = row
+            if row:
+                rows.append(row)
+        if not rows:
+            return super()._get_internal_repr(trials, search_space, study)
+        table = np.array(rows)
+        return {name: np.ascontiguousarray(table[:, j]) for j, (name, _) in enumerate(space)}
 
     def _sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
         # Optuna's TPESampler._sample_relative, with the completed trials counted by _tuner_done.

@@ -150,3 +150,22 @@ def test_the_completed_trials_it_tracks_are_optunas_filter() -> None:
     study.ask(SPACE)  # Optuna's trial cache is renewed on ask
     check()
     assert len(sampler._tuner_done(study)) == 9 and checks == 11
+
+
+def test_internal_representation_is_optunas() -> None:
+    """The kept choice indices give Optuna's arrays (values and dtype), on first and later fits."""
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=5))
+    study.optimize(lambda t: _objectives({k: t.suggest_categorical(k, d.choices) for k, d in WIDE.items()}), 300)
+    sampler = BatchTPESampler(seed=0, multivariate=True, constant_liar=False)
+    plain = optuna.samplers.TPESampler(seed=0, multivariate=True, constant_liar=False)
+    trials = study.get_trials(deepcopy=False)
+    for subset in (trials[:100], trials, trials[::3], trials[250:] + trials[:10]):
+        ours = sampler._get_internal_repr(subset, WIDE, study)
+        theirs = plain._get_internal_repr(subset, WIDE, study)
+        assert list(ours) == list(theirs)
+        for name in WIDE:
+            assert ours[name].dtype == theirs[name].dtype and np.array_equal(ours[name], theirs[name])
+    assert len(sampler._tuner_repr[1]) == 300
+    assert (
+        sampler._get_internal_repr([], WIDE, study)["q0"].dtype == plain._get_internal_repr([], WIDE, study)["q0"].dtype
+    )
