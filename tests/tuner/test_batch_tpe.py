@@ -68,7 +68,7 @@ def test_acquisition_values_are_optunas_bit_for_bit_on_a_larger_study() -> None:
     _, below, above = sampler._tuner_fitted
     assert len(above._mixture_distribution.weights) > 1000  # the large mixture Optuna evaluates per ask
     acquisition = _CategoricalAcquisition.of(below, above)
-    assert acquisition is not None
+    assert acquisition is not None and acquisition._above[2] is not None  # the one-hot product's path
     rng = np.random.RandomState(7)
     for size in (24, 24, 300, 5):  # later calls mix cached configurations with new ones
         samples = below.sample(rng, size)
@@ -169,3 +169,14 @@ def test_internal_representation_is_optunas() -> None:
     assert (
         sampler._get_internal_repr([], WIDE, study)["q0"].dtype == plain._get_internal_repr([], WIDE, study)["q0"].dtype
     )
+
+
+def test_a_zero_weight_takes_the_gathering_path() -> None:
+    """A zero weight (prior_weight=0) has log -inf, and 0.0 x -inf in a one-hot product is NaN."""
+    from tuner.optuna_internals import _CategoricalAcquisition
+
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(np.array([[0.5, 0.5], [1.0, 0.0]]))
+    assert _CategoricalAcquisition._stacked([log_weights]) is None
+    finite = _CategoricalAcquisition._stacked([np.zeros((2, 3)), np.zeros((4, 3))])
+    assert finite is not None and finite[0].shape == (6, 3) and finite[1].tolist() == [0, 2]
