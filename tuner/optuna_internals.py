@@ -763,6 +763,7 @@ class BatchTPESampler(optuna.samplers.TPESampler):
         self._tuner_acquisition: _CategoricalAcquisition | None = None
         self._tuner_scan: tuple[int, list[FrozenTrial], list[int]] = (0, [], [])
         self._tuner_repr: tuple[tuple, dict[int, tuple]] = ((), {})
+        self._tuner_scores: dict[int, float] = {}
 
     def _tuner_done(self, study: optuna.Study) -> list[FrozenTrial]:
         """The study's COMPLETE and PRUNED trials in number order: what Optuna's
@@ -788,6 +789,50 @@ class BatchTPESampler(optuna.samplers.TPESampler):
         unfinished = [i for i in unfinished if not trials[i].state.is_finished()]
         self._tuner_scan = (len(trials), done, unfinished)
         return done
+
+    def _tuner_split(
+        self, study: optuna.Study, trials: list[FrozenTrial], n_below: int
+    ) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+        """Optuna's ``_split_trials`` (its code, in its order, calling its own splits of the
+        complete and pruned trials), with each finished trial's infeasibility score (the sum of
+        its positive constraints, ``_get_infeasible_trial_score``) kept: Optuna parses every
+        trial's constraints from its system attributes again at every fit, most of the split's
+        0.3-0.5 s at 30,000 trials (cProfile of the split alone)."""
+        from optuna.samplers._tpe import sampler as tpe
+
+        scores = self._tuner_scores
+
+        def score(trial: FrozenTrial) -> float:
+            value = scores.get(trial._trial_id)
+            if value is None:
+                value = tpe._get_infeasible_trial_score(trial)
+                if trial.state.is_finished():
+                    scores[trial._trial_id] = value
+            return value
+
+        complete, pruned, running, infeasible = [], [], [], []
+        for trial in trials:
+            if trial.state == optuna.trial.TrialState.RUNNING:
+                running.append(trial)
+            elif score(trial) > 0:
+                infeasible.append(trial)
+            elif trial.state == optuna.trial.TrialState.COMPLETE:
+                complete.append(trial)
+            elif trial.state == optuna.trial.TrialState.PRUNED:
+                pruned.append(trial)
+            else:
+                raise AssertionError(f"trial {trial.number} is {trial.state.name}")
+        below_complete, above_complete = tpe._split_complete_trials(complete, study, n_below)
+        n_below = max(0, n_below - len(below_complete))
+        below_pruned, above_pruned = tpe._split_pruned_trials(pruned, study, n_below)
+        n_below = max(0, n_below - len(below_pruned))
+        n_below = min(n_below, len(infeasible))
+        ranked = sorted(infeasible, key=score)  # tpe._split_infeasible_trials, with the kept scores
+        below = below_complete + below_pruned + ranked[:n_below]
+        above = above_complete + above_pruned + ranked[n_below:] + running
+        below.sort(key=lambda trial: trial.number)
+        above.sort(key=lambda trial: trial.number)
+        return below, above
 
     def _get_internal_repr(
         self, trials: list[FrozenTrial], search_space: dict[str, Any], study: optuna.Study
@@ -831,14 +876,14 @@ class BatchTPESampler(optuna.samplers.TPESampler):
         return self._sample(study, trial, search_space)
 
     def _sample(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
-        from optuna.samplers._tpe.sampler import _split_trials, default_gamma, default_gamma_multiobjective
+        from optuna.samplers._tpe.sampler import default_gamma, default_gamma_multiobjective
 
         done = self._tuner_done(study)
         key = (len(done), tuple(sorted(search_space)))
         if self._tuner_fitted is None or self._tuner_fitted[0] != key:
             if self._gamma is None:
                 self._gamma = default_gamma if len(study.directions) <= 1 else default_gamma_multiobjective
-            below, above = _split_trials(study, list(done), self._gamma(len(done)))
+            below, above = self._tuner_split(study, done, self._gamma(len(done)))
             mpe_below = self._build_parzen_estimator(study, search_space, below, handle_below=True)
             mpe_above = self._build_parzen_estimator(study, search_space, above, handle_below=False)
             self._tuner_fitted = (key, mpe_below, mpe_above)

@@ -180,3 +180,31 @@ def test_a_zero_weight_takes_the_gathering_path() -> None:
     assert _CategoricalAcquisition._stacked([log_weights]) is None
     finite = _CategoricalAcquisition._stacked([np.zeros((2, 3)), np.zeros((4, 3))])
     assert finite is not None and finite[0].shape == (6, 3) and finite[1].tolist() == [0, 2]
+
+
+def test_the_split_is_optunas() -> None:
+    """_tuner_split (kept infeasibility scores) splits as Optuna's _split_trials: feasible,
+    infeasible and pruned trials, one and two objectives, small and large "below" shares."""
+    from optuna.samplers._tpe.sampler import _split_trials
+    from optuna.trial import TrialState
+
+    rng = np.random.default_rng(3)
+    for directions in (["minimize"], ["minimize", "maximize"]):
+        study = optuna.create_study(directions=directions)
+        for _ in range(400):
+            params = {k: int(rng.integers(len(d.choices))) for k, d in WIDE.items()}
+            state = TrialState.PRUNED if rng.random() < 0.1 and len(directions) == 1 else TrialState.COMPLETE
+            values = None if state == TrialState.PRUNED else [float(rng.integers(20)) for _ in directions]
+            attrs = {"constraints": [float(rng.random() - 0.7), float(rng.random() - 0.9)]}
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=params, distributions=WIDE, values=values, state=state, system_attrs=attrs
+                )
+            )
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        sampler = BatchTPESampler(seed=0)
+        for n_below in (0, 5, 40, 150, 399, 500, 40):  # the last repeats with the scores kept
+            ours = sampler._tuner_split(study, trials, n_below)
+            theirs = _split_trials(study, trials, n_below)
+            assert [[t.number for t in part] for part in ours] == [[t.number for t in part] for part in theirs]
+        assert 0 < sum(score > 0 for score in sampler._tuner_scores.values()) < 400  # both kinds present
