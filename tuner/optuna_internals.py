@@ -948,14 +948,16 @@ class _CategoricalAcquisition:
                 return None
             # Choices x components, so that a candidate's terms are one contiguous row.
             logs = [np.ascontiguousarray(np.log(d.weights).T) for d in mixture.distributions]
-            tables.append((np.log(mixture.weights), logs, cls._stacked(logs)))
+            log_weights = np.log(mixture.weights)
+            tables.append((log_weights, logs, cls._stacked(logs, log_weights)))
         return cls(tables[0], tables[1])
 
     @staticmethod
-    def _stacked(logs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
-        """Every dimension's table stacked (all choices x components) with each dimension's first
-        row, or None where a weight is zero (a one-hot product would give 0 x -inf = NaN)."""
-        stacked = np.concatenate(logs)
+    def _stacked(logs: list[np.ndarray], log_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Every dimension's table stacked (all choices x components), then the log mixture
+        weights as the last row (added last, as Optuna adds them), with each dimension's first
+        row; None where a weight is zero (a one-hot product would give 0 x -inf = NaN)."""
+        stacked = np.concatenate([*logs, log_weights[np.newaxis]])
         if not np.isfinite(stacked).all():
             return None
         return stacked, np.cumsum([0] + [len(t) for t in logs[:-1]])
@@ -972,16 +974,20 @@ class _CategoricalAcquisition:
             table_rows, first_rows = stacked
             one_hot = np.zeros((len(x), len(table_rows)), dtype=np.float64)
             one_hot[np.arange(len(x))[:, None], x + first_rows] = 1.0
+            one_hot[:, -1] = 1.0  # the log mixture weights' row
             weighted_log_pdf = one_hot @ table_rows
         else:
             weighted_log_pdf = np.zeros((len(x), len(log_weights)), dtype=np.float64)
             for i, log_dim in enumerate(logs):
                 weighted_log_pdf += log_dim[x[:, i]]
-        weighted_log_pdf += log_weights[np.newaxis]
+            weighted_log_pdf += log_weights[np.newaxis]
         max_ = weighted_log_pdf.max(axis=1)
         max_[np.isneginf(max_)] = 0  # as Optuna: no (-inf) - (-inf) where the density is zero
+        # Optuna's log(sum(exp(x - max))) + max, in place (the same operations, no temporaries).
+        np.subtract(weighted_log_pdf, max_[:, None], out=weighted_log_pdf)
+        np.exp(weighted_log_pdf, out=weighted_log_pdf)
         with np.errstate(divide="ignore"):
-            return np.log(np.exp(weighted_log_pdf - max_[:, None]).sum(axis=1)) + max_
+            return np.log(weighted_log_pdf.sum(axis=1)) + max_
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """log l - log g at each row of ``samples`` (candidates x dimensions, internal indices)."""

@@ -177,9 +177,9 @@ def test_a_zero_weight_takes_the_gathering_path() -> None:
 
     with np.errstate(divide="ignore"):
         log_weights = np.log(np.array([[0.5, 0.5], [1.0, 0.0]]))
-    assert _CategoricalAcquisition._stacked([log_weights]) is None
-    finite = _CategoricalAcquisition._stacked([np.zeros((2, 3)), np.zeros((4, 3))])
-    assert finite is not None and finite[0].shape == (6, 3) and finite[1].tolist() == [0, 2]
+    assert _CategoricalAcquisition._stacked([log_weights], np.zeros(2)) is None
+    finite = _CategoricalAcquisition._stacked([np.zeros((2, 3)), np.zeros((4, 3))], np.ones(3))
+    assert finite is not None and finite[0].shape == (7, 3) and finite[1].tolist() == [0, 2]
 
 
 def test_the_split_is_optunas() -> None:
