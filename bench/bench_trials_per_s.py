@@ -106,7 +106,9 @@ def time_run_search(spec, sampler: str, trials: int) -> tuple[float, float]:
 
 
 def plain_optuna_sampler(name: str) -> optuna.samplers.BaseSampler:
-    if name == "tpe":  # as tuner.study.make_sampler configures it
+    # TPE: multivariate, as tuner.study.make_sampler asks of its BatchTPESampler; the constant liar
+    # changes nothing in a sequential ``study.optimize`` (no trial runs while another is sampled).
+    if name == "tpe":
         return optuna.samplers.TPESampler(seed=0, multivariate=True, constant_liar=True)
     return optuna.samplers.NSGAIISampler(seed=0) if name == "nsga2" else optuna.samplers.RandomSampler(seed=0)
 

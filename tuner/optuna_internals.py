@@ -729,6 +729,9 @@ def _schema_head() -> str | None:
 # TPE: one fit of the Parzen estimators per batch of asks
 
 
+_DONE_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
 class BatchTPESampler(optuna.samplers.TPESampler):
     """Optuna's ``TPESampler`` whose Parzen estimators are fitted once per batch of asks.
 
@@ -745,11 +748,20 @@ class BatchTPESampler(optuna.samplers.TPESampler):
     fits on the running trials too, is off, and the configurations a batch repeats are replaced as
     :mod:`tuner.distinct` replaces them.
 
-    Why not the public API: the fit and the draw are ``TPESampler._sample`` (overridden here) and
-    its private helpers ``_split_trials``, ``_build_parzen_estimator``,
-    ``_compute_acquisition_func``, ``_compare``, ``_gamma`` and ``_rng``; there is no public hook
-    between them. ``tests/tuner/test_batch_tpe.py`` checks that it samples what Optuna's
-    ``TPESampler(constant_liar=False)`` samples, batch after batch.
+    What else grew with the study on every ask, at 30,000 trials (cProfile of
+    bench/bench_trials_per_s.py --sampler tpe), is done once per batch or once per trial here, each
+    step giving Optuna's own values: the acquisition function over the candidates
+    (:class:`_CategoricalAcquisition`), the list of completed trials (``_tuner_done``), the trials'
+    choice indices (``_get_internal_repr``) and infeasibility scores (``_tuner_split``).
+
+    Why not the public API: the fit and the draw are ``TPESampler._sample`` and
+    ``_sample_relative`` (overridden here) and its private helpers ``_split_complete_trials``,
+    ``_split_pruned_trials``, ``_get_infeasible_trial_score``, ``_get_internal_repr``,
+    ``_get_params``, ``_build_parzen_estimator``, ``_compute_acquisition_func``, ``_compare``,
+    ``_gamma``, ``_n_startup_trials``, ``_n_ei_candidates`` and ``_rng``, with
+    ``Study._get_trials``; there is no public hook between them. ``tests/tuner/test_batch_tpe.py``
+    checks that it samples what Optuna's ``TPESampler(constant_liar=False)`` samples, batch after
+    batch, and each step against Optuna's own function on the pinned version.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -757,25 +769,233 @@ class BatchTPESampler(optuna.samplers.TPESampler):
             raise ValueError("BatchTPESampler fits on completed trials only: constant_liar must be False")
         super().__init__(**kwargs)
         self._tuner_fitted: tuple[tuple, Any, Any] | None = None
+        self._tuner_acquisition: _CategoricalAcquisition | None = None
+        self._tuner_scan: tuple[int, list[FrozenTrial], list[int]] = (0, [], [])
+        self._tuner_repr: tuple[tuple, dict[int, tuple]] = ((), {})
+        self._tuner_scores: dict[int, float] = {}
 
-    def _sample(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
-        from optuna.samplers._tpe.sampler import _split_trials, default_gamma, default_gamma_multiobjective
+    def _tuner_done(self, study: optuna.Study) -> list[FrozenTrial]:
+        """The study's COMPLETE and PRUNED trials in number order: what Optuna's
+        ``study._get_trials(deepcopy=False, states=(COMPLETE, PRUNED), use_cache=True)`` returns.
+
+        Optuna filters the whole trial list on every ask (twice: in ``_sample_relative`` and in
+        ``_sample``; ``Study.ask`` drops its trial cache each time), about 3 ms per ask at 10,000
+        trials (cProfile of bench/bench_trials_per_s.py --sampler tpe). A finished state is final,
+        so this looks only at the trials it has not seen and at those it saw unfinished: O(batch) per
+        ask, and the whole filter again only when one of those has completed (once per batch)."""
         from optuna.trial import TrialState
 
-        done = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED), use_cache=True)
+        trials = study._get_trials(deepcopy=False, use_cache=True)  # a list of references, no copies
+        seen, done, unfinished = self._tuner_scan
+        if len(trials) < seen or any(trials[i].state in _DONE_STATES for i in unfinished):
+            seen, done, unfinished = 0, [], []  # something completed before the end: filter again, in order
+        for i in range(seen, len(trials)):
+            state = trials[i].state
+            if state in _DONE_STATES:
+                done.append(trials[i])
+            elif state in (TrialState.RUNNING, TrialState.WAITING):
+                unfinished.append(i)
+        unfinished = [i for i in unfinished if not trials[i].state.is_finished()]
+        self._tuner_scan = (len(trials), done, unfinished)
+        return done
+
+    def _tuner_split(
+        self, study: optuna.Study, trials: list[FrozenTrial], n_below: int
+    ) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+        """Optuna's ``_split_trials`` (its code, in its order, calling its own splits of the
+        complete and pruned trials), with each finished trial's infeasibility score (the sum of
+        its positive constraints, ``_get_infeasible_trial_score``) kept: Optuna parses every
+        trial's constraints from its system attributes again at every fit, most of the split's
+        0.3-0.5 s at 30,000 trials (cProfile of the split alone)."""
+        from optuna.samplers._tpe import sampler as tpe
+
+        scores = self._tuner_scores
+
+        def score(trial: FrozenTrial) -> float:
+            value = scores.get(trial._trial_id)
+            if value is None:
+                value = tpe._get_infeasible_trial_score(trial)
+                if trial.state.is_finished():
+                    scores[trial._trial_id] = value
+            return value
+
+        complete, pruned, running, infeasible = [], [], [], []
+        for trial in trials:
+            if trial.state == optuna.trial.TrialState.RUNNING:
+                running.append(trial)
+            elif score(trial) > 0:
+                infeasible.append(trial)
+            elif trial.state == optuna.trial.TrialState.COMPLETE:
+                complete.append(trial)
+            elif trial.state == optuna.trial.TrialState.PRUNED:
+                pruned.append(trial)
+            else:
+                raise AssertionError(f"trial {trial.number} is {trial.state.name}")
+        below_complete, above_complete = tpe._split_complete_trials(complete, study, n_below)
+        n_below = max(0, n_below - len(below_complete))
+        below_pruned, above_pruned = tpe._split_pruned_trials(pruned, study, n_below)
+        n_below = max(0, n_below - len(below_pruned))
+        n_below = min(n_below, len(infeasible))
+        ranked = sorted(infeasible, key=score)  # tpe._split_infeasible_trials, with the kept scores
+        below = below_complete + below_pruned + ranked[:n_below]
+        above = above_complete + above_pruned + ranked[n_below:] + running
+        below.sort(key=lambda trial: trial.number)
+        above.sort(key=lambda trial: trial.number)
+        return below, above
+
+    def _get_internal_repr(
+        self, trials: list[FrozenTrial], search_space: dict[str, Any], study: optuna.Study
+    ) -> dict[str, np.ndarray]:
+        """Optuna's ``TPESampler._get_internal_repr`` (each trial's params as choice indices, one
+        array per dimension), with each finished trial's indices kept: a finished trial's params
+        never change, and Optuna converts every trial's params again at every fit (two fits per
+        batch, 10 x trials ``to_internal_repr`` calls each: 70 ms at 10,000 trials under cProfile).
+        Categorical spaces only (their indices are ints, so the arrays are Optuna's int64 ones)."""
+        from optuna.distributions import CategoricalDistribution
+
+        if not trials or not all(isinstance(d, CategoricalDistribution) for d in search_space.values()):
+            return super()._get_internal_repr(trials, search_space, study)
+        space = tuple(search_space.items())
+        if self._tuner_repr[0] != space:
+            self._tuner_repr = (space, {})
+        known = self._tuner_repr[1]
+        rows = []
+        for trial in trials:
+            row = known.get(trial._trial_id)
+            if row is None:
+                params = self._get_params(trial, study)
+                row = (
+                    tuple(d.to_internal_repr(params[name]) for name, d in space)
+                    if search_space.keys() <= params.keys()
+                    else ()
+                )
+                if trial.state.is_finished():
+                    known[trial._trial_id] = row
+            if row:
+                rows.append(row)
+        if not rows:
+            return super()._get_internal_repr(trials, search_space, study)
+        table = np.array(rows)
+        return {name: np.ascontiguousarray(table[:, j]) for j, (name, _) in enumerate(space)}
+
+    def _sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
+        # Optuna's TPESampler._sample_relative, with the completed trials counted by _tuner_done.
+        if search_space == {} or len(self._tuner_done(study)) < self._n_startup_trials:
+            return {}
+        return self._sample(study, trial, search_space)
+
+    def _sample(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
+        from optuna.samplers._tpe.sampler import default_gamma, default_gamma_multiobjective
+
+        done = self._tuner_done(study)
         key = (len(done), tuple(sorted(search_space)))
         if self._tuner_fitted is None or self._tuner_fitted[0] != key:
             if self._gamma is None:
                 self._gamma = default_gamma if len(study.directions) <= 1 else default_gamma_multiobjective
-            below, above = _split_trials(study, list(done), self._gamma(len(done)))
-            self._tuner_fitted = (
-                key,
-                self._build_parzen_estimator(study, search_space, below, handle_below=True),
-                self._build_parzen_estimator(study, search_space, above, handle_below=False),
-            )
+            below, above = self._tuner_split(study, done, self._gamma(len(done)))
+            mpe_below = self._build_parzen_estimator(study, search_space, below, handle_below=True)
+            mpe_above = self._build_parzen_estimator(study, search_space, above, handle_below=False)
+            self._tuner_fitted = (key, mpe_below, mpe_above)
+            self._tuner_acquisition = _CategoricalAcquisition.of(mpe_below, mpe_above)
         _, mpe_below, mpe_above = self._tuner_fitted
         samples_below = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
-        chosen = optuna.samplers.TPESampler._compare(
-            samples_below, self._compute_acquisition_func(samples_below, mpe_below, mpe_above)
-        )
+        if self._tuner_acquisition is not None:
+            values = self._tuner_acquisition(mpe_below._transform(samples_below))
+        else:  # a numerical dimension: Optuna's own evaluation
+            values = self._compute_acquisition_func(samples_below, mpe_below, mpe_above)
+        chosen = optuna.samplers.TPESampler._compare(samples_below, values)
         return {name: dist.to_external_repr(chosen[name]) for name, dist in search_space.items()}
+
+
+class _CategoricalAcquisition:
+    """TPE's acquisition function, log l(x) - log g(x), over a categorical space, for one fit.
+
+    Optuna's ``_MixtureOfProductDistribution.log_pdf`` evaluates, on every ask, the log-density of
+    each of the ``n_ei_candidates`` candidates under every component of the "below" and "above"
+    mixtures: per dimension it gathers the components' weights of the candidate's choice and takes
+    their log, then adds the log mixture weights and reduces with log-sum-exp. The "above" mixture
+    holds about 0.9 x trials components, so at 30,000 trials each ask costs 24 x 27,000 logs per
+    dimension (cProfile of bench/bench_trials_per_s.py --sampler tpe: most of the ask). Within a
+    batch the fit does not change, so here (1) the logs of the components' weight tables are taken
+    once per fit (a dimension's table is components x choices), and a candidate's per-component
+    terms are rows gathered from them; (2) a configuration's value is kept for the rest of the
+    batch, since TPE draws its candidates around the same few good points and a batch's asks draw
+    the same configurations again.
+
+    The arithmetic is Optuna's, operation for operation and in the same order (a zero array, plus
+    each dimension's log weights in the search space's order, plus the log mixture weights, then
+    ``log(sum(exp(x - max))) + max`` along the components), on the candidate's own row: a row's
+    result does not depend on the other rows evaluated with it, so the values, and the candidate
+    chosen, are bit for bit Optuna's (tests/tuner/test_batch_tpe.py compares them).
+
+    Why not the public API: the mixtures are ``_ParzenEstimator._mixture_distribution``
+    (``weights``, and ``distributions`` of ``_BatchedCategoricalDistributions``), private.
+    """
+
+    def __init__(self, below: tuple, above: tuple):
+        self._below, self._above = below, above
+        self._known: dict[bytes, float] = {}
+
+    @classmethod
+    def of(cls, mpe_below: Any, mpe_above: Any) -> _CategoricalAcquisition | None:
+        """None when a dimension is not categorical (Optuna's own log_pdf then)."""
+        from optuna.samplers._tpe.probability_distributions import _BatchedCategoricalDistributions
+
+        tables = []
+        for mpe in (mpe_below, mpe_above):
+            mixture = mpe._mixture_distribution
+            if not all(isinstance(d, _BatchedCategoricalDistributions) for d in mixture.distributions):
+                return None
+            # Choices x components, so that a candidate's terms are one contiguous row.
+            logs = [np.ascontiguousarray(np.log(d.weights).T) for d in mixture.distributions]
+            log_weights = np.log(mixture.weights)
+            tables.append((log_weights, logs, cls._stacked(logs, log_weights)))
+        return cls(tables[0], tables[1])
+
+    @staticmethod
+    def _stacked(logs: list[np.ndarray], log_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Every dimension's table stacked (all choices x components), then the log mixture
+        weights as the last row (added last, as Optuna adds them), with each dimension's first
+        row; None where a weight is zero (a one-hot product would give 0 x -inf = NaN)."""
+        stacked = np.concatenate([*logs, log_weights[np.newaxis]])
+        if not np.isfinite(stacked).all():
+            return None
+        return stacked, np.cumsum([0] + [len(t) for t in logs[:-1]])
+
+    @staticmethod
+    def _log_pdf(table: tuple, x: np.ndarray) -> np.ndarray:
+        log_weights, logs, stacked = table
+        if stacked is not None:
+            # The sum of each candidate's per-dimension terms as one BLAS product: a one-hot row
+            # (1.0 at the candidate's choice of each dimension) times the stacked tables. Each
+            # product is exact (1.0 x term, 0.0 x term), and OpenBLAS accumulates the 50-odd rows
+            # of one product in order from zero, as Optuna's loop does: test_batch_tpe.py checks the
+            # values bit for bit against Optuna's on the pinned numpy.
+            table_rows, first_rows = stacked
+            one_hot = np.zeros((len(x), len(table_rows)), dtype=np.float64)
+            one_hot[np.arange(len(x))[:, None], x + first_rows] = 1.0
+            one_hot[:, -1] = 1.0  # the log mixture weights' row
+            weighted_log_pdf = one_hot @ table_rows
+        else:
+            weighted_log_pdf = np.zeros((len(x), len(log_weights)), dtype=np.float64)
+            for i, log_dim in enumerate(logs):
+                weighted_log_pdf += log_dim[x[:, i]]
+            weighted_log_pdf += log_weights[np.newaxis]
+        max_ = weighted_log_pdf.max(axis=1)
+        max_[np.isneginf(max_)] = 0  # as Optuna: no (-inf) - (-inf) where the density is zero
+        # Optuna's log(sum(exp(x - max))) + max, in place (the same operations, no temporaries).
+        np.subtract(weighted_log_pdf, max_[:, None], out=weighted_log_pdf)
+        np.exp(weighted_log_pdf, out=weighted_log_pdf)
+        with np.errstate(divide="ignore"):
+            return np.log(weighted_log_pdf.sum(axis=1)) + max_
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        """log l - log g at each row of ``samples`` (candidates x dimensions, internal indices)."""
+        x = samples.astype(np.int64)
+        keys = [row.tobytes() for row in x]
+        new = {k: i for i, k in enumerate(keys) if k not in self._known}
+        if new:
+            rows = x[list(new.values())]
+            values = self._log_pdf(self._below, rows) - self._log_pdf(self._above, rows)
+            self._known.update(zip(new, values.tolist(), strict=True))
+        return np.array([self._known[k] for k in keys], dtype=np.float64)

@@ -4,6 +4,7 @@ Optuna fits the same estimators on every ask of it."""
 
 from __future__ import annotations
 
+import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution
 
@@ -45,3 +46,165 @@ def test_the_fit_is_reused_within_a_batch_and_renewed_after_it() -> None:
     study.tell(study.ask(SPACE), [0.0, 0.0])
     study.ask(SPACE)
     assert sampler._tuner_fitted is not first and sampler._tuner_fitted[0][0] == 5
+
+
+# A larger space: dimensions of different sizes (the per-dimension tables differ in shape).
+WIDE = {f"q{i}": CategoricalDistribution(list(range(n))) for i, n in enumerate((2, 3, 5, 8, 4, 7))}
+
+
+def _objectives(p: dict) -> list[float]:
+    return [float(p["q0"] * 3 + p["q3"] - p["q5"]), float((p["q2"] - 2) ** 2 + p["q1"] * p["q4"])]
+
+
+def test_acquisition_values_are_optunas_bit_for_bit_on_a_larger_study() -> None:
+    """The per-fit log tables and the per-batch cache give exactly Optuna's log l(x) - log g(x)."""
+    from tuner.optuna_internals import _CategoricalAcquisition
+
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))
+    study.optimize(lambda t: _objectives({k: t.suggest_categorical(k, d.choices) for k, d in WIDE.items()}), 1500)
+    sampler = BatchTPESampler(seed=3, multivariate=True, constant_liar=False)
+    study.sampler = sampler
+    study.ask(WIDE)
+    _, below, above = sampler._tuner_fitted
+    assert len(above._mixture_distribution.weights) > 1000  # the large mixture Optuna evaluates per ask
+    acquisition = _CategoricalAcquisition.of(below, above)
+    assert acquisition is not None and acquisition._above[2] is not None  # the one-hot product's path
+    rng = np.random.RandomState(7)
+    for size in (24, 24, 300, 5):  # later calls mix cached configurations with new ones
+        samples = below.sample(rng, size)
+        theirs = sampler._compute_acquisition_func(samples, below, above)
+        ours = acquisition(below._transform(samples))
+        assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
+        assert len(np.unique(theirs)) > 1
+
+
+def _wide_history(sampler: optuna.samplers.BaseSampler) -> list[tuple]:
+    """Batches of 64 asked, then told (tuner.study's TPE batch), past a 64-trial random start."""
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    for _ in range(6):
+        asked = [study.ask(WIDE) for _ in range(64)]
+        for trial in asked:
+            study.tell(trial, _objectives(trial.params))
+    return [tuple(t.params.values()) for t in study.trials]
+
+
+def test_same_samples_as_optunas_tpe_on_batches_of_64() -> None:
+    ours = _wide_history(BatchTPESampler(seed=11, multivariate=True, constant_liar=False, n_startup_trials=64))
+    theirs = _wide_history(
+        optuna.samplers.TPESampler(seed=11, multivariate=True, constant_liar=False, n_startup_trials=64)
+    )
+    assert ours == theirs
+    assert len(set(ours[64:])) > 50
+
+
+def test_a_numerical_dimension_falls_back_to_optunas_log_pdf() -> None:
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0), "c": CategoricalDistribution([0, 1, 2])}
+
+    def history(sampler: optuna.samplers.BaseSampler) -> list[tuple]:
+        study = optuna.create_study(sampler=sampler)
+        for _ in range(5):
+            asked = [study.ask(space) for _ in range(8)]
+            for trial in asked:
+                study.tell(trial, (trial.params["x"] - 0.3) ** 2 + trial.params["c"])
+        return [tuple(t.params.values()) for t in study.trials]
+
+    sampler = BatchTPESampler(seed=2, multivariate=True, constant_liar=False, n_startup_trials=8)
+    assert history(sampler) == history(
+        optuna.samplers.TPESampler(seed=2, multivariate=True, constant_liar=False, n_startup_trials=8)
+    )
+    assert sampler._tuner_acquisition is None
+
+
+def test_the_completed_trials_it_tracks_are_optunas_filter() -> None:
+    """BatchTPESampler._tuner_done looks only at new and unfinished trials; it must still list what
+    Optuna's state filter lists, in the same order, whatever completes, fails or is pruned when."""
+    from optuna.trial import TrialState
+
+    sampler = BatchTPESampler(seed=0, multivariate=True, constant_liar=False)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    states = (TrialState.COMPLETE, TrialState.PRUNED)
+    checks = 0
+
+    def check() -> None:
+        nonlocal checks
+        expected = study._get_trials(deepcopy=False, states=states, use_cache=True)
+        assert [(t.number, t.state) for t in sampler._tuner_done(study)] == [(t.number, t.state) for t in expected]
+        checks += 1
+
+    check()
+    running = [study.ask(SPACE) for _ in range(6)]
+    check()
+    study.tell(running[3], 1.0)  # a later trial completes first
+    check()
+    study.tell(running[0], state=TrialState.FAIL)
+    study.tell(running[5], state=TrialState.PRUNED)
+    check()
+    running += [study.ask(SPACE) for _ in range(3)]
+    study.tell(running[1], 2.0)
+    check()
+    for trial in running[6:] + [running[2], running[4]]:
+        study.tell(trial, 0.5)
+        check()
+    trial = optuna.trial.create_trial(params={f"p{i}": i for i in range(4)}, distributions=SPACE, value=3.0)
+    study.add_trial(trial)
+    study.ask(SPACE)  # Optuna's trial cache is renewed on ask
+    check()
+    assert len(sampler._tuner_done(study)) == 9 and checks == 11
+
+
+def test_internal_representation_is_optunas() -> None:
+    """The kept choice indices give Optuna's arrays (values and dtype), on first and later fits."""
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=5))
+    study.optimize(lambda t: _objectives({k: t.suggest_categorical(k, d.choices) for k, d in WIDE.items()}), 300)
+    sampler = BatchTPESampler(seed=0, multivariate=True, constant_liar=False)
+    plain = optuna.samplers.TPESampler(seed=0, multivariate=True, constant_liar=False)
+    trials = study.get_trials(deepcopy=False)
+    for subset in (trials[:100], trials, trials[::3], trials[250:] + trials[:10]):
+        ours = sampler._get_internal_repr(subset, WIDE, study)
+        theirs = plain._get_internal_repr(subset, WIDE, study)
+        assert list(ours) == list(theirs)
+        for name in WIDE:
+            assert ours[name].dtype == theirs[name].dtype and np.array_equal(ours[name], theirs[name])
+    assert len(sampler._tuner_repr[1]) == 300
+    assert (
+        sampler._get_internal_repr([], WIDE, study)["q0"].dtype == plain._get_internal_repr([], WIDE, study)["q0"].dtype
+    )
+
+
+def test_a_zero_weight_takes_the_gathering_path() -> None:
+    """A zero weight (prior_weight=0) has log -inf, and 0.0 x -inf in a one-hot product is NaN."""
+    from tuner.optuna_internals import _CategoricalAcquisition
+
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(np.array([[0.5, 0.5], [1.0, 0.0]]))
+    assert _CategoricalAcquisition._stacked([log_weights], np.zeros(2)) is None
+    finite = _CategoricalAcquisition._stacked([np.zeros((2, 3)), np.zeros((4, 3))], np.ones(3))
+    assert finite is not None and finite[0].shape == (7, 3) and finite[1].tolist() == [0, 2]
+
+
+def test_the_split_is_optunas() -> None:
+    """_tuner_split (kept infeasibility scores) splits as Optuna's _split_trials: feasible,
+    infeasible and pruned trials, one and two objectives, small and large "below" shares."""
+    from optuna.samplers._tpe.sampler import _split_trials
+    from optuna.trial import TrialState
+
+    rng = np.random.default_rng(3)
+    for directions in (["minimize"], ["minimize", "maximize"]):
+        study = optuna.create_study(directions=directions)
+        for _ in range(400):
+            params = {k: int(rng.integers(len(d.choices))) for k, d in WIDE.items()}
+            state = TrialState.PRUNED if rng.random() < 0.1 and len(directions) == 1 else TrialState.COMPLETE
+            values = None if state == TrialState.PRUNED else [float(rng.integers(20)) for _ in directions]
+            attrs = {"constraints": [float(rng.random() - 0.7), float(rng.random() - 0.9)]}
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=params, distributions=WIDE, values=values, state=state, system_attrs=attrs
+                )
+            )
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        sampler = BatchTPESampler(seed=0)
+        for n_below in (0, 5, 40, 150, 399, 500, 40):  # the last repeats with the scores kept
+            ours = sampler._tuner_split(study, trials, n_below)
+            theirs = _split_trials(study, trials, n_below)
+            assert [[t.number for t in part] for part in ours] == [[t.number for t in part] for part in theirs]
+        assert 0 < sum(score > 0 for score in sampler._tuner_scores.values()) < 400  # both kinds present
