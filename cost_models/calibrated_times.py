@@ -13,6 +13,7 @@ from a few kernels of ``tuner measure``) keeps the roofline for that class.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import TypeAlias
 
@@ -292,49 +293,35 @@ def fused_attention_time_s(
             # Every row: no copies; else the rows by index (a gather is several times cheaper
             # than a boolean-mask copy with the mask's rows interleaved).
             r = None if mask is None else np.flatnonzero(mask)
+            b, s, h, kvh, hd, kvb = (_rows(x, r) for x in (batch, c.seq_len, heads, kv_heads, head_dim, kv_bytes))
             if in_decode:
                 dp = (
                     profile.decode_attention.get(cache)
                     or profile.decode_attention.get("bfloat16")
                     or DecodeAttentionParams()
                 )
-                seconds = _blocks_mean(
-                    lambda window, r=r, p=dp: decode_attention_time_s(
-                        _rows(batch, r),
-                        _rows(c.seq_len, r),
-                        _rows(heads, r),
-                        _rows(kv_heads, r),
-                        _rows(head_dim, r),
-                        _rows(kv_bytes, r),
-                        hardware,
-                        p,
-                        window=window,
-                    ),
-                    _rows(share, r),
-                    _rows(c.sliding_window, r),
-                )
+                kernel = functools.partial(decode_attention_time_s, b, s, h, kvh, hd, kvb, hardware, dp)
             else:
                 pp = (
                     profile.prefill_attention.get(f"bfloat16/{cache}")
                     or profile.prefill_attention.get("bfloat16/bfloat16")
                     or PrefillAttentionParams()
                 )
-                seconds = _blocks_mean(
-                    lambda window, r=r, p=pp: prefill_attention_time_s(
-                        _rows(batch, r),
-                        _rows(c.seq_len, r),
-                        _rows(heads, r),
-                        _rows(kv_heads, r),
-                        _rows(head_dim, r),
-                        hardware,
-                        p,
-                        window=window,
-                        # (an array: the kernel model broadcasts it, its annotation says float)
-                        kv_bytes_per_element=_rows(kv_bytes, r),  # type: ignore[arg-type]
-                    ),
-                    _rows(share, r),
-                    _rows(c.sliding_window, r),
+                # (kv_bytes an array: the kernel model broadcasts it, its annotation says float)
+                kernel = functools.partial(
+                    prefill_attention_time_s,
+                    b,
+                    s,
+                    h,
+                    kvh,
+                    hd,
+                    hardware,
+                    pp,
+                    kv_bytes_per_element=kvb,  # type: ignore[arg-type]
                 )
+            seconds = _blocks_mean(
+                lambda window, k=kernel: k(window=window), _rows(share, r), _rows(c.sliding_window, r)
+            )
             if r is None:
                 times = np.asarray(seconds, dtype=np.float64)
             else:

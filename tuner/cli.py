@@ -1119,11 +1119,7 @@ def _calibrate_end_to_end(
 
 
 @cli.command("recommend")
-@click.option(
-    "--model",
-    required=True,
-    help="Catalog name (tuner models), path of a config.json, or a model YAML file (tuner models --template).",
-)
+@MODEL_OPTION
 @click.option(
     "--hardware",
     required=True,
