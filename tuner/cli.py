@@ -1189,9 +1189,12 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
+INTERRUPTED_BEFORE_FINISH = "interrupted before the command finished; run the same command again"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning bad input into one line and exit code 2."""
-    from tuner.signals import commands_started
+    from tuner.signals import Terminated, commands_started
 
     early_exit = commands_started()
     if early_exit is not None:  # Ctrl-C or SIGTERM while the imports loaded
@@ -1212,8 +1215,11 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         # A KeyboardInterrupt that escaped the command: the search loop catches its own (and
         # writes what is finished), so this one came before any trial was being written.
-        click.echo("interrupted before the command finished; run the same command again", err=True)
+        click.echo(INTERRUPTED_BEFORE_FINISH, err=True)
         return 130
+    except Terminated as error:  # SIGTERM outside a search (a search writes its own line)
+        click.echo(INTERRUPTED_BEFORE_FINISH, err=True)
+        return int(error.code)  # type: ignore[arg-type]
     return 0
 
 

@@ -71,6 +71,14 @@ def _is_the_command() -> bool:
     return Path(sys.argv[0]).name == "tuner" or getattr(spec, "name", None) == "tuner.cli"
 
 
+class Terminated(SystemExit):
+    """SIGTERM after ``main()`` began and outside a search: unwinds like ``sys.exit(143)`` (no
+    ``except Exception`` swallows it), and ``main()`` turns it into its one line."""
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGTERM)
+
+
 #: A signal that came before a search took the signals over (see :func:`exit_quietly_on_signals`).
 EARLY = StopRequest()
 _started = False  # main() has begun: the imports are done
@@ -83,8 +91,8 @@ def exit_quietly_on_signals() -> None:
     collection callback that swallows it, and the search would run on): ``main()`` then exits at
     once with 130 / 143, and a search that starts sees it as already requested. Once ``main()``
     runs (:func:`commands_started`), SIGINT is Python's ``KeyboardInterrupt`` again (click says
-    "interrupted", exit 130) and SIGTERM exits 143. Only where the defaults are still in place,
-    in the main thread of the command itself."""
+    "interrupted", exit 130) and SIGTERM raises :class:`Terminated` (one line, exit 143). Only
+    where the defaults are still in place, in the main thread of the command itself."""
     if not _is_the_command() or threading.current_thread() is not threading.main_thread():
         return
 
@@ -94,7 +102,7 @@ def exit_quietly_on_signals() -> None:
             return
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
-        raise SystemExit(128 + signum)
+        raise Terminated
 
     for sig in SIGNALS:
         if signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler):

@@ -68,3 +68,18 @@ def test_a_signal_at_any_moment_is_one_line_and_the_right_exit_code(
             trials = []
         assert sorted(t.number for t in trials) == list(range(len(trials)))
         assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+
+def test_sigterm_after_the_imports_and_outside_a_search_is_one_line_and_143() -> None:
+    """The window between ``main()`` starting and a search taking the signals over (a CI run sent
+    SIGTERM there at 1.2 s: exit 143 with an empty stderr). The command sends itself SIGTERM from
+    inside a command, deterministically."""
+    script = (
+        "import os, signal, sys, time; sys.argv[0] = 'tuner'; import tuner.cli as c\n"
+        "def hang(*a, **k):\n    os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)\n"
+        "c.cli.commands['hardware'].callback = hang\n"
+        "sys.exit(c.main(['hardware']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 143, done.stderr
+    assert done.stderr.strip().splitlines() == ["interrupted before the command finished; run the same command again"]
