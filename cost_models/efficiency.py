@@ -271,6 +271,13 @@ def gemm_roofline_s(m, n, k, gemm_format: str, chip: HardwareSpec) -> np.ndarray
 # ---------------------------------------------------------------------------------------------
 
 
+#: Head dims at which PrefillAttentionParams carries a kernel speed (``head_dim_eff_<d>``): the
+#: head dims of the kernel database (data/kernels/context_attention_perf.csv.gz).
+HEAD_DIMS: tuple[int, ...] = (64, 128, 192, 256, 512)
+#: Most a head dim's kernel may differ in speed from the group's reference kernel, either way.
+HEAD_DIM_EFF_MAX = 10.0
+
+
 def causal_pairs(isl, window=0) -> np.ndarray:
     """(query, key) pairs a causal attention over ``isl`` tokens scores, per sequence and head:
     isl*(isl+1)/2, or with a sliding window w > 0 each query sees at most w keys."""
@@ -296,6 +303,16 @@ class PrefillAttentionParams(_Params):
     launch_s: float = Field(default=0.0, ge=0)
     combine_power: float | None = Field(default=None, ge=1, le=16)
     per_tile_s: float = Field(default=0.0, ge=0)
+    #: Keys beyond the window a query still scores (key-block granularity; huge: the kernel does
+    #: not skip the keys outside the window). See prefill_attention_time_s.
+    window_extra_keys: float = Field(default=float(TILE_M), ge=0)
+    #: Speed of the kernel at head_dim 64/128/192/256/512 relative to the one compute_eff and
+    #: softmax_s_per_pair describe (1: the same); see prefill_attention_time_s.
+    head_dim_eff_64: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
+    head_dim_eff_128: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
+    head_dim_eff_192: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
+    head_dim_eff_256: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
+    head_dim_eff_512: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_eff": FitSpec(0.02, 1.0, start=0.5),
@@ -305,7 +322,19 @@ class PrefillAttentionParams(_Params):
         "wave_weight": FitSpec(0.0, 1.0, start=0.3),
         "launch_s": FitSpec(1e-7, 1e-4, log=True, start=5e-6),
         "combine_power": FitSpec(1.0, 16.0, start=2.0),
+        "window_extra_keys": FitSpec(1.0, 1e6, log=True, start=float(TILE_M)),
+        **{
+            f"head_dim_eff_{d}": FitSpec(1.0 / HEAD_DIM_EFF_MAX, HEAD_DIM_EFF_MAX, log=True, start=1.0)
+            for d in HEAD_DIMS
+        },
     }
+
+
+def head_dim_efficiency(params: PrefillAttentionParams, head_dim) -> np.ndarray:
+    """The kernel's relative speed at ``head_dim``: the ``head_dim_eff_<d>`` knots, linear in
+    head_dim between them, the end knots beyond the ends."""
+    knots = [getattr(params, f"head_dim_eff_{d}") for d in HEAD_DIMS]
+    return np.interp(np.asarray(head_dim, dtype=float), HEAD_DIMS, knots)
 
 
 def prefill_attention_time_s(
@@ -330,16 +359,31 @@ def prefill_attention_time_s(
       normalisation, scheduling): b200 sglang bf16 rows with isl=1 and batch 128 take 117-137 us,
       10x what their FLOPs and bytes allow, i.e. ~22 ns per (sequence, head), proportional to
       batch * heads (h=40: 117 us, h=48: 137 us).
-    - a sliding window w is paid at key-block granularity: a block of 128 queries reaches back
-      w + 127 keys, so the kernel scores up to min(isl, w + 128) keys per query (b200 rows with
-      w=128 run ~1.8x slower than w exact pairs allow).
-    - compute = P * (4 * head_dim / (peak * compute_eff) + softmax_s_per_pair) * quant, with
-      P = batch * heads * causal_pairs(isl, window) (QK^T and PV, 2 FLOPs per MAC each), peak of
-      ``compute_format`` (fp8 attention runs fp8 tensor cores). ``softmax_s_per_pair`` is the
+    - a sliding window w is paid at key-block granularity: the kernel scores up to
+      min(isl, w + window_extra_keys) keys per query. Default 128 (a block of 128 queries reaches
+      back w + 127 keys: b200 rows with w=128 run ~1.8x slower than w exact pairs allow). Fitted
+      per group, because some kernels do not skip the keys outside the window at all: SGLang's
+      Triton kernel (head_dim 192 on b200/gb200, 64 and 192 on l40s) with w=128 runs at 0.68-0.89
+      of its own full-causal time at isl 4096-12288 (b200/gb200 sglang rows of equal shape with and
+      without a window; w + 128 keys would be 0.04-0.12), while trtllm torch_flow at isl 8192 runs
+      at 0.27 (w + 128: 0.06).
+    - compute = P * (4 * head_dim / (peak * compute_eff) + softmax_s_per_pair) * quant / e(head_dim),
+      with P = batch * heads * causal_pairs(isl, window) (QK^T and PV, 2 FLOPs per MAC each), peak
+      of ``compute_format`` (fp8 attention runs fp8 tensor cores). ``softmax_s_per_pair`` is the
       exponential and rescaling per score, which tensor cores do not speed up: small head_dim
       kernels are slower per FLOP (h100 trtllm head_dim 64 vs 128 rows). quant is the wave loss of
       batch*heads*ceil(isl/128) query tiles over the SMs, weighted by wave_weight: batch 1 with few
       heads leaves SMs idle.
+    - e(head_dim) (``head_dim_efficiency``, knots head_dim_eff_<d>, default 1) is the speed of the
+      kernel the engine runs at that head dim relative to the group's reference one: engines pick
+      a different kernel per head dim, and head dims a kernel does not support natively run a
+      slower one. Measured on rows with batch * isl >= 4096 (data/kernels/
+      context_attention_perf.csv.gz, median TFLOP/s of 4 * head_dim * pairs): b200 sglang bf16/fp8
+      KV runs flashinfer at head_dim 128 (589) but Triton at 192 (165) and 256 (142); b200 vllm
+      bf16/fp8 KV runs Triton at 192 (56) and flashinfer-trtllm at 64-256 (307-859); l40s sglang
+      bf16 runs Triton at 64 (83) and 192 (110), flashinfer at 128 (175) and 256 (137). Padding
+      192 up to 256 (the 256 kernel's time) does not match these rows: b200 sglang Triton 192 runs
+      at 165 TFLOP/s of its own FLOPs, padding would give 142 * 192 / 256 = 107.
     - memory = Q, K, V, O bytes / (bandwidth * memory_eff): dominant only for short prompts.
     """
     batch, isl, heads, kv_heads, head_dim = (
@@ -347,8 +391,10 @@ def prefill_attention_time_s(
     )
     peak = peak_for_format(chip, compute_format)
     window = np.asarray(window, dtype=float)
-    pairs = batch * heads * causal_pairs(isl, np.where(window > 0, window + TILE_M, 0.0))
+    pairs = batch * heads * causal_pairs(isl, np.where(window > 0, window + params.window_extra_keys, 0.0))
     per_pair = 4.0 * head_dim / (peak * params.compute_eff) + params.softmax_s_per_pair
+    if any(getattr(params, f"head_dim_eff_{d}") != 1.0 for d in HEAD_DIMS):
+        per_pair = per_pair / head_dim_efficiency(params, head_dim)
     units = _compute_units(chip)
     if params.wave_weight > 0 and units is not None:
         tiles = batch * heads * np.ceil(isl / TILE_M)

@@ -28,8 +28,10 @@ from cost_models.calibration import (
 )
 from cost_models.efficiency import (
     ACTIVATION_BYTES,
+    HEAD_DIMS,
     OUTPUT_BYTES,
     QUANTIZES_ACTIVATIONS,
+    TILE_M,
     WEIGHT_BYTES,
     CollectiveParams,
     DecodeAttentionParams,
@@ -222,6 +224,32 @@ def fit_gemm(
 
 # --- attention -------------------------------------------------------------------------------
 
+#: Least distinct attention shapes (heads, kv heads) of one head dim for its own kernel speed
+#: (held-out folds are grouped by shape, so a head dim with one shape could not be tested).
+HEAD_DIM_MIN_SHAPES = 2
+#: Least windowed rows whose prompt outruns the window's reach for window_extra_keys to be fitted.
+WINDOW_MIN_ROWS = 3
+
+
+def prefill_specs(
+    head_dim: np.ndarray, heads: np.ndarray, kv_heads: np.ndarray, isl: np.ndarray, window: np.ndarray
+) -> dict:
+    """The prefill parameters fitted on rows of these shapes: the class's FIT, with a kernel
+    speed ``head_dim_eff_<d>`` for each head dim other than the reference one (128, else the one
+    with most rows; compute_eff carries its speed) that at least HEAD_DIM_MIN_SHAPES attention
+    shapes of the rows have, and ``window_extra_keys`` where WINDOW_MIN_ROWS windowed rows have
+    prompts longer than window + 128 (elsewhere it cannot change a prediction of these rows)."""
+    specs = {k: v for k, v in PrefillAttentionParams.FIT.items() if not k.startswith("head_dim_eff_")}
+    if np.count_nonzero((window > 0) & (isl > window + TILE_M)) < WINDOW_MIN_ROWS:
+        specs.pop("window_extra_keys")
+    dims, counts = np.unique(head_dim, return_counts=True)
+    reference = 128 if 128 in dims else int(dims[np.argmax(counts)])
+    for d in HEAD_DIMS:
+        shapes = {(a, b) for a, b, x in zip(heads, kv_heads, head_dim, strict=True) if x == d}
+        if d != reference and len(shapes) >= HEAD_DIM_MIN_SHAPES:
+            specs[f"head_dim_eff_{d}"] = PrefillAttentionParams.FIT[f"head_dim_eff_{d}"]
+    return specs
+
 
 def fit_prefill(
     table: KernelTable, chip: HardwareSpec, system: str, backend: str, seed: int, folds: int, max_rows: int | None
@@ -233,10 +261,10 @@ def fit_prefill(
     for attn, kv in sorted(set(zip(c["attn_dtype"][here], c["kv_cache_dtype"][here], strict=True))):
         mask = here & (c["attn_dtype"] == attn) & (c["kv_cache_dtype"] == kv)
         rows = _subsample(np.flatnonzero(mask), max_rows, seed)
-        specs = dict(PrefillAttentionParams.FIT)
-        _require_rows(table, rows, len(specs), f"context attention {attn}/{kv} on {system}/{backend}")
         b, s, h, hk, d = (c[x][rows] for x in ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim"))
         w = window_all[rows]
+        specs = prefill_specs(d, h, hk, s, w)
+        _require_rows(table, rows, len(specs), f"context attention {attn}/{kv} on {system}/{backend}")
         measured = c["latency"][rows] * 1e-3
         fmt: Literal["bfloat16", "fp8"] = "fp8" if attn == "fp8" else "bfloat16"
         kvb = KV_BYTES.get(kv, 2.0)

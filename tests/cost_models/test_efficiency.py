@@ -170,6 +170,46 @@ def test_prefill_per_tile_cost_and_window_granularity():
     assert windowed == pytest.approx(32 * pairs * 4 * 128 / H100.peak_ops_per_s.bf16, rel=1e-6)
 
 
+def test_prefill_window_extra_keys_no_skipping_kernel():
+    from cost_models.efficiency import PrefillAttentionParams, causal_pairs
+
+    peak = H100.peak_ops_per_s.bf16
+    # A kernel that scores every causal pair despite the window (SGLang Triton): huge extra keys.
+    no_skip = PrefillAttentionParams(window_extra_keys=1e6)
+    t = float(prefill_attention_time_s(1, 8192, 32, 8, 128, H100, no_skip, window=128))
+    assert t == pytest.approx(32 * 8192 * 8193 / 2 * 4 * 128 / peak, rel=1e-6)
+    # 64 extra keys: each query scores up to 1024 + 64 keys (still compute-bound: 147 us of math,
+    # 50 us of bytes).
+    narrow = PrefillAttentionParams(window_extra_keys=64)
+    t = float(prefill_attention_time_s(1, 8192, 32, 8, 128, H100, narrow, window=1024))
+    assert t == pytest.approx(32 * (1088 * 1089 / 2 + (8192 - 1088) * 1088) * 4 * 128 / peak, rel=1e-6)
+    # The default keeps the 128-key blocks (the formula before the field existed).
+    assert PrefillAttentionParams().window_extra_keys == 128
+    assert float(causal_pairs(8192, 0)) == 8192 * 8193 / 2
+
+
+def test_prefill_head_dim_kernel_speed():
+    from cost_models.efficiency import PrefillAttentionParams
+
+    peak = H100.peak_ops_per_s.bf16
+    pairs = 32 * 8192 * 8193 / 2  # one sequence of 8192 tokens, 32 heads: compute-bound
+    base = PrefillAttentionParams(softmax_s_per_pair=1e-15)
+    slow192 = PrefillAttentionParams(softmax_s_per_pair=1e-15, head_dim_eff_192=0.5, head_dim_eff_256=0.8)
+
+    def per_pair_s(head_dim):
+        return 4 * head_dim / peak + 1e-15
+
+    expected_eff = {64: 1.0, 128: 1.0, 160: 0.75, 192: 0.5, 224: 0.65, 256: 0.8, 384: 0.9, 512: 1.0, 576: 1.0}
+    for d, eff in expected_eff.items():
+        t = float(prefill_attention_time_s(1, 8192, 32, 8, d, H100, slow192))
+        # the knots, linear in head_dim between them (160: halfway from 1 to 0.5), flat beyond 512
+        # (head_dim_eff_512 left at 1)
+        assert t == pytest.approx(pairs * per_pair_s(d) / eff, rel=1e-6), d
+        assert float(prefill_attention_time_s(1, 8192, 32, 8, d, H100, base)) == pytest.approx(
+            pairs * per_pair_s(d), rel=1e-6
+        )
+
+
 def test_collective_protocol_switch_steps_up():
     from cost_models.efficiency import CollectiveParams
 

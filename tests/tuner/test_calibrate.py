@@ -84,6 +84,27 @@ def test_collectives_target_met_by_every_nccl_group_on_a100_h100_gb200():
             assert error.median <= 0.10, (name, key, error)
 
 
+def test_prefill_specs_fit_a_kernel_speed_per_head_dim_seen_in_two_shapes():
+    from tuner.calibrate import prefill_specs
+
+    #            heads, kv heads, head dim
+    shapes = [(32, 8, 128), (16, 4, 128), (32, 8, 192), (64, 8, 192), (8, 1, 256), (16, 2, 64), (16, 2, 64)]
+    h, hk, d = (np.array([s[i] for s in shapes], dtype=float) for i in range(3))
+    isl, window = np.full(len(shapes), 4096.0), np.zeros(len(shapes))
+    specs = prefill_specs(d, h, hk, isl, window)
+    # 128 is the reference (compute_eff); 192 has two shapes; 256 one shape; 64 one shape twice.
+    assert [k for k in specs if k.startswith("head_dim_eff_")] == ["head_dim_eff_192"]
+    assert "window_extra_keys" not in specs  # no windowed rows
+    # Without 128, the head dim with most rows is the reference: 64 (3 rows), not 192 (2 rows).
+    keep = d != 128
+    d3, h3, hk3 = (np.append(x[keep], v) for x, v in ((d, 64.0), (h, 16.0), (hk, 2.0)))
+    specs = prefill_specs(d3, h3, hk3, np.full(len(d3), 4096.0), np.zeros(len(d3)))
+    assert [k for k in specs if k.startswith("head_dim_eff_")] == ["head_dim_eff_192"]
+    window[:3] = 1024.0
+    assert "window_extra_keys" in prefill_specs(d, h, hk, isl, window)
+    assert "window_extra_keys" not in prefill_specs(d, h, hk, np.full(len(shapes), 1024.0), window)
+
+
 def test_refit_reproduces_stored_cross_validation():
     table = read_kernel_table(REPO_KERNELS / "gemm_perf.csv.gz")
     stored = load_profile("h100-sxm-trtllm").cv_error["gemm/fp8"]
