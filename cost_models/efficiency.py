@@ -308,6 +308,8 @@ class PrefillAttentionParams(_Params):
     #: Keys beyond the window a query still scores (key-block granularity; huge: the kernel does
     #: not skip the keys outside the window). See prefill_attention_time_s.
     window_extra_keys: float = Field(default=float(TILE_M), ge=0)
+    #: Times the prompt's K/V bytes cross HBM, relative to once (see prefill_attention_time_s).
+    kv_bytes_factor: float = Field(default=1.0, gt=0)
     #: Speed of the kernel at head_dim 64/128/192/256/512 relative to the one compute_eff and
     #: softmax_s_per_pair describe (1: the same); see prefill_attention_time_s.
     head_dim_eff_64: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
@@ -325,6 +327,7 @@ class PrefillAttentionParams(_Params):
         "launch_s": FitSpec(1e-7, 1e-4, log=True, start=5e-6),
         "combine_power": FitSpec(1.0, 16.0, start=2.0),
         "window_extra_keys": FitSpec(1.0, 1e6, log=True, start=float(TILE_M)),
+        "kv_bytes_factor": FitSpec(0.1, 100.0, log=True, start=1.0),
         **{
             f"head_dim_eff_{d}": FitSpec(1.0 / HEAD_DIM_EFF_MAX, HEAD_DIM_EFF_MAX, log=True, start=1.0)
             for d in HEAD_DIMS
@@ -386,7 +389,16 @@ def prefill_attention_time_s(
       bf16 runs Triton at 64 (83) and 192 (110), flashinfer at 128 (175) and 256 (137). Padding
       192 up to 256 (the 256 kernel's time) does not match these rows: b200 sglang Triton 192 runs
       at 165 TFLOP/s of its own FLOPs, padding would give 142 * 192 / 256 = 107.
-    - memory = Q, K, V, O bytes / (bandwidth * memory_eff): dominant only for short prompts.
+    - memory = (Q + O bytes + kv_bytes_factor * K, V bytes) / (bandwidth * memory_eff). The K/V
+      bytes get their own weight because the engines move them more than once per prompt: with
+      one weight for all bytes, held-out vLLM rows with few query heads per KV head ran slower
+      than predicted and rows with many ran faster (b200 vllm bf16/fp8-KV: batch 128, isl 32,
+      8 heads on 8 KV heads, d 64 took 54 us, predicted 0.45x; batch 128, isl 256, 32 heads on
+      2 KV heads, d 128 took 262 us, predicted 2.2x; median ratio 0.77 at h/kv 1 and 1.26-1.56
+      at h/kv 16-64). Fitted per group where the rows hold several heads/kv-heads ratios (else it
+      is memory_eff's): vLLM 3-28 (b200 bf16 KV 7.5, fp8 KV 28; h200 3.0, 7.3), SGLang b200 fp8
+      KV 24, TRT-LLM 0.26-1.0; consistent with the engines' attention op also writing the new K/V
+      into the paged cache (fp8: quantized) and reading it back, where TRT-LLM's does not.
     """
     batch, isl, heads, kv_heads, head_dim = (
         np.asarray(x, dtype=float) for x in (batch, isl, heads, kv_heads, head_dim)
@@ -405,7 +417,12 @@ def prefill_attention_time_s(
         quant = 1.0
     compute_s = pairs * per_pair * quant
     act_bytes = 1.0 if compute_format == "fp8" else 2.0
-    memory_bytes = batch * isl * head_dim * (2.0 * heads * act_bytes + 2.0 * kv_heads * kv_bytes_per_element)
+    memory_bytes = (
+        batch
+        * isl
+        * head_dim
+        * (2.0 * heads * act_bytes + 2.0 * kv_heads * kv_bytes_per_element * params.kv_bytes_factor)
+    )
     memory_s = memory_bytes / (chip.memory_bandwidth_bytes_per_s * params.memory_eff)
     fixed_s = params.launch_s
     if params.per_tile_s > 0:

@@ -227,6 +227,9 @@ def fit_gemm(
 #: Least distinct attention shapes (heads, kv heads) of one head dim for its own kernel speed
 #: (held-out folds are grouped by shape, so a head dim with one shape could not be tested).
 HEAD_DIM_MIN_SHAPES = 2
+#: Least distinct heads / kv heads ratios for kv_bytes_factor to be fitted (with one ratio the K/V
+#: bytes are a fixed share of the bytes and their factor is memory_eff's).
+KV_RATIO_MIN = 2
 #: Least windowed rows whose prompt outruns the window's reach for window_extra_keys to be fitted.
 WINDOW_MIN_ROWS = 3
 
@@ -237,9 +240,12 @@ def prefill_specs(
     """The prefill parameters fitted on rows of these shapes: the class's FIT, with a kernel
     speed ``head_dim_eff_<d>`` for each head dim other than the reference one (128, else the one
     with most rows; compute_eff carries its speed) that at least HEAD_DIM_MIN_SHAPES attention
-    shapes of the rows have, and ``window_extra_keys`` where WINDOW_MIN_ROWS windowed rows have
+    shapes of the rows have, ``kv_bytes_factor`` where the rows hold KV_RATIO_MIN heads / kv heads
+    ratios, and ``window_extra_keys`` where WINDOW_MIN_ROWS windowed rows have
     prompts longer than window + 128 (elsewhere it cannot change a prediction of these rows)."""
     specs = {k: v for k, v in PrefillAttentionParams.FIT.items() if not k.startswith("head_dim_eff_")}
+    if len(np.unique(heads / kv_heads)) < KV_RATIO_MIN:
+        specs.pop("kv_bytes_factor")
     if np.count_nonzero((window > 0) & (isl > window + TILE_M)) < WINDOW_MIN_ROWS:
         specs.pop("window_extra_keys")
     dims, counts = np.unique(head_dim, return_counts=True)

@@ -188,6 +188,19 @@ def test_prefill_window_extra_keys_no_skipping_kernel():
     assert float(causal_pairs(8192, 0)) == 8192 * 8193 / 2
 
 
+def test_prefill_kv_bytes_factor_weighs_only_the_kv_bytes():
+    from cost_models.efficiency import PrefillAttentionParams
+
+    bw = H100.memory_bandwidth_bytes_per_s
+    # isl=16, batch 256: bytes dominate (a few us of math against tens of us of bytes).
+    q_o = 256 * 16 * 128 * 2 * 32 * 2.0  # Q and O, 32 heads, bf16
+    kv = 256 * 16 * 128 * 2 * 8 * 1.0  # K and V, 8 KV heads, fp8
+    for factor in (1.0, 5.0, 0.5):
+        params = PrefillAttentionParams(kv_bytes_factor=factor)
+        t = float(prefill_attention_time_s(256, 16, 32, 8, 128, H100, params, kv_bytes_per_element=1.0))
+        assert t == pytest.approx((q_o + factor * kv) / bw, rel=1e-6), factor
+
+
 def test_prefill_head_dim_kernel_speed():
     from cost_models.efficiency import PrefillAttentionParams
 

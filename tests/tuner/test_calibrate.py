@@ -95,6 +95,9 @@ def test_prefill_specs_fit_a_kernel_speed_per_head_dim_seen_in_two_shapes():
     # 128 is the reference (compute_eff); 192 has two shapes; 256 one shape; 64 one shape twice.
     assert [k for k in specs if k.startswith("head_dim_eff_")] == ["head_dim_eff_192"]
     assert "window_extra_keys" not in specs  # no windowed rows
+    assert "kv_bytes_factor" in specs  # heads / kv heads: 4, 8, 16, 8
+    mha = prefill_specs(d, h, h, isl, window)  # one ratio: the K/V bytes' factor is memory_eff's
+    assert "kv_bytes_factor" not in mha and "memory_eff" in mha
     # Without 128, the head dim with most rows is the reference: 64 (3 rows), not 192 (2 rows).
     keep = d != 128
     d3, h3, hk3 = (np.append(x[keep], v) for x, v in ((d, 64.0), (h, 16.0), (hk, 2.0)))
