@@ -396,9 +396,10 @@ def prefill_attention_time_s(
       8 heads on 8 KV heads, d 64 took 54 us, predicted 0.45x; batch 128, isl 256, 32 heads on
       2 KV heads, d 128 took 262 us, predicted 2.2x; median ratio 0.77 at h/kv 1 and 1.26-1.56
       at h/kv 16-64). Fitted per group where the rows hold several heads/kv-heads ratios (else it
-      is memory_eff's): vLLM 3-28 (b200 bf16 KV 7.5, fp8 KV 28; h200 3.0, 7.3), SGLang b200 fp8
-      KV 24, TRT-LLM 0.26-1.0; consistent with the engines' attention op also writing the new K/V
-      into the paged cache (fp8: quantized) and reading it back, where TRT-LLM's does not.
+      is memory_eff's): vLLM 1.3-28 (b200 bf16 KV 7.5, fp8 KV 28; h200 3.0, 7.3), SGLang fp8 KV
+      on b200/gb200 24-31, TRT-LLM 0.2-1.8 (at most 1.5 on Hopper and Blackwell); consistent
+      with the engines' attention op also writing the new K/V into the paged cache (fp8:
+      quantized) and reading it back.
     """
     batch, isl, heads, kv_heads, head_dim = (
         np.asarray(x, dtype=float) for x in (batch, isl, heads, kv_heads, head_dim)

@@ -24,10 +24,11 @@ TARGET_MEDIAN = {"gemm": 0.08, "prefill_attention": 0.12, "decode_attention": 0.
 # Honest bounds measured on the shipped fits (docs/accuracy.md), rounded up: worst group median
 # and worst group p90 per class, and the share of groups meeting the target median.
 # Before split-K, the prefill tile cost and the protocol switch (2026-12-02) they were 0.65 / 0.36 /
-# 0.30 / 0.23 and shares 0.30 / 0.30 / 0.35 / 0.80; measured now: 0.46 / 0.28 / 0.28 / 0.22 and
-# 0.46 / 0.67 / 0.39 / 0.93.
-HONEST_WORST_MEDIAN = {"gemm": 0.50, "prefill_attention": 0.30, "decode_attention": 0.30, "collectives": 0.22}
-HONEST_SHARE_MEETING = {"gemm": 0.45, "prefill_attention": 0.65, "decode_attention": 0.35, "collectives": 0.92}
+# 0.30 / 0.23 and shares 0.30 / 0.30 / 0.35 / 0.80; measured then: 0.46 / 0.28 / 0.28 / 0.22 and
+# 0.46 / 0.67 / 0.39 / 0.93. Prefill after the head-dim kernel speed, the window reach and the K/V
+# byte weight: worst 0.28 -> 0.171, share 0.67 -> 0.84 (36 of 43 groups).
+HONEST_WORST_MEDIAN = {"gemm": 0.50, "prefill_attention": 0.18, "decode_attention": 0.30, "collectives": 0.22}
+HONEST_SHARE_MEETING = {"gemm": 0.45, "prefill_attention": 0.83, "decode_attention": 0.35, "collectives": 0.92}
 
 
 def _errors():
@@ -70,6 +71,17 @@ def test_prefill_attention_target_met_by_every_trtllm_group_on_hopper_and_blackw
     for name in ("h100-sxm-trtllm", "h200-trtllm", "b200-trtllm", "gb200-trtllm"):
         groups = {k: e for k, e in load_profile(name).cv_error.items() if k.startswith("prefill_attention/")}
         assert len(groups) == 3, name
+        for key, error in groups.items():
+            assert error.median <= 0.12, (name, key, error)
+
+
+def test_prefill_attention_target_met_by_vllm_on_h100_h200_b200_and_trtllm_on_l40s():
+    # Missed by 5 of these 9 groups before the head-dim kernel speed and the K/V byte weight
+    # (b200 vllm bf16/fp8 19.8%, h200 15.7%, h100 12.4%; l40s trtllm 12.3% / 12.1% / 19.3%).
+    names = ("h100-sxm-vllm", "h200-vllm", "b200-vllm", "l40s-trtllm")
+    for name in names:
+        groups = {k: e for k, e in load_profile(name).cv_error.items() if k.startswith("prefill_attention/")}
+        assert len(groups) == (3 if name == "l40s-trtllm" else 2), name
         for key, error in groups.items():
             assert error.median <= 0.12, (name, key, error)
 
