@@ -58,6 +58,9 @@ TILE_M, TILE_N = 128, 128
 #: Least k a split-K piece keeps (4 k-tiles of 64; an assumption, not fitted): a100 trtllm int4_wo
 #: m=n=256 k=65536 takes 0.10 ms, 2.7x less than 4 output tiles on 4 of 108 SMs allow.
 SPLIT_K_MIN_DEPTH = 256.0
+#: Steepness of the decode-attention fallback-kernel step in the group size (heads / kv_heads),
+#: an assumption, not fitted: with the switch at 40, a group of 32 runs 3% fallback, 48 runs 95%.
+FALLBACK_STEEPNESS = 16.0
 
 COLLECTIVE_KINDS: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "alltoall")
 
@@ -432,7 +435,8 @@ def prefill_attention_time_s(
 
 
 class DecodeAttentionParams(_Params):
-    """Attention of one new token per sequence over its KV cache (one layer). Defaults: roofline."""
+    """Attention of one new token per sequence over its KV cache (one layer). Defaults: roofline
+    (every field added after the first fit defaults to a value that leaves the time unchanged)."""
 
     memory_eff: float = Field(default=1.0, gt=0, le=1)
     compute_eff: float = Field(default=1.0, gt=0, le=1)
@@ -440,6 +444,19 @@ class DecodeAttentionParams(_Params):
     per_sequence_s: float = Field(default=0.0, ge=0)
     per_head_s: float = Field(default=0.0, ge=0)
     launch_s: float = Field(default=0.0, ge=0)
+    #: Cost per (sequence, KV head) per 128 of head dim (Q tile load, output and split merge of
+    #: one grouped work unit).
+    per_kv_head_s: float = Field(default=0.0, ge=0)
+    #: Query heads per KV head beyond which the engine runs a fallback kernel; 0: none.
+    fallback_group_size: float = Field(default=0.0, ge=0)
+    #: Fraction of the bf16 peak the fallback kernel's math runs at.
+    fallback_compute_eff: float = Field(default=1.0, gt=0, le=1)
+    #: The fallback kernel's cost per (sequence, query head).
+    fallback_per_head_s: float = Field(default=0.0, ge=0)
+    #: Extra cost per (sequence, query head) of sliding-window rows.
+    window_per_head_s: float = Field(default=0.0, ge=0)
+    #: How much faster a KV cache that fits in L2 streams than HBM (1: no L2 term).
+    l2_speedup: float = Field(default=1.0, ge=1, le=20)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "memory_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -448,6 +465,16 @@ class DecodeAttentionParams(_Params):
         "per_sequence_s": FitSpec(1e-12, 1e-6, log=True, start=1e-9),
         "per_head_s": FitSpec(1e-13, 1e-7, log=True, start=1e-10),
         "launch_s": FitSpec(1e-7, 1e-4, log=True, start=5e-6),
+        "per_kv_head_s": FitSpec(1e-12, 1e-6, log=True, start=1e-9),
+        # Start between 32 and 48, where TRT-LLM switches (h100/a100 trtllm rows, see below);
+        # the upper bound sits past every group size in the database (128).
+        "fallback_group_size": FitSpec(2.0, 1024.0, log=True, start=40.0),
+        # Lower bound 1e-3: a fold with no row past the switch leaves it unconstrained, and
+        # 1e-4 let one held-out b200 sglang row (128/1/128) come out 450x too slow.
+        "fallback_compute_eff": FitSpec(1e-3, 1.0, log=True, start=0.01),
+        "fallback_per_head_s": FitSpec(1e-12, 1e-6, log=True, start=1e-9),
+        "window_per_head_s": FitSpec(1e-12, 1e-6, log=True, start=1e-9),
+        "l2_speedup": FitSpec(1.0, 20.0, start=2.0),
     }
 
 
@@ -466,35 +493,77 @@ def decode_attention_time_s(
     """Seconds of one decode step's attention (one layer): each of ``batch`` sequences reads its
     ``kv_len`` cached keys and values (generation attention in the kernel database).
 
-    time = launch_s + batch * per_sequence_s + batch * heads * per_head_s + max(memory, compute)
+    time = launch_s + batch * per_sequence_s + batch * heads * per_head_s
+           + batch * kv_heads * head_dim/128 * per_kv_head_s + [window] batch * heads * window_per_head_s
+           + [fallback] batch * heads * fallback_per_head_s + max(memory, compute)
     - ``window`` > 0 (sliding window): only min(kv_len, window) entries are read.
     - per_sequence_s, per_head_s: work per sequence and per query head that does not scale with
       the KV length (page-table walks, Q load, softmax merge of split-K partials): batch 2048
       rows with kv_len 1-15 take 0.1-0.3 ms on h100 though they read almost nothing.
+    - per_kv_head_s: the same per grouped work unit (one sequence's KV head and its query heads),
+      in proportion to the head dim. h100 trtllm rows with kv_len <= 31 at batch >= 512 take
+      38-46 ns per (sequence, KV head) at head dim 64 whatever the query heads per KV head
+      (16/1/64 batch 512 kv_len 7: 23.7 us; 64/4/64 batch 512 kv_len 15: 77.7 us; heads/kv
+      heads/head dim), where a cost per query head over-predicted the many-head rows 1.5-2.4x;
+      fp8 rows grow with the head dim (64/4/128 batch 2048 kv_len 3: 171 us, 32/4/256 batch 2048
+      kv_len 7: 185 us). Without it (all else as here) 20 of 33 groups miss the 12% held-out
+      median, with it 13.
     - memory = batch * kv_len * kv_heads * head_dim * 2 * kv_bytes / (bandwidth * memory_eff)
       * (1 + half_saturation_ctas / ctas), ctas = batch * kv_heads * ceil(kv_len / 512): a few
       long sequences cannot keep every SM streaming (h100 trtllm batch 1 rows reach a fraction of
       the bandwidth that batch 64 rows do), a rational saturation in the work units.
+    - L2: a KV cache that fits in L2 streams l2_speedup times faster, memory *= 1 -
+      l2_resident_fraction(KV bytes) * (1 - 1/l2_speedup) (the collector re-reads the same cache):
+      l40s vllm bf16 rows read 67 MB of KV at up to 2.6x the 864 GB/s GDDR6 bandwidth (1/1/128
+      batch 256 kv_len 511: 30 us); without the term the six l40s groups' held-out medians are
+      14.6-22.1%, with it 9.8-18.3%.
     - compute = 4 * batch * heads * kv_len * head_dim / (bf16 peak * compute_eff): GQA with many
       query heads per KV head does heads/kv_heads times the math per byte.
+    - fallback: past fallback_group_size query heads per KV head the engine runs another kernel,
+      whose math runs at fallback_compute_eff and which costs fallback_per_head_s per (sequence,
+      query head). TRT-LLM's grouped (XQA) kernel stops at 32: h100 trtllm bf16 rows at 32 query
+      heads per KV head stream the KV at up to 0.66 of the bandwidth (128/4/128 batch 32 kv_len
+      4095), rows at 48-128 at 0.02-0.04 and a steady 0.005-0.007 of the bf16 peak at every batch
+      and length (64/1/256 batch 8 kv_len 16383: 1.33 ms for 134 MB of KV), plus ~10 ns per
+      (sequence, query head) at short KV (64/1/128 batch 512 kv_len 1: 295 us; 96/1/128 batch
+      2048 kv_len 7: 2.0 ms) against ~2 ns for the grouped kernel. A steep smooth step in the
+      group size (FALLBACK_STEEPNESS, not fitted) keeps the switch point fittable. Without the
+      three fallback terms (all else as here) the h100 trtllm bf16 / fp8 held-out medians are
+      17.2% / 19.6% and a100 trtllm's 22.8%; with them 11.8% / 16.2% and 15.9%.
+    - window_per_head_s: vLLM's sliding-window decode costs 26-34 ns per (sequence, query head)
+      at any kv_len (l40s vllm bf16, window 128: 40/4/64 batch 2048 kv_len 31: 2.68 ms; 40/2/64
+      batch 512 kv_len 3: 653 us), against 3.4 ns without a window (40/4/128 batch 1024 kv_len 1:
+      139 us); l40s vllm bf16 held-out median 16.6% without it, 14.7% with it.
     - launch_s: the fixed cost that dominates short KV (step < 100 rows are flat in kv_len).
     """
     batch, kv_len, heads, kv_heads, head_dim = (
         np.asarray(x, dtype=float) for x in (batch, kv_len, heads, kv_heads, head_dim)
     )
-    kv_len = np.where(np.asarray(window) > 0, np.minimum(kv_len, window), kv_len)
+    windowed = np.asarray(window) > 0
+    kv_len = np.where(windowed, np.minimum(kv_len, window), kv_len)
     kv_bytes = batch * kv_len * kv_heads * head_dim * 2.0 * np.asarray(kv_bytes_per_element, float)
     ctas = batch * kv_heads * np.ceil(np.maximum(kv_len, 1.0) / 512.0)
     memory_s = (
         kv_bytes / (chip.memory_bandwidth_bytes_per_s * params.memory_eff) * (1.0 + params.half_saturation_ctas / ctas)
     )
-    compute_s = 4.0 * batch * heads * kv_len * head_dim / (chip.peak_ops_per_s.bf16 * params.compute_eff)
-    return (
+    if params.l2_speedup > 1:
+        memory_s = memory_s * (1.0 - l2_resident_fraction(kv_bytes, chip) * (1.0 - 1.0 / params.l2_speedup))
+    fixed_s = (
         params.launch_s
         + batch * params.per_sequence_s
         + batch * heads * params.per_head_s
-        + np.maximum(memory_s, compute_s)
+        + batch * kv_heads * (head_dim / 128.0) * params.per_kv_head_s
+        + np.where(windowed, batch * heads * params.window_per_head_s, 0.0)
     )
+    per_flop_s = 1.0 / (chip.peak_ops_per_s.bf16 * params.compute_eff)
+    if params.fallback_group_size > 0:
+        group = heads / np.maximum(kv_heads, 1.0)
+        fallback = 1.0 / (1.0 + (params.fallback_group_size / group) ** FALLBACK_STEEPNESS)
+        fallback_per_flop_s = 1.0 / (chip.peak_ops_per_s.bf16 * params.fallback_compute_eff)
+        per_flop_s = per_flop_s * (1.0 - fallback) + fallback_per_flop_s * fallback
+        fixed_s = fixed_s + fallback * batch * heads * params.fallback_per_head_s
+    compute_s = 4.0 * batch * heads * kv_len * head_dim * per_flop_s
+    return fixed_s + np.maximum(memory_s, compute_s)
 
 
 # ---------------------------------------------------------------------------------------------

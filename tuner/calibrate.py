@@ -309,10 +309,14 @@ def fit_decode(
         mask = here & (c["kv_cache_dtype"] == kv)
         rows = _subsample(np.flatnonzero(mask), max_rows, seed)
         specs = dict(DecodeAttentionParams.FIT)
+        w = c.get("window_size", np.zeros(len(table)))[rows]
+        if chip.l2_bytes is None:
+            specs.pop("l2_speedup")  # no L2 figure: the L2-resident term is always 0
+        if not np.any(w > 0):
+            specs.pop("window_per_head_s")  # no sliding-window rows to fit it on
         _require_rows(table, rows, len(specs), f"generation attention kv {kv} on {system}/{backend}")
         b, h, hk, d = (c[x][rows] for x in ("batch_size", "num_heads", "num_key_value_heads", "head_dim"))
         kv_len = np.maximum(c["step"][rows], 1.0)
-        w = c.get("window_size", np.zeros(len(table)))[rows]
         measured = c["latency"][rows] * 1e-3
         kvb = KV_BYTES.get(kv, 2.0)
 

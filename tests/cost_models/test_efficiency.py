@@ -241,3 +241,76 @@ def test_collective_protocol_switch_steps_up():
     # min() of the two lines would stay on the small line at 200 KB; the switch does not.
     assert t[2] > 15e-6 + bus[2] / 2e10 or t[2] > 20e-6
     assert np.all(np.diff(t) > 0)
+
+
+# --- decode attention ------------------------------------------------------------------------
+
+
+def _decode_params(**update):
+    from cost_models.efficiency import DecodeAttentionParams
+
+    base = DecodeAttentionParams(
+        memory_eff=0.8, compute_eff=0.5, half_saturation_ctas=20.0, per_sequence_s=1e-8, per_head_s=1e-9, launch_s=8e-6
+    )
+    return base.model_copy(update=update)
+
+
+def test_decode_new_fields_default_to_the_earlier_formula():
+    # The formula before the fallback kernel, the per-KV-head cost, the window cost and the L2
+    # term, written out: launch + b*per_sequence + b*h*per_head + max(memory, compute).
+    params = _decode_params()
+    b, kv_len, h, hk, d = 64.0, 3000.0, 64.0, 1.0, 256.0
+    kv_bytes = b * kv_len * hk * d * 2 * 2.0
+    ctas = b * hk * np.ceil(kv_len / 512)
+    memory_s = kv_bytes / (H100.memory_bandwidth_bytes_per_s * 0.8) * (1 + 20.0 / ctas)
+    compute_s = 4 * b * h * kv_len * d / (H100.peak_ops_per_s.bf16 * 0.5)
+    expected = 8e-6 + b * 1e-8 + b * h * 1e-9 + max(memory_s, compute_s)
+    got = decode_attention_time_s(b, kv_len, h, hk, d, 2.0, H100, params, window=0)
+    assert float(got) == pytest.approx(expected, rel=1e-12)
+
+
+def test_decode_fallback_kernel_runs_past_the_group_size():
+    # h100 trtllm bf16: 64 query heads on one KV head run at ~0.006 of the bf16 peak (64/1/256
+    # batch 8 kv_len 16383: 1.33 ms), 32 per KV head at the grouped kernel's rate.
+    grouped = _decode_params(compute_eff=1.0, per_sequence_s=0.0, per_head_s=0.0, launch_s=0.0)
+    fallback = grouped.model_copy(
+        update={"fallback_group_size": 40.0, "fallback_compute_eff": 0.006, "fallback_per_head_s": 1e-8}
+    )
+    flops = 4 * 8 * 64 * 16383 * 256
+    many = float(decode_attention_time_s(8, 16383, 64, 1, 256, 2.0, H100, fallback))
+    fallback_share = 1 / (1 + (40 / 64) ** 16)
+    expected = flops / H100.peak_ops_per_s.bf16 * ((1 - fallback_share) + fallback_share / 0.006)
+    assert many == pytest.approx(expected + fallback_share * 8 * 64 * 1e-8, rel=1e-9)
+    assert 1.0e-3 < many < 1.5e-3  # the measured 1.33 ms
+    # 16 query heads per KV head: the grouped kernel, unchanged to 1e-3.
+    few = float(decode_attention_time_s(8, 16383, 16, 1, 256, 2.0, H100, fallback))
+    assert few == pytest.approx(float(decode_attention_time_s(8, 16383, 16, 1, 256, 2.0, H100, grouped)), rel=1e-3)
+
+
+def test_decode_per_kv_head_cost_scales_with_head_dim_and_window_cost_only_when_windowed():
+    roof = _decode_params(per_sequence_s=0.0, per_head_s=0.0, launch_s=0.0)
+    with_costs = roof.model_copy(update={"per_kv_head_s": 8e-8, "window_per_head_s": 3e-8})
+    # kv_len 1: reading the KV is negligible, the fixed costs are the time.
+    for d in (64.0, 128.0, 256.0):
+        extra = float(decode_attention_time_s(512, 1, 32, 4, d, 2.0, H100, with_costs)) - float(
+            decode_attention_time_s(512, 1, 32, 4, d, 2.0, H100, roof)
+        )
+        assert extra == pytest.approx(512 * 4 * (d / 128) * 8e-8, rel=1e-9)
+    windowed = float(decode_attention_time_s(512, 1, 32, 4, 128.0, 2.0, H100, with_costs, window=128)) - float(
+        decode_attention_time_s(512, 1, 32, 4, 128.0, 2.0, H100, roof, window=128)
+    )
+    assert windowed == pytest.approx(512 * 4 * 8e-8 + 512 * 32 * 3e-8, rel=1e-9)
+
+
+def test_decode_l2_resident_kv_streams_faster():
+    roof = _decode_params(per_sequence_s=0.0, per_head_s=0.0, launch_s=0.0, half_saturation_ctas=0.0)
+    l2 = roof.model_copy(update={"l2_speedup": 2.5})
+    # 2 MB of KV (L2 50 MB): ~2.5x faster; 2 GB: unchanged to 1e-3.
+    small = decode_attention_time_s(64, 128, 8, 1, 64, 2.0, H100, l2) / decode_attention_time_s(
+        64, 128, 8, 1, 64, 2.0, H100, roof
+    )
+    assert float(small) == pytest.approx(1 / 2.5, rel=1e-3)
+    big = decode_attention_time_s(64, 131072, 8, 1, 64, 2.0, H100, l2) / decode_attention_time_s(
+        64, 131072, 8, 1, 64, 2.0, H100, roof
+    )
+    assert float(big) == pytest.approx(1.0, rel=1e-3)
