@@ -457,10 +457,15 @@ class DecodeAttentionParams(_Params):
     window_per_head_s: float = Field(default=0.0, ge=0)
     #: How much faster a KV cache that fits in L2 streams than HBM (1: no L2 term).
     l2_speedup: float = Field(default=1.0, ge=1, le=20)
+    #: Seconds per (key x head-dim element) of one CTA walking a sequence's KV alone.
+    walk_s_per_element: float = Field(default=0.0, ge=0)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "memory_eff": FitSpec(0.02, 1.0, start=0.6),
         "compute_eff": FitSpec(0.005, 1.0, start=0.1),
+        # Start near the l40s trtllm value (1.25e-10): from below, where the max() hides the
+        # term, the fit has no gradient to raise it (held-out l40s trtllm fp8 stayed at 18%).
+        "walk_s_per_element": FitSpec(1e-16, 1e-9, log=True, start=1e-10),
         "half_saturation_ctas": FitSpec(1e-2, 1e5, log=True, start=50.0),
         "per_sequence_s": FitSpec(1e-12, 1e-6, log=True, start=1e-9),
         "per_head_s": FitSpec(1e-13, 1e-7, log=True, start=1e-10),
@@ -495,7 +500,7 @@ def decode_attention_time_s(
 
     time = launch_s + batch * per_sequence_s + batch * heads * per_head_s
            + batch * kv_heads * head_dim/128 * per_kv_head_s + [window] batch * heads * window_per_head_s
-           + [fallback] batch * heads * fallback_per_head_s + max(memory, compute)
+           + [fallback] batch * heads * fallback_per_head_s + max(memory, compute, walk)
     - ``window`` > 0 (sliding window): only min(kv_len, window) entries are read.
     - per_sequence_s, per_head_s: work per sequence and per query head that does not scale with
       the KV length (page-table walks, Q load, softmax merge of split-K partials): batch 2048
@@ -506,8 +511,8 @@ def decode_attention_time_s(
       (16/1/64 batch 512 kv_len 7: 23.7 us; 64/4/64 batch 512 kv_len 15: 77.7 us; heads/kv
       heads/head dim), where a cost per query head over-predicted the many-head rows 1.5-2.4x;
       fp8 rows grow with the head dim (64/4/128 batch 2048 kv_len 3: 171 us, 32/4/256 batch 2048
-      kv_len 7: 185 us). Without it (all else as here) 20 of 33 groups miss the 12% held-out
-      median, with it 13.
+      kv_len 7: 185 us). Without it (all else as here) 19 of 33 groups miss the 12% held-out
+      median, with it 12.
     - memory = batch * kv_len * kv_heads * head_dim * 2 * kv_bytes / (bandwidth * memory_eff)
       * (1 + half_saturation_ctas / ctas), ctas = batch * kv_heads * ceil(kv_len / 512): a few
       long sequences cannot keep every SM streaming (h100 trtllm batch 1 rows reach a fraction of
@@ -516,7 +521,7 @@ def decode_attention_time_s(
       l2_resident_fraction(KV bytes) * (1 - 1/l2_speedup) (the collector re-reads the same cache):
       l40s vllm bf16 rows read 67 MB of KV at up to 2.6x the 864 GB/s GDDR6 bandwidth (1/1/128
       batch 256 kv_len 511: 30 us); without the term the six l40s groups' held-out medians are
-      14.6-22.1%, with it 9.8-18.3%.
+      13.9-21.6%, with it 9.8-14.5%.
     - compute = 4 * batch * heads * kv_len * head_dim / (bf16 peak * compute_eff): GQA with many
       query heads per KV head does heads/kv_heads times the math per byte.
     - fallback: past fallback_group_size query heads per KV head the engine runs another kernel,
@@ -529,11 +534,19 @@ def decode_attention_time_s(
       2048 kv_len 7: 2.0 ms) against ~2 ns for the grouped kernel. A steep smooth step in the
       group size (FALLBACK_STEEPNESS, not fitted) keeps the switch point fittable. Without the
       three fallback terms (all else as here) the h100 trtllm bf16 / fp8 held-out medians are
-      17.2% / 19.6% and a100 trtllm's 22.8%; with them 11.8% / 16.2% and 15.9%.
+      17.1% / 18.9% and a100 trtllm's 21.6%; with them 11.9% / 15.5% and 15.8%.
     - window_per_head_s: vLLM's sliding-window decode costs 26-34 ns per (sequence, query head)
       at any kv_len (l40s vllm bf16, window 128: 40/4/64 batch 2048 kv_len 31: 2.68 ms; 40/2/64
       batch 512 kv_len 3: 653 us), against 3.4 ns without a window (40/4/128 batch 1024 kv_len 1:
-      139 us); l40s vllm bf16 held-out median 16.6% without it, 14.7% with it.
+      139 us); l40s vllm bf16 held-out median 16.9% without it, 14.5% with it (other groups
+      within 1 point either way).
+    - walk = kv_len * head_dim * walk_s_per_element: a kernel that does not split the KV sequence
+      over CTAs walks it in one CTA per (sequence, KV head), at a latency per key that no batch
+      hides. l40s trtllm fp8 rows take 16 ns per key at head dim 128 and 32 ns at 192-256 whatever
+      the bytes (8/1/256 batch 1 kv_len 32767: 1.06 ms for 17 MB; 16/8/256 batch 2 kv_len 32767:
+      1.06 ms for 268 MB; 16/2/128 batch 1 kv_len 131071: 2.11 ms); held-out median 18.3% without
+      the term, 10.7% with it (b200 sglang bf16, whose head-dim-256 rows do the same: 17.0% ->
+      15.2%). Split-KV engines fit it small enough to never bind.
     - launch_s: the fixed cost that dominates short KV (step < 100 rows are flat in kv_len).
     """
     batch, kv_len, heads, kv_heads, head_dim = (
@@ -563,7 +576,8 @@ def decode_attention_time_s(
         per_flop_s = per_flop_s * (1.0 - fallback) + fallback_per_flop_s * fallback
         fixed_s = fixed_s + fallback * batch * heads * params.fallback_per_head_s
     compute_s = 4.0 * batch * heads * kv_len * head_dim * per_flop_s
-    return fixed_s + np.maximum(memory_s, compute_s)
+    walk_s = kv_len * head_dim * params.walk_s_per_element
+    return fixed_s + np.maximum(np.maximum(memory_s, compute_s), walk_s)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -314,3 +314,18 @@ def test_decode_l2_resident_kv_streams_faster():
         64, 131072, 8, 1, 64, 2.0, H100, roof
     )
     assert float(big) == pytest.approx(1.0, rel=1e-3)
+
+
+def test_decode_unsplit_walk_is_a_floor_per_key_not_per_byte():
+    # l40s trtllm fp8: 8/1/256 batch 1 and 16/8/256 batch 2, both kv_len 32767, take 1.06 ms
+    # though their KV differs 16x (17 MB, 268 MB): one CTA walks each sequence at ~32 ns per key.
+    l40s = get_hardware("l40s")
+    params = _decode_params(compute_eff=1.0, memory_eff=0.8, walk_s_per_element=1.25e-10)
+    one = float(decode_attention_time_s(1, 32767, 8, 1, 256, 1.0, l40s, params))
+    many = float(decode_attention_time_s(2, 32767, 16, 8, 256, 1.0, l40s, params))
+    walk_s = 32767 * 256 * 1.25e-10
+    assert one == pytest.approx(walk_s + 8e-6 + 1e-8 + 8 * 1e-9, rel=1e-9)
+    assert many == pytest.approx(walk_s + 8e-6 + 2e-8 + 32 * 1e-9, rel=1e-9)  # still not the 268 MB read
+    # A long batch: streaming the bytes binds again.
+    big = float(decode_attention_time_s(256, 32767, 16, 8, 256, 1.0, l40s, params))
+    assert big > 20 * walk_s
