@@ -59,8 +59,10 @@ TILE_M, TILE_N = 128, 128
 #: m=n=256 k=65536 takes 0.10 ms, 2.7x less than 4 output tiles on 4 of 108 SMs allow.
 SPLIT_K_MIN_DEPTH = 256.0
 #: Steepness of the decode-attention fallback-kernel step in the group size (heads / kv_heads),
-#: an assumption, not fitted: with the switch at 40, a group of 32 runs 3% fallback, 48 runs 95%.
-FALLBACK_STEEPNESS = 16.0
+#: an assumption, not fitted: with the switch at 40, a group of 32 runs 0.08% fallback and 48
+#: 99.7%. The fallback is ~170x slower per FLOP, so a softer step leaks: at 16, h200 trtllm bf16
+#: rows at 32 query heads per KV head came out 1.6x slow held out (all groups: 12 miss, 11 at 32).
+FALLBACK_STEEPNESS = 32.0
 
 COLLECTIVE_KINDS: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "alltoall")
 
@@ -512,7 +514,7 @@ def decode_attention_time_s(
       heads/head dim), where a cost per query head over-predicted the many-head rows 1.5-2.4x;
       fp8 rows grow with the head dim (64/4/128 batch 2048 kv_len 3: 171 us, 32/4/256 batch 2048
       kv_len 7: 185 us). Without it (all else as here) 19 of 33 groups miss the 12% held-out
-      median, with it 12.
+      median, with it 11.
     - memory = batch * kv_len * kv_heads * head_dim * 2 * kv_bytes / (bandwidth * memory_eff)
       * (1 + half_saturation_ctas / ctas), ctas = batch * kv_heads * ceil(kv_len / 512): a few
       long sequences cannot keep every SM streaming (h100 trtllm batch 1 rows reach a fraction of
@@ -521,7 +523,7 @@ def decode_attention_time_s(
       l2_resident_fraction(KV bytes) * (1 - 1/l2_speedup) (the collector re-reads the same cache):
       l40s vllm bf16 rows read 67 MB of KV at up to 2.6x the 864 GB/s GDDR6 bandwidth (1/1/128
       batch 256 kv_len 511: 30 us); without the term the six l40s groups' held-out medians are
-      13.9-21.6%, with it 9.8-14.5%.
+      13.8-21.7%, with it 9.8-14.4%.
     - compute = 4 * batch * heads * kv_len * head_dim / (bf16 peak * compute_eff): GQA with many
       query heads per KV head does heads/kv_heads times the math per byte.
     - fallback: past fallback_group_size query heads per KV head the engine runs another kernel,
@@ -534,19 +536,19 @@ def decode_attention_time_s(
       2048 kv_len 7: 2.0 ms) against ~2 ns for the grouped kernel. A steep smooth step in the
       group size (FALLBACK_STEEPNESS, not fitted) keeps the switch point fittable. Without the
       three fallback terms (all else as here) the h100 trtllm bf16 / fp8 held-out medians are
-      17.1% / 18.9% and a100 trtllm's 21.6%; with them 11.9% / 15.5% and 15.8%.
+      17.1% / 18.9% and a100 trtllm's 21.6%; with them 11.6% / 15.2% and 15.1%.
     - window_per_head_s: vLLM's sliding-window decode costs 26-34 ns per (sequence, query head)
       at any kv_len (l40s vllm bf16, window 128: 40/4/64 batch 2048 kv_len 31: 2.68 ms; 40/2/64
       batch 512 kv_len 3: 653 us), against 3.4 ns without a window (40/4/128 batch 1024 kv_len 1:
-      139 us); l40s vllm bf16 held-out median 16.9% without it, 14.5% with it (other groups
-      within 1 point either way).
+      139 us); l40s vllm bf16 held-out median / p90 16.4% / 126% without it, 14.4% / 46% with
+      it (other groups within 1 point either way).
     - walk = kv_len * head_dim * walk_s_per_element: a kernel that does not split the KV sequence
       over CTAs walks it in one CTA per (sequence, KV head), at a latency per key that no batch
       hides. l40s trtllm fp8 rows take 16 ns per key at head dim 128 and 32 ns at 192-256 whatever
       the bytes (8/1/256 batch 1 kv_len 32767: 1.06 ms for 17 MB; 16/8/256 batch 2 kv_len 32767:
       1.06 ms for 268 MB; 16/2/128 batch 1 kv_len 131071: 2.11 ms); held-out median 18.3% without
-      the term, 10.7% with it (b200 sglang bf16, whose head-dim-256 rows do the same: 17.0% ->
-      15.2%). Split-KV engines fit it small enough to never bind.
+      the term, 10.6% with it (b200 sglang bf16, whose head-dim-256 rows do the same: 16.7% ->
+      15.0%). Split-KV engines fit it small enough to never bind.
     - launch_s: the fixed cost that dominates short KV (step < 100 rows are flat in kv_len).
     """
     batch, kv_len, heads, kv_heads, head_dim = (
