@@ -177,10 +177,11 @@ FINDINGS = [
     "whose tile and launch costs differ.",
     "- **Decode attention**: the error sat at many query heads per KV head under TRT-LLM and at "
     "large batch (>= 256) everywhere. TRT-LLM's grouped kernel stops at 32 query heads per KV head: "
-    "rows at 48-128 run a fallback at 0.005-0.007 of the bf16 peak plus ~10 ns per (sequence, query "
+    "rows at 48-128 run a fallback at 0.005-0.007 of the bf16 peak on h100/h200 plus ~10 ns per (sequence, query "
     "head) (h100 trtllm bf16 batch 64, kv_len 127: 64 query heads on one KV head of dim 256 take "
     "109 us for 8 MB of KV). Added that fallback past a fitted group size (`fallback_group_size`, "
-    "fitted at 37-42 on TRT-LLM; `fallback_compute_eff`, `fallback_per_head_s`), a cost per "
+    "fitted at 36-42 in 11 of the 12 TRT-LLM groups, 60 in gb200 bf16; `fallback_compute_eff`, "
+    "`fallback_per_head_s`), a cost per "
     "(sequence, KV head) per 128 of head dim (`per_kv_head_s`: short-KV rows at batch >= 512 cost "
     "38-46 ns per KV head at head dim 64 whatever the query heads; tried alone before, it did not "
     "help while the fallback rows pulled the fit), an L2-resident KV term (`l2_speedup`: l40s reads "
