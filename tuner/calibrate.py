@@ -322,7 +322,16 @@ def fit_decode(
 
         def predict(values, idx, b=b, h=h, hk=hk, d=d, kv_len=kv_len, kvb=kvb, w=w):
             return decode_attention_time_s(
-                b[idx], kv_len[idx], h[idx], hk[idx], d[idx], kvb, chip, DecodeAttentionParams(**values), window=w[idx]
+                b[idx],
+                kv_len[idx],
+                h[idx],
+                hk[idx],
+                d[idx],
+                kvb,
+                chip,
+                DecodeAttentionParams(**values),
+                window=w[idx],
+                kv_in_l2=True,  # the collector times one layer's kernel again and again
             )
 
         roofline = decode_attention_time_s(b, kv_len, h, hk, d, kvb, chip, DecodeAttentionParams(), window=w)

@@ -305,15 +305,19 @@ def test_decode_per_kv_head_cost_scales_with_head_dim_and_window_cost_only_when_
 def test_decode_l2_resident_kv_streams_faster():
     roof = _decode_params(per_sequence_s=0.0, per_head_s=0.0, launch_s=0.0, half_saturation_ctas=0.0)
     l2 = roof.model_copy(update={"l2_speedup": 2.5})
-    # 2 MB of KV (L2 50 MB): ~2.5x faster; 2 GB: unchanged to 1e-3.
-    small = decode_attention_time_s(64, 128, 8, 1, 64, 2.0, H100, l2) / decode_attention_time_s(
-        64, 128, 8, 1, 64, 2.0, H100, roof
+    # 2 MB of KV (L2 50 MB) read again: ~2.5x faster; 2 GB: unchanged to 1e-3.
+    small = decode_attention_time_s(64, 128, 8, 1, 64, 2.0, H100, l2, kv_in_l2=True) / decode_attention_time_s(
+        64, 128, 8, 1, 64, 2.0, H100, roof, kv_in_l2=True
     )
     assert float(small) == pytest.approx(1 / 2.5, rel=1e-3)
-    big = decode_attention_time_s(64, 131072, 8, 1, 64, 2.0, H100, l2) / decode_attention_time_s(
-        64, 131072, 8, 1, 64, 2.0, H100, roof
+    big = decode_attention_time_s(64, 131072, 8, 1, 64, 2.0, H100, l2, kv_in_l2=True) / decode_attention_time_s(
+        64, 131072, 8, 1, 64, 2.0, H100, roof, kv_in_l2=True
     )
     assert float(big) == pytest.approx(1.0, rel=1e-3)
+    # Serving (the default): each layer's KV comes from HBM, l2_speedup is left out.
+    assert float(decode_attention_time_s(64, 128, 8, 1, 64, 2.0, H100, l2)) == float(
+        decode_attention_time_s(64, 128, 8, 1, 64, 2.0, H100, roof)
+    )
 
 
 def test_decode_unsplit_walk_is_a_floor_per_key_not_per_byte():
