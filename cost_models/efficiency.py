@@ -130,6 +130,7 @@ class GemmParams(_Params):
     combine_power: float | None = Field(default=None, ge=1, le=16)
     split_k_max: float = Field(default=1.0, ge=1, le=64)
     half_saturation_ctas: float = Field(default=0.0, ge=0, le=1e4)
+    quant_row_s: float = Field(default=0.0, ge=0, le=1e-6)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -142,6 +143,10 @@ class GemmParams(_Params):
         # from m=5 n=k=128 to m=4096 n=256 k=7168 (a per-call floor, not FLOPs or bytes).
         "launch_s": FitSpec(1e-7, 1e-3, log=True, start=5e-6),
         "act_quant_passes": FitSpec(0.0, 8.0, start=1.0),
+        # Per activation row (token) of the quantization pass: vLLM's h200 fp8 rows with m=3328
+        # n=128 k=32 take 30 us and m=1280 n=512 k=256 16 us (~9 ns per row), 3-5x what their
+        # bytes and FLOPs allow (held out: h200 vllm fp8 median 13.6% -> 6.4%).
+        "quant_row_s": FitSpec(1e-12, 1e-6, log=True, start=1e-9),
         "l2_speedup": FitSpec(1.0, 20.0, start=2.0),
         "combine_power": FitSpec(1.0, 16.0, start=2.0),
     }
@@ -188,7 +193,10 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
       roofline when weights fit in L2 (10-20% of l40s bf16 rows are below it); on HBM3 chips the
       fit leaves l2_speedup near 1.
     - act_quant (fp8, fp8_block, nvfp4 only: those kernels quantize bf16 activations, and the
-      collector times it) = act_quant_passes * m*k*(2 + a) bytes / (bandwidth * memory_eff).
+      collector times it) = act_quant_passes * m*k*(2 + a) bytes / (bandwidth * memory_eff)
+      + m * quant_row_s: dynamic per-token scales cost per row whatever k (vLLM/SGLang fp8 rows
+      with m >= 1024 and k <= 256 take ~9 ns per row on h100/h200/b200: h200 m=3328 n=128 k=32
+      30 us, where bytes and FLOPs allow 6 us).
     - weight-only formats (int8_wo, int4_wo) dequantize inside the kernel: math at the bf16 peak,
       memory at the narrow weight bytes; the dequantization's cost shows as a lower compute_eff.
     - combine: plain max or a fitted p-norm smooth max (``combine_power``).
@@ -263,6 +271,8 @@ def gemm_time_with_constants_s(
     total = params.launch_s + _combine(compute_s, memory_s, params.combine_power)
     if quantizes_activations and params.act_quant_passes > 0:
         total = total + params.act_quant_passes * m * k * (2.0 + a_bytes) / bandwidth
+    if quantizes_activations and params.quant_row_s > 0:
+        total = total + m * params.quant_row_s
     return total
 
 

@@ -200,6 +200,7 @@ def fit_gemm(
         fixed: dict[str, float] = {}
         if fmt not in QUANTIZES_ACTIVATIONS:
             specs.pop("act_quant_passes")
+            specs.pop("quant_row_s")
         if chip.l2_bytes is None:
             specs.pop("l2_speedup")
         if chip.compute_units is None:
