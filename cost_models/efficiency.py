@@ -55,8 +55,9 @@ OUTPUT_BYTES = 2.0  # bf16 result
 
 #: Tile of the wave-quantization term (a typical CUTLASS/cuBLAS CTA tile on Ampere..Blackwell).
 TILE_M, TILE_N = 128, 128
-#: Least k a split-K piece keeps (4 k-tiles of 64; an assumption, not fitted): a100 trtllm int4_wo
-#: m=n=256 k=65536 takes 0.10 ms, 2.7x less than 4 output tiles on 4 of 108 SMs allow.
+#: Default least k a split-K piece keeps (4 k-tiles of 64; ``GemmParams.split_k_min_depth`` fits
+#: it): a100 trtllm int4_wo m=n=256 k=65536 takes 0.10 ms, 2.7x less than 4 output tiles on 4 of
+#: 108 SMs allow.
 SPLIT_K_MIN_DEPTH = 256.0
 #: Steepness of the decode-attention fallback-kernel step in the group size (heads / kv_heads),
 #: an assumption, not fitted: with the switch at 40, a group of 32 runs 0.08% fallback and 48
@@ -131,12 +132,20 @@ class GemmParams(_Params):
     split_k_max: float = Field(default=1.0, ge=1, le=64)
     half_saturation_ctas: float = Field(default=0.0, ge=0, le=1e4)
     quant_row_s: float = Field(default=0.0, ge=0, le=1e-6)
+    split_k_min_depth: float = Field(default=SPLIT_K_MIN_DEPTH, ge=16, le=1e6)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_eff": FitSpec(0.02, 1.0, start=0.6),
         "memory_eff": FitSpec(0.02, 1.0, start=0.6),
         "min_tile_m": FitSpec(1.0, 256.0, log=True, start=16.0),
         "split_k_max": FitSpec(1.0, 64.0, log=True, start=4.0),
+        # Least k per split-K piece: libraries split only deep k. Bf16 rows with few output tiles
+        # and k >= 51200 ran 1.5-4x faster than the unsplit wave term (h100 trtllm m=256 n=64
+        # k=51200: 9.7 us measured, 26 us predicted held out; h200 sglang m=n=256 k=65536: 23 us,
+        # 49 us), while splitting every shallow-k small output at 256 (the former constant) cost
+        # the fit elsewhere, so split_k_max fitted 1 on 8 of 18 bf16 groups. Fitted: ~2500-5000 on
+        # Hopper/Blackwell bf16 (held out: gemm groups missing the target 32 -> 23 of 56).
+        "split_k_min_depth": FitSpec(64.0, 65536.0, log=True, start=2048.0),
         "half_saturation_ctas": FitSpec(1e-2, 1e4, log=True, start=10.0),
         "wave_weight": FitSpec(0.0, 1.0, start=0.3),
         # Up to 1 ms: vLLM's DeepGEMM fp8_block rows on b200 take 170-330 us at every shape,
@@ -175,11 +184,13 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
       hide it, 1: full loss). Motivation: h100 bf16 GEMMs with m=n=k~4096 reach ~0.7-0.8 of peak,
       m<=16 ones are pure weight streaming, and mid sizes show a tile staircase in m.
     - split-K (``split_k_max``): an output of fewer tiles than SMs is computed in
-      splits = clip(min(SMs / tiles, k / SPLIT_K_MIN_DEPTH), 1, split_k_max) pieces of k, so the
+      splits = clip(min(SMs / tiles, k / split_k_min_depth), 1, split_k_max) pieces of k, so the
       waves count ctas = tiles * splits, and the fp32 partials (8 bytes per output element per
       extra piece, written and read) join the memory traffic. Measured: a100 trtllm int4_wo
       m=n=256 k=65536 (4 tiles on 108 SMs) takes 0.10 ms; the model without split-K held out
       0.28 ms (+170%). split_k_max = 1 means no split-K (fits near 1 where kernels do not split).
+      split_k_min_depth (default SPLIT_K_MIN_DEPTH = 256) is the least k a piece keeps: fitted,
+      libraries split deep k only (bf16 fits: 2500-5000 on Hopper/Blackwell).
     - HBM saturation (``half_saturation_ctas``): memory *= 1 + half_saturation_ctas / ctas. A GEMM
       with few CTAs cannot keep enough loads in flight to reach the HBM bandwidth: a100 trtllm sq
       m=16 n=256 k=12288 (2 tiles) takes 50 us where its 3 MB of weights stream in 1.5 us.
@@ -246,7 +257,7 @@ def gemm_time_with_constants_s(
         # than SMs (continuous here so the fit has a gradient), at most split_k_max pieces and
         # at least SPLIT_K_MIN_DEPTH of k per piece.
         if split_k:
-            splits = np.clip(np.minimum(units / tiles, k / SPLIT_K_MIN_DEPTH), 1.0, params.split_k_max)
+            splits = np.clip(np.minimum(units / tiles, k / params.split_k_min_depth), 1.0, params.split_k_max)
             ctas = tiles * splits
         else:
             ctas = tiles

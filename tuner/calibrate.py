@@ -218,7 +218,20 @@ def fit_gemm(
 
         roofline = gemm_time_s(m, n, k, fmt, chip, GemmParams())
         reports.append(
-            _fit_group("gemm", fmt, specs, predict, measured, n * 1_000_003 + k, roofline, seed, folds, fixed)
+            _fit_group(
+                "gemm",
+                fmt,
+                specs,
+                predict,
+                measured,
+                n * 1_000_003 + k,
+                roofline,
+                seed,
+                folds,
+                fixed,
+                # Two starts: the split-K depth's loss has a second basin near the former 256.
+                starts=[{}, {"split_k_min_depth": 256.0}],
+            )
         )
     return reports
 
