@@ -183,7 +183,7 @@ def _dense_gemm_times(
         params = _gemm_params(profile, fmt)
         # Equal parameters give equal seconds; the activation-quantization term is charged to
         # the formats whose kernels quantize, so those run apart from the others.
-        quantizes = fmt in QUANTIZES_ACTIVATIONS and params.act_quant_passes > 0
+        quantizes = fmt in QUANTIZES_ACTIVATIONS and (params.act_quant_passes > 0 or params.quant_row_s > 0)
         groups.setdefault((params, quantizes), []).append(int(code))
     constants = (
         np.array([peak_for_format(hardware, fmt) for fmt in _FORMAT_NAMES]),
