@@ -132,6 +132,8 @@ class GemmParams(_Params):
     split_k_max: float = Field(default=1.0, ge=1, le=64)
     half_saturation_ctas: float = Field(default=0.0, ge=0, le=1e4)
     quant_row_s: float = Field(default=0.0, ge=0, le=1e-6)
+    l2_capacity_fraction: float = Field(default=1.0, gt=0, le=1)
+    output_bytes: float = Field(default=OUTPUT_BYTES, ge=1, le=64)
     split_k_min_depth: float = Field(default=SPLIT_K_MIN_DEPTH, ge=16, le=1e6)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
@@ -157,16 +159,29 @@ class GemmParams(_Params):
         # bytes and FLOPs allow (held out: h200 vllm fp8 median 13.6% -> 6.4%).
         "quant_row_s": FitSpec(1e-12, 1e-6, log=True, start=1e-9),
         "l2_speedup": FitSpec(1.0, 20.0, start=2.0),
+        # Share of the L2 a rotated weight buffer keeps: l40s (96 MB L2) bf16 rows with 12-16 MB
+        # of weights run at 2-3x the GDDR6 bandwidth (trtllm m=8 n=12288 k=512: 5.8 us) while
+        # rows with 25-75 MB stream at 0.65-0.77 of it (m=5 n=1536 k=8192: 43 us, 19 us
+        # predicted held out with the whole L2). Fitted 0.2-0.45 on l40s (held out: l40s trtllm
+        # bf16 median 11.4% -> 8.5%; gemm groups missing the target unchanged at 23 of 56 alone).
+        "l2_capacity_fraction": FitSpec(0.02, 1.0, log=True, start=0.3),
+        # Bytes per output element the epilogue moves (2: one bf16 write): rows whose output
+        # dominates take more, h100 trtllm bf16 m=16384 n=6144 k=64 77.6 us = 2.6 B per element
+        # at the full HBM bandwidth, b200 trtllm fp8_block m=4096 n=16384 k=256 54 us = 6.4 B
+        # (fp32 accumulators scaled and converted). Fitted 2.3-3.7 bf16, 2-6 fp8 (held out: gemm
+        # groups missing the target 23 -> 19 of 56; b200 trtllm fp8_block p90 15.0% -> 9.7%).
+        "output_bytes": FitSpec(1.0, 64.0, log=True, start=2.0),
         "combine_power": FitSpec(1.0, 16.0, start=2.0),
     }
 
 
-def l2_resident_fraction(bytes_moved, chip: HardwareSpec) -> np.ndarray:
-    """Soft indicator that a working set of ``bytes_moved`` fits in L2: 1 well below the L2 size,
-    0 well above (1 / (1 + (bytes / L2)^4)); 0 for chips without an L2 figure."""
+def l2_resident_fraction(bytes_moved, chip: HardwareSpec, capacity_fraction: float = 1.0) -> np.ndarray:
+    """Soft indicator that a working set of ``bytes_moved`` fits in L2: 1 well below the L2 size
+    (times ``capacity_fraction``), 0 well above (1 / (1 + (bytes / L2)^4)); 0 for chips without
+    an L2 figure."""
     if chip.l2_bytes is None:
         return np.zeros(np.shape(bytes_moved))
-    ratio = np.asarray(bytes_moved, dtype=float) / chip.l2_bytes
+    ratio = np.asarray(bytes_moved, dtype=float) / (chip.l2_bytes * capacity_fraction)
     squared = ratio * ratio
     return 1.0 / (1.0 + squared * squared)
 
@@ -194,15 +209,16 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
     - HBM saturation (``half_saturation_ctas``): memory *= 1 + half_saturation_ctas / ctas. A GEMM
       with few CTAs cannot keep enough loads in flight to reach the HBM bandwidth: a100 trtllm sq
       m=16 n=256 k=12288 (2 tiles) takes 50 us where its 3 MB of weights stream in 1.5 us.
-    - memory = (n*k*w + m*k*a + m*n*2) bytes / (HBM bandwidth * memory_eff): weights w bytes per
-      element of the format (int4 0.5, fp8 1, ...), activations a, bf16 output. The collector
-      rotates weight buffers that fit in L2 to defeat it, so no L2-resident term is identifiable
-      (all rows are HBM-bound at small m, measured weight streaming at 0.6-0.9 of HBM bandwidth).
+    - memory = (n*k*w + m*k*a + m*n*output_bytes) bytes / (HBM bandwidth * memory_eff): weights
+      w bytes per element of the format (int4 0.5, fp8 1, ...), activations a, and the output:
+      OUTPUT_BYTES (2, one bf16 write) by default, fitted since epilogues move more (2.3-6).
     - L2: a working set that fits in L2 streams l2_speedup times faster:
-      memory *= 1 - l2_resident_fraction * (1 - 1/l2_speedup). The collector rotates weights
-      smaller than L2, yet l40s rows (96 MB L2, 864 GB/s GDDR6) run up to 3x faster than the HBM
-      roofline when weights fit in L2 (10-20% of l40s bf16 rows are below it); on HBM3 chips the
-      fit leaves l2_speedup near 1.
+      memory *= 1 - l2_resident_fraction * (1 - 1/l2_speedup), the L2 size scaled by
+      l2_capacity_fraction (default 1). The collector rotates weights smaller than L2, yet l40s
+      rows (96 MB L2, 864 GB/s GDDR6) run up to 3x faster than the HBM roofline when weights fit
+      in L2 (10-20% of l40s bf16 rows are below it), and only up to a part of it (fitted
+      0.2-0.45 of the L2 on l40s). On HBM3 chips the fit puts a small capacity (1-5% of the L2,
+      i.e. tiny working sets) behind a speedup: a correction at shapes the launch floor dominates.
     - act_quant (fp8, fp8_block, nvfp4 only: those kernels quantize bf16 activations, and the
       collector times it) = act_quant_passes * m*k*(2 + a) bytes / (bandwidth * memory_eff)
       + m * quant_row_s: dynamic per-token scales cost per row whatever k (vLLM/SGLang fp8 rows
@@ -248,7 +264,7 @@ def gemm_time_with_constants_s(
 
     m_eff = np.maximum(m, params.min_tile_m)
     units = _compute_units(chip)
-    memory_bytes = n * k * w_bytes + m * k * a_bytes + m * n * OUTPUT_BYTES
+    memory_bytes = n * k * w_bytes + m * k * a_bytes + m * n * params.output_bytes
     split_k = params.split_k_max > 1 and units is not None
     if units is not None and (params.wave_weight > 0 or split_k or params.half_saturation_ctas > 0):
         tile_m = np.minimum(float(TILE_M), m_eff)
@@ -278,7 +294,10 @@ def gemm_time_with_constants_s(
     compute_s = 2.0 * work * k / (peak * params.compute_eff)
     memory_s = memory_bytes / bandwidth * saturation
     if params.l2_speedup > 1:
-        memory_s = memory_s * (1.0 - l2_resident_fraction(memory_bytes, chip) * (1.0 - 1.0 / params.l2_speedup))
+        memory_s = memory_s * (
+            1.0
+            - l2_resident_fraction(memory_bytes, chip, params.l2_capacity_fraction) * (1.0 - 1.0 / params.l2_speedup)
+        )
     total = params.launch_s + _combine(compute_s, memory_s, params.combine_power)
     if quantizes_activations and params.act_quant_passes > 0:
         total = total + params.act_quant_passes * m * k * (2.0 + a_bytes) / bandwidth
