@@ -271,7 +271,7 @@ def gemm_time_with_constants_s(
         tiles = np.ceil(m_eff / tile_m) * np.ceil(n / TILE_N)
         # Split-K: cuBLAS/CUTLASS heuristics cut k into pieces when the output has fewer tiles
         # than SMs (continuous here so the fit has a gradient), at most split_k_max pieces and
-        # at least SPLIT_K_MIN_DEPTH of k per piece.
+        # at least split_k_min_depth of k per piece.
         if split_k:
             splits = np.clip(np.minimum(units / tiles, k / params.split_k_min_depth), 1.0, params.split_k_max)
             ctas = tiles * splits

@@ -149,6 +149,74 @@ def test_split_k_fills_the_sms_for_small_outputs_with_deep_k():
     )
 
 
+def test_split_k_min_depth_splits_only_deep_k():
+    # h100 trtllm bf16 m=256 n=64 k=51200 measured 9.7 us (data/kernels/gemm_perf.csv.gz): split.
+    # A GEMM whose k is shallower than split_k_min_depth is not split: the unsplit time exactly.
+    base = GemmParams(compute_eff=0.8, memory_eff=0.8, wave_weight=1.0)
+    deep_only = base.model_copy(update={"split_k_max": 32.0, "split_k_min_depth": 4096.0})
+    unsplit_4096 = float(gemm_time_s(256, 256, 4095, "bfloat16", A100, base))
+    assert float(gemm_time_s(256, 256, 4095, "bfloat16", A100, deep_only)) == pytest.approx(unsplit_4096, rel=1e-12)
+    # k = 65536 with 4096 per piece: 16 pieces of each of the 4 output tiles, 64 CTAs on 108 SMs,
+    # so the FLOP time is 108/64 of the even spread (the wave loss) and is what bounds it here.
+    flops_s = 2 * 256 * 256 * 65536 / (A100.peak_ops_per_s.bf16 * 0.8)
+    deep = float(gemm_time_s(256, 256, 65536, "bfloat16", A100, deep_only))
+    assert deep == pytest.approx(flops_s * 108 / 64, rel=1e-6)
+    # The default (256, the former constant) splits the same GEMM into 27 pieces (108 SMs / 4).
+    default_depth = base.model_copy(update={"split_k_max": 32.0})
+    assert float(gemm_time_s(256, 256, 65536, "bfloat16", A100, default_depth)) < deep
+
+
+def test_output_bytes_charge_the_epilogue_traffic():
+    # h100 trtllm bf16 m=16384 n=6144 k=64 took 77.6 us: 2.6 bytes per output element at the full
+    # HBM bandwidth. An output-bound GEMM pays output_bytes per output element.
+    m, n, k = 16384, 6144, 64
+    two = float(gemm_time_s(m, n, k, "bfloat16", H100, GemmParams()))
+    six = float(gemm_time_s(m, n, k, "bfloat16", H100, GemmParams(output_bytes=6.0)))
+    assert two == pytest.approx((n * k * 2 + m * k * 2 + m * n * 2) / H100.memory_bandwidth_bytes_per_s, rel=1e-12)
+    assert six - two == pytest.approx(m * n * 4 / H100.memory_bandwidth_bytes_per_s, rel=1e-9)
+
+
+def test_quant_row_cost_only_for_formats_that_quantize_activations():
+    # vLLM h200 fp8 m=3328 n=128 k=32 took 30 us, ~9 ns per activation row.
+    with_rows = GemmParams(compute_eff=0.7, memory_eff=0.8, act_quant_passes=1.0, quant_row_s=9e-9)
+    without = with_rows.model_copy(update={"quant_row_s": 0.0})
+    for fmt in ("fp8", "fp8_block", "nvfp4"):
+        delta = gemm_time_s(3328, 128, 32, fmt, H100, with_rows) - gemm_time_s(3328, 128, 32, fmt, H100, without)
+        assert float(delta) == pytest.approx(3328 * 9e-9, rel=1e-9), fmt
+    for fmt in ("bfloat16", "int8_wo", "int4_wo", "sq"):
+        assert float(gemm_time_s(3328, 128, 32, fmt, H100, with_rows)) == float(
+            gemm_time_s(3328, 128, 32, fmt, H100, without)
+        ), fmt
+
+
+def test_l2_capacity_fraction_scales_the_resident_working_set():
+    from cost_models.efficiency import l2_resident_fraction
+
+    l40s = get_hardware("l40s")
+    assert l40s.l2_bytes is not None
+    # Half resident where the working set equals the (scaled) capacity: 1 / (1 + 1^4).
+    assert float(l2_resident_fraction(l40s.l2_bytes * 0.25, l40s, 0.25)) == pytest.approx(0.5)
+    assert float(l2_resident_fraction(l40s.l2_bytes, l40s)) == pytest.approx(0.5)
+    # l40s trtllm bf16 m=5 n=1536 k=8192 (25 MB of weights) streamed from GDDR6 at 43 us: with a
+    # fifth of the 96 MB L2 it is mostly not resident (< 0.5), with the whole L2 nearly all (> 0.99).
+    weights = 1536 * 8192 * 2.0
+    assert float(l2_resident_fraction(weights, l40s, 0.2)) < 0.5 < 0.99 < float(l2_resident_fraction(weights, l40s))
+    params = GemmParams(l2_speedup=3.0, l2_capacity_fraction=0.2)
+    whole = params.model_copy(update={"l2_capacity_fraction": 1.0})
+    assert float(gemm_time_s(5, 1536, 8192, "bfloat16", l40s, params)) > 1.5 * float(
+        gemm_time_s(5, 1536, 8192, "bfloat16", l40s, whole)
+    )
+
+
+def test_new_gemm_fields_default_to_the_former_formula():
+    from cost_models.efficiency import OUTPUT_BYTES, SPLIT_K_MIN_DEPTH
+
+    defaults = GemmParams()
+    assert defaults.output_bytes == OUTPUT_BYTES == 2.0
+    assert defaults.split_k_min_depth == SPLIT_K_MIN_DEPTH == 256.0
+    assert defaults.l2_capacity_fraction == 1.0 and defaults.quant_row_s == 0.0
+
+
 def test_few_ctas_cannot_saturate_hbm():
     params = GemmParams(memory_eff=1.0, half_saturation_ctas=54.0)
     narrow = float(gemm_time_s(1, 128, 65536, "bfloat16", A100, params))  # 1 tile, no split-K
