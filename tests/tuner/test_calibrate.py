@@ -194,7 +194,7 @@ def _cli(args, capsys):
             GEMM_COLUMNS + _gemm_rows(40) + "h100_sxm,TRTLLM,1,gemm,x,bfloat16,16384,16384,16384,0.001\n",
             "faster than h100-sxm's speed of light",
         ),
-        ("too few points", GEMM_COLUMNS + _gemm_rows(6), "6 rows for 9 parameters"),
+        ("too few points", GEMM_COLUMNS + _gemm_rows(6), "6 rows for 12 parameters"),
         ("another chip", GEMM_COLUMNS + _gemm_rows(40).replace("h100_sxm", "l40s"), "no rows for system h100_sxm"),
     ],
 )
