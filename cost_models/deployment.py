@@ -152,18 +152,24 @@ def chip_roofline(
     expert_scale: tuple[np.ndarray, np.ndarray] | None,
     layers: np.ndarray | None = None,
     chip_ops: OperatorCosts | None = None,
+    times: bool = True,
 ) -> tuple[np.ndarray, RooflineTotals]:
     """Each slot's roofline time on one chip (``(slots, n)``, per execution) and the pass's
     :class:`RooflineTotals`: the slot's costs split as ``shares`` says (partitioning.chip_shares),
     the expert slots scaled by ``expert_scale`` (:func:`expert_scale`), then max(FLOPs / peak,
     bytes / bandwidth) (cost_models.roofline). ``layers`` (given when MoE configurations are
     present): a block slot's time counts in the share of the ``layers`` blocks it runs in. ``chip_ops``: arrays
-    shaped like ``ops`` to receive the per-chip costs (the calibrated path reads them).
+    shaped like ``ops`` to receive the per-chip costs (the calibrated path reads them), their
+    ``bytes`` too. ``times`` False: the slots' times are not wanted (the calibrated path replaces
+    them), only the totals and ``chip_ops``; the returned times are then left unfilled.
 
     Slot by slot, in the order of the arrays, with the same operations as per_chip_costs and
     roofline_times on whole arrays, so every number is bit for bit the same; one slot's
     temporaries are (n,) and stay in cache where whole (slots, n) arrays would not."""
     n_slots, n = ops.flops.shape
+    # The per-chip bytes of every slot, filled with ``chip_ops`` and seeded as its cached ``bytes``
+    # (the calibrated kernels read them), so they are not summed again from the (slots, n) arrays.
+    chip_bytes = None if chip_ops is None else np.empty_like(ops.flops)
     peaks = hardware.peak_table() * hardware.efficiency.compute
     bandwidth = hardware.memory_bandwidth_bytes_per_s * hardware.efficiency.memory
     expert_rows = {OP[name] for name in EXPERT_SLOTS} if expert_scale is not None else set()
@@ -192,8 +198,12 @@ def chip_roofline(
         return peak
 
     for i in range(n_slots):
-        if chip_ops is None and not ops.present[i].any():  # absent everywhere: all zero, no time
+        if not ops.present[i].any():  # absent everywhere: all zero, no time
             time_s[i] = 0.0
+            if chip_ops is not None and chip_bytes is not None:  # per chip zero too (0 / ways, ways >= 1)
+                for name in _COST_ARRAYS:
+                    getattr(chip_ops, name)[i] = 0.0
+                chip_bytes[i] = 0.0
             continue
         work, weight_ways = shares.work[i], shares.weight[i]
         out = scratch if chip_ops is None else {name: getattr(chip_ops, name)[i] for name in _COST_ARRAYS}
@@ -210,23 +220,33 @@ def chip_roofline(
             weight *= weight_factor
             for array in (flops, act_read, act_write):
                 array *= work_factor
-        moved = np.add(weight, act_read, out=memory)
+        # The slot's bytes in the order of OperatorCosts.bytes (weights, activations read and
+        # written, KV read and written), kept as the per-chip ``bytes`` in the calibrated path.
+        moved = np.add(weight, act_read, out=memory if chip_bytes is None else chip_bytes[i])
         moved += act_write
-        if chip_ops is not None or i in kv_rows:  # elsewhere the KV bytes are zero (operators.KV_*_SLOTS)
+        if i in kv_rows:
             moved += np.divide(ops.kv_read_bytes[i], shares.kv, out=out["kv_read_bytes"])
             moved += np.divide(ops.kv_write_bytes[i], shares.kv, out=out["kv_write_bytes"])
+        elif chip_ops is not None:
+            # Elsewhere the KV bytes are zero (operators.KV_*_SLOTS): 0 / ways is 0 and adding it
+            # leaves the sum as it is, so the rows are filled without the arithmetic.
+            out["kv_read_bytes"].fill(0.0)
+            out["kv_write_bytes"].fill(0.0)
         np.divide(flops, peak_of(ops.compute_dtype[i]), out=compute)
         np.divide(moved, bandwidth, out=memory)
-        time = np.maximum(compute, memory, out=time_s[i])
-        if layers is not None and i in ffn_rows:
-            # Other block slots run in every block (repeats = layers: a share of exactly 1).
-            group = ffn_rows[i]
-            if group not in shares_of:
-                shares_of[group] = ops.repeats[i] / layers
-            time *= shares_of[group]
+        if times:
+            time = np.maximum(compute, memory, out=time_s[i])
+            if layers is not None and i in ffn_rows:
+                # Other block slots run in every block (repeats = layers: a share of exactly 1).
+                group = ffn_rows[i]
+                if group not in shares_of:
+                    shares_of[group] = ops.repeats[i] / layers
+                time *= shares_of[group]
         repeats = ops.repeats[i]
         compute_total += np.multiply(compute, repeats, out=compute)
         memory_total += np.multiply(memory, repeats, out=memory)
+    if chip_ops is not None:
+        vars(chip_ops)["bytes"] = chip_bytes  # functools.cached_property's own slot
     return time_s, RooflineTotals(compute_total, memory_total)
 
 
@@ -258,7 +278,7 @@ def operator_times(
         layer_overhead, step_overhead = 0.0, 0.0
     else:
         chip_ops = replace(ops, **{name: np.empty_like(ops.flops) for name in _COST_ARRAYS})
-        _, totals = chip_roofline(ops, shares, d.hardware, expert_scale, chip_ops=chip_ops)
+        _, totals = chip_roofline(ops, shares, d.hardware, expert_scale, chip_ops=chip_ops, times=False)
         # The plan, not its (m, n, k): the calibrated GEMMs derive those block by block, in cache.
         op_time = calibrated_operator_times(chip_ops, configs, plan, d.chips, batch_sharded, d.hardware, profile)
         layer_overhead, step_overhead = profile.per_layer_overhead_s, profile.per_step_overhead_s
