@@ -123,16 +123,23 @@ def calibrated_operator_times(
     else:
         source = _PlanGemmShapes(chip_ops, plan)
     _dense_gemm_times(times, source, formats, hardware, profile)
-    moe = np.flatnonzero(c.moe_layers > 0)
+    moe_rows = c.moe_layers > 0
+    moe = np.flatnonzero(moe_rows)
     if len(moe):
+        every = len(moe) == len(c)  # every configuration MoE: no gathers of the configurations
         if plan is None:
             assert not isinstance(gemm_shapes, ShardingPlan)
-            moe_shapes, moe_columns = gemm_shapes, moe
-        else:  # the MoE configurations' shapes alone
-            moe_shapes, moe_columns = _shapes_from_plan(chip_ops, plan, moe), np.arange(len(moe))
-        expert_times = expert_gemm_times_s(c.take(moe), moe_shapes, moe_columns, formats[moe], hardware, profile)
+            expert_shapes = _expert_rows(gemm_shapes, moe)
+        else:  # the MoE configurations' expert shapes alone
+            expert_shapes = _expert_shapes_from_plan(chip_ops, plan, None if every else moe)
+        expert_times = _expert_gemm_times_s(
+            c if every else c.take(moe), expert_shapes, formats if every else formats[moe], hardware, profile
+        )
         for op, seconds in expert_times.items():
-            times[OP[op], moe] = seconds
+            if every:
+                times[OP[op]] = seconds
+            else:
+                times[OP[op], moe] = seconds
     # Elementwise kernels: bytes at a fraction of HBM bandwidth, plus a launch.
     moved = chip_ops.bytes
     for op in ELEMENTWISE_OPS:  # row by row: no (7, n) gather and scatter
@@ -214,6 +221,34 @@ def _dense_gemm_times(
 def _shapes_from_plan(chip_ops: OperatorCosts, plan: ShardingPlan, columns: np.ndarray) -> GemmShapes:
     """:func:`~cost_models.partitioning.gemm_shapes_per_chip` of the configurations ``columns``."""
     return gemm_shapes_per_chip(replace(chip_ops, flops=chip_ops.flops[:, columns]), plan.take(columns))
+
+
+#: (m, n, k) of each expert matmul (``EXPERT_PROJECTIONS``), one (n,) array each.
+_ExpertShapes: TypeAlias = "dict[str, GemmShapes]"
+
+
+def _expert_rows(gemm_shapes: GemmShapes, columns: np.ndarray | None) -> _ExpertShapes:
+    """The expert matmuls' rows of whole-array (m, n, k) (``GEMM_AXES`` order), at ``columns``."""
+    return {
+        op: tuple(a[_GEMM_ROW[op]] if columns is None else a[_GEMM_ROW[op]].take(columns) for a in gemm_shapes)
+        for op in EXPERT_PROJECTIONS
+    }
+
+
+def _expert_shapes_from_plan(chip_ops: OperatorCosts, plan: ShardingPlan, columns: np.ndarray | None) -> _ExpertShapes:
+    """The expert matmuls' rows of :func:`~cost_models.partitioning.gemm_shapes_per_chip` for the
+    configurations ``columns`` (None: all), row by row: the same operations on each element
+    (m = FLOPs / (2 k n), 0 where k n is not positive), so the same numbers, without the whole
+    (weight slots, n) arrays of every other slot (``_shapes_from_plan``)."""
+    index = plan.index if columns is None else (columns if plan.index is None else plan.index[columns])
+    shapes = {}
+    for op in EXPERT_PROJECTIONS:
+        row = _GEMM_ROW[op]
+        k, n = (a[row] if index is None else a[row].take(index) for a in (plan.distinct_gemm_k, plan.distinct_gemm_n))
+        flops = chip_ops.flops[OP[op]] if columns is None else chip_ops.flops[OP[op]].take(columns)
+        m = np.divide(flops, 2.0 * k * n, out=np.zeros_like(k), where=k * n > 0)
+        shapes[op] = (m, n, k)
+    return shapes
 
 
 class _PlanGemmShapes:
@@ -410,40 +445,74 @@ def expert_gemm_times_s(
     layout leaves a chip (the per-chip width over the routed width per token). Where the profile
     has a fitted MoE kernel for the format (``profile.moe``), the routed experts are timed by it
     (:func:`cost_models.moe_kernel_time.routed_expert_time_s`) instead."""
-    m, n, k = (a[:, columns] for a in gemm_shapes)
-    row = {op: i for i, op in enumerate(GEMM_AXES)}
+    return _expert_gemm_times_s(c, _expert_rows(gemm_shapes, columns), formats, hardware, profile, imbalance)
+
+
+def _expert_gemm_times_s(
+    c: InferenceConfigs,
+    shapes: _ExpertShapes,
+    formats: np.ndarray,
+    hardware: HardwareSpec,
+    profile: CalibrationProfile,
+    imbalance: float = DEFAULT_IMBALANCE,
+) -> dict[str, np.ndarray]:
+    """:func:`expert_gemm_times_s` from each expert matmul's own (m, n, k) (``shapes``). The
+    configurations of one format are gathered by index once for all three matmuls (none at all
+    where every configuration has the same format); each element's operations are unchanged."""
     per_token = c.experts_per_token * c.expert_d_ff + c.shared_d_ff
-    tokens = m[row["expert_up"]]  # tokens this chip multiplies
+    tokens = shapes["expert_up"][0]  # tokens this chip multiplies
     woken = experts_woken(tokens, c.experts, c.experts_per_token)
     m_expert = tokens_per_expert(tokens, c.experts, c.experts_per_token, imbalance)
+    codes = np.unique(formats)
+    groups = [(int(code), None if len(codes) == 1 else np.flatnonzero(formats == code)) for code in codes]
+    # Per format: its rows of the configuration arrays that every matmul reads.
+    columns = {
+        code: {
+            name: _rows(values, r)
+            for name, values in (
+                ("tokens", tokens),
+                ("woken", woken),
+                ("m_expert", m_expert),
+                ("experts_per_token", c.experts_per_token),
+                ("has_shared", c.shared_d_ff > 0),
+            )
+        }
+        for code, r in groups
+    }
     out: dict[str, np.ndarray] = {}
     for op in EXPERT_PROJECTIONS:
         down = op == "expert_down"
-        hidden = k[row[op]] if down else n[row[op]]  # per-chip hidden width of one token
-        model_dim = n[row[op]] if down else k[row[op]]
+        _, n, k = shapes[op]
+        hidden = k if down else n  # per-chip hidden width of one token
+        model_dim_all = n if down else k
         ways = per_token / np.where(hidden > 0, hidden, 1.0)
-        expert_f = c.expert_d_ff / ways
-        shared_f = np.where(c.shared_d_ff > 0, c.shared_d_ff / ways, 1.0)  # 1.0: none (masked below)
+        expert_f_all = c.expert_d_ff / ways
+        shared_f_all = np.where(c.shared_d_ff > 0, c.shared_d_ff / ways, 1.0)  # 1.0: none (masked below)
         seconds = np.zeros(len(c))
-        for code in np.unique(formats):
-            fmt = _FORMAT_NAMES[int(code)]
+        for code, r in groups:
+            fmt = _FORMAT_NAMES[code]
             params = _gemm_params(profile, fmt)
-            r = formats == code
+            g = columns[code]
+            expert_f, model_dim, shared_f = (_rows(x, r) for x in (expert_f_all, model_dim_all, shared_f_all))
             fused = moe_kernel_params(profile.moe, fmt)
             if fused is not None:  # the fitted fused-MoE kernel (cost_models/moe_kernel_time.py)
                 routed = routed_expert_time_s(
-                    down, tokens[r], woken[r], m_expert[r], c.experts_per_token[r], expert_f[r], model_dim[r],
+                    down, g["tokens"], g["woken"], g["m_expert"], g["experts_per_token"], expert_f, model_dim,
                     fmt, hardware, params, fused,
                 )  # fmt: skip
             elif down:  # y[m, d] = h[m, f] @ W[f, d]: the experts' outputs stack along n
-                routed = gemm_time_s(m_expert[r], woken[r] * model_dim[r], expert_f[r], fmt, hardware, params)
+                routed = gemm_time_s(g["m_expert"], g["woken"] * model_dim, expert_f, fmt, hardware, params)
             else:
-                routed = gemm_time_s(m_expert[r], woken[r] * expert_f[r], model_dim[r], fmt, hardware, params)
+                routed = gemm_time_s(g["m_expert"], g["woken"] * expert_f, model_dim, fmt, hardware, params)
             if down:
-                shared = gemm_time_s(tokens[r], model_dim[r], shared_f[r], fmt, hardware, params)
+                shared = gemm_time_s(g["tokens"], model_dim, shared_f, fmt, hardware, params)
             else:
-                shared = gemm_time_s(tokens[r], shared_f[r], model_dim[r], fmt, hardware, params)
-            seconds[r] = routed + np.where(c.shared_d_ff[r] > 0, shared, 0.0)
+                shared = gemm_time_s(g["tokens"], shared_f, model_dim, fmt, hardware, params)
+            group_seconds = routed + np.where(g["has_shared"], shared, 0.0)
+            if r is None:
+                seconds = np.asarray(group_seconds, dtype=np.float64)
+            else:
+                seconds[r] = group_seconds
         out[op] = seconds
     return out
 
