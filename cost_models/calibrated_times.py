@@ -105,7 +105,11 @@ def calibrated_operator_times(
     that function block by block (in cache, where whole (slots, n) arrays are not) and only the
     configurations that need whole arrays (MLA's reshaped slots, the experts) get them."""
     c = configs
-    times = np.zeros(chip_ops.flops.shape)
+    # Every row is written below for every configuration but the expert rows, which are for the
+    # MoE configurations only: they start at zero, the rest uninitialized (no (slots, n) memset).
+    times = np.empty(chip_ops.flops.shape)
+    if not np.all(c.moe_layers > 0):
+        times[[OP[op] for op in EXPERT_PROJECTIONS]] = 0.0
     present = chip_ops.present
     plan = gemm_shapes if isinstance(gemm_shapes, ShardingPlan) else None
     if plan is not None and np.any(c.mla):
