@@ -32,6 +32,7 @@ from cost_models import get_hardware
 from cost_models.calibration import resolve_calibration
 from cost_models.deployment import estimate
 from machine import cpu_model, pin_to_one_cpu
+from tuner.allocator import reuse_freed_memory
 
 TARGET_RATIO = 1.3
 TARGET_PER_S = 300_000
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261121)
     args = parser.parse_args(argv)
     pinned = pin_to_one_cpu(None)
+    reuse_freed_memory()  # as the tuner command does (tuner/allocator.py)
     chip = get_hardware(args.hardware)
     batch = deployments(args.n, chip, args.seed)
     profile = resolve_calibration(args.calibration, chip.name)

@@ -35,6 +35,7 @@ from cost_models.dtypes import BF16, INT4, INT8
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
 from cost_models.topology import network_for
 from machine import cpu_model, pin_to_one_cpu
+from tuner.allocator import reuse_freed_memory
 
 TARGET = 200_000
 
@@ -84,6 +85,7 @@ def run_estimate_bench(
     )
     args = parser.parse_args(argv)
     pinned = pin_to_one_cpu(None)
+    reuse_freed_memory()  # as the tuner command does (tuner/allocator.py)
     chip = get_hardware(args.hardware)
     batch = make(args.n, chip, args.seed)
     profile = resolve_calibration(args.calibration, chip.name)

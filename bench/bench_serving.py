@@ -36,6 +36,7 @@ from cost_models.deployments import Deployments, tensor_parallel
 from cost_models.dtypes import BF16, FP8
 from cost_models.serving import ServingWorkloads, make_workloads, serve
 from machine import cpu_model, pin_to_one_cpu
+from tuner.allocator import reuse_freed_memory
 
 TARGET = 100_000
 MODELS = ("llama-2-7b", "llama-3-8b", "mistral-7b", "llama-2-70b", "llama-3-70b")
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     pinned = pin_to_one_cpu(None)
+    reuse_freed_memory()  # as the tuner command does (tuner/allocator.py)
     profile = resolve_calibration(args.calibration, "h100-sxm", "trtllm")
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores ({pinned}); numpy {np.__version__}")
     print(

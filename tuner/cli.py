@@ -1194,12 +1194,14 @@ INTERRUPTED_BEFORE_FINISH = "interrupted before the command finished; run the sa
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning bad input into one line and exit code 2."""
+    from tuner.allocator import reuse_freed_memory
     from tuner.signals import Terminated, commands_started
 
     early_exit = commands_started()
     if early_exit is not None:  # Ctrl-C or SIGTERM while the imports loaded
         click.echo(INTERRUPTED_BEFORE_START, err=True)
         return early_exit
+    reuse_freed_memory()  # repeated cost-model calls reuse their memory (tuner/allocator.py)
     try:
         cli.main(args=argv, prog_name="tuner", standalone_mode=False)
     except InvalidInputError as error:
