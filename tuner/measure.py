@@ -181,10 +181,11 @@ def _pow2(lo: int, hi: int, step: int = 1) -> tuple[int, ...]:
 
 SWEEP_GRIDS: dict[str, Sweep] = {
     # A functional check that runs on a laptop CPU in seconds.
-    # (Its 20 GEMM shapes per format are about the fewest tuner calibrate fits a GEMM class from.)
+    # (Its 30 GEMM shapes per format are about the fewest tuner calibrate fits a GEMM class from:
+    # 3 rows per parameter, 7 parameters on a chip without an SM count or an L2 size.)
     "tiny": Sweep(
         gemm_m=(1, 8, 32, 128, 512),
-        gemm_n=(256, 1024),
+        gemm_n=(256, 512, 1024),
         gemm_k=(256, 2048),
         prefill=((1, 32), (1, 128)),
         decode=((1, 64), (8, 512)),

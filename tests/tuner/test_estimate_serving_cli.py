@@ -153,7 +153,13 @@ def test_serve_grid_matches_the_bisection():
         (("--concurrency", "4", "--prefix-hit-rate", "1", *LOAD), ("prefix_hit_rate",)),
         (("--concurrency", "4", "--prefix-hit-rate", "-0.1", *LOAD), ("prefix_hit_rate",)),
         (("--concurrency", "4", "--max-num-tokens", "0", *LOAD), ("max_num_tokens",)),
-        (("--concurrency", "4", "--prompt-len", "2000000", "--gen-len", "128"), ("--prompt-len",)),
+        # A prompt the KV cache cannot hold (vLLM: chunked prefill, so the KV check speaks) ...
+        (("--concurrency", "4", "--backend", "vllm", "--prompt-len", "2000000", "--gen-len", "128"), ("--prompt-len",)),
+        # ... and under TensorRT-LLM (prefill not chunked) the token budget speaks first.
+        (
+            ("--concurrency", "4", "--backend", "trtllm", "--prompt-len", "2000000", "--gen-len", "128"),
+            ("max_num_tokens",),
+        ),
         (("--concurrency", "4", "--prompt-len", "0", "--gen-len", "128"), ("prompt_len",)),
     ],
 )

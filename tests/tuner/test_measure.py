@@ -337,7 +337,7 @@ def test_tiny_sweep_feeds_tuner_calibrate(tiny, capsys, tmp_path):
     assert code == 0, err
     assert "gemm/bfloat16" in stdout and "held-out" in stdout
     profile = load_profile(profile_path, chip="xeon-gold-6242")
-    assert set(profile.gemm) >= {"bfloat16"} and profile.cv_error["gemm/bfloat16"].rows >= 18
+    assert set(profile.gemm) >= {"bfloat16"} and profile.cv_error["gemm/bfloat16"].rows >= 27
     code, stdout, err = run_cli(
         capsys,
         "estimate",
