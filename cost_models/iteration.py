@@ -119,6 +119,13 @@ class IterationShapes:
 #: Share dense views between rows only when this share of the rows or fewer is distinct (below,
 #: the gather and scatter would cost more than they save).
 _SHARE_BELOW = 0.5
+#: Up to this share of distinct rows a view whose rows are all whole is shared too, gathered back
+#: in C order (the numbers of scoring every row): the open loop's one-sequence-and-a-prompt
+#: iteration, 69% distinct rows on bench_serving's draw (prompt lengths repeat on a shape).
+_SHARE_BELOW_C_ORDER = 0.8
+#: Share the whole-token rows of a view that also holds fractional ones only when at least this
+#: share of its rows are whole (fewer: the split and scatter cost about what they save).
+_SHARE_AT_LEAST = 0.1
 
 
 def _shape_id(d: Deployments) -> np.ndarray:
@@ -213,6 +220,39 @@ def lm_head_s(
     return np.where(present, times, 0.0)
 
 
+def _shared_rows(shape_id: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """The rows to score, for every row its scored row's place among them, and whether the
+    view's times are gathered back in C order (:func:`_dense_view`); None: score every row. Rows
+    at a whole number of tokens on the same deployment share one; rows at fractional token
+    counts (a fluid average, all distinct) are scored each. Where only some rows are whole (the
+    open loop's iterations pinned at 2 sequences or at their slots beside rows at a continuous
+    fixed point: 34-42% of the rows of its full-batch and decode-only iterations on
+    bench_serving's draw, which collapse to 0.4-5% of the rows) those are shared and the rest
+    scored as they are."""
+    whole = tokens == np.floor(tokens)
+    n_whole = int(np.count_nonzero(whole))
+    if n_whole == len(tokens):
+        first, inverse = distinct_rows(shape_id, tokens)
+        if len(first) <= _SHARE_BELOW * len(tokens):
+            return first, inverse, False
+        if len(first) <= _SHARE_BELOW_C_ORDER * len(tokens):
+            return first, inverse, True
+        return None
+    if n_whole < _SHARE_AT_LEAST * len(tokens):
+        return None
+    at = np.flatnonzero(whole)
+    first, inverse = distinct_rows(shape_id[at], tokens[at])
+    if len(first) > _SHARE_BELOW * n_whole:
+        return None
+    fractional = np.flatnonzero(~whole)
+    # Scored rows: the distinct whole rows, then the fractional ones, each at its own index.
+    rows = np.concatenate((at[first], fractional))
+    out = np.empty(len(tokens), dtype=np.intp)
+    out[at] = inverse
+    out[fractional] = np.arange(len(first), len(rows))
+    return rows, out, True
+
+
 def _dense_view(
     d: Deployments,
     network: Network,
@@ -226,13 +266,10 @@ def _dense_view(
     distinct (whole token counts on a few deployments) each distinct row is scored once and its
     times broadcast back: the same numbers as scoring every row."""
     n = len(d)
-    rows = None
-    if n > 1 and shapes.shape_id is not None and bool(np.all(tokens == np.floor(tokens))):
-        first, inverse = distinct_rows(shapes.shape_id, tokens)
-        if len(first) <= _SHARE_BELOW * n:
-            rows = first
+    shared = _shared_rows(shapes.shape_id, tokens) if n > 1 and shapes.shape_id is not None else None
     kv_ways = None if shapes.kv_ways is None else shapes.kv_ways.get(phase)
-    if rows is not None:
+    if shared is not None:
+        rows = shared[0]
         d = d.take(rows)
         base, plan, tokens = shapes.base.take(rows), shapes.plans[phase].take(rows), tokens[rows]
         kv_ways = None if kv_ways is None else kv_ways[rows]
@@ -253,10 +290,17 @@ def _dense_view(
         plan,
         kv_ways,
     )
-    if rows is None:
+    if shared is None:
         return times
+    _, inverse, c_order = shared
     comm = np.asarray(times.comm_block_s)
-    return replace(times, op_time_s=times.op_time_s[:, inverse], comm_block_s=comm[inverse] if comm.ndim else comm)
+    # The layout of the gathered (slots, n) times decides how the callers' sums over the slots
+    # add (numpy sums a C-ordered array slot after slot, as unshared views are; ``[:, inverse]``
+    # gives a Fortran-ordered one, summed pairwise along each row, other roundings). The sharing
+    # of all-whole views up to _SHARE_BELOW keeps its previous gather, the same numbers as before;
+    # the sharing added since gathers in C order: the numbers of scoring every row.
+    op_time = times.op_time_s.take(inverse, axis=1) if c_order else times.op_time_s[:, inverse]
+    return replace(times, op_time_s=op_time, comm_block_s=comm[inverse] if comm.ndim else comm)
 
 
 def iteration_times(

@@ -433,7 +433,16 @@ def serve(
     for mask, steady in ((closed, _closed_loop), (~closed, _open_loop)):
         if np.any(mask):
             index = np.flatnonzero(mask)
-            setting = _Setting(d.take(index), w.take(index), network, calibration, overlap, phase, overheads)
+            every = len(index) == len(d)  # one mode only: the rows as they are, not a copy
+            setting = _Setting(
+                d if every else d.take(index),
+                w if every else w.take(index),
+                network,
+                calibration,
+                overlap,
+                phase,
+                overheads,
+            )
             parts.append((index, steady(setting)))
     if len(parts) == 1:
         return parts[0][1]

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import cost_models.disaggregated as disaggregated_module
+import cost_models.iteration as iteration_module
 import cost_models.serving as serving_module
 from cost_models.calibrated_times import calibrated_network
 from cost_models.calibration import resolve_calibration
@@ -208,3 +209,52 @@ def test_disaggregated_serving_with_attention_only_views_equals_full_views(close
     full = serve_disaggregated(prefill, decode, w, calibration=profile, **counts)
     assert np.sum(np.isfinite(full.tpot_s)) >= n // 5
     _assert_same_estimate(fast, full, [f.name for f in fields(full)])
+
+
+@pytest.mark.parametrize("calibrated", [True, False])
+@pytest.mark.parametrize("whole_share", [0.4, 1.0])
+def test_partly_whole_or_mostly_distinct_views_share_rows_bit_for_bit(
+    calibrated: bool, whole_share: float, monkeypatch
+) -> None:
+    # The open loop's views: some rows pinned at a whole number of sequences (2, their slots)
+    # beside rows at a continuous fixed point (whole_share 0.4), or whole rows mostly distinct
+    # (a prompt on its deployment, 1.0). Shared rows must give exactly the numbers of scoring
+    # every row (np.array_equal, not a tolerance: the serving results are compared bit for bit).
+    n = 3000
+    rng = np.random.default_rng(6)
+    d = tensor_parallel(  # 8 deployment shapes, MoE among them
+        [get_model("llama-3-8b"), get_model("mixtral-8x7b")],
+        get_hardware("h100-sxm"),
+        rng.choice([1, 2], n),
+        model_index=rng.integers(0, 2, n),
+        weight_dtype=rng.choice([BF16, FP8], n),
+    )
+    profile = resolve_calibration("auto", "h100-sxm", "trtllm") if calibrated else None
+    network = network_for(d.hardware)
+    if profile is not None:
+        network = calibrated_network(network, d.hardware, profile)
+    whole = rng.random(n) < whole_share
+    seqs = np.where(whole, rng.choice([1.0, 2.0, 64.0], n), rng.uniform(1.0, 300.0, n))
+    if whole_share == 1.0:  # whole and mostly distinct (about 65%): 8 shapes x 400 token counts
+        seqs = rng.integers(1, 401, n).astype(np.float64)
+    kwargs = {
+        "decode_seqs": seqs,
+        "decode_context": np.rint(2.0 ** rng.uniform(5, 13, n)),
+        "prefill_tokens": np.zeros(n),
+        "prefill_prompt_len": np.full(n, 1024.0),
+        "calibration": profile,
+    }
+    chosen: list[bool] = []  # the C-order gathers that ran (the sharing this test is about)
+    original = iteration_module._shared_rows
+
+    def spy(shape_id: np.ndarray, tokens: np.ndarray):  # type: ignore[no-untyped-def]
+        shared = original(shape_id, tokens)
+        chosen.append(shared is not None and shared[2])
+        return shared
+
+    monkeypatch.setattr(iteration_module, "_shared_rows", spy)
+    fast = iteration_times(d, network, shapes=iteration_shapes(d, profile), **kwargs)
+    assert chosen == [True]
+    reference = iteration_times(d, network, shapes=iteration_shapes(d, profile, share_rows=False), **kwargs)
+    for f in fields(IterationTimes):
+        np.testing.assert_array_equal(getattr(fast, f.name), getattr(reference, f.name), err_msg=f.name)
