@@ -33,7 +33,7 @@ few shapes) share one dense view.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -102,6 +102,17 @@ class IterationShapes:
     # Each phase's KV split ways where they do not depend on the batch (no row shards that phase's
     # attention by batch: kv_ways_by_phase then reads no batch), else None (computed per view).
     kv_ways: dict[str, np.ndarray | None] | None = None
+    # Each phase's lm_head shapes under the hardware they were made for, filled by the first
+    # iteration that needs them (shape-only: every later iteration on these shapes reuses them).
+    lm_head: dict[str, tuple[HardwareSpec, _LmHeadShapes]] = field(default_factory=dict, compare=False, repr=False)
+
+    def lm_head_shapes(self, phase: str, hardware: HardwareSpec) -> _LmHeadShapes:
+        known = self.lm_head.get(phase)
+        if known is not None and known[0] is hardware:
+            return known[1]
+        shapes = _lm_head_shapes(self.base, self.plans[phase], hardware)
+        self.lm_head[phase] = (hardware, shapes)
+        return shapes
 
     def take(self, index: np.ndarray) -> IterationShapes:
         """The shapes of the deployments ``index`` (a sub-batch, as ``Deployments.take``)."""
@@ -183,41 +194,68 @@ def _with(d: Deployments, batch: np.ndarray) -> Deployments:
     return replace(d, batch=np.asarray(batch, dtype=np.float64))
 
 
+@dataclass(frozen=True)
+class _LmHeadShapes:
+    """The shape-only part of :func:`lm_head_s` for n configurations: the plan's per-chip k and
+    n of the lm_head, 2 k n and where k n is positive, each kernel format's rows (None: every row)
+    with their k and n, and where a configuration has an lm_head at all."""
+
+    k: np.ndarray
+    n: np.ndarray
+    two_kn: np.ndarray
+    positive: np.ndarray
+    groups: list[tuple[str, np.ndarray | None, np.ndarray, np.ndarray]]
+    present: np.ndarray
+
+
+def _lm_head_shapes(c: InferenceConfigs, plan: ShardingPlan, hardware: HardwareSpec) -> _LmHeadShapes:
+    index = plan.index
+    k = plan.distinct_gemm_k[_LM_HEAD_ROW]
+    n = plan.distinct_gemm_n[_LM_HEAD_ROW]
+    if index is not None:
+        k, n = k[index], n[index]
+    formats = _FORMAT_TABLE[c.weight_dtype, c.act_dtype]
+    if not hardware.has_format(FP4):  # as calibrated_operator_times: fp4 x fp4 runs as fp8 there
+        formats = np.where(formats == _FORMAT_NAMES.index("nvfp4"), _FORMAT_NAMES.index("fp8"), formats)
+    groups: list[tuple[str, np.ndarray | None, np.ndarray, np.ndarray]] = []
+    for code in np.unique(formats):
+        rows = formats == code
+        if bool(np.all(rows)):
+            groups.append((_FORMAT_NAMES[int(code)], None, n, k))
+        else:
+            at = np.flatnonzero(rows)
+            groups.append((_FORMAT_NAMES[int(code)], at, n[at], k[at]))
+    present = c.decoder & (DEFAULT.lm_head_positions != "none")
+    return _LmHeadShapes(k, n, 2.0 * k * n, k * n > 0, groups, present)
+
+
 def lm_head_s(
     c: InferenceConfigs,
     chips: np.ndarray,
     plan: ShardingPlan,
     hardware: HardwareSpec,
     profile: CalibrationProfile,
+    shapes: _LmHeadShapes | None = None,
 ) -> np.ndarray:
     """Seconds of the lm_head on one chip at ``c.batch`` positions (one per sequence, the default
     convention's decode), as ``calibrated_operator_times`` times it: a GEMM in the engine's format
-    with m from the chip's FLOPs and the plan's per-chip k and n; 0 for an encoder."""
+    with m from the chip's FLOPs and the plan's per-chip k and n; 0 for an encoder. ``shapes``:
+    the shape-only part for these configurations, plan and hardware, when already computed."""
+    if shapes is None:
+        shapes = _lm_head_shapes(c, plan, hardware)
     # The operator model's FLOPs (operators._lm_head: 2 x positions x d_model x vocab), split
     # over the chips as per_chip_costs splits a weight matmul's FLOPs, m = FLOPs / (2 k n) as
     # gemm_shapes_per_chip derives it (same operations, same order: the same floats).
-    index = plan.index
-    k = plan.distinct_gemm_k[_LM_HEAD_ROW]
-    n = plan.distinct_gemm_n[_LM_HEAD_ROW]
-    if index is not None:
-        k, n = k[index], n[index]
     flops = 2.0 * c.batch * c.d_model * c.vocab / chips
-    kn = k * n
-    m = np.divide(flops, 2.0 * k * n, out=np.zeros_like(k), where=kn > 0)
-    formats = _FORMAT_TABLE[c.weight_dtype, c.act_dtype]
-    if not hardware.has_format(FP4):  # as calibrated_operator_times: fp4 x fp4 runs as fp8 there
-        formats = np.where(formats == _FORMAT_NAMES.index("nvfp4"), _FORMAT_NAMES.index("fp8"), formats)
+    m = np.divide(flops, shapes.two_kn, out=np.zeros_like(shapes.k), where=shapes.positive)
     times = np.zeros(len(c))
-    for code in np.unique(formats):
-        fmt = _FORMAT_NAMES[int(code)]
-        rows = formats == code
+    for fmt, at, n, k in shapes.groups:
         params = _gemm_params(profile, fmt)
-        if bool(np.all(rows)):
+        if at is None:
             times = np.asarray(gemm_time_s(m, n, k, fmt, hardware, params), dtype=np.float64)
         else:
-            times[rows] = gemm_time_s(m[rows], n[rows], k[rows], fmt, hardware, params)
-    present = c.decoder & (DEFAULT.lm_head_positions != "none")
-    return np.where(present, times, 0.0)
+            times[at] = gemm_time_s(m[at], n, k, fmt, hardware, params)
+    return np.where(shapes.present, times, 0.0)
 
 
 def _shared_rows(shape_id: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool] | None:
@@ -359,7 +397,9 @@ def iteration_times(
     if shapes.attention_only:
         assert calibration is not None  # iteration_shapes allows attention-only views only with one
         decode_kernel = fused_attention_time_s(decode_configs, chips, sharded, d.hardware, calibration)
-        lm_head = lm_head_s(decode_configs, chips, plan, d.hardware, calibration)
+        lm_head = lm_head_s(
+            decode_configs, chips, plan, d.hardware, calibration, shapes.lm_head_shapes(phase, d.hardware)
+        )
     else:
         decode_d = _with(d, scored)
         decode_view, _ = operator_times(
