@@ -49,7 +49,6 @@ from cost_models.deployment import (
     OVERLAPS,
     OperatorTimes,
     Overlap,
-    forward_pass_s,
     kv_ways_by_phase,
     operator_times,
     sharding_plans,
@@ -291,6 +290,54 @@ def _shared_rows(shape_id: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, 
     return rows, out, True
 
 
+@dataclass(frozen=True)
+class _DenseSums:
+    """What an iteration reads of its dense view: the dense slots' sum per block (``dense_s``),
+    the same slots summed as :func:`~cost_models.deployment.forward_pass_s` sums a block (the
+    slots before the lm_head plus those after it), the (zeroed) lm_head slot, the collectives
+    and the fixed costs. The attention and lm_head slots are zero: the attention views replace
+    them."""
+
+    block_s: np.ndarray
+    pass_block_s: np.ndarray
+    lm_head_s: np.ndarray
+    comm_block_s: np.ndarray
+    layer_overhead_s: float
+    step_overhead_s: float
+
+    @classmethod
+    def of(cls, times: OperatorTimes) -> _DenseSums:
+        op = times.op_time_s  # this view's own: zeroed in place
+        op[_NOT_DENSE] = 0.0
+        # forward_pass_s's operations on the same array, in its order.
+        pass_block = op[:LM_HEAD].sum(axis=0) + op[LM_HEAD + 1 :].sum(axis=0)
+        return cls(
+            op.sum(axis=0),
+            pass_block,
+            op[LM_HEAD],
+            np.asarray(times.comm_block_s),
+            times.layer_overhead_s,
+            times.step_overhead_s,
+        )
+
+    def take(self, index: np.ndarray) -> _DenseSums:
+        comm = self.comm_block_s
+        return replace(
+            self,
+            block_s=self.block_s.take(index),
+            pass_block_s=self.pass_block_s.take(index),
+            lm_head_s=self.lm_head_s.take(index),
+            comm_block_s=comm.take(index) if comm.ndim else comm,
+        )
+
+    def forward_pass_s(self, layers: np.ndarray, overlap: Overlap, extra_block_s: np.ndarray) -> np.ndarray:
+        """:func:`~cost_models.deployment.forward_pass_s` from the sums, its operations in its order."""
+        block = self.pass_block_s + self.layer_overhead_s + extra_block_s
+        comm = self.comm_block_s
+        combined = np.maximum(block, comm) if overlap == "overlapped" else block + comm
+        return layers * combined + self.lm_head_s + self.step_overhead_s
+
+
 def _dense_view(
     d: Deployments,
     network: Network,
@@ -298,11 +345,11 @@ def _dense_view(
     calibration: CalibrationProfile | None,
     phase: str,
     shapes: IterationShapes,
-) -> OperatorTimes:
-    """Every operator of one pass at ``tokens`` one-token sequences (the caller keeps the dense
-    slots). A row's times depend only on its own deployment and tokens, so where few rows are
-    distinct (whole token counts on a few deployments) each distinct row is scored once and its
-    times broadcast back: the same numbers as scoring every row."""
+) -> _DenseSums:
+    """The dense slots of one pass at ``tokens`` one-token sequences, summed as the iteration
+    needs them (:class:`_DenseSums`). A row's times depend only on its own deployment and tokens,
+    so where few rows are distinct (whole token counts on a few deployments) each distinct row
+    is scored once and its times broadcast back: the same numbers as scoring every row."""
     n = len(d)
     shared = _shared_rows(shapes.shape_id, tokens) if n > 1 and shapes.shape_id is not None else None
     kv_ways = None if shapes.kv_ways is None else shapes.kv_ways.get(phase)
@@ -329,16 +376,20 @@ def _dense_view(
         kv_ways,
     )
     if shared is None:
-        return times
+        return _DenseSums.of(times)
     _, inverse, c_order = shared
     comm = np.asarray(times.comm_block_s)
-    # The layout of the gathered (slots, n) times decides how the callers' sums over the slots
-    # add (numpy sums a C-ordered array slot after slot, as unshared views are; ``[:, inverse]``
-    # gives a Fortran-ordered one, summed pairwise along each row, other roundings). The sharing
-    # of all-whole views up to _SHARE_BELOW keeps its previous gather, the same numbers as before;
-    # the sharing added since gathers in C order: the numbers of scoring every row.
-    op_time = times.op_time_s.take(inverse, axis=1) if c_order else times.op_time_s[:, inverse]
-    return replace(times, op_time_s=op_time, comm_block_s=comm[inverse] if comm.ndim else comm)
+    # The layout of the (slots, n) times decides how the sums over the slots add: numpy sums a
+    # C-ordered array slot after slot, column by column (as an unshared view's), and a gathered
+    # ``[:, inverse]`` is Fortran-ordered, summed pairwise along each column (other roundings).
+    # The sharing of all-whole views up to _SHARE_BELOW keeps its previous gather and sums, the
+    # same numbers as before; the sharing added since sums the distinct rows' C-ordered times
+    # (the numbers of scoring every row, column by column) and gathers the sums.
+    if c_order:
+        return _DenseSums.of(times).take(inverse)
+    return _DenseSums.of(
+        replace(times, op_time_s=times.op_time_s[:, inverse], comm_block_s=comm[inverse] if comm.ndim else comm)
+    )
 
 
 def iteration_times(
@@ -380,11 +431,8 @@ def iteration_times(
     # Dense view: all scheduled tokens as one batch of one-token sequences.
     tokens = np.maximum(decode_seqs + prefill_tokens, 1.0)
     dense = _dense_view(d, network, tokens, calibration, phase, shapes)
-    # The attention views replace the dense view's attention and lm_head slots (in place: the
-    # view's times are this function's own).
-    op_time = dense.op_time_s
-    op_time[_NOT_DENSE] = 0.0
-    dense_block = op_time.sum(axis=0)
+    # The attention views replace the dense view's attention and lm_head slots (zeroed there).
+    dense_block = dense.block_s
 
     # Decode view: the decode sequences' attention; the lm_head at every position scored (one
     # per decode sequence, one per prompt the iteration's chunk completes).
@@ -446,7 +494,7 @@ def iteration_times(
     attention_block = decode_attention + prefill_attention
     # The dense view's own lm_head (at every token) is replaced by the positions really scored
     # (its slot is zero above).
-    latency = forward_pass_s(dense, layers, overlap, attention_block) + lm_head
+    latency = dense.forward_pass_s(layers, overlap, attention_block) + lm_head
     return IterationTimes(
         latency_s=latency,
         dense_s=layers * dense_block,
