@@ -378,18 +378,18 @@ def _dense_view(
     if shared is None:
         return _DenseSums.of(times)
     _, inverse, c_order = shared
-    comm = np.asarray(times.comm_block_s)
     # The layout of the (slots, n) times decides how the sums over the slots add: numpy sums a
     # C-ordered array slot after slot, column by column (as an unshared view's), and a gathered
     # ``[:, inverse]`` is Fortran-ordered, summed pairwise along each column (other roundings).
-    # The sharing of all-whole views up to _SHARE_BELOW keeps its previous gather and sums, the
-    # same numbers as before; the sharing added since sums the distinct rows' C-ordered times
-    # (the numbers of scoring every row, column by column) and gathers the sums.
+    # The sharing of all-whole views up to _SHARE_BELOW keeps the Fortran order of its previous
+    # gather, the same numbers as before; the sharing added since sums the distinct rows'
+    # C-ordered times (the numbers of scoring every row). Either way the distinct rows are summed
+    # and the sums gathered.
     if c_order:
         return _DenseSums.of(times).take(inverse)
-    return _DenseSums.of(
-        replace(times, op_time_s=times.op_time_s[:, inverse], comm_block_s=comm[inverse] if comm.ndim else comm)
-    )
+    # The distinct rows' times in that Fortran order: each row's slots summed as in the gathered
+    # array (the same column, contiguous), once per distinct row.
+    return _DenseSums.of(replace(times, op_time_s=np.asfortranarray(times.op_time_s))).take(inverse)
 
 
 def iteration_times(
