@@ -11,6 +11,7 @@ the study holds (:mod:`tuner.distinct`), and stops when the space is exhausted.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -413,10 +414,11 @@ def _sample(
         for row, trial in enumerate(asked):
             for name, column in evaluation.constraint_columns.items():
                 trial.set_constraint(name, float(column[row]))
-            told = memory.tell(trial, [float(v) for v in evaluation.values[row]])
+            told = optuna_internals.tell_in_place(memory, trial, [float(v) for v in evaluation.values[row]])
             # The breakdown (whole format) goes to the database only: the in-memory study copies
-            # its trials on every ask and tell, and the sampler never reads it.
-            finished.append(fmt.stored(told, evaluation, row, int(flat[row])))
+            # its trials on every ask, and the sampler never reads it. A compact trial is a new
+            # FrozenTrial built from the told one; the whole format sets attributes on a copy.
+            finished.append(fmt.stored(told if fmt.compact else copy.deepcopy(told), evaluation, row, int(flat[row])))
         writer.add(finished)
         done += len(asked)
         if on_progress:
@@ -583,7 +585,7 @@ def _ask_distinct(memory: optuna.Study, dists, distinct: DistinctConfigurations)
     trial = memory.ask(dists)
     key = distinct.key(trial.params)
     if key is not None and key in distinct:
-        memory.tell(trial, state=TrialState.FAIL)
+        optuna_internals.tell_in_place(memory, trial, state=TrialState.FAIL)  # Study.tell without its copy
         memory.enqueue_trial(distinct.params(distinct.replacement(key)))
         trial = memory.ask(dists)
         key = distinct.key(trial.params)
