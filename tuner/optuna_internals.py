@@ -792,6 +792,7 @@ class BatchTPESampler(optuna.samplers.TPESampler):
         self._tuner_repr: tuple[tuple, dict[int, tuple]] = ((), {})
         self._tuner_scores: dict[int, float] = {}
         self._tuner_space: tuple[int, dict[str, Any]] | None = None
+        self._tuner_fronts: tuple[tuple, set[int], set[int], int] | None = None
 
     def _tuner_done(self, study: optuna.Study) -> list[FrozenTrial]:
         """The study's COMPLETE and PRUNED trials in number order: what Optuna's
@@ -860,7 +861,7 @@ class BatchTPESampler(optuna.samplers.TPESampler):
                 pruned.append(trial)
             else:
                 raise AssertionError(f"trial {trial.number} is {trial.state.name}")
-        below_complete, above_complete = tpe._split_complete_trials(complete, study, n_below)
+        below_complete, above_complete = self._tuner_split_complete(complete, study, n_below)
         n_below = max(0, n_below - len(below_complete))
         below_pruned, above_pruned = tpe._split_pruned_trials(pruned, study, n_below)
         n_below = max(0, n_below - len(below_pruned))
@@ -871,6 +872,51 @@ class BatchTPESampler(optuna.samplers.TPESampler):
         below.sort(key=lambda trial: trial.number)
         above.sort(key=lambda trial: trial.number)
         return below, above
+
+    def _tuner_split_complete(
+        self, complete: list[FrozenTrial], study: optuna.Study, n_below: int
+    ) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+        """Optuna's ``_split_complete_trials``, run on the trials of the first non-domination
+        fronts only (their own fronts are the same; the "below" trials lie in them).
+
+        With several objectives Optuna peels fronts off all feasible complete trials at every fit
+        until 10% of them are ranked: 103 of 486 CPU s at 30,000 trials (cProfile of
+        bench/bench_trials_per_s.py --sampler tpe, 0.22 s a batch). Its split depends only on
+        fronts 0..T, T the first front where the count of trials ranked passes ``n_below``, and a
+        trial's fronts are closed under domination (whoever dominates a trial of front k is in a
+        front before k), so Optuna's split of the trials of fronts 0..T gives the same "below"
+        trials (the hypervolume tie-break sees the same points of front T in the same order).
+        Adding trials never lowers a trial's rank, so the trials of fronts 0..D, D kept from the
+        last fit, plus the trials completed since, hold every trial of the new fronts 0..D, ranked
+        as in the whole set: only they are peeled, until D falls short of T (then all again)."""
+        from optuna.samplers._tpe import sampler as tpe
+
+        n = min(n_below, len(complete))
+        if len(study.directions) <= 1 or not 0 < n < len(complete):
+            return tpe._split_complete_trials(complete, study, n_below)
+        signs = [-1.0 if d == optuna.study.StudyDirection.MAXIMIZE else 1.0 for d in study.directions]
+        key = (id(study._storage), study._study_id, tuple(signs))
+        fronts = None
+        state = self._tuner_fronts
+        if state is not None and state[0] == key:
+            _, covered, kept, depth = state
+            subset = [t for t in complete if t._trial_id in kept or t._trial_id not in covered]
+            n_covered = sum(1 for t in complete if t._trial_id in covered)
+            if n_covered == len(covered):  # every trial of the last fit is still there (same study)
+                ranks = _front_ranks(subset, signs, max_depth=depth)
+                fronts = _first_fronts(subset, ranks, n)
+                if fronts is not None:
+                    self._tuner_fronts = (key, {t._trial_id for t in complete}, _ids(subset, ranks >= 0), depth)
+        if fronts is None:
+            # Peeled beyond what this fit needs (half as many trials again), so that the next fits
+            # peel only the kept fronts for a while.
+            ranks = _front_ranks(complete, signs, min_count=n + n // 2 + 1)
+            fronts = _first_fronts(complete, ranks, n)
+            assert fronts is not None
+            self._tuner_fronts = (key, {t._trial_id for t in complete}, _ids(complete, ranks >= 0), int(ranks.max()))
+        below, _ = tpe._split_complete_trials(fronts, study, n)
+        chosen = {t._trial_id for t in below}
+        return below, [t for t in complete if t._trial_id not in chosen]
 
     def _get_internal_repr(
         self, trials: list[FrozenTrial], search_space: dict[str, Any], study: optuna.Study
@@ -945,6 +991,47 @@ class BatchTPESampler(optuna.samplers.TPESampler):
             values = self._compute_acquisition_func(samples_below, mpe_below, mpe_above)
         chosen = optuna.samplers.TPESampler._compare(samples_below, values)
         return {name: dist.to_external_repr(chosen[name]) for name, dist in search_space.items()}
+
+
+def _ids(trials: list[FrozenTrial], mask: np.ndarray) -> set[int]:
+    return {t._trial_id for t, keep in zip(trials, mask.tolist(), strict=True) if keep}
+
+
+def _front_ranks(
+    trials: list[FrozenTrial], signs: list[float], *, max_depth: int | None = None, min_count: int | None = None
+) -> np.ndarray:
+    """Each trial's non-domination rank (0 for the Pareto front), -1 where not peeled: fronts are
+    peeled, with Optuna's own front test on its unique lexsorted loss values (as
+    ``_calculate_nondomination_rank``), through front ``max_depth`` or until ``min_count``
+    trials are ranked."""
+    from optuna.study._multi_objective import _is_pareto_front
+
+    lvals = np.array([t.values for t in trials])
+    lvals *= signs  # as Optuna's _split_complete_trials_multi_objective
+    unique, inverse = np.unique(lvals, return_inverse=True, axis=0)
+    inverse = inverse.reshape(-1)
+    counts = np.bincount(inverse, minlength=len(unique))
+    ranks = np.full(len(unique), -1, dtype=int)
+    remaining = np.arange(len(unique))
+    rank = ranked = 0
+    while len(remaining) and (max_depth is None or rank <= max_depth) and (min_count is None or ranked < min_count):
+        on_front = _is_pareto_front(unique, assume_unique_lexsorted=True)
+        ranks[remaining[on_front]] = rank
+        ranked += int(counts[remaining[on_front]].sum())
+        remaining, unique = remaining[~on_front], unique[~on_front]
+        rank += 1
+    return ranks[inverse]
+
+
+def _first_fronts(trials: list[FrozenTrial], ranks: np.ndarray, n_below: int) -> list[FrozenTrial] | None:
+    """The trials of fronts 0..T (in the given order), T the first front where the trials ranked
+    pass ``n_below``; None when the peeled fronts do not get there."""
+    counts = np.bincount(ranks[ranks >= 0])
+    past = np.nonzero(np.cumsum(counts) > n_below)[0]
+    if not len(past):
+        return None
+    last = int(past[0])
+    return [t for t, r in zip(trials, ranks.tolist(), strict=True) if 0 <= r <= last]
 
 
 class _CategoricalAcquisition:

@@ -208,3 +208,39 @@ def test_the_split_is_optunas() -> None:
             theirs = _split_trials(study, trials, n_below)
             assert [[t.number for t in part] for part in ours] == [[t.number for t in part] for part in theirs]
         assert 0 < sum(score > 0 for score in sampler._tuner_scores.values()) < 400  # both kinds present
+
+
+def test_the_split_stays_optunas_as_the_study_grows() -> None:
+    """The fronts kept from one fit to the next (_tuner_split_complete peels only them and the new
+    trials): after every batch of a growing study, with three objectives, repeated loss values,
+    infeasible trials and a gamma of Optuna's multi-objective default, the split is Optuna's, and
+    both paths (kept fronts, everything peeled again) are taken."""
+    from optuna.samplers._tpe.sampler import _split_trials, default_gamma_multiobjective
+    from optuna.trial import TrialState
+
+    rng = np.random.default_rng(8)
+    study = optuna.create_study(directions=["minimize", "maximize", "minimize"])
+    sampler = BatchTPESampler(seed=0)
+    full_peels = kept_peels = 0
+    for _ in range(40):
+        for _ in range(64):
+            params = {k: int(rng.integers(len(d.choices))) for k, d in WIDE.items()}
+            values = [float(rng.integers(30)), float(rng.normal()), float(rng.integers(8))]
+            attrs = {"constraints": [float(rng.random() - 0.8)]}
+            trial = optuna.trial.create_trial(params=params, distributions=WIDE, values=values, system_attrs=attrs)
+            study.add_trial(trial)
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        before = sampler._tuner_fronts
+        n_below = default_gamma_multiobjective(len(trials))
+        ours = sampler._tuner_split(study, trials, n_below)
+        theirs = _split_trials(study, trials, n_below)
+        assert [[t.number for t in part] for part in ours] == [[t.number for t in part] for part in theirs]
+        assert len(ours[0]) == n_below
+        after = sampler._tuner_fronts
+        assert after is not None
+        if before is not None and after[3] == before[3] and after[2] != before[2]:
+            kept_peels += 1
+        else:
+            full_peels += 1
+        assert len(after[2]) < len(trials)  # fewer trials kept than the study holds
+    assert kept_peels > 20 and full_peels >= 2
