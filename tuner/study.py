@@ -582,12 +582,12 @@ def _ask_distinct(memory: optuna.Study, dists, distinct: DistinctConfigurations)
     study only: samplers learn from complete trials) and the replacement is asked through
     ``enqueue_trial``, so the trial told to Optuna carries the params evaluated, and the sampler
     (NSGA-II's generation, TPE's constant liar) sees it as one of its own."""
-    trial = memory.ask(dists)
+    trial = optuna_internals.ask_categorical(memory, dists)
     key = distinct.key(trial.params)
     if key is not None and key in distinct:
         optuna_internals.tell_in_place(memory, trial, state=TrialState.FAIL)  # Study.tell without its copy
         memory.enqueue_trial(distinct.params(distinct.replacement(key)))
-        trial = memory.ask(dists)
+        trial = optuna_internals.ask_categorical(memory, dists)
         key = distinct.key(trial.params)
     if key is not None:
         distinct.add(key)
