@@ -244,3 +244,28 @@ def test_the_split_stays_optunas_as_the_study_grows() -> None:
             full_peels += 1
         assert len(after[2]) < len(trials)  # fewer trials kept than the study holds
     assert kept_peels > 20 and full_peels >= 2
+
+
+def test_the_draw_is_optunas() -> None:
+    """_CategoricalDraw (cumulative weights taken once per fit) draws Optuna's candidates from
+    the same random state, and leaves the state where Optuna's draw leaves it."""
+    from tuner.optuna_internals import _CategoricalDraw
+
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=2))
+    study.optimize(lambda t: _objectives({k: t.suggest_categorical(k, d.choices) for k, d in WIDE.items()}), 600)
+    sampler = BatchTPESampler(seed=3, multivariate=True, constant_liar=False)
+    study.sampler = sampler
+    study.ask(WIDE)
+    _, below, above = sampler._tuner_fitted
+    for mpe in (below, above):
+        draw = _CategoricalDraw.of(mpe)
+        assert draw is not None
+        ours_rng, theirs_rng = np.random.RandomState(9), np.random.RandomState(9)
+        for size in (24, 24, 7):
+            ours = mpe._untransform(draw(ours_rng, size))
+            theirs = mpe.sample(theirs_rng, size)
+            assert list(ours) == list(theirs)
+            for name in theirs:
+                assert ours[name].dtype == theirs[name].dtype and np.array_equal(ours[name], theirs[name])
+            assert len({tuple(int(ours[k][i]) for k in ours) for i in range(size)}) > 1
+        assert ours_rng.rand() == theirs_rng.rand()
