@@ -795,7 +795,9 @@ class BatchTPESampler(optuna.samplers.TPESampler):
     ``_split_pruned_trials``, ``_get_infeasible_trial_score``, ``_get_internal_repr``,
     ``_get_params``, ``_build_parzen_estimator``, ``_compute_acquisition_func``, ``_compare``,
     ``_gamma``, ``_n_startup_trials``, ``_n_ei_candidates`` and ``_rng``, with
-    ``Study._get_trials``; there is no public hook between them. ``tests/tuner/test_batch_tpe.py``
+    ``Study._get_trials``, the estimators' ``_mixture_distribution``, ``_transform`` and
+    ``_untransform``, and ``optuna.study._multi_objective._is_pareto_front`` (the split on the
+    first fronts); there is no public hook between them. ``tests/tuner/test_batch_tpe.py``
     checks that it samples what Optuna's ``TPESampler(constant_liar=False)`` samples, batch after
     batch, and each step against Optuna's own function on the pinned version.
     """
