@@ -103,15 +103,11 @@ def test_attention_only_views_equal_the_full_views(chip: str) -> None:
             _assert_same(fast, full, names)
 
 
-@pytest.mark.parametrize("calibrated", [True, False])
-def test_rows_with_equal_deployments_and_tokens_share_one_dense_view(calibrated: bool) -> None:
-    # A search's grid: few deployment shapes, whole concurrencies, a few chunk sizes. Equal rows
-    # are scored once; every row must get the numbers a row-by-row pass gives it.
-    n = 800
-    rng = np.random.default_rng(22)
-    catalog = [get_model("llama-3-8b"), get_model("deepseek-v3")]
+def _two_models_tp1_or_tp2(models: tuple[str, str], n: int, rng: np.random.Generator, calibrated: bool):
+    """n rows of two models on H100 at TP 1 or 2, bf16 or fp8 weights (8 deployment shapes), with
+    the h100-sxm TRT-LLM profile and its network when ``calibrated``."""
     d = tensor_parallel(
-        catalog,
+        [get_model(name) for name in models],
         get_hardware("h100-sxm"),
         rng.choice([1, 2], n),
         model_index=rng.integers(0, 2, n),
@@ -121,6 +117,16 @@ def test_rows_with_equal_deployments_and_tokens_share_one_dense_view(calibrated:
     network = network_for(d.hardware)
     if profile is not None:
         network = calibrated_network(network, d.hardware, profile)
+    return d, profile, network
+
+
+@pytest.mark.parametrize("calibrated", [True, False])
+def test_rows_with_equal_deployments_and_tokens_share_one_dense_view(calibrated: bool) -> None:
+    # A search's grid: few deployment shapes, whole concurrencies, a few chunk sizes. Equal rows
+    # are scored once; every row must get the numbers a row-by-row pass gives it.
+    n = 800
+    rng = np.random.default_rng(22)
+    d, profile, network = _two_models_tp1_or_tp2(("llama-3-8b", "deepseek-v3"), n, rng, calibrated)
     kwargs = {
         "decode_seqs": 2.0 ** rng.integers(0, 9, n),
         "decode_context": rng.choice([1024.0, 3000.0], n),
@@ -222,17 +228,8 @@ def test_partly_whole_or_mostly_distinct_views_share_rows_bit_for_bit(
     # every row (np.array_equal, not a tolerance: the serving results are compared bit for bit).
     n = 3000
     rng = np.random.default_rng(6)
-    d = tensor_parallel(  # 8 deployment shapes, MoE among them
-        [get_model("llama-3-8b"), get_model("mixtral-8x7b")],
-        get_hardware("h100-sxm"),
-        rng.choice([1, 2], n),
-        model_index=rng.integers(0, 2, n),
-        weight_dtype=rng.choice([BF16, FP8], n),
-    )
-    profile = resolve_calibration("auto", "h100-sxm", "trtllm") if calibrated else None
-    network = network_for(d.hardware)
-    if profile is not None:
-        network = calibrated_network(network, d.hardware, profile)
+    # 8 deployment shapes, MoE among them
+    d, profile, network = _two_models_tp1_or_tp2(("llama-3-8b", "mixtral-8x7b"), n, rng, calibrated)
     whole = rng.random(n) < whole_share
     seqs = np.where(whole, rng.choice([1.0, 2.0, 64.0], n), rng.uniform(1.0, 300.0, n))
     if whole_share == 1.0:  # whole and mostly distinct (about 65%): 8 shapes x 400 token counts

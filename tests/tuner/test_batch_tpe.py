@@ -56,16 +56,23 @@ def _objectives(p: dict) -> list[float]:
     return [float(p["q0"] * 3 + p["q3"] - p["q5"]), float((p["q2"] - 2) ** 2 + p["q1"] * p["q4"])]
 
 
-def test_acquisition_values_are_optunas_bit_for_bit_on_a_larger_study() -> None:
-    """The per-fit log tables and the per-batch cache give exactly Optuna's log l(x) - log g(x)."""
-    from tuner.optuna_internals import _CategoricalAcquisition
-
-    study = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))
-    study.optimize(lambda t: _objectives({k: t.suggest_categorical(k, d.choices) for k, d in WIDE.items()}), 1500)
+def _fitted_on_random_trials(seed: int, trials: int):
+    """A BatchTPESampler fitted (one ask) on ``trials`` random trials of WIDE: it and its below and
+    above Parzen estimators."""
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=seed))
+    study.optimize(lambda t: _objectives({k: t.suggest_categorical(k, d.choices) for k, d in WIDE.items()}), trials)
     sampler = BatchTPESampler(seed=3, multivariate=True, constant_liar=False)
     study.sampler = sampler
     study.ask(WIDE)
     _, below, above = sampler._tuner_fitted
+    return sampler, below, above
+
+
+def test_acquisition_values_are_optunas_bit_for_bit_on_a_larger_study() -> None:
+    """The per-fit log tables and the per-batch cache give exactly Optuna's log l(x) - log g(x)."""
+    from tuner.optuna_internals import _CategoricalAcquisition
+
+    sampler, below, above = _fitted_on_random_trials(seed=1, trials=1500)
     assert len(above._mixture_distribution.weights) > 1000  # the large mixture Optuna evaluates per ask
     acquisition = _CategoricalAcquisition.of(below, above)
     assert acquisition is not None and acquisition._above[2] is not None  # the one-hot product's path
@@ -251,12 +258,7 @@ def test_the_draw_is_optunas() -> None:
     the same random state, and leaves the state where Optuna's draw leaves it."""
     from tuner.optuna_internals import _CategoricalDraw
 
-    study = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=2))
-    study.optimize(lambda t: _objectives({k: t.suggest_categorical(k, d.choices) for k, d in WIDE.items()}), 600)
-    sampler = BatchTPESampler(seed=3, multivariate=True, constant_liar=False)
-    study.sampler = sampler
-    study.ask(WIDE)
-    _, below, above = sampler._tuner_fitted
+    sampler, below, above = _fitted_on_random_trials(seed=2, trials=600)
     for mpe in (below, above):
         draw = _CategoricalDraw.of(mpe)
         assert draw is not None
