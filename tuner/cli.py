@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import click
 
 from cost_models.errors import InvalidInputError
-from tuner.cli_help import INTERRUPTED_BEFORE_START, FullSummaryGroup, LazyChoice, imports_loading
+from tuner.cli_help import (
+    INTERRUPTED_BEFORE_FINISH,
+    INTERRUPTED_BEFORE_START,
+    FullSummaryGroup,
+    LazyChoice,
+    imports_loading,
+)
 from tuner.signals import stop_on_signals
 
 if TYPE_CHECKING:
@@ -1187,9 +1193,6 @@ def _printable(text: str) -> str:
     """An error line safe for a terminal: control characters (escape sequences from a hostile
     file name or a damaged database) shown as ``\\xNN``, never acted on by the terminal."""
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
-INTERRUPTED_BEFORE_FINISH = "interrupted before the command finished; run the same command again"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,6 +61,7 @@ class LazyChoice(click.Choice):
 
 #: What a command says when a signal came before it started (nothing was read or written yet).
 INTERRUPTED_BEFORE_START = "interrupted before the command started: nothing was written; run the same command again"
+INTERRUPTED_BEFORE_FINISH = "interrupted before the command finished; run the same command again"
 
 
 @contextmanager
