@@ -44,7 +44,7 @@ from cost_models.moe import DEFAULT_IMBALANCE, experts_woken, tokens_per_expert
 from cost_models.moe_kernel_time import moe_kernel_params, routed_expert_time_s
 from cost_models.operators import EXPERT_PROJECTIONS, OP, OperatorCosts, window_share
 from cost_models.partitioning import GEMM_AXES, ShardingPlan, attention_split, gemm_shapes_per_chip
-from cost_models.topology import Network, TorusNetwork, group_size
+from cost_models.topology import Network, SwitchedNetwork, TorusNetwork, group_size
 
 #: Operators run as bandwidth-bound kernels (Kim et al.'s "non-linear" and elementwise rows).
 ELEMENTWISE_OPS = ("attn_norm", "attn_add", "mlp_norm", "mlp_act", "router", "expert_act", "mlp_add")
@@ -121,12 +121,17 @@ def calibrated_operator_times(
         # engines ship there (fp4 weights upcast to fp8), i.e. the chip's fp8 GEMM, as the
         # roofline's peak_table does. Its fitted bytes are fp8's: up to 2x the fp4 weight traffic.
         formats = np.where(formats == _FORMAT_NAMES.index("nvfp4"), _FORMAT_NAMES.index("fp8"), formats)
+    # A slot no configuration has (a serving iteration's dense view leaves out attention and the
+    # lm_head; a dense model's router) is zero, its kernel not timed: the zero the absent slots
+    # get below, without the kernel model's pass.
+    anywhere = present.any(axis=1)
+    rows = _DenseRows.of(anywhere)
     if plan is None:
         assert not isinstance(gemm_shapes, ShardingPlan)
         source: _ShapeSource = _mla_gemm_shapes(chip_ops, c, gemm_shapes)
     else:
-        source = _PlanGemmShapes(chip_ops, plan)
-    _dense_gemm_times(times, source, formats, hardware, profile)
+        source = _PlanGemmShapes(chip_ops, plan, rows)
+    _dense_gemm_times(times, source, formats, hardware, profile, rows)
     moe_rows = c.moe_layers > 0
     moe = np.flatnonzero(moe_rows)
     if len(moe):
@@ -147,16 +152,21 @@ def calibrated_operator_times(
     # Elementwise kernels: bytes at a fraction of HBM bandwidth, plus a launch.
     moved = chip_ops.bytes
     for op in ELEMENTWISE_OPS:  # row by row: no (7, n) gather and scatter
-        times[OP[op]] = elementwise_time_s(moved[OP[op]], hardware, profile.elementwise)
+        if anywhere[OP[op]]:
+            times[OP[op]] = elementwise_time_s(moved[OP[op]], hardware, profile.elementwise)
     bandwidth = hardware.memory_bandwidth_bytes_per_s * profile.elementwise.memory_eff
     for op in UNFUSED_ATTENTION_OPS:
         i = OP[op]
-        peak = hardware.peak_table()[chip_ops.compute_dtype[i]]
-        times[i] = profile.elementwise.launch_s + np.maximum(moved[i] / bandwidth, chip_ops.flops[i] / peak)
+        if anywhere[i]:
+            peak = hardware.peak_table()[chip_ops.compute_dtype[i]]
+            times[i] = profile.elementwise.launch_s + np.maximum(moved[i] / bandwidth, chip_ops.flops[i] / peak)
     # Fused attention: the engine's kernel at this chip's share of sequences and heads.
-    times[OP["fused_attention"]] = fused_attention_time_s(c, chips, batch_sharded, hardware, profile)
-    # Absent operators cost nothing (in place; only the slots some configuration lacks).
-    for row in np.flatnonzero(~present.all(axis=1)):
+    if anywhere[OP["fused_attention"]]:
+        times[OP["fused_attention"]] = fused_attention_time_s(c, chips, batch_sharded, hardware, profile)
+    # Absent operators cost nothing: the slots no configuration has, whole; in place the rows of
+    # the slots some configuration lacks.
+    times[~anywhere] = 0.0
+    for row in np.flatnonzero(anywhere & ~present.all(axis=1)):
         np.copyto(times[row], 0.0, where=~present[row])
     return times
 
@@ -165,6 +175,26 @@ def calibrated_operator_times(
 #: slots they fill; the experts' rows are timed apart (:func:`expert_gemm_times_s`).
 _DENSE_SHAPE_ROWS = np.array([i for i, op in enumerate(GEMM_AXES) if op not in EXPERT_PROJECTIONS])
 _DENSE_OP_ROWS = np.array([OP[op] for op in GEMM_AXES if op not in EXPERT_PROJECTIONS])
+
+
+class _DenseRows:
+    """The dense GEMMs timed: rows of the plan's (m, n, k) and the operator slots they fill, all
+    of ``_DENSE_SHAPE_ROWS`` / ``_DENSE_OP_ROWS`` or those of the slots some configuration has."""
+
+    def __init__(self, shape_rows: np.ndarray, op_rows: np.ndarray) -> None:
+        self.shape = shape_rows
+        self.op = op_rows
+
+    @classmethod
+    def of(cls, anywhere: np.ndarray) -> _DenseRows:
+        """The dense GEMM slots present in some configuration (``anywhere``: per operator slot)."""
+        kept = anywhere[_DENSE_OP_ROWS]
+        if bool(np.all(kept)):
+            return _ALL_DENSE_ROWS
+        return cls(_DENSE_SHAPE_ROWS[kept], _DENSE_OP_ROWS[kept])
+
+
+_ALL_DENSE_ROWS = _DenseRows(_DENSE_SHAPE_ROWS, _DENSE_OP_ROWS)
 #: Configurations per block of GEMMs timed together: 8 GEMMs x 2048 = 16k elements, 128 KiB per
 #: temporary, so the ~20 temporaries of :func:`gemm_time_s` stay in a core's L2 cache instead of
 #: streaming through memory (elementwise arithmetic, so blocking changes no result). Measured on
@@ -179,8 +209,9 @@ def _dense_gemm_times(
     formats: np.ndarray,
     hardware: HardwareSpec,
     profile: CalibrationProfile,
+    dense_rows: _DenseRows = _ALL_DENSE_ROWS,
 ) -> None:
-    """Fill ``times``'s dense weight-matmul slots: each configuration's GEMMs in its kernel
+    """Fill ``times``'s dense weight-matmul slots (``dense_rows``): each configuration's GEMMs in its kernel
     format (``formats``, codes into ``_FORMAT_NAMES``), in blocks of ``_BLOCK_CONFIGS``
     configurations. Formats that run on the same fitted parameters (a profile times the formats
     it did not measure with its bf16 fit: int8 and int4 weight-only on most GPU profiles) are one
@@ -217,8 +248,8 @@ def _dense_gemm_times(
                 peak, w_bytes, a_bytes = (float(table[codes[0]]) for table in constants)
             else:
                 peak, w_bytes, a_bytes = (table[formats[chosen]] for table in constants)
-            m, n, k = _block_shapes(source, chosen)
-            rows = (_DENSE_OP_ROWS, chosen) if columns is None else (_DENSE_OP_ROWS[:, None], chosen)
+            m, n, k = _block_shapes(source, chosen, dense_rows)
+            rows = (dense_rows.op, chosen) if columns is None else (dense_rows.op[:, None], chosen)
             times[rows] = gemm_time_with_constants_s(m, n, k, peak, w_bytes, a_bytes, quantizes, hardware, params)
 
 
@@ -264,16 +295,17 @@ class _PlanGemmShapes:
     instead of whole (slots, n) ones with a masked divide (36 of the 65 ms that the calibrated
     GEMMs of 100k configurations took, docs/benchmarks.md)."""
 
-    def __init__(self, chip_ops: OperatorCosts, plan: ShardingPlan) -> None:
+    def __init__(self, chip_ops: OperatorCosts, plan: ShardingPlan, dense_rows: _DenseRows = _ALL_DENSE_ROWS) -> None:
         self.flops = chip_ops.flops
-        self.k = plan.distinct_gemm_k[_DENSE_SHAPE_ROWS]
-        self.n = plan.distinct_gemm_n[_DENSE_SHAPE_ROWS]
+        self.k = plan.distinct_gemm_k[dense_rows.shape]
+        self.n = plan.distinct_gemm_n[dense_rows.shape]
         self.index = plan.index
+        self.op_rows = dense_rows.op
 
     def block(self, chosen: slice | np.ndarray) -> GemmShapes:
         index = chosen if self.index is None else self.index[chosen]
         k, n = (a[:, index] if isinstance(index, slice) else a.take(index, axis=1) for a in (self.k, self.n))
-        rows = _DENSE_OP_ROWS if isinstance(chosen, slice) else _DENSE_OP_ROWS[:, None]
+        rows = self.op_rows if isinstance(chosen, slice) else self.op_rows[:, None]
         flops = self.flops[rows, chosen]
         m = 2.0 * k
         m *= n
@@ -283,14 +315,18 @@ class _PlanGemmShapes:
         return m, n, k
 
 
-def _block_shapes(source: _ShapeSource, chosen: slice | np.ndarray) -> GemmShapes:
-    """The dense GEMMs' (m, n, k) of the configurations ``chosen``, rows ``_DENSE_SHAPE_ROWS``."""
+def _block_shapes(
+    source: _ShapeSource, chosen: slice | np.ndarray, dense_rows: _DenseRows = _ALL_DENSE_ROWS
+) -> GemmShapes:
+    """The dense GEMMs' (m, n, k) of the configurations ``chosen``, rows ``dense_rows.shape``
+    (a plan's source holds its own rows)."""
     if isinstance(source, _PlanGemmShapes):
         return source.block(chosen)
     m, n, k = source
     if isinstance(chosen, slice):
-        return m[_DENSE_SHAPE_ROWS, chosen], n[_DENSE_SHAPE_ROWS, chosen], k[_DENSE_SHAPE_ROWS, chosen]
-    rows = _DENSE_SHAPE_ROWS[:, None]
+        r = dense_rows.shape
+        return m[r, chosen], n[r, chosen], k[r, chosen]
+    rows = dense_rows.shape[:, None]
     return m[rows, chosen], n[rows, chosen], k[rows, chosen]
 
 
@@ -545,7 +581,6 @@ class CalibratedNetwork(Network):
     def collective_time_s(self, kind, bytes_per_chip, mesh, axes):
         mesh = np.atleast_2d(mesh)
         k = group_size(mesh, axes)
-        base = self.base.collective_time_s(kind, bytes_per_chip, mesh, axes)
         measured_kind = _KIND[kind]
         implementation = (
             "custom"
@@ -558,12 +593,20 @@ class CalibratedNetwork(Network):
         )
         table = self.profile.collectives.get(implementation, {}).get(measured_kind)
         if not table:
-            return base
-        inside = np.flatnonzero((k > 1) & (k <= self.spec.domain_size) & (bytes_per_chip > 0))
+            return self.base.collective_time_s(kind, bytes_per_chip, mesh, axes)
+        moves = bytes_per_chip > 0
+        inside = np.flatnonzero((k > 1) & (k <= self.spec.domain_size) & moves)
         if not len(inside):
-            return base
+            return self.base.collective_time_s(kind, bytes_per_chip, mesh, axes)
+        if isinstance(self.base, SwitchedNetwork) and not np.any((k > self.spec.domain_size) & moves):
+            # Every group that moves bytes is measured (a tensor-parallel serving search on one
+            # node): the network model's other rows are a group of one or no bytes, 0 there
+            # (SwitchedNetwork.collective_time_s), so it is not evaluated on every row.
+            times = np.zeros(k.shape)
+        else:
+            base = self.base.collective_time_s(kind, bytes_per_chip, mesh, axes)
+            times = np.array(np.broadcast_to(base, k.shape), dtype=np.float64)
         # The measured rows by index (gathers, several times cheaper than boolean-mask copies).
-        times = np.array(np.broadcast_to(base, k.shape), dtype=np.float64)
         times[inside] = collective_time_s(
             measured_kind,
             np.asarray(bytes_per_chip, dtype=np.float64).take(inside),

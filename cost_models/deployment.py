@@ -153,7 +153,8 @@ def chip_roofline(
     layers: np.ndarray | None = None,
     chip_ops: OperatorCosts | None = None,
     times: bool = True,
-) -> tuple[np.ndarray, RooflineTotals]:
+    totals: bool = True,
+) -> tuple[np.ndarray, RooflineTotals | None]:
     """Each slot's roofline time on one chip (``(slots, n)``, per execution) and the pass's
     :class:`RooflineTotals`: the slot's costs split as ``shares`` says (partitioning.chip_shares),
     the expert slots scaled by ``expert_scale`` (:func:`expert_scale`), then max(FLOPs / peak,
@@ -162,6 +163,8 @@ def chip_roofline(
     shaped like ``ops`` to receive the per-chip costs (the calibrated path reads them), their
     ``bytes`` too. ``times`` False: the slots' times are not wanted (the calibrated path replaces
     them), only the totals and ``chip_ops``; the returned times are then left unfilled.
+    ``totals`` False: the totals are not wanted either (a serving iteration's dense view) and
+    None is returned for them; with ``times`` False too only ``chip_ops`` is filled.
 
     Slot by slot, in the order of the arrays, with the same operations as per_chip_costs and
     roofline_times on whole arrays, so every number is bit for bit the same; one slot's
@@ -232,6 +235,8 @@ def chip_roofline(
             # leaves the sum as it is, so the rows are filled without the arithmetic.
             out["kv_read_bytes"].fill(0.0)
             out["kv_write_bytes"].fill(0.0)
+        if not (times or totals):
+            continue
         np.divide(flops, peak_of(ops.compute_dtype[i]), out=compute)
         np.divide(moved, bandwidth, out=memory)
         if times:
@@ -242,12 +247,14 @@ def chip_roofline(
                 if group not in shares_of:
                     shares_of[group] = ops.repeats[i] / layers
                 time *= shares_of[group]
+        if not totals:
+            continue
         repeats = ops.repeats[i]
         compute_total += np.multiply(compute, repeats, out=compute)
         memory_total += np.multiply(memory, repeats, out=memory)
     if chip_ops is not None:
         vars(chip_ops)["bytes"] = chip_bytes  # functools.cached_property's own slot
-    return time_s, RooflineTotals(compute_total, memory_total)
+    return time_s, RooflineTotals(compute_total, memory_total) if totals else None
 
 
 def operator_times(
@@ -268,17 +275,64 @@ def operator_times(
     and the engine's fixed cost per layer and per step. ``expert_scale``: (weight factor, work
     factor) of the expert slots under data and expert parallelism (:func:`expert_scale`).
     ``shapes``: ``Shapes.of(configs, tokens_per_sequence)``, when the caller has it."""
+    times, totals = _operator_times(
+        d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, expert_scale, shapes, True
+    )
+    if totals is None:  # _operator_times sums them when asked: never
+        raise RuntimeError("the roofline totals were not summed")
+    return times, totals
+
+
+def dense_operator_times(
+    d: Deployments,
+    phase: str,
+    configs: InferenceConfigs,
+    ops: OperatorCosts,
+    tokens_per_sequence: np.ndarray,
+    network: Network,
+    profile: CalibrationProfile | None,
+    plan: ShardingPlan,
+    kv_ways: np.ndarray,
+) -> OperatorTimes:
+    """:func:`operator_times` without the roofline's totals, for a serving iteration's dense view
+    (cost_models.iteration), which reads only the slots' times and the collectives. With
+    ``operator_costs(..., dense_only=True)`` the attention and lm_head slots are absent, so no
+    kernel is timed for them (their times are zero); every other number is the same."""
+    times, _ = _operator_times(
+        d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, None, None, False
+    )
+    return times
+
+
+def _operator_times(
+    d: Deployments,
+    phase: str,
+    configs: InferenceConfigs,
+    ops: OperatorCosts,
+    tokens_per_sequence: np.ndarray,
+    network: Network,
+    profile: CalibrationProfile | None,
+    plan: ShardingPlan,
+    kv_ways: np.ndarray,
+    expert_scale: tuple[np.ndarray, np.ndarray] | None,
+    shapes: Shapes | None,
+    totals_wanted: bool,
+) -> tuple[OperatorTimes, RooflineTotals | None]:
     layouts, batch_sharded = d.ffn_layout(phase), d.batch_sharded_attention(phase)
     shares = chip_shares(configs, d.mesh, layouts, batch_sharded, plan, kv_ways)
     # A pass runs ``layers`` blocks; in an MoE model a slot's time counts in the share of the
     # blocks it runs in (the dense FFN in the first dense_layers, the experts in the rest).
     moe = np.any(configs.moe_layers > 0)
     if profile is None:
-        op_time, totals = chip_roofline(ops, shares, d.hardware, expert_scale, configs.layers if moe else None)
+        op_time, totals = chip_roofline(
+            ops, shares, d.hardware, expert_scale, configs.layers if moe else None, totals=totals_wanted
+        )
         layer_overhead, step_overhead = 0.0, 0.0
     else:
         chip_ops = replace(ops, **{name: np.empty_like(ops.flops) for name in _COST_ARRAYS})
-        _, totals = chip_roofline(ops, shares, d.hardware, expert_scale, chip_ops=chip_ops, times=False)
+        _, totals = chip_roofline(
+            ops, shares, d.hardware, expert_scale, chip_ops=chip_ops, times=False, totals=totals_wanted
+        )
         # The plan, not its (m, n, k): the calibrated GEMMs derive those block by block, in cache.
         op_time = calibrated_operator_times(chip_ops, configs, plan, d.chips, batch_sharded, d.hardware, profile)
         layer_overhead, step_overhead = profile.per_layer_overhead_s, profile.per_step_overhead_s

@@ -49,6 +49,7 @@ from cost_models.deployment import (
     OVERLAPS,
     OperatorTimes,
     Overlap,
+    dense_operator_times,
     kv_ways_by_phase,
     operator_times,
     sharding_plans,
@@ -364,11 +365,13 @@ def _dense_view(
     dense_configs = replace(base, batch=tokens)
     if kv_ways is None:
         kv_ways = kv_ways_by_phase(dense_d)[phase]
-    times, _ = operator_times(
+    # Dense-only: no attention or lm_head slot (the attention views replace them), no roofline
+    # totals (an iteration reads none); the other slots' numbers are the full pass's.
+    times = dense_operator_times(
         dense_d,
         phase,
         dense_configs,
-        operator_costs(dense_configs, DEFAULT),
+        operator_costs(dense_configs, DEFAULT, dense_only=True),
         np.ones(len(d)),
         network,
         calibration,

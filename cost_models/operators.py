@@ -252,16 +252,30 @@ def _mla_projections(t: _CostTable, c: InferenceConfigs) -> None:
         t.kv_w[i] = np.where(mla, N * out_kv * t.kvb, t.kv_w[i])
 
 
-def _attention(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> None:
+def _attention(t: _CostTable, c: InferenceConfigs, convention: CountingConvention, kernels: bool = True) -> None:
     """Norm, q/k/v projections, attention (unfused qk/softmax/sv or one fused operator), out
     projection and residual add. MLA (:func:`_mla_projections`) and sliding windows
-    (:func:`attention_keys`) where the model has them."""
-    d, N, B, ab = c.d_model, t.N, t.B, t.ab
+    (:func:`attention_keys`) where the model has them. ``kernels`` False: the attention slots
+    (qk, softmax, sv, fused) are left out, absent and zero (:func:`operator_costs`' dense_only)."""
+    d, N = c.d_model, t.N
     t.elementwise("attn_norm", N * d, convention.norm_flops_per_element, 1.0, d)
     t.projection("q_proj", d, t.dq, N)
     t.projection("k_proj", d, t.dkv, N, out_to_kv=c.decoder)
     t.projection("v_proj", d, t.dkv, N, out_to_kv=c.decoder)
     _mla_projections(t, c)
+    if kernels:
+        _attention_kernels(t, c, convention)
+    else:
+        slots = [OP[name] for name in ("qk_matmul", "softmax", "sv_matmul", "fused_attention")]
+        t.unwritten.update(slots)
+        t.present[slots] = False
+    t.projection("out_proj", c.heads * c.v_head_dim, d, N)
+    t.elementwise("attn_add", N * d, 1.0, float(convention.residual_add_reads))
+
+
+def _attention_kernels(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> None:
+    """The attention slots of :func:`_attention`: unfused qk, softmax and sv, or one fused operator."""
+    N, B, ab = t.N, t.B, t.ab
 
     # Widths per head of the scores' dot products and of the values. MLA: prefill attends with
     # decompressed heads (q/k d_head + rope, v v_head_dim); absorbed decode attends over the
@@ -333,9 +347,6 @@ def _attention(t: _CostTable, c: InferenceConfigs, convention: CountingConventio
         t.present[OP[name]] = ~fused
     t.present[OP["fused_attention"]] = fused
 
-    t.projection("out_proj", c.heads * c.v_head_dim, d, N)
-    t.elementwise("attn_add", N * d, 1.0, float(convention.residual_add_reads))
-
 
 def _ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> None:
     """Norm (absent in a parallel block), gate (swiglu only), up, activation, down, residual add."""
@@ -400,14 +411,23 @@ def _lm_head(t: _CostTable, c: InferenceConfigs, convention: CountingConvention)
     t.present[LM_HEAD] = c.decoder & (convention.lm_head_positions != "none")
 
 
-def operator_costs(configs: InferenceConfigs, convention: CountingConvention = DEFAULT) -> OperatorCosts:
-    """FLOPs and bytes of every operator of every configuration."""
+def operator_costs(
+    configs: InferenceConfigs, convention: CountingConvention = DEFAULT, *, dense_only: bool = False
+) -> OperatorCosts:
+    """FLOPs and bytes of every operator of every configuration. ``dense_only``: the attention
+    slots and the lm_head are left out (absent, zero), for a serving iteration's dense view,
+    whose attention views replace them (cost_models.iteration); every other slot's numbers are
+    the same (no slot reads another's)."""
     c = configs
     t = _CostTable(c)
-    _attention(t, c, convention)
+    _attention(t, c, convention, kernels=not dense_only)
     _ffn(t, c, convention)
     _moe_ffn(t, c, convention)
-    _lm_head(t, c, convention)
+    if dense_only:
+        t.unwritten.add(LM_HEAD)
+        t.present[LM_HEAD] = False
+    else:
+        _lm_head(t, c, convention)
     for i in t.unwritten:  # the rows that start uninitialized (_CostTable), where no slot wrote
         for array in (t.flops, t.act_r, t.act_w):
             array[i] = 0.0
