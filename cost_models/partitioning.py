@@ -345,7 +345,7 @@ def ffn_collectives(
     all-gather over e of N' mid_out/f -> W_out -> reduce-scatter over f of N' E/e. Collectives over
     no axis (ws_1d has no e) are left out. Sharding notation at each step is Pope et al.'s."""
     rules = SHARDING_RULES[layout]
-    n = np.prod(mesh, axis=-1)
+    n = group_size(mesh, "xyz")  # np.prod(mesh, axis=-1) (whole numbers: exact), 4x faster
     ab, wb = s.act_bytes, s.weight_bytes
     calls = []
     gather = "".join(rules.gather)
@@ -395,7 +395,7 @@ def layer_collectives(
             CollectiveCall(c.kind, c.axes, c.bytes_per_chip * (1.0 - fused), c.moves) for c in attention_calls
         ]
     calls += attention_calls
-    n = np.prod(mesh, axis=-1)
+    n = group_size(mesh, "xyz")
     if not np.any(batch_sharded_attention):  # head-sharded attention: the all-to-alls move nothing
         nothing = np.zeros(len(n))
         return calls + [
@@ -731,7 +731,7 @@ def chip_shares(
     (d_model x experts is small), other weights (norm scales) over all chips; the KV cache as
     :func:`kv_cache_split` says. ``plan`` and ``kv_ways``, when given, are those of these
     configurations (computed once for many)."""
-    chips = np.prod(mesh, axis=-1)
+    chips = group_size(mesh, "xyz")
     plan = plan if plan is not None else sharding_plan(c, mesh, layout_codes)
     if kv_ways is None:
         kv_ways = kv_cache_split(c.kv_heads, c.batch, mesh, batch_sharded, c.mla)[0]
