@@ -47,6 +47,7 @@ from cost_models.operators import (
     operator_costs,
 )
 from cost_models.partitioning import (
+    GEMM_AXES,
     ChipShares,
     Shapes,
     ShardingPlan,
@@ -154,6 +155,7 @@ def chip_roofline(
     chip_ops: OperatorCosts | None = None,
     times: bool = True,
     totals: bool = True,
+    flops_only: frozenset[int] = frozenset(),
 ) -> tuple[np.ndarray, RooflineTotals | None]:
     """Each slot's roofline time on one chip (``(slots, n)``, per execution) and the pass's
     :class:`RooflineTotals`: the slot's costs split as ``shares`` says (partitioning.chip_shares),
@@ -165,6 +167,9 @@ def chip_roofline(
     them), only the totals and ``chip_ops``; the returned times are then left unfilled.
     ``totals`` False: the totals are not wanted either (a serving iteration's dense view) and
     None is returned for them; with ``times`` False too only ``chip_ops`` is filled.
+    ``flops_only`` (with neither times nor totals): slots of which only the per-chip FLOPs are
+    wanted (the calibrated GEMMs derive m from them and read nothing else of theirs); their
+    other ``chip_ops`` rows and per-chip bytes are left unfilled.
 
     Slot by slot, in the order of the arrays, with the same operations as per_chip_costs and
     roofline_times on whole arrays, so every number is bit for bit the same; one slot's
@@ -211,6 +216,10 @@ def chip_roofline(
         work, weight_ways = shares.work[i], shares.weight[i]
         out = scratch if chip_ops is None else {name: getattr(chip_ops, name)[i] for name in _COST_ARRAYS}
         flops = np.divide(ops.flops[i], work, out=out["flops"])
+        if i in flops_only and not (times or totals):
+            if expert_scale is not None and i in expert_rows:
+                flops *= expert_scale[1]
+            continue
         weight = out["weight_bytes"]
         if weight_ways is None:  # replicated: the whole weight on every chip
             np.copyto(weight, ops.weight_bytes[i])
@@ -330,8 +339,18 @@ def _operator_times(
         layer_overhead, step_overhead = 0.0, 0.0
     else:
         chip_ops = replace(ops, **{name: np.empty_like(ops.flops) for name in _COST_ARRAYS})
+        # Without the totals, the calibrated GEMMs read only their per-chip FLOPs (and MLA's q, k
+        # and v their weight bytes: _mla_gemm_shapes): the rest of those rows is not computed.
+        gemm_flops_only = frozenset() if totals_wanted else _GEMM_SLOTS - (_MLA_SLOTS if np.any(configs.mla) else set())
         _, totals = chip_roofline(
-            ops, shares, d.hardware, expert_scale, chip_ops=chip_ops, times=False, totals=totals_wanted
+            ops,
+            shares,
+            d.hardware,
+            expert_scale,
+            chip_ops=chip_ops,
+            times=False,
+            totals=totals_wanted,
+            flops_only=gemm_flops_only,
         )
         # The plan, not its (m, n, k): the calibrated GEMMs derive those block by block, in cache.
         op_time = calibrated_operator_times(chip_ops, configs, plan, d.chips, batch_sharded, d.hardware, profile)
@@ -351,6 +370,10 @@ def _operator_times(
     return OperatorTimes(op_time, comm_block, layer_overhead, step_overhead), totals
 
 
+#: The weight matmuls' slots (the calibrated path times them as GEMMs, from their FLOPs), and
+#: those of them MLA reshapes from their weight bytes too (calibrated_times._mla_gemm_shapes).
+_GEMM_SLOTS = frozenset(OP[op] for op in GEMM_AXES)
+_MLA_SLOTS = frozenset(OP[op] for op in ("q_proj", "k_proj", "v_proj"))
 #: The per-chip cost arrays of an :class:`OperatorCosts` (what :func:`chip_roofline` fills).
 _COST_ARRAYS = ("flops", "weight_bytes", "act_read_bytes", "act_write_bytes", "kv_read_bytes", "kv_write_bytes")
 
