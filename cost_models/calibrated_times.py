@@ -124,7 +124,7 @@ def calibrated_operator_times(
     # A slot no configuration has (a serving iteration's dense view leaves out attention and the
     # lm_head; a dense model's router) is zero, its kernel not timed: the zero the absent slots
     # get below, without the kernel model's pass.
-    anywhere = present.any(axis=1)
+    anywhere = np.asarray(present.any(axis=1))
     rows = _DenseRows.of(anywhere)
     if plan is None:
         assert not isinstance(gemm_shapes, ShardingPlan)
