@@ -188,13 +188,15 @@ class Deployments:
         columns = {f.name: getattr(self, f.name) for f in fields(self)}
         # Rows by a whole-number index: the (n, 3) mesh through take, the same rows 4x faster than
         # fancy indexing a 2-D array (0.6 against 2.4 ms for 60,000 of 100,000 rows).
-        rows = isinstance(index, np.ndarray) and index.ndim == 1 and index.dtype.kind in "iu"
+        positions = index if isinstance(index, np.ndarray) and index.ndim == 1 and index.dtype.kind in "iu" else None
         for name, value in columns.items():
             if isinstance(value, np.ndarray):
-                if name == "mesh":
-                    columns[name] = value.take(index, axis=0) if rows else np.atleast_2d(value[index])
-                else:
+                if name != "mesh":
                     columns[name] = np.atleast_1d(value[index])
+                elif positions is not None:
+                    columns[name] = value.take(positions, axis=0)
+                else:
+                    columns[name] = np.atleast_2d(value[index])
         return Deployments(**columns)
 
     def row(self, i: int) -> Deployment:
