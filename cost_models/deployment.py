@@ -169,7 +169,8 @@ def chip_roofline(
     None is returned for them; with ``times`` False too only ``chip_ops`` is filled.
     ``flops_only`` (with neither times nor totals): slots of which only the per-chip FLOPs are
     wanted (the calibrated GEMMs derive m from them and read nothing else of theirs); their
-    other ``chip_ops`` rows and per-chip bytes are left unfilled.
+    other ``chip_ops`` rows and per-chip bytes are left unfilled, as are every row but the FLOPs
+    (zero) of the slots no configuration has (calibrated_operator_times times them as zero).
 
     Slot by slot, in the order of the arrays, with the same operations as per_chip_costs and
     roofline_times on whole arrays, so every number is bit for bit the same; one slot's
@@ -208,6 +209,11 @@ def chip_roofline(
     for i in range(n_slots):
         if not ops.present[i].any():  # absent everywhere: all zero, no time
             time_s[i] = 0.0
+            if not (times or totals) and chip_ops is not None:
+                # chip_ops alone: its reader skips such a slot, but for its FLOPs (gemm_shapes_per_chip
+                # reads every weight matmul's row where MLA needs whole arrays): zero, as 0 / ways.
+                chip_ops.flops[i] = 0.0
+                continue
             if chip_ops is not None and chip_bytes is not None:  # per chip zero too (0 / ways, ways >= 1)
                 for name in _COST_ARRAYS:
                     getattr(chip_ops, name)[i] = 0.0
