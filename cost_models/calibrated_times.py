@@ -133,7 +133,8 @@ def calibrated_operator_times(
         source = _PlanGemmShapes(chip_ops, plan, rows)
     _dense_gemm_times(times, source, formats, hardware, profile, rows)
     moe_rows = c.moe_layers > 0
-    moe = np.flatnonzero(moe_rows)
+    # (No expert slot anywhere, as in a serving iteration's attention-only pass: none timed.)
+    moe = np.flatnonzero(moe_rows) if any(anywhere[OP[op]] for op in EXPERT_PROJECTIONS) else np.zeros(0, np.intp)
     if len(moe):
         every = len(moe) == len(c)  # every configuration MoE: no gathers of the configurations
         if plan is None:

@@ -311,12 +311,33 @@ def dense_operator_times(
 ) -> OperatorTimes:
     """:func:`operator_times` without the roofline's totals, for a serving iteration's dense view
     (cost_models.iteration), which reads only the slots' times and the collectives. With
-    ``operator_costs(..., dense_only=True)`` the attention and lm_head slots are absent, so no
+    ``operator_costs(..., slots="dense")`` the attention and lm_head slots are absent, so no
     kernel is timed for them (their times are zero); every other number is the same."""
     times, _ = _operator_times(
         d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, None, None, False
     )
     return times
+
+
+def attention_operator_times(
+    d: Deployments,
+    phase: str,
+    configs: InferenceConfigs,
+    ops: OperatorCosts,
+    network: Network,
+    profile: CalibrationProfile | None,
+    plan: ShardingPlan,
+    kv_ways: np.ndarray,
+) -> np.ndarray:
+    """The per-operator times (``(slots, n)``) of :func:`operator_times` alone, without the roofline's
+    totals or the block's collectives, for a serving iteration's attention views where they are
+    passes of the per-operator model (no profile, or unfused attention; cost_models.iteration),
+    which read only the attention and lm_head slots: with ``operator_costs(..., slots="attention")``
+    no other slot is timed; those slots' numbers are the same."""
+    times, _ = _operator_times(
+        d, phase, configs, ops, np.ones(len(d)), network, profile, plan, kv_ways, None, None, False, False
+    )
+    return times.op_time_s
 
 
 def _operator_times(
@@ -332,7 +353,10 @@ def _operator_times(
     expert_scale: tuple[np.ndarray, np.ndarray] | None,
     shapes: Shapes | None,
     totals_wanted: bool,
+    collectives_wanted: bool = True,
 ) -> tuple[OperatorTimes, RooflineTotals | None]:
+    """:func:`operator_times`; ``totals_wanted`` False: no totals (None); ``collectives_wanted``
+    False: the block's collectives are not scored (zero)."""
     layouts, batch_sharded = d.ffn_layout(phase), d.batch_sharded_attention(phase)
     shares = chip_shares(configs, d.mesh, layouts, batch_sharded, plan, kv_ways)
     # A pass runs ``layers`` blocks; in an MoE model a slot's time counts in the share of the
@@ -365,6 +389,8 @@ def _operator_times(
             share = ops.repeats / configs.layers
             share[LM_HEAD] = 1.0
             op_time = op_time * share
+    if not collectives_wanted:
+        return OperatorTimes(op_time, np.zeros(len(d)), layer_overhead, step_overhead), totals
     comm_block = layer_comm_time_s(
         network,
         layouts,

@@ -49,9 +49,9 @@ from cost_models.deployment import (
     OVERLAPS,
     OperatorTimes,
     Overlap,
+    attention_operator_times,
     dense_operator_times,
     kv_ways_by_phase,
-    operator_times,
     sharding_plans,
 )
 from cost_models.deployments import Deployments
@@ -198,6 +198,13 @@ def _batch_free_kv_ways(d: Deployments) -> dict[str, np.ndarray | None] | None:
         return None
     ways = kv_ways_by_phase(d)
     return {phase: None if np.any(d.batch_sharded_attention(phase)) else ways[phase] for phase in ways}
+
+
+def _kv_ways(d: Deployments, phase: str, shapes: IterationShapes) -> np.ndarray:
+    """``phase``'s KV split ways of ``d`` (these shapes' deployments at some batch): the shapes'
+    own where they do not depend on the batch, else computed at ``d``'s batch."""
+    known = None if shapes.kv_ways is None else shapes.kv_ways.get(phase)
+    return kv_ways_by_phase(d)[phase] if known is None else known
 
 
 def _with(d: Deployments, batch: np.ndarray) -> Deployments:
@@ -381,7 +388,7 @@ def _dense_view(
         dense_d,
         phase,
         dense_configs,
-        operator_costs(dense_configs, DEFAULT, dense_only=True),
+        operator_costs(dense_configs, DEFAULT, slots="dense"),
         np.ones(len(d)),
         network,
         calibration,
@@ -462,20 +469,22 @@ def iteration_times(
             decode_configs, chips, plan, d.hardware, calibration, shapes.lm_head_shapes(phase, d.hardware)
         )
     else:
+        # Passes of the per-operator model with only the attention kernels and the lm_head (the
+        # slots read here; the others' costs, the roofline totals and the collectives are not
+        # computed); the KV ways shared where they do not depend on the batch.
         decode_d = _with(d, scored)
-        decode_view, _ = operator_times(
+        decode_view = attention_operator_times(
             decode_d,
             phase,
             decode_configs,
-            operator_costs(decode_configs, DEFAULT),
-            np.ones(n),
+            operator_costs(decode_configs, DEFAULT, slots="attention"),
             network,
             calibration,
             plan,
-            kv_ways_by_phase(decode_d)[phase],
+            _kv_ways(decode_d, phase, shapes),
         )
-        decode_kernel = decode_view.op_time_s[list(ATTENTION_SLOTS)].sum(axis=0)
-        lm_head = decode_view.op_time_s[LM_HEAD]
+        decode_kernel = decode_view[list(ATTENTION_SLOTS)].sum(axis=0)
+        lm_head = decode_view[LM_HEAD]
     decode_attention = decode_kernel * (decode_seqs / scored)
 
     # Prefill view: whole prompts' causal attention, scaled to the uncached tokens scheduled. A
@@ -488,18 +497,17 @@ def iteration_times(
             whole_prompt_attention = fused_attention_time_s(prefill_configs, chips, sharded, d.hardware, calibration)
         else:
             prefill_d = _with(d, prompts_in_kernel)
-            prefill_view, _ = operator_times(
+            prefill_view = attention_operator_times(
                 prefill_d,
                 phase,
                 prefill_configs,
-                operator_costs(prefill_configs, DEFAULT),
-                prompt,
+                operator_costs(prefill_configs, DEFAULT, slots="attention"),
                 network,
                 calibration,
                 plan,
-                kv_ways_by_phase(prefill_d)[phase],
+                _kv_ways(prefill_d, phase, shapes),
             )
-            whole_prompt_attention = prefill_view.op_time_s[list(ATTENTION_SLOTS)].sum(axis=0)
+            whole_prompt_attention = prefill_view[list(ATTENTION_SLOTS)].sum(axis=0)
         prefill_attention = whole_prompt_attention * (1.0 - cached**2) * prompts_completed / prompts_in_kernel
 
     else:  # a decode-only iteration: no prompt to attend over

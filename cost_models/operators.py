@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Literal
 
 import numpy as np
 
@@ -54,6 +55,13 @@ OPERATOR_NAMES: tuple[str, ...] = (
 )
 OP = {name: i for i, name in enumerate(OPERATOR_NAMES)}
 LM_HEAD = OP["lm_head"]
+#: The attention kernels' slots: unfused scores, softmax and values, or the fused operator.
+ATTENTION_KERNEL_SLOTS: frozenset[int] = frozenset(
+    OP[name] for name in ("qk_matmul", "softmax", "sv_matmul", "fused_attention")
+)
+#: Which slots :func:`operator_costs` fills: every one, all but the attention kernels and the
+#: lm_head (a serving iteration's dense view), or only those (its attention views).
+CostSlots = Literal["all", "dense", "attention"]
 #: Operators whose FLOPs are matmuls against weights ("projections" in Kim et al.'s tables).
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj", "gate_proj", "up_proj", "down_proj")
 #: The dense FFN's slots: in an MoE model they run only in the first ``dense_layers`` blocks.
@@ -256,7 +264,7 @@ def _attention(t: _CostTable, c: InferenceConfigs, convention: CountingConventio
     """Norm, q/k/v projections, attention (unfused qk/softmax/sv or one fused operator), out
     projection and residual add. MLA (:func:`_mla_projections`) and sliding windows
     (:func:`attention_keys`) where the model has them. ``kernels`` False: the attention slots
-    (qk, softmax, sv, fused) are left out, absent and zero (:func:`operator_costs`' dense_only)."""
+    (qk, softmax, sv, fused) are left out, absent and zero (:func:`operator_costs`' "dense")."""
     d, N = c.d_model, t.N
     t.elementwise("attn_norm", N * d, convention.norm_flops_per_element, 1.0, d)
     t.projection("q_proj", d, t.dq, N)
@@ -266,9 +274,8 @@ def _attention(t: _CostTable, c: InferenceConfigs, convention: CountingConventio
     if kernels:
         _attention_kernels(t, c, convention)
     else:
-        slots = [OP[name] for name in ("qk_matmul", "softmax", "sv_matmul", "fused_attention")]
-        t.unwritten.update(slots)
-        t.present[slots] = False
+        t.unwritten.update(ATTENTION_KERNEL_SLOTS)
+        t.present[list(ATTENTION_KERNEL_SLOTS)] = False
     t.projection("out_proj", c.heads * c.v_head_dim, d, N)
     t.elementwise("attn_add", N * d, 1.0, float(convention.residual_add_reads))
 
@@ -412,22 +419,30 @@ def _lm_head(t: _CostTable, c: InferenceConfigs, convention: CountingConvention)
 
 
 def operator_costs(
-    configs: InferenceConfigs, convention: CountingConvention = DEFAULT, *, dense_only: bool = False
+    configs: InferenceConfigs, convention: CountingConvention = DEFAULT, *, slots: CostSlots = "all"
 ) -> OperatorCosts:
-    """FLOPs and bytes of every operator of every configuration. ``dense_only``: the attention
-    slots and the lm_head are left out (absent, zero), for a serving iteration's dense view,
-    whose attention views replace them (cost_models.iteration); every other slot's numbers are
-    the same (no slot reads another's)."""
+    """FLOPs and bytes of every operator of every configuration. ``slots``: "all"; "dense": the
+    attention kernels and the lm_head left out (absent, zero), for a serving iteration's dense
+    view, whose attention views replace them; "attention": only those (every other slot absent,
+    zero), for its attention views (cost_models.iteration). A slot's numbers are the same in
+    each (no slot reads another's)."""
     c = configs
     t = _CostTable(c)
-    _attention(t, c, convention, kernels=not dense_only)
-    _ffn(t, c, convention)
-    _moe_ffn(t, c, convention)
-    if dense_only:
-        t.unwritten.add(LM_HEAD)
-        t.present[LM_HEAD] = False
-    else:
+    if slots == "attention":
+        _attention_kernels(t, c, convention)
         _lm_head(t, c, convention)
+        others = [i for i in range(len(OPERATOR_NAMES)) if i not in ATTENTION_KERNEL_SLOTS and i != LM_HEAD]
+        t.unwritten.update(others)
+        t.present[others] = False
+    else:
+        _attention(t, c, convention, kernels=slots == "all")
+        _ffn(t, c, convention)
+        _moe_ffn(t, c, convention)
+        if slots == "all":
+            _lm_head(t, c, convention)
+        else:
+            t.unwritten.add(LM_HEAD)
+            t.present[LM_HEAD] = False
     for i in t.unwritten:  # the rows that start uninitialized (_CostTable), where no slot wrote
         for array in (t.flops, t.act_r, t.act_w):
             array[i] = 0.0

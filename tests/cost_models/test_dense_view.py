@@ -1,7 +1,8 @@
-"""The dense-only view of a serving iteration (cost_models/iteration.py ``_dense_view``) against the
-full per-operator pass it replaced, bit for bit on every slot it keeps.
+"""The dense-only view of a serving iteration (cost_models/iteration.py ``_dense_view``) and its
+attention-only passes (no profile, or unfused attention) against the full per-operator pass they
+replaced, bit for bit on every slot they keep.
 
-``operator_costs(..., dense_only=True)`` leaves out the attention and lm_head slots and
+``operator_costs(..., slots="dense")`` leaves out the attention and lm_head slots and
 ``dense_operator_times`` skips the roofline's totals, the calibrated kernels of slots no
 configuration has and (calibrated) every per-chip cost of the weight matmuls but their FLOPs;
 measured collectives skip the network model where every group that moves bytes is measured.
@@ -17,10 +18,11 @@ import pytest
 
 from cost_models.calibrated_times import calibrated_network
 from cost_models.calibration import resolve_calibration
-from cost_models.deployment import dense_operator_times, operator_times
+from cost_models.deployment import attention_operator_times, dense_operator_times, operator_times
 from cost_models.deployments import Deployments, tensor_parallel
 from cost_models.dtypes import BF16, FP8, INT4, INT8
 from cost_models.hardware import get_hardware
+from cost_models.inference_configs import PREFILL
 from cost_models.iteration import iteration_shapes
 from cost_models.models import get_model
 from cost_models.operators import LM_HEAD, OP, operator_costs
@@ -56,7 +58,7 @@ def test_dense_only_costs_equal_the_full_costs_on_the_dense_slots(flash: bool) -
     d = _deployments(n, seed=1)
     base = iteration_shapes(d, None).base
     configs = replace(base, batch=_tokens(n, 2), flash_attention=np.full(n, flash))
-    full, dense = operator_costs(configs), operator_costs(configs, dense_only=True)
+    full, dense = operator_costs(configs), operator_costs(configs, slots="dense")
     for name in ("flops", "weight_bytes", "act_read_bytes", "act_write_bytes", "kv_read_bytes", "kv_write_bytes"):
         a, b = getattr(full, name), getattr(dense, name)
         assert a[KEPT].tobytes() == b[KEPT].tobytes(), name
@@ -87,7 +89,7 @@ def test_dense_operator_times_equal_the_full_pass_on_the_dense_slots(
         assert ways is not None
         args = (np.ones(n), network, profile, shapes.plans[phase], ways)
         full, _ = operator_times(d, phase, configs, operator_costs(configs), *args)
-        dense = dense_operator_times(d, phase, configs, operator_costs(configs, dense_only=True), *args)
+        dense = dense_operator_times(d, phase, configs, operator_costs(configs, slots="dense"), *args)
         assert full.op_time_s[KEPT].tobytes() == dense.op_time_s[KEPT].tobytes(), phase
         assert not np.any(dense.op_time_s[LEFT_OUT])
         assert np.asarray(full.comm_block_s).tobytes() == np.asarray(dense.comm_block_s).tobytes()
@@ -115,3 +117,36 @@ def test_measured_collectives_do_not_depend_on_the_other_rows() -> None:
             )
             assert alone.tobytes() == mixed[:n].tobytes(), (kind, axes)
             assert np.all(alone[::9] == 0.0) and np.all(alone[inside[:, 2] == 1] == 0.0)
+
+
+@pytest.mark.parametrize("calibration", [None, "h100-sxm-trtllm"])
+@pytest.mark.parametrize("flash", [True, False])
+def test_attention_operator_times_equal_the_full_pass_on_the_attention_slots(
+    calibration: str | None, flash: bool
+) -> None:
+    """The attention views' passes (decode: sequences at their contexts; prefill: whole prompts)
+    with only the attention kernels and the lm_head costed, without totals or collectives."""
+    n = 2000
+    d = _deployments(n, seed=6)
+    profile = None if calibration is None else resolve_calibration(calibration, "h100-sxm", "trtllm")
+    network = network_for(d.hardware)
+    if profile is not None:
+        network = calibrated_network(network, d.hardware, profile)
+    shapes = iteration_shapes(d, profile)
+    rng = np.random.default_rng(7)
+    base = replace(shapes.base, flash_attention=np.full(n, flash))
+    decode = replace(base, batch=rng.uniform(1, 64, n), seq_len=rng.uniform(1, 8192, n))
+    prefill = replace(base, batch=np.maximum(rng.uniform(0, 3, n), 1.0)).at_phase(PREFILL, rng.uniform(1, 8192, n))
+    kept = LEFT_OUT
+    others = KEPT
+    for configs, per_sequence in ((decode, np.ones(n)), (prefill, prefill.seq_len)):
+        for phase in ("prefill", "decode"):
+            assert shapes.kv_ways is not None
+            ways = shapes.kv_ways[phase]
+            assert ways is not None
+            rest = (network, profile, shapes.plans[phase], ways)
+            full, _ = operator_times(d, phase, configs, operator_costs(configs), per_sequence, *rest)
+            alone = attention_operator_times(d, phase, configs, operator_costs(configs, slots="attention"), *rest)
+            assert full.op_time_s[kept].tobytes() == alone[kept].tobytes(), phase
+            assert not np.any(alone[others])
+            assert np.any(full.op_time_s[kept])

@@ -4,7 +4,8 @@ Under a calibration profile with fused attention, ``iteration_times`` scores the
 prefill attention views as just the attention kernel and the lm_head GEMM instead of full passes
 of the per-operator model, and rows with equal deployment and tokens share one dense view. The
 reference is the full-view path (``iteration_shapes(..., attention_only=False, share_rows=False)``:
-every view of every row a pass of ``operator_times``, the code before the fast path), on a few
+every view of every row a pass of the per-operator model, attention views with only their slots
+costed: tests/cost_models/test_dense_view.py shows those equal full passes), on a few
 thousand random configurations and a grid with repeated rows: catalog decoders with MLA (DeepSeek-V3), sliding
 windows (gpt-oss, Gemma 3), MoE, weight formats bf16/fp8/int8/int4/fp4, fp8 KV caches, TP 1-8,
 on H100 (no fp4 units) and B200, ``serve`` in the closed and the open loop, chunked and not, and
