@@ -64,6 +64,12 @@ SPLIT_K_MIN_DEPTH = 256.0
 #: 99.7%. The fallback is ~170x slower per FLOP, so a softer step leaks: at 16, h200 trtllm bf16
 #: rows at 32 query heads per KV head came out 1.6x slow held out (all groups: 12 miss, 11 at 32).
 FALLBACK_STEEPNESS = 32.0
+#: Row alignment of a GEMM's activation scales (``GemmParams.unaligned_m_s``): 4 fp32 per-row
+#: scales fill the 16 bytes a TMA copy moves; m % 4 != 0 takes the unaligned path.
+M_ALIGN = 4
+#: Steepness of the per-call floor's step in m (``GemmParams.large_m_launch_s``), in log m: an
+#: assumption, not fitted; with the switch at 25 rows, m=20 takes 3% of the step and m=32 98%.
+LAUNCH_STEP_STEEPNESS = 16.0
 
 COLLECTIVE_KINDS: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "alltoall")
 
@@ -135,6 +141,11 @@ class GemmParams(_Params):
     l2_capacity_fraction: float = Field(default=1.0, gt=0, le=1)
     output_bytes: float = Field(default=OUTPUT_BYTES, ge=1, le=64)
     split_k_min_depth: float = Field(default=SPLIT_K_MIN_DEPTH, ge=16, le=1e6)
+    unaligned_m_s: float = Field(default=0.0, ge=0, le=1e-3)
+    host_floor_s: float = Field(default=0.0, ge=0, le=1e-2)
+    unaligned_m_slowdown: float = Field(default=1.0, ge=1, le=4)
+    large_m_launch_s: float = Field(default=0.0, ge=0, le=1e-3)
+    large_m_switch: float = Field(default=32.0, ge=1, le=1e5)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -175,6 +186,32 @@ class GemmParams(_Params):
         # fp8_block p90 15.0% -> 9.7%).
         "output_bytes": FitSpec(2.0, 64.0, log=True, start=2.0),
         "combine_power": FitSpec(1.0, 16.0, start=2.0),
+        # The five below are fitted on the formats whose kernels quantize activations only
+        # (tuner/calibrate.py fit_gemm): the engines' fp8 paths (quantize, then DeepGEMM or
+        # CUTLASS) are where the measurements show them.
+        # Per call, when m % M_ALIGN != 0 (added after the floor): b200 vLLM fp8_block rows
+        # take 164-180 us at m % 4 == 0 and 220-250 us otherwise at the same (n, k)
+        # (m=2048 n=768 k=1536 176 us, m=2049 n=1536 k=2048 229 us; m=4 170 us, m=7 232 us;
+        # gb200 ~300 against ~420 us): the per-row scales of an unaligned m take another pass.
+        # Held out, b200 vllm fp8_block median 15.3% -> 3.0%, gb200 17.5% -> 5.2%.
+        "unaligned_m_s": FitSpec(1e-9, 1e-3, log=True, start=1e-6),
+        # A per-call floor the kernel runs under, not after: h200 vLLM fp8_block rows take
+        # 80-95 us at m >= 32 until their FLOPs pass it (m=2560 n=6144 k=2560 91 us, where the
+        # kernel alone is ~53 us: max, not the sum; the additive launch_s predicted 134 us held
+        # out). Started at 30 us: below every row the max has no gradient.
+        "host_floor_s": FitSpec(1e-9, 1e-3, log=True, start=3e-5),
+        # The kernel itself runs slower at an unaligned m: h100 SGLang fp8 rows over 100 us
+        # reach 1150-1310 TFLOP/s at m % 4 == 0 (m=1792 n=51200 k=4096 1313) and at most
+        # 900-1070 otherwise (m=1793 n=65536 k=2560 978); held out before it, unaligned rows
+        # over 300 us ran 0.88 of the prediction, aligned 1.07. Held out: h100 sglang fp8
+        # median 8.1% -> 7.2%, fp8_block 8.9% -> 7.9%.
+        "unaligned_m_slowdown": FitSpec(1.0, 2.0, start=1.05),
+        # The floor steps up with m: h100/h200 vLLM fp8_block rows take 56-61 us at m <= 17
+        # at every (n, k) (h200 m=6 n=128 k=256 61 us, m=14 n=256 k=16384 59 us) and 80-95 us
+        # from m=32 (no rows between); the switch falls in that gap. With host_floor_s and
+        # unaligned_m_s, held out: h100 vllm fp8_block median 15.2% -> 4.1%, h200 15.7% -> 3.7%.
+        "large_m_launch_s": FitSpec(1e-9, 1e-3, log=True, start=1e-6),
+        "large_m_switch": FitSpec(2.0, 4096.0, log=True, start=64.0),
     }
 
 
@@ -230,6 +267,13 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
     - weight-only formats (int8_wo, int4_wo) dequantize inside the kernel: math at the bf16 peak,
       memory at the narrow weight bytes; the dequantization's cost shows as a lower compute_eff.
     - combine: plain max or a fitted p-norm smooth max (``combine_power``).
+    - per-call floor (``host_floor_s``, ``large_m_launch_s`` from m ~ ``large_m_switch`` on, a
+      step of LAUNCH_STEP_STEEPNESS in log m): time = max(time, floor); the engine's per-call
+      work runs while the kernel does, so a kernel shorter than it is hidden (vLLM fp8_block on
+      h100/h200: 56-61 us at m <= 17, 80-95 us from m=32, until the FLOPs pass it).
+    - unaligned m (m % M_ALIGN != 0): the kernel's time times ``unaligned_m_slowdown`` before
+      the floor, ``unaligned_m_s`` after it (b200 vLLM fp8_block: 220-250 us against 164-180 us
+      at m % 4 == 0).
     """
     return gemm_time_with_constants_s(
         m,
@@ -302,6 +346,18 @@ def gemm_time_with_constants_s(
             - l2_resident_fraction(memory_bytes, chip, params.l2_capacity_fraction) * (1.0 - 1.0 / params.l2_speedup)
         )
     total = params.launch_s + _combine(compute_s, memory_s, params.combine_power)
+    if params.unaligned_m_s > 0 or params.unaligned_m_slowdown > 1:
+        unaligned = np.mod(m, M_ALIGN) != 0
+        if params.unaligned_m_slowdown > 1:
+            total = total * (1.0 + (params.unaligned_m_slowdown - 1.0) * unaligned)
+    if params.host_floor_s > 0 or params.large_m_launch_s > 0:
+        floor_s = params.host_floor_s
+        if params.large_m_launch_s > 0:
+            ratio = (m / params.large_m_switch) ** LAUNCH_STEP_STEEPNESS
+            floor_s = floor_s + params.large_m_launch_s * ratio / (1.0 + ratio)
+        total = np.maximum(total, floor_s)
+    if params.unaligned_m_s > 0:
+        total = total + params.unaligned_m_s * unaligned
     if quantizes_activations and params.act_quant_passes > 0:
         total = total + params.act_quant_passes * m * k * (2.0 + a_bytes) / bandwidth
     if quantizes_activations and params.quant_row_s > 0:

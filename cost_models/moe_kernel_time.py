@@ -124,6 +124,12 @@ def routed_expert_time_s(
             "memory_eff": dense.memory_eff * moe.memory_scale,
             "min_tile_m": GROUPED_MIN_TILE_M,
             "launch_s": 0.0,
+            # The dense GEMM's per-call floor and unaligned-m costs are the dense call's (one
+            # per GEMM; tokens per expert are fractional): the fused kernel has fixed_s instead.
+            "host_floor_s": 0.0,
+            "large_m_launch_s": 0.0,
+            "unaligned_m_s": 0.0,
+            "unaligned_m_slowdown": 1.0,
         }
     )
     if not down:

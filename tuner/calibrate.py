@@ -183,6 +183,20 @@ def _check_speed_of_light(table: KernelTable, rows: np.ndarray, fmt: str, chip: 
         )
 
 
+#: GemmParams fitted only on formats whose kernels quantize activations: the quantization pass,
+#: and the per-call floor and unaligned-m costs of the engines' fp8 paths (measured there only:
+#: cost_models/efficiency.py GemmParams.FIT says which rows).
+QUANTIZING_ONLY = (
+    "act_quant_passes",
+    "quant_row_s",
+    "unaligned_m_s",
+    "unaligned_m_slowdown",
+    "host_floor_s",
+    "large_m_launch_s",
+    "large_m_switch",
+)
+
+
 def fit_gemm(
     table: KernelTable, chip: HardwareSpec, system: str, backend: str, seed: int, folds: int, max_rows: int | None
 ) -> list[GroupReport]:
@@ -199,8 +213,8 @@ def fit_gemm(
         specs = dict(GemmParams.FIT)
         fixed: dict[str, float] = {}
         if fmt not in QUANTIZES_ACTIVATIONS:
-            specs.pop("act_quant_passes")
-            specs.pop("quant_row_s")
+            for name in QUANTIZING_ONLY:
+                specs.pop(name)
         if chip.l2_bytes is None:
             specs.pop("l2_speedup")
             specs.pop("l2_capacity_fraction")
