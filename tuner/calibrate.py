@@ -218,6 +218,7 @@ def fit_gemm(
         if chip.l2_bytes is None:
             specs.pop("l2_speedup")
             specs.pop("l2_capacity_fraction")
+            specs.pop("output_l2_fraction")
         if chip.compute_units is None:
             # Wave quantization, split-K and the CTA saturation count SMs: without an SM count
             # (TPUs, CPUs) they leave the time unchanged, so they are not fitted.

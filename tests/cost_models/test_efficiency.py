@@ -7,6 +7,7 @@ import pytest
 
 from cost_models.calibration import available_profiles, load_profile, profile_for
 from cost_models.efficiency import (
+    M_ALIGN,
     WEIGHT_BYTES,
     GemmParams,
     collective_time_s,
@@ -40,9 +41,21 @@ def test_gemm_monotone_in_every_size(fmt):
     params = PROFILE.gemm_params(fmt)
     for axis in range(3):
         shape = [np.full_like(SIZES, 512.0) for _ in range(3)]
-        shape[axis] = SIZES
+        # m=1 is not a multiple of M_ALIGN: its unaligned-m cost may exceed m=8's (b200 vLLM
+        # fp8_block m=7 232 us, m=8 169 us), so the m axis starts aligned, at M_ALIGN.
+        shape[axis] = np.maximum(SIZES, M_ALIGN) if axis == 0 else SIZES
         t = gemm_time_s(*shape, fmt, H100, params)
         assert np.all(np.diff(t) >= -1e-12 * t[:-1]), (axis, t)
+
+
+@pytest.mark.parametrize("fmt", ["bfloat16", "fp8", "fp8_block"])
+def test_gemm_one_more_row_never_faster(fmt):
+    # One more row than an aligned m: more work, and the unaligned-m costs only add.
+    params = PROFILE.gemm_params(fmt).model_copy(update={"unaligned_m_s": 2e-6, "unaligned_m_slowdown": 1.2})
+    m = np.maximum(SIZES, M_ALIGN)
+    aligned = gemm_time_s(m, 512.0, 512.0, fmt, H100, params)
+    unaligned = gemm_time_s(m + 1, 512.0, 512.0, fmt, H100, params)
+    assert np.all(unaligned >= aligned + 2e-6 - 1e-12), (aligned, unaligned)
 
 
 @pytest.mark.parametrize("name", ["h100-sxm-trtllm", "l40s-vllm", "a100-80gb-trtllm", "b200-sglang"])
@@ -401,3 +414,56 @@ def test_decode_unsplit_walk_is_a_floor_per_key_not_per_byte():
     # A long batch: streaming the bytes binds again.
     big = float(decode_attention_time_s(256, 32767, 16, 8, 256, 1.0, l40s, params))
     assert big > 20 * walk_s
+
+
+def test_gemm_host_floor_hides_a_shorter_kernel_and_steps_up_with_m():
+    # A per-call floor the kernel runs under: max(kernel, floor), not the sum. Roofline kernel
+    # plus the floor terms only, so the expected seconds are written out by hand.
+    params = GemmParams(host_floor_s=50e-6, large_m_launch_s=30e-6, large_m_switch=25.0)
+    peak = peak_for_format(H100, "bfloat16")
+    # m=8, n=k=512: the kernel takes well under a microsecond: the floor alone (the step at
+    # m=8 is (8/25)^16 ~ 1e-8 of it).
+    assert gemm_time_s(8, 512, 512, "bfloat16", H100, params) == pytest.approx(50e-6, rel=1e-6)
+    # m=64: past the switch, the whole step: 80 us.
+    assert gemm_time_s(64, 512, 512, "bfloat16", H100, params) == pytest.approx(80e-6, rel=1e-5)
+    # m=n=k=8192: the kernel (2 m n k / peak) is far above the floor and is not added to it.
+    big = 2.0 * 8192**3 / peak
+    assert big > 1e-3
+    assert gemm_time_s(8192, 8192, 8192, "bfloat16", H100, params) == pytest.approx(big, rel=1e-9)
+
+
+def test_gemm_unaligned_m_costs():
+    # m % M_ALIGN != 0: the kernel times unaligned_m_slowdown, then unaligned_m_s after the floor.
+    params = GemmParams(unaligned_m_s=10e-6, unaligned_m_slowdown=1.5, host_floor_s=40e-6)
+    peak = peak_for_format(H100, "bfloat16")
+    m = 4097.0
+    kernel = 2.0 * m * 8192 * 8192 / peak
+    assert gemm_time_s(m, 8192, 8192, "bfloat16", H100, params) == pytest.approx(1.5 * kernel + 10e-6, rel=1e-9)
+    assert gemm_time_s(4096, 8192, 8192, "bfloat16", H100, params) == pytest.approx(
+        2.0 * 4096 * 8192 * 8192 / peak, rel=1e-9
+    )
+    # A tiny unaligned GEMM: the floor, then the unaligned cost on top of it.
+    assert gemm_time_s(3, 128, 128, "bfloat16", H100, params) == pytest.approx(50e-6, rel=1e-6)
+
+
+def test_gemm_output_writes_use_their_own_l2_share():
+    # output_l2_fraction > 0: output bytes against that share of the L2, the inputs against
+    # l2_capacity_fraction. m=n=2048, k=64 on an L40S (96 MB L2): 8 MB of bf16 output.
+    l40s = get_hardware("l40s")
+    base = GemmParams(l2_speedup=3.0, l2_capacity_fraction=0.01)
+    split = base.model_copy(update={"output_l2_fraction": 1.0})
+    m = n = 2048.0
+    k = 64.0
+    out = m * n * 2.0
+    inputs = n * k * 2.0 + m * k * 2.0
+
+    def resident(nbytes, fraction):
+        return 1.0 / (1.0 + (nbytes / (l40s.l2_bytes * fraction)) ** 4)
+
+    bandwidth = l40s.memory_bandwidth_bytes_per_s
+    gain = 1.0 - 1.0 / 3.0
+    expected = (inputs * (1 - resident(inputs, 0.01) * gain) + out * (1 - resident(out, 1.0) * gain)) / bandwidth
+    assert gemm_time_s(m, n, k, "bfloat16", l40s, split) == pytest.approx(expected, rel=1e-9)
+    # The default (0) keeps one share for all bytes: the former formula.
+    lumped = (inputs + out) * (1 - resident(inputs + out, 0.01) * gain) / bandwidth
+    assert gemm_time_s(m, n, k, "bfloat16", l40s, base) == pytest.approx(lumped, rel=1e-9)
