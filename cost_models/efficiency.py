@@ -67,9 +67,10 @@ FALLBACK_STEEPNESS = 32.0
 #: Row alignment of a GEMM's activation scales (``GemmParams.unaligned_m_s``): 4 fp32 per-row
 #: scales fill the 16 bytes a TMA copy moves; m % 4 != 0 takes the unaligned path.
 M_ALIGN = 4
-#: Steepness of the per-call floor's step in m (``GemmParams.large_m_launch_s``), in log m: an
-#: assumption, not fitted; with the switch at 25 rows, m=20 takes 3% of the step and m=32 98%.
-LAUNCH_STEP_STEEPNESS = 16.0
+#: Steepness of the per-call floor's step in m (``GemmParams.large_m_launch_s``), in log m: the
+#: step is r^16 / (1 + r^16), r = m / switch, 16 = 2^LAUNCH_STEP_SQUARINGS. An assumption, not
+#: fitted; with the switch at 25 rows, m=20 takes 3% of the step and m=32 98%.
+LAUNCH_STEP_SQUARINGS = 4
 
 COLLECTIVE_KINDS: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "alltoall")
 
@@ -282,7 +283,7 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
       memory at the narrow weight bytes; the dequantization's cost shows as a lower compute_eff.
     - combine: plain max or a fitted p-norm smooth max (``combine_power``).
     - per-call floor (``host_floor_s``, ``large_m_launch_s`` from m ~ ``large_m_switch`` on, a
-      step of LAUNCH_STEP_STEEPNESS in log m): time = max(time, floor); the engine's per-call
+      step r^16 / (1 + r^16), r = m / switch): time = max(time, floor); the engine's per-call
       work runs while the kernel does, so a kernel shorter than it is hidden (vLLM fp8_block on
       h100/h200: 56-61 us at m <= 17, 80-95 us from m=32, until the FLOPs pass it).
     - unaligned m (m % M_ALIGN != 0): the kernel's time times ``unaligned_m_slowdown`` before
@@ -375,13 +376,18 @@ def gemm_time_with_constants_s(
         )
     total = params.launch_s + _combine(compute_s, memory_s, params.combine_power)
     if params.unaligned_m_s > 0 or params.unaligned_m_slowdown > 1:
-        unaligned = np.mod(m, M_ALIGN) != 0
+        # m % M_ALIGN != 0 by floor (np.mod on floats is ~10x slower; M_ALIGN is a power of 2,
+        # so m / M_ALIGN is exact).
+        unaligned = m != M_ALIGN * np.floor(m / M_ALIGN)
         if params.unaligned_m_slowdown > 1:
             total = total * (1.0 + (params.unaligned_m_slowdown - 1.0) * unaligned)
     if params.host_floor_s > 0 or params.large_m_launch_s > 0:
         floor_s = params.host_floor_s
         if params.large_m_launch_s > 0:
-            ratio = (m / params.large_m_switch) ** LAUNCH_STEP_STEEPNESS
+            # (m / switch)^16 by four in-place squarings (a float power is ~5x slower).
+            ratio = m / params.large_m_switch
+            for _ in range(LAUNCH_STEP_SQUARINGS):
+                np.square(ratio, out=ratio)
             floor_s = floor_s + params.large_m_launch_s * ratio / (1.0 + ratio)
         total = np.maximum(total, floor_s)
     if params.unaligned_m_s > 0:
