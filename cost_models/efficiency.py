@@ -464,15 +464,6 @@ class PrefillAttentionParams(_Params):
         "wave_weight": FitSpec(0.0, 1.0, start=0.3),
         "launch_s": FitSpec(1e-7, 1e-4, log=True, start=5e-6),
         "combine_power": FitSpec(1.0, 16.0, start=2.0),
-        # Share of the L2 the output's writes may fill, apart from the inputs' share
-        # (l2_capacity_fraction, small: the collector rotates weights): the write-back L2
-        # absorbs fresh output. l40s (96 MB L2, 864 GB/s) vLLM bf16 m=512 n=65536 k=64 takes
-        # 47.6 us where its 67 MB of output take 78 us at the GDDR6 bandwidth; m=4096 n=7168
-        # k=64 40.4 us for 59 MB. Fitted 0.99-1 on 5 of the 8 l40s groups (on HBM chips it
-        # scatters, 0.02-1: there the L2 term is a small correction). Held out: l40s trtllm fp8
-        # median/p90 6.8/28.0% -> 5.5/19.7%, sglang bf16 p90 34.8 -> 31.6%, vllm bf16 32.1 ->
-        # 29.2%; gemm groups missing a target 13 -> 12 of 56.
-        "output_l2_fraction": FitSpec(0.02, 1.0, log=True, start=0.5),
         "window_extra_keys": FitSpec(1.0, 1e6, log=True, start=float(TILE_M)),
         "kv_bytes_factor": FitSpec(0.1, 100.0, log=True, start=1.0),
         **{
