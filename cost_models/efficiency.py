@@ -385,7 +385,7 @@ def gemm_time_with_constants_s(
         floor_s = params.host_floor_s
         if params.large_m_launch_s > 0:
             # (m / switch)^16 by four in-place squarings (a float power is ~5x slower).
-            ratio = m / params.large_m_switch
+            ratio = np.asarray(m / params.large_m_switch)  # 0-d for a scalar m: out= needs an array
             for _ in range(LAUNCH_STEP_SQUARINGS):
                 np.square(ratio, out=ratio)
             floor_s = floor_s + params.large_m_launch_s * ratio / (1.0 + ratio)
