@@ -29,9 +29,11 @@ TARGET_MEDIAN = {"gemm": 0.08, "prefill_attention": 0.12, "decode_attention": 0.
 # byte weight: worst 0.28 -> 0.171, share 0.67 -> 0.84 (36 of 43 groups). Decode after the fallback
 # kernel, per-KV-head, L2, window and walk terms (2026-12-02): worst 0.163 (h200 trtllm fp8), 22 of
 # 33 groups meet 12% (0.667). GEMM after split_k_min_depth, quant_row_s, output_bytes and
-# l2_capacity_fraction: worst median 0.175 (gb200 vLLM fp8_block), share 0.71.
-HONEST_WORST_MEDIAN = {"gemm": 0.20, "prefill_attention": 0.18, "decode_attention": 0.17, "collectives": 0.22}
-HONEST_SHARE_MEETING = {"gemm": 0.70, "prefill_attention": 0.83, "decode_attention": 0.65, "collectives": 0.92}
+# l2_capacity_fraction: worst median 0.175 (gb200 vLLM fp8_block), share 0.71. After the host
+# floor, unaligned m and output_l2_fraction: worst median 0.111 (l40s SGLang bf16), share 0.82,
+# 46 of 56 (vLLM fp8_block 15-18% -> 3-5% on h100/h200/b200/gb200).
+HONEST_WORST_MEDIAN = {"gemm": 0.12, "prefill_attention": 0.18, "decode_attention": 0.17, "collectives": 0.22}
+HONEST_SHARE_MEETING = {"gemm": 0.82, "prefill_attention": 0.83, "decode_attention": 0.65, "collectives": 0.92}
 
 
 def _errors():
@@ -72,7 +74,8 @@ def test_trtllm_fp8_block_gemm_targets_on_blackwell():
 def test_gemm_targets_met_by_bf16_vllm_fp8_and_nvfp4_groups_on_hbm_gpus():
     # Before split_k_min_depth, quant_row_s, output_bytes and l2_capacity_fraction (2026-12-02)
     # 14 of these 25 groups missed (e.g. h100 trtllm bf16 p90 25.6%, h200 vLLM fp8 median 13.6%),
-    # and 37 of the 56 GEMM groups; now 20 of 56.
+    # and 37 of the 56 GEMM groups; then 20 of 56; after the host floor, unaligned m and
+    # output_l2_fraction 12 of 56.
     groups = []
     for chip in ("a100-80gb", "h100-sxm", "h200", "b200", "gb200"):
         for backend in ("trtllm", "vllm", "sglang"):
@@ -87,7 +90,19 @@ def test_gemm_targets_met_by_bf16_vllm_fp8_and_nvfp4_groups_on_hbm_gpus():
         assert error.median <= 0.08 and error.p90 <= 0.25, (where, error)
     gemm = [e for name in available_profiles() for k, e in load_profile(name).cv_error.items() if k.startswith("gemm/")]
     assert len(gemm) == 56
-    assert sum(e.median > 0.08 or e.p90 > 0.25 for e in gemm) <= 20
+    assert sum(e.median > 0.08 or e.p90 > 0.25 for e in gemm) <= 12
+
+
+def test_gemm_targets_met_by_vllm_fp8_block_and_hopper_sglang_fp8():
+    # Missed by all 7 before the per-call host floor, its step in m and the unaligned-m costs
+    # (cost_models/efficiency.py GemmParams.FIT): vLLM fp8_block medians 15.2% (h100), 15.7%
+    # (h200), 15.3% (b200), 17.5% (gb200), l40s p90 32.1%; h100 SGLang fp8 median 8.1%,
+    # fp8_block 8.9%.
+    groups = [(f"{chip}-vllm", "gemm/fp8_block") for chip in ("h100-sxm", "h200", "b200", "gb200", "l40s")]
+    groups += [("h100-sxm-sglang", "gemm/fp8"), ("h100-sxm-sglang", "gemm/fp8_block")]
+    for name, key in groups:
+        error = load_profile(name).cv_error[key]
+        assert error.median <= 0.08 and error.p90 <= 0.25, (name, key, error)
 
 
 def test_prefill_attention_target_met_by_every_trtllm_group_on_hopper_and_blackwell():
@@ -216,7 +231,7 @@ def _cli(args, capsys):
             GEMM_COLUMNS + _gemm_rows(40) + "h100_sxm,TRTLLM,1,gemm,x,bfloat16,16384,16384,16384,0.001\n",
             "faster than h100-sxm's speed of light",
         ),
-        ("too few points", GEMM_COLUMNS + _gemm_rows(6), "6 rows for 12 parameters"),
+        ("too few points", GEMM_COLUMNS + _gemm_rows(6), "6 rows for 13 parameters"),
         ("another chip", GEMM_COLUMNS + _gemm_rows(40).replace("h100_sxm", "l40s"), "no rows for system h100_sxm"),
     ],
 )
