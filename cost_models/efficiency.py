@@ -382,7 +382,7 @@ def gemm_time_with_constants_s(
         if params.unaligned_m_slowdown > 1:
             total = total * (1.0 + (params.unaligned_m_slowdown - 1.0) * unaligned)
     if params.host_floor_s > 0 or params.large_m_launch_s > 0:
-        floor_s = params.host_floor_s
+        floor_s: float | np.ndarray = params.host_floor_s
         if params.large_m_launch_s > 0:
             # (m / switch)^16 by four in-place squarings (a float power is ~5x slower).
             ratio = np.asarray(m / params.large_m_switch)  # 0-d for a scalar m: out= needs an array
