@@ -278,12 +278,19 @@ def prefill_specs(
         specs.pop("kv_bytes_factor")
     if np.count_nonzero((window > 0) & (isl > window + TILE_M)) < WINDOW_MIN_ROWS:
         specs.pop("window_extra_keys")
+    return specs | _head_dim_specs(PrefillAttentionParams.FIT, head_dim, heads, kv_heads)
+
+
+def _head_dim_specs(fit_specs: dict, head_dim: np.ndarray, heads: np.ndarray, kv_heads: np.ndarray) -> dict:
+    """``head_dim_eff_<d>`` of ``fit_specs`` for each head dim other than the reference one (128,
+    else the one with most rows) that at least HEAD_DIM_MIN_SHAPES attention shapes have."""
+    specs = {}
     dims, counts = np.unique(head_dim, return_counts=True)
     reference = 128 if 128 in dims else int(dims[np.argmax(counts)])
     for d in HEAD_DIMS:
         shapes = {(a, b) for a, b, x in zip(heads, kv_heads, head_dim, strict=True) if x == d}
         if d != reference and len(shapes) >= HEAD_DIM_MIN_SHAPES:
-            specs[f"head_dim_eff_{d}"] = PrefillAttentionParams.FIT[f"head_dim_eff_{d}"]
+            specs[f"head_dim_eff_{d}"] = fit_specs[f"head_dim_eff_{d}"]
     return specs
 
 
@@ -338,14 +345,21 @@ def fit_decode(
     for kv in sorted(set(c["kv_cache_dtype"][here])):
         mask = here & (c["kv_cache_dtype"] == kv)
         rows = _subsample(np.flatnonzero(mask), max_rows, seed)
-        specs = dict(DecodeAttentionParams.FIT)
+        b, h, hk, d = (c[x][rows] for x in ("batch_size", "num_heads", "num_key_value_heads", "head_dim"))
+        specs = {k: v for k, v in DecodeAttentionParams.FIT.items() if not k.startswith("head_dim_eff_")}
+        specs |= _head_dim_specs(DecodeAttentionParams.FIT, d, h, hk)
+        # A speed of the rows with one query head per KV head, where both kinds have shapes to
+        # hold out.
+        shapes = set(zip(h, hk, d, strict=True))
+        ungrouped = sum(a == b for a, b, _ in shapes)
+        if min(ungrouped, len(shapes) - ungrouped) < HEAD_DIM_MIN_SHAPES:
+            specs.pop("ungrouped_eff")
         w = c.get("window_size", np.zeros(len(table)))[rows]
         if chip.l2_bytes is None:
             specs.pop("l2_speedup")  # no L2 figure: the L2-resident term is always 0
         if not np.any(w > 0):
             specs.pop("window_per_head_s")  # no sliding-window rows to fit it on
         _require_rows(table, rows, len(specs), f"generation attention kv {kv} on {system}/{backend}")
-        b, h, hk, d = (c[x][rows] for x in ("batch_size", "num_heads", "num_key_value_heads", "head_dim"))
         kv_len = np.maximum(c["step"][rows], 1.0)
         measured = c["latency"][rows] * 1e-3
         kvb = KV_BYTES.get(kv, 2.0)
