@@ -307,6 +307,8 @@ def fit_prefill(
         b, s, h, hk, d = (c[x][rows] for x in ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim"))
         w = window_all[rows]
         specs = prefill_specs(d, h, hk, s, w)
+        if chip.l2_bytes is None:
+            specs.pop("l2_speedup")  # no L2 figure: the L2-resident term is always 0
         _require_rows(table, rows, len(specs), f"context attention {attn}/{kv} on {system}/{backend}")
         measured = c["latency"][rows] * 1e-3
         fmt: Literal["bfloat16", "fp8"] = "fp8" if attn == "fp8" else "bfloat16"
@@ -324,6 +326,7 @@ def fit_prefill(
                 window=w[idx],
                 compute_format=fmt,
                 kv_bytes_per_element=kvb,
+                in_l2=True,  # the collector runs one layer's kernel again and again on the same Q/K/V
             )
 
         roofline = prefill_attention_time_s(
