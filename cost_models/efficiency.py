@@ -457,6 +457,12 @@ class PrefillAttentionParams(_Params):
     head_dim_eff_512: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
     #: How much faster Q/K/V/O bytes that fit in L2 move than HBM (1: no L2 term).
     l2_speedup: float = Field(default=1.0, ge=1, le=20)
+    #: launch_s of the kernel at head_dim 64/128/192/256/512 relative to launch_s (1: the same).
+    head_dim_launch_64: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
+    head_dim_launch_128: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
+    head_dim_launch_192: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
+    head_dim_launch_256: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
+    head_dim_launch_512: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_eff": FitSpec(0.02, 1.0, start=0.5),
@@ -473,6 +479,7 @@ class PrefillAttentionParams(_Params):
             f"head_dim_eff_{d}": FitSpec(1.0 / HEAD_DIM_EFF_MAX, HEAD_DIM_EFF_MAX, log=True, start=1.0)
             for d in HEAD_DIMS
         },
+        **{f"head_dim_launch_{d}": FitSpec(1.0 / 3.0, 3.0, log=True, start=1.0) for d in HEAD_DIMS},
     }
 
 
@@ -500,7 +507,18 @@ def prefill_attention_time_s(
     """Seconds of causal (flash) attention over ``isl`` prompt tokens, one layer, ``batch``
     sequences (context attention in the kernel database; ``window`` > 0: sliding window).
 
-    time = launch_s + tiles * per_tile_s + combine(compute, memory)
+    time = launch_s * l(head_dim) + tiles * per_tile_s + combine(compute, memory)
+    - l(head_dim) (knots head_dim_launch_<d>, linear in head_dim between them, default 1): the
+      launch floor of the kernel the engine runs at that head dim relative to launch_s, fitted with
+      head_dim_eff_<d> (same head dims). Each engine's kernel per head dim has its own floor, not
+      in proportion to its speed (rows with batch * isl <= 64, median): gb200 sglang bf16/fp8-KV
+      16.7 us at head_dim 128 (flashinfer), 22.8 at 192 and 12.6 at 256 (both Triton, the 256 one
+      4x slower per FLOP than flashinfer at 128); l40s sglang bf16 5.5 us at 128, 13.3 at 192.
+      Bounds 1/3-3 (the floors in the database are within 2.4x of each other in every group).
+      Held out (all 43 groups, with the L2 term below) 4 -> 1 miss 12%: b200 sglang bf16/fp8-KV
+      13.7% -> 7.6%, gb200 13.3% -> 8.6%, gb200 vllm bf16/fp8-KV 12.3% -> 11.8%; l40s sglang fp8
+      12.7% -> 15.3% (its windowed rows: Triton at 64 scores every key of a w=128 window at
+      isl 8192-16384, at 192 it skips them, one window_extra_keys for both).
     - tiles = batch * heads * ceil(isl / 128): the query tiles (one CTA each). per_tile_s is the
       chip-wide cost of a tile that does not scale with its keys (Q load, O store, softmax
       normalisation, scheduling): b200 sglang bf16 rows with isl=1 and batch 128 take 117-137 us,
@@ -542,7 +560,7 @@ def prefill_attention_time_s(
       on b200/gb200 24-31, TRT-LLM 0.2-1.8 (at most 1.5 on Hopper and Blackwell); consistent
       with the engines' attention op also writing the new K/V into the paged cache (fp8:
       quantized) and reading it back.
-    - L2 (``in_l2`` only; tuner.calibrate fits with True, the collector runs one layer's kernel
+    - L2 (``in_l2`` only; tuner.calibrate fits with True, as the collector runs one layer's kernel
       again and again on the same Q/K/V): bytes that fit in L2 move l2_speedup times faster,
       memory *= 1 - l2_resident_fraction(bytes) * (1 - 1/l2_speedup), as in decode attention.
       l40s (96 MB L2, 864 GB/s GDDR6) SGLang bf16 rows with short prompts move their bytes faster
@@ -580,6 +598,9 @@ def prefill_attention_time_s(
     if in_l2 and params.l2_speedup > 1:
         memory_s = memory_s * (1.0 - l2_resident_fraction(memory_bytes, chip) * (1.0 - 1.0 / params.l2_speedup))
     fixed_s = params.launch_s
+    if any(getattr(params, f"head_dim_launch_{d}") != 1.0 for d in HEAD_DIMS):
+        knots = [getattr(params, f"head_dim_launch_{d}") for d in HEAD_DIMS]
+        fixed_s = params.launch_s * np.interp(head_dim, HEAD_DIMS, knots)
     if params.per_tile_s > 0:
         fixed_s = fixed_s + batch * heads * np.ceil(isl / TILE_M) * params.per_tile_s
     return fixed_s + _combine(compute_s, memory_s, params.combine_power)

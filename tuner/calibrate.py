@@ -268,12 +268,13 @@ def prefill_specs(
     head_dim: np.ndarray, heads: np.ndarray, kv_heads: np.ndarray, isl: np.ndarray, window: np.ndarray
 ) -> dict:
     """The prefill parameters fitted on rows of these shapes: the class's FIT, with a kernel
-    speed ``head_dim_eff_<d>`` for each head dim other than the reference one (128, else the one
-    with most rows; compute_eff carries its speed) that at least HEAD_DIM_MIN_SHAPES attention
-    shapes of the rows have, ``kv_bytes_factor`` where the rows hold KV_RATIO_MIN heads / kv heads
-    ratios, and ``window_extra_keys`` where WINDOW_MIN_ROWS windowed rows have
-    prompts longer than window + 128 (elsewhere it cannot change a prediction of these rows)."""
-    specs = {k: v for k, v in PrefillAttentionParams.FIT.items() if not k.startswith("head_dim_eff_")}
+    speed ``head_dim_eff_<d>`` and launch floor ``head_dim_launch_<d>`` for each head dim other
+    than the reference one (128, else the one with most rows; compute_eff and launch_s carry its
+    speed and floor) that at least HEAD_DIM_MIN_SHAPES attention shapes of the rows have,
+    ``kv_bytes_factor`` where the rows hold KV_RATIO_MIN heads / kv heads ratios, and
+    ``window_extra_keys`` where WINDOW_MIN_ROWS windowed rows have prompts longer than
+    window + 128 (elsewhere it cannot change a prediction of these rows)."""
+    specs = {k: v for k, v in PrefillAttentionParams.FIT.items() if not k.startswith("head_dim_")}
     if len(np.unique(heads / kv_heads)) < KV_RATIO_MIN:
         specs.pop("kv_bytes_factor")
     if np.count_nonzero((window > 0) & (isl > window + TILE_M)) < WINDOW_MIN_ROWS:
@@ -282,8 +283,9 @@ def prefill_specs(
 
 
 def _head_dim_specs(fit_specs: dict, head_dim: np.ndarray, heads: np.ndarray, kv_heads: np.ndarray) -> dict:
-    """``head_dim_eff_<d>`` of ``fit_specs`` for each head dim other than the reference one (128,
-    else the one with most rows) that at least HEAD_DIM_MIN_SHAPES attention shapes have."""
+    """``head_dim_eff_<d>`` (and ``head_dim_launch_<d>`` where ``fit_specs`` has it) for each head
+    dim other than the reference one (128, else the one with most rows) that at least
+    HEAD_DIM_MIN_SHAPES attention shapes have."""
     specs = {}
     dims, counts = np.unique(head_dim, return_counts=True)
     reference = 128 if 128 in dims else int(dims[np.argmax(counts)])
@@ -291,6 +293,8 @@ def _head_dim_specs(fit_specs: dict, head_dim: np.ndarray, heads: np.ndarray, kv
         shapes = {(a, b) for a, b, x in zip(heads, kv_heads, head_dim, strict=True) if x == d}
         if d != reference and len(shapes) >= HEAD_DIM_MIN_SHAPES:
             specs[f"head_dim_eff_{d}"] = fit_specs[f"head_dim_eff_{d}"]
+            if f"head_dim_launch_{d}" in fit_specs:
+                specs[f"head_dim_launch_{d}"] = fit_specs[f"head_dim_launch_{d}"]
     return specs
 
 
