@@ -640,6 +640,11 @@ class DecodeAttentionParams(_Params):
     head_dim_eff_512: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
     #: Speed of the kernel for one query head per KV head relative to grouped rows (1: the same).
     ungrouped_eff: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
+    head_dim_launch_64: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
+    head_dim_launch_128: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
+    head_dim_launch_192: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
+    head_dim_launch_256: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
+    head_dim_launch_512: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "memory_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -666,6 +671,7 @@ class DecodeAttentionParams(_Params):
             for d in HEAD_DIMS
         },
         "ungrouped_eff": FitSpec(1.0 / HEAD_DIM_EFF_MAX, HEAD_DIM_EFF_MAX, log=True, start=1.0),
+        **{f"head_dim_launch_{d}": FitSpec(1.0 / 3.0, 3.0, log=True, start=1.0) for d in HEAD_DIMS},
     }
 
 
@@ -691,8 +697,8 @@ def decode_attention_time_s(
     time = launch_s + batch * per_sequence_s + batch * heads * per_head_s
            + batch * kv_heads * head_dim/128 * per_kv_head_s + [window] batch * heads * window_per_head_s
            + [fallback] batch * heads * fallback_per_head_s + max(memory, compute, walk)
-    and, where the head dim or group size has its own kernel speed, launch_s + max(...) is divided
-    by e(head_dim) * [heads == kv_heads] ungrouped_eff (see the last two items).
+    where launch_s is launch_s * l(head_dim) and max(...) is divided by e(head_dim) * [heads ==
+    kv_heads] ungrouped_eff where the head dim or group size has its own kernel (last items).
     - ``window`` > 0 (sliding window): only min(kv_len, window) entries are read.
     - per_sequence_s, per_head_s: work per sequence and per query head that does not scale with
       the KV length (page-table walks, Q load, softmax merge of split-K partials): batch 2048
@@ -742,22 +748,28 @@ def decode_attention_time_s(
       the term, 10.6% with it (b200 sglang bf16, whose head-dim-256 rows do the same: 16.7% ->
       15.0%). Split-KV engines fit it small enough to never bind.
     - launch_s: the fixed cost that dominates short KV (step < 100 rows are flat in kv_len).
-    - e(head_dim) (``head_dim_efficiency``, knots head_dim_eff_<d>, default 1): the speed of the
-      kernel the engine runs at that head dim relative to the group's reference one, on its launch
-      and its streaming (launch_s + max(...)); the per-sequence/per-head costs keep their values.
-      SGLang runs head dim 192 on a Triton decode kernel: b200 sglang bf16 rows at 192 have a ~17 us
-      floor (64/8/192 window 128, batch 2, kv_len 15: 18.7 us, 9.6 us predicted without the term,
-      held out) and stream slower per byte. Fitted at 0.53-0.78 for 192 under SGLang on every chip,
-      0.9-1.15 at the other head dims of most groups. Held out (5-fold by shape, all 33 groups):
-      on launch + streaming 9 groups miss 12%, on streaming alone 10, on the whole time (per-
-      sequence/per-head costs too) 11, without it 11; b200 sglang bf16 15.0% -> 10.7%, gb200
-      sglang bf16 13.1% -> 10.0%. Fitted where HEAD_DIM_MIN_SHAPES shapes have the head dim.
-    - ungrouped_eff (default 1): the same for rows with one query head per KV head (MHA), which
-      TRT-LLM runs on a non-grouped kernel: its fp8 rows with heads == kv_heads run slower than
-      grouped ones of the same bytes (h200 trtllm fp8: 12/12/64, 12/12/128 and 40/40/128 rows came
-      out 0.66-0.71x of measured held out without it). Fitted 0.70-0.78 for TRT-LLM fp8 on h100/h200/l40s, 0.93-1.12
-      elsewhere; h200 trtllm fp8 held-out median 14.9% -> 12.4%, l40s trtllm fp8 11.2% -> 9.0%
-      (a100 trtllm 15.1% -> 16.0%, a100 vllm 14.5% -> 15.0%).
+    - e(head_dim) (``head_dim_efficiency``, knots head_dim_eff_<d>, default 1) and l(head_dim)
+      (knots head_dim_launch_<d>, default 1, bounds 1/3-3 as in prefill attention): the streaming
+      speed and the launch floor of the kernel the engine runs at that head dim, relative to the
+      group's reference one; the per-sequence/per-head costs keep their values. SGLang runs head
+      dim 192 on a Triton decode kernel: b200 sglang bf16 rows at 192 have a ~17 us floor (64/8/192
+      window 128, batch 2, kv_len 15: 18.7 us, 9.6 us predicted held out without the terms) and
+      stream slower per byte; under SGLang l(192) fits 1.2-2.1 on every chip and e(192) 0.16-0.47
+      on b200/gb200 (1.0-1.6 on h100/h200, whose floor carries it). Held out (5-fold by shape,
+      all 33 groups; 11 miss 12% without): one speed on the streaming alone 10 miss, on launch +
+      streaming 9, on the whole time (the per-sequence/per-head costs too) 11, a streaming speed
+      and a separate floor 8 (with ungrouped_eff): b200 sglang bf16 15.0% -> 10.8%, gb200 sglang
+      bf16 13.1% -> 9.2%, h100 sglang fp8 10.4% -> 5.8%, h200 vllm fp8 11.9% -> 8.0%, h100 vllm
+      fp8 12.8% -> 10.4%, h200 trtllm bf16 14.4% -> 12.2%. Fitted where HEAD_DIM_MIN_SHAPES
+      shapes have the head dim.
+    - ungrouped_eff (default 1): the streaming speed of rows with one query head per KV head (MHA),
+      which TRT-LLM runs on a non-grouped kernel: its fp8 rows with heads == kv_heads run slower
+      than grouped ones of the same bytes (h200 trtllm fp8: 12/12/64, 12/12/128 and 40/40/128 rows
+      came out 0.66-0.71x of measured held out without it). Fitted 0.65-0.89 for TRT-LLM fp8 on
+      h100/h200/l40s, 0.73-0.82 for vLLM bf16 on gb200/h200, 0.89-1.3 elsewhere (with e(head_dim)
+      on launch + streaming, before l(head_dim): h200 trtllm fp8 14.9% -> 12.4%, l40s trtllm fp8
+      11.2% -> 9.0%, a100 trtllm 15.1% -> 16.0%). Fitted where
+      HEAD_DIM_MIN_SHAPES shapes are MHA and as many are grouped.
     """
     batch, kv_len, heads, kv_heads, head_dim = (
         np.asarray(x, dtype=float) for x in (batch, kv_len, heads, kv_heads, head_dim)
@@ -788,14 +800,16 @@ def decode_attention_time_s(
     compute_s = 4.0 * batch * heads * kv_len * head_dim * per_flop_s
     walk_s = kv_len * head_dim * params.walk_s_per_element
     slowest_s = np.maximum(np.maximum(memory_s, compute_s), walk_s)
-    if params.ungrouped_eff == 1.0 and all(getattr(params, f"head_dim_eff_{d}") == 1.0 for d in HEAD_DIMS):
-        return fixed_s + slowest_s
-    # The kernel the engine picks for this head dim / group size: its own launch and streaming
-    # speed (not the per-sequence/per-head costs, which a different kernel did not change: see above).
-    speed = head_dim_efficiency(params, head_dim)
-    if params.ungrouped_eff != 1.0:
-        speed = speed * np.where(heads == kv_heads, params.ungrouped_eff, 1.0)
-    return fixed_s - params.launch_s + (params.launch_s + slowest_s) / speed
+    if any(getattr(params, f"head_dim_launch_{d}") != 1.0 for d in HEAD_DIMS):
+        knots = [getattr(params, f"head_dim_launch_{d}") for d in HEAD_DIMS]
+        fixed_s = fixed_s + params.launch_s * (np.interp(head_dim, HEAD_DIMS, knots) - 1.0)
+    if params.ungrouped_eff != 1.0 or any(getattr(params, f"head_dim_eff_{d}") != 1.0 for d in HEAD_DIMS):
+        # The kernel the engine picks for this head dim / group size streams at its own speed.
+        speed = head_dim_efficiency(params, head_dim)
+        if params.ungrouped_eff != 1.0:
+            speed = speed * np.where(heads == kv_heads, params.ungrouped_eff, 1.0)
+        slowest_s = slowest_s / speed
+    return fixed_s + slowest_s
 
 
 # ---------------------------------------------------------------------------------------------

@@ -353,7 +353,7 @@ def fit_decode(
         mask = here & (c["kv_cache_dtype"] == kv)
         rows = _subsample(np.flatnonzero(mask), max_rows, seed)
         b, h, hk, d = (c[x][rows] for x in ("batch_size", "num_heads", "num_key_value_heads", "head_dim"))
-        specs = {k: v for k, v in DecodeAttentionParams.FIT.items() if not k.startswith("head_dim_eff_")}
+        specs = {k: v for k, v in DecodeAttentionParams.FIT.items() if not k.startswith("head_dim_")}
         specs |= _head_dim_specs(DecodeAttentionParams.FIT, d, h, hk)
         # A speed of the rows with one query head per KV head, where both kinds have shapes to
         # hold out.
