@@ -343,6 +343,27 @@ def fit_prefill(
     return reports
 
 
+def decode_specs(
+    head_dim: np.ndarray, heads: np.ndarray, kv_heads: np.ndarray, window: np.ndarray, chip: HardwareSpec
+) -> dict:
+    """The decode parameters fitted on rows of these shapes: the class's FIT, with a streaming
+    speed and launch floor per head dim as prefill_specs has them, ``ungrouped_eff`` where
+    HEAD_DIM_MIN_SHAPES shapes have one query head per KV head and as many have more (both kinds
+    held out), ``l2_speedup`` where the chip has an L2 figure and ``window_per_head_s`` where
+    some rows have a sliding window."""
+    specs = {k: v for k, v in DecodeAttentionParams.FIT.items() if not k.startswith("head_dim_")}
+    specs |= _head_dim_specs(DecodeAttentionParams.FIT, head_dim, heads, kv_heads)
+    shapes = set(zip(heads, kv_heads, head_dim, strict=True))
+    ungrouped = sum(q == k for q, k, _ in shapes)
+    if min(ungrouped, len(shapes) - ungrouped) < HEAD_DIM_MIN_SHAPES:
+        specs.pop("ungrouped_eff")
+    if chip.l2_bytes is None:
+        specs.pop("l2_speedup")  # no L2 figure: the L2-resident term is always 0
+    if not np.any(window > 0):
+        specs.pop("window_per_head_s")  # no sliding-window rows to fit it on
+    return specs
+
+
 def fit_decode(
     table: KernelTable, chip: HardwareSpec, system: str, backend: str, seed: int, folds: int, max_rows: int | None
 ) -> list[GroupReport]:
@@ -353,19 +374,8 @@ def fit_decode(
         mask = here & (c["kv_cache_dtype"] == kv)
         rows = _subsample(np.flatnonzero(mask), max_rows, seed)
         b, h, hk, d = (c[x][rows] for x in ("batch_size", "num_heads", "num_key_value_heads", "head_dim"))
-        specs = {k: v for k, v in DecodeAttentionParams.FIT.items() if not k.startswith("head_dim_")}
-        specs |= _head_dim_specs(DecodeAttentionParams.FIT, d, h, hk)
-        # A speed of the rows with one query head per KV head, where both kinds have shapes to
-        # hold out.
-        shapes = set(zip(h, hk, d, strict=True))
-        ungrouped = sum(a == b for a, b, _ in shapes)
-        if min(ungrouped, len(shapes) - ungrouped) < HEAD_DIM_MIN_SHAPES:
-            specs.pop("ungrouped_eff")
         w = c.get("window_size", np.zeros(len(table)))[rows]
-        if chip.l2_bytes is None:
-            specs.pop("l2_speedup")  # no L2 figure: the L2-resident term is always 0
-        if not np.any(w > 0):
-            specs.pop("window_per_head_s")  # no sliding-window rows to fit it on
+        specs = decode_specs(d, h, hk, w, chip)
         _require_rows(table, rows, len(specs), f"generation attention kv {kv} on {system}/{backend}")
         kv_len = np.maximum(c["step"][rows], 1.0)
         measured = c["latency"][rows] * 1e-3

@@ -467,3 +467,55 @@ def test_gemm_output_writes_use_their_own_l2_share():
     # The default (0) keeps one share for all bytes: the former formula.
     lumped = (inputs + out) * (1 - resident(inputs + out, 0.01) * gain) / bandwidth
     assert gemm_time_s(m, n, k, "bfloat16", l40s, base) == pytest.approx(lumped, rel=1e-9)
+def test_decode_head_dim_speed_and_launch_floor_per_head_dim():
+    # SGLang's head-dim-192 decode kernel (Triton): a higher floor and a slower stream than the
+    # reference kernel; the per-sequence/per-head costs stay.
+    base = _decode_params(half_saturation_ctas=0.0, per_sequence_s=1e-8, per_head_s=0.0, launch_s=8e-6)
+    triton = base.model_copy(update={"head_dim_eff_192": 0.5, "head_dim_launch_192": 2.0})
+    for d, (speed, floor) in {128: (1.0, 1.0), 160: (0.75, 1.5), 192: (0.5, 2.0), 512: (1.0, 1.0)}.items():
+        kv_bytes = 8 * 4096 * 8 * d * 2 * 2.0  # batch 8, kv_len 4096, 8 KV heads, K and V in bf16
+        memory_s = kv_bytes / (3.35e12 * 0.8)  # H100 HBM3 at memory_eff 0.8 (32 heads: memory-bound)
+        t = float(decode_attention_time_s(8, 4096, 32, 8, d, 2.0, H100, triton))
+        assert t == pytest.approx(8 * 1e-8 + 8e-6 * floor + memory_s / speed, rel=1e-9), d
+        assert float(decode_attention_time_s(8, 4096, 32, 8, d, 2.0, H100, base)) == pytest.approx(
+            8 * 1e-8 + 8e-6 + memory_s, rel=1e-9
+        )
+
+
+def test_decode_ungrouped_rows_stream_at_their_own_speed():
+    # TRT-LLM fp8: rows with one query head per KV head run a non-grouped kernel.
+    base = _decode_params(half_saturation_ctas=0.0, per_sequence_s=0.0, per_head_s=0.0, launch_s=8e-6)
+    mha = base.model_copy(update={"ungrouped_eff": 0.5})
+    memory_s = 16 * 8192 * 8 * 128 * 2 * 1.0 / (3.35e12 * 0.8)  # 8 KV heads, fp8 KV
+    assert float(decode_attention_time_s(16, 8192, 8, 8, 128, 1.0, H100, mha)) == pytest.approx(
+        8e-6 + memory_s / 0.5, rel=1e-9
+    )
+    for t in (decode_attention_time_s(16, 8192, 32, 8, 128, 1.0, H100, p) for p in (mha, base)):
+        assert float(t) == pytest.approx(8e-6 + memory_s, rel=1e-9)  # grouped rows: unchanged
+
+
+def test_prefill_launch_floor_per_head_dim():
+    from cost_models.efficiency import PrefillAttentionParams
+
+    base = PrefillAttentionParams(launch_s=10e-6, compute_eff=0.5, memory_eff=0.5)
+    floors = base.model_copy(update={"head_dim_launch_192": 2.0, "head_dim_launch_256": 0.5})
+    for d, extra_s in {128: 0.0, 160: 5e-6, 192: 10e-6, 224: 2.5e-6, 256: -5e-6, 512: 0.0}.items():
+        with_floor = float(prefill_attention_time_s(4, 512, 32, 8, d, H100, floors))
+        assert with_floor - float(prefill_attention_time_s(4, 512, 32, 8, d, H100, base)) == pytest.approx(
+            extra_s, abs=1e-12
+        ), d
+
+
+def test_prefill_l2_resident_bytes_move_faster_only_when_asked():
+    from cost_models.efficiency import PrefillAttentionParams
+
+    l2 = PrefillAttentionParams(l2_speedup=4.0)
+    # batch 1, isl 128, 8 heads on 8 KV heads, d 128: 1 MB of Q/K/V/O (H100 L2 50 MB), memory-bound.
+    small = prefill_attention_time_s(1, 128, 8, 8, 128, H100, l2, in_l2=True)
+    memory_s = 128 * 128 * (2 * 8 * 2 + 2 * 8 * 2) / 3.35e12
+    assert float(small) == pytest.approx(memory_s / 4.0, rel=1e-3)
+    # Serving (the default) leaves the term out.
+    assert float(prefill_attention_time_s(1, 128, 8, 8, 128, H100, l2)) == pytest.approx(memory_s, rel=1e-9)
+    # 8.6 GB (batch 64, isl 16384): nothing stays in L2.
+    big = [prefill_attention_time_s(64, 16384, 8, 8, 128, H100, p, in_l2=True) for p in (l2, PrefillAttentionParams())]
+    assert float(big[0] / big[1]) == pytest.approx(1.0, rel=1e-6)

@@ -159,6 +159,24 @@ def test_prefill_specs_fit_a_kernel_speed_per_head_dim_seen_in_two_shapes():
     assert "window_extra_keys" not in prefill_specs(d, h, hk, np.full(len(shapes), 1024.0), window)
 
 
+def test_decode_specs_fit_kernel_speeds_only_where_shapes_can_be_held_out():
+    from tuner.calibrate import decode_specs
+
+    #            heads, kv heads, head dim
+    shapes = [(32, 8, 128), (16, 4, 128), (32, 8, 192), (64, 8, 192), (8, 8, 128), (16, 16, 128), (8, 1, 256)]
+    h, hk, d = (np.array([s[i] for s in shapes], dtype=float) for i in range(3))
+    no_window = np.zeros(len(shapes))
+    specs = decode_specs(d, h, hk, no_window, get_hardware("l40s"))
+    # 192: two shapes, a speed and a floor; 256: one shape, neither (it could not be held out).
+    assert [k for k in specs if k.startswith("head_dim_")] == ["head_dim_eff_192", "head_dim_launch_192"]
+    assert "ungrouped_eff" in specs  # two MHA shapes (8/8, 16/16) and five grouped ones
+    assert "l2_speedup" in specs and "window_per_head_s" not in specs
+    one_mha = decode_specs(d[:-2], h[:-2], hk[:-2], no_window[:-2], get_hardware("l40s"))
+    assert "ungrouped_eff" not in one_mha  # 8/8 only
+    window = np.where(d == 192, 128.0, 0.0)
+    assert "window_per_head_s" in decode_specs(d, h, hk, window, get_hardware("l40s"))
+
+
 def test_refit_reproduces_stored_cross_validation():
     table = read_kernel_table(REPO_KERNELS / "gemm_perf.csv.gz")
     stored = load_profile("h100-sxm-trtllm").cv_error["gemm/fp8"]
