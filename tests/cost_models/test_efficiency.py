@@ -92,7 +92,9 @@ def test_attention_monotone_and_vectorized():
     assert np.all(np.diff(t) > 0)
     assert t[-1] >= 4 * 32 * 128 * SIZES[-1] * (SIZES[-1] + 1) / 2 / H100.peak_ops_per_s.bf16
     scalar = [float(prefill_attention_time_s(1, s, 32, 8, 128, H100, prefill)) for s in SIZES]
-    np.testing.assert_array_equal(t, scalar)
+    # To the last bit but one: numpy's array power (the combine p-norm) and its scalar power may
+    # round differently (the refitted combine_power 1.17: 1 ulp at isl 256).
+    np.testing.assert_allclose(t, scalar, rtol=1e-15, atol=0)
     decode = PROFILE.decode_params("bfloat16")
     d = decode_attention_time_s(8, SIZES, 32, 8, 128, 2.0, H100, decode)
     assert np.all(np.diff(d) >= 0)
