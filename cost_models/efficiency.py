@@ -868,6 +868,20 @@ class CollectiveParams(_Params):
     time = (1 - s) * small line + s * large line, s = 1 / (1 + (switch_bytes / B)^SWITCH_SHARPNESS)
     (smooth in log size so the fit has a gradient; B = bus bytes).
 
+    ``mid_switch_bytes``, ``mid_latency_s`` and ``mid_bandwidth_bytes_per_s`` set (with
+    ``switch_bytes`` and the small line): a third regime between the small line and the large one,
+    entered at ``mid_switch_bytes``: mid line = mid_latency_s + B / mid_bandwidth, and the small
+    side of the switch at ``switch_bytes`` becomes
+    (1 - s_mid) * small line + s_mid * mid line, s_mid the same smooth step at mid_switch_bytes.
+    NCCL has three protocols (LL, LL128, Simple), and the curves show three regimes where the
+    two-line model leaves a 10-60% bump (data/kernels/nccl_perf.csv.gz): b200 all_gather over
+    8 GPUs is flat at 16-19 us to 1 MB, then 22-44 us from 2 to 8 MB (one slope), then steps UP
+    to 102 us at 16 MB and runs 114, 138, 207 us at 32, 64, 128 MB (a second line); l40s
+    (PCIe) alltoall over 8 GPUs rises 11 -> 63 us from 2 to 32 KB (0.5 GB/s), sits at 440-520 us
+    from 256 to 512 KB, then runs at 1.2-1.4 GB/s to 32 MB. A step placed above ``switch_bytes``
+    is hidden by the large line. tuner.calibrate fits it only on groups with rows enough for it
+    (MID_REGIME there); the others keep None, the two-line formula.
+
     Defaults: 0 latency and infinite bandwidth are not allowed, so a profile always states both
     (the DEFAULT profile takes the chip's interconnect figures)."""
 
@@ -876,6 +890,9 @@ class CollectiveParams(_Params):
     small_latency_s: float | None = Field(default=None, ge=0)
     small_bandwidth_bytes_per_s: float | None = Field(default=None, gt=0)
     switch_bytes: float | None = Field(default=None, gt=0)
+    mid_switch_bytes: float | None = Field(default=None, gt=0)
+    mid_latency_s: float | None = Field(default=None, ge=0)
+    mid_bandwidth_bytes_per_s: float | None = Field(default=None, gt=0)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "switch_bytes": FitSpec(1e2, 1e10, log=True, start=1e5),
@@ -883,11 +900,20 @@ class CollectiveParams(_Params):
         "bandwidth_bytes_per_s": FitSpec(1e8, 1e13, log=True, start=1e11),
         "small_latency_s": FitSpec(1e-7, 1e-2, log=True, start=5e-6),
         "small_bandwidth_bytes_per_s": FitSpec(1e7, 1e13, log=True, start=1e10),
+        "mid_switch_bytes": FitSpec(1e2, 1e10, log=True, start=1e4),
+        "mid_latency_s": FitSpec(1e-7, 1e-2, log=True, start=1e-5),
+        "mid_bandwidth_bytes_per_s": FitSpec(1e7, 1e13, log=True, start=1e10),
     }
 
 
 #: Steepness of the protocol switch in log size: 10% -> 90% over a factor 1.7 in bytes.
 SWITCH_SHARPNESS = 8.0
+
+
+def _step_share(switch_bytes: float, bus_bytes: np.ndarray) -> np.ndarray:
+    """Share of the regime above ``switch_bytes``: 0 well below, 1 well above, smooth in log size."""
+    ratio = switch_bytes / np.maximum(bus_bytes, 1e-30)
+    return 1.0 / (1.0 + np.minimum(ratio, 1e30) ** SWITCH_SHARPNESS)
 
 
 def _one_collective(params: CollectiveParams, bus_bytes: np.ndarray) -> np.ndarray:
@@ -896,8 +922,15 @@ def _one_collective(params: CollectiveParams, bus_bytes: np.ndarray) -> np.ndarr
         small = params.small_latency_s + bus_bytes / params.small_bandwidth_bytes_per_s
         if params.switch_bytes is None:
             return np.minimum(t, small)
-        ratio = params.switch_bytes / np.maximum(bus_bytes, 1e-30)
-        large_share = 1.0 / (1.0 + np.minimum(ratio, 1e30) ** SWITCH_SHARPNESS)
+        if (
+            params.mid_switch_bytes is not None
+            and params.mid_latency_s is not None
+            and params.mid_bandwidth_bytes_per_s is not None
+        ):
+            mid = params.mid_latency_s + bus_bytes / params.mid_bandwidth_bytes_per_s
+            mid_share = _step_share(params.mid_switch_bytes, bus_bytes)
+            small = (1.0 - mid_share) * small + mid_share * mid
+        large_share = _step_share(params.switch_bytes, bus_bytes)
         return (1.0 - large_share) * small + large_share * t
     return t
 

@@ -326,6 +326,41 @@ def test_collective_protocol_switch_steps_up():
     assert np.all(np.diff(t) > 0)
 
 
+def test_collective_mid_regime_defaults_to_the_two_line_formula_and_follows_three_steps():
+    from cost_models.efficiency import CollectiveParams
+
+    sizes = np.geomspace(256, 5e8, 40)
+    two = CollectiveParams(
+        latency_s=100e-6,
+        bandwidth_bytes_per_s=7e11,
+        small_latency_s=16e-6,
+        small_bandwidth_bytes_per_s=2.5e11,
+        switch_bytes=1.2e7,
+    )
+    # Any one of the three mid fields missing: the two-line formula, written out.
+    bus = sizes * 7 / 8
+    share = 1.0 / (1.0 + (1.2e7 / bus) ** 8.0)
+    expected = (1 - share) * (16e-6 + bus / 2.5e11) + share * (100e-6 + bus / 7e11)
+    for partial in ({}, {"mid_switch_bytes": 1e6, "mid_latency_s": 15e-6}, {"mid_bandwidth_bytes_per_s": 3e11}):
+        got = collective_time_s("all_gather", sizes, 8, {8: two.model_copy(update=partial)})
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+    # b200 nccl all_gather over 8 GPUs (data/kernels/nccl_perf.csv.gz): ~16 us to 1 MB, a
+    # 0.27 TB/s slope from 2 to 8 MB (22-44 us), then the large line (102 us at 16 MB).
+    three = two.model_copy(
+        update={
+            "small_bandwidth_bytes_per_s": 1e13,
+            "mid_switch_bytes": 1.5e6,
+            "mid_latency_s": 14e-6,
+            "mid_bandwidth_bytes_per_s": 2.7e11,
+        }
+    )
+    t = collective_time_s("all_gather", np.array([5e5, 4e6, 6.4e7]), 8, {8: three})
+    b = np.array([5e5, 4e6, 6.4e7]) * 7 / 8
+    assert t[0] == pytest.approx(16e-6 + b[0] / 1e13, rel=0.01)  # small line
+    assert t[1] == pytest.approx(14e-6 + b[1] / 2.7e11, rel=0.01)  # mid line
+    assert t[2] == pytest.approx(100e-6 + b[2] / 7e11, rel=0.01)  # large line
+
+
 # --- decode attention ------------------------------------------------------------------------
 
 
