@@ -882,6 +882,16 @@ class CollectiveParams(_Params):
     is hidden by the large line. tuner.calibrate fits it only on groups with rows enough for it
     (MID_REGIME there); the others keep None, the two-line formula.
 
+    ``reduce_s_per_element``: the reduction's arithmetic, seconds per element of the bus bytes
+    (B / element bytes), added to every regime. A reducing collective moves the same bytes in
+    twice the elements at int8 as at fp16/bf16, and the measured int8 rows run slower per byte on
+    every NVLink chip (data/kernels/nccl_perf.csv.gz, int8 / half at the same bytes from 32 MB
+    up: reduce_scatter 1.02-1.13 on a100, b200, gb200, h100, h200; all_reduce over 8 GPUs on
+    h100 and h200 1.06-1.31: h200 at 512 MB takes 2.04 ms at half, 2.67 ms at int8), while
+    all_gather and alltoall, which add nothing, stay at 0.98-1.02. Not followed: l40s (PCIe)
+    over 4 GPUs runs int8 reductions 7-16% FASTER per byte (the fit stops at 0). Default 0: time per
+    byte only (the engines' activations are bf16: ``element_bytes`` 2).
+
     Defaults: 0 latency and infinite bandwidth are not allowed, so a profile always states both
     (the DEFAULT profile takes the chip's interconnect figures)."""
 
@@ -893,6 +903,7 @@ class CollectiveParams(_Params):
     mid_switch_bytes: float | None = Field(default=None, gt=0)
     mid_latency_s: float | None = Field(default=None, ge=0)
     mid_bandwidth_bytes_per_s: float | None = Field(default=None, gt=0)
+    reduce_s_per_element: float = Field(default=0.0, ge=0)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "switch_bytes": FitSpec(1e2, 1e10, log=True, start=1e5),
@@ -903,6 +914,7 @@ class CollectiveParams(_Params):
         "mid_switch_bytes": FitSpec(1e2, 1e10, log=True, start=1e4),
         "mid_latency_s": FitSpec(1e-7, 1e-2, log=True, start=1e-5),
         "mid_bandwidth_bytes_per_s": FitSpec(1e7, 1e13, log=True, start=1e10),
+        "reduce_s_per_element": FitSpec(1e-16, 1e-9, log=True, start=1e-13),
     }
 
 
@@ -916,7 +928,14 @@ def _step_share(switch_bytes: float, bus_bytes: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.minimum(ratio, 1e30) ** SWITCH_SHARPNESS)
 
 
-def _one_collective(params: CollectiveParams, bus_bytes: np.ndarray) -> np.ndarray:
+def _one_collective(params: CollectiveParams, bus_bytes: np.ndarray, element_bytes) -> np.ndarray:
+    t = _lines(params, bus_bytes)
+    if params.reduce_s_per_element > 0:
+        t = t + params.reduce_s_per_element * bus_bytes / element_bytes
+    return t
+
+
+def _lines(params: CollectiveParams, bus_bytes: np.ndarray) -> np.ndarray:
     t = params.latency_s + bus_bytes / params.bandwidth_bytes_per_s
     if params.small_latency_s is not None and params.small_bandwidth_bytes_per_s is not None:
         small = params.small_latency_s + bus_bytes / params.small_bandwidth_bytes_per_s
@@ -936,10 +955,16 @@ def _one_collective(params: CollectiveParams, bus_bytes: np.ndarray) -> np.ndarr
 
 
 def collective_time_s(
-    kind: str, message_bytes, group_size, params: dict[int, CollectiveParams], implementation: str = "nccl"
+    kind: str,
+    message_bytes,
+    group_size,
+    params: dict[int, CollectiveParams],
+    implementation: str = "nccl",
+    element_bytes=2.0,
 ) -> np.ndarray:
     """Seconds of one collective over ``group_size`` ranks of a ``message_bytes`` buffer (the
-    database's message_size is in ELEMENTS: multiply by the element size first).
+    database's message_size is in ELEMENTS: multiply by the element size first) of
+    ``element_bytes`` elements (default 2: bf16 activations; only ``reduce_s_per_element`` reads it).
 
     ``params`` maps group size -> :class:`CollectiveParams` for this kind and implementation (a
     profile's ``collectives[implementation][kind]``). A group size without its own fit uses the
@@ -953,6 +978,9 @@ def collective_time_s(
     group = np.asarray(group_size, dtype=float)
     message_bytes, group = np.broadcast_arrays(message_bytes, group)
     bus = message_bytes * bus_factor(kind, np.maximum(group, 1.0))
+    element = np.asarray(element_bytes, dtype=float)
+    if element.ndim:
+        element = np.broadcast_to(element, bus.shape)
     out = np.zeros(bus.shape)
     sizes = np.unique(group)
     for g in sizes:
@@ -960,10 +988,11 @@ def collective_time_s(
             continue
         nearest = _nearest_fitted(tuple(sorted(params)), float(g))
         if len(sizes) == 1:  # one group size: every element, no copies
-            out = np.asarray(_one_collective(params[nearest], bus), dtype=float)
+            out = np.asarray(_one_collective(params[nearest], bus, element), dtype=float)
         else:  # its elements by index (cheaper than boolean-mask copies)
             where = np.flatnonzero(group == g)
-            np.put(out, where, _one_collective(params[nearest], bus.take(where)))
+            own = element.take(where) if element.ndim else element
+            np.put(out, where, _one_collective(params[nearest], bus.take(where), own))
     return out
 
 

@@ -420,6 +420,8 @@ def _implementation(row_impl: str) -> str:
 #: but h100 SGLang custom_graph over 8 GPUs 9.8% -> 21.8% and h200 vLLM custom_eager over 8 GPUs
 #: 3.5% -> 9.2% (a step placed on one noisy size when its neighbours are held out).
 MID_REGIME = ("mid_switch_bytes", "mid_latency_s", "mid_bandwidth_bytes_per_s")
+#: Collectives that add what they receive (CollectiveParams.reduce_s_per_element).
+REDUCING = ("all_reduce", "reduce_scatter")
 
 
 def _fit_collective_rows(
@@ -429,11 +431,15 @@ def _fit_collective_rows(
     impl: str,
     group: int,
     bytes_all: np.ndarray,
+    element_all: np.ndarray,
     seed: int,
     folds: int,
     chip: HardwareSpec,
 ) -> GroupReport:
     specs = dict(CollectiveParams.FIT)
+    element = element_all[rows]
+    if kind not in REDUCING or len(np.unique(element)) < 2:
+        specs.pop("reduce_s_per_element")  # nothing to add, or one element size: bandwidth's share
     if len(rows) < 3 * len(specs):
         for name in MID_REGIME:
             specs.pop(name)
@@ -441,8 +447,10 @@ def _fit_collective_rows(
     message = bytes_all[rows]
     measured = table.columns["latency"][rows] * 1e-3
 
-    def predict(values, idx, message=message):
-        return collective_time_s(kind, message[idx], group, {group: CollectiveParams(**values)}, impl)
+    def predict(values, idx, message=message, element=element):
+        return collective_time_s(
+            kind, message[idx], group, {group: CollectiveParams(**values)}, impl, element_bytes=element[idx]
+        )
 
     net = chip.interconnect
     roof_params = CollectiveParams(
@@ -511,7 +519,7 @@ def fit_nccl(table: KernelTable, chip: HardwareSpec, system: str, seed: int, fol
         for group in sorted(set(c["num_gpus"][here & (c["op_name"] == kind)])):
             rows = np.flatnonzero(here & (c["op_name"] == kind) & (c["num_gpus"] == group))
             reports.append(
-                _fit_collective_rows(table, rows, kind, "nccl", int(group), message_bytes, seed, folds, chip)
+                _fit_collective_rows(table, rows, kind, "nccl", int(group), message_bytes, element, seed, folds, chip)
             )
     return reports
 
@@ -531,7 +539,9 @@ def fit_custom_allreduce(
         for group in sorted(set(c["num_gpus"][here & (impls == impl)])):
             rows = np.flatnonzero(here & (impls == impl) & (c["num_gpus"] == group))
             reports.append(
-                _fit_collective_rows(table, rows, "all_reduce", impl, int(group), message_bytes, seed, folds, chip)
+                _fit_collective_rows(
+                    table, rows, "all_reduce", impl, int(group), message_bytes, element, seed, folds, chip
+                )
             )
     return reports
 
