@@ -878,9 +878,11 @@ class CollectiveParams(_Params):
     8 GPUs is flat at 16-19 us to 1 MB, then 22-44 us from 2 to 8 MB (one slope), then steps UP
     to 102 us at 16 MB and runs 114, 138, 207 us at 32, 64, 128 MB (a second line); l40s
     (PCIe) alltoall over 8 GPUs rises 11 -> 63 us from 2 to 32 KB (0.5 GB/s), sits at 440-520 us
-    from 256 to 512 KB, then runs at 1.2-1.4 GB/s to 32 MB. A step placed above ``switch_bytes``
-    is hidden by the large line. tuner.calibrate fits it only on groups with rows enough for it
-    (MID_REGIME there); the others keep None, the two-line formula.
+    from 256 to 512 KB, then runs at 1.2-1.4 GB/s to 32 MB. TRT-LLM's custom all-reduce on a100
+    over 8 GPUs takes 4.4-4.8 us to 2 KB, then 8.0-9.0 us from 8 to 64 KB (one-shot), then the
+    two-shot line (data/kernels/custom_allreduce_perf.csv.gz). A step placed above
+    ``switch_bytes`` is hidden by the large line. tuner.calibrate fits it where a group has rows
+    enough (``_collective_specs``); the others keep None, the two-line formula.
 
     ``reduce_s_per_element``: the reduction's arithmetic, seconds per element of the bus bytes
     (B / element bytes), added to every regime. A reducing collective moves the same bytes in

@@ -249,8 +249,21 @@ FINDINGS = [
     "- **Collectives**: NCCL's latency curve steps UP at a size (LL -> LL128/Simple: a100 all_gather "
     "on 8 GPUs is flat at 15 us to 16 KB, then 21 us to 512 KB), which the min of two lines cannot "
     "follow (13-17% medians at 4-8 GPUs). Added a fitted switch size (`switch_bytes`, a smooth step "
-    "in log size). Left: l40s (PCIe) alltoall/reduce_scatter on 8 GPUs and a100 TRT-LLM custom "
-    "all-reduce on 4-8 GPUs (a third regime).",
+    "in log size). A second round (19 of 289 groups missing): a third regime below the switch "
+    "(`mid_switch_bytes`, `mid_latency_s`, `mid_bandwidth_bytes_per_s`; NCCL has three protocols: "
+    "b200 all_gather on 8 GPUs runs 16-19 us to 1 MB, 22-44 us from 2 to 8 MB, then steps up to "
+    "102 us at 16 MB; TRT-LLM's custom all-reduce on a100 over 8 GPUs 4.4-4.8 us to 2 KB, then "
+    "8-9 us from 8 to 64 KB), fitted where each training fold keeps 2 rows per parameter (NCCL "
+    "groups 12 -> 6 of 204 missing, custom all-reduce 7 -> 1 of 85), and a reduction cost per "
+    "element (`reduce_s_per_element`: reducing collectives run int8 slower per byte than half, h200 "
+    "all_reduce on 8 GPUs at 512 MB 2.67 vs 2.04 ms, while all_gather and alltoall run both alike; "
+    "NCCL 6 -> 3 of 204). Left: l40s (PCIe) alltoall on 8 GPUs (the two dtypes differ by up to "
+    "1.6x at the same bytes, at 64-128 KB and 64-512 MB) and h100 SGLang's eager custom all-reduce "
+    "on 8 GPUs (a 30-38 us floor with a 78 us row at 8 KB). The cost: on the custom groups (23 "
+    "rows, one per size) a fold that lacks the rows around a noisy size can put the mid step "
+    "there: p90 rose by more than 10 points in 12 of the 289 groups (h100 SGLang eager over 8 "
+    "GPUs 53% -> 195%: without its 2 and 4 KB rows the step lands on the 78 us row) and fell by "
+    "more than 10 in 80; median over groups of the median 5.1% -> 3.0%, of the p90 18.1% -> 12.8%.",
 ]
 
 

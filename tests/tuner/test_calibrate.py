@@ -34,9 +34,11 @@ TARGET_MEDIAN = {"gemm": 0.08, "prefill_attention": 0.12, "decode_attention": 0.
 # 46 of 56 (vLLM fp8_block 15-18% -> 3-5% on h100/h200/b200/gb200). Attention after the
 # kernel speed and launch floor per head dim, the MHA speed (decode) and the L2 term (prefill):
 # prefill worst 0.153 (l40s sglang fp8), 42 of 43 meet 12% (0.977); decode worst 0.156 (a100
-# vllm), 25 of 33 (0.758).
-HONEST_WORST_MEDIAN = {"gemm": 0.12, "prefill_attention": 0.16, "decode_attention": 0.16, "collectives": 0.22}
-HONEST_SHARE_MEETING = {"gemm": 0.82, "prefill_attention": 0.97, "decode_attention": 0.75, "collectives": 0.92}
+# vllm), 25 of 33 (0.758). Collectives after the mid protocol regime and the per-element
+# reduction cost: worst 0.215 (l40s NCCL alltoall over 8 GPUs) -> 0.120 (h100 SGLang eager
+# custom all-reduce over 8 GPUs), 270 -> 285 of 289 meet 10%.
+HONEST_WORST_MEDIAN = {"gemm": 0.12, "prefill_attention": 0.16, "decode_attention": 0.16, "collectives": 0.13}
+HONEST_SHARE_MEETING = {"gemm": 0.82, "prefill_attention": 0.97, "decode_attention": 0.75, "collectives": 0.98}
 
 
 def _errors():
@@ -149,6 +151,40 @@ def test_collectives_target_met_by_every_nccl_group_on_a100_h100_gb200():
         assert len(groups) >= 8, name
         for key, error in groups.items():
             assert error.median <= 0.10, (name, key, error)
+
+
+def test_collectives_target_met_by_every_group_but_l40s_alltoall_and_h100_sglang_eager_on_8_gpus():
+    # The mid protocol regime and the per-element reduction cost (second round, 2026-12-02): 19 of
+    # the 289 collective groups (an NCCL group counts once per engine) missed 10% before, among
+    # them a100 TRT-LLM custom all-reduce over 4 and 8 GPUs (16.7%, 15.6%), b200 and h200 NCCL
+    # all_gather over 8 GPUs (14.0%, 10.4%) and l40s NCCL reduce_scatter over 8 GPUs (12.2%).
+    left = {("l40s", "collectives/nccl/alltoall/8"), ("h100-sxm-sglang", "collectives/custom_eager/all_reduce/8")}
+    checked = 0
+    for name in available_profiles():
+        for key, error in load_profile(name).cv_error.items():
+            if not key.startswith("collectives/") or (name, key) in left or (name.split("-")[0], key) in left:
+                continue
+            checked += 1
+            assert error.median <= 0.10, (name, key, error)
+    assert checked >= 280
+
+
+def test_collective_specs_fit_the_mid_regime_where_training_folds_keep_two_rows_per_parameter():
+    from tuner.calibrate import MID_REGIME, _collective_specs
+
+    # NCCL: 42 rows, two element sizes (half, int8): every parameter, the reduction cost too.
+    specs, two_lines = _collective_specs("all_reduce", 42, 2)
+    assert set(MID_REGIME) <= set(specs) and "reduce_s_per_element" in specs and len(specs) == 9
+    assert not set(MID_REGIME) & set(two_lines) and len(two_lines) == 6
+    # all_gather adds nothing: no reduction cost; one element size (custom all-reduce, bf16): none.
+    assert "reduce_s_per_element" not in _collective_specs("all_gather", 42, 2)[0]
+    custom, _ = _collective_specs("all_reduce", 23, 1)  # 18.4 training rows for 8 parameters
+    assert set(MID_REGIME) <= set(custom) and len(custom) == 8
+    # 19 rows: 15.2 training rows < 2 x 8: two lines.
+    assert not set(MID_REGIME) & set(_collective_specs("all_gather", 19, 2)[0])
+    # 22 rows of a reducing kind: 17.6 < 2 x 9: two lines with the reduction cost.
+    few, _ = _collective_specs("reduce_scatter", 22, 2)
+    assert not set(MID_REGIME) & set(few) and "reduce_s_per_element" in few
 
 
 def test_prefill_specs_fit_a_kernel_speed_per_head_dim_seen_in_two_shapes():
