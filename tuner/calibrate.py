@@ -433,7 +433,7 @@ def _fit_collective_rows(
     chip: HardwareSpec,
 ) -> GroupReport:
     element = element_all[rows]
-    specs, two_lines = _collective_specs(kind, len(rows), len(np.unique(element)))
+    specs, two_lines = _collective_specs(kind, len(rows), len(np.unique(element)), folds)
     _require_rows(table, rows, len(two_lines), f"{impl} {kind} over {group} GPUs")
     message = bytes_all[rows]
     measured = table.columns["latency"][rows] * 1e-3
@@ -454,7 +454,7 @@ def _fit_collective_rows(
     roofline = np.maximum(collective_time_s(kind, message, group, {group: roof_params}, impl), 1e-30)
     # The switch size is searched from several starts (the loss is flat in it away from the knee).
     # Starts with the mid step at its upper bound (1e10 bus bytes, past every row: the two-line
-    # model) keep its fits within reach; then the mid step below the switch at three scales.
+    # model) keep its fits within reach; then the mid step below the switch at four scales.
     starts = [
         {"switch_bytes": 1e4, "mid_switch_bytes": 1e10},
         {"switch_bytes": 1e5, "mid_switch_bytes": 1e10},
@@ -493,11 +493,13 @@ def _fit_collective_rows(
 MID_ROWS_PER_PARAMETER = 2
 
 
-def _collective_specs(kind: str, rows: int, element_sizes: int) -> tuple[dict[str, FitSpec], dict[str, FitSpec]]:
+def _collective_specs(
+    kind: str, rows: int, element_sizes: int, folds: int = FOLDS
+) -> tuple[dict[str, FitSpec], dict[str, FitSpec]]:
     """The CollectiveParams fitted on ``rows`` rows of ``kind`` holding ``element_sizes`` element
-    sizes, and the two-line subset the row count is checked against (_require_rows: 3 rows per
-    parameter). ``reduce_s_per_element`` only for a reducing kind with two element sizes (with one
-    it is the bandwidth's share).
+    sizes (cross-validated in ``folds`` folds), and the two-line subset the row count is checked
+    against (_require_rows: 3 rows per parameter). ``reduce_s_per_element`` only for a reducing
+    kind with two element sizes (with one it is the bandwidth's share).
 
     The mid regime (MID_REGIME) where each training fold of the k-fold cross-validation keeps
     MID_ROWS_PER_PARAMETER rows per parameter: the NCCL groups (42 rows, 8-9 parameters) and the
@@ -507,12 +509,14 @@ def _collective_specs(kind: str, rows: int, element_sizes: int) -> tuple[dict[st
     GPUs 12.3% -> 4.7%, 10.3% -> 1.7%; h200 SGLang graph over 8 GPUs 10.7% -> 3.0%; worst
     change the other way b200 SGLang graph over 2 GPUs 2.8% -> 5.9%). Tried instead: a flat small
     line to stay at 3 rows per parameter (7 parameters): 3 of 85 missing, two of them new (l40s
-    SGLang eager and TRT-LLM over 8 GPUs 6.5% -> 12.0%, 6.4% -> 12.7%)."""
+    SGLang eager and TRT-LLM over 8 GPUs 6.5% -> 12.0%, 6.4% -> 12.7%). The cost: a fold that
+    lacks the rows around a noisy size can put the mid step there, so some custom groups' p90
+    rose (h100 SGLang eager over 8 GPUs 53% -> 195%: the step on its 78 us row at 8 KB)."""
     specs = dict(CollectiveParams.FIT)
     if kind not in REDUCING or element_sizes < 2:
         specs.pop("reduce_s_per_element")
     two_lines = {k: v for k, v in specs.items() if k not in MID_REGIME}
-    if rows * (FOLDS - 1) / FOLDS >= MID_ROWS_PER_PARAMETER * len(specs):
+    if rows * (folds - 1) / folds >= MID_ROWS_PER_PARAMETER * len(specs):
         return specs, two_lines
     return two_lines, two_lines
 

@@ -185,6 +185,8 @@ def test_collective_specs_fit_the_mid_regime_where_training_folds_keep_two_rows_
     # 22 rows of a reducing kind: 17.6 < 2 x 9: two lines with the reduction cost.
     few, _ = _collective_specs("reduce_scatter", 22, 2)
     assert not set(MID_REGIME) & set(few) and "reduce_s_per_element" in few
+    # Two folds: 11.5 training rows of 23: two lines.
+    assert not set(MID_REGIME) & set(_collective_specs("all_reduce", 23, 1, folds=2)[0])
 
 
 def test_prefill_specs_fit_a_kernel_speed_per_head_dim_seen_in_two_shapes():
