@@ -875,8 +875,9 @@ class CollectiveParams(_Params):
     (1 - s_mid) * small line + s_mid * mid line, s_mid the same smooth step at mid_switch_bytes.
     NCCL has three protocols (LL, LL128, Simple), and the curves show three regimes where the
     two-line model leaves a 10-60% bump (data/kernels/nccl_perf.csv.gz): b200 all_gather over
-    8 GPUs is flat at 16-19 us to 1 MB, then 22-44 us from 2 to 8 MB (one slope), then steps UP
-    to 102 us at 16 MB and runs 114, 138, 207 us at 32, 64, 128 MB (a second line); l40s
+    8 GPUs takes 16-44 us to 8 MB (one line), steps UP to 102 us at 16 MB and runs 114 and 138 us
+    at 32 and 64 MB (a second, ~1.3 TB/s of bus bytes), then 207, 393, 761 us at 128, 256 and
+    512 MB (a third, ~0.64 TB/s; fitted switches at 10 and 92 MB of bus bytes); l40s
     (PCIe) alltoall over 8 GPUs rises 11 -> 63 us from 2 to 32 KB (0.5 GB/s), sits at 440-520 us
     from 256 to 512 KB, then runs at 1.2-1.4 GB/s to 32 MB. TRT-LLM's custom all-reduce on a100
     over 8 GPUs takes 4.4-4.8 us to 2 KB, then 8.0-9.0 us from 8 to 64 KB (one-shot), then the
