@@ -529,6 +529,8 @@ def test_gemm_output_writes_use_their_own_l2_share():
     # The default (0) keeps one share for all bytes: the former formula.
     lumped = (inputs + out) * (1 - resident(inputs + out, 0.01) * gain) / bandwidth
     assert gemm_time_s(m, n, k, "bfloat16", l40s, base) == pytest.approx(lumped, rel=1e-9)
+
+
 def test_decode_head_dim_speed_and_launch_floor_per_head_dim():
     # SGLang's head-dim-192 decode kernel (Triton): a higher floor and a slower stream than the
     # reference kernel; the per-sequence/per-head costs stay.
