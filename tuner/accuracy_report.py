@@ -254,17 +254,17 @@ FINDINGS = [
     "b200 all_gather on 8 GPUs runs 16-44 us to 8 MB, steps up to 102 us at 16 MB, runs 114 and "
     "138 us at 32 and 64 MB, then 207-761 us from 128 to 512 MB at half that speed; TRT-LLM's "
     "custom all-reduce on a100 over 8 GPUs 4.4-4.8 us to 2 KB, then 8-9 us from 8 to 64 KB), "
-    "fitted where each training fold keeps 2 rows per parameter (NCCL "
-    "groups 12 -> 6 of 204 missing, custom all-reduce 7 -> 1 of 85), and a reduction cost per "
+    "fitted where each training fold keeps 3 rows per parameter (the NCCL groups: 12 -> 6 of 204 "
+    "missing), and a reduction cost per "
     "element (`reduce_s_per_element`: reducing collectives run int8 slower per byte than half, h200 "
     "all_reduce on 8 GPUs at 512 MB 2.67 vs 2.04 ms, while all_gather and alltoall run both alike; "
-    "NCCL 6 -> 3 of 204). Left: l40s (PCIe) alltoall on 8 GPUs (the two dtypes differ by up to "
-    "1.6x at the same bytes, at 64-128 KB and 64-512 MB) and h100 SGLang's eager custom all-reduce "
-    "on 8 GPUs (a 30-38 us floor with a 78 us row at 8 KB). The cost: on the custom groups (23 "
-    "rows, one per size) a fold that lacks the rows around a noisy size can put the mid step "
-    "there: p90 rose by more than 10 points in 12 of the 289 groups (h100 SGLang eager over 8 "
-    "GPUs 53% -> 195%: without its 2 and 4 KB rows the step lands on the 78 us row) and fell by "
-    "more than 10 in 80; median over groups of the median 5.1% -> 3.0%, of the p90 18.1% -> 12.8%.",
+    "NCCL 6 -> 3 of 204). On the custom all-reduce groups (23 rows, one per size) the mid regime "
+    "took their misses from 7 to 1 of 85 (a100 TRT-LLM over 4 GPUs 16.7% -> 2.6%) but a fold that "
+    "lacks the rows around a noisy size put the step there (h100 SGLang eager over 8 GPUs, p90 "
+    "53% -> 195%): a prediction 3x off at an unmeasured size, so they keep two lines. Left: the "
+    "custom all-reduce groups above, l40s (PCIe) alltoall on 8 GPUs (the two dtypes differ by up "
+    "to 1.6x at the same bytes, at 64-128 KB and 64-512 MB) and h100 SGLang's eager custom "
+    "all-reduce on 8 GPUs (a 30-38 us floor with a 78 us row at 8 KB).",
 ]
 
 

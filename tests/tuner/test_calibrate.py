@@ -36,9 +36,10 @@ TARGET_MEDIAN = {"gemm": 0.08, "prefill_attention": 0.12, "decode_attention": 0.
 # prefill worst 0.153 (l40s sglang fp8), 42 of 43 meet 12% (0.977); decode worst 0.156 (a100
 # vllm), 25 of 33 (0.758). Collectives after the mid protocol regime and the per-element
 # reduction cost: worst 0.215 (l40s NCCL alltoall over 8 GPUs) -> 0.120 (h100 SGLang eager
-# custom all-reduce over 8 GPUs), 270 -> 285 of 289 meet 10%.
-HONEST_WORST_MEDIAN = {"gemm": 0.12, "prefill_attention": 0.16, "decode_attention": 0.16, "collectives": 0.13}
-HONEST_SHARE_MEETING = {"gemm": 0.82, "prefill_attention": 0.97, "decode_attention": 0.75, "collectives": 0.98}
+# custom all-reduce over 8 GPUs is 0.120, a100 TRT-LLM custom over 4 GPUs 0.167), 270 -> 279 of 289 meet
+# 10% (custom all-reduce groups keep two lines: tuner.calibrate.MID_ROWS_PER_PARAMETER).
+HONEST_WORST_MEDIAN = {"gemm": 0.12, "prefill_attention": 0.16, "decode_attention": 0.16, "collectives": 0.17}
+HONEST_SHARE_MEETING = {"gemm": 0.82, "prefill_attention": 0.97, "decode_attention": 0.75, "collectives": 0.96}
 
 
 def _errors():
@@ -153,12 +154,23 @@ def test_collectives_target_met_by_every_nccl_group_on_a100_h100_gb200():
             assert error.median <= 0.10, (name, key, error)
 
 
-def test_collectives_target_met_by_every_group_but_l40s_alltoall_and_h100_sglang_eager_on_8_gpus():
+def test_collectives_target_met_by_every_group_but_the_custom_all_reduce_misses_and_l40s_alltoall():
     # The mid protocol regime and the per-element reduction cost (second round, 2026-12-02): 19 of
     # the 289 collective groups (an NCCL group counts once per engine) missed 10% before, among
     # them a100 TRT-LLM custom all-reduce over 4 and 8 GPUs (16.7%, 15.6%), b200 and h200 NCCL
     # all_gather over 8 GPUs (14.0%, 10.4%) and l40s NCCL reduce_scatter over 8 GPUs (12.2%).
-    left = {("l40s", "collectives/nccl/alltoall/8"), ("h100-sxm-sglang", "collectives/custom_eager/all_reduce/8")}
+    # The custom all-reduce groups (23 rows) keep two lines (tuner.calibrate.MID_ROWS_PER_PARAMETER):
+    # a100 TRT-LLM over 4 and 8 GPUs and five SGLang/vLLM eager or graph groups stay above 10%.
+    left = {
+        ("l40s", "collectives/nccl/alltoall/8"),
+        ("h100-sxm-sglang", "collectives/custom_eager/all_reduce/8"),
+        ("a100-80gb-trtllm", "collectives/custom/all_reduce/4"),
+        ("a100-80gb-trtllm", "collectives/custom/all_reduce/8"),
+        ("h200-sglang", "collectives/custom_graph/all_reduce/8"),
+        ("l40s-sglang", "collectives/custom_eager/all_reduce/4"),
+        ("l40s-vllm", "collectives/custom_eager/all_reduce/2"),
+        ("l40s-vllm", "collectives/custom_eager/all_reduce/4"),
+    }
     checked = 0
     for name in available_profiles():
         for key, error in load_profile(name).cv_error.items():
@@ -166,27 +178,29 @@ def test_collectives_target_met_by_every_group_but_l40s_alltoall_and_h100_sglang
                 continue
             checked += 1
             assert error.median <= 0.10, (name, key, error)
-    assert checked >= 280
+    assert checked >= 279
 
 
-def test_collective_specs_fit_the_mid_regime_where_training_folds_keep_two_rows_per_parameter():
+def test_collective_specs_fit_the_mid_regime_where_training_folds_keep_three_rows_per_parameter():
     from tuner.calibrate import MID_REGIME, _collective_specs
 
-    # NCCL: 42 rows, two element sizes (half, int8): every parameter, the reduction cost too.
+    # NCCL: 42 rows, two element sizes (half, int8): every parameter, the reduction cost too
+    # (33.6 training rows >= 3 x 9).
     specs, two_lines = _collective_specs("all_reduce", 42, 2)
     assert set(MID_REGIME) <= set(specs) and "reduce_s_per_element" in specs and len(specs) == 9
     assert not set(MID_REGIME) & set(two_lines) and len(two_lines) == 6
-    # all_gather adds nothing: no reduction cost; one element size (custom all-reduce, bf16): none.
-    assert "reduce_s_per_element" not in _collective_specs("all_gather", 42, 2)[0]
-    custom, _ = _collective_specs("all_reduce", 23, 1)  # 18.4 training rows for 8 parameters
-    assert set(MID_REGIME) <= set(custom) and len(custom) == 8
-    # 19 rows: 15.2 training rows < 2 x 8: two lines.
-    assert not set(MID_REGIME) & set(_collective_specs("all_gather", 19, 2)[0])
-    # 22 rows of a reducing kind: 17.6 < 2 x 9: two lines with the reduction cost.
+    # all_gather adds nothing: no reduction cost (8 parameters, 33.6 >= 24: the mid regime).
+    gather, _ = _collective_specs("all_gather", 42, 2)
+    assert "reduce_s_per_element" not in gather and set(MID_REGIME) <= set(gather)
+    # Custom all-reduce, one element size (bf16): 18.4 training rows < 3 x 8: two lines.
+    custom, _ = _collective_specs("all_reduce", 23, 1)
+    assert not set(MID_REGIME) & set(custom) and len(custom) == 5
+    # 22 rows of a reducing kind: 17.6 < 3 x 9: two lines with the reduction cost.
     few, _ = _collective_specs("reduce_scatter", 22, 2)
     assert not set(MID_REGIME) & set(few) and "reduce_s_per_element" in few
-    # Two folds: 11.5 training rows of 23: two lines.
-    assert not set(MID_REGIME) & set(_collective_specs("all_reduce", 23, 1, folds=2)[0])
+    # 40 rows over two folds: 20 training rows < 24: two lines; five folds: 32 >= 24.
+    assert not set(MID_REGIME) & set(_collective_specs("all_gather", 40, 2, folds=2)[0])
+    assert set(MID_REGIME) <= set(_collective_specs("all_gather", 40, 2, folds=5)[0])
 
 
 def test_prefill_specs_fit_a_kernel_speed_per_head_dim_seen_in_two_shapes():
