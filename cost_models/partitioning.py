@@ -557,31 +557,58 @@ WEIGHT_OPS: tuple[str, ...] = tuple(WEIGHT_OPERATOR.values())
 _WEIGHT_ROW = {op: i for i, op in enumerate(WEIGHT_OPS)}
 
 
-def _allowed_axes(layout_codes: np.ndarray, logical: str, in_use: bool) -> np.ndarray:
-    """(n, 3) bool: the mesh axes each configuration's layout lets a logical axis split over."""
-    table = np.array(
+def _allowed_table(logical: str, in_use: bool) -> np.ndarray:
+    """(layouts, 3) bool: the mesh axes each layout lets a logical axis split over."""
+    return np.array(
         [
             [a in (rules.in_use(getattr(rules, logical)) if in_use else getattr(rules, logical)) for a in AXES]
             for rules in (SHARDING_RULES[name] for name in FFN_LAYOUTS)
         ]
     )
-    return table[layout_codes]
 
 
-def _split_ways(size: np.ndarray, products: dict[frozenset[str], np.ndarray], allowed: np.ndarray) -> np.ndarray:
-    """:func:`split_over`'s ways when each configuration has its own allowed axes (``allowed``,
-    (n, 3) bool): the same rule, evaluated for every layout at once. Only the ways: which of two
-    subsets of as many shards wins does not change what a chip holds."""
-    ways = np.zeros(len(size), dtype=np.int64)
+def _allowed_axes(layout_codes: np.ndarray, logical: str, in_use: bool) -> np.ndarray:
+    """(n, 3) bool: the mesh axes each configuration's layout lets a logical axis split over."""
+    return _allowed_table(logical, in_use)[layout_codes]
+
+
+def _split_candidates(size: np.ndarray, products: dict[frozenset[str], np.ndarray]) -> list[np.ndarray]:
+    """For each subset of the mesh axes (in :func:`_subsets`' order), the ways ``size`` splits over
+    it when allowed: its chips P where P divides the size, the size where it divides P, else 0.
+    Independent of the layout, so :func:`sharding_plan` computes them once per dimension for
+    both the stored and the in-use ways (the integer remainders are most of their cost)."""
     whole = size.astype(np.int64)  # integer remainders: several times faster than float np.mod
+    candidates = []
     for subset in _subsets(AXES):
-        ok = np.ones(len(size), dtype=bool)
+        product = products[frozenset(subset)].astype(np.int64)
+        candidates.append(np.where(whole % product == 0, product, np.where(product % whole == 0, whole, 0)))
+    return candidates
+
+
+def _split_ways(candidates: list[np.ndarray], allowed: np.ndarray) -> np.ndarray:
+    """:func:`split_over`'s ways when each configuration has its own allowed axes (``allowed``,
+    (n, 3) bool): the same rule, evaluated for every layout at once, from the dimension's
+    :func:`_split_candidates`. Only the ways: which of two subsets of as many shards wins does
+    not change what a chip holds."""
+    ways = np.zeros(len(allowed), dtype=np.int64)
+    for subset, candidate in zip(_subsets(AXES), candidates, strict=True):
+        ok = np.ones(len(allowed), dtype=bool)
         for axis in subset:
             ok &= allowed[:, AXES.index(axis)]
-        product = products[frozenset(subset)].astype(np.int64)
-        candidate = np.where(whole % product == 0, product, np.where(product % whole == 0, whole, 0))
         ways = np.maximum(ways, np.where(ok, candidate, 0))
     return ways.astype(np.float64)
+
+
+def _stored_and_use_ways(
+    size: np.ndarray, products: dict[frozenset[str], np.ndarray], layout_codes: np.ndarray, logical: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(stored ways, in-use ways) of a dimension split as ``logical``: one set of candidates for
+    both, and one evaluation where no layout's in-use axes differ from its stored ones."""
+    candidates = _split_candidates(size, products)
+    stored = _split_ways(candidates, _allowed_axes(layout_codes, logical, False))
+    if np.array_equal(_allowed_table(logical, False), _allowed_table(logical, True)):
+        return stored, stored
+    return stored, _split_ways(candidates, _allowed_axes(layout_codes, logical, True))
 
 
 _MLA_ELEMENTS = ("wq", "wk", "wv", "wo")
@@ -606,16 +633,18 @@ def sharding_plan(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarra
     products = subset_products(mesh)
     size = {logical: _dimension_size(shapes, logical) for logical in _LOGICAL_AXES}
     # Ways each logical axis splits, stored and in use (once per axis, not per matrix).
-    stored_ways = {lg: _split_ways(size[lg], products, _allowed_axes(layout_codes, lg, False)) for lg in _LOGICAL_AXES}
-    use_ways = {lg: _split_ways(size[lg], products, _allowed_axes(layout_codes, lg, True)) for lg in _LOGICAL_AXES}
+    ways_of = {lg: _stored_and_use_ways(size[lg], products, layout_codes, lg) for lg in _LOGICAL_AXES}
+    stored_ways = {lg: ways[0] for lg, ways in ways_of.items()}
+    use_ways = {lg: ways[1] for lg, ways in ways_of.items()}
     width = {lg: size[lg] * (shapes.d_head if lg in ("heads", "kv_heads") else 1.0) for lg in _LOGICAL_AXES}
     # Experts: each expert's d_ff splits over the mlp axes as the dense d_ff would (the shared
     # experts' width is assumed to split as many ways). The matmuls' hidden width is what one
     # token uses (k routed experts and the shared ones); storage holds every expert.
     expert_d_ff = np.maximum(c.expert_d_ff, 1.0)  # a dense model's 0: any ways, no elements
+    expert_stored_ways, expert_use_ways = _stored_and_use_ways(expert_d_ff, products, layout_codes, "mlp")
     expert = {
-        "stored_ways": _split_ways(expert_d_ff, products, _allowed_axes(layout_codes, "mlp", False)),
-        "use_ways": _split_ways(expert_d_ff, products, _allowed_axes(layout_codes, "mlp", True)),
+        "stored_ways": expert_stored_ways,
+        "use_ways": expert_use_ways,
         "width": c.experts_per_token * c.expert_d_ff + c.shared_d_ff,
         "stored_width": c.experts * c.expert_d_ff + c.shared_d_ff,
     }
