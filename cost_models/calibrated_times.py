@@ -581,7 +581,8 @@ class CalibratedNetwork(Network):
 
     def collective_time_s(self, kind, bytes_per_chip, mesh, axes):
         mesh = np.atleast_2d(mesh)
-        k = group_size(mesh, axes)
+        # The group sizes: cached with the network model's geometry (the same product) when it has it.
+        k = self.base._groups(mesh, axes).k if isinstance(self.base, SwitchedNetwork) else group_size(mesh, axes)
         measured_kind = _KIND[kind]
         implementation = (
             "custom"

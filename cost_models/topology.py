@@ -13,6 +13,7 @@ Vectorized: meshes are (n, 3) arrays, bytes are (n,) arrays, one entry per confi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
@@ -151,6 +152,21 @@ def _legal_torus_meshes(chips: int, dims: int, max_chips: int) -> list[tuple[int
     return legal
 
 
+@dataclass(frozen=True)
+class _Groups:
+    """A switched network's collective groups over some axes of n meshes, and the terms of
+    :meth:`SwitchedNetwork.collective_time_s` that depend on nothing else, (n,) each."""
+
+    inside: np.ndarray  # chips of one group inside a domain
+    k: np.ndarray  # chips of the group
+    domains_minus_one: np.ndarray  # k / inside - 1
+    inside_minus_one: np.ndarray
+    k_minus_inside: np.ndarray
+    domain_latency_s: np.ndarray  # (inside - 1) x the domain's latency
+    network_latency_s: np.ndarray  # (k / inside - 1) x the network's latency
+    several: np.ndarray  # k > 1: a group of one chip is free
+
+
 class SwitchedNetwork(Network):
     """GPU interconnect: domains of ``domain_size`` chips on a switch (NVLink), joined by a network.
 
@@ -164,12 +180,12 @@ class SwitchedNetwork(Network):
     def __init__(self, spec: SwitchedInterconnect, network_efficiency: float = 1.0) -> None:
         self.spec = spec
         self.efficiency = network_efficiency
-        self._cache: tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]] | None = None
+        self._cache: tuple[np.ndarray, dict[str, _Groups]] | None = None
 
-    def _groups(self, mesh: np.ndarray, axes: str) -> tuple[np.ndarray, np.ndarray]:
-        """(chips of one group inside a domain, chips of the group) over ``axes``, (n,) each.
-        Cached per axes for the last mesh seen (compared by value): a layer's collectives share
-        one mesh and a few axis sets."""
+    def _groups(self, mesh: np.ndarray, axes: str) -> _Groups:
+        """The group geometry over ``axes`` (:class:`_Groups`), (n,) arrays. Cached per axes for
+        the last mesh seen (compared by value): a layer's collectives share one mesh and a few
+        axis sets, so the terms that depend only on them are computed once, not per collective."""
         cached = self._cache
         if cached is None or cached[0].shape != mesh.shape or not np.array_equal(cached[0], mesh):
             cached = self._cache = (mesh.copy(), {})
@@ -182,7 +198,19 @@ class SwitchedNetwork(Network):
             for axis in axes:
                 length = mesh[:, AXIS_INDEX[axis]]
                 inside = inside * np.minimum(length, np.maximum(1.0, np.floor(domain / strides[axis]())))
-            groups = cached[1][axes] = (inside, group_size(mesh, axes))
+            k = group_size(mesh, axes)
+            domains = k / inside
+            spec = self.spec
+            groups = cached[1][axes] = _Groups(
+                inside=inside,
+                k=k,
+                domains_minus_one=domains - 1.0,
+                inside_minus_one=inside - 1.0,
+                k_minus_inside=k - inside,
+                domain_latency_s=(inside - 1.0) * spec.domain_latency_s,
+                network_latency_s=(domains - 1.0) * spec.network_latency_s,
+                several=k > 1,
+            )
         return groups
 
     def legal_meshes(self, chips: int) -> list[tuple[int, int, int]]:
@@ -193,33 +221,41 @@ class SwitchedNetwork(Network):
 
     def collective_time_s(self, kind, bytes_per_chip, mesh, axes):
         mesh = np.atleast_2d(mesh)
-        inside, k = self._groups(mesh, axes)
-        domains = k / inside
+        g = self._groups(mesh, axes)
         spec = self.spec
+        # The expressions below, left to right, as in-place passes on one temporary (the same
+        # operations in the same order: the same numbers); the mesh-only factors and latency
+        # terms come from the cached group geometry.
+        network_bw = spec.network_bandwidth_bytes_per_s * self.efficiency
+        domain_bw = spec.domain_bandwidth_bytes_per_s * self.efficiency
         if kind == "all_to_all":
             # Every chip sends a distinct D/k to each other chip: nothing can be combined on the
             # way, so the D (k - inside)/k bound for other domains crosses the network through
             # the chip's own port and D (inside-1)/k moves over the fabric (a hierarchical
-            # all-gather's D (domains-1)/k would undercount the network's share by ``inside``).
-            a2a = (
-                bytes_per_chip * (k - inside) / k / (spec.network_bandwidth_bytes_per_s * self.efficiency)
-                + bytes_per_chip * (inside - 1.0) / k / (spec.domain_bandwidth_bytes_per_s * self.efficiency)
-                + (inside - 1.0) * spec.domain_latency_s
-                + (domains - 1.0) * spec.network_latency_s
-            )
-            return np.where((k > 1) & (bytes_per_chip > 0), a2a, 0.0)
-        # Hierarchical: chips of equal rank in each domain exchange across the network (each
-        # receives (domains-1) pieces of D/k through its own port), then each domain runs the
-        # collective over the fabric on what its chips hold (D (inside-1)/inside).
-        time = (
-            bytes_per_chip * (domains - 1.0) / k / (spec.network_bandwidth_bytes_per_s * self.efficiency)
-            + bytes_per_chip * (inside - 1.0) / inside / (spec.domain_bandwidth_bytes_per_s * self.efficiency)
-            + (inside - 1.0) * spec.domain_latency_s
-            + (domains - 1.0) * spec.network_latency_s
-        )
+            # all-gather's D (domains-1)/k would undercount the network's share by ``inside``):
+            # D (k - inside) / k / network + D (inside - 1) / k / domain + latencies.
+            time = np.multiply(bytes_per_chip, g.k_minus_inside)
+            time /= g.k
+            time /= network_bw
+            fabric = np.multiply(bytes_per_chip, g.inside_minus_one)
+            fabric /= g.k
+        else:
+            # Hierarchical: chips of equal rank in each domain exchange across the network (each
+            # receives (domains-1) pieces of D/k through its own port), then each domain runs the
+            # collective over the fabric on what its chips hold (D (inside-1)/inside):
+            # D (domains - 1) / k / network + D (inside - 1) / inside / domain + latencies.
+            time = np.multiply(bytes_per_chip, g.domains_minus_one)
+            time /= g.k
+            time /= network_bw
+            fabric = np.multiply(bytes_per_chip, g.inside_minus_one)
+            fabric /= g.inside
+        fabric /= domain_bw
+        time += fabric
+        time += g.domain_latency_s
+        time += g.network_latency_s
         if kind == "all_reduce":
             time *= 2.0
-        return np.where((k > 1) & (bytes_per_chip > 0), time, 0.0)
+        return np.where(g.several & (bytes_per_chip > 0), time, 0.0)
 
 
 def point_to_point_time_s(
