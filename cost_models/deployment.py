@@ -190,10 +190,6 @@ def chip_roofline(
     # Sums from zero (0 + x is x): the same numbers as a sum over the slots' axis, which adds
     # the slots one after another in this order.
     compute_total, memory_total = np.zeros(n), np.zeros(n)
-    # One slot's per-chip costs (or its rows of ``chip_ops``), its peak, compute and memory time:
-    # buffers reused from slot to slot.
-    scratch = {name: np.empty(n) for name in _COST_ARRAYS}
-    compute, memory = np.empty(n), np.empty(n)
     # Slots share a few rows of compute formats (elementwise, weight matmuls, attention): each
     # distinct row's peaks are looked up once (comparing int8 codes is cheaper than the look-up).
     peak_rows: list[tuple[np.ndarray, np.ndarray]] = []
@@ -206,67 +202,90 @@ def chip_roofline(
         peak_rows.append((codes, peak))
         return peak
 
+    present: list[int] = []
+    peak_by_slot: dict[int, np.ndarray] = {}
     for i in range(n_slots):
-        if not ops.present[i].any():  # absent everywhere: all zero, no time
-            time_s[i] = 0.0
-            if not (times or totals) and chip_ops is not None:
-                # chip_ops alone: its reader skips such a slot, but for its FLOPs (gemm_shapes_per_chip
-                # reads every weight matmul's row where MLA needs whole arrays): zero, as 0 / ways.
-                chip_ops.flops[i] = 0.0
+        if ops.present[i].any():
+            present.append(i)
+            if times or totals:
+                peak_by_slot[i] = peak_of(ops.compute_dtype[i])
+            if times and layers is not None and i in ffn_rows and ffn_rows[i] not in shares_of:
+                shares_of[ffn_rows[i]] = ops.repeats[i] / layers
+            continue
+        # Absent everywhere: all zero, no time.
+        time_s[i] = 0.0
+        if not (times or totals) and chip_ops is not None:
+            # chip_ops alone: its reader skips such a slot, but for its FLOPs (gemm_shapes_per_chip
+            # reads every weight matmul's row where MLA needs whole arrays): zero, as 0 / ways.
+            chip_ops.flops[i] = 0.0
+            continue
+        if chip_ops is not None and chip_bytes is not None:  # per chip zero too (0 / ways, ways >= 1)
+            for name in _COST_ARRAYS:
+                getattr(chip_ops, name)[i] = 0.0
+            chip_bytes[i] = 0.0
+    # The slots of ROOFLINE_BLOCK_ROWS configurations at a time: one slot's dozen temporaries of
+    # a block stay in the core's cache where whole (n,) rows (0.8 MB each at 100,000) do not.
+    # Each element's operations are the same, in the same order, whatever the blocking.
+    block_rows = max(1, min(n, ROOFLINE_BLOCK_ROWS))
+    scratch_all = {name: np.empty(block_rows) for name in _COST_ARRAYS}
+    compute_all, memory_all = np.empty(block_rows), np.empty(block_rows)
+    for start in range(0, n, block_rows):
+        b = slice(start, min(start + block_rows, n))
+        width = b.stop - start
+        # One slot's per-chip costs (or its rows of ``chip_ops``), its compute and memory time:
+        # buffers reused from slot to slot.
+        scratch = {name: array[:width] for name, array in scratch_all.items()}
+        compute, memory = compute_all[:width], memory_all[:width]
+        block_compute_total, block_memory_total = compute_total[b], memory_total[b]
+        weight_scale = work_scale = None
+        if expert_scale is not None:
+            weight_scale, work_scale = expert_scale[0][b], expert_scale[1][b]
+        kv_ways = shares.kv[b]
+        for i in present:
+            work, weight_ways = shares.work[i][b], shares.weight[i]
+            out = scratch if chip_ops is None else {name: getattr(chip_ops, name)[i, b] for name in _COST_ARRAYS}
+            flops = np.divide(ops.flops[i, b], work, out=out["flops"])
+            if i in flops_only and not (times or totals):
+                if work_scale is not None and i in expert_rows:
+                    flops *= work_scale
                 continue
-            if chip_ops is not None and chip_bytes is not None:  # per chip zero too (0 / ways, ways >= 1)
-                for name in _COST_ARRAYS:
-                    getattr(chip_ops, name)[i] = 0.0
-                chip_bytes[i] = 0.0
-            continue
-        work, weight_ways = shares.work[i], shares.weight[i]
-        out = scratch if chip_ops is None else {name: getattr(chip_ops, name)[i] for name in _COST_ARRAYS}
-        flops = np.divide(ops.flops[i], work, out=out["flops"])
-        if i in flops_only and not (times or totals):
-            if expert_scale is not None and i in expert_rows:
-                flops *= expert_scale[1]
-            continue
-        weight = out["weight_bytes"]
-        if weight_ways is None:  # replicated: the whole weight on every chip
-            np.copyto(weight, ops.weight_bytes[i])
-        else:
-            np.divide(ops.weight_bytes[i], weight_ways, out=weight)
-        act_read = np.divide(ops.act_read_bytes[i], work, out=out["act_read_bytes"])
-        act_write = np.divide(ops.act_write_bytes[i], work, out=out["act_write_bytes"])
-        if expert_scale is not None and i in expert_rows:
-            weight_factor, work_factor = expert_scale
-            weight *= weight_factor
-            for array in (flops, act_read, act_write):
-                array *= work_factor
-        # The slot's bytes in the order of OperatorCosts.bytes (weights, activations read and
-        # written, KV read and written), kept as the per-chip ``bytes`` in the calibrated path.
-        moved = np.add(weight, act_read, out=memory if chip_bytes is None else chip_bytes[i])
-        moved += act_write
-        if i in kv_rows:
-            moved += np.divide(ops.kv_read_bytes[i], shares.kv, out=out["kv_read_bytes"])
-            moved += np.divide(ops.kv_write_bytes[i], shares.kv, out=out["kv_write_bytes"])
-        elif chip_ops is not None:
-            # Elsewhere the KV bytes are zero (operators.KV_*_SLOTS): 0 / ways is 0 and adding it
-            # leaves the sum as it is, so the rows are filled without the arithmetic.
-            out["kv_read_bytes"].fill(0.0)
-            out["kv_write_bytes"].fill(0.0)
-        if not (times or totals):
-            continue
-        np.divide(flops, peak_of(ops.compute_dtype[i]), out=compute)
-        np.divide(moved, bandwidth, out=memory)
-        if times:
-            time = np.maximum(compute, memory, out=time_s[i])
-            if layers is not None and i in ffn_rows:
-                # Other block slots run in every block (repeats = layers: a share of exactly 1).
-                group = ffn_rows[i]
-                if group not in shares_of:
-                    shares_of[group] = ops.repeats[i] / layers
-                time *= shares_of[group]
-        if not totals:
-            continue
-        repeats = ops.repeats[i]
-        compute_total += np.multiply(compute, repeats, out=compute)
-        memory_total += np.multiply(memory, repeats, out=memory)
+            weight = out["weight_bytes"]
+            if weight_ways is None:  # replicated: the whole weight on every chip
+                np.copyto(weight, ops.weight_bytes[i, b])
+            else:
+                np.divide(ops.weight_bytes[i, b], weight_ways[b], out=weight)
+            act_read = np.divide(ops.act_read_bytes[i, b], work, out=out["act_read_bytes"])
+            act_write = np.divide(ops.act_write_bytes[i, b], work, out=out["act_write_bytes"])
+            if weight_scale is not None and work_scale is not None and i in expert_rows:
+                weight *= weight_scale
+                for array in (flops, act_read, act_write):
+                    array *= work_scale
+            # The slot's bytes in the order of OperatorCosts.bytes (weights, activations read and
+            # written, KV read and written), kept as the per-chip ``bytes`` in the calibrated path.
+            moved = np.add(weight, act_read, out=memory if chip_bytes is None else chip_bytes[i, b])
+            moved += act_write
+            if i in kv_rows:
+                moved += np.divide(ops.kv_read_bytes[i, b], kv_ways, out=out["kv_read_bytes"])
+                moved += np.divide(ops.kv_write_bytes[i, b], kv_ways, out=out["kv_write_bytes"])
+            elif chip_ops is not None:
+                # Elsewhere the KV bytes are zero (operators.KV_*_SLOTS): 0 / ways is 0 and adding
+                # it leaves the sum as it is, so the rows are filled without the arithmetic.
+                out["kv_read_bytes"].fill(0.0)
+                out["kv_write_bytes"].fill(0.0)
+            if not (times or totals):
+                continue
+            np.divide(flops, peak_by_slot[i][b], out=compute)
+            np.divide(moved, bandwidth, out=memory)
+            if times:
+                time = np.maximum(compute, memory, out=time_s[i, b])
+                if layers is not None and i in ffn_rows:
+                    # Other block slots run in every block (repeats = layers: a share of exactly 1).
+                    time *= shares_of[ffn_rows[i]][b]
+            if not totals:
+                continue
+            repeats = ops.repeats[i, b]
+            block_compute_total += np.multiply(compute, repeats, out=compute)
+            block_memory_total += np.multiply(memory, repeats, out=memory)
     if chip_ops is not None:
         vars(chip_ops)["bytes"] = chip_bytes  # functools.cached_property's own slot
     return time_s, RooflineTotals(compute_total, memory_total) if totals else None
@@ -407,6 +426,12 @@ def _operator_times(
 _GEMM_SLOTS = frozenset(OP[op] for op in GEMM_AXES)
 _MLA_SLOTS = frozenset(OP[op] for op in ("q_proj", "k_proj", "v_proj"))
 #: The per-chip cost arrays of an :class:`OperatorCosts` (what :func:`chip_roofline` fills).
+#: Configurations per block of :func:`chip_roofline`'s slot-by-slot passes: ~15 (rows,) buffers
+#: of 128 KiB stay within a 2 MiB L2. On the 2-vCPU Xeon (docs/benchmarks.md, round 5) the
+#: roofline path's chip_roofline took 56 ms per 100,000 configurations unblocked, 46 at 16,384,
+#: 47 at 8,192, 50 at 4,096 (median of 5); the calibrated path (which writes whole chip_ops
+#: arrays) 86-90 ms either way.
+ROOFLINE_BLOCK_ROWS = 16_384
 _COST_ARRAYS = ("flops", "weight_bytes", "act_read_bytes", "act_write_bytes", "kv_read_bytes", "kv_write_bytes")
 
 
