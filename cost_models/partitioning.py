@@ -333,7 +333,13 @@ class Shapes:
 
 
 def ffn_collectives(
-    layout: str, s: Shapes, mesh: np.ndarray, mid_in: np.ndarray, mid_out: np.ndarray, weights: np.ndarray
+    layout: str,
+    s: Shapes,
+    mesh: np.ndarray,
+    mid_in: np.ndarray,
+    mid_out: np.ndarray,
+    weights: np.ndarray,
+    memo: dict[str, np.ndarray] | None = None,
 ) -> list[CollectiveCall]:
     """Collectives of one matmul pair (W_in, W_out) in ``layout``: hidden widths ``mid_in`` (W_in's
     output) and ``mid_out`` (W_out's input), ``weights`` elements stored split over all chips.
@@ -343,26 +349,47 @@ def ffn_collectives(
     holds, with E split over the in-use embed axes (e) and F over the in-use mlp axes (f):
     all-gather over f of N' E/e [B, L, E_e] -> W_in -> reduce-scatter over e of N' mid_in/f ->
     all-gather over e of N' mid_out/f -> W_out -> reduce-scatter over f of N' E/e. Collectives over
-    no axis (ws_1d has no e) are left out. Sharding notation at each step is Pope et al.'s."""
+    no axis (ws_1d has no e) are left out. Sharding notation at each step is Pope et al.'s.
+
+    ``memo``: arrays that depend only on ``layout``, ``s`` and ``mesh`` (group sizes, the tokens
+    per chip group, the N' E/e bytes of the first and last step), shared by the calls of one
+    layer (:func:`layer_collectives`): computed once, and the same array object wherever the
+    same bytes move, which lets :func:`layer_comm_time_s` time such a collective once."""
+    memo = {} if memo is None else memo
+
+    def size(axes: str) -> np.ndarray:
+        key = "size:" + axes
+        if key not in memo:
+            memo[key] = group_size(mesh, axes)
+        return memo[key]
+
     rules = SHARDING_RULES[layout]
-    n = group_size(mesh, "xyz")  # np.prod(mesh, axis=-1) (whole numbers: exact), 4x faster
+    n = size("xyz")  # np.prod(mesh, axis=-1) (whole numbers: exact), 4x faster
     ab, wb = s.act_bytes, s.weight_bytes
     calls = []
     gather = "".join(rules.gather)
     if gather:
         # W[E_x, F_yz] -> all-gather over the gathered axes -> W[E, F_rest]
-        calls.append(CollectiveCall("all_gather", gather, weights * group_size(mesh, gather) / n * wb, "weights"))
+        calls.append(CollectiveCall("all_gather", gather, weights * size(gather) / n * wb, "weights"))
     e = "".join(rules.in_use(rules.embed))
     f = "".join(rules.in_use(rules.mlp))
-    tokens = s.tokens / group_size(mesh, "".join(rules.act_batch))
-    e_ways, f_ways = group_size(mesh, e), group_size(mesh, f)
-    steps: list[tuple[Collective, str, np.ndarray]] = [
-        ("all_gather", f, tokens * s.d_model / e_ways),  # x[B, L, E_e] over f -> W_in
+    if "tokens" not in memo:
+        memo["tokens"] = s.tokens / size("".join(rules.act_batch))
+    tokens = memo["tokens"]
+    e_ways, f_ways = size(e), size(f)
+    if f and "edge_bytes" not in memo:  # x[B, L, E_e] in and out: N' E/e elements, bytes
+        memo["edge_bytes"] = tokens * s.d_model / e_ways * ab
+    steps: list[tuple[Collective, str, np.ndarray | None]] = [
+        ("all_gather", f, None),  # x[B, L, E_e] over f -> W_in
         ("reduce_scatter", e, tokens * mid_in / f_ways),  # partial sums over E_e
         ("all_gather", e, tokens * mid_out / f_ways),  # -> W_out
-        ("reduce_scatter", f, tokens * s.d_model / e_ways),  # partial sums over F_f
+        ("reduce_scatter", f, None),  # partial sums over F_f
     ]
-    calls += [CollectiveCall(kind, axes, elements * ab, "activations") for kind, axes, elements in steps if axes]
+    calls += [
+        CollectiveCall(kind, axes, memo["edge_bytes"] if elements is None else elements * ab, "activations")
+        for kind, axes, elements in steps
+        if axes
+    ]
     return calls
 
 
@@ -377,6 +404,7 @@ def layer_collectives(
     # (Where every configuration's block is serial, the fused terms are x + 0 y and x * 1: left
     # out, the same numbers.)
     any_parallel = bool(np.any(parallel_block))
+    memo: dict[str, np.ndarray] = {}  # shared by the FFN's and the attention's sets (ffn_collectives)
     if any_parallel:
         fused = np.where(parallel_block, 1.0, 0.0)
         calls = ffn_collectives(
@@ -386,16 +414,22 @@ def layer_collectives(
             s.ffn_in + fused * s.attn_in,
             s.ffn_mid + fused * s.attn_mid,
             s.layer_weights - (1.0 - fused) * attention_weights,
+            memo,
         )
     else:
-        calls = ffn_collectives(layout, s, mesh, s.ffn_in, s.ffn_mid, s.layer_weights - attention_weights)
-    attention_calls = ffn_collectives(layout, s, mesh, s.attn_in, s.attn_mid, attention_weights)
+        calls = ffn_collectives(layout, s, mesh, s.ffn_in, s.ffn_mid, s.layer_weights - attention_weights, memo)
+    attention_calls = ffn_collectives(layout, s, mesh, s.attn_in, s.attn_mid, attention_weights, memo)
     if any_parallel:
+        serial = 1.0 - fused
+        scaled: dict[int, np.ndarray] = {}  # one product per bytes array (the same array stays shared)
+        for c in attention_calls:
+            if id(c.bytes_per_chip) not in scaled:
+                scaled[id(c.bytes_per_chip)] = c.bytes_per_chip * serial
         attention_calls = [
-            CollectiveCall(c.kind, c.axes, c.bytes_per_chip * (1.0 - fused), c.moves) for c in attention_calls
+            CollectiveCall(c.kind, c.axes, scaled[id(c.bytes_per_chip)], c.moves) for c in attention_calls
         ]
     calls += attention_calls
-    n = group_size(mesh, "xyz")
+    n = memo["size:xyz"]
     if not np.any(batch_sharded_attention):  # head-sharded attention: the all-to-alls move nothing
         nothing = np.zeros(len(n))
         return calls + [
@@ -449,14 +483,19 @@ def layer_comm_time_s(
         )
         # A collective that moves no bytes in any configuration (a serial block's fused set, the
         # all-to-alls of head-sharded attention) is free (Network.collective_time_s): skipped.
-        total[rows] = sum(
-            (
-                network.collective_time_s(c.kind, c.bytes_per_chip, sub_mesh, c.axes)
-                for c in calls
-                if np.any(c.bytes_per_chip)
-            ),
-            start=0.0,
-        )
+        # Calls moving the same bytes array over the same axes with the same formula
+        # (Network.time_key: the first and last step of the FFN's and the attention's sets) are
+        # timed once; the sum still adds every call in order.
+        timed: dict[tuple[str, int, str], np.ndarray | None] = {}
+        terms = []
+        for c in calls:
+            key = (network.time_key(c.kind), id(c.bytes_per_chip), c.axes)
+            if key not in timed:
+                moves = np.any(c.bytes_per_chip)
+                timed[key] = network.collective_time_s(c.kind, c.bytes_per_chip, sub_mesh, c.axes) if moves else None
+            if (time := timed[key]) is not None:
+                terms.append(time)
+        total[rows] = sum(terms, start=0.0)
     if order is None:
         return total
     unsorted = np.empty_like(total)

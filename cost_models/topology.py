@@ -52,6 +52,11 @@ class Network(ABC):
         """Seconds for one collective over ``axes`` moving ``bytes_per_chip`` (D) per chip; a
         collective of one chip, or of no bytes (one that a configuration does not run), is free."""
 
+    def time_key(self, kind: Collective) -> str:
+        """Kinds with the same key cost the same for the same bytes, mesh and axes (callers may
+        time such collectives once); by default every kind is its own."""
+        return kind
+
     def check_mesh(self, mesh: tuple[int, ...]) -> None:
         """Raise InvalidInputError unless ``mesh`` is one the hardware can form (three axes)."""
         chips = int(np.prod(mesh))
@@ -108,6 +113,10 @@ class TorusNetwork(Network):
         links_of_mesh = (bandwidth, steps, hops)
         self._cache = (mesh.copy(), links_of_mesh)
         return links_of_mesh
+
+    def time_key(self, kind: Collective) -> str:
+        # An all-gather and a reduce-scatter run the same ring steps: one formula.
+        return "all_gather" if kind == "reduce_scatter" else kind
 
     def collective_time_s(self, kind, bytes_per_chip, mesh, axes):
         mesh = np.atleast_2d(mesh)
@@ -218,6 +227,11 @@ class SwitchedNetwork(Network):
         if chips < 1 or (chips > domain and chips % domain != 0):
             return []
         return _factorizations(chips)
+
+    def time_key(self, kind: Collective) -> str:
+        # An all-gather and a reduce-scatter have one hierarchical formula (only an all-reduce's
+        # doubles and an all-to-all's differs).
+        return "all_gather" if kind == "reduce_scatter" else kind
 
     def collective_time_s(self, kind, bytes_per_chip, mesh, axes):
         mesh = np.atleast_2d(mesh)
