@@ -119,11 +119,15 @@ class _CostTable:
     def __init__(self, c: InferenceConfigs) -> None:
         shape = (len(OPERATOR_NAMES), len(c))
         # FLOPs and activations: every slot's row is written whole by the builders below (those
-        # in ``unwritten`` are zeroed by :func:`operator_costs`), so they start uninitialized; the
-        # weights and the KV rows are written for some slots only and start at zero. (Zeroing a
-        # (slots, n) array is a 17.6 MB memset at 100,000 configurations.)
-        self.flops, self.act_r, self.act_w = (np.empty(shape) for _ in range(3))
-        self.weight, self.kv_r, self.kv_w = (np.zeros(shape) for _ in range(3))
+        # in ``unwritten`` are zeroed by :func:`operator_costs`), so they start uninitialized; so
+        # do the weights, of which the slots without any (attention kernels, activations) and
+        # those never built are zeroed at the end (``weight_rows`` says which were written). The
+        # KV rows are written for a few slots only and start at zero. (Zeroing a (slots, n)
+        # array is a 17.6 MB memset at 100,000 configurations.)
+        self.flops, self.act_r, self.act_w, self.weight = (np.empty(shape) for _ in range(4))
+        self.kv_r, self.kv_w = (np.zeros(shape) for _ in range(2))
+        #: Slots whose ``weight`` row has been written (the others are zeroed at the end).
+        self.weight_rows: set[int] = set()
         self.present = np.ones(shape, dtype=bool)
         #: Slots left unwritten (still zero) because no configuration has them.
         self.unwritten: set[int] = set()
@@ -150,6 +154,7 @@ class _CostTable:
         flops *= d_in
         flops *= d_out
         np.multiply(np.multiply(d_in, d_out, out=self.weight[i]), self.wb, out=self.weight[i])
+        self.weight_rows.add(i)
         np.multiply(np.multiply(tokens, d_in, out=self.act_r[i]), self.ab, out=self.act_r[i])
         if out_to_kv is False:  # the common case: no per-row choice (the KV row stays zero)
             np.multiply(np.multiply(tokens, d_out, out=self.act_w[i]), self.ab, out=self.act_w[i])
@@ -175,6 +180,7 @@ class _CostTable:
         np.multiply(np.multiply(reads, elements, out=self.act_r[i]), self.ab, out=self.act_r[i])
         np.multiply(elements, self.ab, out=self.act_w[i])
         np.multiply(weight_elements, self.ab, out=self.weight[i])  # norm scales stay in the activation format
+        self.weight_rows.add(i)
 
 
 def _where(condition: np.ndarray, x, y):
@@ -446,6 +452,9 @@ def operator_costs(
     for i in t.unwritten:  # the rows that start uninitialized (_CostTable), where no slot wrote
         for array in (t.flops, t.act_r, t.act_w):
             array[i] = 0.0
+    for i in range(len(OPERATOR_NAMES)):  # weightless or unbuilt slots: no weight bytes
+        if i not in t.weight_rows:
+            t.weight[i] = 0.0
     # Zero the absent slots. Left alone: a slot present in every configuration (x * 1 == x), one
     # never written (already zero), the KV rows of slots without KV traffic (always zero).
     absent = [i for i in range(len(OPERATOR_NAMES)) if i not in t.unwritten and not t.present[i].all()]
