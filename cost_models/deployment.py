@@ -156,6 +156,7 @@ def chip_roofline(
     times: bool = True,
     totals: bool = True,
     flops_only: frozenset[int] = frozenset(),
+    kept: frozenset[str] = frozenset(),
 ) -> tuple[np.ndarray, RooflineTotals | None]:
     """Each slot's roofline time on one chip (``(slots, n)``, per execution) and the pass's
     :class:`RooflineTotals`: the slot's costs split as ``shares`` says (partitioning.chip_shares),
@@ -171,11 +172,15 @@ def chip_roofline(
     wanted (the calibrated GEMMs derive m from them and read nothing else of theirs); their
     other ``chip_ops`` rows and per-chip bytes are left unfilled, as are every row but the FLOPs
     (zero) of the slots no configuration has (calibrated_operator_times times them as zero).
+    ``kept`` (with ``chip_ops``): the names of its cost arrays to fill (default: all); the others
+    are computed block by block in scratch buffers, left unfilled (the calibrated path reads only
+    the FLOPs, the summed ``bytes`` and MLA's weight bytes).
 
     Slot by slot, in the order of the arrays, with the same operations as per_chip_costs and
     roofline_times on whole arrays, so every number is bit for bit the same; one slot's
     temporaries are (n,) and stay in cache where whole (slots, n) arrays would not."""
     n_slots, n = ops.flops.shape
+    kept = kept or frozenset(_COST_ARRAYS)
     # The per-chip bytes of every slot, filled with ``chip_ops`` and seeded as its cached ``bytes``
     # (the calibrated kernels read them), so they are not summed again from the (slots, n) arrays.
     chip_bytes = None if chip_ops is None else np.empty_like(ops.flops)
@@ -220,7 +225,7 @@ def chip_roofline(
             chip_ops.flops[i] = 0.0
             continue
         if chip_ops is not None and chip_bytes is not None:  # per chip zero too (0 / ways, ways >= 1)
-            for name in _COST_ARRAYS:
+            for name in kept:
                 getattr(chip_ops, name)[i] = 0.0
             chip_bytes[i] = 0.0
     # The slots of ROOFLINE_BLOCK_ROWS configurations at a time: one slot's dozen temporaries of
@@ -243,7 +248,11 @@ def chip_roofline(
         kv_ways = shares.kv[b]
         for i in present:
             work, weight_ways = shares.work[i][b], shares.weight[i]
-            out = scratch if chip_ops is None else {name: getattr(chip_ops, name)[i, b] for name in _COST_ARRAYS}
+            out = (
+                scratch
+                if chip_ops is None
+                else {name: getattr(chip_ops, name)[i, b] if name in kept else scratch[name] for name in _COST_ARRAYS}
+            )
             flops = np.divide(ops.flops[i, b], work, out=out["flops"])
             if i in flops_only and not (times or totals):
                 if work_scale is not None and i in expert_rows:
@@ -270,8 +279,9 @@ def chip_roofline(
             elif chip_ops is not None:
                 # Elsewhere the KV bytes are zero (operators.KV_*_SLOTS): 0 / ways is 0 and adding
                 # it leaves the sum as it is, so the rows are filled without the arithmetic.
-                out["kv_read_bytes"].fill(0.0)
-                out["kv_write_bytes"].fill(0.0)
+                for name in ("kv_read_bytes", "kv_write_bytes"):
+                    if name in kept:
+                        out[name].fill(0.0)
             if not (times or totals):
                 continue
             np.divide(flops, peak_by_slot[i][b], out=compute)
@@ -387,10 +397,19 @@ def _operator_times(
         )
         layer_overhead, step_overhead = 0.0, 0.0
     else:
-        chip_ops = replace(ops, **{name: np.empty_like(ops.flops) for name in _COST_ARRAYS})
+        # calibrated_operator_times reads the per-chip FLOPs, the summed bytes (chip_roofline keeps
+        # them as ``bytes``) and, for MLA's q, k and v, the weight bytes (_mla_gemm_shapes): the
+        # other per-chip arrays (activations and KV read and written) are not stored, an empty
+        # (0, n) array stands in for each (reading one fails loudly).
+        any_mla = bool(np.any(configs.mla))
+        kept = frozenset({"flops", "weight_bytes"} if any_mla else {"flops"})
+        n = len(configs)
+        chip_ops = replace(
+            ops, **{name: np.empty_like(ops.flops) if name in kept else np.empty((0, n)) for name in _COST_ARRAYS}
+        )
         # Without the totals, the calibrated GEMMs read only their per-chip FLOPs (and MLA's q, k
         # and v their weight bytes: _mla_gemm_shapes): the rest of those rows is not computed.
-        gemm_flops_only = frozenset() if totals_wanted else _GEMM_SLOTS - (_MLA_SLOTS if np.any(configs.mla) else set())
+        gemm_flops_only = frozenset() if totals_wanted else _GEMM_SLOTS - (_MLA_SLOTS if any_mla else set())
         _, totals = chip_roofline(
             ops,
             shares,
@@ -400,6 +419,7 @@ def _operator_times(
             times=False,
             totals=totals_wanted,
             flops_only=gemm_flops_only,
+            kept=kept,
         )
         # The plan, not its (m, n, k): the calibrated GEMMs derive those block by block, in cache.
         op_time = calibrated_operator_times(chip_ops, configs, plan, d.chips, batch_sharded, d.hardware, profile)

@@ -83,6 +83,9 @@ def _take(args: tuple, columns: np.ndarray) -> tuple:
     """calibrated_operator_times's arguments for the configurations ``columns``."""
     chip_ops, configs, plan, chips, batch_sharded, hardware, profile = args
     ops = replace(chip_ops, **{f: getattr(chip_ops, f)[:, columns] for f in chip_ops.__dataclass_fields__})
+    # The per-chip bytes: chip_roofline keeps their sums as the cached ``bytes`` and stores no
+    # per-chip activation or KV arrays in the calibrated path (deployment._operator_times).
+    vars(ops)["bytes"] = chip_ops.bytes[:, columns]
     return ops, configs.take(columns), plan.take(columns), chips[columns], batch_sharded[columns], hardware, profile
 
 
