@@ -645,6 +645,10 @@ class DecodeAttentionParams(_Params):
     head_dim_launch_192: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
     head_dim_launch_256: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
     head_dim_launch_512: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
+    #: Extra fixed cost of sliding-window rows whose cached length (not the window) reaches
+    #: about window_long_kv_len (a step in kv_len; see decode_attention_time_s). 0: none.
+    window_long_s: float = Field(default=0.0, ge=0, le=1e-3)
+    window_long_kv_len: float = Field(default=4096.0, ge=1, le=1e7)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "memory_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -672,6 +676,13 @@ class DecodeAttentionParams(_Params):
         },
         "ungrouped_eff": FitSpec(1.0 / HEAD_DIM_EFF_MAX, HEAD_DIM_EFF_MAX, log=True, start=1.0),
         **{f"head_dim_launch_{d}": FitSpec(1.0 / 3.0, 3.0, log=True, start=1.0) for d in HEAD_DIMS},
+        # TRT-LLM's windowed decode rows with a long cache take 18-38 us whatever their batch
+        # and window bytes (h100 bf16, window 128: 32/8/64 batch 16 kv_len 8191 32.3 us, 16/8/64
+        # batch 8 kv_len 16383 31.4 us, 2/1/64 batch 16 kv_len 65535 33.1 us; 32/8/64 batch 4
+        # kv_len 127 9.0 us), 0.29-0.48x predicted held out without the term. Started at 10 us
+        # and 2048: below the switch the step has no gradient.
+        "window_long_s": FitSpec(1e-9, 1e-3, log=True, start=1e-5),
+        "window_long_kv_len": FitSpec(256.0, 1e6, log=True, start=2048.0),
     }
 
 
@@ -696,7 +707,8 @@ def decode_attention_time_s(
 
     time = launch_s + batch * per_sequence_s + batch * heads * per_head_s
            + batch * kv_heads * head_dim/128 * per_kv_head_s + [window] batch * heads * window_per_head_s
-           + [fallback] batch * heads * fallback_per_head_s + max(memory, compute, walk)
+           + [fallback] batch * heads * fallback_per_head_s + [window, long cache] window_long_s
+           + max(memory, compute, walk)
     where launch_s is launch_s * l(head_dim) and max(...) is divided by e(head_dim) * [heads ==
     kv_heads] ungrouped_eff where the head dim or group size has its own kernel (last items).
     - ``window`` > 0 (sliding window): only min(kv_len, window) entries are read.
@@ -740,6 +752,17 @@ def decode_attention_time_s(
       batch 512 kv_len 3: 653 us), against 3.4 ns without a window (40/4/128 batch 1024 kv_len 1:
       139 us); l40s vllm bf16 held-out median / p90 16.4% / 126% without it, 14.4% / 46% with
       it (other groups within 1 point either way).
+    - window_long_s: sliding-window rows whose cached length (``kv_len`` before the window
+      clips it) passes window_long_kv_len cost a fixed window_long_s more, a step r^16 / (1 +
+      r^16), r = kv_len / window_long_kv_len (as GemmParams.large_m_launch_s; the steepness is
+      not fitted): the kernel's work over the whole cache (page table, split-KV blocks sized by
+      the full length) is not clipped to the window. h100 trtllm bf16, window 128: 18-38 us at
+      kv_len 8191-131071 whatever the batch (2/1/64 batch 16 kv_len 65535: 33.1 us, 0.29x
+      predicted held out without it), 8-11 us at kv_len <= 255. Fitted 15-17 us at kv_len ~2100
+      for TRT-LLM bf16 on h100/h200, 10 us on l40s, 2-4 us for vLLM on h100/h200, ~0 on b200.
+      Held out (all 33 groups): 8 -> 5 miss 12%; h200 trtllm bf16/fp8 12.2/12.6% -> 11.8/11.4%,
+      l40s trtllm bf16 12.1% -> 11.1%, h100 vllm fp8 10.4% -> 6.7%, h200 vllm fp8 8.0% -> 5.3%;
+      worse: b200 sglang bf16 10.8% -> 11.5%, gb200 vllm bf16 6.8% -> 7.4%.
     - walk = kv_len * head_dim * walk_s_per_element: a kernel that does not split the KV sequence
       over CTAs walks it in one CTA per (sequence, KV head), at a latency per key that no batch
       hides. l40s trtllm fp8 rows take 16 ns per key at head dim 128 and 32 ns at 192-256 whatever
@@ -775,6 +798,7 @@ def decode_attention_time_s(
         np.asarray(x, dtype=float) for x in (batch, kv_len, heads, kv_heads, head_dim)
     )
     windowed = np.asarray(window) > 0
+    cached_len = kv_len
     kv_len = np.where(windowed, np.minimum(kv_len, window), kv_len)
     kv_bytes = batch * kv_len * kv_heads * head_dim * 2.0 * np.asarray(kv_bytes_per_element, float)
     ctas = batch * kv_heads * np.ceil(np.maximum(kv_len, 1.0) / 512.0)
@@ -790,6 +814,11 @@ def decode_attention_time_s(
         + batch * kv_heads * (head_dim / 128.0) * params.per_kv_head_s
         + np.where(windowed, batch * heads * params.window_per_head_s, 0.0)
     )
+    if params.window_long_s > 0:
+        ratio = np.asarray(cached_len / params.window_long_kv_len)
+        for _ in range(LAUNCH_STEP_SQUARINGS):
+            np.square(ratio, out=ratio)
+        fixed_s = fixed_s + np.where(windowed, params.window_long_s * ratio / (1.0 + ratio), 0.0)
     per_flop_s = 1.0 / (chip.peak_ops_per_s.bf16 * params.compute_eff)
     if params.fallback_group_size > 0:
         group = heads / np.maximum(kv_heads, 1.0)

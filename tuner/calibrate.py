@@ -350,8 +350,8 @@ def decode_specs(
     """The decode parameters fitted on rows of these shapes: the class's FIT, with a streaming
     speed and launch floor per head dim as prefill_specs has them, ``ungrouped_eff`` where
     HEAD_DIM_MIN_SHAPES shapes have one query head per KV head and as many have more (both kinds
-    held out), ``l2_speedup`` where the chip has an L2 figure and ``window_per_head_s`` where
-    some rows have a sliding window."""
+    held out), ``l2_speedup`` where the chip has an L2 figure and ``window_per_head_s``,
+    ``window_long_s`` and ``window_long_kv_len`` where some rows have a sliding window."""
     specs = {k: v for k, v in DecodeAttentionParams.FIT.items() if not k.startswith("head_dim_")}
     specs |= _head_dim_specs(DecodeAttentionParams.FIT, head_dim, heads, kv_heads)
     shapes = set(zip(heads, kv_heads, head_dim, strict=True))
@@ -361,7 +361,8 @@ def decode_specs(
     if chip.l2_bytes is None:
         specs.pop("l2_speedup")  # no L2 figure: the L2-resident term is always 0
     if not np.any(window > 0):
-        specs.pop("window_per_head_s")  # no sliding-window rows to fit it on
+        for name in ("window_per_head_s", "window_long_s", "window_long_kv_len"):
+            specs.pop(name)  # no sliding-window rows to fit them on
     return specs
 
 

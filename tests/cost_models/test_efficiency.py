@@ -445,6 +445,23 @@ def test_decode_per_kv_head_cost_scales_with_head_dim_and_window_cost_only_when_
     assert windowed == pytest.approx(512 * 4 * 8e-8 + 512 * 32 * 3e-8, rel=1e-9)
 
 
+def test_decode_window_long_cache_cost_steps_in_the_cached_length_of_windowed_rows_only():
+    roof = _decode_params(per_sequence_s=0.0, per_head_s=0.0, launch_s=0.0)
+    long = roof.model_copy(update={"window_long_s": 2e-5, "window_long_kv_len": 2048.0})
+
+    def extra(kv_len, window):
+        return float(decode_attention_time_s(16, kv_len, 32, 8, 64.0, 2.0, H100, long, window=window)) - float(
+            decode_attention_time_s(16, kv_len, 32, 8, 64.0, 2.0, H100, roof, window=window)
+        )
+
+    # r = kv_len / 2048, share r^16 / (1 + r^16): at the switch half, at 2x 65536/65537, at 1/2
+    # 1/65537; the window (128) clips the bytes, not the step.
+    assert extra(2048, 128) == pytest.approx(2e-5 * 0.5, rel=1e-9)
+    assert extra(4096, 128) == pytest.approx(2e-5 * 65536 / 65537, rel=1e-9)
+    assert extra(1024, 128) == pytest.approx(2e-5 / 65537, rel=1e-9)
+    assert extra(65535, 0) == 0.0  # no window: unchanged
+
+
 def test_decode_l2_resident_kv_streams_faster():
     roof = _decode_params(per_sequence_s=0.0, per_head_s=0.0, launch_s=0.0, half_saturation_ctas=0.0)
     l2 = roof.model_copy(update={"l2_speedup": 2.5})

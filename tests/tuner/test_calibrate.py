@@ -238,11 +238,12 @@ def test_decode_specs_fit_kernel_speeds_only_where_shapes_can_be_held_out():
     # 192: two shapes, a speed and a floor; 256: one shape, neither (it could not be held out).
     assert [k for k in specs if k.startswith("head_dim_")] == ["head_dim_eff_192", "head_dim_launch_192"]
     assert "ungrouped_eff" in specs  # two MHA shapes (8/8, 16/16) and five grouped ones
-    assert "l2_speedup" in specs and "window_per_head_s" not in specs
+    assert "l2_speedup" in specs and "window_per_head_s" not in specs and "window_long_s" not in specs
     one_mha = decode_specs(d[:-2], h[:-2], hk[:-2], no_window[:-2], get_hardware("l40s"))
     assert "ungrouped_eff" not in one_mha  # 8/8 only
     window = np.where(d == 192, 128.0, 0.0)
-    assert "window_per_head_s" in decode_specs(d, h, hk, window, get_hardware("l40s"))
+    windowed = decode_specs(d, h, hk, window, get_hardware("l40s"))
+    assert {"window_per_head_s", "window_long_s", "window_long_kv_len"} <= set(windowed)
 
 
 def test_refit_reproduces_stored_cross_validation():
