@@ -649,6 +649,8 @@ class DecodeAttentionParams(_Params):
     #: about window_long_kv_len (a step in kv_len; see decode_attention_time_s). 0: none.
     window_long_s: float = Field(default=0.0, ge=0, le=1e-3)
     window_long_kv_len: float = Field(default=4096.0, ge=1, le=1e7)
+    #: per_kv_head_s of rows with one query head per KV head, relative to grouped rows (1: the same).
+    ungrouped_kv_head_factor: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "memory_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -675,6 +677,11 @@ class DecodeAttentionParams(_Params):
             for d in HEAD_DIMS
         },
         "ungrouped_eff": FitSpec(1.0 / HEAD_DIM_EFF_MAX, HEAD_DIM_EFF_MAX, log=True, start=1.0),
+        # MHA work units (one query head each) cost less than grouped ones: h100 trtllm bf16
+        # 32/32/256 batch 128 kv_len 3 takes 47.0 us, ~9.5 ns per (sequence, head) past the
+        # launch, where grouped rows cost 38-46 ns per KV head at head dim 64 (3.1x predicted
+        # held out without it).
+        "ungrouped_kv_head_factor": FitSpec(1.0 / HEAD_DIM_EFF_MAX, HEAD_DIM_EFF_MAX, log=True, start=1.0),
         **{f"head_dim_launch_{d}": FitSpec(1.0 / 3.0, 3.0, log=True, start=1.0) for d in HEAD_DIMS},
         # TRT-LLM's windowed decode rows with a long cache take 18-38 us whatever their batch
         # and window bytes (h100 bf16, window 128: 32/8/64 batch 16 kv_len 8191 32.3 us, 16/8/64
@@ -722,7 +729,16 @@ def decode_attention_time_s(
       heads/head dim), where a cost per query head over-predicted the many-head rows 1.5-2.4x;
       fp8 rows grow with the head dim (64/4/128 batch 2048 kv_len 3: 171 us, 32/4/256 batch 2048
       kv_len 7: 185 us). Without it (all else as here) 19 of 33 groups miss the 12% held-out
-      median, with it 11.
+      median, with it 11. Rows with one query head per KV head (MHA) take it times
+      ``ungrouped_kv_head_factor`` (default 1; fitted where ``ungrouped_eff`` is): their work
+      unit holds one query head, h100 trtllm bf16 32/32/256 batch 128 kv_len 3 47.0 us (~9.5 ns
+      per unit past the launch, 3.1x predicted held out without the factor), 256 rows of
+      48/48/256 at kv_len 31 209 us (2.4x). Fitted 0.2-0.35 for bf16 under TRT-LLM on
+      a100/h100/h200/l40s and under vLLM/SGLang on l40s, 0.05 (its bound) a100 vLLM, 0.75-1.8
+      elsewhere. Held out (all 33 groups, with window_long_s): 5 -> 4 miss 12%; h100 trtllm
+      bf16 12.4% -> 11.0%, a100 trtllm 14.8% -> 12.3% (11.7% with the factor multiplied in
+      another order: that fit is ill-conditioned), a100 vllm 15.6% -> 14.8%, l40s sglang bf16
+      10.4% -> 9.1%; worse: h200 vllm fp8 5.3% -> 5.7%, h100 trtllm fp8 12.5% -> 12.7%.
     - memory = batch * kv_len * kv_heads * head_dim * 2 * kv_bytes / (bandwidth * memory_eff)
       * (1 + half_saturation_ctas / ctas), ctas = batch * kv_heads * ceil(kv_len / 512): a few
       long sequences cannot keep every SM streaming (h100 trtllm batch 1 rows reach a fraction of
@@ -807,11 +823,14 @@ def decode_attention_time_s(
     )
     if kv_in_l2 and params.l2_speedup > 1:
         memory_s = memory_s * (1.0 - l2_resident_fraction(kv_bytes, chip) * (1.0 - 1.0 / params.l2_speedup))
+    per_kv_head_s: float | np.ndarray = params.per_kv_head_s
+    if params.ungrouped_kv_head_factor != 1.0:
+        per_kv_head_s = per_kv_head_s * np.where(heads == kv_heads, params.ungrouped_kv_head_factor, 1.0)
     fixed_s = (
         params.launch_s
         + batch * params.per_sequence_s
         + batch * heads * params.per_head_s
-        + batch * kv_heads * (head_dim / 128.0) * params.per_kv_head_s
+        + batch * kv_heads * (head_dim / 128.0) * per_kv_head_s
         + np.where(windowed, batch * heads * params.window_per_head_s, 0.0)
     )
     if params.window_long_s > 0:

@@ -358,6 +358,7 @@ def decode_specs(
     ungrouped = sum(q == k for q, k, _ in shapes)
     if min(ungrouped, len(shapes) - ungrouped) < HEAD_DIM_MIN_SHAPES:
         specs.pop("ungrouped_eff")
+        specs.pop("ungrouped_kv_head_factor")
     if chip.l2_bytes is None:
         specs.pop("l2_speedup")  # no L2 figure: the L2-resident term is always 0
     if not np.any(window > 0):

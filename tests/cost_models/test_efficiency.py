@@ -462,6 +462,24 @@ def test_decode_window_long_cache_cost_steps_in_the_cached_length_of_windowed_ro
     assert extra(65535, 0) == 0.0  # no window: unchanged
 
 
+def test_decode_ungrouped_kv_head_factor_scales_the_per_kv_head_cost_of_mha_rows_only():
+    roof = _decode_params(per_sequence_s=0.0, per_head_s=0.0, launch_s=0.0)
+    costs = roof.model_copy(update={"per_kv_head_s": 2e-8})
+    mha = costs.model_copy(update={"ungrouped_kv_head_factor": 0.25})
+
+    def extra(params, heads, kv_heads):
+        return float(decode_attention_time_s(128, 3, heads, kv_heads, 256.0, 2.0, H100, params)) - float(
+            decode_attention_time_s(128, 3, heads, kv_heads, 256.0, 2.0, H100, roof)
+        )
+
+    # 128 sequences x 32 KV heads x (256 / 128) x 20 ns = 163.84 us; MHA rows a quarter of it.
+    assert extra(costs, 32, 32) == pytest.approx(163.84e-6, rel=1e-9)
+    assert extra(mha, 32, 32) == pytest.approx(40.96e-6, rel=1e-9)
+    # Grouped rows (4 query heads per KV head: 8 KV heads) keep the full cost, 40.96 us.
+    assert extra(mha, 32, 8) == pytest.approx(40.96e-6, rel=1e-9)
+    assert extra(mha, 32, 8) == pytest.approx(extra(costs, 32, 8), rel=1e-12)
+
+
 def test_decode_l2_resident_kv_streams_faster():
     roof = _decode_params(per_sequence_s=0.0, per_head_s=0.0, launch_s=0.0, half_saturation_ctas=0.0)
     l2 = roof.model_copy(update={"l2_speedup": 2.5})

@@ -240,7 +240,8 @@ def test_decode_specs_fit_kernel_speeds_only_where_shapes_can_be_held_out():
     assert "ungrouped_eff" in specs  # two MHA shapes (8/8, 16/16) and five grouped ones
     assert "l2_speedup" in specs and "window_per_head_s" not in specs and "window_long_s" not in specs
     one_mha = decode_specs(d[:-2], h[:-2], hk[:-2], no_window[:-2], get_hardware("l40s"))
-    assert "ungrouped_eff" not in one_mha  # 8/8 only
+    assert "ungrouped_eff" not in one_mha and "ungrouped_kv_head_factor" not in one_mha  # 8/8 only
+    assert "ungrouped_kv_head_factor" in specs
     window = np.where(d == 192, 128.0, 0.0)
     windowed = decode_specs(d, h, hk, window, get_hardware("l40s"))
     assert {"window_per_head_s", "window_long_s", "window_long_kv_len"} <= set(windowed)
