@@ -37,9 +37,11 @@ TARGET_MEDIAN = {"gemm": 0.08, "prefill_attention": 0.12, "decode_attention": 0.
 # vllm), 25 of 33 (0.758). Collectives after the mid protocol regime and the per-element
 # reduction cost: worst 0.215 (l40s NCCL alltoall over 8 GPUs) -> 0.120 (h100 SGLang eager
 # custom all-reduce over 8 GPUs is 0.120, a100 TRT-LLM custom over 4 GPUs 0.167), 270 -> 279 of 289 meet
-# 10% (custom all-reduce groups keep two lines: tuner.calibrate.MID_ROWS_PER_PARAMETER).
-HONEST_WORST_MEDIAN = {"gemm": 0.12, "prefill_attention": 0.16, "decode_attention": 0.16, "collectives": 0.17}
-HONEST_SHARE_MEETING = {"gemm": 0.82, "prefill_attention": 0.97, "decode_attention": 0.75, "collectives": 0.96}
+# 10% (custom all-reduce groups keep two lines: tuner.calibrate.MID_ROWS_PER_PARAMETER). Decode
+# after the long-cache cost of windowed rows and the MHA per-KV-head factor: worst 0.156 -> 0.148
+# (a100 vllm), 25 -> 29 of 33 meet 12% (0.879).
+HONEST_WORST_MEDIAN = {"gemm": 0.12, "prefill_attention": 0.16, "decode_attention": 0.15, "collectives": 0.17}
+HONEST_SHARE_MEETING = {"gemm": 0.82, "prefill_attention": 0.97, "decode_attention": 0.87, "collectives": 0.96}
 
 
 def _errors():
@@ -264,13 +266,14 @@ def test_decode_refit_finds_trtllm_fallback_kernel_switch():
     # the 12% held-out target (16.5% before the fallback and per-KV-head terms, 11.6% after them;
     # 12.3% since the kernel speed and floor per head dim and the MHA speed, which took the decode
     # groups missing 12% from 11 to 8 of 33: this group's median moves about a point with the
-    # terms added, 11.4-12.5% across the variants tried).
+    # terms added, 11.4-12.5% across the variants tried). 11.0% since the long-cache cost of
+    # windowed rows and the MHA per-KV-head factor (decode groups missing 12%: 8 -> 4 of 33).
     table = read_kernel_table(REPO_KERNELS / "generation_attention_perf.csv.gz")
     reports = fit_decode(table, get_hardware("h100-sxm"), "h100_sxm", "trtllm", 20260101, 5, 300)
     bf16 = next(r for r in reports if r.key == "bfloat16")
     assert 32 < bf16.values["fallback_group_size"] < 48
     assert 0.002 < bf16.values["fallback_compute_eff"] < 0.02
-    assert bf16.cv_median <= 0.13
+    assert bf16.cv_median <= 0.12
     stored = load_profile("h100-sxm-trtllm").cv_error["decode_attention/bfloat16"]
     assert bf16.cv_median == pytest.approx(stored.median, rel=0.05, abs=0.005)
 
