@@ -148,6 +148,8 @@ class GemmParams(_Params):
     unaligned_m_slowdown: float = Field(default=1.0, ge=1, le=4)
     large_m_launch_s: float = Field(default=0.0, ge=0, le=1e-3)
     large_m_switch: float = Field(default=32.0, ge=1, le=1e5)
+    #: Seconds per weight element one CTA takes to dequantize (weight-only formats); 0: none.
+    dequant_s_per_element: float = Field(default=0.0, ge=0, le=1e-6)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -223,6 +225,14 @@ class GemmParams(_Params):
         # unaligned_m_s, held out: h100 vllm fp8_block median 15.2% -> 4.1%, h200 15.7% -> 3.7%.
         "large_m_launch_s": FitSpec(1e-9, 1e-3, log=True, start=1e-6),
         "large_m_switch": FitSpec(2.0, 4096.0, log=True, start=64.0),
+        # Fitted on the weight-only formats only (tuner/calibrate.py fit_gemm): a100 TRT-LLM
+        # int4_wo rows at m=1 take 11x their weight bytes' time and scale with the weight
+        # elements per CTA, not with the bytes (m=1 n=1536 k=16384: 68.6 us, 27 us predicted
+        # held out without the term; n=256 k=65536: 122 us, 51 us), while narrow outputs at
+        # m=128-512 ran 1.5-3x faster than the CTA saturation that those rows pulled up
+        # (m=512 n=128 k=65536: 107 us, 350 us predicted). Fitted 19 ps (int4) and 18 ps
+        # (int8) per element per CTA; half_saturation_ctas int4 59.5 -> 0.01 (its bound).
+        "dequant_s_per_element": FitSpec(1e-14, 1e-8, log=True, start=1e-11),
     }
 
 
@@ -280,7 +290,14 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
       with m >= 1024 and k <= 256 take ~9 ns per row on h100/h200/b200: h200 m=3328 n=128 k=32
       30 us, where bytes and FLOPs allow 6 us).
     - weight-only formats (int8_wo, int4_wo) dequantize inside the kernel: math at the bf16 peak,
-      memory at the narrow weight bytes; the dequantization's cost shows as a lower compute_eff.
+      memory at the narrow weight bytes; the dequantization adds n * k * m_tiles *
+      ``dequant_s_per_element`` / min(ctas, SMs) to the compute time (m_tiles = ceil(m_eff /
+      tile_m): each M tile dequantizes the weight tiles it reads; default 0: none). a100 TRT-LLM
+      int4_wo m=1 n=1536 k=16384 takes 68.6 us, 27 us predicted held out without it. Fitted
+      18-19 ps per element per CTA (int4_wo, int8_wo); held out, int4_wo median/p90 9.5/29.1% ->
+      8.7/24.4%, int8_wo 8.2/25.0% -> 7.3/22.5% (now meets both); on SmoothQuant (int8 weights
+      straight into int8 tensor cores, no dequantization) it did not help (7.4/30.4% ->
+      7.7/31.1%), so it is not fitted there.
     - combine: plain max or a fitted p-norm smooth max (``combine_power``).
     - per-call floor (``host_floor_s``, ``large_m_launch_s`` from m ~ ``large_m_switch`` on, a
       step r^16 / (1 + r^16), r = m / switch): time = max(time, floor); the engine's per-call
@@ -328,7 +345,8 @@ def gemm_time_with_constants_s(
     units = _compute_units(chip)
     memory_bytes = n * k * w_bytes + m * k * a_bytes + m * n * params.output_bytes
     split_k = params.split_k_max > 1 and units is not None
-    if units is not None and (params.wave_weight > 0 or split_k or params.half_saturation_ctas > 0):
+    dequant = params.dequant_s_per_element > 0 and units is not None
+    if units is not None and (params.wave_weight > 0 or split_k or params.half_saturation_ctas > 0 or dequant):
         tile_m = np.minimum(float(TILE_M), m_eff)
         tiles = np.ceil(m_eff / tile_m) * np.ceil(n / TILE_N)
         # Split-K: cuBLAS/CUTLASS heuristics cut k into pieces when the output has fewer tiles
@@ -354,6 +372,12 @@ def gemm_time_with_constants_s(
         work = m_eff * n
         saturation = 1.0
     compute_s = 2.0 * work * k / (peak * params.compute_eff)
+    if dequant:
+        # Weight-only kernels dequantize each weight tile once per M tile, on the CTA's own
+        # (CUDA-core) lanes: n * k * m_tiles elements spread over the CTAs the chip runs at once.
+        assert units is not None  # dequant implies an SM count
+        m_tiles = np.ceil(m_eff / np.minimum(float(TILE_M), m_eff))
+        compute_s = compute_s + n * k * m_tiles * params.dequant_s_per_element / np.minimum(ctas, units)
     memory_s = memory_bytes / bandwidth * saturation
     if params.l2_speedup > 1 and params.output_l2_fraction > 0:
         # The output apart: its writes land in the write-back L2 (up to output_l2_fraction of

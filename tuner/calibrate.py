@@ -33,6 +33,7 @@ from cost_models.efficiency import (
     QUANTIZES_ACTIVATIONS,
     TILE_M,
     WEIGHT_BYTES,
+    WEIGHT_ONLY,
     CollectiveParams,
     DecodeAttentionParams,
     ElementwiseParams,
@@ -216,6 +217,8 @@ def fit_gemm(
         if fmt not in QUANTIZES_ACTIVATIONS:
             for name in QUANTIZING_ONLY:
                 specs.pop(name)
+        if fmt not in WEIGHT_ONLY:
+            specs.pop("dequant_s_per_element")  # only weight-only kernels dequantize weights
         if chip.l2_bytes is None:
             specs.pop("l2_speedup")
             specs.pop("l2_capacity_fraction")
@@ -223,8 +226,8 @@ def fit_gemm(
         if chip.compute_units is None:
             # Wave quantization, split-K and the CTA saturation count SMs: without an SM count
             # (TPUs, CPUs) they leave the time unchanged, so they are not fitted.
-            for name in ("wave_weight", "split_k_max", "half_saturation_ctas"):
-                specs.pop(name)
+            for name in ("wave_weight", "split_k_max", "half_saturation_ctas", "dequant_s_per_element"):
+                specs.pop(name, None)
         _require_rows(table, rows, len(specs), f"gemm {fmt} on {system}/{backend}")
         _check_speed_of_light(table, rows, fmt, chip)
         m, n, k = c["m"][rows], c["n"][rows], c["k"][rows]

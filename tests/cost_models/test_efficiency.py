@@ -73,6 +73,24 @@ def test_gemm_never_faster_than_roofline(name):
         assert np.all(t >= gemm_time_s(m, n, k, fmt, chip, GemmParams()) / params.l2_speedup * (1 - 1e-9))
 
 
+def test_gemm_dequantization_cost_per_weight_element_per_cta():
+    # Defaults otherwise (no wave, split-K or saturation terms): CTAs = output tiles, time = max(
+    # compute + dequantization, memory), compute = 2mnk / bf16 peak.
+    params = GemmParams(dequant_s_per_element=2e-11)
+    peak = H100.peak_ops_per_s.bf16
+    # m=1 n=1536 k=16384: tile_m 1, 12 tiles, one M tile: 1536 * 16384 * 2e-11 / 12 = 41.94 us
+    # plus 0.05 us of math (its 12.6 MB of int4 weights stream in 3.8 us).
+    one = float(gemm_time_s(1, 1536, 16384, "int4_wo", H100, params))
+    assert one == pytest.approx(2 * 1536 * 16384 / peak + 1536 * 16384 * 2e-11 / 12, rel=1e-9)
+    assert one == pytest.approx(41.99e-6, rel=1e-3)
+    # m=4096, n=k=4096: 32 M tiles, 1024 tiles on 132 SMs: 4096^2 * 32 * 2e-11 / 132 = 81.3 us.
+    big = float(gemm_time_s(4096, 4096, 4096, "int8_wo", H100, params))
+    assert big == pytest.approx(2 * 4096**3 / peak + 4096**2 * 32 * 2e-11 / 132, rel=1e-9)
+    # The default (0) leaves the weight-only GEMM as it was: weight streaming, 3.8 us.
+    bare = float(gemm_time_s(1, 1536, 16384, "int4_wo", H100, GemmParams()))
+    assert bare == pytest.approx((1536 * 16384 * 0.5 + 16384 * 2 + 1536 * 2) / H100.memory_bandwidth_bytes_per_s)
+
+
 def test_gemm_vectorized_equals_scalar():
     params = PROFILE.gemm_params("fp8")
     m, n, k = np.array([1, 33, 4096.0]), np.array([4096, 128, 12288.0]), np.array([4096, 7168, 512.0])
