@@ -274,7 +274,7 @@ FINDINGS = [
     "bf16 11.0% -> 10.0%, b200 sglang bf16 10.6% -> 11.9%). Left: a100 TRT-LLM (12.3%) and vLLM "
     "(14.8%: MHA rows at batch 1-16 walk ~23 ns per key, grouped rows with 40-64 query heads have "
     "an 18-20 us floor against 11 us), l40s vLLM bf16 (14.4%), h100 TRT-LLM fp8 (12.7%: MHA rows "
-    "at head dim 256 come out 1.5-2.2x slow held out, at 64-128 0.5-0.7x).",
+    "at head dim 256 are predicted 1.5-2.2x their time held out, at 64-128 0.5-0.7x).",
     "- **Collectives**: NCCL's latency curve steps UP at a size (LL -> LL128/Simple: a100 all_gather "
     "on 8 GPUs is flat at 15 us to 16 KB, then 21 us to 512 KB), which the min of two lines cannot "
     "follow (13-17% medians at 4-8 GPUs). Added a fitted switch size (`switch_bytes`, a smooth step "
