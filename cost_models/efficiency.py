@@ -849,7 +849,10 @@ def decode_attention_time_s(
         memory_s = memory_s * (1.0 - l2_resident_fraction(kv_bytes, chip) * (1.0 - 1.0 / params.l2_speedup))
     per_kv_head_s: float | np.ndarray = params.per_kv_head_s
     if params.ungrouped_kv_head_factor != 1.0:
-        per_kv_head_s = per_kv_head_s * np.where(heads == kv_heads, params.ungrouped_kv_head_factor, 1.0)
+        if heads.ndim == 0 and kv_heads.ndim == 0:  # one shape (serving): no array op
+            per_kv_head_s = per_kv_head_s * (params.ungrouped_kv_head_factor if heads == kv_heads else 1.0)
+        else:
+            per_kv_head_s = per_kv_head_s * np.where(heads == kv_heads, params.ungrouped_kv_head_factor, 1.0)
     fixed_s = (
         params.launch_s
         + batch * params.per_sequence_s
@@ -857,11 +860,17 @@ def decode_attention_time_s(
         + batch * kv_heads * (head_dim / 128.0) * per_kv_head_s
         + np.where(windowed, batch * heads * params.window_per_head_s, 0.0)
     )
-    if params.window_long_s > 0:
-        ratio = np.asarray(cached_len / params.window_long_kv_len)
-        for _ in range(LAUNCH_STEP_SQUARINGS):
-            np.square(ratio, out=ratio)
-        fixed_s = fixed_s + np.where(windowed, params.window_long_s * ratio / (1.0 + ratio), 0.0)
+    if params.window_long_s > 0 and windowed.any():  # full-attention calls skip the step
+        if cached_len.ndim == 0 and windowed.ndim == 0:
+            # One length (a serving step): the step r^16 / (1 + r^16) = 1 / (1 + (1/r)^16) on
+            # Python floats, 1/r capped at 1e3 (beyond it the share is 0 to 1e-48).
+            inverse = min(params.window_long_kv_len / max(float(cached_len), 1e-30), 1e3)
+            fixed_s = fixed_s + params.window_long_s / (1.0 + inverse ** (2**LAUNCH_STEP_SQUARINGS))
+        else:
+            ratio = np.asarray(cached_len / params.window_long_kv_len)
+            for _ in range(LAUNCH_STEP_SQUARINGS):
+                np.square(ratio, out=ratio)
+            fixed_s = fixed_s + np.where(windowed, params.window_long_s * ratio / (1.0 + ratio), 0.0)
     per_flop_s = 1.0 / (chip.peak_ops_per_s.bf16 * params.compute_eff)
     if params.fallback_group_size > 0:
         group = heads / np.maximum(kv_heads, 1.0)

@@ -478,6 +478,12 @@ def test_decode_window_long_cache_cost_steps_in_the_cached_length_of_windowed_ro
     assert extra(4096, 128) == pytest.approx(2e-5 * 65536 / 65537, rel=1e-9)
     assert extra(1024, 128) == pytest.approx(2e-5 / 65537, rel=1e-9)
     assert extra(65535, 0) == 0.0  # no window: unchanged
+    # Arrays of lengths and windows (the fit's path) give the scalar path's values row by row.
+    lengths, windows = np.array([1024.0, 2048.0, 4096.0, 65535.0]), np.array([128.0, 128.0, 128.0, 0.0])
+    rows = decode_attention_time_s(16, lengths, 32, 8, 64.0, 2.0, H100, long, window=windows) - (
+        decode_attention_time_s(16, lengths, 32, 8, 64.0, 2.0, H100, roof, window=windows)
+    )
+    assert rows == pytest.approx([2e-5 / 65537, 2e-5 * 0.5, 2e-5 * 65536 / 65537, 0.0], rel=1e-9, abs=1e-15)
 
 
 def test_decode_ungrouped_kv_head_factor_scales_the_per_kv_head_cost_of_mha_rows_only():
@@ -496,6 +502,12 @@ def test_decode_ungrouped_kv_head_factor_scales_the_per_kv_head_cost_of_mha_rows
     # Grouped rows (4 query heads per KV head: 8 KV heads) keep the full cost, 40.96 us.
     assert extra(mha, 32, 8) == pytest.approx(40.96e-6, rel=1e-9)
     assert extra(mha, 32, 8) == pytest.approx(extra(costs, 32, 8), rel=1e-12)
+    # Arrays of shapes (the fit's path) give the one-shape path's values row by row.
+    heads, kv_heads = np.array([32.0, 32.0]), np.array([32.0, 8.0])
+    rows = decode_attention_time_s(128, 3, heads, kv_heads, 256.0, 2.0, H100, mha) - decode_attention_time_s(
+        128, 3, heads, kv_heads, 256.0, 2.0, H100, roof
+    )
+    assert rows == pytest.approx([40.96e-6, 40.96e-6], rel=1e-9)
 
 
 def test_decode_l2_resident_kv_streams_faster():
