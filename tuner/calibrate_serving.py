@@ -32,7 +32,7 @@ from cost_models.deployments import Deployments, tensor_parallel
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.models import ModelSpec
-from cost_models.serving import EngineOverheads, ServingEstimate, make_workloads, serve
+from cost_models.serving import ENGINE_DEFAULTS, EngineOverheads, ServingEstimate, make_workloads, serve
 from tuner.kernel_data import SYSTEMS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,6 +45,12 @@ FITTED: dict[str, tuple[float, float, float]] = {
     "host_per_new_request_s": (0.01, 0.0, 0.2),
     "request_overhead_s": (0.05, 0.0, 1.0),
 }
+#: The runs' engine batch cap (most sequences it ran at once), fitted with the overheads: start,
+#: bounds. The runs do not record it; Little's law on them (running = clients x decode time / (TTFT +
+#: decode time)) puts 89-94 sequences in the engine at 128 clients on 4-8 GPUs with 1024-2048-token
+#: prompts and 256-512 outputs, 102-124 elsewhere at 128 clients. It starts inside that range: at
+#: or above 127 no run would feel it and the least squares would see no slope.
+RUNS_MAX_BATCH_SIZE: tuple[float, float, float] = (100.0, 8.0, 2048.0)
 #: Concurrency bands of the accuracy tables (clients).
 BANDS: tuple[tuple[int, int], ...] = ((1, 8), (9, 32), (33, 64), (65, 128), (129, 1024))
 
@@ -134,18 +140,46 @@ def _deployments(runs: ServingRuns) -> Deployments:
     return tensor_parallel(runs.model, get_hardware(runs.hardware), runs.tp)
 
 
-def predict(runs: ServingRuns, overheads: EngineOverheads) -> ServingEstimate:
+def runs_batch_cap(runs: ServingRuns, max_batch_size: float | None = None) -> np.ndarray:
+    """The engine batch cap each run is modelled with: one fewer than its clients, and at most
+    ``max_batch_size`` (None: the engine's default). One request of a run is always outside the
+    running batch, waiting for the next departure: at 8-32 clients the measured TTFT grows with the
+    output length by about one departure interval ((output - 1) x TPOT / clients; TP 1, 1024-token
+    prompts, 8 clients: 191, 318, 550 ms for 128, 256, 512 outputs, intervals 126, 241, 474 ms), where
+    the engine is nearly idle and no queue of a full batch explains it; the runs do not record the
+    engine's max batch size or the benchmark's admission, so the cap stands for whichever of the two
+    holds the request back. Same knob in the steady state and the simulation (``max_batch_size``)."""
+    default = float(ENGINE_DEFAULTS[runs.backend]["max_batch_size"])
+    cap = default if max_batch_size is None else max_batch_size
+    return np.minimum(np.maximum(runs.concurrency - 1.0, 1.0), cap)
+
+
+def predict(runs: ServingRuns, overheads: EngineOverheads, max_batch_size: float | None = None) -> ServingEstimate:
     """The serving model's steady state for every run, under the chip's calibration profile for
-    the runs' engine and the given overheads (engine defaults otherwise)."""
+    the runs' engine, the given overheads and the runs' batch cap (:func:`runs_batch_cap`; engine
+    defaults otherwise)."""
     profile = resolve_calibration("auto", runs.hardware, runs.backend)
     workloads = make_workloads(
-        backend=runs.backend, concurrency=runs.concurrency, prompt_len=runs.prompt_len, gen_len=runs.gen_len
+        backend=runs.backend,
+        concurrency=runs.concurrency,
+        prompt_len=runs.prompt_len,
+        gen_len=runs.gen_len,
+        max_batch_size=runs_batch_cap(runs, max_batch_size),
     )
     return serve(_deployments(runs), workloads, calibration=profile, overheads=overheads)
 
 
+@dataclass(frozen=True)
+class ServingFit:
+    """The engine overheads fitted on serving runs and the runs' fitted batch cap (a setting of
+    the measured runs, not of the engine a user serves with: it is not shipped)."""
+
+    overheads: EngineOverheads
+    runs_max_batch_size: float
+
+
 def _overheads(values: np.ndarray, runs: ServingRuns, fitted_on: str) -> EngineOverheads:
-    per_sequence, per_new_request, outside = (float(v) for v in values)
+    per_sequence, per_new_request, outside = (float(v) for v in values[: len(FITTED)])
     return EngineOverheads(
         host_per_sequence_s=per_sequence,
         host_per_new_request_s=per_new_request,
@@ -155,18 +189,30 @@ def _overheads(values: np.ndarray, runs: ServingRuns, fitted_on: str) -> EngineO
     )
 
 
-def fit_overheads(runs: ServingRuns) -> EngineOverheads:
-    """Least squares on log(predicted / measured) of TTFT and TPOT, every run weighted alike."""
-    start = np.array([v[0] for v in FITTED.values()])
-    low = np.array([v[1] for v in FITTED.values()])
-    high = np.array([v[2] for v in FITTED.values()])
+def fit_serving(runs: ServingRuns) -> ServingFit:
+    """Least squares on log(predicted / measured) of TTFT and TPOT, every run weighted alike: the
+    engine overheads and the runs' batch cap together."""
+    bounds = [*FITTED.values(), RUNS_MAX_BATCH_SIZE]
+    start = np.array([v[0] for v in bounds])
+    low = np.array([v[1] for v in bounds])
+    high = np.array([v[2] for v in bounds])
 
     def residuals(values: np.ndarray) -> np.ndarray:
-        e = predict(runs, _overheads(values, runs, ""))
+        e = predict(runs, _overheads(values, runs, ""), float(values[-1]))
         return np.concatenate([np.log(e.tpot_s / runs.tpot_s), np.log(e.ttft_s / runs.ttft_s)])
 
     result = least_squares(residuals, start, bounds=(low, high), diff_step=0.05)
-    return _overheads(result.x, runs, f"{runs.source} ({len(runs)} runs)")
+    cap = float(result.x[-1])
+    fitted_on = (
+        f"{runs.source} ({len(runs)} runs; their engine modelled as running at most min(clients - 1, "
+        f"{cap:.0f}) sequences, tuner.calibrate_serving.runs_batch_cap)"
+    )
+    return ServingFit(_overheads(result.x, runs, fitted_on), cap)
+
+
+def fit_overheads(runs: ServingRuns) -> EngineOverheads:
+    """The engine overheads of :func:`fit_serving`."""
+    return fit_serving(runs).overheads
 
 
 def held_out_predictions(runs: ServingRuns) -> tuple[np.ndarray, np.ndarray]:
@@ -175,8 +221,8 @@ def held_out_predictions(runs: ServingRuns) -> tuple[np.ndarray, np.ndarray]:
     ttft, tpot = np.empty(len(runs)), np.empty(len(runs))
     for group in np.unique(runs.groups):
         test = runs.groups == group
-        overheads = fit_overheads(runs.take(np.flatnonzero(~test)))
-        e = predict(runs.take(np.flatnonzero(test)), overheads)
+        fit = fit_serving(runs.take(np.flatnonzero(~test)))
+        e = predict(runs.take(np.flatnonzero(test)), fit.overheads, fit.runs_max_batch_size)
         ttft[test], tpot[test] = e.ttft_s, e.tpot_s
     return ttft, tpot
 
