@@ -2,7 +2,7 @@
 
 The engine overheads are fitted leaving out every run of the predicted run's (prompt, output)
 lengths; the errors below are on runs the fit never saw. Targets of the serving issue: TPOT median
-<= 10% (asserted), TTFT median <= 20% (not met: about 40%, asserted at its measured level so a
+<= 10% (asserted), TTFT median <= 20% (not met: about 30%, asserted at its measured level so a
 regression shows, and written down in docs/accuracy.md), no concurrency band worse than 2x."""
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ def test_held_out_tpot_meets_the_target(held_out: dict) -> None:
 
 
 def test_held_out_ttft_stays_at_its_measured_level(held_out: dict) -> None:
-    # Target 20% is not met (docs/accuracy.md says why); 45% guards the 40% reached.
-    assert held_out["all"]["ttft_median_error"] <= 0.45
+    # Target 20% is not met (docs/accuracy.md says why); 33% guards the 29.7% reached (40.5%
+    # before the runs' batch cap).
+    assert held_out["all"]["ttft_median_error"] <= 0.33
 
 
 def test_no_concurrency_band_is_off_by_more_than_2x(held_out: dict) -> None:
@@ -48,10 +49,34 @@ def test_no_concurrency_band_is_off_by_more_than_2x(held_out: dict) -> None:
 
 
 def test_the_fit_improves_on_no_overheads(runs: cs.ServingRuns, held_out: dict) -> None:
+    """Without overheads (and with the engine's default batch cap) the model misses the runs at
+    65-128 clients by 4x on TTFT (measured: 0.23) and the TPOT median by 9%; the fit brings both in.
+    The TTFT median is not what it buys: 25.8% bare, 29.7% fitted (the fit trades the runs at
+    8-32 clients, which the pure GPU model with one request waiting meets best, for the rest)."""
     bare = cs.predict(runs, NO_OVERHEADS)
-    before = cs.error_summary(runs, bare.ttft_s, bare.tpot_s)["all"]
-    assert held_out["all"]["ttft_median_error"] < before["ttft_median_error"] - 0.2
-    assert held_out["all"]["tpot_median_error"] < before["tpot_median_error"]
+    before = cs.error_summary(runs, bare.ttft_s, bare.tpot_s)
+    assert before["bands"]["65-128"]["ttft_median_ratio"] < 0.5
+    assert 0.5 <= held_out["bands"]["65-128"]["ttft_median_ratio"] <= 2.0
+    assert held_out["all"]["tpot_median_error"] < before["all"]["tpot_median_error"]
+
+
+def test_each_run_keeps_one_client_outside_the_engine_and_the_cap_above_that() -> None:
+    runs = cs.read_runs()
+    caps = cs.runs_batch_cap(runs, 100.0)
+    np.testing.assert_array_equal(caps, np.minimum(runs.concurrency - 1.0, 100.0))
+    one = runs.take(np.flatnonzero(runs.concurrency == runs.concurrency.min())[:1])
+    assert cs.runs_batch_cap(one)[0] == one.concurrency[0] - 1.0  # engine default cap: 2048
+
+
+def test_the_fitted_batch_cap_is_where_littles_law_puts_the_runs(runs: cs.ServingRuns) -> None:
+    """Little's law on the measured runs alone (running = clients x decode time / (TTFT + decode
+    time)) gives 89-124 sequences in the engine at 128 clients; the fitted cap must land there,
+    not at a bound of its search."""
+    decode = (runs.gen_len - 1.0) * runs.tpot_s
+    running = runs.concurrency * decode / (runs.ttft_s + decode)
+    at_128 = running[runs.concurrency == 128]
+    cap = cs.fit_serving(runs).runs_max_batch_size
+    assert at_128.min() <= cap <= at_128.max()
 
 
 def test_the_shipped_overheads_are_the_fit_on_every_run(runs: cs.ServingRuns) -> None:
