@@ -4,8 +4,11 @@ The GPU side of an iteration comes from the kernel calibration (`tuner calibrate
 shows is the engine's host loop and the time outside it. Three numbers
 (:class:`cost_models.serving.EngineOverheads`) are fitted by least squares on the logs of measured
 TTFT and TPOT (``scipy.optimize.least_squares``, bounded): host seconds per scheduled sequence, per
-new request, and per request outside the engine. Nothing else moves: the kernel profiles, the
-engine defaults and the benchmark's ten requests per client stay as shipped.
+new request, and per request outside the engine. With them, one setting of the measured runs that
+they do not record: their engine's batch cap N, each run modelled as running at most
+min(clients - 1, N) sequences (:func:`runs_batch_cap`; not shipped, a user's engine keeps its own
+``max_batch_size``). Nothing else moves: the kernel profiles, the other engine defaults and the
+benchmark's ten requests per client stay as shipped.
 
 Accuracy is reported on runs the fit never saw: leave-one-group-out over the (prompt, output)
 length pairs (9 groups in the shipped runs), so every run is predicted by a fit made without any
