@@ -70,17 +70,24 @@ def test_a_signal_at_any_moment_is_one_line_and_the_right_exit_code(
         assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
 
 
+def _as_the_command(script: str) -> subprocess.CompletedProcess[str]:
+    """Runs ``script`` in a fresh Python that is the ``tuner`` command (argv[0] "tuner", so the
+    command's start-up signal handling is installed when it imports ``tuner.cli``)."""
+    prefix = "import sys; sys.argv[0] = 'tuner'\n"
+    return subprocess.run([sys.executable, "-c", prefix + script], capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
 def test_sigterm_after_the_imports_and_outside_a_search_is_one_line_and_143() -> None:
     """The window between ``main()`` starting and a search taking the signals over (a CI run sent
     SIGTERM there at 1.2 s: exit 143 with an empty stderr). The command sends itself SIGTERM from
     inside a command, deterministically."""
     script = (
-        "import os, signal, sys, time; sys.argv[0] = 'tuner'; import tuner.cli as c\n"
+        "import os, signal, time; import tuner.cli as c\n"
         "def hang(*a, **k):\n    os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)\n"
         "c.cli.commands['hardware'].callback = hang\n"
         "sys.exit(c.main(['hardware']))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    done = _as_the_command(script)
     assert done.returncode == 143, done.stderr
     assert done.stderr.strip().splitlines() == ["interrupted before the command finished; run the same command again"]
 
@@ -91,14 +98,14 @@ def test_a_ctrl_c_python_could_not_raise_still_stops_the_search() -> None:
     The command records such an interrupt as a stop request: the next search stops at once, and
     nothing is printed for it."""
     script = (
-        "import sys; sys.argv[0] = 'tuner'; import tuner.cli\n"
+        "import tuner.cli\n"
         "from tuner.signals import commands_started, stop_on_signals\n"
         "commands_started()\n"
         "class Swallowed:\n    def __del__(self):\n        raise KeyboardInterrupt\n"
         "Swallowed()\n"
         "with stop_on_signals() as stop:\n    print(stop(), stop.exit_code)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    done = _as_the_command(script)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "130"]
     assert "Exception ignored" not in done.stderr
