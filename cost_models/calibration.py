@@ -110,6 +110,15 @@ class CalibrationProfile(BaseModel):
         description="Fixed engine cost per transformer layer per forward step "
         "(Python/scheduling glue between kernels). 0 until fitted from end-to-end runs.",
     )
+    collective_step_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Fixed latency of one synchronized step of a collective (a ring step along "
+        "one torus axis: topology.Network.collective_steps), charged per block on top of the "
+        "block's work, not hidden behind it: on TPUs, where one compiled program runs the whole "
+        "step and no kernel is launched, what a fixed cost per layer is made of. 0 until fitted "
+        "from end-to-end runs.",
+    )
     per_step_overhead_s: float = Field(
         default=0.0,
         ge=0,

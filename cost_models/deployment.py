@@ -54,6 +54,7 @@ from cost_models.partitioning import (
     chip_shares,
     distinct_rows,
     kv_cache_split,
+    layer_collective_steps,
     layer_comm_time_s,
     sharding_plan,
     weight_bytes_per_chip,
@@ -133,7 +134,9 @@ class OperatorTimes:
 
     op_time_s: np.ndarray
     comm_block_s: np.ndarray
-    layer_overhead_s: float
+    #: per block: the engine's fixed cost, plus under a profile with ``collective_step_s`` the
+    #: latency of the block's collective steps (then one per configuration)
+    layer_overhead_s: np.ndarray | float
     step_overhead_s: float
 
 
@@ -391,6 +394,7 @@ def _operator_times(
     # A pass runs ``layers`` blocks; in an MoE model a slot's time counts in the share of the
     # blocks it runs in (the dense FFN in the first dense_layers, the experts in the rest).
     moe = np.any(configs.moe_layers > 0)
+    layer_overhead: np.ndarray | float
     if profile is None:
         op_time, totals = chip_roofline(
             ops, shares, d.hardware, expert_scale, configs.layers if moe else None, totals=totals_wanted
@@ -430,14 +434,15 @@ def _operator_times(
             op_time = op_time * share
     if not collectives_wanted:
         return OperatorTimes(op_time, np.zeros(len(d)), layer_overhead, step_overhead), totals
-    comm_block = layer_comm_time_s(
-        network,
-        layouts,
-        shapes if shapes is not None else Shapes.of(configs, tokens_per_sequence),
-        d.mesh,
-        configs.parallel_block,
-        batch_sharded,
-    )
+    shapes = shapes if shapes is not None else Shapes.of(configs, tokens_per_sequence)
+    comm_block = layer_comm_time_s(network, layouts, shapes, d.mesh, configs.parallel_block, batch_sharded)
+    if profile is not None and profile.collective_step_s > 0:
+        # Each synchronized step of the block's collectives costs a fixed latency that the
+        # block's work does not hide (a step waits for its neighbour): added to the block like
+        # the engine's fixed cost per layer, and growing with the rings' lengths, so with the
+        # slice (Pope et al.'s Figure 6: the decode step barely shrinks from 64 to 256 chips).
+        steps = layer_collective_steps(network, layouts, shapes, d.mesh, configs.parallel_block, batch_sharded)
+        layer_overhead = layer_overhead + profile.collective_step_s * steps
     return OperatorTimes(op_time, comm_block, layer_overhead, step_overhead), totals
 
 

@@ -320,7 +320,7 @@ class _DenseSums:
     pass_block_s: np.ndarray
     lm_head_s: np.ndarray
     comm_block_s: np.ndarray
-    layer_overhead_s: float
+    layer_overhead_s: np.ndarray | float  # one per configuration under a collective_step_s
     step_overhead_s: float
 
     @classmethod
@@ -334,14 +334,15 @@ class _DenseSums:
             pass_block,
             op[LM_HEAD],
             np.asarray(times.comm_block_s),
-            times.layer_overhead_s,
+            np.asarray(times.layer_overhead_s),
             times.step_overhead_s,
         )
 
     def take(self, index: np.ndarray) -> _DenseSums:
-        comm = self.comm_block_s
+        comm, overhead = self.comm_block_s, np.asarray(self.layer_overhead_s)
         return replace(
             self,
+            layer_overhead_s=overhead.take(index) if overhead.ndim else overhead,
             block_s=self.block_s.take(index),
             pass_block_s=self.pass_block_s.take(index),
             lm_head_s=self.lm_head_s.take(index),

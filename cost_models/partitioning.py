@@ -506,6 +506,38 @@ def layer_comm_time_s(
     return unsorted
 
 
+def layer_collective_steps(
+    network: Network,
+    layout_codes: np.ndarray,
+    s: Shapes,
+    mesh: np.ndarray,
+    parallel_block: np.ndarray,
+    batch_sharded_attention: np.ndarray,
+) -> np.ndarray:
+    """Synchronized steps of one block's collectives (:meth:`Network.collective_steps` summed
+    over the calls of :func:`layer_collectives` that move bytes in a group of more than one
+    chip), (n,): what a profile's ``collective_step_s`` charges per block. Only the calls a
+    configuration runs count: a parallel block's empty attention set and head-sharded
+    attention's all-to-alls take no step."""
+    steps = np.zeros(len(layout_codes))
+    for _, layout, chosen, (shapes, sub_mesh) in _by_layout(np.asarray(layout_codes), s, mesh):
+        every = bool(np.all(chosen))
+        calls = layer_collectives(
+            layout,
+            shapes,
+            sub_mesh,
+            parallel_block if every else parallel_block[chosen],
+            batch_sharded_attention if every else batch_sharded_attention[chosen],
+        )
+        total = np.zeros(len(sub_mesh))
+        for c in calls:
+            runs = (c.bytes_per_chip > 0) & (group_size(sub_mesh, c.axes) > 1)
+            if np.any(runs):
+                total = total + np.where(runs, network.collective_steps(c.kind, sub_mesh, c.axes), 0.0)
+        steps[chosen] = total
+    return steps
+
+
 def _by_layout(layout_codes: np.ndarray, s, mesh: np.ndarray):
     """For each layout some configuration uses: (code, name, its rows, (s, mesh) of those rows)."""
     for code, layout in enumerate(FFN_LAYOUTS):

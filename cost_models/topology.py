@@ -57,6 +57,14 @@ class Network(ABC):
         time such collectives once); by default every kind is its own."""
         return kind
 
+    def collective_steps(self, kind: Collective, mesh: np.ndarray, axes: str) -> np.ndarray:
+        """Synchronized steps one collective over ``axes`` takes, (n,): what a fixed latency per
+        step (a calibration profile's ``collective_step_s``) is charged on. By default one ring
+        over the whole group: K - 1 steps (an all-reduce, a reduce-scatter then an all-gather:
+        twice that)."""
+        steps = group_size(np.atleast_2d(mesh), axes) - 1.0
+        return 2.0 * steps if kind == "all_reduce" else steps
+
     def check_mesh(self, mesh: tuple[int, ...]) -> None:
         """Raise InvalidInputError unless ``mesh`` is one the hardware can form (three axes)."""
         chips = int(np.prod(mesh))
@@ -117,6 +125,19 @@ class TorusNetwork(Network):
     def time_key(self, kind: Collective) -> str:
         # An all-gather and a reduce-scatter run the same ring steps: one formula.
         return "all_gather" if kind == "reduce_scatter" else kind
+
+    def collective_steps(self, kind, mesh, axes):
+        # One ring per axis, the axes one after another, each of K_a - 1 steps: how Pope et al.'s
+        # code runs them on TPU v4 (google-research scaling_transformer_inference_efficiency,
+        # layers/two_d_parallel_xmap.py: the residual is all-gathered over 'y', then over 'z';
+        # each collective matmul loops over its axis). A step waits for its neighbour's data, so
+        # its fixed cost is paid whatever the bytes; the bandwidth term's pipelined rings
+        # (``_links``) are another matter.
+        mesh = np.atleast_2d(mesh)
+        steps = np.zeros(mesh.shape[0])
+        for axis in axes:
+            steps = steps + np.maximum(mesh[:, AXIS_INDEX[axis]] - 1.0, 0.0)
+        return 2.0 * steps if kind == "all_reduce" else steps
 
     def collective_time_s(self, kind, bytes_per_chip, mesh, axes):
         mesh = np.atleast_2d(mesh)

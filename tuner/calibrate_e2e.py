@@ -219,6 +219,9 @@ def _set_compute(profile: CalibrationProfile, value: float) -> dict:
 E2E_PARAMETERS: dict[str, tuple[FitSpec, Callable[[CalibrationProfile, float], dict]]] = {
     "per_layer_overhead_s": (FitSpec(1e-7, 1e-2, log=True, start=2e-5), lambda p, v: {"per_layer_overhead_s": v}),
     "per_step_overhead_s": (FitSpec(1e-6, 1e-1, log=True, start=1e-3), lambda p, v: {"per_step_overhead_s": v}),
+    # Fixed latency per collective step (a ring step along one torus axis), exposed per block:
+    # on TPUs the per-layer fixed cost, scaling with the slice's ring lengths (cost_models/deployment.py).
+    "collective_step_s": (FitSpec(1e-8, 1e-3, log=True, start=2e-6), lambda p, v: {"collective_step_s": v}),
     "compute_eff": (FitSpec(0.05, 1.0, start=0.6), _set_compute),
     "memory_eff": (FitSpec(0.05, 1.0, start=0.7), _set_memory),
     "network_eff": (FitSpec(0.05, 1.0, start=0.7), lambda p, v: {"network_eff": v}),
@@ -227,6 +230,11 @@ E2E_PARAMETERS: dict[str, tuple[FitSpec, Callable[[CalibrationProfile, float], d
 OVERHEADS = ("per_layer_overhead_s", "per_step_overhead_s")
 #: Fitted on a chip without kernel measurements (its base profile is the pure roofline).
 EVERYTHING = tuple(E2E_PARAMETERS)
+#: The default fit on such a chip: achieved fractions of peak and bandwidth, and the fixed cost of
+#: a layer, which on a torus (TPU: no kernel launches, one compiled program per step) is the
+#: latency of the layer's collective steps and grows with the slice, elsewhere a constant.
+ROOFLINE_CHIP_FIT = ("compute_eff", "memory_eff", "per_layer_overhead_s")
+TORUS_CHIP_FIT = ("compute_eff", "memory_eff", "collective_step_s")
 
 
 def roofline_profile(chip: str, backend: str) -> CalibrationProfile:

@@ -1100,7 +1100,11 @@ def _calibrate_end_to_end(
     names = (
         tuple(n.strip() for n in fit_names.split(","))
         if fit_names
-        else (e2e.OVERHEADS if kernel_fitted else ("compute_eff", "memory_eff", "per_layer_overhead_s"))
+        else (
+            e2e.OVERHEADS
+            if kernel_fitted
+            else (e2e.TORUS_CHIP_FIT if chip.interconnect.kind == "torus" else e2e.ROOFLINE_CHIP_FIT)
+        )
     )
     result = e2e.fit_end_to_end(measured, start, names, train.split(",") if train else None)
     profile = e2e.stamp(result, [Path(p) for p in (*points, *bench_json)], _tool_version())

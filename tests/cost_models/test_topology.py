@@ -173,6 +173,26 @@ def test_torus_axis_of_length_one_adds_no_latency_in_a_wrapped_2d_slice():
     assert time_of(network, "all_gather", 2e6, (16, 16, 1), "xyz") == pytest.approx(expected, rel=REL)
 
 
+def test_torus_collective_steps_are_one_ring_per_axis(v4):
+    # A calibration profile's collective_step_s is charged per synchronized step: on a torus one
+    # ring per axis, one axis after another, K_a - 1 steps each (no bidirectional halving, no
+    # wraparound discount: a step is a neighbour's wait whatever the links).
+    meshes = np.array([(4, 4, 4), (4, 8, 8), (2, 2, 1)], dtype=np.float64)
+    # 'yz': 3 + 3 = 6 on 4x4x4; 7 + 7 = 14 on 4x8x8; 1 + 0 = 1 on 2x2x1 (z has length 1).
+    assert v4.collective_steps("all_gather", meshes, "yz").tolist() == [6.0, 14.0, 1.0]
+    assert v4.collective_steps("reduce_scatter", meshes, "yz").tolist() == [6.0, 14.0, 1.0]
+    # An all-reduce is a reduce-scatter then an all-gather: 12, 28, 2.
+    assert v4.collective_steps("all_reduce", meshes, "yz").tolist() == [12.0, 28.0, 2.0]
+    # 'xyz': 9 on 4x4x4, 3 + 7 + 7 = 17 on 4x8x8, 2 on 2x2x1; the all-to-all the same.
+    assert v4.collective_steps("all_to_all", meshes, "xyz").tolist() == [9.0, 17.0, 2.0]
+
+
+def test_switched_collective_steps_are_one_ring_over_the_group(a100):
+    # The default: one ring over the whole group, K - 1 steps (16 GPUs over 'yz' of 1x2x8: 15).
+    assert a100.collective_steps("all_gather", np.array([(1, 2, 8)], dtype=np.float64), "yz").tolist() == [15.0]
+    assert a100.collective_steps("all_reduce", np.array([(1, 2, 8)], dtype=np.float64), "z").tolist() == [14.0]
+
+
 # --- legal meshes ----------------------------------------------------------------------------------
 
 

@@ -10,8 +10,11 @@ import pytest
 
 from cli_helpers import assert_one_error_line, run_cli
 from cost_models.calibration import load_profile
+from cost_models.deployment import estimate
+from cost_models.deployments import Deployments
 from cost_models.errors import InvalidInputError
 from tuner import calibrate_e2e as e2e
+from tuner.accuracy_report import TPU_FIT
 
 POPE = Path(__file__).resolve().parents[2] / "data" / "e2e" / "pope2022_tpu_v4.csv"
 TRAIN = ["table2", "figure8"]
@@ -21,9 +24,7 @@ HELD_OUT = ["figure6", "table_d2"]
 @pytest.fixture(scope="module")
 def tpu_fit() -> tuple[e2e.E2EReport, np.ndarray, np.ndarray]:
     points = e2e.read_points(POPE)
-    report = e2e.fit_end_to_end(
-        points, e2e.roofline_profile("tpu-v4", "jax"), ("compute_eff", "memory_eff", "per_layer_overhead_s"), TRAIN
-    )
+    report = e2e.fit_end_to_end(points, e2e.roofline_profile("tpu-v4", "jax"), TPU_FIT, TRAIN)
     deployments, index, kind, seconds = e2e._observations(points)
     groups = np.array([points[i].group for i in index])
     held = np.isin(groups, HELD_OUT)
@@ -37,25 +38,54 @@ def tpu_fit() -> tuple[e2e.E2EReport, np.ndarray, np.ndarray]:
 
 def test_tpu_v4_held_out_error(tpu_fit):
     """Fit on Table 2 and Figure 8, never shown Figure 6 or Table D.2. Measured (this commit):
-    held-out median 8.9% (p90 42%) over the 20 held-out measurements (Table D.2 3.5%, Figure 6 34%),
-    against the pure roofline's 59%. Figure 6 (batch 512 decode on 64-256 chips) stays 34% off: the model
-    over-predicts how much 2D weight-stationary gains from more chips."""
+    held-out median 9.4% (p90 31%) over the 20 held-out measurements (Table D.2 6.1%, Figure 6 19%),
+    against the pure roofline's 59%. The fixed cost per layer is the latency of the layer's
+    collective steps (collective_step_s, 4.1 us), so it grows with the slice's rings; with a
+    constant per-layer overhead instead Figure 6 was 34% off (Table D.2 3.5%). Figure 6 still
+    misses the 10% target: 1D weight-stationary on 128 and 256 chips is 31% and 38% under."""
     report, errors, roofline = tpu_fit
     assert len(errors) == 20
     assert np.median(errors) <= 0.10, np.median(errors)
     assert np.median(roofline) > 0.5  # the papers' pure roofline, for comparison
     assert report.held_out["table_d2"]["median"] <= 0.10
-    assert report.held_out["figure6"]["median"] <= 0.40  # the honest bound, not the 10% target
+    # The honest bound, not the 10% target: 19% measured (was 34% and a 0.40 bar with a constant
+    # per-layer overhead); 0.25 leaves room for the fit's tolerance, not for a return to 34%.
+    assert report.held_out["figure6"]["median"] <= 0.25
 
 
 def test_shipped_tpu_v4_profile_is_this_fit(tpu_fit):
     report, _, _ = tpu_fit
     shipped = load_profile("tpu-v4-jax")
-    assert shipped.per_layer_overhead_s == pytest.approx(report.values["per_layer_overhead_s"], rel=1e-3)
+    assert shipped.collective_step_s == pytest.approx(report.values["collective_step_s"], rel=1e-3)
+    assert shipped.per_layer_overhead_s == 0.0  # the collective steps are the fixed cost per layer
     assert shipped.gemm["bfloat16"].compute_eff == pytest.approx(report.values["compute_eff"], rel=1e-3)
     assert shipped.cv_error["end_to_end/table_d2"].median == pytest.approx(
         report.held_out["table_d2"]["median"], rel=1e-3
     )
+
+
+def test_collective_steps_are_charged_per_layer_and_grow_with_the_slice():
+    """A profile's collective_step_s adds layers x steps x collective_step_s to a step, the steps
+    counted by hand (one ring per torus axis, K_a - 1 steps each). PaLM 540B decode, 2D
+    weight-stationary, batch-sharded attention (Figure 6's rows): all-gather over yz,
+    reduce-scatter over x, all-gather over x, reduce-scatter over yz, two all-to-alls over xyz.
+    4x4x4: 6 + 3 + 3 + 6 + 2 x 9 = 36; 4x4x8: 10 + 3 + 3 + 10 + 2 x 13 = 52;
+    4x8x8: 14 + 3 + 3 + 14 + 2 x 17 = 68. Head-sharded (Figure 8) has no all-to-all: 18 on 4x4x4."""
+    points = [p for p in e2e.read_points(POPE) if p.group in ("figure6", "figure8")]
+    chosen = [p for p in points if p.deployment.decode_ffn_layout == "ws_2d" and p.group == "figure6"]
+    chosen += [next(p for p in points if p.group == "figure8" and p.deployment.decode_attn_sharding == "head")]
+    deployments = Deployments.from_rows([p.deployment for p in chosen])
+    base = e2e.roofline_profile("tpu-v4", "jax")
+    step_s = 1e-5
+    stepped = base.model_copy(update={"collective_step_s": step_s})
+    # Added (not overlapped) so that the difference is the term alone, whatever the collectives' time.
+    without = estimate(deployments, overlap="added", calibration=base).decode_step_latency_s
+    with_steps = estimate(deployments, overlap="added", calibration=stepped).decode_step_latency_s
+    layers = np.array([118, 118, 118, 8])
+    np.testing.assert_allclose(with_steps - without, layers * np.array([36, 52, 68, 18]) * step_s, rtol=1e-9)
+    # The pure roofline (no profile) charges none of it.
+    roofline = estimate(deployments, overlap="added").decode_step_latency_s
+    assert np.all(roofline < with_steps)
 
 
 def test_cli_refits_the_shipped_tpu_profile(capsys, tmp_path):
