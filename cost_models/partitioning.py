@@ -518,24 +518,31 @@ def layer_collective_steps(
     over the calls of :func:`layer_collectives` that move bytes in a group of more than one
     chip), (n,): what a profile's ``collective_step_s`` charges per block. Only the calls a
     configuration runs count: a parallel block's empty attention set and head-sharded
-    attention's all-to-alls take no step."""
-    steps = np.zeros(len(layout_codes))
-    for _, layout, chosen, (shapes, sub_mesh) in _by_layout(np.asarray(layout_codes), s, mesh):
-        every = bool(np.all(chosen))
+    attention's all-to-alls take no step.
+
+    Which calls run depends on the layout, the mesh, the block and the attention sharding only
+    (every size in :class:`Shapes` is positive), so the steps are counted once per distinct
+    combination of those and spread to every configuration that has it."""
+    codes = np.asarray(layout_codes)
+    mesh = np.atleast_2d(mesh)
+    parallel = np.asarray(parallel_block, dtype=bool)
+    sharded = np.asarray(batch_sharded_attention, dtype=bool)
+    first, inverse = distinct_rows(codes, mesh[:, 0], mesh[:, 1], mesh[:, 2], parallel, sharded)
+    shapes, sub_mesh = _take(s, first), mesh[first]
+    steps = np.zeros(len(first))
+    for code in np.unique(codes[first]):
+        rows = np.flatnonzero(codes[first] == code)
+        group_mesh = sub_mesh[rows]
         calls = layer_collectives(
-            layout,
-            shapes,
-            sub_mesh,
-            parallel_block if every else parallel_block[chosen],
-            batch_sharded_attention if every else batch_sharded_attention[chosen],
+            FFN_LAYOUTS[int(code)], _take(shapes, rows), group_mesh, parallel[first][rows], sharded[first][rows]
         )
-        total = np.zeros(len(sub_mesh))
+        total = np.zeros(len(rows))
         for c in calls:
-            runs = (c.bytes_per_chip > 0) & (group_size(sub_mesh, c.axes) > 1)
+            runs = (c.bytes_per_chip > 0) & (group_size(group_mesh, c.axes) > 1)
             if np.any(runs):
-                total = total + np.where(runs, network.collective_steps(c.kind, sub_mesh, c.axes), 0.0)
-        steps[chosen] = total
-    return steps
+                total = total + np.where(runs, network.collective_steps(c.kind, group_mesh, c.axes), 0.0)
+        steps[rows] = total
+    return steps[inverse]
 
 
 def _by_layout(layout_codes: np.ndarray, s, mesh: np.ndarray):
