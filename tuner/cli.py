@@ -964,7 +964,8 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str, exit_code: int =
     "fit_names",
     default=None,
     help="With --points: comma-separated parameters to fit [default: per-layer and per-step "
-    "overheads over a kernel profile; every end-to-end parameter over the roofline].",
+    "overheads over a kernel profile; over the roofline compute_eff, memory_eff and the fixed cost "
+    "of a layer: collective_step_s on a torus (TPU), per_layer_overhead_s elsewhere].",
 )
 @click.option(
     "--train",
