@@ -250,6 +250,28 @@ def test_decode_specs_fit_kernel_speeds_only_where_shapes_can_be_held_out():
     assert {"window_per_head_s", "window_long_s", "window_long_kv_len"} <= set(windowed)
 
 
+def test_decode_rows_faster_than_the_speed_of_light_are_left_out_and_named():
+    # a100 TRT-LLM bf16 rows that read their KV at 1.3-1.7x the 2.04 TB/s HBM bandwidth even with
+    # the whole 40 MB L2 serving part of it (batch 32, kv_len 16383, 16 heads on 2 of dim 128:
+    # 0.54 GB in 0.203 ms) cannot measure the shape their columns give: the fit leaves them out.
+    table = read_kernel_table(REPO_KERNELS / "generation_attention_perf.csv.gz")
+    c = table.columns
+    chip = get_hardware("a100-80gb")
+    here = (c["system"] == "a100_sxm") & (c["engine"] == "trtllm") & (c["kv_cache_dtype"] == "bfloat16")
+    assert not np.any(c.get("window_size", np.zeros(len(table)))[here] > 0)  # no window: kv_len is step
+    kv_bytes = c["batch_size"] * np.maximum(c["step"], 1) * c["num_key_value_heads"] * c["head_dim"] * 2 * 2
+    bandwidth_used = (kv_bytes - chip.l2_bytes) / (c["latency"] * 1e-3)
+    impossible = here & (bandwidth_used > 1.05 * chip.memory_bandwidth_bytes_per_s)
+    assert impossible.sum() == 33
+    (bf16,) = fit_decode(table, chip, "a100_sxm", "trtllm", 20260101, 5, 300)
+    assert any(w.startswith("33 rows faster than the speed of light left out") for w in bf16.warnings)
+    # Held out without them: 10.9% (12.3% with them, the group's only miss of the 12% target).
+    assert bf16.cv_median <= 0.12
+    # h100 SGLang bf16 keeps its fastest row (1.61 GB at 1.03x the 3.35 TB/s: inside the 5%).
+    reports = fit_decode(table, get_hardware("h100-sxm"), "h100_sxm", "sglang", 20260101, 5, 300)
+    assert not any("speed of light" in w for r in reports for w in r.warnings)
+
+
 def test_refit_reproduces_stored_cross_validation():
     table = read_kernel_table(REPO_KERNELS / "gemm_perf.csv.gz")
     stored = load_profile("h100-sxm-trtllm").cv_error["gemm/fp8"]
