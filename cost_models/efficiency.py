@@ -675,6 +675,9 @@ class DecodeAttentionParams(_Params):
     window_long_kv_len: float = Field(default=4096.0, ge=1, le=1e7)
     #: per_kv_head_s of rows with one query head per KV head, relative to grouped rows (1: the same).
     ungrouped_kv_head_factor: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
+    #: Fixed cost of calls whose query heads the kernel regroups by copy (see
+    #: decode_attention_time_s: batch >= 2, >= 2 KV heads, more query heads than KV heads). 0: none.
+    regroup_copy_s: float = Field(default=0.0, ge=0, le=1e-3)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "memory_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -714,6 +717,11 @@ class DecodeAttentionParams(_Params):
         # and 2048: below the switch the step has no gradient.
         "window_long_s": FitSpec(1e-9, 1e-3, log=True, start=1e-5),
         "window_long_kv_len": FitSpec(256.0, 1e6, log=True, start=2048.0),
+        # a100 vLLM bf16 short-KV rows (kv_len <= 63, batch <= 32) take 18.3-22.6 us (p10-p90,
+        # median 19.2) at batch >= 2 with >= 2 KV heads and more query heads than KV heads, and
+        # 12.4-12.8 us at batch 1 or one KV head (MHA 11.1); l40s vLLM bf16 12.8 against 9.0 us
+        # (data/kernels/generation_attention_perf.csv.gz; Hopper/Blackwell vLLM: no step).
+        "regroup_copy_s": FitSpec(1e-9, 1e-4, log=True, start=2e-6),
     }
 
 
@@ -803,6 +811,16 @@ def decode_attention_time_s(
       Held out (all 33 groups): 8 -> 5 miss 12%; h200 trtllm bf16/fp8 12.2/12.6% -> 11.8/11.4%,
       l40s trtllm bf16 12.1% -> 11.1%, h100 vllm fp8 10.4% -> 6.7%, h200 vllm fp8 8.0% -> 5.3%;
       worse: b200 sglang bf16 10.8% -> 11.5%, gb200 vllm bf16 6.8% -> 7.4%.
+    - regroup_copy_s (default 0): a fixed cost of calls at batch >= 2 with >= 2 KV heads and more
+      query heads than KV heads. FlashAttention-2's decode path for grouped heads (one query token,
+      heads > kv_heads: ``seqlenq_ngroups_swapped``) reshapes Q from (batch, kv_heads x group) to
+      (batch x group, kv_heads) rows and the output back; the reshape is a view when batch or
+      kv_heads is 1 and a copy kernel each way otherwise (merging batch with the group dim needs
+      batch's stride to be group x head_dim x 1 KV head). vLLM runs FA2 on Ampere and Ada: a100
+      vLLM bf16 short-KV rows (kv_len <= 63, batch <= 32, all 3000 database rows) take 19.2 us
+      (p10-p90 18.3-22.6) in that case, 12.6 us at batch 1 with >= 2 KV heads (12.4-12.8), 12.7 us
+      with one KV head, 11.1 us MHA; l40s vLLM bf16 12.8 against 9.0 us; Hopper/Blackwell vLLM
+      (FA3 / FlashInfer) and the other engines show no step (within 0.5 us).
     - walk = kv_len * head_dim * walk_s_per_element: a kernel that does not split the KV sequence
       over CTAs walks it in one CTA per (sequence, KV head), at a latency per key that no batch
       hides. l40s trtllm fp8 rows take 16 ns per key at head dim 128 and 32 ns at 192-256 whatever
@@ -860,6 +878,10 @@ def decode_attention_time_s(
         + batch * kv_heads * (head_dim / 128.0) * per_kv_head_s
         + np.where(windowed, batch * heads * params.window_per_head_s, 0.0)
     )
+    if params.regroup_copy_s > 0:
+        # The regrouped Q (and output) is a view only when batch or the KV heads are 1.
+        regrouped = (heads > kv_heads) & (kv_heads >= 2) & (batch >= 2)
+        fixed_s = fixed_s + params.regroup_copy_s * regrouped
     if params.window_long_s > 0 and windowed.any():  # full-attention calls skip the step
         if cached_len.ndim == 0 and windowed.ndim == 0:
             # One length (a serving step): the step r^16 / (1 + r^16) = 1 / (1 + (1/r)^16) on

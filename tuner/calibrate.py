@@ -347,14 +347,26 @@ def fit_prefill(
     return reports
 
 
+#: Engines whose decode attention regroups query heads by copy (DecodeAttentionParams.regroup_copy_s,
+#: fitted on their groups only): vLLM runs FlashAttention-2 on Ampere and Ada, and the step is
+#: measured there; SGLang (FlashInfer/Triton) and TRT-LLM (XQA) show none (within 0.5 us).
+REGROUPING_ENGINES = ("vllm",)
+
+
 def decode_specs(
-    head_dim: np.ndarray, heads: np.ndarray, kv_heads: np.ndarray, window: np.ndarray, chip: HardwareSpec
+    head_dim: np.ndarray,
+    heads: np.ndarray,
+    kv_heads: np.ndarray,
+    window: np.ndarray,
+    chip: HardwareSpec,
+    backend: str | None = None,
 ) -> dict:
     """The decode parameters fitted on rows of these shapes: the class's FIT, with a streaming
     speed and launch floor per head dim as prefill_specs has them, ``ungrouped_eff`` where
     HEAD_DIM_MIN_SHAPES shapes have one query head per KV head and as many have more (both kinds
-    held out), ``l2_speedup`` where the chip has an L2 figure and ``window_per_head_s``,
-    ``window_long_s`` and ``window_long_kv_len`` where some rows have a sliding window."""
+    held out), ``l2_speedup`` where the chip has an L2 figure, ``window_per_head_s``,
+    ``window_long_s`` and ``window_long_kv_len`` where some rows have a sliding window, and
+    ``regroup_copy_s`` under the REGROUPING_ENGINES."""
     specs = {k: v for k, v in DecodeAttentionParams.FIT.items() if not k.startswith("head_dim_")}
     specs |= _head_dim_specs(DecodeAttentionParams.FIT, head_dim, heads, kv_heads)
     shapes = set(zip(heads, kv_heads, head_dim, strict=True))
@@ -367,6 +379,8 @@ def decode_specs(
     if not np.any(window > 0):
         for name in ("window_per_head_s", "window_long_s", "window_long_kv_len"):
             specs.pop(name)  # no sliding-window rows to fit them on
+    if backend not in REGROUPING_ENGINES:
+        specs.pop("regroup_copy_s")
     return specs
 
 
@@ -385,7 +399,7 @@ def fit_decode(
         rows = _subsample(np.flatnonzero(mask), max_rows, seed)
         b, h, hk, d = (c[x][rows] for x in ("batch_size", "num_heads", "num_key_value_heads", "head_dim"))
         w = window_all[rows]
-        specs = decode_specs(d, h, hk, w, chip)
+        specs = decode_specs(d, h, hk, w, chip, backend)
         _require_rows(table, rows, len(specs), f"generation attention kv {kv} on {system}/{backend}")
         kv_len = np.maximum(c["step"][rows], 1.0)
         measured = c["latency"][rows] * 1e-3

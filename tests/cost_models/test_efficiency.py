@@ -510,6 +510,36 @@ def test_decode_ungrouped_kv_head_factor_scales_the_per_kv_head_cost_of_mha_rows
     assert rows == pytest.approx([40.96e-6, 40.96e-6], rel=1e-9)
 
 
+def test_decode_regroup_copy_is_charged_where_the_regrouped_query_is_not_a_view():
+    # FlashAttention-2's grouped decode regroups Q (batch, kv_heads x group) -> (batch x group,
+    # kv_heads): a view at batch 1 or one KV head, a copy each way otherwise (a100 vLLM bf16 short
+    # KV: 19.2 us against 12.6 us).
+    roof = _decode_params(per_sequence_s=0.0, per_head_s=0.0, launch_s=0.0)
+    copy = roof.model_copy(update={"regroup_copy_s": 6.5e-6})
+
+    def extra(batch, heads, kv_heads):
+        return float(decode_attention_time_s(batch, 15, heads, kv_heads, 128.0, 2.0, H100, copy)) - float(
+            decode_attention_time_s(batch, 15, heads, kv_heads, 128.0, 2.0, H100, roof)
+        )
+
+    assert extra(2, 32, 8) == pytest.approx(6.5e-6, rel=1e-9)
+    assert extra(64, 8, 2) == pytest.approx(6.5e-6, rel=1e-9)
+    for batch, heads, kv_heads in ((1, 32, 8), (64, 32, 1), (64, 8, 8)):  # batch 1, one KV head, MHA
+        assert extra(batch, heads, kv_heads) == pytest.approx(0.0, abs=1e-15), (batch, heads, kv_heads)
+    # Arrays of shapes (the fit's path) give the one-shape path's values row by row.
+    batch, heads, kv_heads = (
+        np.array([2.0, 1.0, 64.0, 64.0]),
+        np.array([32.0, 32.0, 32.0, 8.0]),
+        np.array([8.0, 8.0, 1.0, 8.0]),
+    )
+    rows = decode_attention_time_s(batch, 15, heads, kv_heads, 128.0, 2.0, H100, copy)
+    one = [
+        float(decode_attention_time_s(b, 15, q, kv, 128.0, 2.0, H100, copy))
+        for b, q, kv in zip(batch, heads, kv_heads, strict=True)
+    ]
+    np.testing.assert_allclose(rows, one, rtol=1e-15, atol=0)
+
+
 def test_decode_l2_resident_kv_streams_faster():
     roof = _decode_params(per_sequence_s=0.0, per_head_s=0.0, launch_s=0.0, half_saturation_ctas=0.0)
     l2 = roof.model_copy(update={"l2_speedup": 2.5})

@@ -248,6 +248,10 @@ def test_decode_specs_fit_kernel_speeds_only_where_shapes_can_be_held_out():
     window = np.where(d == 192, 128.0, 0.0)
     windowed = decode_specs(d, h, hk, window, get_hardware("l40s"))
     assert {"window_per_head_s", "window_long_s", "window_long_kv_len"} <= set(windowed)
+    # The regrouping copy of FlashAttention-2's grouped decode: vLLM's groups only.
+    assert "regroup_copy_s" not in specs
+    assert "regroup_copy_s" in decode_specs(d, h, hk, no_window, get_hardware("l40s"), "vllm")
+    assert "regroup_copy_s" not in decode_specs(d, h, hk, no_window, get_hardware("l40s"), "sglang")
 
 
 def test_decode_rows_faster_than_the_speed_of_light_are_left_out_and_named():
