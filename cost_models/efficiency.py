@@ -882,8 +882,11 @@ def decode_attention_time_s(
     )
     if params.regroup_copy_s > 0:
         # The regrouped Q (and output) is a view only when batch or the KV heads are 1.
-        regrouped = (heads > kv_heads) & (kv_heads >= 2) & (batch >= 2)
-        fixed_s = fixed_s + params.regroup_copy_s * regrouped
+        if heads.ndim == 0 and kv_heads.ndim == 0 and batch.ndim == 0:  # one shape: Python floats
+            if float(heads) > float(kv_heads) >= 2.0 and float(batch) >= 2.0:
+                fixed_s = fixed_s + params.regroup_copy_s
+        else:
+            fixed_s = fixed_s + params.regroup_copy_s * ((heads > kv_heads) & (kv_heads >= 2) & (batch >= 2))
     if params.window_long_s > 0 and windowed.any():  # full-attention calls skip the step
         if cached_len.ndim == 0 and windowed.ndim == 0:
             # One length (a serving step): the step r^16 / (1 + r^16) = 1 / (1 + (1/r)^16) on
