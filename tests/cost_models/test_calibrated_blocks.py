@@ -218,3 +218,42 @@ def test_measured_network_rows_equal_each_alone() -> None:
             together = network.collective_time_s(kind, data, mesh, axes)
             alone = [network.collective_time_s(kind, data[i : i + 1], mesh[i : i + 1], axes)[0] for i in range(400)]
             assert together.tobytes() == np.array(alone).tobytes()
+
+
+@pytest.mark.parametrize(("chip", "profile"), [("h100-sxm", "h100-sxm-vllm"), ("a100-80gb", "a100-80gb-trtllm")])
+def test_distinct_gemms_match_every_gemm_timed(monkeypatch, chip, profile) -> None:
+    """Each distinct dense GEMM timed once and gathered (_dense_gemm_times_distinct) gives every
+    configuration the seconds of the whole call's blocks (_dense_gemm_times), bit for bit, in
+    decode and prefill."""
+    import cost_models.distinct as distinct
+
+    calls = _calibrated_calls(monkeypatch, chip, profile, 3000, seed=6)
+    monkeypatch.setattr(distinct, "MIN_ROWS", 16)
+    monkeypatch.setattr(distinct, "SAMPLE_ROWS", 64)
+    monkeypatch.setattr(calibrated_times, "_ID_TABLE_PER_CONFIG", 10_000)  # any id table size
+    taken = 0
+    for args in calls:
+        chip_ops, configs, plan, _, _, hardware, prof = args
+        dense = np.flatnonzero(~configs.mla)
+        ops, dense_configs, dense_plan, *_ = _take(args, dense)
+        formats = calibrated_times._FORMAT_TABLE[dense_configs.weight_dtype, dense_configs.act_dtype]
+        if not hardware.has_format(FP4):
+            names = calibrated_times._FORMAT_NAMES
+            formats = np.where(formats == names.index("nvfp4"), names.index("fp8"), formats)
+        source = calibrated_times._PlanGemmShapes(ops, dense_plan)
+        whole = np.full(ops.flops.shape, np.nan)
+        calibrated_times._dense_gemm_times(whole, source, formats, hardware, prof)
+        for share in (1.0, calibrated_times.DISTINCT_GEMM_SHARE):
+            monkeypatch.setattr(calibrated_times, "DISTINCT_GEMM_SHARE", share)
+            once = np.full(ops.flops.shape, np.nan)
+            all_rows = calibrated_times._ALL_DENSE_ROWS
+            if calibrated_times._dense_gemm_times_distinct(once, source, formats, hardware, prof, all_rows):
+                taken += 1
+                rows = calibrated_times._DENSE_OP_ROWS
+                assert once[rows].tobytes() == whole[rows].tobytes()
+            else:
+                assert np.all(np.isnan(once))  # not taken: nothing written
+    # Share 1 takes the path in both phases (this draw's 20 format pairs make over a quarter of
+    # its 3,000 decode classes distinct, so the default share falls back here; bench_estimate's
+    # decode takes it: bench/guard_estimate_outputs.py).
+    assert taken >= 2

@@ -1,0 +1,47 @@
+"""repeated_rows: one representative per distinct row, exact (bit for bit), or None."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import cost_models.distinct as distinct
+from cost_models.distinct import repeated_rows
+
+
+def test_distinct_rows_and_inverse(monkeypatch) -> None:
+    monkeypatch.setattr(distinct, "MIN_ROWS", 1)
+    a = np.array([1.0, 2.0, 1.0, 2.0, 1.0, 3.0])
+    b = np.array([5, 5, 5, 6, 5, 5])
+    first, inverse = repeated_rows([a, b], max_share=1.0)
+    # Rows 0, 2 and 4 are (1, 5); 1 is (2, 5), 3 (2, 6), 5 (3, 5): four distinct rows.
+    assert len(first) == 4
+    assert inverse[0] == inverse[2] == inverse[4]
+    assert len({int(inverse[i]) for i in (0, 1, 3, 5)}) == 4
+    for column in (a, b):
+        np.testing.assert_array_equal(column[first][inverse], column)
+
+
+def test_signed_zero_and_nan_stay_apart_or_exact(monkeypatch) -> None:
+    monkeypatch.setattr(distinct, "MIN_ROWS", 1)
+    a = np.array([0.0, -0.0, np.nan, np.nan, 0.0])
+    first, inverse = repeated_rows([a], max_share=1.0)
+    # 0.0 and -0.0 differ in their bits: kept apart; the two NaNs (same bits) are one row.
+    assert len(first) == 3
+    assert inverse[0] == inverse[4] != inverse[1]
+    assert inverse[2] == inverse[3]
+    assert a[first][inverse].tobytes() == a.tobytes()
+
+
+def test_none_when_small_or_mostly_distinct(monkeypatch) -> None:
+    many = np.arange(10_000, dtype=np.float64)
+    assert repeated_rows([many[:100] % 3], max_share=0.5) is None  # under MIN_ROWS
+    assert repeated_rows([many], max_share=0.5) is None  # every row distinct
+    result = repeated_rows([many % 7], max_share=0.5)
+    assert result is not None and len(result[0]) == 7
+
+
+def test_hash_collision_falls_back(monkeypatch) -> None:
+    """Every key equal (a forced collision): the bit-for-bit check refuses the grouping."""
+    monkeypatch.setattr(distinct, "MIN_ROWS", 1)
+    monkeypatch.setattr(distinct, "_hash", lambda words, rows=slice(None): np.zeros(len(words[0][rows]), np.uint64))
+    assert repeated_rows([np.array([1.0, 2.0, 3.0])], max_share=1.0) is None
