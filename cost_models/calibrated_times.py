@@ -130,7 +130,9 @@ def calibrated_operator_times(
     if plan is None:
         assert not isinstance(gemm_shapes, ShardingPlan)
         source: _ShapeSource = _mla_gemm_shapes(chip_ops, c, gemm_shapes)
-    else:
+    twins: list[tuple[int, int]] = []
+    if plan is not None:
+        rows, twins = _twin_rows(chip_ops, plan, rows)
         source = _PlanGemmShapes(chip_ops, plan, rows)
     # Each distinct GEMM once where they repeat (a decode step's, whatever the prompt), else all.
     once = isinstance(source, _PlanGemmShapes) and _dense_gemm_times_distinct(
@@ -138,6 +140,8 @@ def calibrated_operator_times(
     )
     if not once:
         _dense_gemm_times(times, source, formats, hardware, profile, rows)
+    for twin, original in twins:
+        times[twin] = times[original]
     moe_rows = c.moe_layers > 0
     # (No expert slot anywhere, as in a serving iteration's attention-only pass: none timed.)
     moe = np.flatnonzero(moe_rows) if any(anywhere[OP[op]] for op in EXPERT_PROJECTIONS) else np.zeros(0, np.intp)
@@ -258,6 +262,32 @@ def _dense_gemm_times(
             m, n, k = _block_shapes(source, chosen, dense_rows)
             rows = (dense_rows.op, chosen) if columns is None else (dense_rows.op[:, None], chosen)
             times[rows] = gemm_time_with_constants_s(m, n, k, peak, w_bytes, a_bytes, quantizes, hardware, params)
+
+
+def _twin_rows(
+    chip_ops: OperatorCosts, plan: ShardingPlan, rows: _DenseRows
+) -> tuple[_DenseRows, list[tuple[int, int]]]:
+    """The dense GEMM slots to time, and (slot, earlier slot) pairs whose GEMMs are the same in
+    every configuration: equal (k, n) in every plan shape and equal per-chip FLOPs (bit for bit),
+    hence equal m, format and seconds (k_proj and v_proj; a gated FFN's gate and up). Such a slot's
+    times are copied, not timed: a quarter of a dense model's GEMMs (docs/benchmarks.md, round 6)."""
+    k, n, flops = plan.distinct_gemm_k, plan.distinct_gemm_n, chip_ops.flops
+    keep: list[int] = []
+    twins: list[tuple[int, int]] = []
+    for j, (shape_row, op_row) in enumerate(zip(rows.shape, rows.op, strict=True)):
+        for i in keep:
+            if (
+                np.array_equal(k[rows.shape[i]], k[shape_row])
+                and np.array_equal(n[rows.shape[i]], n[shape_row])
+                and np.array_equal(flops[rows.op[i]].view(np.uint64), flops[op_row].view(np.uint64))
+            ):
+                twins.append((int(op_row), int(rows.op[i])))
+                break
+        else:
+            keep.append(j)
+    if not twins:
+        return rows, twins
+    return _DenseRows(rows.shape[keep], rows.op[keep]), twins
 
 
 #: Distinct (FLOPs of every dense slot, format) at most this share of a call's configurations

@@ -30,6 +30,7 @@ from cost_models.efficiency import (
 )
 from cost_models.hardware import get_hardware
 from cost_models.models import get_model
+from cost_models.operators import OPERATOR_NAMES
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS, gemm_shapes_per_chip
 from cost_models.topology import network_for
 
@@ -257,3 +258,21 @@ def test_distinct_gemms_match_every_gemm_timed(monkeypatch, chip, profile) -> No
     # its 3,000 decode classes distinct, so the default share falls back here; bench_estimate's
     # decode takes it: bench/guard_estimate_outputs.py).
     assert taken >= 2
+
+
+def test_twin_slots_are_copied_with_the_times_they_would_get(monkeypatch) -> None:
+    """k_proj and v_proj (and a gated FFN's gate and up) have the same GEMM in every configuration
+    of a dense draw: timed once (_twin_rows) and copied, the times are those of the whole-array
+    shapes, where every slot is timed."""
+    calls = _calibrated_calls(monkeypatch, "h100-sxm", "h100-sxm-trtllm", 400, seed=7)
+    for args in calls:
+        configs = args[1]
+        ops, dense_configs, plan, *rest = _take(args, np.flatnonzero(~configs.mla & (configs.moe_layers == 0)))
+        rows, twins = calibrated_times._twin_rows(ops, plan, calibrated_times._ALL_DENSE_ROWS)
+        names = {(OPERATOR_NAMES[a], OPERATOR_NAMES[b]) for a, b in twins}
+        assert ("v_proj", "k_proj") in names
+        assert len(rows.op) + len(twins) == len(calibrated_times._DENSE_OP_ROWS)
+        from_plan = calibrated_times.calibrated_operator_times(ops, dense_configs, plan, *rest)
+        shapes = gemm_shapes_per_chip(ops, plan)
+        every = calibrated_times.calibrated_operator_times(ops, dense_configs, shapes, *rest)
+        assert from_plan.tobytes() == every.tobytes()
