@@ -8,7 +8,8 @@ Run on demand (not a pytest test); ``PYTHONPATH`` picks the code under test:
 Scores a broad draw of deployments (the dense mix of bench_estimate.py, the MoE PP/EP/DP mix of
 bench_parallel.py, and all catalog models with MLA, sliding windows, every weight, activation and
 KV format, mixed layouts and shardings; h100-sxm, h200, b200, a100-80gb, tpu-v4; no profile and
-1-3 profiles each; ``overlap="added"``; 1-7-row calls and a 230,000-row call) and ``serve``
+1-3 profiles each; ``overlap="added"``; 1-7-row calls, a 230,000-row call and a call of 2,000
+deployments each repeated 10 times) and ``serve``
 (closed and open loop, calibrated or not), flattens every dataclass field and property to arrays,
 and either saves them or compares them with ``np.array_equal`` (dtype, shape, NaN positions and
 signed zeros included).
@@ -114,6 +115,9 @@ def outputs() -> dict[str, np.ndarray]:
         sets = {
             "bench": bench_estimate.deployments(30_000, hardware, 20261121),
             "broad": broad(20_000, hardware, 7),
+            # 2,000 deployments 10 times each: calls whose rows repeat, which the distinct-row
+            # paths (cost_models/distinct.py: the dense GEMMs, the layer collectives) take.
+            "repeated": broad(2_000, hardware, 11).take(np.tile(np.arange(2_000), 10)),
         }
         if hardware_name != "tpu-v4":
             sets["parallel"] = bench_parallel.deployments(20_000, hardware, 20261202)

@@ -40,22 +40,46 @@ def _hash(words: Sequence[np.ndarray], rows: slice | np.ndarray = slice(None)) -
     return key
 
 
+def estimated_distinct(seen: int, sample: int) -> float:
+    """Distinct values D of a population that an evenly spaced sample of ``sample`` rows showing
+    ``seen`` distinct ones suggests, if each value had the same count: the D with
+    D (1 - exp(-sample / D)) = seen (inf when every sampled row differs). A sample's own share of
+    distinct rows says little: 9,240 distinct rows among 98,560 (9%) show as ~3,300 of 4,096
+    (81%). Only decides whether the sort is tried; its result is checked on every row."""
+    if seen >= sample:
+        return float("inf")
+    low, high = float(seen), 1e15
+    for _ in range(100):  # bisection in log space; D (1 - exp(-s / D)) increases with D
+        middle = (low * high) ** 0.5
+        if middle * -np.expm1(-sample / middle) < seen:
+            low = middle
+        else:
+            high = middle
+        if high / low < 1.001:
+            break
+    return high
+
+
 def repeated_rows(columns: Sequence[np.ndarray], max_share: float) -> tuple[np.ndarray, np.ndarray] | None:
     """(first, inverse) over the rows of ``columns`` (equal-length 1-D arrays) when the distinct
     rows are at most ``max_share`` of them: ``first`` one row of each distinct combination,
     ``inverse`` each row's position in ``first``. None (evaluate every row) for calls under
-    ``MIN_ROWS`` rows, when an evenly spaced sample of ``SAMPLE_ROWS`` is more than
-    ``max_share`` distinct, or when the whole call is. Rows are keyed by a 64-bit hash of their
-    bits and every row is then compared bit for bit with its representative, so a hash collision
-    (or NaN, or -0.0 against 0.0) can only cost the saving, never change a number."""
+    ``MIN_ROWS`` rows, when an evenly spaced sample of ``SAMPLE_ROWS`` suggests more than
+    ``max_share`` of the rows are distinct (:func:`estimated_distinct`), or when they are.
+    Rows are keyed by a 64-bit hash of their bits and every row is then compared bit for bit
+    with its representative, so a hash collision (or NaN, or -0.0 against 0.0) can only cost the
+    saving, never change a number."""
     n = len(columns[0])
     if n < MIN_ROWS:
         return None
+    if max_share < 1.0:  # (1: every call is keyed)
+        step = max(1, n // SAMPLE_ROWS)
+        sample = _hash([_bits(np.asarray(c)[::step]) for c in columns])
+        if estimated_distinct(len(np.unique(sample)), len(sample)) > max_share * n:
+            return None
     words = [_bits(c) for c in columns]
-    step = max(1, n // SAMPLE_ROWS)
-    sample = _hash(words, slice(0, n, step))
-    if len(np.unique(sample)) > max_share * len(sample):
-        return None
+    # A column equal in every row (a study's one model: its widths) neither keys nor needs a check.
+    words = [w for w in words if not (w == w[0]).all()] or words[:1]
     key = _hash(words)
     # One quicksort; a run of equal keys is one distinct row (as partitioning.distinct_rows).
     order = np.argsort(key)
@@ -74,4 +98,4 @@ def repeated_rows(columns: Sequence[np.ndarray], max_share: float) -> tuple[np.n
     return first, inverse
 
 
-__all__ = ["MIN_ROWS", "SAMPLE_ROWS", "repeated_rows"]
+__all__ = ["MIN_ROWS", "SAMPLE_ROWS", "estimated_distinct", "repeated_rows"]

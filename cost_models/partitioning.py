@@ -29,6 +29,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from cost_models.distinct import repeated_rows
 from cost_models.dtypes import BYTES_PER_ELEMENT
 from cost_models.inference_configs import InferenceConfigs
 from cost_models.model_counts import mla_attention_weights
@@ -454,7 +455,64 @@ def layer_comm_time_s(
 ) -> np.ndarray:
     """Seconds of collectives per block, each configuration with its own FFN layout. Rows are
     grouped by layout with one stable sort, so each layout's collectives run on contiguous views
-    (no per-layout copy of every shape array)."""
+    (no per-layout copy of every shape array). Where whole rows repeat (a study's space: one
+    model and workload), each distinct row is timed once (:func:`_layer_comm_time_distinct`)."""
+    once = _layer_comm_time_distinct(network, layout_codes, s, mesh, parallel_block, batch_sharded_attention)
+    if once is not None:
+        return once
+    return _layer_comm_time_s(network, layout_codes, s, mesh, parallel_block, batch_sharded_attention)
+
+
+#: Distinct rows at most this share of a call for layer_comm_time_s to time each once.
+DISTINCT_COMM_SHARE = 0.25
+
+
+def _layer_comm_time_distinct(
+    network: Network,
+    layout_codes: np.ndarray,
+    s: Shapes,
+    mesh: np.ndarray,
+    parallel_block: np.ndarray,
+    batch_sharded_attention: np.ndarray,
+) -> np.ndarray | None:
+    """:func:`layer_comm_time_s` of the distinct rows of its inputs, gathered; None where they
+    do not repeat enough (:func:`cost_models.distinct.repeated_rows`: an evenly spaced sample
+    decides, ~1 ms for 100,000 rows). Every collective formula is elementwise over rows (a
+    network's group geometry, the measured collective of each group size, the layout's shapes),
+    so each row gets the seconds the whole call gives it (bench/guard_estimate_outputs.py,
+    tests/cost_models/test_partitioning.py). Of bench_estimate's decode rows 82% are distinct
+    (not taken); of studies/llama-2-70b-h100.yaml's exhaustive space 9% (prefill) and 5%
+    (decode) (docs/benchmarks.md, "Estimate throughput, round 6")."""
+    codes = np.asarray(layout_codes)
+    fields = [np.asarray(getattr(s, name)) for name in type(s).__dataclass_fields__]
+    if any(f.shape != codes.shape for f in fields):
+        return None
+    mesh = np.asarray(mesh)
+    parallel_block, batch_sharded_attention = np.asarray(parallel_block), np.asarray(batch_sharded_attention)
+    rows = repeated_rows([codes, *fields, *mesh.T, parallel_block, batch_sharded_attention], DISTINCT_COMM_SHARE)
+    if rows is None:
+        return None
+    first, inverse = rows
+    once = _layer_comm_time_s(
+        network,
+        codes.take(first),
+        _take(s, first),
+        mesh.take(first, axis=0),
+        parallel_block.take(first),
+        batch_sharded_attention.take(first),
+    )
+    return once.take(inverse)
+
+
+def _layer_comm_time_s(
+    network: Network,
+    layout_codes: np.ndarray,
+    s: Shapes,
+    mesh: np.ndarray,
+    parallel_block: np.ndarray,
+    batch_sharded_attention: np.ndarray,
+) -> np.ndarray:
+    """:func:`layer_comm_time_s` over every row."""
     codes = np.asarray(layout_codes)
     if np.all(codes == codes[0]):
         order = None

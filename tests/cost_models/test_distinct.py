@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import cost_models.distinct as distinct
-from cost_models.distinct import repeated_rows
+from cost_models.distinct import estimated_distinct, repeated_rows
 
 
 def test_distinct_rows_and_inverse(monkeypatch) -> None:
@@ -45,3 +45,11 @@ def test_hash_collision_falls_back(monkeypatch) -> None:
     monkeypatch.setattr(distinct, "MIN_ROWS", 1)
     monkeypatch.setattr(distinct, "_hash", lambda words, rows=slice(None): np.zeros(len(words[0][rows]), np.uint64))
     assert repeated_rows([np.array([1.0, 2.0, 3.0])], max_share=1.0) is None
+
+
+def test_estimated_distinct_from_a_sample() -> None:
+    # Equal counts: D (1 - exp(-s / D)) distinct values expected in a sample of s.
+    for population in (50.0, 9_240.0, 80_000.0):
+        seen = population * -np.expm1(-4096 / population)
+        assert abs(estimated_distinct(round(seen), 4096) / population - 1.0) < 0.01
+    assert estimated_distinct(4096, 4096) == float("inf")

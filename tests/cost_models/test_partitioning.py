@@ -13,6 +13,7 @@ import itertools
 import numpy as np
 import pytest
 
+import cost_models.partitioning as partitioning
 from cost_models.dtypes import BF16, INT8
 from cost_models.inference_configs import make_configs
 from cost_models.models import ModelSpec
@@ -407,3 +408,57 @@ def test_distinct_rows_negative_and_huge_values_fall_back() -> None:
 def test_distinct_rows_one_row() -> None:
     first, inverse = distinct_rows(np.array([7]), np.array([2.0]))
     assert first.tolist() == [0] and inverse.tolist() == [0]
+
+
+@pytest.mark.parametrize(("chip", "profile"), [("h100-sxm", "h100-sxm-vllm"), ("h100-sxm", None), ("tpu-v4", None)])
+def test_collectives_of_distinct_rows_are_every_rows(monkeypatch, chip, profile) -> None:
+    """layer_comm_time_s on repeated rows times each distinct row once
+    (_layer_comm_time_distinct); every row gets the seconds of the whole call, bit for bit, on a
+    switched network, a calibrated one and a torus."""
+    import cost_models.deployment as deployment
+    import cost_models.distinct as distinct
+    from cost_models import get_hardware
+    from cost_models.calibration import resolve_calibration
+    from cost_models.deployments import make_deployments
+    from cost_models.models import get_model
+    from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
+    from cost_models.topology import network_for
+
+    hardware = get_hardware(chip)
+    rng = np.random.default_rng(8)
+    meshes = np.array([m for c in (8, 16, 32) for m in network_for(hardware).legal_meshes(c)], dtype=np.float64)
+    catalog = [get_model(name) for name in ("llama-3-8b", "gpt2", "mixtral-8x7b")]
+    n = 40
+    d = make_deployments(
+        catalog,
+        hardware,
+        model_index=rng.integers(0, len(catalog), n),
+        mesh=meshes[rng.integers(0, len(meshes), n)],
+        batch=2 ** rng.integers(0, 6, n),
+        prompt_len=np.rint(2.0 ** rng.uniform(7, 12, n)),
+        gen_len=np.rint(2.0 ** rng.uniform(4, 9, n)),
+        weight_dtype=rng.choice([BF16, INT8], n),
+        prefill_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
+        decode_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
+        prefill_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
+        decode_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
+    ).take(np.tile(np.arange(n), 25))  # each of 40 deployments 25 times: 1,000 rows
+    calls: list[tuple] = []
+    original = deployment.layer_comm_time_s
+
+    def record(*args):
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(deployment, "layer_comm_time_s", record)
+    deployment.estimate(d, calibration=resolve_calibration(profile or "none", chip))
+    monkeypatch.undo()
+    monkeypatch.setattr(distinct, "MIN_ROWS", 16)
+    monkeypatch.setattr(distinct, "SAMPLE_ROWS", 64)
+    assert len(calls) == 2
+    for args in calls:
+        once = partitioning._layer_comm_time_distinct(*args)
+        assert once is not None  # taken: 40 distinct rows of 1,000
+        every = partitioning._layer_comm_time_s(*args)
+        assert np.any(every > 0)
+        assert once.tobytes() == every.tobytes()
