@@ -8,8 +8,9 @@ Run on demand (not a pytest test); ``PYTHONPATH`` picks the code under test:
 Scores a broad draw of deployments (the dense mix of bench_estimate.py, the MoE PP/EP/DP mix of
 bench_parallel.py, and all catalog models with MLA, sliding windows, every weight, activation and
 KV format, mixed layouts and shardings; h100-sxm, h200, b200, a100-80gb, tpu-v4; no profile and
-1-3 profiles each; ``overlap="added"``; 1-7-row calls, a 230,000-row call and a call of 2,000
-deployments each repeated 10 times) and ``serve``
+1-3 profiles each; ``overlap="added"``; 1-7-row calls, a 230,000-row call, a call of 2,000
+deployments each repeated 10 times, and two of 2,000 repeated 8 times with one phase's layout and
+attention sharding drawn per row) and ``serve``
 (closed and open loop, calibrated or not), flattens every dataclass field and property to arrays,
 and either saves them or compares them with ``np.array_equal`` (dtype, shape, NaN positions and
 signed zeros included).
@@ -92,6 +93,21 @@ def broad(n: int, hardware, seed: int) -> Deployments:
     )
 
 
+def other_phase_drawn(d: Deployments, phase: str, seed: int, copies: int = 8) -> Deployments:
+    """``copies`` copies of ``d`` in which ``phase``'s FFN layout and attention sharding are drawn
+    afresh per row: every other column repeats ``copies`` times."""
+    rng = np.random.default_rng(seed)
+    tiled = d.take(np.tile(np.arange(len(d)), copies))
+    n = len(tiled)
+    return dataclasses.replace(
+        tiled,
+        **{
+            f"{phase}_ffn_layout": rng.integers(0, len(FFN_LAYOUTS), n),
+            f"{phase}_attn_sharding": rng.integers(0, len(ATTENTION_SHARDINGS), n),
+        },
+    )
+
+
 CASES = (
     ("h100-sxm", ("none", "h100-sxm-vllm", "h100-sxm-sglang", "h100-sxm-trtllm")),
     ("h200", ("none", "h200-vllm", "h200-trtllm")),
@@ -118,6 +134,10 @@ def outputs() -> dict[str, np.ndarray]:
             # 2,000 deployments 10 times each: calls whose rows repeat, which the distinct-row
             # paths (cost_models/distinct.py: the dense GEMMs, the layer collectives) take.
             "repeated": broad(2_000, hardware, 11).take(np.tile(np.arange(2_000), 10)),
+            # The same, but each copy with its own draw of one phase's layout and attention
+            # sharding: the other phase's rows repeat (deployment._phase_times_of_distinct).
+            "prefill-repeats": other_phase_drawn(broad(2_000, hardware, 12), "decode", 13),
+            "decode-repeats": other_phase_drawn(broad(2_000, hardware, 14), "prefill", 15),
         }
         if hardware_name != "tpu-v4":
             sets["parallel"] = bench_parallel.deployments(20_000, hardware, 20261202)

@@ -29,6 +29,7 @@ from cost_models.calibration import (
 )
 from cost_models.conventions import DEFAULT, CountingConvention
 from cost_models.deployments import PHASE_NAMES, Deployment, Deployments
+from cost_models.distinct import repeated_rows
 from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, dtype_name
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
@@ -745,42 +746,24 @@ def estimate(
     prefill_configs = stage_configs(whole_configs, d.pipeline_parallel)
     plans = sharding_plans(view, prefill_configs)
     kv_ways = kv_ways_by_phase(view)
-    prefill_ops = operator_costs(prefill_configs, convention)
+    prefill_rows = _phase_rows(d, "prefill")
+    prefill_ops, prefill_activations = _phase_operator_costs(prefill_configs, prefill_rows, convention)
     prefill_shapes = Shapes.of(prefill_configs, prompt)
-    prefill_times = _phase_times(
-        view,
-        "prefill",
-        prefill_configs,
-        prefill_ops,
-        prompt,
-        network,
-        overlap,
-        calibration,
-        plans["prefill"],
-        kv_ways["prefill"],
-        _Parallel.of(d, prefill_configs, prompt),
-        prefill_shapes,
-    )
+    prefill_times = _phase_times_of_distinct(
+        d, view, "prefill", prefill_configs, prefill_ops, prompt, network, overlap, calibration, plans, kv_ways,
+        prefill_shapes, prefill_rows,
+    )  # fmt: skip
     # Decode: step t attends to prompt + t entries; scored once at the mean context, exact where
     # step time is linear in the context (within one roofline regime).
     decode_configs = prefill_configs.at_phase(DECODE, prompt + (gen - 1.0) / 2.0)
-    decode_ops = operator_costs(decode_configs, convention)
+    decode_rows = _phase_rows(d, "decode")
+    decode_ops, decode_activations = _phase_operator_costs(decode_configs, decode_rows, convention)
     # The model's shapes are the prefill's; only the tokens of a pass differ (one per sequence).
     decode_shapes = replace(prefill_shapes, tokens=decode_configs.batch * np.ones(n))
-    step = _phase_times(
-        view,
-        "decode",
-        decode_configs,
-        decode_ops,
-        np.ones(n),
-        network,
-        overlap,
-        calibration,
-        plans["decode"],
-        kv_ways["decode"],
-        _Parallel.of(d, decode_configs, np.ones(n)),
-        decode_shapes,
-    )
+    step = _phase_times_of_distinct(
+        d, view, "decode", decode_configs, decode_ops, np.ones(n), network, overlap, calibration, plans, kv_ways,
+        decode_shapes, decode_rows,
+    )  # fmt: skip
 
     c = whole_configs  # the whole model, for MFU (the tokens below are the whole batch's)
     # MFU against the peak of the format the weight matmuls run in (Pope et al. keep them in
@@ -822,9 +805,110 @@ def estimate(
         step, gen, decode_tokens, (block_params + decode_head_share * head_params) * decode_tokens, chips, peak
     )
     memory = _memory(
-        view, prefill_configs, prompt + gen, prefill_ops, decode_ops, kv_memory_fraction, plans, kv_ways["decode"], d
+        view,
+        prefill_configs,
+        prompt + gen,
+        prefill_activations,
+        decode_activations,
+        kv_memory_fraction,
+        plans,
+        kv_ways["decode"],
+        d,
     )
     return DeploymentEstimate(prefill, decode, step.latency_s, memory)
+
+
+#: Distinct deployments (in a phase's columns) at most this share of a call for the phase to be
+#: scored once per distinct one (:func:`_phase_times_of_distinct`).
+DISTINCT_PHASE_SHARE = 0.5
+
+
+def _phase_rows(d: Deployments, phase: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first, inverse) over the deployments distinct in the columns ``phase`` reads (every column
+    but the other phase's layout and attention sharding), where they repeat
+    (cost_models.distinct.repeated_rows); None to score every row. An exhaustive space crosses
+    each phase's choices with the other's (studies/llama-2-70b-h100.yaml: 4 prefill x 2 decode
+    layouts, 2 x 2 shardings: each decode row repeats 8 times, each prefill row 4). A subset of
+    one row is not taken: numpy orders a single column's slot sums differently."""
+    other = "decode" if phase == "prefill" else "prefill"
+    skip = {"models", "hardware", f"{other}_ffn_layout", f"{other}_attn_sharding"}
+    columns: list[np.ndarray] = []
+    for f in fields(d):
+        if f.name not in skip:
+            values = np.asarray(getattr(d, f.name))
+            columns += list(values.T) if values.ndim == 2 else [values]
+    rows = repeated_rows(columns, DISTINCT_PHASE_SHARE)
+    return None if rows is None or len(rows[0]) < 2 else rows
+
+
+def _phase_operator_costs(
+    configs: InferenceConfigs, rows: tuple[np.ndarray, np.ndarray] | None, convention: CountingConvention
+) -> tuple[OperatorCosts, OperatorCosts]:
+    """The phase's operator costs (of the distinct rows only, given ``rows``) and, for
+    :func:`_memory`, every row's: the same object without ``rows``; with them, the distinct rows'
+    activation bytes gathered to every row (the only arrays _memory reads; the other cost arrays
+    are empty (slots, 0) stand-ins, so any other reader fails loudly)."""
+    if rows is None:
+        ops = operator_costs(configs, convention)
+        return ops, ops
+    first, inverse = rows
+    ops = operator_costs(configs.take(first), convention)
+    empty = np.empty((ops.flops.shape[0], 0))
+    activations = replace(
+        ops,
+        flops=empty,
+        weight_bytes=empty,
+        kv_read_bytes=empty,
+        kv_write_bytes=empty,
+        act_read_bytes=ops.act_read_bytes.take(inverse, axis=1),
+        act_write_bytes=ops.act_write_bytes.take(inverse, axis=1),
+    )
+    return ops, activations
+
+
+def _phase_times_of_distinct(
+    d: Deployments,
+    view: Deployments,
+    phase: str,
+    configs: InferenceConfigs,
+    ops: OperatorCosts,
+    tokens_per_sequence: np.ndarray,
+    network: Network,
+    overlap: Overlap,
+    profile: CalibrationProfile | None,
+    plans: dict[str, ShardingPlan],
+    kv_ways: dict[str, np.ndarray],
+    shapes: Shapes,
+    rows: tuple[np.ndarray, np.ndarray] | None,
+) -> _PhaseTimes:
+    """:func:`_phase_times` of ``phase``; given ``rows`` (:func:`_phase_rows`), scored once per
+    distinct deployment (``ops`` are then the distinct rows', :func:`_phase_operator_costs`) and
+    gathered. Each row's numbers are its own (every step is elementwise over deployments):
+    bench/guard_estimate_outputs.py checks it bit for bit on deployments that differ in one
+    phase's columns only."""
+    if rows is None:
+        return _phase_times(
+            view, phase, configs, ops, tokens_per_sequence, network, overlap, profile, plans[phase], kv_ways[phase],
+            _Parallel.of(d, configs, tokens_per_sequence), shapes,
+        )  # fmt: skip
+    first, inverse = rows
+    sub_configs = configs.take(first)
+    sub_tokens = tokens_per_sequence.take(first)
+    sub = _phase_times(
+        view.take(first),
+        phase,
+        sub_configs,
+        ops,
+        sub_tokens,
+        network,
+        overlap,
+        profile,
+        plans[phase].take(first),
+        kv_ways[phase].take(first),
+        _Parallel.of(d.take(first), sub_configs, sub_tokens),
+        type(shapes)(**{f.name: np.asarray(getattr(shapes, f.name)).take(first) for f in fields(shapes)}),
+    )
+    return _PhaseTimes(**{f.name: getattr(sub, f.name).take(inverse) for f in fields(_PhaseTimes)})
 
 
 def _joined(parts: list[DeploymentEstimate]) -> DeploymentEstimate:
