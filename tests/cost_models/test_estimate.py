@@ -789,3 +789,67 @@ def test_gpu_mesh_choice(capsys):
         "32",
     )
     assert_one_error_line(code, out, err, ("chips",))
+
+
+def _estimate_arrays(result, prefix: str = "") -> dict[str, bytes]:
+    """Every array of an estimate (nested dataclasses), as bytes."""
+    import dataclasses
+
+    out: dict[str, bytes] = {}
+    for f in dataclasses.fields(result):
+        value = getattr(result, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(_estimate_arrays(value, f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = np.asarray(value).tobytes()
+    return out
+
+
+@pytest.mark.parametrize("profile", [None, "h100-sxm-vllm"])
+@pytest.mark.parametrize("varied", ["prefill", "decode"])
+def test_phase_scored_once_per_distinct_deployment_gives_every_rows_numbers(monkeypatch, profile, varied) -> None:
+    """Deployments that differ only in one phase's layout and attention sharding: the other
+    phase is scored once per distinct deployment (deployment._phase_rows) and every output is
+    that of scoring every row, bit for bit."""
+    import cost_models.deployment as deployment
+    import cost_models.distinct as distinct
+    from cost_models.calibration import resolve_calibration
+
+    rng = np.random.default_rng(9)
+    hardware = get_hardware("h100-sxm")
+    catalog = [get_model(name) for name in ("llama-3-8b", "mixtral-8x7b", "gpt2")]
+    n, copies = 30, 8
+    d = make_deployments(
+        catalog,
+        hardware,
+        model_index=np.tile(rng.integers(0, len(catalog), n), copies),
+        mesh=np.tile(np.array([[1.0, 2.0, 4.0], [1.0, 1.0, 8.0], [2.0, 2.0, 2.0]])[rng.integers(0, 3, n)], (copies, 1)),
+        batch=np.tile(2.0 ** rng.integers(0, 6, n), copies),
+        prompt_len=np.tile(np.rint(2.0 ** rng.uniform(7, 12, n)), copies),
+        gen_len=np.tile(np.rint(2.0 ** rng.uniform(4, 9, n)), copies),
+        weight_dtype=np.tile(rng.choice([BF16, INT8], n), copies),
+        **{
+            f"{phase}_{column}": rng.integers(0, len(choices), n * copies)
+            if phase == varied
+            else np.tile(rng.integers(0, len(choices), n), copies)
+            for phase in ("prefill", "decode")
+            for column, choices in (("ffn_layout", FFN_LAYOUTS), ("attn_sharding", ATTENTION_SHARDINGS))
+        },
+    )
+    calibration = resolve_calibration(profile or "none", "h100-sxm")
+    monkeypatch.setattr(distinct, "MIN_ROWS", 16)
+    taken: list[bool] = []
+    original = deployment._phase_rows
+
+    def record(*args):
+        rows = original(*args)
+        taken.append(rows is not None)
+        return rows
+
+    monkeypatch.setattr(deployment, "_phase_rows", record)
+    once = _estimate_arrays(estimate(d, calibration=calibration))
+    assert taken == [varied == "decode", varied == "prefill"]  # the phase whose columns repeat
+    monkeypatch.setattr(deployment, "DISTINCT_PHASE_SHARE", 0.0)  # every row scored
+    every = _estimate_arrays(estimate(d, calibration=calibration))
+    assert once.keys() == every.keys() and len(once) > 10
+    assert [k for k in once if once[k] != every[k]] == []
