@@ -206,7 +206,11 @@ def test_the_calibration_brings_its_engines_fitted_overheads() -> None:
     vllm = engine_overheads("vllm")
     assert vllm.borrowed and vllm.host_per_new_request_s == trt.host_per_new_request_s
     profile = resolve_calibration("auto", "h100-sxm", "trtllm")
-    w = make_workloads(backend="trtllm", concurrency=8, prompt_len=1024, gen_len=128)
+    # Outputs spread by 5% (the measured runs' model, tuner.calibrate_serving): prompts arrive one
+    # at a time, and at 8 clients a prompt's host cost hides under its prefill, so the fit adds
+    # about its time outside the engine. (With fixed lengths the first burst's groups of 4 prompts
+    # pay 4 x 29 ms of host per mixed iteration, over the GPU's 88 ms: more than that.)
+    w = make_workloads(backend="trtllm", concurrency=8, prompt_len=1024, gen_len=128, gen_len_std=6.4)
     with_fit = serve(tp(), w, calibration=profile)
     without = serve(tp(), w, calibration=profile, overheads=NO_OVERHEADS)
     assert with_fit.ttft_s[0] == pytest.approx(without.ttft_s[0] + trt.request_overhead_s, rel=0.2)

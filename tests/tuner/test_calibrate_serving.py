@@ -2,8 +2,7 @@
 
 The engine overheads are fitted leaving out every run of the predicted run's (prompt, output)
 lengths; the errors below are on runs the fit never saw. Targets of the serving issue: TPOT median
-<= 10% (asserted), TTFT median <= 20% (not met: about 30%, asserted at its measured level so a
-regression shows, and written down in docs/accuracy.md), no concurrency band worse than 2x."""
+<= 10%, TTFT median <= 20%, no concurrency band worse than 2x (all asserted; docs/accuracy.md)."""
 
 from __future__ import annotations
 
@@ -36,10 +35,10 @@ def test_held_out_tpot_meets_the_target(held_out: dict) -> None:
     assert held_out["all"]["tpot_median_error"] <= 0.10
 
 
-def test_held_out_ttft_stays_at_its_measured_level(held_out: dict) -> None:
-    # Target 20% is not met (docs/accuracy.md says why); 33% guards the 29.7% reached (40.5%
-    # before the runs' batch cap).
-    assert held_out["all"]["ttft_median_error"] <= 0.33
+def test_held_out_ttft_meets_the_target(held_out: dict) -> None:
+    # 18.5% with the runs' requests desynchronized (tuner.calibrate_serving.RUNS_GEN_LEN_CV); 29.7%
+    # with fixed lengths (the first burst's groups kept), 40.5% before the runs' batch cap.
+    assert held_out["all"]["ttft_median_error"] <= 0.20
 
 
 def test_no_concurrency_band_is_off_by_more_than_2x(held_out: dict) -> None:
@@ -50,14 +49,14 @@ def test_no_concurrency_band_is_off_by_more_than_2x(held_out: dict) -> None:
 
 def test_the_fit_improves_on_no_overheads(runs: cs.ServingRuns, held_out: dict) -> None:
     """Without overheads (and with the engine's default batch cap) the model misses the runs at
-    65-128 clients by 4x on TTFT (measured: 0.23) and the TPOT median by 9%; the fit brings both in.
-    The TTFT median is not what it buys: 25.8% bare, 29.7% fitted (the fit trades the runs at
-    8-32 clients, which the pure GPU model with one request waiting meets best, for the rest)."""
+    65-128 clients by 5x on TTFT (measured: 0.21) and the TPOT median by 9%; the fit brings both in
+    (TTFT median 25.5% bare, 18.5% fitted and held out)."""
     bare = cs.predict(runs, NO_OVERHEADS)
     before = cs.error_summary(runs, bare.ttft_s, bare.tpot_s)
     assert before["bands"]["65-128"]["ttft_median_ratio"] < 0.5
     assert 0.5 <= held_out["bands"]["65-128"]["ttft_median_ratio"] <= 2.0
     assert held_out["all"]["tpot_median_error"] < before["all"]["tpot_median_error"]
+    assert held_out["all"]["ttft_median_error"] < before["all"]["ttft_median_error"]
 
 
 def test_each_run_keeps_one_client_outside_the_engine_and_the_cap_above_that() -> None:
