@@ -11,8 +11,9 @@ cost of :mod:`cost_models.iteration` (calibrated per engine when a profile is gi
   (whole prompts unless prefill is chunked); the rest are decode-only. Closed-loop clients with
   fixed lengths return in the groups the first burst formed (a benchmark's steady state: every
   cycle of ``gen_len`` iterations re-prefills all running requests in ``ceil(b P / k)`` mixed
-  iterations, AIConfigurator's "mix steps"); open-loop Poisson arrivals mix an iteration with
-  probability ``1 - exp(-R t)``.
+  iterations, AIConfigurator's "mix steps"); with spread lengths the groups dissolve and a
+  Poisson number of prompts arrives per iteration (the requests that finished in the one before);
+  open-loop Poisson arrivals mix an iteration with probability ``1 - exp(-R t)``.
 - **TPOT** is the mean iteration time a decoding request sees: mixed iterations stall it
   (prefill interference). **TTFT** is the wait for the next iteration, the queue for the prefill
   budget (M/D/1 in the open loop), the prefill iterations of the request itself, and in a
@@ -637,7 +638,9 @@ def _closed_loop(s: _Setting) -> ServingEstimate:
     """C clients, each sending its next request when the last one finished. b = min(C, slots)
     run; the first burst (every client at once) is prefilled ``k`` tokens per mixed iteration
     and the groups it forms return together: per cycle of one request's life, ``ceil(b P / k)``
-    mixed iterations and the rest decode-only (AIConfigurator's mix/gen-only steps)."""
+    mixed iterations and the rest decode-only (AIConfigurator's mix/gen-only steps). With spread
+    lengths the steady state's TTFT is the desynchronized one (:func:`_desynchronized_ttft`); the
+    first burst and the cycle are the same either way."""
     w, cap = s.w, _capacity(s)
     gen, uncached, clients = w.gen_len, s.uncached, w.concurrency
     running = np.minimum(clients, cap.slots)
@@ -668,11 +671,19 @@ def _closed_loop(s: _Setting) -> ServingEstimate:
     t_first = np.maximum(gpu_mix, s.host(np.zeros(len(w)), per_mixed))
     steady = 0.5 * t_dec + (cycle_iterations - life) * t_mix + own_prefill * t_mix
     burst = (mixed_per_cycle + 1.0) / 2.0 * (2.0 * t_first + t_mix) / 3.0 + (own_prefill - 1.0) * t_mix
+    spread = (w.prompt_len_std > 0) | (w.gen_len_std > 0)
+    if np.any(spread):
+        rows = np.flatnonzero(spread)
+        sub = s if len(rows) == len(w) else s.take(rows)
+        # Prefill-bound (every iteration mixed at the full budget) the requests queue for the budget
+        # with or without groups and the desynchronized queue has no steady state (infinite): the
+        # groups' model stands there, and the smaller of the two near it.
+        steady[rows] = np.minimum(steady[rows], _desynchronized_ttft(sub, running[rows], cycle_iterations[rows]))
     share = np.where(w.requests_per_client > 0, 1.0 / np.maximum(w.requests_per_client, 1.0), 0.0)
     requests = running / cycle_s
     # Clients beyond the slots wait for one: all C share the cycle (Little's law).
     waiting = np.maximum(clients / requests - cycle_s, 0.0)
-    result = _result(
+    return _result(
         s,
         cap,
         stable=np.ones(len(w), dtype=bool),
@@ -686,51 +697,34 @@ def _closed_loop(s: _Setting) -> ServingEstimate:
         t_mix=t_mix,
         t_dec=t_dec,
     )
-    spread = (w.prompt_len_std > 0) | (w.gen_len_std > 0)
-    if not np.any(spread):
-        return result
-    # With a batch cap below the clients the returning request still waits for a slot (the next
-    # departure), desynchronized or not.
-    return _desynchronized_ttft(s, result, spread, share * (burst - steady) + waiting)
 
 
-def _desynchronized_ttft(
-    s: _Setting, synchronized: ServingEstimate, rows_mask: np.ndarray, burst_extra_s: np.ndarray
-) -> ServingEstimate:
-    """Closed loop with spread lengths: requests end at different iterations, the burst's groups
-    dissolve and a request arrives alone, like one of a Poisson stream at the loop's own
-    throughput. The cycle (TPOT, throughput: the same prefill work per cycle) stays the
-    synchronized one; TTFT is the open loop's at that rate (its wait for the running iteration
-    and for the prefill budget), plus ``burst_extra_s`` (the first burst's share and, under a
-    batch cap below the clients, the wait for a slot). A small output spread will do: in the
-    simulation 5% or 20% of the mean dissolves the groups alike (the 177 measured runs' settings,
-    tuner.calibrate_serving.RUNS_GEN_LEN_CV: median 1.13 and 1.11 prompts per mixed iteration,
-    against 5-7 with fixed lengths; TTFT within 0.84-1.16 of this), and the means here do not
-    depend on the output spread's size. Checked against the simulation
-    (tests/cost_models/test_serving_simulation.py)."""
-    rows = np.flatnonzero(rows_mask)
-    sub = replace(s, d=s.d.take(rows), w=s.w.take(rows))
-    # The closed loop's batch cap holds requests back before the engine (``burst_extra_s``); the
-    # open loop standing for the engine's own queue runs without it (only the KV cache bounds it):
-    # at the cap its fluid decode count, which overshoots the closed loop's near the host's
-    # admission limit, would call it unstable (64 clients, cap 63, 8 GPUs, 1024/128 tokens: 87).
-    open_w = replace(
-        sub.w,
-        concurrency=np.full(len(rows), np.nan),
-        request_rate=synchronized.requests_per_s[rows],
-        max_batch_size=np.full(len(rows), 1e6),
-    )
-    est = _open_loop(replace(sub, w=open_w))
-    keep = rows[est.stable]
-    # A closed-loop request arrives when another finishes, at an iteration's end, and joins the
-    # next one: not the open loop's wait for the running iteration, E[t^2] / (2 E[t]) (vLLM, 64
-    # clients, 8 GPUs, 1024/128 tokens spread 300/40: simulated 96 ms, this 113 ms).
-    p, t_mix, t_dec = est.mixed_share, est.mixed_iteration_s, est.decode_iteration_s
-    residual = (p * t_mix**2 + (1.0 - p) * t_dec**2) / (2.0 * np.maximum(est.tpot_s, 1e-30))
-    ttft = synchronized.ttft_s.copy()
-    ttft[keep] = (est.ttft_s - residual)[est.stable] + burst_extra_s[keep]
-    gen = s.w.gen_len
-    return replace(synchronized, ttft_s=ttft, e2e_latency_s=ttft + (gen - 1.0) * synchronized.tpot_s)
+def _desynchronized_ttft(s: _Setting, running: np.ndarray, cycle_iterations: np.ndarray) -> np.ndarray:
+    """Steady-state TTFT in the engine of a closed loop with spread lengths: requests end at
+    different iterations, the first burst's groups dissolve, and the prompts arriving at an
+    iteration's end are the requests that finished in it, Poisson in number with mean
+    ``lam = running / cycle_iterations`` per iteration: a count per iteration, not per second (a
+    long mixed iteration finishes no more requests than a short one, unlike an open loop's
+    arrivals in time). A returning request joins the next iteration (no wait for a running one)
+    and sees its own plus, size-biased, ``lam`` other prompts in it (at most the prefill budget),
+    and the M/D/1 wait for the budget, whose server prefills ``B`` tokens an iteration (exact for
+    one prompt an iteration: ``lam / (2 (1 - lam))`` iterations). The cycle (TPOT, throughput:
+    the same prefill work per cycle) stays the synchronized one. Against the simulation at 20%
+    output spread, after the first cycles (tests/cost_models/test_serving_simulation.py): 64
+    clients on 8 H100s, 1024/128 tokens: 0.50 prompts an iteration (this 0.50), 1.27 per mixed
+    iteration (Poisson: 1.27), 1.50 in a request's own (1 + lam); its TTFT in the engine is the
+    mean length of the mixed iteration a request sits in, size-biased (32.5 ms both). With 5%
+    spread the groups fade over the first cycles instead (simulated TTFT 1.07-1.09x this over 2000
+    requests at 64-256 clients). Infinite where the prefill budget cannot keep up (``rho >= 1``)."""
+    uncached = s.uncached
+    lam = running / np.maximum(cycle_iterations, 1.0)
+    budget = s.prefill_budget(np.maximum(running - 1.0, 0.0))
+    tokens = np.minimum(uncached * (1.0 + lam), budget)
+    own = s.iteration(np.maximum(running - tokens / uncached, 0.0), tokens)
+    own_prefill = np.ceil(uncached / np.maximum(budget, 1.0) - 1e-9)
+    rho = lam * uncached / budget
+    queue = np.where(rho < 1.0, rho / (2.0 * (1.0 - np.minimum(rho, 0.999))) * uncached / budget, np.inf)
+    return (queue + own_prefill) * own
 
 
 def _open_loop(s: _Setting) -> ServingEstimate:
