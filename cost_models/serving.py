@@ -90,6 +90,17 @@ ENGINE_DEFAULTS: dict[str, dict[str, Any]] = {
 #: are commonly run with ten times the concurrency in prompts): the first burst, every client at
 #: once, is that share of the measured mean TTFT. 0 means the steady state only.
 DEFAULT_REQUESTS_PER_CLIENT = 10.0
+#: Output-length spread (standard deviation over the mean) when none is given. A closed loop whose
+#: outputs are all exactly ``gen_len`` long keeps the first burst's groups for good: prompts
+#: prefilled together finish together and return together (a convoy), each group's mixed
+#: iteration paying the host cost of every prompt in it. Measured serving runs do not look like
+#: that (tuner.calibrate_serving.RUNS_GEN_LEN_CV, the same 5%: the runs at 16-32 clients on 4-8
+#: GPUs show about 100 ms TTFT, a prompt prefilled alone, 1.4-2x under the grouped model), and a
+#: real workload's outputs differ. Any spread desynchronizes the loop; the steady state's means
+#: do not depend on its size (the simulation dissolves the groups alike at 5% and 20%, only more
+#: slowly at 5%). Pass ``gen_len_std=0`` for exactly equal outputs and the grouped model. The
+#: open loop's steady state does not read it (the simulation draws its outputs with it).
+DEFAULT_GEN_LEN_CV = 0.05
 SERVING_MODES: tuple[str, ...] = ("closed", "open")
 _OVERHEADS_DIR = "serving_overheads"
 
@@ -194,7 +205,7 @@ def make_workloads(
     prompt_len: np.ndarray | float,
     gen_len: np.ndarray | float,
     prompt_len_std: np.ndarray | float = 0.0,
-    gen_len_std: np.ndarray | float = 0.0,
+    gen_len_std: np.ndarray | float | None = None,
     max_batch_size: np.ndarray | float | None = None,
     max_num_tokens: np.ndarray | float | None = None,
     chunked_prefill: np.ndarray | bool | None = None,
@@ -204,7 +215,8 @@ def make_workloads(
     requests_per_client: np.ndarray | float = DEFAULT_REQUESTS_PER_CLIENT,
 ) -> ServingWorkloads:
     """Broadcast into :class:`ServingWorkloads`, engine knobs defaulting to ``backend``'s, every
-    entry validated (one-line errors naming the field)."""
+    entry validated (one-line errors naming the field). ``gen_len_std`` None: outputs spread by
+    :data:`DEFAULT_GEN_LEN_CV` of ``gen_len`` (a desynchronized closed loop); 0: exactly equal."""
     if backend not in ENGINE_DEFAULTS:
         raise InvalidInputError("backend", f"unknown engine {backend!r}", f"use one of {', '.join(ENGINE_DEFAULTS)}")
     if (concurrency is None) == (request_rate is None):
@@ -218,7 +230,7 @@ def make_workloads(
         "prompt_len": prompt_len,
         "gen_len": gen_len,
         "prompt_len_std": prompt_len_std,
-        "gen_len_std": gen_len_std,
+        "gen_len_std": 0.0 if gen_len_std is None else gen_len_std,  # None: resolved below
         "max_batch_size": defaults["max_batch_size"] if max_batch_size is None else max_batch_size,
         "max_num_tokens": defaults["max_num_tokens"] if max_num_tokens is None else max_num_tokens,
         "chunked_prefill": defaults["chunked_prefill"] if chunked_prefill is None else chunked_prefill,
@@ -236,6 +248,8 @@ def make_workloads(
         k: np.ascontiguousarray(a, dtype=bool if k == "chunked_prefill" else np.float64)
         for k, a in zip(names, arrays[: len(names)], strict=True)
     }
+    if gen_len_std is None:
+        typed["gen_len_std"] = DEFAULT_GEN_LEN_CV * typed["gen_len"]
     workloads = ServingWorkloads(**typed)
     validate_workloads(workloads)
     return workloads
@@ -652,7 +666,8 @@ def _closed_loop(s: _Setting) -> ServingEstimate:
     mix_decoding = np.maximum(running - per_mixed / uncached, 0.0)
     gpu_mix = s.gpu_iteration(mix_decoding, per_mixed)
     t_mix = np.maximum(gpu_mix, s.host(mix_decoding, per_mixed))
-    t_dec = s.iteration(running, np.zeros(len(w)))
+    gpu_dec = s.gpu_iteration(running, np.zeros(len(w)))
+    t_dec = np.maximum(gpu_dec, s.host(running, np.zeros(len(w))))
     life = own_prefill + gen - 1.0  # iterations of one request, without waiting
     cycle_iterations = np.maximum(life, mixed_per_cycle)
     seen_mixed = np.clip(mixed_per_cycle - own_prefill, 0.0, gen - 1.0)
@@ -678,7 +693,8 @@ def _closed_loop(s: _Setting) -> ServingEstimate:
         # Prefill-bound (every iteration mixed at the full budget) the requests queue for the budget
         # with or without groups and the desynchronized queue has no steady state (infinite): the
         # groups' model stands there, and the smaller of the two near it.
-        steady[rows] = np.minimum(steady[rows], _desynchronized_ttft(sub, running[rows], cycle_iterations[rows]))
+        line = (gpu_dec[rows], gpu_mix[rows], per_mixed[rows])
+        steady[rows] = np.minimum(steady[rows], _desynchronized_ttft(sub, running[rows], cycle_iterations[rows], line))
     share = np.where(w.requests_per_client > 0, 1.0 / np.maximum(w.requests_per_client, 1.0), 0.0)
     requests = running / cycle_s
     # Clients beyond the slots wait for one: all C share the cycle (Little's law).
@@ -699,28 +715,51 @@ def _closed_loop(s: _Setting) -> ServingEstimate:
     )
 
 
-def _desynchronized_ttft(s: _Setting, running: np.ndarray, cycle_iterations: np.ndarray) -> np.ndarray:
+def _desynchronized_ttft(
+    s: _Setting,
+    running: np.ndarray,
+    cycle_iterations: np.ndarray,
+    line: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> np.ndarray:
     """Steady-state TTFT in the engine of a closed loop with spread lengths: requests end at
     different iterations, the first burst's groups dissolve, and the prompts arriving at an
-    iteration's end are the requests that finished in it, Poisson in number with mean
-    ``lam = running / cycle_iterations`` per iteration: a count per iteration, not per second (a
-    long mixed iteration finishes no more requests than a short one, unlike an open loop's
-    arrivals in time). A returning request joins the next iteration (no wait for a running one)
-    and sees its own plus, size-biased, ``lam`` other prompts in it (at most the prefill budget),
-    and the M/D/1 wait for the budget, whose server prefills ``B`` tokens an iteration (exact for
-    one prompt an iteration: ``lam / (2 (1 - lam))`` iterations). The cycle (TPOT, throughput:
-    the same prefill work per cycle) stays the synchronized one. Against the simulation at 20%
-    output spread, after the first cycles (tests/cost_models/test_serving_simulation.py): 64
-    clients on 8 H100s, 1024/128 tokens: 0.50 prompts an iteration (this 0.50), 1.27 per mixed
-    iteration (Poisson: 1.27), 1.50 in a request's own (1 + lam); its TTFT in the engine is the
-    mean length of the mixed iteration a request sits in, size-biased (32.5 ms both). With 5%
-    spread the groups fade over the first cycles instead (simulated TTFT 1.07-1.09x this over 2000
-    requests at 64-256 clients). Infinite where the prefill budget cannot keep up (``rho >= 1``)."""
+    iteration's end are the requests that finished in it: each of the other ``running - 1``
+    requests finishes in a given iteration with probability ``1 / cycle_iterations``, a count per
+    iteration, not per second (a long mixed iteration finishes no more requests than a short one,
+    unlike an open loop's arrivals in time), about Poisson with mean ``lam`` (the others'). A
+    returning request joins the next iteration (no wait for a running one) and sees its own plus
+    ``lam`` other prompts in it (at most the prefill budget), and the M/D/1 wait for the budget
+    behind the others, whose server prefills ``B`` tokens an iteration (exact for one prompt an
+    iteration: ``lam / (2 (1 - lam))`` iterations). One client: its prompt alone, no wait (as the
+    simulation's one-client check has it). The cycle (TPOT, throughput: the same prefill work per
+    cycle) stays the synchronized one. Against the simulation at 20% output spread, after the
+    first cycles (tests/cost_models/test_serving_simulation.py): 64 clients on 8 H100s, 1024/128
+    tokens: 0.50 prompts an iteration (this 0.50), 1.27 per mixed iteration (Poisson: 1.27), 1.50
+    in a request's own (1 + lam: 1.49); its TTFT in the engine is the mean length of the mixed
+    iteration a request sits in, size-biased (32.5 ms both). With 5% spread the groups fade over
+    the first cycles instead (simulated TTFT 1.07-1.09x this over 2000 requests at 64-256
+    clients). Infinite where the prefill budget cannot keep up (``rho >= 1``). ``line``: the GPU
+    seconds of the closed loop's decode-only and mixed iterations, and the mixed one's tokens."""
     uncached = s.uncached
-    lam = running / np.maximum(cycle_iterations, 1.0)
+    lam = np.maximum(running - 1.0, 0.0) / np.maximum(cycle_iterations, 1.0)  # the others' prompts
     budget = s.prefill_budget(np.maximum(running - 1.0, 0.0))
     tokens = np.minimum(uncached * (1.0 + lam), budget)
-    own = s.iteration(np.maximum(running - tokens / uncached, 0.0), tokens)
+    decoding = np.maximum(running - tokens / uncached, 0.0)
+    # The request's own iteration lies on the segment the closed loop scored already, from
+    # ``running`` decoding to its mixed iteration (``per_mixed`` tokens, that many prompts fewer
+    # decoding). Its GPU time: the chord through the two ends where that is within 1% of the floor
+    # (the decode-only end, or the mixed end's time scaled to these tokens: about what a roofline
+    # along the segment cannot go under), scored afresh elsewhere (22% of the closed loops of
+    # bench/bench_serving.py; against scoring every row afresh: 0.980-1.004 of its TTFT over 30,000
+    # of them, calibrated or not, and the closed loop 1.4x faster).
+    gpu_dec, gpu_mix, per_mixed = line
+    share = np.clip(tokens / np.maximum(per_mixed, 1e-9), 0.0, 1.0)
+    host = s.host(decoding, tokens)
+    own = np.maximum(gpu_dec + (gpu_mix - gpu_dec) * share, host)
+    floor = np.maximum(np.maximum(gpu_dec, gpu_mix * share), host)
+    rows = np.flatnonzero((own > 1.01 * floor) | (tokens > per_mixed))
+    if len(rows):
+        own[rows] = s.take(rows).iteration(decoding[rows], tokens[rows])
     own_prefill = np.ceil(uncached / np.maximum(budget, 1.0) - 1e-9)
     rho = lam * uncached / budget
     queue = np.where(rho < 1.0, rho / (2.0 * (1.0 - np.minimum(rho, 0.999))) * uncached / budget, np.inf)

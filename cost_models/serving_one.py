@@ -81,7 +81,7 @@ def serving_one(
     concurrency: int | None = None,
     request_rate: float | None = None,
     prompt_len_std: float = 0.0,
-    gen_len_std: float = 0.0,
+    gen_len_std: float | None = None,
     max_batch_size: int | None = None,
     max_num_tokens: int | None = None,
     chunked_prefill: bool | None = None,

@@ -306,8 +306,13 @@ class Serving(BaseModel):
     prompt_len_std: StrictFloat = Field(
         default=0.0, ge=0, allow_inf_nan=False, description="Standard deviation of the prompt length, tokens."
     )
-    gen_len_std: StrictFloat = Field(
-        default=0.0, ge=0, allow_inf_nan=False, description="Standard deviation of the output length, tokens."
+    gen_len_std: StrictFloat | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Standard deviation of the output length, tokens [default: 5% of the workload's gen_len "
+        "(cost_models.serving.DEFAULT_GEN_LEN_CV), which desynchronizes a closed loop's clients; 0: every "
+        "output exactly gen_len, and the first burst's groups kept].",
     )
     max_batch_size: list[StrictInt] | None = Field(
         default=None, min_length=1, description="Most sequences per engine iteration (a dimension) [engine default]."

@@ -36,7 +36,14 @@ from cost_models.deployments import Deployments, tensor_parallel
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.models import ModelSpec
-from cost_models.serving import ENGINE_DEFAULTS, EngineOverheads, ServingEstimate, make_workloads, serve
+from cost_models.serving import (
+    DEFAULT_GEN_LEN_CV,
+    ENGINE_DEFAULTS,
+    EngineOverheads,
+    ServingEstimate,
+    make_workloads,
+    serve,
+)
 from tuner.kernel_data import SYSTEMS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,7 +76,7 @@ RUNS_MAX_BATCH_SIZE: tuple[float, float, float] = (100.0, 8.0, 2048.0)
 #: shipped fit, against 5-7 with fixed lengths at 16-128 clients on 1-8 GPUs; simulation vs steady
 #: state TTFT median difference 2.6% and 2.9%, every run within 0.84-1.16, TPOT 2.6%). Held out
 #: (9 folds): TTFT 18.5% (29.7% with fixed lengths), TPOT 7.5% (6.2%).
-RUNS_GEN_LEN_CV = 0.05
+RUNS_GEN_LEN_CV = DEFAULT_GEN_LEN_CV
 #: Concurrency bands of the accuracy tables (clients).
 BANDS: tuple[tuple[int, int], ...] = ((1, 8), (9, 32), (33, 64), (65, 128), (129, 1024))
 

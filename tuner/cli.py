@@ -359,7 +359,13 @@ SPEC_BACKEND_OPTION = click.option(
 @click.option("--prefix-hit-rate", type=float, default=None, help="Serving: share of each prompt in the prefix cache.")
 @click.option("--memory-fraction", type=float, default=None, help="Serving: share of HBM the engine uses [engine's].")
 @click.option("--prompt-len-std", type=float, default=None, help="Serving: standard deviation of the prompt length.")
-@click.option("--gen-len-std", type=float, default=None, help="Serving: standard deviation of the generated length.")
+@click.option(
+    "--gen-len-std",
+    type=float,
+    default=None,
+    help="Serving: standard deviation of the generated length [default: 5% of --gen-len, which "
+    "desynchronizes a closed loop's clients; 0: every output exactly --gen-len, the first burst's groups kept].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def estimate_command(
     model: str,
@@ -487,7 +493,13 @@ def estimate_command(
 @click.option("--prompt-len", type=float, required=True, help="Mean prompt tokens.")
 @click.option("--gen-len", type=float, required=True, help="Mean generated tokens.")
 @click.option("--prompt-len-std", type=float, default=0.0, show_default=True, help="Spread (lognormal).")
-@click.option("--gen-len-std", type=float, default=0.0, show_default=True, help="Spread (lognormal).")
+@click.option(
+    "--gen-len-std",
+    type=float,
+    default=None,
+    help="Spread (lognormal) [default: 5% of --gen-len; 0: every output exactly --gen-len, and a "
+    "closed loop keeps the first burst's groups].",
+)
 @click.option("--requests", type=int, default=1000, show_default=True, help="Requests to simulate.")
 @ENGINE_KNOB_OPTIONS
 @click.option("--prefix-hit-rate", type=float, default=0.0, show_default=True, help="Share of prompts cached.")
@@ -509,7 +521,7 @@ def simulate_command(
     prompt_len: float,
     gen_len: float,
     prompt_len_std: float,
-    gen_len_std: float,
+    gen_len_std: float | None,
     requests: int,
     max_batch_size: int | None,
     max_num_tokens: int | None,

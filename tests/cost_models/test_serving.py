@@ -18,6 +18,7 @@ from cost_models.hardware import get_hardware
 from cost_models.iteration import iteration_times
 from cost_models.models import get_model
 from cost_models.serving import (
+    DEFAULT_GEN_LEN_CV,
     NO_OVERHEADS,
     EngineOverheads,
     engine_overheads,
@@ -80,13 +81,37 @@ def test_a_prefill_only_iteration_is_close_to_the_static_prefill() -> None:
 def test_one_client_sees_the_static_decode_step_and_the_prefill_of_its_prompt() -> None:
     d = tp()
     static = estimate(d)
-    w = make_workloads(backend="trtllm", concurrency=1, prompt_len=1024, gen_len=128, requests_per_client=0)
-    e = serve(d, w)  # no calibration: pure roofline, no engine overheads
+    load = {"backend": "trtllm", "concurrency": 1, "prompt_len": 1024, "gen_len": 128, "requests_per_client": 0}
+    # gen_len_std=0 on purpose: the grouped (fixed-length) model's TTFT, half the running iteration
+    # (a decode step of one) plus the prompt's own prefill.
+    e = serve(d, make_workloads(gen_len_std=0.0, **load))  # no calibration: pure roofline, no overheads
     assert e.tpot_s[0] == pytest.approx(static.decode_step_latency_s[0], rel=1e-9)
-    # TTFT: half the running iteration (a decode step of one) plus the prompt's own prefill.
     by_hand = 0.5 * static.decode_step_latency_s[0] + static.prefill.latency_s[0]
     assert e.ttft_s[0] == pytest.approx(by_hand, rel=1e-9)
     assert e.tokens_per_s_per_user[0] == pytest.approx(1.0 / e.tpot_s[0])
+    # The default (outputs spread by 5%): desynchronized, the one client's request arrives at an
+    # iteration's end and is prefilled alone, with no other client's prompt to wait behind.
+    spread = serve(d, make_workloads(**load))
+    assert spread.ttft_s[0] == pytest.approx(static.prefill.latency_s[0], rel=1e-9)
+    assert spread.tpot_s[0] == e.tpot_s[0]
+
+
+def test_outputs_spread_by_default_desynchronize_the_closed_loop() -> None:
+    """gen_len_std None (the default) is DEFAULT_GEN_LEN_CV of gen_len; 0 keeps exactly equal outputs
+    and the grouped model, whose burst groups (6.4 prompts an iteration here) give a longer TTFT than
+    prompts arriving a Poisson number per iteration; the cycle (TPOT, throughput) is the same."""
+    load = {"backend": "trtllm", "concurrency": 64, "prompt_len": 1024, "gen_len": np.array([128.0, 512.0])}
+    default = make_workloads(**load)
+    np.testing.assert_array_equal(default.gen_len_std, DEFAULT_GEN_LEN_CV * load["gen_len"])
+    assert DEFAULT_GEN_LEN_CV == 0.05
+    profile = resolve_calibration("auto", H100.name, "trtllm")
+    spread = serve(tp(2), default, calibration=profile)
+    fixed = serve(tp(2), make_workloads(gen_len_std=0.0, **load), calibration=profile)
+    # 64 prompts, at most 7 an iteration (8192 tokens less 64 decoding): 10 mixed iterations.
+    np.testing.assert_allclose(fixed.prefill_tokens_per_mixed_iteration / 1024, 64 / 10)
+    assert np.all(spread.ttft_s < fixed.ttft_s)
+    np.testing.assert_array_equal(spread.tpot_s, fixed.tpot_s)
+    np.testing.assert_array_equal(spread.tokens_per_s, fixed.tokens_per_s)
 
 
 def test_paged_kv_capacity_by_hand() -> None:

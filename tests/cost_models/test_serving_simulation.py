@@ -36,14 +36,16 @@ def _tp(chips: int) -> Deployments:
 
 
 # (chips, engine, workload): closed loop at several concurrencies and TP degrees, unchunked
-# (trtllm) and chunked (vllm), open loop with fixed and spread lengths.
+# (trtllm) and chunked (vllm), open loop with fixed and spread lengths. gen_len_std 0 on purpose
+# where given: exactly equal outputs, the grouped closed loop (the default spreads them by 5%).
+FIXED = {"gen_len_std": 0.0}
 CONFIGS = [
-    (8, "trtllm", {"concurrency": 64, "prompt_len": 1024, "gen_len": 128}),
-    (1, "trtllm", {"concurrency": 16, "prompt_len": 1024, "gen_len": 128}),
-    (2, "trtllm", {"concurrency": 128, "prompt_len": 512, "gen_len": 256}),
-    (8, "trtllm", {"concurrency": 256, "prompt_len": 2048, "gen_len": 256}),
-    (8, "vllm", {"concurrency": 64, "prompt_len": 1024, "gen_len": 128}),
-    (8, "vllm", {"request_rate": 20.0, "prompt_len": 1024, "gen_len": 128}),
+    (8, "trtllm", {"concurrency": 64, "prompt_len": 1024, "gen_len": 128, **FIXED}),
+    (1, "trtllm", {"concurrency": 16, "prompt_len": 1024, "gen_len": 128, **FIXED}),
+    (2, "trtllm", {"concurrency": 128, "prompt_len": 512, "gen_len": 256, **FIXED}),
+    (8, "trtllm", {"concurrency": 256, "prompt_len": 2048, "gen_len": 256, **FIXED}),
+    (8, "vllm", {"concurrency": 64, "prompt_len": 1024, "gen_len": 128, **FIXED}),
+    (8, "vllm", {"request_rate": 20.0, "prompt_len": 1024, "gen_len": 128, **FIXED}),
     (8, "vllm", {"concurrency": 64, "prompt_len": 1024, "gen_len": 128, "prompt_len_std": 300, "gen_len_std": 40}),
     # 22/s: the engine's host time (the fitted overheads: 29 ms per new request and 57 us per
     # sequence and iteration, 36 ms per request of 128 tokens) is 80% busy; at 26/s it is 94%, where a
@@ -52,15 +54,16 @@ CONFIGS = [
     (8, "vllm", {"request_rate": 22.0, "prompt_len": 1024, "gen_len": 128, "prompt_len_std": 300, "gen_len_std": 40}),
     # Engine batch caps below the clients (the measured runs' C - 1, tuner.calibrate_serving; and a
     # cap of 100 at 128 clients): the clients beyond wait for a slot (Little's law).
-    (1, "trtllm", {"concurrency": 8, "prompt_len": 1024, "gen_len": 256, "max_batch_size": 7}),
-    (8, "trtllm", {"concurrency": 128, "prompt_len": 1024, "gen_len": 512, "max_batch_size": 100}),
+    (1, "trtllm", {"concurrency": 8, "prompt_len": 1024, "gen_len": 256, "max_batch_size": 7, **FIXED}),
+    (8, "trtllm", {"concurrency": 128, "prompt_len": 1024, "gen_len": 512, "max_batch_size": 100, **FIXED}),
     # The measured runs' model (tuner.calibrate_serving): a cap of clients - 1 and outputs spread by
     # 5% of their mean, which dissolves the first burst's groups (prompts one or two per mixed
     # iteration, against 7 with fixed lengths); the wait for a slot adds to the desynchronized TTFT.
     (1, "trtllm", {"concurrency": 8, "prompt_len": 1024, "gen_len": 256, "max_batch_size": 7, "gen_len_std": 12.8}),
     (8, "trtllm", {"concurrency": 64, "prompt_len": 1024, "gen_len": 128, "max_batch_size": 63, "gen_len_std": 6.4}),
     # The same small spread with no cap holding clients back (every client in the engine): the
-    # desynchronized steady state, prompts arriving a Poisson number per iteration. Simulated /
+    # desynchronized steady state, prompts arriving a Poisson number per iteration; the last four
+    # at the default spread (5% of the output, DEFAULT_GEN_LEN_CV), given. Simulated /
     # analytic TTFT 1.09, 1.09, 1.09, 1.07 at 5% (the groups fade over the first cycles) and 1.01,
     # 1.01, 1.01, 0.99 at 20%; before the per-iteration arrivals (an open loop in time standing in,
     # with its own decode count: 28 sequences for 64 clients) 1.27, 1.39, 1.27, 1.21.
@@ -110,7 +113,7 @@ def test_one_client_sees_the_iteration_cost_directly() -> None:
     decode iterations at contexts P+1 .. P+G-1 (direct iteration_times calls, no table)."""
     prompt, gen = 1024, 64
     d = _tp(2)
-    w = make_workloads(backend="vllm", concurrency=1, prompt_len=prompt, gen_len=gen)
+    w = make_workloads(backend="vllm", concurrency=1, prompt_len=prompt, gen_len=gen, gen_len_std=0.0)  # fixed
     result = simulate_serving(d, w, requests=5, seed=0)
     network = network_for(H100)
     prefill = iteration_times(

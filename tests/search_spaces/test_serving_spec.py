@@ -98,6 +98,20 @@ def test_load_and_knobs_are_dimensions_with_the_backends_defaults() -> None:
     ]
 
 
+def test_outputs_spread_by_default_and_zero_keeps_them_equal() -> None:
+    """gen_len_std unset: 5% of the workload's gen_len (the desynchronized closed loop); 0: exactly
+    equal outputs (the grouped closed loop), a different problem (another hash)."""
+    default = parse_spec(copy.deepcopy(SERVING))
+    assert default.serving is not None and default.serving.gen_len_std is None
+    fixed = parse_spec(with_serving(gen_len_std=0.0))
+    for spec, std in ((default, 0.05 * 128), (fixed, 0.0)):
+        compiled = compile_study(spec)
+        evaluation = evaluate(compiled, compiled.space.all_indices())
+        assert evaluation.workloads is not None
+        assert evaluation.workloads.gen_len_std == pytest.approx(std)
+    assert default.spec_hash != fixed.spec_hash
+
+
 def test_an_open_loop_rate_is_the_load_dimension() -> None:
     data = copy.deepcopy(SERVING)
     data["serving"] = {"request_rate": [0.5, 4.0], "chunked_prefill": [True, False]}

@@ -23,6 +23,25 @@ def test_json_has_percentiles_and_the_analytic_steady_state(capsys: pytest.Captu
         assert report["analytic"][key] > 0
     assert report["simulated"]["requests"] == 64
     assert report["workload"]["concurrency"] == 16
+    assert report["workload"]["gen_len_std"] == pytest.approx(3.2)  # the default: 5% of --gen-len
+
+
+def test_gen_len_std_zero_keeps_every_output_exactly_gen_len(capsys: pytest.CaptureFixture[str]) -> None:
+    """--gen-len-std 0: exactly equal outputs, the first burst's groups kept (the grouped model):
+    16 clients of 512-token prompts on TP8 return in groups, several prompts per mixed iteration,
+    against about one when the default 5% spread desynchronizes them."""
+    runs = {}
+    for std in ("0", None):
+        extra = ("--gen-len-std", std) if std is not None else ()
+        args = ("--gen-len", "64", "--concurrency", "16", "--requests", "320", "--json", *extra)
+        code, out, err = run_cli(capsys, *ARGS, *args)
+        assert code == 0, err
+        runs[std] = json.loads(out)
+    fixed, spread = runs["0"], runs[None]
+    assert fixed["workload"]["gen_len_std"] == 0.0
+    per_mixed = {k: r["simulated"]["requests"] / r["simulated"]["mixed_iterations"] for k, r in runs.items()}
+    assert per_mixed["0"] > 2.0 * per_mixed[None]
+    assert fixed["analytic"]["ttft_s"] > spread["analytic"]["ttft_s"]
 
 
 def test_table_shows_both(capsys: pytest.CaptureFixture[str]) -> None:
