@@ -44,7 +44,7 @@ def test_gen_len_std_zero_is_the_grouped_closed_loop(capsys):
     """The default spreads outputs by 5% of --gen-len (the desynchronized closed loop, the model the
     measured runs are fitted and held out under); --gen-len-std 0 keeps every output exactly
     --gen-len and the first burst's groups: 64 clients on one H100 prefill in groups of about 7
-    whose mixed iterations each pay the host cost of 7 prompts (TTFT 231 ms, against 124 ms); TPOT
+    whose mixed iterations each pay the host cost of 7 prompts (TTFT 279 ms, against 150 ms); TPOT
     and throughput are the same cycle either way."""
     default = _json(capsys, "--concurrency", "64", *LOAD)["serving"]
     fixed = _json(capsys, "--concurrency", "64", *LOAD, "--gen-len-std", "0")["serving"]
