@@ -9,6 +9,9 @@ Time of a phase = layers x per-block time + lm_head, where a block's time combin
 time (the per-operator max of compute and memory, operators one after another) with its
 collectives either ``overlapped`` (max of the two; Pope et al. hide most communication behind
 compute with looped collective einsums, section 3.5) or ``added`` (no overlap, a pessimistic bound).
+On a TPU torus ``overlapped`` follows the authors' program (:func:`combine_block_s`,
+cost_models.partitioning.torus_layer_collectives): a ring looped inside a matmul hides behind that
+matmul alone, and unfused collectives are added to the block.
 Decode steps are scored once, at the mean context of the generated tokens: exact where step time is
 linear in context, which it is within one roofline regime.
 """
@@ -49,6 +52,8 @@ from cost_models.operators import (
 )
 from cost_models.partitioning import (
     GEMM_AXES,
+    W_IN_SLOTS,
+    W_OUT_SLOTS,
     ChipShares,
     Shapes,
     ShardingPlan,
@@ -58,6 +63,7 @@ from cost_models.partitioning import (
     layer_collective_steps,
     layer_comm_time_s,
     sharding_plan,
+    torus_layer_comm_s,
     weight_bytes_per_chip,
 )
 from cost_models.topology import Network, domain_size, network_for, parse_mesh, point_to_point_time_s
@@ -139,6 +145,11 @@ class OperatorTimes:
     #: latency of the block's collective steps (then one per configuration)
     layer_overhead_s: np.ndarray | float
     step_overhead_s: float
+    #: the block's collectives as they overlap (:func:`combine_block_s`): those its work hides
+    #: whole (None: all of ``comm_block_s``), and those added to it (unfused collectives, and a
+    #: collective einsum's ring beyond its matmul: cost_models.partitioning.torus_layer_collectives)
+    comm_hidden_s: np.ndarray | None = None
+    comm_critical_s: np.ndarray | float = 0.0
 
 
 @dataclass(frozen=True)
@@ -436,7 +447,18 @@ def _operator_times(
     if not collectives_wanted:
         return OperatorTimes(op_time, np.zeros(len(d)), layer_overhead, step_overhead), totals
     shapes = shapes if shapes is not None else Shapes.of(configs, tokens_per_sequence)
-    comm_block = layer_comm_time_s(network, layouts, shapes, d.mesh, configs.parallel_block, batch_sharded)
+    hidden: np.ndarray | None = None
+    critical: np.ndarray | float = 0.0
+    if network.collective_einsums:
+        # A ring looped inside a matmul hides behind that matmul alone; an unfused collective
+        # waits for it and the next matmul waits for the collective (partitioning.W_IN_SLOTS).
+        comm = torus_layer_comm_s(network, layouts, shapes, d.mesh, configs.parallel_block, batch_sharded)
+        w_in, w_out = op_time[W_IN_SLOTS].sum(axis=0), op_time[W_OUT_SLOTS].sum(axis=0)
+        hidden = comm["hidden"]
+        critical = comm["unfused"] + np.maximum(comm["w_in"] - w_in, 0.0) + np.maximum(comm["w_out"] - w_out, 0.0)
+        comm_block = hidden + comm["w_in"] + comm["w_out"] + comm["unfused"]
+    else:
+        comm_block = layer_comm_time_s(network, layouts, shapes, d.mesh, configs.parallel_block, batch_sharded)
     if profile is not None and profile.collective_step_s > 0:
         # Each synchronized step of the block's collectives costs a fixed latency that the
         # block's work does not hide (a step waits for its neighbour): added to the block like
@@ -444,7 +466,7 @@ def _operator_times(
         # slice (Pope et al.'s Figure 6: the decode step barely shrinks from 64 to 256 chips).
         steps = layer_collective_steps(network, layouts, shapes, d.mesh, configs.parallel_block, batch_sharded)
         layer_overhead = layer_overhead + profile.collective_step_s * steps
-    return OperatorTimes(op_time, comm_block, layer_overhead, step_overhead), totals
+    return OperatorTimes(op_time, comm_block, layer_overhead, step_overhead, hidden, critical), totals
 
 
 #: The weight matmuls' slots (the calibrated path times them as GEMMs, from their FLOPs), and
@@ -469,8 +491,25 @@ def forward_pass_s(
     attention, scored at other shapes than its projections)."""
     op = t.op_time_s
     block = op[:LM_HEAD].sum(axis=0) + op[LM_HEAD + 1 :].sum(axis=0) + t.layer_overhead_s + extra_block_s
-    combined = np.maximum(block, t.comm_block_s) if overlap == "overlapped" else block + t.comm_block_s
+    combined = combine_block_s(block, t.comm_block_s, t.comm_hidden_s, t.comm_critical_s, overlap)
     return layers * combined + op[LM_HEAD] + t.step_overhead_s
+
+
+def combine_block_s(
+    block_s: np.ndarray,
+    comm_s: np.ndarray,
+    hidden_s: np.ndarray | None,
+    critical_s: np.ndarray | float,
+    overlap: Overlap,
+) -> np.ndarray:
+    """A block's work combined with its collectives: ``overlapped``, the work plus the
+    collectives on its critical path, or the collectives it hides (``hidden_s``; None: all of
+    ``comm_s``), whichever is longer; ``added``, the work plus every collective."""
+    if overlap != "overlapped":
+        return block_s + comm_s
+    if hidden_s is None:
+        return np.maximum(block_s, comm_s)
+    return np.maximum(block_s + critical_s, hidden_s)
 
 
 def _phase_times(

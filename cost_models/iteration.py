@@ -50,6 +50,7 @@ from cost_models.deployment import (
     OperatorTimes,
     Overlap,
     attention_operator_times,
+    combine_block_s,
     dense_operator_times,
     kv_ways_by_phase,
     sharding_plans,
@@ -322,6 +323,8 @@ class _DenseSums:
     comm_block_s: np.ndarray
     layer_overhead_s: np.ndarray | float  # one per configuration under a collective_step_s
     step_overhead_s: float
+    comm_hidden_s: np.ndarray | None = None  # OperatorTimes' (combine_block_s)
+    comm_critical_s: np.ndarray | float = 0.0
 
     @classmethod
     def of(cls, times: OperatorTimes) -> _DenseSums:
@@ -336,6 +339,8 @@ class _DenseSums:
             np.asarray(times.comm_block_s),
             np.asarray(times.layer_overhead_s),
             times.step_overhead_s,
+            None if times.comm_hidden_s is None else np.asarray(times.comm_hidden_s),
+            times.comm_critical_s,
         )
 
     def take(self, index: np.ndarray) -> _DenseSums:
@@ -347,13 +352,14 @@ class _DenseSums:
             pass_block_s=self.pass_block_s.take(index),
             lm_head_s=self.lm_head_s.take(index),
             comm_block_s=comm.take(index) if comm.ndim else comm,
+            comm_hidden_s=None if self.comm_hidden_s is None else self.comm_hidden_s.take(index),
+            comm_critical_s=critical.take(index) if (critical := np.asarray(self.comm_critical_s)).ndim else critical,
         )
 
     def forward_pass_s(self, layers: np.ndarray, overlap: Overlap, extra_block_s: np.ndarray) -> np.ndarray:
         """:func:`~cost_models.deployment.forward_pass_s` from the sums, its operations in its order."""
         block = self.pass_block_s + self.layer_overhead_s + extra_block_s
-        comm = self.comm_block_s
-        combined = np.maximum(block, comm) if overlap == "overlapped" else block + comm
+        combined = combine_block_s(block, self.comm_block_s, self.comm_hidden_s, self.comm_critical_s, overlap)
         return layers * combined + self.lm_head_s + self.step_overhead_s
 
 

@@ -6,6 +6,8 @@ gives every chip its share of the FLOPs and bytes and a list of collectives per 
 FFN layouts (section 3.2; E = d_model, F = d_ff, N = tokens in the pass = batch x tokens/sequence):
 - ``ws_1d``: weights split along F over all chips; activations all-gathered before W_in and
   reduce-scattered after W_out: 2 N E per layer, whatever the chip count (eq. for T_comm, 3.2.1).
+  On a TPU torus the authors' code runs it over x, plus an all-reduce of N E / X over yz
+  (:func:`torus_layer_collectives`).
 - ``ws_2d``: weights split E over X and F over YZ; all-gather over YZ of N E/X, reduce-scatter
   over X of N F/YZ, all-gather over X of N F/YZ, reduce-scatter over YZ of N E/X (3.2.2).
 - ``wg_x``, ``wg_xy``, ``wg_xyz``: weights stored split over all chips and all-gathered over the
@@ -293,6 +295,10 @@ class CollectiveCall:
     axes: str
     bytes_per_chip: np.ndarray
     moves: str  # what it carries, for reports
+    #: how a program that runs collective einsums hides it (:func:`torus_layer_collectives`):
+    #: "hidden" (behind the block's work), "w_in" / "w_out" (a ring looped inside that matmul,
+    #: hidden behind it alone), "unfused" (on the block's critical path)
+    role: str = "hidden"
 
 
 @dataclass(frozen=True)
@@ -445,6 +451,121 @@ def layer_collectives(
     return calls
 
 
+#: How Pope et al.'s TPU program runs each collective of a weight-stationary block (the authors'
+#: code, google-research scaling_transformer_inference_efficiency; section 3.5: "looped
+#: CollectiveEinsum"). A collective over the E axes is a ring looped inside its matmul (a
+#: collective einsum), hidden behind that matmul alone: 2D's reduce-scatter over x with W_in
+#: (q_wi, ``matmul_reducescatter``) and all-gather over x with W_out (o_wo,
+#: ``matmul_allgather``); layers_parallel.py / two_d_parallel_xmap.py. The residual's all-gather
+#: over the F axes before W_in (``allgather_layernorm``: ``lax.all_gather`` over y, then z) and
+#: its reduce-scatter after W_out (``lax.psum_scatter`` over y, then z) are plain collectives
+#: that the next matmul waits for: on the critical path. 1D (one_d_parallel_xmap.py, and
+#: usage/benchmarks.py run_weight_stationary_layer: the residual [B, L, E/X]) all-gathers the
+#: residual over x inside W_in and reduce-scatters over x inside W_out (collective einsums),
+#: then all-reduces the x-shard over y and z (``lax.psum``, unfused): not Section 3.2.1's
+#: all-gather and reduce-scatter over all n chips at every link's bandwidth.
+W_IN_SLOTS = [OP[name] for name in ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "expert_gate", "expert_up")]
+W_OUT_SLOTS = [OP[name] for name in ("out_proj", "down_proj", "expert_down")]
+_COLLECTIVE_ROLES = ("hidden", "w_in", "w_out", "unfused")
+
+
+def torus_layer_collectives(
+    layout: str, s: Shapes, mesh: np.ndarray, parallel_block: np.ndarray, batch_sharded_attention: np.ndarray
+) -> list[CollectiveCall]:
+    """:func:`layer_collectives` as Pope et al.'s TPU program runs them, each with its role
+    (see ``W_IN_SLOTS``): weight-stationary layouts' activation collectives as the authors' code
+    issues them; the weight-gathered layouts' and the attention's all-to-alls hidden behind the
+    block as before (no measurement separates them: Table 2's one weight-gathered prefill)."""
+    calls = layer_collectives(layout, s, mesh, parallel_block, batch_sharded_attention)
+    if layout not in ("ws_1d", "ws_2d"):
+        return calls
+    rules = SHARDING_RULES[layout]
+    f, e = "".join(rules.in_use(rules.mlp)), "".join(rules.in_use(rules.embed))
+    out = []
+    for c in calls:
+        if c.moves != "activations":
+            out.append(c)
+        elif layout == "ws_1d":
+            # N E per chip gathered (and N E reduced) over x's ring; the x-shard, N E / X, all-reduced over yz.
+            if c.kind == "all_gather":
+                out.append(replace(c, axes="x", role="w_in"))
+            else:
+                out.append(replace(c, axes="x", role="w_out"))
+                x_shard = c.bytes_per_chip / group_size(mesh, "x")
+                out.append(CollectiveCall("all_reduce", "yz", x_shard, c.moves, "unfused"))
+        elif c.axes == f:
+            out.append(replace(c, role="unfused"))
+        elif c.axes == e:
+            out.append(replace(c, role="w_in" if c.kind == "reduce_scatter" else "w_out"))
+        else:
+            out.append(c)
+    return out
+
+
+def torus_layer_comm_s(
+    network: Network,
+    layout_codes: np.ndarray,
+    s: Shapes,
+    mesh: np.ndarray,
+    parallel_block: np.ndarray,
+    batch_sharded_attention: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Seconds of one block's collectives per role of :func:`torus_layer_collectives`, (n,) each;
+    where whole rows repeat, each distinct row timed once (as :func:`layer_comm_time_s`)."""
+    once = _torus_layer_comm_distinct(network, layout_codes, s, mesh, parallel_block, batch_sharded_attention)
+    if once is not None:
+        return once
+    return _torus_layer_comm_s(network, layout_codes, s, mesh, parallel_block, batch_sharded_attention)
+
+
+def _torus_layer_comm_distinct(
+    network: Network,
+    layout_codes: np.ndarray,
+    s: Shapes,
+    mesh: np.ndarray,
+    parallel_block: np.ndarray,
+    batch_sharded_attention: np.ndarray,
+) -> dict[str, np.ndarray] | None:
+    """:func:`torus_layer_comm_s` of the distinct rows, gathered; None where rows do not repeat enough."""
+    rows = _repeated_comm_rows(layout_codes, s, mesh, parallel_block, batch_sharded_attention)
+    if rows is None:
+        return None
+    first, inverse = rows
+    once = _torus_layer_comm_s(
+        network,
+        np.asarray(layout_codes).take(first),
+        _take(s, first),
+        np.asarray(mesh).take(first, axis=0),
+        np.asarray(parallel_block).take(first),
+        np.asarray(batch_sharded_attention).take(first),
+    )
+    return {role: seconds.take(inverse) for role, seconds in once.items()}
+
+
+def _torus_layer_comm_s(
+    network: Network,
+    layout_codes: np.ndarray,
+    s: Shapes,
+    mesh: np.ndarray,
+    parallel_block: np.ndarray,
+    batch_sharded_attention: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """:func:`torus_layer_comm_s` over every row."""
+    codes = np.asarray(layout_codes)
+    mesh = np.atleast_2d(mesh)
+    parallel, sharded = np.asarray(parallel_block), np.asarray(batch_sharded_attention)
+    seconds = {role: np.zeros(len(codes)) for role in _COLLECTIVE_ROLES}
+    for code in np.unique(codes):
+        every = bool(np.all(codes == code))
+        rows = slice(None) if every else np.flatnonzero(codes == code)
+        shapes = s if every else _take(s, rows)
+        sub_mesh = mesh[rows]
+        for c in torus_layer_collectives(FFN_LAYOUTS[int(code)], shapes, sub_mesh, parallel[rows], sharded[rows]):
+            if np.any(c.bytes_per_chip):
+                seconds[c.role][rows] += network.collective_time_s(c.kind, c.bytes_per_chip, sub_mesh, c.axes)
+    return seconds
+
+
 def layer_comm_time_s(
     network: Network,
     layout_codes: np.ndarray,
@@ -483,16 +604,12 @@ def _layer_comm_time_distinct(
     tests/cost_models/test_partitioning.py). Of bench_estimate's decode rows 82% are distinct
     (not taken); of studies/llama-2-70b-h100.yaml's exhaustive space 9% (prefill) and 5%
     (decode) (docs/benchmarks.md, "Estimate throughput, round 6")."""
-    codes = np.asarray(layout_codes)
-    fields = [np.asarray(getattr(s, name)) for name in type(s).__dataclass_fields__]
-    if any(f.shape != codes.shape for f in fields):
-        return None
-    mesh = np.asarray(mesh)
-    parallel_block, batch_sharded_attention = np.asarray(parallel_block), np.asarray(batch_sharded_attention)
-    rows = repeated_rows([codes, *fields, *mesh.T, parallel_block, batch_sharded_attention], DISTINCT_COMM_SHARE)
+    rows = _repeated_comm_rows(layout_codes, s, mesh, parallel_block, batch_sharded_attention)
     if rows is None:
         return None
     first, inverse = rows
+    codes, mesh = np.asarray(layout_codes), np.asarray(mesh)
+    parallel_block, batch_sharded_attention = np.asarray(parallel_block), np.asarray(batch_sharded_attention)
     once = _layer_comm_time_s(
         network,
         codes.take(first),
@@ -502,6 +619,23 @@ def _layer_comm_time_distinct(
         batch_sharded_attention.take(first),
     )
     return once.take(inverse)
+
+
+def _repeated_comm_rows(
+    layout_codes: np.ndarray,
+    s: Shapes,
+    mesh: np.ndarray,
+    parallel_block: np.ndarray,
+    batch_sharded_attention: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first, inverse) of the distinct rows of a block's collective inputs, or None where they
+    do not repeat enough (:func:`cost_models.distinct.repeated_rows`)."""
+    codes = np.asarray(layout_codes)
+    fields = [np.asarray(getattr(s, name)) for name in type(s).__dataclass_fields__]
+    if any(f.shape != codes.shape for f in fields):
+        return None
+    columns = [codes, *fields, *np.asarray(mesh).T, np.asarray(parallel_block), np.asarray(batch_sharded_attention)]
+    return repeated_rows(columns, DISTINCT_COMM_SHARE)
 
 
 def _layer_comm_time_s(
@@ -591,7 +725,8 @@ def layer_collective_steps(
     for code in np.unique(codes[first]):
         rows = np.flatnonzero(codes[first] == code)
         group_mesh = sub_mesh[rows]
-        calls = layer_collectives(
+        collectives = torus_layer_collectives if network.collective_einsums else layer_collectives
+        calls = collectives(
             FFN_LAYOUTS[int(code)], _take(shapes, rows), group_mesh, parallel[first][rows], sharded[first][rows]
         )
         total = np.zeros(len(rows))

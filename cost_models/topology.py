@@ -41,6 +41,11 @@ def group_size(mesh: np.ndarray, axes: str) -> np.ndarray:
 class Network(ABC):
     """How chips of one kind talk: which meshes exist and what a collective costs."""
 
+    #: Whether a weight-stationary block runs its collectives as Pope et al.'s TPU program does
+    #: (cost_models.partitioning.torus_layer_collectives: rings looped inside their matmuls, the
+    #: rest on the critical path); otherwise the block's collectives hide behind its work whole.
+    collective_einsums: bool = False
+
     @abstractmethod
     def legal_meshes(self, chips: int) -> list[tuple[int, int, int]]:
         """Every mesh (X, Y, Z) the hardware can form with exactly ``chips`` chips."""
@@ -94,6 +99,8 @@ class TorusNetwork(Network):
     two links of that axis, otherwise on one (a line's end chip has one neighbour). A collective
     over several axes uses all their links at once, so their bandwidths add.
     """
+
+    collective_einsums = True
 
     def __init__(self, spec: TorusInterconnect, network_efficiency: float = 1.0) -> None:
         self.spec = spec

@@ -414,7 +414,7 @@ def test_distinct_rows_one_row() -> None:
 def test_collectives_of_distinct_rows_are_every_rows(monkeypatch, chip, profile) -> None:
     """layer_comm_time_s on repeated rows times each distinct row once
     (_layer_comm_time_distinct); every row gets the seconds of the whole call, bit for bit, on a
-    switched network, a calibrated one and a torus."""
+    switched network and a calibrated one; on a torus the same of torus_layer_comm_s, role by role."""
     import cost_models.deployment as deployment
     import cost_models.distinct as distinct
     from cost_models import get_hardware
@@ -444,21 +444,88 @@ def test_collectives_of_distinct_rows_are_every_rows(monkeypatch, chip, profile)
         decode_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
     ).take(np.tile(np.arange(n), 25))  # each of 40 deployments 25 times: 1,000 rows
     calls: list[tuple] = []
-    original = deployment.layer_comm_time_s
+    torus = network_for(hardware).collective_einsums
+    name = "torus_layer_comm_s" if torus else "layer_comm_time_s"
+    original = getattr(deployment, name)
 
     def record(*args):
         calls.append(args)
         return original(*args)
 
-    monkeypatch.setattr(deployment, "layer_comm_time_s", record)
+    monkeypatch.setattr(deployment, name, record)
     deployment.estimate(d, calibration=resolve_calibration(profile or "none", chip))
     monkeypatch.undo()
     monkeypatch.setattr(distinct, "MIN_ROWS", 16)
     monkeypatch.setattr(distinct, "SAMPLE_ROWS", 64)
     assert len(calls) == 2
     for args in calls:
+        if torus:
+            once_roles = partitioning._torus_layer_comm_distinct(*args)
+            assert once_roles is not None  # taken: 40 distinct rows of 1,000
+            every_roles = partitioning._torus_layer_comm_s(*args)
+            assert set(once_roles) == set(every_roles)
+            assert np.any(sum(every_roles.values()) > 0)
+            for role, seconds in every_roles.items():
+                assert once_roles[role].tobytes() == seconds.tobytes(), role
+            continue
         once = partitioning._layer_comm_time_distinct(*args)
         assert once is not None  # taken: 40 distinct rows of 1,000
         every = partitioning._layer_comm_time_s(*args)
         assert np.any(every > 0)
         assert once.tobytes() == every.tobytes()
+
+
+def test_torus_runs_the_authors_weight_stationary_program() -> None:
+    """On a torus a weight-stationary block's activation collectives are the authors' TPU program
+    (google-research scaling_transformer_inference_efficiency: one_d_parallel_xmap.py and
+    benchmarks.py's 1D residual [B, L, E/X]; two_d_parallel_xmap.py), checked against the
+    seconds worked by hand: v4 links 45 GB/s, two per axis on a 4x8x8 torus (90 GB/s a ring,
+    180 GB/s over two axes). N = 512 tokens, E = 18432, bf16: N E = 18,874,368 bytes.
+    1D: all-gather over x (4) inside W_in, reduce-scatter over x inside W_out, each
+    N E x 3/4 / 90e9 = 157.3 us; the x-shard N E / 4 all-reduced over yz (64), unfused:
+    2 x N E / 4 x 63/64 / 180e9 = 51.6 us. (Section 3.2.1's all-gather over all 256 chips at all
+    six links would be N E x 255/256 / 270e9 = 69.6 us each.) 2D: the F-axes (yz) all-gather and
+    reduce-scatter of N E / 4 unfused, each N E / 4 x 63/64 / 180e9 = 25.8 us."""
+    from cost_models import get_hardware
+    from cost_models.topology import network_for
+
+    network = network_for(get_hardware("tpu-v4"))
+    assert network.collective_einsums
+    one = lambda v: np.array([float(v)])  # noqa: E731
+    e, f = 18432, 73728
+    s = Shapes(
+        tokens=one(512),
+        d_model=one(e),
+        ffn_in=one(2 * f),
+        ffn_mid=one(f),
+        attn_in=one(0),
+        attn_mid=one(0),
+        layer_weights=one(3 * e * f),
+        act_bytes=one(2),
+        weight_bytes=one(2),
+    )
+    mesh = np.array([[4.0, 8.0, 8.0]])
+    parallel, head = np.array([True]), np.array([False])
+    ne = 512 * e * 2
+    calls = partitioning.torus_layer_collectives("ws_1d", s, mesh, parallel, head)
+    moving = [(c.kind, c.axes, c.role, float(c.bytes_per_chip[0])) for c in calls if c.bytes_per_chip[0] > 0]
+    assert moving == [
+        ("all_gather", "x", "w_in", ne),
+        ("reduce_scatter", "x", "w_out", ne),
+        ("all_reduce", "yz", "unfused", ne / 4),
+    ]
+    code = {name: i for i, name in enumerate(partitioning.FFN_LAYOUTS)}
+    seconds = partitioning.torus_layer_comm_s(network, np.array([code["ws_1d"]]), s, mesh, parallel, head)
+    ring_s, all_reduce_s = ne * 0.75 / 90e9, 2 * ne / 4 * 63 / 64 / 180e9
+    # Plus the catalog's 1 us hop latency per ring step: 2 on x's bidirectional ring of 4, 4 + 4
+    # over yz (twice for the all-reduce).
+    assert seconds["w_in"][0] == pytest.approx(ring_s + 2e-6, rel=1e-9)
+    assert seconds["w_out"][0] == pytest.approx(ring_s + 2e-6, rel=1e-9)
+    assert seconds["unfused"][0] == pytest.approx(all_reduce_s + 2 * 8e-6, rel=1e-9)
+    assert seconds["hidden"][0] == 0.0
+    two_d = partitioning.torus_layer_comm_s(network, np.array([code["ws_2d"]]), s, mesh, parallel, head)
+    f_axes_s = ne / 4 * 63 / 64 / 180e9 + 8e-6
+    assert two_d["unfused"][0] == pytest.approx(2 * f_axes_s, rel=1e-9)
+    assert two_d["w_in"][0] > 0 and two_d["w_out"][0] > 0  # x's rings of N F / 64
+    # A switched network keeps the whole block's collectives behind its work.
+    assert not network_for(get_hardware("h100-sxm")).collective_einsums

@@ -38,20 +38,25 @@ def tpu_fit() -> tuple[e2e.E2EReport, np.ndarray, np.ndarray]:
 
 def test_tpu_v4_held_out_error(tpu_fit):
     """Fit on Table 2 and Figure 8, never shown Figure 6 or Table D.2. Measured (this commit):
-    held-out median 7.1% (p90 29%) over the 20 held-out measurements (Table D.2 6.1%, Figure 6 13.7%),
-    against the pure roofline's 59%. The fixed cost per layer is the latency of the layer's
-    collective steps (collective_step_s, 4.1 us), so it grows with the slice's rings; with a
-    constant per-layer overhead instead Figure 6 was 34% off (Table D.2 3.5%). Figure 6 still
-    misses the 10% target: 1D weight-stationary on 128 and 256 chips is 26% and 31% under."""
+    held-out median 6.6% (p90 27%) over the 20 held-out measurements (Table D.2 6.6%, Figure 6 8.2%),
+    against the pure roofline's 50%. The fixed cost per layer is the latency of the layer's
+    collective steps (collective_step_s, 3.8 us), so it grows with the slice's rings; with a
+    constant per-layer overhead instead Figure 6 was 34% off (Table D.2 3.5%). The torus runs the
+    authors' program (partitioning.torus_layer_collectives: rings looped inside their matmuls,
+    the residual's collectives over the F axes and 1D's all-reduce over yz on the critical path);
+    before it Figure 6 was 13.7% (1D weight-stationary on 128 and 256 chips 26% and 31% under,
+    now 18% and 12%; Table D.2 6.1%)."""
     report, errors, roofline = tpu_fit
     assert len(errors) == 20
     assert np.median(errors) <= 0.10, np.median(errors)
-    assert np.median(roofline) > 0.5  # the papers' pure roofline, for comparison
+    # The papers' pure roofline, for comparison: 59% before the torus charged the unfused
+    # collectives to the block (the roofline runs the same program), 50% since; 0.4 keeps it a
+    # roofline's distance from the measurements.
+    assert np.median(roofline) > 0.4
     assert report.held_out["table_d2"]["median"] <= 0.10
-    # The honest bound, not the 10% target: 13.7% measured (was 34% and a 0.40 bar with a constant
-    # per-layer overhead and Figure 6's heads left at 64; 19% with the steps but those heads);
-    # 0.20 leaves room for the fit's tolerance, not for a return to either.
-    assert report.held_out["figure6"]["median"] <= 0.20
+    # Figure 6 meets the 10% target: 8.2% measured (13.7% and a 0.20 bar before the torus ran the
+    # authors' program; 34% with a constant per-layer overhead and Figure 6's heads left at 64).
+    assert report.held_out["figure6"]["median"] <= 0.10
 
 
 def test_shipped_tpu_v4_profile_is_this_fit(tpu_fit):
