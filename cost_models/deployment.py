@@ -145,10 +145,8 @@ class OperatorTimes:
     #: latency of the block's collective steps (then one per configuration)
     layer_overhead_s: np.ndarray | float
     step_overhead_s: float
-    #: the block's collectives as they overlap (:func:`combine_block_s`): those its work hides
-    #: whole (None: all of ``comm_block_s``), and those added to it (unfused collectives, and a
-    #: collective einsum's ring beyond its matmul: cost_models.partitioning.torus_layer_collectives)
-    comm_hidden_s: np.ndarray | None = None
+    #: the block's collectives on its critical path (:func:`combine_block_s`): unfused ones, and
+    #: a collective einsum's ring beyond its matmul (cost_models.partitioning.torus_layer_collectives)
     comm_critical_s: np.ndarray | float = 0.0
 
 
@@ -447,16 +445,14 @@ def _operator_times(
     if not collectives_wanted:
         return OperatorTimes(op_time, np.zeros(len(d)), layer_overhead, step_overhead), totals
     shapes = shapes if shapes is not None else Shapes.of(configs, tokens_per_sequence)
-    hidden: np.ndarray | None = None
     critical: np.ndarray | float = 0.0
     if network.collective_einsums:
         # A ring looped inside a matmul hides behind that matmul alone; an unfused collective
         # waits for it and the next matmul waits for the collective (partitioning.W_IN_SLOTS).
         comm = torus_layer_comm_s(network, layouts, shapes, d.mesh, configs.parallel_block, batch_sharded)
         w_in, w_out = op_time[W_IN_SLOTS].sum(axis=0), op_time[W_OUT_SLOTS].sum(axis=0)
-        hidden = comm["hidden"]
         critical = comm["unfused"] + np.maximum(comm["w_in"] - w_in, 0.0) + np.maximum(comm["w_out"] - w_out, 0.0)
-        comm_block = hidden + comm["w_in"] + comm["w_out"] + comm["unfused"]
+        comm_block = comm["hidden"] + comm["w_in"] + comm["w_out"] + comm["unfused"]
     else:
         comm_block = layer_comm_time_s(network, layouts, shapes, d.mesh, configs.parallel_block, batch_sharded)
     if profile is not None and profile.collective_step_s > 0:
@@ -466,7 +462,7 @@ def _operator_times(
         # slice (Pope et al.'s Figure 6: the decode step barely shrinks from 64 to 256 chips).
         steps = layer_collective_steps(network, layouts, shapes, d.mesh, configs.parallel_block, batch_sharded)
         layer_overhead = layer_overhead + profile.collective_step_s * steps
-    return OperatorTimes(op_time, comm_block, layer_overhead, step_overhead, hidden, critical), totals
+    return OperatorTimes(op_time, comm_block, layer_overhead, step_overhead, critical), totals
 
 
 #: The weight matmuls' slots (the calibrated path times them as GEMMs, from their FLOPs), and
@@ -491,25 +487,20 @@ def forward_pass_s(
     attention, scored at other shapes than its projections)."""
     op = t.op_time_s
     block = op[:LM_HEAD].sum(axis=0) + op[LM_HEAD + 1 :].sum(axis=0) + t.layer_overhead_s + extra_block_s
-    combined = combine_block_s(block, t.comm_block_s, t.comm_hidden_s, t.comm_critical_s, overlap)
+    combined = combine_block_s(block, t.comm_block_s, t.comm_critical_s, overlap)
     return layers * combined + op[LM_HEAD] + t.step_overhead_s
 
 
 def combine_block_s(
-    block_s: np.ndarray,
-    comm_s: np.ndarray,
-    hidden_s: np.ndarray | None,
-    critical_s: np.ndarray | float,
-    overlap: Overlap,
+    block_s: np.ndarray, comm_s: np.ndarray, critical_s: np.ndarray | float, overlap: Overlap
 ) -> np.ndarray:
     """A block's work combined with its collectives: ``overlapped``, the work plus the
-    collectives on its critical path, or the collectives it hides (``hidden_s``; None: all of
-    ``comm_s``), whichever is longer; ``added``, the work plus every collective."""
+    collectives on its critical path (``critical_s``, part of ``comm_s``), or all of the
+    collectives, whichever is longer (they share the links: one cannot hide behind another);
+    ``added``, the work plus every collective."""
     if overlap != "overlapped":
         return block_s + comm_s
-    if hidden_s is None:
-        return np.maximum(block_s, comm_s)
-    return np.maximum(block_s + critical_s, hidden_s)
+    return np.maximum(block_s + critical_s, comm_s)
 
 
 def _phase_times(

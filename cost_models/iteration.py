@@ -323,8 +323,7 @@ class _DenseSums:
     comm_block_s: np.ndarray
     layer_overhead_s: np.ndarray | float  # one per configuration under a collective_step_s
     step_overhead_s: float
-    comm_hidden_s: np.ndarray | None = None  # OperatorTimes' (combine_block_s)
-    comm_critical_s: np.ndarray | float = 0.0
+    comm_critical_s: np.ndarray | float = 0.0  # OperatorTimes' (combine_block_s)
 
     @classmethod
     def of(cls, times: OperatorTimes) -> _DenseSums:
@@ -339,7 +338,6 @@ class _DenseSums:
             np.asarray(times.comm_block_s),
             np.asarray(times.layer_overhead_s),
             times.step_overhead_s,
-            None if times.comm_hidden_s is None else np.asarray(times.comm_hidden_s),
             times.comm_critical_s,
         )
 
@@ -352,14 +350,13 @@ class _DenseSums:
             pass_block_s=self.pass_block_s.take(index),
             lm_head_s=self.lm_head_s.take(index),
             comm_block_s=comm.take(index) if comm.ndim else comm,
-            comm_hidden_s=None if self.comm_hidden_s is None else self.comm_hidden_s.take(index),
             comm_critical_s=critical.take(index) if (critical := np.asarray(self.comm_critical_s)).ndim else critical,
         )
 
     def forward_pass_s(self, layers: np.ndarray, overlap: Overlap, extra_block_s: np.ndarray) -> np.ndarray:
         """:func:`~cost_models.deployment.forward_pass_s` from the sums, its operations in its order."""
         block = self.pass_block_s + self.layer_overhead_s + extra_block_s
-        combined = combine_block_s(block, self.comm_block_s, self.comm_hidden_s, self.comm_critical_s, overlap)
+        combined = combine_block_s(block, self.comm_block_s, self.comm_critical_s, overlap)
         return layers * combined + self.lm_head_s + self.step_overhead_s
 
 
