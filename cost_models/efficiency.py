@@ -150,6 +150,12 @@ class GemmParams(_Params):
     large_m_switch: float = Field(default=32.0, ge=1, le=1e5)
     #: Seconds per weight element one CTA takes to dequantize (weight-only formats); 0: none.
     dequant_s_per_element: float = Field(default=0.0, ge=0, le=1e-6)
+    #: Rows with m below this run the engine's GEMV kernel, not the tiled GEMM; 0: none.
+    gemv_max_m: float = Field(default=0.0, ge=0, le=256)
+    #: The GEMV's fixed cost per call (seconds), in place of launch_s.
+    gemv_launch_s: float = Field(default=0.0, ge=0, le=1e-3)
+    #: The GEMV's seconds per output element (m * n).
+    gemv_s_per_output: float = Field(default=0.0, ge=0, le=1e-6)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -232,7 +238,25 @@ class GemmParams(_Params):
         # m=128-512 ran 1.5-3x faster than the CTA saturation that those rows pulled up
         # (m=512 n=128 k=65536: 107 us, 350 us predicted). Fitted 19 ps (int4) and 18 ps
         # (int8) per element per CTA; half_saturation_ctas int4 59.5 -> 0.01 (its bound).
+        # Also fitted on SmoothQuant (int8 weights straight into int8 tensor cores: no
+        # dequantization, but the same per-CTA walk of k): its CUTLASS rows at m=8-16 take ~10 us
+        # plus ~3 ns per k at 2-8 output tiles (m=8 n=512 k=128 9.2 us, k=5120 27.6 us; m=16
+        # n=256 k=12288 50 us). Alone it did not help (7.4/30.4% -> 7.7/31.1%: the m <= 4 rows,
+        # a GEMV, do not walk); with the GEMV below, fitted 8.7-10 ps.
         "dequant_s_per_element": FitSpec(1e-14, 1e-8, log=True, start=1e-11),
+        # Fitted on SmoothQuant only (tuner/calibrate.py GEMV_FORMATS): TRT-LLM's SmoothQuant
+        # plugin runs a CUDA-core GEMV (int8_sq_launcher) at m <= 4 and CUTLASS tiles above
+        # (smoothQuantGemmPlugin.cpp enqueue). a100 rows at m <= 4 stream their weights at the
+        # HBM bandwidth under a ~7.7 us floor whatever the CTA count (m=1 n=256 k=16384: 11.3 us;
+        # the tiled model with its few-CTA saturation predicted 19 us held out), while m=8-16 rows
+        # run CUTLASS tiles with a ~10 us floor that walk k per CTA (m=16 n=256 k=12288: 50 us;
+        # m=8 n=512 k=5120: 27.6 us). The m=4 n=65536 rows take 74-77 us at k=512 and 1024 alike:
+        # a cost per output element (~0.2 ns). Fitted gemv_max_m 4.3-4.7 in every fold, launch
+        # 7.6-7.8 us, 0.16-0.24 ns per output; held out (with the per-CTA walk, below): a100 trtllm
+        # sq median/p90 7.4/30.4% -> 7.9/20.7%.
+        "gemv_max_m": FitSpec(0.5, 64.0, log=True, start=6.0),
+        "gemv_launch_s": FitSpec(1e-7, 1e-4, log=True, start=8e-6),
+        "gemv_s_per_output": FitSpec(1e-13, 1e-8, log=True, start=1e-10),
     }
 
 
@@ -298,6 +322,11 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
       8.7/24.4%, int8_wo 8.2/25.0% -> 7.3/22.5% (now meets both); on SmoothQuant (int8 weights
       straight into int8 tensor cores, no dequantization) it did not help (7.4/30.4% ->
       7.7/31.1%), so it is not fitted there.
+    - GEMV for few rows (``gemv_max_m`` > 0; fitted on SmoothQuant, whose TRT-LLM plugin runs a
+      CUDA-core GEMV at m <= 4): time = gemv + (tiled time - gemv) * s, s = r^16 / (1 + r^16),
+      r = m / gemv_max_m, gemv = gemv_launch_s + bytes / bandwidth + m * n * gemv_s_per_output
+      (no tiles: neither the CTA saturation nor the per-CTA walk). a100 sq m=1 n=256 k=16384:
+      11.3 us, where the tiled model's 2 CTAs predicted 19 us held out.
     - combine: plain max or a fitted p-norm smooth max (``combine_power``).
     - per-call floor (``host_floor_s``, ``large_m_launch_s`` from m ~ ``large_m_switch`` on, a
       step r^16 / (1 + r^16), r = m / switch): time = max(time, floor); the engine's per-call
@@ -344,6 +373,7 @@ def gemm_time_with_constants_s(
     m_eff = np.maximum(m, params.min_tile_m)
     units = _compute_units(chip)
     memory_bytes = n * k * w_bytes + m * k * a_bytes + m * n * params.output_bytes
+    stream_bytes = memory_bytes  # what a GEMV reads and writes (split-K adds partials below)
     split_k = params.split_k_max > 1 and units is not None
     dequant = params.dequant_s_per_element > 0 and units is not None
     if units is not None and (params.wave_weight > 0 or split_k or params.half_saturation_ctas > 0 or dequant):
@@ -399,6 +429,16 @@ def gemm_time_with_constants_s(
             - l2_resident_fraction(memory_bytes, chip, params.l2_capacity_fraction) * (1.0 - 1.0 / params.l2_speedup)
         )
     total = params.launch_s + _combine(compute_s, memory_s, params.combine_power)
+    if params.gemv_max_m > 0:
+        # Below gemv_max_m the engine runs a GEMV: every SM streams a share of the weights, so
+        # neither the tiles' CTA count (saturation, walk) nor their padding applies. tiled =
+        # r^16 / (1 + r^16), r = m / gemv_max_m, by in-place squarings: 0 GEMV, 1 tiled.
+        tiled = np.asarray(m / params.gemv_max_m)
+        for _ in range(LAUNCH_STEP_SQUARINGS):
+            np.square(tiled, out=tiled)
+        tiled = tiled / (1.0 + tiled)
+        gemv_s = params.gemv_launch_s + stream_bytes / bandwidth + m * n * params.gemv_s_per_output
+        total = gemv_s + (total - gemv_s) * tiled
     if params.unaligned_m_s > 0 or params.unaligned_m_slowdown > 1:
         # m % M_ALIGN != 0 by floor (np.mod on floats is ~10x slower; M_ALIGN is a power of 2,
         # so m / M_ALIGN is exact).

@@ -199,6 +199,13 @@ QUANTIZING_ONLY = (
 )
 
 
+#: GemmParams of the engines' GEMV path for few rows, fitted on these formats only: TRT-LLM's
+#: SmoothQuant plugin switches to a CUDA-core GEMV at m <= 4 (cost_models/efficiency.py
+#: GemmParams.FIT gemv_max_m). Tried on every format: see the GEMM paragraph of docs/accuracy.md.
+GEMV_FORMATS = frozenset({"sq"})
+GEMV_ONLY = ("gemv_max_m", "gemv_launch_s", "gemv_s_per_output")
+
+
 def fit_gemm(
     table: KernelTable, chip: HardwareSpec, system: str, backend: str, seed: int, folds: int, max_rows: int | None
 ) -> list[GroupReport]:
@@ -217,8 +224,13 @@ def fit_gemm(
         if fmt not in QUANTIZES_ACTIVATIONS:
             for name in QUANTIZING_ONLY:
                 specs.pop(name)
-        if fmt not in WEIGHT_ONLY:
-            specs.pop("dequant_s_per_element")  # only weight-only kernels dequantize weights
+        if fmt not in WEIGHT_ONLY | GEMV_FORMATS:
+            # Weight-only kernels dequantize per CTA; SmoothQuant's CUTLASS tiles (m > 4) walk k
+            # per CTA at the same kind of cost (GemmParams.FIT dequant_s_per_element).
+            specs.pop("dequant_s_per_element")
+        if fmt not in GEMV_FORMATS:
+            for name in GEMV_ONLY:
+                specs.pop(name)
         if chip.l2_bytes is None:
             specs.pop("l2_speedup")
             specs.pop("l2_capacity_fraction")

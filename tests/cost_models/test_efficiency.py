@@ -91,6 +91,24 @@ def test_gemm_dequantization_cost_per_weight_element_per_cta():
     assert bare == pytest.approx((1536 * 16384 * 0.5 + 16384 * 2 + 1536 * 2) / H100.memory_bandwidth_bytes_per_s)
 
 
+def test_gemm_gemv_below_its_m_switch_streams_the_bytes_under_its_own_floor():
+    # TRT-LLM's SmoothQuant plugin runs a GEMV at m <= 4 and CUTLASS tiles above.
+    a100 = get_hardware("a100-80gb")
+    tiled = GemmParams(launch_s=10e-6, half_saturation_ctas=20.0, dequant_s_per_element=1e-11)
+    params = tiled.model_copy(update={"gemv_max_m": 4.5, "gemv_launch_s": 7.7e-6, "gemv_s_per_output": 2e-10})
+    # m=1 n=256 k=16384 (int8 weights, int8 activations, bf16 output): 4.21 MB at 2.039 TB/s =
+    # 2.07 us, 7.7 us floor, 256 outputs at 0.2 ns: 0.05 us; 9.82 us; the tiled model's 2 CTAs (saturation
+    # 1 + 20/2, walk 128 * 16384 * 10 ps) would take far more. (1/4.5)^16 = 3.5e-11 of it stays.
+    gemv = 7.7e-6 + (256 * 16384 + 16384 + 256 * 2) / a100.memory_bandwidth_bytes_per_s + 256 * 2e-10
+    assert float(gemm_time_s(1, 256, 16384, "sq", a100, params)) == pytest.approx(gemv, rel=1e-6)
+    assert gemv == pytest.approx(9.82e-6, rel=1e-3)
+    assert float(gemm_time_s(1, 256, 16384, "sq", a100, tiled)) > 3 * gemv
+    # m=16 (r = 3.6, r^16 = 6.6e8): the tiled kernel's time, as without the GEMV.
+    m, n, k = np.array([16.0, 512.0]), np.array([256.0, 4096.0]), np.array([12288.0, 4096.0])
+    with_gemv = gemm_time_s(m, n, k, "sq", a100, params)
+    np.testing.assert_allclose(with_gemv, gemm_time_s(m, n, k, "sq", a100, tiled), rtol=1e-6)
+
+
 def test_gemm_vectorized_equals_scalar():
     params = PROFILE.gemm_params("fp8")
     m, n, k = np.array([1, 33, 4096.0]), np.array([4096, 128, 12288.0]), np.array([4096, 7168, 512.0])
