@@ -36,13 +36,12 @@ def test_held_out_tpot_meets_the_target(held_out: dict) -> None:
 
 
 def test_held_out_ttft_meets_the_target(held_out: dict) -> None:
-    # 20.4% (20.35) with the runs' requests desynchronized (tuner.calibrate_serving.RUNS_GEN_LEN_CV) and the
-    # desynchronized TTFT agreeing with the simulation (prompts a Poisson number per iteration, the
-    # first burst counted whole); 18.5% before that fix, whose steady state was an open loop in time
-    # with its own, smaller decode count and whose first burst lost the groups' steady state (the
-    # simulation 1.2-1.4x it at 64-128 clients). The bar is 0.21, not the target's 0.20: the target
-    # is missed by 0.35 points (reported; not tuned back).
-    assert held_out["all"]["ttft_median_error"] <= 0.21
+    # 16.3% since the fit's loss is soft L1 (tuner.calibrate_serving.FIT_LOSS_SCALE; 16.5% and 16.0%
+    # at half and twice its scale); 20.4% (20.35) under plain least squares, where the runs the model
+    # does not represent (128 clients on 1-2 GPUs, 64-128 clients on 4-8 GPUs) pulled the shared
+    # overheads by the square of their log error. The bar was 0.21 then (the target missed by 0.35
+    # points); it is the target's 0.20 now that the fit meets it.
+    assert held_out["all"]["ttft_median_error"] <= 0.20
 
 
 def test_no_concurrency_band_is_off_by_more_than_2x(held_out: dict) -> None:
@@ -54,7 +53,7 @@ def test_no_concurrency_band_is_off_by_more_than_2x(held_out: dict) -> None:
 def test_the_fit_improves_on_no_overheads(runs: cs.ServingRuns, held_out: dict) -> None:
     """Without overheads (and with the engine's default batch cap) the model misses the runs at
     65-128 clients by 5x on TTFT (measured: 0.21) and the TPOT median by 9%; the fit brings both in
-    (TTFT median 24.6% bare, 20.4% fitted and held out)."""
+    (TTFT median 24.6% bare, 16.3% fitted and held out)."""
     bare = cs.predict(runs, NO_OVERHEADS)
     before = cs.error_summary(runs, bare.ttft_s, bare.tpot_s)
     assert before["bands"]["65-128"]["ttft_median_ratio"] < 0.5
