@@ -88,8 +88,8 @@ RUNS_GEN_LEN_CV = DEFAULT_GEN_LEN_CV
 #: (128 clients on 1-2 GPUs up to 3.4x over, 64-128 clients on 4-8 GPUs down to 0.22x: fewer
 #: sequences in the engine than any cap gives) weighed by the square of their log error pulled the
 #: three overheads and N shared by every run: plain least squares held out TTFT 20.4%, TPOT 7.1%.
-#: Soft L1 at 0.1, 0.2 and 0.4: TTFT 16.5%, 16.5%, 16.0%, TPOT 6.2%, 6.2%, 6.5% held out (9 folds),
-#: every band's median ratio within 0.86-1.09; the size of the scale barely matters, the loss does.
+#: Soft L1 at 0.1, 0.2 and 0.4: TTFT 16.4%, 16.3%, 16.2%, TPOT 6.2%, 6.2%, 6.5% held out (9 folds),
+#: every band's median ratio within 0.86-1.10; the size of the scale barely matters, the loss does.
 #: The price: the runs it gives up are further off (128 clients on 1-2 GPUs up to 4.2x over, median
 #: 2.0, from 3.4x and 1.7; 64 clients on 4-8 GPUs 0.19-0.95x, median 0.51, from 0.22-1.1x and 0.59).
 FIT_LOSS_SCALE = 0.2
