@@ -777,23 +777,28 @@ def estimate(
     plans = sharding_plans(view, prefill_configs)
     kv_ways = kv_ways_by_phase(view)
     prefill_rows = _phase_rows(d, "prefill")
-    prefill_ops, prefill_activations = _phase_operator_costs(prefill_configs, prefill_rows, convention)
+    prefill_part = _PhasePart.of(d, view, prefill_configs, prefill_rows)
+    prefill_ops = operator_costs(prefill_part.configs, convention)
     prefill_shapes = Shapes.of(prefill_configs, prompt)
     prefill_times = _phase_times_of_distinct(
-        d, view, "prefill", prefill_configs, prefill_ops, prompt, network, overlap, calibration, plans, kv_ways,
-        prefill_shapes, prefill_rows,
-    )  # fmt: skip
+        prefill_part, "prefill", prefill_ops, prompt, network, overlap, calibration, plans, kv_ways, prefill_shapes
+    )
     # Decode: step t attends to prompt + t entries; scored once at the mean context, exact where
     # step time is linear in the context (within one roofline regime).
     decode_configs = prefill_configs.at_phase(DECODE, prompt + (gen - 1.0) / 2.0)
     decode_rows = _phase_rows(d, "decode")
-    decode_ops, decode_activations = _phase_operator_costs(decode_configs, decode_rows, convention)
+    decode_part = _PhasePart.of(d, view, decode_configs, decode_rows)
+    decode_ops = operator_costs(decode_part.configs, convention)
     # The model's shapes are the prefill's; only the tokens of a pass differ (one per sequence).
     decode_shapes = replace(prefill_shapes, tokens=decode_configs.batch * np.ones(n))
     step = _phase_times_of_distinct(
-        d, view, "decode", decode_configs, decode_ops, np.ones(n), network, overlap, calibration, plans, kv_ways,
-        decode_shapes, decode_rows,
-    )  # fmt: skip
+        decode_part, "decode", decode_ops, np.ones(n), network, overlap, calibration, plans, kv_ways, decode_shapes
+    )
+    # The largest slot's activations read and written over both phases (for _memory): each
+    # phase's of the rows it scored, then every row's.
+    live_activations = np.maximum(
+        prefill_part.gathered(_live_activations(prefill_ops)), decode_part.gathered(_live_activations(decode_ops))
+    )
 
     c = whole_configs  # the whole model, for MFU (the tokens below are the whole batch's)
     # MFU against the peak of the format the weight matmuls run in (Pope et al. keep them in
@@ -838,8 +843,7 @@ def estimate(
         view,
         prefill_configs,
         prompt + gen,
-        prefill_activations,
-        decode_activations,
+        live_activations,
         kv_memory_fraction,
         plans,
         kv_ways["decode"],
@@ -871,36 +875,47 @@ def _phase_rows(d: Deployments, phase: str) -> tuple[np.ndarray, np.ndarray] | N
     return None if rows is None or len(rows[0]) < 2 else rows
 
 
-def _phase_operator_costs(
-    configs: InferenceConfigs, rows: tuple[np.ndarray, np.ndarray] | None, convention: CountingConvention
-) -> tuple[OperatorCosts, OperatorCosts]:
-    """The phase's operator costs (of the distinct rows only, given ``rows``) and, for
-    :func:`_memory`, every row's: the same object without ``rows``; with them, the distinct rows'
-    activation bytes gathered to every row (the only arrays _memory reads; the other cost arrays
-    are empty (slots, 0) stand-ins, so any other reader fails loudly)."""
-    if rows is None:
-        ops = operator_costs(configs, convention)
-        return ops, ops
-    first, inverse = rows
-    ops = operator_costs(configs.take(first), convention)
-    empty = np.empty((ops.flops.shape[0], 0))
-    activations = replace(
-        ops,
-        flops=empty,
-        weight_bytes=empty,
-        kv_read_bytes=empty,
-        kv_write_bytes=empty,
-        act_read_bytes=ops.act_read_bytes.take(inverse, axis=1),
-        act_write_bytes=ops.act_write_bytes.take(inverse, axis=1),
-    )
-    return ops, activations
+@dataclass(frozen=True)
+class _PhasePart:
+    """The deployments a phase is scored on: every row, or (given ``rows``, :func:`_phase_rows`)
+    one per distinct deployment in the phase's columns, with each row's position among them."""
+
+    whole: Deployments  # the deployments scored (rows of estimate's ``d``)
+    view: Deployments  # their rank views (:func:`rank_view`)
+    configs: InferenceConfigs  # their configurations in the phase
+    rows: tuple[np.ndarray, np.ndarray] | None  # (first, inverse); None: every row
+
+    @classmethod
+    def of(
+        cls, d: Deployments, view: Deployments, configs: InferenceConfigs, rows: tuple[np.ndarray, np.ndarray] | None
+    ) -> _PhasePart:
+        if rows is None:
+            return cls(d, view, configs, None)
+        first = rows[0]
+        whole = d.take(first)
+        # A single-stage batch is its own rank view (rank_view returns it): taken once.
+        return cls(whole, whole if view is d else view.take(first), configs.take(first), rows)
+
+    def gathered(self, values: np.ndarray) -> np.ndarray:
+        """Every row's number, from ``values`` of the rows scored."""
+        return values if self.rows is None else values.take(self.rows[1])
+
+
+def _live_activations(ops: OperatorCosts) -> np.ndarray:
+    """The largest slot's activations read and written, of each configuration of ``ops``: slot by
+    slot, so no (slots, n) temporary is made. A maximum's order does not change it, so each
+    row's is the same whatever rows are evaluated beside it and whichever phase is taken first."""
+    n = ops.flops.shape[1]
+    live = np.zeros(n)
+    row = np.empty(n)
+    for i in range(ops.flops.shape[0]):
+        np.maximum(live, np.add(ops.act_read_bytes[i], ops.act_write_bytes[i], out=row), out=live)
+    return live
 
 
 def _phase_times_of_distinct(
-    d: Deployments,
-    view: Deployments,
+    part: _PhasePart,
     phase: str,
-    configs: InferenceConfigs,
     ops: OperatorCosts,
     tokens_per_sequence: np.ndarray,
     network: Network,
@@ -909,25 +924,23 @@ def _phase_times_of_distinct(
     plans: dict[str, ShardingPlan],
     kv_ways: dict[str, np.ndarray],
     shapes: Shapes,
-    rows: tuple[np.ndarray, np.ndarray] | None,
 ) -> _PhaseTimes:
-    """:func:`_phase_times` of ``phase``; given ``rows`` (:func:`_phase_rows`), scored once per
-    distinct deployment (``ops`` are then the distinct rows', :func:`_phase_operator_costs`) and
-    gathered. Each row's numbers are its own (every step is elementwise over deployments):
+    """:func:`_phase_times` of ``phase`` on ``part``'s rows (``ops`` are theirs), for every row.
+    Given distinct rows (:func:`_phase_rows`), scored once per distinct deployment and gathered:
+    each row's numbers are its own (every step is elementwise over deployments),
     bench/guard_estimate_outputs.py checks it bit for bit on deployments that differ in one
     phase's columns only."""
-    if rows is None:
+    if part.rows is None:
         return _phase_times(
-            view, phase, configs, ops, tokens_per_sequence, network, overlap, profile, plans[phase], kv_ways[phase],
-            _Parallel.of(d, configs, tokens_per_sequence), shapes,
+            part.view, phase, part.configs, ops, tokens_per_sequence, network, overlap, profile, plans[phase],
+            kv_ways[phase], _Parallel.of(part.whole, part.configs, tokens_per_sequence), shapes,
         )  # fmt: skip
-    first, inverse = rows
-    sub_configs = configs.take(first)
+    first, inverse = part.rows
     sub_tokens = tokens_per_sequence.take(first)
     sub = _phase_times(
-        view.take(first),
+        part.view,
         phase,
-        sub_configs,
+        part.configs,
         ops,
         sub_tokens,
         network,
@@ -935,7 +948,7 @@ def _phase_times_of_distinct(
         profile,
         plans[phase].take(first),
         kv_ways[phase].take(first),
-        _Parallel.of(d.take(first), sub_configs, sub_tokens),
+        _Parallel.of(part.whole, part.configs, sub_tokens),
         type(shapes)(**{f.name: np.asarray(getattr(shapes, f.name)).take(first) for f in fields(shapes)}),
     )
     return _PhaseTimes(**{f.name: getattr(sub, f.name).take(inverse) for f in fields(_PhaseTimes)})
@@ -959,8 +972,7 @@ def _memory(
     d: Deployments,
     c: InferenceConfigs,
     context: np.ndarray,
-    prefill_ops: OperatorCosts,
-    decode_ops: OperatorCosts,
+    live_activations: np.ndarray,
     kv_memory_fraction: float | None,
     plans: dict[str, ShardingPlan],
     kv_ways: np.ndarray,
@@ -985,14 +997,7 @@ def _memory(
     )
     kv_per_token = c.kv_bytes_per_token(context) * c.batch * whole.micro_batches / kv_ways
     kv = kv_per_token * context
-    # The largest slot's activations read and written, over both phases: slot by slot, so no
-    # (slots, n) temporary is made (a maximum's order does not change it).
-    live = np.zeros(len(d))
-    row = np.empty(len(d))
-    for ops in (prefill_ops, decode_ops):
-        for i in range(ops.flops.shape[0]):
-            np.maximum(live, np.add(ops.act_read_bytes[i], ops.act_write_bytes[i], out=row), out=live)
-    activations = live / chips
+    activations = live_activations / chips
     capacity = np.full(len(d), d.hardware.memory_bytes)
     budget = (
         capacity * kv_memory_fraction
