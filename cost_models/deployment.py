@@ -776,7 +776,8 @@ def estimate(
     prefill_configs = stage_configs(whole_configs, d.pipeline_parallel)
     plans = sharding_plans(view, prefill_configs)
     kv_ways = kv_ways_by_phase(view)
-    prefill_rows = _phase_rows(d, "prefill")
+    common_rows = _common_rows(d)
+    prefill_rows = _phase_rows(d, "prefill", common_rows)
     prefill_part = _PhasePart.of(d, view, prefill_configs, prefill_rows)
     prefill_ops = operator_costs(prefill_part.configs, convention)
     prefill_shapes = Shapes.of(prefill_configs, prompt)
@@ -786,7 +787,7 @@ def estimate(
     # Decode: step t attends to prompt + t entries; scored once at the mean context, exact where
     # step time is linear in the context (within one roofline regime).
     decode_configs = prefill_configs.at_phase(DECODE, prompt + (gen - 1.0) / 2.0)
-    decode_rows = _phase_rows(d, "decode")
+    decode_rows = _phase_rows(d, "decode", common_rows)
     decode_part = _PhasePart.of(d, view, decode_configs, decode_rows)
     decode_ops = operator_costs(decode_part.configs, convention)
     # The model's shapes are the prefill's; only the tokens of a pass differ (one per sequence).
@@ -857,22 +858,68 @@ def estimate(
 DISTINCT_PHASE_SHARE = 0.5
 
 
-def _phase_rows(d: Deployments, phase: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(first, inverse) over the deployments distinct in the columns ``phase`` reads (every column
-    but the other phase's layout and attention sharding), where they repeat
-    (cost_models.distinct.repeated_rows); None to score every row. An exhaustive space crosses
-    each phase's choices with the other's (studies/llama-2-70b-h100.yaml: 4 prefill x 2 decode
-    layouts, 2 x 2 shardings: each decode row repeats 8 times, each prefill row 4). A subset of
-    one row is not taken: numpy orders a single column's slot sums differently."""
-    other = "decode" if phase == "prefill" else "prefill"
-    skip = {"models", "hardware", f"{other}_ffn_layout", f"{other}_attn_sharding"}
+#: The columns only one phase reads (the other phase's layout and attention sharding are all
+#: :func:`_phase_rows` leaves out of a phase's key).
+_PHASE_COLUMNS = {phase: (f"{phase}_ffn_layout", f"{phase}_attn_sharding") for phase in PHASE_NAMES}
+
+
+def _common_rows(d: Deployments) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first, inverse) over the deployments distinct in the columns both phases read (all but
+    the phases' layouts and attention shardings), where they repeat enough for a phase's
+    (cost_models.distinct.repeated_rows, the share of :func:`_phase_rows`); None otherwise (a
+    phase's rows, keyed by more columns, are then at least as many)."""
+    skip = {"models", "hardware", *_PHASE_COLUMNS["prefill"], *_PHASE_COLUMNS["decode"]}
     columns: list[np.ndarray] = []
     for f in fields(d):
         if f.name not in skip:
             values = np.asarray(getattr(d, f.name))
             columns += list(values.T) if values.ndim == 2 else [values]
-    rows = repeated_rows(columns, DISTINCT_PHASE_SHARE)
-    return None if rows is None or len(rows[0]) < 2 else rows
+    return repeated_rows(columns, DISTINCT_PHASE_SHARE)
+
+
+def _phase_rows(
+    d: Deployments, phase: str, common: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first, inverse) over the deployments distinct in the columns ``phase`` reads (every column
+    but the other phase's layout and attention sharding), where they repeat; None to score every
+    row. An exhaustive space crosses each phase's choices with the other's
+    (studies/llama-2-70b-h100.yaml: 4 prefill x 2 decode layouts, 2 x 2 shardings: each decode
+    row repeats 8 times, each prefill row 4). From ``common`` (:func:`_common_rows`): the phase's
+    distinct rows are its distinct (common row, layout, sharding) triples, the two codes small
+    whole numbers, so they are found by a table of the triples (no second sort, exact). A
+    subset of one row is not taken: numpy orders a single column's slot sums differently."""
+    if common is None:
+        return None
+    first_common, inverse_common = common
+    layout, sharding = (np.asarray(getattr(d, name)) for name in _PHASE_COLUMNS[phase])
+    codes_range = [(int(c.min()), int(c.max())) for c in (layout, sharding)]
+    if any(c.dtype.kind not in "iu" for c in (layout, sharding)) or any(
+        low < 0 or high > 255 for low, high in codes_range
+    ):  # not codes (Deployments built by hand): keyed with every column instead
+        skip = {"models", "hardware", *_PHASE_COLUMNS["decode" if phase == "prefill" else "prefill"]}
+        columns: list[np.ndarray] = []
+        for f in fields(d):
+            if f.name not in skip:
+                values = np.asarray(getattr(d, f.name))
+                columns += list(values.T) if values.ndim == 2 else [values]
+        rows = repeated_rows(columns, DISTINCT_PHASE_SHARE)
+        return None if rows is None or len(rows[0]) < 2 else rows
+    sharding_radix = codes_range[1][1] + 1
+    radix = (codes_range[0][1] + 1) * sharding_radix
+    key = inverse_common * radix
+    key += layout * sharding_radix
+    key += sharding
+    seen = np.zeros(len(first_common) * radix, dtype=bool)
+    seen[key] = True
+    position = np.cumsum(seen)
+    position -= 1
+    inverse = position.take(key)
+    count = int(position[-1]) + 1
+    if count > DISTINCT_PHASE_SHARE * len(key) or count < 2:
+        return None
+    first = np.empty(count, dtype=np.intp)
+    first[inverse] = np.arange(len(key))  # any row of a triple represents it (all its columns equal)
+    return first, inverse
 
 
 @dataclass(frozen=True)

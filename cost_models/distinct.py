@@ -90,11 +90,17 @@ def repeated_rows(columns: Sequence[np.ndarray], max_share: float) -> tuple[np.n
     first = order[starts]
     if len(first) > max_share * n:
         return None
+    # No collision: in the sorted order every row's bits equal those of the row before it,
+    # unless it starts a run (so, run by run, every row's equal its representative's).
+    same = np.empty(n - 1, dtype=bool)
+    for w in words:
+        ordered_words = w.take(order)
+        np.equal(ordered_words[1:], ordered_words[:-1], out=same)
+        same |= starts[1:]
+        if not same.all():
+            return None
     inverse = np.empty(n, dtype=np.intp)
     inverse[order] = np.cumsum(starts) - 1
-    for w in words:  # no collision: every row's bits are its representative's
-        if not np.array_equal(w.take(first).take(inverse), w):
-            return None
     return first, inverse
 
 
