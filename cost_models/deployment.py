@@ -661,26 +661,33 @@ def stage_send_s(
     return point_to_point_time_s(hardware, data, parallel.chips > domain_size(hardware))
 
 
-def sharding_plans(d: Deployments, configs: InferenceConfigs) -> dict[str, ShardingPlan]:
-    """Each phase's sharding plan, computed once per distinct (model, KV heads, mesh, layout)."""
-    # One sort of n keys for both phases, then each phase's distinct shapes among those few rows.
+def sharding_plans(
+    d: Deployments, configs: InferenceConfigs, phases: tuple[str, ...] = PHASE_NAMES
+) -> dict[str, ShardingPlan]:
+    """Each phase's sharding plan (of ``phases``), computed once per distinct (model, KV heads,
+    mesh, layout)."""
+    # One sort of n keys for the phases, then each phase's distinct shapes among those few rows.
     shape = (d.model_index, d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], configs.layers)
-    both, inverse = distinct_rows(*shape, *(d.ffn_layout(phase) for phase in PHASE_NAMES))
+    both, inverse = distinct_rows(*shape, *(d.ffn_layout(phase) for phase in phases))
     plans = {}
-    for phase in PHASE_NAMES:
+    for phase in phases:
         layouts = d.ffn_layout(phase)
-        first, within = distinct_rows(*(column[both] for column in (*shape, layouts)))
+        if len(phases) == 1:  # the sort's rows are the phase's distinct shapes
+            first, within = np.arange(len(both)), None
+        else:
+            first, within = distinct_rows(*(column[both] for column in (*shape, layouts)))
         rows = both[first]
-        plans[phase] = sharding_plan(configs.take(rows), d.mesh[rows], layouts[rows]).take(within[inverse])
+        plan = sharding_plan(configs.take(rows), d.mesh[rows], layouts[rows])
+        plans[phase] = plan.take(inverse if within is None else within[inverse])
     return plans
 
 
-def kv_ways_by_phase(d: Deployments) -> dict[str, np.ndarray]:
-    """Ways each deployment's KV cache is split in each phase, once per distinct shape. The batch
-    matters only through which mesh-axis products divide it, all divisors of the chip count: its
-    gcd with the chip count carries the same information and takes fewer distinct values.
-    Pipeline, expert and data parallelism are charged by :func:`estimate` only: the serving
-    models that call this refuse them rather than ignore them."""
+def kv_ways_by_phase(d: Deployments, phases: tuple[str, ...] = PHASE_NAMES) -> dict[str, np.ndarray]:
+    """Ways each deployment's KV cache is split in each phase (of ``phases``), once per distinct
+    shape. The batch matters only through which mesh-axis products divide it, all divisors of
+    the chip count: its gcd with the chip count carries the same information and takes fewer
+    distinct values. Pipeline, expert and data parallelism are charged by :func:`estimate`
+    only: the serving models that call this refuse them rather than ignore them."""
     if not np.all(d.single_stage):
         raise InvalidInputError(
             "pipeline_parallel",
@@ -689,17 +696,20 @@ def kv_ways_by_phase(d: Deployments) -> dict[str, np.ndarray]:
         )
     divides = np.gcd(d.batch.astype(np.int64), d.chips.astype(np.int64)).astype(np.float64)
     latent = np.array([m.is_mla for m in d.models])[d.model_index]  # MLA: one latent for all heads
-    sharded = {phase: d.batch_sharded_attention(phase) for phase in PHASE_NAMES}
-    batch = {phase: np.where(sharded[phase], divides, 0.0) for phase in PHASE_NAMES}
-    # One sort of n keys for both phases, then each phase's distinct shapes among those few rows.
+    sharded = {phase: d.batch_sharded_attention(phase) for phase in phases}
+    batch = {phase: np.where(sharded[phase], divides, 0.0) for phase in phases}
+    # One sort of n keys for the phases, then each phase's distinct shapes among those few rows.
     shape = (d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], latent)
-    both, inverse = distinct_rows(*shape, *(column[p] for p in PHASE_NAMES for column in (batch, sharded)))
+    both, inverse = distinct_rows(*shape, *(column[p] for p in phases for column in (batch, sharded)))
     ways = {}
-    for phase in PHASE_NAMES:
-        first, within = distinct_rows(*(column[both] for column in (*shape, batch[phase], sharded[phase])))
+    for phase in phases:
+        if len(phases) == 1:  # the sort's rows are the phase's distinct shapes
+            first, within = np.arange(len(both)), None
+        else:
+            first, within = distinct_rows(*(column[both] for column in (*shape, batch[phase], sharded[phase])))
         rows = both[first]
         split = kv_cache_split(d.kv_heads[rows], batch[phase][rows], d.mesh[rows], sharded[phase][rows], latent[rows])
-        ways[phase] = split[0][within[inverse]]
+        ways[phase] = split[0][inverse if within is None else within[inverse]]
     return ways
 
 
@@ -774,27 +784,40 @@ def estimate(
     # Prefill: one pass over batch x prompt tokens.
     whole_configs = view.inference_configs("prefill", prompt)
     prefill_configs = stage_configs(whole_configs, d.pipeline_parallel)
-    plans = sharding_plans(view, prefill_configs)
-    kv_ways = kv_ways_by_phase(view)
-    common_rows = _common_rows(d)
-    prefill_rows = _phase_rows(d, "prefill", common_rows)
-    prefill_part = _PhasePart.of(d, view, prefill_configs, prefill_rows)
-    prefill_ops = operator_costs(prefill_part.configs, convention)
-    prefill_shapes = Shapes.of(prefill_configs, prompt)
-    prefill_times = _phase_times_of_distinct(
-        prefill_part, "prefill", prefill_ops, prompt, network, overlap, calibration, plans, kv_ways, prefill_shapes
-    )
     # Decode: step t attends to prompt + t entries; scored once at the mean context, exact where
     # step time is linear in the context (within one roofline regime).
     decode_configs = prefill_configs.at_phase(DECODE, prompt + (gen - 1.0) / 2.0)
-    decode_rows = _phase_rows(d, "decode", common_rows)
-    decode_part = _PhasePart.of(d, view, decode_configs, decode_rows)
+    common_rows = _common_rows(d)
+    parts = {
+        phase: _PhasePart.of(d, view, configs, _phase_rows(d, phase, common_rows))
+        for phase, configs in (("prefill", prefill_configs), ("decode", decode_configs))
+    }
+    # Shape-only work (sharding plans, KV splits) of every row where a phase scores every row,
+    # else of the phase's distinct rows (gathered to every row for _memory).
+    whole_phases = tuple(phase for phase, part in parts.items() if part.rows is None)
+    plans = sharding_plans(view, prefill_configs, whole_phases) if whole_phases else {}
+    kv_ways = kv_ways_by_phase(view, whole_phases) if whole_phases else {}
+    part_plans, part_kv_ways = dict(plans), dict(kv_ways)
+    for phase, part in parts.items():
+        if part.rows is not None:
+            part_plans.update(sharding_plans(part.view, part.configs, (phase,)))
+            part_kv_ways.update(kv_ways_by_phase(part.view, (phase,)))
+            plans[phase] = part_plans[phase].take(part.rows[1])
+            kv_ways[phase] = part_kv_ways[phase].take(part.rows[1])
+    prefill_part, decode_part = parts["prefill"], parts["decode"]
+    prefill_ops = operator_costs(prefill_part.configs, convention)
+    prefill_shapes = Shapes.of(prefill_configs, prompt)
+    prefill_times = _phase_times_of_distinct(
+        prefill_part, "prefill", prefill_ops, prompt, network, overlap, calibration, part_plans["prefill"],
+        part_kv_ways["prefill"], prefill_shapes,
+    )  # fmt: skip
     decode_ops = operator_costs(decode_part.configs, convention)
     # The model's shapes are the prefill's; only the tokens of a pass differ (one per sequence).
     decode_shapes = replace(prefill_shapes, tokens=decode_configs.batch * np.ones(n))
     step = _phase_times_of_distinct(
-        decode_part, "decode", decode_ops, np.ones(n), network, overlap, calibration, plans, kv_ways, decode_shapes
-    )
+        decode_part, "decode", decode_ops, np.ones(n), network, overlap, calibration, part_plans["decode"],
+        part_kv_ways["decode"], decode_shapes,
+    )  # fmt: skip
     # The largest slot's activations read and written over both phases (for _memory): each
     # phase's of the rows it scored, then every row's.
     live_activations = np.maximum(
@@ -968,19 +991,20 @@ def _phase_times_of_distinct(
     network: Network,
     overlap: Overlap,
     profile: CalibrationProfile | None,
-    plans: dict[str, ShardingPlan],
-    kv_ways: dict[str, np.ndarray],
+    plan: ShardingPlan,
+    kv_ways: np.ndarray,
     shapes: Shapes,
 ) -> _PhaseTimes:
-    """:func:`_phase_times` of ``phase`` on ``part``'s rows (``ops`` are theirs), for every row.
-    Given distinct rows (:func:`_phase_rows`), scored once per distinct deployment and gathered:
-    each row's numbers are its own (every step is elementwise over deployments),
+    """:func:`_phase_times` of ``phase`` on ``part``'s rows (``ops``, ``plan`` and ``kv_ways`` are
+    theirs; ``tokens_per_sequence`` and ``shapes`` every row's), for every row. Given distinct
+    rows (:func:`_phase_rows`), scored once per distinct deployment and gathered: each row's
+    numbers are its own (every step is elementwise over deployments),
     bench/guard_estimate_outputs.py checks it bit for bit on deployments that differ in one
     phase's columns only."""
     if part.rows is None:
         return _phase_times(
-            part.view, phase, part.configs, ops, tokens_per_sequence, network, overlap, profile, plans[phase],
-            kv_ways[phase], _Parallel.of(part.whole, part.configs, tokens_per_sequence), shapes,
+            part.view, phase, part.configs, ops, tokens_per_sequence, network, overlap, profile, plan, kv_ways,
+            _Parallel.of(part.whole, part.configs, tokens_per_sequence), shapes,
         )  # fmt: skip
     first, inverse = part.rows
     sub_tokens = tokens_per_sequence.take(first)
@@ -993,8 +1017,8 @@ def _phase_times_of_distinct(
         network,
         overlap,
         profile,
-        plans[phase].take(first),
-        kv_ways[phase].take(first),
+        plan,
+        kv_ways,
         _Parallel.of(part.whole, part.configs, sub_tokens),
         type(shapes)(**{f.name: np.asarray(getattr(shapes, f.name)).take(first) for f in fields(shapes)}),
     )
