@@ -782,12 +782,20 @@ def estimate(
     # MoE dispatch are charged around it (:func:`_phase_times`).
     view = rank_view(d)
     # Prefill: one pass over batch x prompt tokens.
-    whole_configs = view.inference_configs("prefill", prompt)
+    common_rows = _common_rows(d)
+    # The configurations and their active parameters read only columns both phases read: where
+    # those repeat, built for each distinct row and gathered (their numbers are each row's own).
+    common_configs = None if common_rows is None else _common_configs(view, prompt, common_rows[0])
+    if common_rows is None or common_configs is None:
+        whole_configs = view.inference_configs("prefill", prompt)
+        block_params = _active_block_params(whole_configs)
+    else:
+        whole_configs = common_configs.take(common_rows[1])
+        block_params = _active_block_params(common_configs).take(common_rows[1])
     prefill_configs = stage_configs(whole_configs, d.pipeline_parallel)
     # Decode: step t attends to prompt + t entries; scored once at the mean context, exact where
     # step time is linear in the context (within one roofline regime).
     decode_configs = prefill_configs.at_phase(DECODE, prompt + (gen - 1.0) / 2.0)
-    common_rows = _common_rows(d)
     parts = {
         phase: _PhasePart.of(d, view, configs, _phase_rows(d, phase, common_rows))
         for phase, configs in (("prefill", prefill_configs), ("decode", decode_configs))
@@ -828,26 +836,7 @@ def estimate(
     # MFU against the peak of the format the weight matmuls run in (Pope et al. keep them in
     # bf16, so theirs is the bf16 peak; int8 x int8 on an H100 has twice that to use).
     peak = d.hardware.peak_table()[COMBINE[d.weight_dtype, d.act_dtype]]
-    # MFU's numerator (Pope et al.: 2 x parameters x tokens, attention left out) counts the
-    # parameters whose matmuls run: every block matrix for each token, the lm_head for the tokens
-    # it scores. Pope et al. count the embedding table too (0.9% of PaLM 540B); for small models
-    # that would credit work never done and let MFU pass 1. In an MoE block only the top-k
-    # routed experts (and the shared ones) run for a token: the active parameters.
-    block_params = active_block_params(
-        c.layers,
-        c.d_model,
-        c.heads,
-        c.kv_heads,
-        c.d_head,
-        c.d_ff,
-        c.gated_ffn,
-        c.moe_layers,
-        c.experts,
-        c.experts_per_token,
-        c.expert_d_ff,
-        c.shared_d_ff,
-        **c.mla_kwargs(),
-    )
+    # MFU's numerator: the active block parameters (_active_block_params) and the lm_head's.
     head_params = c.vocab * c.d_model
     prefill_head_tokens = {"all": d.batch * prompt, "none": 0.0}.get(convention.lm_head_positions, d.batch)
     decode_head_share = 0.0 if convention.lm_head_positions == "none" else 1.0
@@ -874,6 +863,38 @@ def estimate(
         d,
     )
     return DeploymentEstimate(prefill, decode, step.latency_s, memory)
+
+
+def _active_block_params(c: InferenceConfigs) -> np.ndarray:
+    """MFU's numerator (Pope et al.: 2 x parameters x tokens, attention left out) counts the
+    parameters whose matmuls run: every block matrix for each token, the lm_head for the tokens
+    it scores. Pope et al. count the embedding table too (0.9% of PaLM 540B); for small models
+    that would credit work never done and let MFU pass 1. In an MoE block only the top-k routed
+    experts (and the shared ones) run for a token: the active parameters of a block, here."""
+    return active_block_params(
+        c.layers,
+        c.d_model,
+        c.heads,
+        c.kv_heads,
+        c.d_head,
+        c.d_ff,
+        c.gated_ffn,
+        c.moe_layers,
+        c.experts,
+        c.experts_per_token,
+        c.expert_d_ff,
+        c.shared_d_ff,
+        **c.mla_kwargs(),
+    )
+
+
+def _common_configs(view: Deployments, prompt: np.ndarray, first: np.ndarray) -> InferenceConfigs | None:
+    """The prefill configurations of ``view``'s rows ``first``; None where they are refused (bad
+    input): the whole call is then built to raise the error every row's build raises."""
+    try:
+        return view.take(first).inference_configs("prefill", prompt.take(first))
+    except InvalidInputError:
+        return None
 
 
 #: Distinct deployments (in a phase's columns) at most this share of a call for the phase to be

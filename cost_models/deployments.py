@@ -192,7 +192,7 @@ class Deployments:
         for name, value in columns.items():
             if isinstance(value, np.ndarray):
                 if name != "mesh":
-                    columns[name] = np.atleast_1d(value[index])
+                    columns[name] = value.take(positions) if positions is not None else np.atleast_1d(value[index])
                 elif positions is not None:
                     columns[name] = value.take(positions, axis=0)
                 else:

