@@ -51,6 +51,8 @@ from cost_models.operators import (
     operator_costs,
 )
 from cost_models.partitioning import (
+    ATTENTION_SHARDINGS,
+    FFN_LAYOUTS,
     GEMM_AXES,
     W_IN_SLOTS,
     W_OUT_SLOTS,
@@ -806,10 +808,19 @@ def estimate(
     plans = sharding_plans(view, prefill_configs, whole_phases) if whole_phases else {}
     kv_ways = kv_ways_by_phase(view, whole_phases) if whole_phases else {}
     part_plans, part_kv_ways = dict(plans), dict(kv_ways)
+    of_common = (
+        None
+        if common_rows is None or common_configs is None
+        else _common_shape_work(view, stage_configs(common_configs, d.pipeline_parallel.take(common_rows[0])),
+                                common_rows, parts)
+    )  # fmt: skip
     for phase, part in parts.items():
         if part.rows is not None:
-            part_plans.update(sharding_plans(part.view, part.configs, (phase,)))
-            part_kv_ways.update(kv_ways_by_phase(part.view, (phase,)))
+            if of_common is not None:
+                part_plans[phase], part_kv_ways[phase] = of_common[phase]
+            else:
+                part_plans.update(sharding_plans(part.view, part.configs, (phase,)))
+                part_kv_ways.update(kv_ways_by_phase(part.view, (phase,)))
             plans[phase] = part_plans[phase].take(part.rows[1])
             kv_ways[phase] = part_kv_ways[phase].take(part.rows[1])
     prefill_part, decode_part = parts["prefill"], parts["decode"]
@@ -863,6 +874,63 @@ def estimate(
         d,
     )
     return DeploymentEstimate(prefill, decode, step.latency_s, memory)
+
+
+def _common_shape_work(
+    view: Deployments,
+    configs: InferenceConfigs,
+    common: tuple[np.ndarray, np.ndarray],
+    parts: dict[str, _PhasePart],
+) -> dict[str, tuple[ShardingPlan, np.ndarray]] | None:
+    """The sharding plan and KV split of each phase's scored rows (its ``parts``, distinct
+    deployments), from the distinct rows of the columns both phases read (``common``;
+    ``configs``: their stage configurations). A plan depends on the model's shapes, the mesh and
+    the phase's layout, a KV split on the shapes, the mesh, the batch and the phase's attention
+    sharding: each is computed for every layout (sharding) of the distinct common rows' few
+    shapes and picked by the phase's code, so no sort of the phase's rows is needed. Each row's
+    numbers are the same (both are elementwise over configurations). None where a phase's codes
+    are not layout (sharding) codes."""
+    first_common, inverse_common = common
+    for phase, part in parts.items():
+        if part.rows is None:
+            continue
+        layouts = view.ffn_layout(phase)
+        shardings = np.asarray(getattr(view, f"{phase}_attn_sharding"))
+        for codes, count in ((layouts, len(FFN_LAYOUTS)), (shardings, len(ATTENTION_SHARDINGS))):
+            if codes.dtype.kind not in "iu" or codes.min() < 0 or codes.max() >= count:
+                return None
+    c_view = view.take(first_common)
+    mesh = c_view.mesh
+    # Plans: of each distinct (model, KV heads, mesh, stage layers) in every layout.
+    shape_rows, shape_id = distinct_rows(
+        c_view.model_index, c_view.kv_heads, mesh[:, 0], mesh[:, 1], mesh[:, 2], configs.layers
+    )
+    n_layouts = len(FFN_LAYOUTS)
+    rows = np.repeat(shape_rows, n_layouts)
+    every_layout = np.tile(np.arange(n_layouts), len(shape_rows))
+    plan = sharding_plan(configs.take(rows), mesh.take(rows, axis=0), every_layout)
+    # KV splits: head-sharded, and batch-sharded with the batch's gcd with the chips
+    # (kv_ways_by_phase's arguments for each sharding).
+    divides = np.gcd(c_view.batch.astype(np.int64), c_view.chips.astype(np.int64)).astype(np.float64)
+    latent = np.array([m.is_mla for m in c_view.models])[c_view.model_index]
+    n = len(first_common)
+    split = {
+        sharded: kv_cache_split(
+            c_view.kv_heads, divides if sharded else np.zeros(n), mesh, np.full(n, sharded), latent
+        )[0]
+        for sharded in (False, True)
+    }
+    out = {}
+    for phase, part in parts.items():
+        if part.rows is None:
+            continue
+        first = part.rows[0]
+        at_common = inverse_common.take(first)
+        layout = view.ffn_layout(phase).take(first)
+        sharded = view.batch_sharded_attention(phase).take(first)
+        ways = np.where(sharded, split[True].take(at_common), split[False].take(at_common))
+        out[phase] = (plan.take(shape_id.take(at_common) * n_layouts + layout), ways)
+    return out
 
 
 def _active_block_params(c: InferenceConfigs) -> np.ndarray:
