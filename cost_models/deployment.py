@@ -913,21 +913,24 @@ def _common_shape_work(
     # (kv_ways_by_phase's arguments for each sharding).
     divides = np.gcd(c_view.batch.astype(np.int64), c_view.chips.astype(np.int64)).astype(np.float64)
     latent = np.array([m.is_mla for m in c_view.models])[c_view.model_index]
-    n = len(first_common)
+    kv_rows, kv_id = distinct_rows(c_view.kv_heads, mesh[:, 0], mesh[:, 1], mesh[:, 2], latent, divides)
+    kv_heads, kv_mesh, kv_latent, kv_divides = (
+        a.take(kv_rows, axis=0) for a in (c_view.kv_heads, mesh, latent, divides)
+    )
+    n = len(kv_rows)
     split = {
         sharded: kv_cache_split(
-            c_view.kv_heads, divides if sharded else np.zeros(n), mesh, np.full(n, sharded), latent
-        )[0]
+            kv_heads, kv_divides if sharded else np.zeros(n), kv_mesh, np.full(n, sharded), kv_latent
+        )[0].take(kv_id)
         for sharded in (False, True)
     }
     out = {}
     for phase, part in parts.items():
         if part.rows is None:
             continue
-        first = part.rows[0]
-        at_common = inverse_common.take(first)
-        layout = view.ffn_layout(phase).take(first)
-        sharded = view.batch_sharded_attention(phase).take(first)
+        at_common = inverse_common.take(part.rows[0])
+        layout = part.view.ffn_layout(phase)
+        sharded = part.view.batch_sharded_attention(phase)
         ways = np.where(sharded, split[True].take(at_common), split[False].take(at_common))
         out[phase] = (plan.take(shape_id.take(at_common) * n_layouts + layout), ways)
     return out
