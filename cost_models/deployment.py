@@ -66,7 +66,6 @@ from cost_models.partitioning import (
     layer_comm_time_s,
     sharding_plan,
     torus_layer_comm_s,
-    weight_bytes_per_chip,
 )
 from cost_models.topology import Network, domain_size, network_for, parse_mesh, point_to_point_time_s
 
@@ -783,37 +782,41 @@ def estimate(
     # its tensor-parallel mesh (``view``); the pipeline, the DP ranks' shared experts and the
     # MoE dispatch are charged around it (:func:`_phase_times`).
     view = rank_view(d)
-    # Prefill: one pass over batch x prompt tokens.
+    # The columns both phases read (all but their layouts and attention shardings): where they
+    # repeat, what depends on them alone (configurations, shapes, active parameters, KV bytes per
+    # token) is built once per distinct row (``source`` rows) and gathered; each row's numbers are
+    # its own. Else the source rows are every row.
     common_rows = _common_rows(d)
-    # The configurations and their active parameters read only columns both phases read: where
-    # those repeat, built for each distinct row and gathered (their numbers are each row's own).
     common_configs = None if common_rows is None else _common_configs(view, prompt, common_rows[0])
     if common_rows is None or common_configs is None:
+        common_rows = None
         whole_configs = view.inference_configs("prefill", prompt)
-        block_params = _active_block_params(whole_configs)
     else:
-        whole_configs = common_configs.take(common_rows[1])
-        block_params = _active_block_params(common_configs).take(common_rows[1])
-    prefill_configs = stage_configs(whole_configs, d.pipeline_parallel)
+        whole_configs = common_configs
+
+    def source(values: np.ndarray) -> np.ndarray:  # every row's column at the source rows
+        return values if common_rows is None else values.take(common_rows[0])
+
+    def every(values: np.ndarray) -> np.ndarray:  # the source rows' numbers at every row
+        return values if common_rows is None else values.take(common_rows[1])
+
+    # Prefill: one pass over batch x prompt tokens.
+    prefill_configs = stage_configs(whole_configs, source(d.pipeline_parallel))
     # Decode: step t attends to prompt + t entries; scored once at the mean context, exact where
     # step time is linear in the context (within one roofline regime).
-    decode_configs = prefill_configs.at_phase(DECODE, prompt + (gen - 1.0) / 2.0)
+    decode_configs = prefill_configs.at_phase(DECODE, source(prompt + (gen - 1.0) / 2.0))
+    prefill_shapes = Shapes.of(prefill_configs, source(prompt))
     parts = {
-        phase: _PhasePart.of(d, view, configs, _phase_rows(d, phase, common_rows))
+        phase: _PhasePart.of(d, view, configs, _phase_rows(d, phase, common_rows), common_rows)
         for phase, configs in (("prefill", prefill_configs), ("decode", decode_configs))
     }
     # Shape-only work (sharding plans, KV splits) of every row where a phase scores every row,
     # else of the phase's distinct rows (gathered to every row for _memory).
     whole_phases = tuple(phase for phase, part in parts.items() if part.rows is None)
-    plans = sharding_plans(view, prefill_configs, whole_phases) if whole_phases else {}
+    plans = sharding_plans(view, parts[whole_phases[0]].configs, whole_phases) if whole_phases else {}
     kv_ways = kv_ways_by_phase(view, whole_phases) if whole_phases else {}
     part_plans, part_kv_ways = dict(plans), dict(kv_ways)
-    of_common = (
-        None
-        if common_rows is None or common_configs is None
-        else _common_shape_work(view, stage_configs(common_configs, d.pipeline_parallel.take(common_rows[0])),
-                                common_rows, parts)
-    )  # fmt: skip
+    of_common = None if common_rows is None else _common_shape_work(view, prefill_configs, common_rows, parts)
     for phase, part in parts.items():
         if part.rows is not None:
             if of_common is not None:
@@ -825,14 +828,14 @@ def estimate(
             kv_ways[phase] = part_kv_ways[phase].take(part.rows[1])
     prefill_part, decode_part = parts["prefill"], parts["decode"]
     prefill_ops = operator_costs(prefill_part.configs, convention)
-    prefill_shapes = Shapes.of(prefill_configs, prompt)
     prefill_times = _phase_times_of_distinct(
         prefill_part, "prefill", prefill_ops, prompt, network, overlap, calibration, part_plans["prefill"],
-        part_kv_ways["prefill"], prefill_shapes,
+        part_kv_ways["prefill"], prefill_part.shapes_of(prefill_shapes),
     )  # fmt: skip
     decode_ops = operator_costs(decode_part.configs, convention)
     # The model's shapes are the prefill's; only the tokens of a pass differ (one per sequence).
-    decode_shapes = replace(prefill_shapes, tokens=decode_configs.batch * np.ones(n))
+    decode_shapes = decode_part.shapes_of(prefill_shapes)
+    decode_shapes = replace(decode_shapes, tokens=decode_part.configs.batch * np.ones(len(decode_part.configs)))
     step = _phase_times_of_distinct(
         decode_part, "decode", decode_ops, np.ones(n), network, overlap, calibration, part_plans["decode"],
         part_kv_ways["decode"], decode_shapes,
@@ -848,7 +851,8 @@ def estimate(
     # bf16, so theirs is the bf16 peak; int8 x int8 on an H100 has twice that to use).
     peak = d.hardware.peak_table()[COMBINE[d.weight_dtype, d.act_dtype]]
     # MFU's numerator: the active block parameters (_active_block_params) and the lm_head's.
-    head_params = c.vocab * c.d_model
+    block_params = every(_active_block_params(c))
+    head_params = every(c.vocab * c.d_model)
     prefill_head_tokens = {"all": d.batch * prompt, "none": 0.0}.get(convention.lm_head_positions, d.batch)
     decode_head_share = 0.0 if convention.lm_head_positions == "none" else 1.0
     prefill_tokens, decode_tokens = d.batch * prompt, d.batch * gen
@@ -865,7 +869,7 @@ def estimate(
     )
     memory = _memory(
         view,
-        prefill_configs,
+        every(prefill_configs.kv_bytes_per_token(source(prompt + gen))),
         prompt + gen,
         live_activations,
         kv_memory_fraction,
@@ -1046,17 +1050,36 @@ class _PhasePart:
     view: Deployments  # their rank views (:func:`rank_view`)
     configs: InferenceConfigs  # their configurations in the phase
     rows: tuple[np.ndarray, np.ndarray] | None  # (first, inverse); None: every row
+    #: The rows scored's positions among the source rows of ``configs`` (estimate's distinct
+    #: common rows, or every row); None: they are the source rows.
+    source_index: np.ndarray | None
 
     @classmethod
     def of(
-        cls, d: Deployments, view: Deployments, configs: InferenceConfigs, rows: tuple[np.ndarray, np.ndarray] | None
+        cls,
+        d: Deployments,
+        view: Deployments,
+        configs: InferenceConfigs,
+        rows: tuple[np.ndarray, np.ndarray] | None,
+        common: tuple[np.ndarray, np.ndarray] | None,
     ) -> _PhasePart:
+        """``configs``: the phase's configurations of every row, or (given ``common``,
+        :func:`_common_rows`) of the distinct common rows."""
         if rows is None:
-            return cls(d, view, configs, None)
+            index = None if common is None else common[1]
+            return cls(d, view, configs if index is None else configs.take(index), None, index)
         first = rows[0]
+        index = first if common is None else common[1].take(first)
         whole = d.take(first)
         # A single-stage batch is its own rank view (rank_view returns it): taken once.
-        return cls(whole, whole if view is d else view.take(first), configs.take(first), rows)
+        return cls(whole, whole if view is d else view.take(first), configs.take(index), rows, index)
+
+    def shapes_of(self, shapes: Shapes) -> Shapes:
+        """The rows scored's ``shapes``, from the source rows' (those of ``configs``' source)."""
+        if self.source_index is None:
+            return shapes
+        index = self.source_index
+        return type(shapes)(**{f.name: np.asarray(getattr(shapes, f.name)).take(index) for f in fields(shapes)})
 
     def gathered(self, values: np.ndarray) -> np.ndarray:
         """Every row's number, from ``values`` of the rows scored."""
@@ -1087,8 +1110,8 @@ def _phase_times_of_distinct(
     kv_ways: np.ndarray,
     shapes: Shapes,
 ) -> _PhaseTimes:
-    """:func:`_phase_times` of ``phase`` on ``part``'s rows (``ops``, ``plan`` and ``kv_ways`` are
-    theirs; ``tokens_per_sequence`` and ``shapes`` every row's), for every row. Given distinct
+    """:func:`_phase_times` of ``phase`` on ``part``'s rows (``ops``, ``plan``, ``kv_ways`` and
+    ``shapes`` are theirs; ``tokens_per_sequence`` every row's), for every row. Given distinct
     rows (:func:`_phase_rows`), scored once per distinct deployment and gathered: each row's
     numbers are its own (every step is elementwise over deployments),
     bench/guard_estimate_outputs.py checks it bit for bit on deployments that differ in one
@@ -1112,7 +1135,7 @@ def _phase_times_of_distinct(
         plan,
         kv_ways,
         _Parallel.of(part.whole, part.configs, sub_tokens),
-        type(shapes)(**{f.name: np.asarray(getattr(shapes, f.name)).take(first) for f in fields(shapes)}),
+        shapes,
     )
     return _PhaseTimes(**{f.name: getattr(sub, f.name).take(inverse) for f in fields(_PhaseTimes)})
 
@@ -1133,7 +1156,7 @@ def _joined(parts: list[DeploymentEstimate]) -> DeploymentEstimate:
 
 def _memory(
     d: Deployments,
-    c: InferenceConfigs,
+    kv_bytes_per_token: np.ndarray,
     context: np.ndarray,
     live_activations: np.ndarray,
     kv_memory_fraction: float | None,
@@ -1141,8 +1164,8 @@ def _memory(
     kv_ways: np.ndarray,
     whole: Deployments,
 ) -> MemoryEstimate:
-    """Bytes per chip of the busiest pipeline stage (``c``: its layers, one DP rank's
-    micro-batch; ``d``: that rank's tensor-parallel view of ``whole``). Weights as the layouts'
+    """Bytes per chip of the busiest pipeline stage (``kv_bytes_per_token``: of its layers, at
+    ``context``; ``d``: one DP rank's micro-batch on its tensor-parallel view of ``whole``). Weights as the layouts'
     sharding rules store them (the larger of the two phases' layouts: a deployment whose phases
     differ holds either at a time), the routed experts further split over the stage's DP ranks
     (:func:`expert_scale`); the KV cache of the rank's every micro-batch as decode's attention
@@ -1150,15 +1173,16 @@ def _memory(
     pipeline's first stage holds only the one, its last only the other): at most one table over."""
     chips = d.chips
     dp = whole.data_parallel
-    weight_bytes = BYTES_PER_ELEMENT[c.weight_dtype]
+    weight_bytes = BYTES_PER_ELEMENT[d.weight_dtype]
     weights = np.maximum(
         *(
-            weight_bytes_per_chip(c, d.mesh, layouts, plans[phase])
+            # weight_bytes_per_chip of the phase's plan: its stored elements x the weights' bytes
+            plans[phase].stored_elements * weight_bytes
             - plans[phase].routed_expert_elements * (1.0 - 1.0 / dp) * weight_bytes
-            for phase, layouts in (("prefill", d.prefill_ffn_layout), ("decode", d.decode_ffn_layout))
+            for phase in ("prefill", "decode")
         )
     )
-    kv_per_token = c.kv_bytes_per_token(context) * c.batch * whole.micro_batches / kv_ways
+    kv_per_token = kv_bytes_per_token * d.batch * whole.micro_batches / kv_ways
     kv = kv_per_token * context
     activations = live_activations / chips
     capacity = np.full(len(d), d.hardware.memory_bytes)
