@@ -761,7 +761,7 @@ def estimate(
         # single row, whose slot sums numpy would order differently), and a chunk's (slots, n)
         # arrays stay small enough to be reused by the allocator instead of paged in afresh.
         bounds = np.linspace(0, n, -(-n // ESTIMATE_CHUNK_ROWS) + 1).astype(np.int64)
-        parts = [
+        chunks = [
             estimate(
                 d.take(slice(start, stop)),
                 overlap=overlap,
@@ -771,7 +771,7 @@ def estimate(
             )
             for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
         ]
-        return _joined(parts)
+        return _joined(chunks)
     network = network_for(d.hardware)
     if calibration is not None:
         check_profile(calibration, d.hardware)
