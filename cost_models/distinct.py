@@ -60,6 +60,73 @@ def estimated_distinct(seen: int, sample: int) -> float:
     return high
 
 
+#: Largest value of a column keyed through a table of its values (:func:`_small_whole_rows`).
+_TABLE_VALUES = 1 << 16
+#: Most combinations of column values renumbered through one table (16 MB of booleans).
+_TABLE_COMBINATIONS = 1 << 24
+
+
+def _small_whole_rows(
+    words_of: Sequence[tuple[np.ndarray, bool]], max_share: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`repeated_rows`' (first, inverse) without a sort, where every column holds whole
+    numbers in [0, _TABLE_VALUES] (``words_of``: each column's bits and whether they are a
+    float64's; a float column with a -0.0 is not taken, so equal numbers here are equal bits):
+    each column's values numbered through a table of them, the rows' numbers combined column by
+    column and renumbered through a table of the combinations seen (kept under 4 n entries). Exact
+    by construction; None where a column does not qualify or the combinations outgrow the tables
+    (the hashed sort then decides)."""
+    n = len(words_of[0][0])
+    key: np.ndarray | None = None
+    count = 1
+    for words, is_float in words_of:
+        if is_float:
+            if (words >> np.uint64(63)).any():  # negative or -0.0
+                return None
+            values = words.view(np.float64)
+            with np.errstate(invalid="ignore"):  # NaN and inf cast to some integer: refused below
+                whole = values.astype(np.int64)
+            if not np.array_equal(whole, values):  # fractions, NaN, inf
+                return None
+        else:
+            whole = words.view(np.int64)
+            if whole.min() < 0:
+                return None
+        high = int(whole.max())
+        if high > _TABLE_VALUES:
+            return None
+        seen = np.zeros(high + 1, dtype=bool)
+        seen[whole] = True
+        number = np.cumsum(seen) - 1
+        codes = number.take(whole)
+        values_count = int(number[-1]) + 1
+        if key is None:
+            key, count = codes, values_count
+            continue
+        key = key * values_count
+        key += codes
+        count *= values_count
+        if count > 4 * n:  # renumber the combinations seen so far
+            if count > _TABLE_COMBINATIONS:
+                return None
+            seen = np.zeros(count, dtype=bool)
+            seen[key] = True
+            number = np.cumsum(seen) - 1
+            key = number.take(key)
+            count = int(number[-1]) + 1
+    assert key is not None
+    seen = np.zeros(count, dtype=bool)
+    seen[key] = True
+    number = np.cumsum(seen) - 1
+    inverse = number.take(key)
+    distinct = int(number[-1]) + 1
+    if distinct > max_share * n:
+        return (np.empty(distinct, dtype=np.intp), inverse)  # refused by the caller
+    first = np.empty(distinct, dtype=np.intp)
+    first[inverse[::-1]] = np.arange(n - 1, -1, -1)  # a row of each (every row of it is the same)
+    return first, inverse.astype(np.intp, copy=False)
+
+
 def repeated_rows(columns: Sequence[np.ndarray], max_share: float) -> tuple[np.ndarray, np.ndarray] | None:
     """(first, inverse) over the rows of ``columns`` (equal-length 1-D arrays) when the distinct
     rows are at most ``max_share`` of them: ``first`` one row of each distinct combination,
@@ -77,9 +144,14 @@ def repeated_rows(columns: Sequence[np.ndarray], max_share: float) -> tuple[np.n
         sample = _hash([_bits(np.asarray(c)[::step]) for c in columns])
         if estimated_distinct(len(np.unique(sample)), len(sample)) > max_share * n:
             return None
-    words = [_bits(c) for c in columns]
+    kinds = [np.asarray(c).dtype.kind for c in columns]
+    words_of = [(_bits(c), kind == "f") for c, kind in zip(columns, kinds, strict=True)]
     # A column equal in every row (a study's one model: its widths) neither keys nor needs a check.
-    words = [w for w in words if not (w == w[0]).all()] or words[:1]
+    words_of = [(w, f) for w, f in words_of if not (w == w[0]).all()] or words_of[:1]
+    exact = _small_whole_rows(words_of, max_share)
+    if exact is not None:
+        return exact if len(exact[0]) <= max_share * n else None
+    words = [w for w, _ in words_of]
     key = _hash(words)
     # One quicksort; a run of equal keys is one distinct row (as partitioning.distinct_rows).
     order = np.argsort(key)

@@ -44,7 +44,40 @@ def test_hash_collision_falls_back(monkeypatch) -> None:
     """Every key equal (a forced collision): the bit-for-bit check refuses the grouping."""
     monkeypatch.setattr(distinct, "MIN_ROWS", 1)
     monkeypatch.setattr(distinct, "_hash", lambda words, rows=slice(None): np.zeros(len(words[0][rows]), np.uint64))
-    assert repeated_rows([np.array([1.0, 2.0, 3.0])], max_share=1.0) is None
+    # Fractions: not small whole numbers, so the rows are hashed (whole numbers are not:
+    # test_small_whole_numbers_are_numbered_not_hashed).
+    assert repeated_rows([np.array([1.5, 2.5, 3.5])], max_share=1.0) is None
+
+
+def test_small_whole_numbers_are_numbered_not_hashed(monkeypatch) -> None:
+    """Columns of small whole numbers (floats, integers, booleans) are grouped through tables of
+    their values, exactly, without the hash; a fraction, a -0.0 or a large value sends the call
+    to the hashed sort."""
+    monkeypatch.setattr(distinct, "MIN_ROWS", 1)
+    a = np.array([4.0, 1.0, 4.0, 1.0, 4.0, 70000.0 - 69996.0])  # the last is 4.0 too
+    b = np.array([3, 3, 3, 5, 3, 3])
+    c = np.array([True, False, True, False, True, True])
+    hashed: list[int] = []
+    original = distinct._hash
+
+    def counting(words, rows=slice(None)):
+        hashed.append(1)
+        return original(words, rows)
+
+    monkeypatch.setattr(distinct, "_hash", counting)
+    first, inverse = repeated_rows([a, b, c], max_share=1.0)
+    assert hashed == []
+    # Rows 0, 2, 4 and 5 are (4, 3, True); 1 is (1, 3, False); 3 is (1, 5, False).
+    assert len(first) == 3
+    assert inverse[0] == inverse[2] == inverse[4] == inverse[5]
+    assert len({int(inverse[i]) for i in (0, 1, 3)}) == 3
+    for column in (a, b, c):
+        assert column[first][inverse].tobytes() == column.tobytes()
+    for other in (np.array([0.5, 1.0] * 3), np.array([0.0, -0.0] * 3), np.array([0.0, 2.0**20] * 3)):
+        hashed.clear()
+        result = repeated_rows([other, b], max_share=1.0)
+        assert hashed == [1] and result is not None
+        assert other[result[0]][result[1]].tobytes() == other.tobytes()
 
 
 def test_estimated_distinct_from_a_sample() -> None:
