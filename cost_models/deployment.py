@@ -1165,11 +1165,11 @@ def _memory(
     whole: Deployments,
 ) -> MemoryEstimate:
     """Bytes per chip of the busiest pipeline stage (``kv_bytes_per_token``: of its layers, at
-    ``context``; ``d``: one DP rank's micro-batch on its tensor-parallel view of ``whole``). Weights as the layouts'
-    sharding rules store them (the larger of the two phases' layouts: a deployment whose phases
-    differ holds either at a time), the routed experts further split over the stage's DP ranks
-    (:func:`expert_scale`); the KV cache of the rank's every micro-batch as decode's attention
-    sharding splits it. Both the embedding and an untied lm_head stay charged to the stage (a
+    ``context``; ``d``: one DP rank's micro-batch on its tensor-parallel view of ``whole``).
+    Weights as the layouts' sharding rules store them (the larger of the two phases' layouts: a
+    deployment whose phases differ holds either at a time), the routed experts further split over
+    the stage's DP ranks (:func:`expert_scale`); the KV cache of the rank's every micro-batch as
+    decode's attention sharding splits it. Both the embedding and an untied lm_head stay charged to the stage (a
     pipeline's first stage holds only the one, its last only the other): at most one table over."""
     chips = d.chips
     dp = whole.data_parallel
