@@ -756,10 +756,17 @@ def estimate(
         )
     d = deployments
     n = len(d)
-    if n > ESTIMATE_CHUNK_ROWS:
+    # The columns both phases read, where they repeat (each phase then scores only its distinct
+    # rows: below).
+    common_rows = _common_rows(d)
+    phase_rows = {phase: _phase_rows(d, phase, common_rows) for phase in PHASE_NAMES}
+    scored_rows = max(n if rows is None else len(rows[0]) for rows in phase_rows.values())
+    if scored_rows > ESTIMATE_CHUNK_ROWS:
         # Scored in equal chunks and joined: each row's numbers are its own (no chunk has a
         # single row, whose slot sums numpy would order differently), and a chunk's (slots, n)
         # arrays stay small enough to be reused by the allocator instead of paged in afresh.
+        # (A call whose phases score at most that many distinct rows each is scored whole: its
+        # (slots, n) arrays are the distinct rows', and chunks would each group their rows again.)
         bounds = np.linspace(0, n, -(-n // ESTIMATE_CHUNK_ROWS) + 1).astype(np.int64)
         chunks = [
             estimate(
@@ -786,10 +793,10 @@ def estimate(
     # repeat, what depends on them alone (configurations, shapes, active parameters, KV bytes per
     # token) is built once per distinct row (``source`` rows) and gathered; each row's numbers are
     # its own. Else the source rows are every row.
-    common_rows = _common_rows(d)
     common_configs = None if common_rows is None else _common_configs(view, prompt, common_rows[0])
     if common_rows is None or common_configs is None:
         common_rows = None
+        phase_rows = {phase: None for phase in PHASE_NAMES}
         whole_configs = view.inference_configs("prefill", prompt)
     else:
         whole_configs = common_configs
@@ -807,7 +814,7 @@ def estimate(
     decode_configs = prefill_configs.at_phase(DECODE, source(prompt + (gen - 1.0) / 2.0))
     prefill_shapes = Shapes.of(prefill_configs, source(prompt))
     parts = {
-        phase: _PhasePart.of(d, view, configs, _phase_rows(d, phase, common_rows), common_rows)
+        phase: _PhasePart.of(d, view, configs, phase_rows[phase], common_rows)
         for phase, configs in (("prefill", prefill_configs), ("decode", decode_configs))
     }
     # Shape-only work (sharding plans, KV splits) of every row where a phase scores every row,
