@@ -853,3 +853,51 @@ def test_phase_scored_once_per_distinct_deployment_gives_every_rows_numbers(monk
     every = _estimate_arrays(estimate(d, calibration=calibration))
     assert once.keys() == every.keys() and len(once) > 10
     assert [k for k in once if once[k] != every[k]] == []
+
+
+@pytest.mark.parametrize("profile", [None, "h100-sxm-vllm"])
+def test_large_repeating_call_is_scored_whole_with_every_rows_numbers(monkeypatch, profile) -> None:
+    """A call over ESTIMATE_CHUNK_ROWS whose phases each score few distinct rows is scored in one
+    piece (not chunked), and every output is that of the chunked call, bit for bit."""
+    import cost_models.deployment as deployment
+    import cost_models.distinct as distinct
+    from cost_models.calibration import resolve_calibration
+
+    rng = np.random.default_rng(11)
+    hardware = get_hardware("h100-sxm")
+    catalog = [get_model(name) for name in ("llama-3-8b", "mixtral-8x7b")]
+    n, copies = 20, 12
+    tiled = {
+        "model_index": rng.integers(0, len(catalog), n),
+        "mesh": np.array([[1.0, 2.0, 4.0], [1.0, 1.0, 8.0], [2.0, 2.0, 2.0]])[rng.integers(0, 3, n)],
+        "batch": 2.0 ** rng.integers(0, 6, n),
+        "prompt_len": np.rint(2.0 ** rng.uniform(7, 12, n)),
+        "gen_len": np.rint(2.0 ** rng.uniform(4, 9, n)),
+    }
+    d = make_deployments(
+        catalog,
+        hardware,
+        **{name: np.tile(values, (copies, 1)) if values.ndim == 2 else np.tile(values, copies)
+           for name, values in tiled.items()},
+        **{f"{phase}_{column}": np.tile(rng.integers(0, len(choices), n), copies)
+           for phase in ("prefill", "decode")
+           for column, choices in (("ffn_layout", FFN_LAYOUTS), ("attn_sharding", ATTENTION_SHARDINGS))},
+    )  # fmt: skip
+    calibration = resolve_calibration(profile or "none", "h100-sxm")
+    monkeypatch.setattr(distinct, "MIN_ROWS", 16)
+    monkeypatch.setattr(deployment, "ESTIMATE_CHUNK_ROWS", 100)  # 240 rows; each phase's distinct: <= 100
+    joined: list[int] = []
+    original = deployment._joined
+
+    def record(parts):
+        joined.append(len(parts))
+        return original(parts)
+
+    monkeypatch.setattr(deployment, "_joined", record)
+    whole = _estimate_arrays(estimate(d, calibration=calibration))
+    assert joined == []  # one piece
+    monkeypatch.setattr(deployment, "DISTINCT_PHASE_SHARE", 0.0)  # every row scored: chunks
+    chunked = _estimate_arrays(estimate(d, calibration=calibration))
+    assert joined == [3]
+    assert whole.keys() == chunked.keys() and len(whole) > 10
+    assert [k for k in whole if whole[k] != chunked[k]] == []
