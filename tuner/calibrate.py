@@ -40,6 +40,7 @@ from cost_models.efficiency import (
     FitSpec,
     GemmParams,
     PrefillAttentionParams,
+    bus_factor,
     collective_time_s,
     decode_attention_time_s,
     gemm_time_s,
@@ -144,9 +145,10 @@ def _fit_group(
     folds: int,
     fixed: dict | None = None,
     starts: list[dict] | None = None,
+    admissible: Callable[[dict[str, float], np.ndarray], bool] | None = None,
 ) -> GroupReport:
-    result = fit(specs, predict, measured, starts=starts)
-    errors = cross_validate(specs, predict, measured, cv_keys, folds, seed, starts=starts)
+    result = fit(specs, predict, measured, starts=starts, admissible=admissible)
+    errors = cross_validate(specs, predict, measured, cv_keys, folds, seed, starts=starts, admissible=admissible)
     roof = abs_rel_errors(roofline, measured)
     values = {**(fixed or {}), **result.values}
     return GroupReport(
@@ -537,6 +539,11 @@ def _fit_collective_rows(
             {"switch_bytes": 1e7, "mid_switch_bytes": 1e6, "latency_s": 1e-4, "bandwidth_bytes_per_s": 3e11},
             {"switch_bytes": 1e8, "mid_switch_bytes": 1e7, "mid_latency_s": 1e-4, "mid_bandwidth_bytes_per_s": 1e12},
         ]
+    bus = message * bus_factor(kind, group)
+
+    def admissible(values, idx, bus=bus):
+        return _regimes_hold_sizes(values, bus[idx])
+
     return _fit_group(
         "collectives",
         f"{impl}/{kind}/{group}",
@@ -548,11 +555,38 @@ def _fit_collective_rows(
         seed,
         folds,
         starts=starts,
+        admissible=admissible,
     )
 
 
+#: Least distinct message sizes of the training rows each protocol regime of a collective fit
+#: must hold (_regimes_hold_sizes): a regime's line has two parameters, and a third size checks it.
+MIN_SIZES_PER_REGIME = 3
+
+
+def _regimes_hold_sizes(values: dict[str, float], bus_bytes: np.ndarray) -> bool:
+    """Whether every regime of a CollectiveParams solution holds MIN_SIZES_PER_REGIME distinct
+    sizes (bus bytes) of the rows it was fitted on: below the switch and above it, and with the
+    mid regime in the model and its step below the switch, below the mid step and between the two.
+
+    The fit keeps the lowest-cost solution of its starts that passes (tuner.fitting.fit's
+    ``admissible``), so a step is placed only where the training rows show it: without the rule a
+    training fold lacking the rows around a noisy size put a regime in the gap (h100 SGLang eager
+    custom all-reduce over 8 GPUs, data/kernels/custom_allreduce_perf.csv.gz: flat at 30-38 us
+    to 4 MB with one 78 us row at 8 KB; a fold holding out 2 and 4 KB put a 10 ms mid line
+    between 1 and 8 KB, no training row in it, and predicted 4.8 ms for the 32 us row at 4 KB)."""
+    if "switch_bytes" not in values:
+        return True
+    sizes = np.unique(bus_bytes)
+    switch = values["switch_bytes"]
+    mid = values.get("mid_switch_bytes")
+    edges = [mid, switch] if mid is not None and mid < switch else [switch]
+    counts = np.histogram(sizes, bins=[0.0, *edges, np.inf])[0]
+    return bool((counts >= MIN_SIZES_PER_REGIME).all())
+
+
 #: Least training rows per parameter in every cross-validation fold for the mid regime.
-MID_ROWS_PER_PARAMETER = 3
+MID_ROWS_PER_PARAMETER = 2
 
 
 def _collective_specs(
@@ -564,19 +598,21 @@ def _collective_specs(
     kind with two element sizes (with one it is the bandwidth's share).
 
     The mid regime (MID_REGIME) where each training fold of the k-fold cross-validation keeps
-    MID_ROWS_PER_PARAMETER rows per parameter (3, as _require_rows asks of the whole model): the
-    NCCL groups (42 rows, 33-34 training rows for 8-9 parameters), not the custom all-reduce groups
-    (23 rows, one per size: 18-19 training rows for 8 parameters). With 2 rows per parameter the
-    custom groups would take the mid regime too; held-out, groups missing 10%: two lines 7 of 85, the mid regime 1 (a100
-    TRT-LLM over 4 GPUs 16.7% -> 2.6%, over 8 GPUs 15.6% -> 6.0%; l40s vLLM eager over 2 and 4
-    GPUs 12.3% -> 4.7%, 10.3% -> 1.7%; h200 SGLang graph over 8 GPUs 10.7% -> 3.0%; worst
-    change the other way b200 SGLang graph over 2 GPUs 2.8% -> 5.9%). Tried instead: a flat small
-    line to stay at 3 rows per parameter (7 parameters): 3 of 85 missing, two of them new (l40s
-    SGLang eager and TRT-LLM over 8 GPUs 6.5% -> 12.0%, 6.4% -> 12.7%). The cost: a fold that
-    lacks the rows around a noisy size can put the mid step there, so some custom groups' p90
-    rose (h100 SGLang eager over 8 GPUs 53% -> 195%: the step on its 78 us row at 8 KB). A
-    held-out p90 of 195% is a prediction 3x off at a message size no row measured: the medians
-    are not worth it, so the custom groups keep two lines."""
+    MID_ROWS_PER_PARAMETER rows per parameter (2), each regime holding 3 sizes of them
+    (_regimes_hold_sizes): the NCCL groups (42 rows, 33-34 training rows for 8-9 parameters) and
+    the custom all-reduce groups (23 rows, one per size: 18-19 training rows for 8 parameters).
+    Held out, custom all-reduce groups missing 10%: 7 of 85 with two lines, 0 with the mid regime
+    (a100 TRT-LLM over 4 GPUs 16.7% -> 2.6%, over 8 GPUs 15.6% -> 6.0%; h100 SGLang eager over 8
+    GPUs 12.0% -> 6.0%; h200 SGLang graph over 8 GPUs 10.7% -> 2.9%; l40s vLLM eager over 2 and 4
+    GPUs 12.3% -> 4.0%, 10.3% -> 1.7%; l40s SGLang eager over 4 GPUs 10.4% -> 9.2%), the worst
+    median 16.7% -> 9.2%, the median of the groups' p90 19.6% -> 13.9%. Before the regime rule
+    (_regimes_hold_sizes) the mid regime took them to 1 of 85 too, but a fold lacking the rows
+    around a noisy size put a step in the gap (h100 SGLang eager over 8 GPUs p90 53% -> 195%),
+    and the custom groups kept two lines (3 rows per parameter). Tried instead: a flat small line
+    to stay at 3 rows per parameter (7 parameters): 3 of 85 missing, two of them new (l40s
+    SGLang eager and TRT-LLM over 8 GPUs 6.5% -> 12.0%, 6.4% -> 12.7%); 2 sizes per regime
+    instead of 3: 0 of 85 missing too, the median p90 16.0% (17 groups' p90 up by 5 points or
+    more, 10 with 3 sizes)."""
     specs = dict(CollectiveParams.FIT)
     if kind not in REDUCING or element_sizes < 2:
         specs.pop("reduce_s_per_element")

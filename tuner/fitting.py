@@ -61,8 +61,13 @@ def fit(
     rows: np.ndarray | None = None,
     starts: list[dict] | None = None,
     diagnose: bool = True,
+    admissible: Callable[[dict[str, float], np.ndarray], bool] | None = None,
 ) -> FitResult:
-    """Fit ``specs`` so that ``predict(values, rows)`` matches ``measured_s`` (seconds)."""
+    """Fit ``specs`` so that ``predict(values, rows)`` matches ``measured_s`` (seconds).
+
+    ``admissible(values, rows)``: whether a solution may be kept given the rows it was fitted on
+    (e.g. every protocol regime of a collective holds rows); the lowest-cost admissible solution
+    of the starts is kept, the lowest-cost one where none is."""
     rows = np.arange(len(measured_s)) if rows is None else rows
     log_measured = np.log(measured_s[rows])
 
@@ -79,7 +84,11 @@ def fit(
             )
 
     # The first of the lowest-cost solutions, one per start.
-    best = min((solve(start) for start in starts or [{}]), key=lambda result: result.cost)
+    solutions = [solve(start) for start in starts or [{}]]
+    if admissible is not None:
+        kept = [result for result in solutions if admissible(_from_x(specs, result.x), rows)]
+        solutions = kept or solutions
+    best = min(solutions, key=lambda result: result.cost)
     values = _from_x(specs, best.x)
     notes: list[str] = []
     if diagnose:
@@ -127,7 +136,14 @@ def abs_rel_errors(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
 
 
 def cross_validate(
-    specs, predict, measured_s, group_keys, k: int = 5, seed: int = 0, starts: list[dict] | None = None
+    specs,
+    predict,
+    measured_s,
+    group_keys,
+    k: int = 5,
+    seed: int = 0,
+    starts: list[dict] | None = None,
+    admissible: Callable[[dict[str, float], np.ndarray], bool] | None = None,
 ) -> np.ndarray:
     """Held-out absolute relative error of every row (each row predicted by the fit on the
     other k-1 folds)."""
@@ -139,6 +155,6 @@ def cross_validate(
         train = all_rows[folds != f]
         if len(test) == 0 or len(train) == 0:
             continue
-        result = fit(specs, predict, measured_s, train, starts=starts, diagnose=False)
+        result = fit(specs, predict, measured_s, train, starts=starts, diagnose=False, admissible=admissible)
         errors[test] = abs_rel_errors(predict(result.values, test), measured_s[test])
     return errors
