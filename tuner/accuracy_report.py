@@ -373,7 +373,9 @@ FINDINGS = [
     "18.6, 32 and 62 us at 8, 16 and 32 KB: the floor is not added to the transfer): l40s "
     "alltoall 10.0% -> 5.5%, but 2 new misses (a100 vLLM graph custom over 4 GPUs 4.2% -> "
     "10.9%, l40s TRT-LLM custom over 8 GPUs 6.1% -> 10.3%) and the mean median of the NCCL "
-    "groups 3.2% -> 3.8%. Left: l40s (PCIe) NCCL alltoall on 8 GPUs (10.0%; its two dtypes "
+    "groups 3.2% -> 3.8%; its power fitted per group in [1, 8] (1: the sum): NCCL 3 -> 0 of "
+    "204 (l40s alltoall 5.2%), custom 0 -> 2 of 85 (l40s SGLang eager over 4 GPUs 9.2% -> 12.0%, "
+    "TRT-LLM over 8 GPUs 6.1% -> 11.7%). Left: l40s (PCIe) NCCL alltoall on 8 GPUs (10.0%; its two dtypes "
     "differ by 1.15-1.6x at the same bytes at 64, 128 and 512 KB and 64, 256 and 512 MB, either "
     "one the slower, and agree within 3% from 1 to 32 MB and at 128 MB: no per-element or "
     "per-peer cost follows that, the rows are noisy).",
