@@ -24,10 +24,11 @@ collectives per layer. A serial block adds the attention's own set.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from itertools import combinations
-from typing import Literal, get_args
+from typing import Literal, TypeVar, get_args
 
 import numpy as np
 
@@ -527,19 +528,13 @@ def _torus_layer_comm_distinct(
     batch_sharded_attention: np.ndarray,
 ) -> dict[str, np.ndarray] | None:
     """:func:`torus_layer_comm_s` of the distinct rows, gathered; None where rows do not repeat enough."""
-    rows = _repeated_comm_rows(layout_codes, s, mesh, parallel_block, batch_sharded_attention)
-    if rows is None:
-        return None
-    first, inverse = rows
-    once = _torus_layer_comm_s(
-        network,
-        np.asarray(layout_codes).take(first),
-        _take(s, first),
-        np.asarray(mesh).take(first, axis=0),
-        np.asarray(parallel_block).take(first),
-        np.asarray(batch_sharded_attention).take(first),
+    once = _on_distinct_rows(
+        _torus_layer_comm_s, network, layout_codes, s, mesh, parallel_block, batch_sharded_attention
     )
-    return {role: seconds.take(inverse) for role, seconds in once.items()}
+    if once is None:
+        return None
+    seconds, inverse = once
+    return {role: t.take(inverse) for role, t in seconds.items()}
 
 
 def _torus_layer_comm_s(
@@ -604,21 +599,42 @@ def _layer_comm_time_distinct(
     tests/cost_models/test_partitioning.py). Of bench_estimate's decode rows 82% are distinct
     (not taken); of studies/llama-2-70b-h100.yaml's exhaustive space 9% (prefill) and 5%
     (decode) (docs/benchmarks.md, "Estimate throughput, round 6")."""
+    once = _on_distinct_rows(
+        _layer_comm_time_s, network, layout_codes, s, mesh, parallel_block, batch_sharded_attention
+    )
+    if once is None:
+        return None
+    seconds, inverse = once
+    return seconds.take(inverse)
+
+
+_Timed = TypeVar("_Timed")
+
+
+def _on_distinct_rows(
+    timer: Callable[[Network, np.ndarray, Shapes, np.ndarray, np.ndarray, np.ndarray], _Timed],
+    network: Network,
+    layout_codes: np.ndarray,
+    s: Shapes,
+    mesh: np.ndarray,
+    parallel_block: np.ndarray,
+    batch_sharded_attention: np.ndarray,
+) -> tuple[_Timed, np.ndarray] | None:
+    """``timer`` of the distinct rows of a block's collective inputs and the inverse that gathers
+    its rows back to every row; None where they do not repeat enough (:func:`_repeated_comm_rows`)."""
     rows = _repeated_comm_rows(layout_codes, s, mesh, parallel_block, batch_sharded_attention)
     if rows is None:
         return None
     first, inverse = rows
-    codes, mesh = np.asarray(layout_codes), np.asarray(mesh)
-    parallel_block, batch_sharded_attention = np.asarray(parallel_block), np.asarray(batch_sharded_attention)
-    once = _layer_comm_time_s(
+    once = timer(
         network,
-        codes.take(first),
+        np.asarray(layout_codes).take(first),
         _take(s, first),
-        mesh.take(first, axis=0),
-        parallel_block.take(first),
-        batch_sharded_attention.take(first),
+        np.asarray(mesh).take(first, axis=0),
+        np.asarray(parallel_block).take(first),
+        np.asarray(batch_sharded_attention).take(first),
     )
-    return once.take(inverse)
+    return once, inverse
 
 
 def _repeated_comm_rows(
