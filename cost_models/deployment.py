@@ -1123,28 +1123,15 @@ def _phase_times_of_distinct(
     numbers are its own (every step is elementwise over deployments),
     bench/guard_estimate_outputs.py checks it bit for bit on deployments that differ in one
     phase's columns only."""
+    tokens = tokens_per_sequence if part.rows is None else tokens_per_sequence.take(part.rows[0])
+    times = _phase_times(
+        part.view, phase, part.configs, ops, tokens, network, overlap, profile, plan, kv_ways,
+        _Parallel.of(part.whole, part.configs, tokens), shapes,
+    )  # fmt: skip
     if part.rows is None:
-        return _phase_times(
-            part.view, phase, part.configs, ops, tokens_per_sequence, network, overlap, profile, plan, kv_ways,
-            _Parallel.of(part.whole, part.configs, tokens_per_sequence), shapes,
-        )  # fmt: skip
-    first, inverse = part.rows
-    sub_tokens = tokens_per_sequence.take(first)
-    sub = _phase_times(
-        part.view,
-        phase,
-        part.configs,
-        ops,
-        sub_tokens,
-        network,
-        overlap,
-        profile,
-        plan,
-        kv_ways,
-        _Parallel.of(part.whole, part.configs, sub_tokens),
-        shapes,
-    )
-    return _PhaseTimes(**{f.name: getattr(sub, f.name).take(inverse) for f in fields(_PhaseTimes)})
+        return times
+    inverse = part.rows[1]
+    return _PhaseTimes(**{f.name: getattr(times, f.name).take(inverse) for f in fields(_PhaseTimes)})
 
 
 def _joined(parts: list[DeploymentEstimate]) -> DeploymentEstimate:
