@@ -483,6 +483,8 @@ def torus_layer_collectives(
     rules = SHARDING_RULES[layout]
     f, e = "".join(rules.in_use(rules.mlp)), "".join(rules.in_use(rules.embed))
     out = []
+    x_ways: np.ndarray | None = None
+    x_shards: dict[int, np.ndarray] = {}
     for c in calls:
         if c.moves != "activations":
             out.append(c)
@@ -492,8 +494,13 @@ def torus_layer_collectives(
                 out.append(replace(c, axes="x", role="w_in"))
             else:
                 out.append(replace(c, axes="x", role="w_out"))
-                x_shard = c.bytes_per_chip / group_size(mesh, "x")
-                out.append(CollectiveCall("all_reduce", "yz", x_shard, c.moves, "unfused"))
+                # One x-shard array per bytes array (the same array object for the same bytes,
+                # which lets _torus_layer_comm_s time its all-reduce once).
+                if id(c.bytes_per_chip) not in x_shards:
+                    if x_ways is None:
+                        x_ways = group_size(mesh, "x")
+                    x_shards[id(c.bytes_per_chip)] = c.bytes_per_chip / x_ways
+                out.append(CollectiveCall("all_reduce", "yz", x_shards[id(c.bytes_per_chip)], c.moves, "unfused"))
         elif c.axes == f:
             out.append(replace(c, role="unfused"))
         elif c.axes == e:
@@ -555,9 +562,22 @@ def _torus_layer_comm_s(
         rows = slice(None) if every else np.flatnonzero(codes == code)
         shapes = s if every else _take(s, rows)
         sub_mesh = mesh[rows]
+        # As in _layer_comm_time_s: calls moving the same bytes array over the same axes with the
+        # same formula (Network.time_key: ws_2d's all-gather and reduce-scatter of the residual
+        # over f, in the FFN's and the attention's sets) are timed once, and a call that moves
+        # nothing anywhere is free. Each role's seconds add its calls in order, from zero (0 + t
+        # is t), into the role's rows once.
+        timed: dict[tuple[str, int, str], np.ndarray | None] = {}
+        role_s: dict[str, np.ndarray] = {}
         for c in torus_layer_collectives(FFN_LAYOUTS[int(code)], shapes, sub_mesh, parallel[rows], sharded[rows]):
-            if np.any(c.bytes_per_chip):
-                seconds[c.role][rows] += network.collective_time_s(c.kind, c.bytes_per_chip, sub_mesh, c.axes)
+            key = (network.time_key(c.kind), id(c.bytes_per_chip), c.axes)
+            if key not in timed:
+                moves = np.any(c.bytes_per_chip)
+                timed[key] = network.collective_time_s(c.kind, c.bytes_per_chip, sub_mesh, c.axes) if moves else None
+            if (time := timed[key]) is not None:
+                role_s[c.role] = time if c.role not in role_s else role_s[c.role] + time
+        for role, total in role_s.items():
+            seconds[role][rows] = total
     return seconds
 
 
