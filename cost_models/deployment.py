@@ -667,8 +667,11 @@ def sharding_plans(
 ) -> dict[str, ShardingPlan]:
     """Each phase's sharding plan (of ``phases``), computed once per distinct (model, KV heads,
     mesh, layout)."""
-    # One sort of n keys for the phases, then each phase's distinct shapes among those few rows.
     shape = (d.model_index, d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], configs.layers)
+    by_layout = _plans_by_layout(d, configs, phases, shape)
+    if by_layout is not None:
+        return by_layout
+    # One sort of n keys for the phases, then each phase's distinct shapes among those few rows.
     both, inverse = distinct_rows(*shape, *(d.ffn_layout(phase) for phase in phases))
     plans = {}
     for phase in phases:
@@ -683,34 +686,73 @@ def sharding_plans(
     return plans
 
 
+def _plans_by_layout(
+    d: Deployments, configs: InferenceConfigs, phases: tuple[str, ...], shape: tuple[np.ndarray, ...]
+) -> dict[str, ShardingPlan] | None:
+    """:func:`sharding_plans` from one sort of the shape columns alone (no layouts): the plan of
+    each distinct shape in every layout the phases use, picked by each row's layout code (as
+    _common_shape_work does). A plan is elementwise over configurations and reads only these
+    columns, so each row's numbers are the same. None where a layout is not a code, or where
+    shapes repeat too little for the plans of every used layout to be fewer than half the rows
+    (the per-(shape, layout) sort then plans fewer)."""
+    n_layouts = len(FFN_LAYOUTS)
+    codes = [np.asarray(d.ffn_layout(phase)) for phase in phases]
+    if any(c.dtype.kind not in "iu" or len(c) == 0 or c.min() < 0 or c.max() >= n_layouts for c in codes):
+        return None
+    used = np.flatnonzero(np.sum([np.bincount(c, minlength=n_layouts) for c in codes], axis=0))
+    shape_rows, shape_id = distinct_rows(*shape)
+    if len(shape_rows) * len(used) > len(codes[0]) // 2:
+        return None
+    position = np.zeros(n_layouts, dtype=np.int64)
+    position[used] = np.arange(len(used))
+    rows = np.repeat(shape_rows, len(used))
+    plan = sharding_plan(configs.take(rows), d.mesh.take(rows, axis=0), np.tile(used, len(shape_rows)))
+    base = shape_id * len(used)
+    return {phase: plan.take(base + position.take(c)) for phase, c in zip(phases, codes, strict=True)}
+
+
 def kv_ways_by_phase(d: Deployments, phases: tuple[str, ...] = PHASE_NAMES) -> dict[str, np.ndarray]:
     """Ways each deployment's KV cache is split in each phase (of ``phases``), once per distinct
     shape. The batch matters only through which mesh-axis products divide it, all divisors of
     the chip count: its gcd with the chip count carries the same information and takes fewer
     distinct values. Pipeline, expert and data parallelism are charged by :func:`estimate`
-    only: the serving models that call this refuse them rather than ignore them."""
+    only: the serving models that call this refuse them rather than ignore them.
+
+    One sort of the shape columns (no phase's sharding): each distinct shape's split is
+    computed head-sharded and batch-sharded (where some row is), and each row picks by its
+    phase's sharding (as _common_shape_work does). kv_cache_split is elementwise over
+    configurations, and a head-sharded row reads no batch, so each row's ways are the same."""
     if not np.all(d.single_stage):
         raise InvalidInputError(
             "pipeline_parallel",
             "the serving model charges tensor parallelism only (PP, EP, DP and micro-batches: tuner estimate)",
             "use pipeline_parallel, expert_parallel, data_parallel and micro_batches 1 here",
         )
-    divides = np.gcd(d.batch.astype(np.int64), d.chips.astype(np.int64)).astype(np.float64)
     latent = np.array([m.is_mla for m in d.models])[d.model_index]  # MLA: one latent for all heads
     sharded = {phase: d.batch_sharded_attention(phase) for phase in phases}
-    batch = {phase: np.where(sharded[phase], divides, 0.0) for phase in phases}
-    # One sort of n keys for the phases, then each phase's distinct shapes among those few rows.
-    shape = (d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], latent)
-    both, inverse = distinct_rows(*shape, *(column[p] for p in phases for column in (batch, sharded)))
-    ways = {}
-    for phase in phases:
-        if len(phases) == 1:  # the sort's rows are the phase's distinct shapes
-            first, within = np.arange(len(both)), None
+    any_sharded = [bool(np.any(sharded[phase])) for phase in phases]
+    all_sharded = [bool(np.all(sharded[phase])) for phase in phases]
+    if any(any_sharded):
+        divides = np.gcd(d.batch.astype(np.int64), d.chips.astype(np.int64)).astype(np.float64)
+    else:  # no phase reads the batch
+        divides = np.zeros(len(d))
+    rows, kv_id = distinct_rows(d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], latent, divides)
+    kv_heads, kv_mesh, kv_latent = d.kv_heads.take(rows), d.mesh.take(rows, axis=0), latent.take(rows)
+    count = len(rows)
+    split: dict[bool, np.ndarray] = {}
+    if not all(all_sharded):
+        split[False] = kv_cache_split(kv_heads, np.zeros(count), kv_mesh, np.zeros(count, dtype=bool), kv_latent)[0]
+        split[False] = split[False].take(kv_id)
+    if any(any_sharded):
+        split[True] = kv_cache_split(kv_heads, divides.take(rows), kv_mesh, np.ones(count, dtype=bool), kv_latent)[0]
+        split[True] = split[True].take(kv_id)
+    ways: dict[str, np.ndarray] = {}
+    for phase, some, every in zip(phases, any_sharded, all_sharded, strict=True):
+        if every or not some:  # one array per phase: a second phase alike gets a copy
+            given = any(ways[p] is split[every] for p in ways)
+            ways[phase] = split[every].copy() if given else split[every]
         else:
-            first, within = distinct_rows(*(column[both] for column in (*shape, batch[phase], sharded[phase])))
-        rows = both[first]
-        split = kv_cache_split(d.kv_heads[rows], batch[phase][rows], d.mesh[rows], sharded[phase][rows], latent[rows])
-        ways[phase] = split[0][inverse if within is None else within[inverse]]
+            ways[phase] = np.where(sharded[phase], split[True], split[False])
     return ways
 
 
