@@ -47,6 +47,7 @@ from cost_models.operators import (
     LM_HEAD,
     MOE_FFN,
     OP,
+    WEIGHTLESS_SLOTS,
     OperatorCosts,
     operator_costs,
 )
@@ -201,7 +202,13 @@ def chip_roofline(
     peaks = hardware.peak_table() * hardware.efficiency.compute
     bandwidth = hardware.memory_bandwidth_bytes_per_s * hardware.efficiency.memory
     expert_rows = {OP[name] for name in EXPERT_SLOTS} if expert_scale is not None else set()
-    kv_rows = {OP[name] for name in (*KV_WRITE_SLOTS, *KV_READ_SLOTS)}
+    # The KV bytes each slot moves: written by the K and V projections, read by attention; the
+    # other rows are zero (operators.KV_*_SLOTS), as are the weights of the weightless slots
+    # (operators.WEIGHTLESS_SLOTS). 0 / ways is 0 (ways >= 1) and adding it leaves a sum as it
+    # is, so those rows are left out of the arithmetic (filled with zero where ``chip_ops`` keeps them).
+    kv_write_rows = {OP[name] for name in KV_WRITE_SLOTS}
+    kv_read_rows = {OP[name] for name in KV_READ_SLOTS}
+    weightless_rows = {OP[name] for name in WEIGHTLESS_SLOTS}
     # The slots that run in only some blocks, by group (operators.OperatorCosts.repeats).
     ffn_rows = {OP[name]: group for group in (DENSE_FFN, MOE_FFN) for name in group}
     shares_of: dict[tuple[str, ...], np.ndarray] = {}
@@ -272,30 +279,38 @@ def chip_roofline(
                 if work_scale is not None and i in expert_rows:
                     flops *= work_scale
                 continue
+            weightless = i in weightless_rows
             weight = out["weight_bytes"]
-            if weight_ways is None:  # replicated: the whole weight on every chip
+            if weightless:
+                if chip_ops is not None and "weight_bytes" in kept:
+                    weight.fill(0.0)
+            elif weight_ways is None:  # replicated: the whole weight on every chip
                 np.copyto(weight, ops.weight_bytes[i, b])
             else:
                 np.divide(ops.weight_bytes[i, b], weight_ways[b], out=weight)
             act_read = np.divide(ops.act_read_bytes[i, b], work, out=out["act_read_bytes"])
             act_write = np.divide(ops.act_write_bytes[i, b], work, out=out["act_write_bytes"])
             if weight_scale is not None and work_scale is not None and i in expert_rows:
-                weight *= weight_scale
+                if not weightless:  # (zero stays zero: a finite factor)
+                    weight *= weight_scale
                 for array in (flops, act_read, act_write):
                     array *= work_scale
             # The slot's bytes in the order of OperatorCosts.bytes (weights, activations read and
             # written, KV read and written), kept as the per-chip ``bytes`` in the calibrated path.
-            moved = np.add(weight, act_read, out=memory if chip_bytes is None else chip_bytes[i, b])
-            moved += act_write
-            if i in kv_rows:
-                moved += np.divide(ops.kv_read_bytes[i, b], kv_ways, out=out["kv_read_bytes"])
-                moved += np.divide(ops.kv_write_bytes[i, b], kv_ways, out=out["kv_write_bytes"])
-            elif chip_ops is not None:
-                # Elsewhere the KV bytes are zero (operators.KV_*_SLOTS): 0 / ways is 0 and adding
-                # it leaves the sum as it is, so the rows are filled without the arithmetic.
-                for name in ("kv_read_bytes", "kv_write_bytes"):
-                    if name in kept:
-                        out[name].fill(0.0)
+            moved = memory if chip_bytes is None else chip_bytes[i, b]
+            if weightless:  # 0 + act_read is act_read
+                np.add(act_read, act_write, out=moved)
+            else:
+                np.add(weight, act_read, out=moved)
+                moved += act_write
+            for name, source, rows in (
+                ("kv_read_bytes", ops.kv_read_bytes, kv_read_rows),
+                ("kv_write_bytes", ops.kv_write_bytes, kv_write_rows),
+            ):
+                if i in rows:
+                    moved += np.divide(source[i, b], kv_ways, out=out[name])
+                elif chip_ops is not None and name in kept:
+                    out[name].fill(0.0)
             if not (times or totals):
                 continue
             np.divide(flops, peak_by_slot[i][b], out=compute)

@@ -78,6 +78,19 @@ ACT_TO_ACT = ("qk_matmul", "sv_matmul")
 #: skips them, and tests/cost_models/test_operators.py checks they are zero).
 KV_WRITE_SLOTS = ("k_proj", "v_proj")
 KV_READ_SLOTS = ("qk_matmul", "sv_matmul", "fused_attention")
+#: Slots without weights (attention kernels, activations, residual adds): their ``weight_bytes``
+#: are zero in every configuration (the per-chip roofline skips them; tests/cost_models/
+#: test_operators.py checks they are zero).
+WEIGHTLESS_SLOTS = (
+    "qk_matmul",
+    "softmax",
+    "sv_matmul",
+    "fused_attention",
+    "mlp_act",
+    "expert_act",
+    "attn_add",
+    "mlp_add",
+)
 
 
 @dataclass(frozen=True)

@@ -220,3 +220,16 @@ def test_kv_traffic_only_in_the_kv_slots(columns):
     others = [i for name, i in OP.items() if name not in (*KV_READ_SLOTS, *KV_WRITE_SLOTS)]
     assert not np.any(ops.kv_read_bytes[others]) and not np.any(ops.kv_write_bytes[others])
     assert not np.any(ops.kv_read_bytes[[OP[name] for name in KV_WRITE_SLOTS]])
+    assert not np.any(ops.kv_write_bytes[[OP[name] for name in KV_READ_SLOTS]])
+
+
+@settings(max_examples=30, deadline=None)
+@given(config_columns())
+def test_weightless_slots_have_no_weight_bytes(columns):
+    # The per-chip roofline skips their weights (cost_models.deployment.chip_roofline); the
+    # other weight slots of a decoder do have some (the check can fail).
+    from cost_models.operators import WEIGHTLESS_SLOTS, operator_costs
+
+    ops = operator_costs(make_configs(**columns))
+    assert not np.any(ops.weight_bytes[[OP[name] for name in WEIGHTLESS_SLOTS]])
+    assert np.all(ops.weight_bytes[OP["q_proj"]] > 0)
