@@ -1158,7 +1158,10 @@ def _live_activations(ops: OperatorCosts) -> np.ndarray:
     live = np.zeros(n)
     row = np.empty(n)
     for i in range(ops.flops.shape[0]):
-        np.maximum(live, np.add(ops.act_read_bytes[i], ops.act_write_bytes[i], out=row), out=live)
+        # A slot no configuration has moves no activations (operator_costs zeroes it): the
+        # maximum with its zero row leaves every (non-negative) entry as it is.
+        if ops.present[i].any():
+            np.maximum(live, np.add(ops.act_read_bytes[i], ops.act_write_bytes[i], out=row), out=live)
     return live
 
 

@@ -324,9 +324,17 @@ class Shapes:
         # shared ones) and its weights (every expert) are averaged over the blocks, as the
         # collectives of a layer are scored once and repeated ``layers`` times.
         moe = c.moe_layers > 0
-        moe_share = c.moe_layers / c.layers
-        mid = np.where(moe, c.d_ff + moe_share * (c.experts_per_token * c.expert_d_ff + c.shared_d_ff - c.d_ff), c.d_ff)
-        stored_mid = np.where(moe, c.d_ff + moe_share * (c.experts * c.expert_d_ff + c.shared_d_ff - c.d_ff), c.d_ff)
+        if moe.any():
+            moe_share = c.moe_layers / c.layers
+            mid = np.where(
+                moe, c.d_ff + moe_share * (c.experts_per_token * c.expert_d_ff + c.shared_d_ff - c.d_ff), c.d_ff
+            )
+            stored_mid = np.where(
+                moe, c.d_ff + moe_share * (c.experts * c.expert_d_ff + c.shared_d_ff - c.d_ff), c.d_ff
+            )
+        else:  # every model dense: np.where's numbers are d_ff's (a copy, as np.where makes)
+            mid = c.d_ff.copy()
+            stored_mid = mid
         return cls(
             tokens=c.batch * tokens_per_sequence,
             d_model=c.d_model,
