@@ -155,6 +155,22 @@ class _CostTable:
         self.N = self.B * self.T
         self.dq = c.heads * c.d_head
         self.dkv = c.kv_heads * c.d_head
+        # The residual stream's N d elements and their bytes (N d) ab: the activations read or
+        # written by the norms, the residual adds and every projection from or to d_model (the
+        # same products of the same arrays, so the same numbers), computed once and copied.
+        self.d = c.d_model
+        self.Nd = self.N * self.d
+        self._nd_ab: np.ndarray | None = None
+        #: elementwise slots built so far, by their arguments: a slot built with the same ones
+        #: (the FFN's norm and add after the attention's) copies their rows.
+        self._elementwise_rows: dict[tuple, int] = {}
+
+    def nd_ab(self) -> np.ndarray:
+        """(N d) ab, the bytes of the residual stream's N d elements (computed once)."""
+        if self._nd_ab is None:
+            self._nd_ab = np.multiply(self.N, self.d)
+            self._nd_ab *= self.ab
+        return self._nd_ab
 
     def projection(
         self, name: str, d_in: np.ndarray, d_out: np.ndarray, tokens: np.ndarray, out_to_kv: np.ndarray | bool = False
@@ -168,9 +184,16 @@ class _CostTable:
         flops *= d_out
         np.multiply(np.multiply(d_in, d_out, out=self.weight[i]), self.wb, out=self.weight[i])
         self.weight_rows.add(i)
-        np.multiply(np.multiply(tokens, d_in, out=self.act_r[i]), self.ab, out=self.act_r[i])
+        residual = tokens is self.N  # (N d) ab where d_in or d_out is d_model: copied (nd_ab)
+        if residual and d_in is self.d:
+            np.copyto(self.act_r[i], self.nd_ab())
+        else:
+            np.multiply(np.multiply(tokens, d_in, out=self.act_r[i]), self.ab, out=self.act_r[i])
         if out_to_kv is False:  # the common case: no per-row choice (the KV row stays zero)
-            np.multiply(np.multiply(tokens, d_out, out=self.act_w[i]), self.ab, out=self.act_w[i])
+            if residual and d_out is self.d:
+                np.copyto(self.act_w[i], self.nd_ab())
+            else:
+                np.multiply(np.multiply(tokens, d_out, out=self.act_w[i]), self.ab, out=self.act_w[i])
             return
         out = tokens * d_out
         if np.all(out_to_kv):  # every configuration a decoder: all to the cache, no activations
@@ -189,11 +212,31 @@ class _CostTable:
         weight_elements: np.ndarray | float = 0.0,
     ) -> None:
         i = OP[name]
-        np.multiply(ops_per_element, elements, out=self.flops[i])
-        np.multiply(np.multiply(reads, elements, out=self.act_r[i]), self.ab, out=self.act_r[i])
-        np.multiply(elements, self.ab, out=self.act_w[i])
-        np.multiply(weight_elements, self.ab, out=self.weight[i])  # norm scales stay in the activation format
         self.weight_rows.add(i)
+        arrays = (self.flops, self.act_r, self.act_w, self.weight)
+        key = (
+            id(elements),
+            ops_per_element,
+            reads,
+            id(weight_elements) if isinstance(weight_elements, np.ndarray) else weight_elements,
+        )
+        if key in self._elementwise_rows:  # built before with the same arguments: its rows
+            built = self._elementwise_rows[key]
+            for array in arrays:
+                np.copyto(array[i], array[built])
+            return
+        self._elementwise_rows[key] = i
+        residual = elements is self.Nd  # (reads N d) ab with reads 1 (1 x is x), N d ab: nd_ab
+        np.multiply(ops_per_element, elements, out=self.flops[i])
+        if residual and reads == 1.0:
+            np.copyto(self.act_r[i], self.nd_ab())
+        else:
+            np.multiply(np.multiply(reads, elements, out=self.act_r[i]), self.ab, out=self.act_r[i])
+        if residual:
+            np.copyto(self.act_w[i], self.nd_ab())
+        else:
+            np.multiply(elements, self.ab, out=self.act_w[i])
+        np.multiply(weight_elements, self.ab, out=self.weight[i])  # norm scales stay in the activation format
 
 
 def _where(condition: np.ndarray, x, y):
@@ -285,7 +328,7 @@ def _attention(t: _CostTable, c: InferenceConfigs, convention: CountingConventio
     (:func:`attention_keys`) where the model has them. ``kernels`` False: the attention slots
     (qk, softmax, sv, fused) are left out, absent and zero (:func:`operator_costs`' "dense")."""
     d, N = c.d_model, t.N
-    t.elementwise("attn_norm", N * d, convention.norm_flops_per_element, 1.0, d)
+    t.elementwise("attn_norm", t.Nd, convention.norm_flops_per_element, 1.0, d)
     t.projection("q_proj", d, t.dq, N)
     t.projection("k_proj", d, t.dkv, N, out_to_kv=c.decoder)
     t.projection("v_proj", d, t.dkv, N, out_to_kv=c.decoder)
@@ -296,7 +339,7 @@ def _attention(t: _CostTable, c: InferenceConfigs, convention: CountingConventio
         t.unwritten.update(ATTENTION_KERNEL_SLOTS)
         t.present[list(ATTENTION_KERNEL_SLOTS)] = False
     t.projection("out_proj", c.heads * c.v_head_dim, d, N)
-    t.elementwise("attn_add", N * d, 1.0, float(convention.residual_add_reads))
+    t.elementwise("attn_add", t.Nd, 1.0, float(convention.residual_add_reads))
 
 
 def _attention_kernels(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> None:
@@ -378,9 +421,9 @@ def _ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> 
     """Norm (absent in a parallel block), gate (swiglu only), up, activation, down, residual add."""
     d, dff, N = c.d_model, c.d_ff, t.N
     # A parallel block (PaLM) feeds attention and FFN from one norm: no mlp_norm.
-    t.elementwise("mlp_norm", N * d, convention.norm_flops_per_element, 1.0, d)
+    t.elementwise("mlp_norm", t.Nd, convention.norm_flops_per_element, 1.0, d)
     t.present[OP["mlp_norm"]] = ~c.parallel_block
-    t.elementwise("mlp_add", N * d, 1.0, float(convention.residual_add_reads))
+    t.elementwise("mlp_add", t.Nd, 1.0, float(convention.residual_add_reads))
     dense = c.layers > c.moe_layers  # an MoE model's first dense_layers blocks (every block of a dense one)
     if not np.any(dense):  # every block is an MoE block: the dense FFN's slots stay zero
         t.present[[OP[name] for name in DENSE_FFN]] = False
