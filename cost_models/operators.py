@@ -162,8 +162,13 @@ class _CostTable:
         self.Nd = self.N * self.d
         self._nd_ab: np.ndarray | None = None
         #: elementwise slots built so far, by their arguments: a slot built with the same ones
-        #: (the FFN's norm and add after the attention's) copies their rows.
-        self._elementwise_rows: dict[tuple, int] = {}
+        #: (the FFN's norm and add after the attention's) copies their rows. Keyed by the
+        #: arguments' ids, each entry holding the arguments (so no id is reused while it lives).
+        self._elementwise_rows: dict[tuple, tuple[int, tuple]] = {}
+        #: projections built so far, by their arguments (k and v, gate and up, ...), the same way.
+        self._projection_rows: dict[tuple, tuple[int, tuple]] = {}
+        #: 2 tokens d_in of the projections built so far, by the ids of (tokens, d_in).
+        self._two_tokens_d_in: dict[tuple[int, int], tuple[np.ndarray, tuple]] = {}
 
     def nd_ab(self) -> np.ndarray:
         """(N d) ab, the bytes of the residual stream's N d elements (computed once)."""
@@ -177,11 +182,24 @@ class _CostTable:
     ) -> None:
         """x[tokens, d_in] @ W[d_in, d_out]: weights read once, output to activations or KV cache."""
         i = OP[name]
+        arguments = (d_in, d_out, tokens, out_to_kv)
+        key = tuple(id(a) if isinstance(a, np.ndarray) else a for a in arguments)
+        if key in self._projection_rows:  # built before with the same arguments: its rows
+            built = self._projection_rows[key][0]
+            for array in (self.flops, self.weight, self.act_r, self.act_w, self.kv_w):
+                np.copyto(array[i], array[built])
+            self.weight_rows.add(i)
+            return
+        self._projection_rows[key] = (i, arguments)
         # Written in place into the slot's rows, in the order of the expressions they stand for
         # (2 tokens d_in d_out; d_in d_out wb; tokens d_in ab): the same numbers, no temporaries.
-        flops = np.multiply(2.0, tokens, out=self.flops[i])
-        flops *= d_in
-        flops *= d_out
+        # 2 tokens d_in is shared by the projections of the same input (q, k, gate, ...).
+        prefix_key = (id(tokens), id(d_in))
+        if prefix_key not in self._two_tokens_d_in:
+            prefix = np.multiply(2.0, tokens)
+            prefix *= d_in
+            self._two_tokens_d_in[prefix_key] = (prefix, (tokens, d_in))
+        np.multiply(self._two_tokens_d_in[prefix_key][0], d_out, out=self.flops[i])
         np.multiply(np.multiply(d_in, d_out, out=self.weight[i]), self.wb, out=self.weight[i])
         self.weight_rows.add(i)
         residual = tokens is self.N  # (N d) ab where d_in or d_out is d_model: copied (nd_ab)
@@ -214,18 +232,14 @@ class _CostTable:
         i = OP[name]
         self.weight_rows.add(i)
         arrays = (self.flops, self.act_r, self.act_w, self.weight)
-        key = (
-            id(elements),
-            ops_per_element,
-            reads,
-            id(weight_elements) if isinstance(weight_elements, np.ndarray) else weight_elements,
-        )
+        arguments = (elements, ops_per_element, reads, weight_elements)
+        key = tuple(id(a) if isinstance(a, np.ndarray) else a for a in arguments)
         if key in self._elementwise_rows:  # built before with the same arguments: its rows
-            built = self._elementwise_rows[key]
+            built = self._elementwise_rows[key][0]
             for array in arrays:
                 np.copyto(array[i], array[built])
             return
-        self._elementwise_rows[key] = i
+        self._elementwise_rows[key] = (i, arguments)
         residual = elements is self.Nd  # (reads N d) ab with reads 1 (1 x is x), N d ab: nd_ab
         np.multiply(ops_per_element, elements, out=self.flops[i])
         if residual and reads == 1.0:
