@@ -288,7 +288,12 @@ def attention_keys(t: _CostTable, c: InferenceConfigs) -> tuple[np.ndarray, np.n
     T, L, W = t.T, t.L, c.sliding_window
     share = window_share(c)
     causal = c.causal & ~t.decode
-    full_pairs = _where(causal, T * (T + 1.0) / 2.0, T * L)
+    if causal.all():  # _where's shortcuts, each side computed only where it is taken
+        full_pairs = T * (T + 1.0) / 2.0
+    elif not causal.any():
+        full_pairs = T * L
+    else:
+        full_pairs = np.where(causal, T * (T + 1.0) / 2.0, T * L)
     if not np.any(share):  # no windowed blocks: (1 - 0) full + 0 band is the full count
         return full_pairs, L
     windowed = np.minimum(L, np.where(W > 0, W, L))
@@ -374,15 +379,18 @@ def _attention_kernels(t: _CostTable, c: InferenceConfigs, convention: CountingC
     per_head_pairs, keys = attention_keys(t, c)
     pairs = B * c.heads * per_head_pairs
     minus_one = convention.act_to_act_flops == "2n-1"
+    # Without MLA the scores and the values are d_head wide (qk_dim is v_dim): the products of
+    # the same arrays are computed once (2 qk_dim pairs, N heads qk_dim and its bytes).
+    same_dims = qk_dim is v_dim
     qk_flops = 2.0 * qk_dim * pairs
     sv_outputs = N * c.heads * v_dim
-    sv_flops = 2.0 * v_dim * pairs
+    sv_flops = qk_flops if same_dims else 2.0 * v_dim * pairs
     if minus_one:  # n - 1 additions per dot product of n terms
         qk_flops = qk_flops - pairs
         sv_flops = sv_flops - sv_outputs
     softmax_flops = convention.softmax_flops_per_element * pairs
-    q_bytes = N * c.heads * qk_dim * ab
     out_bytes = sv_outputs * ab
+    q_bytes = out_bytes if same_dims else N * c.heads * qk_dim * ab
     # Keys and values read, each entry once, shared by its query group: K and V of every KV head
     # (from the cache in a decoder); MLA prefill: the decompressed per-head K and V (activations);
     # MLA decode: the cached latent, once for all heads, like MQA with a kv_lora_rank + rope wide
@@ -406,18 +414,19 @@ def _attention_kernels(t: _CostTable, c: InferenceConfigs, convention: CountingC
     if fused.all():  # the unfused slots are absent (zero) where every configuration fuses
         t.unwritten.update(OP[name] for name in ("qk_matmul", "softmax", "sv_matmul"))
     else:
+        scores_bytes = pairs * ab  # the score matrix, written by qk, read and written by softmax, read by sv
         i = OP["qk_matmul"]
         t.flops[i] = qk_flops
         t.act_r[i] = q_bytes + _where(kv_is_cache, 0.0, k_bytes)
         t.kv_r[i] = _where(kv_is_cache, k_bytes, 0.0)
-        t.act_w[i] = pairs * ab
+        t.act_w[i] = scores_bytes
         i = OP["softmax"]
         t.flops[i] = softmax_flops
-        t.act_r[i] = pairs * ab
-        t.act_w[i] = pairs * ab
+        t.act_r[i] = scores_bytes
+        t.act_w[i] = scores_bytes
         i = OP["sv_matmul"]
         t.flops[i] = sv_flops
-        t.act_r[i] = pairs * ab + _where(kv_is_cache, 0.0, v_bytes)
+        t.act_r[i] = scores_bytes + _where(kv_is_cache, 0.0, v_bytes)
         t.kv_r[i] = _where(kv_is_cache, v_bytes, 0.0)
         t.act_w[i] = out_bytes
     # FlashAttention: the same math, but scores never leave the chip (Dao et al. 2022).
@@ -529,12 +538,12 @@ def operator_costs(
     # never written (already zero), the KV rows of slots without KV traffic (always zero).
     absent = [i for i in range(len(OPERATOR_NAMES)) if i not in t.unwritten and not t.present[i].all()]
     kv_slots = {OP[name] for name in (*KV_READ_SLOTS, *KV_WRITE_SLOTS)}
-    for array in (t.flops, t.weight, t.act_r, t.act_w):
-        for i in absent:
-            array[i] *= t.present[i]
-    for array in (t.kv_r, t.kv_w):
-        for i in kv_slots.intersection(absent):
-            array[i] *= t.present[i]
+    # (By the row as 0.0 and 1.0: x * 0.0 and x * 1.0, as x * False and x * True are, without
+    # casting the booleans for each array.)
+    for i in absent:
+        present = t.present[i].astype(np.float64)
+        for array in (t.flops, t.weight, t.act_r, t.act_w, *((t.kv_r, t.kv_w) if i in kv_slots else ())):
+            array[i] *= present
     kv_dtype = np.where(c.decoder, c.kv_dtype, c.act_dtype)
     compute_dtype = _compute_dtypes(c, kv_dtype, convention)
     repeats = np.empty(t.flops.shape)
