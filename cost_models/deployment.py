@@ -502,9 +502,9 @@ def forward_pass_s(
     cost. ``extra_block_s``: more per-block work in the same pass (a mixed serving iteration's
     attention, scored at other shapes than its projections)."""
     op = t.op_time_s
-    block = op[:LM_HEAD].sum(axis=0) + op[LM_HEAD + 1 :].sum(axis=0) + t.layer_overhead_s + extra_block_s
+    block = _plus(_plus(op[:LM_HEAD].sum(axis=0) + op[LM_HEAD + 1 :].sum(axis=0), t.layer_overhead_s), extra_block_s)
     combined = combine_block_s(block, t.comm_block_s, t.comm_critical_s, overlap)
-    return layers * combined + op[LM_HEAD] + t.step_overhead_s
+    return _plus(layers * combined + op[LM_HEAD], t.step_overhead_s)
 
 
 def combine_block_s(
@@ -516,7 +516,7 @@ def combine_block_s(
     ``added``, the work plus every collective."""
     if overlap != "overlapped":
         return block_s + comm_s
-    return np.maximum(block_s + critical_s, comm_s)
+    return np.maximum(_plus(block_s, critical_s), comm_s)
 
 
 def _phase_times(
@@ -539,23 +539,35 @@ def _phase_times(
     t, roofline = operator_times(
         d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, parallel.expert_scale, shapes
     )
-    dispatch = moe_dispatch_s(network, parallel, configs, tokens_per_sequence)
-    # The dispatch runs in the MoE blocks only: spread over the stage's blocks as their share.
-    dispatch_block = dispatch * np.divide(
-        configs.moe_layers, configs.layers, out=np.zeros(len(configs)), where=configs.layers > 0
-    )
+    dispatch_block: np.ndarray | float = 0.0
+    comm_block = t.comm_block_s
+    if np.any(configs.moe_layers > 0):  # else no dispatch: zero, and adding zero changes nothing
+        dispatch = moe_dispatch_s(network, parallel, configs, tokens_per_sequence)
+        # The dispatch runs in the MoE blocks only: spread over the stage's blocks as their share.
+        dispatch_block = dispatch * np.divide(
+            configs.moe_layers, configs.layers, out=np.zeros(len(configs)), where=configs.layers > 0
+        )
+        comm_block = comm_block + dispatch_block
     # Dispatch before and combine after the expert GEMMs depend on them: added to the block's
     # work, never hidden behind it (two-batch overlap, which would, is not modelled).
     stage_s = forward_pass_s(t, configs.layers, overlap, dispatch_block)
-    head_s = t.op_time_s[LM_HEAD] + t.step_overhead_s  # the last stage's alone
+    head_s = _plus(t.op_time_s[LM_HEAD], t.step_overhead_s)  # the last stage's alone
     send = stage_send_s(d.hardware, parallel, configs, tokens_per_sequence)
     m, pp = parallel.micro_batches, parallel.pipeline_parallel
     return _PhaseTimes(
         latency_s=pipeline_s(stage_s - head_s, head_s, send, pp, m),
         compute_s=m * roofline.compute_s,
         memory_s=m * roofline.memory_s,
-        comm_s=m * configs.layers * (t.comm_block_s + dispatch_block) + (pp - 1.0) * send,
+        comm_s=m * configs.layers * comm_block + (pp - 1.0) * send,
     )
+
+
+def _plus(seconds: np.ndarray, more: np.ndarray | float) -> np.ndarray:
+    """``seconds + more``, or ``seconds`` itself where ``more`` is the scalar 0 (the roofline's
+    fixed costs): x + 0.0 is x for the non-negative seconds here, so the pass is left out."""
+    if not isinstance(more, np.ndarray) and more == 0.0:
+        return seconds
+    return seconds + more
 
 
 def pipeline_s(
