@@ -569,7 +569,7 @@ def _torus_layer_comm_s(
         every = bool(np.all(codes == code))
         rows = slice(None) if every else np.flatnonzero(codes == code)
         shapes = s if every else _take(s, rows)
-        sub_mesh = mesh[rows]
+        sub_mesh = mesh if every else mesh.take(rows, axis=0)
         # As in _layer_comm_time_s: calls moving the same bytes array over the same axes with the
         # same formula (Network.time_key: ws_2d's all-gather and reduce-scatter of the residual
         # over f, in the FFN's and the attention's sets) are timed once, and a call that moves
@@ -709,9 +709,9 @@ def _layer_comm_time_s(
         }
         s = _take(s, order)
         mesh, parallel_block, batch_sharded_attention = (
-            mesh[order],
-            parallel_block[order],
-            batch_sharded_attention[order],
+            np.asarray(mesh).take(order, axis=0),
+            np.asarray(parallel_block).take(order),
+            np.asarray(batch_sharded_attention).take(order),
         )
     total = np.zeros(len(codes))
     for code, rows in bounds.items():
@@ -795,6 +795,12 @@ def _by_layout(layout_codes: np.ndarray, s, mesh: np.ndarray):
 
 
 def _take(s, mask: np.ndarray | slice):
+    if isinstance(mask, np.ndarray) and mask.dtype.kind in "iu":
+        # Rows by position: ndarray.take along the first axis, the rows fancy indexing gives,
+        # without its index iterator (about 1.5x faster).
+        return type(s)(
+            **{name: np.asarray(getattr(s, name)).take(mask, axis=0) for name in type(s).__dataclass_fields__}
+        )
     return type(s)(**{name: getattr(s, name)[mask] for name in type(s).__dataclass_fields__})
 
 
