@@ -683,9 +683,13 @@ def stage_send_s(
     Narayanan et al. 2021, section 4.1). Stages are placed last, across nodes: a send crosses the
     inter-domain network once the deployment spans more than one domain (the slowest boundary
     paces the pipeline)."""
-    tokens = stage.batch * tokens_per_sequence
-    data = tokens * stage.d_model * BYTES_PER_ELEMENT[stage.act_dtype] / parallel.tensor_parallel
-    data = np.where(parallel.pipeline_parallel > 1, data, 0.0)
+    staged = parallel.pipeline_parallel > 1
+    if staged.any():
+        tokens = stage.batch * tokens_per_sequence
+        data = tokens * stage.d_model * BYTES_PER_ELEMENT[stage.act_dtype] / parallel.tensor_parallel
+        data = np.where(staged, data, 0.0)
+    else:  # a single stage sends nothing (np.where's zeros)
+        data = np.zeros(len(stage))
     return point_to_point_time_s(hardware, data, parallel.chips > domain_size(hardware))
 
 

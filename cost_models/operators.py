@@ -148,9 +148,16 @@ class _CostTable:
         self.wb = BYTES_PER_ELEMENT[c.weight_dtype]
         self.ab = BYTES_PER_ELEMENT[c.act_dtype]
         # K and V are cache entries in a decoder, plain activations in an encoder.
-        self.kvb = np.where(c.decoder, BYTES_PER_ELEMENT[c.kv_dtype], self.ab)
+        self.kvb = _where(c.decoder, BYTES_PER_ELEMENT[c.kv_dtype], self.ab)
         self.B = c.batch
-        self.T = np.where(self.decode, 1.0, c.seq_len)  # new tokens per sequence
+        # New tokens per sequence (np.where's numbers, without its pass where every
+        # configuration is in one phase).
+        if self.decode.all():
+            self.T = np.ones(len(c))
+        elif not self.decode.any():
+            self.T = c.seq_len.astype(np.float64)
+        else:
+            self.T = np.where(self.decode, 1.0, c.seq_len)
         self.L = c.seq_len  # keys each new token attends to (at most)
         self.N = self.B * self.T
         self.dq = c.heads * c.d_head
@@ -544,7 +551,7 @@ def operator_costs(
         present = t.present[i].astype(np.float64)
         for array in (t.flops, t.weight, t.act_r, t.act_w, *((t.kv_r, t.kv_w) if i in kv_slots else ())):
             array[i] *= present
-    kv_dtype = np.where(c.decoder, c.kv_dtype, c.act_dtype)
+    kv_dtype = _where(c.decoder, c.kv_dtype, c.act_dtype)
     compute_dtype = _compute_dtypes(c, kv_dtype, convention)
     repeats = np.empty(t.flops.shape)
     repeats[:] = c.layers

@@ -794,6 +794,14 @@ def _by_layout(layout_codes: np.ndarray, s, mesh: np.ndarray):
             yield code, layout, chosen, (_take(s, chosen), mesh[chosen])
 
 
+def _where(condition: np.ndarray, x, y: np.ndarray) -> np.ndarray:
+    """np.where(condition, x(), y)'s numbers, without computing ``x`` (a callable) or the
+    pass where ``condition`` is the same for every configuration."""
+    if not condition.any():
+        return y
+    return np.where(condition, x(), y)
+
+
 def _take(s, mask: np.ndarray | slice):
     if isinstance(mask, np.ndarray) and mask.dtype.kind in "iu":
         # Rows by position: ndarray.take along the first axis, the rows fancy indexing gives,
@@ -1094,7 +1102,7 @@ def chip_shares(
     plan = plan if plan is not None else sharding_plan(c, mesh, layout_codes)
     if kv_ways is None:
         kv_ways = kv_cache_split(c.kv_heads, c.batch, mesh, batch_sharded, c.mla)[0]
-    attention_ways = np.minimum(chips, np.where(batch_sharded, c.batch * c.heads, c.heads))
+    attention_ways = np.minimum(chips, _where(batch_sharded, lambda: c.batch * c.heads, c.heads))
     work = tuple(attention_ways if name in ATTENTION_OPS else chips for name in OPERATOR_NAMES)
     weight: list[np.ndarray | None] = [chips] * len(OPERATOR_NAMES)
     in_use = plan.in_use_ways
