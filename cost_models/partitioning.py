@@ -567,9 +567,12 @@ def _torus_layer_comm_s(
     seconds = {role: np.zeros(len(codes)) for role in _COLLECTIVE_ROLES}
     for code in np.unique(codes):
         every = bool(np.all(codes == code))
-        rows = slice(None) if every else np.flatnonzero(codes == code)
-        shapes = s if every else _take(s, rows)
-        sub_mesh = mesh if every else mesh.take(rows, axis=0)
+        rows: slice | np.ndarray
+        if every:
+            rows, shapes, sub_mesh = slice(None), s, mesh
+        else:
+            positions = np.flatnonzero(codes == code)
+            rows, shapes, sub_mesh = positions, _take(s, positions), mesh.take(positions, axis=0)
         # As in _layer_comm_time_s: calls moving the same bytes array over the same axes with the
         # same formula (Network.time_key: ws_2d's all-gather and reduce-scatter of the residual
         # over f, in the FFN's and the attention's sets) are timed once, and a call that moves
