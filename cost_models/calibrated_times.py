@@ -27,9 +27,13 @@ from cost_models.efficiency import (
     COLLECTIVE_KINDS,
     QUANTIZES_ACTIVATIONS,
     WEIGHT_BYTES,
+    CollectiveParams,
     DecodeAttentionParams,
     GemmParams,
     PrefillAttentionParams,
+    _nearest_fitted,
+    _one_collective,
+    bus_factor,
     collective_time_s,
     decode_attention_time_s,
     elementwise_time_s,
@@ -45,7 +49,7 @@ from cost_models.moe import DEFAULT_IMBALANCE, experts_woken, tokens_per_expert
 from cost_models.moe_kernel_time import moe_kernel_params, routed_expert_time_s
 from cost_models.operators import EXPERT_PROJECTIONS, OP, OperatorCosts, window_share
 from cost_models.partitioning import GEMM_AXES, ShardingPlan, attention_split, gemm_shapes_per_chip
-from cost_models.topology import Network, SwitchedNetwork, TorusNetwork, group_size
+from cost_models.topology import Network, SwitchedNetwork, TorusNetwork, group_size, switched_groups
 
 #: Operators run as bandwidth-bound kernels (Kim et al.'s "non-linear" and elementwise rows).
 ELEMENTWISE_OPS = ("attn_norm", "attn_add", "mlp_norm", "mlp_act", "router", "expert_act", "mlp_add")
@@ -703,14 +707,14 @@ class CalibratedNetwork(Network):
         self.base = base
         self.spec = spec
         self.profile = profile
+        # The last mesh seen and its _RowSplit per axes.
+        self._splits: tuple[np.ndarray, dict[str, _RowSplit]] | None = None
 
     def legal_meshes(self, chips: int) -> list[tuple[int, int, int]]:
         return self.base.legal_meshes(chips)
 
-    def collective_time_s(self, kind, bytes_per_chip, mesh, axes):
-        mesh = np.atleast_2d(mesh)
-        # The group sizes: cached with the network model's geometry (the same product) when it has it.
-        k = self.base._groups(mesh, axes).k if isinstance(self.base, SwitchedNetwork) else group_size(mesh, axes)
+    def _table(self, kind) -> tuple[str, str, dict[int, CollectiveParams] | None]:
+        """(measured kind, implementation, its fitted group sizes or None)."""
         measured_kind = _KIND[kind]
         implementation = (
             "custom"
@@ -721,9 +725,66 @@ class CalibratedNetwork(Network):
             )
             else "nccl"
         )
-        table = self.profile.collectives.get(implementation, {}).get(measured_kind)
+        return measured_kind, implementation, self.profile.collectives.get(implementation, {}).get(measured_kind)
+
+    def collective_time_s(self, kind, bytes_per_chip, mesh, axes):
+        mesh = np.atleast_2d(mesh)
+        measured_kind, implementation, table = self._table(kind)
         if not table:
             return self.base.collective_time_s(kind, bytes_per_chip, mesh, axes)
+        if isinstance(self.base, SwitchedNetwork):
+            data = np.asarray(bytes_per_chip, dtype=np.float64)
+            if data.shape == (mesh.shape[0],):
+                return self._split_time_s(self.base, kind, measured_kind, table, data, mesh, axes)
+        return self._whole_time_s(kind, measured_kind, implementation, table, bytes_per_chip, mesh, axes)
+
+    def _split_time_s(
+        self,
+        base: SwitchedNetwork,
+        kind,
+        measured_kind: str,
+        table: dict[int, CollectiveParams],
+        data: np.ndarray,
+        mesh: np.ndarray,
+        axes: str,
+    ) -> np.ndarray:
+        """:meth:`_whole_time_s`'s numbers, each row timed by the one formula that gives its
+        seconds: the network model on the rows whose groups cross domains (its group terms for
+        those meshes alone, not for every row as :meth:`_whole_time_s` computes them before the
+        measured rows overwrite theirs), the measured collective of each group size on its rows
+        (found once per mesh and axes, not by a mask, an index and a sort of the group sizes per
+        call), 0 elsewhere (a group of one chip). Rows that move no bytes are 0 wherever they are,
+        as the network model makes them. Every formula is elementwise, so each row gets the same
+        number (bench/guard_estimate_outputs.py)."""
+        split = self._split(mesh, axes)
+        times = np.zeros(len(data))
+        if split.across_groups is not None:
+            times[split.across] = base.collective_time_of_groups_s(kind, data.take(split.across), split.across_groups)
+        element = np.asarray(2.0)  # bf16 (efficiency.collective_time_s's default element_bytes)
+        fitted = tuple(sorted(table))
+        for size, rows in split.sizes:
+            moved = data.take(rows)
+            # efficiency.collective_time_s's operations on these rows: bus bytes, then the nearest fit.
+            bus = moved * bus_factor(measured_kind, np.float64(size))
+            seconds = _one_collective(table[_nearest_fitted(fitted, size)], bus, element)
+            times[rows] = np.where(moved > 0, seconds, 0.0)
+        return times
+
+    def _split(self, mesh: np.ndarray, axes: str) -> _RowSplit:
+        """The :class:`_RowSplit` of ``mesh`` over ``axes``, cached per axes for the last mesh
+        seen (compared by value), as the network model caches its group geometry."""
+        cached = self._splits
+        if cached is None or cached[0].shape != mesh.shape or not np.array_equal(cached[0], mesh):
+            cached = self._splits = (mesh.copy(), {})
+        split = cached[1].get(axes)
+        if split is None:
+            split = cached[1][axes] = _RowSplit(self.spec, mesh, axes)
+        return split
+
+    def _whole_time_s(self, kind, measured_kind, implementation, table, bytes_per_chip, mesh, axes):
+        """The network model on every row, then the measured collective on the rows inside a domain."""
+        # The group sizes: cached with the network model's geometry (the same product) when it has it.
+        k = self.base._groups(mesh, axes).k if isinstance(self.base, SwitchedNetwork) else group_size(mesh, axes)
         moves = bytes_per_chip > 0
         inside = np.flatnonzero((k > 1) & (k <= self.spec.domain_size) & moves)
         if not len(inside):
@@ -745,6 +806,26 @@ class CalibratedNetwork(Network):
             implementation=implementation,
         )
         return times
+
+
+class _RowSplit:
+    """The rows of one mesh array's collective groups over some axes, by the formula that times
+    them under a profile: ``across`` (groups that cross domains: the network model, with its
+    group terms ``across_groups`` for those meshes, None where there are none) and per group size
+    inside a domain (2 to the domain size) its rows; groups of one chip are in neither."""
+
+    def __init__(self, spec: SwitchedInterconnect, mesh: np.ndarray, axes: str) -> None:
+        k = group_size(mesh, axes)
+        domain = spec.domain_size
+        self.across = np.flatnonzero(k > domain)
+        self.across_groups = switched_groups(spec, mesh.take(self.across, axis=0), axes) if len(self.across) else None
+        inside = np.flatnonzero((k > 1) & (k <= domain))
+        inside_k = k.take(inside)
+        sizes = np.unique(inside_k)
+        if len(sizes) == 1:
+            self.sizes = [(float(sizes[0]), inside)]
+        else:
+            self.sizes = [(float(size), inside.take(np.flatnonzero(inside_k == size))) for size in sizes]
 
 
 def calibrated_network(base: Network, hardware: HardwareSpec, profile: CalibrationProfile) -> Network:

@@ -204,6 +204,31 @@ class _Groups:
     several: np.ndarray  # k > 1: a group of one chip is free
 
 
+def switched_groups(spec: SwitchedInterconnect, mesh: np.ndarray, axes: str) -> _Groups:
+    """The collective groups over ``axes`` of the meshes ``mesh`` (n, 3) on a switched network
+    (:class:`_Groups`, uncached: :meth:`SwitchedNetwork._groups` caches it). Elementwise over the
+    meshes, so the groups of some of them are those rows of the groups of all."""
+    domain = float(spec.domain_size)
+    # Chips in one domain along each axis: Z is fastest (stride 1), then Y (Z), then X (YZ).
+    strides = {"x": lambda: mesh[:, 1] * mesh[:, 2], "y": lambda: mesh[:, 2], "z": lambda: 1.0}
+    inside = np.ones(mesh.shape[0])
+    for axis in axes:
+        length = mesh[:, AXIS_INDEX[axis]]
+        inside = inside * np.minimum(length, np.maximum(1.0, np.floor(domain / strides[axis]())))
+    k = group_size(mesh, axes)
+    domains = k / inside
+    return _Groups(
+        inside=inside,
+        k=k,
+        domains_minus_one=domains - 1.0,
+        inside_minus_one=inside - 1.0,
+        k_minus_inside=k - inside,
+        domain_latency_s=(inside - 1.0) * spec.domain_latency_s,
+        network_latency_s=(domains - 1.0) * spec.network_latency_s,
+        several=k > 1,
+    )
+
+
 class SwitchedNetwork(Network):
     """GPU interconnect: domains of ``domain_size`` chips on a switch (NVLink), joined by a network.
 
@@ -228,26 +253,7 @@ class SwitchedNetwork(Network):
             cached = self._cache = (mesh.copy(), {})
         groups = cached[1].get(axes)
         if groups is None:
-            domain = float(self.spec.domain_size)
-            # Chips in one domain along each axis: Z is fastest (stride 1), then Y (Z), then X (YZ).
-            strides = {"x": lambda: mesh[:, 1] * mesh[:, 2], "y": lambda: mesh[:, 2], "z": lambda: 1.0}
-            inside = np.ones(mesh.shape[0])
-            for axis in axes:
-                length = mesh[:, AXIS_INDEX[axis]]
-                inside = inside * np.minimum(length, np.maximum(1.0, np.floor(domain / strides[axis]())))
-            k = group_size(mesh, axes)
-            domains = k / inside
-            spec = self.spec
-            groups = cached[1][axes] = _Groups(
-                inside=inside,
-                k=k,
-                domains_minus_one=domains - 1.0,
-                inside_minus_one=inside - 1.0,
-                k_minus_inside=k - inside,
-                domain_latency_s=(inside - 1.0) * spec.domain_latency_s,
-                network_latency_s=(domains - 1.0) * spec.network_latency_s,
-                several=k > 1,
-            )
+            groups = cached[1][axes] = switched_groups(self.spec, mesh, axes)
         return groups
 
     def legal_meshes(self, chips: int) -> list[tuple[int, int, int]]:
@@ -262,8 +268,12 @@ class SwitchedNetwork(Network):
         return "all_gather" if kind == "reduce_scatter" else kind
 
     def collective_time_s(self, kind, bytes_per_chip, mesh, axes):
-        mesh = np.atleast_2d(mesh)
-        g = self._groups(mesh, axes)
+        return self.collective_time_of_groups_s(kind, bytes_per_chip, self._groups(np.atleast_2d(mesh), axes))
+
+    def collective_time_of_groups_s(self, kind: Collective, bytes_per_chip: np.ndarray, g: _Groups) -> np.ndarray:
+        """:meth:`collective_time_s` of groups already known (:meth:`_groups`, or some of its rows
+        by :meth:`_Groups.take`, with the bytes of those rows): elementwise, so each row's seconds
+        are those of the whole call."""
         spec = self.spec
         # The expressions below, left to right, as in-place passes on one temporary (the same
         # operations in the same order: the same numbers); the mesh-only factors and latency

@@ -221,6 +221,36 @@ def test_measured_network_rows_equal_each_alone() -> None:
             assert together.tobytes() == np.array(alone).tobytes()
 
 
+@pytest.mark.parametrize(("chip", "profile"), [("h100-sxm", "h100-sxm-vllm"), ("b200", "b200-trtllm")])
+def test_measured_network_split_rows_equal_whole_call(chip, profile) -> None:
+    """The rows split by formula (network model across domains on those meshes' own group terms,
+    the measured curve per group size, 0 for a group of one) give every row the bits of the
+    whole-array computation (the network model on every row, then the measured rows overwritten),
+    including rows that move no, negative or NaN bytes, and the custom all-reduce."""
+    hardware = get_hardware(chip)
+    network = calibrated_times.calibrated_network(network_for(hardware), hardware, load_profile(profile))
+    assert isinstance(network, calibrated_times.CalibratedNetwork)
+    rng = np.random.default_rng(3)
+    domain = hardware.interconnect.domain_size
+    meshes = np.array(
+        [[1, 1, 1], [1, 1, 2], [1, 2, 4], [1, 1, domain], [2, 1, domain], [4, 2, domain], [1, 4, 16], [3, 1, 1]],
+        dtype=np.float64,
+    )
+    mesh = meshes[rng.integers(0, len(meshes), 600)]
+    data = np.rint(2.0 ** rng.uniform(0, 30, 600))
+    data[:30] = 0.0
+    data[30:35] = -1.0
+    data[35:40] = np.nan
+    for kind in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all"):
+        measured_kind, implementation, table = network._table(kind)
+        assert table, f"{profile} measures {measured_kind}"
+        for axes in ("z", "yz", "x", "xyz"):
+            split = network.collective_time_s(kind, data, mesh, axes)
+            whole = network._whole_time_s(kind, measured_kind, implementation, table, data, mesh, axes)
+            assert split.tobytes() == whole.tobytes(), (kind, axes)
+            assert np.any(split[(mesh[:, 2] > 1) & (data > 0)] > 0)  # some rows take time
+
+
 @pytest.mark.parametrize(("chip", "profile"), [("h100-sxm", "h100-sxm-vllm"), ("a100-80gb", "a100-80gb-trtllm")])
 def test_distinct_gemms_match_every_gemm_timed(monkeypatch, chip, profile) -> None:
     """Each distinct dense GEMM timed once and gathered (_dense_gemm_times_distinct) gives every
