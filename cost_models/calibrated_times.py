@@ -143,7 +143,14 @@ def calibrated_operator_times(
         times, source, formats, hardware, profile, rows
     )
     if not once:
+        partial: list[_PartialSlot] = []
+        if plan is not None:  # slots that repeat an earlier one in part, or are absent in part
+            rows, partial = _partial_twin_rows(chip_ops, plan, rows)
+            source = _PlanGemmShapes(chip_ops, plan, rows)
         _dense_gemm_times(times, source, formats, hardware, profile, rows)
+        for slot in partial:
+            assert plan is not None
+            slot.fill(times, chip_ops, plan, formats, hardware, profile)
     for twin, original in twins:
         times[twin] = times[original]
     moe_rows = c.moe_layers > 0
@@ -216,6 +223,11 @@ _ALL_DENSE_ROWS = _DenseRows(_DENSE_SHAPE_ROWS, _DENSE_OP_ROWS)
 #: the benchmark's Xeon: 800k GEMMs in one call 66-78 ms, in blocks of 16k 32 ms
 #: (docs/benchmarks.md, "Calibrated estimate throughput, round 2").
 _BLOCK_CONFIGS = 2048
+#: GEMM rows that ``_BLOCK_CONFIGS`` is sized for: a call timing fewer rows (a slot timed on some
+#: configurations, the distinct GEMMs: one row) takes proportionally more configurations per
+#: block, the same ~16k elements. Measured on the benchmark's Xeon, one slot of 100,000 prefill
+#: GEMMs: 8.0 ms in blocks of 2,048, 6.5 of 4,096, 5.8 of 16,384, 6.1 of 32,768.
+_BLOCK_ROWS = 8
 
 
 def _dense_gemm_times(
@@ -228,8 +240,9 @@ def _dense_gemm_times(
 ) -> None:
     """Fill ``times``'s dense weight-matmul slots (``dense_rows``): each configuration's GEMMs in its kernel
     format (``formats``, codes into ``_FORMAT_NAMES``), in blocks of ``_BLOCK_CONFIGS``
-    configurations. Formats that run on the same fitted parameters (a profile times the formats
-    it did not measure with its bf16 fit: int8 and int4 weight-only on most GPU profiles) are one
+    configurations (more where fewer than ``_BLOCK_ROWS`` rows are timed). Formats that run on
+    the same fitted parameters (a profile times the formats it did not measure with its bf16
+    fit: int8 and int4 weight-only on most GPU profiles) are one
     group, timed in one pass with each configuration's own format constants, so a mix of them
     needs no per-format copy of the shapes; a group that is a subset of the configurations is
     addressed by index (a gather of each block's columns)."""
@@ -248,6 +261,7 @@ def _dense_gemm_times(
         np.array([ACTIVATION_BYTES[fmt] for fmt in _FORMAT_NAMES]),
     )
     total = len(formats)
+    block_configs = max(1, _BLOCK_CONFIGS * _BLOCK_ROWS // max(len(dense_rows.op), 1))
     for (params, quantizes), codes in groups.items():
         chosen_count = int(counts[codes].sum())
         if chosen_count == total:
@@ -256,8 +270,8 @@ def _dense_gemm_times(
             columns = np.flatnonzero(formats == codes[0])
         else:
             columns = np.flatnonzero(np.isin(formats, codes))
-        for start in range(0, chosen_count, _BLOCK_CONFIGS):
-            block = slice(start, min(start + _BLOCK_CONFIGS, chosen_count))
+        for start in range(0, chosen_count, block_configs):
+            block = slice(start, min(start + block_configs, chosen_count))
             chosen = block if columns is None else columns[block]
             if len(codes) == 1:
                 peak, w_bytes, a_bytes = (float(table[codes[0]]) for table in constants)
@@ -292,6 +306,112 @@ def _twin_rows(
     if not twins:
         return rows, twins
     return _DenseRows(rows.shape[keep], rows.op[keep]), twins
+
+
+#: A dense slot is timed on its own configurations (:class:`_PartialSlot`) where those are at
+#: most this share of the call's: the gathers of its shapes cost a few ns per GEMM against the
+#: kernel model's ~75-125 ns.
+PARTIAL_SLOT_SHARE = 0.8
+#: Configurations in the evenly spaced sample that picks each slot's earlier slot to copy from.
+_PARTIAL_SAMPLE = 1024
+
+
+class _PartialSlot:
+    """A dense GEMM slot timed on some configurations only: those where an earlier slot
+    (``original``, None: none) has the same GEMM (``same``: equal FLOPs bits and plan shape bits,
+    the format is the configuration's) copy its seconds; of the rest, those that have the slot
+    (``need``, positions) are timed; the others are absent and zeroed with every absent slot.
+    In bench_estimate's prefill (100,000 h100-sxm deployments) the up projection repeats the
+    gate in the 87% of gated models, the k projection the q in the 38% of MHA ones, and the gate
+    is absent from 13%: 534,000 of 700,000 dense GEMMs are left to time."""
+
+    def __init__(self, op: int, shape_row: int, original: int | None, same: np.ndarray | None, need: np.ndarray):
+        self.op = op
+        self.shape_row = shape_row
+        self.original = original
+        self.same = same
+        self.need = need
+
+    def fill(
+        self,
+        times: np.ndarray,
+        chip_ops: OperatorCosts,
+        plan: ShardingPlan,
+        formats: np.ndarray,
+        hardware: HardwareSpec,
+        profile: CalibrationProfile,
+    ) -> None:
+        """Write this slot's row of ``times`` (its original's row already written)."""
+        if self.original is not None and self.same is not None:
+            np.copyto(times[self.op], times[self.original], where=self.same)
+        cols = self.need
+        if not len(cols):
+            return
+        index = cols if plan.index is None else plan.index.take(cols)
+        k = plan.distinct_gemm_k[self.shape_row].take(index)
+        n = plan.distinct_gemm_n[self.shape_row].take(index)
+        # _PlanGemmShapes.block's operations on these configurations.
+        m = 2.0 * k
+        m *= n
+        with np.errstate(divide="ignore", invalid="ignore"):  # the rows without a matmul: 0 below
+            np.divide(chip_ops.flops[self.op].take(cols), m, out=m)
+        np.copyto(m, 0.0, where=~(k * n > 0))
+        seconds = np.empty((1, len(cols)))
+        one = _DenseRows(np.zeros(1, dtype=np.intp), np.zeros(1, dtype=np.intp))
+        _dense_gemm_times(seconds, (m[None], n[None], k[None]), formats.take(cols), hardware, profile, one)
+        times[self.op, cols] = seconds[0]
+
+
+def _same_gemm(
+    chip_ops: OperatorCosts, plan: ShardingPlan, rows: _DenseRows, j: int, i: int, columns: slice | np.ndarray
+) -> np.ndarray | None:
+    """Where (at ``columns``) dense slots ``j`` and ``i`` of ``rows`` have the same GEMM: equal
+    FLOPs bits and equal (k, n) bits in the plan; None where no plan shape has them equal."""
+    words = [plan.distinct_gemm_k.view(np.uint64), plan.distinct_gemm_n.view(np.uint64)]
+    shape_same = (words[0][rows.shape[j]] == words[0][rows.shape[i]]) & (
+        words[1][rows.shape[j]] == words[1][rows.shape[i]]
+    )
+    if not shape_same.any():
+        return None
+    flops = chip_ops.flops.view(np.uint64) if chip_ops.flops.dtype == np.float64 else chip_ops.flops
+    same = flops[rows.op[j], columns] == flops[rows.op[i], columns]
+    if plan.index is None:
+        same &= shape_same[columns]
+    else:
+        same &= shape_same.take(plan.index[columns])
+    return same
+
+
+def _partial_twin_rows(
+    chip_ops: OperatorCosts, plan: ShardingPlan, rows: _DenseRows
+) -> tuple[_DenseRows, list[_PartialSlot]]:
+    """The dense slots to time whole, and those timed in part (:class:`_PartialSlot`, in slot
+    order): a slot whose configurations left to time (present, not the same GEMM as the
+    earlier slot that repeats it most, picked on an evenly spaced sample) are at most
+    ``PARTIAL_SLOT_SHARE`` of the call's. Each GEMM keeps its number: a copy of the same inputs'
+    seconds, or the kernel model on its own inputs."""
+    count = chip_ops.flops.shape[1]
+    sample = slice(None, None, max(1, count // _PARTIAL_SAMPLE))
+    present = chip_ops.present
+    whole: list[int] = []
+    partial: list[_PartialSlot] = []
+    for j in range(len(rows.op)):
+        best, best_count = None, 0
+        for i in range(j):
+            seen = _same_gemm(chip_ops, plan, rows, j, i, sample)
+            if seen is not None and int(np.count_nonzero(seen)) > best_count:
+                best, best_count = i, int(np.count_nonzero(seen))
+        op = int(rows.op[j])
+        same = None if best is None else _same_gemm(chip_ops, plan, rows, j, best, slice(None))
+        need = present[op] if same is None else present[op] & ~same
+        if bool(need.all()) or np.count_nonzero(need) > PARTIAL_SLOT_SHARE * count:
+            whole.append(j)
+            continue
+        original = None if best is None or same is None else int(rows.op[best])
+        partial.append(_PartialSlot(op, int(rows.shape[j]), original, same, np.flatnonzero(need)))
+    if not partial:
+        return rows, partial
+    return _DenseRows(rows.shape[whole], rows.op[whole]), partial
 
 
 #: Distinct (FLOPs of every dense slot, format) at most this share of a call's configurations
@@ -329,30 +449,33 @@ def _dense_gemm_times_distinct(
     first, config_class = classes
     count = len(formats)
     shape_index = np.arange(count) if source.index is None else source.index
-    # Per slot: ids (configuration class, (k, n) class), the first configuration of each id.
-    picks: list[np.ndarray] = []
-    gathers: list[np.ndarray] = []
+    # Per slot: each configuration's id (configuration class, (k, n) class) and the ids used.
+    ids_of: list[np.ndarray] = []
+    used_of: list[np.ndarray] = []
+    kinds_of: list[int] = []
+    shapes_of: list[np.ndarray] = []
     for j in range(len(rows_op)):
-        kn_class = _pair_classes(source.k[j], source.n[j])
-        kinds = int(kn_class.max(initial=0)) + 1
+        kn_class, kn_shape = _pair_classes(source.k[j], source.n[j])
+        kinds = len(kn_shape)
         if len(first) * kinds > _ID_TABLE_PER_CONFIG * count:
             return False
         ids = config_class * kinds
         ids += kn_class.take(shape_index)
-        representative = np.empty(len(first) * kinds, dtype=np.intp)
-        representative[ids] = np.arange(count)  # any configuration of an id: its inputs are the same
-        seen = np.zeros(len(representative), dtype=bool)
+        seen = np.zeros(len(first) * kinds, dtype=bool)
         seen[ids] = True
-        used = np.flatnonzero(seen)
-        position = np.empty(len(representative), dtype=np.intp)
-        position[used] = np.arange(len(used))
-        picks.append(representative.take(used))
-        gathers.append(position.take(ids))
-    # The distinct GEMMs, slot after slot, as one row of (m, n, k).
-    sizes = [len(p) for p in picks]
-    chosen = np.concatenate(picks)
+        ids_of.append(ids)
+        used_of.append(np.flatnonzero(seen))
+        kinds_of.append(kinds)
+        shapes_of.append(kn_shape)
+    # The distinct GEMMs, slot after slot, as one row of (m, n, k): an id's inputs are its class's
+    # first configuration's FLOPs and format (equal bits in every configuration of the class) and
+    # its (k, n) class's first plan shape (equal widths in every shape of the class).
+    sizes = [len(used) for used in used_of]
     slot = np.repeat(np.arange(len(rows_op)), sizes)
-    index = shape_index.take(chosen)
+    chosen = np.concatenate([first.take(used // kinds) for used, kinds in zip(used_of, kinds_of, strict=True)])
+    index = np.concatenate(
+        [shapes.take(used % kinds) for used, kinds, shapes in zip(used_of, kinds_of, shapes_of, strict=True)]
+    )
     k = source.k[slot, index]
     n = source.n[slot, index]
     m = 2.0 * k
@@ -365,15 +488,19 @@ def _dense_gemm_times_distinct(
     _dense_gemm_times(seconds, (m[None], n[None], k[None]), formats.take(chosen), hardware, profile, one)
     start = 0
     for j, size in enumerate(sizes):
-        times[rows_op[j]] = seconds[0, start : start + size].take(gathers[j])
+        # Each id's seconds in a table by id, read at every configuration's id.
+        by_id = np.empty(len(first) * kinds_of[j])
+        by_id[used_of[j]] = seconds[0, start : start + size]
+        by_id.take(ids_of[j], out=times[rows_op[j]])
         start += size
     return True
 
 
-def _pair_classes(k: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Each column's class of equal (k, n): whole widths packed into one float key, exact below
-    2^53 (a 1-D unique; numpy's unique over pairs of columns sorts a structured view, ~5 ms for
-    6,200 pairs against ~0.3), else the pairs themselves."""
+def _pair_classes(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's class of equal (k, n), and the first column of each class: whole widths
+    packed into one float key, exact below 2^53 (a 1-D unique; numpy's unique over pairs of
+    columns sorts a structured view, ~5 ms for 6,200 pairs against ~0.3), else the pairs
+    themselves."""
     radix = float(n.max(initial=0.0)) + 1.0
     if (
         np.all(k >= 0)
@@ -382,8 +509,10 @@ def _pair_classes(k: np.ndarray, n: np.ndarray) -> np.ndarray:
         and np.array_equal(n, np.floor(n))
         and float(k.max(initial=0.0)) * radix + radix < 2.0**53
     ):
-        return np.unique(k * radix + n, return_inverse=True)[1]
-    return np.unique(np.stack([k, n]), axis=1, return_inverse=True)[1].reshape(-1)
+        _, first, inverse = np.unique(k * radix + n, return_index=True, return_inverse=True)
+        return inverse, first
+    _, first, inverse = np.unique(np.stack([k, n]), axis=1, return_index=True, return_inverse=True)
+    return inverse.reshape(-1), first
 
 
 def _shapes_from_plan(chip_ops: OperatorCosts, plan: ShardingPlan, columns: np.ndarray) -> GemmShapes:

@@ -133,6 +133,28 @@ def test_default_blocks_match_whole_array_shapes(monkeypatch) -> None:
         )
 
 
+@pytest.mark.parametrize(("chip", "profile"), [("h100-sxm", "h100-sxm-vllm"), ("a100-80gb", "a100-80gb-trtllm")])
+def test_partial_slots_match_whole_array_shapes(monkeypatch, chip, profile) -> None:
+    """Slots timed in part (the configurations where an earlier slot has the same GEMM copy its
+    seconds, those without the slot are zeroed, the rest are timed: _PartialSlot) give the times
+    of partitioning.gemm_shapes_per_chip's whole arrays, every slot timed on every configuration."""
+    calls = _calibrated_calls(monkeypatch, chip, profile, 3000, seed=7)
+    monkeypatch.setattr(calibrated_times, "_dense_gemm_times_distinct", lambda *args: False)  # the block path
+    for args in calls:
+        configs = args[1]
+        ops, dense_configs, plan, *rest = _take(args, np.flatnonzero(~configs.mla & (configs.moe_layers == 0)))
+        rows = calibrated_times._DenseRows.of(np.asarray(ops.present.any(axis=1)))
+        _, partial = calibrated_times._partial_twin_rows(ops, plan, calibrated_times._twin_rows(ops, plan, rows)[0])
+        # Copies from an earlier slot (the up projection from the gate, k from q in MHA models)
+        # and absent configurations (no gate in gelu FFNs) are both exercised.
+        assert any(slot.original is not None and np.any(slot.same) for slot in partial)
+        assert any(not np.all(ops.present[slot.op]) for slot in partial)
+        from_plan = calibrated_times.calibrated_operator_times(ops, dense_configs, plan, *rest)
+        shapes = gemm_shapes_per_chip(ops, plan)
+        whole = calibrated_times.calibrated_operator_times(ops, dense_configs, shapes, *rest)
+        assert from_plan.tobytes() == whole.tobytes()
+
+
 def test_plan_block_shapes_are_gemm_shapes_per_chip(monkeypatch) -> None:
     calls = _calibrated_calls(monkeypatch, "b200", "b200-trtllm", 300, seed=5)
     for chip_ops, _, plan, *_ in calls:
