@@ -509,10 +509,14 @@ def _pair_classes(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         and np.array_equal(n, np.floor(n))
         and float(k.max(initial=0.0)) * radix + radix < 2.0**53
     ):
-        _, first, inverse = np.unique(k * radix + n, return_index=True, return_inverse=True)
-        return inverse, first
-    _, first, inverse = np.unique(np.stack([k, n]), axis=1, return_index=True, return_inverse=True)
-    return inverse.reshape(-1), first
+        inverse = np.unique(k * radix + n, return_inverse=True)[1]
+    else:
+        inverse = np.unique(np.stack([k, n]), axis=1, return_inverse=True)[1].reshape(-1)
+    # The first column of each class (a scatter, reversed: the first write of a class is last);
+    # numpy's return_index would take a stable sort instead of the quicksort.
+    first = np.empty(int(inverse.max(initial=-1)) + 1, dtype=np.intp)
+    first[inverse[::-1]] = np.arange(len(inverse) - 1, -1, -1)
+    return inverse, first
 
 
 def _shapes_from_plan(chip_ops: OperatorCosts, plan: ShardingPlan, columns: np.ndarray) -> GemmShapes:
