@@ -314,6 +314,9 @@ def _twin_rows(
 PARTIAL_SLOT_SHARE = 0.8
 #: Configurations in the evenly spaced sample that picks each slot's earlier slot to copy from.
 _PARTIAL_SAMPLE = 1024
+#: Calls of fewer configurations time every slot whole: the pairs' checks (a few numpy calls per
+#: pair of slots) are not worth it there (a serving iteration's handful of rows).
+_PARTIAL_MIN_CONFIGS = 4096
 
 
 class _PartialSlot:
@@ -391,6 +394,8 @@ def _partial_twin_rows(
     ``PARTIAL_SLOT_SHARE`` of the call's. Each GEMM keeps its number: a copy of the same inputs'
     seconds, or the kernel model on its own inputs."""
     count = chip_ops.flops.shape[1]
+    if count < _PARTIAL_MIN_CONFIGS:
+        return rows, []
     sample = slice(None, None, max(1, count // _PARTIAL_SAMPLE))
     present = chip_ops.present
     whole: list[int] = []

@@ -140,6 +140,7 @@ def test_partial_slots_match_whole_array_shapes(monkeypatch, chip, profile) -> N
     of partitioning.gemm_shapes_per_chip's whole arrays, every slot timed on every configuration."""
     calls = _calibrated_calls(monkeypatch, chip, profile, 3000, seed=7)
     monkeypatch.setattr(calibrated_times, "_dense_gemm_times_distinct", lambda *args: False)  # the block path
+    monkeypatch.setattr(calibrated_times, "_PARTIAL_MIN_CONFIGS", 16)  # (3,000 configurations)
     for args in calls:
         configs = args[1]
         ops, dense_configs, plan, *rest = _take(args, np.flatnonzero(~configs.mla & (configs.moe_layers == 0)))
