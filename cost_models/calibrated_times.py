@@ -181,7 +181,12 @@ def calibrated_operator_times(
         i = OP[op]
         if anywhere[i]:
             peak = hardware.peak_table()[chip_ops.compute_dtype[i]]
-            times[i] = profile.elementwise.launch_s + np.maximum(moved[i] / bandwidth, chip_ops.flops[i] / peak)
+            # launch + max(bytes / bandwidth, FLOPs / peak), in place in the slot's row (addition
+            # commutes bit for bit): no temporaries for the max and the sum, no copy.
+            row = times[i]
+            np.divide(moved[i], bandwidth, out=row)
+            np.maximum(row, chip_ops.flops[i] / peak, out=row)
+            row += profile.elementwise.launch_s
     # Fused attention: the engine's kernel at this chip's share of sequences and heads.
     if anywhere[OP["fused_attention"]]:
         times[OP["fused_attention"]] = fused_attention_time_s(c, chips, batch_sharded, hardware, profile)
