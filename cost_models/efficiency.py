@@ -156,6 +156,8 @@ class GemmParams(_Params):
     gemv_launch_s: float = Field(default=0.0, ge=0, le=1e-3)
     #: The GEMV's seconds per output element (m * n).
     gemv_s_per_output: float = Field(default=0.0, ge=0, le=1e-6)
+    #: Seconds per output column (n) of a per-call pass over the weights' block scales; 0: none.
+    scale_column_s: float = Field(default=0.0, ge=0, le=1e-6)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -257,6 +259,17 @@ class GemmParams(_Params):
         "gemv_max_m": FitSpec(0.5, 64.0, log=True, start=6.0),
         "gemv_launch_s": FitSpec(1e-7, 1e-4, log=True, start=8e-6),
         "gemv_s_per_output": FitSpec(1e-13, 1e-8, log=True, start=1e-10),
+        # Fitted on fp8_block only (tuner/calibrate.py SCALE_FORMATS): b200 SGLang fp8_block
+        # (DeepGEMM) rows at m <= 128 take ~15-25 us beyond their weights' streaming time (at
+        # ~6 TB/s) at n <= 16384 and ~40-50 us at n = 51200-65536, at every k from 512 to 51200
+        # (n=51200 k=512 m=1 and m=80: 46 us; k=12288 m=11: 142.5 us, 105 us of weights), while
+        # TRT-LLM's DeepGEMM on the same chip does not (n=51200 k=1536 m=3: 18.8 us, SGLang
+        # 52.7 us); gb200 alike (n=65536 k=1024 m=1: 58.1 us). DeepGEMM on SM100 reads per-row
+        # UE8M0 scales: float 128x128 block scales are broadcast to n rows and packed per call
+        # (DeepGEMM transform_sf_into_required_layout), the likely pass. Fitted 0.43-0.55 ns per
+        # column on b200/gb200 SGLang, ~0 (its lower bound) under TRT-LLM; held out, b200 sglang
+        # fp8_block median/p90 7.6/26.5% -> 5.7/22.8%, gb200 6.3/23.1% -> 5.5/16.8%.
+        "scale_column_s": FitSpec(1e-13, 1e-8, log=True, start=1e-10),
     }
 
 
@@ -335,6 +348,9 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
     - unaligned m (m % M_ALIGN != 0): the kernel's time times ``unaligned_m_slowdown`` before
       the floor, ``unaligned_m_s`` after it (b200 vLLM fp8_block: 220-250 us against 164-180 us
       at m % 4 == 0).
+    - per-call scale pass (``scale_column_s``, fitted on fp8_block): n * scale_column_s after
+      the floor, whatever m and k (b200 SGLang fp8_block m=1 n=51200 k=512: 46 us, 20 us
+      predicted held out without it).
     """
     return gemm_time_with_constants_s(
         m,
@@ -460,6 +476,10 @@ def gemm_time_with_constants_s(
         total = total + params.act_quant_passes * m * k * (2.0 + a_bytes) / bandwidth
     if quantizes_activations and params.quant_row_s > 0:
         total = total + m * params.quant_row_s
+    if params.scale_column_s > 0:
+        # A pass per call over the weights' block scales, one row per output column (see
+        # GemmParams.FIT scale_column_s), before the GEMM kernel: after the floor.
+        total = total + n * params.scale_column_s
     return total
 
 

@@ -206,6 +206,9 @@ QUANTIZING_ONLY = (
 #: GemmParams.FIT gemv_max_m). Tried on every format: see the GEMM paragraph of docs/accuracy.md.
 GEMV_FORMATS = frozenset({"sq"})
 GEMV_ONLY = ("gemv_max_m", "gemv_launch_s", "gemv_s_per_output")
+#: GemmParams.scale_column_s is fitted on these formats only: block-scaled weights, whose
+#: scales DeepGEMM re-lays out per call on Blackwell (cost_models/efficiency.py GemmParams.FIT).
+SCALE_FORMATS = frozenset({"fp8_block"})
 
 
 def fit_gemm(
@@ -233,6 +236,8 @@ def fit_gemm(
         if fmt not in GEMV_FORMATS:
             for name in GEMV_ONLY:
                 specs.pop(name)
+        if fmt not in SCALE_FORMATS:
+            specs.pop("scale_column_s")
         if chip.l2_bytes is None:
             specs.pop("l2_speedup")
             specs.pop("l2_capacity_fraction")

@@ -621,6 +621,22 @@ def test_gemm_unaligned_m_costs():
     assert gemm_time_s(3, 128, 128, "bfloat16", H100, params) == pytest.approx(50e-6, rel=1e-6)
 
 
+def test_gemm_scale_pass_costs_per_output_column_after_the_floor():
+    # b200 SGLang fp8_block m=1 n=51200 k=512 took 46 us, ~0.5 ns per output column beyond the
+    # kernel: n * scale_column_s is added after the per-call floor, whatever m and k.
+    b200 = get_hardware("b200")
+    params = GemmParams(scale_column_s=5e-10, host_floor_s=15e-6)
+    without = params.model_copy(update={"scale_column_s": 0.0})
+    for m, k in ((1, 512), (80, 512), (4096, 12288)):
+        delta = gemm_time_s(m, 51200, k, "fp8_block", b200, params) - gemm_time_s(
+            m, 51200, k, "fp8_block", b200, without
+        )
+        assert float(delta) == pytest.approx(51200 * 5e-10, rel=1e-9), (m, k)
+    # Under the floor the kernel is hidden, the scale pass is not: 15 us + 25.6 us.
+    assert float(gemm_time_s(1, 51200, 128, "fp8_block", b200, params)) == pytest.approx(15e-6 + 25.6e-6, rel=1e-9)
+    assert GemmParams().scale_column_s == 0.0
+
+
 def test_gemm_output_writes_use_their_own_l2_share():
     # output_l2_fraction > 0: output bytes against that share of the L2, the inputs against
     # l2_capacity_fraction. m=n=2048, k=64 on an L40S (96 MB L2): 8 MB of bf16 output.
