@@ -817,9 +817,9 @@ def _expert_gemm_times_s(
                     fmt, hardware, params, fused,
                 )  # fmt: skip
             elif down:  # y[m, d] = h[m, f] @ W[f, d]: the experts' outputs stack along n
-                routed = gemm_time_s(g["m_expert"], g["woken"] * model_dim, expert_f, fmt, hardware, params)
+                routed = gemm_time_s(g["m_expert"], g["woken"] * model_dim, expert_f, fmt, hardware, _stacked(params))
             else:
-                routed = gemm_time_s(g["m_expert"], g["woken"] * expert_f, model_dim, fmt, hardware, params)
+                routed = gemm_time_s(g["m_expert"], g["woken"] * expert_f, model_dim, fmt, hardware, _stacked(params))
             if down:
                 shared = gemm_time_s(g["tokens"], model_dim, shared_f, fmt, hardware, params)
             else:
@@ -831,6 +831,13 @@ def _expert_gemm_times_s(
                 seconds[r] = group_seconds
         out[op] = seconds
     return out
+
+
+def _stacked(params: GemmParams) -> GemmParams:
+    """``params`` for the woken experts stacked along n: without the dense call's pass per output
+    column over its weights' block scales (GemmParams.FIT scale_column_s, measured on dense
+    calls only; the fused-MoE class drops it too)."""
+    return params.model_copy(update={"scale_column_s": 0.0}) if params.scale_column_s else params
 
 
 _KIND = {

@@ -30,6 +30,19 @@ def test_defaults_are_the_stacked_gemms_without_launches_or_tile_padding() -> No
     assert down == pytest.approx(gemm_time_s(16.0, 32 * 4096.0, 1024.0, "bfloat16", H100, bare)[()])
 
 
+def test_the_dense_scale_pass_per_column_is_not_charged_to_the_stacked_experts() -> None:
+    # scale_column_s was measured on dense calls (b200 SGLang fp8_block): 0.5 ns per column would
+    # charge 32 woken experts x 4096 columns 66 us here.
+    args = (np.array([64.0]), np.array([32.0]), np.array([16.0]), np.array([8.0]), np.array([1024.0]))
+    args += (np.array([4096.0]), "fp8_block", H100)
+    for down in (False, True):
+        plain = routed_expert_time_s(down, *args, DENSE, MoeKernelParams())[0]
+        scaled = routed_expert_time_s(
+            down, *args, DENSE.model_copy(update={"scale_column_s": 5e-10}), MoeKernelParams()
+        )
+        assert scaled[0] == plain, down
+
+
 def test_the_floor_and_the_permutation_are_charged_once_on_the_down_slot() -> None:
     up, down = _times(MoeKernelParams())
     up2, down2 = _times(MoeKernelParams(fixed_s=30e-6, permute_passes=2.0))
