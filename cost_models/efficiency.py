@@ -259,7 +259,8 @@ class GemmParams(_Params):
         "gemv_max_m": FitSpec(0.5, 64.0, log=True, start=6.0),
         "gemv_launch_s": FitSpec(1e-7, 1e-4, log=True, start=8e-6),
         "gemv_s_per_output": FitSpec(1e-13, 1e-8, log=True, start=1e-10),
-        # Fitted on fp8_block only (tuner/calibrate.py SCALE_FORMATS): b200 SGLang fp8_block
+        # Fitted on fp8_block under SGLang only (tuner/calibrate.py SCALE_FORMATS,
+        # SCALE_ENGINES): b200 SGLang fp8_block
         # (DeepGEMM) rows at m <= 128 take ~15-25 us beyond their weights' streaming time (at
         # ~6 TB/s) at n <= 16384 and ~40-50 us at n = 51200-65536, at every k from 512 to 51200
         # (n=51200 k=512 m=1 and m=80: 46 us; k=12288 m=11: 142.5 us, 105 us of weights), while
@@ -267,8 +268,9 @@ class GemmParams(_Params):
         # 52.7 us); gb200 alike (n=65536 k=1024 m=1: 58.1 us). DeepGEMM on SM100 reads per-row
         # UE8M0 scales: float 128x128 block scales are broadcast to n rows and packed per call
         # (DeepGEMM transform_sf_into_required_layout), the likely pass. Fitted 0.43-0.55 ns per
-        # column on b200/gb200 SGLang, ~0 (its lower bound) under TRT-LLM; held out, b200 sglang
-        # fp8_block median/p90 7.6/26.5% -> 5.7/22.8%, gb200 6.3/23.1% -> 5.5/16.8%.
+        # column on b200/gb200 SGLang (~0, its lower bound, under TRT-LLM when fitted there);
+        # held out, b200 sglang fp8_block median/p90 7.6/26.5% -> 5.7/22.8%, gb200 6.3/23.1% ->
+        # 5.5/16.8%, h100 7.8/22.8% -> 7.3/21.7%, h200 10.1/28.8% -> 10.7/29.0% (fitted 0.04 ns).
         "scale_column_s": FitSpec(1e-13, 1e-8, log=True, start=1e-10),
     }
 
@@ -348,7 +350,7 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
     - unaligned m (m % M_ALIGN != 0): the kernel's time times ``unaligned_m_slowdown`` before
       the floor, ``unaligned_m_s`` after it (b200 vLLM fp8_block: 220-250 us against 164-180 us
       at m % 4 == 0).
-    - per-call scale pass (``scale_column_s``, fitted on fp8_block): n * scale_column_s after
+    - per-call scale pass (``scale_column_s``, fitted on SGLang's fp8_block): n * scale_column_s after
       the floor, whatever m and k (b200 SGLang fp8_block m=1 n=51200 k=512: 46 us, 20 us
       predicted held out without it).
     """
