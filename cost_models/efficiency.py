@@ -260,10 +260,10 @@ class GemmParams(_Params):
         "gemv_launch_s": FitSpec(1e-7, 1e-4, log=True, start=8e-6),
         "gemv_s_per_output": FitSpec(1e-13, 1e-8, log=True, start=1e-10),
         # Fitted on fp8_block under SGLang only (tuner/calibrate.py SCALE_FORMATS,
-        # SCALE_ENGINES): b200 SGLang fp8_block
-        # (DeepGEMM) rows at m <= 128 take ~15-25 us beyond their weights' streaming time (at
-        # ~6 TB/s) at n <= 16384 and ~40-50 us at n = 51200-65536, at every k from 512 to 51200
-        # (n=51200 k=512 m=1 and m=80: 46 us; k=12288 m=11: 142.5 us, 105 us of weights), while
+        # SCALE_ENGINES): b200 SGLang fp8_block (DeepGEMM) rows at m <= 128 take ~15-25 us
+        # beyond their weights' streaming time (at ~6 TB/s) at n <= 16384 and ~40-50 us at
+        # n = 51200-65536, at every k from 512 to 51200 (n=51200 k=512 m=1 and m=80: 46 us;
+        # k=12288 m=11: 142.5 us, 105 us of weights), while
         # TRT-LLM's DeepGEMM on the same chip does not (n=51200 k=1536 m=3: 18.8 us, SGLang
         # 52.7 us); gb200 alike (n=65536 k=1024 m=1: 58.1 us). DeepGEMM on SM100 reads per-row
         # UE8M0 scales: float 128x128 block scales are broadcast to n rows and packed per call
@@ -350,9 +350,9 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
     - unaligned m (m % M_ALIGN != 0): the kernel's time times ``unaligned_m_slowdown`` before
       the floor, ``unaligned_m_s`` after it (b200 vLLM fp8_block: 220-250 us against 164-180 us
       at m % 4 == 0).
-    - per-call scale pass (``scale_column_s``, fitted on SGLang's fp8_block): n * scale_column_s after
-      the floor, whatever m and k (b200 SGLang fp8_block m=1 n=51200 k=512: 46 us, 20 us
-      predicted held out without it).
+    - per-call scale pass (``scale_column_s``, fitted on SGLang's fp8_block): n *
+      scale_column_s after the floor, whatever m and k (b200 SGLang fp8_block m=1 n=51200
+      k=512: 46 us, 20 us predicted held out without it).
     """
     return gemm_time_with_constants_s(
         m,
