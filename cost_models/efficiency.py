@@ -502,6 +502,11 @@ HEAD_DIMS: tuple[int, ...] = (64, 128, 192, 256, 512)
 #: b200 vllm bf16/fp8-KV runs head_dim 192 on Triton at 56 TFLOP/s against 681 for head_dim 128
 #: (12x; rows with batch * isl >= 4096 of data/kernels/context_attention_perf.csv.gz).
 HEAD_DIM_EFF_MAX = 20.0
+#: Most a head dim's window reach (PrefillAttentionParams.head_dim_window_<d>) may differ from
+#: the group's window_extra_keys, either way: window_extra_keys spans 1 key (the window exactly)
+#: to 1e6 (every key of the longest prompt), so 1e4 either way lets one head dim's kernel skip
+#: the keys outside a w=128 window while another's scores all 16384 keys (l40s sglang fp8).
+WINDOW_REACH_MAX = 1e4
 
 
 def causal_pairs(isl, window=0) -> np.ndarray:
@@ -549,6 +554,16 @@ class PrefillAttentionParams(_Params):
     head_dim_launch_192: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
     head_dim_launch_256: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
     head_dim_launch_512: float = Field(default=1.0, ge=1.0 / HEAD_DIM_EFF_MAX, le=HEAD_DIM_EFF_MAX)
+    #: window_extra_keys of the kernel at head_dim 64/128/192/256/512 relative to
+    #: window_extra_keys (1: the same).
+    head_dim_window_64: float = Field(default=1.0, ge=1.0 / WINDOW_REACH_MAX, le=WINDOW_REACH_MAX)
+    head_dim_window_128: float = Field(default=1.0, ge=1.0 / WINDOW_REACH_MAX, le=WINDOW_REACH_MAX)
+    head_dim_window_192: float = Field(default=1.0, ge=1.0 / WINDOW_REACH_MAX, le=WINDOW_REACH_MAX)
+    head_dim_window_256: float = Field(default=1.0, ge=1.0 / WINDOW_REACH_MAX, le=WINDOW_REACH_MAX)
+    head_dim_window_512: float = Field(default=1.0, ge=1.0 / WINDOW_REACH_MAX, le=WINDOW_REACH_MAX)
+    #: Cost of a (query, key) pair outside the window's reach, as a share of a scored pair (0: the
+    #: kernel skips it; 1: it scores every key).
+    window_skip_cost: float = Field(default=0.0, ge=0, le=1)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_eff": FitSpec(0.02, 1.0, start=0.5),
@@ -566,6 +581,11 @@ class PrefillAttentionParams(_Params):
             for d in HEAD_DIMS
         },
         **{f"head_dim_launch_{d}": FitSpec(1.0 / 3.0, 3.0, log=True, start=1.0) for d in HEAD_DIMS},
+        **{
+            f"head_dim_window_{d}": FitSpec(1.0 / WINDOW_REACH_MAX, WINDOW_REACH_MAX, log=True, start=1.0)
+            for d in HEAD_DIMS
+        },
+        "window_skip_cost": FitSpec(0.0, 1.0, start=0.1),
     }
 
 
@@ -604,7 +624,8 @@ def prefill_attention_time_s(
       Held out (all 43 groups, with the L2 term below) 4 -> 1 miss 12%: b200 sglang bf16/fp8-KV
       13.7% -> 7.6%, gb200 13.3% -> 8.6%, gb200 vllm bf16/fp8-KV 12.3% -> 11.8%; l40s sglang fp8
       12.7% -> 15.3% (its windowed rows: Triton at 64 scores every key of a w=128 window at
-      isl 8192-16384, at 192 it skips them, one window_extra_keys for both).
+      isl 8192-16384, at 192 it skips them, one window_extra_keys for both: see the reach per
+      head dim below).
     - tiles = batch * heads * ceil(isl / 128): the query tiles (one CTA each). per_tile_s is the
       chip-wide cost of a tile that does not scale with its keys (Q load, O store, softmax
       normalisation, scheduling): b200 sglang bf16 rows with isl=1 and batch 128 take 117-137 us,
@@ -618,6 +639,28 @@ def prefill_attention_time_s(
       of its own full-causal time at isl 4096-12288 (b200/gb200 sglang rows of equal shape with and
       without a window; w + 128 keys would be 0.04-0.12), while trtllm torch_flow at isl 8192 runs
       at 0.27 (w + 128: 0.06).
+    - the reach per head dim: window_extra_keys * r(head_dim) (knots head_dim_window_<d>, linear
+      in head_dim between them, default 1), fitted where head_dim_eff_<d> is and WINDOW_MIN_ROWS
+      windowed rows at that head dim outrun the reach. One engine's kernels per head dim differ:
+      l40s sglang fp8 with w=128 scores every key at head dim 64 (2 heads on 1, batch 1,
+      isl 16384: 566 us, 0.26x predicted held out with one reach; windowed rows at isl 2048-3072
+      take 0.89-1.06x the full-causal time of the same shape) and skips them at 192 (2.1-2.5x
+      predicted held out, 0.35x the full-causal time at isl 16384).
+    - window_skip_cost (fitted with window_extra_keys, 0-1): the pairs outside the reach still
+      cost that share of a scored pair, P = P_reach + window_skip_cost * (P_causal - P_reach):
+      a kernel that walks every key block and masks the ones outside the window pays their loads
+      and loop without the math. l40s sglang fp8 at head dim 192 (Triton), w=128, as a share of
+      the full-causal time of the same shape: 0.90 at isl 512, 0.64-0.71 at 1024, 0.35 at 16384,
+      where the window alone would give 0.44, 0.23 and 0.016, a reach alone could not follow
+      (about 400 keys at isl 1024, 2900 at 16384), and a skipped pair at ~1/3 of a scored one
+      does. Fitted 0.31 on l40s sglang bf16 and fp8 (0.71 bf16/fp8-KV), 0.19-0.48 for SGLang
+      bf16/fp8-KV on b200/gb200/h100/h200, ~0 (its bound) under TRT-LLM and vLLM. Held out
+      (5-fold by shape, all 43 groups, with the reach per head dim): 1 -> 0 miss 12%, l40s
+      sglang fp8 15.3% -> 9.7%, h100 sglang bf16/fp8-KV 8.3% -> 6.5%, h100 vllm bf16/fp8-KV
+      9.8% -> 8.6%, gb200 sglang bf16 10.1% -> 9.1%; 13 groups better, 4 worse by 0.3 points
+      at most (b200/gb200/h200 vllm bf16 7.5/9.3/7.6% -> 7.8/9.6/7.9%, h200 sglang bf16/fp8-KV
+      7.9% -> 8.2%). The reach per head dim alone: l40s sglang fp8 13.4%; the skip cost alone:
+      15.9%.
     - compute = P * (4 * head_dim / (peak * compute_eff) + softmax_s_per_pair) * quant / e(head_dim),
       with P = batch * heads * causal_pairs(isl, window) (QK^T and PV, 2 FLOPs per MAC each), peak
       of ``compute_format`` (fp8 attention runs fp8 tensor cores). ``softmax_s_per_pair`` is the
@@ -662,7 +705,14 @@ def prefill_attention_time_s(
     )
     peak = peak_for_format(chip, compute_format)
     window = np.asarray(window, dtype=float)
-    pairs = batch * heads * causal_pairs(isl, np.where(window > 0, window + params.window_extra_keys, 0.0))
+    reach = params.window_extra_keys
+    if any(getattr(params, f"head_dim_window_{d}") != 1.0 for d in HEAD_DIMS):
+        knots = [getattr(params, f"head_dim_window_{d}") for d in HEAD_DIMS]
+        reach = reach * np.interp(head_dim, HEAD_DIMS, knots)
+    pairs = batch * heads * causal_pairs(isl, np.where(window > 0, window + reach, 0.0))
+    if params.window_skip_cost > 0:
+        all_pairs = batch * heads * causal_pairs(isl)
+        pairs = pairs + params.window_skip_cost * (all_pairs - pairs)
     per_pair = 4.0 * head_dim / (peak * params.compute_eff) + params.softmax_s_per_pair
     if any(getattr(params, f"head_dim_eff_{d}") != 1.0 for d in HEAD_DIMS):
         per_pair = per_pair / head_dim_efficiency(params, head_dim)

@@ -300,14 +300,23 @@ def prefill_specs(
     than the reference one (128, else the one with most rows; compute_eff and launch_s carry its
     speed and floor) that at least HEAD_DIM_MIN_SHAPES attention shapes of the rows have,
     ``kv_bytes_factor`` where the rows hold KV_RATIO_MIN heads / kv heads ratios, and
-    ``window_extra_keys`` where WINDOW_MIN_ROWS windowed rows have prompts longer than
-    window + 128 (elsewhere it cannot change a prediction of these rows)."""
-    specs = {k: v for k, v in PrefillAttentionParams.FIT.items() if not k.startswith("head_dim_")}
+    ``window_extra_keys`` and ``window_skip_cost`` where WINDOW_MIN_ROWS windowed rows have
+    prompts longer than window + 128 (elsewhere they cannot change a prediction of these rows),
+    with a reach ``head_dim_window_<d>`` for each head dim with its own speed where as many of
+    those rows have that head dim."""
+    specs = {k: v for k, v in PrefillAttentionParams.FIT.items() if not k.startswith(("head_dim_", "window_skip"))}
     if len(np.unique(heads / kv_heads)) < KV_RATIO_MIN:
         specs.pop("kv_bytes_factor")
-    if np.count_nonzero((window > 0) & (isl > window + TILE_M)) < WINDOW_MIN_ROWS:
+    long_windowed = (window > 0) & (isl > window + TILE_M)
+    if np.count_nonzero(long_windowed) < WINDOW_MIN_ROWS:
         specs.pop("window_extra_keys")
-    return specs | _head_dim_specs(PrefillAttentionParams.FIT, head_dim, heads, kv_heads)
+    specs |= _head_dim_specs(PrefillAttentionParams.FIT, head_dim, heads, kv_heads)
+    if "window_extra_keys" in specs:
+        specs["window_skip_cost"] = PrefillAttentionParams.FIT["window_skip_cost"]
+        for d in HEAD_DIMS:
+            if f"head_dim_eff_{d}" in specs and np.count_nonzero(long_windowed & (head_dim == d)) >= WINDOW_MIN_ROWS:
+                specs[f"head_dim_window_{d}"] = PrefillAttentionParams.FIT[f"head_dim_window_{d}"]
+    return specs
 
 
 def _head_dim_specs(fit_specs: dict, head_dim: np.ndarray, heads: np.ndarray, kv_heads: np.ndarray) -> dict:

@@ -307,6 +307,35 @@ def test_prefill_window_extra_keys_no_skipping_kernel():
     assert float(causal_pairs(8192, 0)) == 8192 * 8193 / 2
 
 
+def test_prefill_window_reach_per_head_dim_and_skipped_pairs_cost():
+    from cost_models.efficiency import PrefillAttentionParams
+
+    peak = H100.peak_ops_per_s.bf16
+    # Compute-bound shapes (8192 tokens, 32 heads): time = pairs * 4 * head_dim / peak.
+    causal = 8192 * 8193 / 2
+    reach = 1024 * 1025 / 2 + (8192 - 1024) * 1024  # w=896 + 128 keys
+
+    def seconds(params, head_dim):
+        return float(prefill_attention_time_s(1, 8192, 32, 8, head_dim, H100, params, window=896))
+
+    # head_dim_window_64 = 1e4: the head dim 64 kernel reaches 1.28M keys (all of them), while
+    # head dim 128 keeps window_extra_keys (l40s sglang fp8: Triton at 64 scores every key).
+    per_dim = PrefillAttentionParams(head_dim_window_64=1e4)
+    assert seconds(per_dim, 64) == pytest.approx(32 * causal * 4 * 64 / peak, rel=1e-6)
+    assert seconds(per_dim, 128) == pytest.approx(32 * reach * 4 * 128 / peak, rel=1e-6)
+    # window_skip_cost: the pairs outside the reach cost that share of a scored one.
+    skip = PrefillAttentionParams(window_skip_cost=0.25)
+    expected = 32 * (reach + 0.25 * (causal - reach)) * 4 * 128 / peak
+    assert seconds(skip, 128) == pytest.approx(expected, rel=1e-6)
+    assert seconds(PrefillAttentionParams(window_skip_cost=1.0), 128) == pytest.approx(
+        32 * causal * 4 * 128 / peak, rel=1e-6
+    )
+    # Neither changes a row without a window.
+    full = float(prefill_attention_time_s(1, 8192, 32, 8, 64, H100, PrefillAttentionParams()))
+    both = PrefillAttentionParams(head_dim_window_64=0.01, window_skip_cost=0.5)
+    assert float(prefill_attention_time_s(1, 8192, 32, 8, 64, H100, both)) == full
+
+
 def test_prefill_kv_bytes_factor_weighs_only_the_kv_bytes():
     from cost_models.efficiency import PrefillAttentionParams
 
