@@ -790,6 +790,8 @@ class DecodeAttentionParams(_Params):
     #: Fixed cost of calls whose query heads the kernel regroups by copy (see
     #: decode_attention_time_s: batch >= 2, >= 2 KV heads, more query heads than KV heads). 0: none.
     regroup_copy_s: float = Field(default=0.0, ge=0, le=1e-3)
+    #: launch_s of rows with one query head per KV head, relative to grouped rows (1: the same).
+    ungrouped_launch: float = Field(default=1.0, ge=1.0 / 3, le=3)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "memory_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -821,6 +823,8 @@ class DecodeAttentionParams(_Params):
         # launch, where grouped rows cost 38-46 ns per KV head at head dim 64 (3.1x predicted
         # held out without it).
         "ungrouped_kv_head_factor": FitSpec(1.0 / HEAD_DIM_EFF_MAX, HEAD_DIM_EFF_MAX, log=True, start=1.0),
+        # Bounds 1/3-3 as head_dim_launch_<d> (measured MHA / grouped floors: 0.6-1.44).
+        "ungrouped_launch": FitSpec(1.0 / 3.0, 3.0, log=True, start=1.0),
         **{f"head_dim_launch_{d}": FitSpec(1.0 / 3.0, 3.0, log=True, start=1.0) for d in HEAD_DIMS},
         # TRT-LLM's windowed decode rows with a long cache take 18-38 us whatever their batch
         # and window bytes (h100 bf16, window 128: 32/8/64 batch 16 kv_len 8191 32.3 us, 16/8/64
@@ -860,8 +864,9 @@ def decode_attention_time_s(
            + batch * kv_heads * head_dim/128 * per_kv_head_s + [window] batch * heads * window_per_head_s
            + [fallback] batch * heads * fallback_per_head_s + [window, long cache] window_long_s
            + max(memory, compute, walk)
-    where launch_s is launch_s * l(head_dim) and max(...) is divided by e(head_dim) * [heads ==
-    kv_heads] ungrouped_eff where the head dim or group size has its own kernel (last items).
+    where launch_s is launch_s * (l(head_dim) - 1 + u), u = ungrouped_launch where heads ==
+    kv_heads and 1 elsewhere, and max(...) is divided by e(head_dim) * [heads == kv_heads]
+    ungrouped_eff where the head dim or group size has its own kernel (last items).
     - ``window`` > 0 (sliding window): only min(kv_len, window) entries are read.
     - per_sequence_s, per_head_s: work per sequence and per query head that does not scale with
       the KV length (page-table walks, Q load, softmax merge of split-K partials): batch 2048
@@ -943,6 +948,17 @@ def decode_attention_time_s(
       the term, 10.6% with it (b200 sglang bf16, whose head-dim-256 rows do the same: 16.7% ->
       15.0%). Split-KV engines fit it small enough to never bind.
     - launch_s: the fixed cost that dominates short KV (step < 100 rows are flat in kv_len).
+    - ungrouped_launch (default 1; fitted on fp8-KV groups with MHA and grouped shapes,
+      tuner.calibrate.UNGROUPED_LAUNCH_KV): the launch floor of rows with one query head per KV
+      head relative to grouped rows'. TRT-LLM runs fp8-KV MHA on a kernel with a floor of its
+      own: median latency at kv_len <= 63, batch <= 8, MHA over grouped rows 9.5 / 6.6 us on
+      h100 (1.44), 9.3 / 6.7 on h200 (1.39), 13.6 / 9.7 on l40s (1.40), while bf16 KV rows start
+      at the same floor (h100 trtllm bf16 8.9 / 9.1 us); h100 trtllm fp8 MHA rows at head dim
+      128, batch 1-16 came out 0.53-0.73x held out without it (1 of 1 KV head, kv_len 63, batch
+      16: 11.3 us). Fitted 1.53-1.57 for TRT-LLM fp8 on h100/h200/l40s, 0.96-1.03 in the other
+      fp8 groups. Held out (all 33 groups): 2 -> 1 miss 12%, h100 trtllm fp8 12.7% -> 11.8%,
+      l40s trtllm fp8 10.5% -> 9.3%, b200 vllm fp8 8.7% -> 8.4%, h200 vllm fp8 5.5% -> 5.2%;
+      worse: gb200 sglang fp8 9.8% -> 10.0%, h200 trtllm fp8 10.9% -> 11.1%.
     - e(head_dim) (``head_dim_efficiency``, knots head_dim_eff_<d>, default 1) and l(head_dim)
       (knots head_dim_launch_<d>, default 1, bounds 1/3-3 as in prefill attention): the streaming
       speed and the launch floor of the kernel the engine runs at that head dim, relative to the
@@ -985,8 +1001,14 @@ def decode_attention_time_s(
             per_kv_head_s = per_kv_head_s * (params.ungrouped_kv_head_factor if heads == kv_heads else 1.0)
         else:
             per_kv_head_s = per_kv_head_s * np.where(heads == kv_heads, params.ungrouped_kv_head_factor, 1.0)
+    launch_s: float | np.ndarray = params.launch_s
+    if params.ungrouped_launch != 1.0:
+        if heads.ndim == 0 and kv_heads.ndim == 0:  # one shape (serving): no array op
+            launch_s = launch_s * (params.ungrouped_launch if heads == kv_heads else 1.0)
+        else:
+            launch_s = launch_s * np.where(heads == kv_heads, params.ungrouped_launch, 1.0)
     fixed_s = (
-        params.launch_s
+        launch_s
         + batch * params.per_sequence_s
         + batch * heads * params.per_head_s
         + batch * kv_heads * (head_dim / 128.0) * per_kv_head_s

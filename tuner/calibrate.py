@@ -384,6 +384,16 @@ def fit_prefill(
 #: fitted on their groups only): vLLM runs FlashAttention-2 on Ampere and Ada, and the step is
 #: measured there; SGLang (FlashInfer/Triton) and TRT-LLM (XQA) show none (within 0.5 us).
 REGROUPING_ENGINES = ("vllm",)
+#: KV cache formats whose decode attention has a launch floor of its own for rows with one query
+#: head per KV head (DecodeAttentionParams.ungrouped_launch, fitted on those groups only). Median
+#: floor of MHA rows over grouped ones (kv_len <= 63, batch <= 8, data/kernels/
+#: generation_attention_perf.csv.gz): fp8 KV 1.39-1.44 under TRT-LLM on h100/h200/l40s, 1.10-1.24
+#: under SGLang on h100/h200, 0.98-1.04 in the other fp8 groups; bf16 KV 0.93-1.05 in every group
+#: but vLLM's on a100/l40s (0.60-0.66: their grouped rows pay regroup_copy_s). Fitted on every
+#: group with MHA shapes instead, held out (all 33 groups) it moved the bf16 groups by up to
+#: 0.9 points either way (h100 vllm bf16 6.6% -> 7.5%, l40s sglang bf16 9.1% -> 8.0%) at
+#: fitted values of 0.82-1.04.
+UNGROUPED_LAUNCH_KV = ("fp8",)
 
 
 def decode_specs(
@@ -393,11 +403,13 @@ def decode_specs(
     window: np.ndarray,
     chip: HardwareSpec,
     backend: str | None = None,
+    kv_cache: str | None = None,
 ) -> dict:
     """The decode parameters fitted on rows of these shapes: the class's FIT, with a streaming
     speed and launch floor per head dim as prefill_specs has them, ``ungrouped_eff`` where
     HEAD_DIM_MIN_SHAPES shapes have one query head per KV head and as many have more (both kinds
-    held out), ``l2_speedup`` where the chip has an L2 figure, ``window_per_head_s``,
+    held out), with ``ungrouped_launch`` where the KV cache format (``kv_cache``) is one of
+    UNGROUPED_LAUNCH_KV, ``l2_speedup`` where the chip has an L2 figure, ``window_per_head_s``,
     ``window_long_s`` and ``window_long_kv_len`` where some rows have a sliding window, and
     ``regroup_copy_s`` under the REGROUPING_ENGINES."""
     specs = {k: v for k, v in DecodeAttentionParams.FIT.items() if not k.startswith("head_dim_")}
@@ -407,6 +419,9 @@ def decode_specs(
     if min(ungrouped, len(shapes) - ungrouped) < HEAD_DIM_MIN_SHAPES:
         specs.pop("ungrouped_eff")
         specs.pop("ungrouped_kv_head_factor")
+        specs.pop("ungrouped_launch")
+    elif kv_cache not in UNGROUPED_LAUNCH_KV:
+        specs.pop("ungrouped_launch")
     if chip.l2_bytes is None:
         specs.pop("l2_speedup")  # no L2 figure: the L2-resident term is always 0
     if not np.any(window > 0):
@@ -432,7 +447,7 @@ def fit_decode(
         rows = _subsample(np.flatnonzero(mask), max_rows, seed)
         b, h, hk, d = (c[x][rows] for x in ("batch_size", "num_heads", "num_key_value_heads", "head_dim"))
         w = window_all[rows]
-        specs = decode_specs(d, h, hk, w, chip, backend)
+        specs = decode_specs(d, h, hk, w, chip, backend, kv)
         _require_rows(table, rows, len(specs), f"generation attention kv {kv} on {system}/{backend}")
         kv_len = np.maximum(c["step"][rows], 1.0)
         measured = c["latency"][rows] * 1e-3

@@ -557,6 +557,29 @@ def test_decode_ungrouped_kv_head_factor_scales_the_per_kv_head_cost_of_mha_rows
     assert rows == pytest.approx([40.96e-6, 40.96e-6], rel=1e-9)
 
 
+def test_decode_ungrouped_launch_scales_the_launch_floor_of_mha_rows_only():
+    roof = _decode_params(per_sequence_s=0.0, per_head_s=0.0, launch_s=0.0)
+    floor = roof.model_copy(update={"launch_s": 6e-6})
+    mha = floor.model_copy(update={"ungrouped_launch": 1.5})
+
+    def extra(params, heads, kv_heads):
+        return float(decode_attention_time_s(4, 3, heads, kv_heads, 128.0, 1.0, H100, params)) - float(
+            decode_attention_time_s(4, 3, heads, kv_heads, 128.0, 1.0, H100, roof)
+        )
+
+    # MHA rows start at 1.5 x 6 us = 9 us (h100 trtllm fp8: 9.5 us against 6.6 grouped), grouped
+    # rows at 6 us, and the default (1) leaves MHA rows at the grouped floor.
+    assert extra(mha, 16, 16) == pytest.approx(9e-6, rel=1e-9)
+    assert extra(mha, 16, 4) == pytest.approx(6e-6, rel=1e-9)
+    assert extra(floor, 16, 16) == pytest.approx(6e-6, rel=1e-9)
+    # Arrays of shapes (the fit's path) give the one-shape path's values row by row.
+    heads, kv_heads = np.array([16.0, 16.0]), np.array([16.0, 4.0])
+    rows = decode_attention_time_s(4, 3, heads, kv_heads, 128.0, 1.0, H100, mha) - decode_attention_time_s(
+        4, 3, heads, kv_heads, 128.0, 1.0, H100, roof
+    )
+    assert rows == pytest.approx([9e-6, 6e-6], rel=1e-9)
+
+
 def test_decode_regroup_copy_is_charged_where_the_regrouped_query_is_not_a_view():
     # FlashAttention-2's grouped decode regroups Q (batch, kv_heads x group) -> (batch x group,
     # kv_heads): a view at batch 1 or one KV head, a copy each way otherwise (a100 vLLM bf16 short

@@ -306,6 +306,12 @@ def test_decode_specs_fit_kernel_speeds_only_where_shapes_can_be_held_out():
     one_mha = decode_specs(d[:-2], h[:-2], hk[:-2], no_window[:-2], get_hardware("l40s"))
     assert "ungrouped_eff" not in one_mha and "ungrouped_kv_head_factor" not in one_mha  # 8/8 only
     assert "ungrouped_kv_head_factor" in specs
+    # The MHA launch floor: fp8 KV only (tuner.calibrate.UNGROUPED_LAUNCH_KV), with MHA shapes.
+    assert "ungrouped_launch" not in specs  # no KV format given
+    assert "ungrouped_launch" not in decode_specs(d, h, hk, no_window, get_hardware("l40s"), "trtllm", "bfloat16")
+    assert "ungrouped_launch" in decode_specs(d, h, hk, no_window, get_hardware("l40s"), "trtllm", "fp8")
+    one_mha_fp8 = decode_specs(d[:-2], h[:-2], hk[:-2], no_window[:-2], get_hardware("l40s"), "trtllm", "fp8")
+    assert "ungrouped_launch" not in one_mha_fp8
     window = np.where(d == 192, 128.0, 0.0)
     windowed = decode_specs(d, h, hk, window, get_hardware("l40s"))
     assert {"window_per_head_s", "window_long_s", "window_long_kv_len"} <= set(windowed)
