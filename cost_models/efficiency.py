@@ -641,11 +641,13 @@ def prefill_attention_time_s(
       at 0.27 (w + 128: 0.06).
     - the reach per head dim: window_extra_keys * r(head_dim) (knots head_dim_window_<d>, linear
       in head_dim between them, default 1), fitted where head_dim_eff_<d> is and WINDOW_MIN_ROWS
-      windowed rows at that head dim outrun the reach. One engine's kernels per head dim differ:
-      l40s sglang fp8 with w=128 scores every key at head dim 64 (2 heads on 1, batch 1,
-      isl 16384: 566 us, 0.26x predicted held out with one reach; windowed rows at isl 2048-3072
-      take 0.89-1.06x the full-causal time of the same shape) and skips them at 192 (2.1-2.5x
-      predicted held out, 0.35x the full-causal time at isl 16384).
+      windowed rows at that head dim outrun the reach, and only relative to another head dim's
+      windowed rows (where no other head dim has them, window_extra_keys is that head dim's reach:
+      the product alone is identified). One engine's kernels per head dim differ: l40s sglang fp8
+      with w=128 scores every key at head dim 64 (2 heads on 1, batch 1, isl 16384: 566 us,
+      0.26x predicted held out with one reach; windowed rows at isl 2048-3072 take 0.89-1.06x
+      the full-causal time of the same shape) and skips them at 192 (2.1-2.5x predicted held
+      out, 0.35x the full-causal time at isl 16384).
     - window_skip_cost (fitted with window_extra_keys, 0-1): the pairs outside the reach still
       cost that share of a scored pair, P = P_reach + window_skip_cost * (P_causal - P_reach):
       a kernel that walks every key block and masks the ones outside the window pays their loads
@@ -653,14 +655,17 @@ def prefill_attention_time_s(
       the full-causal time of the same shape: 0.90 at isl 512, 0.64-0.71 at 1024, 0.35 at 16384,
       where the window alone would give 0.44, 0.23 and 0.016, a reach alone could not follow
       (about 400 keys at isl 1024, 2900 at 16384), and a skipped pair at ~1/3 of a scored one
-      does. Fitted 0.31 on l40s sglang bf16 and fp8 (0.71 bf16/fp8-KV), 0.19-0.48 for SGLang
-      bf16/fp8-KV on b200/gb200/h100/h200, ~0 (its bound) under TRT-LLM and vLLM. Held out
-      (5-fold by shape, all 43 groups, with the reach per head dim): 1 -> 0 miss 12%, l40s
-      sglang fp8 15.3% -> 9.7%, h100 sglang bf16/fp8-KV 8.3% -> 6.5%, h100 vllm bf16/fp8-KV
-      9.8% -> 8.6%, gb200 sglang bf16 10.1% -> 9.1%; 13 groups better, 4 worse by 0.3 points
-      at most (b200/gb200/h200 vllm bf16 7.5/9.3/7.6% -> 7.8/9.6/7.9%, h200 sglang bf16/fp8-KV
-      7.9% -> 8.2%). The reach per head dim alone: l40s sglang fp8 13.4%; the skip cost alone:
-      15.9%.
+      does. Fitted 0.32 on l40s sglang bf16 and fp8, 0.57-0.63 for SGLang bf16/fp8-KV on
+      b200/gb200, 0.19-0.31 for SGLang on h100/h200, ~0 (its bound) under TRT-LLM and vLLM.
+      Held out (5-fold by shape, all 43 groups, with the reach per head dim): 1 -> 0 miss 12%,
+      l40s sglang fp8 15.3% -> 9.7%, h100 sglang bf16/fp8-KV 8.3% -> 6.5%, h200 sglang
+      bf16/fp8-KV 7.9% -> 6.1%, h100 vllm bf16/fp8-KV 9.8% -> 8.6%, gb200 sglang bf16 10.1% ->
+      9.1%; 13 groups better, 4 worse by 0.3 points at most (b200/gb200/h200 vllm bf16
+      7.5/9.3/7.6% -> 7.8/9.6/7.9%, gb200 sglang bf16/fp8-KV 8.6% -> 8.8%). The reach per head
+      dim alone: l40s sglang fp8 13.4%; the skip cost alone: 15.9%; with a reach per head dim
+      also where no other head dim has windowed rows, the fit of h200 sglang bf16/fp8-KV ended
+      at a soft-L1 cost of 1.73 against 1.02 without the two terms (windowed rows 10% -> 19%
+      in sample): the reach and its factor are one product there.
     - compute = P * (4 * head_dim / (peak * compute_eff) + softmax_s_per_pair) * quant / e(head_dim),
       with P = batch * heads * causal_pairs(isl, window) (QK^T and PV, 2 FLOPs per MAC each), peak
       of ``compute_format`` (fp8 attention runs fp8 tensor cores). ``softmax_s_per_pair`` is the

@@ -303,7 +303,8 @@ def prefill_specs(
     ``window_extra_keys`` and ``window_skip_cost`` where WINDOW_MIN_ROWS windowed rows have
     prompts longer than window + 128 (elsewhere they cannot change a prediction of these rows),
     with a reach ``head_dim_window_<d>`` for each head dim with its own speed where as many of
-    those rows have that head dim."""
+    those rows have that head dim, and other head dims have windowed rows too (else
+    window_extra_keys is the reach of the head dim with most windowed rows)."""
     specs = {k: v for k, v in PrefillAttentionParams.FIT.items() if not k.startswith(("head_dim_", "window_skip"))}
     if len(np.unique(heads / kv_heads)) < KV_RATIO_MIN:
         specs.pop("kv_bytes_factor")
@@ -313,9 +314,13 @@ def prefill_specs(
     specs |= _head_dim_specs(PrefillAttentionParams.FIT, head_dim, heads, kv_heads)
     if "window_extra_keys" in specs:
         specs["window_skip_cost"] = PrefillAttentionParams.FIT["window_skip_cost"]
-        for d in HEAD_DIMS:
-            if f"head_dim_eff_{d}" in specs and np.count_nonzero(long_windowed & (head_dim == d)) >= WINDOW_MIN_ROWS:
-                specs[f"head_dim_window_{d}"] = PrefillAttentionParams.FIT[f"head_dim_window_{d}"]
+        rows_at = {d: np.count_nonzero(long_windowed & (head_dim == d)) for d in HEAD_DIMS}
+        own = [d for d in HEAD_DIMS if f"head_dim_eff_{d}" in specs and rows_at[d] >= WINDOW_MIN_ROWS]
+        if own and sum(rows_at[d] for d in HEAD_DIMS if d not in own) < WINDOW_MIN_ROWS:
+            # No windowed rows of the other head dims: window_extra_keys is this head dim's reach.
+            own.remove(max(own, key=lambda d: rows_at[d]))
+        for d in own:
+            specs[f"head_dim_window_{d}"] = PrefillAttentionParams.FIT[f"head_dim_window_{d}"]
     return specs
 
 

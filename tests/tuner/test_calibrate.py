@@ -279,15 +279,16 @@ def test_prefill_specs_fit_a_kernel_speed_per_head_dim_seen_in_two_shapes():
     assert "window_extra_keys" in prefill_specs(d, h, hk, isl, window)
     assert "window_extra_keys" not in prefill_specs(d, h, hk, np.full(len(shapes), 1024.0), window)
     # A reach per head dim where that head dim has its own speed and WINDOW_MIN_ROWS long
-    # windowed rows (192: rows 2-3 of shapes (32, 8), (64, 8)), none at the reference (128) or
-    # without enough windowed rows; the skipped pairs' cost wherever window_extra_keys is fitted.
-    window = np.where(d == 192, 1024.0, 0.0)
-    window[0] = 1024.0
-    long = prefill_specs(
-        np.append(d, 192.0), np.append(h, 32.0), np.append(hk, 8.0), np.append(isl, 4096.0), np.append(window, 1024.0)
-    )
+    # windowed rows, relative to other head dims' windowed rows: 192 (3 rows) next to the
+    # reference 128 (3 rows) gets one; 192 alone is window_extra_keys' (one product).
+    dw = np.array([128.0, 128.0, 128.0, 192.0, 192.0, 192.0, 256.0])
+    hw, hkw = np.array([32.0, 16.0, 32.0, 32.0, 64.0, 32.0, 8.0]), np.array([8.0, 4.0, 8.0, 8.0, 8.0, 8.0, 1.0])
+    long = prefill_specs(dw, hw, hkw, np.full(7, 4096.0), np.full(7, 1024.0))
     assert "window_skip_cost" in long and "window_extra_keys" in long
     assert [k for k in long if k.startswith("head_dim_window_")] == ["head_dim_window_192"]
+    only_192 = prefill_specs(dw, hw, hkw, np.full(7, 4096.0), np.where(dw == 192, 1024.0, 0.0))
+    assert "window_extra_keys" in only_192 and "head_dim_eff_192" in only_192
+    assert not [k for k in only_192 if k.startswith("head_dim_window_")]
     assert "window_skip_cost" not in prefill_specs(d, h, hk, isl, np.zeros(len(shapes)))
 
 
