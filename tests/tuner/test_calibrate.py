@@ -46,8 +46,12 @@ TARGET_MEDIAN = {"gemm": 0.08, "prefill_attention": 0.12, "decode_attention": 0.
 # protocol regime holds 3 training sizes and the custom all-reduce groups take the mid regime
 # (2026-12-03): worst 0.167 -> 0.100 (l40s NCCL alltoall over 8 GPUs), 279 -> 286 of 289 meet 10%
 # (0.990). GEMM after SmoothQuant's GEMV at m <= 4: 46 -> 47 of 56 meet 8%, worst unchanged.
-HONEST_WORST_MEDIAN = {"gemm": 0.12, "prefill_attention": 0.16, "decode_attention": 0.145, "collectives": 0.105}
-HONEST_SHARE_MEETING = {"gemm": 0.83, "prefill_attention": 0.97, "decode_attention": 0.93, "collectives": 0.98}
+# Prefill after the window reach per head dim and the skipped pairs' cost (2026-12-03): worst
+# 0.153 -> 0.118 (gb200 vllm bf16/fp8-KV; l40s sglang fp8 15.3% -> 9.7%), 42 -> 43 of 43 meet
+# 12%. Decode after the MHA launch floor on fp8 KV: 31 -> 32 of 33 (0.970; h100 trtllm fp8
+# 12.7% -> 11.8%), worst unchanged (0.141, l40s vllm bf16).
+HONEST_WORST_MEDIAN = {"gemm": 0.12, "prefill_attention": 0.12, "decode_attention": 0.145, "collectives": 0.105}
+HONEST_SHARE_MEETING = {"gemm": 0.83, "prefill_attention": 1.0, "decode_attention": 0.96, "collectives": 0.98}
 
 
 def _errors():
@@ -104,7 +108,7 @@ def test_gemm_targets_met_by_bf16_vllm_fp8_and_nvfp4_groups_on_hbm_gpus():
         assert error.median <= 0.08 and error.p90 <= 0.25, (where, error)
     gemm = [e for name in available_profiles() for k, e in load_profile(name).cv_error.items() if k.startswith("gemm/")]
     assert len(gemm) == 56
-    assert sum(e.median > 0.08 or e.p90 > 0.25 for e in gemm) <= 10  # 11 before SmoothQuant's GEMV (2026-12-03)
+    assert sum(e.median > 0.08 or e.p90 > 0.25 for e in gemm) <= 9  # 11 before SmoothQuant's GEMV, 10 before SGLang fp8_block's scale pass (2026-12-03)
 
 
 def test_gemm_targets_met_by_vllm_fp8_block_and_hopper_sglang_fp8():
@@ -142,14 +146,14 @@ def test_prefill_attention_target_met_by_vllm_on_h100_h200_b200_and_trtllm_on_l4
 def test_attention_targets_met_by_sglang_on_b200_gb200_and_l40s_bf16():
     # Missed before the launch floor per head dim and the L2 term (prefill: b200/gb200 bf16/fp8-KV
     # 13.5% / 13.3%, l40s bf16 15.1%, bf16/fp8-KV 17.1%) and before the decode speed per head dim
-    # (decode bf16: b200 15.0%, gb200 13.1%, l40s 12.7%). l40s sglang fp8 prefill still misses.
+    # (decode bf16: b200 15.0%, gb200 13.1%, l40s 12.7%), and l40s fp8 prefill (15.3%) before the
+    # window reach per head dim and the skipped pairs' cost.
     for name in ("b200-sglang", "gb200-sglang", "l40s-sglang"):
         errors = load_profile(name).cv_error
         keys = [k for k in errors if k.startswith(("prefill_attention/", "decode_attention/"))]
         assert len(keys) >= 4, name
         for key in keys:
-            if key != "prefill_attention/fp8/fp8" or name != "l40s-sglang":
-                assert errors[key].median <= 0.12, (name, key, errors[key])
+            assert errors[key].median <= 0.12, (name, key, errors[key])
 
 
 def test_collectives_target_met_by_every_nccl_group_on_a100_h100_gb200():
