@@ -109,15 +109,29 @@ def _compute_units(chip: HardwareSpec) -> int | None:
     return chip.compute_units
 
 
-def _combine(compute_s: np.ndarray, memory_s: np.ndarray, power: float | None) -> np.ndarray:
+def _out(x):
+    """``x`` as the ``out=`` of a ufunc writing over it: an array the caller owns (a temporary), or
+    None for a NumPy scalar (then the ufunc returns a new scalar, as without ``out=``)."""
+    return x if isinstance(x, np.ndarray) else None
+
+
+def _combine(compute_s: np.ndarray, memory_s: np.ndarray, power: float | None, overwrite: bool = False) -> np.ndarray:
     """max(compute, memory) (power None) or the p-norm (c^p + m^p)^(1/p) >= max, a smooth max
-    for partial overlap of loads and math (fitted p in [1, 16]: 1 is no overlap at all)."""
+    for partial overlap of loads and math (fitted p in [1, 16]: 1 is no overlap at all).
+    ``overwrite``: ``compute_s`` is the caller's temporary, and may hold the result."""
     if power is None:
-        return np.maximum(compute_s, memory_s)
-    big = np.maximum(np.maximum(compute_s, memory_s), 1e-30)
+        return np.maximum(compute_s, memory_s, out=_out(compute_s) if overwrite else None)
+    big = np.maximum(compute_s, memory_s)
+    big = np.maximum(big, 1e-30, out=_out(big))
     # One of the two ratios to ``big`` is 1: (c^p + m^p)^(1/p) = big (1 + (small/big)^p)^(1/p).
-    small = np.minimum(compute_s, memory_s)
-    return big * (1.0 + (small / big) ** power) ** (1.0 / power)
+    # In place on the temporaries (``**=`` takes ``**``'s paths: NumPy's array pow, scalar pow).
+    small = np.minimum(compute_s, memory_s, out=_out(compute_s) if overwrite else None)
+    small /= big
+    small **= power
+    small += 1.0
+    small **= 1.0 / power
+    small *= big
+    return small
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,6 +300,17 @@ def l2_resident_fraction(bytes_moved, chip: HardwareSpec, capacity_fraction: flo
     return 1.0 / (1.0 + squared * squared)
 
 
+def _l2_resident_owned(bytes_moved, chip: HardwareSpec, capacity_fraction: float) -> np.ndarray:
+    """:func:`l2_resident_fraction` of an array, its operations in place in one new array."""
+    if chip.l2_bytes is None:
+        return np.zeros(np.shape(bytes_moved))
+    kept = np.divide(bytes_moved, chip.l2_bytes * capacity_fraction)
+    kept *= kept
+    kept *= kept
+    kept += 1.0
+    return np.divide(1.0, kept, out=_out(kept))
+
+
 def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParams) -> np.ndarray:
     """Seconds for x[m,k] @ W[k,n] in ``gemm_format`` on ``chip`` (arrays broadcast).
 
@@ -386,67 +411,113 @@ def gemm_time_with_constants_s(
     format's constants; every constant enters elementwise, so each element's seconds are the
     ones :func:`gemm_time_s` gives it alone."""
     m, n, k = (np.asarray(x, dtype=float) for x in (m, n, k))
+    shape = np.broadcast_shapes(m.shape, n.shape, k.shape, np.shape(peak), np.shape(w_bytes), np.shape(a_bytes))
+    if not m.shape == n.shape == k.shape == shape:
+        # Every temporary below then has the result's shape and takes the next operation in place
+        # (views: no copies); each element's operations and their order are the same either way.
+        m, n, k = (np.broadcast_to(x, shape) for x in (m, n, k))
     bandwidth = chip.memory_bandwidth_bytes_per_s * params.memory_eff
 
     m_eff = np.maximum(m, params.min_tile_m)
     units = _compute_units(chip)
-    memory_bytes = n * k * w_bytes + m * k * a_bytes + m * n * params.output_bytes
-    stream_bytes = memory_bytes  # what a GEMV reads and writes (split-K adds partials below)
+    # m * n and the output's bytes are computed once (the split-K partials and the L2 terms read
+    # them again: the same numbers); temporaries take the next operation in place (_out).
+    mn = m * n
+    output_bytes = mn * params.output_bytes
+    memory_bytes = n * k
+    memory_bytes *= w_bytes
+    activation_bytes = m * k
+    activation_bytes *= a_bytes
+    memory_bytes += activation_bytes
+    memory_bytes += output_bytes
     split_k = params.split_k_max > 1 and units is not None
     dequant = params.dequant_s_per_element > 0 and units is not None
+    # What a GEMV reads and writes (split-K adds partials below, in place where no GEMV reads it).
+    stream_bytes = memory_bytes.copy() if params.gemv_max_m > 0 and split_k else memory_bytes
+    ctas: np.ndarray | None = None
     if units is not None and (params.wave_weight > 0 or split_k or params.half_saturation_ctas > 0 or dequant):
         tile_m = np.minimum(float(TILE_M), m_eff)
-        tiles = np.ceil(m_eff / tile_m) * np.ceil(n / TILE_N)
+        tiles = m_eff / tile_m
+        tiles = np.ceil(tiles, out=_out(tiles))
+        n_tiles = n / TILE_N
+        tiles *= np.ceil(n_tiles, out=_out(n_tiles))
         # Split-K: cuBLAS/CUTLASS heuristics cut k into pieces when the output has fewer tiles
         # than SMs (continuous here so the fit has a gradient), at most split_k_max pieces and
         # at least split_k_min_depth of k per piece.
         if split_k:
-            splits = np.clip(np.minimum(units / tiles, k / params.split_k_min_depth), 1.0, params.split_k_max)
+            splits = units / tiles
+            depth = k / params.split_k_min_depth
+            splits = np.minimum(splits, depth, out=_out(splits))
+            splits = np.clip(splits, 1.0, params.split_k_max, out=_out(splits))
             ctas = tiles * splits
         else:
             ctas = tiles
         if params.wave_weight > 0:
-            padding = tiles * tile_m * TILE_N / (m_eff * n)
-            waves = np.ceil(ctas / units - 1e-9) * units / ctas
-            quant = padding * waves
-            work = m_eff * n * (1.0 + params.wave_weight * (np.maximum(quant, 1.0) - 1.0))
+            padding = tiles * tile_m
+            padding *= TILE_N
+            work = m_eff * n
+            padding /= work
+            waves = ctas / units
+            waves -= 1e-9
+            waves = np.ceil(waves, out=_out(waves))
+            waves *= units
+            waves /= ctas
+            quant = padding
+            quant *= waves
+            loss = np.maximum(quant, 1.0, out=_out(quant))
+            loss -= 1.0
+            loss *= params.wave_weight
+            loss += 1.0
+            work *= loss
         else:
             work = m_eff * n
         if split_k:
             # fp32 partial tiles written and read back by the reduction (split-1 extra copies).
-            memory_bytes = memory_bytes + m * n * 8.0 * (splits - 1.0)
-        saturation = 1.0 + params.half_saturation_ctas / ctas if params.half_saturation_ctas > 0 else 1.0
+            partial_bytes = mn * 8.0
+            splits -= 1.0
+            partial_bytes *= splits
+            memory_bytes += partial_bytes
+        saturation = params.half_saturation_ctas / ctas if params.half_saturation_ctas > 0 else None
+        if saturation is not None:
+            saturation += 1.0
     else:
         work = m_eff * n
-        saturation = 1.0
-    compute_s = 2.0 * work * k / (peak * params.compute_eff)
+        saturation = None
+    compute_s = work
+    compute_s *= 2.0
+    compute_s *= k
+    compute_s /= peak * params.compute_eff
     if dequant:
         # Weight-only kernels dequantize each weight tile once per M tile, on the CTA's own
         # (CUDA-core) lanes: n * k * m_tiles elements spread over the CTAs the chip runs at once.
-        assert units is not None  # dequant implies an SM count
+        assert units is not None and ctas is not None  # dequant implies an SM count
         m_tiles = np.ceil(m_eff / np.minimum(float(TILE_M), m_eff))
         compute_s = compute_s + n * k * m_tiles * params.dequant_s_per_element / np.minimum(ctas, units)
-    memory_s = memory_bytes / bandwidth * saturation
+    memory_s = memory_bytes / bandwidth
+    if saturation is not None:  # (times 1.0 without it: the same number)
+        memory_s *= saturation
     if params.l2_speedup > 1 and params.output_l2_fraction > 0:
         # The output apart: its writes land in the write-back L2 (up to output_l2_fraction of
         # it), the inputs keep the rotated-buffer share l2_capacity_fraction.
-        output_bytes = m * n * params.output_bytes
         input_bytes = memory_bytes - output_bytes
         gain = 1.0 - 1.0 / params.l2_speedup
-        memory_s = (
-            memory_s
-            * (
-                input_bytes * (1.0 - l2_resident_fraction(input_bytes, chip, params.l2_capacity_fraction) * gain)
-                + output_bytes * (1.0 - l2_resident_fraction(output_bytes, chip, params.output_l2_fraction) * gain)
-            )
-            / np.maximum(memory_bytes, 1e-30)
-        )
+        kept_in = _l2_resident_owned(input_bytes, chip, params.l2_capacity_fraction)
+        kept_in *= gain
+        kept_in = np.subtract(1.0, kept_in, out=_out(kept_in))
+        kept_in *= input_bytes
+        kept_out = _l2_resident_owned(output_bytes, chip, params.output_l2_fraction)
+        kept_out *= gain
+        kept_out = np.subtract(1.0, kept_out, out=_out(kept_out))
+        kept_out *= output_bytes
+        kept_in += kept_out
+        memory_s *= kept_in
+        memory_s /= np.maximum(memory_bytes, 1e-30, out=_out(input_bytes))
     elif params.l2_speedup > 1:
-        memory_s = memory_s * (
-            1.0
-            - l2_resident_fraction(memory_bytes, chip, params.l2_capacity_fraction) * (1.0 - 1.0 / params.l2_speedup)
-        )
-    total = params.launch_s + _combine(compute_s, memory_s, params.combine_power)
+        kept = _l2_resident_owned(memory_bytes, chip, params.l2_capacity_fraction)
+        kept *= 1.0 - 1.0 / params.l2_speedup
+        memory_s *= np.subtract(1.0, kept, out=_out(kept))
+    total = _combine(compute_s, memory_s, params.combine_power, overwrite=True)
+    total += params.launch_s
     if params.gemv_max_m > 0:
         # Below gemv_max_m the engine runs a GEMV: every SM streams a share of the weights, so
         # neither the tiles' CTA count (saturation, walk) nor their padding applies. tiled =
@@ -462,7 +533,7 @@ def gemm_time_with_constants_s(
         # so m / M_ALIGN is exact).
         unaligned = m != M_ALIGN * np.floor(m / M_ALIGN)
         if params.unaligned_m_slowdown > 1:
-            total = total * (1.0 + (params.unaligned_m_slowdown - 1.0) * unaligned)
+            total *= 1.0 + (params.unaligned_m_slowdown - 1.0) * unaligned
     if params.host_floor_s > 0 or params.large_m_launch_s > 0:
         floor_s: float | np.ndarray = params.host_floor_s
         if params.large_m_launch_s > 0:
@@ -471,17 +542,17 @@ def gemm_time_with_constants_s(
             for _ in range(LAUNCH_STEP_SQUARINGS):
                 np.square(ratio, out=ratio)
             floor_s = floor_s + params.large_m_launch_s * ratio / (1.0 + ratio)
-        total = np.maximum(total, floor_s)
+        total = np.maximum(total, floor_s, out=_out(total))
     if params.unaligned_m_s > 0:
-        total = total + params.unaligned_m_s * unaligned
+        total += params.unaligned_m_s * unaligned
     if quantizes_activations and params.act_quant_passes > 0:
-        total = total + params.act_quant_passes * m * k * (2.0 + a_bytes) / bandwidth
+        total += params.act_quant_passes * m * k * (2.0 + a_bytes) / bandwidth
     if quantizes_activations and params.quant_row_s > 0:
-        total = total + m * params.quant_row_s
+        total += m * params.quant_row_s
     if params.scale_column_s > 0:
         # A pass per call over the weights' block scales, one row per output column (see
         # GemmParams.FIT scale_column_s), before the GEMM kernel: after the floor.
-        total = total + n * params.scale_column_s
+        total += n * params.scale_column_s
     return total
 
 
