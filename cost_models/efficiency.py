@@ -1285,33 +1285,51 @@ SWITCH_SHARPNESS = 8.0
 
 def _step_share(switch_bytes: float, bus_bytes: np.ndarray) -> np.ndarray:
     """Share of the regime above ``switch_bytes``: 0 well below, 1 well above, smooth in log size."""
-    ratio = switch_bytes / np.maximum(bus_bytes, 1e-30)
-    return 1.0 / (1.0 + np.minimum(ratio, 1e30) ** SWITCH_SHARPNESS)
+    # 1 / (1 + min(switch / max(B, 1e-30), 1e30)^8), each step in place in one new array
+    # (``**=`` takes ``**``'s paths: NumPy's array pow, scalar pow).
+    share = np.maximum(bus_bytes, 1e-30)
+    share = np.divide(switch_bytes, share, out=_out(share))
+    share = np.minimum(share, 1e30, out=_out(share))
+    share **= SWITCH_SHARPNESS
+    share += 1.0
+    return np.divide(1.0, share, out=_out(share))
 
 
 def _one_collective(params: CollectiveParams, bus_bytes: np.ndarray, element_bytes) -> np.ndarray:
     t = _lines(params, bus_bytes)
     if params.reduce_s_per_element > 0:
-        t = t + params.reduce_s_per_element * bus_bytes / element_bytes
+        t += params.reduce_s_per_element * bus_bytes / element_bytes
     return t
 
 
 def _lines(params: CollectiveParams, bus_bytes: np.ndarray) -> np.ndarray:
-    t = params.latency_s + bus_bytes / params.bandwidth_bytes_per_s
+    # Each line and blend in place in its own new arrays (additions and products commute bit for
+    # bit: latency + B / bandwidth is B / bandwidth + latency).
+    t = bus_bytes / params.bandwidth_bytes_per_s
+    t += params.latency_s
     if params.small_latency_s is not None and params.small_bandwidth_bytes_per_s is not None:
-        small = params.small_latency_s + bus_bytes / params.small_bandwidth_bytes_per_s
+        small = bus_bytes / params.small_bandwidth_bytes_per_s
+        small += params.small_latency_s
         if params.switch_bytes is None:
-            return np.minimum(t, small)
+            return np.minimum(t, small, out=_out(t))
         if (
             params.mid_switch_bytes is not None
             and params.mid_latency_s is not None
             and params.mid_bandwidth_bytes_per_s is not None
         ):
-            mid = params.mid_latency_s + bus_bytes / params.mid_bandwidth_bytes_per_s
+            # small = (1 - s_mid) * small + s_mid * mid
+            mid = bus_bytes / params.mid_bandwidth_bytes_per_s
+            mid += params.mid_latency_s
             mid_share = _step_share(params.mid_switch_bytes, bus_bytes)
-            small = (1.0 - mid_share) * small + mid_share * mid
+            mid *= mid_share
+            small *= np.subtract(1.0, mid_share, out=_out(mid_share))
+            small += mid
+        # (1 - s) * small + s * large
         large_share = _step_share(params.switch_bytes, bus_bytes)
-        return (1.0 - large_share) * small + large_share * t
+        t *= large_share
+        small *= np.subtract(1.0, large_share, out=_out(large_share))
+        small += t
+        return small
     return t
 
 
