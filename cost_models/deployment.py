@@ -183,10 +183,11 @@ def chip_roofline(
     them), only the totals and ``chip_ops``; the returned times are then left unfilled.
     ``totals`` False: the totals are not wanted either (a serving iteration's dense view) and
     None is returned for them; with ``times`` False too only ``chip_ops`` is filled.
-    ``flops_only`` (with neither times nor totals): slots of which only the per-chip FLOPs are
-    wanted (the calibrated GEMMs derive m from them and read nothing else of theirs); their
-    other ``chip_ops`` rows and per-chip bytes are left unfilled, as are every row but the FLOPs
-    (zero) of the slots no configuration has (calibrated_operator_times times them as zero).
+    ``flops_only`` (with ``chip_ops``): slots of which only the per-chip FLOPs are wanted (the
+    calibrated GEMMs derive m from them and read nothing else of theirs); their per-chip bytes
+    are left unfilled (with the totals they are summed from a scratch buffer), and with neither
+    times nor totals so are their other ``chip_ops`` rows and every row but the FLOPs (zero) of
+    the slots no configuration has (calibrated_operator_times times them as zero).
     ``kept`` (with ``chip_ops``): the names of its cost arrays to fill (default: all); the others
     are computed block by block in scratch buffers, left unfilled (the calibrated path reads only
     the FLOPs, the summed ``bytes`` and MLA's weight bytes).
@@ -297,7 +298,8 @@ def chip_roofline(
                     array *= work_scale
             # The slot's bytes in the order of OperatorCosts.bytes (weights, activations read and
             # written, KV read and written), kept as the per-chip ``bytes`` in the calibrated path.
-            moved = memory if chip_bytes is None else chip_bytes[i, b]
+            # (Not kept for the flops_only slots, which no reader of ``bytes`` asks for.)
+            moved = memory if chip_bytes is None or i in flops_only else chip_bytes[i, b]
             if weightless:  # 0 + act_read is act_read
                 np.add(act_read, act_write, out=moved)
             else:
@@ -437,9 +439,12 @@ def _operator_times(
         chip_ops = replace(
             ops, **{name: np.empty_like(ops.flops) if name in kept else np.empty((0, n)) for name in _COST_ARRAYS}
         )
-        # Without the totals, the calibrated GEMMs read only their per-chip FLOPs (and MLA's q, k
-        # and v their weight bytes: _mla_gemm_shapes): the rest of those rows is not computed.
-        gemm_flops_only = frozenset() if totals_wanted else _GEMM_SLOTS - (_MLA_SLOTS if any_mla else set())
+        # The calibrated GEMMs read only their per-chip FLOPs (and MLA's q, k and v their weight
+        # bytes: _mla_gemm_shapes): without the totals the rest of those rows is not computed,
+        # with them their bytes are summed from a scratch buffer, not stored in ``bytes`` (rows
+        # that only calibrated_times' elementwise and unfused attention slots read): ~8 of ~20
+        # (n,) rows written per slot pass fewer.
+        gemm_flops_only = _GEMM_SLOTS - (_MLA_SLOTS if any_mla else set())
         _, totals = chip_roofline(
             ops,
             shares,
