@@ -413,49 +413,9 @@ def gemm_time_with_constants_s(
     m, n, k = (np.asarray(x, dtype=float) for x in (m, n, k))
     shape = np.broadcast_shapes(m.shape, n.shape, k.shape, np.shape(peak), np.shape(w_bytes), np.shape(a_bytes))
     if not m.shape == n.shape == k.shape == shape:
-        # Every temporary then has the result's shape and takes the next operation in place
+        # Every temporary below then has the result's shape and takes the next operation in place
         # (views: no copies); each element's operations and their order are the same either way.
         m, n, k = (np.broadcast_to(x, shape) for x in (m, n, k))
-    size = m.size
-    if size <= GEMM_CHUNK_ELEMENTS:
-        return _gemm_time_chunk_s(m, n, k, peak, w_bytes, a_bytes, quantizes_activations, chip, params)
-    # GEMM_CHUNK_ELEMENTS at a time, flattened (elementwise: every element's seconds are the same).
-    total = np.empty(shape)
-    flat_total = total.reshape(-1)
-    flat = [x.reshape(-1) for x in (m, n, k)]
-    constants = [np.broadcast_to(x, shape).reshape(-1) if np.ndim(x) else x for x in (peak, w_bytes, a_bytes)]
-    for start in range(0, size, GEMM_CHUNK_ELEMENTS):
-        piece = slice(start, start + GEMM_CHUNK_ELEMENTS)
-        flat_total[piece] = _gemm_time_chunk_s(
-            *(x[piece] for x in flat),
-            *(x[piece] if np.ndim(x) else x for x in constants),
-            quantizes_activations,
-            chip,
-            params,
-        )
-    return total
-
-
-#: Elements per pass of :func:`gemm_time_with_constants_s`: its ~25 temporaries of 2,048
-#: float64 (16 KiB each) stay in the core's cache, where the callers' blocks of 16,384
-#: (calibrated_times._BLOCK_CONFIGS) streamed through L2. The 39 GEMM calls of one calibrated
-#: bench estimate (602,608 GEMMs, docs/benchmarks.md, round 4 of the calibrated throughput):
-#: 58-62 ms in blocks of 16,384, 53-56 of 4,096, 40-47 of 1,536-2,560, 69 of 1,024 (min of 7).
-GEMM_CHUNK_ELEMENTS = 2048
-
-
-def _gemm_time_chunk_s(
-    m: np.ndarray,
-    n: np.ndarray,
-    k: np.ndarray,
-    peak,
-    w_bytes,
-    a_bytes,
-    quantizes_activations: bool,
-    chip: HardwareSpec,
-    params: GemmParams,
-) -> np.ndarray:
-    """:func:`gemm_time_with_constants_s` of ``m``, ``n`` and ``k`` of the result's shape."""
     bandwidth = chip.memory_bandwidth_bytes_per_s * params.memory_eff
 
     m_eff = np.maximum(m, params.min_tile_m)
