@@ -23,7 +23,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from cost_models.calibrated_times import calibrated_network, calibrated_operator_times, check_profile
+from cost_models.calibrated_times import ELEMENTWISE_OPS, calibrated_network, calibrated_operator_times, check_profile
 from cost_models.calibration import (
     AUTO_CALIBRATION,
     CalibrationProfile,
@@ -172,6 +172,7 @@ def chip_roofline(
     totals: bool = True,
     flops_only: frozenset[int] = frozenset(),
     kept: frozenset[str] = frozenset(),
+    bytes_only: frozenset[int] = frozenset(),
 ) -> tuple[np.ndarray, RooflineTotals | None]:
     """Each slot's roofline time on one chip (``(slots, n)``, per execution) and the pass's
     :class:`RooflineTotals`: the slot's costs split as ``shares`` says (partitioning.chip_shares),
@@ -190,7 +191,9 @@ def chip_roofline(
     the slots no configuration has (calibrated_operator_times times them as zero).
     ``kept`` (with ``chip_ops``): the names of its cost arrays to fill (default: all); the others
     are computed block by block in scratch buffers, left unfilled (the calibrated path reads only
-    the FLOPs, the summed ``bytes`` and MLA's weight bytes).
+    the FLOPs, the summed ``bytes`` and MLA's weight bytes). ``bytes_only`` (with ``chip_ops``):
+    slots whose per-chip FLOPs are not stored either (the calibrated elementwise kernels read
+    their bytes alone); the per-chip bytes of slots no configuration has are left unfilled.
 
     Slot by slot, in the order of the arrays, with the same operations as per_chip_costs and
     roofline_times on whole arrays, so every number is bit for bit the same; one slot's
@@ -249,7 +252,7 @@ def chip_roofline(
         if chip_ops is not None and chip_bytes is not None:  # per chip zero too (0 / ways, ways >= 1)
             for name in kept:
                 getattr(chip_ops, name)[i] = 0.0
-            chip_bytes[i] = 0.0
+            # (Its per-chip bytes are left unfilled: their readers skip slots no configuration has.)
     # The slots of ROOFLINE_BLOCK_ROWS configurations at a time: one slot's dozen temporaries of
     # a block stay in the core's cache where whole (n,) rows (0.8 MB each at 100,000) do not.
     # Each element's operations are the same, in the same order, whatever the blocking.
@@ -273,7 +276,12 @@ def chip_roofline(
             out = (
                 scratch
                 if chip_ops is None
-                else {name: getattr(chip_ops, name)[i, b] if name in kept else scratch[name] for name in _COST_ARRAYS}
+                else {
+                    name: getattr(chip_ops, name)[i, b]
+                    if name in kept and not (name == "flops" and i in bytes_only)
+                    else scratch[name]
+                    for name in _COST_ARRAYS
+                }
             )
             flops = np.divide(ops.flops[i, b], work, out=out["flops"])
             if i in flops_only and not (times or totals):
@@ -455,6 +463,7 @@ def _operator_times(
             totals=totals_wanted,
             flops_only=gemm_flops_only,
             kept=kept,
+            bytes_only=_ELEMENTWISE_SLOTS,
         )
         # The plan, not its (m, n, k): the calibrated GEMMs derive those block by block, in cache.
         op_time = calibrated_operator_times(chip_ops, configs, plan, d.chips, batch_sharded, d.hardware, profile)
@@ -490,6 +499,8 @@ def _operator_times(
 #: those of them MLA reshapes from their weight bytes too (calibrated_times._mla_gemm_shapes).
 _GEMM_SLOTS = frozenset(OP[op] for op in GEMM_AXES)
 _MLA_SLOTS = frozenset(OP[op] for op in ("q_proj", "k_proj", "v_proj"))
+#: The slots calibrated_times times as elementwise kernels, from their bytes alone.
+_ELEMENTWISE_SLOTS = frozenset(OP[op] for op in ELEMENTWISE_OPS)
 #: The per-chip cost arrays of an :class:`OperatorCosts` (what :func:`chip_roofline` fills).
 #: Configurations per block of :func:`chip_roofline`'s slot-by-slot passes: ~15 (rows,) buffers
 #: of 128 KiB stay within a 2 MiB L2. On the 2-vCPU Xeon (docs/benchmarks.md, round 5) the
