@@ -1147,9 +1147,9 @@ class ElementwiseParams(_Params):
 def elementwise_time_s(bytes_moved, chip: HardwareSpec, params: ElementwiseParams) -> np.ndarray:
     """Seconds of an elementwise kernel moving ``bytes_moved`` (read + written):
     launch_s + bytes / (bandwidth * memory_eff)."""
-    return params.launch_s + np.asarray(bytes_moved, dtype=float) / (
-        chip.memory_bandwidth_bytes_per_s * params.memory_eff
-    )
+    seconds = np.asarray(bytes_moved, dtype=float) / (chip.memory_bandwidth_bytes_per_s * params.memory_eff)
+    seconds += params.launch_s  # in the new array (the sum commutes bit for bit)
+    return seconds
 
 
 # ---------------------------------------------------------------------------------------------
