@@ -436,7 +436,8 @@ def gemm_time_with_constants_s(
     stream_bytes = memory_bytes.copy() if params.gemv_max_m > 0 and split_k else memory_bytes
     ctas: np.ndarray | None = None
     if units is not None and (params.wave_weight > 0 or split_k or params.half_saturation_ctas > 0 or dequant):
-        tile_m = np.minimum(float(TILE_M), m_eff)
+        # Dead temporaries take later results (a smaller, warmer working set).
+        tile_m = np.minimum(float(TILE_M), m_eff, out=_out(activation_bytes))
         tiles = m_eff / tile_m
         tiles = np.ceil(tiles, out=_out(tiles))
         n_tiles = n / TILE_N
@@ -446,14 +447,14 @@ def gemm_time_with_constants_s(
         # at least split_k_min_depth of k per piece.
         if split_k:
             splits = units / tiles
-            depth = k / params.split_k_min_depth
+            depth = np.divide(k, params.split_k_min_depth, out=_out(n_tiles))
             splits = np.minimum(splits, depth, out=_out(splits))
             splits = np.clip(splits, 1.0, params.split_k_max, out=_out(splits))
-            ctas = tiles * splits
+            ctas = np.multiply(tiles, splits, out=_out(depth))
         else:
             ctas = tiles
         if params.wave_weight > 0:
-            padding = tiles * tile_m
+            padding = np.multiply(tiles, tile_m, out=_out(tile_m))
             padding *= TILE_N
             work = m_eff * n
             padding /= work
