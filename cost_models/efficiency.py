@@ -109,6 +109,17 @@ def _compute_units(chip: HardwareSpec) -> int | None:
     return chip.compute_units
 
 
+def _spare(spare: list[np.ndarray], x) -> None:
+    """Keep ``x``, a dead temporary, for :func:`_pop` (arrays only: a NumPy scalar is not kept)."""
+    if isinstance(x, np.ndarray):
+        spare.append(x)
+
+
+def _pop(spare: list[np.ndarray]) -> np.ndarray | None:
+    """A dead temporary to write a result into (``out=``), or None: a new one."""
+    return spare.pop() if spare else None
+
+
 def _out(x):
     """``x`` as the ``out=`` of a ufunc writing over it: an array the caller owns (a temporary), or
     None for a NumPy scalar (then the ufunc returns a new scalar, as without ``out=``)."""
@@ -300,11 +311,14 @@ def l2_resident_fraction(bytes_moved, chip: HardwareSpec, capacity_fraction: flo
     return 1.0 / (1.0 + squared * squared)
 
 
-def _l2_resident_owned(bytes_moved, chip: HardwareSpec, capacity_fraction: float) -> np.ndarray:
-    """:func:`l2_resident_fraction` of an array, its operations in place in one new array."""
+def _l2_resident_owned(
+    bytes_moved, chip: HardwareSpec, capacity_fraction: float, out: np.ndarray | None = None
+) -> np.ndarray:
+    """:func:`l2_resident_fraction` of an array, its operations in place in one new array (or
+    ``out``, a dead temporary of its shape)."""
     if chip.l2_bytes is None:
         return np.zeros(np.shape(bytes_moved))
-    kept = np.divide(bytes_moved, chip.l2_bytes * capacity_fraction)
+    kept = np.divide(bytes_moved, chip.l2_bytes * capacity_fraction, out=out)
     kept *= kept
     kept *= kept
     kept += 1.0
@@ -435,6 +449,8 @@ def gemm_time_with_constants_s(
     # What a GEMV reads and writes (split-K adds partials below, in place where no GEMV reads it).
     stream_bytes = memory_bytes.copy() if params.gemv_max_m > 0 and split_k else memory_bytes
     ctas: np.ndarray | None = None
+    # Dead temporaries (arrays of the result's shape) that later results are written into.
+    spare: list[np.ndarray] = []
     if units is not None and (params.wave_weight > 0 or split_k or params.half_saturation_ctas > 0 or dequant):
         # Dead temporaries take later results (a smaller, warmer working set).
         tile_m = np.minimum(float(TILE_M), m_eff, out=_out(activation_bytes))
@@ -455,10 +471,12 @@ def gemm_time_with_constants_s(
             ctas = tiles
         if params.wave_weight > 0:
             padding = np.multiply(tiles, tile_m, out=_out(tile_m))
+            if split_k:  # (else ctas is tiles)
+                _spare(spare, tiles)
             padding *= TILE_N
             work = m_eff * n
             padding /= work
-            waves = ctas / units
+            waves = np.divide(ctas, units, out=_pop(spare))
             waves -= 1e-9
             waves = np.ceil(waves, out=_out(waves))
             waves *= units
@@ -470,15 +488,23 @@ def gemm_time_with_constants_s(
             loss *= params.wave_weight
             loss += 1.0
             work *= loss
+            _spare(spare, waves)
+            _spare(spare, loss)
         else:
+            if split_k:
+                _spare(spare, tiles)
             work = m_eff * n
         if split_k:
             # fp32 partial tiles written and read back by the reduction (split-1 extra copies).
-            partial_bytes = mn * 8.0
+            partial_bytes = np.multiply(mn, 8.0, out=_pop(spare))
             splits -= 1.0
             partial_bytes *= splits
             memory_bytes += partial_bytes
-        saturation = params.half_saturation_ctas / ctas if params.half_saturation_ctas > 0 else None
+            _spare(spare, partial_bytes)
+            _spare(spare, splits)
+        saturation = (
+            np.divide(params.half_saturation_ctas, ctas, out=_pop(spare)) if params.half_saturation_ctas > 0 else None
+        )
         if saturation is not None:
             saturation += 1.0
     else:
@@ -494,19 +520,21 @@ def gemm_time_with_constants_s(
         assert units is not None and ctas is not None  # dequant implies an SM count
         m_tiles = np.ceil(m_eff / np.minimum(float(TILE_M), m_eff))
         compute_s = compute_s + n * k * m_tiles * params.dequant_s_per_element / np.minimum(ctas, units)
-    memory_s = memory_bytes / bandwidth
+    _spare(spare, m_eff)
+    memory_s = np.divide(memory_bytes, bandwidth, out=_pop(spare))
     if saturation is not None:  # (times 1.0 without it: the same number)
         memory_s *= saturation
+        _spare(spare, saturation)
     if params.l2_speedup > 1 and params.output_l2_fraction > 0:
         # The output apart: its writes land in the write-back L2 (up to output_l2_fraction of
         # it), the inputs keep the rotated-buffer share l2_capacity_fraction.
-        input_bytes = memory_bytes - output_bytes
+        input_bytes = np.subtract(memory_bytes, output_bytes, out=_pop(spare))
         gain = 1.0 - 1.0 / params.l2_speedup
-        kept_in = _l2_resident_owned(input_bytes, chip, params.l2_capacity_fraction)
+        kept_in = _l2_resident_owned(input_bytes, chip, params.l2_capacity_fraction, _pop(spare))
         kept_in *= gain
         kept_in = np.subtract(1.0, kept_in, out=_out(kept_in))
         kept_in *= input_bytes
-        kept_out = _l2_resident_owned(output_bytes, chip, params.output_l2_fraction)
+        kept_out = _l2_resident_owned(output_bytes, chip, params.output_l2_fraction, _pop(spare))
         kept_out *= gain
         kept_out = np.subtract(1.0, kept_out, out=_out(kept_out))
         kept_out *= output_bytes
@@ -514,7 +542,7 @@ def gemm_time_with_constants_s(
         memory_s *= kept_in
         memory_s /= np.maximum(memory_bytes, 1e-30, out=_out(input_bytes))
     elif params.l2_speedup > 1:
-        kept = _l2_resident_owned(memory_bytes, chip, params.l2_capacity_fraction)
+        kept = _l2_resident_owned(memory_bytes, chip, params.l2_capacity_fraction, _pop(spare))
         kept *= 1.0 - 1.0 / params.l2_speedup
         memory_s *= np.subtract(1.0, kept, out=_out(kept))
     total = _combine(compute_s, memory_s, params.combine_power, overwrite=True)
