@@ -245,7 +245,8 @@ def test_measured_network_rows_equal_each_alone() -> None:
 
 
 @pytest.mark.parametrize(("chip", "profile"), [("h100-sxm", "h100-sxm-vllm"), ("b200", "b200-trtllm")])
-def test_measured_network_split_rows_equal_whole_call(chip, profile) -> None:
+@pytest.mark.parametrize("rows", [600, 6000])  # 6,000: group terms of the distinct meshes, gathered
+def test_measured_network_split_rows_equal_whole_call(chip, profile, rows) -> None:
     """The rows split by formula (network model across domains on those meshes' own group terms,
     the measured curve per group size, 0 for a group of one) give every row the bits of the
     whole-array computation (the network model on every row, then the measured rows overwritten),
@@ -259,8 +260,8 @@ def test_measured_network_split_rows_equal_whole_call(chip, profile) -> None:
         [[1, 1, 1], [1, 1, 2], [1, 2, 4], [1, 1, domain], [2, 1, domain], [4, 2, domain], [1, 4, 16], [3, 1, 1]],
         dtype=np.float64,
     )
-    mesh = meshes[rng.integers(0, len(meshes), 600)]
-    data = np.rint(2.0 ** rng.uniform(0, 30, 600))
+    mesh = meshes[rng.integers(0, len(meshes), rows)]
+    data = np.rint(2.0 ** rng.uniform(0, 30, rows))
     data[:30] = 0.0
     data[30:35] = -1.0
     data[35:40] = np.nan
@@ -272,6 +273,7 @@ def test_measured_network_split_rows_equal_whole_call(chip, profile) -> None:
             whole = network._whole_time_s(kind, measured_kind, implementation, table, data, mesh, axes)
             assert split.tobytes() == whole.tobytes(), (kind, axes)
             assert np.any(split[(mesh[:, 2] > 1) & (data > 0)] > 0)  # some rows take time
+    assert network._splits is not None and (network._splits[2] is not None) == (rows >= 4096)
 
 
 @pytest.mark.parametrize(("chip", "profile"), [("h100-sxm", "h100-sxm-vllm"), ("a100-80gb", "a100-80gb-trtllm")])
