@@ -245,8 +245,10 @@ def test_measured_network_rows_equal_each_alone() -> None:
 
 
 @pytest.mark.parametrize(("chip", "profile"), [("h100-sxm", "h100-sxm-vllm"), ("b200", "b200-trtllm")])
-@pytest.mark.parametrize("rows", [600, 6000])  # 6,000: group terms of the distinct meshes, gathered
-def test_measured_network_split_rows_equal_whole_call(chip, profile, rows) -> None:
+# 6,000 rows: group terms of the distinct meshes, gathered; "across": most rows' groups cross
+# domains (over xyz), so the network model times every row.
+@pytest.mark.parametrize(("rows", "pool"), [(600, "all"), (6000, "all"), (6000, "across")])
+def test_measured_network_split_rows_equal_whole_call(chip, profile, rows, pool) -> None:
     """The rows split by formula (network model across domains on those meshes' own group terms,
     the measured curve per group size, 0 for a group of one) give every row the bits of the
     whole-array computation (the network model on every row, then the measured rows overwritten),
@@ -260,7 +262,8 @@ def test_measured_network_split_rows_equal_whole_call(chip, profile, rows) -> No
         [[1, 1, 1], [1, 1, 2], [1, 2, 4], [1, 1, domain], [2, 1, domain], [4, 2, domain], [1, 4, 16], [3, 1, 1]],
         dtype=np.float64,
     )
-    mesh = meshes[rng.integers(0, len(meshes), rows)]
+    weights = np.full(len(meshes), 1.0 / len(meshes)) if pool == "all" else [0.1, 0, 0, 0, 0.3, 0.3, 0.3, 0]
+    mesh = meshes[rng.choice(len(meshes), rows, p=weights)]
     data = np.rint(2.0 ** rng.uniform(0, 30, rows))
     data[:30] = 0.0
     data[30:35] = -1.0
@@ -274,6 +277,7 @@ def test_measured_network_split_rows_equal_whole_call(chip, profile, rows) -> No
             assert split.tobytes() == whole.tobytes(), (kind, axes)
             assert np.any(split[(mesh[:, 2] > 1) & (data > 0)] > 0)  # some rows take time
     assert network._splits is not None and (network._splits[2] is not None) == (rows >= 4096)
+    assert (network._splits[1]["xyz"].every_groups is not None) == (pool == "across")
 
 
 @pytest.mark.parametrize(("chip", "profile"), [("h100-sxm", "h100-sxm-vllm"), ("a100-80gb", "a100-80gb-trtllm")])
