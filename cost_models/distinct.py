@@ -32,15 +32,14 @@ def _bits(column: np.ndarray) -> np.ndarray:
 
 
 def _hash(words: Sequence[np.ndarray], rows: slice | np.ndarray = slice(None)) -> np.ndarray:
-    # Per column an xor and a multiply (wrapping modulo 2^64: each carries a word's low bits up
-    # into the high ones), then one xor-shift bringing the high bits down: 2 passes a column and
-    # 2, not 4 a column (8 FLOPs columns of 100,000 rows: 0.6 against 1.2 ms). Equal rows get
-    # equal keys; a collision of unequal ones costs the saving (every row is checked), never a number.
+    # An xor-shift after each column's multiply: a multiply carries a word's differences only up,
+    # so without it two columns' high-bit differences (floats' exponents) cancel (a final shift
+    # alone: 94,357 keys for 94,583 distinct prefill GEMM rows).
     key = np.full(len(words[0][rows]), _MULTIPLIER)
     for w in words:
         key ^= w[rows]
-        key *= _MULTIPLIER
-    key ^= key >> _SHIFT
+        key *= _MULTIPLIER  # wraps modulo 2^64
+        key ^= key >> _SHIFT
     return key
 
 
