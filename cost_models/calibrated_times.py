@@ -20,7 +20,7 @@ from typing import TypeAlias
 import numpy as np
 
 from cost_models.calibration import CalibrationProfile
-from cost_models.distinct import MIN_ROWS, repeated_rows, word_classes
+from cost_models.distinct import repeated_rows
 from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, DTYPE_NAMES, FP4, FP8, INT4, INT8
 from cost_models.efficiency import (
     ACTIVATION_BYTES,
@@ -858,7 +858,7 @@ class CalibratedNetwork(Network):
         self.spec = spec
         self.profile = profile
         # The last mesh seen and its _RowSplit per axes.
-        self._splits: tuple[np.ndarray, dict[str, _RowSplit], tuple[np.ndarray, np.ndarray] | None] | None = None
+        self._splits: tuple[np.ndarray, dict[str, _RowSplit]] | None = None
 
     def legal_meshes(self, chips: int) -> list[tuple[int, int, int]]:
         return self.base.legal_meshes(chips)
@@ -930,12 +930,10 @@ class CalibratedNetwork(Network):
         seen (compared by value), as the network model caches its group geometry."""
         cached = self._splits
         if cached is None or cached[0].shape != mesh.shape or not np.array_equal(cached[0], mesh):
-            # The mesh's distinct rows (bench_estimate's: ~155 of 20,000 per layout group), so
-            # each axes' group terms are computed on those alone and gathered.
-            cached = self._splits = (mesh.copy(), {}, _mesh_classes(mesh))
+            cached = self._splits = (mesh.copy(), {})
         split = cached[1].get(axes)
         if split is None:
-            split = cached[1][axes] = _RowSplit(self.spec, mesh, axes, cached[2])
+            split = cached[1][axes] = _RowSplit(self.spec, mesh, axes)
         return split
 
     def _whole_time_s(self, kind, measured_kind, implementation, table, bytes_per_chip, mesh, axes):
@@ -971,69 +969,27 @@ class CalibratedNetwork(Network):
 _EVERY_ROW_SHARE = 0.75
 
 
-def _mesh_classes(mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(first, inverse) of the distinct rows of ``mesh`` (n, 3) (repeated_rows'), or None (a call
-    under its MIN_ROWS, or a mesh this does not class). The rows are keyed by one number,
-    (X 4099 + Y) 4099 + Z, elementwise (a matrix product may round equal rows apart), and the
-    classes are then checked against every row's three lengths, so whatever the key's rounding
-    each row's class is its own mesh. ~0.3 ms for 20,000 meshes of 155 (one mesh array of
-    bench_estimate's, per estimate ~10), where repeated_rows on the key takes ~0.43 and on the
-    three columns ~0.7."""
-    if len(mesh) < MIN_ROWS:
-        return None
-    key = mesh[:, 0] * 4099.0
-    key += mesh[:, 1]
-    key *= 4099.0
-    key += mesh[:, 2]
-    classes = word_classes(key.view(np.uint64))
-    if classes is None:
-        return None
-    first, inverse = classes
-    if not np.array_equal(mesh.take(first, axis=0).take(inverse, axis=0), mesh):
-        return None
-    return classes
-
-
 class _RowSplit:
     """The rows of one mesh array's collective groups over some axes, by the formula that times
     them under a profile: ``across`` (groups that cross domains: the network model, with its
-    group terms ``across_groups`` for those meshes, None where there are none) and per group size
-    inside a domain (2 to the domain size) its rows; groups of one chip are in neither.
-    ``classes``: the mesh's distinct rows and each row's among them (repeated_rows), or None:
-    the group terms are then computed on the distinct meshes and gathered (elementwise per mesh,
-    so each row gets its own numbers: 0.72 against ~0.1 ms for 18,700 meshes of 155; all 22 of an
-    estimate's splits 15.4 against 5.4 ms)."""
+    group terms ``across_groups`` for those meshes, None where there are none, or
+    ``every_groups`` for every mesh where most rows cross) and per group size inside a domain
+    (2 to the domain size) its rows; groups of one chip are in neither."""
 
-    def __init__(
-        self,
-        spec: SwitchedInterconnect,
-        mesh: np.ndarray,
-        axes: str,
-        classes: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> None:
+    def __init__(self, spec: SwitchedInterconnect, mesh: np.ndarray, axes: str) -> None:
+        k = group_size(mesh, axes)
         domain = spec.domain_size
+        self.across = np.flatnonzero(k > domain)
         #: Every row's group terms, where most rows cross domains (else None): the network model
         #: then times every row (its numbers elementwise; the rows of a group of one are 0 in it
         #: as here, the measured rows are overwritten), with no gather of the bytes and no
         #: scatter of the seconds.
         self.every_groups: _Groups | None = None
         self.across_groups: _Groups | None = None
-        if classes is None:
-            k = group_size(mesh, axes)
-            self.across = np.flatnonzero(k > domain)
-            self.across_groups = (
-                switched_groups(spec, mesh.take(self.across, axis=0), axes) if len(self.across) else None
-            )
-        else:
-            first, mesh_class = classes
-            meshes = mesh.take(first, axis=0)
-            k = group_size(meshes, axes).take(mesh_class)
-            self.across = np.flatnonzero(k > domain)
-            groups = switched_groups(spec, meshes, axes)
-            if len(self.across) >= _EVERY_ROW_SHARE * len(k):
-                self.every_groups = groups.take(mesh_class)
-            else:
-                self.across_groups = groups.take(mesh_class.take(self.across)) if len(self.across) else None
+        if len(self.across) >= _EVERY_ROW_SHARE * len(k):
+            self.every_groups = switched_groups(spec, mesh, axes)
+        elif len(self.across):
+            self.across_groups = switched_groups(spec, mesh.take(self.across, axis=0), axes)
         inside = np.flatnonzero((k > 1) & (k <= domain))
         inside_k = k.take(inside)
         sizes = np.unique(inside_k)

@@ -13,7 +13,7 @@ Vectorized: meshes are (n, 3) arrays, bytes are (n,) arrays, one entry per confi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
@@ -202,10 +202,6 @@ class _Groups:
     domain_latency_s: np.ndarray  # (inside - 1) x the domain's latency
     network_latency_s: np.ndarray  # (k / inside - 1) x the network's latency
     several: np.ndarray  # k > 1: a group of one chip is free
-
-    def take(self, rows: np.ndarray) -> _Groups:
-        """These groups' ``rows`` (gathers: the numbers those rows have here)."""
-        return _Groups(**{f.name: getattr(self, f.name).take(rows) for f in fields(self)})
 
 
 def switched_groups(spec: SwitchedInterconnect, mesh: np.ndarray, axes: str) -> _Groups:

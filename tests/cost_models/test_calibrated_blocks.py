@@ -245,9 +245,8 @@ def test_measured_network_rows_equal_each_alone() -> None:
 
 
 @pytest.mark.parametrize(("chip", "profile"), [("h100-sxm", "h100-sxm-vllm"), ("b200", "b200-trtllm")])
-# 6,000 rows: group terms of the distinct meshes, gathered; "across": most rows' groups cross
-# domains (over xyz), so the network model times every row.
-@pytest.mark.parametrize(("rows", "pool"), [(600, "all"), (6000, "all"), (6000, "across")])
+# "across": most rows' groups cross domains (over xyz), so the network model times every row.
+@pytest.mark.parametrize(("rows", "pool"), [(600, "all"), (600, "across")])
 def test_measured_network_split_rows_equal_whole_call(chip, profile, rows, pool) -> None:
     """The rows split by formula (network model across domains on those meshes' own group terms,
     the measured curve per group size, 0 for a group of one) give every row the bits of the
@@ -276,7 +275,7 @@ def test_measured_network_split_rows_equal_whole_call(chip, profile, rows, pool)
             whole = network._whole_time_s(kind, measured_kind, implementation, table, data, mesh, axes)
             assert split.tobytes() == whole.tobytes(), (kind, axes)
             assert np.any(split[(mesh[:, 2] > 1) & (data > 0)] > 0)  # some rows take time
-    assert network._splits is not None and (network._splits[2] is not None) == (rows >= 4096)
+    assert network._splits is not None
     assert (network._splits[1]["xyz"].every_groups is not None) == (pool == "across")
 
 

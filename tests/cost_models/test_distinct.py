@@ -103,14 +103,3 @@ def test_bucket_collisions_are_placed_again_or_sorted(monkeypatch) -> None:
         assert values[first][inverse].tobytes() == values.tobytes()
     placed = distinct._bucketed(distinct._hash([values.view(np.uint64)]))
     assert placed is None  # (2 bits) unplaced rows remain: the sort decided above
-
-
-def test_word_classes_are_exact() -> None:
-    """One column of words: equal words one class, unequal ones apart (-0.0 and 0.0 too)."""
-    values = np.random.default_rng(5).integers(0, 40, 8000) * 0.25
-    values[:3] = [0.0, -0.0, 0.0]
-    result = distinct.word_classes(values.view(np.uint64))
-    assert result is not None
-    first, inverse = result
-    assert len(first) == len(np.unique(values.view(np.uint64)))
-    assert values[first][inverse].tobytes() == values.tobytes()
