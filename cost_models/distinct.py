@@ -171,6 +171,16 @@ def _bucketed(key: np.ndarray) -> np.ndarray | None:
     return None
 
 
+def _distinct_count(key: np.ndarray) -> int:
+    """``len(np.unique(key))`` by the buckets (a sample of 4,096 keys, ~4,100 distinct: ~0.03
+    against the sort's ~0.41 ms; bench_estimate's calls refused by their sample, 4-5 an
+    estimate, each paid it)."""
+    representative = _bucketed(key)
+    if representative is None:
+        return len(np.unique(key))
+    return int(np.count_nonzero(representative == np.arange(len(key))))
+
+
 def repeated_rows(columns: Sequence[np.ndarray], max_share: float) -> tuple[np.ndarray, np.ndarray] | None:
     """(first, inverse) over the rows of ``columns`` (equal-length 1-D arrays) when the distinct
     rows are at most ``max_share`` of them: ``first`` one row of each distinct combination,
@@ -186,7 +196,7 @@ def repeated_rows(columns: Sequence[np.ndarray], max_share: float) -> tuple[np.n
     if max_share < 1.0:  # (1: every call is keyed)
         step = max(1, n // SAMPLE_ROWS)
         sample = _hash([_bits(np.asarray(c)[::step]) for c in columns])
-        if estimated_distinct(len(np.unique(sample)), len(sample)) > max_share * n:
+        if estimated_distinct(_distinct_count(sample), len(sample)) > max_share * n:
             return None
     kinds = [np.asarray(c).dtype.kind for c in columns]
     words_of = [(_bits(c), kind == "f") for c, kind in zip(columns, kinds, strict=True)]

@@ -103,3 +103,13 @@ def test_bucket_collisions_are_placed_again_or_sorted(monkeypatch) -> None:
         assert values[first][inverse].tobytes() == values.tobytes()
     placed = distinct._bucketed(distinct._hash([values.view(np.uint64)]))
     assert placed is None  # (2 bits) unplaced rows remain: the sort decided above
+
+
+def test_distinct_count_is_the_number_of_distinct_keys(monkeypatch) -> None:
+    """The sample's distinct keys counted by the buckets, or by the sort where they leave rows
+    unplaced (2 bits), equal numpy's unique."""
+    rng = np.random.default_rng(4)
+    for keys in (rng.integers(0, 2**62, 4096).astype(np.uint64), rng.integers(0, 300, 4096).astype(np.uint64) << 40):
+        for bits in (20, 2):
+            monkeypatch.setattr(distinct, "_MAX_BUCKET_BITS", bits)
+            assert distinct._distinct_count(keys) == len(np.unique(keys))
