@@ -20,7 +20,7 @@ from typing import TypeAlias
 import numpy as np
 
 from cost_models.calibration import CalibrationProfile
-from cost_models.distinct import repeated_rows
+from cost_models.distinct import repeated_rows, word_classes
 from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, DTYPE_NAMES, FP4, FP8, INT4, INT8
 from cost_models.efficiency import (
     ACTIVATION_BYTES,
@@ -519,7 +519,11 @@ def _pair_classes(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         and np.array_equal(n, np.floor(n))
         and float(k.max(initial=0.0)) * radix + radix < 2.0**53
     ):
-        inverse = np.unique(k * radix + n, return_inverse=True)[1]
+        key = k * radix + n
+        classes = word_classes(key.view(np.uint64))  # by the key's bits: 8 slots of 6,200 plan
+        if classes is not None:  # shapes ~0.1 ms each, ~0.3 by the unique's sort
+            return classes[1], classes[0]
+        inverse = np.unique(key, return_inverse=True)[1]
     else:
         inverse = np.unique(np.stack([k, n]), axis=1, return_inverse=True)[1].reshape(-1)
     # The first column of each class (a scatter, reversed: the first write of a class is last);

@@ -181,6 +181,23 @@ def _distinct_count(key: np.ndarray) -> int:
     return int(np.count_nonzero(representative == np.arange(len(key))))
 
 
+def word_classes(words: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first, inverse) of the distinct values of one column of uint64 words, as
+    :func:`repeated_rows` gives them, without its sample, constant-column and small-number
+    passes or its bit check: the words are mixed by a bijection (an odd multiply and an
+    xor-shift, so equal keys are equal words) and bucketed. None where the buckets leave rows
+    unplaced (many distinct words)."""
+    key = words * _MULTIPLIER  # wraps modulo 2^64
+    key ^= key >> _SHIFT
+    representative = _bucketed(key)
+    if representative is None:
+        return None
+    first = np.flatnonzero(representative == np.arange(len(key)))
+    position = np.empty(len(key), dtype=np.intp)
+    position[first] = np.arange(len(first))
+    return first, position.take(representative)
+
+
 def repeated_rows(columns: Sequence[np.ndarray], max_share: float) -> tuple[np.ndarray, np.ndarray] | None:
     """(first, inverse) over the rows of ``columns`` (equal-length 1-D arrays) when the distinct
     rows are at most ``max_share`` of them: ``first`` one row of each distinct combination,
@@ -245,4 +262,4 @@ def repeated_rows(columns: Sequence[np.ndarray], max_share: float) -> tuple[np.n
     return first, inverse
 
 
-__all__ = ["MIN_ROWS", "SAMPLE_ROWS", "estimated_distinct", "repeated_rows"]
+__all__ = ["MIN_ROWS", "SAMPLE_ROWS", "estimated_distinct", "repeated_rows", "word_classes"]

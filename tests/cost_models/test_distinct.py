@@ -113,3 +113,14 @@ def test_distinct_count_is_the_number_of_distinct_keys(monkeypatch) -> None:
         for bits in (20, 2):
             monkeypatch.setattr(distinct, "_MAX_BUCKET_BITS", bits)
             assert distinct._distinct_count(keys) == len(np.unique(keys))
+
+
+def test_word_classes_are_exact() -> None:
+    """One column of words: equal words one class, unequal ones apart (-0.0 and 0.0 too)."""
+    values = np.random.default_rng(5).integers(0, 40, 8000) * 0.25
+    values[:3] = [0.0, -0.0, 0.0]
+    result = distinct.word_classes(values.view(np.uint64))
+    assert result is not None
+    first, inverse = result
+    assert len(first) == len(np.unique(values.view(np.uint64)))
+    assert values[first][inverse].tobytes() == values.tobytes()
