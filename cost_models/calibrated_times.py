@@ -31,9 +31,7 @@ from cost_models.efficiency import (
     DecodeAttentionParams,
     GemmParams,
     PrefillAttentionParams,
-    _nearest_fitted,
-    _one_collective,
-    bus_factor,
+    collective_time_of_size_s,
     collective_time_s,
     decode_attention_time_s,
     elementwise_time_s,
@@ -919,13 +917,9 @@ class CalibratedNetwork(Network):
                 times[split.across] = base.collective_time_of_groups_s(
                     kind, data.take(split.across), split.across_groups
                 )
-        element = np.asarray(2.0)  # bf16 (efficiency.collective_time_s's default element_bytes)
-        fitted = tuple(sorted(table))
         for size, rows in split.sizes:
             moved = data.take(rows)
-            # efficiency.collective_time_s's operations on these rows: bus bytes, then the nearest fit.
-            bus = moved * bus_factor(measured_kind, np.float64(size))
-            seconds = _one_collective(table[_nearest_fitted(fitted, size)], bus, element)
+            seconds = collective_time_of_size_s(measured_kind, moved, size, table)
             times[rows] = np.where(moved > 0, seconds, 0.0)
         return times
 

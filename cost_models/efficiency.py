@@ -1345,23 +1345,31 @@ def collective_time_s(
     message_bytes = np.asarray(message_bytes, dtype=float)
     group = np.asarray(group_size, dtype=float)
     message_bytes, group = np.broadcast_arrays(message_bytes, group)
-    bus = message_bytes * bus_factor(kind, np.maximum(group, 1.0))
     element = np.asarray(element_bytes, dtype=float)
     if element.ndim:
-        element = np.broadcast_to(element, bus.shape)
-    out = np.zeros(bus.shape)
+        element = np.broadcast_to(element, message_bytes.shape)
+    out = np.zeros(message_bytes.shape)
     sizes = np.unique(group)
     for g in sizes:
         if g <= 1:
             continue
-        nearest = _nearest_fitted(tuple(sorted(params)), float(g))
         if len(sizes) == 1:  # one group size: every element, no copies
-            out = np.asarray(_one_collective(params[nearest], bus, element), dtype=float)
+            out = np.asarray(collective_time_of_size_s(kind, message_bytes, g, params, element), dtype=float)
         else:  # its elements by index (cheaper than boolean-mask copies)
             where = np.flatnonzero(group == g)
             own = element.take(where) if element.ndim else element
-            np.put(out, where, _one_collective(params[nearest], bus.take(where), own))
+            np.put(out, where, collective_time_of_size_s(kind, message_bytes.take(where), g, params, own))
     return out
+
+
+def collective_time_of_size_s(
+    kind: str, message_bytes: np.ndarray, group_size: float, params: dict[int, CollectiveParams], element_bytes=2.0
+) -> np.ndarray:
+    """:func:`collective_time_s` of collectives whose groups all have ``group_size`` (> 1) ranks:
+    the bus bytes, then the nearest fitted group size's protocols (for callers that already hold
+    each group size's rows, as the calibrated network does)."""
+    bus = message_bytes * bus_factor(kind, group_size)
+    return _one_collective(params[_nearest_fitted(tuple(sorted(params)), float(group_size))], bus, element_bytes)
 
 
 @cache
