@@ -178,7 +178,7 @@ def _distinct_count(key: np.ndarray) -> int:
     representative = _bucketed(key)
     if representative is None:
         return len(np.unique(key))
-    return int(np.count_nonzero(representative == np.arange(len(key))))
+    return len(_first_rows(representative))
 
 
 def word_classes(words: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -192,8 +192,18 @@ def word_classes(words: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     representative = _bucketed(key)
     if representative is None:
         return None
-    first = np.flatnonzero(representative == np.arange(len(key)))
-    position = np.empty(len(key), dtype=np.intp)
+    return _first_and_inverse(representative, _first_rows(representative))
+
+
+def _first_rows(representative: np.ndarray) -> np.ndarray:
+    """The rows that are their own representative (:func:`_bucketed`): one per distinct key."""
+    return np.flatnonzero(representative == np.arange(len(representative)))
+
+
+def _first_and_inverse(representative: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first, inverse) from :func:`_bucketed`'s representatives and their :func:`_first_rows`:
+    each row's inverse is its representative's position among them."""
+    position = np.empty(len(representative), dtype=np.intp)
     position[first] = np.arange(len(first))
     return first, position.take(representative)
 
@@ -226,8 +236,7 @@ def repeated_rows(columns: Sequence[np.ndarray], max_share: float) -> tuple[np.n
     key = _hash(words)
     representative = _bucketed(key)
     if representative is not None:
-        is_first = representative == np.arange(n)
-        first = np.flatnonzero(is_first)
+        first = _first_rows(representative)
         if len(first) > max_share * n:
             return None
         # No collision: every row's bits equal its representative's.
@@ -236,9 +245,7 @@ def repeated_rows(columns: Sequence[np.ndarray], max_share: float) -> tuple[np.n
             np.equal(w.take(representative), w, out=same)
             if not same.all():
                 return None
-        position = np.empty(n, dtype=np.intp)
-        position[first] = np.arange(len(first))
-        return first, position.take(representative)
+        return _first_and_inverse(representative, first)
     # One quicksort; a run of equal keys is one distinct row (as partitioning.distinct_rows).
     order = np.argsort(key)
     ordered = key[order]
