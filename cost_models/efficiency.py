@@ -304,17 +304,13 @@ def l2_resident_fraction(bytes_moved, chip: HardwareSpec, capacity_fraction: flo
     """Soft indicator that a working set of ``bytes_moved`` fits in L2: 1 well below the L2 size
     (times ``capacity_fraction``), 0 well above (1 / (1 + (bytes / L2)^4)); 0 for chips without
     an L2 figure."""
-    if chip.l2_bytes is None:
-        return np.zeros(np.shape(bytes_moved))
-    ratio = np.asarray(bytes_moved, dtype=float) / (chip.l2_bytes * capacity_fraction)
-    squared = ratio * ratio
-    return 1.0 / (1.0 + squared * squared)
+    return _l2_resident_owned(np.asarray(bytes_moved, dtype=float), chip, capacity_fraction)
 
 
 def _l2_resident_owned(
     bytes_moved, chip: HardwareSpec, capacity_fraction: float, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """:func:`l2_resident_fraction` of an array, its operations in place in one new array (or
+    """:func:`l2_resident_fraction`'s formula, its operations in place in one new array (or
     ``out``, a dead temporary of its shape)."""
     if chip.l2_bytes is None:
         return np.zeros(np.shape(bytes_moved))
