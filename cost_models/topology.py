@@ -13,12 +13,13 @@ Vectorized: meshes are (n, 3) arrays, bytes are (n,) arrays, one entry per confi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Literal
 
 import numpy as np
 
+from cost_models.distinct import repeated_rows
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, TorusInterconnect
 
@@ -91,6 +92,74 @@ def _factorizations(chips: int) -> list[tuple[int, int, int]]:
     return [(x, y, chips // (x * y)) for x in divisors for y in divisors if (chips // x) % y == 0]
 
 
+#: Distinct meshes at most this share of a call for TorusNetwork to compute its mesh-only terms
+#: once per distinct mesh (bench_estimate's draw: a few dozen legal meshes in 100,000 rows).
+DISTINCT_MESH_SHARE = 0.5
+
+
+def _torus_links(
+    spec: TorusInterconnect, efficiency: float, mesh: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:meth:`TorusNetwork._links` of ``mesh``, uncached."""
+    full = (mesh == 1) | (np.mod(mesh, spec.wraparound_min_axis) == 0)
+    wrap = np.all(full, axis=-1, keepdims=True)
+    links = np.where(mesh > 1, np.where(wrap & (mesh > 2), 2.0, 1.0), 0.0)
+    bandwidth = links * spec.link_bandwidth_bytes_per_s * efficiency
+    # A ring step per neighbour along each axis (bidirectional rings halve the steps).
+    steps = np.where(mesh > 1, np.where(wrap, mesh / 2.0, mesh - 1.0), 0.0)
+    # All-to-all is bisection-limited: on a ring of K each byte travels ~K/4 hops (K/2 on a
+    # line), against ~1 for an all-gather's pipelined ring.
+    hops = np.maximum(np.where(wrap, mesh / 4.0, mesh / 2.0), 1.0)
+    return bandwidth, steps, hops
+
+
+@dataclass(frozen=True)
+class _TorusAxes:
+    """The terms of :meth:`TorusNetwork.collective_time_s` over some axes of n meshes that depend
+    on nothing else, (n,) each."""
+
+    bandwidth: np.ndarray  # the axes' link bandwidths, summed
+    latency_s: np.ndarray  # ring steps x the hop latency
+    fraction: np.ndarray  # (k - 1) / k (an all-to-all's: times the longest axis' hops)
+    several: np.ndarray  # k > 1: a group of one chip is free
+    every_link: bool  # bandwidth > 0 in every row
+    every_several: bool  # k > 1 in every row
+
+    def take(self, rows: np.ndarray) -> _TorusAxes:
+        """The terms of the meshes ``rows`` (positions)."""
+        return replace(
+            self,
+            bandwidth=self.bandwidth.take(rows),
+            latency_s=self.latency_s.take(rows),
+            fraction=self.fraction.take(rows),
+            several=self.several.take(rows),
+        )
+
+
+def _torus_axes(
+    spec: TorusInterconnect, efficiency: float, mesh: np.ndarray, axes: str, all_to_all: bool
+) -> _TorusAxes:
+    """:class:`_TorusAxes` of ``mesh`` over ``axes``: the expressions collective_time_s used
+    inline, in the same order (the same numbers)."""
+    axis_bw, axis_steps, axis_hops = _torus_links(spec, efficiency, mesh)
+    columns = [AXIS_INDEX[a] for a in axes]
+    bandwidth = sum(axis_bw[:, i] for i in columns)
+    steps = sum(axis_steps[:, i] for i in columns)
+    k = group_size(mesh, axes)
+    fraction = (k - 1.0) / k
+    if all_to_all:
+        fraction = fraction * np.max(axis_hops[:, columns], axis=-1)
+    several = k > 1
+    return _TorusAxes(
+        bandwidth=bandwidth,
+        latency_s=steps * spec.hop_latency_s,
+        fraction=fraction,
+        several=several,
+        every_link=bool(np.all(bandwidth > 0)),
+        every_several=bool(np.all(several)),
+    )
+
+
 class TorusNetwork(Network):
     """TPU inter-chip interconnect: a 2D or 3D torus of links, the same bandwidth on each.
 
@@ -106,6 +175,11 @@ class TorusNetwork(Network):
         self.spec = spec
         self.efficiency = network_efficiency
         self._cache: tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        #: The last mesh seen by :meth:`collective_time_s` (a copy), its distinct rows (and the
+        #: inverse that gathers them back, None where every row is taken), and the axes' terms
+        #: (:class:`_TorusAxes`) computed so far for it, by (axes, all-to-all).
+        self._axes_cache: tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[tuple[str, bool], _TorusAxes]] | None
+        self._axes_cache = None
 
     def legal_meshes(self, chips: int) -> list[tuple[int, int, int]]:
         return _legal_torus_meshes(chips, self.spec.dims, self.spec.max_chips)
@@ -116,18 +190,31 @@ class TorusNetwork(Network):
         cached = self._cache
         if cached is not None and cached[0].shape == mesh.shape and np.array_equal(cached[0], mesh):
             return cached[1]
-        full = (mesh == 1) | (np.mod(mesh, self.spec.wraparound_min_axis) == 0)
-        wrap = np.all(full, axis=-1, keepdims=True)
-        links = np.where(mesh > 1, np.where(wrap & (mesh > 2), 2.0, 1.0), 0.0)
-        bandwidth = links * self.spec.link_bandwidth_bytes_per_s * self.efficiency
-        # A ring step per neighbour along each axis (bidirectional rings halve the steps).
-        steps = np.where(mesh > 1, np.where(wrap, mesh / 2.0, mesh - 1.0), 0.0)
-        # All-to-all is bisection-limited: on a ring of K each byte travels ~K/4 hops (K/2 on a
-        # line), against ~1 for an all-gather's pipelined ring.
-        hops = np.maximum(np.where(wrap, mesh / 4.0, mesh / 2.0), 1.0)
-        links_of_mesh = (bandwidth, steps, hops)
+        links_of_mesh = _torus_links(self.spec, self.efficiency, mesh)
         self._cache = (mesh.copy(), links_of_mesh)
         return links_of_mesh
+
+    def _axes_terms(self, mesh: np.ndarray, axes: str, all_to_all: bool) -> _TorusAxes:
+        """The mesh-only terms of :meth:`collective_time_s` over ``axes`` (:class:`_TorusAxes`),
+        (n,) each: computed on the mesh's distinct rows (a call's meshes are a few legal ones) and
+        gathered to every row, cached per (axes, all-to-all) for the last mesh seen (compared by
+        value: a layer's collectives share one mesh and a few axis sets). Every term is
+        elementwise over meshes, so each row's numbers are those of the whole mesh."""
+        cached = self._axes_cache
+        if cached is None or cached[0].shape != mesh.shape or not np.array_equal(cached[0], mesh):
+            rows = repeated_rows([mesh[:, 0], mesh[:, 1], mesh[:, 2]], DISTINCT_MESH_SHARE)
+            if rows is None:
+                cached = self._axes_cache = (mesh.copy(), mesh, None, {})
+            else:
+                first, inverse = rows
+                cached = self._axes_cache = (mesh.copy(), mesh.take(first, axis=0), inverse, {})
+        terms = cached[3].get((axes, all_to_all))
+        if terms is None:
+            terms = _torus_axes(self.spec, self.efficiency, cached[1], axes, all_to_all)
+            if cached[2] is not None:
+                terms = terms.take(cached[2])
+            cached[3][(axes, all_to_all)] = terms
+        return terms
 
     def time_key(self, kind: Collective) -> str:
         # An all-gather and a reduce-scatter run the same ring steps: one formula.
@@ -147,21 +234,21 @@ class TorusNetwork(Network):
         return 2.0 * steps if kind == "all_reduce" else steps
 
     def collective_time_s(self, kind, bytes_per_chip, mesh, axes):
-        mesh = np.atleast_2d(mesh)
-        axis_bw, axis_steps, axis_hops = self._links(mesh)
-        columns = [AXIS_INDEX[a] for a in axes]
-        bandwidth = sum(axis_bw[:, i] for i in columns)
-        steps = sum(axis_steps[:, i] for i in columns)
-        k = group_size(mesh, axes)
-        fraction = (k - 1.0) / k
-        if kind == "all_to_all":
-            fraction = fraction * np.max(axis_hops[:, columns], axis=-1)
-        factor = 2.0 if kind == "all_reduce" else 1.0
-        time = factor * (
-            steps * self.spec.hop_latency_s
-            + np.divide(bytes_per_chip * fraction, bandwidth, out=np.zeros_like(fraction), where=bandwidth > 0)
-        )
-        return np.where((k > 1) & (bytes_per_chip > 0), time, 0.0)
+        # factor x (steps x hop latency + D fraction / bandwidth (0 where no link)), where the
+        # group has more than one chip and D > 0, else 0; the mesh-only terms from _axes_terms.
+        g = self._axes_terms(np.atleast_2d(mesh), axes, kind == "all_to_all")
+        data = np.multiply(bytes_per_chip, g.fraction)
+        if g.every_link:  # np.divide's where=bandwidth > 0 true everywhere: a plain division
+            data /= g.bandwidth
+        else:
+            data = np.divide(data, g.bandwidth, out=np.zeros_like(g.fraction), where=g.bandwidth > 0)
+        time = np.add(g.latency_s, data, out=data)
+        if kind == "all_reduce":  # (1.0 x t is t: the factor's pass only where it is 2)
+            time *= 2.0
+        moves = np.greater(bytes_per_chip, 0)
+        if not g.every_several:
+            moves &= g.several
+        return np.where(moves, time, 0.0)
 
 
 @cache
