@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from cost_models.distinct import repeated_rows
+from cost_models.distinct import MIN_ROWS, word_classes
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, TorusInterconnect
 
@@ -92,9 +92,36 @@ def _factorizations(chips: int) -> list[tuple[int, int, int]]:
     return [(x, y, chips // (x * y)) for x in divisors for y in divisors if (chips // x) % y == 0]
 
 
-#: Distinct meshes at most this share of a call for TorusNetwork to compute its mesh-only terms
+#: Distinct meshes at most this share of a call for a network to compute its mesh-only terms
 #: once per distinct mesh (bench_estimate's draw: a few dozen legal meshes in 100,000 rows).
 DISTINCT_MESH_SHARE = 0.5
+#: Bits of each axis length in :func:`mesh_classes`' key: three whole lengths under 2^17 packed
+#: into 51 bits, exact in a float64's 53-bit significand.
+_MESH_KEY_BITS = 17
+
+
+def mesh_classes(mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first, inverse) of the distinct rows of ``mesh`` (n, 3): one row of each distinct mesh
+    and each row's position among them; None (evaluate every row) for calls under
+    distinct.MIN_ROWS rows, where an axis length is not a whole number in [1, 2^17), or where
+    more than DISTINCT_MESH_SHARE of the rows are distinct. Each row's three lengths are packed
+    into one exact key (x 2^34 + y 2^17 + z: whole numbers, so equal keys are equal rows) and
+    bucketed (distinct.word_classes), without a sort."""
+    n = mesh.shape[0]
+    if n < MIN_ROWS or mesh.dtype != np.float64 or mesh.ndim != 2 or mesh.shape[1] != 3:
+        return None
+    # (NaN fails both comparisons; so does -0.0 the first.)
+    if not (mesh.min() >= 1.0 and mesh.max() < 2.0**_MESH_KEY_BITS):
+        return None
+    if not np.array_equal(np.floor(mesh), mesh):
+        return None
+    key = np.multiply(mesh[:, 0], 2.0 ** (2 * _MESH_KEY_BITS))
+    key += mesh[:, 1] * 2.0**_MESH_KEY_BITS
+    key += mesh[:, 2]
+    classes = word_classes(key.view(np.uint64))
+    if classes is None or len(classes[0]) > DISTINCT_MESH_SHARE * n:
+        return None
+    return classes
 
 
 def _torus_links(
@@ -202,7 +229,7 @@ class TorusNetwork(Network):
         elementwise over meshes, so each row's numbers are those of the whole mesh."""
         cached = self._axes_cache
         if cached is None or cached[0].shape != mesh.shape or not np.array_equal(cached[0], mesh):
-            rows = repeated_rows([mesh[:, 0], mesh[:, 1], mesh[:, 2]], DISTINCT_MESH_SHARE)
+            rows = mesh_classes(mesh)
             if rows is None:
                 cached = self._axes_cache = (mesh.copy(), mesh, None, {})
             else:
