@@ -127,7 +127,8 @@ def mesh_classes(mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 def _torus_links(
     spec: TorusInterconnect, efficiency: float, mesh: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:meth:`TorusNetwork._links` of ``mesh``, uncached."""
+    """Per axis of each mesh (n, 3): the bandwidth each chip sends at, ring steps, and the
+    all-to-all hop factor."""
     full = (mesh == 1) | (np.mod(mesh, spec.wraparound_min_axis) == 0)
     wrap = np.all(full, axis=-1, keepdims=True)
     links = np.where(mesh > 1, np.where(wrap & (mesh > 2), 2.0, 1.0), 0.0)
@@ -170,8 +171,9 @@ def _torus_axes(
     inline, in the same order (the same numbers)."""
     axis_bw, axis_steps, axis_hops = _torus_links(spec, efficiency, mesh)
     columns = [AXIS_INDEX[a] for a in axes]
-    bandwidth = sum(axis_bw[:, i] for i in columns)
-    steps = sum(axis_steps[:, i] for i in columns)
+    # Sums from zero arrays (0 + x is x, as from the int 0 before): arrays even over no axes.
+    bandwidth = sum((axis_bw[:, i] for i in columns), start=np.zeros(mesh.shape[0]))
+    steps = sum((axis_steps[:, i] for i in columns), start=np.zeros(mesh.shape[0]))
     k = group_size(mesh, axes)
     fraction = (k - 1.0) / k
     if all_to_all:
@@ -201,7 +203,6 @@ class TorusNetwork(Network):
     def __init__(self, spec: TorusInterconnect, network_efficiency: float = 1.0) -> None:
         self.spec = spec
         self.efficiency = network_efficiency
-        self._cache: tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         #: The last mesh seen by :meth:`collective_time_s` (a copy), its distinct rows (and the
         #: inverse that gathers them back, None where every row is taken), and the axes' terms
         #: (:class:`_TorusAxes`) computed so far for it, by (axes, all-to-all).
@@ -210,16 +211,6 @@ class TorusNetwork(Network):
 
     def legal_meshes(self, chips: int) -> list[tuple[int, int, int]]:
         return _legal_torus_meshes(chips, self.spec.dims, self.spec.max_chips)
-
-    def _links(self, mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per axis: bandwidth each chip sends at, ring steps, and all-to-all hop factor; (n, 3).
-        Cached for the last mesh seen (compared by value): a layer's collectives share one mesh."""
-        cached = self._cache
-        if cached is not None and cached[0].shape == mesh.shape and np.array_equal(cached[0], mesh):
-            return cached[1]
-        links_of_mesh = _torus_links(self.spec, self.efficiency, mesh)
-        self._cache = (mesh.copy(), links_of_mesh)
-        return links_of_mesh
 
     def _axes_terms(self, mesh: np.ndarray, axes: str, all_to_all: bool) -> _TorusAxes:
         """The mesh-only terms of :meth:`collective_time_s` over ``axes`` (:class:`_TorusAxes`),
@@ -230,11 +221,12 @@ class TorusNetwork(Network):
         cached = self._axes_cache
         if cached is None or cached[0].shape != mesh.shape or not np.array_equal(cached[0], mesh):
             rows = mesh_classes(mesh)
+            seen = mesh.copy()  # (the terms of axes asked later are computed from this copy)
             if rows is None:
-                cached = self._axes_cache = (mesh.copy(), mesh, None, {})
+                cached = self._axes_cache = (seen, seen, None, {})
             else:
                 first, inverse = rows
-                cached = self._axes_cache = (mesh.copy(), mesh.take(first, axis=0), inverse, {})
+                cached = self._axes_cache = (seen, seen.take(first, axis=0), inverse, {})
         terms = cached[3].get((axes, all_to_all))
         if terms is None:
             terms = _torus_axes(self.spec, self.efficiency, cached[1], axes, all_to_all)
@@ -253,7 +245,7 @@ class TorusNetwork(Network):
         # layers/two_d_parallel_xmap.py: the residual is all-gathered over 'y', then over 'z';
         # each collective matmul loops over its axis). A step waits for its neighbour's data, so
         # its fixed cost is paid whatever the bytes; the bandwidth term's pipelined rings
-        # (``_links``) are another matter.
+        # (``_torus_links``) are another matter.
         mesh = np.atleast_2d(mesh)
         steps = np.zeros(mesh.shape[0])
         for axis in axes:
