@@ -148,6 +148,23 @@ def test_torus_is_vectorized_per_configuration(v4):
     np.testing.assert_allclose(got, expected, rtol=REL)
 
 
+def test_torus_many_rows_of_few_meshes_match_the_hand_numbers(v4):
+    # 6,000 rows of three meshes: over distinct.MIN_ROWS, so the mesh-only terms are computed once
+    # per distinct mesh and gathered back (topology.mesh_classes); each row must still be its own
+    # mesh's hand-derived time (the rows of test_torus_is_vectorized_per_configuration), and a
+    # second call on the same array changed in place must follow the new meshes.
+    meshes = np.tile(np.array([[4, 4, 4], [2, 2, 2], [2, 2, 1]], dtype=np.float64), (2000, 1))
+    d = np.tile(np.array([1e9, 1.35e9, 1e9]), 2000)
+    expected = np.tile([1e9 * 63 / 64 / 270e9 + 6e-6, 8.75e-3 + 3e-6, 1e9 * 3 / 4 / 90e9 + 2e-6], 2000)
+    np.testing.assert_allclose(v4.collective_time_s("all_gather", d, meshes, "xyz"), expected, rtol=REL)
+    # Reduce-scatter runs the all-gather's steps; an all-reduce is both.
+    np.testing.assert_allclose(v4.collective_time_s("reduce_scatter", d, meshes, "xyz"), expected, rtol=REL)
+    np.testing.assert_allclose(v4.collective_time_s("all_reduce", d, meshes, "xyz"), 2 * expected, rtol=REL)
+    meshes[::3] = (2, 2, 2)  # every cube row becomes a 2x2x2: 1e9 x 7/8 / 135e9 + 3 steps
+    expected[::3] = 1e9 * 7 / 8 / 135e9 + 3e-6
+    np.testing.assert_allclose(v4.collective_time_s("all_gather", d, meshes, "xyz"), expected, rtol=REL)
+
+
 def test_torus_result_follows_a_mesh_array_changed_in_place(v4):
     # A caller that reuses one mesh array for several configurations gets the new mesh's cost.
     mesh = np.array([[4, 4, 4]], dtype=np.float64)
