@@ -55,6 +55,11 @@ OUTPUT_BYTES = 2.0  # bf16 result
 
 #: Tile of the wave-quantization term (a typical CUTLASS/cuBLAS CTA tile on Ampere..Blackwell).
 TILE_M, TILE_N = 128, 128
+#: The small CTA tile of rows with m <= ``GemmParams.small_tile_max_m``: SGLang's SM90 fp8
+#: scaled_mm (sgl-kernel fp8_gemm_kernel.cu sm90_fp8_dispatch_shape) picks its CUTLASS tile by m
+#: alone, 64x64x128 for small m and 128x128x128 above, so a few-tile shape at small m runs 4x the
+#: CTAs the 128x128 wave term counts.
+SMALL_TILE_M, SMALL_TILE_N = 64, 64
 #: Default least k a split-K piece keeps (4 k-tiles of 64; ``GemmParams.split_k_min_depth`` fits
 #: it): a100 trtllm int4_wo m=n=256 k=65536 takes 0.10 ms, 2.7x less than 4 output tiles on 4 of
 #: 108 SMs allow.
@@ -183,6 +188,11 @@ class GemmParams(_Params):
     gemv_s_per_output: float = Field(default=0.0, ge=0, le=1e-6)
     #: Seconds per output column (n) of a per-call pass over the weights' block scales; 0: none.
     scale_column_s: float = Field(default=0.0, ge=0, le=1e-6)
+    #: Rows with m at most this run the engine's small CTA tile (SMALL_TILE_M x SMALL_TILE_N) in
+    #: the wave, split-K, CTA-saturation and dequantization terms instead of TILE_M x TILE_N; 0:
+    #: none. Not fitted: the engine's kernel dispatch (tuner/calibrate.py SMALL_TILE_DISPATCH
+    #: says where and what it was measured on).
+    small_tile_max_m: float = Field(default=0.0, ge=0, le=1e5)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -449,10 +459,16 @@ def gemm_time_with_constants_s(
     spare: list[np.ndarray] = []
     if units is not None and (params.wave_weight > 0 or split_k or params.half_saturation_ctas > 0 or dequant):
         # Dead temporaries take later results (a smaller, warmer working set).
-        tile_m = np.minimum(float(TILE_M), m_eff, out=_out(activation_bytes))
+        if params.small_tile_max_m > 0:
+            small = m <= params.small_tile_max_m
+            tile_m_max: float | np.ndarray = np.where(small, float(SMALL_TILE_M), float(TILE_M))
+            tile_n: float | np.ndarray = np.where(small, float(SMALL_TILE_N), float(TILE_N))
+        else:
+            tile_m_max, tile_n = float(TILE_M), float(TILE_N)
+        tile_m = np.minimum(tile_m_max, m_eff, out=_out(activation_bytes))
         tiles = m_eff / tile_m
         tiles = np.ceil(tiles, out=_out(tiles))
-        n_tiles = n / TILE_N
+        n_tiles = n / tile_n
         tiles *= np.ceil(n_tiles, out=_out(n_tiles))
         # Split-K: cuBLAS/CUTLASS heuristics cut k into pieces when the output has fewer tiles
         # than SMs (continuous here so the fit has a gradient), at most split_k_max pieces and
@@ -469,7 +485,7 @@ def gemm_time_with_constants_s(
             padding = np.multiply(tiles, tile_m, out=_out(tile_m))
             if split_k:  # (else ctas is tiles)
                 _spare(spare, tiles)
-            padding *= TILE_N
+            padding *= tile_n
             work = m_eff * n
             padding /= work
             waves = np.divide(ctas, units, out=_pop(spare))
@@ -514,7 +530,7 @@ def gemm_time_with_constants_s(
         # Weight-only kernels dequantize each weight tile once per M tile, on the CTA's own
         # (CUDA-core) lanes: n * k * m_tiles elements spread over the CTAs the chip runs at once.
         assert units is not None and ctas is not None  # dequant implies an SM count
-        m_tiles = np.ceil(m_eff / np.minimum(float(TILE_M), m_eff))
+        m_tiles = np.ceil(m_eff / np.minimum(tile_m_max, m_eff))
         compute_s = compute_s + n * k * m_tiles * params.dequant_s_per_element / np.minimum(ctas, units)
     _spare(spare, m_eff)
     memory_s = np.divide(memory_bytes, bandwidth, out=_pop(spare))

@@ -214,6 +214,21 @@ GEMV_ONLY = ("gemv_max_m", "gemv_launch_s", "gemv_s_per_output")
 #: through h100 TRT-LLM's refit (TPOT held out 6.2% -> 6.4%, TTFT 16.3% -> 16.6%).
 SCALE_FORMATS = frozenset({"fp8_block"})
 SCALE_ENGINES = ("sglang",)
+#: GemmParams.small_tile_max_m per (engine, format, chip name), not fitted: where the engine's
+#: kernel switches from 64x64 to 128x128 CTA tiles by m alone. SGLang's fp8 scaled_mm on SM90
+#: (sgl-kernel fp8_gemm_kernel.cu sm90_fp8_dispatch_shape: 64x64x128 tiles for small m,
+#: 128x128x128 above; the copies read put the switch at m = 256). The measured rows put it at
+#: 128 on h200: the same m x n and k run 2.4x slower past it (m=128 n=256 k=16384: 24.4 us;
+#: m=256 n=128 k=16384: 59.3 us), and rows with a few output tiles at m = 160-512 walk k at
+#: ~2.8 ns per k (m=224 n=128 k=65536: 186.5 us, one 128x128x128 step per 0.36 us on 2 CTAs)
+#: against ~0.8 ns at m <= 128 (m=64 n=128 k=51200: 44.4 us); h100 alike (n <= 1024, k >=
+#: 8192: 0.7-1.5 ns per k at m <= 112, 2.9-4.7 ns from m=193). Held out: h200 sglang fp8
+#: median/p90 8.5/21.7% -> 8.4/19.1%, h100 7.3/22.4% -> 6.7/21.4%; at 256 (the source's
+#: switch) 9.4/21.4% and 7.3/24.3%. Not applied on b200/gb200 (SM100 dispatch) or l40s (SM89).
+SMALL_TILE_DISPATCH = {
+    ("sglang", "fp8", "h100-sxm"): 128.0,
+    ("sglang", "fp8", "h200"): 128.0,
+}
 
 
 def fit_gemm(
@@ -231,6 +246,8 @@ def fit_gemm(
         rows = _subsample(np.flatnonzero(mask), max_rows, seed)
         specs = dict(GemmParams.FIT)
         fixed: dict[str, float] = {}
+        if (backend, fmt, chip.name) in SMALL_TILE_DISPATCH:
+            fixed["small_tile_max_m"] = SMALL_TILE_DISPATCH[backend, fmt, chip.name]
         if fmt not in QUANTIZES_ACTIVATIONS:
             for name in QUANTIZING_ONLY:
                 specs.pop(name)
@@ -257,8 +274,8 @@ def fit_gemm(
         m, n, k = c["m"][rows], c["n"][rows], c["k"][rows]
         measured = c["latency"][rows] * 1e-3
 
-        def predict(values, idx, m=m, n=n, k=k, fmt=fmt):
-            return gemm_time_s(m[idx], n[idx], k[idx], fmt, chip, GemmParams(**values))
+        def predict(values, idx, m=m, n=n, k=k, fmt=fmt, fixed=fixed):
+            return gemm_time_s(m[idx], n[idx], k[idx], fmt, chip, GemmParams(**fixed, **values))
 
         roofline = gemm_time_s(m, n, k, fmt, chip, GemmParams())
         reports.append(
