@@ -55,10 +55,11 @@ OUTPUT_BYTES = 2.0  # bf16 result
 
 #: Tile of the wave-quantization term (a typical CUTLASS/cuBLAS CTA tile on Ampere..Blackwell).
 TILE_M, TILE_N = 128, 128
-#: The small CTA tile of rows with m <= ``GemmParams.small_tile_max_m``: SGLang's SM90 fp8
-#: scaled_mm (sgl-kernel fp8_gemm_kernel.cu sm90_fp8_dispatch_shape) picks its CUTLASS tile by m
-#: alone, 64x64x128 for small m and 128x128x128 above, so a few-tile shape at small m runs 4x the
-#: CTAs the 128x128 wave term counts.
+#: The CTA tiles of rows with m <= ``GemmParams.small_tile_max_m`` (SMALL_TILE_M x SMALL_TILE_N)
+#: and of rows up to ``GemmParams.mid_tile_max_m`` (SMALL_TILE_M x TILE_N): CUTLASS fp8 scaled_mm
+#: on SM90 picks its tile by m alone (vLLM scaled_mm_sm90_fp8_dispatch.cuh: 64x64x128 at
+#: m <= 64, 64x128x128 at 64 < m <= 128, 128x128x128 above; SGLang's sgl-kernel copy of it), so
+#: a few-tile shape at small m runs 2-4x the CTAs the 128x128 wave term counts.
 SMALL_TILE_M, SMALL_TILE_N = 64, 64
 #: Default least k a split-K piece keeps (4 k-tiles of 64; ``GemmParams.split_k_min_depth`` fits
 #: it): a100 trtllm int4_wo m=n=256 k=65536 takes 0.10 ms, 2.7x less than 4 output tiles on 4 of
@@ -193,6 +194,8 @@ class GemmParams(_Params):
     #: none. Not fitted: the engine's kernel dispatch (tuner/calibrate.py SMALL_TILE_DISPATCH
     #: says where and what it was measured on).
     small_tile_max_m: float = Field(default=0.0, ge=0, le=1e5)
+    #: Rows with small_tile_max_m < m <= this run SMALL_TILE_M x TILE_N tiles; 0: none.
+    mid_tile_max_m: float = Field(default=0.0, ge=0, le=1e5)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -459,10 +462,13 @@ def gemm_time_with_constants_s(
     spare: list[np.ndarray] = []
     if units is not None and (params.wave_weight > 0 or split_k or params.half_saturation_ctas > 0 or dequant):
         # Dead temporaries take later results (a smaller, warmer working set).
-        if params.small_tile_max_m > 0:
-            small = m <= params.small_tile_max_m
-            tile_m_max: float | np.ndarray = np.where(small, float(SMALL_TILE_M), float(TILE_M))
-            tile_n: float | np.ndarray = np.where(small, float(SMALL_TILE_N), float(TILE_N))
+        if params.small_tile_max_m > 0 or params.mid_tile_max_m > 0:
+            # The engine's tile by m: SMALL_TILE_M rows up to either switch, SMALL_TILE_N columns
+            # up to small_tile_max_m.
+            short = m <= max(params.small_tile_max_m, params.mid_tile_max_m)
+            tile_m_max: float | np.ndarray = np.where(short, float(SMALL_TILE_M), float(TILE_M))
+            narrow = m <= params.small_tile_max_m
+            tile_n: float | np.ndarray = np.where(narrow, float(SMALL_TILE_N), float(TILE_N))
         else:
             tile_m_max, tile_n = float(TILE_M), float(TILE_N)
         tile_m = np.minimum(tile_m_max, m_eff, out=_out(activation_bytes))

@@ -214,20 +214,22 @@ GEMV_ONLY = ("gemv_max_m", "gemv_launch_s", "gemv_s_per_output")
 #: through h100 TRT-LLM's refit (TPOT held out 6.2% -> 6.4%, TTFT 16.3% -> 16.6%).
 SCALE_FORMATS = frozenset({"fp8_block"})
 SCALE_ENGINES = ("sglang",)
-#: GemmParams.small_tile_max_m per (engine, format, chip name), not fitted: where the engine's
-#: kernel switches from 64x64 to 128x128 CTA tiles by m alone. SGLang's fp8 scaled_mm on SM90
-#: (sgl-kernel fp8_gemm_kernel.cu sm90_fp8_dispatch_shape: 64x64x128 tiles for small m,
-#: 128x128x128 above; the copies read put the switch at m = 256). The measured rows put it at
-#: 128 on h200: the same m x n and k run 2.4x slower past it (m=128 n=256 k=16384: 24.4 us;
-#: m=256 n=128 k=16384: 59.3 us), and rows with a few output tiles at m = 160-512 walk k at
-#: ~2.8 ns per k (m=224 n=128 k=65536: 186.5 us, one 128x128x128 step per 0.36 us on 2 CTAs)
-#: against ~0.8 ns at m <= 128 (m=64 n=128 k=51200: 44.4 us); h100 alike (n <= 1024, k >=
-#: 8192: 0.7-1.5 ns per k at m <= 112, 2.9-4.7 ns from m=193). Held out: h200 sglang fp8
-#: median/p90 8.5/21.7% -> 8.4/19.1%, h100 7.3/22.4% -> 6.7/21.4%; at 256 (the source's
-#: switch) 9.4/21.4% and 7.3/24.3%. Not applied on b200/gb200 (SM100 dispatch) or l40s (SM89).
+#: GemmParams.small_tile_max_m and mid_tile_max_m per (engine, format, chip name), not fitted:
+#: where the engine's fp8 GEMM switches CTA tiles by m alone. CUTLASS fp8 scaled_mm on SM90
+#: (vLLM scaled_mm_sm90_fp8_dispatch.cuh: 64x64x128 at m <= 64, 64x128x128 at 64 < m <= 128,
+#: 128x128x128 above; sgl-kernel's sm90_fp8_dispatch_shape is its copy, in the version read with
+#: 64x64 tiles to m = 256). SGLang's rows follow those steps: rows with a few output tiles walk k
+#: at ~0.75 ns per k at m <= 64 (h100 n <= 1024, k >= 8192: m=7 n=64 k=65536 47.3 us), 1.1-1.7
+#: ns at m = 65-112 (m=112 n=32 k=65536: 70.3 us) and 2.9-4.7 ns from m = 193 (m=225 n=256
+#: k=65536: 197.8 us): one step of the tile per SM, twice the work at each switch; h200 alike
+#: (the same m x n and k, m=128 n=256 k=16384: 24.4 us, m=256 n=128: 59.3 us). Held out
+#: (median/p90): h200 sglang fp8 8.55/21.74% -> 7.90/18.38%, h100 7.33/22.36% -> 6.27/19.24%;
+#: 64x64 tiles to m = 128 alone gave 8.40/19.06% and 6.69/21.35%, to m = 256 (the source read)
+#: 9.40/21.36% and 7.29/24.33%. Not applied on b200/gb200 (SM100 dispatch: few-tile rows show no
+#: step in m) or l40s (SM89).
 SMALL_TILE_DISPATCH = {
-    ("sglang", "fp8", "h100-sxm"): 128.0,
-    ("sglang", "fp8", "h200"): 128.0,
+    ("sglang", "fp8", "h100-sxm"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
+    ("sglang", "fp8", "h200"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
 }
 
 
@@ -247,7 +249,7 @@ def fit_gemm(
         specs = dict(GemmParams.FIT)
         fixed: dict[str, float] = {}
         if (backend, fmt, chip.name) in SMALL_TILE_DISPATCH:
-            fixed["small_tile_max_m"] = SMALL_TILE_DISPATCH[backend, fmt, chip.name]
+            fixed.update(SMALL_TILE_DISPATCH[backend, fmt, chip.name])
         if fmt not in QUANTIZES_ACTIVATIONS:
             for name in QUANTIZING_ONLY:
                 specs.pop(name)

@@ -689,21 +689,24 @@ def test_gemm_scale_pass_costs_per_output_column_after_the_floor():
     assert GemmParams().scale_column_s == 0.0
 
 
-def test_gemm_small_tile_below_its_m_switch():
-    # SGLang's SM90 fp8 GEMM runs 64x64 CTA tiles at small m and 128x128 above (h200 m=128
-    # n=256 k=16384: 24.4 us, m=256 n=128 k=16384: 59.3 us): a few-tile shape's wave term counts
-    # the CTAs of its own tile. Compute-bound here (25 MB in ~7.5 us against 36-143 us of math),
-    # so the time is one CTA's tile FLOPs at the peak's per-SM share.
-    params = GemmParams(wave_weight=1.0, small_tile_max_m=128.0)
+def test_gemm_small_tiles_below_their_m_switches():
+    # CUTLASS fp8 on SM90 runs 64x64 CTA tiles at m <= 64, 64x128 to m = 128, 128x128 above
+    # (SGLang h200 m=128 n=256 k=16384: 24.4 us, m=256 n=128 k=16384: 59.3 us): a few-tile
+    # shape's wave term counts the CTAs of its own tile. Compute-bound here (at most 25 MB, under
+    # 8 us, against 36-143 us of math), so the time is one CTA's tile FLOPs at the peak's per-SM
+    # share.
+    params = GemmParams(wave_weight=1.0, small_tile_max_m=64.0, mid_tile_max_m=128.0)
     per_sm = peak_for_format(H100, "fp8") / H100.compute_units
     k = 65536
-    small = float(gemm_time_s(128, 256, k, "fp8", H100, params))  # 2 x 4 tiles of 64x64
-    assert small == pytest.approx(64 * 64 * 2 * k / per_sm, rel=1e-9)
+    narrow = float(gemm_time_s(64, 256, k, "fp8", H100, params))  # 1 x 4 tiles of 64x64
+    assert narrow == pytest.approx(64 * 64 * 2 * k / per_sm, rel=1e-9)
+    short = float(gemm_time_s(128, 256, k, "fp8", H100, params))  # 2 x 2 tiles of 64x128
+    assert short == pytest.approx(64 * 128 * 2 * k / per_sm, rel=1e-9)
     large = float(gemm_time_s(256, 128, k, "fp8", H100, params))  # 2 x 1 tiles of 128x128
     assert large == pytest.approx(128 * 128 * 2 * k / per_sm, rel=1e-9)
-    # 0 (the default): the 128x128 tile at every m, the former formula.
-    default = params.model_copy(update={"small_tile_max_m": 0.0})
-    assert GemmParams().small_tile_max_m == 0.0
+    # 0 (the defaults): the 128x128 tile at every m, the former formula.
+    default = params.model_copy(update={"small_tile_max_m": 0.0, "mid_tile_max_m": 0.0})
+    assert GemmParams().small_tile_max_m == GemmParams().mid_tile_max_m == 0.0
     assert float(gemm_time_s(128, 256, k, "fp8", H100, default)) == pytest.approx(large, rel=1e-9)
     assert float(gemm_time_s(256, 128, k, "fp8", H100, default)) == large
 
