@@ -225,11 +225,15 @@ SCALE_ENGINES = ("sglang",)
 #: (the same m x n and k, m=128 n=256 k=16384: 24.4 us, m=256 n=128: 59.3 us). Held out
 #: (median/p90): h200 sglang fp8 8.55/21.74% -> 7.90/18.38%, h100 7.33/22.36% -> 6.27/19.24%;
 #: 64x64 tiles to m = 128 alone gave 8.40/19.06% and 6.69/21.35%, to m = 256 (the source read)
-#: 9.40/21.36% and 7.29/24.33%. Not applied on b200/gb200 (SM100 dispatch: few-tile rows show no
-#: step in m) or l40s (SM89).
+#: 9.40/21.36% and 7.29/24.33%. vLLM's own fp8 rows (CutlassFP8ScaledMMLinearKernel, that
+#: dispatch): h200 vllm fp8 6.26/19.12% -> 4.71/15.45%, h100 4.85/15.16% -> 4.99/14.54%.
+#: Not applied on b200/gb200 (SM100 dispatch: SGLang's few-tile rows show no step in m) or l40s
+#: (SM89).
 SMALL_TILE_DISPATCH = {
     ("sglang", "fp8", "h100-sxm"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
     ("sglang", "fp8", "h200"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
+    ("vllm", "fp8", "h100-sxm"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
+    ("vllm", "fp8", "h200"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
 }
 
 
