@@ -227,8 +227,9 @@ SCALE_ENGINES = ("sglang",)
 #: 64x64 tiles to m = 128 alone gave 8.40/19.06% and 6.69/21.35%, to m = 256 (the source read)
 #: 9.40/21.36% and 7.29/24.33%. vLLM's own fp8 rows (CutlassFP8ScaledMMLinearKernel, that
 #: dispatch): h200 vllm fp8 6.26/19.12% -> 4.71/15.45%, h100 4.85/15.16% -> 4.99/14.54%.
-#: Not applied on b200/gb200 (SM100 dispatch: SGLang's few-tile rows show no step in m) or l40s
-#: (SM89).
+#: Not applied on b200/gb200 (SM100 dispatch, 64x64 at m <= 64: SGLang's few-tile rows show no
+#: step in m there, and set there it gave b200 sglang fp8 7.64/23.97% -> 9.09/27.57%, gb200
+#: 6.19/20.14% -> 6.90/26.32%) or l40s (SM89).
 SMALL_TILE_DISPATCH = {
     ("sglang", "fp8", "h100-sxm"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
     ("sglang", "fp8", "h200"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
