@@ -217,12 +217,12 @@ SCALE_ENGINES = ("sglang",)
 #: GemmParams.small_tile_max_m and mid_tile_max_m per (engine, format, chip name), not fitted:
 #: where the engine's fp8 GEMM switches CTA tiles by m alone. CUTLASS fp8 scaled_mm on SM90
 #: (vLLM scaled_mm_sm90_fp8_dispatch.cuh: 64x64x128 at m <= 64, 64x128x128 at 64 < m <= 128,
-#: 128x128x128 above; sgl-kernel's sm90_fp8_dispatch_shape is its copy, in the version read with
-#: 64x64 tiles to m = 256). SGLang's rows follow those steps: rows with a few output tiles walk k
-#: at ~0.75 ns per k at m <= 64 (h100 n <= 1024, k >= 8192: m=7 n=64 k=65536 47.3 us), 1.1-1.7
-#: ns at m = 65-112 (m=112 n=32 k=65536: 70.3 us) and 2.9-4.7 ns from m = 193 (m=225 n=256
-#: k=65536: 197.8 us): one step of the tile per SM, twice the work at each switch; h200 alike
-#: (the same m x n and k, m=128 n=256 k=16384: 24.4 us, m=256 n=128: 59.3 us). Held out
+#: 128x128x128 above; later copies also split by n; sgl-kernel's sm90_fp8_dispatch_shape is one,
+#: in the version read with 64x64 tiles to m = 256). SGLang's rows follow those steps: rows with
+#: a few output tiles walk k at ~0.75 ns per k at m <= 64 (h100 n <= 1024, k >= 8192: m=7
+#: n=64 k=65536 47.3 us), 1.1-1.7 ns at m = 65-112 (m=112 n=32 k=65536: 70.3 us) and 2.9-4.7
+#: ns from m = 193 (m=225 n=256 k=65536: 197.8 us): one step of the tile per SM, twice the
+#: work at each switch; h200 alike (the same m x n and k, m=128 n=256 k=16384: 24.4 us, m=256 n=128: 59.3 us). Held out
 #: (median/p90): h200 sglang fp8 8.55/21.74% -> 7.90/18.38%, h100 7.33/22.36% -> 6.27/19.24%;
 #: 64x64 tiles to m = 128 alone gave 8.40/19.06% and 6.69/21.35%, to m = 256 (the source read)
 #: 9.40/21.36% and 7.29/24.33%. vLLM's own fp8 rows (CutlassFP8ScaledMMLinearKernel, that
