@@ -214,22 +214,21 @@ GEMV_ONLY = ("gemv_max_m", "gemv_launch_s", "gemv_s_per_output")
 #: through h100 TRT-LLM's refit (TPOT held out 6.2% -> 6.4%, TTFT 16.3% -> 16.6%).
 SCALE_FORMATS = frozenset({"fp8_block"})
 SCALE_ENGINES = ("sglang",)
-#: GemmParams.small_tile_max_m and mid_tile_max_m per (engine, format, chip name), not fitted:
-#: where the engine's fp8 GEMM switches CTA tiles by m alone. CUTLASS fp8 scaled_mm on SM90
-#: (vLLM scaled_mm_sm90_fp8_dispatch.cuh: 64x64x128 at m <= 64, 64x128x128 at 64 < m <= 128,
-#: 128x128x128 above; later copies also split by n; sgl-kernel's sm90_fp8_dispatch_shape is one,
-#: in the version read with 64x64 tiles to m = 256). SGLang's rows follow those steps: rows with
-#: a few output tiles walk k at ~0.75 ns per k at m <= 64 (h100 n <= 1024, k >= 8192: m=7
-#: n=64 k=65536 47.3 us), 1.1-1.7 ns at m = 65-112 (m=112 n=32 k=65536: 70.3 us) and 2.9-4.7
-#: ns from m = 193 (m=225 n=256 k=65536: 197.8 us): one step of the tile per SM, twice the
-#: work at each switch; h200 alike (the same m x n and k, m=128 n=256 k=16384: 24.4 us, m=256 n=128: 59.3 us). Held out
-#: (median/p90): h200 sglang fp8 8.55/21.74% -> 7.90/18.38%, h100 7.33/22.36% -> 6.27/19.24%;
-#: 64x64 tiles to m = 128 alone gave 8.40/19.06% and 6.69/21.35%, to m = 256 (the source read)
-#: 9.40/21.36% and 7.29/24.33%. vLLM's own fp8 rows (CutlassFP8ScaledMMLinearKernel, that
-#: dispatch): h200 vllm fp8 6.26/19.12% -> 4.71/15.45%, h100 4.85/15.16% -> 4.99/14.54%.
-#: Not applied on b200/gb200 (SM100 dispatch, 64x64 at m <= 64: SGLang's few-tile rows show no
-#: step in m there, and set there it gave b200 sglang fp8 7.64/23.97% -> 9.09/27.57%, gb200
-#: 6.19/20.14% -> 6.90/26.32%) or l40s (SM89).
+#: GemmParams.small_tile_max_m and mid_tile_max_m per (engine, format, chip name), not fitted: where
+#: the engine's fp8 GEMM switches CTA tiles by m alone. CUTLASS fp8 scaled_mm on SM90 (vLLM
+#: scaled_mm_sm90_fp8_dispatch.cuh: 64x64x128 at m <= 64, 64x128x128 at 64 < m <= 128, 128x128x128
+#: above; later copies also split by n; sgl-kernel's sm90_fp8_dispatch_shape is one, in the version
+#: read with 64x64 tiles to m = 256). SGLang's rows follow those steps: rows with a few output tiles
+#: walk k at ~0.75 ns per k at m <= 64 (h100 n <= 1024, k >= 8192: m=7 n=64 k=65536 47.3 us),
+#: 1.1-1.7 ns at m = 65-112 (m=112 n=32 k=65536: 70.3 us) and 2.9-4.7 ns from m = 193 (m=225 n=256
+#: k=65536: 197.8 us): one step of the tile per SM, twice the work at each switch; h200 alike (the
+#: same m x n and k, m=128 n=256 k=16384: 24.4 us, m=256 n=128: 59.3 us). Held out (median/p90):
+#: h200 sglang fp8 8.55/21.74% -> 7.90/18.38%, h100 7.33/22.36% -> 6.27/19.24%; 64x64 tiles to m =
+#: 128 alone gave 8.40/19.06% and 6.69/21.35%, to m = 256 (the source read) 9.40/21.36% and
+#: 7.29/24.33%. vLLM's own fp8 rows (CutlassFP8ScaledMMLinearKernel, that dispatch): h200 vllm fp8
+#: 6.26/19.12% -> 4.71/15.45%, h100 4.85/15.16% -> 4.99/14.54%. Not applied on b200/gb200 (SM100
+#: dispatch, 64x64 at m <= 64: SGLang's few-tile rows show no step in m there, and set there it gave
+#: b200 sglang fp8 7.64/23.97% -> 9.09/27.57%, gb200 6.19/20.14% -> 6.90/26.32%) or l40s (SM89).
 SMALL_TILE_DISPATCH = {
     ("sglang", "fp8", "h100-sxm"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
     ("sglang", "fp8", "h200"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
