@@ -133,6 +133,11 @@ def routed_expert_time_s(
             # The dense call's pass over its weights' block scales (GemmParams.FIT
             # scale_column_s), per output column: the fused kernel's stacked experts are not one.
             "scale_column_s": 0.0,
+            # The SM90 scaled_mm tile dispatch by m (GemmParams small_tile_max_m, mid_tile_max_m)
+            # is the dense fp8 call's (vLLM's scaled_mm_sm90_fp8_dispatch); the fused MoE kernel
+            # picks its own tiles per expert batch.
+            "small_tile_max_m": 0.0,
+            "mid_tile_max_m": 0.0,
         }
     )
     if not down:

@@ -43,6 +43,23 @@ def test_the_dense_scale_pass_per_column_is_not_charged_to_the_stacked_experts()
         assert scaled[0] == plain, down
 
 
+def test_the_dense_fp8_tile_dispatch_by_m_is_not_charged_to_the_stacked_experts() -> None:
+    # small_tile_max_m / mid_tile_max_m are the dense scaled_mm call's tile choice by m (vLLM's
+    # scaled_mm_sm90_fp8_dispatch, measured on dense h100/h200 fp8 calls); the fused kernel's
+    # experts do not take it. The dispatch does change a dense call of this shape (so the
+    # equality below can fail), and the routed experts' times stay those without it.
+    # (The tiles enter through the wave and CTA-saturation terms: both on here.)
+    tiled = DENSE.model_copy(update={"wave_weight": 1.0, "half_saturation_ctas": 16.0})
+    dispatch = tiled.model_copy(update={"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0})
+    dense = [gemm_time_s(16.0, 4096.0, 1024.0, "fp8", H100, p)[()] for p in (tiled, dispatch)]
+    assert dense[0] != dense[1]
+    args = (np.array([64.0]), np.array([32.0]), np.array([16.0]), np.array([8.0]), np.array([1024.0]))
+    args += (np.array([4096.0]), "fp8", H100)
+    for down in (False, True):
+        plain = routed_expert_time_s(down, *args, tiled, MoeKernelParams())[0]
+        assert routed_expert_time_s(down, *args, dispatch, MoeKernelParams())[0] == plain, down
+
+
 def test_the_floor_and_the_permutation_are_charged_once_on_the_down_slot() -> None:
     up, down = _times(MoeKernelParams())
     up2, down2 = _times(MoeKernelParams(fixed_s=30e-6, permute_passes=2.0))
