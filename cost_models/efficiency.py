@@ -915,6 +915,8 @@ class DecodeAttentionParams(_Params):
     regroup_copy_s: float = Field(default=0.0, ge=0, le=1e-3)
     #: launch_s of rows with one query head per KV head, relative to grouped rows (1: the same).
     ungrouped_launch: float = Field(default=1.0, ge=1.0 / 3, le=3)
+    #: Steepness k of the L2-resident share 1 / (1 + (KV bytes / L2)^k) (4: l2_resident_fraction's).
+    l2_steepness: float = Field(default=4.0, ge=1, le=64)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "memory_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -961,6 +963,10 @@ class DecodeAttentionParams(_Params):
         # 12.4-12.8 us at batch 1 or one KV head (MHA 11.1); l40s vLLM bf16 12.8 against 9.0 us
         # (data/kernels/generation_attention_perf.csv.gz; Hopper/Blackwell vLLM: no step).
         "regroup_copy_s": FitSpec(1e-9, 1e-4, log=True, start=2e-6),
+        # l40s vLLM bf16 rows re-read a 67 MB KV cache (0.67 of the 96 MiB L2) at 1.5-2.2 TB/s,
+        # 100.7 MB (1.0x) at 1.8 TB/s, 134 MB (1.33x) at 0.66-0.69 TB/s, the GDDR6 rate: the
+        # step is sharper than the ^4 share's (0.81 resident at 0.67x, 0.24 at 1.33x).
+        "l2_steepness": FitSpec(4.0, 64.0, log=True, start=8.0),
     }
 
 
@@ -1021,7 +1027,17 @@ def decode_attention_time_s(
       accuracy.md, end to end) 9.2% / 25.6% off (median / p90) against 6.0% / 19.8% without it.
       l40s vllm bf16 rows read 67 MB of KV at up to 2.6x the 864 GB/s GDDR6 bandwidth (1/1/128
       batch 256 kv_len 511: 30 us); without the term the six l40s groups' held-out medians are
-      13.8-21.7%, with it 9.8-14.4%.
+      13.8-21.7%, with it 9.8-14.4%. The resident share is 1 / (1 + (KV bytes / L2)^k),
+      k = ``l2_steepness`` (default 4, l2_resident_fraction's; fitted in 4-64): the collector
+      re-reads one cache in a cycle, which an LRU-like L2 serves whole while it fits and hardly at
+      all past it, a sharper step than 4 gives (0.81 resident at 0.67x the L2, 0.24 at 1.33x).
+      l40s vllm bf16: 67 MB rows (0.67x the 96 MiB) read at 1.5-2.2 TB/s and came out 1.2-1.7x
+      slow held out, 134 MB rows (1.33x) at 0.66-0.69 TB/s, the GDDR6 rate. Fitted 8-18 on the
+      six l40s groups (4-64 elsewhere, where few rows sit near the L2 size). Held out (all 33
+      groups): 1 -> 1 miss 12%, mean median 8.19% -> 8.02%, every l40s group better (vllm bf16
+      14.1% -> 12.7%, sglang bf16/fp8 9.1/8.7% -> 8.2/7.8%, trtllm bf16 10.3% -> 9.2%, vllm
+      fp8 9.0% -> 8.1%), 14 better, 6 worse by 0.5 points at most (b200 trtllm fp8 6.5% -> 6.9%,
+      h200 trtllm bf16 11.2% -> 11.5%, a100 vllm 6.3% -> 6.6%).
     - compute = 4 * batch * heads * kv_len * head_dim / (bf16 peak * compute_eff): GQA with many
       query heads per KV head does heads/kv_heads times the math per byte.
     - fallback: past fallback_group_size query heads per KV head the engine runs another kernel,
@@ -1117,7 +1133,11 @@ def decode_attention_time_s(
         kv_bytes / (chip.memory_bandwidth_bytes_per_s * params.memory_eff) * (1.0 + params.half_saturation_ctas / ctas)
     )
     if kv_in_l2 and params.l2_speedup > 1:
-        memory_s = memory_s * (1.0 - l2_resident_fraction(kv_bytes, chip) * (1.0 - 1.0 / params.l2_speedup))
+        if params.l2_steepness == 4.0 or chip.l2_bytes is None:  # l2_resident_fraction's step
+            resident = l2_resident_fraction(kv_bytes, chip)
+        else:  # 1 / (1 + (KV bytes / L2)^k), the ratio capped where the share is 0 anyway
+            resident = 1.0 / (1.0 + np.minimum(kv_bytes / chip.l2_bytes, 1e4) ** params.l2_steepness)
+        memory_s = memory_s * (1.0 - resident * (1.0 - 1.0 / params.l2_speedup))
     per_kv_head_s: float | np.ndarray = params.per_kv_head_s
     if params.ungrouped_kv_head_factor != 1.0:
         if heads.ndim == 0 and kv_heads.ndim == 0:  # one shape (serving): no array op

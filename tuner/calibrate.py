@@ -437,9 +437,9 @@ def decode_specs(
     speed and launch floor per head dim as prefill_specs has them, ``ungrouped_eff`` where
     HEAD_DIM_MIN_SHAPES shapes have one query head per KV head and as many have more (both kinds
     held out), with ``ungrouped_launch`` where the KV cache format (``kv_cache``) is one of
-    UNGROUPED_LAUNCH_KV, ``l2_speedup`` where the chip has an L2 figure, ``window_per_head_s``,
-    ``window_long_s`` and ``window_long_kv_len`` where some rows have a sliding window, and
-    ``regroup_copy_s`` under the REGROUPING_ENGINES."""
+    UNGROUPED_LAUNCH_KV, ``l2_speedup`` and ``l2_steepness`` where the chip has an L2 figure,
+    ``window_per_head_s``, ``window_long_s`` and ``window_long_kv_len`` where some rows have a
+    sliding window, and ``regroup_copy_s`` under the REGROUPING_ENGINES."""
     specs = {k: v for k, v in DecodeAttentionParams.FIT.items() if not k.startswith("head_dim_")}
     specs |= _head_dim_specs(DecodeAttentionParams.FIT, head_dim, heads, kv_heads)
     shapes = set(zip(heads, kv_heads, head_dim, strict=True))
@@ -452,6 +452,7 @@ def decode_specs(
         specs.pop("ungrouped_launch")
     if chip.l2_bytes is None:
         specs.pop("l2_speedup")  # no L2 figure: the L2-resident term is always 0
+        specs.pop("l2_steepness")
     if not np.any(window > 0):
         for name in ("window_per_head_s", "window_long_s", "window_long_kv_len"):
             specs.pop(name)  # no sliding-window rows to fit them on

@@ -628,6 +628,36 @@ def test_decode_l2_resident_kv_streams_faster():
     )
 
 
+def test_decode_l2_steepness_sharpens_the_resident_share_around_the_l2_size():
+    from cost_models.efficiency import l2_resident_fraction
+
+    l40s = get_hardware("l40s")  # 96 MiB of L2
+    roof = _decode_params(per_sequence_s=0.0, per_head_s=0.0, launch_s=0.0, half_saturation_ctas=0.0)
+    l2 = roof.model_copy(update={"l2_speedup": 4.0})
+    # KV bytes = batch x kv_len x kv_heads x head_dim x 2 x 2: 0.67x, 1.33x and 2x the L2 (l40s
+    # vLLM bf16 rows of 67 MB read at 1.5-2.2 TB/s, of 134 MB at the 0.66-0.69 TB/s GDDR6 rate).
+    kv_len = np.array([0.67, 4.0 / 3.0, 2.0]) * l40s.l2_bytes / (128 * 128 * 4)
+
+    def share_of_hbm_time(params):
+        fast = decode_attention_time_s(128, kv_len, 1, 1, 128, 2.0, l40s, params, kv_in_l2=True)
+        return fast / decode_attention_time_s(128, kv_len, 1, 1, 128, 2.0, l40s, roof, kv_in_l2=True)
+
+    # Default 4: l2_resident_fraction's share (to rounding: a ratio of two times).
+    resident = l2_resident_fraction(128 * kv_len * 128 * 4.0, l40s)
+    np.testing.assert_allclose(share_of_hbm_time(l2), 1.0 - resident * (1.0 - 1.0 / 4.0), rtol=1e-12)
+    assert resident[0] == pytest.approx(1 / (1 + 0.67**4)) and resident[1] == pytest.approx(1 / (1 + (4 / 3) ** 4))
+    # Steepness 16: fully resident at 0.67x, nearly none at 1.33x (the formula, written out).
+    sharp = share_of_hbm_time(l2.model_copy(update={"l2_steepness": 16.0}))
+    ratio = np.array([0.67, 4.0 / 3.0, 2.0])
+    np.testing.assert_allclose(sharp, 1.0 - (1.0 - 0.25) / (1.0 + ratio**16), rtol=1e-9)
+    assert sharp[0] < 0.26 and sharp[1] > 0.98 and share_of_hbm_time(l2)[1] < 0.83
+    # Serving (kv_in_l2 False) leaves the L2 term out whatever its steepness.
+    serving = l2.model_copy(update={"l2_steepness": 16.0})
+    assert float(decode_attention_time_s(128, 511, 1, 1, 128, 2.0, l40s, serving)) == float(
+        decode_attention_time_s(128, 511, 1, 1, 128, 2.0, l40s, roof)
+    )
+
+
 def test_decode_unsplit_walk_is_a_floor_per_key_not_per_byte():
     # l40s trtllm fp8: 8/1/256 batch 1 and 16/8/256 batch 2, both kv_len 32767, take 1.06 ms
     # though their KV differs 16x (17 MB, 268 MB): one CTA walks each sequence at ~32 ns per key.

@@ -309,6 +309,7 @@ def test_decode_specs_fit_kernel_speeds_only_where_shapes_can_be_held_out():
     assert [k for k in specs if k.startswith("head_dim_")] == ["head_dim_eff_192", "head_dim_launch_192"]
     assert "ungrouped_eff" in specs  # two MHA shapes (8/8, 16/16) and five grouped ones
     assert "l2_speedup" in specs and "window_per_head_s" not in specs and "window_long_s" not in specs
+    assert "l2_steepness" in specs  # with l2_speedup: l40s has an L2 figure
     one_mha = decode_specs(d[:-2], h[:-2], hk[:-2], no_window[:-2], get_hardware("l40s"))
     assert "ungrouped_eff" not in one_mha and "ungrouped_kv_head_factor" not in one_mha  # 8/8 only
     assert "ungrouped_kv_head_factor" in specs
