@@ -426,6 +426,40 @@ def test_collective_mid_regime_defaults_to_the_two_line_formula_and_follows_thre
     assert t[2] == pytest.approx(100e-6 + b[2] / 7e11, rel=0.01)  # large line
 
 
+def test_collective_small_line_overlap_power_is_a_soft_max_of_floor_and_transfer():
+    from cost_models.efficiency import CollectiveParams
+
+    # l40s nccl alltoall over 8 GPUs (data/kernels/nccl_perf.csv.gz): flat at 11-14 us to
+    # 4 KB, then doubling with the size (18.6, 32, 62 us at 8, 16, 32 KB): the floor overlaps
+    # the transfer (LL/LL128 pipeline the per-hop latency with the data).
+    summed = CollectiveParams(
+        latency_s=400e-6,
+        bandwidth_bytes_per_s=1.3e9,
+        small_latency_s=12e-6,
+        small_bandwidth_bytes_per_s=5e8,
+        switch_bytes=2e5,
+    )
+    sizes = np.array([512.0, 4096.0, 16384.0, 32768.0])
+    bus = sizes * 7 / 8
+    plain = collective_time_s("alltoall", sizes, 8, {8: summed})
+    # None and p = 1: the sum, bit for bit.
+    one = summed.model_copy(update={"small_overlap_power": 1.0})
+    np.testing.assert_array_equal(collective_time_s("alltoall", sizes, 8, {8: one}), plain)
+    soft = summed.model_copy(update={"small_overlap_power": 4.0})
+    t = collective_time_s("alltoall", sizes, 8, {8: soft})
+    share = 1.0 / (1.0 + (2e5 / bus) ** 8.0)
+    small = (12e-6**4 + (bus / 5e8) ** 4) ** 0.25
+    expected = (1 - share) * small + share * (400e-6 + bus / 1.3e9)
+    np.testing.assert_allclose(t, expected, rtol=1e-12)
+    # Below the knee the floor alone (not floor + transfer), far above it the transfer alone.
+    assert t[0] == pytest.approx(12e-6, rel=1e-3) and plain[0] > 12.8e-6
+    assert t[3] == pytest.approx(bus[3] / 5e8, rel=0.02)
+    # Never below either part, never above their sum.
+    assert np.all(t <= plain) and np.all(t >= np.maximum(12e-6, bus / 5e8) * (1 - share) - 1e-15)
+    # Scalars take the same path.
+    assert collective_time_s("alltoall", 4096.0, 8, {8: soft}) == pytest.approx(t[1], rel=1e-12)
+
+
 def test_collective_reduction_cost_is_per_element_and_zero_by_default():
     from cost_models.efficiency import CollectiveParams
 

@@ -191,23 +191,27 @@ def test_collectives_target_met_by_every_group_but_the_custom_all_reduce_misses_
 def test_collective_specs_fit_the_mid_regime_where_training_folds_keep_two_rows_per_parameter():
     from tuner.calibrate import MID_REGIME, _collective_specs
 
-    # NCCL: 42 rows, two element sizes (half, int8): every parameter, the reduction cost too
-    # (33.6 training rows >= 2 x 9).
+    # NCCL: 42 rows, two element sizes (half, int8): every parameter, the reduction cost and the
+    # small line's overlap power too (33.6 training rows >= 2 x 10).
     specs, two_lines = _collective_specs("all_reduce", 42, 2)
-    assert set(MID_REGIME) <= set(specs) and "reduce_s_per_element" in specs and len(specs) == 9
-    assert not set(MID_REGIME) & set(two_lines) and len(two_lines) == 6
-    # all_gather adds nothing: no reduction cost (8 parameters, 33.6 >= 16: the mid regime).
+    assert set(MID_REGIME) <= set(specs) and "reduce_s_per_element" in specs and len(specs) == 10
+    assert "small_overlap_power" in specs and "small_overlap_power" in two_lines
+    assert not set(MID_REGIME) & set(two_lines) and len(two_lines) == 7
+    # all_gather adds nothing: no reduction cost (9 parameters, 33.6 >= 18: the mid regime).
     gather, _ = _collective_specs("all_gather", 42, 2)
     assert "reduce_s_per_element" not in gather and set(MID_REGIME) <= set(gather)
-    # Custom all-reduce, one element size (bf16): 18.4 training rows >= 2 x 8: the mid regime.
-    custom, _ = _collective_specs("all_reduce", 23, 1)
-    assert set(MID_REGIME) <= set(custom) and len(custom) == 8
-    # 22 rows of a reducing kind: 17.6 < 2 x 9: two lines with the reduction cost.
+    # Custom all-reduce, one element size (bf16): a one-shot kernel, launch + barrier, then the
+    # copy: no overlap power (the sum); 18.4 training rows >= 2 x 8: the mid regime.
+    for impl in ("custom", "custom_graph", "custom_eager"):
+        custom, custom_lines = _collective_specs("all_reduce", 23, 1, implementation=impl)
+        assert set(MID_REGIME) <= set(custom) and len(custom) == 8
+        assert "small_overlap_power" not in custom and "small_overlap_power" not in custom_lines
+    # 22 rows of a reducing kind: 17.6 < 2 x 10: two lines with the reduction cost.
     few, _ = _collective_specs("reduce_scatter", 22, 2)
     assert not set(MID_REGIME) & set(few) and "reduce_s_per_element" in few
-    # 20 rows over two folds: 10 training rows < 16: two lines; five folds: 16 >= 16.
-    assert not set(MID_REGIME) & set(_collective_specs("all_gather", 20, 2, folds=2)[0])
-    assert set(MID_REGIME) <= set(_collective_specs("all_gather", 20, 2, folds=5)[0])
+    # 23 rows over two folds: 11.5 training rows < 18: two lines; five folds: 18.4 >= 18.
+    assert not set(MID_REGIME) & set(_collective_specs("all_gather", 23, 2, folds=2)[0])
+    assert set(MID_REGIME) <= set(_collective_specs("all_gather", 23, 2, folds=5)[0])
 
 
 def test_collective_regimes_must_each_hold_three_training_sizes():
