@@ -313,12 +313,9 @@ def chip_roofline(
             else:
                 np.add(weight, act_read, out=moved)
                 moved += act_write
-            for name, source, rows in (
-                ("kv_read_bytes", ops.kv_read_bytes, kv_read_rows),
-                ("kv_write_bytes", ops.kv_write_bytes, kv_write_rows),
-            ):
-                if i in rows:
-                    moved += np.divide(source[i, b], kv_ways, out=out[name])
+            for name, rows in (("kv_read_bytes", kv_read_rows), ("kv_write_bytes", kv_write_rows)):
+                if i in rows:  # (the row alone: ops keeps the KV tables as rows, operators._KvRows)
+                    moved += np.divide(ops.kv_row(name, i)[b], kv_ways, out=out[name])
                 elif chip_ops is not None and name in kept:
                     out[name].fill(0.0)
             if not (times or totals):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 
@@ -113,6 +113,37 @@ class OperatorCosts:
     present: np.ndarray  # bool
     repeats: np.ndarray  # executions per forward pass: layers for block operators, 1 for lm_head
 
+    def __post_init__(self) -> None:
+        # The KV fields may come as _KvRows (operator_costs): only the few slots with KV traffic
+        # are kept, as rows; the whole (slots, n) array, zero elsewhere, is built the first
+        # time the field is read (__getattr__). Zeroing two (slots, n) arrays that are zero
+        # outside five rows was a 2 x 17.6 MB memset per 100,000 configurations, and per-chip
+        # code reads only those rows (kv_row).
+        for name in _KV_FIELDS:
+            value = self.__dict__[name]
+            if isinstance(value, _KvRows):
+                del self.__dict__[name]
+                self.__dict__["_kv_" + name] = value
+
+    if not TYPE_CHECKING:  # (hidden from mypy, which would otherwise accept any attribute)
+
+        def __getattr__(self, name: str) -> np.ndarray:
+            # Only called when normal look-up fails: a KV field kept as rows, built whole once.
+            rows = self.__dict__.get("_kv_" + name)
+            if rows is None:
+                raise AttributeError(name)
+            whole = rows.whole()
+            self.__dict__[name] = whole
+            return whole
+
+    def kv_row(self, name: str, i: int) -> np.ndarray:
+        """Row ``i`` of the KV field ``name`` ("kv_read_bytes" or "kv_write_bytes"), without
+        building the whole array when it is kept as rows (the same numbers as its row i)."""
+        whole = self.__dict__.get(name)
+        if whole is not None:
+            return whole[i]
+        return self.__dict__["_kv_" + name].row(i)
+
     @cached_property
     def bytes(self) -> np.ndarray:
         """All memory traffic of an operator."""
@@ -125,6 +156,45 @@ class OperatorCosts:
         return np.divide(self.flops, total, out=np.zeros_like(total), where=total > 0)
 
 
+_KV_FIELDS = ("kv_read_bytes", "kv_write_bytes")
+
+
+class _KvRows:
+    """A (slots, n) array that is zero outside a few rows, kept as those rows: ``table[i]``
+    is row i (a zero row made on first use, written in place like a row of the whole array);
+    ``table[i] = value`` sets it."""
+
+    def __init__(self, shape: tuple[int, int]) -> None:
+        self.shape = shape
+        self.rows: dict[int, np.ndarray] = {}
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        row = self.rows.get(i)
+        if row is None:
+            row = self.rows[i] = np.zeros(self.shape[1])
+        return row
+
+    def __setitem__(self, i: int, value) -> None:
+        row = self.rows.get(i)
+        if row is None:
+            row = self.rows[i] = np.empty(self.shape[1])
+        if value is not row:  # (``table[i] *= x`` sets the row it changed in place)
+            row[...] = value
+
+    def row(self, i: int) -> np.ndarray:
+        """Row i, read only: a zero row where none was written."""
+        row = self.rows.get(i)
+        if row is None:
+            row = np.zeros(self.shape[1])
+        return row
+
+    def whole(self) -> np.ndarray:
+        whole = np.zeros(self.shape)
+        for i, row in self.rows.items():
+            whole[i] = row
+        return whole
+
+
 class _CostTable:
     """The arrays :func:`operator_costs` fills, one row per operator slot, and the shapes of one
     batch of configurations (B sequences, T new tokens each, L keys, N = B T tokens)."""
@@ -135,10 +205,10 @@ class _CostTable:
         # in ``unwritten`` are zeroed by :func:`operator_costs`), so they start uninitialized; so
         # do the weights, of which the slots without any (attention kernels, activations) and
         # those never built are zeroed at the end (``weight_rows`` says which were written). The
-        # KV rows are written for a few slots only and start at zero. (Zeroing a (slots, n)
-        # array is a 17.6 MB memset at 100,000 configurations.)
+        # KV rows are written for a few slots only: kept as those rows (_KvRows), the others
+        # zero. (Zeroing a (slots, n) array is a 17.6 MB memset at 100,000 configurations.)
         self.flops, self.act_r, self.act_w, self.weight = (np.empty(shape) for _ in range(4))
-        self.kv_r, self.kv_w = (np.zeros(shape) for _ in range(2))
+        self.kv_r, self.kv_w = _KvRows(shape), _KvRows(shape)
         #: Slots whose ``weight`` row has been written (the others are zeroed at the end).
         self.weight_rows: set[int] = set()
         self.present = np.ones(shape, dtype=bool)
@@ -561,7 +631,9 @@ def operator_costs(
     else:  # a dense model's MoE slots are absent: no executions
         repeats[[OP[name] for name in MOE_FFN]] = 0.0
     repeats[LM_HEAD] = 1.0
-    return OperatorCosts(t.flops, t.weight, t.act_r, t.act_w, t.kv_r, t.kv_w, compute_dtype, t.present, repeats)
+    # (The KV tables go in as rows, _KvRows: OperatorCosts builds the whole arrays when read.)
+    kv_r, kv_w = cast(np.ndarray, t.kv_r), cast(np.ndarray, t.kv_w)
+    return OperatorCosts(t.flops, t.weight, t.act_r, t.act_w, kv_r, kv_w, compute_dtype, t.present, repeats)
 
 
 def _compute_dtypes(c: InferenceConfigs, kv_dtype: np.ndarray, convention: CountingConvention) -> np.ndarray:
