@@ -240,7 +240,7 @@ def chip_roofline(
             if times or totals:
                 peak_by_slot[i] = peak_of(ops.compute_dtype[i])
             if times and layers is not None and i in ffn_rows and ffn_rows[i] not in shares_of:
-                shares_of[ffn_rows[i]] = ops.repeats[i] / layers
+                shares_of[ffn_rows[i]] = ops.row("repeats", i) / layers
             continue
         # Absent everywhere: all zero, no time.
         time_s[i] = 0.0
@@ -314,8 +314,8 @@ def chip_roofline(
                 np.add(weight, act_read, out=moved)
                 moved += act_write
             for name, rows in (("kv_read_bytes", kv_read_rows), ("kv_write_bytes", kv_write_rows)):
-                if i in rows:  # (the row alone: ops keeps the KV tables as rows, operators._KvRows)
-                    moved += np.divide(ops.kv_row(name, i)[b], kv_ways, out=out[name])
+                if i in rows:  # (the row alone: operators.OperatorCosts.row)
+                    moved += np.divide(ops.row(name, i)[b], kv_ways, out=out[name])
                 elif chip_ops is not None and name in kept:
                     out[name].fill(0.0)
             if not (times or totals):
@@ -329,7 +329,7 @@ def chip_roofline(
                     time *= shares_of[ffn_rows[i]][b]
             if not totals:
                 continue
-            repeats = ops.repeats[i, b]
+            repeats = ops.row("repeats", i)[b]
             block_compute_total += np.multiply(compute, repeats, out=compute)
             block_memory_total += np.multiply(memory, repeats, out=memory)
     if chip_ops is not None:

@@ -114,35 +114,35 @@ class OperatorCosts:
     repeats: np.ndarray  # executions per forward pass: layers for block operators, 1 for lm_head
 
     def __post_init__(self) -> None:
-        # The KV fields may come as _KvRows (operator_costs): only the few slots with KV traffic
-        # are kept, as rows; the whole (slots, n) array, zero elsewhere, is built the first
-        # time the field is read (__getattr__). Zeroing two (slots, n) arrays that are zero
-        # outside five rows was a 2 x 17.6 MB memset per 100,000 configurations, and per-chip
-        # code reads only those rows (kv_row).
-        for name in _KV_FIELDS:
+        # The KV fields and ``repeats`` may come as rows (_KvRows, _RepeatRows, from
+        # operator_costs): the whole (slots, n) array is built the first time the field is read
+        # (__getattr__). Zeroing two (slots, n) KV arrays that are zero outside five rows was a
+        # 2 x 17.6 MB memset per 100,000 configurations, and filling ``repeats`` (layers in most
+        # rows) a 17.6 MB copy; the per-chip roofline reads only some rows (``row``).
+        for name in _ROW_FIELDS:
             value = self.__dict__[name]
-            if isinstance(value, _KvRows):
+            if isinstance(value, (_KvRows, _RepeatRows)):
                 del self.__dict__[name]
-                self.__dict__["_kv_" + name] = value
+                self.__dict__["_rows_" + name] = value
 
     if not TYPE_CHECKING:  # (hidden from mypy, which would otherwise accept any attribute)
 
         def __getattr__(self, name: str) -> np.ndarray:
-            # Only called when normal look-up fails: a KV field kept as rows, built whole once.
-            rows = self.__dict__.get("_kv_" + name)
+            # Only called when normal look-up fails: a field kept as rows, built whole once.
+            rows = self.__dict__.get("_rows_" + name)
             if rows is None:
                 raise AttributeError(name)
             whole = rows.whole()
             self.__dict__[name] = whole
             return whole
 
-    def kv_row(self, name: str, i: int) -> np.ndarray:
-        """Row ``i`` of the KV field ``name`` ("kv_read_bytes" or "kv_write_bytes"), without
-        building the whole array when it is kept as rows (the same numbers as its row i)."""
+    def row(self, name: str, i: int) -> np.ndarray:
+        """Row ``i`` of the field ``name`` (read only), without building the whole array where
+        the field is kept as rows (the same numbers as the whole array's row i)."""
         whole = self.__dict__.get(name)
         if whole is not None:
             return whole[i]
-        return self.__dict__["_kv_" + name].row(i)
+        return self.__dict__["_rows_" + name].row(i)
 
     @cached_property
     def bytes(self) -> np.ndarray:
@@ -156,7 +156,8 @@ class OperatorCosts:
         return np.divide(self.flops, total, out=np.zeros_like(total), where=total > 0)
 
 
-_KV_FIELDS = ("kv_read_bytes", "kv_write_bytes")
+#: OperatorCosts fields that operator_costs hands over as rows, built whole when read.
+_ROW_FIELDS = ("kv_read_bytes", "kv_write_bytes", "repeats")
 
 
 class _KvRows:
@@ -192,6 +193,30 @@ class _KvRows:
         whole = np.zeros(self.shape)
         for i, row in self.rows.items():
             whole[i] = row
+        return whole
+
+
+class _RepeatRows:
+    """OperatorCosts.repeats kept as rows: ``layers`` in every row but those in ``rows`` (an
+    (n,) array or a number each)."""
+
+    def __init__(self, shape: tuple[int, int], layers: np.ndarray, rows: dict[int, np.ndarray | float]) -> None:
+        self.shape, self.layers, self.rows = shape, layers, rows
+
+    def row(self, i: int) -> np.ndarray:
+        """Row i, read only (``layers`` itself where the row is layers)."""
+        value = self.rows.get(i)
+        if value is None:
+            return self.layers
+        if isinstance(value, np.ndarray):
+            return value
+        return np.full(self.shape[1], value)
+
+    def whole(self) -> np.ndarray:
+        whole = np.empty(self.shape)
+        whole[:] = self.layers
+        for i, value in self.rows.items():
+            whole[i] = value
         return whole
 
 
@@ -623,15 +648,17 @@ def operator_costs(
             array[i] *= present
     kv_dtype = _where(c.decoder, c.kv_dtype, c.act_dtype)
     compute_dtype = _compute_dtypes(c, kv_dtype, convention)
-    repeats = np.empty(t.flops.shape)
-    repeats[:] = c.layers
+    # repeats: layers in every row but these (kept as rows, _RepeatRows, built whole when read).
+    rows: dict[int, np.ndarray | float] = {}
     if np.any(c.moe_layers):
-        repeats[[OP[name] for name in DENSE_FFN]] = c.layers - c.moe_layers
-        repeats[[OP[name] for name in MOE_FFN]] = c.moe_layers
+        dense_layers = c.layers - c.moe_layers
+        rows.update({OP[name]: dense_layers for name in DENSE_FFN})
+        rows.update({OP[name]: c.moe_layers for name in MOE_FFN})
     else:  # a dense model's MoE slots are absent: no executions
-        repeats[[OP[name] for name in MOE_FFN]] = 0.0
-    repeats[LM_HEAD] = 1.0
-    # (The KV tables go in as rows, _KvRows: OperatorCosts builds the whole arrays when read.)
+        rows.update({OP[name]: 0.0 for name in MOE_FFN})
+    rows[LM_HEAD] = 1.0
+    repeats = cast(np.ndarray, _RepeatRows(t.flops.shape, c.layers, rows))
+    # (The KV tables and repeats go in as rows: OperatorCosts builds the whole arrays when read.)
     kv_r, kv_w = cast(np.ndarray, t.kv_r), cast(np.ndarray, t.kv_w)
     return OperatorCosts(t.flops, t.weight, t.act_r, t.act_w, kv_r, kv_w, compute_dtype, t.present, repeats)
 

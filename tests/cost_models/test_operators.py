@@ -237,24 +237,25 @@ def test_weightless_slots_have_no_weight_bytes(columns):
 
 @settings(max_examples=30, deadline=None)
 @given(config_columns())
-def test_kv_rows_read_alone_match_the_whole_tables(columns):
-    # operator_costs keeps the KV tables as their rows (operators._KvRows) and builds the whole
-    # (slots, n) arrays only when read; the per-chip roofline reads the rows alone (kv_row).
+def test_rows_read_alone_match_the_whole_tables(columns):
+    # operator_costs hands the KV tables and repeats over as rows (operators._KvRows,
+    # _RepeatRows); OperatorCosts builds the whole (slots, n) arrays only when read; the per-chip
+    # roofline reads the rows alone (OperatorCosts.row).
     # Rows are read first (before the whole arrays exist), then compared with the whole ones.
     from cost_models.inference_configs import DECODE
     from cost_models.operators import operator_costs
 
     configs = make_configs(**columns)
     ops = operator_costs(configs)
-    names = ("kv_read_bytes", "kv_write_bytes")
-    alone = {name: [ops.kv_row(name, i).copy() for i in range(len(OPERATOR_NAMES))] for name in names}
-    whole = {"kv_read_bytes": ops.kv_read_bytes, "kv_write_bytes": ops.kv_write_bytes}
+    names = ("kv_read_bytes", "kv_write_bytes", "repeats")
+    alone = {name: [ops.row(name, i).copy() for i in range(len(OPERATOR_NAMES))] for name in names}
+    whole = {name: getattr(ops, name) for name in names}
     assert all(array.shape == (len(OPERATOR_NAMES), len(configs)) for array in whole.values())
     for name, rows in alone.items():
         np.testing.assert_array_equal(np.array(rows), whole[name])
-        for i in range(len(OPERATOR_NAMES)):  # once built, kv_row reads the whole array's rows
-            assert ops.kv_row(name, i).base is whole[name]
+        for i in range(len(OPERATOR_NAMES)):  # once built, row reads the whole array's rows
+            assert ops.row(name, i).base is whole[name]
     # A decoding decoder writes its cache and reads it (the rows are not all zero).
     decode = configs.phase == DECODE
-    for name in names:
+    for name in names[:2]:
         assert np.all(whole[name][:, decode].sum(axis=0) > 0)
