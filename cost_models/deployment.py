@@ -441,8 +441,8 @@ def _operator_times(
         any_mla = bool(np.any(configs.mla))
         kept = frozenset({"flops", "weight_bytes"} if any_mla else {"flops"})
         n = len(configs)
-        chip_ops = replace(
-            ops, **{name: np.empty_like(ops.flops) if name in kept else np.empty((0, n)) for name in _COST_ARRAYS}
+        chip_ops = ops.replaced(
+            **{name: np.empty_like(ops.flops) if name in kept else np.empty((0, n)) for name in _COST_ARRAYS}
         )
         # The calibrated GEMMs read only their per-chip FLOPs (and MLA's q, k and v their weight
         # bytes: _mla_gemm_shapes): without the totals the rest of those rows is not computed,
@@ -465,7 +465,15 @@ def _operator_times(
         # The plan, not its (m, n, k): the calibrated GEMMs derive those block by block, in cache.
         op_time = calibrated_operator_times(chip_ops, configs, plan, d.chips, batch_sharded, d.hardware, profile)
         layer_overhead, step_overhead = profile.per_layer_overhead_s, profile.per_step_overhead_s
-        if moe:
+        apart = ops.repeats_apart() if moe else None
+        if apart is not None and np.all(configs.layers > 0):
+            # op_time * (repeats / layers), the lm_head's share 1, row by row in place (op_time is
+            # this call's own array): a row whose repeats are layers has a share of exactly 1
+            # (layers > 0), x * 1.0 is x, so only the FFN rows are multiplied.
+            for i, repeats in apart.items():
+                if i != LM_HEAD:
+                    op_time[i] *= np.divide(repeats, configs.layers)
+        elif moe:
             share = ops.repeats / configs.layers
             share[LM_HEAD] = 1.0
             op_time = op_time * share

@@ -14,7 +14,7 @@ N = B*T tokens through the projections.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal, cast
 
@@ -143,6 +143,20 @@ class OperatorCosts:
         if whole is not None:
             return whole[i]
         return self.__dict__["_rows_" + name].row(i)
+
+    def replaced(self, **changes: np.ndarray) -> OperatorCosts:
+        """dataclasses.replace, the fields kept as rows (and not in ``changes``) passed on as
+        rows (not built whole to be copied over)."""
+        for name in _ROW_FIELDS:
+            if name not in changes and name not in self.__dict__:
+                changes[name] = self.__dict__["_rows_" + name]
+        return replace(self, **changes)
+
+    def repeats_apart(self) -> dict[int, np.ndarray | float] | None:
+        """The rows of ``repeats`` that are not the configurations' ``layers`` (the FFN slots'
+        and the lm_head's), by slot, where ``repeats`` is kept as rows; else None."""
+        rows = self.__dict__.get("_rows_repeats")
+        return None if rows is None or "repeats" in self.__dict__ else dict(rows.rows)
 
     @cached_property
     def bytes(self) -> np.ndarray:
