@@ -196,6 +196,20 @@ class _KvRows:
         if value is not row:  # (``table[i] *= x`` sets the row it changed in place)
             row[...] = value
 
+    def row_to_write(self, i: int) -> np.ndarray:
+        """Row i, to be written whole (uninitialized where it was not kept)."""
+        row = self.rows.get(i)
+        if row is None:
+            row = self.rows[i] = np.empty(self.shape[1])
+        return row
+
+    def copy_row(self, i: int, source: int) -> None:
+        """Row i = row ``source`` (zero, not kept, where that is zero)."""
+        if source in self.rows:
+            self[i] = self.rows[source]
+        else:
+            self.rows.pop(i, None)
+
     def row(self, i: int) -> np.ndarray:
         """Row i, read only: a zero row where none was written."""
         row = self.rows.get(i)
@@ -302,8 +316,9 @@ class _CostTable:
         key = tuple(id(a) if isinstance(a, np.ndarray) else a for a in arguments)
         if key in self._projection_rows:  # built before with the same arguments: its rows
             built = self._projection_rows[key][0]
-            for array in (self.flops, self.weight, self.act_r, self.act_w, self.kv_w):
+            for array in (self.flops, self.weight, self.act_r, self.act_w):
                 np.copyto(array[i], array[built])
+            self.kv_w.copy_row(i, built)
             self.weight_rows.add(i)
             return
         self._projection_rows[key] = (i, arguments)
@@ -331,7 +346,7 @@ class _CostTable:
             return
         out = tokens * d_out
         if np.all(out_to_kv):  # every configuration a decoder: all to the cache, no activations
-            np.multiply(out, self.kvb, out=self.kv_w[i])
+            np.multiply(out, self.kvb, out=self.kv_w.row_to_write(i))
             self.act_w[i] = 0.0
             return
         self.act_w[i] = np.where(out_to_kv, 0.0, out * self.ab)
@@ -658,8 +673,11 @@ def operator_costs(
     # casting the booleans for each array.)
     for i in absent:
         present = t.present[i].astype(np.float64)
-        for array in (t.flops, t.weight, t.act_r, t.act_w, *((t.kv_r, t.kv_w) if i in kv_slots else ())):
+        for array in (t.flops, t.weight, t.act_r, t.act_w):
             array[i] *= present
+        for kv in (t.kv_r, t.kv_w) if i in kv_slots else ():
+            if i in kv.rows:  # (a row not kept is zero: 0 * 0.0 and 0 * 1.0 are 0)
+                kv[i] *= present
     kv_dtype = _where(c.decoder, c.kv_dtype, c.act_dtype)
     compute_dtype = _compute_dtypes(c, kv_dtype, convention)
     # repeats: layers in every row but these (kept as rows, _RepeatRows, built whole when read).
