@@ -562,7 +562,7 @@ def _attention_kernels(t: _CostTable, c: InferenceConfigs, convention: CountingC
         t.act_w[i] = out_bytes
     # FlashAttention: the same math, but scores never leave the chip (Dao et al. 2022).
     i = OP["fused_attention"]
-    t.flops[i] = qk_flops + softmax_flops + sv_flops
+    np.add(np.add(qk_flops, softmax_flops, out=t.flops[i]), sv_flops, out=t.flops[i])
     t.act_r[i] = q_bytes + _where(kv_is_cache, 0.0, fused_kv_bytes)
     t.kv_r[i] = _where(kv_is_cache, fused_kv_bytes, 0.0)
     t.act_w[i] = out_bytes
@@ -589,9 +589,12 @@ def _ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> 
     t.projection("up_proj", d, dff, N)
     act_flops = np.where(gated, convention.swiglu_flops_per_element, convention.gelu_flops_per_element)
     i = OP["mlp_act"]
-    t.flops[i] = act_flops * N * dff
-    t.act_r[i] = np.where(gated, 2.0, 1.0) * N * dff * t.ab
-    t.act_w[i] = N * dff * t.ab
+    # Written in place into the rows, left to right as the products read (the same numbers,
+    # without a temporary copied in).
+    np.multiply(np.multiply(act_flops, N, out=t.flops[i]), dff, out=t.flops[i])
+    act_r = np.multiply(np.where(gated, 2.0, 1.0), N, out=t.act_r[i])
+    np.multiply(np.multiply(act_r, dff, out=act_r), t.ab, out=act_r)
+    np.multiply(np.multiply(N, dff, out=t.act_w[i]), t.ab, out=t.act_w[i])
     t.projection("down_proj", dff, d, N)
     for name in DENSE_FFN:
         t.present[OP[name]] &= dense
