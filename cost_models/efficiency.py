@@ -917,6 +917,15 @@ class DecodeAttentionParams(_Params):
     ungrouped_launch: float = Field(default=1.0, ge=1.0 / 3, le=3)
     #: Steepness k of the L2-resident share 1 / (1 + (KV bytes / L2)^k) (4: l2_resident_fraction's).
     l2_steepness: float = Field(default=4.0, ge=1, le=64)
+    #: Seconds per (key x head-dim element) of one CTA walking a sliding-window row's KV alone,
+    #: one CTA per (sequence, query head), no split-KV (FlashAttention-2's unswapped paged path,
+    #: see decode_attention_time_s). 0: none.
+    window_walk_s_per_element: float = Field(default=0.0, ge=0, le=1e-8)
+    #: CTAs of that path in flight at once: past it the walks run in waves.
+    window_walk_ctas: float = Field(default=1e4, ge=1, le=1e6)
+    #: per_kv_head_s of sliding-window rows relative to full-attention rows (1: the same; 0: a
+    #: kernel with no grouped work unit there, whose per-query-head cost window_per_head_s holds).
+    window_kv_head_factor: float = Field(default=1.0, ge=0, le=1)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "memory_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -967,6 +976,18 @@ class DecodeAttentionParams(_Params):
         # 100.7 MB (1.0x) at 1.8 TB/s, 134 MB (1.33x) at 0.66-0.69 TB/s, the GDDR6 rate: the
         # step is sharper than the ^4 share's (0.81 resident at 0.67x, 0.24 at 1.33x).
         "l2_steepness": FitSpec(4.0, 64.0, log=True, start=8.0),
+        # l40s vLLM bf16 (FA2) windowed rows with at most ~142 (sequence, query head) pairs take
+        # 0.16-0.17 ns per (key x head-dim element) of the windowed length whatever the bytes
+        # (2/1/256 batch 2 window 1024: 44.5 us; 40/8/128 batch 2 kv_len 2047: 44.9 us; 5/1/128
+        # batch 4 kv_len 8192: 167 us); more pairs take waves (64/4 x 4 heads, kv_len 1023: 200
+        # us, 4.5 walks). Started at the l40s value: below the other terms the max() hides it.
+        "window_walk_s_per_element": FitSpec(1e-14, 1e-8, log=True, start=1.6e-10),
+        "window_walk_ctas": FitSpec(4.0, 1e5, log=True, start=100.0),
+        # l40s vLLM bf16 windowed rows cost 27-33 ns per (sequence, query head) at short KV
+        # whatever the head dim and KV heads (16/8/128 batch 512 kv_len 7: 224 us; 40/2/64 batch
+        # 512 kv_len 3: 653 us; 2/1/256 batch 2048 kv_len 7, window 1024: 134 us), which the
+        # per-KV-head cost in proportion to the head dim over-predicted 1.3-1.5x held out.
+        "window_kv_head_factor": FitSpec(0.0, 1.0, start=0.5),
     }
 
 
@@ -992,7 +1013,8 @@ def decode_attention_time_s(
     time = launch_s + batch * per_sequence_s + batch * heads * per_head_s
            + batch * kv_heads * head_dim/128 * per_kv_head_s + [window] batch * heads * window_per_head_s
            + [fallback] batch * heads * fallback_per_head_s + [window, long cache] window_long_s
-           + max(memory, compute, walk)
+           + max(memory, compute, walk, [window] window walk)
+    (per_kv_head_s times window_kv_head_factor on windowed rows)
     where launch_s is launch_s * (l(head_dim) - 1 + u), u = ungrouped_launch where heads ==
     kv_heads and 1 elsewhere, and max(...) is divided by e(head_dim) * [heads == kv_heads]
     ungrouped_eff where the head dim or group size has its own kernel (last items).
@@ -1079,6 +1101,27 @@ def decode_attention_time_s(
       (FA3 / FlashInfer) and the other engines show no step (within 0.5 us). vLLM's build pays it
       with a sliding window too (l40s windowed rows: 13.1 against 8.5 us), where upstream FA2
       keeps the view.
+    - FlashAttention-2's windowed decode (vLLM on Ampere/Ada): FA2 regroups query heads for
+      decode (``seqlenq_ngroups_swapped``, see regroup_copy_s) only without a sliding window, and
+      its paged varlen path splits the KV over CTAs only when it regroups (vllm-project/
+      flash-attention csrc/flash_attn/flash_api.cpp, mha_varlen_fwd: the unswapped paged call
+      requires num_splits <= 1). A windowed row thus runs one CTA per (sequence, query head),
+      each walking its whole windowed KV: walk = min(kv_len, window) * head_dim *
+      ``window_walk_s_per_element`` * max(1, batch * heads / ``window_walk_ctas``) (waves past
+      the CTAs in flight), in the max() with memory and compute, and its work units hold one
+      query head, so per_kv_head_s is paid times ``window_kv_head_factor`` there (the
+      per-query-head cost is window_per_head_s). l40s vLLM bf16 (vllm_flash_attn_fa2): windowed
+      rows with <= 142 (sequence, query head) pairs take 0.16-0.17 ns per key x head-dim element
+      whatever the bytes (4/2/256 batch 4 kv_len 1023 window 1024: 44.5 us against 16.6 us
+      without a window; 40/8/128 batch 2 kv_len 2047: 44.9 us; 5/1/128 batch 4 kv_len 8192:
+      167 us), more pairs run in waves (4/2/256 batch 64, kv_len 1023: 200 us, 4.5 walks);
+      at short KV they cost 27-33 ns per (sequence, query head) whatever the head dim.
+      Hopper/Blackwell vLLM (FA3 packs the grouped heads with a window too; FlashInfer) run
+      windowed rows at the unwindowed time (0.99-1.02x). Fitted where windowed rows were
+      measured on FA2 (tuner.calibrate.WINDOW_UNGROUPED_KERNELS; l40s vLLM bf16: 1.3e-10 s per
+      element, ~290 CTAs in flight on 142 SMs, factor ~1e-7). Held out (all 33 groups): 1 -> 0
+      miss 12%, l40s vllm bf16 12.7% / 41.6% -> 11.1% / 36.6% (median / p90), the others
+      unchanged; the walk alone 12.2%, the factor alone 11.4%.
     - walk = kv_len * head_dim * walk_s_per_element: a kernel that does not split the KV sequence
       over CTAs walks it in one CTA per (sequence, KV head), at a latency per key that no batch
       hides. l40s trtllm fp8 rows take 16 ns per key at head dim 128 and 32 ns at 192-256 whatever
@@ -1144,6 +1187,8 @@ def decode_attention_time_s(
             per_kv_head_s = per_kv_head_s * (params.ungrouped_kv_head_factor if heads == kv_heads else 1.0)
         else:
             per_kv_head_s = per_kv_head_s * np.where(heads == kv_heads, params.ungrouped_kv_head_factor, 1.0)
+    if params.window_kv_head_factor != 1.0:  # FA2's windowed rows: no grouped work unit
+        per_kv_head_s = per_kv_head_s * np.where(windowed, params.window_kv_head_factor, 1.0)
     launch_s: float | np.ndarray = params.launch_s
     if params.ungrouped_launch != 1.0:
         if heads.ndim == 0 and kv_heads.ndim == 0:  # one shape (serving): no array op
@@ -1184,6 +1229,10 @@ def decode_attention_time_s(
         fixed_s = fixed_s + fallback * batch * heads * params.fallback_per_head_s
     compute_s = 4.0 * batch * heads * kv_len * head_dim * per_flop_s
     walk_s = kv_len * head_dim * params.walk_s_per_element
+    if params.window_walk_s_per_element > 0:  # FA2's windowed rows: a CTA per query head, no split
+        waves = np.maximum(batch * heads / params.window_walk_ctas, 1.0)
+        window_walk_s = kv_len * head_dim * params.window_walk_s_per_element * waves
+        walk_s = np.maximum(walk_s, np.where(windowed, window_walk_s, 0.0))
     slowest_s = np.maximum(np.maximum(memory_s, compute_s), walk_s)
     if any(getattr(params, f"head_dim_launch_{d}") != 1.0 for d in HEAD_DIMS):
         knots = [getattr(params, f"head_dim_launch_{d}") for d in HEAD_DIMS]

@@ -412,6 +412,14 @@ def fit_prefill(
 #: fitted on their groups only): vLLM runs FlashAttention-2 on Ampere and Ada, and the step is
 #: measured there; SGLang (FlashInfer/Triton) and TRT-LLM (XQA) show none (within 0.5 us).
 REGROUPING_ENGINES = ("vllm",)
+#: Kernels (kernel_source) that run windowed decode rows ungrouped, a CTA per (sequence, query
+#: head) with no split-KV (DecodeAttentionParams.window_walk_s_per_element, window_walk_ctas,
+#: window_kv_head_factor, fitted on groups with windowed rows of these kernels only): vLLM's
+#: FlashAttention-2 (l40s; a100's rows, named without the version, have no window). Fitted on
+#: every vLLM group with windowed rows instead (FA3/FA4/FlashInfer/Triton kernels fit the factor
+#: at 0.85-1), held out (all 33 groups) 1 -> 0 miss 12% too, mean median 8.02% -> 8.02%, but 7
+#: groups worse by up to 0.47 points (h100 vllm bf16 6.6% -> 7.1%, l40s vllm fp8 8.1% -> 8.5%).
+WINDOW_UNGROUPED_KERNELS = ("vllm_flash_attn_fa2", "vllm_flash_attn")
 #: KV cache formats whose decode attention has a launch floor of its own for rows with one query
 #: head per KV head (DecodeAttentionParams.ungrouped_launch, fitted on those groups only). Median
 #: floor of MHA rows over grouped ones (kv_len <= 63, batch <= 8, data/kernels/
@@ -432,6 +440,7 @@ def decode_specs(
     chip: HardwareSpec,
     backend: str | None = None,
     kv_cache: str | None = None,
+    kernels: np.ndarray | None = None,
 ) -> dict:
     """The decode parameters fitted on rows of these shapes: the class's FIT, with a streaming
     speed and launch floor per head dim as prefill_specs has them, ``ungrouped_eff`` where
@@ -439,7 +448,9 @@ def decode_specs(
     held out), with ``ungrouped_launch`` where the KV cache format (``kv_cache``) is one of
     UNGROUPED_LAUNCH_KV, ``l2_speedup`` and ``l2_steepness`` where the chip has an L2 figure,
     ``window_per_head_s``, ``window_long_s`` and ``window_long_kv_len`` where some rows have a
-    sliding window, and ``regroup_copy_s`` under the REGROUPING_ENGINES."""
+    sliding window, ``regroup_copy_s`` under the REGROUPING_ENGINES, and ``window_walk_s_per_element``,
+    ``window_walk_ctas`` and ``window_kv_head_factor`` where some windowed rows' ``kernels`` (the
+    kernel_source column) are one of WINDOW_UNGROUPED_KERNELS."""
     specs = {k: v for k, v in DecodeAttentionParams.FIT.items() if not k.startswith("head_dim_")}
     specs |= _head_dim_specs(DecodeAttentionParams.FIT, head_dim, heads, kv_heads)
     shapes = set(zip(heads, kv_heads, head_dim, strict=True))
@@ -456,6 +467,12 @@ def decode_specs(
     if not np.any(window > 0):
         for name in ("window_per_head_s", "window_long_s", "window_long_kv_len"):
             specs.pop(name)  # no sliding-window rows to fit them on
+    fa2 = np.isin(kernels, WINDOW_UNGROUPED_KERNELS) if kernels is not None else np.zeros(len(window), bool)
+    if not np.any(fa2 & (window > 0)):
+        # FlashAttention-2's unswapped path: groups with windowed rows measured on that kernel.
+        specs.pop("window_walk_s_per_element")
+        specs.pop("window_walk_ctas")
+        specs.pop("window_kv_head_factor")
     if backend not in REGROUPING_ENGINES:
         specs.pop("regroup_copy_s")
     return specs
@@ -476,7 +493,8 @@ def fit_decode(
         rows = _subsample(np.flatnonzero(mask), max_rows, seed)
         b, h, hk, d = (c[x][rows] for x in ("batch_size", "num_heads", "num_key_value_heads", "head_dim"))
         w = window_all[rows]
-        specs = decode_specs(d, h, hk, w, chip, backend, kv)
+        kernels = c["kernel_source"][rows] if "kernel_source" in c else None
+        specs = decode_specs(d, h, hk, w, chip, backend, kv, kernels)
         _require_rows(table, rows, len(specs), f"generation attention kv {kv} on {system}/{backend}")
         kv_len = np.maximum(c["step"][rows], 1.0)
         measured = c["latency"][rows] * 1e-3

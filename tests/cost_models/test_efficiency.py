@@ -21,6 +21,7 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 
 H100 = get_hardware("h100-sxm")
+L40S = get_hardware("l40s")
 PROFILE = load_profile("h100-sxm-trtllm")
 SIZES = np.array([1, 8, 64, 256, 1024, 4096, 16384], dtype=float)
 
@@ -565,6 +566,34 @@ def test_decode_window_long_cache_cost_steps_in_the_cached_length_of_windowed_ro
         decode_attention_time_s(16, lengths, 32, 8, 64.0, 2.0, H100, roof, window=windows)
     )
     assert rows == pytest.approx([2e-5 / 65537, 2e-5 * 0.5, 2e-5 * 65536 / 65537, 0.0], rel=1e-9, abs=1e-15)
+
+
+def test_decode_fa2_window_walk_runs_a_cta_per_query_head_in_waves_on_windowed_rows_only():
+    # FlashAttention-2's windowed decode: a CTA per (sequence, query head) walks min(kv_len,
+    # window) keys alone (no split-KV), in waves past window_walk_ctas (a walk 10x l40s vLLM
+    # bf16's 0.17 ns per element, so that it binds over the streaming at 100 sequences too).
+    roof = _decode_params(per_sequence_s=0.0, per_head_s=0.0, launch_s=0.0)
+    fa2 = roof.model_copy(update={"window_walk_s_per_element": 1.7e-9, "window_walk_ctas": 100.0})
+
+    def t(batch, kv_len, heads, window, params=fa2):
+        return float(decode_attention_time_s(batch, kv_len, heads, 2, 256.0, 2.0, L40S, params, window=window))
+
+    assert t(4, 1023, 4, 1024) == pytest.approx(1023 * 256 * 1.7e-9, rel=1e-9)  # 16 CTAs: one walk
+    assert t(4, 8191, 4, 1024) == pytest.approx(1024 * 256 * 1.7e-9, rel=1e-9)  # the window clips it
+    assert t(100, 1023, 4, 1024) == pytest.approx(4 * 1023 * 256 * 1.7e-9, rel=1e-9)  # 400 CTAs: 4 waves
+    assert t(4, 1023, 4, 0) == t(4, 1023, 4, 0, roof)  # no window: the streaming time, unchanged
+    assert t(4, 1023, 4, 0) < 1023 * 256 * 1.7e-9 / 5
+    # The per-KV-head cost of windowed rows times window_kv_head_factor; full-attention rows keep it.
+    costs = roof.model_copy(update={"per_kv_head_s": 2e-8})
+    ungrouped = costs.model_copy(update={"window_kv_head_factor": 0.0})
+    assert t(512, 7, 16, 128, ungrouped) == pytest.approx(t(512, 7, 16, 128, roof), rel=1e-12)
+    assert t(512, 7, 16, 128, costs) - t(512, 7, 16, 128, roof) == pytest.approx(512 * 2 * 2 * 2e-8, rel=1e-9)
+    assert t(512, 7, 16, 0, ungrouped) == t(512, 7, 16, 0, costs)
+    # Arrays (the fit's path) give the scalar path's values row by row.
+    rows = decode_attention_time_s(
+        np.array([4.0, 100.0, 4.0]), 1023.0, 4.0, 2, 256.0, 2.0, L40S, fa2, window=np.array([1024.0, 1024.0, 0.0])
+    )
+    assert rows == pytest.approx([t(4, 1023, 4, 1024), t(100, 1023, 4, 1024), t(4, 1023, 4, 0)], rel=1e-12)
 
 
 def test_decode_ungrouped_kv_head_factor_scales_the_per_kv_head_cost_of_mha_rows_only():

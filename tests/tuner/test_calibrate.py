@@ -335,6 +335,17 @@ def test_decode_specs_fit_kernel_speeds_only_where_shapes_can_be_held_out():
     assert "regroup_copy_s" not in specs
     assert "regroup_copy_s" in decode_specs(d, h, hk, no_window, get_hardware("l40s"), "vllm")
     assert "regroup_copy_s" not in decode_specs(d, h, hk, no_window, get_hardware("l40s"), "sglang")
+    # FA2's ungrouped windowed path: where windowed rows were measured on FA2 (kernel_source).
+    fa2_terms = {"window_walk_s_per_element", "window_walk_ctas", "window_kv_head_factor"}
+    l40s, fa2 = get_hardware("l40s"), np.full(len(shapes), "vllm_flash_attn_fa2", dtype=object)
+    assert fa2_terms <= set(decode_specs(d, h, hk, window, l40s, "vllm", "bfloat16", fa2))
+    assert not fa2_terms & set(decode_specs(d, h, hk, no_window, l40s, "vllm", "bfloat16", fa2))
+    assert not fa2_terms & set(decode_specs(d, h, hk, window, l40s, "vllm", "bfloat16"))
+    fa3 = np.full(len(shapes), "vllm_flash_attn_fa3", dtype=object)
+    assert not fa2_terms & set(decode_specs(d, h, hk, window, l40s, "vllm", "bfloat16", fa3))
+    # Only the windowed rows' kernel counts: FA2 on the full-attention rows alone is not enough.
+    fa2_unwindowed = np.where(window > 0, "vllm_triton_attn", "vllm_flash_attn_fa2").astype(object)
+    assert not fa2_terms & set(decode_specs(d, h, hk, window, l40s, "vllm", "bfloat16", fa2_unwindowed))
 
 
 def test_decode_rows_faster_than_the_speed_of_light_are_left_out_and_named():
