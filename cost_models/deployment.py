@@ -18,6 +18,7 @@ linear in context, which it is within one roofline regime.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Literal, get_args
 
@@ -257,6 +258,12 @@ def chip_roofline(
     # a block stay in the core's cache where whole (n,) rows (0.8 MB each at 100,000) do not.
     # Each element's operations are the same, in the same order, whatever the blocking.
     block_rows = max(1, min(n, ROOFLINE_BLOCK_ROWS))
+    twins = _twin_slots(
+        ops, shares, set(present), peak_by_slot if times or totals else None, totals,
+        (expert_rows, weightless_rows, kv_read_rows, kv_write_rows, flops_only, bytes_only), ffn_rows,
+    )  # fmt: skip
+    # Each twinned slot's terms of the totals in this block (copied after it is summed).
+    twin_terms = {j: (np.empty(block_rows), np.empty(block_rows)) for j in set(twins.values())} if totals else {}
     scratch_all = {name: np.empty(block_rows) for name in _COST_ARRAYS}
     compute_all, memory_all = np.empty(block_rows), np.empty(block_rows)
     for start in range(0, n, block_rows):
@@ -272,6 +279,22 @@ def chip_roofline(
             weight_scale, work_scale = expert_scale[0][b], expert_scale[1][b]
         kv_ways = shares.kv[b]
         for i in present:
+            j = twins.get(i)
+            if j is not None:  # every input row is slot j's: so is every number, copied
+                only_flops = i in flops_only and not (times or totals)
+                if chip_ops is not None:
+                    for name in ("flops",) if only_flops else kept:
+                        if not (name == "flops" and i in bytes_only):
+                            array = getattr(chip_ops, name)
+                            array[i, b] = array[j, b]
+                if chip_bytes is not None and i not in flops_only:
+                    chip_bytes[i, b] = chip_bytes[j, b]
+                if times:
+                    time_s[i, b] = time_s[j, b]
+                if totals:
+                    block_compute_total += twin_terms[j][0][:width]
+                    block_memory_total += twin_terms[j][1][:width]
+                continue
             work, weight_ways = shares.work[i][b], shares.weight[i]
             out = (
                 scratch
@@ -332,9 +355,50 @@ def chip_roofline(
             repeats = ops.row("repeats", i)[b]
             block_compute_total += np.multiply(compute, repeats, out=compute)
             block_memory_total += np.multiply(memory, repeats, out=memory)
+            if i in twin_terms:
+                np.copyto(twin_terms[i][0][:width], compute)
+                np.copyto(twin_terms[i][1][:width], memory)
     if chip_ops is not None:
         vars(chip_ops)["bytes"] = chip_bytes  # functools.cached_property's own slot
     return time_s, RooflineTotals(compute_total, memory_total) if totals else None
+
+
+def _twin_slots(
+    ops: OperatorCosts,
+    shares: ChipShares,
+    present: set[int],
+    peak_by_slot: dict[int, np.ndarray] | None,
+    totals: bool,
+    groups: tuple[set[int] | frozenset[int], ...],
+    ffn_rows: Mapping[int, tuple[str, ...]],
+) -> dict[int, int]:
+    """:func:`chip_roofline`'s slots whose per-chip numbers are an earlier slot's, by that slot:
+    every cost row equal (OperatorCosts.same_rows: k_proj and v_proj, attn_add and mlp_add where
+    built alike), split the same ways (the same work array, weight ways both replicated or equal),
+    at the same peak (the same looked-up row), in the same special cases (``groups``: expert,
+    weightless, KV, FFN, flops- and bytes-only slots) and, where the totals are summed, with equal
+    repeats rows: the same operations on the same numbers, so the same results. In
+    bench_estimate's 100,000 h100 deployments 2 of 16 present slots."""
+    twins: dict[int, int] = {}
+    for i, j in ops.same_rows().items():
+        if not j < i or i not in present or j not in present or j in twins or shares.work[i] is not shares.work[j]:
+            continue
+        weight_i, weight_j = shares.weight[i], shares.weight[j]
+        if weight_i is None or weight_j is None:
+            if weight_i is not weight_j:
+                continue
+        elif weight_i is not weight_j and not np.array_equal(weight_i, weight_j):
+            continue
+        if peak_by_slot is not None and peak_by_slot[i] is not peak_by_slot[j]:
+            continue
+        if any((i in group) != (j in group) for group in groups) or ffn_rows.get(i) != ffn_rows.get(j):
+            continue
+        if totals:
+            repeats_i, repeats_j = ops.row("repeats", i), ops.row("repeats", j)
+            if repeats_i is not repeats_j and not np.array_equal(repeats_i, repeats_j):
+                continue
+        twins[i] = j
+    return twins
 
 
 def operator_times(

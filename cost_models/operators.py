@@ -136,6 +136,12 @@ class OperatorCosts:
             self.__dict__[name] = whole
             return whole
 
+    def same_rows(self) -> dict[int, int]:
+        """Slots whose every row (costs, KV bytes, compute format, presence) is an earlier slot's,
+        by that slot (k_proj -> v_proj built with the same arguments, ...), as
+        :func:`operator_costs` made them; {} for costs made or changed otherwise."""
+        return self.__dict__.get("_same_rows", {})
+
     def row(self, name: str, i: int) -> np.ndarray:
         """Row ``i`` of the field ``name`` (read only), without building the whole array where
         the field is kept as rows (the same numbers as the whole array's row i)."""
@@ -297,8 +303,15 @@ class _CostTable:
         self._elementwise_rows: dict[tuple, tuple[int, tuple]] = {}
         #: projections built so far, by their arguments (k and v, gate and up, ...), the same way.
         self._projection_rows: dict[tuple, tuple[int, tuple]] = {}
+        #: Slots whose rows were copied from a slot built with the same arguments, by that slot
+        #: (dropped where a later write may change either: :meth:`written`).
+        self.same_rows: dict[int, int] = {}
         #: 2 tokens d_in of the projections built so far, by the ids of (tokens, d_in).
         self._two_tokens_d_in: dict[tuple[int, int], tuple[np.ndarray, tuple]] = {}
+
+    def written(self, i: int) -> None:
+        """Slot i's rows are written again: it is no longer known to equal another slot's."""
+        self.same_rows = {k: v for k, v in self.same_rows.items() if i not in (k, v)}
 
     def nd_ab(self) -> np.ndarray:
         """(N d) ab, the bytes of the residual stream's N d elements (computed once)."""
@@ -320,6 +333,7 @@ class _CostTable:
                 np.copyto(array[i], array[built])
             self.kv_w.copy_row(i, built)
             self.weight_rows.add(i)
+            self.same_rows[i] = built
             return
         self._projection_rows[key] = (i, arguments)
         # Written in place into the slot's rows, in the order of the expressions they stand for
@@ -369,6 +383,7 @@ class _CostTable:
             built = self._elementwise_rows[key][0]
             for array in arrays:
                 np.copyto(array[i], array[built])
+            self.same_rows[i] = built
             return
         self._elementwise_rows[key] = (i, arguments)
         residual = elements is self.Nd  # (reads N d) ab with reads 1 (1 x is x), N d ab: nd_ab
@@ -465,6 +480,7 @@ def _mla_projections(t: _CostTable, c: InferenceConfigs) -> None:
     }
     for name, (weights, d_in, out_act, out_kv) in slots.items():
         i = OP[name]
+        t.written(i)
         t.flops[i] = np.where(mla, 2.0 * N * weights, t.flops[i])
         t.weight[i] = np.where(mla, weights * wb, t.weight[i])
         t.act_r[i] = np.where(mla, N * d_in * ab, t.act_r[i])
@@ -618,6 +634,7 @@ def _moe_ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention)
     for name in ("expert_gate", "expert_up"):
         t.projection(name, d, routed, N)
         t.weight[OP[name]] = d * loaded * t.wb
+        t.written(OP[name])
     t.present[OP["expert_gate"]] = gated
     act_flops = np.where(gated, convention.swiglu_flops_per_element, convention.gelu_flops_per_element)
     i = OP["expert_act"]
@@ -626,6 +643,7 @@ def _moe_ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention)
     t.act_w[i] = N * routed * t.ab
     t.projection("expert_down", routed, d, N)
     t.weight[OP["expert_down"]] = loaded * d * t.wb
+    t.written(OP["expert_down"])
     for name in MOE_FFN:
         t.present[OP[name]] &= moe
 
@@ -695,7 +713,20 @@ def operator_costs(
     repeats = cast(np.ndarray, _RepeatRows(t.flops.shape, c.layers, rows))
     # (The KV tables and repeats go in as rows: OperatorCosts builds the whole arrays when read.)
     kv_r, kv_w = cast(np.ndarray, t.kv_r), cast(np.ndarray, t.kv_w)
-    return OperatorCosts(t.flops, t.weight, t.act_r, t.act_w, kv_r, kv_w, compute_dtype, t.present, repeats)
+    ops = OperatorCosts(t.flops, t.weight, t.act_r, t.act_w, kv_r, kv_w, compute_dtype, t.present, repeats)
+    # Slots copied from another and not written since (their cost and KV rows equal that slot's,
+    # KV rows kept alike: _KvRows.copy_row), left as they are or zeroed alike above (the same
+    # presence: both absent-multiplied by the same row), of the same compute format: every row
+    # equal (OperatorCosts.same_rows; chip_roofline copies such a slot's per-chip rows).
+    ops.__dict__["_same_rows"] = {
+        i: j
+        for i, j in t.same_rows.items()
+        if i not in t.unwritten
+        and j not in t.unwritten
+        and np.array_equal(t.present[i], t.present[j])
+        and np.array_equal(compute_dtype[i], compute_dtype[j])
+    }
+    return ops
 
 
 def _compute_dtypes(c: InferenceConfigs, kv_dtype: np.ndarray, convention: CountingConvention) -> np.ndarray:

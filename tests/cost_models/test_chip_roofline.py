@@ -13,6 +13,7 @@ from cost_models import get_hardware, get_model
 from cost_models.deployment import (
     _COST_ARRAYS,
     EXPERT_SLOTS,
+    _twin_slots,
     chip_roofline,
     estimate,
     expert_scale,
@@ -183,3 +184,53 @@ def test_a_call_split_into_chunks_equals_one_piece(monkeypatch):
     for name, values in whole.items():
         assert chunked[name].shape == values.shape
         np.testing.assert_array_equal(chunked[name], values, err_msg=name)
+
+
+@pytest.mark.parametrize(("chip", "engine"), [("tpu-v4", False), ("h200", True), ("h100-sxm", False)])
+@pytest.mark.parametrize("phase", ["prefill", "decode"])
+def test_twin_slots_copied_are_the_slots_computed_bit_for_bit(chip, engine, phase):
+    # Slots built with another's arguments (OperatorCosts.same_rows: k_proj = v_proj, ...) have
+    # their per-chip numbers copied from that slot (deployment._twin_slots); the same costs
+    # without that record (OperatorCosts.replaced drops it) are computed slot by slot.
+    d = _deployments(chip, 400, seed=7 + len(chip) + (phase == "decode"), engine=engine)
+    view = rank_view(d)
+    configs = stage_configs(view.inference_configs("prefill", d.prompt_len), d.pipeline_parallel)
+    plans, kv_ways = sharding_plans(view, configs), kv_ways_by_phase(view)
+    if phase == "decode":
+        configs = configs.at_phase(DECODE, d.prompt_len + (d.gen_len - 1.0) / 2.0)
+    tokens = d.prompt_len if phase == "prefill" else np.ones(len(d))
+    ops = operator_costs(configs)
+    plain = ops.replaced()
+    assert ops.same_rows() and not plain.same_rows()
+    layouts, sharded = view.ffn_layout(phase), view.batch_sharded_attention(phase)
+    scale = expert_scale(configs, d.data_parallel, d.expert_parallel, tokens)
+    shares = chip_shares(configs, view.mesh, layouts, sharded, plans[phase], kv_ways[phase])
+    present = {i for i in range(len(ops.flops)) if ops.present[i].any()}
+    assert _twin_slots(ops, shares, present, None, True, (), {})  # the copies are taken here
+    for i, j in ops.same_rows().items():  # what the record says: every row equal
+        for name in (*_COST_ARRAYS, "compute_dtype", "present", "repeats"):
+            np.testing.assert_array_equal(getattr(ops, name)[i], getattr(ops, name)[j])
+    time_s, totals = chip_roofline(ops, shares, d.hardware, scale, configs.layers)
+    plain_time_s, plain_totals = chip_roofline(plain, shares, d.hardware, scale, configs.layers)
+    np.testing.assert_array_equal(time_s, plain_time_s)
+    np.testing.assert_array_equal(totals.compute_s, plain_totals.compute_s)
+    np.testing.assert_array_equal(totals.memory_s, plain_totals.memory_s)
+    # The calibrated path's call: per-chip FLOPs (and bytes) kept, no times.
+    gemms = frozenset(OP[name] for name in ("q_proj", "k_proj", "v_proj", "out_proj", "gate_proj", "up_proj"))
+    elementwise = frozenset(OP[name] for name in ("attn_norm", "attn_add", "mlp_norm", "mlp_add"))
+    for totals_wanted in (True, False):
+        filled = []
+        for costs in (ops, plain):
+            unfilled = {name: np.full_like(ops.flops, np.nan) for name in ("flops", "weight_bytes")}
+            chip_ops = costs.replaced(**unfilled)
+            _, sums = chip_roofline(
+                costs, shares, d.hardware, scale, chip_ops=chip_ops, times=False, totals=totals_wanted,
+                flops_only=gemms, kept=frozenset({"flops", "weight_bytes"}), bytes_only=elementwise,
+            )  # fmt: skip
+            kept_rows = sorted(present - gemms) if totals_wanted else sorted(present - gemms - elementwise)
+            filled.append((chip_ops.flops, chip_ops.weight_bytes, chip_ops.bytes[kept_rows], sums))
+        for mine, theirs in zip(filled[0][:3], filled[1][:3], strict=True):
+            np.testing.assert_array_equal(mine, theirs)
+        if totals_wanted:
+            np.testing.assert_array_equal(filled[0][3].compute_s, filled[1][3].compute_s)
+            np.testing.assert_array_equal(filled[0][3].memory_s, filled[1][3].memory_s)
