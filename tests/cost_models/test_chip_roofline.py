@@ -81,16 +81,24 @@ def _deployments(chip_name: str, n: int, seed: int, engine: bool):
     )
 
 
-@pytest.mark.parametrize(("chip", "engine"), [("tpu-v4", False), ("h200", True), ("h100-sxm", False)])
-@pytest.mark.parametrize("phase", ["prefill", "decode"])
-def test_slot_by_slot_roofline_is_the_whole_array_one_bit_for_bit(chip, engine, phase):
-    d = _deployments(chip, 400, seed=len(chip) + (phase == "decode"), engine=engine)
+def _phase(chip: str, seed: int, engine: bool, phase: str):
+    """400 drawn deployments on ``chip`` and one phase's inputs to the per-chip roofline: the
+    deployments, their rank view, the stage configurations at that phase, the sharding plans, the
+    KV ways and the new tokens per sequence."""
+    d = _deployments(chip, 400, seed=seed, engine=engine)
     view = rank_view(d)
     configs = stage_configs(view.inference_configs("prefill", d.prompt_len), d.pipeline_parallel)
     plans, kv_ways = sharding_plans(view, configs), kv_ways_by_phase(view)
     if phase == "decode":
         configs = configs.at_phase(DECODE, d.prompt_len + (d.gen_len - 1.0) / 2.0)
     tokens = d.prompt_len if phase == "prefill" else np.ones(len(d))
+    return d, view, configs, plans, kv_ways, tokens
+
+
+@pytest.mark.parametrize(("chip", "engine"), [("tpu-v4", False), ("h200", True), ("h100-sxm", False)])
+@pytest.mark.parametrize("phase", ["prefill", "decode"])
+def test_slot_by_slot_roofline_is_the_whole_array_one_bit_for_bit(chip, engine, phase):
+    d, view, configs, plans, kv_ways, tokens = _phase(chip, len(chip) + (phase == "decode"), engine, phase)
     ops = operator_costs(configs)
     layouts, sharded = view.ffn_layout(phase), view.batch_sharded_attention(phase)
     scale = expert_scale(configs, d.data_parallel, d.expert_parallel, tokens)
@@ -192,13 +200,7 @@ def test_twin_slots_copied_are_the_slots_computed_bit_for_bit(chip, engine, phas
     # Slots built with another's arguments (OperatorCosts.same_rows: k_proj = v_proj, ...) have
     # their per-chip numbers copied from that slot (deployment._twin_slots); the same costs
     # without that record (OperatorCosts.replaced drops it) are computed slot by slot.
-    d = _deployments(chip, 400, seed=7 + len(chip) + (phase == "decode"), engine=engine)
-    view = rank_view(d)
-    configs = stage_configs(view.inference_configs("prefill", d.prompt_len), d.pipeline_parallel)
-    plans, kv_ways = sharding_plans(view, configs), kv_ways_by_phase(view)
-    if phase == "decode":
-        configs = configs.at_phase(DECODE, d.prompt_len + (d.gen_len - 1.0) / 2.0)
-    tokens = d.prompt_len if phase == "prefill" else np.ones(len(d))
+    d, view, configs, plans, kv_ways, tokens = _phase(chip, 7 + len(chip) + (phase == "decode"), engine, phase)
     ops = operator_costs(configs)
     plain = ops.replaced()
     assert ops.same_rows() and not plain.same_rows()
