@@ -20,6 +20,12 @@ from scipy.optimize import least_squares
 from cost_models.efficiency import FitSpec
 
 F_SCALE = 0.05  # soft_l1 knee: residuals beyond ~5% in log count linearly, not squared
+#: Share of a parameter's span (in its fitted units, log10 where log) within which a solution is
+#: taken to sit on that bound (fit: the value is set to the FitSpec bound itself): a tenth of what
+#: the fit's diagnosis already calls "at its bound" (1e-3). least_squares stops 1e-16 to 1e-5 of
+#: the span inside a bound it presses on (NCCL small_overlap_power 1 + 2e-16 to 1 + 6e-6); moving
+#: it onto the bound changes the predictions by < 1e-4 relative.
+BOUND_SNAP = 1e-4
 
 
 @dataclass
@@ -90,6 +96,17 @@ def fit(
         solutions = kept or solutions
     best = min(solutions, key=lambda result: result.cost)
     values = _from_x(specs, best.x)
+    # A parameter the solver left at a bound (within BOUND_SNAP of its span: least_squares stops
+    # a hair inside, e.g. 1 + 2e-11 for a bound of 1) is its bound exactly, as its FitSpec has it:
+    # bounds like small_overlap_power's 1 (the plain sum) or l2_steepness's 4 are the model
+    # without the term, which the model evaluates without the term's powers (5.3 ms of a
+    # calibrated estimate went to NCCL fits at 1 + 2e-11: docs/benchmarks.md round 11).
+    _, lo, hi = _to_x(specs, {})
+    for (name, spec), v, low, high in zip(specs.items(), best.x, lo, hi, strict=True):
+        if v - low <= BOUND_SNAP * (high - low):
+            values[name] = float(spec.low)
+        elif high - v <= BOUND_SNAP * (high - low):
+            values[name] = float(spec.high)
     notes: list[str] = []
     if diagnose:
         _, lo, hi = _to_x(specs, {})

@@ -272,6 +272,26 @@ def test_fit_keeps_the_lowest_cost_admissible_solution_of_its_starts():
     assert none.values == free.values
 
 
+def test_fit_puts_a_parameter_the_solver_leaves_at_a_bound_on_the_bound_exactly():
+    from cost_models.efficiency import FitSpec
+    from tuner.fitting import fit
+
+    # measured = x: a power p >= 1 of x fits best at p = 1, its lower bound; measured = 2x: a
+    # scale in [0.1, 1] at its upper bound 1. least_squares stops a hair inside (here 1 + 2e-5
+    # and 1 - 2e-9; NCCL profiles' p 1 + 2e-16 to 1 + 6e-6); the fit returns the bounds
+    # themselves (log and linear specs), so a model that skips the power at p == 1 skips it. An
+    # interior optimum is left alone.
+    x = np.array([2.0, 3.0, 5.0, 7.0, 11.0])
+    power = {"p": FitSpec(1.0, 8.0, log=True, start=1.5)}
+    assert fit(power, lambda v, idx: x[idx] ** v["p"], x).values == {"p": 1.0}
+    scale = {"scale": FitSpec(0.1, 1.0, start=0.5)}
+    assert fit(scale, lambda v, idx: v["scale"] * x[idx], 2.0 * x).values == {"scale": 1.0}
+    specs = power | scale
+    inside = fit(specs, lambda v, idx: v["scale"] * x[idx] ** v["p"], 0.5 * x**2)
+    assert inside.values["p"] == pytest.approx(2.0, rel=1e-6) and 1.0 < inside.values["p"]
+    assert inside.values["scale"] == pytest.approx(0.5, rel=1e-6)
+
+
 def test_prefill_specs_fit_a_kernel_speed_per_head_dim_seen_in_two_shapes():
     from tuner.calibrate import prefill_specs
 
