@@ -47,7 +47,15 @@ from cost_models.moe import DEFAULT_IMBALANCE, experts_woken, tokens_per_expert
 from cost_models.moe_kernel_time import moe_kernel_params, routed_expert_time_s
 from cost_models.operators import EXPERT_PROJECTIONS, OP, OperatorCosts, window_share
 from cost_models.partitioning import GEMM_AXES, ShardingPlan, attention_split, gemm_shapes_per_chip
-from cost_models.topology import Network, SwitchedNetwork, TorusNetwork, _Groups, group_size, switched_groups
+from cost_models.topology import (
+    LastMeshCache,
+    Network,
+    SwitchedNetwork,
+    TorusNetwork,
+    _Groups,
+    group_size,
+    switched_groups,
+)
 
 #: Operators run as bandwidth-bound kernels (Kim et al.'s "non-linear" and elementwise rows).
 ELEMENTWISE_OPS = ("attn_norm", "attn_add", "mlp_norm", "mlp_act", "router", "expert_act", "mlp_add")
@@ -869,7 +877,7 @@ class CalibratedNetwork(Network):
         self.spec = spec
         self.profile = profile
         # The last mesh seen and its _RowSplit per axes.
-        self._splits: tuple[np.ndarray, dict[str, _RowSplit]] | None = None
+        self._splits: LastMeshCache[_RowSplit] = LastMeshCache()
 
     def legal_meshes(self, chips: int) -> list[tuple[int, int, int]]:
         return self.base.legal_meshes(chips)
@@ -935,13 +943,7 @@ class CalibratedNetwork(Network):
     def _split(self, mesh: np.ndarray, axes: str) -> _RowSplit:
         """The :class:`_RowSplit` of ``mesh`` over ``axes``, cached per axes for the last mesh
         seen (compared by value), as the network model caches its group geometry."""
-        cached = self._splits
-        if cached is None or cached[0].shape != mesh.shape or not np.array_equal(cached[0], mesh):
-            cached = self._splits = (mesh.copy(), {})
-        split = cached[1].get(axes)
-        if split is None:
-            split = cached[1][axes] = _RowSplit(self.spec, mesh, axes)
-        return split
+        return self._splits.get(mesh, axes, lambda seen: _RowSplit(self.spec, seen, axes))
 
     def _whole_time_s(self, kind, measured_kind, implementation, table, bytes_per_chip, mesh, axes):
         """The network model on every row, then the measured collective on the rows inside a domain."""

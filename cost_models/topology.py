@@ -13,9 +13,10 @@ Vectorized: meshes are (n, 3) arrays, bytes are (n,) arrays, one entry per confi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import numpy as np
 
@@ -98,6 +99,30 @@ DISTINCT_MESH_SHARE = 0.5
 #: Bits of each axis length in :func:`mesh_classes`' key: three whole lengths under 2^17 packed
 #: into 51 bits, exact in a float64's 53-bit significand.
 _MESH_KEY_BITS = 17
+
+
+_Value = TypeVar("_Value")
+
+
+class LastMeshCache(Generic[_Value]):
+    """Values built from one mesh array (n, 3), by key, for the last mesh seen: a layer's
+    collectives share one mesh and a few axis sets, so what depends only on them is built once,
+    not per collective. The mesh is compared by value and kept as a copy (a caller may change its
+    array in place), and ``build`` gets that copy."""
+
+    def __init__(self) -> None:
+        self._mesh: np.ndarray | None = None
+        self._values: dict[str, _Value] = {}
+
+    def get(self, mesh: np.ndarray, key: str, build: Callable[[np.ndarray], _Value]) -> _Value:
+        seen = self._mesh
+        if seen is None or seen.shape != mesh.shape or not np.array_equal(seen, mesh):
+            seen = self._mesh = mesh.copy()
+            self._values = {}
+        value = self._values.get(key)
+        if value is None:
+            value = self._values[key] = build(seen)
+        return value
 
 
 def mesh_classes(mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -348,19 +373,13 @@ class SwitchedNetwork(Network):
     def __init__(self, spec: SwitchedInterconnect, network_efficiency: float = 1.0) -> None:
         self.spec = spec
         self.efficiency = network_efficiency
-        self._cache: tuple[np.ndarray, dict[str, _Groups]] | None = None
+        self._groups_cache: LastMeshCache[_Groups] = LastMeshCache()
 
     def _groups(self, mesh: np.ndarray, axes: str) -> _Groups:
         """The group geometry over ``axes`` (:class:`_Groups`), (n,) arrays. Cached per axes for
         the last mesh seen (compared by value): a layer's collectives share one mesh and a few
         axis sets, so the terms that depend only on them are computed once, not per collective."""
-        cached = self._cache
-        if cached is None or cached[0].shape != mesh.shape or not np.array_equal(cached[0], mesh):
-            cached = self._cache = (mesh.copy(), {})
-        groups = cached[1].get(axes)
-        if groups is None:
-            groups = cached[1][axes] = switched_groups(self.spec, mesh, axes)
-        return groups
+        return self._groups_cache.get(mesh, axes, lambda seen: switched_groups(self.spec, seen, axes))
 
     def legal_meshes(self, chips: int) -> list[tuple[int, int, int]]:
         domain = self.spec.domain_size
