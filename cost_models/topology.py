@@ -112,16 +112,16 @@ class LastMeshCache(Generic[_Value]):
 
     def __init__(self) -> None:
         self._mesh: np.ndarray | None = None
-        self._values: dict[str, _Value] = {}
+        self._built: dict[str, _Value] = {}
 
     def get(self, mesh: np.ndarray, key: str, build: Callable[[np.ndarray], _Value]) -> _Value:
         seen = self._mesh
         if seen is None or seen.shape != mesh.shape or not np.array_equal(seen, mesh):
             seen = self._mesh = mesh.copy()
-            self._values = {}
-        value = self._values.get(key)
+            self._built = {}
+        value = self._built.get(key)
         if value is None:
-            value = self._values[key] = build(seen)
+            value = self._built[key] = build(seen)
         return value
 
 
