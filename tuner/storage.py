@@ -176,8 +176,8 @@ def is_transient(error: BaseException) -> bool:
     if code:
         return str(code).startswith("08") or code in _TRANSIENT_SQLSTATES
     # No SQLSTATE: the driver failed below SQL (connection refused, reset or closed by the
-    # server). Callers retry only once the database has been used, so a wrong host or password
-    # still fails at once when the storage is opened.
+    # server). Only workers retry the first connection (open_storage's ``wait``), so a wrong host
+    # or password given to ``tuner search`` still fails at once.
     return isinstance(cause, (sa_exc.OperationalError, sa_exc.InterfaceError))
 
 
@@ -321,11 +321,15 @@ def with_installed_driver(url: str) -> str:
     return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
 
 
-def open_storage(url: str, *, create: bool = True) -> RDBStorage:
+def open_storage(url: str, *, create: bool = True, wait: bool = False) -> RDBStorage:
     """An Optuna RDB storage for any SQLAlchemy URL; unusable ones become :class:`StorageError`.
 
     ``create=False`` (for commands that only read) refuses a SQLite file that does not exist
-    instead of creating an empty database.
+    instead of creating an empty database. ``wait=True`` (``tuner worker``) retries a transient
+    error of the first connection like every later one (:func:`with_retries`: one line at once,
+    then up to :data:`RETRY_FOR_S`): a worker started while its server restarts, or before it is
+    up, waits for it. Without it a server that cannot be reached fails at once, for a mistyped
+    host or port is far likelier at a terminal than a restart.
     """
     if not isinstance(url, str) or "://" not in url:
         raise StorageError(
@@ -357,6 +361,17 @@ def open_storage(url: str, *, create: bool = True) -> RDBStorage:
                 else "use a path in a writable directory",
                 environment=error.errno != errno.ENAMETOOLONG,
             ) from None
+    try:
+        return with_retries(lambda: _connect(url, path, create), url) if wait else _connect(url, path, create)
+    except StorageError:
+        raise
+    except Exception as error:
+        raise storage_error(error, url) from None
+
+
+def _connect(url: str, path: str | None, create: bool) -> RDBStorage:
+    """:func:`open_storage`'s connection; database errors propagate as they are (the caller
+    decides whether to retry them and makes them one line)."""
     for attempt in range(_OPEN_ATTEMPTS):
         try:
             # Several workers may open a new SQLite file at once: one creates the schema at a
@@ -379,7 +394,7 @@ def open_storage(url: str, *, create: bool = True) -> RDBStorage:
             if _is_creation_race(error) and attempt + 1 < _OPEN_ATTEMPTS:
                 time.sleep(min(0.1 * 2**attempt, 2.0))
                 continue
-            raise storage_error(error, url) from None
+            raise
     raise RuntimeError("unreachable: the last attempt raises")
 
 

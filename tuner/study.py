@@ -70,8 +70,10 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 def run_worker(spec: StudySpec | dict, storage_url: str, share: int | None = None, **kwargs: Any) -> SearchResult:
     """One of many processes adding trials to one study (``tuner worker``): it joins the study
     (or creates it), adds trials until it has added ``share`` or the study holds its budget, and
-    writes after every batch so the budget it sees is current."""
-    return run_search(spec, storage_url, share=share, flush_interval_s=0.0, **kwargs)
+    writes after every batch so the budget it sees is current. It waits for a database server
+    that is restarting or not up yet when it starts, as it does later (:func:`open_storage`'s
+    ``wait``)."""
+    return run_search(spec, storage_url, share=share, flush_interval_s=0.0, wait_for_database=True, **kwargs)
 
 
 @dataclass
@@ -116,9 +118,10 @@ def _spec_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return changes
 
 
-def open_study(spec: StudySpec, storage_url: str, compiled: CompiledStudy):
-    """Create the study, or resume it after checking its stored spec is the same."""
-    storage = open_storage(storage_url)
+def open_study(spec: StudySpec, storage_url: str, compiled: CompiledStudy, *, wait: bool = False):
+    """Create the study, or resume it after checking its stored spec is the same (``wait``: see
+    :func:`tuner.storage.open_storage`)."""
+    storage = open_storage(storage_url, wait=wait)
     with storage_errors(storage_url):
         # Workers keep going through a database restart (tuner.storage.with_retries).
         study = with_retries(lambda: _create_or_check(spec, storage, storage_url, compiled), storage_url)
@@ -273,6 +276,7 @@ def run_search(
     on_progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     store_all: bool = True,
+    wait_for_database: bool = False,
 ) -> SearchResult:
     """Run (or resume) a study until it holds ``trials`` trials or ``timeout_s`` passes.
 
@@ -283,6 +287,7 @@ def run_search(
     and SIGTERM); a ``KeyboardInterrupt`` stops too. Either way finished trials are written, and
     the result says it was interrupted. ``store_all=False`` (the exhaustive sampler only) stores
     the exact front and a small sample instead of every candidate (:mod:`tuner.exhaustive`).
+    ``wait_for_database`` retries the first connection too (:func:`tuner.storage.open_storage`).
     """
     stop = should_stop or (lambda: False)
     spec = spec if isinstance(spec, StudySpec) else parse_spec(spec)
@@ -305,7 +310,7 @@ def run_search(
             "drop --no-store-all, or use --sampler exhaustive",
         )  # fmt: skip
     budget = trials if trials is not None else spec.trials
-    storage, stored = open_study(spec, storage_url, compiled)
+    storage, stored = open_study(spec, storage_url, compiled, wait=wait_for_database)
     study_id = with_retries(lambda: storage.get_study_id_from_name(stored.study_name), storage_url)
     fmt = TrialFormat(compiled, stored.user_attrs)
     if fmt.compact and sampler_name in ("random", "exhaustive", "nsga2"):

@@ -8,6 +8,7 @@ PostgreSQL binaries are installed; in CI (``CI`` set) it fails instead.
 from __future__ import annotations
 
 import os
+import selectors
 import subprocess
 import time
 import uuid
@@ -102,3 +103,45 @@ def test_a_server_restart_costs_no_worker_and_the_budget_is_exact(tmp_path: Path
     assert sum(int(out.split("added ")[1].split()[0]) for out, _, _ in results) == budget
     _check_study(restartable_url, budget)
     assert optuna.load_study(study_name=SPEC["name"], storage=restartable_url).user_attrs["spec_hash"]
+
+
+def _first_stderr_line(process: subprocess.Popen, timeout_s: float) -> str:
+    """The first line the process writes on stderr, or "" if none comes within the timeout."""
+    assert process.stderr is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stderr, selectors.EVENT_READ)
+        return process.stderr.readline() if selector.select(timeout=timeout_s) else ""
+
+
+def test_a_worker_started_while_the_server_is_down_waits_for_it(tmp_path: Path, restartable_url: str) -> None:
+    """A worker started by a scheduler while its server restarts (or before it is up) waits for
+    it (``tuner.storage.open_storage(wait=True)``) instead of dying at its first connection: the
+    restart test above failed in 2 of 3 CI runs when one worker was still starting."""
+    name = f"waiting_{uuid.uuid4().hex[:6]}"
+    spec = _write_spec(tmp_path, name=name, trials=200)
+    _pg_ctl("-m", "fast", "stop")
+    restarted = False
+    worker: subprocess.Popen | None = None
+    try:
+        worker = subprocess.Popen(
+            [*TUNER, "worker", str(spec), "--storage", restartable_url, "--seed", "7"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        first = _first_stderr_line(worker, timeout_s=120)
+        _start_server()
+        restarted = True
+        out, rest = worker.communicate(timeout=180)
+    finally:
+        if not restarted:
+            _start_server()
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+    err = first + rest
+    assert "unavailable" in first and "retrying for up to" in first, err  # said at once, in one line
+    assert worker.returncode == 0, err
+    assert err.count("retrying for up to") == 1 and "Traceback" not in err
+    assert "added 200 trials" in out
+    assert len(optuna.load_study(study_name=name, storage=restartable_url).get_trials(deepcopy=False)) == 200
