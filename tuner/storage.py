@@ -188,12 +188,15 @@ RETRY_FOR_S = 120.0
 _FIRST_WAIT_S, _LONGEST_WAIT_S = 0.1, 5.0
 
 
-def with_retries(action: Callable[[], T], url: str, *, patience_s: float = RETRY_FOR_S) -> T:
+def with_retries(
+    action: Callable[[], T], url: str, *, patience_s: float = RETRY_FOR_S, stop: Callable[[], bool] | None = None
+) -> T:
     """``action()``, run again after transient database errors with bounded exponential backoff
     for up to ``patience_s``; the first failure of an episode prints one line on stderr. The
-    action must be a whole transaction (a retry runs all of it again). Other errors, and a
-    transient one that outlasts the patience, propagate (:func:`storage_errors` makes them one
-    line)."""
+    action must be a whole transaction (a retry runs all of it again). Other errors, a transient
+    one that outlasts the patience, and one met once ``stop()`` is true (a command told to stop
+    by a signal while it waits: :mod:`tuner.signals`) propagate (:func:`storage_errors` makes
+    them one line)."""
     began: float | None = None
     attempt = 0
     while True:
@@ -211,7 +214,7 @@ def with_retries(action: Callable[[], T], url: str, *, patience_s: float = RETRY
                     file=sys.stderr,
                     flush=True,
                 )
-            if now - began >= patience_s:
+            if now - began >= patience_s or (stop is not None and stop()):
                 raise
             time.sleep(min(_FIRST_WAIT_S * 2**attempt, _LONGEST_WAIT_S, max(0.0, began + patience_s - now)))
             attempt += 1
@@ -321,15 +324,17 @@ def with_installed_driver(url: str) -> str:
     return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
 
 
-def open_storage(url: str, *, create: bool = True, wait: bool = False) -> RDBStorage:
+def open_storage(
+    url: str, *, create: bool = True, wait: bool = False, stop: Callable[[], bool] | None = None
+) -> RDBStorage:
     """An Optuna RDB storage for any SQLAlchemy URL; unusable ones become :class:`StorageError`.
 
     ``create=False`` (for commands that only read) refuses a SQLite file that does not exist
     instead of creating an empty database. ``wait=True`` (``tuner worker``) retries a transient
     error of the first connection like every later one (:func:`with_retries`: one line at once,
     then up to :data:`RETRY_FOR_S`): a worker started while its server restarts, or before it is
-    up, waits for it. Without it a server that cannot be reached fails at once, for a mistyped
-    host or port is far likelier at a terminal than a restart.
+    up, waits for it, until ``stop()`` (a signal). Without it a server that cannot be reached
+    fails at once, for a mistyped host or port is far likelier at a terminal than a restart.
     """
     if not isinstance(url, str) or "://" not in url:
         raise StorageError(
@@ -362,7 +367,9 @@ def open_storage(url: str, *, create: bool = True, wait: bool = False) -> RDBSto
                 environment=error.errno != errno.ENAMETOOLONG,
             ) from None
     try:
-        return with_retries(lambda: _connect(url, path, create), url) if wait else _connect(url, path, create)
+        if wait:
+            return with_retries(lambda: _connect(url, path, create), url, stop=stop)
+        return _connect(url, path, create)
     except StorageError:
         raise
     except Exception as error:

@@ -118,13 +118,15 @@ def _spec_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return changes
 
 
-def open_study(spec: StudySpec, storage_url: str, compiled: CompiledStudy, *, wait: bool = False):
-    """Create the study, or resume it after checking its stored spec is the same (``wait``: see
-    :func:`tuner.storage.open_storage`)."""
-    storage = open_storage(storage_url, wait=wait)
+def open_study(
+    spec: StudySpec, storage_url: str, compiled: CompiledStudy, *, wait: bool = False, stop: Callable[[], bool]
+):
+    """Create the study, or resume it after checking its stored spec is the same (``wait`` and
+    ``stop``: see :func:`tuner.storage.open_storage`)."""
+    storage = open_storage(storage_url, wait=wait, stop=stop)
     with storage_errors(storage_url):
         # Workers keep going through a database restart (tuner.storage.with_retries).
-        study = with_retries(lambda: _create_or_check(spec, storage, storage_url, compiled), storage_url)
+        study = with_retries(lambda: _create_or_check(spec, storage, storage_url, compiled), storage_url, stop=stop)
     return storage, study
 
 
@@ -310,7 +312,14 @@ def run_search(
             "drop --no-store-all, or use --sampler exhaustive",
         )  # fmt: skip
     budget = trials if trials is not None else spec.trials
-    storage, stored = open_study(spec, storage_url, compiled, wait=wait_for_database)
+    try:
+        storage, stored = open_study(spec, storage_url, compiled, wait=wait_for_database, stop=stop)
+    except StorageError:
+        if not stop():
+            raise
+        # A signal while the study was being opened (a worker waiting for its server): nothing
+        # was written, and the command says how to go on as after any interrupted search.
+        return SearchResult(spec.name, storage_url, 0, 0, True, 0.0, calibration_name(compiled))
     study_id = with_retries(lambda: storage.get_study_id_from_name(stored.study_name), storage_url)
     fmt = TrialFormat(compiled, stored.user_attrs)
     if fmt.compact and sampler_name in ("random", "exhaustive", "nsga2"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import signal
 import subprocess
 import time
 import uuid
@@ -145,3 +146,33 @@ def test_a_worker_started_while_the_server_is_down_waits_for_it(tmp_path: Path, 
     assert err.count("retrying for up to") == 1 and "Traceback" not in err
     assert "added 200 trials" in out
     assert len(optuna.load_study(study_name=name, storage=restartable_url).get_trials(deepcopy=False)) == 200
+
+
+def test_a_worker_waiting_for_its_server_stops_on_sigterm(tmp_path: Path, restartable_url: str) -> None:
+    """SIGTERM (a scheduler cancelling the job) stops a worker that waits for its server at
+    once, exit 143, rather than after the 120 s of retries: it holds nothing to write."""
+    spec = _write_spec(tmp_path, name=f"cancelled_{uuid.uuid4().hex[:6]}", trials=200)
+    _pg_ctl("-m", "fast", "stop")
+    worker: subprocess.Popen | None = None
+    try:
+        worker = subprocess.Popen(
+            [*TUNER, "worker", str(spec), "--storage", restartable_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        first = _first_stderr_line(worker, timeout_s=120)
+        assert "retrying for up to" in first, first
+        sent = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        out, rest = worker.communicate(timeout=60)
+        waited_s = time.monotonic() - sent
+    finally:
+        _start_server()
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 143, first + rest
+    assert waited_s < 15  # one backoff step (at most 5 s), not the 120 s of patience
+    assert "start the worker again" in rest and "Traceback" not in rest
+    assert "added 0 trials" in out

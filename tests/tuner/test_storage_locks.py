@@ -183,3 +183,21 @@ def test_retries_give_up_after_their_patience(capsys: pytest.CaptureFixture[str]
         with_retries(lambda: engine.connect(), "postgresql+psycopg2://nobody@127.0.0.1:1/none", patience_s=0.5)
     assert time.monotonic() - started < 5
     assert "127.0.0.1:1/none unavailable" in _one_line(capsys.readouterr().err)
+
+
+def test_retries_stop_when_the_command_is_told_to_stop(capsys: pytest.CaptureFixture[str]) -> None:
+    """A signal while a worker waits for its server (``stop()`` true): the error propagates after
+    the first failure, not after the patience, and the attempts stop."""
+    pytest.importorskip("psycopg2", reason="pip install -e '.[postgres]' for the PostgreSQL driver")
+    url = "postgresql+psycopg2://nobody@127.0.0.1:1/none"  # nothing listens on port 1
+    engine = sa.create_engine(url)
+    tries: list[float] = []
+
+    def connect() -> object:
+        tries.append(time.monotonic())
+        return engine.connect()
+
+    with pytest.raises(sa.exc.OperationalError):
+        with_retries(connect, url, patience_s=60.0, stop=lambda: len(tries) >= 2)
+    assert len(tries) == 2  # one retry, then the stop request is seen
+    assert "127.0.0.1:1/none unavailable" in _one_line(capsys.readouterr().err)
