@@ -22,10 +22,13 @@ import pytest
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.topology import (
+    AXIS_INDEX,
     SwitchedNetwork,
     TorusNetwork,
+    group_size,
     network_for,
     parse_mesh,
+    switched_groups,
 )
 
 REL = 1e-9
@@ -359,6 +362,49 @@ def test_switched_is_vectorized_per_configuration(a100):
         1e9 / 16 / 25e9 + 1e9 * 7 / 8 / 300e9 + 14e-6 + 5e-6,
     ]
     np.testing.assert_allclose(got, expected, rtol=REL)
+
+
+def _groups_from_ones(spec, mesh: np.ndarray, axes: str) -> dict[str, np.ndarray]:
+    """The group terms as first written (products from ones, each term from its own
+    difference): switched_groups reorders its passes and must keep these numbers bit for bit."""
+    strides = {"x": lambda: mesh[:, 1] * mesh[:, 2], "y": lambda: mesh[:, 2], "z": lambda: 1.0}
+    inside = np.ones(mesh.shape[0])
+    k = np.ones(mesh.shape[0])
+    for axis in axes:
+        length = mesh[:, AXIS_INDEX[axis]]
+        inside = inside * np.minimum(length, np.maximum(1.0, np.floor(spec.domain_size / strides[axis]())))
+        k = k * length
+    domains = k / inside
+    return {
+        "inside": inside,
+        "k": k,
+        "domains_minus_one": domains - 1.0,
+        "inside_minus_one": inside - 1.0,
+        "k_minus_inside": k - inside,
+        "domain_latency_s": (inside - 1.0) * spec.domain_latency_s,
+        "network_latency_s": (domains - 1.0) * spec.network_latency_s,
+        "several": k > 1,
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int64])
+def test_switched_groups_are_the_products_from_ones_bit_for_bit(dtype):
+    # Lengths that fill a domain, split it unevenly (3, 6, 12 against 8) and cross it, over every
+    # axis set; the geometry with and without the group sizes given.
+    spec = get_hardware("h100-sxm").interconnect
+    lengths = [1, 2, 3, 4, 6, 8, 12, 16]
+    mesh = np.array([(x, y, z) for x in lengths for y in lengths for z in lengths], dtype=dtype)
+    for axes in ("", "x", "y", "z", "xy", "xz", "yz", "xyz"):
+        expected = _groups_from_ones(spec, mesh, axes)
+        sizes = group_size(mesh, axes)
+        assert sizes.dtype == np.float64
+        assert np.array_equal(sizes.view(np.uint64), expected["k"].view(np.uint64)), axes
+        for given in (None, sizes):
+            got = switched_groups(spec, mesh, axes, given)
+            for name, value in expected.items():
+                array = getattr(got, name)
+                assert array.dtype == value.dtype, (axes, name)
+                assert np.array_equal(array.view(np.uint8), value.view(np.uint8)), (axes, name)
 
 
 # --- parse_mesh --------------------------------------------------------------------------------------
