@@ -50,9 +50,9 @@ from cost_models.partitioning import GEMM_AXES, ShardingPlan, attention_split, g
 from cost_models.topology import (
     LastMeshCache,
     Network,
+    SwitchedGroups,
     SwitchedNetwork,
     TorusNetwork,
-    _Groups,
     group_size,
     switched_groups,
 )
@@ -948,7 +948,7 @@ class CalibratedNetwork(Network):
     def _whole_time_s(self, kind, measured_kind, implementation, table, bytes_per_chip, mesh, axes):
         """The network model on every row, then the measured collective on the rows inside a domain."""
         # The group sizes: cached with the network model's geometry (the same product) when it has it.
-        k = self.base._groups(mesh, axes).k if isinstance(self.base, SwitchedNetwork) else group_size(mesh, axes)
+        k = self.base.groups(mesh, axes).k if isinstance(self.base, SwitchedNetwork) else group_size(mesh, axes)
         moves = bytes_per_chip > 0
         inside = np.flatnonzero((k > 1) & (k <= self.spec.domain_size) & moves)
         if not len(inside):
@@ -993,8 +993,8 @@ class _RowSplit:
         #: then times every row (its numbers elementwise; the rows of a group of one are 0 in it
         #: as here, the measured rows are overwritten), with no gather of the bytes and no
         #: scatter of the seconds.
-        self.every_groups: _Groups | None = None
-        self.across_groups: _Groups | None = None
+        self.every_groups: SwitchedGroups | None = None
+        self.across_groups: SwitchedGroups | None = None
         if len(self.across) >= _EVERY_ROW_SHARE * len(k):
             self.every_groups = switched_groups(spec, mesh, axes, k)
         elif len(self.across):

@@ -325,7 +325,7 @@ def _legal_torus_meshes(chips: int, dims: int, max_chips: int) -> list[tuple[int
 
 
 @dataclass(frozen=True)
-class _Groups:
+class SwitchedGroups:
     """A switched network's collective groups over some axes of n meshes, and the terms of
     :meth:`SwitchedNetwork.collective_time_s` that depend on nothing else, (n,) each."""
 
@@ -339,9 +339,11 @@ class _Groups:
     several: np.ndarray  # k > 1: a group of one chip is free
 
 
-def switched_groups(spec: SwitchedInterconnect, mesh: np.ndarray, axes: str, k: np.ndarray | None = None) -> _Groups:
+def switched_groups(
+    spec: SwitchedInterconnect, mesh: np.ndarray, axes: str, k: np.ndarray | None = None
+) -> SwitchedGroups:
     """The collective groups over ``axes`` of the meshes ``mesh`` (n, 3) on a switched network
-    (:class:`_Groups`, uncached: :meth:`SwitchedNetwork._groups` caches it); ``k``: their
+    (:class:`SwitchedGroups`, uncached: :meth:`SwitchedNetwork.groups` caches it); ``k``: their
     :func:`group_size`, where the caller has it. Elementwise over the meshes, so the groups of
     some of them are those rows of the groups of all."""
     domain = float(spec.domain_size)
@@ -378,7 +380,7 @@ def switched_groups(spec: SwitchedInterconnect, mesh: np.ndarray, axes: str, k: 
     domains_minus_one = np.divide(k, inside)
     domains_minus_one -= 1.0
     inside_minus_one = inside - 1.0
-    return _Groups(
+    return SwitchedGroups(
         inside=inside,
         k=k,
         domains_minus_one=domains_minus_one,
@@ -403,10 +405,10 @@ class SwitchedNetwork(Network):
     def __init__(self, spec: SwitchedInterconnect, network_efficiency: float = 1.0) -> None:
         self.spec = spec
         self.efficiency = network_efficiency
-        self._groups_cache: LastMeshCache[_Groups] = LastMeshCache()
+        self._groups_cache: LastMeshCache[SwitchedGroups] = LastMeshCache()
 
-    def _groups(self, mesh: np.ndarray, axes: str) -> _Groups:
-        """The group geometry over ``axes`` (:class:`_Groups`), (n,) arrays. Cached per axes for
+    def groups(self, mesh: np.ndarray, axes: str) -> SwitchedGroups:
+        """The group geometry over ``axes`` (:class:`SwitchedGroups`), (n,) arrays. Cached per axes for
         the last mesh seen (compared by value): a layer's collectives share one mesh and a few
         axis sets, so the terms that depend only on them are computed once, not per collective."""
         return self._groups_cache.get(mesh, axes, lambda seen: switched_groups(self.spec, seen, axes))
@@ -423,11 +425,13 @@ class SwitchedNetwork(Network):
         return "all_gather" if kind == "reduce_scatter" else kind
 
     def collective_time_s(self, kind, bytes_per_chip, mesh, axes):
-        return self.collective_time_of_groups_s(kind, bytes_per_chip, self._groups(np.atleast_2d(mesh), axes))
+        return self.collective_time_of_groups_s(kind, bytes_per_chip, self.groups(np.atleast_2d(mesh), axes))
 
-    def collective_time_of_groups_s(self, kind: Collective, bytes_per_chip: np.ndarray, g: _Groups) -> np.ndarray:
-        """:meth:`collective_time_s` of groups already known (:meth:`_groups`, or some of its rows
-        by :meth:`_Groups.take`, with the bytes of those rows): elementwise, so each row's seconds
+    def collective_time_of_groups_s(
+        self, kind: Collective, bytes_per_chip: np.ndarray, g: SwitchedGroups
+    ) -> np.ndarray:
+        """:meth:`collective_time_s` of groups already known (:meth:`groups`, or some of its rows
+        by ``take``, with the bytes of those rows): elementwise, so each row's seconds
         are those of the whole call."""
         spec = self.spec
         # The expressions below, left to right, as in-place passes on one temporary (the same
