@@ -362,14 +362,15 @@ class _PartialSlot:
         if not len(cols):
             return
         index = cols if plan.index is None else plan.index.take(cols)
-        k = plan.distinct_gemm_k[self.shape_row].take(index)
-        n = plan.distinct_gemm_n[self.shape_row].take(index)
+        distinct_k, distinct_n = plan.distinct_gemm_k[self.shape_row], plan.distinct_gemm_n[self.shape_row]
+        k, n = distinct_k.take(index), distinct_n.take(index)
         # _PlanGemmShapes.block's operations on these configurations.
-        m = 2.0 * k
-        m *= n
+        twice_kn, no_matmul = _divisor_of_m(distinct_k, distinct_n)
+        m = chip_ops.flops[self.op].take(cols)
         with np.errstate(divide="ignore", invalid="ignore"):  # the rows without a matmul: 0 below
-            np.divide(chip_ops.flops[self.op].take(cols), m, out=m)
-        np.copyto(m, 0.0, where=~(k * n > 0))
+            np.divide(m, twice_kn.take(index), out=m)
+        if no_matmul is not None:
+            np.copyto(m, 0.0, where=no_matmul.take(index))
         seconds = np.empty((1, len(cols)))
         one = _DenseRows(np.zeros(1, dtype=np.intp), np.zeros(1, dtype=np.intp))
         _dense_gemm_times(seconds, (m[None], n[None], k[None]), formats.take(cols), hardware, profile, one)
@@ -470,19 +471,31 @@ def _dense_gemm_times_distinct(
     used_of: list[np.ndarray] = []
     kinds_of: list[int] = []
     shapes_of: list[np.ndarray] = []
+    kn_classes_of: list[np.ndarray] = []
     for j in range(len(rows_op)):
         kn_class, kn_shape = _pair_classes(source.k[j], source.n[j])
         kinds = len(kn_shape)
         if len(first) * kinds > _ID_TABLE_PER_CONFIG * count:
             return False
-        ids = config_class * kinds
-        ids += kn_class.take(shape_index)
-        seen = np.zeros(len(first) * kinds, dtype=bool)
-        seen[ids] = True
+        # A slot whose plan shapes fall in the same (k, n) classes as an earlier slot's (q and
+        # out, (d, h) and (h, d); a gated FFN's gate, up and down) has that slot's ids, the same
+        # operations on the same numbers: reused, not computed again over every configuration
+        # (in bench_estimate's decode 4 of 7 slots' ids computed).
+        for i, earlier in enumerate(kn_classes_of):
+            if kinds_of[i] == kinds and np.array_equal(earlier, kn_class):
+                ids, used = ids_of[i], used_of[i]
+                break
+        else:
+            ids = config_class * kinds
+            ids += kn_class.take(shape_index)
+            seen = np.zeros(len(first) * kinds, dtype=bool)
+            seen[ids] = True
+            used = np.flatnonzero(seen)
         ids_of.append(ids)
-        used_of.append(np.flatnonzero(seen))
+        used_of.append(used)
         kinds_of.append(kinds)
         shapes_of.append(kn_shape)
+        kn_classes_of.append(kn_class)
     # The distinct GEMMs, slot after slot, as one row of (m, n, k): an id's inputs are its class's
     # first configuration's FLOPs and format (equal bits in every configuration of the class) and
     # its (k, n) class's first plan shape (equal widths in every shape of the class).
@@ -587,18 +600,34 @@ class _PlanGemmShapes:
         self.n = plan.distinct_gemm_n[dense_rows.shape]
         self.index = plan.index
         self.op_rows = dense_rows.op
+        self.twice_kn, self.no_matmul = _divisor_of_m(self.k, self.n)
 
     def block(self, chosen: slice | np.ndarray) -> GemmShapes:
         index = chosen if self.index is None else self.index[chosen]
-        k, n = (a[:, index] if isinstance(index, slice) else a.take(index, axis=1) for a in (self.k, self.n))
+
+        def at(a: np.ndarray) -> np.ndarray:
+            return a[:, index] if isinstance(index, slice) else a.take(index, axis=1)
+
+        k, n = at(self.k), at(self.n)
         rows = self.op_rows if isinstance(chosen, slice) else self.op_rows[:, None]
-        flops = self.flops[rows, chosen]
-        m = 2.0 * k
-        m *= n
+        m = self.flops[rows, chosen]  # (a copy: rows is an index array)
         with np.errstate(divide="ignore", invalid="ignore"):  # the rows without a matmul: 0 below
-            np.divide(flops, m, out=m)
-        np.copyto(m, 0.0, where=~(k * n > 0))
+            np.divide(m, at(self.twice_kn), out=m)
+        if self.no_matmul is not None:
+            np.copyto(m, 0.0, where=at(self.no_matmul))
         return m, n, k
+
+
+def _divisor_of_m(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """For the plan's distinct (k, n): 2 k n, the divisor of m = FLOPs / (2 k n), and where k n
+    is not positive (no matmul there: m is 0), None where it is positive everywhere. Computed
+    once per distinct shape (~6,200 a slot) and gathered, where each configuration's GEMM
+    computed them from its own gathered k and n: the same operations on the same numbers, so
+    the same m bit for bit, with 5 of ~10 passes per GEMM before the kernel model fewer."""
+    twice_kn = 2.0 * k
+    twice_kn *= n
+    no_matmul = ~(k * n > 0)
+    return twice_kn, no_matmul if no_matmul.any() else None
 
 
 def _block_shapes(
