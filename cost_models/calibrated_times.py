@@ -21,7 +21,7 @@ import numpy as np
 
 from cost_models.calibration import CalibrationProfile
 from cost_models.distinct import repeated_rows, word_classes
-from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, DTYPE_NAMES, FP4, FP8, INT4, INT8
+from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, DTYPE_NAMES, FP4, FP8, INT4, INT8, lookup
 from cost_models.efficiency import (
     ACTIVATION_BYTES,
     COLLECTIVE_KINDS,
@@ -126,7 +126,7 @@ def calibrated_operator_times(
     if plan is not None and np.any(c.mla):
         gemm_shapes, plan = gemm_shapes_per_chip(chip_ops, plan), None
     # Weight matmuls, grouped by the engine's kernel format.
-    formats = _FORMAT_TABLE[c.weight_dtype, c.act_dtype]
+    formats = lookup(_FORMAT_TABLE, c.weight_dtype, c.act_dtype)  # (one gather axis fewer where one code)
     if not hardware.has_format(FP4):
         # No fp4 tensor cores (Hopper, Ampere, MI300): an fp4 x fp4 GEMM runs as the W4A8 kernels
         # engines ship there (fp4 weights upcast to fp8), i.e. the chip's fp8 GEMM, as the
@@ -186,7 +186,7 @@ def calibrated_operator_times(
     for op in UNFUSED_ATTENTION_OPS:
         i = OP[op]
         if anywhere[i]:
-            peak = hardware.peak_table()[chip_ops.compute_dtype[i]]
+            peak = lookup(hardware.peak_table(), chip_ops.compute_dtype[i])  # (filled where one code)
             # launch + max(bytes / bandwidth, FLOPs / peak), in place in the slot's row (addition
             # commutes bit for bit): no temporaries for the max and the sum, no copy.
             row = times[i]

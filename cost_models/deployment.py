@@ -34,7 +34,7 @@ from cost_models.calibration import (
 from cost_models.conventions import DEFAULT, CountingConvention
 from cost_models.deployments import PHASE_NAMES, Deployment, Deployments
 from cost_models.distinct import repeated_rows
-from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, dtype_name
+from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, dtype_name, lookup
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs
@@ -229,7 +229,7 @@ def chip_roofline(
         for seen, peak in peak_rows:
             if np.array_equal(seen, codes):
                 return peak
-        peak = np.take(peaks, codes)
+        peak = lookup(peaks, codes)  # np.take(peaks, codes)'s numbers (filled where one code)
         peak_rows.append((codes, peak))
         return peak
 
@@ -1014,7 +1014,7 @@ def estimate(
     c = whole_configs  # the whole model, for MFU (the tokens below are the whole batch's)
     # MFU against the peak of the format the weight matmuls run in (Pope et al. keep them in
     # bf16, so theirs is the bf16 peak; int8 x int8 on an H100 has twice that to use).
-    peak = d.hardware.peak_table()[COMBINE[d.weight_dtype, d.act_dtype]]
+    peak = lookup(d.hardware.peak_table(), lookup(COMBINE, d.weight_dtype, d.act_dtype))
     # MFU's numerator: the active block parameters (_active_block_params) and the lm_head's.
     block_params = every(_active_block_params(c))
     head_params = every(c.vocab * c.d_model)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal, cast
 import numpy as np
 
 from cost_models.conventions import DEFAULT, CountingConvention
-from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, INT8
+from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, INT8, lookup
 from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.model_counts import mla_attention_weights
 from cost_models.moe import experts_woken
@@ -743,8 +743,11 @@ def _compute_dtypes(c: InferenceConfigs, kv_dtype: np.ndarray, convention: Count
         )
         dtypes[:] = np.where(low, INT8, 0)
         return dtypes
-    weight_x_act = COMBINE[c.weight_dtype, c.act_dtype]
-    act_x_kv = COMBINE[c.act_dtype, kv_dtype]
+    # (dtypes.lookup: COMBINE[a, b]'s codes, filled where they are one code, not gathered)
+    # (as int8 once, the rows' own type: each row below is then a copy, not an int64 -> int8
+    # cast; codes 0..4, the same numbers)
+    weight_x_act = lookup(COMBINE, c.weight_dtype, c.act_dtype).astype(np.int8)
+    act_x_kv = lookup(COMBINE, c.act_dtype, kv_dtype).astype(np.int8)
     dtypes[:] = c.act_dtype  # elementwise operators
     for name in (*PROJECTIONS, "router", *EXPERT_PROJECTIONS, "lm_head"):
         dtypes[OP[name]] = weight_x_act

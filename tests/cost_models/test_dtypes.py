@@ -18,6 +18,7 @@ from cost_models.dtypes import (
     INT4,
     INT8,
     dtype_name,
+    lookup,
     parse_dtype,
 )
 from cost_models.errors import InvalidInputError
@@ -116,3 +117,37 @@ def test_calibrated_fp4_on_a_chip_without_fp4_runs_the_fp8_gemms() -> None:
 
 def test_calibrated_fp4_on_b200_uses_its_measured_nvfp4_gemm() -> None:
     assert _decode_s("b200", "fp4", "fp4") != pytest.approx(_decode_s("b200", "fp8", "fp8"), rel=0.05)
+
+
+def test_lookup_is_the_gather_bit_for_bit() -> None:
+    """dtypes.lookup fills where the codes pick one number and gathers elsewhere: the gather's
+    numbers, dtype and shape every time (signed zeros and NaNs by their bits), its IndexError for
+    a code out of range, numpy's negative indices."""
+    rng = np.random.default_rng(7)
+    cases = 0
+    for trial in range(3000):
+        n = int(rng.integers(0, 40))
+        if trial % 5 == 0:
+            table = np.full((5, 5), 2, dtype=np.int64)  # one number everywhere
+        elif trial % 3 == 0:
+            table = rng.choice([0.0, -0.0, 1.5, np.nan], (5, 5))
+        else:
+            table = rng.integers(0, 3, (5, 5))
+        # One or two distinct codes per array, some negative, some past the table's end.
+        a, b = (rng.choice(rng.integers(-6, 7, 2), n).astype(np.int8) for _ in range(2))
+        for args in ((table, a, b), (table[0], a)):
+            try:
+                want = args[0][tuple(args[1:])]
+            except IndexError:
+                with pytest.raises(IndexError):
+                    lookup(*args)
+                continue
+            got = lookup(*args)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            assert got.tobytes() == want.tobytes()
+            cases += 1
+    assert cases > 2000
+    # The fill: bench_estimate's draw (all bf16 activations, three weight formats).
+    weights = np.array([BF16, INT8, INT4] * 4, dtype=np.int8)
+    acts = np.full(12, BF16, dtype=np.int8)
+    assert lookup(COMBINE, weights, acts).tolist() == [BF16] * 12
