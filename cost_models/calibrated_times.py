@@ -661,7 +661,7 @@ def fused_attention_time_s(
     in. The ``fused_attention`` slot of :func:`calibrated_operator_times`, and the attention-only
     view of a serving iteration (cost_models.iteration)."""
     batch, heads, kv_heads = attention_split(c, chips, batch_sharded)
-    kv_bytes = BYTES_PER_ELEMENT[c.kv_dtype].astype(np.float64)
+    kv_bytes = lookup(BYTES_PER_ELEMENT, c.kv_dtype).astype(np.float64)
     decode = c.phase == DECODE
     head_dim, kv_heads, kv_bytes = _attention_kernel_shape(c, decode, kv_heads, kv_bytes)
     share = window_share(c)
@@ -736,7 +736,7 @@ def _mla_gemm_shapes(
     if not np.any(mla):
         return gemm_shapes
     m, n, k = (a.copy() for a in gemm_shapes)
-    wb = BYTES_PER_ELEMENT[c.weight_dtype]
+    wb = lookup(BYTES_PER_ELEMENT, c.weight_dtype)
     for op in ("q_proj", "k_proj", "v_proj"):
         row, i = _GEMM_ROW[op], OP[op]
         elements = chip_ops.weight_bytes[i] / wb

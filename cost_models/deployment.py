@@ -741,7 +741,7 @@ def moe_dispatch_s(
     moe = stage.moe_layers > 0
     out = np.zeros(len(stage))
     rank_tokens = stage.batch * np.broadcast_to(tokens_per_sequence, out.shape)
-    act_bytes = BYTES_PER_ELEMENT[stage.act_dtype]
+    act_bytes = lookup(BYTES_PER_ELEMENT, stage.act_dtype)
     rows = np.flatnonzero(moe & (ep > 1))  # each collective only on the rows that run it
     if len(rows):
         dispatch = ep_dispatch_bytes_per_chip(
@@ -771,7 +771,7 @@ def stage_send_s(
     staged = parallel.pipeline_parallel > 1
     if staged.any():
         tokens = stage.batch * tokens_per_sequence
-        data = tokens * stage.d_model * BYTES_PER_ELEMENT[stage.act_dtype] / parallel.tensor_parallel
+        data = tokens * stage.d_model * lookup(BYTES_PER_ELEMENT, stage.act_dtype) / parallel.tensor_parallel
         data = np.where(staged, data, 0.0)
     else:  # a single stage sends nothing (np.where's zeros)
         data = np.zeros(len(stage))
@@ -1328,7 +1328,7 @@ def _memory(
     pipeline's first stage holds only the one, its last only the other): at most one table over."""
     chips = d.chips
     dp = whole.data_parallel
-    weight_bytes = BYTES_PER_ELEMENT[d.weight_dtype]
+    weight_bytes = lookup(BYTES_PER_ELEMENT, d.weight_dtype)
     weights = np.maximum(
         *(
             # weight_bytes_per_chip of the phase's plan: its stored elements x the weights' bytes

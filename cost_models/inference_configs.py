@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, DTYPE_NAMES
+from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, DTYPE_NAMES, lookup
 from cost_models.errors import InvalidInputError
 from cost_models.model_counts import kv_bytes_per_token
 from cost_models.models import ModelSpec
@@ -82,7 +82,7 @@ class InferenceConfigs:
             self.layers,
             self.kv_heads,
             self.d_head,
-            BYTES_PER_ELEMENT[self.kv_dtype],
+            lookup(BYTES_PER_ELEMENT, self.kv_dtype),
             self.decoder,
             kv_lora_rank=self.kv_lora_rank,
             qk_rope_head_dim=self.qk_rope_head_dim,

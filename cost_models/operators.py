@@ -274,10 +274,10 @@ class _CostTable:
         #: Slots left unwritten (still zero) because no configuration has them.
         self.unwritten: set[int] = set()
         self.decode = c.phase == DECODE
-        self.wb = BYTES_PER_ELEMENT[c.weight_dtype]
-        self.ab = BYTES_PER_ELEMENT[c.act_dtype]
+        self.wb = lookup(BYTES_PER_ELEMENT, c.weight_dtype)
+        self.ab = lookup(BYTES_PER_ELEMENT, c.act_dtype)
         # K and V are cache entries in a decoder, plain activations in an encoder.
-        self.kvb = _where(c.decoder, BYTES_PER_ELEMENT[c.kv_dtype], self.ab)
+        self.kvb = _where(c.decoder, lookup(BYTES_PER_ELEMENT, c.kv_dtype), self.ab)
         self.B = c.batch
         # New tokens per sequence (np.where's numbers, without its pass where every
         # configuration is in one phase).
@@ -737,8 +737,8 @@ def _compute_dtypes(c: InferenceConfigs, kv_dtype: np.ndarray, convention: Count
     if convention.peak_selection == "all_operands_low_bit":
         # LLM-Viewer: int8 peak for everything only when no operand is wider than 8 bits.
         low = (
-            (BYTES_PER_ELEMENT[c.weight_dtype] <= 1)
-            & (BYTES_PER_ELEMENT[c.act_dtype] <= 1)
+            (lookup(BYTES_PER_ELEMENT, c.weight_dtype) <= 1)
+            & (lookup(BYTES_PER_ELEMENT, c.act_dtype) <= 1)
             & (BYTES_PER_ELEMENT[kv_dtype] <= 1)
         )
         dtypes[:] = np.where(low, INT8, 0)

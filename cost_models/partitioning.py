@@ -33,7 +33,7 @@ from typing import Literal, TypeVar, get_args
 import numpy as np
 
 from cost_models.distinct import repeated_rows
-from cost_models.dtypes import BYTES_PER_ELEMENT
+from cost_models.dtypes import BYTES_PER_ELEMENT, lookup
 from cost_models.inference_configs import InferenceConfigs
 from cost_models.model_counts import mla_attention_weights
 from cost_models.operators import OP, OPERATOR_NAMES, OperatorCosts
@@ -343,8 +343,8 @@ class Shapes:
             attn_in=dq + 2 * dkv,
             attn_mid=dq,
             layer_weights=c.d_model * (2 * dq + 2 * dkv) + (gated + 1.0) * c.d_model * stored_mid,
-            act_bytes=BYTES_PER_ELEMENT[c.act_dtype],
-            weight_bytes=BYTES_PER_ELEMENT[c.weight_dtype],
+            act_bytes=lookup(BYTES_PER_ELEMENT, c.act_dtype),
+            weight_bytes=lookup(BYTES_PER_ELEMENT, c.weight_dtype),
         )
 
 
@@ -1072,7 +1072,7 @@ def weight_bytes_per_chip(
     the embedding and (untied) the lm_head, each split as the layout's rules say (norm scales and
     biases are left out, as in the parameter count)."""
     plan = plan if plan is not None else sharding_plan(c, mesh, layout_codes)
-    return plan.stored_elements * BYTES_PER_ELEMENT[c.weight_dtype]
+    return plan.stored_elements * lookup(BYTES_PER_ELEMENT, c.weight_dtype)
 
 
 @dataclass(frozen=True)

@@ -151,3 +151,8 @@ def test_lookup_is_the_gather_bit_for_bit() -> None:
     weights = np.array([BF16, INT8, INT4] * 4, dtype=np.int8)
     acts = np.full(12, BF16, dtype=np.int8)
     assert lookup(COMBINE, weights, acts).tolist() == [BF16] * 12
+    # Scalar codes are indexed as given: numpy's scalar, not a 0-d array.
+    assert type(lookup(BYTES_PER_ELEMENT, INT4)) is type(BYTES_PER_ELEMENT[INT4])
+    assert lookup(BYTES_PER_ELEMENT, np.int8(INT8)) == BYTES_PER_ELEMENT[INT8]
+    with pytest.raises(IndexError):  # float codes: numpy's error, not a fill
+        lookup(BYTES_PER_ELEMENT, np.zeros(3))
