@@ -179,10 +179,13 @@ def calibrated_operator_times(
                 times[OP[op], moe] = seconds
     # Elementwise kernels: bytes at a fraction of HBM bandwidth, plus a launch.
     moved = chip_ops.bytes
-    for op in ELEMENTWISE_OPS:  # row by row: no (7, n) gather and scatter
-        if anywhere[OP[op]]:
-            times[OP[op]] = elementwise_time_s(moved[OP[op]], hardware, profile.elementwise)
     bandwidth = hardware.memory_bandwidth_bytes_per_s * profile.elementwise.memory_eff
+    for op in ELEMENTWISE_OPS:  # row by row: no (7, n) gather and scatter
+        i = OP[op]
+        if anywhere[i]:
+            # In place in the slot's row: no new array and no copy into the row.
+            elementwise_time_s(moved[i], hardware, profile.elementwise, out=times[i])
+    flops_per_peak: np.ndarray | None = None  # (one scratch row for the unfused slots' FLOPs / peak)
     for op in UNFUSED_ATTENTION_OPS:
         i = OP[op]
         if anywhere[i]:
@@ -191,7 +194,8 @@ def calibrated_operator_times(
             # commutes bit for bit): no temporaries for the max and the sum, no copy.
             row = times[i]
             np.divide(moved[i], bandwidth, out=row)
-            np.maximum(row, chip_ops.flops[i] / peak, out=row)
+            flops_per_peak = np.divide(chip_ops.flops[i], peak, out=flops_per_peak)
+            np.maximum(row, flops_per_peak, out=row)
             row += profile.elementwise.launch_s
     # Fused attention: the engine's kernel at this chip's share of sequences and heads.
     if anywhere[OP["fused_attention"]]:

@@ -1260,11 +1260,16 @@ class ElementwiseParams(_Params):
     launch_s: float = Field(default=0.0, ge=0)
 
 
-def elementwise_time_s(bytes_moved, chip: HardwareSpec, params: ElementwiseParams) -> np.ndarray:
+def elementwise_time_s(
+    bytes_moved, chip: HardwareSpec, params: ElementwiseParams, out: np.ndarray | None = None
+) -> np.ndarray:
     """Seconds of an elementwise kernel moving ``bytes_moved`` (read + written):
-    launch_s + bytes / (bandwidth * memory_eff)."""
-    seconds = np.asarray(bytes_moved, dtype=float) / (chip.memory_bandwidth_bytes_per_s * params.memory_eff)
-    seconds += params.launch_s  # in the new array (the sum commutes bit for bit)
+    launch_s + bytes / (bandwidth * memory_eff); ``out``: an array of the result's shape to write
+    them into (the calibrated operator times' own row), else a new one."""
+    seconds = np.divide(
+        np.asarray(bytes_moved, dtype=float), chip.memory_bandwidth_bytes_per_s * params.memory_eff, out=out
+    )
+    seconds += params.launch_s  # in place (the sum commutes bit for bit)
     return seconds
 
 
