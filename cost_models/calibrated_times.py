@@ -119,9 +119,11 @@ def calibrated_operator_times(
     # Every row is written below for every configuration but the expert rows, which are for the
     # MoE configurations only: they start at zero, the rest uninitialized (no (slots, n) memset).
     times = np.empty(chip_ops.flops.shape)
-    if not np.all(c.moe_layers > 0):
-        times[[OP[op] for op in EXPERT_PROJECTIONS]] = 0.0
     present = chip_ops.present
+    if not np.all(c.moe_layers > 0):
+        # (The expert slots no configuration has are zeroed with every absent slot below.)
+        expert_rows = [OP[op] for op in EXPERT_PROJECTIONS]
+        times[[i for i, has in zip(expert_rows, present[expert_rows].any(axis=1), strict=True) if has]] = 0.0
     plan = gemm_shapes if isinstance(gemm_shapes, ShardingPlan) else None
     if plan is not None and np.any(c.mla):
         gemm_shapes, plan = gemm_shapes_per_chip(chip_ops, plan), None
@@ -204,7 +206,8 @@ def calibrated_operator_times(
     # the slots some configuration lacks.
     times[~anywhere] = 0.0
     for row in np.flatnonzero(anywhere & ~present.all(axis=1)):
-        np.copyto(times[row], 0.0, where=~present[row])
+        # By position: 134 against 382 us for a masked copy of 100,000 (12% absent).
+        times[row, np.flatnonzero(~present[row])] = 0.0
     return times
 
 
