@@ -364,7 +364,10 @@ class _PartialSlot:
     ) -> None:
         """Write this slot's row of ``times`` (its original's row already written)."""
         if self.original is not None and self.same is not None:
-            np.copyto(times[self.op], times[self.original], where=self.same)
+            # By position: np.copyto's masked copy of 100,000 takes 370-770 us at 87-38% copied
+            # (a random mask), a gather and a scatter 250-310.
+            same = np.flatnonzero(self.same)
+            times[self.op, same] = times[self.original].take(same)
         cols = self.need
         if not len(cols):
             return
