@@ -976,7 +976,10 @@ class CalibratedNetwork(Network):
         for size, rows in split.sizes:
             moved = data.take(rows)
             seconds = collective_time_of_size_s(measured_kind, moved, size, table)
-            times[rows] = np.where(moved > 0, seconds, 0.0)
+            # np.where(moved > 0, seconds, 0.0)'s numbers, zeroed by position in its own new
+            # array (a random mask: see SwitchedNetwork.collective_time_of_groups_s).
+            seconds[np.flatnonzero(~(moved > 0))] = 0.0
+            times[rows] = seconds
         return times
 
     def _split(self, mesh: np.ndarray, axes: str) -> _RowSplit:

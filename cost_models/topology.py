@@ -466,7 +466,14 @@ class SwitchedNetwork(Network):
         time += g.network_latency_s
         if kind == "all_reduce":
             time *= 2.0
-        return np.where(g.several & (bytes_per_chip > 0), time, 0.0)
+        runs = g.several & (bytes_per_chip > 0)
+        if runs.shape != time.shape:
+            return np.where(runs, time, 0.0)
+        # np.where(runs, time, 0.0)'s numbers, zeroed by position in this call's own temporary:
+        # half the rows of a call can move nothing (the all-to-alls of batch-sharded attention),
+        # and on such a random mask np.where takes ~2.5x as long (108 against ~40 us at 20,000).
+        time[np.flatnonzero(~runs)] = 0.0
+        return time
 
 
 def point_to_point_time_s(
