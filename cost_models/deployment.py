@@ -868,7 +868,15 @@ def kv_ways_by_phase(d: Deployments, phases: tuple[str, ...] = PHASE_NAMES) -> d
             given = any(ways[p] is split[every] for p in ways)
             ways[phase] = split[every].copy() if given else split[every]
         else:
-            ways[phase] = np.where(sharded[phase], split[True], split[False])
+            # np.where(sharded, split[True], split[False])'s numbers by position (a random
+            # condition: see SwitchedNetwork.collective_time_of_groups_s); split[False] is copied,
+            # the other phase may read it.
+            if split[True].dtype != split[False].dtype:
+                ways[phase] = np.where(sharded[phase], split[True], split[False])
+                continue
+            rows = np.flatnonzero(sharded[phase])
+            ways[phase] = split[False].copy()
+            ways[phase][rows] = split[True].take(rows)
     return ways
 
 
