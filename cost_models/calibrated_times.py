@@ -123,7 +123,7 @@ def calibrated_operator_times(
     if not np.all(c.moe_layers > 0):
         # (The expert slots no configuration has are zeroed with every absent slot below.)
         expert_rows = [OP[op] for op in EXPERT_PROJECTIONS]
-        times[[i for i, has in zip(expert_rows, present[expert_rows].any(axis=1), strict=True) if has]] = 0.0
+        times[[i for i in expert_rows if present[i].any()]] = 0.0
     plan = gemm_shapes if isinstance(gemm_shapes, ShardingPlan) else None
     if plan is not None and np.any(c.mla):
         gemm_shapes, plan = gemm_shapes_per_chip(chip_ops, plan), None
