@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import numpy as np
 from optuna.distributions import distribution_to_json
@@ -39,6 +40,8 @@ from sqlalchemy import text
 
 from tuner import compact
 from tuner.optuna_internals import write_points
+
+T = TypeVar("T")
 
 #: Our table of claimed ranges (Optuna's schema is left as Optuna made it).
 CHUNKS_TABLE = "tuner_exhaustive_chunks"
@@ -83,14 +86,25 @@ def merge_front(front: Front, positions: np.ndarray, points: np.ndarray) -> np.n
 
 
 def _ensure_table(storage: RDBStorage) -> None:
-    with storage.engine.begin() as connection:
-        connection.execute(
-            text(
-                f"CREATE TABLE IF NOT EXISTS {CHUNKS_TABLE} (study_id INTEGER NOT NULL, begin_pos BIGINT NOT NULL,"
-                " end_pos BIGINT NOT NULL, done INTEGER NOT NULL, host VARCHAR(255), pid INTEGER,"
-                " claimed_at FLOAT, PRIMARY KEY (study_id, begin_pos))"
+    from sqlalchemy import exc as sa_exc
+
+    from tuner.storage import is_creation_race
+
+    try:
+        with storage.engine.begin() as connection:
+            connection.execute(
+                text(
+                    f"CREATE TABLE IF NOT EXISTS {CHUNKS_TABLE} (study_id INTEGER NOT NULL, begin_pos BIGINT NOT NULL,"
+                    " end_pos BIGINT NOT NULL, done INTEGER NOT NULL, host VARCHAR(255), pid INTEGER,"
+                    " claimed_at FLOAT, PRIMARY KEY (study_id, begin_pos))"
+                )
             )
-        )
+    except sa_exc.SQLAlchemyError as error:
+        # Workers starting together on a new server database: PostgreSQL's CREATE TABLE IF NOT
+        # EXISTS is not atomic, and the loser of the race gets a unique violation on its catalog
+        # (pg_type) once the winner commits; the table is there then.
+        if not is_creation_race(error):
+            raise
 
 
 def _claimer_gone(host: str | None, pid: int | None, claimed_at: float | None, now: float) -> bool:
@@ -336,12 +350,23 @@ def run(
     on_progress: Callable[[int, int], None] | None,
     store_all: bool = True,
     held: np.ndarray | None = None,
+    retry_url: str | None = None,
 ) -> ExhaustiveResult:
     """Score every candidate of the space once (shared with other workers), writing compact
-    trials as it goes; see the module docstring."""
+    trials as it goes; see the module docstring. ``retry_url``: each database call (a whole
+    transaction: the range claims, releases and reads, the writes) runs again after a transient
+    error for up to :data:`tuner.storage.RETRY_FOR_S`, so a server restart costs no worker. A
+    claim committed without its answer reaching us leaves a range claimed by this process, which
+    its next claim takes back (:func:`_claimer_gone`)."""
     from search_spaces.space import evaluate, structurally_valid
+    from tuner.storage import with_retries
 
-    _ensure_table(storage)
+    def transaction(action: Callable[..., T], *args: object) -> T:
+        if retry_url is None:
+            return action(*args)
+        return with_retries(lambda: action(*args), retry_url)
+
+    transaction(_ensure_table, storage)
     names = list(compiled.space.dimensions)
     sizes = [len(c) for c in compiled.space.dimensions.values()]
     size = int(np.prod(sizes, dtype=np.int64))
@@ -358,7 +383,7 @@ def run(
         if share is not None and result.written >= share:
             break
         began = time.monotonic()
-        claimed = claim(storage, study_id, size, length)
+        claimed = transaction(claim, storage, study_id, size, length)
         if claimed is None:
             result.finished = True
             break
@@ -369,7 +394,8 @@ def run(
         if len(held_sorted):
             keep &= ~_member(positions, held_sorted)
         if reclaimed:  # part of it may be stored already (a budget or share stopped it)
-            keep &= ~np.isin(positions, stored_in_range(storage, study_id, begin, end))
+            stored = transaction(stored_in_range, storage, study_id, begin, end)
+            keep &= ~np.isin(positions, stored)
         positions = positions[keep]
         indices = {k: v[keep] for k, v in indices.items()}
         if len(positions):
@@ -391,15 +417,19 @@ def run(
                 distribution_json,
                 budget,
                 None if truncated else begin,
+                retry_url=retry_url,
             )
             result.scored += len(positions)
             result.written += written
             if written < len(rows) or truncated:
-                release(storage, study_id, begin)
+                transaction(release, storage, study_id, begin)
                 result.budget_reached = written < len(rows)
                 break
         else:
-            write_chunk(storage, study_id, positions, np.zeros((0, len(signs))), {}, distribution_json, None, begin)
+            write_chunk(
+                storage, study_id, positions, np.zeros((0, len(signs))), {}, distribution_json, None, begin,
+                retry_url=retry_url,
+            )  # fmt: skip
         if on_progress:
             on_progress(end, size)
         # Size the next range so that one takes about CHUNK_TARGET_S.

@@ -85,7 +85,7 @@ _DRIVERS: dict[tuple[str, str], tuple[str, str]] = {
 _RACE_CODES = frozenset({"42P07", "42710", "23505", 1050, 1062})
 
 
-def _is_creation_race(error: BaseException) -> bool:
+def is_creation_race(error: BaseException) -> bool:
     """Another process created the same tables or rows first (matched on types and codes)."""
     if isinstance(error, sa_exc.IntegrityError):
         return True
@@ -398,7 +398,7 @@ def _connect(url: str, path: str | None, create: bool) -> RDBStorage:
         except Exception as error:
             # Workers starting together on a new server database race to create Optuna's
             # tables; the losers find them made a moment later.
-            if _is_creation_race(error) and attempt + 1 < _OPEN_ATTEMPTS:
+            if is_creation_race(error) and attempt + 1 < _OPEN_ATTEMPTS:
                 time.sleep(min(0.1 * 2**attempt, 2.0))
                 continue
             raise

@@ -347,7 +347,7 @@ def run_search(
 
             swept = exhaustive.run(
                 compiled, storage, study_id, budget=trials, share=share, timeout_s=timeout_s, start=start,
-                stop=stop, on_progress=on_progress, store_all=store_all, held=held,
+                stop=stop, on_progress=on_progress, store_all=store_all, held=held, retry_url=storage_url,
             )  # fmt: skip
             added = swept.written
         elif sampler_name == "exhaustive":
