@@ -73,6 +73,10 @@ FALLBACK_STEEPNESS = 32.0
 #: Row alignment of a GEMM's activation scales (``GemmParams.unaligned_m_s``): 4 fp32 per-row
 #: scales fill the 16 bytes a TMA copy moves; m % 4 != 0 takes the unaligned path.
 M_ALIGN = 4
+#: Rows of a weight-only GEMM with m at most this run TRT-LLM's weight-only batched GEMV, not the
+#: CUTLASS FpA_IntB tiles (``GemmParams.weight_only_gemv_factor``): weightOnlyQuantMatmulPlugin
+#: takes its CUDA-core kernel when m < SMALL_M_FAST_PATH (5). From the source, not fitted.
+WEIGHT_ONLY_GEMV_MAX_M = 4
 #: Steepness of the per-call floor's step in m (``GemmParams.large_m_launch_s``), in log m: the
 #: step is r^16 / (1 + r^16), r = m / switch, 16 = 2^LAUNCH_STEP_SQUARINGS. An assumption, not
 #: fitted; with the switch at 25 rows, m=20 takes 3% of the step and m=32 98%.
@@ -196,6 +200,9 @@ class GemmParams(_Params):
     small_tile_max_m: float = Field(default=0.0, ge=0, le=1e5)
     #: Rows with small_tile_max_m < m <= this run SMALL_TILE_M x TILE_N tiles; 0: none.
     mid_tile_max_m: float = Field(default=0.0, ge=0, le=1e5)
+    #: Kernel-time factor of weight-only rows with m <= WEIGHT_ONLY_GEMV_MAX_M (TRT-LLM's
+    #: weight-only GEMV) over the tiled model's time; 1: none.
+    weight_only_gemv_factor: float = Field(default=1.0, gt=0, le=4)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -310,6 +317,16 @@ class GemmParams(_Params):
         # held out, b200 sglang fp8_block median/p90 7.6/26.5% -> 5.7/22.8%, gb200 6.3/23.1% ->
         # 5.5/16.8%, h100 7.8/22.8% -> 7.3/21.7%, h200 10.1/28.8% -> 10.7/29.0% (fitted 0.04 ns).
         "scale_column_s": FitSpec(1e-13, 1e-8, log=True, start=1e-10),
+        # Fitted on the weight-only formats only (tuner/calibrate.py fit_gemm): their m <= 4 rows
+        # run TRT-LLM's weight-only GEMV (WEIGHT_ONLY_GEMV_MAX_M), and a100 int4_wo rows at
+        # m = 2-4 ran 0.87x the tiled model's time held out (median log residual +0.14 over 25
+        # rows; m = 1 +0.04, m = 5-16 -0.01 to -0.05). Its time still follows the tiled model's
+        # per-CTA walk (m=1 n=256 k=65536: 122 us for 4 us of weight bytes), which the GEMV formula
+        # of SmoothQuant (gemv_max_m: weight bytes under a floor) cannot follow (int4_wo m = 1
+        # rows held out 22.6% with it), so a factor of that time. Fitted 0.85-0.91 (int4_wo and
+        # int8_wo); held out, a100 trtllm int4_wo median/p90 8.70/24.37% -> 8.27/23.32%, int8_wo
+        # 7.3/22.5% -> 7.1/21.6%.
+        "weight_only_gemv_factor": FitSpec(0.3, 3.0, start=0.9),
     }
 
 
@@ -390,6 +407,9 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
       r = m / gemv_max_m, gemv = gemv_launch_s + bytes / bandwidth + m * n * gemv_s_per_output
       (no tiles: neither the CTA saturation nor the per-CTA walk). a100 sq m=1 n=256 k=16384:
       11.3 us, where the tiled model's 2 CTAs predicted 19 us held out.
+    - weight-only GEMV (``weight_only_gemv_factor``, fitted on int8_wo and int4_wo): rows with
+      m <= WEIGHT_ONLY_GEMV_MAX_M (TRT-LLM's weight-only batched GEMV) take the tiled time, launch
+      included, times the factor (a100 int4_wo m = 2-4: 0.87x the tiled model's time).
     - combine: plain max or a fitted p-norm smooth max (``combine_power``).
     - per-call floor (``host_floor_s``, ``large_m_launch_s`` from m ~ ``large_m_switch`` on, a
       step r^16 / (1 + r^16), r = m / switch): time = max(time, floor); the engine's per-call
@@ -565,6 +585,9 @@ def gemm_time_with_constants_s(
         memory_s *= np.subtract(1.0, kept, out=_out(kept))
     total = _combine(compute_s, memory_s, params.combine_power, overwrite=True)
     total += params.launch_s
+    if params.weight_only_gemv_factor != 1.0:
+        # m <= WEIGHT_ONLY_GEMV_MAX_M: TRT-LLM's weight-only GEMV at a fitted share of the tiled time.
+        total *= np.where(m <= WEIGHT_ONLY_GEMV_MAX_M, params.weight_only_gemv_factor, 1.0)
     if params.gemv_max_m > 0:
         # Below gemv_max_m the engine runs a GEMV: every SM streams a share of the weights, so
         # neither the tiles' CTA count (saturation, walk) nor their padding applies. tiled =

@@ -110,6 +110,27 @@ def test_gemm_gemv_below_its_m_switch_streams_the_bytes_under_its_own_floor():
     np.testing.assert_allclose(with_gemv, gemm_time_s(m, n, k, "sq", a100, tiled), rtol=1e-6)
 
 
+def test_gemm_weight_only_gemv_factor_at_m_up_to_4_only():
+    # TRT-LLM's weight-only plugin runs its CUDA-core GEMV at m < 5 and CUTLASS tiles above: the
+    # factor scales the whole kernel time (launch included) of rows with m <= 4, no others.
+    a100 = get_hardware("a100-80gb")
+    tiled = GemmParams(launch_s=10e-6)
+    params = tiled.model_copy(update={"weight_only_gemv_factor": 0.85})
+    bandwidth = a100.memory_bandwidth_bytes_per_s
+    # m=4 n=4096 k=8192 int4_wo: 16.8 MB of weights + 64 KB of activations + 32 KB of output at
+    # 2.039 TB/s = 8.27 us (the math, 0.87 us, is under it), plus 10 us: 18.27 us; x 0.85.
+    m4 = 10e-6 + (4096 * 8192 * 0.5 + 4 * 8192 * 2 + 4 * 4096 * 2) / bandwidth
+    assert m4 == pytest.approx(18.27e-6, rel=1e-3)
+    assert float(gemm_time_s(4, 4096, 8192, "int4_wo", a100, params)) == pytest.approx(0.85 * m4, rel=1e-9)
+    # m=5 and m=64: the tiled kernel, as without the factor; the default (1) changes nothing.
+    m, n, k = np.array([5.0, 64.0, 1.0]), np.array([4096.0, 4096.0, 256.0]), np.array([8192.0, 8192.0, 65536.0])
+    got = gemm_time_s(m, n, k, "int8_wo", a100, params)
+    bare = gemm_time_s(m, n, k, "int8_wo", a100, tiled)
+    np.testing.assert_allclose(got[:2], bare[:2], rtol=1e-12)
+    assert float(got[2]) == pytest.approx(0.85 * float(bare[2]), rel=1e-12)
+    assert GemmParams().weight_only_gemv_factor == 1.0
+
+
 def test_gemm_vectorized_equals_scalar():
     params = PROFILE.gemm_params("fp8")
     m, n, k = np.array([1, 33, 4096.0]), np.array([4096, 128, 12288.0]), np.array([4096, 7168, 512.0])
