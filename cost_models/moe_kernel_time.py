@@ -138,6 +138,9 @@ def routed_expert_time_s(
             # picks its own tiles per expert batch.
             "small_tile_max_m": 0.0,
             "mid_tile_max_m": 0.0,
+            # TRT-LLM's weight-only GEMV at m <= 4 (GemmParams weight_only_gemv_factor) is the
+            # dense plugin's path; the MoE kernel's experts run their grouped GEMM at any m.
+            "weight_only_gemv_factor": 1.0,
         }
     )
     if not down:

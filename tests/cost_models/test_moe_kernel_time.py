@@ -43,6 +43,21 @@ def test_the_dense_scale_pass_per_column_is_not_charged_to_the_stacked_experts()
         assert scaled[0] == plain, down
 
 
+def test_the_dense_weight_only_gemv_factor_is_not_charged_to_the_experts() -> None:
+    # weight_only_gemv_factor scales dense weight-only calls at m <= 4 (TRT-LLM's GEMV plugin
+    # path, measured on dense a100 int4_wo/int8_wo calls); 2 tokens per expert here would take it
+    # on a dense call (so the inequality below can fail), the MoE kernel's experts do not.
+    gemv = DENSE.model_copy(update={"weight_only_gemv_factor": 0.5})
+    assert gemm_time_s(2.0, 4096.0, 1024.0, "int4_wo", H100, gemv)[()] != pytest.approx(
+        gemm_time_s(2.0, 4096.0, 1024.0, "int4_wo", H100, DENSE)[()]
+    )
+    args = (np.array([8.0]), np.array([32.0]), np.array([2.0]), np.array([8.0]), np.array([1024.0]))
+    args += (np.array([4096.0]), "int4_wo", H100)
+    for down in (False, True):
+        plain = routed_expert_time_s(down, *args, DENSE, MoeKernelParams())[0]
+        assert routed_expert_time_s(down, *args, gemv, MoeKernelParams())[0] == plain, down
+
+
 def test_the_dense_fp8_tile_dispatch_by_m_is_not_charged_to_the_stacked_experts() -> None:
     # small_tile_max_m / mid_tile_max_m are the dense scaled_mm call's tile choice by m (vLLM's
     # scaled_mm_sm90_fp8_dispatch, measured on dense h100/h200 fp8 calls); the fused kernel's
