@@ -885,15 +885,16 @@ def _expert_gemm_times_s(
 #: What a dense call has that the woken experts stacked along n do not: the pass per output column
 #: over the weights' block scales (GemmParams.FIT scale_column_s, measured on dense calls only) and
 #: the SM90 scaled_mm tile dispatch by m (small_tile_max_m, mid_tile_max_m: vLLM's
-#: scaled_mm_sm90_fp8_dispatch for one dense GEMM; the experts' grouped kernel picks its own tiles).
+#: scaled_mm_sm90_fp8_dispatch for one dense GEMM; the experts' grouped kernel picks its own tiles),
+#: and TRT-LLM's weight-only GEMV at m <= 4 (weight_only_gemv_factor: the dense plugin's path).
 #: The fused-MoE class (moe_kernel_time) drops them too.
-_DENSE_ONLY = {"scale_column_s": 0.0, "small_tile_max_m": 0.0, "mid_tile_max_m": 0.0}
+_DENSE_ONLY = {"scale_column_s": 0.0, "small_tile_max_m": 0.0, "mid_tile_max_m": 0.0, "weight_only_gemv_factor": 1.0}
 
 
 def _stacked(params: GemmParams) -> GemmParams:
     """``params`` for the woken experts stacked along n: without the dense call's own terms
     (``_DENSE_ONLY``)."""
-    if params.scale_column_s or params.small_tile_max_m or params.mid_tile_max_m:
+    if params.scale_column_s or params.small_tile_max_m or params.mid_tile_max_m or params.weight_only_gemv_factor != 1:
         return params.model_copy(update=_DENSE_ONLY)
     return params
 

@@ -334,3 +334,14 @@ def test_twin_slots_are_copied_with_the_times_they_would_get(monkeypatch) -> Non
         shapes = gemm_shapes_per_chip(ops, plan)
         every = calibrated_times.calibrated_operator_times(ops, dense_configs, shapes, *rest)
         assert from_plan.tobytes() == every.tobytes()
+
+
+def test_the_stacked_experts_take_none_of_the_dense_calls_own_terms() -> None:
+    """The woken experts stacked along n run the MoE kernel's grouped GEMM: not the dense call's
+    scale pass per column, its fp8 tile dispatch by m, or TRT-LLM's weight-only GEMV at m <= 4."""
+    dense = GemmParams(scale_column_s=1e-9, small_tile_max_m=64.0, mid_tile_max_m=128.0, weight_only_gemv_factor=0.85)
+    stacked = calibrated_times._stacked(dense)
+    assert stacked.scale_column_s == 0.0 and stacked.small_tile_max_m == stacked.mid_tile_max_m == 0.0
+    assert stacked.weight_only_gemv_factor == 1.0
+    assert stacked.launch_s == dense.launch_s  # the rest is the dense call's
+    assert calibrated_times._stacked(GemmParams()) == GemmParams()
