@@ -325,7 +325,10 @@ class GemmParams(_Params):
         # of SmoothQuant (gemv_max_m: weight bytes under a floor) cannot follow (int4_wo m = 1
         # rows held out 22.6% with it), so a factor of that time. Fitted 0.85-0.91 (int4_wo and
         # int8_wo); held out, a100 trtllm int4_wo median/p90 8.70/24.37% -> 8.27/23.32%, int8_wo
-        # 7.3/22.5% -> 7.1/21.6%.
+        # 7.3/22.5% -> 7.1/21.6%. m = 1 (batch-1 decode) takes it too, as the plugin's switch
+        # says, though its rows fit the tiled time alone better: leaving m = 1 out gave int4_wo
+        # 8.06/24.4% (a lower median, a p90 at the target's edge), not kept for a switch the
+        # source does not have.
         "weight_only_gemv_factor": FitSpec(0.3, 3.0, start=0.9),
     }
 

@@ -743,9 +743,8 @@ def _compute_dtypes(c: InferenceConfigs, kv_dtype: np.ndarray, convention: Count
         )
         dtypes[:] = np.where(low, INT8, 0)
         return dtypes
-    # (dtypes.lookup: COMBINE[a, b]'s codes, filled where they are one code, not gathered)
-    # (as int8 once, the rows' own type: each row below is then a copy, not an int64 -> int8
-    # cast; codes 0..4, the same numbers)
+    # COMBINE[a, b]'s codes (dtypes.lookup: filled where the rows hold one code, not gathered),
+    # cast to int8 once, the rows' own type, so each row below is a copy, not a cast (codes 0-4).
     weight_x_act = lookup(COMBINE, c.weight_dtype, c.act_dtype).astype(np.int8)
     act_x_kv = lookup(COMBINE, c.act_dtype, kv_dtype).astype(np.int8)
     dtypes[:] = c.act_dtype  # elementwise operators

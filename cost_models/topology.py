@@ -358,7 +358,7 @@ def switched_groups(
     for axis in axes:
         length = mesh[:, AXIS_INDEX[axis]]
         if axis == "z":  # stride 1: floor(domain) is a scalar
-            fits = np.minimum(length, np.maximum(1.0, np.floor(domain / 1.0)))
+            fits = np.minimum(length, np.maximum(1.0, np.floor(domain)))
         else:
             fits = (
                 np.multiply(mesh[:, 1], mesh[:, 2], dtype=np.float64)

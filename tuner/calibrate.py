@@ -264,8 +264,9 @@ def fit_gemm(
         if fmt not in GEMV_FORMATS:
             for name in GEMV_ONLY:
                 specs.pop(name)
-        if fmt not in WEIGHT_ONLY:
-            # TRT-LLM's weight-only GEMV at m <= 4 (GemmParams.FIT weight_only_gemv_factor).
+        if fmt not in WEIGHT_ONLY or backend != "trtllm":
+            # TRT-LLM's weight-only GEMV at m <= 4 (GemmParams.FIT weight_only_gemv_factor): its
+            # plugin's dispatch; other engines' weight-only kernels choose by their own rules.
             specs.pop("weight_only_gemv_factor")
         if fmt not in SCALE_FORMATS or backend not in SCALE_ENGINES:
             specs.pop("scale_column_s")

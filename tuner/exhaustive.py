@@ -31,12 +31,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from optuna.distributions import distribution_to_json
+from optuna.exceptions import StorageInternalError
 from optuna.storages import RDBStorage
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from tuner import compact
 from tuner.optuna_internals import write_points
@@ -231,6 +233,16 @@ def _write_chunk_once(
         mark = "?" if sqlite else "%s"
         if not sqlite:
             connection.execute(text("SELECT study_id FROM studies WHERE study_id = :s FOR UPDATE"), {"s": study_id})
+        if (
+            done_begin is not None
+            and connection.execute(
+                text(f"SELECT done FROM {CHUNKS_TABLE} WHERE study_id = :s AND begin_pos = :b"),
+                {"s": study_id, "b": done_begin},
+            ).scalar()
+        ):
+            # A retry after a commit whose answer was lost (the connection dropped during it): the
+            # range is marked done only with every one of its rows, so they are written already.
+            return len(positions)
         # The study's trial count, as the next trial's number: numbers run 0..n-1 in trial-id
         # order (Optuna numbers a trial by the trials before it, and so do this project's
         # serialized writers), so it is the newest trial's number + 1, one index seek, where
@@ -351,20 +363,56 @@ def run(
     store_all: bool = True,
     held: np.ndarray | None = None,
     retry_url: str | None = None,
+    retry_stop: Callable[[], bool] | None = None,
 ) -> ExhaustiveResult:
     """Score every candidate of the space once (shared with other workers), writing compact
     trials as it goes; see the module docstring. ``retry_url``: each database call (a whole
     transaction: the range claims, releases and reads, the writes) runs again after a transient
     error for up to :data:`tuner.storage.RETRY_FOR_S`, so a server restart costs no worker. A
     claim committed without its answer reaching us leaves a range claimed by this process, which
-    its next claim takes back (:func:`_claimer_gone`)."""
-    from search_spaces.space import evaluate, structurally_valid
+    its next claim takes back (:func:`_claimer_gone`); a write whose commit was lost so finds its
+    range done (:func:`_write_chunk_once`). ``retry_stop`` (a worker's signal): the claims and
+    reads, which hold nothing to write, stop retrying once it is true, and the run ends there
+    with what it wrote."""
     from tuner.storage import with_retries
+
+    result = ExhaustiveResult()
 
     def transaction(action: Callable[..., T], *args: object) -> T:
         if retry_url is None:
             return action(*args)
-        return with_retries(lambda: action(*args), retry_url)
+        return with_retries(lambda: action(*args), retry_url, stop=retry_stop)
+
+    try:
+        _sweep(
+            compiled, storage, study_id, transaction, result, budget=budget, share=share, timeout_s=timeout_s,
+            start=start, stop=stop, on_progress=on_progress, store_all=store_all, held=held, retry_url=retry_url,
+        )  # fmt: skip
+    except (SQLAlchemyError, StorageInternalError):
+        if retry_stop is None or not retry_stop():
+            raise
+    return result
+
+
+def _sweep(
+    compiled,
+    storage: RDBStorage,
+    study_id: int,
+    transaction: Callable[..., Any],
+    result: ExhaustiveResult,
+    *,
+    budget: int | None,
+    share: int | None,
+    timeout_s: float | None,
+    start: float,
+    stop: Callable[[], bool],
+    on_progress: Callable[[int, int], None] | None,
+    store_all: bool,
+    held: np.ndarray | None,
+    retry_url: str | None,
+) -> None:
+    """:func:`run`'s loop, each database call through ``transaction``, filling ``result``."""
+    from search_spaces.space import evaluate, structurally_valid
 
     transaction(_ensure_table, storage)
     names = list(compiled.space.dimensions)
@@ -373,7 +421,6 @@ def run(
     distribution_json = distribution_to_json(compact.configuration_distribution(sizes))
     signs = np.array([1.0 if d == "minimize" else -1.0 for d in compiled.directions])
     stride = max(1, size // SAMPLE_SIZE)
-    result = ExhaustiveResult()
     length = _FIRST_CHUNK
     # Configurations stored before this run (another sampler's trials): not scored again.
     held_sorted = np.sort(np.asarray(held if held is not None else [], dtype=np.int64))
@@ -435,4 +482,3 @@ def run(
         # Size the next range so that one takes about CHUNK_TARGET_S.
         elapsed = max(time.monotonic() - began, 1e-3)
         length = int(np.clip((end - begin) * CHUNK_TARGET_S / elapsed, _MIN_CHUNK, _MAX_CHUNK))
-    return result

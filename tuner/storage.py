@@ -184,6 +184,8 @@ def is_transient(error: BaseException) -> bool:
 #: How long a worker keeps retrying a database that went away: longer than the 60 s restart a
 #: shared server may take (issue 13), short enough that a server gone for good ends the run.
 RETRY_FOR_S = 120.0
+#: The longest one connection attempt to a PostgreSQL server may take (libpq's connect_timeout).
+CONNECT_TIMEOUT_S = 10
 #: Backoff between tries: 0.1 s doubling up to 5 s, so a quick restart costs a fraction of a second.
 _FIRST_WAIT_S, _LONGEST_WAIT_S = 0.1, 5.0
 
@@ -203,7 +205,7 @@ def with_retries(
         try:
             return action()
         except (sa_exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
-            if not is_transient(error):
+            if not is_transient(error) or (stop is not None and stop()):
                 raise
             now = time.monotonic()
             if began is None:
@@ -214,7 +216,7 @@ def with_retries(
                     file=sys.stderr,
                     flush=True,
                 )
-            if now - began >= patience_s or (stop is not None and stop()):
+            if now - began >= patience_s:
                 raise
             time.sleep(min(_FIRST_WAIT_S * 2**attempt, _LONGEST_WAIT_S, max(0.0, began + patience_s - now)))
             attempt += 1
@@ -448,7 +450,13 @@ def _engine_kwargs(url: str) -> dict:
     if url.startswith("sqlite"):
         # Wait for a busy database instead of failing at once (unless the URL says how long).
         return {} if "timeout=" in url.partition("?")[2] else {"connect_args": {"timeout": 60}}
-    return {"pool_pre_ping": True}
+    engine_kwargs: dict = {"pool_pre_ping": True}
+    if url.startswith("postgresql") and "connect_timeout=" not in url.partition("?")[2]:
+        # A host that drops packets would hold each connection attempt for the OS's TCP timeout
+        # (about 2 minutes), past with_retries' patience and a signal's prompt stop: libpq's
+        # connect_timeout (psycopg2 and psycopg 3 both pass it on) ends an attempt after 10 s.
+        engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    return engine_kwargs
 
 
 def _url_of(storage: RDBStorage) -> str:

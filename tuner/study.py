@@ -22,6 +22,7 @@ import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
+from sqlalchemy import exc as sa_exc
 
 from cost_models.errors import InvalidInputError
 from search_spaces.space import (
@@ -119,7 +120,12 @@ def _spec_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 def open_study(
-    spec: StudySpec, storage_url: str, compiled: CompiledStudy, *, wait: bool = False, stop: Callable[[], bool]
+    spec: StudySpec,
+    storage_url: str,
+    compiled: CompiledStudy,
+    *,
+    wait: bool = False,
+    stop: Callable[[], bool] | None = None,
 ):
     """Create the study, or resume it after checking its stored spec is the same (``wait`` and
     ``stop``: see :func:`tuner.storage.open_storage`)."""
@@ -264,6 +270,34 @@ def _frozen(compiled: CompiledStudy, evaluation, row: int, dists, number: int) -
     return trial
 
 
+def _open_and_read(
+    spec: StudySpec,
+    storage_url: str,
+    compiled: CompiledStudy,
+    sampler_name: str,
+    wait: bool,
+    stop: Callable[[], bool] | None,
+) -> tuple:
+    """The study opened (or created) and what a run needs of it: its storage, the study, its id,
+    its trial format, the stored trials a sampler learns from and the configurations held. Each
+    read is retried through a database restart until ``stop()``."""
+    storage, stored = open_study(spec, storage_url, compiled, wait=wait, stop=stop)
+    study_id = with_retries(lambda: storage.get_study_id_from_name(stored.study_name), storage_url, stop=stop)
+    fmt = TrialFormat(compiled, stored.user_attrs)
+    if fmt.compact and sampler_name in ("random", "exhaustive", "nsga2"):
+        # Neither reads the history: the configurations held (one integer each) are all a
+        # resume needs, read in one query whatever the study's size.
+        held = with_retries(lambda: compact.held_configurations(storage, study_id), storage_url, stop=stop)
+        return storage, stored, study_id, fmt, [], held
+    existing = with_retries(
+        lambda: storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,)), storage_url, stop=stop
+    )
+    hydrator = compact.hydrator_for(stored.user_attrs) if fmt.compact else None
+    if hydrator is not None:  # the sampler learns from the categorical params
+        existing = hydrator.hydrate(existing, breakdown=False)
+    return storage, stored, study_id, fmt, existing, fmt.held(existing)
+
+
 def run_search(
     spec: StudySpec | dict,
     storage_url: str | None = None,
@@ -312,29 +346,19 @@ def run_search(
             "drop --no-store-all, or use --sampler exhaustive",
         )  # fmt: skip
     budget = trials if trials is not None else spec.trials
+    # A worker waiting for its database stops on a signal (it holds nothing to write then);
+    # ``tuner search`` does not wait, and fails at once on a server it cannot reach.
+    waiting_stop = stop if wait_for_database else None
     try:
-        storage, stored = open_study(spec, storage_url, compiled, wait=wait_for_database, stop=stop)
-    except StorageError:
-        if not stop():
-            raise
-        # A signal while the study was being opened (a worker waiting for its server): nothing
-        # was written, and the command says how to go on as after any interrupted search.
-        return SearchResult(spec.name, storage_url, 0, 0, True, 0.0, calibration_name(compiled))
-    study_id = with_retries(lambda: storage.get_study_id_from_name(stored.study_name), storage_url)
-    fmt = TrialFormat(compiled, stored.user_attrs)
-    if fmt.compact and sampler_name in ("random", "exhaustive", "nsga2"):
-        # Neither reads the history: the configurations held (one integer each) are all a
-        # resume needs, read in one query whatever the study's size.
-        existing: list[FrozenTrial] = []
-        held = with_retries(lambda: compact.held_configurations(storage, study_id), storage_url)
-    else:
-        existing = with_retries(
-            lambda: storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,)), storage_url
+        storage, stored, study_id, fmt, existing, held = _open_and_read(
+            spec, storage_url, compiled, sampler_name, wait_for_database, waiting_stop
         )
-        hydrator = compact.hydrator_for(stored.user_attrs) if fmt.compact else None
-        if hydrator is not None:  # the sampler learns from the categorical params
-            existing = hydrator.hydrate(existing, breakdown=False)
-        held = fmt.held(existing)
+    except (StorageError, sa_exc.SQLAlchemyError, optuna.exceptions.StorageInternalError):
+        if waiting_stop is None or not waiting_stop():
+            raise
+        # A signal while the study was being opened or read: nothing was written, and the
+        # command says how to go on as after any interrupted search.
+        return SearchResult(spec.name, storage_url, 0, 0, True, 0.0, calibration_name(compiled))
     writer = TrialWriter(storage, study_id, flush_interval_s, budget=None if sampler_name == "exhaustive" else budget)
     dists = distributions(compiled)
     start = time.monotonic()
@@ -348,6 +372,7 @@ def run_search(
             swept = exhaustive.run(
                 compiled, storage, study_id, budget=trials, share=share, timeout_s=timeout_s, start=start,
                 stop=stop, on_progress=on_progress, store_all=store_all, held=held, retry_url=storage_url,
+                retry_stop=waiting_stop,
             )  # fmt: skip
             added = swept.written
         elif sampler_name == "exhaustive":

@@ -293,3 +293,64 @@ def test_resume_of_a_compact_random_study_skips_every_stored_configuration(tmp_p
     configurations = _configurations(url, "scale")
     assert result.trials_before == 50 and len(configurations) == len(set(configurations))
     assert np.all(np.isfinite([t.values for t in load_study("scale", url).trials]))
+
+
+def test_every_database_call_of_the_sweep_is_retried_through_a_lost_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The range claim, the release of a range a share stopped, the read of a reclaimed range
+    and the write each meet one lost connection (a server restart): each runs again, and the
+    study ends with every configuration once."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    failed: list[str] = []
+
+    def failing_once(name: str, real):
+        def call(*args, **kwargs):
+            if name not in failed:
+                failed.append(name)
+                lost = sqlite3.OperationalError("server closed the connection unexpectedly")
+                raise sa.exc.OperationalError("SELECT 1", {}, lost, connection_invalidated=True)
+            return real(*args, **kwargs)
+
+        return call
+
+    for name in ("claim", "release", "stored_in_range", "_write_chunk_once"):
+        monkeypatch.setattr(exhaustive, name, failing_once(name, getattr(exhaustive, name)))
+    url = _url(tmp_path)
+    first = run_search(_spec(), url, share=40)  # stops inside its range: the range is released
+    second = run_search(_spec(), url)  # takes the released range back: reads what it holds
+    assert sorted(failed) == sorted(["claim", "release", "stored_in_range", "_write_chunk_once"])
+    assert first.trials_added == 40
+    assert first.trials_added + second.trials_added == _valid_count(SPACE)
+    configurations = _configurations(url, "scale")
+    assert len(configurations) == len(set(configurations)) == _valid_count(SPACE)
+    assert capsys.readouterr().err.count("retrying for up to") == 4  # one line per lost connection
+
+
+def test_a_write_whose_commit_answer_was_lost_is_not_written_twice(tmp_path: Path, monkeypatch) -> None:
+    """The connection drops after the server committed a range's rows: the retry finds the range
+    done and writes nothing again."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    real = exhaustive._write_chunk_once
+    lost: list[int] = []
+
+    def committed_then_lost(*args, **kwargs):
+        written = real(*args, **kwargs)
+        if not lost and args[7] is not None:  # a range's write (done_begin given), once
+            lost.append(written)
+            raise sa.exc.OperationalError("COMMIT", {}, sqlite3.OperationalError("connection lost"), True)
+        return written
+
+    monkeypatch.setattr(exhaustive, "_write_chunk_once", committed_then_lost)
+    url = _url(tmp_path)
+    result = run_search(_spec(), url)
+    assert lost and lost[0] > 0
+    assert result.trials_added == _valid_count(SPACE)
+    configurations = _configurations(url, "scale")
+    assert len(configurations) == len(set(configurations)) == _valid_count(SPACE)
