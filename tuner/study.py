@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import optuna
@@ -270,6 +270,17 @@ def _frozen(compiled: CompiledStudy, evaluation, row: int, dists, number: int) -
     return trial
 
 
+class _OpenedStudy(NamedTuple):
+    """What a run needs of its study, read once when it starts."""
+
+    storage: Any  # optuna RDBStorage
+    study: optuna.Study
+    study_id: int
+    fmt: TrialFormat
+    existing: list[FrozenTrial]  # the stored trials a sampler learns from (none for compact draws)
+    held: np.ndarray  # the configurations the study holds
+
+
 def _open_and_read(
     spec: StudySpec,
     storage_url: str,
@@ -277,10 +288,9 @@ def _open_and_read(
     sampler_name: str,
     wait: bool,
     stop: Callable[[], bool] | None,
-) -> tuple:
-    """The study opened (or created) and what a run needs of it: its storage, the study, its id,
-    its trial format, the stored trials a sampler learns from and the configurations held. Each
-    read is retried through a database restart until ``stop()``."""
+) -> _OpenedStudy:
+    """The study opened (or created) and what a run needs of it. Each read is retried through a
+    database restart until ``stop()``."""
     storage, stored = open_study(spec, storage_url, compiled, wait=wait, stop=stop)
     study_id = with_retries(lambda: storage.get_study_id_from_name(stored.study_name), storage_url, stop=stop)
     fmt = TrialFormat(compiled, stored.user_attrs)
@@ -288,14 +298,14 @@ def _open_and_read(
         # Neither reads the history: the configurations held (one integer each) are all a
         # resume needs, read in one query whatever the study's size.
         held = with_retries(lambda: compact.held_configurations(storage, study_id), storage_url, stop=stop)
-        return storage, stored, study_id, fmt, [], held
+        return _OpenedStudy(storage, stored, study_id, fmt, [], held)
     existing = with_retries(
         lambda: storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,)), storage_url, stop=stop
     )
     hydrator = compact.hydrator_for(stored.user_attrs) if fmt.compact else None
     if hydrator is not None:  # the sampler learns from the categorical params
         existing = hydrator.hydrate(existing, breakdown=False)
-    return storage, stored, study_id, fmt, existing, fmt.held(existing)
+    return _OpenedStudy(storage, stored, study_id, fmt, existing, fmt.held(existing))
 
 
 def run_search(
@@ -412,7 +422,7 @@ def run_search(
         writer.written + added,
         interrupted,
         time.monotonic() - start,
-        compiled.calibration.name if compiled.calibration is not None else "none",
+        calibration_name(compiled),
         exhausted,
     )
 

@@ -78,19 +78,21 @@ def _server_up(restartable_url: str) -> None:
     _start_server()
 
 
+def _worker(spec: Path, url: str, *args: str) -> subprocess.Popen:
+    """``tuner worker SPEC --storage URL ARGS...``, its output captured as text."""
+    return subprocess.Popen(
+        [*TUNER, "worker", str(spec), "--storage", url, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
 def test_a_server_restart_costs_no_worker_and_the_budget_is_exact(tmp_path: Path, restartable_url: str) -> None:
     budget = 4_000
     spec = _write_spec(tmp_path, trials=budget)
-    workers = [
-        subprocess.Popen(
-            [*TUNER, "worker", str(spec), "--storage", restartable_url, "--seed", str(i)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        for i in range(4)
-    ]
+    workers = [_worker(spec, restartable_url, "--seed", str(i)) for i in range(4)]
     try:
         before = _wait_for_trials(restartable_url, 300, timeout_s=120)
         _pg_ctl("-m", "fast", "stop")  # every connection dropped, the server gone
@@ -145,13 +147,7 @@ def test_a_worker_started_while_the_server_is_down_waits_for_it(tmp_path: Path, 
     restarted = False
     worker: subprocess.Popen | None = None
     try:
-        worker = subprocess.Popen(
-            [*TUNER, "worker", str(spec), "--storage", restartable_url, "--seed", "7"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
+        worker = _worker(spec, restartable_url, "--seed", "7")
         first = _stderr_until(worker, "retrying for up to", timeout_s=120)
         _start_server()
         restarted = True
@@ -176,13 +172,7 @@ def test_a_worker_waiting_for_its_server_stops_on_sigterm(tmp_path: Path, restar
     _pg_ctl("-m", "fast", "stop")
     worker: subprocess.Popen | None = None
     try:
-        worker = subprocess.Popen(
-            [*TUNER, "worker", str(spec), "--storage", restartable_url],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
+        worker = _worker(spec, restartable_url)
         first = _stderr_until(worker, "retrying for up to", timeout_s=120)
         assert "retrying for up to" in first, first
         sent = time.monotonic()
@@ -233,16 +223,7 @@ def test_exhaustive_workers_survive_a_server_restart(tmp_path: Path, restartable
     name = f"exhaustive_{uuid.uuid4().hex[:6]}"
     space = {**SPEC["space"], "batch": list(range(1, 65))}  # 15,360 configurations
     spec = _write_spec(tmp_path, name=name, sampler="exhaustive", space=space)
-    workers = [
-        subprocess.Popen(
-            [*TUNER, "worker", str(spec), "--storage", restartable_url],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        for _ in range(4)
-    ]
+    workers = [_worker(spec, restartable_url) for _ in range(4)]
     try:
         deadline = time.monotonic() + 120
         while (before := _count(restartable_url, name)) == 0 and time.monotonic() < deadline:
