@@ -1286,16 +1286,47 @@ def main(argv: list[str] | None = None) -> int:
     show_default=True,
     help="Untimed calls per point after compiling.",
 )
+@click.option(
+    "--shapes-from",
+    "shapes_from",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Kernel file (gemm_perf / *_attention_perf, e.g. data/kernels/gemm_perf.csv.gz); repeatable. "
+    "Time its GEMM and attention points instead of the sweep's grids, to set this chip beside the rows.",
+)
+@click.option(
+    "--shapes-system",
+    default=None,
+    help="With --shapes-from: only the rows of this system (e.g. h200_sxm) [default: every row].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def measure_command(
-    out_dir: str, system: str | None, sweep: str, ops: str, repeats: int, warmup: int, as_json: bool
+    out_dir: str,
+    system: str | None,
+    sweep: str,
+    ops: str,
+    repeats: int,
+    warmup: int,
+    shapes_from: tuple[str, ...],
+    shapes_system: str | None,
+    as_json: bool,
 ) -> None:
     """Microbenchmark the local accelerators with JAX into kernel-database CSVs (tuner calibrate)."""
-    from tuner.measure import parse_ops, print_summary, progress_bars, run_measurements
+    from tuner.measure import parse_ops, print_summary, progress_bars, read_shapes, run_measurements
 
+    if shapes_system is not None and not shapes_from:
+        raise InvalidInputError("--shapes-system", "given without --shapes-from", "add --shapes-from FILE or drop it")
+    shapes = read_shapes(shapes_from, shapes_system) if shapes_from else None
     with progress_bars(disable=as_json) as update:
         result = run_measurements(
-            out_dir, system=system, sweep=sweep, ops=parse_ops(ops), repeats=repeats, warmup=warmup, on_progress=update
+            out_dir,
+            system=system,
+            sweep=sweep,
+            ops=parse_ops(ops),
+            repeats=repeats,
+            warmup=warmup,
+            on_progress=update,
+            shapes=shapes,
         )
     if as_json:
         _print_json(result.summary())

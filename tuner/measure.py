@@ -42,6 +42,7 @@ import re
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,14 +195,18 @@ SWEEP_GRIDS: dict[str, Sweep] = {
         nccl_dtypes=("half",),
         all_device_counts=False,
     ),
-    # A few minutes on one accelerator: enough points to fit a profile.
+    # A few minutes on one accelerator (about 3 on an H200): enough points to fit a profile, every
+    # class of it (tests/tuner/test_measure.py checks the rows against tuner calibrate's needs).
+    # Attention: five head layouts of head dim 128 (a held-out fold per layout; kv ratios 1-8),
+    # 15 prefill and 16 decode sizes each. Two layouts with 16 rows each, as before, were too few
+    # for calibrate's prefill class (9 parameters: 27 rows) on a real H200 (docs/benchmarks.md).
     "small": Sweep(
         gemm_m=(1, 8, 32, 128, 512, 2048, 8192),
         gemm_n=(1024, 4096, 16384),
         gemm_k=(1024, 4096, 16384),
-        prefill=tuple((b, s) for b in (1, 4) for s in (128, 512, 2048, 8192)),
-        decode=tuple((b, s) for b in (1, 8, 64) for s in (128, 1024, 8192)),
-        heads=((32, 8, 128), (32, 32, 128)),
+        prefill=tuple((b, s) for b in (1, 2, 4, 8) for s in (128, 512, 2048, 8192) if b * s <= 32768),
+        decode=tuple((b, s) for b in (1, 8, 32, 128) for s in (128, 1024, 4096, 16384)),
+        heads=((32, 8, 128), (32, 32, 128), (64, 8, 128), (16, 2, 128), (40, 8, 128)),
         message_sizes=_pow2(10, 26, 2),
         nccl_dtypes=("half",),
         all_device_counts=True,
@@ -219,6 +224,103 @@ SWEEP_GRIDS: dict[str, Sweep] = {
         all_device_counts=True,
     ),
 }
+
+
+# --------------------------------------------------------------------------------------------
+# Shapes read from a kernel file (``--shapes-from``): replay another chip's or engine's points.
+
+_KV_FORMATS_MEASURED = ("bfloat16", "float16")  # attention is timed with bf16 q/k/v only
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """The points of a kernel file to time instead of the sweep's grids (duplicates removed, in order).
+
+    gemm: (gemm_dtype, m, n, k); context_attention: (batch_size, isl, heads, kv_heads, head_dim);
+    generation_attention: (batch_size, step, heads, kv_heads, head_dim). ``left_out`` says which rows
+    of the files cannot be replayed here and why (counted, not silently dropped).
+    """
+
+    gemm: tuple[tuple[str, int, int, int], ...]
+    context_attention: tuple[tuple[int, int, int, int, int], ...]
+    generation_attention: tuple[tuple[int, int, int, int, int], ...]
+    sources: tuple[str, ...]
+    left_out: tuple[str, ...]
+
+
+def read_shapes(paths: Iterable[str | os.PathLike], system: str | None = None) -> Shapes:
+    """The GEMM and attention points of kernel files (this module's or the database's format).
+
+    ``system`` keeps only rows whose ``system`` column is that name (the database holds six chips).
+    Attention rows with a window, a beam or a KV cache other than bf16/fp16 are left out (counted):
+    ``tuner measure`` times full bf16 attention only. A file without one usable row is an error.
+    """
+    gemm: dict[tuple, None] = {}
+    attention: dict[str, dict[tuple, None]] = {"context_attention": {}, "generation_attention": {}}
+    other_kv = windowed = 0
+    sources = []
+    for path in paths:
+        rows = read_measurements(path)
+        if system is not None:
+            rows = [row for row in rows if row.get("system") == system]
+        usable = 0
+        for number, row in enumerate(rows, 1):
+            try:
+                if row.get("gemm_dtype") is not None:
+                    gemm_point = (str(row["gemm_dtype"]), int(row["m"]), int(row["n"]), int(row["k"]))
+                    if min(gemm_point[1:]) < 1:
+                        raise ValueError
+                    gemm[gemm_point] = None
+                    usable += 1
+                elif row.get("op_name") in attention:
+                    usable += 1
+                    if row.get("window_size") not in (None, 0) or row.get("beam_width") not in (None, 1):
+                        windowed += 1
+                        continue
+                    if row.get("kv_cache_dtype") not in _KV_FORMATS_MEASURED:
+                        other_kv += 1
+                        continue
+                    length = row["isl"] if row["op_name"] == "context_attention" else row["step"]
+                    attention_point = tuple(
+                        int(v)
+                        for v in (
+                            row["batch_size"],
+                            length,
+                            row["num_heads"],
+                            row["num_key_value_heads"],
+                            row["head_dim"],
+                        )
+                    )
+                    if min(attention_point) < 1 or attention_point[2] % attention_point[3]:
+                        raise ValueError
+                    attention[row["op_name"]][attention_point] = None
+            except (KeyError, TypeError, ValueError):
+                raise InvalidInputError(
+                    "--shapes-from",
+                    f"{path}: data row {number} is not a GEMM or attention point "
+                    "(missing or non-positive m/n/k, batch_size, isl/step, heads or head_dim)",
+                    "pass a gemm_perf, context_attention_perf or generation_attention_perf file",
+                ) from None
+        if not usable:
+            where = f" of system {system}" if system is not None else ""
+            raise InvalidInputError(
+                "--shapes-from",
+                f"{path} holds no GEMM or attention rows{where}",
+                "pass a gemm_perf / *_attention_perf file (and a --shapes-system its rows name)",
+            )
+        sources.append(str(path))
+    left_out = []
+    if windowed:
+        left_out.append(f"{windowed} attention rows with a window or beams (full attention only is timed)")
+    if other_kv:
+        left_out.append(f"{other_kv} attention rows with an fp8/int8 KV cache (bf16 only is timed)")
+    return Shapes(
+        gemm=tuple(gemm),
+        context_attention=tuple(attention["context_attention"]),
+        generation_attention=tuple(attention["generation_attention"]),
+        sources=tuple(sources),
+        left_out=tuple(left_out),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,19 +433,49 @@ def system_name(device_kind: str) -> str:
 # Timing.
 
 
-def time_compiled(fn: Callable, args: tuple, repeats: int, warmup: int) -> float:
-    """Median wall time in ms of ``fn(*args)`` compiled with jax.jit, ended by block_until_ready."""
+# A sample lasts at least this long: enough back-to-back calls that one synchronization (tens of
+# microseconds on a GPU) is a small share of it, few enough that a large kernel is not run for long.
+SAMPLE_TARGET_S = 1e-3
+MAX_CALLS_PER_SAMPLE = 200
+PROBE_CALLS = 10
+
+
+def time_compiled(fn: Callable, args: tuple, repeats: int, warmup: int, *, pipelined: bool = True) -> float:
+    """Milliseconds per call of ``fn(*args)`` compiled with jax.jit: the median of ``repeats`` samples.
+
+    ``pipelined`` (the default): a sample is ``calls`` back-to-back calls dispatched without waiting,
+    ended by one ``block_until_ready`` on the last result, divided by ``calls`` (chosen from a probe of
+    :data:`PROBE_CALLS` queued calls after the warm-up so that a sample lasts about :data:`SAMPLE_TARGET_S`, at most
+    :data:`MAX_CALLS_PER_SAMPLE`). Calls on one device run in order, so the last result ready means
+    all are: this is the time per call of a kernel queued behind others, as the database's
+    collectors time kernels (CUDA graphs or events around a loop), not the round trip of one call.
+    Where JAX's dispatch (a few microseconds) is slower than the kernel, it is the dispatch time.
+    ``pipelined=False``: each sample is one call ended by ``block_until_ready`` (dispatch, kernel and
+    synchronization: 20-60 us more per call on a GPU; bench/bench_measure_timing.py compares them).
+    """
     import jax
 
     compiled = jax.jit(fn).lower(*args).compile()
-    for _ in range(warmup):
-        jax.block_until_ready(compiled(*args))
-    samples = []
-    for _ in range(repeats):
+    single_s = None
+    for _ in range(max(warmup, 1 if pipelined else 0)):
         start = time.perf_counter()
         jax.block_until_ready(compiled(*args))
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1e3
+        single_s = time.perf_counter() - start
+
+    def sample(calls: int) -> float:
+        start = time.perf_counter()
+        out = None
+        for _ in range(calls):
+            out = compiled(*args)
+        jax.block_until_ready(out)
+        return (time.perf_counter() - start) / calls
+
+    calls = 1
+    if pipelined and single_s is not None and single_s < SAMPLE_TARGET_S:
+        # The synchronized call overstates a short kernel's time; size the sample from a queued probe.
+        per_call_s = sample(PROBE_CALLS)
+        calls = max(1, min(MAX_CALLS_PER_SAMPLE, math.ceil(SAMPLE_TARGET_S / max(per_call_s, 1e-9))))
+    return statistics.median(sample(calls) for _ in range(repeats)) * 1e3
 
 
 def _memory_limit(device) -> int | None:
@@ -352,10 +484,6 @@ def _memory_limit(device) -> int | None:
     except Exception:  # CPU and some backends have none
         return None
     return int(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
-
-
-def _fits(nbytes: int, limit: int | None) -> bool:
-    return limit is None or nbytes <= 0.4 * limit
 
 
 def _latency_text(ms: float) -> str:
@@ -462,6 +590,26 @@ def _gemm_points(sweep: Sweep, dtypes: list[str]):
     return [(d, m, n, k) for d in dtypes for m in sweep.gemm_m for n in sweep.gemm_n for k in sweep.gemm_k]
 
 
+AttentionPoint = tuple[int, int, int, int, int]  # (batch, isl or step, heads, kv_heads, head_dim)
+
+
+def attention_points(sweep: Sweep) -> tuple[list[AttentionPoint], list[AttentionPoint]]:
+    """The sweep's prefill (batch, isl, heads, kv_heads, head_dim) and decode (batch, step, ...) points."""
+    prefill = [(b, s, h, kvh, hd) for (b, s) in sweep.prefill for (h, kvh, hd) in sweep.heads]
+    decode = [(b, s, h, kvh, hd) for (b, s) in sweep.decode for (h, kvh, hd) in sweep.heads]
+    return prefill, decode
+
+
+def attention_input_bytes(batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int, head_dim: int) -> int:
+    """Bytes of bf16 q, k, v and the output, plus f32 scores (XLA's implementation materializes them)."""
+    return 2 * batch * head_dim * (2 * q_len * heads + 2 * kv_len * kv_heads) + 4 * batch * heads * q_len * kv_len
+
+
+def fits_in_memory(nbytes: int, limit: int | None) -> bool:
+    """Whether a point's inputs are at most 40% of the device's memory (``limit`` None: unknown, yes)."""
+    return limit is None or nbytes <= 0.4 * limit
+
+
 def _attention_fn(impl: str, causal: bool):
     import jax
 
@@ -545,8 +693,13 @@ def run_measurements(
     repeats: int = 10,
     warmup: int = 3,
     on_progress: ProgressCallback | None = None,
+    shapes: Shapes | None = None,
 ) -> MeasureResult:
-    """Run the sweep on the local devices and write the CSV files into ``out_dir``."""
+    """Run the sweep on the local devices and write the CSV files into ``out_dir``.
+
+    ``shapes`` (:func:`read_shapes`): time these GEMM and attention points instead of the sweep's
+    grids (collectives keep the sweep's message sizes).
+    """
     if sweep not in SWEEP_GRIDS:
         raise InvalidInputError("--sweep", f"unknown sweep {sweep!r}", f"choose from {', '.join(SWEEPS)}")
     ops = parse_ops(ops)
@@ -573,6 +726,7 @@ def run_measurements(
         system=system or system_name(device.device_kind),
         sweep_name=sweep,
         sweep=SWEEP_GRIDS[sweep],
+        shapes=shapes,
         repeats=repeats,
         warmup=warmup,
         out=out,
@@ -580,11 +734,17 @@ def run_measurements(
         progress=on_progress or (lambda label, done, total: None),
     )
     results: list[OpResult] = []
-    notes: list[str] = []
+    notes: list[str] = [f"shapes left out: {note}" for note in (shapes.left_out if shapes else ())]
     if "gemm" in ops:
-        results.append(_measure_gemm(context))
+        if shapes is not None and not shapes.gemm:
+            notes.append("gemm skipped: --shapes-from holds no GEMM rows")
+        else:
+            results.append(_measure_gemm(context))
     if "attention" in ops:
-        results.extend(_measure_attention(context))
+        if shapes is not None and not (shapes.context_attention or shapes.generation_attention):
+            notes.append("attention skipped: --shapes-from holds no full-attention bf16 rows")
+        else:
+            results.extend(_measure_attention(context))
     if "collectives" in ops:
         if len(devices) < 2:
             notes.append(
@@ -616,6 +776,7 @@ class _Context:
     system: str
     sweep_name: str
     sweep: Sweep
+    shapes: Shapes | None
     repeats: int
     warmup: int
     out: Path
@@ -648,10 +809,19 @@ class _Context:
             f"system: {self.system}",
             f"jax {self.jax_version}, jaxlib {self.jaxlib_version}; python {platform.python_version()}; "
             f"host: {platform.node() or 'unknown'}; date: {now}",
-            f"sweep: {self.sweep_name}; ops: {','.join(self.ops)}",
-            f"timing: latency column in milliseconds = median of {self.repeats} calls of the "
-            f"jax.jit-compiled function, each ended by block_until_ready, after {self.warmup} "
-            f"warm-up calls (compilation excluded; inputs are not rotated to defeat caches)",
+            f"XLA_FLAGS: {os.environ.get('XLA_FLAGS') or '(unset)'}",
+            (
+                f"sweep: {self.sweep_name}; ops: {','.join(self.ops)}"
+                if self.shapes is None or name == "nccl"
+                else f"shapes from: {', '.join(self.shapes.sources)} (their points, not a sweep's grid); "
+                f"ops: {','.join(self.ops)}"
+            ),
+            f"timing: latency column in milliseconds per call = median of {self.repeats} samples of "
+            f"the jax.jit-compiled function after {self.warmup} warm-up calls; a sample is up to "
+            f"{MAX_CALLS_PER_SAMPLE} calls queued back to back (about {SAMPLE_TARGET_S * 1e3:g} ms "
+            "in all) ended by one block_until_ready, divided by the calls: a kernel's time in a "
+            "stream, as the database's collectors time them, or JAX's dispatch time where that is "
+            "longer (compilation excluded; inputs are not rotated to defeat caches)",
             *lines,
             f"source_path: {self.source_path(name)} (this run; database layout "
             "<system>/<class>/<framework>/<version>/<file>)",
@@ -689,14 +859,22 @@ def _finish_notes(result: OpResult, skipped_memory: int) -> list[str]:
 def _measure_gemm(ctx: _Context) -> OpResult:
     result = OpResult("gemm")
     dtypes, skipped = _gemm_dtypes(ctx.device)
-    points = _gemm_points(ctx.sweep, dtypes)
+    if ctx.shapes is None:
+        points = _gemm_points(ctx.sweep, dtypes)
+    else:
+        points = [p for p in ctx.shapes.gemm if p[0] in dtypes]
+        other = Counter(p[0] for p in ctx.shapes.gemm if p[0] not in dtypes)
+        if other:
+            result.notes.append(
+                "shapes of formats not timed here: " + ", ".join(f"{d} x{c}" for d, c in sorted(other.items()))
+            )
     limit = _memory_limit(ctx.device)
     width = {"bfloat16": 2, "fp8": 1, "int8_wo": 1}
     skipped_memory = 0
     ctx.progress("gemm", 0, len(points))
     fns = {d: _gemm_fn(d) for d in dtypes}
     for done, (dtype, m, n, k) in enumerate(points, 1):
-        if not _fits(2 * m * k + width[dtype] * k * n + 2 * m * n, limit):
+        if not fits_in_memory(2 * m * k + width[dtype] * k * n + 2 * m * n, limit):
             skipped_memory += 1
         else:
             try:
@@ -756,8 +934,11 @@ def _time_attention(ctx: _Context, causal: bool, args: tuple, used: dict) -> flo
 def _measure_attention(ctx: _Context) -> list[OpResult]:
     sweep = ctx.sweep
     limit = _memory_limit(ctx.device)
-    prefill = [(b, s, h, kvh, hd) for (b, s) in sweep.prefill for (h, kvh, hd) in sweep.heads]
-    decode = [(b, s, h, kvh, hd) for (b, s) in sweep.decode for (h, kvh, hd) in sweep.heads]
+    if ctx.shapes is None:
+        prefill, decode = attention_points(sweep)
+    else:
+        prefill = list(ctx.shapes.context_attention)
+        decode = list(ctx.shapes.generation_attention)
     results = []
     for name, points, causal in (("context_attention", prefill, True), ("generation_attention", decode, False)):
         result = OpResult(name)
@@ -766,8 +947,7 @@ def _measure_attention(ctx: _Context) -> list[OpResult]:
         ctx.progress(name, 0, len(points))
         for done, (b, s, h, kvh, hd) in enumerate(points, 1):
             q_len = s if causal else 1
-            nbytes = 2 * b * hd * (2 * q_len * h + 2 * s * kvh) + (4 * b * h * q_len * s)
-            if not _fits(nbytes, limit):
+            if not fits_in_memory(attention_input_bytes(b, q_len, s, h, kvh, hd), limit):
                 skipped_memory += 1
             else:
                 try:
@@ -835,7 +1015,7 @@ def _measure_collectives(ctx: _Context) -> OpResult:
     for done, (op, dt, g, size) in enumerate(points, 1):
         size = math.ceil(size / g) * g  # every device holds a whole share
         dtype = getattr(jnp, _NCCL_DTYPES[dt])
-        if not _fits(3 * size * jnp.dtype(dtype).itemsize, limit):
+        if not fits_in_memory(3 * size * jnp.dtype(dtype).itemsize, limit):
             skipped_memory += 1
         else:
             try:
