@@ -128,10 +128,10 @@ def claim(storage: RDBStorage, study_id: int, size: int, length: int) -> tuple[i
     """Claim a range of flat positions: a stale one first, else the next new one of ``length``.
     Returns ``(begin, end, reclaimed)``, or None when every range is done or claimed by a live
     process. Serialized like trial writes (SQLite: the writer lock; servers: the study row)."""
-    from tuner.storage import _sqlite_writer_lock
+    from tuner.storage import sqlite_writer_lock
 
     now = time.time()
-    with _sqlite_writer_lock(storage), storage.engine.begin() as connection:
+    with sqlite_writer_lock(storage), storage.engine.begin() as connection:
         if storage.engine.dialect.name != "sqlite":
             connection.execute(text("SELECT study_id FROM studies WHERE study_id = :s FOR UPDATE"), {"s": study_id})
         rows = connection.execute(
@@ -207,10 +207,10 @@ def write_chunk(
     ``retry_url``: transient database errors (a server restart) run the whole transaction again
     for up to :data:`tuner.storage.RETRY_FOR_S` (:func:`tuner.storage.with_retries`), as trial
     writes of a sampled search do; others become one :class:`~tuner.storage.StorageError`."""
-    from tuner.storage import _url_of, storage_errors, with_retries
+    from tuner.storage import storage_errors, storage_url, with_retries
 
     args = (storage, study_id, positions, values, constraints, distribution_json, budget, done_begin)
-    with storage_errors(_url_of(storage)):
+    with storage_errors(storage_url(storage)):
         if retry_url is None:
             return _write_chunk_once(*args)
         return with_retries(lambda: _write_chunk_once(*args), retry_url)
@@ -226,9 +226,9 @@ def _write_chunk_once(
     budget: int | None,
     done_begin: int | None,
 ) -> int:
-    from tuner.storage import _sqlite_writer_lock
+    from tuner.storage import sqlite_writer_lock
 
-    with _sqlite_writer_lock(storage), storage.engine.begin() as connection:
+    with sqlite_writer_lock(storage), storage.engine.begin() as connection:
         sqlite = storage.engine.dialect.name == "sqlite"
         mark = "?" if sqlite else "%s"
         if not sqlite:

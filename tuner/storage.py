@@ -459,7 +459,8 @@ def _engine_kwargs(url: str) -> dict:
     return engine_kwargs
 
 
-def _url_of(storage: RDBStorage) -> str:
+def storage_url(storage: RDBStorage) -> str:
+    """The database URL of ``storage`` with its password, as the user gave it (for messages and retries)."""
     return storage.engine.url.render_as_string(hide_password=False)
 
 
@@ -507,8 +508,8 @@ def write_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial], 
     are serialized (PostgreSQL: a row lock on the study; SQLite: a lock file beside the
     database), so numbers are unique and the budget holds with any number of workers.
     """
-    url = _url_of(storage)
-    with _sqlite_writer_lock(storage):
+    url = storage_url(storage)
+    with sqlite_writer_lock(storage):
         with storage_errors(url):
             # One transaction: after a lost connection it is run again whole. (Should the
             # connection drop during the commit itself, the rows may be stored twice; the budget
@@ -517,7 +518,7 @@ def write_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial], 
 
 
 @contextmanager
-def _sqlite_writer_lock(storage: RDBStorage) -> Iterator[None]:
+def sqlite_writer_lock(storage: RDBStorage) -> Iterator[None]:
     """Serialize writers of a SQLite database (processes on one machine); server databases lock
     the study row in the transaction instead."""
     url = storage.engine.url
