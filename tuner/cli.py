@@ -1299,6 +1299,12 @@ def main(argv: list[str] | None = None) -> int:
     default=None,
     help="With --shapes-from: only the rows of this system (e.g. h200_sxm) [default: every row].",
 )
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Keep the rows already in --out's files (same system, jax version and point) and measure "
+    "only the rest: after Ctrl-C, SIGTERM or a lost machine.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def measure_command(
     out_dir: str,
@@ -1309,29 +1315,44 @@ def measure_command(
     warmup: int,
     shapes_from: tuple[str, ...],
     shapes_system: str | None,
+    resume: bool,
     as_json: bool,
 ) -> None:
-    """Microbenchmark the local accelerators with JAX into kernel-database CSVs (tuner calibrate)."""
+    """Microbenchmark the local accelerators with JAX into kernel-database CSVs (tuner calibrate).
+
+    Ctrl-C or SIGTERM stops between points: the files hold every point measured so far, and the
+    same command with --resume measures the rest (exit 130 / 143)."""
     from tuner.measure import parse_ops, print_summary, progress_bars, read_shapes, run_measurements
+    from tuner.signals import stop_on_signals
 
     if shapes_system is not None and not shapes_from:
         raise InvalidInputError("--shapes-system", "given without --shapes-from", "add --shapes-from FILE or drop it")
     shapes = read_shapes(shapes_from, shapes_system) if shapes_from else None
-    with progress_bars(disable=as_json) as update:
-        result = run_measurements(
-            out_dir,
-            system=system,
-            sweep=sweep,
-            ops=parse_ops(ops),
-            repeats=repeats,
-            warmup=warmup,
-            on_progress=update,
-            shapes=shapes,
-        )
+    resume_hint = f"the rows measured so far are in {out_dir}; add --resume to the same command to measure the rest"
+    with stop_on_signals() as stop, progress_bars(disable=as_json) as update:
+        try:
+            result = run_measurements(
+                out_dir,
+                system=system,
+                sweep=sweep,
+                ops=parse_ops(ops),
+                repeats=repeats,
+                warmup=warmup,
+                on_progress=update,
+                shapes=shapes,
+                stop=stop,
+                resume=resume,
+            )
+        except KeyboardInterrupt:  # a second Ctrl-C, inside a point: that class's rows are written
+            click.echo(f"interrupted: {resume_hint}", err=True)
+            raise SystemExit(130) from None
     if as_json:
         _print_json(result.summary())
     else:
         print_summary(result)
+    if result.interrupted or stop():
+        click.echo(f"interrupted: {resume_hint}", err=True)
+        raise SystemExit(stop.exit_code)
 
 
 if __name__ == "__main__":

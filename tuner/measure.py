@@ -337,6 +337,11 @@ class OpResult:
     notes: list[str] = field(default_factory=list)
     failed: int = 0
     first_error: str = ""
+    kept: int = 0  # rows of an earlier run's file reused (--resume)
+    skipped_memory: int = 0
+    planned: int = 0  # points of this run
+    reached: int = 0  # points gone through (measured, kept, skipped or failed)
+    interrupted: bool = False  # stopped before its last point (the file holds the rows so far)
 
 
 @dataclass
@@ -350,6 +355,11 @@ class MeasureResult:
     elapsed_s: float
     results: list[OpResult]
     notes: list[str]
+
+    @property
+    def interrupted(self) -> bool:
+        """A stop request or Ctrl-C ended the run early; every file written holds its rows so far."""
+        return any(r.interrupted for r in self.results)
 
     def summary(self) -> dict:
         """Plain data for ``--json`` and the table: one entry per file written."""
@@ -366,12 +376,16 @@ class MeasureResult:
                     "file": FILES[r.name],
                     "path": str(r.path) if r.path else None,
                     "rows": len(r.rows),
+                    "kept": r.kept,
+                    "planned": r.planned,
+                    "interrupted": r.interrupted,
                     "failed": r.failed,
                     "notes": r.notes,
                 }
                 for r in self.results
             ],
             "notes": self.notes,
+            "interrupted": self.interrupted,
         }
 
 
@@ -694,11 +708,18 @@ def run_measurements(
     warmup: int = 3,
     on_progress: ProgressCallback | None = None,
     shapes: Shapes | None = None,
+    stop: Callable[[], bool] | None = None,
+    resume: bool = False,
 ) -> MeasureResult:
     """Run the sweep on the local devices and write the CSV files into ``out_dir``.
 
     ``shapes`` (:func:`read_shapes`): time these GEMM and attention points instead of the sweep's
-    grids (collectives keep the sweep's message sizes).
+    grids (collectives keep the sweep's message sizes). ``stop`` (say a
+    :class:`tuner.signals.StopRequest`) is asked between points: once it is true the class in hand
+    writes the rows measured so far (its header says where it stopped) and no further class starts;
+    Ctrl-C (``KeyboardInterrupt``) does the same and is raised again. ``resume``: a point whose row
+    is in the file already in ``out_dir`` (same system, jax version and point) keeps that row
+    instead of being measured again.
     """
     if sweep not in SWEEP_GRIDS:
         raise InvalidInputError("--sweep", f"unknown sweep {sweep!r}", f"choose from {', '.join(SWEEPS)}")
@@ -732,21 +753,23 @@ def run_measurements(
         out=out,
         ops=ops,
         progress=on_progress or (lambda label, done, total: None),
+        stop=stop or (lambda: False),
+        resume=resume,
     )
     results: list[OpResult] = []
     notes: list[str] = [f"shapes left out: {note}" for note in (shapes.left_out if shapes else ())]
-    if "gemm" in ops:
-        if shapes is not None and not shapes.gemm:
+    for op in ops:
+        if context.stop():
+            notes.append(f"{op} not started: interrupted (run the same command with --resume)")
+        elif op == "gemm" and shapes is not None and not shapes.gemm:
             notes.append("gemm skipped: --shapes-from holds no GEMM rows")
-        else:
+        elif op == "gemm":
             results.append(_measure_gemm(context))
-    if "attention" in ops:
-        if shapes is not None and not (shapes.context_attention or shapes.generation_attention):
+        elif op == "attention" and shapes is not None and not (shapes.context_attention or shapes.generation_attention):
             notes.append("attention skipped: --shapes-from holds no full-attention bf16 rows")
-        else:
+        elif op == "attention":
             results.extend(_measure_attention(context))
-    if "collectives" in ops:
-        if len(devices) < 2:
+        elif len(devices) < 2:
             notes.append(
                 f"collectives skipped: {len(devices)} {device.platform} device (they need "
                 "2 or more; on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=4 "
@@ -782,6 +805,8 @@ class _Context:
     out: Path
     ops: tuple[str, ...]
     progress: ProgressCallback
+    stop: Callable[[], bool]  # True once the run should end (a signal): checked between points
+    resume: bool  # reuse the rows of the files already in ``out`` (same system, jax version, point)
 
     def source_path(self, name: str) -> str:
         # Like the database's <system>/<class>/<framework>/<version>/<file>.
@@ -846,14 +871,108 @@ def _record_failure(result: OpResult, error: Exception) -> None:
         result.first_error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
 
 
-def _finish_notes(result: OpResult, skipped_memory: int) -> list[str]:
+def _finish_notes(result: OpResult) -> list[str]:
     lines: list[str] = []
-    if skipped_memory:
-        result.notes.append(f"{skipped_memory} points skipped: inputs over 40% of device memory")
+    if result.skipped_memory:
+        result.notes.append(f"{result.skipped_memory} points skipped: inputs over 40% of device memory")
     if result.failed:
         result.notes.append(f"{result.failed} points failed (first: {result.first_error})")
+    if result.interrupted:
+        result.notes.append(
+            f"interrupted after {result.reached} of {result.planned} points: run the same command "
+            "with --resume to measure the rest"
+        )
     lines.extend(f"left out: {note}" for note in result.notes)
+    if result.kept:
+        lines.append(f"resumed: {result.kept} rows kept from the earlier run's file (same system, jax version, point)")
     return lines
+
+
+# Columns that name a measured point (with system and jax version): --resume reuses a row whose
+# values of these match the point's.
+_POINT_KEY_EXCLUDED = frozenset({"latency", "source_path", "framework", "kernel_source"})
+
+
+def _point_key(name: str, row: dict) -> tuple[str, ...]:
+    return tuple(str(row[c]) for c in COLUMNS[name] if c not in _POINT_KEY_EXCLUDED)
+
+
+def _earlier_rows(ctx: _Context, name: str) -> dict[tuple[str, ...], dict]:
+    """--resume: the rows of this class's file in --out (empty without --resume or a file)."""
+    path = ctx.out / FILES[name]
+    if not ctx.resume or not path.exists():
+        return {}
+    rows = read_measurements(path)
+    return {_point_key(name, row): {c: row[c] for c in COLUMNS[name]} for row in rows}
+
+
+def _time_points(
+    ctx: _Context,
+    result: OpResult,
+    points: list,
+    row_of: Callable[[Any], dict],
+    nbytes_of: Callable[[Any], int],
+    time_of: Callable[[Any], float],
+) -> None:
+    """Time each point into ``result.rows`` (``row_of`` gives its row without the latency,
+    ``time_of`` its milliseconds): points over 40% of device memory are counted and skipped, a
+    point that fails is counted, an earlier run's row is reused under --resume, and a stop
+    request or Ctrl-C ends the loop with the rows so far (``result.interrupted``; Ctrl-C goes on
+    up to :func:`_time_and_write`, which writes them first)."""
+    earlier = _earlier_rows(ctx, result.name)
+    limit = _memory_limit(ctx.device)
+    result.planned = len(points)
+
+    def keep(point) -> bool:
+        kept = earlier.get(_point_key(result.name, {**row_of(point), "latency": None}))
+        if kept is not None:
+            result.rows.append(kept)
+            result.kept += 1
+        return kept is not None
+
+    def stopped_at(index: int) -> None:
+        # The earlier run's rows of the points not reached stay in the file: an interrupted
+        # --resume run never loses what the run before it measured.
+        result.interrupted = True
+        result.reached = index
+        for point in points[index:]:
+            keep(point)
+
+    ctx.progress(result.name, 0, len(points))
+    for index, point in enumerate(points):
+        if ctx.stop():
+            stopped_at(index)
+            return
+        if not keep(point):
+            if not fits_in_memory(nbytes_of(point), limit):
+                result.skipped_memory += 1
+            else:
+                try:
+                    result.rows.append({**row_of(point), "latency": _latency_text(time_of(point))})
+                except KeyboardInterrupt:
+                    stopped_at(index)
+                    raise
+                except Exception as error:  # one bad point (out of memory, unsupported) is not fatal
+                    _record_failure(result, error)
+        ctx.progress(result.name, index + 1, len(points))
+    result.reached = len(points)
+
+
+def _time_and_write(
+    ctx: _Context,
+    result: OpResult,
+    points: list,
+    row_of: Callable[[Any], dict],
+    nbytes_of: Callable[[Any], int],
+    time_of: Callable[[Any], float],
+    describe: Callable[[], list[str]],
+) -> None:
+    """:func:`_time_points`, then the file (``describe()``'s header lines and the notes), also
+    when Ctrl-C ends the loop: the rows measured so far are written before it goes on."""
+    try:
+        _time_points(ctx, result, points, row_of, nbytes_of, time_of)
+    finally:
+        ctx.write(result, describe() + _finish_notes(result))
 
 
 def _measure_gemm(ctx: _Context) -> OpResult:
@@ -868,32 +987,21 @@ def _measure_gemm(ctx: _Context) -> OpResult:
             result.notes.append(
                 "shapes of formats not timed here: " + ", ".join(f"{d} x{c}" for d, c in sorted(other.items()))
             )
-    limit = _memory_limit(ctx.device)
     width = {"bfloat16": 2, "fp8": 1, "int8_wo": 1}
-    skipped_memory = 0
-    ctx.progress("gemm", 0, len(points))
     fns = {d: _gemm_fn(d) for d in dtypes}
-    for done, (dtype, m, n, k) in enumerate(points, 1):
-        if not fits_in_memory(2 * m * k + width[dtype] * k * n + 2 * m * n, limit):
-            skipped_memory += 1
-        else:
-            try:
-                args = _gemm_args(dtype, m, n, k, ctx.device)
-                ms = time_compiled(fns[dtype], args, ctx.repeats, ctx.warmup)
-                del args
-                result.rows.append(
-                    {
-                        **ctx.base_row("gemm", "gemm"),
-                        "gemm_dtype": dtype,
-                        "m": m,
-                        "n": n,
-                        "k": k,
-                        "latency": _latency_text(ms),
-                    }
-                )
-            except Exception as error:  # one bad point (out of memory, unsupported) is not fatal
-                _record_failure(result, error)
-        ctx.progress("gemm", done, len(points))
+
+    def row_of(point: tuple[str, int, int, int]) -> dict:
+        dtype, m, n, k = point
+        return {**ctx.base_row("gemm", "gemm"), "gemm_dtype": dtype, "m": m, "n": n, "k": k}
+
+    def nbytes_of(point: tuple[str, int, int, int]) -> int:
+        dtype, m, n, k = point
+        return 2 * m * k + width[dtype] * k * n + 2 * m * n
+
+    def time_of(point: tuple[str, int, int, int]) -> float:
+        dtype, m, n, k = point
+        return time_compiled(fns[dtype], _gemm_args(dtype, m, n, k, ctx.device), ctx.repeats, ctx.warmup)
+
     lines = [
         "gemm: out[m,n] = x[m,k] @ W[k,n]; x bfloat16, output bfloat16",
         f"gemm_dtype measured: {', '.join(dtypes)}"
@@ -907,8 +1015,7 @@ def _measure_gemm(ctx: _Context) -> OpResult:
         "weight-only kernel)",
         f"gemm_dtype not measured: {'; '.join(skipped)}",
     ]
-    lines += _finish_notes(result, skipped_memory)
-    ctx.write(result, lines)
+    _time_and_write(ctx, result, points, row_of, nbytes_of, time_of, lambda: lines)
     return result
 
 
@@ -933,7 +1040,6 @@ def _time_attention(ctx: _Context, causal: bool, args: tuple, used: dict) -> flo
 
 def _measure_attention(ctx: _Context) -> list[OpResult]:
     sweep = ctx.sweep
-    limit = _memory_limit(ctx.device)
     if ctx.shapes is None:
         prefill, decode = attention_points(sweep)
     else:
@@ -943,53 +1049,53 @@ def _measure_attention(ctx: _Context) -> list[OpResult]:
     for name, points, causal in (("context_attention", prefill, True), ("generation_attention", decode, False)):
         result = OpResult(name)
         used: dict[str, int] = {}
-        skipped_memory = 0
-        ctx.progress(name, 0, len(points))
-        for done, (b, s, h, kvh, hd) in enumerate(points, 1):
-            q_len = s if causal else 1
-            if not fits_in_memory(attention_input_bytes(b, q_len, s, h, kvh, hd), limit):
-                skipped_memory += 1
-            else:
-                try:
-                    args = _attention_args(b, q_len, s, h, kvh, hd, ctx.device)
-                    ms = _time_attention(ctx, causal, args, used)
-                    del args
-                    result.rows.append(
-                        {
-                            **ctx.base_row(name, name),
-                            "batch_size": b,
-                            "isl": s if causal else 1,
-                            "num_heads": h,
-                            "num_key_value_heads": kvh,
-                            "head_dim": hd,
-                            "window_size": 0,
-                            "beam_width": 1,
-                            "attn_dtype": "bfloat16",
-                            "kv_cache_dtype": "bfloat16",
-                            "step": 0 if causal else s,
-                            "latency": _latency_text(ms),
-                        }
-                    )
-                except Exception as error:
-                    _record_failure(result, error)
-            ctx.progress(name, done, len(points))
+
+        def row_of(point: AttentionPoint, name: str = name, causal: bool = causal) -> dict:
+            b, s, h, kvh, hd = point
+            return {
+                **ctx.base_row(name, name),
+                "batch_size": b,
+                "isl": s if causal else 1,
+                "num_heads": h,
+                "num_key_value_heads": kvh,
+                "head_dim": hd,
+                "window_size": 0,
+                "beam_width": 1,
+                "attn_dtype": "bfloat16",
+                "kv_cache_dtype": "bfloat16",
+                "step": 0 if causal else s,
+            }
+
+        def nbytes_of(point: AttentionPoint, causal: bool = causal) -> int:
+            b, s, h, kvh, hd = point
+            return attention_input_bytes(b, s if causal else 1, s, h, kvh, hd)
+
+        def time_of(point: AttentionPoint, causal: bool = causal, used: dict = used) -> float:
+            b, s, h, kvh, hd = point
+            args = _attention_args(b, s if causal else 1, s, h, kvh, hd, ctx.device)
+            return _time_attention(ctx, causal, args, used)
+
         what = (
             "prefill: causal self-attention of isl tokens per sequence, q/k/v [batch, isl, heads, head_dim], step 0"
             if causal
             else "decode: one query token per sequence (isl 1) over a KV cache of step tokens, "
             "q [batch, 1, heads, head_dim], k/v [batch, step, kv_heads, head_dim], no mask"
         )
-        impls = ", ".join(f"{impl} x{count}" for impl, count in sorted(used.items())) or "none"
-        lines = [
-            f"{name}: jax.nn.dot_product_attention (softmax(QK^T/sqrt(d))V, GQA when "
-            f"num_key_value_heads < num_heads); {what}",
-            f"implementation per row: {impls} (cudnn tried first on GPUs, else xla)",
-            "attn_dtype and kv_cache_dtype bfloat16 only; window_size 0 (full attention); "
-            "beam_width 1; fp8 attention and fp8 KV cache not measured",
-        ]
-        lines += _finish_notes(result, skipped_memory)
-        ctx.write(result, lines)
+
+        def describe(name: str = name, what: str = what, used: dict = used) -> list[str]:
+            impls = ", ".join(f"{impl} x{count}" for impl, count in sorted(used.items())) or "none"
+            return [
+                f"{name}: jax.nn.dot_product_attention (softmax(QK^T/sqrt(d))V, GQA when "
+                f"num_key_value_heads < num_heads); {what}",
+                f"implementation per row: {impls} (cudnn tried first on GPUs, else xla)",
+                "attn_dtype and kv_cache_dtype bfloat16 only; window_size 0 (full attention); "
+                "beam_width 1; fp8 attention and fp8 KV cache not measured",
+            ]
+
+        _time_and_write(ctx, result, points, row_of, nbytes_of, time_of, describe)
         results.append(result)
+        if result.interrupted:
+            break
     return results
 
 
@@ -1001,40 +1107,28 @@ def _measure_collectives(ctx: _Context) -> OpResult:
     result = OpResult("nccl")
     available = len(ctx.devices)
     counts = _device_counts(ctx.sweep, available)
-    limit = _memory_limit(ctx.device)
     points = [
-        (op, dt, g, size)
+        (op, dt, g, math.ceil(size / g) * g)  # every device holds a whole share
         for g in counts
         for dt in ctx.sweep.nccl_dtypes
         for op in COLLECTIVES
         for size in ctx.sweep.message_sizes
     ]
-    skipped_memory = 0
-    ctx.progress("nccl", 0, len(points))
     meshes = {g: Mesh(np.array(ctx.devices[:g]), ("d",)) for g in counts}
-    for done, (op, dt, g, size) in enumerate(points, 1):
-        size = math.ceil(size / g) * g  # every device holds a whole share
-        dtype = getattr(jnp, _NCCL_DTYPES[dt])
-        if not fits_in_memory(3 * size * jnp.dtype(dtype).itemsize, limit):
-            skipped_memory += 1
-        else:
-            try:
-                mesh = meshes[g]
-                x = _collective_input(op, size, g, dtype, mesh)
-                ms = time_compiled(_collective_fn(op, mesh), (x,), ctx.repeats, ctx.warmup)
-                del x
-                result.rows.append(
-                    {
-                        **ctx.base_row("nccl", op),
-                        "nccl_dtype": dt,
-                        "num_gpus": g,
-                        "message_size": size,
-                        "latency": _latency_text(ms),
-                    }
-                )
-            except Exception as error:
-                _record_failure(result, error)
-        ctx.progress("nccl", done, len(points))
+
+    def row_of(point: tuple[str, str, int, int]) -> dict:
+        op, dt, g, size = point
+        return {**ctx.base_row("nccl", op), "nccl_dtype": dt, "num_gpus": g, "message_size": size}
+
+    def nbytes_of(point: tuple[str, str, int, int]) -> int:
+        op, dt, g, size = point
+        return 3 * size * jnp.dtype(getattr(jnp, _NCCL_DTYPES[dt])).itemsize
+
+    def time_of(point: tuple[str, str, int, int]) -> float:
+        op, dt, g, size = point
+        x = _collective_input(op, size, g, getattr(jnp, _NCCL_DTYPES[dt]), meshes[g])
+        return time_compiled(_collective_fn(op, meshes[g]), (x,), ctx.repeats, ctx.warmup)
+
     lines = [
         "collectives: jax.shard_map over a 1-D mesh of the first num_gpus devices: all_reduce = "
         "lax.psum, all_gather = lax.all_gather(tiled), reduce_scatter = lax.psum_scatter(tiled), "
@@ -1046,8 +1140,7 @@ def _measure_collectives(ctx: _Context) -> OpResult:
         "multiple of num_gpus",
         f"num_gpus measured: {', '.join(map(str, counts))}",
     ]
-    lines += _finish_notes(result, skipped_memory)
-    ctx.write(result, lines)
+    _time_and_write(ctx, result, points, row_of, nbytes_of, time_of, lambda: lines)
     return result
 
 

@@ -598,3 +598,81 @@ def test_queued_timing_runs_calls_back_to_back(pipelined):
     else:
         sampled = len(executions) - 2 - PROBE_CALLS
         assert sampled % 3 == 0 and sampled >= 3
+
+
+# ---- stopping and resuming: a stopped run keeps its rows, --resume measures only the rest ----
+
+
+def _stop_after(points: int):
+    """(on_progress, stop): stop() turns true once `points` points of any class are done."""
+    done = {"n": 0}
+
+    def progress(label: str, finished: int, total: int) -> None:
+        if finished:
+            done["n"] += 1
+
+    return progress, lambda: done["n"] >= points
+
+
+def test_a_stopped_run_writes_its_rows_and_resume_measures_only_the_rest(tmp_path):
+    pytest.importorskip("jax")
+    from tuner.measure import run_measurements
+
+    out = tmp_path / "m"
+    progress, stop = _stop_after(7)
+    first = run_measurements(
+        out, system="test_cpu", sweep="tiny", ops=("gemm", "attention"), repeats=1, warmup=0,
+        on_progress=progress, stop=stop,
+    )  # fmt: skip
+    assert first.interrupted
+    (gemm,) = first.results  # attention never started
+    assert gemm.interrupted and len(gemm.rows) == 7 and gemm.reached == 7
+    assert any("attention not started: interrupted" in note for note in first.notes)
+    header = read_header(out / "gemm_perf.csv")
+    assert any(f"interrupted after 7 of {gemm.planned} points" in line for line in header)
+    assert not (out / "context_attention_perf.csv").exists()
+    before = {(r["gemm_dtype"], r["m"], r["n"], r["k"]): r["latency"] for r in read_measurements(out / "gemm_perf.csv")}
+
+    second = run_measurements(
+        out, system="test_cpu", sweep="tiny", ops=("gemm", "attention"), repeats=1, warmup=0, resume=True
+    )
+    assert not second.interrupted
+    gemm2 = second.results[0]
+    assert gemm2.kept == 7 and len(gemm2.rows) == gemm2.planned == gemm.planned
+    after = {(r["gemm_dtype"], r["m"], r["n"], r["k"]): r["latency"] for r in read_measurements(out / "gemm_perf.csv")}
+    assert {k: after[k] for k in before} == before  # the earlier rows, untouched
+    assert any("resumed: 7 rows kept" in line for line in read_header(out / "gemm_perf.csv"))
+    assert (out / "generation_attention_perf.csv").exists()
+
+    # A resumed run stopped early loses nothing: the rows of the points it did not reach stay.
+    progress, stop = _stop_after(2)
+    third = run_measurements(
+        out, system="test_cpu", sweep="tiny", ops=("gemm",), repeats=1, warmup=0, resume=True,
+        on_progress=progress, stop=stop,
+    )  # fmt: skip
+    assert third.interrupted and len(read_measurements(out / "gemm_perf.csv")) == gemm.planned
+    # Rows of another jax version (or system) are measured again, not reused.
+    fourth = run_measurements(out, system="other_cpu", sweep="tiny", ops=("gemm",), repeats=1, warmup=0, resume=True)
+    assert fourth.results[0].kept == 0
+
+
+def test_sigterm_stops_between_points_and_says_how_to_resume(tmp_path):
+    """What a scheduler's preemption does to an hours-long sweep: exit 143, the finished points
+    written, one line naming --resume. The small sweep on this CPU runs far longer than the wait."""
+    pytest.importorskip("jax")
+    import signal
+
+    out = tmp_path / "m"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    args = ["measure", "--out", str(out), "--sweep", "small", "--ops", "gemm", "--repeats", "1", "--warmup", "0"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tuner.cli", *args], env=env, cwd=REPO, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(8)  # imports (2-4 s) and the first points
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert "add --resume to the same command" in stderr and "Traceback" not in stderr
+    header = read_header(out / "gemm_perf.csv")
+    assert any("interrupted after" in line for line in header)
+    assert len(read_measurements(out / "gemm_perf.csv")) >= 1
