@@ -906,19 +906,20 @@ def _earlier_rows(ctx: _Context, name: str) -> dict[tuple[str, ...], dict]:
     return {_point_key(name, row): {c: row[c] for c in COLUMNS[name]} for row in rows}
 
 
-def _time_points(
+def _time_and_write(
     ctx: _Context,
     result: OpResult,
     points: list,
     row_of: Callable[[Any], dict],
     nbytes_of: Callable[[Any], int],
     time_of: Callable[[Any], float],
+    describe: Callable[[], list[str]],
 ) -> None:
-    """Time each point into ``result.rows`` (``row_of`` gives its row without the latency,
-    ``time_of`` its milliseconds): points over 40% of device memory are counted and skipped, a
-    point that fails is counted, an earlier run's row is reused under --resume, and a stop
-    request or Ctrl-C ends the loop with the rows so far (``result.interrupted``; Ctrl-C goes on
-    up to :func:`_time_and_write`, which writes them first)."""
+    """Time each point into ``result.rows`` and write the class's file (``describe()``'s header
+    lines, then the notes). ``row_of`` gives a point's row without the latency, ``time_of`` its
+    milliseconds. Points over 40% of device memory are counted and skipped, a point that fails is
+    counted, an earlier run's row is reused under --resume, and a stop request or Ctrl-C ends the
+    loop with the rows so far (``result.interrupted``): the file is written before Ctrl-C goes on."""
     earlier = _earlier_rows(ctx, result.name)
     limit = _memory_limit(ctx.device)
     result.planned = len(points)
@@ -938,39 +939,28 @@ def _time_points(
         for point in points[index:]:
             keep(point)
 
-    ctx.progress(result.name, 0, len(points))
-    for index, point in enumerate(points):
-        if ctx.stop():
-            stopped_at(index)
-            return
-        if not keep(point):
-            if not fits_in_memory(nbytes_of(point), limit):
-                result.skipped_memory += 1
-            else:
-                try:
-                    result.rows.append({**row_of(point), "latency": _latency_text(time_of(point))})
-                except KeyboardInterrupt:
-                    stopped_at(index)
-                    raise
-                except Exception as error:  # one bad point (out of memory, unsupported) is not fatal
-                    _record_failure(result, error)
-        ctx.progress(result.name, index + 1, len(points))
-    result.reached = len(points)
+    def run() -> None:
+        ctx.progress(result.name, 0, len(points))
+        for index, point in enumerate(points):
+            if ctx.stop():
+                stopped_at(index)
+                return
+            if not keep(point):
+                if not fits_in_memory(nbytes_of(point), limit):
+                    result.skipped_memory += 1
+                else:
+                    try:
+                        result.rows.append({**row_of(point), "latency": _latency_text(time_of(point))})
+                    except KeyboardInterrupt:
+                        stopped_at(index)
+                        raise
+                    except Exception as error:  # one bad point (out of memory, unsupported) is not fatal
+                        _record_failure(result, error)
+            ctx.progress(result.name, index + 1, len(points))
+        result.reached = len(points)
 
-
-def _time_and_write(
-    ctx: _Context,
-    result: OpResult,
-    points: list,
-    row_of: Callable[[Any], dict],
-    nbytes_of: Callable[[Any], int],
-    time_of: Callable[[Any], float],
-    describe: Callable[[], list[str]],
-) -> None:
-    """:func:`_time_points`, then the file (``describe()``'s header lines and the notes), also
-    when Ctrl-C ends the loop: the rows measured so far are written before it goes on."""
     try:
-        _time_points(ctx, result, points, row_of, nbytes_of, time_of)
+        run()
     finally:
         ctx.write(result, describe() + _finish_notes(result))
 
