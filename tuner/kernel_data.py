@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,6 +94,10 @@ class KernelTable:
     columns: dict[str, np.ndarray]
     lines: np.ndarray  # file line (1-based) of each row
     extra: dict = field(default_factory=dict)
+    #: Seconds per call below which the file's rows cannot go: ``tuner measure`` records JAX's
+    #: dispatch time in its header (``# dispatch floor: X ms``); 0 for files without one (the
+    #: kernel database times kernels in CUDA graphs, with no such floor).
+    dispatch_floor_s: float = 0.0
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -104,6 +109,7 @@ class KernelTable:
             self.header,
             {c: v[mask_or_index] for c, v in self.columns.items()},
             self.lines[mask_or_index],
+            dispatch_floor_s=self.dispatch_floor_s,
         )
 
 
@@ -195,4 +201,24 @@ def read_kernel_table(path: str | Path) -> KernelTable:
         data["engine"] = np.array(
             [FRAMEWORKS.get(str(f).lower(), str(f).lower()) for f in data["framework"]], dtype=object
         )
-    return KernelTable(name, kind, header, data, lines)
+    return KernelTable(name, kind, header, data, lines, dispatch_floor_s=_dispatch_floor_s(header, name))
+
+
+_DISPATCH_FLOOR = re.compile(r"^#\s*dispatch floor:\s*(\S+)\s*ms\b")
+
+
+def _dispatch_floor_s(header: list[str], name: str) -> float:
+    """The ``# dispatch floor: X ms`` line tuner measure writes, in seconds (0 without one)."""
+    for line in header:
+        match = _DISPATCH_FLOOR.match(line)
+        if match:
+            try:
+                value = float(match.group(1))
+            except ValueError:
+                value = float("nan")
+            if not (np.isfinite(value) and value > 0):
+                raise InvalidInputError(
+                    name, f"dispatch floor {match.group(1)!r} is not a positive number of ms", "fix or drop that # line"
+                )
+            return value * 1e-3
+    return 0.0

@@ -353,6 +353,7 @@ class MeasureResult:
     platform: str
     jax_version: str
     elapsed_s: float
+    dispatch_floor_ms: float
     results: list[OpResult]
     notes: list[str]
 
@@ -371,6 +372,7 @@ class MeasureResult:
             "platform": self.platform,
             "jax": self.jax_version,
             "elapsed_s": round(self.elapsed_s, 3),
+            "dispatch_floor_ms": self.dispatch_floor_ms,
             "files": [
                 {
                     "file": FILES[r.name],
@@ -490,6 +492,17 @@ def time_compiled(fn: Callable, args: tuple, repeats: int, warmup: int, *, pipel
         per_call_s = sample(PROBE_CALLS)
         calls = max(1, min(MAX_CALLS_PER_SAMPLE, math.ceil(SAMPLE_TARGET_S / max(per_call_s, 1e-9))))
     return statistics.median(sample(calls) for _ in range(repeats)) * 1e3
+
+
+def dispatch_floor_ms(device, repeats: int, warmup: int) -> float:
+    """Milliseconds per call of the least work a compiled call can do (two scalars added), timed
+    as every point is: JAX's dispatch, under which no row can go. 40-55 us per call on the lent
+    H200's VM (docs/benchmarks.md), a few us on a CPU."""
+    import jax
+    import numpy as np
+
+    args = (jax.device_put(np.float32(1), device), jax.device_put(np.float32(2), device))
+    return time_compiled(lambda x, y: x + y, args, repeats, max(warmup, 1))
 
 
 def _memory_limit(device) -> int | None:
@@ -739,6 +752,7 @@ def run_measurements(
     started = time.perf_counter()
     devices = jax.devices()
     device = devices[0]
+    floor_ms = dispatch_floor_ms(device, repeats, warmup)
     context = _Context(
         jax_version=jax.__version__,
         jaxlib_version=getattr(jaxlib, "__version__", "unknown"),
@@ -755,6 +769,7 @@ def run_measurements(
         progress=on_progress or (lambda label, done, total: None),
         stop=stop or (lambda: False),
         resume=resume,
+        dispatch_floor_ms=floor_ms,
     )
     results: list[OpResult] = []
     notes: list[str] = [f"shapes left out: {note}" for note in (shapes.left_out if shapes else ())]
@@ -785,6 +800,7 @@ def run_measurements(
         platform=device.platform,
         jax_version=jax.__version__,
         elapsed_s=time.perf_counter() - started,
+        dispatch_floor_ms=floor_ms,
         results=results,
         notes=notes,
     )
@@ -806,6 +822,7 @@ class _Context:
     ops: tuple[str, ...]
     progress: ProgressCallback
     stop: Callable[[], bool]  # True once the run should end (a signal): checked between points
+    dispatch_floor_ms: float  # dispatch_floor_ms(): no row can be faster
     resume: bool  # reuse the rows of the files already in ``out`` (same system, jax version, point)
 
     def source_path(self, name: str) -> str:
@@ -835,6 +852,9 @@ class _Context:
             f"jax {self.jax_version}, jaxlib {self.jaxlib_version}; python {platform.python_version()}; "
             f"host: {platform.node() or 'unknown'}; date: {now}",
             f"XLA_FLAGS: {os.environ.get('XLA_FLAGS') or '(unset)'}",
+            f"dispatch floor: {_latency_text(self.dispatch_floor_ms)} ms per call (a jitted add of two "
+            "scalars, timed as the rows are: rows near it time JAX's dispatch, not their kernel; "
+            "tuner calibrate fits such files as max(kernel, floor))",
             (
                 f"sweep: {self.sweep_name}; ops: {','.join(self.ops)}"
                 if self.shapes is None or name == "nccl"
@@ -1175,7 +1195,8 @@ def print_summary(result: MeasureResult) -> None:
     summary = result.summary()
     click.echo(
         f"measured {summary['device_count']} x {summary['device_kind']} "
-        f"(system {summary['system']}, jax {summary['jax']}) in {summary['elapsed_s']:.1f} s"
+        f"(system {summary['system']}, jax {summary['jax']}) in {summary['elapsed_s']:.1f} s; "
+        f"dispatch floor {summary['dispatch_floor_ms'] * 1e3:.3g} us per call"
     )
     for entry in summary["files"]:
         click.echo(f"  {entry['rows']:>6} rows  {entry['path']}")
