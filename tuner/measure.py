@@ -627,9 +627,14 @@ def attention_points(sweep: Sweep) -> tuple[list[AttentionPoint], list[Attention
     return prefill, decode
 
 
-def attention_input_bytes(batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int, head_dim: int) -> int:
-    """Bytes of bf16 q, k, v and the output, plus f32 scores (XLA's implementation materializes them)."""
-    return 2 * batch * head_dim * (2 * q_len * heads + 2 * kv_len * kv_heads) + 4 * batch * heads * q_len * kv_len
+def attention_input_bytes(
+    batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int, head_dim: int, *, scores: bool = True
+) -> int:
+    """Bytes of bf16 q, k, v and the output, plus (``scores``) the f32 scores XLA's implementation
+    materializes; cuDNN's fused kernel holds none (on the H200, three replayed prefill points of
+    0.5-2.2 GB were skipped for 69-552 GB of scores they never needed)."""
+    qkvo = 2 * batch * head_dim * (2 * q_len * heads + 2 * kv_len * kv_heads)
+    return qkvo + (4 * batch * heads * q_len * kv_len if scores else 0)
 
 
 def fits_in_memory(nbytes: int, limit: int | None) -> bool:
@@ -1033,9 +1038,14 @@ def _attention_impls(device) -> list[str]:
     return ["cudnn", "xla"] if device.platform == "gpu" else ["xla"]
 
 
-def _time_attention(ctx: _Context, causal: bool, args: tuple, used: dict) -> float:
+def _time_attention(ctx: _Context, causal: bool, args: tuple, used: dict, scores_fit: bool) -> float:
+    """The first implementation that runs the point (cuDNN, then XLA on GPUs); XLA is not tried
+    where its scores would not fit (``scores_fit``)."""
     last_error: Exception | None = None
     for impl in _attention_impls(ctx.device):
+        if impl == "xla" and not scores_fit:
+            last_error = MemoryError("cuDNN did not run it, and XLA's scores would exceed 40% of device memory")
+            continue
         try:
             ms = time_compiled(_attention_fn(impl, causal), args, ctx.repeats, ctx.warmup)
         except Exception as error:  # cuDNN refuses some shapes: fall back to XLA
@@ -1050,6 +1060,8 @@ def _time_attention(ctx: _Context, causal: bool, args: tuple, used: dict) -> flo
 
 def _measure_attention(ctx: _Context) -> list[OpResult]:
     sweep = ctx.sweep
+    cudnn_first = _attention_impls(ctx.device)[0] == "cudnn"
+    limit = _memory_limit(ctx.device)
     if ctx.shapes is None:
         prefill, decode = attention_points(sweep)
     else:
@@ -1078,12 +1090,14 @@ def _measure_attention(ctx: _Context) -> list[OpResult]:
 
         def nbytes_of(point: AttentionPoint, causal: bool = causal) -> int:
             b, s, h, kvh, hd = point
-            return attention_input_bytes(b, s if causal else 1, s, h, kvh, hd)
+            # Where cuDNN is tried first, a point needs no scores unless it falls back to XLA.
+            return attention_input_bytes(b, s if causal else 1, s, h, kvh, hd, scores=not cudnn_first)
 
         def time_of(point: AttentionPoint, causal: bool = causal, used: dict = used) -> float:
             b, s, h, kvh, hd = point
             args = _attention_args(b, s if causal else 1, s, h, kvh, hd, ctx.device)
-            return _time_attention(ctx, causal, args, used)
+            scores_fit = fits_in_memory(attention_input_bytes(b, s if causal else 1, s, h, kvh, hd), limit)
+            return _time_attention(ctx, causal, args, used, scores_fit)
 
         what = (
             "prefill: causal self-attention of isl tokens per sequence, q/k/v [batch, isl, heads, head_dim], step 0"

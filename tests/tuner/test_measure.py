@@ -773,3 +773,28 @@ def test_a_malformed_dispatch_floor_line_is_a_one_line_error(capsys, tmp_path):
         "--kernels", str(tmp_path / "bad.csv"),
     )  # fmt: skip
     assert_one_error_line(code, out, err, ("bad.csv", "dispatch floor"))
+
+
+@pytest.mark.parametrize("scores_fit", [True, False])
+def test_gpu_attention_falls_back_to_xla_only_where_its_scores_fit(scores_fit):
+    """On GPUs cuDNN is tried first and holds no scores, so a point is not skipped for them (the
+    H200 skipped three prefill points of 0.5-2.2 GB for 69-552 GB of scores); XLA, which holds
+    them, is the fallback only where they fit. Here the device claims to be a GPU: cuDNN fails on
+    this CPU, as it refuses some shapes on a GPU."""
+    pytest.importorskip("jax")
+    from types import SimpleNamespace
+
+    from tuner.measure import _attention_args, _time_attention, attention_input_bytes
+
+    assert attention_input_bytes(8, 8192, 8192, 64, 64, 64, scores=False) == 2 * 8 * 64 * (4 * 8192 * 64)
+    assert attention_input_bytes(8, 8192, 8192, 64, 64, 64) > 100 * 10**9
+    ctx = SimpleNamespace(device=SimpleNamespace(platform="gpu"), repeats=1, warmup=0)
+    args = _attention_args(1, 16, 16, 2, 1, 32, None)
+    used: dict[str, int] = {}
+    if scores_fit:
+        assert _time_attention(ctx, True, args, used, scores_fit=True) > 0
+        assert used == {"xla": 1}
+    else:
+        with pytest.raises(MemoryError, match="XLA's scores would exceed 40% of device memory"):
+            _time_attention(ctx, True, args, used, scores_fit=False)
+        assert used == {}
