@@ -2,9 +2,10 @@
 
 Two steps, the first and last on any machine, the middle one on the chip:
 
-1. ``python bench/measure_replay.py sample --system h200_sxm --out shapes.csv``: a seeded sample
-   of the database's distinct GEMM (bf16, fp8) and full-attention bf16 shapes of one chip, from
-   the repo's copy (``data/kernels/``), written as a kernel CSV.
+1. ``python bench/measure_replay.py sample --system h200_sxm --out shapes/``: a seeded sample of
+   the database's distinct GEMM (bf16, fp8) and full-attention bf16 shapes of one chip, from the
+   repo's copy (``data/kernels/``), written as kernel CSVs (``gemm_shapes.csv``,
+   ``attention_shapes.csv``).
 2. ``tuner measure --shapes-from shapes.csv --out measured/ --system h200_sxm``: JAX times those
    very shapes on the chip.
 3. ``python bench/measure_replay.py compare --measured measured/ --system h200_sxm --hardware h200``:

@@ -1277,7 +1277,7 @@ def main(argv: list[str] | None = None) -> int:
     type=click.IntRange(min=1),
     default=10,
     show_default=True,
-    help="Timed calls per point; the median is written.",
+    help="Timed samples per point (each up to 200 calls queued back to back); the median is written.",
 )
 @click.option(
     "--warmup",
@@ -1350,8 +1350,11 @@ def measure_command(
         _print_json(result.summary())
     else:
         print_summary(result)
-    if result.interrupted or stop():
+    if result.interrupted:
         click.echo(f"interrupted: {resume_hint}", err=True)
+        raise SystemExit(stop.exit_code)
+    if stop():  # the signal came with the last point: nothing is left to measure
+        click.echo(f"interrupted as the run ended: every file in {out_dir} is complete", err=True)
         raise SystemExit(stop.exit_code)
 
 

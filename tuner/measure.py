@@ -15,9 +15,10 @@ nccl_perf.csv                  :data:`NCCL_COLUMNS`
 ============================== =================================================================
 
 Each file is plain CSV: ``#`` provenance lines (devices, jax/jaxlib versions, host, date, sweep,
-what was and was not measured), then the header row, then one row per point. ``latency`` is in
-milliseconds: the median of ``repeats`` calls of the compiled (``jax.jit``) function, each ended by
-``block_until_ready``, after ``warmup`` untimed calls. Conventions follow the database's:
+what was and was not measured, JAX's dispatch floor), then the header row, then one row per point.
+``latency`` is in milliseconds per call of the compiled (``jax.jit``) function: the median of
+``repeats`` samples of calls queued back to back and ended by one ``block_until_ready``
+(:func:`time_compiled`), after ``warmup`` untimed calls. Conventions follow the database's:
 GEMM is ``x[m,k] @ W[k,n]``; decode attention is one query token per sequence over a KV cache of
 ``step`` tokens (``isl`` = 1); ``message_size`` counts elements, not bytes, with nccl-tests'
 meaning of the buffer size (all_reduce: the buffer each device reduces; all_gather: the gathered
@@ -260,11 +261,10 @@ def read_shapes(paths: Iterable[str | os.PathLike], system: str | None = None) -
     other_kv = windowed = 0
     sources = []
     for path in paths:
-        rows = read_measurements(path)
-        if system is not None:
-            rows = [row for row in rows if row.get("system") == system]
         usable = 0
-        for number, row in enumerate(rows, 1):
+        for number, row in enumerate(read_measurements(path, field="--shapes-from"), 1):
+            if system is not None and row.get("system") != system:
+                continue
             try:
                 if row.get("gemm_dtype") is not None:
                     gemm_point = (str(row["gemm_dtype"]), int(row["m"]), int(row["n"]), int(row["k"]))
@@ -356,11 +356,12 @@ class MeasureResult:
     dispatch_floor_ms: float
     results: list[OpResult]
     notes: list[str]
+    not_started: tuple[str, ...] = ()  # operator classes a stop request kept from starting
 
     @property
     def interrupted(self) -> bool:
         """A stop request or Ctrl-C ended the run early; every file written holds its rows so far."""
-        return any(r.interrupted for r in self.results)
+        return bool(self.not_started) or any(r.interrupted for r in self.results)
 
     def summary(self) -> dict:
         """Plain data for ``--json`` and the table: one entry per file written."""
@@ -506,11 +507,20 @@ def dispatch_floor_ms(device, repeats: int, warmup: int) -> float:
 
 
 def _memory_limit(device) -> int | None:
+    """The device's memory in bytes; on a CPU (no memory_stats) the host's physical memory, so the
+    40% rule holds there too (the small sweep's largest XLA prefill holds 69 GB of scores)."""
     try:
         stats = device.memory_stats()
     except Exception:  # CPU and some backends have none
-        return None
-    return int(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
+        stats = None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    if getattr(device, "platform", None) == "cpu":
+        try:
+            return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):  # not a POSIX host
+            return None
+    return None
 
 
 def _latency_text(ms: float) -> str:
@@ -778,8 +788,10 @@ def run_measurements(
     )
     results: list[OpResult] = []
     notes: list[str] = [f"shapes left out: {note}" for note in (shapes.left_out if shapes else ())]
+    not_started: list[str] = []
     for op in ops:
         if context.stop():
+            not_started.append(op)
             notes.append(f"{op} not started: interrupted (run the same command with --resume)")
         elif op == "gemm" and shapes is not None and not shapes.gemm:
             notes.append("gemm skipped: --shapes-from holds no GEMM rows")
@@ -808,6 +820,7 @@ def run_measurements(
         dispatch_floor_ms=floor_ms,
         results=results,
         notes=notes,
+        not_started=tuple(not_started),
     )
 
 
@@ -867,8 +880,9 @@ class _Context:
                 f"ops: {','.join(self.ops)}"
             ),
             f"timing: latency column in milliseconds per call = median of {self.repeats} samples of "
-            f"the jax.jit-compiled function after {self.warmup} warm-up calls; a sample is up to "
-            f"{MAX_CALLS_PER_SAMPLE} calls queued back to back (about {SAMPLE_TARGET_S * 1e3:g} ms "
+            f"the jax.jit-compiled function after {max(self.warmup, 1)} warm-up calls (and, for a "
+            f"call under {SAMPLE_TARGET_S * 1e3:g} ms, a probe of {PROBE_CALLS} queued calls); a sample is "
+            f"up to {MAX_CALLS_PER_SAMPLE} calls queued back to back (about {SAMPLE_TARGET_S * 1e3:g} ms "
             "in all) ended by one block_until_ready, divided by the calls: a kernel's time in a "
             "stream, as the database's collectors time them, or JAX's dispatch time where that is "
             "longer (compilation excluded; inputs are not rotated to defeat caches)",
@@ -877,17 +891,18 @@ class _Context:
             "<system>/<class>/<framework>/<version>/<file>)",
         ]
 
-    def write(self, result: OpResult, header_lines: list[str]) -> None:
-        path = self.out / FILES[result.name]
+    def write(self, name: str, rows: list[dict], header_lines: list[str]) -> Path:
+        """Write a class's file whole and atomically (a temporary file renamed over it)."""
+        path = self.out / FILES[name]
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            for line in self.header(result.name, header_lines):
+            for line in self.header(name, header_lines):
                 handle.write(f"# {line}\n")
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS[result.name], lineterminator="\n")
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS[name], lineterminator="\n")
             writer.writeheader()
-            writer.writerows(result.rows)
+            writer.writerows(rows)
         os.replace(tmp, path)
-        result.path = path
+        return path
 
 
 def _record_failure(result: OpResult, error: Exception) -> None:
@@ -896,21 +911,50 @@ def _record_failure(result: OpResult, error: Exception) -> None:
         result.first_error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
 
 
-def _finish_notes(result: OpResult) -> list[str]:
-    lines: list[str] = []
+def _file_notes(result: OpResult, checkpoint_at: int | None = None) -> list[str]:
+    """What the file leaves out and why: the class's own notes, then the counts; at a checkpoint
+    (``checkpoint_at`` points done, the run going on) a line that says so instead of "interrupted"."""
+    notes = list(result.notes)
     if result.skipped_memory:
-        result.notes.append(f"{result.skipped_memory} points skipped: inputs over 40% of device memory")
+        notes.append(f"{result.skipped_memory} points skipped: inputs over 40% of device memory")
     if result.failed:
-        result.notes.append(f"{result.failed} points failed (first: {result.first_error})")
-    if result.interrupted:
-        result.notes.append(
+        notes.append(f"{result.failed} points failed (first: {result.first_error})")
+    if checkpoint_at is not None:
+        notes.append(
+            f"checkpoint after {checkpoint_at} of {result.planned} points while the run went on: if it "
+            "ended here (a crash, a kill), run the same command with --resume to measure the rest"
+        )
+    elif result.interrupted:
+        notes.append(
             f"interrupted after {result.reached} of {result.planned} points: run the same command "
             "with --resume to measure the rest"
         )
-    lines.extend(f"left out: {note}" for note in result.notes)
-    if result.kept:
-        lines.append(f"resumed: {result.kept} rows kept from the earlier run's file (same system, jax version, point)")
+    return notes
+
+
+def _note_lines(notes: list[str], kept: int) -> list[str]:
+    lines = [f"left out: {note}" for note in notes]
+    if kept:
+        lines.append(f"resumed: {kept} rows kept from the earlier run's file (same system, jax version, point)")
     return lines
+
+
+#: Seconds between checkpoints of a class's file while it is measured: a killed run (SIGKILL, a
+#: lost machine) keeps what was measured up to the last one (TUNER_MEASURE_CHECKPOINT_S sets it).
+CHECKPOINT_S = 30.0
+
+
+def _checkpoint_s() -> float:
+    text = os.environ.get("TUNER_MEASURE_CHECKPOINT_S")
+    if text is None:
+        return CHECKPOINT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise InvalidInputError("TUNER_MEASURE_CHECKPOINT_S", f"{text!r} is not a positive number of seconds")
+    return value
 
 
 # Columns that name a measured point (with system and jax version): --resume reuses a row whose
@@ -922,13 +966,43 @@ def _point_key(name: str, row: dict) -> tuple[str, ...]:
     return tuple(str(row[c]) for c in COLUMNS[name] if c not in _POINT_KEY_EXCLUDED)
 
 
-def _earlier_rows(ctx: _Context, name: str) -> dict[tuple[str, ...], dict]:
-    """--resume: the rows of this class's file in --out (empty without --resume or a file)."""
+def _earlier_rows(ctx: _Context, name: str, planned: set[tuple[str, ...]]) -> dict[tuple[str, ...], dict]:
+    """--resume: the rows of this class's file in --out (empty without --resume or a file).
+
+    Refused (one line, exit 2) where they cannot be carried on: a file of another layout, rows this
+    run does not plan (another system, jax version, sweep or shapes: rewriting the file would drop
+    them), or another ``XLA_FLAGS`` (Triton against cuBLAS GEMMs changed the H200's numbers)."""
     path = ctx.out / FILES[name]
     if not ctx.resume or not path.exists():
         return {}
-    rows = read_measurements(path)
-    return {_point_key(name, row): {c: row[c] for c in COLUMNS[name]} for row in rows}
+    rows = read_measurements(path, field="--resume")
+    missing = [c for c in COLUMNS[name] if rows and c not in rows[0]]
+    if missing:
+        raise InvalidInputError(
+            "--resume",
+            f"{path} is not a {FILES[name]} of tuner measure (no {', '.join(missing)} column)",
+            "move it away, or drop --resume",
+        )
+    flags = os.environ.get("XLA_FLAGS") or "(unset)"
+    earlier_flags = next(
+        (line[len("XLA_FLAGS: ") :] for line in read_header(path) if line.startswith("XLA_FLAGS: ")), None
+    )
+    if earlier_flags is not None and earlier_flags != flags:
+        raise InvalidInputError(
+            "--resume",
+            f"{path} was measured with XLA_FLAGS={earlier_flags}, this run has {flags}",
+            "set the same XLA_FLAGS, or use another --out",
+        )
+    earlier = {_point_key(name, row): {c: row[c] for c in COLUMNS[name]} for row in rows}
+    dropped = len(earlier.keys() - planned)
+    if dropped:
+        raise InvalidInputError(
+            "--resume",
+            f"{path} holds {dropped} rows this run does not plan (another system, jax version, sweep or "
+            "shapes), which rewriting it would drop",
+            "run the command that wrote it with --resume, or use another --out",
+        )
+    return earlier
 
 
 def _time_and_write(
@@ -943,51 +1017,73 @@ def _time_and_write(
     """Time each point into ``result.rows`` and write the class's file (``describe()``'s header
     lines, then the notes). ``row_of`` gives a point's row without the latency, ``time_of`` its
     milliseconds. Points over 40% of device memory are counted and skipped, a point that fails is
-    counted, an earlier run's row is reused under --resume, and a stop request or Ctrl-C ends the
-    loop with the rows so far (``result.interrupted``): the file is written before Ctrl-C goes on."""
-    earlier = _earlier_rows(ctx, result.name)
+    counted, and an earlier run's row is reused under --resume. A stop request, Ctrl-C or any
+    other exception ends the loop with the rows so far (``result.interrupted``), written before the
+    exception goes on, with the earlier run's rows of the points not reached; every
+    :data:`CHECKPOINT_S` the file is written as it stands, so a killed run keeps those rows too."""
+    keys = [_point_key(result.name, {**row_of(p), "latency": None}) for p in points]
+    earlier = _earlier_rows(ctx, result.name, set(keys))
     limit = _memory_limit(ctx.device)
+    checkpoint_s = _checkpoint_s()
     result.planned = len(points)
+    in_file: set[tuple[str, ...]] = set()  # keys of the points whose row result.rows holds
+    processed = 0  # points gone through, in order
 
-    def keep(point) -> bool:
-        kept = earlier.get(_point_key(result.name, {**row_of(point), "latency": None}))
-        if kept is not None:
-            result.rows.append(kept)
-            result.kept += 1
-        return kept is not None
+    def add(index: int, row: dict, kept: bool) -> None:
+        result.rows.append(row)
+        in_file.add(keys[index])
+        result.kept += kept
 
-    def stopped_at(index: int) -> None:
-        # The earlier run's rows of the points not reached stay in the file: an interrupted
+    def rest(start: int) -> list[int]:
+        # The points not reached whose row the earlier run measured: an interrupted or killed
         # --resume run never loses what the run before it measured.
+        return [i for i in range(start, len(points)) if keys[i] in earlier and keys[i] not in in_file]
+
+    def stop_here() -> None:
         result.interrupted = True
-        result.reached = index
-        for point in points[index:]:
-            keep(point)
+        result.reached = processed
+        for i in rest(processed):
+            add(i, earlier[keys[i]], kept=True)
+
+    def checkpoint() -> None:
+        later = [earlier[keys[i]] for i in rest(processed)]
+        notes = _file_notes(result, checkpoint_at=processed)
+        ctx.write(result.name, result.rows + later, describe() + _note_lines(notes, result.kept + len(later)))
 
     def run() -> None:
+        nonlocal processed
+        last_write = time.monotonic()
         ctx.progress(result.name, 0, len(points))
         for index, point in enumerate(points):
             if ctx.stop():
-                stopped_at(index)
+                stop_here()
                 return
-            if not keep(point):
-                if not fits_in_memory(nbytes_of(point), limit):
-                    result.skipped_memory += 1
-                else:
-                    try:
-                        result.rows.append({**row_of(point), "latency": _latency_text(time_of(point))})
-                    except KeyboardInterrupt:
-                        stopped_at(index)
-                        raise
-                    except Exception as error:  # one bad point (out of memory, unsupported) is not fatal
-                        _record_failure(result, error)
-            ctx.progress(result.name, index + 1, len(points))
+            kept = earlier.get(keys[index])
+            if kept is not None:
+                add(index, kept, kept=True)
+            elif not fits_in_memory(nbytes_of(point), limit):
+                result.skipped_memory += 1
+            else:
+                try:
+                    add(index, {**row_of(point), "latency": _latency_text(time_of(point))}, kept=False)
+                except Exception as error:  # one bad point (out of memory, unsupported) is not fatal
+                    _record_failure(result, error)
+            processed = index + 1
+            if processed < len(points) and time.monotonic() - last_write >= checkpoint_s:
+                checkpoint()
+                last_write = time.monotonic()
+            ctx.progress(result.name, processed, len(points))
         result.reached = len(points)
 
     try:
         run()
+    except BaseException:  # Ctrl-C, or anything else: the rows so far and the earlier ones stay
+        if not result.interrupted:
+            stop_here()
+        raise
     finally:
-        ctx.write(result, describe() + _finish_notes(result))
+        result.notes = _file_notes(result)
+        result.path = ctx.write(result.name, result.rows, describe() + _note_lines(result.notes, result.kept))
 
 
 def _measure_gemm(ctx: _Context) -> OpResult:
@@ -1245,18 +1341,19 @@ def read_header(path: str | os.PathLike) -> list[str]:
     return lines
 
 
-def read_measurements(path: str | os.PathLike) -> list[dict]:
+def read_measurements(path: str | os.PathLike, field: str = "measurements") -> list[dict]:
     """Rows of a measurements CSV (plain or gzip, leading ``#`` lines skipped) as dicts.
 
     Count columns (m, n, k, batch_size, isl, step, num_gpus, message_size, ...) become ``int``,
     ``latency`` ``float`` (milliseconds); an empty cell becomes ``None``; the rest stay ``str``.
-    Works for this module's files and for the shared database's ``*.csv.gz`` alike.
+    Works for this module's files and for the shared database's ``*.csv.gz`` alike. Errors name
+    ``field`` (the option the file came from).
     """
     path = Path(path)
     try:
         handle = _open_text(path)
     except OSError as error:
-        raise InvalidInputError("measurements", f"cannot read {path}: {error.strerror or error}") from None
+        raise InvalidInputError(field, f"cannot read {path}: {error.strerror or error}", "check the path") from None
     with handle:
         lines = itertools.dropwhile(lambda line: line.startswith("#"), handle)
         reader = csv.DictReader(lines)
@@ -1266,7 +1363,9 @@ def read_measurements(path: str | os.PathLike) -> list[dict]:
             for key, value in raw.items():
                 if key is None or value is None:
                     raise InvalidInputError(
-                        "measurements", f"{path}: row {number} has a different number of cells than the header"
+                        field,
+                        f"{path}: row {number} has a different number of cells than the header",
+                        "fix or drop the row",
                     )
                 try:
                     if value == "":
@@ -1279,7 +1378,7 @@ def read_measurements(path: str | os.PathLike) -> list[dict]:
                         row[key] = value
                 except ValueError:
                     raise InvalidInputError(
-                        "measurements", f"{path}: data row {number}: {key} {value!r} is not a number"
+                        field, f"{path}: data row {number}: {key} {value!r} is not a number", "fix or drop the row"
                     ) from None
             rows.append(row)
     return rows
