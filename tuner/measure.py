@@ -935,7 +935,10 @@ def _file_notes(result: OpResult, checkpoint_at: int | None = None) -> list[str]
 def _note_lines(notes: list[str], kept: int) -> list[str]:
     lines = [f"left out: {note}" for note in notes]
     if kept:
-        lines.append(f"resumed: {kept} rows kept from the earlier run's file (same system, jax version, point)")
+        lines.append(
+            f"resumed: {kept} rows kept from the earlier run's file (same system, jax version, point); "
+            "the lines above describe this run's"
+        )
     return lines
 
 
