@@ -27,3 +27,7 @@ def cpu_model() -> str:
     except (OSError, subprocess.SubprocessError):
         pass
     return platform.processor() or platform.machine() or "unknown"
+
+
+if __name__ == "__main__":  # `python bench/machine.py`: the line a benchmark's write-up starts with
+    print(f"{cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, load {os.getloadavg()}")
