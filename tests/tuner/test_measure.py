@@ -368,6 +368,12 @@ def test_tiny_sweep_feeds_tuner_calibrate(tiny, capsys, tmp_path):
 H200_SMALL = REPO / "data" / "measured" / "h200-jax" / "small"  # `tuner measure --sweep small` on an H200
 
 
+def _calibrate_h200_jax(capsys, profile: Path, *kernels: str) -> tuple[int, str, str]:
+    """`tuner calibrate --hardware h200 --backend jax --system h200_sxm <kernels> -o profile`."""
+    args = ["--hardware", "h200", "--backend", "jax", "--system", "h200_sxm", *kernels, "-o", str(profile)]
+    return run_cli(capsys, "calibrate", *args)
+
+
 def _attention_rows(name: str, points, latency_ms) -> list[dict]:
     base = {"system": "h200_sxm", "framework": "JAX", "version": "0", "op_name": name, "kernel_source": "jax.jit"}
     causal = name == "context_attention"
@@ -432,20 +438,8 @@ def test_small_sweep_gives_tuner_calibrate_enough_rows_for_every_class(capsys, t
             writer.writeheader()
             writer.writerows(_attention_rows(name, points, ms))
         files += ["--kernels", str(path)]
-    code, stdout, err = run_cli(
-        capsys,
-        "calibrate",
-        "--hardware",
-        "h200",
-        "--backend",
-        "jax",
-        "--system",
-        "h200_sxm",
-        "--kernels",
-        str(H200_SMALL / "gemm_perf.csv"),
-        *files,
-        "-o",
-        str(tmp_path / "h200-jax.yaml"),
+    code, stdout, err = _calibrate_h200_jax(
+        capsys, tmp_path / "h200-jax.yaml", "--kernels", str(H200_SMALL / "gemm_perf.csv"), *files
     )
     assert code == 0, err
     fitted = load_profile(tmp_path / "h200-jax.yaml", chip="h200")
@@ -806,19 +800,8 @@ def test_calibrate_fits_kernels_under_the_dispatch_floor_tuner_measure_records(c
     fitted = {}
     for name, line in (("floor", "dispatch floor: 0.045 ms per call (a test)"), ("no-floor", None)):
         m, n, k, kernel_s = _floored_gemm_file(tmp_path / f"{name}.csv", line)
-        code, stdout, err = run_cli(
-            capsys,
-            "calibrate",
-            "--hardware",
-            "h200",
-            "--backend",
-            "jax",
-            "--system",
-            "h200_sxm",
-            "--kernels",
-            str(tmp_path / f"{name}.csv"),
-            "-o",
-            str(tmp_path / f"{name}.yaml"),
+        code, stdout, err = _calibrate_h200_jax(
+            capsys, tmp_path / f"{name}.yaml", "--kernels", str(tmp_path / f"{name}.csv")
         )
         assert code == 0, err
         params = load_profile(tmp_path / f"{name}.yaml", chip="h200").gemm_params("bfloat16")
