@@ -1014,13 +1014,14 @@ def _time_and_write(
     points: list,
     row_of: Callable[[Any], dict],
     nbytes_of: Callable[[Any], int],
-    time_of: Callable[[Any], float],
+    time_of: Callable[[Any], float | tuple[float, dict]],
     describe: Callable[[], list[str]],
 ) -> None:
     """Time each point into ``result.rows`` and write the class's file (``describe()``'s header
     lines, then the notes). ``row_of`` gives a point's row without the latency, ``time_of`` its
-    milliseconds. Points over 40% of device memory are counted and skipped, a point that fails is
-    counted, and an earlier run's row is reused under --resume. A stop request, Ctrl-C or any
+    milliseconds (or milliseconds and columns of the row to set, such as its kernel_source).
+    Points over 40% of device memory are counted and skipped, a point that fails is counted, and
+    an earlier run's row is reused under --resume. A stop request, Ctrl-C or any
     other exception ends the loop with the rows so far (``result.interrupted``), written before the
     exception goes on, with the earlier run's rows of the points not reached; every
     :data:`CHECKPOINT_S` the file is written as it stands, so a killed run keeps those rows too."""
@@ -1068,7 +1069,9 @@ def _time_and_write(
                 result.skipped_memory += 1
             else:
                 try:
-                    add(index, {**row_of(point), "latency": _latency_text(time_of(point))}, kept=False)
+                    timed = time_of(point)
+                    ms, extra = timed if isinstance(timed, tuple) else (timed, {})
+                    add(index, {**row_of(point), **extra, "latency": _latency_text(ms)}, kept=False)
                 except Exception as error:  # one bad point (out of memory, unsupported) is not fatal
                     _record_failure(result, error)
             processed = index + 1
@@ -1137,9 +1140,9 @@ def _attention_impls(device) -> list[str]:
     return ["cudnn", "xla"] if device.platform == "gpu" else ["xla"]
 
 
-def _time_attention(ctx: _Context, causal: bool, args: tuple, used: dict, scores_fit: bool) -> float:
-    """The first implementation that runs the point (cuDNN, then XLA on GPUs); XLA is not tried
-    where its scores would not fit (``scores_fit``)."""
+def _time_attention(ctx: _Context, causal: bool, args: tuple, used: dict, scores_fit: bool) -> tuple[float, str]:
+    """Milliseconds of the first implementation that runs the point (cuDNN, then XLA on GPUs), and
+    its name; XLA is not tried where its scores would not fit (``scores_fit``)."""
     last_error: Exception | None = None
     for impl in _attention_impls(ctx.device):
         if impl == "xla" and not scores_fit:
@@ -1151,7 +1154,7 @@ def _time_attention(ctx: _Context, causal: bool, args: tuple, used: dict, scores
             last_error = error
             continue
         used[impl] = used.get(impl, 0) + 1
-        return ms
+        return ms, impl
     if last_error is None:  # unreachable: XLA's implementation is always tried
         raise RuntimeError(f"no attention implementation to time on {ctx.device}")
     raise last_error
@@ -1192,11 +1195,13 @@ def _measure_attention(ctx: _Context) -> list[OpResult]:
             # Where cuDNN is tried first, a point needs no scores unless it falls back to XLA.
             return attention_input_bytes(b, s if causal else 1, s, h, kvh, hd, scores=not cudnn_first)
 
-        def time_of(point: AttentionPoint, causal: bool = causal, used: dict = used) -> float:
+        def time_of(point: AttentionPoint, causal: bool = causal, used: dict = used) -> tuple[float, dict]:
             b, s, h, kvh, hd = point
             args = _attention_args(b, s if causal else 1, s, h, kvh, hd, ctx.device)
             scores_fit = fits_in_memory(attention_input_bytes(b, s if causal else 1, s, h, kvh, hd), limit)
-            return _time_attention(ctx, causal, args, used, scores_fit)
+            ms, impl = _time_attention(ctx, causal, args, used, scores_fit)
+            # Which implementation ran this row (the database's kernel_source names its kernel too).
+            return ms, {"kernel_source": f"{KERNEL_SOURCE}/{impl}"}
 
         what = (
             "prefill: causal self-attention of isl tokens per sequence, q/k/v [batch, isl, heads, head_dim], step 0"
