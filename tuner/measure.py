@@ -231,6 +231,8 @@ SWEEP_GRIDS: dict[str, Sweep] = {
 # Shapes read from a kernel file (``--shapes-from``): replay another chip's or engine's points.
 
 _KV_FORMATS_MEASURED = ("bfloat16", "float16")  # attention is timed with bf16 q/k/v only
+GemmPoint = tuple[str, int, int, int]  # (gemm_dtype, m, n, k)
+AttentionPoint = tuple[int, int, int, int, int]  # (batch, isl or step, heads, kv_heads, head_dim)
 
 
 @dataclass(frozen=True)
@@ -242,9 +244,9 @@ class Shapes:
     of the files cannot be replayed here and why (counted, not silently dropped).
     """
 
-    gemm: tuple[tuple[str, int, int, int], ...]
-    context_attention: tuple[tuple[int, int, int, int, int], ...]
-    generation_attention: tuple[tuple[int, int, int, int, int], ...]
+    gemm: tuple[GemmPoint, ...]
+    context_attention: tuple[AttentionPoint, ...]
+    generation_attention: tuple[AttentionPoint, ...]
     sources: tuple[str, ...]
     left_out: tuple[str, ...]
 
@@ -466,9 +468,10 @@ def time_compiled(fn: Callable, args: tuple, repeats: int, warmup: int, *, pipel
     :data:`MAX_CALLS_PER_SAMPLE`). Calls on one device run in order, so the last result ready means
     all are: this is the time per call of a kernel queued behind others, as the database's
     collectors time kernels (CUDA graphs or events around a loop), not the round trip of one call.
-    Where JAX's dispatch (a few microseconds) is slower than the kernel, it is the dispatch time.
-    ``pipelined=False``: each sample is one call ended by ``block_until_ready`` (dispatch, kernel and
-    synchronization: 20-60 us more per call on a GPU; bench/bench_measure_timing.py compares them).
+    Where JAX's dispatch (a few us on a CPU, 40-55 us on the lent H200's VM) is slower than the
+    kernel, it is the dispatch time (:func:`dispatch_floor_ms`). ``pipelined=False``: each sample is
+    one call ended by ``block_until_ready`` (dispatch, kernel and synchronization: 25-75 us more per
+    call on the H200; bench/bench_measure_timing.py compares them).
     """
     import jax
 
@@ -503,7 +506,7 @@ def dispatch_floor_ms(device, repeats: int, warmup: int) -> float:
     import numpy as np
 
     args = (jax.device_put(np.float32(1), device), jax.device_put(np.float32(2), device))
-    return time_compiled(lambda x, y: x + y, args, repeats, max(warmup, 1))
+    return time_compiled(lambda x, y: x + y, args, repeats, warmup)
 
 
 def _memory_limit(device) -> int | None:
@@ -625,9 +628,6 @@ def _gemm_args(dtype: str, m: int, n: int, k: int, device):
 
 def _gemm_points(sweep: Sweep, dtypes: list[str]):
     return [(d, m, n, k) for d in dtypes for m in sweep.gemm_m for n in sweep.gemm_n for k in sweep.gemm_k]
-
-
-AttentionPoint = tuple[int, int, int, int, int]  # (batch, isl or step, heads, kv_heads, head_dim)
 
 
 def attention_points(sweep: Sweep) -> tuple[list[AttentionPoint], list[AttentionPoint]]:
@@ -869,7 +869,7 @@ class _Context:
             f"system: {self.system}",
             f"jax {self.jax_version}, jaxlib {self.jaxlib_version}; python {platform.python_version()}; "
             f"host: {platform.node() or 'unknown'}; date: {now}",
-            f"XLA_FLAGS: {os.environ.get('XLA_FLAGS') or '(unset)'}",
+            f"{_XLA_FLAGS_LINE}{_xla_flags()}",
             f"dispatch floor: {_latency_text(self.dispatch_floor_ms)} ms per call (a jitted add of two "
             "scalars, timed as the rows are: rows near it time JAX's dispatch, not their kernel; "
             "tuner calibrate fits such files as max(kernel, floor))",
@@ -960,6 +960,13 @@ def _checkpoint_s() -> float:
     return value
 
 
+_XLA_FLAGS_LINE = "XLA_FLAGS: "  # the header line that records them (--resume compares it)
+
+
+def _xla_flags() -> str:
+    return os.environ.get("XLA_FLAGS") or "(unset)"
+
+
 # Columns that name a measured point (with system and jax version): --resume reuses a row whose
 # values of these match the point's.
 _POINT_KEY_EXCLUDED = frozenset({"latency", "source_path", "framework", "kernel_source"})
@@ -986,9 +993,9 @@ def _earlier_rows(ctx: _Context, name: str, planned: set[tuple[str, ...]]) -> di
             f"{path} is not a {FILES[name]} of tuner measure (no {', '.join(missing)} column)",
             "move it away, or drop --resume",
         )
-    flags = os.environ.get("XLA_FLAGS") or "(unset)"
+    flags = _xla_flags()
     earlier_flags = next(
-        (line[len("XLA_FLAGS: ") :] for line in read_header(path) if line.startswith("XLA_FLAGS: ")), None
+        (line.removeprefix(_XLA_FLAGS_LINE) for line in read_header(path) if line.startswith(_XLA_FLAGS_LINE)), None
     )
     if earlier_flags is not None and earlier_flags != flags:
         raise InvalidInputError(
@@ -1014,12 +1021,12 @@ def _time_and_write(
     points: list,
     row_of: Callable[[Any], dict],
     nbytes_of: Callable[[Any], int],
-    time_of: Callable[[Any], float | tuple[float, dict]],
+    time_of: Callable[[Any], tuple[float, dict]],
     describe: Callable[[], list[str]],
 ) -> None:
     """Time each point into ``result.rows`` and write the class's file (``describe()``'s header
     lines, then the notes). ``row_of`` gives a point's row without the latency, ``time_of`` its
-    milliseconds (or milliseconds and columns of the row to set, such as its kernel_source).
+    milliseconds and any columns the timing sets (an attention row's kernel_source).
     Points over 40% of device memory are counted and skipped, a point that fails is counted, and
     an earlier run's row is reused under --resume. A stop request, Ctrl-C or any
     other exception ends the loop with the rows so far (``result.interrupted``), written before the
@@ -1069,8 +1076,7 @@ def _time_and_write(
                 result.skipped_memory += 1
             else:
                 try:
-                    timed = time_of(point)
-                    ms, extra = timed if isinstance(timed, tuple) else (timed, {})
+                    ms, extra = time_of(point)
                     add(index, {**row_of(point), **extra, "latency": _latency_text(ms)}, kept=False)
                 except Exception as error:  # one bad point (out of memory, unsupported) is not fatal
                     _record_failure(result, error)
@@ -1107,17 +1113,17 @@ def _measure_gemm(ctx: _Context) -> OpResult:
     width = {"bfloat16": 2, "fp8": 1, "int8_wo": 1}
     fns = {d: _gemm_fn(d) for d in dtypes}
 
-    def row_of(point: tuple[str, int, int, int]) -> dict:
+    def row_of(point: GemmPoint) -> dict:
         dtype, m, n, k = point
         return {**ctx.base_row("gemm", "gemm"), "gemm_dtype": dtype, "m": m, "n": n, "k": k}
 
-    def nbytes_of(point: tuple[str, int, int, int]) -> int:
+    def nbytes_of(point: GemmPoint) -> int:
         dtype, m, n, k = point
         return 2 * m * k + width[dtype] * k * n + 2 * m * n
 
-    def time_of(point: tuple[str, int, int, int]) -> float:
+    def time_of(point: GemmPoint) -> tuple[float, dict]:
         dtype, m, n, k = point
-        return time_compiled(fns[dtype], _gemm_args(dtype, m, n, k, ctx.device), ctx.repeats, ctx.warmup)
+        return time_compiled(fns[dtype], _gemm_args(dtype, m, n, k, ctx.device), ctx.repeats, ctx.warmup), {}
 
     lines = [
         "gemm: out[m,n] = x[m,k] @ W[k,n]; x bfloat16, output bfloat16",
@@ -1252,10 +1258,10 @@ def _measure_collectives(ctx: _Context) -> OpResult:
         op, dt, g, size = point
         return 3 * size * jnp.dtype(getattr(jnp, _NCCL_DTYPES[dt])).itemsize
 
-    def time_of(point: tuple[str, str, int, int]) -> float:
+    def time_of(point: tuple[str, str, int, int]) -> tuple[float, dict]:
         op, dt, g, size = point
         x = _collective_input(op, size, g, getattr(jnp, _NCCL_DTYPES[dt]), meshes[g])
-        return time_compiled(_collective_fn(op, meshes[g]), (x,), ctx.repeats, ctx.warmup)
+        return time_compiled(_collective_fn(op, meshes[g]), (x,), ctx.repeats, ctx.warmup), {}
 
     lines = [
         "collectives: jax.shard_map over a 1-D mesh of the first num_gpus devices: all_reduce = "
