@@ -24,7 +24,7 @@ from cost_models.calibration import CalibrationProfile, default_backend, resolve
 from cost_models.deployment import DeploymentEstimate, estimate, estimate_report
 from cost_models.deployments import BLOCKS, Deployment, Deployments, make_deployments, parallel_problem_mask
 from cost_models.disaggregated import DisaggregatedEstimate, disaggregated_report, serve_disaggregated
-from cost_models.dtypes import parse_dtype, weight_bits_default
+from cost_models.dtypes import parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec
 from cost_models.metrics import Direction, metric_arrays
@@ -329,15 +329,12 @@ def compile_study(spec: StudySpec) -> CompiledStudy:
             "use a decoder model",
         )
     hardware = spec.resolved_hardware()
-    space = spec.space
+    space = spec.resolved_space()  # defaults of the model and vocabulary written out
     if space.tp is not None:
         return _compile_engine_space(spec, model, hardware)
     meshes = _mesh_choices(spec, hardware)
     kv_heads = _kv_head_choices(spec, model)
     blocks = list(dict.fromkeys(model.block if b == "model" else b for b in space.block))
-    # A spec without weight formats runs a quantized checkpoint in its stored format (config.json).
-    if "weight_bits" not in space.model_fields_set:
-        space = space.model_copy(update={"weight_bits": [weight_bits_default(model.checkpoint_format)]})
     for name in ("weight_bits", "kv_bits"):
         for bits in getattr(space, name):
             hardware.parse_formats(**{f"space.{name}": bits})  # fp8 only where the chip has it
@@ -381,7 +378,7 @@ def _compile_engine_space(spec: StudySpec, model: ModelSpec, hardware: HardwareS
     space) as dimensions; the layouts are Megatron TP's (ws_1d, heads split) and attention is fused
     unless the space says otherwise. A combination no engine runs, or a chip count the hardware
     does not offer, is an infeasible trial (:func:`structurally_valid`), not an error."""
-    space = spec.space
+    space = spec.resolved_space()
     assert space.tp is not None
     degrees = {name: tuple(getattr(space, name) or (1,)) for name in ("tp", "pp", "ep", "dp", "micro_batches")}
     if spec.serving is not None:
@@ -398,7 +395,6 @@ def _compile_engine_space(spec: StudySpec, model: ModelSpec, hardware: HardwareS
         for bits in getattr(space, name):
             hardware.parse_formats(**{f"space.{name}": bits})
     blocks = list(dict.fromkeys(model.block if b == "model" else b for b in space.block))
-    flash = space.flash_attention if "flash_attention" in space.model_fields_set else [True]
     labels: dict[str, tuple] = {
         **degrees,
         "batch": tuple(space.batch or ()),
@@ -406,7 +402,7 @@ def _compile_engine_space(spec: StudySpec, model: ModelSpec, hardware: HardwareS
         "kv_bits": tuple(dict.fromkeys(space.kv_bits)),
         "kv_heads": tuple(_kv_head_choices(spec, model)),
         "block": tuple(blocks),
-        "flash_attention": tuple(dict.fromkeys(flash)),
+        "flash_attention": tuple(dict.fromkeys(space.flash_attention)),
     }
     values = {
         "tp": np.array([(1, 1, t) for t in degrees["tp"]], dtype=np.float64).reshape(-1, 3),

@@ -30,7 +30,7 @@ from pydantic import (
 from cost_models.calibration import Backend
 from cost_models.catalog_files import YAML_SUFFIXES, looks_like_path
 from cost_models.deployment import MAX_CHIPS, Overlap
-from cost_models.dtypes import BitsChoice
+from cost_models.dtypes import BitsChoice, weight_bits_default
 from cost_models.errors import InvalidInputError, from_validation_error
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.metrics import METRICS, Direction
@@ -161,6 +161,20 @@ class Space(BaseModel):
         if pope:
             raise ValueError(f"{pope[0]} is Pope et al.'s vocabulary; with tp the engines run ws_1d, heads split")
         return self
+
+    def with_model_defaults(self, model: ModelSpec) -> Space:
+        """The space with the defaults that depend on the vocabulary or the model written out:
+        ``flash_attention`` true with ``tp`` (the engines run fused attention), ``weight_bits`` the
+        checkpoint's stored format (a quantized checkpoint runs as stored,
+        cost_models.dtypes.weight_bits_default). The study stores this space
+        (:meth:`StudySpec.canonical_json`), so a stored spec, where every field is written, parses
+        back to the problem that was searched, and the hash tells the defaults from a choice."""
+        update: dict[str, list] = {}
+        if "flash_attention" not in self.model_fields_set and self.tp is not None:
+            update["flash_attention"] = [True]
+        if "weight_bits" not in self.model_fields_set:
+            update["weight_bits"] = [weight_bits_default(model.checkpoint_format)]
+        return self.model_copy(update=update) if update else self
 
     @field_validator("mesh")
     @classmethod
@@ -460,6 +474,11 @@ class StudySpec(BaseModel):
         """The chip the spec names (a stored one as stored)."""
         return self._stored_hardware if self._stored_hardware is not None else get_hardware(self.hardware_ref)
 
+    def resolved_space(self) -> Space:
+        """The space with its model- and vocabulary-dependent defaults written out
+        (:meth:`Space.with_model_defaults`): what the study compiles and stores."""
+        return self.space.with_model_defaults(self.resolved_model())
+
     def _resolved(self, value: str) -> str:
         """``value`` as a path from the spec file's directory when it names a file (else as
         written: a catalog name, an absolute path, or a path only the working directory holds,
@@ -507,6 +526,9 @@ class StudySpec(BaseModel):
         How to search it (sampler, seed, budget) and the description are left out, so a study
         can be resumed with a larger budget or another sampler."""
         data = self.model_dump(mode="json", exclude=_HOW_TO_SEARCH)
+        # Defaults that depend on tp or on the model, as compiled: stored as the values they
+        # stand for, so the stored spec (every field written) parses back to the same problem.
+        data["space"] = self.resolved_space().model_dump(mode="json")
         # A chip or model from a YAML file is part of the problem by its numbers, not its path: a
         # study resumes wherever the files are, and not after the file changed.
         for key, ref, load in (("hardware", self.hardware_ref, get_hardware), ("model", self.model_ref, get_model)):

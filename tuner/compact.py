@@ -54,12 +54,15 @@ MAX_COMPACT_SIZE = 2**53
 
 @functools.cache
 def model_version() -> str:
-    """A short hash of the source of the cost model and of the search-space compiler: the code
-    whose output a stored trial's objectives are. Changes with any edit to either package."""
+    """A short hash of the source of the cost model and of the search-space compiler, and of the
+    cost model's data (catalogs, shipped calibration profiles, serving overheads): what a stored
+    trial's objectives are the output of. Changes with any edit to either package: a refitted
+    profile changes a recomputed breakdown as much as an edited formula does."""
     digest = hashlib.sha256()
     root = Path(__file__).resolve().parents[1]
     for package in ("cost_models", "search_spaces"):
-        for path in sorted((root / package).rglob("*.py")):
+        files = [p for pattern in ("*.py", "*.yaml", "*.yml") for p in (root / package).rglob(pattern)]
+        for path in sorted(files):
             digest.update(path.relative_to(root).as_posix().encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:12]

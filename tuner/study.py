@@ -175,9 +175,13 @@ def _create_or_check(spec: StudySpec, storage, storage_url: str, compiled: Compi
         if stored.get(HASH_ATTR) != spec.spec_hash:
             changes = _spec_differences(stored.get(SPEC_ATTR, {}), json.loads(spec.canonical_json()))
             shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
+            # A study made by another version of the model may differ where the spec file does
+            # not (a default that version stored otherwise): say so, or "restore the spec" puzzles.
+            older = stored.get(compact.MODEL_VERSION_ATTR, compact.model_version()) != compact.model_version()
             raise InvalidInputError(
                 "spec",
-                f"study {spec.name!r} in {storage_url} was made from a different spec ({shown or 'no spec stored'})",
+                f"study {spec.name!r} in {storage_url} was made from a different spec ({shown or 'no spec stored'})"
+                + (", by another version of the cost model" if older else ""),
                 "restore the spec, give the study a new name, or use another --storage",
             )
         return optuna.load_study(study_name=spec.name, storage=storage)

@@ -385,6 +385,41 @@ def test_trial_breakdown_matches_the_stored_trial(url: str) -> None:
             trial_breakdown(study, bad)
 
 
+# Specs whose defaults depend on tp or on the model (fused attention with tp, a quantized
+# checkpoint's stored format): `show`, `pareto` and `export` recompile the stored spec, and once
+# scored another problem than the search had (flash_attention [false], weight_bits ["16"]).
+DEFAULTED = {
+    "tp, fused attention by default": {
+        "model": "qwen3-235b-a22b",
+        "hardware": "h200",
+        "space": {"tp": [2, 4, 8], "ep": [1, 2, 8], "dp": [1, 2, 4], "batch": [8, 64, 256]},
+    },
+    "fp8 checkpoint": {"model": "deepseek-v3", "hardware": "h200", "space": {"chips": [16, 32], "batch": [8, 64]}},
+}
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "random"])
+@pytest.mark.parametrize("fields", list(DEFAULTED.values()), ids=list(DEFAULTED))
+def test_a_trial_read_back_is_the_trial_searched(url: str, fields: dict, sampler: str) -> None:
+    spec = {
+        **spec_dict(),
+        **copy.deepcopy(fields),
+        "workload": {"prompt_len": 2048, "gen_len": 512},
+        "constraints": {"fits": True, "max_ttft_s": 2.0},
+        "sampler": sampler,
+    }
+    run_search(spec, url, trials=40)
+    study = load_study("small", url)
+    for number in range(40):
+        report = trial_breakdown(study, number)
+        if not report["estimate"]["structurally_valid"]:  # stored with the penalty values
+            continue
+        for metric, stored_value in report["objectives"].items():
+            phase, name = metric.split(".")
+            assert report["estimate"][phase][name] == pytest.approx(stored_value, rel=1e-12), (number, metric)
+        assert report["feasible"] is all(v <= 0 for v in report["constraints"].values()), number
+
+
 # --- the CLI -----------------------------------------------------------------------------------
 
 
