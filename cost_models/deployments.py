@@ -450,6 +450,35 @@ def parallel_problem_mask(experts, layers, tp, pp, ep, dp, micro_batches, batch)
     return bad_ep | bad_pp | bad_batch
 
 
+#: The GPU serving engines whose own launch rules :func:`engine_problem_mask` knows.
+GPU_ENGINES = ("vllm", "sglang", "trtllm")
+
+
+def engine_problem_mask(engine: str, heads, experts, tp, ep, dp) -> np.ndarray:
+    """(n,) bool: configurations the GPU serving ``engine`` refuses to launch, by its own rules
+    beyond the one every engine shares (:func:`parallel_problem_mask`). One table for the search
+    (a study that names its engine leaves them out) and the export (which refuses them in a line):
+
+    - every GPU engine: the attention heads divide over the tensor-parallel ranks;
+    - vLLM: expert parallelism, when on, spans every TP x DP rank (``--enable-expert-parallel``
+      makes EP = TP x DP; docs.vllm.ai, Expert Parallel Deployment): EP is 1 or TP x DP;
+    - TensorRT-LLM: attention data parallelism (``enable_attention_dp``) runs each rank's
+      attention on one GPU: an MoE model with DP > 1 has TP 1.
+
+    SGLang runs any EP dividing TP x DP (``--ep-size``, ``--enable-dp-attention``). Other engines
+    (JAX) have no rule here."""
+    tp, ep, dp = (np.asarray(x, dtype=np.float64) for x in (tp, ep, dp))
+    bad = np.zeros(np.broadcast(tp, ep, dp).shape, dtype=bool)
+    if engine not in GPU_ENGINES:
+        return bad
+    bad |= np.mod(heads, tp) != 0
+    if engine == "vllm":
+        bad |= (ep > 1) & (ep != tp * dp)
+    if engine == "trtllm":
+        bad |= (np.asarray(experts) > 0) & (dp > 1) & (tp > 1)
+    return bad
+
+
 def parallel_error(d: Deployments, i: int) -> InvalidInputError:
     """The one-line error of deployment ``i``, which :func:`parallel_problems` flags."""
     model = d.models[int(d.model_index[i])]

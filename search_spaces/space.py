@@ -22,7 +22,14 @@ import numpy as np
 
 from cost_models.calibration import CalibrationProfile, default_backend, resolve_calibration
 from cost_models.deployment import DeploymentEstimate, estimate, estimate_report
-from cost_models.deployments import BLOCKS, Deployment, Deployments, make_deployments, parallel_problem_mask
+from cost_models.deployments import (
+    BLOCKS,
+    Deployment,
+    Deployments,
+    engine_problem_mask,
+    make_deployments,
+    parallel_problem_mask,
+)
 from cost_models.disaggregated import DisaggregatedEstimate, disaggregated_report, serve_disaggregated
 from cost_models.dtypes import parse_dtype
 from cost_models.errors import InvalidInputError
@@ -544,7 +551,9 @@ _PENALTY = 1e30
 
 def _engine_problems(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np.ndarray:
     """Engine-vocabulary candidates no engine runs, or whose chips (TP x PP x DP) the hardware
-    does not offer."""
+    does not offer; with a ``backend`` named in the spec, also those that engine does not launch
+    (:func:`cost_models.deployments.engine_problem_mask`: vLLM's EP is 1 or TP x DP, ...), so the
+    front holds only deployments it can export."""
     values = {name: study.space.values[name][indices[name]] for name in ("pp", "ep", "dp", "micro_batches")}
     tp = study.space.values["tp"][indices["tp"], 2]
     batch = study.space.values["batch"][indices["batch"]] if "batch" in indices else np.ones(len(tp))
@@ -552,6 +561,8 @@ def _engine_problems(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np
     bad = parallel_problem_mask(
         model.experts, model.layers, tp, values["pp"], values["ep"], values["dp"], values["micro_batches"], batch
     )
+    if study.spec.backend is not None:
+        bad |= engine_problem_mask(study.spec.backend, model.heads, model.experts, tp, values["ep"], values["dp"])
     network = network_for(study.hardware)
     chips = (tp * values["pp"] * values["dp"]).astype(np.int64)
     offered = {c: bool(network.legal_meshes(int(c))) for c in np.unique(chips)}

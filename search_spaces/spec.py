@@ -445,7 +445,11 @@ class StudySpec(BaseModel):
         ),
     )
     backend: Backend | None = Field(
-        default=None, description="Serving engine of the profile [default: the one measured best for the chip]."
+        default=None,
+        description="Serving engine of the profile [default: the one measured best for the chip]. Named, it is "
+        "also the engine the study deploys on: with tp, configurations it does not launch are infeasible "
+        "(vLLM: ep 1 or tp x dp; TensorRT-LLM: MoE attention data parallelism on tp 1), so every front trial "
+        "exports to it.",
     )
     sampler: Sampler = Field(
         default="nsga2",

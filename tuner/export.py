@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # optuna is imported where a study is read, so that the CLI s
     import optuna
     from optuna.trial import FrozenTrial
 
-from cost_models.deployments import Deployment
+from cost_models.deployments import Deployment, engine_problem_mask
 from cost_models.dtypes import dtype_name, parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect
@@ -729,7 +729,7 @@ def vllm_args(spec: dict) -> dict:
     model = spec["model"]
     par = _engine_parallelism(spec, "vllm")
     tp, pp, ep, dp = par["tp"], par["pp"], par["ep"], par["dp"]
-    if ep > 1 and ep != tp * dp:
+    if engine_problem_mask("vllm", model["heads"], model["experts"], tp, ep, dp):
         raise InvalidInputError(
             "format",
             f"vLLM's expert parallelism always spans all tp x dp = {tp * dp} ranks (EP = TP x DP); it cannot run "
@@ -836,7 +836,7 @@ def trtllm_args(spec: dict) -> dict:
     par = _engine_parallelism(spec, "trtllm")
     tp, pp, ep, dp = par["tp"], par["pp"], par["ep"], par["dp"]
     moe = spec["model"]["experts"] > 0
-    if moe and dp > 1 and tp > 1:
+    if engine_problem_mask("trtllm", model["heads"], model["experts"], tp, ep, dp):
         raise InvalidInputError(
             "format",
             f"TensorRT-LLM's attention data parallelism runs each rank's attention on one GPU; tp {tp} x dp {dp} "
@@ -957,8 +957,9 @@ def _engine_parallelism(spec: dict, engine: str = "vllm") -> dict[str, int]:
     )
     if not engine_form:
         tp, pp = _vllm_parallelism(spec, engine)
-        return {"tp": tp, "pp": pp, "ep": 1, "dp": 1, "micro_batches": 1}
-    _vllm_parallelism({**spec, "chips": min(par["tp"], spec["hardware"]["chips_per_node"] or 1)}, engine)
+        par = {"tp": tp, "pp": pp, "ep": 1, "dp": 1, "micro_batches": 1}
+    else:
+        _vllm_parallelism({**spec, "chips": min(par["tp"], spec["hardware"]["chips_per_node"] or 1)}, engine)
     if spec["model"]["heads"] % par["tp"]:
         raise InvalidInputError(
             "format",

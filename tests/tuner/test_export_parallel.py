@@ -61,3 +61,33 @@ def test_trtllm_moe_sizes_multiply_to_tp_size():
     assert extra["enable_attention_dp"] is True
     with pytest.raises(InvalidInputError, match="attention data parallelism"):
         engine_args(_row(QWEN, 2, expert_parallel=4, data_parallel=2), None, "trtllm")
+
+
+# (engine, model, tp, ep, dp): the engine launches it (True) or refuses it (False). Written from
+# the engines' documented rules (vLLM: --enable-expert-parallel makes EP = TP x DP; TensorRT-LLM:
+# enable_attention_dp runs each rank's attention on one GPU; SGLang: --ep-size divides TP x DP),
+# not from the cost model; the search leaves out what a named engine refuses, the export refuses it.
+LAUNCHES = [
+    ("vllm", QWEN, 2, 8, 4, True),
+    ("vllm", QWEN, 8, 1, 1, True),
+    ("vllm", QWEN, 2, 2, 4, False),
+    ("vllm", QWEN, 4, 4, 2, False),
+    ("sglang", QWEN, 2, 2, 4, True),
+    ("sglang", QWEN, 4, 4, 2, True),
+    ("trtllm", QWEN, 1, 4, 8, True),
+    ("trtllm", QWEN, 2, 4, 2, False),
+    ("trtllm", LLAMA, 2, 1, 2, True),  # a dense model's DP ranks are replicas
+    ("sglang", get_model("gpt2"), 8, 1, 1, False),  # 12 heads over 8 ranks
+]
+
+
+@pytest.mark.parametrize(("engine", "model", "tp", "ep", "dp", "launches"), LAUNCHES)
+def test_the_engine_rules_the_search_and_the_export_share(engine, model, tp, ep, dp, launches) -> None:
+    from cost_models.deployments import engine_problem_mask
+
+    assert bool(engine_problem_mask(engine, model.heads, model.experts, tp, ep, dp)) is not launches
+    if launches:
+        engine_args(_row(model, tp, expert_parallel=ep, data_parallel=dp), None, engine)
+    else:
+        with pytest.raises(InvalidInputError):
+            engine_args(_row(model, tp, expert_parallel=ep, data_parallel=dp), None, engine)

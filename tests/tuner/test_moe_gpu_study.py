@@ -40,6 +40,28 @@ def test_shipped_moe_study_is_in_the_engines_vocabulary(chip):
     assert np.all(evaluation.constraints[~evaluation.valid, 0] > 0)
 
 
+@pytest.mark.parametrize("backend", ["vllm", "sglang", "trtllm"])
+def test_a_named_engine_leaves_out_what_it_does_not_launch(backend):
+    """With ``backend`` named, the valid candidates are those the engine launches, by the hand rules
+    of its documentation (vLLM: EP 1 or TP x DP; TensorRT-LLM: attention DP on single-GPU ranks;
+    SGLang: any EP dividing TP x DP), on top of the rule every engine shares."""
+    data = yaml.safe_load((STUDIES / "qwen3-235b-moe-h200.yaml").read_text())
+    unnamed = compile_study(parse_spec(data))
+    named = compile_study(parse_spec({**data, "backend": backend}))
+    indices = named.space.all_indices()
+    shared_rule = evaluate(unnamed, indices).valid
+    valid = evaluate(named, indices).valid
+    tp = named.space.values["tp"][indices["tp"], 2]
+    ep, dp = (named.space.values[name][indices[name]] for name in ("ep", "dp"))
+    launches = {
+        "vllm": (ep == 1) | (ep == tp * dp),
+        "sglang": np.ones(len(tp), dtype=bool),
+        "trtllm": (dp == 1) | (tp == 1),
+    }[backend]
+    assert np.array_equal(valid, shared_rule & launches)
+    assert valid.sum() > 0
+
+
 def test_small_moe_study_end_to_end(capsys, tmp_path):
     data = yaml.safe_load((STUDIES / "qwen3-235b-moe-h200.yaml").read_text())
     data["space"] = {**data["space"], "tp": [4, 8], "pp": [1, 2], "ep": [1, 8], "dp": [1, 2], "batch": [16, 64]}
