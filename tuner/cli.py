@@ -163,6 +163,21 @@ def metrics_command(as_json: bool) -> None:
 BITS = LazyChoice("cost_models.dtypes:BITS_CHOICES")
 
 
+#: A quantized checkpoint (config.json quantization_config) runs in its stored format unless told
+#: otherwise, in every command (as a study's space does: search_spaces.spec.Space.with_model_defaults).
+WEIGHT_BITS_OPTION = click.option(
+    "--weight-bits", type=BITS, default=None, help="[default: the checkpoint's format (quantization_config), else 16]"
+)
+
+
+def weight_bits_or_checkpoint(weight_bits: str | None, model: str) -> str:
+    """``--weight-bits`` as given, else the model's checkpoint format (else 16)."""
+    from cost_models.dtypes import weight_bits_default
+    from cost_models.models import get_model
+
+    return weight_bits or weight_bits_default(get_model(model).checkpoint_format)
+
+
 CALIBRATION_OPTION = click.option(
     "--calibration",
     default=AUTO_CALIBRATION,
@@ -189,7 +204,7 @@ BACKEND_OPTION = click.option(
     required=True,
     help="Prefill: prompt tokens. Decode: KV-cache entries the new token attends to.",
 )
-@click.option("--weight-bits", type=BITS, default="16", show_default=True)
+@WEIGHT_BITS_OPTION
 @click.option("--act-bits", type=BITS, default="16", show_default=True)
 @click.option("--kv-bits", type=BITS, default="16", show_default=True)
 @click.option("--kv-heads", type=int, default=None, help="Override the model's KV heads (MHA/GQA/MQA what-if).")
@@ -226,7 +241,7 @@ def analyze_command(
     phase: str,
     batch: int,
     seq_len: int,
-    weight_bits: str,
+    weight_bits: str | None,
     act_bits: str,
     kv_bits: str,
     kv_heads: int | None,
@@ -243,6 +258,7 @@ def analyze_command(
     from cost_models.hardware import get_hardware
     from tuner import tables
 
+    weight_bits = weight_bits_or_checkpoint(weight_bits, model)
     report = analyze_one(
         model,
         hardware,
@@ -325,9 +341,7 @@ SPEC_BACKEND_OPTION = click.option(
 )
 @click.option("--prefill-attn-sharding", type=SHARDING, default=None, help="Override for prefill.")
 @click.option("--decode-attn-sharding", type=SHARDING, default=None, help="Override for decode.")
-@click.option(
-    "--weight-bits", type=BITS, default=None, help="[default: the checkpoint's format (quantization_config), else 16]"
-)
+@WEIGHT_BITS_OPTION
 @click.option("--act-bits", type=BITS, default="16", show_default=True)
 @click.option("--kv-bits", type=BITS, default="16", show_default=True)
 @click.option("--kv-heads", type=int, default=None, help="Override the model's KV heads (what-if).")
@@ -412,8 +426,6 @@ def estimate_command(
     """Latency, MFU, cost and memory per chip of one multi-chip deployment (Pope et al. 2022);
     with --concurrency or --request-rate, also the serving steady state under that load."""
     from cost_models.deployment import estimate_one
-    from cost_models.dtypes import weight_bits_default
-    from cost_models.models import get_model
     from cost_models.serving_one import estimate_serving_one
     from tuner import tables
 
@@ -427,8 +439,7 @@ def estimate_command(
         "prompt_len_std": prompt_len_std,
         "gen_len_std": gen_len_std,
     }
-    # A quantized checkpoint (config.json quantization_config) runs in its stored format by default.
-    weight_bits = weight_bits or weight_bits_default(get_model(model).checkpoint_format)
+    weight_bits = weight_bits_or_checkpoint(weight_bits, model)
     given = {k: v for k, v in knobs.items() if v is not None}
     serving = concurrency is not None or request_rate is not None
     if given and not serving:
@@ -504,7 +515,7 @@ def estimate_command(
 @ENGINE_KNOB_OPTIONS
 @click.option("--prefix-hit-rate", type=float, default=0.0, show_default=True, help="Share of prompts cached.")
 @click.option("--ffn-layout", type=LAYOUT, default="ws_1d", show_default=True, help="FFN layout (ws_1d: Megatron TP).")
-@click.option("--weight-bits", type=BITS, default="16", show_default=True)
+@WEIGHT_BITS_OPTION
 @click.option("--act-bits", type=BITS, default="16", show_default=True)
 @click.option("--kv-bits", type=BITS, default="16", show_default=True)
 @CALIBRATION_OPTION
@@ -529,7 +540,7 @@ def simulate_command(
     kv_block_size: int | None,
     prefix_hit_rate: float,
     ffn_layout: str,
-    weight_bits: str,
+    weight_bits: str | None,
     act_bits: str,
     kv_bits: str,
     calibration: str,
@@ -541,6 +552,8 @@ def simulate_command(
     P99) and throughput, beside the analytic steady state."""
     from cost_models.serving_simulation import simulate_one
     from tuner import simulation_report
+
+    weight_bits = weight_bits_or_checkpoint(weight_bits, model)
 
     with simulation_report.simulation_progress(disable=as_json) as update:
         report = simulate_one(

@@ -46,7 +46,8 @@ def print_simulation(report: dict[str, Any]) -> None:
     load = f"{w['concurrency']:g} clients" if w["concurrency"] is not None else f"{w['request_rate']:g} req/s"
     table = Table(
         title=f"{report['model']} on {'x'.join(map(str, report['mesh']))} {report['hardware']} ({report['engine']}), "
-        f"{load}, prompt {w['prompt_len']:g}, gen {w['gen_len']:g}, {sim['requests']} requests"
+        f"{load}, prompt {w['prompt_len']:g}, gen {w['gen_len']:g}, {sim['requests']} requests; weights "
+        f"{report['weight_dtype']}, KV {report['kv_dtype']}"
     )
     for column in ("metric", "mean", "p50", "p90", "p99", "analytic mean"):
         table.add_column(column, justify="left" if column == "metric" else "right")
