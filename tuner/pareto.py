@@ -50,6 +50,10 @@ class Front:
     serving: bool = False
     #: Trials on the front (``len(trials)``, also when they were not loaded).
     n_front: int = 0
+    #: The model version the study's trials were scored by where it is not this one
+    #: (:func:`tuner.compact.model_version`; None when it is, or was not recorded): the objectives
+    #: and feasibility are as stored, the other columns recomputed by this version.
+    stale_model_version: str | None = None
 
 
 #: How many best configurations a single-objective study's table shows.
@@ -266,7 +270,13 @@ def _make_front(
         limits,
         spec.get("serving") is not None,
         len(trials) if n_front is None else n_front,
+        _stale_model_version(study.user_attrs),
     )
+
+
+def _stale_model_version(user_attrs: dict) -> str | None:
+    scored_by = user_attrs.get(compact.MODEL_VERSION_ATTR)
+    return str(scored_by) if scored_by is not None and scored_by != compact.model_version() else None
 
 
 def _front_from_trials(study: optuna.Study) -> Front:

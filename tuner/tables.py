@@ -404,6 +404,7 @@ def front_rows(front) -> list[dict]:
             "params": _choices(t),
             "objectives": dict(zip(front.objective_names, t.values, strict=True)),
             "calibration": front.calibration,
+            **({"scored_by_model_version": front.stale_model_version} if front.stale_model_version else {}),
         }
         for t in front.trials
     ]
@@ -611,6 +612,14 @@ def print_front(front, console: Console | None = None) -> None:
         console.print(table)
     if not front.trials:
         console.print("no feasible trial yet: relax the constraints or widen the space")
+    if front.stale_model_version is not None:
+        from tuner.compact import model_version
+
+        console.print(
+            f"note: scored by another version of the cost model ({front.stale_model_version}; this one "
+            f"{model_version()}): objectives and feasibility as stored, the other columns recomputed by this "
+            "one; search again under a new study name to rescore"
+        )
 
 
 def print_studies(rows: list[dict]) -> None:

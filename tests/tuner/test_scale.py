@@ -285,6 +285,23 @@ def test_a_breakdown_from_another_model_version_is_flagged(tmp_path: Path) -> No
     assert shown["breakdown"]["study_model_version"] == "an-older-model"
 
 
+def test_a_front_scored_by_another_model_version_says_so(tmp_path: Path, capsys) -> None:
+    """pareto shows stored objectives beside recomputed constraint columns: where another version
+    scored them, the table says so in a line and the JSON names that version."""
+    url = _url(tmp_path)
+    run_search(_spec(sampler="random"), url, trials=20)
+    code, out, err = run_cli(capsys, "pareto", "scale", "--storage", url, "--json")
+    assert code == 0, err
+    assert all("scored_by_model_version" not in row for row in json.loads(out))
+    load_study("scale", url).set_user_attr(compact.MODEL_VERSION_ATTR, "an-older-model")
+    compact._HYDRATORS.clear()
+    code, out, err = run_cli(capsys, "pareto", "scale", "--storage", url, "--json")
+    rows = json.loads(out)
+    assert code == 0 and rows and all(row["scored_by_model_version"] == "an-older-model" for row in rows)
+    code, out, err = run_cli(capsys, "pareto", "scale", "--storage", url)
+    assert code == 0 and "scored by another version of the cost model (an-older-model" in " ".join(out.split())
+
+
 def test_resume_of_a_compact_random_study_skips_every_stored_configuration(tmp_path: Path) -> None:
     url = _url(tmp_path)
     spec = _spec(sampler="random")
