@@ -441,7 +441,7 @@ def _finish_compile(
     space = spec.space
     if space.batch is None:  # a serving study: the load is its concurrency or request rate
         del labels["batch"], values["batch"]
-    profile = resolve_calibration(spec.calibration, hardware, spec.backend)
+    profile = resolve_calibration(spec.resolved_calibration(), hardware, spec.backend)
     engine = spec.backend or (profile.backend if profile is not None else default_backend(hardware))
     if spec.serving is not None:
         serving_labels = _serving_choices(spec, engine)

@@ -27,7 +27,14 @@ from pydantic import (
     model_validator,
 )
 
-from cost_models.calibration import Backend
+from cost_models.calibration import (
+    AUTO_CALIBRATION,
+    NO_CALIBRATION,
+    Backend,
+    CalibrationProfile,
+    available_profiles,
+    load_profile,
+)
 from cost_models.catalog_files import YAML_SUFFIXES, looks_like_path
 from cost_models.deployment import MAX_CHIPS, Overlap
 from cost_models.dtypes import BitsChoice, weight_bits_default
@@ -469,6 +476,8 @@ class StudySpec(BaseModel):
     #: (set by :func:`parse_stored_spec`).
     _stored_model: ModelSpec | None = PrivateAttr(default=None)
     _stored_hardware: HardwareSpec | None = PrivateAttr(default=None)
+    #: A calibration profile a study stored by its numbers (it came from a file), as the model.
+    _stored_calibration: CalibrationProfile | None = PrivateAttr(default=None)
 
     def resolved_model(self) -> ModelSpec:
         """The model the spec names (a stored one as stored)."""
@@ -477,6 +486,14 @@ class StudySpec(BaseModel):
     def resolved_hardware(self) -> HardwareSpec:
         """The chip the spec names (a stored one as stored)."""
         return self._stored_hardware if self._stored_hardware is not None else get_hardware(self.hardware_ref)
+
+    def resolved_calibration(self) -> str | CalibrationProfile:
+        """What ``resolve_calibration`` reads: a profile the study stored by its numbers, else the
+        spec's choice (auto, none, a shipped name, or a profile file's path, relative to the spec
+        file's directory as the model's and the chip's are)."""
+        if self._stored_calibration is not None:
+            return self._stored_calibration
+        return self._resolved(self.calibration) if _names_a_profile_file(self.calibration) else self.calibration
 
     def resolved_space(self) -> Space:
         """The space with its model- and vocabulary-dependent defaults written out
@@ -541,6 +558,12 @@ class StudySpec(BaseModel):
                 data[key] = stored.model_dump(mode="json")
             elif Path(ref).suffix.lower() in YAML_SUFFIXES:
                 data[key] = load(ref).model_dump(mode="json")
+        # So is a calibration profile from a file: a refit into the same file is another problem.
+        calibration = self.resolved_calibration()
+        if isinstance(calibration, CalibrationProfile):
+            data["calibration"] = calibration.model_dump(mode="json")
+        elif _names_a_profile_file(self.calibration):
+            data["calibration"] = load_profile(calibration).model_dump(mode="json")
         if data["space"].get("tp") is not None:
             # The engines' vocabulary has no Pope layouts (the validator refuses them when written):
             # leave their defaults out, so the stored spec parses back.
@@ -559,6 +582,13 @@ class StudySpec(BaseModel):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
 
 
+def _names_a_profile_file(calibration: str) -> bool:
+    """``calibration`` names a profile file (not auto, none or a shipped profile's name)."""
+    if calibration in (AUTO_CALIBRATION, NO_CALIBRATION) or calibration in available_profiles():
+        return False
+    return Path(calibration).suffix.lower() in YAML_SUFFIXES or looks_like_path(calibration)
+
+
 def with_calibration(spec: StudySpec, calibration: str | None, backend: str | None) -> StudySpec:
     """The spec with a command line's ``--calibration``/``--backend`` in place of its own (they
     change the problem, so the study's hash)."""
@@ -570,6 +600,15 @@ def parse_stored_spec(data: dict) -> StudySpec:
     """A study's stored spec (:meth:`StudySpec.canonical_json` loaded back): a model or chip that
     came from a file is stored by its numbers, and is used as stored (no file is read)."""
     values = dict(data)
+    profile = None
+    if isinstance(values.get("calibration"), dict):
+        try:
+            profile = CalibrationProfile(**values["calibration"])
+        except (ValidationError, TypeError):
+            raise InvalidInputError(
+                "stored spec: calibration", "not a calibration profile", "give the study a new name"
+            ) from None
+        values["calibration"] = profile.name
     stored: dict[str, ModelSpec | HardwareSpec] = {}
     for key, kind in (("model", ModelSpec), ("hardware", HardwareSpec)):
         if isinstance(values.get(key), dict):
@@ -582,6 +621,7 @@ def parse_stored_spec(data: dict) -> StudySpec:
     model, hardware = stored.get("model"), stored.get("hardware")
     spec._stored_model = model if isinstance(model, ModelSpec) else None
     spec._stored_hardware = hardware if isinstance(hardware, HardwareSpec) else None
+    spec._stored_calibration = profile
     return spec
 
 

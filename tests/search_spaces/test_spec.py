@@ -18,7 +18,7 @@ import yaml
 
 from cost_models.errors import InvalidInputError
 from search_spaces.space import compile_study, evaluate
-from search_spaces.spec import METRICS, StudySpec, load_spec, parse_spec
+from search_spaces.spec import METRICS, StudySpec, load_spec, parse_spec, parse_stored_spec
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
 SHIPPED = sorted(STUDIES.glob("*.yaml"))
@@ -324,3 +324,38 @@ def test_an_explicit_choice_equal_to_the_plain_default_is_another_problem() -> N
     fused = parse_spec({**copy.deepcopy(BASE), **fields, "space": {**fields["space"], "batch": [8]}})
     unfused = {**fields, "space": {**fields["space"], "batch": [8], "flash_attention": [False]}}
     assert parse_spec({**copy.deepcopy(BASE), **unfused}).spec_hash != fused.spec_hash
+
+
+def _spec_with_profile_file(tmp_path: Path, profile_text: str) -> Path:
+    (tmp_path / "profiles").mkdir(exist_ok=True)
+    (tmp_path / "profiles" / "mine.yaml").write_text(profile_text)
+    data = {
+        **copy.deepcopy(BASE),
+        "model": "llama-3-8b",
+        "hardware": "h100-sxm",
+        "space": {"tp": [1, 2], "batch": [1, 8]},
+        "calibration": "profiles/mine.yaml",
+    }
+    return write_yaml(tmp_path, data)
+
+
+def test_a_profile_file_is_stored_by_its_numbers(tmp_path: Path, monkeypatch) -> None:
+    """As a model or chip from a file: the study resumes wherever the file is (its path is read from
+    the spec file's directory), the stored spec scores the same problem without the file, and a
+    refit into the same file is another problem (another hash), not a silent mix of two profiles."""
+    from cost_models.calibration import load_profile
+
+    text = load_profile("h100-sxm-vllm").to_yaml()
+    path = _spec_with_profile_file(tmp_path, text)
+    monkeypatch.chdir(tmp_path.parent)  # the profile's path is relative to the spec's directory
+    spec = load_spec(path)
+    stored, spec_hash = json.loads(spec.canonical_json()), spec.spec_hash
+    assert isinstance(stored["calibration"], dict) and stored["calibration"]["chip"] == "h100-sxm"
+    (tmp_path / "profiles" / "mine.yaml").unlink()  # the stored spec needs no file
+    again = parse_stored_spec(stored)
+    assert again.spec_hash == spec_hash
+    (tmp_path / "profiles" / "mine.yaml").write_text(text)
+    _assert_same_problem(spec, again)
+    refit = text.replace("per_step_overhead_s: 0.0", "per_step_overhead_s: 0.001")
+    assert refit != text
+    assert load_spec(_spec_with_profile_file(tmp_path, refit)).spec_hash != spec_hash
