@@ -597,8 +597,9 @@ def with_calibration(spec: StudySpec, calibration: str | None, backend: str | No
 
 
 def parse_stored_spec(data: dict) -> StudySpec:
-    """A study's stored spec (:meth:`StudySpec.canonical_json` loaded back): a model or chip that
-    came from a file is stored by its numbers, and is used as stored (no file is read)."""
+    """A study's stored spec (:meth:`StudySpec.canonical_json` loaded back): a model, chip or
+    calibration profile that came from a file is stored by its numbers, and is used as stored (no
+    file is read)."""
     values = dict(data)
     profile = None
     if isinstance(values.get("calibration"), dict):
