@@ -209,9 +209,13 @@ def load_profile(name_or_path: str | Path, chip: Chip | None = None) -> Calibrat
     elif text_path.suffix in (".yaml", ".yml") or text_path.exists():
         where = str(text_path)
         try:
-            text = text_path.read_text()
+            text = text_path.read_text(encoding="utf-8")
         except OSError as error:
             raise InvalidInputError(where, f"cannot read: {error.strerror}", "check the path") from None
+        except UnicodeDecodeError:
+            raise InvalidInputError(
+                where, "not a text (UTF-8) profile file", "pass a profile YAML written by tuner calibrate"
+            ) from None
     else:
         raise InvalidInputError(
             "profile",
@@ -221,7 +225,12 @@ def load_profile(name_or_path: str | Path, chip: Chip | None = None) -> Calibrat
     profile = _parse(text, where)
     chip_name = None if chip is None else _chip(chip).name
     if profile.chip != chip_name:
-        get_hardware(profile.chip)  # the chip must exist in the catalog (or be the one given)
+        try:
+            get_hardware(profile.chip)  # the chip must exist in the catalog (or be the one given)
+        except InvalidInputError as error:
+            raise InvalidInputError(
+                f"{where}.chip", error.problem, "use the catalog name of the chip it was fitted on"
+            ) from None
     if chip_name is not None and profile.chip != chip_name:
         raise InvalidInputError(
             f"{where}.chip",

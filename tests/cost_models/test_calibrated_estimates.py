@@ -273,3 +273,25 @@ def test_shipped_profiles_cover_every_measured_chip():
             assert profile.cv_error, (chip, backend)
     tpu = profile_for("tpu-v4", "jax")
     assert not tpu.fallback and any(key.startswith("end_to_end/") for key in tpu.cv_error)
+
+
+ESTIMATE_ARGS = ("estimate", "--model", "llama-2-7b", "--hardware", "h100-sxm", "--chips", "1", "--batch", "1")
+
+
+@pytest.mark.parametrize(
+    "content, field",
+    [
+        # Bytes that are not UTF-8 (a binary file passed by mistake) were a UnicodeDecodeError traceback.
+        (b"\x89PNG\r\n\x1a\n\xb2\xff\x00binary", "not a text (UTF-8) profile file"),
+        # A chip the catalog lacks was blamed on --hardware ("hardware: unknown hardware"), not the file.
+        (load_profile("h100-sxm-trtllm").to_yaml().replace("chip: h100-sxm", "chip: h100-sxn").encode(), ".chip:"),
+    ],
+)
+def test_a_binary_or_unknown_chip_profile_file_is_one_line_naming_the_file(capsys, tmp_path, content, field):
+    path = tmp_path / "mine.yaml"
+    path.write_bytes(content)
+    code, out, err = run_cli(
+        capsys, *ESTIMATE_ARGS, "--prompt-len", "128", "--gen-len", "8", "--calibration", str(path)
+    )
+    line = assert_one_error_line(code, out, err, (field,))
+    assert str(path) in line
