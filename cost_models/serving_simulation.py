@@ -150,6 +150,16 @@ def _iteration_table(
     return _IterationTable(axes, values.reshape([a.size for a in axes]))
 
 
+def _check_run(requests: int, seed: int) -> None:
+    """The run's size and seed, checked before anything is built from them."""
+    if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or not 1 <= requests <= MAX_REQUESTS:
+        raise InvalidInputError(
+            "requests", f"must be a whole number in 1..{MAX_REQUESTS}, got {requests!r}", "pass --requests 1000"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InvalidInputError("seed", f"must be a whole number >= 0, got {seed!r}", "pass --seed 0 or more")
+
+
 def _lengths(rng: np.random.Generator, mean: float, std: float, n: int) -> np.ndarray:
     """Whole lengths >= 1: fixed when ``std`` is 0, else lognormal with that mean and std
     (right-skewed like real prompt and output lengths, never negative)."""
@@ -272,10 +282,7 @@ def simulate_serving(
         raise InvalidInputError(
             "simulate", f"got {len(d)} deployments and {len(w)} workloads", "pass one row of each (take(i))"
         )
-    if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or not 1 <= requests <= MAX_REQUESTS:
-        raise InvalidInputError(
-            "requests", f"must be a whole number in 1..{MAX_REQUESTS}, got {requests!r}", "pass --requests 1000"
-        )
+    _check_run(requests, seed)
     if overlap not in OVERLAPS:
         raise InvalidInputError("overlap", f"unknown value {overlap!r}", f"use {' or '.join(OVERLAPS)}")
     network = network_for(d.hardware)
@@ -609,6 +616,7 @@ def simulate_one(
         raise InvalidInputError(
             "model", f"{model_spec.name} is an encoder: it generates nothing", "use a decoder model"
         )
+    _check_run(requests, seed)
     profile = resolve_calibration(calibration, chip, backend)
     engine_name = backend or (profile.backend if profile is not None else None) or "trtllm"
     formats = chip.parse_formats(weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits)

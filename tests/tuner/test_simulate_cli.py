@@ -57,6 +57,14 @@ def test_table_shows_both(capsys: pytest.CaptureFixture[str]) -> None:
         (("--concurrency", "4", "--requests", "0"), "requests"),
         (("--concurrency", "0"), "concurrency"),
         (("--concurrency", "4", "--mesh", "2x2x1"), "mesh"),
+        # --requests -1 was blamed on "requests_per_client" (the analytic burst share it divides into).
+        (("--concurrency", "4", "--requests", "-1"), "requests:"),
+        # Were tracebacks: numpy refuses a negative seed; a 1e30-token mean overflows int64; a
+        # 1e300 spread overflows the lognormal's sigma (and the analytic model's squares).
+        (("--concurrency", "4", "--requests", "8", "--seed", "-1"), "seed"),
+        (("--concurrency", "4", "--requests", "8", "--prompt-len", "1e30"), "prompt_len"),
+        (("--concurrency", "4", "--requests", "8", "--prompt-len-std", "1e300"), "prompt_len_std"),
+        (("--request-rate", "4", "--requests", "8", "--gen-len-std", "1e300"), "gen_len_std"),
     ],
 )
 def test_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], extra: tuple[str, ...], field: str) -> None:
