@@ -44,6 +44,7 @@ from cost_models.deployment import OVERLAPS, Overlap, kv_ways_by_phase, sharding
 from cost_models.deployments import Deployments
 from cost_models.dtypes import BYTES_PER_ELEMENT
 from cost_models.errors import InvalidInputError
+from cost_models.inference_configs import MAX_SIZE
 from cost_models.iteration import IterationShapes, iteration_shapes, iteration_times
 from cost_models.partitioning import weight_bytes_per_chip
 from cost_models.topology import Network, network_for
@@ -284,6 +285,10 @@ def validate_workloads(w: ServingWorkloads) -> None:
     for name in ("prompt_len_std", "gen_len_std", "requests_per_client"):
         values = getattr(w, name)
         _check(name, ~np.isfinite(values) | (values < 0), values, "must be 0 or more", f"pass a {name} >= 0")
+    for name in ("prompt_len", "gen_len", "prompt_len_std", "gen_len_std"):
+        # Beyond MAX_SIZE tokens the analytic model's squares overflow and no whole length is drawn.
+        values = getattr(w, name)
+        _check(name, values > MAX_SIZE, values, f"must be at most {MAX_SIZE} tokens", f"pass a smaller {name}")
     _check(
         "prefix_hit_rate",
         ~((w.prefix_hit_rate >= 0) & (w.prefix_hit_rate < 1)),

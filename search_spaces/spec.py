@@ -325,11 +325,12 @@ class Serving(BaseModel):
         "concurrency and request_rate.",
     )
     prompt_len_std: StrictFloat = Field(
-        default=0.0, ge=0, allow_inf_nan=False, description="Standard deviation of the prompt length, tokens."
+        default=0.0, ge=0, le=2**31, allow_inf_nan=False, description="Standard deviation of the prompt length, tokens."
     )
     gen_len_std: StrictFloat | None = Field(
         default=None,
         ge=0,
+        le=2**31,
         allow_inf_nan=False,
         description="Standard deviation of the output length, tokens [default: 5% of the workload's gen_len "
         "(cost_models.serving.DEFAULT_GEN_LEN_CV), which desynchronizes a closed loop's clients; 0: every "

@@ -149,6 +149,9 @@ def test_an_unchunked_prompt_over_the_token_budget_is_structurally_infeasible() 
         ({"concurrency": [4], "chunked_prefill": ["yes"]}, "chunked_prefill"),
         ({"concurrency": [4], "prefill_instances": [2]}, "set mode: disaggregated or both"),
         ({"concurrency": [4], "mode": "disaggregated", "decode_instances": [0]}, "decode_instances"),
+        # A 1e300-token spread was searched: RuntimeWarnings on stderr and every trial infeasible.
+        ({"concurrency": [4], "prompt_len_std": 1e300}, "prompt_len_std"),
+        ({"concurrency": [4], "gen_len_std": 1e300}, "gen_len_std"),
     ],
 )
 def test_bad_serving_sections_are_refused_in_one_line(serving: dict, words: str, tmp_path: Path, capsys) -> None:

@@ -176,6 +176,8 @@ def test_serve_grid_matches_the_bisection():
             ("max_num_tokens",),
         ),
         (("--concurrency", "4", "--prompt-len", "0", "--gen-len", "128"), ("prompt_len",)),
+        # A 1e300-token spread overflowed the analytic model (RuntimeWarnings, then a TypeError traceback).
+        (("--concurrency", "4", "--prompt-len-std", "1e300", *LOAD), ("prompt_len_std",)),
     ],
 )
 def test_bad_serving_input_is_one_line_exit_2(capsys, args, fields):
