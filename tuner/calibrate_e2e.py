@@ -69,12 +69,24 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
     except (OSError, UnicodeDecodeError) as error:
         raise InvalidInputError(str(path), f"cannot read ({type(error).__name__})", "check the path") from None
     if path.suffix in (".yaml", ".yml"):
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise InvalidInputError(
+                str(path), f"not valid YAML ({str(error).splitlines()[0]})", "fix the YAML syntax"
+            ) from None
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
             raise InvalidInputError(str(path), "not a list of points", "write one mapping per measured deployment")
-        return [{k: "" if v is None else str(v) for k, v in r.items()} for r in data]
+        return [{str(k): "" if v is None else str(v) for k, v in r.items()} for r in data]
     lines = [line for line in text.splitlines() if not line.startswith("#")]
-    return list(csv.DictReader(io.StringIO("\n".join(lines))))
+    rows = list(csv.DictReader(io.StringIO("\n".join(lines))))
+    for number, row in enumerate(rows, start=1):
+        if None in row:  # DictReader files the values beyond the header under the key None
+            width = len(row) - 1
+            raise InvalidInputError(
+                f"{path.name} row {number}", f"{width + len(row[None])} fields, header has {width}", "fix the row"
+            )
+    return rows
 
 
 def _number(row: dict[str, str], column: str, where: str, *, integer: bool = True) -> float | None:
@@ -116,6 +128,9 @@ def read_points(path: str | Path, group: str | None = None) -> list[Point]:
     points = []
     for number, row in enumerate(rows, start=1):
         where = f"{path.name} row {number}"
+        empty = [c for c in REQUIRED if not (row.get(c) or "").strip()]
+        if empty:  # a YAML point without the key, or a CSV row cut short
+            raise InvalidInputError(where, f"no {empty[0]}", f"fill {', '.join(empty)}")
         try:
             model = get_model(row["model"].strip())
             overrides = {c: int(v) for c in MODEL_OVERRIDES if (v := _number(row, c, where)) is not None}
@@ -148,6 +163,8 @@ def read_points(path: str | Path, group: str | None = None) -> list[Point]:
                 kv_heads=int(_number(row, "kv_heads", where) or 0) if (row.get("kv_heads") or "").strip() else None,
             )
         except InvalidInputError as error:
+            if error.field == where:  # _number's own error names the row already
+                raise
             raise InvalidInputError(where, str(error), "fix the row") from None
         prefill = _number(row, "measured_prefill_latency_s", where, integer=False)
         step = _number(row, "measured_decode_step_latency_s", where, integer=False)
@@ -162,15 +179,35 @@ def read_benchmark_json(path: str | Path, *, model: str, hardware: str, chips: i
     request, mean TPOT as a decode step of ``max_concurrency`` sequences (tensor parallel over
     ``chips``)."""
     path = Path(path)
+    if isinstance(chips, bool) or not isinstance(chips, int) or chips < 1:
+        raise InvalidInputError("chips", f"must be a whole number >= 1, got {chips!r}", "pass --chips 1 or more")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise InvalidInputError(str(path), f"cannot read JSON ({type(error).__name__})", "pass a result file") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(str(path), "not a JSON object", "pass the JSON a serving benchmark wrote")
     need = ("mean_ttft_ms", "mean_tpot_ms", "completed", "total_input_tokens", "total_output_tokens")
     missing = [k for k in need if k not in data]
     if missing:
         raise InvalidInputError(str(path), f"missing key {missing[0]}", "pass the JSON a serving benchmark wrote")
-    completed = max(int(data["completed"]), 1)
+    for key in (*need, "max_concurrency"):
+        value = data.get(key)
+        if key == "max_concurrency" and value is None:  # vllm bench serve without --max-concurrency
+            continue
+        whole = key not in ("mean_ttft_ms", "mean_tpot_ms")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+            or (whole and value != int(value))
+        ):
+            kind = "whole number" if whole else "number"
+            raise InvalidInputError(
+                f"{path}: {key}", f"{value!r} is not a positive {kind}", "pass the JSON a serving benchmark wrote"
+            )
+    completed = int(data["completed"])
     concurrency = int(data.get("max_concurrency") or 1)
     deployment = Deployment(
         model=get_model(model),

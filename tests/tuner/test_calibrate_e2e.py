@@ -186,3 +186,67 @@ def test_serving_benchmark_json_is_read_as_a_prefill_and_a_decode_step(tmp_path)
     path.write_text(json.dumps(result))
     with pytest.raises(InvalidInputError, match="mean_tpot_ms"):
         e2e.read_benchmark_json(path, model="llama-3-8b", hardware="h100-sxm", chips=2)
+
+
+YAML_POINT = "- {model: llama-2-7b, hardware: h100-sxm, chips: 1, batch: 1, prompt_len: 128, gen_len: 8, "
+YAML_POINT += "measured_decode_step_latency_s: 0.01}\n"
+
+
+@pytest.mark.parametrize(
+    "name,text,field",
+    [
+        # Were tracebacks: a YAML syntax error, a Python tag (refused, never run), a later point
+        # without a required key (KeyError: 'model'), a CSV row cut short before model (None.strip()).
+        ("points.yaml", "- {model: [\n", "points.yaml: not valid YAML"),
+        ("points.yaml", "- !!python/object/apply:os.system [echo hi]\n", "points.yaml: not valid YAML"),
+        ("points.yaml", YAML_POINT + "- {hardware: h100-sxm}\n", "row 2: no model"),
+        ("points.yaml", YAML_POINT + "- {}\n", "row 2: no model"),
+        ("points.csv", "group,model,hardware,chips,batch,prompt_len,gen_len,measured_prefill_latency_s\ng1\n", "row 1"),
+        # A row with more fields than the header (a shifted row) was read, its extra value dropped.
+        ("points.csv", HEADER + "llama-2-7b,h100-sxm,1,1,128,8,0.01,0.02\n", "row 1: 8 fields, header has 7"),
+    ],
+)
+def test_malformed_points_files_are_one_line(capsys, tmp_path, name, text, field):
+    path = tmp_path / name
+    path.write_text(text)
+    code, out, err = run_cli(
+        capsys, "calibrate", "--hardware", "h100-sxm", "--backend", "trtllm", "--points", str(path)
+    )
+    assert_one_error_line(code, out, err, (field,))
+
+
+BENCH = {"completed": 100, "total_input_tokens": 102400, "total_output_tokens": 12800, "max_concurrency": 16}
+BENCH |= {"mean_ttft_ms": 85.0, "mean_tpot_ms": 12.5}
+
+
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        # Were tracebacks (ValueError from float()/int()):
+        ({"mean_ttft_ms": "fast"}, "mean_ttft_ms"),
+        ({"completed": "x"}, "completed"),
+        # Were read and fitted: NaN and negative latencies, no completed request (prompt and output
+        # lengths coerced to 1 token), and a fractional concurrency cut to 0 (then blamed on "batch").
+        ({"mean_tpot_ms": float("nan")}, "mean_tpot_ms"),
+        ({"mean_ttft_ms": -85.0}, "mean_ttft_ms"),
+        ({"completed": 0, "total_input_tokens": 0, "total_output_tokens": 0}, "completed"),
+        ({"max_concurrency": 0.5}, "max_concurrency"),
+    ],
+)
+def test_bad_benchmark_json_values_are_one_line(capsys, tmp_path, change, field):
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(BENCH | change))
+    args = ("--hardware", "h100-sxm", "--backend", "vllm", "--model", "llama-3-8b", "--chips", "1")
+    code, out, err = run_cli(capsys, "calibrate", *args, "--bench-json", str(path))
+    assert_one_error_line(code, out, err, (f"result.json: {field}",))
+
+
+def test_benchmark_json_as_a_list_or_with_chips_0_is_one_line(capsys, tmp_path):
+    path = tmp_path / "result.json"
+    path.write_text("[1, 2]")
+    args = ("--hardware", "h100-sxm", "--backend", "vllm", "--model", "llama-3-8b")
+    code, out, err = run_cli(capsys, "calibrate", *args, "--chips", "1", "--bench-json", str(path))
+    assert_one_error_line(code, out, err, ("not a JSON object",))
+    path.write_text(json.dumps(BENCH))
+    code, out, err = run_cli(capsys, "calibrate", *args, "--chips", "0", "--bench-json", str(path))
+    assert_one_error_line(code, out, err, ("chips",))  # was blamed on "mesh"
