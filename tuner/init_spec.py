@@ -90,6 +90,12 @@ def engine_degrees(
 def initial_values(model: str, hardware: str, serving: bool) -> dict[str, Any]:
     """The field values of the spec ``tuner init`` writes (the rest keep their defaults)."""
     model_spec = get_model(model)
+    if model_spec.kind == "encoder":  # the same refusal tuner search would give the written spec
+        raise InvalidInputError(
+            "model",
+            f"{model_spec.name} is an encoder; a study searches decoder deployments (prefill and decode)",
+            "use a decoder model (tuner estimate --phase prefill times an encoder)",
+        )
     chip = get_hardware(hardware)
     formats = native_formats(chip)
     params = float(model_spec.params)

@@ -148,3 +148,14 @@ def load_spec_text(text: str) -> StudySpec:
     from search_spaces.spec import parse_spec
 
     return parse_spec(yaml.safe_load(text))
+
+
+@pytest.mark.parametrize("serving", [False, True])
+def test_init_refuses_an_encoder_before_writing(tmp_path: Path, capsys: pytest.CaptureFixture[str], serving) -> None:
+    """It wrote a spec for bert-base that tuner search then refused (a study searches decoders)."""
+    out = tmp_path / "bert.yaml"
+    args = ["init", "--model", "bert-base", "--hardware", "h100-sxm", "-o", str(out)] + (["--serving"] * serving)
+    code, stdout, err = run_cli(capsys, *args)
+    assert_one_error_line(code, stdout, err, ("model",))
+    assert "encoder" in err
+    assert not out.exists()
