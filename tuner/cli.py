@@ -1042,6 +1042,25 @@ def calibrate_command(
     from tuner import accuracy_report, tables
     from tuner.calibrate import fit_profile, write_profile
 
+    _refuse_unused_calibrate_options(
+        every_pair,
+        bool(points or bench_json),
+        {
+            "--hardware": hardware is not None,
+            "--backend": backend is not None,
+            "--points": bool(points),
+            "--bench-json": bool(bench_json),
+            "--system": system is not None,
+            "--model": model is not None,
+            "--chips": chips is not None,
+            "--base": base is not None,
+            "--fit": fit_names is not None,
+            "--train": train is not None,
+            "--kernels": bool(kernels),
+            "--output": output is not None,
+            "--report": report is not None,
+        },
+    )
     if points or bench_json:
         _calibrate_end_to_end(
             hardware, backend, points, bench_json, model, chips, base, fit_names, train, output, as_json
@@ -1076,6 +1095,40 @@ def calibrate_command(
         )
     if output:
         click.echo(f"wrote {output}")
+
+
+def _refuse_unused_calibrate_options(every_pair: bool, end_to_end: bool, given: dict[str, bool]) -> None:
+    """An option the chosen kind of fit would ignore is an error, not a silent no-op: --all with
+    --hardware refits (and rewrites) every shipped profile, --fit without --points fits kernels."""
+    end_to_end_only = ("--base", "--fit", "--train")
+    if every_pair:
+        extra = [o for o, on in given.items() if on and o != "--report"]
+        if extra:
+            raise InvalidInputError(
+                extra[0],
+                "not used by --all (it refits every shipped chip and engine from data/kernels)",
+                f"drop {extra[0]}, or drop --all to fit one chip",
+            )
+        return
+    if given["--report"]:
+        raise InvalidInputError("--report", "only written by --all", "add --all or drop --report")
+    if end_to_end:
+        extra = [o for o in ("--kernels", "--system") if given[o]]
+        if extra:
+            raise InvalidInputError(
+                extra[0], "not used by an end-to-end fit (--points, --bench-json)", f"drop {extra[0]}"
+            )
+        if not given["--bench-json"]:
+            extra = [o for o in ("--model", "--chips") if given[o]]
+            if extra:
+                raise InvalidInputError(
+                    extra[0], "only used with --bench-json", f"add --bench-json FILE or drop {extra[0]}"
+                )
+        return
+    extra = [o for o in (*end_to_end_only, "--model", "--chips") if given[o]]
+    if extra:
+        needs = "--bench-json" if extra[0] in ("--model", "--chips") else "--points or --bench-json"
+        raise InvalidInputError(extra[0], f"only used with {needs}", f"add {needs.split()[0]} FILE or drop {extra[0]}")
 
 
 def _calibrate_end_to_end(

@@ -544,6 +544,30 @@ def test_gzip_input_and_profile_output(tmp_path, capsys):
         load_profile(out, chip="l40s")
 
 
+@pytest.mark.parametrize(
+    "args,flag",
+    [
+        # --all refitted and rewrote every shipped profile and docs/accuracy.md (7 minutes),
+        # --hardware silently ignored.
+        (["--all", "--hardware", "h100-sxm"], "--hardware"),
+        (["--all", "--kernels", "k.csv"], "--kernels"),
+        # Ignored: the kernels were fitted, --report, --fit, --base and --model never looked at.
+        (["--hardware", "h100-sxm", "--backend", "trtllm", "--report", "r.md"], "--report"),
+        (["--hardware", "h100-sxm", "--backend", "trtllm", "--fit", "compute_eff"], "--fit"),
+        (["--hardware", "h100-sxm", "--backend", "trtllm", "--base", "h100-sxm-trtllm"], "--base"),
+        (["--hardware", "h100-sxm", "--backend", "trtllm", "--model", "llama-3-8b"], "--model"),
+        (["--hardware", "tpu-v4", "--backend", "jax", "--points", "p.csv", "--kernels", "k.csv"], "--kernels"),
+        (["--hardware", "tpu-v4", "--backend", "jax", "--points", "p.csv", "--chips", "2"], "--chips"),
+    ],
+)
+def test_an_option_the_chosen_fit_would_ignore_is_one_line(tmp_path, capsys, monkeypatch, args, flag):
+    monkeypatch.chdir(tmp_path)  # nothing the command could write lands in the repository
+    code, err = _cli(["calibrate", *args], capsys)
+    assert code == 2
+    assert "\n" not in err and err.startswith(f"error: {flag}:"), err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_fit_profile_api_rejects_unknown_backend_and_chip():
     with pytest.raises(InvalidInputError, match="backend"):
         fit_profile(None, "h100-sxm", "tgi")
