@@ -1368,31 +1368,36 @@ def read_measurements(path: str | os.PathLike, field: str = "measurements") -> l
         handle = _open_text(path)
     except OSError as error:
         raise InvalidInputError(field, f"cannot read {path}: {error.strerror or error}", "check the path") from None
-    with handle:
-        lines = itertools.dropwhile(lambda line: line.startswith("#"), handle)
-        reader = csv.DictReader(lines)
-        rows = []
-        for number, raw in enumerate(reader, 1):
-            row: dict[str, Any] = {}
-            for key, value in raw.items():
-                if key is None or value is None:
-                    raise InvalidInputError(
-                        field,
-                        f"{path}: row {number} has a different number of cells than the header",
-                        "fix or drop the row",
-                    )
-                try:
-                    if value == "":
-                        row[key] = None
-                    elif key in _INT_COLUMNS:
-                        row[key] = int(value)
-                    elif key in _FLOAT_COLUMNS:
-                        row[key] = float(value)
-                    else:
-                        row[key] = value
-                except ValueError:
-                    raise InvalidInputError(
-                        field, f"{path}: data row {number}: {key} {value!r} is not a number", "fix or drop the row"
-                    ) from None
-            rows.append(row)
+    try:
+        with handle:
+            lines = itertools.dropwhile(lambda line: line.startswith("#"), handle)
+            reader = csv.DictReader(lines)
+            rows = []
+            for number, raw in enumerate(reader, 1):
+                row: dict[str, Any] = {}
+                for key, value in raw.items():
+                    if key is None or value is None:
+                        raise InvalidInputError(
+                            field,
+                            f"{path}: row {number} has a different number of cells than the header",
+                            "fix or drop the row",
+                        )
+                    try:
+                        if value == "":
+                            row[key] = None
+                        elif key in _INT_COLUMNS:
+                            row[key] = int(value)
+                        elif key in _FLOAT_COLUMNS:
+                            row[key] = float(value)
+                        else:
+                            row[key] = value
+                    except ValueError:
+                        raise InvalidInputError(
+                            field, f"{path}: data row {number}: {key} {value!r} is not a number", "fix or drop the row"
+                        ) from None
+                rows.append(row)
+    except (UnicodeDecodeError, EOFError, OSError) as error:  # binary, or a broken gzip stream
+        raise InvalidInputError(
+            field, f"{path}: not a (gzip) CSV file ({type(error).__name__})", "pass a kernel measurement CSV"
+        ) from None
     return rows

@@ -558,6 +558,9 @@ def test_shapes_from_replays_a_kernel_files_points(tmp_path):
         (["--shapes-from", str(REPO / "data" / "kernels" / "nccl_perf.csv.gz")], "--shapes-from"),
         (["--shapes-from", str(H200_SMALL / "gemm_perf.csv"), "--shapes-system", "b200_sxm"], "--shapes-from"),
         (["--shapes-from", "MALFORMED"], "--shapes-from"),
+        # Were tracebacks (UnicodeDecodeError, EOFError) while the rows were read:
+        (["--shapes-from", "BINARY"], "not a (gzip) CSV file"),
+        (["--shapes-from", "TRUNCATED_GZIP"], "not a (gzip) CSV file"),
     ],
 )
 def test_bad_shapes_files_are_one_line_errors(capsys, tmp_path, extra, field):
@@ -568,6 +571,13 @@ def test_bad_shapes_files_are_one_line_errors(capsys, tmp_path, extra, field):
             "--shapes-from",
             str(_write_shapes(tmp_path / "bad.csv", [_gemm_row("bfloat16", 0, 64, 64)], GEMM_COLUMNS)),
         ]
+    if "BINARY" in extra:
+        (tmp_path / "bin.csv").write_bytes(b"m,n\n\xb2\xff\xfe\x00binary\n")
+        extra = ["--shapes-from", str(tmp_path / "bin.csv")]
+    if "TRUNCATED_GZIP" in extra:
+        whole = (REPO / "data" / "kernels" / "gemm_perf.csv.gz").read_bytes()
+        (tmp_path / "cut.csv.gz").write_bytes(whole[:100])
+        extra = ["--shapes-from", str(tmp_path / "cut.csv.gz")]
     code, out, err = run_cli(capsys, "measure", "--out", str(tmp_path / "m"), *extra)
     assert_one_error_line(code, out, err, (field,))
 
