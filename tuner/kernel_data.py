@@ -197,6 +197,15 @@ def read_kernel_table(path: str | Path) -> KernelTable:
                     + (" (a latency in ms)" if column == "latency" else ""),
                     "fix or drop the row",
                 )
+            if column != "latency":  # a size or count: a GEMM of m=1.5 was fitted as given
+                bad = data[column] != np.floor(data[column])
+                if bad.any():
+                    i = int(np.argmax(bad))
+                    raise InvalidInputError(
+                        f"{name}:{lines[i]}",
+                        f"{column}={float(data[column][i])!r} must be a whole number",
+                        "fix or drop the row",
+                    )
     if "framework" in data:
         data["engine"] = np.array(
             [FRAMEWORKS.get(str(f).lower(), str(f).lower()) for f in data["framework"]], dtype=object

@@ -519,6 +519,12 @@ def _cli(args, capsys):
             GEMM_COLUMNS + _gemm_rows(40) + "h100_sxm,TRTLLM,1,gemm,x,bfloat16,16384,16384,16384,0.001\n",
             "faster than h100-sxm's speed of light",
         ),
+        # A fractional size was fitted as given (m=1.5 rows a kernel never ran).
+        (
+            "fractional m",
+            GEMM_COLUMNS + _gemm_rows(40) + "h100_sxm,TRTLLM,1,gemm,x,bfloat16,1.5,4096,4096,0.01\n",
+            "m=1.5 must be a whole number",
+        ),
         ("too few points", GEMM_COLUMNS + _gemm_rows(6), "6 rows for 13 parameters"),
         ("another chip", GEMM_COLUMNS + _gemm_rows(40).replace("h100_sxm", "l40s"), "no rows for system h100_sxm"),
     ],
