@@ -56,6 +56,14 @@ HARDWARE_OPTION = click.option(
 )
 
 
+def _refuse_empty_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An empty path (``-o "$UNSET"``) is an error: it read as no option at all (the file printed,
+    written to the default path, or the chart skipped, exit 0)."""
+    if value == "":
+        raise click.BadParameter("an empty path; pass a file path or drop the option", ctx=ctx, param=param)
+    return value
+
+
 def ENGINE_KNOB_OPTIONS(command):
     """The serving engine's batching knobs, each defaulting to the engine's own
     (``cost_models.serving.ENGINE_DEFAULTS``)."""
@@ -233,6 +241,7 @@ BACKEND_OPTION = click.option(
     "--plot",
     type=click.Path(dir_okay=False, writable=True),
     default=None,
+    callback=_refuse_empty_path,
     help="Write a roofline chart (PNG) with one point per operator.",
 )
 def analyze_command(
@@ -753,6 +762,7 @@ def studies_command(storage: str, as_json: bool) -> None:
     "--plot",
     type=click.Path(dir_okay=False),
     default=None,
+    callback=_refuse_empty_path,
     help="Write a PNG of the first two objectives with the front marked (a serving study: tokens/s per "
     "chip against tokens/s per user, every trial, the TPOT limit drawn).",
 )
@@ -783,7 +793,14 @@ def pareto_command(study_name: str, storage: str | None, as_json: bool, as_csv: 
 @cli.command("report")
 @click.argument("study_name", metavar="STUDY")
 @click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/STUDY.db].")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default="report.html", show_default=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default="report.html",
+    show_default=True,
+    callback=_refuse_empty_path,
+)
 @click.option("--max-points", type=int, default=None, help="Trials drawn per chart; the front always [default: 3000].")
 def report_command(study_name: str, storage: str | None, output: str, max_points: int | None) -> None:
     """Write one offline HTML page of a study: Optuna's interactive charts, the front in units,
@@ -859,7 +876,9 @@ def show_command(study_name: str, trial_number: int, storage: str | None) -> Non
     "--trial", "trial_number", type=click.IntRange(0, 2**63 - 1), required=True, help="Trial number (tuner pareto)."
 )
 @click.option("--format", "fmt", type=LazyChoice("tuner.export:FORMATS"), default="json", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to FILE.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), default=None, callback=_refuse_empty_path, help="Write to FILE."
+)
 @click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/STUDY.db].")
 @click.option(
     "--allow-infeasible", is_flag=True, help="Export a trial that violates a constraint (marked feasible: false)."
@@ -899,6 +918,7 @@ def export_command(
     "--output",
     type=click.Path(dir_okay=False),
     default=None,
+    callback=_refuse_empty_path,
     help="Write the spec here [default: studies/MODEL-HARDWARE[-serving].yaml].",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
@@ -1005,7 +1025,14 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str, exit_code: int =
     help="Kernel measurement CSV (gzip or plain, '#' header lines); repeatable. "
     "[default: the repo's data/kernels copies]",
 )
-@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Write the profile YAML here.")
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    type=click.Path(dir_okay=False),
+    callback=_refuse_empty_path,
+    help="Write the profile YAML here.",
+)
 @click.option(
     "--all",
     "every_pair",
@@ -1016,6 +1043,7 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str, exit_code: int =
     "--report",
     default=None,
     type=click.Path(dir_okay=False),
+    callback=_refuse_empty_path,
     help="With --all: also write the accuracy report (docs/accuracy.md).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the fit report as JSON.")
@@ -1317,6 +1345,7 @@ def main(argv: list[str] | None = None) -> int:
     "out_dir",
     required=True,
     type=click.Path(file_okay=False),
+    callback=_refuse_empty_path,
     help="Directory for the CSV files (created if missing).",
 )
 @click.option(

@@ -991,3 +991,24 @@ def test_script_malformed_config_json(tmp_path):
         "analyze", "--model", str(path), "--hardware", "a6000", "--phase", "decode", "--batch", "1", "--seq-len", "128"
     )
     assert_one_error_line(result.returncode, result.stdout, result.stderr, ("config.json",))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        # Each read as no option at all, exit 0: the chart skipped, the export printed, the spec
+        # written to studies/..., (measure: the CSVs into the current directory).
+        ("analyze", "--model", "gpt2", "--hardware", "h100-sxm", "--phase", "decode", "--batch", "1", "--seq-len", "8"),
+        ("export", "some-study", "--trial", "0"),
+        ("init", "--model", "llama-3-8b", "--hardware", "h100-sxm"),
+        ("pareto", "some-study"),
+        ("calibrate", "--hardware", "h100-sxm", "--backend", "trtllm"),
+        ("measure",),
+    ],
+)
+def test_an_empty_output_path_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path, monkeypatch, args) -> None:
+    monkeypatch.chdir(tmp_path)
+    flag = {"analyze": "--plot", "pareto": "--plot", "measure": "--out"}.get(args[0], "-o")
+    code, out, err = run_cli(capsys, *args, flag, "")
+    assert_one_error_line(code, out, err, ("an empty path",))
+    assert list(tmp_path.iterdir()) == []
