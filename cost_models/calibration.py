@@ -22,9 +22,10 @@ from typing import Literal, get_args
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cost_models.efficiency import (
+    GEMM_FORMATS,
     CollectiveParams,
     DecodeAttentionParams,
     ElementwiseParams,
@@ -155,6 +156,15 @@ class CalibrationProfile(BaseModel):
     def collective_params(self, kind: str, implementation: str = "nccl") -> dict[int, CollectiveParams]:
         table = _pick(self.collectives, implementation, f"{self.name}.collectives")
         return _pick(table, kind, f"{self.name}.collectives.{implementation}")
+
+    @field_validator("gemm", "moe")
+    @classmethod
+    def _known_formats(cls, table: dict) -> dict:
+        # A misspelt format (bfloat_16) was never looked up: its GEMMs ran the bf16 fit or the roofline.
+        unknown = [k for k in table if k not in GEMM_FORMATS]
+        if unknown:
+            raise ValueError(f"unknown GEMM format {unknown[0]!r}; use one of {', '.join(GEMM_FORMATS)}")
+        return table
 
     @property
     def name(self) -> str:

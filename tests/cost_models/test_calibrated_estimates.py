@@ -285,9 +285,11 @@ ESTIMATE_ARGS = ("estimate", "--model", "llama-2-7b", "--hardware", "h100-sxm", 
         (b"\x89PNG\r\n\x1a\n\xb2\xff\x00binary", "not a text (UTF-8) profile file"),
         # A chip the catalog lacks was blamed on --hardware ("hardware: unknown hardware"), not the file.
         (load_profile("h100-sxm-trtllm").to_yaml().replace("chip: h100-sxm", "chip: h100-sxn").encode(), ".chip:"),
+        # A misspelt GEMM format was never looked up: the estimate silently ran the bf16 fit or the roofline.
+        (load_profile("h100-sxm-trtllm").to_yaml().replace("\n  bfloat16:", "\n  bfloat_16:", 1).encode(), ".gemm:"),
     ],
 )
-def test_a_binary_or_unknown_chip_profile_file_is_one_line_naming_the_file(capsys, tmp_path, content, field):
+def test_a_binary_unknown_chip_or_misspelt_format_profile_is_one_line_naming_the_file(capsys, tmp_path, content, field):
     path = tmp_path / "mine.yaml"
     path.write_bytes(content)
     code, out, err = run_cli(
