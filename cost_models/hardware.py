@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cost_models.dtypes import BF16, DTYPE_NAMES, FP4, FP8, INT4, INT8, parse_dtype
 from cost_models.errors import InvalidInputError, from_validation_error
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+# allow_inf_nan=False: a chip YAML value of 1e400 (infinite memory, bandwidth or peak) fitted every
+# deployment and made --json fail on Infinity.
+_FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class PeakOps(BaseModel):

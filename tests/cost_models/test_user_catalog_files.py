@@ -67,6 +67,9 @@ def test_estimate_on_a_file_chip_equals_the_catalog_chip(tmp_path):
         ({k: v for k, v in _entry("hardware", "h100-sxm").items() if k != "memory_bytes"}, "memory_bytes"),
         ({**_entry("hardware", "h100-sxm"), "memory_bandwidth_bytes_per_s": -1.0}, "memory_bandwidth_bytes_per_s"),
         ({**_entry("hardware", "h100-sxm"), "memory_gb": 80}, "memory_gb"),
+        # Infinite values (1e400 reads as inf) were accepted: every deployment fit, --json failed.
+        ({**_entry("hardware", "h100-sxm"), "memory_bytes": float("inf")}, "memory_bytes: Input should be a finite"),
+        ({**_entry("hardware", "h100-sxm"), "memory_bytes": "1e400"}, "memory_bytes: Input should be a finite"),
         ("a: [1, 2\n", "not valid YAML"),
         ("- 1\n- 2\n", "not a mapping"),
         ("", "not a mapping"),
