@@ -90,7 +90,8 @@ class HeldOutError(BaseModel):
 class CalibrationProfile(BaseModel):
     """Fitted efficiency parameters of one chip under one serving engine."""
 
-    model_config = _FROZEN
+    # Finite overheads only: per_step_overhead_s: .inf made every latency inf or NaN.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     chip: str = Field(description="Hardware catalog name.")
     backend: Backend

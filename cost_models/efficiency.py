@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+# Finite only: an .inf in a profile file (launch_s: .inf) made every kernel time inf or NaN.
+_FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 #: GEMM formats of the kernel database (``gemm_dtype``).
 GEMM_FORMATS: tuple[str, ...] = ("bfloat16", "fp8", "fp8_block", "int8_wo", "int4_wo", "sq", "nvfp4")

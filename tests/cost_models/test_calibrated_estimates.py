@@ -4,6 +4,7 @@ roofline, a profile is never faster than the roofline it refines, and bad profil
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -287,6 +288,17 @@ ESTIMATE_ARGS = ("estimate", "--model", "llama-2-7b", "--hardware", "h100-sxm", 
         (load_profile("h100-sxm-trtllm").to_yaml().replace("chip: h100-sxm", "chip: h100-sxn").encode(), ".chip:"),
         # A misspelt GEMM format was never looked up: the estimate silently ran the bf16 fit or the roofline.
         (load_profile("h100-sxm-trtllm").to_yaml().replace("\n  bfloat16:", "\n  bfloat_16:", 1).encode(), ".gemm:"),
+        # .inf overheads or kernel parameters made every latency inf or NaN: --json a ValueError traceback.
+        (
+            re.sub(
+                r"per_step_overhead_s: \S+", "per_step_overhead_s: .inf", load_profile("h100-sxm-trtllm").to_yaml()
+            ).encode(),
+            "per_step_overhead_s: Input should be a finite number",
+        ),
+        (
+            re.sub(r"launch_s: \S+", "launch_s: .inf", load_profile("h100-sxm-trtllm").to_yaml(), count=1).encode(),
+            "launch_s: Input should be a finite number",
+        ),
     ],
 )
 def test_a_binary_unknown_chip_or_misspelt_format_profile_is_one_line_naming_the_file(capsys, tmp_path, content, field):
