@@ -48,6 +48,9 @@ MODES: tuple[str, ...] = ("aggregated", "disaggregated")
 #: Largest tensor-parallel degree tried (one instance); replicas and pools add chips beyond it.
 MAX_TP = 64
 DEFAULT_MAX_CHIPS = 64
+#: Most (prefill pool, decode pool) pairs a disaggregated plan scores (about 1.8 kB each in
+#: memory): a budget of about 700 chips of one kind.
+MAX_DISAGGREGATED_PAIRS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -294,9 +297,25 @@ def score_disaggregated(p: CapacityProblem, c: DisaggregatedCandidates) -> Disag
     )
 
 
+def disaggregated_pair_count(p: CapacityProblem) -> int:
+    """How many (prefill pool, decode pool) pairs :func:`disaggregated_candidates` would build,
+    counted without building them (the pairs grow with the square of the chip budget)."""
+    chips = np.array([tp * x for tp in tp_degrees(p.chip, p.max_chips) for x in range(1, (p.max_chips - 1) // tp + 1)])
+    chips.sort()
+    return int(np.searchsorted(chips, p.max_chips - chips, side="right").sum()) * len(weight_formats(p.chip))
+
+
 def _disaggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]]]:
     if p.max_chips < 2:  # a pool of each needs two chips at least
         return 0, []
+    pairs = disaggregated_pair_count(p)
+    if pairs > MAX_DISAGGREGATED_PAIRS:  # about 1.8 kB each: 4096 chips were 66M pairs, killed for memory
+        raise InvalidInputError(
+            "max_chips",
+            f"{p.max_chips} chips give {pairs:,} disaggregated pool pairs to score, more than the "
+            f"{MAX_DISAGGREGATED_PAIRS:,} that fit in a few GB of memory",
+            "pass a smaller --max-chips, or --mode aggregated",
+        )
     c = disaggregated_candidates(p)
     est = score_disaggregated(p, c)
     ok = meets_sla(est.ttft_s, est.tpot_s, est.stable, p.sla)

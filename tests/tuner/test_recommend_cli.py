@@ -69,3 +69,21 @@ def test_json_none_is_null(capsys):
 def test_bad_flags_exit_2_with_one_line(capsys, extra, field):
     code, out, err = run_cli(capsys, *BASE, *extra)
     assert_one_error_line(code, out, err, (field,))
+
+
+def test_a_budget_too_large_to_pair_is_one_line_and_aggregated_still_plans_it(capsys):
+    """--max-chips 4096 (accepted) built 66M disaggregated pool pairs: killed for memory (24 GB,
+    exit 137) with no message. Now refused by the pair count, before any pair is built; the
+    aggregated plan, linear in the budget, still runs at that size."""
+    code, out, err = run_cli(capsys, *BASE, "--max-ttft-s", "1", "--max-chips", "4096")
+    line = assert_one_error_line(code, out, err, ("max_chips",))
+    assert "--mode aggregated" in line
+    code, out, err = run_cli(capsys, *BASE, "--max-ttft-s", "1", "--max-chips", "4096", "--mode", "aggregated")
+    assert code == 0, err
+
+
+def test_the_pair_count_is_the_number_of_pairs_built():
+    from cost_models.capacity import disaggregated_candidates, disaggregated_pair_count, problem
+
+    p = problem("llama-3-8b", "h100-sxm", request_rate=10, prompt_len=512, gen_len=128, max_ttft_s=1, max_tpot_s=0.05)
+    assert disaggregated_pair_count(p) == len(disaggregated_candidates(p).prefill_row) == 14718
