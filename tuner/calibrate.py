@@ -859,6 +859,7 @@ def fit_profile(
     tables = [_read_cached(str(f)) for f in files]
     reports: list[GroupReport] = []
     used: list[DataFile] = []
+    fitted_from: dict[str, str] = {}  # group -> the file it was fitted on
     for table in tables:
         c = table.columns
         before = len(reports)
@@ -872,6 +873,15 @@ def fit_profile(
             reports += _nccl_cached(table.path, chip, system, seed, folds)
         elif table.kind == "custom_allreduce":
             reports += fit_custom_allreduce(table, hardware, system, backend, seed, folds)
+        for r in reports[before:]:
+            # build_profile keeps one fit per group: a second file's would silently replace the first's.
+            if r.name in fitted_from:
+                raise InvalidInputError(
+                    table.path,
+                    f"holds {r.name} rows, as {fitted_from[r.name]} does: each group is fitted from one file",
+                    "merge the rows into one file, or pass one of them",
+                )
+            fitted_from[r.name] = table.path
         rows = sum(r.rows for r in reports[before:])
         source = " | ".join(line.lstrip("# ").strip() for line in table.header[:2])
         used.append(DataFile(path=_display_path(table.path), rows_used=rows, source=source[:300]))

@@ -574,6 +574,19 @@ def test_an_option_the_chosen_fit_would_ignore_is_one_line(tmp_path, capsys, mon
     assert list(tmp_path.iterdir()) == []
 
 
+def test_two_kernel_files_of_one_group_are_refused_not_last_wins(tmp_path, capsys):
+    """Each file was fitted on its own and the profile kept the last file's gemm/bfloat16 fit:
+    the first file's rows silently dropped (while its provenance listed it as used)."""
+    first = _write(tmp_path, "a.csv", GEMM_COLUMNS + _gemm_rows(60))
+    second = _write(tmp_path, "b.csv", GEMM_COLUMNS + _gemm_rows(60, latency=lambda i: 0.05))
+    out = tmp_path / "p.yaml"
+    args = ["calibrate", "--hardware", "h100-sxm", "--backend", "trtllm", "--kernels", first, "--kernels", second]
+    code, err = _cli([*args, "-o", str(out)], capsys)
+    assert code == 2
+    assert "\n" not in err and "b.csv" in err and "gemm/bfloat16" in err and "a.csv" in err, err
+    assert not out.exists()
+
+
 def test_fit_profile_api_rejects_unknown_backend_and_chip():
     with pytest.raises(InvalidInputError, match="backend"):
         fit_profile(None, "h100-sxm", "tgi")
