@@ -292,11 +292,23 @@ def estimate_serving_one(
     )
     running = max(int(round(out["running"])), 1) if out["running"] is not None else first
     if batch is None and running != first:
-        chosen = report["mesh_chosen"]
+        # The same deployment as the serving row, at the running batch: its mesh, chips, layouts
+        # and fused attention as resolved above (a GPU's engine defaults included), not the
+        # defaults of an estimate given a mesh (ws_2d, no flash attention).
+        chosen, engine_default = report["mesh_chosen"], report["engine_default"]
+        kept = {
+            "mesh": report["mesh"],
+            "tp": None,
+            "prefill_ffn_layout": row.prefill_ffn_layout,
+            "decode_ffn_layout": row.decode_ffn_layout,
+            "prefill_attn_sharding": row.prefill_attn_sharding,
+            "decode_attn_sharding": row.decode_attn_sharding,
+            "flash_attention": row.flash_attention,
+        }
         report = estimate_one(
-            model_spec, chip, batch=running, **common, **{**static, "mesh": report["mesh"], "tp": None}
+            model_spec, chip, batch=running, **{**common, "chips": report["chips"]}, **{**static, **kept}
         )
-        report["mesh_chosen"] = chosen
+        report["mesh_chosen"], report["engine_default"] = chosen, engine_default
     report["batch_source"] = "--batch" if batch is not None else "serving running batch"
     if chip.kind == "gpu" and report["mesh_chosen"] and report["chips"] > 1 and not report.get("engine_default"):
         out["notes"].append(

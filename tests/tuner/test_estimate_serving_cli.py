@@ -188,3 +188,26 @@ def test_bad_serving_input_is_one_line_exit_2(capsys, args, fields):
 def test_static_estimate_unchanged_without_a_load(capsys):
     data = _json(capsys, "--batch", "8", *LOAD)
     assert "serving" not in data and data["batch"] == 8
+
+
+@pytest.mark.parametrize("degrees", [("--chips", "2"), ("--tp", "2")])
+def test_an_open_loop_static_sections_score_the_serving_deployment(capsys, degrees):
+    """Under a rate the static sections are scored again at the running batch: on a GPU that is the
+    deployment the serving section scored (Megatron TP, ws_1d, fused attention), the static
+    estimate of it at that batch. Llama-3-70B fp8 on 2 H100s at 4 req/s ran 98 sequences: the
+    decode step was scored on ws_2d without flash attention (36.3 ms, not 35.1 ms), and with --tp 2
+    and no --chips the second scoring failed for want of --chips."""
+    args = ("--model", "llama-3-70b", "--hardware", "h100-sxm", *degrees, "--weight-bits", "fp8")
+    load = ("--request-rate", "4", "--prompt-len", "2048", "--gen-len", "256", "--json")
+    code, out, err = run_cli(capsys, "estimate", *args, *load)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["batch"] > 1 and data["batch_source"] == "serving running batch"
+    assert data["ffn_layout"] == {"prefill": "ws_1d", "decode": "ws_1d"} and data["flash_attention"] is True
+    assert data["chips"] == 2 and data["mesh"] == "1x1x2"
+    static = ("--batch", str(data["batch"]), "--prompt-len", "2048", "--gen-len", "256", "--json")
+    code, out, err = run_cli(capsys, "estimate", *args, *static)
+    assert code == 0, err
+    alone = json.loads(out)
+    assert data["decode"] == alone["decode"] and data["prefill"] == alone["prefill"]
+    assert data["memory"] == alone["memory"]
