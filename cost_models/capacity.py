@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, resolve_calibration
+from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, default_backend, resolve_calibration
 from cost_models.deployments import Deployments, tensor_parallel
 from cost_models.disaggregated import (
     DecodePool,
@@ -138,7 +138,8 @@ def problem(
     if max_chips > 4096:
         raise InvalidInputError("max_chips", f"{max_chips} is more than 4096", "pass a smaller chip budget")
     profile = resolve_calibration(calibration, chip, backend)
-    engine = backend or (profile.backend if profile is not None else "trtllm")
+    # As tuner estimate and a study: without a profile (calibration none) the engine measured best.
+    engine = backend or (profile.backend if profile is not None else default_backend(chip))
     return CapacityProblem(
         spec,
         chip,

@@ -40,7 +40,13 @@ from typing import Any
 import numpy as np
 
 from cost_models.calibrated_times import calibrated_network, check_profile
-from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, calibration_report, resolve_calibration
+from cost_models.calibration import (
+    AUTO_CALIBRATION,
+    CalibrationProfile,
+    calibration_report,
+    default_backend,
+    resolve_calibration,
+)
 from cost_models.deployment import OVERLAPS, Overlap, candidate_meshes
 from cost_models.deployments import Deployment, Deployments
 from cost_models.dtypes import dtype_name
@@ -605,9 +611,10 @@ def simulate_one(
     the simulated summary next to the analytic steady state of :func:`cost_models.serving.serve`.
     ``engine``: the engine knobs of :func:`cost_models.serving.make_workloads` (prompt/gen std,
     max_batch_size, max_num_tokens, chunked_prefill, kv_block_size, prefix_hit_rate,
-    memory_fraction), defaulting to the engine of the calibration profile (TensorRT-LLM without
-    one). Without ``mesh``: plain tensor parallelism (1x1xN) when legal, else the legal mesh with
-    the most analytic output tokens per second."""
+    memory_fraction), defaulting to the engine of the calibration profile (without one, the
+    engine measured best on the chip, as ``tuner estimate`` and a study take). Without ``mesh``:
+    plain tensor parallelism (1x1xN) when legal, else the legal mesh with the most analytic output
+    tokens per second."""
     model_spec = get_model(model) if isinstance(model, str) else model
     chip = get_hardware(hardware) if isinstance(hardware, str) else hardware
     if isinstance(chips, bool) or not isinstance(chips, (int, np.integer)) or chips < 1:
@@ -618,7 +625,8 @@ def simulate_one(
         )
     _check_run(requests, seed)
     profile = resolve_calibration(calibration, chip, backend)
-    engine_name = backend or (profile.backend if profile is not None else None) or "trtllm"
+    # As tuner estimate and a study: without a profile (calibration none) the engine measured best.
+    engine_name = backend or (profile.backend if profile is not None else default_backend(chip))
     formats = chip.parse_formats(weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits)
     meshes = candidate_meshes(chip, chips, mesh)
     if mesh is None and (1, 1, chips) in meshes:

@@ -87,3 +87,27 @@ def test_the_pair_count_is_the_number_of_pairs_built():
 
     p = problem("llama-3-8b", "h100-sxm", request_rate=10, prompt_len=512, gen_len=128, max_ttft_s=1, max_tpot_s=0.05)
     assert disaggregated_pair_count(p) == len(disaggregated_candidates(p).prefill_row) == 14718
+
+
+def test_without_a_profile_the_engine_is_estimates(capsys):
+    """--calibration none and no --backend: recommend plans on the engine tuner estimate runs (the
+    one measured best on the chip), and its best replica is what estimate says of it under its
+    share of the rate (8-bit candidates are W8A8). Llama-3-70B on H100s at 4 req/s: recommend
+    planned on TensorRT-LLM's knobs (115 sequences, TTFT 105.8 ms) where estimate ran vLLM's
+    (116, 105.6 ms)."""
+    args = ("--model", "llama-3-70b", "--hardware", "h100-sxm", "--request-rate", "4", "--prompt-len", "2048")
+    args += ("--gen-len", "256", "--calibration", "none")
+    sla = ("--max-ttft-s", "2", "--max-tpot-s", "0.1", "--mode", "aggregated", "--json")
+    code, out, err = run_cli(capsys, "recommend", *args, *sla)
+    assert code == 0, err
+    report = json.loads(out)
+    best = report["modes"]["aggregated"]["best"]
+    bits = {"bf16": "16", "fp8": "fp8", "int8": "8"}[best["weight_format"]]
+    rate = str(4 / best["replicas"])
+    one = ("--tp", str(best["tp"]), "--weight-bits", bits, "--act-bits", bits, "--json")
+    code, out, err = run_cli(capsys, "estimate", *args[:4], "--request-rate", rate, *args[6:], *one)
+    assert code == 0, err
+    serving = json.loads(out)["serving"]
+    assert report["backend"] == serving["engine"]["backend"]
+    assert best["max_concurrency_per_replica"] == serving["max_concurrency"]
+    assert best["ttft_s"] == pytest.approx(serving["ttft_s"]) and best["tpot_s"] == pytest.approx(serving["tpot_s"])

@@ -70,3 +70,23 @@ def test_table_shows_both(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], extra: tuple[str, ...], field: str) -> None:
     code, out, err = run_cli(capsys, *ARGS, "--gen-len", "32", *extra)
     assert_one_error_line(code, out, err, (field,))
+
+
+def test_without_a_profile_the_engine_is_estimates(capsys: pytest.CaptureFixture[str]) -> None:
+    """--calibration none and no --backend: simulate runs the engine tuner estimate (and a study)
+    runs, the one measured best on the chip, with its knobs. Llama-3-8B on one H100 at 16 clients
+    ran TensorRT-LLM's knobs (at most 416 sequences, chunked prefill off) where estimate ran
+    vLLM's (256, chunked), the analytic TTFT 44.6 ms against 35.2 ms."""
+    load = ("--concurrency", "16", "--prompt-len", "1024", "--gen-len", "128", "--calibration", "none", "--json")
+    model = ("--model", "llama-3-8b", "--hardware", "h100-sxm", "--chips", "1")
+    code, out, err = run_cli(capsys, "estimate", *model, *load)
+    assert code == 0, err
+    estimate = json.loads(out)["serving"]
+    code, out, err = run_cli(capsys, "simulate", *model, *load, "--requests", "160")
+    assert code == 0, err
+    simulated = json.loads(out)
+    assert simulated["engine"] == estimate["engine"]["backend"]
+    for knob in ("max_batch_size", "max_num_tokens", "chunked_prefill", "kv_block_size", "memory_fraction"):
+        assert simulated["workload"][knob] == estimate["engine"][knob], knob
+    assert simulated["analytic"]["max_concurrency"] == estimate["max_concurrency"]
+    assert simulated["analytic"]["tpot_s"] == pytest.approx(estimate["tpot_s"])
