@@ -206,6 +206,8 @@ def _aggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]]]:
             "replicas": int(c.replicas[i]),
             "tp": int(c.tp[i]),
             "weight_format": str(c.format_names[i]),
+            # W8A8: an 8-bit candidate's activations are 8-bit too (tuner estimate --act-bits).
+            "act_format": str(c.format_names[i]),
             "ttft_s": float(est.ttft_s[i]),
             "tpot_s": float(est.tpot_s[i]),
             "e2e_latency_s": float(est.e2e_latency_s[i]),
@@ -331,6 +333,8 @@ def _disaggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]]]:
             "prefill_tp": int(c.prefill_tp[i]),
             "decode_tp": int(c.decode_tp[i]),
             "weight_format": str(c.format_names[i]),
+            # W8A8: an 8-bit candidate's activations are 8-bit too (tuner estimate --act-bits).
+            "act_format": str(c.format_names[i]),
             "ttft_s": float(est.ttft_s[i]),
             "tpot_s": float(est.tpot_s[i]),
             "e2e_latency_s": float(est.e2e_latency_s[i]),

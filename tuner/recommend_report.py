@@ -48,6 +48,13 @@ def _layout(row: dict) -> str:
     return f"{row['prefill_instances']}P x TP{row['prefill_tp']} + {row['decode_instances']}D x TP{row['decode_tp']}"
 
 
+def _formats(row: dict) -> str:
+    """The weight format, and W8A8 where the activations are 8-bit too (as tuner estimate
+    --weight-bits F --act-bits F scores it)."""
+    weights, acts = row["weight_format"], row.get("act_format", "bf16")
+    return weights if acts == "bf16" else f"{weights} W8A8" if acts == weights else f"{weights} w, {acts} act"
+
+
 def print_recommend(report: dict) -> None:
     console = _console()
     console.print(
@@ -70,7 +77,7 @@ def print_recommend(report: dict) -> None:
             continue
         console.print(
             escape(
-                f"{mode}: fewest chips {best['chips']} ({_layout(best)}, {best['weight_format']}); "
+                f"{mode}: fewest chips {best['chips']} ({_layout(best)}, {_formats(best)}); "
                 f"{r['feasible_count']} of {r['candidates']} candidates meet the SLA"
             )
         )
@@ -87,7 +94,7 @@ def print_recommend(report: dict) -> None:
                 "best" if rank == 0 else f"#{rank + 1}",
                 str(row["chips"]),
                 _layout(row),
-                row["weight_format"],
+                _formats(row),
                 _seconds(row["ttft_s"]),
                 _seconds(row["tpot_s"]),
                 f"{row['tokens_per_s_per_chip']:.3g}",
