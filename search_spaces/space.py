@@ -585,13 +585,13 @@ def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation
         heads_divide, columns["kv_heads"], study.model.kv_heads
     )  # scored as published, then refused
     serving_columns = study.space.serving_columns_of(indices)
-    if "batch" not in columns:  # the static estimate's batch: the clients (open loop: one sequence)
+    load_batch = "batch" not in columns
+    if load_batch:  # the static estimate's first batch: the clients (open loop: one sequence)
         columns["batch"] = serving_columns.get("concurrency", np.ones(len(valid)))
     workload = study.spec.workload
     deployments = make_deployments(
         study.model, study.hardware, prompt_len=workload.prompt_len, gen_len=workload.gen_len, **columns
     )
-    result = estimate(deployments, overlap=study.spec.overlap, calibration=study.calibration)
     served, workloads, pools = None, None, None
     if study.spec.serving is not None:
         workloads = _workloads(study, serving_columns, valid)
@@ -599,6 +599,9 @@ def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation
         pool_columns = study.space.pool_columns_of(indices)
         if pool_columns:
             served, pools = _disaggregated(study, deployments, columns, workloads, served, pool_columns)
+        if load_batch:
+            deployments = _at_running_batch(deployments, served, pools)
+    result = estimate(deployments, overlap=study.spec.overlap, calibration=study.calibration)
     metrics = metric_arrays(result, deployments, study.objective_names, served)
     values = np.stack([metrics[name] for name in study.objective_names], axis=1)
     penalty = np.array([_PENALTY if d == "minimize" else -_PENALTY for d in study.directions])
@@ -606,6 +609,19 @@ def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation
     evaluation = Evaluation(indices, deployments, values, {}, valid, result, served, workloads, pools)
     evaluation.constraint_columns.update({c.name: c.compute(evaluation) for c in study.constraints})
     return evaluation
+
+
+def _at_running_batch(deployments: Deployments, served: ServingEstimate, pools: Pools | None) -> Deployments:
+    """A serving study's deployments with the static sections' batch at the steady state's
+    running batch (at least 1; its first guess where that is not finite), as ``tuner estimate``
+    under the same load scores them: one chip group, aggregated serving (the static sections of
+    a pipelined or disaggregated candidate stay at the load's first guess)."""
+    running = np.asarray(served.running, dtype=np.float64)
+    batch = np.where(np.isfinite(running), np.maximum(np.round(running), 1.0), deployments.batch)
+    keep = ~deployments.single_stage
+    if pools is not None:
+        keep |= pools.disaggregated
+    return replace(deployments, batch=np.where(keep, deployments.batch, batch))
 
 
 @dataclass(frozen=True)
