@@ -683,6 +683,8 @@ def simulate_one(
         "weight_dtype": rows[best].weight_dtype,
         "act_dtype": rows[best].act_dtype,
         "kv_dtype": rows[best].kv_dtype,
+        "ffn_layout": rows[best].prefill_ffn_layout,
+        "flash_attention": rows[best].flash_attention,
         "workload": workloads.row(best),
         "seed": seed,
         "simulated": result.summary(),

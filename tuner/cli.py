@@ -524,9 +524,16 @@ def estimate_command(
 @ENGINE_KNOB_OPTIONS
 @click.option("--prefix-hit-rate", type=float, default=0.0, show_default=True, help="Share of prompts cached.")
 @click.option("--ffn-layout", type=LAYOUT, default="ws_1d", show_default=True, help="FFN layout (ws_1d: Megatron TP).")
+@click.option(
+    "--flash-attention/--no-flash-attention",
+    default=True,
+    show_default=True,
+    help="Fused attention, as the engines run it (tuner estimate turns it off with --mesh or on TPUs).",
+)
 @WEIGHT_BITS_OPTION
 @click.option("--act-bits", type=BITS, default="16", show_default=True)
 @click.option("--kv-bits", type=BITS, default="16", show_default=True)
+@click.option("--memory-fraction", type=float, default=None, help="Share of HBM the engine uses [engine's].")
 @CALIBRATION_OPTION
 @BACKEND_OPTION
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of arrivals and lengths.")
@@ -549,9 +556,11 @@ def simulate_command(
     kv_block_size: int | None,
     prefix_hit_rate: float,
     ffn_layout: str,
+    flash_attention: bool,
     weight_bits: str | None,
     act_bits: str,
     kv_bits: str,
+    memory_fraction: float | None,
     calibration: str,
     backend: str | None,
     seed: int,
@@ -583,9 +592,11 @@ def simulate_command(
             kv_block_size=kv_block_size,
             prefix_hit_rate=prefix_hit_rate,
             ffn_layout=ffn_layout,
+            flash_attention=flash_attention,
             weight_bits=weight_bits,
             act_bits=act_bits,
             kv_bits=kv_bits,
+            memory_fraction=memory_fraction,
             calibration=calibration,
             backend=backend,
             seed=seed,

@@ -47,7 +47,8 @@ def print_simulation(report: dict[str, Any]) -> None:
     table = Table(
         title=f"{report['model']} on {'x'.join(map(str, report['mesh']))} {report['hardware']} ({report['engine']}), "
         f"{load}, prompt {w['prompt_len']:g}, gen {w['gen_len']:g}, {sim['requests']} requests; weights "
-        f"{report['weight_dtype']}, KV {report['kv_dtype']}"
+        f"{report['weight_dtype']}, KV {report['kv_dtype']}, {report['ffn_layout']}, flash attention "
+        f"{'on' if report['flash_attention'] else 'off'}"
     )
     for column in ("metric", "mean", "p50", "p90", "p99", "analytic mean"):
         table.add_column(column, justify="left" if column == "metric" else "right")
