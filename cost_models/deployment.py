@@ -1573,7 +1573,9 @@ def estimate_one(
         )
     for other in {"prefill", "decode"} - ({"prefill", "decode"} if phase == "both" else {phase}):
         report.pop(other)
-    return {**report, "mesh_chosen": mesh is None, "engine_default": engine and tp is None, "overlap": overlap}
+    # mesh_chosen: the fastest of several legal meshes; an engine deployment's mesh is its TP group.
+    mesh_chosen = mesh is None and not engine
+    return {**report, "mesh_chosen": mesh_chosen, "engine_default": engine and tp is None, "overlap": overlap}
 
 
 def engine_degrees(

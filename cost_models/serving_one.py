@@ -27,6 +27,7 @@ from cost_models.serving import (
     serve,
     serving_report,
 )
+from cost_models.topology import domain_size
 
 #: Engine knobs a ``serving`` report names (``serving.engine``), beside the backend.
 ENGINE_KNOBS: tuple[str, ...] = ("max_batch_size", "max_num_tokens", "chunked_prefill", "kv_block_size")
@@ -256,7 +257,8 @@ def estimate_serving_one(
     first = batch if batch is not None else (min(int(concurrency), knobs["max_batch_size"]) if concurrency else 1)
     common: dict[str, Any] = {"chips": chips, "prompt_len": prompt_len, "gen_len": gen_len, "overlap": overlap}
     common |= {"calibration": calibration, "backend": backend}
-    if chip.kind == "gpu" and static.get("mesh") is None and static.get("tp") is None and chips is not None:
+    one_group = chip.kind == "gpu" and static.get("mesh") is None and static.get("tp") is None and chips is not None
+    if one_group:
         static = {**static, "tp": chips}  # the serving model charges TP only: one group over every chip
     report = estimate_one(model_spec, chip, batch=first, **common, **static)
     if any(report["parallel"][name] != 1 for name in ("pp", "ep", "dp", "micro_batches")):
@@ -310,7 +312,19 @@ def estimate_serving_one(
         )
         report["mesh_chosen"], report["engine_default"] = chosen, engine_default
     report["batch_source"] = "--batch" if batch is not None else "serving running batch"
-    if chip.kind == "gpu" and report["mesh_chosen"] and report["chips"] > 1 and not report.get("engine_default"):
+    if one_group:
+        domain = domain_size(chip)
+        # TP over every chip is the engines' own deployment within one NVLink domain; beyond it
+        # they add pipeline stages, which the serving model does not charge.
+        report["engine_default"] = report["chips"] <= domain
+        if report["chips"] > domain:
+            static_default = f"TP {domain} x PP {report['chips'] // domain}" if report["chips"] % domain == 0 else ""
+            out["notes"].append(
+                f"tensor parallel over all {report['chips']} chips, beyond one {domain}-chip domain: the serving "
+                "model has no pipeline stages"
+                + (f" (without a load tuner estimate runs {static_default})" if static_default else "")
+            )
+    elif report["mesh_chosen"] and report["chips"] > 1:
         out["notes"].append(
             f"mesh {report['mesh']}: the fastest for the static phases at batch {first}, kept for serving"
         )

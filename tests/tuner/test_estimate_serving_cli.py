@@ -211,3 +211,31 @@ def test_an_open_loop_static_sections_score_the_serving_deployment(capsys, degre
     alone = json.loads(out)
     assert data["decode"] == alone["decode"] and data["prefill"] == alone["prefill"]
     assert data["memory"] == alone["memory"]
+
+
+def test_a_gpu_deployment_under_load_is_named_as_the_static_estimate_names_it(capsys):
+    """On GPUs without --mesh the mesh is the engines' TP group, never the fastest of several:
+    under a load --chips 4 is the engine default (TP 4) as it is without one, and --chips 16 (TP
+    over both nodes, where the static estimate runs TP 8 x PP 2) says so instead of calling the
+    mesh the fastest for the static phases (the table said 'best legal mesh'); --tp 4 alone is no
+    chosen mesh either."""
+    model = ("--model", "llama-3-70b", "--hardware", "h100-sxm")
+    lengths = ("--prompt-len", "2048", "--gen-len", "256", "--json")
+    for chips in ("4", "16"):
+        code, out, err = run_cli(capsys, "estimate", *model, "--chips", chips, "--concurrency", "8", *lengths)
+        assert code == 0, err
+        loaded = json.loads(out)
+        code, out, err = run_cli(capsys, "estimate", *model, "--chips", chips, "--batch", "8", *lengths)
+        assert code == 0, err
+        static = json.loads(out)
+        assert loaded["mesh_chosen"] is False and static["mesh_chosen"] is False
+        notes = loaded["serving"]["notes"]
+        assert not any("the fastest for the static phases" in note for note in notes)
+        if chips == "4":
+            assert loaded["engine_default"] is True and loaded["parallel"] == static["parallel"]
+        else:
+            assert loaded["engine_default"] is False and static["parallel"]["pp"] == 2
+            assert any("tensor parallel over all 16 chips" in note and "TP 8 x PP 2" in note for note in notes)
+    code, out, err = run_cli(capsys, "estimate", *model, "--tp", "4", "--batch", "8", *lengths)
+    assert code == 0, err
+    assert json.loads(out)["mesh_chosen"] is False
