@@ -1146,10 +1146,14 @@ def _disaggregated_engine_args(spec: dict, serving: dict, fmt: str) -> dict:
     prefill mesh, the decode instances the trial's), with the instance counts. Connecting the
     pools (the KV transfer: NIXL, Mooncake, Dynamo) is the serving stack's, not these flags'."""
     x, y, z = serving["prefill_mesh"]
+    # A prefill instance is scored as the trial's deployment on the prefill mesh: its TP group is
+    # that mesh, its other degrees the trial's (search_spaces.space._disaggregated).
+    parallel = {**spec["parallel"], "tp": x * y * z}
     prefill = {
         **spec,
-        "chips": x * y * z,
+        "chips": x * y * z * parallel["pp"] * parallel["dp"],
         "mesh": dict(zip(AXES, (x, y, z), strict=True)),
+        "parallel": parallel,
     }
     return {
         "mode": "disaggregated",

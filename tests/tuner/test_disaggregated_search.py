@@ -113,3 +113,34 @@ def test_export_writes_one_engine_per_pool(study, capsys: pytest.CaptureFixture[
     assert data["prefill"]["instances"] == trial.user_attrs["serving"]["prefill_instances"]
     assert "--tensor-parallel-size 4" in data["prefill"]["cli"]
     assert data["decode"]["instances"] == trial.user_attrs["serving"]["decode_instances"]
+
+
+def test_export_gives_the_prefill_pool_the_tp_it_was_scored_on(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A prefill instance is scored on the prefill mesh; its engine arguments run that TP, not the
+    decode instances'. Decode on 1x1x4 (Megatron TP 4) with 2-chip prefill instances: the
+    prefill pool was exported with --tensor-parallel-size 4 (tp_size 4), the decode mesh's."""
+    spec = json.loads(json.dumps(STUDY))
+    spec["name"] = "disagg-tp"
+    spec["space"] = {
+        "chips": [4],
+        "mesh": ["1x1x4"],
+        "prefill_ffn_layout": ["ws_1d"],
+        "decode_ffn_layout": ["ws_1d"],
+        "flash_attention": [True],
+        "weight_bits": ["fp8"],
+    }
+    spec["serving"] = {"mode": "disaggregated", "request_rate": [2.0], "prefill_chips": [2]}
+    url = f"sqlite:///{tmp_path}/tp.db"
+    run_search(spec, url)
+    s = load_study("disagg-tp", url)
+    trial = next(t for t in s.get_trials(deepcopy=False) if t.user_attrs["serving"]["prefill_mesh"] == [1, 1, 2])
+    args = ("export", "disagg-tp", "--storage", url, "--trial", str(trial.number), "--allow-infeasible")
+    code, out, err = run_cli(capsys, *args, "--format", "vllm")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["prefill"]["engine_args"]["tensor_parallel_size"] == 2
+    assert data["decode"]["engine_args"]["tensor_parallel_size"] == 4
+    code, out, err = run_cli(capsys, *args, "--format", "trtllm")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["prefill"]["engine_args"]["tp_size"] == 2 and data["decode"]["engine_args"]["tp_size"] == 4
