@@ -380,10 +380,11 @@ def progress(disable: bool = False, what: str = "searching") -> Iterator[Callabl
 
 @cache
 def _param_columns() -> tuple[str, ...]:
-    """A trial's configuration columns: its chips, then the search dimensions in their order."""
-    from search_spaces.space import DIMENSIONS, ENGINE_DIMENSIONS, SERVING_DIMENSIONS
+    """A trial's configuration columns: its chips, then the search dimensions in their order
+    (disaggregated serving's pools too: a trial's per-chip metrics count their chips)."""
+    from search_spaces.space import DIMENSIONS, ENGINE_DIMENSIONS, POOL_DIMENSIONS, SERVING_DIMENSIONS
 
-    return ("chips", *DIMENSIONS[:1], *ENGINE_DIMENSIONS[:5], *DIMENSIONS[1:], *SERVING_DIMENSIONS)
+    return ("chips", *DIMENSIONS[:1], *ENGINE_DIMENSIONS[:5], *DIMENSIONS[1:], *SERVING_DIMENSIONS, *POOL_DIMENSIONS)
 
 
 def _choices(trial) -> dict:
@@ -466,6 +467,9 @@ _SHORT = {
     "max_num_tokens": "max tokens",
     "chunked_prefill": "chunked prefill",
     "kv_block_size": "KV block",
+    "prefill_mesh": "prefill mesh",
+    "prefill_instances": "xP",
+    "decode_instances": "yD",
 }
 
 

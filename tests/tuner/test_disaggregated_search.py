@@ -144,3 +144,29 @@ def test_export_gives_the_prefill_pool_the_tp_it_was_scored_on(tmp_path, capsys:
     assert code == 0, err
     data = json.loads(out)
     assert data["prefill"]["engine_args"]["tp_size"] == 2 and data["decode"]["engine_args"]["tp_size"] == 4
+
+
+def test_pareto_shows_the_pools_its_per_chip_metrics_count(study, capsys: pytest.CaptureFixture[str]) -> None:
+    """A disaggregated trial's tokens/s per chip counts every pool's chips; pareto's table and CSV
+    name the pools (prefill mesh, xP, yD) beside the decode instance's chips, so the row adds up
+    (it showed chips 4 and 170.7 tokens/s/chip for 4 req/s x 256 tokens over 6 chips)."""
+    url, s = study
+    code, out, err = run_cli(capsys, "pareto", STUDY["name"], "--storage", url, "--csv")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    header = lines[0].split(",")
+    assert {"prefill_mesh", "prefill_instances", "decode_instances"} <= set(header)
+    checked = 0
+    for line in lines[1:]:
+        row = dict(zip(header, line.split(","), strict=True))
+        trial = s.trials[int(row["trial"])]
+        pools = trial.user_attrs["serving"]
+        if pools["mode"] != "disaggregated":
+            continue
+        checked += 1
+        prefill_chips = int(np.prod(pools["prefill_mesh"]))
+        chips = prefill_chips * pools["prefill_instances"] + int(row["chips"]) * pools["decode_instances"]
+        assert row["prefill_mesh"] == "x".join(map(str, pools["prefill_mesh"]))
+        rate, gen = trial.params["request_rate"], STUDY["workload"]["gen_len"]
+        assert float(row["serving.tokens_per_s_per_chip"]) == pytest.approx(rate * gen / chips)
+    assert checked
