@@ -1564,18 +1564,25 @@ def estimate_one(
     report["calibration"] = calibration_report(
         profile, backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION)
     )
-    if require_fit and not report["memory"]["fits"]:
-        need, have = report["memory"]["total_bytes_per_chip"], report["memory"]["capacity_bytes_per_chip"]
-        raise InvalidInputError(
-            "memory",
-            f"needs {need / 1e9:.1f} GB per chip, {chip.name} has {have / 1e9:.1f} GB",
-            "use more chips, fewer bits, a smaller batch or context",
-        )
+    if require_fit:
+        check_fit(report)
     for other in {"prefill", "decode"} - ({"prefill", "decode"} if phase == "both" else {phase}):
         report.pop(other)
     # mesh_chosen: the fastest of several legal meshes; an engine deployment's mesh is its TP group.
     mesh_chosen = mesh is None and not engine
     return {**report, "mesh_chosen": mesh_chosen, "engine_default": engine and tp is None, "overlap": overlap}
+
+
+def check_fit(report: dict) -> None:
+    """``--require-fit``: an error when an estimate report's memory does not fit its chip."""
+    if not report["memory"]["fits"]:
+        need, have = report["memory"]["total_bytes_per_chip"], report["memory"]["capacity_bytes_per_chip"]
+        raise InvalidInputError(
+            "memory",
+            f"needs {need / 1e9:.1f} GB per chip at batch {report['batch']}, {report['hardware']} has "
+            f"{have / 1e9:.1f} GB",
+            "use more chips, fewer bits, a smaller batch or context",
+        )
 
 
 def engine_degrees(

@@ -225,7 +225,7 @@ def estimate_serving_one(
     max_batch_size), or 1 for a rate) and is then kept; the report names it.
     """
     from cost_models.calibration import resolve_calibration
-    from cost_models.deployment import estimate_one
+    from cost_models.deployment import check_fit, estimate_one
     from cost_models.hardware import get_hardware
     from cost_models.models import get_model
 
@@ -257,6 +257,9 @@ def estimate_serving_one(
     first = batch if batch is not None else (min(int(concurrency), knobs["max_batch_size"]) if concurrency else 1)
     common: dict[str, Any] = {"chips": chips, "prompt_len": prompt_len, "gen_len": gen_len, "overlap": overlap}
     common |= {"calibration": calibration, "backend": backend}
+    # --require-fit holds for the static sections reported (at the running batch), not for the
+    # first guess the mesh is chosen at.
+    require_fit = bool(static.pop("require_fit", False))
     one_group = chip.kind == "gpu" and static.get("mesh") is None and static.get("tp") is None and chips is not None
     if one_group:
         static = {**static, "tp": chips}  # the serving model charges TP only: one group over every chip
@@ -311,6 +314,8 @@ def estimate_serving_one(
             model_spec, chip, batch=running, **{**common, "chips": report["chips"]}, **{**static, **kept}
         )
         report["mesh_chosen"], report["engine_default"] = chosen, engine_default
+    if require_fit:
+        check_fit(report)
     report["batch_source"] = "--batch" if batch is not None else "serving running batch"
     if one_group:
         domain = domain_size(chip)

@@ -239,3 +239,19 @@ def test_a_gpu_deployment_under_load_is_named_as_the_static_estimate_names_it(ca
     code, out, err = run_cli(capsys, "estimate", *model, "--tp", "4", "--batch", "8", *lengths)
     assert code == 0, err
     assert json.loads(out)["mesh_chosen"] is False
+
+
+def test_require_fit_under_load_checks_the_batch_reported(capsys):
+    """--require-fit under a load holds the static sections reported, at the running batch, to
+    the chip's memory: 256 clients of Llama-3-70B fp8 on 2 H100s run 114 at once, and the error
+    named 177.0 GB (the first guess, batch 256) where the report says 98.4 GB at batch 114."""
+    args = ("--model", "llama-3-70b", "--hardware", "h100-sxm", "--chips", "2", "--weight-bits", "fp8")
+    load = ("--concurrency", "256", "--prompt-len", "2048", "--gen-len", "256")
+    code, out, err = run_cli(capsys, "estimate", *args, *load, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["memory"]["fits"] is False
+    code, out, err = run_cli(capsys, "estimate", *args, *load, "--require-fit")
+    line = assert_one_error_line(code, out, err, ("memory",))
+    need = report["memory"]["total_bytes_per_chip"] / 1e9
+    assert f"needs {need:.1f} GB per chip at batch {report['batch']}," in line
