@@ -393,7 +393,11 @@ def _choices(trial) -> dict:
 
     deployment = trial.user_attrs.get("deployment")
     chips = {"chips": stored_chips(deployment)} if isinstance(deployment, dict) else {}
-    return {**chips, **trial.params}
+    params = dict(trial.params)
+    if params.get("disaggregated") is False:  # mode both: an aggregated trial has no pools
+        for name in ("prefill_mesh", "prefill_instances", "decode_instances"):
+            params.pop(name, None)
+    return {**chips, **params}
 
 
 def front_rows(front) -> list[dict]:

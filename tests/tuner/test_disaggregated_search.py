@@ -149,7 +149,8 @@ def test_export_gives_the_prefill_pool_the_tp_it_was_scored_on(tmp_path, capsys:
 def test_pareto_shows_the_pools_its_per_chip_metrics_count(study, capsys: pytest.CaptureFixture[str]) -> None:
     """A disaggregated trial's tokens/s per chip counts every pool's chips; pareto's table and CSV
     name the pools (prefill mesh, xP, yD) beside the decode instance's chips, so the row adds up
-    (it showed chips 4 and 170.7 tokens/s/chip for 4 req/s x 256 tokens over 6 chips)."""
+    (it showed chips 4 and 170.7 tokens/s/chip for 4 req/s x 256 tokens over 6 chips); an
+    aggregated trial of mode both shows none (its stored pool choices are placeholders)."""
     url, s = study
     code, out, err = run_cli(capsys, "pareto", STUDY["name"], "--storage", url, "--csv")
     assert code == 0, err
@@ -161,7 +162,8 @@ def test_pareto_shows_the_pools_its_per_chip_metrics_count(study, capsys: pytest
         row = dict(zip(header, line.split(","), strict=True))
         trial = s.trials[int(row["trial"])]
         pools = trial.user_attrs["serving"]
-        if pools["mode"] != "disaggregated":
+        if pools["mode"] != "disaggregated":  # mode both: an aggregated trial has no pools to show
+            assert row["prefill_mesh"] == row["prefill_instances"] == row["decode_instances"] == ""
             continue
         checked += 1
         prefill_chips = int(np.prod(pools["prefill_mesh"]))
