@@ -35,6 +35,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -174,6 +175,22 @@ def _lengths(rng: np.random.Generator, mean: float, std: float, n: int) -> np.nd
     sigma2 = math.log1p((std / mean) ** 2)
     drawn = rng.lognormal(math.log(mean) - sigma2 / 2.0, math.sqrt(sigma2), n)
     return np.maximum(np.rint(drawn), 1).astype(np.int64)
+
+
+#: The share of requests whose lengths an exported engine's context limit admits
+#: (:func:`length_quantile`): one request in a thousand longer than it is refused by the engine.
+CONTEXT_QUANTILE = 0.999
+
+
+def length_quantile(mean: float, std: float, q: float = CONTEXT_QUANTILE) -> int:
+    """The whole length below which a share ``q`` of :func:`_lengths`' draws fall: the mean when
+    ``std`` is 0, else the lognormal's quantile (rounded up). What an engine's maximum context must
+    hold for the lengths the serving model and the simulation draw, not only their mean."""
+    if std <= 0.0:
+        return max(round(mean), 1)
+    sigma = math.sqrt(math.log1p((std / mean) ** 2))
+    mu = math.log(mean) - sigma**2 / 2.0
+    return max(math.ceil(math.exp(mu + sigma * NormalDist().inv_cdf(q))), 1)
 
 
 def _stats(values: np.ndarray) -> dict[str, float | None]:

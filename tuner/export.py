@@ -42,6 +42,7 @@ from cost_models.hardware import HardwareSpec, SwitchedInterconnect
 from cost_models.models import model_catalog
 from cost_models.partitioning import AXES, SHARDING_RULES, kv_cache_axes, split_axes
 from cost_models.serving import ENGINE_DEFAULTS
+from cost_models.serving_simulation import CONTEXT_QUANTILE, length_quantile
 from tuner.constraints import is_feasible, study_constraint_names, trial_constraints
 from tuner.optuna_internals import study_storage
 
@@ -711,6 +712,30 @@ def _cli(prefix: list[str], flags: list[tuple[str, Any]]) -> str:
     return shlex.join(line)
 
 
+def max_context_tokens(spec: dict) -> int:
+    """The context an exported engine must admit per request (vLLM ``max_model_len``, SGLang
+    ``context_length``, TensorRT-LLM ``max_seq_len``): prompt plus generated tokens, each at the
+    serving workload's CONTEXT_QUANTILE length where lengths spread (the serving model and the
+    simulation draw them lognormal, cost_models.serving_simulation.length_quantile; by default
+    outputs spread by 5%), else at the mean. At the means alone the engine would refuse every
+    request longer than the mean."""
+    workload, serving = spec["workload"], spec.get("serving") or {}
+    return sum(
+        length_quantile(float(workload[name]), float(serving.get(f"{name}_std") or 0.0))
+        for name in ("prompt_len", "gen_len")
+    )
+
+
+def _context_note(spec: dict, tokens: int) -> list[str]:
+    mean = spec["workload"]["prompt_len"] + spec["workload"]["gen_len"]
+    if tokens == mean:
+        return []
+    return [
+        f"the context limit ({tokens} tokens) holds prompts and outputs at their {CONTEXT_QUANTILE:.1%} "
+        f"lengths under the workload's spread, not only the mean {mean}"
+    ]
+
+
 def vllm_args(spec: dict) -> dict:
     """vLLM engine arguments (and the ``vllm serve`` line) approximating the spec; notes say how.
 
@@ -743,7 +768,8 @@ def vllm_args(spec: dict) -> dict:
     if model["hf_repo"] is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model")
     knobs = engine_knobs(spec.get("serving"), "vllm", spec["batch"])
-    max_model_len = spec["workload"]["prompt_len"] + spec["workload"]["gen_len"]
+    max_model_len = max_context_tokens(spec)
+    notes += _context_note(spec, max_model_len)
     args = {
         "model": model["hf_repo"],
         "tensor_parallel_size": tp,
@@ -799,6 +825,7 @@ def sglang_args(spec: dict) -> dict:
     if model["hf_repo"] is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model_path")
     knobs = engine_knobs(spec.get("serving"), "sglang", spec["batch"])
+    notes += _context_note(spec, max_context_tokens(spec))
     args = {
         "model_path": model["hf_repo"],
         # With DP attention (an MoE model's DP ranks sharing the experts) SGLang's --tp-size counts
@@ -812,7 +839,7 @@ def sglang_args(spec: dict) -> dict:
         "dtype": "bfloat16",
         "quantization": quantization,
         "kv_cache_dtype": kv_cache_dtype,
-        "context_length": spec["workload"]["prompt_len"] + spec["workload"]["gen_len"],
+        "context_length": max_context_tokens(spec),
         "max_running_requests": knobs["max_batch_size"],
         "chunked_prefill_size": knobs["max_num_tokens"] if knobs["chunked_prefill"] else -1,
         "max_prefill_tokens": knobs["max_num_tokens"],
@@ -852,6 +879,7 @@ def trtllm_args(spec: dict) -> dict:
     if model["hf_repo"] is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model")
     knobs = engine_knobs(spec.get("serving"), "trtllm", spec["batch"])
+    notes += _context_note(spec, max_context_tokens(spec))
     block = knobs["kv_block_size"]
     if block < 2 or block & (block - 1):
         notes.append(f"TensorRT-LLM needs tokens_per_block a power of two above 1, not {block}")
@@ -888,7 +916,7 @@ def trtllm_args(spec: dict) -> dict:
         "pp_size": pp,
         "max_batch_size": knobs["max_batch_size"],
         "max_num_tokens": knobs["max_num_tokens"],
-        "max_seq_len": spec["workload"]["prompt_len"] + spec["workload"]["gen_len"],
+        "max_seq_len": max_context_tokens(spec),
         "extra_llm_api_options": "extra_llm_api_options.yaml",
     }
     flags = [(f"--{k}", v) for k, v in args.items() if k != "model"]

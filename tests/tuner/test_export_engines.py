@@ -70,7 +70,9 @@ def test_sglang_flags():
 def test_trtllm_flags_and_llm_api_options():
     data = engine_args(DEPLOYMENT, _serving(), "trtllm")
     cli = data["cli"]
-    for flag in ("--tp_size 2", "--max_batch_size 96", "--max_num_tokens 4096", "--max_seq_len 1152"):
+    # max_seq_len: the 1024-token prompt and the outputs' 99.9th percentile under the closed loop's
+    # default 5% spread (lognormal, 128 x exp(3.09 x 0.05) = 149.2 -> 150), not the mean 1152.
+    for flag in ("--tp_size 2", "--max_batch_size 96", "--max_num_tokens 4096", "--max_seq_len 1174"):
         assert f" {flag}" in cli, (flag, cli)
     assert " --extra_llm_api_options extra_llm_api_options.yaml" in cli
     assert data["extra_llm_api_options"] == {
@@ -120,3 +122,25 @@ def test_export_reads_the_trials_serving_attr(fmt):
     assert without["cli"] == engine_args(DEPLOYMENT, None, fmt)["cli"]
     spec = json.loads(export(_study({"serving": _serving()}), 0, "json"))
     assert spec["serving"] == _serving()
+
+
+def test_the_context_limit_admits_the_lengths_the_model_draws():
+    """The engines' context limit holds 99.9% of the lengths the serving model and the simulation
+    draw (cost_models.serving_simulation's lognormal lengths), not only their mean: at the mean,
+    vLLM refuses every request whose prompt and output run longer (half of them)."""
+    import numpy as np
+
+    from cost_models.serving_simulation import _lengths
+    from tuner.export import max_context_tokens
+
+    rng = np.random.default_rng(0)
+    workload = {"prompt_len": 1000, "gen_len": 300}
+    serving = {"prompt_len_std": 400.0, "gen_len_std": 15.0}
+    limit = max_context_tokens({"workload": workload, "serving": serving})
+    prompts = _lengths(rng, 1000, 400.0, 400_000)
+    outputs = _lengths(rng, 300, 15.0, 400_000)
+    assert np.quantile(prompts, 0.999) + np.quantile(outputs, 0.999) == pytest.approx(limit, rel=0.01)
+    assert np.mean(prompts + outputs <= limit) >= 0.999
+    assert max_context_tokens({"workload": workload, "serving": None}) == 1300  # a static trial: the means
+    for fmt, key in (("vllm", "max_model_len"), ("sglang", "context_length"), ("trtllm", "max_seq_len")):
+        assert engine_args(DEPLOYMENT, _serving(), fmt)["engine_args"][key] == 1174
