@@ -359,7 +359,15 @@ def resolve_calibration(
         raise InvalidInputError("backend", f"unknown backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
     if choice is None or choice == AUTO_CALIBRATION:
         return profile_for(chip, backend or default_backend(chip))
-    return load_profile(choice, chip=chip)
+    profile = load_profile(choice, chip=chip)
+    if backend is not None and profile.backend != backend:
+        # The profile's kernels are one engine's; the engine's knobs would be another's.
+        raise InvalidInputError(
+            "backend",
+            f"{backend} conflicts with calibration {choice} (a profile of {profile.backend}'s kernels)",
+            f"drop --backend, pass --backend {profile.backend}, or use --calibration auto with --backend {backend}",
+        )
+    return profile
 
 
 def calibration_report(profile: CalibrationProfile | None, backend_chosen: bool = False) -> dict:

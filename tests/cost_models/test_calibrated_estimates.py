@@ -174,6 +174,19 @@ def test_fallback_profile_says_so(capsys):
     assert "no profile fitted on l4" in report["calibration"]["note"]
 
 
+def test_a_backend_that_contradicts_the_named_profile_is_refused(capsys):
+    """--calibration h100-sxm-vllm --backend trtllm ran vLLM's kernel fits under TensorRT-LLM's
+    engine knobs, and said only vllm: refused in one line; the profile's own engine is accepted."""
+    assert resolve_calibration("h100-sxm-vllm", "h100-sxm", "vllm").backend == "vllm"
+    with pytest.raises(InvalidInputError) as info:
+        resolve_calibration("h100-sxm-vllm", "h100-sxm", "trtllm")
+    assert info.value.field == "backend"
+    args = ("estimate", "--model", "llama-3-8b", "--hardware", "h100-sxm", "--chips", "1", "--batch", "8")
+    args += ("--prompt-len", "512", "--gen-len", "64", "--calibration", "h100-sxm-vllm", "--backend", "trtllm")
+    code, out, err = run_cli(capsys, *args)
+    assert_one_error_line(code, out, err, ("backend", "h100-sxm-vllm"))
+
+
 def test_a_profile_of_another_chip_is_refused(capsys):
     with pytest.raises(InvalidInputError) as info:
         resolve_calibration("h100-sxm-trtllm", "a100-80gb")

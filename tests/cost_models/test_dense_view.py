@@ -76,7 +76,7 @@ def test_dense_operator_times_equal_the_full_pass_on_the_dense_slots(
 ) -> None:
     n = 3000
     d = _deployments(n, seed=3, max_log2_chips=max_log2_chips)
-    profile = None if calibration is None else resolve_calibration(calibration, "h100-sxm", "trtllm")
+    profile = None if calibration is None else resolve_calibration(calibration, "h100-sxm")
     network = network_for(d.hardware)
     if profile is not None:
         network = calibrated_network(network, d.hardware, profile)
@@ -128,7 +128,7 @@ def test_attention_operator_times_equal_the_full_pass_on_the_attention_slots(
     with only the attention kernels and the lm_head costed, without totals or collectives."""
     n = 2000
     d = _deployments(n, seed=6)
-    profile = None if calibration is None else resolve_calibration(calibration, "h100-sxm", "trtllm")
+    profile = None if calibration is None else resolve_calibration(calibration, "h100-sxm")
     network = network_for(d.hardware)
     if profile is not None:
         network = calibrated_network(network, d.hardware, profile)
