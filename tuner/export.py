@@ -702,6 +702,21 @@ def engine_knobs(serving: dict | None, engine: str, batch: int | None = None) ->
     return knobs
 
 
+def per_rank_batch(knobs: dict[str, Any], dp: int, engine: str, notes: list[str]) -> int:
+    """The most sequences per iteration as ``engine`` counts them under ``dp`` data-parallel ranks.
+    The trial's batch is the deployment's (its DP ranks split it evenly,
+    cost_models.deployments.parallel_problem_mask); vLLM runs each DP rank as its own engine core
+    with its own scheduler (docs.vllm.ai, Data Parallel Deployment) and TensorRT-LLM sizes its
+    batch per rank under attention DP, so both get the batch over the ranks; SGLang's
+    ``--max-running-requests`` is the server's, divided among its DP workers by SGLang itself."""
+    batch = knobs["max_batch_size"]
+    if dp <= 1 or engine == "sglang":
+        return batch
+    rank = -(-batch // dp)
+    notes.append(f"the batch limit is per data-parallel rank for {engine}: {batch} sequences over {dp} ranks")
+    return rank
+
+
 def _cli(prefix: list[str], flags: list[tuple[str, Any]]) -> str:
     """A shell line: ``prefix`` then each flag with its value (True: the bare flag; None: left out)."""
     line = list(prefix)
@@ -781,7 +796,7 @@ def vllm_args(spec: dict) -> dict:
         "dtype": "bfloat16",
         "quantization": quantization,
         "kv_cache_dtype": kv_cache_dtype,
-        "max_num_seqs": knobs["max_batch_size"],
+        "max_num_seqs": per_rank_batch(knobs, dp, "vllm", notes),
         "max_model_len": max_model_len,
         "max_num_batched_tokens": knobs["max_num_tokens"],
         "enable_chunked_prefill": knobs["chunked_prefill"],
@@ -914,7 +929,7 @@ def trtllm_args(spec: dict) -> dict:
         "backend": "pytorch",
         "tp_size": world,
         "pp_size": pp,
-        "max_batch_size": knobs["max_batch_size"],
+        "max_batch_size": per_rank_batch(knobs, dp, "trtllm", notes),
         "max_num_tokens": knobs["max_num_tokens"],
         "max_seq_len": max_context_tokens(spec),
         "extra_llm_api_options": "extra_llm_api_options.yaml",

@@ -91,3 +91,19 @@ def test_the_engine_rules_the_search_and_the_export_share(engine, model, tp, ep,
     else:
         with pytest.raises(InvalidInputError):
             engine_args(_row(model, tp, expert_parallel=ep, data_parallel=dp), None, engine)
+
+
+def test_the_batch_limit_is_counted_as_each_engine_counts_it_under_data_parallelism():
+    """The trial's batch (16) is the deployment's, split evenly over its 8 DP ranks. vLLM runs each
+    DP rank as its own engine core with its own scheduler (max_num_seqs per rank) and TensorRT-LLM
+    sizes max_batch_size per rank under attention DP: 2 each; SGLang divides its server-wide
+    --max-running-requests among its DP workers itself: 16. The global 16 per rank admitted 8x
+    the sequences scored."""
+    row = _row(QWEN, 1, expert_parallel=8, data_parallel=8)
+    vllm = engine_args(row, None, "vllm")
+    assert vllm["engine_args"]["max_num_seqs"] == 2
+    assert any("per data-parallel rank" in note for note in vllm["notes"])
+    assert engine_args(row, None, "trtllm")["engine_args"]["max_batch_size"] == 2
+    assert engine_args(row, None, "sglang")["engine_args"]["max_running_requests"] == 16
+    single = _row(QWEN, 8, expert_parallel=8)
+    assert engine_args(single, None, "vllm")["engine_args"]["max_num_seqs"] == 16
