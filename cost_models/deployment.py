@@ -32,7 +32,7 @@ from cost_models.calibration import (
     resolve_calibration,
 )
 from cost_models.conventions import DEFAULT, CountingConvention
-from cost_models.deployments import PHASE_NAMES, Deployment, Deployments
+from cost_models.deployments import BLOCKS, PHASE_NAMES, Deployment, Deployments
 from cost_models.distinct import repeated_rows
 from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, dtype_name, lookup
 from cost_models.errors import InvalidInputError
@@ -1453,6 +1453,7 @@ def estimate_one(
     dp: int | None = None,
     micro_batches: int | None = None,
     kv_heads: int | None = None,
+    block: str | None = None,
     overlap: Overlap = "overlapped",
     kv_memory_fraction: float | None = None,
     require_fit: bool = False,
@@ -1490,6 +1491,8 @@ def estimate_one(
             )
     if kv_heads is not None and not 1 <= kv_heads <= 2**31:
         raise InvalidInputError("kv_heads", f"{kv_heads} is out of range", "pass a head count >= 1")
+    if block is not None and block not in BLOCKS:
+        raise InvalidInputError("block", f"unknown block {block!r}", f"use {' or '.join(BLOCKS)} (or leave it out)")
     if model_spec.kind == "encoder" and phase != "prefill":
         raise InvalidInputError(
             "phase", f"{model_spec.name} is an encoder: it has no decode phase", "use --phase prefill"
@@ -1527,8 +1530,11 @@ def estimate_one(
         if tp is not None:
             raise InvalidInputError("tp", "given with --mesh (the mesh is the TP group)", "give one of them")
         stages = parallel["pp"] * parallel["dp"]
+        if chips is None and mesh is not None:  # the mesh carries its chips (a study's mesh does)
+            shape = parse_mesh(mesh) if isinstance(mesh, str) else tuple(mesh)
+            chips = int(np.prod(shape)) * stages
         if chips is None:
-            raise InvalidInputError("chips", "missing", "pass --chips N")
+            raise InvalidInputError("chips", "missing", "pass --chips N or --mesh XxYxZ")
         if chips % stages:
             raise InvalidInputError(
                 "chips", f"{chips} is not a multiple of pp x dp ({stages})", "pass --chips = mesh chips x pp x dp"
@@ -1547,6 +1553,7 @@ def estimate_one(
             act_dtype=dtype_name(formats["act_bits"]),
             kv_dtype=dtype_name(formats["kv_bits"]),
             kv_heads=kv_heads,
+            block=block,
             flash_attention=flash,
             pipeline_parallel=parallel["pp"],
             expert_parallel=parallel["ep"],
@@ -1698,5 +1705,7 @@ def deployment_report(deployment: Deployment, result: DeploymentEstimate, index:
         "act_dtype": d.act_dtype,
         "kv_dtype": d.kv_dtype,
         "flash_attention": d.flash_attention,
+        "kv_heads": d.resolved_kv_heads,
+        "block": d.resolved_block,
         **estimate_report(result, index),
     }

@@ -284,6 +284,7 @@ def estimate_serving_one(
         act_dtype=report["act_dtype"],
         kv_dtype=report["kv_dtype"],
         kv_heads=static.get("kv_heads"),
+        block=static.get("block"),
         flash_attention=report["flash_attention"],
     )
     out = serving_one(

@@ -311,7 +311,9 @@ SPEC_BACKEND_OPTION = click.option(
 @cli.command("estimate")
 @MODEL_OPTION
 @HARDWARE_OPTION
-@click.option("--chips", type=int, default=None, help="Chips in the deployment [default: tp x pp x dp].")
+@click.option(
+    "--chips", type=int, default=None, help="Chips in the deployment [default: tp x pp x dp; with --mesh, its chips]."
+)
 @click.option(
     "--mesh",
     default=None,
@@ -354,6 +356,12 @@ SPEC_BACKEND_OPTION = click.option(
 @click.option("--act-bits", type=BITS, default="16", show_default=True)
 @click.option("--kv-bits", type=BITS, default="16", show_default=True)
 @click.option("--kv-heads", type=int, default=None, help="Override the model's KV heads (what-if).")
+@click.option(
+    "--block",
+    type=click.Choice(["serial", "parallel"]),
+    default=None,
+    help="Transformer block what-if (a study's block choice) [default: the model's own].",
+)
 @click.option(
     "--flash-attention/--no-flash-attention",
     default=None,
@@ -414,6 +422,7 @@ def estimate_command(
     act_bits: str,
     kv_bits: str,
     kv_heads: int | None,
+    block: str | None,
     flash_attention: bool | None,
     overlap: Overlap,
     kv_memory_fraction: float | None,
@@ -467,6 +476,7 @@ def estimate_command(
         "act_bits": act_bits,
         "kv_bits": kv_bits,
         "kv_heads": kv_heads,
+        "block": block,
         "flash_attention": flash_attention,
         "kv_memory_fraction": kv_memory_fraction,
         "require_fit": require_fit,

@@ -420,6 +420,25 @@ def test_a_trial_read_back_is_the_trial_searched(url: str, fields: dict, sampler
         assert report["feasible"] is all(v <= 0 for v in report["constraints"].values()), number
 
 
+def test_a_block_what_if_trial_is_reproduced_by_tuner_estimate(url: str, capsys) -> None:
+    """`tuner estimate --block` scores a trial's block what-if by hand (it had --kv-heads but no
+    --block, so a serial-block PaLM trial could not be reproduced)."""
+    space = {"chips": [64], "mesh": ["4x4x4"], "batch": [16], "block": ["serial", "parallel"], "kv_heads": ["mha"]}
+    run_search(spec_dict(space=space, sampler="exhaustive", constraints={}), url, trials=2)
+    study = load_study("small", url)
+    shown = {trial_breakdown(study, n)["params"]["block"]: trial_breakdown(study, n) for n in (0, 1)}
+    assert set(shown) == {"serial", "parallel"}
+    for block, report in shown.items():
+        args = ("--model", "palm-540b", "--hardware", "tpu-v4", "--mesh", "4x4x4", "--batch", "16")
+        args += ("--prompt-len", "128", "--gen-len", "8", "--kv-heads", "48", "--block", block, "--json")
+        code, out, err = run_cli(capsys, "estimate", *args)
+        assert code == 0, err
+        by_hand = json.loads(out)
+        assert by_hand["block"] == block
+        assert by_hand["decode"]["step_latency_s"] == pytest.approx(report["objectives"][OBJECTIVES[0]], rel=1e-9)
+    assert shown["serial"]["objectives"] != shown["parallel"]["objectives"]
+
+
 # --- the CLI -----------------------------------------------------------------------------------
 
 
