@@ -32,7 +32,7 @@ from cost_models.calibration import (
     resolve_calibration,
 )
 from cost_models.conventions import DEFAULT, CountingConvention
-from cost_models.deployments import BLOCKS, PHASE_NAMES, Deployment, Deployments
+from cost_models.deployments import BLOCKS, PHASE_NAMES, Deployment, Deployments, engine_problem_mask
 from cost_models.distinct import repeated_rows
 from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, dtype_name, lookup
 from cost_models.errors import InvalidInputError
@@ -1520,6 +1520,8 @@ def estimate_one(
         flash = True if flash_attention is None else flash_attention
         chips, shape, parallel = engine_degrees(chip, chips, tp=tp, pp=pp, ep=ep, dp=dp, micro_batches=micro_batches)
         meshes = [shape]
+        if chip.kind == "gpu" and engine_problem_mask(None, model_spec.heads, model_spec.experts, shape[2], 1, 1):
+            raise InvalidInputError("tp", *_heads_over_tp(model_spec, chip, shape[2], chips, tp is None))
         if chip.kind != "gpu" and tp is None:
             raise InvalidInputError("tp", "missing: TPUs have no engine default", "pass --tp, or --mesh XxYxZ")
     else:
@@ -1531,8 +1533,7 @@ def estimate_one(
             raise InvalidInputError("tp", "given with --mesh (the mesh is the TP group)", "give one of them")
         stages = parallel["pp"] * parallel["dp"]
         if chips is None and mesh is not None:  # the mesh carries its chips (a study's mesh does)
-            shape = parse_mesh(mesh) if isinstance(mesh, str) else tuple(mesh)
-            chips = int(np.prod(shape)) * stages
+            chips = int(np.prod(parse_mesh(mesh) if isinstance(mesh, str) else mesh)) * stages
         if chips is None:
             raise InvalidInputError("chips", "missing", "pass --chips N or --mesh XxYxZ")
         if chips % stages:
@@ -1578,6 +1579,19 @@ def estimate_one(
     # mesh_chosen: the fastest of several legal meshes; an engine deployment's mesh is its TP group.
     mesh_chosen = mesh is None and not engine
     return {**report, "mesh_chosen": mesh_chosen, "engine_default": engine and tp is None, "overlap": overlap}
+
+
+def _heads_over_tp(model: ModelSpec, chip: HardwareSpec, tp: int, chips: int, defaulted: bool) -> tuple[str, str]:
+    """The problem and the fix of a tensor-parallel size that does not divide the heads (which
+    vLLM, SGLang and TensorRT-LLM all refuse): the largest TP dividing both the heads and the chips
+    of one stage, the rest as data parallelism."""
+    whose = f"TP {tp}" + (f" (one {chip.name} NVLink domain, the engine default)" if defaulted else "")
+    problem = f"{whose} does not divide {model.name}'s {model.heads} attention heads; no GPU engine runs it"
+    fitting = [t for t in range(1, tp) if model.heads % t == 0 and tp % t == 0]
+    if not fitting:
+        return problem, "pass --tp dividing the heads"
+    best = fitting[-1]
+    return problem, f"pass --tp {best} --dp {tp // best} (for {chips} chips), or another --tp dividing {model.heads}"
 
 
 def check_fit(report: dict) -> None:

@@ -454,10 +454,12 @@ def parallel_problem_mask(experts, layers, tp, pp, ep, dp, micro_batches, batch)
 GPU_ENGINES = ("vllm", "sglang", "trtllm")
 
 
-def engine_problem_mask(engine: str, heads, experts, tp, ep, dp) -> np.ndarray:
+def engine_problem_mask(engine: str | None, heads, experts, tp, ep, dp) -> np.ndarray:
     """(n,) bool: configurations the GPU serving ``engine`` refuses to launch, by its own rules
-    beyond the one every engine shares (:func:`parallel_problem_mask`). One table for the search
-    (a study that names its engine leaves them out) and the export (which refuses them in a line):
+    beyond the one every engine shares (:func:`parallel_problem_mask`); ``engine`` None: the rules
+    every GPU engine has (the heads). One table for the search (a study leaves them out: all GPU
+    engines' rules, and its named engine's), ``tuner estimate`` and the export (which refuse them
+    in a line):
 
     - every GPU engine: the attention heads divide over the tensor-parallel ranks;
     - vLLM: expert parallelism, when on, spans every TP x DP rank (``--enable-expert-parallel``
@@ -469,7 +471,7 @@ def engine_problem_mask(engine: str, heads, experts, tp, ep, dp) -> np.ndarray:
     (JAX) have no rule here."""
     tp, ep, dp = (np.asarray(x, dtype=np.float64) for x in (tp, ep, dp))
     bad = np.zeros(np.broadcast(tp, ep, dp).shape, dtype=bool)
-    if engine not in GPU_ENGINES:
+    if engine is not None and engine not in GPU_ENGINES:
         return bad
     bad |= np.mod(heads, tp) != 0
     if engine == "vllm":

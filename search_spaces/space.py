@@ -551,7 +551,8 @@ _PENALTY = 1e30
 
 def _engine_problems(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np.ndarray:
     """Engine-vocabulary candidates no engine runs, or whose chips (TP x PP x DP) the hardware
-    does not offer; with a ``backend`` named in the spec, also those that engine does not launch
+    does not offer, or whose heads do not divide over TP (no GPU engine launches them); with a
+    ``backend`` named in the spec, also those that engine does not launch
     (:func:`cost_models.deployments.engine_problem_mask`: vLLM's EP is 1 or TP x DP, ...), so the
     front holds only deployments it can export."""
     values = {name: study.space.values[name][indices[name]] for name in ("pp", "ep", "dp", "micro_batches")}
@@ -561,8 +562,7 @@ def _engine_problems(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np
     bad = parallel_problem_mask(
         model.experts, model.layers, tp, values["pp"], values["ep"], values["dp"], values["micro_batches"], batch
     )
-    if study.spec.backend is not None:
-        bad |= engine_problem_mask(study.spec.backend, model.heads, model.experts, tp, values["ep"], values["dp"])
+    bad |= engine_problem_mask(study.spec.backend, model.heads, model.experts, tp, values["ep"], values["dp"])
     network = network_for(study.hardware)
     chips = (tp * values["pp"] * values["dp"]).astype(np.int64)
     offered = {c: bool(network.legal_meshes(int(c))) for c in np.unique(chips)}

@@ -319,7 +319,9 @@ SPEC_BACKEND_OPTION = click.option(
     default=None,
     help="Mesh XxYxZ, e.g. 4x4x4: Pope et al.'s layouts [default: GPUs as engines run them; TPUs the best legal mesh].",
 )
-@click.option("--tp", type=int, default=None, help="Tensor-parallel chips [GPU default: one NVLink domain].")
+@click.option(
+    "--tp", type=int, default=None, help="Tensor-parallel chips, dividing the heads [GPU default: one NVLink domain]."
+)
 @click.option("--pp", type=int, default=None, help="Pipeline stages [GPU default: the domains beyond one].")
 @click.option("--ep", type=int, default=None, help="Expert-parallel ranks (MoE; divides tp x dp) [1].")
 @click.option("--dp", type=int, default=None, help="Attention data-parallel ranks (replicas if dense) [1].")

@@ -55,3 +55,19 @@ def test_pope_layout_with_engine_degrees_is_refused(capsys):
         *COMMON,
     )  # fmt: skip
     assert_one_error_line(code, out, err, ("ffn_layout",))
+
+
+def test_a_tp_that_does_not_divide_the_heads_is_one_line_with_the_fix(capsys):
+    """On a GB200 NVL72 the engine default for 72 chips was TP 72, which no GPU engine runs for a
+    64-head model (vLLM, SGLang and TensorRT-LLM split whole heads): refused, naming the TP and
+    the heads, with a deployment that divides both; that deployment then runs."""
+    args = ["estimate", "--model", "llama-3-70b", "--hardware", "gb200", "--batch", "72"]
+    args += ["--prompt-len", "128", "--gen-len", "8"]
+    code, out, err = run_cli(capsys, *args, "--chips", "72")
+    line = assert_one_error_line(code, out, err, ("tp", "64 attention heads"))
+    assert "--tp 8 --dp 9" in line
+    code, out, err = run_cli(capsys, *args, "--tp", "8", "--dp", "9", "--json")
+    assert code == 0, err
+    assert json.loads(out)["parallel"] == {"tp": 8, "pp": 1, "ep": 1, "dp": 9, "micro_batches": 1}
+    code, out, err = run_cli(capsys, *args, "--tp", "3")  # an explicit TP too
+    assert_one_error_line(code, out, err, ("tp", "TP 3"))

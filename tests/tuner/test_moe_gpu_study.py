@@ -100,3 +100,22 @@ def test_one_vocabulary_per_space():
     no_tp = {k: v for k, v in base["space"].items() if k != "tp"}
     with pytest.raises(InvalidInputError, match="needs tp"):
         parse_spec({**base, "space": no_tp})
+
+
+def test_a_tp_that_does_not_divide_the_heads_is_infeasible_whatever_the_engine():
+    """No GPU engine splits a head over ranks: with or without a named engine, a tp-vocabulary
+    candidate whose TP does not divide the heads is structurally invalid (llama-3-8b: 32 heads)."""
+    for backend in (None, "sglang"):
+        spec = {
+            "name": "heads",
+            "model": "llama-3-8b",
+            "hardware": "h100-sxm",
+            "workload": {"prompt_len": 128, "gen_len": 8},
+            "space": {"tp": [3, 4, 6, 8], "batch": [8]},
+            "objectives": [{"metric": "decode.step_latency_s"}],
+            **({"backend": backend} if backend else {}),
+        }
+        study = compile_study(parse_spec(spec))
+        indices = study.space.all_indices()
+        tp = study.space.values["tp"][indices["tp"], 2]
+        assert evaluate(study, indices).valid.tolist() == (32 % tp == 0).tolist() == [False, True, False, True]
