@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, default_backend, resolve_calibration
-from cost_models.deployments import Deployments, tensor_parallel
+from cost_models.deployments import Deployments, engine_problem_mask, tensor_parallel
 from cost_models.disaggregated import (
     DecodePool,
     DisaggregatedEstimate,
@@ -69,13 +69,15 @@ def weight_formats(chip: HardwareSpec) -> list[tuple[str, int]]:
     return formats
 
 
-def tp_degrees(chip: HardwareSpec, max_chips: int) -> list[int]:
-    """Powers of two up to ``max_chips`` (and MAX_TP) whose ``1x1xTP`` mesh is legal on ``chip``."""
+def tp_degrees(chip: HardwareSpec, max_chips: int, heads: int) -> list[int]:
+    """Powers of two up to ``max_chips`` (and MAX_TP) whose ``1x1xTP`` mesh is legal on ``chip``
+    and that divide the ``heads`` (no GPU engine splits a head over ranks:
+    cost_models.deployments.engine_problem_mask)."""
     network = network_for(chip)
     out = []
     tp = 1
     while tp <= min(max_chips, MAX_TP):
-        if (1, 1, tp) in network.legal_meshes(tp):
+        if (1, 1, tp) in network.legal_meshes(tp) and not engine_problem_mask(None, heads, 0, tp, 1, 1):
             out.append(tp)
         tp *= 2
     return out
@@ -173,7 +175,7 @@ class AggregatedCandidates:
 def aggregated_candidates(p: CapacityProblem) -> AggregatedCandidates:
     rows = [
         (tp, code, name, k)
-        for tp in tp_degrees(p.chip, p.max_chips)
+        for tp in tp_degrees(p.chip, p.max_chips, p.model.heads)
         for name, code in weight_formats(p.chip)
         for k in range(1, p.max_chips // tp + 1)
     ]
@@ -251,7 +253,7 @@ class DisaggregatedCandidates:
 
 
 def disaggregated_candidates(p: CapacityProblem) -> DisaggregatedCandidates:
-    tps = tp_degrees(p.chip, p.max_chips)
+    tps = tp_degrees(p.chip, p.max_chips, p.model.heads)
     formats = weight_formats(p.chip)
     # Distinct pools: (TP, format, instances), leaving at least one chip for the other pool.
     pools = [(tp, f, x) for tp in tps for f in range(len(formats)) for x in range(1, (p.max_chips - 1) // tp + 1)]
@@ -303,7 +305,9 @@ def score_disaggregated(p: CapacityProblem, c: DisaggregatedCandidates) -> Disag
 def disaggregated_pair_count(p: CapacityProblem) -> int:
     """How many (prefill pool, decode pool) pairs :func:`disaggregated_candidates` would build,
     counted without building them (the pairs grow with the square of the chip budget)."""
-    chips = np.array([tp * x for tp in tp_degrees(p.chip, p.max_chips) for x in range(1, (p.max_chips - 1) // tp + 1)])
+    chips = np.array(
+        [tp * x for tp in tp_degrees(p.chip, p.max_chips, p.model.heads) for x in range(1, (p.max_chips - 1) // tp + 1)]
+    )
     chips.sort()
     return int(np.searchsorted(chips, p.max_chips - chips, side="right").sum()) * len(weight_formats(p.chip))
 

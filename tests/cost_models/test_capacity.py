@@ -157,3 +157,13 @@ def test_bad_problems_name_the_field(kwargs, field):
     with pytest.raises(InvalidInputError) as info:
         problem("llama-3-70b", hardware, **args)
     assert str(info.value).startswith(field)
+
+
+def test_tensor_parallel_degrees_divide_the_heads():
+    """recommend plans replicas only of TP sizes a GPU engine runs: gpt2's 12 heads split over 1,
+    2 or 4 ranks, not 8 (vLLM, SGLang and TensorRT-LLM refuse a head split over ranks)."""
+    from cost_models.capacity import aggregated_candidates, disaggregated_candidates, problem
+
+    p = problem("gpt2", "h100-sxm", request_rate=10, prompt_len=256, gen_len=64, max_ttft_s=1, max_tpot_s=0.05)
+    assert sorted(set(aggregated_candidates(p).tp.tolist())) == [1.0, 2.0, 4.0]
+    assert sorted(set(disaggregated_candidates(p).prefill_tp.tolist())) == [1.0, 2.0, 4.0]
