@@ -118,3 +118,12 @@ def test_the_attention_it_ran_is_named_and_can_be_estimates(capsys: pytest.Captu
     code, out, err = run_cli(capsys, "simulate", *model, *load, "--requests", "32")
     assert code == 0, err
     assert "flash attention on" in out
+
+
+def test_tensor_parallel_that_does_not_divide_the_heads_is_one_line(capsys):
+    """simulate's GPU default is TP over every chip: over 72 GB200s that splits llama-3-70b's 64
+    heads, which no engine runs; refused with the replica size that divides them."""
+    args = ("simulate", "--model", "llama-3-70b", "--hardware", "gb200", "--chips", "72", "--concurrency", "8")
+    code, out, err = run_cli(capsys, *args, "--prompt-len", "128", "--gen-len", "16", "--requests", "20")
+    line = assert_one_error_line(code, out, err, ("chips", "64 attention heads"))
+    assert "--chips 8" in line
