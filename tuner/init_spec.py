@@ -57,7 +57,8 @@ def engine_degrees(
     model_spec, chip: HardwareSpec, weight_bytes_16: float, weight_bytes_min: float, serving: bool = False
 ) -> dict:
     """A GPU space in the engines' vocabulary (vLLM, SGLang, TensorRT-LLM): tensor parallel (tp)
-    over powers of two inside the NVLink domain (up to 8, the node most engines run TP over);
+    over powers of two inside the NVLink domain (up to 8, the node most engines run TP over) that
+    divide the heads;
     pipeline stages (pp) across domains, as many as the 16-bit weights need over a full domain
     (at least [1, 2]); for an MoE model expert parallelism (ep: powers of two dividing the experts,
     up to tp x dp) and attention data parallelism (dp), as DeepSeek, Qwen3 MoE and gpt-oss are
@@ -67,7 +68,8 @@ def engine_degrees(
     if not isinstance(chip.interconnect, SwitchedInterconnect):  # callers pass GPUs only
         raise InvalidInputError("hardware", f"{chip.name} has no NVLink-style domain", "use a GPU chip")
     domain = min(chip.interconnect.domain_size, 8)
-    tp = [2**k for k in range(int(math.log2(domain)) + 1)]
+    # Only sizes that split whole heads: no GPU engine splits a head over ranks (gpt2: 12 heads).
+    tp = [2**k for k in range(int(math.log2(domain)) + 1) if model_spec.heads % 2**k == 0]
     # Fewest chips that hold the weights in the narrowest format: smaller tp x pp are left out.
     fewest = math.ceil(weight_bytes_min / chip.memory_bytes)
     if serving:

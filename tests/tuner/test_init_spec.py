@@ -88,6 +88,11 @@ def test_init_gpu_dense_spec_has_no_expert_degrees() -> None:
     assert space.ep is None and space.dp is None
 
 
+def test_init_proposes_only_tp_sizes_that_divide_the_heads() -> None:
+    """gpt2 has 12 heads: TP 8 would be a dimension of trials no GPU engine runs."""
+    assert load_spec_text(spec_text("gpt2", "h100-sxm")).space.tp == [1, 2, 4]
+
+
 @pytest.mark.parametrize(
     ("model", "hardware", "serving"),
     [
