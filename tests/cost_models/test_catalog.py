@@ -3,6 +3,7 @@ parameter counts, attention types and peak-table fallbacks as the papers and dat
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from cost_models.dtypes import BF16, FP8, INT4, INT8
@@ -225,8 +226,10 @@ def test_peak_table_fallbacks() -> None:
 def test_hardware_sanity() -> None:
     for name, hw in hardware_catalog().items():
         table = hw.peak_table()
-        # Narrower formats are never slower than bf16 (dense peaks, no sparsity doubling).
-        assert table.min() == table[BF16], name
+        # Narrower formats are never slower than bf16 (dense peaks, no sparsity doubling), but for
+        # Blackwell Ultra's int8, which NVIDIA cut to 125 TOP/s per GPU (test_hardware_chips).
+        narrower = table if name != "b300" else np.delete(table, [INT8, INT4])
+        assert narrower.min() == table[BF16], name
         assert table[INT4] >= table[INT8], name
         net = hw.interconnect
         if hw.kind == "tpu":

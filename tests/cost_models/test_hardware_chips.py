@@ -64,3 +64,13 @@ def test_fp4_runs_at_the_fp4_peak_only_where_the_chip_has_one() -> None:
 
 def test_new_chips_are_in_the_catalog() -> None:
     assert set(NEW_CHIPS) <= set(hardware_catalog())
+
+
+def test_b300_int8_runs_at_its_own_cut_peak_not_bf16s() -> None:
+    """Blackwell Ultra cut INT8: the HGX B300 board datasheet prints 2 POPS sparse (B200's: 72),
+    125 TOP/s dense per GPU. Without the entry int8 math ran at the bf16 peak, 18x too fast."""
+    from cost_models.dtypes import BF16, INT8
+
+    table = get_hardware("b300").peak_table()
+    assert table[INT8] == 2e15 / 2 / 8
+    assert table[BF16] / table[INT8] == 18.0
