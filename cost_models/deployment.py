@@ -1521,7 +1521,8 @@ def estimate_one(
         chips, shape, parallel = engine_degrees(chip, chips, tp=tp, pp=pp, ep=ep, dp=dp, micro_batches=micro_batches)
         meshes = [shape]
         if chip.kind == "gpu" and engine_problem_mask(None, model_spec.heads, model_spec.experts, shape[2], 1, 1):
-            raise InvalidInputError("tp", *_heads_over_tp(model_spec, chip, shape[2], chips, tp is None))
+            whose = f"TP {shape[2]}" + (f" (one {chip.name} NVLink domain, the engine default)" if tp is None else "")
+            raise heads_split_error(model_spec, shape[2], whose=whose)
         if chip.kind != "gpu" and tp is None:
             raise InvalidInputError("tp", "missing: TPUs have no engine default", "pass --tp, or --mesh XxYxZ")
     else:
@@ -1581,17 +1582,25 @@ def estimate_one(
     return {**report, "mesh_chosen": mesh_chosen, "engine_default": engine and tp is None, "overlap": overlap}
 
 
-def _heads_over_tp(model: ModelSpec, chip: HardwareSpec, tp: int, chips: int, defaulted: bool) -> tuple[str, str]:
-    """The problem and the fix of a tensor-parallel size that does not divide the heads (which
-    vLLM, SGLang and TensorRT-LLM all refuse): the largest TP dividing both the heads and the chips
-    of one stage, the rest as data parallelism."""
-    whose = f"TP {tp}" + (f" (one {chip.name} NVLink domain, the engine default)" if defaulted else "")
-    problem = f"{whose} does not divide {model.name}'s {model.heads} attention heads; no GPU engine runs it"
+def heads_split_error(
+    model: ModelSpec, tp: int, *, field: str = "tp", whose: str | None = None, replica: str | None = None
+) -> InvalidInputError:
+    """The one-line error of a tensor-parallel size that does not divide the heads (vLLM, SGLang
+    and TensorRT-LLM all refuse it), with the largest TP dividing both the heads and ``tp``: as
+    ``--tp T --dp D`` over the same chips, or, where only tensor parallelism is charged (the
+    serving model), as one replica of T chips (``replica``: the command, e.g. "simulate")."""
+    problem = (
+        f"{whose or f'TP {tp}'} does not divide {model.name}'s {model.heads} attention heads; no GPU engine runs it"
+    )
     fitting = [t for t in range(1, tp) if model.heads % t == 0 and tp % t == 0]
     if not fitting:
-        return problem, "pass --tp dividing the heads"
+        return InvalidInputError(field, problem, "use a tensor-parallel size dividing the heads")
     best = fitting[-1]
-    return problem, f"pass --tp {best} --dp {tp // best} (for {chips} chips), or another --tp dividing {model.heads}"
+    if replica is not None:
+        return InvalidInputError(field, problem, f"{replica} one replica of --chips {best}")
+    return InvalidInputError(
+        field, problem, f"pass --tp {best} --dp {tp // best} (for {tp} chips), or another --tp dividing {model.heads}"
+    )
 
 
 def check_fit(report: dict) -> None:

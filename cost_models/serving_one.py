@@ -15,7 +15,7 @@ import numpy as np
 
 from cost_models.calibration import CalibrationProfile
 from cost_models.deployment import Overlap
-from cost_models.deployments import Deployment, Deployments
+from cost_models.deployments import Deployment, Deployments, engine_problem_mask
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec
 from cost_models.serving import (
@@ -225,7 +225,7 @@ def estimate_serving_one(
     max_batch_size), or 1 for a rate) and is then kept; the report names it.
     """
     from cost_models.calibration import resolve_calibration
-    from cost_models.deployment import check_fit, estimate_one
+    from cost_models.deployment import check_fit, estimate_one, heads_split_error
     from cost_models.hardware import get_hardware
     from cost_models.models import get_model
 
@@ -263,6 +263,9 @@ def estimate_serving_one(
     one_group = chip.kind == "gpu" and static.get("mesh") is None and static.get("tp") is None and chips is not None
     if one_group:
         static = {**static, "tp": chips}  # the serving model charges TP only: one group over every chip
+        if engine_problem_mask(None, model_spec.heads, model_spec.experts, chips, 1, 1):
+            whose = f"tensor parallel over all {chips} GPUs (the serving model charges TP only)"
+            raise heads_split_error(model_spec, chips, field="chips", whose=whose, replica="estimate")
     report = estimate_one(model_spec, chip, batch=first, **common, **static)
     if any(report["parallel"][name] != 1 for name in ("pp", "ep", "dp", "micro_batches")):
         raise InvalidInputError(

@@ -48,7 +48,7 @@ from cost_models.calibration import (
     default_backend,
     resolve_calibration,
 )
-from cost_models.deployment import OVERLAPS, Overlap, candidate_meshes
+from cost_models.deployment import OVERLAPS, Overlap, candidate_meshes, heads_split_error
 from cost_models.deployments import Deployment, Deployments, engine_problem_mask
 from cost_models.dtypes import dtype_name
 from cost_models.errors import InvalidInputError
@@ -649,13 +649,8 @@ def simulate_one(
     if mesh is None and (1, 1, chips) in meshes:
         meshes = [(1, 1, chips)]
         if chip.kind == "gpu" and engine_problem_mask(None, model_spec.heads, model_spec.experts, chips, 1, 1):
-            fitting = [t for t in range(1, chips) if model_spec.heads % t == 0 and chips % t == 0]
-            raise InvalidInputError(
-                "chips",
-                f"tensor parallel over {chips} GPUs does not divide {model_spec.name}'s {model_spec.heads} attention "
-                "heads; no GPU engine runs it",
-                f"simulate one replica of --chips {fitting[-1]}" if fitting else "pass --chips dividing the heads",
-            )
+            whose = f"tensor parallel over {chips} GPUs"
+            raise heads_split_error(model_spec, chips, field="chips", whose=whose, replica="simulate")
     rows = [
         Deployment(
             model=model_spec,

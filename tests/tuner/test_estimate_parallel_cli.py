@@ -71,3 +71,7 @@ def test_a_tp_that_does_not_divide_the_heads_is_one_line_with_the_fix(capsys):
     assert json.loads(out)["parallel"] == {"tp": 8, "pp": 1, "ep": 1, "dp": 9, "micro_batches": 1}
     code, out, err = run_cli(capsys, *args, "--tp", "3")  # an explicit TP too
     assert_one_error_line(code, out, err, ("tp", "TP 3"))
+    # Under a load the serving model charges TP only: one replica of a TP that divides the heads.
+    code, out, err = run_cli(capsys, *args[:3], *args[5:], "--chips", "72", "--concurrency", "8")
+    line = assert_one_error_line(code, out, err, ("chips", "64 attention heads"))
+    assert "--chips 8" in line
