@@ -72,6 +72,7 @@ def test_a_tp_that_does_not_divide_the_heads_is_one_line_with_the_fix(capsys):
     code, out, err = run_cli(capsys, *args, "--tp", "3")  # an explicit TP too
     assert_one_error_line(code, out, err, ("tp", "TP 3"))
     # Under a load the serving model charges TP only: one replica of a TP that divides the heads.
-    code, out, err = run_cli(capsys, *args[:3], *args[5:], "--chips", "72", "--concurrency", "8")
+    loaded = [a for a in args if a not in ("--batch", "72")]
+    code, out, err = run_cli(capsys, *loaded, "--chips", "72", "--concurrency", "8")
     line = assert_one_error_line(code, out, err, ("chips", "64 attention heads"))
     assert "--chips 8" in line
