@@ -702,6 +702,38 @@ def engine_knobs(serving: dict | None, engine: str, batch: int | None = None) ->
     return knobs
 
 
+#: The most of a GPU's memory an exported engine is given: the rest holds the CUDA context,
+#: CUDA graphs and NCCL buffers, which the estimate does not charge.
+MAX_MEMORY_FRACTION = 0.98
+
+
+def memory_fraction(spec: dict, knobs: dict[str, Any], engine: str, notes: list[str]) -> float:
+    """The share of each GPU's memory the engine is given (vLLM ``gpu_memory_utilization``,
+    SGLang ``mem_fraction_static``): a serving trial's own knob; for a static trial, which the
+    estimate fits against all of HBM, the engine's default raised (in hundredths) to hold the
+    trial's weights, KV cache and activations: a trial at 91% of HBM would not load at vLLM's
+    default 0.9."""
+    fraction = float(knobs["memory_fraction"])
+    memory = (spec.get("predicted") or {}).get("memory")
+    if spec.get("serving") is not None or not memory or not memory.get("capacity_bytes_per_chip"):
+        return fraction
+    share = memory["total_bytes_per_chip"] / memory["capacity_bytes_per_chip"]
+    if share <= fraction:
+        return fraction
+    needed = math.ceil(share * 100 + 1) / 100
+    if needed > MAX_MEMORY_FRACTION:
+        notes.append(
+            f"the trial needs {share:.0%} of each GPU's memory; the engine keeps some for itself (CUDA graphs, "
+            f"NCCL): it may not load even at {MAX_MEMORY_FRACTION}"
+        )
+        return MAX_MEMORY_FRACTION
+    notes.append(
+        f"memory fraction raised from {engine}'s default {fraction} to {needed}: the trial needs {share:.0%} of "
+        "each GPU's memory"
+    )
+    return needed
+
+
 def per_rank_batch(knobs: dict[str, Any], dp: int, engine: str, notes: list[str]) -> int:
     """The most sequences per iteration as ``engine`` counts them under ``dp`` data-parallel ranks.
     The trial's batch is the deployment's (its DP ranks split it evenly,
@@ -801,7 +833,7 @@ def vllm_args(spec: dict) -> dict:
         "max_num_batched_tokens": knobs["max_num_tokens"],
         "enable_chunked_prefill": knobs["chunked_prefill"],
         "block_size": knobs["kv_block_size"],
-        "gpu_memory_utilization": knobs["memory_fraction"],
+        "gpu_memory_utilization": memory_fraction(spec, knobs, "vllm", notes),
         "enable_prefix_caching": knobs["prefix_caching"],
     }
     if not knobs["chunked_prefill"] and knobs["max_num_tokens"] < max_model_len:
@@ -859,7 +891,7 @@ def sglang_args(spec: dict) -> dict:
         "chunked_prefill_size": knobs["max_num_tokens"] if knobs["chunked_prefill"] else -1,
         "max_prefill_tokens": knobs["max_num_tokens"],
         "page_size": knobs["kv_block_size"],
-        "mem_fraction_static": knobs["memory_fraction"],
+        "mem_fraction_static": memory_fraction(spec, knobs, "sglang", notes),
         "disable_radix_cache": not knobs["prefix_caching"],
     }
     flags = [(f"--{k.replace('_', '-')}", v) for k, v in args.items() if k != "model_path"]
