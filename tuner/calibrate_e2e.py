@@ -16,6 +16,7 @@ reported is on deployments the fit never saw.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import math
@@ -50,6 +51,28 @@ REQUIRED = ("model", "hardware", "chips", "batch", "prompt_len", "gen_len")
 MEASURED = ("measured_prefill_latency_s", "measured_decode_step_latency_s")
 MODEL_OVERRIDES = ("heads", "kv_heads", "d_head", "layers")
 CHOICES = ("prefill_ffn_layout", "decode_ffn_layout", "prefill_attn_sharding", "decode_attn_sharding")
+#: Every column a points file may have: a misspelt one (``weight_bit``) would silently take its
+#: default and fit the profile to another deployment than the one measured.
+COLUMNS = (
+    "group",
+    *REQUIRED,
+    "mesh",
+    *MODEL_OVERRIDES,
+    *CHOICES,
+    "weight_bits",
+    "act_bits",
+    "kv_bits",
+    "flash_attention",
+    *MEASURED,
+)
+#: What a GPU row runs where it does not say (as tuner estimate and a benchmark JSON's point: the
+#: engines' Megatron TP, heads split, fused attention); a TPU row takes Pope et al.'s defaults.
+GPU_DEFAULTS = {
+    "prefill_ffn_layout": "ws_1d",
+    "decode_ffn_layout": "ws_1d",
+    "prefill_attn_sharding": "head",
+    "decode_attn_sharding": "head",
+}
 REPO_POINTS = Path(__file__).resolve().parent.parent / "data" / "e2e"
 
 
@@ -89,6 +112,17 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
     return rows
 
 
+def _flag(row: dict[str, str], column: str, where: str, *, default: bool) -> bool:
+    text = (row.get(column) or "").strip().lower()
+    if not text:
+        return default
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise InvalidInputError(where, f"{column} {text!r} is not true or false", f"write true or false in {column}")
+
+
 def _number(row: dict[str, str], column: str, where: str, *, integer: bool = True) -> float | None:
     text = (row.get(column) or "").strip()
     if not text:
@@ -117,6 +151,14 @@ def read_points(path: str | Path, group: str | None = None) -> list[Point]:
     rows = _read_rows(path)
     if not rows:
         raise InvalidInputError(str(path), "holds no points", "add one row per measured deployment")
+    unknown = sorted({c for row in rows for c in row if c not in COLUMNS})
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], COLUMNS, n=1)
+        raise InvalidInputError(
+            str(path),
+            f"unknown column {unknown[0]!r}" + (f" (did you mean {close[0]}?)" if close else ""),
+            f"use only the columns {', '.join(COLUMNS)}; notes go in '#' lines (CSV)",
+        )
     missing = [c for c in REQUIRED if c not in rows[0]]
     if missing or not any(c in rows[0] for c in MEASURED):
         need = missing or [" or ".join(MEASURED)]
@@ -147,9 +189,15 @@ def read_points(path: str | Path, group: str | None = None) -> list[Point]:
             if math.prod(mesh) != chips:
                 raise InvalidInputError(where, f"mesh {row['mesh']} does not have {chips} chips", "fix mesh or chips")
             # Layout and sharding names the row gives (the Deployment checks them); the defaults otherwise.
-            choices: dict[str, Any] = {c: row[c].strip() for c in CHOICES if (row.get(c) or "").strip()}
+            gpu = hardware.kind == "gpu"
+            choices: dict[str, Any] = {
+                **(GPU_DEFAULTS if gpu else {}),
+                **{c: row[c].strip() for c in CHOICES if (row.get(c) or "").strip()},
+            }
             bits = (row.get("weight_bits") or "16").strip()
+            act_bits = (row.get("act_bits") or "16").strip()
             kv_bits = (row.get("kv_bits") or "16").strip()
+            flash = _flag(row, "flash_attention", where, default=gpu)
             deployment = Deployment(
                 model=model,
                 hardware=hardware,
@@ -159,8 +207,10 @@ def read_points(path: str | Path, group: str | None = None) -> list[Point]:
                 gen_len=int(_number(row, "gen_len", where) or 0),
                 **choices,
                 weight_dtype=dtype_name(parse_dtype(bits, "weight_bits")),
+                act_dtype=dtype_name(parse_dtype(act_bits, "act_bits")),
                 kv_dtype=dtype_name(parse_dtype(kv_bits, "kv_bits")),
                 kv_heads=int(_number(row, "kv_heads", where) or 0) if (row.get("kv_heads") or "").strip() else None,
+                flash_attention=flash,
             )
         except InvalidInputError as error:
             if error.field == where:  # _number's own error names the row already

@@ -140,6 +140,29 @@ def test_bad_points_are_one_line_errors(tmp_path, text, field):
     assert field in str(info.value)
 
 
+def test_a_points_row_runs_what_the_chip_runs_unless_it_says_otherwise(tmp_path):
+    """A GPU row without layout columns is the engines' deployment (Megatron TP, heads split, fused
+    attention), as tuner estimate and a benchmark JSON's point run it: it was Pope et al.'s TPU
+    defaults (ws_2d, unfused attention), so a vLLM run's TPOT was fitted to another deployment.
+    A TPU row keeps those defaults; a row's own columns win, act_bits and flash_attention included."""
+    text = "model,hardware,chips,batch,prompt_len,gen_len,act_bits,flash_attention,measured_decode_step_latency_s\n"
+    text += "llama-2-7b,h100-sxm,2,8,128,8,,,0.01\n"
+    text += "llama-2-7b,h100-sxm,2,8,128,8,fp8,false,0.01\n"
+    text += "palm-540b,tpu-v4,64,8,128,8,,,0.05\n"
+    gpu, gpu_said, tpu = (p.deployment for p in e2e.read_points(_points(tmp_path, text)))
+    assert (gpu.prefill_ffn_layout, gpu.decode_ffn_layout, gpu.flash_attention) == ("ws_1d", "ws_1d", True)
+    assert (gpu_said.act_dtype, gpu_said.flash_attention) == ("fp8", False)
+    assert (tpu.decode_ffn_layout, tpu.flash_attention) == ("ws_2d", False)
+
+
+def test_a_misspelt_points_column_is_refused_not_dropped(tmp_path):
+    """weight_bit (for weight_bits) was ignored: the row was fitted as a 16-bit deployment."""
+    text = HEADER.replace("gen_len,", "gen_len,weight_bit,") + "llama-2-7b,h100-sxm,1,1,128,8,8,0.01\n"
+    with pytest.raises(InvalidInputError) as info:
+        e2e.read_points(_points(tmp_path, text))
+    assert "weight_bit" in str(info.value) and "did you mean weight_bits" in str(info.value)
+
+
 def test_too_few_points_and_another_chip(capsys, tmp_path):
     path = _points(tmp_path, HEADER + "llama-2-7b,h100-sxm,1,1,128,8,0.01\n")
     code, out, err = run_cli(
