@@ -122,11 +122,17 @@ def _check_trial(trial: FrozenTrial, allow_infeasible: bool) -> None:
     if constraints.get("structurally_valid", 0.0) > 0 or not estimate.get("structurally_valid", True):
         raise InvalidInputError(
             "trial",
-            f"trial {trial.number} is structurally invalid (its mesh "
-            "does not have its chip count, or its KV heads do not divide the heads)",
+            f"trial {trial.number} is structurally invalid (no deployment: its KV heads or its TP do not "
+            "divide the heads, its degrees split no engine runs, or its chips are not the hardware's)",
             "pick a feasible trial (tuner pareto lists them)",
         )
-    violated = [f"{name} ({value:.3g} > 0)" for name, value in constraints.items() if value > 0]
+    # A serving trial under a load it cannot sustain has no finite TTFT or TPOT: its constraint
+    # holds the search's penalty (search_spaces.space._PENALTY), shown as what it stands for.
+    violated = [
+        f"{name} ({'unbounded: the load is unstable' if value >= 1e29 else f'{value:.3g} > 0'})"
+        for name, value in constraints.items()
+        if value > 0
+    ]
     if violated and not allow_infeasible:
         raise InvalidInputError(
             "trial",

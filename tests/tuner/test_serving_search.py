@@ -17,6 +17,7 @@ import yaml
 from cli_helpers import run_cli
 from cost_models.calibration import resolve_calibration
 from cost_models.deployments import Deployment, Deployments
+from cost_models.errors import InvalidInputError
 from cost_models.serving import make_workloads, serve
 from tuner.constraints import is_feasible
 from tuner.pareto import load_study, study_front
@@ -121,6 +122,23 @@ def test_unsustainable_open_loop_rates_are_infeasible(tmp_path: Path) -> None:
         assert stable == (trial.params["request_rate"] == 1.0)
         assert is_feasible(trial) == stable
     assert {t.params["request_rate"] for t in study_front(study).trials} == {1.0}
+
+
+def test_an_unstable_trials_export_names_its_unbounded_slas(tmp_path: Path) -> None:
+    """The SLA constraints of a load the deployment cannot sustain hold the search's penalty: the
+    refusal said max_ttft_s (1e+30 > 0); it says what that stands for."""
+    from tuner.export import export
+
+    spec = copy.deepcopy(STUDY)
+    spec["name"] = "serving-unstable"
+    spec["serving"] = {"request_rate": [1e5]}
+    spec["constraints"] = {"fits": True, "max_ttft_s": 2.0}
+    url = f"sqlite:///{tmp_path}/unstable.db"
+    run_search(spec, url)
+    study = load_study("serving-unstable", url)
+    with pytest.raises(InvalidInputError) as info:
+        export(study, 0, "json")
+    assert "max_ttft_s (unbounded: the load is unstable)" in str(info.value) and "1e+30" not in str(info.value)
 
 
 def test_metrics_json_lists_the_serving_metrics(capsys) -> None:
