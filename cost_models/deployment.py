@@ -1523,6 +1523,17 @@ def estimate_one(
         if chip.kind == "gpu" and engine_problem_mask(None, model_spec.heads, model_spec.experts, shape[2], 1, 1):
             whose = f"TP {shape[2]}" + (f" (one {chip.name} NVLink domain, the engine default)" if tp is None else "")
             raise heads_split_error(model_spec, shape[2], whose=whose)
+        ep_, dp_ = parallel["ep"], parallel["dp"]
+        if backend is not None and engine_problem_mask(
+            backend, model_spec.heads, model_spec.experts, shape[2], ep_, dp_
+        ):
+            # A named engine is the one deployed on (as in a study): what it does not launch is no answer.
+            raise InvalidInputError(
+                "backend",
+                f"{backend} does not launch TP {shape[2]} x EP {ep_} x DP {dp_} of {model_spec.name} (vLLM: EP 1 or "
+                "TP x DP; TensorRT-LLM: MoE attention DP on TP 1)",
+                "pass other degrees, or another --backend (SGLang runs any EP dividing TP x DP)",
+            )
         if chip.kind != "gpu" and tp is None:
             raise InvalidInputError("tp", "missing: TPUs have no engine default", "pass --tp, or --mesh XxYxZ")
     else:

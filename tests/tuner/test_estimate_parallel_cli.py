@@ -76,3 +76,16 @@ def test_a_tp_that_does_not_divide_the_heads_is_one_line_with_the_fix(capsys):
     code, out, err = run_cli(capsys, *loaded, "--chips", "72", "--concurrency", "8")
     line = assert_one_error_line(code, out, err, ("chips", "64 attention heads"))
     assert "--chips 8" in line
+
+
+def test_a_named_backend_refuses_what_it_does_not_launch(capsys):
+    """--backend names the engine deployed on (as a study's backend does): vLLM's expert
+    parallelism spans every TP x DP rank, so EP 2 on TP 2 x DP 4 is refused under vllm in one line
+    and scored under sglang, which runs it."""
+    args = ["estimate", "--model", "qwen3-235b-a22b", "--hardware", "h200", "--tp", "2", "--ep", "2", "--dp", "4"]
+    args += ["--batch", "64", "--prompt-len", "512", "--gen-len", "64"]
+    code, out, err = run_cli(capsys, *args, "--backend", "vllm")
+    assert_one_error_line(code, out, err, ("backend", "EP 2"))
+    code, out, err = run_cli(capsys, *args, "--backend", "sglang", "--json")
+    assert code == 0, err
+    assert json.loads(out)["parallel"]["ep"] == 2
