@@ -370,6 +370,15 @@ def resolve_calibration(
     return profile
 
 
+def serving_engine(backend: str | None, profile: CalibrationProfile | None, chip: Chip) -> str:
+    """The engine an estimate runs (its knobs, the export's target): ``backend`` when given, else the
+    calibration profile's, else the engine measured best on the chip (:func:`default_backend`).
+    One rule for ``tuner estimate``, ``simulate``, ``recommend`` and a study."""
+    if backend is not None:
+        return backend
+    return profile.backend if profile is not None else default_backend(chip)
+
+
 def calibration_report(profile: CalibrationProfile | None, backend_chosen: bool = False) -> dict:
     """What every table and JSON output says about the calibration in force; ``backend_chosen``:
     the engine was picked as the one measured best (no --backend, --calibration auto)."""

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, default_backend, resolve_calibration
+from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, resolve_calibration, serving_engine
 from cost_models.deployments import Deployments, engine_problem_mask, tensor_parallel
 from cost_models.disaggregated import (
     DecodePool,
@@ -141,7 +141,7 @@ def problem(
         raise InvalidInputError("max_chips", f"{max_chips} is more than 4096", "pass a smaller chip budget")
     profile = resolve_calibration(calibration, chip, backend)
     # As tuner estimate and a study: without a profile (calibration none) the engine measured best.
-    engine = backend or (profile.backend if profile is not None else default_backend(chip))
+    engine = serving_engine(backend, profile, chip)
     return CapacityProblem(
         spec,
         chip,

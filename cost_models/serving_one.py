@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from cost_models.calibration import CalibrationProfile
+from cost_models.calibration import CalibrationProfile, serving_engine
 from cost_models.deployment import Overlap
 from cost_models.deployments import Deployment, Deployments, engine_problem_mask
 from cost_models.errors import InvalidInputError
-from cost_models.hardware import HardwareSpec
 from cost_models.serving import (
     NO_OVERHEADS,
     ServingWorkloads,
@@ -33,16 +32,6 @@ from cost_models.topology import domain_size
 ENGINE_KNOBS: tuple[str, ...] = ("max_batch_size", "max_num_tokens", "chunked_prefill", "kv_block_size")
 #: Open-loop rates tried (as shares of the rate asked for) when looking for the highest stable one.
 _RATE_GRID = 48
-
-
-def serving_engine(backend: str | None, profile: CalibrationProfile | None, chip: str | HardwareSpec) -> str:
-    """The engine a serving estimate runs: ``backend`` when given, else the calibration profile's,
-    else the engine measured best on the chip."""
-    from cost_models.calibration import default_backend
-
-    if backend is not None:
-        return backend
-    return profile.backend if profile is not None else default_backend(chip)
 
 
 def max_stable_rate(

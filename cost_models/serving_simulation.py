@@ -45,8 +45,8 @@ from cost_models.calibration import (
     AUTO_CALIBRATION,
     CalibrationProfile,
     calibration_report,
-    default_backend,
     resolve_calibration,
+    serving_engine,
 )
 from cost_models.deployment import OVERLAPS, Overlap, candidate_meshes, heads_split_error
 from cost_models.deployments import Deployment, Deployments, engine_problem_mask
@@ -643,7 +643,7 @@ def simulate_one(
     _check_run(requests, seed)
     profile = resolve_calibration(calibration, chip, backend)
     # As tuner estimate and a study: without a profile (calibration none) the engine measured best.
-    engine_name = backend or (profile.backend if profile is not None else default_backend(chip))
+    engine_name = serving_engine(backend, profile, chip)
     formats = chip.parse_formats(weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits)
     meshes = candidate_meshes(chip, chips, mesh)
     if mesh is None and (1, 1, chips) in meshes:

@@ -20,7 +20,7 @@ from functools import cached_property
 
 import numpy as np
 
-from cost_models.calibration import CalibrationProfile, default_backend, resolve_calibration
+from cost_models.calibration import CalibrationProfile, resolve_calibration, serving_engine
 from cost_models.deployment import DeploymentEstimate, estimate, estimate_report
 from cost_models.deployments import (
     BLOCKS,
@@ -442,7 +442,7 @@ def _finish_compile(
     if space.batch is None:  # a serving study: the load is its concurrency or request rate
         del labels["batch"], values["batch"]
     profile = resolve_calibration(spec.resolved_calibration(), hardware, spec.backend)
-    engine = spec.backend or (profile.backend if profile is not None else default_backend(hardware))
+    engine = serving_engine(spec.backend, profile, hardware)
     if spec.serving is not None:
         serving_labels = _serving_choices(spec, engine)
         labels.update(serving_labels)
