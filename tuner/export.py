@@ -1041,7 +1041,7 @@ def _engine_parallelism(spec: dict, engine: str = "vllm") -> dict[str, int]:
         par = {"tp": tp, "pp": pp, "ep": 1, "dp": 1, "micro_batches": 1}
     else:
         _vllm_parallelism({**spec, "chips": min(par["tp"], spec["hardware"]["chips_per_node"] or 1)}, engine)
-    if spec["model"]["heads"] % par["tp"]:
+    if engine_problem_mask(None, spec["model"]["heads"], 0, par["tp"], 1, 1):
         raise InvalidInputError(
             "format",
             f"{engine} needs the {spec['model']['heads']} attention heads divisible by the tensor-parallel size "

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from cost_models.deployments import engine_problem_mask
 from cost_models.dtypes import BITS_CHOICES, BYTES_PER_ELEMENT, parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
@@ -69,7 +70,9 @@ def engine_degrees(
         raise InvalidInputError("hardware", f"{chip.name} has no NVLink-style domain", "use a GPU chip")
     domain = min(chip.interconnect.domain_size, 8)
     # Only sizes that split whole heads: no GPU engine splits a head over ranks (gpt2: 12 heads).
-    tp = [2**k for k in range(int(math.log2(domain)) + 1) if model_spec.heads % 2**k == 0]
+    powers = [2**k for k in range(int(math.log2(domain)) + 1)]
+    split = engine_problem_mask(None, model_spec.heads, 0, powers, 1, 1)
+    tp = [t for t, bad in zip(powers, split.tolist(), strict=True) if not bad]
     # Fewest chips that hold the weights in the narrowest format: smaller tp x pp are left out.
     fewest = math.ceil(weight_bytes_min / chip.memory_bytes)
     if serving:
