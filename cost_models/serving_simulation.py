@@ -167,13 +167,18 @@ def _check_run(requests: int, seed: int) -> None:
         raise InvalidInputError("seed", f"must be a whole number >= 0, got {seed!r}", "pass --seed 0 or more")
 
 
+def _lognormal(mean: float, std: float) -> tuple[float, float]:
+    """(mu, sigma) of the lognormal with this mean and standard deviation."""
+    sigma2 = math.log1p((std / mean) ** 2)
+    return math.log(mean) - sigma2 / 2.0, math.sqrt(sigma2)
+
+
 def _lengths(rng: np.random.Generator, mean: float, std: float, n: int) -> np.ndarray:
     """Whole lengths >= 1: fixed when ``std`` is 0, else lognormal with that mean and std
     (right-skewed like real prompt and output lengths, never negative)."""
     if std <= 0.0:
         return np.full(n, max(round(mean), 1), dtype=np.int64)
-    sigma2 = math.log1p((std / mean) ** 2)
-    drawn = rng.lognormal(math.log(mean) - sigma2 / 2.0, math.sqrt(sigma2), n)
+    drawn = rng.lognormal(*_lognormal(mean, std), n)
     return np.maximum(np.rint(drawn), 1).astype(np.int64)
 
 
@@ -188,8 +193,7 @@ def length_quantile(mean: float, std: float, q: float = CONTEXT_QUANTILE) -> int
     hold for the lengths the serving model and the simulation draw, not only their mean."""
     if std <= 0.0:
         return max(round(mean), 1)
-    sigma = math.sqrt(math.log1p((std / mean) ** 2))
-    mu = math.log(mean) - sigma**2 / 2.0
+    mu, sigma = _lognormal(mean, std)
     return max(math.ceil(math.exp(mu + sigma * NormalDist().inv_cdf(q))), 1)
 
 
