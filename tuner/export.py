@@ -779,14 +779,16 @@ def max_context_tokens(spec: dict) -> int:
     )
 
 
-def _context_note(spec: dict, tokens: int) -> list[str]:
+def _context_limit(spec: dict, notes: list[str]) -> int:
+    """:func:`max_context_tokens`, with a note where the workload's spread takes it past the means."""
+    tokens = max_context_tokens(spec)
     mean = spec["workload"]["prompt_len"] + spec["workload"]["gen_len"]
-    if tokens == mean:
-        return []
-    return [
-        f"the context limit ({tokens} tokens) holds prompts and outputs at their {CONTEXT_QUANTILE:.1%} "
-        f"lengths under the workload's spread, not only the mean {mean}"
-    ]
+    if tokens != mean:
+        notes.append(
+            f"the context limit ({tokens} tokens) holds prompts and outputs at their {CONTEXT_QUANTILE:.1%} "
+            f"lengths under the workload's spread, not only the mean {mean}"
+        )
+    return tokens
 
 
 def vllm_args(spec: dict) -> dict:
@@ -821,8 +823,7 @@ def vllm_args(spec: dict) -> dict:
     if model["hf_repo"] is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model")
     knobs = engine_knobs(spec.get("serving"), "vllm", spec["batch"])
-    max_model_len = max_context_tokens(spec)
-    notes += _context_note(spec, max_model_len)
+    max_model_len = _context_limit(spec, notes)
     args = {
         "model": model["hf_repo"],
         "tensor_parallel_size": tp,
@@ -878,7 +879,7 @@ def sglang_args(spec: dict) -> dict:
     if model["hf_repo"] is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model_path")
     knobs = engine_knobs(spec.get("serving"), "sglang", spec["batch"])
-    notes += _context_note(spec, max_context_tokens(spec))
+    context = _context_limit(spec, notes)
     args = {
         "model_path": model["hf_repo"],
         # With DP attention (an MoE model's DP ranks sharing the experts) SGLang's --tp-size counts
@@ -892,7 +893,7 @@ def sglang_args(spec: dict) -> dict:
         "dtype": "bfloat16",
         "quantization": quantization,
         "kv_cache_dtype": kv_cache_dtype,
-        "context_length": max_context_tokens(spec),
+        "context_length": context,
         "max_running_requests": knobs["max_batch_size"],
         "chunked_prefill_size": knobs["max_num_tokens"] if knobs["chunked_prefill"] else -1,
         "max_prefill_tokens": knobs["max_num_tokens"],
@@ -932,7 +933,7 @@ def trtllm_args(spec: dict) -> dict:
     if model["hf_repo"] is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model")
     knobs = engine_knobs(spec.get("serving"), "trtllm", spec["batch"])
-    notes += _context_note(spec, max_context_tokens(spec))
+    context = _context_limit(spec, notes)
     block = knobs["kv_block_size"]
     if block < 2 or block & (block - 1):
         notes.append(f"TensorRT-LLM needs tokens_per_block a power of two above 1, not {block}")
@@ -969,7 +970,7 @@ def trtllm_args(spec: dict) -> dict:
         "pp_size": pp,
         "max_batch_size": per_rank_batch(knobs, dp, "trtllm", notes),
         "max_num_tokens": knobs["max_num_tokens"],
-        "max_seq_len": max_context_tokens(spec),
+        "max_seq_len": context,
         "extra_llm_api_options": "extra_llm_api_options.yaml",
     }
     flags = [(f"--{k}", v) for k, v in args.items() if k != "model"]
