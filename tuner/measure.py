@@ -1328,8 +1328,27 @@ def print_summary(result: MeasureResult) -> None:
             click.echo(f"          left out: {note}")
     for note in summary["notes"]:
         click.echo(f"  {note}")
-    if summary["files"]:
-        click.echo(f"fit a profile from them: tuner calibrate --kernels {result.out_dir}/*.csv")
+    written = [entry["path"] for entry in summary["files"] if entry["path"]]
+    if written:
+        click.echo(f"fit a profile from them: {calibrate_command(result.system, written)}")
+
+
+def calibrate_command(system: str, paths: list[str]) -> str:
+    """The ``tuner calibrate`` line that fits a profile from measured files: ``--kernels`` once per
+    file (the option takes one file; a shell glob after one ``--kernels`` is refused as extra
+    arguments), and ``--hardware`` and ``--backend``, which calibrate requires. The chip is the
+    catalog name of a database system (h200_sxm: h200), else a placeholder to fill in."""
+    import shlex
+
+    from tuner.kernel_data import SYSTEMS
+
+    chip = SYSTEMS.get(system)
+    words = ["tuner", "calibrate", "--hardware", chip or "CHIP", "--backend", "jax", "--system", system]
+    for path in paths:
+        words += ["--kernels", path]
+    words += ["-o", f"{chip or system}-jax.yaml"]
+    line = shlex.join(words)
+    return line if chip else f"{line}  (CHIP: the catalog chip, tuner hardware, or a chip YAML file)"
 
 
 # --------------------------------------------------------------------------------------------

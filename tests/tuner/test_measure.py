@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -373,6 +374,41 @@ def _calibrate_h200_jax(capsys, profile: Path, *kernels: str) -> tuple[int, str,
     """`tuner calibrate --hardware h200 --backend jax --system h200_sxm <kernels> -o profile`."""
     args = ["--hardware", "h200", "--backend", "jax", "--system", "h200_sxm", *kernels, "-o", str(profile)]
     return run_cli(capsys, "calibrate", *args)
+
+
+def test_the_summary_prints_a_calibrate_command_that_runs(capsys, tmp_path):
+    """The summary's last line is a tuner calibrate command to copy: --kernels once per file (one
+    --kernels before a shell glob was refused as extra arguments) and the --hardware and --backend
+    calibrate requires; run as printed, it fits a profile."""
+    from tuner.measure import MeasureResult, OpResult, calibrate_command, print_summary
+
+    gemm = H200_SMALL / "gemm_perf.csv"
+    result = MeasureResult(
+        out_dir=H200_SMALL,
+        system="h200_sxm",
+        device_kind="NVIDIA H200",
+        device_count=1,
+        platform="gpu",
+        jax_version="0",
+        elapsed_s=1.0,
+        dispatch_floor_ms=0.05,
+        results=[OpResult("gemm", path=gemm, rows=[{}] * 63)],
+        notes=[],
+    )
+    print_summary(result)
+    last = capsys.readouterr().out.rstrip("\n").splitlines()[-1]
+    prefix = "fit a profile from them: "
+    assert last.startswith(prefix)
+    words = shlex.split(last.removeprefix(prefix))
+    assert words[:2] == ["tuner", "calibrate"] and "*" not in last
+    assert words[words.index("--hardware") + 1] == "h200" and words[words.index("--kernels") + 1] == str(gemm)
+    words[words.index("-o") + 1] = str(tmp_path / "h200-jax.yaml")
+    code, out, err = run_cli(capsys, *words[1:])
+    assert code == 0, err
+    assert (tmp_path / "h200-jax.yaml").is_file()
+    # A system the database does not name leaves the chip to the user, and says so.
+    unnamed = calibrate_command("test_cpu", ["out dir/gemm_perf.csv"])
+    assert "--hardware CHIP" in unnamed and "--kernels 'out dir/gemm_perf.csv'" in unnamed and "(CHIP:" in unnamed
 
 
 def _attention_rows(name: str, points, latency_ms) -> list[dict]:
