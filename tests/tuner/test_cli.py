@@ -1012,3 +1012,23 @@ def test_an_empty_output_path_is_one_line(capsys: pytest.CaptureFixture[str], tm
     code, out, err = run_cli(capsys, *args, flag, "")
     assert_one_error_line(code, out, err, ("an empty path",))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_commands_named_in_help_texts_exist() -> None:
+    """Every ``tuner COMMAND --OPTION`` a command's or option's help names is a real command with
+    that option (the --calibration help named ``tuner calibrate --list``, which does not exist)."""
+    import re
+
+    from tuner.cli import cli
+
+    named = []
+    for command in cli.commands.values():
+        texts = [command.help or ""] + [getattr(param, "help", None) or "" for param in command.params]
+        for text in texts:
+            named += re.findall(r"tuner ([a-z]+)((?: --[a-z][a-z-]*)*)", " ".join(text.split()))
+    assert ("models", " --template") in named  # the scan sees options after a command
+    for name, options in named:
+        assert name in cli.commands, f"help names `tuner {name}`, which is no command"
+        known = {opt for param in cli.commands[name].params for opt in param.opts}
+        for option in options.split():
+            assert option in known, f"help names `tuner {name} {option}`, which {name} does not take"
