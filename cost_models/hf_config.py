@@ -588,6 +588,36 @@ _HYBRIDS = {
 _HYBRID_KEYS = ("hybrid_override_pattern", "linear_num_value_heads", "attn_type_list", "layers_block_type")
 
 
+#: Families whose reader does not take ``layer_types`` (no windowed blocks of their own: the
+#: ones that do pass it to :func:`_windows`), with the layer kinds their blocks are: another kind
+#: in a config of theirs would be costed as those blocks, so it is refused. Llama 4 writes
+#: chunked_attention for its RoPE blocks, which its reader charges from no_rope_layers.
+_LAYER_KINDS_WITHOUT_WINDOWS: dict[str, frozenset[str]] = {
+    model_type: frozenset({_FULL} | ({"chunked_attention"} if model_type.startswith("llama4") else set()))
+    for model_type in (
+        "llama", "llama4", "llama4_text", "deepseek_v2", "deepseek_v3", "kimi_k2", "kimi_k25", "glm4_moe",
+        "falcon", "gpt2", "bert", "gpt_neox",
+    )
+}  # fmt: skip
+
+
+def _refuse_unread_layer_kinds(config: dict[str, Any], model_type: str) -> None:
+    kinds = _LAYER_KINDS_WITHOUT_WINDOWS.get(model_type)
+    layer_types = config.get("layer_types")
+    if kinds is None or layer_types is None:
+        return
+    if not isinstance(layer_types, list):
+        raise InvalidInputError(_field("layer_types"), "expected a list of layer kinds", "give one entry per layer")
+    unread = sorted({str(kind) for kind in layer_types} - kinds)
+    if unread:
+        raise InvalidInputError(
+            _field("layer_types"),
+            f"layer kind {_printable(unread[0])!r} is not modelled for {model_type}"
+            f" (its blocks are {', '.join(sorted(kinds))})",
+            "remove layer_types or use a model whose blocks are all of those kinds (see docs/models.md)",
+        )
+
+
 def _refuse_hybrids(config: dict[str, Any], model_type: str) -> None:
     if model_type in _HYBRIDS:
         raise InvalidInputError(
@@ -758,6 +788,7 @@ def model_from_hf_config(path: Path) -> ModelSpec:
         )
     text = _text_config(config)
     _refuse_hybrids(text, model_type)
+    _refuse_unread_layer_kinds(text, model_type)
     fields = _FAMILIES[model_type](text)
     fields["checkpoint_format"] = _checkpoint_format(text)
     name_or_path = config.get("_name_or_path")

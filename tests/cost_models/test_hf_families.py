@@ -565,6 +565,46 @@ def test_hybrid_layers_are_refused_by_name(tmp_path: Path, config: dict, field: 
     assert raised.value.field == field and "\n" not in str(raised.value)
 
 
+def _with_layer_types(config: dict[str, Any], kinds: list[str]) -> dict[str, Any]:
+    """``config`` with ``layer_types`` where its family reads its fields (a multimodal config's
+    text_config)."""
+    if "text_config" in config:
+        return {**config, "text_config": {**config["text_config"], "layer_types": kinds}}
+    return {**config, "layer_types": kinds}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_family_refuses_a_linear_attention_layer(tmp_path: Path, name: str) -> None:
+    """Whether a family reads layer_types (the windowed ones) or not (llama, DeepSeek, gpt2, ...),
+    a block of a kind it does not model is refused by name, never costed as softmax attention."""
+    layers = int(model_from_hf_config(FIXTURES / f"{name}.json").layers)
+    kinds = ["full_attention"] * (layers - 1) + ["linear_attention"]
+    with pytest.raises(InvalidInputError, match="linear_attention") as raised:
+        read(tmp_path, _with_layer_types(load(name), kinds))
+    assert raised.value.field == "config.json:layer_types" and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("name", ["llama", "deepseek_v3", "glm4_moe", "falcon", "gpt2", "gpt_neox"])
+def test_families_without_windows_refuse_windowed_layers_and_read_full_ones(tmp_path: Path, name: str) -> None:
+    """These readers take no sliding window: a sliding_attention block would be costed as full
+    attention, so it is refused; a layer_types of full_attention alone is what they model."""
+    spec = model_from_hf_config(FIXTURES / f"{name}.json")
+    layers = int(spec.layers)
+    with pytest.raises(InvalidInputError, match="sliding_attention"):
+        read(tmp_path, _with_layer_types(load(name), ["sliding_attention"] * layers))
+    assert read(tmp_path, _with_layer_types(load(name), ["full_attention"] * layers)) == spec.model_copy(
+        update={"name": "m", "source": read(tmp_path, load(name)).source}
+    )
+
+
+def test_llama4_layer_types_may_name_its_chunked_blocks(tmp_path: Path) -> None:
+    """Llama 4's configs mark their RoPE blocks chunked_attention (charged from no_rope_layers)."""
+    spec = model_from_hf_config(FIXTURES / "llama4.json")
+    kinds = ["chunked_attention", "chunked_attention", "chunked_attention", "full_attention"] * (int(spec.layers) // 4)
+    got = read(tmp_path, _with_layer_types(load("llama4"), kinds))
+    assert (got.sliding_window, got.sliding_window_layers) == (spec.sliding_window, spec.sliding_window_layers)
+
+
 @pytest.mark.parametrize("key", ["kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim"])
 def test_mla_config_missing_its_ranks(tmp_path: Path, key: str) -> None:
     config = {k: v for k, v in load("deepseek_v3").items() if k != key}
