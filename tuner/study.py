@@ -62,7 +62,13 @@ CALIBRATION_ATTR = "calibration_profile"
 
 
 def calibration_name(compiled: CompiledStudy) -> str:
-    return compiled.calibration.name if compiled.calibration is not None else "none"
+    """The profile the study's reads name (search's last line, pareto, show, report, the front's
+    chart): a default made from other chips' fits says so, as the one-deployment commands'
+    ``fallback`` and note do (cost_models.calibration.calibration_report)."""
+    profile = compiled.calibration
+    if profile is None:
+        return "none"
+    return f"{profile.name} (fallback: not fitted on {profile.chip})" if profile.fallback else profile.name
 
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

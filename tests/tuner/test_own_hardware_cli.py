@@ -143,10 +143,15 @@ def test_a_spec_with_a_chip_file_searches_shows_and_exports(capsys, tmp_path, mo
     code, out, err = run_cli(capsys, "search", "specs/spec.yaml", "--storage", storage, "--json")
     assert code == 0, err
     assert json.loads(out)["trials_added"] > 0
+    assert json.loads(out)["calibration"] == "my-chip-trtllm (fallback: not fitted on my-chip)"
     (study_dir / "my-chip.yaml").unlink()  # the trials keep the chip whole
     code, out, err = run_cli(capsys, "show", "own-chip-study", "0", "--storage", storage)
     assert code == 0, err
-    assert json.loads(out)["calibration"] == "my-chip-trtllm"  # the fallback profile of the file chip
+    # the fallback profile of the file chip, named as one
+    assert json.loads(out)["calibration"] == "my-chip-trtllm (fallback: not fitted on my-chip)"
+    code, out, err = run_cli(capsys, "pareto", "own-chip-study", "--storage", storage)
+    assert code == 0, err
+    assert "calibration my-chip-trtllm (fallback: not fitted on my-chip)" in " ".join(out.split())
     code, out, err = run_cli(capsys, "export", "own-chip-study", "--trial", "0", "--storage", storage,
                              "--allow-infeasible")  # fmt: skip
     assert code == 0, err
