@@ -34,6 +34,7 @@ from cost_models.efficiency import (
 )
 from cost_models.errors import InvalidInputError, from_validation_error
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware, is_catalog_chip
+from cost_models.input_files import read_regular_text
 from cost_models.moe_kernel_time import MoeKernelParams
 
 #: A chip as the calibration functions take it: a catalog name, or the spec (a chip from a file).
@@ -220,7 +221,7 @@ def load_profile(name_or_path: str | Path, chip: Chip | None = None) -> Calibrat
     elif text_path.suffix in (".yaml", ".yml") or text_path.exists():
         where = str(text_path)
         try:
-            text = text_path.read_text(encoding="utf-8")
+            text = read_regular_text(text_path, "profile", "pass a profile YAML file written by tuner calibrate")
         except OSError as error:
             raise InvalidInputError(where, f"cannot read: {error.strerror}", "check the path") from None
         except UnicodeDecodeError:

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from cost_models.errors import InvalidInputError
+from cost_models.input_files import read_regular_text
 
 #: Suffixes that mark a catalog-schema file (a config.json is read by ``cost_models.hf_config``).
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -73,9 +74,9 @@ def load_entry(path: str | Path, field: str, spec_type: type[BaseModel], templat
     try:
         if file.is_dir():
             raise InvalidInputError(field, f"{shown} is a directory", fix_file)
-        if not file.is_file():
+        if not file.exists():
             raise InvalidInputError(field, f"no file at {shown}", fix_file)
-        text = file.read_text(encoding="utf-8")
+        text = read_regular_text(file, field, fix_file)  # not a FIFO or a device (/dev/zero)
     except InvalidInputError:
         raise
     except (OSError, UnicodeDecodeError, ValueError) as error:

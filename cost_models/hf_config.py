@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cost_models.errors import InvalidInputError, from_validation_error
+from cost_models.input_files import read_regular_text
 from cost_models.models import ModelSpec
 
 _FILE = "config.json"
@@ -735,7 +736,7 @@ def _read(path: Path) -> tuple[Path, dict[str, Any]]:
     shown = str(path) if len(str(path)) <= 200 else str(path)[:200] + "..."
     try:
         file = path / _FILE if path.is_dir() else path
-        found = file.is_file()
+        found = file.exists()
     except OSError:  # e.g. a path too long for the file system
         found = False
     if not found:
@@ -744,12 +745,14 @@ def _read(path: Path) -> tuple[Path, dict[str, Any]]:
             f"no config.json at {shown!r}",
             "give a catalog model name, or the path of a config.json or of its folder",
         )
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
+    try:  # a regular file: a FIFO or a device (/dev/zero) is refused before it is read
+        text = read_regular_text(file, "model", "give the path of a config.json or of its folder")
     except (OSError, UnicodeDecodeError) as error:
         raise InvalidInputError(
             "model", f"cannot read {shown!r} ({type(error).__name__})", "check the file's permissions and encoding"
         ) from None
+    try:
+        config = json.loads(text)
     except RecursionError:
         raise InvalidInputError(_FILE, "nested too deeply to parse", "use a Hugging Face config.json") from None
     except json.JSONDecodeError as error:

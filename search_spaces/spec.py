@@ -40,6 +40,7 @@ from cost_models.deployment import MAX_CHIPS, Overlap
 from cost_models.dtypes import BitsChoice, weight_bits_default
 from cost_models.errors import InvalidInputError, from_validation_error
 from cost_models.hardware import HardwareSpec, get_hardware
+from cost_models.input_files import read_regular_text
 from cost_models.metrics import METRICS, Direction
 from cost_models.models import ModelSpec, get_model
 from cost_models.partitioning import AttentionSharding, FfnLayout
@@ -669,9 +670,9 @@ def load_spec(path: str | Path) -> StudySpec:
     file = Path(path)
     shown = str(file) if len(str(file)) <= 200 else str(file)[:200] + "..."
     try:
-        if not file.is_file():
+        if not file.exists():
             raise InvalidInputError("spec", f"no file at {shown!r}", "pass the path of a study YAML")
-        text = file.read_text(encoding="utf-8")
+        text = read_regular_text(file, "spec", "pass the path of a study YAML")  # not a FIFO or /dev/zero
     except (OSError, UnicodeDecodeError) as error:
         raise InvalidInputError(
             "spec", f"cannot read {shown!r}: {type(error).__name__}", "check the path and the file"

@@ -43,6 +43,7 @@ from cost_models.efficiency import (
 )
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
+from cost_models.input_files import read_regular_text
 from cost_models.models import get_model
 from cost_models.topology import parse_mesh
 from tuner.fitting import abs_rel_errors, fit
@@ -88,7 +89,7 @@ class Point:
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_text(path, "points", "pass a CSV or YAML file of measured points")
     except (OSError, UnicodeDecodeError) as error:
         raise InvalidInputError(str(path), f"cannot read ({type(error).__name__})", "check the path") from None
     if path.suffix in (".yaml", ".yml"):
@@ -232,7 +233,9 @@ def read_benchmark_json(path: str | Path, *, model: str, hardware: str, chips: i
     if isinstance(chips, bool) or not isinstance(chips, int) or chips < 1:
         raise InvalidInputError("chips", f"must be a whole number >= 1, got {chips!r}", "pass --chips 1 or more")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular_text(path, "bench-json", "pass the result JSON of a serving benchmark"))
+    except InvalidInputError:
+        raise
     except (OSError, ValueError) as error:
         raise InvalidInputError(str(path), f"cannot read JSON ({type(error).__name__})", "pass a result file") from None
     if not isinstance(data, dict):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cost_models.errors import InvalidInputError
+from cost_models.input_files import read_regular_bytes
 
 #: The repo's copies (data/kernels/subsample.py made them); tests and the CLI default read these.
 REPO_KERNELS = Path(__file__).resolve().parent.parent / "data" / "kernels"
@@ -135,7 +136,7 @@ def read_kernel_table(path: str | Path) -> KernelTable:
     path = Path(path)
     name = str(path)
     try:
-        raw = path.read_bytes()
+        raw = read_regular_bytes(path, "kernels", "pass a kernel measurement CSV (gzip or plain)")
     except OSError as error:
         raise InvalidInputError(name, f"cannot read: {error.strerror}", "check the path") from None
     try:

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from cost_models.errors import InvalidInputError
+from cost_models.input_files import open_regular_file
 
 # Column lists of the shared database (copied from the headers of its files; do not reorder).
 GEMM_COLUMNS = (
@@ -1355,8 +1356,9 @@ def calibrate_command(system: str, paths: list[str]) -> str:
 # Reading back (the same parsing the calibration fitter needs).
 
 
-def _open_text(path: Path):
-    with open(path, "rb") as probe:
+def _open_text(path: Path, field: str = "measurements"):
+    # A regular file only: /dev/zero never ends, a FIFO without a writer blocks the open.
+    with open_regular_file(path, field, "pass a kernel measurement CSV (gzip or plain)") as probe:
         magic = probe.read(2)
     if magic == b"\x1f\x8b":
         return gzip.open(path, "rt", encoding="utf-8", newline="")
@@ -1384,7 +1386,7 @@ def read_measurements(path: str | os.PathLike, field: str = "measurements") -> l
     """
     path = Path(path)
     try:
-        handle = _open_text(path)
+        handle = _open_text(path, field)
     except OSError as error:
         raise InvalidInputError(field, f"cannot read {path}: {error.strerror or error}", "check the path") from None
     try:
