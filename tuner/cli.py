@@ -907,25 +907,29 @@ def show_command(study_name: str, trial_number: int, storage: str | None) -> Non
 @click.option(
     "--allow-infeasible", is_flag=True, help="Export a trial that violates a constraint (marked feasible: false)."
 )
+@click.option("--force", is_flag=True, help="With -o: overwrite an existing file.")
 def export_command(
-    study_name: str, trial_number: int, fmt: str, output: str | None, storage: str | None, allow_infeasible: bool
+    study_name: str,
+    trial_number: int,
+    fmt: str,
+    output: str | None,
+    storage: str | None,
+    allow_infeasible: bool,
+    force: bool,
 ) -> None:
     """Turn a trial into a deployment spec (json/yaml) or a stack's settings (jax, vllm, sglang, trtllm)."""
     from tuner.export import export
+    from tuner.init_spec import write_spec
     from tuner.pareto import load_study
     from tuner.storage import default_storage_url, storage_errors
 
+    if force and not output:
+        raise InvalidInputError("--force", "only used with -o (the export is printed)", "add -o PATH or drop --force")
     url = storage or default_storage_url(study_name)
     with storage_errors(url):
         text = export(load_study(study_name, url), trial_number, fmt, allow_infeasible=allow_infeasible)
     if output:
-        try:
-            with open(output, "w", encoding="utf-8") as handle:
-                handle.write(text if text.endswith("\n") else text + "\n")
-        except OSError as error:
-            raise InvalidInputError(
-                "output", f"cannot write {output}: {error.strerror}", "pass a writable path"
-            ) from None
+        write_spec(output, text if text.endswith("\n") else text + "\n", force)
         click.echo(f"wrote {output}")
     else:
         click.echo(text)

@@ -368,3 +368,26 @@ def test_a_static_trial_near_full_memory_gets_the_memory_it_needs(tmp_path) -> N
     assert any("memory fraction raised" in note for note in full["notes"])
     assert json.loads(export(study, by_batch[32], "sglang"))["engine_args"]["mem_fraction_static"] > share
     assert json.loads(export(study, by_batch[8], "vllm"))["engine_args"]["gpu_memory_utilization"] == 0.9
+
+
+def test_cli_export_refuses_an_existing_file_without_force(tmp_path, capsys):
+    """As tuner init: -o onto an existing file is one line naming --force, the file untouched."""
+    from cli_helpers import assert_one_error_line, run_cli
+
+    spec = {**SMALL_SPEC, "name": "force", "space": {"chips": [8], "mesh": ["1x1x8"], "batch": [8]}}
+    study = _study(spec, tmp_path)
+    url, out = f"sqlite:///{tmp_path}/force.db", tmp_path / "deploy.yaml"
+    args = ("export", "force", "--storage", url, "--trial", str(study.best_trials[0].number), "--format", "yaml")
+    code, stdout, err = run_cli(capsys, *args, "-o", str(out))
+    assert code == 0, err
+    written = out.read_text()
+    assert yaml.safe_load(written)["provenance"]["study"] == "force"
+    out.write_text("keep me\n")
+    line = assert_one_error_line(*run_cli(capsys, *args, "-o", str(out)), fields=("--force",))
+    assert str(out) in line
+    assert out.read_text() == "keep me\n"
+    code, stdout, err = run_cli(capsys, *args, "-o", str(out), "--force")
+    assert code == 0, err
+    assert out.read_text() == written
+    # --force without -o has nothing to overwrite: refused, not ignored.
+    assert_one_error_line(*run_cli(capsys, *args, "--force"), fields=("--force",))
