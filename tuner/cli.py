@@ -16,7 +16,7 @@ from tuner import early_signals  # noqa: F401
 # isort: on
 import json
 import sys
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import click
 
@@ -64,6 +64,12 @@ def _refuse_empty_path(ctx: click.Context, param: click.Parameter, value: str | 
     return value
 
 
+def _refuse_together(first: str, second: str, why: str, fix: str = "") -> NoReturn:
+    """Two options given together where one would be silently dropped (an ignored option is a wrong
+    answer): one line naming both, exit 2."""
+    raise InvalidInputError(first, f"cannot be combined with {second}: {why}", fix or f"drop {first} or {second}")
+
+
 def ENGINE_KNOB_OPTIONS(command):
     """The serving engine's batching knobs, each defaulting to the engine's own
     (``cost_models.serving.ENGINE_DEFAULTS``)."""
@@ -97,6 +103,8 @@ def models_command(as_json: bool, template: bool) -> None:
     from cost_models.models import model_catalog
     from tuner import tables
 
+    if template and as_json:
+        _refuse_together("--template", "--json", "the template is commented YAML, not JSON")
     if template:
         from cost_models.catalog_files import template_text
 
@@ -130,6 +138,8 @@ def hardware_command(as_json: bool, template: bool) -> None:
     from cost_models.topology import chip_offer
     from tuner import tables
 
+    if template and as_json:
+        _refuse_together("--template", "--json", "the template is commented YAML, not JSON")
     if template:
         from cost_models.catalog_files import template_text
 
@@ -226,7 +236,7 @@ BACKEND_OPTION = click.option(
 @click.option(
     "--causal/--no-causal",
     default=None,
-    help="Count only the unmasked triangle in prefill [default: on with flash attention].",
+    help="Count only the unmasked triangle in prefill (not with --phase decode) [default: on with flash attention].",
 )
 @click.option(
     "--convention",
@@ -268,6 +278,13 @@ def analyze_command(
     from cost_models.hardware import get_hardware
     from tuner import tables
 
+    if causal is not None and phase == "decode":
+        _refuse_together(
+            "--causal" if causal else "--no-causal",
+            "--phase decode",
+            "it counts the masked triangle of a prompt's attention; a decoded token attends to every cached key",
+            "drop it, or use --phase prefill",
+        )
     weight_bits = weight_bits_or_checkpoint(weight_bits, model)
     report = analyze_one(
         model,
@@ -796,6 +813,8 @@ def pareto_command(study_name: str, storage: str | None, as_json: bool, as_csv: 
     from tuner.pareto import load_study, study_front
     from tuner.storage import default_storage_url, storage_errors
 
+    if as_json and as_csv:
+        _refuse_together("--json", "--csv", "the front is printed in one format")
     url = storage or default_storage_url(study_name)
     with storage_errors(url), tables.progress(disable=as_json or as_csv, what="reading the front") as update:
         study = load_study(study_name, url)
@@ -961,20 +980,17 @@ def init_command(model: str, hardware: str, serving: bool, output: str | None, f
 
 
 @cli.command("spec")
-@click.option("--schema", "what", flag_value="schema", help="Print the JSON Schema of study specs (editor completion).")
-@click.option(
-    "--reference",
-    "what",
-    flag_value="reference",
-    help="Print the Markdown reference of every field.",
-)
-def spec_command(what: str | None) -> None:
+@click.option("--schema", is_flag=True, help="Print the JSON Schema of study specs (editor completion).")
+@click.option("--reference", is_flag=True, help="Print the Markdown reference of every field.")
+def spec_command(schema: bool, reference: bool) -> None:
     """Print the study spec's JSON Schema (--schema) or its field reference (--reference)."""
     from tuner.spec_docs import json_schema, reference_markdown
 
-    if what is None:
+    if schema and reference:
+        _refuse_together("--schema", "--reference", "one prints JSON, the other Markdown")
+    if not (schema or reference):
         raise InvalidInputError("spec", "nothing to print", "pass --schema or --reference")
-    if what == "schema":
+    if schema:
         _print_json(json_schema())
     else:
         click.echo(reference_markdown(), nl=False)

@@ -383,7 +383,8 @@ def test_flash_attention_fuses_attention(capsys, phase):
         "2",
         "--seq-len",
         "1024",
-        "--no-causal",
+        # Prefill: the whole square, as unfused attention computes it (decode has no triangle).
+        *(("--no-causal",) if phase == "prefill" else ()),
     )
     plain = analyze_json(capsys, *base, "--no-flash-attention")
     flash = analyze_json(capsys, *base, "--flash-attention")

@@ -1,0 +1,50 @@
+"""Two options that cannot both mean something are refused: one ``error:`` line naming both, exit
+2, nothing printed. Before, one of them was silently dropped (``--template --json`` printed YAML,
+``--schema --reference`` printed whichever came last, ``--json --csv`` printed JSON, ``--causal``
+in decode was reported as in force while the decode attention ignored it)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cli_helpers import assert_one_error_line, run_cli
+
+ANALYZE_DECODE = ("analyze", "--model", "llama-2-7b", "--hardware", "h100-sxm", "--phase", "decode")
+ANALYZE_DECODE += ("--batch", "1", "--seq-len", "128")
+
+
+@pytest.mark.parametrize(
+    ("args", "options"),
+    [
+        (("models", "--template", "--json"), ("--template", "--json")),
+        (("models", "--json", "--template"), ("--template", "--json")),
+        (("hardware", "--template", "--json"), ("--template", "--json")),
+        (("spec", "--schema", "--reference"), ("--schema", "--reference")),
+        (("spec", "--reference", "--schema"), ("--schema", "--reference")),
+        (("pareto", "no-such-study", "--json", "--csv"), ("--json", "--csv")),
+        ((*ANALYZE_DECODE, "--causal"), ("--causal", "--phase decode")),
+        ((*ANALYZE_DECODE, "--no-causal", "--flash-attention"), ("--no-causal", "--phase decode")),
+    ],
+)
+def test_conflicting_options_are_one_line_naming_both(
+    capsys: pytest.CaptureFixture[str], tmp_path, monkeypatch, args: tuple[str, ...], options: tuple[str, str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # pareto's default storage: nothing is created here
+    line = assert_one_error_line(*run_cli(capsys, *args), fields=options)
+    for option in options:
+        assert option in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("phase", ["prefill"])
+def test_causal_still_counts_in_prefill(capsys: pytest.CaptureFixture[str], phase: str) -> None:
+    args = ("analyze", "--model", "llama-2-7b", "--hardware", "h100-sxm", "--phase", phase, "--batch", "1")
+    code, out, err = run_cli(capsys, *args, "--seq-len", "128", "--causal", "--json")
+    assert code == 0, err
+    assert '"causal": true' in out
+
+
+def test_one_of_each_pair_alone_still_works(capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (("models", "--template"), ("models", "--json"), ("spec", "--schema"), ("spec", "--reference")):
+        code, out, err = run_cli(capsys, *args)
+        assert code == 0 and out and not err, (args, err)
