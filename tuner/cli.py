@@ -480,6 +480,14 @@ def estimate_command(
     weight_bits = weight_bits_or_checkpoint(weight_bits, model)
     given = {k: v for k, v in knobs.items() if v is not None}
     serving = concurrency is not None or request_rate is not None
+    # A serving estimate runs both phases whatever --phase shows of the static ones.
+    _refuse_unused_layouts(
+        "both" if serving else phase,
+        {
+            "ffn-layout": {"": ffn_layout, "prefill": prefill_ffn_layout, "decode": decode_ffn_layout},
+            "attn-sharding": {"": attn_sharding, "prefill": prefill_attn_sharding, "decode": decode_attn_sharding},
+        },
+    )
     if given and not serving:
         flag = "--" + next(iter(given)).replace("_", "-")
         raise InvalidInputError("serving", f"{flag} needs a load", "add --concurrency C or --request-rate R")
@@ -531,6 +539,25 @@ def estimate_command(
         _print_json(report)
     else:
         tables.print_estimate(report)
+
+
+def _refuse_unused_layouts(phase: str, options: dict[str, dict[str, str | None]]) -> None:
+    """A layout that sets nothing estimated is an error, not a silent no-op (it changed only the
+    echo of the options): --decode-ffn-layout with --phase prefill (and the other way round), or
+    --ffn-layout with every estimated phase overridden."""
+    phases = ("prefill", "decode") if phase == "both" else (phase,)
+    for kind, given in options.items():
+        for other in ("prefill", "decode"):
+            if other not in phases and given[other] is not None:
+                _refuse_together(
+                    f"--{other}-{kind}",
+                    f"--phase {phase}",
+                    f"{other} is not estimated",
+                    f"drop --{other}-{kind}, or use --phase {other} or both",
+                )
+        if given[""] is not None and all(given[p] is not None for p in phases):
+            overrides = " and ".join(f"--{p}-{kind}" for p in phases)
+            _refuse_together(f"--{kind}", overrides, "the estimated phases each have their own", f"drop --{kind}")
 
 
 @cli.command("simulate")

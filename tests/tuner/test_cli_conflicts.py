@@ -11,6 +11,8 @@ from cli_helpers import assert_one_error_line, run_cli
 
 ANALYZE_DECODE = ("analyze", "--model", "llama-2-7b", "--hardware", "h100-sxm", "--phase", "decode")
 ANALYZE_DECODE += ("--batch", "1", "--seq-len", "128")
+ESTIMATE = ("estimate", "--model", "llama-2-7b", "--hardware", "tpu-v4", "--chips", "8", "--batch", "8")
+ESTIMATE += ("--prompt-len", "128", "--gen-len", "16")
 
 
 @pytest.mark.parametrize(
@@ -24,6 +26,20 @@ ANALYZE_DECODE += ("--batch", "1", "--seq-len", "128")
         (("pareto", "no-such-study", "--json", "--csv"), ("--json", "--csv")),
         ((*ANALYZE_DECODE, "--causal"), ("--causal", "--phase decode")),
         ((*ANALYZE_DECODE, "--no-causal", "--flash-attention"), ("--no-causal", "--phase decode")),
+        # The other phase's layout changed only the echo of the options, no number.
+        ((*ESTIMATE, "--phase", "prefill", "--decode-ffn-layout", "ws_1d"), ("--decode-ffn-layout", "--phase prefill")),
+        ((*ESTIMATE, "--phase", "prefill", "--decode-attn-sharding", "batch"), ("--decode-attn-sharding", "prefill")),
+        ((*ESTIMATE, "--phase", "decode", "--prefill-ffn-layout", "ws_1d"), ("--prefill-ffn-layout", "--phase decode")),
+        ((*ESTIMATE, "--phase", "decode", "--prefill-attn-sharding", "batch"), ("--prefill-attn-sharding", "decode")),
+        # Both phases overridden: --ffn-layout / --attn-sharding set nothing.
+        (
+            (*ESTIMATE, "--ffn-layout", "ws_1d", "--prefill-ffn-layout", "ws_2d", "--decode-ffn-layout", "ws_2d"),
+            ("--ffn-layout", "--prefill-ffn-layout"),
+        ),
+        (
+            (*ESTIMATE, "--phase", "decode", "--attn-sharding", "batch", "--decode-attn-sharding", "head"),
+            ("--attn-sharding", "--decode-attn-sharding"),
+        ),
     ],
 )
 def test_conflicting_options_are_one_line_naming_both(
@@ -42,6 +58,21 @@ def test_causal_still_counts_in_prefill(capsys: pytest.CaptureFixture[str], phas
     code, out, err = run_cli(capsys, *args, "--seq-len", "128", "--causal", "--json")
     assert code == 0, err
     assert '"causal": true' in out
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("--phase", "prefill", "--prefill-ffn-layout", "ws_1d", "--attn-sharding", "batch"),
+        ("--phase", "decode", "--ffn-layout", "ws_1d", "--prefill-attn-sharding", "head", "--phase", "both"),
+        ("--ffn-layout", "ws_1d", "--decode-ffn-layout", "ws_2d"),
+        # Serving runs both phases, whatever --phase shows of the static estimate.
+        ("--phase", "prefill", "--decode-ffn-layout", "ws_1d", "--concurrency", "4"),
+    ],
+)
+def test_layout_overrides_that_count_still_work(capsys: pytest.CaptureFixture[str], options: tuple[str, ...]) -> None:
+    code, out, err = run_cli(capsys, *ESTIMATE, *options, "--json")
+    assert code == 0, err
 
 
 def test_one_of_each_pair_alone_still_works(capsys: pytest.CaptureFixture[str]) -> None:
