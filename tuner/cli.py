@@ -70,6 +70,21 @@ def _refuse_together(first: str, second: str, why: str, fix: str = "") -> NoRetu
     raise InvalidInputError(first, f"cannot be combined with {second}: {why}", fix or f"drop {first} or {second}")
 
 
+def _refuse_backend_without_profile(calibration: str | None, backend: str | None) -> None:
+    """In tuner analyze --backend only picks the engine whose measured kernels the profile holds: with
+    --calibration none (the pure roofline) it was ignored. (tuner estimate keeps it: the named engine
+    must launch the deployment, and a serving estimate runs that engine's knobs.)"""
+    from cost_models.calibration import NO_CALIBRATION
+
+    if backend is not None and calibration == NO_CALIBRATION:
+        _refuse_together(
+            "--backend",
+            "--calibration none",
+            "the pure roofline holds no engine's kernels",
+            "drop --backend, or use --calibration auto",
+        )
+
+
 def ENGINE_KNOB_OPTIONS(command):
     """The serving engine's batching knobs, each defaulting to the engine's own
     (``cost_models.serving.ENGINE_DEFAULTS``)."""
@@ -285,6 +300,7 @@ def analyze_command(
             "it counts the masked triangle of a prompt's attention; a decoded token attends to every cached key",
             "drop it, or use --phase prefill",
         )
+    _refuse_backend_without_profile(calibration, backend)
     weight_bits = weight_bits_or_checkpoint(weight_bits, model)
     report = analyze_one(
         model,

@@ -31,6 +31,8 @@ ESTIMATE += ("--prompt-len", "128", "--gen-len", "16")
         ((*ESTIMATE, "--phase", "prefill", "--decode-attn-sharding", "batch"), ("--decode-attn-sharding", "prefill")),
         ((*ESTIMATE, "--phase", "decode", "--prefill-ffn-layout", "ws_1d"), ("--prefill-ffn-layout", "--phase decode")),
         ((*ESTIMATE, "--phase", "decode", "--prefill-attn-sharding", "batch"), ("--prefill-attn-sharding", "decode")),
+        # analyze: --backend only picks the engine whose kernels the profile holds; the roofline has none.
+        ((*ANALYZE_DECODE, "--calibration", "none", "--backend", "vllm"), ("--backend", "--calibration none")),
         # Both phases overridden: --ffn-layout / --attn-sharding set nothing.
         (
             (*ESTIMATE, "--ffn-layout", "ws_1d", "--prefill-ffn-layout", "ws_2d", "--decode-ffn-layout", "ws_2d"),
@@ -66,6 +68,10 @@ def test_causal_still_counts_in_prefill(capsys: pytest.CaptureFixture[str], phas
         ("--phase", "prefill", "--prefill-ffn-layout", "ws_1d", "--attn-sharding", "batch"),
         ("--phase", "decode", "--ffn-layout", "ws_1d", "--prefill-attn-sharding", "head", "--phase", "both"),
         ("--ffn-layout", "ws_1d", "--decode-ffn-layout", "ws_2d"),
+        # estimate: --backend is the engine that must launch the deployment (and, serving, its
+        # knobs and overheads), even on the pure roofline.
+        ("--calibration", "none", "--backend", "jax"),
+        ("--calibration", "none", "--backend", "jax", "--concurrency", "4"),
         # Serving runs both phases, whatever --phase shows of the static estimate.
         ("--phase", "prefill", "--decode-ffn-layout", "ws_1d", "--concurrency", "4"),
     ],
