@@ -720,6 +720,7 @@ def search_command(
         from tuner.study import run_search
 
     spec = with_calibration(load_spec(spec_path), calibration, backend)
+    _refuse_seed_if_exhaustive(seed, sampler, spec.sampler)
     with storage_errors(storage or default_storage_url(spec.name)), stop_on_signals() as stop:
         with tables.progress(disable=as_json) as update:
             result = run_search(
@@ -762,6 +763,17 @@ def search_command(
     _stop_if_interrupted(result.interrupted, "run the same command to resume", stop.exit_code)
 
 
+def _refuse_seed_if_exhaustive(seed: int | None, sampler: str | None, spec_sampler: str) -> None:
+    """The exhaustive sampler scores every candidate and draws nothing at random: --seed was ignored."""
+    if seed is not None and (sampler or spec_sampler) == "exhaustive":
+        _refuse_together(
+            "--seed",
+            "--sampler exhaustive" if sampler else "the spec's sampler exhaustive",
+            "it draws nothing at random",
+            "drop --seed",
+        )
+
+
 @cli.command("worker")
 @click.argument("spec_path", metavar="SPEC.yaml", type=click.Path(dir_okay=False))
 @click.option("--storage", required=True, help="SQLAlchemy URL every worker shares, e.g. postgresql://user@host/db.")
@@ -791,6 +803,7 @@ def worker_command(
         from tuner.study import run_worker
 
     spec = with_calibration(load_spec(spec_path), calibration, backend)
+    _refuse_seed_if_exhaustive(seed, None, spec.sampler)
     with storage_errors(storage), stop_on_signals() as stop:
         result = run_worker(
             spec,

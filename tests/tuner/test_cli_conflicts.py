@@ -5,6 +5,8 @@ in decode was reported as in force while the decode attention ignored it)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cli_helpers import assert_one_error_line, run_cli
@@ -85,3 +87,38 @@ def test_one_of_each_pair_alone_still_works(capsys: pytest.CaptureFixture[str]) 
     for args in (("models", "--template"), ("models", "--json"), ("spec", "--schema"), ("spec", "--reference")):
         code, out, err = run_cli(capsys, *args)
         assert code == 0 and out and not err, (args, err)
+
+
+SPEC = """\
+name: seeded
+model: llama-3-8b
+hardware: h100-sxm
+workload: {prompt_len: 128, gen_len: 16}
+space: {chips: [1], batch: [1, 2]}
+objectives: [{metric: decode.step_latency_s}]
+sampler: SAMPLER
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "sampler", "options", "second"),
+    [
+        ("search", "nsga2", ("--sampler", "exhaustive"), "--sampler exhaustive"),
+        ("search", "exhaustive", (), "sampler exhaustive"),
+        ("worker", "exhaustive", (), "sampler exhaustive"),
+    ],
+)
+def test_a_seed_for_the_exhaustive_sampler_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str, sampler: str, options: tuple, second: str
+) -> None:
+    """The exhaustive sampler draws nothing at random: --seed changed nothing."""
+    spec = tmp_path / "seeded.yaml"
+    spec.write_text(SPEC.replace("SAMPLER", sampler), encoding="utf-8")
+    storage = f"sqlite:///{tmp_path}/seeded.db"
+    args = (command, str(spec), "--storage", storage, "--seed", "7", *options)
+    line = assert_one_error_line(*run_cli(capsys, *args), fields=("--seed",))
+    assert second in line, line
+    assert not (tmp_path / "seeded.db").exists()
+    if sampler != "exhaustive":  # the spec's own sampler takes the seed
+        code, _, err = run_cli(capsys, command, str(spec), "--storage", storage, "--seed", "7", "--trials", "1")
+        assert code == 0, err
