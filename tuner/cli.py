@@ -1187,6 +1187,7 @@ def calibrate_command(
             "--kernels": bool(kernels),
             "--output": output is not None,
             "--report": report is not None,
+            "--json": as_json,  # only --all has no report to print as JSON
         },
     )
     if points or bench_json:

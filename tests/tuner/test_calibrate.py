@@ -557,6 +557,8 @@ def test_gzip_input_and_profile_output(tmp_path, capsys):
         # --hardware silently ignored.
         (["--all", "--hardware", "h100-sxm"], "--hardware"),
         (["--all", "--kernels", "k.csv"], "--kernels"),
+        # --all prints no fit report: --json printed its text lines all the same.
+        (["--all", "--json"], "--json"),
         # Ignored: the kernels were fitted, --report, --fit, --base and --model never looked at.
         (["--hardware", "h100-sxm", "--backend", "trtllm", "--report", "r.md"], "--report"),
         (["--hardware", "h100-sxm", "--backend", "trtllm", "--fit", "compute_eff"], "--fit"),
