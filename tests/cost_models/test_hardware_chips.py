@@ -1,6 +1,8 @@
 """The chips added for current deployments (B300, H20, MI300X/MI325X/MI355X, TPU v6e and v7):
 datasheet numbers as typed in hardware.yaml's comments, their interconnect, and fp4 peaks where
-the chip has fp4 units."""
+the chip has fp4 units. Memory is the total the runtime reports (nvidia-smi MiB x 2^20, rocm-smi
+bytes), as the comments quote it; MI325X and TPU v7 keep the datasheet figure (no runtime total
+found)."""
 
 from __future__ import annotations
 
@@ -15,15 +17,15 @@ NEW_CHIPS = ("b300", "h20", "mi300x", "mi325x", "mi355x", "tpu-v6e", "tpu-v7")
 @pytest.mark.parametrize(
     ("name", "bf16", "fp8", "fp4", "memory_bytes", "bandwidth"),
     [
-        ("b300", 2.25e15, 4.5e15, 13.5e15, 288e9, 8.0e12),
-        ("h20", 148e12, 296e12, None, 96e9, 4.0e12),
-        ("mi300x", 1307.4e12, 2614.9e12, None, 192e9, 5.3e12),
+        ("b300", 2.25e15, 4.5e15, 13.5e15, 275040 * 2**20, 8.0e12),  # nvidia-smi 275,040 MiB
+        ("h20", 148e12, 296e12, None, 97871 * 2**20, 4.0e12),  # nvidia-smi 97,871 MiB
+        ("mi300x", 1307.4e12, 2614.9e12, None, 192 * 2**30 - 16 * 2**20, 5.3e12),  # rocm-smi
         ("mi325x", 1307.4e12, 2614.9e12, None, 256e9, 6.0e12),
-        ("mi355x", 2.5e15, 5.0e15, 10.05e15, 288e9, 8.0e12),
+        ("mi355x", 2.5e15, 5.0e15, 10.05e15, 288 * 2**30 - 16 * 2**20, 8.0e12),  # rocm-smi
         ("tpu-v6e", 918e12, None, None, 32 * 2**30, 1638e9),
         ("tpu-v7", 2307e12, 4614e12, None, 192e9, 7.37e12),
-        ("b200", 2.25e15, 4.5e15, 9.0e15, 180e9, 8.0e12),
-        ("gb200", 2.5e15, 5.0e15, 10.0e15, 186e9, 8.0e12),
+        ("b200", 2.25e15, 4.5e15, 9.0e15, 183359 * 2**20, 8.0e12),  # nvidia-smi 183,359 MiB
+        ("gb200", 2.5e15, 5.0e15, 10.0e15, 189471 * 2**20, 8.0e12),  # nvidia-smi 189,471 MiB
     ],
 )
 def test_datasheet_numbers(

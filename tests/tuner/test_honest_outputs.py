@@ -30,7 +30,7 @@ def test_analyze_says_the_footprint_does_not_fit_and_what_would(capsys: pytest.C
     code, out, err = run_cli(capsys, *args, "--batch", "8", "--seq-len", "2048", "--calibration", "none")
     assert code == 0, err
     text = " ".join(out.split())
-    assert "does not fit on one h100-sxm: 143 GB > 85.9 GB" in text
+    assert "does not fit on one h100-sxm: 143 GB > 85.5 GB" in text  # 81,559 MiB (nvidia-smi) = 85.52e9 B
     assert "needs >= 2 chips" in text and "8-bit weights (--weight-bits 8 or fp8)" in text
     assert "calibration: none" in text  # the assumption is stated
 
@@ -53,7 +53,7 @@ def test_analyze_fits_when_it_fits(capsys: pytest.CaptureFixture[str]) -> None:
     args = ("analyze", "--model", "llama-2-7b", "--hardware", "h100-sxm", "--phase", "decode", "--batch", "1")
     code, out, err = run_cli(capsys, *args, "--seq-len", "128", "--json")
     assert code == 0, err
-    assert json.loads(out)["memory_fit"] == {"capacity_bytes": pytest.approx(85.9e9, rel=1e-3), "fits": True}
+    assert json.loads(out)["memory_fit"] == {"capacity_bytes": 81559 * 2**20, "fits": True}  # nvidia-smi's 81,559 MiB
 
 
 @pytest.mark.parametrize(
