@@ -83,7 +83,11 @@ class HardwareSpec(BaseModel):
     source: str
     kind: Literal["tpu", "gpu", "cpu"]
     peak_ops_per_s: PeakOps
-    memory_bytes: float = Field(gt=0, description="HBM (or DRAM) capacity per chip.")
+    memory_bytes: float = Field(
+        gt=0,
+        description="Device memory per chip, bytes, as the runtime reports it (nvidia-smi's total, rocm-smi's VRAM "
+        "total), not the datasheet figure.",
+    )
     memory_bandwidth_bytes_per_s: float = Field(gt=0)
     interconnect: Annotated[TorusInterconnect | SwitchedInterconnect, Field(discriminator="kind")]
     efficiency: Efficiency = Efficiency()

@@ -68,8 +68,8 @@ def test_init_space_uses_what_the_chip_allows(hardware: str) -> None:
 
 
 def test_init_gpu_moe_spec_has_expert_and_data_parallel_degrees() -> None:
-    # Qwen3-235B-A22B (128 experts) on H200 (8-GPU NVLink node, 141 GB): tp up to 8, two
-    # pipeline stages (470 GB of 16-bit weights over 8 x 141 GB), ep dividing the 128 experts
+    # Qwen3-235B-A22B (128 experts) on H200 (8-GPU NVLink node, 143,771 MiB = 150.75 GB each): tp up
+    # to 8, two pipeline stages (470 GB of 16-bit weights over 8 x 150.75 GB), ep dividing the 128 experts
     # up to tp x dp = 64, dp up to 8, micro-batches for the pipeline.
     space = load_spec_text(spec_text("qwen3-235b-a22b", "h200")).space
     assert space.tp == [1, 2, 4, 8]
