@@ -247,6 +247,9 @@ def test_measured_network_rows_equal_each_alone() -> None:
 @pytest.mark.parametrize(("chip", "profile"), [("h100-sxm", "h100-sxm-vllm"), ("b200", "b200-trtllm")])
 # "across": most rows' groups cross domains (over xyz), so the network model times every row.
 @pytest.mark.parametrize(("rows", "pool"), [(600, "all"), (600, "across")])
+# The rows of negative bytes give NaN in the NCCL lines' soft max (a negative base to a fractional
+# power) on both paths alike: numpy's warning for them is expected here.
+@pytest.mark.filterwarnings("ignore:invalid value encountered in power:RuntimeWarning")
 def test_measured_network_split_rows_equal_whole_call(chip, profile, rows, pool) -> None:
     """The rows split by formula (network model across domains on those meshes' own group terms,
     the measured curve per group size, 0 for a group of one) give every row the bits of the
