@@ -824,6 +824,15 @@ def vllm_args(spec: dict) -> dict:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model")
     knobs = engine_knobs(spec.get("serving"), "vllm", spec["batch"])
     max_model_len = _context_limit(spec, notes)
+    budget = knobs["max_num_tokens"]
+    if not knobs["chunked_prefill"] and budget < max_model_len:
+        # vLLM refuses to start without chunked prefill when max_num_batched_tokens < max_model_len
+        # (vllm-project/vllm vllm/config/scheduler.py, SchedulerConfig.verify_max_model_len).
+        notes.append(
+            f"without chunked prefill vLLM refuses max_num_batched_tokens ({budget}) below max_model_len "
+            f"({max_model_len}): raised to {max_model_len} (the trial was scored with a {budget}-token budget)"
+        )
+        budget = max_model_len
     args = {
         "model": model["hf_repo"],
         "tensor_parallel_size": tp,
@@ -837,17 +846,12 @@ def vllm_args(spec: dict) -> dict:
         "kv_cache_dtype": kv_cache_dtype,
         "max_num_seqs": per_rank_batch(knobs, dp, "vllm", notes),
         "max_model_len": max_model_len,
-        "max_num_batched_tokens": knobs["max_num_tokens"],
+        "max_num_batched_tokens": budget,
         "enable_chunked_prefill": knobs["chunked_prefill"],
         "block_size": knobs["kv_block_size"],
         "gpu_memory_utilization": memory_fraction(spec, knobs, "vllm", notes),
         "enable_prefix_caching": knobs["prefix_caching"],
     }
-    if not knobs["chunked_prefill"] and knobs["max_num_tokens"] < max_model_len:
-        notes.append(
-            f"without chunked prefill vLLM needs max_num_batched_tokens ({knobs['max_num_tokens']}) >= "
-            f"max_model_len ({max_model_len}): raise it or enable chunked prefill"
-        )
     flags: list[tuple[str, Any]] = []
     for key, value in args.items():
         if key == "model" or value is None:

@@ -1,0 +1,68 @@
+"""The engine exports write only flags and values the engines accept, checked against small tables
+read off the engines' own sources (the newest stored copies; see each table's comment)."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from cost_models.deployments import Deployment
+from cost_models.hardware import get_hardware
+from cost_models.models import get_model
+from cost_models.serving import make_workloads
+from tuner.export import engine_args
+
+DEPLOYMENT = Deployment(get_model("llama-3-8b"), get_hardware("h100-sxm"), (1, 1, 2), 32, 1024, 128)
+
+# vLLM (vllm-project/vllm): --kv-cache-dtype takes CacheDType (vllm/config/cache.py); the ones the
+# export may write. --quantization takes QuantizationMethods
+# (vllm/model_executor/layers/quantization/__init__.py; mxfp4 from v0.10.1).
+VLLM_KV_CACHE_DTYPES = {"auto", "fp8", "fp8_e4m3", "fp8_e5m2"}
+VLLM_QUANTIZATION = {"fp8", "gptq", "modelopt_fp4", "mxfp4"}
+
+
+def _flags(cli: str) -> dict[str, str | bool]:
+    """A launch line's flags: ``--flag value`` or a bare ``--flag`` (True)."""
+    tokens = shlex.split(cli)
+    flags: dict[str, str | bool] = {}
+    for i, token in enumerate(tokens):
+        if token.startswith("--"):
+            following = tokens[i + 1] if i + 1 < len(tokens) else None
+            flags[token] = True if following is None or following.startswith("--") else following
+    return flags
+
+
+def _serving(backend: str = "trtllm", **knobs) -> dict:
+    settings = {
+        "concurrency": 64,
+        "prompt_len": 1024,
+        "gen_len": 128,
+        "prompt_len_std": 0.0,
+        **knobs,
+    }
+    return make_workloads(backend=backend, **settings).row(0)
+
+
+def _vllm(serving: dict, deployment: Deployment = DEPLOYMENT) -> dict:
+    data = engine_args(deployment, serving, "vllm")
+    flags = _flags(data["cli"])
+    if "--kv-cache-dtype" in flags:
+        assert flags["--kv-cache-dtype"] in VLLM_KV_CACHE_DTYPES
+    if "--quantization" in flags:
+        assert flags["--quantization"] in VLLM_QUANTIZATION
+    return {"flags": flags, **data}
+
+
+def test_vllm_without_chunked_prefill_gets_a_token_budget_of_the_context():
+    # vllm/config/scheduler.py, SchedulerConfig.verify_max_model_len: without chunked prefill
+    # max_num_batched_tokens < max_model_len is a ValueError at startup. A TensorRT-LLM trial
+    # (chunked prefill off) with a 1100-token budget (at least the prompt, as the serving model needs) and longer contexts: vLLM gets the context.
+    data = _vllm(_serving(max_num_tokens=1100, chunked_prefill=False))
+    flags = data["flags"]
+    assert flags["--no-enable-chunked-prefill"] is True
+    assert int(flags["--max-num-batched-tokens"]) >= int(flags["--max-model-len"])
+    assert any("refuses max_num_batched_tokens (1100) below max_model_len" in n for n in data["notes"])
+    # With chunked prefill on, the trial's budget stands.
+    flags = _vllm(_serving(max_num_tokens=512, chunked_prefill=True))["flags"]
+    assert flags["--max-num-batched-tokens"] == "512" and flags["--enable-chunked-prefill"] is True
