@@ -833,6 +833,15 @@ def vllm_args(spec: dict) -> dict:
             f"({max_model_len}): raised to {max_model_len} (the trial was scored with a {budget}-token budget)"
         )
         budget = max_model_len
+    seqs = per_rank_batch(knobs, dp, "vllm", notes)
+    if seqs > budget:
+        # vLLM refuses max_num_batched_tokens < max_num_seqs (vllm/config/scheduler.py,
+        # SchedulerConfig.verify_max_model_len): a step cannot run more sequences than tokens.
+        notes.append(
+            f"vLLM refuses max_num_seqs ({seqs}) above max_num_batched_tokens ({budget}): capped at {budget}, "
+            "the most sequences a step of that budget runs"
+        )
+        seqs = budget
     args = {
         "model": model["hf_repo"],
         "tensor_parallel_size": tp,
@@ -844,7 +853,7 @@ def vllm_args(spec: dict) -> dict:
         "dtype": "bfloat16",
         "quantization": quantization,
         "kv_cache_dtype": kv_cache_dtype,
-        "max_num_seqs": per_rank_batch(knobs, dp, "vllm", notes),
+        "max_num_seqs": seqs,
         "max_model_len": max_model_len,
         "max_num_batched_tokens": budget,
         "enable_chunked_prefill": knobs["chunked_prefill"],

@@ -66,3 +66,13 @@ def test_vllm_without_chunked_prefill_gets_a_token_budget_of_the_context():
     # With chunked prefill on, the trial's budget stands.
     flags = _vllm(_serving(max_num_tokens=512, chunked_prefill=True))["flags"]
     assert flags["--max-num-batched-tokens"] == "512" and flags["--enable-chunked-prefill"] is True
+
+
+def test_vllm_max_num_seqs_is_at_most_the_token_budget():
+    # vllm/config/scheduler.py, SchedulerConfig.verify_max_model_len: max_num_batched_tokens <
+    # max_num_seqs is a ValueError. TensorRT-LLM's 2048-sequence default over a 1536-token budget.
+    data = _vllm(_serving(max_num_tokens=1536, chunked_prefill=True))
+    flags = data["flags"]
+    assert int(flags["--max-num-seqs"]) <= int(flags["--max-num-batched-tokens"]) == 1536
+    assert any("refuses max_num_seqs (2048)" in n for n in data["notes"])
+
