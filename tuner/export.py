@@ -842,6 +842,12 @@ def vllm_args(spec: dict) -> dict:
             "the most sequences a step of that budget runs"
         )
         seqs = budget
+    block = knobs["kv_block_size"]
+    if block % 16:
+        # vLLM's CUDA attention backends need a block size that is a multiple of 16 (vllm/v1/attention/
+        # backends/flash_attn.py: "Block size must be a multiple of 16.").
+        notes.append(f"vLLM needs block_size a multiple of 16, not {block}: rounded up to {block + 16 - block % 16}")
+        block += 16 - block % 16
     args = {
         "model": model["hf_repo"],
         "tensor_parallel_size": tp,
@@ -857,7 +863,7 @@ def vllm_args(spec: dict) -> dict:
         "max_model_len": max_model_len,
         "max_num_batched_tokens": budget,
         "enable_chunked_prefill": knobs["chunked_prefill"],
-        "block_size": knobs["kv_block_size"],
+        "block_size": block,
         "gpu_memory_utilization": memory_fraction(spec, knobs, "vllm", notes),
         "enable_prefix_caching": knobs["prefix_caching"],
     }

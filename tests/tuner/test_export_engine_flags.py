@@ -76,3 +76,11 @@ def test_vllm_max_num_seqs_is_at_most_the_token_budget():
     assert int(flags["--max-num-seqs"]) <= int(flags["--max-num-batched-tokens"]) == 1536
     assert any("refuses max_num_seqs (2048)" in n for n in data["notes"])
 
+
+@pytest.mark.parametrize(("block", "written"), [(1, 16), (8, 16), (16, 16), (24, 32), (64, 64)])
+def test_vllm_block_size_is_a_multiple_of_16(block, written):
+    # vllm/v1/attention/backends/flash_attn.py: "Block size must be a multiple of 16." An SGLang
+    # trial (page size 1) exported to vLLM gets 16.
+    data = _vllm(_serving(backend="sglang", kv_block_size=block))
+    assert data["flags"]["--block-size"] == str(written)
+    assert any("multiple of 16" in n for n in data["notes"]) == (block != written)
