@@ -972,15 +972,24 @@ def trtllm_args(spec: dict) -> dict:
         if moe
         else {}
     )
+    kv_cache_config: dict[str, Any] = {
+        "free_gpu_memory_fraction": knobs["memory_fraction"],
+        "enable_block_reuse": knobs["prefix_caching"],
+        "dtype": kv_cache_dtype,
+    }
+    if block != TRTLLM_TOKENS_PER_BLOCK:
+        # KvCacheConfig.tokens_per_block (NVIDIA/TensorRT-LLM tensorrt_llm/llmapi/llm_args.py) is a
+        # recent field, and KvCacheConfig (a StrictBaseModel) refuses keys it lacks: written only
+        # where the trial's block is not the default, with a note.
+        kv_cache_config = {"tokens_per_block": block, **kv_cache_config}
+        notes.append(
+            f"kv_cache_config.tokens_per_block {block} needs a TensorRT-LLM whose KvCacheConfig has the field "
+            "(recent releases); an older one refuses the key"
+        )
     extra = {
         **parallel,
         "enable_chunked_prefill": knobs["chunked_prefill"],
-        "kv_cache_config": {
-            "tokens_per_block": block,
-            "free_gpu_memory_fraction": knobs["memory_fraction"],
-            "enable_block_reuse": knobs["prefix_caching"],
-            "dtype": kv_cache_dtype,
-        },
+        "kv_cache_config": kv_cache_config,
     }
     args = {
         "model": model["hf_repo"],
@@ -1006,6 +1015,10 @@ def trtllm_args(spec: dict) -> dict:
 
 
 _RENDERERS = {"vllm": vllm_args, "sglang": sglang_args, "trtllm": trtllm_args}
+
+#: TensorRT-LLM's KvCacheConfig.tokens_per_block default (tensorrt_llm/llmapi/llm_args.py), the
+#: block of releases without the field.
+TRTLLM_TOKENS_PER_BLOCK = 32
 
 
 def engine_args(deployment: Deployment, serving: dict | None, backend: str) -> dict:

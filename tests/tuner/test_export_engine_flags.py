@@ -84,3 +84,52 @@ def test_vllm_block_size_is_a_multiple_of_16(block, written):
     data = _vllm(_serving(backend="sglang", kv_block_size=block))
     assert data["flags"]["--block-size"] == str(written)
     assert any("multiple of 16" in n for n in data["notes"]) == (block != written)
+
+
+# TensorRT-LLM (NVIDIA/TensorRT-LLM): trtllm-serve's click options (tensorrt_llm/commands/serve.py;
+# --tp_size and --pp_size are aliases of --tensor_parallel_size / --pipeline_parallel_size,
+# --extra_llm_api_options of --config) and the LLM API keys the options file may set
+# (tensorrt_llm/llmapi/llm_args.py: BaseLlmArgs and KvCacheConfig; KvCacheConfig.dtype as the
+# PyTorch backend reads it).
+TRTLLM_SERVE_OPTIONS = {
+    "--backend",
+    "--tp_size",
+    "--pp_size",
+    "--max_batch_size",
+    "--max_num_tokens",
+    "--max_seq_len",
+    "--extra_llm_api_options",
+}
+TRTLLM_BACKENDS = {"pytorch", "tensorrt", "_autodeploy"}
+TRTLLM_LLM_ARGS = {
+    "enable_chunked_prefill",
+    "kv_cache_config",
+    "moe_expert_parallel_size",
+    "moe_tensor_parallel_size",
+    "enable_attention_dp",
+}
+TRTLLM_KV_CACHE_CONFIG = {"tokens_per_block", "free_gpu_memory_fraction", "enable_block_reuse", "dtype"}
+TRTLLM_KV_CACHE_DTYPES = {"auto", "fp8", "nvfp4"}
+
+
+def _trtllm(serving: dict | None, deployment: Deployment = DEPLOYMENT) -> dict:
+    data = engine_args(deployment, serving, "trtllm")
+    flags = _flags(data["cli"])
+    assert set(flags) <= TRTLLM_SERVE_OPTIONS and flags["--backend"] in TRTLLM_BACKENDS
+    extra = data["extra_llm_api_options"]
+    assert set(extra) <= TRTLLM_LLM_ARGS
+    assert set(extra["kv_cache_config"]) <= TRTLLM_KV_CACHE_CONFIG
+    assert extra["kv_cache_config"]["dtype"] in TRTLLM_KV_CACHE_DTYPES
+    return data
+
+
+def test_trtllm_writes_tokens_per_block_only_off_its_default():
+    # KvCacheConfig is a StrictBaseModel: a release without tokens_per_block refuses the key, so the
+    # default block (32) is left out and any other is written with a note.
+    data = _trtllm(_serving(kv_block_size=32))
+    assert "tokens_per_block" not in data["extra_llm_api_options"]["kv_cache_config"]
+    assert not any("tokens_per_block" in n for n in data["notes"])
+    data = _trtllm(_serving(kv_block_size=64))
+    assert data["extra_llm_api_options"]["kv_cache_config"]["tokens_per_block"] == 64
+    assert any("tokens_per_block 64 needs a TensorRT-LLM" in n for n in data["notes"])
+
