@@ -953,6 +953,17 @@ def trtllm_args(spec: dict) -> dict:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model")
     knobs = engine_knobs(spec.get("serving"), "trtllm", spec["batch"])
     context = _context_limit(spec, notes)
+    longest_prompt = length_quantile(
+        float(spec["workload"]["prompt_len"]), float((spec.get("serving") or {}).get("prompt_len_std") or 0.0)
+    )
+    if not knobs["chunked_prefill"] and longest_prompt > knobs["max_num_tokens"]:
+        # Without chunked prefill the PyTorch backend refuses a request whose prompt exceeds
+        # max_num_tokens (NVIDIA/TensorRT-LLM tensorrt_llm/llmapi/llm.py, _check_arguments).
+        notes.append(
+            f"without chunked prefill TensorRT-LLM refuses prompts over max_num_tokens ({knobs['max_num_tokens']}); "
+            f"the workload's prompts reach {longest_prompt} tokens ({CONTEXT_QUANTILE:.1%}): raise max_num_tokens "
+            "or enable chunked prefill"
+        )
     block = knobs["kv_block_size"]
     if block < 2 or block & (block - 1):
         notes.append(f"TensorRT-LLM needs tokens_per_block a power of two above 1, not {block}")

@@ -133,3 +133,13 @@ def test_trtllm_writes_tokens_per_block_only_off_its_default():
     assert data["extra_llm_api_options"]["kv_cache_config"]["tokens_per_block"] == 64
     assert any("tokens_per_block 64 needs a TensorRT-LLM" in n for n in data["notes"])
 
+
+def test_trtllm_without_chunked_prefill_notes_prompts_past_the_token_budget():
+    # tensorrt_llm/llmapi/llm.py, _check_arguments: without chunked prefill a prompt longer than
+    # max_num_tokens is refused. Prompts of 1024 +- 200 tokens reach past a 1100-token budget.
+    spread = _serving(max_num_tokens=1100, chunked_prefill=False, prompt_len_std=200.0)
+    assert any("refuses prompts over max_num_tokens (1100)" in n for n in _trtllm(spread)["notes"])
+    fixed = _serving(max_num_tokens=1100, chunked_prefill=False)
+    assert not any("refuses prompts" in n for n in _trtllm(fixed)["notes"])
+    chunked = _serving(max_num_tokens=1100, chunked_prefill=True, prompt_len_std=200.0)
+    assert not any("refuses prompts" in n for n in _trtllm(chunked)["notes"])
