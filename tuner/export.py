@@ -920,6 +920,12 @@ def sglang_args(spec: dict) -> dict:
         "mem_fraction_static": memory_fraction(spec, knobs, "sglang", notes),
         "disable_radix_cache": not knobs["prefix_caching"],
     }
+    if args["enable_dp_attention"] and knobs["chunked_prefill"]:
+        # sgl-project/sglang python/sglang/srt/server_args.py, _handle_data_parallelism.
+        notes.append(
+            f"with DP attention SGLang divides --chunked-prefill-size by --dp-size: each of the {dp} ranks "
+            f"prefills chunks of {knobs['max_num_tokens'] // dp} tokens"
+        )
     flags = [(f"--{k.replace('_', '-')}", v) for k, v in args.items() if k != "model_path"]
     cli = _cli(["python", "-m", "sglang.launch_server", "--model-path", args["model_path"] or "MODEL"], flags)
     return {"engine": "sglang", "engine_args": args, "cli": cli, "notes": notes, "provenance": spec.get("provenance")}

@@ -143,3 +143,23 @@ def test_trtllm_without_chunked_prefill_notes_prompts_past_the_token_budget():
     assert not any("refuses prompts" in n for n in _trtllm(fixed)["notes"])
     chunked = _serving(max_num_tokens=1100, chunked_prefill=True, prompt_len_std=200.0)
     assert not any("refuses prompts" in n for n in _trtllm(chunked)["notes"])
+
+
+# SGLang (sgl-project/sglang python/sglang/srt/server_args.py): --kv-cache-dtype choices (fp4_e2m1
+# in recent releases only) and QUANTIZATION_CHOICES, the ones the export may write.
+SGLANG_KV_CACHE_DTYPES = {"auto", "fp8_e5m2", "fp8_e4m3", "bf16", "bfloat16", "fp4_e2m1"}
+SGLANG_QUANTIZATION = {"fp8", "gptq", "modelopt_fp4", "mxfp4"}
+
+
+def test_sglang_dp_attention_notes_the_per_rank_chunk():
+    # server_args.py, _handle_data_parallelism: with --enable-dp-attention, tp_size % dp_size == 0 and
+    # chunked_prefill_size //= dp_size.
+    moe = Deployment(
+        get_model("qwen3-235b-a22b"), get_hardware("h200"), (1, 1, 2), 32, 1024, 128, data_parallel=4
+    )
+    data = engine_args(moe, None, "sglang")
+    flags = _flags(data["cli"])
+    assert flags["--enable-dp-attention"] is True and int(flags["--tp-size"]) % int(flags["--dp-size"]) == 0
+    assert flags["--kv-cache-dtype"] in SGLANG_KV_CACHE_DTYPES
+    assert flags.get("--quantization", "fp8") in SGLANG_QUANTIZATION
+    assert any("each of the 4 ranks prefills chunks of 2048 tokens" in n for n in data["notes"])
