@@ -57,7 +57,8 @@ def _vllm(serving: dict, deployment: Deployment = DEPLOYMENT) -> dict:
 def test_vllm_without_chunked_prefill_gets_a_token_budget_of_the_context():
     # vllm/config/scheduler.py, SchedulerConfig.verify_max_model_len: without chunked prefill
     # max_num_batched_tokens < max_model_len is a ValueError at startup. A TensorRT-LLM trial
-    # (chunked prefill off) with a 1100-token budget (at least the prompt, as the serving model needs) and longer contexts: vLLM gets the context.
+    # (chunked prefill off) with a 1100-token budget (at least the prompt, as the serving model
+    # needs) and longer contexts: vLLM gets the context as its budget.
     data = _vllm(_serving(max_num_tokens=1100, chunked_prefill=False))
     flags = data["flags"]
     assert flags["--no-enable-chunked-prefill"] is True
@@ -154,9 +155,7 @@ SGLANG_QUANTIZATION = {"fp8", "gptq", "modelopt_fp4", "mxfp4"}
 def test_sglang_dp_attention_notes_the_per_rank_chunk():
     # server_args.py, _handle_data_parallelism: with --enable-dp-attention, tp_size % dp_size == 0 and
     # chunked_prefill_size //= dp_size.
-    moe = Deployment(
-        get_model("qwen3-235b-a22b"), get_hardware("h200"), (1, 1, 2), 32, 1024, 128, data_parallel=4
-    )
+    moe = Deployment(get_model("qwen3-235b-a22b"), get_hardware("h200"), (1, 1, 2), 32, 1024, 128, data_parallel=4)
     data = engine_args(moe, None, "sglang")
     flags = _flags(data["cli"])
     assert flags["--enable-dp-attention"] is True and int(flags["--tp-size"]) % int(flags["--dp-size"]) == 0
