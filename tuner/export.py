@@ -604,6 +604,8 @@ def _model_section(d: Deployment) -> dict:
         "sliding_window": m.sliding_window,
         "sliding_window_layers": m.sliding_window_layers,
         "checkpoint_format": m.checkpoint_format,
+        # The longest context the model was trained for (its config's max_position_embeddings; 0: unknown).
+        "max_context": m.max_context,
         "published_kv_heads": m.kv_heads,
         "published_block": m.block,
     }
@@ -787,6 +789,15 @@ def _context_limit(spec: dict, notes: list[str]) -> int:
         notes.append(
             f"the context limit ({tokens} tokens) holds prompts and outputs at their {CONTEXT_QUANTILE:.1%} "
             f"lengths under the workload's spread, not only the mean {mean}"
+        )
+    model = spec["model"]
+    if model.get("max_context") and tokens > model["max_context"]:
+        # vLLM (vllm/config/model.py, _get_and_verify_max_len) and SGLang (python/sglang/srt/configs/
+        # model_config.py) refuse a context limit past the model's unless an environment variable allows it.
+        notes.append(
+            f"the context limit ({tokens} tokens) passes {model['name']}'s {model['max_context']}-token context: "
+            "vLLM refuses it without VLLM_ALLOW_LONG_MAX_MODEL_LEN=1, SGLang without "
+            "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1 (and outputs past the trained context degrade)"
         )
     return tokens
 

@@ -162,3 +162,16 @@ def test_sglang_dp_attention_notes_the_per_rank_chunk():
     assert flags["--kv-cache-dtype"] in SGLANG_KV_CACHE_DTYPES
     assert flags.get("--quantization", "fp8") in SGLANG_QUANTIZATION
     assert any("each of the 4 ranks prefills chunks of 2048 tokens" in n for n in data["notes"])
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
+def test_a_context_past_the_models_is_noted(engine):
+    # vllm/config/model.py (_get_and_verify_max_len) and sglang python/sglang/srt/configs/
+    # model_config.py refuse a context limit past the model's derived one unless an environment
+    # variable allows it. gpt-oss-120b: 131072 tokens.
+    def notes(prompt: int) -> list[str]:
+        d = Deployment(get_model("gpt-oss-120b"), get_hardware("h200"), (1, 1, 8), 1, prompt, 1024)
+        return engine_args(d, None, engine)["notes"]
+
+    assert any("passes gpt-oss-120b's 131072-token context" in n for n in notes(131072))
+    assert not any("-token context:" in n for n in notes(8192))
