@@ -54,9 +54,9 @@ from cost_models.topology import Network, network_for
 #: size in tokens, share of HBM the engine may use. TensorRT-LLM: ``max_batch_size`` 2048,
 #: ``max_num_tokens`` 8192, ``tokens_per_block`` 32, ``free_gpu_memory_fraction`` 0.9, chunked
 #: context off (LLM API defaults). vLLM V1: ``max_num_seqs`` 256, ``max_num_batched_tokens`` 8192
-#: (online serving on a large GPU), always chunked, ``block_size`` 16, ``gpu_memory_utilization``
-#: 0.9. SGLang: ``max_running_requests`` unset (bounded by memory; 2048 here), ``chunked_prefill_size``
-#: 8192, page size 1, ``mem_fraction_static`` about 0.88.
+#: (online serving on a large GPU), chunked (the V1 scheduler honours it off too), ``block_size`` 16,
+#: ``gpu_memory_utilization`` 0.9. SGLang: ``max_running_requests`` unset (bounded by memory; 2048
+#: here), ``chunked_prefill_size`` 8192, page size 1, ``mem_fraction_static`` about 0.88.
 ENGINE_DEFAULTS: dict[str, dict[str, Any]] = {
     "trtllm": {
         "max_batch_size": 2048,
