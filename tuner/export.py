@@ -931,6 +931,13 @@ def sglang_args(spec: dict) -> dict:
         "mem_fraction_static": memory_fraction(spec, knobs, "sglang", notes),
         "disable_radix_cache": not knobs["prefix_caching"],
     }
+    if args["ep_size"]:
+        # Recent SGLang runs expert parallelism from --ep-size alone (server_args.py: ep_size, aliases
+        # --expert-parallel-size / --ep); releases with --enable-ep-moe ran tensor-parallel MoE without it.
+        notes.append(
+            "expert parallelism from --ep-size alone is recent SGLang's; a release that still has --enable-ep-moe "
+            "needs that flag too (and then sets ep to tp)"
+        )
     if args["enable_dp_attention"] and knobs["chunked_prefill"]:
         # sgl-project/sglang python/sglang/srt/server_args.py, _handle_data_parallelism.
         notes.append(

@@ -175,3 +175,14 @@ def test_a_context_past_the_models_is_noted(engine):
 
     assert any("passes gpt-oss-120b's 131072-token context" in n for n in notes(131072))
     assert not any("-token context:" in n for n in notes(8192))
+
+
+def test_sglang_ep_size_notes_the_older_enable_ep_moe():
+    # server_args.py: ep_size (--ep-size, --expert-parallel-size, --ep); older releases ran expert
+    # parallelism only with --enable-ep-moe (which set ep_size to tp_size).
+    moe = Deployment(get_model("qwen3-235b-a22b"), get_hardware("h200"), (1, 1, 8), 32, 1024, 128, expert_parallel=8)
+    data = engine_args(moe, None, "sglang")
+    assert _flags(data["cli"])["--ep-size"] == "8"
+    assert any("--enable-ep-moe" in n for n in data["notes"])
+    dense = engine_args(DEPLOYMENT, None, "sglang")
+    assert "--ep-size" not in _flags(dense["cli"]) and not any("--enable-ep-moe" in n for n in dense["notes"])
