@@ -165,6 +165,9 @@ SHAPE_FIELDS = (
     "vocab",
     "kind",
     "tie_embeddings",
+    "sliding_window",
+    "sliding_window_layers",
+    "max_context",
 )
 
 
@@ -232,6 +235,9 @@ def test_gpt_neox_block_kinds(tmp_path: Path) -> None:
         vocab=50304,
         kind="decoder",
         tie_embeddings=False,
+        sliding_window=0,
+        sliding_window_layers=0,
+        max_context=2048,
     )
     serial = {**PYTHIA_160M, "use_parallel_residual": False}
     assert model_from_hf_config(write_config(tmp_path, serial, folder="s")).block == "serial"

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from cost_models import get_model
 from cost_models.errors import InvalidInputError
 from cost_models.hf_config import model_from_hf_config
 
@@ -427,6 +428,35 @@ def test_parameters_match_the_model_cards(name: str, total: float, active: float
     assert spec.params == pytest.approx(total, rel=rel)
     if active is not None:
         assert spec.active_params == pytest.approx(active, rel=rel)
+
+
+#: Catalog models whose Hub repository a fixture was transcribed from (fixtures/hf/README.md).
+CATALOG_OF_FIXTURE = {
+    "llama": "llama-3.1-8b",
+    "mistral": "mistral-7b",
+    "mixtral": "mixtral-8x7b",
+    "qwen3": "qwen3-8b",
+    "qwen3_moe": "qwen3-235b-a22b",
+    "deepseek_v3": "deepseek-v3",  # DeepSeek-R1's config: the same architecture
+    "kimi_k2": "kimi-k2",
+    "gpt_oss": "gpt-oss-120b",
+    "gemma3": "gemma-3-27b",
+    "llama4": "llama-4-scout-17b-16e",
+    "gpt2": "gpt2",
+}
+
+
+@pytest.mark.parametrize("fixture", sorted(CATALOG_OF_FIXTURE))
+def test_catalog_entry_is_its_published_config(fixture: str) -> None:
+    """`--model NAME` and `--model path/to/its/config.json` are the same model, field by field
+    (windows and trained context included: the catalog's Mistral 7B lacked v0.1's 4096-token
+    window, and most entries their context). Llama 4 Scout's fixture is its first release, whose
+    max_position_embeddings (262144) a later revision raised to the catalog's 10485760."""
+    read_back = model_from_hf_config(FIXTURES / f"{fixture}.json").model_dump(exclude={"name", "source"})
+    catalog = get_model(CATALOG_OF_FIXTURE[fixture]).model_dump(exclude={"name", "source"})
+    if fixture == "llama4":
+        assert (read_back.pop("max_context"), catalog.pop("max_context")) == (262144, 10485760)
+    assert read_back == catalog
 
 
 def read(tmp_path: Path, config: dict[str, Any], folder: str = "m"):

@@ -26,6 +26,7 @@ MIXTRAL_8X7B = {
     "vocab_size": 32000,
     "sliding_window": None,
     "tie_word_embeddings": False,
+    "max_position_embeddings": 32768,
 }
 QWEN3_235B = {
     "model_type": "qwen3_moe",
@@ -45,6 +46,7 @@ QWEN3_235B = {
     "use_sliding_window": False,
     "sliding_window": None,
     "tie_word_embeddings": False,
+    "max_position_embeddings": 40960,
 }
 # Qwen1.5-MoE-A2.7B (HF Qwen/Qwen1.5-MoE-A2.7B config.json): 60 experts of 1408, top-4, one shared
 # expert of 5632; 24 layers, hidden 2048, 16 heads, vocab 151936.
@@ -79,6 +81,7 @@ QWEN3_8B = {
     "use_sliding_window": False,
     "sliding_window": None,
     "tie_word_embeddings": False,
+    "max_position_embeddings": 40960,
 }
 
 
