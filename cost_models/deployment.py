@@ -1590,7 +1590,29 @@ def estimate_one(
         report.pop(other)
     # mesh_chosen: the fastest of several legal meshes; an engine deployment's mesh is its TP group.
     mesh_chosen = mesh is None and not engine
-    return {**report, "mesh_chosen": mesh_chosen, "engine_default": engine and tp is None, "overlap": overlap}
+    notes = context_notes(model_spec, prompt_len + gen_len)
+    return {
+        **report,
+        "mesh_chosen": mesh_chosen,
+        "engine_default": engine and tp is None,
+        "overlap": overlap,
+        "notes": notes,
+    }
+
+
+def context_notes(model: ModelSpec, context_tokens: int) -> list[str]:
+    """What to tell a user whose requests pass the model's trained context (``max_context``, its
+    config.json's max_position_embeddings; 0: unknown): the cost model scores any length, but
+    vLLM and SGLang refuse a context limit past it without an override (vllm config/model.py
+    _get_and_verify_max_len; sglang configs/model_config.py), and quality past it is not the
+    model's."""
+    if not model.max_context or context_tokens <= model.max_context:
+        return []
+    return [
+        f"prompt + generated tokens ({context_tokens:,}) pass {model.name}'s trained context of "
+        f"{model.max_context:,} tokens (max_position_embeddings): engines refuse that context without a "
+        "RoPE-scaling or length override"
+    ]
 
 
 def heads_split_error(

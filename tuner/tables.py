@@ -301,6 +301,8 @@ def print_estimate(report: dict) -> None:
             else "not limited by a KV cache"
         )
     )
+    for note in report.get("notes", []):
+        console.print(escape(note))
     if "serving" in report:
         print_serving(report["serving"], console)
 

@@ -1033,3 +1033,20 @@ def test_commands_named_in_help_texts_exist() -> None:
         known = {opt for param in cli.commands[name].params for opt in param.opts}
         for option in options.split():
             assert option in known, f"help names `tuner {name} {option}`, which {name} does not take"
+
+
+@pytest.mark.parametrize(("prompt", "gen", "noted"), [(8192, 128, True), (3968, 128, False)])
+def test_estimate_notes_a_context_past_the_models_trained_one(capsys, prompt, gen, noted):
+    """Llama 2 was trained on 4,096 positions (its config.json's max_position_embeddings): 8,192 +
+    128 tokens pass it, and vLLM/SGLang refuse such a context limit without an override; 3,968 +
+    128 is exactly 4,096 and passes nothing."""
+    args = ("estimate", "--model", "llama-2-7b", "--hardware", "h100-sxm", "--chips", "1", "--batch", "1")
+    lengths = ("--prompt-len", str(prompt), "--gen-len", str(gen))
+    code, out, err = run_cli(capsys, *args, *lengths, "--json")
+    assert code == 0, err
+    notes = json.loads(out)["notes"]
+    assert notes == (["prompt + generated tokens (8,320) pass llama-2-7b's trained context of 4,096 tokens"
+                      " (max_position_embeddings): engines refuse that context without a RoPE-scaling or length"
+                      " override"] if noted else [])  # fmt: skip
+    code, out, err = run_cli(capsys, *args, *lengths)
+    assert code == 0 and ("trained context of 4,096 tokens" in " ".join(out.split())) == noted
