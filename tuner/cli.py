@@ -737,6 +737,9 @@ def search_command(
         from tuner.pareto import load_study
 
         front = study_front(load_study(result.study_name, result.storage_url))
+    from cost_models.deployment import context_notes
+
+    notes = context_notes(spec.resolved_model(), spec.workload.prompt_len + spec.workload.gen_len)
     if as_json:
         _print_json(
             {
@@ -749,6 +752,7 @@ def search_command(
                 "elapsed_s": result.elapsed_s,
                 "calibration": result.calibration,
                 "front": tables.front_rows(front),
+                "notes": notes,
             }
         )
     else:
@@ -759,6 +763,8 @@ def search_command(
             f"study {result.study_name!r} in {result.storage_url} holds "
             f"{result.trials_before + result.trials_added}; calibration {result.calibration}"
         )
+        for note in notes:
+            click.echo(f"note: {note}")
     _say_if_exhausted(result.exhausted)
     _stop_if_interrupted(result.interrupted, "run the same command to resume", stop.exit_code)
 

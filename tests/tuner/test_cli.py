@@ -1050,3 +1050,22 @@ def test_estimate_notes_a_context_past_the_models_trained_one(capsys, prompt, ge
                       " override"] if noted else [])  # fmt: skip
     code, out, err = run_cli(capsys, *args, *lengths)
     assert code == 0 and ("trained context of 4,096 tokens" in " ".join(out.split())) == noted
+
+
+@pytest.mark.parametrize(("prompt", "noted"), [(8192, True), (2048, False)])
+def test_search_notes_a_workload_past_the_models_trained_context(capsys, tmp_path, prompt, noted):
+    """The study's workload, 8,192 + 128 tokens on Llama 2 (4,096 positions), passes it: the
+    search says so as estimate does; 2,048 + 128 does not."""
+    spec = tmp_path / "ctx.yaml"
+    spec.write_text(
+        "name: ctx\nmodel: llama-2-7b\nhardware: h100-sxm\n"
+        f"workload: {{prompt_len: {prompt}, gen_len: 128}}\n"
+        "space: {chips: [1], batch: [1, 2]}\nobjectives: [{metric: decode.step_latency_s}]\n"
+    )
+    code, out, err = run_cli(capsys, "search", str(spec), "--storage", f"sqlite:///{tmp_path / 'c.db'}", "--json")
+    assert code == 0, err
+    notes = json.loads(out)["notes"]
+    if noted:
+        assert len(notes) == 1 and "(8,320) pass llama-2-7b's trained context of 4,096 tokens" in notes[0]
+    else:
+        assert notes == []
