@@ -19,8 +19,9 @@ cost of :mod:`cost_models.iteration` (calibrated per engine when a profile is gi
   budget (M/D/1 in the open loop), the prefill iterations of the request itself, and in a
   closed-loop benchmark the first burst of every client at once, weighted by its share of the run.
 - **Memory.** The KV cache is paged: a sequence holds its blocks as it grows, so the sustainable
-  concurrency is the free HBM after weights and activations over the mean blocks a running
-  sequence holds, not over every sequence's full length; clients beyond it (or beyond
+  concurrency is the KV budget the engine sets aside (each engine's own rule for its memory
+  knob, :func:`kv_budget_bytes`) over the mean blocks a running sequence holds, not over every
+  sequence's full length; clients beyond it (or beyond
   ``max_batch_size``) queue, and the estimate says so (``queued``).
 - **Throughput** follows from the cycle: ``b x gen_len`` output tokens per cycle of mixed and
   decode-only iterations; per user ``1 / TPOT``; Little's law ties concurrency, rate and latency.
@@ -51,10 +52,11 @@ from cost_models.topology import Network, network_for
 
 #: Engine defaults (each engine's documented default for an online server on one node): the
 #: most sequences per iteration, the token budget of an iteration, chunked prefill, KV block
-#: size in tokens, share of HBM the engine may use. TensorRT-LLM: ``max_batch_size`` 2048,
-#: ``max_num_tokens`` 8192, ``tokens_per_block`` 32, ``free_gpu_memory_fraction`` 0.9, chunked
-#: context off (LLM API defaults). vLLM V1: ``max_num_seqs`` 256, ``max_num_batched_tokens`` 8192
-#: (online serving on a large GPU), chunked (the V1 scheduler honours it off too), ``block_size`` 16,
+#: size in tokens, the engine's memory knob (a share of what differs by engine:
+#: :func:`kv_budget_bytes`). TensorRT-LLM: ``max_batch_size`` 2048, ``max_num_tokens`` 8192,
+#: ``tokens_per_block`` 32, ``free_gpu_memory_fraction`` 0.9, chunked context off (LLM API
+#: defaults). vLLM V1: ``max_num_seqs`` 256, ``max_num_batched_tokens`` 8192 (online serving on a
+#: large GPU), chunked (the V1 scheduler honours it off too), ``block_size`` 16,
 #: ``gpu_memory_utilization`` 0.9. SGLang: ``max_running_requests`` unset (bounded by memory; 2048
 #: here), ``chunked_prefill_size`` 8192, page size 1, ``mem_fraction_static`` about 0.88.
 ENGINE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -170,8 +172,9 @@ class ServingWorkloads:
     chunked_prefill: np.ndarray  # bool
     kv_block_size: np.ndarray
     prefix_hit_rate: np.ndarray  # share of each prompt found in the prefix cache
-    memory_fraction: np.ndarray  # share of HBM the engine may use
+    memory_fraction: np.ndarray  # the engine's memory knob; what it is a share of: :func:`kv_budget_bytes`
     requests_per_client: np.ndarray  # closed loop: benchmark length, for the first burst's share
+    engine: np.ndarray  # str: the serving engine (a key of ENGINE_DEFAULTS), whose memory rule applies
 
     def __len__(self) -> int:
         return int(self.prompt_len.shape[0])
@@ -190,6 +193,8 @@ class ServingWorkloads:
             value = getattr(self, f.name)[i]
             if f.name == "chunked_prefill":
                 out[f.name] = bool(value)
+            elif f.name == "engine":
+                out[f.name] = str(value)
             elif f.name in ("max_batch_size", "max_num_tokens", "kv_block_size"):
                 out[f.name] = int(value)
             else:
@@ -251,6 +256,7 @@ def make_workloads(
     }
     if gen_len_std is None:
         typed["gen_len_std"] = DEFAULT_GEN_LEN_CV * typed["gen_len"]
+    typed["engine"] = np.full(len(typed["prompt_len"]), backend)
     workloads = ServingWorkloads(**typed)
     validate_workloads(workloads)
     return workloads
@@ -264,6 +270,10 @@ def _check(name: str, bad: np.ndarray, values: np.ndarray, must: str, fix: str) 
 
 def validate_workloads(w: ServingWorkloads) -> None:
     """Raise :class:`InvalidInputError` naming the first bad field."""
+    unknown = ~np.isin(w.engine, list(ENGINE_DEFAULTS))
+    if np.any(unknown):
+        engine = str(w.engine[int(np.argmax(unknown))])
+        raise InvalidInputError("backend", f"unknown engine {engine!r}", f"use one of {', '.join(ENGINE_DEFAULTS)}")
     closed = np.isfinite(w.concurrency)
     _check(
         "concurrency",
@@ -383,13 +393,78 @@ def serving_report(result: ServingEstimate, index: int = 0) -> dict[str, Any]:
 class _Memory:
     weights: np.ndarray
     kv_per_token: np.ndarray
-    free: np.ndarray
+    free: np.ndarray  # the KV cache budget, kv_budget_bytes
+    activations: np.ndarray  # of a full iteration (max_num_tokens tokens)
+
+
+def kv_budget_bytes(
+    engine: np.ndarray,
+    memory_bytes: float | np.ndarray,
+    fraction: np.ndarray,
+    weights: np.ndarray,
+    activations: np.ndarray,
+) -> np.ndarray:
+    """Bytes per chip each engine gives its KV cache, by the engine's own rule for its memory
+    knob ``fraction`` (``memory_bytes``: the chip's total; ``weights`` and ``activations``: the
+    model's per chip, the activations of the engine's profiling forward of ``max_num_tokens``
+    tokens). Negative where nothing is left. Each engine measures at start-up what it subtracts;
+    the model charges what it models (weights, activations) and nothing else:
+
+    - **TensorRT-LLM** (PyTorch backend, ``KvCacheConfig.free_gpu_memory_fraction``): the share of
+      the memory still FREE after the weights loaded and a profiling forward of max_num_tokens
+      ran, ``fraction x (total - peak)`` with the peak = weights + activations + memory outside
+      torch (NVIDIA/TensorRT-LLM tensorrt_llm/_torch/pyexecutor/_util.py,
+      KvCacheCreator.configure_kv_cache_capacity and _cal_max_memory: ``available_kv_mem =
+      (total_gpu_memory - peak_memory + allocated_bytes) * fraction``; docs/source/reference/
+      memory.md: "allocate 90% of the remaining free GPU memory").
+    - **vLLM** V1 (``gpu_memory_utilization``): the share of the TOTAL the instance may use, less
+      everything it holds but the cache: ``fraction x total - (weights + peak activations of the
+      profiling run + non-torch memory the load and the run added)`` (vllm-project/vllm
+      vllm/v1/worker/gpu_worker.py, Worker.determine_available_memory: ``requested_memory -
+      profile_result.non_kv_cache_memory``; vllm/utils/mem_utils.py, memory_profiling). The CUDA
+      context and NCCL set up before its start-up snapshot and the CUDA graphs captured after
+      the cache is allocated are not subtracted (they live in the 1 - fraction rest;
+      compile_or_warm_up_model only logs a suggestion that counts the graphs).
+    - **SGLang** (``mem_fraction_static``): the share of the memory free before the weights load
+      for the STATIC pools, weights and KV cache: ``rest_memory = available_after_weights -
+      total x (1 - mem_fraction_static)``, ``total`` being the memory free after the CUDA context
+      and torch.distributed came up (sgl-project/sglang python/sglang/srt/model_executor/
+      model_runner_kv_cache_mixin.py, profile_max_num_token; model_runner.py ModelRunner.__init__:
+      ``min_per_gpu_memory = self.init_torch_distributed()`` "Get memory before model loading"),
+      so ``fraction x total - weights``. Activations and CUDA graphs are NOT subtracted: they run
+      in the 1 - fraction rest (an engine whose activations pass it runs out of memory on a full
+      iteration; :func:`sglang_activation_shortfall`).
+    - **jax** (no engine source read here): the vLLM rule.
+
+    Left out, for want of a published figure: the memory each engine finds in use before it
+    measures (CUDA context, NCCL and cuBLAS workspaces; TensorRT-LLM and vLLM subtract what of it
+    their profiling sees, SGLang's ``total`` starts after it) and the gap between the CUDA
+    runtime's total, which all three read (torch.cuda.mem_get_info), and the catalog's
+    nvidia-smi total: 491,651,072 B (~469 MiB) on the one H100 the catalog cites
+    (cost_models/catalog/hardware.yaml header). Each budget here is an upper bound by about
+    ``fraction`` times those."""
+    total = np.asarray(memory_bytes, dtype=np.float64)
+    vllm = total * fraction - weights - activations
+    trtllm = fraction * (total - weights - activations)
+    sglang = total * fraction - weights
+    return np.select([engine == "trtllm", engine == "sglang"], [trtllm, sglang], default=vllm)
+
+
+def sglang_activation_shortfall(
+    engine: np.ndarray, memory_bytes: float | np.ndarray, fraction: np.ndarray, activations: np.ndarray
+) -> np.ndarray:
+    """Bytes by which a full iteration's activations pass the ``1 - mem_fraction_static`` share
+    SGLang leaves outside its static pools (0 where they fit, and for every other engine): SGLang
+    does not shrink the KV cache for them (:func:`kv_budget_bytes`), it runs out of memory."""
+    rest = np.asarray(memory_bytes, dtype=np.float64) * (1.0 - fraction)
+    return np.where(engine == "sglang", np.maximum(activations - rest, 0.0), 0.0)
 
 
 def _memory(d: Deployments, w: ServingWorkloads, phase: str, shapes: IterationShapes | None = None) -> _Memory:
     """Weights as the layout stores them, KV bytes per token per chip as the attention sharding
-    splits the cache, and the HBM left for the cache after weights and the activations of a
-    full iteration (``max_num_tokens`` tokens). ``shapes``: the deployments' iteration shapes,
+    splits the cache, and the HBM the engine gives the cache (:func:`kv_budget_bytes`: by each
+    engine's rule, from the weights and the activations of a full iteration, ``max_num_tokens``
+    tokens). ``shapes``: the deployments' iteration shapes,
     when already computed (their configurations and plans are these; the phase field of the
     configurations, the only difference, is not read here)."""
     if shapes is None:
@@ -412,14 +487,14 @@ def _memory(d: Deployments, w: ServingWorkloads, phase: str, shapes: IterationSh
     ffn_width = np.maximum(configs.d_ff, configs.experts_per_token * configs.expert_d_ff + configs.shared_d_ff)
     widest = np.maximum(ffn_width * np.where(configs.gated_ffn, 2.0, 1.0), configs.vocab / 8)
     activations = 2.0 * w.max_num_tokens * widest * act_bytes / d.chips
-    free = d.hardware.memory_bytes * w.memory_fraction - weights - activations
-    return _Memory(weights, kv_per_token, free)
+    free = kv_budget_bytes(w.engine, d.hardware.memory_bytes, w.memory_fraction, weights, activations)
+    return _Memory(weights, kv_per_token, free, activations)
 
 
 def kv_capacity_tokens(deployments: Deployments, workloads: ServingWorkloads, phase: str = "decode") -> np.ndarray:
     """Tokens of KV cache each deployment can hold (per sequence slot, summed over the running
-    batch): the HBM left after weights and a full iteration's activations over the KV bytes per
-    token per chip, 0 where nothing is left. The memory model of :func:`serve`, for the
+    batch): the engine's KV budget (:func:`kv_budget_bytes`) over the KV bytes per token per
+    chip, 0 where nothing is left. The memory model of :func:`serve`, for the
     discrete-event simulation's paged cache."""
     memory = _memory(deployments, workloads, phase)
     return np.floor(np.maximum(memory.free, 0.0) / memory.kv_per_token)

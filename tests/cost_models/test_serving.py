@@ -116,17 +116,18 @@ def test_outputs_spread_by_default_desynchronize_the_closed_loop() -> None:
 
 def test_paged_kv_capacity_by_hand() -> None:
     """Llama-3-8B KV: 2 (K, V) x 32 layers x 8 heads x 128 x 2 bytes = 131,072 B per token. An H100
-    (81,559 MiB as nvidia-smi reports it) at TensorRT-LLM's 0.9, minus bf16 weights (8.03e9 params x
-    2 B) and a full iteration's activations (2 x 8192 tokens x 2 x 14336 x 2 B), over the mean blocks
-    a sequence holds (1024 + 128/2 + 32/2 tokens): 59.97e9 / 144.7e6 = 414.4 -> 414 sequences."""
+    (81,559 MiB as nvidia-smi reports it) less bf16 weights (8.03e9 params x 2 B) and a full
+    iteration's activations (2 x 8192 tokens x 2 x 14336 x 2 B), of which TensorRT-LLM's
+    free_gpu_memory_fraction 0.9 goes to the cache, over the mean blocks a sequence holds
+    (1024 + 128/2 + 32/2 tokens): 61.67e9 / 144.7e6 = 426.2 -> 426 sequences."""
     d = tp()
     w = make_workloads(backend="trtllm", concurrency=1, prompt_len=1024, gen_len=128)
     e = serve(d, w)
     assert e.kv_bytes_per_token_per_chip[0] == 131072
     weights = 8_030_261_248 * 2
     activations = 2 * 8192 * 2 * 14336 * 2
-    free = 81559 * 2**20 * 0.9 - weights - activations
-    assert int(e.max_concurrency[0]) == int(free // (131072 * (1024 + 64 + 16))) == 414
+    free = 0.9 * (81559 * 2**20 - weights - activations)
+    assert int(e.max_concurrency[0]) == int(free // (131072 * (1024 + 64 + 16))) == 426
 
 
 def test_clients_beyond_the_kv_cache_queue_and_wait() -> None:

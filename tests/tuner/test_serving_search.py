@@ -56,8 +56,8 @@ def rescored(study: optuna.Study, trial: optuna.trial.FrozenTrial):
     load = (
         {"concurrency": row["concurrency"]} if row["concurrency"] is not None else {"request_rate": row["request_rate"]}
     )
-    knobs = {k: v for k, v in row.items() if k not in ("concurrency", "request_rate", "mode")}
-    workloads = make_workloads(backend="trtllm", **load, **knobs)
+    knobs = {k: v for k, v in row.items() if k not in ("concurrency", "request_rate", "mode", "engine")}
+    workloads = make_workloads(backend=row["engine"], **load, **knobs)
     profile = resolve_calibration(study.user_attrs["calibration_profile"], deployment.hardware.name)
     return serve(Deployments.from_rows([deployment]), workloads, calibration=profile)
 
