@@ -714,32 +714,72 @@ def engine_knobs(serving: dict | None, engine: str, batch: int | None = None) ->
 #: CUDA graphs and NCCL buffers, which the estimate does not charge.
 MAX_MEMORY_FRACTION = 0.98
 
+#: What each engine's memory knob is a share of (cost_models.serving.kv_budget_bytes, where each
+#: rule is cited from the engine's source), as a note says it.
+MEMORY_RULES = {
+    "trtllm": "free_gpu_memory_fraction, a share of the memory left after weights and activations",
+    "vllm": "gpu_memory_utilization, a share of all memory (weights and activations included)",
+    "sglang": "mem_fraction_static, a share of all memory for weights and KV cache (activations outside it)",
+    "jax": "a share of all memory (weights and activations included)",
+}
+
 
 def memory_fraction(spec: dict, knobs: dict[str, Any], engine: str, notes: list[str]) -> float:
-    """The share of each GPU's memory the engine is given (vLLM ``gpu_memory_utilization``,
-    SGLang ``mem_fraction_static``): a serving trial's own knob; for a static trial, which the
-    estimate fits against all of HBM, the engine's default raised (in hundredths) to hold the
-    trial's weights, KV cache and activations: a trial at 91% of HBM would not load at vLLM's
-    default 0.9."""
+    """The engine's memory knob (TensorRT-LLM ``free_gpu_memory_fraction``, vLLM
+    ``gpu_memory_utilization``, SGLang ``mem_fraction_static``), each meaning what the engine means
+    (:data:`MEMORY_RULES`): a serving trial's own knob, scored under its engine's rule (a note where
+    the trial was scored under another engine's: the same number gives that engine another KV
+    cache); for a static trial, which the estimate fits against all of HBM, the engine's default
+    raised (in hundredths) to hold the trial's KV cache by the engine's rule: a trial at 91% of
+    HBM would not load at vLLM's default 0.9."""
     fraction = float(knobs["memory_fraction"])
+    serving = spec.get("serving")
+    if serving is not None:
+        # A trial scored before the workload stored its engine was scored under vLLM's rule.
+        scored = str(serving.get("engine") or "vllm")
+        if scored != engine:
+            rule = MEMORY_RULES.get(scored, scored)
+            notes.append(
+                f"the trial's memory fraction {fraction:g} was scored as {scored}'s {rule}; {engine} reads it as "
+                f"{MEMORY_RULES[engine]}: its KV cache differs from the estimate's"
+            )
+        return fraction
     memory = (spec.get("predicted") or {}).get("memory")
-    if spec.get("serving") is not None or not memory or not memory.get("capacity_bytes_per_chip"):
+    if not memory or not memory.get("capacity_bytes_per_chip"):
         return fraction
-    share = memory["total_bytes_per_chip"] / memory["capacity_bytes_per_chip"]
+    capacity = memory["capacity_bytes_per_chip"]
+    weights = memory.get("weights_bytes_per_chip", 0.0)
+    kv = memory.get("kv_cache_bytes_per_chip", 0.0)
+    activations = memory.get("activation_bytes_per_chip", 0.0)
+    if engine == "trtllm":  # a share of what weights and activations leave
+        left = capacity - weights - activations
+        share, of = (kv / left if left > 0 else math.inf), "the memory weights and activations leave"
+    elif engine == "sglang":  # weights and KV cache; activations in the rest
+        share, of = (weights + kv) / capacity, "each GPU's memory for weights and KV cache"
+    else:
+        share, of = memory["total_bytes_per_chip"] / capacity, "each GPU's memory"
     if share <= fraction:
-        return fraction
-    needed = math.ceil(share * 100 + 1) / 100
-    if needed > MAX_MEMORY_FRACTION:
+        chosen = fraction
+    else:
+        needed = math.ceil(share * 100 + 1) / 100
+        if needed > MAX_MEMORY_FRACTION:
+            notes.append(
+                f"the trial needs {share:.0%} of {of}; the engine keeps some for itself (CUDA graphs, "
+                f"NCCL): it may not load even at {MAX_MEMORY_FRACTION}"
+            )
+            chosen = MAX_MEMORY_FRACTION
+        else:
+            notes.append(
+                f"memory fraction raised from {engine}'s default {fraction} to {needed}: the trial needs "
+                f"{share:.0%} of {of}"
+            )
+            chosen = needed
+    if engine == "sglang" and activations > capacity * (1.0 - chosen):
         notes.append(
-            f"the trial needs {share:.0%} of each GPU's memory; the engine keeps some for itself (CUDA graphs, "
-            f"NCCL): it may not load even at {MAX_MEMORY_FRACTION}"
+            f"SGLang runs activations outside mem_fraction_static: the trial's {activations / 1e9:.2f} GB per GPU "
+            f"pass the {1.0 - chosen:.2f} left ({capacity * (1.0 - chosen) / 1e9:.2f} GB)"
         )
-        return MAX_MEMORY_FRACTION
-    notes.append(
-        f"memory fraction raised from {engine}'s default {fraction} to {needed}: the trial needs {share:.0%} of "
-        "each GPU's memory"
-    )
-    return needed
+    return chosen
 
 
 def per_rank_batch(knobs: dict[str, Any], dp: int, engine: str, notes: list[str]) -> int:
@@ -991,10 +1031,6 @@ def trtllm_args(spec: dict) -> dict:
     block = knobs["kv_block_size"]
     if block < 2 or block & (block - 1):
         notes.append(f"TensorRT-LLM needs tokens_per_block a power of two above 1, not {block}")
-    notes.append(
-        "free_gpu_memory_fraction is TensorRT-LLM's share of the memory left after weights for the "
-        "KV cache; the estimate used it as the share of HBM the engine may use"
-    )
     # TensorRT-LLM LLM API (nvidia.github.io/TensorRT-LLM, Parallelism in TensorRT LLM):
     # moe_tensor_parallel_size x moe_expert_parallel_size = tp_size; attention DP over tp_size ranks.
     world = tp * dp if moe else tp
@@ -1008,7 +1044,7 @@ def trtllm_args(spec: dict) -> dict:
         else {}
     )
     kv_cache_config: dict[str, Any] = {
-        "free_gpu_memory_fraction": knobs["memory_fraction"],
+        "free_gpu_memory_fraction": memory_fraction(spec, knobs, "trtllm", notes),
         "enable_block_reuse": knobs["prefix_caching"],
         "dtype": kv_cache_dtype,
     }

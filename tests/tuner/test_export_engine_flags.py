@@ -186,3 +186,13 @@ def test_sglang_ep_size_notes_the_older_enable_ep_moe():
     assert any("--enable-ep-moe" in n for n in data["notes"])
     dense = engine_args(DEPLOYMENT, None, "sglang")
     assert "--ep-size" not in _flags(dense["cli"]) and not any("--enable-ep-moe" in n for n in dense["notes"])
+
+
+def test_trtllm_free_gpu_memory_fraction_is_written_as_scored():
+    # The serving estimate reads free_gpu_memory_fraction as TensorRT-LLM does (a share of the memory
+    # the weights and the profiling forward leave; tensorrt_llm/_torch/pyexecutor/_util.py,
+    # KvCacheCreator._cal_max_memory): a TensorRT-LLM trial's fraction goes out as it is, with no
+    # note on its meaning.
+    data = _trtllm(_serving(memory_fraction=0.8))
+    assert data["extra_llm_api_options"]["kv_cache_config"]["free_gpu_memory_fraction"] == 0.8
+    assert not any("free_gpu_memory_fraction" in n or "memory fraction" in n for n in data["notes"])

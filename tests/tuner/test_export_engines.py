@@ -11,7 +11,7 @@ from cost_models.deployments import Deployment
 from cost_models.hardware import get_hardware
 from cost_models.models import get_model
 from cost_models.serving import make_workloads
-from tuner.export import engine_args, engine_knobs, export
+from tuner.export import engine_args, engine_knobs, export, memory_fraction
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -145,3 +145,54 @@ def test_the_context_limit_admits_the_lengths_the_model_draws():
     assert max_context_tokens({"workload": workload, "serving": None}) == 1300  # a static trial: the means
     for fmt, key in (("vllm", "max_model_len"), ("sglang", "context_length"), ("trtllm", "max_seq_len")):
         assert engine_args(DEPLOYMENT, _serving(), fmt)["engine_args"][key] == 1174
+
+
+def _static(weights: float, kv: float, activations: float) -> dict:
+    """A static trial's spec as memory_fraction reads it: per-GPU bytes on a 100-byte GPU."""
+    memory = {
+        "weights_bytes_per_chip": weights,
+        "kv_cache_bytes_per_chip": kv,
+        "activation_bytes_per_chip": activations,
+        "total_bytes_per_chip": weights + kv + activations,
+        "capacity_bytes_per_chip": 100.0,
+    }
+    return {"serving": None, "predicted": {"memory": memory}}
+
+
+@pytest.mark.parametrize(
+    ("engine", "weights", "kv", "activations", "expected"),
+    [
+        # vLLM: a share of all memory: 60 + 30 + 5 = 95% -> 0.96 (one hundredth above).
+        ("vllm", 60.0, 30.0, 5.0, 0.96),
+        # SGLang: weights and KV cache: 90% -> 0.91; the 5 of activations fit in the 9 left.
+        ("sglang", 60.0, 30.0, 5.0, 0.91),
+        # TensorRT-LLM: a share of what weights and activations leave: 30 / 35 = 86% < 0.9.
+        ("trtllm", 60.0, 30.0, 5.0, 0.9),
+        # ... 33 / 35 = 94.3% -> 0.96.
+        ("trtllm", 60.0, 33.0, 5.0, 0.96),
+    ],
+)
+def test_a_static_trials_fraction_by_the_engines_rule(engine, weights, kv, activations, expected):
+    knobs = engine_knobs(None, engine, 8)
+    notes: list[str] = []
+    assert memory_fraction(_static(weights, kv, activations), knobs, engine, notes) == expected
+    assert any("memory fraction raised" in n for n in notes) == (expected != knobs["memory_fraction"])
+
+
+def test_sglang_activations_past_its_rest_are_noted():
+    """SGLang runs activations in 1 - mem_fraction_static: 12 bytes do not fit in the 9 left at 0.91."""
+    notes: list[str] = []
+    assert memory_fraction(_static(60.0, 30.0, 12.0), engine_knobs(None, "sglang", 8), "sglang", notes) == 0.91
+    assert any("SGLang runs activations outside mem_fraction_static" in n for n in notes)
+
+
+def test_a_serving_trials_fraction_is_noted_when_another_engine_reads_it():
+    """The trial was scored under TensorRT-LLM's rule (0.85 of what weights and activations leave):
+    vLLM and SGLang read 0.85 otherwise, and the export says so; TensorRT-LLM's own does not."""
+    for engine, noted in (("trtllm", False), ("vllm", True), ("sglang", True)):
+        notes = engine_args(DEPLOYMENT, _serving(), engine)["notes"]
+        assert any("was scored as trtllm's free_gpu_memory_fraction" in n for n in notes) == noted, engine
+    # A workload stored before it named its engine was scored under vLLM's rule.
+    legacy = {k: v for k, v in _serving().items() if k != "engine"}
+    assert not any("was scored as" in n for n in engine_args(DEPLOYMENT, legacy, "vllm")["notes"])
+    assert any("was scored as vllm's" in n for n in engine_args(DEPLOYMENT, legacy, "trtllm")["notes"])
