@@ -255,3 +255,27 @@ def test_require_fit_under_load_checks_the_batch_reported(capsys):
     line = assert_one_error_line(code, out, err, ("memory",))
     need = report["memory"]["total_bytes_per_chip"] / 1e9
     assert f"needs {need:.1f} GB per chip at batch {report['batch']}," in line
+
+
+def test_sglang_activations_past_its_static_share_are_noted(capsys):
+    """SGLang runs activations outside mem_fraction_static: Llama 3 8B's full iteration (2 x 8192
+    tokens x 2 x 14336 x 2 B = 0.94 GB) passes the 1% an H100 keeps at 0.99 (0.86 GB) by 0.08 GB;
+    at SGLang's default 0.88 it fits. Other engines shrink the cache instead (no note)."""
+
+    def notes(*args: str) -> list[str]:
+        return _json(capsys, "--concurrency", "4", *LOAD, *args)["serving"]["notes"]
+
+    assert any("pass the 0.01 left by 0.08 GB" in n for n in notes("--backend", "sglang", "--memory-fraction", "0.99"))
+    assert not any("outside mem_fraction_static" in n for n in notes("--backend", "sglang"))
+    assert not any("outside mem_fraction_static" in n for n in notes("--backend", "vllm", "--memory-fraction", "0.99"))
+
+
+def test_no_kv_cache_names_what_the_engine_charges(capsys):
+    """0.15 of an H100 (12.8 GB) under SGLang's rule holds less than Llama 3 8B's 16.1 GB of weights;
+    SGLang charges no activations to it, so a smaller token budget is not suggested."""
+    tight = ("--concurrency", "4", *LOAD, "--memory-fraction", "0.15")
+    code, out, err = run_cli(capsys, *BASE, *tight, "--backend", "sglang")
+    assert_one_error_line(code, out, err, ("memory",))
+    assert "weights leave no KV cache on h100-sxm under sglang's" in err and "--max-num-tokens" not in err
+    code, out, err = run_cli(capsys, *BASE, *tight, "--backend", "vllm")
+    assert "weights and activations leave no KV cache" in err and "--max-num-tokens" in err
