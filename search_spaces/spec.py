@@ -355,7 +355,12 @@ class Serving(BaseModel):
         default=0.0, ge=0, lt=1, allow_inf_nan=False, description="Share of each prompt found in the prefix cache."
     )
     memory_fraction: StrictFloat | None = Field(
-        default=None, gt=0, le=1, allow_inf_nan=False, description="Share of HBM the engine may use [engine default]."
+        default=None,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="The engine's memory knob, read by its rule (TensorRT-LLM: of the memory weights and activations "
+        "leave; vLLM: of all memory; SGLang: of all memory, for weights and KV cache) [engine default].",
     )
 
     @field_validator("prefill_chips", "prefill_instances", "decode_instances")

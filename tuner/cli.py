@@ -424,7 +424,13 @@ SPEC_BACKEND_OPTION = click.option(
 @click.option("--request-rate", type=float, default=None, help="Serving: open-loop Poisson requests per second.")
 @ENGINE_KNOB_OPTIONS
 @click.option("--prefix-hit-rate", type=float, default=None, help="Serving: share of each prompt in the prefix cache.")
-@click.option("--memory-fraction", type=float, default=None, help="Serving: share of HBM the engine uses [engine's].")
+@click.option(
+    "--memory-fraction",
+    type=float,
+    default=None,
+    help="Serving: the engine's memory knob, read by its rule (TensorRT-LLM: of the memory weights and activations "
+    "leave; vLLM: of all memory; SGLang: of all memory, for weights and KV cache) [engine's].",
+)
 @click.option("--prompt-len-std", type=float, default=None, help="Serving: standard deviation of the prompt length.")
 @click.option(
     "--gen-len-std",
@@ -606,7 +612,13 @@ def _refuse_unused_layouts(phase: str, options: dict[str, dict[str, str | None]]
 @WEIGHT_BITS_OPTION
 @click.option("--act-bits", type=BITS, default="16", show_default=True)
 @click.option("--kv-bits", type=BITS, default="16", show_default=True)
-@click.option("--memory-fraction", type=float, default=None, help="Share of HBM the engine uses [engine's].")
+@click.option(
+    "--memory-fraction",
+    type=float,
+    default=None,
+    help="The engine's memory knob, read by its rule (TensorRT-LLM: of the memory weights and activations leave; "
+    "vLLM: of all memory; SGLang: of all memory, for weights and KV cache) [engine's].",
+)
 @CALIBRATION_OPTION
 @BACKEND_OPTION
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of arrivals and lengths.")
