@@ -82,12 +82,12 @@ def test_a_disaggregated_trial_rescored_directly(study) -> None:
         knobs = {
             k: v
             for k, v in row.items()
-            if k not in ("concurrency", "mode", "prefill_mesh", "prefill_instances", "decode_instances")
+            if k not in ("concurrency", "mode", "prefill_mesh", "prefill_instances", "decode_instances", "engine")
         }
         est = serve_disaggregated(
             Deployments.from_rows([prefill]),
             Deployments.from_rows([decode]),
-            make_workloads(backend="trtllm", **knobs),
+            make_workloads(backend=row["engine"], **knobs),
             prefill_instances=row["prefill_instances"],
             decode_instances=row["decode_instances"],
             calibration=profile,
