@@ -441,8 +441,8 @@ def kv_budget_bytes(
     their profiling sees, SGLang's ``total`` starts after it) and the gap between the CUDA
     runtime's total, which all three read (torch.cuda.mem_get_info), and the catalog's
     nvidia-smi total: 491,651,072 B (~469 MiB) on the one H100 the catalog cites
-    (cost_models/catalog/hardware.yaml header). Each budget here is an upper bound by about
-    ``fraction`` times those."""
+    (cost_models/catalog/hardware.yaml header). Each budget here is an upper bound, by up to
+    those figures (``fraction`` times them where the engine applies its fraction to them)."""
     total = np.asarray(memory_bytes, dtype=np.float64)
     vllm = total * fraction - weights - activations
     trtllm = fraction * (total - weights - activations)
