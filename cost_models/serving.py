@@ -436,6 +436,9 @@ def kv_budget_bytes(
       iteration; :func:`sglang_activation_shortfall`).
     - **jax** (no engine source read here): the vLLM rule.
 
+    (Read at NVIDIA/TensorRT-LLM 0004396, vllm-project/vllm 35d5cda and a6d5c39 for mem_utils.py,
+    sgl-project/sglang 001ccef.)
+
     Left out, for want of a published figure: the memory each engine finds in use before it
     measures (CUDA context, NCCL and cuBLAS workspaces; TensorRT-LLM and vLLM subtract what of it
     their profiling sees, SGLang's ``total`` starts after it) and the gap between the CUDA

@@ -105,6 +105,13 @@ def test_the_fraction_means_the_engines_knob(engine: str) -> None:
     assert tokens == math.floor(expected / KV_PER_TOKEN)
 
 
+def test_jax_keeps_vllms_rule() -> None:
+    """No JAX engine's source was read: its budget is vLLM's rule (0.9 of the total less weights and
+    activations), as every engine's was before."""
+    d = _llama3_70b_on_two_h200s()
+    assert kv_capacity_tokens(d, _workload("jax"))[0] == math.floor(EXPECTED_BUDGET["vllm"] / KV_PER_TOKEN)
+
+
 def test_sglang_charges_no_activations_to_its_static_share() -> None:
     """A larger token budget costs vLLM and TensorRT-LLM KV cache (their profiling forward runs it);
     SGLang's static share holds weights and cache only."""
