@@ -64,6 +64,22 @@ def _refuse_empty_path(ctx: click.Context, param: click.Parameter, value: str | 
     return value
 
 
+def _refuse_existing_output(option: str, path: str | None, force: bool) -> None:
+    """A user-named output file that exists is kept unless ``--force`` (as ``tuner init`` and
+    ``tuner export -o``): checked before the work, so a refusal costs nothing. ``--force`` with no
+    file to write is refused, not ignored."""
+    from pathlib import Path
+
+    if path is None:
+        if force:
+            raise InvalidInputError(
+                "--force", f"only used with {option} (nothing is written)", f"add {option} PATH or drop --force"
+            )
+        return
+    if Path(path).exists() and not force:
+        raise InvalidInputError(option, f"{path} exists", f"pass --force to overwrite it, or another {option} PATH")
+
+
 def _refuse_together(first: str, second: str, why: str, fix: str = "") -> NoReturn:
     """Two options given together where one would be silently dropped (an ignored option is a wrong
     answer): one line naming both, exit 2."""
@@ -270,6 +286,7 @@ BACKEND_OPTION = click.option(
     callback=_refuse_empty_path,
     help="Write a roofline chart (PNG) with one point per operator.",
 )
+@click.option("--force", is_flag=True, help="With --plot: overwrite an existing file.")
 def analyze_command(
     model: str,
     hardware: str,
@@ -287,11 +304,14 @@ def analyze_command(
     backend: str | None,
     as_json: bool,
     plot: str | None,
+    force: bool,
 ) -> None:
     """Per-operator FLOPs, bytes, arithmetic intensity and roofline time of one model on one chip."""
     from cost_models.analysis import analyze_one
     from cost_models.hardware import get_hardware
     from tuner import tables
+
+    _refuse_existing_output("--plot", plot, force)
 
     if causal is not None and phase == "decode":
         _refuse_together(
@@ -881,7 +901,10 @@ def studies_command(storage: str, as_json: bool) -> None:
     help="Write a PNG of the first two objectives with the front marked (a serving study: tokens/s per "
     "chip against tokens/s per user, every trial, the TPOT limit drawn).",
 )
-def pareto_command(study_name: str, storage: str | None, as_json: bool, as_csv: bool, plot: str | None) -> None:
+@click.option("--force", is_flag=True, help="With --plot: overwrite an existing file.")
+def pareto_command(
+    study_name: str, storage: str | None, as_json: bool, as_csv: bool, plot: str | None, force: bool
+) -> None:
     """Print a study's Pareto front (feasible trials only)."""
     from tuner import tables
     from tuner.pareto import load_study, study_front
@@ -889,6 +912,7 @@ def pareto_command(study_name: str, storage: str | None, as_json: bool, as_csv: 
 
     if as_json and as_csv:
         _refuse_together("--json", "--csv", "the front is printed in one format")
+    _refuse_existing_output("--plot", plot, force)
     url = storage or default_storage_url(study_name)
     with storage_errors(url), tables.progress(disable=as_json or as_csv, what="reading the front") as update:
         study = load_study(study_name, url)
@@ -919,13 +943,15 @@ def pareto_command(study_name: str, storage: str | None, as_json: bool, as_csv: 
     callback=_refuse_empty_path,
 )
 @click.option("--max-points", type=int, default=None, help="Trials drawn per chart; the front always [default: 3000].")
-def report_command(study_name: str, storage: str | None, output: str, max_points: int | None) -> None:
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def report_command(study_name: str, storage: str | None, output: str, max_points: int | None, force: bool) -> None:
     """Write one offline HTML page of a study: Optuna's interactive charts, the front in units,
     each front trial's breakdown (needs plotly: pip install 'transformer-deploy-tuner[report]')."""
     from tuner.pareto import load_study
     from tuner.report import DEFAULT_MAX_POINTS, write_report
     from tuner.storage import default_storage_url, storage_errors
 
+    _refuse_existing_output("-o", output, force)
     url = storage or default_storage_url(study_name)
     with storage_errors(url):
         result = write_report(load_study(study_name, url), output, max_points=max_points or DEFAULT_MAX_POINTS)
@@ -1151,6 +1177,7 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str, exit_code: int =
     callback=_refuse_empty_path,
     help="Write the profile YAML here.",
 )
+@click.option("--force", is_flag=True, help="With -o: overwrite an existing file.")
 @click.option(
     "--all",
     "every_pair",
@@ -1181,6 +1208,7 @@ def calibrate_command(
     every_pair: bool,
     report: str | None,
     as_json: bool,
+    force: bool,
 ) -> None:
     """Fit a calibration profile from kernel measurements (each operator class) or from end-to-end
     measurements (--points, --bench-json: the overheads a whole step shows), and print the
@@ -1206,8 +1234,11 @@ def calibrate_command(
             "--output": output is not None,
             "--report": report is not None,
             "--json": as_json,  # only --all has no report to print as JSON
+            "--force": force,
         },
     )
+    if not every_pair:
+        _refuse_existing_output("-o", output, force)
     if points or bench_json:
         _calibrate_end_to_end(
             hardware, backend, points, bench_json, model, chips, base, fit_names, train, output, as_json

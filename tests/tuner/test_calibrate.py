@@ -548,6 +548,14 @@ def test_gzip_input_and_profile_output(tmp_path, capsys):
     assert profile.cv_error["gemm/bfloat16"].rows == 60
     with pytest.raises(InvalidInputError, match="not l40s"):
         load_profile(out, chip="l40s")
+    # Again onto the profile: refused (one line naming --force), then overwritten with --force.
+    args = ["calibrate", "--hardware", "h100-sxm", "--backend", "trtllm", "--kernels", str(path), "-o", str(out)]
+    out.write_text("keep me\n")
+    code, err = _cli(args, capsys)
+    assert code == 2 and "\n" not in err and "--force" in err and str(out) in err, err
+    assert out.read_text() == "keep me\n"
+    assert main([*args, "--force"]) == 0
+    assert load_profile(out, chip="h100-sxm").cv_error["gemm/bfloat16"].rows == 60
 
 
 @pytest.mark.parametrize(

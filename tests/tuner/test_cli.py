@@ -1015,6 +1015,55 @@ def test_an_empty_output_path_is_one_line(capsys: pytest.CaptureFixture[str], tm
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    "args,flag",
+    [
+        # Each wrote over the file without a word, where tuner init and tuner export -o refuse.
+        (
+            (
+                "analyze",
+                "--model",
+                "gpt2",
+                "--hardware",
+                "h100-sxm",
+                "--phase",
+                "decode",
+                "--batch",
+                "1",
+                "--seq-len",
+                "8",
+            ),
+            "--plot",
+        ),
+        (("pareto", "some-study"), "--plot"),
+        (("report", "some-study"), "-o"),
+        (("calibrate", "--hardware", "h100-sxm", "--backend", "trtllm"), "-o"),
+    ],
+)
+def test_an_existing_output_file_is_kept_without_force(
+    capsys: pytest.CaptureFixture[str], tmp_path, monkeypatch, args, flag
+) -> None:
+    """Refused before any work (the study need not exist), one line naming the option, the path
+    and --force; the file untouched. --force with nothing to write is refused, not ignored."""
+    monkeypatch.chdir(tmp_path)
+    kept = tmp_path / "kept.out"
+    kept.write_text("keep me\n")
+    line = assert_one_error_line(*run_cli(capsys, *args, flag, str(kept)), fields=(flag,))
+    assert str(kept) in line and "--force" in line
+    assert kept.read_text() == "keep me\n"
+    if args[0] != "report":  # report always writes (-o defaults to report.html)
+        assert_one_error_line(*run_cli(capsys, *args, "--force"), fields=("--force",))
+    assert list(tmp_path.iterdir()) == [kept]
+
+
+def test_plot_force_overwrites(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    path = tmp_path / "roofline.png"
+    path.write_text("old")
+    code, out, err = run_cli(capsys, "analyze", *DECODE_7B, "--plot", str(path), "--force")
+    assert code == 0, err
+    _check_png(path)
+
+
 def test_commands_named_in_help_texts_exist() -> None:
     """Every ``tuner COMMAND --OPTION`` a command's or option's help names is a real command with
     that option (the --calibration help named ``tuner calibrate --list``, which does not exist)."""

@@ -78,6 +78,11 @@ def test_report_page_is_offline_with_one_plotly_and_one_div_per_chart(palm: str,
     code, stdout, err = run_cli(capsys, "report", "palm-540b-tpu-v4", "--storage", palm, "-o", str(out))
     assert code == 0, err
     assert "wrote" in stdout and "8 charts" in stdout
+    # Again: the page is kept unless --force (as tuner export -o and tuner init).
+    code, stdout, err = run_cli(capsys, "report", "palm-540b-tpu-v4", "--storage", palm, "-o", str(out))
+    assert code == 2 and "--force" in err and stdout == "", err
+    code, stdout, err = run_cli(capsys, "report", "palm-540b-tpu-v4", "--storage", palm, "-o", str(out), "--force")
+    assert code == 0 and "8 charts" in stdout, err
     text = out.read_text(encoding="utf-8")
     page = parse(text)
 
