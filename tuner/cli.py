@@ -1550,6 +1550,11 @@ def main(argv: list[str] | None = None) -> int:
     help="Keep the rows already in --out's files (same system, jax version and point) and measure "
     "only the rest: after Ctrl-C, SIGTERM or a lost machine.",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Measure every point again over the files an earlier run left in --out (their rows are lost).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def measure_command(
     out_dir: str,
@@ -1561,17 +1566,29 @@ def measure_command(
     shapes_from: tuple[str, ...],
     shapes_system: str | None,
     resume: bool,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Microbenchmark the local accelerators with JAX into kernel-database CSVs (tuner calibrate).
 
     Ctrl-C or SIGTERM stops between points: the files hold every point measured so far, and the
     same command with --resume measures the rest (exit 130 / 143)."""
-    from tuner.measure import parse_ops, print_summary, progress_bars, read_shapes, run_measurements
+    from tuner.measure import earlier_files, parse_ops, print_summary, progress_bars, read_shapes, run_measurements
     from tuner.signals import stop_on_signals
 
     if shapes_system is not None and not shapes_from:
         raise InvalidInputError("--shapes-system", "given without --shapes-from", "add --shapes-from FILE or drop it")
+    if force and resume:
+        _refuse_together("--force", "--resume", "--resume keeps the rows already measured, --force measures them again")
+    earlier = earlier_files(out_dir, parse_ops(ops))
+    if earlier and not (resume or force):
+        # Without --resume a run replaced them whole: hours of measurements lost without a word.
+        raise InvalidInputError(
+            "--out",
+            f"{earlier[0]} exists (an earlier run's)",
+            "add --resume to keep its rows and measure the rest, --force to measure all again over it, "
+            "or another --out",
+        )
     shapes = read_shapes(shapes_from, shapes_system) if shapes_from else None
     resume_hint = f"the rows measured so far are in {out_dir}; add --resume to the same command to measure the rest"
     with stop_on_signals() as stop, progress_bars(disable=as_json) as update:

@@ -423,6 +423,19 @@ def parse_ops(text: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+#: The files each operator class writes into --out.
+OP_FILES = {
+    "gemm": ("gemm",),
+    "attention": ("context_attention", "generation_attention"),
+    "collectives": ("nccl",),
+}
+
+
+def earlier_files(out: str | os.PathLike, ops: Iterable[str]) -> list[Path]:
+    """The files in ``out`` that measuring ``ops`` would write over (an earlier run's)."""
+    return [path for op in parse_ops(ops) for name in OP_FILES[op] if (path := Path(out) / FILES[name]).exists()]
+
+
 def prepare_out_dir(out: str | os.PathLike) -> Path:
     """Create ``out`` (and parents) and check that a file can be written in it."""
     path = Path(out)

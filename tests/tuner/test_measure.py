@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 from cli_helpers import assert_one_error_line, run_cli
 from tuner.cli import cli
-from tuner.measure import read_header, read_measurements, system_name
+from tuner.measure import earlier_files, read_header, read_measurements, system_name
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_KERNELS = Path("/work/shared/measurements/kernels")
@@ -744,6 +744,27 @@ def test_resume_names_a_foreign_file_in_one_line(capsys, tmp_path):
     pytest.importorskip("jax")
     code, stdout, err = run_cli(capsys, "measure", "--out", str(out), "--sweep", "tiny", "--ops", "gemm", "--resume")
     assert_one_error_line(code, stdout, err, ("--resume", "gemm_perf.csv", "no system"))
+
+
+def test_an_earlier_runs_file_is_kept_unless_resume_or_force(capsys, tmp_path):
+    """Without --resume a run replaced an earlier run's files whole (hours of rows lost without a
+    word); now refused in one line before JAX loads, naming --resume and --force."""
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "gemm_perf.csv").write_text("keep me\n")
+    args = ("measure", "--out", str(out), "--sweep", "tiny", "--repeats", "1", "--warmup", "0")
+    line = assert_one_error_line(*run_cli(capsys, *args, "--ops", "gemm"), fields=("--out",))
+    assert "gemm_perf.csv" in line and "--resume" in line and "--force" in line
+    line = assert_one_error_line(*run_cli(capsys, *args, "--ops", "gemm", "--force", "--resume"), fields=("--force",))
+    assert "--resume" in line
+    assert (out / "gemm_perf.csv").read_text() == "keep me\n"
+    # Another class's file is not in the way.
+    assert earlier_files(out, ("attention", "collectives")) == []
+    assert earlier_files(out, ("gemm", "attention")) == [out / "gemm_perf.csv"]
+    pytest.importorskip("jax")
+    code, stdout, err = run_cli(capsys, *args, "--ops", "gemm", "--force")
+    assert code == 0, err
+    assert len(read_measurements(out / "gemm_perf.csv")) > 0
 
 
 def test_a_running_class_checkpoints_its_file(tmp_path, monkeypatch):
