@@ -1509,7 +1509,8 @@ def main(argv: list[str] | None = None) -> int:
     type=click.Choice(["tiny", "small", "full"]),
     default="small",
     show_default=True,
-    help="Grid size: tiny (seconds, a check), small (minutes), full (hours).",
+    help="Grid size: tiny (seconds, a check), small (minutes), full (hours). With --shapes-from: "
+    "the collectives' message sizes only.",
 )
 @click.option(
     "--ops",
@@ -1578,9 +1579,26 @@ def measure_command(
 
     if shapes_system is not None and not shapes_from:
         raise InvalidInputError("--shapes-system", "given without --shapes-from", "add --shapes-from FILE or drop it")
+    parsed_ops = parse_ops(ops)
+    sweep_given = click.get_current_context().get_parameter_source("sweep") != click.core.ParameterSource.DEFAULT
+    if shapes_from and sweep_given and "collectives" not in parsed_ops:
+        # The files' points replace the sweep's GEMM and attention grids: --sweep was ignored.
+        _refuse_together(
+            "--sweep",
+            "--shapes-from",
+            "the files' points replace the sweep's GEMM and attention grids (it sizes only the collectives)",
+            "drop --sweep, or drop --shapes-from to measure the sweep's grids",
+        )
+    if shapes_from and not {"gemm", "attention"} & set(parsed_ops):
+        _refuse_together(
+            "--shapes-from",
+            f"--ops {','.join(parsed_ops)}",
+            "its GEMM and attention points are all it replays; the collectives keep the sweep's sizes",
+            "add gemm or attention to --ops, or drop --shapes-from",
+        )
     if force and resume:
         _refuse_together("--force", "--resume", "--resume keeps the rows already measured, --force measures them again")
-    earlier = earlier_files(out_dir, parse_ops(ops))
+    earlier = earlier_files(out_dir, parsed_ops)
     if earlier and not (resume or force):
         # Without --resume a run replaced them whole: hours of measurements lost without a word.
         raise InvalidInputError(

@@ -618,6 +618,24 @@ def test_bad_shapes_files_are_one_line_errors(capsys, tmp_path, extra, field):
     assert_one_error_line(code, out, err, (field,))
 
 
+@pytest.mark.parametrize(
+    "extra, fields",
+    [
+        # The files' points replaced the sweep's GEMM and attention grids: --sweep tiny was ignored.
+        (["--sweep", "tiny", "--ops", "gemm,attention"], ("--sweep", "--shapes-from")),
+        (["--sweep", "full", "--ops", "gemm"], ("--sweep", "--shapes-from")),
+        # The collectives replay nothing: --shapes-from was ignored.
+        (["--ops", "collectives"], ("--shapes-from", "--ops collectives")),
+    ],
+)
+def test_an_option_shapes_from_makes_unused_is_refused(capsys, tmp_path, extra, fields):
+    shapes = ["--shapes-from", str(H200_SMALL / "gemm_perf.csv")]
+    code, out, err = run_cli(capsys, "measure", "--out", str(tmp_path / "m"), *shapes, *extra)
+    line = assert_one_error_line(code, out, err, fields)
+    assert all(field in line for field in fields), line
+    assert not (tmp_path / "m").exists()
+
+
 @pytest.mark.parametrize("pipelined", [True, False])
 def test_queued_timing_runs_calls_back_to_back(pipelined):
     """Queued (the default): after the warm-up, a probe of PROBE_CALLS calls and `repeats` samples
