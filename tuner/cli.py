@@ -842,6 +842,13 @@ def worker_command(
 
     spec = with_calibration(load_spec(spec_path), calibration, backend)
     _refuse_seed_if_exhaustive(seed, None, spec.sampler)
+    from cost_models.deployment import context_notes
+
+    # As tuner search says (at its end), once here at the start: a worker may run for hours.
+    notes = context_notes(spec.resolved_model(), spec.workload.prompt_len + spec.workload.gen_len)
+    if not as_json:
+        for note in notes:
+            click.echo(f"note: {note}")
     with storage_errors(storage), stop_on_signals() as stop:
         result = run_worker(
             spec,
@@ -857,6 +864,7 @@ def worker_command(
         "interrupted": result.interrupted,
         "exhausted": result.exhausted,
         "elapsed_s": result.elapsed_s,
+        "notes": notes,
     }
     if as_json:
         _print_json(summary)

@@ -1118,3 +1118,25 @@ def test_search_notes_a_workload_past_the_models_trained_context(capsys, tmp_pat
         assert len(notes) == 1 and "(8,320) pass llama-2-7b's trained context of 4,096 tokens" in notes[0]
     else:
         assert notes == []
+
+
+@pytest.mark.parametrize(("prompt", "noted"), [(8192, True), (2048, False)])
+def test_worker_notes_a_workload_past_the_models_trained_context(capsys, tmp_path, prompt, noted):
+    """tuner worker said nothing where tuner search notes the workload past the model's trained
+    context: now the same note, once at the start (notes in --json)."""
+    spec = tmp_path / "ctx.yaml"
+    spec.write_text(
+        "name: ctx\nmodel: llama-2-7b\nhardware: h100-sxm\n"
+        f"workload: {{prompt_len: {prompt}, gen_len: 128}}\n"
+        "space: {chips: [1], batch: [1, 2]}\nobjectives: [{metric: decode.step_latency_s}]\n"
+    )
+    args = ("worker", str(spec), "--storage", f"sqlite:///{tmp_path / 'c.db'}", "--trials", "2")
+    code, out, err = run_cli(capsys, *args, "--json")
+    assert code == 0, err
+    notes = json.loads(out)["notes"]
+    assert len(notes) == noted and all("(8,320) pass llama-2-7b's trained context of 4,096 tokens" in n for n in notes)
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert [line for line in lines if line.startswith("note:")] == [f"note: {n}" for n in notes]
+    assert not noted or lines[0].startswith("note: prompt + generated tokens (8,320)")
