@@ -1200,6 +1200,12 @@ _KV_DTYPES: dict[str, dict[str, str | None]] = {
     "trtllm": {"bf16": "auto", "fp8": "fp8", "int8": "fp8", "int4": None, "fp4": "nvfp4"},
 }
 _ENGINE_NAMES = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM"}
+#: Where the Marlin weight-only kernels run (vllm marlin_utils.py query_marlin_supported_quant_types:
+#: compute capability 7.5 and up; SGLang's GPTQMarlinConfig.get_min_capability: 8.0).
+_MARLIN_NOTE = (
+    "the Marlin kernel on NVIDIA GPUs of compute capability 8.0 or newer (Ampere on; vLLM also 7.5); "
+    "elsewhere (older GPUs, ROCm) the slower GPTQ/AWQ kernels run, which the estimate does not assume"
+)
 
 
 def fp4_flavour(model: dict) -> str:
@@ -1217,7 +1223,8 @@ def engine_formats(quant: dict, model: dict, engine: str, notes: list[str]) -> t
 
     Weights (vLLM and SGLang ``--quantization``, docs.vllm.ai and docs.sglang.io, Quantization):
     16-bit -> none; fp8 -> ``fp8`` (quantized at load from a 16-bit checkpoint); int8/int4
-    weight-only -> ``gptq`` (a pre-quantized GPTQ checkpoint); fp4 -> ``mxfp4`` for gpt-oss's own
+    weight-only -> ``gptq_marlin`` (a pre-quantized GPTQ checkpoint, on the Marlin kernel; vLLM with the
+    model's own int checkpoint: none, it detects the method); fp4 -> ``mxfp4`` for gpt-oss's own
     MXFP4 checkpoint, else ``modelopt_fp4`` (an NVFP4 checkpoint from TensorRT Model Optimizer).
     TensorRT-LLM's PyTorch backend takes the format from the checkpoint's quantization config."""
     name = _ENGINE_NAMES[engine]
@@ -1268,11 +1275,32 @@ def engine_formats(quant: dict, model: dict, engine: str, notes: list[str]) -> t
         )
         return "fp8", kv_dtype
     if weights in ("int8", "int4"):
+        # The estimate's weight-only GEMMs are Marlin-class kernels (dequantize in registers, bf16
+        # tensor cores). vLLM upgrades a GPTQ checkpoint to gptq_marlin (an AWQ one to awq_marlin)
+        # only when --quantization is absent or names the Marlin method: `--quantization gptq`
+        # forces the older GPTQ (exllama) kernel ("you specified quantization=gptq explicitly, so
+        # forcing gptq. Use quantization=gptq_marlin for faster inference":
+        # GPTQMarlinConfig.override_quantization_method in vllm-project/vllm
+        # vllm/model_executor/layers/quantization/gptq_marlin.py, applied by ModelConfig.
+        # _verify_quantization in vllm/config/model.py; SGLang's python/sglang/srt/layers/
+        # quantization/gptq.py has the same rule).
+        if engine == "vllm" and checkpoint is not None and weights == _format_code_name(checkpoint):
+            # The model's own checkpoint: vLLM reads its method (GPTQ, AWQ, compressed-tensors)
+            # from quantization_config and picks the Marlin kernel itself; naming one would be
+            # refused for the others ("does not match the quantization method").
+            notes.append(
+                f"vLLM reads {model['name']}'s {checkpoint} weights from its checkpoint's quantization_config "
+                f"(no --quantization) and runs them with {_MARLIN_NOTE}"
+            )
+            return None, kv_dtype
         notes.append(
             f"{weights} weight-only quantization: {name} needs a pre-quantized GPTQ {weights[3:]}-bit "
-            "checkpoint; set the model to one (the repo below is the 16-bit one)"
+            "checkpoint; set the model to one (the repo below is the 16-bit one). quantization gptq_marlin "
+            f"runs it with {_MARLIN_NOTE}; {name} refuses gptq_marlin for a GPTQ checkpoint Marlin cannot run "
+            "(asymmetric, or a group size other than -1/32/64/128): quantization gptq runs that one with the "
+            "slower GPTQ (exllama) kernel the estimate does not assume. An AWQ checkpoint: awq_marlin"
         )
-        return "gptq", kv_dtype
+        return "gptq_marlin", kv_dtype
     if flavour == "mxfp4":
         notes.append("fp4 weights as MXFP4: the gpt-oss checkpoint's own format")
         return "mxfp4", kv_dtype

@@ -19,7 +19,7 @@ DEPLOYMENT = Deployment(get_model("llama-3-8b"), get_hardware("h100-sxm"), (1, 1
 # export may write. --quantization takes QuantizationMethods
 # (vllm/model_executor/layers/quantization/__init__.py; mxfp4 from v0.10.1).
 VLLM_KV_CACHE_DTYPES = {"auto", "fp8", "fp8_e4m3", "fp8_e5m2"}
-VLLM_QUANTIZATION = {"fp8", "gptq", "modelopt_fp4", "mxfp4"}
+VLLM_QUANTIZATION = {"fp8", "gptq", "gptq_marlin", "modelopt_fp4", "mxfp4"}
 
 
 def _flags(cli: str) -> dict[str, str | bool]:
@@ -149,7 +149,7 @@ def test_trtllm_without_chunked_prefill_notes_prompts_past_the_token_budget():
 # SGLang (sgl-project/sglang python/sglang/srt/server_args.py): --kv-cache-dtype choices (fp4_e2m1
 # in recent releases only) and QUANTIZATION_CHOICES, the ones the export may write.
 SGLANG_KV_CACHE_DTYPES = {"auto", "fp8_e5m2", "fp8_e4m3", "bf16", "bfloat16", "fp4_e2m1"}
-SGLANG_QUANTIZATION = {"fp8", "gptq", "modelopt_fp4", "mxfp4"}
+SGLANG_QUANTIZATION = {"fp8", "gptq", "gptq_marlin", "modelopt_fp4", "mxfp4"}
 
 
 def test_sglang_dp_attention_notes_the_per_rank_chunk():
@@ -196,3 +196,32 @@ def test_trtllm_free_gpu_memory_fraction_is_written_as_scored():
     data = _trtllm(_serving(memory_fraction=0.8))
     assert data["extra_llm_api_options"]["kv_cache_config"]["free_gpu_memory_fraction"] == 0.8
     assert not any("free_gpu_memory_fraction" in n or "memory fraction" in n for n in data["notes"])
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+@pytest.mark.parametrize("weights", ["int4", "int8"])
+def test_weight_only_trials_name_the_marlin_kernel_not_gptq(engine, weights):
+    """`--quantization gptq` forces vLLM's (and SGLang's) older GPTQ kernel even where Marlin runs
+    the checkpoint (gptq_marlin.py, override_quantization_method: "you specified quantization=gptq
+    explicitly, so forcing gptq"); the estimate's weight-only GEMMs are Marlin-class."""
+    deployment = Deployment(
+        get_model("llama-3-8b"), get_hardware("h100-sxm"), (1, 1, 2), 32, 1024, 128, weight_dtype=weights
+    )
+    data = engine_args(deployment, None, engine)
+    assert data["engine_args"]["quantization"] == "gptq_marlin"
+    assert _flags(data["cli"])["--quantization"] == "gptq_marlin"
+    (note,) = [n for n in data["notes"] if "weight-only" in n]
+    assert "Marlin" in note and "compute capability 8.0" in note and "awq_marlin" in note
+
+
+@pytest.mark.parametrize("weights", ["int4", "int8"])
+def test_vllm_reads_a_quantized_checkpoints_own_method(weights):
+    """The model is a GPTQ, AWQ or compressed-tensors checkpoint (its config.json's
+    quantization_config): no --quantization, so vLLM detects the method and upgrades it to Marlin
+    itself; `gptq` was refused for an AWQ or compressed-tensors checkpoint ("does not match the
+    quantization method specified in the `quantization` argument")."""
+    model = get_model("llama-3-8b").model_copy(update={"checkpoint_format": weights})
+    deployment = Deployment(model, get_hardware("h100-sxm"), (1, 1, 2), 32, 1024, 128, weight_dtype=weights)
+    data = engine_args(deployment, None, "vllm")
+    assert data["engine_args"]["quantization"] is None and "--quantization" not in data["cli"]
+    assert any("quantization_config" in n and "Marlin" in n for n in data["notes"])

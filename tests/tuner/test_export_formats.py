@@ -18,19 +18,19 @@ from tuner.export import ENGINES, engine_args, export
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 #: Per engine, the quantization argument each weight format gets: vLLM and SGLang
-#: (--quantization: fp8 online, gptq for int8/int4 weight-only checkpoints, mxfp4 for gpt-oss's
+#: (--quantization: fp8 online, gptq_marlin for int8/int4 weight-only GPTQ checkpoints, mxfp4 for gpt-oss's
 #: own MXFP4 checkpoint, modelopt_fp4 for an NVFP4 ModelOpt checkpoint); TensorRT-LLM reads the
 #: format from the checkpoint (no argument).
 EXPECTED_QUANTIZATION = {
     ("gpt-oss-20b", "bf16"): None,
     ("gpt-oss-20b", "fp8"): "fp8",
-    ("gpt-oss-20b", "int8"): "gptq",
-    ("gpt-oss-20b", "int4"): "gptq",
+    ("gpt-oss-20b", "int8"): "gptq_marlin",
+    ("gpt-oss-20b", "int4"): "gptq_marlin",
     ("gpt-oss-20b", "fp4"): "mxfp4",
     ("llama-3.1-8b", "bf16"): None,
     ("llama-3.1-8b", "fp8"): "fp8",
-    ("llama-3.1-8b", "int8"): "gptq",
-    ("llama-3.1-8b", "int4"): "gptq",
+    ("llama-3.1-8b", "int8"): "gptq_marlin",
+    ("llama-3.1-8b", "int4"): "gptq_marlin",
     ("llama-3.1-8b", "fp4"): "modelopt_fp4",
 }
 #: Per engine, the KV-cache dtype of each KV format (None: refused).
