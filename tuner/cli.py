@@ -66,8 +66,8 @@ def _refuse_empty_path(ctx: click.Context, param: click.Parameter, value: str | 
 
 def _refuse_existing_output(option: str, path: str | None, force: bool) -> None:
     """A user-named output file that exists is kept unless ``--force`` (as ``tuner init`` and
-    ``tuner export -o``): checked before the work, so a refusal costs nothing. ``--force`` with no
-    file to write is refused, not ignored."""
+    ``tuner export -o``), and one whose directory is missing is refused: checked before the work,
+    so a refusal costs nothing. ``--force`` with no file to write is refused, not ignored."""
     from pathlib import Path
 
     if path is None:
@@ -78,6 +78,12 @@ def _refuse_existing_output(option: str, path: str | None, force: bool) -> None:
         return
     if Path(path).exists() and not force:
         raise InvalidInputError(option, f"{path} exists", f"pass --force to overwrite it, or another {option} PATH")
+    parent = Path(path).parent
+    if not parent.is_dir():
+        # Found before the work, not after it (a fit, a report's charts).
+        raise InvalidInputError(
+            option, f"cannot write {path}: no directory {parent}", f"create it, or pass another {option} PATH"
+        )
 
 
 def _refuse_together(first: str, second: str, why: str, fix: str = "") -> NoReturn:

@@ -1056,6 +1056,24 @@ def test_an_existing_output_file_is_kept_without_force(
     assert list(tmp_path.iterdir()) == [kept]
 
 
+@pytest.mark.parametrize(
+    "args,flag",
+    [
+        (("report", "some-study"), "-o"),  # was found after the charts were drawn
+        (("calibrate", "--hardware", "h100-sxm", "--backend", "trtllm"), "-o"),  # after the fit
+        (("pareto", "some-study"), "--plot"),
+    ],
+)
+def test_an_output_in_a_missing_directory_is_refused_before_the_work(
+    capsys: pytest.CaptureFixture[str], tmp_path, monkeypatch, args, flag
+) -> None:
+    """The study need not exist: the path is refused first, naming the option and the directory."""
+    monkeypatch.chdir(tmp_path)
+    line = assert_one_error_line(*run_cli(capsys, *args, flag, str(tmp_path / "nodir" / "x.out")), fields=(flag,))
+    assert "no directory" in line and str(tmp_path / "nodir") in line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_plot_force_overwrites(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     path = tmp_path / "roofline.png"
     path.write_text("old")
