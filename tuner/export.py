@@ -1223,9 +1223,10 @@ def engine_formats(quant: dict, model: dict, engine: str, notes: list[str]) -> t
 
     Weights (vLLM and SGLang ``--quantization``, docs.vllm.ai and docs.sglang.io, Quantization):
     16-bit -> none; fp8 -> ``fp8`` (quantized at load from a 16-bit checkpoint); int8/int4
-    weight-only -> ``gptq_marlin`` (a pre-quantized GPTQ checkpoint, on the Marlin kernel; vLLM with the
-    model's own int checkpoint: none, it detects the method); fp4 -> ``mxfp4`` for gpt-oss's own
-    MXFP4 checkpoint, else ``modelopt_fp4`` (an NVFP4 checkpoint from TensorRT Model Optimizer).
+    weight-only -> ``gptq_marlin`` (a pre-quantized GPTQ checkpoint, on the Marlin kernel); fp4 ->
+    ``mxfp4`` for gpt-oss's MXFP4, else ``modelopt_fp4`` (an NVFP4 checkpoint from TensorRT Model
+    Optimizer). The model's own quantized checkpoint in the trial's format: none (both engines
+    read the method from its quantization_config).
     TensorRT-LLM's PyTorch backend takes the format from the checkpoint's quantization config."""
     name = _ENGINE_NAMES[engine]
     kv = quant["kv_cache"]
@@ -1255,10 +1256,17 @@ def engine_formats(quant: dict, model: dict, engine: str, notes: list[str]) -> t
             notes.append(f"{model['name']}'s checkpoint stores {checkpoint} weights: serve a 16-bit one for bf16")
         return None, kv_dtype
     flavour = fp4_flavour(model) if weights == "fp4" else None
-    if engine == "sglang" and checkpoint is not None and weights == _format_code_name(checkpoint):
+    if engine != "trtllm" and checkpoint is not None and weights == _format_code_name(checkpoint):
         # SGLang detects a pre-quantized checkpoint's method itself and asks for no --quantization
-        # with one (docs.sglang.io, Quantization: offline quantization).
-        notes.append(f"SGLang reads {model['name']}'s {checkpoint} weights from its checkpoint's quantization_config")
+        # with one (docs.sglang.io, Quantization: offline quantization); so does vLLM
+        # (ModelConfig._verify_quantization, vllm/config/model.py), which refuses a --quantization
+        # other than the checkpoint's method ("does not match the quantization method specified in
+        # the `quantization` argument"): fp8 for a ModelOpt or compressed-tensors FP8 checkpoint,
+        # gptq for an AWQ one. Only the format is known here, not the method: none is named.
+        notes.append(
+            f"{name} reads {model['name']}'s {checkpoint} weights from its checkpoint's quantization_config"
+            + (f" (no --quantization) and runs them with {_MARLIN_NOTE}" if weights in ("int8", "int4") else "")
+        )
         return None, kv_dtype
     if engine == "trtllm":
         if flavour == "mxfp4":
@@ -1284,15 +1292,6 @@ def engine_formats(quant: dict, model: dict, engine: str, notes: list[str]) -> t
         # vllm/model_executor/layers/quantization/gptq_marlin.py, applied by ModelConfig.
         # _verify_quantization in vllm/config/model.py; SGLang's python/sglang/srt/layers/
         # quantization/gptq.py has the same rule).
-        if engine == "vllm" and checkpoint is not None and weights == _format_code_name(checkpoint):
-            # The model's own checkpoint: vLLM reads its method (GPTQ, AWQ, compressed-tensors)
-            # from quantization_config and picks the Marlin kernel itself; naming one would be
-            # refused for the others ("does not match the quantization method").
-            notes.append(
-                f"vLLM reads {model['name']}'s {checkpoint} weights from its checkpoint's quantization_config "
-                f"(no --quantization) and runs them with {_MARLIN_NOTE}"
-            )
-            return None, kv_dtype
         notes.append(
             f"{weights} weight-only quantization: {name} needs a pre-quantized GPTQ {weights[3:]}-bit "
             "checkpoint; set the model to one (the repo below is the 16-bit one). quantization gptq_marlin "

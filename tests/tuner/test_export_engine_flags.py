@@ -214,14 +214,15 @@ def test_weight_only_trials_name_the_marlin_kernel_not_gptq(engine, weights):
     assert "Marlin" in note and "compute capability 8.0" in note and "awq_marlin" in note
 
 
-@pytest.mark.parametrize("weights", ["int4", "int8"])
+@pytest.mark.parametrize("weights", ["int4", "int8", "fp8"])
 def test_vllm_reads_a_quantized_checkpoints_own_method(weights):
     """The model is a GPTQ, AWQ or compressed-tensors checkpoint (its config.json's
     quantization_config): no --quantization, so vLLM detects the method and upgrades it to Marlin
-    itself; `gptq` was refused for an AWQ or compressed-tensors checkpoint ("does not match the
-    quantization method specified in the `quantization` argument")."""
+    itself; `gptq` was refused for an AWQ or compressed-tensors checkpoint, `fp8` for a ModelOpt or
+    compressed-tensors FP8 one ("does not match the quantization method specified in the
+    `quantization` argument")."""
     model = get_model("llama-3-8b").model_copy(update={"checkpoint_format": weights})
     deployment = Deployment(model, get_hardware("h100-sxm"), (1, 1, 2), 32, 1024, 128, weight_dtype=weights)
     data = engine_args(deployment, None, "vllm")
     assert data["engine_args"]["quantization"] is None and "--quantization" not in data["cli"]
-    assert any("quantization_config" in n and "Marlin" in n for n in data["notes"])
+    assert any("quantization_config" in n and ("Marlin" in n) == (weights != "fp8") for n in data["notes"])

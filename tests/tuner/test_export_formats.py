@@ -70,8 +70,8 @@ def test_every_engine_and_format_gives_arguments_or_a_refusal(engine, model, wei
         assert "quantization" not in data["engine_args"]
     else:
         quantization = EXPECTED_QUANTIZATION[(model, weights)]
-        if engine == "sglang" and (model, weights) == ("gpt-oss-20b", "fp4"):
-            quantization = None  # SGLang detects a pre-quantized checkpoint itself (its own MXFP4)
+        if (model, weights) == ("gpt-oss-20b", "fp4"):
+            quantization = None  # the engines detect a pre-quantized checkpoint themselves (its own MXFP4)
         assert data["engine_args"]["quantization"] == quantization
         assert (f"--quantization {quantization}" in data["cli"]) == (quantization is not None)
 
@@ -98,7 +98,9 @@ def test_fp4_trial_exports_through_a_study():
     study.add_trial(optuna.trial.create_trial(values=[1.0], user_attrs=attrs))
     data = json.loads(export(study, 0, "vllm"))
     assert data["engine_args"]["model"] == "openai/gpt-oss-120b"
-    assert data["engine_args"]["quantization"] == "mxfp4"
+    # vLLM reads the MXFP4 method from the checkpoint's quantization_config (no --quantization).
+    assert data["engine_args"]["quantization"] is None and "--quantization" not in data["cli"]
+    assert any("quantization_config" in note for note in data["notes"])
     assert "--tensor-parallel-size 8" in data["cli"]
 
 
