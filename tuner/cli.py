@@ -15,6 +15,8 @@ from tuner import early_signals  # noqa: F401
 
 # isort: on
 import json
+import os
+import re
 import sys
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -29,6 +31,9 @@ from tuner.cli_help import (
     imports_loading,
 )
 from tuner.signals import stop_on_signals
+
+#: Where `tuner studies` looks without --storage: every SQLite study under studies/.
+STUDIES_GLOB = "sqlite:///studies/*.db"
 
 if TYPE_CHECKING:
     from cost_models.deployment import Overlap
@@ -883,7 +888,7 @@ def worker_command(
 @cli.command("studies")
 @click.option(
     "--storage",
-    default="sqlite:///studies/*.db",
+    default=STUDIES_GLOB,
     show_default=True,
     help="SQLAlchemy URL; the default lists every SQLite study under studies/.",
 )
@@ -894,12 +899,28 @@ def studies_command(storage: str, as_json: bool) -> None:
     from tuner.pareto import list_studies
     from tuner.storage import storage_errors
 
+    _refuse_missing_glob_directory(storage)
     with storage_errors(storage), tables.progress(disable=as_json, what="reading studies") as update:
         rows = list_studies(storage, on_progress=update)
     if as_json:
         _print_json(rows)
     else:
         tables.print_studies(rows)
+
+
+def _refuse_missing_glob_directory(storage: str) -> None:
+    """A SQLite glob whose directory does not exist matches nothing: an empty list would read as
+    "no studies" where the path has a typo. The default glob (studies/ of the directory tuner
+    runs in) is exempt: no studies/ there means no studies yet."""
+    if storage == STUDIES_GLOB or not storage.startswith("sqlite:///") or not any(ch in storage for ch in "*?["):
+        return
+    pattern = storage.removeprefix("sqlite:///")
+    fixed = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+    directory = os.path.dirname(fixed) or "."
+    if not os.path.isdir(directory):
+        raise InvalidInputError(
+            "--storage", f"no directory {directory} for the glob {pattern}", "check the path, or omit --storage"
+        )
 
 
 @cli.command("pareto")

@@ -96,3 +96,20 @@ def test_one_corrupt_database_does_not_hide_the_other_studies(
     rows = json.loads(out)
     assert [r["study"] for r in rows] == [None, "hostile"]
     assert "not a SQLite database" in rows[0]["error"] and rows[1]["trials"] == 2
+
+
+def test_a_studies_glob_in_a_missing_directory_is_refused_not_an_empty_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A typo in the directory matched no file and printed "no studies found", exit 0.
+    missing = tmp_path / "no-such-dir"
+    code, out, err = run_cli(capsys, "studies", "--storage", f"sqlite:///{missing}/*.db")
+    line = assert_one_error_line(code, out, err, ("--storage",))
+    assert f"no directory {missing}" in line
+    # An existing directory with no study is an empty list, as is the default glob where tuner
+    # runs in a directory without studies/ (nothing searched there yet).
+    code, out, err = run_cli(capsys, "studies", "--storage", f"sqlite:///{tmp_path}/*.db", "--json")
+    assert code == 0 and json.loads(out) == []
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "studies", "--json")
+    assert code == 0 and json.loads(out) == []
