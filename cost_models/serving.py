@@ -393,8 +393,12 @@ def serving_report(result: ServingEstimate, index: int = 0) -> dict[str, Any]:
 class _Memory:
     weights: np.ndarray
     kv_per_token: np.ndarray
-    free: np.ndarray  # the KV cache budget, kv_budget_bytes
+    #: The KV cache budget (kv_budget_bytes); where SGLang's activations pass its 1 - f rest, minus
+    #: that shortfall: the engine runs out of memory on a full iteration, so no cache is usable.
+    free: np.ndarray
     activations: np.ndarray  # of a full iteration (max_num_tokens tokens)
+    #: Bytes by which SGLang's activations pass its 1 - mem_fraction_static rest (0 elsewhere).
+    activation_shortfall: np.ndarray
 
 
 def kv_budget_bytes(
@@ -433,7 +437,7 @@ def kv_budget_bytes(
       ``min_per_gpu_memory = self.init_torch_distributed()`` "Get memory before model loading"),
       so ``fraction x total - weights``. Activations and CUDA graphs are NOT subtracted: they run
       in the 1 - fraction rest (an engine whose activations pass it runs out of memory on a full
-      iteration; :func:`sglang_activation_shortfall`).
+      iteration: :func:`_memory` leaves no KV room there, :func:`sglang_activation_shortfall`).
     - **jax** (no engine source read here): the vLLM rule.
 
     (Read at NVIDIA/TensorRT-LLM 0004396, vllm-project/vllm 35d5cda and a6d5c39 for mem_utils.py,
@@ -491,7 +495,12 @@ def _memory(d: Deployments, w: ServingWorkloads, phase: str, shapes: IterationSh
     widest = np.maximum(ffn_width * np.where(configs.gated_ffn, 2.0, 1.0), configs.vocab / 8)
     activations = 2.0 * w.max_num_tokens * widest * act_bytes / d.chips
     free = kv_budget_bytes(w.engine, d.hardware.memory_bytes, w.memory_fraction, weights, activations)
-    return _Memory(weights, kv_per_token, free, activations)
+    # SGLang does not shrink its cache for activations that pass its rest: it runs out of memory,
+    # so the deployment does not run at these knobs (no KV room: fits is False wherever it is read,
+    # the steady state, the simulation's cache and the disaggregated decode pool alike).
+    shortfall = sglang_activation_shortfall(w.engine, d.hardware.memory_bytes, w.memory_fraction, activations)
+    free = np.where(shortfall > 0.0, -shortfall, free)
+    return _Memory(weights, kv_per_token, free, activations, shortfall)
 
 
 def kv_capacity_tokens(deployments: Deployments, workloads: ServingWorkloads, phase: str = "decode") -> np.ndarray:

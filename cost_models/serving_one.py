@@ -25,7 +25,6 @@ from cost_models.serving import (
     make_workloads,
     serve,
     serving_report,
-    sglang_activation_shortfall,
 )
 from cost_models.topology import domain_size
 
@@ -126,19 +125,6 @@ def serving_one(
         )
     if concurrency is not None and concurrency > limit:
         notes.append(f"{concurrency} clients queue: {holder} {limit} sequences at once ({concurrency - limit} wait)")
-    memory = _memory(d, workloads, "decode")
-    shortfall = float(
-        sglang_activation_shortfall(
-            workloads.engine, d.hardware.memory_bytes, workloads.memory_fraction, memory.activations
-        )[0]
-    )
-    if shortfall > 0:
-        notes.append(
-            f"SGLang runs a full iteration's activations ({float(memory.activations[0]) / 1e9:.2f} GB per GPU at "
-            f"max_num_tokens {row['max_num_tokens']}) outside mem_fraction_static {row['memory_fraction']:g}: "
-            f"they pass the {1.0 - row['memory_fraction']:.2f} left by {shortfall / 1e9:.2f} GB (out of memory); "
-            "lower the fraction or max_num_tokens"
-        )
     if request_rate is not None and not report["stable"]:
         max_rate = max_stable_rate(d, workloads, calibration=profile, overlap=overlap)
         notes.append(
@@ -169,6 +155,16 @@ def _check_fits(deployment: Deployment, workloads: ServingWorkloads, d: Deployme
     tokens = deployment.prompt_len + deployment.gen_len
     free, per_token = float(memory.free[0]), float(memory.kv_per_token[0])
     gb = 1e9  # GB = 1e9 bytes, as every table prints memory
+    shortfall = float(memory.activation_shortfall[0])
+    if shortfall > 0:
+        row = workloads.row(0)
+        raise InvalidInputError(
+            "max_num_tokens",
+            f"SGLang runs a full iteration's activations ({float(memory.activations[0]) / gb:.2f} GB per GPU at "
+            f"max_num_tokens {row['max_num_tokens']}) outside mem_fraction_static {row['memory_fraction']:g}: "
+            f"they pass the {1.0 - row['memory_fraction']:.2f} left by {shortfall / gb:.2f} GB (out of memory)",
+            "lower --memory-fraction or --max-num-tokens",
+        )
     if free <= 0:
         engine = str(workloads.engine[0])
         # SGLang's static share holds the weights and the cache; activations run outside it.

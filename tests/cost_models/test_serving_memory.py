@@ -151,3 +151,23 @@ def test_sglang_activations_must_fit_outside_its_static_share() -> None:
     fractions = np.array([0.95, 0.9, 0.95, 0.95])
     shortfall = sglang_activation_shortfall(engines, 100.0, fractions, np.full(4, 8.0))
     np.testing.assert_allclose(shortfall, [3.0, 0.0, 0.0, 0.0])
+
+
+def test_sglang_out_of_memory_on_activations_does_not_fit_anywhere() -> None:
+    """At mem_fraction_static 0.995 SGLang leaves 0.005 x 150.75 GB = 0.754 GB outside its static
+    pools, less than the 0.94 GB of a full iteration's activations: it runs out of memory, so the
+    deployment does not fit (no KV room for serve, the simulation's cache or kv_capacity_tokens),
+    where its static budget alone would be 0.995 x M - W = 79.4 GB. vLLM at 0.995 shrinks its
+    cache by the activations instead and fits."""
+    assert 0.005 * H200_BYTES < ACTIVATIONS < 0.12 * H200_BYTES
+    d = _llama3_70b_on_two_h200s()
+    sglang = _workload("sglang", memory_fraction=0.995)
+    assert kv_capacity_tokens(d, sglang)[0] == 0
+    result = serve(d, sglang)
+    assert not result.fits[0] and not result.stable[0] and result.tokens_per_s[0] == 0.0
+    vllm = _workload("vllm", memory_fraction=0.995)
+    budget = 0.995 * H200_BYTES - WEIGHTS - ACTIVATIONS
+    assert kv_capacity_tokens(d, vllm)[0] == math.floor(budget / KV_PER_TOKEN)
+    assert serve(d, vllm).fits[0]
+    # At SGLang's default 0.88 the 18.1 GB rest holds them: its budget as its rule gives.
+    assert kv_capacity_tokens(d, _workload("sglang"))[0] == math.floor(EXPECTED_BUDGET["sglang"] / KV_PER_TOKEN)

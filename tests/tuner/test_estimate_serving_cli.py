@@ -257,17 +257,18 @@ def test_require_fit_under_load_checks_the_batch_reported(capsys):
     assert f"needs {need:.1f} GB per chip at batch {report['batch']}," in line
 
 
-def test_sglang_activations_past_its_static_share_are_noted(capsys):
+def test_sglang_activations_past_its_static_share_are_refused(capsys):
     """SGLang runs activations outside mem_fraction_static: Llama 3 8B's full iteration (2 x 8192
-    tokens x 2 x 14336 x 2 B = 0.94 GB) passes the 1% an H100 keeps at 0.99 (0.86 GB) by 0.08 GB;
-    at SGLang's default 0.88 it fits. Other engines shrink the cache instead (no note)."""
-
-    def notes(*args: str) -> list[str]:
-        return _json(capsys, "--concurrency", "4", *LOAD, *args)["serving"]["notes"]
-
-    assert any("pass the 0.01 left by 0.08 GB" in n for n in notes("--backend", "sglang", "--memory-fraction", "0.99"))
-    assert not any("outside mem_fraction_static" in n for n in notes("--backend", "sglang"))
-    assert not any("outside mem_fraction_static" in n for n in notes("--backend", "vllm", "--memory-fraction", "0.99"))
+    tokens x 2 x 14336 x 2 B = 0.94 GB) passes the 1% an H100 keeps at 0.99 (0.86 GB) by 0.08 GB:
+    the engine runs out of memory, so the estimate refuses it (a search scores it as not fitting);
+    at SGLang's default 0.88 it fits. Other engines shrink the cache instead (no refusal)."""
+    code, out, err = run_cli(
+        capsys, *BASE, "--concurrency", "4", *LOAD, "--backend", "sglang", "--memory-fraction", "0.99"
+    )
+    line = assert_one_error_line(code, out, err, ("max_num_tokens",))
+    assert "pass the 0.01 left by 0.08 GB (out of memory)" in line and "--max-num-tokens" in line
+    for args in (("--backend", "sglang"), ("--backend", "vllm", "--memory-fraction", "0.99")):
+        assert _json(capsys, "--concurrency", "4", *LOAD, *args)["serving"]["fits"] is True, args
 
 
 def test_no_kv_cache_names_what_the_engine_charges(capsys):
