@@ -1200,12 +1200,16 @@ _KV_DTYPES: dict[str, dict[str, str | None]] = {
     "trtllm": {"bf16": "auto", "fp8": "fp8", "int8": "fp8", "int4": None, "fp4": "nvfp4"},
 }
 _ENGINE_NAMES = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM"}
-#: Where the Marlin weight-only kernels run (vllm marlin_utils.py query_marlin_supported_quant_types:
-#: compute capability 7.5 and up; SGLang's GPTQMarlinConfig.get_min_capability: 8.0).
-_MARLIN_NOTE = (
-    "the Marlin kernel on NVIDIA GPUs of compute capability 8.0 or newer (Ampere on; vLLM also 7.5); "
-    "elsewhere (older GPUs, ROCm) the slower GPTQ/AWQ kernels run, which the estimate does not assume"
-)
+#: The least compute capability of each engine's Marlin weight-only kernels (vLLM marlin_utils.py,
+#: query_marlin_supported_quant_types: 7.5; SGLang's GPTQMarlinConfig.get_min_capability: 8.0).
+_MARLIN_MIN_CAPABILITY = {"vllm": "7.5 (Turing)", "sglang": "8.0 (Ampere)"}
+
+
+def _marlin_note(engine: str) -> str:
+    return (
+        f"the Marlin kernel on NVIDIA GPUs of compute capability {_MARLIN_MIN_CAPABILITY[engine]} or newer; "
+        "elsewhere (older GPUs, ROCm) the slower GPTQ/AWQ kernels run, which the estimate does not assume"
+    )
 
 
 def fp4_flavour(model: dict) -> str:
@@ -1265,7 +1269,7 @@ def engine_formats(quant: dict, model: dict, engine: str, notes: list[str]) -> t
         # gptq for an AWQ one. Only the format is known here, not the method: none is named.
         notes.append(
             f"{name} reads {model['name']}'s {checkpoint} weights from its checkpoint's quantization_config"
-            + (f" (no --quantization) and runs them with {_MARLIN_NOTE}" if weights in ("int8", "int4") else "")
+            + (f" (no --quantization) and runs them with {_marlin_note(engine)}" if weights in ("int8", "int4") else "")
         )
         return None, kv_dtype
     if engine == "trtllm":
@@ -1295,7 +1299,7 @@ def engine_formats(quant: dict, model: dict, engine: str, notes: list[str]) -> t
         notes.append(
             f"{weights} weight-only quantization: {name} needs a pre-quantized GPTQ {weights[3:]}-bit "
             "checkpoint; set the model to one (the repo below is the 16-bit one). quantization gptq_marlin "
-            f"runs it with {_MARLIN_NOTE}; {name} refuses gptq_marlin for a GPTQ checkpoint Marlin cannot run "
+            f"runs it with {_marlin_note(engine)}; {name} refuses gptq_marlin for a GPTQ checkpoint Marlin cannot run "
             "(asymmetric, or a group size other than -1/32/64/128): quantization gptq runs that one with the "
             "slower GPTQ (exllama) kernel the estimate does not assume. An AWQ checkpoint: awq_marlin"
         )
