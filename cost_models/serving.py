@@ -503,6 +503,28 @@ def _memory(d: Deployments, w: ServingWorkloads, phase: str, shapes: IterationSh
     return _Memory(weights, kv_per_token, free, activations, shortfall)
 
 
+def refuse_sglang_out_of_memory(d: Deployments, w: ServingWorkloads, phase: str = "decode") -> None:
+    """Raise :class:`InvalidInputError` (naming ``max_num_tokens``) for the first row that runs
+    SGLang with activations past its 1 - mem_fraction_static rest (:func:`sglang_activation_shortfall`):
+    the engine runs out of memory, which "no KV cache" would not explain. For the one-deployment
+    commands (estimate, simulate); a search scores such a row as not fitting."""
+    memory = _memory(d, w, phase)
+    short = np.flatnonzero(memory.activation_shortfall > 0)
+    if short.size == 0:
+        return
+    i = int(short[0])
+    row = w.row(i)
+    gb = 1e9  # GB = 1e9 bytes, as every table prints memory
+    raise InvalidInputError(
+        "max_num_tokens",
+        f"SGLang runs a full iteration's activations ({float(memory.activations[i]) / gb:.2f} GB per GPU at "
+        f"max_num_tokens {row['max_num_tokens']}) outside mem_fraction_static {row['memory_fraction']:g}: "
+        f"they pass the {1.0 - row['memory_fraction']:.2f} left by {float(memory.activation_shortfall[i]) / gb:.2f} "
+        "GB (out of memory)",
+        "lower --memory-fraction or --max-num-tokens",
+    )
+
+
 def kv_capacity_tokens(deployments: Deployments, workloads: ServingWorkloads, phase: str = "decode") -> np.ndarray:
     """Tokens of KV cache each deployment can hold (per sequence slot, summed over the running
     batch): the engine's KV budget (:func:`kv_budget_bytes`) over the KV bytes per token per

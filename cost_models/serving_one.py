@@ -23,6 +23,7 @@ from cost_models.serving import (
     _memory,
     engine_overheads,
     make_workloads,
+    refuse_sglang_out_of_memory,
     serve,
     serving_report,
 )
@@ -155,16 +156,7 @@ def _check_fits(deployment: Deployment, workloads: ServingWorkloads, d: Deployme
     tokens = deployment.prompt_len + deployment.gen_len
     free, per_token = float(memory.free[0]), float(memory.kv_per_token[0])
     gb = 1e9  # GB = 1e9 bytes, as every table prints memory
-    shortfall = float(memory.activation_shortfall[0])
-    if shortfall > 0:
-        row = workloads.row(0)
-        raise InvalidInputError(
-            "max_num_tokens",
-            f"SGLang runs a full iteration's activations ({float(memory.activations[0]) / gb:.2f} GB per GPU at "
-            f"max_num_tokens {row['max_num_tokens']}) outside mem_fraction_static {row['memory_fraction']:g}: "
-            f"they pass the {1.0 - row['memory_fraction']:.2f} left by {shortfall / gb:.2f} GB (out of memory)",
-            "lower --memory-fraction or --max-num-tokens",
-        )
+    refuse_sglang_out_of_memory(d, workloads)
     if free <= 0:
         engine = str(workloads.engine[0])
         # SGLang's static share holds the weights and the cache; activations run outside it.

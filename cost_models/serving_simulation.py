@@ -61,6 +61,7 @@ from cost_models.serving import (
     ServingWorkloads,
     kv_capacity_tokens,
     make_workloads,
+    refuse_sglang_out_of_memory,
     resolve_overheads,
     serve,
     serving_report,
@@ -320,6 +321,7 @@ def simulate_serving(
 
     n = int(requests)
     block = int(w.kv_block_size[0])
+    refuse_sglang_out_of_memory(d, w, phase)
     capacity_tokens = float(kv_capacity_tokens(d, w, phase)[0])
     capacity_blocks = int(capacity_tokens // block)
     max_tokens, max_batch = int(w.max_num_tokens[0]), int(w.max_batch_size[0])
