@@ -264,6 +264,8 @@ def chip_roofline(
     )  # fmt: skip
     # Each twinned slot's terms of the totals in this block (copied after it is summed).
     twin_terms = {j: (np.empty(block_rows), np.empty(block_rows)) for j in set(twins.values())} if totals else {}
+    # Each present slot's weight ways, read once (shares.weight expands a slot's row when read).
+    weight_of = {i: shares.weight[i] for i in present}
     scratch_all = {name: np.empty(block_rows) for name in _COST_ARRAYS}
     compute_all, memory_all = np.empty(block_rows), np.empty(block_rows)
     for start in range(0, n, block_rows):
@@ -295,7 +297,7 @@ def chip_roofline(
                     block_compute_total += twin_terms[j][0][:width]
                     block_memory_total += twin_terms[j][1][:width]
                 continue
-            work, weight_ways = shares.work[i][b], shares.weight[i]
+            work, weight_ways = shares.work[i][b], weight_of[i]
             out = (
                 scratch
                 if chip_ops is None

@@ -24,11 +24,11 @@ collectives per layer. A serial block adds the attention's own set.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from itertools import combinations
-from typing import Literal, TypeVar, get_args
+from typing import Literal, TypeVar, get_args, overload
 
 import numpy as np
 
@@ -875,6 +875,31 @@ class ShardingPlan:
     def in_use_ways(self) -> np.ndarray:
         return self._expand(self.distinct_in_use_ways)
 
+    def in_use_row(self, row: int) -> np.ndarray:
+        """Row ``row`` of ``in_use_ways`` (its numbers, bit for bit), expanded alone where the
+        whole array was not, and the same array object for rows of the same bits: chip_shares
+        reads the rows of the weight slots some configuration has, and of bench_estimate's 11
+        rows 8 are present and 4 distinct (q and out, k and v, gate, up and down: products of
+        the same two ways, in either order, which is exact), so 4 of 11 are gathered."""
+        if "in_use_ways" in self.__dict__ or self.index is None:
+            return self.in_use_ways[row]
+        same = self._in_use_same_row[row]
+        rows = self._in_use_rows
+        if same not in rows:
+            rows[same] = self.distinct_in_use_ways[same].take(self.index)
+        return rows[same]
+
+    @cached_property
+    def _in_use_same_row(self) -> tuple[int, ...]:
+        """For each row of ``distinct_in_use_ways``, the first row of the same bits (itself if none)."""
+        bits = self.distinct_in_use_ways.view(np.int64)
+        return tuple(next(j for j in range(i + 1) if np.array_equal(bits[j], bits[i])) for i in range(len(bits)))
+
+    @cached_property
+    def _in_use_rows(self) -> dict[int, np.ndarray]:
+        """The rows :meth:`in_use_row` expanded so far, by their first row of the same bits."""
+        return {}
+
     @cached_property
     def gemm_k(self) -> np.ndarray:
         return self._expand(self.distinct_gemm_k)
@@ -1106,7 +1131,7 @@ class ChipShares:
     split for every slot). One chip's share of a slot is the slot's costs divided by these."""
 
     work: tuple[np.ndarray, ...]
-    weight: tuple[np.ndarray | None, ...]
+    weight: Sequence[np.ndarray | None]
     kv: np.ndarray
 
 
@@ -1131,14 +1156,43 @@ def chip_shares(
     attention_ways = np.minimum(chips, _where(batch_sharded, lambda: c.batch * c.heads, c.heads))
     work = tuple(attention_ways if name in ATTENTION_OPS else chips for name in OPERATOR_NAMES)
     weight: list[np.ndarray | None] = [chips] * len(OPERATOR_NAMES)
-    in_use = plan.in_use_ways
-    for op, row in _WEIGHT_ROW.items():
-        weight[OP[op]] = in_use[row]
     weight[OP["router"]] = None
-    return ChipShares(work, tuple(weight), kv_ways)
+    return ChipShares(work, _WeightWays(weight, plan), kv_ways)
 
 
-def _split_rows(array: np.ndarray, ways: tuple[np.ndarray | None, ...]) -> np.ndarray:
+class _WeightWays(Sequence[np.ndarray | None]):
+    """:attr:`ChipShares.weight`: each weight slot's in-use ways (ShardingPlan.in_use_row),
+    expanded to every configuration when first read (chip_roofline reads only the slots some
+    configuration has), the other slots' entries as given."""
+
+    def __init__(self, others: list[np.ndarray | None], plan: ShardingPlan) -> None:
+        self._ways = others
+        self._plan = plan
+        self._unread = dict(_SLOT_WEIGHT_ROW)  # slot -> plan row, until read
+
+    def __len__(self) -> int:
+        return len(self._ways)
+
+    @overload
+    def __getitem__(self, i: int) -> np.ndarray | None: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[np.ndarray | None]: ...
+    def __getitem__(self, i: int | slice) -> np.ndarray | None | Sequence[np.ndarray | None]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        if i < 0:
+            i += len(self._ways)
+        row = self._unread.pop(i, None)
+        if row is not None:
+            self._ways[i] = self._plan.in_use_row(row)
+        return self._ways[i]
+
+
+#: Each weight slot's row of a ShardingPlan's in-use ways.
+_SLOT_WEIGHT_ROW = {OP[op]: row for op, row in _WEIGHT_ROW.items()}
+
+
+def _split_rows(array: np.ndarray, ways: Sequence[np.ndarray | None]) -> np.ndarray:
     """Each slot's row of ``array`` divided by its ways (copied where None), one row at a time:
     no temporary of every slot and configuration, no fancy-index copy."""
     out = np.empty_like(array)
