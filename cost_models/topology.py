@@ -76,6 +76,17 @@ class Network(ABC):
         steps = group_size(np.atleast_2d(mesh), axes) - 1.0
         return 2.0 * steps if kind == "all_reduce" else steps
 
+    def meshes_of_rows(self, mesh: np.ndarray, positions: list[np.ndarray]) -> list[np.ndarray]:
+        """``mesh.take(rows, axis=0)`` (the meshes of some configurations of a call: a layout's)
+        for each array of positions in ``positions``. A network may remember them until
+        :meth:`forget_meshes_of_rows` (the torus finds their distinct meshes from ``mesh``'s,
+        once, not once per array): the caller must not change them in place."""
+        return [mesh.take(rows, axis=0) for rows in positions]
+
+    def forget_meshes_of_rows(self) -> None:
+        """Drop what :meth:`meshes_of_rows` remembered (by default nothing)."""
+        return None
+
     def check_mesh(self, mesh: tuple[int, ...]) -> None:
         """Raise InvalidInputError unless ``mesh`` is one the hardware can form (three axes)."""
         chips = int(np.prod(mesh))
@@ -218,6 +229,41 @@ def _torus_axes(
     )
 
 
+class _SubMeshes:
+    """Meshes made by :meth:`TorusNetwork.meshes_of_rows` from one mesh of a call: its distinct
+    meshes, each sub-mesh (by id, with the array itself) and the positions of its rows among
+    those distinct meshes, the mesh-only terms of the distinct meshes by (axes, all-to-all), and
+    those terms gathered to the rows of the last sub-mesh asked for."""
+
+    def __init__(self, distinct: np.ndarray, rows: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
+        self.distinct = distinct
+        self.rows = rows
+        self.distinct_terms: dict[tuple[str, bool], _TorusAxes] = {}
+        self.last: np.ndarray | None = None
+        self.gathered: dict[tuple[str, bool], _TorusAxes] = {}
+
+    def terms(
+        self, spec: TorusInterconnect, efficiency: float, mesh: np.ndarray, axes: str, all_to_all: bool
+    ) -> _TorusAxes | None:
+        """The terms of ``mesh`` over ``axes``, None where it is not one of these sub-meshes."""
+        entry = self.rows.get(id(mesh))
+        if entry is None or entry[0] is not mesh:
+            return None
+        if self.last is not mesh:
+            self.last, self.gathered = mesh, {}
+        key = (axes, all_to_all)
+        terms = self.gathered.get(key)
+        if terms is None:
+            once = self.distinct_terms.get(key)
+            if once is None:
+                once = self.distinct_terms[key] = _torus_axes(spec, efficiency, self.distinct, axes, all_to_all)
+            # (The flags every_link and every_several are the distinct meshes' of the whole
+            # call: where one fails for a mesh this sub-mesh lacks, collective_time_s takes its
+            # general path, whose numbers are the same.)
+            terms = self.gathered[key] = once.take(entry[1])
+        return terms
+
+
 class TorusNetwork(Network):
     """TPU inter-chip interconnect: a 2D or 3D torus of links, the same bandwidth on each.
 
@@ -237,16 +283,46 @@ class TorusNetwork(Network):
         #: (:class:`_TorusAxes`) computed so far for it, by (axes, all-to-all).
         self._axes_cache: tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[tuple[str, bool], _TorusAxes]] | None
         self._axes_cache = None
+        #: The sub-meshes of the last :meth:`meshes_of_rows` call (None: none, or their mesh's
+        #: distinct meshes were too many to find them there).
+        self._sub_meshes: _SubMeshes | None = None
+        self._mesh_classes: LastMeshCache[tuple[np.ndarray, np.ndarray] | None] = LastMeshCache()
 
     def legal_meshes(self, chips: int) -> list[tuple[int, int, int]]:
         return _legal_torus_meshes(chips, self.spec.dims, self.spec.max_chips)
+
+    def meshes_of_rows(self, mesh: np.ndarray, positions: list[np.ndarray]) -> list[np.ndarray]:
+        # The distinct meshes of the call's mesh, found once (mesh_classes), and each sub-mesh's
+        # rows among them: _axes_terms then neither compares nor classifies each layout's
+        # sub-mesh (bench_estimate's tpu-v4 draw: 5 layouts a phase). Its terms are elementwise
+        # over meshes, so each row's numbers are those of its sub-mesh classified alone.
+        subs = super().meshes_of_rows(mesh, positions)
+        # (The classes of the last such mesh are kept: an estimate's phases share its mesh.)
+        classes = self._mesh_classes.get(mesh, "classes", mesh_classes) if mesh.ndim == 2 and positions else None
+        if classes is None:
+            self._sub_meshes = None
+            return subs
+        first, inverse = classes
+        self._sub_meshes = _SubMeshes(
+            mesh.take(first, axis=0),
+            {id(sub): (sub, inverse.take(rows)) for sub, rows in zip(subs, positions, strict=True)},
+        )
+        return subs
+
+    def forget_meshes_of_rows(self) -> None:
+        self._sub_meshes = None
 
     def _axes_terms(self, mesh: np.ndarray, axes: str, all_to_all: bool) -> _TorusAxes:
         """The mesh-only terms of :meth:`collective_time_s` over ``axes`` (:class:`_TorusAxes`),
         (n,) each: computed on the mesh's distinct rows (a call's meshes are a few legal ones) and
         gathered to every row, cached per (axes, all-to-all) for the last mesh seen (compared by
         value: a layer's collectives share one mesh and a few axis sets). Every term is
-        elementwise over meshes, so each row's numbers are those of the whole mesh."""
+        elementwise over meshes, so each row's numbers are those of the whole mesh. A sub-mesh
+        of :meth:`meshes_of_rows` (the same array) takes its terms from there."""
+        if self._sub_meshes is not None:
+            terms = self._sub_meshes.terms(self.spec, self.efficiency, mesh, axes, all_to_all)
+            if terms is not None:
+                return terms
         cached = self._axes_cache
         if cached is None or cached[0].shape != mesh.shape or not np.array_equal(cached[0], mesh):
             rows = mesh_classes(mesh)

@@ -475,6 +475,61 @@ def test_collectives_of_distinct_rows_are_every_rows(monkeypatch, chip, profile)
         assert once.tobytes() == every.tobytes()
 
 
+def test_torus_sub_meshes_found_from_the_whole_mesh_give_every_rows_numbers(monkeypatch) -> None:
+    """_torus_layer_comm_s times each layout's rows on its sub-mesh, whose mesh-only terms
+    TorusNetwork.meshes_of_rows finds from the whole mesh's distinct meshes: bit for bit the
+    numbers of each sub-mesh classified alone (Network.meshes_of_rows), role by role."""
+    import cost_models.deployment as deployment
+    import cost_models.topology as topology
+    from cost_models import get_hardware
+    from cost_models.deployments import make_deployments
+    from cost_models.models import get_model
+    from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
+    from cost_models.topology import network_for
+
+    hardware = get_hardware("tpu-v4")
+    network = network_for(hardware)
+    rng = np.random.default_rng(9)
+    meshes = np.array([m for c in (8, 16, 64) for m in network.legal_meshes(c)], dtype=np.float64)
+    catalog = [get_model(name) for name in ("llama-3-8b", "gpt2", "mixtral-8x7b")]
+    n = 6_000  # over distinct.MIN_ROWS, so the whole mesh's classes are found
+    d = make_deployments(
+        catalog,
+        hardware,
+        model_index=rng.integers(0, len(catalog), n),
+        mesh=meshes[rng.integers(0, len(meshes), n)],
+        batch=2 ** rng.integers(0, 6, n),
+        prompt_len=np.rint(2.0 ** rng.uniform(7, 12, n)),
+        gen_len=np.rint(2.0 ** rng.uniform(4, 9, n)),
+        weight_dtype=rng.choice([BF16, INT8], n),
+        prefill_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
+        decode_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
+        prefill_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
+        decode_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
+    )
+    calls: list[tuple] = []
+    original = deployment.torus_layer_comm_s
+
+    def record(*args):
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(deployment, "torus_layer_comm_s", record)
+    deployment.estimate(d)
+    monkeypatch.undo()
+    assert len(calls) == 2
+    for args in calls:
+        found = partitioning._torus_layer_comm_s(*args)
+        assert args[0]._sub_meshes is None  # forgotten after the call
+        with monkeypatch.context() as patch:
+            patch.setattr(topology.TorusNetwork, "meshes_of_rows", topology.Network.meshes_of_rows)
+            alone = partitioning._torus_layer_comm_s(*args)
+        assert set(found) == set(alone)
+        assert np.any(sum(alone.values()) > 0)
+        for role, seconds in alone.items():
+            assert found[role].tobytes() == seconds.tobytes(), role
+
+
 def test_torus_runs_the_authors_weight_stationary_program() -> None:
     """On a torus a weight-stationary block's activation collectives are the authors' TPU program
     (google-research scaling_transformer_inference_efficiency: one_d_parallel_xmap.py and
