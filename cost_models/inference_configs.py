@@ -164,10 +164,11 @@ def make_configs(
         specs = {row: m for m, row in zip(models, rows, strict=True)}
         unique = [specs[row] for row in range(len(distinct))]
         index = np.array(rows, dtype=np.int64)
-    model_columns = {
-        name: _float_column(name, [getattr(m, name) for m in unique])[index]
+    tables = {
+        name: _float_column(name, [getattr(m, name) for m in unique])
         for name in (*_MODEL_FIELDS, *_MOE_FIELDS, *_ATTENTION_FIELDS)
     }
+    model_columns = {name: table[index] for name, table in tables.items()}
     model_columns["v_head_dim"] = _float_column("v_head_dim", [m.v_head_dim or m.d_head for m in unique])[index]
     flags = {
         "gated_ffn": np.array([m.ffn == "swiglu" for m in unique])[index],
@@ -208,8 +209,38 @@ def make_configs(
     else:
         columns["causal"] = np.broadcast_to(np.asarray(causal, dtype=bool), columns["batch"].shape).copy()
     configs = InferenceConfigs(**columns)
-    validate_configs(configs)
+    validate_configs(configs, _valid_model_fields(tables, index, kv_heads is None))
     return configs
+
+
+#: validate_configs' name for its check that kv_heads divides heads.
+_HEADS_DIVIDE = "heads % kv_heads"
+
+
+def _valid_model_fields(tables: dict[str, np.ndarray], index: np.ndarray, kv_from_models: bool) -> frozenset[str]:
+    """The checks of :func:`validate_configs` on the model fields that the models some row uses
+    (``index`` into the columns ``tables``) pass: every row's value of such a field is one of
+    those models' (kv_heads and its divisibility only where no override replaced the models'),
+    so its checks pass on every row and need not run over every row (~2 ms of ~2.7 at 100,000
+    configurations). Where one fails, it is not returned and the rows' check names the first
+    bad row, as before."""
+    if index.ndim != 1 or len(index) == 0 or index.min() < 0:
+        return frozenset()
+    used = np.flatnonzero(np.bincount(index))
+    checked = set()
+    for name in _MODEL_FIELDS:
+        if name == "kv_heads" and not kv_from_models:
+            continue
+        values = tables[name].take(used)
+        if not (np.any(_not_positive_whole(values)) or np.any(values > MAX_SIZE)):
+            checked.add(name)
+    if {"heads", "kv_heads"} <= checked and not np.any(np.mod(tables["heads"][used], tables["kv_heads"][used]) != 0):
+        checked.add(_HEADS_DIVIDE)
+    return frozenset(checked)
+
+
+def _not_positive_whole(values: np.ndarray) -> np.ndarray:
+    return ~np.isfinite(values) | (values <= 0) | (values != np.floor(values))
 
 
 def _phase_codes(phase: str | Sequence[str] | np.ndarray) -> np.ndarray:
@@ -243,11 +274,14 @@ def _float_column(name: str, value: object) -> np.ndarray:
         ) from None
 
 
-def validate_configs(configs: InferenceConfigs) -> None:
-    """Raise :class:`InvalidInputError` naming the first bad field; check every entry at once."""
+def validate_configs(configs: InferenceConfigs, checked: frozenset[str] = frozenset()) -> None:
+    """Raise :class:`InvalidInputError` naming the first bad field; check every entry at once.
+    ``checked``: fields (and ``_HEADS_DIVIDE``) known to pass (:func:`_valid_model_fields`)."""
     for name in ("batch", "seq_len", *_MODEL_FIELDS):
+        if name in checked:
+            continue
         values = getattr(configs, name)
-        bad = ~np.isfinite(values) | (values <= 0) | (values != np.floor(values))
+        bad = _not_positive_whole(values)
         if np.any(bad):
             raise InvalidInputError(
                 name,
@@ -257,12 +291,12 @@ def validate_configs(configs: InferenceConfigs) -> None:
         bad = values > MAX_SIZE
         if np.any(bad):
             raise InvalidInputError(name, f"{_first_bad(bad, values)} is too large", f"pass at most {MAX_SIZE}")
-    bad = np.mod(configs.heads, configs.kv_heads) != 0
-    if np.any(bad):
+    indivisible = None if _HEADS_DIVIDE in checked else np.mod(configs.heads, configs.kv_heads) != 0
+    if indivisible is not None and np.any(indivisible):
         raise InvalidInputError(
             "kv_heads",
-            f"heads ({_first_bad(bad, configs.heads)}) is not divisible by kv_heads "
-            f"({_first_bad(bad, configs.kv_heads)})",
+            f"heads ({_first_bad(indivisible, configs.heads)}) is not divisible by kv_heads "
+            f"({_first_bad(indivisible, configs.kv_heads)})",
             "use a kv_heads that divides heads (1 for MQA, heads for MHA)",
         )
     for name in ("weight_dtype", "act_dtype", "kv_dtype"):

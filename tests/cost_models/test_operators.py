@@ -259,3 +259,26 @@ def test_rows_read_alone_match_the_whole_tables(columns):
     decode = configs.phase == DECODE
     for name in names[:2]:
         assert np.all(whole[name][:, decode].sum(axis=0) > 0)
+
+
+def test_make_configs_checks_the_models_rows_use_as_it_checks_every_row() -> None:
+    """make_configs checks the model fields on the models some row uses (the rows' values are
+    theirs): a bad model no row uses passes, as every row's check passed it; a bad model in use
+    fails with the message the rows' check gives (the first bad row's value); so does a kv_heads
+    override that does not divide heads."""
+    import cost_models.inference_configs as inference_configs
+
+    good = get_model("llama-3-8b")
+    bad = good.model_copy(update={"d_model": 0, "name": "bad"})
+    odd = good.model_copy(update={"kv_heads": 5, "name": "odd"})
+    kwargs = dict(phase="prefill", batch=np.array([1.0, 2.0, 4.0]), seq_len=128)
+    configs = make_configs([good, bad], model_index=np.array([0, 0, 0]), **kwargs)
+    assert configs.d_model.tolist() == [4096.0] * 3
+    for models, message in (([good, bad], "got 0"), ([good, odd], r"heads \(32\) is not divisible by kv_heads \(5\)")):
+        with pytest.raises(InvalidInputError, match=message):
+            make_configs(models, model_index=np.array([0, 1, 0]), **kwargs)
+    with pytest.raises(InvalidInputError, match=r"heads \(32\) is not divisible by kv_heads \(5\)"):
+        make_configs([good], model_index=np.array([0, 0, 0]), kv_heads=np.array([8.0, 5.0, 8.0]), **kwargs)
+    assert inference_configs._valid_model_fields(
+        {name: np.array([1.0, 0.0]) for name in inference_configs._MODEL_FIELDS}, np.array([0, 0]), True
+    ) == frozenset({*inference_configs._MODEL_FIELDS, inference_configs._HEADS_DIVIDE})
