@@ -13,6 +13,8 @@ from cost_models import get_hardware, get_model
 from cost_models.deployment import (
     _COST_ARRAYS,
     EXPERT_SLOTS,
+    _active_block_params,
+    _active_block_params_per_model,
     _twin_slots,
     chip_roofline,
     estimate,
@@ -236,3 +238,23 @@ def test_twin_slots_copied_are_the_slots_computed_bit_for_bit(chip, engine, phas
         if totals_wanted:
             np.testing.assert_array_equal(filled[0][3].compute_s, filled[1][3].compute_s)
             np.testing.assert_array_equal(filled[0][3].memory_s, filled[1][3].memory_s)
+
+
+def test_active_block_params_per_model_are_every_rows_bit_for_bit():
+    """MFU's active block parameters, computed on one row per model and gathered where every row
+    of a model has one KV-head count, are those of every row; with KV heads that differ within a
+    model (a what-if on some rows) every row is computed."""
+    d = _deployments("h100-sxm", 500, 3, engine=True)
+    configs = d.inference_configs("prefill", d.prompt_len)
+    every_row = _active_block_params(configs)
+    per_model = _active_block_params_per_model(configs, d.model_index, d.kv_heads)
+    assert per_model.tobytes() == every_row.tobytes()
+    some = d.kv_heads.copy()
+    some[::7] = 1.0  # MQA on some rows (MLA models' rows keep theirs: an override is refused there)
+    latent = np.array([m.is_mla for m in d.models])[d.model_index]
+    some[latent] = d.kv_heads[latent]
+    what_if = replace(d, kv_heads=some)
+    configs = what_if.inference_configs("prefill", d.prompt_len)
+    assert not np.array_equal(configs.kv_heads, d.kv_heads)
+    per_model = _active_block_params_per_model(configs, what_if.model_index, what_if.kv_heads)
+    assert per_model.tobytes() == _active_block_params(configs).tobytes()
