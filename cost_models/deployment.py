@@ -1372,11 +1372,19 @@ def _memory(
     chips = d.chips
     dp = whole.data_parallel
     weight_bytes = lookup(BYTES_PER_ELEMENT, d.weight_dtype)
+    # (Where no plan has routed experts, their term is 0 x a finite factor, +0.0 with every
+    # dp >= 1, and x - 0.0 is x: left out, with its gather and three passes.)
+    any_routed = any(
+        plans[phase].distinct_routed_expert_elements is None or np.any(plans[phase].distinct_routed_expert_elements)
+        for phase in ("prefill", "decode")
+    ) or not np.all(dp >= 1.0)
     weights = np.maximum(
         *(
             # weight_bytes_per_chip of the phase's plan: its stored elements x the weights' bytes
             plans[phase].stored_elements * weight_bytes
             - plans[phase].routed_expert_elements * (1.0 - 1.0 / dp) * weight_bytes
+            if any_routed
+            else plans[phase].stored_elements * weight_bytes
             for phase in ("prefill", "decode")
         )
     )
