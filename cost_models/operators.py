@@ -551,10 +551,8 @@ def _attention_kernels(t: _CostTable, c: InferenceConfigs, convention: CountingC
         v_bytes = np.where(
             mla, np.where(decode, B * keys * c.kv_lora_rank * t.kvb, B * keys * c.heads * c.v_head_dim * ab), k_bytes
         )
-        fused_kv_bytes = k_bytes + np.where(mla & decode, 0.0, v_bytes)  # the latent is read once
     else:
         k_bytes = v_bytes = B * keys * t.dkv * t.kvb
-        fused_kv_bytes = k_bytes + v_bytes
     kv_is_cache = c.decoder & ~(mla & ~decode)  # MLA prefill decompresses K and V: activations
 
     fused = c.flash_attention
@@ -576,12 +574,21 @@ def _attention_kernels(t: _CostTable, c: InferenceConfigs, convention: CountingC
         t.act_r[i] = scores_bytes + _where(kv_is_cache, 0.0, v_bytes)
         t.kv_r[i] = _where(kv_is_cache, v_bytes, 0.0)
         t.act_w[i] = out_bytes
-    # FlashAttention: the same math, but scores never leave the chip (Dao et al. 2022).
+    # FlashAttention: the same math, but scores never leave the chip (Dao et al. 2022). Where no
+    # configuration fuses, the slot is absent (zero) everywhere, as the unfused slots are above
+    # where every one does: left unwritten, not computed and then multiplied by zero.
     i = OP["fused_attention"]
-    np.add(np.add(qk_flops, softmax_flops, out=t.flops[i]), sv_flops, out=t.flops[i])
-    t.act_r[i] = q_bytes + _where(kv_is_cache, 0.0, fused_kv_bytes)
-    t.kv_r[i] = _where(kv_is_cache, fused_kv_bytes, 0.0)
-    t.act_w[i] = out_bytes
+    if not fused.any():
+        t.unwritten.add(i)
+    else:
+        if any_mla:
+            fused_kv_bytes = k_bytes + np.where(mla & decode, 0.0, v_bytes)  # the latent is read once
+        else:
+            fused_kv_bytes = k_bytes + v_bytes
+        np.add(np.add(qk_flops, softmax_flops, out=t.flops[i]), sv_flops, out=t.flops[i])
+        t.act_r[i] = q_bytes + _where(kv_is_cache, 0.0, fused_kv_bytes)
+        t.kv_r[i] = _where(kv_is_cache, fused_kv_bytes, 0.0)
+        t.act_w[i] = out_bytes
     for name in ("qk_matmul", "softmax", "sv_matmul"):
         t.present[OP[name]] = ~fused
     t.present[OP["fused_attention"]] = fused
