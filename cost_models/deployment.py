@@ -18,7 +18,7 @@ linear in context, which it is within one roofline regime.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Literal, get_args
 
@@ -151,6 +151,22 @@ class OperatorTimes:
     #: the block's collectives on its critical path (:func:`combine_block_s`): unfused ones, and
     #: a collective einsum's ring beyond its matmul (cost_models.partitioning.torus_layer_collectives)
     comm_critical_s: np.ndarray | float = 0.0
+    #: slots whose every time is +0.0 (no configuration has them: chip_roofline), left out of
+    #: the slot sums (:func:`slot_sum`)
+    zero_slots: frozenset[int] = frozenset()
+
+
+def slot_sum(op_time: np.ndarray, slots: Iterable[int], zero: frozenset[int] = frozenset()) -> np.ndarray:
+    """``op_time[slots].sum(axis=0)``'s numbers (an axis-0 sum adds the rows to +0.0 one after
+    another, in order), without the rows of ``zero`` (all +0.0: adding one leaves such a sum,
+    never -0.0, as it is) and without gathering the rows into a copy first."""
+    rows = [i for i in slots if i not in zero]
+    if not rows:
+        return np.zeros(op_time.shape[1])
+    total = np.add(op_time[rows[0]], 0.0)  # (+0.0 + x, as the sum starts: -0.0 becomes +0.0)
+    for i in rows[1:]:
+        total += op_time[i]
+    return total
 
 
 @dataclass(frozen=True)
@@ -499,6 +515,7 @@ def _operator_times(
             ops, shares, d.hardware, expert_scale, configs.layers if moe else None, totals=totals_wanted
         )
         layer_overhead, step_overhead = 0.0, 0.0
+        zero_slots = frozenset(i for i in range(len(op_time)) if not ops.present[i].any())  # (0.0: chip_roofline)
     else:
         # calibrated_operator_times reads the per-chip FLOPs, the summed bytes (chip_roofline keeps
         # them as ``bytes``) and, for MLA's q, k and v, the weight bytes (_mla_gemm_shapes): the
@@ -531,6 +548,7 @@ def _operator_times(
         # The plan, not its (m, n, k): the calibrated GEMMs derive those block by block, in cache.
         op_time = calibrated_operator_times(chip_ops, configs, plan, d.chips, batch_sharded, d.hardware, profile)
         layer_overhead, step_overhead = profile.per_layer_overhead_s, profile.per_step_overhead_s
+        zero_slots = frozenset()
         apart = ops.repeats_apart() if moe else None
         if apart is not None and np.all(configs.layers > 0):
             # op_time * (repeats / layers), the lm_head's share 1, row by row in place (op_time is
@@ -544,14 +562,14 @@ def _operator_times(
             share[LM_HEAD] = 1.0
             op_time = op_time * share
     if not collectives_wanted:
-        return OperatorTimes(op_time, np.zeros(len(d)), layer_overhead, step_overhead), totals
+        return OperatorTimes(op_time, np.zeros(len(d)), layer_overhead, step_overhead, zero_slots=zero_slots), totals
     shapes = shapes if shapes is not None else Shapes.of(configs, tokens_per_sequence)
     critical: np.ndarray | float = 0.0
     if network.collective_einsums:
         # A ring looped inside a matmul hides behind that matmul alone; an unfused collective
         # waits for it and the next matmul waits for the collective (partitioning.W_IN_SLOTS).
         comm = torus_layer_comm_s(network, layouts, shapes, d.mesh, configs.parallel_block, batch_sharded)
-        w_in, w_out = op_time[W_IN_SLOTS].sum(axis=0), op_time[W_OUT_SLOTS].sum(axis=0)
+        w_in, w_out = slot_sum(op_time, W_IN_SLOTS, zero_slots), slot_sum(op_time, W_OUT_SLOTS, zero_slots)
         critical = comm["unfused"] + np.maximum(comm["w_in"] - w_in, 0.0) + np.maximum(comm["w_out"] - w_out, 0.0)
         comm_block = comm["hidden"] + comm["w_in"] + comm["w_out"] + comm["unfused"]
     else:
@@ -563,7 +581,7 @@ def _operator_times(
         # slice (Pope et al.'s Figure 6: the decode step barely shrinks from 64 to 256 chips).
         steps = layer_collective_steps(network, layouts, shapes, d.mesh, configs.parallel_block, batch_sharded)
         layer_overhead = layer_overhead + profile.collective_step_s * steps
-    return OperatorTimes(op_time, comm_block, layer_overhead, step_overhead, critical), totals
+    return OperatorTimes(op_time, comm_block, layer_overhead, step_overhead, critical, zero_slots), totals
 
 
 #: The weight matmuls' slots (the calibrated path times them as GEMMs, from their FLOPs), and
@@ -588,8 +606,9 @@ def forward_pass_s(
     """layers x (block time combined with the block's collectives) + lm_head + the step's fixed
     cost. ``extra_block_s``: more per-block work in the same pass (a mixed serving iteration's
     attention, scored at other shapes than its projections)."""
-    op = t.op_time_s
-    block = _plus(_plus(op[:LM_HEAD].sum(axis=0) + op[LM_HEAD + 1 :].sum(axis=0), t.layer_overhead_s), extra_block_s)
+    op, zero = t.op_time_s, t.zero_slots
+    before, after = slot_sum(op, range(LM_HEAD), zero), slot_sum(op, range(LM_HEAD + 1, len(op)), zero)
+    block = _plus(_plus(before + after, t.layer_overhead_s), extra_block_s)
     combined = combine_block_s(block, t.comm_block_s, t.comm_critical_s, overlap)
     return _plus(layers * combined + op[LM_HEAD], t.step_overhead_s)
 

@@ -22,6 +22,7 @@ from cost_models.deployment import (
     kv_ways_by_phase,
     rank_view,
     sharding_plans,
+    slot_sum,
     stage_configs,
 )
 from cost_models.deployments import make_deployments
@@ -258,3 +259,17 @@ def test_active_block_params_per_model_are_every_rows_bit_for_bit():
     assert not np.array_equal(configs.kv_heads, d.kv_heads)
     per_model = _active_block_params_per_model(configs, what_if.model_index, what_if.kv_heads)
     assert per_model.tobytes() == _active_block_params(configs).tobytes()
+
+
+def test_slot_sum_is_numpys_axis_sum_bit_for_bit():
+    """slot_sum adds the rows as an axis-0 sum does (to +0.0, one after another), leaving out
+    rows of +0.0 only: the same numbers, signed zeros and NaN included."""
+    rng = np.random.default_rng(1)
+    op_time = rng.random((22, 1000)) * np.logspace(-8, 3, 22)[:, None]
+    op_time[[3, 7, 21]] = 0.0
+    op_time[0, :10] = -0.0
+    op_time[5, :5] = np.nan
+    for rows in (range(21), range(22), [0, 1, 2, 5], [3, 7], range(21, 22), []):
+        expected = op_time[list(rows)].sum(axis=0)
+        assert slot_sum(op_time, rows, frozenset({3, 7, 21})).tobytes() == expected.tobytes()
+        assert slot_sum(op_time, rows).tobytes() == expected.tobytes()
