@@ -63,6 +63,7 @@ from cost_models.partitioning import (
     ShardingPlan,
     chip_shares,
     distinct_rows,
+    distinct_rows_any_order,
     kv_cache_split,
     layer_collective_steps,
     layer_comm_time_s,
@@ -837,7 +838,7 @@ def _plans_by_layout(
     if any(c.dtype.kind not in "iu" or len(c) == 0 or c.min() < 0 or c.max() >= n_layouts for c in codes):
         return None
     used = np.flatnonzero(np.sum([np.bincount(c, minlength=n_layouts) for c in codes], axis=0))
-    shape_rows, shape_id = distinct_rows(*shape)
+    shape_rows, shape_id = distinct_rows_any_order(*shape)  # (a plan reads only these columns)
     if len(shape_rows) * len(used) > len(codes[0]) // 2:
         return None
     position = np.zeros(n_layouts, dtype=np.int64)
@@ -873,7 +874,8 @@ def kv_ways_by_phase(d: Deployments, phases: tuple[str, ...] = PHASE_NAMES) -> d
         divides = np.gcd(d.batch.astype(np.int64), d.chips.astype(np.int64)).astype(np.float64)
     else:  # no phase reads the batch
         divides = np.zeros(len(d))
-    rows, kv_id = distinct_rows(d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], latent, divides)
+    # (kv_cache_split reads only these columns: any representative of a row does.)
+    rows, kv_id = distinct_rows_any_order(d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], latent, divides)
     kv_heads, kv_mesh, kv_latent = d.kv_heads.take(rows), d.mesh.take(rows, axis=0), latent.take(rows)
     count = len(rows)
     split: dict[bool, np.ndarray] = {}

@@ -32,7 +32,7 @@ from typing import Literal, TypeVar, get_args, overload
 
 import numpy as np
 
-from cost_models.distinct import repeated_rows
+from cost_models.distinct import MIN_ROWS, repeated_rows, word_classes
 from cost_models.dtypes import BYTES_PER_ELEMENT, lookup
 from cost_models.inference_configs import InferenceConfigs
 from cost_models.model_counts import mla_attention_weights
@@ -1113,22 +1113,8 @@ def distinct_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     non-negative whole numbers are packed into one int64 key (a fast 1-D unique); others fall
     back to a row-wise unique."""
     n = len(columns[0])
-    key = np.zeros(n, dtype=np.int64)
-    capacity = 1
-    packable = True
-    for column in columns:
-        values = np.asarray(column)
-        if values.dtype.kind == "f" and not np.all(values == np.floor(values)):
-            packable = False
-            break
-        v = values.astype(np.int64)
-        radix = int(v.max(initial=0)) + 1
-        if v.min(initial=0) < 0 or capacity * radix >= 2**62:
-            packable = False
-            break
-        key = key * radix + v
-        capacity *= radix
-    if not packable:
+    key = _packed_key(columns)
+    if key is None:
         stacked = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns])
         _, first, inverse = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
         return first, inverse.ravel()
@@ -1142,6 +1128,38 @@ def distinct_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.cumsum(starts) - 1
     return order[starts], inverse
+
+
+def _packed_key(columns: tuple[np.ndarray, ...]) -> np.ndarray | None:
+    """:func:`distinct_rows`' key: columns of small non-negative whole numbers packed into one
+    int64 (mixed radix, each column's largest + 1); None where they are not such numbers."""
+    key: np.ndarray | None = None
+    capacity = 1
+    for column in columns:
+        values = np.asarray(column)
+        if values.dtype.kind == "f" and not np.all(values == np.floor(values)):
+            return None
+        v = values.astype(np.int64)
+        radix = int(v.max(initial=0)) + 1
+        if v.min(initial=0) < 0 or capacity * radix >= 2**62:
+            return None
+        if key is None:  # (0 x radix + v is v)
+            key = v
+        else:  # in place: the numbers of key * radix + v
+            key *= radix
+            key += v
+        capacity *= radix
+    return np.zeros(len(columns[0]), dtype=np.int64) if key is None else key
+
+
+def distinct_rows_any_order(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`distinct_rows`' (first, inverse) up to the order of the distinct rows and the
+    choice of each one's representative (for callers whose work on the distinct rows reads only
+    these columns): the packed key bucketed (distinct.word_classes, ~0.5 ms at 100,000 rows)
+    instead of sorted (~1.5); the sort where the buckets leave rows unplaced."""
+    key = _packed_key(columns) if len(columns[0]) >= MIN_ROWS else None
+    classes = None if key is None else word_classes(key.view(np.uint64))
+    return distinct_rows(*columns) if classes is None else classes
 
 
 def weight_bytes_per_chip(

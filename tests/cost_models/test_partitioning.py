@@ -405,6 +405,24 @@ def test_distinct_rows_negative_and_huge_values_fall_back() -> None:
     check_distinct([huge, huge], [[0, 2], [1], [3]])
 
 
+def test_distinct_rows_any_order_are_distinct_rows_classes() -> None:
+    """distinct_rows_any_order: the classes of distinct_rows (each row's representative has its
+    values; as many distinct rows), found by buckets at MIN_ROWS rows and more, by the sort below
+    or where a column is not packable."""
+    from cost_models.distinct import MIN_ROWS
+    from cost_models.partitioning import distinct_rows_any_order
+
+    rng = np.random.default_rng(4)
+    for n in (10, MIN_ROWS, 20_000):
+        columns = [rng.integers(0, 9, n), rng.choice([8.0, 16.0, 64.0], n), rng.integers(0, 2, n).astype(bool)]
+        for cols in (columns, [*columns, rng.choice([0.5, 1.0], n)]):
+            first, inverse = distinct_rows_any_order(*cols)
+            expected_first, _ = distinct_rows(*cols)
+            assert len(first) == len(expected_first)
+            for column in cols:
+                assert np.array_equal(column[first][inverse], column)
+
+
 def test_distinct_rows_one_row() -> None:
     first, inverse = distinct_rows(np.array([7]), np.array([2.0]))
     assert first.tolist() == [0] and inverse.tolist() == [0]
