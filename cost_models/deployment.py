@@ -65,6 +65,8 @@ from cost_models.partitioning import (
     distinct_rows,
     distinct_rows_any_order,
     kv_cache_split,
+    kv_cache_ways,
+    kv_shape_splits,
     layer_collective_steps,
     layer_comm_time_s,
     sharding_plan,
@@ -877,14 +879,15 @@ def kv_ways_by_phase(d: Deployments, phases: tuple[str, ...] = PHASE_NAMES) -> d
     # (kv_cache_split reads only these columns: any representative of a row does.)
     rows, kv_id = distinct_rows_any_order(d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], latent, divides)
     kv_heads, kv_mesh, kv_latent = d.kv_heads.take(rows), d.mesh.take(rows, axis=0), latent.take(rows)
-    count = len(rows)
+    # Of those, the distinct shapes without the batch (bench_estimate's draw: ~300 of ~5,600),
+    # whose splits are all of kv_cache_split but the batch's terms (kv_cache_ways).
+    shape_rows, shape_id = distinct_rows(kv_heads, kv_mesh[:, 0], kv_mesh[:, 1], kv_mesh[:, 2], kv_latent)
+    shapes = kv_shape_splits(kv_heads.take(shape_rows), kv_mesh.take(shape_rows, axis=0), kv_latent.take(shape_rows))
     split: dict[bool, np.ndarray] = {}
     if not all(all_sharded):
-        split[False] = kv_cache_split(kv_heads, np.zeros(count), kv_mesh, np.zeros(count, dtype=bool), kv_latent)[0]
-        split[False] = split[False].take(kv_id)
+        split[False] = kv_cache_ways(shapes, shape_id.take(kv_id), None)
     if any(any_sharded):
-        split[True] = kv_cache_split(kv_heads, divides.take(rows), kv_mesh, np.ones(count, dtype=bool), kv_latent)[0]
-        split[True] = split[True].take(kv_id)
+        split[True] = kv_cache_ways(shapes, shape_id, divides.take(rows)).take(kv_id)
     ways: dict[str, np.ndarray] = {}
     for phase, some, every in zip(phases, any_sharded, all_sharded, strict=True):
         if every or not some:  # one array per phase: a second phase alike gets a copy

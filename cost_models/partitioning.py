@@ -213,6 +213,51 @@ def kv_cache_split(
     return ways, batch_choice, head_choice
 
 
+@dataclass(frozen=True)
+class KvShapeSplits:
+    """The terms of :func:`kv_cache_split`'s ways that read the KV heads, the mesh and the
+    latent flag alone (not the batch), of some distinct such shapes: the head-sharded ways, and
+    for each batch subset (``_subsets(AXES)[:-1]``) its chips and the KV heads' ways over the
+    axes it leaves. :func:`kv_cache_ways` finishes the ways of configurations from them."""
+
+    ways: np.ndarray
+    products: tuple[np.ndarray, ...]
+    head_ways: tuple[np.ndarray, ...]
+
+
+def kv_shape_splits(kv_heads: np.ndarray, mesh: np.ndarray, latent: np.ndarray) -> KvShapeSplits:
+    """:class:`KvShapeSplits` of each row: kv_cache_split's expressions, in its order."""
+    mesh = np.atleast_2d(mesh)
+    kv_heads = np.where(latent, 1.0, np.broadcast_to(np.asarray(kv_heads, dtype=np.float64), (mesh.shape[0],)))
+    products = subset_products(mesh)
+    ways, _ = split_over(kv_heads, mesh, AXES, products)
+    batch_subsets = _subsets(AXES)[:-1]
+    return KvShapeSplits(
+        ways,
+        tuple(products[frozenset(batch_axes)] for batch_axes in batch_subsets),
+        tuple(
+            split_over(kv_heads, mesh, tuple(a for a in AXES if a not in batch_axes), products)[0]
+            for batch_axes in batch_subsets
+        ),
+    )
+
+
+def kv_cache_ways(shapes: KvShapeSplits, index: np.ndarray, batch: np.ndarray | None) -> np.ndarray:
+    """``kv_cache_split(...)[0]`` of configurations whose shape is row ``index`` of ``shapes``:
+    head-sharded where ``batch`` is None, else every configuration batch-sharded with that
+    batch (the same operations on the same numbers: kv_cache_split is elementwise, and its terms
+    but the batch's are the shape's)."""
+    ways = shapes.ways.take(index)
+    if batch is None:
+        return ways
+    for chips, heads in zip(shapes.products, shapes.head_ways, strict=True):
+        product, head_ways = chips.take(index), heads.take(index)
+        batch_ways = np.where(np.mod(batch, product) == 0, product, 0.0)  # sequences are not replicated
+        better = batch_ways * head_ways > ways  # (batch_sharded True & x is x)
+        ways = np.where(better, batch_ways * head_ways, ways)
+    return ways
+
+
 def kv_cache_axes(
     kv_heads: int, batch: int, mesh: tuple[int, int, int], batch_sharded: bool
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:

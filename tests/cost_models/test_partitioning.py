@@ -423,6 +423,26 @@ def test_distinct_rows_any_order_are_distinct_rows_classes() -> None:
                 assert np.array_equal(column[first][inverse], column)
 
 
+def test_kv_cache_ways_of_shape_splits_are_kv_cache_splits() -> None:
+    """kv_cache_ways from the shape-only terms (kv_shape_splits, on distinct shapes, gathered)
+    gives kv_cache_split's ways bit for bit, head- and batch-sharded, with latent rows."""
+    from cost_models.partitioning import kv_cache_split, kv_cache_ways, kv_shape_splits
+
+    rng = np.random.default_rng(5)
+    n = 3_000
+    meshes = np.array([[1, 1, 8], [2, 2, 4], [4, 4, 4], [1, 4, 16], [8, 4, 8], [2, 1, 1]], dtype=np.float64)
+    mesh = meshes[rng.integers(0, len(meshes), n)]
+    kv_heads = rng.choice([1.0, 2.0, 8.0, 32.0, 96.0], n)
+    latent = rng.random(n) < 0.2
+    batch = np.gcd(2 ** rng.integers(0, 10, n), np.prod(mesh, axis=1).astype(np.int64)).astype(np.float64)
+    rows, shape_id = distinct_rows(kv_heads, mesh[:, 0], mesh[:, 1], mesh[:, 2], latent)
+    shapes = kv_shape_splits(kv_heads[rows], mesh[rows], latent[rows])
+    for sharded in (False, True):
+        expected = kv_cache_split(kv_heads, batch if sharded else np.zeros(n), mesh, np.full(n, sharded), latent)[0]
+        ways = kv_cache_ways(shapes, shape_id, batch if sharded else None)
+        assert ways.tobytes() == expected.tobytes()
+
+
 def test_distinct_rows_one_row() -> None:
     first, inverse = distinct_rows(np.array([7]), np.array([2.0]))
     assert first.tolist() == [0] and inverse.tolist() == [0]
