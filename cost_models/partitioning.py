@@ -787,15 +787,38 @@ def _layer_comm_time_s(
             if edges[code + 1] > edges[code]
         }
         s = _take(s, order)
-        mesh, parallel_block, batch_sharded_attention = (
-            np.asarray(mesh).take(order, axis=0),
+        parallel_block, batch_sharded_attention = (
             np.asarray(parallel_block).take(order),
             np.asarray(batch_sharded_attention).take(order),
         )
-    total = np.zeros(len(codes))
-    for code, rows in bounds.items():
+    # Each layout's meshes (the network may remember them: Network.meshes_of_rows).
+    mesh = np.atleast_2d(mesh)
+    meshes = network.meshes_of_rows(mesh, [order[rows] for rows in bounds.values()]) if order is not None else [mesh]
+    try:
+        total = _layer_comm_by_layout(network, s, parallel_block, batch_sharded_attention, bounds, meshes, len(codes))
+    finally:
+        network.forget_meshes_of_rows()
+    if order is None:
+        return total
+    unsorted = np.empty_like(total)
+    unsorted[order] = total
+    return unsorted
+
+
+def _layer_comm_by_layout(
+    network: Network,
+    s: Shapes,
+    parallel_block: np.ndarray,
+    batch_sharded_attention: np.ndarray,
+    bounds: dict[int, slice],
+    meshes: list[np.ndarray],
+    n: int,
+) -> np.ndarray:
+    """:func:`_layer_comm_time_s` of rows sorted by layout: each layout's ``bounds`` in them
+    and its meshes (``meshes``, in the order of ``bounds``)."""
+    total = np.zeros(n)
+    for (code, rows), sub_mesh in zip(bounds.items(), meshes, strict=True):
         shapes = s if rows == slice(None) else _take(s, rows)
-        sub_mesh = mesh[rows]
         calls = layer_collectives(
             FFN_LAYOUTS[code], shapes, sub_mesh, parallel_block[rows], batch_sharded_attention[rows]
         )
@@ -814,11 +837,7 @@ def _layer_comm_time_s(
             if (time := timed[key]) is not None:
                 terms.append(time)
         total[rows] = sum(terms, start=0.0)
-    if order is None:
-        return total
-    unsorted = np.empty_like(total)
-    unsorted[order] = total
-    return unsorted
+    return total
 
 
 def layer_collective_steps(

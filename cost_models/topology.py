@@ -482,11 +482,35 @@ class SwitchedNetwork(Network):
         self.spec = spec
         self.efficiency = network_efficiency
         self._groups_cache: LastMeshCache[SwitchedGroups] = LastMeshCache()
+        #: The ids of the sub-meshes of the last :meth:`meshes_of_rows` call (None: none), and the
+        #: groups built so far for the last of them asked for (the array itself, by axes).
+        self._sub_meshes: dict[int, np.ndarray] | None = None
+        self._sub_groups: tuple[np.ndarray, dict[str, SwitchedGroups]] | None = None
+
+    def meshes_of_rows(self, mesh: np.ndarray, positions: list[np.ndarray]) -> list[np.ndarray]:
+        # Remembered by identity (the caller leaves them as they are), so groups() neither
+        # compares each collective's mesh with the last one by value nor copies it.
+        subs = super().meshes_of_rows(mesh, positions)
+        self._sub_meshes = {id(sub): sub for sub in subs}
+        self._sub_groups = None
+        return subs
+
+    def forget_meshes_of_rows(self) -> None:
+        self._sub_meshes = self._sub_groups = None
 
     def groups(self, mesh: np.ndarray, axes: str) -> SwitchedGroups:
         """The group geometry over ``axes`` (:class:`SwitchedGroups`), (n,) arrays. Cached per axes for
-        the last mesh seen (compared by value): a layer's collectives share one mesh and a few
-        axis sets, so the terms that depend only on them are computed once, not per collective."""
+        the last mesh seen (compared by value, or a sub-mesh of :meth:`meshes_of_rows` by
+        identity): a layer's collectives share one mesh and a few axis sets, so the terms that
+        depend only on them are computed once, not per collective."""
+        subs = self._sub_meshes
+        if subs is not None and subs.get(id(mesh)) is mesh:
+            if self._sub_groups is None or self._sub_groups[0] is not mesh:
+                self._sub_groups = (mesh, {})
+            built = self._sub_groups[1]
+            if axes not in built:
+                built[axes] = switched_groups(self.spec, mesh, axes)
+            return built[axes]
         return self._groups_cache.get(mesh, axes, lambda seen: switched_groups(self.spec, seen, axes))
 
     def legal_meshes(self, chips: int) -> list[tuple[int, int, int]]:

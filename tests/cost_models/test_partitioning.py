@@ -568,6 +568,58 @@ def test_torus_sub_meshes_found_from_the_whole_mesh_give_every_rows_numbers(monk
             assert found[role].tobytes() == seconds.tobytes(), role
 
 
+def test_switched_sub_meshes_remembered_by_identity_give_every_rows_numbers(monkeypatch) -> None:
+    """_layer_comm_time_s hands each layout's meshes to SwitchedNetwork.meshes_of_rows, whose
+    groups are then found by identity (not compared by value): bit for bit the numbers of the
+    plain sub-meshes (Network.meshes_of_rows), and nothing is remembered after the call."""
+    import cost_models.deployment as deployment
+    import cost_models.topology as topology
+    from cost_models import get_hardware
+    from cost_models.deployments import make_deployments
+    from cost_models.models import get_model
+    from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
+    from cost_models.topology import network_for
+
+    hardware = get_hardware("h100-sxm")
+    network = network_for(hardware)
+    rng = np.random.default_rng(10)
+    meshes = np.array([m for c in (8, 16, 64) for m in network.legal_meshes(c)], dtype=np.float64)
+    catalog = [get_model(name) for name in ("llama-3-8b", "gpt2", "palm-540b")]
+    n = 3_000
+    d = make_deployments(
+        catalog,
+        hardware,
+        model_index=rng.integers(0, len(catalog), n),
+        mesh=meshes[rng.integers(0, len(meshes), n)],
+        batch=2 ** rng.integers(0, 6, n),
+        prompt_len=np.rint(2.0 ** rng.uniform(7, 12, n)),
+        gen_len=np.rint(2.0 ** rng.uniform(4, 9, n)),
+        prefill_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
+        decode_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
+        prefill_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
+        decode_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
+    )
+    calls: list[tuple] = []
+    original = deployment.layer_comm_time_s
+
+    def record(*args):
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(deployment, "layer_comm_time_s", record)
+    deployment.estimate(d)
+    monkeypatch.undo()
+    assert len(calls) == 2
+    for args in calls:
+        found = partitioning._layer_comm_time_s(*args)
+        assert args[0]._sub_meshes is None and args[0]._sub_groups is None  # forgotten
+        with monkeypatch.context() as patch:
+            patch.setattr(topology.SwitchedNetwork, "meshes_of_rows", topology.Network.meshes_of_rows)
+            plain = partitioning._layer_comm_time_s(*args)
+        assert np.any(plain > 0)
+        assert found.tobytes() == plain.tobytes()
+
+
 def test_torus_runs_the_authors_weight_stationary_program() -> None:
     """On a torus a weight-stationary block's activation collectives are the authors' TPU program
     (google-research scaling_transformer_inference_efficiency: one_d_parallel_xmap.py and
