@@ -845,8 +845,13 @@ def _plans_by_layout(
         return None
     position = np.zeros(n_layouts, dtype=np.int64)
     position[used] = np.arange(len(used))
-    rows = np.repeat(shape_rows, len(used))
-    plan = sharding_plan(configs.take(rows), d.mesh.take(rows, axis=0), np.tile(used, len(shape_rows)))
+    # Every (shape, used layout) row, each shape's layouts consecutive (its candidates found once).
+    plan = sharding_plan(
+        configs.take(shape_rows),
+        d.mesh.take(shape_rows, axis=0),
+        np.tile(used, len(shape_rows)),
+        shape_repeats=len(used),
+    )
     base = shape_id * len(used)
     return {phase: plan.take(base + position.take(c)) for phase, c in zip(phases, codes, strict=True)}
 

@@ -1078,11 +1078,16 @@ def _split_ways(candidates: list[np.ndarray], allowed: np.ndarray) -> np.ndarray
 
 
 def _stored_and_use_ways(
-    size: np.ndarray, products: dict[frozenset[str], np.ndarray], layout_codes: np.ndarray, logical: str
+    size: np.ndarray,
+    products: dict[frozenset[str], np.ndarray],
+    layout_codes: np.ndarray,
+    logical: str,
+    candidates: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(stored ways, in-use ways) of a dimension split as ``logical``: one set of candidates for
-    both, and one evaluation where no layout's in-use axes differ from its stored ones."""
-    candidates = _split_candidates(size, products)
+    both (``candidates``, where the caller has them), and one evaluation where no layout's in-use
+    axes differ from its stored ones."""
+    candidates = candidates if candidates is not None else _split_candidates(size, products)
     stored = _split_ways(candidates, _allowed_axes(layout_codes, logical, False))
     if np.array_equal(_allowed_table(logical, False), _allowed_table(logical, True)):
         return stored, stored
@@ -1102,16 +1107,37 @@ def _mla_weight_elements(c: InferenceConfigs) -> dict[str, np.ndarray]:
     return {"wq": w["q_a"] + w["q_b"], "wk": w["kv_a"] + w["kv_b_k"], "wv": w["kv_b_v"], "wo": w["o"]}
 
 
-def sharding_plan(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarray) -> ShardingPlan:
+def sharding_plan(
+    c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarray, shape_repeats: int = 1
+) -> ShardingPlan:
     """The :class:`ShardingPlan` of every configuration, from its layout's rules (every layout
-    evaluated at once: each configuration's rules are a mask of allowed axes)."""
+    evaluated at once: each configuration's rules are a mask of allowed axes). ``shape_repeats``:
+    ``c`` and ``mesh`` hold each shape once, ``layout_codes`` that many layouts for each
+    (consecutive), the plan being of every (shape, layout) row: the split candidates, which read
+    no layout, are then found once per shape and repeated (the same numbers)."""
+    candidates_of: dict[str, list[np.ndarray]] | None = None
+    if shape_repeats > 1:
+        shape_products = subset_products(mesh)
+
+        def repeated(size: np.ndarray) -> list[np.ndarray]:
+            return [np.repeat(x, shape_repeats) for x in _split_candidates(size, shape_products)]
+
+        candidates_of = {lg: repeated(_dimension_size(WeightShapes.of(c), lg)) for lg in _LOGICAL_AXES}
+        candidates_of["expert"] = repeated(np.maximum(c.expert_d_ff, 1.0))
+        index = np.repeat(np.arange(len(c)), shape_repeats)
+        c, mesh = c.take(index), np.atleast_2d(mesh).take(index, axis=0)
     n_ops, n = len(WEIGHT_OPS), len(c)
     in_use_ways, gemm_k, gemm_n = np.ones((n_ops, n)), np.zeros((n_ops, n)), np.zeros((n_ops, n))
     shapes = WeightShapes.of(c)
     products = subset_products(mesh)
     size = {logical: _dimension_size(shapes, logical) for logical in _LOGICAL_AXES}
     # Ways each logical axis splits, stored and in use (once per axis, not per matrix).
-    ways_of = {lg: _stored_and_use_ways(size[lg], products, layout_codes, lg) for lg in _LOGICAL_AXES}
+    ways_of = {
+        lg: _stored_and_use_ways(
+            size[lg], products, layout_codes, lg, None if candidates_of is None else candidates_of[lg]
+        )
+        for lg in _LOGICAL_AXES
+    }
     stored_ways = {lg: ways[0] for lg, ways in ways_of.items()}
     use_ways = {lg: ways[1] for lg, ways in ways_of.items()}
     width = {lg: size[lg] * (shapes.d_head if lg in ("heads", "kv_heads") else 1.0) for lg in _LOGICAL_AXES}
@@ -1119,7 +1145,9 @@ def sharding_plan(c: InferenceConfigs, mesh: np.ndarray, layout_codes: np.ndarra
     # experts' width is assumed to split as many ways). The matmuls' hidden width is what one
     # token uses (k routed experts and the shared ones); storage holds every expert.
     expert_d_ff = np.maximum(c.expert_d_ff, 1.0)  # a dense model's 0: any ways, no elements
-    expert_stored_ways, expert_use_ways = _stored_and_use_ways(expert_d_ff, products, layout_codes, "mlp")
+    expert_stored_ways, expert_use_ways = _stored_and_use_ways(
+        expert_d_ff, products, layout_codes, "mlp", None if candidates_of is None else candidates_of["expert"]
+    )
     expert = {
         "stored_ways": expert_stored_ways,
         "use_ways": expert_use_ways,

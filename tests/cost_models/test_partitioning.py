@@ -301,6 +301,25 @@ def plan_of(model: ModelSpec, layout: str, mesh=(2, 2, 2), weight_dtype: int = B
     return configs, mesh_array, codes, sharding_plan(configs, mesh_array, codes)
 
 
+def test_sharding_plan_of_repeated_shapes_is_the_plan_of_every_row() -> None:
+    """sharding_plan with shape_repeats (each shape once, its layouts consecutive) gives every
+    array of the plan of the repeated rows bit for bit (dense, MoE, MLA, tied, odd meshes)."""
+    from cost_models.models import get_model
+
+    models = [get_model(name) for name in ("llama-3-8b", "mixtral-8x7b", "deepseek-v3", "gpt2")] + [TINY]
+    rng = np.random.default_rng(6)
+    n, repeats = 40, 3
+    configs = make_configs(models, model_index=rng.integers(0, len(models), n), phase="decode", batch=4, seq_len=64)
+    meshes = np.array([[1, 1, 8], [2, 2, 2], [4, 4, 4], [1, 3, 5], [2, 1, 16]], dtype=np.float64)
+    mesh = meshes[rng.integers(0, len(meshes), n)]
+    codes = rng.integers(0, len(FFN_LAYOUTS), n * repeats)
+    rows = np.repeat(np.arange(n), repeats)
+    expected = sharding_plan(configs.take(rows), mesh[rows], codes)
+    plan = sharding_plan(configs, mesh, codes, shape_repeats=repeats)
+    for name in ("in_use_ways", "gemm_k", "gemm_n", "stored_elements", "routed_expert_elements"):
+        assert getattr(plan, name).tobytes() == getattr(expected, name).tobytes(), name
+
+
 def test_stored_elements_ws_1d_by_hand() -> None:
     # ws_1d: E whole (1 way); heads over x,y,z: 4 heads on 8 chips -> 4 ways; 2 KV heads -> 2 ways;
     # F = 16 over 8 -> 8 ways; V = 16 -> 8 ways. Per layer, elements per chip:
