@@ -661,8 +661,18 @@ def _phase_times(
     # work, never hidden behind it (two-batch overlap, which would, is not modelled).
     stage_s = forward_pass_s(t, configs.layers, overlap, dispatch_block)
     head_s = _plus(t.op_time_s[LM_HEAD], t.step_overhead_s)  # the last stage's alone
-    send = stage_send_s(d.hardware, parallel, configs, tokens_per_sequence)
     m, pp = parallel.micro_batches, parallel.pipeline_parallel
+    if np.all(pp == 1.0) and np.all(m == 1.0):
+        # One stage and one micro-batch everywhere: nothing is sent (stage_send_s's zeros, whose
+        # (PP - 1) x 0.0 added leaves each sum as it is), m + PP - 1 is 1.0 and 1.0 x t is t, so
+        # those passes are left out (the same numbers).
+        return _PhaseTimes(
+            latency_s=(stage_s - head_s) + head_s,
+            compute_s=roofline.compute_s,
+            memory_s=roofline.memory_s,
+            comm_s=configs.layers * comm_block,
+        )
+    send = stage_send_s(d.hardware, parallel, configs, tokens_per_sequence)
     return _PhaseTimes(
         latency_s=pipeline_s(stage_s - head_s, head_s, send, pp, m),
         compute_s=m * roofline.compute_s,
