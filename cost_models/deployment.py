@@ -930,12 +930,16 @@ def _phase_estimate(
     peak: np.ndarray,
 ) -> PhaseEstimate:
     """A phase of ``steps`` forward passes producing ``tokens``."""
-    latency = t.latency_s * steps
+
+    def times(seconds: np.ndarray) -> np.ndarray:  # (x 1.0, prefill's one pass, is x: left out)
+        return seconds if isinstance(steps, float) and steps == 1.0 else seconds * steps
+
+    latency = times(t.latency_s)
     return PhaseEstimate(
         latency_s=latency,
-        compute_s=t.compute_s * steps,
-        memory_s=t.memory_s * steps,
-        comm_s=t.comm_s * steps,
+        compute_s=times(t.compute_s),
+        memory_s=times(t.memory_s),
+        comm_s=times(t.comm_s),
         tokens=tokens,
         mfu=model_flops_utilization(matmul_params_times_tokens, chips, peak, latency),
         cost_chip_s_per_token=chips * latency / tokens,
