@@ -319,8 +319,9 @@ class TorusNetwork(Network):
         value: a layer's collectives share one mesh and a few axis sets). Every term is
         elementwise over meshes, so each row's numbers are those of the whole mesh. A sub-mesh
         of :meth:`meshes_of_rows` (the same array) takes its terms from there."""
-        if self._sub_meshes is not None:
-            terms = self._sub_meshes.terms(self.spec, self.efficiency, mesh, axes, all_to_all)
+        subs = self._sub_meshes
+        if subs is not None:
+            terms = subs.terms(self.spec, self.efficiency, mesh, axes, all_to_all)
             if terms is not None:
                 return terms
         cached = self._axes_cache
@@ -505,9 +506,10 @@ class SwitchedNetwork(Network):
         depend only on them are computed once, not per collective."""
         subs = self._sub_meshes
         if subs is not None and subs.get(id(mesh)) is mesh:
-            if self._sub_groups is None or self._sub_groups[0] is not mesh:
-                self._sub_groups = (mesh, {})
-            built = self._sub_groups[1]
+            last = self._sub_groups
+            if last is None or last[0] is not mesh:
+                last = self._sub_groups = (mesh, {})
+            built = last[1]
             if axes not in built:
                 built[axes] = switched_groups(self.spec, mesh, axes)
             return built[axes]
