@@ -1169,7 +1169,7 @@ def _active_block_params_per_model(c: InferenceConfigs, model_index: np.ndarray,
     passes over the rows fewer: 3.4 ms at 100,000 configurations). Else on every row."""
     index = np.asarray(model_index)
     n = len(c)
-    if index.shape != (n,) or index.dtype.kind not in "iu" or n < _PER_MODEL_MIN_ROWS:
+    if index.shape != (n,) or index.dtype.kind not in "iu" or n < _PER_MODEL_MIN_ROWS or index.min() < 0:
         return _active_block_params(c)
     # One row of each model (whichever the scatter keeps), and whether every row of the model
     # has that row's KV heads.
