@@ -987,8 +987,8 @@ class ShardingPlan:
     @cached_property
     def _in_use_same_row(self) -> tuple[int, ...]:
         """For each row of ``distinct_in_use_ways``, the first row of the same bits (itself if none)."""
-        bits = self.distinct_in_use_ways.view(np.int64)
-        return tuple(next(j for j in range(i + 1) if np.array_equal(bits[j], bits[i])) for i in range(len(bits)))
+        first: dict[bytes, int] = {}
+        return tuple(first.setdefault(row.tobytes(), i) for i, row in enumerate(self.distinct_in_use_ways))
 
     @cached_property
     def _in_use_rows(self) -> dict[int, np.ndarray]:
