@@ -204,6 +204,9 @@ class GemmParams(_Params):
     #: Kernel-time factor of weight-only rows with m <= WEIGHT_ONLY_GEMV_MAX_M (TRT-LLM's
     #: weight-only GEMV) over the tiled model's time; 1: none.
     weight_only_gemv_factor: float = Field(default=1.0, gt=0, le=4)
+    #: CTAs resident per SM whose per-CTA walks (dequant_s_per_element) overlap: the walk is
+    #: spread over min(ctas, SMs * this) CTAs; 1: one CTA per SM walks at a time (waves past it).
+    dequant_ctas_per_sm: float = Field(default=1.0, ge=1, le=32)
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -331,6 +334,21 @@ class GemmParams(_Params):
         # 8.06/24.4% (a lower median, a p90 at the target's edge), not kept for a switch the
         # source does not have.
         "weight_only_gemv_factor": FitSpec(0.3, 3.0, start=0.9),
+        # Fitted where dequant_s_per_element is (tuner/calibrate.py fit_gemm): the per-CTA walk
+        # is a latency (each 64-deep k step loads, dequantizes, then feeds the MMA), and TRT-LLM's
+        # fpA_intB / SmoothQuant CUTLASS tiles on SM80 (16x128 to 128x128, 128 threads, 2-4
+        # stages; cutlass_heuristic.cpp get_candidate_tiles) are small enough that the launcher
+        # (compute_occupancy_for_kernel, from their shared memory) runs several CTAs per SM,
+        # which overlap their walks; CTAs past the SMs were charged another walk each wave. a100
+        # int4_wo rows with more tiles than SMs ran faster than that held out (m=64 n=65536
+        # k=10240, 512 tiles: 381 us, 562 predicted; m=192 n=65536 k=4096: 461 us, 523; m=48
+        # n=65536 k=2048: 88 us, 101). Bounds 1 (the former model) to 32 (SM80's most resident
+        # CTAs per SM). Fitted at 32 in every fold on int4_wo and SmoothQuant (the walk is a
+        # per-CTA latency whatever the CTA count), 1.9-2.7 on int8_wo (plausibly: 8-bit tiles hold
+        # twice the weight bytes per stage, fewer per SM) in 4 of 5 folds; held out, a100 trtllm int4_wo
+        # median/p90 8.27/23.32% -> 7.49/22.30%, sq 7.97/20.84% -> 7.20/20.43%, int8_wo
+        # 7.09/21.64% -> 6.54/22.66%.
+        "dequant_ctas_per_sm": FitSpec(1.0, 32.0, log=True, start=2.0),
     }
 
 
@@ -400,7 +418,9 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
     - weight-only formats (int8_wo, int4_wo) dequantize inside the kernel: math at the bf16 peak,
       memory at the narrow weight bytes; the dequantization adds n * k * m_tiles *
       ``dequant_s_per_element`` / min(ctas, SMs) to the compute time (m_tiles = ceil(m_eff /
-      tile_m): each M tile dequantizes the weight tiles it reads; default 0: none). a100 TRT-LLM
+      tile_m): each M tile dequantizes the weight tiles it reads; default 0: none), with SMs
+      times ``dequant_ctas_per_sm`` in place of SMs (CTAs resident on one SM overlap their
+      walks; default 1; fitted 32, its bound, on a100 TRT-LLM int4_wo and sq). a100 TRT-LLM
       int4_wo m=1 n=1536 k=16384 takes 68.6 us, 27 us predicted held out without it. Fitted
       18-19 ps per element per CTA (int4_wo, int8_wo); held out, int4_wo median/p90 9.5/29.1% ->
       8.7/24.4%, int8_wo 8.2/25.0% -> 7.3/22.5% (now meets both); on SmoothQuant (int8 weights
@@ -561,7 +581,8 @@ def gemm_time_with_constants_s(
         # (CUDA-core) lanes: n * k * m_tiles elements spread over the CTAs the chip runs at once.
         assert units is not None and ctas is not None  # dequant implies an SM count
         m_tiles = np.ceil(m_eff / np.minimum(tile_m_max, m_eff))
-        compute_s = compute_s + n * k * m_tiles * params.dequant_s_per_element / np.minimum(ctas, units)
+        in_flight = units * params.dequant_ctas_per_sm
+        compute_s = compute_s + n * k * m_tiles * params.dequant_s_per_element / np.minimum(ctas, in_flight)
     _spare(spare, m_eff)
     memory_s = np.divide(memory_bytes, bandwidth, out=_pop(spare))
     if saturation is not None:  # (times 1.0 without it: the same number)

@@ -293,6 +293,7 @@ def fit_gemm(
             # Weight-only kernels dequantize per CTA; SmoothQuant's CUTLASS tiles (m > 4) walk k
             # per CTA at the same kind of cost (GemmParams.FIT dequant_s_per_element).
             specs.pop("dequant_s_per_element")
+            specs.pop("dequant_ctas_per_sm")
         if fmt not in GEMV_FORMATS:
             for name in GEMV_ONLY:
                 specs.pop(name)
@@ -309,7 +310,13 @@ def fit_gemm(
         if chip.compute_units is None:
             # Wave quantization, split-K and the CTA saturation count SMs: without an SM count
             # (TPUs, CPUs) they leave the time unchanged, so they are not fitted.
-            for name in ("wave_weight", "split_k_max", "half_saturation_ctas", "dequant_s_per_element"):
+            for name in (
+                "wave_weight",
+                "split_k_max",
+                "half_saturation_ctas",
+                "dequant_s_per_element",
+                "dequant_ctas_per_sm",
+            ):
                 specs.pop(name, None)
         _require_rows(table, rows, len(specs), f"gemm {fmt} on {system}/{backend}")
         _check_speed_of_light(table, rows, fmt, chip)

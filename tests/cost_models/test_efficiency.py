@@ -92,6 +92,24 @@ def test_gemm_dequantization_cost_per_weight_element_per_cta():
     assert bare == pytest.approx((1536 * 16384 * 0.5 + 16384 * 2 + 1536 * 2) / H100.memory_bandwidth_bytes_per_s)
 
 
+def test_gemm_dequantization_walk_overlaps_the_ctas_resident_on_an_sm():
+    # The per-CTA walk is spread over min(CTAs, SMs * dequant_ctas_per_sm): CTAs resident on one
+    # SM overlap their walks. Defaults otherwise: CTAs = 128x128 output tiles, time = max(compute
+    # + walk, memory).
+    peak = H100.peak_ops_per_s.bf16
+    walk = 4096**2 * 32 * 2e-11  # m = n = k = 4096: 32 M tiles
+    for per_sm, spread in ((1.0, 132), (4.0, 528), (8.0, 1024), (32.0, 1024)):
+        # 1024 tiles on 132 SMs: 132 at a time with one CTA per SM, 528 with 4, all 1024 with 8.
+        params = GemmParams(dequant_s_per_element=2e-11, dequant_ctas_per_sm=per_sm)
+        t = float(gemm_time_s(4096, 4096, 4096, "int8_wo", H100, params))
+        assert t == pytest.approx(2 * 4096**3 / peak + walk / spread, rel=1e-9), per_sm
+    # Fewer tiles than SMs (m=1 n=1536 k=16384: 12 tiles): each CTA walks alone whatever the count.
+    one = GemmParams(dequant_s_per_element=2e-11)
+    many = GemmParams(dequant_s_per_element=2e-11, dequant_ctas_per_sm=32.0)
+    m, n, k = np.array([1.0, 64.0]), np.array([1536.0, 4096.0]), np.array([16384.0, 4096.0])
+    np.testing.assert_allclose(gemm_time_s(m, n, k, "int4_wo", H100, many), gemm_time_s(m, n, k, "int4_wo", H100, one))
+
+
 def test_gemm_gemv_below_its_m_switch_streams_the_bytes_under_its_own_floor():
     # TRT-LLM's SmoothQuant plugin runs a GEMV at m <= 4 and CUTLASS tiles above.
     a100 = get_hardware("a100-80gb")

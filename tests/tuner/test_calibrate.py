@@ -115,8 +115,9 @@ def test_gemm_targets_met_by_bf16_vllm_fp8_and_nvfp4_groups_on_hbm_gpus():
     gemm = [e for name in available_profiles() for k, e in load_profile(name).cv_error.items() if k.startswith("gemm/")]
     assert len(gemm) == 56
     # 11 missing before SmoothQuant's GEMV, 10 before SGLang fp8_block's scale pass, 9 before the
-    # SM90 fp8 tile dispatch by m (2026-12-03; h200 SGLang fp8 8.55/21.7% -> 7.90/18.4%).
-    assert sum(e.median > 0.08 or e.p90 > 0.25 for e in gemm) <= 8
+    # SM90 fp8 tile dispatch by m (2026-12-03; h200 SGLang fp8 8.55/21.7% -> 7.90/18.4%), 8 before
+    # the weight-only walk's resident CTAs (a100 TRT-LLM int4_wo 8.27/23.3% -> 7.49/22.3%).
+    assert sum(e.median > 0.08 or e.p90 > 0.25 for e in gemm) <= 7
 
 
 def test_gemm_targets_met_by_vllm_fp8_block_and_hopper_sglang_fp8():
@@ -436,6 +437,21 @@ def test_gemm_refit_runs_weight_only_rows_at_m_up_to_4_faster_than_the_tiles():
     assert by_key["int8_wo"].cv_median <= 0.08
     for key in ("bfloat16", "sq"):
         assert "weight_only_gemv_factor" not in by_key[key].values, key
+
+
+def test_gemm_refit_overlaps_the_walks_of_ctas_resident_on_an_sm():
+    # TRT-LLM's SM80 weight-only and SmoothQuant CUTLASS tiles run several CTAs per SM, which
+    # overlap their per-CTA walks (GemmParams.FIT dequant_ctas_per_sm). Fitted at its bound (32)
+    # in every fold on int4_wo and sq, 1.9-2.7 on int8_wo in 4 of 5; held out, int4_wo
+    # 8.27/23.32% -> 7.49/22.30% (now within both targets), sq 7.97/20.84% -> 7.20/20.43%,
+    # int8_wo 7.09/21.64% -> 6.54/22.66%. Formats without the walk do not get the parameter.
+    by_key = _a100_trtllm_gemm_reports()
+    assert by_key["int4_wo"].values["dequant_ctas_per_sm"] > 16.0
+    assert by_key["sq"].values["dequant_ctas_per_sm"] > 16.0
+    assert 1.0 < by_key["int8_wo"].values["dequant_ctas_per_sm"] < 16.0
+    for key in ("int4_wo", "int8_wo", "sq"):
+        assert by_key[key].cv_median <= 0.08 and by_key[key].cv_p90 <= 0.25, key
+    assert "dequant_ctas_per_sm" not in by_key["bfloat16"].values
 
 
 def test_gemm_sm90_fp8_tile_dispatch_by_m():
