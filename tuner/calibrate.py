@@ -56,6 +56,7 @@ from tuner.kernel_data import (
     REPO_KERNELS,
     KernelTable,
     read_kernel_table,
+    repo_relative_path,
 )
 
 SEED = 20260101
@@ -891,7 +892,7 @@ def fit_profile(
             fitted_from[r.name] = table.path
         rows = sum(r.rows for r in reports[before:])
         source = " | ".join(line.lstrip("# ").strip() for line in table.header[:2])
-        used.append(DataFile(path=_display_path(table.path), rows_used=rows, source=source[:300]))
+        used.append(DataFile(path=repo_relative_path(table.path), rows_used=rows, source=source[:300]))
         del c
     if not reports:
         raise InvalidInputError(
@@ -917,13 +918,6 @@ def _read_cached(path: str) -> KernelTable:
 @functools.lru_cache(maxsize=64)
 def _nccl_cached(path: str, chip: str, system: str, seed: int, folds: int) -> list[GroupReport]:
     return fit_nccl(_read_cached(path), get_hardware(chip), system, seed, folds)
-
-
-def _display_path(path: str) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(REPO_KERNELS.parent.parent))
-    except ValueError:
-        return str(path)
 
 
 def build_profile(

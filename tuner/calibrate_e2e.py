@@ -47,6 +47,7 @@ from cost_models.input_files import read_regular_text
 from cost_models.models import get_model
 from cost_models.topology import parse_mesh
 from tuner.fitting import abs_rel_errors, fit
+from tuner.kernel_data import repo_relative_path
 
 REQUIRED = ("model", "hardware", "chips", "batch", "prompt_len", "gen_len")
 MEASURED = ("measured_prefill_latency_s", "measured_decode_step_latency_s")
@@ -476,7 +477,9 @@ def stamp(report: E2EReport, files: list[Path], tool_version: str) -> Calibratio
         header = " ".join(line.lstrip("# ").strip() for line in lines if line.startswith("#"))[:300]
         used.append(
             DataFile(
-                path=str(f), rows_used=sum(1 for line in lines if line and not line.startswith("#")) - 1, source=header
+                path=repo_relative_path(f),
+                rows_used=sum(1 for line in lines if line and not line.startswith("#")) - 1,
+                source=header,
             )
         )
     provenance = Provenance(

@@ -21,6 +21,18 @@ from cost_models.input_files import read_regular_bytes
 
 #: The repo's copies (data/kernels/subsample.py made them); tests and the CLI default read these.
 REPO_KERNELS = Path(__file__).resolve().parent.parent / "data" / "kernels"
+
+
+def repo_relative_path(path: str | Path) -> str:
+    """A data file's path as a profile's provenance records it: relative to the repository root
+    where the file is in it (so a shipped profile names ``data/...``, not the absolute path of
+    the checkout that fitted it), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_KERNELS.parent.parent))
+    except ValueError:
+        return str(path)
+
+
 DEFAULT_FILES = (
     "gemm_perf.csv.gz",
     "context_attention_perf.csv.gz",

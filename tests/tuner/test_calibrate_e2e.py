@@ -70,6 +70,19 @@ def test_shipped_tpu_v4_profile_is_this_fit(tpu_fit):
     )
 
 
+@pytest.mark.parametrize(
+    "profile",
+    sorted(p.stem for p in (Path(__file__).parents[2] / "cost_models" / "calibration_profiles").glob("*.yaml")),
+)
+def test_shipped_profiles_name_their_data_files_from_the_repository(profile):
+    """A shipped profile's provenance names each data file as the repository holds it (data/...),
+    not the absolute path of the checkout that fitted it (tpu-v4-jax named /work/main/data/e2e/...,
+    a path no clean clone has)."""
+    for data_file in load_profile(profile).provenance.data_files:
+        assert not Path(data_file.path).is_absolute(), (profile, data_file.path)
+        assert (Path(__file__).parents[2] / data_file.path).is_file(), (profile, data_file.path)
+
+
 def test_collective_steps_are_charged_per_layer_and_grow_with_the_slice():
     """A profile's collective_step_s adds layers x steps x collective_step_s to a step, the steps
     counted by hand (one ring per torus axis, K_a - 1 steps each). PaLM 540B decode, 2D
