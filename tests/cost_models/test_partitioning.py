@@ -532,25 +532,38 @@ def test_collectives_of_distinct_rows_are_every_rows(monkeypatch, chip, profile)
         assert once.tobytes() == every.tobytes()
 
 
-def test_torus_sub_meshes_found_from_the_whole_mesh_give_every_rows_numbers(monkeypatch) -> None:
-    """_torus_layer_comm_s times each layout's rows on its sub-mesh, whose mesh-only terms
-    TorusNetwork.meshes_of_rows finds from the whole mesh's distinct meshes: bit for bit the
-    numbers of each sub-mesh classified alone (Network.meshes_of_rows), role by role."""
+def _calls_during_estimate(monkeypatch, name: str, d) -> list[tuple]:
+    """The arguments of each call ``estimate(d)`` makes to cost_models.deployment's ``name``."""
     import cost_models.deployment as deployment
-    import cost_models.topology as topology
+
+    calls: list[tuple] = []
+    original = getattr(deployment, name)
+
+    def record(*args):
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(deployment, name, record)
+    deployment.estimate(d)
+    monkeypatch.undo()
+    return calls
+
+
+def _drawn_deployments(hardware_name: str, seed: int, models: tuple[str, ...], n: int, with_int8: bool = False):
+    """n deployments drawn per row as bench_estimate.py draws them (meshes of 8-64 chips, every
+    layout and attention sharding per phase), over ``models``; bf16 weights, or bf16 and int8."""
     from cost_models import get_hardware
     from cost_models.deployments import make_deployments
     from cost_models.models import get_model
     from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
     from cost_models.topology import network_for
 
-    hardware = get_hardware("tpu-v4")
+    hardware = get_hardware(hardware_name)
     network = network_for(hardware)
-    rng = np.random.default_rng(9)
+    rng = np.random.default_rng(seed)
     meshes = np.array([m for c in (8, 16, 64) for m in network.legal_meshes(c)], dtype=np.float64)
-    catalog = [get_model(name) for name in ("llama-3-8b", "gpt2", "mixtral-8x7b")]
-    n = 6_000  # over distinct.MIN_ROWS, so the whole mesh's classes are found
-    d = make_deployments(
+    catalog = [get_model(name) for name in models]
+    return make_deployments(
         catalog,
         hardware,
         model_index=rng.integers(0, len(catalog), n),
@@ -558,22 +571,23 @@ def test_torus_sub_meshes_found_from_the_whole_mesh_give_every_rows_numbers(monk
         batch=2 ** rng.integers(0, 6, n),
         prompt_len=np.rint(2.0 ** rng.uniform(7, 12, n)),
         gen_len=np.rint(2.0 ** rng.uniform(4, 9, n)),
-        weight_dtype=rng.choice([BF16, INT8], n),
+        **({"weight_dtype": rng.choice([BF16, INT8], n)} if with_int8 else {}),
         prefill_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
         decode_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
         prefill_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
         decode_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
     )
-    calls: list[tuple] = []
-    original = deployment.torus_layer_comm_s
 
-    def record(*args):
-        calls.append(args)
-        return original(*args)
 
-    monkeypatch.setattr(deployment, "torus_layer_comm_s", record)
-    deployment.estimate(d)
-    monkeypatch.undo()
+def test_torus_sub_meshes_found_from_the_whole_mesh_give_every_rows_numbers(monkeypatch) -> None:
+    """_torus_layer_comm_s times each layout's rows on its sub-mesh, whose mesh-only terms
+    TorusNetwork.meshes_of_rows finds from the whole mesh's distinct meshes: bit for bit the
+    numbers of each sub-mesh classified alone (Network.meshes_of_rows), role by role."""
+    import cost_models.topology as topology
+
+    # n over distinct.MIN_ROWS, so the whole mesh's classes are found
+    d = _drawn_deployments("tpu-v4", 9, ("llama-3-8b", "gpt2", "mixtral-8x7b"), 6_000, with_int8=True)
+    calls = _calls_during_estimate(monkeypatch, "torus_layer_comm_s", d)
     assert len(calls) == 2
     for args in calls:
         found = partitioning._torus_layer_comm_s(*args)
@@ -591,43 +605,10 @@ def test_switched_sub_meshes_remembered_by_identity_give_every_rows_numbers(monk
     """_layer_comm_time_s hands each layout's meshes to SwitchedNetwork.meshes_of_rows, whose
     groups are then found by identity (not compared by value): bit for bit the numbers of the
     plain sub-meshes (Network.meshes_of_rows), and nothing is remembered after the call."""
-    import cost_models.deployment as deployment
     import cost_models.topology as topology
-    from cost_models import get_hardware
-    from cost_models.deployments import make_deployments
-    from cost_models.models import get_model
-    from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
-    from cost_models.topology import network_for
 
-    hardware = get_hardware("h100-sxm")
-    network = network_for(hardware)
-    rng = np.random.default_rng(10)
-    meshes = np.array([m for c in (8, 16, 64) for m in network.legal_meshes(c)], dtype=np.float64)
-    catalog = [get_model(name) for name in ("llama-3-8b", "gpt2", "palm-540b")]
-    n = 3_000
-    d = make_deployments(
-        catalog,
-        hardware,
-        model_index=rng.integers(0, len(catalog), n),
-        mesh=meshes[rng.integers(0, len(meshes), n)],
-        batch=2 ** rng.integers(0, 6, n),
-        prompt_len=np.rint(2.0 ** rng.uniform(7, 12, n)),
-        gen_len=np.rint(2.0 ** rng.uniform(4, 9, n)),
-        prefill_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
-        decode_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
-        prefill_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
-        decode_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
-    )
-    calls: list[tuple] = []
-    original = deployment.layer_comm_time_s
-
-    def record(*args):
-        calls.append(args)
-        return original(*args)
-
-    monkeypatch.setattr(deployment, "layer_comm_time_s", record)
-    deployment.estimate(d)
-    monkeypatch.undo()
+    d = _drawn_deployments("h100-sxm", 10, ("llama-3-8b", "gpt2", "palm-540b"), 3_000)
+    calls = _calls_during_estimate(monkeypatch, "layer_comm_time_s", d)
     assert len(calls) == 2
     for args in calls:
         found = partitioning._layer_comm_time_s(*args)
