@@ -474,32 +474,14 @@ def test_collectives_of_distinct_rows_are_every_rows(monkeypatch, chip, profile)
     switched network and a calibrated one; on a torus the same of torus_layer_comm_s, role by role."""
     import cost_models.deployment as deployment
     import cost_models.distinct as distinct
-    from cost_models import get_hardware
     from cost_models.calibration import resolve_calibration
-    from cost_models.deployments import make_deployments
-    from cost_models.models import get_model
-    from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
     from cost_models.topology import network_for
 
-    hardware = get_hardware(chip)
-    rng = np.random.default_rng(8)
-    meshes = np.array([m for c in (8, 16, 32) for m in network_for(hardware).legal_meshes(c)], dtype=np.float64)
-    catalog = [get_model(name) for name in ("llama-3-8b", "gpt2", "mixtral-8x7b")]
     n = 40
-    d = make_deployments(
-        catalog,
-        hardware,
-        model_index=rng.integers(0, len(catalog), n),
-        mesh=meshes[rng.integers(0, len(meshes), n)],
-        batch=2 ** rng.integers(0, 6, n),
-        prompt_len=np.rint(2.0 ** rng.uniform(7, 12, n)),
-        gen_len=np.rint(2.0 ** rng.uniform(4, 9, n)),
-        weight_dtype=rng.choice([BF16, INT8], n),
-        prefill_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
-        decode_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
-        prefill_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
-        decode_attn_sharding=rng.integers(0, len(ATTENTION_SHARDINGS), n),
-    ).take(np.tile(np.arange(n), 25))  # each of 40 deployments 25 times: 1,000 rows
+    d = _drawn_deployments(chip, 8, ("llama-3-8b", "gpt2", "mixtral-8x7b"), n, with_int8=True, chips=(8, 16, 32)).take(
+        np.tile(np.arange(n), 25)
+    )  # each of 40 deployments 25 times: 1,000 rows
+    hardware = d.hardware
     calls: list[tuple] = []
     torus = network_for(hardware).collective_einsums
     name = "torus_layer_comm_s" if torus else "layer_comm_time_s"
@@ -549,8 +531,15 @@ def _calls_during_estimate(monkeypatch, name: str, d) -> list[tuple]:
     return calls
 
 
-def _drawn_deployments(hardware_name: str, seed: int, models: tuple[str, ...], n: int, with_int8: bool = False):
-    """n deployments drawn per row as bench_estimate.py draws them (meshes of 8-64 chips, every
+def _drawn_deployments(
+    hardware_name: str,
+    seed: int,
+    models: tuple[str, ...],
+    n: int,
+    with_int8: bool = False,
+    chips: tuple[int, ...] = (8, 16, 64),
+):
+    """n deployments drawn per row as bench_estimate.py draws them (meshes of ``chips``, every
     layout and attention sharding per phase), over ``models``; bf16 weights, or bf16 and int8."""
     from cost_models import get_hardware
     from cost_models.deployments import make_deployments
@@ -561,7 +550,7 @@ def _drawn_deployments(hardware_name: str, seed: int, models: tuple[str, ...], n
     hardware = get_hardware(hardware_name)
     network = network_for(hardware)
     rng = np.random.default_rng(seed)
-    meshes = np.array([m for c in (8, 16, 64) for m in network.legal_meshes(c)], dtype=np.float64)
+    meshes = np.array([m for c in chips for m in network.legal_meshes(c)], dtype=np.float64)
     catalog = [get_model(name) for name in models]
     return make_deployments(
         catalog,
