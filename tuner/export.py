@@ -29,6 +29,7 @@ import math
 import shlex
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import yaml
 
 if TYPE_CHECKING:  # optuna is imported where a study is read, so that the CLI starts quickly
@@ -41,7 +42,7 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect
 from cost_models.models import model_catalog
 from cost_models.partitioning import AXES, SHARDING_RULES, kv_cache_axes, split_axes
-from cost_models.serving import ENGINE_DEFAULTS
+from cost_models.serving import ENGINE_DEFAULTS, kv_budget_bytes
 from cost_models.serving_simulation import CONTEXT_QUANTILE, length_quantile
 from tuner.constraints import is_feasible, study_constraint_names, trial_constraints
 from tuner.optuna_internals import study_storage
@@ -724,6 +725,31 @@ MEMORY_RULES = {
 }
 
 
+#: What the trial's share of memory is taken of, in the note that raises an engine's knob.
+KNOB_SHARE_OF = {
+    "trtllm": "the memory weights and activations leave",
+    "sglang": "each GPU's memory for weights and KV cache",
+}
+
+
+def _knob_holding(engine: str, capacity: float, weights: float, kv: float, activations: float) -> float:
+    """The least memory knob at which ``engine`` gives the KV cache ``kv`` bytes per chip: the
+    engine's rule (cost_models.serving.kv_budget_bytes) is linear in its knob, budget(f) =
+    budget(0) + f x (budget(1) - budget(0)), so the knob is (kv - budget(0)) / slope (inf where
+    no knob leaves room: TensorRT-LLM with weights and activations past the memory)."""
+
+    def budget(fraction: float) -> float:
+        return float(
+            kv_budget_bytes(
+                np.array([engine]), capacity, np.array([fraction]), np.array([weights]), np.array([activations])
+            )[0]
+        )
+
+    at_zero = budget(0.0)
+    slope = budget(1.0) - at_zero
+    return (kv - at_zero) / slope if slope > 0 else math.inf
+
+
 def memory_fraction(spec: dict, knobs: dict[str, Any], engine: str, notes: list[str]) -> float:
     """The engine's memory knob (TensorRT-LLM ``free_gpu_memory_fraction``, vLLM
     ``gpu_memory_utilization``, SGLang ``mem_fraction_static``), each meaning what the engine means
@@ -751,13 +777,10 @@ def memory_fraction(spec: dict, knobs: dict[str, Any], engine: str, notes: list[
     weights = memory.get("weights_bytes_per_chip", 0.0)
     kv = memory.get("kv_cache_bytes_per_chip", 0.0)
     activations = memory.get("activation_bytes_per_chip", 0.0)
-    if engine == "trtllm":  # a share of what weights and activations leave
-        left = capacity - weights - activations
-        share, of = (kv / left if left > 0 else math.inf), "the memory weights and activations leave"
-    elif engine == "sglang":  # weights and KV cache; activations in the rest
-        share, of = (weights + kv) / capacity, "each GPU's memory for weights and KV cache"
-    else:
-        share, of = memory["total_bytes_per_chip"] / capacity, "each GPU's memory"
+    share, of = (
+        _knob_holding(engine, capacity, weights, kv, activations),
+        KNOB_SHARE_OF.get(engine, "each GPU's memory"),
+    )
     if share <= fraction:
         chosen = fraction
     else:
