@@ -1043,9 +1043,12 @@ def trtllm_args(spec: dict) -> dict:
     longest_prompt = length_quantile(
         float(spec["workload"]["prompt_len"]), float((spec.get("serving") or {}).get("prompt_len_std") or 0.0)
     )
-    if not knobs["chunked_prefill"] and longest_prompt > knobs["max_num_tokens"]:
+    decode_pool = (spec.get("serving") or {}).get("pool") == "decode"
+    if not knobs["chunked_prefill"] and not decode_pool and longest_prompt > knobs["max_num_tokens"]:
         # Without chunked prefill the PyTorch backend refuses a request whose prompt exceeds
-        # max_num_tokens (NVIDIA/TensorRT-LLM tensorrt_llm/llmapi/llm.py, _check_arguments).
+        # max_num_tokens (NVIDIA/TensorRT-LLM tensorrt_llm/llmapi/llm.py, _check_arguments), but
+        # not a disaggregated decode pool's generation-only requests ("Skip check for gen-only
+        # requests": their prompt's KV cache arrives from the prefill pool).
         notes.append(
             f"without chunked prefill TensorRT-LLM refuses prompts over max_num_tokens ({knobs['max_num_tokens']}); "
             f"the workload's prompts reach {longest_prompt} tokens ({CONTEXT_QUANTILE:.1%}): raise max_num_tokens "
@@ -1394,10 +1397,19 @@ def _disaggregated_engine_args(spec: dict, serving: dict, fmt: str) -> dict:
         "mesh": dict(zip(AXES, (x, y, z), strict=True)),
         "parallel": parallel,
     }
+    # A decode instance was scored with a decode-only iteration's activations: at most
+    # max_batch_size tokens (cost_models.disaggregated._DecodeModel), not the prefill budget. The
+    # engines size that reserve by their token budget (vLLM's profile run and TensorRT-LLM's
+    # KvCacheCreator forward max_num_tokens tokens; SGLang's chunked prefill size), so the decode
+    # pool's engines get the budget that was scored: with the trial's larger one they would hold
+    # less KV cache than the estimate gives them.
+    knobs = engine_knobs(serving, fmt)
+    decode_tokens = min(knobs["max_num_tokens"], knobs["max_batch_size"])
+    decode = {**spec, "serving": {**serving, "max_num_tokens": decode_tokens, "pool": "decode"}}
     return {
         "mode": "disaggregated",
         "prefill": {"instances": serving["prefill_instances"], **_RENDERERS[fmt](prefill)},
-        "decode": {"instances": serving["decode_instances"], **_RENDERERS[fmt](spec)},
+        "decode": {"instances": serving["decode_instances"], **_RENDERERS[fmt](decode)},
         "notes": [
             "each pool is launched as its own engine instances; the KV cache transfer between them "
             "(e.g. NIXL / Mooncake via Dynamo or the engine's disaggregation connector) is configured "

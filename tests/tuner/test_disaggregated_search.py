@@ -172,3 +172,51 @@ def test_pareto_shows_the_pools_its_per_chip_metrics_count(study, capsys: pytest
         rate, gen = trial.params["request_rate"], STUDY["workload"]["gen_len"]
         assert float(row["serving.tokens_per_s_per_chip"]) == pytest.approx(rate * gen / chips)
     assert checked
+
+
+@pytest.mark.parametrize(("fmt", "budget_arg"), [("trtllm", "max_num_tokens"), ("sglang", "max_prefill_tokens")])
+def test_export_gives_the_decode_pool_the_token_budget_it_was_scored_with(
+    study, capsys: pytest.CaptureFixture[str], fmt: str, budget_arg: str
+) -> None:
+    """A decode instance is scored with a decode-only iteration's activations, at most
+    max_batch_size tokens (cost_models.disaggregated._DecodeModel); its engines size that
+    reserve by their token budget, so the decode pool is exported with that budget (it was
+    given the trial's 8,192-token prefill budget, whose larger reserve leaves less KV cache than
+    scored); the prefill pool keeps the trial's. (vLLM without chunked prefill, as here, raises
+    any budget below max_model_len, with a note: its own rule, tested in test_export.)"""
+    url, s = study
+    trial = next(
+        t for t in s.get_trials(deepcopy=False) if t.user_attrs["serving"]["mode"] == "disaggregated" and is_feasible(t)
+    )
+    row = trial.user_attrs["serving"]
+    assert row["max_batch_size"] < row["max_num_tokens"]  # else the two budgets are one
+    code, out, err = run_cli(
+        capsys, "export", STUDY["name"], "--storage", url, "--trial", str(trial.number), "--format", fmt
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["prefill"]["engine_args"][budget_arg] == row["max_num_tokens"]
+    assert data["decode"]["engine_args"][budget_arg] == row["max_batch_size"]
+
+
+def test_export_does_not_say_trtllm_refuses_the_decode_pools_prompts(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without chunked prefill (TensorRT-LLM's default) TensorRT-LLM refuses prompts over
+    max_num_tokens, but not a decode pool's generation-only requests, whose prompt's KV cache
+    arrives from the prefill pool (llmapi/llm.py, _check_arguments: "Skip check for gen-only
+    requests"): the decode pool's 64-token budget gets no such note, the prefill pool's would."""
+    spec = json.loads(json.dumps(STUDY))
+    spec["name"] = "disagg-budget"
+    spec["space"] = {"chips": [4], "mesh": ["1x1x4"], "weight_bits": ["fp8"]}
+    spec["serving"] = {"mode": "disaggregated", "request_rate": [2.0], "prefill_chips": [4], "max_batch_size": [64]}
+    url = f"sqlite:///{tmp_path}/budget.db"
+    run_search(spec, url)
+    trial = load_study("disagg-budget", url).trials[0]
+    assert trial.user_attrs["serving"]["chunked_prefill"] is False
+    args = ("export", "disagg-budget", "--storage", url, "--trial", str(trial.number), "--allow-infeasible")
+    code, out, err = run_cli(capsys, *args, "--format", "trtllm")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["decode"]["engine_args"]["max_num_tokens"] == 64
+    assert not any("refuses prompts" in note for note in data["decode"]["notes"])
