@@ -1212,7 +1212,7 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str, exit_code: int =
     callback=_refuse_empty_path,
     help="Write the profile YAML here.",
 )
-@click.option("--force", is_flag=True, help="With -o: overwrite an existing file.")
+@click.option("--force", is_flag=True, help="With -o or --report: overwrite an existing file.")
 @click.option(
     "--all",
     "every_pair",
@@ -1272,7 +1272,9 @@ def calibrate_command(
             "--force": force,
         },
     )
-    if not every_pair:
+    if every_pair:  # (the shipped profiles are --all's to rewrite; the report is the user's file)
+        _refuse_existing_output("--report", report, force)
+    else:
         _refuse_existing_output("-o", output, force)
     if points or bench_json:
         _calibrate_end_to_end(
@@ -1315,7 +1317,7 @@ def _refuse_unused_calibrate_options(every_pair: bool, end_to_end: bool, given: 
     --hardware refits (and rewrites) every shipped profile, --fit without --points fits kernels."""
     end_to_end_only = ("--base", "--fit", "--train")
     if every_pair:
-        extra = [o for o, on in given.items() if on and o != "--report"]
+        extra = [o for o, on in given.items() if on and o not in ("--report", "--force")]
         if extra:
             raise InvalidInputError(
                 extra[0],

@@ -637,3 +637,22 @@ def test_accuracy_doc_diagnosis_counts_match_the_shipped_profiles():
         assert found, cls
         assert (int(found[1]), int(found[2])) == (misses, len(group)), cls
         assert misses <= before, cls  # no class got worse
+
+
+def test_all_keeps_an_existing_report_without_force(tmp_path, capsys, monkeypatch):
+    """``--all --report`` overwrote an existing file without a word (every other command that
+    writes a user-named file refuses without --force); refused before the fit (minutes), and
+    --force with --all but no --report is refused as an option with nothing to do."""
+    import tuner.accuracy_report
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the fit ran before the refusal")
+
+    monkeypatch.setattr(tuner.accuracy_report, "main", no_fit)
+    report = tmp_path / "accuracy.md"
+    report.write_text("keep me\n")
+    code, err = _cli(["calibrate", "--all", "--report", str(report)], capsys)
+    assert code == 2 and "\n" not in err and err.startswith("error: --report:") and "--force" in err, err
+    assert report.read_text() == "keep me\n"
+    code, err = _cli(["calibrate", "--all", "--force"], capsys)
+    assert code == 2 and "\n" not in err and err.startswith("error: --force:"), err
