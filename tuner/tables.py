@@ -214,6 +214,8 @@ def print_analysis(report: dict) -> None:
     )
     if "memory_fit" in report:
         console.print(escape(memory_fit_line(memory["total"], report["memory_fit"], report["hardware"])))
+    for note in report.get("notes", ()):
+        console.print(escape(f"note: {note}"))
 
 
 def memory_fit_line(total: float, fit: dict, hardware: str) -> str:
