@@ -207,3 +207,30 @@ def test_read_same_shapes_refuses_other_formats_and_a_shape_timed_twice(tmp_path
     path.write_text(head + row.format(dtype="bfloat16") * 2)
     with pytest.raises(InvalidInputError, match="twice"):
         read_same_shapes(path)
+
+
+def test_report_section_puts_each_missing_gemm_group_beside_its_floor():
+    """tuner.accuracy_report's section: a missing bf16 group gets the floor of its chip and engine,
+    a missing quantized group none (its engines run different kernels), a met group no row."""
+    from types import SimpleNamespace
+
+    from tuner.accuracy_report import render_noise_floor
+    from tuner.calibrate import GroupReport
+
+    def group(fmt, median, p90):
+        return GroupReport("gemm", fmt, 300, {}, median, p90, 0.5, 0.9)
+
+    results = [
+        (SimpleNamespace(chip="l40s", backend="sglang"), SimpleNamespace(groups=[group("bfloat16", 0.11, 0.32)])),
+        (SimpleNamespace(chip="l40s", backend="vllm"), SimpleNamespace(groups=[group("fp8", 0.11, 0.34)])),
+        (SimpleNamespace(chip="h200", backend="trtllm"), SimpleNamespace(groups=[group("bfloat16", 0.05, 0.13)])),
+    ]
+    text = "\n".join(render_noise_floor(results))
+    assert text.startswith("## Measurement noise floor")
+    assert "upper bound" in text and "clipped to 0" in text and "deterministic" in text
+    missing = [line for line in text.splitlines() if line.startswith(("| l40s / ", "| h200 / "))]
+    assert len(missing) == 2
+    assert missing[0].startswith("| l40s / sglang gemm/bfloat16 | 11.0% / 32.0% | ") and "misses 25%" in missing[0]
+    assert missing[1].startswith("| l40s / vllm gemm/fp8 |") and "no same-kernel floor" in missing[1]
+    assert "| h200 | trtllm | " in text and "5.0% / 13.0% |" in text  # the met group beside its floor
+    assert "of the 2 GEMM groups missing a target, 1 are bf16" in text
