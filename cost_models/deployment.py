@@ -62,6 +62,7 @@ from cost_models.partitioning import (
     Shapes,
     ShardingPlan,
     chip_shares,
+    collective_act_bytes,
     distinct_rows,
     distinct_rows_any_order,
     kv_cache_split,
@@ -775,18 +776,27 @@ def moe_dispatch_s(
     moe = stage.moe_layers > 0
     out = np.zeros(len(stage))
     rank_tokens = stage.batch * np.broadcast_to(tokens_per_sequence, out.shape)
+    # The dispatch moves the experts' inputs, in the activation format (DeepEP and vLLM's
+    # all-to-all backends quantize them to fp8 before sending under fp8 activations); the combine
+    # and the DP gather / reduce-scatter move 16-bit hidden states and expert outputs
+    # (partitioning.collective_act_bytes). At 16-bit activations the two all-to-alls are alike.
     act_bytes = lookup(BYTES_PER_ELEMENT, stage.act_dtype)
+    wide_bytes = collective_act_bytes(stage.act_dtype)
     rows = np.flatnonzero(moe & (ep > 1))  # each collective only on the rows that run it
     if len(rows):
-        dispatch = ep_dispatch_bytes_per_chip(
-            rank_tokens[rows] / tp[rows], stage.experts_per_token[rows], stage.d_model[rows], act_bytes[rows]
-        )
+        tokens, top_k, width = rank_tokens[rows] / tp[rows], stage.experts_per_token[rows], stage.d_model[rows]
+        dispatch = ep_dispatch_bytes_per_chip(tokens, top_k, width, act_bytes[rows])
         ones = np.ones(len(rows))
         ep_mesh = np.stack([ones, ones, ep[rows]], axis=1)
-        out[rows] = 2.0 * network.collective_time_s("all_to_all", dispatch, ep_mesh, "z")
+        dispatch_s = network.collective_time_s("all_to_all", dispatch, ep_mesh, "z")
+        if np.array_equal(act_bytes[rows], wide_bytes[rows]):
+            out[rows] = 2.0 * dispatch_s
+        else:
+            combine = ep_dispatch_bytes_per_chip(tokens, top_k, width, wide_bytes[rows])
+            out[rows] = dispatch_s + network.collective_time_s("all_to_all", combine, ep_mesh, "z")
     rows = np.flatnonzero(moe & (ep == 1) & (dp > 1))
     if len(rows):
-        gathered = rank_tokens[rows] * dp[rows] * stage.d_model[rows] * act_bytes[rows]
+        gathered = rank_tokens[rows] * dp[rows] * stage.d_model[rows] * wide_bytes[rows]
         dp_mesh = np.stack([np.ones(len(rows)), dp[rows], tp[rows]], axis=1)
         out[rows] = network.collective_time_s("all_gather", gathered, dp_mesh, "y") + network.collective_time_s(
             "reduce_scatter", gathered, dp_mesh, "y"
@@ -805,7 +815,9 @@ def stage_send_s(
     staged = parallel.pipeline_parallel > 1
     if staged.any():
         tokens = stage.batch * tokens_per_sequence
-        data = tokens * stage.d_model * lookup(BYTES_PER_ELEMENT, stage.act_dtype) / parallel.tensor_parallel
+        # The residual stream crosses a stage boundary in 16 bits whatever the matmuls' inputs
+        # (partitioning.collective_act_bytes).
+        data = tokens * stage.d_model * collective_act_bytes(stage.act_dtype) / parallel.tensor_parallel
         data = np.where(staged, data, 0.0)
     else:  # a single stage sends nothing (np.where's zeros)
         data = np.zeros(len(stage))
