@@ -288,6 +288,8 @@ def chip_roofline(
     weight_of = {i: shares.weight[i] for i in present}
     scratch_all = {name: np.empty(block_rows) for name in _COST_ARRAYS}
     compute_all, memory_all = np.empty(block_rows), np.empty(block_rows)
+    residual = _shared_residual_rows(ops, shares, present, twins, expert_rows, kept if chip_ops is not None else ())
+    residual_all = np.empty(block_rows) if residual else None
     for start in range(0, n, block_rows):
         b = slice(start, min(start + block_rows, n))
         width = b.stop - start
@@ -300,6 +302,12 @@ def chip_roofline(
         if expert_scale is not None:
             weight_scale, work_scale = expert_scale[0][b], expert_scale[1][b]
         kv_ways = shares.kv[b]
+        residual_chip = None
+        if residual_all is not None:
+            # The residual stream's bytes on one chip, once for the block (every slot of
+            # ``residual`` would divide the same numbers by the same work array).
+            name, i = next(iter(residual))
+            residual_chip = np.divide(getattr(ops, name)[i, b], shares.work[i][b], out=residual_all[:width])
         for i in present:
             j = twins.get(i)
             if j is not None:  # every input row is slot j's: so is every number, copied
@@ -342,8 +350,14 @@ def chip_roofline(
                 np.copyto(weight, ops.weight_bytes[i, b])
             else:
                 np.divide(ops.weight_bytes[i, b], weight_ways[b], out=weight)
-            act_read = np.divide(ops.act_read_bytes[i, b], work, out=out["act_read_bytes"])
-            act_write = np.divide(ops.act_write_bytes[i, b], work, out=out["act_write_bytes"])
+            if residual_chip is not None and ("act_read_bytes", i) in residual:
+                act_read = residual_chip
+            else:
+                act_read = np.divide(ops.act_read_bytes[i, b], work, out=out["act_read_bytes"])
+            if residual_chip is not None and ("act_write_bytes", i) in residual:
+                act_write = residual_chip
+            else:
+                act_write = np.divide(ops.act_write_bytes[i, b], work, out=out["act_write_bytes"])
             if weight_scale is not None and work_scale is not None and i in expert_rows:
                 if not weightless:  # (zero stays zero: a finite factor)
                     weight *= weight_scale
@@ -383,6 +397,35 @@ def chip_roofline(
     if chip_ops is not None:
         vars(chip_ops)["bytes"] = chip_bytes  # functools.cached_property's own slot
     return time_s, RooflineTotals(compute_total, memory_total) if totals else None
+
+
+def _shared_residual_rows(
+    ops: OperatorCosts,
+    shares: ChipShares,
+    present: list[int],
+    twins: Mapping[int, int],
+    expert_rows: set[int],
+    kept: Iterable[str],
+) -> dict[tuple[str, int], None]:
+    """:func:`chip_roofline`'s activation rows (by field and slot, in the order it reads them)
+    that are the residual stream's bytes (OperatorCosts.residual_rows: copies of one array) split
+    over one work array (the first such row's): their per-chip rows are all one quotient, which
+    chip_roofline divides once per block and reads in place of each. Left out: twinned slots
+    (copied whole), expert slots (scaled in place), fields ``chip_ops`` keeps (written per slot);
+    {} where fewer than two rows would share the quotient."""
+    rows: dict[tuple[str, int], None] = {}
+    work = None
+    for i in present:
+        if i in twins or i in expert_rows:
+            continue
+        for name in ("act_read_bytes", "act_write_bytes"):
+            if name in kept or i not in ops.residual_rows(name):
+                continue
+            if work is None:
+                work = shares.work[i]
+            if shares.work[i] is work:
+                rows[(name, i)] = None
+    return rows if len(rows) > 1 else {}
 
 
 def _twin_slots(

@@ -142,6 +142,12 @@ class OperatorCosts:
         :func:`operator_costs` made them; {} for costs made or changed otherwise."""
         return self.__dict__.get("_same_rows", {})
 
+    def residual_rows(self, name: str) -> frozenset[int]:
+        """Slots whose row of ``name`` ("act_read_bytes", "act_write_bytes") is the residual
+        stream's bytes (N d_model ab), one array's copy, every row equal to every other's, as
+        :func:`operator_costs` made them; empty for costs made or changed otherwise."""
+        return self.__dict__.get("_residual_rows", {}).get(name, frozenset())
+
     def row(self, name: str, i: int) -> np.ndarray:
         """Row ``i`` of the field ``name`` (read only), without building the whole array where
         the field is kept as rows (the same numbers as the whole array's row i)."""
@@ -308,10 +314,25 @@ class _CostTable:
         self.same_rows: dict[int, int] = {}
         #: 2 tokens d_in of the projections built so far, by the ids of (tokens, d_in).
         self._two_tokens_d_in: dict[tuple[int, int], tuple[np.ndarray, tuple]] = {}
+        #: Slots whose activation row read (``act_r``) or written (``act_w``) is a copy of
+        #: :meth:`nd_ab` not changed since (dropped where a later write may change it:
+        #: :meth:`written`, operator_costs' absent slots); chip_roofline splits those rows once.
+        self.residual_rows: dict[str, set[int]] = {"act_r": set(), "act_w": set()}
 
     def written(self, i: int) -> None:
-        """Slot i's rows are written again: it is no longer known to equal another slot's."""
+        """Slot i's rows are written again: it is no longer known to equal another slot's, nor
+        its activation rows the residual stream's."""
         self.same_rows = {k: v for k, v in self.same_rows.items() if i not in (k, v)}
+        for rows in self.residual_rows.values():
+            rows.discard(i)
+
+    def _residual(self, name: str, i: int, residual: bool) -> None:
+        """Record whether slot i's activation row ``name`` ("act_r", "act_w") was just written
+        as a copy of :meth:`nd_ab`."""
+        if residual:
+            self.residual_rows[name].add(i)
+        else:
+            self.residual_rows[name].discard(i)
 
     def nd_ab(self) -> np.ndarray:
         """(N d) ab, the bytes of the residual stream's N d elements (computed once)."""
@@ -334,6 +355,8 @@ class _CostTable:
             self.kv_w.copy_row(i, built)
             self.weight_rows.add(i)
             self.same_rows[i] = built
+            for name, rows in self.residual_rows.items():
+                self._residual(name, i, built in rows)
             return
         self._projection_rows[key] = (i, arguments)
         # Written in place into the slot's rows, in the order of the expressions they stand for
@@ -352,6 +375,8 @@ class _CostTable:
             np.copyto(self.act_r[i], self.nd_ab())
         else:
             np.multiply(np.multiply(tokens, d_in, out=self.act_r[i]), self.ab, out=self.act_r[i])
+        self._residual("act_r", i, residual and d_in is self.d)
+        self._residual("act_w", i, out_to_kv is False and residual and d_out is self.d)
         if out_to_kv is False:  # the common case: no per-row choice (the KV row stays zero)
             if residual and d_out is self.d:
                 np.copyto(self.act_w[i], self.nd_ab())
@@ -384,9 +409,13 @@ class _CostTable:
             for array in arrays:
                 np.copyto(array[i], array[built])
             self.same_rows[i] = built
+            for name, rows in self.residual_rows.items():
+                self._residual(name, i, built in rows)
             return
         self._elementwise_rows[key] = (i, arguments)
         residual = elements is self.Nd  # (reads N d) ab with reads 1 (1 x is x), N d ab: nd_ab
+        self._residual("act_r", i, residual and reads == 1.0)
+        self._residual("act_w", i, residual)
         np.multiply(ops_per_element, elements, out=self.flops[i])
         if residual and reads == 1.0:
             np.copyto(self.act_r[i], self.nd_ab())
@@ -717,6 +746,8 @@ def operator_costs(
     # (By the row as 0.0 and 1.0: x * 0.0 and x * 1.0, as x * False and x * True are, without
     # casting the booleans for each array.)
     for i in absent:
+        for residual in t.residual_rows.values():  # (its rows change below)
+            residual.discard(i)
         present = t.present[i].astype(np.float64)
         for array in (t.flops, t.weight, t.act_r, t.act_w):
             array[i] *= present
@@ -749,6 +780,12 @@ def operator_costs(
         and j not in t.unwritten
         and np.array_equal(t.present[i], t.present[j])
         and np.array_equal(compute_dtype[i], compute_dtype[j])
+    }
+    # Activation rows still copies of the residual stream's bytes (x * 1.0 in a slot present
+    # everywhere, which is left alone above, would leave them so; an absent slot's are dropped).
+    ops.__dict__["_residual_rows"] = {
+        name: frozenset(rows - t.unwritten)
+        for name, rows in (("act_read_bytes", t.residual_rows["act_r"]), ("act_write_bytes", t.residual_rows["act_w"]))
     }
     return ops
 

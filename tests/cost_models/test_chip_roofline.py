@@ -15,6 +15,7 @@ from cost_models.deployment import (
     EXPERT_SLOTS,
     _active_block_params,
     _active_block_params_per_model,
+    _shared_residual_rows,
     _twin_slots,
     chip_roofline,
     estimate,
@@ -26,7 +27,7 @@ from cost_models.deployment import (
     stage_configs,
 )
 from cost_models.deployments import make_deployments
-from cost_models.dtypes import BF16, FP8, INT4, INT8
+from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, FP8, INT4, INT8, lookup
 from cost_models.inference_configs import DECODE
 from cost_models.operators import LM_HEAD, OP, operator_costs
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS, chip_shares, per_chip_costs
@@ -239,6 +240,45 @@ def test_twin_slots_copied_are_the_slots_computed_bit_for_bit(chip, engine, phas
         if totals_wanted:
             np.testing.assert_array_equal(filled[0][3].compute_s, filled[1][3].compute_s)
             np.testing.assert_array_equal(filled[0][3].memory_s, filled[1][3].memory_s)
+
+
+@pytest.mark.parametrize(("chip", "engine"), [("tpu-v4", False), ("h200", True), ("h100-sxm", False)])
+@pytest.mark.parametrize("phase", ["prefill", "decode"])
+def test_residual_rows_divided_once_are_each_rows_own_bit_for_bit(chip, engine, phase):
+    # Activation rows recorded as the residual stream's bytes (OperatorCosts.residual_rows) are
+    # N d_model ab in every configuration; chip_roofline divides them once per block
+    # (deployment._shared_residual_rows). The same costs without that record (the twins' record
+    # kept) are divided row by row: the same times, totals and per-chip arrays.
+    d, view, configs, plans, kv_ways, tokens = _phase(chip, 11 + len(chip) + (phase == "decode"), engine, phase)
+    ops = operator_costs(configs)
+    nd_ab = configs.batch * (1.0 if phase == "decode" else configs.seq_len) * configs.d_model
+    nd_ab = nd_ab * lookup(BYTES_PER_ELEMENT, configs.act_dtype)
+    recorded = [(name, i) for name in ("act_read_bytes", "act_write_bytes") for i in ops.residual_rows(name)]
+    assert len(recorded) >= 4
+    for name, i in recorded:
+        np.testing.assert_array_equal(getattr(ops, name)[i], nd_ab, err_msg=f"{name} {i}")
+    plain = ops.replaced()
+    vars(plain)["_same_rows"] = ops.same_rows()
+    assert plain.same_rows() and not plain.residual_rows("act_read_bytes")
+    layouts, sharded = view.ffn_layout(phase), view.batch_sharded_attention(phase)
+    scale = expert_scale(configs, d.data_parallel, d.expert_parallel, tokens)
+    shares = chip_shares(configs, view.mesh, layouts, sharded, plans[phase], kv_ways[phase])
+    present = [i for i in range(len(ops.flops)) if ops.present[i].any()]
+    expert_rows = {OP[name] for name in EXPERT_SLOTS} if scale is not None else set()
+    assert len(_shared_residual_rows(ops, shares, present, {}, expert_rows, ())) >= 3  # shared here
+    time_s, totals = chip_roofline(ops, shares, d.hardware, scale, configs.layers)
+    plain_time_s, plain_totals = chip_roofline(plain, shares, d.hardware, scale, configs.layers)
+    np.testing.assert_array_equal(time_s, plain_time_s)
+    np.testing.assert_array_equal(totals.compute_s, plain_totals.compute_s)
+    np.testing.assert_array_equal(totals.memory_s, plain_totals.memory_s)
+    # With chip_ops keeping every array: each slot's per-chip activations written as before.
+    filled = []
+    for costs in (ops, plain):
+        chip_ops = costs.replaced(**{name: np.full_like(ops.flops, np.nan) for name in _COST_ARRAYS})
+        chip_roofline(costs, shares, d.hardware, scale, configs.layers, chip_ops=chip_ops)
+        filled.append([getattr(chip_ops, name)[present] for name in _COST_ARRAYS] + [chip_ops.bytes[present]])
+    for mine, theirs in zip(*filled, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
 
 
 def test_active_block_params_per_model_are_every_rows_bit_for_bit():
