@@ -18,9 +18,9 @@ linear in context, which it is within one roofline regime.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Literal, get_args
+from typing import Literal, get_args, overload
 
 import numpy as np
 
@@ -48,6 +48,7 @@ from cost_models.operators import (
     LM_HEAD,
     MOE_FFN,
     OP,
+    OPERATOR_NAMES,
     WEIGHTLESS_SLOTS,
     OperatorCosts,
     operator_costs,
@@ -194,6 +195,7 @@ def chip_roofline(
     flops_only: frozenset[int] = frozenset(),
     kept: frozenset[str] = frozenset(),
     bytes_only: frozenset[int] = frozenset(),
+    time_out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, RooflineTotals | None]:
     """Each slot's roofline time on one chip (``(slots, n)``, per execution) and the pass's
     :class:`RooflineTotals`: the slot's costs split as ``shares`` says (partitioning.chip_shares),
@@ -215,6 +217,7 @@ def chip_roofline(
     the FLOPs, the summed ``bytes`` and MLA's weight bytes). ``bytes_only`` (with ``chip_ops``):
     slots whose per-chip FLOPs are not stored either (the calibrated elementwise kernels read
     their bytes alone); the per-chip bytes of slots no configuration has are left unfilled.
+    ``time_out``: a ``(slots, n)`` array (or view) the times are written into and returned.
 
     Slot by slot, in the order of the arrays, with the same operations as per_chip_costs and
     roofline_times on whole arrays, so every number is bit for bit the same; one slot's
@@ -237,7 +240,7 @@ def chip_roofline(
     # The slots that run in only some blocks, by group (operators.OperatorCosts.repeats).
     ffn_rows = {OP[name]: group for group in (DENSE_FFN, MOE_FFN) for name in group}
     shares_of: dict[tuple[str, ...], np.ndarray] = {}
-    time_s = np.empty_like(ops.flops)
+    time_s = np.empty_like(ops.flops) if time_out is None else time_out
     # Sums from zero (0 + x is x): the same numbers as a sum over the slots' axis, which adds
     # the slots one after another in this order.
     compute_total, memory_total = np.zeros(n), np.zeros(n)
@@ -466,11 +469,113 @@ def _twin_slots(
     return twins
 
 
+class BlockedCosts:
+    """The operator costs of ``configs`` (``operator_costs(configs, convention)``), left to be
+    built ``COST_BLOCK_ROWS`` configurations at a time by the roofline that reads them
+    (:meth:`roofline`): a block's (slots, rows) tables are read back while still in cache, where
+    whole (slots, n) tables (17.6 MB each at 100,000 configurations) are written to memory and
+    read back from it. Every cost is elementwise over configurations, so each one's numbers are
+    those of the whole call (as estimate's chunks are). :func:`estimate` scores the roofline
+    (no profile) with them; a calibrated path needs the whole :class:`OperatorCosts`."""
+
+    def __init__(self, configs: InferenceConfigs, convention: CountingConvention) -> None:
+        self.configs, self.convention = configs, convention
+        #: :func:`_live_activations` of the costs, filled by :meth:`roofline`.
+        self.live_activations: np.ndarray | None = None
+
+    def roofline(
+        self,
+        shares: ChipShares,
+        hardware: HardwareSpec,
+        expert_scale: tuple[np.ndarray, np.ndarray] | None,
+        layers: np.ndarray | None,
+        totals: bool,
+    ) -> tuple[np.ndarray, RooflineTotals | None, frozenset[int]]:
+        """:func:`chip_roofline`'s times and totals of the costs (its arguments but the costs),
+        block by block, with the slots no configuration has (``OperatorTimes.zero_slots``); the
+        costs' :func:`_live_activations` kept in :attr:`live_activations`."""
+        c = self.configs
+        n = len(c)
+        if n <= COST_BLOCK_ROWS:  # one block: the whole costs
+            ops = operator_costs(c, self.convention)
+            time_s, sums = chip_roofline(ops, shares, hardware, expert_scale, layers, totals=totals)
+            self.live_activations = _live_activations(ops)
+            return time_s, sums, frozenset(i for i in range(len(time_s)) if not ops.present[i].any())
+        time_s = np.empty((len(OPERATOR_NAMES), n))
+        compute_s, memory_s, live = np.empty(n), np.empty(n), np.empty(n)
+        somewhere = np.zeros(len(OPERATOR_NAMES), dtype=bool)  # slots some configuration has
+        for start in range(0, n, COST_BLOCK_ROWS):
+            rows = slice(start, min(start + COST_BLOCK_ROWS, n))
+            ops = operator_costs(c.take(rows), self.convention)
+            # A slot absent from this block but present in another: zero costs, so (0 / ways,
+            # max(0 / peak, 0 / bandwidth)) +0.0 times and +0.0 added to the totals, which is
+            # what chip_roofline gives a slot absent from every configuration of its call.
+            _, block_sums = chip_roofline(
+                ops,
+                shares_of_rows(shares, rows),
+                hardware,
+                None if expert_scale is None else (expert_scale[0][rows], expert_scale[1][rows]),
+                None if layers is None else layers[rows],
+                totals=totals,
+                time_out=time_s[:, rows],
+            )
+            if block_sums is not None:
+                compute_s[rows], memory_s[rows] = block_sums.compute_s, block_sums.memory_s
+            live[rows] = _live_activations(ops)
+            somewhere |= ops.present.any(axis=1)
+        self.live_activations = live
+        sums = RooflineTotals(compute_s, memory_s) if totals else None
+        return time_s, sums, frozenset(int(i) for i in np.flatnonzero(~somewhere))
+
+
+#: Configurations per block of :class:`BlockedCosts` (operator_costs and chip_roofline of a
+#: block, one after the other). bench_estimate's 100,000 deployments (h100-sxm, seed 0), both
+#: phases' operator_costs, chip_roofline and _live_activations replayed (docs/benchmarks.md,
+#: round 13; medians of 5, 3 rounds, the other core busy): whole 76-79 ms, blocks of 8,192
+#: 69-70, 12,500 68-70, 16,384 69, 20,000 70-71, 33,334 71.
+COST_BLOCK_ROWS = 16_384
+
+
+def shares_of_rows(shares: ChipShares, rows: slice) -> ChipShares:
+    """``shares`` of the configurations ``rows``: each array's view of those rows, one view per
+    array (slots that share an array share its view: chip_roofline compares them by identity),
+    the weight ways expanded only where read (as ``shares.weight`` expands them)."""
+    views: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def view(ways: np.ndarray) -> np.ndarray:
+        if id(ways) not in views:  # (the whole array kept beside its view: its id stays its own)
+            views[id(ways)] = (ways, ways[rows])
+        return views[id(ways)][1]
+
+    return ChipShares(tuple(view(w) for w in shares.work), _WaysOfRows(shares.weight, view), view(shares.kv))
+
+
+class _WaysOfRows(Sequence[np.ndarray | None]):
+    """:func:`shares_of_rows`' weight ways: each slot's entry of ``ways`` (None: replicated) as
+    ``view`` gives its rows, read when asked for."""
+
+    def __init__(self, ways: Sequence[np.ndarray | None], view: Callable[[np.ndarray], np.ndarray]) -> None:
+        self._ways, self._view = ways, view
+
+    def __len__(self) -> int:
+        return len(self._ways)
+
+    @overload
+    def __getitem__(self, i: int) -> np.ndarray | None: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[np.ndarray | None]: ...
+    def __getitem__(self, i: int | slice) -> np.ndarray | None | Sequence[np.ndarray | None]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        ways = self._ways[i]
+        return None if ways is None else self._view(ways)
+
+
 def operator_times(
     d: Deployments,
     phase: str,
     configs: InferenceConfigs,
-    ops: OperatorCosts,
+    ops: OperatorCosts | BlockedCosts,
     tokens_per_sequence: np.ndarray,
     network: Network,
     profile: CalibrationProfile | None,
@@ -538,7 +643,7 @@ def _operator_times(
     d: Deployments,
     phase: str,
     configs: InferenceConfigs,
-    ops: OperatorCosts,
+    ops: OperatorCosts | BlockedCosts,
     tokens_per_sequence: np.ndarray,
     network: Network,
     profile: CalibrationProfile | None,
@@ -557,7 +662,14 @@ def _operator_times(
     # blocks it runs in (the dense FFN in the first dense_layers, the experts in the rest).
     moe = np.any(configs.moe_layers > 0)
     layer_overhead: np.ndarray | float
-    if profile is None:
+    if isinstance(ops, BlockedCosts):
+        if profile is not None:  # (estimate builds them only for the roofline)
+            raise TypeError("a calibrated estimate needs the whole operator costs")
+        op_time, totals, zero_slots = ops.roofline(
+            shares, d.hardware, expert_scale, configs.layers if moe else None, totals_wanted
+        )
+        layer_overhead, step_overhead = 0.0, 0.0
+    elif profile is None:
         op_time, totals = chip_roofline(
             ops, shares, d.hardware, expert_scale, configs.layers if moe else None, totals=totals_wanted
         )
@@ -676,7 +788,7 @@ def _phase_times(
     d: Deployments,
     phase: str,
     configs: InferenceConfigs,
-    ops: OperatorCosts,
+    ops: OperatorCosts | BlockedCosts,
     tokens_per_sequence: np.ndarray,
     network: Network,
     overlap: Overlap,
@@ -1100,12 +1212,22 @@ def estimate(
             plans[phase] = part_plans[phase].take(part.rows[1])
             kv_ways[phase] = part_kv_ways[phase].take(part.rows[1])
     prefill_part, decode_part = parts["prefill"], parts["decode"]
-    prefill_ops = operator_costs(prefill_part.configs, convention)
+    # The roofline reads each phase's operator costs block by block, as they are built
+    # (BlockedCosts); a profile's kernels read the whole tables.
+    prefill_ops: OperatorCosts | BlockedCosts
+    decode_ops: OperatorCosts | BlockedCosts
+    if calibration is None:
+        prefill_ops = BlockedCosts(prefill_part.configs, convention)
+    else:
+        prefill_ops = operator_costs(prefill_part.configs, convention)
     prefill_times = _phase_times_of_distinct(
         prefill_part, "prefill", prefill_ops, prompt, network, overlap, calibration, part_plans["prefill"],
         part_kv_ways["prefill"], prefill_part.shapes_of(prefill_shapes),
     )  # fmt: skip
-    decode_ops = operator_costs(decode_part.configs, convention)
+    if calibration is None:
+        decode_ops = BlockedCosts(decode_part.configs, convention)
+    else:
+        decode_ops = operator_costs(decode_part.configs, convention)
     # The model's shapes are the prefill's; only the tokens of a pass differ (one per sequence).
     decode_shapes = decode_part.shapes_of(prefill_shapes)
     decode_shapes = replace(decode_shapes, tokens=decode_part.configs.batch * np.ones(len(decode_part.configs)))
@@ -1116,7 +1238,8 @@ def estimate(
     # The largest slot's activations read and written over both phases (for _memory): each
     # phase's of the rows it scored, then every row's.
     live_activations = np.maximum(
-        prefill_part.gathered(_live_activations(prefill_ops)), decode_part.gathered(_live_activations(decode_ops))
+        prefill_part.gathered(_live_activations_of(prefill_ops)),
+        decode_part.gathered(_live_activations_of(decode_ops)),
     )
 
     c = whole_configs  # the whole model, for MFU (the tokens below are the whole batch's)
@@ -1388,6 +1511,15 @@ class _PhasePart:
         return values if self.rows is None else values.take(self.rows[1])
 
 
+def _live_activations_of(ops: OperatorCosts | BlockedCosts) -> np.ndarray:
+    """:func:`_live_activations` of ``ops``; of BlockedCosts, those its roofline kept."""
+    if not isinstance(ops, BlockedCosts):
+        return _live_activations(ops)
+    if ops.live_activations is None:
+        raise RuntimeError("the blocked operator costs were not scored")
+    return ops.live_activations
+
+
 def _live_activations(ops: OperatorCosts) -> np.ndarray:
     """The largest slot's activations read and written, of each configuration of ``ops``: slot by
     slot, so no (slots, n) temporary is made. A maximum's order does not change it, so each
@@ -1410,7 +1542,7 @@ def _live_activations(ops: OperatorCosts) -> np.ndarray:
 def _phase_times_of_distinct(
     part: _PhasePart,
     phase: str,
-    ops: OperatorCosts,
+    ops: OperatorCosts | BlockedCosts,
     tokens_per_sequence: np.ndarray,
     network: Network,
     overlap: Overlap,

@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 
 from cost_models import get_hardware, get_model
+from cost_models.conventions import DEFAULT
 from cost_models.deployment import (
     _COST_ARRAYS,
     EXPERT_SLOTS,
+    BlockedCosts,
     _active_block_params,
     _active_block_params_per_model,
+    _live_activations,
     _shared_residual_rows,
     _twin_slots,
     chip_roofline,
@@ -279,6 +282,73 @@ def test_residual_rows_divided_once_are_each_rows_own_bit_for_bit(chip, engine, 
         filled.append([getattr(chip_ops, name)[present] for name in _COST_ARRAYS] + [chip_ops.bytes[present]])
     for mine, theirs in zip(*filled, strict=True):
         np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.parametrize(("chip", "engine"), [("tpu-v4", False), ("h200", True), ("h100-sxm", False)])
+@pytest.mark.parametrize("phase", ["prefill", "decode"])
+@pytest.mark.parametrize("block_rows", [37, 400, 1000])
+def test_blocked_costs_are_the_whole_tables_roofline_bit_for_bit(monkeypatch, chip, engine, phase, block_rows):
+    # BlockedCosts builds operator_costs and runs chip_roofline COST_BLOCK_ROWS configurations at
+    # a time (here 11 blocks of 37 and one of 30; one block; one block larger than the call):
+    # the same times, totals, live activations and zero slots as the whole tables.
+    import cost_models.deployment as deployment
+
+    monkeypatch.setattr(deployment, "COST_BLOCK_ROWS", block_rows)
+    d, view, configs, plans, kv_ways, tokens = _phase(chip, 13 + len(chip) + (phase == "decode"), engine, phase)
+    layouts, sharded = view.ffn_layout(phase), view.batch_sharded_attention(phase)
+    scale = expert_scale(configs, d.data_parallel, d.expert_parallel, tokens)
+    layers = configs.layers if np.any(configs.moe_layers > 0) else None
+    ops = operator_costs(configs)
+    shares = chip_shares(configs, view.mesh, layouts, sharded, plans[phase], kv_ways[phase])
+    time_s, totals = chip_roofline(ops, shares, d.hardware, scale, layers)
+    zero = frozenset(i for i in range(len(time_s)) if not ops.present[i].any())
+    for wanted in (True, False):
+        blocked = BlockedCosts(configs, DEFAULT)
+        shares = chip_shares(configs, view.mesh, layouts, sharded, plans[phase], kv_ways[phase])
+        blocked_time_s, blocked_totals, blocked_zero = blocked.roofline(shares, d.hardware, scale, layers, wanted)
+        np.testing.assert_array_equal(blocked_time_s, time_s)
+        assert blocked_zero == zero
+        assert blocked.live_activations is not None
+        np.testing.assert_array_equal(blocked.live_activations, _live_activations(ops))
+        if wanted:
+            assert blocked_totals is not None
+            np.testing.assert_array_equal(blocked_totals.compute_s, totals.compute_s)
+            np.testing.assert_array_equal(blocked_totals.memory_s, totals.memory_s)
+        else:
+            assert blocked_totals is None
+
+
+def test_blocked_costs_slots_absent_from_some_blocks_are_zero_there():
+    # Blocks of one model each: a slot one model lacks (MoE, windows, gates) is absent from its
+    # blocks and present in others; its times there are +0.0, as the whole call's.
+    import cost_models.deployment as deployment
+
+    d, view, configs, plans, kv_ways, tokens = _phase("h100-sxm", 5, False, "decode")
+    order = np.argsort(d.model_index, kind="stable")
+    d, view = d.take(order), view.take(order)
+    configs = configs.take(order)
+    plans, kv_ways = sharding_plans(view, configs), kv_ways_by_phase(view)
+    layouts, sharded = view.ffn_layout("decode"), view.batch_sharded_attention("decode")
+    ops = operator_costs(configs)
+    shares = chip_shares(configs, view.mesh, layouts, sharded, plans["decode"], kv_ways["decode"])
+    time_s, totals = chip_roofline(ops, shares, d.hardware, None, configs.layers)
+    counts = np.bincount(d.model_index)
+    block = int(counts[counts > 0].min())
+    starts = range(0, len(configs), block)
+    present = ops.present
+    assert any(present[i].any() and not present[i, s : s + block].any() for i in range(len(present)) for s in starts)
+    blocked = BlockedCosts(configs, DEFAULT)
+    old = deployment.COST_BLOCK_ROWS
+    try:
+        deployment.COST_BLOCK_ROWS = block
+        shares = chip_shares(configs, view.mesh, layouts, sharded, plans["decode"], kv_ways["decode"])
+        blocked_time_s, blocked_totals, _ = blocked.roofline(shares, d.hardware, None, configs.layers, True)
+    finally:
+        deployment.COST_BLOCK_ROWS = old
+    assert time_s.tobytes() == blocked_time_s.tobytes()
+    assert blocked_totals is not None
+    assert totals.compute_s.tobytes() == blocked_totals.compute_s.tobytes()
+    assert totals.memory_s.tobytes() == blocked_totals.memory_s.tobytes()
 
 
 def test_active_block_params_per_model_are_every_rows_bit_for_bit():
