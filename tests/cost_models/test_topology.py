@@ -422,3 +422,31 @@ def test_parse_mesh_rejects_bad_strings(text):
     with pytest.raises(InvalidInputError) as info:
         parse_mesh(text)
     assert info.value.field == "mesh"
+
+
+@pytest.mark.parametrize("kind", ["all_gather", "reduce_scatter", "all_reduce", "all_to_all"])
+@pytest.mark.parametrize("axes", ["x", "yz", "xyz"])
+def test_torus_collective_zeroes_rows_that_move_nothing_as_np_where_bit_for_bit(v4, kind, axes):
+    """TorusNetwork.collective_time_s returns its own temporary, zeroed by position where a row
+    moves nothing (no bytes, or a group of one chip), and as it is where every row moves: bit for
+    bit np.where(moves, time, 0.0) over the straightforward formula (the mesh-only terms of
+    _torus_axes: factor x (latency + D fraction / bandwidth, 0 where no link))."""
+    from cost_models.topology import _torus_axes
+
+    rng = np.random.default_rng(5)
+    meshes = np.array([m for chips in (1, 4, 8, 64, 256) for m in v4.legal_meshes(chips)], dtype=np.float64)
+    mesh = meshes[rng.integers(0, len(meshes), 3000)]
+    g = _torus_axes(v4.spec, v4.efficiency, mesh, axes, kind == "all_to_all")
+    assert not np.all(g.several)  # some groups of one chip
+    for data in (rng.uniform(1e3, 1e9, 3000), np.where(rng.random(3000) < 0.5, 0.0, rng.uniform(1e3, 1e9, 3000))):
+        moved = np.divide(data * g.fraction, g.bandwidth, out=np.zeros(3000), where=g.bandwidth > 0)
+        time = (2.0 if kind == "all_reduce" else 1.0) * (g.latency_s + moved)
+        expected = np.where((data > 0) & g.several, time, 0.0)
+        assert v4.collective_time_s(kind, data, mesh, axes).tobytes() == expected.tobytes()
+    # Every row moving: the time itself.
+    several = mesh[g.several]
+    data = rng.uniform(1e3, 1e9, len(several))
+    g = _torus_axes(v4.spec, v4.efficiency, several, axes, kind == "all_to_all")
+    moved = np.divide(data * g.fraction, g.bandwidth, out=np.zeros(len(several)), where=g.bandwidth > 0)
+    time = (2.0 if kind == "all_reduce" else 1.0) * (g.latency_s + moved)
+    assert v4.collective_time_s(kind, data, several, axes).tobytes() == time.tobytes()
