@@ -101,7 +101,13 @@ _METRICS: tuple[Metric, ...] = (
         "longest context the batch's KV cache can hold in the memory left",
         lambda r, d: r.memory.max_context_tokens,
     ),
-    Metric("chips", "chips", "minimize", "chips in the deployment", lambda r, d: d.chips),
+    Metric(
+        "chips",
+        "chips",
+        "minimize",
+        "chips in the deployment (disaggregated: every instance of both pools)",
+        lambda r, d: d.chips,
+    ),
     _serving("serving.ttft_s", "s", "minimize", "time to first token under load (queueing and prefill included)"),
     _serving("serving.tpot_s", "s", "minimize", "mean time per output token under load (prefill interference)"),
     _serving("serving.tpot_p99_s", "s", "minimize", "99th percentile of a request's time per output token"),
@@ -126,14 +132,22 @@ def metric_arrays(
     deployments: Deployments,
     names: list[str] | None = None,
     serving: ServingEstimate | None = None,
+    chips: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """The named metrics of n estimates, by name: by default all, the serving ones only when
-    ``serving`` (the deployments' serving steady state) is given."""
+    ``serving`` (the deployments' serving steady state) is given. ``chips``: the chips each
+    deployment uses in all where that is more than its own (a disaggregated row is xP prefill
+    and yD decode instances, ``deployments`` holds one decode instance); the ``chips`` metric
+    reads it. The static sections' chip-seconds per token stay one instance's: its chips over
+    its own tokens, which more instances do not change."""
     chosen = names or [m.name for m in METRICS.values() if serving is not None or not m.needs_serving]
     out = {}
     for name in chosen:
         metric = METRICS[name]
         if metric.needs_serving and serving is None:
             raise InvalidInputError("metric", f"{name} needs a serving workload", "add a serving: section")
+        if name == "chips" and chips is not None:
+            out[name] = np.asarray(chips, dtype=np.float64)
+            continue
         out[name] = metric.compute(serving if metric.needs_serving else result, deployments)
     return out

@@ -602,7 +602,7 @@ def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation
         if load_batch:
             deployments = _at_running_batch(deployments, served, pools)
     result = estimate(deployments, overlap=study.spec.overlap, calibration=study.calibration)
-    metrics = metric_arrays(result, deployments, study.objective_names, served)
+    metrics = metric_arrays(result, deployments, study.objective_names, served, chips=_chips(deployments, pools))
     values = np.stack([metrics[name] for name in study.objective_names], axis=1)
     penalty = np.array([_PENALTY if d == "minimize" else -_PENALTY for d in study.directions])
     values = np.where(valid[:, None] & np.isfinite(values), values, penalty)
@@ -622,6 +622,16 @@ def _at_running_batch(deployments: Deployments, served: ServingEstimate, pools: 
     if pools is not None:
         keep |= pools.disaggregated
     return replace(deployments, batch=np.where(keep, deployments.batch, batch))
+
+
+def _chips(deployments: Deployments, pools: Pools | None) -> np.ndarray:
+    """The chips each candidate's deployment uses: its own, or (disaggregated) every instance of
+    both pools, which the serving estimate counts (``DisaggregatedEstimate.chips``)."""
+    chips = deployments.chips.astype(np.float64)
+    if pools is None or pools.estimate is None:
+        return chips
+    chips[np.flatnonzero(pools.disaggregated)] = pools.estimate.chips
+    return chips
 
 
 @dataclass(frozen=True)
@@ -705,17 +715,21 @@ def _workloads(study: CompiledStudy, columns: dict[str, np.ndarray], valid: np.n
 def candidate_report(study: CompiledStudy, evaluation: Evaluation, row: int) -> dict:
     """One candidate's full breakdown: its choices, the ``tuner estimate`` sections and (with a
     serving: section) its steady state under load."""
-    deployment = evaluation.deployments.row(row)
+    pools, pool_rows, where = evaluation.pools, None, 0
+    if pools is not None and pools.disaggregated[row] and pools.estimate is not None:
+        pool_rows, where = pools.estimate, int(np.searchsorted(np.flatnonzero(pools.disaggregated), row))
     report = {
-        "params": {"chips": deployment.chips, **study.space.params_of(evaluation.indices, row)},
+        "params": {
+            # The deployment's chips, as the chips metric counts them: a disaggregated row's pools.
+            "chips": int(pool_rows.chips[where]) if pool_rows is not None else evaluation.deployments.row(row).chips,
+            **study.space.params_of(evaluation.indices, row),
+        },
         "structurally_valid": bool(evaluation.valid[row]),
         **estimate_report(evaluation.result, row),
     }
     if evaluation.serving is not None:
-        pools = evaluation.pools
-        if pools is not None and pools.disaggregated[row] and pools.estimate is not None:
-            where = int(np.searchsorted(np.flatnonzero(pools.disaggregated), row))
-            report["serving"] = {"mode": "disaggregated", **disaggregated_report(pools.estimate, where)}
+        if pool_rows is not None:
+            report["serving"] = {"mode": "disaggregated", **disaggregated_report(pool_rows, where)}
         else:
             report["serving"] = {"mode": "aggregated", **serving_report(evaluation.serving, row)}
     return report

@@ -277,7 +277,8 @@ def _objective(i: int, sign: float) -> Callable[[FrozenTrial], float]:
 
 def _params(trial: FrozenTrial) -> dict:
     deployment = trial.user_attrs.get("deployment")
-    chips = {"chips": stored_chips(deployment)} if isinstance(deployment, dict) else {}
+    serving = trial.user_attrs.get("serving")  # a disaggregated trial's chips: every pool's
+    chips = {"chips": stored_chips(deployment, serving)} if isinstance(deployment, dict) else {}
     return {**chips, **trial.params}
 
 

@@ -384,19 +384,22 @@ def progress(disable: bool = False, what: str = "searching") -> Iterator[Callabl
 
 @cache
 def _param_columns() -> tuple[str, ...]:
-    """A trial's configuration columns: its chips, then the search dimensions in their order
-    (disaggregated serving's pools too: a trial's per-chip metrics count their chips)."""
+    """A trial's configuration columns: its chips (every pool's, for disaggregated serving), then
+    the search dimensions in their order (the pools' too: the prefill mesh and the instance
+    counts, which with the mesh, a decode instance's, add up to the chips)."""
     from search_spaces.space import DIMENSIONS, ENGINE_DIMENSIONS, POOL_DIMENSIONS, SERVING_DIMENSIONS
 
     return ("chips", *DIMENSIONS[:1], *ENGINE_DIMENSIONS[:5], *DIMENSIONS[1:], *SERVING_DIMENSIONS, *POOL_DIMENSIONS)
 
 
 def _choices(trial) -> dict:
-    """A trial's configuration: its parameters, with the chips its mesh has."""
+    """A trial's configuration: its parameters, with the chips its deployment uses (a
+    disaggregated trial's every pool: its mesh is one decode instance's)."""
     from cost_models.deployments import stored_chips
 
     deployment = trial.user_attrs.get("deployment")
-    chips = {"chips": stored_chips(deployment)} if isinstance(deployment, dict) else {}
+    serving = trial.user_attrs.get("serving")
+    chips = {"chips": stored_chips(deployment, serving)} if isinstance(deployment, dict) else {}
     params = dict(trial.params)
     if params.get("disaggregated") is False:  # mode both: an aggregated trial has no pools
         for name in ("prefill_mesh", "prefill_instances", "decode_instances"):

@@ -148,9 +148,10 @@ def test_export_gives_the_prefill_pool_the_tp_it_was_scored_on(tmp_path, capsys:
 
 def test_pareto_shows_the_pools_its_per_chip_metrics_count(study, capsys: pytest.CaptureFixture[str]) -> None:
     """A disaggregated trial's tokens/s per chip counts every pool's chips; pareto's table and CSV
-    name the pools (prefill mesh, xP, yD) beside the decode instance's chips, so the row adds up
-    (it showed chips 4 and 170.7 tokens/s/chip for 4 req/s x 256 tokens over 6 chips); an
-    aggregated trial of mode both shows none (its stored pool choices are placeholders)."""
+    name the pools (prefill mesh, xP, yD) beside a decode instance's mesh and the deployment's
+    chips, so the row adds up (it showed chips 4 and 170.7 tokens/s/chip for 4 req/s x 256 tokens
+    over 6 chips); an aggregated trial of mode both shows none (its stored pool choices are
+    placeholders)."""
     url, s = study
     code, out, err = run_cli(capsys, "pareto", STUDY["name"], "--storage", url, "--csv")
     assert code == 0, err
@@ -167,7 +168,9 @@ def test_pareto_shows_the_pools_its_per_chip_metrics_count(study, capsys: pytest
             continue
         checked += 1
         prefill_chips = int(np.prod(pools["prefill_mesh"]))
-        chips = prefill_chips * pools["prefill_instances"] + int(row["chips"]) * pools["decode_instances"]
+        decode_chips = int(np.prod([int(a) for a in row["mesh"].split("x")]))
+        chips = prefill_chips * pools["prefill_instances"] + decode_chips * pools["decode_instances"]
+        assert int(row["chips"]) == chips
         assert row["prefill_mesh"] == "x".join(map(str, pools["prefill_mesh"]))
         rate, gen = trial.params["request_rate"], STUDY["workload"]["gen_len"]
         assert float(row["serving.tokens_per_s_per_chip"]) == pytest.approx(rate * gen / chips)
@@ -220,3 +223,110 @@ def test_export_does_not_say_trtllm_refuses_the_decode_pools_prompts(
     data = json.loads(out)
     assert data["decode"]["engine_args"]["max_num_tokens"] == 64
     assert not any("refuses prompts" in note for note in data["decode"]["notes"])
+
+
+#: 1- and 2-chip decode instances of llama-3-8b with 1-chip prefill instances, 1 or 3 of them and
+#: 1 or 4 decode instances: the chips objective ranked 3P + 4D as a 1-chip deployment.
+CHIPS_STUDY: dict = {
+    "name": "disagg-chips",
+    "model": "llama-3-8b",
+    "hardware": "h100-sxm",
+    "workload": {"prompt_len": 2048, "gen_len": 256},
+    "space": {
+        "chips": [1, 2],
+        "mesh": ["1x1x1", "1x1x2"],
+        "prefill_ffn_layout": ["ws_1d"],
+        "decode_ffn_layout": ["ws_1d"],
+        "flash_attention": [True],
+    },
+    "serving": {
+        "mode": "both",
+        "prefill_chips": [1],
+        "prefill_instances": [1, 3],
+        "decode_instances": [1, 4],
+        "request_rate": [4.0],
+    },
+    "objectives": [{"metric": "chips"}, {"metric": "serving.tokens_per_s_per_chip"}],
+    "backend": "trtllm",
+    "sampler": "exhaustive",
+    "trials": 100,
+}
+
+
+@pytest.fixture(scope="module")
+def chips_study(tmp_path_factory) -> tuple[str, optuna.Study]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('disagg-chips')}/chips.db"
+    run_search(json.loads(json.dumps(CHIPS_STUDY)), url)
+    return url, load_study(CHIPS_STUDY["name"], url)
+
+
+def _pool_chips(trial) -> int:
+    """Every chip a trial's deployment uses: a decode instance's (its mesh) alone when aggregated,
+    else prefill instances x prefill chips + decode instances x decode chips."""
+    decode = int(np.prod([int(a) for a in trial.params["mesh"].split("x")]))
+    pools = trial.user_attrs["serving"]
+    if pools["mode"] != "disaggregated":
+        return decode
+    return pools["prefill_instances"] * int(np.prod(pools["prefill_mesh"])) + pools["decode_instances"] * decode
+
+
+def test_the_chips_objective_counts_every_pool(chips_study) -> None:
+    """Trial 3 of the QA study (3 prefill + 4 decode instances of 1 chip) had objective chips 1
+    beside estimate.serving.chips 7: the metric read one decode instance's mesh. Aggregated
+    trials (mode both) keep their mesh's chips."""
+    _, s = chips_study
+    trials = s.get_trials(deepcopy=False)
+    modes = {t.user_attrs["serving"]["mode"] for t in trials}
+    assert modes == {"aggregated", "disaggregated"}
+    seven = [t for t in trials if _pool_chips(t) == 7 and t.params["mesh"] == "1x1x1"]
+    assert seven, "no 3P + 4D trial of 1-chip instances"
+    for trial in trials:
+        chips = _pool_chips(trial)
+        assert trial.values[0] == chips, (trial.number, trial.params)
+        serving = trial.user_attrs["estimate"]["serving"]
+        if serving["mode"] == "disaggregated":
+            assert serving["chips"] == chips
+        assert trial.user_attrs["estimate"]["params"]["chips"] == chips  # what tuner show prints
+
+
+def test_pareto_and_show_print_every_pools_chips(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """pareto's table, CSV and JSON and show's estimate: the chips column is the deployment's
+    (every pool), the mesh column a decode instance's, so a row adds up without another column.
+    Disaggregated only, fewest chips against TTFT: the front is 1P1D (2 chips) and 3P1D (4 chips)
+    of 1-chip instances, where it was 3P1D alone, as a 1-chip deployment."""
+    spec = json.loads(json.dumps(CHIPS_STUDY))
+    spec["name"] = "disagg-chips-front"
+    spec["serving"]["mode"] = "disaggregated"
+    spec["objectives"] = [{"metric": "chips"}, {"metric": "serving.ttft_s"}]
+    url = f"sqlite:///{tmp_path}/front.db"
+    run_search(spec, url)
+    s = load_study(spec["name"], url)
+    name = spec["name"]
+    code, out, err = run_cli(capsys, "pareto", name, "--storage", url, "--csv")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    header = lines[0].split(",")
+    csv_chips = {}
+    assert header.count("chips") == 2  # the configuration's column, then the objective's
+    for line in lines[1:]:
+        cells = line.split(",")
+        row = dict(zip(header, cells, strict=True))
+        trial = s.trials[int(row["trial"])]
+        chips = [float(v) for h, v in zip(header, cells, strict=True) if h == "chips"]
+        assert chips == [_pool_chips(trial)] * 2
+        assert row["mesh"] == trial.params["mesh"]  # a decode instance's
+        csv_chips[trial.number] = _pool_chips(trial)
+    assert sorted(csv_chips.values()) == [2, 4]
+    code, out, err = run_cli(capsys, "pareto", name, "--storage", url, "--json")
+    assert code == 0, err
+    assert {row["trial"]: row["params"]["chips"] for row in json.loads(out)} == csv_chips
+    code, out, err = run_cli(capsys, "pareto", name, "--storage", url)
+    assert code == 0, err
+    table = [line.split() for line in out.splitlines() if line.split() and line.split()[0].isdigit()]
+    assert {int(cells[0]): int(cells[1]) for cells in table} == csv_chips  # trial, chips, ...
+    trial = next(t for t in s.trials if _pool_chips(t) == 4)
+    code, out, err = run_cli(capsys, "show", name, str(trial.number), "--storage", url)
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["objectives"]["chips"] == 4
+    assert shown["estimate"]["params"]["chips"] == 4 == shown["estimate"]["serving"]["chips"]
