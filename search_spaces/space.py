@@ -389,12 +389,13 @@ def _compile_engine_space(spec: StudySpec, model: ModelSpec, hardware: HardwareS
     assert space.tp is not None
     degrees = {name: tuple(getattr(space, name) or (1,)) for name in ("tp", "pp", "ep", "dp", "micro_batches")}
     if spec.serving is not None:
+        # Either mode: a disaggregated pool's instances are TP groups too (prefill_chips wide).
         beyond = [n for n in ("pp", "ep", "dp", "micro_batches") if degrees[n] != (1,)]
-        if beyond or spec.serving.mode != "aggregated":
+        if beyond:
             raise InvalidInputError(
-                f"space.{beyond[0]}" if beyond else "serving.mode",
+                f"space.{beyond[0]}",
                 "the serving model charges tensor parallelism only",
-                "search pp/ep/dp/micro_batches without a serving: section, or list only 1 (aggregated mode)",
+                "search pp/ep/dp/micro_batches without a serving: section, or list only 1",
             )
     if model.experts == 0 and degrees["ep"] != (1,):
         raise InvalidInputError("space.ep", f"{model.name} has no experts", "leave ep out for a dense model")
@@ -461,13 +462,28 @@ def _add_pool_dimensions(
     spec: StudySpec, hardware: HardwareSpec, labels: dict[str, tuple], values: dict[str, np.ndarray]
 ) -> None:
     """Disaggregated serving's dimensions: the mode (``both`` only), a prefill instance's mesh
-    (every legal mesh of ``prefill_chips``) and the instances of each pool."""
+    and the instances of each pool. In the engines' vocabulary (``tp``) a prefill instance is a
+    TP group of ``prefill_chips`` (default: the tp choices), the mesh 1 x 1 x TP a decode
+    instance's tp is; otherwise every legal mesh of ``prefill_chips`` (default: space.chips)."""
     serving = spec.serving
     assert serving is not None
     if serving.mode == "both":
         labels["disaggregated"] = (False, True)
         values["disaggregated"] = np.array([False, True])
-    prefill_meshes = _mesh_choices(spec, hardware, serving.prefill_chips or spec.space.chips, "serving.prefill_chips")
+    if "tp" in labels:
+        # Listed counts the hardware cannot form are refused, as in a mesh space; a tp choice it
+        # does not offer (the default) makes infeasible trials, as that tp does (_engine_problems).
+        for chips in serving.prefill_chips or ():
+            if not network_for(hardware).legal_meshes(chips):
+                raise InvalidInputError(
+                    "serving.prefill_chips",
+                    f"{chips} chips form no legal {hardware.name} mesh",
+                    "use chip counts the hardware offers",
+                )
+        prefill_meshes = [(1, 1, chips) for chips in serving.prefill_chips or labels["tp"]]
+    else:
+        counts = serving.prefill_chips or spec.space.chips
+        prefill_meshes = _mesh_choices(spec, hardware, counts, "serving.prefill_chips")
     labels["prefill_mesh"] = tuple("x".join(map(str, m)) for m in prefill_meshes)
     values["prefill_mesh"] = np.array(prefill_meshes, dtype=np.float64).reshape(-1, 3)
     for name in ("prefill_instances", "decode_instances"):
@@ -566,7 +582,16 @@ def _engine_problems(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np
     network = network_for(study.hardware)
     chips = (tp * values["pp"] * values["dp"]).astype(np.int64)
     offered = {c: bool(network.legal_meshes(int(c))) for c in np.unique(chips)}
-    return bad | ~np.array([offered[c] for c in chips], dtype=bool)
+    bad |= ~np.array([offered[c] for c in chips], dtype=bool)
+    if "prefill_mesh" in indices:  # a prefill instance is a TP group too (the serving pp/ep/dp are 1)
+        prefill_tp = study.space.values["prefill_mesh"][indices["prefill_mesh"], 2]
+        pooled = indices["disaggregated"] == 1 if "disaggregated" in indices else np.ones(len(tp), dtype=bool)
+        prefill_offered = {c: bool(network.legal_meshes(int(c))) for c in np.unique(prefill_tp)}
+        bad |= pooled & (
+            engine_problem_mask(study.spec.backend, model.heads, model.experts, prefill_tp, values["ep"], values["dp"])
+            | ~np.array([prefill_offered[c] for c in prefill_tp], dtype=bool)
+        )
+    return bad
 
 
 def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation:

@@ -305,7 +305,7 @@ class Serving(BaseModel):
         default=None,
         min_length=1,
         description="Disaggregated: chips of one prefill instance (a dimension, every legal mesh of "
-        "each count) [default: space.chips].",
+        "each count) [default: space.chips]; with tp, a prefill instance's TP [default: the tp choices].",
     )
     prefill_instances: list[StrictInt] | None = Field(
         default=None, min_length=1, description="Disaggregated: prefill instances xP (a dimension) [default: 1]."

@@ -11,7 +11,7 @@ import numpy as np
 import optuna
 import pytest
 
-from cli_helpers import run_cli
+from cli_helpers import assert_one_error_line, run_cli
 from cost_models.calibration import resolve_calibration
 from cost_models.deployments import Deployment, Deployments
 from cost_models.disaggregated import serve_disaggregated
@@ -330,3 +330,97 @@ def test_pareto_and_show_print_every_pools_chips(tmp_path, capsys: pytest.Captur
     shown = json.loads(out)
     assert shown["objectives"]["chips"] == 4
     assert shown["estimate"]["params"]["chips"] == 4 == shown["estimate"]["serving"]["chips"]
+
+
+#: The space `tuner init --serving` writes (the engines' vocabulary, tp only), disaggregated.
+TP_STUDY: dict = {
+    "name": "disagg-tp-space",
+    "model": "llama-3-8b",
+    "hardware": "h100-sxm",
+    "workload": {"prompt_len": 2048, "gen_len": 256},
+    "space": {"tp": [1, 2], "weight_bits": ["fp8"]},
+    "serving": {"mode": "both", "request_rate": [4.0], "prefill_instances": [1, 2]},
+    "objectives": [{"metric": "chips"}, {"metric": "serving.ttft_s"}],
+    "backend": "trtllm",
+    "sampler": "exhaustive",
+    "trials": 100,
+}
+
+
+def test_a_tp_space_searches_disaggregated_pools(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A tp space with serving.mode disaggregated or both was refused: "the serving model charges
+    tensor parallelism only; search pp/ep/dp/micro_batches without a serving: section", though
+    only tp was given. The pools are TP groups: a prefill instance is TP prefill_chips (default:
+    the tp choices), a decode instance the trial's tp. 2 tp x (1 aggregated + 2 prefill TPs x 2
+    xP) candidates; each disaggregated trial rescored directly, shown with every pool's chips and
+    exported with each pool's TP."""
+    spec = json.loads(json.dumps(TP_STUDY))
+    url = f"sqlite:///{tmp_path}/tp.db"
+    compiled = compile_study(parse_spec(json.loads(json.dumps(spec))))
+    assert compiled.space.dimensions["prefill_mesh"] == ("1x1x1", "1x1x2")
+    result = run_search(spec, url)
+    assert result.trials_added == 2 * (1 + 2 * 2)
+    s = load_study(spec["name"], url)
+    profile = resolve_calibration(s.user_attrs["calibration_profile"], "h100-sxm")
+    disaggregated = [t for t in s.trials if t.user_attrs["serving"]["mode"] == "disaggregated"]
+    assert len(disaggregated) == 2 * 2 * 2
+    for trial in disaggregated:
+        row = trial.user_attrs["serving"]
+        decode = Deployment.from_dict(trial.user_attrs["deployment"])
+        assert decode.mesh == (1, 1, trial.params["tp"])
+        prefill = Deployment.from_dict({**trial.user_attrs["deployment"], "mesh": row["prefill_mesh"]})
+        knobs = {
+            k: v
+            for k, v in row.items()
+            if k not in ("concurrency", "mode", "prefill_mesh", "prefill_instances", "decode_instances", "engine")
+        }
+        est = serve_disaggregated(
+            Deployments.from_rows([prefill]),
+            Deployments.from_rows([decode]),
+            make_workloads(backend=row["engine"], **knobs),
+            prefill_instances=row["prefill_instances"],
+            decode_instances=row["decode_instances"],
+            calibration=profile,
+        )
+        chips = row["prefill_instances"] * row["prefill_mesh"][2] + trial.params["tp"]
+        assert est.chips[0] == chips
+        assert trial.values == pytest.approx([chips, est.ttft_s[0]])
+    trial = next(t for t in disaggregated if t.params["tp"] == 1 and t.user_attrs["serving"]["prefill_mesh"][2] == 2)
+    code, out, err = run_cli(capsys, "show", spec["name"], str(trial.number), "--storage", url)
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["estimate"]["params"]["chips"] == shown["estimate"]["serving"]["chips"] == trial.values[0]
+    args = ("export", spec["name"], "--storage", url, "--trial", str(trial.number), "--allow-infeasible")
+    code, out, err = run_cli(capsys, *args, "--format", "vllm")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["mode"] == "disaggregated"
+    assert data["prefill"]["engine_args"]["tensor_parallel_size"] == 2
+    assert data["decode"]["engine_args"]["tensor_parallel_size"] == 1
+    assert data["prefill"]["instances"] == trial.user_attrs["serving"]["prefill_instances"]
+
+
+def test_a_tp_space_refuses_a_prefill_tp_the_heads_do_not_divide(tmp_path) -> None:
+    """A prefill instance is a TP group as a decode instance is: a TP no GPU engine launches (32
+    heads over 3 GPUs) is an infeasible trial, as the decode pool's tp 3 would be."""
+    spec = json.loads(json.dumps(TP_STUDY))
+    spec["serving"] = {"mode": "disaggregated", "request_rate": [4.0], "prefill_chips": [2, 3]}
+    compiled = compile_study(parse_spec(spec))
+    indices = compiled.space.all_indices()
+    valid = structurally_valid(compiled, indices)
+    prefill_tp = compiled.space.values["prefill_mesh"][indices["prefill_mesh"], 2]
+    assert list(valid) == list(prefill_tp != 3)
+
+
+@pytest.mark.parametrize("degree", ["pp", "dp", "micro_batches"])
+def test_a_tp_space_under_load_names_the_degree_the_serving_model_does_not_charge(
+    tmp_path, degree: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Beyond tp the serving model charges nothing, in either mode: the error names the degree."""
+    spec = json.loads(json.dumps(TP_STUDY))
+    spec["space"][degree] = [1, 2]
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    code, out, err = run_cli(capsys, "search", str(path), "--storage", f"sqlite:///{tmp_path}/x.db")
+    line = assert_one_error_line(code, out, err, (f"space.{degree}",))
+    assert "serving.mode" not in line
