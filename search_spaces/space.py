@@ -231,7 +231,8 @@ class CompiledStudy:
         columns = [
             ConstraintColumn(
                 "structurally_valid",
-                "KV heads divide the heads; an unchunked prompt fits the token budget",
+                "KV heads divide the heads; an unchunked prompt fits the token budget; a GPU ws_1d "
+                "prefill instance is on 1x1xN (its other meshes are the same deployment)",
                 lambda e: np.where(e.valid, 0.0, 1.0),
             )
         ]
@@ -484,11 +485,25 @@ def _add_pool_dimensions(
     else:
         counts = serving.prefill_chips or spec.space.chips
         prefill_meshes = _mesh_choices(spec, hardware, counts, "serving.prefill_chips")
+        if hardware.kind == "gpu" and set(labels["prefill_ffn_layout"]) == {"ws_1d"}:
+            # Megatron TP on a switched network: every mesh of N chips scores as 1x1xN (the
+            # axes split nothing differently) and exports as TP N: one deployment, kept once.
+            twins = _prefill_mesh_twins(np.array(prefill_meshes), prefill_meshes)
+            prefill_meshes = [m for m, twin in zip(prefill_meshes, twins, strict=True) if not twin]
     labels["prefill_mesh"] = tuple("x".join(map(str, m)) for m in prefill_meshes)
     values["prefill_mesh"] = np.array(prefill_meshes, dtype=np.float64).reshape(-1, 3)
     for name in ("prefill_instances", "decode_instances"):
         labels[name] = tuple(getattr(serving, name) or (1,))
         values[name] = np.array(labels[name], dtype=np.float64)
+
+
+def _prefill_mesh_twins(meshes: np.ndarray, choices) -> np.ndarray:
+    """(n,) bool: prefill meshes (rows of ``meshes``) that a 1x1xN mesh of as many chips among
+    ``choices`` stands for on a GPU under ws_1d (scored alike, exported as one TP N group)."""
+    meshes = np.asarray(meshes, dtype=np.float64).reshape(-1, 3)
+    tp_groups = {int(np.prod(m)) for m in choices if m[0] == 1 and m[1] == 1}
+    chips = np.prod(meshes, axis=1).astype(np.int64)
+    return (meshes[:, 0] * meshes[:, 1] > 1) & np.isin(chips, list(tp_groups))
 
 
 def _serving_choices(spec: StudySpec, engine: str) -> dict[str, tuple]:
@@ -529,6 +544,14 @@ def structurally_valid(study: CompiledStudy, indices: dict[str, np.ndarray]) -> 
         if "disaggregated" in indices:  # mode both: an aggregated candidate has no pools to vary
             pools = [indices[name] for name in ("prefill_mesh", "prefill_instances", "decode_instances")]
             valid &= (indices["disaggregated"] == 1) | np.all([p == 0 for p in pools], axis=0)
+        if "prefill_mesh" in indices and "prefill_ffn_layout" in indices and study.hardware.kind == "gpu":
+            # A ws_1d prefill instance on another mesh of N chips is its 1x1xN twin (a space
+            # whose Pope layouts keep the mesh choice); an aggregated candidate has no pool.
+            choices = space.values["prefill_mesh"]
+            twin = _prefill_mesh_twins(choices, choices)[indices["prefill_mesh"]]
+            ws_1d = space.values["prefill_ffn_layout"][indices["prefill_ffn_layout"]] == FFN_LAYOUTS.index("ws_1d")
+            pooled = indices["disaggregated"] == 1 if "disaggregated" in indices else True
+            valid &= ~(twin & ws_1d & pooled)
     return valid
 
 

@@ -305,7 +305,8 @@ class Serving(BaseModel):
         default=None,
         min_length=1,
         description="Disaggregated: chips of one prefill instance (a dimension, every legal mesh of "
-        "each count) [default: space.chips]; with tp, a prefill instance's TP [default: the tp choices].",
+        "each count; on a GPU 1x1xN alone for ws_1d, which scores every mesh of N chips alike) "
+        "[default: space.chips]; with tp, a prefill instance's TP [default: the tp choices].",
     )
     prefill_instances: list[StrictInt] | None = Field(
         default=None, min_length=1, description="Disaggregated: prefill instances xP (a dimension) [default: 1]."

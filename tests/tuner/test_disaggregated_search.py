@@ -16,7 +16,7 @@ from cost_models.calibration import resolve_calibration
 from cost_models.deployments import Deployment, Deployments
 from cost_models.disaggregated import serve_disaggregated
 from cost_models.serving import make_workloads
-from search_spaces.space import compile_study, structurally_valid
+from search_spaces.space import compile_study, evaluate, structurally_valid
 from search_spaces.spec import parse_spec
 from tuner.constraints import is_feasible
 from tuner.pareto import load_study
@@ -424,3 +424,73 @@ def test_a_tp_space_under_load_names_the_degree_the_serving_model_does_not_charg
     code, out, err = run_cli(capsys, "search", str(path), "--storage", f"sqlite:///{tmp_path}/x.db")
     line = assert_one_error_line(code, out, err, (f"space.{degree}",))
     assert "serving.mode" not in line
+
+
+def _gpu_pools_spec(layouts: list[str]) -> dict:
+    """llama-3-8b decode instances on 1x1x2, 4-chip prefill instances on an H100 (a mesh space)."""
+    return {
+        "name": "disagg-prefill-mesh",
+        "model": "llama-3-8b",
+        "hardware": "h100-sxm",
+        "workload": {"prompt_len": 2048, "gen_len": 256},
+        "space": {
+            "chips": [2],
+            "mesh": ["1x1x2"],
+            "prefill_ffn_layout": layouts,
+            "decode_ffn_layout": ["ws_1d"],
+            "prefill_attn_sharding": ["head", "batch"],
+            "flash_attention": [True],
+        },
+        "serving": {
+            "mode": "disaggregated",
+            "request_rate": [2.0, 8.0],
+            "prefill_chips": [4],
+            "prefill_instances": [1, 2],
+        },
+        "objectives": [{"metric": "chips"}, {"metric": "serving.ttft_s"}],
+        "backend": "trtllm",
+        "sampler": "exhaustive",
+        "trials": 1000,
+    }
+
+
+def test_a_gpu_ws_1d_prefill_pool_is_one_tp_group_not_six_meshes(tmp_path) -> None:
+    """prefill_chips [4] on an H100 gave every legal mesh of 4 chips (1x1x4, 1x2x2, 1x4x1, 2x1x2,
+    2x2x1, 4x1x1): under ws_1d (Megatron TP) they score identically and all export as
+    --tensor-parallel-size 4, six copies of one deployment on the front. Now 1x1x4 alone:
+    2 attention shardings x 2 rates x 2 xP = 8 candidates, not 48."""
+    spec = _gpu_pools_spec(["ws_1d"])
+    compiled = compile_study(parse_spec(json.loads(json.dumps(spec))))
+    assert compiled.space.dimensions["prefill_mesh"] == ("1x1x4",)
+    assert compiled.space.size == 2 * 2 * 2
+    result = run_search(spec, f"sqlite:///{tmp_path}/ws1d.db")
+    assert result.trials_added == 8
+
+
+def test_pope_prefill_layouts_keep_the_mesh_and_ws_1d_keeps_one_of_them() -> None:
+    """Under ws_2d the prefill mesh changes the score (its 2D weight split follows the axes), so a
+    space with ws_2d keeps every mesh of 4 chips; its ws_1d candidates on a mesh other than 1x1x4
+    score exactly as on 1x1x4 (checked here, every steady-state column) and are structurally
+    invalid twins: 2 shardings x 2 rates x 2 xP x (6 ws_2d meshes + 1 ws_1d) valid candidates."""
+    compiled = compile_study(parse_spec(_gpu_pools_spec(["ws_1d", "ws_2d"])))
+    space = compiled.space
+    assert len(space.dimensions["prefill_mesh"]) == 6
+    indices = space.all_indices()
+    valid = structurally_valid(compiled, indices)
+    assert int(valid.sum()) == 2 * 2 * 2 * (6 + 1)
+    evaluation = evaluate(compiled, indices)
+    est = evaluation.pools.estimate
+    layout = np.array(space.dimensions["prefill_ffn_layout"])[indices["prefill_ffn_layout"]]
+    mesh = np.array(space.dimensions["prefill_mesh"])[indices["prefill_mesh"]]
+    assert list(valid) == list((layout == "ws_2d") | (mesh == "1x1x4"))
+    others = [name for name in space.dimensions if name != "prefill_mesh"]
+    keys = np.stack([indices[name] for name in others], axis=1)
+    columns = ("ttft_s", "tpot_s", "tokens_per_s", "prefill_capacity_rps", "prefill_iteration_s", "kv_transfer_s")
+    spread = {"ws_1d": 0.0, "ws_2d": 0.0}
+    for key in np.unique(keys, axis=0):
+        rows = np.flatnonzero(np.all(keys == key, axis=1))
+        for name in columns:
+            values = getattr(est, name)[rows]
+            spread[str(layout[rows[0]])] = max(spread[str(layout[rows[0]])], float(np.ptp(values) / values.min()))
+    assert spread["ws_1d"] == 0.0  # identical: one deployment
+    assert spread["ws_2d"] > 0.01  # the mesh matters
