@@ -37,6 +37,7 @@ import numpy as np
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial
 
+from cost_models.errors import InvalidInputError
 from tuner.optuna_internals import trial_id
 
 #: The one parameter of a compact trial: the candidate's flat index in the space's product.
@@ -159,6 +160,39 @@ def is_compact(trial: FrozenTrial) -> bool:
     return list(trial.params) == [CONFIGURATION_PARAM]
 
 
+def stored_space_size(storage: Any, study_id: int) -> int | None:
+    """How many configurations a compact study's trials index (their distribution's ``high`` +
+    1, one row read), None without a compact trial."""
+    from tuner import optuna_internals
+
+    with storage.engine.connect() as connection:
+        mark = optuna_internals._mark(connection)
+        rows = optuna_internals._driver_rows(
+            connection,
+            f"SELECT p.distribution_json FROM {optuna_internals._TRIAL_PARAMS} p"
+            f" JOIN {optuna_internals._TRIALS} t ON t.trial_id = p.trial_id"
+            f" WHERE t.study_id = {mark} AND p.param_name = {mark} LIMIT 1",
+            (study_id, CONFIGURATION_PARAM),
+        )
+    if not rows:
+        return None
+    return int(json.loads(rows[0][0])["attributes"]["high"]) + 1
+
+
+def check_space_size(study_name: str, stored: int | None, sizes: Sequence[int]) -> None:
+    """Refuse a compact study whose trials index a space of another size than its stored spec
+    compiles to now: a compiler that changed a dimension's choices (fewer prefill meshes, say)
+    would read each stored index as another configuration, without a word."""
+    size = int(np.prod([int(n) for n in sizes], dtype=object))
+    if stored is not None and stored != max(size, 1):
+        raise InvalidInputError(
+            "study",
+            f"{study_name!r} holds trials of a space of {stored:,} configurations; this version compiles "
+            f"its spec to {size:,} (a dimension's choices changed), so its trials cannot be read",
+            "search again under a new name or another --storage",
+        )
+
+
 class Hydrator:
     """Turns compact trials of one study back into whole ones (categorical params, deployment,
     estimate, serving workload, Optuna's constraint list), from the study's stored spec."""
@@ -172,6 +206,7 @@ class Hydrator:
         self.sizes = [len(c) for c in self.compiled.space.dimensions.values()]
         self.dists = {name: CategoricalDistribution(list(c)) for name, c in self.compiled.space.dimensions.items()}
         self.study_version = study_user_attrs.get(MODEL_VERSION_ATTR)
+        self.study_name = str(study_user_attrs["spec"].get("name", "?"))
 
     def hydrate(self, trials: list[FrozenTrial], breakdown: bool = True) -> list[FrozenTrial]:
         """The trials with compact ones made whole (others as they are), in the same order.
@@ -179,6 +214,10 @@ class Hydrator:
         where = [i for i, t in enumerate(trials) if is_compact(t)]
         if not where:
             return trials
+        stored = {trials[i].distributions.get(CONFIGURATION_PARAM) for i in where}
+        for distribution in stored:
+            if isinstance(distribution, IntDistribution):
+                check_space_size(self.study_name, distribution.high + 1, self.sizes)
         flat = np.array([int(trials[i].params[CONFIGURATION_PARAM]) for i in where], dtype=np.int64)
         indices = unflatten(flat, self.names, self.sizes)
         evaluation = None

@@ -304,6 +304,9 @@ def _open_and_read(
     storage, stored = open_study(spec, storage_url, compiled, wait=wait, stop=stop)
     study_id = with_retries(lambda: storage.get_study_id_from_name(stored.study_name), storage_url, stop=stop)
     fmt = TrialFormat(compiled, stored.user_attrs)
+    if fmt.compact:  # its stored indices are read in this space's order: the same space, or none
+        size = with_retries(lambda: compact.stored_space_size(storage, study_id), storage_url, stop=stop)
+        compact.check_space_size(stored.study_name, size, fmt.sizes)
     if fmt.compact and sampler_name in ("random", "exhaustive", "nsga2"):
         # Neither reads the history: the configurations held (one integer each) are all a
         # resume needs, read in one query whatever the study's size.

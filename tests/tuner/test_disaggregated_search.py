@@ -494,3 +494,27 @@ def test_pope_prefill_layouts_keep_the_mesh_and_ws_1d_keeps_one_of_them() -> Non
             spread[str(layout[rows[0]])] = max(spread[str(layout[rows[0]])], float(np.ptp(values) / values.min()))
     assert spread["ws_1d"] == 0.0  # identical: one deployment
     assert spread["ws_2d"] > 0.01  # the mesh matters
+
+
+def test_a_study_stored_under_the_six_mesh_space_is_refused_not_misread(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A compact trial stores its position in the space's product: a study searched when a ws_1d
+    GPU prefill pool had six meshes would have each position read as another configuration of
+    the one-mesh space. Reading or resuming it is a one-line error (exit 2) instead."""
+    from search_spaces import space as space_module
+    from tuner import compact
+
+    spec = _gpu_pools_spec(["ws_1d"])
+    url = f"sqlite:///{tmp_path}/old.db"
+    with monkeypatch.context() as patched:  # the compiler before this change: every mesh kept
+        patched.setattr(space_module, "_prefill_mesh_twins", lambda meshes, choices: np.zeros(len(meshes), bool))
+        assert run_search(json.loads(json.dumps(spec)), url).trials_added == 8 * 6
+    compact._HYDRATORS.clear()
+    code, out, err = run_cli(capsys, "pareto", spec["name"], "--storage", url)
+    line = assert_one_error_line(code, out, err, ("study",))
+    assert "48 configurations" in line and "compiles its spec to 8" in line
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    code, out, err = run_cli(capsys, "search", str(path), "--storage", url)
+    assert_one_error_line(code, out, err, ("study",))
