@@ -231,8 +231,9 @@ class CompiledStudy:
         columns = [
             ConstraintColumn(
                 "structurally_valid",
-                "KV heads divide the heads; an unchunked prompt fits the token budget; a GPU ws_1d "
-                "prefill instance is on 1x1xN (its other meshes are the same deployment)",
+                "KV heads divide the heads; an engine can run the tp (a prefill pool's too); an unchunked "
+                "prompt fits the token budget; a GPU ws_1d prefill instance is on 1x1xN (its other meshes "
+                "are the same deployment)",
                 lambda e: np.where(e.valid, 0.0, 1.0),
             )
         ]
@@ -530,8 +531,9 @@ def _serving_choices(spec: StudySpec, engine: str) -> dict[str, tuple]:
 
 
 def structurally_valid(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np.ndarray:
-    """Candidates that can exist: KV heads divide the heads, and (serving) an unchunked prompt
-    fits the iteration's token budget."""
+    """Candidates that can exist: KV heads divide the heads, an engine runs the degrees (tp), and
+    (serving) an unchunked prompt fits the iteration's token budget; a disaggregated GPU ws_1d
+    prefill instance on a mesh other than 1x1xN is left to its 1x1xN twin."""
     space = study.space
     valid = np.mod(study.model.heads, space.values["kv_heads"][indices["kv_heads"]]) == 0
     if "tp" in indices:
