@@ -192,7 +192,8 @@ class CompiledStudy:
         columns = [
             ConstraintColumn(
                 "structurally_valid",
-                "KV heads divide the heads; an engine can run the tp, pp, ep, dp",
+                "KV heads divide the heads; an engine can run the tp, pp, ep, dp; a GPU Megatron TP "
+                "deployment (ws_1d, heads split) is on 1x1xN (its other meshes are the same deployment)",
                 lambda e: np.where(e.valid, 0.0, 1.0),
             )
         ]
@@ -232,8 +233,8 @@ class CompiledStudy:
             ConstraintColumn(
                 "structurally_valid",
                 "KV heads divide the heads; an engine can run the tp (a prefill pool's too); an unchunked "
-                "prompt fits the token budget; a GPU ws_1d prefill instance is on 1x1xN (its other meshes "
-                "are the same deployment)",
+                "prompt fits the token budget; a GPU Megatron TP deployment or prefill instance (ws_1d, heads "
+                "split) is on 1x1xN (its other meshes are the same deployment)",
                 lambda e: np.where(e.valid, 0.0, 1.0),
             )
         ]
@@ -486,10 +487,16 @@ def _add_pool_dimensions(
     else:
         counts = serving.prefill_chips or spec.space.chips
         prefill_meshes = _mesh_choices(spec, hardware, counts, "serving.prefill_chips")
-        if hardware.kind == "gpu" and set(labels["prefill_ffn_layout"]) == {"ws_1d"}:
+        if (
+            hardware.kind == "gpu"
+            and set(labels["prefill_ffn_layout"]) == {"ws_1d"}
+            and set(labels["prefill_attn_sharding"]) == {"head"}
+        ):
             # Megatron TP on a switched network: every mesh of N chips scores as 1x1xN (the
             # axes split nothing differently) and exports as TP N: one deployment, kept once.
-            twins = _prefill_mesh_twins(np.array(prefill_meshes), prefill_meshes)
+            # (Batch-sharded attention splits the KV cache by the mesh's axes: llama-3-70b's
+            # batch 16 on 32 H100s holds 1.4 GB of KV per chip on 1x1x32, 0.36 GB on 1x2x16.)
+            twins = _tp_mesh_twins(np.array(prefill_meshes), prefill_meshes)
             prefill_meshes = [m for m, twin in zip(prefill_meshes, twins, strict=True) if not twin]
     labels["prefill_mesh"] = tuple("x".join(map(str, m)) for m in prefill_meshes)
     values["prefill_mesh"] = np.array(prefill_meshes, dtype=np.float64).reshape(-1, 3)
@@ -498,9 +505,11 @@ def _add_pool_dimensions(
         values[name] = np.array(labels[name], dtype=np.float64)
 
 
-def _prefill_mesh_twins(meshes: np.ndarray, choices) -> np.ndarray:
-    """(n,) bool: prefill meshes (rows of ``meshes``) that a 1x1xN mesh of as many chips among
-    ``choices`` stands for on a GPU under ws_1d (scored alike, exported as one TP N group)."""
+def _tp_mesh_twins(meshes: np.ndarray, choices) -> np.ndarray:
+    """(n,) bool: meshes (rows of ``meshes``) that a 1x1xN mesh of as many chips among
+    ``choices`` stands for on a GPU under ws_1d with head-sharded attention (scored alike to the
+    bit, exported as one TP N group: checked over llama-3-8b/70b, Mixtral and DeepSeek-V3 on
+    h100-sxm, a100-80gb, b200, gb200, l40s and mi300x at 2-32 chips, calibrated or not)."""
     meshes = np.asarray(meshes, dtype=np.float64).reshape(-1, 3)
     tp_groups = {int(np.prod(m)) for m in choices if m[0] == 1 and m[1] == 1}
     chips = np.prod(meshes, axis=1).astype(np.int64)
@@ -532,8 +541,9 @@ def _serving_choices(spec: StudySpec, engine: str) -> dict[str, tuple]:
 
 def structurally_valid(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np.ndarray:
     """Candidates that can exist: KV heads divide the heads, an engine runs the degrees (tp), and
-    (serving) an unchunked prompt fits the iteration's token budget; a disaggregated GPU ws_1d
-    prefill instance on a mesh other than 1x1xN is left to its 1x1xN twin."""
+    (serving) an unchunked prompt fits the iteration's token budget; a GPU deployment (or a
+    disaggregated prefill instance) running Megatron TP (ws_1d, head-sharded attention) on a mesh
+    other than 1x1xN is left to its 1x1xN twin."""
     space = study.space
     valid = np.mod(study.model.heads, space.values["kv_heads"][indices["kv_heads"]]) == 0
     if "tp" in indices:
@@ -550,11 +560,26 @@ def structurally_valid(study: CompiledStudy, indices: dict[str, np.ndarray]) -> 
             # A ws_1d prefill instance on another mesh of N chips is its 1x1xN twin (a space
             # whose Pope layouts keep the mesh choice); an aggregated candidate has no pool.
             choices = space.values["prefill_mesh"]
-            twin = _prefill_mesh_twins(choices, choices)[indices["prefill_mesh"]]
-            ws_1d = space.values["prefill_ffn_layout"][indices["prefill_ffn_layout"]] == FFN_LAYOUTS.index("ws_1d")
+            twin = _tp_mesh_twins(choices, choices)[indices["prefill_mesh"]]
             pooled = indices["disaggregated"] == 1 if "disaggregated" in indices else True
-            valid &= ~(twin & ws_1d & pooled)
+            valid &= ~(twin & _megatron_tp(space, indices, ("prefill",)) & pooled)
+    if "mesh" in indices and study.hardware.kind == "gpu":
+        # The same for the deployment's own mesh (mesh: auto on a GPU listed every mesh of N
+        # chips: six identical trials of llama-3-8b on 4 H100s, the front six rows of one).
+        choices = space.values["mesh"]
+        twin = _tp_mesh_twins(choices, choices)[indices["mesh"]]
+        valid &= ~(twin & _megatron_tp(space, indices, ("prefill", "decode")))
     return valid
+
+
+def _megatron_tp(space: SearchSpace, indices: dict[str, np.ndarray], phases: tuple[str, ...]) -> np.ndarray:
+    """Candidates whose ``phases`` all run ws_1d with head-sharded attention (Megatron TP)."""
+    ws_1d, head = FFN_LAYOUTS.index("ws_1d"), ATTENTION_SHARDINGS.index("head")
+    megatron = np.ones(len(next(iter(indices.values()))), dtype=bool)
+    for phase in phases:
+        megatron &= space.values[f"{phase}_ffn_layout"][indices[f"{phase}_ffn_layout"]] == ws_1d
+        megatron &= space.values[f"{phase}_attn_sharding"][indices[f"{phase}_attn_sharding"]] == head
+    return megatron
 
 
 @dataclass(frozen=True)

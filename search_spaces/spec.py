@@ -72,7 +72,9 @@ class Space(BaseModel):
     mesh: Literal["auto"] | list[str] = Field(
         default="auto",
         description="'auto': every legal mesh of every chip count is a choice; "
-        "or a list of meshes XxYxZ, each of one of the chip counts. The mesh carries the chips.",
+        "or a list of meshes XxYxZ, each of one of the chip counts. The mesh carries the chips. On a GPU, "
+        "a Megatron TP candidate (ws_1d, heads split) on a mesh other than 1x1xN of a listed 1x1xN is "
+        "structurally invalid: the same deployment, scored alike.",
     )
     batch: list[StrictInt] | None = Field(
         default=None,

@@ -359,3 +359,46 @@ def test_a_profile_file_is_stored_by_its_numbers(tmp_path: Path, monkeypatch) ->
     refit = text.replace("per_step_overhead_s: 0.0", "per_step_overhead_s: 0.001")
     assert refit != text
     assert load_spec(_spec_with_profile_file(tmp_path, refit)).spec_hash != spec_hash
+
+
+def _gpu_mesh_spec(prefill: list[str], decode: list[str]) -> dict:
+    return {
+        "name": "gpu-meshes",
+        "model": "llama-3-8b",
+        "hardware": "h100-sxm",
+        "workload": {"prompt_len": 1024, "gen_len": 128},
+        "space": {
+            "chips": [4],
+            "mesh": "auto",
+            "batch": [8],
+            "prefill_ffn_layout": ["ws_1d"],
+            "decode_ffn_layout": ["ws_1d"],
+            "prefill_attn_sharding": prefill,
+            "decode_attn_sharding": decode,
+            "flash_attention": [True],
+        },
+        "objectives": [{"metric": "decode.latency_s"}],
+        "sampler": "exhaustive",
+    }
+
+
+def test_a_gpu_megatron_tp_deployment_is_one_mesh_not_six() -> None:
+    """mesh: auto on 4 H100s listed six meshes (1x1x4, 1x2x2, 1x4x1, 2x1x2, 2x2x1, 4x1x1) that
+    Megatron TP (ws_1d, heads split) scores alike to the bit: a search stored six copies of one
+    deployment, its front six rows of one. The other five are structurally invalid twins of
+    1x1x4 (the space keeps its size: stored studies read back as before); batch-sharded
+    attention, whose KV split follows the mesh's axes, keeps every mesh."""
+    from search_spaces.space import structurally_valid
+
+    compiled = compile_study(parse_spec(_gpu_mesh_spec(["head"], ["head"])))
+    indices = compiled.space.all_indices()
+    assert compiled.space.size == 6
+    valid = structurally_valid(compiled, indices)
+    meshes = np.array(compiled.space.dimensions["mesh"])[indices["mesh"]]
+    assert list(meshes[valid]) == ["1x1x4"]
+    evaluation = evaluate(compiled, indices)
+    latency = evaluation.result.decode.latency_s
+    assert np.all(latency == latency[0])  # the twins: the same numbers
+    mixed = compile_study(parse_spec(_gpu_mesh_spec(["head"], ["head", "batch"])))
+    valid = structurally_valid(mixed, mixed.space.all_indices())
+    assert mixed.space.size == 12 and int(valid.sum()) == 1 + 6

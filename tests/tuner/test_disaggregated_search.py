@@ -426,7 +426,7 @@ def test_a_tp_space_under_load_names_the_degree_the_serving_model_does_not_charg
     assert "serving.mode" not in line
 
 
-def _gpu_pools_spec(layouts: list[str]) -> dict:
+def _gpu_pools_spec(layouts: list[str], shardings: tuple[str, ...] = ("head",)) -> dict:
     """llama-3-8b decode instances on 1x1x2, 4-chip prefill instances on an H100 (a mesh space)."""
     return {
         "name": "disagg-prefill-mesh",
@@ -438,7 +438,7 @@ def _gpu_pools_spec(layouts: list[str]) -> dict:
             "mesh": ["1x1x2"],
             "prefill_ffn_layout": layouts,
             "decode_ffn_layout": ["ws_1d"],
-            "prefill_attn_sharding": ["head", "batch"],
+            "prefill_attn_sharding": list(shardings),
             "flash_attention": [True],
         },
         "serving": {
@@ -458,31 +458,40 @@ def test_a_gpu_ws_1d_prefill_pool_is_one_tp_group_not_six_meshes(tmp_path) -> No
     """prefill_chips [4] on an H100 gave every legal mesh of 4 chips (1x1x4, 1x2x2, 1x4x1, 2x1x2,
     2x2x1, 4x1x1): under ws_1d (Megatron TP) they score identically and all export as
     --tensor-parallel-size 4, six copies of one deployment on the front. Now 1x1x4 alone:
-    2 attention shardings x 2 rates x 2 xP = 8 candidates, not 48."""
+    2 rates x 2 xP = 4 candidates, not 24. Batch-sharded attention splits the KV cache by the
+    mesh's axes (llama-3-70b's batch 16 on 32 H100s: 1.4 GB of KV per chip on 1x1x32, 0.36 GB on
+    1x2x16), so a space with it keeps every mesh, and its head-sharded candidates on a mesh other
+    than 1x1x4 are structurally invalid twins: 4 + 6 x 4 valid candidates of 48."""
     spec = _gpu_pools_spec(["ws_1d"])
     compiled = compile_study(parse_spec(json.loads(json.dumps(spec))))
     assert compiled.space.dimensions["prefill_mesh"] == ("1x1x4",)
-    assert compiled.space.size == 2 * 2 * 2
+    assert compiled.space.size == 2 * 2
     result = run_search(spec, f"sqlite:///{tmp_path}/ws1d.db")
-    assert result.trials_added == 8
+    assert result.trials_added == 4
+    both = compile_study(parse_spec(_gpu_pools_spec(["ws_1d"], ("head", "batch"))))
+    assert len(both.space.dimensions["prefill_mesh"]) == 6
+    valid = structurally_valid(both, both.space.all_indices())
+    assert both.space.size == 48 and int(valid.sum()) == 4 + 6 * 4
 
 
 def test_pope_prefill_layouts_keep_the_mesh_and_ws_1d_keeps_one_of_them() -> None:
     """Under ws_2d the prefill mesh changes the score (its 2D weight split follows the axes), so a
     space with ws_2d keeps every mesh of 4 chips; its ws_1d candidates on a mesh other than 1x1x4
     score exactly as on 1x1x4 (checked here, every steady-state column) and are structurally
-    invalid twins: 2 shardings x 2 rates x 2 xP x (6 ws_2d meshes + 1 ws_1d) valid candidates."""
-    compiled = compile_study(parse_spec(_gpu_pools_spec(["ws_1d", "ws_2d"])))
+    invalid twins where attention is head-sharded (batch-sharded attention keeps every mesh):
+    2 rates x 2 xP x (6 ws_2d meshes x 2 shardings + 1 ws_1d head + 6 ws_1d batch) valid."""
+    compiled = compile_study(parse_spec(_gpu_pools_spec(["ws_1d", "ws_2d"], ("head", "batch"))))
     space = compiled.space
     assert len(space.dimensions["prefill_mesh"]) == 6
     indices = space.all_indices()
     valid = structurally_valid(compiled, indices)
-    assert int(valid.sum()) == 2 * 2 * 2 * (6 + 1)
+    assert int(valid.sum()) == 2 * 2 * (6 * 2 + 1 + 6)
     evaluation = evaluate(compiled, indices)
     est = evaluation.pools.estimate
     layout = np.array(space.dimensions["prefill_ffn_layout"])[indices["prefill_ffn_layout"]]
     mesh = np.array(space.dimensions["prefill_mesh"])[indices["prefill_mesh"]]
-    assert list(valid) == list((layout == "ws_2d") | (mesh == "1x1x4"))
+    sharding = np.array(space.dimensions["prefill_attn_sharding"])[indices["prefill_attn_sharding"]]
+    assert list(valid) == list((layout == "ws_2d") | (mesh == "1x1x4") | (sharding == "batch"))
     others = [name for name in space.dimensions if name != "prefill_mesh"]
     keys = np.stack([indices[name] for name in others], axis=1)
     columns = ("ttft_s", "tpot_s", "tokens_per_s", "prefill_capacity_rps", "prefill_iteration_s", "kv_transfer_s")
@@ -508,12 +517,12 @@ def test_a_study_stored_under_the_six_mesh_space_is_refused_not_misread(
     spec = _gpu_pools_spec(["ws_1d"])
     url = f"sqlite:///{tmp_path}/old.db"
     with monkeypatch.context() as patched:  # the compiler before this change: every mesh kept
-        patched.setattr(space_module, "_prefill_mesh_twins", lambda meshes, choices: np.zeros(len(meshes), bool))
-        assert run_search(json.loads(json.dumps(spec)), url).trials_added == 8 * 6
+        patched.setattr(space_module, "_tp_mesh_twins", lambda meshes, choices: np.zeros(len(meshes), bool))
+        assert run_search(json.loads(json.dumps(spec)), url).trials_added == 4 * 6
     compact._HYDRATORS.clear()
     code, out, err = run_cli(capsys, "pareto", spec["name"], "--storage", url)
     line = assert_one_error_line(code, out, err, ("study",))
-    assert "48 configurations" in line and "compiles its spec to 8" in line
+    assert "24 configurations" in line and "compiles its spec to 4" in line
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
     code, out, err = run_cli(capsys, "search", str(path), "--storage", url)
