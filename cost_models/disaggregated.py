@@ -58,6 +58,7 @@ from cost_models.serving import (
     ServingEstimate,
     ServingWorkloads,
     _memory,
+    limiting,
     resolve_overheads,
 )
 from cost_models.topology import Network, network_for
@@ -157,6 +158,7 @@ class DecodePool:
     iteration_s: np.ndarray  # decode-only iteration at the running batch: the TPOT
     running: np.ndarray  # sequences per instance
     slots: np.ndarray  # sequences one instance can hold (paged KV, max_batch_size)
+    limited_by: np.ndarray  # str: which of those caps the slots (serving.LIMITS)
     fits: np.ndarray
     weights_bytes_per_chip: np.ndarray
     kv_bytes_per_token_per_chip: np.ndarray
@@ -286,6 +288,7 @@ class _DecodeModel:
         self.fits = memory.free >= memory.kv_per_token * (w.prompt_len + w.gen_len)
         kv_limit = np.floor(np.maximum(memory.free, 0.0) / (memory.kv_per_token * self.held))
         self.slots = np.where(self.fits, np.maximum(np.minimum(kv_limit, w.max_batch_size), 1.0), 0.0)
+        self.limited_by = limiting({"max_batch_size": w.max_batch_size, "kv_cache": kv_limit})
         self.steps = np.maximum(w.gen_len - 1.0, 0.0)
         t_slots = self.iteration(np.maximum(self.slots, 1.0))
         self.capacity = np.where(
@@ -332,6 +335,7 @@ class _DecodeModel:
             iteration_s=t_dec,
             running=running,
             slots=self.slots,
+            limited_by=self.limited_by,
             fits=self.fits,
             weights_bytes_per_chip=memory.weights,
             kv_bytes_per_token_per_chip=memory.kv_per_token,
@@ -498,6 +502,7 @@ def combine(
         weights_bytes_per_chip=q.weights_bytes_per_chip,
         kv_cache_bytes_per_chip=q.kv_bytes_per_token_per_chip * q.held_tokens * q.running,
         kv_bytes_per_token_per_chip=q.kv_bytes_per_token_per_chip,
+        limited_by=q.limited_by,
         prefill_instances=p.instances,
         decode_instances=q.instances,
         chips=chips,

@@ -13,7 +13,8 @@ cost of :mod:`cost_models.iteration` (calibrated per engine when a profile is gi
   cycle of ``gen_len`` iterations re-prefills all running requests in ``ceil(b P / k)`` mixed
   iterations, AIConfigurator's "mix steps"); with spread lengths the groups dissolve and a
   Poisson number of prompts arrives per iteration (the requests that finished in the one before);
-  open-loop Poisson arrivals mix an iteration with probability ``1 - exp(-R t)``.
+  open-loop Poisson arrivals mix an iteration with probability ``1 - exp(-R t)``, and at least
+  as often as the prompt work needs at the budget a mixed iteration holds.
 - **TPOT** is the mean iteration time a decoding request sees: mixed iterations stall it
   (prefill interference). **TTFT** is the wait for the next iteration, the queue for the prefill
   budget (M/D/1 in the open loop), the prefill iterations of the request itself, and in a
@@ -350,6 +351,9 @@ class ServingEstimate:
     weights_bytes_per_chip: np.ndarray
     kv_cache_bytes_per_chip: np.ndarray  # at the running batch's mean occupancy
     kv_bytes_per_token_per_chip: np.ndarray
+    #: str, one of :data:`LIMITS`: what caps ``max_concurrency``; for an open loop past capacity
+    #: what it ran out of ("prefill": every iteration mixed and the prompts still come faster).
+    limited_by: np.ndarray
 
 
 #: The keys of one deployment's ``serving`` object (``tuner estimate --json``), in order.
@@ -693,21 +697,39 @@ class _Capacity:
     held_tokens: np.ndarray
     fits: np.ndarray
     max_concurrency: np.ndarray
+    limited_by: np.ndarray  # str: which of LIMITS sets max_concurrency
 
     @property
     def slots(self) -> np.ndarray:
         return np.maximum(self.max_concurrency, 1.0)
 
 
+#: What bounds a steady state (``ServingEstimate.limited_by``): the caps on the sequences running
+#: at once (``max_batch_size``, the paged KV cache), and, for an open loop past capacity with slots
+#: to spare, the prefill (prompts arrive faster than the mixed iterations can prefill them, every
+#: iteration mixed).
+LIMITS: tuple[str, ...] = ("max_batch_size", "kv_cache", "prefill")
+_LIMIT_DTYPE = np.dtype(f"<U{max(len(name) for name in LIMITS)}")
+
+
+def limiting(caps: dict[str, np.ndarray]) -> np.ndarray:
+    """Per row, the name (one of :data:`LIMITS`) of the smallest of ``caps``, the first listed
+    among equals."""
+    names = np.asarray(list(caps), dtype=_LIMIT_DTYPE)
+    return names[np.argmin(np.stack([np.asarray(v, dtype=np.float64) for v in caps.values()]), axis=0)]
+
+
 def _capacity(s: _Setting) -> _Capacity:
     """Paged KV cache: a sequence holds its blocks as it grows (mean: the prompt and half the
-    output, plus half a block of waste in its last one)."""
+    output, plus half a block of waste in its last one); at most ``max_batch_size`` sequences."""
     w = s.w
     held_tokens = w.prompt_len + w.gen_len / 2.0 + w.kv_block_size / 2.0
     memory = _memory(s.d, w, s.phase, s.shapes)
     fits = memory.free >= memory.kv_per_token * (w.prompt_len + w.gen_len)
     kv_limit = np.floor(np.maximum(memory.free, 0.0) / (memory.kv_per_token * held_tokens))
-    return _Capacity(memory, held_tokens, fits, np.minimum(kv_limit, w.max_batch_size))
+    limit = np.minimum(kv_limit, w.max_batch_size)
+    limited_by = limiting({"max_batch_size": w.max_batch_size, "kv_cache": kv_limit})
+    return _Capacity(memory, held_tokens, fits, limit, limited_by)
 
 
 def _tpot_spread(p_mix: np.ndarray, t_mix: np.ndarray, t_dec: np.ndarray, gen: np.ndarray) -> np.ndarray:
@@ -731,6 +753,7 @@ def _result(
     per_mixed: np.ndarray,
     t_mix: np.ndarray,
     t_dec: np.ndarray,
+    limited_by: np.ndarray | None = None,
 ) -> ServingEstimate:
     gen = s.w.gen_len
     stable = stable & cap.fits & (cap.max_concurrency >= 1)
@@ -759,6 +782,7 @@ def _result(
         weights_bytes_per_chip=cap.memory.weights,
         kv_cache_bytes_per_chip=cap.memory.kv_per_token * cap.held_tokens * running,
         kv_bytes_per_token_per_chip=cap.memory.kv_per_token,
+        limited_by=cap.limited_by if limited_by is None else limited_by,
     )
 
 
@@ -912,7 +936,8 @@ def _open_loop(s: _Setting) -> ServingEstimate:
     known_mix: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     for chord in (True, False):
         decoding = np.minimum(demand * t_mean, cap.slots)
-        per_mixed = np.minimum(work * t_mean / p_mix, s.prefill_budget(decoding))
+        budget = s.prefill_budget(decoding)
+        per_mixed = np.minimum(work * t_mean / p_mix, budget)
         if known_mix is None:
             t_mix = s.iteration(decoding, per_mixed)
         else:
@@ -923,7 +948,21 @@ def _open_loop(s: _Setting) -> ServingEstimate:
         # during it): a two-state Markov chain, mixed -> mixed with 1 - exp(-R t_mix), decode ->
         # mixed with 1 - exp(-R t_dec). Long mixed iterations beget mixed iterations.
         to_mixed = 1.0 - np.exp(-rate * t_dec)
-        p_mix = np.clip(to_mixed / np.maximum(to_mixed + np.exp(-rate * t_mix), 1e-300), 1e-9, 1.0)
+        p_markov = to_mixed / np.maximum(to_mixed + np.exp(-rate * t_mix), 1e-300)
+        # The chain lets a mixed iteration take every prompt that arrived; it holds at most the
+        # budget (one whole prompt of 2048 tokens in 4096 without chunking), and what does not fit
+        # waits for the next iteration, mixed too. The mixed share p must carry the prompt work,
+        # p x budget = work x t_mean with t_mean = t_dec + p (t_mix' - t_dec), t_mix' a mixed
+        # iteration holding the budget (linear in its tokens from this one): p = work t_dec /
+        # (budget - work (t_mix' - t_dec)). No such p below 1 where work t_mix' >= budget: every
+        # iteration mixed and the prompts still come faster (unstable below).
+        t_full = t_dec + (t_mix - t_dec) * budget / np.maximum(per_mixed, 1e-9)
+        room = budget - work * (t_full - t_dec)
+        p_carry = np.where(room > 0.0, work * t_dec / np.maximum(room, 1e-300), 1.0)
+        carry = p_carry > p_markov
+        t_mix = np.where(carry, t_full, t_mix)
+        per_mixed = np.where(carry, budget, per_mixed)
+        p_mix = np.clip(np.maximum(p_markov, p_carry), 1e-9, 1.0)
         t_mean = p_mix * t_mix + (1.0 - p_mix) * t_dec
         if chord:  # the slopes through the operating point, then the closed form again
             per_sequence = np.where(decoding > 1.5, (t_dec - one) / np.maximum(decoding - 1.0, 1e-9), per_sequence)
@@ -931,8 +970,14 @@ def _open_loop(s: _Setting) -> ServingEstimate:
             slope = 1.0 - per_sequence * demand - per_token * work
             t_mean = np.where(slope > 0.02, (one - per_sequence) / np.maximum(slope, 0.02), t_mean)
     budget = s.prefill_budget(decoding)
+    # The prompt tokens an iteration must prefill over what a mixed one holds: the mixed share
+    # when the budget binds (p x budget = work x t_mean above), and 1 or more where every
+    # iteration is mixed and the prompts still come faster (work x t_mix' >= budget).
     utilisation = rate * uncached * t_mean / budget
     stable = (utilisation < 1.0) & (rate * (gen - 1.0) * t_mean < cap.slots)
+    # Past capacity: no slot count helps where the prefill cannot keep up.
+    starved = ~stable & (utilisation >= 1.0)
+    limited_by = np.where(starved, "prefill", cap.limited_by).astype(_LIMIT_DTYPE)
     rho = np.clip(utilisation, 0.0, 0.999)
     own_prefill = np.ceil(uncached / np.maximum(budget, 1.0) - 1e-9)
     # A request lands in an iteration with probability in proportion to its length (the inspection
@@ -954,4 +999,5 @@ def _open_loop(s: _Setting) -> ServingEstimate:
         per_mixed=per_mixed,
         t_mix=t_mix,
         t_dec=t_dec,
+        limited_by=limited_by,
     )

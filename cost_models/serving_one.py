@@ -89,7 +89,8 @@ def serving_one(
 ) -> dict[str, Any]:
     """One deployment under load (its prompt and gen lengths; its batch is not used): the
     ``serving`` object of ``tuner estimate --json``. The keys of :data:`SERVING_KEYS`, plus
-    ``engine`` (the knobs in force), ``load``, ``limited_by`` (what bounds ``max_concurrency``),
+    ``engine`` (the knobs in force), ``load``, ``limited_by`` (what bounds ``max_concurrency``, or
+    what an open loop past capacity ran out of: :data:`cost_models.serving.LIMITS`),
     ``max_stable_request_rate`` (open loop past capacity, else None) and ``notes`` (one line each
     on queued clients and instability). Raises :class:`InvalidInputError` for bad knobs and for a
     sequence whose KV cache cannot fit at all (naming --prompt-len/--gen-len)."""
@@ -116,8 +117,11 @@ def serving_one(
     row = workloads.row(0)
     notes: list[str] = []
     limit = report["max_concurrency"]
-    limited_by = "kv_cache" if limit < row["max_batch_size"] else "max_batch_size"
-    holder = "the KV cache holds" if limited_by == "kv_cache" else "max_batch_size runs at most"
+    limited_by = str(result.limited_by[0])
+    holder = {
+        "kv_cache": "the KV cache holds",
+        "max_batch_size": "max_batch_size runs at most",
+    }.get(limited_by, "")
     max_rate = None
     if overheads.borrowed:
         notes.append(
@@ -128,8 +132,13 @@ def serving_one(
         notes.append(f"{concurrency} clients queue: {holder} {limit} sequences at once ({concurrency - limit} wait)")
     if request_rate is not None and not report["stable"]:
         max_rate = max_stable_rate(d, workloads, calibration=profile, overlap=overlap)
+        why = (
+            "prompts arrive faster than the mixed iterations prefill them"
+            if limited_by == "prefill"
+            else f"more sequences would decode than {holder} {limit}"
+        )
         notes.append(
-            f"unstable: {request_rate:g} req/s is beyond capacity (the queue grows without bound); "
+            f"unstable: {request_rate:g} req/s is beyond capacity ({why}; the queue grows without bound); "
             f"the highest sustainable rate is about {max_rate:.3g} req/s"
         )
     return {

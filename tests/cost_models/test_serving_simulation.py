@@ -12,7 +12,8 @@ from cost_models.hardware import get_hardware
 from cost_models.iteration import iteration_times
 from cost_models.models import get_model
 from cost_models.serving import kv_capacity_tokens, make_workloads, serve
-from cost_models.serving_simulation import _iteration_table, simulate_serving
+from cost_models.serving_one import estimate_serving_one
+from cost_models.serving_simulation import _iteration_table, simulate_one, simulate_serving
 from cost_models.topology import network_for
 
 H100 = get_hardware("h100-sxm")
@@ -233,3 +234,69 @@ def test_a_request_larger_than_the_cache_is_refused() -> None:
     w = make_workloads(backend="vllm", concurrency=1, prompt_len=200_000, gen_len=32, memory_fraction=0.3)
     with pytest.raises(InvalidInputError, match="memory"):
         simulate_serving(_tp(1), w, requests=2)
+
+
+# Llama-3-70B in fp8 on 4 H100s under vLLM, 2048/256 tokens, a 4096-token budget without chunked
+# prefill: a mixed iteration holds one whole prompt (two would need 4096 tokens beside the decodes).
+OPEN_UNCHUNKED = {
+    "chips": 4,
+    "weight_bits": "fp8",
+    "kv_bits": "fp8",
+    "prompt_len": 2048,
+    "gen_len": 256,
+    "backend": "vllm",
+    "max_num_tokens": 4096,
+    "max_batch_size": 128,
+    "chunked_prefill": False,
+    "memory_fraction": 0.8,
+}
+
+
+@pytest.mark.parametrize("rate", [4.0, 6.0])
+def test_open_loop_mixed_iterations_carry_every_prompt_as_simulated(rate: float) -> None:
+    """Below capacity: the steady state's mixed iterations prefill all the prompt work (mixed share
+    x tokens per mixed iteration = rate x prompt x mean iteration), and its mean iteration and
+    mixed share match the simulation's. The two-state chain alone let a mixed iteration take every
+    prompt that arrived; only one fits, so the steady state dropped prompt work (at 6/s 16%: TPOT
+    0.81x and mixed share 0.71x the simulation's; at 7.8/s, 2690 tokens asked of a 2048-token
+    iteration). Observed now (1500 requests, seed 3): TPOT 1.00x and 0.96x, mixed share 1.01x
+    both. Tolerances: TPOT 10% and mixed share 10%, as the closed loops above (the steady state
+    puts every running sequence in decode at the mean context)."""
+    out = simulate_one("llama-3-70b", "h100-sxm", request_rate=rate, requests=1500, seed=3, **OPEN_UNCHUNKED)
+    analytic, sim = out["analytic"], out["simulated"]
+    assert analytic["stable"]
+    carried = analytic["mixed_share"] * analytic["prefill_tokens_per_mixed_iteration"]
+    assert carried == pytest.approx(rate * 2048 * analytic["tpot_s"], rel=0.01)
+    assert analytic["tpot_s"] == pytest.approx(sim["tpot_s"]["mean"], rel=0.10)
+    assert analytic["mixed_share"] == pytest.approx(sim["mixed_iterations"] / sim["iterations"], rel=0.10)
+
+
+def test_open_loop_past_the_mixed_iterations_is_unstable_as_the_simulated_queue_grows() -> None:
+    """8 requests/s (2048 offered tokens/s): the steady state had it stable with a 0.19 s TTFT,
+    dropping a quarter of the prompt work; the simulation's queue never settles (mean TTFT 1.9 s
+    over 600 requests, 5.5 s over 3000, throughput under the offered load). Carrying every prompt,
+    the mixed iterations slow decoding until more sequences decode than max_batch_size runs:
+    unstable, limited by max_batch_size, the highest stable rate between the last rate the
+    simulation sustains (7.3/s: mean TTFT 0.33 s over 2000 requests, 0.60 s over 8000) and 8/s.
+    At 20/s every iteration is mixed and the prompts still come faster: limited by the prefill."""
+    short = simulate_one("llama-3-70b", "h100-sxm", request_rate=8.0, requests=600, **OPEN_UNCHUNKED)
+    long = simulate_one("llama-3-70b", "h100-sxm", request_rate=8.0, requests=3000, **OPEN_UNCHUNKED)
+    assert long["simulated"]["ttft_s"]["mean"] > 2.0 * short["simulated"]["ttft_s"]["mean"]
+    assert long["simulated"]["steady_tokens_per_s"] < 0.97 * 8.0 * 256
+    estimate = {k: v for k, v in OPEN_UNCHUNKED.items() if k not in ("prompt_len", "gen_len", "chips", "backend")}
+    weights = {k: estimate.pop(k) for k in ("weight_bits", "kv_bits")}
+    for rate, why in ((8.0, "max_batch_size"), (20.0, "prefill")):
+        report = estimate_serving_one(
+            "llama-3-70b",
+            "h100-sxm",
+            chips=4,
+            prompt_len=2048,
+            gen_len=256,
+            request_rate=rate,
+            backend="vllm",
+            serving=estimate,
+            **weights,
+        )["serving"]
+        assert report["stable"] is False and report["ttft_s"] is None
+        assert report["limited_by"] == why
+        assert 7.3 < report["max_stable_request_rate"] < 8.0
