@@ -157,7 +157,7 @@ class DecodePool:
     capacity_rps: np.ndarray
     iteration_s: np.ndarray  # decode-only iteration at the running batch: the TPOT
     running: np.ndarray  # sequences per instance
-    slots: np.ndarray  # sequences one instance can hold (paged KV, max_batch_size)
+    slots: np.ndarray  # sequences one instance can hold (paged KV, max_batch_size, max_num_tokens)
     limited_by: np.ndarray  # str: which of those caps the slots (serving.LIMITS)
     fits: np.ndarray
     weights_bytes_per_chip: np.ndarray
@@ -287,8 +287,14 @@ class _DecodeModel:
         self.held = w.prompt_len + w.gen_len / 2.0 + w.kv_block_size / 2.0  # paged: mean blocks held
         self.fits = memory.free >= memory.kv_per_token * (w.prompt_len + w.gen_len)
         kv_limit = np.floor(np.maximum(memory.free, 0.0) / (memory.kv_per_token * self.held))
-        self.slots = np.where(self.fits, np.maximum(np.minimum(kv_limit, w.max_batch_size), 1.0), 0.0)
-        self.limited_by = limiting({"max_batch_size": w.max_batch_size, "kv_cache": kv_limit})
+        # A decode-only iteration takes one token of the budget per sequence and holds no prompt to
+        # leave room for: at most max_num_tokens sequences (the engines' schedulers stop there:
+        # serving.token_limit; the export writes min(max_num_tokens, max_batch_size) as the budget).
+        engine_cap = np.minimum(w.max_batch_size, w.max_num_tokens)
+        self.slots = np.where(self.fits, np.maximum(np.minimum(kv_limit, engine_cap), 1.0), 0.0)
+        self.limited_by = limiting(
+            {"max_batch_size": w.max_batch_size, "kv_cache": kv_limit, "max_num_tokens": w.max_num_tokens}
+        )
         self.steps = np.maximum(w.gen_len - 1.0, 0.0)
         t_slots = self.iteration(np.maximum(self.slots, 1.0))
         self.capacity = np.where(

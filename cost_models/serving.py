@@ -642,6 +642,25 @@ class _Setting:
         new_prompts = prefill_tokens / np.maximum(self.uncached, 1.0)
         return o.host_per_sequence_s * (decode_seqs + new_prompts) + o.host_per_new_request_s * new_prompts
 
+    def mixed_iteration(self, gpu_s: np.ndarray, decode_seqs: np.ndarray, prefill_tokens: np.ndarray) -> np.ndarray:
+        """The mean of mixed iterations of ``gpu_s`` GPU seconds holding these tokens, each the
+        longer of its GPU and host time. Where they hold less than a prompt (chunked over several
+        iterations) the host's per-request work falls in the one iteration that starts the prompt,
+        not a share of it in each: a share ``prompts`` of them pays it whole (the simulation's
+        engine loop and the engines' own: a request is set up once, when it is scheduled first).
+        The same as :meth:`iteration` wherever the host time stays under the GPU's. (Llama-3-8B on
+        one H100 under TensorRT-LLM's fit, 512 clients, 1024/256 tokens, a budget of 256: a prompt
+        spans 5 iterations of about 12 ms and its 29 ms of set-up makes one of them 32 ms; a share
+        in each hid it, 19% over the simulated throughput.)"""
+        o = self.overheads
+        prompts = prefill_tokens / np.maximum(self.uncached, 1.0)
+        base = o.host_per_sequence_s * (decode_seqs + prompts)
+        spread = np.maximum(gpu_s, base + o.host_per_new_request_s * prompts)
+        starting = np.clip(prompts, 0.0, 1.0)
+        with_set_up = np.maximum(gpu_s, base + o.host_per_new_request_s)
+        whole = starting * with_set_up + (1.0 - starting) * np.maximum(gpu_s, base)
+        return np.where(prompts < 1.0, whole, spread)
+
     def gpu_iteration(self, decode_seqs: np.ndarray, prefill_tokens: np.ndarray) -> np.ndarray:
         w = self.w
         return iteration_times(
@@ -704,11 +723,11 @@ class _Capacity:
         return np.maximum(self.max_concurrency, 1.0)
 
 
-#: What bounds a steady state (``ServingEstimate.limited_by``): the caps on the sequences running
-#: at once (``max_batch_size``, the paged KV cache), and, for an open loop past capacity with slots
-#: to spare, the prefill (prompts arrive faster than the mixed iterations can prefill them, every
-#: iteration mixed).
-LIMITS: tuple[str, ...] = ("max_batch_size", "kv_cache", "prefill")
+#: What bounds a steady state (``ServingEstimate.limited_by``): the three caps on the sequences
+#: running at once (:func:`token_limit`, the paged KV cache, ``max_batch_size``), and, for an
+#: open loop past capacity with slots to spare, the prefill (prompts arrive faster than the mixed
+#: iterations can prefill them, every iteration mixed).
+LIMITS: tuple[str, ...] = ("max_batch_size", "kv_cache", "max_num_tokens", "prefill")
 _LIMIT_DTYPE = np.dtype(f"<U{max(len(name) for name in LIMITS)}")
 
 
@@ -719,16 +738,56 @@ def limiting(caps: dict[str, np.ndarray]) -> np.ndarray:
     return names[np.argmin(np.stack([np.asarray(v, dtype=np.float64) for v in caps.values()]), axis=0)]
 
 
+def token_limit(w: ServingWorkloads) -> np.ndarray:
+    """Sequences an engine keeps running at once under a sustained load, by its token budget
+    (at least 1). Each running decode sequence takes one token of an iteration's
+    ``max_num_tokens``, scheduled before any prompt, and the prompts get what is left: vLLM V1
+    schedules its running requests first, one token each for a decode, while ``token_budget > 0``,
+    and admits waiting requests only while budget is left (vllm-project/vllm
+    vllm/v1/core/sched/scheduler.py, ``Scheduler.schedule``, read at 00024d3); TensorRT-LLM's
+    micro-batch scheduler takes generation requests first, one token each, and stops at
+    ``maxNumTokens``, context chunks getting the rest (NVIDIA/TensorRT-LLM cpp/tensorrt_llm/
+    batch_manager/microBatchScheduler.cpp, ``MicroBatchScheduler::operator()``, read at 0a949d3).
+    So the decode tokens never pass the budget (vLLM refuses ``max_num_seqs`` above it), and
+    what decides the running batch is the room left for prefill: a sequence decodes for G - 1
+    iterations and its replacement's P uncached prompt tokens come out of the same budget B, so B
+    tokens an iteration sustain B / (P + G - 1) requests an iteration and, by Little's law in
+    iterations, B (G - 1) / (P + G - 1) sequences decoding, plus the prompts in flight, each
+    ceil(P / (B - decoding)) iterations chunked (one whole) at B / (P + G - 1) an iteration
+    (Llama-3-8B, 1024/256 tokens, B 64: 12.8 + 1.0; ``tuner simulate``, which schedules the same
+    way, runs 13.7 on average and 16 at most). Not the budget itself: B sequences decoding leave
+    no token for the prompts that replace them, and the steady state would prefill one token an
+    iteration."""
+    return _token_balance(w)[0]
+
+
+def _token_balance(w: ServingWorkloads) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`token_limit` (the sequences in the engine, at least 1) and, of them, the ones
+    decoding (the rest are the prompts in flight)."""
+    uncached = w.prompt_len * (1.0 - w.prefix_hit_rate)
+    steps = np.maximum(w.gen_len - 1.0, 0.0)
+    per_iteration = w.max_num_tokens / (uncached + steps)  # requests the budget completes an iteration
+    decoding = per_iteration * steps
+    # Chunked, a prompt gets what the decodes leave and spans ceil(P / left) iterations in the
+    # engine before it decodes; whole, one.
+    left = np.maximum(w.max_num_tokens - decoding, 1.0)
+    prefilling = np.where(w.chunked_prefill, np.ceil(uncached / left - 1e-9), 1.0)
+    in_engine = np.minimum(decoding + per_iteration * prefilling, w.max_num_tokens)
+    return np.maximum(in_engine, 1.0), decoding
+
+
 def _capacity(s: _Setting) -> _Capacity:
     """Paged KV cache: a sequence holds its blocks as it grows (mean: the prompt and half the
-    output, plus half a block of waste in its last one); at most ``max_batch_size`` sequences."""
+    output, plus half a block of waste in its last one); at most ``max_batch_size`` sequences and
+    what the token budget keeps decoding (:func:`token_limit`)."""
     w = s.w
     held_tokens = w.prompt_len + w.gen_len / 2.0 + w.kv_block_size / 2.0
     memory = _memory(s.d, w, s.phase, s.shapes)
     fits = memory.free >= memory.kv_per_token * (w.prompt_len + w.gen_len)
     kv_limit = np.floor(np.maximum(memory.free, 0.0) / (memory.kv_per_token * held_tokens))
-    limit = np.minimum(kv_limit, w.max_batch_size)
-    limited_by = limiting({"max_batch_size": w.max_batch_size, "kv_cache": kv_limit})
+    tokens = token_limit(w)
+    limit = np.minimum(np.minimum(kv_limit, w.max_batch_size), tokens)
+    limited_by = limiting({"max_batch_size": w.max_batch_size, "kv_cache": kv_limit, "max_num_tokens": tokens})
     return _Capacity(memory, held_tokens, fits, limit, limited_by)
 
 
@@ -797,13 +856,20 @@ def _closed_loop(s: _Setting) -> ServingEstimate:
     gen, uncached, clients = w.gen_len, s.uncached, w.concurrency
     running = np.minimum(clients, cap.slots)
     demand = running * uncached  # prompt tokens to prefill per cycle
-    per_mixed = np.minimum(demand, s.prefill_budget(running))
+    # The running batch counts every sequence as decoding, the prompts in flight too: where the
+    # token budget caps it (token_limit) those are a whole sequence or more of a small budget, and
+    # the prompts get what the decodes alone leave (64 tokens, 1024/256: 12.8 decoding and 1.0 in
+    # flight, 51 tokens left; 16 tokens, 8/64: 14.2 and 1.1, 1.8 left, where counting them left
+    # the floor of 1 token). Below the cap, in the same proportion.
+    in_budget, budget_decoding = _token_balance(w)
+    decoding = np.where(cap.limited_by == "max_num_tokens", running * budget_decoding / in_budget, running)
+    per_mixed = np.minimum(demand, s.prefill_budget(decoding))
     mixed_per_cycle = np.ceil(demand / per_mixed - 1e-9)
     per_mixed = demand / mixed_per_cycle
     own_prefill = np.ceil(uncached / np.maximum(per_mixed, 1.0) - 1e-9)  # iterations a prompt spans
     mix_decoding = np.maximum(running - per_mixed / uncached, 0.0)
     gpu_mix = s.gpu_iteration(mix_decoding, per_mixed)
-    t_mix = np.maximum(gpu_mix, s.host(mix_decoding, per_mixed))
+    t_mix = s.mixed_iteration(gpu_mix, mix_decoding, per_mixed)
     gpu_dec = s.gpu_iteration(running, np.zeros(len(w)))
     t_dec = np.maximum(gpu_dec, s.host(running, np.zeros(len(w))))
     life = own_prefill + gen - 1.0  # iterations of one request, without waiting
@@ -975,8 +1041,9 @@ def _open_loop(s: _Setting) -> ServingEstimate:
     # iteration is mixed and the prompts still come faster (work x t_mix' >= budget).
     utilisation = rate * uncached * t_mean / budget
     stable = (utilisation < 1.0) & (rate * (gen - 1.0) * t_mean < cap.slots)
-    # Past capacity: no slot count helps where the prefill cannot keep up.
-    starved = ~stable & (utilisation >= 1.0)
+    # Past capacity: no slot count helps where the prefill cannot keep up (unless the token budget
+    # caps the slots: the same budget runs out either way).
+    starved = ~stable & (utilisation >= 1.0) & (cap.limited_by != "max_num_tokens")
     limited_by = np.where(starved, "prefill", cap.limited_by).astype(_LIMIT_DTYPE)
     rho = np.clip(utilisation, 0.0, 0.999)
     own_prefill = np.ceil(uncached / np.maximum(budget, 1.0) - 1e-9)

@@ -121,6 +121,8 @@ def serving_one(
     holder = {
         "kv_cache": "the KV cache holds",
         "max_batch_size": "max_batch_size runs at most",
+        # serving.token_limit: the decode tokens and the prompts that replace them share the budget
+        "max_num_tokens": f"max_num_tokens {row['max_num_tokens']} keeps decoding about",
     }.get(limited_by, "")
     max_rate = None
     if overheads.borrowed:

@@ -11,8 +11,10 @@ occupancy) can be checked and the tails (P90, P99) read off:
 - **Scheduler** (vLLM V1 / SGLang / TensorRT-LLM in-flight batching): each iteration holds one
   token of every decoding sequence, then the prompts being prefilled, oldest first, up to
   ``max_num_tokens`` tokens (chunks of a prompt when prefill is chunked, whole prompts otherwise,
-  at least one prompt per iteration as the steady state assumes). Waiting requests are admitted
-  first come first served while ``max_batch_size`` sequences and the paged KV cache allow.
+  at least one prompt per iteration as the steady state assumes, while the decodes leave any of
+  the budget). Waiting requests are admitted first come first served while ``max_batch_size``
+  sequences, the paged KV cache and the token budget allow: the decodes never pass
+  ``max_num_tokens`` (:func:`cost_models.serving.token_limit`).
 - **Paged KV cache.** Blocks of ``kv_block_size`` tokens out of the capacity of the steady
   state's memory model (:func:`cost_models.serving.kv_capacity_tokens`); a sequence holds its
   prompt's blocks from admission and one more each time its context crosses a block. When a
@@ -508,7 +510,11 @@ class _Engine:
             self._preempt_last()
         dec = ra[decoding]
         n_dec = int(dec.size)
-        budget = max(self.max_tokens - n_dec, 1)
+        # Decodes first, one token each, prompts in what is left (vLLM V1's Scheduler.schedule and
+        # TensorRT-LLM's MicroBatchScheduler: cost_models.serving.token_limit). No floor of one
+        # token: a prompt gets nothing while the decodes fill the budget, so no prefill completes
+        # past it and the decodes never pass max_num_tokens (each completion takes a token).
+        budget = self.max_tokens - n_dec
         chunk_ids: list[int] = []
         chunk_sizes: list[int] = []
         for i in ra[~decoding].tolist():  # partial prefills first (chunked only)
@@ -525,9 +531,9 @@ class _Engine:
             need = -(-int(ctx[i]) // block)
             if used + need > self.capacity_blocks:
                 break
+            if budget <= 0:
+                break
             if self.chunked:
-                if budget <= 0:
-                    break
                 c = min(int(todo[i]), budget)
             else:
                 if int(todo[i]) > budget and chunk_ids:

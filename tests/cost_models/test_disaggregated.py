@@ -142,3 +142,21 @@ def test_closed_loop_obeys_littles_law_below_capacity():
     # what a client sees but is not engine time (docs/serving.md).
     outside = engine_overheads(PROFILE.backend).request_overhead_s
     assert est.requests_per_s[0] * (est.e2e_latency_s[0] - outside) == pytest.approx(16, rel=0.02)
+
+
+def test_a_decode_instance_runs_at_most_its_token_budget():
+    """A decode-only iteration takes one token of max_num_tokens per sequence (serving.token_limit):
+    a 32-token budget caps each decode instance at 32 sequences, whatever max_batch_size allows."""
+    w = make_workloads(
+        2,
+        backend="trtllm",
+        request_rate=5.0,
+        prompt_len=PROMPT,
+        gen_len=GEN,
+        max_num_tokens=[32, 8192],
+        chunked_prefill=True,
+    )
+    est = serve_disaggregated(tp(8, 2), tp(8, 2), w, prefill_instances=1, decode_instances=2, calibration=PROFILE)
+    assert est.max_concurrency[0] == 2 * 32 and est.max_concurrency[1] > 2 * 32
+    assert list(est.limited_by) == ["max_num_tokens", "kv_cache"]
+    assert est.running[0] <= 2 * 32

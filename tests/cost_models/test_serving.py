@@ -25,6 +25,7 @@ from cost_models.serving import (
     make_workloads,
     serve,
     serving_report,
+    token_limit,
 )
 from cost_models.topology import network_for
 
@@ -249,3 +250,26 @@ def test_spread_prompts_cost_more_attention_than_fixed_ones_of_the_same_mean() -
     assert e.mixed_iteration_s[1] > e.mixed_iteration_s[0]
     # Decode steps barely move (a few more sequences decode while the longer prefills run).
     assert e.decode_iteration_s[1] == pytest.approx(e.decode_iteration_s[0], rel=0.01)
+
+
+def test_the_token_budget_limits_the_running_sequences_by_hand() -> None:
+    """B tokens an iteration, each decode one of them, sustain B / (P + G - 1) requests an
+    iteration: B (G - 1) / (P + G - 1) decoding (Little's law in iterations) and the prompt in
+    flight, which spans ceil(P / (B - decoding)) iterations chunked, one whole."""
+    w = make_workloads(
+        backend="vllm",
+        concurrency=128,
+        prompt_len=[1024, 1024, 2048],
+        gen_len=256,
+        max_num_tokens=[64, 8192, 4096],
+        chunked_prefill=[True, True, False],
+        max_batch_size=128,
+    )
+    per_iteration = np.array([64 / 1279, 8192 / 1279, 4096 / 2303])
+    decoding = per_iteration * 255
+    in_flight = per_iteration * np.array([np.ceil(1024 / (64 - decoding[0])), np.ceil(1024 / (8192 - decoding[1])), 1])
+    np.testing.assert_allclose(token_limit(w), decoding + in_flight)
+    assert token_limit(w)[0] == pytest.approx(13.76, abs=0.01)
+    e = serve(tp(3), w)
+    assert list(e.limited_by) == ["max_num_tokens", "max_batch_size", "max_batch_size"]
+    assert e.max_concurrency[0] == pytest.approx(token_limit(w)[0]) and e.running[0] == e.max_concurrency[0]
