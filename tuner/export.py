@@ -910,11 +910,15 @@ def vllm_args(spec: dict) -> dict:
     seqs = per_rank_batch(knobs, dp, "vllm", notes)
     if seqs > budget:
         # vLLM refuses max_num_batched_tokens < max_num_seqs (vllm/config/scheduler.py,
-        # SchedulerConfig.verify_max_model_len): a step cannot run more sequences than tokens.
-        notes.append(
-            f"vLLM refuses max_num_seqs ({seqs}) above max_num_batched_tokens ({budget}): capped at {budget}, "
-            "the most sequences a step of that budget runs"
-        )
+        # SchedulerConfig.verify_max_model_len): a step cannot run more sequences than tokens. A
+        # serving trial was scored with no more running than its budget keeps decoding
+        # (cost_models.serving.token_limit, under the budget): the cap changes nothing scored and
+        # goes without a note. A static trial's batch was scored as it is: that one changes.
+        if spec.get("serving") is None:
+            notes.append(
+                f"vLLM refuses max_num_seqs ({seqs}) above max_num_batched_tokens ({budget}): capped at {budget}, "
+                f"the most sequences a step of that budget runs (the trial was scored at a batch of {seqs})"
+            )
         seqs = budget
     block = knobs["kv_block_size"]
     if block % 16:

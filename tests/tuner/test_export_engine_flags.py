@@ -44,7 +44,7 @@ def _serving(backend: str = "trtllm", **knobs) -> dict:
     return make_workloads(backend=backend, **settings).row(0)
 
 
-def _vllm(serving: dict, deployment: Deployment = DEPLOYMENT) -> dict:
+def _vllm(serving: dict | None, deployment: Deployment = DEPLOYMENT) -> dict:
     data = engine_args(deployment, serving, "vllm")
     flags = _flags(data["cli"])
     if "--kv-cache-dtype" in flags:
@@ -72,10 +72,16 @@ def test_vllm_without_chunked_prefill_gets_a_token_budget_of_the_context():
 def test_vllm_max_num_seqs_is_at_most_the_token_budget():
     # vllm/config/scheduler.py, SchedulerConfig.verify_max_model_len: max_num_batched_tokens <
     # max_num_seqs is a ValueError. TensorRT-LLM's 2048-sequence default over a 1536-token budget.
+    # The serving model never ran more sequences than the budget keeps decoding
+    # (cost_models.serving.token_limit), so the cap is silent: it changes nothing the trial scored.
     data = _vllm(_serving(max_num_tokens=1536, chunked_prefill=True))
     flags = data["flags"]
     assert int(flags["--max-num-seqs"]) <= int(flags["--max-num-batched-tokens"]) == 1536
-    assert any("refuses max_num_seqs (2048)" in n for n in data["notes"])
+    assert not any("max_num_seqs" in n for n in data["notes"])
+    # A static trial was scored at its batch: capping it changes what was scored, and a note says so.
+    static = _vllm(None, Deployment(get_model("llama-3-8b"), get_hardware("h100-sxm"), (1, 1, 2), 16384, 1024, 128))
+    assert static["flags"]["--max-num-seqs"] == "8192"
+    assert any("refuses max_num_seqs (16384)" in n for n in static["notes"])
 
 
 @pytest.mark.parametrize(("block", "written"), [(1, 16), (8, 16), (16, 16), (24, 32), (64, 64)])
