@@ -59,6 +59,22 @@ def study(tmp_path_factory) -> tuple[str, optuna.Study]:
     return url, load_study(STUDY["name"], url)
 
 
+def _rescored(trial, profile):
+    """A stored disaggregated trial scored again by calling serve_disaggregated on what it stored:
+    the decode instance's deployment, the prefill instance's on its mesh, the engine knobs."""
+    decode, row = Deployment.from_dict(trial.user_attrs["deployment"]), trial.user_attrs["serving"]
+    prefill = Deployment.from_dict({**trial.user_attrs["deployment"], "mesh": row["prefill_mesh"]})
+    pools = ("concurrency", "mode", "prefill_mesh", "prefill_instances", "decode_instances", "engine")
+    return serve_disaggregated(
+        Deployments.from_rows([prefill]),
+        Deployments.from_rows([decode]),
+        make_workloads(backend=row["engine"], **{k: v for k, v in row.items() if k not in pools}),
+        prefill_instances=row["prefill_instances"],
+        decode_instances=row["decode_instances"],
+        calibration=profile,
+    )
+
+
 def test_aggregated_candidates_do_not_vary_pools_they_do_not_have(study) -> None:
     _, s = study
     aggregated = [t for t in s.get_trials(deepcopy=False) if not t.params["disaggregated"]]
@@ -76,22 +92,8 @@ def test_a_disaggregated_trial_rescored_directly(study) -> None:
     assert trials, "no feasible disaggregated trial"
     profile = resolve_calibration(s.user_attrs["calibration_profile"], "h100-sxm")
     for trial in trials[:4]:
-        decode = Deployment.from_dict(trial.user_attrs["deployment"])
-        row = trial.user_attrs["serving"]
-        prefill = Deployment.from_dict({**trial.user_attrs["deployment"], "mesh": row["prefill_mesh"]})
-        knobs = {
-            k: v
-            for k, v in row.items()
-            if k not in ("concurrency", "mode", "prefill_mesh", "prefill_instances", "decode_instances", "engine")
-        }
-        est = serve_disaggregated(
-            Deployments.from_rows([prefill]),
-            Deployments.from_rows([decode]),
-            make_workloads(backend=row["engine"], **knobs),
-            prefill_instances=row["prefill_instances"],
-            decode_instances=row["decode_instances"],
-            calibration=profile,
-        )
+        decode, row = Deployment.from_dict(trial.user_attrs["deployment"]), trial.user_attrs["serving"]
+        est = _rescored(trial, profile)
         chips = row["prefill_instances"] * int(np.prod(row["prefill_mesh"])) + row["decode_instances"] * decode.chips
         assert est.chips[0] == chips
         assert trial.values == pytest.approx([est.tokens_per_s_per_chip[0], est.ttft_s[0]])
@@ -366,22 +368,8 @@ def test_a_tp_space_searches_disaggregated_pools(tmp_path, capsys: pytest.Captur
     assert len(disaggregated) == 2 * 2 * 2
     for trial in disaggregated:
         row = trial.user_attrs["serving"]
-        decode = Deployment.from_dict(trial.user_attrs["deployment"])
-        assert decode.mesh == (1, 1, trial.params["tp"])
-        prefill = Deployment.from_dict({**trial.user_attrs["deployment"], "mesh": row["prefill_mesh"]})
-        knobs = {
-            k: v
-            for k, v in row.items()
-            if k not in ("concurrency", "mode", "prefill_mesh", "prefill_instances", "decode_instances", "engine")
-        }
-        est = serve_disaggregated(
-            Deployments.from_rows([prefill]),
-            Deployments.from_rows([decode]),
-            make_workloads(backend=row["engine"], **knobs),
-            prefill_instances=row["prefill_instances"],
-            decode_instances=row["decode_instances"],
-            calibration=profile,
-        )
+        assert Deployment.from_dict(trial.user_attrs["deployment"]).mesh == (1, 1, trial.params["tp"])
+        est = _rescored(trial, profile)
         chips = row["prefill_instances"] * row["prefill_mesh"][2] + trial.params["tp"]
         assert est.chips[0] == chips
         assert trial.values == pytest.approx([chips, est.ttft_s[0]])
