@@ -44,7 +44,7 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, TorusInterconnect
 from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.moe import DEFAULT_IMBALANCE, experts_woken, tokens_per_expert
-from cost_models.moe_kernel_time import moe_kernel_params, routed_expert_time_s
+from cost_models.moe_kernel_time import borrowed_moe_class, moe_kernel_params, routed_expert_time_s
 from cost_models.operators import EXPERT_PROJECTIONS, OP, OperatorCosts, window_share
 from cost_models.partitioning import GEMM_AXES, ShardingPlan, attention_split, gemm_shapes_per_chip
 from cost_models.topology import (
@@ -80,6 +80,27 @@ def gemm_format(weight_dtype: int, act_dtype: int) -> str:
     if weight_dtype == INT4:
         return "int4_wo"
     return "bfloat16"
+
+
+def calibrated_format_notes(
+    profile: CalibrationProfile | None, hardware: HardwareSpec, experts: int, weight_dtype: int, act_dtype: int
+) -> list[str]:
+    """What an estimate under ``profile`` says about the kernels its formats run (``experts``:
+    the model's routed experts, 0 for a dense model): an MoE model's weight-only experts timed
+    with another format's fused-MoE class (moe_kernel_time.MOE_BORROWED). None under the pure
+    roofline."""
+    if profile is None:
+        return []
+    notes = []
+    fmt = gemm_format(weight_dtype, act_dtype)
+    borrowed = borrowed_moe_class(profile.moe, fmt) if experts else None
+    if borrowed is not None:
+        notes.append(
+            f"{DTYPE_NAMES[weight_dtype]} weight-only experts ({fmt}): {profile.name} has no fused-MoE kernel "
+            f"fitted for {fmt}; the experts are timed with its {borrowed} class (weight-only kernels dequantize "
+            "to bf16 and compute at the bf16 peak) at their own weight bytes"
+        )
+    return notes
 
 
 #: The kernel format of every (weight dtype, activation dtype) pair, as an index into
@@ -859,8 +880,19 @@ def _expert_gemm_times_s(
             params = _gemm_params(profile, fmt)
             g = columns[code]
             expert_f, model_dim, shared_f = (_rows(x, r) for x in (expert_f_all, model_dim_all, shared_f_all))
+            # The fitted fused-MoE kernel (cost_models/moe_kernel_time.py): the format's own, or for
+            # weight-only int8/int4 without one the bf16 class (MOE_BORROWED), applied to this
+            # format's dense parameters and bytes. The dense weight-only fit's dequantization walk
+            # (GemmParams dequant_s_per_element, fitted on a100 TRT-LLM's fpA_intB plugin only; the
+            # other profiles have no weight-only fit and run bf16's, without it) stays charged:
+            # TRT-LLM's weight-only MoE runs the same fpA_intB CUTLASS mainloop (each M tile
+            # dequantizes the weight tiles it reads, as the dense kernel's), and the bf16 class's
+            # scales are grouped-over-dense ratios of bf16 kernels, which have no such walk. No
+            # weight-only MoE row of TRT-LLM was measured to check it (a100 TRT-LLM mixtral-8x7b
+            # at TP 4, int4, batch 64 x 2048: prefill 5.79 s, decode step 14.6 ms; with no
+            # dequantization charged anywhere, dense layers included, 5.77 s and 12.5 ms).
             fused = moe_kernel_params(profile.moe, fmt)
-            if fused is not None:  # the fitted fused-MoE kernel (cost_models/moe_kernel_time.py)
+            if fused is not None:
                 routed = routed_expert_time_s(
                     down, g["tokens"], g["woken"], g["m_expert"], g["experts_per_token"], expert_f, model_dim,
                     fmt, hardware, params, fused,

@@ -35,7 +35,7 @@ from cost_models.efficiency import (
 from cost_models.errors import InvalidInputError, from_validation_error
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware, is_catalog_chip
 from cost_models.input_files import read_regular_text
-from cost_models.moe_kernel_time import MoeKernelParams
+from cost_models.moe_kernel_time import MoeKernelParams, borrowed_moe_class
 
 #: A chip as the calibration functions take it: a catalog name, or the spec (a chip from a file).
 Chip = str | HardwareSpec
@@ -380,17 +380,28 @@ def serving_engine(backend: str | None, profile: CalibrationProfile | None, chip
     return profile.backend if profile is not None else default_backend(chip)
 
 
-def calibration_report(profile: CalibrationProfile | None, backend_chosen: bool = False) -> dict:
+def calibration_report(
+    profile: CalibrationProfile | None, backend_chosen: bool = False, moe_format: str | None = None
+) -> dict:
     """What every table and JSON output says about the calibration in force; ``backend_chosen``:
-    the engine was picked as the one measured best (no --backend, --calibration auto)."""
+    the engine was picked as the one measured best (no --backend, --calibration auto);
+    ``moe_format``: the GEMM format of an MoE model's experts (calibrated_times.gemm_format), whose
+    fused-MoE class the ``moe_kernel`` line names where it is another format's."""
     if profile is None:
         return {"profile": NO_CALIBRATION, "note": "pure roofline (a lower bound): no calibration"}
     report = {"profile": profile.name, "chip": profile.chip, "backend": profile.backend, "fallback": profile.fallback}
-    report["moe_kernel"] = (
+    moe_kernel = (
         f"fused-MoE kernel fitted ({', '.join(profile.moe)})"
         if profile.moe
         else "no fused-MoE kernel fitted: experts timed as grouped dense GEMMs"
     )
+    borrowed = None if moe_format is None else borrowed_moe_class(profile.moe, moe_format)
+    if borrowed is not None:
+        moe_kernel += (
+            f"; {moe_format} (weight-only) experts timed with the {borrowed} class at their own weight bytes "
+            f"(no {moe_format} fit; weight-only kernels compute at the bf16 peak)"
+        )
+    report["moe_kernel"] = moe_kernel
     if profile.fallback:
         report["note"] = profile.fallback_reason
     elif backend_chosen:

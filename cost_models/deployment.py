@@ -24,7 +24,14 @@ from typing import Literal, get_args, overload
 
 import numpy as np
 
-from cost_models.calibrated_times import ELEMENTWISE_OPS, calibrated_network, calibrated_operator_times, check_profile
+from cost_models.calibrated_times import (
+    ELEMENTWISE_OPS,
+    calibrated_format_notes,
+    calibrated_network,
+    calibrated_operator_times,
+    check_profile,
+    gemm_format,
+)
 from cost_models.calibration import (
     AUTO_CALIBRATION,
     CalibrationProfile,
@@ -34,7 +41,7 @@ from cost_models.calibration import (
 from cost_models.conventions import DEFAULT, CountingConvention
 from cost_models.deployments import BLOCKS, PHASE_NAMES, Deployment, Deployments, engine_problem_mask
 from cost_models.distinct import repeated_rows
-from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, dtype_name, lookup
+from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, dtype_name, lookup, parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs
@@ -1850,8 +1857,11 @@ def estimate_one(
     )
     best = fastest_fitting(result, phase)
     report = deployment_report(rows[best], result, best)
+    weight_code, act_code = parse_dtype(rows[best].weight_dtype, "weight"), parse_dtype(rows[best].act_dtype, "act")
     report["calibration"] = calibration_report(
-        profile, backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION)
+        profile,
+        backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION),
+        moe_format=gemm_format(weight_code, act_code) if model_spec.experts else None,
     )
     if require_fit:
         check_fit(report)
@@ -1860,6 +1870,7 @@ def estimate_one(
     # mesh_chosen: the fastest of several legal meshes; an engine deployment's mesh is its TP group.
     mesh_chosen = mesh is None and not engine
     notes = context_notes(model_spec, prompt_len + gen_len)
+    notes += calibrated_format_notes(profile, chip, model_spec.experts, weight_code, act_code)
     return {
         **report,
         "mesh_chosen": mesh_chosen,

@@ -86,13 +86,44 @@ class MoeKernelParams(_Params):
 MOE_FORMATS = {"fp8": ("fp8_block", "fp8")}
 
 
-def moe_kernel_params(table: dict[str, MoeKernelParams], gemm_format: str) -> MoeKernelParams | None:
-    """The fitted MoE kernel of ``gemm_format`` in a profile's ``moe`` table; None where the
-    profile has none (the caller keeps the grouped-GEMM model)."""
-    for name in MOE_FORMATS.get(gemm_format, (gemm_format,)):
-        if name in table:
-            return table[name]
+#: A weight format without a fused-MoE fit of its own -> the fitted class that times its experts:
+#: the nearest measured format computing at the same peak. Weight-only int8/int4 kernels (vLLM's
+#: and SGLang's Marlin MoE, TRT-LLM's fpA_intB grouped GEMM) dequantize the weights in registers
+#: and run bf16 tensor cores, so the bf16 class (its grouped-kernel efficiencies, floor per call
+#: and token permutation) times them, at the weight format's own bytes. Without it they fell back
+#: to the dense stacked GEMMs, which lack all of those, and scored a compute-bound MoE prefill
+#: twice as fast as bf16's (qwen3-235b-a22b on 8 H200 under vLLM: 1175 against 2424 ms). Held out
+#: on the measured int4_wo rows of the 9 pairs without an int4_wo fit (docs/accuracy.md, MoE
+#: layers; the bf16 class never saw them): median 29.6% against 42.9% for the grouped GEMMs, but
+#: B200/GB200 run their one measured shape 2.1-2.6x slower than predicted (0.72-0.77x for the
+#: grouped GEMMs), Hopper 1.25-1.55x, L40S within 5%. SmoothQuant (int8 x int8, the int8 peak) borrows nothing, nor does
+#: fp8 without an fp8 fit (the fp8 peak): no measured class computes at their peak.
+MOE_BORROWED = {"int8_wo": "bfloat16", "int4_wo": "bfloat16"}
+
+
+def moe_kernel_class(table: dict[str, MoeKernelParams], gemm_format: str) -> tuple[str, MoeKernelParams] | None:
+    """(the MoE format whose fitted class times ``gemm_format``'s experts, its parameters) in a
+    profile's ``moe`` table: the format's own fit (``MOE_FORMATS``), else the borrowed one
+    (``MOE_BORROWED``); None where neither was fitted (the caller keeps the grouped-GEMM model)."""
+    for name in (*MOE_FORMATS.get(gemm_format, (gemm_format,)), MOE_BORROWED.get(gemm_format)):
+        if name is not None and name in table:
+            return name, table[name]
     return None
+
+
+def borrowed_moe_class(table: dict[str, MoeKernelParams], gemm_format: str) -> str | None:
+    """The format whose fitted class times ``gemm_format``'s experts where it is another
+    format's (``MOE_BORROWED``: weight-only int8/int4 -> bfloat16); None where the format has a
+    fit of its own or none is found."""
+    found = moe_kernel_class(table, gemm_format)
+    return found[0] if found is not None and found[0] == MOE_BORROWED.get(gemm_format) else None
+
+
+def moe_kernel_params(table: dict[str, MoeKernelParams], gemm_format: str) -> MoeKernelParams | None:
+    """The fitted MoE kernel that times ``gemm_format`` (:func:`moe_kernel_class`); None where the
+    profile has none (the caller keeps the grouped-GEMM model)."""
+    found = moe_kernel_class(table, gemm_format)
+    return None if found is None else found[1]
 
 
 def routed_expert_time_s(

@@ -37,7 +37,7 @@ from cost_models.hardware import get_hardware
 from cost_models.inference_configs import make_configs
 from cost_models.models import ModelSpec
 from cost_models.moe import experts_woken, tokens_per_expert
-from cost_models.moe_kernel_time import MoeKernelParams, routed_expert_time_s
+from cost_models.moe_kernel_time import MoeKernelParams, borrowed_moe_class, routed_expert_time_s
 from cost_models.operators import OP, operator_costs
 from cost_models.partitioning import gemm_shapes_per_chip, per_chip_costs, sharding_plan
 from cost_models.roofline import roofline_times
@@ -239,6 +239,10 @@ class MoeFit:
     held_out_s: np.ndarray
     skipped: dict[str, str] = field(default_factory=dict)
     rows: int = 0
+    #: A format not fitted whose rows the cost model times with another format's class
+    #: (moe_kernel_time.MOE_BORROWED) -> (that format, median, p90 of |error|): held out, since
+    #: the class was fitted on its own format's rows only.
+    borrowed: dict[str, tuple[str, float, float]] = field(default_factory=dict)
 
 
 def fit_moe(data: MoeData, profile: CalibrationProfile, seed: int = SEED, folds: int = FOLDS) -> MoeFit:
@@ -281,7 +285,17 @@ def fit_moe(data: MoeData, profile: CalibrationProfile, seed: int = SEED, folds:
             warnings=result.warnings,
         )
         fitted_rows += len(rows)
-    return MoeFit(params, cv, held_out, skipped, fitted_rows)
+    borrowed: dict[str, tuple[str, float, float]] = {}
+    for fmt in skipped:
+        # What the cost model charges these rows (calibrated_times.expert_gemm_times_s): the
+        # borrowed class, fitted on every row of its own format and none of these.
+        found = borrowed_moe_class(params, gemm_format(*FORMATS[fmt]))
+        if found is not None:
+            rows = np.flatnonzero(data.moe_format == fmt)
+            held_out[rows] = fitted_times_s(data, rows, fmt, params[found], profile)
+            errors = abs_rel_errors(held_out[rows], data.measured_s[rows])
+            borrowed[fmt] = (found, float(np.median(errors)), float(np.quantile(errors, 0.9)))
+    return MoeFit(params, cv, held_out, skipped, fitted_rows, borrowed)
 
 
 def pair_rows(chip: str, backend: str, rows: list[dict[str, str]] | None = None) -> list[dict[str, str]]:

@@ -7,10 +7,11 @@ import pytest
 import yaml
 
 from cost_models.calibration import calibration_report, load_profile, profile_for
+from cost_models.deployment import estimate_one
 from cost_models.efficiency import GemmParams, gemm_time_s
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
-from cost_models.moe_kernel_time import MoeKernelParams, moe_kernel_params, routed_expert_time_s
+from cost_models.moe_kernel_time import MoeKernelParams, moe_kernel_class, moe_kernel_params, routed_expert_time_s
 
 H100 = get_hardware("h100-sxm")
 DENSE = GemmParams(compute_eff=0.7, memory_eff=0.8, min_tile_m=64.0, launch_s=5e-6)
@@ -123,3 +124,39 @@ def test_a_bad_moe_parameter_names_its_field(tmp_path) -> None:
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(InvalidInputError, match="moe.bfloat16.compute_scale"):
         load_profile(path)
+
+
+def test_weight_only_experts_borrow_the_bf16_fused_class() -> None:
+    # int8/int4 weight-only kernels dequantize to bf16 and compute at the bf16 peak: without a fit
+    # of their own, their experts take the bf16 fused-MoE class (its efficiencies, floor and
+    # permutation), not the grouped dense GEMMs. A fit of their own wins; SmoothQuant (int8 x
+    # int8, the int8 peak) and fp8 (the fp8 peak) borrow nothing.
+    bf16, int4 = MoeKernelParams(fixed_s=1e-5), MoeKernelParams(fixed_s=3e-5)
+    assert moe_kernel_class({"bfloat16": bf16}, "int4_wo") == ("bfloat16", bf16)
+    assert moe_kernel_class({"bfloat16": bf16}, "int8_wo") == ("bfloat16", bf16)
+    assert moe_kernel_params({"bfloat16": bf16}, "int4_wo") is bf16
+    assert moe_kernel_class({"bfloat16": bf16, "int4_wo": int4}, "int4_wo") == ("int4_wo", int4)
+    assert moe_kernel_class({"bfloat16": bf16}, "sq") is None
+    assert moe_kernel_class({"bfloat16": bf16}, "fp8") is None
+    assert moe_kernel_class({}, "int4_wo") is None
+
+
+QWEN3_MOE = dict(model="qwen3-235b-a22b", hardware="h200", tp=8, batch=64, prompt_len=2048, gen_len=256)
+
+
+def test_weight_only_moe_prefill_is_not_twice_as_fast_as_bf16() -> None:
+    # QA's repro: qwen3-235b-a22b on 8 H200 under vLLM's profile scored int8/int4 prefill at 1175 ms
+    # (MFU 0.59) against bf16's 2424 ms (MFU 0.29): the weight-only experts missed the fitted
+    # fused-MoE class and ran as the dense stacked GEMMs. Weight-only math is bf16 math, so a
+    # compute-bound prefill is no faster than bf16's (less weight traffic may save a little).
+    bf16 = estimate_one(**QWEN3_MOE, weight_bits=16, backend="vllm")
+    for bits in (8, 4):
+        quantized = estimate_one(**QWEN3_MOE, weight_bits=bits, backend="vllm")
+        ratio = quantized["prefill"]["latency_s"] / bf16["prefill"]["latency_s"]
+        assert ratio > 0.9, (bits, ratio)
+        assert quantized["prefill"]["mfu"] < 1.1 * bf16["prefill"]["mfu"]
+        # ... and it says which class timed the experts.
+        line = quantized["calibration"]["moe_kernel"]
+        assert f"int{bits}_wo" in line and "bfloat16 class" in line, line
+        assert any(f"int{bits}_wo" in note and "bfloat16" in note for note in quantized["notes"]), quantized["notes"]
+    assert "weight-only" not in bf16["calibration"]["moe_kernel"]
