@@ -21,7 +21,7 @@ import numpy as np
 
 from cost_models.calibration import CalibrationProfile
 from cost_models.distinct import repeated_rows, word_classes
-from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, DTYPE_NAMES, FP4, FP8, INT4, INT8, lookup
+from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, COMBINE, DTYPE_NAMES, FP4, FP8, INT4, INT8, lookup
 from cost_models.efficiency import (
     ACTIVATION_BYTES,
     COLLECTIVE_KINDS,
@@ -86,13 +86,29 @@ def calibrated_format_notes(
     profile: CalibrationProfile | None, hardware: HardwareSpec, experts: int, weight_dtype: int, act_dtype: int
 ) -> list[str]:
     """What an estimate under ``profile`` says about the kernels its formats run (``experts``:
-    the model's routed experts, 0 for a dense model): an MoE model's weight-only experts timed
-    with another format's fused-MoE class (moe_kernel_time.MOE_BORROWED). None under the pure
-    roofline."""
+    the model's routed experts, 0 for a dense model): weight matmuls whose kernel computes at
+    another peak than their operands' (:func:`matmul_compute_dtype`: fp8 weights with 16-bit
+    activations run W8A8), and an MoE model's weight-only experts timed with another format's
+    fused-MoE class (moe_kernel_time.MOE_BORROWED). None under the pure roofline."""
     if profile is None:
         return []
     notes = []
     fmt = gemm_format(weight_dtype, act_dtype)
+    kernel = int(matmul_compute_dtype(np.array(weight_dtype), np.array(act_dtype), hardware, profile))
+    operands = int(COMBINE[weight_dtype, act_dtype])
+    weights, acts = DTYPE_NAMES[weight_dtype], DTYPE_NAMES[act_dtype]
+    if kernel != operands and weight_dtype == FP8:
+        notes.append(
+            f"fp8 weights with {acts} activations: on {hardware.name} (fp8 tensor cores) the engines run the weight "
+            "matmuls as W8A8 fp8 GEMMs, quantizing the activations to fp8 (dynamic per-token/per-tensor scales); "
+            f"{profile.name} times them as its measured fp8 GEMM and bounds them (compute time, MFU) at the fp8 peak "
+            "(--calibration none keeps the wider operand's bf16 peak)"
+        )
+    elif kernel != operands:
+        notes.append(
+            f"{weights} weights with {acts} activations: the weight matmuls run the {fmt} kernel, at the "
+            f"{DTYPE_NAMES[kernel]} peak (compute time, MFU), not the {DTYPE_NAMES[operands]} peak of their operands"
+        )
     borrowed = borrowed_moe_class(profile.moe, fmt) if experts else None
     if borrowed is not None:
         notes.append(
@@ -108,6 +124,59 @@ def calibrated_format_notes(
 _FORMAT_NAMES: tuple[str, ...] = ("bfloat16", "fp8", "sq", "int8_wo", "int4_wo", "nvfp4")
 _CODES = range(len(DTYPE_NAMES))
 _FORMAT_TABLE = np.array([[_FORMAT_NAMES.index(gemm_format(w, a)) for a in _CODES] for w in _CODES])
+
+
+#: The dtype whose peak each kernel format computes at (efficiency.peak_for_format, as a code of
+#: the chip's peak table, which gives a format the chip lacks the next wider one's peak):
+#: weight-only kernels dequantize to bf16; SmoothQuant runs int8 tensor cores.
+_KERNEL_PEAK_DTYPE = {"bfloat16": BF16, "fp8": FP8, "sq": INT8, "int8_wo": BF16, "int4_wo": BF16, "nvfp4": FP4}
+#: That dtype for every (weight dtype, activation dtype) pair: COMBINE's shape, the kernel's choice.
+_KERNEL_COMPUTE = np.array([[_KERNEL_PEAK_DTYPE[gemm_format(w, a)] for a in _CODES] for w in _CODES])
+#: The slots timed as GEMMs in the weights' kernel format (the router is an elementwise kernel).
+_TIMED_GEMM_ROWS = [OP[op] for op in GEMM_AXES]
+
+
+def kernel_compute(hardware: HardwareSpec, profile: CalibrationProfile | None) -> bool:
+    """Whether the weight matmuls' roofline bound and MFU peak are their timed kernels' peak: under a
+    GPU engine's profile. The pure roofline (the papers' convention) and TPU/CPU profiles keep the
+    wider operand's peak (dtypes.COMBINE)."""
+    return profile is not None and hardware.kind == "gpu"
+
+
+def matmul_compute_dtype(
+    weight_dtype: np.ndarray, act_dtype: np.ndarray, hardware: HardwareSpec, profile: CalibrationProfile | None
+) -> np.ndarray:
+    """The dtype whose peak the weight matmuls compute at, per configuration: the wider operand's
+    (COMBINE) on the pure roofline, the peak of the kernel that times them (:func:`gemm_format`)
+    under a GPU engine's profile. The two differ where the kernel is not the operands' product:
+    fp8 weights with 16-bit (or integer) activations run the W8A8 fp8 GEMM, which quantizes the
+    activations to fp8 (every engine on a GPU with fp8 tensor cores: vLLM's Fp8LinearMethod takes
+    fp8 Marlin, weight-only, only below compute capability 8.9), so they compute at the fp8 peak;
+    int4 weights with int8 activations run the int4 weight-only kernel, at the bf16 peak (a B300's
+    int8 peak is 125 TFLOP/s, its bf16 2250). Timed at one peak and bounded by another, a prefill
+    of llama-3-70b in fp8 on one H200 under vLLM reported an MFU of 1.21."""
+    if kernel_compute(hardware, profile):
+        return lookup(_KERNEL_COMPUTE, weight_dtype, act_dtype)
+    return lookup(COMBINE, weight_dtype, act_dtype)
+
+
+def use_kernel_compute(
+    ops: OperatorCosts, configs: InferenceConfigs, hardware: HardwareSpec, profile: CalibrationProfile | None
+) -> None:
+    """Set the compute dtype of ``ops``' timed GEMM slots to :func:`matmul_compute_dtype`'s under a
+    GPU engine's profile (in place; nothing otherwise), so that their roofline bound is the peak
+    their calibrated kernels run at."""
+    if not kernel_compute(hardware, profile):
+        return
+    codes = matmul_compute_dtype(configs.weight_dtype, configs.act_dtype, hardware, profile)
+    for i in _TIMED_GEMM_ROWS:
+        ops.compute_dtype[i] = codes
+    # Slots twinned with another (OperatorCosts.same_rows) stay twins only with the same format.
+    twins = ops.same_rows()
+    if twins:
+        ops.__dict__["_same_rows"] = {
+            i: j for i, j in twins.items() if np.array_equal(ops.compute_dtype[i], ops.compute_dtype[j])
+        }
 
 
 #: (m, n, k) of every weight operator, rows in ``GEMM_AXES`` order (partitioning.gemm_shapes_per_chip).

@@ -31,6 +31,8 @@ from cost_models.calibrated_times import (
     calibrated_operator_times,
     check_profile,
     gemm_format,
+    matmul_compute_dtype,
+    use_kernel_compute,
 )
 from cost_models.calibration import (
     AUTO_CALIBRATION,
@@ -41,7 +43,7 @@ from cost_models.calibration import (
 from cost_models.conventions import DEFAULT, CountingConvention
 from cost_models.deployments import BLOCKS, PHASE_NAMES, Deployment, Deployments, engine_problem_mask
 from cost_models.distinct import repeated_rows
-from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, dtype_name, lookup, parse_dtype
+from cost_models.dtypes import BYTES_PER_ELEMENT, dtype_name, lookup, parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs
@@ -1220,13 +1222,14 @@ def estimate(
             kv_ways[phase] = part_kv_ways[phase].take(part.rows[1])
     prefill_part, decode_part = parts["prefill"], parts["decode"]
     # The roofline reads each phase's operator costs block by block, as they are built
-    # (BlockedCosts); a profile's kernels read the whole tables.
+    # (BlockedCosts); a profile's kernels read the whole tables, at their kernels' compute peaks.
     prefill_ops: OperatorCosts | BlockedCosts
     decode_ops: OperatorCosts | BlockedCosts
     if calibration is None:
         prefill_ops = BlockedCosts(prefill_part.configs, convention)
     else:
         prefill_ops = operator_costs(prefill_part.configs, convention)
+        use_kernel_compute(prefill_ops, prefill_part.configs, d.hardware, calibration)
     prefill_times = _phase_times_of_distinct(
         prefill_part, "prefill", prefill_ops, prompt, network, overlap, calibration, part_plans["prefill"],
         part_kv_ways["prefill"], prefill_part.shapes_of(prefill_shapes),
@@ -1235,6 +1238,7 @@ def estimate(
         decode_ops = BlockedCosts(decode_part.configs, convention)
     else:
         decode_ops = operator_costs(decode_part.configs, convention)
+        use_kernel_compute(decode_ops, decode_part.configs, d.hardware, calibration)
     # The model's shapes are the prefill's; only the tokens of a pass differ (one per sequence).
     decode_shapes = decode_part.shapes_of(prefill_shapes)
     decode_shapes = replace(decode_shapes, tokens=decode_part.configs.batch * np.ones(len(decode_part.configs)))
@@ -1251,8 +1255,9 @@ def estimate(
 
     c = whole_configs  # the whole model, for MFU (the tokens below are the whole batch's)
     # MFU against the peak of the format the weight matmuls run in (Pope et al. keep them in
-    # bf16, so theirs is the bf16 peak; int8 x int8 on an H100 has twice that to use).
-    peak = lookup(d.hardware.peak_table(), lookup(COMBINE, d.weight_dtype, d.act_dtype))
+    # bf16, so theirs is the bf16 peak; int8 x int8 on an H100 has twice that to use); under a GPU
+    # engine's profile, the peak of the kernel timing them (fp8 weights: the W8A8 fp8 GEMM).
+    peak = lookup(d.hardware.peak_table(), matmul_compute_dtype(d.weight_dtype, d.act_dtype, d.hardware, calibration))
     # MFU's numerator: the active block parameters (_active_block_params) and the lm_head's.
     if common_rows is None:  # c is view.inference_configs': its model columns are its models' rows
         block_params = _active_block_params_per_model(c, view.model_index, view.kv_heads)

@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # optuna is imported where a study is read, so that the CLI s
 from cost_models.deployments import Deployment, engine_problem_mask
 from cost_models.dtypes import dtype_name, parse_dtype
 from cost_models.errors import InvalidInputError
-from cost_models.hardware import HardwareSpec, SwitchedInterconnect
+from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
 from cost_models.models import model_catalog
 from cost_models.partitioning import AXES, SHARDING_RULES, kv_cache_axes, split_axes
 from cost_models.serving import ENGINE_DEFAULTS, kv_budget_bytes
@@ -891,7 +891,7 @@ def vllm_args(spec: dict) -> dict:
             "export this trial with --format sglang or trtllm, or choose a trial with ep = tp x dp or ep 1",
         )
     notes: list[str] = []
-    quantization, kv_cache_dtype = engine_formats(spec["quantization"], model, "vllm", notes)
+    quantization, kv_cache_dtype = engine_formats(spec["quantization"], model, "vllm", notes, spec["hardware"]["name"])
     notes += _vllm_layout_notes(spec, tp, pp, "vLLM")
     notes += _micro_batch_notes(par, "vLLM")
     if model["hf_repo"] is None:
@@ -970,7 +970,9 @@ def sglang_args(spec: dict) -> dict:
     tp, pp, ep, dp = par["tp"], par["pp"], par["ep"], par["dp"]
     moe = spec["model"]["experts"] > 0
     notes: list[str] = []
-    quantization, kv_cache_dtype = engine_formats(spec["quantization"], model, "sglang", notes)
+    quantization, kv_cache_dtype = engine_formats(
+        spec["quantization"], model, "sglang", notes, spec["hardware"]["name"]
+    )
     notes += _vllm_layout_notes(spec, tp, pp, "SGLang")
     notes += _micro_batch_notes(par, "SGLang")
     if model["hf_repo"] is None:
@@ -1038,7 +1040,7 @@ def trtllm_args(spec: dict) -> dict:
     notes += _micro_batch_notes(par, "TensorRT-LLM")
     if not moe and dp > 1:
         notes.append(f"dp {dp} of a dense model: launch {dp} replicas of these arguments behind a router")
-    _, kv_cache_dtype = engine_formats(spec["quantization"], model, "trtllm", notes)
+    _, kv_cache_dtype = engine_formats(spec["quantization"], model, "trtllm", notes, spec["hardware"]["name"])
     notes += _vllm_layout_notes(spec, tp, pp, "TensorRT-LLM")
     if model["hf_repo"] is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model")
@@ -1250,7 +1252,26 @@ def fp4_flavour(model: dict) -> str:
     return "nvfp4"
 
 
-def engine_formats(quant: dict, model: dict, engine: str, notes: list[str]) -> tuple[str | None, str]:
+def _fp8_activation_note(name: str, hardware: str | None, activations: str) -> str:
+    """What the engine does with the activations of fp8 weights, and what the estimate assumed."""
+    if activations in ("fp8", "fp4"):
+        return ""
+    try:
+        fp8_chip = hardware is not None and get_hardware(hardware).has_format(parse_dtype("fp8", "weights"))
+    except InvalidInputError:  # a chip from a file the export no longer reads: no chip named
+        fp8_chip = False
+    where = f"on {hardware} (fp8 tensor cores)" if fp8_chip else "on GPUs with fp8 tensor cores"
+    return (
+        f"; {where} {name} runs the weight matmuls as W8A8 fp8 GEMMs, quantizing the trial's {activations} "
+        "activations to fp8 at run time (dynamic per-token/per-tensor scales), as the estimate under an "
+        "engine's calibration profile times them and bounds them at the fp8 peak (a study scored with "
+        f"calibration none kept {activations} x fp8 at the bf16 peak)"
+    )
+
+
+def engine_formats(
+    quant: dict, model: dict, engine: str, notes: list[str], hardware: str | None = None
+) -> tuple[str | None, str]:
     """An engine's weight ``quantization`` argument (None: none; TensorRT-LLM always None, it
     reads the checkpoint's) and KV-cache dtype for the trial's formats; notes say what checkpoint
     each needs. Raises ``InvalidInputError`` on ``format`` for a KV format the engine lacks.
@@ -1261,7 +1282,8 @@ def engine_formats(quant: dict, model: dict, engine: str, notes: list[str]) -> t
     ``mxfp4`` for gpt-oss's MXFP4, else ``modelopt_fp4`` (an NVFP4 checkpoint from TensorRT Model
     Optimizer). The model's own quantized checkpoint in the trial's format: none (both engines
     read the method from its quantization_config).
-    TensorRT-LLM's PyTorch backend takes the format from the checkpoint's quantization config."""
+    TensorRT-LLM's PyTorch backend takes the format from the checkpoint's quantization config.
+    ``hardware``: the chip's name (the fp8 note says what it runs there)."""
     name = _ENGINE_NAMES[engine]
     kv = quant["kv_cache"]
     kv_dtype = _KV_DTYPES[engine].get(kv)
@@ -1312,8 +1334,8 @@ def engine_formats(quant: dict, model: dict, engine: str, notes: list[str]) -> t
         return None, kv_dtype
     if weights == "fp8":
         notes.append(
-            "quantization fp8 quantizes a 16-bit checkpoint at load (an fp8 checkpoint is read as is); on GPUs "
-            f"with fp8 tensor cores {name} also runs activations in fp8 (the estimate kept the trial's)"
+            "quantization fp8 quantizes a 16-bit checkpoint at load (an fp8 checkpoint is read as is)"
+            + _fp8_activation_note(name, hardware, quant["activations"])
         )
         return "fp8", kv_dtype
     if weights in ("int8", "int4"):

@@ -36,6 +36,13 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from cost_models.analysis import analyze
+from cost_models.calibration import (
+    AUTO_CALIBRATION,
+    CalibrationProfile,
+    available_profiles,
+    profile_for,
+    resolve_calibration,
+)
 from cost_models.conventions import CONVENTIONS
 from cost_models.deployment import DeploymentEstimate, estimate
 from cost_models.deployments import Deployments, make_deployments
@@ -609,3 +616,48 @@ def test_outputs_finite_and_non_negative():
 @seeds
 def test_outputs_finite_and_non_negative_random_seeds(seed):
     outputs_finite_and_non_negative(np.random.default_rng(seed))
+
+
+# --- under the engines' calibration profiles --------------------------------------------------------
+
+#: Calibrated draws per (chip, engine): every GPU of the catalog under each engine's profile (a
+#: default made from other chips' fits where none was fitted on the chip) and each TPU/CPU under
+#: its own where one ships; models include the MoE decoders, formats as above.
+PER_PROFILE = 250  # over 40 (chip, engine) profiles: over 10,000 configurations
+
+
+@cache
+def calibrated_profiles() -> tuple[tuple[HardwareSpec, CalibrationProfile], ...]:
+    pairs = []
+    for hw in HARDWARE:
+        if hw.kind == "gpu":
+            pairs += [(hw, profile_for(hw.name, backend)) for backend in ("vllm", "sglang", "trtllm")]
+        elif any(name.startswith(f"{hw.name}-") for name in available_profiles()):
+            pairs.append((hw, resolve_calibration(AUTO_CALIBRATION, hw.name)))
+    return tuple((hw, p) for hw, p in pairs if p is not None)
+
+
+def calibrated_mfu_at_most_one(rng: np.random.Generator) -> None:
+    """MFU <= 1 under every profile: the peak of the weight matmuls' format is the one their timed
+    kernels run at (fp8 weights on an fp8 GPU: the W8A8 fp8 GEMM, whatever the activations), so
+    an estimate never reports more FLOP/s than the chip has. fp8 weights with 16-bit activations
+    broke it (llama-3-70b prefill on one H200 under vLLM: MFU 1.21)."""
+    failures: list[str] = []
+    for hw, profile in calibrated_profiles():
+        drawn = draw_deployments(rng, hw, PER_PROFILE)
+        result = estimate(drawn.deployments, calibration=profile)
+        for name in ("prefill", "decode"):
+            phase = getattr(result, name)
+            check(failures, phase.mfu <= 1.0 + REL, drawn, f"{name} MFU > 1 under {profile.name}", mfu=phase.mfu)
+    assert_no_failures(failures)
+
+
+def test_calibrated_mfu_never_exceeds_one():
+    assert len(calibrated_profiles()) * PER_PROFILE >= N_CONFIGS
+    calibrated_mfu_at_most_one(np.random.default_rng(FIXED_SEED))
+
+
+@SEEDS
+@seeds
+def test_calibrated_mfu_never_exceeds_one_random_seeds(seed):
+    calibrated_mfu_at_most_one(np.random.default_rng(seed))

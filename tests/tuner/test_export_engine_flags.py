@@ -235,3 +235,13 @@ def test_vllm_reads_a_quantized_checkpoints_own_method(weights):
     data = engine_args(deployment, None, "vllm")
     assert data["engine_args"]["quantization"] is None and "--quantization" not in data["cli"]
     assert any("quantization_config" in n and ("Marlin" in n) == (weights != "fp8") for n in data["notes"])
+
+
+def test_the_fp8_note_says_the_engine_quantizes_the_activations_as_the_estimate_assumes():
+    # The note used to say the estimate "kept the trial's" 16-bit activations; under an engine's
+    # profile on an fp8 GPU it times and bounds fp8 weights as W8A8 (calibrated_times.matmul_compute_dtype).
+    fp8 = Deployment(get_model("llama-3-8b"), get_hardware("h100-sxm"), (1, 1, 2), 32, 1024, 128, weight_dtype="fp8")
+    notes = " ".join(_vllm(_serving("vllm"), fp8)["notes"])
+    assert "kept the trial's" not in notes
+    assert "on h100-sxm (fp8 tensor cores) vLLM runs the weight matmuls as W8A8 fp8 GEMMs" in notes
+    assert "quantizing the trial's bf16 activations to fp8" in notes
