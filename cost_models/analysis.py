@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from cost_models.calibrated_times import calibrated_operator_times, check_profile
+from cost_models.calibrated_times import calibrated_operator_times, check_profile, use_kernel_compute
 from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, calibration_report, resolve_calibration
 from cost_models.conventions import CONVENTIONS, DEFAULT, CountingConvention
 from cost_models.deployment import MAX_CHIPS
@@ -95,10 +95,14 @@ def analyze(
     """Score every configuration on one chip; with ``calibration``, each operator also at the
     time its kernel class was measured to take on that chip."""
     ops = operator_costs(configs, convention)
+    if calibration is not None:
+        check_profile(calibration, hardware)
+        # The roofline columns at the peak of the kernel that times each weight matmul (fp8
+        # weights run W8A8 on a GPU engine), as tuner estimate bounds them (calibrated_times).
+        use_kernel_compute(ops, configs, hardware, calibration)
     times = roofline_times(ops.flops, ops.bytes, ops.compute_dtype, hardware)
     calibrated = None
     if calibration is not None:
-        check_profile(calibration, hardware)
         one_chip = np.ones((len(configs), 3))
         layout = np.zeros(len(configs), dtype=np.int64)  # one chip: every layout is the same
         heads_only = np.zeros(len(configs), dtype=bool)
