@@ -1195,7 +1195,8 @@ def estimate(
         return values if common_rows is None else values.take(common_rows[1])
 
     # Prefill: one pass over batch x prompt tokens.
-    prefill_configs = stage_configs(whole_configs, source(d.pipeline_parallel))
+    moe_layer_step = np.array([m.moe_layer_step for m in d.models], dtype=np.float64).take(d.model_index)
+    prefill_configs = stage_configs(whole_configs, source(d.pipeline_parallel), source(moe_layer_step))
     # Decode: step t attends to prompt + t entries; scored once at the mean context, exact where
     # step time is linear in the context (within one roofline regime).
     decode_configs = prefill_configs.at_phase(DECODE, source(prompt + (gen - 1.0) / 2.0))
@@ -1660,12 +1661,23 @@ def rank_view(d: Deployments) -> Deployments:
     )
 
 
-def stage_configs(configs: InferenceConfigs, pipeline_parallel: np.ndarray) -> InferenceConfigs:
+def stage_moe_blocks(moe_layers, stage_layers, moe_layer_step):
+    """MoE blocks of the busiest pipeline stage of ``stage_layers`` consecutive blocks: with the
+    dense blocks first (``moe_layer_step`` 1, DeepSeek-V3's first 3, which sit in the first stage)
+    every block of the last stages, so min(MoE blocks, stage blocks); with every step-th block MoE
+    (Llama 4 Maverick, transformers' ``moe_layers`` = step-1, 2*step-1, ...) a run of b consecutive
+    blocks holds at most ceil(b / step) of them. Arrays or ints alike."""
+    return np.minimum(moe_layers, np.ceil(stage_layers / moe_layer_step))
+
+
+def stage_configs(
+    configs: InferenceConfigs, pipeline_parallel: np.ndarray, moe_layer_step: np.ndarray | float = 1.0
+) -> InferenceConfigs:
     """The busiest of PP pipeline stages: ceil(layers / PP) blocks (an uneven split's longest
-    stage paces the pipeline), as many of them MoE blocks as there are (the dense first blocks
-    sit in the first stage). Of its blocks, the full-attention ones are its share of the model's,
-    rounded up (the busiest stage holds the most full-context KV cache), the rest windowed: the
-    rule the export writes (tuner/export.py)."""
+    stage paces the pipeline), with as many MoE blocks as :func:`stage_moe_blocks` places there
+    (``moe_layer_step``: the models' ModelSpec field, per configuration). Of its blocks, the
+    full-attention ones are its share of the model's, rounded up (the busiest stage holds the most
+    full-context KV cache), the rest windowed: the rule the export writes (tuner/export.py)."""
     if np.all(pipeline_parallel == 1):
         return configs
     layers = np.ceil(configs.layers / pipeline_parallel)
@@ -1673,7 +1685,7 @@ def stage_configs(configs: InferenceConfigs, pipeline_parallel: np.ndarray) -> I
     return replace(
         configs,
         layers=layers,
-        moe_layers=np.minimum(configs.moe_layers, layers),
+        moe_layers=stage_moe_blocks(configs.moe_layers, layers, moe_layer_step),
         sliding_window_layers=layers - full,
     )
 

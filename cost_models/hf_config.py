@@ -390,6 +390,14 @@ def _moe(config: dict[str, Any], fields: dict[str, Any], *, experts: str, expert
     )
 
 
+def _moe_step(step: int, layers: int) -> dict[str, int]:
+    """``moe_layer_step`` of MoE blocks at every ``step``-th block ((i + 1) % step == 0, as
+    transformers places Llama 4's and Qwen MoE's): where pipeline stages cut them, each stage holds
+    its share. Other layouts (mlp_only_layers, a moe_layers list off the step) keep the default:
+    the dense blocks first, the MoE ones together in the last stages (an upper bound per stage)."""
+    return dict(moe_layer_step=step) if 1 < step <= layers else {}
+
+
 def _mixtral(config: dict[str, Any]) -> dict[str, Any]:
     """Mixtral: Mistral attention (sliding_window on every block when set), every block's FFN
     num_local_experts SwiGLU experts of intermediate_size, num_experts_per_tok per token."""
@@ -417,6 +425,8 @@ def _qwen_moe(config: dict[str, Any]) -> dict[str, Any]:
     dense_only = set(_int_list(config, "mlp_only_layers") or [])
     moe_layers = sum(1 for i in range(layers) if i not in dense_only and (i + 1) % step == 0)
     fields = _moe(config, fields, experts="num_experts", expert_d_ff="moe_intermediate_size", moe_layers=moe_layers)
+    if moe_layers == layers // step:  # no mlp_only_layers among them: every step-th block
+        fields |= _moe_step(step, layers)
     if _count(config, "shared_expert_intermediate_size"):
         fields |= dict(shared_experts=1, shared_expert_d_ff=_positive_int(config, "shared_expert_intermediate_size"))
     return fields
@@ -439,9 +449,12 @@ def _llama4(config: dict[str, Any]) -> dict[str, Any]:
     layers = fields["layers"]
     step = _positive_int(config, "interleave_moe_layer_step", default=1)
     moe_list = _int_list(config, "moe_layers")
-    moe_layers = len(set(moe_list)) if moe_list is not None else len(range(step - 1, layers, step))
+    every_step = set(range(step - 1, layers, step))
+    moe_layers = len(set(moe_list)) if moe_list is not None else len(every_step)
     fields = _moe(config, fields, experts="num_local_experts", expert_d_ff="intermediate_size", moe_layers=moe_layers)
     fields |= dict(shared_experts=1)
+    if moe_list is None or set(moe_list) == every_step:
+        fields |= _moe_step(step, layers)
     rope = _int_list(config, "no_rope_layers") or None  # [] means: derive from the interval
     if rope is not None:
         rope = _int_list(config, "no_rope_layers", length=layers) or []

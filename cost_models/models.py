@@ -67,6 +67,16 @@ class ModelSpec(BaseModel):
         ge=0,
         description="Blocks of an MoE model with a dense FFN of width d_ff (DeepSeek-V3's first 3).",
     )
+    moe_layer_step: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "Where the MoE blocks sit: above 1, block i (from 0) has routed experts when (i + 1) % "
+            "moe_layer_step == 0, interleaved with the dense ones (Llama 4 Maverick's "
+            "interleave_moe_layer_step 2, Qwen MoE's decoder_sparse_step); 1: the dense_layers come "
+            "first (DeepSeek-V3) and every later block is MoE. Decides a pipeline stage's MoE blocks."
+        ),
+    )
     kv_lora_rank: int = Field(
         default=0, ge=0, description="MLA: width of the compressed KV latent cached per token; 0: not MLA."
     )
@@ -100,6 +110,8 @@ class ModelSpec(BaseModel):
             for name in moe_only:
                 if getattr(self, name):
                     raise ValueError(f"{name} is set but experts is 0; set experts (routed experts) or drop {name}")
+            if self.moe_layer_step != 1:
+                raise ValueError("moe_layer_step is set but experts is 0; set experts (routed experts) or drop it")
             return self
         if not 1 <= self.experts_per_token <= self.experts:
             raise ValueError(
@@ -114,6 +126,13 @@ class ModelSpec(BaseModel):
             raise ValueError(
                 f"dense_layers ({self.dense_layers}) must be fewer than layers ({self.layers}); "
                 "use experts 0 for a dense model"
+            )
+        interleaved = self.layers // self.moe_layer_step
+        if self.moe_layer_step > 1 and self.dense_layers != self.layers - interleaved:
+            raise ValueError(
+                f"moe_layer_step {self.moe_layer_step} makes {interleaved} of {self.layers} blocks MoE, but "
+                f"dense_layers ({self.dense_layers}) leaves {self.layers - self.dense_layers}; set dense_layers to "
+                f"{self.layers - interleaved} or moe_layer_step to 1"
             )
         return self
 

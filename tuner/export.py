@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # optuna is imported where a study is read, so that the CLI s
     import optuna
     from optuna.trial import FrozenTrial
 
+from cost_models.deployment import stage_moe_blocks
 from cost_models.deployments import Deployment, engine_problem_mask
 from cost_models.dtypes import dtype_name, parse_dtype
 from cost_models.errors import InvalidInputError
@@ -227,13 +228,13 @@ _LOGICAL = {"E": "embed", "H": "heads", "K": "kv_heads", "F": "mlp", "V": "vocab
 
 def stage_blocks(d: Deployment) -> dict[str, int]:
     """Blocks of the busiest pipeline stage (the one the cost model charges): all of them,
-    those with routed experts (the dense first blocks sit in the first stage) and the dense rest,
+    those with routed experts (cost_models.deployment.stage_moe_blocks) and the dense rest,
     and of all of them those with a sliding window (``windowed``; the rest attend to the whole
     context). A stage holds its share of the full-attention blocks, rounded up (Gemma 3's 5
     local : 1 global pattern and gpt-oss's alternation spread them evenly over the depth)."""
     m = d.model
     blocks = -(-m.layers // d.pipeline_parallel)
-    moe = min(m.moe_layers, blocks)
+    moe = int(stage_moe_blocks(m.moe_layers, blocks, m.moe_layer_step))
     full = m.layers - m.sliding_window_layers if m.sliding_window else m.layers
     full_in_stage = min(blocks, -(-full * blocks // m.layers))
     return {"all": blocks, "moe": moe, "dense_ffn": blocks - moe, "windowed": blocks - full_in_stage}

@@ -24,6 +24,7 @@ DENSE = dict(
     shared_experts=0,
     shared_expert_d_ff=None,
     dense_layers=0,
+    moe_layer_step=1,
     kv_lora_rank=0,
     q_lora_rank=0,
     qk_rope_head_dim=0,
@@ -673,6 +674,7 @@ def test_llama4_maverick_interleaved_moe_and_default_rope_layers(tmp_path: Path)
     text |= {"interleave_moe_layer_step": 2, "num_local_experts": 128}
     spec = read(tmp_path, config)
     assert (spec.experts, spec.dense_layers, spec.d_ff, spec.expert_d_ff) == (128, 24, 16384, 8192)
+    assert spec.moe_layer_step == 2  # interleaved: a pipeline stage holds half of each kind
     assert (spec.sliding_window, spec.sliding_window_layers) == (8192, 36)
     assert spec.params == pytest.approx(400e9, rel=2e-2)  # Meta: Maverick 400B total
     assert spec.active_params == pytest.approx(17e9, rel=3e-2)  # 17B active

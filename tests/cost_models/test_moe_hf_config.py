@@ -153,8 +153,10 @@ def test_unmodelled_or_bad_fields_are_one_line_errors_naming_them(tmp_path: Path
 
 def test_qwen_moe_dense_blocks_from_sparse_step_and_mlp_only_layers(tmp_path: Path) -> None:
     """transformers' Qwen3MoeDecoderLayer: MoE when i not in mlp_only_layers and (i+1) % step == 0."""
-    assert _load(tmp_path, {**QWEN3_235B, "decoder_sparse_step": 2}).dense_layers == 47
-    assert _load(tmp_path, {**QWEN3_235B, "mlp_only_layers": [0, 5]}).dense_layers == 2
+    sparse = _load(tmp_path, {**QWEN3_235B, "decoder_sparse_step": 2})
+    assert (sparse.dense_layers, sparse.moe_layer_step) == (47, 2)  # interleaved, not 47 dense first
+    dense_first = _load(tmp_path, {**QWEN3_235B, "mlp_only_layers": [0, 5]})
+    assert (dense_first.dense_layers, dense_first.moe_layer_step) == (2, 1)
 
 
 def test_mixtral_window_on_every_block(tmp_path: Path) -> None:

@@ -6,11 +6,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from cost_models.deployment import estimate
+from cost_models.deployment import estimate, stage_configs
 from cost_models.deployments import Deployment, Deployments, parallel_problems, tensor_parallel
 from cost_models.dtypes import BF16, FP8, INT8
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
+from cost_models.inference_configs import make_configs
 from cost_models.models import get_model
 from cost_models.topology import network_for
 
@@ -89,6 +90,23 @@ def test_pipeline_of_two_halves_block_weights_and_kv_and_adds_one_send():
     ic = H200.interconnect
     send = ic.domain_latency_s + 8 * 512 * d * 2 / (ic.domain_bandwidth_bytes_per_s * H200.efficiency.network)
     assert two.prefill.latency_s[0] == pytest.approx(one.prefill.latency_s[0] + send, rel=1e-9)
+
+
+def test_pipeline_stage_holds_its_share_of_interleaved_moe_blocks():
+    # Llama 4 Maverick: MoE on every other block (1, 3, ..., 47), dense on the rest, so each of
+    # two 24-block stages holds 12 of each: half of every block's weights on a chip. Only the
+    # embedding and lm_head (2 V d, split over TP 8 by vocab) stay whole on the busiest stage.
+    # Counting the MoE blocks as if they all sat in the last stage charged 98.3 GB a chip, not 50.4.
+    maverick = get_model("llama-4-maverick-17b-128e")
+    embeddings = 2 * 2 * maverick.vocab * maverick.d_model / 8
+    one = _roofline(_one(maverick, 8)).memory.weights_bytes_per_chip[0]
+    two = _roofline(_one(maverick, 8, pipeline_parallel=2)).memory.weights_bytes_per_chip[0]
+    assert two - embeddings == pytest.approx((one - embeddings) / 2, rel=1e-9)
+    # DeepSeek-V3's 3 dense blocks lead: the last of two 31-block stages is all MoE.
+    deepseek = get_model("deepseek-v3")
+    assert deepseek.moe_layer_step == 1
+    staged = stage_configs(make_configs(deepseek, phase="prefill", batch=1, seq_len=8), np.array([2.0]))
+    assert (staged.layers[0], staged.moe_layers[0]) == (31, 31)
 
 
 def test_bubble_of_micro_batches():

@@ -7,7 +7,7 @@ from cost_models.deployments import Deployment
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.models import get_model
-from tuner.export import engine_args
+from tuner.export import engine_args, stage_blocks
 
 QWEN = get_model("qwen3-235b-a22b")
 LLAMA = get_model("llama-2-13b")
@@ -107,3 +107,12 @@ def test_the_batch_limit_is_counted_as_each_engine_counts_it_under_data_parallel
     assert engine_args(row, None, "sglang")["engine_args"]["max_running_requests"] == 16
     single = _row(QWEN, 8, expert_parallel=8)
     assert engine_args(single, None, "vllm")["engine_args"]["max_num_seqs"] == 16
+
+
+def test_a_pipeline_stage_exports_its_share_of_interleaved_moe_blocks():
+    # Llama 4 Maverick: MoE on blocks 1, 3, ..., 47; a 24-block stage holds 12 MoE and 12 dense,
+    # as the estimate charges (not 24 MoE, the dense blocks all in the first stage).
+    row = _row(get_model("llama-4-maverick-17b-128e"), 8, pipeline_parallel=2)
+    assert stage_blocks(row) == {"all": 24, "moe": 12, "dense_ffn": 12, "windowed": 18}
+    deepseek = stage_blocks(_row(get_model("deepseek-v3"), 8, pipeline_parallel=2))
+    assert (deepseek["moe"], deepseek["dense_ffn"]) == (31, 0)  # the 3 dense blocks lead
