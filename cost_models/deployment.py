@@ -47,7 +47,7 @@ from cost_models.dtypes import BYTES_PER_ELEMENT, dtype_name, lookup, parse_dtyp
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs
-from cost_models.model_counts import active_block_params, model_flops_utilization
+from cost_models.model_counts import active_block_params, context_that_fits, model_flops_utilization
 from cost_models.models import ModelSpec, get_model
 from cost_models.moe import EP_IMBALANCE, ep_dispatch_bytes_per_chip, experts_woken
 from cost_models.operators import (
@@ -1282,6 +1282,10 @@ def estimate(
     memory = _memory(
         view,
         every(prefill_configs.kv_bytes_per_token(source(prompt + gen))),
+        every(prefill_configs.kv_bytes_per_token(None)),
+        every(prefill_configs.layers),
+        every(prefill_configs.sliding_window),
+        every(prefill_configs.sliding_window_layers),
         prompt + gen,
         live_activations,
         kv_memory_fraction,
@@ -1598,6 +1602,10 @@ def _joined(parts: list[DeploymentEstimate]) -> DeploymentEstimate:
 def _memory(
     d: Deployments,
     kv_bytes_per_token: np.ndarray,
+    uncapped_kv_bytes_per_token: np.ndarray,
+    stage_layers: np.ndarray,
+    sliding_window: np.ndarray,
+    sliding_window_layers: np.ndarray,
     context: np.ndarray,
     live_activations: np.ndarray,
     kv_memory_fraction: float | None,
@@ -1606,7 +1614,9 @@ def _memory(
     whole: Deployments,
 ) -> MemoryEstimate:
     """Bytes per chip of the busiest pipeline stage (``kv_bytes_per_token``: of its layers, at
-    ``context``; ``d``: one DP rank's micro-batch on its tensor-parallel view of ``whole``).
+    ``context``; ``uncapped_kv_bytes_per_token``, its layers and windows: the same before any
+    window caps it, for the longest context that fits; ``d``: one DP rank's micro-batch on its
+    tensor-parallel view of ``whole``).
     Weights as the layouts' sharding rules store them (the larger of the two phases' layouts: a
     deployment whose phases differ holds either at a time), the routed experts further split over
     the stage's DP ranks (:func:`expert_scale`); the KV cache of the rank's every micro-batch as
@@ -1640,8 +1650,12 @@ def _memory(
         if kv_memory_fraction is not None
         else np.maximum(capacity - weights - activations, 0.0)
     )
-    # Encoders keep no KV cache: no context limit from it (reported as None).
-    max_context = np.floor(np.divide(budget, kv_per_token, out=np.full(len(d), np.inf), where=kv_per_token > 0))
+    # Encoders keep no KV cache: no context limit from it (reported as None). Windowed layers stop
+    # growing at their window, so the context is solved for, not budget / bytes a token at this one.
+    uncapped_per_token = uncapped_kv_bytes_per_token * d.batch * whole.micro_batches / kv_ways
+    max_context = np.floor(
+        context_that_fits(budget, uncapped_per_token, stage_layers, sliding_window, sliding_window_layers)
+    )
     return MemoryEstimate(weights, kv, activations, capacity, max_context)
 
 

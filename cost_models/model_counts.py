@@ -235,6 +235,27 @@ def kv_bytes_per_token(
     return np.where(decoder, 1.0, 0.0) * cached * per_layer * kv_bytes_per_element
 
 
+def context_that_fits(
+    kv_budget_bytes, uncapped_kv_bytes_per_token, layers, sliding_window=0.0, sliding_window_layers=0.0
+) -> np.ndarray:
+    """Longest context whose cache fits ``kv_budget_bytes``, with ``uncapped_kv_bytes_per_token``
+    the bytes every layer keeps per token before any window caps it (:func:`kv_bytes_per_token`
+    with ``context`` None; every layer caches the same per token). Until the window fills, each
+    token costs every layer's bytes; past it the windowed layers stay at ``sliding_window`` tokens
+    (as :func:`cached_layers_per_token` charges them) and only the full-attention layers grow, so the
+    budget left after the window is shared by those alone; with no full-attention layer, any context
+    fits once the window does (inf). Zero bytes per token (an encoder): inf."""
+    budget = np.asarray(kv_budget_bytes, dtype=np.float64)
+    per_token = np.asarray(uncapped_kv_bytes_per_token, dtype=np.float64)
+    full_per_token = per_token * (layers - sliding_window_layers) / np.maximum(layers, 1.0)
+    window = np.asarray(sliding_window, dtype=np.float64) * (np.asarray(sliding_window_layers) > 0)
+    filled = window * per_token  # every layer's cache when the window has just filled
+    inf = np.full(np.broadcast(budget, per_token, window).shape, np.inf)
+    before = np.divide(budget, per_token, out=inf.copy(), where=per_token > 0)
+    past = window + np.divide(budget - filled, full_per_token, out=inf.copy(), where=full_per_token > 0)
+    return np.where((window > 0) & (budget > filled), past, before)
+
+
 def model_flops_utilization(matmul_params_times_tokens, chips, peak_ops_per_s, latency_s) -> np.ndarray:
     """MFU (Pope et al. 2022, section 4): 2 x parameters x tokens over chips x peak x time, with
     attention's own FLOPs left out. The caller says which parameters' matmuls ran for how many

@@ -498,14 +498,24 @@ POSITIVE = (
 )
 
 
+def every_block_windowed(d: Deployments) -> np.ndarray:
+    """Rows whose model windows every block (Mistral 7B): a cache that stops at the window fits
+    any context, so their longest context is inf, as an encoder's."""
+    windowed = np.array([m.sliding_window > 0 and m.sliding_window_layers == m.layers for m in d.models])
+    return windowed[d.model_index]
+
+
 def outputs_finite_and_non_negative(rng: np.random.Generator) -> None:
     failures: list[str] = []
     for drawn in every_chip(rng):
         for overlap in OVERLAPS:
             for name, values in phase_arrays(drawn.run(overlap=overlap)).items():
+                finite = np.isfinite(values)
+                if name == "memory.max_context_tokens":  # every block windowed: the cache stops growing
+                    finite |= np.isposinf(values) & every_block_windowed(drawn.deployments)
                 check(
                     failures,
-                    np.isfinite(values) & (values >= 0),
+                    finite & (values >= 0),
                     drawn,
                     f"{name} not finite and >= 0 ({overlap})",
                     **{name: values},

@@ -208,6 +208,25 @@ def test_deepseek_v3_memory_per_chip_on_8_h200() -> None:
     assert e.memory.weights_bytes_per_chip[0] == pytest.approx((DSV3.params - routers) / 8 + routers, rel=1e-12)
 
 
+@pytest.mark.parametrize("prompt_len", [512, 32768])
+def test_longest_context_that_fits_lets_the_windowed_layers_stop_at_the_window(prompt_len) -> None:
+    # Gemma 3 27B on one H200, fp8 weights, one sequence: 10 full-attention layers grow with every
+    # token, the 52 windowed ones stop at 1024 (16 KV heads x 128 x 2 x 2 bytes a layer a token).
+    # The budget left after weights and activations holds C tokens where
+    #   10 x C x per_layer + 52 x 1024 x per_layer = budget,
+    # whatever the prompt: dividing by the bytes a token costs at the prompt's own length (52
+    # windowed layers nearly in full at 512 tokens) said 243,512 tokens at a 512-token prompt, not 1,504,450.
+    gemma = get_model("gemma-3-27b")
+    d = tensor_parallel(gemma, H200, 1, batch=1, prompt_len=prompt_len, gen_len=128, weight_dtype=FP8)
+    m = estimate(d).memory
+    per_layer = 16 * 128 * 2 * 2
+    budget = m.capacity_bytes_per_chip[0] - m.weights_bytes_per_chip[0] - m.activation_bytes_per_chip[0]
+    assert m.max_context_tokens[0] == np.floor(1024 + (budget - 62 * 1024 * per_layer) / (10 * per_layer))
+    # The KV cache at that context fills the budget: the windowed layers' cap, the full ones' growth.
+    filled = (10 * m.max_context_tokens[0] + 52 * 1024) * per_layer
+    assert budget - 10 * per_layer < filled <= budget
+
+
 def test_serving_paged_kv_uses_the_latent_and_the_window() -> None:
     d = tensor_parallel(DSV3, H200, 8, weight_dtype=FP8)
     w = make_workloads(backend="sglang", concurrency=1, prompt_len=1024, gen_len=128)
