@@ -21,7 +21,7 @@ import io
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any, TypedDict
@@ -226,10 +226,10 @@ def read_points(path: str | Path, group: str | None = None) -> list[Point]:
     return points
 
 
-def read_benchmark_json(path: str | Path, *, model: str, hardware: str, chips: int) -> Point:
-    """One ``vllm bench serve`` / SGLang ``bench_serving`` result: mean TTFT as the prefill of one
-    request, mean TPOT as a decode step of ``max_concurrency`` sequences (tensor parallel over
-    ``chips``)."""
+def read_benchmark_json(path: str | Path, *, model: str, hardware: str, chips: int) -> list[Point]:
+    """One ``vllm bench serve`` / SGLang ``bench_serving`` result as two points (tensor parallel
+    over ``chips``): mean TTFT as the prefill of one request, mean TPOT as a decode step of
+    ``max_concurrency`` sequences."""
     path = Path(path)
     if isinstance(chips, bool) or not isinstance(chips, int) or chips < 1:
         raise InvalidInputError("chips", f"must be a whole number >= 1, got {chips!r}", "pass --chips 1 or more")
@@ -274,7 +274,15 @@ def read_benchmark_json(path: str | Path, *, model: str, hardware: str, chips: i
         decode_ffn_layout="ws_1d",
         flash_attention=True,
     )
-    return Point(deployment, float(data["mean_ttft_ms"]) / 1e3, float(data["mean_tpot_ms"]) / 1e3, path.stem)
+    # Clients of a closed loop send their requests apart, so a request's first token waits on its
+    # own prompt's prefill, not on one of all max_concurrency prompts together (which made the
+    # TTFT of a run at concurrency 32 the prefill of 32 prompts, 5x what it measured, and pulled
+    # the fitted overheads with it): TTFT is the prefill of a batch of one.
+    one_request = replace(deployment, batch=1)
+    return [
+        Point(one_request, float(data["mean_ttft_ms"]) / 1e3, None, path.stem),
+        Point(deployment, None, float(data["mean_tpot_ms"]) / 1e3, path.stem),
+    ]
 
 
 # --- the parameters an end-to-end fit may move --------------------------------------------------

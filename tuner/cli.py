@@ -1376,7 +1376,9 @@ def _calibrate_end_to_end(
     if bench_json:
         if model is None or chips is None:
             raise InvalidInputError("bench-json", "needs the deployment it measured", "add --model and --chips")
-        measured += [e2e.read_benchmark_json(path, model=model, hardware=hardware, chips=chips) for path in bench_json]
+        measured += [
+            p for path in bench_json for p in e2e.read_benchmark_json(path, model=model, hardware=hardware, chips=chips)
+        ]
     chip = get_hardware(hardware)  # a catalog name or a chip YAML file
     if any(p.deployment.hardware.name != chip.name for p in measured):
         other = next(p.deployment.hardware.name for p in measured if p.deployment.hardware.name != chip.name)

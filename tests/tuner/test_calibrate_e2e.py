@@ -11,8 +11,10 @@ import pytest
 from cli_helpers import assert_one_error_line, run_cli
 from cost_models.calibration import load_profile
 from cost_models.deployment import estimate
-from cost_models.deployments import Deployments
+from cost_models.deployments import Deployment, Deployments
 from cost_models.errors import InvalidInputError
+from cost_models.hardware import get_hardware
+from cost_models.models import get_model
 from tuner import calibrate_e2e as e2e
 from tuner.accuracy_report import TPU_FIT
 
@@ -214,10 +216,14 @@ def test_serving_benchmark_json_is_read_as_a_prefill_and_a_decode_step(tmp_path)
     }
     path = tmp_path / "vllm-result.json"
     path.write_text(json.dumps(result))
-    point = e2e.read_benchmark_json(path, model="llama-3-8b", hardware="h100-sxm", chips=2)
-    d = point.deployment
+    ttft, tpot = e2e.read_benchmark_json(path, model="llama-3-8b", hardware="h100-sxm", chips=2)
+    d = tpot.deployment
     assert (d.batch, d.prompt_len, d.gen_len, d.mesh) == (16, 1024, 128, (1, 1, 2))
-    assert point.prefill_latency_s == pytest.approx(0.085) and point.decode_step_latency_s == pytest.approx(0.0125)
+    assert tpot.decode_step_latency_s == pytest.approx(0.0125) and tpot.prefill_latency_s is None
+    # TTFT: the prefill of the request's own prompt, not of all 16 clients' prompts at once.
+    assert ttft.deployment.batch == 1 and ttft.deployment.prompt_len == 1024
+    assert ttft.prefill_latency_s == pytest.approx(0.085) and ttft.decode_step_latency_s is None
+    assert ttft.group == tpot.group == "vllm-result"
     del result["mean_tpot_ms"]
     path.write_text(json.dumps(result))
     with pytest.raises(InvalidInputError, match="mean_tpot_ms"):
@@ -286,3 +292,43 @@ def test_benchmark_json_as_a_list_or_with_chips_0_is_one_line(capsys, tmp_path):
     path.write_text(json.dumps(BENCH))
     code, out, err = run_cli(capsys, "calibrate", *args, "--chips", "0", "--bench-json", str(path))
     assert_one_error_line(code, out, err, ("chips",))  # was blamed on "mesh"
+
+
+def test_benchmark_ttft_is_fitted_as_one_requests_prefill(capsys, tmp_path):
+    """Runs at concurrency 8 and 32 whose TTFT and TPOT are the shipped profile's own predictions
+    (one request's prefill, a decode step of the clients) plus 0.5 ms per step: the fit finds that
+    overhead and predicts them back. TTFT was compared with the prefill of all the clients'
+    prompts together (at 32 clients 5x too long), which pulled the overheads off."""
+    base = load_profile("h100-sxm-vllm")
+    overhead = 5e-4
+    paths = []
+    for clients in (8, 32):
+        rows = [
+            Deployment(
+                model=get_model("llama-3-8b"),
+                hardware=get_hardware("h100-sxm"),
+                mesh=(1, 1, 1),
+                batch=batch,
+                prompt_len=1024,
+                gen_len=128,
+                prefill_ffn_layout="ws_1d",
+                decode_ffn_layout="ws_1d",
+                flash_attention=True,
+            )
+            for batch in (1, clients)
+        ]
+        result = estimate(Deployments.from_rows(rows), calibration=base)
+        run = BENCH | {
+            "max_concurrency": clients,
+            "mean_ttft_ms": (float(result.prefill.latency_s[0]) + overhead) * 1e3,
+            "mean_tpot_ms": (float(result.decode_step_latency_s[1]) + overhead) * 1e3,
+        }
+        paths.append(tmp_path / f"c{clients}.json")
+        paths[-1].write_text(json.dumps(run))
+    args = ["--hardware", "h100-sxm", "--backend", "vllm", "--model", "llama-3-8b", "--chips", "1"]
+    args += ["--fit", "per_step_overhead_s", "--json"]
+    code, out, err = run_cli(capsys, "calibrate", *args, *(f"--bench-json={p}" for p in paths))
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["fitted"]["per_step_overhead_s"] == pytest.approx(overhead, rel=0.05)
+    assert all(group["median"] < 0.01 for group in report["held_out"].values())
