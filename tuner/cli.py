@@ -1388,6 +1388,14 @@ def _calibrate_end_to_end(
     shipped = f"{chip.name}-{backend}" if is_catalog_chip(chip) else ""
     if base is not None:
         start = load_profile(base, chip=chip)
+        if start.backend != backend:
+            # The fit keeps the base's kernels and engine: a trtllm base under --backend vllm wrote
+            # a trtllm profile, which --calibration FILE --backend vllm then refused.
+            raise InvalidInputError(
+                "--base",
+                f"{base} is a profile of {start.backend}'s kernels, not {backend}'s",
+                f"pass --backend {start.backend}, or a --base fitted under {backend}",
+            )
     elif shipped in available_profiles() and load_profile(shipped).gemm and load_profile(shipped).collectives:
         start = load_profile(shipped)
     else:

@@ -332,3 +332,14 @@ def test_benchmark_ttft_is_fitted_as_one_requests_prefill(capsys, tmp_path):
     report = json.loads(out)
     assert report["fitted"]["per_step_overhead_s"] == pytest.approx(overhead, rel=0.05)
     assert all(group["median"] < 0.01 for group in report["held_out"].values())
+
+
+def test_base_of_another_engine_is_refused(capsys, tmp_path):
+    """--backend vllm with a TensorRT-LLM --base wrote a trtllm profile (the --backend was dropped)."""
+    path = tmp_path / "points.yaml"
+    path.write_text(YAML_POINT * 3)
+    out_path = tmp_path / "out.yaml"
+    args = ["--hardware", "h100-sxm", "--backend", "vllm", "--points", str(path), "-o", str(out_path)]
+    code, out, err = run_cli(capsys, "calibrate", *args, "--base", "h100-sxm-trtllm", "--fit", "per_step_overhead_s")
+    line = assert_one_error_line(code, out, err, ("--base",))
+    assert "pass --backend trtllm" in line and not out_path.exists()
