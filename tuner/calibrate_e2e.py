@@ -245,10 +245,17 @@ def read_benchmark_json(path: str | Path, *, model: str, hardware: str, chips: i
     missing = [k for k in need if k not in data]
     if missing:
         raise InvalidInputError(str(path), f"missing key {missing[0]}", "pass the JSON a serving benchmark wrote")
+    if data.get("max_concurrency") is None:
+        # vllm bench serve without --max-concurrency sends every request at --request-rate (by
+        # default all at once): its TPOT is a step of up to the engine's batch cap, which was read
+        # as a step of one sequence, and the fitted overheads took the difference.
+        raise InvalidInputError(
+            f"{path}: max_concurrency",
+            f"{data.get('max_concurrency')!r}: the run's batch is unknown (requests sent at a rate)",
+            "rerun the benchmark with --max-concurrency N (closed loop), or set max_concurrency to its clients",
+        )
     for key in (*need, "max_concurrency"):
         value = data.get(key)
-        if key == "max_concurrency" and value is None:  # vllm bench serve without --max-concurrency
-            continue
         whole = key not in ("mean_ttft_ms", "mean_tpot_ms")
         if (
             isinstance(value, bool)
@@ -262,7 +269,7 @@ def read_benchmark_json(path: str | Path, *, model: str, hardware: str, chips: i
                 f"{path}: {key}", f"{value!r} is not a positive {kind}", "pass the JSON a serving benchmark wrote"
             )
     completed = int(data["completed"])
-    concurrency = int(data.get("max_concurrency") or 1)
+    concurrency = int(data["max_concurrency"])
     deployment = Deployment(
         model=get_model(model),
         hardware=get_hardware(hardware),

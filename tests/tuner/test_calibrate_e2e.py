@@ -343,3 +343,16 @@ def test_base_of_another_engine_is_refused(capsys, tmp_path):
     code, out, err = run_cli(capsys, "calibrate", *args, "--base", "h100-sxm-trtllm", "--fit", "per_step_overhead_s")
     line = assert_one_error_line(code, out, err, ("--base",))
     assert "pass --backend trtllm" in line and not out_path.exists()
+
+
+@pytest.mark.parametrize("change", [{"max_concurrency": None}, {}])
+def test_benchmark_without_max_concurrency_is_refused(capsys, tmp_path, change):
+    """vllm bench serve without --max-concurrency writes null (every request sent at the rate, by
+    default all at once); it was fitted as a decode step of one sequence."""
+    run = {k: v for k, v in BENCH.items() if k != "max_concurrency"} | change
+    path = tmp_path / "rate.json"
+    path.write_text(json.dumps(run))
+    args = ["--hardware", "h100-sxm", "--backend", "vllm", "--model", "llama-3-8b", "--chips", "1"]
+    code, out, err = run_cli(capsys, "calibrate", *args, "--bench-json", str(path))
+    line = assert_one_error_line(code, out, err, ("max_concurrency",))
+    assert "--max-concurrency" in line
