@@ -22,7 +22,7 @@ from typing import Literal, get_args
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from cost_models.efficiency import (
     GEMM_FORMATS,
@@ -145,6 +145,14 @@ class CalibrationProfile(BaseModel):
     provenance: Provenance | None = None
     #: "gemm/bfloat16", "prefill_attention/bfloat16/bfloat16", "collectives/nccl/all_reduce", ...
     cv_error: dict[str, HeldOutError] = {}
+    #: The file a profile was read from (None: shipped, or made in memory). Not a field: a file's
+    #: numbers are the profile, but its name is the shipped one's ("h100-sxm-vllm"), so outputs
+    #: name the file too, else a user's own fit and the shipped profile read the same.
+    _file: str | None = PrivateAttr(default=None)
+
+    @property
+    def source_file(self) -> str | None:
+        return self._file
 
     def gemm_params(self, gemm_format: str) -> GemmParams:
         return _pick(self.gemm, gemm_format, f"{self.name}.gemm")
@@ -235,6 +243,8 @@ def load_profile(name_or_path: str | Path, chip: Chip | None = None) -> Calibrat
             f"use a file path or one of {', '.join(available_profiles())}",
         )
     profile = _parse(text, where)
+    if where == str(text_path):
+        profile._file = where
     chip_name = None if chip is None else _chip(chip).name
     if profile.chip != chip_name:
         try:
@@ -390,6 +400,8 @@ def calibration_report(
     if profile is None:
         return {"profile": NO_CALIBRATION, "note": "pure roofline (a lower bound): no calibration"}
     report = {"profile": profile.name, "chip": profile.chip, "backend": profile.backend, "fallback": profile.fallback}
+    if profile.source_file is not None:
+        report["file"] = profile.source_file
     moe_kernel = (
         f"fused-MoE kernel fitted ({', '.join(profile.moe)})"
         if profile.moe

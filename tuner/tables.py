@@ -237,7 +237,8 @@ def memory_fit_line(total: float, fit: dict, hardware: str) -> str:
 def calibration_line(calibration: dict) -> str:
     """The calibration in force, in one line."""
     note = f" ({calibration['note']})" if calibration.get("note") else ""
-    return f"calibration: {calibration['profile']}{note}"
+    file = f" from {calibration['file']}" if calibration.get("file") else ""
+    return f"calibration: {calibration['profile']}{file}{note}"
 
 
 def print_estimate(report: dict) -> None:

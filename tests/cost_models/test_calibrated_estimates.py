@@ -368,3 +368,22 @@ def test_tpus_keep_the_wider_operands_peak_under_a_profile():
     )
     assert calibrated["prefill"]["compute_s"] == pytest.approx(roofline["prefill"]["compute_s"], rel=1e-12)
     assert not any("W8A8" in note for note in calibrated["notes"])
+
+
+def test_outputs_name_the_profile_file_in_force(capsys, tmp_path):
+    """A user's own fit is named as the shipped profile is (h100-sxm-vllm): the outputs said
+    "calibration: h100-sxm-vllm" for both, so nothing showed which of the two was used."""
+    path = tmp_path / "my-h100.yaml"
+    path.write_text(load_profile("h100-sxm-vllm").model_copy(update={"per_step_overhead_s": 2e-3}).to_yaml())
+    args = ["--model", "llama-3-8b", "--hardware", "h100-sxm", "--chips", "1", "--batch", "8"]
+    args += ["--prompt-len", "1024", "--gen-len", "128"]
+    mine = cli_json(capsys, "estimate", *args, "--calibration", str(path), "--json")
+    shipped = cli_json(capsys, "estimate", *args, "--calibration", "h100-sxm-vllm", "--json")
+    assert mine["calibration"]["file"] == str(path)
+    assert "file" not in shipped["calibration"]
+    code, out, err = run_cli(capsys, "estimate", *args, "--calibration", str(path))
+    assert code == 0 and f"calibration: h100-sxm-vllm from {path}" in out
+    args = ["--model", "llama-3-8b", "--hardware", "h100-sxm", "--chips", "1", "--concurrency", "4"]
+    args += ["--prompt-len", "256", "--gen-len", "16", "--requests", "20", "--json"]
+    simulated = cli_json(capsys, "simulate", *args, "--calibration", str(path))
+    assert simulated["calibration"]["file"] == str(path)
