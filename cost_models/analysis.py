@@ -272,6 +272,17 @@ def analyze_one(
             f"attention unfused (the papers' operators: the score matrix goes through memory); {profile.backend} "
             "runs it fused: add --flash-attention for the time that engine takes"
         )
+    if profile is not None and (profile.per_layer_overhead_s > 0 or profile.per_step_overhead_s > 0):
+        # Fitted end to end (tuner calibrate --points/--bench-json), they are most of what such a fit
+        # changes, and no operator carries them: the total alone read as the profile's step time,
+        # milliseconds under the one tuner estimate gives for the same profile and deployment.
+        layers = int(configs.layers[0])
+        overhead = profile.per_layer_overhead_s * layers + profile.per_step_overhead_s
+        notes.append(
+            f"the profile's engine overheads, {overhead * 1e3:.3g} ms a forward step (per layer "
+            f"{profile.per_layer_overhead_s * 1e6:.3g} us x {layers} layers + per step "
+            f"{profile.per_step_overhead_s * 1e3:.3g} ms), are not in the operators' total; tuner estimate adds them"
+        )
     return {
         "model": model_spec.name,
         "params": {"total": model_spec.params, "active_per_token": model_spec.active_params},

@@ -387,3 +387,20 @@ def test_outputs_name_the_profile_file_in_force(capsys, tmp_path):
     args += ["--prompt-len", "256", "--gen-len", "16", "--requests", "20", "--json"]
     simulated = cli_json(capsys, "simulate", *args, "--calibration", str(path))
     assert simulated["calibration"]["file"] == str(path)
+
+
+def test_analyze_says_the_profiles_engine_overheads_are_outside_its_total(capsys, tmp_path):
+    """The overheads an end-to-end fit moves were in no operator, so analyze's whole-model time
+    under such a profile was the shipped profile's, silently ms under tuner estimate's step."""
+    path = tmp_path / "fitted.yaml"
+    fitted = load_profile("h100-sxm-vllm").model_copy(
+        update={"per_layer_overhead_s": 5e-5, "per_step_overhead_s": 2e-3}
+    )
+    path.write_text(fitted.to_yaml())
+    args = ["--model", "llama-3-8b", "--hardware", "h100-sxm", "--phase", "decode", "--batch", "8"]
+    args += ["--seq-len", "1024", "--flash-attention", "--json"]
+    mine = cli_json(capsys, "analyze", *args, "--calibration", str(path))
+    shipped = cli_json(capsys, "analyze", *args, "--calibration", "h100-sxm-vllm")
+    (note,) = [n for n in mine["notes"] if "engine overheads" in n]
+    assert "3.6 ms a forward step" in note and "tuner estimate adds them" in note  # 32 x 50 us + 2 ms
+    assert not any("engine overheads" in n for n in shipped["notes"])
