@@ -471,7 +471,15 @@ def fit_end_to_end(
             "before_p90": float(np.percentile(base_errors, 90)),
             "how": how,
         }
-    return E2EReport(profile, result.values, result.warnings, train, held_out)
+    warnings = list(result.warnings)
+    if not held_out:
+        # Leave-one-group-out needs two groups: one file without a group column is one group, and
+        # its fit printed an empty error table and wrote a profile without an end-to-end error.
+        warnings.append(
+            f"no held-out error: every point is in group {str(train[0])!r} (add a group column, or pass "
+            "the points in several files: each file is a group)"
+        )
+    return E2EReport(profile, result.values, warnings, train, held_out)
 
 
 def stamp(report: E2EReport, files: list[Path], tool_version: str) -> CalibrationProfile:

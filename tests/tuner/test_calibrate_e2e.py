@@ -356,3 +356,20 @@ def test_benchmark_without_max_concurrency_is_refused(capsys, tmp_path, change):
     code, out, err = run_cli(capsys, "calibrate", *args, "--bench-json", str(path))
     line = assert_one_error_line(code, out, err, ("max_concurrency",))
     assert "--max-concurrency" in line
+
+
+def test_one_group_says_it_has_no_held_out_error(capsys, tmp_path):
+    """Leave-one-group-out has nothing to leave out of one group: the table was empty, silently."""
+    path = tmp_path / "points.yaml"
+    rows = [
+        f"- {{model: llama-2-7b, hardware: h100-sxm, chips: 1, batch: {b}, prompt_len: 128, gen_len: 8, "
+        f"measured_decode_step_latency_s: {0.008 + b * 1e-4}}}\n"
+        for b in (1, 4, 16)
+    ]
+    path.write_text("".join(rows))
+    args = ["--hardware", "h100-sxm", "--backend", "vllm", "--points", str(path), "--fit", "per_step_overhead_s"]
+    code, out, err = run_cli(capsys, "calibrate", *args)
+    assert code == 0, err
+    assert "! no held-out error: every point is in group 'points'" in out
+    code, out, err = run_cli(capsys, "calibrate", *args, "--json")
+    assert json.loads(out)["held_out"] == {} and any("no held-out error" in w for w in json.loads(out)["warnings"])
