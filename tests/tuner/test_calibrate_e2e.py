@@ -373,3 +373,27 @@ def test_one_group_says_it_has_no_held_out_error(capsys, tmp_path):
     assert "! no held-out error: every point is in group 'points'" in out
     code, out, err = run_cli(capsys, "calibrate", *args, "--json")
     assert json.loads(out)["held_out"] == {} and any("no held-out error" in w for w in json.loads(out)["warnings"])
+
+
+def test_roofline_error_is_the_roofline_not_the_base_profile(capsys, tmp_path):
+    """Over a kernel profile, the "roofline med" column and the profile's roofline_median were
+    the base profile's error, not the pure roofline's."""
+    for name in ("x", "y"):
+        rows = [
+            f"- {{model: llama-2-7b, hardware: h100-sxm, chips: 1, batch: {b}, prompt_len: 128, gen_len: 8, "
+            f"measured_decode_step_latency_s: {0.009 + b * 1e-4}}}\n"
+            for b in (1, 4, 16)
+        ]
+        (tmp_path / f"{name}.yaml").write_text("".join(rows))
+    out_path = tmp_path / "fitted.yaml"
+    args = ["--hardware", "h100-sxm", "--backend", "vllm", "--fit", "per_step_overhead_s", "-o", str(out_path)]
+    args += ["--points", str(tmp_path / "x.yaml"), "--points", str(tmp_path / "y.yaml"), "--json"]
+    code, out, err = run_cli(capsys, "calibrate", *args)
+    assert code == 0, err
+    group = json.loads(out)["held_out"]["x"]
+    points = e2e.read_points(tmp_path / "x.yaml")
+    deployments, index, kind, seconds = e2e._observations(points)
+    roofline = np.median(np.abs(e2e.predict(None, deployments, index, kind) / seconds - 1))
+    base = np.median(np.abs(e2e.predict(load_profile("h100-sxm-vllm"), deployments, index, kind) / seconds - 1))
+    assert group["roofline_median"] == pytest.approx(roofline) and group["before_median"] == pytest.approx(base)
+    assert load_profile(out_path).cv_error["end_to_end/x"].roofline_median == pytest.approx(roofline)
