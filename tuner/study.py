@@ -68,7 +68,10 @@ def calibration_name(compiled: CompiledStudy) -> str:
     profile = compiled.calibration
     if profile is None:
         return "none"
-    return f"{profile.name} (fallback: not fitted on {profile.chip})" if profile.fallback else profile.name
+    if profile.fallback:
+        return f"{profile.name} (fallback: not fitted on {profile.chip})"
+    # A user's fit carries the shipped profile's name: the file tells the two apart.
+    return f"{profile.name} from {profile.source_file}" if profile.source_file else profile.name
 
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

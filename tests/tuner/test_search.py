@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from cli_helpers import assert_one_error_line, run_cli
+from cost_models.calibration import load_profile
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.topology import network_for
@@ -745,3 +746,15 @@ def test_exhaustive_honours_an_explicit_trials_cap_and_resumes(url: str) -> None
     keys = [tuple(sorted(t.params.items())) for t in trials]
     assert len(keys) == len(set(keys)) == 7 + rest.trials_added
     assert run_search(spec, url, sampler="exhaustive").trials_added == 0
+
+
+def test_a_study_under_a_profile_file_names_the_file(tmp_path: Path, url: str, capsys) -> None:
+    """A refit of tpu-v4 read 'calibration tpu-v4-jax', as the shipped profile does."""
+    profile = tmp_path / "my-tpu.yaml"
+    profile.write_text(load_profile("tpu-v4-jax").model_copy(update={"per_step_overhead_s": 1e-3}).to_yaml())
+    spec = write_spec(tmp_path, spec_dict(TINY, calibration=str(profile)))
+    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url, "--trials", "4", "--json")
+    assert code == 0, err
+    assert json.loads(out)["calibration"] == f"tpu-v4-jax from {profile}"
+    code, out, _ = run_cli(capsys, "pareto", "tiny", "--storage", url, "--json")
+    assert code == 0 and {row["calibration"] for row in json.loads(out)} == {f"tpu-v4-jax from {profile}"}
