@@ -402,6 +402,20 @@ def calibration_report(
     report = {"profile": profile.name, "chip": profile.chip, "backend": profile.backend, "fallback": profile.fallback}
     if profile.source_file is not None:
         report["file"] = profile.source_file
+    # A profile fitted from some kernel files (tuner measure --ops gemm, one --kernels file) times
+    # the classes it has no fit for on the roofline, faster than any engine runs them.
+    missing = [
+        name
+        for name, fitted in (
+            ("gemm", profile.gemm),
+            ("prefill attention", profile.prefill_attention),
+            ("decode attention", profile.decode_attention),
+            ("collectives", profile.collectives or profile.collective_step_s > 0 or profile.network_eff != 1.0),
+        )
+        if not fitted
+    ]
+    if missing:
+        report["roofline_for"] = missing
     moe_kernel = (
         f"fused-MoE kernel fitted ({', '.join(profile.moe)})"
         if profile.moe

@@ -238,7 +238,9 @@ def calibration_line(calibration: dict) -> str:
     """The calibration in force, in one line."""
     note = f" ({calibration['note']})" if calibration.get("note") else ""
     file = f" from {calibration['file']}" if calibration.get("file") else ""
-    return f"calibration: {calibration['profile']}{file}{note}"
+    missing = calibration.get("roofline_for")
+    unfitted = f"; not fitted, on the roofline: {', '.join(missing)}" if missing else ""
+    return f"calibration: {calibration['profile']}{file}{note}{unfitted}"
 
 
 def print_estimate(report: dict) -> None:

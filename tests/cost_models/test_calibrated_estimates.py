@@ -404,3 +404,23 @@ def test_analyze_says_the_profiles_engine_overheads_are_outside_its_total(capsys
     (note,) = [n for n in mine["notes"] if "engine overheads" in n]
     assert "3.6 ms a forward step" in note and "tuner estimate adds them" in note  # 32 x 50 us + 2 ms
     assert not any("engine overheads" in n for n in shipped["notes"])
+
+
+def test_outputs_say_which_classes_a_partial_profile_leaves_on_the_roofline(capsys, tmp_path):
+    """A profile fitted from GEMM files alone (tuner measure --ops gemm) timed attention and the
+    collectives on the roofline while the outputs read as fully calibrated."""
+    path = tmp_path / "gemm-only.yaml"
+    shipped = load_profile("h100-sxm-vllm")
+    path.write_text(
+        shipped.model_copy(update={"prefill_attention": {}, "decode_attention": {}, "collectives": {}}).to_yaml()
+    )
+    args = ["--model", "llama-3-8b", "--hardware", "h100-sxm", "--chips", "2", "--batch", "8"]
+    args += ["--prompt-len", "1024", "--gen-len", "128"]
+    partial = cli_json(capsys, "estimate", *args, "--calibration", str(path), "--json")
+    assert partial["calibration"]["roofline_for"] == ["prefill attention", "decode attention", "collectives"]
+    assert "roofline_for" not in cli_json(capsys, "estimate", *args, "--json")["calibration"]
+    code, out, err = run_cli(capsys, "estimate", *args, "--calibration", str(path))
+    assert "not fitted, on the roofline: prefill attention, decode attention, collectives" in out
+    tpu = ["--model", "palm-540b", "--hardware", "tpu-v4", "--chips", "64", "--batch", "64"]
+    tpu += ["--prompt-len", "128", "--gen-len", "8", "--json"]
+    assert "roofline_for" not in cli_json(capsys, "estimate", *tpu)["calibration"]  # collectives: collective_step_s
