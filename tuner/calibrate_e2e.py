@@ -5,8 +5,9 @@ shows (the engine's fixed cost per layer and per step, and on chips with no kern
 the achieved fractions of peak and of bandwidth) is fitted here from deployments with a measured
 prefill latency and/or decode step time: a CSV or YAML of points (columns below), or the result
 JSON files ``vllm bench serve`` and SGLang's ``bench_serving`` write (their mean TTFT and TPOT at
-a concurrency, read as a prefill of one request and a decode step of ``concurrency`` sequences:
-an approximation that ignores in-flight batching, stated in the report).
+``max_concurrency`` clients, predicted as the serving commands predict them: the serving model's
+closed-loop steady state, ``cost_models.serving.serve``, with the engine's shipped host overheads on
+top of the profile being fitted; see :func:`served_predictions`).
 
 The fit is ``scipy.optimize.least_squares`` on log residuals with a soft_l1 loss (tuner/fitting.py),
 cross-validated by leaving whole groups out (a table of a paper, a benchmark file), so the error
@@ -45,7 +46,10 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.input_files import read_regular_text
 from cost_models.models import get_model
+from cost_models.serving import EngineOverheads, engine_overheads
 from cost_models.topology import parse_mesh
+from tuner.calibrate_serving import ServingRuns
+from tuner.calibrate_serving import predict as serving_predict
 from tuner.fitting import abs_rel_errors, fit
 from tuner.kernel_data import repo_relative_path
 
@@ -86,6 +90,11 @@ class Point:
     prefill_latency_s: float | None
     decode_step_latency_s: float | None
     group: str
+    #: A serving benchmark's run at this many clients (closed loop): its prefill latency is the run's
+    #: mean TTFT and its decode step its mean TPOT, predicted by the serving model's steady state
+    #: (:func:`served_predictions`) at the deployment's prompt and output lengths. None: a static
+    #: prefill / decode step of the deployment's batch, predicted by ``estimate``.
+    concurrency: int | None = None
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
@@ -228,8 +237,8 @@ def read_points(path: str | Path, group: str | None = None) -> list[Point]:
 
 def read_benchmark_json(path: str | Path, *, model: str, hardware: str, chips: int) -> list[Point]:
     """One ``vllm bench serve`` / SGLang ``bench_serving`` result as two points (tensor parallel
-    over ``chips``): mean TTFT as the prefill of one request, mean TPOT as a decode step of
-    ``max_concurrency`` sequences."""
+    over ``chips``) of a serving run at ``max_concurrency`` clients: its mean TTFT and its mean TPOT,
+    each predicted by the serving model's steady state (:func:`served_predictions`)."""
     path = Path(path)
     if isinstance(chips, bool) or not isinstance(chips, int) or chips < 1:
         raise InvalidInputError("chips", f"must be a whole number >= 1, got {chips!r}", "pass --chips 1 or more")
@@ -285,10 +294,15 @@ def read_benchmark_json(path: str | Path, *, model: str, hardware: str, chips: i
     # own prompt's prefill, not on one of all max_concurrency prompts together (which made the
     # TTFT of a run at concurrency 32 the prefill of 32 prompts, 5x what it measured, and pulled
     # the fitted overheads with it): TTFT is the prefill of a batch of one.
+    # Both are then predicted as the serving commands predict them (served_predictions): read as
+    # a static prefill of one prompt and a decode step of max_concurrency sequences, the fit put the
+    # engine's host overheads into the profile's per-step and per-layer terms, and the serving
+    # commands, which add those overheads again, counted them twice (fitted on the serving model's
+    # own TPOT of 8.7 and 13.1 ms at 8 and 32 clients, they predicted 12.7 and 17.2 ms).
     one_request = replace(deployment, batch=1)
     return [
-        Point(one_request, float(data["mean_ttft_ms"]) / 1e3, None, path.stem),
-        Point(deployment, None, float(data["mean_tpot_ms"]) / 1e3, path.stem),
+        Point(one_request, float(data["mean_ttft_ms"]) / 1e3, None, path.stem, concurrency),
+        Point(deployment, None, float(data["mean_tpot_ms"]) / 1e3, path.stem, concurrency),
     ]
 
 
@@ -334,6 +348,19 @@ E2E_PARAMETERS: dict[str, tuple[FitSpec, Callable[[CalibrationProfile, float], d
 }
 #: Fitted where kernel measurements already fix each operator class: what only a step shows.
 OVERHEADS = ("per_layer_overhead_s", "per_step_overhead_s")
+
+
+def layer_counts(points: list[Point]) -> set[int]:
+    return {int(p.deployment.model.layers) for p in points}
+
+
+def default_overheads(points: list[Point]) -> tuple[str, ...]:
+    """The overheads a fit over a kernel profile moves by default: both, or the per-step one alone
+    where every point has one layer count (a step's fixed cost is then per_layer x layers +
+    per_step, one number: two serving runs of one model fitted 62.7 us and 2.03 ms along it)."""
+    return OVERHEADS if len(layer_counts(points)) > 1 else ("per_step_overhead_s",)
+
+
 #: Fitted on a chip without kernel measurements (its base profile is the pure roofline).
 EVERYTHING = tuple(E2E_PARAMETERS)
 #: The default fit on such a chip: achieved fractions of peak and bandwidth, and the fixed cost of
@@ -408,12 +435,69 @@ def _observations(points: list[Point]) -> tuple[Deployments, np.ndarray, np.ndar
     )
 
 
+@dataclass(frozen=True)
+class ServedRuns:
+    """The points of ``points`` that are serving runs (:attr:`Point.concurrency`), as the runs
+    :func:`tuner.calibrate_serving.predict` scores, with their deployments and engine overheads."""
+
+    rows: np.ndarray  # their indices among the points
+    runs: ServingRuns
+    deployments: Deployments
+    overheads: EngineOverheads
+
+
+def served_runs(points: list[Point], backend: str) -> ServedRuns | None:
+    """The serving runs among ``points`` (None: none), run by ``backend`` with its shipped host
+    overheads (``cost_models/serving_overheads``; the ones the serving commands add)."""
+    rows = [i for i, p in enumerate(points) if p.concurrency is not None]
+    if not rows:
+        return None
+    served = [points[i] for i in rows]
+    runs = ServingRuns(
+        model=served[0].deployment.model,  # only names the runs: their deployments are given
+        hardware=served[0].deployment.hardware.name,
+        backend=backend,
+        tp=np.array([p.deployment.mesh[0] * p.deployment.mesh[1] * p.deployment.mesh[2] for p in served], float),
+        concurrency=np.array([p.concurrency for p in served], dtype=np.float64),
+        prompt_len=np.array([p.deployment.prompt_len for p in served], dtype=np.float64),
+        gen_len=np.array([p.deployment.gen_len for p in served], dtype=np.float64),
+        ttft_s=np.array([np.nan if p.prefill_latency_s is None else p.prefill_latency_s for p in served]),
+        tpot_s=np.array([np.nan if p.decode_step_latency_s is None else p.decode_step_latency_s for p in served]),
+        source="bench-json",
+    )
+    return ServedRuns(
+        np.array(rows), runs, Deployments.from_rows([p.deployment for p in served]), engine_overheads(backend)
+    )
+
+
+def served_predictions(profile: CalibrationProfile | None, served: ServedRuns) -> tuple[np.ndarray, np.ndarray]:
+    """Mean TTFT and TPOT of each serving run under ``profile`` (None: the pure roofline): the
+    serving model's closed-loop steady state at the run's clients, prompt and output lengths, with
+    the engine's shipped host overheads and the batch cap measured runs are scored with
+    (:func:`tuner.calibrate_serving.predict`, :func:`tuner.calibrate_serving.runs_batch_cap`), as
+    ``tuner simulate`` / ``estimate --concurrency`` / ``recommend`` add them on top of the profile."""
+    result = serving_predict(
+        served.runs, served.overheads, calibration=profile, deployments=served.deployments, one_waiting=False
+    )
+    return result.ttft_s, result.tpot_s
+
+
 def predict(
-    profile: CalibrationProfile | None, deployments: Deployments, index: np.ndarray, kind: np.ndarray
+    profile: CalibrationProfile | None,
+    deployments: Deployments,
+    index: np.ndarray,
+    kind: np.ndarray,
+    served: ServedRuns | None = None,
 ) -> np.ndarray:
-    """Predicted seconds of each observation under ``profile`` (None: the pure roofline)."""
+    """Predicted seconds of each observation under ``profile`` (None: the pure roofline): a static
+    prefill / decode step by ``estimate``, a serving run's (``served``) TTFT / TPOT by
+    :func:`served_predictions`."""
     result = estimate(deployments, calibration=profile)
     both = np.stack([result.prefill.latency_s, result.decode_step_latency_s])
+    if served is not None:
+        ttft, tpot = served_predictions(profile, served)
+        both[0, served.rows] = ttft
+        both[1, served.rows] = tpot
     return both[kind, index]
 
 
@@ -424,6 +508,7 @@ def fit_end_to_end(
     the error on every group left out; with no group left out, leave-one-group-out
     cross-validation gives the held-out error."""
     deployments, index, kind, seconds = _observations(points)
+    served = served_runs(points, base.backend)
     groups = np.array([points[i].group for i in index])
     unknown = [p for p in parameters if p not in E2E_PARAMETERS]
     if unknown:
@@ -435,9 +520,10 @@ def fit_end_to_end(
             "measure more deployments, or fit fewer parameters (--fit)",
         )
     specs = {name: E2E_PARAMETERS[name][0] for name in parameters}
+    one_number = set(OVERHEADS) <= set(parameters) and len(layer_counts(points)) == 1
 
     def model(values: dict[str, float], rows: np.ndarray) -> np.ndarray:
-        return predict(apply(base, values), deployments, index, kind)[rows]
+        return predict(apply(base, values), deployments, index, kind, served)[rows]
 
     train = sorted(set(groups)) if train_groups is None else list(train_groups)
     missing = [g for g in train if g not in set(groups)]
@@ -448,9 +534,9 @@ def fit_end_to_end(
     train_rows = np.flatnonzero(np.isin(groups, train))
     result = fit(specs, model, seconds, train_rows)
     profile = apply(base, result.values)
-    before = predict(base, deployments, index, kind)
-    roofline = predict(None, deployments, index, kind)
-    after = predict(profile, deployments, index, kind)
+    before = predict(base, deployments, index, kind, served)
+    roofline = predict(None, deployments, index, kind, served)
+    after = predict(profile, deployments, index, kind, served)
     held_out: dict[str, GroupError] = {}
     for group in sorted(set(groups)):
         rows = np.flatnonzero(groups == group)
@@ -479,6 +565,12 @@ def fit_end_to_end(
             "how": how,
         }
     warnings = list(result.warnings)
+    if one_number:
+        warnings.append(
+            f"every point has {layer_counts(points).pop()} layers: per_layer_overhead_s x layers + "
+            "per_step_overhead_s is one number, split between the two arbitrarily (fit per_step_overhead_s "
+            "alone, or add points of a model with another layer count)"
+        )
     if not held_out:
         # Leave-one-group-out needs two groups: one file without a group column is one group, and
         # its fit printed an empty error table and wrote a profile without an end-to-end error.

@@ -26,13 +26,13 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import yaml
 from scipy.optimize import least_squares
 
-from cost_models.calibration import resolve_calibration
+from cost_models.calibration import CalibrationProfile, resolve_calibration
 from cost_models.deployments import Deployments, tensor_parallel
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
@@ -196,20 +196,32 @@ def runs_batch_cap(runs: ServingRuns, max_batch_size: float | None = None) -> np
     return np.minimum(np.maximum(runs.concurrency - 1.0, 1.0), cap)
 
 
-def predict(runs: ServingRuns, overheads: EngineOverheads, max_batch_size: float | None = None) -> ServingEstimate:
-    """The serving model's steady state for every run, under the chip's calibration profile for
-    the runs' engine, the given overheads and the runs' batch cap (:func:`runs_batch_cap`; engine
-    defaults otherwise); the runs' outputs spread by :data:`RUNS_GEN_LEN_CV` of their mean."""
-    profile = resolve_calibration("auto", runs.hardware, runs.backend)
+def predict(
+    runs: ServingRuns,
+    overheads: EngineOverheads,
+    max_batch_size: float | None = None,
+    *,
+    calibration: CalibrationProfile | None | Literal["auto"] = "auto",
+    deployments: Deployments | None = None,
+    one_waiting: bool = True,
+) -> ServingEstimate:
+    """The serving model's steady state for every run, under ``calibration`` (default: the chip's
+    calibration profile for the runs' engine; None: the pure roofline), the given overheads and the
+    runs' batch cap (:func:`runs_batch_cap`; engine defaults otherwise); the runs' outputs spread by
+    :data:`RUNS_GEN_LEN_CV` of their mean. ``deployments``: one per run (default: tensor parallel
+    over the runs' GPUs, :func:`_deployments`). ``one_waiting`` False: the batch cap is
+    ``max_batch_size`` alone (None: the engine's default), as the serving commands model a run."""
+    profile = resolve_calibration("auto", runs.hardware, runs.backend) if isinstance(calibration, str) else calibration
     workloads = make_workloads(
         backend=runs.backend,
         concurrency=runs.concurrency,
         prompt_len=runs.prompt_len,
         gen_len=runs.gen_len,
         gen_len_std=RUNS_GEN_LEN_CV * runs.gen_len,
-        max_batch_size=runs_batch_cap(runs, max_batch_size),
+        max_batch_size=runs_batch_cap(runs, max_batch_size) if one_waiting else max_batch_size,
     )
-    return serve(_deployments(runs), workloads, calibration=profile, overheads=overheads)
+    served = _deployments(runs) if deployments is None else deployments
+    return serve(served, workloads, calibration=profile, overheads=overheads)
 
 
 @dataclass(frozen=True)

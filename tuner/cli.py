@@ -1188,7 +1188,8 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str, exit_code: int =
     "fit_names",
     default=None,
     help="With --points: comma-separated parameters to fit [default: per-layer and per-step "
-    "overheads over a kernel profile; over the roofline compute_eff, memory_eff and the fixed cost "
+    "overheads over a kernel profile (per-step alone where every point has one layer count: the two "
+    "are then one number); over the roofline compute_eff, memory_eff and the fixed cost "
     "of a layer: collective_step_s on a torus (TPU), per_layer_overhead_s elsewhere].",
 )
 @click.option(
@@ -1405,7 +1406,7 @@ def _calibrate_end_to_end(
         tuple(n.strip() for n in fit_names.split(","))
         if fit_names
         else (
-            e2e.OVERHEADS
+            e2e.default_overheads(measured)
             if kernel_fitted
             else (e2e.TORUS_CHIP_FIT if chip.interconnect.kind == "torus" else e2e.ROOFLINE_CHIP_FIT)
         )
