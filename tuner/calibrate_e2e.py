@@ -235,10 +235,19 @@ def read_points(path: str | Path, group: str | None = None) -> list[Point]:
     return points
 
 
-def read_benchmark_json(path: str | Path, *, model: str, hardware: str, chips: int) -> list[Point]:
+def read_benchmark_json(
+    path: str | Path,
+    *,
+    model: str,
+    hardware: str,
+    chips: int,
+    weight_dtype: str = "bf16",
+    kv_dtype: str = "bf16",
+) -> list[Point]:
     """One ``vllm bench serve`` / SGLang ``bench_serving`` result as two points (tensor parallel
-    over ``chips``) of a serving run at ``max_concurrency`` clients: its mean TTFT and its mean TPOT,
-    each predicted by the serving model's steady state (:func:`served_predictions`)."""
+    over ``chips``, weights and KV cache in the served formats) of a serving run at
+    ``max_concurrency`` clients: its mean TTFT and its mean TPOT, each predicted by the serving
+    model's steady state (:func:`served_predictions`)."""
     path = Path(path)
     if isinstance(chips, bool) or not isinstance(chips, int) or chips < 1:
         raise InvalidInputError("chips", f"must be a whole number >= 1, got {chips!r}", "pass --chips 1 or more")
@@ -289,6 +298,8 @@ def read_benchmark_json(path: str | Path, *, model: str, hardware: str, chips: i
         prefill_ffn_layout="ws_1d",
         decode_ffn_layout="ws_1d",
         flash_attention=True,
+        weight_dtype=weight_dtype,
+        kv_dtype=kv_dtype,
     )
     # Clients of a closed loop send their requests apart, so a request's first token waits on its
     # own prompt's prefill, not on one of all max_concurrency prompts together (which made the

@@ -1178,6 +1178,15 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str, exit_code: int =
 @click.option("--model", default=None, help="With --bench-json: the model served.")
 @click.option("--chips", type=int, default=None, help="With --bench-json: tensor-parallel GPUs.")
 @click.option(
+    "--weight-bits",
+    type=BITS,
+    default=None,
+    help="With --bench-json: the served weights' format [default: the checkpoint's format, else 16].",
+)
+@click.option(
+    "--kv-bits", type=BITS, default=None, help="With --bench-json: the served KV cache's format [default: 16]."
+)
+@click.option(
     "--base",
     default=None,
     help="With --points: the profile to start from (a name or file) [default: the chip's shipped "
@@ -1236,6 +1245,8 @@ def calibrate_command(
     system: str | None,
     model: str | None,
     chips: int | None,
+    weight_bits: str | None,
+    kv_bits: str | None,
     base: str | None,
     fit_names: str | None,
     train: str | None,
@@ -1263,6 +1274,8 @@ def calibrate_command(
             "--system": system is not None,
             "--model": model is not None,
             "--chips": chips is not None,
+            "--weight-bits": weight_bits is not None,
+            "--kv-bits": kv_bits is not None,
             "--base": base is not None,
             "--fit": fit_names is not None,
             "--train": train is not None,
@@ -1279,8 +1292,9 @@ def calibrate_command(
         _refuse_existing_output("-o", output, force)
     if points or bench_json:
         _calibrate_end_to_end(
-            hardware, backend, points, bench_json, model, chips, base, fit_names, train, output, as_json
-        )
+            hardware, backend, points, bench_json, model, chips, (weight_bits, kv_bits), base, fit_names, train,
+            output, as_json,
+        )  # fmt: skip
         return
     if every_pair:
         with tables.progress(disable=as_json, what="fitting") as update:
@@ -1335,15 +1349,16 @@ def _refuse_unused_calibrate_options(every_pair: bool, end_to_end: bool, given: 
                 extra[0], "not used by an end-to-end fit (--points, --bench-json)", f"drop {extra[0]}"
             )
         if not given["--bench-json"]:
-            extra = [o for o in ("--model", "--chips") if given[o]]
+            extra = [o for o in ("--model", "--chips", "--weight-bits", "--kv-bits") if given[o]]
             if extra:
                 raise InvalidInputError(
                     extra[0], "only used with --bench-json", f"add --bench-json FILE or drop {extra[0]}"
                 )
         return
-    extra = [o for o in (*end_to_end_only, "--model", "--chips") if given[o]]
+    bench_only = ("--model", "--chips", "--weight-bits", "--kv-bits")
+    extra = [o for o in (*end_to_end_only, *bench_only) if given[o]]
     if extra:
-        needs = "--bench-json" if extra[0] in ("--model", "--chips") else "--points or --bench-json"
+        needs = "--bench-json" if extra[0] in bench_only else "--points or --bench-json"
         raise InvalidInputError(extra[0], f"only used with {needs}", f"add {needs.split()[0]} FILE or drop {extra[0]}")
 
 
@@ -1354,6 +1369,7 @@ def _calibrate_end_to_end(
     bench_json: tuple[str, ...],
     model: str | None,
     chips: int | None,
+    bits: tuple[str | None, str | None],
     base: str | None,
     fit_names: str | None,
     train: str | None,
@@ -1377,8 +1393,18 @@ def _calibrate_end_to_end(
     if bench_json:
         if model is None or chips is None:
             raise InvalidInputError("bench-json", "needs the deployment it measured", "add --model and --chips")
+        from cost_models.dtypes import dtype_name
+
+        # The served formats: a run of fp8 weights read as bf16 had the fitted overheads take
+        # the difference (a checkpoint's own format is the default, as in every command).
+        codes = get_hardware(hardware).parse_formats(
+            weight_bits=weight_bits_or_checkpoint(bits[0], model), kv_bits=bits[1] or "16"
+        )
+        formats = {"weight_dtype": dtype_name(codes["weight_bits"]), "kv_dtype": dtype_name(codes["kv_bits"])}
         measured += [
-            p for path in bench_json for p in e2e.read_benchmark_json(path, model=model, hardware=hardware, chips=chips)
+            p
+            for path in bench_json
+            for p in e2e.read_benchmark_json(path, model=model, hardware=hardware, chips=chips, **formats)
         ]
     chip = get_hardware(hardware)  # a catalog name or a chip YAML file
     if any(p.deployment.hardware.name != chip.name for p in measured):

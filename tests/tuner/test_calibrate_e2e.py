@@ -12,6 +12,7 @@ from cli_helpers import assert_one_error_line, run_cli
 from cost_models.calibration import load_profile
 from cost_models.deployment import estimate
 from cost_models.deployments import Deployments, tensor_parallel
+from cost_models.dtypes import FP8
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.models import get_model
@@ -295,19 +296,14 @@ def test_benchmark_json_as_a_list_or_with_chips_0_is_one_line(capsys, tmp_path):
     assert_one_error_line(code, out, err, ("chips",))  # was blamed on "mesh"
 
 
-def test_benchmark_runs_are_fitted_as_the_serving_commands_predict_them(capsys, tmp_path):
-    """Runs at 8 and 32 clients whose mean TTFT and TPOT are what the serving commands predict
-    (cost_models.serving.serve with the engine's shipped host overheads) under the shipped profile
-    plus 0.5 ms per step: the fit finds that overhead, and serve under the written profile predicts
-    the runs back. They were read as a static prefill of one prompt and a decode step of the
-    clients (deployment.estimate, no host overheads): the fit put the engine's host costs into the
-    profile's overheads, and the serving commands, which add them again, counted them twice
-    (on these runs: per_step 4.45 ms fitted for 0.5, TPOT 12.8 / 17.5 ms predicted for runs of
-    8.9 / 13.5)."""
+def _bench_runs(tmp_path, **formats):
+    """Benchmark JSONs at 8 and 32 clients of llama-3-8b on one H100 (weights and KV cache in
+    ``formats``) whose mean TTFT and TPOT are serve()'s under the shipped h100-sxm-vllm profile
+    plus 0.5 ms per step: (that per-step overhead, serve under a profile, the runs, the paths)."""
     base = load_profile("h100-sxm-vllm")
     true_step = base.per_step_overhead_s + 5e-4
     truth = e2e.apply(base, {"per_step_overhead_s": true_step})
-    deployment = tensor_parallel(get_model("llama-3-8b"), get_hardware("h100-sxm"), [1, 1])
+    deployment = tensor_parallel(get_model("llama-3-8b"), get_hardware("h100-sxm"), [1, 1], **formats)
     clients = np.array([8.0, 32.0])
 
     def served(profile):
@@ -324,6 +320,37 @@ def test_benchmark_runs_are_fitted_as_the_serving_commands_predict_them(capsys, 
         }
         paths.append(tmp_path / f"c{int(c)}.json")
         paths[-1].write_text(json.dumps(run))
+    return true_step, served, runs, paths
+
+
+def test_benchmark_runs_are_fitted_in_the_formats_they_served(capsys, tmp_path):
+    """A run served with fp8 weights and KV cache was read as bf16 (--bench-json had no way to
+    say otherwise): the fitted overhead took the difference. --weight-bits / --kv-bits give the
+    served formats; the fit then finds the 0.5 ms per step the runs were made with."""
+    true_step, _, _, paths = _bench_runs(tmp_path, weight_dtype=FP8, kv_dtype=FP8)
+    args = ["--hardware", "h100-sxm", "--backend", "vllm", "--model", "llama-3-8b", "--chips", "1", "--json"]
+    fitted = {}
+    for formats in ((), ("--weight-bits", "fp8", "--kv-bits", "fp8")):
+        code, out, err = run_cli(capsys, "calibrate", *args, *formats, *(f"--bench-json={p}" for p in paths))
+        assert code == 0, err
+        fitted[formats] = json.loads(out)["fitted"]["per_step_overhead_s"]
+    assert fitted[("--weight-bits", "fp8", "--kv-bits", "fp8")] == pytest.approx(true_step, rel=0.02)
+    assert abs(fitted[()] - true_step) > 0.2 * true_step  # read as bf16: off
+    # Without --bench-json the formats have nothing to describe: refused, not ignored.
+    code, out, err = run_cli(capsys, "calibrate", "--hardware", "h100-sxm", "--backend", "vllm", "--kv-bits", "fp8")
+    assert_one_error_line(code, out, err, ("--kv-bits",))
+
+
+def test_benchmark_runs_are_fitted_as_the_serving_commands_predict_them(capsys, tmp_path):
+    """Runs at 8 and 32 clients whose mean TTFT and TPOT are what the serving commands predict
+    (cost_models.serving.serve with the engine's shipped host overheads) under the shipped profile
+    plus 0.5 ms per step: the fit finds that overhead, and serve under the written profile predicts
+    the runs back. They were read as a static prefill of one prompt and a decode step of the
+    clients (deployment.estimate, no host overheads): the fit put the engine's host costs into the
+    profile's overheads, and the serving commands, which add them again, counted them twice
+    (on these runs: per_step 4.45 ms fitted for 0.5, TPOT 12.8 / 17.5 ms predicted for runs of
+    8.9 / 13.5)."""
+    true_step, served, runs, paths = _bench_runs(tmp_path)
     out_path = tmp_path / "fitted.yaml"
     args = ["--hardware", "h100-sxm", "--backend", "vllm", "--model", "llama-3-8b", "--chips", "1"]
     args += ["-o", str(out_path), "--json"]
