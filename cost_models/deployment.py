@@ -18,9 +18,9 @@ linear in context, which it is within one roofline regime.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Literal, get_args, overload
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -69,6 +69,7 @@ from cost_models.partitioning import (
     W_IN_SLOTS,
     W_OUT_SLOTS,
     ChipShares,
+    LazyWays,
     Shapes,
     ShardingPlan,
     chip_shares,
@@ -556,28 +557,13 @@ def shares_of_rows(shares: ChipShares, rows: slice) -> ChipShares:
             views[id(ways)] = (ways, ways[rows])
         return views[id(ways)][1]
 
-    return ChipShares(tuple(view(w) for w in shares.work), _WaysOfRows(shares.weight, view), view(shares.kv))
+    def weight_of_rows(i: int) -> np.ndarray | None:
+        ways = shares.weight[i]
+        return None if ways is None else view(ways)
 
-
-class _WaysOfRows(Sequence[np.ndarray | None]):
-    """:func:`shares_of_rows`' weight ways: each slot's entry of ``ways`` (None: replicated) as
-    ``view`` gives its rows, read when asked for."""
-
-    def __init__(self, ways: Sequence[np.ndarray | None], view: Callable[[np.ndarray], np.ndarray]) -> None:
-        self._ways, self._view = ways, view
-
-    def __len__(self) -> int:
-        return len(self._ways)
-
-    @overload
-    def __getitem__(self, i: int) -> np.ndarray | None: ...
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[np.ndarray | None]: ...
-    def __getitem__(self, i: int | slice) -> np.ndarray | None | Sequence[np.ndarray | None]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(len(self))[i]]
-        ways = self._ways[i]
-        return None if ways is None else self._view(ways)
+    return ChipShares(
+        tuple(view(w) for w in shares.work), LazyWays(len(shares.weight), weight_of_rows), view(shares.kv)
+    )
 
 
 def operator_times(

@@ -1311,21 +1311,21 @@ def chip_shares(
     work = tuple(attention_ways if name in ATTENTION_OPS else chips for name in OPERATOR_NAMES)
     weight: list[np.ndarray | None] = [chips] * len(OPERATOR_NAMES)
     weight[OP["router"]] = None
-    return ChipShares(work, _WeightWays(weight, plan), kv_ways)
+    return ChipShares(work, _weight_ways(weight, plan), kv_ways)
 
 
-class _WeightWays(Sequence[np.ndarray | None]):
-    """:attr:`ChipShares.weight`: each weight slot's in-use ways (ShardingPlan.in_use_row),
-    expanded to every configuration when first read (chip_roofline reads only the slots some
-    configuration has), the other slots' entries as given."""
+class LazyWays(Sequence[np.ndarray | None]):
+    """A sequence of per-slot ways (None: replicated) whose entries are made when first read,
+    ``entry(i)``, and kept: chip_roofline reads only the slots some configuration has, so the
+    others are never expanded (:attr:`ChipShares.weight`)."""
 
-    def __init__(self, others: list[np.ndarray | None], plan: ShardingPlan) -> None:
-        self._ways = others
-        self._plan = plan
-        self._unread = dict(_SLOT_WEIGHT_ROW)  # slot -> plan row, until read
+    def __init__(self, length: int, entry: Callable[[int], np.ndarray | None]) -> None:
+        self._entry = entry
+        self._made: list[np.ndarray | None] = [None] * length
+        self._unread = set(range(length))
 
     def __len__(self) -> int:
-        return len(self._ways)
+        return len(self._made)
 
     @overload
     def __getitem__(self, i: int) -> np.ndarray | None: ...
@@ -1335,11 +1335,22 @@ class _WeightWays(Sequence[np.ndarray | None]):
         if isinstance(i, slice):
             return [self[j] for j in range(len(self))[i]]
         if i < 0:
-            i += len(self._ways)
-        row = self._unread.pop(i, None)
-        if row is not None:
-            self._ways[i] = self._plan.in_use_row(row)
-        return self._ways[i]
+            i += len(self._made)
+        if i in self._unread:
+            self._unread.discard(i)
+            self._made[i] = self._entry(i)
+        return self._made[i]
+
+
+def _weight_ways(others: list[np.ndarray | None], plan: ShardingPlan) -> LazyWays:
+    """:attr:`ChipShares.weight`: each weight slot's in-use ways (ShardingPlan.in_use_row),
+    expanded to every configuration when first read, the other slots' entries as given."""
+
+    def entry(i: int) -> np.ndarray | None:
+        row = _SLOT_WEIGHT_ROW.get(i)
+        return others[i] if row is None else plan.in_use_row(row)
+
+    return LazyWays(len(others), entry)
 
 
 #: Each weight slot's row of a ShardingPlan's in-use ways.
