@@ -677,6 +677,8 @@ def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation
         if load_batch:
             deployments = _at_running_batch(deployments, served, pools)
     result = estimate(deployments, overlap=study.spec.overlap, calibration=study.calibration)
+    if pools is not None and pools.prefill is not None:
+        result = _with_prefill_instances(study, result, pools, load_batch)
     metrics = metric_arrays(result, deployments, study.objective_names, served, chips=_chips(deployments, pools))
     values = np.stack([metrics[name] for name in study.objective_names], axis=1)
     penalty = np.array([_PENALTY if d == "minimize" else -_PENALTY for d in study.directions])
@@ -689,14 +691,39 @@ def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation
 def _at_running_batch(deployments: Deployments, served: ServingEstimate, pools: Pools | None) -> Deployments:
     """A serving study's deployments with the static sections' batch at the steady state's
     running batch (at least 1; its first guess where that is not finite), as ``tuner estimate``
-    under the same load scores them: one chip group, aggregated serving (the static sections of
-    a pipelined or disaggregated candidate stay at the load's first guess)."""
+    under the same load scores them: one chip group, aggregated serving, and a disaggregated
+    candidate's decode instance (its mesh is one decode instance's: the pool's running sequences
+    over its instances). The static sections of a pipelined candidate stay at the load's first
+    guess."""
     running = np.asarray(served.running, dtype=np.float64)
+    if pools is not None:
+        running = np.where(pools.disaggregated, running / pools.decode_instances, running)
     batch = np.where(np.isfinite(running), np.maximum(np.round(running), 1.0), deployments.batch)
     keep = ~deployments.single_stage
-    if pools is not None:
-        keep |= pools.disaggregated
     return replace(deployments, batch=np.where(keep, deployments.batch, batch))
+
+
+def _with_prefill_instances(
+    study: CompiledStudy, result: DeploymentEstimate, pools: Pools, load_batch: bool
+) -> DeploymentEstimate:
+    """``result`` with a disaggregated candidate's static prefill section of its prefill instance
+    (the prefill mesh, where its prompts run), not of the decode instance its deployment
+    describes: under a load, at the prompts one prefill iteration takes in the steady state (at
+    least 1; the load's first guess where that is not finite), else at the space's batch."""
+    assert pools.prefill is not None and pools.estimate is not None
+    rows = np.flatnonzero(pools.disaggregated)
+    prefill = pools.prefill
+    if load_batch:
+        prompts = pools.estimate.prefill_tokens_per_iteration / prefill.prompt_len
+        batch = np.where(np.isfinite(prompts), np.maximum(np.round(prompts), 1.0), prefill.batch)
+        prefill = replace(prefill, batch=batch)
+    section = estimate(prefill, overlap=study.spec.overlap, calibration=study.calibration).prefill
+    merged = {}
+    for f in fields(section):
+        column = np.array(getattr(result.prefill, f.name), copy=True)
+        column[rows] = getattr(section, f.name)
+        merged[f.name] = column
+    return replace(result, prefill=type(section)(**merged))
 
 
 def _chips(deployments: Deployments, pools: Pools | None) -> np.ndarray:
@@ -718,6 +745,7 @@ class Pools:
     prefill_instances: np.ndarray
     decode_instances: np.ndarray
     estimate: DisaggregatedEstimate | None  # the disaggregated rows', in row order
+    prefill: Deployments | None = None  # the disaggregated rows' prefill instances, in row order
 
 
 def _disaggregated(
@@ -761,7 +789,7 @@ def _disaggregated(
         column = np.array(getattr(aggregated, f.name), copy=True)
         column[rows] = getattr(estimate_rows, f.name)
         merged[f.name] = column
-    return ServingEstimate(**merged), replace(pools, estimate=estimate_rows)
+    return ServingEstimate(**merged), replace(pools, estimate=estimate_rows, prefill=prefill)
 
 
 def _workloads(study: CompiledStudy, columns: dict[str, np.ndarray], valid: np.ndarray) -> ServingWorkloads:

@@ -101,6 +101,45 @@ def test_a_disaggregated_trial_rescored_directly(study) -> None:
         assert trial.user_attrs["estimate"]["serving"]["prefill_instances"] == row["prefill_instances"]
 
 
+def test_static_sections_describe_the_pools_a_disaggregated_candidate_runs() -> None:
+    """A disaggregated candidate's deployment is one decode instance's; its static prefill
+    section was scored on that decode mesh at every client's prompt at once (llama-3-70b, 4
+    decode + 8 prefill H100s, 128 clients: prefill 9.5 s where the prefill pool's iteration takes
+    0.19 s). Now the prefill section is the prefill instance's at the prompts one of its iterations
+    takes, and the decode section one decode instance's at its running sequences: each agrees with
+    the steady state's own iteration of that pool (a separate model: serve_disaggregated)."""
+    spec = {
+        **STUDY,
+        "space": {"chips": [4], "mesh": ["4x1x1"], "weight_bits": ["fp8"]},
+        "serving": {
+            "mode": "disaggregated",
+            "concurrency": [64, 128],
+            "prefill_chips": [8],
+            "prefill_instances": [1],
+            "decode_instances": [1, 2],
+        },
+    }
+    compiled = compile_study(parse_spec(spec))
+    evaluation = evaluate(compiled, compiled.space.all_indices())
+    pools = evaluation.pools
+    assert pools is not None and pools.estimate is not None
+    rows = np.flatnonzero(pools.disaggregated & evaluation.valid)
+    assert rows.size >= 4  # 2 loads x 2 decode pools x the prefill meshes of 8 GPUs
+    where = np.searchsorted(np.flatnonzero(pools.disaggregated), rows)
+    result = evaluation.result
+    stable = pools.estimate.stable[where]
+    assert stable.all()
+    # The prefill pool's iteration (2048-token prompts, a token budget of several) and one of its
+    # static prefills at that many prompts, rounded to whole ones (2.5 prompts -> 2 or 3): the
+    # same work on the same 8 GPUs, up to the rounding.
+    np.testing.assert_allclose(result.prefill.latency_s[rows], pools.estimate.prefill_iteration_s[where], rtol=0.25)
+    step = result.decode_step_latency_s[rows]
+    np.testing.assert_allclose(step, pools.estimate.decode_iteration_s[where], rtol=0.1)
+    # One decode instance's running sequences, not every client's.
+    per_instance = pools.estimate.running[where] / pools.decode_instances[rows]
+    np.testing.assert_array_equal(evaluation.deployments.batch[rows], np.maximum(np.round(per_instance), 1.0))
+
+
 def test_export_writes_one_engine_per_pool(study, capsys: pytest.CaptureFixture[str]) -> None:
     url, s = study
     trial = next(
