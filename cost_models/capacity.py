@@ -41,7 +41,14 @@ from cost_models.dtypes import BF16, FP8, INT8
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
 from cost_models.models import ModelSpec, get_model
-from cost_models.serving import ServingEstimate, ServingWorkloads, make_workloads, resolve_overheads, serve
+from cost_models.serving import (
+    ENGINE_DEFAULTS,
+    ServingEstimate,
+    ServingWorkloads,
+    make_workloads,
+    resolve_overheads,
+    serve,
+)
 from cost_models.topology import network_for
 
 MODES: tuple[str, ...] = ("aggregated", "disaggregated")
@@ -142,6 +149,18 @@ def problem(
     profile = resolve_calibration(calibration, chip, backend)
     # As tuner estimate and a study: without a profile (calibration none) the engine measured best.
     engine = serving_engine(backend, profile, chip)
+    defaults = ENGINE_DEFAULTS[engine]
+    if not defaults["chunked_prefill"] and prompt_len > defaults["max_num_tokens"]:
+        # The plan runs the engine's defaults (no --max-num-tokens here): TensorRT-LLM without
+        # chunked context cannot schedule a prompt longer than max_num_tokens (the serving model
+        # refuses it, naming knobs this command does not take).
+        raise InvalidInputError(
+            "prompt_len",
+            f"{prompt_len} tokens is more than {engine}'s default max_num_tokens {defaults['max_num_tokens']}, "
+            "and it does not chunk prefill by default",
+            "pass --backend vllm or sglang (chunked prefill), or plan one deployment with tuner estimate "
+            "--max-num-tokens or --chunked-prefill",
+        )
     return CapacityProblem(
         spec,
         chip,

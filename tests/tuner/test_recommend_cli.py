@@ -82,6 +82,20 @@ def test_a_budget_too_large_to_pair_is_one_line_and_aggregated_still_plans_it(ca
     assert code == 0, err
 
 
+def test_a_prompt_beyond_trtllms_unchunked_budget_names_a_fix_recommend_takes(capsys):
+    """TensorRT-LLM (the default engine of l40s, a100-40gb, mi300x...) does not chunk prefill by
+    default and its max_num_tokens is 8192: a 16384-token prompt was refused with "raise
+    max_num_tokens to the prompt length or turn chunked prefill on", knobs recommend has no flag
+    for. Now the line names the prompt and a backend that chunks, and that backend plans it."""
+    long_prompt = [a if a != "2048" else "16384" for a in BASE]
+    code, out, err = run_cli(capsys, *long_prompt, "--max-ttft-s", "5", "--max-chips", "8")
+    line = assert_one_error_line(code, out, err, ("prompt_len",))
+    assert "--backend vllm" in line and "8192" in line
+    chunked = [a if a != "trtllm" else "vllm" for a in long_prompt]
+    code, out, err = run_cli(capsys, *chunked, "--max-ttft-s", "5", "--max-chips", "8", "--mode", "aggregated")
+    assert code == 0, err
+
+
 def test_the_pair_count_is_the_number_of_pairs_built():
     from cost_models.capacity import disaggregated_candidates, disaggregated_pair_count, problem
 
