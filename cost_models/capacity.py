@@ -214,7 +214,36 @@ def meets_sla(ttft: np.ndarray, tpot: np.ndarray, stable: np.ndarray, sla: Sla) 
     return stable & (ttft <= sla.max_ttft_s) & (tpot <= sla.max_tpot_s)
 
 
-def _aggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]]]:
+def why_none(p: CapacityProblem, est: ServingEstimate) -> str:
+    """Why no scored candidate meets the SLA, and what to change: none fits in memory, none keeps
+    up with the rate, or the lowest TPOT / TTFT of those that keep up, against the SLA (a
+    budget-bound answer and an SLA-bound one call for different changes)."""
+    if not np.any(est.fits):
+        return (
+            f"the model and one request's KV cache fit in memory in no candidate of at most {p.max_chips} chips "
+            "(raise --max-chips)"
+        )
+    stable = est.stable
+    if not np.any(stable):
+        return f"no candidate keeps up with {p.request_rate:g} requests/s (raise --max-chips or lower --request-rate)"
+    tpot, ttft = float(np.min(est.tpot_s[stable])), float(np.min(est.ttft_s[stable]))
+    short = []
+    if tpot > p.sla.max_tpot_s:
+        short.append(f"the lowest TPOT of those that keep up is {tpot:.3g} s, over --max-tpot-s {p.sla.max_tpot_s:g}")
+    if ttft > p.sla.max_ttft_s:
+        short.append(f"the lowest TTFT of those that keep up is {ttft:.3g} s, over --max-ttft-s {p.sla.max_ttft_s:g}")
+    if short:
+        return (
+            "; ".join(short)
+            + " (relax the SLA, or raise --max-chips where the chip budget capped the tensor parallelism)"
+        )
+    return (
+        f"candidates meet --max-ttft-s {p.sla.max_ttft_s:g} and --max-tpot-s {p.sla.max_tpot_s:g} apart, "
+        "none both at once (relax either, or raise --max-chips)"
+    )
+
+
+def _aggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]], str | None]:
     c = aggregated_candidates(p)
     est: ServingEstimate = serve(c.deployments, c.workloads, calibration=p.calibration)
     ok = meets_sla(est.ttft_s, est.tpot_s, est.stable, p.sla)
@@ -239,7 +268,7 @@ def _aggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]]]:
         for i in order
         if ok[i]
     ]
-    return len(chips), rows
+    return len(chips), rows, None if rows else why_none(p, est)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,9 +360,9 @@ def disaggregated_pair_count(p: CapacityProblem) -> int:
     return int(np.searchsorted(chips, p.max_chips - chips, side="right").sum()) * len(weight_formats(p.chip))
 
 
-def _disaggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]]]:
+def _disaggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]], str | None]:
     if p.max_chips < 2:  # a pool of each needs two chips at least
-        return 0, []
+        return 0, [], "a prefill pool and a decode pool need 2 chips at least (raise --max-chips)"
     pairs = disaggregated_pair_count(p)
     if pairs > MAX_DISAGGREGATED_PAIRS:  # about 1.8 kB each: 4096 chips were 66M pairs, killed for memory
         raise InvalidInputError(
@@ -370,23 +399,25 @@ def _disaggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]]]:
         for i in order
         if ok[i]
     ]
-    return len(chips), rows
+    return len(chips), rows, None if rows else why_none(p, est)
 
 
 def recommend(p: CapacityProblem, modes: tuple[str, ...] = MODES) -> dict[str, dict[str, Any]]:
     """For each mode: how many candidates were scored and the feasible ones, fewest chips first
-    (``best`` is None when nothing meets the SLA within ``max_chips``)."""
+    (``best`` is None when nothing meets the SLA within ``max_chips``, and ``why_none`` says why
+    and what to change: :func:`why_none`)."""
     for mode in modes:
         if mode not in MODES:
             raise InvalidInputError("mode", f"unknown mode {mode!r}", f"use {' or '.join(MODES)}")
     scorers = {"aggregated": _aggregated_rows, "disaggregated": _disaggregated_rows}
     out: dict[str, dict[str, Any]] = {}
     for mode in modes:
-        count, rows = scorers[mode](p)
+        count, rows, why = scorers[mode](p)
         out[mode] = {
             "candidates": count,
             "feasible_count": len(rows),
             "best": rows[0] if rows else None,
+            "why_none": why,
             "feasible": rows,
         }
     return out

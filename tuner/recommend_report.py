@@ -25,6 +25,7 @@ def recommend_dict(p: CapacityProblem, result: dict[str, dict[str, Any]], runner
             "candidates": r["candidates"],
             "feasible_count": r["feasible_count"],
             "best": r["best"],
+            "why_none": r["why_none"],
             "runners_up": r["feasible"][1 : 1 + runners_up],
         }
     return {
@@ -71,7 +72,7 @@ def print_recommend(report: dict) -> None:
             console.print(
                 escape(
                     f"{mode}: none - no configuration of the {r['candidates']} scored meets the SLA within "
-                    f"{report['max_chips']} chips (raise --max-chips or relax the SLA)"
+                    f"{report['max_chips']} chips: {r['why_none']}"
                 )
             )
             continue

@@ -57,6 +57,40 @@ def test_json_none_is_null(capsys):
     assert report["modes"]["disaggregated"]["best"] is None
 
 
+def _none_lines(out: str) -> dict[str, str]:
+    return {line.split(":")[0]: line for line in out.splitlines() if ": none - " in line}
+
+
+def test_none_says_which_constraint_binds_and_what_to_change(capsys):
+    """Every none read "(raise --max-chips or relax the SLA)", whatever held it back: a TPOT of 1 ns
+    (no chip count helps), a rate no budget keeps up with, a model no budget holds. Now the line
+    names the binding one, checked here against arithmetic independent of the planner."""
+    llama8 = ("recommend", "--model", "llama-3-8b", "--hardware", "h100-sxm", "--prompt-len", "1024")
+    llama8 += ("--gen-len", "256", "--max-ttft-s", "1", "--backend", "vllm", "--max-chips", "8")
+    # A decode step reads the weights at least once: 8.03 GB in fp8 over 8 x 3.35 TB/s is 0.3 ms,
+    # so no candidate reaches a TPOT of 1 ns, whatever the budget.
+    code, out, err = run_cli(capsys, *llama8, "--request-rate", "10", "--max-tpot-s", "1e-9")
+    assert code == 0, err
+    lines = _none_lines(out)
+    assert set(lines) == {"aggregated", "disaggregated"}
+    for line in lines.values():
+        assert "lowest TPOT" in line and "--max-tpot-s 1e-09" in line and "TTFT" not in line
+    # 10^9 requests/s of 1024-token prompts is 1.6e22 FLOP/s of prefill (2 x 8.03e9 x 1024 each),
+    # past 8 chips of 1.98e15 FLOP/s.
+    code, out, err = run_cli(capsys, *llama8, "--request-rate", "1e9", "--max-tpot-s", "0.05")
+    assert code == 0, err
+    for line in _none_lines(out).values():
+        assert "keeps up with 1e+09 requests/s" in line and "relax the SLA" not in line
+    # DeepSeek-V3 is 671 GB of weights in fp8; 8 L40S hold 8 x 48.3 = 386 GB.
+    code, out, err = run_cli(
+        capsys, "recommend", "--model", "deepseek-v3", "--hardware", "l40s", "--request-rate", "1", "--prompt-len",
+        "1024", "--gen-len", "256", "--max-ttft-s", "1", "--max-tpot-s", "0.05", "--max-chips", "8", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    for mode in json.loads(out)["modes"].values():
+        assert mode["best"] is None and "fit in memory" in mode["why_none"] and "--max-chips" in mode["why_none"]
+
+
 @pytest.mark.parametrize(
     ("extra", "field"),
     [
