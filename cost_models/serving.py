@@ -1038,7 +1038,9 @@ def _open_loop(s: _Setting) -> ServingEstimate:
         # iteration mixed and the prompts still come faster (unstable below).
         t_full = t_dec + (t_mix - t_dec) * budget / np.maximum(per_mixed, 1e-9)
         room = budget - work * (t_full - t_dec)
-        p_carry = np.where(room > 0.0, work * t_dec / np.maximum(room, 1e-300), 1.0)
+        # Divided only where there is room: elsewhere work x t_dec over a 1e-300 floor overflowed
+        # (a RuntimeWarning on stderr at 10^9 requests/s) for a value np.where throws away.
+        p_carry = np.divide(work * t_dec, room, out=np.ones(n), where=room > 0.0)
         carry = p_carry > p_markov
         t_mix = np.where(carry, t_full, t_mix)
         per_mixed = np.where(carry, budget, per_mixed)

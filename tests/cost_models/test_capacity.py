@@ -4,6 +4,8 @@ with fewer chips is checked to miss the SLA."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -167,3 +169,14 @@ def test_tensor_parallel_degrees_divide_the_heads():
     p = problem("gpt2", "h100-sxm", request_rate=10, prompt_len=256, gen_len=64, max_ttft_s=1, max_tpot_s=0.05)
     assert sorted(set(aggregated_candidates(p).tp.tolist())) == [1.0, 2.0, 4.0]
     assert sorted(set(disaggregated_candidates(p).prefill_tp.tolist())) == [1.0, 2.0, 4.0]
+
+
+def test_a_rate_no_budget_keeps_up_with_warns_nothing():
+    """10^9 requests/s: the open loop's carried mixed share divided by a 1e-300 floor where the
+    prompts leave no room (work x t_dec ~ 10^10), overflowing to a RuntimeWarning on stderr for a
+    value it then threw away. Unstable everywhere, silently."""
+    p = problem("llama-3-8b", "h100-sxm", request_rate=1e9, prompt_len=1024, gen_len=256, max_ttft_s=1, max_tpot_s=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = recommend(p, ("aggregated",))
+    assert result["aggregated"]["best"] is None
