@@ -272,10 +272,15 @@ def estimate_serving_one(
         if engine_problem_mask(None, model_spec.heads, model_spec.experts, chips, 1, 1):
             whose = f"tensor parallel over all {chips} GPUs (the serving model charges TP only)"
             raise heads_split_error(model_spec, chips, field="chips", whose=whose, replica="estimate")
-    report = estimate_one(model_spec, chip, batch=first, **common, **static)
-    if any(report["parallel"][name] != 1 for name in ("pp", "ep", "dp", "micro_batches")):
+    # Refused before the static estimate too: under a rate its first batch is 1, which --dp 3
+    # cannot split, and the user was told to change a --batch they never passed.
+    given = [name for name in ("pp", "ep", "dp", "micro_batches") if static.get(name) not in (None, 1)]
+    report = None if given else estimate_one(model_spec, chip, batch=first, **common, **static)
+    if report is None or any(report["parallel"][name] != 1 for name in ("pp", "ep", "dp", "micro_batches")):
         raise InvalidInputError(
-            "pp", "the serving model charges tensor parallelism only", "drop --pp/--ep/--dp/--micro-batches here"
+            given[0] if given else "pp",
+            "the serving model charges tensor parallelism only",
+            "drop --pp/--ep/--dp/--micro-batches here (replicas: one at --request-rate R/k, or tuner recommend)",
         )
     mesh = tuple(int(a) for a in report["mesh"].split("x"))
     row = Deployment(

@@ -185,6 +185,19 @@ def test_bad_serving_input_is_one_line_exit_2(capsys, args, fields):
     assert_one_error_line(code, out, err, fields)
 
 
+@pytest.mark.parametrize("flag", ["--dp", "--pp", "--ep"])
+@pytest.mark.parametrize("load", [("--request-rate", "10"), ("--concurrency", "30")])
+def test_a_parallel_degree_the_serving_model_does_not_charge_is_named_under_a_rate_too(capsys, flag, load):
+    """--tp 2 --dp 3 under --concurrency was refused as "the serving model charges tensor
+    parallelism only"; under --request-rate the static estimate at its first batch (1 sequence)
+    spoke first: "batch: 1 sequences do not split evenly over data_parallel 3 ...; use a batch
+    that is a multiple of 3", a --batch never passed. Now the flag given is named either way."""
+    args = ("estimate", "--model", "llama-3-70b", "--hardware", "h100-sxm", "--tp", "2", flag, "3")
+    code, out, err = run_cli(capsys, *args, *load, "--prompt-len", "2048", "--gen-len", "256")
+    line = assert_one_error_line(code, out, err, (flag[2:],))
+    assert line.startswith(f"error: {flag[2:]}: the serving model charges tensor parallelism only")
+
+
 def test_static_estimate_unchanged_without_a_load(capsys):
     data = _json(capsys, "--batch", "8", *LOAD)
     assert "serving" not in data and data["batch"] == 8
