@@ -50,7 +50,7 @@ from cost_models.calibration import (
     resolve_calibration,
     serving_engine,
 )
-from cost_models.deployment import OVERLAPS, Overlap, candidate_meshes, heads_split_error
+from cost_models.deployment import OVERLAPS, Overlap, candidate_meshes, context_notes, heads_split_error
 from cost_models.deployments import Deployment, Deployments, engine_problem_mask
 from cost_models.dtypes import dtype_name
 from cost_models.errors import InvalidInputError
@@ -724,4 +724,7 @@ def simulate_one(
         "calibration": calibration_report(
             profile, backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION)
         ),
+        # As tuner estimate says it: a context past the model's trained one is a deployment the
+        # engines refuse without an override (the mean lengths; a spread passes it more often).
+        "notes": context_notes(model_spec, math.ceil(prompt_len + gen_len)),
     }

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from cost_models.calibration import calibration_report
 from cost_models.capacity import CapacityProblem
+from cost_models.deployment import context_notes
 from tuner.tables import _console, _seconds, calibration_line
 
 #: Runners-up shown (and kept in --json) after each mode's best configuration.
@@ -39,6 +40,8 @@ def recommend_dict(p: CapacityProblem, result: dict[str, dict[str, Any]], runner
         "max_chips": p.max_chips,
         "backend": p.backend,
         "calibration": calibration_report(p.calibration),
+        # As tuner estimate and simulate say it: prompt + output past the model's trained context.
+        "notes": context_notes(p.model, p.prompt_len + p.gen_len),
         "modes": modes,
     }
 
@@ -66,6 +69,8 @@ def print_recommend(report: dict) -> None:
         )
     )
     console.print(escape(calibration_line(report["calibration"])))
+    for note in report["notes"]:
+        console.print(escape(note))
     for mode, r in report["modes"].items():
         best = r["best"]
         if best is None:

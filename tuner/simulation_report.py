@@ -77,3 +77,5 @@ def print_simulation(report: dict[str, Any]) -> None:
     if not analytic["stable"]:
         console.print("analytic steady state: unstable (the queue grows without bound at this rate)")
     console.print(escape(calibration_line(report["calibration"])))
+    for note in report.get("notes", []):
+        console.print(escape(note))

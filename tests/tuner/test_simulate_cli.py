@@ -130,3 +130,27 @@ def test_tensor_parallel_that_does_not_divide_the_heads_is_one_line(capsys):
     code, out, err = run_cli(capsys, *args, "--prompt-len", "128", "--gen-len", "16", "--requests", "20")
     line = assert_one_error_line(code, out, err, ("chips", "64 attention heads"))
     assert "--chips 8" in line
+
+
+def test_a_context_past_the_models_trained_one_is_noted_as_estimate_notes_it(capsys):
+    """Llama-3-8B's config.json has max_position_embeddings 8192; 20,000 + 100 tokens passes it.
+    tuner estimate said so (engines refuse that context without an override); simulate and
+    recommend planned it silently. Now all three say it, in the table and in --json notes."""
+    load = ("--model", "llama-3-8b", "--hardware", "h100-sxm", "--request-rate", "0.1")
+    load += ("--prompt-len", "20000", "--gen-len", "100")
+    commands = {
+        "simulate": ("simulate", *load, "--chips", "8", "--requests", "20"),
+        "recommend": ("recommend", *load, "--max-ttft-s", "5", "--max-tpot-s", "0.05", "--mode", "aggregated"),
+        "estimate": ("estimate", *load, "--chips", "8"),
+    }
+    for name, args in commands.items():
+        code, out, err = run_cli(capsys, *args, "--json")
+        assert code == 0, (name, err)
+        notes = json.loads(out)["notes"]
+        assert any("20,100" in n and "8,192" in n for n in notes), (name, notes)
+        code, out, err = run_cli(capsys, *args)
+        assert code == 0 and "trained context of 8,192 tokens" in out.replace("\n", " "), name
+    # Within the trained context (1000 + 100 tokens): no note.
+    short = [a if a != "20000" else "1000" for a in commands["recommend"]]
+    code, out, err = run_cli(capsys, *short, "--json")
+    assert code == 0 and json.loads(out)["notes"] == []
