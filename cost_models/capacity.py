@@ -11,7 +11,9 @@ vectorized call:
   (TP, format, instances) is evaluated once and the pools are paired.
 
 Each candidate also has a weight format: 16-bit, and 8-bit (W8A8: fp8 where the chip has fp8
-units, int8 where it has int8 units) where the chip supports one. The KV cache stays 16-bit.
+units, int8 where it has int8 units) where the chip supports one, and the model's own quantized
+checkpoint format where it is neither (gpt-oss's MXFP4: weight-only, 16-bit activations, as tuner
+estimate runs it by default). The KV cache stays 16-bit.
 
 A candidate meets the SLA when it is stable (keeps up with R, fits in memory) with mean TTFT <=
 ``max_ttft_s`` and mean TPOT <= ``max_tpot_s``. Feasible candidates are sorted by total chips,
@@ -37,7 +39,7 @@ from cost_models.disaggregated import (
     kv_link,
     prefill_pool,
 )
-from cost_models.dtypes import BF16, FP8, INT8
+from cost_models.dtypes import BF16, FP8, INT8, dtype_name, parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
 from cost_models.models import ModelSpec, get_model
@@ -66,14 +68,28 @@ class Sla:
     max_tpot_s: float
 
 
-def weight_formats(chip: HardwareSpec) -> list[tuple[str, int]]:
-    """(name, dtype code) of the weight (and activation) formats tried on ``chip``."""
+def weight_formats(chip: HardwareSpec, model: ModelSpec | None = None) -> list[tuple[str, int]]:
+    """(name, dtype code) of the weight formats tried on ``chip`` (activations: :func:`act_code`),
+    and ``model``'s own quantized checkpoint format where it is none of those: served as stored,
+    as tuner estimate runs the model by default (:func:`cost_models.dtypes.weight_bits_default`).
+    Without it the fewest chips missed the checkpoint engines serve: gpt-oss-120b is 58 GB in its
+    MXFP4 checkpoint, one H100, and 117 GB in fp8, two."""
     formats = [("bf16", BF16)]
     if chip.has_format(FP8):
         formats.append(("fp8", FP8))
     elif chip.has_format(INT8):
         formats.append(("int8", INT8))
+    if model is not None and model.checkpoint_format is not None:
+        code = parse_dtype(model.checkpoint_format, "checkpoint_format")
+        if code not in [c for _, c in formats]:
+            formats.append((dtype_name(code), code))
     return formats
+
+
+def act_code(weight_code: int) -> int:
+    """The activations of a weight format: 8-bit with 8-bit weights (W8A8), else 16-bit (a 4-bit
+    checkpoint weight-only, as tuner estimate's default --act-bits 16)."""
+    return weight_code if weight_code in (FP8, INT8) else BF16
 
 
 def tp_degrees(chip: HardwareSpec, max_chips: int, heads: int) -> list[int]:
@@ -91,7 +107,8 @@ def tp_degrees(chip: HardwareSpec, max_chips: int, heads: int) -> list[int]:
 
 
 def _deployments(model: ModelSpec, chip: HardwareSpec, tp: np.ndarray, fmt: np.ndarray) -> Deployments:
-    return tensor_parallel(model, chip, tp, weight_dtype=fmt, act_dtype=fmt, kv_dtype=BF16)
+    act = np.where(np.isin(fmt, (FP8, INT8)), fmt, BF16)  # act_code, vectorized
+    return tensor_parallel(model, chip, tp, weight_dtype=fmt, act_dtype=act, kv_dtype=BF16)
 
 
 @dataclass(frozen=True)
@@ -195,7 +212,7 @@ def aggregated_candidates(p: CapacityProblem) -> AggregatedCandidates:
     rows = [
         (tp, code, name, k)
         for tp in tp_degrees(p.chip, p.max_chips, p.model.heads)
-        for name, code in weight_formats(p.chip)
+        for name, code in weight_formats(p.chip, p.model)
         for k in range(1, p.max_chips // tp + 1)
     ]
     tp = np.array([r[0] for r in rows], dtype=np.float64)
@@ -257,7 +274,7 @@ def _aggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]], str
             "tp": int(c.tp[i]),
             "weight_format": str(c.format_names[i]),
             # W8A8: an 8-bit candidate's activations are 8-bit too (tuner estimate --act-bits).
-            "act_format": str(c.format_names[i]),
+            "act_format": dtype_name(act_code(int(c.deployments.weight_dtype[i]))),
             "ttft_s": float(est.ttft_s[i]),
             "tpot_s": float(est.tpot_s[i]),
             "e2e_latency_s": float(est.e2e_latency_s[i]),
@@ -302,7 +319,7 @@ class DisaggregatedCandidates:
 
 def disaggregated_candidates(p: CapacityProblem) -> DisaggregatedCandidates:
     tps = tp_degrees(p.chip, p.max_chips, p.model.heads)
-    formats = weight_formats(p.chip)
+    formats = weight_formats(p.chip, p.model)
     # Distinct pools: (TP, format, instances), leaving at least one chip for the other pool.
     pools = [(tp, f, x) for tp in tps for f in range(len(formats)) for x in range(1, (p.max_chips - 1) // tp + 1)]
     tp = np.array([r[0] for r in pools], dtype=np.float64)
@@ -357,7 +374,7 @@ def disaggregated_pair_count(p: CapacityProblem) -> int:
         [tp * x for tp in tp_degrees(p.chip, p.max_chips, p.model.heads) for x in range(1, (p.max_chips - 1) // tp + 1)]
     )
     chips.sort()
-    return int(np.searchsorted(chips, p.max_chips - chips, side="right").sum()) * len(weight_formats(p.chip))
+    return int(np.searchsorted(chips, p.max_chips - chips, side="right").sum()) * len(weight_formats(p.chip, p.model))
 
 
 def _disaggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]], str | None]:
@@ -386,7 +403,7 @@ def _disaggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]], 
             "decode_tp": int(c.decode_tp[i]),
             "weight_format": str(c.format_names[i]),
             # W8A8: an 8-bit candidate's activations are 8-bit too (tuner estimate --act-bits).
-            "act_format": str(c.format_names[i]),
+            "act_format": dtype_name(act_code(int(c.prefill.weight_dtype[i]))),
             "ttft_s": float(est.ttft_s[i]),
             "tpot_s": float(est.tpot_s[i]),
             "e2e_latency_s": float(est.e2e_latency_s[i]),

@@ -12,7 +12,7 @@ import pytest
 from cost_models.capacity import aggregated_candidates, disaggregated_candidates, problem, recommend
 from cost_models.deployments import make_deployments
 from cost_models.disaggregated import serve_disaggregated
-from cost_models.dtypes import BF16, FP8
+from cost_models.dtypes import BF16, FP4, FP8
 from cost_models.errors import InvalidInputError
 from cost_models.serving import make_workloads, serve
 
@@ -180,3 +180,25 @@ def test_a_rate_no_budget_keeps_up_with_warns_nothing():
         warnings.simplefilter("error")
         result = recommend(p, ("aggregated",))
     assert result["aggregated"]["best"] is None
+
+
+def test_a_quantized_checkpoint_is_a_candidate_as_estimate_runs_it():
+    """gpt-oss-120b ships MXFP4 experts (checkpoint_format fp4): 116.8e9 parameters are 117 GB in
+    fp8, over one H100's 85.5 GB, and about 58 GB at 4 bits, under it. recommend tried bf16 and
+    fp8 only and answered 2 chips; tuner estimate runs the checkpoint as stored (weights fp4,
+    activations 16-bit) and fits it on one. Now the checkpoint is a candidate, scored as estimate
+    scores it."""
+    load = {"request_rate": 1.0, "prompt_len": 1024, "gen_len": 256, "max_ttft_s": 1.0, "max_tpot_s": 0.05}
+    p = problem("gpt-oss-120b", "h100-sxm", **load)
+    best = recommend(p, ("aggregated",))["aggregated"]["best"]
+    assert (best["chips"], best["weight_format"], best["act_format"]) == (1, "fp4", "bf16")
+    d = make_deployments(
+        p.model, p.chip, mesh=[1, 1, 1], batch=1, prompt_len=1, gen_len=1, prefill_ffn_layout=0,
+        decode_ffn_layout=0, weight_dtype=FP4, act_dtype=BF16, flash_attention=True,
+    )  # fmt: skip
+    w = make_workloads(backend=p.backend, request_rate=1.0, prompt_len=1024, gen_len=256)
+    est = serve(d, w, calibration=p.calibration)
+    assert est.ttft_s[0] == pytest.approx(best["ttft_s"], rel=1e-9)
+    assert est.tpot_s[0] == pytest.approx(best["tpot_s"], rel=1e-9)
+    fp8 = [r for r in recommend(p, ("aggregated",))["aggregated"]["feasible"] if r["weight_format"] == "fp8"]
+    assert min(r["chips"] for r in fp8) == 2
