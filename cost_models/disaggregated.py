@@ -22,7 +22,8 @@ prefill instance that computed it to a decode instance. For n configurations at 
   prefill compute (conservative: layer-wise streaming hides part of it in real connectors). The
   latency constant is the hardware catalog's per-message latency of that fabric
   (``network_latency_s`` / ``domain_latency_s``); pass ``link_latency_s`` for a connector's own
-  handshake cost.
+  handshake cost. Both ends must keep up: each prefill instance sends R / xP caches a second and
+  each decode instance takes in R / yD (``kv_link_utilisation``: the busier end's share).
 - **Decode pool.** Each instance runs ``b = min(R/yD (G - 1) t_dec(b), slots)`` sequences (Little's
   law, fixed point); TPOT is its decode-only iteration time: no prefill interference.
 - **Matching.** Each pool's capacity in requests/s; throughput is the smaller (``limiting_pool``);
@@ -88,7 +89,7 @@ class DisaggregatedEstimate(ServingEstimate):
     kv_transfer_s: np.ndarray
     kv_transfer_bytes: np.ndarray
     kv_link_bandwidth_bytes_per_s: np.ndarray
-    kv_link_utilisation: np.ndarray  # share of the link one prefill instance keeps busy
+    kv_link_utilisation: np.ndarray  # share of the link the busier end keeps busy (a prefill or decode instance)
 
 
 #: The aggregated serving keys followed by the disaggregated ones (``serving`` JSON objects).
@@ -464,7 +465,16 @@ def combine(
     gen = w.gen_len
     n = len(w)
     rate = np.broadcast_to(np.asarray(rate, dtype=np.float64), (n,))
-    link_util = rate / p.instances * link.seconds
+    # Each prefill instance sends R / xP caches a second through its own ports, and each decode
+    # instance takes in R / yD of them through its ports: a transfer holds min(prefill, decode
+    # chips) ports (kv_link), so a decode instance of d chips runs d / min(...) transfers at once.
+    # Both ends must keep up: 10 prefill instances of one H100 and one decode instance of one,
+    # across nodes (50 GB/s a chip), Qwen3-8B at 60/s with 8192-token prompts (1.2 GB of cache
+    # each): every prefill port 14% busy, the decode port asked for 72 GB/s, 145%.
+    ports = np.minimum(p.chips_per_instance, q.chips_per_instance)
+    egress = rate / p.instances * link.seconds
+    ingress = rate / q.instances * link.seconds * ports / q.chips_per_instance
+    link_util = np.maximum(egress, ingress)
     capacity = np.minimum(p.capacity_rps, q.capacity_rps)
     fits = p.fits & q.fits
     if clients is None:
@@ -565,7 +575,9 @@ def serve_disaggregated(
         return open_result
     # Closed loop: throughput X = min(C / E2E(X), capacity), a damped fixed point on X (the
     # pools' own fixed points warm-started from the last round).
-    link_capacity = xp / np.maximum(link.seconds, 1e-300)
+    # Transfers a second both ends sustain (combine's egress and ingress).
+    ports = np.minimum(prefill.chips, decode.chips)
+    link_capacity = np.minimum(xp, yd * decode.chips / ports) / np.maximum(link.seconds, 1e-300)
     capacity = np.minimum(np.minimum(pm.at(np.zeros(n)).capacity_rps, dm.capacity), link_capacity)
     clients = np.where(closed, w.concurrency, 0.0)
     x = np.zeros(n)

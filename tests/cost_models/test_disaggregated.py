@@ -160,3 +160,37 @@ def test_a_decode_instance_runs_at_most_its_token_budget():
     assert est.max_concurrency[0] == 2 * 32 and est.max_concurrency[1] > 2 * 32
     assert list(est.limited_by) == ["max_num_tokens", "kv_cache"]
     assert est.running[0] <= 2 * 32
+
+
+def _qwen3_8b_tp1(n=1):
+    return make_deployments(
+        get_model("qwen3-8b"), CHIP, mesh=np.tile([1, 1, 1], (n, 1)), batch=1, prompt_len=1, gen_len=1,
+        prefill_ffn_layout=0, decode_ffn_layout=0, flash_attention=True,
+    )  # fmt: skip
+
+
+def test_the_decode_end_of_the_kv_link_must_keep_up_too():
+    """Qwen3-8B (36 layers, 8 KV heads of 128, bf16): 8192 prompt tokens are 1.208 GB of cache.
+    14 prefill instances of one H100 and one decode instance of one span two nodes: each transfer
+    is 1.208 GB / 50 GB/s + 5 us = 24.2 ms. At 60/s every prefill port is busy 60 / 14 x 24.2 ms
+    = 10%, but the one decode chip takes in all 60 a second: 145% (72 GB/s through a 50 GB/s
+    port). Only the prefill end was checked: stable, recommended (tuner recommend --model qwen3-8b
+    --request-rate 60 --prompt-len 8192 --gen-len 16 answered 10P x TP1 + 1D x TP1). Two decode
+    instances take 72.5% each. Closed loop: at most 1 / 24.2 ms = 41.4 transfers a second into
+    the one decode chip, where the throughput was bounded by the pools alone (51.8/s)."""
+    seconds = 2 * 36 * 8 * 128 * 2 * 8192 / 50e9 + 5e-6
+    profile = resolve_calibration("auto", "h100-sxm", "vllm")
+    w = make_workloads(2, backend="vllm", request_rate=60.0, prompt_len=8192, gen_len=16)
+    est = serve_disaggregated(
+        _qwen3_8b_tp1(2), _qwen3_8b_tp1(2), w, prefill_instances=14, decode_instances=np.array([1, 2]),
+        calibration=profile,
+    )  # fmt: skip
+    assert est.kv_transfer_s == pytest.approx([seconds, seconds], rel=1e-6)
+    assert est.kv_link_utilisation == pytest.approx([60 * seconds, 30 * seconds], rel=1e-6)
+    assert est.prefill_utilisation[0] < 1.0 and 60.0 < est.capacity_rps[0]  # the pools keep up
+    assert est.stable.tolist() == [False, True]
+    closed = make_workloads(backend="vllm", concurrency=512, prompt_len=8192, gen_len=16)
+    est = serve_disaggregated(
+        _qwen3_8b_tp1(), _qwen3_8b_tp1(), closed, prefill_instances=14, decode_instances=1, calibration=profile
+    )
+    assert est.requests_per_s[0] <= 1.0 / seconds
