@@ -81,15 +81,22 @@ def weight_formats(chip: HardwareSpec, model: ModelSpec | None = None) -> list[t
         formats.append(("int8", INT8))
     if model is not None and model.checkpoint_format is not None:
         code = parse_dtype(model.checkpoint_format, "checkpoint_format")
-        if code not in [c for _, c in formats]:
+        # fp8 only on a chip with fp8 units, the rule tuner estimate refuses --weight-bits by
+        # (HardwareSpec.parse_formats); 4- and 8-bit integer and fp4 storage run anywhere.
+        if code not in [c for _, c in formats] and (code != FP8 or chip.has_format(FP8)):
             formats.append((dtype_name(code), code))
     return formats
 
 
-def act_code(weight_code: int) -> int:
-    """The activations of a weight format: 8-bit with 8-bit weights (W8A8), else 16-bit (a 4-bit
-    checkpoint weight-only, as tuner estimate's default --act-bits 16)."""
-    return weight_code if weight_code in (FP8, INT8) else BF16
+def act_code(weight_code: int, chip: HardwareSpec) -> int:
+    """The activations of a weight format: 8-bit with 8-bit weights where ``chip`` has units of
+    that format (W8A8), else 16-bit: a 4-bit checkpoint runs weight-only, as tuner estimate's
+    default --act-bits 16."""
+    return weight_code if weight_code in _w8a8(chip) else BF16
+
+
+def _w8a8(chip: HardwareSpec) -> tuple[int, ...]:
+    return tuple(code for code in (FP8, INT8) if chip.has_format(code))
 
 
 def tp_degrees(chip: HardwareSpec, max_chips: int, heads: int) -> list[int]:
@@ -107,7 +114,7 @@ def tp_degrees(chip: HardwareSpec, max_chips: int, heads: int) -> list[int]:
 
 
 def _deployments(model: ModelSpec, chip: HardwareSpec, tp: np.ndarray, fmt: np.ndarray) -> Deployments:
-    act = np.where(np.isin(fmt, (FP8, INT8)), fmt, BF16)  # act_code, vectorized
+    act = np.where(np.isin(fmt, _w8a8(chip)), fmt, BF16)  # act_code, vectorized
     return tensor_parallel(model, chip, tp, weight_dtype=fmt, act_dtype=act, kv_dtype=BF16)
 
 
@@ -274,7 +281,7 @@ def _aggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]], str
             "tp": int(c.tp[i]),
             "weight_format": str(c.format_names[i]),
             # W8A8: an 8-bit candidate's activations are 8-bit too (tuner estimate --act-bits).
-            "act_format": dtype_name(act_code(int(c.deployments.weight_dtype[i]))),
+            "act_format": dtype_name(act_code(int(c.deployments.weight_dtype[i]), p.chip)),
             "ttft_s": float(est.ttft_s[i]),
             "tpot_s": float(est.tpot_s[i]),
             "e2e_latency_s": float(est.e2e_latency_s[i]),
@@ -403,7 +410,7 @@ def _disaggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]], 
             "decode_tp": int(c.decode_tp[i]),
             "weight_format": str(c.format_names[i]),
             # W8A8: an 8-bit candidate's activations are 8-bit too (tuner estimate --act-bits).
-            "act_format": dtype_name(act_code(int(c.prefill.weight_dtype[i]))),
+            "act_format": dtype_name(act_code(int(c.prefill.weight_dtype[i]), p.chip)),
             "ttft_s": float(est.ttft_s[i]),
             "tpot_s": float(est.tpot_s[i]),
             "e2e_latency_s": float(est.e2e_latency_s[i]),

@@ -202,3 +202,27 @@ def test_a_quantized_checkpoint_is_a_candidate_as_estimate_runs_it():
     assert est.tpot_s[0] == pytest.approx(best["tpot_s"], rel=1e-9)
     fp8 = [r for r in recommend(p, ("aggregated",))["aggregated"]["feasible"] if r["weight_format"] == "fp8"]
     assert min(r["chips"] for r in fp8) == 2
+
+
+def test_a_checkpoint_format_is_tried_only_where_estimate_runs_it():
+    """An fp8 checkpoint (Qwen3 with quantization_config fp8) on an A100, which has no fp8 units:
+    tuner estimate refuses fp8 weights there ("a100-80gb has no fp8 support"), so recommend must
+    not plan them (it listed "fp8 W8A8", fp8 activations too, on the A100). fp4 storage runs
+    anywhere (HardwareSpec.parse_formats); 16-bit activations beside it."""
+    from cost_models.capacity import weight_formats
+    from cost_models.hardware import get_hardware
+    from cost_models.models import get_model
+
+    qwen_fp8 = get_model("tests/fixtures/hf/qwen3_fp8.json")
+    assert qwen_fp8.checkpoint_format == "fp8"
+    a100, h100 = get_hardware("a100-80gb"), get_hardware("h100-sxm")
+    assert [name for name, _ in weight_formats(a100, qwen_fp8)] == ["bf16", "int8"]
+    assert [name for name, _ in weight_formats(h100, qwen_fp8)] == ["bf16", "fp8"]
+    assert [name for name, _ in weight_formats(a100, get_model("gpt-oss-120b"))] == ["bf16", "int8", "fp4"]
+    p = problem("gpt-oss-120b", "a100-80gb", request_rate=1.0, prompt_len=1024, gen_len=256, max_ttft_s=1, max_tpot_s=1)
+    rows = recommend(p, ("aggregated",))["aggregated"]["feasible"]
+    assert {(r["weight_format"], r["act_format"]) for r in rows} == {
+        ("fp4", "bf16"),
+        ("int8", "int8"),
+        ("bf16", "bf16"),
+    }
