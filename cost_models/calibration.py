@@ -18,7 +18,7 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal, get_args
+from typing import get_args
 
 import numpy as np
 import yaml
@@ -33,7 +33,7 @@ from cost_models.efficiency import (
     PrefillAttentionParams,
 )
 from cost_models.errors import InvalidInputError, from_validation_error
-from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware, is_catalog_chip
+from cost_models.hardware import HardwareSpec, ServingEngine, SwitchedInterconnect, get_hardware, is_catalog_chip
 from cost_models.input_files import read_regular_text
 from cost_models.moe_kernel_time import MoeKernelParams, borrowed_moe_class
 
@@ -53,7 +53,7 @@ def _shipped_name(chip: HardwareSpec, backend: str) -> str | None:
 
 #: Serving engines a profile can describe: the three GPU engines of the kernel database, and JAX
 #: (Pope et al.'s own TPU implementation, fitted end to end on their measurements).
-Backend = Literal["trtllm", "vllm", "sglang", "jax"]
+Backend = ServingEngine
 BACKENDS: tuple[str, ...] = get_args(Backend)
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _PROFILE_DIR = "calibration_profiles"
@@ -333,15 +333,32 @@ def default_profile(chip_name: Chip, backend: str) -> CalibrationProfile:
 
 def default_backend(chip: Chip) -> str:
     """The engine whose shipped profile of ``chip`` predicts its kernels best (lowest mean of
-    the held-out median errors over operator classes); trtllm where the chip has none."""
+    the held-out median errors over operator classes). Where the chip has none: the first engine
+    that runs on it (:meth:`HardwareSpec.serving_engines`): trtllm on an NVIDIA GPU, vllm on an
+    AMD one (TensorRT-LLM is CUDA-only: its knobs and fits would describe an engine that cannot
+    launch there), jax on a TPU."""
     spec = _chip(chip)
+    engines = spec.serving_engines()
     scores = {}
-    for backend in BACKENDS:
+    for backend in engines:
         name = _shipped_name(spec, backend)
         if name is not None:
             errors = [e.median for e in _shipped(name).cv_error.values()]
             scores[backend] = float(np.mean(errors)) if errors else np.inf
-    return min(scores, key=lambda b: scores[b]) if scores else "trtllm"
+    return min(scores, key=lambda b: scores[b]) if scores else engines[0]
+
+
+def check_engine_runs(backend: str, chip: Chip) -> None:
+    """Refuse ``backend`` on a chip it does not run on (TensorRT-LLM on an AMD GPU or a TPU):
+    its knobs and export would describe a deployment no one can launch."""
+    spec = _chip(chip)
+    engines = spec.serving_engines()
+    if backend in BACKENDS and backend not in engines:
+        raise InvalidInputError(
+            "backend",
+            f"{backend} does not run on {spec.name} (its engines: {', '.join(engines)})",
+            f"use --backend {engines[0]}" + (f" (or one of {', '.join(engines[1:])})" if len(engines) > 1 else ""),
+        )
 
 
 #: What ``--calibration`` takes besides a profile name or path.
@@ -368,6 +385,8 @@ def resolve_calibration(
         return None
     if backend is not None and backend not in BACKENDS:
         raise InvalidInputError("backend", f"unknown backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
+    if backend is not None:
+        check_engine_runs(backend, chip)
     if choice is None or choice == AUTO_CALIBRATION:
         return profile_for(chip, backend or default_backend(chip))
     profile = load_profile(choice, chip=chip)
@@ -386,6 +405,7 @@ def serving_engine(backend: str | None, profile: CalibrationProfile | None, chip
     calibration profile's, else the engine measured best on the chip (:func:`default_backend`).
     One rule for ``tuner estimate``, ``simulate``, ``recommend`` and a study."""
     if backend is not None:
+        check_engine_runs(backend, chip)
         return backend
     return profile.backend if profile is not None else default_backend(chip)
 

@@ -74,6 +74,20 @@ class Efficiency(BaseModel):
     network: float = Field(default=1.0, gt=0, le=1)
 
 
+#: Serving engines: the export targets, and the engines a calibration profile's kernels are of.
+ServingEngine = Literal["trtllm", "vllm", "sglang", "jax"]
+
+#: The engines that run on a chip of each kind where its entry names none (``engines``):
+#: TensorRT-LLM is CUDA-only (NVIDIA GPUs); vLLM and SGLang run on CUDA and ROCm GPUs, vLLM also
+#: on TPUs (vLLM TPU) and CPUs; JAX (Pope et al.'s implementation) on TPUs, GPUs and CPUs. The
+#: first is the default where no profile was fitted on the chip.
+ENGINES_BY_KIND: dict[str, tuple[ServingEngine, ...]] = {
+    "gpu": ("trtllm", "vllm", "sglang", "jax"),
+    "tpu": ("jax", "vllm"),
+    "cpu": ("vllm", "jax"),
+}
+
+
 class HardwareSpec(BaseModel):
     """One chip and how chips of its kind are connected."""
 
@@ -100,6 +114,17 @@ class HardwareSpec(BaseModel):
     l2_bytes: float | None = Field(
         default=None, gt=0, description="Last-level on-chip cache (GPU L2) in bytes. None: unknown."
     )
+    engines: tuple[ServingEngine, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="Serving engines that run on this chip, in order of preference where none was measured on "
+        "it. None: by kind (a GPU: trtllm, vllm, sglang, jax; a TPU: jax, vllm; a CPU: vllm, jax). An AMD GPU: "
+        "[vllm, sglang, jax] (TensorRT-LLM is CUDA-only).",
+    )
+
+    def serving_engines(self) -> tuple[ServingEngine, ...]:
+        """The engines that run on this chip (``engines``, else its kind's)."""
+        return self.engines or ENGINES_BY_KIND[self.kind]
 
     def peak_table(self) -> np.ndarray:
         """Peak ops/s indexed by dtype code, with formats the chip lacks run in the next wider one.

@@ -463,7 +463,9 @@ class StudySpec(BaseModel):
     )
     backend: Backend | None = Field(
         default=None,
-        description="Serving engine of the profile [default: the one measured best for the chip]. Named, it is "
+        description="Serving engine of the profile [default: the one measured best for the chip; where none was, "
+        "the first that runs on it (tuner hardware: trtllm on NVIDIA GPUs, vllm on AMD, jax on TPUs)]. Named, it "
+        "must run on the chip, and it is "
         "also the engine the study deploys on: with tp, configurations it does not launch are infeasible "
         "(vLLM: ep 1 or tp x dp; TensorRT-LLM: MoE attention data parallelism on tp 1), so every front trial "
         "exports to it.",

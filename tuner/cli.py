@@ -190,7 +190,12 @@ def hardware_command(as_json: bool, template: bool) -> None:
     specs = list(hardware_catalog().values())
     offers = {spec.name: chip_offer(spec) for spec in specs}
     if as_json:
-        _print_json([{**spec.model_dump(), "chips": offers[spec.name]} for spec in specs])
+        _print_json(
+            [
+                {**spec.model_dump(), "engines": list(spec.serving_engines()), "chips": offers[spec.name]}
+                for spec in specs
+            ]
+        )
     else:
         tables.print_hardware(specs)
         tables.print_chip_offers(offers)
@@ -250,7 +255,8 @@ BACKEND_OPTION = click.option(
     "--backend",
     type=LazyChoice("cost_models.calibration:BACKENDS"),
     default=None,
-    help="Serving engine whose measured kernels the profile holds [default: the one measured best for the chip].",
+    help="Serving engine whose measured kernels the profile holds [default: the one measured best for the chip; "
+    "where none was, the first that runs on it: trtllm on NVIDIA GPUs, vllm on AMD, jax on TPUs (tuner hardware)].",
 )
 
 

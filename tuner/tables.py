@@ -101,8 +101,9 @@ def print_models(specs: Iterable[ModelSpec]) -> None:
 
 def print_hardware(specs: Iterable[HardwareSpec]) -> None:
     table = Table(title="Hardware (dense peaks)")
-    for column in ("name", "kind", "bf16", "fp8", "fp4", "int8", "int4", "memory", "bandwidth", "interconnect"):
-        table.add_column(column, justify="left" if column in ("name", "kind", "interconnect") else "right")
+    columns = ("name", "kind", "bf16", "fp8", "fp4", "int8", "int4", "memory", "bandwidth", "interconnect", "engines")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("name", "kind", "interconnect", "engines") else "right")
     for h in specs:
         p = h.peak_ops_per_s
         peaks = [_si(v, "op/s") if v else "-" for v in (p.bf16, p.fp8, p.fp4, p.int8, p.int4)]
@@ -115,7 +116,13 @@ def print_hardware(specs: Iterable[HardwareSpec]) -> None:
                 f"network {_si(net.network_bandwidth_bytes_per_s, 'B/s')}"
             )
         table.add_row(
-            h.name, h.kind, *peaks, _si(h.memory_bytes, "B"), _si(h.memory_bandwidth_bytes_per_s, "B/s"), link
+            h.name,
+            h.kind,
+            *peaks,
+            _si(h.memory_bytes, "B"),
+            _si(h.memory_bandwidth_bytes_per_s, "B/s"),
+            link,
+            ", ".join(h.serving_engines()),
         )
     _console().print(table)
 

@@ -117,7 +117,7 @@ def test_a_budget_too_large_to_pair_is_one_line_and_aggregated_still_plans_it(ca
 
 
 def test_a_prompt_beyond_trtllms_unchunked_budget_names_a_fix_recommend_takes(capsys):
-    """TensorRT-LLM (the default engine of l40s, a100-40gb, mi300x...) does not chunk prefill by
+    """TensorRT-LLM (the default engine of l40s, a100-40gb, h20...) does not chunk prefill by
     default and its max_num_tokens is 8192: a 16384-token prompt was refused with "raise
     max_num_tokens to the prompt length or turn chunked prefill on", knobs recommend has no flag
     for. Now the line names the prompt and a backend that chunks, and that backend plans it."""
