@@ -417,14 +417,27 @@ def _choices(trial) -> dict:
     return {**chips, **params}
 
 
+def _constraint_rows(trial, front) -> dict[str, dict[str, float]]:
+    """The table's constraint columns of one row, in SI units: each SLO's value (the TTFT or TPOT
+    under load, s) beside its limit, and a static study's memory as a share of HBM (limit 1)."""
+    rows = {}
+    for name in trial.constraints:
+        if _constraint_column(name, front) is not None:
+            value = _constraint_value(name, trial.constraints[name], front)
+            rows[name] = {"value": value, "limit": front.limits.get(name, 1.0)}
+    return rows
+
+
 def front_rows(front) -> list[dict]:
-    """The front as plain rows: trial number, configuration, objectives, and the calibration
-    profile they were scored under."""
+    """The front as plain rows: trial number, configuration, objectives, the constraint columns
+    the table shows (``constraints``: value and limit), and the calibration profile they were
+    scored under."""
     return [
         {
             "trial": t.number,
             "params": _choices(t),
             "objectives": dict(zip(front.objective_names, t.values, strict=True)),
+            "constraints": _constraint_rows(t, front),
             "calibration": front.calibration,
             **({"scored_by_model_version": front.stale_model_version} if front.stale_model_version else {}),
         }

@@ -116,3 +116,19 @@ def test_single_objective_study_lists_its_best_configurations(tmp_path: Path) ->
         assert str(t.number) in text and t.params["mesh"] in text
     for header in ("chips", "mesh", "batch", "block"):
         assert header in text
+
+
+def test_json_front_carries_the_tables_constraint_columns(serving: str, capsys) -> None:
+    """The table shows each front row's TTFT and TPOT under load beside the SLO; pareto --json
+    had only the objectives, so a script could not read the SLO room the table printed. Each
+    row's values are those `tuner show` recomputes for the trial (its serving section)."""
+    import json
+
+    assert main(["pareto", "llama-3.1-70b-h100-serving", "--storage", serving, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows
+    for row in rows[:5]:
+        assert main(["show", "llama-3.1-70b-h100-serving", str(row["trial"]), "--storage", serving]) == 0
+        shown = json.loads(capsys.readouterr().out)["estimate"]["serving"]
+        assert row["constraints"]["max_ttft_s"] == {"value": pytest.approx(shown["ttft_s"], rel=1e-9), "limit": 2.0}
+        assert row["constraints"]["max_tpot_s"] == {"value": pytest.approx(shown["tpot_s"], rel=1e-9), "limit": 0.1}
