@@ -132,3 +132,18 @@ def test_json_front_carries_the_tables_constraint_columns(serving: str, capsys) 
         shown = json.loads(capsys.readouterr().out)["estimate"]["serving"]
         assert row["constraints"]["max_ttft_s"] == {"value": pytest.approx(shown["ttft_s"], rel=1e-9), "limit": 2.0}
         assert row["constraints"]["max_tpot_s"] == {"value": pytest.approx(shown["tpot_s"], rel=1e-9), "limit": 0.1}
+
+
+def test_the_shipped_llama_3_1_study_exports_the_llama_3_1_checkpoint(serving: str, capsys) -> None:
+    """studies/llama-3.1-70b-h100-serving.yaml named the catalog's llama-3-70b, so every export
+    of its front launched meta-llama/Meta-Llama-3-70B (Llama 3, 8K context), not the Llama-3.1-70B
+    the study is about (Hugging Face: meta-llama/Llama-3.1-70B)."""
+    import json
+
+    front = study_front(load_study("llama-3.1-70b-h100-serving", serving))
+    trial = str(front.trials[0].number)
+    args = ["export", "llama-3.1-70b-h100-serving", "--trial", trial, "--storage", serving]
+    assert main([*args, "--format", "trtllm"]) == 0
+    assert json.loads(capsys.readouterr().out)["engine_args"]["model"] == "meta-llama/Llama-3.1-70B"
+    assert main([*args, "--format", "vllm"]) == 0
+    assert json.loads(capsys.readouterr().out)["cli"].startswith("vllm serve meta-llama/Llama-3.1-70B ")
