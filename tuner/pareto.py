@@ -215,19 +215,40 @@ def _directions(study: optuna.Study) -> list[str]:
     return ["minimize" if d == optuna.study.StudyDirection.MINIMIZE else "maximize" for d in study.directions]
 
 
+#: Relative difference under which two front points are the same point (a table shows 4 digits;
+#: the cost model's floating-point paths differ by 1e-10 and less).
+_SAME_POINT_RTOL = 1e-9
+
+
 def _front_indices(numbers: list[int], values: np.ndarray, directions: list[str]) -> list[int]:
     """Indices (into the feasible trials) of the front: one per point (the earliest trial of
     configurations with identical objectives: a mesh permutation, a prefill-only choice in a
-    decode-only study), sorted by the first objective, then the trial number."""
+    decode-only study), sorted by the first objective, then the trial number. Identical within
+    a relative :data:`_SAME_POINT_RTOL`: two settings the cost model scores alike by different
+    floating-point paths (a disaggregated trial at max_num_tokens 2048 and 8192: 312.98334443526437
+    and 312.98334423548084 tokens/s/chip, 59.29904264318274 and 59.29904265293086 tokens/s/user)
+    each beat the other in the last bits, and both stood on the front: one deployment twice."""
     if len(numbers) == 0:
         return []
     mask = nondominated(minimized(values, directions))
-    distinct: dict[tuple, int] = {}
-    for i in np.flatnonzero(mask):
-        key = tuple(values[i].tolist())
-        if key not in distinct or numbers[i] < numbers[distinct[key]]:
-            distinct[key] = int(i)
-    return sorted(distinct.values(), key=lambda i: (values[i, 0], numbers[i]))
+    front = np.flatnonzero(mask)
+    order = front[np.lexsort((np.asarray(numbers)[front], values[front, 0]))]
+    kept: list[int] = []
+    for i in order.tolist():
+        # Sorted by the first objective: the same point is among the last kept ones close in it.
+        same = None
+        for k in range(len(kept) - 1, -1, -1):
+            j = kept[k]
+            if not np.isclose(values[j, 0], values[i, 0], rtol=_SAME_POINT_RTOL, atol=0.0):
+                break
+            if np.allclose(values[j], values[i], rtol=_SAME_POINT_RTOL, atol=0.0):
+                same = k
+                break
+        if same is None:
+            kept.append(int(i))
+        elif numbers[i] < numbers[kept[same]]:
+            kept[same] = int(i)
+    return sorted(kept, key=lambda i: (values[i, 0], numbers[i]))
 
 
 def _best_indices(numbers: list[int], values: np.ndarray, directions: list[str]) -> list[int]:

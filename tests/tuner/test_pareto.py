@@ -145,3 +145,24 @@ def test_study_front_without_constraints_counts_every_trial_feasible() -> None:
     front = study_front(study)
     assert [t.number for t in front.trials] == [0, 1]  # a trade-off: both on the front
     assert front.n_feasible == 2
+
+
+def test_study_front_keeps_one_trial_for_points_equal_but_for_rounding() -> None:
+    """Two configurations the cost model scores alike by different floating-point paths (a
+    disaggregated trial's max_num_tokens 2048 and 8192: 40.299625670252695 and 40.299625670267964
+    tokens/s per chip; the second objective the other way in its last bits) each beat the other
+    by 1e-13 and both stood on the front: one deployment listed twice. The earliest stands."""
+    ok = {"memory": -1.0}
+    study = study_with(
+        [
+            create_trial(values=[2.0, 10.0], constraints=ok),  # 0: front
+            create_trial(values=[1.0 + 3e-13, 5.0], constraints=ok),  # 1: front
+            create_trial(values=[1.0, 5.0 - 3e-13], constraints=ok),  # 2: trial 1's point but for rounding
+            create_trial(values=[1.0 + 1e-6, 5.5], constraints=ok),  # 3: a real trade-off: front
+            # 4 and 5: one point whose second objective straddles a rounding boundary (59.2990427
+            # and 59.2990426 at 9 digits), as a disaggregated study's front had it.
+            create_trial(values=[5.0, 59.29904265293086], constraints=ok),
+            create_trial(values=[5.0 - 1e-12, 59.29904264318274], constraints=ok),
+        ]
+    )
+    assert [t.number for t in study_front(study).trials] == [1, 3, 0, 4]
