@@ -445,7 +445,20 @@ def _finish_compile(
     space = spec.space
     if space.batch is None:  # a serving study: the load is its concurrency or request rate
         del labels["batch"], values["batch"]
-    profile = resolve_calibration(spec.resolved_calibration(), hardware, spec.backend)
+    try:
+        profile = resolve_calibration(spec.resolved_calibration(), hardware, spec.backend)
+    except InvalidInputError as error:
+        if error.field != "backend" or spec.backend is None:
+            raise
+        # resolve_calibration words its fix for estimate's flags ("drop --backend"); a study's
+        # backend and calibration are spec fields, which search's flags override.
+        theirs = resolve_calibration(spec.resolved_calibration(), hardware).backend  # type: ignore[union-attr]
+        raise InvalidInputError(
+            "backend",
+            error.problem,
+            f"set backend: {theirs} in the spec (or --backend {theirs}), or calibration: auto "
+            f"(--calibration auto) for {spec.backend}'s own profile",
+        ) from None
     engine = serving_engine(spec.backend, profile, hardware)
     if spec.serving is not None:
         serving_labels = _serving_choices(spec, engine)

@@ -402,3 +402,16 @@ def test_a_gpu_megatron_tp_deployment_is_one_mesh_not_six() -> None:
     mixed = compile_study(parse_spec(_gpu_mesh_spec(["head"], ["head", "batch"])))
     valid = structurally_valid(mixed, mixed.space.all_indices())
     assert mixed.space.size == 12 and int(valid.sum()) == 1 + 6
+
+
+def test_a_backend_contradicting_the_calibration_names_the_spec_fields(tmp_path: Path) -> None:
+    """backend: trtllm beside calibration: h100-sxm-vllm (a profile of vLLM's kernels) was
+    refused with estimate's fix, "drop --backend, pass --backend vllm ...", though the study's
+    backend is a spec field the user never passed as a flag: the fix names the spec's fields."""
+    data = copy.deepcopy(BASE)
+    data.update(hardware="h100-sxm", model="llama-3-8b", backend="trtllm", calibration="h100-sxm-vllm")
+    data["space"] = {"tp": [1], "batch": [1]}
+    message = refused(write_yaml(tmp_path, data))
+    assert message.startswith("backend: trtllm conflicts with calibration h100-sxm-vllm")
+    assert "set backend: vllm" in message and "calibration: auto" in message
+    assert "drop --backend" not in message
