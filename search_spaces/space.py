@@ -24,6 +24,7 @@ from cost_models.calibration import CalibrationProfile, resolve_calibration, ser
 from cost_models.deployment import DeploymentEstimate, estimate, estimate_report
 from cost_models.deployments import (
     BLOCKS,
+    GPU_ENGINES,
     Deployment,
     Deployments,
     engine_problem_mask,
@@ -402,6 +403,17 @@ def _compile_engine_space(spec: StudySpec, model: ModelSpec, hardware: HardwareS
             )
     if model.experts == 0 and degrees["ep"] != (1,):
         raise InvalidInputError("space.ep", f"{model.name} has no experts", "leave ep out for a dense model")
+    if (spec.backend is None or spec.backend in GPU_ENGINES) and all(model.heads % t for t in degrees["tp"]):
+        # Every GPU engine splits the attention heads evenly over the TP ranks
+        # (cost_models.deployments.engine_problem_mask): with no tp choice dividing them every
+        # trial is infeasible (the exhaustive sampler stored none), and the front's advice,
+        # "relax the constraints", pointed away from the cause.
+        divisors = [k for k in range(1, model.heads + 1) if model.heads % k == 0]
+        raise InvalidInputError(
+            "space.tp",
+            f"no choice divides the {model.heads} attention heads of {model.name} (engines split them evenly)",
+            f"use tp among {', '.join(map(str, divisors))}",
+        )
     for name in ("weight_bits", "kv_bits"):
         for bits in getattr(space, name):
             hardware.parse_formats(**{f"space.{name}": bits})

@@ -415,3 +415,18 @@ def test_a_backend_contradicting_the_calibration_names_the_spec_fields(tmp_path:
     assert message.startswith("backend: trtllm conflicts with calibration h100-sxm-vllm")
     assert "set backend: vllm" in message and "calibration: auto" in message
     assert "drop --backend" not in message
+
+
+def test_a_tp_space_with_no_choice_dividing_the_heads_is_refused(tmp_path: Path) -> None:
+    """tp: [3] for llama-3-8b (32 heads): every trial structurally invalid, the exhaustive
+    search stored none and the front said "0 of 0 feasible trials (0 in all) ... relax the
+    constraints or widen the space", exit 0. Refused naming space.tp and the divisors of 32; a
+    list with one valid choice still compiles (its other choices are infeasible trials)."""
+    data = copy.deepcopy(BASE)
+    data.update(hardware="h100-sxm", model="llama-3-8b")
+    data["space"] = {"tp": [3, 6], "batch": [1]}
+    message = refused(write_yaml(tmp_path, data))
+    assert message.startswith("space.tp: no choice divides the 32 attention heads of llama-3-8b")
+    assert message.endswith("use tp among 1, 2, 4, 8, 16, 32")
+    data["space"] = {"tp": [2, 3], "batch": [1]}
+    assert load_and_compile(write_yaml(tmp_path, data, "mixed.yaml")).space.dimensions["tp"] == (2, 3)
