@@ -554,6 +554,7 @@ def _serving_choices(spec: StudySpec, engine: str) -> dict[str, tuple]:
     for name in ("max_batch_size", "max_num_tokens", "chunked_prefill", "kv_block_size"):
         chosen = getattr(serving, name)
         labels[name] = tuple(chosen) if chosen is not None else (defaults[name],)
+    _refuse_engine_block_sizes(spec.backend, labels["kv_block_size"])
     uncached = spec.workload.prompt_len * (1.0 - serving.prefix_hit_rate)
     if not any(labels["chunked_prefill"]) and max(labels["max_num_tokens"]) < uncached:
         raise InvalidInputError(
@@ -562,6 +563,27 @@ def _serving_choices(spec: StudySpec, engine: str) -> dict[str, tuple]:
             "raise max_num_tokens to the prompt length or add chunked_prefill: [true]",
         )
     return labels
+
+
+def _refuse_engine_block_sizes(backend: str | None, blocks: tuple) -> None:
+    """A named backend is the engine the study deploys on: a KV block size it cannot run would
+    be scored as is and exported as another (tuner.export rounds it, with a note). vLLM's CUDA
+    attention backends need a multiple of 16 (vllm/v1/attention/backends/flash_attn.py: "Block
+    size must be a multiple of 16."); TensorRT-LLM's tokens_per_block is a power of two above 1."""
+    rules = {
+        "vllm": (lambda b: b % 16 == 0, "vLLM needs a multiple of 16", "16, 32, 64 or 128"),
+        "trtllm": (lambda b: b >= 2 and not b & (b - 1), "TensorRT-LLM needs a power of two above 1", "16, 32 or 64"),
+    }
+    if backend not in rules:
+        return
+    runs, needs, examples = rules[backend]
+    bad = [int(b) for b in blocks if not runs(int(b))]
+    if bad:
+        raise InvalidInputError(
+            "serving.kv_block_size",
+            f"{', '.join(map(str, bad))} with backend {backend}: {needs}",
+            f"use e.g. {examples}, or leave kv_block_size out for the engine's default",
+        )
 
 
 def structurally_valid(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np.ndarray:

@@ -430,3 +430,26 @@ def test_a_tp_space_with_no_choice_dividing_the_heads_is_refused(tmp_path: Path)
     assert message.endswith("use tp among 1, 2, 4, 8, 16, 32")
     data["space"] = {"tp": [2, 3], "batch": [1]}
     assert load_and_compile(write_yaml(tmp_path, data, "mixed.yaml")).space.dimensions["tp"] == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("backend", "blocks", "bad"), [("vllm", [16, 7], "7"), ("vllm", [8], "8"), ("trtllm", [32, 24], "24")]
+)
+def test_a_named_backend_refuses_kv_block_sizes_it_cannot_run(
+    tmp_path: Path, backend: str, blocks: list[int], bad: str
+) -> None:
+    """backend: vllm with serving.kv_block_size [7] was searched at 7-token blocks, then every
+    front trial exported as --block-size 16 ("rounded up"), not the deployment scored. vLLM's
+    attention backends need a multiple of 16 (vllm/v1/attention/backends/flash_attn.py), and
+    TensorRT-LLM's tokens_per_block a power of two; SGLang's page size any (kept)."""
+    data = copy.deepcopy(BASE)
+    data.update(hardware="h100-sxm", model="llama-3-8b", backend=backend)
+    data["space"] = {"tp": [1]}
+    data["serving"] = {"concurrency": [8], "kv_block_size": blocks}
+    data["objectives"] = [{"metric": "serving.tokens_per_s_per_chip"}]
+    message = refused(write_yaml(tmp_path, data))
+    assert message.startswith(f"serving.kv_block_size: {bad} with backend {backend}")
+    data.update(backend="sglang")
+    assert load_and_compile(write_yaml(tmp_path, data, "sglang.yaml")).space.dimensions["kv_block_size"] == tuple(
+        blocks
+    )
