@@ -676,6 +676,12 @@ def _engine_problems(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np
         model.experts, model.layers, tp, values["pp"], values["ep"], values["dp"], values["micro_batches"], batch
     )
     bad |= engine_problem_mask(study.spec.backend, model.heads, model.experts, tp, values["ep"], values["dp"])
+    # Micro-batches without pipeline stages: the estimate runs the m micro-batches one after
+    # another on the one stage (a decode step of qwen3-235b-a22b, TP 8 EP 8, batch 64 on GB200s:
+    # 20.7 ms at m 1, 66.7 ms at m 4), which no engine does: they run the batch in one step (the
+    # export drops m, the twin at m 1). Micro-batches exist to fill a pipeline (Narayanan et al.
+    # 2021, section 2.2).
+    bad |= (values["pp"] == 1) & (values["micro_batches"] > 1)
     network = network_for(study.hardware)
     chips = (tp * values["pp"] * values["dp"]).astype(np.int64)
     offered = {c: bool(network.legal_meshes(int(c))) for c in np.unique(chips)}

@@ -26,11 +26,13 @@ def test_shipped_moe_study_is_in_the_engines_vocabulary(chip):
     tp = study.space.values["tp"][indices["tp"], 2]
     batch = study.space.values["batch"][indices["batch"]]
     # Hand rule: EP divides 128 experts and TP x DP; PP <= 94 layers; batch splits over DP x m;
-    # and beyond one NVLink domain (8 H200s, 72 GB200s) only whole domains.
+    # micro-batches only with a pipeline (PP > 1: without one an engine runs the batch in one
+    # step); and beyond one NVLink domain (8 H200s, 72 GB200s) only whole domains.
     engine_ok = (
         (128 % values["ep"] == 0)
         & ((tp * values["dp"]) % values["ep"] == 0)
         & (batch % (values["dp"] * values["micro_batches"]) == 0)
+        & ((values["pp"] > 1) | (values["micro_batches"] == 1))
     )
     chips = tp * values["pp"] * values["dp"]
     domain = {"h200": 8, "gb200": 72}[chip]
