@@ -22,7 +22,7 @@ from cost_models.inference_configs import DECODE, InferenceConfigs, make_configs
 from cost_models.model_counts import embedding_params
 from cost_models.models import ModelSpec, get_model
 from cost_models.operators import EXPERT_PROJECTIONS, OP, OPERATOR_NAMES, OperatorCosts, operator_costs
-from cost_models.partitioning import gemm_shapes_per_chip, sharding_plan
+from cost_models.partitioning import TABLE_BYTES_PER_ELEMENT, gemm_shapes_per_chip, sharding_plan
 from cost_models.roofline import RooflineTimes, roofline_times
 
 
@@ -70,7 +70,9 @@ class Analysis:
             matrices = np.where(c.gated_ffn, 3.0, 2.0)
             every = c.moe_layers * matrices * c.d_model * (c.experts * c.expert_d_ff + c.shared_d_ff)
             block = block - loaded + every * BYTES_PER_ELEMENT[c.weight_dtype]
-        return block + embedding_params(c.vocab, c.d_model, c.tie_embeddings) * BYTES_PER_ELEMENT[c.weight_dtype]
+        # The embedding and lm_head stay 16-bit whatever the weight format (engines quantize the
+        # blocks' linear layers: cost_models.partitioning.TABLE_BYTES_PER_ELEMENT).
+        return block + embedding_params(c.vocab, c.d_model, c.tie_embeddings) * TABLE_BYTES_PER_ELEMENT
 
     @property
     def kv_cache_footprint_bytes(self) -> np.ndarray:
@@ -181,11 +183,14 @@ def analysis_report(result: Analysis, index: int = 0) -> dict:
     }
 
 
-def memory_fit(memory: dict[str, float], chip: HardwareSpec, weight_dtype: int) -> dict[str, Any]:
+def memory_fit(
+    memory: dict[str, float], chip: HardwareSpec, weight_dtype: int, table_bytes: float = 0.0
+) -> dict[str, Any]:
     """Whether one configuration's footprint (``analysis_report``'s ``memory_bytes``) fits on one
     chip, and if not what would: the fewest chips holding it with the weights and KV cache split
     over them (the largest live activations stay whole on each), and the widest narrower weight
-    format the chip stores that makes one chip enough."""
+    format the chip stores that makes one chip enough (``table_bytes``: of the weights, the
+    embedding's and lm_head's, which stay 16-bit in every format)."""
     capacity = float(chip.memory_bytes)
     total = memory["total"]
     fit: dict[str, Any] = {"capacity_bytes": capacity, "fits": bool(total <= capacity)}
@@ -202,7 +207,7 @@ def memory_fit(memory: dict[str, float], chip: HardwareSpec, weight_dtype: int) 
         reverse=True,
     )
     for size in (b for b in narrower if b < per_element):
-        if total - memory["weights"] * (1.0 - size / per_element) <= capacity:
+        if total - (memory["weights"] - table_bytes) * (1.0 - size / per_element) <= capacity:
             names = [
                 b
                 for b in BITS_CHOICES
@@ -298,6 +303,12 @@ def analyze_one(
         "calibration": calibration_report(
             profile, backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION)
         ),
-        "memory_fit": memory_fit(report["totals"]["memory_bytes"], chip, dtypes["weight_bits"]),
+        "memory_fit": memory_fit(
+            report["totals"]["memory_bytes"],
+            chip,
+            dtypes["weight_bits"],
+            float(embedding_params(model_spec.vocab, model_spec.d_model, model_spec.tie_embeddings))
+            * TABLE_BYTES_PER_ELEMENT,
+        ),
         "notes": notes,
     }

@@ -82,6 +82,7 @@ from cost_models.partitioning import (
     layer_collective_steps,
     layer_comm_time_s,
     sharding_plan,
+    stored_weight_bytes,
     torus_layer_comm_s,
 )
 from cost_models.topology import Network, domain_size, network_for, parse_mesh, point_to_point_time_s
@@ -1620,10 +1621,11 @@ def _memory(
     weights = np.maximum(
         *(
             # weight_bytes_per_chip of the phase's plan: its stored elements x the weights' bytes
-            plans[phase].stored_elements * weight_bytes
+            # (the embedding and lm_head in 16 bits), less the routed experts DP splits further
+            stored_weight_bytes(plans[phase], d.weight_dtype)
             - plans[phase].routed_expert_elements * (1.0 - 1.0 / dp) * weight_bytes
             if any_routed
-            else plans[phase].stored_elements * weight_bytes
+            else stored_weight_bytes(plans[phase], d.weight_dtype)
             for phase in ("prefill", "decode")
         )
     )

@@ -33,7 +33,7 @@ from typing import Literal, TypeVar, get_args, overload
 import numpy as np
 
 from cost_models.distinct import MIN_ROWS, repeated_rows, word_classes
-from cost_models.dtypes import BYTES_PER_ELEMENT, lookup
+from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, lookup
 from cost_models.inference_configs import InferenceConfigs
 from cost_models.model_counts import mla_attention_weights
 from cost_models.operators import OP, OPERATOR_NAMES, OperatorCosts
@@ -955,8 +955,9 @@ class ShardingPlan:
     Rows of ``in_use_ways``, ``gemm_k`` and ``gemm_n`` are the weight operators, in the order of
     ``WEIGHT_OPS``: shards of each one's matrix in use, and the per-chip widths of its matmul
     x[m, k] @ W[k, n]; ``stored_elements`` (n,): weight elements one chip stores, all layers, the
-    embedding and an untied lm_head. Held per distinct shape (``distinct_*``) and expanded to
-    every configuration (``index``) only when read."""
+    embedding and an untied lm_head (``table_elements``: theirs, which stay 16-bit in a quantized
+    deployment: :func:`stored_weight_bytes`). Held per distinct shape (``distinct_*``) and
+    expanded to every configuration (``index``) only when read."""
 
     distinct_in_use_ways: np.ndarray
     distinct_gemm_k: np.ndarray
@@ -965,6 +966,8 @@ class ShardingPlan:
     index: np.ndarray | None = None  # None: one configuration per distinct shape
     #: Of ``stored_elements``, the routed experts' (what expert and data parallelism split further).
     distinct_routed_expert_elements: np.ndarray | None = None
+    #: Of ``stored_elements``, the embedding's and the untied lm_head's (None: none counted apart).
+    distinct_table_elements: np.ndarray | None = None
 
     def take(self, index: np.ndarray) -> ShardingPlan:
         """The plan of configurations whose shapes are ``index`` into this one's (positions, or
@@ -1024,6 +1027,11 @@ class ShardingPlan:
     def routed_expert_elements(self) -> np.ndarray:
         routed = self.distinct_routed_expert_elements
         return self._expand(routed) if routed is not None else np.zeros_like(self.stored_elements)
+
+    @cached_property
+    def table_elements(self) -> np.ndarray:
+        table = self.distinct_table_elements
+        return self._expand(table) if table is not None else np.zeros_like(self.stored_elements)
 
 
 #: Each matmul's input (k) and output (n) logical axes, by operator slot.
@@ -1168,6 +1176,7 @@ def sharding_plan(
         "stored_width": c.experts * c.expert_d_ff + c.shared_d_ff,
     }
     stored = np.zeros(n)
+    table = np.zeros(n)
     mla_elements = _mla_weight_elements(c)
     routed_experts = np.zeros(n)
     routed_share = np.divide(
@@ -1196,6 +1205,8 @@ def sharding_plan(
         elif weight in _EXPERT_WEIGHTS:
             repeats = c.moe_layers
         stored = stored + repeats * elements / (stored_by[axes[0]] * stored_by[axes[1]])
+        if never_gathered:
+            table = table + elements / (stored_by[axes[0]] * stored_by[axes[1]])
         if weight in _EXPERT_WEIGHTS:
             routed_experts = routed_experts + routed_share * repeats * elements / (
                 stored_by[axes[0]] * stored_by[axes[1]]
@@ -1209,7 +1220,14 @@ def sharding_plan(
         gemm_k[row] = width_of[k_axis] / ways[k_axis]
         gemm_n[row] = width_of[n_axis] / ways[n_axis]
     stored = stored + c.moe_layers * c.d_model * c.experts  # the routers, whole on every chip
-    return ShardingPlan(in_use_ways, gemm_k, gemm_n, stored, distinct_routed_expert_elements=routed_experts)
+    return ShardingPlan(
+        in_use_ways,
+        gemm_k,
+        gemm_n,
+        stored,
+        distinct_routed_expert_elements=routed_experts,
+        distinct_table_elements=table,
+    )
 
 
 def distinct_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1274,7 +1292,25 @@ def weight_bytes_per_chip(
     the embedding and (untied) the lm_head, each split as the layout's rules say (norm scales and
     biases are left out, as in the parameter count)."""
     plan = plan if plan is not None else sharding_plan(c, mesh, layout_codes)
-    return plan.stored_elements * lookup(BYTES_PER_ELEMENT, c.weight_dtype)
+    return stored_weight_bytes(plan, c.weight_dtype)
+
+
+#: Bytes per element of the embedding table and the lm_head in every weight format: a quantized
+#: deployment stores only the blocks' linear layers in its format. vLLM's AWQ, GPTQ and fp8
+#: methods quantize LinearBase layers (vllm/model_executor/layers/quantization/awq.py, fp8.py:
+#: get_quant_method), and its lm_head is a ParallelLMHead, an embedding; NVIDIA ModelOpt's
+#: default FP8/INT4-AWQ/NVFP4 configs disable "*lm_head*" (modelopt/torch/quantization/config.py)
+#: and quantize no nn.Embedding, which TensorRT-LLM's checkpoints follow; gpt-oss's mxfp4
+#: quantization_config lists embed_tokens and lm_head in modules_to_not_convert.
+TABLE_BYTES_PER_ELEMENT = float(BYTES_PER_ELEMENT[BF16])
+
+
+def stored_weight_bytes(plan: ShardingPlan, weight_dtype: np.ndarray) -> np.ndarray:
+    """Weight bytes one chip stores under ``plan``: its elements in the weight format, but the
+    embedding and lm_head (``plan.table_elements``) in 16 bits (:data:`TABLE_BYTES_PER_ELEMENT`)."""
+    weight_bytes = lookup(BYTES_PER_ELEMENT, weight_dtype)
+    # (16-bit weights add table x 0.0: the same bits as stored x 2.)
+    return plan.stored_elements * weight_bytes + plan.table_elements * (TABLE_BYTES_PER_ELEMENT - weight_bytes)
 
 
 @dataclass(frozen=True)

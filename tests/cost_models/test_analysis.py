@@ -118,8 +118,40 @@ def test_weight_footprint_variants_by_hand() -> None:
     # Parallel block: no mlp_norm, 4 scale elements (8 bytes) less per block: 640 - 16 = 624.
     assert tiny(TINY.model_copy(update={"block": "parallel"})).weight_footprint_bytes.tolist() == [624.0]
     # int8 weights: matrices 112 bytes per block, norm scales stay bf16 (8 x 2 = 16): 128 per block,
-    # 256; embedding and lm_head 40 each: 336.
-    assert tiny(weight_dtype=INT8).weight_footprint_bytes.tolist() == [336.0]
+    # 256; embedding and lm_head stay bf16 as engines keep them (80 each): 416.
+    assert tiny(weight_dtype=INT8).weight_footprint_bytes.tolist() == [416.0]
+
+
+@pytest.mark.parametrize("bits,saved_per_element", [("4", 1.5), ("8", 1.0), ("fp8", 1.0)])
+def test_quantized_weights_keep_the_embedding_and_lm_head_in_16_bits(bits, saved_per_element) -> None:
+    """Llama 3.1 8B: a narrower format saves bytes on the blocks' 32 x (4096 x 128 x (2 x 32 + 2 x 8)
+    + 3 x 4096 x 14336) = 6,979,321,856 matrix elements only; the embedding and lm_head (2 x 128256
+    x 4096) stay 16-bit, as vLLM, SGLang and TensorRT-LLM keep them."""
+    from cost_models.analysis import analyze_one
+
+    def weights(weight_bits: str) -> float:
+        report = analyze_one(
+            "llama-3.1-8b",
+            "h100-sxm",
+            phase="decode",
+            batch=1,
+            seq_len=128,
+            weight_bits=weight_bits,
+            calibration="none",
+        )
+        return report["totals"]["memory_bytes"]["weights"]
+
+    assert weights("16") - weights(bits) == pytest.approx(6_979_321_856 * saved_per_element, rel=1e-12)
+
+
+def test_memory_fit_shrinks_only_the_quantizable_weights() -> None:
+    """1.6 GB of bf16 weights on a 1 GB chip, half of them embedding and lm_head: int8 leaves
+    0.4 + 0.8 = 1.2 GB (too much), int4 0.2 + 0.8 = 1.0 GB (fits)."""
+    from cost_models.analysis import memory_fit
+
+    memory = {"weights": 1.6e9, "kv_cache": 0.0, "activations": 0.0, "total": 1.6e9}
+    fit = memory_fit(memory, chip(peak=1e12, bandwidth=1e12), 0, table_bytes=0.8e9)
+    assert fit["fits"] is False and fit["weight_bits_that_fit"] == ["4"]
 
 
 def test_footprints_of_flash_attention_and_encoders() -> None:

@@ -156,9 +156,15 @@ def test_acceptance_numbers_by_hand(capsys):
     # except wk and wv of the single KV head [E=18432, K=1, D=256]: in 2D weight-stationary E
     # splits over x (4) and K=1 cannot split over yz (16), so they are replicated 16 times:
     # 118 layers x 2 x 18432 x 256 x (1/4 - 1/64) = 260,997,120 B more.
+    # The (tied) embedding stays bf16, as the authors' code stores it (google-research
+    # scaling_transformer_inference_efficiency/weights.py, QuantizedWeights: int8 layers, a
+    # bfloat16 embedding): 256128 x 18432 x 1 byte more over 64 chips = 73,764,864 B.
     kv_weights_replicated = 118 * 2 * 18432 * 256 * (1 / 4 - 1 / 64)
-    assert memory["weights_bytes_per_chip"] == pytest.approx(PALM_540B_PARAMS / 64 + kv_weights_replicated, rel=1e-12)
-    assert memory["weights_bytes_per_chip"] == pytest.approx(8_443_072_512 + 260_997_120, rel=1e-12)
+    embedding_bf16 = 256128 * 18432 / 64
+    assert memory["weights_bytes_per_chip"] == pytest.approx(
+        PALM_540B_PARAMS / 64 + kv_weights_replicated + embedding_bf16, rel=1e-12
+    )
+    assert memory["weights_bytes_per_chip"] == pytest.approx(8_443_072_512 + 260_997_120 + 73_764_864, rel=1e-12)
     # KV cache, batch-sharded multiquery: K and V x 118 layers x 1 head x 256 x 2 bytes (bf16)
     # x batch 64 x (2048 + 64) context / 64 chips = 2 x 118 x 256 x 2 x 2112 = 255,197,184 B.
     assert memory["kv_cache_bytes_per_chip"] == pytest.approx(2 * 118 * 256 * 2 * 64 * (2048 + 64) / 64, rel=1e-12)
@@ -423,10 +429,32 @@ def test_int8_weights_never_increase_decode_memory_time(model, hardware, meshes)
     for phase in (result.decode, result.prefill):
         assert np.all(phase.memory_s[int8] <= phase.memory_s[bf16])
     assert np.all(result.decode.memory_s[int8] < result.decode.memory_s[bf16])
-    assert np.all(
-        result.memory.weights_bytes_per_chip[int8] * 2
-        == pytest.approx(result.memory.weights_bytes_per_chip[bf16], rel=1e-12)
+    # The blocks' matrices halve; the embedding and lm_head stay 16-bit (engines quantize linear
+    # layers only: test_quantized_weights_keep_the_embedding_and_lm_head_in_16_bits).
+    weights = result.memory.weights_bytes_per_chip
+    assert np.all((weights[int8] * 2 > weights[bf16]) & (weights[int8] < weights[bf16]))
+
+
+# Llama 3.1 8B (HF meta-llama/Llama-3.1-8B config.json: 32 layers, hidden 4096, 32 heads, 8 KV
+# heads of 128, intermediate 14336, vocab 128256, untied): the blocks' matrix elements and those
+# of the embedding plus the lm_head.
+LLAMA31_8B_BLOCKS = 32 * (4096 * 128 * (2 * 32 + 2 * 8) + 3 * 4096 * 14336)  # 6,979,321,856
+LLAMA31_8B_TABLES = 2 * 128256 * 4096  # 1,050,673,152
+
+
+@pytest.mark.parametrize("tp", [1, 8])
+@pytest.mark.parametrize("bits,block_bytes", [("4", 0.5), ("8", 1.0), ("fp8", 1.0), ("16", 2.0)])
+def test_quantized_weights_keep_the_embedding_and_lm_head_in_16_bits(tp, bits, block_bytes):
+    """Engines quantize the blocks' linear layers and keep the embedding and lm_head in 16 bits
+    (vLLM's AWQ/GPTQ/fp8 methods apply to LinearBase layers, its lm_head is a ParallelLMHead;
+    ModelOpt's default configs disable "*lm_head*"). Llama 3.1 8B in int4 on one GPU holds
+    6,979,321,856 x 0.5 + 1,050,673,152 x 2 = 5,591,007,232 B (vLLM logs about 5.4 GiB loading an
+    AWQ checkpoint), not 8.03e9 x 0.5 = 4.02e9; TP splits both (vocab-parallel embedding and head)."""
+    report = estimate_one(
+        "llama-3.1-8b", "h100-sxm", tp=tp, batch=1, prompt_len=512, gen_len=64, weight_bits=bits, calibration="none"
     )
+    expected = (LLAMA31_8B_BLOCKS * block_bytes + LLAMA31_8B_TABLES * 2) / tp
+    assert report["memory"]["weights_bytes_per_chip"] == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("model,hardware,meshes", SWEEPS)

@@ -362,7 +362,11 @@ def weight_bytes_between_perfect_split_and_whole(rng: np.random.Generator) -> No
     for drawn in every_chip(rng):
         d = drawn.deployments
         model = [d.models[i] for i in d.model_index]
-        total = np.array([m.params for m in model], dtype=np.float64) * BYTES_PER_ELEMENT[d.weight_dtype]
+        # The embedding and lm_head stay 16-bit in every weight format (engines quantize the
+        # blocks' linear layers only); the rest takes the format's bytes.
+        tables = np.array([m.vocab * m.d_model * (1 if m.tie_embeddings else 2) for m in model], dtype=np.float64)
+        params = np.array([m.params for m in model], dtype=np.float64)
+        total = (params - tables) * BYTES_PER_ELEMENT[d.weight_dtype] + tables * BYTES_PER_ELEMENT[BF16]
         weights = drawn.run().memory.weights_bytes_per_chip
         chips = d.chips
         check(

@@ -203,9 +203,13 @@ def test_deepseek_v3_memory_per_chip_on_8_h200() -> None:
     # The latent is replicated on each of the 8 ranks: 70,272 B x 64 sequences x 2560 tokens.
     assert e.memory.kv_cache_bytes_per_chip[0] == DSV3_KV_BYTES_PER_TOKEN * 64 * 2560
     # fp8 weights (1 byte) over 8 chips, MLA's matrices counted as they are (not heads x d_head),
-    # except the 58 routers (7168 x 256 each), whole on every chip.
+    # except the 58 routers (7168 x 256 each), whole on every chip; the embedding and lm_head
+    # (129280 x 7168 each) are bf16 in the checkpoint and stay so (1 byte more each element).
     routers = 58 * 7168 * 256
-    assert e.memory.weights_bytes_per_chip[0] == pytest.approx((DSV3.params - routers) / 8 + routers, rel=1e-12)
+    tables = 2 * 129280 * 7168
+    assert e.memory.weights_bytes_per_chip[0] == pytest.approx(
+        (DSV3.params - routers + tables) / 8 + routers, rel=1e-12
+    )
 
 
 @pytest.mark.parametrize("prompt_len", [512, 32768])

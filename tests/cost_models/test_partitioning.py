@@ -343,7 +343,10 @@ def test_stored_elements_2d_and_weight_gathered_by_hand(layout: str) -> None:
 
 def test_stored_bytes_follow_the_weight_format_ties_and_gating() -> None:
     configs, mesh, codes, plan = plan_of(TINY, "ws_1d", weight_dtype=INT8)
-    assert weight_bytes_per_chip(configs, mesh, codes, plan).tolist() == [224.0]  # 1 byte each
+    # int8: the blocks' 192 elements 1 byte each; the lm_head's and the embedding's 16 + 16 stay
+    # bf16, as engines keep them (cost_models.partitioning.TABLE_BYTES_PER_ELEMENT): 192 + 64 = 256.
+    assert weight_bytes_per_chip(configs, mesh, codes, plan).tolist() == [256.0]
+    assert plan.table_elements.tolist() == [32.0]
     configs, mesh, codes, plan = plan_of(TINY, "ws_1d")
     assert weight_bytes_per_chip(configs, mesh, codes).tolist() == [448.0]  # bf16: 2 bytes each
     # Tied embeddings: no lm_head, 224 - 16 = 208.

@@ -171,3 +171,28 @@ def test_sglang_out_of_memory_on_activations_does_not_fit_anywhere() -> None:
     assert serve(d, vllm).fits[0]
     # At SGLang's default 0.88 the 18.1 GB rest holds them: its budget as its rule gives.
     assert kv_capacity_tokens(d, _workload("sglang"))[0] == math.floor(EXPECTED_BUDGET["sglang"] / KV_PER_TOKEN)
+
+
+# Quantized weights: the engines quantize the blocks' linear layers and keep the embedding table
+# and the lm_head in 16 bits (vLLM's AWQ/GPTQ/fp8 methods apply to LinearBase layers only, its
+# ParallelLMHead is an embedding; ModelOpt's default configs disable "*lm_head*"; gpt-oss's
+# mxfp4 config lists embed_tokens and lm_head in modules_to_not_convert).
+EMBEDDING_AND_LM_HEAD = 2 * 128256 * 8192  # elements, untied
+BLOCKS = 80 * LAYER  # elements
+
+
+@pytest.mark.parametrize("engine", sorted(EXPECTED_BUDGET))
+def test_fp8_weights_keep_the_embedding_and_lm_head_in_16_bits(engine: str) -> None:
+    """Llama 3 70B in fp8 on 2 H200s: 1 byte per block weight, 2 per embedding and lm_head
+    element, split over the 2 chips (68,451,041,280 + 2 x 2,101,346,304 B over 2 = 36,326,866,944
+    B per chip, not the 35,276,193,792 of every weight in fp8)."""
+    d = replace(_llama3_70b_on_two_h200s(), weight_dtype=np.array([1]))  # FP8
+    weights = (BLOCKS * 1 + EMBEDDING_AND_LM_HEAD * 2) / CHIPS
+    assert weights == 36_326_866_944
+    f = 0.9 if engine != "sglang" else 0.88
+    budget = {
+        "trtllm": f * (H200_BYTES - weights - ACTIVATIONS),
+        "vllm": f * H200_BYTES - weights - ACTIVATIONS,
+        "sglang": f * H200_BYTES - weights,
+    }[engine]
+    assert kv_capacity_tokens(d, _workload(engine))[0] == math.floor(budget / KV_PER_TOKEN)
