@@ -1889,6 +1889,7 @@ def estimate_one(
     # mesh_chosen: the fastest of several legal meshes; an engine deployment's mesh is its TP group.
     mesh_chosen = mesh is None and not engine
     notes = context_notes(model_spec, prompt_len + gen_len)
+    notes += memory_context_notes(model_spec, report["memory"]["max_context_tokens"])
     notes += calibrated_format_notes(profile, chip, model_spec.experts, weight_code, act_code)
     return {
         **report,
@@ -1910,6 +1911,24 @@ def context_notes(model: ModelSpec, context_tokens: int) -> list[str]:
     return [
         f"prompt + generated tokens ({context_tokens:,}) pass {model.name}'s trained context of "
         f"{model.max_context:,} tokens (max_position_embeddings): engines refuse that context without a "
+        "RoPE-scaling or length override"
+    ]
+
+
+def memory_context_notes(model: ModelSpec, max_context_tokens: int | None) -> list[str]:
+    """What to tell a user whose memory holds a longer context than the model was trained for
+    (``max_context``; 0: unknown): ``max_context_tokens`` (None: windowed blocks stop the cache
+    growing) is what the KV cache room holds, but vLLM and SGLang cap a request's context at
+    max_position_embeddings without an override (vllm config/model.py _get_and_verify_max_len;
+    sglang configs/model_config.py), so the number alone overstates what can be served."""
+    if model.kind != "decoder" or not model.max_context:
+        return []
+    if max_context_tokens is not None and max_context_tokens <= model.max_context:
+        return []
+    held = "any context (its windowed blocks stop growing)" if max_context_tokens is None else f"{max_context_tokens:,}"
+    return [
+        f"max context at this batch: the memory holds {held} tokens a sequence, but {model.name}'s trained context "
+        f"of {model.max_context:,} tokens (max_position_embeddings) is the most engines admit without a "
         "RoPE-scaling or length override"
     ]
 

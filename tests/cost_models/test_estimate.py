@@ -929,3 +929,35 @@ def test_large_repeating_call_is_scored_whole_with_every_rows_numbers(monkeypatc
     assert joined == [3]
     assert whole.keys() == chunked.keys() and len(whole) > 10
     assert [k for k in whole if whole[k] != chunked[k]] == []
+
+
+def test_max_context_past_the_trained_context_is_said_so(capsys):
+    """Llama 3.1 8B on one H100, batch 1: the memory left (85,520,809,984 B less 16.06 GB of
+    weights and the activations) holds about 527,000 tokens of KV cache at 131,072 B a token
+    (32 layers x 2 x 8 x 128 x 2 B), four times its trained context of 131,072 positions, which
+    is all vLLM's max_model_len admits without an override (vllm config/model.py
+    _get_and_verify_max_len). The number alone reads as a context the deployment can serve."""
+    args = ["estimate", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--tp", "1", "--batch", "1"]
+    report = estimate_json(capsys, *args, "--prompt-len", "4096", "--gen-len", "1024")
+    limit = report["memory"]["max_context_tokens"]
+    free = 85_520_809_984 - report["memory"]["weights_bytes_per_chip"] - report["memory"]["activation_bytes_per_chip"]
+    assert limit == int(free // (32 * 2 * 8 * 128 * 2)) > 131_072
+    said = [note for note in report["notes"] if "131,072" in note and f"{limit:,}" in note]
+    assert len(said) == 1, report["notes"]
+    code, out, _ = run_cli(capsys, *args, "--prompt-len", "4096", "--gen-len", "1024")
+    assert code == 0 and "trained context of 131,072" in " ".join(out.split())
+    # Within the trained context: no such note (batch 8 leaves about 66,000 tokens a sequence).
+    report = estimate_json(capsys, *args[:-1], "8", "--prompt-len", "4096", "--gen-len", "1024")
+    assert report["memory"]["max_context_tokens"] < 131_072
+    assert not [note for note in report["notes"] if "trained context" in note]
+
+
+def test_windowed_model_without_a_context_limit_names_its_trained_context(capsys):
+    """Mistral 7B v0.1 windows every block at 4,096 tokens: its cache stops growing, so memory sets
+    no context limit, but the model was trained for 32,768 positions."""
+    report = estimate_json(
+        capsys, "estimate", "--model", "mistral-7b", "--hardware", "h100-sxm", "--tp", "1", "--batch", "1",
+        "--prompt-len", "1024", "--gen-len", "128",
+    )  # fmt: skip
+    assert report["memory"]["max_context_tokens"] is None
+    assert [note for note in report["notes"] if "32,768" in note]
