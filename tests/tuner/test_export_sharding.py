@@ -98,8 +98,9 @@ def test_exported_sharding_bytes_equal_charged_bytes(model, layout, sharding):
                     continue
                 per_layer = name not in ("embedding", "lm_head")
                 elements = math.prod(tensor["shape"]) / implied_ways(tensor["sharding"], tensor["shape"], row.mesh)
-                total += elements * (row.model.layers if per_layer else 1)
-            stored.append(total * weight_bytes)
+                # the embedding and lm_head stay 16-bit (2 B) in every weight format, as engines keep them
+                total += elements * (row.model.layers * weight_bytes if per_layer else 2.0)
+            stored.append(total)
         assert result.memory.weights_bytes_per_chip[i] == pytest.approx(max(stored), rel=1e-12), row
         decode = phases["decode"]
         for weight, op in WEIGHT_OPERATOR.items():
@@ -193,8 +194,10 @@ def test_exported_sharding_bytes_equal_charged_bytes_under_ep_pp_dp(model, tp, d
         for name, tensor in phase["weights"].items():
             if name == "lm_head" and tensor["tied_to_embedding"]:
                 continue
-            total += math.prod(tensor["shape"]) / implied_ways_of(tensor, row.mesh) * tensor["blocks"]
-        assert result.memory.weights_bytes_per_chip[0] == pytest.approx(total * 1.0, rel=1e-12), phase  # fp8: 1 B
+            # fp8: 1 B an element, but the embedding and lm_head stay 16-bit (2 B), as engines keep them
+            bytes_each = 2.0 if name in ("embedding", "lm_head") else 1.0
+            total += math.prod(tensor["shape"]) / implied_ways_of(tensor, row.mesh) * tensor["blocks"] * bytes_each
+        assert result.memory.weights_bytes_per_chip[0] == pytest.approx(total, rel=1e-12), phase
     kv = phases["decode"]["kv_cache"]
     kv_elements = 2 * math.prod(kv["shape"]) / implied_ways(kv["sharding"], kv["shape"], row.mesh)
     assert result.memory.kv_cache_bytes_per_chip[0] == pytest.approx(kv_elements * 2.0, rel=1e-12)
@@ -251,8 +254,10 @@ def _ways(tensor: dict, mesh: tuple[int, int, int], kind: str = "stored") -> int
     return implied
 
 
-def _stored_and_kv_bytes(row: Deployment) -> tuple[list[float], float]:
-    """Per-chip weight elements of each phase's table and KV-cache elements, from the export alone."""
+def _stored_and_kv_bytes(row: Deployment, weight_bytes: float = 1.0) -> tuple[list[float], float]:
+    """Per-chip weight bytes of each phase's table (``weight_bytes`` an element, but 2 for the
+    embedding and lm_head, which stay 16-bit as engines keep them) and KV-cache elements, from the
+    export alone."""
     phases, _ = sharding_tables(row)
     stored = []
     for phase in phases.values():
@@ -260,7 +265,8 @@ def _stored_and_kv_bytes(row: Deployment) -> tuple[list[float], float]:
         for name, tensor in phase["weights"].items():
             if name == "lm_head" and tensor["tied_to_embedding"]:
                 continue
-            total += math.prod(tensor["shape"]) / _ways(tensor, row.mesh) * tensor["blocks"]
+            bytes_each = 2.0 if name in ("embedding", "lm_head") else weight_bytes
+            total += math.prod(tensor["shape"]) / _ways(tensor, row.mesh) * tensor["blocks"] * bytes_each
         stored.append(total)
     kv = phases["decode"]["kv_cache"]
     ways = implied_ways(kv["sharding"], kv["shape"], row.mesh)
@@ -323,7 +329,7 @@ def test_exported_mla_and_window_bytes_equal_charged_bytes(model, mesh, layout, 
     )
     result = estimate(Deployments.from_rows([row]), calibration=None)
     stored, kv_elements = _stored_and_kv_bytes(row)
-    assert result.memory.weights_bytes_per_chip[0] == pytest.approx(max(stored) * 1.0, rel=1e-12)  # fp8: 1 B
+    assert result.memory.weights_bytes_per_chip[0] == pytest.approx(max(stored), rel=1e-12)  # fp8: 1 B
     assert result.memory.kv_cache_bytes_per_chip[0] == pytest.approx(kv_elements * 2.0, rel=1e-12)  # bf16
 
 
