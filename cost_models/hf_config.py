@@ -233,18 +233,36 @@ def _qwen(model_type: str):
     return read
 
 
+#: Gemma3TextConfig's defaults of the fields read here (transformers
+#: src/transformers/models/gemma3/configuration_gemma3.py, Gemma3TextConfig.__init__).
+_GEMMA3_TEXT_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 262208,
+    "hidden_size": 2304,
+    "intermediate_size": 9216,
+    "num_hidden_layers": 26,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "head_dim": 256,
+    "max_position_embeddings": 131072,
+    "sliding_window": 4096,
+}
+
+
 def _gemma(model_type: str):
     """Gemma 2 and Gemma 3 (text): GeGLU MLP (3 matrices), GQA with head_dim, tied embeddings.
     Windows: Gemma 2 windows every other block from the first (transformers' ``is_sliding = not
     layer_idx % 2``); Gemma 3 all but every ``sliding_window_pattern``-th (default 6: 5 local, 1
-    global). Gemma 3's published text_config leaves out fields at their Gemma3TextConfig defaults
-    (vocab_size 262208, max_position_embeddings 131072), so those defaults are used here."""
+    global). Gemma 3's published text_config leaves out every field at its Gemma3TextConfig
+    default (transformers saves a nested config as its difference from the defaults: gemma-3-27b's
+    omits vocab_size and max_position_embeddings, gemma-3-12b's head_dim, gemma-3-4b's the heads
+    too), and transformers reads an absent field as that default, so those defaults are used here
+    (:data:`_GEMMA3_TEXT_DEFAULTS`), not hidden_size / heads for head_dim."""
     gemma3 = model_type.startswith("gemma3")
 
     def read(config: dict[str, Any]) -> dict[str, Any]:
         _refuse_experts(config, model_type)
         if gemma3:
-            config = {"vocab_size": 262208, "max_position_embeddings": 131072, **_present(config)}
+            config = {**_GEMMA3_TEXT_DEFAULTS, **_present(config)}
         fields = _decoder_base(config, tied=True)
         fields |= _attention(config, fields["d_model"])
         fields = _gated(config, fields)

@@ -689,6 +689,45 @@ def test_gemma_layer_types_and_pattern(tmp_path: Path) -> None:
     assert read(tmp_path, config, "g2").sliding_window_layers == 40
 
 
+def test_gemma3_text_config_fields_left_out_take_gemma3textconfig_defaults(tmp_path: Path) -> None:
+    """transformers saves a nested text_config as its difference from Gemma3TextConfig's defaults
+    (heads 8, KV heads 4, head_dim 256, sliding_window 4096, ...: transformers
+    models/gemma3/configuration_gemma3.py), and reads an absent field as that default. google/
+    gemma-3-12b-it's text_config has no head_dim: 256, not hidden 3840 / 16 heads = 240;
+    gemma-3-4b-it's has no heads either: 8 heads, 4 KV heads of 256. Parameters by hand (blocks'
+    matrices plus the tied embedding, 262208 x hidden), the keras-hub presets' counts
+    (gemma3_12b_text 11,765,788,416, gemma3_4b_text 3,880,099,328) being these with vocab 262144
+    and the norm scales."""
+    config = load("gemma3")
+    config["text_config"] = {
+        "hidden_size": 3840,
+        "intermediate_size": 15360,
+        "model_type": "gemma3_text",
+        "num_attention_heads": 16,
+        "num_hidden_layers": 48,
+        "num_key_value_heads": 8,
+        "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+        "sliding_window": 1024,
+    }
+    spec = read(tmp_path, config, "g12")
+    assert (spec.heads, spec.kv_heads, spec.d_head) == (16, 8, 256)
+    assert spec.params == 48 * (3840 * 256 * (2 * 16 + 2 * 8) + 3 * 3840 * 15360) + 262208 * 3840  # 11,765,268,480
+    config["text_config"] = {
+        "hidden_size": 2560,
+        "intermediate_size": 10240,
+        "model_type": "gemma3_text",
+        "num_hidden_layers": 34,
+        "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+        "sliding_window": 1024,
+    }
+    spec = read(tmp_path, config, "g4")
+    assert (spec.heads, spec.kv_heads, spec.d_head) == (8, 4, 256)
+    assert spec.params == 34 * (2560 * 256 * (2 * 8 + 2 * 4) + 3 * 2560 * 10240) + 262208 * 2560  # 3,879,895,040
+    assert (spec.sliding_window, spec.sliding_window_layers) == (1024, 34 - 34 // 6)
+    del config["text_config"]["sliding_window"]  # absent: Gemma3TextConfig's 4096
+    assert read(tmp_path, config, "g4w").sliding_window == 4096
+
+
 def test_window_no_shorter_than_the_context_is_no_window(tmp_path: Path) -> None:
     """Phi-3-mini-128k: sliding_window 262144 over 131072 positions caps nothing."""
     spec = read(tmp_path, {**load("phi3"), "sliding_window": 262144, "max_position_embeddings": 131072})
