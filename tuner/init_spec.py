@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from cost_models.deployments import engine_problem_mask
-from cost_models.dtypes import BITS_CHOICES, BYTES_PER_ELEMENT, parse_dtype
+from cost_models.dtypes import BITS_CHOICES, BYTES_PER_ELEMENT, parse_dtype, weight_bits_default
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
 from cost_models.metrics import METRICS
@@ -103,6 +103,18 @@ def initial_values(model: str, hardware: str, serving: bool) -> dict[str, Any]:
         )
     chip = get_hardware(hardware)
     formats = native_formats(chip)
+    # A quantized checkpoint's own format (gpt-oss's MXFP4 experts, an AWQ int4 checkpoint) runs
+    # on a chip without units for it too (weight-only: fp4 on an H100, as tuner estimate runs it
+    # by default), and it is what the deployment serves unless the weights are converted: offered
+    # beside the native ones, and counted when sizing the fewest chips (gpt-oss-120b: one H100).
+    own = weight_bits_default(model_spec.checkpoint_format)
+    if model_spec.checkpoint_format is not None and own not in formats:
+        try:
+            chip.parse_formats(weight_bits=own)  # fp8 on a chip without fp8 units stays out
+        except InvalidInputError:
+            pass
+        else:
+            formats = [b for b in BITS_CHOICES if b in formats or b == own]
     params = float(model_spec.params)
     smallest = min(float(BYTES_PER_ELEMENT[parse_dtype(b, "weight_bits")]) for b in formats)
     gpu = isinstance(chip.interconnect, SwitchedInterconnect)

@@ -88,6 +88,18 @@ def test_init_gpu_dense_spec_has_no_expert_degrees() -> None:
     assert space.ep is None and space.dp is None
 
 
+@pytest.mark.parametrize("serving", [False, True])
+def test_init_offers_the_checkpoints_own_format_and_the_chips_it_fits(serving: bool) -> None:
+    """gpt-oss-120b ships MXFP4 experts (checkpoint_format fp4) and is served on one 80 GB H100
+    (OpenAI's model card; vLLM runs the checkpoint as is on Hopper). H100 has no fp4 units, but
+    the model runs fp4 weights there (weight-only), as tuner estimate does by default: the spec
+    must offer fp4, and TP 1 (116.8e9 x 0.5 B = 58 GB < 85.5 GB), not only the 16/8/fp8 formats
+    whose narrowest (116.8 GB in fp8) needs 2 chips."""
+    space = load_spec_text(spec_text("gpt-oss-120b", "h100-sxm", serving=serving)).space
+    assert "fp4" in space.weight_bits
+    assert 1 in space.tp
+
+
 def test_init_proposes_only_tp_sizes_that_divide_the_heads() -> None:
     """gpt2 has 12 heads: TP 8 would be a dimension of trials no GPU engine runs."""
     assert load_spec_text(spec_text("gpt2", "h100-sxm")).space.tp == [1, 2, 4]
