@@ -293,3 +293,13 @@ def test_no_kv_cache_names_what_the_engine_charges(capsys):
     assert "weights leave no KV cache on h100-sxm under sglang's" in err and "--max-num-tokens" not in err
     code, out, err = run_cli(capsys, *BASE, *tight, "--backend", "vllm")
     assert "weights and activations leave no KV cache" in err and "--max-num-tokens" in err
+
+
+@pytest.mark.parametrize("option,field", [("--pp", "pp"), ("--ep", "ep"), ("--dp", "dp")])
+def test_a_refused_degree_under_a_load_is_the_one_named(capsys, option, field):
+    """The serving model charges TP only: the refusal names the degree the user gave (it named
+    pp for --ep 2 and --dp 2 too)."""
+    args = ("estimate", "--model", "mixtral-8x7b", "--hardware", "h100-sxm", "--tp", "2", option, "2")
+    code, out, err = run_cli(capsys, *args, "--prompt-len", "512", "--gen-len", "64", "--concurrency", "8")
+    line = assert_one_error_line(code, out, err, (field,))
+    assert line.startswith(f"error: {field}:"), line
