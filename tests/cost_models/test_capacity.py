@@ -226,3 +226,21 @@ def test_a_checkpoint_format_is_tried_only_where_estimate_runs_it():
         ("int8", "int8"),
         ("bf16", "bf16"),
     }
+
+
+def test_a_4_bit_checkpoint_is_planned_in_its_own_format():
+    """gpt-oss-120b ships MXFP4 experts and is served on one 80 GB H100 (OpenAI's model card): its
+    weights, 116.8e9 elements at half a byte with the embedding and lm_head (2 x 201088 x 2880)
+    at 2 bytes, are about 60 GB, under vLLM's 0.9 x 85.5 GB, so one replica of TP 1 carries 1
+    request/s of 1024 + 256 tokens. H100 has no fp4 units: the checkpoint runs weight-only (16-bit
+    activations), as tuner estimate runs it by default. Planned only in bf16 and fp8, as before,
+    the fewest chips were 2 (the fp8 weights, 117 GB, need two)."""
+    p = problem(
+        "gpt-oss-120b", "h100-sxm", request_rate=1, prompt_len=1024, gen_len=256, max_ttft_s=2, max_tpot_s=0.1,
+        max_chips=8, backend="vllm",
+    )  # fmt: skip
+    best = recommend(p, ("aggregated",))["aggregated"]["best"]
+    assert (best["chips"], best["tp"], best["weight_format"], best["act_format"]) == (1, 1, "fp4", "bf16")
+    # A 16-bit model gains no format: its candidates are bf16 and fp8, W8A8.
+    dense = problem("llama-3-70b", "h100-sxm", request_rate=1, prompt_len=128, gen_len=16, max_ttft_s=1, max_tpot_s=1)
+    assert set(aggregated_candidates(dense).format_names.tolist()) == {"bf16", "fp8"}
