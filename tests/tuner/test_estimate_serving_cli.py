@@ -303,3 +303,23 @@ def test_a_refused_degree_under_a_load_is_the_one_named(capsys, option, field):
     code, out, err = run_cli(capsys, *args, "--prompt-len", "512", "--gen-len", "64", "--concurrency", "8")
     line = assert_one_error_line(code, out, err, (field,))
     assert line.startswith(f"error: {field}:"), line
+
+
+def test_static_does_not_fit_beside_a_serving_that_runs_is_explained(capsys):
+    """Llama 3 8B on one H100, 256 clients of 2048 + 256 tokens under vLLM: the engine's cache,
+    0.9 x 85.5 GB less 16.1 GB of weights and the activations, holds about 209 sequences at their
+    mean context; the static sections at that batch charge all 209 x 2048 prompt tokens in one
+    prefill and every sequence at 2304 tokens (KV 209 x 2304 x 131,072 B = 63 GB, plus tens of
+    GB of activations): DOES NOT FIT, printed above a serving section that runs the load. A note
+    says why the two differ."""
+    args = ("--prompt-len", "2048", "--gen-len", "256", "--concurrency", "256", "--backend", "vllm")
+    data = _json(capsys, *args)
+    assert data["batch_source"] == "serving running batch"
+    assert data["memory"]["fits"] is False and data["serving"]["fits"] is True
+    assert data["memory"]["kv_cache_bytes_per_chip"] == data["batch"] * 2304 * 32 * 2 * 8 * 128 * 2
+    said = [note for note in data["serving"]["notes"] if "static" in note and "max_num_tokens" in note]
+    assert len(said) == 1, data["serving"]["notes"]
+    # Where the static sections fit too, no such note.
+    data = _json(capsys, "--prompt-len", "512", "--gen-len", "64", "--concurrency", "4", "--backend", "vllm")
+    assert data["memory"]["fits"] is True
+    assert not [note for note in data["serving"]["notes"] if "static" in note and "max_num_tokens" in note]
