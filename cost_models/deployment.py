@@ -1925,9 +1925,13 @@ def memory_context_notes(model: ModelSpec, max_context_tokens: int | None) -> li
         return []
     if max_context_tokens is not None and max_context_tokens <= model.max_context:
         return []
-    held = "any context (its windowed blocks stop growing)" if max_context_tokens is None else f"{max_context_tokens:,}"
+    held = (
+        "any context (its windowed blocks stop growing)"
+        if max_context_tokens is None
+        else f"{max_context_tokens:,} tokens a sequence"
+    )
     return [
-        f"max context at this batch: the memory holds {held} tokens a sequence, but {model.name}'s trained context "
+        f"max context at this batch: the memory holds {held}, but {model.name}'s trained context "
         f"of {model.max_context:,} tokens (max_position_embeddings) is the most engines admit without a "
         "RoPE-scaling or length override"
     ]
