@@ -17,6 +17,8 @@ from cost_models.calibration import CalibrationProfile, serving_engine
 from cost_models.deployment import Overlap
 from cost_models.deployments import Deployment, Deployments, engine_problem_mask
 from cost_models.errors import InvalidInputError
+from cost_models.hardware import HardwareSpec, get_hardware
+from cost_models.models import ModelSpec, get_model
 from cost_models.serving import (
     NO_OVERHEADS,
     ServingWorkloads,
@@ -188,6 +190,64 @@ def _check_fits(deployment: Deployment, workloads: ServingWorkloads, d: Deployme
             f"(at most {most:,} tokens)",
             "shorten --prompt-len/--gen-len, or use more chips or fewer --kv-bits",
         )
+
+
+#: Each engine's name for its memory knob (cost_models.serving.kv_budget_bytes: what it is a share of).
+_MEMORY_KNOB = {
+    "vllm": "gpu_memory_utilization",
+    "sglang": "mem_fraction_static",
+    "trtllm": "free_gpu_memory_fraction",
+    "jax": "memory fraction (vLLM's rule)",
+}
+
+
+def engine_memory_notes(
+    model: str | ModelSpec, hardware: str | HardwareSpec, report: dict, backend: str | None = None
+) -> list[str]:
+    """What to tell a user whose static estimate (``report``: :func:`estimate_one`'s) fits the
+    chip's whole memory but not the engine's: the static ``fits`` counts every byte of the chip,
+    while each engine gives weights, activations and KV cache only its memory knob's share
+    (:func:`cost_models.serving.kv_budget_bytes`; DeepSeek-V3 in fp8 on 8 H100s, 84.2 GB of weights a
+    GPU of 85.5, fits the chip and is 7.4 GB past vLLM's 0.9). One sequence of the report's prompt
+    and generated tokens must fit the engine's KV cache at its default knobs, as under a load
+    (:func:`_check_fits`). GPUs only, one tensor-parallel group (the serving model's)."""
+    chip = hardware if isinstance(hardware, HardwareSpec) else get_hardware(hardware)
+    parallel = report["parallel"]
+    single = all(parallel[name] == 1 for name in ("pp", "ep", "dp", "micro_batches"))
+    if chip.kind != "gpu" or not single or not report["memory"]["fits"]:
+        return []
+    engine = serving_engine(backend or report["calibration"].get("backend"), None, chip)
+    mesh = tuple(int(a) for a in report["mesh"].split("x"))
+    row = Deployment(
+        model=model if isinstance(model, ModelSpec) else get_model(model),
+        hardware=chip,
+        mesh=(mesh[0], mesh[1], mesh[2]),
+        batch=1,
+        prompt_len=report["prompt_len"],
+        gen_len=report["gen_len"],
+        prefill_ffn_layout=report["ffn_layout"]["prefill"],
+        decode_ffn_layout=report["ffn_layout"]["decode"],
+        prefill_attn_sharding=report["attn_sharding"]["prefill"],
+        decode_attn_sharding=report["attn_sharding"]["decode"],
+        weight_dtype=report["weight_dtype"],
+        act_dtype=report["act_dtype"],
+        kv_dtype=report["kv_dtype"],
+        kv_heads=report["kv_heads"],
+        block=report["block"],
+        flash_attention=report["flash_attention"],
+    )
+    workloads = make_workloads(backend=engine, concurrency=1, prompt_len=row.prompt_len, gen_len=row.gen_len)
+    memory = _memory(Deployments.from_rows([row]), workloads, "decode")
+    free, per_token = float(memory.free[0]), float(memory.kv_per_token[0])
+    if free >= per_token * (row.prompt_len + row.gen_len):
+        return []
+    knob = f"{_MEMORY_KNOB.get(engine, 'memory fraction')} {float(workloads.memory_fraction[0]):g}"
+    held = f"{free / 1e9:.1f} GB of KV cache, {int(free // per_token):,} tokens" if free > 0 else "no KV cache"
+    return [
+        f"fits the chip's {chip.memory_bytes / 1e9:.1f} GB, but {engine} at its default {knob} leaves {held} "
+        f"per chip beside {float(memory.weights[0]) / 1e9:.1f} GB of weights: not one sequence of "
+        f"{row.prompt_len + row.gen_len} tokens, so the engine does not serve it; add --concurrency C for its sizing"
+    ]
 
 
 #: The ``serve`` keywords of :func:`estimate_serving_one` (the engine knobs and the load's spread).

@@ -523,7 +523,7 @@ def estimate_command(
     """Latency, MFU, cost and memory per chip of one multi-chip deployment (Pope et al. 2022);
     with --concurrency or --request-rate, also the serving steady state under that load."""
     from cost_models.deployment import estimate_one
-    from cost_models.serving_one import estimate_serving_one
+    from cost_models.serving_one import engine_memory_notes, estimate_serving_one
     from tuner import tables
 
     knobs = {
@@ -590,6 +590,7 @@ def estimate_command(
         )
     elif batch is not None:
         report = estimate_one(model, hardware, batch=batch, **common, **static)
+        report["notes"] += engine_memory_notes(model, hardware, report, backend)
     else:
         raise InvalidInputError(
             "batch", "missing", "pass --batch B (static estimate) or --concurrency C / --request-rate R (serving)"

@@ -323,3 +323,21 @@ def test_static_does_not_fit_beside_a_serving_that_runs_is_explained(capsys):
     data = _json(capsys, "--prompt-len", "512", "--gen-len", "64", "--concurrency", "4", "--backend", "vllm")
     assert data["memory"]["fits"] is True
     assert not [note for note in data["serving"]["notes"] if "static" in note and "max_num_tokens" in note]
+
+
+def test_static_fit_that_no_engine_starts_is_said_so(capsys):
+    """DeepSeek-V3 (fp8) on 8 H100s: 84.2 GB of weights a GPU fit in its 85.5 GB, so the static
+    estimate says 'fits', but vLLM gives its KV cache 0.9 x 85.5 GB = 77.0 GB less weights and
+    activations (vllm/v1/worker/gpu_worker.py, determine_available_memory): 7.4 GB short, the
+    engine does not start (as the serving section says under a load). The static output says so."""
+    args = ("estimate", "--model", "deepseek-v3", "--hardware", "h100-sxm", "--tp", "8", "--batch", "1")
+    code, out, err = run_cli(capsys, *args, "--prompt-len", "128", "--gen-len", "16", "--backend", "vllm", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["memory"]["fits"] is True
+    assert 0.9 * 85_520_809_984 < data["memory"]["weights_bytes_per_chip"] < 85_520_809_984
+    said = [note for note in data["notes"] if "vllm" in note and "gpu_memory_utilization" in note]
+    assert len(said) == 1, data["notes"]
+    # Llama 3 8B on one H100 leaves vLLM about 60 GB of cache: no such note.
+    data = _json(capsys, "--batch", "1", *LOAD, "--backend", "vllm")
+    assert not [note for note in data["notes"] if "gpu_memory_utilization" in note]
