@@ -1814,6 +1814,15 @@ def estimate_one(
         choices = engine_choices
         flash = True if flash_attention is None else flash_attention
         chips, shape, parallel = engine_degrees(chip, chips, tp=tp, pp=pp, ep=ep, dp=dp, micro_batches=micro_batches)
+        if parallel["pp"] == 1 and parallel["micro_batches"] > 1:
+            # Micro-batches fill a pipeline (Narayanan et al. 2021, 2.2); on one stage they would
+            # run one after another, a slower deployment no engine launches (a study leaves it
+            # out: search_spaces.space._engine_problems).
+            raise InvalidInputError(
+                "micro_batches",
+                f"{parallel['micro_batches']} micro-batches need pipeline stages (pp 1 runs the batch in one step)",
+                "drop --micro-batches, or pass --pp 2 or more",
+            )
         meshes = [shape]
         if chip.kind == "gpu" and engine_problem_mask(None, model_spec.heads, model_spec.experts, shape[2], 1, 1):
             whose = f"TP {shape[2]}" + (f" (one {chip.name} NVLink domain, the engine default)" if tp is None else "")

@@ -235,12 +235,28 @@ WEIGHT_BITS_OPTION = click.option(
 )
 
 
-def weight_bits_or_checkpoint(weight_bits: str | None, model: str) -> str:
-    """``--weight-bits`` as given, else the model's checkpoint format (else 16)."""
-    from cost_models.dtypes import weight_bits_default
+def weight_bits_or_checkpoint(weight_bits: str | None, model: str, hardware: str | None = None) -> str:
+    """``--weight-bits`` as given, else the model's checkpoint format (else 16). A checkpoint's
+    fp8 on a chip without fp8 units is refused naming the checkpoint: the user passed no
+    --weight-bits, so "weight_bits: a100-80gb has no fp8 support" named a flag they never gave."""
+    from cost_models.dtypes import FP8, parse_dtype, weight_bits_default
+    from cost_models.hardware import get_hardware
     from cost_models.models import get_model
 
-    return weight_bits or weight_bits_default(get_model(model).checkpoint_format)
+    if weight_bits:
+        return weight_bits
+    spec = get_model(model)
+    default = weight_bits_default(spec.checkpoint_format)
+    if hardware is not None and parse_dtype(default, "weight_bits") == FP8:
+        chip = get_hardware(hardware)
+        if not chip.has_format(FP8):
+            raise InvalidInputError(
+                "weight_bits",
+                f"{spec.name}'s checkpoint is {spec.checkpoint_format} (its quantization_config, the default "
+                f"--weight-bits) and {chip.name} has no fp8 units",
+                "pass --weight-bits 16, 8 or 4",
+            )
+    return default
 
 
 CALIBRATION_OPTION = click.option(
@@ -338,7 +354,7 @@ def analyze_command(
             "drop it, or use --phase prefill",
         )
     _refuse_backend_without_profile(calibration, backend)
-    weight_bits = weight_bits_or_checkpoint(weight_bits, model)
+    weight_bits = weight_bits_or_checkpoint(weight_bits, model, hardware)
     report = analyze_one(
         model,
         hardware,
@@ -536,7 +552,7 @@ def estimate_command(
         "prompt_len_std": prompt_len_std,
         "gen_len_std": gen_len_std,
     }
-    weight_bits = weight_bits_or_checkpoint(weight_bits, model)
+    weight_bits = weight_bits_or_checkpoint(weight_bits, model, hardware)
     given = {k: v for k, v in knobs.items() if v is not None}
     serving = concurrency is not None or request_rate is not None
     # A serving estimate runs both phases whatever --phase shows of the static ones.
@@ -694,7 +710,7 @@ def simulate_command(
     from cost_models.serving_simulation import simulate_one
     from tuner import simulation_report
 
-    weight_bits = weight_bits_or_checkpoint(weight_bits, model)
+    weight_bits = weight_bits_or_checkpoint(weight_bits, model, hardware)
 
     with simulation_report.simulation_progress(disable=as_json) as update:
         report = simulate_one(
@@ -1405,7 +1421,7 @@ def _calibrate_end_to_end(
         # The served formats: a run of fp8 weights read as bf16 had the fitted overheads take
         # the difference (a checkpoint's own format is the default, as in every command).
         codes = get_hardware(hardware).parse_formats(
-            weight_bits=weight_bits_or_checkpoint(bits[0], model), kv_bits=bits[1] or "16"
+            weight_bits=weight_bits_or_checkpoint(bits[0], model, hardware), kv_bits=bits[1] or "16"
         )
         formats = {"weight_dtype": dtype_name(codes["weight_bits"]), "kv_dtype": dtype_name(codes["kv_bits"])}
         measured += [

@@ -89,3 +89,27 @@ def test_a_named_backend_refuses_what_it_does_not_launch(capsys):
     code, out, err = run_cli(capsys, *args, "--backend", "sglang", "--json")
     assert code == 0, err
     assert json.loads(out)["parallel"]["ep"] == 2
+
+
+def test_micro_batches_without_pipeline_stages_are_refused(capsys):
+    """--pp 1 --micro-batches 4 was scored as four micro-batches run one after another on the one
+    stage, a deployment no engine launches (a study leaves it out); micro-batches fill a
+    pipeline (Narayanan et al. 2021, 2.2)."""
+    args = ("estimate", "--model", "llama-3-8b", "--hardware", "h100-sxm", "--tp", "1")
+    code, out, err = run_cli(capsys, *args, "--pp", "1", "--micro-batches", "4", *COMMON)
+    line = assert_one_error_line(code, out, err, ("micro_batches",))
+    assert "--pp 2" in line
+    code, out, err = run_cli(capsys, *args, "--pp", "2", "--micro-batches", "4", *COMMON)
+    assert code == 0, err
+    assert json.loads(out)["parallel"]["micro_batches"] == 4
+
+
+def test_an_fp8_checkpoint_on_a_chip_without_fp8_names_the_checkpoint(capsys):
+    """DeepSeek-V3's checkpoint is fp8 (its quantization_config is the default --weight-bits); on
+    an A100 the refusal named --weight-bits, a flag the user never passed."""
+    args = ("estimate", "--model", "deepseek-v3", "--hardware", "a100-80gb", "--tp", "8", "--pp", "2", *COMMON)
+    code, out, err = run_cli(capsys, *args)
+    line = assert_one_error_line(code, out, err, ("weight_bits",))
+    assert "checkpoint is fp8" in line and "--weight-bits 16, 8 or 4" in line
+    code, out, err = run_cli(capsys, *args, "--weight-bits", "8")
+    assert code == 0, err
