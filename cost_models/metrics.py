@@ -121,7 +121,7 @@ _METRICS: tuple[Metric, ...] = (
         "serving.max_concurrency",
         "sequences",
         "maximize",
-        "sequences the paged KV cache and max_batch_size let run at once",
+        "sequences the paged KV cache, max_batch_size and the max_num_tokens budget let run at once",
     ),
 )
 METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}
