@@ -11,7 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from cost_models.calibrated_times import calibrated_operator_times, check_profile, use_kernel_compute
+from cost_models.calibrated_times import (
+    calibrated_format_notes,
+    calibrated_operator_times,
+    check_profile,
+    use_kernel_compute,
+)
 from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, calibration_report, resolve_calibration
 from cost_models.conventions import CONVENTIONS, DEFAULT, CountingConvention
 from cost_models.deployment import MAX_CHIPS
@@ -288,6 +293,9 @@ def analyze_one(
             f"{profile.per_layer_overhead_s * 1e6:.3g} us x {layers} layers + per step "
             f"{profile.per_step_overhead_s * 1e3:.3g} ms), are not in the operators' total; tuner estimate adds them"
         )
+    # As tuner estimate says it: the kernel the formats run (fp8 weights as W8A8) and a borrowed
+    # fused-MoE class.
+    notes += calibrated_format_notes(profile, chip, model_spec.experts, dtypes["weight_bits"], dtypes["act_bits"])
     return {
         "model": model_spec.name,
         "params": {"total": model_spec.params, "active_per_token": model_spec.active_params},

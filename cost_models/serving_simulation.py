@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from cost_models.calibrated_times import calibrated_network, check_profile
+from cost_models.calibrated_times import calibrated_format_notes, calibrated_network, check_profile
 from cost_models.calibration import (
     AUTO_CALIBRATION,
     CalibrationProfile,
@@ -726,5 +726,6 @@ def simulate_one(
         ),
         # As tuner estimate says it: a context past the model's trained one is a deployment the
         # engines refuse without an override (the mean lengths; a spread passes it more often).
-        "notes": context_notes(model_spec, math.ceil(prompt_len + gen_len)),
+        "notes": context_notes(model_spec, math.ceil(prompt_len + gen_len))
+        + calibrated_format_notes(profile, chip, model_spec.experts, formats["weight_bits"], formats["act_bits"]),
     }
