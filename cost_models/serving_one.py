@@ -21,6 +21,7 @@ from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.models import ModelSpec, get_model
 from cost_models.serving import (
     NO_OVERHEADS,
+    ServingEstimate,
     ServingWorkloads,
     _memory,
     engine_overheads,
@@ -120,12 +121,7 @@ def serving_one(
     notes: list[str] = []
     limit = report["max_concurrency"]
     limited_by = str(result.limited_by[0])
-    holder = {
-        "kv_cache": "the KV cache holds",
-        "max_batch_size": "max_batch_size runs at most",
-        # serving.token_limit: the decode tokens and the prompts that replace them share the budget
-        "max_num_tokens": f"max_num_tokens {row['max_num_tokens']} keeps decoding about",
-    }.get(limited_by, "")
+    holder = _holder(limited_by, row)
     max_rate = None
     if overheads.borrowed:
         notes.append(
@@ -135,16 +131,8 @@ def serving_one(
     if concurrency is not None and concurrency > limit:
         notes.append(f"{concurrency} clients queue: {holder} {limit} sequences at once ({concurrency - limit} wait)")
     if request_rate is not None and not report["stable"]:
-        max_rate = max_stable_rate(d, workloads, calibration=profile, overlap=overlap)
-        why = (
-            "prompts arrive faster than the mixed iterations prefill them"
-            if limited_by == "prefill"
-            else f"more sequences would decode than {holder} {limit}"
-        )
-        notes.append(
-            f"unstable: {request_rate:g} req/s is beyond capacity ({why}; the queue grows without bound); "
-            f"the highest sustainable rate is about {max_rate:.3g} req/s"
-        )
+        max_rate, note = unstable_note(d, workloads, result, calibration=profile, overlap=overlap)
+        notes.append(note)
     return {
         **report,
         "limited_by": limited_by,
@@ -161,6 +149,44 @@ def serving_one(
         },
         "notes": notes,
     }
+
+
+def _holder(limited_by: str, row: dict[str, Any]) -> str:
+    """What holds the running sequences at ``max_concurrency``, in words ('' for the prefill)."""
+    return {
+        "kv_cache": "the KV cache holds",
+        "max_batch_size": "max_batch_size runs at most",
+        # serving.token_limit: the decode tokens and the prompts that replace them share the budget
+        "max_num_tokens": f"max_num_tokens {row['max_num_tokens']} keeps decoding about",
+    }.get(limited_by, "")
+
+
+def unstable_note(
+    deployments: Deployments,
+    workloads: ServingWorkloads,
+    result: ServingEstimate,
+    index: int = 0,
+    *,
+    calibration: CalibrationProfile | None,
+    overlap: Overlap = "overlapped",
+) -> tuple[float, str]:
+    """An open loop past capacity (row ``index`` of ``result``, unstable): the highest rate it
+    sustains (:func:`max_stable_rate`, scored with the calibration's engine's host costs, as
+    ``result``) and the line saying why, as ``tuner estimate`` and ``tuner simulate`` print it."""
+    one = np.array([index])
+    d, w = deployments.take(one), workloads.take(one)
+    limited_by = str(result.limited_by[index])
+    max_rate = max_stable_rate(d, w, calibration=calibration, overlap=overlap)
+    why = (
+        "prompts arrive faster than the mixed iterations prefill them"
+        if limited_by == "prefill"
+        else f"more sequences would decode than {_holder(limited_by, w.row(0))} {int(result.max_concurrency[index])}"
+    )
+    rate = float(w.request_rate[0])
+    return max_rate, (
+        f"unstable: {rate:g} req/s is beyond capacity ({why}; the queue grows without bound); "
+        f"the highest sustainable rate is about {max_rate:.3g} req/s"
+    )
 
 
 def _check_fits(deployment: Deployment, workloads: ServingWorkloads, d: Deployments) -> None:

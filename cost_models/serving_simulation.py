@@ -68,6 +68,7 @@ from cost_models.serving import (
     serve,
     serving_report,
 )
+from cost_models.serving_one import unstable_note
 from cost_models.topology import Network, network_for
 
 DEFAULT_REQUESTS = 1000
@@ -83,6 +84,10 @@ _PROMPT_POINTS = 6
 _CALL_CHUNK = 20_000  # grid points per iteration_times call (bounds the temporaries)
 _FAST_FORWARD_MAX = 4096  # decode-only iterations advanced in one numpy step
 _PROGRESS_STEPS = 200  # on_progress calls per run, at most
+#: An open loop whose queue at the last arrival holds this share of the requests (and at least
+#: GROWN_QUEUE_MIN of them) ran past capacity: SimulationResult.queue_grew.
+GROWN_QUEUE_SHARE = 0.1
+GROWN_QUEUE_MIN = 10
 
 
 class _IterationTable:
@@ -229,6 +234,8 @@ class SimulationResult:
     kv_capacity_blocks: int
     #: TTFT spent outside the engine loop (HTTP, tokenization): the client sees it, the engine not.
     request_overhead_s: float = 0.0
+    #: Open loop: requests waiting for admission when the last one arrived (0 in a closed loop).
+    queued_at_last_arrival: int = 0
 
     @property
     def ttft_s(self) -> np.ndarray:
@@ -286,7 +293,20 @@ class SimulationResult:
             "mean_running": self.mean_running,
             "peak_kv_blocks": self.peak_kv_blocks,
             "kv_capacity_blocks": self.kv_capacity_blocks,
+            "queued_at_last_arrival": self.queued_at_last_arrival,
+            "queue_grew": self.queue_grew(),
         }
+
+    def queue_grew(self) -> bool:
+        """Whether the arrivals outpaced the engine (an open loop past capacity): at least
+        :data:`GROWN_QUEUE_SHARE` of the requests (and :data:`GROWN_QUEUE_MIN`) still waited for
+        admission when the last one arrived. Past capacity the queue grows as (R - mu) t, so at
+        the last arrival (t = n / R) it holds n (1 - mu / R) of the n requests: the share of the
+        load the engine did not serve, and the simulated latencies grow with the run's length
+        (no steady state). Below capacity the queue stays near its steady size, about
+        rho^2 / (2 (1 - rho)) prompts (M/D/1), whatever the run's length."""
+        queued = self.queued_at_last_arrival
+        return queued >= GROWN_QUEUE_MIN and queued >= GROWN_QUEUE_SHARE * self.finish_s.size
 
 
 def simulate_serving(
@@ -401,6 +421,7 @@ def simulate_serving(
         peak_kv_blocks=state.peak_blocks,
         kv_capacity_blocks=capacity_blocks,
         request_overhead_s=overheads.request_overhead_s,
+        queued_at_last_arrival=state.queued_at_last_arrival,
     )
 
 
@@ -444,6 +465,7 @@ class _Engine:
         self.run_array = np.empty(0, dtype=np.int64)
         self.issued = int(np.count_nonzero(np.isfinite(arrival))) if closed else 0  # closed: sent so far
         self.next_arrival = 0  # open loop: the next request not yet in the queue
+        self.queued_at_last_arrival = 0
         self.done = 0
         self.now = 0.0
         self.iterations = self.mixed_iterations = self.preemptions = 0
@@ -490,9 +512,12 @@ class _Engine:
         arrival, n = self.arrival, self.n
         while self.done < n:
             if not self.closed:
-                while self.next_arrival < n and arrival[self.next_arrival] <= self.now:
-                    self.waiting.append(self.next_arrival)
-                    self.next_arrival += 1
+                if self.next_arrival < n:
+                    while self.next_arrival < n and arrival[self.next_arrival] <= self.now:
+                        self.waiting.append(self.next_arrival)
+                        self.next_arrival += 1
+                    if self.next_arrival == n:  # the last one is in: the queue it joined
+                        self.queued_at_last_arrival = len(self.waiting)
             if not self.running and not self.waiting:  # idle until the next arrival
                 self.now = float(arrival[self.next_arrival])
                 continue
@@ -706,6 +731,23 @@ def simulate_one(
         calibration=profile,
         on_progress=on_progress,
     )
+    analytic_report = serving_report(analytic, best)
+    analytic_report["limited_by"] = str(analytic.limited_by[best])
+    analytic_report["max_stable_request_rate"] = None
+    # As tuner estimate says it: a context past the model's trained one is a deployment the
+    # engines refuse without an override (the mean lengths; a spread passes it more often).
+    notes = context_notes(model_spec, math.ceil(prompt_len + gen_len))
+    notes += calibrated_format_notes(profile, chip, model_spec.experts, formats["weight_bits"], formats["act_bits"])
+    if not closed and not analytic_report["stable"]:
+        # The same line (and highest sustainable rate) as tuner estimate prints for this load.
+        rate, note = unstable_note(deployments, workloads, analytic, best, calibration=profile)
+        analytic_report["max_stable_request_rate"] = rate
+        notes.append(note)
+    if result.queue_grew():
+        notes.append(
+            f"simulated: arrivals outpaced the engine ({result.queued_at_last_arrival} of {requests} requests still "
+            "waited for admission at the last arrival): the simulated latencies grow with --requests, no steady state"
+        )
     return {
         "model": model_spec.name,
         "hardware": chip.name,
@@ -720,12 +762,9 @@ def simulate_one(
         "workload": workloads.row(best),
         "seed": seed,
         "simulated": result.summary(),
-        "analytic": serving_report(analytic, best),
+        "analytic": analytic_report,
         "calibration": calibration_report(
             profile, backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION)
         ),
-        # As tuner estimate says it: a context past the model's trained one is a deployment the
-        # engines refuse without an override (the mean lengths; a spread passes it more often).
-        "notes": context_notes(model_spec, math.ceil(prompt_len + gen_len))
-        + calibrated_format_notes(profile, chip, model_spec.experts, formats["weight_bits"], formats["act_bits"]),
+        "notes": notes,
     }

@@ -52,9 +52,13 @@ def print_simulation(report: dict[str, Any]) -> None:
     )
     for column in ("metric", "mean", "p50", "p90", "p99", "analytic mean"):
         table.add_column(column, justify="left" if column == "metric" else "right")
+    # Past capacity the analytic means are infinite (None in JSON): "unbounded", as tuner estimate
+    # prints them, not "-" (which reads as "not computed").
+    unbounded = not analytic["stable"]
     for key, label in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_latency_s", "E2E latency")):
         stats = sim[key]
-        table.add_row(label, *(_time(stats[q]) for q in ("mean", "p50", "p90", "p99")), _time(analytic[key]))
+        mean = "unbounded" if unbounded and analytic[key] is None else _time(analytic[key])
+        table.add_row(label, *(_time(stats[q]) for q in ("mean", "p50", "p90", "p99")), mean)
     tokens = analytic["tokens_per_s"]
     table.add_row("output tokens/s (run)", f"{sim['tokens_per_s']:.4g}", "", "", "", "")
     table.add_row(
@@ -74,7 +78,7 @@ def print_simulation(report: dict[str, Any]) -> None:
         f"{analytic['running']:.1f}), KV blocks peak {sim['peak_kv_blocks']} of {sim['kv_capacity_blocks']}, "
         f"{sim['preemptions']} preemptions"
     )
-    if not analytic["stable"]:
+    if not analytic["stable"] and analytic.get("max_stable_request_rate") is None:  # else a note says it
         console.print("analytic steady state: unstable (the queue grows without bound at this rate)")
     console.print(escape(calibration_line(report["calibration"])))
     for note in report.get("notes", []):

@@ -154,3 +154,47 @@ def test_a_context_past_the_models_trained_one_is_noted_as_estimate_notes_it(cap
     short = [a if a != "20000" else "1000" for a in commands["recommend"]]
     code, out, err = run_cli(capsys, *short, "--json")
     assert code == 0 and json.loads(out)["notes"] == []
+
+
+def test_past_capacity_says_so_as_estimate_does_and_the_simulated_queue_grew(capsys):
+    """Llama-3-8B on one H100, vLLM capped at 16 sequences, 2048/256 tokens at 8 requests/s: 16
+    slots over a ~2.9 s request serve about 5.5/s. tuner estimate printed TTFT "unbounded", the
+    limit and "the highest sustainable rate is about 5.51 req/s"; simulate printed "-" beside a
+    simulated mean TTFT of 52 s and nothing on the sustainable rate, and its JSON had neither
+    limited_by nor max_stable_request_rate. Now both print the same line, simulate's analytic
+    column says "unbounded", and the simulation says its own queue grew: past capacity it holds
+    n (1 - mu / R) requests at the last arrival (mu the served rate), by queueing theory."""
+    model = ("--model", "llama-3-8b", "--hardware", "h100-sxm", "--chips", "1")
+    load = ("--request-rate", "8", "--prompt-len", "2048", "--gen-len", "256", "--max-batch-size", "16")
+    code, out, err = run_cli(capsys, "estimate", *model, *load, "--json")
+    assert code == 0, err
+    estimate = json.loads(out)["serving"]
+    code, out, err = run_cli(capsys, "simulate", *model, *load, "--requests", "1000", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    analytic, sim = report["analytic"], report["simulated"]
+    assert analytic["limited_by"] == estimate["limited_by"] == "max_batch_size"
+    assert analytic["max_stable_request_rate"] == pytest.approx(estimate["max_stable_request_rate"])
+    unstable = [n for n in estimate["notes"] if n.startswith("unstable:")]
+    assert len(unstable) == 1 and unstable[0] in report["notes"]
+    served = sim["steady_tokens_per_s"] / 256  # requests/s completed while the load was on
+    assert served < 0.8 * 8
+    assert sim["queue_grew"] is True
+    assert sim["queued_at_last_arrival"] / 1000 == pytest.approx(1.0 - served / 8.0, abs=0.05)
+    assert any(n.startswith("simulated: arrivals outpaced the engine") for n in report["notes"])
+    code, out, err = run_cli(capsys, "simulate", *model, *load, "--requests", "1000")
+    assert code == 0, err
+    ttft_row = next(line for line in out.splitlines() if "TTFT" in line)
+    assert "unbounded" in ttft_row
+    assert "highest sustainable rate is about" in out.replace("\n", " ")
+
+
+def test_below_capacity_the_simulated_queue_did_not_grow(capsys):
+    """The same deployment at 4 requests/s (under the ~5.5/s it serves): stable both ways, no note."""
+    args = ("--model", "llama-3-8b", "--hardware", "h100-sxm", "--chips", "1", "--request-rate", "4")
+    args += ("--prompt-len", "2048", "--gen-len", "256", "--max-batch-size", "16", "--requests", "1000", "--json")
+    code, out, err = run_cli(capsys, "simulate", *args)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["analytic"]["stable"] and report["analytic"]["max_stable_request_rate"] is None
+    assert report["simulated"]["queue_grew"] is False and report["notes"] == []
