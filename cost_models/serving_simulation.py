@@ -175,6 +175,20 @@ def _check_run(requests: int, seed: int) -> None:
         raise InvalidInputError("seed", f"must be a whole number >= 0, got {seed!r}", "pass --seed 0 or more")
 
 
+def _check_clients(requests: int, concurrency: float) -> None:
+    """A closed loop of C clients needs at least C requests: each client sends its first at t = 0,
+    so with fewer only ``requests`` clients ever send, while the title, the JSON's workload and the
+    analytic steady state (C sequences running) say C (8 clients, 3 requests: analytic running 8
+    and 25.9 requests/s, simulated 2.9 and 14.3)."""
+    if math.isfinite(concurrency) and requests < concurrency:
+        raise InvalidInputError(
+            "requests",
+            f"{requests} is fewer than the {int(concurrency)} clients of --concurrency: "
+            f"only {requests} clients would ever send",
+            f"pass --requests {int(concurrency)} or more (several per client to pass the first burst)",
+        )
+
+
 def _lognormal(mean: float, std: float) -> tuple[float, float]:
     """(mu, sigma) of the lognormal with this mean and standard deviation."""
     sigma2 = math.log1p((std / mean) ** 2)
@@ -333,6 +347,7 @@ def simulate_serving(
             "simulate", f"got {len(d)} deployments and {len(w)} workloads", "pass one row of each (take(i))"
         )
     _check_run(requests, seed)
+    _check_clients(int(requests), float(w.concurrency[0]))
     if overlap not in OVERLAPS:
         raise InvalidInputError("overlap", f"unknown value {overlap!r}", f"use {' or '.join(OVERLAPS)}")
     network = network_for(d.hardware)
@@ -678,6 +693,8 @@ def simulate_one(
             "model", f"{model_spec.name} is an encoder: it generates nothing", "use a decoder model"
         )
     _check_run(requests, seed)
+    if concurrency is not None and not isinstance(concurrency, bool) and isinstance(concurrency, (int, np.integer)):
+        _check_clients(int(requests), float(concurrency))
     profile = resolve_calibration(calibration, chip, backend)
     # As tuner estimate and a study: without a profile (calibration none) the engine measured best.
     engine_name = serving_engine(backend, profile, chip)

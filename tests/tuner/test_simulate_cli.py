@@ -68,6 +68,9 @@ def test_table_shows_both(capsys: pytest.CaptureFixture[str]) -> None:
         # SGLang's activations (0.117 GB per GPU at 8192 tokens on TP 8) past the 0.001 of an H100
         # its static share leaves: out of memory, not "the KV cache holds 0 tokens".
         (("--concurrency", "4", "--requests", "8", "--backend", "sglang", "--memory-fraction", "0.999"), "SGLang runs"),
+        # Fewer requests than clients: 3 of 8 clients sent, the title, the workload and the analytic
+        # steady state said 8 (analytic running 8 and 25.9 req/s, simulated 2.9 and 14.3).
+        (("--concurrency", "8", "--requests", "3"), "requests: 3 is fewer than the 8 clients"),
     ],
 )
 def test_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], extra: tuple[str, ...], field: str) -> None:
