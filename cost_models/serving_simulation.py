@@ -250,6 +250,9 @@ class SimulationResult:
     request_overhead_s: float = 0.0
     #: Open loop: requests waiting for admission when the last one arrived (0 in a closed loop).
     queued_at_last_arrival: int = 0
+    #: Drawn prompts longer than the token budget without chunked prefill, which the engine
+    #: refuses: simulated cut to the budget (their prefill and KV shorter than drawn).
+    prompts_clipped: int = 0
 
     @property
     def ttft_s(self) -> np.ndarray:
@@ -308,6 +311,7 @@ class SimulationResult:
             "peak_kv_blocks": self.peak_kv_blocks,
             "kv_capacity_blocks": self.kv_capacity_blocks,
             "queued_at_last_arrival": self.queued_at_last_arrival,
+            "prompts_clipped": self.prompts_clipped,
             "queue_grew": self.queue_grew(),
         }
 
@@ -368,8 +372,11 @@ def simulate_serving(
     rng = np.random.default_rng(seed)
     prompt = _lengths(rng, float(w.prompt_len[0]), float(w.prompt_len_std[0]), n)
     gen = _lengths(rng, float(w.gen_len[0]), float(w.gen_len_std[0]), n)
+    clipped = 0
     if not chunked:  # an engine without chunked prefill rejects a prompt over its token budget
-        prompt = np.minimum(prompt, int(max_tokens / (1.0 - hit)))
+        longest = int(max_tokens / (1.0 - hit))
+        clipped = int(np.count_nonzero(prompt > longest))  # said in the report: they change the tails
+        prompt = np.minimum(prompt, longest)
     uncached = np.clip(np.rint(prompt * (1.0 - hit)), 1, None).astype(np.int64)
     need_blocks = -(-(prompt + gen) // block)
     if int(need_blocks.max()) > capacity_blocks:
@@ -437,6 +444,7 @@ def simulate_serving(
         kv_capacity_blocks=capacity_blocks,
         request_overhead_s=overheads.request_overhead_s,
         queued_at_last_arrival=state.queued_at_last_arrival,
+        prompts_clipped=clipped,
     )
 
 
@@ -760,6 +768,14 @@ def simulate_one(
         rate, note = unstable_note(deployments, workloads, analytic, best, calibration=profile)
         analytic_report["max_stable_request_rate"] = rate
         notes.append(note)
+    if result.prompts_clipped:
+        budget = int(workloads.max_num_tokens[best])
+        notes.append(
+            f"simulated: {result.prompts_clipped} of {requests} drawn prompts "
+            f"({result.prompts_clipped / requests:.1%}) are longer than max_num_tokens {budget} without chunked "
+            f"prefill, which the engine refuses; they ran cut to {budget} tokens (shorter prefills, a thinner "
+            "TTFT tail): raise --max-num-tokens or turn --chunked-prefill on"
+        )
     if result.queue_grew():
         notes.append(
             f"simulated: arrivals outpaced the engine ({result.queued_at_last_arrival} of {requests} requests still "
