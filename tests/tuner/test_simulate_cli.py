@@ -226,3 +226,22 @@ def test_prompts_past_the_budget_without_chunking_are_counted_and_said(capsys):
     assert code == 0, err
     report = json.loads(out)
     assert report["simulated"]["prompts_clipped"] == 0 and report["notes"] == []
+
+
+def test_one_request_s_throughput_does_not_depend_on_when_it_arrives(capsys):
+    """One request into an idle engine is served the same whenever it comes; a benchmark's
+    duration starts with its first request. The run's rate counted the idle wait before the
+    Poisson first arrival (1 / R): 0.96 tokens/s at 1 req/s, 0.0096 at 0.01 req/s, for the same
+    20 tokens in 0.16 s; the steady rate read 0 (its window held no token)."""
+    args = ("--model", "llama-3-8b", "--hardware", "h100-sxm", "--chips", "1", "--requests", "1")
+    args += ("--prompt-len", "100", "--gen-len", "20", "--gen-len-std", "0", "--json")
+    runs = []
+    for rate in ("1", "0.01"):
+        code, out, err = run_cli(capsys, "simulate", *args, "--request-rate", rate)
+        assert code == 0, err
+        runs.append(json.loads(out)["simulated"])
+    fast, slow = runs
+    assert fast["tokens_per_s"] == pytest.approx(slow["tokens_per_s"])
+    # 20 tokens in at most the client's E2E (which adds the HTTP overhead the engine does not see).
+    assert fast["tokens_per_s"] >= 20 / fast["e2e_latency_s"]["mean"]
+    assert fast["steady_tokens_per_s"] == pytest.approx(fast["tokens_per_s"])
