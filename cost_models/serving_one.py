@@ -118,21 +118,8 @@ def serving_one(
     result = serve(d, workloads, calibration=profile, overlap=overlap, overheads=overheads)
     report = serving_report(result)
     row = workloads.row(0)
-    notes: list[str] = []
-    limit = report["max_concurrency"]
     limited_by = str(result.limited_by[0])
-    holder = _holder(limited_by, row)
-    max_rate = None
-    if overheads.borrowed:
-        notes.append(
-            f"{profile.backend if profile else engine} has no measured serving runs here: its host overheads "
-            f"are {overheads.backend}'s fit ({overheads.fitted_on})"
-        )
-    if concurrency is not None and concurrency > limit:
-        notes.append(f"{concurrency} clients queue: {holder} {limit} sequences at once ({concurrency - limit} wait)")
-    if request_rate is not None and not report["stable"]:
-        max_rate, note = unstable_note(d, workloads, result, calibration=profile, overlap=overlap)
-        notes.append(note)
+    max_rate, notes = load_notes(d, workloads, result, calibration=profile, engine=engine, overlap=overlap)
     return {
         **report,
         "limited_by": limited_by,
@@ -159,6 +146,39 @@ def _holder(limited_by: str, row: dict[str, Any]) -> str:
         # serving.token_limit: the decode tokens and the prompts that replace them share the budget
         "max_num_tokens": f"max_num_tokens {row['max_num_tokens']} keeps decoding about",
     }.get(limited_by, "")
+
+
+def load_notes(
+    deployments: Deployments,
+    workloads: ServingWorkloads,
+    result: ServingEstimate,
+    index: int = 0,
+    *,
+    calibration: CalibrationProfile | None,
+    engine: str,
+    overlap: Overlap = "overlapped",
+) -> tuple[float | None, list[str]]:
+    """The lines ``tuner estimate`` and ``tuner simulate`` both print on a steady state (row
+    ``index``, scored with the calibration's engine's host costs): host costs borrowed from another
+    engine's fit, clients queueing for the running batch, an open loop past capacity (with the
+    highest rate it sustains, else None)."""
+    notes: list[str] = []
+    overheads = engine_overheads(calibration.backend) if calibration is not None else NO_OVERHEADS
+    if overheads.borrowed:
+        notes.append(
+            f"{calibration.backend if calibration else engine} has no measured serving runs here: its host "
+            f"overheads are {overheads.backend}'s fit ({overheads.fitted_on})"
+        )
+    concurrency, limit = workloads.concurrency[index], int(max(result.max_concurrency[index], 0.0))
+    if np.isfinite(concurrency) and int(concurrency) > limit:
+        holder = _holder(str(result.limited_by[index]), workloads.row(index))
+        clients = int(concurrency)
+        notes.append(f"{clients} clients queue: {holder} {limit} sequences at once ({clients - limit} wait)")
+    max_rate = None
+    if not np.isfinite(concurrency) and not result.stable[index]:
+        max_rate, note = unstable_note(deployments, workloads, result, index, calibration=calibration, overlap=overlap)
+        notes.append(note)
+    return max_rate, notes
 
 
 def unstable_note(

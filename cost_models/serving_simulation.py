@@ -68,7 +68,7 @@ from cost_models.serving import (
     serve,
     serving_report,
 )
-from cost_models.serving_one import unstable_note
+from cost_models.serving_one import load_notes
 from cost_models.topology import Network, network_for
 
 DEFAULT_REQUESTS = 1000
@@ -773,11 +773,11 @@ def simulate_one(
     # engines refuse without an override (the mean lengths; a spread passes it more often).
     notes = context_notes(model_spec, math.ceil(prompt_len + gen_len))
     notes += calibrated_format_notes(profile, chip, model_spec.experts, formats["weight_bits"], formats["act_bits"])
-    if not closed and not analytic_report["stable"]:
-        # The same line (and highest sustainable rate) as tuner estimate prints for this load.
-        rate, note = unstable_note(deployments, workloads, analytic, best, calibration=profile)
-        analytic_report["max_stable_request_rate"] = rate
-        notes.append(note)
+    # The lines tuner estimate prints for this load (borrowed host costs, clients queueing, an open
+    # loop past capacity with the highest rate it sustains).
+    rate, load = load_notes(deployments, workloads, analytic, best, calibration=profile, engine=engine_name)
+    analytic_report["max_stable_request_rate"] = rate
+    notes += load
     if result.prompts_clipped:
         budget = int(workloads.max_num_tokens[best])
         notes.append(
