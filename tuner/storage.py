@@ -386,6 +386,8 @@ def _connect(url: str, path: str | None, create: bool) -> RDBStorage:
             # Several workers may open a new SQLite file at once: one creates the schema at a
             # time. Readers open an existing file and take no lock: a writer that stopped
             # responding cannot block them, and a read-only directory does not stop them.
+            if path is not None and not create:
+                _wait_until_readable(path)
             with _file_lock(path) if create else nullcontext():
                 # A database in Optuna's current schema opens without create_all or the Alembic
                 # import (tuner.optuna_internals.existing_storage); a new one through RDBStorage.
@@ -588,6 +590,65 @@ def _file_lock(database: str | None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _wait_until_readable(path: str) -> None:
+    """Return once a reader can take SQLite's shared lock on ``path``. A writer holds SQLite's own
+    lock only while it commits, but one stopped then (``kill -STOP``, Ctrl-Z) holds it until it is
+    resumed, and SQLite's busy handler would keep a reader waiting in C (60 s per query, deaf to
+    Ctrl-C) and then fail without a cause. Waits here in short, interruptible steps, and names the
+    writer (its PID is in ``<db>.lock``) at once when it is stopped, else after
+    :data:`LOCK_TIMEOUT_S`. Other errors are left to the open that follows."""
+    uri = Path(path).absolute().as_uri() + "?mode=ro"
+    deadline = time.monotonic() + _lock_timeout_s()
+    while True:
+        try:
+            probe = sqlite3.connect(uri, uri=True, timeout=0)
+            try:
+                probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            finally:
+                probe.close()
+            return
+        except sqlite3.Error as error:
+            if not str(getattr(error, "sqlite_errorname", "")).startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                return
+        holder = _lock_holder(path)
+        stopped = holder is not None and _process_state(holder) in ("T", "t")
+        if stopped or time.monotonic() >= deadline:
+            who = f"process {holder}" if holder is not None else "another process"
+            raise StorageError(
+                f"{path} is being written by {who}, which holds SQLite's lock"
+                + (" and is stopped" if stopped else f" (waited {_lock_timeout_s():.0f} s)"),
+                f"resume it (kill -CONT {holder}) or end it (kill {holder}), then run again"
+                if holder is not None
+                else "wait for it to finish or stop it, then run again",
+                environment=True,
+            )
+        time.sleep(0.05)
+
+
+def _lock_holder(database: str) -> int | None:
+    """The PID the last writer wrote into ``<database>.lock`` while it holds the lock, if any."""
+    try:
+        with open(f"{database}.lock") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:  # held: the PID inside is the holder's
+                text = handle.read().strip()
+                return int(text) if text.isdigit() else None
+            fcntl.flock(handle, fcntl.LOCK_UN)  # free: the PID inside is a past writer's
+            return None
+    except OSError:
+        return None
+
+
+def _process_state(pid: int) -> str | None:
+    """A process's state letter from ``/proc/PID/stat`` (``T``: stopped; Linux), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def find_study_id(storage: RDBStorage, name: str) -> int | None:

@@ -96,6 +96,43 @@ def test_a_stopped_lock_holder_blocks_no_reader_and_writers_name_it(
     assert _trials(db) == 4  # nothing written
 
 
+def test_a_writer_stopped_mid_commit_is_named_to_readers_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer stopped (kill -STOP, Ctrl-Z) during its commit holds SQLite's own lock, which no
+    reader can pass in a rollback-journal database: ``pareto`` used to wait in SQLite's busy
+    handler (60 s and more, deaf to Ctrl-C) and then go on or fail without a cause. It names the
+    stopped writer at once instead."""
+    _, db = _study(tmp_path, capsys)
+    code = (
+        "import fcntl, os, sqlite3, sys\n"
+        f"db = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+        "db.execute('BEGIN EXCLUSIVE')\n"  # the lock a commit holds while it writes pages
+        f"f = open({str(db) + '.lock'!r}, 'a+')\n"
+        "fcntl.flock(f, fcntl.LOCK_EX)\n"
+        "f.seek(0); f.truncate(); f.write(str(os.getpid())); f.flush()\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        holder.send_signal(signal.SIGSTOP)
+        monkeypatch.setenv("TUNER_LOCK_TIMEOUT_S", "30")  # the test fails, not hangs, if it waits
+        started = time.monotonic()
+        code_, out, err = run_cli(capsys, "pareto", "locks", "--storage", f"sqlite:///{db}", "--json")
+        waited = time.monotonic() - started
+        assert code_ == 1 and out == ""
+        line = _one_line(err)
+        assert f"process {holder.pid}" in line and f"kill -CONT {holder.pid}" in line and "stopped" in line
+        assert waited < 25  # not the whole lock timeout: a stopped holder will not let go by itself
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    code_, out, err = run_cli(capsys, "pareto", "locks", "--storage", f"sqlite:///{db}", "--json")
+    assert code_ == 0, err  # the lock went with the process: reads work again
+
+
 @pytest.mark.parametrize("suffix", ["?mode=ro", "?mode=ro&uri=true"])
 def test_mode_ro_reads_and_refuses_writes(tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str) -> None:
     spec, db = _study(tmp_path, capsys)
