@@ -228,6 +228,14 @@ def _sqlite_error(code: str, url: str, shown: str) -> StorageError:
         return StorageError(
             f"{path} is not a SQLite database ({shown})", "pass the path of a study database, or a new file name"
         )
+    if code == "SQLITE_CANTOPEN" and os.access(path, os.R_OK) and Path(path).is_file():
+        # The file opens, so what SQLite could not create is its journal beside it: the
+        # directory is read-only (a write to a study there, not a wrong path).
+        return StorageError(
+            f"{path} is read-only: its directory {Path(path).parent} does not let SQLite create its journal ({shown})",
+            "make the directory writable, or copy the study to a writable place",
+            environment=True,
+        )
     if code == "SQLITE_CANTOPEN":
         return StorageError(
             f"cannot open or create a database file at {path} ({shown})", "pass a file path in a writable directory"

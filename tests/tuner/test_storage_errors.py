@@ -104,11 +104,12 @@ def test_missing_driver_is_the_environment_and_names_the_package(tmp_path: Path,
 
 
 def _read_only_file(path: Path):
-    """Make ``path`` unwritable even for root (``chattr +i``), or by its mode when not root;
-    returns the undo, or skips when neither is possible here."""
+    """Make ``path`` (a file or a directory) unwritable even for root (``chattr +i``), or by its
+    mode when not root; returns the undo, or skips when neither is possible here."""
     if os.getuid() != 0:
-        path.chmod(0o444)
-        return lambda: path.chmod(0o644)
+        writable = path.stat().st_mode
+        path.chmod(0o555 if path.is_dir() else 0o444)
+        return lambda: path.chmod(writable)
     if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
         pytest.skip("running as root without chattr +i here: a file cannot be made read-only for root")
     return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
@@ -125,6 +126,28 @@ def test_read_only_database_is_the_environment(tmp_path: Path, capsys) -> None:
         )
         _one_line(code, out, err, 1, "read-only", str(path))
         # and reading it still works
+        code, out, err = run_cli(capsys, "pareto", "small", "--storage", f"sqlite:///{path}", "--json")
+        assert code == 0, err
+    finally:
+        undo()
+    assert optuna.load_study(study_name="small", storage=f"sqlite:///{path}").trials[-1].number == 19
+
+
+def test_a_database_in_a_read_only_directory_is_the_environment(tmp_path: Path, capsys) -> None:
+    """The file is writable but its directory is not, so SQLite cannot create its journal beside
+    it (SQLITE_CANTOPEN): that used to be "cannot open or create a database file ... pass a file
+    path in a writable directory", exit 2 (bad input), for a file that opened and read fine."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = folder / "ro.db"
+    assert _search(capsys, tmp_path, f"sqlite:///{path}")[0] == 0
+    capsys.readouterr()
+    undo = _read_only_file(folder)
+    try:
+        code, out, err = run_cli(
+            capsys, "search", _spec(tmp_path), "--storage", f"sqlite:///{path}", "--trials", "40", "--json"
+        )
+        _one_line(code, out, err, 1, "read-only", str(folder))
         code, out, err = run_cli(capsys, "pareto", "small", "--storage", f"sqlite:///{path}", "--json")
         assert code == 0, err
     finally:
