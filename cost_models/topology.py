@@ -92,12 +92,14 @@ class Network(ABC):
         chips = int(np.prod(mesh))
         legal = self.legal_meshes(chips)
         if tuple(mesh) not in legal:
-            shown = ", ".join("x".join(map(str, m)) for m in legal[:8]) or "none"
-            raise InvalidInputError(
-                "mesh",
-                f"{'x'.join(map(str, mesh))} is not a legal mesh of this hardware",
-                f"use one of {shown}",
+            # No mesh at all of this many chips (80 TPU v4 chips, 12 GPUs of 8-GPU nodes): the
+            # fix is another chip count, not one of an empty list of meshes.
+            fix = (
+                f"use one of {', '.join('x'.join(map(str, m)) for m in legal[:8])}"
+                if legal
+                else f"this hardware forms no mesh of {chips} chips; use a chip count it allows (tuner hardware)"
             )
+            raise InvalidInputError("mesh", f"{'x'.join(map(str, mesh))} is not a legal mesh of this hardware", fix)
 
 
 @cache

@@ -287,6 +287,16 @@ def test_check_mesh(v4, a100):
         assert info.value.field == "mesh"
 
 
+def test_check_mesh_of_a_chip_count_the_hardware_cannot_form_names_the_chip_count(v4, a100):
+    # Used to end "use one of none" (the empty list of meshes of 80 or 12 chips).
+    for network, mesh, chips in ((v4, (4, 4, 5), 80), (a100, (1, 3, 4), 12), (v4, (10**21, 1, 1), 10**21)):
+        with pytest.raises(InvalidInputError) as info:
+            network.check_mesh(mesh)
+        assert "none" not in str(info.value) and f"no mesh of {chips} chips" in str(info.value)
+    with pytest.raises(InvalidInputError, match="use one of 2x2x16"):  # a count it forms: its meshes
+        v4.check_mesh((1, 1, 64))
+
+
 # --- switched (GPU) ----------------------------------------------------------------------------------
 
 
