@@ -1575,7 +1575,10 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(error.ctx.get_help() if error.ctx else str(error))
         return 0
     except click.ClickException as error:
-        click.echo(f"error: {_printable(error.format_message())}", err=True)
+        # Click lays out a missing choice option's choices as ":\n\tprefill,\n\tdecode": one
+        # line for them, before control characters are escaped.
+        message = error.format_message().replace("\n\t", " ")
+        click.echo(f"error: {_printable(message)}", err=True)
         return EXIT_BAD_INPUT
     except click.exceptions.Abort:
         # A KeyboardInterrupt that escaped the command: the search loop catches its own (and

@@ -1161,3 +1161,12 @@ def test_worker_notes_a_workload_past_the_models_trained_context(capsys, tmp_pat
     lines = out.splitlines()
     assert [line for line in lines if line.startswith("note:")] == [f"note: {n}" for n in notes]
     assert not noted or lines[0].startswith("note: prompt + generated tokens (8,320)")
+
+
+def test_a_missing_choice_option_lists_its_choices_on_the_error_line(capsys):
+    # Click lays the choices out as ":\n\tprefill,\n\tdecode"; the control-character escaping of
+    # error lines used to print that as a literal "\n\tprefill,\n\tdecode".
+    code, out, err = run_cli(capsys, "analyze", "--model", "llama-3-8b", "--hardware", "h100-sxm")
+    line = assert_one_error_line(code, out, err, ("--phase",))
+    assert "\\n" not in line and "\\t" not in line
+    assert line.endswith("Choose from: prefill, decode")
