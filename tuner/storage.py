@@ -50,7 +50,10 @@ class StorageError(InvalidInputError):
 def mask_password(url: str) -> str:
     """The URL as it may be shown: any password replaced by ``***``."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        # Without a password, the URL as given: SQLAlchemy's rendering escapes characters of the
+        # database path (``sqlite:///file:x.db`` shown as ``sqlite:///file%3Ax.db``).
+        return url if parsed.password is None else parsed.render_as_string(hide_password=True)
     except Exception:  # not parseable: mask ``scheme://user:password@`` by hand
         head, sep, rest = url.partition("://")
         userinfo, at, host = rest.rpartition("@")
@@ -351,10 +354,11 @@ def open_storage(
             f"not a database URL: {mask_password(str(url))!r}",
             "use e.g. sqlite:///studies/name.db or postgresql+psycopg2://user@host/db",
         )
-    url = _honour_read_only(url)
+    given, url = url, _honour_read_only(url)
     if create and _read_only(url):
         raise StorageError(
-            f"{mask_password(url)} opens the database read-only (mode=ro), and this command adds trials",
+            # The URL as typed, not the file:...&uri=true spelling made of it.
+            f"{mask_password(given)} opens the database read-only (mode=ro), and this command adds trials",
             "remove mode=ro from the URL to write; read-only URLs are for pareto, show, studies and export",
         )
     if url.startswith("sqlite:") and _sqlite_path(url) is None:

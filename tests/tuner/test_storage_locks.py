@@ -144,7 +144,7 @@ def test_mode_ro_reads_and_refuses_writes(tmp_path: Path, capsys: pytest.Capture
     assert out.startswith("[")
     code, out, err = run_cli(capsys, "search", spec, "--storage", url, "--trials", "8")
     assert code == 2 and out == ""
-    assert "read-only (mode=ro)" in _one_line(err)
+    assert f"{url} opens the database read-only (mode=ro)" in _one_line(err)  # the URL as given
     assert db.read_bytes() == before  # written to by nobody
 
 
