@@ -17,6 +17,7 @@ from tuner import early_signals  # noqa: F401
 import json
 import os
 import re
+import signal
 import sys
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -1049,12 +1050,24 @@ def dashboard_command(study_name: str, storage: str | None, host: str, port: int
         "(best trials: feasible only); Ctrl-C stops it",
         err=True,
     )
+    # wsgiref answers each request inside a bare ``except`` that prints any exception and serves
+    # on, so a KeyboardInterrupt or Terminated raised by a signal during a request (on a big
+    # study one hydrates every trial: a minute and more) was swallowed and only kill -9 ended
+    # the server. Signals only set a flag here; the loop stops once the request in hand is
+    # answered.
+    from tuner.signals import Terminated
+
+    server.timeout = 0.5  # how often an idle server looks at the flag
     try:
-        server.serve_forever()
+        with stop_on_signals() as stop:
+            while not stop():
+                server.handle_request()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+    if stop.signum == signal.SIGTERM:
+        raise Terminated  # main() prints its line, exit 143; Ctrl-C is the normal stop: exit 0
 
 
 @cli.command("show")

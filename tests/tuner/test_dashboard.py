@@ -8,6 +8,7 @@ picks) and is read through the HTTP API its frontend reads (``GET /api/studies/<
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -147,3 +148,60 @@ def test_tuner_dashboard_serves_feasible_best_trials(dashboard) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 0)])
+def test_tuner_dashboard_stops_on_a_signal_that_comes_during_a_request(dashboard, tmp_path, signum, code) -> None:
+    """wsgiref catches every exception a request raises (a bare ``except``), so SIGTERM or Ctrl-C
+    while the dashboard answered one (on a big study it hydrates every trial: a minute and more)
+    was printed as a traceback and the server went on serving: only ``kill -9`` ended it. It
+    stops once that request is answered. (A 3 s request stands in for the slow one.)"""
+    url, _, _ = dashboard
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    marker = tmp_path / "in-request"
+    script = (
+        "import pathlib, sys, time\n"
+        "sys.argv[0] = 'tuner'\n"  # the command's own signal handling, as its console script has
+        "import tuner.optuna_internals\n"
+        "def slow_dashboard(storage):\n"
+        "    def app(environ, start_response):\n"
+        f"        pathlib.Path({str(marker)!r}).write_text('in')\n"
+        "        time.sleep(3)\n"
+        "        start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "        return [b'ok']\n"
+        "    return app\n"
+        "tuner.optuna_internals.feasible_dashboard = slow_dashboard\n"
+        "from tuner.cli import main\n"
+        f"sys.exit(main(['dashboard', {NAME!r}, '--storage', {url!r}, '--port', '{port}']))\n"
+    )
+    server = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "tuner dashboard did not start"
+                time.sleep(0.3)
+        request = threading.Thread(target=lambda: _get_text(f"http://127.0.0.1:{port}/"), daemon=True)
+        request.start()
+        while not marker.exists():
+            assert time.monotonic() < deadline, "the request did not reach the dashboard"
+            time.sleep(0.05)
+        server.send_signal(signum)
+        assert server.wait(timeout=30) == code  # (before: still serving, TimeoutExpired)
+        assert "Traceback" not in (server.stderr.read() if server.stderr else "")
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+
+
+def _get_text(url: str) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            response.read()
+    except OSError:
+        pass  # the server may close the connection as it stops
