@@ -648,7 +648,9 @@ def print_front(front, console: Console | None = None) -> None:
         console.print(escape("constant: " + ", ".join(f"{_label(p)} {rows[0].get(p)}" for p in constant)))
     for table in tables:
         console.print(table)
-    if not front.trials:
+    if not front.n_trials:  # nothing stored yet (a search stopped before its first write)
+        console.print("the study holds no trial yet: run tuner search (or tuner worker) on its spec")
+    elif not front.trials:
         console.print("no feasible trial yet: relax the constraints or widen the space")
     if front.stale_model_version is not None:
         from tuner.compact import model_version

@@ -147,3 +147,17 @@ def test_the_shipped_llama_3_1_study_exports_the_llama_3_1_checkpoint(serving: s
     assert json.loads(capsys.readouterr().out)["engine_args"]["model"] == "meta-llama/Llama-3.1-70B"
     assert main([*args, "--format", "vllm"]) == 0
     assert json.loads(capsys.readouterr().out)["cli"].startswith("vllm serve meta-llama/Llama-3.1-70B ")
+
+
+def test_a_study_with_no_trial_says_so_not_relax_the_constraints(tmp_path: Path) -> None:
+    # A study with no trial yet (its search stopped before its first write: a full disk, a
+    # signal) used to print "no feasible trial yet: relax the constraints or widen the space".
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    _search(REPO / "studies" / "palm-540b-tpu-v4.yaml", url, 1)
+    with sqlite3.connect(tmp_path / "p.db") as db:
+        db.execute("DELETE FROM trials")
+    text = _render(study_front(load_study("palm-540b-tpu-v4", url)))
+    assert "relax the constraints" not in text
+    assert "no trial yet" in text and "tuner search" in text
