@@ -684,9 +684,10 @@ def load_spec(path: str | Path) -> StudySpec:
             raise InvalidInputError("spec", f"no file at {shown!r}", "pass the path of a study YAML")
         text = read_regular_text(file, "spec", "pass the path of a study YAML")  # not a FIFO or /dev/zero
     except (OSError, UnicodeDecodeError) as error:
-        raise InvalidInputError(
-            "spec", f"cannot read {shown!r}: {type(error).__name__}", "check the path and the file"
-        ) from None
+        # The system's reason where it gives one ("File name too long", "Permission denied"),
+        # not just "OSError".
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise InvalidInputError("spec", f"cannot read {shown!r}: {reason}", "check the path and the file") from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no object-constructing tags
     except InvalidInputError:

@@ -453,3 +453,10 @@ def test_a_named_backend_refuses_kv_block_sizes_it_cannot_run(
     assert load_and_compile(write_yaml(tmp_path, data, "sglang.yaml")).space.dimensions["kv_block_size"] == tuple(
         blocks
     )
+
+
+def test_an_unreadable_spec_path_names_the_systems_reason(tmp_path: Path) -> None:
+    # A 300-character file name used to be "cannot read '...': OSError", hiding why.
+    with pytest.raises(InvalidInputError) as info:
+        load_spec(tmp_path / ("a" * 300 + ".yaml"))
+    assert info.value.field == "spec" and "File name too long" in str(info.value)
