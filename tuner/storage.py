@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import math
 import os
 import sqlite3
 import sys
@@ -361,6 +362,8 @@ def open_storage(
             f"{mask_password(given)} opens the database read-only (mode=ro), and this command adds trials",
             "remove mode=ro from the URL to write; read-only URLs are for pareto, show, studies and export",
         )
+    if url.startswith("sqlite:"):
+        _check_sqlite_timeout(given)
     if url.startswith("sqlite:") and _sqlite_path(url) is None:
         raise StorageError(
             f"{url if '@' not in url else mask_password(url)} is an in-memory database: the study would be "
@@ -388,6 +391,24 @@ def open_storage(
         raise
     except Exception as error:
         raise storage_error(error, url) from None
+
+
+def _check_sqlite_timeout(url: str) -> None:
+    """A SQLite URL's ``timeout=`` (seconds to wait for a busy file) is a number of seconds: the
+    driver would fail on any other with a ValueError, reported as a database error (exit 1)."""
+    for arg in url.partition("?")[2].split("&"):
+        key, _, value = arg.partition("=")
+        if key != "timeout":
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = math.nan
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise StorageError(
+                f"timeout={value} in {mask_password(url)} is not a number of seconds",
+                "write seconds >= 0, e.g. ?timeout=60, or leave it out (60 s)",
+            )
 
 
 def _connect(url: str, path: str | None, create: bool) -> RDBStorage:

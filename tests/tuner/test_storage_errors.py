@@ -55,6 +55,16 @@ def _search(capsys, tmp_path: Path, url: str, *more: str) -> tuple[int, str, str
     return run_cli(capsys, "search", _spec(tmp_path), "--storage", url, "--trials", "20", "--json", *more)
 
 
+@pytest.mark.parametrize("timeout", ["abc", "-1", "nan", ""])
+def test_a_sqlite_timeout_that_is_not_seconds_is_bad_input(tmp_path: Path, capsys, timeout: str) -> None:
+    # ?timeout=abc used to reach the driver: "database error ... ValueError: could not convert
+    # string to float: 'abc'; check the database and the server", exit 1.
+    url = f"sqlite:///{tmp_path / 't.db'}?timeout={timeout}"
+    code, out, err = _search(capsys, tmp_path, url)
+    _one_line(code, out, err, 2, f"timeout={timeout}", "?timeout=60")
+    assert not (tmp_path / "t.db").exists()
+
+
 @pytest.mark.parametrize("url", ["foo://u:secret@host/db", "http://u:secret@host/db", "notaurl"])
 def test_wrong_scheme_is_bad_input(tmp_path: Path, capsys, url: str) -> None:
     for command in (["pareto", "small"], ["studies"]):
