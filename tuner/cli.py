@@ -92,6 +92,22 @@ def _refuse_existing_output(option: str, path: str | None, force: bool) -> None:
         )
 
 
+def _refuse_the_database_as_output(option: str, path: str | None, url: str) -> None:
+    """An output that is the SQLite file the study is read from is refused even with --force:
+    writing it would destroy the study (a slip of tab completion, -o studies/x.db)."""
+    from pathlib import Path
+
+    from tuner.storage import database_file
+
+    database = database_file(url)
+    if path is None or database is None or not Path(path).exists() or not database.exists():
+        return
+    if Path(path).samefile(database):
+        raise InvalidInputError(
+            option, f"{path} is the database the study is read from ({url})", f"pass another {option} PATH"
+        )
+
+
 def _refuse_together(first: str, second: str, why: str, fix: str = "") -> NoReturn:
     """Two options given together where one would be silently dropped (an ignored option is a wrong
     answer): one line naming both, exit 2."""
@@ -1012,6 +1028,7 @@ def report_command(study_name: str, storage: str | None, output: str, max_points
 
     _refuse_existing_output("-o", output, force)
     url = storage or default_storage_url(study_name)
+    _refuse_the_database_as_output("-o", output, url)
     with storage_errors(url):
         result = write_report(load_study(study_name, url), output, max_points=max_points or DEFAULT_MAX_POINTS)
     click.echo(
@@ -1116,6 +1133,7 @@ def export_command(
     if force and not output:
         raise InvalidInputError("--force", "only used with -o (the export is printed)", "add -o PATH or drop --force")
     url = storage or default_storage_url(study_name)
+    _refuse_the_database_as_output("-o", output, url)
     with storage_errors(url):
         text = export(load_study(study_name, url), trial_number, fmt, allow_infeasible=allow_infeasible)
     if output:

@@ -566,6 +566,12 @@ def sqlite_writer_lock(storage: RDBStorage) -> Iterator[None]:
         yield
 
 
+def database_file(url: str) -> Path | None:
+    """The SQLite file a URL opens; None for a server database (or an in-memory one)."""
+    path = _sqlite_path(url)
+    return Path(path) if path is not None else None
+
+
 def _sqlite_path(url: str) -> str | None:
     if not url.startswith("sqlite:///"):
         return None

@@ -113,3 +113,23 @@ def test_a_studies_glob_in_a_missing_directory_is_refused_not_an_empty_list(
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli(capsys, "studies", "--json")
     assert code == 0 and json.loads(out) == []
+
+
+@pytest.mark.parametrize("command", ["export", "report"])
+def test_an_output_that_is_the_studys_own_database_is_refused_even_with_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """``-o`` naming the database the study is read from (a slip of tab completion) with
+    ``--force`` used to overwrite it: 'wrote x.db', and the study was gone ('file is not a
+    database')."""
+    db = tmp_path / "s.db"
+    url = f"sqlite:///{db}"
+    code, _, err = run_cli(capsys, "search", _spec(tmp_path, SPEC), "--storage", url, "--trials", "2")
+    assert code == 0, err
+    before = db.read_bytes()
+    args = ["export", "hostile", "--trial", "0"] if command == "export" else ["report", "hostile"]
+    for output in (str(db), f"{tmp_path}/./s.db"):
+        code, out, err = run_cli(capsys, *args, "--storage", url, "-o", output, "--force")
+        line = assert_one_error_line(code, out, err, ("-o",))
+        assert "database" in line
+    assert db.read_bytes() == before
