@@ -35,4 +35,16 @@ def from_validation_error(error: pydantic.ValidationError, where: str) -> Invali
         return InvalidInputError(field, "unknown field", "remove it or check its spelling")
     if first.get("type") == "missing":
         return InvalidInputError(field, "missing", "add it")
+    # A value of the wrong type (quoted in YAML: max_ttft_s: "1.0"): show what was given and how
+    # to write it, not only pydantic's "Input should be a valid number".
+    kind = str(first.get("type", "")).partition("_")[0]
+    written = _TYPE_FIXES.get(kind) if str(first.get("type", "")).endswith(("_type", "_parsing")) else None
+    if written is not None and "input" in first:
+        given = repr(first["input"])
+        given = given if len(given) <= 80 else given[:77] + "..."  # a 5,000-character string
+        return InvalidInputError(field, message, f"got {given}; write {written} without quotes")
     return InvalidInputError(field, message)
+
+
+#: How to write a value of each pydantic type kind whose type was wrong.
+_TYPE_FIXES = {"float": "a number", "int": "a whole number", "bool": "true or false"}

@@ -460,3 +460,24 @@ def test_an_unreadable_spec_path_names_the_systems_reason(tmp_path: Path) -> Non
     with pytest.raises(InvalidInputError) as info:
         load_spec(tmp_path / ("a" * 300 + ".yaml"))
     assert info.value.field == "spec" and "File name too long" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "path, value, fix",
+    [
+        (("constraints", "max_ttft_s"), "1.0", "got '1.0'; write a number without quotes"),
+        (("space", "flash_attention"), ["yes"], "got 'yes'; write true or false without quotes"),
+        (("seed",), "x", "got 'x'; write a whole number without quotes"),
+        (("trials",), 1.5, "got 1.5; write a whole number without quotes"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_shown_with_the_fix(path, value, fix) -> None:
+    # Used to stop at "Input should be a valid number", naming neither what was given nor the fix.
+    data = yaml.safe_load((STUDIES / "llama-2-70b-h100.yaml").read_text())
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(InvalidInputError) as info:
+        parse_spec(data)
+    assert str(info.value).endswith(fix), str(info.value)
