@@ -247,6 +247,29 @@ _MEMORY_KNOB = {
 }
 
 
+def deployment_of_report(
+    report: dict, model: ModelSpec, chip: HardwareSpec, *, batch: int, **fields: Any
+) -> Deployment:
+    """The one-group deployment a ``tuner estimate`` report describes (its mesh, layouts, formats
+    and attention), at ``batch`` and the given ``fields`` (lengths, kv_heads, block)."""
+    mesh = tuple(int(a) for a in report["mesh"].split("x"))
+    return Deployment(
+        model=model,
+        hardware=chip,
+        mesh=(mesh[0], mesh[1], mesh[2]),
+        batch=batch,
+        prefill_ffn_layout=report["ffn_layout"]["prefill"],
+        decode_ffn_layout=report["ffn_layout"]["decode"],
+        prefill_attn_sharding=report["attn_sharding"]["prefill"],
+        decode_attn_sharding=report["attn_sharding"]["decode"],
+        weight_dtype=report["weight_dtype"],
+        act_dtype=report["act_dtype"],
+        kv_dtype=report["kv_dtype"],
+        flash_attention=report["flash_attention"],
+        **fields,
+    )
+
+
 def engine_memory_notes(
     model: str | ModelSpec, hardware: str | HardwareSpec, report: dict, backend: str | None = None
 ) -> list[str]:
@@ -263,24 +286,15 @@ def engine_memory_notes(
     if chip.kind != "gpu" or not single or not report["memory"]["fits"]:
         return []
     engine = serving_engine(backend or report["calibration"].get("backend"), None, chip)
-    mesh = tuple(int(a) for a in report["mesh"].split("x"))
-    row = Deployment(
-        model=model if isinstance(model, ModelSpec) else get_model(model),
-        hardware=chip,
-        mesh=(mesh[0], mesh[1], mesh[2]),
+    row = deployment_of_report(
+        report,
+        model if isinstance(model, ModelSpec) else get_model(model),
+        chip,
         batch=1,
         prompt_len=report["prompt_len"],
         gen_len=report["gen_len"],
-        prefill_ffn_layout=report["ffn_layout"]["prefill"],
-        decode_ffn_layout=report["ffn_layout"]["decode"],
-        prefill_attn_sharding=report["attn_sharding"]["prefill"],
-        decode_attn_sharding=report["attn_sharding"]["decode"],
-        weight_dtype=report["weight_dtype"],
-        act_dtype=report["act_dtype"],
-        kv_dtype=report["kv_dtype"],
         kv_heads=report["kv_heads"],
         block=report["block"],
-        flash_attention=report["flash_attention"],
     )
     workloads = make_workloads(backend=engine, concurrency=1, prompt_len=row.prompt_len, gen_len=row.gen_len)
     memory = _memory(Deployments.from_rows([row]), workloads, "decode")
@@ -388,24 +402,15 @@ def estimate_serving_one(
             "the serving model charges tensor parallelism only",
             "drop --pp/--ep/--dp/--micro-batches here (replicas: one at --request-rate R/k, or tuner recommend)",
         )
-    mesh = tuple(int(a) for a in report["mesh"].split("x"))
-    row = Deployment(
-        model=model_spec,
-        hardware=chip,
-        mesh=(mesh[0], mesh[1], mesh[2]),
+    row = deployment_of_report(
+        report,
+        model_spec,
+        chip,
         batch=first,
         prompt_len=prompt_len,
         gen_len=gen_len,
-        prefill_ffn_layout=report["ffn_layout"]["prefill"],
-        decode_ffn_layout=report["ffn_layout"]["decode"],
-        prefill_attn_sharding=report["attn_sharding"]["prefill"],
-        decode_attn_sharding=report["attn_sharding"]["decode"],
-        weight_dtype=report["weight_dtype"],
-        act_dtype=report["act_dtype"],
-        kv_dtype=report["kv_dtype"],
         kv_heads=static.get("kv_heads"),
         block=static.get("block"),
-        flash_attention=report["flash_attention"],
     )
     out = serving_one(
         row,
