@@ -480,7 +480,8 @@ class StudySpec(BaseModel):
         default=1000,
         gt=0,
         le=10_000_000,
-        description="Trials the study should hold (the budget). Not part of the hash.",
+        description="Trials the study should hold (the budget). The exhaustive sampler's budget is the whole "
+        "space, every candidate scored once (--trials N caps one run). Not part of the hash.",
     )
     #: The spec file's directory (set by :func:`load_spec`): relative model/hardware paths start there.
     _base_dir: Path | None = PrivateAttr(default=None)
