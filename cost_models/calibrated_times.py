@@ -45,7 +45,7 @@ from cost_models.hardware import HardwareSpec, SwitchedInterconnect, TorusInterc
 from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.moe import DEFAULT_IMBALANCE, experts_woken, tokens_per_expert
 from cost_models.moe_kernel_time import borrowed_moe_class, moe_kernel_params, routed_expert_time_s
-from cost_models.operators import EXPERT_PROJECTIONS, OP, OperatorCosts, window_share
+from cost_models.operators import EXPERT_PROJECTIONS, LM_HEAD, OP, OperatorCosts, window_share
 from cost_models.partitioning import GEMM_AXES, ShardingPlan, attention_split, gemm_shapes_per_chip
 from cost_models.topology import (
     LastMeshCache,
@@ -170,7 +170,9 @@ def use_kernel_compute(
         return
     codes = matmul_compute_dtype(configs.weight_dtype, configs.act_dtype, hardware, profile)
     for i in _TIMED_GEMM_ROWS:
-        ops.compute_dtype[i] = codes
+        # The engines' lm_head is 16-bit whatever the blocks' format: a bf16 GEMM at the bf16 peak
+        # (calibrated_operator_times times it so).
+        ops.compute_dtype[i] = BF16 if i == LM_HEAD else codes
     # Slots twinned with another (OperatorCosts.same_rows) stay twins only with the same format.
     twins = ops.same_rows()
     if twins:
@@ -251,6 +253,12 @@ def calibrated_operator_times(
             slot.fill(times, chip_ops, plan, formats, hardware, profile)
     for twin, original in twins:
         times[twin] = times[original]
+    if anywhere[LM_HEAD] and np.any(formats != _BF16_FORMAT):
+        # The engines keep the lm_head 16-bit (vLLM's ParallelLMHead is unquantized under fp8, AWQ
+        # and GPTQ by default; ModelOpt excludes *lm_head*): a bf16 GEMM of its own shape, not the
+        # blocks' quantized kernel (int4 Llama-3.1-8B decode: 1.05 GB of lm_head, not 0.26).
+        lm_source: _ShapeSource = _PlanGemmShapes(chip_ops, plan, _LM_HEAD_ROWS) if plan is not None else source
+        _dense_gemm_times(times, lm_source, np.zeros_like(formats), hardware, profile, _LM_HEAD_ROWS)
     moe_rows = c.moe_layers > 0
     # (No expert slot anywhere, as in a serving iteration's attention-only pass: none timed.)
     moe = np.flatnonzero(moe_rows) if any(anywhere[OP[op]] for op in EXPERT_PROJECTIONS) else np.zeros(0, np.intp)
@@ -325,6 +333,9 @@ class _DenseRows:
 
 
 _ALL_DENSE_ROWS = _DenseRows(_DENSE_SHAPE_ROWS, _DENSE_OP_ROWS)
+#: The lm_head's GEMM alone, and the bfloat16 kernel format's code (``_FORMAT_NAMES``).
+_LM_HEAD_ROWS = _DenseRows(np.array([list(GEMM_AXES).index("lm_head")]), np.array([LM_HEAD]))
+_BF16_FORMAT = _FORMAT_NAMES.index("bfloat16")
 #: Configurations per block of GEMMs timed together: 8 GEMMs x 2048 = 16k elements, 128 KiB per
 #: temporary, so the ~20 temporaries of :func:`gemm_time_s` stay in a core's L2 cache instead of
 #: streaming through memory (elementwise arithmetic, so blocking changes no result). Measured on

@@ -34,6 +34,13 @@ class CountingConvention(BaseModel):
         "need the next token's logits), 'all' (training-style), 'none' (left out). Decode always "
         "runs it on the one new token unless 'none'. Encoders have no lm_head.",
     )
+    lm_head_format: Literal["16-bit", "weights"] = Field(
+        default="16-bit",
+        description="The lm_head's weights under quantized weights: '16-bit', as the engines keep them "
+        "(vLLM's ParallelLMHead is unquantized under fp8, AWQ and GPTQ by default; ModelOpt excludes "
+        "*lm_head*; Pope et al.'s code keeps the tied embedding bf16), read and computed in bf16; "
+        "'weights', in the weights' format (LLM-Viewer quantizes every linear layer).",
+    )
     peak_selection: Literal["per_operator", "all_operands_low_bit"] = Field(
         default="per_operator",
         description="per_operator: each matmul runs at the peak of the wider of its two operands. "
@@ -54,7 +61,10 @@ DEFAULT = CountingConvention()
 KIM2023 = CountingConvention(name="kim2023", act_to_act_flops="2n-1", lm_head_positions="none")
 
 #: Yuan et al., "LLM Inference Unveiled" (arXiv 2402.16363) and LLM-Viewer: a residual add loads
-#: one input; the int8 peak only when every operand is 8 bits or fewer.
-YUAN2024 = CountingConvention(name="yuan2024", residual_add_reads=1, peak_selection="all_operands_low_bit")
+#: one input; the int8 peak only when every operand is 8 bits or fewer; the lm_head quantized as
+#: every linear layer (LLM-Viewer's configs pass w_byte to it).
+YUAN2024 = CountingConvention(
+    name="yuan2024", residual_add_reads=1, peak_selection="all_operands_low_bit", lm_head_format="weights"
+)
 
 CONVENTIONS: dict[str, CountingConvention] = {c.name: c for c in (DEFAULT, KIM2023, YUAN2024)}

@@ -43,7 +43,7 @@ from cost_models.calibration import (
 from cost_models.conventions import DEFAULT, CountingConvention
 from cost_models.deployments import BLOCKS, PHASE_NAMES, Deployment, Deployments, engine_problem_mask
 from cost_models.distinct import repeated_rows
-from cost_models.dtypes import BYTES_PER_ELEMENT, dtype_name, lookup, parse_dtype
+from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, dtype_name, lookup, parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs
@@ -1246,6 +1246,10 @@ def estimate(
     # bf16, so theirs is the bf16 peak; int8 x int8 on an H100 has twice that to use); under a GPU
     # engine's profile, the peak of the kernel timing them (fp8 weights: the W8A8 fp8 GEMM).
     peak = lookup(d.hardware.peak_table(), matmul_compute_dtype(d.weight_dtype, d.act_dtype, d.hardware, calibration))
+    if convention.lm_head_format == "16-bit":
+        # The lm_head runs in bf16 (conventions.lm_head_format): where the blocks' kernel peak is
+        # under bf16's (B300: int8 125 TFLOP/s, bf16 2,250), the pass can use that peak too.
+        peak = np.maximum(peak, d.hardware.peak_table()[BF16])
     # MFU's numerator: the active block parameters (_active_block_params) and the lm_head's.
     if common_rows is None:  # c is view.inference_configs': its model columns are its models' rows
         block_params = _active_block_params_per_model(c, view.model_index, view.kv_heads)

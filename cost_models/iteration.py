@@ -233,6 +233,8 @@ def _lm_head_shapes(c: InferenceConfigs, plan: ShardingPlan, hardware: HardwareS
     if index is not None:
         k, n = k[index], n[index]
     formats = _FORMAT_TABLE[c.weight_dtype, c.act_dtype]
+    if DEFAULT.lm_head_format == "16-bit":  # as calibrated_operator_times: a bf16 GEMM, the engines'
+        formats = np.full(len(formats), _FORMAT_NAMES.index("bfloat16"))
     if not hardware.has_format(FP4):  # as calibrated_operator_times: fp4 x fp4 runs as fp8 there
         formats = np.where(formats == _FORMAT_NAMES.index("nvfp4"), _FORMAT_NAMES.index("fp8"), formats)
     groups: list[tuple[str, np.ndarray | None, np.ndarray, np.ndarray]] = []

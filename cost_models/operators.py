@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal, cast
 import numpy as np
 
 from cost_models.conventions import DEFAULT, CountingConvention
-from cost_models.dtypes import BYTES_PER_ELEMENT, COMBINE, INT8, lookup
+from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, COMBINE, INT8, lookup
 from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.model_counts import mla_attention_weights
 from cost_models.moe import experts_woken
@@ -55,6 +55,8 @@ OPERATOR_NAMES: tuple[str, ...] = (
 )
 OP = {name: i for i, name in enumerate(OPERATOR_NAMES)}
 LM_HEAD = OP["lm_head"]
+#: Bytes per weight of a 16-bit lm_head (conventions.CountingConvention.lm_head_format).
+LM_HEAD_BYTES_PER_ELEMENT = 2.0
 #: The attention kernels' slots: unfused scores, softmax and values, or the fused operator.
 ATTENTION_KERNEL_SLOTS: frozenset[int] = frozenset(
     OP[name] for name in ("qk_matmul", "softmax", "sv_matmul", "fused_attention")
@@ -705,6 +707,11 @@ def _lm_head(t: _CostTable, c: InferenceConfigs, convention: CountingConvention)
     """The lm_head, once per model: on every position, the last one, or none (a convention)."""
     head_tokens = t.N if convention.lm_head_positions == "all" else t.B.copy()
     t.projection("lm_head", c.d_model, c.vocab, head_tokens)
+    if convention.lm_head_format == "16-bit" and np.any(t.wb != LM_HEAD_BYTES_PER_ELEMENT):
+        # The engines keep the lm_head 16-bit under quantized weights (conventions.lm_head_format):
+        # its weights are read at 2 bytes, whatever the blocks' format (int4 Llama-3.1-8B: 1.05 GB
+        # a decode step, not 0.26).
+        np.multiply(np.multiply(c.d_model, c.vocab), LM_HEAD_BYTES_PER_ELEMENT, out=t.weight[LM_HEAD])
     t.present[LM_HEAD] = c.decoder & (convention.lm_head_positions != "none")
 
 
@@ -811,6 +818,8 @@ def _compute_dtypes(c: InferenceConfigs, kv_dtype: np.ndarray, convention: Count
     dtypes[:] = c.act_dtype  # elementwise operators
     for name in (*PROJECTIONS, "router", *EXPERT_PROJECTIONS, "lm_head"):
         dtypes[OP[name]] = weight_x_act
+    if convention.lm_head_format == "16-bit":  # bf16 weights: the bf16 peak, whatever the activations
+        dtypes[LM_HEAD] = BF16
     for name in ("qk_matmul", "sv_matmul", "fused_attention"):
         dtypes[OP[name]] = act_x_kv
     return dtypes

@@ -455,11 +455,13 @@ def test_weight_bits_scale_weight_bytes(capsys):
     assert q["4"] == q["16"] / 4  # int4 a quarter
     for b, r in reports.items():
         ops = ops_by_name(r)
-        for name in ("k_proj", "v_proj", "out_proj", "gate_proj", "up_proj", "down_proj", "lm_head"):
+        for name in ("k_proj", "v_proj", "out_proj", "gate_proj", "up_proj", "down_proj"):
             assert (
                 ops[name]["weight_bytes"]
                 == ops_by_name(reports["16"])[name]["weight_bytes"] * {"16": 1.0, "8": 0.5, "4": 0.25}[b]
             )
+        # the lm_head stays 16-bit, as the engines keep it (conventions.lm_head_format)
+        assert ops["lm_head"]["weight_bytes"] == ops_by_name(reports["16"])["lm_head"]["weight_bytes"]
         # norm scales stay in the activation format
         assert ops["attn_norm"]["weight_bytes"] == D * 2
     weights = {b: r["totals"]["memory_bytes"]["weights"] for b, r in reports.items()}
