@@ -806,15 +806,19 @@ def memory_fraction(spec: dict, knobs: dict[str, Any], engine: str, notes: list[
     return chosen
 
 
-def per_rank_batch(knobs: dict[str, Any], dp: int, engine: str, notes: list[str]) -> int:
+def per_rank_batch(knobs: dict[str, Any], dp: int, engine: str, notes: list[str], dp_attention: bool = False) -> int:
     """The most sequences per iteration as ``engine`` counts them under ``dp`` data-parallel ranks.
     The trial's batch is the deployment's (its DP ranks split it evenly,
     cost_models.deployments.parallel_problem_mask); vLLM runs each DP rank as its own engine core
     with its own scheduler (docs.vllm.ai, Data Parallel Deployment) and TensorRT-LLM sizes its
-    batch per rank under attention DP, so both get the batch over the ranks; SGLang's
-    ``--max-running-requests`` is the server's, divided among its DP workers by SGLang itself."""
+    batch per rank under attention DP, so both get the batch over the ranks. SGLang divides its
+    ``--max-running-requests`` among its DP workers only under DP attention (``dp_attention``):
+    its scheduler and ModelRunner take ``max_running_requests // (dp_size if
+    enable_dp_attention else 1)`` (sgl-project/sglang python/sglang/srt/managers/scheduler.py,
+    model_executor/model_runner.py); plain DP replicas (a dense model) each take the whole value,
+    so they get the batch over the ranks too."""
     batch = knobs["max_batch_size"]
-    if dp <= 1 or engine == "sglang":
+    if dp <= 1 or (engine == "sglang" and dp_attention):
         return batch
     rank = -(-batch // dp)
     notes.append(f"the batch limit is per data-parallel rank for {engine}: {batch} sequences over {dp} ranks")
@@ -994,7 +998,7 @@ def sglang_args(spec: dict) -> dict:
         "quantization": quantization,
         "kv_cache_dtype": kv_cache_dtype,
         "context_length": context,
-        "max_running_requests": knobs["max_batch_size"],
+        "max_running_requests": per_rank_batch(knobs, dp, "sglang", notes, dp_attention=moe),
         "chunked_prefill_size": knobs["max_num_tokens"] if knobs["chunked_prefill"] else -1,
         "max_prefill_tokens": knobs["max_num_tokens"],
         "page_size": knobs["kv_block_size"],

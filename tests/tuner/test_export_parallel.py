@@ -109,6 +109,17 @@ def test_the_batch_limit_is_counted_as_each_engine_counts_it_under_data_parallel
     assert engine_args(single, None, "vllm")["engine_args"]["max_num_seqs"] == 16
 
 
+def test_sglang_plain_dp_replicas_each_take_the_whole_max_running_requests():
+    """SGLang divides --max-running-requests by --dp-size only with --enable-dp-attention
+    (scheduler.py / model_runner.py: ``max_running_requests // (dp_size if enable_dp_attention
+    else 1)``); a dense model's DP workers are plain replicas, each admitting the whole value. The
+    trial's batch 16 over 2 replicas: 8 each (16 each admitted 32 sequences, twice the scored)."""
+    args = engine_args(_row(LLAMA, 2, data_parallel=2), None, "sglang")
+    assert "--dp-size 2" in args["cli"] and "--enable-dp-attention" not in args["cli"]
+    assert args["engine_args"]["max_running_requests"] == 8
+    assert any("per data-parallel rank" in note for note in args["notes"])
+
+
 def test_a_pipeline_stage_exports_its_share_of_interleaved_moe_blocks():
     # Llama 4 Maverick: MoE on blocks 1, 3, ..., 47; a 24-block stage holds 12 MoE and 12 dense,
     # as the estimate charges (not 24 MoE, the dense blocks all in the first stage).
