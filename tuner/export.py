@@ -1004,6 +1004,10 @@ def sglang_args(spec: dict) -> dict:
         "page_size": knobs["kv_block_size"],
         "mem_fraction_static": memory_fraction(spec, knobs, "sglang", notes),
         "disable_radix_cache": not knobs["prefix_caching"],
+        # A disaggregated pool's role: without --disaggregation-mode (default "null") SGLang runs an
+        # ordinary server that prefills and decodes alike, and no PD router can pair the pools
+        # (sgl-project/sglang python/sglang/srt/server_args.py: choices null, prefill, decode).
+        "disaggregation_mode": (spec.get("serving") or {}).get("pool"),
     }
     if args["ep_size"]:
         # Recent SGLang runs expert parallelism from --ep-size alone (server_args.py: ep_size, aliases
@@ -1427,6 +1431,7 @@ def _disaggregated_engine_args(spec: dict, serving: dict, fmt: str) -> dict:
         "chips": x * y * z * parallel["pp"] * parallel["dp"],
         "mesh": dict(zip(AXES, (x, y, z), strict=True)),
         "parallel": parallel,
+        "serving": {**serving, "pool": "prefill"},
     }
     # A decode instance was scored with a decode-only iteration's activations: at most
     # max_batch_size tokens (cost_models.disaggregated._DecodeModel), not the prefill budget. The

@@ -156,6 +156,28 @@ def test_export_writes_one_engine_per_pool(study, capsys: pytest.CaptureFixture[
     assert data["decode"]["instances"] == trial.user_attrs["serving"]["decode_instances"]
 
 
+def test_export_names_each_sglang_pools_role(study, capsys: pytest.CaptureFixture[str]) -> None:
+    """SGLang serves a pool of a prefill/decode split only when told its role: --disaggregation-mode
+    prefill or decode (python/sglang/srt/server_args.py; its default "null" is an ordinary server
+    that prefills and decodes, which no PD router pairs). The pools were exported without it."""
+    url, s = study
+    trial = next(
+        t for t in s.get_trials(deepcopy=False) if t.user_attrs["serving"]["mode"] == "disaggregated" and is_feasible(t)
+    )
+    code, out, err = run_cli(
+        capsys, "export", STUDY["name"], "--storage", url, "--trial", str(trial.number), "--format", "sglang"
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    assert "--disaggregation-mode prefill" in data["prefill"]["cli"]
+    assert "--disaggregation-mode decode" in data["decode"]["cli"]
+    aggregated = next(t for t in s.get_trials(deepcopy=False) if t.user_attrs["serving"]["mode"] == "aggregated")
+    args = ("export", STUDY["name"], "--storage", url, "--trial", str(aggregated.number), "--allow-infeasible")
+    code, out, err = run_cli(capsys, *args, "--format", "sglang")
+    assert code == 0, err
+    assert "--disaggregation-mode" not in json.loads(out)["cli"]
+
+
 def test_export_gives_the_prefill_pool_the_tp_it_was_scored_on(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     """A prefill instance is scored on the prefill mesh; its engine arguments run that TP, not the
     decode instances'. Decode on 1x1x4 (Megatron TP 4) with 2-chip prefill instances: the
