@@ -926,6 +926,17 @@ def vllm_args(spec: dict) -> dict:
             )
         seqs = budget
     block = knobs["kv_block_size"]
+    if model["kv_lora_rank"] and block % 64:
+        # A multi-head latent attention model runs on vLLM's MLA backends, which replace any block
+        # size that is not a multiple of their page at start-up (vllm/platforms/cuda.py,
+        # check_and_update_config: "Forcing kv cache block size to 64 for FlashMLA backend.", the
+        # default on Hopper; 128 for CUTLASS_MLA): the block is written as vLLM will run it.
+        notes.append(
+            f"vLLM's FlashMLA backend forces block_size to a multiple of 64 for {model['name']}'s latent cache, not "
+            f"{block}: rounded up to {block + 64 - block % 64} (the trial was scored with {block}-token blocks; "
+            "the CUTLASS_MLA backend of Blackwell forces 128)"
+        )
+        block += 64 - block % 64
     if block % 16:
         # vLLM's CUDA attention backends need a block size that is a multiple of 16 (vllm/v1/attention/
         # backends/flash_attn.py: "Block size must be a multiple of 16.").

@@ -93,6 +93,18 @@ def test_vllm_block_size_is_a_multiple_of_16(block, written):
     assert any("multiple of 16" in n for n in data["notes"]) == (block != written)
 
 
+@pytest.mark.parametrize(("block", "written"), [(1, 64), (16, 64), (32, 64), (64, 64), (96, 128), (128, 128)])
+def test_vllm_block_size_of_a_latent_attention_model_is_what_flashmla_runs(block, written):
+    # vllm/platforms/cuda.py, check_and_update_config: for an MLA model "Forcing kv cache block
+    # size to 64 for FlashMLA backend." where the block is not a multiple of 64 (FlashMLA, the
+    # default MLA backend on Hopper). DeepSeek-V3 at vLLM's default 16 was exported --block-size 16,
+    # which vLLM replaced by 64 with no word in the export.
+    deepseek = Deployment(get_model("deepseek-v3"), get_hardware("h200"), (1, 1, 8), 32, 1024, 128, weight_dtype="fp8")
+    data = _vllm(_serving(backend="vllm", kv_block_size=block), deepseek)
+    assert data["flags"]["--block-size"] == str(written)
+    assert any("FlashMLA" in n and "multiple of 64" in n for n in data["notes"]) == (block != written)
+
+
 # TensorRT-LLM (NVIDIA/TensorRT-LLM): trtllm-serve's click options (tensorrt_llm/commands/serve.py;
 # --tp_size and --pp_size are aliases of --tensor_parallel_size / --pipeline_parallel_size,
 # --extra_llm_api_options of --config) and the LLM API keys the options file may set
