@@ -87,6 +87,21 @@ def test_trtllm_flags_and_llm_api_options():
     assert "tokens_per_block: 64" in data["extra_llm_api_options_yaml"]
 
 
+def test_trtllm_says_the_repo_exported_is_not_in_the_trials_format():
+    """TensorRT-LLM's PyTorch backend runs a checkpoint pre-quantized with Model Optimizer in its
+    format and quantizes nothing at load (nvidia.github.io/TensorRT-LLM, torch/features/quantization):
+    an fp8 trial exported with meta-llama's 16-bit repo runs 16-bit weights, twice the trial's. The
+    note said only "serve a checkpoint quantized with TensorRT Model Optimizer", beside a model
+    argument that is not one."""
+    fp8 = Deployment(get_model("llama-3-8b"), get_hardware("h100-sxm"), (1, 1, 2), 32, 1024, 128, weight_dtype="fp8")
+    data = engine_args(fp8, _serving(), "trtllm")
+    assert data["engine_args"]["model"] == "meta-llama/Meta-Llama-3-8B"
+    assert any("the repo below is the 16-bit one" in note for note in data["notes"])
+    deepseek = Deployment(get_model("deepseek-v3"), get_hardware("b200"), (1, 1, 8), 32, 1024, 128, weight_dtype="fp4")
+    notes = engine_args(deepseek, _serving(), "trtllm")["notes"]
+    assert any("the repo below stores fp8 weights" in note for note in notes)
+
+
 def test_without_serving_the_engine_defaults_and_the_static_batch():
     assert engine_knobs(None, "vllm", 32) == {
         "max_batch_size": 32,
