@@ -897,6 +897,8 @@ def vllm_args(spec: dict) -> dict:
         )
     notes: list[str] = []
     quantization, kv_cache_dtype = engine_formats(spec["quantization"], model, "vllm", notes, spec["hardware"]["name"])
+    load_note = online_fp8_load_note(spec, "vLLM") if quantization == "fp8" else None
+    notes += [load_note] if load_note else []
     notes += _vllm_layout_notes(spec, tp, pp, "vLLM")
     notes += _micro_batch_notes(par, "vLLM")
     if model["hf_repo"] is None:
@@ -989,6 +991,8 @@ def sglang_args(spec: dict) -> dict:
     quantization, kv_cache_dtype = engine_formats(
         spec["quantization"], model, "sglang", notes, spec["hardware"]["name"]
     )
+    load_note = online_fp8_load_note(spec, "SGLang") if quantization == "fp8" else None
+    notes += [load_note] if load_note else []
     notes += _vllm_layout_notes(spec, tp, pp, "SGLang")
     notes += _micro_batch_notes(par, "SGLang")
     if model["hf_repo"] is None:
@@ -1286,6 +1290,35 @@ def _fp8_activation_note(name: str, hardware: str | None, activations: str) -> s
         "activations to fp8 at run time (dynamic per-token/per-tensor scales), as the estimate under an "
         "engine's calibration profile times them and bounds them at the fp8 peak (a study scored with "
         f"calibration none kept {activations} x fp8 at the bf16 peak)"
+    )
+
+
+def online_fp8_load_note(spec: dict, name: str) -> str | None:
+    """A note where ``--quantization fp8`` must first load more 16-bit weights than a GPU holds.
+
+    Online fp8 quantization creates each layer's weights in the checkpoint's 16 bits and quantizes
+    them only after the whole model is loaded: SGLang ("requires loading all bf16 weights into VRAM
+    first", sgl-project/sglang issue 2895; both copies held, issue 8337) and vLLM before its
+    streaming online quantization (docs.vllm.ai, FP8: "we load the model at original precision
+    before quantizing down to 8-bits, so you need enough memory to load the whole model";
+    vllm-project/vllm pull 31914, 2026). The trial's fp8 weights per GPU (``predicted.memory``)
+    store the blocks' matrices in 1 byte and the embedding and lm_head in 2, so the 16-bit
+    weights are at most twice them. None where that fits, or no memory was predicted."""
+    memory = (spec.get("predicted") or {}).get("memory") or {}
+    weights, capacity = memory.get("weights_bytes_per_chip"), memory.get("capacity_bytes_per_chip")
+    if (spec.get("serving") or {}).get("pool") == "prefill" or not weights or not capacity:
+        return None  # (a prefill pool runs its own TP: the trial's weights per GPU are the decode pool's)
+    if 2 * weights <= capacity:
+        return None
+    who = (
+        "vLLM releases before its streaming online quantization (2026) quantize"
+        if name == "vLLM"
+        else f"{name} quantizes"
+    )
+    return (
+        f"{who} the 16-bit checkpoint only after loading it whole: up to {2 * weights / 1e9:.1f} GB "
+        f"of 16-bit weights per GPU, past the GPU's "
+        f"{capacity / 1e9:.1f} GB (the trial's fp8 weights are {weights / 1e9:.1f} GB): serve an fp8 checkpoint"
     )
 
 

@@ -400,3 +400,28 @@ def test_cli_export_refuses_an_existing_file_without_force(tmp_path, capsys):
     assert out.read_text() == written
     # --force without -o has nothing to overwrite: refused, not ignored.
     assert_one_error_line(*run_cli(capsys, *args, "--force"), fields=("--force",))
+
+
+def test_online_fp8_that_loads_more_16_bit_weights_than_a_gpu_holds_is_said(tmp_path) -> None:
+    """``--quantization fp8`` on a 16-bit checkpoint loads the whole model in 16 bits before it
+    quantizes (SGLang; vLLM before its streaming online quantization: docs.vllm.ai, FP8, "you need
+    enough memory to load the whole model"). Llama 3.1 70B has 70.6e9 parameters (its model card):
+    ~141 GB in 16 bits on one 80 GB H100, where its fp8 trial (~71 GB) fits; on two, ~71 GB each
+    loads. The export said only that fp8 quantizes at load."""
+    spec = {
+        "name": "fp8load",
+        "model": "llama-3.1-70b",
+        "hardware": "h100-sxm",
+        "workload": {"prompt_len": 1024, "gen_len": 128},
+        "space": {"tp": [1, 2], "batch": [1], "weight_bits": ["fp8"]},
+        "objectives": OBJECTIVES,
+        "sampler": "exhaustive",
+    }
+    study = _study(spec, tmp_path)
+    by_tp = {t.params["tp"]: t.number for t in study.trials}
+    for fmt in ("vllm", "sglang"):
+        one = json.loads(export(study, by_tp[1], fmt))
+        assert "--quantization fp8" in one["cli"]
+        assert any("only after loading it whole" in note and "serve an fp8 checkpoint" in note for note in one["notes"])
+        two = json.loads(export(study, by_tp[2], fmt))
+        assert not any("only after loading it whole" in note for note in two["notes"])
