@@ -102,6 +102,18 @@ def test_trtllm_says_the_repo_exported_is_not_in_the_trials_format():
     assert any("the repo below stores fp8 weights" in note for note in notes)
 
 
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_the_int4_note_names_what_the_repo_exported_stores(engine):
+    """deepseek-ai/DeepSeek-V3 stores fp8 weights (its config's quantization_config, fp8 block
+    scales); an int4 trial's note said "the repo below is the 16-bit one" of it."""
+    deepseek = Deployment(get_model("deepseek-v3"), get_hardware("h200"), (1, 1, 8), 32, 1024, 128, weight_dtype="int4")
+    notes = engine_args(deepseek, _serving(), engine)["notes"]
+    assert any("set the model to one (the repo below stores fp8 weights)" in note for note in notes)
+    assert not any("16-bit one" in note for note in notes)
+    llama = Deployment(get_model("llama-3-8b"), get_hardware("h100-sxm"), (1, 1, 2), 32, 1024, 128, weight_dtype="int4")
+    assert any("(the repo below is the 16-bit one)" in note for note in engine_args(llama, _serving(), engine)["notes"])
+
+
 def test_without_serving_the_engine_defaults_and_the_static_batch():
     assert engine_knobs(None, "vllm", 32) == {
         "max_batch_size": 32,
