@@ -1276,6 +1276,15 @@ def fp4_flavour(model: dict) -> str:
     return "nvfp4"
 
 
+def _chip_has(hardware: str, fmt: str) -> bool | None:
+    """Whether the named chip has tensor cores of weight format ``fmt`` (None: a chip from a file
+    the export no longer reads)."""
+    try:
+        return get_hardware(hardware).has_format(parse_dtype(fmt, "weights"))
+    except InvalidInputError:
+        return None
+
+
 def _fp8_activation_note(name: str, hardware: str | None, activations: str) -> str:
     """What the engine does with the activations of fp8 weights, and what the estimate assumed."""
     if activations in ("fp8", "fp4"):
@@ -1420,6 +1429,19 @@ def engine_formats(
     if flavour == "mxfp4":
         notes.append("fp4 weights as MXFP4: the gpt-oss checkpoint's own format")
         return "mxfp4", kv_dtype
+    if engine == "sglang" and hardware is not None and _chip_has(hardware, "fp4") is False:
+        # SGLang's ModelOptFp4Config.get_min_capability is 100 (Blackwell) and its NVFP4 linear and
+        # MoE methods run only FP4 tensor-core GEMMs (sgl-project/sglang python/sglang/srt/layers/
+        # quantization/modelopt_quant.py): the model loader refuses the method on an older GPU
+        # ("not supported for the current GPU. Minimum capability: 100"), where vLLM runs the
+        # weights weight-only on Marlin.
+        raise InvalidInputError(
+            "format",
+            f"SGLang runs NVFP4 weights (modelopt_fp4) only on Blackwell GPUs (compute capability 10.0); it refuses "
+            f"them on {hardware} at start-up",
+            "export with --format vllm (NVFP4 weight-only on Marlin before Blackwell), or pick a trial with other "
+            "weights or on a Blackwell GPU",
+        )
     notes.append(
         f"fp4 weights as NVFP4: {name} needs a checkpoint quantized with TensorRT Model Optimizer "
         "(quantization modelopt_fp4); set the model to one. FP4 tensor-core math needs Blackwell; "

@@ -88,6 +88,22 @@ def test_fp4_notes_name_the_checkpoint_each_engine_needs():
     assert any("checkpoint stores fp4" in n for n in bf16)
 
 
+def test_sglang_refuses_nvfp4_weights_before_blackwell():
+    """SGLang's ModelOptFp4Config.get_min_capability is 100 (python/sglang/srt/layers/quantization/
+    modelopt_quant.py) and it has no weight-only NVFP4 path: on an H200 (compute capability 9.0) it
+    refuses --quantization modelopt_fp4 at start-up. The export wrote it, with a note that "elsewhere
+    the weights run weight-only" (vLLM's Marlin fallback, not SGLang's). gpt-oss's MXFP4 runs on Hopper."""
+    h200 = Deployment(get_model("qwen3-235b-a22b"), get_hardware("h200"), (1, 1, 8), 8, 512, 64, weight_dtype="fp4")
+    with pytest.raises(InvalidInputError) as raised:
+        engine_args(h200, None, "sglang")
+    assert raised.value.field == "format" and "Blackwell" in str(raised.value) and "h200" in str(raised.value)
+    assert engine_args(h200, None, "vllm")["engine_args"]["quantization"] == "modelopt_fp4"
+    b200 = Deployment(get_model("qwen3-235b-a22b"), get_hardware("b200"), (1, 1, 8), 8, 512, 64, weight_dtype="fp4")
+    assert engine_args(b200, None, "sglang")["engine_args"]["quantization"] == "modelopt_fp4"
+    gpt_oss = Deployment(get_model("gpt-oss-120b"), get_hardware("h200"), (1, 1, 2), 8, 512, 64, weight_dtype="fp4")
+    assert engine_args(gpt_oss, None, "sglang")["engine_args"]["quantization"] is None
+
+
 def test_fp4_trial_exports_through_a_study():
     # A stored fp4 trial of gpt-oss-120b on 8 B200s: through tuner export as vLLM arguments.
     deployment = Deployment(
