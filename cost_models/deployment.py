@@ -41,7 +41,14 @@ from cost_models.calibration import (
     resolve_calibration,
 )
 from cost_models.conventions import DEFAULT, CountingConvention
-from cost_models.deployments import BLOCKS, PHASE_NAMES, Deployment, Deployments, engine_problem_mask
+from cost_models.deployments import (
+    BLOCKS,
+    PHASE_NAMES,
+    Deployment,
+    Deployments,
+    engine_kv_formats,
+    engine_problem_mask,
+)
 from cost_models.distinct import repeated_rows
 from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, dtype_name, lookup, parse_dtype
 from cost_models.errors import InvalidInputError
@@ -1797,6 +1804,16 @@ def estimate_one(
             "phase", f"{model_spec.name} is an encoder: it has no decode phase", "use --phase prefill"
         )
     formats = chip.parse_formats(weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits)
+    kv_formats = engine_kv_formats(backend)
+    if kv_formats is not None and dtype_name(formats["kv_bits"]) not in kv_formats:
+        # A named engine is the one deployed on: a KV cache it has no dtype for is no answer
+        # (tuner.export refuses it: no engine has an int4 cache, vLLM none in fp4).
+        raise InvalidInputError(
+            "kv_bits",
+            f"{backend} has no {dtype_name(formats['kv_bits'])} KV cache",
+            f"use --kv-bits {', '.join({'bf16': '16', 'int8': '8'}.get(f, f) for f in kv_formats)} (8 runs as fp8, "
+            "the same bytes), or another --backend",
+        )
     layouts = {
         "prefill_ffn_layout": prefill_ffn_layout or ffn_layout,
         "decode_ffn_layout": decode_ffn_layout or ffn_layout,

@@ -458,6 +458,26 @@ def parallel_problem_mask(experts, layers, tp, pp, ep, dp, micro_batches, batch)
     return bad_ep | bad_pp | bad_batch
 
 
+#: Each GPU engine's KV-cache dtype for a KV format (None: the engine has none of that size;
+#: tuner.export writes these names, a study with a named backend and estimate --backend refuse
+#: the others). vLLM: ``--kv-cache-dtype`` auto/fp8 (docs.vllm.ai, engine args); SGLang: auto,
+#: fp8_e4m3 and the experimental fp4_e2m1 (docs.sglang.io, Quantized KV Cache); TensorRT-LLM:
+#: KvCacheConfig.dtype auto/fp8/nvfp4, nvfp4 from a ModelOpt checkpoint (nvidia.github.io/
+#: TensorRT-LLM, Quantization). int8 runs as fp8 (the same bytes); no engine has an int4 cache.
+ENGINE_KV_CACHE_DTYPES: dict[str, dict[str, str | None]] = {
+    "vllm": {"bf16": "auto", "fp8": "fp8", "int8": "fp8", "int4": None, "fp4": None},
+    "sglang": {"bf16": "auto", "fp8": "fp8_e4m3", "int8": "fp8_e4m3", "int4": None, "fp4": "fp4_e2m1"},
+    "trtllm": {"bf16": "auto", "fp8": "fp8", "int8": "fp8", "int4": None, "fp4": "nvfp4"},
+}
+
+
+def engine_kv_formats(engine: str | None) -> tuple[str, ...] | None:
+    """The KV-cache formats (dtype names) a GPU serving ``engine`` runs; None for another or none
+    named (no rule: JAX, an unnamed backend)."""
+    table = ENGINE_KV_CACHE_DTYPES.get(engine or "")
+    return None if table is None else tuple(name for name, dtype in table.items() if dtype is not None)
+
+
 #: The GPU serving engines whose own launch rules :func:`engine_problem_mask` knows.
 GPU_ENGINES = ("vllm", "sglang", "trtllm")
 

@@ -27,12 +27,13 @@ from cost_models.deployments import (
     GPU_ENGINES,
     Deployment,
     Deployments,
+    engine_kv_formats,
     engine_problem_mask,
     make_deployments,
     parallel_problem_mask,
 )
 from cost_models.disaggregated import DisaggregatedEstimate, disaggregated_report, serve_disaggregated
-from cost_models.dtypes import parse_dtype
+from cost_models.dtypes import dtype_name, parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec
 from cost_models.metrics import Direction, metric_arrays
@@ -457,6 +458,26 @@ def _finish_compile(
     space = spec.space
     if space.batch is None:  # a serving study: the load is its concurrency or request rate
         del labels["batch"], values["batch"]
+    engines = hardware.serving_engines()
+    if spec.backend is not None and spec.backend not in engines:
+        # (calibration.check_engine_runs words its fix for the commands' --backend flag)
+        raise InvalidInputError(
+            "backend",
+            f"{spec.backend} does not run on {hardware.name} (its engines: {', '.join(engines)})",
+            f"set backend: {engines[0]} in the spec (or another of {', '.join(engines)}), or leave it out",
+        )
+    kv_formats = engine_kv_formats(spec.backend)
+    if kv_formats is not None:
+        # A KV cache the named engine has no dtype for would be scored, then refused by the
+        # export (tuner.export: no engine has an int4 cache; vLLM none in fp4).
+        bad = [str(b) for b in labels["kv_bits"] if dtype_name(parse_dtype(b, "space.kv_bits")) not in kv_formats]
+        if bad:
+            runs = [b for b in ("16", "8", "fp8", "fp4") if dtype_name(parse_dtype(b, "space.kv_bits")) in kv_formats]
+            raise InvalidInputError(
+                "space.kv_bits",
+                f"{', '.join(bad)} with backend {spec.backend}: it has no such KV cache",
+                f"use {', '.join(runs)} (8 runs as fp8, the same bytes)",
+            )
     try:
         profile = resolve_calibration(spec.resolved_calibration(), hardware, spec.backend)
     except InvalidInputError as error:

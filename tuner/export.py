@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # optuna is imported where a study is read, so that the CLI s
     from optuna.trial import FrozenTrial
 
 from cost_models.deployment import stage_moe_blocks
-from cost_models.deployments import Deployment, engine_problem_mask
+from cost_models.deployments import ENGINE_KV_CACHE_DTYPES, Deployment, engine_problem_mask
 from cost_models.dtypes import dtype_name, parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
@@ -1245,16 +1245,6 @@ def _vllm_parallelism(spec: dict, engine: str = "vllm") -> tuple[int, int]:
 #: NVFP4 checkpoint made with NVIDIA TensorRT Model Optimizer (ModelOpt).
 _MXFP4_CHECKPOINTS = ("gpt-oss-20b", "gpt-oss-120b")
 
-#: Each engine's KV-cache dtype for the trial's KV format (None: the engine has none of that
-#: size). vLLM: ``--kv-cache-dtype`` auto/fp8 (docs.vllm.ai, engine args); SGLang: auto,
-#: fp8_e4m3 and the experimental fp4_e2m1 (docs.sglang.io, Quantized KV Cache); TensorRT-LLM:
-#: KvCacheConfig.dtype auto/fp8/nvfp4, nvfp4 from a ModelOpt checkpoint (nvidia.github.io/
-#: TensorRT-LLM, Quantization). int8 runs as fp8 (the same bytes); no engine has an int4 cache.
-_KV_DTYPES: dict[str, dict[str, str | None]] = {
-    "vllm": {"bf16": "auto", "fp8": "fp8", "int8": "fp8", "int4": None, "fp4": None},
-    "sglang": {"bf16": "auto", "fp8": "fp8_e4m3", "int8": "fp8_e4m3", "int4": None, "fp4": "fp4_e2m1"},
-    "trtllm": {"bf16": "auto", "fp8": "fp8", "int8": "fp8", "int4": None, "fp4": "nvfp4"},
-}
 _ENGINE_NAMES = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM"}
 #: The least compute capability of each engine's Marlin weight-only kernels (vLLM marlin_utils.py,
 #: query_marlin_supported_quant_types: 7.5; SGLang's GPTQMarlinConfig.get_min_capability: 8.0).
@@ -1348,9 +1338,9 @@ def engine_formats(
     ``hardware``: the chip's name (the fp8 note says what it runs there)."""
     name = _ENGINE_NAMES[engine]
     kv = quant["kv_cache"]
-    kv_dtype = _KV_DTYPES[engine].get(kv)
+    kv_dtype = ENGINE_KV_CACHE_DTYPES[engine].get(kv)
     if kv_dtype is None:
-        kinds = ", ".join(k for k, v in _KV_DTYPES[engine].items() if v is not None)
+        kinds = ", ".join(k for k, v in ENGINE_KV_CACHE_DTYPES[engine].items() if v is not None)
         raise InvalidInputError(
             "format", f"{name} has no {kv} KV cache", f"export a trial whose KV cache is one of {kinds}"
         )

@@ -80,3 +80,16 @@ def test_hardware_json_lists_each_chips_engines(capsys) -> None:
     assert engines["mi300x"] == ["vllm", "sglang", "jax"]
     assert engines["h100-sxm"] == ["trtllm", "vllm", "sglang", "jax"]
     assert engines["tpu-v4"] == ["jax", "vllm"]
+
+
+def test_estimate_with_a_named_engine_refuses_a_kv_cache_it_has_none_of(capsys) -> None:
+    """--kv-bits 4 (int4) under --backend vllm was scored as given; no engine has an int4 KV
+    cache and vLLM none in fp4 (its --kv-cache-dtype: auto, fp8), so the export refused it."""
+    args = ("estimate", "--model", "llama-3-8b", "--hardware", "h100-sxm", "--tp", "1", "--batch", "8")
+    args += ("--prompt-len", "512", "--gen-len", "64", "--backend", "vllm")
+    for kv in ("4", "fp4"):
+        code, out, err = run_cli(capsys, *args, "--kv-bits", kv)
+        line = assert_one_error_line(code, out, err, ("kv_bits",))
+        assert "vllm has no" in line and "--kv-bits 16" in line
+    code, out, err = run_cli(capsys, *args, "--kv-bits", "fp8")
+    assert code == 0, err

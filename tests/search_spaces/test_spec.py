@@ -481,3 +481,29 @@ def test_a_value_of_the_wrong_type_is_shown_with_the_fix(path, value, fix) -> No
     with pytest.raises(InvalidInputError) as info:
         parse_spec(data)
     assert str(info.value).endswith(fix), str(info.value)
+
+
+def test_a_named_backend_that_does_not_run_on_the_chip_names_the_spec_field(tmp_path: Path) -> None:
+    """backend: trtllm on an MI300X (TensorRT-LLM is CUDA-only) was refused with the commands'
+    fix and a calibration clause about TensorRT-LLM's own profile, which no AMD chip has."""
+    data = copy.deepcopy(BASE)
+    data.update(hardware="mi300x", model="llama-3-8b", backend="trtllm")
+    data["space"] = {"tp": [1], "batch": [1]}
+    message = refused(write_yaml(tmp_path, data))
+    assert message.startswith("backend: trtllm does not run on mi300x")
+    assert "set backend: vllm in the spec" in message and "own profile" not in message
+
+
+@pytest.mark.parametrize(("backend", "kv_bits", "bad"), [("vllm", [16, 4], "4"), ("vllm", ["fp4"], "fp4")])
+def test_a_named_backend_refuses_kv_caches_it_has_none_of(
+    tmp_path: Path, backend: str, kv_bits: list, bad: str
+) -> None:
+    """A KV cache the named engine has no dtype for (no engine has an int4 cache; vLLM none in
+    fp4) was scored and put on the front, then refused by the export."""
+    data = copy.deepcopy(BASE)
+    data.update(hardware="h100-sxm", model="llama-3-8b", backend=backend)
+    data["space"] = {"tp": [1], "batch": [1], "kv_bits": kv_bits}
+    message = refused(write_yaml(tmp_path, data))
+    assert message.startswith(f"space.kv_bits: {bad} with backend {backend}")
+    data["space"]["kv_bits"] = [16, 8, "fp8"]  # 8 runs as fp8 (the same bytes)
+    assert load_and_compile(write_yaml(tmp_path, data, "ok.yaml")).space.dimensions["kv_bits"] == ("16", "8", "fp8")
