@@ -40,6 +40,7 @@ Private APIs used, and where:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from collections.abc import Sequence
@@ -427,9 +428,18 @@ def _driver_rows(connection: Any, sql: str, parameters: tuple) -> list[tuple]:
         cursor.execute(sql, parameters)
         return list(cursor.fetchall())
     except driver_error as error:  # as SQLAlchemy raises it (tuner.storage reads its type and code)
-        raise DBAPIError.instance(sql, parameters, error, driver_error, dialect=connection.dialect) from error
+        # A dropped server connection is invalidated as SQLAlchemy's own execute does: otherwise
+        # the pool's rollback on return meets the dead socket and logs its traceback on stderr
+        # (seen in CI: a PostgreSQL restart under four workers).
+        lost = connection.dialect.is_disconnect(error, connection.connection.dbapi_connection, cursor)
+        if lost:
+            connection.invalidate(error)
+        raise DBAPIError.instance(
+            sql, parameters, error, driver_error, dialect=connection.dialect, connection_invalidated=lost
+        ) from error
     finally:
-        cursor.close()
+        with contextlib.suppress(driver_error):  # closing a cursor of a dropped connection
+            cursor.close()
 
 
 def configuration_indices(storage: RDBStorage, study_id: int) -> np.ndarray:

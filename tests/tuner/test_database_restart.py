@@ -256,3 +256,32 @@ def test_exhaustive_workers_survive_a_server_restart(tmp_path: Path, restartable
         ).scalar()
     engine.dispose()
     assert undone == 0
+
+
+def test_a_connection_dropped_under_a_fast_read_is_invalidated_not_rolled_back(
+    restartable_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The fast reads use the driver's cursor (tuner.optuna_internals._driver_rows); a server
+    connection that drops under one must be invalidated as SQLAlchemy's own execute does, or the
+    pool's rollback on return meets the dead socket and logs "Exception during reset or similar"
+    with a traceback: what a worker printed in CI when the server restarted mid-read. The query
+    here ends its own backend, so the drop comes exactly inside the read."""
+    import logging
+
+    import sqlalchemy
+    from sqlalchemy.exc import DBAPIError
+
+    from tuner.optuna_internals import _driver_rows
+
+    engine = sqlalchemy.create_engine(restartable_url, pool_pre_ping=True)
+    try:
+        with caplog.at_level(logging.ERROR, logger="sqlalchemy.pool"):
+            with pytest.raises(DBAPIError) as raised:
+                with engine.connect() as connection:
+                    _driver_rows(connection, "SELECT pg_terminate_backend(pg_backend_pid())", ())
+            assert raised.value.connection_invalidated
+            with engine.connect() as connection:  # the pool hands out a live connection after it
+                assert _driver_rows(connection, "SELECT 1", ()) == [(1,)]
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    finally:
+        engine.dispose()
