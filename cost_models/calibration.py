@@ -15,6 +15,7 @@ and bandwidth of its fast domain), and ``fallback`` is True with the reason in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -348,16 +349,20 @@ def default_backend(chip: Chip) -> str:
     return min(scores, key=lambda b: scores[b]) if scores else engines[0]
 
 
-def check_engine_runs(backend: str, chip: Chip) -> None:
+def check_engine_runs(backend: str, chip: Chip, fix: Callable[[tuple[str, ...]], str] | None = None) -> None:
     """Refuse ``backend`` on a chip it does not run on (TensorRT-LLM on an AMD GPU or a TPU):
-    its knobs and export would describe a deployment no one can launch."""
+    its knobs and export would describe a deployment no one can launch. ``fix`` words the remedy
+    from the chip's engines (default: the commands' ``--backend`` flag; a spec says ``backend:``)."""
     spec = _chip(chip)
     engines = spec.serving_engines()
     if backend in BACKENDS and backend not in engines:
+        if fix is None:
+            others = f" (or one of {', '.join(engines[1:])})" if len(engines) > 1 else ""
+            remedy = f"use --backend {engines[0]}{others}"
+        else:
+            remedy = fix(engines)
         raise InvalidInputError(
-            "backend",
-            f"{backend} does not run on {spec.name} (its engines: {', '.join(engines)})",
-            f"use --backend {engines[0]}" + (f" (or one of {', '.join(engines[1:])})" if len(engines) > 1 else ""),
+            "backend", f"{backend} does not run on {spec.name} (its engines: {', '.join(engines)})", remedy
         )
 
 

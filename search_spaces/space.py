@@ -20,7 +20,7 @@ from functools import cached_property
 
 import numpy as np
 
-from cost_models.calibration import CalibrationProfile, resolve_calibration, serving_engine
+from cost_models.calibration import CalibrationProfile, check_engine_runs, resolve_calibration, serving_engine
 from cost_models.deployment import DeploymentEstimate, estimate, estimate_report
 from cost_models.deployments import (
     BLOCKS,
@@ -458,13 +458,11 @@ def _finish_compile(
     space = spec.space
     if space.batch is None:  # a serving study: the load is its concurrency or request rate
         del labels["batch"], values["batch"]
-    engines = hardware.serving_engines()
-    if spec.backend is not None and spec.backend not in engines:
-        # (calibration.check_engine_runs words its fix for the commands' --backend flag)
-        raise InvalidInputError(
-            "backend",
-            f"{spec.backend} does not run on {hardware.name} (its engines: {', '.join(engines)})",
-            f"set backend: {engines[0]} in the spec (or another of {', '.join(engines)}), or leave it out",
+    if spec.backend is not None:
+        check_engine_runs(
+            spec.backend,
+            hardware,
+            fix=lambda runs: f"set backend: {runs[0]} in the spec (or another of {', '.join(runs)}), or leave it out",
         )
     kv_formats = engine_kv_formats(spec.backend)
     if kv_formats is not None:
