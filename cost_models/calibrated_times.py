@@ -201,8 +201,11 @@ def calibrated_operator_times(
     batch_sharded: np.ndarray,
     hardware: HardwareSpec,
     profile: CalibrationProfile,
+    data_parallel: np.ndarray | None = None,
 ) -> np.ndarray:
     """Seconds per execution of each operator on one chip, shaped like the operator costs.
+    ``data_parallel``: the DP ranks sharing each configuration's MoE layers (None: 1), whose
+    tokens together wake the experts a chip loads (:func:`expert_gemm_times_s`).
     ``gemm_shapes``: the (m, n, k) of :func:`~cost_models.partitioning.gemm_shapes_per_chip`, or
     the sharding plan they come from; given the plan, the dense GEMMs derive their shapes with
     that function block by block (in cache, where whole (slots, n) arrays are not) and only the
@@ -269,9 +272,11 @@ def calibrated_operator_times(
             expert_shapes = _expert_rows(gemm_shapes, moe)
         else:  # the MoE configurations' expert shapes alone
             expert_shapes = _expert_shapes_from_plan(chip_ops, plan, None if every else moe)
+        dp = None if data_parallel is None else (data_parallel if every else data_parallel[moe])
         expert_times = _expert_gemm_times_s(
-            c if every else c.take(moe), expert_shapes, formats if every else formats[moe], hardware, profile
-        )
+            c if every else c.take(moe), expert_shapes, formats if every else formats[moe], hardware, profile,
+            data_parallel=dp,
+        )  # fmt: skip
         for op, seconds in expert_times.items():
             if every:
                 times[OP[op]] = seconds
@@ -902,6 +907,7 @@ def expert_gemm_times_s(
     hardware: HardwareSpec,
     profile: CalibrationProfile,
     imbalance: float = DEFAULT_IMBALANCE,
+    data_parallel: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Seconds of each expert matmul of MoE configurations ``c`` (the ``columns`` of
     ``gemm_shapes``) on one chip, as the engine's grouped MoE kernel runs it: the routed experts
@@ -910,8 +916,11 @@ def expert_gemm_times_s(
     plus the shared experts as a dense GEMM of every token. Each expert's d_ff slice is what the
     layout leaves a chip (the per-chip width over the routed width per token). Where the profile
     has a fitted MoE kernel for the format (``profile.moe``), the routed experts are timed by it
-    (:func:`cost_models.moe_kernel_time.routed_expert_time_s`) instead."""
-    return _expert_gemm_times_s(c, _expert_rows(gemm_shapes, columns), formats, hardware, profile, imbalance)
+    (:func:`cost_models.moe_kernel_time.routed_expert_time_s`) instead. ``data_parallel`` (None:
+    1): the DP ranks whose tokens share the experts (see :func:`_expert_gemm_times_s`)."""
+    return _expert_gemm_times_s(
+        c, _expert_rows(gemm_shapes, columns), formats, hardware, profile, imbalance, data_parallel
+    )
 
 
 def _expert_gemm_times_s(
@@ -921,14 +930,27 @@ def _expert_gemm_times_s(
     hardware: HardwareSpec,
     profile: CalibrationProfile,
     imbalance: float = DEFAULT_IMBALANCE,
+    data_parallel: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """:func:`expert_gemm_times_s` from each expert matmul's own (m, n, k) (``shapes``). The
     configurations of one format are gathered by index once for all three matmuls (none at all
-    where every configuration has the same format); each element's operations are unchanged."""
+    where every configuration has the same format); each element's operations are unchanged.
+
+    Under data parallelism (DP ranks sharing the MoE layers: attention DP with EP, or vLLM's DP
+    with the experts tensor-parallel over TP x DP) the experts a chip loads are those the whole
+    stage's DP x N tokens wake, split DP times further than its rank's TP plan says (each chip
+    holds 1/(TP x DP) of them: deployment.expert_scale, which the roofline applies to the
+    weight bytes), and each woken expert multiplies the stage's tokens routed to it: the grouped
+    GEMM of one chip is (DP x N) k / woken(DP x N) tokens by woken(DP x N) / DP stacked slices, the
+    same FLOPs as its rank's N tokens. Woken over N alone, DeepSeek-V3 at TP 1, DP 8, EP 8 and 256
+    sequences loaded 160 whole experts per chip and layer where it holds 32 (a 121 ms decode step
+    under h200-vllm against 24.6 ms at the roofline)."""
     per_token = c.experts_per_token * c.expert_d_ff + c.shared_d_ff
-    tokens = shapes["expert_up"][0]  # tokens this chip multiplies
-    woken = experts_woken(tokens, c.experts, c.experts_per_token)
-    m_expert = tokens_per_expert(tokens, c.experts, c.experts_per_token, imbalance)
+    tokens = shapes["expert_up"][0]  # tokens this chip multiplies (its DP rank's)
+    dp = np.ones_like(tokens) if data_parallel is None else np.asarray(data_parallel, dtype=np.float64)
+    stage_tokens = tokens * dp  # (x 1.0 is x: the same numbers without DP)
+    woken = experts_woken(stage_tokens, c.experts, c.experts_per_token) / dp
+    m_expert = tokens_per_expert(stage_tokens, c.experts, c.experts_per_token, imbalance)
     codes = np.unique(formats)
     groups = [(int(code), None if len(codes) == 1 else np.flatnonzero(formats == code)) for code in codes]
     # Per format: its rows of the configuration arrays that every matmul reads.

@@ -586,15 +586,19 @@ def operator_times(
     kv_ways: np.ndarray,
     expert_scale: tuple[np.ndarray, np.ndarray] | None = None,
     shapes: Shapes | None = None,
+    data_parallel: np.ndarray | None = None,
 ) -> tuple[OperatorTimes, RooflineTotals]:
     """Per-operator times of one forward pass of ``phase``'s layout (and the roofline's totals).
     Without a profile an operator's time is its roofline; with one, its calibrated kernel time
     and the engine's fixed cost per layer and per step. ``expert_scale``: (weight factor, work
     factor) of the expert slots under data and expert parallelism (:func:`expert_scale`).
-    ``shapes``: ``Shapes.of(configs, tokens_per_sequence)``, when the caller has it."""
+    ``shapes``: ``Shapes.of(configs, tokens_per_sequence)``, when the caller has it.
+    ``data_parallel``: the DP ranks sharing the MoE layers of ``d`` (one rank's view; None: 1),
+    for the calibrated experts (calibrated_times._expert_gemm_times_s)."""
     times, totals = _operator_times(
-        d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, expert_scale, shapes, True
-    )
+        d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, expert_scale, shapes, True,
+        data_parallel=data_parallel,
+    )  # fmt: skip
     if totals is None:  # _operator_times sums them when asked: never
         raise RuntimeError("the roofline totals were not summed")
     return times, totals
@@ -656,6 +660,7 @@ def _operator_times(
     shapes: Shapes | None,
     totals_wanted: bool,
     collectives_wanted: bool = True,
+    data_parallel: np.ndarray | None = None,
 ) -> tuple[OperatorTimes, RooflineTotals | None]:
     """:func:`operator_times`; ``totals_wanted`` False: no totals (None); ``collectives_wanted``
     False: the block's collectives are not scored (zero)."""
@@ -708,7 +713,11 @@ def _operator_times(
             bytes_only=_ELEMENTWISE_SLOTS,
         )
         # The plan, not its (m, n, k): the calibrated GEMMs derive those block by block, in cache.
-        op_time = calibrated_operator_times(chip_ops, configs, plan, d.chips, batch_sharded, d.hardware, profile)
+        # (data_parallel by keyword, where DP shares the experts: calibrated_times's own default.)
+        by_dp = {} if data_parallel is None else {"data_parallel": data_parallel}
+        op_time = calibrated_operator_times(
+            chip_ops, configs, plan, d.chips, batch_sharded, d.hardware, profile, **by_dp
+        )
         layer_overhead, step_overhead = profile.per_layer_overhead_s, profile.per_step_overhead_s
         zero_slots = frozenset()
         apart = ops.repeats_apart() if moe else None
@@ -804,8 +813,10 @@ def _phase_times(
     """One step: each pipeline stage's forward pass (its layers x (block time combined with the
     block's collectives, plus the MoE dispatch) + lm_head + the engine's fixed cost per step under
     a profile) for one micro-batch of one DP rank, run through the pipeline (:func:`pipeline_s`)."""
+    # (DP ranks share the MoE layers: the calibrated experts load what all their tokens wake.)
+    dp = None if np.all(parallel.data_parallel == 1) else parallel.data_parallel
     t, roofline = operator_times(
-        d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, parallel.expert_scale, shapes
+        d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, parallel.expert_scale, shapes, dp
     )
     dispatch_block: np.ndarray | float = 0.0
     comm_block = t.comm_block_s

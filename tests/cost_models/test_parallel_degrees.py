@@ -250,3 +250,35 @@ def test_calibrated_estimates_charge_the_measured_all_to_all():
     assert np.all(np.isfinite(result.decode.latency_s))
     weights = result.memory.weights_bytes_per_chip
     assert weights[2] < 0.52 * weights[0]
+
+
+def test_calibrated_experts_under_data_parallel_load_the_chips_share(monkeypatch):
+    # Qwen3-235B-A22B in fp8 on 8 H200s as SGLang/vLLM serve it with attention DP: TP 1, DP 8,
+    # EP 8, 256 sequences decoding (32 per DP rank). Each chip holds 128 / 8 = 16 experts per MoE
+    # block; the stage's 256 tokens x top-8 = 2048 routed copies wake all but 128 (1 - 8/128)^256
+    # = 8.6e-6 of the 128 experts, so each chip's grouped GEMM runs its 16 experts at 2048 / 128 =
+    # 16 tokens each (1536 wide: whole experts at TP 1). Woken by its own rank's 32 tokens alone it
+    # loaded 128 (1 - (1 - 8/128)^32) = 111.8 experts of 2.3 tokens each: 7x the chip's weights.
+    from cost_models import calibrated_times
+    from cost_models.calibration import resolve_calibration
+
+    seen = []
+    original = calibrated_times.routed_expert_time_s
+
+    def record(down, tokens, woken, tokens_per_expert, experts_per_token, expert_f, *rest):
+        seen.append((float(np.ravel(woken)[0]), float(np.ravel(tokens_per_expert)[0]), float(np.ravel(expert_f)[0])))
+        return original(down, tokens, woken, tokens_per_expert, experts_per_token, expert_f, *rest)
+
+    monkeypatch.setattr(calibrated_times, "routed_expert_time_s", record)
+    profile = resolve_calibration("auto", H200)
+    d = _one(QWEN_MOE, 1, batch=256, data_parallel=8, expert_parallel=8, weight_dtype=FP8, gen_len=64)
+    calibrated = estimate(d, calibration=profile)
+    assert seen, "the fitted fused-MoE kernel timed no expert"
+    woken, per_expert, width = seen[-1]  # the decode step's
+    assert woken == pytest.approx(16.0 * (1.0 - (1.0 - 8.0 / 128.0) ** 256), rel=1e-9)
+    assert per_expert == pytest.approx(256 * 8 / (128.0 * (1.0 - (1.0 - 8.0 / 128.0) ** 256)), rel=1e-9)
+    assert width == 1536.0
+    # The step is then shorter than streaming the 111.8 experts' fp8 weights (3 x 4096 x 1536
+    # bytes each) in 94 blocks at H200's peak 4.8 TB/s alone: 161.9 GB, 33.7 ms.
+    wrong_bytes = 128 * (1.0 - (1.0 - 8.0 / 128.0) ** 32) * 3 * 4096 * 1536 * 94
+    assert calibrated.decode_step_latency_s[0] < wrong_bytes / H200.memory_bandwidth_bytes_per_s
