@@ -72,7 +72,7 @@ def weight_formats(chip: HardwareSpec, model: ModelSpec | None = None) -> list[t
     """(name, dtype code) of the weight formats tried on ``chip`` (activations: :func:`act_code`),
     and ``model``'s own quantized checkpoint format where it is none of those: served as stored,
     as tuner estimate runs the model by default (:func:`cost_models.dtypes.weight_bits_default`).
-    Without it the fewest chips missed the checkpoint engines serve: gpt-oss-120b is 58 GB in its
+    Without it the fewest chips missed the checkpoint engines serve: gpt-oss-120b is 65 GB in its
     MXFP4 checkpoint, one H100, and 117 GB in fp8, two."""
     formats = [("bf16", BF16)]
     if chip.has_format(FP8):

@@ -88,6 +88,7 @@ from cost_models.partitioning import (
     kv_shape_splits,
     layer_collective_steps,
     layer_comm_time_s,
+    mxfp4_checkpoint_extra_bytes,
     sharding_plan,
     stored_weight_bytes,
     torus_layer_comm_s,
@@ -1651,6 +1652,11 @@ def _memory(
             for phase in ("prefill", "decode")
         )
     )
+    mxfp4 = whole.mxfp4_experts
+    if mxfp4.any():  # gpt-oss's checkpoint: only the experts 4-bit (and their scales)
+        weights = weights + np.maximum(
+            *(mxfp4_checkpoint_extra_bytes(plans[p], d.weight_dtype, mxfp4, dp) for p in ("prefill", "decode"))
+        )
     kv_per_token = kv_bytes_per_token * d.batch * whole.micro_batches / kv_ways
     kv = kv_per_token * context
     activations = live_activations / chips

@@ -163,6 +163,12 @@ class Deployments:
     def __len__(self) -> int:
         return int(self.batch.shape[0])
 
+    @property
+    def mxfp4_experts(self) -> np.ndarray:
+        """Bool per deployment: its model's checkpoint stores only the routed experts in MXFP4
+        (``ModelSpec.mxfp4_experts``: gpt-oss)."""
+        return np.array([m.mxfp4_experts for m in self.models], dtype=bool)[self.model_index]
+
     @cached_property
     def tensor_parallel(self) -> np.ndarray:
         """Chips of one tensor-parallel group (the mesh's product; axis lengths are whole, so

@@ -677,8 +677,8 @@ def _checkpoint_format(config: dict[str, Any]) -> str | None:
     """The stored weight format a ``quantization_config`` names (None: a 16-bit checkpoint).
 
     fp8 (DeepSeek-V3, Qwen3-FP8: e4m3 with 128x128 block scales) -> fp8; AWQ and GPTQ -> int4 or
-    int8 by ``bits``; mxfp4 (gpt-oss: the experts in MXFP4, attention kept 16-bit, charged here as
-    all fp4 since the experts hold ~97% of the weights) and ModelOpt NVFP4 -> fp4, ModelOpt FP8 ->
+    int8 by ``bits``; mxfp4 (gpt-oss: the experts in MXFP4, attention and router kept 16-bit: the
+    model's ``mxfp4_experts``, which the memory estimate reads) and ModelOpt NVFP4 -> fp4, ModelOpt FP8 ->
     fp8. Anything else changes the weight bytes in a way not read, so it is refused."""
     quant = config.get("quantization_config")
     if quant is None:
@@ -825,6 +825,12 @@ def model_from_hf_config(path: Path) -> ModelSpec:
     _refuse_unread_layer_kinds(text, model_type)
     fields = _FAMILIES[model_type](text)
     fields["checkpoint_format"] = _checkpoint_format(text)
+    # gpt-oss's mxfp4 checkpoint quantizes only the experts (modules_to_not_convert: self_attn,
+    # router, embed_tokens, lm_head stay 16-bit): partitioning.mxfp4_checkpoint_extra_bytes.
+    quant = text.get("quantization_config")
+    # (A dense model's mxfp4 checkpoint has no experts to single out: all of it in fp4, as before.)
+    mxfp4 = isinstance(quant, dict) and str(quant.get("quant_method", "")).lower() == "mxfp4"
+    fields["mxfp4_experts"] = mxfp4 and bool(fields.get("experts"))
     name_or_path = config.get("_name_or_path")
     name = name_or_path if isinstance(name_or_path, str) and name_or_path else file.absolute().parent.name
     try:

@@ -93,6 +93,13 @@ class ModelSpec(BaseModel):
     checkpoint_format: str | None = Field(
         default=None, description="Stored weight format of a quantized checkpoint (fp8, int4, ...); None: 16-bit."
     )
+    mxfp4_experts: bool = Field(
+        default=False,
+        description=(
+            "The checkpoint stores only the routed experts in MXFP4 (4-bit elements plus an 8-bit scale per 32: "
+            "4.25 bits) and every other weight 16-bit (gpt-oss's quant_method mxfp4); checkpoint_format fp4."
+        ),
+    )
 
     @model_validator(mode="after")
     def _heads_divisible(self) -> ModelSpec:
@@ -179,6 +186,14 @@ class ModelSpec(BaseModel):
                 parse_dtype(self.checkpoint_format, "checkpoint_format")
             except InvalidInputError as error:
                 raise ValueError(str(error)) from None
+        return self
+
+    @model_validator(mode="after")
+    def _mxfp4_experts_consistent(self) -> ModelSpec:
+        if self.mxfp4_experts and (self.experts == 0 or self.checkpoint_format not in ("fp4", "mxfp4")):
+            raise ValueError(
+                "mxfp4_experts needs routed experts (experts > 0) and checkpoint_format fp4; set both or drop it"
+            )
         return self
 
     @property

@@ -33,7 +33,7 @@ from typing import Literal, TypeVar, get_args, overload
 import numpy as np
 
 from cost_models.distinct import MIN_ROWS, repeated_rows, word_classes
-from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, lookup
+from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, FP4, lookup
 from cost_models.inference_configs import InferenceConfigs
 from cost_models.model_counts import mla_attention_weights
 from cost_models.operators import OP, OPERATOR_NAMES, OperatorCosts
@@ -1311,6 +1311,34 @@ def stored_weight_bytes(plan: ShardingPlan, weight_dtype: np.ndarray) -> np.ndar
     weight_bytes = lookup(BYTES_PER_ELEMENT, weight_dtype)
     # (16-bit weights add table x 0.0: the same bits as stored x 2.)
     return plan.stored_elements * weight_bytes + plan.table_elements * (TABLE_BYTES_PER_ELEMENT - weight_bytes)
+
+
+#: Bytes of OCP MXFP4's scales per weight: one 8-bit E8M0 scale per block of 32 E2M1 elements
+#: (OCP Microscaling Formats spec v1.0; gpt-oss's checkpoint stores them as a uint8 ``*_scales``
+#: tensor beside the packed ``*_blocks``), on top of the 4-bit element: 4.25 bits a weight.
+MXFP4_SCALE_BYTES_PER_ELEMENT = 1.0 / 32.0
+
+
+def mxfp4_checkpoint_extra_bytes(
+    plan: ShardingPlan, weight_dtype: np.ndarray, mxfp4_experts: np.ndarray, data_parallel: np.ndarray | float = 1.0
+) -> np.ndarray:
+    """Bytes one chip stores beyond :func:`stored_weight_bytes` (and the DP split of the routed
+    experts) where a deployment serves an ``mxfp4_experts`` checkpoint (gpt-oss) in it (fp4):
+    its quantization_config converts only the routed experts, so every other block weight
+    (attention, routers; ``modules_to_not_convert``: self_attn, router, embed_tokens, lm_head) is
+    16-bit, not 0.5 B, and each expert weight carries its MXFP4 scale
+    (:data:`MXFP4_SCALE_BYTES_PER_ELEMENT`). gpt-oss-120b on one chip: 0.968e9 attention and
+    router weights x 1.5 B + 114.67e9 expert weights / 32 B = 5.04 GB more, 65.17 GB for its
+    ~65 GB checkpoint, not 60.13 GB. 0 on the other rows."""
+    rows = np.asarray(mxfp4_experts, dtype=bool) & (np.asarray(weight_dtype) == FP4)
+    if not rows.any():
+        return np.zeros(len(rows))
+    routed = plan.routed_expert_elements
+    rest = plan.stored_elements - routed - plan.table_elements
+    extra = rest * (TABLE_BYTES_PER_ELEMENT - BYTES_PER_ELEMENT[FP4]) + (
+        routed / data_parallel * MXFP4_SCALE_BYTES_PER_ELEMENT
+    )
+    return np.where(rows, extra, 0.0)
 
 
 @dataclass(frozen=True)

@@ -184,8 +184,8 @@ def test_a_rate_no_budget_keeps_up_with_warns_nothing():
 
 def test_a_quantized_checkpoint_is_a_candidate_as_estimate_runs_it():
     """gpt-oss-120b ships MXFP4 experts (checkpoint_format fp4): 116.8e9 parameters are 117 GB in
-    fp8, over one H100's 85.5 GB, and about 58 GB at 4 bits, under it. recommend tried bf16 and
-    fp8 only and answered 2 chips; tuner estimate runs the checkpoint as stored (weights fp4,
+    fp8, over one H100's 85.5 GB, and about 65 GB as its MXFP4 checkpoint stores them, under it.
+    recommend tried bf16 and fp8 only and answered 2 chips; tuner estimate runs the checkpoint as stored (weights fp4,
     activations 16-bit) and fits it on one. Now the checkpoint is a candidate, scored as estimate
     scores it."""
     load = {"request_rate": 1.0, "prompt_len": 1024, "gen_len": 256, "max_ttft_s": 1.0, "max_tpot_s": 0.05}

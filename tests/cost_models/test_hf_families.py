@@ -32,6 +32,7 @@ DENSE = dict(
     sliding_window=0,
     sliding_window_layers=0,
     checkpoint_format=None,
+    mxfp4_experts=False,
     kind="decoder",
     block="serial",
     ffn="swiglu",
@@ -271,6 +272,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         sliding_window=128,
         sliding_window_layers=18,
         checkpoint_format="fp4",
+        mxfp4_experts=True,  # quant_method mxfp4: only the experts (modules_to_not_convert)
     ),
     # GeGLU counts as 3 matrices ("swiglu"); every other block windowed: 21 of 42; tied (Gemma2Config default).
     "gemma2": dict(

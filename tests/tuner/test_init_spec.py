@@ -93,7 +93,7 @@ def test_init_offers_the_checkpoints_own_format_and_the_chips_it_fits(serving: b
     """gpt-oss-120b ships MXFP4 experts (checkpoint_format fp4) and is served on one 80 GB H100
     (OpenAI's model card; vLLM runs the checkpoint as is on Hopper). H100 has no fp4 units, but
     the model runs fp4 weights there (weight-only), as tuner estimate does by default: the spec
-    must offer fp4, and TP 1 (116.8e9 x 0.5 B = 58 GB < 85.5 GB), not only the 16/8/fp8 formats
+    must offer fp4, and TP 1 (65.2 GB: experts at 4.25 bits, the rest 16-bit, < 85.5 GB), not only the 16/8/fp8 formats
     whose narrowest (116.8 GB in fp8) needs 2 chips."""
     space = load_spec_text(spec_text("gpt-oss-120b", "h100-sxm", serving=serving)).space
     assert "fp4" in space.weight_bits
