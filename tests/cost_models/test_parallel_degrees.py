@@ -282,3 +282,21 @@ def test_calibrated_experts_under_data_parallel_load_the_chips_share(monkeypatch
     # bytes each) in 94 blocks at H200's peak 4.8 TB/s alone: 161.9 GB, 33.7 ms.
     wrong_bytes = 128 * (1.0 - (1.0 - 8.0 / 128.0) ** 32) * 3 * 4096 * 1536 * 94
     assert calibrated.decode_step_latency_s[0] < wrong_bytes / H200.memory_bandwidth_bytes_per_s
+
+
+def test_expert_slices_on_every_dp_rank_gather_every_rank_s_tokens():
+    # Qwen3-235B at TP 8, DP 8, EP 2 on 64 H200s (8 NVLink domains, one DP rank each; SGLang's
+    # --ep-size 2 below its 64 ranks): each expert's inter_size is split 64 / 2 = 32 ways, over
+    # chips of every DP rank, so each chip's slices multiply the tokens of all 8 ranks. Decoding
+    # 64 sequences (8 per rank), a chip must receive the other 7 ranks' 56 tokens x 4096 x 2 B =
+    # 458,752 B through its network port before the experts, and send as much back after (the
+    # reduce-scatter of their outputs): >= 2 x 458,752 B / 50 GB/s = 18.4 us a MoE block. The
+    # all-to-all within an EP group of 2 chips it was charged instead took 4.1 us.
+    from cost_models.deployment import _Parallel, moe_dispatch_s, rank_view
+
+    d = _one(QWEN_MOE, 8, batch=64, data_parallel=8, expert_parallel=2, weight_dtype=FP8)
+    stage = rank_view(d).inference_configs("decode", np.array([2048.0]))
+    one_token = np.ones(1)
+    seconds = moe_dispatch_s(network_for(H200), _Parallel.of(d, stage, one_token), stage, one_token)
+    received = 7 * 8 * 4096 * 2
+    assert seconds[0] >= 2 * received / H200.interconnect.network_bandwidth_bytes_per_s
