@@ -45,7 +45,14 @@ from cost_models.hardware import HardwareSpec, SwitchedInterconnect, TorusInterc
 from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.moe import DEFAULT_IMBALANCE, experts_woken, tokens_per_expert
 from cost_models.moe_kernel_time import borrowed_moe_class, moe_kernel_params, routed_expert_time_s
-from cost_models.operators import EXPERT_PROJECTIONS, LM_HEAD, OP, OperatorCosts, window_share
+from cost_models.operators import (
+    EXPERT_PROJECTIONS,
+    LM_HEAD,
+    OP,
+    OperatorCosts,
+    mxfp4_checkpoint_rows,
+    window_share,
+)
 from cost_models.partitioning import GEMM_AXES, ShardingPlan, attention_split, gemm_shapes_per_chip
 from cost_models.topology import (
     LastMeshCache,
@@ -262,6 +269,18 @@ def calibrated_operator_times(
         # blocks' quantized kernel (int4 Llama-3.1-8B decode: 1.05 GB of lm_head, not 0.26).
         lm_source: _ShapeSource = _PlanGemmShapes(chip_ops, plan, _LM_HEAD_ROWS) if plan is not None else source
         _dense_gemm_times(times, lm_source, np.zeros_like(formats), hardware, profile, _LM_HEAD_ROWS)
+    mxfp4 = mxfp4_checkpoint_rows(c)
+    if mxfp4.any() and np.any(formats[mxfp4] != _BF16_FORMAT):
+        # gpt-oss's MXFP4 checkpoint keeps its attention bf16 (operators.MXFP4_UNCONVERTED): its
+        # projections are bf16 GEMMs of their own shapes on those configurations, not the fp4
+        # weights' kernel (the router, an elementwise slot here, reads its 16-bit bytes).
+        attention_source: _ShapeSource = (
+            _PlanGemmShapes(chip_ops, plan, _ATTENTION_ROWS) if plan is not None else source
+        )
+        in_their_format = np.array(times[_ATTENTION_ROWS.op])
+        scratch = np.zeros_like(times)
+        _dense_gemm_times(scratch, attention_source, np.zeros_like(formats), hardware, profile, _ATTENTION_ROWS)
+        times[_ATTENTION_ROWS.op] = np.where(mxfp4, scratch[_ATTENTION_ROWS.op], in_their_format)
     moe_rows = c.moe_layers > 0
     # (No expert slot anywhere, as in a serving iteration's attention-only pass: none timed.)
     moe = np.flatnonzero(moe_rows) if any(anywhere[OP[op]] for op in EXPERT_PROJECTIONS) else np.zeros(0, np.intp)
@@ -341,6 +360,11 @@ _ALL_DENSE_ROWS = _DenseRows(_DENSE_SHAPE_ROWS, _DENSE_OP_ROWS)
 #: The lm_head's GEMM alone, and the bfloat16 kernel format's code (``_FORMAT_NAMES``).
 _LM_HEAD_ROWS = _DenseRows(np.array([list(GEMM_AXES).index("lm_head")]), np.array([LM_HEAD]))
 _BF16_FORMAT = _FORMAT_NAMES.index("bfloat16")
+#: The attention projections' GEMMs (bf16 in an MXFP4-experts checkpoint: operators.MXFP4_UNCONVERTED).
+_ATTENTION_ROWS = _DenseRows(
+    np.array([list(GEMM_AXES).index(op) for op in ("q_proj", "k_proj", "v_proj", "out_proj")]),
+    np.array([OP[op] for op in ("q_proj", "k_proj", "v_proj", "out_proj")]),
+)
 #: Configurations per block of GEMMs timed together: 8 GEMMs x 2048 = 16k elements, 128 KiB per
 #: temporary, so the ~20 temporaries of :func:`gemm_time_s` stay in a core's L2 cache instead of
 #: streaming through memory (elementwise arithmetic, so blocking changes no result). Measured on

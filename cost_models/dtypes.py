@@ -30,6 +30,12 @@ DTYPE_NAMES: tuple[str, ...] = ("bf16", "fp8", "int8", "int4", "fp4")
 #: and int4 comparable (tests/cost_models/test_dtypes.py pins this choice).
 BYTES_PER_ELEMENT = np.array([2.0, 1.0, 1.0, 0.5, 0.5])
 
+#: Bytes of OCP MXFP4's scales per weight: one 8-bit E8M0 scale per block of 32 E2M1 elements
+#: (OCP Microscaling Formats spec v1.0; gpt-oss's checkpoint stores them as a uint8 ``*_scales``
+#: tensor beside the packed ``*_blocks``), on top of the 4-bit element: 4.25 bits a weight. Counted
+#: only where the flavour is known: an ``mxfp4_experts`` checkpoint's experts (ModelSpec).
+MXFP4_SCALE_BYTES_PER_ELEMENT = 1.0 / 32.0
+
 # Compute format of a product of two operands, COMBINE[a, b]. A 16-bit operand forces 16-bit
 # math; int4 x int8 runs as int8; fp8 mixed with an integer format has no common low-precision
 # unit and runs in bf16. fp4 x fp4 runs on fp4 tensor cores (Blackwell: NVFP4/MXFP4 MMA); fp4

@@ -40,6 +40,9 @@ class InferenceConfigs:
     parallel_block: np.ndarray  # bool: attention and FFN read the same normed input
     decoder: np.ndarray  # bool: decoders keep a KV cache, encoders do not
     tie_embeddings: np.ndarray  # bool
+    # bool: the checkpoint holds only the routed experts in MXFP4, the rest 16-bit (gpt-oss): an
+    # fp4 deployment of it reads its attention and router in bf16 (operators._mxfp4_checkpoint)
+    mxfp4_experts: np.ndarray
     # mixture of experts (all 0 for a dense model)
     moe_layers: np.ndarray  # blocks with routed experts (the others have the dense FFN of width d_ff)
     experts: np.ndarray  # routed experts per MoE block
@@ -175,6 +178,7 @@ def make_configs(
         "parallel_block": np.array([m.block == "parallel" for m in unique])[index],
         "decoder": np.array([m.kind == "decoder" for m in unique])[index],
         "tie_embeddings": np.array([m.tie_embeddings for m in unique])[index],
+        "mxfp4_experts": np.array([m.mxfp4_experts for m in unique])[index],
     }
     if kv_heads is not None:
         latent = np.array([m.is_mla for m in unique])[index]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal, cast
 import numpy as np
 
 from cost_models.conventions import DEFAULT, CountingConvention
-from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, COMBINE, INT8, lookup
+from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, COMBINE, FP4, INT8, MXFP4_SCALE_BYTES_PER_ELEMENT, lookup
 from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.model_counts import mla_attention_weights
 from cost_models.moe import experts_woken
@@ -703,6 +703,37 @@ def _moe_ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention)
         t.present[OP[name]] &= moe
 
 
+#: Slots an MXFP4-experts checkpoint (gpt-oss) keeps in 16 bits: its quantization_config's
+#: modules_to_not_convert are model.layers.*.self_attn and model.layers.*.mlp.router (and the
+#: embedding and lm_head, 16-bit in every format here).
+MXFP4_UNCONVERTED = ("q_proj", "k_proj", "v_proj", "out_proj", "router")
+
+
+def mxfp4_checkpoint_rows(c: InferenceConfigs) -> np.ndarray:
+    """Bool per configuration: an ``mxfp4_experts`` checkpoint (gpt-oss) served in it (fp4
+    weights), whose attention and router are bf16 and whose experts carry MXFP4 scales."""
+    return c.mxfp4_experts & (c.weight_dtype == FP4)
+
+
+def _mxfp4_checkpoint(t: _CostTable, c: InferenceConfigs) -> None:
+    """gpt-oss served in its MXFP4 checkpoint reads the attention projections and the router at
+    2 bytes a weight (not fp4's 0.5) and the experts at 4.25 bits (0.5 B + one 8-bit scale per
+    32: dtypes.MXFP4_SCALE_BYTES_PER_ELEMENT). gpt-oss-120b's decode step at batch 1 reads 1.91 GB
+    of attention, not 0.48, and 1.90 GB of its 4 experts x 36 blocks, not 1.79."""
+    rows = mxfp4_checkpoint_rows(c)
+    if not rows.any():
+        return
+    to_16_bit = BYTES_PER_ELEMENT[BF16] / BYTES_PER_ELEMENT[FP4]
+    with_scales = (BYTES_PER_ELEMENT[FP4] + MXFP4_SCALE_BYTES_PER_ELEMENT) / BYTES_PER_ELEMENT[FP4]
+    for names, factor in ((MXFP4_UNCONVERTED, to_16_bit), (EXPERT_PROJECTIONS, with_scales)):
+        for name in names:
+            i = OP[name]
+            if i in t.unwritten or i not in t.weight_rows:
+                continue
+            t.weight[i] = np.where(rows, t.weight[i] * factor, t.weight[i])
+            t.written(i)
+
+
 def _lm_head(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> None:
     """The lm_head, once per model: on every position, the last one, or none (a convention)."""
     head_tokens = t.N if convention.lm_head_positions == "all" else t.B.copy()
@@ -735,6 +766,7 @@ def operator_costs(
         _attention(t, c, convention, kernels=slots == "all")
         _ffn(t, c, convention)
         _moe_ffn(t, c, convention)
+        _mxfp4_checkpoint(t, c)
         if slots == "all":
             _lm_head(t, c, convention)
         else:
@@ -820,6 +852,10 @@ def _compute_dtypes(c: InferenceConfigs, kv_dtype: np.ndarray, convention: Count
         dtypes[OP[name]] = weight_x_act
     if convention.lm_head_format == "16-bit":  # bf16 weights: the bf16 peak, whatever the activations
         dtypes[LM_HEAD] = BF16
+    mxfp4 = mxfp4_checkpoint_rows(c)
+    if mxfp4.any():  # gpt-oss's bf16 attention and router (_mxfp4_checkpoint): the bf16 peak
+        for name in MXFP4_UNCONVERTED:
+            dtypes[OP[name]] = np.where(mxfp4, BF16, dtypes[OP[name]])
     for name in ("qk_matmul", "sv_matmul", "fused_attention"):
         dtypes[OP[name]] = act_x_kv
     return dtypes

@@ -33,7 +33,7 @@ from typing import Literal, TypeVar, get_args, overload
 import numpy as np
 
 from cost_models.distinct import MIN_ROWS, repeated_rows, word_classes
-from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, FP4, lookup
+from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, FP4, MXFP4_SCALE_BYTES_PER_ELEMENT, lookup
 from cost_models.inference_configs import InferenceConfigs
 from cost_models.model_counts import mla_attention_weights
 from cost_models.operators import OP, OPERATOR_NAMES, OperatorCosts
@@ -1311,12 +1311,6 @@ def stored_weight_bytes(plan: ShardingPlan, weight_dtype: np.ndarray) -> np.ndar
     weight_bytes = lookup(BYTES_PER_ELEMENT, weight_dtype)
     # (16-bit weights add table x 0.0: the same bits as stored x 2.)
     return plan.stored_elements * weight_bytes + plan.table_elements * (TABLE_BYTES_PER_ELEMENT - weight_bytes)
-
-
-#: Bytes of OCP MXFP4's scales per weight: one 8-bit E8M0 scale per block of 32 E2M1 elements
-#: (OCP Microscaling Formats spec v1.0; gpt-oss's checkpoint stores them as a uint8 ``*_scales``
-#: tensor beside the packed ``*_blocks``), on top of the 4-bit element: 4.25 bits a weight.
-MXFP4_SCALE_BYTES_PER_ELEMENT = 1.0 / 32.0
 
 
 def mxfp4_checkpoint_extra_bytes(

@@ -104,3 +104,72 @@ def test_the_config_json_reads_the_same(tmp_path):
     weights = estimate(d, calibration=None).memory.weights_bytes_per_chip[0]
     assert weights == pytest.approx(_checkpoint_bytes(24, 32), rel=1e-9)
     assert np.isfinite(weights)
+
+
+def _decode_ops(weight_dtype):
+    from cost_models.inference_configs import make_configs
+    from cost_models.operators import operator_costs
+
+    c = make_configs(get_model("gpt-oss-120b"), phase="decode", batch=1, seq_len=1024, weight_dtype=weight_dtype)
+    return c, operator_costs(c)
+
+
+def test_decode_reads_the_attention_and_router_in_16_bits_and_the_experts_with_scales():
+    # One token of gpt-oss-120b: per block q and o 2880 x 4096, k and v 2880 x 512 at 2 B (bf16 in
+    # the checkpoint), the router 2880 x 128 at 2 B, and its 4 experts (4 of 128 woken by one
+    # token: 128 (1 - (1 - 4/128)^1) = 4) at 0.5 + 1/32 B. Per step, 36 blocks: attention 1.911
+    # GB (0.478 at fp4), experts 1.905 GB (1.792 without the scales).
+    from cost_models.dtypes import BF16 as BF16_CODE
+    from cost_models.operators import OP
+
+    _, ops = _decode_ops(FP4)
+    weight = ops.weight_bytes
+    assert weight[OP["q_proj"], 0] == 2880 * 4096 * 2
+    assert weight[OP["out_proj"], 0] == 4096 * 2880 * 2
+    assert weight[OP["k_proj"], 0] == weight[OP["v_proj"], 0] == 2880 * 512 * 2
+    assert weight[OP["router"], 0] == 2880 * 128 * 2
+    assert weight[OP["expert_up"], 0] == pytest.approx(4 * 2880 * 2880 * (0.5 + 1 / 32), rel=1e-12)
+    assert weight[OP["expert_down"], 0] == pytest.approx(4 * 2880 * 2880 * (0.5 + 1 / 32), rel=1e-12)
+    assert ops.compute_dtype[OP["q_proj"], 0] == BF16_CODE
+    per_step = 36 * sum(weight[OP[n], 0] for n in ("q_proj", "k_proj", "v_proj", "out_proj"))
+    assert per_step == pytest.approx(1.911e9, rel=1e-3)
+    # Served in bf16 or fp8 every block weight is in that format (no scales, no exception).
+    _, fp8 = _decode_ops(FP8)
+    assert fp8.weight_bytes[OP["q_proj"], 0] == 2880 * 4096 * 1
+    assert fp8.weight_bytes[OP["expert_up"], 0] == 4 * 2880 * 2880 * 1
+
+
+def test_decode_step_at_the_roofline_reads_the_checkpoint():
+    # gpt-oss-120b, one H100 (3.35 TB/s), batch 1, pure roofline: the step streams the bytes above
+    # plus the bf16 lm_head (201088 x 2880 x 2 = 1.158 GB) and the routers: >= 4.99 GB, 1.49 ms.
+    # Charged all at fp4 it read 3.43 GB: 1.04 ms.
+    d = tensor_parallel(get_model("gpt-oss-120b"), H100, 1, batch=1, prompt_len=1024, gen_len=128, weight_dtype=FP4)
+    step = estimate(d, calibration=None).decode_step_latency_s[0]
+    weights = 36 * (ATTENTION * 2 + D * 128 * 2 + 4 * EXPERT * (0.5 + 1 / 32)) + 201088 * D * 2
+    assert weights == pytest.approx(4.99e9, rel=2e-3)
+    assert step >= weights / H100.memory_bandwidth_bytes_per_s
+
+
+def test_calibrated_attention_runs_the_bf16_gemm(monkeypatch):
+    # Under a profile the attention projections are the bf16 GEMM of their shape (as in the
+    # same model served in bf16), not the fp4 weights' weight-only kernel.
+    import cost_models.deployment as deployment
+    from cost_models.calibration import resolve_calibration
+    from cost_models.operators import OP
+
+    attention = [OP[n] for n in ("q_proj", "k_proj", "v_proj", "out_proj")]
+    seen = {}
+    original = deployment.calibrated_operator_times
+
+    def record(chip_ops, configs, *rest, **kw):
+        out = original(chip_ops, configs, *rest, **kw)
+        seen[(int(configs.weight_dtype[0]), int(configs.phase[0]))] = out[attention, 0]
+        return out
+
+    monkeypatch.setattr(deployment, "calibrated_operator_times", record)
+    profile = resolve_calibration("auto", H100)
+    for fmt in (FP4, BF16):
+        d = tensor_parallel(get_model("gpt-oss-120b"), H100, 1, batch=1, prompt_len=1024, gen_len=128, weight_dtype=fmt)
+        estimate(d, calibration=profile)
+    for phase in (0, 1):
+        assert np.array_equal(seen[(FP4, phase)], seen[(BF16, phase)])
