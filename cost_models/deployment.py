@@ -936,9 +936,17 @@ def moe_dispatch_s(
 
     Placement: a stage's chips are numbered TP fastest, then DP, so an EP group is EP consecutive
     chips (inside one NVLink domain while it fits) and a DP group strides over the TP groups.
-    EP > 1: an all-to-all dispatch and an all-to-all combine over the EP group, each chip sending
-    its 1/TP share of its DP rank's tokens, top-k copies of d_model activations each
-    (moe.ep_dispatch_bytes_per_chip; the collective's (K-1)/K leaves out what stays local). EP 1
+    EP = TP x DP with DP > 1: an all-to-all dispatch and an all-to-all combine over the EP group,
+    each chip sending its 1/TP share of its DP rank's tokens, top-k copies of d_model activations
+    each (moe.ep_dispatch_bytes_per_chip; the collective's (K-1)/K leaves out what stays local).
+    EP > 1 with DP 1: nothing more than expert TP's reduction. Every chip of the one TP group
+    holds all the tokens already; it runs its own experts on those routed to them and the TP
+    all-reduce after the FFN (charged with the block's collectives) sums the experts' outputs:
+    vLLM's dispatch/combine kernels run only where ``use_all2all_kernels``, dp_size > 1 and EP
+    (vllm/model_executor/layers/fused_moe/config.py, FusedMoEParallelConfig); TensorRT-LLM and
+    SGLang (without DP attention) reduce the same way. Charged two all-to-alls of each chip's 1/TP
+    of the tokens, DeepSeek-V3 fp8 on 8 H200s at TP 8 EP 8 took 4.54 s to prefill 64 x 2048
+    tokens against 3.94 s at EP 1 (h200-vllm). EP 1
     with DP > 1: the experts are tensor-parallel over all TP x DP chips (vLLM without
     --enable-expert-parallel), so each chip all-gathers the DP ranks' tokens before the experts
     and reduce-scatters the outputs after. 1 < EP < TP x DP with DP > 1 (SGLang's --ep-size below
@@ -959,7 +967,8 @@ def moe_dispatch_s(
     wide_bytes = collective_act_bytes(stage.act_dtype)
     # (EP below TP x DP with DP > 1: the DP gather below, as with EP 1.)
     gathered_by_dp = moe & (dp > 1) & (ep < tp * dp)
-    rows = np.flatnonzero(moe & (ep > 1) & ~gathered_by_dp)  # each collective only on the rows that run it
+    # (EP with DP 1: no dispatch, the TP all-reduce sums the experts' outputs.)
+    rows = np.flatnonzero(moe & (ep > 1) & (dp > 1) & ~gathered_by_dp)  # each collective only on the rows that run it
     if len(rows):
         tokens, top_k, width = rank_tokens[rows] / tp[rows], stage.experts_per_token[rows], stage.d_model[rows]
         dispatch = ep_dispatch_bytes_per_chip(tokens, top_k, width, act_bytes[rows])

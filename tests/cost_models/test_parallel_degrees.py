@@ -128,37 +128,57 @@ def test_bubble_of_micro_batches():
     assert 1 - 4 * blocks16 / (5 * blocks16) == pytest.approx(1 / 5)
 
 
+def _dispatch_s(d):
+    """Seconds per MoE block of the dispatch and combine of deployment ``d`` (its prefill)."""
+    from cost_models.deployment import _Parallel, moe_dispatch_s, rank_view
+
+    view = rank_view(d)
+    stage = view.inference_configs("prefill", view.prompt_len)
+    tokens = view.prompt_len.astype(np.float64)
+    return moe_dispatch_s(network_for(H200), _Parallel.of(d, stage, tokens), stage, tokens)[0]
+
+
 def test_expert_parallel_all_to_all_bytes_and_time():
-    # Qwen3-235B-A22B, TP 8, EP 8 (= TP x DP, vLLM's rule): each chip dispatches its 1/8 of the 8 x 512
-    # prompt tokens, top-8 copies of d_model 4096 in bf16, and combines them back: per MoE block
-    # 2 all-to-alls of D = 4096/8 x 8 x 4096 x 2 bytes over 8 chips of one NVLink domain.
-    base = _roofline(_one(QWEN_MOE, 8), overlap="added")
-    ep = _roofline(_one(QWEN_MOE, 8, expert_parallel=8), overlap="added")
+    # Qwen3-235B-A22B, TP 1, DP 8, EP 8 (= TP x DP, vLLM's rule), 8 sequences of 512 prompt tokens:
+    # each chip dispatches its DP rank's 512 tokens, top-8 copies of d_model 4096 in bf16, and
+    # combines them back: per MoE block 2 all-to-alls of D = 512 x 8 x 4096 x 2 bytes over 8 chips
+    # of one NVLink domain.
     ic = H200.interconnect
     data = 8 * 512 / 8 * 8 * 4096 * 2
     one_a2a = data * 7 / 8 / ic.domain_bandwidth_bytes_per_s + 7 * ic.domain_latency_s
-    per_pass = QWEN_MOE.layers * 2 * one_a2a  # every one of the 94 blocks is MoE
-    assert ep.prefill.comm_s[0] - base.prefill.comm_s[0] == pytest.approx(per_pass, rel=1e-9)
-    assert ep.prefill.latency_s[0] - base.prefill.latency_s[0] == pytest.approx(per_pass, rel=1e-9)
-    # The same chips hold the same share of the experts (1/8 each): memory unchanged.
+    ep = _one(QWEN_MOE, 1, data_parallel=8, expert_parallel=8)
+    assert _dispatch_s(ep) == pytest.approx(2 * one_a2a, rel=1e-9)
+    # Each chip holds 16 of the 128 experts of each of the 94 blocks (3 x 4096 x 1536, bf16).
+    routed = 94 * 128 * 3 * 4096 * 1536 * 2
+    assert _roofline(ep).memory.weights_bytes_per_chip[0] >= routed / 8
+
+
+def test_expert_parallel_inside_one_tp_group_moves_nothing_more():
+    # TP 8, EP 8, DP 1: every chip of the one TP group holds all 8 x 512 tokens after the
+    # attention's all-reduce; it runs its 16 experts on the tokens routed to them and the FFN's TP
+    # all-reduce sums the experts' outputs, as with expert TP (vLLM runs its dispatch/combine
+    # kernels only where dp_size > 1: FusedMoEParallelConfig.use_all2all_kernels). The block's
+    # communication is expert TP 8's; it was charged two all-to-alls more (+14.9 ms a prefill).
+    base = _roofline(_one(QWEN_MOE, 8), overlap="added")
+    ep = _roofline(_one(QWEN_MOE, 8, expert_parallel=8), overlap="added")
+    assert ep.prefill.comm_s[0] == base.prefill.comm_s[0]
+    assert ep.decode.comm_s[0] == base.decode.comm_s[0]
     assert ep.memory.weights_bytes_per_chip[0] == pytest.approx(base.memory.weights_bytes_per_chip[0])
 
 
 def test_fp8_activations_halve_the_dispatch_not_the_combine():
     # As above with fp8 activations: the dispatch sends the experts' inputs in fp8 (1 byte; DeepEP
     # and vLLM's all-to-all backends quantize before sending), the combine their bf16 outputs (2
-    # bytes); the TP collectives are the same in both (test_tp_collectives_move_16_bit_activations).
+    # bytes).
     fp8 = {"act_dtype": FP8, "weight_dtype": FP8}
-    base = _roofline(_one(QWEN_MOE, 8, **fp8), overlap="added")
-    ep = _roofline(_one(QWEN_MOE, 8, expert_parallel=8, **fp8), overlap="added")
     ic = H200.interconnect
 
     def one_a2a(bytes_per_element):
         data = 8 * 512 / 8 * 8 * 4096 * bytes_per_element
         return data * 7 / 8 / ic.domain_bandwidth_bytes_per_s + 7 * ic.domain_latency_s
 
-    per_pass = QWEN_MOE.layers * (one_a2a(1) + one_a2a(2))
-    assert ep.prefill.comm_s[0] - base.prefill.comm_s[0] == pytest.approx(per_pass, rel=1e-9)
+    ep = _one(QWEN_MOE, 1, data_parallel=8, expert_parallel=8, **fp8)
+    assert _dispatch_s(ep) == pytest.approx(one_a2a(1) + one_a2a(2), rel=1e-9)
 
 
 @pytest.mark.parametrize("act", [FP8, INT8])
@@ -233,8 +253,8 @@ def test_a_trial_stored_before_the_degrees_reads_back_as_one_stage():
 
 def test_calibrated_estimates_charge_the_measured_all_to_all():
     # Under the chip's profile the dispatch inside one NVLink domain takes the measured NCCL
-    # all-to-all time: EP 8 still costs more communication than expert TP 8, and the pipeline
-    # of two stages still halves the weights per chip.
+    # all-to-all time: EP 8 over DP 8 still costs more communication than EP 8 inside TP 8 (none
+    # beyond expert TP's), and the pipeline of two stages still halves the weights per chip.
     from cost_models.calibration import resolve_calibration
 
     profile = resolve_calibration("auto", H200)
@@ -243,10 +263,12 @@ def test_calibrated_estimates_charge_the_measured_all_to_all():
             _one(QWEN_MOE, 8).row(0),
             _one(QWEN_MOE, 8, expert_parallel=8).row(0),
             _one(QWEN_MOE, 8, pipeline_parallel=2).row(0),
+            _one(QWEN_MOE, 1, data_parallel=8, expert_parallel=8).row(0),
         ]
     )
     result = estimate(rows, calibration=profile)
-    assert result.prefill.comm_s[1] > result.prefill.comm_s[0]
+    assert result.prefill.comm_s[1] == result.prefill.comm_s[0]
+    assert result.prefill.comm_s[3] > 0
     assert np.all(np.isfinite(result.decode.latency_s))
     weights = result.memory.weights_bytes_per_chip
     assert weights[2] < 0.52 * weights[0]
