@@ -971,10 +971,14 @@ def _expert_gemm_times_s(
     under h200-vllm against 24.6 ms at the roofline)."""
     per_token = c.experts_per_token * c.expert_d_ff + c.shared_d_ff
     tokens = shapes["expert_up"][0]  # tokens this chip multiplies (its DP rank's)
-    dp = np.ones_like(tokens) if data_parallel is None else np.asarray(data_parallel, dtype=np.float64)
-    stage_tokens = tokens * dp  # (x 1.0 is x: the same numbers without DP)
-    woken = experts_woken(stage_tokens, c.experts, c.experts_per_token) / dp
-    m_expert = tokens_per_expert(stage_tokens, c.experts, c.experts_per_token, imbalance)
+    if data_parallel is None:  # (no DP: the stage's tokens are the rank's)
+        woken = experts_woken(tokens, c.experts, c.experts_per_token)
+        m_expert = tokens_per_expert(tokens, c.experts, c.experts_per_token, imbalance)
+    else:
+        dp = np.asarray(data_parallel, dtype=np.float64)
+        stage_tokens = tokens * dp
+        woken = experts_woken(stage_tokens, c.experts, c.experts_per_token) / dp
+        m_expert = tokens_per_expert(stage_tokens, c.experts, c.experts_per_token, imbalance)
     codes = np.unique(formats)
     groups = [(int(code), None if len(codes) == 1 else np.flatnonzero(formats == code)) for code in codes]
     # Per format: its rows of the configuration arrays that every matmul reads.
