@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from cost_models.errors import InvalidInputError
+from cost_models.hardware import USER_FILE
 from cost_models.input_files import read_regular_text
 
 #: Suffixes that mark a catalog-schema file (a config.json is read by ``cost_models.hf_config``).
@@ -103,16 +104,32 @@ def load_entry(path: str | Path, field: str, spec_type: type[BaseModel], templat
     if not isinstance(data["name"], str) or not data["name"].strip():
         raise InvalidInputError(f"{field}: {shown}: name", "must be a non-empty string", "write e.g. name: my-chip")
     try:
-        return spec_type(**{str(k): v for k, v in data.items()})
+        # USER_FILE: a number in a larger unit than the schema's (TFLOP/s, GB, TB/s, us) is refused
+        # (cost_models.hardware's bounds).
+        return spec_type.model_validate({str(k): v for k, v in data.items()}, context={USER_FILE: True})
     except ValidationError as error:
-        first = error.errors()[0]
+        errors = error.errors()
+        # A misspelt field (memory_bandwith_bytes_per_s) is both an unknown field and a missing
+        # one, and pydantic lists the missing one first: the line named the field the file has no
+        # line for, not the line to fix. The unknown field comes first, with the missing name(s)
+        # of the same entry as the spelling it meant.
+        unknown = [e for e in errors if e.get("type") == "extra_forbidden"]
+        first = unknown[0] if unknown else errors[0]
         loc = ".".join(str(part) for part in first.get("loc", ()))
         where = f"{field}: {shown}: {loc}" if loc else f"{field}: {shown}"
         kind = first.get("type", "")
         if kind == "missing":
             raise InvalidInputError(where, "missing", f"add it ({template} shows every field)") from None
         if kind == "extra_forbidden":
-            raise InvalidInputError(where, "unknown field", f"remove it or check its spelling ({template})") from None
+            parent = tuple(first.get("loc", ()))[:-1]
+            missing = [
+                str(e["loc"][-1])
+                for e in errors
+                if e.get("type") == "missing" and tuple(e.get("loc", ()))[:-1] == parent and e.get("loc")
+            ]
+            meant = difflib.get_close_matches(str(first["loc"][-1]), missing, n=1, cutoff=0.6) if loc else []
+            fix = f"did you mean {meant[0]}? rename it" if meant else "remove it or check its spelling"
+            raise InvalidInputError(where, "unknown field", f"{fix} ({template})") from None
         message = first.get("msg", "invalid value").removeprefix("Value error, ")
         raise InvalidInputError(where, message, f"fix the value ({template} shows every field and unit)") from None
     except (TypeError, RecursionError):

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from cost_models.dtypes import BF16, DTYPE_NAMES, FP4, FP8, INT4, INT8, parse_dtype
 from cost_models.errors import InvalidInputError, from_validation_error
@@ -22,6 +22,44 @@ from cost_models.errors import InvalidInputError, from_validation_error
 # allow_inf_nan=False: a chip YAML value of 1e400 (infinite memory, bandwidth or peak) fitted every
 # deployment and made --json fail on Infinity.
 _FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+# The least a real chip's number can be in the schema's units (and the most, for latencies). A
+# chip file's value past one was written in a larger unit: 989.4 (TFLOP/s) for 989.4e+12 FLOP/s,
+# 80 (GB) or 81,559 (MiB) for bytes, 3.35 (TB/s) for bytes/s, 400 (Gb/s) for a NIC's bytes/s, 2
+# (microseconds) for 2.0e-6 s. Accepted, each made the chip 1e3 to 1e12 times too slow or too
+# small and every estimate on it nonsense (989.4 as bf16: a 512-token llama-3-8b prefill of
+# 1.03e+10 s), without a word. The bounds are far outside every chip in the catalog: the slowest
+# peak is the Xeon's 2.87e+12 FLOP/s, the least memory the L4's 2.4e+10 B, the slowest memory the
+# Xeon's 1.4e+11 B/s, the slowest link 1.25e+10 B/s (100 Gb ethernet), the least L2 40 MiB, the
+# longest latency 1e-5 s. They hold for a chip read from a user's file (validation context
+# USER_FILE, cost_models.catalog_files.load_entry); a HardwareSpec built in code (a test's
+# extreme roofline, a what-if) is not checked.
+MIN_PEAK_OPS_PER_S = 1e9  # 1 GFLOP/s: a TFLOP/s figure (at most ~2e4) or GFLOP/s one (~1e7) is under it
+MIN_MEMORY_BYTES = 1e8  # 100 MB: a GB (~100s) or MiB (~1e5) figure is under it
+MIN_MEMORY_BANDWIDTH_BYTES_PER_S = 1e9  # 1 GB/s: a TB/s (~1-10) or GB/s (~1e3) figure is under it
+MIN_LINK_BANDWIDTH_BYTES_PER_S = 1e8  # 0.8 Gb/s: a GB/s (~1e2) or Gb/s (~1e3) figure is under it
+MIN_L2_BYTES = 1e5  # 100 kB: an MB or MiB figure (~10-100) is under it
+MAX_LATENCY_S = 1e-2  # 10 ms a step: a microsecond figure (~1-10) is over it
+#: The validation context key that marks a chip read from a user's file.
+USER_FILE = "user_file"
+
+
+def _from_file(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get(USER_FILE))
+
+
+def _at_least(value: float | None, least: float, unit: str, example: str, info: ValidationInfo) -> None:
+    """Refuse ``value`` in a chip file where it is under ``least`` (a figure in a larger unit)."""
+    if value is not None and value < least and _from_file(info):
+        raise ValueError(f"{value:g} is under {least:g} {unit}, a figure in a larger unit? write {unit}, {example}")
+
+
+def _at_most_latency(value: float, info: ValidationInfo) -> None:
+    """Refuse ``value`` in a chip file where it is over MAX_LATENCY_S (a figure in microseconds)."""
+    if value > MAX_LATENCY_S and _from_file(info):
+        raise ValueError(
+            f"{value:g} s a step is over {MAX_LATENCY_S:g} s, a figure in microseconds? write seconds, 2 us as 2.0e-6"
+        )
 
 
 class PeakOps(BaseModel):
@@ -34,6 +72,12 @@ class PeakOps(BaseModel):
     int8: float | None = Field(default=None, gt=0)
     int4: float | None = Field(default=None, gt=0)
     fp4: float | None = Field(default=None, gt=0, description="4-bit float (NVFP4 / MXFP4) matmul peak.")
+
+    @field_validator("bf16", "fp8", "int8", "int4", "fp4")
+    @classmethod
+    def _ops_per_s(cls, value: float | None, info: ValidationInfo) -> float | None:
+        _at_least(value, MIN_PEAK_OPS_PER_S, "operations/s", "989.4 TFLOP/s as 989.4e+12", info)
+        return value
 
 
 class TorusInterconnect(BaseModel):
@@ -50,6 +94,18 @@ class TorusInterconnect(BaseModel):
     )
     hop_latency_s: float = Field(ge=0, description="Per-hop latency of a collective step.")
 
+    @field_validator("link_bandwidth_bytes_per_s")
+    @classmethod
+    def _link_bytes_per_s(cls, value: float, info: ValidationInfo) -> float:
+        _at_least(value, MIN_LINK_BANDWIDTH_BYTES_PER_S, "bytes/s", "45 GB/s as 45.0e+9", info)
+        return value
+
+    @field_validator("hop_latency_s")
+    @classmethod
+    def _latency(cls, value: float, info: ValidationInfo) -> float:
+        _at_most_latency(value, info)
+        return value
+
 
 class SwitchedInterconnect(BaseModel):
     """GPU-style interconnect: all-to-all domains (NVLink) joined by a slower network."""
@@ -62,6 +118,18 @@ class SwitchedInterconnect(BaseModel):
     network_bandwidth_bytes_per_s: float = Field(gt=0, description="Per chip, between domains, one direction.")
     domain_latency_s: float = Field(ge=0)
     network_latency_s: float = Field(ge=0)
+
+    @field_validator("domain_bandwidth_bytes_per_s", "network_bandwidth_bytes_per_s")
+    @classmethod
+    def _link_bytes_per_s(cls, value: float, info: ValidationInfo) -> float:
+        _at_least(value, MIN_LINK_BANDWIDTH_BYTES_PER_S, "bytes/s", "400 Gb/s as 50.0e+9", info)
+        return value
+
+    @field_validator("domain_latency_s", "network_latency_s")
+    @classmethod
+    def _latency(cls, value: float, info: ValidationInfo) -> float:
+        _at_most_latency(value, info)
+        return value
 
 
 class Efficiency(BaseModel):
@@ -121,6 +189,24 @@ class HardwareSpec(BaseModel):
         "it. None: by kind (a GPU: trtllm, vllm, sglang, jax; a TPU: jax, vllm; a CPU: vllm, jax). An AMD GPU: "
         "[vllm, sglang, jax] (TensorRT-LLM is CUDA-only).",
     )
+
+    @field_validator("memory_bytes")
+    @classmethod
+    def _memory_bytes(cls, value: float, info: ValidationInfo) -> float:
+        _at_least(value, MIN_MEMORY_BYTES, "bytes", "81,559 MiB as 85520809984", info)
+        return value
+
+    @field_validator("memory_bandwidth_bytes_per_s")
+    @classmethod
+    def _memory_bytes_per_s(cls, value: float, info: ValidationInfo) -> float:
+        _at_least(value, MIN_MEMORY_BANDWIDTH_BYTES_PER_S, "bytes/s", "3.35 TB/s as 3.35e+12", info)
+        return value
+
+    @field_validator("l2_bytes")
+    @classmethod
+    def _l2_bytes(cls, value: float | None, info: ValidationInfo) -> float | None:
+        _at_least(value, MIN_L2_BYTES, "bytes", "50 MiB as 52428800", info)
+        return value
 
     def serving_engines(self) -> tuple[ServingEngine, ...]:
         """The engines that run on this chip (``engines``, else its kind's)."""

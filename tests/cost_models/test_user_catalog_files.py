@@ -153,3 +153,91 @@ def test_chip_offer_lists_counts_and_meshes():
     assert "2x2x2" in h100["meshes"]["8"]
     v4 = chip_offer(hardware_catalog()["tpu-v4"])
     assert v4["max_chips"] == 4096 and 2 not in v4["chip_counts"] and v4["meshes"]["8"] == ["2x2x2"]
+
+
+# A number in a larger unit than the schema's (the template's H100 figures as a datasheet prints
+# them): each was accepted and made every estimate on the chip nonsense (bf16 989.4 "TFLOP/s" as
+# FLOP/s: a 512-token llama-3-8b prefill of 1.03e+10 s).
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        (("peak_ops_per_s", "bf16"), 989.4, "peak_ops_per_s.bf16: 989.4 is under 1e+09 operations/s"),  # TFLOP/s
+        (("peak_ops_per_s", "fp8"), 1978.9e3, "peak_ops_per_s.fp8: 1.9789e+06 is under"),  # GFLOP/s
+        (("memory_bytes",), 80, "memory_bytes: 80 is under 1e+08 bytes"),  # GB
+        (("memory_bytes",), 81559, "memory_bytes: 81559 is under"),  # nvidia-smi's MiB
+        (("memory_bandwidth_bytes_per_s",), 3.35, "memory_bandwidth_bytes_per_s: 3.35 is under 1e+09"),  # TB/s
+        (("interconnect", "network_bandwidth_bytes_per_s"), 400, "network_bandwidth_bytes_per_s: 400 is under"),
+        (("interconnect", "domain_bandwidth_bytes_per_s"), 450, "domain_bandwidth_bytes_per_s: 450 is under"),
+        (("interconnect", "network_latency_s"), 5, "network_latency_s: 5 s a step is over 0.01 s"),  # us
+        (("l2_bytes",), 50, "l2_bytes: 50 is under 100000 bytes"),  # MiB
+    ],
+)
+def test_a_number_in_a_larger_unit_is_refused_naming_the_field(tmp_path, path, value, field):
+    entry = _entry("hardware", "h100-sxm")
+    *parents, leaf = path
+    target = entry
+    for key in parents:
+        target = target[key]
+    target[leaf] = value
+    file = _write(tmp_path, "mine.yaml", entry)
+    with pytest.raises(InvalidInputError) as caught:
+        get_hardware(file)
+    message = str(caught.value)
+    assert file in message and field in message and "\n" not in message
+
+
+def test_a_torus_file_chip_in_larger_units_is_refused(tmp_path):
+    entry = _entry("hardware", "tpu-v4")
+    entry["interconnect"]["link_bandwidth_bytes_per_s"] = 45  # GB/s
+    with pytest.raises(InvalidInputError, match="link_bandwidth_bytes_per_s: 45 is under 1e\\+08 bytes/s"):
+        get_hardware(_write(tmp_path, "v4.yaml", entry))
+    entry = _entry("hardware", "tpu-v4")
+    entry["interconnect"]["hop_latency_s"] = 1.0  # us
+    with pytest.raises(InvalidInputError, match="hop_latency_s: 1 s a step is over"):
+        get_hardware(_write(tmp_path, "v4.yaml", entry))
+
+
+def test_every_catalog_chip_is_inside_the_unit_bounds():
+    """The bounds refuse a unit slip, never a real chip: each catalog figure clears its bound
+    by at least 10x (the Xeon's 2.87e+12 FLOP/s against 1e9, the L4's 2.4e+10 B against 1e8)."""
+    from cost_models.hardware import (
+        MAX_LATENCY_S,
+        MIN_LINK_BANDWIDTH_BYTES_PER_S,
+        MIN_MEMORY_BANDWIDTH_BYTES_PER_S,
+        MIN_MEMORY_BYTES,
+        MIN_PEAK_OPS_PER_S,
+    )
+
+    for chip in hardware_catalog().values():
+        peaks = [v for v in chip.peak_ops_per_s.model_dump().values() if v is not None]
+        assert min(peaks) >= 10 * MIN_PEAK_OPS_PER_S, chip.name
+        assert chip.memory_bytes >= 10 * MIN_MEMORY_BYTES, chip.name
+        assert chip.memory_bandwidth_bytes_per_s >= 10 * MIN_MEMORY_BANDWIDTH_BYTES_PER_S, chip.name
+        net = chip.interconnect.model_dump()
+        links = [v for k, v in net.items() if k.endswith("bandwidth_bytes_per_s")]
+        latencies = [v for k, v in net.items() if k.endswith("latency_s")]
+        assert min(links) >= 10 * MIN_LINK_BANDWIDTH_BYTES_PER_S, chip.name
+        assert max(latencies) <= MAX_LATENCY_S / 10, chip.name
+
+
+@pytest.mark.parametrize(
+    ("path", "typo", "meant"),
+    [
+        ((), "memory_bandwith_bytes_per_s", "memory_bandwidth_bytes_per_s"),
+        (("interconnect",), "domain_latncy_s", "domain_latency_s"),
+    ],
+)
+def test_a_misspelt_field_is_named_with_the_spelling_it_meant(tmp_path, path, typo, meant):
+    """A misspelt required field was reported as the correct name 'missing' (pydantic lists the
+    missing field before the unknown one): the line to fix was not named."""
+    entry = _entry("hardware", "h100-sxm")
+    target = entry
+    for key in path:
+        target = target[key]
+    target[typo] = target.pop(meant)
+    file = _write(tmp_path, "mine.yaml", entry)
+    with pytest.raises(InvalidInputError) as caught:
+        get_hardware(file)
+    message = str(caught.value)
+    assert f"{typo}: unknown field; did you mean {meant}? rename it" in message
+    assert file in message and "\n" not in message

@@ -76,6 +76,13 @@ def test_the_template_works_as_a_chip_file(capsys, tmp_path):
     [
         ({k: v for k, v in _entry("hardware", "h100-sxm").items() if k != "kind"}, "kind"),
         ({**_entry("hardware", "h100-sxm"), "memory_bandwidth_bytes_per_s": -3.0}, "memory_bandwidth_bytes_per_s"),
+        # A datasheet's units (TB/s, TFLOP/s) where the schema asks bytes/s and FLOP/s: accepted,
+        # they gave a 512-token llama-3-8b prefill of 1.03e+10 s.
+        (
+            {**_entry("hardware", "h100-sxm"), "memory_bandwidth_bytes_per_s": 3.35},
+            "memory_bandwidth_bytes_per_s: 3.35 is under",
+        ),
+        ({**_entry("hardware", "h100-sxm"), "peak_ops_per_s": {"bf16": 989.4}}, "peak_ops_per_s.bf16: 989.4 is under"),
         ("interconnect: {kind: torus\n", "not valid YAML"),
         ("just a string\n", "not a mapping"),
         (None, "is a directory"),
