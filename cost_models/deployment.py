@@ -93,7 +93,14 @@ from cost_models.partitioning import (
     stored_weight_bytes,
     torus_layer_comm_s,
 )
-from cost_models.topology import Network, domain_size, network_for, parse_mesh, point_to_point_time_s
+from cost_models.topology import (
+    Network,
+    domain_size,
+    network_for,
+    parse_mesh,
+    point_to_point_time_s,
+    straddling_tp_groups,
+)
 
 Overlap = Literal["overlapped", "added"]
 OVERLAPS: tuple[str, ...] = get_args(Overlap)
@@ -2079,6 +2086,17 @@ def engine_degrees(
     if not network_for(chip).legal_meshes(total):
         raise InvalidInputError(
             "chips", f"{total} chips form no legal {chip.name} deployment", "use a chip count the hardware offers"
+        )
+    if straddling_tp_groups(chip, tp, total):
+        domain = domain_size(chip)
+        cut = next(g for g in range(total // tp) if (g * tp) // domain != ((g + 1) * tp - 1) // domain)
+        raise InvalidInputError(
+            "tp",
+            f"TP {tp} on {chip.name}'s {domain}-chip NVLink domains (nodes) with {total} chips: ranks "
+            f"{cut * tp}-{(cut + 1) * tp - 1} span two of them, whose all-reduces cross the network, which the "
+            "TP group's own mesh does not show",
+            f"use a TP dividing {domain} ({', '.join(str(d) for d in range(1, domain + 1) if domain % d == 0)}) "
+            f"or over {domain}",
         )
     return total, (1, 1, tp), {"pp": pp_, "ep": ep or 1, "dp": dp_, "micro_batches": micro_batches or 1}
 

@@ -426,6 +426,27 @@ class SwitchedGroups:
     several: np.ndarray  # k > 1: a group of one chip is free
 
 
+def _straddling_z(fits: np.ndarray, length: np.ndarray, mesh: np.ndarray, domain: float) -> np.ndarray:
+    """Chips of a z group (consecutive chips) in one domain, ``fits`` = min(Z, domain) corrected
+    where a group straddles two domains: Z neither divides the domain nor is a multiple of it,
+    and the mesh holds more than one domain. Groups are the blocks [gZ, (g+1)Z), domains the
+    blocks [jD, (j+1)D); where their edges do not line up a group is cut into pieces, the
+    smallest gcd(Z, D) chips (Z 6 on 8-GPU nodes, 24 chips: ranks 6-11 are 2 on node 0 and 4 on
+    node 1; Z 12: ranks 0-11 are 8 + 4). That piece's chips receive the rest of the group's data
+    through their own ports, D (K - p) / (K p) each, which the hierarchical formula gives with
+    ``inside`` = p. min(Z, D) put all 6 (or 8 of 12) behind NVLink: an all-reduce that crosses
+    InfiniBand was charged at NVLink's 450 GB/s (TP 12 x PP 2 of PaLM 540B on 24 H100s: each
+    prefill all-reduce of 1.2 GB as 0.5/12 of it over the network, not 2/12)."""
+    whole = np.multiply(mesh[:, 0], mesh[:, 1])
+    whole *= mesh[:, 2]
+    straddles = (whole > domain) & (np.mod(domain, length) != 0) & (np.mod(length, domain) != 0)
+    if not straddles.any():
+        return fits
+    fits = np.array(fits, dtype=np.float64)
+    fits[straddles] = np.gcd(length[straddles].astype(np.int64), int(domain))
+    return fits
+
+
 def switched_groups(
     spec: SwitchedInterconnect, mesh: np.ndarray, axes: str, k: np.ndarray | None = None
 ) -> SwitchedGroups:
@@ -446,6 +467,7 @@ def switched_groups(
         length = mesh[:, AXIS_INDEX[axis]]
         if axis == "z":  # stride 1: floor(domain) is a scalar
             fits = np.minimum(length, np.maximum(1.0, np.floor(domain)))
+            fits = _straddling_z(fits, length, mesh, domain)
         else:
             fits = (
                 np.multiply(mesh[:, 1], mesh[:, 2], dtype=np.float64)
@@ -605,6 +627,27 @@ def point_to_point_time_s(
         latency = np.where(across, spec.network_latency_s, spec.domain_latency_s)
         time = latency + data / (bandwidth * efficiency)
     return np.where(data > 0, time, 0.0)
+
+
+def straddling_tp_groups(hardware: HardwareSpec, tp, chips) -> np.ndarray:
+    """(n,) bool: deployments whose tensor-parallel groups are cut by an NVLink domain's edge.
+
+    Engines number a deployment's ranks in order, TP fastest (vLLM's and TensorRT-LLM's rank
+    layout: TP, then PP and DP), so where TP is smaller than the domain and does not divide it and
+    the deployment holds more than one domain, some TP group spans two nodes: TP 6 x PP 4 on 8-GPU
+    nodes puts ranks 6-11 on nodes 0 and 1, and their every all-reduce crosses the network. The
+    engine deployment's collectives are timed on its 1 x 1 x TP mesh alone, which cannot see that
+    (a lone TP 6 is one node): such a deployment is refused, not charged NVLink for InfiniBand. A
+    TP larger than the domain (TP 12) is its own multi-domain mesh, charged for its smallest piece
+    (switched_groups). A torus (TPU slices are whole meshes) or a domain of one chip (L4, L40S:
+    every group already crosses the network) never is."""
+    tp = np.asarray(tp, dtype=np.float64)
+    chips = np.asarray(chips, dtype=np.float64)
+    spec = hardware.interconnect
+    if not isinstance(spec, SwitchedInterconnect) or spec.domain_size == 1:
+        return np.zeros(np.broadcast(tp, chips).shape, dtype=bool)
+    domain = float(spec.domain_size)
+    return (chips > domain) & (tp < domain) & (np.mod(domain, tp) != 0)
 
 
 def domain_size(hardware: HardwareSpec) -> int:

@@ -47,7 +47,7 @@ from cost_models.serving import (
     serve,
     serving_report,
 )
-from cost_models.topology import network_for, parse_mesh
+from cost_models.topology import network_for, parse_mesh, straddling_tp_groups
 from search_spaces.spec import StudySpec
 
 #: Order of the dimensions in every space (and of Optuna's parameters). A GPU space (``tp``
@@ -705,6 +705,9 @@ def _engine_problems(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np
     chips = (tp * values["pp"] * values["dp"]).astype(np.int64)
     offered = {c: bool(network.legal_meshes(int(c))) for c in np.unique(chips)}
     bad |= ~np.array([offered[c] for c in chips], dtype=bool)
+    # TP groups cut by a node's edge (TP 6 x PP 4 on 8-GPU nodes): their all-reduces cross the
+    # network, which the TP mesh alone does not show (cost_models.topology.straddling_tp_groups).
+    bad |= straddling_tp_groups(study.hardware, tp, chips)
     if "prefill_mesh" in indices:  # a prefill instance is a TP group too (the serving pp/ep/dp are 1)
         prefill_tp = study.space.values["prefill_mesh"][indices["prefill_mesh"], 2]
         pooled = indices["disaggregated"] == 1 if "disaggregated" in indices else np.ones(len(tp), dtype=bool)

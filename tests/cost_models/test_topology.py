@@ -347,6 +347,33 @@ def test_switched_partial_node_groups(a100):
     assert time_of(a100, "all_gather", 1e9, (4, 4, 1), "x") == pytest.approx(expected, rel=REL)
 
 
+def test_a_tp_group_cut_by_a_node_edge_pays_the_network_for_its_smaller_piece():
+    """TP 12 on 8-GPU H100 nodes (1x1x12): ranks 0-7 on node 0, 8-11 on node 1. In an all-gather
+    each chip ends with all 12 shards of D/12; node 1's 4 chips must receive node 0's 8 shards
+    (8D/12) through their own 4 NICs of 50 GB/s: at least 2D/12 / 50e9 s. D = 1.2e9 (PaLM 540B's
+    prefill residual at batch 16, 2048 tokens, 18432 x 2 B): 4.0e-3 s. It was charged 3.35e-3 s
+    in all (the group as 8 chips behind NVLink: D (1.5 - 1)/12 / 50e9 = 1.0e-3 s of network)."""
+    h100 = network_for(get_hardware("h100-sxm"))
+    d = 1.2e9
+    network_floor = d * 8 / 12 / 4 / 50e9
+    assert network_floor == pytest.approx(4.0e-3, rel=1e-12)
+    got = time_of(h100, "all_gather", d, (1, 1, 12), "z")
+    assert got >= network_floor
+    # The hierarchical formula with the smaller piece (4 = gcd(12, 8)) as the chips per domain:
+    # 3 pieces of 4, D (3 - 1)/12 / 50e9 + D (4 - 1)/4 / 450e9 + 3 x 2e-6 + 2 x 5e-6.
+    assert got == pytest.approx(d * 2 / 12 / 50e9 + d * 3 / 4 / 450e9 + 3 * 2e-6 + 2 * 5e-6, rel=REL)
+    # TP 6 of a 24-chip mesh 4x1x6: ranks 6-11 are 2 on node 0 and 4 on node 1: the 2 receive the
+    # other 4 shards (4D/6) through 2 ports, 2D/6 / 50e9 each.
+    assert time_of(h100, "all_gather", d, (4, 1, 6), "z") >= d * 2 / 6 / 50e9
+    # A group that divides the node or fills whole nodes is as before: TP 6 alone (one node),
+    # TP 4 of 16 chips, TP 16.
+    assert time_of(h100, "all_gather", d, (1, 1, 6), "z") == pytest.approx(d * 5 / 6 / 450e9 + 5 * 2e-6, rel=REL)
+    assert time_of(h100, "all_gather", d, (4, 1, 4), "z") == pytest.approx(d * 3 / 4 / 450e9 + 3 * 2e-6, rel=REL)
+    assert time_of(h100, "all_gather", d, (1, 1, 16), "z") == pytest.approx(
+        d / 16 / 50e9 + d * 7 / 8 / 450e9 + 7 * 2e-6 + 5e-6, rel=REL
+    )
+
+
 def test_switched_without_nvlink_everything_is_network():
     # l4: domain of 1 GPU, 32e9 B/s PCIe. Mesh 1x1x2: K = 2, 2 "nodes":
     # D (2-1)/2 / 32e9 + 5e-6. D = 6.4e8 -> 1e-2 + 5e-6.
@@ -380,9 +407,14 @@ def _groups_from_ones(spec, mesh: np.ndarray, axes: str) -> dict[str, np.ndarray
     strides = {"x": lambda: mesh[:, 1] * mesh[:, 2], "y": lambda: mesh[:, 2], "z": lambda: 1.0}
     inside = np.ones(mesh.shape[0])
     k = np.ones(mesh.shape[0])
+    whole = mesh[:, 0] * mesh[:, 1] * mesh[:, 2]
     for axis in axes:
         length = mesh[:, AXIS_INDEX[axis]]
-        inside = inside * np.minimum(length, np.maximum(1.0, np.floor(spec.domain_size / strides[axis]())))
+        fits = np.minimum(length, np.maximum(1.0, np.floor(spec.domain_size / strides[axis]())))
+        if axis == "z":  # consecutive chips cut by a domain's edge: the smallest piece, gcd(Z, domain)
+            cut = (whole > spec.domain_size) & (spec.domain_size % length != 0) & (length % spec.domain_size != 0)
+            fits = np.where(cut, np.gcd(length.astype(np.int64), spec.domain_size), fits)
+        inside = inside * fits
         k = k * length
     domains = k / inside
     return {

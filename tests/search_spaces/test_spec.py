@@ -404,6 +404,28 @@ def test_a_gpu_megatron_tp_deployment_is_one_mesh_not_six() -> None:
     assert mixed.space.size == 12 and int(valid.sum()) == 1 + 6
 
 
+def test_tp_groups_cut_by_a_node_edge_are_left_out_of_a_search() -> None:
+    """A study of PaLM 540B (48 heads) on H100 nodes of 8 with tp [6, 8] x pp [1, 4]: TP 6 x PP 4
+    (24 chips, ranks in order: 6-11 and 12-17 span two nodes) was a feasible candidate scored
+    as NVLink-only TP groups. It is infeasible now; TP 6 alone (one node) and TP 8 are not."""
+    from search_spaces.space import _engine_problems
+
+    data = copy.deepcopy(BASE)
+    data.update(hardware="h100-sxm", sampler="exhaustive")
+    data["space"] = {"tp": [6, 8], "pp": [1, 4], "batch": [16]}
+    compiled = compile_study(parse_spec(data))
+    indices = compiled.space.all_indices()
+    tp = compiled.space.values["tp"][indices["tp"], 2]
+    pp = compiled.space.values["pp"][indices["pp"]]
+    bad = _engine_problems(compiled, indices)
+    assert sorted(zip(tp.tolist(), pp.tolist(), bad.tolist(), strict=True)) == [
+        (6.0, 1.0, False),
+        (6.0, 4.0, True),
+        (8.0, 1.0, False),
+        (8.0, 4.0, False),
+    ]
+
+
 def test_a_backend_contradicting_the_calibration_names_the_spec_fields(tmp_path: Path) -> None:
     """backend: trtllm beside calibration: h100-sxm-vllm (a profile of vLLM's kernels) was
     refused with estimate's fix, "drop --backend, pass --backend vllm ...", though the study's

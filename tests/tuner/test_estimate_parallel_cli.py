@@ -113,3 +113,18 @@ def test_an_fp8_checkpoint_on_a_chip_without_fp8_names_the_checkpoint(capsys):
     assert "checkpoint is fp8" in line and "--weight-bits 16, 8 or 4" in line
     code, out, err = run_cli(capsys, *args, "--weight-bits", "8")
     assert code == 0, err
+
+
+def test_a_tp_group_cut_by_a_node_edge_is_one_line_with_the_fix(capsys):
+    """TP 6 x PP 4 of PaLM 540B (48 heads) on 24 H100s: engines place ranks in order, TP fastest,
+    so ranks 6-11 are 2 GPUs of node 0 and 4 of node 1 (nodes of 8) and their all-reduces cross
+    InfiniBand. It was scored on its 1 x 1 x 6 mesh as one NVLink node (every all-reduce at 450
+    GB/s; a 24-chip deployment cannot hold its TP groups of 6 inside nodes of 8)."""
+    args = ("estimate", "--model", "palm-540b", "--hardware", "h100-sxm", "--phase", "decode")
+    code, out, err = run_cli(capsys, *args, "--tp", "6", "--pp", "4", *COMMON)
+    line = assert_one_error_line(code, out, err, ("tp",))
+    assert "ranks 6-11 span two" in line and "use a TP dividing 8 (1, 2, 4, 8)" in line
+    # TP 6 alone is one node; TP 8 x PP 3 keeps each group in its node: both run.
+    for degrees in (("--tp", "6"), ("--tp", "8", "--pp", "3")):
+        code, out, err = run_cli(capsys, *args, *degrees, *COMMON)
+        assert code == 0, err
