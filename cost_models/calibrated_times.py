@@ -89,6 +89,26 @@ def gemm_format(weight_dtype: int, act_dtype: int) -> str:
     return "bfloat16"
 
 
+def fp4_without_units_note(hardware: HardwareSpec, weight_dtype: int, act_dtype: int) -> list[str]:
+    """What fp4 weights or activations become on a chip without fp4 tensor cores (no fp4 peak in
+    its catalog entry: NVIDIA's before Blackwell, AMD's before MI355X), which every estimate on it
+    used to print nothing about: fp4 x fp4 is timed as the W4A8 fp8 GEMM (fp4 operands upcast to
+    fp8, HardwareSpec.peak_table and calibrated_operator_times), fp4 weights beside 16-bit
+    activations as a weight-only kernel at the bf16 peak."""
+    if hardware.has_format(FP4) or FP4 not in (weight_dtype, act_dtype):
+        return []
+    upcast = "fp8" if hardware.has_format(FP8) else "bf16"
+    if act_dtype == FP4:
+        like = ", as the W4A8 kernels shipped for Hopper do" if upcast == "fp8" else ""
+        how = (
+            f"the fp4 x fp4 matmuls are timed as {upcast} GEMMs at the {upcast} peak (operands upcast to {upcast}"
+            f"{like}); no engine quantizes activations to fp4 on it"
+        )
+    else:
+        how = f"fp4 weights run weight-only with {DTYPE_NAMES[act_dtype]} activations (dequantized before the matmul)"
+    return [f"{hardware.name} has no fp4 tensor cores (NVFP4/MXFP4 math needs NVIDIA Blackwell or AMD MI355X): {how}"]
+
+
 def calibrated_format_notes(
     profile: CalibrationProfile | None, hardware: HardwareSpec, experts: int, weight_dtype: int, act_dtype: int
 ) -> list[str]:
@@ -96,10 +116,11 @@ def calibrated_format_notes(
     the model's routed experts, 0 for a dense model): weight matmuls whose kernel computes at
     another peak than their operands' (:func:`matmul_compute_dtype`: fp8 weights with 16-bit
     activations run W8A8), and an MoE model's weight-only experts timed with another format's
-    fused-MoE class (moe_kernel_time.MOE_BORROWED). None under the pure roofline."""
+    fused-MoE class (moe_kernel_time.MOE_BORROWED); under the pure roofline too, fp4 on a chip
+    without fp4 units (:func:`fp4_without_units_note`)."""
+    notes = fp4_without_units_note(hardware, weight_dtype, act_dtype)
     if profile is None:
-        return []
-    notes = []
+        return notes
     fmt = gemm_format(weight_dtype, act_dtype)
     kernel = int(matmul_compute_dtype(np.array(weight_dtype), np.array(act_dtype), hardware, profile))
     operands = int(COMBINE[weight_dtype, act_dtype])

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from cli_helpers import run_cli
 
 
@@ -36,3 +38,29 @@ def test_simulate_notes_fp8_weights_run_w8a8(capsys) -> None:
     args = ("simulate", "--model", "llama-3-8b", "--hardware", "h100-sxm", "--chips", "1", "--concurrency", "4")
     notes = _notes(capsys, *args, "--prompt-len", "256", "--gen-len", "16", "--requests", "20", "--weight-bits", "fp8")
     assert any("W8A8" in note for note in notes), notes
+
+
+@pytest.mark.parametrize(
+    ("hardware", "bits", "expected"),
+    [
+        # Datasheets list no fp4 for H100 (fp8 1979 TFLOP/s dense the fastest) nor A100 (no fp8 either).
+        ("h100-sxm", ("--weight-bits", "fp4", "--act-bits", "fp4"), "timed as fp8 GEMMs at the fp8 peak"),
+        ("a100-80gb", ("--weight-bits", "fp4", "--act-bits", "fp4"), "timed as bf16 GEMMs at the bf16 peak"),
+        ("h100-sxm", ("--weight-bits", "fp4"), "fp4 weights run weight-only with bf16 activations"),
+        ("b200", ("--weight-bits", "fp4", "--act-bits", "fp4"), None),  # 9 PFLOP/s dense fp4 (HGX B200)
+    ],
+)
+@pytest.mark.parametrize("calibration", ["auto", "none"])
+def test_fp4_on_a_chip_without_fp4_units_says_what_it_runs_as(capsys, hardware, bits, expected, calibration):
+    """W4A4 fp4 on an H100 or A100 (no fp4 tensor cores) was scored with no word that it runs as
+    another format there (W4A8 fp8, or bf16), under the roofline or a profile alike."""
+    code, out, err = run_cli(
+        capsys, "estimate", "--model", "llama-3-8b", "--hardware", hardware, "--chips", "1", "--batch", "8",
+        "--prompt-len", "1024", "--gen-len", "128", "--calibration", calibration, *bits, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    notes = [n for n in json.loads(out)["notes"] if "no fp4 tensor cores" in n]
+    if expected is None:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and notes[0].startswith(f"{hardware} has no fp4 tensor cores") and expected in notes[0]
