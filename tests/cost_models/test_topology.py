@@ -365,6 +365,9 @@ def test_a_tp_group_cut_by_a_node_edge_pays_the_network_for_its_smaller_piece():
     # TP 6 of a 24-chip mesh 4x1x6: ranks 6-11 are 2 on node 0 and 4 on node 1: the 2 receive the
     # other 4 shards (4D/6) through 2 ports, 2D/6 / 50e9 each.
     assert time_of(h100, "all_gather", d, (4, 1, 6), "z") >= d * 2 / 6 / 50e9
+    # Mesh 2x3x4 (24 chips): a y group of stride 4 is ranks 0, 4 (node 0) and 8 (node 1); node
+    # 1's one chip receives 2 shards (2D/3) through its own port.
+    assert time_of(h100, "all_gather", d, (2, 3, 4), "y") >= d * 2 / 3 / 50e9
     # A group that divides the node or fills whole nodes is as before: TP 6 alone (one node),
     # TP 4 of 16 chips, TP 16.
     assert time_of(h100, "all_gather", d, (1, 1, 6), "z") == pytest.approx(d * 5 / 6 / 450e9 + 5 * 2e-6, rel=REL)
@@ -410,10 +413,14 @@ def _groups_from_ones(spec, mesh: np.ndarray, axes: str) -> dict[str, np.ndarray
     whole = mesh[:, 0] * mesh[:, 1] * mesh[:, 2]
     for axis in axes:
         length = mesh[:, AXIS_INDEX[axis]]
-        fits = np.minimum(length, np.maximum(1.0, np.floor(spec.domain_size / strides[axis]())))
-        if axis == "z":  # consecutive chips cut by a domain's edge: the smallest piece, gcd(Z, domain)
-            cut = (whole > spec.domain_size) & (spec.domain_size % length != 0) & (length % spec.domain_size != 0)
-            fits = np.where(cut, np.gcd(length.astype(np.int64), spec.domain_size), fits)
+        stride = strides[axis]()
+        fits = np.minimum(length, np.maximum(1.0, np.floor(spec.domain_size / stride)))
+        # A span of L x stride consecutive chips cut by a domain's edge: its smallest piece,
+        # gcd(span, domain), holds gcd / stride of the group (where the stride divides the domain).
+        span = length * stride
+        cut = (whole > spec.domain_size) & (spec.domain_size % stride == 0)
+        cut &= (spec.domain_size % span != 0) & (span % spec.domain_size != 0)
+        fits = np.where(cut, np.gcd(span.astype(np.int64), spec.domain_size) / stride, fits)
         inside = inside * fits
         k = k * length
     domains = k / inside
