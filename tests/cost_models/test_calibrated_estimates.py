@@ -424,3 +424,38 @@ def test_outputs_say_which_classes_a_partial_profile_leaves_on_the_roofline(caps
     tpu = ["--model", "palm-540b", "--hardware", "tpu-v4", "--chips", "64", "--batch", "64"]
     tpu += ["--prompt-len", "128", "--gen-len", "8", "--json"]
     assert "roofline_for" not in cli_json(capsys, "estimate", *tpu)["calibration"]  # collectives: collective_step_s
+
+
+@pytest.mark.parametrize("backend", ["trtllm", "vllm"])
+def test_a_small_group_spanning_two_nodes_is_not_timed_as_a_measured_nvlink_collective(backend):
+    """Mesh 2x1x8 on H100 nodes of 8: an x group is chips 0 and 8, one on each node. Its
+    all-reduce of D = 1 MB needs each chip to send its other half (D/2) to the other node through
+    its own 400 Gb/s NIC and take the reduced half back: at least 2 x (D/2) / 50e9 = 20 us. The
+    profile timed it as its measured 2-GPU in-node all-reduce (6.4 us under h100-sxm-trtllm); a
+    group inside one node (the same mesh's z groups, or 1x1x2) keeps the measured time."""
+    from cost_models.calibrated_times import calibrated_network
+    from cost_models.topology import network_for
+
+    hardware = get_hardware("h100-sxm")
+    base = network_for(hardware)
+    network = calibrated_network(base, hardware, resolve_calibration("auto", "h100-sxm", backend))
+    mesh = np.array([[2, 1, 8], [1, 1, 2]], dtype=np.float64)
+    d = 1e6
+    floor = 2 * (d / 2) / 50e9
+    assert floor == pytest.approx(20e-6)
+    measured_kind, implementation, table = network._table("all_reduce")
+
+    def both_paths(axes: str) -> list[np.ndarray]:  # by rows (a search's path) and whole
+        data = np.full(2, d)
+        split = network.collective_time_s("all_reduce", data, mesh, axes)
+        whole = network._whole_time_s("all_reduce", measured_kind, implementation, table, data, mesh, axes)
+        return [split, whole]
+
+    for across, inside in both_paths("x"):
+        assert across >= floor
+        assert across == pytest.approx(base.collective_time_s("all_reduce", np.array([d]), mesh[:1], "x")[0])
+        assert inside == 0.0  # 1x1x2's x group is one chip
+    measured = network.collective_time_s("all_reduce", np.array([d]), mesh[1:], "z")[0]
+    assert measured < floor
+    for times in both_paths("z"):
+        assert times[1] == measured  # the same measured 2-GPU all-reduce inside one node
