@@ -835,6 +835,25 @@ def _cli(prefix: list[str], flags: list[tuple[str, Any]]) -> str:
     return shlex.join(line)
 
 
+#: The placeholder an exported multi-node launch names the head node's address by.
+HEAD_NODE = "HEAD_NODE_IP"
+
+
+def _nodes(spec: dict, gpus: int) -> int:
+    """Nodes one engine instance of ``gpus`` GPUs spans: the hardware's GPUs per node (its NVLink
+    domain) at a time; 1 where the hardware names none."""
+    per_node = spec["hardware"]["chips_per_node"] or gpus
+    return -(-gpus // per_node)
+
+
+def _multi_node_note(engine: str, gpus: int, nodes: int, spec: dict, how: str, head: bool = True) -> str:
+    return (
+        f"one {engine} instance spans {nodes} nodes ({gpus} GPUs, {spec['hardware']['chips_per_node']} a node): "
+        f"{how}; its collectives across nodes run over the inter-node network, as the estimate charged them"
+        + (f". Replace {HEAD_NODE} with node 0's address" if head else "")
+    )
+
+
 def max_context_tokens(spec: dict) -> int:
     """The context an exported engine must admit per request (vLLM ``max_model_len``, SGLang
     ``context_length``, TensorRT-LLM ``max_seq_len``): prompt plus generated tokens, each at the
@@ -873,10 +892,11 @@ def _context_limit(spec: dict, notes: list[str]) -> int:
 def vllm_args(spec: dict) -> dict:
     """vLLM engine arguments (and the ``vllm serve`` line) approximating the spec; notes say how.
 
-    vLLM runs Megatron-style tensor parallelism (1D weight-stationary, heads split) within a node
-    and pipeline parallelism across nodes: chips up to a node are all tensor parallel, beyond it
-    tensor parallel over a node times chips/node pipeline stages. Other layouts, and any pipeline,
-    are approximations (a note says so). Weights and KV cache: :func:`engine_formats` (fp4 ->
+    vLLM runs Megatron-style tensor parallelism (1D weight-stationary, heads split): a trial in
+    that layout (or in the engines' degrees) is exported with the degrees it was scored with, across
+    nodes too (a Ray cluster: ``launch``); a trial in another of Pope et al.'s layouts is
+    approximated by tensor parallelism within a node and pipeline stages across nodes (a note says
+    so). Weights and KV cache: :func:`engine_formats` (fp4 ->
     ``mxfp4`` for gpt-oss, ``modelopt_fp4`` otherwise). Engine knobs
     (:func:`engine_knobs`): ``max_num_seqs``, ``max_num_batched_tokens``,
     ``enable_chunked_prefill``, ``block_size``, ``gpu_memory_utilization``,
@@ -963,6 +983,30 @@ def vllm_args(spec: dict) -> dict:
         "gpu_memory_utilization": memory_fraction(spec, knobs, "vllm", notes),
         "enable_prefix_caching": knobs["prefix_caching"],
     }
+    gpus = tp * pp * dp
+    nodes = _nodes(spec, gpus)
+    launch: list[str] = []
+    if nodes > 1:
+        # vLLM runs one instance over several nodes on a Ray cluster, launched once on its head
+        # node (docs.vllm.ai, Distributed Inference and Serving: "ray start --head" on the head,
+        # "ray start --address=<ray-head-address>" on the others, then vllm serve with the total
+        # GPU count; --distributed-executor-backend ray, since multiprocessing runs one node).
+        # Data-parallel ranks over nodes: --data-parallel-backend=ray launches them all from one
+        # command (docs.vllm.ai, Data Parallel Deployment).
+        if dp > 1:
+            args["data_parallel_backend"] = "ray"
+            args["data_parallel_size_local"] = max(1, min(dp, (spec["hardware"]["chips_per_node"] or 1) // (tp * pp)))
+        else:
+            args["distributed_executor_backend"] = "ray"
+        launch = [
+            "ray start --head --port=6379  # on node 0",
+            f"ray start --address={HEAD_NODE}:6379  # on nodes 1..{nodes - 1}",
+        ]
+        notes.append(
+            _multi_node_note(
+                "vLLM", gpus, nodes, spec, "start a Ray cluster over them (launch, in order), then the line on node 0"
+            )
+        )
     flags: list[tuple[str, Any]] = []
     for key, value in args.items():
         if key == "model" or value is None:
@@ -973,7 +1017,10 @@ def vllm_args(spec: dict) -> dict:
         else:
             flags.append((flag, value))
     cli = _cli(["vllm", "serve", args["model"] or "MODEL"], flags)
-    return {"engine": "vllm", "engine_args": args, "cli": cli, "notes": notes, "provenance": spec.get("provenance")}
+    out = {"engine": "vllm", "engine_args": args, "cli": cli, "notes": notes, "provenance": spec.get("provenance")}
+    if nodes > 1:
+        out = {**out, "nodes": nodes, "launch": [*launch, cli + "  # on node 0"]}
+    return out
 
 
 def sglang_args(spec: dict) -> dict:
@@ -1037,9 +1084,26 @@ def sglang_args(spec: dict) -> dict:
             f"with DP attention SGLang divides --chunked-prefill-size by --dp-size: each of the {dp} ranks "
             f"prefills chunks of {knobs['max_num_tokens'] // dp} tokens"
         )
-    flags = [(f"--{k.replace('_', '-')}", v) for k, v in args.items() if k != "model_path"]
-    cli = _cli(["python", "-m", "sglang.launch_server", "--model-path", args["model_path"] or "MODEL"], flags)
-    return {"engine": "sglang", "engine_args": args, "cli": cli, "notes": notes, "provenance": spec.get("provenance")}
+    gpus = args["tp_size"] * pp * (dp if dp > 1 and not args["enable_dp_attention"] else 1)
+    nodes = _nodes(spec, gpus)
+    if nodes > 1:
+        # SGLang runs one server over several nodes from the same line on each, told the node
+        # count, its rank and node 0's address (docs.sglang.io, Multi-Node Deployment: --tp 16
+        # --nnodes 2 --node-rank 0|1 --dist-init-addr 172.16.4.52:20000 for Llama 3.1 405B).
+        args = {**args, "nnodes": nodes, "node_rank": 0, "dist_init_addr": f"{HEAD_NODE}:20000"}
+        notes.append(
+            _multi_node_note("SGLang", gpus, nodes, spec, "run the launch line of each node rank on that node")
+        )
+
+    def line(rank_args: dict) -> str:
+        flags = [(f"--{k.replace('_', '-')}", v) for k, v in rank_args.items() if k != "model_path"]
+        return _cli(["python", "-m", "sglang.launch_server", "--model-path", args["model_path"] or "MODEL"], flags)
+
+    cli = line(args)
+    out = {"engine": "sglang", "engine_args": args, "cli": cli, "notes": notes, "provenance": spec.get("provenance")}
+    if nodes > 1:
+        out = {**out, "nodes": nodes, "launch": [line({**args, "node_rank": rank}) for rank in range(nodes)]}
+    return out
 
 
 def trtllm_args(spec: dict) -> dict:
@@ -1129,8 +1193,30 @@ def trtllm_args(spec: dict) -> dict:
         "extra_llm_api_options": "extra_llm_api_options.yaml",
     }
     flags = [(f"--{k}", v) for k, v in args.items() if k != "model"]
-    cli = _cli(["trtllm-serve", args["model"] or "MODEL"], flags)
-    return {
+    gpus = world * pp
+    nodes = _nodes(spec, gpus)
+    prefix = ["trtllm-serve"]
+    if nodes > 1:
+        # TensorRT-LLM runs one instance over several nodes as one MPI world of all its ranks, each
+        # started through trtllm-llmapi-launch (nvidia.github.io/TensorRT-LLM, trtllm-serve:
+        # multi-node serving, `srun -N 2 --ntasks 16 --ntasks-per-node=8 --mpi=pmix ...
+        # trtllm-llmapi-launch trtllm-serve ... --tp_size 16`); mpirun starts the same world.
+        per_node = spec["hardware"]["chips_per_node"]
+        hosts = ",".join(f"NODE{i}:{per_node}" for i in range(nodes))
+        prefix = ["mpirun", "-n", str(gpus), "-H", hosts, "trtllm-llmapi-launch", "trtllm-serve"]
+        notes.append(
+            _multi_node_note(
+                "TensorRT-LLM",
+                gpus,
+                nodes,
+                spec,
+                "one MPI world of all its ranks (the line with mpirun, NODE0.. the hosts; or srun --ntasks "
+                f"{gpus} --ntasks-per-node {per_node} --mpi=pmix trtllm-llmapi-launch trtllm-serve ...)",
+                head=False,
+            )
+        )
+    cli = _cli([*prefix, args["model"] or "MODEL"], flags)
+    out = {
         "engine": "trtllm",
         "engine_args": args,
         "extra_llm_api_options": extra,
@@ -1139,6 +1225,7 @@ def trtllm_args(spec: dict) -> dict:
         "notes": notes,
         "provenance": spec.get("provenance"),
     }
+    return {**out, "nodes": nodes} if nodes > 1 else out
 
 
 _RENDERERS = {"vllm": vllm_args, "sglang": sglang_args, "trtllm": trtllm_args}
@@ -1192,10 +1279,15 @@ def _engine_parallelism(spec: dict, engine: str = "vllm") -> dict[str, int]:
     vocabulary), or, for a trial searched on Pope et al.'s meshes, tensor parallel within a node
     and pipeline stages across nodes; refuse what the engine cannot run."""
     par = spec.get("parallel") or {"tp": spec["chips"], "pp": 1, "ep": 1, "dp": 1, "micro_batches": 1}
-    engine_form = any(par[k] > 1 for k in ("pp", "ep", "dp", "micro_batches")) or (
-        spec["mesh"]["x"] == spec["mesh"]["y"] == 1
-        and {(p["ffn_layout"], p["attention_sharding"]) for p in spec["phases"].values()} == {("ws_1d", "head")}
-    )
+    # Megatron tensor parallelism (ws_1d, heads split) in both phases is scored as one TP group of
+    # all the mesh's chips whatever its shape (on a GPU every mesh of N chips scores as 1x1xN:
+    # docs/serving.md, Disaggregated; `tuner estimate --mesh 16x1x1 --ffn-layout ws_1d` and
+    # `--mesh 1x1x16` give the same step), across nodes too: it is exported as that TP group, not
+    # re-laid out as TP over a node times pipeline stages, which is another deployment (Llama 3.1
+    # 70B on 16 H100s, batch 32: TP16 decode step 9.4 ms, TP8 x PP2 12.6 ms, prefill 1.10 s / 1.56 s).
+    engine_form = any(par[k] > 1 for k in ("pp", "ep", "dp", "micro_batches")) or {
+        (p["ffn_layout"], p["attention_sharding"]) for p in spec["phases"].values()
+    } == {("ws_1d", "head")}
     if not engine_form:
         tp, pp = _vllm_parallelism(spec, engine)
         par = {"tp": tp, "pp": pp, "ep": 1, "dp": 1, "micro_batches": 1}

@@ -127,3 +127,71 @@ def test_a_pipeline_stage_exports_its_share_of_interleaved_moe_blocks():
     assert stage_blocks(row) == {"all": 24, "moe": 12, "dense_ffn": 12, "windowed": 18}
     deepseek = stage_blocks(_row(get_model("deepseek-v3"), 8, pipeline_parallel=2))
     assert (deepseek["moe"], deepseek["dense_ffn"]) == (31, 0)  # the 3 dense blocks lead
+
+
+def _megatron(mesh, model="llama-3.1-70b", hardware="h100-sxm"):
+    return Deployment(
+        model=get_model(model),
+        hardware=get_hardware(hardware),
+        mesh=mesh,
+        batch=32,
+        prompt_len=2048,
+        gen_len=256,
+        prefill_ffn_layout="ws_1d",
+        decode_ffn_layout="ws_1d",
+        flash_attention=True,
+    )
+
+
+def test_megatron_tp_over_two_nodes_is_exported_as_the_tp16_it_was_scored():
+    """The serving study's TP16 (mesh 16x1x1, ws_1d, heads split: Megatron TP over 16 H100s, two
+    8-GPU nodes) was scored as one TP group of 16 (the cost model scores every mesh of 16 chips
+    alike under ws_1d, checked below against 1x1x16); the export wrote TP 8 x PP 2, another
+    deployment (its decode step 12.6 ms against the scored 9.4 ms). Each engine gets TP 16, PP 1
+    and its own multi-node launch: vLLM on a Ray cluster (docs.vllm.ai, Distributed Inference
+    and Serving), SGLang --nnodes / --node-rank / --dist-init-addr on each node (docs.sglang.io,
+    Multi-Node Deployment), TensorRT-LLM one MPI world through trtllm-llmapi-launch (trtllm-serve
+    docs, multi-node serving)."""
+    from cost_models.deployment import estimate_one
+
+    step = [
+        estimate_one(
+            "llama-3.1-70b", "h100-sxm", mesh=mesh, ffn_layout="ws_1d", batch=32, prompt_len=2048, gen_len=256
+        )["decode"]["step_latency_s"]
+        for mesh in ("16x1x1", "1x1x16")
+    ]
+    assert step[0] == step[1]
+    scored = _megatron((16, 1, 1))
+    vllm = engine_args(scored, None, "vllm")
+    assert vllm["engine_args"]["tensor_parallel_size"] == 16 and vllm["engine_args"]["pipeline_parallel_size"] == 1
+    assert vllm["engine_args"]["distributed_executor_backend"] == "ray" and vllm["nodes"] == 2
+    assert vllm["launch"][0].startswith("ray start --head") and "ray start --address=" in vllm["launch"][1]
+    assert not any(note.startswith("approximate") for note in vllm["notes"])
+    sglang = engine_args(scored, None, "sglang")
+    assert "--tp-size 16 --pp-size 1" in sglang["cli"]
+    assert [line.split("--nnodes ")[1].split(" --dist-init-addr")[0] for line in sglang["launch"]] == [
+        "2 --node-rank 0",
+        "2 --node-rank 1",
+    ]
+    trtllm = engine_args(scored, None, "trtllm")
+    assert trtllm["cli"].startswith("mpirun -n 16 -H NODE0:8,NODE1:8 trtllm-llmapi-launch trtllm-serve ")
+    assert "--tp_size 16 --pp_size 1" in trtllm["cli"]
+
+
+def test_a_deployment_within_a_node_has_no_multi_node_launch():
+    for engine in ("vllm", "sglang", "trtllm"):
+        args = engine_args(_megatron((8, 1, 1)), None, engine)
+        assert "nodes" not in args and "launch" not in args
+        assert "ray" not in args["cli"] and "--nnodes" not in args["cli"] and "mpirun" not in args["cli"]
+
+
+def test_pipeline_stages_across_nodes_get_the_engines_multi_node_launch():
+    """Qwen3-235B TP 8 x PP 2 on H200 (8 GPUs a node): 16 GPUs on two nodes; the single-node
+    command started one node's 8 GPUs and failed to place the second stage."""
+    row = _row(QWEN, 8, expert_parallel=8, pipeline_parallel=2)
+    assert engine_args(row, None, "vllm")["nodes"] == 2
+    assert "--nnodes 2 --node-rank 0" in engine_args(row, None, "sglang")["cli"]
+    assert engine_args(row, None, "trtllm")["cli"].startswith("mpirun -n 16 ")
+    # 8 MoE DP ranks of TP 2 (16 GPUs): vLLM launches the ranks over the nodes with Ray, 4 a node.
+    dp = engine_args(_row(QWEN, 2, expert_parallel=16, data_parallel=8), None, "vllm")["engine_args"]
+    assert dp["data_parallel_backend"] == "ray" and dp["data_parallel_size_local"] == 4
