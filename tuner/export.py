@@ -982,6 +982,13 @@ def vllm_args(spec: dict) -> dict:
         "block_size": block,
         "gpu_memory_utilization": memory_fraction(spec, knobs, "vllm", notes),
         "enable_prefix_caching": knobs["prefix_caching"],
+        # A disaggregated pool's KV transfer: without a connector each vLLM instance prefills and
+        # decodes its own requests and no KV cache leaves it (docs.vllm.ai, Disaggregated
+        # Prefilling; NixlConnector Usage Guide: both roles run kv_role kv_both and a proxy sends
+        # each request to a prefiller, then to a decoder, which pulls the blocks over NIXL).
+        "kv_transfer_config": (
+            {"kv_connector": "NixlConnector", "kv_role": "kv_both"} if (spec.get("serving") or {}).get("pool") else None
+        ),
     }
     gpus = tp * pp * dp
     nodes = _nodes(spec, gpus)
@@ -1014,6 +1021,8 @@ def vllm_args(spec: dict) -> dict:
         flag = f"--{key.replace('_', '-')}"
         if isinstance(value, bool):  # vLLM's boolean engine args take --X / --no-X
             flags.append((flag if value else f"--no-{flag[2:]}", True))
+        elif isinstance(value, dict):  # JSON engine args (--kv-transfer-config)
+            flags.append((flag, json.dumps(value, separators=(",", ":"))))
         else:
             flags.append((flag, value))
     cli = _cli(["vllm", "serve", args["model"] or "MODEL"], flags)
@@ -1177,11 +1186,22 @@ def trtllm_args(spec: dict) -> dict:
             f"kv_cache_config.tokens_per_block {block} needs a TensorRT-LLM whose KvCacheConfig has the field "
             "(recent releases); an older one refuses the key"
         )
-    extra = {
+    extra: dict[str, Any] = {
         **parallel,
         "enable_chunked_prefill": knobs["chunked_prefill"],
         "kv_cache_config": kv_cache_config,
     }
+    pool = (spec.get("serving") or {}).get("pool")
+    if pool:
+        # A disaggregated pool's servers exchange KV caches only with a cache transceiver
+        # (nvidia.github.io/TensorRT-LLM, Disaggregated Serving: cache_transceiver_config, backend
+        # DEFAULT (NIXL) / UCX / MPI; without it "cache_transceiver is disabled",
+        # tensorrt_llm/_torch/pyexecutor/kv_cache_transceiver.py), its buffer at least the longest
+        # prompt ("max_tokens_in_buffer ... greater than or equal to the maximum ISL"). Context
+        # servers run without the overlap scheduler, which disaggregated context servers lack.
+        extra["cache_transceiver_config"] = {"backend": "DEFAULT", "max_tokens_in_buffer": longest_prompt}
+        if pool == "prefill":
+            extra["disable_overlap_scheduler"] = True
     args = {
         "model": model["hf_repo"],
         "backend": "pytorch",
@@ -1598,13 +1618,58 @@ def _disaggregated_engine_args(spec: dict, serving: dict, fmt: str) -> dict:
     knobs = engine_knobs(serving, fmt)
     decode_tokens = min(knobs["max_num_tokens"], knobs["max_batch_size"])
     decode = {**spec, "serving": {**serving, "max_num_tokens": decode_tokens, "pool": "decode"}}
+    prefills, decodes = int(serving["prefill_instances"]), int(serving["decode_instances"])
     return {
         "mode": "disaggregated",
-        "prefill": {"instances": serving["prefill_instances"], **_RENDERERS[fmt](prefill)},
-        "decode": {"instances": serving["decode_instances"], **_RENDERERS[fmt](decode)},
+        "prefill": {"instances": prefills, **_RENDERERS[fmt](prefill)},
+        "decode": {"instances": decodes, **_RENDERERS[fmt](decode)},
+        "router": _disaggregated_router(fmt, prefills, decodes),
         "notes": [
-            "each pool is launched as its own engine instances; the KV cache transfer between them "
-            "(e.g. NIXL / Mooncake via Dynamo or the engine's disaggregation connector) is configured "
-            "outside these flags"
+            "each pool is launched as its own engine instances with the engine's KV transfer (vLLM "
+            "--kv-transfer-config NixlConnector, SGLang --disaggregation-mode, TensorRT-LLM "
+            "cache_transceiver_config); the router pairs them. PREFILL_i / DECODE_i: each instance's host"
+        ],
+    }
+
+
+def _disaggregated_router(fmt: str, prefills: int, decodes: int) -> dict:
+    """What sends each request to a prefill instance, then its KV cache's decode instance."""
+    if fmt == "trtllm":
+        # nvidia.github.io/TensorRT-LLM, Disaggregated Serving: `trtllm-serve disaggregated -c
+        # disagg_config.yaml` with the context and generation servers' URLs.
+        config = {
+            "hostname": "0.0.0.0",
+            "port": 8000,
+            "backend": "pytorch",
+            "context_servers": {"num_instances": prefills, "urls": [f"PREFILL_{i}:8001" for i in range(prefills)]},
+            "generation_servers": {"num_instances": decodes, "urls": [f"DECODE_{i}:8002" for i in range(decodes)]},
+        }
+        return {
+            "cli": "trtllm-serve disaggregated -c disagg_config.yaml",
+            "disagg_config": config,
+            "disagg_config_yaml": yaml.safe_dump(config, sort_keys=False),
+            "notes": ["launch the context servers with --port 8001 and the generation servers with --port 8002"],
+        }
+    if fmt == "sglang":
+        # docs.sglang.io, PD Disaggregation: the router pairs the pools (sglang_router).
+        line = ["python", "-m", "sglang_router.launch_router", "--pd-disaggregation"]
+        for i in range(prefills):
+            line += ["--prefill", f"http://PREFILL_{i}:30000"]
+        for i in range(decodes):
+            line += ["--decode", f"http://DECODE_{i}:30000"]
+        return {"cli": shlex.join(line), "notes": []}
+    # vLLM ships no PD router in its wheel: its NixlConnector guide runs the repository's proxy
+    # (tests/v1/kv_connector/nixl_integration/toy_proxy_server.py); production stacks (Dynamo,
+    # llm-d) route the same way.
+    line = ["python", "toy_proxy_server.py", "--port", "8000"]
+    line += ["--prefiller-hosts", *[f"PREFILL_{i}" for i in range(prefills)], "--prefiller-ports"]
+    line += ["8100"] * prefills + ["--decoder-hosts", *[f"DECODE_{i}" for i in range(decodes)], "--decoder-ports"]
+    line += ["8200"] * decodes
+    return {
+        "cli": shlex.join(line),
+        "notes": [
+            "toy_proxy_server.py is vLLM's example proxy (tests/v1/kv_connector/nixl_integration in its repository), "
+            "not in the wheel; Dynamo or llm-d route the same way. Launch the prefill instances with --port 8100 and "
+            "the decode instances with --port 8200, NIXL installed (pip install nixl)"
         ],
     }

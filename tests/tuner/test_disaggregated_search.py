@@ -576,3 +576,52 @@ def test_a_study_stored_under_the_six_mesh_space_is_refused_not_misread(
     path.write_text(json.dumps(spec))
     code, out, err = run_cli(capsys, "search", str(path), "--storage", url)
     assert_one_error_line(code, out, err, ("study",))
+
+
+def test_export_connects_the_pools_with_each_engines_kv_transfer(study, capsys: pytest.CaptureFixture[str]) -> None:
+    """A prefill/decode split is one only when the engines move the KV cache between the pools:
+    vLLM with a KV connector (--kv-transfer-config, NixlConnector with kv_role kv_both on both
+    pools: docs.vllm.ai, NixlConnector Usage Guide), TensorRT-LLM with a cache transceiver in
+    each server's LLM API options (cache_transceiver_config, its buffer at least the longest
+    prompt, 2048 tokens here; the context servers without the overlap scheduler: TensorRT-LLM
+    docs, Disaggregated Serving) and a `trtllm-serve disaggregated` router. The pools were
+    exported without any: each launched instance prefilled and decoded its own requests."""
+    url, s = study
+    trial = next(
+        t for t in s.get_trials(deepcopy=False) if t.user_attrs["serving"]["mode"] == "disaggregated" and is_feasible(t)
+    )
+    args = ("export", STUDY["name"], "--storage", url, "--trial", str(trial.number))
+    code, out, err = run_cli(capsys, *args, "--format", "vllm")
+    assert code == 0, err
+    data = json.loads(out)
+    for pool in ("prefill", "decode"):
+        assert """--kv-transfer-config '{"kv_connector":"NixlConnector","kv_role":"kv_both"}'""" in data[pool]["cli"]
+    assert "--prefiller-hosts" in data["router"]["cli"] and "--decoder-hosts" in data["router"]["cli"]
+    code, out, err = run_cli(capsys, *args, "--format", "trtllm")
+    assert code == 0, err
+    data = json.loads(out)
+    for pool in ("prefill", "decode"):
+        transceiver = data[pool]["extra_llm_api_options"]["cache_transceiver_config"]
+        assert transceiver["backend"] == "DEFAULT" and transceiver["max_tokens_in_buffer"] >= 2048
+    assert data["prefill"]["extra_llm_api_options"]["disable_overlap_scheduler"] is True
+    assert "disable_overlap_scheduler" not in data["decode"]["extra_llm_api_options"]
+    router = data["router"]
+    assert router["cli"] == "trtllm-serve disaggregated -c disagg_config.yaml"
+    assert (
+        router["disagg_config"]["context_servers"]["num_instances"] == trial.user_attrs["serving"]["prefill_instances"]
+    )
+    assert (
+        router["disagg_config"]["generation_servers"]["num_instances"]
+        == (trial.user_attrs["serving"]["decode_instances"])
+    )
+    code, out, err = run_cli(capsys, *args, "--format", "sglang")
+    assert code == 0, err
+    assert json.loads(out)["router"]["cli"].startswith("python -m sglang_router.launch_router --pd-disaggregation")
+    aggregated = next(t for t in s.get_trials(deepcopy=False) if t.user_attrs["serving"]["mode"] == "aggregated")
+    agg = ("export", STUDY["name"], "--storage", url, "--trial", str(aggregated.number), "--allow-infeasible")
+    code, out, err = run_cli(capsys, *agg, "--format", "vllm")
+    assert code == 0, err
+    assert "--kv-transfer-config" not in json.loads(out)["cli"]
+    code, out, err = run_cli(capsys, *agg, "--format", "trtllm")
+    assert code == 0, err
+    assert "cache_transceiver_config" not in json.loads(out)["extra_llm_api_options"]
