@@ -510,6 +510,14 @@ def _memory(d: Deployments, w: ServingWorkloads, phase: str, shapes: IterationSh
     return _Memory(weights, kv_per_token, free, activations, shortfall)
 
 
+def engine_memory_bytes(d: Deployments, w: ServingWorkloads, phase: str = "decode") -> dict[str, np.ndarray]:
+    """Per chip, what the serving model charges each row's engine: ``weights``, ``activations``
+    (a full iteration's, ``max_num_tokens`` tokens) and the KV cache budget ``kv_budget`` its
+    memory knob gives by the engine's rule (:func:`kv_budget_bytes`; negative where none)."""
+    memory = _memory(d, w, phase)
+    return {"weights": memory.weights, "activations": memory.activations, "kv_budget": memory.free}
+
+
 def refuse_sglang_out_of_memory(d: Deployments, w: ServingWorkloads, phase: str = "decode") -> None:
     """Raise :class:`InvalidInputError` (naming ``max_num_tokens``) for the first row that runs
     SGLang with activations past its 1 - mem_fraction_static rest (:func:`sglang_activation_shortfall`):

@@ -37,13 +37,13 @@ if TYPE_CHECKING:  # optuna is imported where a study is read, so that the CLI s
     from optuna.trial import FrozenTrial
 
 from cost_models.deployment import stage_moe_blocks
-from cost_models.deployments import ENGINE_KV_CACHE_DTYPES, Deployment, engine_problem_mask
+from cost_models.deployments import ENGINE_KV_CACHE_DTYPES, Deployment, Deployments, engine_problem_mask
 from cost_models.dtypes import dtype_name, parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
 from cost_models.models import model_catalog
 from cost_models.partitioning import AXES, SHARDING_RULES, kv_cache_axes, split_axes
-from cost_models.serving import ENGINE_DEFAULTS, kv_budget_bytes
+from cost_models.serving import ENGINE_DEFAULTS, engine_memory_bytes, kv_budget_bytes, make_workloads
 from cost_models.serving_simulation import CONTEXT_QUANTILE, length_quantile
 from tuner.constraints import is_feasible, study_constraint_names, trial_constraints
 from tuner.optuna_internals import study_storage
@@ -552,6 +552,7 @@ def deployment_spec(study: optuna.Study, trial_number: int, *, allow_infeasible:
             "serving": trial_serving(trial),
             "phases": phases,
             "predicted": {k: estimate[k] for k in ("prefill", "decode", "memory", "serving") if k in estimate},
+            "scored_engine_memory": _scored_engine_memory(d, trial_serving(trial)),
             **({"serving": trial.user_attrs["serving"]} if isinstance(trial.user_attrs.get("serving"), dict) else {}),
             "provenance": {
                 "study": study.study_name,
@@ -569,6 +570,43 @@ def deployment_spec(study: optuna.Study, trial_number: int, *, allow_infeasible:
             "shards_shared_within_an_axis": list(dict.fromkeys(notes.shared_shards)),
         }
     )
+
+
+def _scored_engine_memory(d: Deployment, serving: dict | None) -> dict | None:
+    """What an aggregated serving trial's engine was scored to hold per chip (weights, a full
+    iteration's activations, the KV cache budget its memory knob gave by its engine's rule:
+    cost_models.serving.engine_memory_bytes), so that another engine's knob can be set to give
+    the same cache. None for a static or a disaggregated trial (whose decode pool is scored with
+    a decode-only iteration's activations, cost_models.disaggregated)."""
+    if serving is None or serving.get("mode") == "disaggregated" or not serving.get("engine"):
+        return None
+    workload = make_workloads(
+        backend=str(serving["engine"]),
+        **{
+            k: serving[k]
+            for k in (
+                "concurrency",
+                "request_rate",
+                "prompt_len",
+                "gen_len",
+                "prompt_len_std",
+                "gen_len_std",
+                "max_batch_size",
+                "max_num_tokens",
+                "chunked_prefill",
+                "kv_block_size",
+                "prefix_hit_rate",
+                "memory_fraction",
+            )
+            if serving.get(k) is not None
+        },
+    )
+    memory = engine_memory_bytes(Deployments.from_rows([d]), workload)
+    return {
+        "engine": str(serving["engine"]),
+        "capacity_bytes_per_chip": float(d.hardware.memory_bytes),
+        **{f"{k}_bytes_per_chip": float(v[0]) for k, v in memory.items()},
+    }
 
 
 def _parallel_section(d: Deployment) -> dict:
@@ -764,13 +802,39 @@ def memory_fraction(spec: dict, knobs: dict[str, Any], engine: str, notes: list[
     if serving is not None:
         # A trial scored before the workload stored its engine was scored under vLLM's rule.
         scored = str(serving.get("engine") or "vllm")
-        if scored != engine:
-            rule = MEMORY_RULES.get(scored, scored)
+        if scored == engine:
+            return fraction
+        rule = MEMORY_RULES.get(scored, scored)
+        held = spec.get("scored_engine_memory")
+        if held is None or held.get("engine") != scored or held["kv_budget_bytes_per_chip"] <= 0:
             notes.append(
                 f"the trial's memory fraction {fraction:g} was scored as {scored}'s {rule}; {engine} reads it as "
                 f"{MEMORY_RULES[engine]}: its KV cache differs from the estimate's"
             )
-        return fraction
+            return fraction
+        # The same number means another cache under another engine's rule (TensorRT-LLM's 0.9 of
+        # the memory weights and activations leave is more than vLLM's 0.9 of all memory less
+        # them): the knob that gives this engine the cache the trial was scored with, by its rule.
+        kv = held["kv_budget_bytes_per_chip"]
+        share = _knob_holding(
+            engine,
+            held["capacity_bytes_per_chip"],
+            held["weights_bytes_per_chip"],
+            kv,
+            held["activations_bytes_per_chip"],
+        )
+        # Up to the hundredth that holds it (less a rounding error's worth: 0.85 stays 0.85).
+        converted = min(math.ceil(share * 100 - 1e-9) / 100, MAX_MEMORY_FRACTION)
+        notes.append(
+            f"memory fraction {converted:g}, not the trial's {fraction:g}: the trial was scored with {scored}'s "
+            f"{rule} ({kv / 1e9:.1f} GB of KV cache a GPU); {engine}'s knob is {MEMORY_RULES[engine]}"
+            + (
+                f", and holds that cache only above {MAX_MEMORY_FRACTION} ({share:.0%}): it may not load"
+                if share > MAX_MEMORY_FRACTION
+                else ""
+            )
+        )
+        return converted
     memory = (spec.get("predicted") or {}).get("memory")
     if not memory or not memory.get("capacity_bytes_per_chip"):
         return fraction
@@ -1281,6 +1345,7 @@ def engine_args(deployment: Deployment, serving: dict | None, backend: str) -> d
         "flash_attention": d.flash_attention,
         "serving": serving,
         "phases": phases,
+        "scored_engine_memory": _scored_engine_memory(d, serving),
         "provenance": None,
     }
     return _RENDERERS[backend](spec)

@@ -18,9 +18,9 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 DEPLOYMENT = Deployment(get_model("llama-3-8b"), get_hardware("h100-sxm"), (1, 1, 2), 32, 1024, 128)
 
 
-def _serving(chunked: bool = False, prefix: float = 0.5) -> dict:
+def _serving(chunked: bool = False, prefix: float = 0.5, backend: str = "trtllm") -> dict:
     return make_workloads(
-        backend="trtllm",
+        backend=backend,
         concurrency=64,
         prompt_len=1024,
         gen_len=128,
@@ -34,7 +34,7 @@ def _serving(chunked: bool = False, prefix: float = 0.5) -> dict:
 
 
 def test_vllm_flags():
-    cli = engine_args(DEPLOYMENT, _serving(), "vllm")["cli"]
+    cli = engine_args(DEPLOYMENT, _serving(backend="vllm"), "vllm")["cli"]
     for flag in (
         "--tensor-parallel-size 2",
         "--max-num-seqs 96",
@@ -50,7 +50,7 @@ def test_vllm_flags():
 
 
 def test_sglang_flags():
-    data = engine_args(DEPLOYMENT, _serving(), "sglang")
+    data = engine_args(DEPLOYMENT, _serving(backend="sglang"), "sglang")
     cli = data["cli"]
     assert cli.startswith("python -m sglang.launch_server --model-path meta-llama/Meta-Llama-3-8B")
     for flag in (
@@ -213,12 +213,60 @@ def test_sglang_activations_past_its_rest_are_noted():
     assert any("SGLang runs activations outside mem_fraction_static" in n for n in notes)
 
 
-def test_a_serving_trials_fraction_is_noted_when_another_engine_reads_it():
-    """The trial was scored under TensorRT-LLM's rule (0.85 of what weights and activations leave):
-    vLLM and SGLang read 0.85 otherwise, and the export says so; TensorRT-LLM's own does not."""
-    for engine, noted in (("trtllm", False), ("vllm", True), ("sglang", True)):
-        notes = engine_args(DEPLOYMENT, _serving(), engine)["notes"]
-        assert any("was scored as trtllm's free_gpu_memory_fraction" in n for n in notes) == noted, engine
+def _scored(engine: str, fraction: float, weights: float, activations: float, kv: float) -> dict:
+    """A serving trial's spec as memory_fraction reads it: scored under ``engine`` at ``fraction``,
+    per-GPU bytes on a 100-byte GPU."""
+    held = {
+        "engine": engine,
+        "capacity_bytes_per_chip": 100.0,
+        "weights_bytes_per_chip": weights,
+        "activations_bytes_per_chip": activations,
+        "kv_budget_bytes_per_chip": kv,
+    }
+    return {"serving": {"engine": engine, "memory_fraction": fraction}, "scored_engine_memory": held}
+
+
+@pytest.mark.parametrize(
+    ("scored", "fraction", "kv", "engine", "expected"),
+    [
+        # TensorRT-LLM 0.85 of what 60 of weights and 5 of activations leave: 0.85 x 35 = 29.75 of KV.
+        ("trtllm", 0.85, 29.75, "trtllm", 0.85),
+        # vLLM: a share of all memory, weights and activations in it: 60 + 5 + 29.75 = 94.75% -> 0.95.
+        ("trtllm", 0.85, 29.75, "vllm", 0.95),
+        # SGLang: weights and KV cache: 60 + 29.75 = 89.75% -> 0.90.
+        ("trtllm", 0.85, 29.75, "sglang", 0.9),
+        # vLLM 0.9 of 100 less 65: 25 of KV; TensorRT-LLM 25 / 35 = 71.4% -> 0.72; SGLang 85% -> 0.85.
+        ("vllm", 0.9, 25.0, "trtllm", 0.72),
+        ("vllm", 0.9, 25.0, "sglang", 0.85),
+    ],
+)
+def test_a_serving_trials_fraction_is_converted_to_the_engine_it_is_exported_to(scored, fraction, kv, engine, expected):
+    """A serving trial's memory knob was scored by its engine's rule (cost_models.serving.
+    kv_budget_bytes, each rule from the engine's source); another engine means another thing by
+    the same number (TensorRT-LLM: of the memory weights and activations leave; vLLM: of all
+    memory; SGLang: of all memory for weights and KV cache). The export copied the number, with a
+    note: a TensorRT-LLM trial's 0.85 gave vLLM 20 of the 100 bytes for its cache, not the 29.75
+    scored. Now the knob that gives the exported engine the scored cache."""
+    knobs = {**engine_knobs(None, engine, 8), "memory_fraction": fraction}
+    notes: list[str] = []
+    assert memory_fraction(_scored(scored, fraction, 60.0, 5.0, kv), knobs, engine, notes) == expected
+    assert any(f"not the trial's {fraction:g}" in n for n in notes) == (engine != scored)
+
+
+def test_a_serving_trials_exported_fraction_holds_the_cache_it_was_scored_with():
+    """End to end: the TensorRT-LLM-scored 0.85 of the workload above gives vLLM more than 0.85 of
+    all memory (its weights and activations are inside vLLM's share, outside TensorRT-LLM's)."""
+    for engine in ("vllm", "sglang"):
+        args = engine_args(DEPLOYMENT, _serving(), engine)
+        fraction = args["engine_args"]["gpu_memory_utilization" if engine == "vllm" else "mem_fraction_static"]
+        assert 0.85 < fraction <= 0.98, engine
+        assert any("was scored with trtllm's free_gpu_memory_fraction" in n for n in args["notes"])
+    assert (
+        engine_args(DEPLOYMENT, _serving(), "trtllm")["extra_llm_api_options"]["kv_cache_config"][
+            "free_gpu_memory_fraction"
+        ]
+        == 0.85
+    )
     # A workload stored before it named its engine was scored under vLLM's rule.
     legacy = {k: v for k, v in _serving().items() if k != "engine"}
     assert not any("was scored as" in n for n in engine_args(DEPLOYMENT, legacy, "vllm")["notes"])
