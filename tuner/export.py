@@ -903,17 +903,36 @@ def _cli(prefix: list[str], flags: list[tuple[str, Any]]) -> str:
 HEAD_NODE = "HEAD_NODE_IP"
 
 
+#: GPUs of one host (one OS instance, what an engine's multi-node launch counts as a node), where
+#: it is not the NVLink domain the catalog's ``chips_per_node`` gives: a GB200 NVL72 compute tray
+#: holds 4 Blackwell GPUs (NVIDIA GB200 NVL72 datasheet: 18 trays, 72 GPUs) inside one 72-GPU NVLink
+#: domain; PCIe GPUs (L4, L40S: domain 1; RTX A6000: NVLink pairs) ship 8 to a server (e.g. Google
+#: Cloud g2-standard-96: 8 L4).
+GPUS_PER_HOST = {"gb200": 4, "l4": 8, "l40s": 8, "a6000": 8}
+
+
+def _gpus_per_host(spec: dict) -> int:
+    """GPUs of one host: :data:`GPUS_PER_HOST`, else the NVLink domain (an 8-GPU HGX/DGX board or
+    an 8-OAM platform is one host), else 8."""
+    hardware = spec["hardware"]
+    return GPUS_PER_HOST.get(hardware["name"]) or hardware["chips_per_node"] or 8
+
+
 def _nodes(spec: dict, gpus: int) -> int:
-    """Nodes one engine instance of ``gpus`` GPUs spans: the hardware's GPUs per node (its NVLink
-    domain) at a time; 1 where the hardware names none."""
-    per_node = spec["hardware"]["chips_per_node"] or gpus
-    return -(-gpus // per_node)
+    """Hosts one engine instance of ``gpus`` GPUs spans (:func:`_gpus_per_host` at a time)."""
+    return -(-gpus // _gpus_per_host(spec))
 
 
 def _multi_node_note(engine: str, gpus: int, nodes: int, spec: dict, how: str, head: bool = True) -> str:
+    domain = spec["hardware"]["chips_per_node"] or 1
+    over = (
+        "over the inter-node network, as the estimate charged them"
+        if gpus > domain
+        else f"over NVLink (one {domain}-GPU NVLink domain), as the estimate charged them"
+    )
     return (
-        f"one {engine} instance spans {nodes} nodes ({gpus} GPUs, {spec['hardware']['chips_per_node']} a node): "
-        f"{how}; its collectives across nodes run over the inter-node network, as the estimate charged them"
+        f"one {engine} instance spans {nodes} nodes ({gpus} GPUs, {_gpus_per_host(spec)} a node): "
+        f"{how}; its collectives between nodes run {over}"
         + (f". Replace {HEAD_NODE} with node 0's address" if head else "")
     )
 
@@ -1066,7 +1085,7 @@ def vllm_args(spec: dict) -> dict:
         # command (docs.vllm.ai, Data Parallel Deployment).
         if dp > 1:
             args["data_parallel_backend"] = "ray"
-            args["data_parallel_size_local"] = max(1, min(dp, (spec["hardware"]["chips_per_node"] or 1) // (tp * pp)))
+            args["data_parallel_size_local"] = max(1, min(dp, _gpus_per_host(spec) // (tp * pp)))
         else:
             args["distributed_executor_backend"] = "ray"
         launch = [
@@ -1285,7 +1304,7 @@ def trtllm_args(spec: dict) -> dict:
         # started through trtllm-llmapi-launch (nvidia.github.io/TensorRT-LLM, trtllm-serve:
         # multi-node serving, `srun -N 2 --ntasks 16 --ntasks-per-node=8 --mpi=pmix ...
         # trtllm-llmapi-launch trtllm-serve ... --tp_size 16`); mpirun starts the same world.
-        per_node = spec["hardware"]["chips_per_node"]
+        per_node = _gpus_per_host(spec)
         hosts = ",".join(f"NODE{i}:{per_node}" for i in range(nodes))
         prefix = ["mpirun", "-n", str(gpus), "-H", hosts, "trtllm-llmapi-launch", "trtllm-serve"]
         notes.append(

@@ -195,3 +195,29 @@ def test_pipeline_stages_across_nodes_get_the_engines_multi_node_launch():
     # 8 MoE DP ranks of TP 2 (16 GPUs): vLLM launches the ranks over the nodes with Ray, 4 a node.
     dp = engine_args(_row(QWEN, 2, expert_parallel=16, data_parallel=8), None, "vllm")["engine_args"]
     assert dp["data_parallel_backend"] == "ray" and dp["data_parallel_size_local"] == 4
+
+
+def test_a_node_is_a_host_not_an_nvlink_domain():
+    """The catalog's chips_per_node is the NVLink domain: 1 for the L4 (PCIe only), 72 for GB200
+    NVL72. An engine's multi-node launch counts hosts: 8 L4s are one server (Google Cloud
+    g2-standard-96), a GB200 compute tray holds 4 GPUs (NVIDIA GB200 NVL72: 18 trays of 4), so
+    TP 8 on GB200 spans 2 hosts whose all-reduces stay on NVLink."""
+    l4 = engine_args(_megatron((1, 1, 8), "llama-3-8b", "l4"), None, "sglang")
+    assert "nodes" not in l4 and "--nnodes" not in l4["cli"]
+    gb200 = engine_args(
+        Deployment(
+            model=QWEN,
+            hardware=get_hardware("gb200"),
+            mesh=(1, 1, 8),
+            batch=16,
+            prompt_len=1024,
+            gen_len=128,
+            prefill_ffn_layout="ws_1d",
+            decode_ffn_layout="ws_1d",
+            flash_attention=True,
+        ),
+        None,
+        "trtllm",
+    )
+    assert gb200["nodes"] == 2 and gb200["cli"].startswith("mpirun -n 8 -H NODE0:4,NODE1:4 ")
+    assert any("over NVLink (one 72-GPU NVLink domain)" in note for note in gb200["notes"])
