@@ -576,10 +576,15 @@ def _scored_engine_memory(d: Deployment, serving: dict | None) -> dict | None:
     """What an aggregated serving trial's engine was scored to hold per chip (weights, a full
     iteration's activations, the KV cache budget its memory knob gave by its engine's rule:
     cost_models.serving.engine_memory_bytes), so that another engine's knob can be set to give
-    the same cache. None for a static or a disaggregated trial (whose decode pool is scored with
-    a decode-only iteration's activations, cost_models.disaggregated)."""
-    if serving is None or serving.get("mode") == "disaggregated" or not serving.get("engine"):
+    the same cache. Of a disaggregated trial, its decode pool's (``pool`` decode), scored with a
+    decode-only iteration's activations, min(max_num_tokens, max_batch_size) tokens
+    (cost_models.disaggregated._DecodeModel); its prefill pool's is not kept (a note says so).
+    None for a static trial."""
+    if serving is None or not serving.get("engine"):
         return None
+    pool = "decode" if serving.get("mode") == "disaggregated" else None
+    if pool:
+        serving = {**serving, "max_num_tokens": min(serving["max_num_tokens"], serving["max_batch_size"])}
     workload = make_workloads(
         backend=str(serving["engine"]),
         **{
@@ -604,6 +609,7 @@ def _scored_engine_memory(d: Deployment, serving: dict | None) -> dict | None:
     memory = engine_memory_bytes(Deployments.from_rows([d]), workload)
     return {
         "engine": str(serving["engine"]),
+        "pool": pool,
         "capacity_bytes_per_chip": float(d.hardware.memory_bytes),
         **{f"{k}_bytes_per_chip": float(v[0]) for k, v in memory.items()},
     }
@@ -806,7 +812,12 @@ def memory_fraction(spec: dict, knobs: dict[str, Any], engine: str, notes: list[
             return fraction
         rule = MEMORY_RULES.get(scored, scored)
         held = spec.get("scored_engine_memory")
-        if held is None or held.get("engine") != scored or held["kv_budget_bytes_per_chip"] <= 0:
+        if (
+            held is None
+            or held.get("engine") != scored
+            or held.get("pool") != serving.get("pool")
+            or held["kv_budget_bytes_per_chip"] <= 0
+        ):
             notes.append(
                 f"the trial's memory fraction {fraction:g} was scored as {scored}'s {rule}; {engine} reads it as "
                 f"{MEMORY_RULES[engine]}: its KV cache differs from the estimate's"

@@ -625,3 +625,27 @@ def test_export_connects_the_pools_with_each_engines_kv_transfer(study, capsys: 
     code, out, err = run_cli(capsys, *agg, "--format", "trtllm")
     assert code == 0, err
     assert "cache_transceiver_config" not in json.loads(out)["extra_llm_api_options"]
+
+
+def test_the_decode_pools_memory_knob_holds_the_cache_it_was_scored_with(
+    study, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The study is scored under TensorRT-LLM's rule: 0.9 of the memory weights and activations
+    leave. vLLM's gpu_memory_utilization is a share of all memory with weights and activations in
+    it, so the same 0.9 gave the decode pool's vLLM less cache than scored; it gets the knob that
+    holds the scored cache, above 0.9 (the export of an aggregated trial does the same,
+    test_export_engines). The prefill pool keeps the number, with a note."""
+    url, s = study
+    trial = next(
+        t for t in s.get_trials(deepcopy=False) if t.user_attrs["serving"]["mode"] == "disaggregated" and is_feasible(t)
+    )
+    assert trial.user_attrs["serving"]["memory_fraction"] == 0.9
+    code, out, err = run_cli(
+        capsys, "export", STUDY["name"], "--storage", url, "--trial", str(trial.number), "--format", "vllm"
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["decode"]["engine_args"]["gpu_memory_utilization"] > 0.9
+    assert any("not the trial's 0.9" in note for note in data["decode"]["notes"])
+    assert data["prefill"]["engine_args"]["gpu_memory_utilization"] == 0.9
+    assert any("its KV cache differs from the estimate's" in note for note in data["prefill"]["notes"])
