@@ -24,6 +24,7 @@ consecutive z indices share an NVLink node.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shlex
@@ -583,8 +584,6 @@ def _scored_engine_memory(d: Deployment, serving: dict | None) -> dict | None:
     if serving is None or not serving.get("engine"):
         return None
     pool = "decode" if serving.get("mode") == "disaggregated" else None
-    if pool:
-        serving = {**serving, "max_num_tokens": min(serving["max_num_tokens"], serving["max_batch_size"])}
     workload = make_workloads(
         backend=str(serving["engine"]),
         **{
@@ -606,6 +605,11 @@ def _scored_engine_memory(d: Deployment, serving: dict | None) -> dict | None:
             if serving.get(k) is not None
         },
     )
+    if pool:
+        # As cost_models.disaggregated._DecodeModel: the budget below a prompt is no prefill
+        # budget (make_workloads would refuse it as one), only the decode iteration's tokens.
+        tokens = np.minimum(workload.max_num_tokens, workload.max_batch_size)
+        workload = dataclasses.replace(workload, max_num_tokens=tokens)
     memory = engine_memory_bytes(Deployments.from_rows([d]), workload)
     return {
         "engine": str(serving["engine"]),
