@@ -1756,7 +1756,14 @@ def _disaggregated_router(fmt: str, prefills: int, decodes: int) -> dict:
             line += ["--prefill", f"http://PREFILL_{i}:30000"]
         for i in range(decodes):
             line += ["--decode", f"http://DECODE_{i}:30000"]
-        return {"cli": shlex.join(line), "notes": []}
+        return {
+            "cli": shlex.join(line),
+            "notes": [
+                "SGLang moves the KV cache with --disaggregation-transfer-backend, mooncake by default (the "
+                "mooncake-transfer-engine package; nixl the other choice) over RDMA: set --disaggregation-ib-device "
+                "where the hosts have several NICs"
+            ],
+        }
     # vLLM ships no PD router in its wheel: its NixlConnector guide runs the repository's proxy
     # (tests/v1/kv_connector/nixl_integration/toy_proxy_server.py); production stacks (Dynamo,
     # llm-d) route the same way.
