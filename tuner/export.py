@@ -1100,7 +1100,16 @@ def vllm_args(spec: dict) -> dict:
         # command (docs.vllm.ai, Data Parallel Deployment).
         if dp > 1:
             args["data_parallel_backend"] = "ray"
-            args["data_parallel_size_local"] = max(1, min(dp, _gpus_per_host(spec) // (tp * pp)))
+            if tp * pp <= _gpus_per_host(spec):
+                args["data_parallel_size_local"] = min(dp, _gpus_per_host(spec) // (tp * pp))
+            else:
+                # A DP rank wider than a host: Ray places it across hosts only under the "span"
+                # packing strategy, which sets the local DP size itself (vllm/envs.py
+                # VLLM_RAY_DP_PACK_STRATEGY: strict (default), fill, span).
+                notes.append(
+                    f"each data-parallel rank (TP x PP = {tp * pp} GPUs) spans hosts: launch with "
+                    "VLLM_RAY_DP_PACK_STRATEGY=span (vLLM's default, strict, packs a rank into one host)"
+                )
         else:
             args["distributed_executor_backend"] = "ray"
         launch = [

@@ -195,6 +195,10 @@ def test_pipeline_stages_across_nodes_get_the_engines_multi_node_launch():
     # 8 MoE DP ranks of TP 2 (16 GPUs): vLLM launches the ranks over the nodes with Ray, 4 a node.
     dp = engine_args(_row(QWEN, 2, expert_parallel=16, data_parallel=8), None, "vllm")["engine_args"]
     assert dp["data_parallel_backend"] == "ray" and dp["data_parallel_size_local"] == 4
+    # 2 DP ranks of TP 16 (32 GPUs): each rank spans two hosts, which Ray places under "span" only.
+    wide = engine_args(_row(QWEN, 16, expert_parallel=32, data_parallel=2), None, "vllm")
+    assert "data_parallel_size_local" not in wide["engine_args"]
+    assert any("VLLM_RAY_DP_PACK_STRATEGY=span" in note for note in wide["notes"])
 
 
 def test_a_node_is_a_host_not_an_nvlink_domain():
