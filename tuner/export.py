@@ -1019,6 +1019,7 @@ def vllm_args(spec: dict) -> dict:
     notes += [load_note] if load_note else []
     notes += _vllm_layout_notes(spec, tp, pp, "vLLM")
     notes += _micro_batch_notes(par, "vLLM")
+    notes += _load_notes(spec)
     if model["hf_repo"] is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model")
     knobs = engine_knobs(spec.get("serving"), "vllm", spec["batch"])
@@ -1158,6 +1159,7 @@ def sglang_args(spec: dict) -> dict:
     notes += [load_note] if load_note else []
     notes += _vllm_layout_notes(spec, tp, pp, "SGLang")
     notes += _micro_batch_notes(par, "SGLang")
+    notes += _load_notes(spec)
     if model["hf_repo"] is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model_path")
     knobs = engine_knobs(spec.get("serving"), "sglang", spec["batch"])
@@ -1242,6 +1244,7 @@ def trtllm_args(spec: dict) -> dict:
         )
     notes: list[str] = []
     notes += _micro_batch_notes(par, "TensorRT-LLM")
+    notes += _load_notes(spec)
     if not moe and dp > 1:
         notes.append(f"dp {dp} of a dense model: launch {dp} replicas of these arguments behind a router")
     _, kv_cache_dtype = engine_formats(spec["quantization"], model, "trtllm", notes, spec["hardware"]["name"])
@@ -1392,6 +1395,28 @@ def engine_args(deployment: Deployment, serving: dict | None, backend: str) -> d
         "provenance": None,
     }
     return _RENDERERS[backend](spec)
+
+
+def _load_notes(spec: dict) -> list[str]:
+    """The load a serving trial's metrics were predicted under: the engine's flags cannot say it
+    (the client sets it), so a benchmark at another load is no check of them. Of an aggregated
+    trial only: a disaggregated trial's pools share one load, said once beside them."""
+    serving = spec.get("serving")
+    if not serving or serving.get("pool"):
+        return []
+    return [_load_note(serving)]
+
+
+def _load_note(serving: dict) -> str:
+    load = (
+        f"{serving['concurrency']:g} closed-loop clients"
+        if serving.get("concurrency") is not None
+        else f"{serving['request_rate']:g} requests/s (open loop)"
+    )
+    return (
+        f"the predicted TTFT/TPOT and throughput are at {load}, {serving['prompt_len']:g}-token prompts and "
+        f"{serving['gen_len']:g}-token outputs: benchmark at that load to compare (the engine flags do not set it)"
+    )
 
 
 def _micro_batch_notes(par: dict, engine: str) -> list[str]:
@@ -1735,7 +1760,8 @@ def _disaggregated_engine_args(spec: dict, serving: dict, fmt: str) -> dict:
         "notes": [
             "each pool is launched as its own engine instances with the engine's KV transfer (vLLM "
             "--kv-transfer-config NixlConnector, SGLang --disaggregation-mode, TensorRT-LLM "
-            "cache_transceiver_config); the router pairs them. PREFILL_i / DECODE_i: each instance's host"
+            "cache_transceiver_config); the router pairs them. PREFILL_i / DECODE_i: each instance's host",
+            _load_note(serving),
         ],
     }
 

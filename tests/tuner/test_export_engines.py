@@ -271,3 +271,13 @@ def test_a_serving_trials_exported_fraction_holds_the_cache_it_was_scored_with()
     legacy = {k: v for k, v in _serving().items() if k != "engine"}
     assert not any("was scored as" in n for n in engine_args(DEPLOYMENT, legacy, "vllm")["notes"])
     assert any("was scored as vllm's" in n for n in engine_args(DEPLOYMENT, legacy, "trtllm")["notes"])
+
+
+def test_a_serving_export_says_the_load_its_metrics_were_predicted_at():
+    """The client sets the load, not the engine's flags: the export of a trial predicted at 64
+    closed-loop clients with 1024-token prompts and 128-token outputs says so (a benchmark at
+    another load is no check of the prediction); a static trial has no load to say."""
+    for engine in ("vllm", "sglang", "trtllm"):
+        notes = engine_args(DEPLOYMENT, _serving(), engine)["notes"]
+        assert any("at 64 closed-loop clients, 1024-token prompts and 128-token outputs" in n for n in notes)
+        assert not any("closed-loop clients" in n for n in engine_args(DEPLOYMENT, None, engine)["notes"])
