@@ -235,6 +235,35 @@ def read_points(path: str | Path, group: str | None = None) -> list[Point]:
     return points
 
 
+def _benchmark_records(path: Path) -> list[tuple[str, Any]]:
+    """The runs of a benchmark result file, each with where it is: one JSON object (``vllm bench
+    serve --save-result``), or one object per line, as SGLang's ``bench_serving`` always writes
+    (its ``--output-file`` is opened for appending, ``open(output_file_name, "a")``, and its
+    default name, ``sglang_MMDD_{num_prompts}_{in}_{out}.jsonl``, is the same for every
+    ``--max-concurrency`` of a sweep) and ``vllm bench serve --append-result`` too (a newline
+    between ``json.dump``s). Such a file was refused whole: "cannot read JSON (JSONDecodeError)"."""
+    text = read_regular_text(path, "bench-json", "pass the result JSON of a serving benchmark")
+    try:
+        return [(str(path), json.loads(text))]
+    except ValueError as whole_error:
+        lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+        if len(lines) < 2:
+            raise InvalidInputError(
+                str(path), f"cannot read JSON ({whole_error})", "pass the result file a serving benchmark wrote"
+            ) from None
+        records = []
+        for number, line in lines:
+            try:
+                records.append((f"{path}:{number}", json.loads(line)))
+            except ValueError as error:
+                raise InvalidInputError(
+                    f"{path}:{number}",
+                    f"cannot read JSON ({error})",
+                    "one result per line (JSON lines, as bench_serving appends them), or one JSON object",
+                ) from None
+        return records
+
+
 def read_benchmark_json(
     path: str | Path,
     *,
@@ -244,31 +273,44 @@ def read_benchmark_json(
     weight_dtype: str = "bf16",
     kv_dtype: str = "bf16",
 ) -> list[Point]:
-    """One ``vllm bench serve`` / SGLang ``bench_serving`` result as two points (tensor parallel
-    over ``chips``, weights and KV cache in the served formats) of a serving run at
-    ``max_concurrency`` clients: its mean TTFT and its mean TPOT, each predicted by the serving
-    model's steady state (:func:`served_predictions`)."""
+    """Each run of a ``vllm bench serve`` / SGLang ``bench_serving`` result file (one JSON
+    object, or one per line: :func:`_benchmark_records`) as two points (tensor parallel over
+    ``chips``, weights and KV cache in the served formats) of a serving run at ``max_concurrency``
+    clients: its mean TTFT and its mean TPOT, each predicted by the serving model's steady state
+    (:func:`served_predictions`). A file of one run is one group (its name); a file of several
+    runs gives each its own group (``name:line``), so leave-one-group-out holds out one run."""
     path = Path(path)
     if isinstance(chips, bool) or not isinstance(chips, int) or chips < 1:
         raise InvalidInputError("chips", f"must be a whole number >= 1, got {chips!r}", "pass --chips 1 or more")
     try:
-        data = json.loads(read_regular_text(path, "bench-json", "pass the result JSON of a serving benchmark"))
+        records = _benchmark_records(path)
     except InvalidInputError:
         raise
-    except (OSError, ValueError) as error:
-        raise InvalidInputError(str(path), f"cannot read JSON ({type(error).__name__})", "pass a result file") from None
+    except OSError as error:
+        raise InvalidInputError(str(path), f"cannot read ({error.strerror})", "pass a result file") from None
+    points: list[Point] = []
+    for where, data in records:
+        group = path.stem if len(records) == 1 else f"{path.stem}:{where.rsplit(':', 1)[1]}"
+        points += _benchmark_run(where, data, group, model, hardware, chips, weight_dtype, kv_dtype)
+    return points
+
+
+def _benchmark_run(
+    where: str, data: Any, group: str, model: str, hardware: str, chips: int, weight_dtype: str, kv_dtype: str
+) -> list[Point]:
+    """One run of a benchmark result (``where``: its file, and line where the file holds several)."""
     if not isinstance(data, dict):
-        raise InvalidInputError(str(path), "not a JSON object", "pass the JSON a serving benchmark wrote")
+        raise InvalidInputError(where, "not a JSON object", "pass the JSON a serving benchmark wrote")
     need = ("mean_ttft_ms", "mean_tpot_ms", "completed", "total_input_tokens", "total_output_tokens")
     missing = [k for k in need if k not in data]
     if missing:
-        raise InvalidInputError(str(path), f"missing key {missing[0]}", "pass the JSON a serving benchmark wrote")
+        raise InvalidInputError(where, f"missing key {missing[0]}", "pass the JSON a serving benchmark wrote")
     if data.get("max_concurrency") is None:
         # vllm bench serve without --max-concurrency sends every request at --request-rate (by
         # default all at once): its TPOT is a step of up to the engine's batch cap, which was read
         # as a step of one sequence, and the fitted overheads took the difference.
         raise InvalidInputError(
-            f"{path}: max_concurrency",
+            f"{where}: max_concurrency",
             f"{data.get('max_concurrency')!r}: the run's batch is unknown (requests sent at a rate)",
             "rerun the benchmark with --max-concurrency N (closed loop), or set max_concurrency to its clients",
         )
@@ -284,7 +326,7 @@ def read_benchmark_json(
         ):
             kind = "whole number" if whole else "number"
             raise InvalidInputError(
-                f"{path}: {key}", f"{value!r} is not a positive {kind}", "pass the JSON a serving benchmark wrote"
+                f"{where}: {key}", f"{value!r} is not a positive {kind}", "pass the JSON a serving benchmark wrote"
             )
     completed = int(data["completed"])
     concurrency = int(data["max_concurrency"])
@@ -312,8 +354,8 @@ def read_benchmark_json(
     # own TPOT of 8.7 and 13.1 ms at 8 and 32 clients, they predicted 12.7 and 17.2 ms).
     one_request = replace(deployment, batch=1)
     return [
-        Point(one_request, float(data["mean_ttft_ms"]) / 1e3, None, path.stem, concurrency),
-        Point(deployment, None, float(data["mean_tpot_ms"]) / 1e3, path.stem, concurrency),
+        Point(one_request, float(data["mean_ttft_ms"]) / 1e3, None, group, concurrency),
+        Point(deployment, None, float(data["mean_tpot_ms"]) / 1e3, group, concurrency),
     ]
 
 

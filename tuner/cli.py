@@ -1228,7 +1228,8 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str, exit_code: int =
     "--bench-json",
     multiple=True,
     type=click.Path(dir_okay=False),
-    help="Result JSON of vllm bench serve / SGLang bench_serving (needs --model and --chips); repeatable.",
+    help="Result JSON of vllm bench serve / SGLang bench_serving, one run or one per line (.jsonl) "
+    "(needs --model and --chips); repeatable.",
 )
 @click.option(
     "--system",

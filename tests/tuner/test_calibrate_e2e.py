@@ -443,3 +443,29 @@ def test_roofline_error_is_the_roofline_not_the_base_profile(capsys, tmp_path):
     base = np.median(np.abs(e2e.predict(load_profile("h100-sxm-vllm"), deployments, index, kind) / seconds - 1))
     assert group["roofline_median"] == pytest.approx(roofline) and group["before_median"] == pytest.approx(base)
     assert load_profile(out_path).cv_error["end_to_end/x"].roofline_median == pytest.approx(roofline)
+
+
+def test_a_json_lines_file_of_several_runs_is_read_run_by_run(capsys, tmp_path):
+    """SGLang's bench_serving appends each run to its output file as one JSON line
+    (``open(output_file_name, "a")``; its default name, ``sglang_MMDD_{num_prompts}_{in}_{out}.jsonl``,
+    is the same for every --max-concurrency of a sweep), as vllm bench serve --append-result does:
+    such a file was refused whole, 'cannot read JSON (JSONDecodeError)'. Each line is now a run,
+    in its own group, fitted as the same runs in separate files are."""
+    true_step, _, runs, paths = _bench_runs(tmp_path)
+    sweep = tmp_path / "sglang_1204_80_1024_128.jsonl"
+    sweep.write_text("".join(json.dumps(json.loads(p.read_text())) + "\n" for p in paths))
+    points = e2e.read_benchmark_json(sweep, model="llama-3-8b", hardware="h100-sxm", chips=1)
+    assert [p.group for p in points] == ["sglang_1204_80_1024_128:1"] * 2 + ["sglang_1204_80_1024_128:2"] * 2
+    assert [p.concurrency for p in points] == [8, 8, 32, 32]
+    assert points[0].prefill_latency_s == pytest.approx(float(runs.ttft_s[0]))
+    assert points[3].decode_step_latency_s == pytest.approx(float(runs.tpot_s[1]))
+    args = ["--hardware", "h100-sxm", "--backend", "vllm", "--model", "llama-3-8b", "--chips", "1", "--json"]
+    code, out, err = run_cli(capsys, "calibrate", *args, "--bench-json", str(sweep))
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["fitted"]["per_step_overhead_s"] == pytest.approx(true_step, rel=0.02)
+    assert set(report["held_out"]) == {"sglang_1204_80_1024_128:1", "sglang_1204_80_1024_128:2"}
+    # A line that is not JSON is named by its line.
+    sweep.write_text(sweep.read_text() + "{'completed': 3}\n")
+    code, out, err = run_cli(capsys, "calibrate", *args, "--bench-json", str(sweep))
+    assert_one_error_line(code, out, err, ("sglang_1204_80_1024_128.jsonl:3: cannot read JSON",))
