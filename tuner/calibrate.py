@@ -136,6 +136,33 @@ def _require_rows(table: KernelTable, rows: np.ndarray, n_params: int, what: str
 
 #: A row faster than this many dispatch floors is said to be near it (the fit's warning).
 DISPATCH_NEAR = 1.5
+#: A group none of whose rows comes within this factor of its roofline time (the class's model at
+#: its default parameters: the chip's peaks, or JAX's dispatch floor where that is longer) is
+#: refused: its latencies are not in milliseconds, or not of this chip. In the kernel database
+#: (data/kernels, every shipped chip and engine) the row nearest its roofline is at most 1.64x it
+#: for GEMMs (56 groups: b200 trtllm nvfp4), 1.59x for decode and 6.2x for prefill attention (33
+#: and 43 groups), 15.7x for collectives (153 groups: l40s over PCIe), and at least 0.24x (L2
+#: hits), so microseconds in the millisecond column put the nearest row at 238x or more; the tiny
+#: sweep of tuner measure on this CPU, read as h100-sxm, at 1217x (as xeon-gold-6242: 5-10x).
+#: Fitted instead, such rows put compute_eff and memory_eff on their lower bounds (0.02) and a
+#: profile was written, exit 0, with a 32% held-out error (microseconds in a vLLM h100 bf16 file).
+SLOWER_THAN_ANY_KERNEL = 100.0
+
+
+def _refuse_slower_than_any_kernel(
+    op_class: str, key: str, measured: np.ndarray, roofline: np.ndarray, floor_s: float, where: tuple[str, np.ndarray]
+) -> None:
+    ratio = measured / np.maximum(roofline, max(floor_s, 1e-30))
+    i = int(np.argmin(ratio))
+    if ratio[i] > SLOWER_THAN_ANY_KERNEL:
+        path, lines = where
+        raise InvalidInputError(
+            f"{path}:{lines[i]}",
+            f"every {op_class} {key} row is over {SLOWER_THAN_ANY_KERNEL:g}x its roofline time (the nearest, "
+            f"this one, {measured[i] * 1e3:.4g} ms against {roofline[i] * 1e3:.4g} ms: {ratio[i]:.0f}x; measured "
+            f"kernels come within 16x)",
+            "check that latency is in milliseconds (not microseconds) and that the rows were measured on this chip",
+        )
 
 
 def _fit_group(
@@ -152,7 +179,12 @@ def _fit_group(
     starts: list[dict] | None = None,
     admissible: Callable[[dict[str, float], np.ndarray], bool] | None = None,
     floor_s: float = 0.0,
+    where: tuple[str, np.ndarray] | None = None,
 ) -> GroupReport:
+    """``where``: the file and the file line of each row, for the refusal of rows slower than any
+    kernel (:data:`SLOWER_THAN_ANY_KERNEL`)."""
+    if where is not None:
+        _refuse_slower_than_any_kernel(op_class, key, measured, roofline, floor_s, where)
     notes = []
     seen = np.ones(len(measured), dtype=bool)  # rows whose error is reported
     if floor_s > 0:
@@ -343,6 +375,7 @@ def fit_gemm(
                 # Two starts: the split-K depth's loss has a second basin near the former 256.
                 starts=[{}, {"split_k_min_depth": 256.0}],
                 floor_s=table.dispatch_floor_s,
+                where=(table.path, table.lines[rows]),
             )
         )
     return reports
@@ -459,6 +492,7 @@ def fit_prefill(
                 seed,
                 folds,
                 floor_s=table.dispatch_floor_s,
+                where=(table.path, table.lines[rows]),
             )
         )
     return reports
@@ -582,6 +616,7 @@ def fit_decode(
             seed,
             folds,
             floor_s=table.dispatch_floor_s,
+            where=(table.path, table.lines[rows]),
         )
         if too_fast.any():
             i = int(np.argmax(too_fast))
@@ -705,6 +740,7 @@ def _fit_collective_rows(
         starts=starts,
         admissible=admissible,
         floor_s=table.dispatch_floor_s,
+        where=(table.path, table.lines[rows]),
     )
 
 
