@@ -466,6 +466,32 @@ class E2EReport:
     train_groups: list[str]
     #: per group held out: rows, median and p90 abs relative error before (base) and after
     held_out: dict[str, GroupError] = field(default_factory=dict)
+    #: the same held-out predictions over every group, per measured quantity (TTFT / prefill,
+    #: TPOT / decode step): a group's median of its one TTFT and one TPOT hid which was off.
+    by_quantity: dict[str, QuantityError] = field(default_factory=dict)
+
+
+class QuantityError(TypedDict):
+    """Held-out abs relative error of one measured quantity over every group, and the median
+    ratio predicted / measured (the direction), after the fit and before (the base profile)."""
+
+    rows: int
+    median: float
+    p90: float
+    median_ratio: float
+    before_median: float
+
+
+#: A quantity whose held-out median error exceeds this is said to be one the fitted parameters
+#: cannot follow (the shipped H100 TensorRT-LLM serving fit holds out TTFT 16.8%, TPOT 6.6%).
+FAR_OFF = 0.25
+
+
+def _quantity_name(kind: int, served: np.ndarray) -> str:
+    """TTFT / TPOT where every row of the kind is a serving run, prefill / decode step where none
+    is, both names where the points mix them."""
+    served_name, static_name = ("TTFT", "prefill") if kind == 0 else ("TPOT", "decode step")
+    return served_name if served.all() else static_name if not served.any() else f"{static_name} / {served_name}"
 
 
 def _observations(points: list[Point]) -> tuple[Deployments, np.ndarray, np.ndarray, np.ndarray]:
@@ -591,6 +617,7 @@ def fit_end_to_end(
     roofline = predict(None, deployments, index, kind, served)
     after = predict(profile, deployments, index, kind, served)
     held_out: dict[str, GroupError] = {}
+    held_predicted = np.full(len(seconds), np.nan)
     for group in sorted(set(groups)):
         rows = np.flatnonzero(groups == group)
         if group in train:
@@ -604,6 +631,7 @@ def fit_end_to_end(
         else:
             predicted = after[rows]
             how = "held out"
+        held_predicted[rows] = predicted
         errors = abs_rel_errors(predicted, seconds[rows])
         base_errors = abs_rel_errors(before[rows], seconds[rows])
         roofline_errors = abs_rel_errors(roofline[rows], seconds[rows])
@@ -617,7 +645,32 @@ def fit_end_to_end(
             "roofline_p90": float(np.percentile(roofline_errors, 90)),
             "how": how,
         }
+    by_quantity: dict[str, QuantityError] = {}
+    is_served = np.array([points[i].concurrency is not None for i in index], dtype=bool)
+    for k in (0, 1):
+        rows = np.flatnonzero((kind == k) & np.isfinite(held_predicted))
+        if len(rows):
+            errors = abs_rel_errors(held_predicted[rows], seconds[rows])
+            by_quantity[_quantity_name(k, is_served[kind == k])] = {
+                "rows": int(len(rows)),
+                "median": float(np.median(errors)),
+                "p90": float(np.percentile(errors, 90)),
+                "median_ratio": float(np.median(held_predicted[rows] / seconds[rows])),
+                "before_median": float(np.median(abs_rel_errors(before[rows], seconds[rows]))),
+            }
     warnings = list(result.warnings)
+    for name, e in by_quantity.items():
+        if e["median"] > FAR_OFF:
+            warnings.append(
+                f"{name} held out {e['median']:.0%} off (predicted / measured {e['median_ratio']:.2f}x): "
+                f"{', '.join(parameters)} cannot follow it"
+                + (
+                    f"; the serving model's TTFT also counts {base.backend}'s host overheads "
+                    "(cost_models/serving_overheads/), which this fit does not move"
+                    if name == "TTFT"
+                    else ""
+                )
+            )
     if one_number:
         warnings.append(
             f"every point has {layer_counts(points).pop()} layers: per_layer_overhead_s x layers + "
@@ -631,7 +684,7 @@ def fit_end_to_end(
             f"no held-out error: every point is in group {str(train[0])!r} (add a group column, or pass "
             "the points in several files: each file is a group)"
         )
-    return E2EReport(profile, result.values, warnings, train, held_out)
+    return E2EReport(profile, result.values, warnings, train, held_out, by_quantity)
 
 
 def stamp(report: E2EReport, files: list[Path], tool_version: str) -> CalibrationProfile:
@@ -679,5 +732,6 @@ def report_dict(report: E2EReport) -> dict[str, Any]:
         "fitted": report.values,
         "train_groups": report.train_groups,
         "held_out": report.held_out,
+        "held_out_by_quantity": report.by_quantity,
         "warnings": report.warnings,
     }

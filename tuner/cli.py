@@ -1516,6 +1516,11 @@ def _calibrate_end_to_end(
             f"{group:12s} {int(e['rows']):5d} {e['roofline_median']:12.1%} {e['before_median']:9.1%} "
             f"{e['median']:7.1%} {e['p90']:7.1%}  {e['how']}"
         )
+    for name, q in result.by_quantity.items():
+        click.echo(
+            f"{name} over every group ({q['rows']} rows): held out median {q['median']:.1%}, p90 {q['p90']:.1%}, "
+            f"predicted / measured {q['median_ratio']:.2f}x (base median {q['before_median']:.1%})"
+        )
     for warning in result.warnings:
         click.echo(f"! {warning}")
     if output:
