@@ -295,6 +295,69 @@ def read_benchmark_json(
     return points
 
 
+#: Suffixes of a checkpoint's repository name that leave its architecture as it is (instruction
+#: tunes, quantized uploads): ``meta-llama/Llama-3.1-8B-Instruct`` is the catalog's llama-3.1-8b.
+CHECKPOINT_SUFFIXES = (
+    "-instruct",
+    "-chat",
+    "-it",
+    "-hf",
+    "-base",
+    "-fp8",
+    "-dynamic",
+    "-awq",
+    "-gptq",
+    "-int4",
+    "-int8",
+)
+#: The architecture fields two models must share for runs of one to describe the other.
+ARCHITECTURE = ("layers", "d_model", "heads", "kv_heads", "d_head", "d_ff", "vocab", "experts", "experts_per_token")
+
+
+def _checkpoint_stem(name: str) -> str:
+    stem = name.rstrip("/").rsplit("/", 1)[-1].lower()
+    # Meta's repos were Meta-Llama-3-8B, Meta-Llama-3.1-8B-Instruct (renamed Llama-3.1-8B-Instruct).
+    stem = stem.removeprefix("meta-")
+    while True:
+        for suffix in CHECKPOINT_SUFFIXES:
+            if stem.endswith(suffix):
+                stem = stem[: -len(suffix)]
+                break
+        else:
+            return stem
+
+
+def _catalog_model_of(model_id: str) -> str | None:
+    """The catalog model whose name or Hugging Face repository (tuner.export.HF_REPOS) names the
+    checkpoint ``model_id`` (a repo id or a local path ending in the repo's name), None if none."""
+    from tuner.export import HF_REPOS
+
+    stem = _checkpoint_stem(model_id)
+    for name, repo in HF_REPOS.items():
+        if stem in (name, _checkpoint_stem(repo)):
+            return name
+    return None
+
+
+def _check_model_id(where: str, data: dict, model: str) -> None:
+    """vllm bench serve records the served checkpoint (``model_id``): runs of a model other than
+    --model's were fitted as --model's (Llama-3.1-8B runs read as qwen3-32b: the per-step overhead
+    pressed on its lower bound, held out 180-227%, a profile written, exit 0)."""
+    model_id = data.get("model_id")
+    if not isinstance(model_id, str) or not model_id:
+        return
+    named = _catalog_model_of(model_id)
+    if named is None:
+        return
+    served, given = get_model(named), get_model(model)
+    if any(getattr(served, f) != getattr(given, f) for f in ARCHITECTURE):
+        raise InvalidInputError(
+            f"{where}: model_id",
+            f"{model_id!r} is the catalog's {named}, not --model {model} (another architecture)",
+            f"pass --model {named}, or the runs of {model}",
+        )
+
+
 def _benchmark_run(
     where: str, data: Any, group: str, model: str, hardware: str, chips: int, weight_dtype: str, kv_dtype: str
 ) -> list[Point]:
@@ -328,6 +391,7 @@ def _benchmark_run(
             raise InvalidInputError(
                 f"{where}: {key}", f"{value!r} is not a positive {kind}", "pass the JSON a serving benchmark wrote"
             )
+    _check_model_id(where, data, model)
     completed = int(data["completed"])
     concurrency = int(data["max_concurrency"])
     deployment = Deployment(

@@ -494,3 +494,24 @@ def test_held_out_error_is_told_per_quantity_so_a_ttft_the_fit_cannot_follow_sho
     code, out, err = run_cli(capsys, "calibrate", *args, *(f"--bench-json={p}" for p in paths))
     assert code == 0, err
     assert "TTFT over every group (2 rows): held out median" in out and "! TTFT held out" in out
+
+
+@pytest.mark.parametrize(
+    "model_id",
+    ["meta-llama/Llama-3.1-8B-Instruct", "/models/Meta-Llama-3.1-8B-Instruct-FP8-dynamic/"],
+)
+def test_runs_whose_model_id_is_another_architecture_are_refused(capsys, tmp_path, model_id):
+    """vllm bench serve records the checkpoint it served (model_id). Runs of Llama-3.1-8B fitted as
+    --model qwen3-32b (64 layers of width 5120 against 32 of 4096: models.yaml) gave a per-step
+    overhead on its lower bound, held out 180-227%, and a profile, exit 0. A model_id naming
+    another catalog architecture is refused; one of the same architecture (Llama 3 8B and 3.1 8B:
+    32 layers, 4096 wide, 8 KV heads, 14336 FFN, 128256 vocab) is not."""
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(BENCH | {"model_id": model_id}))
+    args = ["--hardware", "h100-sxm", "--backend", "vllm", "--chips", "1", "--bench-json", str(path)]
+    out_path = tmp_path / "p.yaml"
+    code, out, err = run_cli(capsys, "calibrate", *args, "--model", "qwen3-32b", "-o", str(out_path))
+    line = assert_one_error_line(code, out, err, ("run.json: model_id",))
+    assert "not --model qwen3-32b" in line and "pass --model llama-3.1-8b" in line and not out_path.exists()
+    points = e2e.read_benchmark_json(path, model="llama-3-8b", hardware="h100-sxm", chips=1)
+    assert points[1].deployment.model.name == "llama-3-8b"
