@@ -751,8 +751,12 @@ def fit_end_to_end(
     return E2EReport(profile, result.values, warnings, train, held_out, by_quantity)
 
 
-def stamp(report: E2EReport, files: list[Path], tool_version: str) -> CalibrationProfile:
-    """The fitted profile with where it came from and its held-out error per group."""
+def stamp(
+    report: E2EReport, files: list[Path], tool_version: str, measurements: dict[Path, int] | None = None
+) -> CalibrationProfile:
+    """The fitted profile with where it came from and its held-out error per group.
+    ``measurements``: the measured times each file gave (default: its data lines, a points CSV's
+    rows; a benchmark JSON's lines are not its runs: one run pretty-printed was 39 rows used)."""
     errors = dict(report.profile.cv_error)
     for group, e in report.held_out.items():
         errors[f"end_to_end/{group}"] = HeldOutError(
@@ -771,7 +775,11 @@ def stamp(report: E2EReport, files: list[Path], tool_version: str) -> Calibratio
         used.append(
             DataFile(
                 path=repo_relative_path(f),
-                rows_used=sum(1 for line in lines if line and not line.startswith("#")) - 1,
+                rows_used=(
+                    measurements[f]
+                    if measurements is not None and f in measurements
+                    else sum(1 for line in lines if line and not line.startswith("#")) - 1
+                ),
                 source=header,
             )
         )

@@ -1450,7 +1450,7 @@ def _calibrate_end_to_end(
             "--hardware and --backend are required with --points",
             "e.g. tuner calibrate --hardware tpu-v4 --backend jax --points data/e2e/pope2022_tpu_v4.csv",
         )
-    measured = [p for path in points for p in e2e.read_points(path)]
+    by_file = {path: e2e.read_points(path) for path in points}
     if bench_json:
         if model is None or chips is None:
             raise InvalidInputError("bench-json", "needs the deployment it measured", "add --model and --chips")
@@ -1462,11 +1462,11 @@ def _calibrate_end_to_end(
             weight_bits=weight_bits_or_checkpoint(bits[0], model, hardware), kv_bits=bits[1] or "16"
         )
         formats = {"weight_dtype": dtype_name(codes["weight_bits"]), "kv_dtype": dtype_name(codes["kv_bits"])}
-        measured += [
-            p
+        by_file |= {
+            path: e2e.read_benchmark_json(path, model=model, hardware=hardware, chips=chips, **formats)
             for path in bench_json
-            for p in e2e.read_benchmark_json(path, model=model, hardware=hardware, chips=chips, **formats)
-        ]
+        }
+    measured = [p for file_points in by_file.values() for p in file_points]
     chip = get_hardware(hardware)  # a catalog name or a chip YAML file
     if any(p.deployment.hardware.name != chip.name for p in measured):
         other = next(p.deployment.hardware.name for p in measured if p.deployment.hardware.name != chip.name)
@@ -1499,7 +1499,12 @@ def _calibrate_end_to_end(
         )
     )
     result = e2e.fit_end_to_end(measured, start, names, train.split(",") if train else None)
-    profile = e2e.stamp(result, [Path(p) for p in (*points, *bench_json)], _tool_version())
+    # Rows used: the measured times each file gave (a benchmark run: its TTFT and TPOT), not its lines.
+    measurements = {
+        Path(path): sum((q.prefill_latency_s is not None) + (q.decode_step_latency_s is not None) for q in file_points)
+        for path, file_points in by_file.items()
+    }
+    profile = e2e.stamp(result, list(measurements), _tool_version(), measurements)
     if output:
         write_profile(profile, output)
     if as_json:

@@ -515,3 +515,20 @@ def test_runs_whose_model_id_is_another_architecture_are_refused(capsys, tmp_pat
     assert "not --model qwen3-32b" in line and "pass --model llama-3.1-8b" in line and not out_path.exists()
     points = e2e.read_benchmark_json(path, model="llama-3-8b", hardware="h100-sxm", chips=1)
     assert points[1].deployment.model.name == "llama-3-8b"
+
+
+def test_a_benchmark_files_rows_used_are_its_measured_times_not_its_lines(capsys, tmp_path):
+    """A profile's provenance counted a benchmark file's lines as the rows it gave: one run saved
+    with indent=2 was 'rows_used: 7' (its 8 lines less a header), a bench_serving file of two runs
+    (two lines) 1. Each run gives two measured times, its mean TTFT and TPOT."""
+    _, _, _, paths = _bench_runs(tmp_path)
+    pretty = tmp_path / "pretty.json"
+    pretty.write_text(json.dumps(json.loads(paths[0].read_text()), indent=2))
+    sweep = tmp_path / "sweep.jsonl"
+    sweep.write_text("".join(json.dumps(json.loads(p.read_text())) + "\n" for p in paths))
+    out_path = tmp_path / "p.yaml"
+    args = ["--hardware", "h100-sxm", "--backend", "vllm", "--model", "llama-3-8b", "--chips", "1", "-o", str(out_path)]
+    code, out, err = run_cli(capsys, "calibrate", *args, "--bench-json", str(pretty), "--bench-json", str(sweep))
+    assert code == 0, err
+    used = {Path(f.path).name: f.rows_used for f in load_profile(out_path).provenance.data_files}
+    assert used == {"pretty.json": 2, "sweep.jsonl": 4}
