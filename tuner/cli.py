@@ -1237,7 +1237,12 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str, exit_code: int =
     help="The system name the --kernels files use for this chip [default: the kernel database's].",
 )
 @click.option("--model", default=None, help="With --bench-json: the model served.")
-@click.option("--chips", type=int, default=None, help="With --bench-json: tensor-parallel GPUs.")
+@click.option(
+    "--chips",
+    type=int,
+    multiple=True,
+    help="With --bench-json: tensor-parallel GPUs, once for every run or once per --bench-json (in their order).",
+)
 @click.option(
     "--weight-bits",
     type=BITS,
@@ -1305,7 +1310,7 @@ def calibrate_command(
     bench_json: tuple[str, ...],
     system: str | None,
     model: str | None,
-    chips: int | None,
+    chips: tuple[int, ...],
     weight_bits: str | None,
     kv_bits: str | None,
     base: str | None,
@@ -1334,7 +1339,7 @@ def calibrate_command(
             "--bench-json": bool(bench_json),
             "--system": system is not None,
             "--model": model is not None,
-            "--chips": chips is not None,
+            "--chips": bool(chips),
             "--weight-bits": weight_bits is not None,
             "--kv-bits": kv_bits is not None,
             "--base": base is not None,
@@ -1429,7 +1434,7 @@ def _calibrate_end_to_end(
     points: tuple[str, ...],
     bench_json: tuple[str, ...],
     model: str | None,
-    chips: int | None,
+    chips: tuple[int, ...],
     bits: tuple[str | None, str | None],
     base: str | None,
     fit_names: str | None,
@@ -1452,8 +1457,17 @@ def _calibrate_end_to_end(
         )
     by_file = {path: e2e.read_points(path) for path in points}
     if bench_json:
-        if model is None or chips is None:
+        if model is None or not chips:
             raise InvalidInputError("bench-json", "needs the deployment it measured", "add --model and --chips")
+        # The benchmarks record no tensor-parallel size: runs of TP 1, 2 and 4 were one --chips
+        # apart, so no fit could hold them together. --chips once per file pairs them by order.
+        if len(chips) not in (1, len(bench_json)):
+            raise InvalidInputError(
+                "--chips",
+                f"given {len(chips)} times for {len(bench_json)} --bench-json files",
+                "give --chips once (every run), or once per --bench-json in their order",
+            )
+        chips_of = dict(zip(bench_json, chips * len(bench_json) if len(chips) == 1 else chips, strict=True))
         from cost_models.dtypes import dtype_name
 
         # The served formats: a run of fp8 weights read as bf16 had the fitted overheads take
@@ -1463,7 +1477,7 @@ def _calibrate_end_to_end(
         )
         formats = {"weight_dtype": dtype_name(codes["weight_bits"]), "kv_dtype": dtype_name(codes["kv_bits"])}
         by_file |= {
-            path: e2e.read_benchmark_json(path, model=model, hardware=hardware, chips=chips, **formats)
+            path: e2e.read_benchmark_json(path, model=model, hardware=hardware, chips=chips_of[path], **formats)
             for path in bench_json
         }
     measured = [p for file_points in by_file.values() for p in file_points]

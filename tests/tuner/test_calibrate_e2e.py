@@ -532,3 +532,37 @@ def test_a_benchmark_files_rows_used_are_its_measured_times_not_its_lines(capsys
     assert code == 0, err
     used = {Path(f.path).name: f.rows_used for f in load_profile(out_path).provenance.data_files}
     assert used == {"pretty.json": 2, "sweep.jsonl": 4}
+
+
+def test_runs_of_several_tensor_parallel_sizes_are_fitted_together(capsys, tmp_path):
+    """The benchmarks record no tensor-parallel size, and --chips was one value: runs of TP 1 and
+    TP 2 could not be fitted together (--chips 1 --chips 2 kept the last, every run read as TP 2,
+    and the fitted per-step overhead took the difference). --chips once per --bench-json pairs
+    them in order; the runs (serve() under the shipped profile plus 0.5 ms per step) give it back."""
+    base = load_profile("h100-sxm-vllm")
+    true_step = base.per_step_overhead_s + 5e-4
+    truth = e2e.apply(base, {"per_step_overhead_s": true_step})
+    paths, chips = [], []
+    for tp in (1, 2):
+        deployment = tensor_parallel(get_model("llama-3-8b"), get_hardware("h100-sxm"), [tp, tp])
+        clients = np.array([8.0, 32.0])
+        workloads = make_workloads(backend="vllm", concurrency=clients, prompt_len=1024.0, gen_len=128.0)
+        runs = serve(deployment, workloads, calibration=truth)
+        for i, c in enumerate(clients):
+            run = BENCH | {
+                "max_concurrency": int(c),
+                "mean_ttft_ms": float(runs.ttft_s[i]) * 1e3,
+                "mean_tpot_ms": float(runs.tpot_s[i]) * 1e3,
+            }
+            paths.append(tmp_path / f"tp{tp}-c{int(c)}.json")
+            paths[-1].write_text(json.dumps(run))
+            chips.append(tp)
+    args = ["--hardware", "h100-sxm", "--backend", "vllm", "--model", "llama-3-8b", "--json"]
+    pairs = [
+        word for path, tp in zip(paths, chips, strict=True) for word in ("--bench-json", str(path), "--chips", str(tp))
+    ]
+    code, out, err = run_cli(capsys, "calibrate", *args, *pairs)
+    assert code == 0, err
+    assert json.loads(out)["fitted"]["per_step_overhead_s"] == pytest.approx(true_step, rel=0.02)
+    code, out, err = run_cli(capsys, "calibrate", *args, *pairs[:-2])  # the last file without its --chips
+    assert_one_error_line(code, out, err, ("--chips: given 3 times for 4 --bench-json files",))
