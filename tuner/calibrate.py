@@ -54,6 +54,7 @@ from tuner.kernel_data import (
     CHIP_TO_SYSTEM,
     DEFAULT_FILES,
     REPO_KERNELS,
+    SYSTEMS,
     KernelTable,
     read_kernel_table,
     repo_relative_path,
@@ -931,10 +932,30 @@ def fit_profile(
         used.append(DataFile(path=repo_relative_path(table.path), rows_used=rows, source=source[:300]))
         del c
     if not reports:
+        # Say what the files hold: rows of another chip's name (h200_sxm for --hardware h100-sxm)
+        # or engine were only 'pass measurement files of this chip and engine'.
+        held = sorted(
+            {
+                (str(name), str(engine))
+                for t in tables
+                for name, engine in zip(
+                    t.columns["system"], t.columns.get("engine", np.full(len(t), "any", dtype=object)), strict=True
+                )
+            }
+        )
+        found = ", ".join(f"{n} under {e}" for n, e in held[:4]) + (f", {len(held) - 4} more" if len(held) > 4 else "")
+        engines_here = sorted({e for n, e in held if n == system})
+        chips_held = sorted({SYSTEMS.get(n, n) for n, _ in held})
+        if engines_here:
+            fix = f"pass --backend {engines_here[0]}, the engine the files measured on {system}"
+        elif len(chips_held) == 1 and chips_held[0] in SYSTEMS.values():
+            fix = f"pass --hardware {chips_held[0]} for their rows, or files measured on {chip}"
+        else:
+            fix = f"pass --system NAME, the files' name for {chip}, or files measured on it"
         raise InvalidInputError(
             ", ".join(t.path for t in tables),
-            f"no rows for system {system} ({chip}) under {backend}",
-            "pass measurement files of this chip and engine",
+            f"no rows for system {system} ({chip}) under {backend}; the files hold {found}",
+            fix,
         )
     profile = build_profile(hardware, backend, reports, used, seed, folds)
     if kernel_files is None and system == CHIP_TO_SYSTEM.get(chip):

@@ -703,3 +703,16 @@ def test_the_databases_gemm_rows_in_milliseconds_are_fitted(tmp_path, capsys):
     code = main(["calibrate", "--hardware", "h100-sxm", "--backend", "vllm", "--kernels", path])
     assert code == 0, capsys.readouterr().err
     assert "gemm/bfloat16" in capsys.readouterr().out
+
+
+def test_files_of_another_chip_or_engine_say_what_they_hold(tmp_path, capsys):
+    """Rows of the h200 (h200_sxm in the database) given for --hardware h100-sxm, or vLLM's rows
+    under --backend trtllm, said only 'pass measurement files of this chip and engine'."""
+    header, rows = _database_rows("gemm_perf.csv.gz", "h200_sxm", "VLLM")
+    path = _write(tmp_path, "k.csv", "\n".join(header + rows) + "\n")
+    code, err = _cli(["calibrate", "--hardware", "h100-sxm", "--backend", "vllm", "--kernels", path], capsys)
+    assert code == 2 and "\n" not in err, err
+    assert "no rows for system h100_sxm (h100-sxm) under vllm; the files hold h200_sxm under vllm" in err
+    assert "pass --hardware h200" in err
+    code, err = _cli(["calibrate", "--hardware", "h200", "--backend", "trtllm", "--kernels", path], capsys)
+    assert code == 2 and "the files hold h200_sxm under vllm; pass --backend vllm" in err, err
