@@ -358,6 +358,41 @@ def _check_model_id(where: str, data: dict, model: str) -> None:
         )
 
 
+#: A run sent at a finite request rate whose measured request throughput reaches this share of
+#: the rate was paced by the rate, not by its clients.
+PACED_SHARE = 0.9
+
+
+def _check_closed_loop(where: str, data: dict) -> None:
+    """A run is fitted as a closed loop of max_concurrency clients. vllm bench serve and SGLang's
+    bench_serving also send at --request-rate (Poisson) with --max-concurrency as a cap only; where
+    the rate, not the cap, set the load (its throughput reaches the rate), far fewer requests ran
+    at once: 2 req/s with a cap of 64 on one H100 keeps about 4 of Llama-3.1-8B's 1024/256-token
+    requests in flight (tuner estimate --request-rate 2: 4.1 running, TPOT 7.9 ms), whose TPOT was
+    fitted as 64 clients' (15.4 ms predicted at --concurrency 64)."""
+    rate = data.get("request_rate")
+    if isinstance(rate, str):
+        try:
+            rate = float(rate)  # vllm writes "inf"
+        except ValueError:
+            return
+    throughput = data.get("request_throughput")
+    if (
+        isinstance(rate, (int, float))
+        and not isinstance(rate, bool)
+        and math.isfinite(rate)
+        and rate > 0
+        and isinstance(throughput, (int, float))
+        and throughput >= PACED_SHARE * rate
+    ):
+        raise InvalidInputError(
+            f"{where}: request_rate",
+            f"{rate:g} req/s set the load (request_throughput {throughput:.3g} req/s), not "
+            f"{data.get('max_concurrency')} clients: the fit reads closed-loop runs",
+            "rerun with --request-rate inf (the default) and --max-concurrency N",
+        )
+
+
 def _benchmark_run(
     where: str, data: Any, group: str, model: str, hardware: str, chips: int, weight_dtype: str, kv_dtype: str
 ) -> list[Point]:
@@ -392,6 +427,7 @@ def _benchmark_run(
                 f"{where}: {key}", f"{value!r} is not a positive {kind}", "pass the JSON a serving benchmark wrote"
             )
     _check_model_id(where, data, model)
+    _check_closed_loop(where, data)
     completed = int(data["completed"])
     concurrency = int(data["max_concurrency"])
     deployment = Deployment(

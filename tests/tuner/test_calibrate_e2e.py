@@ -581,3 +581,20 @@ def test_a_group_whose_refit_has_no_more_times_than_parameters_is_not_called_cro
     assert set(report["fitted"]) == {"compute_eff", "memory_eff", "per_layer_overhead_s"}
     assert report["held_out"] == {} and report["held_out_by_quantity"] == {}
     assert any(w.startswith("no held-out error for 2 group(s)") for w in report["warnings"]), report["warnings"]
+
+
+@pytest.mark.parametrize("rate,throughput", [(2.0, 1.98), ("2.0", 1.99)])
+def test_a_run_paced_by_its_request_rate_is_not_fitted_as_a_closed_loop(capsys, tmp_path, rate, throughput):
+    """vllm bench serve --request-rate 2 --max-concurrency 64 sends Poisson arrivals at 2 req/s, the
+    cap only a cap: its throughput is the rate (1.98 of 2 req/s), and far fewer than 64 requests
+    ran at once. It was fitted as 64 closed-loop clients. A run whose throughput reaches 90% of a
+    finite rate is refused; 'inf' (vLLM's string) and a rate the run fell short of are read."""
+    path = tmp_path / "rate.json"
+    path.write_text(json.dumps(BENCH | {"request_rate": rate, "request_throughput": throughput, "max_concurrency": 64}))
+    args = ["--hardware", "h100-sxm", "--backend", "vllm", "--model", "llama-3-8b", "--chips", "1"]
+    code, out, err = run_cli(capsys, "calibrate", *args, "--bench-json", str(path))
+    line = assert_one_error_line(code, out, err, ("rate.json: request_rate",))
+    assert "--request-rate inf" in line
+    for fine in ({"request_rate": "inf"}, {"request_rate": 10.0, "request_throughput": 3.2}):
+        path.write_text(json.dumps(BENCH | {"request_throughput": 3.2} | fine))
+        assert len(e2e.read_benchmark_json(path, model="llama-3-8b", hardware="h100-sxm", chips=1)) == 2
