@@ -402,7 +402,15 @@ def _benchmark_run(
     need = ("mean_ttft_ms", "mean_tpot_ms", "completed", "total_input_tokens", "total_output_tokens")
     missing = [k for k in need if k not in data]
     if missing:
-        raise InvalidInputError(where, f"missing key {missing[0]}", "pass the JSON a serving benchmark wrote")
+        # vllm bench serve writes mean_<metric>_ms only for its --percentile-metrics (default
+        # ttft,tpot,itl; vllm/benchmarks/serve.py process_one_metric): '--percentile-metrics e2el'
+        # leaves them out, and the fix 'pass the JSON a serving benchmark wrote' did not say so.
+        fix = (
+            "rerun vllm bench serve with --percentile-metrics ttft,tpot,itl (its default)"
+            if missing[0] in ("mean_ttft_ms", "mean_tpot_ms")
+            else "pass the JSON a serving benchmark wrote"
+        )
+        raise InvalidInputError(where, f"missing key {missing[0]}", fix)
     if data.get("max_concurrency") is None:
         # vllm bench serve without --max-concurrency sends every request at --request-rate (by
         # default all at once): its TPOT is a step of up to the engine's batch cap, which was read

@@ -598,3 +598,15 @@ def test_a_run_paced_by_its_request_rate_is_not_fitted_as_a_closed_loop(capsys, 
     for fine in ({"request_rate": "inf"}, {"request_rate": 10.0, "request_throughput": 3.2}):
         path.write_text(json.dumps(BENCH | {"request_throughput": 3.2} | fine))
         assert len(e2e.read_benchmark_json(path, model="llama-3-8b", hardware="h100-sxm", chips=1)) == 2
+
+
+def test_a_run_without_ttft_or_tpot_says_which_benchmark_option_writes_them(capsys, tmp_path):
+    """vllm bench serve writes mean_<metric>_ms only for the metrics of --percentile-metrics
+    (default ttft,tpot,itl); a run with '--percentile-metrics e2el' has no mean_tpot_ms, and the
+    error's fix was 'pass the JSON a serving benchmark wrote', which it is."""
+    path = tmp_path / "e2el.json"
+    path.write_text(json.dumps({k: v for k, v in BENCH.items() if k != "mean_tpot_ms"} | {"mean_e2el_ms": 1800.0}))
+    args = ["--hardware", "h100-sxm", "--backend", "vllm", "--model", "llama-3-8b", "--chips", "1"]
+    code, out, err = run_cli(capsys, "calibrate", *args, "--bench-json", str(path))
+    line = assert_one_error_line(code, out, err, ("e2el.json: missing key mean_tpot_ms",))
+    assert "--percentile-metrics ttft,tpot,itl" in line
