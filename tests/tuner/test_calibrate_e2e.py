@@ -610,3 +610,28 @@ def test_a_run_without_ttft_or_tpot_says_which_benchmark_option_writes_them(caps
     code, out, err = run_cli(capsys, "calibrate", *args, "--bench-json", str(path))
     line = assert_one_error_line(code, out, err, ("e2el.json: missing key mean_tpot_ms",))
     assert "--percentile-metrics ttft,tpot,itl" in line
+
+
+def test_points_in_milliseconds_are_refused_not_fitted(capsys, tmp_path):
+    """Pope et al.'s TPU v4 points (data/e2e) with their measured seconds written as milliseconds
+    (x1000) were fitted: the overheads on their upper bounds, every group held out ~100% off, a
+    profile written, exit 0. In seconds each group has a point within 1.24-1.83x of the pure
+    roofline; in milliseconds none within 100x: refused in one line naming the group and unit."""
+    lines = POPE.read_text(encoding="utf-8").splitlines()
+    header_at = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+    columns = lines[header_at].split(",")
+    measured = [columns.index(c) for c in e2e.MEASURED]
+    rows = []
+    for line in lines[header_at + 1 :]:
+        fields = line.split(",")
+        for j in measured:
+            if fields[j]:
+                fields[j] = repr(float(fields[j]) * 1000.0)
+        rows.append(",".join(fields))
+    path = tmp_path / "pope_ms.csv"
+    path.write_text("\n".join([lines[header_at], *rows]) + "\n")
+    out_path = tmp_path / "p.yaml"
+    args = ["--hardware", "tpu-v4", "--backend", "jax", "--points", str(path), "-o", str(out_path)]
+    code, out, err = run_cli(capsys, "calibrate", *args)
+    line = assert_one_error_line(code, out, err, ("points group ", "every measured time is over 100x"))
+    assert "in seconds (not milliseconds)" in line and not out_path.exists()
