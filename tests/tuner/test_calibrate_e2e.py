@@ -635,3 +635,24 @@ def test_points_in_milliseconds_are_refused_not_fitted(capsys, tmp_path):
     code, out, err = run_cli(capsys, "calibrate", *args)
     line = assert_one_error_line(code, out, err, ("points group ", "every measured time is over 100x"))
     assert "in seconds (not milliseconds)" in line and not out_path.exists()
+
+
+def test_a_point_faster_than_a_tenth_of_its_roofline_is_refused(capsys, tmp_path):
+    """A static decode step cannot beat the chip's speed of light (the pure roofline): Llama-2-7B
+    at batch 1 reads its 13.5 GB of bf16 weights, 4.0 ms at the H100's 3.35 TB/s (models.yaml,
+    hardware.yaml). A row of 8.5 us (a millisecond value divided by 1000 twice) was fitted: the
+    overhead on its lower bound, a profile written, exit 0."""
+    assert 6.74e9 * 2 / 3.35e12 == pytest.approx(4.02e-3, rel=0.01)
+    path = tmp_path / "fast.yaml"
+    rows = [
+        f"- {{group: g{i % 2}, model: llama-2-7b, hardware: h100-sxm, chips: 1, batch: 1, prompt_len: 128, "
+        f"gen_len: 8, measured_decode_step_latency_s: {s}}}\n"
+        for i, s in enumerate((0.0085, 0.0087, 8.5e-6, 0.0086))
+    ]
+    path.write_text("".join(rows))
+    args = ["--hardware", "h100-sxm", "--backend", "vllm", "--points", str(path), "--fit", "per_step_overhead_s"]
+    code, out, err = run_cli(capsys, "calibrate", *args)
+    line = assert_one_error_line(
+        code, out, err, ("points group g0", "took 8.5e-06 s, under a tenth of its pure roofline")
+    )
+    assert "in seconds" in line
