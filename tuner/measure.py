@@ -1326,6 +1326,12 @@ def progress_bars(disable: bool = False) -> Iterator[ProgressCallback]:
         yield update
 
 
+#: The fewest rows tuner calibrate fits an operator class from: 3 per parameter
+#: (tuner.calibrate._require_rows), 7 parameters at the fewest (GEMM or prefill attention on a
+#: chip without an SM count or an L2 size).
+CALIBRATE_MIN_ROWS = 21
+
+
 def print_summary(result: MeasureResult) -> None:
     """Rows per file and where they were written; what was skipped."""
     import click
@@ -1342,9 +1348,20 @@ def print_summary(result: MeasureResult) -> None:
             click.echo(f"          left out: {note}")
     for note in summary["notes"]:
         click.echo(f"  {note}")
-    written = [entry["path"] for entry in summary["files"] if entry["path"]]
-    if written:
-        click.echo(f"fit a profile from them: {calibrate_command(result.system, written)}")
+    written = [entry for entry in summary["files"] if entry["path"]]
+    # The tiny sweep's attention files (2 rows each) made the printed command fail, exit 2:
+    # tuner calibrate fits no class from fewer than CALIBRATE_MIN_ROWS rows.
+    enough = [entry["path"] for entry in written if entry["rows"] >= CALIBRATE_MIN_ROWS]
+    few = [
+        f"{Path(entry['path']).name} ({entry['rows']} rows)" for entry in written if entry["rows"] < CALIBRATE_MIN_ROWS
+    ]
+    if few:
+        click.echo(
+            f"  too few rows for tuner calibrate (it fits a class from {CALIBRATE_MIN_ROWS} or more): "
+            f"{', '.join(few)}; measure them with --sweep small"
+        )
+    if enough:
+        click.echo(f"fit a profile from them: {calibrate_command(result.system, enough)}")
 
 
 def calibrate_command(system: str, paths: list[str]) -> str:

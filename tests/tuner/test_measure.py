@@ -941,3 +941,39 @@ def test_gpu_attention_falls_back_to_xla_only_where_its_scores_fit(scores_fit):
         with pytest.raises(MemoryError, match="XLA's scores would exceed 40% of device memory"):
             _time_attention(ctx, True, args, used, scores_fit=False)
         assert used == {}
+
+
+def test_the_printed_calibrate_command_leaves_out_files_too_small_to_fit(capsys, tmp_path):
+    """The tiny sweep writes 2 prefill and 2 decode rows; the summary's calibrate command named
+    them and, run as printed, failed (exit 2: 'context attention ...: 2 rows for 7 parameters;
+    give at least 21 rows per group'). Files under 21 rows (3 per parameter, 7 parameters at the
+    fewest) are now left out of it and named; the command runs."""
+    from tuner.measure import MeasureResult, OpResult, print_summary
+
+    gemm = H200_SMALL / "gemm_perf.csv"
+    prefill = tmp_path / "context_attention_perf.csv"
+    result = MeasureResult(
+        out_dir=H200_SMALL,
+        system="h200_sxm",
+        device_kind="NVIDIA H200",
+        device_count=1,
+        platform="gpu",
+        jax_version="0",
+        elapsed_s=1.0,
+        dispatch_floor_ms=0.05,
+        results=[
+            OpResult("gemm", path=gemm, rows=[{}] * 63),
+            OpResult("context_attention", path=prefill, rows=[{}] * 2),
+        ],
+        notes=[],
+    )
+    print_summary(result)
+    lines = capsys.readouterr().out.rstrip("\n").splitlines()
+    assert any(
+        "too few rows for tuner calibrate" in line and "context_attention_perf.csv (2 rows)" in line for line in lines
+    )
+    words = shlex.split(lines[-1].removeprefix("fit a profile from them: "))
+    assert str(prefill) not in words and words[words.index("--kernels") + 1] == str(gemm)
+    words[words.index("-o") + 1] = str(tmp_path / "h200-jax.yaml")
+    code, out, err = run_cli(capsys, *words[1:])
+    assert code == 0, err
