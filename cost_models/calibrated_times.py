@@ -1090,10 +1090,17 @@ _KIND = {
 }
 
 
+#: The engines' own all-reduce implementations, in the order a profile's are preferred
+#: (CalibratedNetwork._table).
+_CUSTOM_ALL_REDUCES = ("custom", "custom_graph")
+
+
 class CalibratedNetwork(Network):
     """A GPU network whose collectives inside one NVLink domain take the measured time of that
     kind and group size (NCCL, or the engine's custom all-reduce where it has one); collectives
     that cross domains keep the hierarchical network model (no measurement spans nodes)."""
+
+    engine_collectives = True  # a GPU network's (SwitchedNetwork)
 
     def __init__(self, base: Network, spec: SwitchedInterconnect, profile: CalibrationProfile) -> None:
         self.base = base
@@ -1106,17 +1113,19 @@ class CalibratedNetwork(Network):
         return self.base.legal_meshes(chips)
 
     def _table(self, kind) -> tuple[str, str, dict[int, CollectiveParams] | None]:
-        """(measured kind, implementation, its fitted group sizes or None)."""
+        """(measured kind, implementation, its fitted group sizes or None). An all-reduce runs
+        the engine's custom kernel where the profile measured one: TensorRT-LLM's ("custom"),
+        else vLLM's and SGLang's as their decode steps run it, captured in a CUDA graph
+        ("custom_graph": both capture decode batches by default; on H100 over 8 GPUs vLLM's
+        graph all-reduce of 16 KB takes 5.6 us, its eager call 22.6 us, a launch from Python, and
+        NCCL's ~18 us; data/kernels/custom_allreduce_perf.csv.gz); NCCL otherwise."""
         measured_kind = _KIND[kind]
-        implementation = (
-            "custom"
-            if (
-                measured_kind == "all_reduce"
-                and "custom" in self.profile.collectives
-                and "all_reduce" in self.profile.collectives["custom"]
-            )
-            else "nccl"
-        )
+        implementation = "nccl"
+        if measured_kind == "all_reduce":
+            for custom in _CUSTOM_ALL_REDUCES:
+                if "all_reduce" in self.profile.collectives.get(custom, {}):
+                    implementation = custom
+                    break
         return measured_kind, implementation, self.profile.collectives.get(implementation, {}).get(measured_kind)
 
     def collective_time_s(self, kind, bytes_per_chip, mesh, axes):

@@ -414,6 +414,7 @@ def ffn_collectives(
     mid_out: np.ndarray,
     weights: np.ndarray,
     memo: dict[str, np.ndarray] | None = None,
+    all_reduce: bool = False,
 ) -> list[CollectiveCall]:
     """Collectives of one matmul pair (W_in, W_out) in ``layout``: hidden widths ``mid_in`` (W_in's
     output) and ``mid_out`` (W_out's input), ``weights`` elements stored split over all chips.
@@ -428,7 +429,16 @@ def ffn_collectives(
     ``memo``: arrays that depend only on ``layout``, ``s`` and ``mesh`` (group sizes, the tokens
     per chip group, the N' E/e bytes of the first and last step), shared by the calls of one
     layer (:func:`layer_collectives`): computed once, and the same array object wherever the
-    same bytes move, which lets :func:`layer_comm_time_s` time such a collective once."""
+    same bytes move, which lets :func:`layer_comm_time_s` time such a collective once.
+
+    ``all_reduce``: as the GPU engines run it (Megatron TP in vLLM, SGLang, TensorRT-LLM: the
+    residual [B, L, E] replicated over the group, W_in column-parallel, W_out row-parallel), a
+    layout with no in-use embed axis (1D, and the weight-gathered layouts' groups over their other
+    axes) all-reduces W_out's partial sums over f once, N' E bytes (vLLM RowParallelLinear,
+    TensorRT-LLM's AllReduce after the attention output and MLP down projections), in place of
+    the all-gather before W_in and the reduce-scatter after W_out (the same bytes over the same
+    links, but one collective, timed as the engine's all-reduce: its custom one-shot kernel for
+    small messages where the profile measured one, not two NCCL calls)."""
     memo = {} if memo is None else memo
 
     def size(axes: str) -> np.ndarray:
@@ -459,6 +469,8 @@ def ffn_collectives(
         ("all_gather", e, tokens * mid_out / f_ways),  # -> W_out
         ("reduce_scatter", f, None),  # partial sums over F_f
     ]
+    if all_reduce and not e:
+        steps = [("all_reduce", f, None)]  # x[B, L, E] replicated -> W_in -> W_out -> sum over F_f
     calls += [
         CollectiveCall(kind, axes, memo["edge_bytes"] if elements is None else elements * ab, "activations")
         for kind, axes, elements in steps
@@ -468,10 +480,16 @@ def ffn_collectives(
 
 
 def layer_collectives(
-    layout: str, s: Shapes, mesh: np.ndarray, parallel_block: np.ndarray, batch_sharded_attention: np.ndarray
+    layout: str,
+    s: Shapes,
+    mesh: np.ndarray,
+    parallel_block: np.ndarray,
+    batch_sharded_attention: np.ndarray,
+    all_reduce: bool = False,
 ) -> list[CollectiveCall]:
     """Every collective of one transformer block. Entries a configuration does not have (the
-    serial block's attention set, the batch-sharded all-to-alls) carry zero bytes for it."""
+    serial block's attention set, the batch-sharded all-to-alls) carry zero bytes for it.
+    ``all_reduce``: the GPU engines' all-reduce per weight set (:func:`ffn_collectives`)."""
     attention_weights = s.d_model * (s.attn_in + s.attn_mid)
     # A parallel block fuses the attention projections into W_in / W_out: one set of collectives
     # with wider hidden activations. A serial block runs a second set for the attention alone.
@@ -489,10 +507,13 @@ def layer_collectives(
             s.ffn_mid + fused * s.attn_mid,
             s.layer_weights - (1.0 - fused) * attention_weights,
             memo,
+            all_reduce,
         )
     else:
-        calls = ffn_collectives(layout, s, mesh, s.ffn_in, s.ffn_mid, s.layer_weights - attention_weights, memo)
-    attention_calls = ffn_collectives(layout, s, mesh, s.attn_in, s.attn_mid, attention_weights, memo)
+        calls = ffn_collectives(
+            layout, s, mesh, s.ffn_in, s.ffn_mid, s.layer_weights - attention_weights, memo, all_reduce
+        )
+    attention_calls = ffn_collectives(layout, s, mesh, s.attn_in, s.attn_mid, attention_weights, memo, all_reduce)
     if any_parallel:
         serial = 1.0 - fused
         scaled: dict[int, np.ndarray] = {}  # one product per bytes array (the same array stays shared)
@@ -833,7 +854,12 @@ def _layer_comm_by_layout(
     for (code, rows), sub_mesh in zip(bounds.items(), meshes, strict=True):
         shapes = s if rows == slice(None) else _take(s, rows)
         calls = layer_collectives(
-            FFN_LAYOUTS[code], shapes, sub_mesh, parallel_block[rows], batch_sharded_attention[rows]
+            FFN_LAYOUTS[code],
+            shapes,
+            sub_mesh,
+            parallel_block[rows],
+            batch_sharded_attention[rows],
+            network.engine_collectives,
         )
         # A collective that moves no bytes in any configuration (a serial block's fused set, the
         # all-to-alls of head-sharded attention) is free (Network.collective_time_s): skipped.
@@ -880,10 +906,12 @@ def layer_collective_steps(
     for code in np.unique(codes[first]):
         rows = np.flatnonzero(codes[first] == code)
         group_mesh = sub_mesh[rows]
-        collectives = torus_layer_collectives if network.collective_einsums else layer_collectives
-        calls = collectives(
-            FFN_LAYOUTS[int(code)], _take(shapes, rows), group_mesh, parallel[first][rows], sharded[first][rows]
-        )
+        layout, block_shapes = FFN_LAYOUTS[int(code)], _take(shapes, rows)
+        block, attention = parallel[first][rows], sharded[first][rows]
+        if network.collective_einsums:
+            calls = torus_layer_collectives(layout, block_shapes, group_mesh, block, attention)
+        else:
+            calls = layer_collectives(layout, block_shapes, group_mesh, block, attention, network.engine_collectives)
         total = np.zeros(len(rows))
         for c in calls:
             runs = (c.bytes_per_chip > 0) & (group_size(group_mesh, c.axes) > 1)

@@ -51,6 +51,12 @@ class Network(ABC):
     #: (cost_models.partitioning.torus_layer_collectives: rings looped inside their matmuls, the
     #: rest on the critical path); otherwise the block's collectives hide behind its work whole.
     collective_einsums: bool = False
+    #: Whether the block's collectives run as the GPU serving engines run tensor parallelism
+    #: (vLLM, SGLang, TensorRT-LLM: Megatron TP): the 1D weight-stationary layout's activations
+    #: all-reduced once per weight set (cost_models.partitioning.ffn_collectives), and every
+    #: collective on the block's critical path (cost_models.deployment.operator_times: the next
+    #: matmul waits for the sum; no engine loops a decode step's collective inside its matmuls).
+    engine_collectives: bool = False
 
     @abstractmethod
     def legal_meshes(self, chips: int) -> list[tuple[int, int, int]]:
@@ -539,6 +545,8 @@ class SwitchedNetwork(Network):
     network, each chip through its own port, then D (k-1)/k moves over the domain fabric; the two
     stages run one after the other.
     """
+
+    engine_collectives = True
 
     def __init__(self, spec: SwitchedInterconnect, network_efficiency: float = 1.0) -> None:
         self.spec = spec

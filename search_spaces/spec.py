@@ -449,7 +449,9 @@ class StudySpec(BaseModel):
         "serving.* metrics and the SLOs under load. Absent: the static prefill/decode estimate only.",
     )
     overlap: Overlap = Field(
-        default="overlapped", description="Collectives hidden behind compute (overlapped), or added to it."
+        default="overlapped",
+        description="Collectives hidden behind compute (overlapped), or added to it. On GPUs the "
+        "engines' collectives are on the critical path either way.",
     )
     calibration: str = Field(
         default="auto",

@@ -478,7 +478,8 @@ SPEC_BACKEND_OPTION = click.option(
     type=LazyChoice("cost_models.deployment:OVERLAPS"),
     default="overlapped",
     show_default=True,
-    help="Collectives hidden behind compute, or added to it.",
+    help="Collectives hidden behind compute, or added to it (on GPUs the engines' collectives are "
+    "on the critical path either way).",
 )
 @click.option(
     "--kv-memory-fraction",

@@ -511,9 +511,16 @@ def test_added_collectives_never_faster_than_overlapped(model, hardware, meshes)
         assert np.all(a.latency_s >= o.latency_s * (1 - 1e-12))
         np.testing.assert_allclose(a.comm_s, o.comm_s, rtol=1e-12)
         np.testing.assert_allclose(a.compute_s, o.compute_s, rtol=1e-12)
-    # Somewhere communication is not free, so the two differ.
     multi = columns["chips"] > 1
-    assert np.any(added.decode.latency_s[multi] > overlapped.decode.latency_s[multi])
+    if hardware == "tpu-v4":
+        # Somewhere communication is not free, so the two differ.
+        assert np.any(added.decode.latency_s[multi] > overlapped.decode.latency_s[multi])
+    else:
+        # On GPUs the block's collectives are on its critical path either way, as the engines run
+        # them (the next matmul waits for the all-reduced sum): the two are the same numbers.
+        for a, o in ((added.prefill, overlapped.prefill), (added.decode, overlapped.decode)):
+            np.testing.assert_allclose(a.latency_s, o.latency_s, rtol=1e-12)
+        assert np.all(overlapped.decode.comm_s[multi] > 0)
 
 
 @pytest.mark.parametrize(

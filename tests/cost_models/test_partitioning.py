@@ -273,6 +273,63 @@ def test_ffn_collective_numbers() -> None:
     assert [c[2] for c in calls("wg_xyz")] == [512.0]
 
 
+#: As the GPU engines run tensor parallelism (Megatron TP in vLLM, SGLang, TensorRT-LLM): the
+#: residual [B, L, E] replicated over the group, W_in column-parallel, W_out row-parallel, its
+#: partial sums all-reduced once (vLLM RowParallelLinear -> tensor_model_parallel_all_reduce). A
+#: layout with no in-use embed axis all-reduces N' E where Figure 3 all-gathers and reduce-scatters
+#: it; 2D keeps its own (E is split over x: there is no whole residual to all-reduce).
+ENGINES = {
+    # 1D: N E = 16 x 8 x 2 = 256 bytes, one all-reduce over every chip.
+    "ws_1d": [("all_reduce", "xyz", N * E * AB, "activations")],
+    "ws_2d": FIGURE_3["ws_2d"],
+    # X-weight-gathered: the weights' all-gather, then (N / X) E = 4 x 8 x 2 = 64 bytes over y,z.
+    "wg_x": [("all_gather", "x", W * X / CHIPS * WB, "weights"), ("all_reduce", "yz", N / X * E * AB, "activations")],
+    # XY-weight-gathered: N / (X Y) E = 2 x 8 x 2 = 32 bytes over z.
+    "wg_xy": [
+        ("all_gather", "xy", W * X * 2.0 / CHIPS * WB, "weights"),
+        ("all_reduce", "z", N / (X * 2.0) * E * AB, "activations"),
+    ],
+    "wg_xyz": FIGURE_3["wg_xyz"],
+}
+
+
+@pytest.mark.parametrize("layout", FFN_LAYOUTS)
+def test_gpu_engines_all_reduce_the_residual_once_per_weight_set(layout: str) -> None:
+    result = ffn_collectives(layout, shapes(), MESH, np.array([F]), np.array([F]), np.array([W]), all_reduce=True)
+    assert [(c.kind, c.axes, float(c.bytes_per_chip[0]), c.moves) for c in result] == ENGINES[layout]
+
+
+def test_a_tp8_decode_block_runs_two_all_reduces_of_the_residual() -> None:
+    """Llama-3-8B (E 4096, 32 heads, 8 KV heads, F 14336), a batch of 8 decoding one token each
+    over 1 x 1 x 8 GPUs in 1D: the engines' two all-reduces per block (after the attention's output
+    projection and after the FFN's down projection), each of the residual [8, 1, 4096] in bf16:
+    8 x 4096 x 2 = 65,536 bytes over all 8 GPUs; nothing else moves (head-sharded attention's
+    all-to-alls are empty). Figure 3's program: 4 collectives of the same 65,536 bytes."""
+    model = ModelSpec(
+        name="llama-3-8b-shape",
+        source="Meta-Llama-3-8B config.json",
+        layers=32,
+        d_model=4096,
+        heads=32,
+        kv_heads=8,
+        d_head=128,
+        d_ff=14336,
+        ffn="swiglu",
+        vocab=128256,
+    )
+    configs = make_configs(model, phase="decode", batch=8, seq_len=1024, flash_attention=True)
+    s = Shapes.of(configs, np.array([1.0]))
+    mesh = np.array([[1.0, 1.0, 8.0]])
+    serial, head = np.array([False]), np.array([False])
+
+    def moving(all_reduce: bool) -> list:
+        calls = partitioning.layer_collectives("ws_1d", s, mesh, serial, head, all_reduce)
+        return [(c.kind, c.axes, float(c.bytes_per_chip[0])) for c in calls if c.bytes_per_chip[0] > 0]
+
+    assert moving(True) == [("all_reduce", "xyz", 65536.0)] * 2
+    assert moving(False) == [("all_gather", "xyz", 65536.0), ("reduce_scatter", "xyz", 65536.0)] * 2
+
+
 @pytest.mark.parametrize("mesh", [(1, 1, 1), (2, 1, 1), (2, 2, 2), (8, 4, 2)])
 def test_ws_1d_moves_2NE_whatever_the_chip_count(mesh) -> None:
     moved = sum(c[2] for c in calls("ws_1d", mesh=np.array([mesh], dtype=np.float64)))

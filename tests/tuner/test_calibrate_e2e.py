@@ -194,14 +194,19 @@ def test_too_few_points_and_another_chip(capsys, tmp_path):
 
 def test_calibrated_decode_step_matches_measured_serving_tpot():
     """Not fitted on these runs: TensorRT-LLM serving Llama-3.1-8B on H100 at concurrency 8 (36 runs,
-    TP 1-8). Measured (this commit): the h100-sxm-trtllm profile's decode step is 7.1% off the
-    measured TPOT at the median (p90 25%); the pure roofline 50% (issue 9: 0.5-0.65 of measured)."""
+    TP 1-8). Measured: the h100-sxm-trtllm profile's decode step is 6.4% off the measured TPOT at
+    the median, p90 16.1%, with the engines' two all-reduces per block on the critical path
+    (with Figure 3's 1D collectives hidden behind the block's work: 6.3%, p90 22.6%, TP2 at 0.92x);
+    the pure roofline 42% (issue 9: 0.5-0.65 of measured). Every TP degree's median within 10%."""
     from tuner.accuracy_report import serving_tpot_check
 
     check = serving_tpot_check()
     assert check["h100-sxm-trtllm"]["rows"] == 36
     assert check["h100-sxm-trtllm"]["median"] <= 0.10
-    assert check["h100-sxm-trtllm"]["p90"] <= 0.30
+    assert check["h100-sxm-trtllm"]["p90"] <= 0.20
+    for tp in (1, 2, 4, 8):
+        assert check[f"h100-sxm-trtllm TP{tp}"]["rows"] == 9
+        assert check[f"h100-sxm-trtllm TP{tp}"]["median"] <= 0.10
     assert check["none"]["median"] >= 0.35  # the lower bound it replaces
 
 

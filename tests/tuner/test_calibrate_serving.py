@@ -19,9 +19,14 @@ def runs() -> cs.ServingRuns:
 
 
 @pytest.fixture(scope="module")
-def held_out(runs: cs.ServingRuns) -> dict:
-    ttft, tpot = cs.held_out_predictions(runs)
-    return cs.error_summary(runs, ttft, tpot)
+def predicted(runs: cs.ServingRuns) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out TTFT and TPOT of every run."""
+    return cs.held_out_predictions(runs)
+
+
+@pytest.fixture(scope="module")
+def held_out(runs: cs.ServingRuns, predicted: tuple[np.ndarray, np.ndarray]) -> dict:
+    return cs.error_summary(runs, *predicted)
 
 
 def test_the_runs_are_the_shipped_ones(runs: cs.ServingRuns) -> None:
@@ -33,6 +38,21 @@ def test_the_runs_are_the_shipped_ones(runs: cs.ServingRuns) -> None:
 
 def test_held_out_tpot_meets_the_target(held_out: dict) -> None:
     assert held_out["all"]["tpot_median_error"] <= 0.10
+
+
+def test_held_out_tpot_meets_the_target_at_every_tp_degree(
+    runs: cs.ServingRuns, predicted: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """Each TP degree's runs (42-45 each) held out within 8% at the median. With Figure 3's 1D
+    collectives (an NCCL all-gather and reduce-scatter per weight set) hidden behind the block's
+    work, TP 2, 4 and 8 were 9.1%, 8.5% and 10.6% (median ratios 0.93, 0.97, 0.97: the collectives
+    cost nothing); with the engines' two all-reduces per block on the critical path 3.0%, 3.8%, 6.4%
+    (TP1, which has none, 2.6% -> 2.4%)."""
+    _, tpot = predicted
+    for tp in (1, 2, 4, 8):
+        at = runs.tp == tp
+        error = float(np.median(np.abs(tpot[at] / runs.tpot_s[at] - 1.0)))
+        assert error <= 0.08, (tp, error)
 
 
 def test_held_out_ttft_meets_the_target(held_out: dict) -> None:
