@@ -291,10 +291,11 @@ def calibrated_operator_times(
         lm_source: _ShapeSource = _PlanGemmShapes(chip_ops, plan, _LM_HEAD_ROWS) if plan is not None else source
         _dense_gemm_times(times, lm_source, np.zeros_like(formats), hardware, profile, _LM_HEAD_ROWS)
     mxfp4 = mxfp4_checkpoint_rows(c)
-    if mxfp4.any() and np.any(formats[mxfp4] != _BF16_FORMAT):
+    if mxfp4.any() and np.any(formats[mxfp4] != _BF16_FORMAT) and anywhere[_ATTENTION_ROWS.op].any():
         # gpt-oss's MXFP4 checkpoint keeps its attention bf16 (operators.MXFP4_UNCONVERTED): its
         # projections are bf16 GEMMs of their own shapes on those configurations, not the fp4
-        # weights' kernel (the router, an elementwise slot here, reads its 16-bit bytes).
+        # weights' kernel (the router, an elementwise slot here, reads its 16-bit bytes). Not in a
+        # serving iteration's attention-only pass, which has no projections (zero shapes).
         attention_source: _ShapeSource = (
             _PlanGemmShapes(chip_ops, plan, _ATTENTION_ROWS) if plan is not None else source
         )
