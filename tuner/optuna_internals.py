@@ -423,6 +423,13 @@ def _driver_rows(connection: Any, sql: str, parameters: tuple) -> list[tuple]:
     from sqlalchemy.exc import DBAPIError
 
     driver_error = connection.dialect.loaded_dbapi.Error
+    if not connection.in_transaction():
+        # The driver opens a transaction for the read (psycopg2 sends BEGIN) that SQLAlchemy
+        # would not know of: the pool's rollback on return would then meet a connection the
+        # server dropped after the read, and log "Exception during reset or similar" with a
+        # traceback. Begun here, as SQLAlchemy's own execute does (autobegin), the rollback at
+        # close is SQLAlchemy's, which invalidates a dropped connection and raises its error.
+        connection.begin()
     cursor = connection.connection.cursor()
     try:
         cursor.execute(sql, parameters)

@@ -20,7 +20,9 @@ import optuna
 import pytest
 from test_workers import ROOT, SPEC, TUNER, _check_study, _wait_for_trials, _write_spec
 
-PORT = "55434"
+# TUNER_PG_RESTART_PORT moves the cluster, so that two checkouts testing on one machine at once do
+# not stop each other's server (or share its data folder).
+PORT = os.environ.get("TUNER_PG_RESTART_PORT", "55434")
 DATA = f"/tmp/tuner-pg-restart-{PORT}"
 
 
@@ -285,3 +287,41 @@ def test_a_connection_dropped_under_a_fast_read_is_invalidated_not_rolled_back(
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     finally:
         engine.dispose()
+
+
+def test_a_connection_dropped_after_a_fast_read_is_invalidated_not_rolled_back(
+    restartable_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The other half of the test above: the read succeeds and the server drops the connection
+    before it is returned (a restart a moment after a worker's held_configurations). The driver
+    opened a transaction for the read; unless SQLAlchemy knows of it, the pool's own rollback on
+    return meets the dead socket and logs "Exception during reset or similar" with a traceback.
+    Another connection ends this one's backend between the read and the return."""
+    import logging
+
+    import sqlalchemy
+    from sqlalchemy.exc import DBAPIError
+
+    from tuner.optuna_internals import _driver_rows
+
+    engine = sqlalchemy.create_engine(restartable_url, pool_pre_ping=True)
+    admin = sqlalchemy.create_engine(restartable_url, isolation_level="AUTOCOMMIT")
+    try:
+        with caplog.at_level(logging.ERROR, logger="sqlalchemy.pool"):
+            with pytest.raises(DBAPIError) as raised:  # the rollback at the return, as SQLAlchemy raises it
+                with engine.connect() as connection:
+                    assert _driver_rows(connection, "SELECT 1", ()) == [(1,)]
+                    pid = connection.connection.dbapi_connection.get_backend_pid()
+                    with admin.connect() as other:
+                        other.execute(sqlalchemy.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                        gone = sqlalchemy.text("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = :pid")
+                        deadline = time.monotonic() + 30
+                        while other.execute(gone, {"pid": pid}).scalar() and time.monotonic() < deadline:
+                            time.sleep(0.01)
+            assert raised.value.connection_invalidated  # so tuner.storage.with_retries runs the read again
+            with engine.connect() as connection:  # the pool hands out a live connection after it
+                assert _driver_rows(connection, "SELECT 1", ()) == [(1,)]
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    finally:
+        engine.dispose()
+        admin.dispose()
