@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import logging
 import math
 import os
 import sqlite3
@@ -153,6 +154,27 @@ def _database_cause(error: BaseException) -> BaseException:
     return error
 
 
+def _lost_cause(error: BaseException) -> BaseException:
+    """What went wrong first, for the retry line: a PendingRollbackError ("Can't reconnect until
+    invalid transaction is rolled back") is raised by a query Optuna runs again in the session
+    whose connection was just lost (``RDBStorage._get_trials`` falls back to a slower query after
+    an OperationalError); the loss itself (its ``__context__``) says what happened."""
+    cause = _database_cause(error)
+    lost = cause.__context__ if isinstance(cause, sa_exc.PendingRollbackError) else None
+    if isinstance(lost, sa_exc.DBAPIError) and lost.orig is not None:
+        return lost.orig
+    return cause
+
+
+# Optuna's RDB storage logs a warning of several lines (the SQL, its parameters and SQLAlchemy's
+# "Background on this error" link) when a trial read fails with an OperationalError, before it
+# runs a slower query in the same session (optuna/storages/_rdb/storage.py, _get_trials; meant for
+# SQLite's limit on IN variables). A connection a server restart dropped fails that query too,
+# and with_retries says so in one line; the warning is its logger's only one (Optuna 5.1),
+# and its errors still show.
+logging.getLogger("optuna.storages._rdb.storage").setLevel(logging.ERROR)
+
+
 #: SQLSTATEs worth retrying (PostgreSQL appendix A): connection exceptions (class 08),
 #: admin_shutdown / crash_shutdown / cannot_connect_now (the server restarting), too many
 #: connections, serialization failure and deadlock (the transaction may simply be run again).
@@ -215,7 +237,7 @@ def with_retries(
             if began is None:
                 began = now
                 print(
-                    f"tuner: database {mask_password(url)} unavailable ({_first_line(_database_cause(error))}); "
+                    f"tuner: database {mask_password(url)} unavailable ({_first_line(_lost_cause(error))}); "
                     f"retrying for up to {patience_s:g} s",
                     file=sys.stderr,
                     flush=True,

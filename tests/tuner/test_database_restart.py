@@ -325,3 +325,50 @@ def test_a_connection_dropped_after_a_fast_read_is_invalidated_not_rolled_back(
     finally:
         engine.dispose()
         admin.dispose()
+
+
+# A process that reads a study's trials through Optuna's storage (a worker's sampler history, a
+# hydrated read) while its connection is ended under the read, as a restart does: the backend is
+# ended by another connection just before the first SELECT of the trials table goes out.
+_TRIAL_READ_LOST = """
+import sys, optuna, sqlalchemy as sa
+import tuner.study  # what a worker imports (it sets Optuna's verbosity)
+from tuner.storage import open_storage, with_retries
+url = sys.argv[1]
+storage = open_storage(url)
+optuna.create_study(storage=storage, study_name="lost_read").optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+study_id = storage.get_study_id_from_name("lost_read")
+killer, armed = sa.create_engine(url, isolation_level="AUTOCOMMIT"), [True]
+
+@sa.event.listens_for(storage.engine, "before_cursor_execute")
+def end_own_backend(connection, cursor, statement, parameters, context, executemany):
+    if armed and statement.lstrip().startswith("SELECT") and "FROM trials" in statement:
+        armed.clear()
+        pid = connection.connection.dbapi_connection.get_backend_pid()
+        with killer.connect() as other:
+            other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+trials = with_retries(lambda: storage.get_all_trials(study_id, deepcopy=False), url)
+print(len(trials))
+"""
+
+
+def test_a_connection_lost_under_an_optuna_trial_read_is_one_line(restartable_url: str) -> None:
+    """Optuna's _get_trials catches the OperationalError and logs a warning of seven lines (the
+    SQL, its parameters, SQLAlchemy's link) before a fallback query that fails in the same
+    session; the retry line then named that second error ("Can't reconnect until invalid
+    transaction is rolled back"), not the lost connection."""
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _TRIAL_READ_LOST, restartable_url],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3"]  # read again whole after the loss
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "retrying for up to" in lines[0], done.stderr
+    assert "server closed the connection" in lines[0] or "terminating connection" in lines[0], lines[0]
