@@ -1052,8 +1052,6 @@ def report_command(study_name: str, storage: str | None, output: str, max_points
 def dashboard_command(study_name: str, storage: str | None, host: str, port: int) -> None:
     """Serve optuna-dashboard on a study, its best trials feasible ones only (needs
     optuna-dashboard: pip install 'transformer-deploy-tuner[dashboard]')."""
-    from wsgiref.simple_server import make_server
-
     from tuner.optuna_internals import feasible_dashboard, rdb_storage, study_storage
     from tuner.pareto import load_study
     from tuner.storage import default_storage_url, storage_errors
@@ -1068,7 +1066,7 @@ def dashboard_command(study_name: str, storage: str | None, host: str, port: int
     with storage_errors(url):
         study = load_study(study_name, url)
         app = feasible_dashboard(rdb_storage(study) or study_storage(study))
-    server = make_server(host, port, app)
+    server = _listening_server(host, port, app)
     click.echo(
         f"optuna-dashboard for {study_name} on http://{host}:{server.server_port}/dashboard "
         "(best trials: feasible only); Ctrl-C stops it",
@@ -1092,6 +1090,35 @@ def dashboard_command(study_name: str, storage: str | None, host: str, port: int
         server.server_close()
     if stop.signum == signal.SIGTERM:
         raise Terminated  # main() prints its line, exit 143; Ctrl-C is the normal stop: exit 0
+
+
+def _listening_server(host: str, port: int, app: Any) -> Any:
+    """wsgiref's server on ``host:port``; an address that cannot be had (a port another program
+    holds, a host name that does not resolve or is not this machine's) is one line naming the
+    option, not the socket module's traceback."""
+    import errno
+    import socket
+    from wsgiref.simple_server import make_server
+
+    try:
+        return make_server(host, port, app)
+    except socket.gaierror as error:  # before OSError: it is one
+        raise InvalidInputError("--host", f"cannot resolve {host!r} ({error.strerror})", _HOST_FIX) from None
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise InvalidInputError(
+                "--port",
+                f"{host}:{port} is in use by another program",
+                "pick another --port, or --port 0 for any free one",
+            ) from None
+        if error.errno == errno.EACCES:
+            raise InvalidInputError(
+                "--port", f"not allowed to listen on {host}:{port} ({error.strerror})", "use a port above 1023"
+            ) from None
+        raise InvalidInputError("--host", f"cannot listen on {host}:{port} ({error.strerror})", _HOST_FIX) from None
+
+
+_HOST_FIX = "use an address of this machine: 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
 
 
 @cli.command("show")

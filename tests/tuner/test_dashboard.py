@@ -8,6 +8,7 @@ picks) and is read through the HTTP API its frontend reads (``GET /api/studies/<
 from __future__ import annotations
 
 import json
+import select
 import signal
 import socket
 import subprocess
@@ -118,27 +119,16 @@ def test_tuner_dashboard_serves_feasible_best_trials(dashboard) -> None:
     """``tuner dashboard`` (its own process: the fix replaces a dashboard function for the whole
     process) serves the same study with best trials = Optuna's feasible ``best_trials``."""
     url, _, _ = dashboard
-    with socket.socket() as probe:  # a free loopback port for the server to take
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "tuner.cli", "dashboard", NAME, "--storage", url, "--port", str(port)],
+        [sys.executable, "-m", "tuner.cli", "dashboard", NAME, "--storage", url, "--port", "0"],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                summaries = _get(f"{base}/api/studies")["study_summaries"]
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read() if server.stderr else ""
-                assert time.monotonic() < deadline, "tuner dashboard did not start"
-                time.sleep(0.3)
+        base = f"http://127.0.0.1:{_listening_port(server)}"
+        summaries = _get(f"{base}/api/studies")["study_summaries"]
         (study_id,) = [s["study_id"] for s in summaries if s["study_name"] == NAME]
         detail = _get(f"{base}/api/studies/{study_id}?after=0")
         served = {t["number"] for t in detail["best_trials"]}
@@ -157,9 +147,6 @@ def test_tuner_dashboard_stops_on_a_signal_that_comes_during_a_request(dashboard
     was printed as a traceback and the server went on serving: only ``kill -9`` ended it. It
     stops once that request is answered. (A 3 s request stands in for the slow one.)"""
     url, _, _ = dashboard
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     marker = tmp_path / "in-request"
     script = (
         "import pathlib, sys, time\n"
@@ -174,18 +161,12 @@ def test_tuner_dashboard_stops_on_a_signal_that_comes_during_a_request(dashboard
         "    return app\n"
         "tuner.optuna_internals.feasible_dashboard = slow_dashboard\n"
         "from tuner.cli import main\n"
-        f"sys.exit(main(['dashboard', {NAME!r}, '--storage', {url!r}, '--port', '{port}']))\n"
+        f"sys.exit(main(['dashboard', {NAME!r}, '--storage', {url!r}, '--port', '0']))\n"
     )
     server = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stderr=subprocess.PIPE, text=True)
     try:
+        port = _listening_port(server)
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "tuner dashboard did not start"
-                time.sleep(0.3)
         request = threading.Thread(target=lambda: _get_text(f"http://127.0.0.1:{port}/"), daemon=True)
         request.start()
         while not marker.exists():
@@ -197,6 +178,45 @@ def test_tuner_dashboard_stops_on_a_signal_that_comes_during_a_request(dashboard
     finally:
         server.kill()
         server.wait(timeout=30)
+
+
+def _listening_port(server: subprocess.Popen) -> int:
+    """The port ``tuner dashboard --port 0`` listens on, from its first line on stderr (written
+    once the socket is bound): the OS picks a free one. (A port found free by binding a probe and
+    closing it could be taken by any other program before the dashboard binds it.)"""
+    assert server.stderr is not None
+    ready, _, _ = select.select([server.stderr], [], [], 60)  # the study loads first (seconds)
+    assert ready, "tuner dashboard did not start within 60 s"
+    line = server.stderr.readline()  # "optuna-dashboard for NAME on http://127.0.0.1:PORT/dashboard ..."
+    assert " on http://127.0.0.1:" in line, line + server.stderr.read()
+    return int(line.split(" on http://127.0.0.1:")[1].split("/")[0])
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--port", "HELD"], ["--port", "is in use", "--port 0"]),
+        (["--host", "192.0.2.1", "--port", "0"], ["--host", "192.0.2.1", "127.0.0.1"]),  # TEST-NET-1 (RFC 5737)
+    ],
+    ids=["port-in-use", "foreign-address"],
+)
+def test_an_address_the_dashboard_cannot_listen_on_is_one_line(dashboard, args: list[str], words: list[str]) -> None:
+    """(before: the socket module's OSError with the whole traceback, exit 1)"""
+    url, _, _ = dashboard
+    with socket.socket() as held:  # another program's server on the port
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        args = [str(held.getsockname()[1]) if a == "HELD" else a for a in args]
+        done = subprocess.run(
+            [sys.executable, "-m", "tuner.cli", "dashboard", NAME, "--storage", url, *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == "" and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert all(word in done.stderr for word in words), done.stderr
 
 
 def _get_text(url: str) -> None:
