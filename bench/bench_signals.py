@@ -64,7 +64,10 @@ def main() -> int:
             )
             elapsed_s = time.perf_counter() - start
             summary = (done.stdout.strip().splitlines() or [""])[-1]
-            results[name].append({"passed": done.returncode == 0, "elapsed_s": elapsed_s, "summary": summary})
+            run = {"passed": done.returncode == 0, "elapsed_s": elapsed_s, "summary": summary}
+            if done.returncode != 0:  # the whole report (a worker's stderr is in the assertion): --out keeps it
+                run["output"] = done.stdout[-50_000:] + done.stderr[-5_000:]
+            results[name].append(run)
             print(
                 f"round {round_number:2d} {name}: {'pass' if done.returncode == 0 else 'FAIL'} "
                 f"({summary}, {elapsed_s:.0f} s)",
