@@ -109,6 +109,7 @@ def test_a_server_restart_costs_no_worker_and_the_budget_is_exact(tmp_path: Path
     for _out, err, code in results:
         assert code == 0, err
         assert "Traceback" not in err
+        _only_the_workers_own_lines(err)
     # each worker that met the restart said so once, in one line, and went on
     retried = [err for _, err, _ in results if "retrying" in err]
     assert retried, "no worker met the restart"
@@ -116,6 +117,14 @@ def test_a_server_restart_costs_no_worker_and_the_budget_is_exact(tmp_path: Path
     assert sum(int(out.split("added ")[1].split()[0]) for out, _, _ in results) == budget
     _check_study(restartable_url, budget)
     assert optuna.load_study(study_name=SPEC["name"], storage=restartable_url).user_attrs["spec_hash"]
+
+
+def _only_the_workers_own_lines(err: str) -> None:
+    """A worker's stderr through a restart holds its own one-line messages only (the retry line,
+    the end's "stopped early"), none of a library's: a pool's logged traceback, or Optuna's
+    warning of several lines with the SQL (the one-line rule, beyond "no Traceback")."""
+    own = ("tuner: database ", "stopped early: ")
+    assert all(line.startswith(own) for line in err.splitlines()), err
 
 
 def _stderr_until(process: subprocess.Popen, marker: str, timeout_s: float) -> str:
@@ -241,6 +250,7 @@ def test_exhaustive_workers_survive_a_server_restart(tmp_path: Path, restartable
     for _out, err, code in results:
         assert code == 0, err
         assert "Traceback" not in err
+        _only_the_workers_own_lines(err)
     assert any("retrying for up to" in err for _, err, _ in results), "no worker met the restart"
     added = sum(int(out.split("added ")[1].split()[0]) for out, _, _ in results)
     trials = optuna.load_study(study_name=name, storage=restartable_url).get_trials(deepcopy=False)
