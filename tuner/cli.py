@@ -1052,7 +1052,12 @@ def report_command(study_name: str, storage: str | None, output: str, max_points
 def dashboard_command(study_name: str, storage: str | None, host: str, port: int) -> None:
     """Serve optuna-dashboard on a study, its best trials feasible ones only (needs
     optuna-dashboard: pip install 'transformer-deploy-tuner[dashboard]')."""
-    from tuner.optuna_internals import feasible_dashboard, rdb_storage, study_storage
+    from tuner.optuna_internals import (
+        dashboard_database_errors_in_one_line,
+        feasible_dashboard,
+        rdb_storage,
+        study_storage,
+    )
     from tuner.pareto import load_study
     from tuner.storage import default_storage_url, storage_errors
 
@@ -1066,6 +1071,7 @@ def dashboard_command(study_name: str, storage: str | None, host: str, port: int
     with storage_errors(url):
         study = load_study(study_name, url)
         app = feasible_dashboard(rdb_storage(study) or study_storage(study))
+    dashboard_database_errors_in_one_line(url)
     server = _listening_server(host, port, app)
     click.echo(
         f"optuna-dashboard for {study_name} on http://{host}:{server.server_port}/dashboard "

@@ -36,6 +36,9 @@ Private APIs used, and where:
   database already in the current schema, built without ``create_all`` and the Alembic import.
 - ``optuna_dashboard._app.get_pareto_front_trials`` (:func:`feasible_dashboard`): optuna-dashboard
   0.21 computes its best trials over every trial, constraints ignored (optuna-dashboard#772).
+- The logger ``optuna.storages._rdb.storage`` (its one warning: a trial read's OperationalError,
+  with the SQL) and ``optuna_dashboard._bottle_util``'s error log of a failed request
+  (:func:`dashboard_database_errors_in_one_line`): a database hiccup said in tuner's one line.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -604,6 +609,46 @@ def feasible_dashboard(storage: BaseStorage) -> Any:
     view = copy.copy(storage)  # shares the engine and caches; only the class differs
     view.__class__ = FeasibleBest
     return _app.wsgi(view)
+
+
+# Optuna's RDB storage logs a warning of several lines (the SQL, its parameters and SQLAlchemy's
+# "Background on this error" link) when a trial read fails with an OperationalError, before it
+# runs a slower query in the same session (optuna/storages/_rdb/storage.py, _get_trials; meant for
+# SQLite's limit on IN variables). A connection a server restart dropped fails that query too,
+# and tuner.storage.with_retries says so in one line; the warning is its logger's only one (Optuna 5.1),
+# and its errors still show. Why not the public API: optuna.logging sets Optuna's root logger only.
+logging.getLogger("optuna.storages._rdb.storage").setLevel(logging.ERROR)
+
+
+class _DatabaseErrorInOneLine(logging.Filter):
+    """See :func:`dashboard_database_errors_in_one_line`."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from tuner.storage import storage_error
+
+        error = sys.exc_info()[1]  # the dashboard logs inside its ``except``: the request's error
+        if isinstance(error, (SQLAlchemyError, optuna.exceptions.StorageInternalError)):
+            record.msg, record.args = f"a request failed: {storage_error(error, self.url)}", ()
+        return True
+
+
+def dashboard_database_errors_in_one_line(url: str) -> None:
+    """optuna-dashboard answers a request that raised with a 500 and logs the error with its stack
+    (``optuna_dashboard._bottle_util.json_api_view``: ``logger.error(f"Exception: {e}\n{stacktrace}")``
+    inside its ``except``): a database server restarting under ``tuner dashboard`` printed 20 lines
+    a request, headed by Optuna's guess "invalid data in the commit". A database error is logged
+    as tuner's one line (:func:`tuner.storage.storage_error`, the URL's password masked); any other
+    error, a bug, keeps its stack. Why not the public API: the dashboard has no error hook."""
+    dashboard_logger = logging.getLogger("optuna_dashboard._bottle_util")
+    for old in [f for f in dashboard_logger.filters if isinstance(f, _DatabaseErrorInOneLine)]:
+        dashboard_logger.removeFilter(old)
+    dashboard_logger.addFilter(_DatabaseErrorInOneLine(url))
 
 
 def trial_id(trial: FrozenTrial) -> int:

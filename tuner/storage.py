@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
-import logging
 import math
 import os
 import sqlite3
@@ -164,15 +163,6 @@ def _lost_cause(error: BaseException) -> BaseException:
     if isinstance(lost, sa_exc.DBAPIError) and lost.orig is not None:
         return lost.orig
     return cause
-
-
-# Optuna's RDB storage logs a warning of several lines (the SQL, its parameters and SQLAlchemy's
-# "Background on this error" link) when a trial read fails with an OperationalError, before it
-# runs a slower query in the same session (optuna/storages/_rdb/storage.py, _get_trials; meant for
-# SQLite's limit on IN variables). A connection a server restart dropped fails that query too,
-# and with_retries says so in one line; the warning is its logger's only one (Optuna 5.1),
-# and its errors still show.
-logging.getLogger("optuna.storages._rdb.storage").setLevel(logging.ERROR)
 
 
 #: SQLSTATEs worth retrying (PostgreSQL appendix A): connection exceptions (class 08),

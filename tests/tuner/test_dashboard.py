@@ -225,3 +225,37 @@ def _get_text(url: str) -> None:
             response.read()
     except OSError:
         pass  # the server may close the connection as it stops
+
+
+def test_a_database_error_under_a_dashboard_request_is_one_line(
+    dashboard, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """optuna-dashboard logs a request's error with its stack: a PostgreSQL restart under ``tuner
+    dashboard`` printed 20 lines a request, headed by Optuna's guess "invalid data in the commit"
+    (seen with the server stopped under it). A database file damaged after the dashboard opened it
+    stands in for the server here: the request gets its 500, and the log one line naming the
+    database."""
+    import logging
+    import shutil
+    from wsgiref.util import setup_testing_defaults
+
+    from tuner.optuna_internals import dashboard_database_errors_in_one_line, feasible_dashboard
+
+    url, _, _ = dashboard
+    copy = tmp_path / "copy.db"
+    shutil.copy(url.removeprefix("sqlite:///"), copy)
+    storage = open_storage(f"sqlite:///{copy}", create=False)
+    app = feasible_dashboard(storage)
+    dashboard_database_errors_in_one_line(f"sqlite:///{copy}")
+    copy.write_bytes(b"not a database " * 1000)
+    storage.engine.dispose()  # the next request opens the file again
+    environ: dict = {"PATH_INFO": "/api/studies"}
+    setup_testing_defaults(environ)
+    statuses: list[str] = []
+    with caplog.at_level(logging.ERROR, logger="optuna_dashboard"):
+        b"".join(app(environ, lambda status, headers, exc_info=None: statuses.append(status)))
+    assert statuses == ["500 Internal Server Error"]
+    (record,) = [r for r in caplog.records if r.name.startswith("optuna_dashboard")]
+    message = record.getMessage()
+    assert "\n" not in message and record.exc_info is None, message
+    assert message.startswith("a request failed: ") and f"{copy} is not a SQLite database" in message, message
