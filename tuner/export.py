@@ -45,6 +45,7 @@ from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardwar
 from cost_models.models import model_catalog
 from cost_models.partitioning import AXES, SHARDING_RULES, kv_cache_axes, split_axes
 from cost_models.serving import ENGINE_DEFAULTS, engine_memory_bytes, kv_budget_bytes, make_workloads
+from cost_models.serving_one import SERVING_OPTIONS
 from cost_models.serving_simulation import CONTEXT_QUANTILE, length_quantile
 from tuner.constraints import is_feasible, study_constraint_names, trial_constraints
 from tuner.optuna_internals import study_storage
@@ -588,20 +589,7 @@ def _scored_engine_memory(d: Deployment, serving: dict | None) -> dict | None:
         backend=str(serving["engine"]),
         **{
             k: serving[k]
-            for k in (
-                "concurrency",
-                "request_rate",
-                "prompt_len",
-                "gen_len",
-                "prompt_len_std",
-                "gen_len_std",
-                "max_batch_size",
-                "max_num_tokens",
-                "chunked_prefill",
-                "kv_block_size",
-                "prefix_hit_rate",
-                "memory_fraction",
-            )
+            for k in ("concurrency", "request_rate", "prompt_len", "gen_len", *SERVING_OPTIONS)
             if serving.get(k) is not None
         },
     )
