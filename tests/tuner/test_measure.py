@@ -376,14 +376,11 @@ def _calibrate_h200_jax(capsys, profile: Path, *kernels: str) -> tuple[int, str,
     return run_cli(capsys, "calibrate", *args)
 
 
-def test_the_summary_prints_a_calibrate_command_that_runs(capsys, tmp_path):
-    """The summary's last line is a tuner calibrate command to copy: --kernels once per file (one
-    --kernels before a shell glob was refused as extra arguments) and the --hardware and --backend
-    calibrate requires; run as printed, it fits a profile."""
-    from tuner.measure import MeasureResult, OpResult, calibrate_command, print_summary
+def _h200_summary(results: list):
+    """A MeasureResult as a one-H200 `tuner measure` run would return it, with ``results``."""
+    from tuner.measure import MeasureResult
 
-    gemm = H200_SMALL / "gemm_perf.csv"
-    result = MeasureResult(
+    return MeasureResult(
         out_dir=H200_SMALL,
         system="h200_sxm",
         device_kind="NVIDIA H200",
@@ -392,9 +389,19 @@ def test_the_summary_prints_a_calibrate_command_that_runs(capsys, tmp_path):
         jax_version="0",
         elapsed_s=1.0,
         dispatch_floor_ms=0.05,
-        results=[OpResult("gemm", path=gemm, rows=[{}] * 63)],
+        results=results,
         notes=[],
     )
+
+
+def test_the_summary_prints_a_calibrate_command_that_runs(capsys, tmp_path):
+    """The summary's last line is a tuner calibrate command to copy: --kernels once per file (one
+    --kernels before a shell glob was refused as extra arguments) and the --hardware and --backend
+    calibrate requires; run as printed, it fits a profile."""
+    from tuner.measure import OpResult, calibrate_command, print_summary
+
+    gemm = H200_SMALL / "gemm_perf.csv"
+    result = _h200_summary([OpResult("gemm", path=gemm, rows=[{}] * 63)])
     print_summary(result)
     last = capsys.readouterr().out.rstrip("\n").splitlines()[-1]
     prefix = "fit a profile from them: "
@@ -953,24 +960,15 @@ def test_the_printed_calibrate_command_leaves_out_files_too_small_to_fit(capsys,
     them and, run as printed, failed (exit 2: 'context attention ...: 2 rows for 7 parameters;
     give at least 21 rows per group'). Files under 21 rows (3 per parameter, 7 parameters at the
     fewest) are now left out of it and named; the command runs."""
-    from tuner.measure import MeasureResult, OpResult, print_summary
+    from tuner.measure import OpResult, print_summary
 
     gemm = H200_SMALL / "gemm_perf.csv"
     prefill = tmp_path / "context_attention_perf.csv"
-    result = MeasureResult(
-        out_dir=H200_SMALL,
-        system="h200_sxm",
-        device_kind="NVIDIA H200",
-        device_count=1,
-        platform="gpu",
-        jax_version="0",
-        elapsed_s=1.0,
-        dispatch_floor_ms=0.05,
-        results=[
+    result = _h200_summary(
+        [
             OpResult("gemm", path=gemm, rows=[{}] * 63),
             OpResult("context_attention", path=prefill, rows=[{}] * 2),
-        ],
-        notes=[],
+        ]
     )
     print_summary(result)
     lines = capsys.readouterr().out.rstrip("\n").splitlines()
