@@ -13,6 +13,7 @@ config are shown with control characters replaced.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -718,8 +719,68 @@ def _checkpoint_format(config: dict[str, Any]) -> str | None:
     return {"fp8": "fp8", "mxfp4": "fp4"}[method]
 
 
+#: The keys under which the quantization methods read here list modules the checkpoint keeps in
+#: 16 bits: compressed-tensors ``ignore``, ModelOpt ``exclude_modules`` (or ``ignore``), fp8 / AWQ /
+#: mxfp4 ``modules_to_not_convert`` (transformers) and vLLM's fp8 ``ignored_layers``.
+_UNQUANTIZED_KEYS = ("ignore", "exclude_modules", "modules_to_not_convert", "ignored_layers")
+
+#: A listed module that holds a cost-changing share of the weights: attention, any projection (but
+#: a multimodal projector, which is not costed), experts (but Qwen2-MoE's shared_expert_gate, one
+#: d_model vector), an MLP (but its router: ``mlp.gate``, ``mlp.router``), fully-connected layers.
+#: Kimi K2 Thinking's ignore list (``re:.*self_attn.*``, ``re:.*shared_experts.*``,
+#: ``re:.*mlp\.(gate|up|gate_up|down)_proj.*``) keeps 9.2e9 of its weights bf16 beside the int4
+#: experts: a 594 GB checkpoint and 33 GB read a decode step, not 517 GB and 18 GB all-int4.
+_WEIGHTY_MODULE = re.compile(
+    r"attn|attention|proj(?!ector)|expert(?!_gate)|mlp(?!\W*(gate|router)\b)|fc|w[123]\b|dense|query_key_value"
+    r"|feed_forward|ffn",
+    re.IGNORECASE,
+)
+#: A listed module the cost model already keeps 16-bit or does not cost: the lm_head and embedding
+#: (16-bit in every format: partitioning.TABLE_BYTES_PER_ELEMENT), norms, MoE routers (DeepSeek's
+#: ``gate`` and ``e_score_correction_bias``, Mixtral's ``block_sparse_moe.gate``), vision towers
+#: and multimodal projectors.
+_FREE_MODULE = re.compile(
+    r"lm_head|embed|norm|router|gate|e_score_correction|vision|visual|mm_projector|multi_modal_projector",
+    re.IGNORECASE,
+)
+
+
+def _refuse_unquantized_modules(quant: dict[str, Any], layers: int, attention_modelled: bool) -> None:
+    """Refuse a checkpoint that keeps weight-carrying modules out of its format (one format is
+    read for every block weight): an entry of its exclusion list naming attention, MLPs or
+    experts. Entries for the lm_head, embedding, norms, routers, vision modules, and blocks past
+    num_hidden_layers (DeepSeek's MTP layer, ``model.layers.61``) change nothing costed here.
+    ``attention_modelled``: gpt-oss's mxfp4 checkpoint, whose 16-bit attention is charged
+    (mxfp4_experts)."""
+    for key in _UNQUANTIZED_KEYS:
+        entries = quant.get(key)
+        if entries is None:
+            continue
+        field = _field(f"quantization_config.{key}")
+        if not isinstance(entries, list) or not all(isinstance(entry, str) for entry in entries):
+            raise InvalidInputError(
+                field, "expected a list of module names", "use the checkpoint's quantization_config"
+            )
+        for entry in entries:
+            indices = [int(index) for index in re.findall(r"layers\.(\d+)", entry)]
+            past_the_model = bool(indices) and min(indices) >= layers
+            free = _WEIGHTY_MODULE.search(entry) is None and _FREE_MODULE.search(entry) is not None
+            rest = entry.replace("self_attn", "")
+            charged_attention = attention_modelled and "self_attn" in entry and not _WEIGHTY_MODULE.search(rest)
+            if past_the_model or free or charged_attention:
+                continue
+            raise InvalidInputError(
+                field,
+                f"keeps {_printable(entry, 80)!r} out of the checkpoint's format (16-bit): mixed formats are not"
+                " modelled, one format is charged for every block weight",
+                "remove quantization_config and give --weight-bits (16 bounds the bytes from above, the"
+                " quantized format from below)",
+            )
+
+
 def _compressed_tensors_format(quant: dict[str, Any]) -> str:
-    """compressed-tensors (llm-compressor checkpoints: Red Hat / Neural Magic, Kimi K2 Thinking):
+    """compressed-tensors (llm-compressor checkpoints: Red Hat / Neural Magic; Kimi K2 Thinking's
+    ignore list is refused, :func:`_refuse_unquantized_modules`):
     the weight format of its ``config_groups``, which must all agree. int 4 / 8 bits -> int4 /
     int8, float 8 / 4 bits -> fp8 / fp4 (NVFP4)."""
     key = "quantization_config.config_groups"
@@ -831,6 +892,8 @@ def model_from_hf_config(path: Path) -> ModelSpec:
     # (A dense model's mxfp4 checkpoint has no experts to single out: all of it in fp4, as before.)
     mxfp4 = isinstance(quant, dict) and str(quant.get("quant_method", "")).lower() == "mxfp4"
     fields["mxfp4_experts"] = mxfp4 and bool(fields.get("experts"))
+    if fields["checkpoint_format"] is not None and isinstance(quant, dict):
+        _refuse_unquantized_modules(quant, fields["layers"], attention_modelled=fields["mxfp4_experts"])
     name_or_path = config.get("_name_or_path")
     name = name_or_path if isinstance(name_or_path, str) and name_or_path else file.absolute().parent.name
     try:

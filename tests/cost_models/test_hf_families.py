@@ -523,6 +523,73 @@ def test_compressed_tensors_unreadable_schemes_are_refused(tmp_path: Path, quant
     assert raised.value.field == "config.json:quantization_config.config_groups" and "\n" not in str(raised.value)
 
 
+QUANT_FIXTURES = FIXTURES.parent / "hf_quantization"
+
+
+def test_kimi_k2_thinking_16_bit_modules_are_refused_naming_the_ignore_list(tmp_path: Path) -> None:
+    """Kimi K2 Thinking's compressed-tensors config quantizes only the routed experts to int4: its
+    ignore list keeps attention, the shared experts and the dense block's MLP bf16. Read as one
+    int4 format it was 517 GB and 18.3 GB a batch-1 decode step; the checkpoint holds, from its
+    shapes (kimi_k2.json): routed 60 x 384 x 3 x 7168 x 2048 = 1014.7e9 x (0.5 B + a bf16 scale
+    per 32 = 0.5625 B) = 570.8 GB, attention 61 x (7168 x 1536 + 1536 x 64 x 192 + 7168 x 576 +
+    512 x 64 x 256 + 64 x 128 x 7168) = 6.17e9 x 2 B = 12.3 GB, shared experts 60 x 44.0e6 x 2 B =
+    5.3 GB, dense MLP 3 x 7168 x 18432 x 2 B = 0.8 GB, routers 60 x 7168 x 384 x 2 B = 0.3 GB,
+    embedding and lm_head 2 x 163840 x 7168 x 2 B = 4.7 GB: 594 GB (the published checkpoint's
+    size), and a decode step reads 12.3 + 5.3 + 0.8 + 0.3 + 2.3 (lm_head) + 8 x 60 x 44.0e6 x
+    0.5625 B = 11.9 GB of experts: 33 GB, 1.8x. Mixed formats are not modelled, so it is refused."""
+    quant = json.loads((QUANT_FIXTURES / "kimi_k2_thinking.json").read_text())
+    with pytest.raises(InvalidInputError) as raised:
+        read(tmp_path, {**load("kimi_k2"), "quantization_config": quant})
+    assert raised.value.field == "config.json:quantization_config.ignore"
+    message = str(raised.value)
+    assert "re:.*self_attn.*" in message and "\n" not in message and "--weight-bits" in raised.value.fix
+
+
+@pytest.mark.parametrize(
+    ("key", "entry"),
+    [
+        ("ignore", "re:.*self_attn"),  # RedHat's Llama 4 w4a16 checkpoints
+        ("ignore", "Llama4TextAttention"),
+        ("ignore", "re:.*shared_experts.*"),
+        ("exclude_modules", "model.layers.0.self_attn*"),  # ModelOpt
+        ("ignored_layers", "re:.*kv_a_proj_with_mqa$"),  # vLLM fp8
+        ("modules_to_not_convert", "model.layers.0"),  # a whole block
+        ("modules_to_not_convert", "model.layers.*.mlp.experts"),
+    ],
+)
+def test_16_bit_weight_carrying_modules_are_refused(tmp_path: Path, key: str, entry: str) -> None:
+    quant = {"quant_method": "fp8", "fmt": "e4m3", key: ["lm_head", entry]}
+    with pytest.raises(InvalidInputError) as raised:
+        read(tmp_path, {**load("kimi_k2"), "quantization_config": quant})
+    assert raised.value.field == f"config.json:quantization_config.{key}" and entry in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "lm_head",
+        "re:.*lm_head.*",
+        "model.embed_tokens",
+        "re:.*gate$",  # DeepSeek / Kimi routers
+        "e_score_correction_bias",
+        "model.layers.3.mlp.gate",
+        "re:.*block_sparse_moe.gate",  # Mixtral's router
+        "re:.*shared_expert_gate",  # Qwen2-MoE: one d_model vector
+        "model.layers.*.mlp.router",
+        "re:.*vision_tower.*",
+        "re:.*mm_projector.*",
+        "re:multi_modal_projector.*",
+        "model.layers.61*",  # DeepSeek's MTP block, past the 61 costed (num_hidden_layers)
+        "re:.*norm.*",
+    ],
+)
+def test_exclusions_of_modules_not_costed_in_the_format_are_read(tmp_path: Path, entry: str) -> None:
+    """The lm_head and embedding are 16-bit in every format here; routers, norms and vision
+    modules are not charged in the weights' format: listing them changes nothing costed."""
+    quant = {"quant_method": "fp8", "fmt": "e4m3", "modules_to_not_convert": [entry]}
+    assert read(tmp_path, {**load("kimi_k2"), "quantization_config": quant}).checkpoint_format == "fp8"
+
+
 def test_kimi_k25_nests_kimi_k2_in_text_config(tmp_path: Path) -> None:
     text = {k: v for k, v in load("kimi_k2").items() if k != "quantization_config"}
     config = {"model_type": "kimi_k25", "text_config": text, "quantization_config": _compressed((4, "int"))}
