@@ -39,6 +39,7 @@ from cost_models.calibration import (
     CalibrationProfile,
     calibration_report,
     resolve_calibration,
+    serving_engine,
 )
 from cost_models.conventions import DEFAULT, CountingConvention
 from cost_models.deployments import (
@@ -48,6 +49,7 @@ from cost_models.deployments import (
     Deployments,
     engine_kv_formats,
     engine_problem_mask,
+    kv_heads_split_problem,
 )
 from cost_models.distinct import repeated_rows
 from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, dtype_name, lookup, parse_dtype
@@ -1948,6 +1950,13 @@ def estimate_one(
         for m in meshes
     ]
     profile = resolve_calibration(calibration, chip, backend)
+    if engine and chip.kind == "gpu":
+        # The engine deployed on (--backend, else the profile's): vLLM and SGLang refuse a TP the
+        # KV heads do not split over (Phi-3-medium's 10 at TP 4), which the mesh would replicate.
+        served_by = serving_engine(backend, profile, chip)
+        split_kv_heads = 0 if model_spec.is_mla else (kv_heads or model_spec.kv_heads)
+        if engine_problem_mask(served_by, model_spec.heads, 0, shape[2], 1, 1, kv_heads=split_kv_heads):
+            raise kv_heads_split_error(model_spec, split_kv_heads, shape[2], served_by)
     result = estimate(
         Deployments.from_rows(rows), overlap=overlap, kv_memory_fraction=kv_memory_fraction, calibration=profile
     )
@@ -2033,6 +2042,26 @@ def heads_split_error(
     return InvalidInputError(
         field, problem, f"pass --tp {best} --dp {tp // best} (for {tp} chips), or another --tp dividing {model.heads}"
     )
+
+
+def kv_heads_split_error(
+    model: ModelSpec, kv_heads: int, tp: int, engine: str, *, field: str = "tp", replica: str | None = None
+) -> InvalidInputError:
+    """The one-line error of a tensor-parallel size that neither divides the KV heads nor is a
+    multiple of them, which ``engine`` (vLLM, SGLang: deployments.KV_HEAD_SPLITTING_ENGINES) refuses,
+    with the TP sizes it runs (dividing the heads too, up to 64)."""
+    runs = [
+        t for t in range(1, 65) if model.heads % t == 0 and not kv_heads_split_problem(kv_heads, t)
+    ]  # fmt: skip
+    problem = (
+        f"TP {tp} neither divides {model.name}'s {kv_heads} KV heads nor is a multiple of them; {engine} refuses it"
+        " (QKVParallelLinear splits them evenly or replicates each)"
+    )
+    fitting = [t for t in runs if t < tp and tp % t == 0]
+    if replica is not None and fitting:
+        return InvalidInputError(field, problem, f"{replica} one replica of --chips {fitting[-1]}")
+    fix = f"pass --tp {fitting[-1]} --dp {tp // fitting[-1]} (for {tp} chips), or " if fitting else "pass "
+    return InvalidInputError(field, problem, fix + f"a --tp among {', '.join(map(str, runs))}")
 
 
 def check_fit(report: dict) -> None:

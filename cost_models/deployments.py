@@ -488,7 +488,24 @@ def engine_kv_formats(engine: str | None) -> tuple[str, ...] | None:
 GPU_ENGINES = ("vllm", "sglang", "trtllm")
 
 
-def engine_problem_mask(engine: str | None, heads, experts, tp, ep, dp) -> np.ndarray:
+#: Engines whose tensor parallelism shards the KV heads with QKVParallelLinear: kv_heads / tp
+#: heads a rank when tp < kv_heads, else one head replicated tp / kv_heads times, both through
+#: ``divide``, which asserts divisibility (vllm/model_executor/layers/linear.py and
+#: python/sglang/srt/layers/linear.py, QKVParallelLinear.__init__). Phi-3-medium and Phi-4 (40
+#: heads, 10 KV heads) launch at TP 1, 2 or 10, not at TP 4 or 8.
+KV_HEAD_SPLITTING_ENGINES = ("vllm", "sglang")
+
+
+def kv_heads_split_problem(kv_heads, tp) -> np.ndarray:
+    """(n,) bool: TP sizes that neither divide the KV heads nor are a multiple of them (so the
+    engines of :data:`KV_HEAD_SPLITTING_ENGINES` refuse them); ``kv_heads`` 0: no such rule (a
+    multi-head latent attention model's one latent, replicated on every rank)."""
+    kv = np.asarray(kv_heads, dtype=np.int64)
+    tp = np.asarray(tp, dtype=np.int64)
+    return (kv > 0) & (np.mod(kv, tp) != 0) & (np.mod(tp, np.maximum(kv, 1)) != 0)
+
+
+def engine_problem_mask(engine: str | None, heads, experts, tp, ep, dp, kv_heads=0) -> np.ndarray:
     """(n,) bool: configurations the GPU serving ``engine`` refuses to launch, by its own rules
     beyond the one every engine shares (:func:`parallel_problem_mask`); ``engine`` None: the rules
     every GPU engine has (the heads). One table for the search (a study leaves them out: all GPU
@@ -499,7 +516,9 @@ def engine_problem_mask(engine: str | None, heads, experts, tp, ep, dp) -> np.nd
     - vLLM: expert parallelism, when on, spans every TP x DP rank (``--enable-expert-parallel``
       makes EP = TP x DP; docs.vllm.ai, Expert Parallel Deployment): EP is 1 or TP x DP;
     - TensorRT-LLM: attention data parallelism (``enable_attention_dp``) runs each rank's
-      attention on one GPU: an MoE model with DP > 1 has TP 1.
+      attention on one GPU: an MoE model with DP > 1 has TP 1;
+    - vLLM and SGLang: TP divides the ``kv_heads`` or is a multiple of them
+      (:func:`kv_heads_split_problem`; 0, the default, for an MLA model or where not checked).
 
     SGLang runs any EP dividing TP x DP (``--ep-size``, ``--enable-dp-attention``). Other engines
     (JAX) have no rule here."""
@@ -512,6 +531,8 @@ def engine_problem_mask(engine: str | None, heads, experts, tp, ep, dp) -> np.nd
         bad |= (ep > 1) & (ep != tp * dp)
     if engine == "trtllm":
         bad |= (np.asarray(experts) > 0) & (dp > 1) & (tp > 1)
+    if engine in KV_HEAD_SPLITTING_ENGINES:
+        bad |= kv_heads_split_problem(kv_heads, tp)
     return bad
 
 

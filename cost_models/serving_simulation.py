@@ -50,7 +50,14 @@ from cost_models.calibration import (
     resolve_calibration,
     serving_engine,
 )
-from cost_models.deployment import OVERLAPS, Overlap, candidate_meshes, context_notes, heads_split_error
+from cost_models.deployment import (
+    OVERLAPS,
+    Overlap,
+    candidate_meshes,
+    context_notes,
+    heads_split_error,
+    kv_heads_split_error,
+)
 from cost_models.deployments import Deployment, Deployments, engine_problem_mask
 from cost_models.dtypes import dtype_name
 from cost_models.efficiency import M_ALIGN, WEIGHT_ONLY_GEMV_MAX_M
@@ -797,6 +804,11 @@ def simulate_one(
         if chip.kind == "gpu" and engine_problem_mask(None, model_spec.heads, model_spec.experts, chips, 1, 1):
             whose = f"tensor parallel over {chips} GPUs"
             raise heads_split_error(model_spec, chips, field="chips", whose=whose, replica="simulate")
+        split_kv_heads = 0 if model_spec.is_mla else model_spec.kv_heads
+        if chip.kind == "gpu" and engine_problem_mask(engine_name, model_spec.heads, 0, chips, 1, 1, split_kv_heads):
+            raise kv_heads_split_error(
+                model_spec, split_kv_heads, chips, engine_name, field="chips", replica="simulate"
+            )
     rows = [
         Deployment(
             model=model_spec,

@@ -25,10 +25,12 @@ from cost_models.deployment import DeploymentEstimate, estimate, estimate_report
 from cost_models.deployments import (
     BLOCKS,
     GPU_ENGINES,
+    KV_HEAD_SPLITTING_ENGINES,
     Deployment,
     Deployments,
     engine_kv_formats,
     engine_problem_mask,
+    kv_heads_split_problem,
     make_deployments,
     parallel_problem_mask,
 )
@@ -691,10 +693,22 @@ def _engine_problems(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np
     tp = study.space.values["tp"][indices["tp"], 2]
     batch = study.space.values["batch"][indices["batch"]] if "batch" in indices else np.ones(len(tp))
     model = study.model
+    # The candidate's KV heads (the model's, or a kv_heads what-if; none for MLA's one latent): the
+    # engine the study costs (its backend, else its profile's), if vLLM or SGLang, refuses a TP
+    # they do not split over (deployments.kv_heads_split_problem: Phi-4's 10 at TP 4 or 8).
+    kv_heads = (
+        study.space.values["kv_heads"][indices["kv_heads"]]
+        if "kv_heads" in indices
+        else np.full(len(tp), model.kv_heads)
+    )
+    kv_heads = np.where(model.is_mla, 0, kv_heads)
+    splits_kv = study.engine in KV_HEAD_SPLITTING_ENGINES
     bad = parallel_problem_mask(
         model.experts, model.layers, tp, values["pp"], values["ep"], values["dp"], values["micro_batches"], batch
     )
     bad |= engine_problem_mask(study.spec.backend, model.heads, model.experts, tp, values["ep"], values["dp"])
+    if splits_kv:
+        bad |= kv_heads_split_problem(kv_heads, tp)
     # Micro-batches without pipeline stages: the estimate runs the m micro-batches one after
     # another on the one stage (a decode step of qwen3-235b-a22b, TP 8 EP 8, batch 64 on GB200s:
     # 20.7 ms at m 1, 66.7 ms at m 4), which no engine does: they run the batch in one step (the
@@ -714,6 +728,7 @@ def _engine_problems(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np
         prefill_offered = {c: bool(network.legal_meshes(int(c))) for c in np.unique(prefill_tp)}
         bad |= pooled & (
             engine_problem_mask(study.spec.backend, model.heads, model.experts, prefill_tp, values["ep"], values["dp"])
+            | (splits_kv & kv_heads_split_problem(kv_heads, prefill_tp))
             | ~np.array([prefill_offered[c] for c in prefill_tp], dtype=bool)
         )
     return bad

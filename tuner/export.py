@@ -38,7 +38,14 @@ if TYPE_CHECKING:  # optuna is imported where a study is read, so that the CLI s
     from optuna.trial import FrozenTrial
 
 from cost_models.deployment import stage_moe_blocks
-from cost_models.deployments import ENGINE_KV_CACHE_DTYPES, Deployment, Deployments, engine_problem_mask
+from cost_models.deployments import (
+    ENGINE_KV_CACHE_DTYPES,
+    KV_HEAD_SPLITTING_ENGINES,
+    Deployment,
+    Deployments,
+    engine_problem_mask,
+    kv_heads_split_problem,
+)
 from cost_models.dtypes import dtype_name, parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
@@ -1440,6 +1447,15 @@ def _engine_parallelism(spec: dict, engine: str = "vllm") -> dict[str, int]:
             f"{engine} needs the {spec['model']['heads']} attention heads divisible by the tensor-parallel size "
             f"{par['tp']}",
             "export a trial with another tp",
+        )
+    model = spec["model"]
+    split_kv_heads = 0 if model.get("kv_lora_rank") else model["kv_heads"]  # MLA: one latent, replicated
+    if engine in KV_HEAD_SPLITTING_ENGINES and kv_heads_split_problem(split_kv_heads, par["tp"]):
+        raise InvalidInputError(
+            "format",
+            f"{engine} splits the {split_kv_heads} KV heads of {model['name']} evenly over the tensor-parallel ranks or"
+            f" replicates each (QKVParallelLinear); TP {par['tp']} does neither",
+            "export a trial whose tp divides the KV heads or is a multiple of them, or use --format trtllm",
         )
     return dict(par)
 

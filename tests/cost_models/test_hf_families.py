@@ -125,6 +125,21 @@ EXPECTED: dict[str, dict[str, Any]] = {
         tie_embeddings=False,
         max_context=40960,
     ),
+    # 40 heads over 10 KV heads; sliding_window 2047 < max_position_embeddings 4096 on every block.
+    "phi3_medium": dict(
+        DENSE,
+        layers=40,
+        d_model=5120,
+        heads=40,
+        kv_heads=10,
+        d_head=128,
+        d_ff=17920,
+        vocab=32064,
+        tie_embeddings=False,
+        max_context=4096,
+        sliding_window=2047,
+        sliding_window_layers=40,
+    ),
     "qwen3_fp8": dict(
         DENSE,
         layers=36,

@@ -529,3 +529,24 @@ def test_a_named_backend_refuses_kv_caches_it_has_none_of(
     assert message.startswith(f"space.kv_bits: {bad} with backend {backend}")
     data["space"]["kv_bits"] = [16, 8, "fp8"]  # 8 runs as fp8 (the same bytes)
     assert load_and_compile(write_yaml(tmp_path, data, "ok.yaml")).space.dimensions["kv_bits"] == ("16", "8", "fp8")
+
+
+@pytest.mark.parametrize(("backend", "refused_tp"), [(None, [4.0, 8.0]), ("vllm", [4.0, 8.0]), ("trtllm", [])])
+def test_tp_sizes_the_kv_heads_do_not_split_over_are_left_out(backend: str | None, refused_tp: list) -> None:
+    """Phi-3-medium's published config (40 heads, 10 KV heads): vLLM and SGLang's
+    QKVParallelLinear divides the KV heads over TP or replicates each (divide() asserts), so TP 4
+    and 8 fail at load: 10 / 4, 4 / 10, 10 / 8 and 8 / 10 are not whole. A study costing vLLM
+    (named, or its profile's engine: h100-sxm-vllm) searched them as feasible; TP 2 (10 / 2 = 5)
+    stays."""
+    from search_spaces.space import _engine_problems
+
+    data = copy.deepcopy(BASE)
+    model = Path(__file__).parent.parent / "fixtures" / "hf" / "phi3_medium.json"
+    data.update(hardware="h100-sxm", model=str(model), sampler="exhaustive")
+    if backend is not None:
+        data.update(backend=backend, calibration="none")
+    data["space"] = {"tp": [2, 4, 8], "batch": [16]}
+    compiled = compile_study(parse_spec(data))
+    indices = compiled.space.all_indices()
+    tp = compiled.space.values["tp"][indices["tp"], 2]
+    assert sorted(tp[_engine_problems(compiled, indices)].tolist()) == refused_tp

@@ -257,3 +257,24 @@ def test_the_fp8_note_says_the_engine_quantizes_the_activations_as_the_estimate_
     assert "kept the trial's" not in notes
     assert "on h100-sxm (fp8 tensor cores) vLLM runs the weight matmuls as W8A8 fp8 GEMMs" in notes
     assert "quantizing the trial's bf16 activations to fp8" in notes
+
+
+@pytest.mark.parametrize(("engine", "tp", "refused"), [("vllm", 4, True), ("sglang", 8, True), ("vllm", 2, False)])
+def test_a_tp_the_kv_heads_do_not_split_over_is_not_exported_to_vllm_or_sglang(engine, tp, refused):
+    """Phi-3-medium (published config: 10 KV heads, 40 heads): vLLM's and SGLang's
+    QKVParallelLinear divide(10, 4) / divide(4, 10) assert at load, so TP 4 and 8 are no launch
+    line; TP 2 (10 / 2 = 5 KV heads a rank) is. TensorRT-LLM's export is unchanged."""
+    from pathlib import Path
+
+    from cost_models.errors import InvalidInputError
+    from cost_models.hf_config import model_from_hf_config
+
+    phi3 = model_from_hf_config(Path(__file__).parent.parent / "fixtures" / "hf" / "phi3_medium.json")
+    deployment = Deployment(phi3, get_hardware("h100-sxm"), (1, 1, tp), 8, 1024, 128)
+    if not refused:
+        assert "--tensor-parallel-size 2" in engine_args(deployment, None, engine)["cli"]
+        return
+    with pytest.raises(InvalidInputError) as raised:
+        engine_args(deployment, None, engine)
+    assert raised.value.field == "format" and "10 KV heads" in str(raised.value) and "\n" not in str(raised.value)
+    assert engine_args(deployment, None, "trtllm")["cli"]  # TensorRT-LLM: no such rule here
