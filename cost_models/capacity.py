@@ -99,15 +99,19 @@ def _w8a8(chip: HardwareSpec) -> tuple[int, ...]:
     return tuple(code for code in (FP8, INT8) if chip.has_format(code))
 
 
-def tp_degrees(chip: HardwareSpec, max_chips: int, heads: int) -> list[int]:
+def tp_degrees(
+    chip: HardwareSpec, max_chips: int, heads: int, kv_heads: int = 0, engine: str | None = None
+) -> list[int]:
     """Powers of two up to ``max_chips`` (and MAX_TP) whose ``1x1xTP`` mesh is legal on ``chip``
     and that divide the ``heads`` (no GPU engine splits a head over ranks:
-    cost_models.deployments.engine_problem_mask)."""
+    cost_models.deployments.engine_problem_mask); under ``engine`` vLLM or SGLang, also split the
+    ``kv_heads`` evenly or replicate each (0: an MLA model's latent, no such rule): Phi-3-medium's
+    10 KV heads run TP 1 and 2, not 4 or 8."""
     network = network_for(chip)
     out = []
     tp = 1
     while tp <= min(max_chips, MAX_TP):
-        if (1, 1, tp) in network.legal_meshes(tp) and not engine_problem_mask(None, heads, 0, tp, 1, 1):
+        if (1, 1, tp) in network.legal_meshes(tp) and not engine_problem_mask(engine, heads, 0, tp, 1, 1, kv_heads):
             out.append(tp)
         tp *= 2
     return out
@@ -131,6 +135,11 @@ class CapacityProblem:
     max_chips: int
     backend: str
     calibration: CalibrationProfile | None
+
+    @property
+    def split_kv_heads(self) -> int:
+        """The KV heads tensor parallelism splits (0 for MLA: one latent, replicated)."""
+        return 0 if self.model.is_mla else self.model.kv_heads
 
     def workloads(self, rate: np.ndarray) -> ServingWorkloads:
         return make_workloads(
@@ -218,7 +227,7 @@ class AggregatedCandidates:
 def aggregated_candidates(p: CapacityProblem) -> AggregatedCandidates:
     rows = [
         (tp, code, name, k)
-        for tp in tp_degrees(p.chip, p.max_chips, p.model.heads)
+        for tp in tp_degrees(p.chip, p.max_chips, p.model.heads, p.split_kv_heads, p.backend)
         for name, code in weight_formats(p.chip, p.model)
         for k in range(1, p.max_chips // tp + 1)
     ]
@@ -325,7 +334,7 @@ class DisaggregatedCandidates:
 
 
 def disaggregated_candidates(p: CapacityProblem) -> DisaggregatedCandidates:
-    tps = tp_degrees(p.chip, p.max_chips, p.model.heads)
+    tps = tp_degrees(p.chip, p.max_chips, p.model.heads, p.split_kv_heads, p.backend)
     formats = weight_formats(p.chip, p.model)
     # Distinct pools: (TP, format, instances), leaving at least one chip for the other pool.
     pools = [(tp, f, x) for tp in tps for f in range(len(formats)) for x in range(1, (p.max_chips - 1) // tp + 1)]
@@ -378,7 +387,11 @@ def disaggregated_pair_count(p: CapacityProblem) -> int:
     """How many (prefill pool, decode pool) pairs :func:`disaggregated_candidates` would build,
     counted without building them (the pairs grow with the square of the chip budget)."""
     chips = np.array(
-        [tp * x for tp in tp_degrees(p.chip, p.max_chips, p.model.heads) for x in range(1, (p.max_chips - 1) // tp + 1)]
+        [
+            tp * x
+            for tp in tp_degrees(p.chip, p.max_chips, p.model.heads, p.split_kv_heads, p.backend)
+            for x in range(1, (p.max_chips - 1) // tp + 1)
+        ]
     )
     chips.sort()
     return int(np.searchsorted(chips, p.max_chips - chips, side="right").sum()) * len(weight_formats(p.chip, p.model))

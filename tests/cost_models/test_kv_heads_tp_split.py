@@ -55,3 +55,28 @@ def test_phi3_medium_runs_where_the_kv_heads_split() -> None:
     assert report["memory"]["fits"]
     # TensorRT-LLM has no such rule here: the estimate runs, as before.
     assert _estimate(tp=4, backend="trtllm", calibration="none")["memory"]["fits"]
+
+
+@pytest.mark.parametrize(("backend", "tps"), [("vllm", [1.0, 2.0]), ("sglang", [1.0, 2.0]), ("trtllm", [1, 2, 4, 8])])
+def test_recommend_tries_only_the_tp_sizes_the_engine_launches(backend: str, tps: list) -> None:
+    """tuner recommend's pools on 8-GPU H100 nodes are TP 1, 2, 4, 8 (powers of two dividing the
+    40 heads); under vLLM or SGLang the 10 KV heads leave TP 1 and 2. Before, its best
+    disaggregated plan for Phi-3-medium at 40 req/s was 4P x TP1 + 1D x TP4 (8 chips): a decode
+    instance vLLM cannot load."""
+    from cost_models.capacity import aggregated_candidates, disaggregated_candidates, problem
+
+    p = problem(
+        model_from_hf_config(PHI3_MEDIUM),
+        "h100-sxm",
+        request_rate=40.0,
+        prompt_len=2000,
+        gen_len=300,
+        max_ttft_s=1.0,
+        max_tpot_s=0.012,
+        max_chips=16,
+        backend=backend,
+        calibration="none",
+    )
+    assert sorted(set(aggregated_candidates(p).tp.tolist())) == [float(t) for t in tps]
+    pools = disaggregated_candidates(p)
+    assert set(pools.decode_tp.tolist()) | set(pools.prefill_tp.tolist()) == {float(t) for t in tps}
