@@ -867,7 +867,9 @@ def _read(path: Path) -> tuple[Path, dict[str, Any]]:
 def model_from_hf_config(path: Path) -> ModelSpec:
     """Read a Hugging Face ``config.json`` (the file, or a folder holding it) into a :class:`ModelSpec`.
 
-    The name is ``_name_or_path`` when the config has one, else the folder the file sits in.
+    The name is ``_name_or_path`` when the config has one, else the file's stem (a
+    ``configs/qwen3-30b-a3b.json`` beside ``configs/mixtral-8x22b.json`` is ``qwen3-30b-a3b``), or,
+    for a file named config.json, the folder it sits in (a downloaded checkpoint's).
     """
     file, config = _read(Path(path))
     model_type = config.get("model_type")
@@ -895,7 +897,8 @@ def model_from_hf_config(path: Path) -> ModelSpec:
     if fields["checkpoint_format"] is not None and isinstance(quant, dict):
         _refuse_unquantized_modules(quant, fields["layers"], attention_modelled=fields["mxfp4_experts"])
     name_or_path = config.get("_name_or_path")
-    name = name_or_path if isinstance(name_or_path, str) and name_or_path else file.absolute().parent.name
+    unnamed = file.absolute().parent.name if file.name == _FILE else file.stem
+    name = name_or_path if isinstance(name_or_path, str) and name_or_path else unnamed
     try:
         return ModelSpec(name=_printable(name), source=f"config.json at {_printable(str(file), 400)}", **fields)
     except ValidationError as error:

@@ -137,7 +137,13 @@ def initial_values(model: str, hardware: str, serving: bool) -> dict[str, Any]:
     space["weight_bits"] = [int(b) if b.isdigit() else b for b in formats]
     space["kv_bits"] = [int(b) if b.isdigit() else b for b in kv_formats]
     space["flash_attention"] = [True]
-    stem = Path(model).parent.name if model.endswith(".json") else model
+    # A config.json is named after its folder (a checkpoint's), another .json file after its stem:
+    # configs/qwen3-30b-a3b.json and configs/mixtral-8x22b.json are two studies, not one "configs".
+    stem = (
+        (Path(model).parent.name if Path(model).name == "config.json" else Path(model).stem)
+        if model.endswith(".json")
+        else model
+    )
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{stem}-{hardware}" + ("-serving" if serving else "")).strip("-._")
     values: dict[str, Any] = {
         "name": name or "study",

@@ -367,3 +367,17 @@ def test_unreadable_bytes_raise(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(InvalidInputError):
         model_from_hf_config(path)
+
+
+def test_config_files_of_any_name_are_named_after_their_stem(tmp_path: Path) -> None:
+    """Two configs saved side by side (configs/llama.json, configs/mistral.json: neither has
+    _name_or_path) were both named "configs", the folder: every table was titled "configs on
+    ..." and tuner init gave both studies one name. A config.json keeps its folder's name."""
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    config = {k: v for k, v in MISTRAL_7B.items() if k != "_name_or_path"}
+    (folder / "mistral-7b.json").write_text(json.dumps(config))
+    (folder / "my-mistral.json").write_text(json.dumps(config))
+    assert model_from_hf_config(folder / "mistral-7b.json").name == "mistral-7b"
+    assert model_from_hf_config(folder / "my-mistral.json").name == "my-mistral"
+    assert model_from_hf_config(write_config(tmp_path, config, folder="Mistral-7B-v0.1")).name == "Mistral-7B-v0.1"

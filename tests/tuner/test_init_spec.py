@@ -176,3 +176,22 @@ def test_init_refuses_an_encoder_before_writing(tmp_path: Path, capsys: pytest.C
     assert_one_error_line(code, stdout, err, ("model",))
     assert "encoder" in err
     assert not out.exists()
+
+
+def test_init_names_a_study_after_the_config_file_not_its_folder(tmp_path: Path) -> None:
+    """tuner init --model configs/a.json and --model configs/b.json both wrote the study
+    "configs-h100-sxm" (its default file too): the second search of one storage was refused as
+    "made from a different spec". Each is named after its file now; a config.json after its
+    folder, as a downloaded checkpoint's."""
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    source = Path(__file__).parent.parent / "fixtures" / "hf"
+    names = {}
+    for stem in ("mistral", "llama"):
+        (folder / f"{stem}.json").write_text((source / f"{stem}.json").read_text())
+        names[stem] = yaml.safe_load(spec_text(str(folder / f"{stem}.json"), "h100-sxm"))["name"]
+    assert names == {"mistral": "mistral-h100-sxm", "llama": "llama-h100-sxm"}
+    (tmp_path / "Llama-3.1-8B").mkdir()
+    checkpoint = tmp_path / "Llama-3.1-8B" / "config.json"
+    checkpoint.write_text((source / "llama.json").read_text())
+    assert yaml.safe_load(spec_text(str(checkpoint), "h100-sxm"))["name"] == "Llama-3.1-8B-h100-sxm"
