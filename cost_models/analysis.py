@@ -295,7 +295,14 @@ def analyze_one(
         )
     # As tuner estimate says it: the kernel the formats run (fp8 weights as W8A8) and a borrowed
     # fused-MoE class.
-    notes += calibrated_format_notes(profile, chip, model_spec.experts, dtypes["weight_bits"], dtypes["act_bits"])
+    notes += calibrated_format_notes(
+        profile,
+        chip,
+        model_spec.experts,
+        dtypes["weight_bits"],
+        dtypes["act_bits"],
+        mxfp4_experts=model_spec.mxfp4_experts,
+    )
     return {
         "model": model_spec.name,
         "params": {"total": model_spec.params, "active_per_token": model_spec.active_params},

@@ -43,8 +43,15 @@ from cost_models.efficiency import (
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, TorusInterconnect
 from cost_models.inference_configs import DECODE, InferenceConfigs
+from cost_models.models import ModelSpec
 from cost_models.moe import DEFAULT_IMBALANCE, experts_woken, tokens_per_expert
-from cost_models.moe_kernel_time import borrowed_moe_class, moe_kernel_params, routed_expert_time_s
+from cost_models.moe_kernel_time import (
+    MXFP4_MOE_FORMAT,
+    borrowed_moe_class,
+    moe_kernel_params,
+    mxfp4_moe_params,
+    routed_expert_time_s,
+)
 from cost_models.operators import (
     EXPERT_PROJECTIONS,
     LM_HEAD,
@@ -110,14 +117,21 @@ def fp4_without_units_note(hardware: HardwareSpec, weight_dtype: int, act_dtype:
 
 
 def calibrated_format_notes(
-    profile: CalibrationProfile | None, hardware: HardwareSpec, experts: int, weight_dtype: int, act_dtype: int
+    profile: CalibrationProfile | None,
+    hardware: HardwareSpec,
+    experts: int,
+    weight_dtype: int,
+    act_dtype: int,
+    mxfp4_experts: bool = False,
 ) -> list[str]:
     """What an estimate under ``profile`` says about the kernels its formats run (``experts``:
     the model's routed experts, 0 for a dense model): weight matmuls whose kernel computes at
     another peak than their operands' (:func:`matmul_compute_dtype`: fp8 weights with 16-bit
     activations run W8A8), and an MoE model's weight-only experts timed with another format's
     fused-MoE class (moe_kernel_time.MOE_BORROWED); under the pure roofline too, fp4 on a chip
-    without fp4 units (:func:`fp4_without_units_note`)."""
+    without fp4 units (:func:`fp4_without_units_note`). ``mxfp4_experts``: the model's checkpoint
+    keeps its experts MXFP4 (gpt-oss; ModelSpec.mxfp4_experts), timed by the profile's
+    w4a16_mxfp4 class where it has one, else (said so) by the int4_wo lookup."""
     notes = fp4_without_units_note(hardware, weight_dtype, act_dtype)
     if profile is None:
         return notes
@@ -137,14 +151,44 @@ def calibrated_format_notes(
             f"{weights} weights with {acts} activations: the weight matmuls run the {fmt} kernel, at the "
             f"{DTYPE_NAMES[kernel]} peak (compute time, MFU), not the {DTYPE_NAMES[operands]} peak of their operands"
         )
+    mxfp4 = bool(experts) and mxfp4_experts and weight_dtype == FP4
+    if mxfp4 and mxfp4_moe_params(profile.moe, fmt) is not None:
+        notes.append(
+            f"MXFP4 experts with {acts} activations: timed with {profile.name}'s {MXFP4_MOE_FORMAT} fused-MoE class "
+            "(fitted on the kernel database's MXFP4 MoE rows of this chip and engine)"
+        )
+        return notes
     borrowed = borrowed_moe_class(profile.moe, fmt) if experts else None
-    if borrowed is not None:
+    if mxfp4 and borrowed is not None:
+        notes.append(
+            f"MXFP4 experts ({fmt}): {profile.name} has no {MXFP4_MOE_FORMAT} fused-MoE kernel fitted (too few or no "
+            f"MXFP4 MoE rows measured for {profile.chip} {profile.backend}); the experts are timed with its "
+            f"{borrowed} class at 0.5 bytes per weight, which predicted the measured MXFP4 kernels at a median "
+            "0.27-0.98 of their time on the 9 chip/engine pairs with a fit (docs/accuracy.md, MoE layers)"
+        )
+    elif borrowed is not None:
         notes.append(
             f"{DTYPE_NAMES[weight_dtype]} weight-only experts ({fmt}): {profile.name} has no fused-MoE kernel "
             f"fitted for {fmt}; the experts are timed with its {borrowed} class (weight-only kernels dequantize "
             "to bf16 and compute at the bf16 peak) at their own weight bytes"
         )
     return notes
+
+
+def expert_moe_format(
+    profile: CalibrationProfile | None, model_spec: ModelSpec, weight_dtype: int, act_dtype: int
+) -> str | None:
+    """The format whose fused-MoE lookup times ``model_spec``'s experts under ``profile``
+    (calibration_report's ``moe_format``): the profile's w4a16_mxfp4 class for an MXFP4 checkpoint's
+    experts where it has one, else the GEMM format of the weights and activations; None for a
+    dense model."""
+    if not model_spec.experts:
+        return None
+    fmt = gemm_format(weight_dtype, act_dtype)
+    mxfp4 = model_spec.mxfp4_experts and weight_dtype == FP4
+    if mxfp4 and profile is not None and mxfp4_moe_params(profile.moe, fmt) is not None:
+        return MXFP4_MOE_FORMAT
+    return fmt
 
 
 #: The kernel format of every (weight dtype, activation dtype) pair, as an index into
@@ -1013,6 +1057,7 @@ def _expert_gemm_times_s(
                 ("m_expert", m_expert),
                 ("experts_per_token", c.experts_per_token),
                 ("has_shared", c.shared_d_ff > 0),
+                ("mxfp4", mxfp4_checkpoint_rows(c)),
             )
         }
         for code, r in groups
@@ -1053,6 +1098,17 @@ def _expert_gemm_times_s(
                 routed = gemm_time_s(g["m_expert"], g["woken"] * model_dim, expert_f, fmt, hardware, _stacked(params))
             else:
                 routed = gemm_time_s(g["m_expert"], g["woken"] * expert_f, model_dim, fmt, hardware, _stacked(params))
+            mxfp4 = mxfp4_moe_params(profile.moe, fmt)
+            if mxfp4 is not None and np.any(g["mxfp4"]):
+                # gpt-oss's MXFP4 experts: the class fitted on the kernel database's w4a16_mxfp4
+                # rows (moe_kernel_time.MXFP4_MOE_FORMAT), at this format's dense parameters and
+                # bytes as it was fitted (tuner/moe_kernels.fitted_times_s); other int4_wo
+                # experts (AWQ/GPTQ) keep the format's own lookup above.
+                in_mxfp4 = routed_expert_time_s(
+                    down, g["tokens"], g["woken"], g["m_expert"], g["experts_per_token"], expert_f, model_dim,
+                    fmt, hardware, params, mxfp4,
+                )  # fmt: skip
+                routed = np.where(g["mxfp4"], in_mxfp4, routed)
             if down:
                 shared = gemm_time_s(g["tokens"], model_dim, shared_f, fmt, hardware, params)
             else:

@@ -23,7 +23,7 @@ from typing import get_args
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
 from cost_models.efficiency import (
     GEMM_FORMATS,
@@ -36,7 +36,7 @@ from cost_models.efficiency import (
 from cost_models.errors import InvalidInputError, from_validation_error
 from cost_models.hardware import HardwareSpec, ServingEngine, SwitchedInterconnect, get_hardware, is_catalog_chip
 from cost_models.input_files import read_regular_text
-from cost_models.moe_kernel_time import MoeKernelParams, borrowed_moe_class
+from cost_models.moe_kernel_time import MOE_ONLY_FORMATS, MoeKernelParams, borrowed_moe_class
 
 #: A chip as the calibration functions take it: a catalog name, or the spec (a chip from a file).
 Chip = str | HardwareSpec
@@ -170,11 +170,13 @@ class CalibrationProfile(BaseModel):
 
     @field_validator("gemm", "moe")
     @classmethod
-    def _known_formats(cls, table: dict) -> dict:
+    def _known_formats(cls, table: dict, info: ValidationInfo) -> dict:
         # A misspelt format (bfloat_16) was never looked up: its GEMMs ran the bf16 fit or the roofline.
-        unknown = [k for k in table if k not in GEMM_FORMATS]
+        # The moe table also keys classes no dense GEMM has (MOE_ONLY_FORMATS: w4a16_mxfp4).
+        known = GEMM_FORMATS + (MOE_ONLY_FORMATS if info.field_name == "moe" else ())
+        unknown = [k for k in table if k not in known]
         if unknown:
-            raise ValueError(f"unknown GEMM format {unknown[0]!r}; use one of {', '.join(GEMM_FORMATS)}")
+            raise ValueError(f"unknown {info.field_name} format {unknown[0]!r}; use one of {', '.join(known)}")
         return table
 
     @property

@@ -30,7 +30,7 @@ from cost_models.calibrated_times import (
     calibrated_network,
     calibrated_operator_times,
     check_profile,
-    gemm_format,
+    expert_moe_format,
     matmul_compute_dtype,
     use_kernel_compute,
 )
@@ -1966,7 +1966,7 @@ def estimate_one(
     report["calibration"] = calibration_report(
         profile,
         backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION),
-        moe_format=gemm_format(weight_code, act_code) if model_spec.experts else None,
+        moe_format=expert_moe_format(profile, model_spec, weight_code, act_code),
     )
     if require_fit:
         check_fit(report)
@@ -1976,7 +1976,9 @@ def estimate_one(
     mesh_chosen = mesh is None and not engine
     notes = context_notes(model_spec, prompt_len + gen_len)
     notes += memory_context_notes(model_spec, report["memory"]["max_context_tokens"])
-    notes += calibrated_format_notes(profile, chip, model_spec.experts, weight_code, act_code)
+    notes += calibrated_format_notes(
+        profile, chip, model_spec.experts, weight_code, act_code, mxfp4_experts=model_spec.mxfp4_experts
+    )
     return {
         **report,
         "mesh_chosen": mesh_chosen,

@@ -101,6 +101,38 @@ MOE_FORMATS = {"fp8": ("fp8_block", "fp8")}
 MOE_BORROWED = {"int8_wo": "bfloat16", "int4_wo": "bfloat16"}
 
 
+#: The kernel database's MoE format of MXFP4 experts with 16-bit activations (gpt-oss's checkpoint:
+#: ``ModelSpec.mxfp4_experts``): a class of its own in a profile's ``moe`` table, keyed by the
+#: database's name since no dense GEMM format is MXFP4 (the dense fits know int4_wo, the
+#: weight-only 4-bit kernel an fp4 weight with bf16 activations maps to). The engines run other
+#: kernels for it than for int4 (vLLM's gpt-oss path: OpenAI's triton_kernels matmul_ogs on Hopper,
+#: FlashInfer's TRT-LLM MXFP4 x bf16 on Blackwell, Marlin on L40S; SGLang's Triton fused_moe on
+#: Hopper), and the bfloat16 class at 0.5 bytes per weight, which timed them before, predicted the
+#: measured w4a16_mxfp4 rows at a median 0.27 (L40S SGLang) to 0.98 (GB200 SGLang) of their time
+#: (H200 SGLang 0.56; its gpt-oss-120b rows at 5-10 tokens per expert, moe_tp 1-2: 0.23-0.27), held out (that
+#: class never saw them); the class of its own: held-out medians 8.9-18.5% on 7 of 9 pairs, H100
+#: and H200 SGLang 26% and 37% (docs/accuracy.md, MoE layers). Where a profile has no fit of it
+#: (H100/H200 TRT-LLM measured 2-3 rows; A100, B200 SGLang and the other TRT-LLM pairs none) the
+#: experts keep the int4_wo lookup (MOE_BORROWED: the bfloat16 class at 0.5 bytes per weight), and
+#: the estimate says so (calibrated_times.calibrated_format_notes).
+MXFP4_MOE_FORMAT = "w4a16_mxfp4"
+
+#: Formats a profile's ``moe`` table may hold beyond the dense GEMM formats.
+MOE_ONLY_FORMATS: tuple[str, ...] = (MXFP4_MOE_FORMAT,)
+
+#: The dense GEMM format MXFP4 experts with 16-bit activations run as (calibrated_times.gemm_format
+#: of fp4 weights and bf16 activations): their dense parameters and weight bytes are its.
+MXFP4_GEMM_FORMAT = "int4_wo"
+
+
+def mxfp4_moe_params(table: dict[str, MoeKernelParams], gemm_format: str) -> MoeKernelParams | None:
+    """The fitted MXFP4 class for an ``mxfp4_experts`` checkpoint's experts run as ``gemm_format``
+    (fp4 weights with 16-bit activations: int4_wo), None where the profile has none (then the
+    format's own lookup, :func:`moe_kernel_params`, times them) or the experts run another
+    kernel (fp4 x fp4, fp4 x fp8)."""
+    return table.get(MXFP4_MOE_FORMAT) if gemm_format == MXFP4_GEMM_FORMAT else None
+
+
 def moe_kernel_class(table: dict[str, MoeKernelParams], gemm_format: str) -> tuple[str, MoeKernelParams] | None:
     """(the MoE format whose fitted class times ``gemm_format``'s experts, its parameters) in a
     profile's ``moe`` table: the format's own fit (``MOE_FORMATS``), else the borrowed one

@@ -858,7 +858,14 @@ def simulate_one(
     # As tuner estimate says it: a context past the model's trained one is a deployment the
     # engines refuse without an override (the mean lengths; a spread passes it more often).
     notes = context_notes(model_spec, math.ceil(prompt_len + gen_len))
-    notes += calibrated_format_notes(profile, chip, model_spec.experts, formats["weight_bits"], formats["act_bits"])
+    notes += calibrated_format_notes(
+        profile,
+        chip,
+        model_spec.experts,
+        formats["weight_bits"],
+        formats["act_bits"],
+        mxfp4_experts=model_spec.mxfp4_experts,
+    )
     # The lines tuner estimate prints for this load (borrowed host costs, clients queueing, an open
     # loop past capacity with the highest rate it sustains).
     rate, load = load_notes(deployments, workloads, analytic, best, calibration=profile, engine=engine_name)

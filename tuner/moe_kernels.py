@@ -18,7 +18,10 @@ saw its shape. ``python -m tuner.moe_kernels`` refits it into the shipped profil
 the MoE section of docs/accuracy.md without refitting anything else.
 
 Formats: bfloat16; fp8 and fp8_block as fp8 weights and activations; int4_wo as int4 weights
-with 16-bit activations. Microscaling formats (nvfp4, mxfp4) are not modelled and are skipped.
+with 16-bit activations; w4a16_mxfp4 (gpt-oss's MXFP4 experts, 16-bit activations) as fp4 weights
+with 16-bit activations, i.e. the int4_wo dense parameters and bytes, with a class of its own
+(moe_kernel_time.MXFP4_MOE_FORMAT). The other microscaling formats (nvfp4, w4a8_mxfp4_mxfp8) are
+not modelled and are skipped.
 """
 
 from __future__ import annotations
@@ -32,12 +35,12 @@ import numpy as np
 
 from cost_models.calibrated_times import _gemm_params, calibrated_operator_times, gemm_format
 from cost_models.calibration import CalibrationProfile, DataFile, HeldOutError, profile_for
-from cost_models.dtypes import BF16, FP8, INT4
+from cost_models.dtypes import BF16, FP4, FP8, INT4
 from cost_models.hardware import get_hardware
 from cost_models.inference_configs import make_configs
 from cost_models.models import ModelSpec
 from cost_models.moe import experts_woken, tokens_per_expert
-from cost_models.moe_kernel_time import MoeKernelParams, borrowed_moe_class, routed_expert_time_s
+from cost_models.moe_kernel_time import MXFP4_MOE_FORMAT, MoeKernelParams, borrowed_moe_class, routed_expert_time_s
 from cost_models.operators import OP, operator_costs
 from cost_models.partitioning import gemm_shapes_per_chip, per_chip_costs, sharding_plan
 from cost_models.roofline import roofline_times
@@ -46,7 +49,13 @@ from tuner.kernel_data import CHIP_TO_SYSTEM, REPO_KERNELS, SYSTEMS
 
 MOE_FILE = REPO_KERNELS / "moe_perf.csv.gz"
 #: measured format -> (weight dtype, activation dtype)
-FORMATS = {"bfloat16": (BF16, BF16), "fp8": (FP8, FP8), "fp8_block": (FP8, FP8), "int4_wo": (INT4, BF16)}
+FORMATS = {
+    "bfloat16": (BF16, BF16),
+    "fp8": (FP8, FP8),
+    "fp8_block": (FP8, FP8),
+    "int4_wo": (INT4, BF16),
+    MXFP4_MOE_FORMAT: (FP4, BF16),
+}
 #: The slots the measured kernel runs (router excluded).
 MOE_KERNEL_OPS = ("expert_gate", "expert_up", "expert_act", "expert_down")
 
@@ -56,6 +65,13 @@ FOLDS = 5
 #: A format is fitted with at least 3 rows per parameter and one expert shape per fold (so every
 #: row can be held out); with fewer it keeps the grouped-GEMM model, and the report says so.
 MIN_ROWS = 3 * len(MoeKernelParams.FIT)
+#: Formats whose folds group rows by the per-chip expert slice (expert shape and moe_tp: the
+#: grouped GEMMs' (hidden, inter_size / tp, experts, top-k)) instead of the expert shape. The
+#: database measured w4a16_mxfp4 on 3 expert shapes only (gpt-oss-120b's 2880/2880/128/4,
+#: gpt-oss-20b's 2880/2880/32/4 and 3584/3072/896/16), at moe_tp 1-32: 5 folds by shape cannot be
+#: dealt, so a row is predicted by a fit that never saw its slice (it saw the shape at other tp).
+#: The stricter leave-one-shape-out error is reported beside it (MoeFit.by_shape).
+SLICE_FOLDS = frozenset({MXFP4_MOE_FORMAT})
 
 
 def read_moe_rows(path: Path = MOE_FILE) -> list[dict[str, str]]:
@@ -160,6 +176,7 @@ class MoeData:
     moe_format: np.ndarray
     distribution: np.ndarray
     shape: np.ndarray  # "hidden/inter/experts/topk": the cross-validation groups
+    moe_tp: np.ndarray  # ways each expert's inter_size is split (SLICE_FOLDS' groups)
     tokens: np.ndarray
     woken: np.ndarray
     tokens_per_expert: np.ndarray
@@ -189,6 +206,7 @@ def moe_data(rows: list[dict[str, str]], chip: str, backend: str, profile: Calib
         moe_format=np.array([r["moe_dtype"] for r in rows]),
         distribution=np.array([r["distribution"] for r in rows]),
         shape=np.array([f"{r['hidden_size']}/{r['inter_size']}/{r['num_experts']}/{r['topk']}" for r in rows]),
+        moe_tp=np.array([r["moe_tp_size"] for r in rows]),
         tokens=tokens,
         woken=experts_woken(tokens, experts, topk),
         tokens_per_expert=tokens_per_expert(tokens, experts, topk),
@@ -243,6 +261,12 @@ class MoeFit:
     #: (moe_kernel_time.MOE_BORROWED) -> (that format, median, p90 of |error|): held out, since
     #: the class was fitted on its own format's rows only.
     borrowed: dict[str, tuple[str, float, float]] = field(default_factory=dict)
+    #: A fitted format the cost model timed with another format's class before its own fit
+    #: (w4a16_mxfp4: the bfloat16 class, by int4_wo's MOE_BORROWED) -> (that class, median, p90 of
+    #: |error|, median predicted / measured), on every row (that class never saw them).
+    replaced: dict[str, tuple[str, float, float, float]] = field(default_factory=dict)
+    #: A SLICE_FOLDS format -> (median, p90 of |error|) held out one expert shape at a time.
+    by_shape: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def fit_moe(data: MoeData, profile: CalibrationProfile, seed: int = SEED, folds: int = FOLDS) -> MoeFit:
@@ -254,11 +278,15 @@ def fit_moe(data: MoeData, profile: CalibrationProfile, seed: int = SEED, folds:
     cv: dict[str, HeldOutError] = {}
     skipped: dict[str, str] = {}
     fitted_rows = 0
+    by_shape: dict[str, tuple[float, float]] = {}
     for fmt in sorted(set(data.moe_format.tolist())):
         rows = np.flatnonzero(data.moe_format == fmt)
-        shapes = len(set(data.shape[rows]))
+        slices = fmt in SLICE_FOLDS
+        groups = np.char.add(np.char.add(data.shape[rows], "/tp"), data.moe_tp[rows]) if slices else data.shape[rows]
+        shapes = len(set(groups.tolist()))
         if len(rows) < MIN_ROWS or shapes < folds:
-            skipped[fmt] = f"{len(rows)} rows, {shapes} expert shape(s); a fit needs {MIN_ROWS} rows and {folds} shapes"
+            unit, units = ("expert slice(s) (shape x moe_tp)", "slices") if slices else ("expert shape(s)", "shapes")
+            skipped[fmt] = f"{len(rows)} rows, {shapes} {unit}; a fit needs {MIN_ROWS} rows and {folds} {units}"
             continue
 
         def predict(values: dict[str, float], idx: np.ndarray, rows=rows, fmt=fmt) -> np.ndarray:
@@ -268,12 +296,21 @@ def fit_moe(data: MoeData, profile: CalibrationProfile, seed: int = SEED, folds:
         result = fit(specs, predict, measured)
         # Held out (tuner.fitting.cross_validate's folds, keeping the predictions): each row is
         # predicted by the fit on the folds that never saw its expert shape.
-        fold = fold_ids(data.shape[rows], folds, seed)
+        fold = fold_ids(groups, folds, seed)
         for f in range(folds):
             test = np.flatnonzero(fold == f)
             values = fit(specs, predict, measured, np.flatnonzero(fold != f), diagnose=False).values
             held_out[rows[test]] = predict(values, test)
         errors = abs_rel_errors(held_out[rows], measured)
+        if slices and len(set(data.shape[rows].tolist())) > 1:
+            # Stricter: each expert shape predicted by the fit on the others alone.
+            strict = np.empty(len(rows))
+            for shape in sorted(set(data.shape[rows].tolist())):
+                test = np.flatnonzero(data.shape[rows] == shape)
+                train = np.flatnonzero(data.shape[rows] != shape)
+                strict[test] = predict(fit(specs, predict, measured, train, diagnose=False).values, test)
+            strict_errors = abs_rel_errors(strict, measured)
+            by_shape[fmt] = (float(np.median(strict_errors)), float(np.quantile(strict_errors, 0.9)))
         roofline = abs_rel_errors(data.roofline_s[rows], measured)
         params[fmt] = MoeKernelParams(**result.values)
         cv[f"moe/{fmt}"] = HeldOutError(
@@ -285,6 +322,17 @@ def fit_moe(data: MoeData, profile: CalibrationProfile, seed: int = SEED, folds:
             warnings=result.warnings,
         )
         fitted_rows += len(rows)
+    replaced: dict[str, tuple[str, float, float, float]] = {}
+    for fmt in params:
+        # What the cost model charged this format before its own fit (MXFP4 experts: int4_wo's
+        # lookup, the bfloat16 class), held out since that class never saw these rows.
+        found = borrowed_moe_class({k: v for k, v in params.items() if k != fmt}, gemm_format(*FORMATS[fmt]))
+        if fmt in SLICE_FOLDS and found is not None:
+            rows = np.flatnonzero(data.moe_format == fmt)
+            predicted = fitted_times_s(data, rows, fmt, params[found], profile)
+            errors = abs_rel_errors(predicted, data.measured_s[rows])
+            ratio = float(np.median(predicted / data.measured_s[rows]))
+            replaced[fmt] = (found, float(np.median(errors)), float(np.quantile(errors, 0.9)), ratio)
     borrowed: dict[str, tuple[str, float, float]] = {}
     for fmt in skipped:
         # What the cost model charges these rows (calibrated_times.expert_gemm_times_s): the
@@ -295,7 +343,7 @@ def fit_moe(data: MoeData, profile: CalibrationProfile, seed: int = SEED, folds:
             held_out[rows] = fitted_times_s(data, rows, fmt, params[found], profile)
             errors = abs_rel_errors(held_out[rows], data.measured_s[rows])
             borrowed[fmt] = (found, float(np.median(errors)), float(np.quantile(errors, 0.9)))
-    return MoeFit(params, cv, held_out, skipped, fitted_rows, borrowed)
+    return MoeFit(params, cv, held_out, skipped, fitted_rows, borrowed, replaced, by_shape)
 
 
 def pair_rows(chip: str, backend: str, rows: list[dict[str, str]] | None = None) -> list[dict[str, str]]:

@@ -160,3 +160,38 @@ def test_weight_only_moe_prefill_is_not_twice_as_fast_as_bf16() -> None:
         assert f"int{bits}_wo" in line and "bfloat16 class" in line, line
         assert any(f"int{bits}_wo" in note and "bfloat16" in note for note in quantized["notes"]), quantized["notes"]
     assert "weight-only" not in bf16["calibration"]["moe_kernel"]
+
+
+def test_mxfp4_experts_name_the_class_that_times_them_or_the_fallback() -> None:
+    # gpt-oss's MXFP4 experts (fp4 weights, bf16 activations: the int4_wo GEMM format) take the
+    # profile's w4a16_mxfp4 class where the kernel database had rows to fit it (h200-sglang), and
+    # where it had not (h200-trtllm: 3 rows) the int4_wo lookup, the bfloat16 class, saying so.
+    from cost_models.calibrated_times import calibrated_format_notes, expert_moe_format
+    from cost_models.dtypes import BF16, FP4
+    from cost_models.models import get_model
+
+    h200 = get_hardware("h200")
+    gpt_oss = get_model("gpt-oss-120b")
+    fitted, fallback = profile_for("h200", "sglang"), profile_for("h200", "trtllm")
+    assert "w4a16_mxfp4" in fitted.moe and "w4a16_mxfp4" not in fallback.moe
+    assert expert_moe_format(fitted, gpt_oss, FP4, BF16) == "w4a16_mxfp4"
+    assert expert_moe_format(fallback, gpt_oss, FP4, BF16) == "int4_wo"
+    assert expert_moe_format(fitted, gpt_oss, BF16, BF16) == "bfloat16"  # served in bf16: not MXFP4
+    assert "w4a16_mxfp4" in calibration_report(fitted, moe_format="w4a16_mxfp4")["moe_kernel"]
+    notes = calibrated_format_notes(fitted, h200, gpt_oss.experts, FP4, BF16, mxfp4_experts=True)
+    assert any("h200-sglang's w4a16_mxfp4 fused-MoE class" in n for n in notes), notes
+    notes = calibrated_format_notes(fallback, h200, gpt_oss.experts, FP4, BF16, mxfp4_experts=True)
+    assert any("no w4a16_mxfp4 fused-MoE kernel fitted" in n and "bfloat16 class" in n for n in notes), notes
+    # An AWQ/GPTQ int4 MoE (not MXFP4) keeps the int4_wo lookup under either profile.
+    notes = calibrated_format_notes(fitted, h200, gpt_oss.experts, FP4, BF16)
+    assert not any("w4a16_mxfp4" in n for n in notes) and any("bfloat16 class" in n for n in notes), notes
+
+
+def test_the_moe_table_takes_the_mxfp4_class_and_the_gemm_table_does_not(tmp_path) -> None:
+    raw = yaml.safe_load(load_profile("h200-sglang").to_yaml())
+    raw["gemm"]["w4a16_mxfp4"] = raw["gemm"]["bfloat16"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(InvalidInputError, match="w4a16_mxfp4"):
+        load_profile(path)
+    assert "w4a16_mxfp4" in load_profile("h200-sglang").moe

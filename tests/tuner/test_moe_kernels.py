@@ -99,7 +99,11 @@ def test_fitted_moe_held_out_error_bounds(errors) -> None:
         assert median < 0.85 * np.median(e.calibrated_error), (e.chip, e.backend)
         assert np.percentile(e.fitted_error, 90) <= 0.70, (e.chip, e.backend)
         assert 0.95 <= np.median(e.fitted_ratio) <= 1.05, (e.chip, e.backend)
-    assert sum(np.median(e.fitted_error) <= 0.15 for e in errors) >= 11
+    # 11 of 15 on the formats of 2026-12-02; with gpt-oss's MXFP4 rows (w4a16_mxfp4, added
+    # 2026-12-05) H200 SGLang's pair goes 14.1% -> 15.1%: its 49 MXFP4 rows are held out at 36.6%
+    # (they were not compared before; the bfloat16 class that timed them gives 48.1%).
+    assert sum(np.median(e.fitted_error[e.moe_format != "w4a16_mxfp4"]) <= 0.15 for e in errors) >= 11
+    assert sum(np.median(e.fitted_error) <= 0.15 for e in errors) >= 10
     everything = np.concatenate([e.fitted_error for e in errors])
     assert np.median(everything) <= 0.145
     assert np.percentile(everything, 90) <= 0.47
@@ -223,3 +227,137 @@ def test_the_accuracy_doc_shows_the_shipped_moe_fit() -> None:
             assert f" {error.median:.1%} | {error.p90:.1%} | " in line, line
             checked += 1
     assert checked >= 30
+
+
+#: Held-out error of the w4a16_mxfp4 class (gpt-oss's MXFP4 experts) per pair with a fit, measured
+#: 2026-12-05 (docs/accuracy.md, MoE layers, MXFP4 table): (median over 5 folds by expert slice,
+#: median left out one expert shape at a time, the bfloat16 class that timed them before).
+MXFP4_HELD_OUT = {
+    ("b200", "vllm"): (0.096, 0.095, 0.524),
+    ("gb200", "sglang"): (0.149, 0.226, 0.259),
+    ("gb200", "vllm"): (0.136, 0.156, 0.497),
+    ("h100-sxm", "sglang"): (0.262, 0.421, 0.400),
+    ("h100-sxm", "vllm"): (0.130, 0.198, 0.194),
+    ("h200", "sglang"): (0.366, 0.613, 0.481),
+    ("h200", "vllm"): (0.131, 0.144, 0.318),
+    ("l40s", "sglang"): (0.185, 0.212, 0.728),
+    ("l40s", "vllm"): (0.089, 0.111, 0.140),
+}
+
+
+def test_mxfp4_class_held_out_error(errors) -> None:
+    """gpt-oss's MXFP4 MoE rows get a class of their own on every pair with enough rows; held out
+    (rows of a slice never in the fit that predicts them) it beats the bfloat16 class at 0.5 bytes
+    per weight that timed them before, on every pair; bounds 1.5 points above the measured medians.
+    TRT-LLM's 2-3 rows on H100/H200 are not fitted and keep that class (the documented fallback)."""
+    fitted = {(e.chip, e.backend): e for e in errors if "w4a16_mxfp4" in e.fit.params}
+    assert set(fitted) == set(MXFP4_HELD_OUT)
+    for pair, (median, by_shape, before) in MXFP4_HELD_OUT.items():
+        fit = fitted[pair].fit
+        cv = fit.cv_error["moe/w4a16_mxfp4"]
+        assert cv.median <= median + 0.015, (pair, cv.median)
+        assert fit.by_shape["w4a16_mxfp4"][0] <= by_shape + 0.015, (pair, fit.by_shape)
+        assert fit.replaced["w4a16_mxfp4"][0] == "bfloat16"
+        assert fit.replaced["w4a16_mxfp4"][1] == pytest.approx(before, abs=0.002), pair
+        assert cv.median < fit.replaced["w4a16_mxfp4"][1], pair
+        rows = fitted[pair].moe_format == "w4a16_mxfp4"
+        assert np.median(fitted[pair].fitted_error[rows]) == pytest.approx(cv.median)
+    everything = np.concatenate([e.fitted_error[e.moe_format == "w4a16_mxfp4"] for e in fitted.values()])
+    assert np.median(everything) <= 0.16  # 14.6% over the 517 rows of the 9 pairs
+    for e in errors:
+        if "w4a16_mxfp4" in e.fit.skipped:
+            assert e.backend == "trtllm" and e.fit.borrowed["w4a16_mxfp4"][0] == "bfloat16", (e.chip, e.backend)
+
+
+def test_mxfp4_folds_never_train_on_the_slice_or_shape_they_predict(monkeypatch) -> None:
+    """The w4a16_mxfp4 folds leave out whole expert slices (shape x moe_tp), each row exactly once,
+    and the stricter pass whole expert shapes; the held-out error is above the error of the fit on
+    every row (which the held-out predictions never use)."""
+    calls: list[np.ndarray] = []
+    real_fit = moe_kernels.fit
+
+    def recording_fit(specs, predict, measured, rows=None, **kwargs):
+        calls.append(np.arange(len(measured)) if rows is None else np.asarray(rows))
+        return real_fit(specs, predict, measured, rows, **kwargs)
+
+    monkeypatch.setattr(moe_kernels, "fit", recording_fit)
+    profile = profile_for("h200", "vllm")
+    rows = [r for r in pair_rows("h200", "vllm") if r["moe_dtype"] == "w4a16_mxfp4"]
+    data = moe_data(rows, "h200", "vllm", profile)
+    result = fit_moe(data, profile)
+    slices = np.array([f"{s}/tp{tp}" for s, tp in zip(data.shape, data.moe_tp, strict=True)])
+    everything, folds, by_shape = calls[0], calls[1:6], calls[6:]
+    assert len(everything) == len(rows) == 82 and len(by_shape) == 3
+    left_out = np.zeros(len(rows), dtype=int)
+    for train in folds:
+        test = np.setdiff1d(everything, train)
+        assert len(test) and not set(slices[train]) & set(slices[test])
+        left_out[test] += 1
+    assert np.all(left_out == 1)
+    for train in by_shape:
+        test = np.setdiff1d(everything, train)
+        assert len(set(data.shape[test])) == 1 and not set(data.shape[train]) & set(data.shape[test])
+    index = np.arange(len(rows))
+    in_sample = fitted_times_s(data, index, "w4a16_mxfp4", result.params["w4a16_mxfp4"], profile)
+    in_sample_median = np.median(np.abs(in_sample / data.measured_s - 1))
+    assert in_sample_median < result.cv_error["moe/w4a16_mxfp4"].median
+
+
+def test_gpt_oss_120b_decode_on_h200_sglang_runs_the_mxfp4_class(monkeypatch) -> None:
+    """A gpt-oss-120b decode step (batch 64, one H200, h200-sglang, its fp4 checkpoint) times its
+    experts with the w4a16_mxfp4 class, not the bfloat16 class at 0.5 bytes per weight that ran
+    them before. The measured kernel of that layer (moe_perf: h200 SGLang w4a16_mxfp4, hidden 2880,
+    inter 2880, 128 experts, top-4, moe_tp 1, 64 tokens) takes 1151.9 us. Its weights: 64 tokens wake
+    128 (1 - (1 - 4/128)^64) = 111.2 experts of 3 x 2880 x 2880 weights at 0.5 bytes = 1.383 GB,
+    288 us at H200's 4.8 TB/s: the kernel takes 4.0x its weights' streaming time, which the bfloat16
+    class followed at 0.39 of the measured time and the MXFP4 class at 0.78."""
+    import cost_models.deployment as deployment
+    from cost_models.deployment import estimate_one
+    from cost_models.inference_configs import DECODE
+    from cost_models.operators import OP
+
+    with gzip.open(MOE_FILE, "rt") as handle:
+        lines = [line for line in handle if not line.startswith("#")]
+    import csv
+
+    measured = [
+        float(r["latency"]) * 1e-3
+        for r in csv.DictReader(lines)
+        if (r["system"], r["framework"], r["moe_dtype"]) == ("h200_sxm", "SGLang", "w4a16_mxfp4")
+        and (r["hidden_size"], r["inter_size"], r["num_experts"], r["topk"]) == ("2880", "2880", "128", "4")
+        and (r["moe_tp_size"], r["moe_ep_size"], r["num_tokens"]) == ("1", "1", "64")
+    ]
+    assert measured == [pytest.approx(1151.93e-6, rel=1e-4)]
+    woken = 128 * (1 - (1 - 4 / 128) ** 64)
+    streaming_s = woken * 3 * 2880 * 2880 * 0.5 / 4.8e12
+    assert woken == pytest.approx(111.2, abs=0.05) and streaming_s == pytest.approx(288e-6, rel=0.01)
+
+    def expert_seconds(profile) -> float:
+        """Seconds of the MoE layer's expert slots in the decode step under ``profile``."""
+        recorded: list[tuple] = []
+        original = deployment.calibrated_operator_times
+
+        def record(*args):
+            times = original(*args)
+            recorded.append((args[1], times))
+            return times
+
+        monkeypatch.setattr(deployment, "calibrated_operator_times", record)
+        estimate_one(
+            model="gpt-oss-120b", hardware="h200", tp=1, batch=64, prompt_len=1024, gen_len=256,
+            weight_bits="fp4", backend="sglang", phase="decode", calibration=profile,
+        )  # fmt: skip
+        monkeypatch.undo()
+        (times,) = [t for c, t in recorded if c.phase[0] == DECODE and c.batch[0] == 64]
+        slots = [OP[name] for name in ("expert_gate", "expert_up", "expert_act", "expert_down")]
+        return float(times[slots].sum())
+
+    shipped = profile_for("h200", "sglang")
+    assert "w4a16_mxfp4" in shipped.moe
+    after = expert_seconds(shipped)
+    before = expert_seconds(
+        shipped.model_copy(update={"moe": {k: v for k, v in shipped.moe.items() if k != "w4a16_mxfp4"}})
+    )
+    assert 0.7 < after / measured[0] < 1.3, after / measured[0]  # 0.78
+    assert before / measured[0] < 0.45, before / measured[0]  # 0.39: 2.6x optimistic
+    assert after > 2.5 * streaming_s
