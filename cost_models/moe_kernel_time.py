@@ -108,13 +108,13 @@ MOE_BORROWED = {"int8_wo": "bfloat16", "int4_wo": "bfloat16"}
 #: kernels for it than for int4 (vLLM's gpt-oss path: OpenAI's triton_kernels matmul_ogs on Hopper,
 #: FlashInfer's TRT-LLM MXFP4 x bf16 on Blackwell, Marlin on L40S; SGLang's Triton fused_moe on
 #: Hopper), and the bfloat16 class at 0.5 bytes per weight, which timed them before, predicted the
-#: measured w4a16_mxfp4 rows at a median 0.27 (L40S SGLang) to 0.98 (GB200 SGLang) of their time
-#: (H200 SGLang 0.56; its gpt-oss-120b rows at 5-10 tokens per expert, moe_tp 1-2: 0.23-0.27), held out (that
-#: class never saw them); the class of its own: held-out medians 8.9-18.5% on 7 of 9 pairs, H100
-#: and H200 SGLang 26% and 37% (docs/accuracy.md, MoE layers). Where a profile has no fit of it
-#: (H100/H200 TRT-LLM measured 2-3 rows; A100, B200 SGLang and the other TRT-LLM pairs none) the
-#: experts keep the int4_wo lookup (MOE_BORROWED: the bfloat16 class at 0.5 bytes per weight), and
-#: the estimate says so (calibrated_times.calibrated_format_notes).
+#: measured rows of those kernels at a median 0.27 (L40S SGLang) to 0.98 (GB200 SGLang) of their
+#: time (H200 SGLang 0.46; its gpt-oss-120b rows at 5-10 tokens per expert, moe_tp 1-2: 0.23-0.27),
+#: held out (that class never saw them); the class of its own: held-out medians 8.3-20.1% on the 9
+#: pairs fitted (docs/accuracy.md, MoE layers). Where a profile has no fit of it (H100/H200 TRT-LLM
+#: measured 2-3 rows; A100, B200 SGLang and the other TRT-LLM pairs none) the experts keep the
+#: int4_wo lookup (MOE_BORROWED: the bfloat16 class at 0.5 bytes per weight), and the estimate says
+#: so (calibrated_times.calibrated_format_notes).
 MXFP4_MOE_FORMAT = "w4a16_mxfp4"
 
 #: Formats a profile's ``moe`` table may hold beyond the dense GEMM formats.
