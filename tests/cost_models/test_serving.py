@@ -100,7 +100,8 @@ def test_one_client_sees_the_static_decode_step_and_the_prefill_of_its_prompt() 
 def test_outputs_spread_by_default_desynchronize_the_closed_loop() -> None:
     """gen_len_std None (the default) is DEFAULT_GEN_LEN_CV of gen_len; 0 keeps exactly equal outputs
     and the grouped model, whose burst groups (6.4 prompts an iteration here) give a longer TTFT than
-    prompts arriving a Poisson number per iteration; the cycle (TPOT, throughput) is the same."""
+    prompts arriving a Poisson number per iteration; the cycle (throughput) is the same, and the
+    prefill work TTFT no longer carries stalls the decodes instead (TPOT by Little's law: below)."""
     load = {"backend": "trtllm", "concurrency": 64, "prompt_len": 1024, "gen_len": np.array([128.0, 512.0])}
     default = make_workloads(**load)
     np.testing.assert_array_equal(default.gen_len_std, DEFAULT_GEN_LEN_CV * load["gen_len"])
@@ -111,8 +112,33 @@ def test_outputs_spread_by_default_desynchronize_the_closed_loop() -> None:
     # 64 prompts, at most 7 an iteration (8192 tokens less 64 decoding): 10 mixed iterations.
     np.testing.assert_allclose(fixed.prefill_tokens_per_mixed_iteration / 1024, 64 / 10)
     assert np.all(spread.ttft_s < fixed.ttft_s)
-    np.testing.assert_array_equal(spread.tpot_s, fixed.tpot_s)
+    assert np.all(spread.tpot_s > fixed.tpot_s)
     np.testing.assert_array_equal(spread.tokens_per_s, fixed.tokens_per_s)
+
+
+@pytest.mark.parametrize("clients", [2, 4, 8, 16, 64])
+def test_littles_law_holds_in_the_desynchronized_closed_loop(clients: int) -> None:
+    """C clients with no think time are all in the system all the time, so Little's law is an
+    identity: C = requests/s x the time one request spends, here its time in the engine
+    (E2E less the request overhead spent outside it) since every client runs (C below the slots).
+    Steady state only (requests_per_client 0: no first burst in the TTFT). Llama-3-8B on one H100
+    under TensorRT-LLM's fit, 1024/128 tokens, outputs spread by the default 5%. Before the TPOT
+    of the desynchronized loop counted the stalls that the other clients' prompts put into a
+    request's decode iterations, the product was 1.96 of 2 clients, 3.76 of 4, 7.58 of 8, 14.97
+    of 16 and 61.6 of 64: TPOT 7.51 ms at 4 clients and 9.94 at 16 where tuner simulate, running
+    the same iterations request by request, measures 7.94 and 10.37 ms (2000 requests, seed 0;
+    now 8.00 and 10.64)."""
+    profile = resolve_calibration("auto", H100.name, "trtllm")
+    w = make_workloads(
+        backend="trtllm", concurrency=clients, prompt_len=1024, gen_len=128, requests_per_client=0
+    )
+    e = serve(tp(), w, calibration=profile)
+    assert e.running[0] == clients and e.queued[0] == 0  # every client in the engine
+    outside = engine_overheads("trtllm").request_overhead_s
+    in_engine = e.requests_per_s[0] * (e.e2e_latency_s[0] - outside)
+    assert in_engine == pytest.approx(clients, rel=0.01)
+    # TPOT is at least one decode step at the running batch.
+    assert e.tpot_s[0] >= e.decode_iteration_s[0]
 
 
 def test_paged_kv_capacity_by_hand() -> None:
