@@ -966,10 +966,11 @@ def _desynchronized_ttft(
     behind the others, whose server prefills ``B`` tokens an iteration (exact for one prompt an
     iteration: ``lam / (2 (1 - lam))`` iterations). One client: its prompt alone, no wait (as the
     simulation's one-client check has it). The cycle (throughput: the same prefill work per
-    cycle) stays the synchronized one; the caller's TPOT is what this leaves of it. Against the simulation at 20% output spread, after the
-    first cycles (tests/cost_models/test_serving_simulation.py): 64 clients on 8 H100s, 1024/128
-    tokens: 0.50 prompts an iteration (this 0.50), 1.27 per mixed iteration (Poisson: 1.27), 1.50
-    in a request's own (1 + lam: 1.49); its TTFT in the engine is the mean length of the mixed
+    cycle) stays the synchronized one; the caller's TPOT is what this leaves of it. Against the
+    simulation at 20% output spread, after the first cycles
+    (tests/cost_models/test_serving_simulation.py): 64 clients on 8 H100s, 1024/128 tokens: 0.50
+    prompts an iteration (this 0.50), 1.27 per mixed iteration (Poisson: 1.27), 1.50 in a
+    request's own (1 + lam: 1.49); its TTFT in the engine is the mean length of the mixed
     iteration a request sits in, size-biased (32.5 ms both). With 5% spread the groups fade over
     the first cycles instead (simulated TTFT 1.07-1.09x this over 2000 requests at 64-256
     clients). Infinite where the prefill budget cannot keep up (``rho >= 1``). ``line``: the GPU
@@ -1184,12 +1185,20 @@ def _open_loop(s: _Setting) -> ServingEstimate:
     residual = (p_mix * t_mix**2 + (1.0 - p_mix) * t_dec**2) / (2.0 * np.maximum(t_mean, 1e-30))
     ttft = residual + rho / (2.0 * (1.0 - rho)) * t_mix + own_prefill * t_mix + s.overheads.request_overhead_s
     e2e = ttft + (gen - 1.0) * t_mean
+    # A request of one output token has no time per output token: its only token is the first
+    # (vLLM's benchmark counts a request's TPOT only where output_len > 1, vllm/benchmarks/serve.py
+    # calculate_metrics; tuner simulate leaves it out the same way). TPOT 0, as the closed loop and
+    # the disaggregated pools report it: the mean iteration here was scored as a TPOT (Llama-3-70B
+    # fp8 on H100s at 10/s, 2048/1 tokens: 11.3 ms and more under vLLM, 11.7 under TensorRT-LLM),
+    # and tuner recommend refused every aggregated plan against a --max-tpot-s of 10 ms that no
+    # token of theirs is timed by, while its disaggregated plans reported 0.
+    tpot = np.where(gen > 1.0, t_mean, 0.0)
     return _result(
         s,
         cap,
         stable=stable,
         ttft=ttft,
-        tpot=t_mean,
+        tpot=tpot,
         requests=np.where(stable, rate, 0.0),
         running=np.where(stable, np.minimum(rate * e2e, cap.slots), cap.slots),
         queued=np.where(stable, 0.0, np.inf),

@@ -129,9 +129,7 @@ def test_littles_law_holds_in_the_desynchronized_closed_loop(clients: int) -> No
     the same iterations request by request, measures 7.94 and 10.37 ms (2000 requests, seed 0;
     now 8.00 and 10.64)."""
     profile = resolve_calibration("auto", H100.name, "trtllm")
-    w = make_workloads(
-        backend="trtllm", concurrency=clients, prompt_len=1024, gen_len=128, requests_per_client=0
-    )
+    w = make_workloads(backend="trtllm", concurrency=clients, prompt_len=1024, gen_len=128, requests_per_client=0)
     e = serve(tp(), w, calibration=profile)
     assert e.running[0] == clients and e.queued[0] == 0  # every client in the engine
     outside = engine_overheads("trtllm").request_overhead_s
@@ -299,3 +297,18 @@ def test_the_token_budget_limits_the_running_sequences_by_hand() -> None:
     e = serve(tp(3), w)
     assert list(e.limited_by) == ["max_num_tokens", "max_batch_size", "max_batch_size"]
     assert e.max_concurrency[0] == pytest.approx(token_limit(w)[0]) and e.running[0] == e.max_concurrency[0]
+
+
+def test_one_output_token_has_no_tpot_in_either_loop() -> None:
+    """A request generating one token has no time per output token, (E2E - TTFT) / (G - 1) with
+    G - 1 = 0 (vLLM's benchmark counts TPOT only where output_len > 1; tuner simulate gives such
+    requests none). Both loops report TPOT 0 and E2E = TTFT. Before, the open loop scored its mean
+    iteration as the TPOT (7.56 ms here, 6.86 ms the decode-only iteration), while the closed loop
+    gave 0."""
+    profile = resolve_calibration("auto", H100.name, "trtllm")
+    for load in ({"request_rate": 5.0}, {"concurrency": 4}):
+        e = serve(tp(), make_workloads(backend="trtllm", prompt_len=1024, gen_len=1, **load), calibration=profile)
+        assert e.stable[0], load
+        assert e.tpot_s[0] == 0.0 and e.tpot_p90_s[0] == 0.0 and e.tpot_p99_s[0] == 0.0, load
+        assert e.e2e_latency_s[0] == e.ttft_s[0], load
+        assert e.ttft_s[0] > 0.0, load

@@ -176,3 +176,21 @@ def test_an_8_bit_candidate_names_its_8_bit_activations(capsys):
     code, out, err = run_cli(capsys, *base, "--gen-len", "256", *args)
     assert code == 0, err
     assert "fp8 W8A8" in out
+
+
+def test_one_output_token_meets_any_tpot_limit_in_both_modes(capsys):
+    """--gen-len 1: no request has a second token, so a TPOT limit constrains nothing. Both modes
+    plan the load (TTFT alone decides); before, every aggregated candidate was refused against a
+    10 ms TPOT limit ("the lowest TPOT of those that keep up is 0.0117 s", the open loop's mean
+    iteration) while the disaggregated plans reported a TPOT of 0."""
+    args = list(BASE)
+    args[args.index("--gen-len") + 1] = "1"
+    args[args.index("--max-tpot-s") + 1] = "0.01"
+    code, out, err = run_cli(capsys, *args, "--max-ttft-s", "1", "--json")
+    assert code == 0, err
+    modes = json.loads(out)["modes"]
+    for mode in ("aggregated", "disaggregated"):
+        best = modes[mode]["best"]
+        assert best is not None, (mode, modes[mode]["why_none"])
+        assert best["tpot_s"] == 0.0
+        assert best["e2e_latency_s"] == best["ttft_s"]
