@@ -903,13 +903,42 @@ def serving_accuracy():
     bare = cs.predict(runs, NO_OVERHEADS)
     ttft, tpot = cs.held_out_predictions(runs)
     shipped = cs.fit_serving(runs)
+    commands = commands_error(runs, shipped.overheads)
     return {
         "runs": runs,
         "bare": cs.error_summary(runs, bare.ttft_s, bare.tpot_s),
         "held_out": cs.error_summary(runs, ttft, tpot),
+        "commands": commands,
         "overheads": shipped.overheads,
         "runs_max_batch_size": shipped.runs_max_batch_size,
     }
+
+
+def commands_error(runs, overheads) -> dict:
+    """The error of the serving commands (``tuner estimate --concurrency``, ``simulate``,
+    ``recommend``) on the measured runs: the shipped overheads and the engine's own
+    ``max_batch_size`` (2048 for TensorRT-LLM: every client runs), not the runs' fitted cap,
+    which is not shipped (:func:`tuner.calibrate_serving.runs_batch_cap`)."""
+    from tuner import calibrate_serving as cs
+
+    e = cs.predict(runs, overheads, one_waiting=False)
+    return cs.error_summary(runs, e.ttft_s, e.tpot_s)
+
+
+def render_commands_error(commands: dict) -> str:
+    """One paragraph: what a user running the serving commands at these runs' settings gets."""
+    a = commands["all"]
+    bands = ", ".join(f"{band} {e['ttft_median_ratio']:.2f}" for band, e in commands["bands"].items())
+    return (
+        "What the serving commands predict for these runs (`tuner estimate --concurrency`, `tuner simulate`, "
+        "`tuner recommend` with the engine's own `--max-batch-size`, 2048 for TensorRT-LLM, so every client "
+        "runs; the shipped fit): TTFT median error "
+        f"{a['ttft_median_error']:.1%}, median ratio {a['ttft_median_ratio']:.2f} (by clients: {bands}), "
+        f"TPOT {a['tpot_median_error']:.1%} (ratio {a['tpot_median_ratio']:.2f}). The HELD OUT columns "
+        "model each run with the runs' own cap (min(clients - 1, N)), which a user's engine does not have "
+        "unless it is set: at these settings the commands' TTFT is that much under what TensorRT-LLM measured. "
+        "To size a TTFT limit on the runs' model, pass `--max-batch-size` of clients - 1 (at most N)."
+    )
 
 
 def render_serving(result) -> str:
@@ -963,6 +992,8 @@ def render_serving(result) -> str:
         "(0.95x before, and none at 8 clients with 1024-token prompts, where the runs show 66-91 ms). What is "
         "left is that fit's intercept, the decode step, 5-20% over the runs at 8-16 clients (TP 8, 1024 tokens, "
         "8 clients: 3.05 ms against 2.55 ms): the grouped TPOT's missing stall had hidden it.",
+        "",
+        render_commands_error(result["commands"]),
         "",
         "Why the cap: Little's law on the runs alone (running = clients x decode time / (TTFT + decode time)) "
         "puts about one request outside the engine at 8-32 clients, and 89-124 sequences in it at 128. At "
