@@ -503,12 +503,16 @@ def _finish_compile(
             }
         )
         if spec.serving.mode != "aggregated":
-            _add_pool_dimensions(spec, hardware, labels, values)
+            _add_pool_dimensions(spec, model, hardware, labels, values)
     return CompiledStudy(spec, model, hardware, SearchSpace(labels, values), profile, engine, fixed or {})
 
 
 def _add_pool_dimensions(
-    spec: StudySpec, hardware: HardwareSpec, labels: dict[str, tuple], values: dict[str, np.ndarray]
+    spec: StudySpec,
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    labels: dict[str, tuple],
+    values: dict[str, np.ndarray],
 ) -> None:
     """Disaggregated serving's dimensions: the mode (``both`` only), a prefill instance's mesh
     and the instances of each pool. In the engines' vocabulary (``tp``) a prefill instance is a
@@ -529,7 +533,21 @@ def _add_pool_dimensions(
                     f"{chips} chips form no legal {hardware.name} mesh",
                     "use chip counts the hardware offers",
                 )
-        prefill_meshes = [(1, 1, chips) for chips in serving.prefill_chips or labels["tp"]]
+        listed = serving.prefill_chips or ()
+        if listed and (spec.backend is None or spec.backend in GPU_ENGINES) and all(model.heads % c for c in listed):
+            # A prefill instance is a TP group whose ranks split the heads evenly, as space.tp's
+            # (above, _compile_engine_space): with no choice dividing them every disaggregated
+            # candidate is structurally invalid, and the exhaustive search stored none (prefill
+            # TP 3 for llama-3-8b's 32 heads: 0 trials added, exit 0, and the study report said
+            # "the study holds no trial yet: run tuner search", the command just run).
+            divisors = [k for k in range(1, model.heads + 1) if model.heads % k == 0]
+            raise InvalidInputError(
+                "serving.prefill_chips",
+                f"no choice divides the {model.heads} attention heads of {model.name} (a prefill instance "
+                "is a TP group; engines split the heads evenly)",
+                f"use prefill_chips among {', '.join(map(str, divisors))}",
+            )
+        prefill_meshes = [(1, 1, chips) for chips in listed or labels["tp"]]
     else:
         counts = serving.prefill_chips or spec.space.chips
         prefill_meshes = _mesh_choices(spec, hardware, counts, "serving.prefill_chips")

@@ -176,3 +176,31 @@ def test_serving_metrics_need_a_serving_section(metric: str) -> None:
     assert "max_tpot_p99_s needs a serving: section" in refused(data)
     del data["constraints"], data["space"]["batch"]
     assert "space.batch is required" in refused(data)
+
+
+def test_prefill_chips_with_no_choice_dividing_the_heads_is_refused() -> None:
+    """A prefill instance is a TP group of prefill_chips GPUs, and every GPU engine splits the
+    attention heads evenly over the TP ranks. prefill_chips: [3] for llama-3-8b (32 heads, 32 / 3
+    not whole): every disaggregated candidate is structurally invalid; the exhaustive search
+    stored none, exit 0, and said "the study holds no trial yet: run tuner search". Refused
+    naming serving.prefill_chips and the divisors of 32, as space.tp is; a list with one valid
+    choice still compiles (its other choice makes infeasible trials)."""
+    data = copy.deepcopy(SERVING)
+    data["space"] = {"tp": [1, 2]}
+    data["serving"] = {"mode": "disaggregated", "concurrency": [8], "prefill_chips": [3, 6]}
+    message = refused(data)
+    assert message.startswith("serving.prefill_chips: no choice divides the 32 attention heads of llama-3-8b")
+    assert message.endswith("use prefill_chips among 1, 2, 4, 8, 16, 32")
+    data["serving"]["prefill_chips"] = [2, 3]
+    compiled = compile_study(parse_spec(data))
+    assert compiled.space.dimensions["prefill_mesh"] == ("1x1x2", "1x1x3")
+
+
+def test_prefill_chips_refused_through_the_cli_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = copy.deepcopy(SERVING)
+    data["space"] = {"tp": [1, 2]}
+    data["serving"] = {"mode": "disaggregated", "concurrency": [8], "prefill_chips": [3]}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    code, out, err = run_cli(capsys, "search", str(path), "--storage", f"sqlite:///{tmp_path / 'study.db'}")
+    assert_one_error_line(code, out, err, ("serving.prefill_chips",))
