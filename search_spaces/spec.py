@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -675,6 +676,18 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# Numbers in exponent notation without a dot or without an exponent sign (5e-2, 1e9, 1.0e9) are
+# floats in YAML 1.2 (its core schema: [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?), but
+# PyYAML implements YAML 1.1, whose float needs both, and reads them as text: max_tpot_s: 5e-2
+# was refused as "got '5e-2'; write a number without quotes", quotes its author never wrote.
+# Only values with an exponent: plain integers keep resolving as ints.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def load_spec(path: str | Path) -> StudySpec:

@@ -204,3 +204,21 @@ def test_prefill_chips_refused_through_the_cli_in_one_line(tmp_path: Path, capsy
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     code, out, err = run_cli(capsys, "search", str(path), "--storage", f"sqlite:///{tmp_path / 'study.db'}")
     assert_one_error_line(code, out, err, ("serving.prefill_chips",))
+
+
+def test_numbers_in_exponent_notation_are_numbers(tmp_path: Path) -> None:
+    """YAML 1.2 reads 5e-2 and 1e9 as floats; PyYAML (YAML 1.1) reads them as text unless written
+    with a dot and a signed exponent (5.0e-2, 1.0e+9), and the spec was refused as "got '5e-2';
+    write a number without quotes", quotes its author never wrote. Plain integers stay ints."""
+    data = copy.deepcopy(SERVING)
+    data["serving"] = {"request_rate": ["REQUEST_RATE"]}
+    data["constraints"] = {"max_tpot_s": "MAX_TPOT"}
+    text = yaml.safe_dump(data, sort_keys=False)
+    text = text.replace("REQUEST_RATE", "1e1").replace("MAX_TPOT", "5e-2")  # written unquoted
+    path = tmp_path / "spec.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert "max_tpot_s: 5e-2" in text and "- 1e1" in text
+    spec = load_spec(path)
+    assert spec.constraints.max_tpot_s == 0.05
+    assert spec.serving is not None and spec.serving.request_rate == [10.0]
+    assert spec.workload.prompt_len == 1024 and isinstance(spec.workload.prompt_len, int)
