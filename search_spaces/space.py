@@ -406,6 +406,17 @@ def _compile_engine_space(spec: StudySpec, model: ModelSpec, hardware: HardwareS
             )
     if model.experts == 0 and degrees["ep"] != (1,):
         raise InvalidInputError("space.ep", f"{model.name} has no experts", "leave ep out for a dense model")
+    if max(degrees["pp"]) == 1 and max(degrees["micro_batches"]) > 1:
+        # Micro-batches fill a pipeline (Narayanan et al. 2021, 2.2); without stages every such
+        # candidate is left out (structurally_valid, as tuner estimate refuses --pp 1
+        # --micro-batches 4): micro_batches: [2] with pp left out stored no trial under the
+        # exhaustive sampler and exited 0 saying "run tuner search", and made every NSGA-II
+        # trial infeasible ("relax the constraints").
+        raise InvalidInputError(
+            "space.micro_batches",
+            f"{max(degrees['micro_batches'])} micro-batches need pipeline stages and pp lists only 1",
+            "add pp choices above 1 (e.g. pp: [1, 2]), or leave micro_batches out",
+        )
     if (spec.backend is None or spec.backend in GPU_ENGINES) and all(model.heads % t for t in degrees["tp"]):
         # Every GPU engine splits the attention heads evenly over the TP ranks
         # (cost_models.deployments.engine_problem_mask): with no tp choice dividing them every

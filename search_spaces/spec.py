@@ -150,7 +150,8 @@ class Space(BaseModel):
     micro_batches: list[StrictInt] | None = Field(
         default=None,
         min_length=1,
-        description="Pipeline micro-batches (with tp) [1]; must divide batch / dp.",
+        description="Pipeline micro-batches (with tp) [1]; must divide batch / dp; above 1 only with a pp "
+        "choice above 1.",
     )
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cli_helpers import run_cli
+from cli_helpers import assert_one_error_line, run_cli
 from cost_models.errors import InvalidInputError
 from search_spaces.space import ENGINE_DIMENSIONS, compile_study, evaluate
 from search_spaces.spec import load_spec, parse_spec
@@ -121,3 +121,27 @@ def test_a_tp_that_does_not_divide_the_heads_is_infeasible_whatever_the_engine()
         indices = study.space.all_indices()
         tp = study.space.values["tp"][indices["tp"], 2]
         assert evaluate(study, indices).valid.tolist() == (32 % tp == 0).tolist() == [False, True, False, True]
+
+
+@pytest.mark.parametrize("sampler", ["exhaustive", "nsga2"])
+def test_micro_batches_without_pipeline_stages_are_refused_by_search(capsys, tmp_path, sampler):
+    """micro_batches: [2] with pp left out (1): micro-batches fill a pipeline (Narayanan et al.
+    2021, 2.2), so every candidate was structurally impossible. The exhaustive search stored no
+    trial and exited 0 saying "the study holds no trial yet: run tuner search"; NSGA-II stored
+    every trial infeasible and said "relax the constraints". tuner estimate already refuses
+    --pp 1 --micro-batches 4 (test_estimate_parallel_cli)."""
+    data = yaml.safe_load((STUDIES / "qwen3-235b-moe-h200.yaml").read_text())
+    data["space"] = {**data["space"], "tp": [4, 8], "ep": [1, 8], "dp": [1], "batch": [16]}
+    data["space"].pop("pp")
+    data["space"]["micro_batches"] = [2]
+    data["trials"] = 20
+    spec = tmp_path / "mb.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    url = f"sqlite:///{tmp_path / 'mb.db'}"
+    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url, "--sampler", sampler)
+    line = assert_one_error_line(code, out, err, ("space.micro_batches",))
+    assert "pp" in line
+    data["space"]["pp"] = [1, 2]  # with stages to fill, the same micro-batches are a search
+    spec.write_text(yaml.safe_dump(data))
+    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url, "--sampler", sampler)
+    assert code == 0, err
