@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,16 +117,51 @@ def make_sampler(name: str, seed: int, study: CompiledStudy) -> optuna.samplers.
     raise InvalidInputError("sampler", f"unknown sampler {name!r}", f"use one of {', '.join(SAMPLERS)}")
 
 
-def _spec_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    changes = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
-        where = f"{prefix}{key}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            changes += _spec_differences(a, b, where + ".")
-        elif a != b:
-            changes.append(f"{where}: {json.dumps(a)} -> {json.dumps(b)}")
-    return changes
+def _spec_differences(old: object, new: object, where: str = "") -> list[str]:
+    """The fields where two stored specs differ, one ``field: old -> new`` each, down to the
+    leaves: a section present in one spec only (``serving``) and a list of mappings
+    (``objectives``) are compared field by field, and an added or removed section's unset (null)
+    fields are not shown, so a changed objective reads ``objectives[0].metric: "a" -> "b"``, not
+    both lists in full (adding a serving section to the l4 study printed an 831-character line,
+    most of it the section's eleven defaults and both objective lists)."""
+    absent = (_ABSENT, None)
+    if isinstance(old, dict) or isinstance(new, dict):
+        if not ((isinstance(old, dict) or old in absent) and (isinstance(new, dict) or new in absent)):
+            return [f"{where}: {_shown(old)} -> {_shown(new)}"]
+        a = old if isinstance(old, dict) else {}
+        b = new if isinstance(new, dict) else {}
+        if not (a and b):  # a section added or removed: its set fields
+            a, b = ({k: v for k, v in d.items() if v is not None} for d in (a, b))
+        keys = sorted(set(a) | set(b))
+        return [c for k in keys for c in _spec_differences(a.get(k, _ABSENT), b.get(k, _ABSENT), _join(where, k))]
+    if isinstance(old, list) and isinstance(new, list) and any(isinstance(v, dict) for v in old + new):
+        changes = [] if len(old) == len(new) else [f"{where}: {len(old)} -> {len(new)} entries"]
+        for i in range(max(len(old), len(new))):
+            x = old[i] if i < len(old) else _ABSENT
+            y = new[i] if i < len(new) else _ABSENT
+            changes += _spec_differences(x, y, f"{where}[{i}]")
+        return changes
+    return [] if old == new else [f"{where}: {_shown(old)} -> {_shown(new)}"]
+
+
+#: A field one of two specs does not have (shown ``<absent>``; a stored null is ``null``).
+_ABSENT = object()
+
+
+def _shown(value: object) -> str:
+    return "<absent>" if value is _ABSENT else json.dumps(value)
+
+
+def _first_of_each_section(changes: list[str]) -> list[str]:
+    """``changes`` reordered so that the first few shown name every top-level field that changed
+    (each field's first change, then each one's second, ...), not three entries of one list."""
+    section = [re.split(r"[.\[:]", change, maxsplit=1)[0] for change in changes]
+    rank = [section[:i].count(section[i]) for i in range(len(changes))]
+    return [changes[i] for i in sorted(range(len(changes)), key=lambda i: (rank[i], i))]
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
 
 
 def open_study(
@@ -182,7 +218,9 @@ def _create_or_check(spec: StudySpec, storage, storage_url: str, compiled: Compi
             time.sleep(min(0.1 * 2**attempt, 2.0))
             continue
         if stored.get(HASH_ATTR) != spec.spec_hash:
-            changes = _spec_differences(stored.get(SPEC_ATTR, {}), json.loads(spec.canonical_json()))
+            changes = _first_of_each_section(
+                _spec_differences(stored.get(SPEC_ATTR, {}), json.loads(spec.canonical_json()))
+            )
             shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
             # A study made by another version of the model may differ where the spec file does
             # not (a default that version stored otherwise): say so, or "restore the spec" puzzles.

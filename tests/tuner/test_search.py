@@ -631,6 +631,24 @@ def test_cli_changed_spec_is_refused_and_adds_nothing(searched, capsys) -> None:
     assert len(stored("small", url)) == 60
 
 
+def test_cli_changed_spec_names_each_changed_field_briefly(searched, capsys) -> None:
+    """Adding a serving section and swapping an objective printed both objective lists and the
+    section's eleven defaults in full (an 831-character line on the shipped l4 study). Now the
+    line names each changed field once, its set values only, within a terminal's few lines."""
+    tmp_path, url = searched
+    data = spec_dict()
+    data["serving"] = {"concurrency": [4, 32]}
+    data["objectives"] = [{"metric": "decode.step_latency_s"}, {"metric": "serving.tokens_per_s_per_chip"}]
+    spec = write_spec(tmp_path, data, "serving.yaml")
+    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url, "--trials", "100", "--json")
+    line = assert_one_error_line(code, out, err, ("spec",))
+    assert "serving.concurrency: <absent> -> [4, 32]" in line
+    assert "objectives" in line
+    assert "prefix_hit_rate" not in line and "memory_fraction" not in line  # defaults, not the change
+    assert len(line) < 400, line
+    assert len(stored("small", url)) == 60
+
+
 def unopenable_urls(tmp_path: Path) -> list[str]:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory", encoding="utf-8")
