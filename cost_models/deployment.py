@@ -861,7 +861,7 @@ def _phase_times(
         )
     send = stage_send_s(d.hardware, parallel, configs, tokens_per_sequence)
     return _PhaseTimes(
-        latency_s=pipeline_s(stage_s - head_s, head_s, send, pp, m),
+        latency_s=pipeline_s(stage_s - head_s, head_s, send, pp, m, steady=phase == "decode"),
         compute_s=m * roofline.compute_s,
         memory_s=m * roofline.memory_s,
         comm_s=m * configs.layers * comm_block + (pp - 1.0) * send,
@@ -877,17 +877,35 @@ def _plus(seconds: np.ndarray, more: np.ndarray | float) -> np.ndarray:
 
 
 def pipeline_s(
-    blocks_s: np.ndarray, head_s: np.ndarray, send_s: np.ndarray, pipeline_parallel, micro_batches
+    blocks_s: np.ndarray,
+    head_s: np.ndarray,
+    send_s: np.ndarray,
+    pipeline_parallel,
+    micro_batches,
+    steady: bool = False,
 ) -> np.ndarray:
-    """One step of a pipeline of PP stages over m micro-batches (GPipe, Huang et al. 2019; the
-    schedule of Megatron-LM, Narayanan et al. 2021, section 2.2). Each stage runs its blocks
+    """One step of a pipeline of PP stages over m micro-batches. Each stage runs its blocks
     (``blocks_s`` per micro-batch); the last also the lm_head and the step's fixed cost
-    (``head_s``), so it paces the pipeline: the first micro-batch reaches it after PP - 1 stages
-    and PP - 1 sends, then it runs all m. With ``head_s`` 0 this is GPipe's (m + PP - 1) stage
-    times, whose idle share (the bubble) is (PP - 1) / (m + PP - 1). Applied to a decode step
-    too, which is conservative: engines keep the pipeline full across steps with other
-    micro-batches' tokens."""
+    (``head_s``), so it paces the pipeline.
+
+    A prefill (``steady`` False) fills and drains it (GPipe, Huang et al. 2019; the schedule of
+    Megatron-LM, Narayanan et al. 2021, section 2.2): the first micro-batch reaches the last stage
+    after PP - 1 stages and PP - 1 sends, then it runs all m; with ``head_s`` 0 this is GPipe's
+    (m + PP - 1) stage times, whose idle share (the bubble) is (PP - 1) / (m + PP - 1).
+
+    A decode step (``steady``) never drains: a micro-batch's next token needs only its own last
+    one, so the m micro-batches circulate through the stages, each stage taking the next one as
+    soon as it is free (vLLM runs PP virtual engines, one batch each, in flight at once;
+    TensorRT-LLM's executor keeps PP micro-batches in flight). In such a closed cyclic pipeline
+    with fixed service times, each micro-batch advances one token per max(its round trip, m x the
+    busiest stage's time): the round trip is PP x blocks + head + (PP - 1) sends (the sends take
+    no stage), the busiest stage the last, blocks + head per micro-batch. At m 1 that is the
+    round trip, the fill-and-drain value; beyond it, fill-and-drain charged (m + PP - 1) stage
+    times where the stages are busy m of them at most (PP 2, m 2: 3 against 2, 1.5x; PP 4, m 4:
+    7 against 4, 1.75x), so a study's decode fronts never held a micro-batched pipeline."""
     pp, m = pipeline_parallel, micro_batches
+    if steady:
+        return np.maximum(m * (blocks_s + head_s), pp * blocks_s + head_s + (pp - 1.0) * send_s)
     return (m + pp - 1.0) * blocks_s + m * head_s + (pp - 1.0) * send_s
 
 

@@ -128,6 +128,33 @@ def test_bubble_of_micro_batches():
     assert 1 - 4 * blocks16 / (5 * blocks16) == pytest.approx(1 / 5)
 
 
+def test_a_decode_step_keeps_the_pipeline_full():
+    """A decode step is not a fill and drain: a micro-batch's next token needs only its own last
+    one, so the m micro-batches circulate through the PP stages and each advances one token per
+    max(m x the last stage's time, one micro-batch's round trip) (a closed cyclic pipeline of
+    fixed service times: the busiest stage runs all m, or one micro-batch's trip is the longer).
+    PP 2, m 2, micro-batches of 2 sequences: each stage is the 16-block half of the model (the
+    last with the lm_head); the round trip is 2 stages + the lm_head + one send of 2 tokens. The
+    fill-and-drain charged 3 stage times + 2 lm_heads + the send."""
+    half = LLAMA.model_copy(update={"layers": 16})
+    stage = _roofline(_one(half, 2, batch=2), overlap="added")
+    piped = _roofline(_one(LLAMA, 2, batch=4, pipeline_parallel=2, micro_batches=2), overlap="added")
+    head_only = _roofline(_one(LLAMA.model_copy(update={"layers": 1}), 2, batch=2), overlap="added")
+    one_block = _roofline(_one(half.model_copy(update={"layers": 2}), 2, batch=2), overlap="added")
+    block = one_block.decode_step_latency_s[0] - head_only.decode_step_latency_s[0]
+    head = head_only.decode_step_latency_s[0] - block
+    blocks16 = stage.decode_step_latency_s[0] - head
+    ic = H200.interconnect
+    send = ic.domain_latency_s + 2 * 1 * 4096 * 2 / 2 / ic.domain_bandwidth_bytes_per_s  # 2 tokens, 1/TP per chip
+    assert blocks16 == pytest.approx(16 * block, rel=1e-6)
+    busiest, round_trip = 2 * (blocks16 + head), 2 * blocks16 + head + send
+    assert piped.decode_step_latency_s[0] == pytest.approx(max(busiest, round_trip), rel=1e-6)
+    # Weight-bound decode: two micro-batches read each stage's weights twice, as one batch on
+    # one stage of the whole model would: no faster than the unpipelined step, and far from
+    # the fill-and-drain's 3 stage times.
+    assert piped.decode_step_latency_s[0] < 0.8 * (3 * blocks16 + 2 * head + send)
+
+
 def _dispatch_s(d):
     """Seconds per MoE block of the dispatch and combine of deployment ``d`` (its prefill)."""
     from cost_models.deployment import _Parallel, moe_dispatch_s, rank_view
