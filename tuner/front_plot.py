@@ -167,9 +167,12 @@ def serving_label(trial: FrozenTrial) -> str:
     """Parallelism and load of a serving trial: ``TP8 c64`` (a 1D mesh), else the mesh; the
     weight format when not 16-bit (``TP4 c128 fp8``)."""
     params = trial.params
-    mesh = str(params.get("mesh", "?"))
-    match = re.fullmatch(r"(\d+)x1x1", mesh)
-    parts = [f"TP{match.group(1)}" if match else mesh]
+    if "tp" in params:  # the engines' vocabulary (space.tp) has no mesh: it was drawn as "?"
+        parts = [f"TP{params['tp']}"]
+    else:
+        mesh = str(params.get("mesh", "?"))
+        match = re.fullmatch(r"(\d+)x1x1", mesh)
+        parts = [f"TP{match.group(1)}" if match else mesh]
     if "concurrency" in params:
         parts.append(f"c{params['concurrency']}")
     elif "request_rate" in params:

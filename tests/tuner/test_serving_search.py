@@ -297,3 +297,26 @@ def test_a_trials_static_sections_are_tuner_estimates_under_its_load(tmp_path: P
         code, out, err = run_cli(capsys, "export", "serving-static", "--trial", str(trial.number), "--storage", url)
         assert code == 0, err
         assert json.loads(out)["batch"] == alone["batch"]
+
+
+def test_the_serving_chart_labels_a_tp_study_with_its_tp(tmp_path: Path, monkeypatch) -> None:
+    """A serving study in the engines' vocabulary (space.tp, no mesh) had every front point
+    labelled "? c16 int4": the label read the mesh alone. Its trials carry tp."""
+    from tuner import front_plot
+
+    data = copy.deepcopy(STUDY)
+    data["name"] = "serving-tp"
+    data["space"] = {"tp": [1, 2], "weight_bits": [16, "fp8"]}
+    url = f"sqlite:///{tmp_path}/tp.db"
+    run_search(data, url)
+    study = load_study(data["name"], url)
+    front = study_front(study)
+    saved = {}
+    monkeypatch.setattr(front_plot, "_save", lambda fig, path: saved.update(fig=fig))
+    front_plot.write_front_plot(study, front, str(tmp_path / "x.png"))
+    labels = [t.get_text() for t in saved["fig"].axes[0].texts if not t.get_text().startswith("TPOT limit")]
+    assert labels and not any("?" in text for text in labels), labels
+    assert {text.split()[0] for text in labels} <= {"TP1", "TP2"}
+    import matplotlib.pyplot as plt
+
+    plt.close(saved["fig"])
