@@ -922,12 +922,17 @@ def worker_command(
         "interrupted": result.interrupted,
         "exhausted": result.exhausted,
         "elapsed_s": result.elapsed_s,
+        # As tuner search's --json: the profile the trials were scored under (a study keeps its own).
+        "calibration": result.calibration,
         "notes": notes,
     }
     if as_json:
         _print_json(summary)
     else:
-        click.echo(f"worker added {result.trials_added} trials to {result.study_name!r} in {result.elapsed_s:.1f} s")
+        click.echo(
+            f"worker added {result.trials_added} trials to {result.study_name!r} in {result.elapsed_s:.1f} s; "
+            f"calibration {result.calibration}"
+        )
     _say_if_exhausted(result.exhausted)
     _stop_if_interrupted(result.interrupted, "start the worker again to go on", stop.exit_code)
 
@@ -1410,7 +1415,8 @@ def calibrate_command(
     if output:
         write_profile(profile, output)
     if as_json:
-        _print_json(fit_report.to_json())
+        # The profile fitted, by name, as every other command's --json names the profile it used.
+        _print_json({"profile": profile.name, "output": output, **fit_report.to_json()})
         return
     folds = profile.provenance.folds if profile.provenance is not None else "k"
     click.echo(

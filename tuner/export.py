@@ -56,6 +56,7 @@ from cost_models.serving_one import SERVING_OPTIONS
 from cost_models.serving_simulation import CONTEXT_QUANTILE, length_quantile
 from tuner.constraints import is_feasible, study_constraint_names, trial_constraints
 from tuner.optuna_internals import study_storage
+from tuner.study import CALIBRATION_ATTR
 
 FORMATS: tuple[str, ...] = ("json", "yaml", "jax", "vllm", "sglang", "trtllm")
 #: The formats that are a serving engine's launch arguments.
@@ -567,6 +568,9 @@ def deployment_spec(study: optuna.Study, trial_number: int, *, allow_infeasible:
                 "study": study.study_name,
                 "trial": trial.number,
                 "spec_hash": study.user_attrs.get("spec_hash"),
+                # The profile `predicted` was scored under (tuner.study.CALIBRATION_ATTR), as show and
+                # pareto name it: the same trial under another profile predicts other numbers.
+                "calibration": study.user_attrs.get(CALIBRATION_ATTR, "not recorded"),
                 # A trial that did not complete has no values: no objectives (hence not strict).
                 "objectives": [
                     {"name": n, "direction": direction, "value": v}

@@ -469,6 +469,7 @@ def _studies_of(url: str) -> list[dict]:
                     "feasible": front.n_feasible,
                     "front_size": front.n_front,
                     "objectives": front.objective_names,
+                    "calibration": front.calibration,
                 }
             )
     return rows

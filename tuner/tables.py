@@ -664,11 +664,11 @@ def print_front(front, console: Console | None = None) -> None:
 
 def print_studies(rows: list[dict]) -> None:
     table = Table(title="Studies")
-    for column in ("study", "trials", "feasible", "front", "objectives", "storage"):
+    for column in ("study", "trials", "feasible", "front", "objectives", "calibration", "storage"):
         table.add_column(column, justify="right" if column in ("trials", "feasible", "front") else "left")
     for r in rows:
         if r.get("error"):  # an unreadable database among many
-            table.add_row("[red]unreadable[/red]", "", "", "", escape(r["error"]), escape(r["storage"]))
+            table.add_row("[red]unreadable[/red]", "", "", "", escape(r["error"]), "", escape(r["storage"]))
             continue
         table.add_row(
             escape(r["study"]),
@@ -676,6 +676,7 @@ def print_studies(rows: list[dict]) -> None:
             str(r["feasible"]),
             str(r["front_size"]),
             escape(", ".join(r["objectives"])),
+            escape(r["calibration"]),
             escape(r["storage"]),
         )
     _console().print(table)

@@ -1,0 +1,86 @@
+"""Every command that prints numbers a calibration profile made names that profile in its --json
+(README: "a study keeps the profile it was made with"): the same trial under another profile
+predicts other numbers, so a JSON without the name cannot be compared with anything.
+
+search, pareto and show named it; worker, studies and export (every format) did not, nor did the
+kernel fit of calibrate (its chip and engine only, not the profile it wrote).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import run_cli
+
+REPO = Path(__file__).resolve().parents[2]
+#: The shipped profile of an H100 under TensorRT-LLM, by its file name (chip-engine.yaml).
+PROFILE = "h100-sxm-trtllm"
+
+
+def _spec(tmp_path: Path) -> Path:
+    spec = tmp_path / "cal.yaml"
+    spec.write_text(
+        "name: cal\nmodel: llama-2-7b\nhardware: h100-sxm\nbackend: trtllm\n"
+        "workload: {prompt_len: 512, gen_len: 64}\n"
+        "space: {chips: [1, 2], batch: [1, 2, 4]}\nobjectives: [{metric: decode.step_latency_s}]\n"
+        "sampler: exhaustive\n"
+    )
+    return spec
+
+
+def test_the_profile_named_is_a_shipped_file() -> None:
+    assert (REPO / "cost_models" / "calibration_profiles" / f"{PROFILE}.yaml").is_file()
+
+
+def test_worker_studies_and_export_json_name_the_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'cal.db'}"
+    code, out, err = run_cli(capsys, "worker", str(_spec(tmp_path)), "--storage", url, "--json")
+    assert code == 0, err
+    assert json.loads(out)["calibration"] == PROFILE
+    code, out, err = run_cli(capsys, "studies", "--storage", url, "--json")
+    assert code == 0, err
+    assert [row["calibration"] for row in json.loads(out)] == [PROFILE]
+    code, out, err = run_cli(capsys, "show", "cal", "0", "--storage", url)
+    assert code == 0, err
+    assert json.loads(out)["calibration"] == PROFILE
+    for fmt in ("json", "vllm", "sglang", "trtllm"):
+        code, out, err = run_cli(capsys, "export", "cal", "--trial", "0", "--format", fmt, "--storage", url)
+        assert code == 0, (fmt, err)
+        assert json.loads(out)["provenance"]["calibration"] == PROFILE, fmt
+
+
+def test_the_worker_table_names_the_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """As tuner search's last line does ("...; calibration h100-sxm-trtllm")."""
+    url = f"sqlite:///{tmp_path / 'cal.db'}"
+    code, out, err = run_cli(capsys, "worker", str(_spec(tmp_path)), "--storage", url, "--trials", "2")
+    assert code == 0, err
+    assert out.rstrip().endswith(f"calibration {PROFILE}")
+
+
+def test_calibrate_json_names_the_profile_it_fitted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bf16 GEMM file of 60 rows in the database's columns, in ms: 100 us (above the chip's
+    HBM time for the largest weight, 268 MB at 3.35 TB/s = 80 us) plus the FLOPs at 500 TFLOP/s.
+    Fitted for h100-sxm under trtllm: the profile h100-sxm-trtllm."""
+    rows = [
+        f"h100_sxm,TRTLLM,1,gemm,x,bfloat16,{m},{n},{k},{0.1 + 2 * m * n * k / 5e11}"
+        for m in (1, 8, 64, 512, 4096)
+        for n in (1024, 4096, 8192, 16384)
+        for k in (1024, 4096, 8192)
+    ]
+    path = tmp_path / "k.csv.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write("# test file\nsystem,framework,version,op_name,kernel_source,gemm_dtype,m,n,k,latency\n")
+        handle.write("\n".join(rows) + "\n")
+    out_file = tmp_path / "p.yaml"
+    code, out, err = run_cli(
+        capsys, "calibrate", "--hardware", "h100-sxm", "--backend", "trtllm", "--kernels", str(path),
+        "-o", str(out_file), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["profile"] == PROFILE
+    assert report["output"] == str(out_file)
