@@ -673,7 +673,9 @@ def _refuse_unused_layouts(phase: str, options: dict[str, dict[str, str | None]]
 )
 @click.option("--requests", type=int, default=1000, show_default=True, help="Requests to simulate.")
 @ENGINE_KNOB_OPTIONS
-@click.option("--prefix-hit-rate", type=float, default=0.0, show_default=True, help="Share of prompts cached.")
+@click.option(
+    "--prefix-hit-rate", type=float, default=0.0, show_default=True, help="Share of each prompt in the prefix cache."
+)
 @click.option("--ffn-layout", type=LAYOUT, default="ws_1d", show_default=True, help="FFN layout (ws_1d: Megatron TP).")
 @click.option(
     "--flash-attention/--no-flash-attention",

@@ -291,3 +291,14 @@ def test_the_analytic_ttft_says_its_first_burst_share_against_estimates(capsys):
     note = [n for n in runs["320"]["notes"] if n.startswith("analytic TTFT")]
     assert len(note) == 1 and "1 of the 5 requests" in note[0] and "1 of 10" in note[0]
     assert not [n for n in runs["640"]["notes"] if n.startswith("analytic TTFT")]
+
+
+def test_prefix_hit_rate_help_says_a_share_of_each_prompt(capsys: pytest.CaptureFixture[str]) -> None:
+    """The simulation prefills ``prompt x (1 - hit)`` tokens of every request
+    (cost_models/serving_simulation.py: ``uncached``), as the steady state and the spec's
+    serving.prefix_hit_rate ("Share of each prompt found in the prefix cache") read it. simulate's
+    --help said "Share of prompts cached.", the share of requests that hit, which no code reads."""
+    code, out, err = run_cli(capsys, "simulate", "--help")
+    assert code == 0, err
+    help_text = " ".join(out[out.index("--prefix-hit-rate") :].split()[:12]).lower()
+    assert "share of each prompt" in help_text, help_text
