@@ -20,13 +20,28 @@ from cost_models.calibrated_times import (
 from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, calibration_report, resolve_calibration
 from cost_models.conventions import CONVENTIONS, DEFAULT, CountingConvention
 from cost_models.deployment import MAX_CHIPS
-from cost_models.dtypes import BITS_CHOICES, BYTES_PER_ELEMENT, FP4, FP8, dtype_name, parse_dtype
+from cost_models.dtypes import (
+    BITS_CHOICES,
+    BYTES_PER_ELEMENT,
+    FP4,
+    FP8,
+    MXFP4_SCALE_BYTES_PER_ELEMENT,
+    dtype_name,
+    parse_dtype,
+)
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs, make_configs
 from cost_models.model_counts import embedding_params
 from cost_models.models import ModelSpec, get_model
-from cost_models.operators import EXPERT_PROJECTIONS, OP, OPERATOR_NAMES, OperatorCosts, operator_costs
+from cost_models.operators import (
+    EXPERT_PROJECTIONS,
+    OP,
+    OPERATOR_NAMES,
+    OperatorCosts,
+    mxfp4_checkpoint_rows,
+    operator_costs,
+)
 from cost_models.partitioning import TABLE_BYTES_PER_ELEMENT, gemm_shapes_per_chip, sharding_plan
 from cost_models.roofline import RooflineTimes, roofline_times
 
@@ -75,6 +90,11 @@ class Analysis:
             matrices = np.where(c.gated_ffn, 3.0, 2.0)
             every = c.moe_layers * matrices * c.d_model * (c.experts * c.expert_d_ff + c.shared_d_ff)
             block = block - loaded + every * BYTES_PER_ELEMENT[c.weight_dtype]
+            # An MXFP4-experts checkpoint (gpt-oss) served in it stores one 8-bit scale per 32
+            # routed-expert weights (OCP Microscaling v1.0), as tuner estimate charges it
+            # (partitioning.mxfp4_checkpoint_extra_bytes): gpt-oss-120b 65.17 GB, not 61.58.
+            routed = c.moe_layers * matrices * c.d_model * c.experts * c.expert_d_ff
+            block = block + np.where(mxfp4_checkpoint_rows(c), routed * MXFP4_SCALE_BYTES_PER_ELEMENT, 0.0)
         # The embedding and lm_head stay 16-bit whatever the weight format (engines quantize the
         # blocks' linear layers: cost_models.partitioning.TABLE_BYTES_PER_ELEMENT).
         return block + embedding_params(c.vocab, c.d_model, c.tie_embeddings) * TABLE_BYTES_PER_ELEMENT

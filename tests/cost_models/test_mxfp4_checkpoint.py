@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from cost_models.analysis import analyze_one
 from cost_models.deployment import estimate
 from cost_models.deployments import tensor_parallel
 from cost_models.dtypes import BF16, FP4, FP8
@@ -44,6 +45,17 @@ def test_estimate_charges_the_checkpoint_as_stored(name, layers, experts):
     d = tensor_parallel(get_model(name), H100, 1, batch=1, prompt_len=1024, gen_len=128, weight_dtype=FP4)
     weights = estimate(d, calibration=None).memory.weights_bytes_per_chip[0]
     assert weights == pytest.approx(_checkpoint_bytes(layers, experts), rel=1e-9)
+
+
+@pytest.mark.parametrize(("name", "layers", "experts"), [("gpt-oss-120b", 36, 128), ("gpt-oss-20b", 24, 32)])
+def test_analyze_charges_the_checkpoint_as_stored(name, layers, experts):
+    """tuner analyze (one chip) runs the model in its checkpoint format as estimate does, and its
+    memory is the checkpoint's too: it counted the routed experts at fp4's 0.5 B without their
+    MXFP4 scales, gpt-oss-120b 61.58 GB (65.17 - 114.67e9 / 32 B) where estimate says 65.17."""
+    report = analyze_one(name, "h100-sxm", phase="decode", batch=1, seq_len=1, weight_bits="fp4", calibration="none")
+    norms = layers * 2 * D * 2  # analyze also counts each block's two norm scales (its attn_norm, mlp_norm rows)
+    weights = report["totals"]["memory_bytes"]["weights"]
+    assert weights == pytest.approx(_checkpoint_bytes(layers, experts) + norms, rel=1e-9)
 
 
 def test_split_over_chips_and_the_serving_memory_agree():
