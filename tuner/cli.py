@@ -1033,18 +1033,39 @@ def pareto_command(
 )
 @click.option("--max-points", type=int, default=None, help="Trials drawn per chart; the front always [default: 3000].")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def report_command(study_name: str, storage: str | None, output: str, max_points: int | None, force: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+def report_command(
+    study_name: str, storage: str | None, output: str, max_points: int | None, force: bool, as_json: bool
+) -> None:
     """Write one offline HTML page of a study: Optuna's interactive charts, the front in units,
     each front trial's breakdown (needs plotly: pip install 'transformer-deploy-tuner[report]')."""
     from tuner.pareto import load_study
     from tuner.report import DEFAULT_MAX_POINTS, write_report
     from tuner.storage import default_storage_url, storage_errors
+    from tuner.study import CALIBRATION_ATTR
 
     _refuse_existing_output("-o", output, force)
     url = storage or default_storage_url(study_name)
     _refuse_the_database_as_output("-o", output, url)
     with storage_errors(url):
-        result = write_report(load_study(study_name, url), output, max_points=max_points or DEFAULT_MAX_POINTS)
+        study = load_study(study_name, url)
+        result = write_report(study, output, max_points=max_points or DEFAULT_MAX_POINTS)
+    if as_json:
+        _print_json(
+            {
+                "study": study_name,
+                "storage": url,
+                "output": result.path,
+                "bytes": result.bytes,
+                "charts": result.figures,
+                "front_trials": result.n_front,
+                "trials_drawn": result.n_drawn,
+                "trials": result.n_trials,
+                "elapsed_s": result.elapsed_s,
+                "calibration": study.user_attrs.get(CALIBRATION_ATTR, "not recorded"),
+            }
+        )
+        return
     click.echo(
         f"wrote {result.path} ({result.bytes / 1e6:.1f} MB, {result.figures} charts, {result.n_front} front trials, "
         f"{result.n_drawn} of {result.n_trials} trials drawn) in {result.elapsed_s:.1f} s"
@@ -1205,13 +1226,32 @@ def export_command(
     help="Write the spec here [default: studies/MODEL-HARDWARE[-serving].yaml].",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def init_command(model: str, hardware: str, serving: bool, output: str | None, force: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON: the file and the profile.")
+def init_command(model: str, hardware: str, serving: bool, output: str | None, force: bool, as_json: bool) -> None:
     """Write a commented study spec for a model on a chip, to edit and then search."""
     from tuner.init_spec import initial_values, spec_text, write_spec
 
     text = spec_text(model, hardware, serving)
     path = output or f"studies/{initial_values(model, hardware, serving)['name']}.yaml"
     write_spec(path, text, force)
+    if as_json:
+        from search_spaces.space import compile_study
+        from search_spaces.spec import load_spec
+        from tuner.study import calibration_name
+
+        spec = load_spec(path)
+        _print_json(
+            {
+                "output": path,
+                "study": spec.name,
+                "model": model,
+                "hardware": hardware,
+                "serving": serving,
+                # The profile tuner search of this spec scores its trials under (its last line's).
+                "calibration": calibration_name(compile_study(spec)),
+            }
+        )
+        return
     click.echo(f"wrote {path}; edit it, then: tuner search {path}")
 
 

@@ -85,6 +85,21 @@ def test_every_tuner_command_the_docs_show_takes_the_options_they_give() -> None
     assert wrong == []
 
 
+#: Commands without --json, and why: their output is JSON already (show; export's default format,
+#: json; spec --schema), or they serve pages rather than print a result (dashboard).
+WITHOUT_JSON = {"show": "prints JSON", "export": "--format json", "spec": "--schema", "dashboard": "a server"}
+
+
+def test_every_command_has_json_output() -> None:
+    """Scripts read --json (README, "What you can do"); init and report had none."""
+    missing = [
+        name
+        for name, command in cli.commands.items()
+        if "--json" not in {o for p in command.params for o in p.opts} and name not in WITHOUT_JSON
+    ]
+    assert missing == []
+
+
 def test_every_test_operations_md_names_exists() -> None:
     """docs/operations.md names the test that checks each guarantee: file::test or ::test (the file
     before it)."""

@@ -84,3 +84,40 @@ def test_calibrate_json_names_the_profile_it_fitted(tmp_path: Path, capsys: pyte
     report = json.loads(out)
     assert report["profile"] == PROFILE
     assert report["output"] == str(out_file)
+
+
+def test_init_json_names_the_profile_search_will_score_under(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """init had no --json (it printed 'wrote PATH; ...' only); now the file, and the profile that
+    tuner search of the written spec names in its own --json."""
+    spec = tmp_path / "mine.yaml"
+    code, out, err = run_cli(
+        capsys, "init", "--model", "llama-2-7b", "--hardware", "h100-sxm", "-o", str(spec), "--json"
+    )
+    assert code == 0, err
+    written = json.loads(out)
+    assert written["output"] == str(spec) and spec.is_file()
+    url = f"sqlite:///{tmp_path / 'mine.db'}"
+    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url, "--trials", "2", "--json")
+    assert code == 0, err
+    assert written["calibration"] == json.loads(out)["calibration"] == "h100-sxm-vllm"
+
+
+def test_report_json_names_the_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("plotly")
+    url = f"sqlite:///{tmp_path / 'cal.db'}"
+    code, _, err = run_cli(capsys, "worker", str(_spec(tmp_path)), "--storage", url)
+    assert code == 0, err
+    page = tmp_path / "r.html"
+    code, out, err = run_cli(capsys, "report", "cal", "--storage", url, "-o", str(page), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    code, out, err = run_cli(capsys, "studies", "--storage", url, "--json")
+    assert code == 0, err
+    assert (report["calibration"], report["output"], report["trials"]) == (
+        PROFILE,
+        str(page),
+        json.loads(out)[0]["trials"],
+    )
+    assert report["bytes"] == page.stat().st_size
