@@ -243,3 +243,18 @@ def test_models_mds_gpt_oss_checkpoint_memory(capsys: pytest.CaptureFixture[str]
         else report["memory"]["weights_bytes_per_chip"]
     )
     assert_printed(weights / 1e9, found[1], f"{command}: weights, GB")
+
+
+def test_serving_mds_engine_knob_defaults_are_engine_defaults() -> None:
+    """docs/serving.md's knob table gives each engine's default in brackets (cost_models.serving.ENGINE_DEFAULTS)."""
+    from cost_models.serving import ENGINE_DEFAULTS
+
+    text = _text("docs/serving.md")
+    for knob in ("max_batch_size", "max_num_tokens", "chunked_prefill", "kv_block_size", "memory_fraction"):
+        row = _one(rf"^\| `{knob}` \|[^\n]*", text, f"serving.md knob {knob}", re.M)[0]
+        cells = [cell.strip() for cell in row.strip("|").split("|")][1:]
+        for engine, cell in zip(("trtllm", "vllm", "sglang"), cells, strict=True):
+            printed = re.findall(r"\((on|off|[\d.]+)[;)]", cell)[-1]
+            default = ENGINE_DEFAULTS[engine][knob]
+            expected = ("on" if default else "off") if isinstance(default, bool) else f"{default:g}"
+            assert printed == expected, (knob, engine, cell)
