@@ -897,8 +897,9 @@ def _closed_loop(s: _Setting) -> ServingEstimate:
     # (no sequence decoding yet: the host time of the prompts alone; the GPU time is the prompts'
     # in either) to t_mix about linearly in i; a request of group j waits for groups 1..j, so
     # iteration i counts M - i + 1 times over the M groups: the mean wait is (M + 1) / 2 iterations
-    # at 2/3 t_first + 1/3 t_mix. (256 clients on 8 GPUs, 2048/256 tokens, host-bound: the
-    # simulation's first burst took 2.55 s, this 2.54 s, t_mix throughout 3.4 s.)
+    # at 2/3 t_first + 1/3 t_mix. (Llama-3.1-8B, 256 clients on 8 H100s, TensorRT-LLM, 2048/256
+    # tokens, host-bound: mean TTFT of the burst's 256 requests 2.82 s simulated and here, with
+    # t_mix throughout 3.34 s; 2.55 / 2.54 / 3.4 s before the 2026-12-05 all-reduce change.)
     t_first = np.maximum(gpu_mix, s.host(np.zeros(len(w)), per_mixed))
     steady = 0.5 * t_dec + (cycle_iterations - life) * t_mix + own_prefill * t_mix
     burst = (mixed_per_cycle + 1.0) / 2.0 * (2.0 * t_first + t_mix) / 3.0 + (own_prefill - 1.0) * t_mix

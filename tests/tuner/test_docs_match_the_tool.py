@@ -258,3 +258,21 @@ def test_serving_mds_engine_knob_defaults_are_engine_defaults() -> None:
             default = ENGINE_DEFAULTS[engine][knob]
             expected = ("on" if default else "off") if isinstance(default, bool) else f"{default:g}"
             assert printed == expected, (knob, engine, cell)
+
+
+def test_serving_mds_first_burst_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """The first burst alone (one request per client, equal outputs): the analytic rising iterations
+    against the simulation's (cost_models/serving.py, the closed loop's burst)."""
+    found = _one(
+        r"256\s+clients on 8 GPUs, Llama-3.1-8B under TensorRT-LLM, 2048/256 tokens: (\S+) s, `tuner simulate` (\S+) s",
+        _text("docs/serving.md"),
+        "serving.md",
+    )
+    result = _json_of(
+        capsys, "simulate", *(
+            "--model llama-3.1-8b --hardware h100-sxm --chips 8 --concurrency 256 --prompt-len 2048 --gen-len 256 "
+            "--gen-len-std 0 --backend trtllm --requests 256"
+        ).split(),
+    )  # fmt: skip
+    assert_printed(result["analytic"]["ttft_s"], found[1], "analytic burst TTFT")
+    assert_printed(result["simulated"]["ttft_s"]["mean"], found[2], "simulated burst TTFT")
