@@ -276,3 +276,12 @@ def test_serving_mds_first_burst_example(capsys: pytest.CaptureFixture[str]) -> 
     )  # fmt: skip
     assert_printed(result["analytic"]["ttft_s"], found[1], "analytic burst TTFT")
     assert_printed(result["simulated"]["ttft_s"]["mean"], found[2], "simulated burst TTFT")
+
+
+def test_the_readmes_python_blocks_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's Python (the Python API, disaggregated serving from Python) runs as printed."""
+    blocks = re.findall(r"```python\n(.*?)```", _text("README.md"), re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})  # the README's own code
+    assert "kv_transfer_s" in capsys.readouterr().out  # disaggregated_report's keys, as its comment says
