@@ -285,3 +285,20 @@ def test_the_readmes_python_blocks_run(capsys: pytest.CaptureFixture[str]) -> No
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})  # the README's own code
     assert "kv_transfer_s" in capsys.readouterr().out  # disaggregated_report's keys, as its comment says
+
+
+def test_the_readmes_replica_tpots_near_the_sla(capsys: pytest.CaptureFixture[str]) -> None:
+    """README, Capacity: one replica of the recommended plans, by the steady state (the simulated
+    figures beside them are left to tuner simulate's own tests)."""
+    found = _one(
+        r"--act-bits fp8`: TPOT (\S+) ms; simulated \S+ ms over 2000 requests and \S+ ms over 3000; 3 x TP2,\s+"
+        r"3.33 req/s each: (\S+) ms",
+        _text("README.md"),
+        "README",
+    )
+    one = (
+        "--model llama-3-70b --hardware h100-sxm --chips 2 --prompt-len 2048 --gen-len 256 --weight-bits fp8 "
+        "--act-bits fp8"
+    )
+    for rate, printed in (("2.5", found[1]), (str(10 / 3), found[2])):
+        assert_printed(_serving(capsys, f"{one} --request-rate {rate}")["tpot_s"] * 1e3, printed, f"TPOT at {rate}/s")
