@@ -946,7 +946,7 @@ def worker_command(
     show_default=True,
     help="SQLAlchemy URL; the default lists every SQLite study under studies/.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table: each study's counts and profile.")
 def studies_command(storage: str, as_json: bool) -> None:
     """List studies with their trial counts and front sizes."""
     from tuner import tables
@@ -980,8 +980,8 @@ def _refuse_missing_glob_directory(storage: str) -> None:
 @cli.command("pareto")
 @click.argument("study_name", metavar="STUDY")
 @click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/STUDY.db].")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--csv", "as_csv", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the front as JSON (params, objectives, profile).")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the front as CSV: trial, params, objectives.")
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False),
