@@ -302,3 +302,31 @@ def test_the_readmes_replica_tpots_near_the_sla(capsys: pytest.CaptureFixture[st
     )
     for rate, printed in (("2.5", found[1]), (str(10 / 3), found[2])):
         assert_printed(_serving(capsys, f"{one} --request-rate {rate}")["tpot_s"] * 1e3, printed, f"TPOT at {rate}/s")
+
+
+def test_the_quoted_gpu_all_reduce_times() -> None:
+    """docs/serving.md and docs/validation.md quote a 16 KB all-reduce under the H100 TensorRT-LLM
+    profile: inside one NVLink domain (the engine's measured custom kernel) and over 2 and 4 nodes
+    of 8 (the network model)."""
+    import numpy as np
+
+    from cost_models.calibrated_times import calibrated_network
+    from cost_models.calibration import resolve_calibration
+    from cost_models.hardware import get_hardware
+    from cost_models.topology import network_for
+
+    serving = _one(
+        r"16 KB over 2 nodes of 8 H100s: (\S+) us, against (\S+) us inside one", _text("docs/serving.md"), "serving"
+    )
+    validation = _one(r"2 nodes of 8 H100s, 16 KB: (\S+) us, 4 nodes (\S+) us", _text("docs/validation.md"), "valid")
+    h100 = get_hardware("h100-sxm")
+    network = calibrated_network(network_for(h100), h100, resolve_calibration("auto", "h100-sxm", "trtllm"))
+
+    def all_reduce_us(gpus: int) -> float:
+        mesh = np.array([[1.0, 1.0, gpus]])
+        return float(network.collective_time_s("all_reduce", np.array([16384.0]), mesh, "xyz")[0]) * 1e6
+
+    assert_printed(all_reduce_us(16), serving[1], "2 nodes")
+    assert_printed(all_reduce_us(8), serving[2], "one node")
+    assert_printed(all_reduce_us(16), validation[1], "2 nodes")
+    assert_printed(all_reduce_us(32), validation[2], "4 nodes")
