@@ -330,3 +330,26 @@ def test_the_quoted_gpu_all_reduce_times() -> None:
     assert_printed(all_reduce_us(8), serving[2], "one node")
     assert_printed(all_reduce_us(16), validation[1], "2 nodes")
     assert_printed(all_reduce_us(32), validation[2], "4 nodes")
+
+
+def test_serving_mds_interactive_end_of_the_shipped_serving_study(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/serving.md: the shipped serving study's interactive end (its front's 1-client trial) and
+    TP16 / TP8 at one client under the engine defaults (TP16 led the front while collectives hid)."""
+    found = _one(
+        r"interactive end is TP(\d+) \(bf16, 1 client: TPOT (\S+) ms\).*?is now (\S+) ms \(TP8\s+(\S+) ms under the "
+        r"engine defaults\)",
+        _text("docs/serving.md"),
+        "serving.md",
+    )
+    url = f"sqlite:///{tmp_path / 'serving.db'}"
+    front = _json_of(capsys, "search", str(REPO / "studies" / "llama-3.1-70b-h100-serving.yaml"), "--storage", url)
+    end = max(front["front"], key=lambda row: row["objectives"]["serving.tokens_per_s_per_user"])
+    assert (end["params"]["chips"], end["params"]["weight_bits"], end["params"]["concurrency"]) == (
+        int(found[1]), "16", 1,
+    )  # fmt: skip
+    assert_printed(1e3 / end["objectives"]["serving.tokens_per_s_per_user"], found[2], "front's TPOT")
+    one = "--model llama-3.1-70b --hardware h100-sxm --prompt-len 2048 --gen-len 256 --backend trtllm --concurrency 1"
+    assert_printed(_serving(capsys, f"{one} --tp 16")["tpot_s"] * 1e3, found[3], "TP16 TPOT")
+    assert_printed(_serving(capsys, f"{one} --tp 8")["tpot_s"] * 1e3, found[4], "TP8 TPOT")
