@@ -144,7 +144,7 @@ def test_the_held_out_errors_quoted_are_accuracy_mds() -> None:
     assert f"{readme[1]}%" == _accuracy_row("h100-sxm-trtllm | 36")[2]
     assert f"{readme[2]}%" == _accuracy_row("none | 36")[2]
     serving = _one(
-        r"TTFT: median error (\S+)% on held-out runs \(target 20%; TPOT (\S+)%;", _text("docs/serving.md"), "serving"
+        r"TTFT: median error (\S+)% on held-out runs \(target 20%; TPOT (\S+)%[,;]", _text("docs/serving.md"), "serving"
     )
     # | all | 177 | TPOT BEFORE | TPOT HELD OUT | TPOT ratio | TPOT p90 | TTFT BEFORE | TTFT HELD OUT | ...
     row = _accuracy_row("all | 177")
