@@ -82,14 +82,31 @@ def _refuse_existing_output(option: str, path: str | None, force: bool) -> None:
                 "--force", f"only used with {option} (nothing is written)", f"add {option} PATH or drop --force"
             )
         return
-    if Path(path).exists() and not force:
+    if _output_exists(option, path) and not force:
         raise InvalidInputError(option, f"{path} exists", f"pass --force to overwrite it, or another {option} PATH")
     parent = Path(path).parent
-    if not parent.is_dir():
+    if not _output_exists(option, str(parent)) or not parent.is_dir():
         # Found before the work, not after it (a fit, a report's charts).
         raise InvalidInputError(
             option, f"cannot write {path}: no directory {parent}", f"create it, or pass another {option} PATH"
         )
+
+
+def _output_exists(option: str, path: str) -> bool:
+    """Whether an output path exists; a path the system cannot even look up (a 5,000-character
+    name: ENAMETOOLONG, which ``Path.exists`` raises rather than answers) is one line, exit 2."""
+    from pathlib import Path
+
+    from tuner.paths import shown_path, unusable_path_fix
+
+    try:
+        return Path(path).exists()
+    except OSError as error:
+        raise InvalidInputError(
+            option,
+            f"cannot write {shown_path(path)}: {error.strerror}",
+            unusable_path_fix(error, f"pass another {option} PATH"),
+        ) from None
 
 
 def _refuse_the_database_as_output(option: str, path: str | None, url: str) -> None:
@@ -100,7 +117,7 @@ def _refuse_the_database_as_output(option: str, path: str | None, url: str) -> N
     from tuner.storage import database_file
 
     database = database_file(url)
-    if path is None or database is None or not Path(path).exists() or not database.exists():
+    if path is None or database is None or not _output_exists(option, path) or not database.exists():
         return
     if Path(path).samefile(database):
         raise InvalidInputError(

@@ -249,11 +249,18 @@ def _schema_default(doc: FieldDoc) -> Any:
 def write_spec(path: str | Path, text: str, force: bool) -> None:
     """Write ``text`` at ``path``, refusing to replace an existing file unless ``force``."""
 
+    from tuner.paths import shown_path, unusable_path_fix
+
     target = Path(path)
-    if target.exists() and not force:
-        raise InvalidInputError("output", f"{target} exists", "pass --force to overwrite it, or another -o PATH")
     try:
+        # Inside the try: exists() raises (not answers) for a name too long (ENAMETOOLONG).
+        if target.exists() and not force:
+            raise InvalidInputError("output", f"{target} exists", "pass --force to overwrite it, or another -o PATH")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
     except OSError as error:
-        raise InvalidInputError("output", f"cannot write {target}: {error.strerror}", "pass a writable path") from None
+        raise InvalidInputError(
+            "output",
+            f"cannot write {shown_path(str(target))}: {error.strerror}",
+            unusable_path_fix(error, "pass a writable path"),
+        ) from None

@@ -32,6 +32,7 @@ from sqlalchemy.engine import make_url
 
 from cost_models.errors import InvalidInputError
 from tuner.optuna_internals import existing_storage, insert_trials
+from tuner.paths import shown_path, unusable_path_fix
 
 EXIT_BAD_INPUT, EXIT_ENVIRONMENT = 2, 1
 T = TypeVar("T")
@@ -387,12 +388,9 @@ def open_storage(
         try:
             _check_sqlite_path(path, url, create)
         except OSError as error:  # e.g. a 5,000-character path: File name too long
-            shown_path = path if len(path) <= 120 else f"{path[:60]}...{path[-40:]} ({len(path)} characters)"
             raise StorageError(
-                f"cannot use the database path {shown_path}: {error.strerror}",
-                "use a shorter path (each folder or file name at most 255 bytes)"
-                if error.errno == errno.ENAMETOOLONG
-                else "use a path in a writable directory",
+                f"cannot use the database path {shown_path(path)}: {error.strerror}",
+                unusable_path_fix(error, "use a path in a writable directory"),
                 environment=error.errno != errno.ENAMETOOLONG,
             ) from None
     try:
@@ -441,7 +439,7 @@ def _connect(url: str, path: str | None, create: bool) -> RDBStorage:
             environment = error.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG)
             raise StorageError(
                 f"cannot use {path}: {error.strerror} ({mask_password(url)})",
-                "use a path in a writable directory",
+                unusable_path_fix(error, "use a path in a writable directory"),
                 environment=environment,
             ) from None
         except Exception as error:

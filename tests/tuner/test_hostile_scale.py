@@ -80,3 +80,32 @@ def test_control_characters_in_an_error_line_are_escaped(
     code, out, err = run_cli(capsys, "pareto", "x", "--storage", "sqlite:///\x1b[2Jwipe.db")
     line = assert_one_error_line(code, out, err, ("storage",))
     assert "\x1b" not in err and "\\x1b[2Jwipe.db" in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("export", "hostile", "--trial", "0", "-o"),
+        ("report", "hostile", "-o"),
+        ("pareto", "hostile", "--plot"),
+        ("init", "--model", "llama-3-8b", "--hardware", "h100-sxm", "-o"),
+    ],
+    ids=["export", "report", "pareto-plot", "init"],
+)
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_a_5000_character_output_path_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], where: str
+) -> None:
+    """``-o`` or ``--plot`` naming a 5,000-character file (or folder): Linux refuses a name over
+    NAME_MAX = 255 bytes with ENAMETOOLONG, which ``Path.exists()`` raises instead of answering
+    False; export -o and init -o printed that OSError's 30-line traceback, exit 1."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.replace("{SPACE}", "{chips: [1], batch: [1, 2]}"), encoding="utf-8")
+    assert run_cli(capsys, "search", str(spec), "--storage", url)[0] == 0
+    output = tmp_path / (f"{LONG}.out" if where == "file" else f"{LONG}/x.out")
+    storage = () if args[0] == "init" else ("--storage", url)
+    code, out, err = run_cli(capsys, *args, str(output), *storage)
+    line = assert_one_error_line(code, out, err, ("-o", "--plot", "output"))
+    assert "File name too long" in line and "shorter path" in line and len(line) < 400
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.db", "s.db.lock", "spec.yaml"]

@@ -87,3 +87,29 @@ def test_garbage_in_the_middle_of_the_file_is_one_line(
     code, out, err = run_cli(capsys, *args, "--storage", url, "--json")
     assert "\x1b" not in err and all(c.isprintable() for c in err.rstrip("\n"))  # no raw garbage
     _fatal_line(code, out, err, str(damaged), "damaged", ".recover")
+
+
+def test_a_new_study_on_a_full_disk_says_to_free_space(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a full disk the first write of a new study is the writer's PID into ``<db>.lock``,
+    which fails with ENOSPC (measured: a 600 KiB tmpfs filled with dd, then tuner search with a
+    new --storage there). The line said "use a path in a writable directory", of a directory that
+    was writable."""
+    import contextlib
+    import errno
+
+    from tuner import storage
+
+    @contextlib.contextmanager
+    def full_disk(path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+        yield
+
+    monkeypatch.setattr(storage, "_file_lock", full_disk)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(SPEC), encoding="utf-8")
+    db = tmp_path / "new.db"
+    code, out, err = run_cli(capsys, "search", str(spec), "--storage", f"sqlite:///{db}")
+    line = _fatal_line(code, out, err, "No space left on device", str(db), "free some space")
+    assert "writable directory" not in line
