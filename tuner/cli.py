@@ -31,6 +31,7 @@ from tuner.cli_help import (
     LazyChoice,
     imports_loading,
 )
+from tuner.shown_text import printable
 from tuner.signals import stop_on_signals
 
 #: Where `tuner studies` looks without --storage: every SQLite study under studies/.
@@ -97,7 +98,7 @@ def _output_exists(option: str, path: str) -> bool:
     name: ENAMETOOLONG, which ``Path.exists`` raises rather than answers) is one line, exit 2."""
     from pathlib import Path
 
-    from tuner.paths import shown_path, unusable_path_fix
+    from tuner.shown_text import shown_path, unusable_path_fix
 
     try:
         return Path(path).exists()
@@ -1710,12 +1711,6 @@ def _print_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, allow_nan=False))
 
 
-def _printable(text: str) -> str:
-    """An error line safe for a terminal: control characters (escape sequences from a hostile
-    file name or a damaged database) shown as ``\\xNN``, never acted on by the terminal."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning bad input into one line and exit code 2."""
     from tuner.allocator import reuse_freed_memory
@@ -1729,7 +1724,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="tuner", standalone_mode=False)
     except InvalidInputError as error:
-        click.echo(f"error: {_printable(str(error))}", err=True)
+        click.echo(f"error: {printable(str(error))}", err=True)
         # tuner.storage.StorageError: 2 for a wrong URL or path, 1 for the server, driver or disk.
         return getattr(error, "exit_code", EXIT_BAD_INPUT)
     except click.exceptions.NoArgsIsHelpError as error:  # `tuner` alone: show help, not an error
@@ -1739,7 +1734,7 @@ def main(argv: list[str] | None = None) -> int:
         # Click lays out a missing choice option's choices as ":\n\tprefill,\n\tdecode": one
         # line for them, before control characters are escaped.
         message = error.format_message().replace("\n\t", " ")
-        click.echo(f"error: {_printable(message)}", err=True)
+        click.echo(f"error: {printable(message)}", err=True)
         return EXIT_BAD_INPUT
     except click.exceptions.Abort:
         # A KeyboardInterrupt that escaped the command: the search loop catches its own (and

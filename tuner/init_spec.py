@@ -249,7 +249,7 @@ def _schema_default(doc: FieldDoc) -> Any:
 def write_spec(path: str | Path, text: str, force: bool) -> None:
     """Write ``text`` at ``path``, refusing to replace an existing file unless ``force``."""
 
-    from tuner.paths import shown_path, unusable_path_fix
+    from tuner.shown_text import shown_path, unusable_path_fix
 
     target = Path(path)
     try:

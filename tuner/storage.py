@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 
 from cost_models.errors import InvalidInputError
 from tuner.optuna_internals import existing_storage, insert_trials
-from tuner.paths import shown_path, unusable_path_fix
+from tuner.shown_text import printable, shown_path, unusable_path_fix
 
 EXIT_BAD_INPUT, EXIT_ENVIRONMENT = 2, 1
 T = TypeVar("T")
@@ -309,12 +309,6 @@ def _dialect(url: str) -> str:
 def _first_line(error: BaseException | None) -> str:
     text = str(error).strip() if error is not None else ""
     return printable(text.splitlines()[0][:200]) if text else type(error).__name__
-
-
-def printable(text: str) -> str:
-    """``text`` safe for a terminal: control characters (escape sequences from a damaged file or
-    a hostile name) shown as ``\\xNN`` instead of acting on the terminal."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 @contextmanager

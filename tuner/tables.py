@@ -28,6 +28,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tuner.shown_text import printable
+
 # The cost model and the search space are imported where a table needs them: `tuner studies`
 # prints counts and need not load them (0.5 s of imports, python -X importtime).
 if TYPE_CHECKING:
@@ -666,18 +668,24 @@ def print_studies(rows: list[dict]) -> None:
     table = Table(title="Studies")
     for column in ("study", "trials", "feasible", "front", "objectives", "calibration", "storage"):
         table.add_column(column, justify="right" if column in ("trials", "feasible", "front") else "left")
+
+    # The names come from the files a glob matched and from the databases: control characters in
+    # them (a file named with an escape sequence) are shown escaped, never sent to the terminal.
+    def shown(text: str) -> str:
+        return escape(printable(text))
+
     for r in rows:
         if r.get("error"):  # an unreadable database among many
-            table.add_row("[red]unreadable[/red]", "", "", "", escape(r["error"]), "", escape(r["storage"]))
+            table.add_row("[red]unreadable[/red]", "", "", "", shown(r["error"]), "", shown(r["storage"]))
             continue
         table.add_row(
-            escape(r["study"]),
+            shown(r["study"]),
             str(r["trials"]),
             str(r["feasible"]),
             str(r["front_size"]),
-            escape(", ".join(r["objectives"])),
-            escape(r["calibration"]),
-            escape(r["storage"]),
+            shown(", ".join(r["objectives"])),
+            shown(r["calibration"]),
+            shown(r["storage"]),
         )
     _console().print(table)
     if not rows:

@@ -109,3 +109,21 @@ def test_a_5000_character_output_path_is_one_line(
     line = assert_one_error_line(code, out, err, ("-o", "--plot", "output"))
     assert "File name too long" in line and "shorter path" in line and len(line) < 400
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.db", "s.db.lock", "spec.yaml"]
+
+
+def test_control_characters_in_a_studies_table_are_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file in studies/ named with an escape sequence (``esc\\x1b[31m.db``, not a database): the
+    table's row for it repeated the name raw in its storage and error cells, and the terminal
+    turned the rest of the table red. ``--json`` was already safe (json escapes it)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "studies").mkdir()
+    spec = tmp_path / "studies" / "hostile.yaml"
+    spec.write_text(SPEC.replace("{SPACE}", "{chips: [1], batch: [1, 2]}"), encoding="utf-8")
+    assert run_cli(capsys, "search", str(spec))[0] == 0  # studies/hostile.db, beside the bad file
+    (tmp_path / "studies" / "esc\x1b[31m.db").write_bytes(b"x\x1b]0;title\x07")
+    code, out, err = run_cli(capsys, "studies")
+    assert code == 0 and err == ""
+    assert "\x1b" not in out and "\x07" not in out
+    assert "esc\\x1b[31m.db" in out and "not a SQLite database" in out

@@ -1,6 +1,6 @@
-"""How an error line shows a path the system refused, and what it tells the user to do: stdlib
-only, so the commands that check an output path before their work load nothing heavy for it
-(tests/tuner/test_cli_imports.py)."""
+"""Text the tuner repeats to a terminal, made safe and short: control characters escaped, a long
+path cut, and the fix for a path the system refused. Stdlib only, so any command may use it
+without loading anything heavy (tests/tuner/test_cli_imports.py)."""
 
 from __future__ import annotations
 
@@ -20,3 +20,9 @@ def unusable_path_fix(error: OSError, otherwise: str) -> str:
     if error.errno == errno.ENOSPC:
         return "free some space and run again"
     return otherwise
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters (escape sequences from a damaged file or
+    a hostile name) shown as ``\\xNN`` instead of acting on the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
