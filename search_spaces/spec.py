@@ -613,10 +613,12 @@ def with_calibration(spec: StudySpec, calibration: str | None, backend: str | No
     return spec.model_copy(update=changes) if changes else spec
 
 
-def parse_stored_spec(data: dict) -> StudySpec:
+def parse_stored_spec(data: dict, base_dir: str | None = None) -> StudySpec:
     """A study's stored spec (:meth:`StudySpec.canonical_json` loaded back): a model, chip or
     calibration profile that came from a file is stored by its numbers, and is used as stored (no
-    file is read)."""
+    file is read). A config.json is stored by its path as the spec wrote it, which may be relative
+    to the spec file's directory: ``base_dir``, that directory as the study recorded it, resolves
+    it as the search did (without it, from the working directory)."""
     values = dict(data)
     profile = None
     if isinstance(values.get("calibration"), dict):
@@ -640,6 +642,7 @@ def parse_stored_spec(data: dict) -> StudySpec:
     spec._stored_model = model if isinstance(model, ModelSpec) else None
     spec._stored_hardware = hardware if isinstance(hardware, HardwareSpec) else None
     spec._stored_calibration = profile
+    spec._base_dir = Path(base_dir) if isinstance(base_dir, str) and base_dir else None
     return spec
 
 

@@ -46,6 +46,9 @@ CONFIGURATION_PARAM = "configuration"
 FORMAT_ATTR, COMPACT_FORMAT = "trial_format", "compact-1"
 #: Study attribute: :func:`model_version` when the study was created.
 MODEL_VERSION_ATTR = "model_version"
+#: Study attribute: the directory of the spec file that created the study, from which the stored
+#: spec's relative paths (a config.json, stored by its path) are read back.
+SPEC_DIR_ATTR = "spec_dir"
 #: The user attribute a hydrated trial carries about its recomputed breakdown.
 BREAKDOWN_ATTR = "breakdown"
 #: A float64 (Optuna's stored param value) holds every integer up to 2**53 exactly: larger
@@ -201,7 +204,7 @@ class Hydrator:
         from search_spaces.space import compile_study
         from search_spaces.spec import parse_stored_spec
 
-        self.compiled = compile_study(parse_stored_spec(study_user_attrs["spec"]))
+        self.compiled = compile_study(parse_stored_spec(study_user_attrs["spec"], study_user_attrs.get(SPEC_DIR_ATTR)))
         self.names = list(self.compiled.space.dimensions)
         self.sizes = [len(c) for c in self.compiled.space.dimensions.values()]
         self.dists = {name: CategoricalDistribution(list(c)) for name, c in self.compiled.space.dimensions.items()}
@@ -275,7 +278,12 @@ def hydrator_for(study_user_attrs: dict[str, Any]) -> Hydrator | None:
     """A hydrator when the study stores compact trials, else None."""
     if study_user_attrs.get(FORMAT_ATTR) != COMPACT_FORMAT or "spec" not in study_user_attrs:
         return None
-    key = (json.dumps(study_user_attrs["spec"], sort_keys=True), study_user_attrs.get(MODEL_VERSION_ATTR))
+    # (the spec's directory too: one relative config.json path in two directories is two models)
+    key = (
+        json.dumps(study_user_attrs["spec"], sort_keys=True),
+        study_user_attrs.get(MODEL_VERSION_ATTR),
+        study_user_attrs.get(SPEC_DIR_ATTR),
+    )
     if key not in _HYDRATORS:  # compiling the spec is most of a hydrator's cost: once per process
         _HYDRATORS[key] = Hydrator(study_user_attrs)
     return _HYDRATORS[key]

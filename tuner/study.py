@@ -189,6 +189,14 @@ def _format_attrs(compiled: CompiledStudy) -> dict[str, str]:
     return {compact.FORMAT_ATTR: compact.COMPACT_FORMAT, compact.MODEL_VERSION_ATTR: compact.model_version()}
 
 
+def _spec_dir_attr(spec: StudySpec) -> dict[str, str]:
+    """The spec file's directory, for a study whose spec names a file relative to it: a
+    config.json is stored by that path, and every later read (the search's own front, pareto
+    from another directory) resolves it from there, as the search did."""
+    base_dir = spec._base_dir
+    return {compact.SPEC_DIR_ATTR: str(base_dir)} if base_dir is not None else {}
+
+
 def _create_or_check(spec: StudySpec, storage, storage_url: str, compiled: CompiledStudy) -> optuna.Study:
     for attempt in range(_CREATE_ATTEMPTS):
         study_id = find_study_id(storage, spec.name)
@@ -205,6 +213,7 @@ def _create_or_check(spec: StudySpec, storage, storage_url: str, compiled: Compi
                     CONSTRAINTS_ATTR: compiled.constraint_names,
                     CALIBRATION_ATTR: calibration_name(compiled),
                     **_format_attrs(compiled),
+                    **_spec_dir_attr(spec),
                 },
                 list(compiled.objective_names),
             )

@@ -776,3 +776,37 @@ def test_a_study_under_a_profile_file_names_the_file(tmp_path: Path, url: str, c
     assert json.loads(out)["calibration"] == f"tpu-v4-jax from {profile}"
     code, out, _ = run_cli(capsys, "pareto", "tiny", "--storage", url, "--json")
     assert code == 0 and {row["calibration"] for row in json.loads(out)} == {f"tpu-v4-jax from {profile}"}
+
+
+def test_a_config_json_relative_to_the_spec_is_read_back_from_the_spec_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``model: config.json`` beside the spec, searched from another directory: the model is read
+    from the spec's directory (docs/spec-reference.md), but the study stores a config.json by the
+    path as written, and every read of the stored spec resolved it from the working directory: the
+    search wrote its 6 trials, then printed 'model: no config.json at 'config.json'', exit 2, and
+    pareto, show and export failed alike from anywhere but the spec's directory (qa-ops)."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    # Meta-Llama-3.1-8B's config.json (tests/fixtures/hf/llama.json): 32 layers, hidden 4096.
+    shutil.copy(Path(__file__).parents[1] / "fixtures" / "hf" / "llama.json", specs / "config.json")
+    data = spec_dict(name="relative", sampler="exhaustive")
+    data["model"], data["hardware"] = "config.json", "h100-sxm"
+    data["space"] = {"chips": [1, 2], "batch": [1, 2, 4]}
+    spec = write_spec(specs, data)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    code, out, err = run_cli(capsys, "search", str(spec), "--storage", url, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["trials_added"] > 0
+    monkeypatch.chdir(tmp_path)  # a third directory, without config.json
+    for args in (("pareto", "relative"), ("show", "relative", "0")):
+        code, _, err = run_cli(capsys, *args, "--storage", url)
+        assert code == 0, err
+    code, out, err = run_cli(capsys, "export", "relative", "--trial", "0", "--storage", url)
+    assert code == 0, err
+    model = json.loads(out)["model"]
+    assert (model["layers"], model["d_model"], model["kv_heads"]) == (32, 4096, 8)
