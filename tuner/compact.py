@@ -236,6 +236,19 @@ class Hydrator:
             out[i] = self._whole(trials[i], indices, row, evaluation)
         return out
 
+    def feasible(self, flat: np.ndarray, chunk: int = 50_000) -> np.ndarray:
+        """Whether each configuration (flat indices) meets the study's constraints, recomputed
+        from the stored spec: for compact trials whose feasibility as scored is not in the side
+        table (a study copied by ``optuna.copy_study``, which copies Optuna's tables only)."""
+        from search_spaces.space import evaluate
+
+        flat = np.asarray(flat, dtype=np.int64)
+        out = np.zeros(len(flat), dtype=bool)
+        for start in range(0, len(flat), chunk):  # bounded memory for a large study
+            part = flat[start : start + chunk]
+            out[start : start + len(part)] = evaluate(self.compiled, unflatten(part, self.names, self.sizes)).feasible
+        return out
+
     def _whole(self, trial: FrozenTrial, indices: dict[str, np.ndarray], row: int, evaluation: Any) -> FrozenTrial:
         user_attrs = dict(trial.user_attrs)
         system_attrs = dict(trial.system_attrs)

@@ -471,6 +471,24 @@ def configuration_indices(storage: RDBStorage, study_id: int) -> np.ndarray:
     return np.fromiter((r[0] for r in rows), dtype=np.float64, count=len(rows)).astype(np.int64)
 
 
+def configuration_indices_by_trial(storage: RDBStorage, study_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(trial_ids, flat configuration indices)`` of a study's COMPLETE compact trials, as
+    :func:`configuration_indices` reads them, with the trial each belongs to."""
+    from tuner.compact import CONFIGURATION_PARAM
+
+    with storage.engine.connect() as connection:
+        mark = _mark(connection)
+        rows = _driver_rows(
+            connection,
+            f"SELECT p.trial_id, p.param_value FROM {_TRIAL_PARAMS} p JOIN {_TRIALS} t ON t.trial_id = p.trial_id"
+            f" WHERE t.study_id = {mark} AND t.state = 'COMPLETE' AND p.param_name = {mark}",
+            (study_id, CONFIGURATION_PARAM),
+        )
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    flat = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows)).astype(np.int64)
+    return ids, flat
+
+
 def infeasible_trial_ids(storage: RDBStorage, study_id: int) -> set[int]:
     """Ids of a study's COMPLETE trials with a constraint over 0 (``FrozenTrial.constraints``: a
     value > 0, or NaN), read without loading the trials' attributes.

@@ -329,6 +329,12 @@ def _front_from_database(
         trial_ids, values = optuna_internals.complete_values(storage, study_id, len(directions))
         update(1, _READ_STEPS)
         infeasible = optuna_internals.infeasible_trial_ids(storage, study_id)
+        hydrator = compact.hydrator_for(study.user_attrs)
+        if hydrator is not None:
+            # Compact trials store no constraints in Optuna's tables (their feasibility as scored
+            # is in the side table, which optuna.copy_study does not copy): judged from the spec.
+            compact_ids, flat = optuna_internals.configuration_indices_by_trial(storage, study_id)
+            infeasible |= set(compact_ids[~hydrator.feasible(flat)].tolist())
         update(2, _READ_STEPS)
         feasible = np.array([trial_id not in infeasible for trial_id in trial_ids], dtype=bool)
         feasible_ids = [trial_id for trial_id, ok in zip(trial_ids, feasible, strict=True) if ok]

@@ -170,3 +170,26 @@ def test_trials_by_id_match_get_trial(stored: str) -> None:
 
 def test_rdb_storage_is_none_in_memory() -> None:
     assert optuna_internals.rdb_storage(optuna.create_study()) is None
+
+
+def test_a_study_copied_by_optuna_copy_study_reads_the_same(stored: str, tmp_path: Path, capsys) -> None:
+    """docs/operations.md moves a study between backends with ``optuna.copy_study``, which copies
+    Optuna's tables and not the side table where a compact trial's feasibility as scored is
+    kept; the copy was read from Optuna's tables, where compact trials store no constraints, so
+    every trial counted as feasible (qa-ops: palm-540b-tpu-v4, 3,000 trials, 2,665 feasible as
+    scored: the copy said 3,000) and infeasible trials entered the front's computation."""
+    copy = f"sqlite:///{tmp_path / 'copy.db'}"
+    optuna.copy_study(from_study_name=NAME, from_storage=stored, to_storage=copy)
+    rows = {}
+    for url in (stored, copy):
+        code, out, err = run_cli(capsys, "studies", "--storage", url, "--json")
+        assert code == 0, err
+        (rows[url],) = json.loads(out)
+    assert rows[stored]["feasible"] < rows[stored]["trials"]  # the study has infeasible trials to tell
+    assert (rows[copy]["trials"], rows[copy]["feasible"]) == (rows[stored]["trials"], rows[stored]["feasible"])
+    fronts = []
+    for url in (stored, copy):
+        code, out, err = run_cli(capsys, "pareto", NAME, "--storage", url, "--json")
+        assert code == 0, err
+        fronts.append([(t["trial"], t["objectives"]) for t in json.loads(out)])
+    assert fronts[0] == fronts[1] and fronts[0]

@@ -101,6 +101,9 @@ def test_held_configurations_are_the_stored_configuration_params(stored: str) ->
     held = compact.held_configurations(storage, study_id)
     assert held.dtype == np.int64 and sorted(held.tolist()) == expected and len(expected) == 120
     assert sorted(optuna_internals.configuration_indices(storage, study_id).tolist()) == expected
+    by_trial = sorted((optuna_internals.trial_id(t), int(t.params[compact.CONFIGURATION_PARAM])) for t in trials)
+    ids, flat = optuna_internals.configuration_indices_by_trial(storage, study_id)
+    assert sorted(zip(ids.tolist(), flat.tolist(), strict=True)) == by_trial
 
 
 @pytest.mark.parametrize("other", ["study", "running trial"])
