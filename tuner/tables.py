@@ -550,7 +550,10 @@ def _table(
 ) -> Table:
     """``widths``: each column's width, when known (rich then measures no cell: measuring 65 rows
     of 12 columns twice was 0.3 s of `tuner pareto`, cProfile)."""
-    table = Table(title=escape(title) if title else None, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    # printable: a study name read from the database (one Optuna made, not a spec) may carry
+    # control characters; the title repeats it.
+    shown_title = escape(printable(title)) if title else None
+    table = Table(title=shown_title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for k, (header, is_number) in enumerate(zip(headers, numeric, strict=True)):
         table.add_column(
             escape(header),  # "[ms]": no markup

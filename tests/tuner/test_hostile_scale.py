@@ -127,3 +127,19 @@ def test_control_characters_in_a_studies_table_are_escaped(
     assert code == 0 and err == ""
     assert "\x1b" not in out and "\x07" not in out
     assert "esc\\x1b[31m.db" in out and "not a SQLite database" in out
+
+
+def test_control_characters_in_a_study_name_are_escaped_in_the_front_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A study made by Optuna directly (no spec, so no name check) named with an escape
+    sequence: pareto's table title repeated it raw ('Best 3 of 3 feasible trials of evil\\x1b[31mred')."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    name = "evil\x1b[31mred"
+    study = optuna.create_study(study_name=name, storage=url)
+    study.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=3)
+    code, out, err = run_cli(capsys, "pareto", name, "--storage", url)
+    assert code == 0, err
+    assert "\x1b" not in out and "evil\\x1b[31mred" in out
