@@ -389,8 +389,8 @@ def open_storage(
             ) from None
     try:
         if wait:
-            return with_retries(lambda: _connect(url, path, create), url, stop=stop)
-        return _connect(url, path, create)
+            return with_retries(lambda: _connect(url, path, create, stop), url, stop=stop)
+        return _connect(url, path, create, stop)
     except StorageError:
         raise
     except Exception as error:
@@ -415,7 +415,7 @@ def _check_sqlite_timeout(url: str) -> None:
             )
 
 
-def _connect(url: str, path: str | None, create: bool) -> RDBStorage:
+def _connect(url: str, path: str | None, create: bool, stop: Callable[[], bool] | None = None) -> RDBStorage:
     """:func:`open_storage`'s connection; database errors propagate as they are (the caller
     decides whether to retry them and makes them one line)."""
     for attempt in range(_OPEN_ATTEMPTS):
@@ -425,7 +425,7 @@ def _connect(url: str, path: str | None, create: bool) -> RDBStorage:
             # responding cannot block them, and a read-only directory does not stop them.
             if path is not None and not create:
                 _wait_until_readable(path)
-            with _file_lock(path) if create else nullcontext():
+            with _file_lock(path, stop) if create else nullcontext():
                 # A database in Optuna's current schema opens without create_all or the Alembic
                 # import (tuner.optuna_internals.existing_storage); a new one through RDBStorage.
                 return existing_storage(with_installed_driver(url), _engine_kwargs(url))
@@ -598,10 +598,13 @@ def _lock_timeout_s() -> float:
 
 
 @contextmanager
-def _file_lock(database: str | None) -> Iterator[None]:
+def _file_lock(database: str | None, stop: Callable[[], bool] | None = None) -> Iterator[None]:
     """An exclusive lock on ``<database>.lock``, holding this process's id; nothing when there
     is no database file. A writer that cannot have it within :data:`LOCK_TIMEOUT_S` (its holder
-    stopped with SIGSTOP, or hung) gets one line naming the holder's PID."""
+    stopped with SIGSTOP, or hung) gets one line naming the holder's PID. Once ``stop()`` is true
+    (a signal: :mod:`tuner.signals`) it stops waiting: a command opening its study holds nothing
+    to write yet, and waited out the whole timeout before (SIGTERM to a worker opening a file
+    whose lock a stopped process held: exit 143 after 57 s, qa-ops)."""
     if not database:
         yield
         return
@@ -614,6 +617,12 @@ def _file_lock(database: str | None) -> Iterator[None]:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if stop is not None and stop():
+                    handle.seek(0)
+                    holder = handle.read().strip() or "unknown"
+                    raise StorageError(
+                        f"stopped while waiting for {lock_path}, held by process {holder}", "run again"
+                    ) from None
                 if time.monotonic() >= deadline:
                     handle.seek(0)
                     holder = handle.read().strip() or "unknown"

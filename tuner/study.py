@@ -420,14 +420,15 @@ def run_search(
         )  # fmt: skip
     budget = trials if trials is not None else spec.trials
     # A worker waiting for its database stops on a signal (it holds nothing to write then);
-    # ``tuner search`` does not wait, and fails at once on a server it cannot reach.
+    # ``tuner search`` does not wait, and fails at once on a server it cannot reach. Either stops
+    # waiting for a SQLite file's lock on a signal (tuner.storage._file_lock).
     waiting_stop = stop if wait_for_database else None
     try:
         storage, stored, study_id, fmt, existing, held = _open_and_read(
-            spec, storage_url, compiled, sampler_name, wait_for_database, waiting_stop
+            spec, storage_url, compiled, sampler_name, wait_for_database, stop
         )
     except (StorageError, sa_exc.SQLAlchemyError, optuna.exceptions.StorageInternalError):
-        if waiting_stop is None or not waiting_stop():
+        if not stop():
             raise
         # A signal while the study was being opened or read: nothing was written, and the
         # command says how to go on as after any interrupted search.

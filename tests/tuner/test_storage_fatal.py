@@ -102,7 +102,7 @@ def test_a_new_study_on_a_full_disk_says_to_free_space(
     from tuner import storage
 
     @contextlib.contextmanager
-    def full_disk(path):
+    def full_disk(path, stop=None):
         raise OSError(errno.ENOSPC, "No space left on device")
         yield
 

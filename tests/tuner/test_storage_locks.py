@@ -96,6 +96,47 @@ def test_a_stopped_lock_holder_blocks_no_reader_and_writers_name_it(
     assert _trials(db) == 4  # nothing written
 
 
+@pytest.mark.parametrize(("command", "signum"), [("search", signal.SIGTERM), ("worker", signal.SIGINT)])
+def test_a_signal_stops_a_command_waiting_for_the_lock_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], request, command: str, signum: int
+) -> None:
+    """A command opening its study waits for ``<db>.lock`` (up to TUNER_LOCK_TIMEOUT_S, 60 s):
+    a signal then, with nothing to write, was deaf until that timeout (qa-ops: SIGTERM to a
+    worker waiting on a stopped holder, exit 143 after 57 s; Ctrl-C alike). Now it stops at once,
+    with the interrupted line and 128 + the signal."""
+    spec, db = _study(tmp_path, capsys)
+    request.getfixturevalue("stopped_holder")
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "TUNER_LOCK_TIMEOUT_S": "60", "PYTHONPATH": str(repo)}
+    args = [sys.executable, "-m", "tuner.cli", command, spec, "--storage", f"sqlite:///{db}", "--trials", "8"]
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        # Waiting for the lock once the lock file is open in the child (past its imports).
+        lock = str(tmp_path / "s.db.lock")
+        deadline = time.monotonic() + 60
+        while not any(os.path.realpath(f"/proc/{child.pid}/fd/{fd}") == lock for fd in _fds(child.pid)):
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)
+        sent = time.monotonic()
+        child.send_signal(signum)
+        _, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+        child.wait()
+    assert time.monotonic() - sent < 10
+    assert child.returncode == 128 + signum, err
+    assert _one_line(err).startswith("interrupted:")
+    assert _trials(db) == 4  # nothing written
+
+
+def _fds(pid: int) -> list[str]:
+    try:
+        return os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return []
+
+
 def test_a_writer_stopped_mid_commit_is_named_to_readers_at_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
