@@ -85,6 +85,7 @@ from cost_models.partitioning import (
     collective_act_bytes,
     distinct_rows,
     distinct_rows_any_order,
+    gathered_weight_buffer_bytes,
     kv_cache_split,
     kv_cache_ways,
     kv_shape_splits,
@@ -1694,11 +1695,15 @@ def _memory(
     weights = np.maximum(
         *(
             # weight_bytes_per_chip of the phase's plan: its stored elements x the weights' bytes
-            # (the embedding and lm_head in 16 bits), less the routed experts DP splits further
-            stored_weight_bytes(plans[phase], d.weight_dtype)
-            - plans[phase].routed_expert_elements * (1.0 - 1.0 / dp) * weight_bytes
-            if any_routed
-            else stored_weight_bytes(plans[phase], d.weight_dtype)
+            # (the embedding and lm_head in 16 bits), less the routed experts DP splits further;
+            # plus, in a weight-gathered layout, the block shards in flight (2 per chip).
+            (
+                stored_weight_bytes(plans[phase], d.weight_dtype)
+                - plans[phase].routed_expert_elements * (1.0 - 1.0 / dp) * weight_bytes
+                if any_routed
+                else stored_weight_bytes(plans[phase], d.weight_dtype)
+            )
+            + gathered_weight_buffer_bytes(plans[phase], d.weight_dtype, d.ffn_layout(phase), d.mesh)
             for phase in ("prefill", "decode")
         )
     )

@@ -996,6 +996,10 @@ class ShardingPlan:
     distinct_routed_expert_elements: np.ndarray | None = None
     #: Of ``stored_elements``, the embedding's and the untied lm_head's (None: none counted apart).
     distinct_table_elements: np.ndarray | None = None
+    #: Of ``stored_elements``, one block's (the larger of a dense and an MoE block, routers left
+    #: out: replicated, never moved): the shard a weight-gathered layout circulates per block
+    #: (:func:`gathered_weight_buffer_bytes`). None: not counted (read as 0).
+    distinct_block_elements: np.ndarray | None = None
 
     def take(self, index: np.ndarray) -> ShardingPlan:
         """The plan of configurations whose shapes are ``index`` into this one's (positions, or
@@ -1060,6 +1064,11 @@ class ShardingPlan:
     def table_elements(self) -> np.ndarray:
         table = self.distinct_table_elements
         return self._expand(table) if table is not None else np.zeros_like(self.stored_elements)
+
+    @cached_property
+    def block_elements(self) -> np.ndarray:
+        block = self.distinct_block_elements
+        return self._expand(block) if block is not None else np.zeros_like(self.stored_elements)
 
 
 #: Each matmul's input (k) and output (n) logical axes, by operator slot.
@@ -1205,6 +1214,8 @@ def sharding_plan(
     }
     stored = np.zeros(n)
     table = np.zeros(n)
+    # One block's stored shard per chip: its attention, and its dense FFN or its experts.
+    block_part = {"attention": np.zeros(n), "dense_ffn": np.zeros(n), "experts": np.zeros(n)}
     mla_elements = _mla_weight_elements(c)
     routed_experts = np.zeros(n)
     routed_share = np.divide(
@@ -1235,6 +1246,13 @@ def sharding_plan(
         stored = stored + repeats * elements / (stored_by[axes[0]] * stored_by[axes[1]])
         if never_gathered:
             table = table + elements / (stored_by[axes[0]] * stored_by[axes[1]])
+        else:
+            part = "attention"
+            if weight in _DENSE_FFN_WEIGHTS:
+                part = "dense_ffn"
+            elif weight in _EXPERT_WEIGHTS:
+                part = "experts"
+            block_part[part] = block_part[part] + elements / (stored_by[axes[0]] * stored_by[axes[1]])
         if weight in _EXPERT_WEIGHTS:
             routed_experts = routed_experts + routed_share * repeats * elements / (
                 stored_by[axes[0]] * stored_by[axes[1]]
@@ -1255,6 +1273,11 @@ def sharding_plan(
         stored,
         distinct_routed_expert_elements=routed_experts,
         distinct_table_elements=table,
+        distinct_block_elements=block_part["attention"]
+        + np.maximum(
+            np.where(c.layers > c.moe_layers, block_part["dense_ffn"], 0.0),
+            np.where(c.moe_layers > 0, block_part["experts"], 0.0),
+        ),
     )
 
 
@@ -1361,6 +1384,45 @@ def mxfp4_checkpoint_extra_bytes(
         routed / data_parallel * MXFP4_SCALE_BYTES_PER_ELEMENT
     )
     return np.where(rows, extra, 0.0)
+
+
+#: Copies of one block's stored shard a weight-gathered layout holds per chip beyond the shard at
+#: rest, while the block runs. Pope et al. (2022) hide the weight all-gather of the wg layouts
+#: (section 3.2.3) with the Looped CollectiveEinsum of section 3.5: the authors' code
+#: (google-research scaling_transformer_inference_efficiency/collectives.py,
+#: matmul_collective_weights_gather_q_wi and _o_wo, called by transformer_layer_weight_gathered in
+#: layers/two_d_parallel_xmap.py) never builds the gathered matrix; each chip's shard travels the
+#: torus by ppermute in a fori_loop and each chip multiplies its activations by the shard that
+#: has just arrived. Live at once: the shard being multiplied (the loop carry ``rhs``, first the
+#: block's slice of the stacked weights) and the one arriving (``next_rhs``): 2. Charging the
+#: gathered weights instead contradicts the paper's own Table 2: PaLM 540B's high-throughput
+#: prefill (wg_xyz, bf16, batch 512, 64 TPU v4, MFU 76%) stores 540e9 x 2 B / 64 = 16.9 GB of
+#: weights at rest, and one gathered bf16 block is 18432 x (3 x 73728 + 2 x 48 x 256 + 2 x 256)
+#: x 2 B = 9.08 GB: two (the next block prefetched) make 35.0 GB, over the chip's 34.4 GB
+#: (32 GiB) before any KV cache or activation.
+WEIGHT_GATHERED_SHARD_BUFFERS = 2
+
+
+def gathered_weight_buffer_bytes(
+    plan: ShardingPlan, weight_dtype: np.ndarray, layout_codes: np.ndarray, mesh: np.ndarray
+) -> np.ndarray:
+    """Bytes one chip holds beyond its stored weights while a weight-gathered layout
+    (``wg_x``, ``wg_xy``, ``wg_xyz``: rules with a ``gather``) runs a block:
+    :data:`WEIGHT_GATHERED_SHARD_BUFFERS` copies of the block's stored shard
+    (``plan.block_elements``), moved in the weight format (int8 weights halve the gathered
+    traffic, Pope et al. 3.6, and so the buffers); 0 under the weight-stationary layouts, and
+    where the gather axes hold one chip (nothing moves: wg_x on a 1xYxZ mesh)."""
+    layout_codes = np.asarray(layout_codes)
+    gathered = np.zeros(len(layout_codes), dtype=bool)
+    for code, name in enumerate(FFN_LAYOUTS):
+        axes = "".join(SHARDING_RULES[name].gather)
+        rows = layout_codes == code
+        if axes and rows.any():
+            gathered |= rows & (group_size(mesh, axes) > 1)
+    if not gathered.any():
+        return np.zeros(len(gathered))
+    buffers = WEIGHT_GATHERED_SHARD_BUFFERS * plan.block_elements * lookup(BYTES_PER_ELEMENT, weight_dtype)
+    return np.where(gathered, buffers, 0.0)
 
 
 @dataclass(frozen=True)

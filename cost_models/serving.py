@@ -48,7 +48,7 @@ from cost_models.dtypes import BYTES_PER_ELEMENT
 from cost_models.errors import InvalidInputError
 from cost_models.inference_configs import MAX_SIZE
 from cost_models.iteration import IterationShapes, iteration_shapes, iteration_times
-from cost_models.partitioning import mxfp4_checkpoint_extra_bytes, weight_bytes_per_chip
+from cost_models.partitioning import gathered_weight_buffer_bytes, mxfp4_checkpoint_extra_bytes, weight_bytes_per_chip
 from cost_models.topology import Network, network_for
 
 #: Engine defaults (each engine's documented default for an online server on one node): the
@@ -484,6 +484,8 @@ def _memory(d: Deployments, w: ServingWorkloads, phase: str, shapes: IterationSh
     else:
         configs, plans = shapes.base, shapes.plans
     weights = weight_bytes_per_chip(configs, d.mesh, d.ffn_layout(phase), plans[phase])
+    # A weight-gathered layout's block shards in flight (Pope et al. 3.2.3, 3.5), as tuner estimate.
+    weights = weights + gathered_weight_buffer_bytes(plans[phase], configs.weight_dtype, d.ffn_layout(phase), d.mesh)
     mxfp4 = d.mxfp4_experts
     if mxfp4.any():  # gpt-oss's checkpoint: only the experts 4-bit (and their scales)
         weights = weights + mxfp4_checkpoint_extra_bytes(plans[phase], configs.weight_dtype, mxfp4)

@@ -718,7 +718,9 @@ def jax_sharding(spec: dict) -> dict:
         "devices row-major over (x, y, z): z fastest (on GPUs, consecutive z share an NVLink node)",
         (
             "weights are stored with 'stored'; in weight-gathered layouts (wg_*) they are all-gathered "
-            "over gather_axes before each use, giving 'in_use'"
+            "over gather_axes before each use, giving 'in_use'; the memory estimate holds 2 copies of a "
+            "block's stored shard in flight (Pope et al.'s looped collective matmul passes shards round "
+            "the mesh), not the gathered 'in_use' block a plain all-gather would materialize"
         ),
         (
             "per-layer weight shapes; the KV cache is one array for keys and one for values (arrays 2), "

@@ -188,6 +188,54 @@ def test_acceptance_numbers_by_hand(capsys):
     assert 0 < decode["mfu"] <= 1
 
 
+@pytest.mark.parametrize("layout", ["wg_x", "wg_xy", "wg_xyz"])
+def test_weight_gathered_layouts_hold_two_block_shards_in_flight(capsys, layout):
+    """A weight-gathered layout moves each block's weights between chips while it runs (Pope et
+    al. 3.2.3): the memory counts what is in flight, not only the shards at rest (before, every
+    wg layout showed ws_2d's 8,777,834,496 B of weights). Pope et al.'s Looped CollectiveEinsum
+    (3.5; the authors' collectives.matmul_collective_weights_gather_q_wi passes each chip's shard
+    round the torus) holds 2 shards of a block at once: the one multiplied and the one arriving.
+    One PaLM 540B block, stored as in ws_2d on 4x4x4 (E over x = 4, heads and F over yz = 16):
+    wq and wo 18432 x 48 x 256 / 64 = 3,538,944 each; wk and wv 18432 x 256 / 4 (one KV head,
+    not split over yz) = 1,179,648 each; w_gate, w_up, w_down 18432 x 73728 / 64 = 21,233,664
+    each: 73,138,176 elements, int8 1 B, x 2 buffers = 146,276,352 B."""
+    block_shard = 2 * 18432 * 48 * 256 / 64 + 2 * 18432 * 256 / 4 + 3 * 18432 * 73728 / 64
+    assert block_shard == 73_138_176
+    args = [a if a != "ws_2d" else layout for a in ACCEPTANCE]
+    report = estimate_json(capsys, *args, "--mesh", "4x4x4")
+    stationary = estimate_json(capsys, *ACCEPTANCE, "--mesh", "4x4x4")["memory"]
+    memory = report["memory"]
+    at_rest = 8_443_072_512 + 260_997_120 + 73_764_864  # test_acceptance_numbers_by_hand
+    assert stationary["weights_bytes_per_chip"] == pytest.approx(at_rest, rel=1e-12)
+    assert memory["weights_bytes_per_chip"] == pytest.approx(at_rest + 2 * block_shard * 1, rel=1e-12)
+    assert memory["weights_bytes_per_chip"] - stationary["weights_bytes_per_chip"] == pytest.approx(
+        146_276_352, rel=1e-12
+    )
+    # fits and the longest context see it: the KV budget is 146 MB smaller.
+    assert memory["total_bytes_per_chip"] == pytest.approx(stationary["total_bytes_per_chip"] + 146_276_352, rel=1e-12)
+    assert memory["max_context_tokens"] < stationary["max_context_tokens"]
+
+
+def test_table2_weight_gathered_prefill_still_fits(capsys):
+    """Pope et al. Table 2 ran PaLM 540B's high-throughput prefill in wg_xyz, bf16, batch 512 on
+    64 TPU v4 (MFU 76%): it fits. Its weights at rest, 540.36e9 x 2 B / 64 plus the replicated
+    KV-head projections, and 2 bf16 block shards in flight, 2 x 73,138,176 x 2 B = 292,552,704 B.
+    Two whole gathered blocks instead (2 x 4.539e9 x 2 B = 18.2 GB) would not: 17.4 + 18.2 GB is
+    over 32 GiB before any KV cache."""
+    common = ("--model", "palm-540b", "--hardware", "tpu-v4", "--mesh", "4x4x4")
+    common += ("--batch", "512", "--prompt-len", "2048", "--gen-len", "64", "--attn-sharding", "batch")
+    common += ("--weight-bits", "16", "--calibration", "none", "--decode-ffn-layout", "ws_2d")
+    gathered = estimate_json(capsys, "estimate", *common, "--prefill-ffn-layout", "wg_xyz")["memory"]
+    stationary = estimate_json(capsys, "estimate", *common, "--prefill-ffn-layout", "ws_2d")["memory"]
+    kv_weights_replicated = 118 * 2 * 18432 * 256 * (1 / 4 - 1 / 64)
+    at_rest = (PALM_540B_PARAMS / 64 + kv_weights_replicated) * 2
+    assert stationary["weights_bytes_per_chip"] == pytest.approx(at_rest, rel=1e-12)
+    assert gathered["weights_bytes_per_chip"] == pytest.approx(at_rest + 292_552_704, rel=1e-12)
+    assert gathered["fits"] is True
+    one_block_gathered = 18432 * (3 * 73728 + 2 * 48 * 256 + 2 * 256) * 2
+    assert at_rest + 2 * one_block_gathered > TPU_V4_HBM
+
+
 def test_prefill_numbers_by_hand(capsys):
     report = estimate_json(
         capsys,

@@ -100,7 +100,7 @@ def test_exported_sharding_bytes_equal_charged_bytes(model, layout, sharding):
                 elements = math.prod(tensor["shape"]) / implied_ways(tensor["sharding"], tensor["shape"], row.mesh)
                 # the embedding and lm_head stay 16-bit (2 B) in every weight format, as engines keep them
                 total += elements * (row.model.layers * weight_bytes if per_layer else 2.0)
-            stored.append(total)
+            stored.append(total + _gathered_buffer_elements(phase, row.mesh) * weight_bytes)
         assert result.memory.weights_bytes_per_chip[i] == pytest.approx(max(stored), rel=1e-12), row
         decode = phases["decode"]
         for weight, op in WEIGHT_OPERATOR.items():
@@ -256,6 +256,28 @@ def _ways(tensor: dict, mesh: tuple[int, int, int], kind: str = "stored") -> int
     return implied
 
 
+def _gathered_buffer_elements(phase: dict, mesh: tuple[int, int, int]) -> float:
+    """Elements one chip holds in flight under a weight-gathered layout (gather_axes): 2 copies of
+    one block's stored shard (Pope et al. 3.5's Looped CollectiveEinsum: the shard multiplied and
+    the one arriving; cost_models.partitioning.WEIGHT_GATHERED_SHARD_BUFFERS), the block being its
+    attention and the larger of its dense FFN and its experts; the router (replicated) and the
+    embedding and lm_head (never gathered) left out. 0 under a weight-stationary layout, and where
+    the gather axes hold one chip (nothing moves)."""
+    if math.prod(mesh["xyz".index(a)] for a in phase["gather_axes"]) == 1:
+        return 0.0
+    parts = {"attention": 0.0, "dense_ffn": 0.0, "experts": 0.0}
+    for name, tensor in phase["weights"].items():
+        if name in ("embedding", "lm_head", "router") or not tensor["blocks"]:
+            continue
+        part = "attention"
+        if name in ("w_gate", "w_up", "w_down"):
+            part = "dense_ffn"
+        elif name.startswith(("w_expert_", "w_shared_")):
+            part = "experts"
+        parts[part] += math.prod(tensor["shape"]) / _ways(tensor, mesh)
+    return 2 * (parts["attention"] + max(parts["dense_ffn"], parts["experts"]))
+
+
 def _stored_and_kv_bytes(row: Deployment, weight_bytes: float = 1.0) -> tuple[list[float], float]:
     """Per-chip weight bytes of each phase's table (``weight_bytes`` an element, but 2 for the
     embedding and lm_head, which stay 16-bit as engines keep them) and KV-cache elements, from the
@@ -269,7 +291,7 @@ def _stored_and_kv_bytes(row: Deployment, weight_bytes: float = 1.0) -> tuple[li
                 continue
             bytes_each = 2.0 if name in ("embedding", "lm_head") else weight_bytes
             total += math.prod(tensor["shape"]) / _ways(tensor, row.mesh) * tensor["blocks"] * bytes_each
-        stored.append(total)
+        stored.append(total + _gathered_buffer_elements(phase, row.mesh) * weight_bytes)
     kv = phases["decode"]["kv_cache"]
     ways = implied_ways(kv["sharding"], kv["shape"], row.mesh)
     assert kv["shards"] == ways
