@@ -196,7 +196,8 @@ class CompiledStudy:
         columns = [
             ConstraintColumn(
                 "structurally_valid",
-                "KV heads divide the heads; an engine can run the tp, pp, ep, dp; a GPU Megatron TP "
+                "KV heads divide the heads; an engine can run the tp, pp, ep, dp (on a GPU with no backend "
+                "named, some GPU engine launches the candidate, its KV format too); a GPU Megatron TP "
                 "deployment (ws_1d, heads split) is on 1x1xN (its other meshes are the same deployment)",
                 lambda e: np.where(e.valid, 0.0, 1.0),
             )
@@ -236,7 +237,8 @@ class CompiledStudy:
         columns = [
             ConstraintColumn(
                 "structurally_valid",
-                "KV heads divide the heads; an engine can run the tp (a prefill pool's too); an unchunked "
+                "KV heads divide the heads; an engine can run the tp (a prefill pool's too; on a GPU with no "
+                "backend named, some GPU engine launches the candidate, its KV format too); an unchunked "
                 "prompt fits the token budget; a GPU Megatron TP deployment or prefill instance (ws_1d, heads "
                 "split) is on 1x1xN (its other meshes are the same deployment)",
                 lambda e: np.where(e.valid, 0.0, 1.0),
@@ -645,6 +647,7 @@ def structurally_valid(study: CompiledStudy, indices: dict[str, np.ndarray]) -> 
     valid = np.mod(study.model.heads, space.values["kv_heads"][indices["kv_heads"]]) == 0
     if "tp" in indices:
         valid &= ~_engine_problems(study, indices)
+    valid &= ~_no_gpu_engine_launches(study, indices)
     serving = study.spec.serving
     if serving is not None:
         chunked = space.values["chunked_prefill"][indices["chunked_prefill"]]
@@ -667,6 +670,55 @@ def structurally_valid(study: CompiledStudy, indices: dict[str, np.ndarray]) -> 
         twin = _tp_mesh_twins(choices, choices)[indices["mesh"]]
         valid &= ~(twin & _megatron_tp(space, indices, ("prefill", "decode")))
     return valid
+
+
+def unnamed_backend_engines(study: CompiledStudy) -> tuple[str, ...]:
+    """The GPU serving engines a study without a ``backend`` may deploy on: those of
+    :data:`GPU_ENGINES` that run on its GPU. None with a backend named (``backend: jax`` on a GPU
+    keeps Pope et al.'s what-ifs, int4 KV among them, for the JAX export), or on a TPU or a CPU,
+    whose unnamed backend is JAX (cost_models.calibration.serving_engine: "jax on TPUs")."""
+    if study.spec.backend is not None or study.hardware.kind != "gpu":
+        return ()
+    return tuple(e for e in study.hardware.serving_engines() if e in GPU_ENGINES)
+
+
+def _no_gpu_engine_launches(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np.ndarray:
+    """Candidates of a GPU study without a ``backend`` that no GPU serving engine on the chip
+    launches: every one of them refuses the KV-cache format (no engine has an int4 cache, vLLM
+    none in fp4: cost_models.deployments.ENGINE_KV_CACHE_DTYPES, which tuner export refuses by)
+    or, in the engines' vocabulary (tp), the degrees (:func:`engine_problem_mask`, and vLLM's and
+    SGLang's KV-head split). An unnamed backend means "any GPU engine", not "no engine": a front
+    member must export to at least one (before, l70-formats on an H200 put int4 KV caches on 5
+    of its 6 front rows, which vllm, sglang and trtllm exports all refused). One engine must
+    launch the whole candidate: fp4 KV (not vLLM) with an MoE's attention DP at tp > 1 (not
+    TensorRT-LLM) needs SGLang's rules. All False with a backend named (its own rules apply:
+    :func:`_finish_compile`, :func:`_engine_problems`) or where no GPU engine runs."""
+    n = len(next(iter(indices.values())))
+    engines = unnamed_backend_engines(study)
+    if not engines:
+        return np.zeros(n, dtype=bool)
+    kv_codes = study.space.values["kv_bits"][indices["kv_bits"]]
+    kv_names = np.array([dtype_name(int(c)) for c in kv_codes])
+    parallel = None
+    if "tp" in indices:
+        model = study.model
+        tp = study.space.values["tp"][indices["tp"], 2]
+        ep, dp = (study.space.values[k][indices[k]] for k in ("ep", "dp"))
+        kv_heads = (
+            study.space.values["kv_heads"][indices["kv_heads"]] if "kv_heads" in indices else np.full(n, model.kv_heads)
+        )
+        kv_heads = np.where(model.is_mla, 0, kv_heads)
+        parallel = (model, tp, ep, dp, kv_heads)
+    refused_by_all = np.ones(n, dtype=bool)
+    for engine in engines:
+        refused = ~np.isin(kv_names, engine_kv_formats(engine) or ())
+        if parallel is not None:
+            model, tp, ep, dp, kv_heads = parallel
+            refused |= engine_problem_mask(engine, model.heads, model.experts, tp, ep, dp)
+            if engine in KV_HEAD_SPLITTING_ENGINES:
+                refused |= kv_heads_split_problem(kv_heads, tp)
+        refused_by_all &= refused
+    return refused_by_all
 
 
 def _megatron_tp(space: SearchSpace, indices: dict[str, np.ndarray], phases: tuple[str, ...]) -> np.ndarray:

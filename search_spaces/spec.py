@@ -472,7 +472,10 @@ class StudySpec(BaseModel):
         "must run on the chip, and it is "
         "also the engine the study deploys on: with tp, configurations it does not launch are infeasible "
         "(vLLM: ep 1 or tp x dp; TensorRT-LLM: MoE attention data parallelism on tp 1), so every front trial "
-        "exports to it.",
+        "exports to it. Left out on a GPU, the study deploys on any GPU engine (trtllm, vllm, sglang): "
+        "configurations none of them launches are infeasible (an int4 KV cache, which no engine has; with tp, "
+        "degrees or a KV format each refuses), so every front trial exports to at least one; backend: jax keeps "
+        "them for the JAX export.",
     )
     sampler: Sampler = Field(
         default="nsga2",
