@@ -39,6 +39,7 @@ from cost_models.operators import (
     OP,
     OPERATOR_NAMES,
     OperatorCosts,
+    mixed_checkpoint_rows,
     mxfp4_checkpoint_rows,
     operator_costs,
 )
@@ -95,6 +96,16 @@ class Analysis:
             # (partitioning.mxfp4_checkpoint_extra_bytes): gpt-oss-120b 65.17 GB, not 61.58.
             routed = c.moe_layers * matrices * c.d_model * c.experts * c.expert_d_ff
             block = block + np.where(mxfp4_checkpoint_rows(c), routed * MXFP4_SCALE_BYTES_PER_ELEMENT, 0.0)
+            # A mixed-format checkpoint served as stored: its routed experts carry their group
+            # scales, its shared experts its 16-bit share (operators._mixed_checkpoint, for all
+            # experts resident rather than those a pass wakes).
+            mixed = mixed_checkpoint_rows(c)
+            if mixed.any():
+                wb = BYTES_PER_ELEMENT[c.weight_dtype]
+                shared = c.moe_layers * matrices * c.d_model * c.shared_d_ff
+                sixteen = c.shared_expert_16bit_share
+                more = (routed + shared * (1.0 - sixteen)) * c.checkpoint_scale_bytes + shared * sixteen * (2.0 - wb)
+                block = block + np.where(mixed, more, 0.0)
         # The embedding and lm_head stay 16-bit whatever the weight format (engines quantize the
         # blocks' linear layers: cost_models.partitioning.TABLE_BYTES_PER_ELEMENT).
         return block + embedding_params(c.vocab, c.d_model, c.tie_embeddings) * TABLE_BYTES_PER_ELEMENT

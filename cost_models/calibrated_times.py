@@ -57,6 +57,7 @@ from cost_models.operators import (
     LM_HEAD,
     OP,
     OperatorCosts,
+    mixed_checkpoint_rows,
     mxfp4_checkpoint_rows,
     window_share,
 )
@@ -347,6 +348,9 @@ def calibrated_operator_times(
         scratch = np.zeros_like(times)
         _dense_gemm_times(scratch, attention_source, np.zeros_like(formats), hardware, profile, _ATTENTION_ROWS)
         times[_ATTENTION_ROWS.op] = np.where(mxfp4, scratch[_ATTENTION_ROWS.op], in_their_format)
+    mixed = mixed_checkpoint_rows(c)
+    if mixed.any() and np.any(formats[mixed] != _BF16_FORMAT):
+        _time_16bit_shares(times, chip_ops, c, plan, source, formats, mixed, anywhere, hardware, profile)
     moe_rows = c.moe_layers > 0
     # (No expert slot anywhere, as in a serving iteration's attention-only pass: none timed.)
     moe = np.flatnonzero(moe_rows) if any(anywhere[OP[op]] for op in EXPERT_PROJECTIONS) else np.zeros(0, np.intp)
@@ -399,6 +403,35 @@ def calibrated_operator_times(
     return times
 
 
+def _time_16bit_shares(
+    times: np.ndarray,
+    chip_ops: OperatorCosts,
+    c: InferenceConfigs,
+    plan: ShardingPlan | None,
+    source: _ShapeSource,
+    formats: np.ndarray,
+    mixed: np.ndarray,
+    anywhere: np.ndarray,
+    hardware: HardwareSpec,
+    profile: CalibrationProfile,
+) -> None:
+    """A mixed-format checkpoint served as stored runs the attention projections (the dense FFN's
+    matmuls) its ignore list keeps 16-bit as bf16 GEMMs of their own shapes, the others in the
+    weights' kernel: each slot's seconds are the blocks' mix, share x bf16 + (1 - share) x format
+    (Llama-3.1-405B-FP8: every block's attention bf16, 2 of 126 MLPs; vLLM builds each layer's
+    linear method from the checkpoint's ignore list: an ignored layer is UnquantizedLinearMethod).
+    Times in ``times`` on the rows of ``mixed`` (in place); the others are left as they are."""
+    for rows, share in ((_ATTENTION_ROWS, c.attention_16bit_share), (_DENSE_FFN_ROWS, c.dense_ffn_16bit_share)):
+        if not anywhere[rows.op].any() or not np.any(share[mixed] > 0):
+            continue
+        slot_source: _ShapeSource = _PlanGemmShapes(chip_ops, plan, rows) if plan is not None else source
+        scratch = np.zeros_like(times)
+        _dense_gemm_times(scratch, slot_source, np.zeros_like(formats), hardware, profile, rows)
+        in_format = times[rows.op]
+        blended = share * scratch[rows.op] + (1.0 - share) * in_format
+        times[rows.op] = np.where(mixed & (share > 0), blended, in_format)
+
+
 #: The rows of the plan's (m, n, k) (``GEMM_AXES`` order) timed as dense GEMMs, and the operator
 #: slots they fill; the experts' rows are timed apart (:func:`expert_gemm_times_s`).
 _DENSE_SHAPE_ROWS = np.array([i for i, op in enumerate(GEMM_AXES) if op not in EXPERT_PROJECTIONS])
@@ -430,6 +463,11 @@ _BF16_FORMAT = _FORMAT_NAMES.index("bfloat16")
 _ATTENTION_ROWS = _DenseRows(
     np.array([list(GEMM_AXES).index(op) for op in ("q_proj", "k_proj", "v_proj", "out_proj")]),
     np.array([OP[op] for op in ("q_proj", "k_proj", "v_proj", "out_proj")]),
+)
+#: The dense FFN's GEMMs (16-bit in a share of a mixed-format checkpoint's blocks).
+_DENSE_FFN_ROWS = _DenseRows(
+    np.array([list(GEMM_AXES).index(op) for op in ("gate_proj", "up_proj", "down_proj")]),
+    np.array([OP[op] for op in ("gate_proj", "up_proj", "down_proj")]),
 )
 #: Configurations per block of GEMMs timed together: 8 GEMMs x 2048 = 16k elements, 128 KiB per
 #: temporary, so the ~20 temporaries of :func:`gemm_time_s` stay in a core's L2 cache instead of
@@ -1058,6 +1096,8 @@ def _expert_gemm_times_s(
                 ("experts_per_token", c.experts_per_token),
                 ("has_shared", c.shared_d_ff > 0),
                 ("mxfp4", mxfp4_checkpoint_rows(c)),
+                # the share of the shared experts a mixed-format checkpoint keeps 16-bit (0 elsewhere)
+                ("shared_16bit", np.where(mixed_checkpoint_rows(c), c.shared_expert_16bit_share, 0.0)),
             )
         }
         for code, r in groups
@@ -1113,6 +1153,15 @@ def _expert_gemm_times_s(
                 shared = gemm_time_s(g["tokens"], model_dim, shared_f, fmt, hardware, params)
             else:
                 shared = gemm_time_s(g["tokens"], shared_f, model_dim, fmt, hardware, params)
+            if fmt != "bfloat16" and np.any(g["shared_16bit"] > 0):
+                # Kimi K2 Thinking's bf16 shared experts beside its int4 routed ones: a bf16 GEMM
+                # (vLLM runs the shared experts as their own MLP, unquantized where ignored).
+                bf16 = _gemm_params(profile, "bfloat16")
+                if down:
+                    shared_16bit = gemm_time_s(g["tokens"], model_dim, shared_f, "bfloat16", hardware, bf16)
+                else:
+                    shared_16bit = gemm_time_s(g["tokens"], shared_f, model_dim, "bfloat16", hardware, bf16)
+                shared = g["shared_16bit"] * shared_16bit + (1.0 - g["shared_16bit"]) * shared
             group_seconds = routed + np.where(g["has_shared"], shared, 0.0)
             if r is None:
                 seconds = np.asarray(group_seconds, dtype=np.float64)

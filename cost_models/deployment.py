@@ -1712,6 +1712,8 @@ def _memory(
         weights = weights + np.maximum(
             *(mxfp4_checkpoint_extra_bytes(plans[p], d.weight_dtype, mxfp4, dp) for p in ("prefill", "decode"))
         )
+    if whole.mixed_checkpoint.any():  # a checkpoint that keeps modules 16-bit or stores group scales
+        weights = weights + np.maximum(*(d.mixed_checkpoint_extra_bytes(plans[p], dp) for p in ("prefill", "decode")))
     kv_per_token = kv_bytes_per_token * d.batch * whole.micro_batches / kv_ways
     kv = kv_per_token * context
     activations = live_activations / chips
@@ -2002,6 +2004,7 @@ def estimate_one(
     notes += calibrated_format_notes(
         profile, chip, model_spec.experts, weight_code, act_code, mxfp4_experts=model_spec.mxfp4_experts
     )
+    notes += mixed_checkpoint_notes(model_spec, weight_code)
     return {
         **report,
         "mesh_chosen": mesh_chosen,
@@ -2009,6 +2012,37 @@ def estimate_one(
         "overlap": overlap,
         "notes": notes,
     }
+
+
+def mixed_checkpoint_notes(model: ModelSpec, weight_dtype: int) -> list[str]:
+    """What an estimate says of a checkpoint whose exclusion lists keep modules 16-bit (or that
+    stores group scales): served in its format, which modules are charged and timed 16-bit;
+    served in another, that the engine converts it (one format throughout)."""
+    if not model.mixed_checkpoint:
+        return []
+    if weight_dtype != model.mixed_checkpoint_dtype:
+        return [
+            f"{model.name}'s {model.checkpoint_format} checkpoint keeps some modules 16-bit; served in "
+            f"{dtype_name(weight_dtype)} every block weight is charged in it (the engine converts the checkpoint)"
+        ]
+    kept = [
+        f"{name} in {count} of {most} blocks"
+        for name, count, most in (
+            ("attention", model.checkpoint_16bit_attention_layers, model.layers),
+            ("the dense MLP", model.checkpoint_16bit_mlp_layers, model.layers - model.moe_layers),
+            ("the shared experts", model.checkpoint_16bit_shared_expert_layers, model.moe_layers),
+        )
+        if count
+    ]
+    said = ""
+    if kept:
+        said = (
+            f"keeps {', '.join(kept)} 16-bit (its quantization_config's exclusion list): charged at 2 bytes a"
+            " weight and timed as bf16 GEMMs"
+        )
+    scales = model.checkpoint_scale_bytes_per_weight
+    scale_text = f"its {model.checkpoint_format} weights carry {scales:.4g} B of group scales each" if scales else ""
+    return [f"{model.name}'s checkpoint " + "; ".join(part for part in (said, scale_text) if part)]
 
 
 def context_notes(model: ModelSpec, context_tokens: int) -> list[str]:

@@ -21,7 +21,7 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware, is_catalog_chip
 from cost_models.inference_configs import MAX_SIZE, InferenceConfigs, make_configs
 from cost_models.models import ModelSpec
-from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
+from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS, ShardingPlan, mixed_checkpoint_extra_bytes
 
 PHASE_NAMES: tuple[str, ...] = ("prefill", "decode")
 BLOCKS: tuple[str, ...] = ("serial", "parallel")
@@ -168,6 +168,21 @@ class Deployments:
         """Bool per deployment: its model's checkpoint stores only the routed experts in MXFP4
         (``ModelSpec.mxfp4_experts``: gpt-oss)."""
         return np.array([m.mxfp4_experts for m in self.models], dtype=bool)[self.model_index]
+
+    @property
+    def mixed_checkpoint(self) -> np.ndarray:
+        """Bool per deployment: its model's checkpoint keeps some block modules 16-bit or stores
+        group scales (ModelSpec.mixed_checkpoint)."""
+        return np.array([m.mixed_checkpoint for m in self.models], dtype=bool)[self.model_index]
+
+    def mixed_checkpoint_extra_bytes(self, plan: ShardingPlan, data_parallel: np.ndarray | float = 1.0) -> np.ndarray:
+        """partitioning.mixed_checkpoint_extra_bytes of each deployment's model under ``plan``."""
+        checkpoint = np.array([m.mixed_checkpoint_dtype for m in self.models])[self.model_index]
+        share = np.array([m.checkpoint_16bit_shares[3] if m.mixed_checkpoint else 0.0 for m in self.models])
+        scale = np.array([m.checkpoint_scale_bytes_per_weight for m in self.models])
+        return mixed_checkpoint_extra_bytes(
+            plan, self.weight_dtype, checkpoint, share[self.model_index], scale[self.model_index], data_parallel
+        )
 
     @cached_property
     def tensor_parallel(self) -> np.ndarray:

@@ -12,6 +12,7 @@ config are shown with control characters replaced.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections.abc import Callable
@@ -671,7 +672,7 @@ def _refuse_hybrids(config: dict[str, Any], model_type: str) -> None:
 # quantization_config -> checkpoint_format
 # ---------------------------------------------------------------------------------------------
 
-_QUANT_METHODS = ("fp8", "awq", "gptq", "mxfp4", "modelopt", "compressed-tensors")
+_QUANT_METHODS = ("fp8", "fbgemm_fp8", "awq", "gptq", "mxfp4", "modelopt", "compressed-tensors")
 
 
 def _checkpoint_format(config: dict[str, Any]) -> str | None:
@@ -716,7 +717,10 @@ def _checkpoint_format(config: dict[str, Any]) -> str | None:
                 _field(f"{key}.quant_algo"), f"ModelOpt algorithm {shown!r} is not modelled", "use NVFP4 or FP8"
             )
         return algos[algo.upper()]
-    return {"fp8": "fp8", "mxfp4": "fp4"}[method]
+    # fbgemm_fp8 (Meta's Llama-3.1 FP8 checkpoints): fp8 e4m3 weights with one fp32 scale per
+    # output row (~0.01% more bytes, not counted) and activations quantized per token at run time
+    # (activation_scale_ub): the engines' W8A8 fp8 GEMM (vLLM fbgemm_fp8.py: FBGEMMFp8Config).
+    return {"fp8": "fp8", "fbgemm_fp8": "fp8", "mxfp4": "fp4"}[method]
 
 
 #: The keys under which the quantization methods read here list modules the checkpoint keeps in
@@ -745,13 +749,76 @@ _FREE_MODULE = re.compile(
 )
 
 
-def _refuse_unquantized_modules(quant: dict[str, Any], layers: int, attention_modelled: bool) -> None:
-    """Refuse a checkpoint that keeps weight-carrying modules out of its format (one format is
-    read for every block weight): an entry of its exclusion list naming attention, MLPs or
-    experts. Entries for the lm_head, embedding, norms, routers, vision modules, and blocks past
-    num_hidden_layers (DeepSeek's MTP layer, ``model.layers.61``) change nothing costed here.
-    ``attention_modelled``: gpt-oss's mxfp4 checkpoint, whose 16-bit attention is charged
-    (mxfp4_experts)."""
+#: Module names a block of each class holds, as the checkpoints' exclusion lists name them (HF
+#: transformers' Llama / DeepSeek-V3 / Qwen-MoE / Llama 4 / Mixtral modules), by class: each
+#: entry of an exclusion list is matched against every block's names (a regex ``re:`` entry as
+#: compressed-tensors does, re.match; a wildcard as ModelOpt's fnmatch; else a dotted part of the
+#: name, as transformers' ``key in name``).
+_ATTENTION_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj")
+_MLA_NAMES = ("q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj")
+_MLA_FULL_RANK_NAMES = ("q_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj")
+_PREFIXES = ("model.layers", "language_model.model.layers", "model.language_model.layers")
+
+
+def _block_modules(fields: dict[str, Any]) -> list[tuple[int, str, list[str]]]:
+    """(block, class, its module names) for every block: attention, the dense MLP (dense blocks),
+    the shared experts and one routed expert (MoE blocks)."""
+    layers, experts = int(fields["layers"]), int(fields.get("experts") or 0)
+    dense, step = int(fields.get("dense_layers") or 0), int(fields.get("moe_layer_step") or 1)
+    gated = fields.get("ffn") == "swiglu"
+    ffn = ("gate_proj", "up_proj", "down_proj") if gated else ("up_proj", "down_proj")
+    if fields.get("kv_lora_rank"):
+        attention = _MLA_NAMES if fields.get("q_lora_rank") else _MLA_FULL_RANK_NAMES
+    else:
+        attention = _ATTENTION_NAMES
+    blocks = []
+    for i in range(layers):
+        moe = bool(experts) and ((i + 1) % step == 0 if step > 1 else i >= dense)
+        names = [f"{p}.{i}" for p in _PREFIXES]
+        blocks.append((i, "attention", [f"{n}.self_attn.{m}" for n in names for m in attention]))
+        if not moe:
+            blocks.append((i, "mlp", [f"{n}.{mlp}.{m}" for n in names for mlp in ("mlp", "feed_forward") for m in ffn]))
+            continue
+        if fields.get("shared_experts"):
+            shared = ("mlp.shared_experts", "mlp.shared_expert", "feed_forward.shared_expert")
+            blocks.append((i, "shared", [f"{n}.{s}.{m}" for n in names for s in shared for m in ffn]))
+        routed = ("mlp.experts.0", "feed_forward.experts", "block_sparse_moe.experts.0", "mlp.experts")
+        blocks.append((i, "routed", [f"{n}.{r}.{m}" for n in names for r in routed for m in (*ffn, "w1")]))
+    return blocks
+
+
+def _names_matched(entry: str, names: list[str]) -> list[str]:
+    if re.fullmatch(r"[A-Z]\w*Attention", entry):
+        # A module class name, as compressed-tensors matches it (Llama4TextAttention, Glm4MoeAttention,
+        # in llm-compressor's Llama 4 recipes): every block's attention.
+        return [name for name in names if ".self_attn." in name]
+    if entry.startswith("re:"):
+        try:
+            pattern = re.compile(entry[3:])
+        except re.error:
+            return []
+        return [name for name in names if pattern.match(name)]
+    if any(ch in entry for ch in "*?["):
+        return [name for name in names if fnmatch.fnmatchcase(name, entry) or fnmatch.fnmatchcase(name, entry + ".*")]
+    return [name for name in names if f".{entry}." in f".{name}."]
+
+
+def _checkpoint_16bit_modules(quant: dict[str, Any], fields: dict[str, Any]) -> dict[str, int]:
+    """The blocks whose attention, dense MLP and shared experts the checkpoint keeps 16-bit, from
+    its exclusion lists (ModelSpec.checkpoint_16bit_*): an entry matches a module class of a block
+    when it names every one of that class's matrices there (``re:.*self_attn.*``: every block's
+    attention; ``model.layers.0.mlp.down_proj`` with its gate and up: block 0's MLP). Refused in one
+    line: an entry that keeps routed experts 16-bit, names only some matrices of a block's
+    attention or MLP, or names another weight-carrying module (a fused qkv, a class name). Entries
+    for the lm_head, embedding, norms, routers, vision modules, and blocks past num_hidden_layers
+    (DeepSeek's MTP layer, ``model.layers.61``) change nothing costed here."""
+    layers = int(fields["layers"])
+    blocks = _block_modules(fields)
+    by_block: dict[int, list[tuple[int, str, list[str]]]] = {}
+    for module in blocks:
+        by_block.setdefault(module[0], []).append(module)
+    matched: dict[tuple[int, str], set[str]] = {}
+    sources: dict[tuple[int, str], tuple[str, str]] = {}  # the first entry naming each
     for key in _UNQUANTIZED_KEYS:
         entries = quant.get(key)
         if entries is None:
@@ -762,25 +829,87 @@ def _refuse_unquantized_modules(quant: dict[str, Any], layers: int, attention_mo
                 field, "expected a list of module names", "use the checkpoint's quantization_config"
             )
         for entry in entries:
+            shown = _printable(entry, 80)
+            hit = False
+            # A plain name of one block (405B's 900-odd model.layers.N.* entries) is matched
+            # against that block's modules only.
+            plain = not entry.startswith("re:") and not any(ch in entry for ch in "*?[")
+            index = re.search(r"layers\.(\d+)(?:\.|$)", entry)
+            candidates = by_block.get(int(index.group(1)), []) if plain and index else blocks
+            for block, kind, names in candidates:
+                found = _names_matched(entry, names)
+                if not found:
+                    continue
+                hit = True
+                if kind == "routed":
+                    raise InvalidInputError(
+                        field,
+                        f"keeps {shown!r} out of the checkpoint's format (16-bit routed experts of block {block}):"
+                        " not modelled, the routed experts are charged in the checkpoint's format",
+                        "remove quantization_config and give --weight-bits (16 bounds the bytes from above)",
+                    )
+                # Names by their matrix (the last part), whatever the prefix spelling.
+                matched.setdefault((block, kind), set()).update(name.rsplit(".", 1)[1] for name in found)
+                sources.setdefault((block, kind), (key, entry))
+            if hit:
+                continue
             indices = [int(index) for index in re.findall(r"layers\.(\d+)", entry)]
             past_the_model = bool(indices) and min(indices) >= layers
             free = _WEIGHTY_MODULE.search(entry) is None and _FREE_MODULE.search(entry) is not None
-            rest = entry.replace("self_attn", "")
-            charged_attention = attention_modelled and "self_attn" in entry and not _WEIGHTY_MODULE.search(rest)
-            if past_the_model or free or charged_attention:
+            if past_the_model or free:
                 continue
             raise InvalidInputError(
                 field,
-                f"keeps {_printable(entry, 80)!r} out of the checkpoint's format (16-bit): mixed formats are not"
-                " modelled, one format is charged for every block weight",
+                f"keeps {shown!r} out of the checkpoint's format (16-bit), which names no whole attention, MLP or"
+                " shared-expert module of the model's blocks: not modelled",
                 "remove quantization_config and give --weight-bits (16 bounds the bytes from above, the"
                 " quantized format from below)",
             )
+    counts = {"attention": 0, "mlp": 0, "shared": 0}
+    for (block, kind), parts in sorted(matched.items()):
+        every = {name.rsplit(".", 1)[1] for b, k, names in blocks if b == block and k == kind for name in names}
+        every.discard("w1")
+        if not every <= parts:
+            missing = ", ".join(sorted(every - parts))
+            key, entry = sources[(block, kind)]
+            raise InvalidInputError(
+                _field(f"quantization_config.{key}"),
+                f"{_printable(entry, 80)!r} keeps only some of block {block}'s {kind} matrices 16-bit ({missing}"
+                " not): part of a module in another format is not modelled",
+                "remove quantization_config and give --weight-bits",
+            )
+        counts[kind] += 1
+    return counts
+
+
+def _group_scale_bytes(quant: dict[str, Any]) -> float:
+    """Bytes of scales per quantized weight where a compressed-tensors checkpoint stores one per
+    group (strategy group, group_size g): a 16-bit scale per g weights (2/g; Kimi K2 Thinking's
+    int4 group 32: 4.5 bits a weight), plus a packed zero point of num_bits per g when
+    asymmetric. Other strategies (channel, tensor: one scale per row or matrix) and methods: 0."""
+    if str(quant.get("quant_method", "")).lower() != "compressed-tensors":
+        return 0.0
+    scales = set()
+    for group in (quant.get("config_groups") or {}).values():
+        weights = group.get("weights") if isinstance(group, dict) else None
+        if not isinstance(weights, dict) or weights.get("strategy") != "group":
+            scales.add(0.0)
+            continue
+        size, bits = weights.get("group_size"), weights.get("num_bits")
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0 or not isinstance(bits, int):
+            raise InvalidInputError(
+                _field("quantization_config.config_groups"),
+                f"a group strategy with group_size {size!r}",
+                "give the checkpoint's group_size (a positive integer)",
+            )
+        zero_point = 0.0 if weights.get("symmetric", True) else bits / 8.0
+        scales.add((2.0 + zero_point) / size)
+    return max(scales) if scales else 0.0
 
 
 def _compressed_tensors_format(quant: dict[str, Any]) -> str:
     """compressed-tensors (llm-compressor checkpoints: Red Hat / Neural Magic; Kimi K2 Thinking's
-    ignore list is refused, :func:`_refuse_unquantized_modules`):
+    16-bit modules and group scales are read apart, :func:`_checkpoint_16bit_modules`, :func:`_group_scale_bytes`):
     the weight format of its ``config_groups``, which must all agree. int 4 / 8 bits -> int4 /
     int8, float 8 / 4 bits -> fp8 / fp4 (NVFP4)."""
     key = "quantization_config.config_groups"
@@ -895,7 +1024,12 @@ def model_from_hf_config(path: Path) -> ModelSpec:
     mxfp4 = isinstance(quant, dict) and str(quant.get("quant_method", "")).lower() == "mxfp4"
     fields["mxfp4_experts"] = mxfp4 and bool(fields.get("experts"))
     if fields["checkpoint_format"] is not None and isinstance(quant, dict):
-        _refuse_unquantized_modules(quant, fields["layers"], attention_modelled=fields["mxfp4_experts"])
+        counts = _checkpoint_16bit_modules(quant, fields)
+        if not fields["mxfp4_experts"]:  # (gpt-oss's 16-bit attention: mxfp4_experts charges it)
+            fields["checkpoint_16bit_attention_layers"] = counts["attention"]
+            fields["checkpoint_16bit_mlp_layers"] = counts["mlp"]
+            fields["checkpoint_16bit_shared_expert_layers"] = counts["shared"]
+            fields["checkpoint_scale_bytes_per_weight"] = _group_scale_bytes(quant)
     name_or_path = config.get("_name_or_path")
     unnamed = file.absolute().parent.name if file.name == _FILE else file.stem
     name = name_or_path if isinstance(name_or_path, str) and name_or_path else unnamed

@@ -100,6 +100,30 @@ class ModelSpec(BaseModel):
             "4.25 bits) and every other weight 16-bit (gpt-oss's quant_method mxfp4); checkpoint_format fp4."
         ),
     )
+    checkpoint_16bit_attention_layers: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Blocks whose attention projections the quantized checkpoint keeps 16-bit (its quantization_config's "
+            "ignore / modules_to_not_convert list: every block's self_attn in Llama-3.1-405B-FP8 and Kimi K2 Thinking)."
+        ),
+    )
+    checkpoint_16bit_mlp_layers: int = Field(
+        default=0,
+        ge=0,
+        description="Dense-FFN blocks whose MLP the checkpoint keeps 16-bit (Llama-3.1-405B-FP8: the first and last).",
+    )
+    checkpoint_16bit_shared_expert_layers: int = Field(
+        default=0, ge=0, description="MoE blocks whose shared experts the checkpoint keeps 16-bit (Kimi K2 Thinking)."
+    )
+    checkpoint_scale_bytes_per_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        description=(
+            "Bytes of quantization scales stored per quantized block weight (a 16-bit scale per group of 32: "
+            "2/32), where the checkpoint's quantization_config states its groups; 0: not counted."
+        ),
+    )
 
     @model_validator(mode="after")
     def _heads_divisible(self) -> ModelSpec:
@@ -195,6 +219,72 @@ class ModelSpec(BaseModel):
                 "mxfp4_experts needs routed experts (experts > 0) and checkpoint_format fp4; set both or drop it"
             )
         return self
+
+    @model_validator(mode="after")
+    def _mixed_checkpoint_consistent(self) -> ModelSpec:
+        counts = {
+            "checkpoint_16bit_attention_layers": self.layers,
+            "checkpoint_16bit_mlp_layers": self.layers - self.moe_layers,
+            "checkpoint_16bit_shared_expert_layers": self.moe_layers if self.shared_experts else 0,
+        }
+        for name, most in counts.items():
+            if getattr(self, name) > most:
+                raise ValueError(f"{name} ({getattr(self, name)}) exceeds the model's {most} such blocks; lower it")
+        if self.mixed_checkpoint and self.checkpoint_format is None:
+            raise ValueError(
+                "checkpoint_16bit_* or checkpoint_scale_bytes_per_weight describe a quantized checkpoint; "
+                "set checkpoint_format or drop them"
+            )
+        return self
+
+    @property
+    def mixed_checkpoint(self) -> bool:
+        """Whether the checkpoint keeps some block modules 16-bit or stores group scales beside its
+        quantized weights (read by the costs where a deployment serves it in checkpoint_format)."""
+        return bool(
+            self.checkpoint_16bit_attention_layers
+            or self.checkpoint_16bit_mlp_layers
+            or self.checkpoint_16bit_shared_expert_layers
+            or self.checkpoint_scale_bytes_per_weight
+        )
+
+    @property
+    def mixed_checkpoint_dtype(self) -> int:
+        """The dtype code (cost_models.dtypes) of a mixed checkpoint's format; -1 for any other
+        model (its costs are one format throughout)."""
+        if not self.mixed_checkpoint or self.checkpoint_format is None:
+            return -1
+        from cost_models.dtypes import parse_dtype
+
+        return parse_dtype(self.checkpoint_format, "checkpoint_format")
+
+    def _ffn_elements(self, d_ff: int) -> int:
+        return (3 if self.ffn == "swiglu" else 2) * self.d_model * d_ff
+
+    @property
+    def checkpoint_16bit_shares(self) -> tuple[float, float, float, float]:
+        """Shares of the checkpoint kept 16-bit: of the attention projections, of the dense FFN
+        blocks' weights, of the shared experts' weights, and of every block weight but the routed
+        experts' (the last for the memory per chip, which the layouts split alike); all 0 when none."""
+        attention = self.params_per_layer - self._ffn_elements(self.d_ff)
+        dense_blocks = self.layers - self.moe_layers
+        shared = self._ffn_elements(self.shared_d_ff)
+        rest = (
+            self.layers * attention
+            + dense_blocks * self._ffn_elements(self.d_ff)
+            + self.moe_layers * (shared + self.d_model * self.experts)
+        )
+        kept = (
+            self.checkpoint_16bit_attention_layers * attention
+            + self.checkpoint_16bit_mlp_layers * self._ffn_elements(self.d_ff)
+            + self.checkpoint_16bit_shared_expert_layers * shared
+        )
+        return (
+            self.checkpoint_16bit_attention_layers / self.layers,
+            self.checkpoint_16bit_mlp_layers / dense_blocks if dense_blocks else 0.0,
+            self.checkpoint_16bit_shared_expert_layers / self.moe_layers if self.moe_layers else 0.0,
+            kept / rest if rest else 0.0,
+        )
 
     @property
     def is_mla(self) -> bool:

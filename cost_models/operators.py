@@ -734,6 +734,56 @@ def _mxfp4_checkpoint(t: _CostTable, c: InferenceConfigs) -> None:
             t.written(i)
 
 
+#: The attention projections and the dense FFN's matmuls, whose 16-bit share a mixed-format
+#: checkpoint sets (InferenceConfigs.attention_16bit_share, dense_ffn_16bit_share).
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
+DENSE_FFN_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
+
+
+def mixed_checkpoint_rows(c: InferenceConfigs) -> np.ndarray:
+    """Bool per configuration: a mixed-format checkpoint (ModelSpec.mixed_checkpoint: some block
+    modules 16-bit, or group scales stored) served in its own format."""
+    return c.weight_dtype == c.checkpoint_dtype
+
+
+def _mixed_checkpoint(t: _CostTable, c: InferenceConfigs) -> None:
+    """A checkpoint served as stored reads each module class in its own format: the share of the
+    blocks whose attention projections (dense FFN, shared experts) its ignore list keeps 16-bit
+    at 2 bytes a weight, the rest in the weights' format plus its group scales. Llama-3.1-405B-FP8
+    at batch 1: 126 x 570.4e6 attention weights x 2 B = 143.7 GB and 2 of 126 MLPs 16-bit, not
+    one fp8 byte each. The blocks' repeats apply the shares (a share of 2/126 of the dense
+    FFN reads those two blocks' bytes)."""
+    rows = mixed_checkpoint_rows(c)
+    if not rows.any():
+        return
+    wb = t.wb
+    quantized = wb + c.checkpoint_scale_bytes  # bytes of a weight kept in the format, scales included
+    sixteen = BYTES_PER_ELEMENT[BF16]
+    for names, share in (
+        (ATTENTION_PROJECTIONS, c.attention_16bit_share),
+        (DENSE_FFN_PROJECTIONS, c.dense_ffn_16bit_share),
+        (("router",), 0.0),
+    ):
+        factor = ((1.0 - share) * quantized + share * sixteen) / wb
+        for name in names:
+            i = OP[name]
+            if i in t.unwritten or i not in t.weight_rows:
+                continue
+            t.weight[i] = np.where(rows, t.weight[i] * factor, t.weight[i])
+            t.written(i)
+    shared = c.shared_expert_16bit_share
+    for name in EXPERT_PROJECTIONS:
+        i = OP[name]
+        if i in t.unwritten or i not in t.weight_rows:
+            continue
+        elements = t.weight[i] / wb
+        shared_elements = c.d_model * c.shared_d_ff
+        routed_elements = elements - shared_elements
+        stored = routed_elements * quantized + shared_elements * ((1.0 - shared) * quantized + shared * sixteen)
+        t.weight[i] = np.where(rows, stored, t.weight[i])
+        t.written(i)
+
+
 def _lm_head(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> None:
     """The lm_head, once per model: on every position, the last one, or none (a convention)."""
     head_tokens = t.N if convention.lm_head_positions == "all" else t.B.copy()
@@ -767,6 +817,7 @@ def operator_costs(
         _ffn(t, c, convention)
         _moe_ffn(t, c, convention)
         _mxfp4_checkpoint(t, c)
+        _mixed_checkpoint(t, c)
         if slots == "all":
             _lm_head(t, c, convention)
         else:

@@ -1425,6 +1425,33 @@ def gathered_weight_buffer_bytes(
     return np.where(gathered, buffers, 0.0)
 
 
+def mixed_checkpoint_extra_bytes(
+    plan: ShardingPlan,
+    weight_dtype: np.ndarray,
+    checkpoint_dtype: np.ndarray,
+    block_16bit_share: np.ndarray,
+    scale_bytes: np.ndarray,
+    data_parallel: np.ndarray | float = 1.0,
+) -> np.ndarray:
+    """Bytes one chip stores beyond :func:`stored_weight_bytes` (and the DP split of the routed
+    experts) where a deployment serves a mixed-format checkpoint in its format
+    (ModelSpec.mixed_checkpoint): the share of its block weights but the routed experts that the
+    ignore list keeps 16-bit (``block_16bit_share``, of the whole model's: the layouts split
+    attention and FFN alike, up to the K/V heads a wide TP group replicates) at 2 bytes, not the
+    format's, and ``scale_bytes`` more per weight left in the format (group scales). Kimi K2
+    Thinking on one chip: 9.2e9 bf16 weights x 1.5 B and 1014.7e9 int4 expert weights x 2/32 B
+    more, 594 GB for the published ~594 GB checkpoint, not 517. 0 on the other rows."""
+    rows = np.asarray(weight_dtype) == np.asarray(checkpoint_dtype)
+    if not rows.any():
+        return np.zeros(len(rows))
+    weight_bytes = lookup(BYTES_PER_ELEMENT, weight_dtype)
+    routed = plan.routed_expert_elements
+    rest = plan.stored_elements - routed - plan.table_elements
+    sixteen = rest * block_16bit_share
+    extra = sixteen * (TABLE_BYTES_PER_ELEMENT - weight_bytes) + (rest - sixteen + routed / data_parallel) * scale_bytes
+    return np.where(rows, extra, 0.0)
+
+
 @dataclass(frozen=True)
 class ChipShares:
     """The ways each operator slot is split over a chip's mesh, one entry per slot in the order of

@@ -489,6 +489,8 @@ def _memory(d: Deployments, w: ServingWorkloads, phase: str, shapes: IterationSh
     mxfp4 = d.mxfp4_experts
     if mxfp4.any():  # gpt-oss's checkpoint: only the experts 4-bit (and their scales)
         weights = weights + mxfp4_checkpoint_extra_bytes(plans[phase], configs.weight_dtype, mxfp4)
+    if d.mixed_checkpoint.any():  # a checkpoint that keeps modules 16-bit or stores group scales
+        weights = weights + d.mixed_checkpoint_extra_bytes(plans[phase])
     # The ways at the engine's largest batch; where no row shards attention by batch they do not
     # depend on it, and the iteration shapes hold them already.
     ways = None if shapes is None or shapes.kv_ways is None else shapes.kv_ways.get(phase)

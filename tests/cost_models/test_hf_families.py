@@ -33,6 +33,10 @@ DENSE = dict(
     sliding_window_layers=0,
     checkpoint_format=None,
     mxfp4_experts=False,
+    checkpoint_16bit_attention_layers=0,
+    checkpoint_16bit_mlp_layers=0,
+    checkpoint_16bit_shared_expert_layers=0,
+    checkpoint_scale_bytes_per_weight=0.0,
     kind="decoder",
     block="serial",
     ffn="swiglu",
@@ -541,42 +545,58 @@ def test_compressed_tensors_unreadable_schemes_are_refused(tmp_path: Path, quant
 QUANT_FIXTURES = FIXTURES.parent / "hf_quantization"
 
 
-def test_kimi_k2_thinking_16_bit_modules_are_refused_naming_the_ignore_list(tmp_path: Path) -> None:
-    """Kimi K2 Thinking's compressed-tensors config quantizes only the routed experts to int4: its
-    ignore list keeps attention, the shared experts and the dense block's MLP bf16. Read as one
-    int4 format it was 517 GB and 18.3 GB a batch-1 decode step; the checkpoint holds, from its
-    shapes (kimi_k2.json): routed 60 x 384 x 3 x 7168 x 2048 = 1014.7e9 x (0.5 B + a bf16 scale
-    per 32 = 0.5625 B) = 570.8 GB, attention 61 x (7168 x 1536 + 1536 x 64 x 192 + 7168 x 576 +
-    512 x 64 x 256 + 64 x 128 x 7168) = 6.17e9 x 2 B = 12.3 GB, shared experts 60 x 44.0e6 x 2 B =
-    5.3 GB, dense MLP 3 x 7168 x 18432 x 2 B = 0.8 GB, routers 60 x 7168 x 384 x 2 B = 0.3 GB,
-    embedding and lm_head 2 x 163840 x 7168 x 2 B = 4.7 GB: 594 GB (the published checkpoint's
-    size), and a decode step reads 12.3 + 5.3 + 0.8 + 0.3 + 2.3 (lm_head) + 8 x 60 x 44.0e6 x
-    0.5625 B = 11.9 GB of experts: 33 GB, 1.8x. Mixed formats are not modelled, so it is refused."""
+def test_kimi_k2_thinking_16_bit_modules_are_read_from_the_ignore_list(tmp_path: Path) -> None:
+    """Kimi K2 Thinking's compressed-tensors config quantizes only the routed experts to int4
+    (group 32): its ignore list keeps attention (61 blocks), the shared experts (the 60 MoE
+    blocks) and the dense block's MLP (block 0) bf16, and each int4 weight carries a bf16 scale
+    per 32 (2/32 B). It was refused (e3acc0e); the bytes these give are checked against the
+    checkpoint's shapes in tests/cost_models/test_mixed_checkpoint.py."""
     quant = json.loads((QUANT_FIXTURES / "kimi_k2_thinking.json").read_text())
-    with pytest.raises(InvalidInputError) as raised:
-        read(tmp_path, {**load("kimi_k2"), "quantization_config": quant})
-    assert raised.value.field == "config.json:quantization_config.ignore"
-    message = str(raised.value)
-    assert "re:.*self_attn.*" in message and "\n" not in message and "--weight-bits" in raised.value.fix
+    spec = read(tmp_path, {**load("kimi_k2"), "quantization_config": quant})
+    assert spec.checkpoint_format == "int4"
+    assert spec.checkpoint_16bit_attention_layers == 61
+    assert spec.checkpoint_16bit_mlp_layers == 1
+    assert spec.checkpoint_16bit_shared_expert_layers == 60
+    assert spec.checkpoint_scale_bytes_per_weight == 2 / 32
 
 
 @pytest.mark.parametrize(
-    ("key", "entry"),
+    ("key", "entry", "counts"),
     [
-        ("ignore", "re:.*self_attn"),  # RedHat's Llama 4 w4a16 checkpoints
-        ("ignore", "Llama4TextAttention"),
-        ("ignore", "re:.*shared_experts.*"),
-        ("exclude_modules", "model.layers.0.self_attn*"),  # ModelOpt
-        ("ignored_layers", "re:.*kv_a_proj_with_mqa$"),  # vLLM fp8
-        ("modules_to_not_convert", "model.layers.0"),  # a whole block
-        ("modules_to_not_convert", "model.layers.*.mlp.experts"),
+        ("ignore", "re:.*self_attn", (61, 0, 0)),  # RedHat's Llama 4 w4a16 checkpoints
+        ("ignore", "Llama4TextAttention", (61, 0, 0)),  # a class name: every block's attention
+        ("ignore", "re:.*shared_experts.*", (0, 0, 60)),
+        ("exclude_modules", "model.layers.0.self_attn*", (1, 0, 0)),  # ModelOpt
+        ("modules_to_not_convert", "model.layers.0", (1, 1, 0)),  # a whole dense block
     ],
 )
-def test_16_bit_weight_carrying_modules_are_refused(tmp_path: Path, key: str, entry: str) -> None:
+def test_16_bit_modules_are_read_by_class_and_block(tmp_path: Path, key: str, entry: str, counts: tuple) -> None:
+    quant = {"quant_method": "fp8", "fmt": "e4m3", key: ["lm_head", entry]}
+    spec = read(tmp_path, {**load("kimi_k2"), "quantization_config": quant})
+    got = (
+        spec.checkpoint_16bit_attention_layers,
+        spec.checkpoint_16bit_mlp_layers,
+        spec.checkpoint_16bit_shared_expert_layers,
+    )
+    assert got == counts and spec.checkpoint_scale_bytes_per_weight == 0.0
+
+
+@pytest.mark.parametrize(
+    ("key", "entry", "words"),
+    [
+        ("ignored_layers", "re:.*kv_a_proj_with_mqa$", "only some of block 0's attention"),  # vLLM fp8
+        ("modules_to_not_convert", "model.layers.5", "routed experts of block 5"),  # a whole MoE block
+        ("modules_to_not_convert", "model.layers.*.mlp.experts", "routed experts"),
+        ("ignore", "re:.*qkv_proj", "names no whole attention"),  # a fused projection this model lacks
+    ],
+)
+def test_16_bit_modules_not_modelled_are_refused(tmp_path: Path, key: str, entry: str, words: str) -> None:
     quant = {"quant_method": "fp8", "fmt": "e4m3", key: ["lm_head", entry]}
     with pytest.raises(InvalidInputError) as raised:
         read(tmp_path, {**load("kimi_k2"), "quantization_config": quant})
-    assert raised.value.field == f"config.json:quantization_config.{key}" and entry in str(raised.value)
+    message = str(raised.value)
+    assert raised.value.field == f"config.json:quantization_config.{key}"
+    assert entry in message and words in message and "\n" not in message
 
 
 @pytest.mark.parametrize(
