@@ -19,7 +19,7 @@ from cost_models.calibrated_times import (
 )
 from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, calibration_report, resolve_calibration
 from cost_models.conventions import CONVENTIONS, DEFAULT, CountingConvention
-from cost_models.deployment import MAX_CHIPS
+from cost_models.deployment import MAX_CHIPS, vision_notes
 from cost_models.dtypes import (
     BITS_CHOICES,
     BYTES_PER_ELEMENT,
@@ -303,7 +303,11 @@ def analyze_one(
     )
     profile = resolve_calibration(calibration, chip, backend)
     report = analysis_report(analyze(configs, chip, convention, profile))
-    notes = []
+    notes = vision_notes(model_spec)
+    if model_spec.vision_params:  # the vision encoder, loaded 16-bit beside the language model
+        memory = report["totals"]["memory_bytes"]
+        memory["weights"] += model_spec.vision_params * 2.0
+        memory["total"] = memory["weights"] + memory["kv_cache"] + memory["activations"]
     if profile is not None and chip.kind == "gpu" and not configs.flash_attention[0]:
         # Unfused is the papers' operator list (LLM-Viewer, Kim et al.), kept as the default so
         # their tables reproduce; but the profile times an engine's kernels, and every GPU engine
@@ -353,7 +357,10 @@ def analyze_one(
             report["totals"]["memory_bytes"],
             chip,
             dtypes["weight_bits"],
-            float(embedding_params(model_spec.vocab, model_spec.d_model, model_spec.tie_embeddings))
+            (
+                float(embedding_params(model_spec.vocab, model_spec.d_model, model_spec.tie_embeddings))
+                + model_spec.vision_params
+            )
             * TABLE_BYTES_PER_ELEMENT,
         ),
         "notes": notes,

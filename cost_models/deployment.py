@@ -1714,6 +1714,8 @@ def _memory(
         )
     if whole.mixed_checkpoint.any():  # a checkpoint that keeps modules 16-bit or stores group scales
         weights = weights + np.maximum(*(d.mixed_checkpoint_extra_bytes(plans[p], dp) for p in ("prefill", "decode")))
+    if any(m.vision_params for m in whole.models):  # a multimodal model's vision encoder, loaded beside it
+        weights = weights + d.vision_bytes_per_chip
     kv_per_token = kv_bytes_per_token * d.batch * whole.micro_batches / kv_ways
     kv = kv_per_token * context
     activations = live_activations / chips
@@ -2005,6 +2007,7 @@ def estimate_one(
         profile, chip, model_spec.experts, weight_code, act_code, mxfp4_experts=model_spec.mxfp4_experts
     )
     notes += mixed_checkpoint_notes(model_spec, weight_code)
+    notes += vision_notes(model_spec)
     return {
         **report,
         "mesh_chosen": mesh_chosen,
@@ -2012,6 +2015,19 @@ def estimate_one(
         "overlap": overlap,
         "notes": notes,
     }
+
+
+def vision_notes(model: ModelSpec) -> list[str]:
+    """What an estimate says of a multimodal model's vision encoder: counted in the weight memory
+    (the engines load it unless told the requests carry no images), and how to leave it out."""
+    if not model.vision_params:
+        return []
+    return [
+        f"{model.name}'s vision encoder and projector ({model.vision_params / 1e9:.2f}e9 parameters, "
+        f"{model.vision_params * 2 / 1e9:.2f} GB in bf16, from vision_config) are counted in the weight memory: "
+        "the engines load them with the language model unless run text-only (vLLM --language-model-only); they "
+        "are not timed (text requests). To leave them out, remove vision_config from the config.json"
+    ]
 
 
 def mixed_checkpoint_notes(model: ModelSpec, weight_dtype: int) -> list[str]:

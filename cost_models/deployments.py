@@ -170,6 +170,16 @@ class Deployments:
         return np.array([m.mxfp4_experts for m in self.models], dtype=bool)[self.model_index]
 
     @property
+    def vision_bytes_per_chip(self) -> np.ndarray:
+        """Bytes of each deployment's vision encoder and projector (ModelSpec.vision_params, 16-bit
+        in every weight format: the quantized checkpoints' ignore lists keep vision modules out)
+        on one chip of its tensor-parallel group, which shards it as the language model's blocks
+        (vLLM's SigLIP and Llama 4 vision encoders are Column/RowParallelLinear layers); charged
+        to the busiest pipeline stage, as the embedding is."""
+        vision = np.array([m.vision_params for m in self.models], dtype=np.float64)[self.model_index]
+        return vision * 2.0 / self.tensor_parallel
+
+    @property
     def mixed_checkpoint(self) -> np.ndarray:
         """Bool per deployment: its model's checkpoint keeps some block modules 16-bit or stores
         group scales (ModelSpec.mixed_checkpoint)."""

@@ -938,6 +938,46 @@ def _compressed_tensors_format(quant: dict[str, Any]) -> str:
     return found.pop()
 
 
+def _vision_params(config: dict[str, Any], text_hidden: int) -> int:
+    """Matrix parameters of a multimodal config's vision encoder and projector (its
+    ``vision_config``; biases, norms and the class token left out, as everywhere here): each of
+    ``num_hidden_layers`` ViT blocks 4 h^2 (q, k, v, o) + 2 h i (fc1, fc2), the patch embedding
+    channels x patch^2 x h, a position embedding per patch (one more for Llama 4's class token),
+    and the projector to the language model: Gemma 3's mm_input_projection h x the text hidden
+    size (SigLIP-So400m: 0.42e9 in all), Llama 4's pixel-shuffle MLP (intermediate x
+    projector_input_dim + projector_input_dim x projector_output_dim) and multi_modal_projector
+    (vision_output_dim x the text hidden size; 0.87e9 in all, HF modeling_llama4.py). 0 without
+    a vision_config."""
+    vision = config.get("vision_config")
+    if vision is None:
+        return 0
+    key = "vision_config"
+    if not isinstance(vision, dict):
+        raise InvalidInputError(_field(key), "expected an object", "use the checkpoint's config.json")
+
+    def size(name: str, default: int | None = None) -> int:
+        value = vision.get(name, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise InvalidInputError(
+                _field(f"{key}.{name}"),
+                f"expected a positive integer, got {value!r}",
+                "use the checkpoint's config.json",
+            )
+        return value
+
+    hidden, inner, layers = size("hidden_size"), size("intermediate_size"), size("num_hidden_layers")
+    patch, image, channels = size("patch_size"), size("image_size"), size("num_channels", 3)
+    llama4 = vision.get("model_type") == "llama4_vision_model"
+    patches = (image // patch) ** 2 + (1 if llama4 else 0)
+    encoder = layers * (4 * hidden * hidden + 2 * hidden * inner) + channels * patch * patch * hidden + patches * hidden
+    if llama4:
+        projector_in, projector_out = size("projector_input_dim"), size("projector_output_dim")
+        projector = inner * projector_in + projector_in * projector_out + size("vision_output_dim") * text_hidden
+    else:
+        projector = hidden * text_hidden
+    return encoder + projector
+
+
 def _text_config(config: dict[str, Any]) -> dict[str, Any]:
     """The language model's fields: a multimodal config (Llama 4, Gemma 3) nests them in
     ``text_config``; the quantization_config stays at the top level."""
@@ -1017,6 +1057,7 @@ def model_from_hf_config(path: Path) -> ModelSpec:
     _refuse_unread_layer_kinds(text, model_type)
     fields = _FAMILIES[model_type](text)
     fields["checkpoint_format"] = _checkpoint_format(text)
+    fields["vision_params"] = _vision_params(config, int(fields["d_model"]))
     # gpt-oss's mxfp4 checkpoint quantizes only the experts (modules_to_not_convert: self_attn,
     # router, embed_tokens, lm_head stay 16-bit): partitioning.mxfp4_checkpoint_extra_bytes.
     quant = text.get("quantization_config")

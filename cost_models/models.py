@@ -100,6 +100,14 @@ class ModelSpec(BaseModel):
             "4.25 bits) and every other weight 16-bit (gpt-oss's quant_method mxfp4); checkpoint_format fp4."
         ),
     )
+    vision_params: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Parameters of a multimodal model's vision encoder and projector (config.json's vision_config), "
+            "which the engines load 16-bit beside the language model: counted in weight memory only."
+        ),
+    )
     checkpoint_16bit_attention_layers: int = Field(
         default=0,
         ge=0,

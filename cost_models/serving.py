@@ -491,6 +491,8 @@ def _memory(d: Deployments, w: ServingWorkloads, phase: str, shapes: IterationSh
         weights = weights + mxfp4_checkpoint_extra_bytes(plans[phase], configs.weight_dtype, mxfp4)
     if d.mixed_checkpoint.any():  # a checkpoint that keeps modules 16-bit or stores group scales
         weights = weights + d.mixed_checkpoint_extra_bytes(plans[phase])
+    if any(m.vision_params for m in d.models):  # a multimodal model's vision encoder, loaded beside it
+        weights = weights + d.vision_bytes_per_chip
     # The ways at the engine's largest batch; where no row shards attention by batch they do not
     # depend on it, and the iteration shapes hold them already.
     ways = None if shapes is None or shapes.kv_ways is None else shapes.kv_ways.get(phase)

@@ -33,6 +33,7 @@ DENSE = dict(
     sliding_window_layers=0,
     checkpoint_format=None,
     mxfp4_experts=False,
+    vision_params=0,
     checkpoint_16bit_attention_layers=0,
     checkpoint_16bit_mlp_layers=0,
     checkpoint_16bit_shared_expert_layers=0,
@@ -59,6 +60,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
     # chunked attention (8192) on the 36 RoPE blocks of no_rope_layers [1, 1, 1, 0] x 12.
     "llama4": dict(
         DENSE,
+        vision_params=871_303_040,  # vision_config: test_vision_encoder_parameters_from_vision_config
         layers=48,
         d_model=5120,
         heads=40,
@@ -311,6 +313,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
     # vocab 262208, 131072 positions, pattern 6 are Gemma3TextConfig defaults: 62 - 62 // 6 = 52 local blocks.
     "gemma3": dict(
         DENSE,
+        vision_params=422_659_584,  # vision_config: test_vision_encoder_parameters_from_vision_config
         layers=62,
         d_model=5376,
         heads=32,
@@ -478,6 +481,10 @@ def test_catalog_entry_is_its_published_config(fixture: str) -> None:
     catalog = get_model(CATALOG_OF_FIXTURE[fixture]).model_dump(exclude={"name", "source"})
     if fixture == "llama4":
         assert (read_back.pop("max_context"), catalog.pop("max_context")) == (262144, 10485760)
+    # The catalog's entries are the language models; a config.json's vision_config adds its
+    # vision encoder's parameters to the memory (test_vision_encoder_parameters_from_vision_config).
+    assert catalog.pop("vision_params") == 0
+    assert read_back.pop("vision_params") == {"gemma3": 422_659_584, "llama4": 871_303_040}.get(fixture, 0)
     assert read_back == catalog
 
 
