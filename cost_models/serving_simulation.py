@@ -57,6 +57,8 @@ from cost_models.deployment import (
     context_notes,
     heads_split_error,
     kv_heads_split_error,
+    mixed_checkpoint_notes,
+    vision_notes,
 )
 from cost_models.deployments import Deployment, Deployments, engine_problem_mask
 from cost_models.dtypes import dtype_name
@@ -866,6 +868,7 @@ def simulate_one(
         formats["act_bits"],
         mxfp4_experts=model_spec.mxfp4_experts,
     )
+    notes += mixed_checkpoint_notes(model_spec, formats["weight_bits"]) + vision_notes(model_spec)
     # The lines tuner estimate prints for this load (borrowed host costs, clients queueing, an open
     # loop past capacity with the highest rate it sustains).
     rate, load = load_notes(deployments, workloads, analytic, best, calibration=profile, engine=engine_name)

@@ -17,6 +17,7 @@ from cost_models.dtypes import BF16
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.hf_config import model_from_hf_config
+from cost_models.serving_simulation import simulate_one
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "hf"
 H100 = get_hardware("h100-sxm")
@@ -80,3 +81,11 @@ def test_a_bad_vision_config_is_refused_in_one_line(tmp_path):
     with pytest.raises(InvalidInputError) as raised:
         model_from_hf_config(path)
     assert raised.value.field == "config.json:vision_config.hidden_size"
+
+
+def test_simulate_says_so_too():
+    model = model_from_hf_config(FIXTURES / "gemma3.json")
+    report = simulate_one(
+        model, "h100-sxm", chips=1, prompt_len=512, gen_len=64, concurrency=2, calibration=None, requests=20
+    )
+    assert any("vision encoder" in note for note in report["notes"])
