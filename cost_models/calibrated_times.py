@@ -59,6 +59,7 @@ from cost_models.operators import (
     OperatorCosts,
     mixed_checkpoint_rows,
     mxfp4_checkpoint_rows,
+    sixteen_bit_gemm_rows,
     window_share,
 )
 from cost_models.partitioning import GEMM_AXES, ShardingPlan, attention_split, gemm_shapes_per_chip
@@ -246,6 +247,8 @@ def use_kernel_compute(
         # The engines' lm_head is 16-bit whatever the blocks' format: a bf16 GEMM at the bf16 peak
         # (calibrated_operator_times times it so).
         ops.compute_dtype[i] = BF16 if i == LM_HEAD else codes
+    for name, rows in sixteen_bit_gemm_rows(configs).items():  # a mixed checkpoint's bf16 classes
+        ops.compute_dtype[OP[name]] = np.where(rows, BF16, ops.compute_dtype[OP[name]])
     # Slots twinned with another (OperatorCosts.same_rows) stay twins only with the same format.
     twins = ops.same_rows()
     if twins:

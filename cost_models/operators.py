@@ -907,6 +907,28 @@ def _compute_dtypes(c: InferenceConfigs, kv_dtype: np.ndarray, convention: Count
     if mxfp4.any():  # gpt-oss's bf16 attention and router (_mxfp4_checkpoint): the bf16 peak
         for name in MXFP4_UNCONVERTED:
             dtypes[OP[name]] = np.where(mxfp4, BF16, dtypes[OP[name]])
+    for name, rows in sixteen_bit_gemm_rows(c).items():  # a mixed checkpoint's whole 16-bit classes
+        dtypes[OP[name]] = np.where(rows, BF16, dtypes[OP[name]])
     for name in ("qk_matmul", "sv_matmul", "fused_attention"):
         dtypes[OP[name]] = act_x_kv
     return dtypes
+
+
+def sixteen_bit_gemm_rows(c: InferenceConfigs) -> dict[str, np.ndarray]:
+    """Per weight-matmul slot, the configurations whose every block runs it as a bf16 GEMM (its
+    compute at the bf16 peak): a mixed-format checkpoint served as stored whose exclusion list
+    keeps that module class 16-bit in all blocks (the 405B FP8's and Kimi K2 Thinking's attention).
+    A class 16-bit in part of the blocks (the 405B's 2 of 126 MLPs) keeps the format's peak, its
+    bytes and calibrated time blended (_mixed_checkpoint, calibrated_times._time_16bit_shares)."""
+    mixed = mixed_checkpoint_rows(c)
+    if not mixed.any():
+        return {}
+    rows = {}
+    for names, share in (
+        (ATTENTION_PROJECTIONS, c.attention_16bit_share),
+        (DENSE_FFN_PROJECTIONS, c.dense_ffn_16bit_share),
+    ):
+        whole = mixed & (share == 1.0)
+        if whole.any():
+            rows.update(dict.fromkeys(names, whole))
+    return rows

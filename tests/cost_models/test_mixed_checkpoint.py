@@ -210,3 +210,17 @@ def test_the_estimate_says_which_modules_it_charged_16_bit(tmp_path: Path):
     assert "0.0625 B of group scales" in said and "\n" not in said
     converted = estimate_one(kimi, "h200", weight_bits="16", **kwargs)["notes"]
     assert any("the engine converts the checkpoint" in note for note in converted)
+
+
+def test_16_bit_attention_computes_at_the_bf16_peak_on_the_roofline(tmp_path: Path):
+    """A 2048-token prefill's projections are compute-bound: the 405B FP8 checkpoint's bf16
+    attention runs at the H200's bf16 peak (989.4 TFLOP/s dense, NVIDIA's datasheet), not fp8's 1978.9, so each takes
+    2 x 2048 x 16384 x 16384 / 989.4e12 s (q_proj, 1.11 ms), twice the fp8 time; its MLPs, fp8 in
+    124 of 126 blocks, keep the fp8 peak. Before, the prefill of 8 x 1024 tokens on 8 H200s read
+    699.0 ms at the roofline, the attention at the fp8 peak; now 773.4."""
+    mixed = _llama_405b_fp8(tmp_path)
+    kwargs = dict(phase="prefill", batch=1, seq_len=2048, weight_bits="fp8", act_bits="fp8", calibration="none")
+    rows = {row["name"]: row for row in analyze_one(mixed, "h200", **kwargs)["operators"]}
+    assert rows["q_proj"]["bound"] == "compute"
+    assert rows["q_proj"]["roofline_time_s"] == pytest.approx(2 * 2048 * 16384 * 16384 / 989.4e12, rel=1e-9)
+    assert rows["gate_proj"]["roofline_time_s"] == pytest.approx(2 * 2048 * 16384 * 53248 / 1978.9e12, rel=1e-9)
