@@ -25,6 +25,7 @@ from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, COMBINE, DTYPE_NAMES, FP
 from cost_models.efficiency import (
     ACTIVATION_BYTES,
     COLLECTIVE_KINDS,
+    HEAD_DIMS,
     QUANTIZES_ACTIVATIONS,
     WEIGHT_BYTES,
     CollectiveParams,
@@ -959,6 +960,14 @@ def fused_attention_time_s(
             seconds = _blocks_mean(
                 lambda window, k=kernel: k(window=window), _rows(share, r), _rows(c.sliding_window, r)
             )
+            if in_decode and np.any(mla_rows := _rows(c.mla, r)):  # MLA's own kernel: mla_decode_params
+                mla_kernel = functools.partial(
+                    decode_attention_time_s, b, s, h, kvh, hd, kvb, hardware, mla_decode_params(dp)
+                )
+                mla_s = _blocks_mean(
+                    lambda window, k=mla_kernel: k(window=window), _rows(share, r), _rows(c.sliding_window, r)
+                )
+                seconds = np.where(mla_rows, mla_s, seconds)
             if r is None:
                 times = np.asarray(seconds, dtype=np.float64)
             else:
@@ -1004,6 +1013,33 @@ def _blocks_mean(kernel_s, share: np.ndarray, window: np.ndarray) -> np.ndarray:
     if not np.any(share > 0):
         return full
     return (1.0 - share) * full + share * kernel_s(window)
+
+
+#: Fraction of the bf16 peak an MLA decode kernel's math runs at: FlashMLA (deepseek-ai/FlashMLA
+#: README) reaches 580 TFLOPS compute-bound on an H800 SXM5 (989 TFLOPS dense bf16: 0.59; 660
+#: TFLOPS, 0.67, in its 2025-04-22 kernel) and 3000 GB/s memory-bound (0.9 of 3.35 TB/s, the
+#: streaming speed the profiles' memory_eff already gives the GQA kernels). Measured on Hopper, the
+#: older kernel's figure; the engines' Blackwell MLA kernels (CUTLASS MLA, TRT-LLM's) have no
+#: published figure here and are charged the same fraction of their chip's peak.
+MLA_DECODE_COMPUTE_EFF = 580.0 / 989.0
+
+
+def mla_decode_params(params: DecodeAttentionParams) -> DecodeAttentionParams:
+    """The decode-attention kernel model of MLA rows: the profile's fixed costs and streaming
+    speed (launch, per sequence / head / KV head, memory_eff, saturation), without the terms
+    that say which GQA kernel an engine picks by group size or head dim, since MLA decode runs a
+    kernel of its own (FlashMLA, FlashInfer/CUTLASS MLA, TRT-LLM's MLA kernels), built for all
+    of a model's heads over one latent. The GQA fallback past ~32-70 query heads per KV head
+    (TRT-LLM's XQA limit; fitted at 0.1-0.7% of the bf16 peak on TRT-LLM and gb200 vLLM) charged
+    DeepSeek-V3 at 128 heads a GPU (attention DP, TP 1) 1.7-7.4 ms per block for 32 sequences
+    of 2304 tokens where 16 heads (TP 8) of 256 sequences, the same math and 8x the bytes, took
+    27-290 us; the head-dim-512 knots (GQA kernels at head dim 512: 0.37-0.5 on h200) halved
+    the streaming speed FlashMLA measures at 0.9 of the bandwidth. Its math runs at
+    MLA_DECODE_COMPUTE_EFF of the bf16 peak."""
+    knots = {f"head_dim_eff_{d}": 1.0 for d in HEAD_DIMS} | {f"head_dim_launch_{d}": 1.0 for d in HEAD_DIMS}
+    return params.model_copy(
+        update={"fallback_group_size": 0.0, "compute_eff": MLA_DECODE_COMPUTE_EFF, "ungrouped_eff": 1.0} | knots
+    )
 
 
 def _attention_kernel_shape(
