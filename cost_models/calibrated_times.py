@@ -45,7 +45,7 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, TorusInterconnect
 from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.models import ModelSpec
-from cost_models.moe import DEFAULT_IMBALANCE, experts_woken, tokens_per_expert
+from cost_models.moe import DEFAULT_IMBALANCE, busiest_rank_woken_factor, experts_woken, tokens_per_expert
 from cost_models.moe_kernel_time import (
     MXFP4_MOE_FORMAT,
     borrowed_moe_class,
@@ -279,10 +279,12 @@ def calibrated_operator_times(
     hardware: HardwareSpec,
     profile: CalibrationProfile,
     data_parallel: np.ndarray | None = None,
+    expert_parallel: np.ndarray | None = None,
 ) -> np.ndarray:
     """Seconds per execution of each operator on one chip, shaped like the operator costs.
     ``data_parallel``: the DP ranks sharing each configuration's MoE layers (None: 1), whose
-    tokens together wake the experts a chip loads (:func:`expert_gemm_times_s`).
+    tokens together wake the experts a chip loads (:func:`expert_gemm_times_s`);
+    ``expert_parallel`` (None: 1): the EP ranks, the busiest of which sets the experts loaded.
     ``gemm_shapes``: the (m, n, k) of :func:`~cost_models.partitioning.gemm_shapes_per_chip`, or
     the sharding plan they come from; given the plan, the dense GEMMs derive their shapes with
     that function block by block (in cache, where whole (slots, n) arrays are not) and only the
@@ -366,9 +368,10 @@ def calibrated_operator_times(
         else:  # the MoE configurations' expert shapes alone
             expert_shapes = _expert_shapes_from_plan(chip_ops, plan, None if every else moe)
         dp = None if data_parallel is None else (data_parallel if every else data_parallel[moe])
+        ep = None if expert_parallel is None else (expert_parallel if every else expert_parallel[moe])
         expert_times = _expert_gemm_times_s(
             c if every else c.take(moe), expert_shapes, formats if every else formats[moe], hardware, profile,
-            data_parallel=dp,
+            data_parallel=dp, expert_parallel=ep,
         )  # fmt: skip
         for op, seconds in expert_times.items():
             if every:
@@ -1098,6 +1101,7 @@ def _expert_gemm_times_s(
     profile: CalibrationProfile,
     imbalance: float = DEFAULT_IMBALANCE,
     data_parallel: np.ndarray | None = None,
+    expert_parallel: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """:func:`expert_gemm_times_s` from each expert matmul's own (m, n, k) (``shapes``). The
     configurations of one format are gathered by index once for all three matmuls (none at all
@@ -1122,6 +1126,11 @@ def _expert_gemm_times_s(
         stage_tokens = tokens * dp
         woken = experts_woken(stage_tokens, c.experts, c.experts_per_token) / dp
         m_expert = tokens_per_expert(stage_tokens, c.experts, c.experts_per_token, imbalance)
+    if expert_parallel is not None:
+        # The busiest EP rank's woken experts (moe.busiest_rank_woken_factor), as
+        # deployment.expert_scale charges the roofline's weight bytes.
+        stage_tokens = tokens * (1.0 if data_parallel is None else np.asarray(data_parallel, dtype=np.float64))
+        woken = woken * busiest_rank_woken_factor(stage_tokens, c.experts, c.experts_per_token, expert_parallel)
     codes = np.unique(formats)
     groups = [(int(code), None if len(codes) == 1 else np.flatnonzero(formats == code)) for code in codes]
     # Per format: its rows of the configuration arrays that every matmul reads.

@@ -58,7 +58,7 @@ from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.model_counts import active_block_params, context_that_fits, model_flops_utilization
 from cost_models.models import ModelSpec, get_model
-from cost_models.moe import EP_IMBALANCE, ep_dispatch_bytes_per_chip, experts_woken
+from cost_models.moe import EP_IMBALANCE, busiest_rank_woken_factor, ep_dispatch_bytes_per_chip, experts_woken
 from cost_models.operators import (
     DENSE_FFN,
     KV_READ_SLOTS,
@@ -598,6 +598,7 @@ def operator_times(
     expert_scale: tuple[np.ndarray, np.ndarray] | None = None,
     shapes: Shapes | None = None,
     data_parallel: np.ndarray | None = None,
+    expert_parallel: np.ndarray | None = None,
 ) -> tuple[OperatorTimes, RooflineTotals]:
     """Per-operator times of one forward pass of ``phase``'s layout (and the roofline's totals).
     Without a profile an operator's time is its roofline; with one, its calibrated kernel time
@@ -605,10 +606,11 @@ def operator_times(
     factor) of the expert slots under data and expert parallelism (:func:`expert_scale`).
     ``shapes``: ``Shapes.of(configs, tokens_per_sequence)``, when the caller has it.
     ``data_parallel``: the DP ranks sharing the MoE layers of ``d`` (one rank's view; None: 1),
-    for the calibrated experts (calibrated_times._expert_gemm_times_s)."""
+    for the calibrated experts (calibrated_times._expert_gemm_times_s); ``expert_parallel``
+    likewise (None: 1), whose busiest rank's experts they load."""
     times, totals = _operator_times(
         d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, expert_scale, shapes, True,
-        data_parallel=data_parallel,
+        data_parallel=data_parallel, expert_parallel=expert_parallel,
     )  # fmt: skip
     if totals is None:  # _operator_times sums them when asked: never
         raise RuntimeError("the roofline totals were not summed")
@@ -672,6 +674,7 @@ def _operator_times(
     totals_wanted: bool,
     collectives_wanted: bool = True,
     data_parallel: np.ndarray | None = None,
+    expert_parallel: np.ndarray | None = None,
 ) -> tuple[OperatorTimes, RooflineTotals | None]:
     """:func:`operator_times`; ``totals_wanted`` False: no totals (None); ``collectives_wanted``
     False: the block's collectives are not scored (zero)."""
@@ -726,6 +729,8 @@ def _operator_times(
         # The plan, not its (m, n, k): the calibrated GEMMs derive those block by block, in cache.
         # (data_parallel by keyword, where DP shares the experts: calibrated_times's own default.)
         by_dp = {} if data_parallel is None else {"data_parallel": data_parallel}
+        if expert_parallel is not None:
+            by_dp["expert_parallel"] = expert_parallel
         op_time = calibrated_operator_times(
             chip_ops, configs, plan, d.chips, batch_sharded, d.hardware, profile, **by_dp
         )
@@ -833,9 +838,11 @@ def _phase_times(
     a profile) for one micro-batch of one DP rank, run through the pipeline (:func:`pipeline_s`)."""
     # (DP ranks share the MoE layers: the calibrated experts load what all their tokens wake.)
     dp = None if np.all(parallel.data_parallel == 1) else parallel.data_parallel
+    ep = None if np.all(parallel.expert_parallel == 1) else parallel.expert_parallel  # (the busiest EP rank's)
     t, roofline = operator_times(
-        d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, parallel.expert_scale, shapes, dp
-    )
+        d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, parallel.expert_scale, shapes, dp,
+        expert_parallel=ep,
+    )  # fmt: skip
     dispatch_block: np.ndarray | float = 0.0
     comm_block = t.comm_block_s
     if np.any(configs.moe_layers > 0):  # else no dispatch: zero, and adding zero changes nothing
@@ -947,18 +954,22 @@ def expert_scale(
     and multiplies 1/(TP x DP) of the stage's routed tokens. A DP rank's costs (computed at its
     own N tokens on its TP chips) already give the FLOPs; the weights loaded are those of the
     experts the whole stage's DP x N tokens wake (moe.experts_woken), split DP times further; the
-    shared experts are tensor-parallel within the rank. Under EP the busiest rank sets the pace
-    (moe.EP_IMBALANCE)."""
+    shared experts are tensor-parallel within the rank. Under EP the busiest rank sets the pace:
+    its kernels' work by moe.EP_IMBALANCE, and the experts it loads are the busiest EP rank's
+    woken experts (moe.busiest_rank_woken_factor: DeepSeek-V3 at EP 8 and 8 tokens in all, 1.48x
+    the mean rank's), not the mean's."""
     if np.all((data_parallel == 1) & (expert_parallel == 1)):
         return None
     weight = np.ones(len(stage))
-    rows = np.flatnonzero((data_parallel > 1) & (stage.experts > 0))  # only DP changes the weights
+    # DP (the stage's tokens wake the experts) and EP (the busiest rank's) change the weights.
+    rows = np.flatnonzero(((data_parallel > 1) | (expert_parallel > 1)) & (stage.experts > 0))
     if len(rows):
         tokens = (stage.batch * np.broadcast_to(tokens_per_sequence, weight.shape))[rows]
         e, k, routed = stage.experts[rows], stage.experts_per_token[rows], stage.expert_d_ff[rows]
         dp, shared_width = data_parallel[rows], stage.shared_d_ff[rows]
         own = experts_woken(tokens, e, k) * routed + shared_width
-        shared = experts_woken(tokens * dp, e, k) * routed / dp + shared_width
+        busiest = busiest_rank_woken_factor(tokens * dp, e, k, expert_parallel[rows])
+        shared = experts_woken(tokens * dp, e, k) * busiest * routed / dp + shared_width
         weight[rows] = np.divide(shared, own, out=np.ones_like(own), where=own > 0)
     work = np.where(expert_parallel > 1, EP_IMBALANCE, 1.0)
     return weight, work
