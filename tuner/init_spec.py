@@ -25,6 +25,7 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
 from cost_models.metrics import METRICS
 from cost_models.models import get_model
+from cost_models.serving import ENGINE_DEFAULTS
 from cost_models.topology import network_for
 from search_spaces.spec import parse_spec
 from tuner.spec_docs import FieldDoc, Section, sections
@@ -54,6 +55,34 @@ def chip_counts(weight_bytes_16: float, weight_bytes_min: float, chip: HardwareS
     return fitting or counts[-1:]
 
 
+#: Share of a GPU's memory the engines' defaults let weights and KV cache use (vLLM's
+#: gpu_memory_utilization and TensorRT-LLM's free_gpu_memory_fraction 0.9, SGLang's
+#: mem_fraction_static ~0.88: cost_models.serving.ENGINE_DEFAULTS): the largest of them.
+ENGINE_MEMORY_SHARE = max(d["memory_fraction"] for name, d in ENGINE_DEFAULTS.items() if name != "jax")
+
+
+def _serving_tp(model_spec, chip: HardwareSpec, tp: list[int], fewest: int, weight_bytes_min: float) -> list[int]:
+    """TP sizes of a serving spec, the only degree the serving model charges: those of ``tp`` (in
+    the NVLink domain) that hold the narrowest weights, and where none does, TP over whole
+    domains (powers of two past it, dividing the heads, as the network forms) up to the first
+    that does. DeepSeek-V3's 671 GB of fp8 weights need 16 H100s at the engines' 0.9 share
+    (8 x 80 GiB x 0.9 = 618 GB): with tp [8] alone every trial of the written study was
+    infeasible."""
+    usable = chip.memory_bytes * ENGINE_MEMORY_SHARE
+    holding = [t for t in tp if t >= fewest and t * usable >= weight_bytes_min]
+    if holding:
+        return holding
+    network = network_for(chip)
+    size = tp[-1]
+    while size * 2 <= MAX_PROPOSED_CHIPS:
+        size *= 2
+        if engine_problem_mask(None, model_spec.heads, 0, [size], 1, 1)[0] or not network.legal_meshes(size):
+            continue
+        if size * usable >= weight_bytes_min:
+            return [size]
+    return tp[-1:]
+
+
 def engine_degrees(
     model_spec, chip: HardwareSpec, weight_bytes_16: float, weight_bytes_min: float, serving: bool = False
 ) -> dict:
@@ -76,7 +105,7 @@ def engine_degrees(
     # Fewest chips that hold the weights in the narrowest format: smaller tp x pp are left out.
     fewest = math.ceil(weight_bytes_min / chip.memory_bytes)
     if serving:
-        return {"tp": [t for t in tp if t >= fewest] or tp[-1:]}
+        return {"tp": _serving_tp(model_spec, chip, tp, fewest, weight_bytes_min)}
     stages_16 = math.ceil(weight_bytes_16 / (chip.memory_bytes * tp[-1]))
     top_pp = min(max(2, 2 ** math.ceil(math.log2(max(stages_16, 1)))), model_spec.layers, MAX_PROPOSED_CHIPS // tp[-1])
     pp = [2**k for k in range(int(math.log2(top_pp)) + 1)]

@@ -112,6 +112,10 @@ def test_init_proposes_only_tp_sizes_that_divide_the_heads() -> None:
         ("qwen3-235b-a22b", "h200", True),
         ("llama-3.1-8b", "h200", False),
         ("gpt-oss-20b", "b200", False),
+        # 671 GB of fp8 weights (DeepSeek-V3's 671B parameters, its checkpoint's format) do not fit
+        # one 8-GPU H100 node (8 x 80 GiB x 0.9, the engines' memory share, = 618 GB): under
+        # serving, TP must span two nodes (pp/ep/dp are static-only), else no trial fits.
+        ("deepseek-v3", "h100-sxm", True),
     ],
 )
 def test_init_gpu_spec_searches(tmp_path: Path, capsys: pytest.CaptureFixture[str], model, hardware, serving) -> None:
