@@ -408,6 +408,16 @@ def _compile_engine_space(spec: StudySpec, model: ModelSpec, hardware: HardwareS
             )
     if model.experts == 0 and degrees["ep"] != (1,):
         raise InvalidInputError("space.ep", f"{model.name} has no experts", "leave ep out for a dense model")
+    if model.experts > 0 and all(model.experts % e for e in degrees["ep"]):
+        # Each EP rank holds whole experts (cost_models.deployments.engine_problem_mask, as
+        # tuner estimate --ep refuses): ep: [16] for Mixtral's 8 experts left every candidate
+        # out, added 0 trials, exited 0 and said "run tuner search" to the user who just had.
+        divisors = [k for k in range(1, model.experts + 1) if model.experts % k == 0]
+        raise InvalidInputError(
+            "space.ep",
+            f"no choice divides the {model.experts} experts of {model.name} (each EP rank holds whole experts)",
+            f"use ep among {', '.join(map(str, divisors))}",
+        )
     if max(degrees["pp"]) == 1 and max(degrees["micro_batches"]) > 1:
         # Micro-batches fill a pipeline (Narayanan et al. 2021, 2.2); without stages every such
         # candidate is left out (structurally_valid, as tuner estimate refuses --pp 1

@@ -454,6 +454,23 @@ def test_a_tp_space_with_no_choice_dividing_the_heads_is_refused(tmp_path: Path)
     assert load_and_compile(write_yaml(tmp_path, data, "mixed.yaml")).space.dimensions["tp"] == (2, 3)
 
 
+def test_an_ep_space_with_no_choice_dividing_the_experts_is_refused(tmp_path: Path) -> None:
+    """ep: [16] for Mixtral-8x7B (8 experts; each EP rank holds whole experts, so EP divides
+    them): every candidate structurally invalid, the exhaustive search added 0 trials, exit 0,
+    and said "the study holds no trial yet: run tuner search" to the user who just had.
+    Refused naming space.ep and the divisors of 8; a list with one valid choice still compiles."""
+    data = copy.deepcopy(BASE)
+    data.update(hardware="h100-sxm", model="mixtral-8x7b")
+    data["space"] = {"tp": [8], "dp": [2], "ep": [16], "batch": [16]}
+    message = refused(write_yaml(tmp_path, data))
+    assert message.startswith("space.ep: no choice divides the 8 experts of mixtral-8x7b")
+    assert message.endswith("use ep among 1, 2, 4, 8")
+    data["space"] = {"tp": [8], "dp": [2], "ep": [3], "batch": [16]}
+    assert refused(write_yaml(tmp_path, data, "three.yaml")).startswith("space.ep: no choice divides")
+    data["space"] = {"tp": [8], "dp": [2], "ep": [8, 16], "batch": [16]}
+    assert load_and_compile(write_yaml(tmp_path, data, "mixed.yaml")).space.dimensions["ep"] == (8, 16)
+
+
 @pytest.mark.parametrize(
     ("backend", "blocks", "bad"), [("vllm", [16, 7], "7"), ("vllm", [8], "8"), ("trtllm", [32, 24], "24")]
 )
