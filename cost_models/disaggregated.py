@@ -508,6 +508,7 @@ def combine(
         requests_per_s=requests,
         max_concurrency=q.instances * q.slots,
         running=running,
+        running_p999=running,  # the decode pool's swings are not modelled
         queued=queued,
         mixed_share=np.zeros(n),
         prefill_tokens_per_mixed_iteration=np.zeros(n),

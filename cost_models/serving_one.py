@@ -123,6 +123,7 @@ def serving_one(
     return {
         **report,
         "limited_by": limited_by,
+        "running_p999": float(result.running_p999[0]) if np.isfinite(result.running_p999[0]) else None,
         "max_stable_request_rate": max_rate,
         "engine": {"backend": engine, **{k: row[k] for k in (*ENGINE_KNOBS, "memory_fraction", "prefix_hit_rate")}},
         "overheads": overheads.to_dict(),
@@ -178,7 +179,25 @@ def load_notes(
     if not np.isfinite(concurrency) and not result.stable[index]:
         max_rate, note = unstable_note(deployments, workloads, result, index, calibration=calibration, overlap=overlap)
         notes.append(note)
+    elif not np.isfinite(concurrency) and result.running_p999[index] >= result.max_concurrency[index]:
+        notes.append(swings_note(workloads, result, index))
     return max_rate, notes
+
+
+def swings_note(workloads: ServingWorkloads, result: ServingEstimate, index: int = 0) -> str:
+    """An open loop whose running batch, stable on average, swings up to its cap
+    (``running_p999`` >= ``max_concurrency``): the line saying the means leave out the waits (and,
+    where the KV cache is the cap, the preemptions) the swings bring."""
+    limited_by = str(result.limited_by[index])
+    holder = _holder(limited_by, workloads.row(index))
+    limit = int(max(result.max_concurrency[index], 0.0))
+    preempted = ", sequences are preempted and recomputed when the KV cache fills" if limited_by == "kv_cache" else ""
+    return (
+        f"near capacity: the running batch swings with the arrivals (mean {float(result.running[index]):.0f}, "
+        f"99.9th percentile about {float(result.running_p999[index]):.0f} sequences) up to its cap ({holder} "
+        f"{limit}): now and then requests wait for a slot{preempted}, and TTFT and TPOT run above these means "
+        "(tuner simulate shows by how much)"
+    )
 
 
 def unstable_note(

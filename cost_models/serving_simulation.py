@@ -856,6 +856,8 @@ def simulate_one(
     )
     analytic_report = serving_report(analytic, best)
     analytic_report["limited_by"] = str(analytic.limited_by[best])
+    p999 = float(analytic.running_p999[best])
+    analytic_report["running_p999"] = p999 if math.isfinite(p999) else None
     analytic_report["max_stable_request_rate"] = None
     # As tuner estimate says it: a context past the model's trained one is a deployment the
     # engines refuse without an override (the mean lengths; a spread passes it more often).
