@@ -297,6 +297,9 @@ def _aggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]], str
             "tokens_per_s_per_chip": float(p.request_rate * p.gen_len / chips[i]),
             "running_per_replica": float(est.running[i]),
             "max_concurrency_per_replica": int(est.max_concurrency[i]),
+            # The running batch's swings reach the KV cache or the slots now and then (serving's
+            # running_p999): the means above leave out the waits and preemptions that brings.
+            "near_capacity": bool(est.running_p999[i] >= est.max_concurrency[i]),
         }
         for i in order
         if ok[i]

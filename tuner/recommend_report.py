@@ -109,3 +109,12 @@ def print_recommend(report: dict) -> None:
                 cells += [row["limiting_pool"], f"{row['balance']:.2f}", _seconds(row["kv_transfer_s"])]
             table.add_row(*(escape(c) for c in cells))
         console.print(table)
+        near = [("best" if rank == 0 else f"#{rank + 1}") for rank, row in enumerate([best, *r["runners_up"]])
+                if row.get("near_capacity")]  # fmt: skip
+        if near:
+            console.print(
+                escape(
+                    f"near capacity: {', '.join(near)}: a replica's running batch swings up to its KV cache or slots "
+                    "now and then (waits, preemptions): TTFT and TPOT run above these means; check with tuner simulate"
+                )
+            )

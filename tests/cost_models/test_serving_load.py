@@ -42,8 +42,8 @@ def test_open_loop_near_capacity_matches_the_simulation(name: str, share: int) -
     that arrived during the long iteration it landed in), and its TPOT was the mean iteration (not
     the one a decoding request sees, longer as the batch swings): TTFT 0.95 / 0.86 / 0.81 / 0.79x
     the simulation's and TPOT 0.98 / 0.96 / 0.94 / 0.93x on the 8B, TTFT 0.95 / 0.85 / 0.79 /
-    0.70x on the 70B and 0.94 / 0.87 / 0.84 / 0.86x on Mixtral. Observed now: TTFT 0.94-1.02x, TPOT 0.96-1.09x (the 70B at 95%, whose
-    batch swings up to its 256 slots, TPOT 1.09x)."""
+    0.70x on the 70B and 0.94 / 0.87 / 0.84 / 0.86x on Mixtral. Observed now: TTFT 0.94-1.02x,
+    TPOT 0.96-1.09x (the 70B at 95%, whose batch swings up to its 256 slots, TPOT 1.09x)."""
     rate = RATES[name][share]
     out = simulate_one(**DEPLOYMENTS[name], request_rate=rate, requests=6000, seed=1)
     analytic, sim = out["analytic"], out["simulated"]
