@@ -178,3 +178,17 @@ def test_the_open_loop_running_batch_is_the_time_in_the_engine(gen: int, rate: f
     iteration counts the others landed with it at its mean)."""
     out = simulate_one(**{**DENSE, "gen_len": gen}, backend="trtllm", request_rate=rate, requests=4000, seed=1)
     assert out["analytic"]["running"] == pytest.approx(out["simulated"]["mean_running"], rel=0.15)
+
+
+def test_a_chunked_prompt_waits_for_the_budget_for_every_iteration_it_spans() -> None:
+    """The M/D/1 wait for the prefill budget serves a prompt in its tokens over the budget's
+    iterations: a 2048-token prompt under a 512-token budget takes 4 or more (what the decodes
+    leave), not one. Llama-3-8B on one H100 under vLLM (chunked), 2048/256 tokens, 5.8/s (half its
+    highest stable rate, 11.6/s): the simulated mean TTFT (4000 requests, seed 1) against the
+    analytic, 0.82x with one iteration's service, 0.88x now; within 15% (what is left is that the
+    budget is not a single server: the decodes take a share of it that swings with the batch)."""
+    out = simulate_one(
+        **{**DENSE, "prompt_len": 2048, "gen_len": 256}, backend="vllm", max_num_tokens=512,
+        request_rate=5.785, requests=4000, seed=1,
+    )  # fmt: skip
+    assert out["analytic"]["ttft_s"] == pytest.approx(out["simulated"]["ttft_s"]["mean"], rel=0.15)
