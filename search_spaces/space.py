@@ -228,6 +228,18 @@ class CompiledStudy:
                     lambda e: e.result.decode_step_latency_s - limit_tpot,
                 )
             )
+        if c.max_cost_usd_per_million_tokens is not None:
+            columns.append(
+                ConstraintColumn(
+                    "max_cost_usd_per_million_tokens",
+                    "dollars per million output tokens of the decode minus the limit",
+                    _over_cost(
+                        "decode.cost_usd_per_million_tokens",
+                        c.max_cost_usd_per_million_tokens,
+                        self.spec.price_per_chip_hour_usd,
+                    ),
+                )
+            )
         return tuple(columns)
 
     def _serving_constraints(self) -> tuple[ConstraintColumn, ...]:
@@ -266,6 +278,18 @@ class CompiledStudy:
         ):
             if limit is not None:
                 columns.append(ConstraintColumn(name, f"serving {key} minus the limit, s", _over(key, limit)))
+        if c.max_cost_usd_per_million_tokens is not None:
+            columns.append(
+                ConstraintColumn(
+                    "max_cost_usd_per_million_tokens",
+                    "serving dollars per million output tokens minus the limit",
+                    _over_cost(
+                        "serving.cost_usd_per_million_tokens",
+                        c.max_cost_usd_per_million_tokens,
+                        self.spec.price_per_chip_hour_usd,
+                    ),
+                )
+            )
         return tuple(columns)
 
     @cached_property
@@ -282,6 +306,20 @@ def _over(key: str, limit: float) -> Callable[[Evaluation], np.ndarray]:
     def compute(e: Evaluation) -> np.ndarray:
         value = getattr(_served(e), key) - limit
         return np.where(np.isfinite(value), value, _PENALTY)  # unstable: infinite latency
+
+    return compute
+
+
+def _over_cost(metric: str, limit: float, price_per_chip_hour_usd: float | None) -> Callable[[Evaluation], np.ndarray]:
+    """A dollar metric at the spec's price minus its limit (the metric registry's arithmetic,
+    cost_models.metrics.usd_per_million_tokens); a deployment serving no tokens: the penalty."""
+
+    def compute(e: Evaluation) -> np.ndarray:
+        value = metric_arrays(
+            e.result, e.deployments, [metric], e.serving, price_per_chip_hour_usd=price_per_chip_hour_usd
+        )
+        over = value[metric] - limit
+        return np.where(np.isfinite(over), over, _PENALTY)
 
     return compute
 
@@ -860,7 +898,14 @@ def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation
     result = estimate(deployments, overlap=study.spec.overlap, calibration=study.calibration)
     if pools is not None and pools.prefill is not None:
         result = _with_prefill_instances(study, result, pools, load_batch)
-    metrics = metric_arrays(result, deployments, study.objective_names, served, chips=_chips(deployments, pools))
+    metrics = metric_arrays(
+        result,
+        deployments,
+        study.objective_names,
+        served,
+        chips=_chips(deployments, pools),
+        price_per_chip_hour_usd=study.spec.price_per_chip_hour_usd,
+    )
     values = np.stack([metrics[name] for name in study.objective_names], axis=1)
     penalty = np.array([_PENALTY if d == "minimize" else -_PENALTY for d in study.directions])
     values = np.where(valid[:, None] & np.isfinite(values), values, penalty)

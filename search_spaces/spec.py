@@ -274,6 +274,13 @@ class Constraints(BaseModel):
         allow_inf_nan=False,
         description="99th percentile TPOT SLO under load, seconds (needs a serving: section).",
     )
+    max_cost_usd_per_million_tokens: StrictFloat | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Cost limit, dollars per million output tokens at price_per_chip_hour_usd (needs it): "
+        "decode.cost_usd_per_million_tokens; with a serving: section, serving.cost_usd_per_million_tokens.",
+    )
 
 
 #: Serving modes: ``aggregated`` (prefill and decode share each engine instance), ``disaggregated``
@@ -411,6 +418,9 @@ _HOW_TO_SEARCH = {"description", "sampler", "seed", "trials"}
 _OPTIONAL_SECTIONS: tuple[tuple[str, ...], ...] = (
     ("serving",),
     ("constraints", "max_tpot_p99_s"),
+    # Prices (added later): a spec without one keeps its hash.
+    ("price_per_chip_hour_usd",),
+    ("constraints", "max_cost_usd_per_million_tokens"),
     ("serving", "prefill_chips"),
     ("serving", "prefill_instances"),
     ("serving", "decode_instances"),
@@ -449,6 +459,15 @@ class StudySpec(BaseModel):
         default=None,
         description="Serving under load (in-flight batching at a concurrency or request rate): the "
         "serving.* metrics and the SLOs under load. Absent: the static prefill/decode estimate only.",
+    )
+    price_per_chip_hour_usd: StrictFloat | None = Field(
+        default=None,
+        gt=0,
+        le=1e6,
+        allow_inf_nan=False,
+        description="Your price of one chip for an hour, dollars (your provider's and contract's: the catalog "
+        "has none). Enables the *.cost_usd_per_million_tokens metrics and "
+        "constraints.max_cost_usd_per_million_tokens; part of the hash.",
     )
     overlap: Overlap = Field(
         default="overlapped",
@@ -559,6 +578,18 @@ class StudySpec(BaseModel):
                 raise ValueError("constraints.max_tpot_p99_s needs a serving: section")
             if self.space.batch is None:
                 raise ValueError("space.batch is required without a serving: section")
+        if self.price_per_chip_hour_usd is None:
+            priced = [o.metric for o in self.objectives if METRICS[o.metric].needs_price]
+            if priced:
+                raise ValueError(
+                    f"objective {priced[0]} needs price_per_chip_hour_usd; add price_per_chip_hour_usd: "
+                    "<your dollars per chip-hour> at the top level"
+                )
+            if self.constraints.max_cost_usd_per_million_tokens is not None:
+                raise ValueError(
+                    "constraints.max_cost_usd_per_million_tokens needs price_per_chip_hour_usd; add "
+                    "price_per_chip_hour_usd: <your dollars per chip-hour> at the top level"
+                )
         return self
 
     def canonical_json(self) -> str:

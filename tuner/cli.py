@@ -252,6 +252,7 @@ def metrics_command(as_json: bool) -> None:
                     "direction": m.direction,
                     "description": m.description,
                     "needs_serving": m.needs_serving,
+                    "needs_price": m.needs_price,
                 }
                 for m in METRICS.values()
             ]

@@ -58,6 +58,8 @@ SLO_OBJECTIVES = {
     "decode.step_latency_s": "max_tpot_s",
     "serving.tpot_s": "max_tpot_s",
     "serving.tpot_p99_s": "max_tpot_p99_s",
+    "decode.cost_usd_per_million_tokens": "max_cost_usd_per_million_tokens",
+    "serving.cost_usd_per_million_tokens": "max_cost_usd_per_million_tokens",
 }
 #: Front points labelled with their trial number at most (the rest only where labels fit).
 MAX_FRONT_LABELS = 30
@@ -117,7 +119,7 @@ def _objective_figure(study: optuna.Study, front: Front):
             where = (limit, 1.0) if axis == "x" else (1.0, limit)
             coords = ("data", "axes fraction") if axis == "x" else ("axes fraction", "data")
             ax.annotate(
-                f"{SLO_OBJECTIVES[name]} = {limit:g} s",
+                f"{SLO_OBJECTIVES[name]} = {limit:g} {METRICS[name].unit}",
                 where,
                 xycoords=coords,
                 textcoords="offset points",

@@ -179,7 +179,8 @@ def reference_markdown() -> str:
     lines += [
         "## Metrics (`tuner metrics`)",
         "",
-        "What `objectives[].metric` may name. A `serving.*` metric needs a `serving:` section.",
+        "What `objectives[].metric` may name. A `serving.*` metric needs a `serving:` section, a "
+        "`*.cost_usd_per_million_tokens` metric `price_per_chip_hour_usd` (your price: the catalog has none).",
         "",
         "| metric | unit | better | needs serving | description |",
         "|---|---|---|---|---|",

@@ -522,14 +522,21 @@ def _label(name: str) -> str:
     return name.replace(".", " ").replace("_", " ")
 
 
+#: The dollar constraint's column label (its limit and values are dollars per million tokens).
+_COST_LABELS = {"max_cost_usd_per_million_tokens": "cost"}
+
+
 def _constraint_column(name: str, front) -> tuple[str, float, str] | None:
     """(header, factor, unit) of the column showing a front row's room under one constraint:
     ``TTFT of 1 s limit`` in s, ``memory of HBM`` in %; None for a 0/1 constraint (every front
     row satisfies it: nothing to show)."""
-    labels = {"max_ttft_s": "TTFT", "max_tpot_s": "TPOT", "max_tpot_p99_s": "TPOT p99"}
+    labels = {"max_ttft_s": "TTFT", "max_tpot_s": "TPOT", "max_tpot_p99_s": "TPOT p99", **_COST_LABELS}
     if name in front.limits:
         limit = front.limits[name]
-        unit, factor = _unit_of([limit], "s")
+        from cost_models.metrics import USD_PER_MILLION_TOKENS
+
+        # A cost limit is in dollars per million tokens (the metric's unit), not seconds.
+        unit, factor = (USD_PER_MILLION_TOKENS, 1.0) if name in _COST_LABELS else _unit_of([limit], "s")
         return f"{labels.get(name, _label(name))} of {_plain(limit / factor)} {unit} limit", factor, unit
     if name == "fits_in_memory" and not front.serving:
         return "memory of HBM", 0.01, "%"
@@ -702,5 +709,6 @@ def print_metrics(metrics: Iterable[Metric]) -> None:
         table.add_column(column)
     for m in metrics:
         meaning = m.description + (" (needs a serving: section)" if m.needs_serving else "")
+        meaning += " (needs price_per_chip_hour_usd)" if m.needs_price else ""
         table.add_row(m.name, m.unit, "lower" if m.direction == "minimize" else "higher", meaning)
     _console().print(table)

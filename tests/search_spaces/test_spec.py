@@ -208,7 +208,8 @@ def test_every_metric_is_accepted_as_an_objective() -> None:
     them without one)."""
     for metric, entry in METRICS.items():
         serving = {"serving": {"concurrency": [1, 8]}} if entry.needs_serving else {}
-        spec = parse_spec({**copy.deepcopy(BASE), "objectives": [{"metric": metric}], **serving})
+        price = {"price_per_chip_hour_usd": 3.22} if entry.needs_price else {}  # a dollar metric needs one
+        spec = parse_spec({**copy.deepcopy(BASE), "objectives": [{"metric": metric}], **serving, **price})
         compiled = compile_study(spec)
         assert compiled.objective_names == [metric]
         assert compiled.directions == [entry.direction]
