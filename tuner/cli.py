@@ -1652,7 +1652,18 @@ def _calibrate_end_to_end(
 @click.option(
     "--hardware",
     required=True,
-    help="Catalog name of a GPU (tuner hardware) or a chip YAML file (tuner hardware --template).",
+    multiple=True,
+    help="Catalog name of a GPU (tuner hardware) or a chip YAML file (tuner hardware --template); repeat it to "
+    "plan several chips (each under its own shipped profile) and compare them with --price.",
+)
+@click.option(
+    "--price",
+    "prices",
+    multiple=True,
+    metavar="CHIP=USD",
+    help="Your price of one --hardware chip for an hour, dollars (e.g. --price h100-sxm=2.49; the catalog has "
+    "none): adds dollars per hour and per million output tokens, and ranks several chips by them. One per "
+    "--hardware, or none.",
 )
 @click.option("--request-rate", type=float, required=True, help="Poisson arrivals, requests per second.")
 @click.option("--prompt-len", type=int, required=True, help="Prompt tokens per request.")
@@ -1672,7 +1683,8 @@ def _calibrate_end_to_end(
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def recommend_command(
     model: str,
-    hardware: str,
+    hardware: tuple[str, ...],
+    prices: tuple[str, ...],
     request_rate: float,
     prompt_len: int,
     gen_len: int,
@@ -1684,27 +1696,54 @@ def recommend_command(
     backend: str | None,
     as_json: bool,
 ) -> None:
-    """Fewest chips serving --request-rate within the TTFT and TPOT SLA: replicas or xPyD pools."""
+    """Fewest chips serving --request-rate within the TTFT and TPOT SLA: replicas or xPyD pools;
+    with several --hardware and --price, each chip's plan ranked by dollars."""
+    from cost_models.calibration import AUTO_CALIBRATION, NO_CALIBRATION
     from cost_models.capacity import MODES, problem, recommend
-    from tuner.recommend_report import print_recommend, recommend_dict
-
-    p = problem(
-        model,
-        hardware,
-        request_rate=request_rate,
-        prompt_len=prompt_len,
-        gen_len=gen_len,
-        max_ttft_s=max_ttft_s,
-        max_tpot_s=max_tpot_s,
-        max_chips=max_chips,
-        backend=backend,
-        calibration=calibration,
+    from tuner.recommend_report import (
+        chip_prices,
+        comparison_dict,
+        print_comparison,
+        print_recommend,
+        recommend_dict,
+        with_price,
     )
-    report = recommend_dict(p, recommend(p, MODES if mode == "both" else (mode,)))
+
+    price_of = chip_prices(hardware, prices)
+    if len(hardware) > 1 and calibration not in (AUTO_CALIBRATION, NO_CALIBRATION):
+        # A profile is fitted on one chip's kernels: each chip of a comparison takes its own.
+        raise InvalidInputError(
+            "--calibration",
+            f"{calibration} is one chip's profile, and {len(hardware)} --hardware are compared",
+            "use auto (each chip's shipped profile) or none, or plan one --hardware with that profile",
+        )
+    reports = []
+    for chip in hardware:
+        p = problem(
+            model,
+            chip,
+            request_rate=request_rate,
+            prompt_len=prompt_len,
+            gen_len=gen_len,
+            max_ttft_s=max_ttft_s,
+            max_tpot_s=max_tpot_s,
+            max_chips=max_chips,
+            backend=backend,
+            calibration=calibration,
+        )
+        report = recommend_dict(p, recommend(p, MODES if mode == "both" else (mode,)))
+        reports.append(report if price_of is None else with_price(report, price_of[chip]))
+    if len(reports) == 1:  # one chip: its plan, as before prices (the dollars added where priced)
+        if as_json:
+            _print_json(reports[0])
+        else:
+            print_recommend(reports[0])
+        return
+    comparison = comparison_dict(reports)
     if as_json:
-        _print_json(report)
+        _print_json(comparison)
     else:
-        print_recommend(report)
+        print_comparison(comparison)
 
 
 def _print_json(data: object) -> None:

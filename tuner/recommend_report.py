@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.markup import escape
@@ -11,6 +12,8 @@ from rich.table import Table
 from cost_models.calibration import calibration_report
 from cost_models.capacity import CapacityProblem
 from cost_models.deployment import context_notes
+from cost_models.errors import InvalidInputError
+from cost_models.metrics import usd_per_hour, usd_per_million_tokens
 from tuner.tables import _console, _seconds, calibration_line
 
 #: Runners-up shown (and kept in --json) after each mode's best configuration.
@@ -46,6 +49,116 @@ def recommend_dict(p: CapacityProblem, result: dict[str, dict[str, Any]], runner
     }
 
 
+def chip_prices(hardware: tuple[str, ...], prices: tuple[str, ...]) -> dict[str, float] | None:
+    """``--price CHIP=USD`` (each chip's price for an hour, the user's: the catalog has none) by
+    ``--hardware`` as written; None without any. Each problem is one line naming the flag and
+    the fix: a chip given twice, a price that is not CHIP=NUMBER above 0, a price for a chip not
+    asked for, a chip priced twice, and some chips priced but not others (a ranking by dollars
+    needs them all)."""
+    for i, chip in enumerate(hardware):
+        if chip in hardware[:i]:
+            raise InvalidInputError("--hardware", f"{chip} is given twice", "list each chip once")
+    if not prices:
+        return None
+    out: dict[str, float] = {}
+    for written in prices:
+        chip, equals, number = written.rpartition("=")
+        example = f"--price {chip or hardware[0]}=2.49 (your dollars per chip-hour)"
+        if not equals or not chip:
+            raise InvalidInputError("--price", f"{written!r} is not CHIP=USD", f"write {example}")
+        try:
+            usd = float(number)
+        except ValueError:
+            raise InvalidInputError("--price", f"{written!r}: {number!r} is not a number", f"write {example}") from None
+        if not (math.isfinite(usd) and usd > 0):
+            raise InvalidInputError(
+                "--price", f"{written!r}: a price must be a number of dollars above 0", f"write {example}"
+            )
+        if chip not in hardware:
+            raise InvalidInputError(
+                "--price",
+                f"{chip} is not a --hardware of this command ({', '.join(hardware)})",
+                f"add --hardware {chip}, or drop --price {written}",
+            )
+        if chip in out:
+            raise InvalidInputError("--price", f"{chip} is priced twice", "give each --hardware one --price")
+        out[chip] = usd
+    unpriced = [chip for chip in hardware if chip not in out]
+    if unpriced:
+        raise InvalidInputError(
+            "--price",
+            f"{unpriced[0]} has no price while {next(iter(out))} has one (the ranking is by dollars)",
+            f"add --price {unpriced[0]}=USD (your dollars per chip-hour), or drop every --price",
+        )
+    return out
+
+
+def _priced_row(row: dict, price_per_chip_hour_usd: float, output_tokens_per_s: float) -> dict:
+    """``row`` with its dollars per hour and per million output tokens at the requested rate (a
+    plan meeting the SLA keeps up with it: it serves request_rate x gen_len tokens/s)."""
+    return {
+        **row,
+        "cost_usd_per_hour": float(usd_per_hour(row["chips"], price_per_chip_hour_usd)),
+        "cost_usd_per_million_tokens": float(
+            usd_per_million_tokens(row["chips"] / output_tokens_per_s, price_per_chip_hour_usd)
+        ),
+    }
+
+
+def with_price(report: dict, price_per_chip_hour_usd: float) -> dict:
+    """A :func:`recommend_dict` report with the chip's price and every plan's dollars added (no
+    key of it changed)."""
+    tokens_per_s = report["request_rate"] * report["gen_len"]
+    modes = {}
+    for mode, r in report["modes"].items():
+        best = r["best"]
+        modes[mode] = {
+            **r,
+            "best": None if best is None else _priced_row(best, price_per_chip_hour_usd, tokens_per_s),
+            "runners_up": [_priced_row(row, price_per_chip_hour_usd, tokens_per_s) for row in r["runners_up"]],
+        }
+    return {**report, "price_per_chip_hour_usd": price_per_chip_hour_usd, "modes": modes}
+
+
+def ranking(reports: list[dict]) -> list[dict]:
+    """Each chip's best plan of each mode, cheapest first: dollars per hour, then dollars per
+    million output tokens (at one request rate the two order alike), then the end-to-end latency.
+    Each entry names its chip, backend and calibration profile (each chip is planned under its
+    own)."""
+    rows = [
+        {
+            "hardware": report["hardware"],
+            "backend": report["backend"],
+            "calibration_profile": report["calibration"].get("profile"),
+            "price_per_chip_hour_usd": report["price_per_chip_hour_usd"],
+            **r["best"],
+        }
+        for report in reports
+        for r in report["modes"].values()
+        if r["best"] is not None
+    ]
+    rows.sort(key=lambda row: (row["cost_usd_per_hour"], row["cost_usd_per_million_tokens"], row["e2e_latency_s"]))
+    return [{"rank": i + 1, **row} for i, row in enumerate(rows)]
+
+
+def comparison_dict(reports: list[dict]) -> dict:
+    """The ``tuner recommend --json`` object of several --hardware: the request and SLA, each
+    chip's plan (:func:`recommend_dict`, with prices where given) and, with prices, the
+    ranking (:func:`ranking`); without them the plans are not ranked (chip counts of different
+    chips do not compare)."""
+    first = reports[0]
+    priced = all("price_per_chip_hour_usd" in r for r in reports)
+    return {
+        **{
+            k: first[k]
+            for k in ("model", "request_rate", "prompt_len", "gen_len", "max_ttft_s", "max_tpot_s", "max_chips")
+        },
+        "hardware": [r["hardware"] for r in reports],
+        "plans": reports,
+        "ranking": ranking(reports) if priced else None,
+    }
+
+
 def _layout(row: dict) -> str:
     if row["mode"] == "aggregated":
         return f"{row['replicas']} x TP{row['tp']}"
@@ -69,6 +182,9 @@ def print_recommend(report: dict) -> None:
         )
     )
     console.print(escape(calibration_line(report["calibration"])))
+    price = report.get("price_per_chip_hour_usd")
+    if price is not None:
+        console.print(escape(f"price: ${price:g} a chip-hour (yours, --price)"))
     for note in report["notes"]:
         console.print(escape(note))
     for mode, r in report["modes"].items():
@@ -89,6 +205,8 @@ def print_recommend(report: dict) -> None:
         )
         table = Table()
         columns = ["", "chips", "layout", "weights", "TTFT", "TPOT", "tokens/s/chip"]
+        if price is not None:
+            columns += ["$/h", "$/M tokens"]
         if mode == "disaggregated":
             columns += ["limiting pool", "P/D balance", "KV transfer"]
         for column in columns:
@@ -105,6 +223,8 @@ def print_recommend(report: dict) -> None:
                 _seconds(row["tpot_s"]),
                 f"{row['tokens_per_s_per_chip']:.3g}",
             ]
+            if price is not None:
+                cells += [_dollars(row["cost_usd_per_hour"]), _dollars(row["cost_usd_per_million_tokens"])]
             if mode == "disaggregated":
                 cells += [row["limiting_pool"], f"{row['balance']:.2f}", _seconds(row["kv_transfer_s"])]
             table.add_row(*(escape(c) for c in cells))
@@ -118,3 +238,52 @@ def print_recommend(report: dict) -> None:
                     "now and then (waits, preemptions): TTFT and TPOT run above these means; check with tuner simulate"
                 )
             )
+
+
+def _dollars(usd: float) -> str:
+    return f"{usd:,.2f}" if usd >= 100 else f"{usd:.3g}"
+
+
+def print_comparison(comparison: dict) -> None:
+    """Each chip's plan as :func:`print_recommend` prints one, then the ranking by dollars."""
+    console = _console()
+    for report in comparison["plans"]:
+        print_recommend(report)
+        console.print("")
+    ranked = comparison["ranking"]
+    if ranked is None:
+        console.print(
+            "not ranked: chip counts of different chips do not compare; pass --price CHIP=USD for each --hardware "
+            "(your dollars per chip-hour) to rank the plans by dollars"
+        )
+        return
+    tokens = comparison["request_rate"] * comparison["gen_len"]
+    table = Table(title=escape(f"cheapest first at {comparison['request_rate']:g} requests/s ({tokens:g} tokens/s)"))
+    columns = ["", "hardware", "mode", "chips", "layout", "weights", "$/chip-h", "$/h", "$/M tokens", "TTFT", "TPOT"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("", "hardware", "mode", "layout", "weights") else "right")
+    for row in ranked:
+        cells = [
+            f"#{row['rank']}",
+            f"{row['hardware']} ({row['calibration_profile'] or row['backend']})",
+            row["mode"],
+            str(row["chips"]),
+            _layout(row),
+            _formats(row),
+            f"{row['price_per_chip_hour_usd']:g}",
+            _dollars(row["cost_usd_per_hour"]),
+            _dollars(row["cost_usd_per_million_tokens"]),
+            _seconds(row["ttft_s"]),
+            _seconds(row["tpot_s"]),
+        ]
+        table.add_row(*(escape(c) for c in cells))
+    console.print(table)
+    unplanned = [
+        f"{report['hardware']} {mode}"
+        for report in comparison["plans"]
+        for mode, r in report["modes"].items()
+        if r["best"] is None
+    ]
+    if unplanned:
+        console.print(escape(f"no plan meets the SLA (not ranked): {', '.join(unplanned)}"))
+    console.print("prices are yours (--price); the ranking moves with them")
