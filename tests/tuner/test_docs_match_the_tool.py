@@ -182,6 +182,37 @@ def test_the_readme_recommend_example_is_what_recommend_gives(capsys: pytest.Cap
     assert best["limiting_pool"] == disaggregated[8]
 
 
+def test_the_readme_price_comparison_is_what_recommend_ranks(capsys: pytest.CaptureFixture[str]) -> None:
+    """README, Capacity: the chips at illustrative prices, ranked by dollars (each $/h is chips x
+    price, each $/M tokens that over 3600 s and 10 x 256 tokens/s, x 1e6)."""
+    text = _text("README.md")
+    command = _one(r"tuner (recommend --model llama-3-70b [^\n]*\\\n[^\n]*\\\n[^\n]*)\n# #1", text, "README")[1]
+    result = _json_of(capsys, *re.sub(r"\\\n\s*", " ", command).split())
+    prices = dict(p.split("=") for p in re.findall(r"--price (\S+)", command))
+    lines = re.findall(
+        r"# #(\d) (\S+) \((\S+)\)\s+(\w+)\s+(\d+) chips \((\d+)P x TP(\d+) \+ (\d+)D x TP(\d+)\)\s+\$(\S+)/h\s+"
+        r"\$(\S+) per million tokens",
+        text,
+    )
+    assert len(lines) == 3
+    for line, row in zip(lines, result["ranking"], strict=False):
+        rank, chip, profile, mode, chips, xp, tp_p, yd, tp_d, per_hour, per_million = line
+        assert (row["rank"], row["hardware"], row["calibration_profile"], row["mode"], row["chips"]) == (
+            int(rank), chip, profile, mode, int(chips),
+        )  # fmt: skip
+        shape = ("prefill_instances", "prefill_tp", "decode_instances", "decode_tp")
+        assert tuple(row[k] for k in shape) == (int(xp), int(tp_p), int(yd), int(tp_d))
+        price = float(prices[chip])
+        assert_printed(row["chips"] * price, per_hour, "$/h")
+        assert_printed(row["chips"] * price / 3600 / (10 * 256) * 1e6, per_million, "$/M tokens")
+        assert_printed(row["cost_usd_per_hour"], per_hour, "$/h")
+        assert_printed(row["cost_usd_per_million_tokens"], per_million, "$/M tokens")
+    names = {"b200": "B200s", "h200": "H200s", "h100-sxm": "H100s"}
+    aggregated = [r for r in result["ranking"] if r["mode"] == "aggregated"]
+    shown = ", ".join(f"{r['chips']} {names[r['hardware']]} ${r['cost_usd_per_hour']:.1f}/h" for r in aggregated)
+    assert f"# ... aggregated: {shown}\n" in text
+
+
 def test_serving_mds_desynchronized_and_grouped_ttft_example(capsys: pytest.CaptureFixture[str]) -> None:
     found = _one(
         r"64 clients on one H100 under TensorRT-LLM, 1024/128 tokens:\s+(\S+) ms against (\S+) ms with groups",
