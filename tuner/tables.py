@@ -511,11 +511,11 @@ _SHORT = {
 
 def _label(name: str) -> str:
     """A metric or dimension name a narrow table can wrap at its spaces: ``decode.step_latency_s``
-    -> ``decode step latency``, ``decode.cost_chip_s_per_token`` -> ``decode cost`` (the unit
-    follows in brackets)."""
+    -> ``decode step latency``, ``decode.cost_chip_s_per_token`` and
+    ``decode.cost_usd_per_million_tokens`` -> ``decode cost`` (the unit follows in brackets)."""
     if name in _SHORT:
         return _SHORT[name]
-    for suffix in ("_chip_s_per_token", "_tokens_per_s", "_bytes_per_chip", "_s"):
+    for suffix in ("_chip_s_per_token", "_usd_per_million_tokens", "_tokens_per_s", "_bytes_per_chip", "_s"):
         if name.endswith(suffix) and "." in name:
             name = name.removesuffix(suffix)
             break

@@ -161,3 +161,30 @@ def test_a_study_with_no_trial_says_so_not_relax_the_constraints(tmp_path: Path)
     text = _render(study_front(load_study("palm-540b-tpu-v4", url)))
     assert "relax the constraints" not in text
     assert "no trial yet" in text and "tuner search" in text
+
+
+def test_a_cost_limit_is_shown_in_dollars_not_seconds(tmp_path: Path) -> None:
+    """A priced study's cost objective and limit are dollars per million tokens: the header read
+    ``serving cost usd per million tokens`` and a limit of $2 was drawn as ``2 s``. One H100 at
+    $2.49 an hour serving 20 requests/s x 128 tokens: 2.49 / 3600 / 2560 x 1e6 = $0.2702."""
+    spec = {
+        "name": "priced-front",
+        "model": "llama-3-8b",
+        "hardware": "h100-sxm",
+        "workload": {"prompt_len": 1024, "gen_len": 128},
+        "space": {"tp": [1, 2]},
+        "serving": {"request_rate": [20.0]},
+        "objectives": [{"metric": "serving.cost_usd_per_million_tokens"}, {"metric": "serving.tpot_s"}],
+        "constraints": {"max_cost_usd_per_million_tokens": 2.0},
+        "price_per_chip_hour_usd": 2.49,
+        "backend": "vllm",
+    }
+    path = tmp_path / "priced.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'priced.db'}"
+    _search(path, url, 2)
+    text = _render(study_front(load_study("priced-front", url)))
+    assert "serving cost [USD/M tokens]" in text
+    assert "cost of 2 USD/M tokens limit" in text
+    one_chip = [line.split() for line in text.splitlines() if line.split()[1:3] == ["1", "1"]]  # chips 1, tp 1
+    assert len(one_chip) == 1 and one_chip[0][3] == "0.2702"
