@@ -709,6 +709,18 @@ def _moe_ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention)
 MXFP4_UNCONVERTED = ("q_proj", "k_proj", "v_proj", "out_proj", "router")
 
 
+def _scale_weights(t: _CostTable, names: tuple[str, ...], rows: np.ndarray, factor) -> None:
+    """The weight bytes of the slots ``names`` (those the table wrote and that carry weights)
+    times ``factor`` on ``rows``: a checkpoint that stores those modules in another format than
+    the deployment's weight format (:func:`_mxfp4_checkpoint`, :func:`_mixed_checkpoint`)."""
+    for name in names:
+        i = OP[name]
+        if i in t.unwritten or i not in t.weight_rows:
+            continue
+        t.weight[i] = np.where(rows, t.weight[i] * factor, t.weight[i])
+        t.written(i)
+
+
 def mxfp4_checkpoint_rows(c: InferenceConfigs) -> np.ndarray:
     """Bool per configuration: an ``mxfp4_experts`` checkpoint (gpt-oss) served in it (fp4
     weights), whose attention and router are bf16 and whose experts carry MXFP4 scales."""
@@ -726,12 +738,7 @@ def _mxfp4_checkpoint(t: _CostTable, c: InferenceConfigs) -> None:
     to_16_bit = BYTES_PER_ELEMENT[BF16] / BYTES_PER_ELEMENT[FP4]
     with_scales = (BYTES_PER_ELEMENT[FP4] + MXFP4_SCALE_BYTES_PER_ELEMENT) / BYTES_PER_ELEMENT[FP4]
     for names, factor in ((MXFP4_UNCONVERTED, to_16_bit), (EXPERT_PROJECTIONS, with_scales)):
-        for name in names:
-            i = OP[name]
-            if i in t.unwritten or i not in t.weight_rows:
-                continue
-            t.weight[i] = np.where(rows, t.weight[i] * factor, t.weight[i])
-            t.written(i)
+        _scale_weights(t, names, rows, factor)
 
 
 #: The attention projections and the dense FFN's matmuls, whose 16-bit share a mixed-format
@@ -764,13 +771,7 @@ def _mixed_checkpoint(t: _CostTable, c: InferenceConfigs) -> None:
         (DENSE_FFN_PROJECTIONS, c.dense_ffn_16bit_share),
         (("router",), 0.0),
     ):
-        factor = ((1.0 - share) * quantized + share * sixteen) / wb
-        for name in names:
-            i = OP[name]
-            if i in t.unwritten or i not in t.weight_rows:
-                continue
-            t.weight[i] = np.where(rows, t.weight[i] * factor, t.weight[i])
-            t.written(i)
+        _scale_weights(t, names, rows, ((1.0 - share) * quantized + share * sixteen) / wb)
     shared = c.shared_expert_16bit_share
     for name in EXPERT_PROJECTIONS:
         i = OP[name]

@@ -454,36 +454,33 @@ def _driver_rows(connection: Any, sql: str, parameters: tuple) -> list[tuple]:
             cursor.close()
 
 
-def configuration_indices(storage: RDBStorage, study_id: int) -> np.ndarray:
-    """The flat configuration index (:mod:`tuner.compact`) of each COMPLETE compact trial of a
-    study, in no particular order: one column of ``trial_params`` read through the driver's
-    cursor (no row objects), so a resume reads 200,000 trials in a fraction of a second."""
+def _complete_configuration_rows(storage: RDBStorage, study_id: int, columns: str) -> list[tuple]:
+    """``columns`` of ``trial_params`` (as ``p``) of a study's COMPLETE compact trials' configuration
+    parameter (:mod:`tuner.compact`), read through the driver's cursor (no row objects)."""
     from tuner.compact import CONFIGURATION_PARAM
 
     with storage.engine.connect() as connection:
         mark = _mark(connection)
-        rows = _driver_rows(
+        return _driver_rows(
             connection,
-            f"SELECT p.param_value FROM {_TRIAL_PARAMS} p JOIN {_TRIALS} t ON t.trial_id = p.trial_id"
+            f"SELECT {columns} FROM {_TRIAL_PARAMS} p JOIN {_TRIALS} t ON t.trial_id = p.trial_id"
             f" WHERE t.study_id = {mark} AND t.state = 'COMPLETE' AND p.param_name = {mark}",
             (study_id, CONFIGURATION_PARAM),
         )
+
+
+def configuration_indices(storage: RDBStorage, study_id: int) -> np.ndarray:
+    """The flat configuration index (:mod:`tuner.compact`) of each COMPLETE compact trial of a
+    study, in no particular order: one column of ``trial_params`` read through the driver's
+    cursor (no row objects), so a resume reads 200,000 trials in a fraction of a second."""
+    rows = _complete_configuration_rows(storage, study_id, "p.param_value")
     return np.fromiter((r[0] for r in rows), dtype=np.float64, count=len(rows)).astype(np.int64)
 
 
 def configuration_indices_by_trial(storage: RDBStorage, study_id: int) -> tuple[np.ndarray, np.ndarray]:
     """``(trial_ids, flat configuration indices)`` of a study's COMPLETE compact trials, as
     :func:`configuration_indices` reads them, with the trial each belongs to."""
-    from tuner.compact import CONFIGURATION_PARAM
-
-    with storage.engine.connect() as connection:
-        mark = _mark(connection)
-        rows = _driver_rows(
-            connection,
-            f"SELECT p.trial_id, p.param_value FROM {_TRIAL_PARAMS} p JOIN {_TRIALS} t ON t.trial_id = p.trial_id"
-            f" WHERE t.study_id = {mark} AND t.state = 'COMPLETE' AND p.param_name = {mark}",
-            (study_id, CONFIGURATION_PARAM),
-        )
+    rows = _complete_configuration_rows(storage, study_id, "p.trial_id, p.param_value")
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     flat = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows)).astype(np.int64)
     return ids, flat
