@@ -627,14 +627,20 @@ def dense_operator_times(
     profile: CalibrationProfile | None,
     plan: ShardingPlan,
     kv_ways: np.ndarray,
+    expert_scale: tuple[np.ndarray, np.ndarray] | None = None,
+    data_parallel: np.ndarray | None = None,
+    expert_parallel: np.ndarray | None = None,
 ) -> OperatorTimes:
     """:func:`operator_times` without the roofline's totals, for a serving iteration's dense view
     (cost_models.iteration), which reads only the slots' times and the collectives. With
     ``operator_costs(..., slots="dense")`` the attention and lm_head slots are absent, so no
-    kernel is timed for them (their times are zero); every other number is the same."""
+    kernel is timed for them (their times are zero); every other number is the same.
+    ``expert_scale``, ``data_parallel``, ``expert_parallel``: as :func:`operator_times` (one DP
+    rank's view of a deployment whose DP ranks share the MoE layers)."""
     times, _ = _operator_times(
-        d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, None, None, False
-    )
+        d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, expert_scale, None, False,
+        data_parallel=data_parallel, expert_parallel=expert_parallel,
+    )  # fmt: skip
     return times
 
 
@@ -1114,8 +1120,9 @@ def kv_ways_by_phase(d: Deployments, phases: tuple[str, ...] = PHASE_NAMES) -> d
     """Ways each deployment's KV cache is split in each phase (of ``phases``), once per distinct
     shape. The batch matters only through which mesh-axis products divide it, all divisors of
     the chip count: its gcd with the chip count carries the same information and takes fewer
-    distinct values. Pipeline, expert and data parallelism are charged by :func:`estimate`
-    only: the serving models that call this refuse them rather than ignore them.
+    distinct values. It splits one pipeline stage of one DP rank (:func:`rank_view`): expert and
+    data parallelism are charged around that view (:func:`estimate`, and the serving iteration
+    with its DP ranks' shared MoE layers); pipelines and micro-batches are refused here.
 
     One sort of the shape columns (no phase's sharding): each distinct shape's split is
     computed head-sharded and batch-sharded (where some row is), and each row picks by its
@@ -1124,8 +1131,8 @@ def kv_ways_by_phase(d: Deployments, phases: tuple[str, ...] = PHASE_NAMES) -> d
     if not np.all(d.single_stage):
         raise InvalidInputError(
             "pipeline_parallel",
-            "the serving model charges tensor parallelism only (PP, EP, DP and micro-batches: tuner estimate)",
-            "use pipeline_parallel, expert_parallel, data_parallel and micro_batches 1 here",
+            "this model charges one pipeline stage's tensor-parallel view only (PP and micro-batches: tuner estimate)",
+            "pass one DP rank's view (deployment.rank_view), or pipeline_parallel and micro_batches 1 here",
         )
     latent = np.array([m.is_mla for m in d.models])[d.model_index]  # MLA: one latent for all heads
     sharded = {phase: d.batch_sharded_attention(phase) for phase in phases}
@@ -1710,7 +1717,7 @@ def _memory(
             # plus, in a weight-gathered layout, the block shards in flight (2 per chip).
             (
                 stored_weight_bytes(plans[phase], d.weight_dtype)
-                - plans[phase].routed_expert_elements * (1.0 - 1.0 / dp) * weight_bytes
+                - dp_shared_expert_bytes(plans[phase], weight_bytes, dp)
                 if any_routed
                 else stored_weight_bytes(plans[phase], d.weight_dtype)
             )
@@ -1743,6 +1750,13 @@ def _memory(
         context_that_fits(budget, uncapped_per_token, stage_layers, sliding_window, sliding_window_layers)
     )
     return MemoryEstimate(weights, kv, activations, capacity, max_context)
+
+
+def dp_shared_expert_bytes(plan: ShardingPlan, weight_bytes: np.ndarray, data_parallel: np.ndarray) -> np.ndarray:
+    """Bytes per chip of routed experts a tensor-parallel plan stores that a chip of a DP rank
+    does not: the stage's DP ranks share its MoE layers, each chip holding 1/DP of what its TP
+    group's plan would (:func:`expert_scale`), so (1 - 1/DP) of the plan's routed experts."""
+    return plan.routed_expert_elements * (1.0 - 1.0 / data_parallel) * weight_bytes
 
 
 def rank_view(d: Deployments) -> Deployments:

@@ -49,10 +49,13 @@ from cost_models.deployment import (
     OVERLAPS,
     OperatorTimes,
     Overlap,
+    _Parallel,
     attention_operator_times,
     combine_block_s,
     dense_operator_times,
+    expert_scale,
     kv_ways_by_phase,
+    moe_dispatch_s,
     sharding_plans,
 )
 from cost_models.deployments import Deployments
@@ -106,6 +109,11 @@ class IterationShapes:
     # Each phase's lm_head shapes under the hardware they were made for, filled by the first
     # iteration that needs them (shape-only: every later iteration on these shapes reuses them).
     lm_head: dict[str, tuple[HardwareSpec, _LmHeadShapes]] = field(default_factory=dict, compare=False, repr=False)
+    # The DP ranks sharing each deployment's MoE layers and its EP degree, where some row has
+    # either (the deployments are then one DP rank's view: tokens, attention and KV of one
+    # rank; its MoE layers see every rank's tokens); None: every row 1.
+    data_parallel: np.ndarray | None = None
+    expert_parallel: np.ndarray | None = None
 
     def lm_head_shapes(self, phase: str, hardware: HardwareSpec) -> _LmHeadShapes:
         known = self.lm_head.get(phase)
@@ -125,6 +133,8 @@ class IterationShapes:
             None
             if self.kv_ways is None
             else {phase: None if ways is None else ways[index] for phase, ways in self.kv_ways.items()},
+            data_parallel=None if self.data_parallel is None else self.data_parallel[index],
+            expert_parallel=None if self.expert_parallel is None else self.expert_parallel[index],
         )
 
 
@@ -140,11 +150,11 @@ _SHARE_BELOW_C_ORDER = 0.8
 _SHARE_AT_LEAST = 0.1
 
 
-def _shape_id(d: Deployments) -> tuple[np.ndarray, np.ndarray]:
+def _shape_id(d: Deployments, *more: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(one row of each distinct deployment, a small whole number per row: its distinct
     deployment), over every array column but batch and the lengths (columns a later version
-    adds are included without a change here)."""
-    columns: list[np.ndarray] = []
+    adds are included without a change here) and the columns ``more``."""
+    columns: list[np.ndarray] = list(more)
     for f in fields(d):
         value = getattr(d, f.name)
         if f.name in ("batch", "prompt_len", "gen_len") or not isinstance(value, np.ndarray):
@@ -159,6 +169,8 @@ def iteration_shapes(
     *,
     attention_only: bool = True,
     share_rows: bool = True,
+    data_parallel: np.ndarray | None = None,
+    expert_parallel: np.ndarray | None = None,
 ) -> IterationShapes:
     """The shapes :func:`iteration_times` needs for ``deployments``, computed once. Attention-only
     views apply under a calibration profile with fused attention in every row: there a view's
@@ -167,25 +179,42 @@ def iteration_shapes(
     full passes of the per-operator model. ``share_rows``: rows whose deployment and scheduled
     tokens are equal (a search's discrete concurrencies on a few shapes) share one dense view.
     ``attention_only=False, share_rows=False`` is the previous full-view path (the reference the
-    tests compare against)."""
+    tests compare against). ``data_parallel``, ``expert_parallel``: per deployment, the DP ranks
+    sharing its MoE layers and its EP degree, where ``deployments`` are one DP rank's view
+    (:func:`~cost_models.deployment.rank_view`; None: 1)."""
     d = deployments
+    dp, ep = _moe_degrees(len(d), data_parallel, expert_parallel)
     # One validated set of shapes; the views change only batch, phase and context (fractional
     # batches are the fluid averages they are, not inputs to validate).
     base = d.inference_configs("decode", np.ones(len(d)))
     fast = attention_only and calibration is not None and bool(np.all(base.flash_attention))
     if not share_rows:
-        return IterationShapes(base, sharding_plans(d, base), fast, None, _batch_free_kv_ways(d))
+        return IterationShapes(
+            base, sharding_plans(d, base), fast, None, _batch_free_kv_ways(d), data_parallel=dp, expert_parallel=ep
+        )
     # The plans and KV ways read only columns the distinct deployments cover (and the batch
     # where attention is sharded by it, where _batch_free_kv_ways leaves the ways out): computed
     # on one row of each (40 of bench_serving's 100,000) and expanded, the same numbers without
     # their own sorts of every row (26 of the 50 ms these shapes took per serve).
-    first, shape_id = _shape_id(d)
+    first, shape_id = _shape_id(d, *(() if dp is None or ep is None else (dp, ep)))
     one = d.take(first)
     plans = {phase: plan.take(shape_id) for phase, plan in sharding_plans(one, base.take(first)).items()}
     kv_ways = _batch_free_kv_ways(one)
     if kv_ways is not None:
         kv_ways = {phase: None if ways is None else ways[shape_id] for phase, ways in kv_ways.items()}
-    return IterationShapes(base, plans, fast, shape_id, kv_ways)
+    return IterationShapes(base, plans, fast, shape_id, kv_ways, data_parallel=dp, expert_parallel=ep)
+
+
+def _moe_degrees(
+    n: int, data_parallel: np.ndarray | None, expert_parallel: np.ndarray | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The DP and EP columns an IterationShapes keeps: both None where every row has 1 of both
+    (the tensor-parallel iteration, left as it was), else both as float arrays of n."""
+    dp = np.ones(n) if data_parallel is None else np.broadcast_to(np.asarray(data_parallel, dtype=np.float64), (n,))
+    ep = np.ones(n) if expert_parallel is None else np.broadcast_to(np.asarray(expert_parallel, dtype=np.float64), (n,))
+    if np.all(dp == 1.0) and np.all(ep == 1.0):
+        return None, None
+    return np.ascontiguousarray(dp), np.ascontiguousarray(ep)
 
 
 def _batch_free_kv_ways(d: Deployments) -> dict[str, np.ndarray | None] | None:
@@ -326,6 +355,9 @@ class _DenseSums:
     layer_overhead_s: np.ndarray | float  # one per configuration under a collective_step_s
     step_overhead_s: float
     comm_critical_s: np.ndarray | float = 0.0  # OperatorTimes' (combine_block_s)
+    # The MoE dispatch per block (deployment.moe_dispatch_s, spread over the MoE blocks' share),
+    # part of comm_block_s too; 0.0 where no row has DP or EP.
+    dispatch_block_s: np.ndarray | float = 0.0
 
     @classmethod
     def of(cls, times: OperatorTimes) -> _DenseSums:
@@ -353,10 +385,15 @@ class _DenseSums:
             lm_head_s=self.lm_head_s.take(index),
             comm_block_s=comm.take(index) if comm.ndim else comm,
             comm_critical_s=critical.take(index) if (critical := np.asarray(self.comm_critical_s)).ndim else critical,
+            dispatch_block_s=dispatch.take(index) if (dispatch := np.asarray(self.dispatch_block_s)).ndim else dispatch,
         )
 
     def forward_pass_s(self, layers: np.ndarray, overlap: Overlap, extra_block_s: np.ndarray) -> np.ndarray:
-        """:func:`~cost_models.deployment.forward_pass_s` from the sums, its operations in its order."""
+        """:func:`~cost_models.deployment.forward_pass_s` from the sums, its operations in its order
+        (the MoE dispatch, where charged, added to the block's work as the static step adds it:
+        the expert GEMMs wait for it)."""
+        if isinstance(self.dispatch_block_s, np.ndarray):
+            extra_block_s = extra_block_s + self.dispatch_block_s
         block = self.pass_block_s + self.layer_overhead_s + extra_block_s
         combined = combine_block_s(block, self.comm_block_s, self.comm_critical_s, overlap)
         return layers * combined + self.lm_head_s + self.step_overhead_s
@@ -377,11 +414,14 @@ def _dense_view(
     n = len(d)
     shared = _shared_rows(shapes.shape_id, tokens) if n > 1 and shapes.shape_id is not None else None
     kv_ways = None if shapes.kv_ways is None else shapes.kv_ways.get(phase)
+    dp, ep = shapes.data_parallel, shapes.expert_parallel
     if shared is not None:
         rows = shared[0]
         d = d.take(rows)
         base, plan, tokens = shapes.base.take(rows), shapes.plans[phase].take(rows), tokens[rows]
         kv_ways = None if kv_ways is None else kv_ways[rows]
+        if dp is not None and ep is not None:
+            dp, ep = dp[rows], ep[rows]
     else:
         base, plan = shapes.base, shapes.plans[phase]
     dense_d = _with(d, tokens)
@@ -390,19 +430,50 @@ def _dense_view(
         kv_ways = kv_ways_by_phase(dense_d)[phase]
     # Dense-only: no attention or lm_head slot (the attention views replace them), no roofline
     # totals (an iteration reads none); the other slots' numbers are the full pass's.
-    times = dense_operator_times(
-        dense_d,
-        phase,
-        dense_configs,
-        operator_costs(dense_configs, DEFAULT, slots="dense"),
-        np.ones(len(d)),
-        network,
-        calibration,
-        plan,
-        kv_ways,
-    )
+    ones = np.ones(len(d))
+    if dp is None or ep is None:
+        times = dense_operator_times(
+            dense_d,
+            phase,
+            dense_configs,
+            operator_costs(dense_configs, DEFAULT, slots="dense"),
+            ones,
+            network,
+            calibration,
+            plan,
+            kv_ways,
+        )
+        dispatch_block: np.ndarray | float = 0.0
+    else:
+        # One DP rank's tokens through its TP group; its MoE layers shared with the other DP
+        # ranks and spread over EP: the static decode step's charges (deployment._phase_times)
+        # at this rank's tokens (one per sequence or prompt token): the experts all ranks'
+        # tokens wake, the busiest EP rank's, and the dispatch / DP gather around the experts.
+        scale = expert_scale(dense_configs, dp, ep, ones)
+        times = dense_operator_times(
+            dense_d,
+            phase,
+            dense_configs,
+            operator_costs(dense_configs, DEFAULT, slots="dense"),
+            ones,
+            network,
+            calibration,
+            plan,
+            kv_ways,
+            expert_scale=scale,
+            data_parallel=None if np.all(dp == 1) else dp,
+            expert_parallel=None if np.all(ep == 1) else ep,
+        )
+        dispatch_block = 0.0
+        if np.any(dense_configs.moe_layers > 0):
+            tp = d.tensor_parallel
+            parallel = _Parallel(tp, ones, ep, dp, ones, tp * dp, scale)
+            dispatch_block = moe_dispatch_s(network, parallel, dense_configs, ones) * np.divide(
+                dense_configs.moe_layers, dense_configs.layers, out=np.zeros(len(d)), where=dense_configs.layers > 0
+            )
+            times = replace(times, comm_block_s=times.comm_block_s + dispatch_block)
     if shared is None:
-        return _DenseSums.of(times)
+        return replace(_DenseSums.of(times), dispatch_block_s=dispatch_block)
     _, inverse, c_order = shared
     # The layout of the (slots, n) times decides how the sums over the slots add: numpy sums a
     # C-ordered array slot after slot, column by column (as an unshared view's), and a gathered
@@ -412,10 +483,11 @@ def _dense_view(
     # C-ordered times (the numbers of scoring every row). Either way the distinct rows are summed
     # and the sums gathered.
     if c_order:
-        return _DenseSums.of(times).take(inverse)
+        return replace(_DenseSums.of(times), dispatch_block_s=dispatch_block).take(inverse)
     # The distinct rows' times in that Fortran order: each row's slots summed as in the gathered
     # array (the same column, contiguous), once per distinct row.
-    return _DenseSums.of(replace(times, op_time_s=np.asfortranarray(times.op_time_s))).take(inverse)
+    sums = _DenseSums.of(replace(times, op_time_s=np.asfortranarray(times.op_time_s)))
+    return replace(sums, dispatch_block_s=dispatch_block).take(inverse)
 
 
 def iteration_times(
@@ -431,6 +503,8 @@ def iteration_times(
     overlap: Overlap = "overlapped",
     phase: str = "decode",
     shapes: IterationShapes | None = None,
+    data_parallel: np.ndarray | float | None = None,
+    expert_parallel: np.ndarray | float | None = None,
 ) -> IterationTimes:
     """Time of one iteration holding ``decode_seqs`` sequences in decode (mean context
     ``decode_context`` keys) and ``prefill_tokens`` prompt tokens of prompts ``prefill_prompt_len``
@@ -438,13 +512,21 @@ def iteration_times(
     each deployment, under ``phase``'s layout and attention sharding. Arrays broadcast to n;
     fractional counts are fluid averages. ``network`` is the deployments' (calibrated) network.
     ``shapes``: :func:`iteration_shapes` of these deployments and calibration, when a caller
-    scores several iterations on them (computed here otherwise)."""
+    scores several iterations on them (computed here otherwise, with ``data_parallel`` and
+    ``expert_parallel``: see there). Under DP the deployments are one DP rank's view and every
+    count here is that rank's: its sequences, tokens and attention (the ranks run in lockstep,
+    their MoE layers shared)."""
     if overlap not in OVERLAPS:
         raise InvalidInputError("overlap", f"unknown value {overlap!r}", f"use {' or '.join(OVERLAPS)}")
     d = deployments
     n = len(d)
     if shapes is None:
-        shapes = iteration_shapes(d, calibration)
+        shapes = iteration_shapes(
+            d,
+            calibration,
+            data_parallel=None if data_parallel is None else np.asarray(data_parallel, dtype=np.float64),
+            expert_parallel=None if expert_parallel is None else np.asarray(expert_parallel, dtype=np.float64),
+        )
     decode_seqs = np.broadcast_to(np.asarray(decode_seqs, dtype=np.float64), (n,))
     decode_context = np.maximum(np.broadcast_to(np.asarray(decode_context, dtype=np.float64), (n,)), 1.0)
     prefill_tokens = np.broadcast_to(np.asarray(prefill_tokens, dtype=np.float64), (n,))

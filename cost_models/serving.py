@@ -42,7 +42,7 @@ import numpy as np
 
 from cost_models.calibrated_times import calibrated_network, check_profile
 from cost_models.calibration import CalibrationProfile
-from cost_models.deployment import OVERLAPS, Overlap, kv_ways_by_phase, sharding_plans
+from cost_models.deployment import OVERLAPS, Overlap, dp_shared_expert_bytes, kv_ways_by_phase, sharding_plans
 from cost_models.deployments import Deployments
 from cost_models.dtypes import BYTES_PER_ELEMENT
 from cost_models.errors import InvalidInputError
@@ -475,13 +475,24 @@ def sglang_activation_shortfall(
     return np.where(engine == "sglang", np.maximum(activations - rest, 0.0), 0.0)
 
 
-def _memory(d: Deployments, w: ServingWorkloads, phase: str, shapes: IterationShapes | None = None) -> _Memory:
-    """Weights as the layout stores them, KV bytes per token per chip as the attention sharding
+def _memory(
+    d: Deployments,
+    w: ServingWorkloads,
+    phase: str,
+    shapes: IterationShapes | None = None,
+    data_parallel: np.ndarray | None = None,
+) -> _Memory:
+    """Per chip of one DP rank (``d``: its view, :func:`rank_view_and_loads`; ``data_parallel``
+    the ranks sharing its MoE layers, None: 1, or the shapes' own; a whole deployment with DP is
+    taken to its rank's view here): weights as the layout stores them (the routed experts split
+    over the DP ranks as the static estimate splits them), KV bytes per token per chip as the attention sharding
     splits the cache, and the HBM the engine gives the cache (:func:`kv_budget_bytes`: by each
     engine's rule, from the weights and the activations of a full iteration, ``max_num_tokens``
     tokens). ``shapes``: the deployments' iteration shapes,
     when already computed (their configurations and plans are these; the phase field of the
     configurations, the only difference, is not read here)."""
+    if shapes is None and data_parallel is None and not np.all(d.single_stage):
+        d, data_parallel, _ = rank_view_and_degrees(d)
     if shapes is None:
         configs = d.inference_configs(phase, np.ones(len(d)))
         plans = sharding_plans(d, configs)
@@ -490,11 +501,16 @@ def _memory(d: Deployments, w: ServingWorkloads, phase: str, shapes: IterationSh
     weights = weight_bytes_per_chip(configs, d.mesh, d.ffn_layout(phase), plans[phase])
     # A weight-gathered layout's block shards in flight (Pope et al. 3.2.3, 3.5), as tuner estimate.
     weights = weights + gathered_weight_buffer_bytes(plans[phase], configs.weight_dtype, d.ffn_layout(phase), d.mesh)
+    dp = data_parallel if data_parallel is not None or shapes is None else shapes.data_parallel
+    if dp is not None:  # the DP ranks share the MoE layers: each chip holds 1/DP of its plan's experts
+        weights = weights - dp_shared_expert_bytes(plans[phase], BYTES_PER_ELEMENT[configs.weight_dtype], dp)
     mxfp4 = d.mxfp4_experts
     if mxfp4.any():  # gpt-oss's checkpoint: only the experts 4-bit (and their scales)
-        weights = weights + mxfp4_checkpoint_extra_bytes(plans[phase], configs.weight_dtype, mxfp4)
+        weights = weights + mxfp4_checkpoint_extra_bytes(
+            plans[phase], configs.weight_dtype, mxfp4, 1.0 if dp is None else dp
+        )
     if d.mixed_checkpoint.any():  # a checkpoint that keeps modules 16-bit or stores group scales
-        weights = weights + d.mixed_checkpoint_extra_bytes(plans[phase])
+        weights = weights + d.mixed_checkpoint_extra_bytes(plans[phase], 1.0 if dp is None else dp)
     if any(m.vision_params for m in d.models):  # a multimodal model's vision encoder, loaded beside it
         weights = weights + d.vision_bytes_per_chip
     # The ways at the engine's largest batch; where no row shards attention by batch they do not
@@ -559,6 +575,36 @@ def kv_capacity_tokens(deployments: Deployments, workloads: ServingWorkloads, ph
     return np.floor(np.maximum(memory.free, 0.0) / memory.kv_per_token)
 
 
+def rank_view_and_degrees(d: Deployments) -> tuple[Deployments, np.ndarray | None, np.ndarray | None]:
+    """One DP rank's view of each deployment (its TP group: DP and EP 1), with the DP and EP
+    degrees its MoE layers are shared and spread over (both None where every row has neither).
+    Attention data parallelism (SGLang --enable-dp-attention --dp-size, TensorRT-LLM
+    enable_attention_dp, vLLM's DP with --enable-expert-parallel) runs a scheduler per DP rank,
+    each with its own requests, token budget and KV cache, and the ranks' iterations in lockstep
+    through the shared MoE layers (cost_models.iteration). Pipelines and micro-batches are not
+    modelled under load: refused, naming the field."""
+    if np.all(d.single_stage):
+        return d, None, None
+    staged = np.flatnonzero((d.pipeline_parallel != 1) | (d.micro_batches != 1))
+    if len(staged):
+        name = "pipeline_parallel" if d.pipeline_parallel[staged[0]] != 1 else "micro_batches"
+        raise InvalidInputError(
+            name,
+            "the serving model charges tensor, expert and data parallelism only (PP and micro-batches: tuner estimate)",
+            "use pipeline_parallel and micro_batches 1 under a load (DP ranks or replicas for more chips)",
+        )
+    dp, ep = d.data_parallel.astype(np.float64), d.expert_parallel.astype(np.float64)
+    ones = np.ones(len(d))
+    return replace(d, data_parallel=ones, expert_parallel=ones), dp, ep
+
+
+#: ServingEstimate fields that count the whole deployment's sequences or rates: a DP rank's
+#: times its DP degree (the ranks are alike and share the load evenly). The rest are per
+#: request, per chip or per iteration of one rank's scheduler (its prefill tokens, within its
+#: own max_num_tokens).
+_SUMMED_OVER_DP_RANKS = ("tokens_per_s", "requests_per_s", "max_concurrency", "running", "queued")
+
+
 def serve(
     deployments: Deployments,
     workloads: ServingWorkloads,
@@ -582,6 +628,31 @@ def serve(
         check_profile(calibration, d.hardware)
         network = calibrated_network(network, d.hardware, calibration)
     overheads = resolve_overheads(calibration, overheads)
+    # DP: each rank serves 1/DP of the clients or of the rate with its own scheduler and cache
+    # (SGLang's DP controller and vLLM's DP coordinator balance requests over the ranks), its
+    # iterations sharing the MoE layers with the other ranks'; the deployment's counts are DP
+    # times a rank's (_SUMMED_OVER_DP_RANKS). A dense model at DP k is k replicas at R / k.
+    d, data_parallel, expert_parallel = rank_view_and_degrees(d)
+    if data_parallel is not None:
+        w = replace(w, concurrency=w.concurrency / data_parallel, request_rate=w.request_rate / data_parallel)
+    result = _serve_ranks(d, w, network, calibration, overlap, phase, overheads, data_parallel, expert_parallel)
+    if data_parallel is None or np.all(data_parallel == 1):
+        return result
+    return replace(result, **{name: getattr(result, name) * data_parallel for name in _SUMMED_OVER_DP_RANKS})
+
+
+def _serve_ranks(
+    d: Deployments,
+    w: ServingWorkloads,
+    network: Network,
+    calibration: CalibrationProfile | None,
+    overlap: Overlap,
+    phase: str,
+    overheads: EngineOverheads,
+    data_parallel: np.ndarray | None,
+    expert_parallel: np.ndarray | None,
+) -> ServingEstimate:
+    """:func:`serve` of one DP rank's view of each deployment under its share of the load."""
     closed = w.closed_loop
     parts = []
     for mask, steady in ((closed, _closed_loop), (~closed, _open_loop)):
@@ -596,6 +667,8 @@ def serve(
                 overlap,
                 phase,
                 overheads,
+                None if data_parallel is None else data_parallel[index],
+                None if expert_parallel is None else expert_parallel[index],
             )
             parts.append((index, steady(setting)))
     if len(parts) == 1:
@@ -623,11 +696,21 @@ class _Setting:
     overlap: Overlap
     phase: str
     overheads: EngineOverheads
+    # The DP ranks sharing each deployment's MoE layers and its EP degree (``d`` is one DP
+    # rank's view: rank_view_and_degrees); None: 1.
+    data_parallel: np.ndarray | None = None
+    expert_parallel: np.ndarray | None = None
 
     def take(self, rows: np.ndarray) -> _Setting:
         """The setting of the deployments and workloads ``rows``, their shapes taken from this
         one's (not computed again)."""
-        sub = replace(self, d=self.d.take(rows), w=self.w.take(rows))
+        sub = replace(
+            self,
+            d=self.d.take(rows),
+            w=self.w.take(rows),
+            data_parallel=None if self.data_parallel is None else self.data_parallel[rows],
+            expert_parallel=None if self.expert_parallel is None else self.expert_parallel[rows],
+        )
         sub.__dict__["shapes"] = self.shapes.take(rows)  # a cached_property's slot
         return sub
 
@@ -703,7 +786,9 @@ class _Setting:
     # cached_property in its instance dict.
     @cached_property
     def shapes(self) -> IterationShapes:
-        return iteration_shapes(self.d, self.calibration)
+        return iteration_shapes(
+            self.d, self.calibration, data_parallel=self.data_parallel, expert_parallel=self.expert_parallel
+        )
 
     @cached_property
     def decode_context(self) -> np.ndarray:

@@ -178,7 +178,7 @@ def test_serve_with_attention_only_views_equals_serve_with_full_views(closed: bo
     monkeypatch.setattr(
         serving_module,
         "iteration_shapes",
-        lambda deps, calibration: original(deps, calibration, attention_only=False, share_rows=False),
+        lambda deps, calibration, **kw: original(deps, calibration, attention_only=False, share_rows=False, **kw),
     )
     full = serve(d, w, calibration=profile)
     assert np.sum(full.stable) > n // 4  # the comparison covers working configurations
@@ -211,7 +211,7 @@ def test_disaggregated_serving_with_attention_only_views_equals_full_views(close
     monkeypatch.setattr(
         disaggregated_module,
         "iteration_shapes",
-        lambda deps, calibration: original(deps, calibration, attention_only=False, share_rows=False),
+        lambda deps, calibration, **kw: original(deps, calibration, attention_only=False, share_rows=False, **kw),
     )
     full = serve_disaggregated(prefill, decode, w, calibration=profile, **counts)
     assert np.sum(np.isfinite(full.tpot_s)) >= n // 5
