@@ -601,8 +601,10 @@ def rank_view_and_degrees(d: Deployments) -> tuple[Deployments, np.ndarray | Non
 #: ServingEstimate fields that count the whole deployment's sequences or rates: a DP rank's
 #: times its DP degree (the ranks are alike and share the load evenly). The rest are per
 #: request, per chip or per iteration of one rank's scheduler (its prefill tokens, within its
-#: own max_num_tokens).
-_SUMMED_OVER_DP_RANKS = ("tokens_per_s", "requests_per_s", "max_concurrency", "running", "queued")
+#: own max_num_tokens). ``running_p999`` is DP x a rank's: each rank's batch swings on its own
+#: against its own cache, so beside ``max_concurrency`` (DP x a rank's slots) it says whether a
+#: rank fills, not the 99.9th percentile of the ranks' sum (smaller: their swings average out).
+_SUMMED_OVER_DP_RANKS = ("tokens_per_s", "requests_per_s", "max_concurrency", "running", "running_p999", "queued")
 
 
 def serve(
