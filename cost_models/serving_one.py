@@ -269,8 +269,9 @@ _MEMORY_KNOB = {
 def deployment_of_report(
     report: dict, model: ModelSpec, chip: HardwareSpec, *, batch: int, **fields: Any
 ) -> Deployment:
-    """The one-group deployment a ``tuner estimate`` report describes (its mesh, layouts, formats
-    and attention), at ``batch`` and the given ``fields`` (lengths, kv_heads, block)."""
+    """The one-stage deployment a ``tuner estimate`` report describes (its mesh, EP and DP,
+    layouts, formats and attention), at ``batch`` and the given ``fields`` (lengths, kv_heads,
+    block)."""
     mesh = tuple(int(a) for a in report["mesh"].split("x"))
     return Deployment(
         model=model,
@@ -285,8 +286,13 @@ def deployment_of_report(
         act_dtype=report["act_dtype"],
         kv_dtype=report["kv_dtype"],
         flash_attention=report["flash_attention"],
-        **fields,
+        **{"expert_parallel": report["parallel"]["ep"], "data_parallel": report["parallel"]["dp"], **fields},
     )
+
+
+#: The engine degrees the serving model does not charge under a load (``tuner estimate`` charges
+#: them without one): pipelines and micro-batches (cost_models.serving.rank_view_and_degrees).
+UNSERVED_DEGREES: tuple[str, ...] = ("pp", "micro_batches")
 
 
 def engine_memory_notes(
@@ -399,27 +405,37 @@ def estimate_serving_one(
         gen_len=gen_len,
         **options,
     ).row(0)
-    first = batch if batch is not None else (min(int(concurrency), knobs["max_batch_size"]) if concurrency else 1)
+    # Under DP each rank runs its own scheduler over 1/DP of the clients (cost_models.serving.serve):
+    # the first guess is DP x a rank's running batch, which splits evenly over the ranks.
+    dp = int(static.get("dp") or 1)
+    per_rank = min(-(-int(concurrency) // dp), knobs["max_batch_size"]) if concurrency else 1
+    first = batch if batch is not None else dp * per_rank
     common: dict[str, Any] = {"chips": chips, "prompt_len": prompt_len, "gen_len": gen_len, "overlap": overlap}
     common |= {"calibration": calibration, "backend": backend}
     # --require-fit holds for the static sections reported (at the running batch), not for the
     # first guess the mesh is chosen at.
     require_fit = bool(static.pop("require_fit", False))
-    one_group = chip.kind == "gpu" and static.get("mesh") is None and static.get("tp") is None and chips is not None
+    one_group = (
+        chip.kind == "gpu"
+        and static.get("mesh") is None
+        and static.get("tp") is None
+        and static.get("dp") is None
+        and chips is not None
+    )
     if one_group:
-        static = {**static, "tp": chips}  # the serving model charges TP only: one group over every chip
+        static = {**static, "tp": chips}  # no pipeline under load: one TP group over every chip
         if engine_problem_mask(None, model_spec.heads, model_spec.experts, chips, 1, 1):
-            whose = f"tensor parallel over all {chips} GPUs (the serving model charges TP only)"
+            whose = f"tensor parallel over all {chips} GPUs (the serving model runs no pipeline)"
             raise heads_split_error(model_spec, chips, field="chips", whose=whose, replica="estimate")
-    # Refused before the static estimate too: under a rate its first batch is 1, which --dp 3
-    # cannot split, and the user was told to change a --batch they never passed.
-    given = [name for name in ("pp", "ep", "dp", "micro_batches") if static.get(name) not in (None, 1)]
+    # Refused before the static estimate too: under a rate its first batch is 1, and the user
+    # would be told to change a --batch they never passed.
+    given = [name for name in UNSERVED_DEGREES if static.get(name) not in (None, 1)]
     report = None if given else estimate_one(model_spec, chip, batch=first, **common, **static)
-    if report is None or any(report["parallel"][name] != 1 for name in ("pp", "ep", "dp", "micro_batches")):
+    if report is None or any(report["parallel"][name] != 1 for name in UNSERVED_DEGREES):
         raise InvalidInputError(
             given[0] if given else "pp",
-            "the serving model charges tensor parallelism only",
-            "drop --pp/--ep/--dp/--micro-batches here (replicas: one at --request-rate R/k, or tuner recommend)",
+            "the serving model charges tensor, expert and data parallelism only",
+            "drop --pp/--micro-batches here (replicas: one at --request-rate R/k, or tuner recommend)",
         )
     row = deployment_of_report(
         report,
@@ -440,7 +456,7 @@ def estimate_serving_one(
         request_rate=request_rate,
         **options,
     )
-    running = max(int(round(out["running"])), 1) if out["running"] is not None else first
+    running = dp * max(int(round(out["running"] / dp)), 1) if out["running"] is not None else first
     if batch is None and running != first:
         # The same deployment as the serving row, at the running batch: its mesh, chips, layouts
         # and fused attention as resolved above (a GPU's engine defaults included), not the

@@ -188,17 +188,43 @@ def test_bad_serving_input_is_one_line_exit_2(capsys, args, fields):
     assert_one_error_line(code, out, err, fields)
 
 
-@pytest.mark.parametrize("flag", ["--dp", "--pp", "--ep"])
+@pytest.mark.parametrize("flag", ["--pp", "--micro-batches"])
 @pytest.mark.parametrize("load", [("--request-rate", "10"), ("--concurrency", "30")])
 def test_a_parallel_degree_the_serving_model_does_not_charge_is_named_under_a_rate_too(capsys, flag, load):
-    """--tp 2 --dp 3 under --concurrency was refused as "the serving model charges tensor
-    parallelism only"; under --request-rate the static estimate at its first batch (1 sequence)
-    spoke first: "batch: 1 sequences do not split evenly over data_parallel 3 ...; use a batch
-    that is a multiple of 3", a --batch never passed. Now the flag given is named either way."""
+    """--tp 2 --pp 3 under --request-rate: the static estimate at its first batch (1 sequence)
+    spoke first with an error about a --batch never passed. Now the flag given is named either
+    way (PP and micro-batches: the serving model charges TP, EP and DP only)."""
     args = ("estimate", "--model", "llama-3-70b", "--hardware", "h100-sxm", "--tp", "2", flag, "3")
     code, out, err = run_cli(capsys, *args, *load, "--prompt-len", "2048", "--gen-len", "256")
-    line = assert_one_error_line(code, out, err, (flag[2:],))
-    assert line.startswith(f"error: {flag[2:]}: the serving model charges tensor parallelism only")
+    field = flag[2:].replace("-", "_")
+    line = assert_one_error_line(code, out, err, (field,))
+    assert line.startswith(f"error: {field}: the serving model charges tensor, expert and data parallelism only")
+
+
+@pytest.mark.parametrize("load", [("--concurrency", "64"), ("--request-rate", "4")])
+def test_dp_attention_with_expert_parallelism_is_scored_under_load(capsys, load):
+    """DeepSeek-V3 fp8 on 8 H200s under SGLang, TP1 DP8 EP8 (--enable-dp-attention --dp-size 8
+    --ep-size 8): refused before ("the serving model charges tensor parallelism only"). Each DP
+    rank's KV cache holds its own sequences: 576 x 61 x 1 B a token per chip (MLA's latent, fp8),
+    and the slots are 8 x a rank's: floor((0.88 x 150,754,820,096 B - weights) / (35,136 B x
+    (2048 + 128 + 0.5) tokens)) each; the serving section is serve's at those degrees."""
+    args = (
+        "estimate", "--model", "deepseek-v3", "--hardware", "h200", "--backend", "sglang", "--tp", "1",
+        "--dp", "8", "--ep", "8", "--weight-bits", "fp8", "--act-bits", "fp8", "--kv-bits", "fp8",
+        "--prompt-len", "2048", "--gen-len", "256", *load, "--json",
+    )  # fmt: skip
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    data = json.loads(out)
+    assert {k: data["parallel"][k] for k in ("pp", "ep", "dp", "micro_batches")} == {
+        "pp": 1, "ep": 8, "dp": 8, "micro_batches": 1,
+    }  # fmt: skip
+    s = data["serving"]
+    weights = data["memory"]["weights_bytes_per_chip"]
+    per_rank = int((0.88 * 150_754_820_096 - weights) // (576 * 61 * (2048 + 128 + 0.5)))
+    assert s["max_concurrency"] == 8 * per_rank
+    assert s["stable"] and s["fits"]
+    assert data["batch"] % 8 == 0  # the static sections at DP x a rank's running batch
 
 
 def test_static_estimate_unchanged_without_a_load(capsys):
@@ -298,10 +324,10 @@ def test_no_kv_cache_names_what_the_engine_charges(capsys):
     assert "weights and activations leave no KV cache" in err and "--max-num-tokens" in err
 
 
-@pytest.mark.parametrize("option,field", [("--pp", "pp"), ("--ep", "ep"), ("--dp", "dp")])
+@pytest.mark.parametrize("option,field", [("--pp", "pp"), ("--micro-batches", "micro_batches")])
 def test_a_refused_degree_under_a_load_is_the_one_named(capsys, option, field):
-    """The serving model charges TP only: the refusal names the degree the user gave (it named
-    pp for --ep 2 and --dp 2 too)."""
+    """The serving model charges TP, EP and DP only: the refusal names the degree the user gave
+    (it named pp for --ep 2 and --dp 2 too, when those were refused)."""
     args = ("estimate", "--model", "mixtral-8x7b", "--hardware", "h100-sxm", "--tp", "2", option, "2")
     code, out, err = run_cli(capsys, *args, "--prompt-len", "512", "--gen-len", "64", "--concurrency", "8")
     line = assert_one_error_line(code, out, err, (field,))
