@@ -436,13 +436,22 @@ def _compile_engine_space(spec: StudySpec, model: ModelSpec, hardware: HardwareS
     assert space.tp is not None
     degrees = {name: tuple(getattr(space, name) or (1,)) for name in ("tp", "pp", "ep", "dp", "micro_batches")}
     if spec.serving is not None:
-        # Either mode: a disaggregated pool's instances are TP groups too (prefill_chips wide).
-        beyond = [n for n in ("pp", "ep", "dp", "micro_batches") if degrees[n] != (1,)]
+        # The serving model charges TP, EP and attention DP (cost_models.serving.serve: each DP
+        # rank's own scheduler and KV cache, the MoE layers shared); a disaggregated pool's
+        # instances are TP groups (prefill_chips wide), and no mode runs a pipeline.
+        aggregated = spec.serving.mode == "aggregated"
+        unserved = ("pp", "micro_batches") if aggregated else ("pp", "ep", "dp", "micro_batches")
+        beyond = [n for n in unserved if degrees[n] != (1,)]
         if beyond:
             raise InvalidInputError(
                 f"space.{beyond[0]}",
-                "the serving model charges tensor parallelism only",
-                "search pp/ep/dp/micro_batches without a serving: section, or list only 1",
+                "the serving model charges tensor, expert and data parallelism only"
+                if aggregated
+                else f"a {spec.serving.mode} serving study charges tensor parallelism only",
+                "search pp/micro_batches without a serving: section, or list only 1"
+                if aggregated
+                else "search ep/dp under mode: aggregated (pp/micro_batches without a serving: section), "
+                "or list only 1",
             )
     if model.experts == 0 and degrees["ep"] != (1,):
         raise InvalidInputError("space.ep", f"{model.name} has no experts", "leave ep out for a dense model")
@@ -820,7 +829,13 @@ def _engine_problems(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np
     front holds only deployments it can export."""
     values = {name: study.space.values[name][indices[name]] for name in ("pp", "ep", "dp", "micro_batches")}
     tp = study.space.values["tp"][indices["tp"], 2]
-    batch = study.space.values["batch"][indices["batch"]] if "batch" in indices else np.ones(len(tp))
+    if "batch" in indices:
+        batch = study.space.values["batch"][indices["batch"]]
+    elif study.spec.serving is not None:
+        # The load sets the static batch, DP x a rank's (evaluate, _at_running_batch): it splits.
+        batch = values["dp"] * values["micro_batches"]
+    else:
+        batch = np.ones(len(tp))
     model = study.model
     # The candidate's KV heads (the model's, or a kv_heads what-if; none for MLA's one latent): the
     # engine the study costs (its backend, else its profile's), if vLLM or SGLang, refuses a TP
@@ -880,8 +895,10 @@ def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation
     )  # scored as published, then refused
     serving_columns = study.space.serving_columns_of(indices)
     load_batch = "batch" not in columns
-    if load_batch:  # the static estimate's first batch: the clients (open loop: one sequence)
-        columns["batch"] = serving_columns.get("concurrency", np.ones(len(valid)))
+    if load_batch:  # the static estimate's first batch: the clients (open loop: one sequence a rank)
+        # (Under DP: DP x a rank's share of the clients, which splits evenly over the ranks.)
+        dp = columns.get("data_parallel", 1.0)
+        columns["batch"] = dp * np.ceil(serving_columns.get("concurrency", np.ones(len(valid))) / dp)
     workload = study.spec.workload
     deployments = make_deployments(
         study.model, study.hardware, prompt_len=workload.prompt_len, gen_len=workload.gen_len, **columns
@@ -920,12 +937,14 @@ def _at_running_batch(deployments: Deployments, served: ServingEstimate, pools: 
     under the same load scores them: one chip group, aggregated serving, and a disaggregated
     candidate's decode instance (its mesh is one decode instance's: the pool's running sequences
     over its instances). The static sections of a pipelined candidate stay at the load's first
-    guess."""
+    guess. Under DP the batch is DP x a rank's running batch (the static estimate splits it over
+    the ranks)."""
     running = np.asarray(served.running, dtype=np.float64)
     if pools is not None:
         running = np.where(pools.disaggregated, running / pools.decode_instances, running)
-    batch = np.where(np.isfinite(running), np.maximum(np.round(running), 1.0), deployments.batch)
-    keep = ~deployments.single_stage
+    dp = deployments.data_parallel
+    batch = np.where(np.isfinite(running), dp * np.maximum(np.round(running / dp), 1.0), deployments.batch)
+    keep = (deployments.pipeline_parallel != 1) | (deployments.micro_batches != 1)
     return replace(deployments, batch=np.where(keep, deployments.batch, batch))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -222,3 +223,46 @@ def test_numbers_in_exponent_notation_are_numbers(tmp_path: Path) -> None:
     assert spec.constraints.max_tpot_s == 0.05
     assert spec.serving is not None and spec.serving.request_rate == [10.0]
     assert spec.workload.prompt_len == 1024 and isinstance(spec.workload.prompt_len, int)
+
+
+def test_a_serving_study_searches_dp_attention_and_expert_parallelism() -> None:
+    """DeepSeek-V3 fp8 on 8 H200s under SGLang, tp [1, 8], dp [1, 8], ep [1, 8] with a load: was
+    refused ("space.dp: the serving model charges tensor parallelism only"). Each candidate's
+    serving steady state is serve's at its degrees (TP1 DP8 EP8 holds 8 x a rank's slots; the
+    static sections at DP x a rank's running batch, which splits over the ranks)."""
+    from cost_models.deployments import make_deployments
+    from cost_models.dtypes import BF16, FP8
+    from cost_models.models import get_model
+    from cost_models.serving import make_workloads, serve
+
+    data = {
+        "name": "serving-dp-ep",
+        "model": "deepseek-v3",
+        "hardware": "h200",
+        "workload": {"prompt_len": 2048, "gen_len": 256},
+        "space": {"tp": [1, 8], "dp": [1, 8], "ep": [1, 8], "weight_bits": ["fp8"], "kv_bits": ["fp8"]},
+        "serving": {"concurrency": [30]},
+        "objectives": [{"metric": "serving.tokens_per_s_per_chip"}],
+        "backend": "sglang",
+        "sampler": "exhaustive",
+    }
+    compiled = compile_study(parse_spec(data))
+    evaluation = evaluate(compiled, compiled.space.all_indices())
+    assert evaluation.serving is not None
+    d = evaluation.deployments
+    row = int(np.flatnonzero((d.tensor_parallel == 1) & (d.data_parallel == 8) & (d.expert_parallel == 8))[0])
+    assert evaluation.valid[row]
+    assert int(d.act_dtype[row]) == BF16  # the space's activations (weights and KV fp8)
+    alone = make_deployments(
+        get_model("deepseek-v3"), d.hardware, mesh=[1, 1, 1], batch=8, prompt_len=2048, gen_len=256,
+        prefill_ffn_layout=0, decode_ffn_layout=0, flash_attention=True, data_parallel=8, expert_parallel=8,
+        weight_dtype=FP8, kv_dtype=FP8,
+    )  # fmt: skip
+    w = make_workloads(backend="sglang", concurrency=30, prompt_len=2048, gen_len=256, requests_per_client=10)
+    expected = serve(alone, w, calibration=compiled.calibration)
+    assert evaluation.serving.tpot_s[row] == pytest.approx(expected.tpot_s[0], rel=1e-12)
+    assert evaluation.serving.max_concurrency[row] == expected.max_concurrency[0]
+    assert evaluation.serving.running[row] == 30
+    assert d.batch[row] == 32  # 8 ranks x round(30 / 8) = 8 x 4
+    # Pipelines stay refused under a load, naming the field.
+    assert "space.pp" in refused({**data, "space": {**data["space"], "pp": [1, 2]}})
