@@ -210,6 +210,8 @@ def _moe_degrees(
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The DP and EP columns an IterationShapes keeps: both None where every row has 1 of both
     (the tensor-parallel iteration, left as it was), else both as float arrays of n."""
+    if data_parallel is None and expert_parallel is None:
+        return None, None
     dp = np.ones(n) if data_parallel is None else np.broadcast_to(np.asarray(data_parallel, dtype=np.float64), (n,))
     ep = np.ones(n) if expert_parallel is None else np.broadcast_to(np.asarray(expert_parallel, dtype=np.float64), (n,))
     if np.all(dp == 1.0) and np.all(ep == 1.0):

@@ -598,6 +598,30 @@ def rank_view_and_degrees(d: Deployments) -> tuple[Deployments, np.ndarray | Non
     return replace(d, data_parallel=ones, expert_parallel=ones), dp, ep
 
 
+def rank_workloads(d: Deployments, w: ServingWorkloads, data_parallel: np.ndarray) -> ServingWorkloads:
+    """One DP rank's share of each workload and its engine knobs, as ``tuner export`` launches
+    them (tuner/export.py, per_rank_batch and the SGLang arguments): 1/DP of the clients or of the
+    rate; ``max_batch_size`` is the deployment's, so a rank runs ceil(max_batch_size / DP)
+    (vLLM's engine cores and TensorRT-LLM's attention-DP ranks are given that; SGLang with DP
+    attention divides its --max-running-requests by --dp-size itself, and its plain DP replicas
+    are given the share); ``max_num_tokens`` is each rank's own (vLLM's
+    --max-num-batched-tokens per engine core), except that SGLang with DP attention (an MoE
+    model at DP > 1) also divides a chunked --chunked-prefill-size by --dp-size
+    (sgl-project/sglang python/sglang/srt/server_args.py, _handle_data_parallelism)."""
+    dp = data_parallel
+    moe = np.array([m.experts > 0 for m in d.models], dtype=bool)[d.model_index]
+    sglang_dp_attention = (w.engine == "sglang") & moe & (dp > 1) & w.chunked_prefill
+    return replace(
+        w,
+        concurrency=w.concurrency / dp,
+        request_rate=w.request_rate / dp,
+        max_batch_size=np.ceil(w.max_batch_size / dp),
+        max_num_tokens=np.where(
+            sglang_dp_attention, np.maximum(np.floor(w.max_num_tokens / dp), 1.0), w.max_num_tokens
+        ),
+    )
+
+
 #: ServingEstimate fields that count the whole deployment's sequences or rates: a DP rank's
 #: times its DP degree (the ranks are alike and share the load evenly). The rest are per
 #: request, per chip or per iteration of one rank's scheduler (its prefill tokens, within its
@@ -636,7 +660,7 @@ def serve(
     # times a rank's (_SUMMED_OVER_DP_RANKS). A dense model at DP k is k replicas at R / k.
     d, data_parallel, expert_parallel = rank_view_and_degrees(d)
     if data_parallel is not None:
-        w = replace(w, concurrency=w.concurrency / data_parallel, request_rate=w.request_rate / data_parallel)
+        w = rank_workloads(d, w, data_parallel)
     result = _serve_ranks(d, w, network, calibration, overlap, phase, overheads, data_parallel, expert_parallel)
     if data_parallel is None or np.all(data_parallel == 1):
         return result

@@ -408,7 +408,8 @@ def estimate_serving_one(
     # Under DP each rank runs its own scheduler over 1/DP of the clients (cost_models.serving.serve):
     # the first guess is DP x a rank's running batch, which splits evenly over the ranks.
     dp = int(static.get("dp") or 1)
-    per_rank = min(-(-int(concurrency) // dp), knobs["max_batch_size"]) if concurrency else 1
+    # (max_batch_size is the deployment's: serving.rank_workloads gives a rank ceil(it / DP).)
+    per_rank = min(-(-int(concurrency) // dp), -(-knobs["max_batch_size"] // dp)) if concurrency else 1
     first = batch if batch is not None else dp * per_rank
     common: dict[str, Any] = {"chips": chips, "prompt_len": prompt_len, "gen_len": gen_len, "overlap": overlap}
     common |= {"calibration": calibration, "backend": backend}

@@ -68,10 +68,15 @@ def test_a_decode_only_iteration_at_dp_and_ep_is_the_static_decode_step(degrees,
 def test_dp_attention_holds_each_ranks_sequences_and_shares_the_experts() -> None:
     """SGLang, TP1 DP8 EP8, 2048/256 tokens, 64 clients: each rank's KV cache holds its own 8
     sequences, 35,136 B a token per chip (576 x 61 x 1 B); its budget is 0.88 x the H200's
-    memory less the rank's weights (SGLang's rule), and the deployment runs DP times a rank's."""
+    memory less the rank's weights (SGLang's rule), and the deployment runs DP times a rank's.
+    The knobs are the deployment's, as tuner export writes them: SGLang with DP attention divides
+    --max-running-requests and --chunked-prefill-size by --dp-size, so 8 x 2048 and 8 x 8192
+    leave each rank 2048 slots and an 8192-token budget (the KV cache binds)."""
     d = _deepseek(1, 8, 8)
     profile = resolve_calibration("auto", "h200", "sglang")
-    e = serve(d, make_workloads(backend="sglang", concurrency=64, prompt_len=2048, gen_len=256), calibration=profile)
+    knobs = {"max_batch_size": 8 * 2048, "max_num_tokens": 8 * 8192}
+    w = make_workloads(backend="sglang", concurrency=64, prompt_len=2048, gen_len=256, **knobs)
+    e = serve(d, w, calibration=profile)
     kv_per_token = 576 * 61 * 1
     assert e.kv_bytes_per_token_per_chip[0] == kv_per_token
     # Weights per chip: the routed experts split over the 8 ranks, the rest replicated (TP1):
@@ -86,6 +91,24 @@ def test_dp_attention_holds_each_ranks_sequences_and_shares_the_experts() -> Non
     assert e.running[0] == 64 and e.queued[0] == 0
     # Per chip: one rank's 8 sequences, not the 64.
     assert e.kv_cache_bytes_per_chip[0] == pytest.approx(8 * held * kv_per_token, rel=1e-12)
+
+
+def test_sglang_dp_attention_divides_the_token_budget_over_the_ranks() -> None:
+    """At SGLang's defaults (8192 tokens, 2048 requests) with DP attention over 8 ranks each rank
+    prefills 1024-token chunks: B = 1024 tokens sustain B / (P + G - 1) = 1024 / 2303 requests an
+    iteration, B (G - 1) / (P + G - 1) = 113.4 sequences decoding and 1024 / 2303 x ceil(2048 /
+    (1024 - 113.4)) = 3 x 0.445 prompts in flight (serving.token_limit's balance): 114.7 a rank,
+    8 x that in all (not 8 ranks of 8192 tokens)."""
+    d = _deepseek(1, 8, 8)
+    profile = resolve_calibration("auto", "h200", "sglang")
+    w = make_workloads(backend="sglang", concurrency=2048, prompt_len=2048, gen_len=256)
+    e = serve(d, w, calibration=profile)
+    per_iteration = 1024 / (2048 + 255)
+    decoding = per_iteration * 255
+    in_flight = per_iteration * math.ceil(2048 / (1024 - decoding))
+    assert in_flight == pytest.approx(3 * per_iteration)
+    assert e.limited_by[0] == "max_num_tokens"
+    assert e.max_concurrency[0] == pytest.approx(8 * (decoding + in_flight), rel=1e-12)
 
 
 @pytest.mark.parametrize("clients", [16, 64, 256])
@@ -116,8 +139,10 @@ def test_a_dense_model_at_dp_k_is_k_replicas_at_a_kth_of_the_load(load) -> None:
     profile = resolve_calibration("auto", "h100-sxm", "vllm")
     quarter = {k: v / 4 for k, v in load.items()}
     common = {"backend": "vllm", "prompt_len": 1024, "gen_len": 256}
-    four = serve(llama(4), make_workloads(**common, **load), calibration=profile)
-    one = serve(llama(1), make_workloads(**common, **quarter), calibration=profile)
+    # max_batch_size is the deployment's (tuner export gives each of vLLM's DP engine cores a
+    # 1/DP share); max_num_tokens each core's own.
+    four = serve(llama(4), make_workloads(**common, **load, max_batch_size=4 * 256), calibration=profile)
+    one = serve(llama(1), make_workloads(**common, **quarter, max_batch_size=256), calibration=profile)
     for name in ("ttft_s", "tpot_s", "e2e_latency_s", "tokens_per_s_per_chip", "kv_cache_bytes_per_chip"):
         assert getattr(four, name)[0] == getattr(one, name)[0], name
     for name in ("tokens_per_s", "requests_per_s", "max_concurrency", "running", "running_p999", "queued"):

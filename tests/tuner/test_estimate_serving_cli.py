@@ -207,11 +207,13 @@ def test_dp_attention_with_expert_parallelism_is_scored_under_load(capsys, load)
     --ep-size 8): refused before ("the serving model charges tensor parallelism only"). Each DP
     rank's KV cache holds its own sequences: 576 x 61 x 1 B a token per chip (MLA's latent, fp8),
     and the slots are 8 x a rank's: floor((0.88 x 150,754,820,096 B - weights) / (35,136 B x
-    (2048 + 128 + 0.5) tokens)) each; the serving section is serve's at those degrees."""
+    (2048 + 128 + 0.5) tokens)) each, with knobs that leave each rank 2048 requests and 8192
+    tokens (SGLang divides both by --dp-size under DP attention)."""
     args = (
         "estimate", "--model", "deepseek-v3", "--hardware", "h200", "--backend", "sglang", "--tp", "1",
         "--dp", "8", "--ep", "8", "--weight-bits", "fp8", "--act-bits", "fp8", "--kv-bits", "fp8",
-        "--prompt-len", "2048", "--gen-len", "256", *load, "--json",
+        "--prompt-len", "2048", "--gen-len", "256", "--max-batch-size", "16384", "--max-num-tokens", "65536",
+        *load, "--json",
     )  # fmt: skip
     code, out, err = run_cli(capsys, *args)
     assert code == 0, err
