@@ -74,6 +74,8 @@ from cost_models.serving import (
     ServingWorkloads,
     kv_capacity_tokens,
     make_workloads,
+    rank_view_and_degrees,
+    rank_workloads,
     refuse_sglang_out_of_memory,
     resolve_overheads,
     serve,
@@ -168,6 +170,8 @@ def _iteration_table(
     calibration: CalibrationProfile | None,
     overlap: Overlap,
     phase: str,
+    data_parallel: float | None = None,
+    expert_parallel: float | None = None,
 ) -> _IterationTable:
     # Both sides of each step in the GEMM time by row count (the calibration's tile dispatch) are
     # points of the decode and prefill axes, so that no interval interpolates across one (decode
@@ -200,6 +204,8 @@ def _iteration_table(
                 calibration=profile,
                 overlap=overlap,
                 phase=phase,
+                data_parallel=data_parallel,
+                expert_parallel=expert_parallel,
             ).latency_s
         return values.reshape([a.size for a in axes])
 
@@ -336,6 +342,9 @@ class SimulationResult:
     #: Drawn prompts longer than the token budget without chunked prefill, which the engine
     #: refuses: simulated cut to the budget (their prefill and KV shorter than drawn).
     prompts_clipped: int = 0
+    #: DP ranks of the deployment: the run is one rank's (its requests, running batch and KV
+    #: cache), the others alike in lockstep; the deployment's rates are this many times its.
+    data_parallel_ranks: int = 1
 
     @property
     def ttft_s(self) -> np.ndarray:
@@ -384,16 +393,18 @@ class SimulationResult:
     def summary(self) -> dict[str, Any]:
         """Mean, P50, P90, P99 of TTFT, TPOT and E2E (seconds); output tokens per second of the
         deployment and per chip over the whole run (first arrival to last finish, as a benchmark
-        reports it) and while the load is on (:meth:`steady_tokens_per_s`); run totals. JSON safe."""
-        tokens_per_s = float(self.gen_len.sum()) / self.run_s
+        reports it) and while the load is on (:meth:`steady_tokens_per_s`); run totals. JSON safe.
+        Under DP the rates are the deployment's (DP x the simulated rank's), the counts the rank's."""
+        ranks = self.data_parallel_ranks
+        tokens_per_s = ranks * float(self.gen_len.sum()) / self.run_s
         return {
             "ttft_s": _stats(self.ttft_s),
             "tpot_s": _stats(self.tpot_s),
             "e2e_latency_s": _stats(self.e2e_latency_s),
             "tokens_per_s": tokens_per_s,
             "tokens_per_s_per_chip": tokens_per_s / self.chips,
-            "steady_tokens_per_s": self.steady_tokens_per_s(),
-            "requests_per_s": self.finish_s.size / self.run_s,
+            "steady_tokens_per_s": ranks * self.steady_tokens_per_s(),
+            "requests_per_s": ranks * self.finish_s.size / self.run_s,
             "requests": int(self.finish_s.size),
             "simulated_s": self.simulated_s,
             "iterations": self.iterations,
@@ -437,12 +448,26 @@ def simulate_serving(
     is called with (finished, requests) as the run goes (at most a few hundred times).
     ``overheads``: the engine's host costs, as in :func:`cost_models.serving.serve` (None: the
     calibration's engine's fit; none without a calibration): an iteration takes the longer of
-    its GPU time and its host time."""
-    d, w = deployments, workloads
-    if len(d) != 1 or len(w) != 1:
+    its GPU time and its host time. Under DP (and EP) one DP rank is simulated, at 1/DP of the
+    clients or of the rate and its share of the knobs (:func:`cost_models.serving.rank_workloads`),
+    its iterations charged the MoE layers of every rank at the same tokens (the steady state's
+    :func:`~cost_models.iteration.iteration_times` at the degrees): ``requests`` are the rank's."""
+    whole, w = deployments, workloads
+    if len(whole) != 1 or len(w) != 1:
         raise InvalidInputError(
-            "simulate", f"got {len(d)} deployments and {len(w)} workloads", "pass one row of each (take(i))"
+            "simulate", f"got {len(whole)} deployments and {len(w)} workloads", "pass one row of each (take(i))"
         )
+    d, data_parallel, expert_parallel = rank_view_and_degrees(whole)
+    ranks = 1 if data_parallel is None else int(data_parallel[0])
+    if data_parallel is not None:
+        clients = float(w.concurrency[0])
+        if np.isfinite(clients) and clients % ranks:
+            raise InvalidInputError(
+                "concurrency",
+                f"{clients:g} clients do not split evenly over data_parallel {ranks} (each rank simulates its share)",
+                f"use a multiple of {ranks}",
+            )
+        w = rank_workloads(d, w, data_parallel)
     _check_run(requests, seed)
     _check_clients(int(requests), float(w.concurrency[0]))
     if overlap not in OVERLAPS:
@@ -455,8 +480,9 @@ def simulate_serving(
 
     n = int(requests)
     block = int(w.kv_block_size[0])
-    refuse_sglang_out_of_memory(d, w, phase)
-    capacity_tokens = float(kv_capacity_tokens(d, w, phase)[0])
+    # (Of the whole deployment: the memory model takes one rank's view of it, experts split over DP.)
+    refuse_sglang_out_of_memory(whole, w, phase)
+    capacity_tokens = float(kv_capacity_tokens(whole, w, phase)[0])
     capacity_blocks = int(capacity_tokens // block)
     max_tokens, max_batch = int(w.max_num_tokens[0]), int(w.max_batch_size[0])
     chunked = bool(w.chunked_prefill[0])
@@ -504,6 +530,8 @@ def simulate_serving(
         calibration=calibration,
         overlap=overlap,
         phase=phase,
+        data_parallel=None if data_parallel is None else float(data_parallel[0]),
+        expert_parallel=None if expert_parallel is None else float(expert_parallel[0]),
     )
     state = _Engine(
         table=table,
@@ -527,7 +555,7 @@ def simulate_serving(
         finish_s=state.finish,
         prompt_len=prompt,
         gen_len=gen,
-        chips=int(d.chips[0]),
+        chips=int(whole.chips[0]),
         iterations=state.iterations,
         mixed_iterations=state.mixed_iterations,
         preemptions=state.preemptions,
@@ -538,6 +566,7 @@ def simulate_serving(
         request_overhead_s=overheads.request_overhead_s,
         queued_at_last_arrival=state.queued_at_last_arrival,
         prompts_clipped=clipped,
+        data_parallel_ranks=ranks,
     )
 
 
@@ -775,6 +804,8 @@ def simulate_one(
     requests: int = DEFAULT_REQUESTS,
     seed: int = 0,
     on_progress: Callable[[int, int], None] | None = None,
+    dp: int = 1,
+    ep: int = 1,
     **engine: Any,
 ) -> dict[str, Any]:
     """One deployment by names under one workload: the ``tuner simulate --json`` object, with
@@ -784,7 +815,8 @@ def simulate_one(
     memory_fraction), defaulting to the engine of the calibration profile (without one, the
     engine measured best on the chip, as ``tuner estimate`` and a study take). Without ``mesh``:
     plain tensor parallelism (1x1xN) when legal, else the legal mesh with the most analytic output
-    tokens per second."""
+    tokens per second. ``dp``, ``ep``: attention data and expert parallelism (``chips`` is every
+    DP rank's: each rank's TP group is chips / dp; one rank is simulated, :func:`simulate_serving`)."""
     model_spec = get_model(model) if isinstance(model, str) else model
     chip = get_hardware(hardware) if isinstance(hardware, str) else hardware
     if isinstance(chips, bool) or not isinstance(chips, (int, np.integer)) or chips < 1:
@@ -794,8 +826,14 @@ def simulate_one(
             "model", f"{model_spec.name} is an encoder: it generates nothing", "use a decoder model"
         )
     _check_run(requests, seed)
+    for name, value in (("dp", dp), ("ep", ep)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InvalidInputError(name, f"must be a positive whole number, got {value!r}", f"pass --{name} 1 or more")
+    if chips % dp:
+        raise InvalidInputError("chips", f"{chips} is not a multiple of dp {dp}", "pass --chips = tp x dp")
     if concurrency is not None and not isinstance(concurrency, bool) and isinstance(concurrency, (int, np.integer)):
-        _check_clients(int(requests), float(concurrency))
+        _check_clients(int(requests), float(concurrency) / dp)
+    chips //= dp  # the meshes below are one DP rank's TP group
     profile = resolve_calibration(calibration, chip, backend)
     # As tuner estimate and a study: without a profile (calibration none) the engine measured best.
     engine_name = serving_engine(backend, profile, chip)
@@ -803,7 +841,7 @@ def simulate_one(
     meshes = candidate_meshes(chip, chips, mesh)
     if mesh is None and (1, 1, chips) in meshes:
         meshes = [(1, 1, chips)]
-        if chip.kind == "gpu" and engine_problem_mask(None, model_spec.heads, model_spec.experts, chips, 1, 1):
+        if chip.kind == "gpu" and engine_problem_mask(None, model_spec.heads, model_spec.experts, chips, ep, dp):
             whose = f"tensor parallel over {chips} GPUs"
             raise heads_split_error(model_spec, chips, field="chips", whose=whose, replica="simulate")
         split_kv_heads = 0 if model_spec.is_mla else model_spec.kv_heads
@@ -816,7 +854,7 @@ def simulate_one(
             model=model_spec,
             hardware=chip,
             mesh=m,
-            batch=1,
+            batch=dp,  # (not read by the serving model; a static batch splits over the DP ranks)
             prompt_len=1,
             gen_len=1,
             prefill_ffn_layout=ffn_layout,
@@ -827,6 +865,8 @@ def simulate_one(
             act_dtype=dtype_name(formats["act_bits"]),
             kv_dtype=dtype_name(formats["kv_bits"]),
             flash_attention=flash_attention,
+            expert_parallel=ep,
+            data_parallel=dp,
         )
         for m in meshes
     ]
@@ -841,7 +881,8 @@ def simulate_one(
         prompt_len=prompt_len,
         gen_len=gen_len,
         # The analytic first burst's share: this run's requests per client.
-        requests_per_client=requests / concurrency if closed and concurrency else 0.0,
+        # (Under DP the run is one rank's: its requests over its share of the clients.)
+        requests_per_client=requests * dp / concurrency if closed and concurrency else 0.0,
         **engine,
     )
     analytic = serve(deployments, workloads, calibration=profile)
@@ -889,7 +930,7 @@ def simulate_one(
         analytic_report["estimate_ttft_s"] = ttft if math.isfinite(ttft) else None
         mine = analytic_report["ttft_s"]
         if math.isfinite(ttft) and abs(mine - ttft) > 0.01 * ttft:
-            per_client = requests / int(concurrency or 1)
+            per_client = requests * dp / int(concurrency or 1)
             notes.append(
                 f"analytic TTFT {mine * 1e3:.4g} ms counts the first burst (all {int(concurrency or 1)} clients at "
                 f"t = 0) in 1 of the {per_client:.3g} requests each client sends in this run; tuner estimate "
@@ -914,6 +955,8 @@ def simulate_one(
         "hardware": chip.name,
         "mesh": list(rows[best].mesh),
         "mesh_chosen": mesh is None,
+        "ep": ep,
+        "dp": dp,
         "engine": engine_name,
         "weight_dtype": rows[best].weight_dtype,
         "act_dtype": rows[best].act_dtype,

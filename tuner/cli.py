@@ -690,7 +690,13 @@ def _refuse_unused_layouts(phase: str, options: dict[str, dict[str, str | None]]
     help="Spread (lognormal) [default: 5% of --gen-len; 0: every output exactly --gen-len, and a "
     "closed loop keeps the first burst's groups].",
 )
-@click.option("--requests", type=int, default=1000, show_default=True, help="Requests to simulate.")
+@click.option(
+    "--requests", type=int, default=1000, show_default=True, help="Requests to simulate (under DP: one rank's)."
+)
+@click.option(
+    "--dp", type=int, default=1, show_default=True, help="Attention data-parallel ranks (--chips counts all)."
+)
+@click.option("--ep", type=int, default=1, show_default=True, help="Expert-parallel ranks (dividing TP x DP).")
 @ENGINE_KNOB_OPTIONS
 @click.option(
     "--prefix-hit-rate", type=float, default=0.0, show_default=True, help="Share of each prompt in the prefix cache."
@@ -728,6 +734,8 @@ def simulate_command(
     prompt_len_std: float,
     gen_len_std: float | None,
     requests: int,
+    dp: int,
+    ep: int,
     max_batch_size: int | None,
     max_num_tokens: int | None,
     chunked_prefill: bool | None,
@@ -764,6 +772,8 @@ def simulate_command(
             prompt_len_std=prompt_len_std,
             gen_len_std=gen_len_std,
             requests=requests,
+            dp=dp,
+            ep=ep,
             max_batch_size=max_batch_size,
             max_num_tokens=max_num_tokens,
             chunked_prefill=chunked_prefill,

@@ -44,9 +44,14 @@ def print_simulation(report: dict[str, Any]) -> None:
     """The ``tuner simulate`` table: mean, P50, P90, P99 simulated; the analytic mean beside."""
     sim, analytic, w = report["simulated"], report["analytic"], report["workload"]
     load = f"{w['concurrency']:g} clients" if w["concurrency"] is not None else f"{w['request_rate']:g} req/s"
+    dp, ep = report.get("dp", 1), report.get("ep", 1)
+    # Under DP the mesh is one rank's TP group; the run is one rank's requests (its share of the load).
+    degrees = (f" x DP {dp}" if dp > 1 else "") + (f" EP {ep}" if ep > 1 else "")
+    per_rank = " a rank" if dp > 1 else ""
     table = Table(
-        title=f"{report['model']} on {'x'.join(map(str, report['mesh']))} {report['hardware']} ({report['engine']}), "
-        f"{load}, prompt {w['prompt_len']:g}, gen {w['gen_len']:g}, {sim['requests']} requests; weights "
+        title=f"{report['model']} on {'x'.join(map(str, report['mesh']))}{degrees} {report['hardware']} "
+        f"({report['engine']}), "
+        f"{load}, prompt {w['prompt_len']:g}, gen {w['gen_len']:g}, {sim['requests']} requests{per_rank}; weights "
         f"{report['weight_dtype']}, KV {report['kv_dtype']}, {report['ffn_layout']}, flash attention "
         f"{'on' if report['flash_attention'] else 'off'}"
     )
@@ -74,8 +79,8 @@ def print_simulation(report: dict[str, Any]) -> None:
     console.print(table)
     console.print(
         f"simulated {sim['simulated_s']:.4g} s: {sim['iterations']} iterations ({sim['mixed_iterations']} with "
-        f"prefill), mean running {sim['mean_running']:.1f} (peak {sim['peak_running']}, analytic "
-        f"{analytic['running']:.1f}), KV blocks peak {sim['peak_kv_blocks']} of {sim['kv_capacity_blocks']}, "
+        f"prefill), mean running {sim['mean_running']:.1f}{per_rank} (peak {sim['peak_running']}, analytic "
+        f"{analytic['running'] / dp:.1f}), KV blocks peak {sim['peak_kv_blocks']} of {sim['kv_capacity_blocks']}, "
         f"{sim['preemptions']} preemptions"
     )
     if not analytic["stable"] and analytic.get("max_stable_request_rate") is None:  # else a note says it

@@ -419,3 +419,51 @@ def test_simulated_decodes_never_pass_the_token_budget(chunked: bool) -> None:
     analytic = serve(d, w, calibration=profile)
     assert sim.peak_running <= 16
     assert analytic.tokens_per_s[0] == pytest.approx(sim.steady_tokens_per_s(), rel=0.10)
+
+
+def test_a_dense_model_at_dp_2_simulates_as_one_replica_at_half_the_rate() -> None:
+    """Llama-3-8B, DP 2 of one H100 each at 8 req/s: one rank is simulated at 4 req/s with its
+    share of the knobs (max_batch_size is the deployment's: 2 x 256), the same arrivals (seed 0)
+    and iterations as one replica at 4 req/s, so the same latencies and twice its rates; per chip
+    the same."""
+
+    def llama(dp: int) -> Deployments:
+        return make_deployments(
+            LLAMA, H100, mesh=[1, 1, 1], batch=dp, prompt_len=1, gen_len=1, prefill_ffn_layout=0,
+            decode_ffn_layout=0, flash_attention=True, data_parallel=dp,
+        )  # fmt: skip
+
+    profile = resolve_calibration("auto", "h100-sxm", "vllm")
+    load = {"backend": "vllm", "prompt_len": 1024, "gen_len": 128}
+    two = simulate_serving(
+        llama(2), make_workloads(request_rate=8.0, max_batch_size=512, **load), requests=300, calibration=profile
+    ).summary()
+    one = simulate_serving(
+        llama(1), make_workloads(request_rate=4.0, max_batch_size=256, **load), requests=300, calibration=profile
+    ).summary()
+    for key in ("ttft_s", "tpot_s", "e2e_latency_s"):
+        assert two[key] == one[key], key
+    for key in ("tokens_per_s", "steady_tokens_per_s", "requests_per_s"):
+        assert two[key] == pytest.approx(2 * one[key], rel=1e-12), key
+    assert two["tokens_per_s_per_chip"] == pytest.approx(one["tokens_per_s_per_chip"], rel=1e-12)
+    assert two["mean_running"] == one["mean_running"]
+
+
+def test_dp_attention_with_expert_parallelism_simulates_near_the_steady_state() -> None:
+    """DeepSeek-V3 fp8 on 8 H200s under SGLang, TP1 DP8 EP8, 64 clients of 2048/256 (refused
+    before: tuner simulate had no --dp/--ep). One rank runs 8 clients request by request with the
+    steady state's iterations; its throughput x 8 lands within 5% of the analytic steady state,
+    and every client of the rank is running (8, not 64)."""
+    report = simulate_one(
+        "deepseek-v3", "h200", chips=8, dp=8, ep=8, weight_bits="fp8", act_bits="fp8", kv_bits="fp8",
+        backend="sglang", concurrency=64, prompt_len=2048, gen_len=256, requests=200,
+    )  # fmt: skip
+    sim, analytic = report["simulated"], report["analytic"]
+    assert report["mesh"] == [1, 1, 1] and report["dp"] == 8 and report["ep"] == 8
+    assert sim["peak_running"] == 8 and analytic["running"] == 64
+    assert sim["steady_tokens_per_s"] == pytest.approx(analytic["tokens_per_s"], rel=0.05)
+    assert sim["tpot_s"]["mean"] == pytest.approx(analytic["tpot_s"], rel=0.05)
+    with pytest.raises(InvalidInputError) as err:
+        simulate_one("deepseek-v3", "h200", chips=8, dp=8, ep=8, backend="sglang", weight_bits="fp8",
+                     concurrency=60, prompt_len=2048, gen_len=256, requests=200)  # fmt: skip
+    assert err.value.field == "concurrency"

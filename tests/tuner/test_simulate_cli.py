@@ -302,3 +302,33 @@ def test_prefix_hit_rate_help_says_a_share_of_each_prompt(capsys: pytest.Capture
     assert code == 0, err
     help_text = " ".join(out[out.index("--prefix-hit-rate") :].split()[:12]).lower()
     assert "share of each prompt" in help_text, help_text
+
+
+@pytest.mark.parametrize(
+    "args,field",
+    [
+        (("--chips", "8", "--dp", "3"), "chips"),  # 8 GPUs are no whole number of 3 ranks
+        (("--chips", "2", "--dp", "2", "--ep", "2"), "expert_parallel"),  # a dense model has no experts
+        (("--chips", "2", "--dp", "0"), "dp"),
+        (("--chips", "4", "--dp", "4", "--concurrency", "6"), "concurrency"),  # 6 clients over 4 ranks
+    ],
+)
+def test_bad_dp_or_ep_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], args, field) -> None:
+    base = ("simulate", "--model", "llama-3-8b", "--hardware", "h100-sxm", "--prompt-len", "1024", "--gen-len", "128")
+    load = () if "--concurrency" in args else ("--concurrency", "8")
+    code, out, err = run_cli(capsys, *base, *args, *load, "--requests", "50")
+    assert_one_error_line(code, out, err, (field,))
+
+
+def test_dp_ranks_simulate_one_rank_and_report_the_deployments_rates(capsys: pytest.CaptureFixture[str]) -> None:
+    """Llama-3-8B on 2 H100s as DP 2 (two replicas behind one front end), 8 clients: one rank
+    runs 4 clients; the report names the degrees and doubles the rank's rates."""
+    args = ("simulate", "--model", "llama-3-8b", "--hardware", "h100-sxm", "--chips", "2", "--dp", "2")
+    code, out, err = run_cli(capsys, *args, "--concurrency", "8", "--prompt-len", "1024", "--gen-len", "128",
+                             "--requests", "80", "--json")  # fmt: skip
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["dp"] == 2 and report["mesh"] == [1, 1, 1]
+    sim = report["simulated"]
+    assert sim["peak_running"] == 4
+    assert sim["tokens_per_s_per_chip"] == pytest.approx(sim["tokens_per_s"] / 2, rel=1e-12)
