@@ -5,7 +5,10 @@ vectorized call:
 
 - **aggregated**: k data-parallel replicas of one deployment (``1x1xTP`` tensor-parallel mesh,
   FFN layout ws_1d, flash attention), each taking R/k requests/s (an even split of a Poisson
-  stream is Poisson); chips = k x TP. Scored by :func:`cost_models.serving.serve`.
+  stream is Poisson); chips = k x TP. An MoE model's instance may also run attention data
+  parallelism with expert parallelism over all its chips (TP x DP, EP = TP x DP: vLLM's
+  --enable-expert-parallel, SGLang's --enable-dp-attention, TensorRT-LLM's attention DP at TP 1),
+  chips = k x TP x DP. Scored by :func:`cost_models.serving.serve`.
 - **disaggregated**: xP prefill instances of TP_p chips and yD decode instances of TP_d chips;
   chips = xP TP_p + yD TP_d. Scored by :mod:`cost_models.disaggregated`: each distinct pool
   (TP, format, instances) is evaluated once and the pools are paired.
@@ -51,7 +54,7 @@ from cost_models.serving import (
     resolve_overheads,
     serve,
 )
-from cost_models.topology import network_for
+from cost_models.topology import network_for, straddling_tp_groups
 
 MODES: tuple[str, ...] = ("aggregated", "disaggregated")
 #: Largest tensor-parallel degree tried (one instance); replicas and pools add chips beyond it.
@@ -117,9 +120,40 @@ def tp_degrees(
     return out
 
 
-def _deployments(model: ModelSpec, chip: HardwareSpec, tp: np.ndarray, fmt: np.ndarray) -> Deployments:
+def dp_attention_degrees(p: CapacityProblem) -> list[tuple[int, int]]:
+    """(TP, DP) of an MoE model's instances with attention data parallelism and EP = TP x DP over
+    all their chips (none for a dense model, whose DP ranks are the replicas already): DP a power
+    of two from 2, TP among :func:`tp_degrees`, TP x DP within the budget (and MAX_TP), a legal
+    chip count with no TP group cut by a node's edge, EP dividing the experts, and a combination
+    the engine runs (deployments.engine_problem_mask: TensorRT-LLM's attention DP only at TP 1)."""
+    model = p.model
+    if model.experts == 0:
+        return []
+    network = network_for(p.chip)
+    out = []
+    for tp in tp_degrees(p.chip, p.max_chips, model.heads, p.split_kv_heads, p.backend):
+        dp = 2
+        while tp * dp <= min(p.max_chips, MAX_TP):
+            chips = tp * dp
+            runs = not engine_problem_mask(p.backend, model.heads, model.experts, tp, chips, dp, p.split_kv_heads)
+            if model.experts % chips == 0 and runs and network.legal_meshes(chips):
+                if not straddling_tp_groups(p.chip, tp, chips):
+                    out.append((tp, dp))
+            dp *= 2
+    return out
+
+
+def _deployments(
+    model: ModelSpec, chip: HardwareSpec, tp: np.ndarray, fmt: np.ndarray, dp: np.ndarray | None = None
+) -> Deployments:
     act = np.where(np.isin(fmt, _w8a8(chip)), fmt, BF16)  # act_code, vectorized
-    return tensor_parallel(model, chip, tp, weight_dtype=fmt, act_dtype=act, kv_dtype=BF16)
+    if dp is None or np.all(dp == 1):
+        return tensor_parallel(model, chip, tp, weight_dtype=fmt, act_dtype=act, kv_dtype=BF16)
+    ep = np.where(dp > 1, tp * dp, 1.0)  # (EP over the instance's every chip where DP attention runs)
+    return tensor_parallel(
+        model, chip, tp, weight_dtype=fmt, act_dtype=act, kv_dtype=BF16, data_parallel=dp, expert_parallel=ep,
+        batch=dp,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -141,9 +175,18 @@ class CapacityProblem:
         """The KV heads tensor parallelism splits (0 for MLA: one latent, replicated)."""
         return 0 if self.model.is_mla else self.model.kv_heads
 
-    def workloads(self, rate: np.ndarray) -> ServingWorkloads:
+    def workloads(self, rate: np.ndarray, data_parallel: np.ndarray | None = None) -> ServingWorkloads:
+        """The load at ``rate`` per instance under the engine's defaults; with ``data_parallel``,
+        each DP rank gets the engine's default batch limit (max_batch_size is the instance's:
+        serving.rank_workloads divides it over the ranks)."""
+        slots = None if data_parallel is None else ENGINE_DEFAULTS[self.backend]["max_batch_size"] * data_parallel
         return make_workloads(
-            len(rate), backend=self.backend, request_rate=rate, prompt_len=self.prompt_len, gen_len=self.gen_len
+            len(rate),
+            backend=self.backend,
+            request_rate=rate,
+            prompt_len=self.prompt_len,
+            gen_len=self.gen_len,
+            max_batch_size=slots,
         )
 
 
@@ -218,28 +261,35 @@ class AggregatedCandidates:
     replicas: np.ndarray
     tp: np.ndarray
     format_names: np.ndarray
+    dp: np.ndarray | None = None  # each instance's attention DP ranks (EP = TP x DP); None: 1
 
     @property
     def chips(self) -> np.ndarray:
-        return self.replicas * self.tp
+        return self.replicas * self.tp * (1.0 if self.dp is None else self.dp)
 
 
 def aggregated_candidates(p: CapacityProblem) -> AggregatedCandidates:
+    # Tensor-parallel instances first (their order breaks ties), then an MoE model's DP-attention ones.
+    instances = [(tp, 1) for tp in tp_degrees(p.chip, p.max_chips, p.model.heads, p.split_kv_heads, p.backend)]
+    instances += dp_attention_degrees(p)
     rows = [
-        (tp, code, name, k)
-        for tp in tp_degrees(p.chip, p.max_chips, p.model.heads, p.split_kv_heads, p.backend)
+        (tp, code, name, k, dp)
+        for tp, dp in instances
         for name, code in weight_formats(p.chip, p.model)
-        for k in range(1, p.max_chips // tp + 1)
+        for k in range(1, p.max_chips // (tp * dp) + 1)
     ]
     tp = np.array([r[0] for r in rows], dtype=np.float64)
     fmt = np.array([r[1] for r in rows], dtype=np.int64)
     replicas = np.array([r[3] for r in rows], dtype=np.float64)
+    dp = np.array([r[4] for r in rows], dtype=np.float64)
+    with_dp = bool(np.any(dp > 1))
     return AggregatedCandidates(
-        deployments=_deployments(p.model, p.chip, tp, fmt),
-        workloads=p.workloads(p.request_rate / replicas),
+        deployments=_deployments(p.model, p.chip, tp, fmt, dp if with_dp else None),
+        workloads=p.workloads(p.request_rate / replicas, dp if with_dp else None),
         replicas=replicas,
         tp=tp,
         format_names=np.array([r[2] for r in rows]),
+        dp=dp if with_dp else None,
     )
 
 
@@ -288,6 +338,9 @@ def _aggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]], str
             "chips": int(chips[i]),
             "replicas": int(c.replicas[i]),
             "tp": int(c.tp[i]),
+            # An MoE instance's attention DP ranks and EP (1 and 1: one tensor-parallel group).
+            "dp": 1 if c.dp is None else int(c.dp[i]),
+            "ep": 1 if c.dp is None or c.dp[i] == 1 else int(c.tp[i] * c.dp[i]),
             "weight_format": str(c.format_names[i]),
             # W8A8: an 8-bit candidate's activations are 8-bit too (tuner estimate --act-bits).
             "act_format": dtype_name(act_code(int(c.deployments.weight_dtype[i]), p.chip)),

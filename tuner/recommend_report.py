@@ -161,7 +161,8 @@ def comparison_dict(reports: list[dict]) -> dict:
 
 def _layout(row: dict) -> str:
     if row["mode"] == "aggregated":
-        return f"{row['replicas']} x TP{row['tp']}"
+        dp = row.get("dp", 1)
+        return f"{row['replicas']} x TP{row['tp']}" + (f" DP{dp} EP{row['ep']}" if dp > 1 else "")
     return f"{row['prefill_instances']}P x TP{row['prefill_tp']} + {row['decode_instances']}D x TP{row['decode_tp']}"
 
 

@@ -244,3 +244,33 @@ def test_a_4_bit_checkpoint_is_planned_in_its_own_format():
     # A 16-bit model gains no format: its candidates are bf16 and fp8, W8A8.
     dense = problem("llama-3-70b", "h100-sxm", request_rate=1, prompt_len=128, gen_len=16, max_ttft_s=1, max_tpot_s=1)
     assert set(aggregated_candidates(dense).format_names.tolist()) == {"bf16", "fp8"}
+
+
+def test_an_moe_model_is_also_planned_with_dp_attention_and_expert_parallelism() -> None:
+    """DeepSeek-V3 on H200s under SGLang: instances of TP x DP chips with EP = TP x DP (SGLang's
+    --enable-dp-attention --dp-size --ep-size) are candidates beside the TP groups, each scored
+    as serve scores it at its share of the rate, each DP rank with SGLang's default 2048 slots;
+    under TensorRT-LLM only TP 1 runs attention DP for an MoE model; a dense model has none (its
+    DP ranks are the replicas)."""
+    from cost_models.capacity import dp_attention_degrees
+
+    load = {"request_rate": 4.0, "prompt_len": 2048, "gen_len": 256, "max_ttft_s": 2.0, "max_tpot_s": 0.08}
+    p = problem("deepseek-v3", "h200", backend="sglang", max_chips=16, **load)
+    assert dp_attention_degrees(p) == [(1, 2), (1, 4), (1, 8), (1, 16), (2, 2), (2, 4), (2, 8), (4, 2), (4, 4), (8, 2)]
+    trtllm = problem("deepseek-v3", "h200", backend="trtllm", max_chips=16, **load)
+    assert dp_attention_degrees(trtllm) == [(1, 2), (1, 4), (1, 8), (1, 16)]
+    assert dp_attention_degrees(problem("llama-3-8b", "h200", backend="sglang", max_chips=16, **load)) == []
+    c = aggregated_candidates(p)
+    assert c.dp is not None
+    row = int(np.flatnonzero((c.tp == 1) & (c.dp == 8) & (c.replicas == 1) & (c.format_names == "fp8"))[0])
+    d = c.deployments.take(np.array([row]))
+    assert int(d.data_parallel[0]) == 8 and int(d.expert_parallel[0]) == 8 and c.chips[row] == 8
+    assert c.workloads.max_batch_size[row] == 8 * 2048
+    alone = serve(d, c.workloads.take(np.array([row])), calibration=p.calibration)
+    rows = {
+        (r["tp"], r["dp"], r["replicas"], r["weight_format"]): r
+        for r in recommend(p, ("aggregated",))["aggregated"]["feasible"]
+    }
+    best = rows[(1, 8, 1, "fp8")]
+    assert best["ep"] == 8 and best["chips"] == 8
+    assert best["tpot_s"] == float(alone.tpot_s[0])
