@@ -33,7 +33,8 @@ REQUEST = (
 )
 OUTPUT_TOKENS_PER_S = 10 * 256  # a plan meeting the SLA serves the whole rate
 
-# The keys `tuner recommend --json` printed before prices (commit 4c192fb, the same request).
+# The keys `tuner recommend --json` printed before prices (commit 4c192fb, the same request; the
+# aggregated rows' dp and ep since MoE instances are planned at TP x DP, serving-moe 4eae34d).
 KEYS_BEFORE = [
     "model",
     "hardware",
@@ -50,7 +51,7 @@ KEYS_BEFORE = [
 ]
 MODE_KEYS_BEFORE = ["candidates", "feasible_count", "best", "why_none", "runners_up"]
 AGGREGATED_ROW_BEFORE = [
-    "mode", "chips", "replicas", "tp", "weight_format", "act_format", "ttft_s", "tpot_s", "e2e_latency_s",
+    "mode", "chips", "replicas", "tp", "dp", "ep", "weight_format", "act_format", "ttft_s", "tpot_s", "e2e_latency_s",
     "tokens_per_s_per_chip", "running_per_replica", "max_concurrency_per_replica", "near_capacity",
 ]  # fmt: skip
 DISAGGREGATED_ROW_BEFORE = [
