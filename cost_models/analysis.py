@@ -337,6 +337,7 @@ def analyze_one(
         dtypes["weight_bits"],
         dtypes["act_bits"],
         mxfp4_experts=model_spec.mxfp4_experts,
+        fp8_block_scales=model_spec.fp8_block_scales,
     )
     return {
         "model": model_spec.name,

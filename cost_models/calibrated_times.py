@@ -49,6 +49,7 @@ from cost_models.moe import DEFAULT_IMBALANCE, busiest_rank_woken_factor, expert
 from cost_models.moe_kernel_time import (
     MXFP4_MOE_FORMAT,
     borrowed_moe_class,
+    moe_kernel_class,
     moe_kernel_params,
     mxfp4_moe_params,
     routed_expert_time_s,
@@ -126,6 +127,7 @@ def calibrated_format_notes(
     weight_dtype: int,
     act_dtype: int,
     mxfp4_experts: bool = False,
+    fp8_block_scales: bool = False,
 ) -> list[str]:
     """What an estimate under ``profile`` says about the kernels its formats run (``experts``:
     the model's routed experts, 0 for a dense model): weight matmuls whose kernel computes at
@@ -134,7 +136,10 @@ def calibrated_format_notes(
     fused-MoE class (moe_kernel_time.MOE_BORROWED); under the pure roofline too, fp4 on a chip
     without fp4 units (:func:`fp4_without_units_note`). ``mxfp4_experts``: the model's checkpoint
     keeps its experts MXFP4 (gpt-oss; ModelSpec.mxfp4_experts), timed by the profile's
-    w4a16_mxfp4 class where it has one, else (said so) by the int4_wo lookup."""
+    w4a16_mxfp4 class where it has one, else (said so) by the int4_wo lookup. ``fp8_block_scales``:
+    the model's fp8 checkpoint stores 128 x 128 block scales (ModelSpec.fp8_block_scales): fp8
+    weights run the block-scaled kernels, else the per-tensor ones of a load-time quantization
+    (:func:`fp8_scales_notes`)."""
     notes = fp4_without_units_note(hardware, weight_dtype, act_dtype)
     if profile is None:
         return notes
@@ -154,6 +159,8 @@ def calibrated_format_notes(
             f"{weights} weights with {acts} activations: the weight matmuls run the {fmt} kernel, at the "
             f"{DTYPE_NAMES[kernel]} peak (compute time, MFU), not the {DTYPE_NAMES[operands]} peak of their operands"
         )
+    if fmt == "fp8" and hardware.has_format(FP8):
+        notes += fp8_scales_notes(profile, experts, fp8_block_scales)
     mxfp4 = bool(experts) and mxfp4_experts and weight_dtype == FP4
     if mxfp4 and mxfp4_moe_params(profile.moe, fmt) is not None:
         notes.append(
@@ -178,6 +185,42 @@ def calibrated_format_notes(
     return notes
 
 
+def fp8_scales_notes(profile: CalibrationProfile, experts: int, fp8_block_scales: bool) -> list[str]:
+    """Which of ``profile``'s fp8 kernels time fp8 weights, by the scales of the checkpoint tuner
+    export serves (:func:`kernel_formats`): a block-scaled one (the model's own or its publisher's
+    -FP8 repo) the fp8_block GEMM and fused-MoE class, else the per-tensor ones that vLLM/SGLang
+    --quantization fp8 runs on a 16-bit checkpoint; and where the profile lacks that fused-MoE
+    class, the one that stands in (moe_kernel_time.MOE_FORMATS). Said for MoE models, where the two
+    kernels differ most (h200 vLLM: the per-tensor fused MoE measures ~4x the block-scaled one),
+    and for a block-scaled dense model (the per-tensor GEMM was the default before)."""
+    wanted = "fp8_block" if fp8_block_scales else "fp8"
+    if not experts and not fp8_block_scales:
+        return []
+    if fp8_block_scales:
+        how = (
+            "the model's fp8 checkpoint stores 128 x 128 block scales (tuner export serves it): "
+            f"timed as {profile.name}'s block-scaled fp8 kernels (fp8_block GEMM"
+        )
+    else:
+        how = (
+            "tuner export serves the model's 16-bit checkpoint quantized at load "
+            "(--quantization fp8, per-tensor weight scales), and the estimate times that, "
+            f"{profile.name}'s per-tensor fp8 kernels (fp8 GEMM"
+        )
+    if not experts:
+        return [f"fp8 weights: {how})"]
+    found = moe_kernel_class(profile.moe, wanted)
+    if found is None:
+        return [f"fp8 weights: {how}; no fp8 fused-MoE class fitted: the experts run as grouped fp8 GEMMs)"]
+    if found[0] == wanted:
+        return [f"fp8 weights: {how}, {wanted} fused-MoE class)"]
+    return [
+        f"fp8 weights: {how}); {profile.name} has no {wanted} fused-MoE class (the kernel database measured no "
+        f"{wanted} MoE rows for {profile.chip} {profile.backend}): the experts are timed with its {found[0]} class, "
+        "another kernel than the deployment runs"
+    ]
+
+
 def expert_moe_format(
     profile: CalibrationProfile | None, model_spec: ModelSpec, weight_dtype: int, act_dtype: int
 ) -> str | None:
@@ -191,12 +234,14 @@ def expert_moe_format(
     mxfp4 = model_spec.mxfp4_experts and weight_dtype == FP4
     if mxfp4 and profile is not None and mxfp4_moe_params(profile.moe, fmt) is not None:
         return MXFP4_MOE_FORMAT
+    if fmt == "fp8" and model_spec.fp8_block_scales:
+        return "fp8_block"  # (kernel_formats)
     return fmt
 
 
 #: The kernel format of every (weight dtype, activation dtype) pair, as an index into
 #: ``_FORMAT_NAMES``: one table look-up per configuration instead of a Python call.
-_FORMAT_NAMES: tuple[str, ...] = ("bfloat16", "fp8", "sq", "int8_wo", "int4_wo", "nvfp4")
+_FORMAT_NAMES: tuple[str, ...] = ("bfloat16", "fp8", "sq", "int8_wo", "int4_wo", "nvfp4", "fp8_block")
 _CODES = range(len(DTYPE_NAMES))
 _FORMAT_TABLE = np.array([[_FORMAT_NAMES.index(gemm_format(w, a)) for a in _CODES] for w in _CODES])
 
@@ -204,7 +249,22 @@ _FORMAT_TABLE = np.array([[_FORMAT_NAMES.index(gemm_format(w, a)) for a in _CODE
 #: The dtype whose peak each kernel format computes at (efficiency.peak_for_format, as a code of
 #: the chip's peak table, which gives a format the chip lacks the next wider one's peak):
 #: weight-only kernels dequantize to bf16; SmoothQuant runs int8 tensor cores.
-_KERNEL_PEAK_DTYPE = {"bfloat16": BF16, "fp8": FP8, "sq": INT8, "int8_wo": BF16, "int4_wo": BF16, "nvfp4": FP4}
+_KERNEL_PEAK_DTYPE = {
+    "bfloat16": BF16,
+    "fp8": FP8,
+    "sq": INT8,
+    "int8_wo": BF16,
+    "int4_wo": BF16,
+    "nvfp4": FP4,
+    "fp8_block": FP8,
+}
+#: The kernel codes of fp8 weights: per-tensor/per-channel scales (a 16-bit checkpoint quantized at
+#: load by vLLM/SGLang --quantization fp8, a ModelOpt or fbgemm checkpoint) and 128 x 128 block
+#: scales (ModelSpec.fp8_block_scales: DeepSeek-V3, Qwen3-*-FP8), which the engines run with other
+#: kernels: vLLM's CUTLASS scaled_mm / FlashInfer CUTLASS fused MoE against its blockwise GEMM /
+#: Triton fused MoE with block scales (data/kernels: kernel_source of the fp8 and fp8_block rows).
+_FP8_FORMAT = _FORMAT_NAMES.index("fp8")
+_FP8_BLOCK_FORMAT = _FORMAT_NAMES.index("fp8_block")
 #: That dtype for every (weight dtype, activation dtype) pair: COMBINE's shape, the kernel's choice.
 _KERNEL_COMPUTE = np.array([[_KERNEL_PEAK_DTYPE[gemm_format(w, a)] for a in _CODES] for w in _CODES])
 #: The slots timed as GEMMs in the weights' kernel format (the router is an elementwise kernel).
@@ -264,9 +324,28 @@ GemmShapes = tuple[np.ndarray, np.ndarray, np.ndarray]
 _ShapeSource: TypeAlias = "GemmShapes | _PlanGemmShapes"
 
 
+def kernel_formats(formats: np.ndarray, c: InferenceConfigs) -> np.ndarray:
+    """``formats`` (codes into ``_FORMAT_NAMES``) with fp8 weights of a block-scaled checkpoint
+    (``c.fp8_block_scales``) as the block-scaled kernel, ``fp8_block``: the checkpoint tuner export
+    serves for them (the model's own, or its publisher's -FP8 repo), whose 128 x 128 scales the
+    engines run with the blockwise GEMM and the block-scaled fused MoE. Other fp8 weights (quantized
+    at load with per-tensor scales by vLLM/SGLang --quantization fp8) keep the per-tensor ``fp8``.
+    The dense block-scaled GEMM runs under a per-call floor on H100/H200 vLLM (its DeepGEMM path:
+    56-95 us per call in the kernel database, against 5-8 us for the per-tensor CUTLASS scaled_mm
+    at m=64; vLLM's own benchmarks/kernels/deepgemm/README.md times DeepGEMM at 68-70 us on an H100
+    at m=8-128, its CUTLASS blockwise kernel at 28-37 us), which the fp8_block fit carries."""
+    block = np.asarray(c.fp8_block_scales)
+    if not block.any():
+        return formats
+    return np.where((formats == _FP8_FORMAT) & block, _FP8_BLOCK_FORMAT, formats)
+
+
 def _gemm_params(profile: CalibrationProfile, fmt: str) -> GemmParams:
-    """A format the profile did not measure runs with its bf16 fit at its own peak and bytes; a
-    profile that measured no GEMM at all (a partial one, from a few kernels) leaves the roofline."""
+    """A format the profile did not measure runs with its bf16 fit at its own peak and bytes (the
+    block-scaled fp8 GEMM with the per-tensor one's, the same fp8 tensor cores); a profile that
+    measured no GEMM at all (a partial one, from a few kernels) leaves the roofline."""
+    if fmt == "fp8_block" and fmt not in profile.gemm:
+        fmt = "fp8"
     return profile.gemm.get(fmt) or profile.gemm.get("bfloat16") or GemmParams()
 
 
@@ -308,6 +387,7 @@ def calibrated_operator_times(
         # engines ship there (fp4 weights upcast to fp8), i.e. the chip's fp8 GEMM, as the
         # roofline's peak_table does. Its fitted bytes are fp8's: up to 2x the fp4 weight traffic.
         formats = np.where(formats == _FORMAT_NAMES.index("nvfp4"), _FORMAT_NAMES.index("fp8"), formats)
+    formats = kernel_formats(formats, c)
     # A slot no configuration has (a serving iteration's dense view leaves out attention and the
     # lm_head; a dense model's router) is zero, its kernel not timed: the zero the absent slots
     # get below, without the kernel model's pass.
@@ -1162,6 +1242,11 @@ def _expert_gemm_times_s(
         seconds = np.zeros(len(c))
         for code, r in groups:
             fmt = _FORMAT_NAMES[code]
+            # The routed experts of block-scaled fp8 run the fp8_block fused-MoE class on the
+            # per-tensor fp8 dense fit, as it was fitted (tuner/moe_kernels.fitted_times_s: the
+            # dense format of fp8 weights); the shared experts, a dense GEMM, the checkpoint's kernel.
+            routed_fmt = "fp8" if fmt == "fp8_block" else fmt
+            routed_params = _gemm_params(profile, routed_fmt)
             params = _gemm_params(profile, fmt)
             g = columns[code]
             expert_f, model_dim, shared_f = (_rows(x, r) for x in (expert_f_all, model_dim_all, shared_f_all))
@@ -1180,12 +1265,14 @@ def _expert_gemm_times_s(
             if fused is not None:
                 routed = routed_expert_time_s(
                     down, g["tokens"], g["woken"], g["m_expert"], g["experts_per_token"], expert_f, model_dim,
-                    fmt, hardware, params, fused,
+                    routed_fmt, hardware, routed_params, fused,
                 )  # fmt: skip
             elif down:  # y[m, d] = h[m, f] @ W[f, d]: the experts' outputs stack along n
-                routed = gemm_time_s(g["m_expert"], g["woken"] * model_dim, expert_f, fmt, hardware, _stacked(params))
+                stacked = _stacked(routed_params)
+                routed = gemm_time_s(g["m_expert"], g["woken"] * model_dim, expert_f, routed_fmt, hardware, stacked)
             else:
-                routed = gemm_time_s(g["m_expert"], g["woken"] * expert_f, model_dim, fmt, hardware, _stacked(params))
+                stacked = _stacked(routed_params)
+                routed = gemm_time_s(g["m_expert"], g["woken"] * expert_f, model_dim, routed_fmt, hardware, stacked)
             mxfp4 = mxfp4_moe_params(profile.moe, fmt)
             if mxfp4 is not None and np.any(g["mxfp4"]):
                 # gpt-oss's MXFP4 experts: the class fitted on the kernel database's w4a16_mxfp4

@@ -2029,7 +2029,13 @@ def estimate_one(
     notes = context_notes(model_spec, prompt_len + gen_len)
     notes += memory_context_notes(model_spec, report["memory"]["max_context_tokens"])
     notes += calibrated_format_notes(
-        profile, chip, model_spec.experts, weight_code, act_code, mxfp4_experts=model_spec.mxfp4_experts
+        profile,
+        chip,
+        model_spec.experts,
+        weight_code,
+        act_code,
+        mxfp4_experts=model_spec.mxfp4_experts,
+        fp8_block_scales=model_spec.fp8_block_scales,
     )
     notes += mixed_checkpoint_notes(model_spec, weight_code)
     notes += vision_notes(model_spec)

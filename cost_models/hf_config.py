@@ -1064,6 +1064,16 @@ def model_from_hf_config(path: Path) -> ModelSpec:
     # (A dense model's mxfp4 checkpoint has no experts to single out: all of it in fp4, as before.)
     mxfp4 = isinstance(quant, dict) and str(quant.get("quant_method", "")).lower() == "mxfp4"
     fields["mxfp4_experts"] = mxfp4 and bool(fields.get("experts"))
+    # An fp8 checkpoint with block scales (quant_method fp8 and weight_block_size [128, 128]:
+    # DeepSeek-V3, Kimi K2, Qwen3-*-FP8) runs the engines' block-scaled fp8 kernels
+    # (ModelSpec.fp8_block_scales); per-tensor/per-channel fp8 (fbgemm_fp8, ModelOpt,
+    # compressed-tensors) the per-tensor ones.
+    fields["fp8_block_scales"] = (
+        fields["checkpoint_format"] == "fp8"
+        and isinstance(quant, dict)
+        and str(quant.get("quant_method", "")).lower() == "fp8"
+        and bool(quant.get("weight_block_size"))
+    )
     if fields["checkpoint_format"] is not None and isinstance(quant, dict):
         counts = _checkpoint_16bit_modules(quant, fields)
         if not fields["mxfp4_experts"]:  # (gpt-oss's 16-bit attention: mxfp4_experts charges it)

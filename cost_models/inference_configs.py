@@ -43,6 +43,9 @@ class InferenceConfigs:
     # bool: the checkpoint holds only the routed experts in MXFP4, the rest 16-bit (gpt-oss): an
     # fp4 deployment of it reads its attention and router in bf16 (operators._mxfp4_checkpoint)
     mxfp4_experts: np.ndarray
+    # bool: the model's fp8 checkpoint stores 128 x 128 block scales (ModelSpec.fp8_block_scales): its
+    # fp8 experts run the block-scaled fused-MoE kernel, others the per-tensor one
+    fp8_block_scales: np.ndarray
     # A checkpoint that keeps some block modules 16-bit or stores group scales (ModelSpec's
     # checkpoint_16bit_* and checkpoint_scale_bytes_per_weight), read where the weights are served
     # in its format (``checkpoint_dtype``, a dtype code; -1: a 16-bit checkpoint): the shares of
@@ -194,6 +197,7 @@ def make_configs(
         "decoder": np.array([m.kind == "decoder" for m in unique])[index],
         "tie_embeddings": np.array([m.tie_embeddings for m in unique])[index],
         "mxfp4_experts": np.array([m.mxfp4_experts for m in unique])[index],
+        "fp8_block_scales": np.array([m.fp8_block_scales for m in unique])[index],
     }
     if kv_heads is not None:
         latent = np.array([m.is_mla for m in unique])[index]

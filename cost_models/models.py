@@ -100,6 +100,16 @@ class ModelSpec(BaseModel):
             "4.25 bits) and every other weight 16-bit (gpt-oss's quant_method mxfp4); checkpoint_format fp4."
         ),
     )
+    fp8_block_scales: bool = Field(
+        default=False,
+        description=(
+            "The model's fp8 checkpoint (its own, checkpoint_format fp8, or the publisher's -FP8 repo that "
+            "tuner export serves for fp8 weights) stores 128 x 128 block scales (quantization_config "
+            "weight_block_size [128, 128]: DeepSeek-V3, Kimi K2, Qwen3-*-FP8): an fp8 deployment's experts run "
+            "the block-scaled fused-MoE kernel. False: fp8 weights are quantized at load (vLLM/SGLang "
+            "--quantization fp8) or stored with per-tensor/per-channel scales, which run the per-tensor fp8 kernels."
+        ),
+    )
     vision_params: int = Field(
         default=0,
         ge=0,

@@ -80,10 +80,18 @@ class MoeKernelParams(_Params):
 
 
 #: A format of the cost model -> the MoE formats of the kernel database that time it, first found
-#: wins: fp8 weights run the block-scaled kernel where one was fitted (MoE checkpoints in fp8 ship
-#: 128 x 128 block scales: DeepSeek-V3, Qwen3-FP8), else the per-tensor one. The two differ most on
-#: H100/H200 vLLM, where per-tensor fp8 (FlashInfer CUTLASS) measures 4-5x the block-scaled Triton.
-MOE_FORMATS = {"fp8": ("fp8_block", "fp8")}
+#: wins. fp8 weights run the kernel of their scales (calibrated_times.kernel_formats): a checkpoint
+#: with 128 x 128 block scales (ModelSpec.fp8_block_scales: DeepSeek-V3, Kimi K2, Qwen3-*-FP8) the
+#: block-scaled one ("fp8_block"), weights quantized at load by vLLM/SGLang --quantization fp8
+#: (per-tensor scales; tuner export writes that for a model without such a checkpoint) the
+#: per-tensor one ("fp8"); each borrows the other where only it was fitted (SGLang measured
+#: fp8_block only), and the estimate says so. The two differ most on H100/H200 vLLM, where the
+#: per-tensor kernel (FlashInfer CUTLASS: vLLM's fused_moe/oracle/fp8.py select_fp8_moe_backend
+#: tries it before Triton) measures 1.6-5.5x the block-scaled Triton one on the same tokens, and the
+#: fp8_block class predicts all measured per-tensor rows at a median 0.30 (h100) and 0.23 (h200) of
+#: their time, Mixtral's expert shape at 0.42 and 0.36 (tests/tuner/test_moe_kernels.py). Until
+#: 2026-12 every fp8 expert ran fp8_block.
+MOE_FORMATS = {"fp8": ("fp8", "fp8_block"), "fp8_block": ("fp8_block", "fp8")}
 
 
 #: A weight format without a fused-MoE fit of its own -> the fitted class that times its experts:

@@ -910,6 +910,7 @@ def simulate_one(
         formats["weight_bits"],
         formats["act_bits"],
         mxfp4_experts=model_spec.mxfp4_experts,
+        fp8_block_scales=model_spec.fp8_block_scales,
     )
     notes += mixed_checkpoint_notes(model_spec, formats["weight_bits"]) + vision_notes(model_spec)
     # The lines tuner estimate prints for this load (borrowed host costs, clients queueing, an open

@@ -92,6 +92,29 @@ HF_REPOS: dict[str, str] = {
     "llama-4-maverick-17b-128e": "meta-llama/Llama-4-Maverick-17B-128E",
 }
 
+#: The publisher's fp8 checkpoint of a catalog model whose own repo (HF_REPOS) is 16-bit: what the
+#: engines serve for a trial with fp8 weights, in place of --quantization fp8 on the 16-bit repo.
+#: Listed only where it stores 128 x 128 block scales (ModelSpec.fp8_block_scales), the kernels the
+#: estimate times it with (calibrated_times.kernel_formats): Qwen3's "-FP8" checkpoints use
+#: "fine-grained fp8 quantization with block size of 128" (each model card, Note on FP8; e.g.
+#: huggingface.co/Qwen/Qwen3-235B-A22B-FP8, served with "vllm serve Qwen/Qwen3-235B-A22B-FP8"
+#: and "python -m sglang.launch_server --model-path Qwen/Qwen3-235B-A22B-FP8"). --quantization fp8
+#: instead quantizes at load with per-tensor scales (vLLM's Fp8Config without a serialized
+#: checkpoint), which runs other kernels: on H100/H200 vLLM the per-tensor fused MoE (FlashInfer
+#: CUTLASS, first in vllm/model_executor/layers/fused_moe/oracle/fp8.py select_fp8_moe_backend for
+#: per-tensor scales) measures 2-5x the block-scaled Triton one (data/kernels/moe_perf.csv.gz).
+#: Not listed: meta-llama/Llama-3.1-405B-Instruct-FP8 (fbgemm_fp8, per-channel weight scales, and
+#: an instruct model whose attention stays 16-bit, not the catalog's base llama-3.1-405b) and the
+#: RedHatAI/neuralmagic "-FP8-dynamic" repos (per-channel weights, per-token activations: the
+#: per-tensor class's kernels, which --quantization fp8 already runs). DeepSeek-V3 and Kimi K2 store
+#: fp8 block scales in their own repo (checkpoint_format fp8).
+#: Qwen/Qwen3-8B-FP8 and Qwen/Qwen3-32B-FP8 (block-scaled too) are left out: a dense model's fp8
+#: GEMMs run faster per-tensor on H100/H200 vLLM (5-8 us at m=64 against 80-90 us for the
+#: block-scaled DeepGEMM path, data/kernels/gemm_perf.csv.gz), so --quantization fp8 is kept there.
+FP8_REPOS: dict[str, str] = {
+    "qwen3-235b-a22b": "Qwen/Qwen3-235B-A22B-FP8",
+}
+
 # ---------------------------------------------------------------------------------------------
 # Finding and checking the trial
 
@@ -635,6 +658,9 @@ def _model_section(d: Deployment) -> dict:
         "experts": m.experts,
         "name": m.name,
         "hf_repo": HF_REPOS.get(m.name) if model_catalog().get(m.name) == m else None,
+        # The publisher's block-scaled fp8 checkpoint, served for fp8 weights (FP8_REPOS).
+        "fp8_hf_repo": FP8_REPOS.get(m.name) if model_catalog().get(m.name) == m else None,
+        "fp8_block_scales": m.fp8_block_scales,
         "layers": m.layers,
         "d_model": m.d_model,
         "heads": m.heads,
@@ -988,6 +1014,15 @@ def _context_limit(spec: dict, notes: list[str]) -> int:
     return tokens
 
 
+def served_repo(spec: dict) -> str | None:
+    """The Hugging Face repo an engine serves for the trial: the publisher's block-scaled fp8
+    checkpoint (FP8_REPOS) for fp8 weights of a 16-bit model that has one, else the model's own."""
+    model = spec["model"]
+    if spec["quantization"]["weights"] == "fp8" and model.get("checkpoint_format") is None and model.get("fp8_hf_repo"):
+        return model["fp8_hf_repo"]
+    return model["hf_repo"]
+
+
 def vllm_args(spec: dict) -> dict:
     """vLLM engine arguments (and the ``vllm serve`` line) approximating the spec; notes say how.
 
@@ -1021,7 +1056,7 @@ def vllm_args(spec: dict) -> dict:
     notes += _vllm_layout_notes(spec, tp, pp, "vLLM")
     notes += _micro_batch_notes(par, "vLLM")
     notes += _load_notes(spec)
-    if model["hf_repo"] is None:
+    if served_repo(spec) is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model")
     knobs = engine_knobs(spec.get("serving"), "vllm", spec["batch"])
     max_model_len = _context_limit(spec, notes)
@@ -1065,7 +1100,7 @@ def vllm_args(spec: dict) -> dict:
         notes.append(f"vLLM needs block_size a multiple of 16, not {block}: rounded up to {block + 16 - block % 16}")
         block += 16 - block % 16
     args = {
-        "model": model["hf_repo"],
+        "model": served_repo(spec),
         "tensor_parallel_size": tp,
         "pipeline_parallel_size": pp,
         # DP ranks share the experts (MoE, docs.vllm.ai serving/data_parallel_deployment); of a
@@ -1161,12 +1196,12 @@ def sglang_args(spec: dict) -> dict:
     notes += _vllm_layout_notes(spec, tp, pp, "SGLang")
     notes += _micro_batch_notes(par, "SGLang")
     notes += _load_notes(spec)
-    if model["hf_repo"] is None:
+    if served_repo(spec) is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model_path")
     knobs = engine_knobs(spec.get("serving"), "sglang", spec["batch"])
     context = _context_limit(spec, notes)
     args = {
-        "model_path": model["hf_repo"],
+        "model_path": served_repo(spec),
         # With DP attention (an MoE model's DP ranks sharing the experts) SGLang's --tp-size counts
         # every GPU of the stage (attention runs tp_size / dp_size ways); a dense model's DP ranks
         # are replicas of --tp-size GPUs each (docs.sglang.io, DP, DPA and the router).
@@ -1250,7 +1285,7 @@ def trtllm_args(spec: dict) -> dict:
         notes.append(f"dp {dp} of a dense model: launch {dp} replicas of these arguments behind a router")
     _, kv_cache_dtype = engine_formats(spec["quantization"], model, "trtllm", notes, spec["hardware"]["name"])
     notes += _vllm_layout_notes(spec, tp, pp, "TensorRT-LLM")
-    if model["hf_repo"] is None:
+    if served_repo(spec) is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model")
     knobs = engine_knobs(spec.get("serving"), "trtllm", spec["batch"])
     context = _context_limit(spec, notes)
@@ -1314,7 +1349,7 @@ def trtllm_args(spec: dict) -> dict:
         if pool == "prefill":
             extra["disable_overlap_scheduler"] = True
     args = {
-        "model": model["hf_repo"],
+        "model": served_repo(spec),
         "backend": "pytorch",
         "tp_size": world,
         "pp_size": pp,
@@ -1619,6 +1654,16 @@ def engine_formats(
             notes.append(f"{model['name']}'s checkpoint stores {checkpoint} weights: serve a 16-bit one for bf16")
         return None, kv_dtype
     flavour = fp4_flavour(model) if weights == "fp4" else None
+    if weights == "fp8" and checkpoint is None and model.get("fp8_hf_repo"):
+        # The publisher's block-scaled fp8 checkpoint (FP8_REPOS), whose method every engine reads
+        # from its quantization_config (quant_method fp8, weight_block_size [128, 128]): no
+        # --quantization, as for a checkpoint of the trial's format below.
+        notes.append(
+            f"fp8 weights: {name} serves {model['fp8_hf_repo']}, {model['name']}'s published fp8 checkpoint with "
+            "128 x 128 block scales (read from its quantization_config), the block-scaled fp8 kernels the estimate "
+            "timed"
+        )
+        return None, kv_dtype
     # What the repo exported holds (the model's own checkpoint), where the trial needs another.
     stored = f"stores {checkpoint} weights" if checkpoint is not None else "is the 16-bit one"
     if engine != "trtllm" and checkpoint is not None and weights == _format_code_name(checkpoint):
@@ -1648,8 +1693,17 @@ def engine_formats(
             )
         return None, kv_dtype
     if weights == "fp8":
+        if model.get("fp8_block_scales"):
+            # A model file that says its fp8 checkpoint is block-scaled, with no repo known here.
+            scored = (
+                f": the estimate timed block-scaled fp8 kernels ({model['name']}'s fp8_block_scales), so this launches "
+                "another kernel than scored; set the model to the block-scaled fp8 checkpoint"
+            )
+        else:
+            scored = ": the per-tensor fp8 kernels, which the estimate timed"
         notes.append(
-            "quantization fp8 quantizes a 16-bit checkpoint at load (an fp8 checkpoint is read as is)"
+            "quantization fp8 quantizes a 16-bit checkpoint at load with per-tensor scales"
+            + scored
             + _fp8_activation_note(name, hardware, quant["activations"])
         )
         return "fp8", kv_dtype

@@ -127,7 +127,7 @@ def moe_source(path: Path = MOE_FILE) -> str:
     return " | ".join(line.lstrip("# ").strip() for line in header)[:300]
 
 
-def _spec(d: int, f: int, experts: int, k: int, gated: bool) -> ModelSpec:
+def _spec(d: int, f: int, experts: int, k: int, gated: bool, fp8_block_scales: bool = False) -> ModelSpec:
     return ModelSpec(
         name=f"moe-{d}-{f}-{experts}-{k}",
         source="data/kernels/moe_perf.csv.gz",
@@ -142,6 +142,9 @@ def _spec(d: int, f: int, experts: int, k: int, gated: bool) -> ModelSpec:
         experts=experts,
         experts_per_token=k,
         expert_d_ff=f,
+        # fp8_block rows: weights with 128 x 128 block scales, timed by the fp8_block class
+        # (calibrated_times.kernel_formats); fp8 rows per-tensor, by the fp8 class.
+        fp8_block_scales=fp8_block_scales,
     )
 
 
@@ -163,6 +166,7 @@ def moe_layer_times(
             int(row["num_experts"]),
             int(row["topk"]),
             "nongated" not in row["kernel_source"],
+            row["moe_dtype"] == "fp8_block",
         )
         if key not in specs:
             specs[key] = len(models)

@@ -33,6 +33,7 @@ DENSE = dict(
     sliding_window_layers=0,
     checkpoint_format=None,
     mxfp4_experts=False,
+    fp8_block_scales=False,
     vision_params=0,
     checkpoint_16bit_attention_layers=0,
     checkpoint_16bit_mlp_layers=0,
@@ -158,6 +159,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         tie_embeddings=False,
         max_context=40960,
         checkpoint_format="fp8",
+        fp8_block_scales=True,  # quant_method fp8, weight_block_size [128, 128]
     ),
     "qwen2_moe": dict(
         DENSE,
@@ -213,6 +215,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         qk_rope_head_dim=64,
         v_head_dim=128,
         checkpoint_format="fp8",
+        fp8_block_scales=True,  # quant_method fp8, weight_block_size [128, 128]
     ),
     # Kimi K2 ships model_type kimi_k2 (architecture DeepseekV3ForCausalLM): DeepSeek-V3's MLA with
     # 64 heads and 384 experts, 1 dense block.
@@ -237,6 +240,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         qk_rope_head_dim=64,
         v_head_dim=128,
         checkpoint_format="fp8",
+        fp8_block_scales=True,  # quant_method fp8, weight_block_size [128, 128]
     ),
     "deepseek_v2": dict(
         DENSE,
@@ -485,6 +489,12 @@ def test_catalog_entry_is_its_published_config(fixture: str) -> None:
     # vision encoder's parameters to the memory (test_vision_encoder_parameters_from_vision_config).
     assert catalog.pop("vision_params") == 0
     assert read_back.pop("vision_params") == {"gemma3": 422_659_584, "llama4": 871_303_040}.get(fixture, 0)
+    # The catalog's Qwen3-235B-A22B carries the block scales of Qwen's published -FP8 checkpoint,
+    # which tuner export serves for fp8 weights ("fine-grained fp8 quantization with block size of
+    # 128", its model card; the qwen3_fp8 fixture, Qwen/Qwen3-8B-FP8's config.json, reads so); its
+    # 16-bit config.json has no quantization_config.
+    assert catalog.pop("fp8_block_scales") == (fixture == "qwen3_moe" or read_back["fp8_block_scales"])
+    read_back.pop("fp8_block_scales")
     assert read_back == catalog
 
 

@@ -98,10 +98,15 @@ def test_compute_and_memory_scales_move_their_own_regime() -> None:
     assert 0.5 <= quick / plain < 0.55
 
 
-def test_fp8_weights_take_the_block_scaled_kernel_first() -> None:
+def test_fp8_weights_take_the_class_of_their_scales() -> None:
+    # Per-tensor fp8 (weights quantized at load by --quantization fp8) the fp8 class, block-scaled
+    # fp8 (a checkpoint with 128 x 128 scales: calibrated_times.kernel_formats) the fp8_block one;
+    # each stands in for the other where only it was fitted (SGLang measured fp8_block only).
     block, tensor = MoeKernelParams(fixed_s=1e-5), MoeKernelParams(fixed_s=2e-5)
-    assert moe_kernel_params({"fp8": tensor, "fp8_block": block}, "fp8") is block
-    assert moe_kernel_params({"fp8": tensor}, "fp8") is tensor
+    assert moe_kernel_params({"fp8": tensor, "fp8_block": block}, "fp8") is tensor
+    assert moe_kernel_params({"fp8": tensor, "fp8_block": block}, "fp8_block") is block
+    assert moe_kernel_params({"fp8_block": block}, "fp8") is block
+    assert moe_kernel_params({"fp8": tensor}, "fp8_block") is tensor
     assert moe_kernel_params({"fp8": tensor}, "bfloat16") is None
 
 
