@@ -311,7 +311,7 @@ def test_open_loop_mixed_iterations_carry_every_prompt_as_simulated(rate: float)
     assert analytic["mixed_share"] == pytest.approx(sim["mixed_iterations"] / sim["iterations"], rel=0.10)
 
 
-@pytest.mark.parametrize(("model", "chips", "rate"), [("mixtral-8x7b", 2, 15.0), ("qwen3-235b-a22b", 4, 8.0)])
+@pytest.mark.parametrize(("model", "chips", "rate"), [("mixtral-8x7b", 2, 8.0), ("qwen3-235b-a22b", 4, 8.0)])
 def test_open_loop_of_an_moe_model_carries_every_prompt_as_simulated(model: str, chips: int, rate: float) -> None:
     """Chunked prefill (vLLM), an MoE model: its iteration time steps with the prefill tokens (the
     grouped GEMMs), so the chord step's linear model misses the operating point, and a single
@@ -321,7 +321,10 @@ def test_open_loop_of_an_moe_model_carries_every_prompt_as_simulated(model: str,
     TPOT within 20 ms: 15.4 ms, simulated 22.6 ms). The prompt work is an identity (mixed share x
     tokens per mixed iteration = rate x prompt x mean iteration); TPOT 10% and mixed share 15% as
     the tests above (observed, 1500 requests, seed 3: TPOT 0.95x and 0.99x the simulation's,
-    mixed share 1.00x and 1.04x)."""
+    mixed share 1.00x and 1.04x). Mixtral runs at 8/s since its fp8 experts take the per-tensor
+    fused-MoE kernel its --quantization fp8 export runs (2-5x the block-scaled one on H200 vLLM:
+    calibrated_times.kernel_formats), which 15/s overloads (TPOT 57.1 ms, simulated 59.9, mixed
+    share 36%, simulated 35%)."""
     out = simulate_one(
         model, "h200", chips=chips, request_rate=rate, prompt_len=1024, gen_len=256, weight_bits="fp8",
         act_bits="fp8", backend="vllm", requests=1500, seed=3,

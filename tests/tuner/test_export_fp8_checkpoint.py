@@ -124,3 +124,19 @@ def test_the_estimate_notes_say_which_fp8_kernels_timed_the_weights() -> None:
     # A dense model without block scales keeps the one W8A8 line it had.
     dense = get_model("llama-3-8b")
     assert not any("block scales" in n for n in calibrated_format_notes(vllm, h200, dense.experts, FP8, BF16))
+
+
+def test_tuner_estimate_says_which_fp8_kernels_it_charged() -> None:
+    # The wiring: estimate_one passes the model's fp8_block_scales to the notes and to the times.
+    from cost_models.deployment import estimate_one
+
+    shape = dict(hardware="h200", batch=64, prompt_len=1024, gen_len=256, weight_bits="fp8", backend="vllm")
+    mixtral = estimate_one(model="mixtral-8x7b", tp=2, phase="decode", **shape)
+    assert any("per-tensor weight scales" in n and "fp8 fused-MoE class" in n for n in mixtral["notes"])
+    qwen = estimate_one(model="qwen3-235b-a22b", tp=8, phase="decode", **shape)
+    assert any("block scales" in n and "fp8_block fused-MoE class" in n for n in qwen["notes"])
+    # Quantized at load (per-tensor kernels) the same Qwen3 deployment is slower on H200 vLLM: its
+    # per-tensor fused MoE measures several times the block-scaled one (test_moe_kernels.py).
+    at_load = get_model("qwen3-235b-a22b").model_copy(update={"fp8_block_scales": False})
+    per_tensor = estimate_one(model=at_load, tp=8, phase="decode", **shape)
+    assert per_tensor["decode"]["step_latency_s"] > qwen["decode"]["step_latency_s"]
