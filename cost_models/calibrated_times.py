@@ -393,6 +393,14 @@ def calibrated_operator_times(
     # get below, without the kernel model's pass.
     anywhere = np.asarray(present.any(axis=1))
     rows = _DenseRows.of(anywhere)
+    # The engines' fused projections (QKV, gate_up) are timed as one GEMM each below
+    # (:func:`_fused_projection_times`); their slots are left out of the per-slot pass where no
+    # configuration of the call times them on their own.
+    fused_groups = _fused_groups(c, hardware)
+    fused_only = [OP[op] for group in fused_groups for op in group.ops if group.every]
+    rows = rows.without(fused_only)
+    # (Read, and overwritten, by the 16-bit passes below: defined until then.)
+    times[[i for i in fused_only if anywhere[i]]] = 0.0
     if plan is None:
         assert not isinstance(gemm_shapes, ShardingPlan)
         source: _ShapeSource = _mla_gemm_shapes(chip_ops, c, gemm_shapes)
@@ -401,8 +409,10 @@ def calibrated_operator_times(
         rows, twins = _twin_rows(chip_ops, plan, rows)
         source = _PlanGemmShapes(chip_ops, plan, rows)
     # Each distinct GEMM once where they repeat (a decode step's, whatever the prompt), else all.
-    once = isinstance(source, _PlanGemmShapes) and _dense_gemm_times_distinct(
-        times, source, formats, hardware, profile, rows
+    once = (
+        len(rows.op) == 0
+        or isinstance(source, _PlanGemmShapes)
+        and _dense_gemm_times_distinct(times, source, formats, hardware, profile, rows)
     )
     if not once:
         partial: list[_PartialSlot] = []
@@ -437,6 +447,11 @@ def calibrated_operator_times(
     mixed = mixed_checkpoint_rows(c)
     if mixed.any() and np.any(formats[mixed] != _BF16_FORMAT):
         _time_16bit_shares(times, chip_ops, c, plan, source, formats, mixed, anywhere, hardware, profile)
+    for group in fused_groups:
+        if anywhere[[OP[op] for op in group.ops]].any():
+            _fused_projection_times(
+                times, group, chip_ops, c, plan, gemm_shapes, formats, mxfp4, mixed, hardware, profile
+            )
     moe_rows = c.moe_layers > 0
     # (No expert slot anywhere, as in a serving iteration's attention-only pass: none timed.)
     moe = np.flatnonzero(moe_rows) if any(anywhere[OP[op]] for op in EXPERT_PROJECTIONS) else np.zeros(0, np.intp)
@@ -541,6 +556,11 @@ class _DenseRows:
             return _ALL_DENSE_ROWS
         return cls(_DENSE_SHAPE_ROWS[kept], _DENSE_OP_ROWS[kept])
 
+    def without(self, op_rows: list[int]) -> _DenseRows:
+        """These rows less the operator slots ``op_rows``."""
+        kept = ~np.isin(self.op, op_rows)
+        return self if bool(kept.all()) else _DenseRows(self.shape[kept], self.op[kept])
+
 
 _ALL_DENSE_ROWS = _DenseRows(_DENSE_SHAPE_ROWS, _DENSE_OP_ROWS)
 #: The lm_head's GEMM alone, and the bfloat16 kernel format's code (``_FORMAT_NAMES``).
@@ -619,6 +639,142 @@ def _dense_gemm_times(
             m, n, k = _block_shapes(source, chosen, dense_rows)
             rows = (dense_rows.op, chosen) if columns is None else (dense_rows.op[:, None], chosen)
             times[rows] = gemm_time_with_constants_s(m, n, k, peak, w_bytes, a_bytes, quantizes, hardware, params)
+
+
+class _FusedGroup:
+    """Weight matmuls a serving engine runs as one GEMM: their slots (``ops``, the first holding
+    the input width k), the configurations where they are fused (``where``, bool per
+    configuration) and whether that is every one of them (``every``), and the 16-bit share
+    of a mixed-format checkpoint's blocks they belong to (``share``, an InferenceConfigs field)."""
+
+    def __init__(self, ops: tuple[str, ...], where: np.ndarray, share: str, mxfp4_bf16: bool) -> None:
+        self.ops = ops
+        self.where = where
+        self.every = bool(where.all())
+        self.share = share
+        self.mxfp4_bf16 = mxfp4_bf16
+
+
+#: The projections the GPU serving engines fuse into one GEMM of their summed output widths, one
+#: activation read (and, in a quantizing format, one activation quantization) for all of them.
+#: vLLM (vllm/model_executor/models/llama.py): LlamaAttention.qkv_proj = QKVParallelLinear,
+#: n = (heads + 2 x kv_heads) x head_dim / TP; LlamaMLP.gate_up_proj = MergedColumnParallelLinear
+#: ([ffn] * 2, n = 2 x ffn / TP); SGLang (python/sglang/srt/models/llama.py) the same classes;
+#: TensorRT-LLM's attention `qkv` Linear and gated MLP `fc` (fused gate_up). MLA (DeepSeek-V2/V3,
+#: Kimi) is left per slot: its engines fuse q_a with kv_a (deepseek_v2.py fused_qkv_a_proj,
+#: MergedColumnParallelLinear with disable_tp=True, replicated), while this model's q slot is the
+#: q_a x q_b chain (operators._mla_projections), so no slot is the fused matrix.
+QKV_OPS = ("q_proj", "k_proj", "v_proj")
+GATE_UP_OPS = ("gate_proj", "up_proj")
+
+
+def _fused_groups(c: InferenceConfigs, hardware: HardwareSpec) -> list[_FusedGroup]:
+    """The fused projection groups of these configurations on ``hardware``: GPU engines' only
+    (a TPU or CPU profile keeps its slots as fitted)."""
+    if hardware.kind != "gpu":
+        return []
+    everywhere = np.ones(len(c), dtype=bool)
+    mla = np.asarray(c.mla, dtype=bool)
+    groups = [_FusedGroup(GATE_UP_OPS, everywhere, "dense_ffn_16bit_share", False)]
+    if not mla.all():
+        groups.insert(0, _FusedGroup(QKV_OPS, ~mla, "attention_16bit_share", True))
+    return groups
+
+
+def _fused_projection_times(
+    times: np.ndarray,
+    group: _FusedGroup,
+    chip_ops: OperatorCosts,
+    c: InferenceConfigs,
+    plan: ShardingPlan | None,
+    gemm_shapes: GemmShapes | ShardingPlan,
+    formats: np.ndarray,
+    mxfp4: np.ndarray,
+    mixed: np.ndarray,
+    hardware: HardwareSpec,
+    profile: CalibrationProfile,
+) -> None:
+    """Time ``group``'s slots as the one GEMM the engines run, in place on its configurations:
+    m = the slots' summed FLOPs / (2 k n), k the first slot's input width, n the summed per-chip
+    output widths of the slots with FLOPs (a non-gated FFN's gate has none: its up alone), so the
+    FLOPs, the weight bytes and the activation rows are the slots' own, read (and quantized) once.
+    The fused seconds are split over the slots in proportion to their FLOPs, so the block's time
+    is the fused GEMM's and each slot keeps its share (a breakdown sums to it). In the kernel's
+    format; bf16 where gpt-oss's MXFP4 checkpoint keeps attention 16-bit; a mixed-format
+    checkpoint's 16-bit share of the blocks blended in as :func:`_time_16bit_shares` does."""
+    cols = None if group.every else np.flatnonzero(group.where)
+
+    def at(a: np.ndarray) -> np.ndarray:
+        return a if cols is None else a.take(cols)
+
+    rows = [_GEMM_ROW[op] for op in group.ops]
+    flops = [at(chip_ops.flops[OP[op]]) for op in group.ops]
+    total = np.sum(flops, axis=0)
+    if plan is not None:
+        # The summed width once per distinct plan shape, gathered (one take, not one per slot).
+        index = plan.index if cols is None else (cols if plan.index is None else plan.index.take(cols))
+        summed = plan.distinct_gemm_n[rows].sum(axis=0)
+        width = summed if index is None else summed.take(index)
+        depth = plan.distinct_gemm_k[rows[0]]
+        depth = depth if index is None else depth.take(index)
+        widths = [plan.distinct_gemm_n[row] for row in rows]
+    else:
+        assert not isinstance(gemm_shapes, ShardingPlan)
+        index = None
+        width = at(gemm_shapes[1][rows].sum(axis=0))
+        depth = at(gemm_shapes[2][rows[0]])
+        widths = [at(gemm_shapes[1][row]) for row in rows]
+    # A slot without FLOPs where the others have some (a non-gated FFN's gate: its up alone)
+    # adds no width: those configurations' widths summed slot by slot.
+    lacking = np.flatnonzero(np.logical_or.reduce([f <= 0 for f in flops]) & (total > 0))
+    if len(lacking):
+        where = lacking if index is None else index.take(lacking)
+        width[lacking] = np.sum(
+            [np.where(f.take(lacking) > 0, n.take(where), 0.0) for f, n in zip(flops, widths, strict=True)], axis=0
+        )
+    positive = (depth * width > 0) & (total > 0)
+    if not positive.all():
+        # (No GEMM where no slot has FLOPs: any shape the kernel model takes, zeroed below.)
+        width = np.where(positive, width, 1.0)
+        depth = np.where(positive, depth, 1.0)
+    m = np.divide(total, 2.0 * depth * width, out=np.zeros_like(total), where=positive)
+    fmt = at(formats)
+    if group.mxfp4_bf16 and mxfp4.any():
+        fmt = np.where(at(mxfp4), _BF16_FORMAT, fmt)
+    seconds = _one_row_gemm_times(m, width, depth, fmt, hardware, profile)
+    if mixed.any():
+        share = at(getattr(c, group.share))
+        blend = np.flatnonzero(at(mixed) & (share > 0) & (fmt != _BF16_FORMAT))
+        if len(blend):
+            bf16 = _one_row_gemm_times(
+                m.take(blend), width.take(blend), depth.take(blend), np.zeros(len(blend), np.intp), hardware, profile
+            )
+            s = share.take(blend)
+            seconds[blend] = s * bf16 + (1.0 - s) * seconds.take(blend)
+    # Seconds per FLOP of the fused GEMM, 0 where it has none; each slot gets its FLOPs' share.
+    per_flop = np.divide(seconds, total, out=np.zeros_like(total), where=positive)
+    for op, f in zip(group.ops, flops, strict=True):
+        if cols is None:
+            np.multiply(f, per_flop, out=times[OP[op]])
+        else:
+            times[OP[op], cols] = f * per_flop
+
+
+def _one_row_gemm_times(
+    m: np.ndarray,
+    n: np.ndarray,
+    k: np.ndarray,
+    formats: np.ndarray,
+    hardware: HardwareSpec,
+    profile: CalibrationProfile,
+) -> np.ndarray:
+    """Seconds of one GEMM per configuration (1-D (m, n, k) and format codes). Every one is timed:
+    keying them to time the distinct ones once (distinct.repeated_rows) took 4-11 ms of
+    bench_estimate's 100,000 decode GEMMs, timing them all 4-5 ms."""
+    one = _DenseRows(np.zeros(1, dtype=np.intp), np.zeros(1, dtype=np.intp))
+    seconds = np.empty((1, len(m)))
+    _dense_gemm_times(seconds, (m[None], n[None], k[None]), formats, hardware, profile, one)
+    return seconds[0]
 
 
 def _twin_rows(
