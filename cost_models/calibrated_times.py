@@ -660,7 +660,8 @@ class _FusedGroup:
 #: vLLM (vllm/model_executor/models/llama.py): LlamaAttention.qkv_proj = QKVParallelLinear,
 #: n = (heads + 2 x kv_heads) x head_dim / TP; LlamaMLP.gate_up_proj = MergedColumnParallelLinear
 #: ([ffn] * 2, n = 2 x ffn / TP); SGLang (python/sglang/srt/models/llama.py) the same classes;
-#: TensorRT-LLM's attention `qkv` Linear and gated MLP `fc` (fused gate_up). MLA (DeepSeek-V2/V3,
+#: TensorRT-LLM's attention `qkv` Linear and, in its PyTorch backend, GatedMLP.gate_up_proj, one Linear
+#: of 2 x ffn with WeightMode.FUSED_GATE_UP_LINEAR (tensorrt_llm/_torch/modules/gated_mlp.py). MLA (DeepSeek-V2/V3,
 #: Kimi) is left per slot: its engines fuse q_a with kv_a (deepseek_v2.py fused_qkv_a_proj,
 #: MergedColumnParallelLinear with disable_tp=True, replicated), while this model's q slot is the
 #: q_a x q_b chain (operators._mla_projections), so no slot is the fused matrix.
