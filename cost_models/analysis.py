@@ -17,7 +17,13 @@ from cost_models.calibrated_times import (
     check_profile,
     use_kernel_compute,
 )
-from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, calibration_report, resolve_calibration
+from cost_models.calibration import (
+    AUTO_CALIBRATION,
+    CalibrationProfile,
+    calibration_report,
+    cuda_graph_replay,
+    resolve_calibration,
+)
 from cost_models.conventions import CONVENTIONS, DEFAULT, CountingConvention
 from cost_models.deployment import MAX_CHIPS, vision_notes
 from cost_models.dtypes import (
@@ -145,9 +151,16 @@ def analyze(
         layout = np.zeros(len(configs), dtype=np.int64)  # one chip: every layout is the same
         heads_only = np.zeros(len(configs), dtype=bool)
         shapes = gemm_shapes_per_chip(ops, sharding_plan(configs, one_chip, layout))
-        calibrated = calibrated_operator_times(
-            ops, configs, shapes, np.ones(len(configs)), heads_only, hardware, calibration
-        )
+        # Decode rows as vLLM and SGLang run them, a CUDA-graph replay without the GEMMs' per-call
+        # host floor (calibration.cuda_graph_replay), as tuner estimate times a decode step.
+        decode_rows = configs.phase == DECODE
+        replay = cuda_graph_replay(calibration)
+        assert replay is not None
+        whole = replay if decode_rows.all() else calibration
+        calibrated = calibrated_operator_times(ops, configs, shapes, np.ones(len(configs)), heads_only, hardware, whole)
+        if replay is not whole and decode_rows.any():
+            graph = calibrated_operator_times(ops, configs, shapes, np.ones(len(configs)), heads_only, hardware, replay)
+            calibrated = np.where(decode_rows, graph, calibrated)
     return Analysis(configs, hardware, ops, times, calibrated)
 
 

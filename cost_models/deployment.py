@@ -38,6 +38,7 @@ from cost_models.calibration import (
     AUTO_CALIBRATION,
     CalibrationProfile,
     calibration_report,
+    cuda_graph_replay,
     resolve_calibration,
     serving_engine,
 )
@@ -684,6 +685,8 @@ def _operator_times(
 ) -> tuple[OperatorTimes, RooflineTotals | None]:
     """:func:`operator_times`; ``totals_wanted`` False: no totals (None); ``collectives_wanted``
     False: the block's collectives are not scored (zero)."""
+    if phase == "decode":  # a CUDA-graph replay under vLLM and SGLang: no per-call host floor
+        profile = cuda_graph_replay(profile)
     layouts, batch_sharded = d.ffn_layout(phase), d.batch_sharded_attention(phase)
     shares = chip_shares(configs, d.mesh, layouts, batch_sharded, plan, kv_ways)
     # A pass runs ``layers`` blocks; in an MoE model a slot's time counts in the share of the

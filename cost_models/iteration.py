@@ -43,7 +43,7 @@ from cost_models.calibrated_times import (
     _gemm_params,
     fused_attention_time_s,
 )
-from cost_models.calibration import CalibrationProfile
+from cost_models.calibration import CalibrationProfile, cuda_graph_replay
 from cost_models.conventions import DEFAULT
 from cost_models.deployment import (
     OVERLAPS,
@@ -555,8 +555,12 @@ def iteration_times(
     if shapes.attention_only:
         assert calibration is not None  # iteration_shapes allows attention-only views only with one
         decode_kernel = fused_attention_time_s(decode_configs, chips, sharded, d.hardware, calibration)
+        # (its GEMM as the dense view times it: without the per-call host floor in a decode step
+        # under vLLM and SGLang, cost_models.calibration.cuda_graph_replay)
+        lm_head_profile = cuda_graph_replay(calibration) if phase == "decode" else calibration
+        assert lm_head_profile is not None
         lm_head = lm_head_s(
-            decode_configs, chips, plan, d.hardware, calibration, shapes.lm_head_shapes(phase, d.hardware)
+            decode_configs, chips, plan, d.hardware, lm_head_profile, shapes.lm_head_shapes(phase, d.hardware)
         )
     else:
         # Passes of the per-operator model with only the attention kernels and the lm_head (the

@@ -1,0 +1,82 @@
+"""vLLM and SGLang replay CUDA graphs for their decode steps, so the per-call host floor their
+kernel microbenchmarks measure one eager call at a time (GemmParams.host_floor_s and
+large_m_launch_s: vLLM's DeepGEMM fp8_block path on H200 takes 80-95 us a call whatever the
+shape, the kernel a few us at decode's m) is not charged in a decode step; prefill keeps it, and
+TensorRT-LLM's fitted floors stay where its serving runs were fitted with them
+(cost_models.calibration.cuda_graph_replay). Expected seconds are the fitted GEMM model
+(efficiency.gemm_time_s) at shapes worked by hand from Qwen3-235B-A22B's config.json."""
+
+from __future__ import annotations
+
+import pytest
+
+from cost_models.analysis import analyze_one
+from cost_models.calibration import cuda_graph_replay, load_profile
+from cost_models.efficiency import gemm_time_s
+from cost_models.hardware import get_hardware
+
+H200 = get_hardware("h200")
+# Qwen3-235B-A22B (HF Qwen/Qwen3-235B-A22B config.json): hidden 4096, 64 query heads and 4 KV heads
+# of head_dim 128: vLLM's fused qkv_proj is 64 x 128 + 2 x 4 x 128 = 9216 wide at TP 1.
+D, QKV_N = 4096, 64 * 128 + 2 * 4 * 128
+
+
+def _qkv_s(phase: str, batch: int, seq_len: int, profile) -> float:
+    report = analyze_one(
+        "qwen3-235b-a22b", "h200", phase=phase, batch=batch, seq_len=seq_len, weight_bits="fp8", act_bits="fp8",
+        flash_attention=True, calibration=profile,
+    )  # fmt: skip
+    slots = {row["name"]: row["time_s"] for row in report["operators"]}
+    return slots["q_proj"] + slots["k_proj"] + slots["v_proj"]
+
+
+def test_the_replay_drops_only_the_host_floor_and_only_under_vllm_and_sglang() -> None:
+    vllm = load_profile("h200-vllm")
+    replay = cuda_graph_replay(vllm)
+    assert replay is not None
+    assert vllm.gemm["fp8_block"].host_floor_s > 50e-6  # the shipped fit: ~55 us a call
+    assert replay.gemm["fp8_block"].host_floor_s == 0.0 and replay.gemm["fp8_block"].large_m_launch_s == 0.0
+    kept = vllm.gemm["fp8_block"].model_dump(exclude={"host_floor_s", "large_m_launch_s"})
+    assert replay.gemm["fp8_block"].model_dump(exclude={"host_floor_s", "large_m_launch_s"}) == kept
+    assert cuda_graph_replay(vllm) is replay  # one view per profile
+    trtllm = load_profile("h200-trtllm")
+    assert cuda_graph_replay(trtllm) is trtllm
+    assert cuda_graph_replay(None) is None
+
+
+def test_a_vllm_decode_step_pays_no_host_floor_and_its_prefill_does() -> None:
+    vllm = load_profile("h200-vllm")
+    params = vllm.gemm["fp8_block"]
+    floorless = params.model_copy(update={"host_floor_s": 0.0, "large_m_launch_s": 0.0})
+    # Decode, 8 sequences: one fused QKV GEMM of m = 8 (Qwen3-235B-FP8 is block-scaled: fp8_block).
+    decode = _qkv_s("decode", 8, 1024, vllm)
+    assert decode == pytest.approx(float(gemm_time_s(8, QKV_N, D, "fp8_block", H200, floorless)), rel=1e-12)
+    assert decode < params.host_floor_s  # the eager call's floor would be most of the step's GEMM
+    # Prefill of one 8-token prompt: the same m, run eagerly, pays the floor.
+    prefill = _qkv_s("prefill", 1, 8, vllm)
+    assert prefill == pytest.approx(float(gemm_time_s(8, QKV_N, D, "fp8_block", H200, params)), rel=1e-12)
+    assert prefill >= params.host_floor_s
+
+
+def test_an_estimates_decode_step_is_the_same_with_or_without_the_floors_and_its_prefill_is_not() -> None:
+    """tuner estimate's decode step under h200-vllm does not depend on the fitted host floors;
+    its prefill does (a short prompt, whose GEMMs run under the floor)."""
+    from cost_models.deployment import estimate_one
+
+    vllm = load_profile("h200-vllm")
+    no_floor = vllm.model_copy(
+        update={
+            "gemm": {
+                fmt: p.model_copy(update={"host_floor_s": 0.0, "large_m_launch_s": 0.0}) for fmt, p in vllm.gemm.items()
+            }
+        }
+    )
+    runs = [
+        estimate_one(
+            "qwen3-235b-a22b", "h200", chips=8, batch=8, prompt_len=64, gen_len=64, weight_bits="fp8",
+            act_bits="fp8", calibration=profile,
+        )  # fmt: skip
+        for profile in (vllm, no_floor)
+    ]
+    assert runs[0]["decode"]["step_latency_s"] == runs[1]["decode"]["step_latency_s"]
+    assert runs[0]["prefill"]["latency_s"] > runs[1]["prefill"]["latency_s"]
