@@ -805,8 +805,16 @@ def serving_tpot_check(concurrency: int = 8) -> dict[str, dict[str, float]]:
             ratios[calibration].append(step / measured)
             if calibration != "none":
                 ratios.setdefault(f"{calibration} TP{tp}", []).append(step / measured)
+                # The other clients' prompts prefill inside the measured decode iterations, which a
+                # static batch never runs: split by prompt / output tokens, light (<= 4) and heavy
+                # (>= 16) prefill (STATIC_HOST_NOTE).
+                share = int(row["isl"]) / int(row["osl"])
+                if share <= 4 or share >= 16:
+                    band = "prompt/output <= 4" if share <= 4 else "prompt/output >= 16"
+                    ratios.setdefault(f"{calibration} {band}", []).append(step / measured)
     out = {}
-    for name, r in ratios.items():
+    for name in sorted(ratios, key=lambda key: "prompt/output" in key):  # (the bands last)
+        r = ratios[name]
         e = np.abs(np.array(r) - 1.0)
         out[name] = {
             "rows": len(e),
