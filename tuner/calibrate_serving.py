@@ -8,7 +8,10 @@ robust least squares (``scipy.optimize.least_squares``, bounded, soft L1 loss: s
 outside the engine. With them, one setting of the measured runs that
 they do not record: their engine's batch cap N, each run modelled as running at most
 min(clients - 1, N) sequences (:func:`runs_batch_cap`; not shipped, a user's engine keeps its own
-``max_batch_size``). The runs' requests are modelled as desynchronized, with an output spread of
+``max_batch_size``). The one client held back is an assumption about how the shipped runs' benchmark
+admitted its clients, named :data:`AIC_SILICON_ADMISSION` and written into the fit's ``fitted_on``;
+runs from another client pass their own :class:`RunsAdmission` (:data:`IDEAL_CLOSED_LOOP`: none).
+The runs' requests are modelled as desynchronized, with an output spread of
 :data:`RUNS_GEN_LEN_CV` of the mean (see there). Nothing else moves: the kernel profiles, the
 other engine defaults and the benchmark's ten requests per client stay as shipped.
 
@@ -182,18 +185,59 @@ def _deployments(runs: ServingRuns) -> Deployments:
     return tensor_parallel(runs.model, get_hardware(runs.hardware), runs.tp)
 
 
-def runs_batch_cap(runs: ServingRuns, max_batch_size: float | None = None) -> np.ndarray:
-    """The engine batch cap each run is modelled with: one fewer than its clients, and at most
-    ``max_batch_size`` (None: the engine's default). One request of a run is always outside the
-    running batch, waiting for the next departure: at 8-32 clients the measured TTFT grows with the
-    output length by about one departure interval ((output - 1) x TPOT / clients; TP 1, 1024-token
-    prompts, 8 clients: 191, 318, 550 ms for 128, 256, 512 outputs, intervals 126, 241, 474 ms), where
-    the engine is nearly idle and no queue of a full batch explains it; the runs do not record the
-    engine's max batch size or the benchmark's admission, so the cap stands for whichever of the two
-    holds the request back. Same knob in the steady state and the simulation (``max_batch_size``)."""
+@dataclass(frozen=True)
+class RunsAdmission:
+    """What a calibration assumes about how a benchmark's closed loop admits its clients to the
+    engine: ``clients_held_back`` of every run's clients are modelled as always outside the running
+    batch (each run's cap is min(clients - held back, N), :func:`runs_batch_cap`). It is an
+    assumption about the runs, not a setting of a user's engine (the serving commands run every
+    client up to the engine's ``max_batch_size``), so a fit says which one it made (``fitted_on``,
+    the overheads file's header). Runs from another benchmark client or engine setup need their own:
+    :data:`IDEAL_CLOSED_LOOP` when every client's request runs as soon as the previous one ends."""
+
+    name: str
+    clients_held_back: float
+    why: str
+
+
+#: The shipped runs' admission: one client always waiting for the next departure. Measured, not
+#: explained: at 8-32 clients the runs' TTFT grows with the output length by about one departure
+#: interval ((output - 1) x TPOT / clients; TP 1, 1024-token prompts, 8 clients: 191, 318, 550 ms for
+#: 128, 256, 512 outputs, intervals 126, 241, 474 ms, leaving 65-77 ms; TP 8: 108, 150, 234 ms,
+#: leaving 56-59 ms at every output length) where the engine is nearly idle. The runs' headers name
+#: neither the benchmark client nor the engine's max_batch_size (AIConfigurator's silicon_sample.csv
+#: records its "batch_size" as the client concurrency). Read and ruled out (docs/serving.md, "Where it
+#: is weak"): the KV cache (8 clients of 1536 tokens hold 1.6 GB at 128 KiB a token, an H100 at TP 1
+#: has about 45 GB for it), TensorRT-LLM's overlap scheduler freeing a finished request one
+#: iteration late (one 3-10 ms iteration, not a 126-474 ms interval; AIConfigurator's 1.0.0rc3 engine
+#: template disables it by default), a prompt budget (TensorRT-LLM's default max_num_tokens 8192
+#: holds a 4096-token prompt) and perf_analyzer's concurrency worker (genai-perf's load generator,
+#: which AIConfigurator's eval of that time ran: a client's next request is sent as soon as the final
+#: response's callback frees its slot).
+AIC_SILICON_ADMISSION = RunsAdmission(
+    name="aic-silicon-one-waiting",
+    clients_held_back=1.0,
+    why="AIConfigurator's TensorRT-LLM 1.0.0rc3 silicon runs: one client waits for the next departure",
+)
+#: Every client's request enters the engine (up to its cap) as soon as the client sends it.
+IDEAL_CLOSED_LOOP = RunsAdmission(
+    name="ideal-closed-loop",
+    clients_held_back=0.0,
+    why="every client's request runs as soon as it is sent, up to the engine's max batch size",
+)
+
+
+def runs_batch_cap(
+    runs: ServingRuns, max_batch_size: float | None = None, admission: RunsAdmission = AIC_SILICON_ADMISSION
+) -> np.ndarray:
+    """The engine batch cap each run is modelled with: its clients less ``admission``'s held-back
+    ones (:data:`AIC_SILICON_ADMISSION`: one, the runs' measured wait for the next departure), at
+    least one, and at most ``max_batch_size`` (None: the engine's default). The runs do not record
+    the engine's max batch size or the benchmark's admission, so the cap stands for whichever holds
+    the request back. Same knob in the steady state and the simulation (``max_batch_size``)."""
     default = float(ENGINE_DEFAULTS[runs.backend]["max_batch_size"])
     cap = default if max_batch_size is None else max_batch_size
-    return np.minimum(np.maximum(runs.concurrency - 1.0, 1.0), cap)
+    return np.minimum(np.maximum(runs.concurrency - admission.clients_held_back, 1.0), cap)
 
 
 def predict(
@@ -204,13 +248,15 @@ def predict(
     calibration: CalibrationProfile | None | Literal["auto"] = "auto",
     deployments: Deployments | None = None,
     one_waiting: bool = True,
+    admission: RunsAdmission = AIC_SILICON_ADMISSION,
 ) -> ServingEstimate:
     """The serving model's steady state for every run, under ``calibration`` (default: the chip's
     calibration profile for the runs' engine; None: the pure roofline), the given overheads and the
     runs' batch cap (:func:`runs_batch_cap`; engine defaults otherwise); the runs' outputs spread by
     :data:`RUNS_GEN_LEN_CV` of their mean. ``deployments``: one per run (default: tensor parallel
     over the runs' GPUs, :func:`_deployments`). ``one_waiting`` False: the batch cap is
-    ``max_batch_size`` alone (None: the engine's default), as the serving commands model a run."""
+    ``max_batch_size`` alone (None: the engine's default), as the serving commands model a run;
+    ``admission``: the runs' clients held out of the engine (:class:`RunsAdmission`)."""
     profile = resolve_calibration("auto", runs.hardware, runs.backend) if isinstance(calibration, str) else calibration
     workloads = make_workloads(
         backend=runs.backend,
@@ -218,7 +264,7 @@ def predict(
         prompt_len=runs.prompt_len,
         gen_len=runs.gen_len,
         gen_len_std=RUNS_GEN_LEN_CV * runs.gen_len,
-        max_batch_size=runs_batch_cap(runs, max_batch_size) if one_waiting else max_batch_size,
+        max_batch_size=runs_batch_cap(runs, max_batch_size, admission) if one_waiting else max_batch_size,
     )
     served = _deployments(runs) if deployments is None else deployments
     return serve(served, workloads, calibration=profile, overheads=overheads)
@@ -244,23 +290,26 @@ def _overheads(values: np.ndarray, runs: ServingRuns, fitted_on: str) -> EngineO
     )
 
 
-def fit_serving(runs: ServingRuns) -> ServingFit:
+def fit_serving(runs: ServingRuns, admission: RunsAdmission = AIC_SILICON_ADMISSION) -> ServingFit:
     """Robust least squares (soft L1, :data:`FIT_LOSS_SCALE`) on log(predicted / measured) of TTFT
-    and TPOT, every run weighted alike: the engine overheads and the runs' batch cap together."""
+    and TPOT, every run weighted alike: the engine overheads and the runs' batch cap together, the
+    runs admitted as ``admission`` assumes (named in ``fitted_on``: runs from another benchmark
+    client may need :data:`IDEAL_CLOSED_LOOP`)."""
     bounds = [*FITTED.values(), RUNS_MAX_BATCH_SIZE]
     start = np.array([v[0] for v in bounds])
     low = np.array([v[1] for v in bounds])
     high = np.array([v[2] for v in bounds])
 
     def residuals(values: np.ndarray) -> np.ndarray:
-        e = predict(runs, _overheads(values, runs, ""), float(values[-1]))
+        e = predict(runs, _overheads(values, runs, ""), float(values[-1]), admission=admission)
         return np.concatenate([np.log(e.tpot_s / runs.tpot_s), np.log(e.ttft_s / runs.ttft_s)])
 
     result = least_squares(residuals, start, bounds=(low, high), diff_step=0.05, loss="soft_l1", f_scale=FIT_LOSS_SCALE)
     cap = float(result.x[-1])
     fitted_on = (
-        f"{runs.source} ({len(runs)} runs; their engine modelled as running at most min(clients - 1, "
-        f"{cap:.0f}) sequences, tuner.calibrate_serving.runs_batch_cap)"
+        f"{runs.source} ({len(runs)} runs; their engine modelled as running at most min(clients - "
+        f"{admission.clients_held_back:g}, {cap:.0f}) sequences, tuner.calibrate_serving.runs_batch_cap; "
+        f"admission assumed, not recorded in the runs: {admission.name}, {admission.why})"
     )
     return ServingFit(_overheads(result.x, runs, fitted_on), cap)
 
@@ -270,14 +319,16 @@ def fit_overheads(runs: ServingRuns) -> EngineOverheads:
     return fit_serving(runs).overheads
 
 
-def held_out_predictions(runs: ServingRuns) -> tuple[np.ndarray, np.ndarray]:
+def held_out_predictions(
+    runs: ServingRuns, admission: RunsAdmission = AIC_SILICON_ADMISSION
+) -> tuple[np.ndarray, np.ndarray]:
     """TTFT and TPOT of every run, predicted by a fit that saw no run of its (prompt, output)
-    lengths (leave one group out)."""
+    lengths (leave one group out), the runs admitted as ``admission`` assumes."""
     ttft, tpot = np.empty(len(runs)), np.empty(len(runs))
     for group in np.unique(runs.groups):
         test = runs.groups == group
-        fit = fit_serving(runs.take(np.flatnonzero(~test)))
-        e = predict(runs.take(np.flatnonzero(test)), fit.overheads, fit.runs_max_batch_size)
+        fit = fit_serving(runs.take(np.flatnonzero(~test)), admission)
+        e = predict(runs.take(np.flatnonzero(test)), fit.overheads, fit.runs_max_batch_size, admission=admission)
         ttft[test], tpot[test] = e.ttft_s, e.tpot_s
     return ttft, tpot
 

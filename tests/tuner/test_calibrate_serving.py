@@ -99,6 +99,46 @@ def test_each_run_keeps_one_client_outside_the_engine_and_the_cap_above_that() -
     assert cs.runs_batch_cap(one)[0] == one.concurrency[0] - 1.0  # engine default cap: 2048
 
 
+def test_the_runs_admission_is_a_named_assumption_a_user_can_replace() -> None:
+    """The one client held out of the engine is an assumption about the shipped runs' benchmark
+    (their headers record neither the client nor the engine's max_batch_size), not an engine rule:
+    it is named, and runs from a client that admits every request (IDEAL_CLOSED_LOOP) are modelled
+    with all their clients running. From first principles: 8 clients, the engine's default cap of
+    2048 (TensorRT-LLM): 8 - 1 = 7 run under the shipped runs' admission, 8 under the ideal loop;
+    128 clients under a cap of 100: 100 either way."""
+    runs = cs.read_runs()
+    at_8 = runs.take(np.flatnonzero(runs.concurrency == 8))
+    assert len(at_8) > 0
+    np.testing.assert_array_equal(cs.runs_batch_cap(at_8), np.full(len(at_8), 7.0))
+    np.testing.assert_array_equal(cs.runs_batch_cap(at_8, admission=cs.IDEAL_CLOSED_LOOP), np.full(len(at_8), 8.0))
+    at_128 = runs.take(np.flatnonzero(runs.concurrency == 128))
+    for admission in (cs.AIC_SILICON_ADMISSION, cs.IDEAL_CLOSED_LOOP):
+        np.testing.assert_array_equal(cs.runs_batch_cap(at_128, 100.0, admission), np.full(len(at_128), 100.0))
+    assert cs.AIC_SILICON_ADMISSION.clients_held_back == 1.0 and cs.IDEAL_CLOSED_LOOP.clients_held_back == 0.0
+
+
+def test_the_ideal_admission_is_what_the_serving_commands_model() -> None:
+    """Under IDEAL_CLOSED_LOOP at the engine's own cap every client runs, as in `tuner estimate
+    --concurrency` (predict(..., one_waiting=False)): the two must give the same TTFT and TPOT."""
+    runs = cs.read_runs()
+    some = runs.take(np.flatnonzero((runs.concurrency == 8) | (runs.concurrency == 128))[:12])
+    overheads = engine_overheads("trtllm")
+    ideal = cs.predict(some, overheads, admission=cs.IDEAL_CLOSED_LOOP)
+    commands = cs.predict(some, overheads, one_waiting=False)
+    np.testing.assert_allclose(ideal.ttft_s, commands.ttft_s, rtol=1e-12)
+    np.testing.assert_allclose(ideal.tpot_s, commands.tpot_s, rtol=1e-12)
+    shipped = cs.predict(some, overheads)
+    assert np.all(shipped.ttft_s[some.concurrency == 8] > ideal.ttft_s[some.concurrency == 8])
+
+
+def test_the_shipped_fit_says_which_admission_it_assumed() -> None:
+    """A fit's fitted_on (the overheads file's header and body) names the admission it assumed,
+    so a user refitting on runs from another benchmark client sees it is an assumption."""
+    shipped = engine_overheads("trtllm")
+    assert "admission assumed, not recorded in the runs: aic-silicon-one-waiting" in shipped.fitted_on
+    assert "min(clients - 1, 113)" in shipped.fitted_on
+
+
 def test_the_fitted_batch_cap_is_where_littles_law_puts_the_runs(runs: cs.ServingRuns) -> None:
     """Little's law on the measured runs alone (running = clients x decode time / (TTFT + decode
     time)) gives 89-124 sequences in the engine at 128 clients; the fitted cap must land there,
