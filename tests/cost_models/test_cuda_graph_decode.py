@@ -73,8 +73,15 @@ def test_an_estimates_decode_step_is_the_same_with_or_without_the_floors_and_its
     )
     runs = [
         estimate_one(
-            "qwen3-235b-a22b", "h200", chips=8, batch=8, prompt_len=64, gen_len=64, weight_bits="fp8",
-            act_bits="fp8", calibration=profile,
+            "qwen3-235b-a22b",
+            "h200",
+            chips=8,
+            batch=8,
+            prompt_len=64,
+            gen_len=64,
+            weight_bits="fp8",
+            act_bits="fp8",
+            calibration=profile,
         )  # fmt: skip
         for profile in (vllm, no_floor)
     ]
