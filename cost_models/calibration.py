@@ -433,20 +433,34 @@ _GRAPH_REPLAY: dict[int, tuple[CalibrationProfile, CalibrationProfile]] = {}
 
 def cuda_graph_replay(profile: CalibrationProfile | None) -> CalibrationProfile | None:
     """``profile`` as a CUDA-graph replay of a decode step sees it (:data:`CUDA_GRAPH_DECODE_BACKENDS`):
-    the dense GEMMs without their per-call host floor; ``profile`` itself under other engines
-    or where no GEMM has a floor. Mixed serving iterations are scored as decode steps and get
-    it too; above an engine's capture size (vLLM 512 tokens) it would run eager and pay the
-    floor again, which is not modelled."""
+    the dense GEMMs without their per-call host floor, and the block-scaled fp8 path without its
+    host-side fixed costs (below); ``profile`` itself under other engines or where nothing
+    changes. Mixed serving iterations are scored as decode steps and get it too; above an engine's
+    capture size (vLLM 512 tokens) it would run eager and pay the floor again, which is not
+    modelled."""
     if profile is None or profile.backend not in CUDA_GRAPH_DECODE_BACKENDS:
         return profile
     known = _GRAPH_REPLAY.get(id(profile))
     if known is not None and known[0] is profile:
         return known[1]
-    floored = {
-        fmt: params.model_copy(update={"host_floor_s": 0.0, "large_m_launch_s": 0.0})
-        for fmt, params in profile.gemm.items()
-        if params.host_floor_s > 0 or params.large_m_launch_s > 0
-    }
+    # The block-scaled path's fixed costs beyond the kernels are host work too: vLLM's fp8_block fits
+    # put 18-103 us in launch_s and 3-134 us in unaligned_m_s (gb200: 103 and 134 us a call, where
+    # its per-tensor fp8 GEMM, a CUTLASS kernel and its activation quantization, has 5.4 us and
+    # none, and SGLang's DeepGEMM fp8_block 11 us and none). Replayed, a call's fixed cost is its
+    # kernels' launch: at most the same profile's per-tensor fp8 launch (two kernels, 4-5 us).
+    plain = profile.gemm.get("fp8")
+    floored = {}
+    for fmt, params in profile.gemm.items():
+        update: dict[str, float] = {}
+        if params.host_floor_s > 0 or params.large_m_launch_s > 0:
+            update |= {"host_floor_s": 0.0, "large_m_launch_s": 0.0}
+        if fmt == "fp8_block" and plain is not None:
+            if params.launch_s > plain.launch_s:
+                update["launch_s"] = plain.launch_s
+            if params.unaligned_m_s > 0:
+                update["unaligned_m_s"] = 0.0
+        if update:
+            floored[fmt] = params.model_copy(update=update)
     replay = profile.model_copy(update={"gemm": {**profile.gemm, **floored}}) if floored else profile
     _GRAPH_REPLAY[id(profile)] = (profile, replay)
     return replay

@@ -36,8 +36,9 @@ def test_the_replay_drops_only_the_host_floor_and_only_under_vllm_and_sglang() -
     assert replay is not None
     assert vllm.gemm["fp8_block"].host_floor_s > 50e-6  # the shipped fit: ~55 us a call
     assert replay.gemm["fp8_block"].host_floor_s == 0.0 and replay.gemm["fp8_block"].large_m_launch_s == 0.0
-    kept = vllm.gemm["fp8_block"].model_dump(exclude={"host_floor_s", "large_m_launch_s"})
-    assert replay.gemm["fp8_block"].model_dump(exclude={"host_floor_s", "large_m_launch_s"}) == kept
+    host = {"host_floor_s", "large_m_launch_s", "launch_s", "unaligned_m_s"}
+    assert replay.gemm["fp8_block"].model_dump(exclude=host) == vllm.gemm["fp8_block"].model_dump(exclude=host)
+    assert replay.gemm["fp8"].model_dump(exclude=host) == vllm.gemm["fp8"].model_dump(exclude=host)
     assert cuda_graph_replay(vllm) is replay  # one view per profile
     trtllm = load_profile("h200-trtllm")
     assert cuda_graph_replay(trtllm) is trtllm
@@ -47,7 +48,15 @@ def test_the_replay_drops_only_the_host_floor_and_only_under_vllm_and_sglang() -
 def test_a_vllm_decode_step_pays_no_host_floor_and_its_prefill_does() -> None:
     vllm = load_profile("h200-vllm")
     params = vllm.gemm["fp8_block"]
-    floorless = params.model_copy(update={"host_floor_s": 0.0, "large_m_launch_s": 0.0})
+    # Replayed: no floor, the per-tensor fp8 call's launch (4.7 us, not the fit's 22), no m cost.
+    floorless = params.model_copy(
+        update={
+            "host_floor_s": 0.0,
+            "large_m_launch_s": 0.0,
+            "launch_s": vllm.gemm["fp8"].launch_s,
+            "unaligned_m_s": 0.0,
+        }
+    )
     # Decode, 8 sequences: one fused QKV GEMM of m = 8 (Qwen3-235B-FP8 is block-scaled: fp8_block).
     decode = _qkv_s("decode", 8, 1024, vllm)
     assert decode == pytest.approx(float(gemm_time_s(8, QKV_N, D, "fp8_block", H200, floorless)), rel=1e-12)
@@ -87,3 +96,17 @@ def test_an_estimates_decode_step_is_the_same_with_or_without_the_floors_and_its
     ]
     assert runs[0]["decode"]["step_latency_s"] == runs[1]["decode"]["step_latency_s"]
     assert runs[0]["prefill"]["latency_s"] > runs[1]["prefill"]["latency_s"]
+
+
+def test_the_replay_charges_the_block_scaled_path_its_kernels_launch_only() -> None:
+    """vLLM's fp8_block fit on GB200 holds 103 us of launch and 134 us for an unaligned m a call
+    (host work of its DeepGEMM wrapper, as the floor is), where the same profile's per-tensor fp8
+    GEMM (a CUTLASS kernel and its activation quantization) has a 5.4 us launch and no m cost:
+    replayed, the block-scaled call costs at most that launch and nothing for m's alignment."""
+    vllm = load_profile("gb200-vllm")
+    assert vllm.gemm["fp8_block"].launch_s > 100e-6 and vllm.gemm["fp8_block"].unaligned_m_s > 100e-6
+    replay = cuda_graph_replay(vllm)
+    assert replay is not None
+    assert replay.gemm["fp8_block"].launch_s == vllm.gemm["fp8"].launch_s < 6e-6
+    assert replay.gemm["fp8_block"].unaligned_m_s == 0.0
+    assert replay.gemm["bfloat16"] == vllm.gemm["bfloat16"]  # no floor, nothing to change
