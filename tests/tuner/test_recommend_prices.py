@@ -96,10 +96,11 @@ def test_one_priced_hardware_adds_dollars_and_changes_nothing_else(capsys) -> No
             # chips x $/chip-h; / 3600 s/h / (10 x 256 tokens/s) x 1e6
             assert row["cost_usd_per_hour"] == pytest.approx(row["chips"] * 2.49)
             assert row["cost_usd_per_million_tokens"] == pytest.approx(row["chips"] * 2.49 / 3600 / 2560 * 1e6)
-    # The README's answer: 4 x TP2 fp8, 8 H100s: 8 x 2.49 = $19.92 an hour, 19.92 / 3600 / 2560 x
+    # The README's answer: 2 x TP4 fp8 (4 x TP2 before the fused QKV / gate_up GEMMs), 8 H100s:
+    # 8 x 2.49 = $19.92 an hour, 19.92 / 3600 / 2560 x
     # 1e6 = $2.16 per million output tokens.
     best = priced["modes"]["aggregated"]["best"]
-    assert (best["chips"], best["replicas"], best["tp"]) == (8, 4, 2)
+    assert (best["chips"], best["replicas"], best["tp"]) == (8, 2, 4)
     assert best["cost_usd_per_hour"] == pytest.approx(19.92)
     assert best["cost_usd_per_million_tokens"] == pytest.approx(2.161458, rel=1e-6)
 
