@@ -433,47 +433,33 @@ def _dense_view(
     # Dense-only: no attention or lm_head slot (the attention views replace them), no roofline
     # totals (an iteration reads none); the other slots' numbers are the full pass's.
     ones = np.ones(len(d))
-    if dp is None or ep is None:
-        times = dense_operator_times(
-            dense_d,
-            phase,
-            dense_configs,
-            operator_costs(dense_configs, DEFAULT, slots="dense"),
-            ones,
-            network,
-            calibration,
-            plan,
-            kv_ways,
+    # Under EP or DP, one DP rank's tokens through its TP group; its MoE layers shared with the
+    # other DP ranks and spread over EP: the static decode step's charges (deployment._phase_times)
+    # at this rank's tokens (one per sequence or prompt token): the experts all ranks' tokens wake,
+    # the busiest EP rank's, and the dispatch / DP gather around the experts.
+    scale = None if dp is None or ep is None else expert_scale(dense_configs, dp, ep, ones)
+    times = dense_operator_times(
+        dense_d,
+        phase,
+        dense_configs,
+        operator_costs(dense_configs, DEFAULT, slots="dense"),
+        ones,
+        network,
+        calibration,
+        plan,
+        kv_ways,
+        expert_scale=scale,
+        data_parallel=None if dp is None or ep is None or np.all(dp == 1) else dp,
+        expert_parallel=None if dp is None or ep is None or np.all(ep == 1) else ep,
+    )
+    dispatch_block: np.ndarray | float = 0.0
+    if dp is not None and ep is not None and np.any(dense_configs.moe_layers > 0):
+        tp = d.tensor_parallel
+        parallel = _Parallel(tp, ones, ep, dp, ones, tp * dp, scale)
+        dispatch_block = moe_dispatch_s(network, parallel, dense_configs, ones) * np.divide(
+            dense_configs.moe_layers, dense_configs.layers, out=np.zeros(len(d)), where=dense_configs.layers > 0
         )
-        dispatch_block: np.ndarray | float = 0.0
-    else:
-        # One DP rank's tokens through its TP group; its MoE layers shared with the other DP
-        # ranks and spread over EP: the static decode step's charges (deployment._phase_times)
-        # at this rank's tokens (one per sequence or prompt token): the experts all ranks'
-        # tokens wake, the busiest EP rank's, and the dispatch / DP gather around the experts.
-        scale = expert_scale(dense_configs, dp, ep, ones)
-        times = dense_operator_times(
-            dense_d,
-            phase,
-            dense_configs,
-            operator_costs(dense_configs, DEFAULT, slots="dense"),
-            ones,
-            network,
-            calibration,
-            plan,
-            kv_ways,
-            expert_scale=scale,
-            data_parallel=None if np.all(dp == 1) else dp,
-            expert_parallel=None if np.all(ep == 1) else ep,
-        )
-        dispatch_block = 0.0
-        if np.any(dense_configs.moe_layers > 0):
-            tp = d.tensor_parallel
-            parallel = _Parallel(tp, ones, ep, dp, ones, tp * dp, scale)
-            dispatch_block = moe_dispatch_s(network, parallel, dense_configs, ones) * np.divide(
-                dense_configs.moe_layers, dense_configs.layers, out=np.zeros(len(d)), where=dense_configs.layers > 0
-            )
-            times = replace(times, comm_block_s=times.comm_block_s + dispatch_block)
+        times = replace(times, comm_block_s=times.comm_block_s + dispatch_block)
     if shared is None:
         return replace(_DenseSums.of(times), dispatch_block_s=dispatch_block)
     _, inverse, c_order = shared
