@@ -26,6 +26,14 @@ prefill instance that computed it to a decode instance. For n configurations at 
   each decode instance takes in R / yD (``kv_link_utilisation``: the busier end's share).
 - **Decode pool.** Each instance runs ``b = min(R/yD (G - 1) t_dec(b), slots)`` sequences (Little's
   law, fixed point); TPOT is its decode-only iteration time: no prefill interference.
+- **Attention DP and EP.** Each pool's instance is TP x DP x EP as the aggregated path scores
+  it (:func:`cost_models.serving.serve`; SGLang ``--enable-dp-attention --dp-size --ep-size`` with
+  ``--disaggregation-mode``): DP ranks, each its own scheduler, token budget and KV cache
+  (:func:`cost_models.serving.rank_workloads`'s knobs), in lockstep through the MoE layers they
+  share. A prefill instance is DP M/D/1 queues of R / (xP DP) each, a decode instance DP ranks of
+  R / (yD DP) each; its running sequences and slots are DP x a rank's, TPOT a rank's step. A
+  prompt's cache (the latent for MLA) is one rank's, sent from the prefill rank to a decode rank
+  over min(their TP chips) ports. The ranks' imbalance is left out, as in the aggregated path.
 - **Matching.** Each pool's capacity in requests/s; throughput is the smaller (``limiting_pool``);
   ``balance`` = prefill capacity / decode capacity (above 1: decode limits, the xPyD ratio has
   spare prefill).
@@ -52,7 +60,7 @@ from cost_models.deployment import OVERLAPS, Overlap
 from cost_models.deployments import Deployments
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect
-from cost_models.iteration import iteration_shapes, iteration_times
+from cost_models.iteration import IterationShapes, iteration_shapes, iteration_times
 from cost_models.serving import (
     SERVING_KEYS,
     EngineOverheads,
@@ -60,6 +68,8 @@ from cost_models.serving import (
     ServingWorkloads,
     _memory,
     limiting,
+    rank_view_and_degrees,
+    rank_workloads,
     resolve_overheads,
 )
 from cost_models.topology import Network, network_for
@@ -140,8 +150,9 @@ class PrefillPool:
 
     instances: np.ndarray
     chips_per_instance: np.ndarray
+    ranks_per_instance: np.ndarray  # attention DP ranks of one instance, each its own scheduler (1: TP only)
     capacity_rps: np.ndarray
-    iteration_s: np.ndarray  # one iteration at the load
+    iteration_s: np.ndarray  # one iteration of a rank at the load
     tokens_per_iteration: np.ndarray
     queue_s: np.ndarray
     prefill_s: np.ndarray  # the request's own prefill iterations
@@ -155,10 +166,11 @@ class DecodePool:
 
     instances: np.ndarray
     chips_per_instance: np.ndarray
+    ranks_per_instance: np.ndarray  # attention DP ranks of one instance, each its own scheduler (1: TP only)
     capacity_rps: np.ndarray
-    iteration_s: np.ndarray  # decode-only iteration at the running batch: the TPOT
-    running: np.ndarray  # sequences per instance
-    slots: np.ndarray  # sequences one instance can hold (paged KV, max_batch_size, max_num_tokens)
+    iteration_s: np.ndarray  # a rank's decode-only iteration at its running batch: the TPOT
+    running: np.ndarray  # sequences per instance (its ranks' together)
+    slots: np.ndarray  # sequences one instance can hold (paged KV, max_batch_size, max_num_tokens; its ranks')
     limited_by: np.ndarray  # str: which of those caps the slots (serving.LIMITS)
     fits: np.ndarray
     weights_bytes_per_chip: np.ndarray
@@ -188,20 +200,50 @@ def _uncached(w: ServingWorkloads) -> np.ndarray:
     return w.prompt_len * (1.0 - w.prefix_hit_rate)
 
 
+@dataclass(frozen=True)
+class _Ranks:
+    """One attention-DP rank of each instance of a pool, as the aggregated path scores it
+    (cost_models.serving.serve): ``d`` the rank's TP group (serving.rank_view_and_degrees), ``w``
+    its engine knobs (serving.rank_workloads: ceil(max_batch_size / DP) sequences, SGLang's
+    chunked budget / DP; its rates are not read: a pool splits its own rate over its ranks),
+    ``shapes`` its iterations with the MoE layers the ``per_instance`` ranks share (the experts
+    their summed tokens wake, the busiest EP rank's; the dispatch)."""
+
+    d: Deployments
+    w: ServingWorkloads
+    per_instance: np.ndarray  # DP ranks of one instance (1 without attention DP)
+    shapes: IterationShapes
+
+
+def _ranks(d: Deployments, w: ServingWorkloads, calibration: CalibrationProfile | None) -> _Ranks:
+    rank, dp, ep = rank_view_and_degrees(d)
+    if dp is None:
+        return _Ranks(d, w, np.ones(len(d)), iteration_shapes(d, calibration))
+    shapes = iteration_shapes(rank, calibration, data_parallel=dp, expert_parallel=ep)
+    return _Ranks(rank, rank_workloads(rank, w, dp), dp, shapes)
+
+
 def _converged(new: np.ndarray, old: np.ndarray) -> bool:
     return bool(np.all(np.abs(new - old) <= 1e-6 * np.maximum(np.abs(old), 1e-3)))
 
 
 class _PrefillModel:
-    """One prefill instance's constants (budget, full iteration, memory), evaluated at rates."""
+    """One prefill instance's constants (budget, full iteration, memory), evaluated at rates.
+    Under attention DP each of an instance's ranks is its own scheduler and M/D/1 queue (its own
+    token budget and KV cache, SGLang's DP controller spreading the requests), taking 1 / (xP x DP)
+    of the rate, its iterations those of the aggregated path's rank (shared MoE layers)."""
 
     def __init__(
         self, d: Deployments, w: ServingWorkloads, instances: np.ndarray, calibration, overlap, overheads
     ) -> None:
+        self.chips_per_instance = d.chips.astype(np.float64)
+        ranks = _ranks(d, w, calibration)
+        d, w = ranks.d, ranks.w
         self.d, self.w, self.instances, self.overheads = d, w, instances, overheads
+        self.ranks = ranks.per_instance
         self.calibration, self.overlap = calibration, overlap
         self.network = _network(d.hardware, calibration)
-        self.shapes = iteration_shapes(d, calibration)  # shared by every iteration of the fixed point
+        self.shapes = ranks.shapes  # shared by every iteration of the fixed point
         self.uncached = _uncached(w)
         left = w.max_num_tokens
         self.budget = np.where(w.chunked_prefill, left, np.maximum(np.floor(left / self.uncached), 1.0) * self.uncached)
@@ -232,22 +274,22 @@ class _PrefillModel:
 
     def at(self, rate: np.ndarray, start: np.ndarray | None = None) -> PrefillPool:
         w, uncached, budget, t_full = self.w, self.uncached, self.budget, self.t_full
-        per_instance = np.asarray(rate, dtype=np.float64) / self.instances
+        per_rank = np.asarray(rate, dtype=np.float64) / (self.instances * self.ranks)
         # Tokens per iteration at the load: what arrived during the last one, at least one prompt
         # (or one chunk of it), at most the budget (a fixed point, monotone from below).
         least = np.minimum(uncached, budget)
         tokens = least if start is None else start
         t_iter = self.iteration(tokens)
         for _ in range(_FIXED_POINT_ROUNDS):
-            new = np.clip(per_instance * uncached * t_iter, least, budget)
+            new = np.clip(per_rank * uncached * t_iter, least, budget)
             done = _converged(new, tokens)
             tokens = new
             t_iter = self.iteration(tokens)
             if done:
                 break
-        utilisation = per_instance * uncached * t_full / budget
+        utilisation = per_rank * uncached * t_full / budget
         rho = np.clip(utilisation, 0.0, 0.999)
-        busy = np.clip(per_instance * uncached * t_iter / tokens, 0.0, 1.0)
+        busy = np.clip(per_rank * uncached * t_iter / tokens, 0.0, 1.0)
         # M/D/1 whose server works at the full batch's rate: one request's service is its share
         # of a full iteration (t_full x prompt / budget); plus the rest of the running iteration.
         queue = busy * 0.5 * t_iter + rho / (2.0 * (1.0 - rho)) * t_full * uncached / budget
@@ -255,10 +297,11 @@ class _PrefillModel:
         memory = self.memory
         # An instance holds the cache of the prompts of one iteration until they are sent.
         fits = memory.free >= memory.kv_per_token * np.maximum(w.prompt_len, budget)
-        capacity = self.instances * (budget / uncached) / t_full
+        capacity = self.instances * self.ranks * (budget / uncached) / t_full
         return PrefillPool(
             instances=self.instances,
-            chips_per_instance=self.d.chips.astype(np.float64),
+            chips_per_instance=self.chips_per_instance,
+            ranks_per_instance=self.ranks,
             capacity_rps=np.where(fits, capacity, 0.0),
             iteration_s=t_iter,
             tokens_per_iteration=tokens,
@@ -271,15 +314,22 @@ class _PrefillModel:
 
 class _DecodeModel:
     """One decode instance's constants (slots, full-batch iteration, memory), evaluated at rates:
-    each request holds a slot for ``gen_len - 1`` iterations (the prefill instance made the first)."""
+    each request holds a slot for ``gen_len - 1`` iterations (the prefill instance made the first).
+    Under attention DP an instance is DP ranks, each holding 1 / (yD x DP) of the running
+    sequences in its own KV cache and stepping them in lockstep with the others through the shared
+    MoE layers: the aggregated path's rank (its slots at ceil(max_batch_size / DP))."""
 
     def __init__(
         self, d: Deployments, w: ServingWorkloads, instances: np.ndarray, calibration, overlap, overheads
     ) -> None:
+        self.chips_per_instance = d.chips.astype(np.float64)
+        ranks = _ranks(d, w, calibration)
+        d, w = ranks.d, ranks.w
         self.d, self.w, self.instances, self.overheads = d, w, instances, overheads
+        self.ranks = ranks.per_instance
         self.calibration, self.overlap = calibration, overlap
         self.network = _network(d.hardware, calibration)
-        self.shapes = iteration_shapes(d, calibration)  # shared by every iteration of the fixed point
+        self.shapes = ranks.shapes  # shared by every iteration of the fixed point
         # A decode-only iteration holds at most max_batch_size tokens: its activations, not the
         # prefill budget's, come off the HBM (serving._memory sizes them by max_num_tokens).
         dw = replace(w, max_num_tokens=np.minimum(w.max_num_tokens, w.max_batch_size))
@@ -301,7 +351,11 @@ class _DecodeModel:
         self.capacity = np.where(
             ~self.fits,
             0.0,
-            np.where(self.steps > 0, instances * self.slots / np.maximum(self.steps * t_slots, 1e-300), np.inf),
+            np.where(
+                self.steps > 0,
+                instances * self.ranks * self.slots / np.maximum(self.steps * t_slots, 1e-300),
+                np.inf,
+            ),
         )
 
     def iteration(self, seqs: np.ndarray) -> np.ndarray:
@@ -324,11 +378,12 @@ class _DecodeModel:
         ).latency_s
 
     def at(self, rate: np.ndarray, start: np.ndarray | None = None) -> DecodePool:
-        per_instance = np.asarray(rate, dtype=np.float64) / self.instances
-        running = np.zeros(len(self.w)) if start is None else start
+        # ``running`` and ``slots`` below are one rank's (start: an instance's, as returned).
+        per_rank = np.asarray(rate, dtype=np.float64) / (self.instances * self.ranks)
+        running = np.zeros(len(self.w)) if start is None else start / self.ranks
         t_dec = self.iteration(np.maximum(running, 1.0))
         for _ in range(_FIXED_POINT_ROUNDS):  # monotone from below: the least fixed point
-            new = np.minimum(per_instance * self.steps * t_dec, self.slots)
+            new = np.minimum(per_rank * self.steps * t_dec, self.slots)
             done = _converged(new, running)
             running = new
             t_dec = self.iteration(np.maximum(running, 1.0))
@@ -337,11 +392,12 @@ class _DecodeModel:
         memory = self.memory
         return DecodePool(
             instances=self.instances,
-            chips_per_instance=self.d.chips.astype(np.float64),
+            chips_per_instance=self.chips_per_instance,
+            ranks_per_instance=self.ranks,
             capacity_rps=self.capacity,
             iteration_s=t_dec,
-            running=running,
-            slots=self.slots,
+            running=self.ranks * running,
+            slots=self.ranks * self.slots,
             limited_by=self.limited_by,
             fits=self.fits,
             weights_bytes_per_chip=memory.weights,
@@ -422,12 +478,25 @@ def kv_link(
     total = prefill_instances * prefill.chips + decode_instances * decode.chips
     one_domain = total <= spec.domain_size  # every instance in one NVLink domain (one node)
     per_chip = np.where(one_domain, spec.domain_bandwidth_bytes_per_s, spec.network_bandwidth_bytes_per_s)
-    ports = np.minimum(prefill.chips, decode.chips)
+    ports = _link_ports(prefill, decode)
     if link_latency_s is None:
         latency = np.where(one_domain, spec.domain_latency_s, spec.network_latency_s)
     else:
         latency = np.full(len(prefill), float(link_latency_s))
     return KvLink(bytes=per_token * w.prompt_len, bandwidth=per_chip * ports, latency_s=latency)
+
+
+def _chips_per_rank(d: Deployments) -> np.ndarray:
+    """Chips of one attention-DP rank (its TP group): all of an instance's without DP."""
+    return (d.chips // d.data_parallel).astype(np.float64)
+
+
+def _link_ports(prefill: Deployments, decode: Deployments) -> np.ndarray:
+    """Ports one request's cache crosses: a prefill rank computed it and a decode rank takes it
+    (under attention DP each rank holds its own requests' cache, SGLang's
+    disaggregation/prefill.py sending per DP rank), each chip of the smaller TP group through its own
+    port. Without DP a rank is the whole instance."""
+    return np.minimum(_chips_per_rank(prefill), _chips_per_rank(decode))
 
 
 def _check_pools(prefill: Deployments, decode: Deployments, w: ServingWorkloads) -> None:
@@ -465,14 +534,15 @@ def combine(
     gen = w.gen_len
     n = len(w)
     rate = np.broadcast_to(np.asarray(rate, dtype=np.float64), (n,))
-    # Each prefill instance sends R / xP caches a second through its own ports, and each decode
-    # instance takes in R / yD of them through its ports: a transfer holds min(prefill, decode
-    # chips) ports (kv_link), so a decode instance of d chips runs d / min(...) transfers at once.
+    # Each prefill rank (the instance without attention DP) sends R / (xP DP) caches a second
+    # through its own ports, and each decode instance takes in R / yD of them through its ports:
+    # a transfer holds min(prefill, decode rank chips) ports (kv_link), so a decode instance of d
+    # chips runs d / min(...) transfers at once.
     # Both ends must keep up: 10 prefill instances of one H100 and one decode instance of one,
     # across nodes (50 GB/s a chip), Qwen3-8B at 60/s with 8192-token prompts (1.2 GB of cache
     # each): every prefill port 14% busy, the decode port asked for 72 GB/s, 145%.
-    ports = np.minimum(p.chips_per_instance, q.chips_per_instance)
-    egress = rate / p.instances * link.seconds
+    ports = np.minimum(p.chips_per_instance / p.ranks_per_instance, q.chips_per_instance / q.ranks_per_instance)
+    egress = rate / (p.instances * p.ranks_per_instance) * link.seconds
     ingress = rate / q.instances * link.seconds * ports / q.chips_per_instance
     link_util = np.maximum(egress, ingress)
     capacity = np.minimum(p.capacity_rps, q.capacity_rps)
@@ -517,7 +587,8 @@ def combine(
         stable=stable,
         fits=fits,
         weights_bytes_per_chip=q.weights_bytes_per_chip,
-        kv_cache_bytes_per_chip=q.kv_bytes_per_token_per_chip * q.held_tokens * q.running,
+        # A chip holds its rank's sequences (the instance's over its DP ranks).
+        kv_cache_bytes_per_chip=q.kv_bytes_per_token_per_chip * q.held_tokens * q.running / q.ranks_per_instance,
         kv_bytes_per_token_per_chip=q.kv_bytes_per_token_per_chip,
         limited_by=q.limited_by,
         prefill_instances=p.instances,
@@ -577,8 +648,8 @@ def serve_disaggregated(
     # Closed loop: throughput X = min(C / E2E(X), capacity), a damped fixed point on X (the
     # pools' own fixed points warm-started from the last round).
     # Transfers a second both ends sustain (combine's egress and ingress).
-    ports = np.minimum(prefill.chips, decode.chips)
-    link_capacity = np.minimum(xp, yd * decode.chips / ports) / np.maximum(link.seconds, 1e-300)
+    ports = _link_ports(prefill, decode)
+    link_capacity = np.minimum(xp * prefill.data_parallel, yd * decode.chips / ports) / np.maximum(link.seconds, 1e-300)
     capacity = np.minimum(np.minimum(pm.at(np.zeros(n)).capacity_rps, dm.capacity), link_capacity)
     clients = np.where(closed, w.concurrency, 0.0)
     x = np.zeros(n)
