@@ -529,6 +529,21 @@ SPEC_BACKEND_OPTION = click.option(
     help="Serving: standard deviation of the generated length [default: 5% of --gen-len, which "
     "desynchronizes a closed loop's clients; 0: every output exactly --gen-len, the first burst's groups kept].",
 )
+@click.option(
+    "--prefill-instances",
+    type=int,
+    default=None,
+    help="Disaggregated serving (with --decode-instances and a load): prefill instances (xP).",
+)
+@click.option(
+    "--decode-instances",
+    type=int,
+    default=None,
+    help="Disaggregated serving: decode instances (yD), each of --tp x --dp x --ep.",
+)
+@click.option("--prefill-tp", type=int, default=None, help="Disaggregated: a prefill instance's TP [--tp].")
+@click.option("--prefill-dp", type=int, default=None, help="Disaggregated: a prefill instance's attention DP [--dp].")
+@click.option("--prefill-ep", type=int, default=None, help="Disaggregated: a prefill instance's EP [--ep].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def estimate_command(
     model: str,
@@ -571,10 +586,16 @@ def estimate_command(
     memory_fraction: float | None,
     prompt_len_std: float | None,
     gen_len_std: float | None,
+    prefill_instances: int | None,
+    decode_instances: int | None,
+    prefill_tp: int | None,
+    prefill_dp: int | None,
+    prefill_ep: int | None,
     as_json: bool,
 ) -> None:
     """Latency, MFU, cost and memory per chip of one multi-chip deployment (Pope et al. 2022);
-    with --concurrency or --request-rate, also the serving steady state under that load."""
+    with --concurrency or --request-rate, also the serving steady state under that load; with
+    --prefill-instances and --decode-instances, that of disaggregated prefill and decode pools."""
     from cost_models.deployment import estimate_one
     from cost_models.serving_one import engine_memory_notes, estimate_serving_one
     from tuner import tables
@@ -603,6 +624,31 @@ def estimate_command(
     if given and not serving:
         flag = "--" + next(iter(given)).replace("_", "-")
         raise InvalidInputError("serving", f"{flag} needs a load", "add --concurrency C or --request-rate R")
+    pool_options = {
+        "--prefill-instances": prefill_instances,
+        "--decode-instances": decode_instances,
+        "--prefill-tp": prefill_tp,
+        "--prefill-dp": prefill_dp,
+        "--prefill-ep": prefill_ep,
+    }
+    if any(value is not None for value in pool_options.values()):
+        _estimate_disaggregated(
+            pool_options,
+            serving=serving,
+            unused={
+                "--chips": chips, "--mesh": mesh, "--pp": pp, "--micro-batches": micro_batches, "--batch": batch,
+                "--ffn-layout": ffn_layout, "--prefill-ffn-layout": prefill_ffn_layout,
+                "--decode-ffn-layout": decode_ffn_layout, "--attn-sharding": attn_sharding,
+                "--prefill-attn-sharding": prefill_attn_sharding, "--decode-attn-sharding": decode_attn_sharding,
+                "--kv-memory-fraction": kv_memory_fraction, "--require-fit": require_fit or None,
+                "--phase": None if phase == "both" else phase,
+            },
+            model=model, hardware=hardware, tp=tp, dp=dp, ep=ep, prompt_len=prompt_len, gen_len=gen_len,
+            concurrency=concurrency, request_rate=request_rate, backend=backend, calibration=calibration,
+            overlap=overlap, knobs=given, weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits,
+            kv_heads=kv_heads, block=block, flash_attention=flash_attention, as_json=as_json,
+        )  # fmt: skip
+        return
     static: dict[str, Any] = {
         "mesh": mesh,
         "phase": phase,
@@ -652,6 +698,57 @@ def estimate_command(
         _print_json(report)
     else:
         tables.print_estimate(report)
+
+
+def _estimate_disaggregated(
+    pool_options: dict[str, int | None],
+    *,
+    serving: bool,
+    unused: dict[str, Any],
+    tp: int | None,
+    dp: int | None,
+    ep: int | None,
+    knobs: dict[str, Any],
+    as_json: bool,
+    **common: Any,
+) -> None:
+    """``tuner estimate --prefill-instances --decode-instances``: the disaggregated pools under
+    the load (cost_models.disaggregated_one), a prefill instance of --prefill-tp/-dp/-ep and a
+    decode instance of --tp/--dp/--ep."""
+    from cost_models.disaggregated_one import estimate_disaggregated_one
+    from tuner import tables
+
+    for flag in ("--prefill-instances", "--decode-instances"):
+        if pool_options[flag] is None:
+            given = next(name for name, value in pool_options.items() if value is not None)
+            raise InvalidInputError(flag, f"missing: {given} asks for disaggregated pools", f"add {flag} N")
+    if not serving:
+        raise InvalidInputError(
+            "--prefill-instances", "disaggregated pools need a load", "add --concurrency C or --request-rate R"
+        )
+    for flag, value in unused.items():
+        if value is not None:
+            raise InvalidInputError(
+                flag,
+                "not read by a disaggregated estimate (each pool is the engines' TP x DP x EP groups)",
+                f"drop {flag}, or drop --prefill-instances/--decode-instances",
+            )
+    report = estimate_disaggregated_one(
+        prefill_instances=int(pool_options["--prefill-instances"] or 0),
+        decode_instances=int(pool_options["--decode-instances"] or 0),
+        prefill={
+            "tp": pool_options["--prefill-tp"],
+            "dp": pool_options["--prefill-dp"],
+            "ep": pool_options["--prefill-ep"],
+        },
+        decode={"tp": tp, "dp": dp, "ep": ep},
+        serving=knobs,
+        **common,
+    )
+    if as_json:
+        _print_json(report)
+    else:
+        tables.print_disaggregated_estimate(report)
 
 
 def _refuse_unused_layouts(phase: str, options: dict[str, dict[str, str | None]]) -> None:

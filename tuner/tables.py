@@ -367,6 +367,36 @@ def print_serving(s: dict, console: Console | None = None) -> None:
         console.print(escape(note))
 
 
+def print_disaggregated_estimate(report: dict) -> None:
+    """``tuner estimate --prefill-instances --decode-instances``: each pool's instances and
+    degrees, the serving table, and the pools' capacities, balance and KV link."""
+    console = _console()
+    pools = report["pools"]
+
+    def pool(p: dict) -> str:
+        return f"{p['instances']} x TP{p['tp']} DP{p['dp']} EP{p['ep']} ({p['chips']} chips)"
+
+    console.print(
+        escape(
+            f"{report['model']} on {report['hardware']}, disaggregated: prefill {pool(pools['prefill'])} + decode "
+            f"{pool(pools['decode'])}; weights {report['weight_dtype']}, KV {report['kv_dtype']}"
+        )
+    )
+    console.print(escape(calibration_line(report["calibration"])))
+    s = report["serving"]
+    print_serving(s, console)
+    balance = "none" if s["balance"] is None else f"{s['balance']:.3g}"
+    console.print(
+        escape(
+            f"pools: prefill {s['prefill_capacity_rps']:.4g} req/s, decode {s['decode_capacity_rps']:.4g} req/s "
+            f"(limiting: {s['limiting_pool']}, balance {balance}); prefill queue "
+            f"{_ms(s['prefill_queue_s'])}, {s['prefill_tokens_per_iteration']:.4g} tokens an iteration; KV "
+            f"transfer {_si(s['kv_transfer_bytes'], 'B')} a prompt in {_ms(s['kv_transfer_s'])} "
+            f"({_si(s['kv_link_bandwidth_bytes_per_s'], 'B/s')}, {s['kv_link_utilisation']:.1%} busy)"
+        )
+    )
+
+
 def _progress_shown(disable: bool) -> bool:
     """A bar only on a terminal: not with --json, nor when stdout or stderr is a pipe or file."""
     return not disable and sys.stdout.isatty() and sys.stderr.isatty()

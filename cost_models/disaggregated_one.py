@@ -1,0 +1,215 @@
+"""One disaggregated deployment under load, by names: ``tuner estimate --prefill-instances
+--decode-instances``.
+
+xP prefill instances and yD decode instances of one model on one chip, each pool's instance its
+own TP x DP x EP (attention data parallelism with expert parallelism, as SGLang's PD
+disaggregation runs DeepSeek-V3 with ``--enable-dp-attention --dp-size --ep-size``), scored by
+:func:`cost_models.disaggregated.serve_disaggregated`. Each pool's deployment is resolved as
+``tuner estimate`` resolves one (:func:`cost_models.deployment.estimate_one`: the engine's
+layouts, the formats, a named engine's launch rules), so a degree an engine cannot launch is
+refused naming the pool's flag.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cost_models.calibration import CalibrationProfile, serving_engine
+from cost_models.deployment import Overlap
+from cost_models.deployments import Deployment, Deployments
+from cost_models.disaggregated import DisaggregatedEstimate, disaggregated_report, serve_disaggregated
+from cost_models.errors import InvalidInputError
+from cost_models.serving import NO_OVERHEADS, engine_overheads, make_workloads
+from cost_models.serving_one import ENGINE_KNOBS, SERVING_OPTIONS, UNSERVED_DEGREES, _check_fits, deployment_of_report
+
+#: A pool's degrees and the ``tuner estimate`` flags that set them (the decode pool's are the
+#: plain --tp/--dp/--ep, as an aggregated deployment's).
+POOL_FLAGS: dict[str, dict[str, str]] = {
+    "prefill": {"tp": "--prefill-tp", "dp": "--prefill-dp", "ep": "--prefill-ep"},
+    "decode": {"tp": "--tp", "dp": "--dp", "ep": "--ep"},
+}
+
+
+_DEGREE_FIELDS = {"tensor_parallel": "tp", "data_parallel": "dp", "expert_parallel": "ep"}
+
+
+def _pool(
+    pool: str,
+    degrees: dict[str, int | None],
+    model: Any,
+    chip: Any,
+    *,
+    prompt_len: int,
+    gen_len: int,
+    calibration: str | CalibrationProfile | None,
+    backend: str | None,
+    overlap: Overlap,
+    static: dict[str, Any],
+) -> tuple[dict[str, Any], Deployment]:
+    """One instance of ``pool``: its static report (at one sequence a DP rank) and its row."""
+    from cost_models.deployment import estimate_one
+
+    dp = int(degrees.get("dp") or 1)
+    given: dict[str, Any] = {name: value for name, value in degrees.items() if value is not None}
+    try:
+        report = estimate_one(
+            model, chip, batch=dp, chips=None, prompt_len=prompt_len, gen_len=gen_len, overlap=overlap,
+            calibration=calibration, backend=backend, **static, **given,
+        )  # fmt: skip
+    except InvalidInputError as error:
+        flags = POOL_FLAGS[pool]
+        if error.field == "chips":  # degrees without a TP: the chips are not read here
+            raise InvalidInputError(
+                f"{flags['tp']} ({pool} pool)", "missing beside the DP or EP degree", f"pass {flags['tp']} N"
+            ) from None
+        degree = _DEGREE_FIELDS.get(error.field, error.field.removeprefix("--"))
+        field = flags.get(degree, error.field)
+        raise InvalidInputError(f"{field} ({pool} pool)", error.problem, error.fix) from None
+    if any(report["parallel"][name] != 1 for name in UNSERVED_DEGREES):
+        raise InvalidInputError(
+            f"{POOL_FLAGS[pool]['tp']} ({pool} pool)",
+            f"TP {report['parallel']['tp']} needs pipeline stages: the serving model charges tensor, expert and "
+            "data parallelism only",
+            f"pass {POOL_FLAGS[pool]['tp']} within one NVLink domain",
+        )
+    row = deployment_of_report(
+        report, model, chip, batch=dp, prompt_len=prompt_len, gen_len=gen_len,
+        kv_heads=static.get("kv_heads"), block=static.get("block"),
+    )  # fmt: skip
+    return report, row
+
+
+def _pool_summary(report: dict[str, Any], instances: int) -> dict[str, Any]:
+    parallel = report["parallel"]
+    return {
+        "instances": instances,
+        "tp": int(parallel["tp"]),
+        "dp": int(parallel["dp"]),
+        "ep": int(parallel["ep"]),
+        "chips_per_instance": int(report["chips"]),
+        "chips": instances * int(report["chips"]),
+    }
+
+
+def estimate_disaggregated_one(
+    model: str | Any,
+    hardware: str | Any,
+    *,
+    prefill_instances: int,
+    decode_instances: int,
+    prefill: dict[str, int | None],
+    decode: dict[str, int | None],
+    prompt_len: int,
+    gen_len: int,
+    concurrency: int | None = None,
+    request_rate: float | None = None,
+    backend: str | None = None,
+    calibration: str | CalibrationProfile | None = "auto",
+    overlap: Overlap = "overlapped",
+    serving: dict[str, Any] | None = None,
+    **static: Any,
+) -> dict[str, Any]:
+    """``tuner estimate`` of xP prefill + yD decode instances under a load: ``prefill`` and
+    ``decode`` each instance's ``tp``/``dp``/``ep`` (None: ``tuner estimate``'s default; the
+    prefill pool's default is the decode pool's), ``serving`` the engine knobs and spreads
+    (:data:`cost_models.serving_one.SERVING_OPTIONS`), ``static`` the formats (weight, act and
+    KV bits, kv_heads, block). Returns ``pools`` (each pool's degrees and chips) and ``serving``
+    (:func:`cost_models.disaggregated.disaggregated_report` plus the engine, load and notes)."""
+    from cost_models.calibration import resolve_calibration
+    from cost_models.hardware import get_hardware
+    from cost_models.models import get_model
+
+    options = dict(serving or {})
+    unknown = set(options) - set(SERVING_OPTIONS)
+    if unknown:
+        raise InvalidInputError(
+            "serving", f"unknown option {sorted(unknown)[0]!r}", f"use {', '.join(SERVING_OPTIONS)}"
+        )
+    for name, value in (("--prefill-instances", prefill_instances), ("--decode-instances", decode_instances)):
+        if value < 1:
+            raise InvalidInputError(name, f"must be 1 or more, got {value}", f"pass {name} 1 or more")
+    model_spec = get_model(model) if isinstance(model, str) else model
+    chip = get_hardware(hardware) if isinstance(hardware, str) else hardware
+    if model_spec.kind == "encoder":
+        raise InvalidInputError(
+            "serving", f"{model_spec.name} is an encoder: it generates no tokens to serve", "drop the pools"
+        )
+    if chip.kind != "gpu":
+        raise InvalidInputError(
+            "hardware",
+            f"{chip.name} has a torus interconnect: the KV link between pools is modelled for GPUs",
+            "use a GPU for disaggregated serving",
+        )
+    profile = resolve_calibration(calibration, chip, backend)
+    engine = serving_engine(backend, profile, chip)
+    workloads = make_workloads(
+        backend=engine,
+        concurrency=concurrency,
+        request_rate=request_rate,
+        prompt_len=prompt_len,
+        gen_len=gen_len,
+        **options,
+    )
+    # The prefill instance's degrees default to the decode instance's.
+    prefill_degrees = {name: decode.get(name) if prefill.get(name) is None else prefill.get(name) for name in decode}
+    reports, rows = {}, {}
+    for pool, degrees in (("prefill", prefill_degrees), ("decode", decode)):
+        reports[pool], rows[pool] = _pool(
+            pool, degrees, model_spec, chip, prompt_len=prompt_len, gen_len=gen_len, calibration=calibration,
+            backend=backend, overlap=overlap, static=static,
+        )  # fmt: skip
+    p_report, p_row, d_report, d_row = reports["prefill"], rows["prefill"], reports["decode"], rows["decode"]
+    d = Deployments.from_rows([d_row])
+    _check_fits(d_row, workloads, d)  # one sequence fits a decode rank beside its weights
+    overheads = engine_overheads(profile.backend) if profile is not None else NO_OVERHEADS
+    result: DisaggregatedEstimate = serve_disaggregated(
+        Deployments.from_rows([p_row]),
+        d,
+        workloads,
+        prefill_instances=prefill_instances,
+        decode_instances=decode_instances,
+        calibration=profile,
+        overlap=overlap,
+        overheads=overheads,
+    )
+    out = disaggregated_report(result)
+    row = workloads.row(0)
+    notes = []
+    if not out["stable"]:
+        pool = out["limiting_pool"]
+        capacity = out["capacity_rps"]
+        notes.append(
+            f"unstable: the {pool} pool limits the matched pools to {capacity:.4g} requests/s"
+            if out["fits"]
+            else "does not fit: an instance cannot hold one prompt's or sequence's KV cache beside its weights"
+        )
+    return {
+        "model": model_spec.name,
+        "hardware": chip.name,
+        "mode": "disaggregated",
+        "prompt_len": prompt_len,
+        "gen_len": gen_len,
+        "weight_dtype": d_report["weight_dtype"],
+        "kv_dtype": d_report["kv_dtype"],
+        "calibration": d_report["calibration"],
+        "pools": {
+            "prefill": _pool_summary(p_report, prefill_instances),
+            "decode": _pool_summary(d_report, decode_instances),
+        },
+        "serving": {
+            "mode": "disaggregated",
+            **out,
+            "kv_link_utilisation": float(result.kv_link_utilisation[0]),
+            "engine": {"backend": engine, **{k: row[k] for k in (*ENGINE_KNOBS, "memory_fraction", "prefix_hit_rate")}},
+            "overheads": overheads.to_dict(),
+            "load": {
+                "concurrency": concurrency,
+                "request_rate": request_rate,
+                "prompt_len": prompt_len,
+                "gen_len": gen_len,
+                "prompt_len_std": row["prompt_len_std"],
+                "gen_len_std": row["gen_len_std"],
+            },
+            "notes": notes,
+        },
+    }
