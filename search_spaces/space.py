@@ -437,21 +437,16 @@ def _compile_engine_space(spec: StudySpec, model: ModelSpec, hardware: HardwareS
     degrees = {name: tuple(getattr(space, name) or (1,)) for name in ("tp", "pp", "ep", "dp", "micro_batches")}
     if spec.serving is not None:
         # The serving model charges TP, EP and attention DP (cost_models.serving.serve: each DP
-        # rank's own scheduler and KV cache, the MoE layers shared); a disaggregated pool's
-        # instances are TP groups (prefill_chips wide), and no mode runs a pipeline.
-        aggregated = spec.serving.mode == "aggregated"
-        unserved = ("pp", "micro_batches") if aggregated else ("pp", "ep", "dp", "micro_batches")
-        beyond = [n for n in unserved if degrees[n] != (1,)]
+        # rank's own scheduler and KV cache, the MoE layers shared), an aggregated instance's or
+        # a disaggregated decode instance's alike (cost_models.disaggregated: the pools' ranks);
+        # a study's prefill instance is a TP group (prefill_chips wide, DP and EP 1: tuner
+        # estimate --prefill-dp/--prefill-ep score others), and no mode runs a pipeline.
+        beyond = [n for n in ("pp", "micro_batches") if degrees[n] != (1,)]
         if beyond:
             raise InvalidInputError(
                 f"space.{beyond[0]}",
-                "the serving model charges tensor, expert and data parallelism only"
-                if aggregated
-                else f"a {spec.serving.mode} serving study charges tensor parallelism only",
-                "search pp/micro_batches without a serving: section, or list only 1"
-                if aggregated
-                else "search ep/dp under mode: aggregated (pp/micro_batches without a serving: section), "
-                "or list only 1",
+                "the serving model charges tensor, expert and data parallelism only",
+                "search pp/micro_batches without a serving: section, or list only 1",
             )
     if model.experts == 0 and degrees["ep"] != (1,):
         raise InvalidInputError("space.ep", f"{model.name} has no experts", "leave ep out for a dense model")
@@ -866,12 +861,12 @@ def _engine_problems(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np
     # TP groups cut by a node's edge (TP 6 x PP 4 on 8-GPU nodes): their all-reduces cross the
     # network, which the TP mesh alone does not show (cost_models.topology.straddling_tp_groups).
     bad |= straddling_tp_groups(study.hardware, tp, chips)
-    if "prefill_mesh" in indices:  # a prefill instance is a TP group too (the serving pp/ep/dp are 1)
+    if "prefill_mesh" in indices:  # a prefill instance is a TP group (its pp/ep/dp 1: _disaggregated)
         prefill_tp = study.space.values["prefill_mesh"][indices["prefill_mesh"], 2]
         pooled = indices["disaggregated"] == 1 if "disaggregated" in indices else np.ones(len(tp), dtype=bool)
         prefill_offered = {c: bool(network.legal_meshes(int(c))) for c in np.unique(prefill_tp)}
         bad |= pooled & (
-            engine_problem_mask(study.spec.backend, model.heads, model.experts, prefill_tp, values["ep"], values["dp"])
+            engine_problem_mask(study.spec.backend, model.heads, model.experts, prefill_tp, 1, 1)
             | (splits_kv & kv_heads_split_problem(kv_heads, prefill_tp))
             | ~np.array([prefill_offered[c] for c in prefill_tp], dtype=bool)
         )
@@ -1013,12 +1008,15 @@ def _disaggregated(
     if rows.size == 0:
         return aggregated, pools
     workload = study.spec.workload
+    # The decode instance is the candidate's deployment, its attention DP and EP included; a
+    # prefill instance is a TP group of the prefill mesh (DP and EP 1: tensor-parallel MoE).
+    prefill_columns: dict[str, np.ndarray] = {k: v[rows] for k, v in columns.items()}
+    prefill_columns["mesh"] = pools.prefill_mesh[rows]
+    for name in ("data_parallel", "expert_parallel"):
+        if name in prefill_columns:
+            prefill_columns[name] = np.ones(len(rows))
     prefill = make_deployments(
-        study.model,
-        study.hardware,
-        prompt_len=workload.prompt_len,
-        gen_len=workload.gen_len,
-        **{**{k: v[rows] for k, v in columns.items()}, "mesh": pools.prefill_mesh[rows]},
+        study.model, study.hardware, prompt_len=workload.prompt_len, gen_len=workload.gen_len, **prefill_columns
     )
     estimate_rows = serve_disaggregated(
         prefill,

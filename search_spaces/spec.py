@@ -317,7 +317,8 @@ class Serving(BaseModel):
         min_length=1,
         description="Disaggregated: chips of one prefill instance (a dimension, every legal mesh of "
         "each count; on a GPU 1x1xN alone for ws_1d, which scores every mesh of N chips alike) "
-        "[default: space.chips]; with tp, a prefill instance's TP [default: the tp choices].",
+        "[default: space.chips]; with tp, a prefill instance's TP [default: the tp choices], its DP and EP 1 "
+        "(a decode instance takes the space's tp, dp and ep).",
     )
     prefill_instances: list[StrictInt] | None = Field(
         default=None, min_length=1, description="Disaggregated: prefill instances xP (a dimension) [default: 1]."

@@ -1797,11 +1797,13 @@ def _disaggregated_engine_args(spec: dict, serving: dict, fmt: str) -> dict:
     pools (the KV transfer: NIXL, Mooncake, Dynamo) is the serving stack's, not these flags'."""
     x, y, z = serving["prefill_mesh"]
     # A prefill instance is scored as the trial's deployment on the prefill mesh: its TP group is
-    # that mesh, its other degrees the trial's (search_spaces.space._disaggregated).
-    parallel = {**spec["parallel"], "tp": x * y * z}
+    # that mesh, its pipeline the trial's, with no attention DP and tensor-parallel MoE (DP and EP
+    # 1, search_spaces.space._disaggregated); the decode instance is the trial's, its DP and EP
+    # included (SGLang --enable-dp-attention --dp-size --ep-size, TensorRT-LLM enable_attention_dp).
+    parallel = {**spec["parallel"], "tp": x * y * z, "dp": 1, "ep": 1}
     prefill = {
         **spec,
-        "chips": x * y * z * parallel["pp"] * parallel["dp"],
+        "chips": x * y * z * parallel["pp"],
         "mesh": dict(zip(AXES, (x, y, z), strict=True)),
         "parallel": parallel,
         "serving": {**serving, "pool": "prefill"},
@@ -1813,7 +1815,15 @@ def _disaggregated_engine_args(spec: dict, serving: dict, fmt: str) -> dict:
     # pool's engines get the budget that was scored: with the trial's larger one they would hold
     # less KV cache than the estimate gives them.
     knobs = engine_knobs(serving, fmt)
-    decode_tokens = min(knobs["max_num_tokens"], knobs["max_batch_size"])
+    # Under attention DP a decode rank was scored at its own ceil(max_batch_size / DP) sequences
+    # (cost_models.serving.rank_workloads): vLLM's engine cores and TensorRT-LLM's ranks take the
+    # token budget as written, so theirs is min(budget, that); SGLang with DP attention divides
+    # a chunked budget by --dp-size itself (its _handle_data_parallelism), so it gets the deployment's.
+    dp = int(spec["parallel"]["dp"])
+    sglang_divides = fmt == "sglang" and spec["model"]["experts"] > 0 and dp > 1 and knobs["chunked_prefill"]
+    decode_tokens = min(
+        knobs["max_num_tokens"], knobs["max_batch_size"] if sglang_divides else -(-knobs["max_batch_size"] // dp)
+    )
     decode = {**spec, "serving": {**serving, "max_num_tokens": decode_tokens, "pool": "decode"}}
     prefills, decodes = int(serving["prefill_instances"]), int(serving["decode_instances"])
     return {

@@ -1,0 +1,137 @@
+"""Disaggregated studies with attention DP and EP in the decode pool (``space.dp``/``space.ep``
+under ``serving.mode: disaggregated`` or ``both``): each candidate's steady state is
+``serve_disaggregated``'s of its decode instance at its degrees and a TP prefill instance (DP and
+EP 1), and ``tuner export`` writes each pool's engine flags (SGLang ``--enable-dp-attention
+--dp-size --ep-size`` with ``--disaggregation-mode``). Before, such a study was refused ("space.ep:
+a disaggregated serving study charges tensor parallelism only")."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cli_helpers import run_cli
+from cost_models.deployments import make_deployments
+from cost_models.disaggregated import serve_disaggregated
+from cost_models.dtypes import FP8
+from cost_models.hardware import get_hardware
+from cost_models.models import get_model
+from cost_models.serving import make_workloads
+from search_spaces.space import compile_study, evaluate, structurally_valid
+from search_spaces.spec import parse_spec
+from tuner.pareto import load_study
+from tuner.study import run_search
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+STUDY: dict = {
+    "name": "disagg-dp-ep",
+    "model": "deepseek-v3",
+    "hardware": "h200",
+    "workload": {"prompt_len": 2048, "gen_len": 256},
+    "space": {"tp": [1], "dp": [8], "ep": [8], "weight_bits": ["fp8"], "kv_bits": ["fp8"]},
+    "serving": {
+        "mode": "disaggregated",
+        "request_rate": [20.0],
+        "prefill_chips": [8],
+        "prefill_instances": [2],
+        "decode_instances": [1],
+    },
+    "objectives": [{"metric": "serving.tokens_per_s_per_chip"}, {"metric": "serving.ttft_s"}],
+    "backend": "sglang",
+    "sampler": "exhaustive",
+}
+
+
+def _deepseek(tp: int, dp: int, ep: int):
+    return make_deployments(
+        get_model("deepseek-v3"), get_hardware("h200"), mesh=np.array([[1, 1, tp]]), batch=dp, prompt_len=2048,
+        gen_len=256, prefill_ffn_layout=0, decode_ffn_layout=0, flash_attention=True, data_parallel=dp,
+        expert_parallel=ep, weight_dtype=FP8, kv_dtype=FP8,  # the space's activations: bf16
+    )  # fmt: skip
+
+
+def test_a_disaggregated_study_scores_the_decode_pools_dp_ranks() -> None:
+    """2 prefill instances of TP8 (tensor-parallel MoE) + 1 decode instance of TP1 DP8 EP8: the
+    candidate's steady state is serve_disaggregated's on those deployments, 24 chips."""
+    compiled = compile_study(parse_spec(json.loads(json.dumps(STUDY))))
+    indices = compiled.space.all_indices()
+    assert list(structurally_valid(compiled, indices)) == [True]
+    evaluation = evaluate(compiled, indices)
+    assert evaluation.pools is not None and evaluation.pools.estimate is not None
+    assert evaluation.pools.prefill is not None
+    assert evaluation.pools.prefill.data_parallel[0] == 1 and evaluation.pools.prefill.expert_parallel[0] == 1
+    direct = serve_disaggregated(
+        _deepseek(8, 1, 1), _deepseek(1, 8, 8),
+        make_workloads(backend="sglang", request_rate=20.0, prompt_len=2048, gen_len=256),
+        prefill_instances=2, decode_instances=1, calibration=compiled.calibration,
+    )  # fmt: skip
+    e = evaluation.pools.estimate
+    assert e.chips[0] == 2 * 8 + 8
+    for name in ("ttft_s", "tpot_s", "decode_capacity_rps", "prefill_capacity_rps", "max_concurrency", "running"):
+        assert getattr(e, name)[0] == pytest.approx(getattr(direct, name)[0], rel=1e-12), name
+    # SGLang's 2048 running requests over the decode instance's 8 ranks (256 each).
+    assert e.max_concurrency[0] == 2048
+
+
+def test_mode_both_accepts_dp_and_ep() -> None:
+    spec = {**json.loads(json.dumps(STUDY)), "serving": {**STUDY["serving"], "mode": "both"}}
+    compiled = compile_study(parse_spec(spec))
+    assert compiled.space.dimensions["disaggregated"] == (False, True)
+
+
+def test_tensorrt_llm_runs_an_moe_decode_pools_attention_dp_at_tp1_only() -> None:
+    """TensorRT-LLM's enable_attention_dp runs each rank's attention on one GPU: a TP2 DP4 EP8
+    decode instance is an infeasible candidate, TP1 DP8 EP8 a feasible one (as in an aggregated
+    study)."""
+    spec = json.loads(json.dumps(STUDY))
+    spec["backend"] = "trtllm"
+    spec["space"] = {**spec["space"], "tp": [1, 2], "dp": [4, 8]}
+    compiled = compile_study(parse_spec(spec))
+    indices = compiled.space.all_indices()
+    valid = structurally_valid(compiled, indices)
+    tp = compiled.space.values["tp"][indices["tp"], 2]  # a TP choice is its 1 x 1 x TP mesh
+    dp = compiled.space.values["dp"][indices["dp"]]
+    assert {(int(a), int(b)): bool(v) for a, b, v in zip(tp, dp, valid, strict=True)} == {
+        (1, 4): False,  # 4 chips: EP 8 does not divide TP x DP = 4
+        (1, 8): True,
+        (2, 4): False,  # attention DP at TP 2
+        (2, 8): False,
+    }
+
+
+def test_export_writes_each_pools_dp_attention_flags(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """SGLang (docs.sglang.io, PD disaggregation with DP attention): the decode instance
+    --tp-size 8 --dp-size 8 --enable-dp-attention --ep-size 8 --disaggregation-mode decode (its
+    --tp-size counts every GPU under DP attention), the prefill instance --tp-size 8 alone with
+    --disaggregation-mode prefill; TensorRT-LLM's decode instance enable_attention_dp."""
+    url = f"sqlite:///{tmp_path}/dp.db"
+    run_search(json.loads(json.dumps(STUDY)), url)
+    trial = load_study(STUDY["name"], url).trials[0]
+    args = ("export", STUDY["name"], "--storage", url, "--trial", str(trial.number), "--allow-infeasible")
+    code, out, err = run_cli(capsys, *args, "--format", "sglang")
+    assert code == 0, err
+    data = json.loads(out)
+    decode, prefill = data["decode"]["engine_args"], data["prefill"]["engine_args"]
+    assert (decode["tp_size"], decode["dp_size"], decode["enable_dp_attention"], decode["ep_size"]) == (8, 8, True, 8)
+    assert decode["disaggregation_mode"] == "decode"
+    assert "--enable-dp-attention" in data["decode"]["cli"] and "--disaggregation-mode decode" in data["decode"]["cli"]
+    assert prefill["tp_size"] == 8 and prefill["disaggregation_mode"] == "prefill"
+    assert prefill.get("dp_size") is None and prefill.get("ep_size") is None and not prefill.get("enable_dp_attention")
+    assert (data["prefill"]["instances"], data["decode"]["instances"]) == (2, 1)
+    # A decode rank was scored at a decode-only iteration's budget: min(max_num_tokens, its
+    # ceil(2048 / 8) = 256 sequences). SGLang divides --chunked-prefill-size by --dp-size itself:
+    # min(8192, 2048) = 2048 gives each rank 256.
+    assert decode["chunked_prefill_size"] == 2048 and decode["max_running_requests"] == 2048
+    code, out, err = run_cli(capsys, *args, "--format", "trtllm")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["decode"]["extra_llm_api_options"]["enable_attention_dp"] is True
+    assert data["decode"]["extra_llm_api_options"]["moe_expert_parallel_size"] == 8
+    assert data["prefill"]["extra_llm_api_options"]["enable_attention_dp"] is False
+    assert data["prefill"]["engine_args"]["tp_size"] == 8
+    # TensorRT-LLM's attention-DP ranks take max_num_tokens as written: 256 (before: 2048, a
+    # larger activation reserve than scored, less KV cache).
+    assert data["decode"]["engine_args"]["max_num_tokens"] == 256
