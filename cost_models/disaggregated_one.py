@@ -58,9 +58,11 @@ def _pool(
         )  # fmt: skip
     except InvalidInputError as error:
         flags = POOL_FLAGS[pool]
-        if error.field == "chips":  # degrees without a TP: the chips are not read here
+        if error.field == "chips":  # no TP: the chips (not read here) would have said how many
             raise InvalidInputError(
-                f"{flags['tp']} ({pool} pool)", "missing beside the DP or EP degree", f"pass {flags['tp']} N"
+                f"{flags['tp']} ({pool} pool)",
+                f"missing: a {pool} instance is {flags['tp']} x {flags['dp']} GPUs",
+                f"pass {flags['tp']} N",
             ) from None
         degree = _DEGREE_FIELDS.get(error.field, error.field.removeprefix("--"))
         field = flags.get(degree, error.field)
@@ -153,7 +155,9 @@ def estimate_disaggregated_one(
     # The prefill instance's degrees default to the decode instance's.
     prefill_degrees = {name: decode.get(name) if prefill.get(name) is None else prefill.get(name) for name in decode}
     reports, rows = {}, {}
-    for pool, degrees in (("prefill", prefill_degrees), ("decode", decode)):
+    # The decode instance first: the prefill instance takes its degrees by default, and an error
+    # in them is the decode flags' (--tp/--dp/--ep).
+    for pool, degrees in (("decode", decode), ("prefill", prefill_degrees)):
         reports[pool], rows[pool] = _pool(
             pool, degrees, model_spec, chip, prompt_len=prompt_len, gen_len=gen_len, calibration=calibration,
             backend=backend, overlap=overlap, static=static,

@@ -243,6 +243,30 @@ def test_serving_mds_token_budget_example(capsys: pytest.CaptureFixture[str]) ->
     assert_printed(serving["ttft_s"], found[3], "TTFT")
 
 
+def test_serving_mds_disaggregated_dp_attention_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """DeepSeek-V3 fp8 on H200s under SGLang, 2 prefill + 1 decode instances of TP1 DP8 EP8 at
+    20 requests/s (the command the doc shows), and the TP8 EP8 prefill instance beside it."""
+    text = _text("docs/serving.md")
+    block = _one(r"```bash\n(tuner estimate --model deepseek-v3 .*?)```", text, "serving.md")[1]
+    command = re.sub(r"\\\n\s*", " ", block).split(None, 2)[2]
+    found = _one(
+        r"gives (\d+) H200s, TTFT (\S+) ms, TPOT (\S+) ms, the prefill pool limiting at (\S+) requests/s \(decode\s+"
+        r"(\S+); a TP8 EP8 prefill instance, `--prefill-tp 8 --prefill-dp 1`, takes (\S+) at a TTFT of (\S+)\s+ms",
+        text,
+        "serving.md",
+    )
+    serving = _serving(capsys, command)
+    assert serving["chips"] == int(found[1])
+    assert serving["limiting_pool"] == "prefill"
+    assert_printed(serving["ttft_s"] * 1e3, found[2], "TTFT")
+    assert_printed(serving["tpot_s"] * 1e3, found[3], "TPOT")
+    assert_printed(serving["prefill_capacity_rps"], found[4], "prefill capacity")
+    assert_printed(serving["decode_capacity_rps"], found[5], "decode capacity")
+    tp8 = _serving(capsys, f"{command} --prefill-tp 8 --prefill-dp 1")
+    assert_printed(tp8["prefill_capacity_rps"], found[6], "TP8 prefill capacity")
+    assert_printed(tp8["ttft_s"] * 1e3, found[7], "TP8 prefill TTFT")
+
+
 def test_serving_mds_open_loop_past_capacity_example(capsys: pytest.CaptureFixture[str]) -> None:
     """Llama 3 70B fp8 on 4 H100s under vLLM, 2048/256 tokens, a 4096-token budget unchunked, 128 slots
     (tests/cost_models/test_serving_simulation.py, OPEN_UNCHUNKED)."""

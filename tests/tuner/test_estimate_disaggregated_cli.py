@@ -92,7 +92,9 @@ def test_the_table_names_the_pools(capsys) -> None:
         (("--request-rate", "20", *POOLS, "--mesh", "1x1x8"), "--mesh"),
         (("--request-rate", "20", "--prefill-instances", "0", "--decode-instances", "1"), "--prefill-instances"),
         (("--request-rate", "20", *POOLS, "--tp", "8", "--prefill-ep", "3"), "--prefill-ep"),
-        (("--request-rate", "20", *POOLS, "--prefill-dp", "8"), "--prefill-tp"),
+        (("--request-rate", "20", *POOLS, "--prefill-dp", "8"), "--tp (decode pool): missing"),
+        # The prefill instance takes --ep 8, which its TP1 DP1 cannot spread.
+        (("--request-rate", "20", *POOLS, "--tp", "1", "--dp", "8", "--ep", "8", "--prefill-dp", "1"), "--prefill-ep"),
         # TensorRT-LLM runs an MoE model's attention DP at TP 1 only (enable_attention_dp).
         (
             ("--backend", "trtllm", "--request-rate", "20", "--prefill-instances", "1", "--decode-instances", "1",
