@@ -122,12 +122,14 @@ def stored_chips(data: dict[str, Any], serving: dict[str, Any] | None = None) ->
     degrees existed): the mesh's product x pipeline stages x DP ranks. With the serving workload
     a disaggregated trial stores (``mode``, ``prefill_mesh``, the instance counts), every pool's:
     prefill instances x their chips + decode instances x the deployment's (a prefill instance is
-    the deployment on the prefill mesh, search_spaces.space._disaggregated)."""
+    the deployment on the prefill mesh, its DP ranks the stored ``prefill_dp`` (1 where absent:
+    search_spaces.space._disaggregated)."""
     stages = int(data.get("pipeline_parallel", 1)) * int(data.get("data_parallel", 1))
     chips = int(np.prod(data["mesh"])) * stages
     if not isinstance(serving, dict) or serving.get("mode") != "disaggregated":
         return chips
-    prefill = int(np.prod(serving["prefill_mesh"])) * stages
+    prefill_stages = int(data.get("pipeline_parallel", 1)) * int(serving.get("prefill_dp", 1))
+    prefill = int(np.prod(serving["prefill_mesh"])) * prefill_stages
     return int(serving["prefill_instances"]) * prefill + int(serving["decode_instances"]) * chips
 
 

@@ -89,7 +89,9 @@ SERVING_DIMENSIONS = (
 )
 #: Dimensions of disaggregated serving (``mode: disaggregated`` or ``both``): whether a candidate
 #: is disaggregated (``both`` only), a prefill instance's mesh, and the instances of each pool.
-POOL_DIMENSIONS = ("disaggregated", "prefill_mesh", "prefill_instances", "decode_instances")
+POOL_DIMENSIONS = ("disaggregated", "prefill_mesh", "prefill_instances", "decode_instances", "prefill_dp", "prefill_ep")
+#: A prefill instance's attention DP and EP (engine vocabulary; dimensions only where the spec lists them).
+PREFILL_DEGREES = ("prefill_dp", "prefill_ep")
 #: The :class:`Deployments` column each dimension sets.
 DEPLOYMENT_COLUMN = {
     "mesh": "mesh",
@@ -627,6 +629,24 @@ def _add_pool_dimensions(
             # batch 16 on 32 H100s holds 1.4 GB of KV per chip on 1x1x32, 0.36 GB on 1x2x16.)
             twins = _tp_mesh_twins(np.array(prefill_meshes), prefill_meshes)
             prefill_meshes = [m for m, twin in zip(prefill_meshes, twins, strict=True) if not twin]
+    listed_degrees = [name for name in PREFILL_DEGREES if getattr(serving, name)]
+    if listed_degrees and "tp" not in labels:
+        raise InvalidInputError(
+            f"serving.{listed_degrees[0]}",
+            "a prefill instance's DP and EP are the engines' vocabulary",
+            "search the space's tp (with its dp and ep), or drop it",
+        )
+    for name in listed_degrees:
+        labels[name] = tuple(getattr(serving, name))
+        values[name] = np.array(labels[name], dtype=np.float64)
+    if serving.prefill_ep and model.experts == 0 and serving.prefill_ep != [1]:
+        raise InvalidInputError("serving.prefill_ep", f"{model.name} has no experts", "leave prefill_ep out")
+    if serving.prefill_ep and model.experts and all(model.experts % e for e in serving.prefill_ep):
+        raise InvalidInputError(
+            "serving.prefill_ep",
+            f"no choice divides the {model.experts} experts of {model.name} (each EP rank holds whole experts)",
+            f"use prefill_ep among {', '.join(str(k) for k in range(1, model.experts + 1) if model.experts % k == 0)}",
+        )
     labels["prefill_mesh"] = tuple("x".join(map(str, m)) for m in prefill_meshes)
     values["prefill_mesh"] = np.array(prefill_meshes, dtype=np.float64).reshape(-1, 3)
     for name in ("prefill_instances", "decode_instances"):
@@ -706,7 +726,8 @@ def structurally_valid(study: CompiledStudy, indices: dict[str, np.ndarray]) -> 
         budget = space.values["max_num_tokens"][indices["max_num_tokens"]]
         valid &= chunked | (study.spec.workload.prompt_len * (1.0 - serving.prefix_hit_rate) <= budget)
         if "disaggregated" in indices:  # mode both: an aggregated candidate has no pools to vary
-            pools = [indices[name] for name in ("prefill_mesh", "prefill_instances", "decode_instances")]
+            names = ("prefill_mesh", "prefill_instances", "decode_instances", *PREFILL_DEGREES)
+            pools = [indices[name] for name in names if name in indices]
             valid &= (indices["disaggregated"] == 1) | np.all([p == 0 for p in pools], axis=0)
         if "prefill_mesh" in indices and "prefill_ffn_layout" in indices and study.hardware.kind == "gpu":
             # A ws_1d prefill instance on another mesh of N chips is its 1x1xN twin (a space
@@ -861,16 +882,34 @@ def _engine_problems(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np
     # TP groups cut by a node's edge (TP 6 x PP 4 on 8-GPU nodes): their all-reduces cross the
     # network, which the TP mesh alone does not show (cost_models.topology.straddling_tp_groups).
     bad |= straddling_tp_groups(study.hardware, tp, chips)
-    if "prefill_mesh" in indices:  # a prefill instance is a TP group (its pp/ep/dp 1: _disaggregated)
+    if "prefill_mesh" in indices:  # a prefill instance: TP x prefill_dp x prefill_ep (_disaggregated)
         prefill_tp = study.space.values["prefill_mesh"][indices["prefill_mesh"], 2]
+        prefill_dp, prefill_ep = _prefill_degrees(study, indices, len(tp))
         pooled = indices["disaggregated"] == 1 if "disaggregated" in indices else np.ones(len(tp), dtype=bool)
-        prefill_offered = {c: bool(network.legal_meshes(int(c))) for c in np.unique(prefill_tp)}
+        prefill_chips = (prefill_tp * values["pp"] * prefill_dp).astype(np.int64)
+        prefill_offered = {c: bool(network.legal_meshes(int(c))) for c in np.unique(prefill_chips)}
         bad |= pooled & (
-            engine_problem_mask(study.spec.backend, model.heads, model.experts, prefill_tp, 1, 1)
+            _prefill_parallel_problems(study, prefill_tp, values["pp"], prefill_dp, prefill_ep)
+            | engine_problem_mask(study.spec.backend, model.heads, model.experts, prefill_tp, prefill_ep, prefill_dp)
             | (splits_kv & kv_heads_split_problem(kv_heads, prefill_tp))
-            | ~np.array([prefill_offered[c] for c in prefill_tp], dtype=bool)
+            | ~np.array([prefill_offered[c] for c in prefill_chips], dtype=bool)
         )
     return bad
+
+
+def _prefill_degrees(study: CompiledStudy, indices: dict[str, np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A prefill instance's attention DP and EP degrees by candidate (1 where not searched)."""
+    dp, ep = (study.space.values[name][indices[name]] if name in indices else np.ones(n) for name in PREFILL_DEGREES)
+    return dp, ep
+
+
+def _prefill_parallel_problems(
+    study: CompiledStudy, tp: np.ndarray, pp: np.ndarray, dp: np.ndarray, ep: np.ndarray
+) -> np.ndarray:
+    """Prefill degrees no deployment has (EP not dividing the experts or TP x DP): the rules
+    of :func:`cost_models.deployments.parallel_problem_mask`, the batch DP x one a rank."""
+    ones = np.ones(len(tp))
+    return parallel_problem_mask(study.model.experts, study.model.layers, tp, pp, ep, dp, ones, dp)
 
 
 def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation:
@@ -954,8 +993,10 @@ def _with_prefill_instances(
     rows = np.flatnonzero(pools.disaggregated)
     prefill = pools.prefill
     if load_batch:
+        # One rank's prompts an iteration: under attention DP the instance's are DP x that.
         prompts = pools.estimate.prefill_tokens_per_iteration / prefill.prompt_len
-        batch = np.where(np.isfinite(prompts), np.maximum(np.round(prompts), 1.0), prefill.batch)
+        dp = prefill.data_parallel
+        batch = np.where(np.isfinite(prompts), dp * np.maximum(np.round(prompts), 1.0), prefill.batch)
         prefill = replace(prefill, batch=batch)
     section = estimate(prefill, overlap=study.spec.overlap, calibration=study.calibration).prefill
     merged = {}
@@ -986,6 +1027,9 @@ class Pools:
     decode_instances: np.ndarray
     estimate: DisaggregatedEstimate | None  # the disaggregated rows', in row order
     prefill: Deployments | None = None  # the disaggregated rows' prefill instances, in row order
+    # A prefill instance's attention DP and EP by candidate, where the spec searches them (None: 1).
+    prefill_dp: np.ndarray | None = None
+    prefill_ep: np.ndarray | None = None
 
 
 def _disaggregated(
@@ -1002,19 +1046,33 @@ def _disaggregated(
     n = len(deployments)
     chosen = pool_columns.get("disaggregated", np.ones(n, dtype=bool)).astype(bool)
     pools = Pools(
-        chosen, pool_columns["prefill_mesh"], pool_columns["prefill_instances"], pool_columns["decode_instances"], None
+        chosen,
+        pool_columns["prefill_mesh"],
+        pool_columns["prefill_instances"],
+        pool_columns["decode_instances"],
+        None,
+        prefill_dp=pool_columns.get("prefill_dp"),
+        prefill_ep=pool_columns.get("prefill_ep"),
     )
     rows = np.flatnonzero(chosen)
     if rows.size == 0:
         return aggregated, pools
     workload = study.spec.workload
     # The decode instance is the candidate's deployment, its attention DP and EP included; a
-    # prefill instance is a TP group of the prefill mesh (DP and EP 1: tensor-parallel MoE).
+    # prefill instance is a TP group of the prefill mesh with the prefill_dp and prefill_ep
+    # searched (1 where not: tensor-parallel MoE). Degrees no deployment has are scored at 1 and
+    # refused (structurally_valid); the static batch splits over the prefill ranks.
     prefill_columns: dict[str, np.ndarray] = {k: v[rows] for k, v in columns.items()}
     prefill_columns["mesh"] = pools.prefill_mesh[rows]
-    for name in ("data_parallel", "expert_parallel"):
-        if name in prefill_columns:
-            prefill_columns[name] = np.ones(len(rows))
+    ones = np.ones(len(rows))
+    dp = ones if pools.prefill_dp is None else pools.prefill_dp[rows]
+    ep = ones if pools.prefill_ep is None else pools.prefill_ep[rows]
+    pp = prefill_columns.get("pipeline_parallel", ones)
+    impossible = _prefill_parallel_problems(study, pools.prefill_mesh[rows, 2], pp, dp, ep)
+    prefill_columns["data_parallel"] = np.where(impossible, 1.0, dp)
+    prefill_columns["expert_parallel"] = np.where(impossible, 1.0, ep)
+    batch = prefill_columns["batch"]
+    prefill_columns["batch"] = prefill_columns["data_parallel"] * np.ceil(batch / prefill_columns["data_parallel"])
     prefill = make_deployments(
         study.model, study.hardware, prompt_len=workload.prompt_len, gen_len=workload.gen_len, **prefill_columns
     )
@@ -1093,6 +1151,10 @@ def candidate_workload(evaluation: Evaluation, row: int) -> dict | None:
         data["prefill_mesh"] = [int(a) for a in pools.prefill_mesh[row]]
         data["prefill_instances"] = int(pools.prefill_instances[row])
         data["decode_instances"] = int(pools.decode_instances[row])
+        for name in PREFILL_DEGREES:  # stored where searched (a TP study's trials keep their keys)
+            degrees = getattr(pools, name)
+            if degrees is not None:
+                data[name] = int(degrees[row])
     else:
         data["mode"] = "aggregated"
     return data

@@ -317,14 +317,26 @@ class Serving(BaseModel):
         min_length=1,
         description="Disaggregated: chips of one prefill instance (a dimension, every legal mesh of "
         "each count; on a GPU 1x1xN alone for ws_1d, which scores every mesh of N chips alike) "
-        "[default: space.chips]; with tp, a prefill instance's TP [default: the tp choices], its DP and EP 1 "
-        "(a decode instance takes the space's tp, dp and ep).",
+        "[default: space.chips]; with tp, a prefill instance's TP [default: the tp choices], its DP and EP "
+        "prefill_dp and prefill_ep (a decode instance takes the space's tp, dp and ep).",
     )
     prefill_instances: list[StrictInt] | None = Field(
         default=None, min_length=1, description="Disaggregated: prefill instances xP (a dimension) [default: 1]."
     )
     decode_instances: list[StrictInt] | None = Field(
         default=None, min_length=1, description="Disaggregated: decode instances yD (a dimension) [default: 1]."
+    )
+    prefill_dp: list[StrictInt] | None = Field(
+        default=None,
+        min_length=1,
+        description="Disaggregated, with tp: a prefill instance's attention data-parallel ranks (a dimension; its "
+        "chips prefill TP x prefill_dp) [default: 1].",
+    )
+    prefill_ep: list[StrictInt] | None = Field(
+        default=None,
+        min_length=1,
+        description="Disaggregated, with tp: a prefill instance's expert-parallel ranks (a dimension; MoE models, "
+        "dividing the experts and prefill TP x prefill_dp) [default: 1].",
     )
     concurrency: list[StrictInt] | None = Field(
         default=None,
@@ -376,7 +388,7 @@ class Serving(BaseModel):
         "leave; vLLM: of all memory; SGLang: of all memory, for weights and KV cache) [engine default].",
     )
 
-    @field_validator("prefill_chips", "prefill_instances", "decode_instances")
+    @field_validator("prefill_chips", "prefill_instances", "decode_instances", "prefill_dp", "prefill_ep")
     @classmethod
     def _pools(cls, value: list[int] | None, info) -> list[int] | None:
         return _choices(value, info.field_name, 1, 2**20)
@@ -407,7 +419,11 @@ class Serving(BaseModel):
     def _one_load(self) -> Serving:
         if (self.concurrency is None) == (self.request_rate is None):
             raise ValueError("needs exactly one of concurrency: [..] and request_rate: [..]")
-        pools = [n for n in ("prefill_chips", "prefill_instances", "decode_instances") if getattr(self, n)]
+        pools = [
+            n
+            for n in ("prefill_chips", "prefill_instances", "decode_instances", "prefill_dp", "prefill_ep")
+            if getattr(self, n)
+        ]
         if self.mode == "aggregated" and pools:
             raise ValueError(f"{pools[0]} is for disaggregated serving; set mode: disaggregated or both")
         return self
@@ -425,6 +441,8 @@ _OPTIONAL_SECTIONS: tuple[tuple[str, ...], ...] = (
     ("serving", "prefill_chips"),
     ("serving", "prefill_instances"),
     ("serving", "decode_instances"),
+    ("serving", "prefill_dp"),
+    ("serving", "prefill_ep"),
     # The engines' vocabulary (added later): a space without it keeps its hash.
     *(("space", name) for name in ("tp", "pp", "ep", "dp", "micro_batches")),
 )

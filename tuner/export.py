@@ -1797,13 +1797,15 @@ def _disaggregated_engine_args(spec: dict, serving: dict, fmt: str) -> dict:
     pools (the KV transfer: NIXL, Mooncake, Dynamo) is the serving stack's, not these flags'."""
     x, y, z = serving["prefill_mesh"]
     # A prefill instance is scored as the trial's deployment on the prefill mesh: its TP group is
-    # that mesh, its pipeline the trial's, with no attention DP and tensor-parallel MoE (DP and EP
-    # 1, search_spaces.space._disaggregated); the decode instance is the trial's, its DP and EP
+    # that mesh, its pipeline the trial's, its attention DP and EP the stored prefill_dp and
+    # prefill_ep (1 where the study did not search them: tensor-parallel MoE,
+    # search_spaces.space._disaggregated); the decode instance is the trial's, its DP and EP
     # included (SGLang --enable-dp-attention --dp-size --ep-size, TensorRT-LLM enable_attention_dp).
-    parallel = {**spec["parallel"], "tp": x * y * z, "dp": 1, "ep": 1}
+    prefill_dp, prefill_ep = int(serving.get("prefill_dp", 1)), int(serving.get("prefill_ep", 1))
+    parallel = {**spec["parallel"], "tp": x * y * z, "dp": prefill_dp, "ep": prefill_ep}
     prefill = {
         **spec,
-        "chips": x * y * z * parallel["pp"],
+        "chips": x * y * z * parallel["pp"] * prefill_dp,
         "mesh": dict(zip(AXES, (x, y, z), strict=True)),
         "parallel": parallel,
         "serving": {**serving, "pool": "prefill"},

@@ -444,7 +444,7 @@ def _choices(trial) -> dict:
     chips = {"chips": stored_chips(deployment, serving)} if isinstance(deployment, dict) else {}
     params = dict(trial.params)
     if params.get("disaggregated") is False:  # mode both: an aggregated trial has no pools
-        for name in ("prefill_mesh", "prefill_instances", "decode_instances"):
+        for name in ("prefill_mesh", "prefill_instances", "decode_instances", "prefill_dp", "prefill_ep"):
             params.pop(name, None)
     return {**chips, **params}
 
@@ -536,6 +536,8 @@ _SHORT = {
     "prefill_mesh": "prefill mesh",
     "prefill_instances": "xP",
     "decode_instances": "yD",
+    "prefill_dp": "prefill DP",
+    "prefill_ep": "prefill EP",
 }
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import run_cli
-from cost_models.deployments import make_deployments
+from cost_models.deployments import make_deployments, stored_chips
 from cost_models.disaggregated import serve_disaggregated
 from cost_models.dtypes import FP8
 from cost_models.hardware import get_hardware
@@ -121,6 +121,9 @@ def test_export_writes_each_pools_dp_attention_flags(tmp_path, capsys: pytest.Ca
     assert prefill["tp_size"] == 8 and prefill["disaggregation_mode"] == "prefill"
     assert prefill.get("dp_size") is None and prefill.get("ep_size") is None and not prefill.get("enable_dp_attention")
     assert (data["prefill"]["instances"], data["decode"]["instances"]) == (2, 1)
+    # The stored trial's chips (pareto's and show's column): 2 x 8 + 8, not the prefill mesh x
+    # the decode instance's DP (2 x 8 x 8 + 8).
+    assert stored_chips(trial.user_attrs["deployment"], trial.user_attrs["serving"]) == 24
     # A decode rank was scored at a decode-only iteration's budget: min(max_num_tokens, its
     # ceil(2048 / 8) = 256 sequences). SGLang divides --chunked-prefill-size by --dp-size itself:
     # min(8192, 2048) = 2048 gives each rank 256.
@@ -135,3 +138,79 @@ def test_export_writes_each_pools_dp_attention_flags(tmp_path, capsys: pytest.Ca
     # TensorRT-LLM's attention-DP ranks take max_num_tokens as written: 256 (before: 2048, a
     # larger activation reserve than scored, less KV cache).
     assert data["decode"]["engine_args"]["max_num_tokens"] == 256
+
+
+PREFILL_DP_STUDY: dict = {
+    **STUDY,
+    "name": "disagg-prefill-dp",
+    "serving": {**STUDY["serving"], "prefill_chips": [1, 8], "prefill_dp": [1, 8], "prefill_ep": [1, 8]},
+}
+
+
+def test_a_study_searches_the_prefill_instances_dp_and_ep(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """serving.prefill_dp and serving.prefill_ep make a prefill instance TP x DP x EP (SGLang's
+    prefill instances with DP attention): of the 2 prefill TPs x 2 DPs x 2 EPs, the ones a
+    deployment has (EP dividing TP x DP: TP1 DP1 EP8 has not) and SGLang launches; TP1 DP8 EP8
+    scored as serve_disaggregated's, stored and exported with its own flags, its chips counted."""
+    url = f"sqlite:///{tmp_path}/pdp.db"
+    spec = json.loads(json.dumps(PREFILL_DP_STUDY))
+    compiled = compile_study(parse_spec(json.loads(json.dumps(spec))))
+    indices = compiled.space.all_indices()
+    valid = structurally_valid(compiled, indices)
+    tp = compiled.space.values["prefill_mesh"][indices["prefill_mesh"], 2]
+    dp = compiled.space.values["prefill_dp"][indices["prefill_dp"]]
+    ep = compiled.space.values["prefill_ep"][indices["prefill_ep"]]
+    by_degrees = {(int(a), int(b), int(c)): bool(v) for a, b, c, v in zip(tp, dp, ep, valid, strict=True)}
+    assert by_degrees == {
+        (1, 1, 1): True, (1, 1, 8): False, (1, 8, 1): True, (1, 8, 8): True,
+        (8, 1, 1): True, (8, 1, 8): True, (8, 8, 1): True, (8, 8, 8): True,  # 64 GPUs, 8 nodes
+    }  # fmt: skip
+    evaluation = evaluate(compiled, indices)
+    assert evaluation.pools is not None and evaluation.pools.estimate is not None
+    row = int(np.flatnonzero((tp == 1) & (dp == 8) & (ep == 8))[0])
+    where = int(np.searchsorted(np.flatnonzero(evaluation.pools.disaggregated), row))
+    direct = serve_disaggregated(
+        _deepseek(1, 8, 8), _deepseek(1, 8, 8),
+        make_workloads(backend="sglang", request_rate=20.0, prompt_len=2048, gen_len=256),
+        prefill_instances=2, decode_instances=1, calibration=compiled.calibration,
+    )  # fmt: skip
+    e = evaluation.pools.estimate
+    for name in ("ttft_s", "tpot_s", "prefill_capacity_rps", "decode_capacity_rps", "chips"):
+        assert getattr(e, name)[where] == pytest.approx(getattr(direct, name)[0], rel=1e-12), name
+    run_search(spec, url)
+    trial = next(
+        t for t in load_study(spec["name"], url).trials
+        if (t.params["prefill_mesh"], t.params["prefill_dp"], t.params["prefill_ep"]) == ("1x1x1", 8, 8)
+    )  # fmt: skip
+    assert trial.user_attrs["serving"]["prefill_dp"] == 8 and trial.user_attrs["serving"]["prefill_ep"] == 8
+    assert stored_chips(trial.user_attrs["deployment"], trial.user_attrs["serving"]) == 2 * 8 + 8
+    args = ("export", spec["name"], "--storage", url, "--trial", str(trial.number), "--allow-infeasible")
+    code, out, err = run_cli(capsys, *args, "--format", "sglang")
+    assert code == 0, err
+    prefill = json.loads(out)["prefill"]["engine_args"]
+    assert (prefill["tp_size"], prefill["dp_size"], prefill["enable_dp_attention"], prefill["ep_size"]) == (
+        8,
+        8,
+        True,
+        8,
+    )
+    assert prefill["disaggregation_mode"] == "prefill"
+
+
+@pytest.mark.parametrize(
+    ("serving", "field"),
+    [
+        ({"mode": "aggregated", "prefill_dp": [2]}, "prefill_dp"),
+        ({"prefill_ep": [3]}, "serving.prefill_ep"),
+    ],
+)
+def test_prefill_degrees_are_refused_where_they_mean_nothing(serving: dict, field: str) -> None:
+    from cost_models.errors import InvalidInputError
+
+    spec = json.loads(json.dumps(STUDY))
+    spec["serving"] = {k: v for k, v in {**spec["serving"], **serving}.items()}
+    if serving.get("mode") == "aggregated":
+        for name in ("prefill_chips", "prefill_instances", "decode_instances"):
+            spec["serving"].pop(name)
+    with pytest.raises(InvalidInputError, match=field):
+        compile_study(parse_spec(spec))
