@@ -9,9 +9,12 @@ vectorized call:
   parallelism with expert parallelism over all its chips (TP x DP, EP = TP x DP: vLLM's
   --enable-expert-parallel, SGLang's --enable-dp-attention, TensorRT-LLM's attention DP at TP 1),
   chips = k x TP x DP. Scored by :func:`cost_models.serving.serve`.
-- **disaggregated**: xP prefill instances of TP_p chips and yD decode instances of TP_d chips;
-  chips = xP TP_p + yD TP_d. Scored by :mod:`cost_models.disaggregated`: each distinct pool
-  (TP, format, instances) is evaluated once and the pools are paired.
+- **disaggregated**: xP prefill instances of TP_p x DP_p chips and yD decode instances of
+  TP_d x DP_d chips, each pool's instance any shape the aggregated plan runs (a TP group, or an
+  MoE model's attention-DP instance with EP = TP x DP under the same engine rules: SGLang's PD
+  disaggregation with --enable-dp-attention); chips = xP TP_p DP_p + yD TP_d DP_d. Scored by
+  :mod:`cost_models.disaggregated`: each distinct pool (TP, DP, format, instances) is evaluated
+  once and the pools are paired.
 
 Each candidate also has a weight format: 16-bit, and 8-bit (W8A8: fp8 where the chip has fp8
 units, int8 where it has int8 units) where the chip supports one, and the model's own quantized
@@ -143,6 +146,15 @@ def dp_attention_degrees(p: CapacityProblem) -> list[tuple[int, int]]:
     return out
 
 
+def instance_degrees(p: CapacityProblem) -> list[tuple[int, int]]:
+    """(TP, DP) of every instance shape planned, aggregated replicas and disaggregated pools alike:
+    the tensor-parallel groups of :func:`tp_degrees` (DP 1, EP 1) first (their order breaks
+    ties), then an MoE model's attention-DP instances of :func:`dp_attention_degrees` (EP = TP x
+    DP), each passing the engine's launch rules there."""
+    tps = tp_degrees(p.chip, p.max_chips, p.model.heads, p.split_kv_heads, p.backend)
+    return [(tp, 1) for tp in tps] + dp_attention_degrees(p)
+
+
 def _deployments(
     model: ModelSpec, chip: HardwareSpec, tp: np.ndarray, fmt: np.ndarray, dp: np.ndarray | None = None
 ) -> Deployments:
@@ -269,9 +281,7 @@ class AggregatedCandidates:
 
 
 def aggregated_candidates(p: CapacityProblem) -> AggregatedCandidates:
-    # Tensor-parallel instances first (their order breaks ties), then an MoE model's DP-attention ones.
-    instances = [(tp, 1) for tp in tp_degrees(p.chip, p.max_chips, p.model.heads, p.split_kv_heads, p.backend)]
-    instances += dp_attention_degrees(p)
+    instances = instance_degrees(p)
     rows = [
         (tp, code, name, k, dp)
         for tp, dp in instances
@@ -361,7 +371,7 @@ def _aggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]], str
 
 
 # ---------------------------------------------------------------------------------------------
-# Disaggregated: prefill TP x decode TP x xP x yD, each distinct pool scored once.
+# Disaggregated: prefill instance x decode instance x xP x yD, each distinct pool scored once.
 
 
 def _take(pool: Any, index: np.ndarray) -> Any:
@@ -383,23 +393,38 @@ class DisaggregatedCandidates:
     decode_row: np.ndarray
     prefill_pools: tuple[Deployments, np.ndarray]  # distinct pools: one instance, instances
     decode_pools: tuple[Deployments, np.ndarray]
+    # Each instance's attention DP ranks (EP = TP x DP where above 1; 1: a TP group, EP 1).
+    prefill_dp: np.ndarray | None = None
+    decode_dp: np.ndarray | None = None
+    pool_dp: np.ndarray | None = None  # the distinct pools' (None: every pool a TP group)
 
     @property
     def chips(self) -> np.ndarray:
-        return self.prefill_instances * self.prefill_tp + self.decode_instances * self.decode_tp
+        prefill_dp = 1.0 if self.prefill_dp is None else self.prefill_dp
+        decode_dp = 1.0 if self.decode_dp is None else self.decode_dp
+        prefill = self.prefill_instances * self.prefill_tp * prefill_dp
+        return prefill + self.decode_instances * self.decode_tp * decode_dp
+
+
+def _disaggregated_pools(p: CapacityProblem) -> list[tuple[int, int, int]]:
+    """Distinct pools (TP, DP, instances), each leaving at least one chip for the other pool: an
+    instance is any shape the aggregated plan runs (:func:`instance_degrees`, so an MoE model's
+    pools may run attention DP with EP = TP x DP under the same engine rules)."""
+    return [(tp, dp, x) for tp, dp in instance_degrees(p) for x in range(1, (p.max_chips - 1) // (tp * dp) + 1)]
 
 
 def disaggregated_candidates(p: CapacityProblem) -> DisaggregatedCandidates:
-    tps = tp_degrees(p.chip, p.max_chips, p.model.heads, p.split_kv_heads, p.backend)
     formats = weight_formats(p.chip, p.model)
-    # Distinct pools: (TP, format, instances), leaving at least one chip for the other pool.
-    pools = [(tp, f, x) for tp in tps for f in range(len(formats)) for x in range(1, (p.max_chips - 1) // tp + 1)]
+    # Distinct pools: (TP, DP, format, instances).
+    pools = [(tp, dp, f, x) for tp, dp, x in _disaggregated_pools(p) for f in range(len(formats))]
     tp = np.array([r[0] for r in pools], dtype=np.float64)
-    fmt_index = np.array([r[1] for r in pools], dtype=np.int64)
-    instances = np.array([r[2] for r in pools], dtype=np.float64)
+    dp = np.array([r[1] for r in pools], dtype=np.float64)
+    fmt_index = np.array([r[2] for r in pools], dtype=np.int64)
+    instances = np.array([r[3] for r in pools], dtype=np.float64)
     codes = np.array([code for _, code in formats], dtype=np.int64)
-    one = _deployments(p.model, p.chip, tp, codes[fmt_index])
-    chips = tp * instances
+    with_dp = bool(np.any(dp > 1))
+    one = _deployments(p.model, p.chip, tp, codes[fmt_index], dp if with_dp else None)
+    chips = tp * dp * instances
     # Pairs of the same format within the chip budget.
     pi, di = np.nonzero((fmt_index[:, None] == fmt_index[None, :]) & (chips[:, None] + chips[None, :] <= p.max_chips))
     names = np.array([name for name, _ in formats])
@@ -416,15 +441,20 @@ def disaggregated_candidates(p: CapacityProblem) -> DisaggregatedCandidates:
         decode_row=di,
         prefill_pools=(one, instances),
         decode_pools=(one, instances),
+        prefill_dp=dp[pi] if with_dp else None,
+        decode_dp=dp[di] if with_dp else None,
+        pool_dp=dp if with_dp else None,
     )
 
 
 def score_disaggregated(p: CapacityProblem, c: DisaggregatedCandidates) -> DisaggregatedEstimate:
     """The pairs' steady state at R, each distinct pool evaluated once (what
-    :func:`cost_models.disaggregated.serve_disaggregated` gives pair by pair)."""
+    :func:`cost_models.disaggregated.serve_disaggregated` gives pair by pair). A DP pool's
+    instance gets the engine's default batch limit a rank, as an aggregated DP instance does
+    (:meth:`CapacityProblem.workloads`)."""
     one, instances = c.prefill_pools
     rate = np.full(len(one), p.request_rate)
-    w_pools = p.workloads(rate)
+    w_pools = p.workloads(rate, c.pool_dp)
     pre: PrefillPool = prefill_pool(one, w_pools, instances, rate, calibration=p.calibration)
     one_d, instances_d = c.decode_pools
     dec: DecodePool = decode_pool(one_d, w_pools, instances_d, rate, calibration=p.calibration)
@@ -442,13 +472,7 @@ def score_disaggregated(p: CapacityProblem, c: DisaggregatedCandidates) -> Disag
 def disaggregated_pair_count(p: CapacityProblem) -> int:
     """How many (prefill pool, decode pool) pairs :func:`disaggregated_candidates` would build,
     counted without building them (the pairs grow with the square of the chip budget)."""
-    chips = np.array(
-        [
-            tp * x
-            for tp in tp_degrees(p.chip, p.max_chips, p.model.heads, p.split_kv_heads, p.backend)
-            for x in range(1, (p.max_chips - 1) // tp + 1)
-        ]
-    )
+    chips = np.array([tp * dp * x for tp, dp, x in _disaggregated_pools(p)])
     chips.sort()
     return int(np.searchsorted(chips, p.max_chips - chips, side="right").sum()) * len(weight_formats(p.chip, p.model))
 
@@ -469,6 +493,12 @@ def _disaggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]], 
     ok = meets_sla(est.ttft_s, est.tpot_s, est.stable, p.sla)
     chips = c.chips
     order = np.lexsort((est.e2e_latency_s, chips))
+    ones = np.ones(len(chips))
+    prefill_dp = ones if c.prefill_dp is None else c.prefill_dp
+    decode_dp = ones if c.decode_dp is None else c.decode_dp
+    # EP over the instance's every chip where DP attention runs (_deployments), else 1.
+    prefill_ep = np.where(prefill_dp > 1, c.prefill_tp * prefill_dp, 1.0)
+    decode_ep = np.where(decode_dp > 1, c.decode_tp * decode_dp, 1.0)
     rows = [
         {
             "mode": "disaggregated",
@@ -477,6 +507,11 @@ def _disaggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]], 
             "decode_instances": int(c.decode_instances[i]),
             "prefill_tp": int(c.prefill_tp[i]),
             "decode_tp": int(c.decode_tp[i]),
+            # Each pool's instance's attention DP ranks and EP (1 and 1: one tensor-parallel group).
+            "prefill_dp": int(prefill_dp[i]),
+            "prefill_ep": int(prefill_ep[i]),
+            "decode_dp": int(decode_dp[i]),
+            "decode_ep": int(decode_ep[i]),
             "weight_format": str(c.format_names[i]),
             # W8A8: an 8-bit candidate's activations are 8-bit too (tuner estimate --act-bits).
             "act_format": dtype_name(act_code(int(c.prefill.weight_dtype[i]), p.chip)),

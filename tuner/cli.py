@@ -1803,8 +1803,9 @@ def recommend_command(
     backend: str | None,
     as_json: bool,
 ) -> None:
-    """Fewest chips serving --request-rate within the TTFT and TPOT SLA: replicas or xPyD pools;
-    with several --hardware and --price, each chip's plan ranked by dollars."""
+    """Fewest chips serving --request-rate within the TTFT and TPOT SLA: replicas or xPyD pools
+    (an MoE model's instances, in either, also TP x DP x EP with attention DP); with several
+    --hardware and --price, each chip's plan ranked by dollars."""
     from cost_models.calibration import AUTO_CALIBRATION, NO_CALIBRATION
     from cost_models.capacity import MODES, problem, recommend
     from tuner.recommend_report import (

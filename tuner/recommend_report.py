@@ -159,11 +159,17 @@ def comparison_dict(reports: list[dict]) -> dict:
     }
 
 
+def _instance(tp: int, dp: int, ep: int) -> str:
+    """One instance's degrees: ``TP8``, or ``TP1 DP8 EP8`` where it runs attention DP."""
+    return f"TP{tp}" + (f" DP{dp} EP{ep}" if dp > 1 else "")
+
+
 def _layout(row: dict) -> str:
     if row["mode"] == "aggregated":
-        dp = row.get("dp", 1)
-        return f"{row['replicas']} x TP{row['tp']}" + (f" DP{dp} EP{row['ep']}" if dp > 1 else "")
-    return f"{row['prefill_instances']}P x TP{row['prefill_tp']} + {row['decode_instances']}D x TP{row['decode_tp']}"
+        return f"{row['replicas']} x " + _instance(row["tp"], row.get("dp", 1), row.get("ep", 1))
+    prefill = _instance(row["prefill_tp"], row.get("prefill_dp", 1), row.get("prefill_ep", 1))
+    decode = _instance(row["decode_tp"], row.get("decode_dp", 1), row.get("decode_ep", 1))
+    return f"{row['prefill_instances']}P x {prefill} + {row['decode_instances']}D x {decode}"
 
 
 def _formats(row: dict) -> str:

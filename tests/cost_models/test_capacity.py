@@ -274,3 +274,26 @@ def test_an_moe_model_is_also_planned_with_dp_attention_and_expert_parallelism()
     best = rows[(1, 8, 1, "fp8")]
     assert best["ep"] == 8 and best["chips"] == 8
     assert best["tpot_s"] == float(alone.tpot_s[0])
+
+
+def test_disaggregated_pools_follow_the_engines_attention_dp_rules() -> None:
+    """A disaggregated pool's instance is any shape the aggregated plan runs
+    (capacity.instance_degrees, the engine rules there), within the budget less one chip for the
+    other pool. TensorRT-LLM runs an MoE model's attention DP at TP 1 only (its
+    enable_attention_dp ranks are TP1 each): DeepSeek-V3 at 17 chips gets DP pools TP1 DP2..DP16
+    and no TP2 DP4 pool (SGLang launches that one). EP = TP x DP must divide the experts:
+    Mixtral-8x7B's 8 experts leave no 16-chip DP pool under SGLang. A dense model's pools stay
+    TP groups (no DP arrays: scored exactly as before)."""
+    load = {"request_rate": 4.0, "prompt_len": 2048, "gen_len": 256, "max_ttft_s": 2.0, "max_tpot_s": 0.08}
+
+    def dp_pools(c):
+        return sorted({(int(t), int(d)) for t, d in zip(c.prefill_tp, c.prefill_dp, strict=True) if d > 1})
+
+    trtllm = disaggregated_candidates(problem("deepseek-v3", "h200", backend="trtllm", max_chips=17, **load))
+    assert dp_pools(trtllm) == [(1, 2), (1, 4), (1, 8), (1, 16)]
+    sglang = disaggregated_candidates(problem("deepseek-v3", "h200", backend="sglang", max_chips=17, **load))
+    assert (2, 4) in dp_pools(sglang) and (2, 8) in dp_pools(sglang)
+    mixtral = disaggregated_candidates(problem("mixtral-8x7b", "h200", backend="sglang", max_chips=17, **load))
+    assert all(8 % (t * d) == 0 for t, d in dp_pools(mixtral)) and (1, 8) in dp_pools(mixtral)
+    dense = disaggregated_candidates(problem("llama-3-8b", "h200", backend="sglang", max_chips=17, **load))
+    assert dense.prefill_dp is None and dense.decode_dp is None

@@ -225,3 +225,75 @@ def test_a_plan_whose_batch_swings_to_its_kv_cache_is_marked_near_capacity(capsy
     )  # fmt: skip
     assert one["simulated"]["peak_kv_blocks"] >= 0.99 * one["simulated"]["kv_capacity_blocks"]
     assert one["simulated"]["preemptions"] > 0
+
+
+DEEPSEEK_SGLANG = (
+    "--model", "deepseek-v3", "--hardware", "h200", "--backend", "sglang", "--prompt-len", "2048", "--gen-len", "256",
+)  # fmt: skip
+
+
+def test_disaggregated_pools_of_an_moe_model_run_attention_dp_as_estimate_scores_them(capsys) -> None:
+    """DeepSeek-V3 on H200s under SGLang at 20 req/s, 2048/256, TTFT 2 s, TPOT 50 ms: the pools'
+    instances may be TP x DP with EP = TP x DP (SGLang PD disaggregation with
+    --enable-dp-attention). Before, the pools were TP groups only and the fewest chips were 24
+    (2P x TP8 + 1D x TP8); now 16, as the aggregated plan's. Each plan listed is tuner estimate's
+    of that deployment (--prefill-instances/--decode-instances, each pool's degrees, the plan's
+    W8A8 formats and 16-bit KV cache, SGLang's 2048 slots a DP rank: --max-batch-size 2048 x the
+    decode DP); chips are xP x TP x DP + yD x TP x DP."""
+    sla = ("--request-rate", "20", "--max-ttft-s", "2", "--max-tpot-s", "0.05", "--mode", "disaggregated")
+    code, out, err = run_cli(capsys, "recommend", *DEEPSEEK_SGLANG, *sla, "--json")
+    assert code == 0, err
+    mode = json.loads(out)["modes"]["disaggregated"]
+    best = mode["best"]
+    assert best["chips"] == 16 and best["prefill_dp"] > 1 and best["decode_dp"] > 1
+    rows = [best, *mode["runners_up"]]
+    # The best, and a runner-up whose pools differ (the prefill instance's degrees its own).
+    differing = next(r for r in rows if (r["prefill_tp"], r["prefill_dp"]) != (r["decode_tp"], r["decode_dp"]))
+    for row in (best, differing):
+        for pool in ("prefill", "decode"):
+            tp, dp, ep = row[f"{pool}_tp"], row[f"{pool}_dp"], row[f"{pool}_ep"]
+            assert ep == tp * dp  # EP over the instance's every chip
+        chips = sum(row[f"{pool}_instances"] * row[f"{pool}_tp"] * row[f"{pool}_dp"] for pool in ("prefill", "decode"))
+        assert row["chips"] == chips
+        assert (row["weight_format"], row["act_format"]) == ("fp8", "fp8")
+        degrees = ("--tp", str(row["decode_tp"]), "--dp", str(row["decode_dp"]), "--ep", str(row["decode_ep"]))
+        degrees += ("--prefill-tp", str(row["prefill_tp"]), "--prefill-dp", str(row["prefill_dp"]))
+        degrees += ("--prefill-ep", str(row["prefill_ep"]))
+        pools = ("--prefill-instances", str(row["prefill_instances"]))
+        pools += ("--decode-instances", str(row["decode_instances"]))
+        formats = ("--weight-bits", "fp8", "--act-bits", "fp8", "--kv-bits", "16")
+        slots = ("--max-batch-size", str(2048 * row["decode_dp"]))
+        code, out, err = run_cli(
+            capsys, "estimate", *DEEPSEEK_SGLANG, "--request-rate", "20", *pools, *degrees, *formats, *slots, "--json"
+        )
+        assert code == 0, err
+        estimate = json.loads(out)
+        serving = estimate["serving"]
+        assert serving["chips"] == row["chips"]
+        assert estimate["pools"]["prefill"]["ep"] == row["prefill_ep"]
+        assert serving["ttft_s"] == pytest.approx(row["ttft_s"], rel=1e-6)
+        assert serving["tpot_s"] == pytest.approx(row["tpot_s"], rel=1e-6)
+        assert serving["capacity_rps"] == pytest.approx(row["capacity_rps"], rel=1e-6)
+        assert serving["kv_transfer_s"] == pytest.approx(row["kv_transfer_s"], rel=1e-9)
+        assert serving["limiting_pool"] == row["limiting_pool"]
+    code, out, err = run_cli(capsys, "recommend", *DEEPSEEK_SGLANG, *sla)
+    assert code == 0, err
+    layout = (
+        f"{best['prefill_instances']}P x TP{best['prefill_tp']} DP{best['prefill_dp']} EP{best['prefill_ep']} + "
+        f"{best['decode_instances']}D x TP{best['decode_tp']} DP{best['decode_dp']} EP{best['decode_ep']}"
+    )
+    assert f"disaggregated: fewest chips 16 ({layout}, fp8 W8A8)" in out
+
+
+def test_a_dense_models_disaggregated_pools_stay_tensor_parallel(capsys) -> None:
+    """Llama-3-70B has no experts: its pools are TP groups (DP 1, EP 1) and its layout column
+    reads as before (``2P x TP2 + 1D x TP2``, README's example at 12 chips)."""
+    plan = (*BASE, "--max-ttft-s", "1", "--max-chips", "12", "--mode", "disaggregated")
+    code, out, err = run_cli(capsys, *plan, "--json")
+    assert code == 0, err
+    mode = json.loads(out)["modes"]["disaggregated"]
+    for row in [mode["best"], *mode["runners_up"]]:
+        assert (row["prefill_dp"], row["prefill_ep"], row["decode_dp"], row["decode_ep"]) == (1, 1, 1, 1)
+    code, out, err = run_cli(capsys, *plan)
+    assert code == 0, err
+    assert re.search(r"\dP x TP\d+ \+ \dD x TP\d+ ", out) and " DP" not in out

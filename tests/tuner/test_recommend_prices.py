@@ -55,9 +55,9 @@ AGGREGATED_ROW_BEFORE = [
     "tokens_per_s_per_chip", "running_per_replica", "max_concurrency_per_replica", "near_capacity",
 ]  # fmt: skip
 DISAGGREGATED_ROW_BEFORE = [
-    "mode", "chips", "prefill_instances", "decode_instances", "prefill_tp", "decode_tp", "weight_format",
-    "act_format", "ttft_s", "tpot_s", "e2e_latency_s", "tokens_per_s_per_chip", "kv_transfer_s", "limiting_pool",
-    "balance", "capacity_rps",
+    "mode", "chips", "prefill_instances", "decode_instances", "prefill_tp", "decode_tp", "prefill_dp", "prefill_ep",
+    "decode_dp", "decode_ep", "weight_format", "act_format", "ttft_s", "tpot_s", "e2e_latency_s",
+    "tokens_per_s_per_chip", "kv_transfer_s", "limiting_pool", "balance", "capacity_rps",
 ]  # fmt: skip
 ROW_KEYS_BEFORE = {"aggregated": AGGREGATED_ROW_BEFORE, "disaggregated": DISAGGREGATED_ROW_BEFORE}
 
