@@ -267,6 +267,49 @@ def test_serving_mds_disaggregated_dp_attention_example(capsys: pytest.CaptureFi
     assert_printed(tp8["ttft_s"] * 1e3, found[7], "TP8 prefill TTFT")
 
 
+def test_serving_mds_disaggregated_dp_attention_recommend_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """DeepSeek-V3 on H200s under SGLang at 20 requests/s, 2048/256, TTFT 2 s, TPOT 50 ms: tuner
+    recommend's disaggregated plan (pools of TP x DP x EP), the aggregated plan beside it, and the
+    pair counts the doc gives (tp_degrees x formats x instances, counted by capacity)."""
+    from cost_models.capacity import disaggregated_pair_count, problem
+
+    text = _text("docs/serving.md")
+    block = _one(r"```bash\n(tuner recommend --model deepseek-v3 .*?)\n#", text, "serving.md")[1]
+    command = re.sub(r"\\\n\s*", " ", block).split()[1:]
+    found = _one(
+        r"# disaggregated: fewest chips (\d+) \((\d+)P x TP(\d+) DP(\d+) EP(\d+) \+ (\d+)D x TP(\d+) DP(\d+) EP(\d+), "
+        r"fp8 W8A8\)\s+TTFT (\S+) ms, TPOT (\S+) ms, (\w+) limits",
+        text,
+        "serving.md",
+    )
+    both = list(command)
+    both[both.index("--mode") + 1] = "both"  # the aggregated plan the doc compares
+    modes = _json_of(capsys, *both)["modes"]
+    best = modes["disaggregated"]["best"]
+    shape = ("chips", "prefill_instances", "prefill_tp", "prefill_dp", "prefill_ep", "decode_instances")
+    shape += ("decode_tp", "decode_dp", "decode_ep")
+    assert tuple(best[k] for k in shape) == tuple(int(found[i]) for i in range(1, 10))
+    assert_printed(best["ttft_s"] * 1e3, found[10], "disaggregated TTFT")
+    assert_printed(best["tpot_s"] * 1e3, found[11], "disaggregated TPOT")
+    assert best["limiting_pool"] == found[12]
+    aggregated = _one(
+        r"the aggregated plan is (\d+) as well \((\d+) x TP(\d+) DP(\d+) EP(\d+), TTFT (\S+) ms, TPOT (\S+)\s+ms\)",
+        text,
+        "serving.md",
+    )
+    agg = modes["aggregated"]["best"]
+    assert tuple(agg[k] for k in ("chips", "replicas", "tp", "dp", "ep")) == tuple(
+        int(aggregated[i]) for i in range(1, 6)
+    )
+    assert_printed(agg["ttft_s"] * 1e3, aggregated[6], "aggregated TTFT")
+    assert_printed(agg["tpot_s"] * 1e3, aggregated[7], "aggregated TPOT")
+    counts = _one(r"there are\s+(\S+) pairs to score \((\S+) for TP groups alone", text, "serving.md")
+    assert modes["disaggregated"]["candidates"] == int(counts[1].replace(",", ""))
+    load = {"request_rate": 20, "prompt_len": 2048, "gen_len": 256, "max_ttft_s": 2, "max_tpot_s": 0.05}
+    dense = problem("llama-3-8b", "h100-sxm", backend="sglang", **load)
+    assert disaggregated_pair_count(dense) == int(counts[2].replace(",", ""))
+
+
 def test_serving_mds_open_loop_past_capacity_example(capsys: pytest.CaptureFixture[str]) -> None:
     """Llama 3 70B fp8 on 4 H100s under vLLM, 2048/256 tokens, a 4096-token budget unchunked, 128 slots
     (tests/cost_models/test_serving_simulation.py, OPEN_UNCHUNKED)."""
