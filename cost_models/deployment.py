@@ -26,6 +26,7 @@ import numpy as np
 
 from cost_models.calibrated_times import (
     ELEMENTWISE_OPS,
+    _gemm_params,
     calibrated_format_notes,
     calibrated_network,
     calibrated_operator_times,
@@ -54,6 +55,7 @@ from cost_models.deployments import (
 )
 from cost_models.distinct import repeated_rows
 from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, dtype_name, lookup, parse_dtype
+from cost_models.efficiency import gemm_time_s
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs
@@ -2042,6 +2044,8 @@ def estimate_one(
     )
     notes += mixed_checkpoint_notes(model_spec, weight_code)
     notes += vision_notes(model_spec)
+    if "decode" in report:
+        notes += fp8_decode_notes(rows[best], float(result.decode_step_latency_s[best]), profile, overlap)
     return {
         **report,
         "mesh_chosen": mesh_chosen,
@@ -2049,6 +2053,78 @@ def estimate_one(
         "overlap": overlap,
         "notes": notes,
     }
+
+
+#: The weight shape whose GEMM :func:`fp8_decode_notes` quotes: 1024 x 1024 (2 MB in bf16), where
+#: a call at decode's few rows is its fixed per-call cost, not its weight bytes.
+PER_CALL_GEMM_N = PER_CALL_GEMM_K = 1024
+
+
+def fp8_decode_notes(
+    deployment: Deployment, decode_step_s: float, profile: CalibrationProfile | None, overlap: Overlap
+) -> list[str]:
+    """Why fp8 weights decode slower than bf16 ones, where they do: ``decode_step_s`` (this
+    deployment's decode step with fp8 weights) against the same deployment with bf16 weights and
+    activations under the same ``profile``. A decode step runs a few rows through every weight
+    GEMM, and a profile's fp8 GEMM carries a per-call cost its bf16 one lacks (the activations'
+    quantization, timed with the kernel in the measured rows), which at small batch can outweigh
+    the halved weight bytes. Measured (data/kernels/gemm_perf.csv.gz, AIConfigurator's database;
+    rows with m <= 16 and n x k <= 1024 x 1024, medians per chip): TensorRT-LLM fp8 12.4-14.3 us
+    against bf16 2.2-3.3 us on h100/h200/b200/gb200/l40s; vLLM and SGLang fp8 4.7-6.0 us. The
+    shipped profiles follow the small-m rows (on the database sample data/kernels was drawn from,
+    its ~500 rows per group with m <= 16 that no fit saw: fp8 median log(predicted / measured)
+    -0.011 to +0.035 per chip and engine, bf16 +0.008 to +0.033): the slower fp8 step is the
+    measured kernels', not the fit's.
+    TensorRT-LLM's rows are its dynamic per-tensor path: the collector (aiconfigurator
+    collector/trtllm/collect_gemm.py) loads fp8 weights with no input_scale, so FP8QDQLinearMethod
+    quantizes each call's activations with quantize_e4m3_per_tensor (a memset, an amax reduction
+    kernel, the quantize kernel, then a cast of the bf16 scale) before cuBLASLt's fp8 GEMM; a
+    Model Optimizer checkpoint's static input_scale runs one quantize kernel instead, which the
+    database does not time. Said only under a profile, on a chip with fp8 tensor cores."""
+    chip = deployment.hardware
+    if (
+        profile is None
+        or deployment.weight_dtype != "fp8"
+        or chip.kind != "gpu"
+        or not chip.has_format(parse_dtype("fp8", "weight"))
+    ):
+        return []
+    # fp8 activations only ride on fp8 weights (W8A8): the bf16 deployment has bf16 ones.
+    act = "bf16" if deployment.act_dtype in ("fp8", "fp4") else deployment.act_dtype
+    bf16 = replace(deployment, weight_dtype="bf16", act_dtype=act)
+    bf16_step_s = float(
+        estimate(Deployments.from_rows([bf16]), overlap=overlap, calibration=profile).decode_step_latency_s[0]
+    )
+    if decode_step_s <= bf16_step_s:
+        return []
+    fmt = "fp8_block" if deployment.model.fp8_block_scales else "fp8"
+    # Rows of one decode GEMM call: the batch over the attention DP ranks and the micro-batches.
+    rows = max(1, deployment.batch // (deployment.data_parallel * deployment.micro_batches))
+    per_call_us = {
+        f: float(gemm_time_s(rows, PER_CALL_GEMM_N, PER_CALL_GEMM_K, f, chip, _gemm_params(profile, f))[()]) * 1e6
+        for f in (fmt, "bfloat16")
+    }
+    engine = {"trtllm": "TensorRT-LLM", "vllm": "vLLM", "sglang": "SGLang"}.get(profile.backend, profile.backend)
+    note = (
+        f"fp8 weights decode slower than bf16 ones here: {decode_step_s * 1e3:.3g} ms a step against "
+        f"{bf16_step_s * 1e3:.3g} ms with bf16 weights (same deployment, {profile.name}). A decode GEMM of "
+        f"{rows} row{'s' if rows > 1 else ''} is mostly its per-call cost, and {profile.name}'s {fmt} GEMM, fitted on "
+        f"{engine}'s measured GEMMs on {chip.name} (data/kernels/gemm_perf.csv.gz), costs "
+        f"{per_call_us[fmt]:.3g} us a call against {per_call_us['bfloat16']:.3g} us in bf16 at a "
+        f"{PER_CALL_GEMM_N} x {PER_CALL_GEMM_K} weight: more than the halved weight bytes save"
+    )
+    if profile.backend == "trtllm" and fmt == "fp8":
+        note += (
+            ". Those TensorRT-LLM rows quantize each call's activations dynamically per tensor (the collector loads "
+            "no input_scale: a memset, an amax reduction, the quantize kernel and a scale cast before cuBLASLt's fp8 "
+            "GEMM); a Model Optimizer fp8 checkpoint's static input_scale runs one quantize kernel, so for it this "
+            "fp8 step is an upper bound"
+        )
+    else:
+        note += (
+            f" ({engine} quantizes the activations to fp8 in a kernel of its own before each fp8 GEMM, timed with it)"
+        )
+    return [note]
 
 
 def vision_notes(model: ModelSpec) -> list[str]:

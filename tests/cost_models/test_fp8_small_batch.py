@@ -1,0 +1,136 @@
+"""fp8 weights that decode slower than bf16 ones at small batch (TensorRT-LLM on B200/GB200/H200):
+what the measured kernels do, and the note tuner estimate prints where it happens.
+
+The measured rows are data/kernels/gemm_perf.csv.gz (NVIDIA AIConfigurator's kernel database, no
+one here wrote them): at decode's few rows a GEMM is its per-call cost, and TensorRT-LLM's fp8
+GEMM (dynamic per-tensor activation quantization, then cuBLASLt) costs ~4-6x its bf16 one there.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cost_models.calibration import load_profile
+from cost_models.deployment import estimate_one
+from cost_models.efficiency import gemm_time_s
+from cost_models.hardware import get_hardware
+
+GEMM_ROWS = Path(__file__).resolve().parents[2] / "data" / "kernels" / "gemm_perf.csv.gz"
+
+
+def _floor_rows(system: str, framework: str, dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(m, n, k, seconds) of the measured GEMMs with m <= 16 and n x k <= 1024 x 1024: a call whose
+    2 MB (bf16) of weights stream in under a microsecond on HBM3, so its time is its per-call cost."""
+    with gzip.open(GEMM_ROWS, "rt") as handle:
+        rows = [
+            r
+            for r in csv.DictReader(line for line in handle if not line.startswith("#"))
+            if (r["system"], r["framework"], r["gemm_dtype"]) == (system, framework, dtype)
+            and int(r["m"]) <= 16
+            and int(r["n"]) * int(r["k"]) <= 1024 * 1024
+        ]
+    m, n, k = (np.array([float(r[c]) for r in rows]) for c in ("m", "n", "k"))
+    return m, n, k, np.array([float(r["latency"]) for r in rows]) * 1e-3
+
+
+@pytest.mark.parametrize("system", ["h100_sxm", "h200_sxm", "b200_sxm", "gb200"])
+def test_measured_trtllm_fp8_gemm_costs_several_bf16_calls_at_small_m(system):
+    # The database itself: TensorRT-LLM's fp8 rows at m <= 16 take 12.4-14.3 us (median) where its
+    # bf16 ones take 2.2-3.3 us, so a decode step's ~4 GEMMs a layer pay ~10 us more each in fp8;
+    # vLLM's fp8 rows (one quantize kernel, then CUTLASS) take 5.2-6.0 us on the same chips.
+    trt_fp8 = np.median(_floor_rows(system, "TRTLLM", "fp8")[3])
+    trt_bf16 = np.median(_floor_rows(system, "TRTLLM", "bfloat16")[3])
+    vllm_fp8 = np.median(_floor_rows(system, "VLLM", "fp8")[3])
+    assert 12e-6 < trt_fp8 < 15e-6
+    assert 2e-6 < trt_bf16 < 3.5e-6
+    assert trt_fp8 > 3.5 * trt_bf16
+    assert 5e-6 < vllm_fp8 < 6.5e-6
+
+
+@pytest.mark.parametrize(("chip", "system"), [("b200", "b200_sxm"), ("h200", "h200_sxm")])
+@pytest.mark.parametrize("dtype", ["fp8", "bfloat16"])
+def test_shipped_trtllm_profile_follows_the_measured_small_m_rows(chip, system, dtype):
+    # The slower fp8 decode is the measured kernels', not the fit's: the shipped profile predicts
+    # those rows within 10% at the median (no bias against fp8 at small m).
+    m, n, k, measured = _floor_rows(system, "TRTLLM", dtype)
+    profile = load_profile(f"{chip}-trtllm")
+    predicted = gemm_time_s(m, n, k, dtype, get_hardware(chip), profile.gemm_params(dtype))
+    assert 0.9 < np.median(predicted / measured) < 1.1
+
+
+def _decode(hardware: str, backend: str, weight_bits: str, batch: int = 1) -> dict:
+    return estimate_one(
+        "llama-3.1-8b",
+        hardware,
+        tp=1,
+        batch=batch,
+        prompt_len=1024,
+        gen_len=128,
+        phase="decode",
+        weight_bits=weight_bits,
+        backend=backend,
+    )
+
+
+def _fp8_slower_notes(report: dict) -> list[str]:
+    return [note for note in report["notes"] if note.startswith("fp8 weights decode slower than bf16")]
+
+
+def test_estimate_says_why_fp8_decodes_slower_than_bf16():
+    # Llama-3.1-8B on one B200 under TensorRT-LLM at batch 1: 128 weight GEMMs a step, each ~10 us
+    # dearer in fp8, against ~8 GB less to read (~1 ms at 8 TB/s): fp8 is the slower step.
+    fp8 = _decode("b200", "trtllm", "fp8")
+    bf16 = _decode("b200", "trtllm", "16")
+    fp8_step, bf16_step = fp8["decode"]["step_latency_s"], bf16["decode"]["step_latency_s"]
+    assert fp8_step > bf16_step
+    (note,) = _fp8_slower_notes(fp8)
+    assert f"{fp8_step * 1e3:.3g} ms a step against {bf16_step * 1e3:.3g} ms with bf16 weights" in note
+    assert "b200-trtllm" in note and "data/kernels/gemm_perf.csv.gz" in note
+    # Its per-call numbers (the profile's, m = 1 at a 1024 x 1024 weight) against the measured rows
+    # of that weight in data/kernels: fp8 m=11 14.32 us, bf16 m=12 4.23 us. The bf16 fit is ~27%
+    # under that row (3.07 us; its held-out median at m <= 16 is +0.9%, so a scatter, not a bias),
+    # which the note's per-call gap overstates by ~1 us of ~11.
+    fp8_us, bf16_us = (float(x) for x in re.search(r"costs ([\d.]+) us a call against ([\d.]+) us", note).groups())
+    measured_fp8_us, measured_bf16_us = 14.32, 4.23
+    m, n, k, seconds = _floor_rows("b200_sxm", "TRTLLM", "fp8")
+    assert seconds[(m == 11) & (n == 1024) & (k == 1024)] * 1e6 == pytest.approx([measured_fp8_us], abs=0.01)
+    m, n, k, seconds = _floor_rows("b200_sxm", "TRTLLM", "bfloat16")
+    assert seconds[(m == 12) & (n == 1024) & (k == 1024)] * 1e6 == pytest.approx([measured_bf16_us], abs=0.01)
+    assert fp8_us == pytest.approx(measured_fp8_us, rel=0.1)
+    assert bf16_us == pytest.approx(measured_bf16_us, rel=0.3)
+    assert fp8_us - bf16_us > 0.8 * (measured_fp8_us - measured_bf16_us)
+    # And the cause under TensorRT-LLM: the collector's dynamic per-tensor quantization.
+    assert "no input_scale" in note and "upper bound" in note
+    # A bf16 estimate says nothing of fp8.
+    assert not _fp8_slower_notes(bf16)
+
+
+def test_no_note_where_fp8_decodes_faster():
+    # vLLM on an H100: its fp8 GEMMs cost ~5 us a call (one quantize kernel), and fp8 halves the
+    # step's weight reads: faster than bf16 (measured at Llama-3.1-8B's fused qkv shape n=6144
+    # k=4096: 14.6 us fp8 at m=12, 20.6 us bf16 at m=5-6, in the database sample).
+    fp8 = _decode("h100-sxm", "vllm", "fp8")
+    assert fp8["decode"]["step_latency_s"] < _decode("h100-sxm", "vllm", "16")["decode"]["step_latency_s"]
+    assert not _fp8_slower_notes(fp8)
+
+
+def test_no_note_without_a_profile():
+    # The pure roofline has no per-call cost: fp8 never decodes slower there, and nothing is said.
+    report = estimate_one(
+        "llama-3.1-8b",
+        "b200",
+        tp=1,
+        batch=1,
+        prompt_len=1024,
+        gen_len=128,
+        phase="decode",
+        weight_bits="fp8",
+        calibration="none",
+    )
+    assert not _fp8_slower_notes(report)
