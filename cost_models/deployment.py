@@ -2100,31 +2100,40 @@ def fp8_decode_notes(
     fmt = "fp8_block" if deployment.model.fp8_block_scales else "fp8"
     # Rows of one decode GEMM call: the batch over the attention DP ranks and the micro-batches.
     rows = max(1, deployment.batch // (deployment.data_parallel * deployment.micro_batches))
+    return [
+        f"fp8 weights decode slower than bf16 ones here: {decode_step_s * 1e3:.3g} ms a step against "
+        f"{bf16_step_s * 1e3:.3g} ms with bf16 weights (same deployment, {profile.name}). "
+        + fp8_gemm_cost_text(profile, chip, fmt, rows)
+    ]
+
+
+def fp8_gemm_cost_text(profile: CalibrationProfile, chip: HardwareSpec, fmt: str, rows: int) -> str:
+    """Why a decode GEMM of ``rows`` rows costs more in ``fmt`` (fp8 or fp8_block) than in bf16
+    under ``profile``: both kernels' fitted time a call at a PER_CALL_GEMM_N x PER_CALL_GEMM_K
+    weight, where a call is its fixed cost, and what TensorRT-LLM's measured per-tensor rows time
+    (:func:`fp8_decode_notes`)."""
     per_call_us = {
         f: float(gemm_time_s(rows, PER_CALL_GEMM_N, PER_CALL_GEMM_K, f, chip, _gemm_params(profile, f))[()]) * 1e6
         for f in (fmt, "bfloat16")
     }
     engine = {"trtllm": "TensorRT-LLM", "vllm": "vLLM", "sglang": "SGLang"}.get(profile.backend, profile.backend)
-    note = (
-        f"fp8 weights decode slower than bf16 ones here: {decode_step_s * 1e3:.3g} ms a step against "
-        f"{bf16_step_s * 1e3:.3g} ms with bf16 weights (same deployment, {profile.name}). A decode GEMM of "
-        f"{rows} row{'s' if rows > 1 else ''} is mostly its per-call cost, and {profile.name}'s {fmt} GEMM, fitted on "
-        f"{engine}'s measured GEMMs on {chip.name} (data/kernels/gemm_perf.csv.gz), costs "
+    text = (
+        f"A decode GEMM of {rows} row{'s' if rows > 1 else ''} is mostly its per-call cost, and {profile.name}'s "
+        f"{fmt} GEMM, fitted on {engine}'s measured GEMMs on {chip.name} (data/kernels/gemm_perf.csv.gz), costs "
         f"{per_call_us[fmt]:.3g} us a call against {per_call_us['bfloat16']:.3g} us in bf16 at a "
         f"{PER_CALL_GEMM_N} x {PER_CALL_GEMM_K} weight: more than the halved weight bytes save"
     )
     if profile.backend == "trtllm" and fmt == "fp8":
-        note += (
+        return text + (
             ". Those TensorRT-LLM rows quantize each call's activations dynamically per tensor (the collector loads "
             "no input_scale: a memset, an amax reduction, the quantize kernel and a scale cast before cuBLASLt's fp8 "
             "GEMM); a Model Optimizer fp8 checkpoint's static input_scale runs one quantize kernel, so for it this "
             "fp8 step is an upper bound"
         )
-    else:
-        note += (
-            f" ({engine} quantizes the activations to fp8 in a kernel of its own before each fp8 GEMM, timed with it)"
-        )
-    return [note]
+    return (
+        text
+        + f" ({engine} quantizes the activations to fp8 in a kernel of its own before each fp8 GEMM, timed with it)"
+    )
 
 
 def vision_notes(model: ModelSpec) -> list[str]:

@@ -134,3 +134,43 @@ def test_no_note_without_a_profile():
         calibration="none",
     )
     assert not _fp8_slower_notes(report)
+
+
+def _recommend(hardware: str, backend: str) -> dict:
+    from cost_models.capacity import problem, recommend
+    from tuner.recommend_report import recommend_dict
+
+    p = problem(
+        "llama-3.1-8b",
+        hardware,
+        request_rate=2.0,
+        prompt_len=1024,
+        gen_len=128,
+        max_ttft_s=1.0,
+        max_tpot_s=0.006,
+        max_chips=64,
+        backend=backend,
+    )
+    return recommend_dict(p, recommend(p, ("aggregated",)))
+
+
+def test_recommend_says_why_the_fp8_plan_decodes_slower():
+    # tuner recommend ranks bf16 above fp8 W8A8 on one B200 under TensorRT-LLM (the same per-call
+    # cost as above); it says why, with the two plans' TPOTs from its own table.
+    report = _recommend("b200", "trtllm")
+    shown = [report["modes"]["aggregated"]["best"], *report["modes"]["aggregated"]["runners_up"]]
+    one_chip = {row["weight_format"]: row for row in shown if row["chips"] == 1 and row["tp"] == 1}
+    assert one_chip["fp8"]["tpot_s"] > one_chip["bf16"]["tpot_s"]
+    (note,) = [n for n in report["notes"] if n.startswith("fp8 W8A8 plans decode slower than bf16")]
+    assert (
+        f"1 x TP1: TPOT {one_chip['fp8']['tpot_s'] * 1e3:.3g} ms against {one_chip['bf16']['tpot_s'] * 1e3:.3g} ms"
+    ) in note
+    assert "no input_scale" in note
+
+
+def test_recommend_says_nothing_where_fp8_plans_decode_faster():
+    # H100 vLLM: fp8 W8A8 leads the table (1 x TP1, TPOT 5.3 ms); its fp8 plan is slower than bf16
+    # only at TP16 (4.79 against 4.69 ms: 2 MB of weights a GEMM per chip), a plan not shown.
+    report = _recommend("h100-sxm", "vllm")
+    assert report["modes"]["aggregated"]["best"]["weight_format"] == "fp8"
+    assert not [n for n in report["notes"] if n.startswith("fp8 W8A8 plans decode slower")]
