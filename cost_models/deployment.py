@@ -2100,11 +2100,30 @@ def fp8_decode_notes(
     fmt = "fp8_block" if deployment.model.fp8_block_scales else "fp8"
     # Rows of one decode GEMM call: the batch over the attention DP ranks and the micro-batches.
     rows = max(1, deployment.batch // (deployment.data_parallel * deployment.micro_batches))
-    return [
+    note = (
         f"fp8 weights decode slower than bf16 ones here: {decode_step_s * 1e3:.3g} ms a step against "
         f"{bf16_step_s * 1e3:.3g} ms with bf16 weights (same deployment, {profile.name}). "
         + fp8_gemm_cost_text(profile, chip, fmt, rows)
-    ]
+    )
+    if _block_scaled_alternative(profile, fmt):
+        # TensorRT-LLM's block-scaled path (FP8BlockScalesLinearMethod: one 1 x 128 quantize kernel,
+        # then DeepGEMM or its CUTLASS blockwise GEMM), measured in the same database.
+        block = replace(deployment, model=deployment.model.model_copy(update={"fp8_block_scales": True}))
+        block_step_s = float(
+            estimate(Deployments.from_rows([block]), overlap=overlap, calibration=profile).decode_step_latency_s[0]
+        )
+        note += (
+            f". A checkpoint with 128 x 128 block scales runs TensorRT-LLM's block-scaled fp8 GEMM, measured too: "
+            f"{block_step_s * 1e3:.3g} ms a step here"
+        )
+    return [note]
+
+
+def _block_scaled_alternative(profile: CalibrationProfile, fmt: str) -> bool:
+    """Whether a note on per-tensor fp8 under ``profile`` also quotes TensorRT-LLM's block-scaled
+    fp8 kernels (measured, fitted in the profile): the per-tensor rows' cost is their dynamic
+    quantization, which the block-scaled path does in one kernel."""
+    return profile.backend == "trtllm" and fmt == "fp8" and "fp8_block" in profile.gemm
 
 
 def fp8_gemm_cost_text(profile: CalibrationProfile, chip: HardwareSpec, fmt: str, rows: int) -> str:
@@ -2112,9 +2131,10 @@ def fp8_gemm_cost_text(profile: CalibrationProfile, chip: HardwareSpec, fmt: str
     under ``profile``: both kernels' fitted time a call at a PER_CALL_GEMM_N x PER_CALL_GEMM_K
     weight, where a call is its fixed cost, and what TensorRT-LLM's measured per-tensor rows time
     (:func:`fp8_decode_notes`)."""
+    kernels = (fmt, "bfloat16", "fp8_block") if _block_scaled_alternative(profile, fmt) else (fmt, "bfloat16")
     per_call_us = {
         f: float(gemm_time_s(rows, PER_CALL_GEMM_N, PER_CALL_GEMM_K, f, chip, _gemm_params(profile, f))[()]) * 1e6
-        for f in (fmt, "bfloat16")
+        for f in kernels
     }
     engine = {"trtllm": "TensorRT-LLM", "vllm": "vLLM", "sglang": "SGLang"}.get(profile.backend, profile.backend)
     text = (
@@ -2129,6 +2149,12 @@ def fp8_gemm_cost_text(profile: CalibrationProfile, chip: HardwareSpec, fmt: str
             "no input_scale: a memset, an amax reduction, the quantize kernel and a scale cast before cuBLASLt's fp8 "
             "GEMM); a Model Optimizer fp8 checkpoint's static input_scale runs one quantize kernel, so for it this "
             "fp8 step is an upper bound"
+            + (
+                f" (TensorRT-LLM's block-scaled fp8 GEMM, one quantize kernel, costs {per_call_us['fp8_block']:.3g} us "
+                "a call at that weight)"
+                if "fp8_block" in per_call_us
+                else ""
+            )
         )
     return (
         text
