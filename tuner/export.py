@@ -867,12 +867,19 @@ def memory_fraction(spec: dict, knobs: dict[str, Any], engine: str, notes: list[
         )
         # Up to the hundredth that holds it (less a rounding error's worth: 0.85 stays 0.85).
         converted = min(math.ceil(share * 100 - 1e-9) / 100, MAX_MEMORY_FRACTION)
+        # Where the conversion lands on the trial's own number ("0.9, not the trial's 0.9" read as a
+        # contradiction), the note says the same number holds the scored cache by this engine's rule.
+        same = converted == fraction
         notes.append(
-            f"memory fraction {converted:g}, not the trial's {fraction:g}: the trial was scored with {scored}'s "
-            f"{rule} ({kv / 1e9:.1f} GB of KV cache a GPU); {engine}'s knob is {MEMORY_RULES[engine]}"
+            f"memory fraction {converted:g}, "
+            + ("as the trial's" if same else f"not the trial's {fraction:g}")
+            + f": the trial was scored with {scored}'s {rule} ({kv / 1e9:.1f} GB of KV cache a GPU); "
+            f"{engine}'s knob is {MEMORY_RULES[engine]}"
             + (
                 f", and holds that cache only above {MAX_MEMORY_FRACTION} ({share:.0%}): it may not load"
                 if share > MAX_MEMORY_FRACTION
+                else f", and {converted:g} holds that cache by it too"
+                if same
                 else ""
             )
         )

@@ -253,6 +253,19 @@ def test_a_serving_trials_fraction_is_converted_to_the_engine_it_is_exported_to(
     assert any(f"not the trial's {fraction:g}" in n for n in notes) == (engine != scored)
 
 
+def test_a_converted_fraction_equal_to_the_trials_is_not_called_another():
+    """vLLM 0.9 of a 100-byte GPU less 60 of weights and 0.5 of activations: 29.5 of KV cache.
+    SGLang's mem_fraction_static holds weights and KV cache: 60 + 29.5 = 89.5% -> 0.90, the trial's
+    own number. The note said "memory fraction 0.9, not the trial's 0.9" (seen exporting a vLLM-
+    scored Llama-3.1-70B fp8 TP4 trial on H200s to SGLang), which reads as a contradiction."""
+    knobs = {**engine_knobs(None, "sglang", 8), "memory_fraction": 0.9}
+    notes: list[str] = []
+    assert memory_fraction(_scored("vllm", 0.9, 60.0, 0.5, 29.5), knobs, "sglang", notes) == 0.9
+    (note,) = [n for n in notes if n.startswith("memory fraction")]
+    assert "not the trial's" not in note
+    assert note.startswith("memory fraction 0.9, as the trial's: ") and "0.9 holds that cache by it too" in note
+
+
 def test_a_serving_trials_exported_fraction_holds_the_cache_it_was_scored_with():
     """End to end: the TensorRT-LLM-scored 0.85 of the workload above gives vLLM more than 0.85 of
     all memory (its weights and activations are inside vLLM's share, outside TensorRT-LLM's)."""
