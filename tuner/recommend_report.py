@@ -14,7 +14,7 @@ from cost_models.capacity import CapacityProblem
 from cost_models.deployment import context_notes, fp8_gemm_cost_text
 from cost_models.errors import InvalidInputError
 from cost_models.metrics import usd_per_hour, usd_per_million_tokens
-from tuner.tables import _console, _seconds, calibration_line
+from tuner.tables import _console, _plain, _seconds, calibration_line
 
 #: Runners-up shown (and kept in --json) after each mode's best configuration.
 RUNNERS_UP = 4
@@ -262,7 +262,7 @@ def print_recommend(report: dict) -> None:
                 _formats(row),
                 _seconds(row["ttft_s"]),
                 _seconds(row["tpot_s"]),
-                f"{row['tokens_per_s_per_chip']:.3g}",
+                _plain(row["tokens_per_s_per_chip"]),
             ]
             if price is not None:
                 cells += [_dollars(row["cost_usd_per_hour"]), _dollars(row["cost_usd_per_million_tokens"])]

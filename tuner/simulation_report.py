@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tuner.tables import _console, _seconds, calibration_line
+from tuner.tables import _console, _plain, _seconds, calibration_line
 
 
 @contextmanager
@@ -65,20 +65,20 @@ def print_simulation(report: dict[str, Any]) -> None:
         mean = "unbounded" if unbounded and analytic[key] is None else _time(analytic[key])
         table.add_row(label, *(_time(stats[q]) for q in ("mean", "p50", "p90", "p99")), mean)
     tokens = analytic["tokens_per_s"]
-    table.add_row("output tokens/s (run)", f"{sim['tokens_per_s']:.4g}", "", "", "", "")
+    table.add_row("output tokens/s (run)", _plain(sim["tokens_per_s"]), "", "", "", "")
     table.add_row(
         "output tokens/s (steady)",
-        f"{sim['steady_tokens_per_s']:.4g}",
+        _plain(sim["steady_tokens_per_s"]),
         "",
         "",
         "",
-        "-" if tokens is None else f"{tokens:.4g}",
+        "-" if tokens is None else _plain(tokens),
     )
-    table.add_row("per chip (run)", f"{sim['tokens_per_s_per_chip']:.4g}", "", "", "", "")
+    table.add_row("per chip (run)", _plain(sim["tokens_per_s_per_chip"]), "", "", "", "")
     console = _console()
     console.print(table)
     console.print(
-        f"simulated {sim['simulated_s']:.4g} s: {sim['iterations']} iterations ({sim['mixed_iterations']} with "
+        f"simulated {_plain(sim['simulated_s'])} s: {sim['iterations']} iterations ({sim['mixed_iterations']} with "
         f"prefill), mean running {sim['mean_running']:.1f}{per_rank} (peak {sim['peak_running']}, analytic "
         f"{analytic['running'] / dp:.1f}), KV blocks peak {sim['peak_kv_blocks']} of {sim['kv_capacity_blocks']}, "
         f"{sim['preemptions']} preemptions"

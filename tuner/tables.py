@@ -54,6 +54,8 @@ def _si(value: float, unit: str = "") -> str:
 
 
 def _seconds(value: float) -> str:
+    if value >= 1000:  # 3 significant digits would print 1234 s as "1.23e+03 s"
+        return f"{value:,.0f} s"
     for factor, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
         if value >= factor:
             return f"{value / factor:.3g} {unit}"
@@ -300,7 +302,7 @@ def print_estimate(report: dict) -> None:
             _seconds(p["memory_s"]),
             _seconds(p["comm_s"]),
             f"{p['cost_chip_s_per_token']:.3g}",
-            f"{p['throughput_tokens_per_s']:.4g}",
+            _plain(p["throughput_tokens_per_s"]),
         )
     console.print(table)
     m = report["memory"]
@@ -322,7 +324,9 @@ def print_estimate(report: dict) -> None:
 
 
 def _ms(value: float | None) -> str:
-    return "unbounded" if value is None else f"{value * 1e3:.4g} ms"
+    """Milliseconds in 4 significant digits, never in exponent form (a 19.85 s TTFT printed as
+    "1.985e+04 ms")."""
+    return "unbounded" if value is None else f"{_plain(value * 1e3)} ms"
 
 
 def print_serving(s: dict, console: Console | None = None) -> None:
@@ -354,12 +358,12 @@ def print_serving(s: dict, console: Console | None = None) -> None:
         _ms(s["tpot_s"]),
         _ms(s["tpot_p99_s"]),
         _ms(s["e2e_latency_s"]),
-        f"{s['tokens_per_s']:.4g}",
-        f"{s['tokens_per_s_per_chip']:.4g}",
-        f"{s['tokens_per_s_per_user']:.4g}",
-        f"{s['requests_per_s']:.4g}",
+        _plain(s["tokens_per_s"]),
+        _plain(s["tokens_per_s_per_chip"]),
+        _plain(s["tokens_per_s_per_user"]),
+        _plain(s["requests_per_s"]),
         f"{s['max_concurrency']:,}",
-        "unbounded" if queued is None else f"{queued:.4g}",
+        "unbounded" if queued is None else _plain(queued),
         "yes" if s["stable"] else "NO",
     )
     console.print(table)
