@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, resolve_calibration, serving_engine
-from cost_models.deployments import Deployments, engine_problem_mask, tensor_parallel
+from cost_models.deployments import Deployments, engine_kv_formats, engine_problem_mask, tensor_parallel
 from cost_models.disaggregated import (
     DecodePool,
     DisaggregatedEstimate,
@@ -156,14 +156,19 @@ def instance_degrees(p: CapacityProblem) -> list[tuple[int, int]]:
 
 
 def _deployments(
-    model: ModelSpec, chip: HardwareSpec, tp: np.ndarray, fmt: np.ndarray, dp: np.ndarray | None = None
+    model: ModelSpec,
+    chip: HardwareSpec,
+    tp: np.ndarray,
+    fmt: np.ndarray,
+    dp: np.ndarray | None = None,
+    kv: int = BF16,
 ) -> Deployments:
     act = np.where(np.isin(fmt, _w8a8(chip)), fmt, BF16)  # act_code, vectorized
     if dp is None or np.all(dp == 1):
-        return tensor_parallel(model, chip, tp, weight_dtype=fmt, act_dtype=act, kv_dtype=BF16)
+        return tensor_parallel(model, chip, tp, weight_dtype=fmt, act_dtype=act, kv_dtype=kv)
     ep = np.where(dp > 1, tp * dp, 1.0)  # (EP over the instance's every chip where DP attention runs)
     return tensor_parallel(
-        model, chip, tp, weight_dtype=fmt, act_dtype=act, kv_dtype=BF16, data_parallel=dp, expert_parallel=ep,
+        model, chip, tp, weight_dtype=fmt, act_dtype=act, kv_dtype=kv, data_parallel=dp, expert_parallel=ep,
         batch=dp,
     )  # fmt: skip
 
@@ -181,6 +186,8 @@ class CapacityProblem:
     max_chips: int
     backend: str
     calibration: CalibrationProfile | None
+    #: The KV cache's format (a dtype code), every candidate's: bf16 unless --kv-bits says another.
+    kv_code: int = BF16
 
     @property
     def split_kv_heads(self) -> int:
@@ -214,10 +221,12 @@ def problem(
     max_chips: int = DEFAULT_MAX_CHIPS,
     backend: str | None = None,
     calibration: str | CalibrationProfile | None = AUTO_CALIBRATION,
+    kv_bits: str | int = 16,
 ) -> CapacityProblem:
     """Names and numbers to a validated :class:`CapacityProblem` (one-line errors)."""
     spec = get_model(model) if isinstance(model, str) else model
     chip = get_hardware(hardware) if isinstance(hardware, str) else hardware
+    kv_code = chip.parse_formats(kv_bits=kv_bits)["kv_bits"]  # fp8 refused on a chip without it
     if spec.kind == "encoder":
         raise InvalidInputError("model", f"{spec.name} is an encoder: it generates no tokens", "use a decoder model")
     if not isinstance(chip.interconnect, SwitchedInterconnect):
@@ -237,6 +246,15 @@ def problem(
     profile = resolve_calibration(calibration, chip, backend)
     # As tuner estimate and a study: without a profile (calibration none) the engine measured best.
     engine = serving_engine(backend, profile, chip)
+    kv_formats = engine_kv_formats(engine)
+    if kv_formats is not None and dtype_name(kv_code) not in kv_formats:
+        # As tuner estimate refuses it (cost_models.deployment): no engine has an int4 cache.
+        raise InvalidInputError(
+            "kv_bits",
+            f"{engine} has no {dtype_name(kv_code)} KV cache",
+            f"use --kv-bits {', '.join({'bf16': '16', 'int8': '8'}.get(f, f) for f in kv_formats)}, "
+            "or another --backend",
+        )
     defaults = ENGINE_DEFAULTS[engine]
     if not defaults["chunked_prefill"] and prompt_len > defaults["max_num_tokens"]:
         # The plan runs the engine's defaults (no --max-num-tokens here): TensorRT-LLM without
@@ -259,6 +277,7 @@ def problem(
         int(max_chips),
         engine,
         profile,
+        kv_code,
     )
 
 
@@ -294,7 +313,7 @@ def aggregated_candidates(p: CapacityProblem) -> AggregatedCandidates:
     dp = np.array([r[4] for r in rows], dtype=np.float64)
     with_dp = bool(np.any(dp > 1))
     return AggregatedCandidates(
-        deployments=_deployments(p.model, p.chip, tp, fmt, dp if with_dp else None),
+        deployments=_deployments(p.model, p.chip, tp, fmt, dp if with_dp else None, p.kv_code),
         workloads=p.workloads(p.request_rate / replicas, dp if with_dp else None),
         replicas=replicas,
         tp=tp,
@@ -423,7 +442,7 @@ def disaggregated_candidates(p: CapacityProblem) -> DisaggregatedCandidates:
     instances = np.array([r[3] for r in pools], dtype=np.float64)
     codes = np.array([code for _, code in formats], dtype=np.int64)
     with_dp = bool(np.any(dp > 1))
-    one = _deployments(p.model, p.chip, tp, codes[fmt_index], dp if with_dp else None)
+    one = _deployments(p.model, p.chip, tp, codes[fmt_index], dp if with_dp else None, kv=p.kv_code)
     chips = tp * dp * instances
     # Pairs of the same format within the chip budget.
     pi, di = np.nonzero((fmt_index[:, None] == fmt_index[None, :]) & (chips[:, None] + chips[None, :] <= p.max_chips))

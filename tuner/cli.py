@@ -1785,6 +1785,13 @@ def _calibrate_end_to_end(
     show_default=True,
     help="Serving modes to plan.",
 )
+@click.option(
+    "--kv-bits",
+    type=BITS,
+    default="16",
+    show_default=True,
+    help="KV cache format of every candidate (fp8: the engines' fp8 KV cache, half the bytes of 16-bit).",
+)
 @CALIBRATION_OPTION
 @BACKEND_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
@@ -1799,6 +1806,7 @@ def recommend_command(
     max_tpot_s: float,
     max_chips: int,
     mode: str,
+    kv_bits: str,
     calibration: str,
     backend: str | None,
     as_json: bool,
@@ -1838,6 +1846,7 @@ def recommend_command(
             max_chips=max_chips,
             backend=backend,
             calibration=calibration,
+            kv_bits=kv_bits,
         )
         report = recommend_dict(p, recommend(p, MODES if mode == "both" else (mode,)))
         reports.append(report if price_of is None else with_price(report, price_of[chip]))

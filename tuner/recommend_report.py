@@ -12,6 +12,7 @@ from rich.table import Table
 from cost_models.calibration import calibration_report
 from cost_models.capacity import CapacityProblem
 from cost_models.deployment import context_notes, fp8_gemm_cost_text
+from cost_models.dtypes import dtype_name
 from cost_models.errors import InvalidInputError
 from cost_models.metrics import usd_per_hour, usd_per_million_tokens
 from tuner.tables import _console, _plain, _seconds, calibration_line
@@ -41,6 +42,7 @@ def recommend_dict(p: CapacityProblem, result: dict[str, dict[str, Any]], runner
         "max_ttft_s": p.sla.max_ttft_s,
         "max_tpot_s": p.sla.max_tpot_s,
         "max_chips": p.max_chips,
+        "kv_format": dtype_name(p.kv_code),
         "backend": p.backend,
         "calibration": calibration_report(p.calibration),
         # As tuner estimate and simulate say it: prompt + output past the model's trained context.
@@ -185,7 +187,16 @@ def comparison_dict(reports: list[dict]) -> dict:
     return {
         **{
             k: first[k]
-            for k in ("model", "request_rate", "prompt_len", "gen_len", "max_ttft_s", "max_tpot_s", "max_chips")
+            for k in (
+                "model",
+                "request_rate",
+                "prompt_len",
+                "gen_len",
+                "max_ttft_s",
+                "max_tpot_s",
+                "max_chips",
+                "kv_format",
+            )  # fmt: skip
         },
         "hardware": [r["hardware"] for r in reports],
         "plans": reports,
@@ -219,7 +230,7 @@ def print_recommend(report: dict) -> None:
         escape(
             f"{report['model']} on {report['hardware']} ({report['backend']}): {report['request_rate']:g} requests/s, "
             f"prompt {report['prompt_len']}, generate {report['gen_len']}; SLA TTFT <= {report['max_ttft_s']:g} s, "
-            f"TPOT <= {report['max_tpot_s']:g} s; at most {report['max_chips']} chips"
+            f"TPOT <= {report['max_tpot_s']:g} s; at most {report['max_chips']} chips; KV cache {report['kv_format']}"
         )
     )
     console.print(escape(calibration_line(report["calibration"])))

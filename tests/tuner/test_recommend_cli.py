@@ -297,3 +297,52 @@ def test_a_dense_models_disaggregated_pools_stay_tensor_parallel(capsys) -> None
     code, out, err = run_cli(capsys, *plan)
     assert code == 0, err
     assert re.search(r"\dP x TP\d+ \+ \dD x TP\d+ ", out) and " DP" not in out
+
+
+def _plan(capsys, *extra: str) -> dict:
+    code, out, err = run_cli(capsys, *BASE[:-2], "--backend", "vllm", "--max-ttft-s", "1", *extra, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("kv_bits", ["16", "fp8"])
+def test_kv_bits_plans_every_candidate_with_that_cache_as_estimate_scores_it(capsys, kv_bits):
+    """ "What if I use an fp8 KV cache" had no answer here (no such option: every candidate was
+    planned with a bf16 cache, and nothing said so). Each plan's replica is tuner estimate's
+    deployment at its share of the rate, with the same --kv-bits."""
+    report = _plan(capsys, "--mode", "aggregated", "--kv-bits", kv_bits)
+    assert report["kv_format"] == {"16": "bf16", "fp8": "fp8"}[kv_bits]
+    best = report["modes"]["aggregated"]["best"]
+    w = best["weight_format"]
+    act = best["act_format"]
+    code, out, err = run_cli(
+        capsys,
+        *"estimate --model llama-3-70b --hardware h100-sxm --prompt-len 2048 --gen-len 256 --backend vllm".split(),
+        *("--tp", str(best["tp"]), "--request-rate", str(10 / best["replicas"])),
+        *("--weight-bits", {"bf16": "16"}.get(w, w), "--act-bits", {"bf16": "16"}.get(act, act)),
+        *("--kv-bits", kv_bits, "--json"),
+    )
+    assert code == 0, err
+    serving = json.loads(out)["serving"]
+    assert best["ttft_s"] == pytest.approx(serving["ttft_s"], rel=1e-9)
+    assert best["tpot_s"] == pytest.approx(serving["tpot_s"], rel=1e-9)
+
+
+def test_the_table_says_the_kv_cache_it_planned(capsys):
+    code, out, err = run_cli(capsys, *BASE, "--max-ttft-s", "1", "--mode", "aggregated")
+    assert code == 0, err
+    assert out.splitlines()[0].endswith("at most 64 chips; KV cache bf16")
+    code, out, err = run_cli(capsys, *BASE, "--max-ttft-s", "1", "--mode", "aggregated", "--kv-bits", "fp8")
+    assert code == 0, err
+    assert out.splitlines()[0].endswith("; KV cache fp8")
+
+
+@pytest.mark.parametrize(
+    ("hardware", "kv_bits", "message"),
+    [("a100-80gb", "fp8", "kv_bits: a100-80gb has no fp8 support"), ("h100-sxm", "4", "vllm has no int4 KV cache")],
+)
+def test_a_kv_cache_the_chip_or_engine_lacks_is_one_line(capsys, hardware, kv_bits, message):
+    args = list(BASE[:-2])
+    args[args.index("--hardware") + 1] = hardware
+    code, out, err = run_cli(capsys, *args, "--backend", "vllm", "--max-ttft-s", "1", "--kv-bits", kv_bits)
+    assert message in assert_one_error_line(code, out, err, ("kv_bits",))

@@ -34,7 +34,8 @@ REQUEST = (
 OUTPUT_TOKENS_PER_S = 10 * 256  # a plan meeting the SLA serves the whole rate
 
 # The keys `tuner recommend --json` printed before prices (commit 4c192fb, the same request; the
-# aggregated rows' dp and ep since MoE instances are planned at TP x DP, serving-moe 4eae34d).
+# aggregated rows' dp and ep since MoE instances are planned at TP x DP, serving-moe 4eae34d; the
+# KV cache's format since --kv-bits, qa-newuser).
 KEYS_BEFORE = [
     "model",
     "hardware",
@@ -44,6 +45,7 @@ KEYS_BEFORE = [
     "max_ttft_s",
     "max_tpot_s",
     "max_chips",
+    "kv_format",
     "backend",
     "calibration",
     "notes",
