@@ -328,6 +328,20 @@ def test_kv_bits_plans_every_candidate_with_that_cache_as_estimate_scores_it(cap
     assert best["tpot_s"] == pytest.approx(serving["tpot_s"], rel=1e-9)
 
 
+def test_an_fp8_cache_halves_the_kv_sent_between_the_pools(capsys):
+    """A 2048-token prompt of Llama-3-70B: 80 layers x 8 KV heads x 128 x 2 (K and V) x 2048 =
+    335.5 M values, 671 MB in bf16 and 335.5 MB in fp8; split over the prefill's TP 2 ranks at
+    NVLink's 450 GB/s, 0.746 ms and 0.373 ms (plus a link latency, the same in both)."""
+    plans = {
+        kv: _plan(capsys, "--mode", "disaggregated", "--kv-bits", kv)["modes"]["disaggregated"]["best"]
+        for kv in ("16", "fp8")
+    }
+    assert plans["16"]["prefill_tp"] == plans["fp8"]["prefill_tp"] == 2
+    values = 80 * 8 * 128 * 2 * 2048
+    for kv, bytes_per_value in (("16", 2), ("fp8", 1)):
+        assert plans[kv]["kv_transfer_s"] == pytest.approx(values * bytes_per_value / 2 / 450e9, rel=0.01)
+
+
 def test_the_table_says_the_kv_cache_it_planned(capsys):
     code, out, err = run_cli(capsys, *BASE, "--max-ttft-s", "1", "--mode", "aggregated")
     assert code == 0, err
