@@ -152,8 +152,21 @@ def ENGINE_KNOB_OPTIONS(command):
     (``cost_models.serving.ENGINE_DEFAULTS``)."""
     for option in reversed(
         (
-            click.option("--max-batch-size", type=int, default=None, help="Sequences per iteration [engine's]."),
-            click.option("--max-num-tokens", type=int, default=None, help="Token budget of an iteration [engine's]."),
+            click.option(
+                "--max-batch-size",
+                type=int,
+                default=None,
+                help="Sequences running at once in the whole deployment; under --dp each rank runs ceil(this / "
+                "DP), as tuner export writes it per rank [the engine's default for one instance, not multiplied "
+                "by --dp].",
+            ),
+            click.option(
+                "--max-num-tokens",
+                type=int,
+                default=None,
+                help="Token budget of an iteration, each --dp rank's own (SGLang with DP attention divides a "
+                "chunked one by --dp) [engine's].",
+            ),
             click.option(
                 "--chunked-prefill/--no-chunked-prefill", default=None, help="Chunk long prompts [engine's default]."
             ),
