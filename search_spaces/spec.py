@@ -363,10 +363,16 @@ class Serving(BaseModel):
         "output exactly gen_len, and the first burst's groups kept].",
     )
     max_batch_size: list[StrictInt] | None = Field(
-        default=None, min_length=1, description="Most sequences per engine iteration (a dimension) [engine default]."
+        default=None,
+        min_length=1,
+        description="Most sequences running at once in the whole deployment (a dimension): under dp each rank "
+        "runs ceil(this / dp), as tuner export writes it per rank [the engine's default for one instance, not "
+        "multiplied by dp].",
     )
     max_num_tokens: list[StrictInt] | None = Field(
-        default=None, min_length=1, description="Token budget of one engine iteration (a dimension) [engine default]."
+        default=None,
+        min_length=1,
+        description="Token budget of one engine iteration, each dp rank's own (a dimension) [engine default].",
     )
     chunked_prefill: list[StrictBool] | None = Field(
         default=None,
