@@ -1098,7 +1098,7 @@ def studies_command(storage: str, as_json: bool) -> None:
     if as_json:
         _print_json(rows)
     else:
-        tables.print_studies(rows)
+        tables.print_studies(rows, storage)
 
 
 def _refuse_missing_glob_directory(storage: str) -> None:

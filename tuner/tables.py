@@ -710,7 +710,14 @@ def print_front(front, console: Console | None = None) -> None:
         )
 
 
-def print_studies(rows: list[dict]) -> None:
+def print_studies(rows: list[dict], storage: str | None = None) -> None:
+    if not rows:  # one line, not an empty table's frame above it
+        where = f" in {printable(storage)}" if storage else ""
+        _console().print(
+            escape(f"no studies found{where}; tuner search SPEC creates one (its --storage says where)"),
+            soft_wrap=True,
+        )
+        return
     table = Table(title="Studies")
     for column in ("study", "trials", "feasible", "front", "objectives", "calibration", "storage"):
         table.add_column(column, justify="right" if column in ("trials", "feasible", "front") else "left")
@@ -734,8 +741,6 @@ def print_studies(rows: list[dict]) -> None:
             shown(r["storage"]),
         )
     _console().print(table)
-    if not rows:
-        _console().print("no studies found")
 
 
 def print_metrics(metrics: Iterable[Metric]) -> None:

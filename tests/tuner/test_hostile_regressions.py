@@ -115,6 +115,15 @@ def test_a_studies_glob_in_a_missing_directory_is_refused_not_an_empty_list(
     assert code == 0 and json.loads(out) == []
 
 
+def test_no_studies_is_one_line_naming_where_it_looked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The table printed an empty frame (a title and seven column headers) and then "no studies
+    found", without saying where it looked."""
+    glob = f"sqlite:///{tmp_path}/*.db"
+    code, out, err = run_cli(capsys, "studies", "--storage", glob)
+    assert code == 0, err
+    assert out == f"no studies found in {glob}; tuner search SPEC creates one (its --storage says where)\n"
+
+
 @pytest.mark.parametrize("command", ["export", "report"])
 def test_an_output_that_is_the_studys_own_database_is_refused_even_with_force(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
