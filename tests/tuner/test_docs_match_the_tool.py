@@ -453,3 +453,20 @@ def test_serving_mds_interactive_end_of_the_shipped_serving_study(
     one = "--model llama-3.1-70b --hardware h100-sxm --prompt-len 2048 --gen-len 256 --backend trtllm --concurrency 1"
     assert_printed(_serving(capsys, f"{one} --tp 16")["tpot_s"] * 1e3, found[3], "TP16 TPOT")
     assert_printed(_serving(capsys, f"{one} --tp 8")["tpot_s"] * 1e3, found[4], "TP8 TPOT")
+
+
+def test_serving_mds_dp_attention_simulation_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/serving.md quoted 1381 tok/s and a 44.0 ms TPOT against 1418 and 42.6 ms (found by a
+    new user on 2026-12-05: 1377 / 44.2 / 1412 / 42.8 after the merges), and "DeepSeek-V3 fp8"
+    without saying the activations and KV cache were fp8 too (fp8 weights alone: 1566 tok/s)."""
+    found = _one(
+        r"`tuner (simulate --model deepseek-v3 [^`]*)`\) simulates (\S+) output tokens/s\s+\(steady\) and a (\S+) ms "
+        r"TPOT against the steady state's (\S+) and\s+(\S+) ms",
+        _text("docs/serving.md"),
+        "serving.md",
+    )
+    report = _json_of(capsys, *re.sub(r"\s+", " ", found[1]).split())
+    assert_printed(report["simulated"]["steady_tokens_per_s"], found[2], "simulated tokens/s")
+    assert_printed(report["simulated"]["tpot_s"]["mean"] * 1e3, found[3], "simulated TPOT")
+    assert_printed(report["analytic"]["tokens_per_s"], found[4], "steady state tokens/s")
+    assert_printed(report["analytic"]["tpot_s"] * 1e3, found[5], "steady state TPOT")
