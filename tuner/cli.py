@@ -988,6 +988,15 @@ def search_command(
             f"study {result.study_name!r} in {result.storage_url} holds "
             f"{result.trials_before + result.trials_added}; calibration {result.calibration}"
         )
+        budget = trials if trials is not None else spec.trials
+        if result.trials_added == 0 and result.trials_before >= budget and not result.exhausted:
+            # "0 trials added" read as a failed resume: --trials is the study's total, not more.
+            source = "--trials" if trials is not None else "the spec's trials:"
+            click.echo(
+                f"nothing to add: the study holds {result.trials_before} trials, at least the {budget} {source} asks "
+                f"for (the total it should hold, not trials to add); pass --trials above {result.trials_before} to "
+                "add more"
+            )
         for note in notes:
             click.echo(f"note: {note}")
     _say_if_exhausted(result.exhausted)

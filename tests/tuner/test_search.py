@@ -810,3 +810,18 @@ def test_a_config_json_relative_to_the_spec_is_read_back_from_the_spec_directory
     assert code == 0, err
     model = json.loads(out)["model"]
     assert (model["layers"], model["d_model"], model["kv_heads"]) == (32, 4096, 8)
+
+
+def test_a_search_run_again_at_its_budget_says_why_it_added_nothing(tmp_path: Path, capsys) -> None:
+    """README: `tuner search studies/llama-2-70b-h100.yaml --trials 5000  # run again to resume`.
+    Run again after it finished, it printed only "0 trials added" (--trials is the total the study
+    should hold, not trials to add), which reads as a failed resume."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    args = ("search", str(Path(__file__).resolve().parents[2] / "studies" / "palm-540b-tpu-v4.yaml"), "--storage", url)
+    code, out, err = run_cli(capsys, *args, "--trials", "40", "--sampler", "random")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, *args, "--trials", "40", "--sampler", "random")
+    assert code == 0, err
+    assert "0 trials added" in out
+    assert "nothing to add: the study holds 40 trials, at least the 40 --trials asks for" in out
+    assert "pass --trials above 40 to add more" in out
