@@ -93,8 +93,9 @@ def engine_degrees(
     (at least [1, 2]); for an MoE model expert parallelism (ep: powers of two dividing the experts,
     up to tp x dp) and attention data parallelism (dp), as DeepSeek, Qwen3 MoE and gpt-oss are
     served; micro-batches where there is a pipeline. Combinations no engine runs (ep not dividing
-    tp x dp, a chip count above the machine's) are infeasible trials, not errors. ``serving``: tp
-    only (the serving model charges tensor parallelism alone; search pp, ep and dp statically)."""
+    tp x dp, a chip count above the machine's) are infeasible trials, not errors. ``serving``: tp,
+    and for an MoE model ep and dp (the serving model charges TP, EP and attention DP, not pipelines:
+    docs/serving.md, "Expert and attention data parallelism")."""
     if not isinstance(chip.interconnect, SwitchedInterconnect):  # callers pass GPUs only
         raise InvalidInputError("hardware", f"{chip.name} has no NVLink-style domain", "use a GPU chip")
     domain = min(chip.interconnect.domain_size, 8)
@@ -105,7 +106,18 @@ def engine_degrees(
     # Fewest chips that hold the weights in the narrowest format: smaller tp x pp are left out.
     fewest = math.ceil(weight_bytes_min / chip.memory_bytes)
     if serving:
-        return {"tp": _serving_tp(model_spec, chip, tp, fewest, weight_bytes_min)}
+        serving_tp = _serving_tp(model_spec, chip, tp, fewest, weight_bytes_min)
+        if not model_spec.is_moe:
+            return {"tp": serving_tp}
+        # Attention DP (SGLang --enable-dp-attention, vLLM DP with expert parallelism): TP x DP chips
+        # hold the weights, so a TP that alone does not may run with DP. With tp alone DeepSeek-V3
+        # on 8 H200s under SGLang, 256 clients of 2048/256, was TP8 at 315 tokens/s a GPU and a
+        # 101 ms TPOT; TP1 DP8 serves 467 at 67 ms.
+        dp = [d for d in (1, 2, 4, 8) if d * serving_tp[-1] <= MAX_PROPOSED_CHIPS]
+        serving_tp = sorted({t for t in tp if t * dp[-1] >= fewest} | set(serving_tp))
+        top_ep = serving_tp[-1] * dp[-1]
+        ep = [e for e in (2**k for k in range(int(math.log2(top_ep)) + 1)) if model_spec.experts % e == 0]
+        return {"tp": serving_tp, "ep": ep, "dp": dp}
     stages_16 = math.ceil(weight_bytes_16 / (chip.memory_bytes * tp[-1]))
     top_pp = min(max(2, 2 ** math.ceil(math.log2(max(stages_16, 1)))), model_spec.layers, MAX_PROPOSED_CHIPS // tp[-1])
     pp = [2**k for k in range(int(math.log2(top_pp)) + 1)]

@@ -77,9 +77,26 @@ def test_init_gpu_moe_spec_has_expert_and_data_parallel_degrees() -> None:
     assert space.ep == [1, 2, 4, 8, 16, 32, 64]
     assert space.dp == [1, 2, 4, 8]
     assert space.micro_batches == [1, 2, 4]
-    # Serving: the serving model charges tensor parallelism alone, so tp only.
+    # Serving: the serving model charges TP, EP and attention DP (not pipelines): tp down to 1, as
+    # TP x DP chips hold the weights; it said "tensor parallelism alone" and wrote tp [2, 4, 8] only.
     serving = load_spec_text(spec_text("qwen3-235b-a22b", "h200", serving=True)).space
-    assert serving.tp == [2, 4, 8] and serving.pp is None and serving.ep is None and serving.dp is None
+    assert serving.tp == [1, 2, 4, 8] and serving.pp is None and serving.micro_batches is None
+    assert serving.ep == [1, 2, 4, 8, 16, 32, 64] and serving.dp == [1, 2, 4, 8]
+    assert load_spec_text(spec_text("llama-3.1-70b", "h200", serving=True)).space.dp is None  # dense: replicas
+
+
+def test_init_serving_moe_spec_finds_attention_data_parallelism(tmp_path: Path, capsys) -> None:
+    """DeepSeek-V3 on one 8-GPU H200 node: the serving spec had tp [8] only, so its front never
+    held SGLang's and vLLM's DP-attention deployments; tuner estimate of 256 clients of 2048/256
+    under SGLang: TP8 315 tokens/s a GPU at a 101 ms TPOT, TP1 DP8 467 at 67 ms."""
+    path = tmp_path / "ds.yaml"
+    code, _, err = run_cli(capsys, "init", "--model", "deepseek-v3", "--hardware", "h200", "--serving", "-o", str(path))
+    assert code == 0, err
+    url = f"sqlite:///{tmp_path / 'ds.db'}"
+    code, out, err = run_cli(capsys, "search", str(path), "--trials", "300", "--storage", url, "--json")
+    assert code == 0, err
+    front = json.loads(out)["front"]
+    assert any(row["params"]["dp"] > 1 for row in front)
 
 
 def test_init_gpu_dense_spec_has_no_expert_degrees() -> None:
@@ -114,7 +131,7 @@ def test_init_proposes_only_tp_sizes_that_divide_the_heads() -> None:
         ("gpt-oss-20b", "b200", False),
         # 671 GB of fp8 weights (DeepSeek-V3's 671B parameters, its checkpoint's format) do not fit
         # one 8-GPU H100 node (8 x 80 GiB x 0.9, the engines' memory share, = 618 GB): under
-        # serving, TP must span two nodes (pp/ep/dp are static-only), else no trial fits.
+        # serving, TP x DP must span two nodes (pp is static-only), else no trial fits.
         ("deepseek-v3", "h100-sxm", True),
     ],
 )
