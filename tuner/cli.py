@@ -1303,9 +1303,19 @@ def _listening_server(host: str, port: int, app: Any) -> Any:
 _HOST_FIX = "use an address of this machine: 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
 
 
+class TrialNumber(click.IntRange):
+    """A trial's number, 0 or more. click names an IntRange "integer range" in its message, so
+    `--trial abc` read "'abc' is not a valid integer range" (no range was given)."""
+
+    name = "trial number"
+
+    def __init__(self) -> None:
+        super().__init__(0, 2**63 - 1)
+
+
 @cli.command("show")
 @click.argument("study_name", metavar="STUDY")
-@click.argument("trial_number", metavar="TRIAL", type=click.IntRange(0, 2**63 - 1))
+@click.argument("trial_number", metavar="TRIAL", type=TrialNumber())
 @click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/STUDY.db].")
 def show_command(study_name: str, trial_number: int, storage: str | None) -> None:
     """Print one trial's full breakdown (JSON)."""
@@ -1320,7 +1330,7 @@ def show_command(study_name: str, trial_number: int, storage: str | None) -> Non
 @cli.command("export")
 @click.argument("study_name", metavar="STUDY")
 @click.option(
-    "--trial", "trial_number", type=click.IntRange(0, 2**63 - 1), required=True, help="Trial number (tuner pareto)."
+    "--trial", "trial_number", type=TrialNumber(), metavar="N", required=True, help="Trial number (tuner pareto)."
 )
 @click.option("--format", "fmt", type=LazyChoice("tuner.export:FORMATS"), default="json", show_default=True)
 @click.option(

@@ -1174,3 +1174,15 @@ def test_a_missing_choice_option_lists_its_choices_on_the_error_line(capsys):
     line = assert_one_error_line(code, out, err, ("--phase",))
     assert "\\n" not in line and "\\t" not in line
     assert line.endswith("Choose from: prefill, decode")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("show", "any-study", "abc"), ("export", "any-study", "--trial", "abc"), ("show", "any-study", "1.5")],
+)
+def test_a_trial_that_is_not_a_number_is_called_so(capsys: pytest.CaptureFixture[str], args) -> None:
+    """click names an IntRange "integer range": `tuner export s --trial abc` said "'abc' is not a
+    valid integer range", though no range was asked for."""
+    code, out, err = run_cli(capsys, *args)
+    line = assert_one_error_line(code, out, err, ("TRIAL", "--trial"))
+    assert f"{args[-1]!r} is not a valid trial number" in line and "range" not in line
