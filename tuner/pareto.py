@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from cost_models.errors import InvalidInputError
 from tuner import compact, optuna_internals
 from tuner.constraints import is_feasible, study_constraint_names, trial_constraints
-from tuner.storage import StorageError, open_storage, storage_errors, study_names
+from tuner.storage import NoStudies, StorageError, open_storage, storage_errors, study_names
 
 __all__ = [
     "Front",
@@ -61,7 +61,10 @@ BEST_SHOWN = 10
 
 
 def load_study(name: str, storage_url: str) -> optuna.Study:
-    storage = open_storage(storage_url, create=False)
+    try:
+        storage = open_storage(storage_url, create=False)
+    except NoStudies:
+        raise InvalidInputError("study", f"no study named {name!r} in {storage_url}", "use one of: none") from None
     with storage_errors(storage_url):
         if name not in study_names(storage):
             known = ", ".join(study_names(storage)) or "none"
@@ -462,7 +465,10 @@ def list_studies(storage_url: str, on_progress: Callable[[int, int], None] | Non
 
 def _studies_of(url: str) -> list[dict]:
     rows: list[dict] = []
-    storage = open_storage(url, create=False)
+    try:
+        storage = open_storage(url, create=False)
+    except NoStudies:  # an empty file or another program's database: no study, left as it is
+        return rows
     with storage_errors(url):
         for name in study_names(storage):
             study = optuna.load_study(study_name=name, storage=compact.hydrating(storage))

@@ -49,6 +49,16 @@ class StorageError(InvalidInputError):
         self.exit_code = EXIT_ENVIRONMENT if environment else EXIT_BAD_INPUT
 
 
+class NoStudies(StorageError):
+    """A SQLite file a read command opened holds no Optuna tables (an empty file, another
+    program's database): it holds no study. Raised instead of opening it through ``RDBStorage``,
+    whose ``create_all`` and version stamping would write Optuna's twelve tables into the file."""
+
+    def __init__(self, path: str, url: str) -> None:
+        super().__init__(f"{path} holds no tuner study, nor any Optuna table ({url})", "pass the --storage of a study")
+        self.url = url
+
+
 def mask_password(url: str) -> str:
     """The URL as it may be shown: any password replaced by ``***``."""
     try:
@@ -425,6 +435,8 @@ def _connect(url: str, path: str | None, create: bool, stop: Callable[[], bool] 
             # responding cannot block them, and a read-only directory does not stop them.
             if path is not None and not create:
                 _wait_until_readable(path)
+                if _holds_no_optuna_tables(path):
+                    raise NoStudies(path, mask_password(url))
             with _file_lock(path, stop) if create else nullcontext():
                 # A database in Optuna's current schema opens without create_all or the Alembic
                 # import (tuner.optuna_internals.existing_storage); a new one through RDBStorage.
@@ -677,6 +689,22 @@ def _wait_until_readable(path: str) -> None:
                 environment=True,
             )
         time.sleep(0.05)
+
+
+def _holds_no_optuna_tables(path: str) -> bool:
+    """``path`` opens as a SQLite database (read-only) with no ``studies`` table: a 0-byte file
+    or another program's database. False where it holds one, or cannot be read so (the open that
+    follows names the problem: not a database, damaged, locked)."""
+    uri = Path(path).absolute().as_uri() + "?mode=ro"
+    try:
+        probe = sqlite3.connect(uri, uri=True, timeout=0)
+        try:
+            found = probe.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'studies'").fetchone()
+        finally:
+            probe.close()
+    except sqlite3.Error:
+        return False
+    return found is None
 
 
 def _lock_holder(database: str) -> int | None:

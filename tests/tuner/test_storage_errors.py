@@ -4,6 +4,7 @@ exit 2 for bad input, 1 for the environment; never a traceback. Retries match ty
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import sqlite3
@@ -244,3 +245,37 @@ def test_a_bare_postgresql_url_names_psycopg2_when_only_it_is_installed(monkeypa
     assert with_installed_driver("sqlite:///x.db") == "sqlite:///x.db"
     installed.add("psycopg")  # psycopg 3 present: SQLAlchemy's default works as written
     assert with_installed_driver("postgresql://u:p@h/db") == "postgresql://u:p@h/db"
+
+
+def _tables(path: Path) -> list[str]:
+    with sqlite3.connect(path) as connection:
+        return sorted(row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+
+
+def test_reading_a_file_that_holds_no_study_writes_nothing_into_it(tmp_path: Path, capsys) -> None:
+    """An operator's `tuner studies` over studies/*.db, or a mistyped --storage, met an empty file
+    (`touch`) or another program's SQLite database: every read command opened it through
+    RDBStorage, whose create_all and version stamping wrote Optuna's 12 tables into it (the
+    empty file grew from 0 to 114,688 bytes; a database of one table `x` got 12 more). A read
+    writes nothing: the file stays byte for byte as it was, and the answer is as before."""
+    other, empty = tmp_path / "other.db", tmp_path / "empty.db"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE x (a)")
+        connection.execute("INSERT INTO x VALUES (1)")
+    connection.close()
+    empty.write_bytes(b"")
+    before = {path: path.read_bytes() for path in (other, empty)}
+    for path in (other, empty):
+        url = f"sqlite:///{path}"
+        for command in (("pareto", "x"), ("show", "x", "1"), ("export", "x", "--trial", "1")):
+            code, out, err = run_cli(capsys, *command, "--storage", url)
+            assert code == 2 and err == f"error: study: no study named 'x' in {url}; use one of: none\n", (command, err)
+        code, out, err = run_cli(capsys, "studies", "--storage", url, "--json")
+        assert code == 0 and json.loads(out) == [], err
+    # A glob over a folder of them beside a real study lists the study alone.
+    assert _search(capsys, tmp_path, f"sqlite:///{tmp_path / 'real.db'}")[0] == 0
+    capsys.readouterr()
+    code, out, err = run_cli(capsys, "studies", "--storage", f"sqlite:///{tmp_path}/*.db", "--json")
+    assert code == 0 and [row["study"] for row in json.loads(out)] == ["small"], err
+    assert {path: path.read_bytes() for path in (other, empty)} == before
+    assert _tables(other) == ["x"]
