@@ -38,8 +38,9 @@ class StopRequest:
 @contextmanager
 def stop_on_signals() -> Iterator[StopRequest]:
     """Within the block, SIGINT and SIGTERM set the request instead of killing the process (the
-    previous handlers come back after it). Outside the main thread, signals cannot be handled:
-    the request never fires and the defaults stay."""
+    previous handlers come back after it); one the parent ignores (SIG_IGN) stays ignored.
+    Outside the main thread, signals cannot be handled: the request never fires and the
+    defaults stay."""
     request = StopRequest()
     request.signum = EARLY.signum  # a signal during start-up stops the search before it begins
     if threading.current_thread() is not threading.main_thread():
@@ -53,7 +54,12 @@ def stop_on_signals() -> Iterator[StopRequest]:
 
     previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
     for sig in SIGNALS:
-        signal.signal(sig, handler)
+        # A signal the parent set to be ignored stays ignored, as Python and the start-up handler
+        # leave it (exit_quietly_on_signals): a shell's background job starts with SIGINT ignored
+        # so that a Ctrl-C meant for the script spares it. Taken over here, the same `kill -INT`
+        # was ignored during the imports and stopped the search once it ran.
+        if previous[sig] is not signal.SIG_IGN:
+            signal.signal(sig, handler)
     try:
         yield request
     finally:

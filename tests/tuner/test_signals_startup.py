@@ -11,7 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from test_workers import BIG_SPACE, ROOT, SPEC, _write_spec
+from test_workers import BIG_SPACE, ROOT, SPEC, _wait_for_trials, _write_spec
 
 # The search runs on BIG_SPACE: random search fills SPEC's 30,720 configurations in about 3 s
 # now, before the last moment below. From inside the imports (the command needs about 2 s to load on
@@ -109,3 +109,35 @@ def test_a_ctrl_c_python_could_not_raise_still_stops_the_search() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "130"]
     assert "Exception ignored" not in done.stderr
+
+
+def test_sigint_a_parent_ignores_stays_ignored_once_the_search_runs(tmp_path: Path) -> None:
+    """A shell's background job (`tuner search ... &` in a script, or a scheduler's) starts with
+    SIGINT ignored, so that a Ctrl-C meant for the script spares it; Python and the command's
+    start-up handler leave that alone. The search's own handler did not: the same `kill -INT`
+    was ignored in the first ~2 s (an operator's run of 100,000 trials, SIGINT at 0.05-1.5 s: exit
+    0, the whole budget) and stopped it later (at 3 and 5 s: exit 130). Now it is ignored from
+    start to end, and SIGTERM still stops it (exit 143, one line)."""
+    db = tmp_path / "ignored.db"
+    url = f"sqlite:///{db}"
+    process = subprocess.Popen(
+        [*COMMAND, "search", str(_write_spec(tmp_path, space=BIG_SPACE)), "--storage", url]
+        + ["--trials", "2000000", "--sampler", "random"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        held = _wait_for_trials(url, 200)  # the search runs (its handlers are in place)
+        process.send_signal(signal.SIGINT)
+        # A stop request ends a search within one batch (0.5 s of scoring and writing); ignored, it
+        # writes on past what it held then.
+        _wait_for_trials(url, held + 2000)
+        assert process.poll() is None, process.communicate()[1]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "interrupted: every finished trial is saved; run the same command to resume"
