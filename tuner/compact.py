@@ -38,7 +38,7 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial
 
 from cost_models.errors import InvalidInputError
-from tuner.optuna_internals import trial_id
+from tuner.optuna_internals import DamagedData, trial_id
 
 #: The one parameter of a compact trial: the candidate's flat index in the space's product.
 CONFIGURATION_PARAM = "configuration"
@@ -221,7 +221,16 @@ class Hydrator:
         for distribution in stored:
             if isinstance(distribution, IntDistribution):
                 check_space_size(self.study_name, distribution.high + 1, self.sizes)
-        flat = np.array([int(trials[i].params[CONFIGURATION_PARAM]) for i in where], dtype=np.int64)
+        positions = [int(trials[i].params[CONFIGURATION_PARAM]) for i in where]
+        size = int(np.prod(self.sizes, dtype=object))
+        outside = [(trials[i].number, p) for i, p in zip(where, positions, strict=True) if not 0 <= p < max(size, 1)]
+        if outside:
+            # Written by the tuner, an index is in the space (its IntDistribution's range): this
+            # one was overwritten in the file. Decoded, it was an OverflowError traceback (1e30) or
+            # another configuration's params (numpy's negative indices).
+            number, position = outside[0]
+            raise DamagedData(f"trial {number}'s configuration index {position} is outside the space of {size:,}")
+        flat = np.array(positions, dtype=np.int64)
         indices = unflatten(flat, self.names, self.sizes)
         evaluation = None
         if breakdown:

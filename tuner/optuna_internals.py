@@ -406,9 +406,13 @@ def study_points(storage: RDBStorage, study_id: int, n_objectives: int) -> tuple
     if not rows:
         return int(complete), np.zeros(0, dtype=np.int64), np.zeros((0, n_objectives))
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    values = np.frombuffer(b"".join([r[1] for r in rows]), dtype="<f8")
-    if values.size != len(rows) * n_objectives:
+    joined = b"".join([r[1] for r in rows])
+    # A blob of another length than its objectives' (bytes overwritten inside a record): the
+    # values are read from Optuna's own tables instead (np.frombuffer would raise on a length
+    # that is not a multiple of 8).
+    if len(joined) != len(rows) * n_objectives * 8:
         return None
+    values = np.frombuffer(joined, dtype="<f8")
     return int(complete), ids, values.reshape(len(rows), n_objectives)
 
 
@@ -664,6 +668,12 @@ def dashboard_database_errors_in_one_line(url: str) -> None:
     for old in [f for f in dashboard_logger.filters if isinstance(f, _DatabaseErrorInOneLine)]:
         dashboard_logger.removeFilter(old)
     dashboard_logger.addFilter(_DatabaseErrorInOneLine(url))
+
+
+class DamagedData(ValueError):
+    """A value read from a study's tables that its writer cannot have stored (a configuration
+    index outside the space): bytes overwritten inside a record, which SQLite's page checks do
+    not see. ``tuner.storage.storage_errors`` makes it the one "is damaged" line."""
 
 
 def trial_id(trial: FrozenTrial) -> int:

@@ -385,9 +385,12 @@ def feasible_points(storage: RDBStorage, study_id: int, n_objectives: int) -> tu
             (study_id,),
         )[0]
     trial_ids = compact.integers(ids, count)
-    values = np.frombuffer(blob or b"", dtype="<f8")
-    if trial_ids is None or values.size != count * n_objectives:
+    # A blob of another length than its objectives' (bytes overwritten inside a record: an
+    # operator's damaged file made `pareto` and `tuner studies` end in a numpy traceback):
+    # Optuna's own tables hold the values too.
+    if trial_ids is None or len(blob or b"") != count * n_objectives * 8:
         return None
+    values = np.frombuffer(blob or b"", dtype="<f8")
     # Optuna numbers a study's trials in the order of their ids (RDBStorage counts the study's
     # trials with a smaller id), and so do tuner's bulk writers: ids that do not increase mean
     # SQLite did not aggregate the rows in the subquery's order (it always has), or a study not

@@ -31,7 +31,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from cost_models.errors import InvalidInputError
-from tuner.optuna_internals import existing_storage, insert_trials
+from tuner.optuna_internals import DamagedData, existing_storage, insert_trials
 from tuner.shown_text import printable, shown_path, unusable_path_fix
 
 EXIT_BAD_INPUT, EXIT_ENVIRONMENT = 2, 1
@@ -121,6 +121,8 @@ def storage_error(error: BaseException, url: str) -> StorageError:
     shown = mask_password(url)
     if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):  # a stored value is garbage
         return _damaged(url, shown, type(error).__name__)
+    if isinstance(error, DamagedData):
+        return _damaged(url, shown, str(error))
     if isinstance(error, ImportError):
         module, install = _driver(url)
         return StorageError(
@@ -333,6 +335,7 @@ def storage_errors(url: str) -> Iterator[None]:
         optuna.exceptions.StorageInternalError,
         json.JSONDecodeError,
         UnicodeDecodeError,
+        DamagedData,
     ) as error:
         raise storage_error(error, url) from None
 

@@ -142,3 +142,85 @@ def test_an_output_that_is_the_studys_own_database_is_refused_even_with_force(
         line = assert_one_error_line(code, out, err, ("-o",))
         assert "database" in line
     assert db.read_bytes() == before
+
+
+DAMAGE_SPEC = """\
+name: damaged
+model: llama-3-8b
+hardware: h100-sxm
+workload: {prompt_len: 128, gen_len: 16}
+space: {chips: [1], batch: [1, 2, 4, 8, 16, 32, 64, 128]}
+objectives: [{metric: decode.step_latency_s}, {metric: decode.cost_chip_s_per_token}]
+sampler: exhaustive
+"""
+
+
+def _damaged_pair(tmp_path: Path, capsys: pytest.CaptureFixture[str], sql: str) -> tuple[str, list]:
+    """Two copies of an 8-trial study under studies/; ``sql`` (with ``{number}``, the first
+    trial of the front) run on the second: bytes inside a record overwritten, which SQLite's page
+    checks do not see. The damaged copy's URL and the good copy's front (``pareto --json``)."""
+    import shutil
+    import sqlite3
+
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    good, bad = folder / "a-good.db", folder / "b-damaged.db"
+    assert run_cli(capsys, "search", _spec(tmp_path, DAMAGE_SPEC), "--storage", f"sqlite:///{good}", "--json")[0] == 0
+    capsys.readouterr()
+    code, out, err = run_cli(capsys, "pareto", "damaged", "--storage", f"sqlite:///{good}", "--json")
+    assert code == 0, err
+    front = json.loads(out)
+    shutil.copy(good, bad)
+    with sqlite3.connect(bad) as connection:
+        assert connection.execute(sql.format(number=front[0]["trial"])).rowcount == 1
+    connection.close()
+    return f"sqlite:///{bad}", front
+
+
+def test_a_points_blob_of_another_length_reads_the_values_from_optunas_tables(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator's study whose objectives blob (16 bytes for 2 objectives) had been cut to 2
+    bytes: `pareto` and `tuner studies` over the folder ended in numpy's traceback ("buffer size
+    must be a multiple of element size"), and the good study beside it was not listed. Optuna's
+    trial_values hold the same values: the front is read from them, the same as the good copy's."""
+    bad, front = _damaged_pair(
+        tmp_path, capsys, "UPDATE tuner_trial_points SET objectives = x'0001' WHERE number = {number}"
+    )
+    code, out, err = run_cli(capsys, "pareto", "damaged", "--storage", bad, "--json")
+    assert code == 0 and json.loads(out) == front, err
+    code, out, err = run_cli(capsys, "studies", "--storage", f"sqlite:///{tmp_path}/studies/*.db", "--json")
+    assert code == 0, err
+    assert [(row["study"], row["trials"], row["front_size"]) for row in json.loads(out)] == [
+        ("damaged", 8, len(front)),
+        ("damaged", 8, len(front)),
+    ]
+
+
+@pytest.mark.parametrize("index", ["1e30", "-3", "8"], ids=["1e30", "negative", "one-past-the-space"])
+def test_a_configuration_index_outside_the_space_is_one_damaged_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], index: str
+) -> None:
+    """The tuner writes each trial's configuration index inside its space (8 configurations
+    here: 0..7). One overwritten to 1e30 made pareto, show and export end in an OverflowError
+    traceback; -3 was read by numpy as the third from the end, another configuration shown
+    without a word. Now: one line naming the file as damaged, exit 1 (the environment)."""
+    sql = f"UPDATE trial_params SET param_value = {index} WHERE trial_id = "
+    sql += "(SELECT trial_id FROM trials WHERE number = {number})"
+    bad, front = _damaged_pair(tmp_path, capsys, sql)
+    number = front[0]["trial"]
+    for command in (
+        ("pareto", "damaged", "--json"),
+        ("show", "damaged", str(number)),
+        ("export", "damaged", "--trial", str(number)),
+    ):
+        code, out, err = run_cli(capsys, *command, "--storage", bad)
+        assert code == 1 and out == "" and "Traceback" not in err and err.count("\n") == 1, (command, code, err)
+        assert err.startswith(
+            f"error: storage: {bad.removeprefix('sqlite:///')} is damaged (trial {number}'s configuration index"
+        ), err
+        assert "outside the space of 8)" in err, err
+    code, out, err = run_cli(capsys, "studies", "--storage", f"sqlite:///{tmp_path}/studies/*.db", "--json")
+    assert code == 0, err
+    # The listing reads counts and the front's points, not the trials' configurations.
+    assert [(row["study"], row["trials"]) for row in json.loads(out)] == [("damaged", 8), ("damaged", 8)]
