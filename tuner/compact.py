@@ -163,6 +163,15 @@ def is_compact(trial: FrozenTrial) -> bool:
     return list(trial.params) == [CONFIGURATION_PARAM]
 
 
+def check_inside_space(flat: np.ndarray, size: int) -> None:
+    """Every held configuration index is one of the space's (0..size-1), as the tuner writes
+    them; one outside was overwritten in the file (:class:`DamagedData`). A resume read 1e30
+    (SQLite casts it to 2**63 - 1) and ended in numpy's "index ... is out of bounds" traceback."""
+    outside = (flat < 0) | (flat >= max(size, 1))
+    if outside.any():
+        raise DamagedData(f"a configuration index {int(flat[outside][0])} is outside the space of {size:,}")
+
+
 def stored_space_size(storage: Any, study_id: int) -> int | None:
     """How many configurations a compact study's trials index (their distribution's ``high`` +
     1, one row read), None without a compact trial."""

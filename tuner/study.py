@@ -361,6 +361,7 @@ def _open_and_read(
         # Neither reads the history: the configurations held (one integer each) are all a
         # resume needs, read in one query whatever the study's size.
         held = with_retries(lambda: compact.held_configurations(storage, study_id), storage_url, stop=stop)
+        compact.check_inside_space(held, int(np.prod(fmt.sizes, dtype=object)))
         return _OpenedStudy(storage, stored, study_id, fmt, [], held)
     existing = with_retries(
         lambda: storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,)), storage_url, stop=stop

@@ -224,3 +224,19 @@ def test_a_configuration_index_outside_the_space_is_one_damaged_line(
     assert code == 0, err
     # The listing reads counts and the front's points, not the trials' configurations.
     assert [(row["study"], row["trials"]) for row in json.loads(out)] == [("damaged", 8), ("damaged", 8)]
+
+
+@pytest.mark.parametrize("sampler", ["random", "nsga2", "exhaustive"])
+def test_a_resume_over_a_configuration_index_outside_the_space_is_one_damaged_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sampler: str
+) -> None:
+    """A resume reads the held configurations (one integer each) without decoding the trials:
+    NSGA-II over an index overwritten to 1e30 (SQLite casts it to 2**63 - 1) ended in numpy's
+    "index 9223372036854775807 is out of bounds for array with size ..." traceback."""
+    sql = "UPDATE trial_params SET param_value = 1e30 WHERE trial_id = "
+    sql += "(SELECT trial_id FROM trials WHERE number = {number})"
+    bad, front = _damaged_pair(tmp_path, capsys, sql)
+    spec = _spec(tmp_path, DAMAGE_SPEC.replace("sampler: exhaustive\n", ""))
+    code, out, err = run_cli(capsys, "search", spec, "--sampler", sampler, "--trials", "9", "--storage", bad, "--json")
+    assert code == 1 and out == "" and "Traceback" not in err and err.count("\n") == 1, (code, err)
+    assert "is damaged (a configuration index 9223372036854775807 is outside the space of 8)" in err, err
