@@ -1114,9 +1114,12 @@ def _refuse_missing_glob_directory(storage: str) -> None:
     """A SQLite glob whose directory does not exist matches nothing: an empty list would read as
     "no studies" where the path has a typo. The default glob (studies/ of the directory tuner
     runs in) is exempt: no studies/ there means no studies yet."""
-    if storage == STUDIES_GLOB or not storage.startswith("sqlite:///") or not any(ch in storage for ch in "*?["):
+    from tuner.storage import sqlite_glob
+
+    found = sqlite_glob(storage)
+    if storage == STUDIES_GLOB or found is None:
         return
-    pattern = storage.removeprefix("sqlite:///")
+    pattern = found[0]
     fixed = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
     directory = os.path.dirname(fixed) or "."
     if not os.path.isdir(directory):

@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from cost_models.errors import InvalidInputError
 from tuner import compact, optuna_internals
 from tuner.constraints import is_feasible, study_constraint_names, trial_constraints
-from tuner.storage import NoStudies, StorageError, open_storage, storage_errors, study_names
+from tuner.storage import NoStudies, StorageError, open_storage, sqlite_glob, storage_errors, study_names
 
 __all__ = [
     "Front",
@@ -447,8 +447,9 @@ def list_studies(storage_url: str, on_progress: Callable[[int, int], None] | Non
     """Every study of a storage (or of every SQLite file a glob URL matches), with counts."""
     import glob
 
-    if storage_url.startswith("sqlite:///") and any(ch in storage_url for ch in "*?["):
-        urls = [f"sqlite:///{path}" for path in sorted(glob.glob(storage_url.removeprefix("sqlite:///")))]
+    pattern = sqlite_glob(storage_url)
+    if pattern is not None:
+        urls = [f"sqlite:///{path}{pattern[1]}" for path in sorted(glob.glob(pattern[0]))]
     else:
         urls = [storage_url]
     rows: list[dict] = []

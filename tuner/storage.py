@@ -340,6 +340,20 @@ def storage_errors(url: str) -> Iterator[None]:
         raise storage_error(error, url) from None
 
 
+def sqlite_glob(url: str) -> tuple[str, str] | None:
+    """A SQLite URL whose path is a glob pattern (``*``, ``?``, ``[``: ``tuner studies``), as the
+    pattern and the URL's query to keep on each file it matches; None for any other URL. The
+    query (key=value pairs after the first ``?``: ``mode=ro``, ``timeout=5``) is no part of the
+    pattern: ``sqlite:///studies/x.db?mode=ro`` was taken for a glob matching nothing, and listed
+    no study."""
+    if not url.startswith("sqlite:///"):
+        return None
+    rest = url.removeprefix("sqlite:///")
+    path, sep, query = rest.partition("?")
+    pattern, kept = (path, f"?{query}") if sep and query and all("=" in a for a in query.split("&")) else (rest, "")
+    return (pattern, kept) if any(ch in pattern for ch in "*?[") else None
+
+
 def default_storage_url(study_name: str) -> str:
     """``sqlite:///studies/<name>.db``, relative to the working directory."""
     return f"sqlite:///studies/{study_name}.db"

@@ -279,3 +279,20 @@ def test_reading_a_file_that_holds_no_study_writes_nothing_into_it(tmp_path: Pat
     assert code == 0 and [row["study"] for row in json.loads(out)] == ["small"], err
     assert {path: path.read_bytes() for path in (other, empty)} == before
     assert _tables(other) == ["x"]
+
+
+def test_studies_reads_a_read_only_url_and_keeps_it_for_each_file_a_glob_matches(tmp_path: Path, capsys) -> None:
+    """docs/operations.md: `studies` runs on a database opened read-only,
+    `--storage 'sqlite:///studies/x.db?mode=ro'`. The `?` of the URL's query was taken for a glob
+    wildcard: the pattern `x.db?mode=ro` matched no file and `studies` listed nothing, exit 0."""
+    path = tmp_path / "real.db"
+    assert _search(capsys, tmp_path, f"sqlite:///{path}")[0] == 0
+    capsys.readouterr()
+    for url, listed in (
+        (f"sqlite:///{path}?mode=ro", f"sqlite:///{path}?mode=ro"),
+        (f"sqlite:///{tmp_path}/*.db?mode=ro", f"sqlite:///{path}?mode=ro"),
+        (f"sqlite:///{tmp_path}/*.db", f"sqlite:///{path}"),
+    ):
+        code, out, err = run_cli(capsys, "studies", "--storage", url, "--json")
+        assert code == 0, err
+        assert [(row["study"], row["storage"], row["trials"]) for row in json.loads(out)] == [("small", listed, 20)]
