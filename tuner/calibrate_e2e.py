@@ -95,6 +95,9 @@ class Point:
     #: (:func:`served_predictions`) at the deployment's prompt and output lengths. None: a static
     #: prefill / decode step of the deployment's batch, predicted by ``estimate``.
     concurrency: int | None = None
+    #: A serving run's requests per client (its requests over its clients): the first burst, every
+    #: client's first request at t = 0, is that share of its mean TTFT. None: a static point.
+    requests_per_client: float | None = None
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
@@ -393,6 +396,46 @@ def _check_closed_loop(where: str, data: dict) -> None:
         )
 
 
+def _check_clean_run(where: str, data: dict) -> None:
+    """Fields of a run that change what its means are, which were read past and the run fitted as
+    a clean closed loop of max_concurrency clients:
+
+    - ``failed`` (vllm bench serve): its means are over the completed requests only
+      (vllm/benchmarks/serve.py calculate_metrics), while the failed ones held clients' slots for
+      an unknown time (a timeout, an engine error mid-stream) or none (a refused prompt): the load
+      the completed requests saw is not the one the run names.
+    - ``ramp_up_strategy`` (vllm bench serve --ramp-up-strategy): the requests are sent at a rate
+      rising from ``ramp_up_start_rps`` to ``ramp_up_end_rps`` while ``request_rate`` says "inf"
+      (vllm refuses a --request-rate beside a ramp-up): a paced run, which the rate check let by.
+    - ``accept_length`` (SGLang bench_serving, the server's avg_spec_accept_length; None without
+      speculative decoding): each engine step emitted that many tokens a sequence, so TPOT is a
+      step over accept_length, and a fit of the per-step overhead read it as a whole step.
+    """
+    failed = data.get("failed")
+    if isinstance(failed, (int, float)) and not isinstance(failed, bool) and failed > 0:
+        raise InvalidInputError(
+            f"{where}: failed",
+            f"{failed:g} of {failed + data['completed']:g} requests failed; the means are the completed ones' "
+            "at a load the failed ones changed",
+            "fix what failed (the run's errors, --save-detailed) and rerun, or leave this run out",
+        )
+    strategy = data.get("ramp_up_strategy")
+    if strategy is not None:
+        raise InvalidInputError(
+            f"{where}: ramp_up_strategy",
+            f"{strategy!r} ({data.get('ramp_up_start_rps')} to {data.get('ramp_up_end_rps')} req/s): a run paced by a "
+            "rising rate, not a closed loop of max_concurrency clients",
+            "rerun without --ramp-up-strategy, with --max-concurrency N",
+        )
+    accept = data.get("accept_length")
+    if accept is not None:
+        raise InvalidInputError(
+            f"{where}: accept_length",
+            f"{accept!r}: the server ran speculative decoding (tokens per step), which the cost model does not time",
+            "rerun the server without speculative decoding, or leave this run out",
+        )
+
+
 def _benchmark_run(
     where: str, data: Any, group: str, model: str, hardware: str, chips: int, weight_dtype: str, kv_dtype: str
 ) -> list[Point]:
@@ -436,8 +479,19 @@ def _benchmark_run(
             )
     _check_model_id(where, data, model)
     _check_closed_loop(where, data)
+    _check_clean_run(where, data)
     completed = int(data["completed"])
-    concurrency = int(data["max_concurrency"])
+    # Every client's first request leaves at t = 0 (vllm/benchmarks/serve.py and SGLang's
+    # bench_serving.py create every request's task at once under an asyncio.Semaphore of
+    # max_concurrency): that burst is 1 / (requests per client) of the run's mean TTFT, which the
+    # serving model counts (ServingWorkloads.requests_per_client). It was left at the model's
+    # default of 10: vllm bench serve's default --num-prompts 1000 at 8-64 clients is 16-125
+    # requests per client, whose mean TTFT was predicted 1.30x (runs of Llama-3.1-8B on one H100
+    # made by the serving model at 1000 prompts with 0.5 ms per step: fitted 0.42 ms, held-out TTFT
+    # 29.6%; at their own count 0.50 ms and 0%; tests/tuner/test_calibrate_user_bench.py). Fewer
+    # requests than max_concurrency never fill the cap: they all run at once, one each.
+    concurrency = min(int(data["max_concurrency"]), completed)
+    requests_per_client = completed / concurrency
     deployment = Deployment(
         model=get_model(model),
         hardware=get_hardware(hardware),
@@ -462,8 +516,8 @@ def _benchmark_run(
     # own TPOT of 8.7 and 13.1 ms at 8 and 32 clients, they predicted 12.7 and 17.2 ms).
     one_request = replace(deployment, batch=1)
     return [
-        Point(one_request, float(data["mean_ttft_ms"]) / 1e3, None, group, concurrency),
-        Point(deployment, None, float(data["mean_tpot_ms"]) / 1e3, group, concurrency),
+        Point(one_request, float(data["mean_ttft_ms"]) / 1e3, None, group, concurrency, requests_per_client),
+        Point(deployment, None, float(data["mean_tpot_ms"]) / 1e3, group, concurrency, requests_per_client),
     ]
 
 
@@ -651,6 +705,7 @@ def served_runs(points: list[Point], backend: str) -> ServedRuns | None:
         ttft_s=np.array([np.nan if p.prefill_latency_s is None else p.prefill_latency_s for p in served]),
         tpot_s=np.array([np.nan if p.decode_step_latency_s is None else p.decode_step_latency_s for p in served]),
         source="bench-json",
+        requests_per_client=np.array([p.requests_per_client or 0.0 for p in served], dtype=np.float64),
     )
     return ServedRuns(
         np.array(rows), runs, Deployments.from_rows([p.deployment for p in served]), engine_overheads(backend)

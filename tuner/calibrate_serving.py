@@ -42,6 +42,7 @@ from cost_models.hardware import get_hardware
 from cost_models.models import ModelSpec
 from cost_models.serving import (
     DEFAULT_GEN_LEN_CV,
+    DEFAULT_REQUESTS_PER_CLIENT,
     ENGINE_DEFAULTS,
     EngineOverheads,
     ServingEstimate,
@@ -114,6 +115,11 @@ class ServingRuns:
     ttft_s: np.ndarray
     tpot_s: np.ndarray
     source: str
+    #: Requests each client sent in each run (the benchmark's prompts over its clients): the first
+    #: burst, every client at t = 0, is 1 / this of the run's mean TTFT
+    #: (cost_models.serving.ServingWorkloads.requests_per_client). None: the serving model's default,
+    #: DEFAULT_REQUESTS_PER_CLIENT (the shipped runs do not record theirs).
+    requests_per_client: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.tp.shape[0])
@@ -123,6 +129,8 @@ class ServingRuns:
             name: getattr(self, name)[index]
             for name in ("tp", "concurrency", "prompt_len", "gen_len", "ttft_s", "tpot_s")
         }
+        if self.requests_per_client is not None:
+            arrays["requests_per_client"] = self.requests_per_client[index]
         return replace(self, **arrays)
 
     @property
@@ -258,6 +266,7 @@ def predict(
     ``max_batch_size`` alone (None: the engine's default), as the serving commands model a run;
     ``admission``: the runs' clients held out of the engine (:class:`RunsAdmission`)."""
     profile = resolve_calibration("auto", runs.hardware, runs.backend) if isinstance(calibration, str) else calibration
+    per_client = DEFAULT_REQUESTS_PER_CLIENT if runs.requests_per_client is None else runs.requests_per_client
     workloads = make_workloads(
         backend=runs.backend,
         concurrency=runs.concurrency,
@@ -265,6 +274,7 @@ def predict(
         gen_len=runs.gen_len,
         gen_len_std=RUNS_GEN_LEN_CV * runs.gen_len,
         max_batch_size=runs_batch_cap(runs, max_batch_size, admission) if one_waiting else max_batch_size,
+        requests_per_client=per_client,
     )
     served = _deployments(runs) if deployments is None else deployments
     return serve(served, workloads, calibration=profile, overheads=overheads)

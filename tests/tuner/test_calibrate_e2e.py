@@ -278,6 +278,18 @@ BENCH = {"completed": 100, "total_input_tokens": 102400, "total_output_tokens": 
 BENCH |= {"mean_ttft_ms": 85.0, "mean_tpot_ms": 12.5}
 
 
+def _ten_per_client(clients: int) -> dict[str, int]:
+    """A run's counts at ten 1024/128-token requests per client: the serving model's default
+    (cost_models.serving.DEFAULT_REQUESTS_PER_CLIENT), which make_workloads gives the runs below.
+    A run's own count sets its first burst's share of the mean TTFT."""
+    return {
+        "max_concurrency": clients,
+        "completed": 10 * clients,
+        "total_input_tokens": 1024 * 10 * clients,
+        "total_output_tokens": 128 * 10 * clients,
+    }
+
+
 @pytest.mark.parametrize(
     "change,field",
     [
@@ -328,11 +340,14 @@ def _bench_runs(tmp_path, **formats):
     runs = served(truth)
     paths = []
     for i, c in enumerate(clients):
-        run = BENCH | {
-            "max_concurrency": int(c),
-            "mean_ttft_ms": float(runs.ttft_s[i]) * 1e3,
-            "mean_tpot_ms": float(runs.tpot_s[i]) * 1e3,
-        }
+        run = (
+            BENCH
+            | _ten_per_client(int(c))
+            | {
+                "mean_ttft_ms": float(runs.ttft_s[i]) * 1e3,
+                "mean_tpot_ms": float(runs.tpot_s[i]) * 1e3,
+            }
+        )
         paths.append(tmp_path / f"c{int(c)}.json")
         paths[-1].write_text(json.dumps(run))
     return true_step, served, runs, paths
@@ -564,11 +579,14 @@ def test_runs_of_several_tensor_parallel_sizes_are_fitted_together(capsys, tmp_p
         workloads = make_workloads(backend="vllm", concurrency=clients, prompt_len=1024.0, gen_len=128.0)
         runs = serve(deployment, workloads, calibration=truth)
         for i, c in enumerate(clients):
-            run = BENCH | {
-                "max_concurrency": int(c),
-                "mean_ttft_ms": float(runs.ttft_s[i]) * 1e3,
-                "mean_tpot_ms": float(runs.tpot_s[i]) * 1e3,
-            }
+            run = (
+                BENCH
+                | _ten_per_client(int(c))
+                | {
+                    "mean_ttft_ms": float(runs.ttft_s[i]) * 1e3,
+                    "mean_tpot_ms": float(runs.tpot_s[i]) * 1e3,
+                }
+            )
             paths.append(tmp_path / f"tp{tp}-c{int(c)}.json")
             paths[-1].write_text(json.dumps(run))
             chips.append(tp)
