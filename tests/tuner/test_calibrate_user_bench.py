@@ -201,3 +201,22 @@ def test_a_clean_run_of_either_benchmark_is_read(tmp_path, make):
         1024,
         256,
     )
+
+
+def test_a_short_run_paced_by_its_rate_is_refused_though_its_throughput_fell_short_of_the_rate(capsys, tmp_path):
+    """vllm bench serve --request-rate 2 --max-concurrency 64 --num-prompts 20: each request takes
+    30 + 255 x 8 = 2070 ms, so 2 req/s keeps 2 x 2.07 = 4.1 requests in flight (Little's law), not
+    64. The run lasts 20 / 2 = 10 s plus its last request's 2.07 s: 20 / 12.07 = 1.66 req/s, 83%
+    of the rate, under the 90% the throughput test asked, and it was fitted as 64 clients."""
+    result = vllm_result(64, 20, 30.0, 8.0)
+    result |= {"request_rate": 2.0, "duration": 12.07, "request_throughput": 20 / 12.07}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(result))
+    code, out, err = run_cli(capsys, "calibrate", *ARGS, "--bench-json", str(path))
+    line = assert_one_error_line(code, out, err, ("run.json: request_rate",))
+    assert "4.14 requests in flight" in line and "--request-rate inf" in line
+    # A finite rate above what 64 clients serve (64 / 2.07 s = 31 req/s) is capped by the clients:
+    # a closed loop, read (with SGLang's own mean end-to-end latency too).
+    for make in (vllm_result, sglang_result):
+        path.write_text(json.dumps(make(64, 640, 30.0, 8.0) | {"request_rate": 40.0, "request_throughput": 29.0}))
+        assert len(e2e.read_benchmark_json(path, model="llama-3.1-8b", hardware="h100-sxm", chips=1)) == 2
