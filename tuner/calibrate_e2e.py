@@ -496,9 +496,15 @@ def _benchmark_run(
             or (whole and value != int(value))
         ):
             kind = "whole number" if whole else "number"
-            raise InvalidInputError(
-                f"{where}: {key}", f"{value!r} is not a positive {kind}", "pass the JSON a serving benchmark wrote"
-            )
+            fix = "pass the JSON a serving benchmark wrote"
+            if not whole and value == 0:
+                # Both benchmarks write 0 where no request streamed its tokens: vllm's mean over no
+                # TTFT (np.mean(ttfts or 0)), SGLang's --disable-stream a TTFT of the whole request
+                # and so a TPOT of 0 (bench_serving.py); "pass the JSON a benchmark wrote" was no fix.
+                fix = (
+                    "rerun the benchmark with streaming (SGLang: without --disable-stream), which times the first token"
+                )
+            raise InvalidInputError(f"{where}: {key}", f"{value!r} is not a positive {kind}", fix)
     _check_model_id(where, data, model)
     _check_closed_loop(where, data)
     _check_clean_run(where, data)

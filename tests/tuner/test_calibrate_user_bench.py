@@ -220,3 +220,14 @@ def test_a_short_run_paced_by_its_rate_is_refused_though_its_throughput_fell_sho
     for make in (vllm_result, sglang_result):
         path.write_text(json.dumps(make(64, 640, 30.0, 8.0) | {"request_rate": 40.0, "request_throughput": 29.0}))
         assert len(e2e.read_benchmark_json(path, model="llama-3.1-8b", hardware="h100-sxm", chips=1)) == 2
+
+
+def test_a_run_that_was_not_streamed_says_to_stream(capsys, tmp_path):
+    """SGLang's bench_serving --disable-stream times each request whole: TTFT = its latency and TPOT
+    = (latency - TTFT) / (tokens - 1) = 0. Refused before too, but with 'pass the JSON a serving
+    benchmark wrote', which it was."""
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(sglang_result(16, 160, 2600.0, 0.0)))
+    code, out, err = run_cli(capsys, "calibrate", *ARGS, "--bench-json", str(path))
+    line = assert_one_error_line(code, out, err, ("run.json: mean_tpot_ms",))
+    assert "--disable-stream" in line
