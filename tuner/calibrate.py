@@ -373,6 +373,45 @@ def _refuse_formats_the_model_never_reads(table: KernelTable, system: str, backe
             )
 
 
+def gemm_specs(fmt: str, backend: str, chip: HardwareSpec) -> dict[str, FitSpec]:
+    """The GEMM parameters :func:`fit_gemm` fits on rows of ``fmt`` timed under ``backend`` on
+    ``chip`` (3 rows per parameter are needed, :func:`_require_rows`)."""
+    specs = dict(GemmParams.FIT)
+    if fmt not in QUANTIZES_ACTIVATIONS:
+        for name in QUANTIZING_ONLY:
+            specs.pop(name)
+    if fmt not in WEIGHT_ONLY | GEMV_FORMATS:
+        # Weight-only kernels dequantize per CTA; SmoothQuant's CUTLASS tiles (m > 4) walk k
+        # per CTA at the same kind of cost (GemmParams.FIT dequant_s_per_element).
+        specs.pop("dequant_s_per_element")
+        specs.pop("dequant_ctas_per_sm")
+    if fmt not in GEMV_FORMATS:
+        for name in GEMV_ONLY:
+            specs.pop(name)
+    if fmt not in WEIGHT_ONLY or backend != "trtllm":
+        # TRT-LLM's weight-only GEMV at m <= 4 (GemmParams.FIT weight_only_gemv_factor): its
+        # plugin's dispatch; other engines' weight-only kernels choose by their own rules.
+        specs.pop("weight_only_gemv_factor")
+    if fmt not in SCALE_FORMATS or backend not in SCALE_ENGINES:
+        specs.pop("scale_column_s")
+    if chip.l2_bytes is None:
+        specs.pop("l2_speedup")
+        specs.pop("l2_capacity_fraction")
+        specs.pop("output_l2_fraction")
+    if chip.compute_units is None:
+        # Wave quantization, split-K and the CTA saturation count SMs: without an SM count
+        # (TPUs, CPUs) they leave the time unchanged, so they are not fitted.
+        for name in (
+            "wave_weight",
+            "split_k_max",
+            "half_saturation_ctas",
+            "dequant_s_per_element",
+            "dequant_ctas_per_sm",
+        ):
+            specs.pop(name, None)
+    return specs
+
+
 def fit_gemm(
     table: KernelTable, chip: HardwareSpec, system: str, backend: str, seed: int, folds: int, max_rows: int | None
 ) -> list[GroupReport]:
@@ -386,42 +425,8 @@ def fit_gemm(
             # kernel (vLLM: Cutlass instead of DeepGEMM, 2x faster at those tiny shapes).
             mask &= (c["n"] % 128 == 0) & (c["k"] % 128 == 0)
         rows = _subsample(np.flatnonzero(mask), max_rows, seed)
-        specs = dict(GemmParams.FIT)
-        fixed: dict[str, float] = {}
-        if (backend, fmt, chip.name) in SMALL_TILE_DISPATCH:
-            fixed.update(SMALL_TILE_DISPATCH[backend, fmt, chip.name])
-        if fmt not in QUANTIZES_ACTIVATIONS:
-            for name in QUANTIZING_ONLY:
-                specs.pop(name)
-        if fmt not in WEIGHT_ONLY | GEMV_FORMATS:
-            # Weight-only kernels dequantize per CTA; SmoothQuant's CUTLASS tiles (m > 4) walk k
-            # per CTA at the same kind of cost (GemmParams.FIT dequant_s_per_element).
-            specs.pop("dequant_s_per_element")
-            specs.pop("dequant_ctas_per_sm")
-        if fmt not in GEMV_FORMATS:
-            for name in GEMV_ONLY:
-                specs.pop(name)
-        if fmt not in WEIGHT_ONLY or backend != "trtllm":
-            # TRT-LLM's weight-only GEMV at m <= 4 (GemmParams.FIT weight_only_gemv_factor): its
-            # plugin's dispatch; other engines' weight-only kernels choose by their own rules.
-            specs.pop("weight_only_gemv_factor")
-        if fmt not in SCALE_FORMATS or backend not in SCALE_ENGINES:
-            specs.pop("scale_column_s")
-        if chip.l2_bytes is None:
-            specs.pop("l2_speedup")
-            specs.pop("l2_capacity_fraction")
-            specs.pop("output_l2_fraction")
-        if chip.compute_units is None:
-            # Wave quantization, split-K and the CTA saturation count SMs: without an SM count
-            # (TPUs, CPUs) they leave the time unchanged, so they are not fitted.
-            for name in (
-                "wave_weight",
-                "split_k_max",
-                "half_saturation_ctas",
-                "dequant_s_per_element",
-                "dequant_ctas_per_sm",
-            ):
-                specs.pop(name, None)
+        specs = gemm_specs(fmt, backend, chip)
+        fixed: dict[str, float] = dict(SMALL_TILE_DISPATCH.get((backend, fmt, chip.name), {}))
         _require_rows(table, rows, len(specs), f"gemm {fmt} on {system}/{backend}")
         _check_speed_of_light(table, rows, fmt, chip)
         m, n, k = c["m"][rows], c["n"][rows], c["k"][rows]

@@ -1332,6 +1332,31 @@ def progress_bars(disable: bool = False) -> Iterator[ProgressCallback]:
 CALIBRATE_MIN_ROWS = 21
 
 
+def _gemm_formats_short(result: OpResult, platform: str, system: str) -> list[str]:
+    """The GEMM formats of a written file with fewer rows than tuner calibrate fits their group
+    from ("bfloat16 30 rows of 39"). calibrate fits each gemm_dtype apart, from 3 rows per
+    parameter (tuner.calibrate.gemm_specs), and a GPU's fit has more parameters than a CPU's (wave
+    quantization, split-K and the L2 terms need the SM count and L2 size every catalog GPU has):
+    the tiny sweep's 30 rows a format fit on a CPU, but on an H100 need 39, and the summary printed
+    a command that failed (the file's 60 rows passed CALIBRATE_MIN_ROWS)."""
+    from collections import Counter
+
+    from cost_models.hardware import get_hardware
+    from tuner.calibrate import FOLDS, gemm_specs
+    from tuner.kernel_data import SYSTEMS
+
+    # The database's chip of that system name, else a catalog chip with an SM count and an L2
+    # size (a GPU) or with neither (a CPU or TPU): the parameter count depends on nothing else.
+    chip = get_hardware(SYSTEMS.get(system) or ("h100-sxm" if platform == "gpu" else "xeon-gold-6242"))
+    counts = Counter(str(row.get("gemm_dtype", "bfloat16")) for row in result.rows)
+    short = []
+    for fmt, rows in sorted(counts.items()):
+        need = max(3 * len(gemm_specs(fmt, "jax", chip)), 2 * FOLDS)
+        if rows < need:
+            short.append(f"{fmt} {rows} rows of {need}")
+    return short
+
+
 def print_summary(result: MeasureResult) -> None:
     """Rows per file and where they were written; what was skipped."""
     import click
@@ -1351,9 +1376,19 @@ def print_summary(result: MeasureResult) -> None:
     written = [entry for entry in summary["files"] if entry["path"]]
     # The tiny sweep's attention files (2 rows each) made the printed command fail, exit 2:
     # tuner calibrate fits no class from fewer than CALIBRATE_MIN_ROWS rows.
-    enough = [entry["path"] for entry in written if entry["rows"] >= CALIBRATE_MIN_ROWS]
+    short_gemm = {
+        str(r.path): _gemm_formats_short(r, result.platform, result.system) for r in result.results if r.name == "gemm"
+    }
+    enough = [
+        entry["path"] for entry in written if entry["rows"] >= CALIBRATE_MIN_ROWS and not short_gemm.get(entry["path"])
+    ]
     few = [
         f"{Path(entry['path']).name} ({entry['rows']} rows)" for entry in written if entry["rows"] < CALIBRATE_MIN_ROWS
+    ]
+    few += [
+        f"{Path(path).name} ({'; '.join(short)})"
+        for path, short in short_gemm.items()
+        if short and path in {entry["path"] for entry in written if entry["rows"] >= CALIBRATE_MIN_ROWS}
     ]
     if few:
         click.echo(
