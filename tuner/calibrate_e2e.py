@@ -275,6 +275,7 @@ def read_benchmark_json(
     chips: int,
     weight_dtype: str = "bf16",
     kv_dtype: str = "bf16",
+    engine: str | None = None,
 ) -> list[Point]:
     """Each run of a ``vllm bench serve`` / SGLang ``bench_serving`` result file (one JSON
     object, or one per line: :func:`_benchmark_records`) as two points (tensor parallel over
@@ -294,8 +295,46 @@ def read_benchmark_json(
     points: list[Point] = []
     for where, data in records:
         group = path.stem if len(records) == 1 else f"{path.stem}:{where.rsplit(':', 1)[1]}"
+        if engine is not None and isinstance(data, dict):
+            _check_engine(where, data, engine)
         points += _benchmark_run(where, data, group, model, hardware, chips, weight_dtype, kv_dtype)
     return points
+
+
+#: The serving engine a benchmark's ``backend`` field names by name (the server it was pointed at):
+#: SGLang's bench_serving and vllm bench serve both have sglang / sglang-oai / sglang-oai-chat
+#: (SGLang's server), trt / tensorrt-llm (TensorRT-LLM's), lmdeploy, tgi. "vllm", "openai" and
+#: "openai-chat" are OpenAI-compatible endpoints any engine serves (vllm bench serve's default
+#: "openai", its former default "vllm"), so they name none.
+BENCHMARK_ENGINES = {
+    "sglang": "sglang",
+    "sglang-native": "sglang",
+    "sglang-oai": "sglang",
+    "sglang-oai-chat": "sglang",
+    "trt": "trtllm",
+    "tensorrt-llm": "trtllm",
+    "lmdeploy": "lmdeploy",
+    "lmdeploy-chat": "lmdeploy",
+    "tgi": "tgi",
+}
+
+
+def _check_engine(where: str, data: dict, engine: str) -> None:
+    """Runs against another engine's server were fitted as --backend's: SGLang runs under
+    --backend vllm took vLLM's shipped host overheads (cost_models/serving_overheads) and wrote a
+    vLLM profile, exit 0."""
+    named = BENCHMARK_ENGINES.get(str(data.get("backend", "")).lower())
+    if named is not None and named != engine:
+        fix = (
+            f"pass --backend {named}"
+            if named in ("trtllm", "vllm", "sglang")
+            else "calibrate runs of trtllm, vllm or sglang"
+        )
+        raise InvalidInputError(
+            f"{where}: backend",
+            f"{data['backend']!r} is a run against {named}'s server, not --backend {engine}",
+            f"{fix}, or the runs of {engine}",
+        )
 
 
 #: Suffixes of a checkpoint's repository name that leave its architecture as it is (instruction

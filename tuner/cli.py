@@ -1720,7 +1720,9 @@ def _calibrate_end_to_end(
         )
         formats = {"weight_dtype": dtype_name(codes["weight_bits"]), "kv_dtype": dtype_name(codes["kv_bits"])}
         by_file |= {
-            path: e2e.read_benchmark_json(path, model=model, hardware=hardware, chips=chips_of[path], **formats)
+            path: e2e.read_benchmark_json(
+                path, model=model, hardware=hardware, chips=chips_of[path], engine=backend, **formats
+            )
             for path in bench_json
         }
     measured = [p for file_points in by_file.values() for p in file_points]

@@ -105,6 +105,11 @@ def sglang_result(clients: int, prompts: int, ttft_ms: float, tpot_ms: float, is
     }
 
 
+def engine_args(make) -> tuple[str, ...]:
+    """ARGS with the engine of the benchmark ``make`` writes for (SGLang's runs name its server)."""
+    return tuple("sglang" if make is sglang_result and word == "vllm" else word for word in ARGS)
+
+
 def read(tmp_path, result: dict) -> list[e2e.Point]:
     path = tmp_path / "run.json"
     path.write_text(json.dumps(result))
@@ -182,7 +187,7 @@ def test_fields_that_change_what_a_runs_means_are_refused_not_read_past(capsys, 
     """Each was fitted as a clean closed loop of max_concurrency clients, exit 0."""
     path = tmp_path / "run.json"
     path.write_text(json.dumps(make(16, 1000, 80.0, 10.0) | change))
-    code, out, err = run_cli(capsys, "calibrate", *ARGS, "--bench-json", str(path))
+    code, out, err = run_cli(capsys, "calibrate", *engine_args(make), "--bench-json", str(path))
     line = assert_one_error_line(code, out, err, (field,))
     assert fix in line
 
@@ -228,6 +233,23 @@ def test_a_run_that_was_not_streamed_says_to_stream(capsys, tmp_path):
     benchmark wrote', which it was."""
     path = tmp_path / "run.json"
     path.write_text(json.dumps(sglang_result(16, 160, 2600.0, 0.0)))
-    code, out, err = run_cli(capsys, "calibrate", *ARGS, "--bench-json", str(path))
+    code, out, err = run_cli(capsys, "calibrate", *engine_args(sglang_result), "--bench-json", str(path))
     line = assert_one_error_line(code, out, err, ("run.json: mean_tpot_ms",))
     assert "--disable-stream" in line
+
+
+@pytest.mark.parametrize("backend,engine", [("sglang", "sglang"), ("sglang-oai", "sglang"), ("trt", "trtllm")])
+def test_runs_against_another_engines_server_are_refused(capsys, tmp_path, backend, engine):
+    """SGLang's bench_serving writes the server it was pointed at (--backend sglang: SGLang's
+    /generate): such runs under tuner calibrate --backend vllm were fitted with vLLM's host
+    overheads into a vLLM profile, exit 0."""
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(sglang_result(16, 160, 80.0, 10.0) | {"backend": backend}))
+    code, out, err = run_cli(capsys, "calibrate", *ARGS, "--bench-json", str(path))
+    line = assert_one_error_line(code, out, err, ("run.json: backend",))
+    assert f"pass --backend {engine}" in line
+    # An OpenAI-compatible endpoint names no engine: read under any --backend.
+    for endpoint in ("openai", "vllm", "openai-chat"):
+        path.write_text(json.dumps(vllm_result(16, 160, 80.0, 10.0) | {"backend": endpoint}))
+        points = e2e.read_benchmark_json(path, model="llama-3.1-8b", hardware="h100-sxm", chips=1, engine="sglang")
+        assert len(points) == 2
