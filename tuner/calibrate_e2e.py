@@ -488,6 +488,17 @@ def _check_clean_run(where: str, data: dict) -> None:
             "rising rate, not a closed loop of max_concurrency clients",
             "rerun without --ramp-up-strategy, with --max-concurrency N",
         )
+    if data.get("dataset_name") == "generated-shared-prefix":
+        # SGLang's bench_serving --dataset-name generated-shared-prefix: groups of prompts share a
+        # system prompt (--gsp-system-prompt-len, 2048 tokens by default, before a 128-token
+        # question), which the engine's prefix cache prefills once a group; the run's TTFT was fitted
+        # as a prefill of every prompt whole, and the result records neither length.
+        raise InvalidInputError(
+            f"{where}: dataset_name",
+            "'generated-shared-prefix': its prompts share system prompts the prefix cache prefills once, "
+            "and the run does not record how long they are",
+            "rerun with --dataset-name random (or sharegpt)",
+        )
     accept = data.get("accept_length")
     if accept is not None:
         raise InvalidInputError(

@@ -181,6 +181,8 @@ def test_runs_at_vllms_default_1000_prompts_are_fitted_at_their_own_first_burst(
         ),
         # SGLang with speculative decoding: 2.4 tokens per step a sequence.
         (sglang_result, {"accept_length": 2.4}, "run.json: accept_length", "speculative decoding"),
+        # SGLang's shared-prefix dataset: system prompts the prefix cache prefills once a group.
+        (sglang_result, {"dataset_name": "generated-shared-prefix"}, "run.json: dataset_name", "--dataset-name random"),
     ],
 )
 def test_fields_that_change_what_a_runs_means_are_refused_not_read_past(capsys, tmp_path, make, change, field, fix):
