@@ -437,7 +437,7 @@ def _check_closed_loop(where: str, data: dict) -> None:
         return
     # The throughput test misses a short run: its last requests' latency lengthens the run past
     # num_prompts / rate, so 20 prompts at 2 req/s (4 of 64 clients' worth in flight) came to
-    # 1.65 req/s, 83% of the rate, and were fitted as 64 clients. Little's law on the offered
+    # 1.66 req/s, 83% of the rate, and were fitted as 64 clients. Little's law on the offered
     # stream does not depend on the run's length: requests arrive at the rate and each is served
     # in the run's mean end-to-end latency (the clients' semaphore wait is not in it: vllm and
     # SGLang start a request's clock inside the semaphore), so rate x latency requests were in
