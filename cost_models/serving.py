@@ -858,8 +858,9 @@ class _Capacity:
 #: What bounds a steady state (``ServingEstimate.limited_by``): the three caps on the sequences
 #: running at once (:func:`token_limit`, the paged KV cache, ``max_batch_size``), and, for an
 #: open loop past capacity with slots to spare, the prefill (prompts arrive faster than the mixed
-#: iterations can prefill them, every iteration mixed).
-LIMITS: tuple[str, ...] = ("max_batch_size", "kv_cache", "max_num_tokens", "prefill")
+#: iterations can prefill them, every iteration mixed) or the host (:func:`host_seconds_per_request`
+#: times the rate reaches 1: the engine's CPU work alone fills the time).
+LIMITS: tuple[str, ...] = ("max_batch_size", "kv_cache", "max_num_tokens", "prefill", "host")
 _LIMIT_DTYPE = np.dtype(f"<U{max(len(name) for name in LIMITS)}")
 
 
@@ -891,6 +892,20 @@ def token_limit(w: ServingWorkloads) -> np.ndarray:
     no token for the prompts that replace them, and the steady state would prefill one token an
     iteration."""
     return _token_balance(w)[0]
+
+
+def host_seconds_per_request(overheads: EngineOverheads, prefill_iterations: np.ndarray, gen: np.ndarray) -> np.ndarray:
+    """The engine's host seconds one request costs over its life: its set-up once
+    (``host_per_new_request_s``) and ``host_per_sequence_s`` in each iteration it is scheduled in,
+    its prefill iterations and its G - 1 decode iterations. An iteration takes at least its host
+    time (the longer of GPU and host, :meth:`_Setting.iteration`), so an open loop at R requests/s
+    needs R x this < 1 whatever the GPU does: the host's own capacity, which an iteration scored at
+    the mean batch does not see where its GPU time binds at the mean and its host time in the
+    swings above it (Llama-3-8B on 8 H100s under vLLM, 1024/128 tokens, TensorRT-LLM's fit: 19.47
+    ms + 128 x 70.6 us = 28.5 ms, at most 35.1 requests/s; the steady state said stable up to
+    37.8/s, and tuner simulate's mean TTFT at 35.9/s ran 3.8-6.7 s over 20,000 requests)."""
+    o = overheads
+    return o.host_per_new_request_s + o.host_per_sequence_s * (prefill_iterations + np.maximum(gen - 1.0, 0.0))
 
 
 def _token_balance(w: ServingWorkloads) -> tuple[np.ndarray, np.ndarray]:
@@ -1366,13 +1381,15 @@ def _open_loop(s: _Setting) -> ServingEstimate:
     # when the budget binds (p x budget = work x t_mean above), and 1 or more where every
     # iteration is mixed and the prompts still come faster (work x t_mix' >= budget).
     utilisation = rate * uncached * t_mean / budget
-    stable = (utilisation < 1.0) & (rate * (gen - 1.0) * t_mean < cap.slots)
-    # Past capacity: no slot count helps where the prefill cannot keep up (unless the token budget
-    # caps the slots: the same budget runs out either way).
-    starved = ~stable & (utilisation >= 1.0) & (cap.limited_by != "max_num_tokens")
-    limited_by = np.where(starved, "prefill", cap.limited_by).astype(_LIMIT_DTYPE)
-    rho = np.clip(utilisation, 0.0, 0.999)
     own_prefill = np.ceil(uncached / np.maximum(budget, 1.0) - 1e-9)
+    host_load = rate * host_seconds_per_request(s.overheads, own_prefill, gen)
+    stable = (utilisation < 1.0) & (rate * (gen - 1.0) * t_mean < cap.slots) & (host_load < 1.0)
+    # Past capacity: no slot count helps where the prefill cannot keep up (unless the token budget
+    # caps the slots: the same budget runs out either way), nor where the host cannot.
+    starved = ~stable & (utilisation >= 1.0) & (cap.limited_by != "max_num_tokens")
+    limited_by = np.where(starved, "prefill", cap.limited_by)
+    limited_by = np.where(host_load >= 1.0, "host", limited_by).astype(_LIMIT_DTYPE)
+    rho = np.clip(utilisation, 0.0, 0.999)
     # A request lands in an iteration with probability in proportion to its length (the inspection
     # paradox): it waits E[t^2] / (2 E[t]) for it to end, not half the mean (vLLM at 26/s on 8 H100s,
     # 1024/128 tokens: 12% of iterations mixed at 22 ms, the rest decode-only at 3 ms: 6.3 ms, not 2.6).

@@ -216,11 +216,15 @@ def unstable_note(
     d, w = deployments.take(one), workloads.take(one)
     limited_by = str(result.limited_by[index])
     max_rate = max_stable_rate(d, w, calibration=calibration, overlap=overlap)
-    why = (
-        "prompts arrive faster than the mixed iterations prefill them"
-        if limited_by == "prefill"
-        else f"more sequences would decode than {_holder(limited_by, w.row(0))} {int(result.max_concurrency[index])}"
-    )
+    if limited_by == "prefill":
+        why = "prompts arrive faster than the mixed iterations prefill them"
+    elif limited_by == "host":
+        why = (
+            "the engine's host work, each request's set-up and its scheduling in every iteration it runs in, "
+            "would take longer than the time there is"
+        )
+    else:
+        why = f"more sequences would decode than {_holder(limited_by, w.row(0))} {int(result.max_concurrency[index])}"
     rate = float(w.request_rate[0])
     return max_rate, (
         f"unstable: {rate:g} req/s is beyond capacity ({why}; the queue grows without bound); "

@@ -193,3 +193,26 @@ def test_a_chunked_prompt_waits_for_the_budget_for_every_iteration_it_spans() ->
         request_rate=5.785, requests=4000, seed=1,
     )  # fmt: skip
     assert out["analytic"]["ttft_s"] == pytest.approx(out["simulated"]["ttft_s"]["mean"], rel=0.15)
+
+
+# Llama-3-8B on 8 H100s under vLLM (TP8, 1024/128 tokens): the GPU's iteration is short (a decode
+# step of 45 sequences 3.4 ms), so the host's work (TensorRT-LLM's fit, which vLLM borrows) binds.
+TP8_VLLM = {**DENSE, "chips": 8, "backend": "vllm"}
+
+
+def test_an_open_loop_past_the_host_capacity_is_unstable() -> None:
+    """Every iteration takes at least its host time, so a request costs the engine's host its
+    set-up once and its per-sequence work in each iteration it is scheduled in (one prefill
+    iteration of its 1024 tokens under the 8192-token budget, then 127 decode ones), whatever the
+    GPU does: cost_models/serving_overheads/trtllm.yaml's 19.467 ms + 128 x 70.64 us = 28.51 ms,
+    at most 1 / 0.02851 = 35.08 requests/s. The steady state, scoring iterations at the mean batch
+    (GPU-bound there), called the deployment stable up to 37.8/s: at 35.91/s a 103 ms TTFT and
+    23.8 ms TPOT, where the simulation's queue grows (mean TTFT over a second, 20,000 requests)."""
+    host_s = 0.019467147981245915 + 7.064227278577106e-05 * (1 + 127)
+    assert 1.0 / host_s == pytest.approx(35.08, abs=0.01)
+    out = simulate_one(**TP8_VLLM, request_rate=35.91, requests=20000, seed=1)
+    assert out["simulated"]["ttft_s"]["mean"] > 1.0
+    analytic = out["analytic"]
+    assert not analytic["stable"] and analytic["limited_by"] == "host"
+    assert analytic["max_stable_request_rate"] <= 1.0 / host_s
+    assert any("host work" in note for note in out["notes"])
