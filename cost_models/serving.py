@@ -1202,6 +1202,151 @@ def _load_fluctuation(
     return var_n, cov_nk, var_k
 
 
+def _normal_cdf(x: np.ndarray) -> np.ndarray:
+    """The standard normal law's distribution function (Abramowitz and Stegun 7.1.26's erf,
+    absolute error under 1.5e-7)."""
+    z = np.abs(x) / np.sqrt(2.0)
+    t = 1.0 / (1.0 + 0.3275911 * z)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return 0.5 * (1.0 + np.sign(x) * (1.0 - poly * np.exp(-z * z)))
+
+
+def _mean_excess(gap: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """E[max(0, gap + spread Z)] for a standard normal Z: how much the longer of two times exceeds
+    the first, on average, where their difference is normal with mean ``gap`` and standard
+    deviation ``spread``."""
+    z = gap / spread
+    return gap * _normal_cdf(z) + spread * np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
+
+
+#: Rounds of :func:`_across_the_host_kink`'s fixed point, each moving halfway to its next value
+#: (Llama-3-8B on 8 H100s under vLLM, 1024/128 tokens, at 90% of its highest stable rate the
+#: decode count moves from 45 to 67 sequences, settled to 1e-4 in 25 rounds).
+_KINK_ROUNDS = 40
+#: A row has settled once a round moves its mean iteration by less than this share.
+_KINK_SETTLED = 1e-5
+
+
+class _AcrossTheKink(NamedTuple):
+    per_sequence: np.ndarray
+    decoding: np.ndarray
+    t_dec: np.ndarray
+    t_mix: np.ndarray
+    t_mean: np.ndarray
+    p_mix: np.ndarray
+
+
+def _across_the_host_kink(
+    s: _Setting,
+    slots: np.ndarray,
+    decoding: np.ndarray,
+    per_mixed: np.ndarray,
+    t_dec: np.ndarray,
+    t_mix: np.ndarray,
+    t_mean: np.ndarray,
+    p_mix: np.ndarray,
+    per_sequence: np.ndarray,
+    per_prompt: np.ndarray,
+    full: np.ndarray,
+    t_full: np.ndarray,
+) -> _AcrossTheKink:
+    """The open loop's mean iterations, decode count and slope per sequence over the running
+    batch's swings, where they straddle the kink of an iteration's time, the longer of its GPU
+    and host time (:meth:`_Setting.iteration`).
+
+    Either side is linear in the decode count n (the GPU's slope g1 at the mean, the host's
+    ``host_per_sequence_s`` h), and they cross at a kink. Scored at the mean batch, an iteration
+    whose GPU time binds there is charged g1 for every sequence, but the swings up pass the kink
+    and pay h: on Llama-3-8B on 8 H100s under vLLM (1024/128 tokens, TensorRT-LLM's fit: h 70.6
+    us, g1 about 12 us; 45 sequences decode in 3.43 ms on the GPU, 3.19 ms on the host) at 34
+    requests/s the simulated decode-only iterations took 3.3 ms at 20-40 sequences and 6.6 ms at
+    80-120 (20,000 requests). Two things follow, with n normal about its mean (Var(n) from
+    :func:`_load_fluctuation`), the host-minus-GPU gap a + (h - g1)(n - E[n]):
+
+    - the mean iteration is E[max(GPU, host)] = GPU + E[max(0, gap)], above the longer at the
+      mean (Jensen), each kind of iteration at its own gap; longer iterations let more requests
+      into decode (Little: E[n] = R (G - 1) t), whose swings reach further past the kink;
+    - the swings' feedback gain is the mean slope, g1 + (h - g1) P(gap > 0) (statistical
+      linearization: Bussgang, 1952; for a normal n, Stein's lemma), not the GPU's alone.
+
+    Solved together by damped rounds (:data:`_KINK_ROUNDS`): the mixed share grows with the mean
+    iteration (the prompt work per mixed iteration held), the GPU times linear in n about the
+    operating point. On that deployment at 85/88/90% of the highest stable rate the steady
+    state's TPOT went from 0.82 / 0.66 / 0.51x tuner simulate's to 0.92 / 0.90 / 0.94x (20,000
+    requests, seed 1). Rows with no overheads, or whose host time stays under half the GPU's in
+    both kinds of iteration (no swing reaches the kink), keep their numbers and cost nothing."""
+    h = s.overheads.host_per_sequence_s
+    n = len(decoding)
+    zeros = np.zeros(n)
+    unchanged = _AcrossTheKink(per_sequence, decoding, t_dec, t_mix, t_mean, p_mix)
+    if h <= 0.0:
+        return unchanged
+    host_dec, host_mix = s.host(decoding, zeros), s.host(decoding, per_mixed)
+    # Only where a swing can reach the kink: the host within 8 standard deviations of the batch
+    # (at the host's slope, its largest gain; the swings at the GPU's slope are the smaller) of
+    # the iteration's time in either kind (Phi(-8) = 6e-16).
+    var_n, _, _ = _load_fluctuation(s.w.request_rate, s.w.gen_len, t_mean, decoding, per_sequence, per_prompt)
+    reach = 8.0 * h * np.sqrt(np.maximum(var_n, 0.0))
+    rows = np.flatnonzero((host_dec + reach >= t_dec) | (host_mix + reach >= t_mix))
+    if rows.size == 0:
+        return unchanged
+    sub = s.take(rows)
+    mean_n, no_tokens = decoding[rows], zeros[rows]
+
+    def gpu_alone(seqs: np.ndarray, tokens: np.ndarray, longer: np.ndarray, host: np.ndarray) -> np.ndarray:
+        """The GPU's time of these iterations: the iteration's where it beat the host, else scored."""
+        out = longer.copy()
+        bound = np.flatnonzero(longer <= host)
+        if bound.size:
+            out[bound] = sub.take(bound).gpu_iteration(seqs[bound], tokens[bound])
+        return out
+
+    gpu_dec = gpu_alone(mean_n, no_tokens, t_dec[rows], host_dec[rows])
+    gpu_mix = gpu_alone(mean_n, per_mixed[rows], t_mix[rows], host_mix[rows])
+    # The GPU's own slope at the mean: the secant to the full batch where the GPU binds at both
+    # (per_sequence), else to a quarter more sequences on the GPU alone; not the secant of
+    # max(GPU, host), which has the kink in it, nor the chord from one sequence (an MoE layer's
+    # decode wakes more experts a sequence at a small batch: Mixtral-8x7B on 2 H200s 147 us a
+    # sequence from 1 to 66, 28 us about 66).
+    gpu_slope = per_sequence[rows].copy()
+    other = np.flatnonzero(~((t_dec[rows] > host_dec[rows]) & (t_full[rows] > s.host(full, zeros)[rows])))
+    if other.size:
+        wider = mean_n[other] + np.maximum(0.25 * mean_n[other], 4.0)
+        wider_s = sub.take(other).gpu_iteration(wider, no_tokens[other])
+        gpu_slope[other] = np.maximum(wider_s - gpu_dec[other], 0.0) / (wider - mean_n[other])
+    step = h - gpu_slope
+    gap_dec, gap_mix = host_dec[rows] - gpu_dec, host_mix[rows] - gpu_mix
+    rate, gen, prompt_s = sub.w.request_rate, sub.w.gen_len, per_prompt[rows]
+    demand, cap = rate * np.maximum(gen - 1.0, 0.0), slots[rows]
+    mixed_per_s = p_mix[rows] / np.maximum(t_mean[rows], 1e-30)  # mixed share per second of mean iteration
+    mean_s, n_now, slope = t_mean[rows].copy(), mean_n.copy(), per_sequence[rows].copy()
+    dec_s, mix_s, share = t_dec[rows].copy(), t_mix[rows].copy(), p_mix[rows].copy()
+    active = np.arange(rows.size)
+    for _ in range(_KINK_ROUNDS):
+        i = active
+        now, offset = mean_s[i], n_now[i] - mean_n[i]
+        var_n, _, _ = _load_fluctuation(rate[i], gen[i], now, n_now[i], slope[i], prompt_s[i])
+        spread = np.maximum(np.abs(step[i]) * np.sqrt(np.maximum(var_n, 0.0)), 1e-12)
+        at_dec, at_mix = gap_dec[i] + step[i] * offset, gap_mix[i] + step[i] * offset
+        share[i] = np.minimum(mixed_per_s[i] * now, 1.0)
+        host_share = share[i] * _normal_cdf(at_mix / spread) + (1.0 - share[i]) * _normal_cdf(at_dec / spread)
+        slope[i] = np.maximum(gpu_slope[i] + step[i] * host_share, 0.0)
+        dec_s[i] = gpu_dec[i] + gpu_slope[i] * offset + _mean_excess(at_dec, spread)
+        mix_s[i] = gpu_mix[i] + gpu_slope[i] * offset + _mean_excess(at_mix, spread)
+        # t = p t_mix + (1 - p) t_dec with p = (p / t) t: t = t_dec / (1 - (p / t)(t_mix - t_dec)),
+        # no such t where the mixed iterations' excess outgrows it (capped: the slots then bind).
+        next_s = dec_s[i] / np.maximum(1.0 - mixed_per_s[i] * (mix_s[i] - dec_s[i]), 1e-3)
+        mean_s[i] = 0.5 * (now + next_s)
+        n_now[i] = np.minimum(demand[i] * mean_s[i], cap[i])
+        active = i[np.abs(next_s - now) > _KINK_SETTLED * now]
+        if active.size == 0:
+            break
+    out = [np.array(a, dtype=np.float64, copy=True) for a in unchanged]
+    for column, value in zip(out, (slope, n_now, dec_s, mix_s, mean_s, share), strict=True):
+        column[rows] = value
+    return _AcrossTheKink(*out)
+
+
 #: Most rounds of the open loop's fixed point after its chord step. A row has settled once its
 #: mixed iterations carry the prompt work within ``_CARRIED``, or its mean iteration and mixed
 #: share move by less than ``_SETTLED`` a round (the iteration table's kinks), or it is unstable
@@ -1376,6 +1521,23 @@ def _open_loop(s: _Setting) -> ServingEstimate:
         moved[active] = True
         t_mean = np.where(moved, t_mean, held_mean)
         p_mix = np.where(moved, p_mix, held_mix)
+    # The iteration time's slopes at the operating point: per decoding sequence (the secant to the
+    # full batch scored first, else the chord from one sequence) and per prompt (the mixed
+    # iteration over the decode-only one, per token, times the prompt's uncached tokens).
+    near = np.abs(decoding - full) >= 1.0
+    per_sequence = np.where(
+        near,
+        (t_dec - t_full) / np.where(near, decoding - full, 1.0),
+        (t_dec - one) / np.maximum(decoding - 1.0, 1.0),
+    )
+    per_sequence = np.maximum(per_sequence, 0.0)
+    per_prompt = np.maximum(t_mix - t_dec, 0.0) / np.maximum(per_mixed, 1e-9) * uncached
+    # Where the batch's swings cross the kink of max(GPU, host) the mean iteration and its slope
+    # are those over the swings, not at the mean batch (_across_the_host_kink).
+    kink = _across_the_host_kink(
+        s, slots, decoding, per_mixed, t_dec, t_mix, t_mean, p_mix, per_sequence, per_prompt, full, t_full
+    )
+    per_sequence, decoding, t_dec, t_mix, t_mean, p_mix = kink
     budget = s.prefill_budget(decoding)
     # The prompt tokens an iteration must prefill over what a mixed one holds: the mixed share
     # when the budget binds (p x budget = work x t_mean above), and 1 or more where every
@@ -1393,17 +1555,6 @@ def _open_loop(s: _Setting) -> ServingEstimate:
     # A request lands in an iteration with probability in proportion to its length (the inspection
     # paradox): it waits E[t^2] / (2 E[t]) for it to end, not half the mean (vLLM at 26/s on 8 H100s,
     # 1024/128 tokens: 12% of iterations mixed at 22 ms, the rest decode-only at 3 ms: 6.3 ms, not 2.6).
-    # The iteration time's slopes at the operating point: per decoding sequence (the secant to the
-    # full batch scored first, else the chord from one sequence) and per prompt (the mixed
-    # iteration over the decode-only one, per token, times the prompt's uncached tokens).
-    near = np.abs(decoding - full) >= 1.0
-    per_sequence = np.where(
-        near,
-        (t_dec - t_full) / np.where(near, decoding - full, 1.0),
-        (t_dec - one) / np.maximum(decoding - 1.0, 1.0),
-    )
-    per_sequence = np.maximum(per_sequence, 0.0)
-    per_prompt = np.maximum(t_mix - t_dec, 0.0) / np.maximum(per_mixed, 1e-9) * uncached
     var_n, cov_nk, var_k = _load_fluctuation(rate, gen, t_mean, decoding, per_sequence, per_prompt)
     # A decoding request sees the iterations in proportion to the sequences decoding in them: its
     # mean iteration is E[n t] / E[n] = t_mean + Cov(n, t) / E[n], and a swing up in the batch
