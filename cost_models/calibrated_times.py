@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import replace
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 
 import numpy as np
 
@@ -1180,11 +1180,7 @@ def fused_attention_time_s(
                 )
                 kernel = functools.partial(decode_attention_time_s, b, s, h, kvh, hd, kvb, hardware, dp)
             else:
-                pp = (
-                    profile.prefill_attention.get(f"bfloat16/{cache}")
-                    or profile.prefill_attention.get("bfloat16/bfloat16")
-                    or PrefillAttentionParams()
-                )
+                pp, compute_format = prefill_attention_class(profile, cache)
                 # (kv_bytes an array: the kernel model broadcasts it, its annotation says float)
                 kernel = functools.partial(
                     prefill_attention_time_s,
@@ -1195,6 +1191,7 @@ def fused_attention_time_s(
                     hd,
                     hardware,
                     pp,
+                    compute_format=compute_format,
                     kv_bytes_per_element=kvb,  # type: ignore[arg-type]
                 )
             seconds = _blocks_mean(
@@ -1213,6 +1210,58 @@ def fused_attention_time_s(
             else:
                 times[r] = seconds
     return times
+
+
+#: (engine, chip) pairs whose default attention backend, serving a model with an fp8 KV cache
+#: (``--kv-cache-dtype fp8_e4m3``), casts the query to fp8 and runs the fp8 x fp8 prefill kernel:
+#: the kernel database's "fp8/fp8" context-attention class, not "bfloat16/fp8".
+#: - SGLang on Hopper: the default backend is FlashAttention-3 for MHA and MLA models alike
+#:   (sgl-project/sglang python/sglang/srt/server_args.py, get_default_attn_backend: "We will turn
+#:   on FA3 on hopper", ``if get_platform().is_hopper_with_cuda_12_3 ... return "fa3"`` in both
+#:   the MHA and the MLA branch). Its prefill (FlashAttentionBackend.forward_extend,
+#:   python/sglang/srt/layers/attention/flashattention_backend.py at 003e7b77) does
+#:   ``if self.kv_cache_dtype_str != "auto" and layer.head_dim <= 256: ... q = q.to(self.kv_cache_dtype)``
+#:   before flash_attn_with_kvcache with k_descale/v_descale, and an MLA model's prefill (head
+#:   dim 192 in DeepSeek-V3, under 256) takes the same cast, then flash_attn_varlen_func with
+#:   ``k.to(q.dtype)``, ``v.to(q.dtype)``: fp8 x fp8. The database's SGLang rows of that kernel
+#:   (kernel_source fa3, h100_sxm / h200_sxm, SGLang 0.5.14) are its fp8/fp8 rows (466 of 500 on
+#:   h200); its only bfloat16/fp8 rows there are the Triton backend's (kernel_source triton, 500
+#:   of 500), a backend SGLang does not pick by default on Hopper. That class, fitted on Triton
+#:   (h200: compute_eff 0.06, l2_speedup at its bound 20), charged Llama-3.1-70B's 2048-token
+#:   prefill 1281 us a layer against 155 us with a bf16 cache.
+#: - SGLang on Blackwell (SM100): the MHA default is trtllm_mha (same function: "Use trtllm_mha
+#:   for SM100/SM103"), whose forward_extend (layers/attention/trtllm_mha_backend.py) does
+#:   ``if self.data_type == torch.float8_e4m3fn and (not self.is_xqa_impl): q = q.to(torch.float8_e4m3fn)``;
+#:   the database's b200 / gb200 SGLang fp8/fp8 rows are trtllm_mha's (412 and 409 of 500), its
+#:   bfloat16/fp8 rows flashinfer's and Triton's. An MLA model there (DeepSeek-V3) runs
+#:   SGLang's MLA backends (flashinfer / trtllm_mla), of which the database holds no rows; it is
+#:   charged the same fp8/fp8 class, the nearest measured kernel with an fp8 query.
+#: Not listed (they keep "bfloat16/<cache>"): vLLM, whose database rows with an fp8 cache are
+#: labelled bfloat16/fp8 and are the kernel vLLM runs (kernel_source vllm_flash_attn_fa3 on
+#: h100/h200, the FlashAttention backend quantizing the query itself), so that class already is
+#: the one it runs; TensorRT-LLM, whose bfloat16/fp8 rows are its own torch-flow attention with
+#: an fp8 cache (kernel_source torch_flow); and SGLang on chips whose default is FlashInfer (A100,
+#: L40S: "use flashinfer if available"), whose prefill with an fp8 cache keeps a 16-bit query
+#: (the l40s bfloat16/fp8 rows are flashinfer's, 400 of 500).
+FP8_QUERY_PREFILL_ENGINES: frozenset[tuple[str, str]] = frozenset(
+    {("sglang", "h100-sxm"), ("sglang", "h200"), ("sglang", "b200"), ("sglang", "gb200")}
+)
+
+
+def prefill_attention_class(
+    profile: CalibrationProfile, cache: str
+) -> tuple[PrefillAttentionParams, Literal["bfloat16", "fp8"]]:
+    """The prefill-attention parameters of the kernel ``profile``'s engine runs on its chip with a
+    KV cache in format ``cache`` ("bfloat16" or "fp8"), and the peak (format) their compute_eff
+    was fitted against (tuner.calibrate.fit_prefill: fp8 query rows at the fp8 peak). fp8 cache:
+    "fp8/fp8" where the engine's default backend quantizes the query (FP8_QUERY_PREFILL_ENGINES),
+    else "bfloat16/fp8"; a class the profile lacks falls back to "bfloat16/<cache>", then
+    "bfloat16/bfloat16", then the roofline's defaults."""
+    table = profile.prefill_attention
+    if cache == "fp8" and (profile.backend, profile.chip) in FP8_QUERY_PREFILL_ENGINES and "fp8/fp8" in table:
+        return table["fp8/fp8"], "fp8"
+    params = table.get(f"bfloat16/{cache}") or table.get("bfloat16/bfloat16") or PrefillAttentionParams()
+    return params, "bfloat16"
 
 
 _GEMM_ROW = {op: i for i, op in enumerate(GEMM_AXES)}
