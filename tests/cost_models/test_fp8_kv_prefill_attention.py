@@ -51,6 +51,12 @@ def test_sglang_hopper_fp8_cache_charges_the_fa3_fp8_class():
     assert prefill_attention_class(profile, "bfloat16") == (profile.prefill_attention["bfloat16/bfloat16"], "bfloat16")
     vllm = load_profile("h200-vllm")
     assert prefill_attention_class(vllm, "fp8") == (vllm.prefill_attention["bfloat16/fp8"], "bfloat16")
+    # Blackwell's trtllm_mha casts the query too; L40S's default (flashinfer) and TensorRT-LLM's
+    # measured fp8-cache rows keep a 16-bit query.
+    for name, key in (("b200-sglang", "fp8/fp8"), ("gb200-sglang", "fp8/fp8"), ("h100-sxm-sglang", "fp8/fp8"),
+                      ("l40s-sglang", "bfloat16/fp8"), ("h200-trtllm", "bfloat16/fp8")):  # fmt: skip
+        other = load_profile(name)
+        assert prefill_attention_class(other, "fp8")[0] == other.prefill_attention[key], name
 
 
 @pytest.mark.parametrize(("batch", "isl", "measured_ms"), [(1, 128, 0.0129808), (8, 4096, 3.55161)])
