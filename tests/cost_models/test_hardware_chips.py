@@ -1,8 +1,8 @@
 """The chips added for current deployments (B300, H20, MI300X/MI325X/MI355X, TPU v6e and v7):
 datasheet numbers as typed in hardware.yaml's comments, their interconnect, and fp4 peaks where
 the chip has fp4 units. Memory is the total the runtime reports (nvidia-smi MiB x 2^20, rocm-smi
-bytes), as the comments quote it; MI325X and TPU v7 keep the datasheet figure (no runtime total
-found)."""
+bytes), as the comments quote it; MI325X keeps the datasheet figure (no runtime total found),
+TPU v7 the 192 GiB its Cloud TPU docs table gives."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ NEW_CHIPS = ("b300", "h20", "mi300x", "mi325x", "mi355x", "tpu-v6e", "tpu-v7")
         ("mi325x", 1307.4e12, 2614.9e12, None, 256e9, 6.0e12),
         ("mi355x", 2.5e15, 5.0e15, 10.05e15, 288 * 2**30 - 16 * 2**20, 8.0e12),  # rocm-smi
         ("tpu-v6e", 918e12, None, None, 32 * 2**30, 1638e9),
-        ("tpu-v7", 2307e12, 4614e12, None, 192e9, 7.37e12),
+        ("tpu-v7", 2307e12, 4614e12, None, 192 * 2**30, 7380e9),  # Cloud TPU7x docs: 192 GiB, 7380 GBps
         ("b200", 2.25e15, 4.5e15, 9.0e15, 183359 * 2**20, 8.0e12),  # nvidia-smi 183,359 MiB
         ("gb200", 2.5e15, 5.0e15, 10.0e15, 189471 * 2**20, 8.0e12),  # nvidia-smi 189,471 MiB
     ],
