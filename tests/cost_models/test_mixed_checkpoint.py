@@ -96,6 +96,28 @@ def test_hand_arithmetic():
     assert K_CHECKPOINT == pytest.approx(593.97e9, rel=1e-4)
 
 
+def test_metas_own_release_bounds_the_405b_fp8_checkpoint_at_432_to_648_gb(tmp_path: Path):
+    """Which of the two readings is Meta's checkpoint, from Meta's own files (fact-checked
+    2026-12-05). meta-llama/llama-models download.sh fetches meta-llama-3.1-405b-instruct-fp8 as 8
+    consolidated.NN.pth shards (PTH_FILE_COUNT=7: 00 to 07), each in PTH_FILE_CHUNK_COUNT=3 byte
+    ranges of chunk_size=27000000001 (the scales are separate fp8_scales_N.pt files): each shard is
+    over 2 chunks and at most 3, 54.0 to 81.0 GB, the whole 432 to 648 GB. The same script's chunk
+    counts hold for the bf16 releases (MP8: 4 chunks, MP16: 2). The Llama 3 scheme's 487.16 GB
+    (60.9 GB a shard) lies inside; one fp8 format throughout, 410.05 GB (51.3 GB a shard), would
+    have needed 2 chunks (the ~410 GB of the all-linear fp8 repos, nvidia/ and RedHatAI/
+    Llama-3.1-405B-Instruct-FP8*, is theirs). Meta's reference loader
+    (llama-models models/llama3/quantization/loader.py, convert_to_fp8_quantized_model) converts
+    only feed_forward w1, w3, w2, skipping layer_id 0 and n_layers - 1: the exclusion list here."""
+    chunk = 27_000_000_001
+    one_fp8_format = 126 * (L_ATTENTION + L_MLP) * 1 + 2 * L_TABLE * 2
+    bf16 = (126 * (L_ATTENTION + L_MLP) + 2 * L_TABLE) * 2
+    assert 3 * chunk < bf16 / 8 <= 4 * chunk and 1 * chunk < bf16 / 16 <= 2 * chunk  # the script's bf16 counts
+    assert one_fp8_format / 8 <= 2 * chunk < L_CHECKPOINT / 8 <= 3 * chunk
+    one = tensor_parallel(_llama_405b_fp8(tmp_path), H200, 1, batch=1, prompt_len=1024, gen_len=128, weight_dtype=FP8)
+    weights = estimate(one, calibration=None).memory.weights_bytes_per_chip[0]
+    assert 8 * 2 * chunk < weights <= 8 * 3 * chunk
+
+
 def test_the_exclusion_lists_are_read_by_module_class(tmp_path: Path):
     llama = _llama_405b_fp8(tmp_path)
     assert llama.checkpoint_format == "fp8"  # quant_method fbgemm_fp8 (refused as unknown before)
