@@ -108,6 +108,22 @@ def test_every_catalog_model_is_checked_here() -> None:
     assert set(model_catalog()) == checked
 
 
+def test_b200_bandwidth_is_the_hgx_b200_parts_7_7_tb_per_s() -> None:
+    """HGX B200: 7.7 TB/s a GPU (NVIDIA Blackwell Architecture Technical Brief v2.1, Table 3, the
+    per-GPU column). Its memory bus, as the CUDA driver reports it (pytorch/ao PR #4002): 7680 bits
+    at a 3996 MHz memory clock, double data rate: 7680 / 8 x 3996e6 x 2 = 7.672e12 B/s. The catalog held
+    the March 2024 announcement's 8 TB/s (the 8192-bit bus drivers reported before), 3.9% above it."""
+    b200 = get_hardware("b200")
+    bus_bytes_per_s = 7680 / 8 * 3996e6 * 2
+    assert bus_bytes_per_s == pytest.approx(7.672e12, rel=1e-4)
+    assert b200.memory_bandwidth_bytes_per_s == 7.7e12
+    assert b200.memory_bandwidth_bytes_per_s == pytest.approx(bus_bytes_per_s, rel=0.004)
+    # The same device query: 148 SMs, "L2 Cache Size: 126.50 MB" (MiB: its "178.35 GB" of global
+    # memory is 179 GiB of nvidia-smi's 183,359 MiB less the runtime's reserve, so its units are 2^20).
+    assert b200.compute_units == 148
+    assert b200.l2_bytes == 126.5 * 2**20 == 132_644_864
+
+
 def test_tpu_v7_memory_is_192_gib_at_7380_gbps() -> None:
     """Cloud TPU7x docs, key specifications: "HBM capacity per chip (GiB)" 192 and "HBM bandwidth
     per chip (GBps)" 7380. The entry held 192e9 B (6.9% short of 192 x 2^30) and 7.37e12 B/s."""
