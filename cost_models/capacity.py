@@ -195,17 +195,16 @@ class CapacityProblem:
         return 0 if self.model.is_mla else self.model.kv_heads
 
     def workloads(self, rate: np.ndarray, data_parallel: np.ndarray | None = None) -> ServingWorkloads:
-        """The load at ``rate`` per instance under the engine's defaults; with ``data_parallel``,
-        each DP rank gets the engine's default batch limit (max_batch_size is the instance's:
-        serving.rank_workloads divides it over the ranks)."""
-        slots = None if data_parallel is None else ENGINE_DEFAULTS[self.backend]["max_batch_size"] * data_parallel
+        """The load at ``rate`` per instance under the engine's defaults, over ``data_parallel``
+        ranks (None: one): the batch limit the engine launched with its defaults runs, as
+        ``tuner estimate`` scores it (serving.default_max_batch_size)."""
         return make_workloads(
             len(rate),
             backend=self.backend,
             request_rate=rate,
             prompt_len=self.prompt_len,
             gen_len=self.gen_len,
-            max_batch_size=slots,
+            data_parallel=1.0 if data_parallel is None else data_parallel,
         )
 
 

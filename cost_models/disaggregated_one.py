@@ -151,6 +151,10 @@ def estimate_disaggregated_one(
         prompt_len=prompt_len,
         gen_len=gen_len,
         **options,
+        # Without --max-batch-size each decode DP rank runs the engine's default, as the engine
+        # launched with its defaults does (serving.default_max_batch_size; the decode pool is
+        # where the batch limit binds: a prefill rank holds a prompt until its KV cache moves).
+        data_parallel=decode_dp if isinstance(decode_dp := decode.get("dp"), int) else 1,
     )
     # The prefill instance's degrees default to the decode instance's.
     prefill_degrees = {name: decode.get(name) if prefill.get(name) is None else prefill.get(name) for name in decode}

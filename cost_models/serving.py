@@ -203,6 +203,25 @@ class ServingWorkloads:
         return out
 
 
+def default_max_batch_size(engine: str, data_parallel: np.ndarray | float) -> np.ndarray:
+    """The deployment's most sequences running at once when the user sets none: the engine's
+    default (:data:`ENGINE_DEFAULTS`) in each of its ``data_parallel`` ranks, as the engine
+    launched with its defaults runs them (:func:`rank_workloads` then gives each rank
+    ceil(this / DP), the default itself, and ``tuner export`` writes that per rank). vLLM runs
+    each DP rank as its own engine core whose scheduler takes the one ``--max-num-seqs``
+    (vllm-project/vllm docs/serving/data_parallel_deployment.md: 'each DP rank is deployed as a
+    separate "core engine" process'); TensorRT-LLM's ``max_batch_size`` is each attention-DP
+    rank's; SGLang's plain DP replicas (a dense model) are each a whole server, and under DP
+    attention SGLang divides ``--max-running-requests`` by ``--dp-size`` only when it is given:
+    unset, each rank is bounded by its own memory (sgl-project/sglang
+    python/sglang/srt/model_executor/model_runner.py: ``max_total_num_tokens // 2 if
+    max_running_requests is None else max_running_requests // dp_size``), the 2048 here a rank;
+    the export writes DP x 2048 for SGLang to divide."""
+    # (A DP degree below 1 is refused where the deployment is checked, naming dp, not here.)
+    dp = np.maximum(np.asarray(data_parallel, dtype=np.float64), 1.0)
+    return float(ENGINE_DEFAULTS[engine]["max_batch_size"]) * dp
+
+
 def make_workloads(
     n: int | None = None,
     *,
@@ -220,10 +239,13 @@ def make_workloads(
     prefix_hit_rate: np.ndarray | float = 0.0,
     memory_fraction: np.ndarray | float | None = None,
     requests_per_client: np.ndarray | float = DEFAULT_REQUESTS_PER_CLIENT,
+    data_parallel: np.ndarray | float = 1.0,
 ) -> ServingWorkloads:
     """Broadcast into :class:`ServingWorkloads`, engine knobs defaulting to ``backend``'s, every
     entry validated (one-line errors naming the field). ``gen_len_std`` None: outputs spread by
-    :data:`DEFAULT_GEN_LEN_CV` of ``gen_len`` (a desynchronized closed loop); 0: exactly equal."""
+    :data:`DEFAULT_GEN_LEN_CV` of ``gen_len`` (a desynchronized closed loop); 0: exactly equal.
+    ``max_batch_size`` is the deployment's; None: what the engine launched with its defaults runs
+    over ``data_parallel`` ranks (:func:`default_max_batch_size`)."""
     if backend not in ENGINE_DEFAULTS:
         raise InvalidInputError("backend", f"unknown engine {backend!r}", f"use one of {', '.join(ENGINE_DEFAULTS)}")
     if (concurrency is None) == (request_rate is None):
@@ -238,7 +260,9 @@ def make_workloads(
         "gen_len": gen_len,
         "prompt_len_std": prompt_len_std,
         "gen_len_std": 0.0 if gen_len_std is None else gen_len_std,  # None: resolved below
-        "max_batch_size": defaults["max_batch_size"] if max_batch_size is None else max_batch_size,
+        "max_batch_size": (
+            default_max_batch_size(backend, data_parallel) if max_batch_size is None else max_batch_size
+        ),
         "max_num_tokens": defaults["max_num_tokens"] if max_num_tokens is None else max_num_tokens,
         "chunked_prefill": defaults["chunked_prefill"] if chunked_prefill is None else chunked_prefill,
         "kv_block_size": defaults["kv_block_size"] if kv_block_size is None else kv_block_size,

@@ -111,6 +111,7 @@ def serving_one(
         kv_block_size=kv_block_size,
         prefix_hit_rate=prefix_hit_rate,
         memory_fraction=memory_fraction,
+        data_parallel=deployment.data_parallel,
     )
     d = Deployments.from_rows([deployment])
     _check_fits(deployment, workloads, d)
@@ -401,6 +402,9 @@ def estimate_serving_one(
     profile = resolve_calibration(calibration, chip, backend)
     engine = serving_engine(backend, profile, chip)
     # Validate the load and knobs first: a bad --concurrency is named before any static check.
+    # Under DP each rank runs its own scheduler over 1/DP of the clients (cost_models.serving.serve):
+    # the first guess is DP x a rank's running batch, which splits evenly over the ranks.
+    dp = int(static.get("dp") or 1)
     knobs = make_workloads(
         backend=engine,
         concurrency=concurrency,
@@ -408,10 +412,8 @@ def estimate_serving_one(
         prompt_len=prompt_len,
         gen_len=gen_len,
         **options,
+        data_parallel=dp,
     ).row(0)
-    # Under DP each rank runs its own scheduler over 1/DP of the clients (cost_models.serving.serve):
-    # the first guess is DP x a rank's running batch, which splits evenly over the ranks.
-    dp = int(static.get("dp") or 1)
     # (max_batch_size is the deployment's: serving.rank_workloads gives a rank ceil(it / DP).)
     per_rank = min(-(-int(concurrency) // dp), -(-knobs["max_batch_size"] // dp)) if concurrency else 1
     first = batch if batch is not None else dp * per_rank

@@ -884,6 +884,7 @@ def simulate_one(
         # (Under DP the run is one rank's: its requests over its share of the clients.)
         requests_per_client=requests * dp / concurrency if closed and concurrency else 0.0,
         **engine,
+        data_parallel=dp,
     )
     analytic = serve(deployments, workloads, calibration=profile)
     best = 0 if n == 1 else int(np.argmax(np.where(analytic.fits, analytic.tokens_per_s, -1.0)))

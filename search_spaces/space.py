@@ -939,7 +939,7 @@ def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation
     )
     served, workloads, pools = None, None, None
     if study.spec.serving is not None:
-        workloads = _workloads(study, serving_columns, valid)
+        workloads = _workloads(study, serving_columns, valid, columns.get("data_parallel", 1.0))
         served = serve(deployments, workloads, calibration=study.calibration, overlap=study.spec.overlap)
         pool_columns = study.space.pool_columns_of(indices)
         if pool_columns:
@@ -1093,9 +1093,13 @@ def _disaggregated(
     return ServingEstimate(**merged), replace(pools, estimate=estimate_rows, prefill=prefill)
 
 
-def _workloads(study: CompiledStudy, columns: dict[str, np.ndarray], valid: np.ndarray) -> ServingWorkloads:
-    """The candidates' serving workloads; an unchunked prompt over the token budget (refused as
-    structurally invalid) is scored chunked."""
+def _workloads(
+    study: CompiledStudy, columns: dict[str, np.ndarray], valid: np.ndarray, data_parallel: np.ndarray | float
+) -> ServingWorkloads:
+    """The candidates' serving workloads over their ``data_parallel`` ranks; an unchunked prompt
+    over the token budget (refused as structurally invalid) is scored chunked. Without
+    serving.max_batch_size each rank runs the engine's default (serving.default_max_batch_size),
+    as the engine launched with its defaults does; a listed one is the deployment's."""
     serving, workload = study.spec.serving, study.spec.workload
     assert serving is not None
     return make_workloads(
@@ -1107,12 +1111,13 @@ def _workloads(study: CompiledStudy, columns: dict[str, np.ndarray], valid: np.n
         gen_len=workload.gen_len,
         prompt_len_std=serving.prompt_len_std,
         gen_len_std=serving.gen_len_std,
-        max_batch_size=columns["max_batch_size"],
+        max_batch_size=None if serving.max_batch_size is None else columns["max_batch_size"],
         max_num_tokens=columns["max_num_tokens"],
         chunked_prefill=columns["chunked_prefill"] | ~valid,
         kv_block_size=columns["kv_block_size"],
         prefix_hit_rate=serving.prefix_hit_rate,
         memory_fraction=serving.memory_fraction,
+        data_parallel=data_parallel,
     )
 
 

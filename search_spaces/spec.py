@@ -366,8 +366,8 @@ class Serving(BaseModel):
         default=None,
         min_length=1,
         description="Most sequences running at once in the whole deployment (a dimension): under dp each rank "
-        "runs ceil(this / dp), as tuner export writes it per rank [the engine's default for one instance, not "
-        "multiplied by dp].",
+        "runs ceil(this / dp), as tuner export writes it per rank [the engine's default in each dp rank, as the "
+        "engine launched with its defaults runs: dp x the default].",
     )
     max_num_tokens: list[StrictInt] | None = Field(
         default=None,

@@ -157,8 +157,8 @@ def ENGINE_KNOB_OPTIONS(command):
                 type=int,
                 default=None,
                 help="Sequences running at once in the whole deployment; under --dp each rank runs ceil(this / "
-                "DP), as tuner export writes it per rank [the engine's default for one instance, not multiplied "
-                "by --dp].",
+                "DP), as tuner export writes it per rank [the engine's default in each --dp rank, as the engine "
+                "launched with its defaults runs: DP x the default].",
             ),
             click.option(
                 "--max-num-tokens",

@@ -377,23 +377,24 @@ def test_static_fit_that_no_engine_starts_is_said_so(capsys):
 @pytest.mark.parametrize("command", ["estimate", "simulate"])
 def test_max_batch_size_help_says_it_is_the_deployments_under_dp(capsys, command) -> None:
     """--help said "Sequences per iteration [engine's]", which reads as an engine's per-instance
-    knob; under --dp it is the whole deployment's, split over the ranks (serving.rank_workloads),
-    and its default is one instance's: vLLM's 256 at DP 8 ran 32 a rank, where a vLLM launched
-    with defaults runs 256 in each engine core."""
+    knob; under --dp a given one is the whole deployment's, split over the ranks
+    (serving.rank_workloads), and its default is the engine's in each rank, as the engine launched
+    with its defaults runs (vLLM: 256 in each engine core; serving.default_max_batch_size)."""
     code, out, err = run_cli(capsys, command, "--help")
     assert code == 0, err
     help_text = " ".join(out[out.index("--max-batch-size") : out.index("--max-num-tokens")].split())
-    assert "whole deployment" in help_text and "ceil(this / DP)" in help_text and "not multiplied by --dp" in help_text
+    assert "whole deployment" in help_text and "ceil(this / DP)" in help_text and "DP x the default" in help_text
 
 
-def test_under_dp_the_default_batch_limit_is_one_instances(capsys) -> None:
+def test_under_dp_the_default_batch_limit_is_each_ranks(capsys) -> None:
     """What the help says: 512 clients of Llama-3-8B on 8 H100s as DP 8 under vLLM run vLLM's
-    256 (32 a rank) at the default, 8 x 256 = 2048 when passed."""
+    256 in each rank, 8 x 256 = 2048, at the default (was 256 in all, 32 a rank), and 1024 (128 a
+    rank) when 1024 is passed."""
     base = (
         "estimate --model llama-3-8b --hardware h100-sxm --tp 1 --dp 8 --concurrency 512 --prompt-len 512 "
         "--gen-len 128 --backend vllm --json"
     ).split()
-    for extra, slots in (((), 256), (("--max-batch-size", "2048"), 2048)):
+    for extra, slots in (((), 8 * 256), (("--max-batch-size", "1024"), 1024)):
         code, out, err = run_cli(capsys, *base, *extra)
         assert code == 0, err
         serving = json.loads(out)["serving"]
