@@ -65,15 +65,18 @@ def test_a_disaggregated_study_scores_the_decode_pools_dp_ranks() -> None:
     assert evaluation.pools.prefill.data_parallel[0] == 1 and evaluation.pools.prefill.expert_parallel[0] == 1
     direct = serve_disaggregated(
         _deepseek(8, 1, 1), _deepseek(1, 8, 8),
-        make_workloads(backend="sglang", request_rate=20.0, prompt_len=2048, gen_len=256),
+        # Each decode rank at SGLang's default (its --max-running-requests unset: each rank's own).
+        make_workloads(backend="sglang", request_rate=20.0, prompt_len=2048, gen_len=256, data_parallel=8),
         prefill_instances=2, decode_instances=1, calibration=compiled.calibration,
     )  # fmt: skip
     e = evaluation.pools.estimate
     assert e.chips[0] == 2 * 8 + 8
     for name in ("ttft_s", "tpot_s", "decode_capacity_rps", "prefill_capacity_rps", "max_concurrency", "running"):
         assert getattr(e, name)[0] == pytest.approx(getattr(direct, name)[0], rel=1e-12), name
-    # SGLang's 2048 running requests over the decode instance's 8 ranks (256 each).
-    assert e.max_concurrency[0] == 2048
+    # Each of the decode instance's 8 ranks at SGLang's default 2048 running requests (before:
+    # 2048 over the 8, 256 a rank, which bounded it at 2048): now each rank's KV cache bounds it
+    # (3336 in all, 417 a rank), under 8 x 2048.
+    assert 2048 < e.max_concurrency[0] < 8 * 2048
 
 
 def test_mode_both_accepts_dp_and_ep() -> None:
@@ -124,10 +127,12 @@ def test_export_writes_each_pools_dp_attention_flags(tmp_path, capsys: pytest.Ca
     # The stored trial's chips (pareto's and show's column): 2 x 8 + 8, not the prefill mesh x
     # the decode instance's DP (2 x 8 x 8 + 8).
     assert stored_chips(trial.user_attrs["deployment"], trial.user_attrs["serving"]) == 24
-    # A decode rank was scored at a decode-only iteration's budget: min(max_num_tokens, its
-    # ceil(2048 / 8) = 256 sequences). SGLang divides --chunked-prefill-size by --dp-size itself:
-    # min(8192, 2048) = 2048 gives each rank 256.
-    assert decode["chunked_prefill_size"] == 2048 and decode["max_running_requests"] == 2048
+    # With no serving.max_batch_size each of the decode instance's 8 ranks was scored at SGLang's
+    # default 2048 (unset, SGLang bounds each rank by its own memory, model_runner.py), 8 x 2048 =
+    # 16384 in all, which the export writes for SGLang to divide by --dp-size. A decode rank was
+    # scored at a decode-only iteration's budget: min(its 8192 / 8 = 1024 tokens, its 2048
+    # sequences) = 1024; SGLang divides --chunked-prefill-size min(8192, 16384) = 8192 by 8 itself.
+    assert decode["chunked_prefill_size"] == 8192 and decode["max_running_requests"] == 8 * 2048
     code, out, err = run_cli(capsys, *args, "--format", "trtllm")
     assert code == 0, err
     data = json.loads(out)
@@ -135,9 +140,9 @@ def test_export_writes_each_pools_dp_attention_flags(tmp_path, capsys: pytest.Ca
     assert data["decode"]["extra_llm_api_options"]["moe_expert_parallel_size"] == 8
     assert data["prefill"]["extra_llm_api_options"]["enable_attention_dp"] is False
     assert data["prefill"]["engine_args"]["tp_size"] == 8
-    # TensorRT-LLM's attention-DP ranks take max_num_tokens as written: 256 (before: 2048, a
-    # larger activation reserve than scored, less KV cache).
-    assert data["decode"]["engine_args"]["max_num_tokens"] == 256
+    # TensorRT-LLM's attention-DP ranks take max_num_tokens as written: min(8192, a rank's 2048
+    # sequences) = 2048 (before the ranks' default: 256 of 2048 / 8).
+    assert data["decode"]["engine_args"]["max_num_tokens"] == 2048
 
 
 PREFILL_DP_STUDY: dict = {
@@ -171,7 +176,8 @@ def test_a_study_searches_the_prefill_instances_dp_and_ep(tmp_path, capsys: pyte
     where = int(np.searchsorted(np.flatnonzero(evaluation.pools.disaggregated), row))
     direct = serve_disaggregated(
         _deepseek(1, 8, 8), _deepseek(1, 8, 8),
-        make_workloads(backend="sglang", request_rate=20.0, prompt_len=2048, gen_len=256),
+        # Each decode rank at SGLang's default (its --max-running-requests unset: each rank's own).
+        make_workloads(backend="sglang", request_rate=20.0, prompt_len=2048, gen_len=256, data_parallel=8),
         prefill_instances=2, decode_instances=1, calibration=compiled.calibration,
     )  # fmt: skip
     e = evaluation.pools.estimate

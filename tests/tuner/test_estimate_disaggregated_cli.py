@@ -55,8 +55,9 @@ def test_dp_attention_pools_are_the_cost_models_pools(capsys) -> None:
         gen_len=256, prefill_ffn_layout=0, decode_ffn_layout=0, flash_attention=True, data_parallel=8,
         expert_parallel=8, weight_dtype=FP8, act_dtype=FP8, kv_dtype=FP8,
     )  # fmt: skip
+    # Each decode rank at SGLang's default (its --max-running-requests unset: each rank's own).
     direct = serve_disaggregated(
-        d, d, make_workloads(backend="sglang", request_rate=20.0, prompt_len=2048, gen_len=256),
+        d, d, make_workloads(backend="sglang", request_rate=20.0, prompt_len=2048, gen_len=256, data_parallel=8),
         prefill_instances=2, decode_instances=1, calibration=resolve_calibration("auto", "h200", "sglang"),
         overheads=engine_overheads("sglang"),
     )  # fmt: skip
