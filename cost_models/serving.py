@@ -1024,8 +1024,10 @@ def _closed_loop(s: _Setting) -> ServingEstimate:
     and the groups it forms return together: per cycle of one request's life, ``ceil(b P / k)``
     mixed iterations and the rest decode-only (AIConfigurator's mix/gen-only steps). With spread
     lengths the steady state's TTFT is the desynchronized one (:func:`_desynchronized_ttft`) and
-    its TPOT what is left of the cycle (Little's law); the first burst and the cycle (throughput)
-    are the same either way."""
+    its TPOT what is left of the cycle (Little's law); the first burst and the cycle are the
+    same either way. Throughput: the running clients over their requests' mean time in the
+    engine, the first burst's share included, so that clients = requests/s x (E2E - the request
+    overhead) exactly (every client has one request in the system all the time)."""
     w, cap = s.w, _capacity(s)
     gen, uncached, clients = w.gen_len, s.uncached, w.concurrency
     running = np.minimum(clients, cap.slots)
@@ -1053,17 +1055,25 @@ def _closed_loop(s: _Setting) -> ServingEstimate:
         gen > 1.0, (seen_mixed * t_mix + (gen - 1.0 - seen_mixed) * t_dec) / np.maximum(gen - 1.0, 1.0), 0.0
     )
     cycle_s = mixed_per_cycle * t_mix + (cycle_iterations - mixed_per_cycle) * t_dec
-    # Steady state: the iteration running when the request arrives, the queue for the prefill
-    # budget when prefill-bound, its own prefill. First burst: groups prefilled one after another,
-    # the i-th of M with the i - 1 groups before it decoding. Its iteration time goes from t_first
-    # (no sequence decoding yet: the host time of the prompts alone; the GPU time is the prompts'
-    # in either) to t_mix about linearly in i; a request of group j waits for groups 1..j, so
-    # iteration i counts M - i + 1 times over the M groups: the mean wait is (M + 1) / 2 iterations
-    # at 2/3 t_first + 1/3 t_mix. (Llama-3.1-8B, 256 clients on 8 H100s, TensorRT-LLM, 2048/256
-    # tokens, host-bound: mean TTFT of the burst's 256 requests 2.82 s simulated and here, with
-    # t_mix throughout 3.34 s; 2.55 / 2.54 / 3.4 s before the 2026-12-05 all-reduce change.)
+    # Steady state: the queue for the prefill budget when prefill-bound, its own prefill. No wait
+    # for a running iteration: a client's next request is sent when its last one finished, at an
+    # iteration's end, and joins the next iteration (the simulation's engine loop: _finished queues
+    # it before the next _iteration; the request overhead, spent outside the engine, is not the
+    # engine's cycle). Half a decode iteration of waiting here (the mean residual of an iteration
+    # in progress, an open loop's) was in no cycle: TTFT + (G - 1) TPOT came to the cycle plus
+    # t_dec / 2 and requests/s x engine E2E to more than the clients (Llama-3-8B, one H100, the
+    # pure model, 1024/128 tokens, exactly equal outputs, steady state: 64.12 of 64 clients,
+    # 1.004 of one, whose TTFT was a decode step over the prefill of its prompt).
+    # First burst: groups prefilled one after another, the i-th of M with the i - 1 groups before
+    # it decoding. Its iteration time goes from t_first (no sequence decoding yet: the host time
+    # of the prompts alone; the GPU time is the prompts' in either) to t_mix about linearly in i;
+    # a request of group j waits for groups 1..j, so iteration i counts M - i + 1 times over the M
+    # groups: the mean wait is (M + 1) / 2 iterations at 2/3 t_first + 1/3 t_mix. (Llama-3.1-8B,
+    # 256 clients on 8 H100s, TensorRT-LLM, 2048/256 tokens, host-bound: mean TTFT of the
+    # burst's 256 requests 2.82 s simulated and here, with t_mix throughout 3.34 s; 2.55 / 2.54 /
+    # 3.4 s before the 2026-12-05 all-reduce change.)
     t_first = np.maximum(gpu_mix, s.host(np.zeros(len(w)), per_mixed))
-    steady = 0.5 * t_dec + (cycle_iterations - life) * t_mix + own_prefill * t_mix
+    steady = (cycle_iterations - life) * t_mix + own_prefill * t_mix
     burst = (mixed_per_cycle + 1.0) / 2.0 * (2.0 * t_first + t_mix) / 3.0 + (own_prefill - 1.0) * t_mix
     spread = (w.prompt_len_std > 0) | (w.gen_len_std > 0)
     if np.any(spread):
@@ -1092,10 +1102,27 @@ def _closed_loop(s: _Setting) -> ServingEstimate:
         # desynchronized TTFT is at most the grouped one (the minimum above).
         little = (cycle_s[rows] - steady[rows]) / np.maximum(gen[rows] - 1.0, 1.0)
         tpot[rows] = np.where(gen[rows] > 1.0, np.maximum(tpot[rows], little), tpot[rows])
-    share = np.where(w.requests_per_client > 0, 1.0 / np.maximum(w.requests_per_client, 1.0), 0.0)
-    requests = running / cycle_s
-    # Clients beyond the slots wait for one: all C share the cycle (Little's law).
-    waiting = np.maximum(clients / requests - cycle_s, 0.0)
+    # The first burst's share of the benchmark's requests: the first request of each running
+    # client, 1 of requests_per_client each. Clients beyond the slots send theirs into a full
+    # engine and wait for a slot (``waiting``), as their later requests do: of C x requests_per_client
+    # requests, ``running`` are the burst's. (Every client's first request counted as a burst
+    # one: 128 clients of 13.8 slots, Llama-3-8B on one H100 under vLLM, a 64-token budget,
+    # 1024/256 tokens, charged the burst to 1 request in 10 instead of 1 in 93.)
+    per_client = np.where(w.requests_per_client > 0, 1.0 / np.maximum(w.requests_per_client, 1.0), 0.0)
+    share = per_client * running / np.maximum(clients, 1.0)
+    # The benchmark's mean time of a running client's request in the engine: its TTFT in the
+    # engine (the first burst's in ``share`` of them) and its decode. Steady state it is the cycle
+    # (TTFT + (G - 1) TPOT = cycle_s, above); the first burst's extra wait is a client's time
+    # too, each running client one request in the engine all the time, so they complete
+    # ``running / in_engine`` requests a second over the benchmark (Little's law; a benchmark's
+    # requests over its duration, which the first burst lengthens as much). The cycle alone put the
+    # throughput of the steady state beside a TTFT that counts the burst: requests/s x engine E2E
+    # came to 65.85 of 64 clients (Llama-3-8B, one H100, the pure model, 1024/128 tokens, 10
+    # requests a client).
+    in_engine = (1.0 - share) * steady + share * burst + (gen - 1.0) * tpot
+    requests = running / in_engine
+    # Clients beyond the slots wait for one: all C share the running ones' requests (Little's law).
+    waiting = np.maximum(clients / requests - in_engine, 0.0)
     return _result(
         s,
         cap,
