@@ -45,16 +45,19 @@ def test_gen_len_std_zero_is_the_grouped_closed_loop(capsys):
     measured runs are fitted and held out under); --gen-len-std 0 keeps every output exactly
     --gen-len and the first burst's groups: 64 clients on one H100 prefill in groups of about 7
     whose mixed iterations each pay the host cost of 7 prompts (TTFT 279 ms, against 150 ms). The
-    throughput is the same cycle either way; desynchronized, the prefill work a request no longer
-    waits for in its TTFT stalls its decode iterations instead (Little's law over the cycle), so
-    its TPOT is longer (20.6 ms against 19.7 ms)."""
+    steady state's throughput is the same cycle either way; desynchronized, the prefill work a
+    request no longer waits for in its TTFT stalls its decode iterations instead (Little's law over
+    the cycle), so its TPOT is longer (20.6 ms against 19.7 ms). Over the benchmark (10 requests a
+    client) the first burst's wait counts in the throughput too (Little's law: clients = requests/s
+    x engine E2E), and the same burst lies further above the desynchronized steady TTFT: 3070
+    against 3083 tok/s grouped (equal before, at the steady cycle's 3156)."""
     default = _json(capsys, "--concurrency", "64", *LOAD)["serving"]
     fixed = _json(capsys, "--concurrency", "64", *LOAD, "--gen-len-std", "0")["serving"]
     explicit = _json(capsys, "--concurrency", "64", *LOAD, "--gen-len-std", "6.4")["serving"]
     assert fixed["load"]["gen_len_std"] == 0.0
     assert explicit["ttft_s"] == default["ttft_s"]
     assert fixed["ttft_s"] > 1.5 * default["ttft_s"]
-    assert fixed["tokens_per_s"] == default["tokens_per_s"]
+    assert default["tokens_per_s"] < fixed["tokens_per_s"] < 1.01 * default["tokens_per_s"]
     assert fixed["tpot_s"] < default["tpot_s"]
 
 
