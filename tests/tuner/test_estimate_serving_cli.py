@@ -44,10 +44,10 @@ def test_gen_len_std_zero_is_the_grouped_closed_loop(capsys):
     """The default spreads outputs by 5% of --gen-len (the desynchronized closed loop, the model the
     measured runs are fitted and held out under); --gen-len-std 0 keeps every output exactly
     --gen-len and the first burst's groups: 64 clients on one H100 prefill in groups of about 7
-    whose mixed iterations each pay the host cost of 7 prompts (TTFT 279 ms, against 150 ms). The
+    whose mixed iterations each pay the host cost of 7 prompts (TTFT 235 ms, against 132 ms). The
     steady state's throughput is the same cycle either way; desynchronized, the prefill work a
     request no longer waits for in its TTFT stalls its decode iterations instead (Little's law over
-    the cycle), so its TPOT is longer (20.6 ms against 19.7 ms). Over the benchmark (10 requests a
+    the cycle), so its TPOT is longer (20.1 ms against 19.2 ms). Over the benchmark (10 requests a
     client) the first burst's wait counts in the throughput too (Little's law: clients = requests/s
     x engine E2E), and the same burst lies further above the desynchronized steady TTFT: 3070
     against 3083 tok/s grouped (equal before, at the steady cycle's 3156)."""
