@@ -1223,12 +1223,27 @@ def report_command(
     )
 
 
+#: The most trials ``tuner dashboard`` serves of a study besides its whole front: a larger study
+#: is served as every k-th trial (by number) and every trial of its front
+#: (``tuner.optuna_internals._BoundedTrials``). optuna-dashboard 0.21 loads, recomputes and
+#: sends every trial of a study for a page and again for each 10 s poll, a few ms a trial on a
+#: 2-core VM (docs/benchmarks.md, 2026-12-05): minutes at 30,000 trials.
+DASHBOARD_MAX_TRIALS = 5_000
+
+
 @cli.command("dashboard")
 @click.argument("study_name", metavar="STUDY")
 @click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/STUDY.db].")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0: any free port.")
-def dashboard_command(study_name: str, storage: str | None, host: str, port: int) -> None:
+@click.option(
+    "--max-trials",
+    type=click.IntRange(1),
+    default=DASHBOARD_MAX_TRIALS,
+    show_default=True,
+    help="A larger study is served as every k-th trial plus its whole front.",
+)
+def dashboard_command(study_name: str, storage: str | None, host: str, port: int, max_trials: int) -> None:
     """Serve optuna-dashboard on a study, its best trials feasible ones only (needs
     optuna-dashboard: pip install 'transformer-deploy-tuner[dashboard]')."""
     from tuner.optuna_internals import (
@@ -1249,7 +1264,7 @@ def dashboard_command(study_name: str, storage: str | None, host: str, port: int
     url = storage or default_storage_url(study_name)
     with storage_errors(url):
         study = load_study(study_name, url)
-        app = feasible_dashboard(rdb_storage(study) or study_storage(study))
+        app = feasible_dashboard(rdb_storage(study) or study_storage(study), max_trials)
     dashboard_database_errors_in_one_line(url)
     server = _listening_server(host, port, app)
     click.echo(

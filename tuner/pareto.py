@@ -322,26 +322,9 @@ def _front_from_database(
     queries on Optuna's tables), then only the front's trials loaded whole."""
     directions = _directions(study)
     study_id = storage.get_study_id_from_name(study.study_name)
-    update(0, _READ_STEPS)
-    points = feasible_points(storage, study_id, len(directions))
-    if points is not None:  # our side table: the feasible points, one index range scan
-        n_complete, ids, feasible_values = points
-        feasible_ids = ids.tolist()
-        update(2, _READ_STEPS)
-    else:  # trials written before it (or not by this project): Optuna's tables
-        trial_ids, values = optuna_internals.complete_values(storage, study_id, len(directions))
-        update(1, _READ_STEPS)
-        infeasible = optuna_internals.infeasible_trial_ids(storage, study_id)
-        hydrator = compact.hydrator_for(study.user_attrs)
-        if hydrator is not None:
-            # Compact trials store no constraints in Optuna's tables (their feasibility as scored
-            # is in the side table, which optuna.copy_study does not copy): judged from the spec.
-            compact_ids, flat = optuna_internals.configuration_indices_by_trial(storage, study_id)
-            infeasible |= set(compact_ids[~hydrator.feasible(flat)].tolist())
-        update(2, _READ_STEPS)
-        feasible = np.array([trial_id not in infeasible for trial_id in trial_ids], dtype=bool)
-        feasible_ids = [trial_id for trial_id, ok in zip(trial_ids, feasible, strict=True) if ok]
-        feasible_values, n_complete = values[feasible], len(trial_ids)
+    n_complete, feasible_ids, feasible_values = _feasible_ids_and_values(
+        storage, study_id, len(directions), study.user_attrs, update
+    )
     # The ids come in trial-number order: their ranks break ties as the numbers do.
     ranks = list(range(len(feasible_ids)))
     chosen = _front_indices(ranks, feasible_values, directions)
@@ -354,6 +337,55 @@ def _front_from_database(
         loaded = hydrator.hydrate(loaded)
     trials, best_trials = loaded[: len(chosen)], loaded[len(chosen) :]
     return _make_front(study, directions, trials, n_complete, len(feasible_ids), best_trials)
+
+
+def _feasible_ids_and_values(
+    storage: RDBStorage,
+    study_id: int,
+    n_objectives: int,
+    user_attrs: dict,
+    update: Callable[[int, int], None] = lambda done, total: None,
+) -> tuple[int, list[int], np.ndarray]:
+    """``(n_complete, feasible_ids, feasible_values)`` of a study's COMPLETE trials, the feasible
+    ones in trial-number order: from our side table when it holds the study, else Optuna's tables.
+    No trial is loaded."""
+    update(0, _READ_STEPS)
+    points = feasible_points(storage, study_id, n_objectives)
+    if points is not None:  # our side table: the feasible points, one index range scan
+        n_complete, ids, feasible_values = points
+        update(2, _READ_STEPS)
+        return n_complete, ids.tolist(), feasible_values
+    # trials written before it (or not by this project): Optuna's tables
+    trial_ids, values = optuna_internals.complete_values(storage, study_id, n_objectives)
+    update(1, _READ_STEPS)
+    infeasible = optuna_internals.infeasible_trial_ids(storage, study_id)
+    hydrator = compact.hydrator_for(user_attrs)
+    if hydrator is not None:
+        # Compact trials store no constraints in Optuna's tables (their feasibility as scored
+        # is in the side table, which optuna.copy_study does not copy): judged from the spec.
+        compact_ids, flat = optuna_internals.configuration_indices_by_trial(storage, study_id)
+        infeasible |= set(compact_ids[~hydrator.feasible(flat)].tolist())
+    update(2, _READ_STEPS)
+    feasible = np.array([trial_id not in infeasible for trial_id in trial_ids], dtype=bool)
+    feasible_ids = [trial_id for trial_id, ok in zip(trial_ids, feasible, strict=True) if ok]
+    return len(trial_ids), feasible_ids, values[feasible]
+
+
+def nondominated_trial_ids(storage: RDBStorage, study_id: int) -> list[int]:
+    """Ids of every feasible COMPLETE trial of a study that no other feasible one dominates, in
+    trial-number order, identical points all kept (the trials of Optuna's ``best_trials``; for one
+    objective, every trial at the best value). Read as ``pareto`` reads the front (the side table,
+    else the objective and constraint columns): no trial loaded, whatever the study's size."""
+    directions = [
+        "minimize" if d == optuna.study.StudyDirection.MINIMIZE else "maximize"
+        for d in storage.get_study_directions(study_id)
+    ]
+    _, ids, values = _feasible_ids_and_values(
+        storage, study_id, len(directions), storage.get_study_user_attrs(study_id)
+    )
+    if not ids:
+        return []
+    return [ids[i] for i in np.flatnonzero(nondominated(minimized(values, directions))).tolist()]
 
 
 def feasible_points(storage: RDBStorage, study_id: int, n_objectives: int) -> tuple[int, np.ndarray, np.ndarray] | None:
