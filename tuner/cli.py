@@ -1226,9 +1226,10 @@ def report_command(
 #: The most trials ``tuner dashboard`` serves of a study besides its whole front: a larger study
 #: is served as every k-th trial (by number) and every trial of its front
 #: (``tuner.optuna_internals._BoundedTrials``). optuna-dashboard 0.21 loads, recomputes and
-#: sends every trial of a study for a page and again for each 10 s poll, a few ms a trial on a
-#: 2-core VM (docs/benchmarks.md, 2026-12-05): minutes at 30,000 trials.
-DASHBOARD_MAX_TRIALS = 5_000
+#: sends every trial of a study for a page (about 8 kB of JSON a trial): 52 s and 1.7 GB for
+#: 30,000 trials even with its front in numpy. 2,000: a first page in 1.8-3.6 s, 16 MB, a 210 MB
+#: server at 30,000-200,000 trials; 5,000: 11 s, 40 MB, 350 MB (docs/benchmarks.md, 2026-12-05).
+DASHBOARD_MAX_TRIALS = 2_000
 
 
 @cli.command("dashboard")

@@ -140,6 +140,30 @@ def test_tuner_dashboard_serves_feasible_best_trials(dashboard) -> None:
         server.wait(timeout=30)
 
 
+def test_tuner_dashboard_max_trials_serves_a_sample_and_the_front(dashboard) -> None:
+    """``tuner dashboard --max-trials 50`` on the 200-trial study: every 4th trial (ceil(200 / 50))
+    and every trial of the feasible front, which stays Optuna's ``best_trials``."""
+    url, _, _ = dashboard
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tuner.cli", "dashboard", NAME, "--storage", url, "--port", "0", "--max-trials", "50"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{_listening_port(server)}"
+        summaries = _get(f"{base}/api/studies")["study_summaries"]
+        (study_id,) = [s["study_id"] for s in summaries if s["study_name"] == NAME]
+        detail = _get(f"{base}/api/studies/{study_id}?after=0")
+        best = {t.number for t in load_study(NAME, url).best_trials}
+        assert [t["number"] for t in detail["trials"]] == sorted(set(range(0, 200, 4)) | best)
+        assert {t["number"] for t in detail["best_trials"]} == best
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 0)])
 def test_tuner_dashboard_stops_on_a_signal_that_comes_during_a_request(dashboard, tmp_path, signum, code) -> None:
     """wsgiref catches every exception a request raises (a bare ``except``), so SIGTERM or Ctrl-C
