@@ -703,6 +703,7 @@ class _BoundedTrials:
         self.stride: dict[int, int] = {}
         self.ids: dict[int, list[int]] = {}
         self.seen: dict[int, int] = {}  # the largest trial id read, by study
+        self.whole: set[int] = set()  # studies first served whole: served whole from then on
         self.loaded: dict[int, FrozenTrial] = {}
 
     def trials(self, study_id: int) -> list[FrozenTrial] | None:
@@ -710,6 +711,10 @@ class _BoundedTrials:
         every trial, as optuna-dashboard reads them)."""
         from tuner.pareto import nondominated_trial_ids
 
+        if study_id in self.whole:
+            # A page holding every trial asks for those after them: a sample from now on would
+            # not continue its list (a study searched past the bound while its page is open).
+            return None
         with self.storage.engine.connect() as connection:
             mark = _mark(connection)
             ((n_trials, last_id),) = _driver_rows(
@@ -717,6 +722,7 @@ class _BoundedTrials:
             )
             if study_id not in self.stride:
                 if n_trials <= self.max_trials:
+                    self.whole.add(study_id)
                     return None
                 self.stride[study_id] = -(-int(n_trials) // self.max_trials)
                 self.ids[study_id] = []

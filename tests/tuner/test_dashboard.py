@@ -397,3 +397,21 @@ def test_a_study_within_the_bound_is_served_whole(three_objective_study) -> None
     study = load_study("palm-540b-tpu-v4", url)
     app = feasible_dashboard(compact.hydrating(open_storage(url, create=False)), max_trials=300)
     assert [t["number"] for t in _detail(app, study._study_id)["trials"]] == list(range(300))
+
+
+def test_a_study_first_served_whole_stays_whole_as_it_grows_past_the_bound(tmp_path: Path) -> None:
+    """The page asks for the trials after those it holds (``?after=n``): a study served whole that
+    a search takes past the bound is still served whole, so the page's list goes on (before: a
+    sample from then on, every 2nd trial of 300 and the front, fewer than 200: the page got none
+    of the 100 new trials)."""
+    from tuner.optuna_internals import feasible_dashboard
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    spec = load_spec(REPO / "studies" / "palm-540b-tpu-v4.yaml")
+    run_search(spec, url, trials=200)
+    study = load_study("palm-540b-tpu-v4", url)
+    app = feasible_dashboard(compact.hydrating(open_storage(url, create=False)), max_trials=250)
+    assert [t["number"] for t in _detail(app, study._study_id)["trials"]] == list(range(200))
+    run_search(spec, url, trials=300)  # resumed: 100 more
+    app._inmemory_cache.clear()  # the page's poll 10 s later
+    assert [t["number"] for t in _detail(app, study._study_id, after=200)["trials"]] == list(range(200, 300))
