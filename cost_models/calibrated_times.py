@@ -1417,6 +1417,13 @@ def _expert_gemm_times_s(
         # deployment.expert_scale charges the roofline's weight bytes.
         stage_tokens = tokens * (1.0 if data_parallel is None else np.asarray(data_parallel, dtype=np.float64))
         woken = woken * busiest_rank_woken_factor(stage_tokens, c.experts, c.experts_per_token, expert_parallel)
+    # The routed rows a chip's experts permute over its own tokens x top-k (moe_kernel_time.
+    # routed_expert_time_s routed_rows_share): its DP group's tokens (DP x N) over the EP ranks
+    # that split them. 1 without EP or DP (the measured kernels' expert tensor parallelism).
+    routed_rows_share = (1.0 if data_parallel is None else np.asarray(data_parallel, dtype=np.float64)) / (
+        1.0 if expert_parallel is None else np.asarray(expert_parallel, dtype=np.float64)
+    )
+    routed_rows_share = np.broadcast_to(routed_rows_share, tokens.shape)
     codes = np.unique(formats)
     groups = [(int(code), None if len(codes) == 1 else np.flatnonzero(formats == code)) for code in codes]
     # Per format: its rows of the configuration arrays that every matmul reads.
@@ -1432,6 +1439,7 @@ def _expert_gemm_times_s(
                 ("mxfp4", mxfp4_checkpoint_rows(c)),
                 # the share of the shared experts a mixed-format checkpoint keeps 16-bit (0 elsewhere)
                 ("shared_16bit", np.where(mixed_checkpoint_rows(c), c.shared_expert_16bit_share, 0.0)),
+                ("routed_rows_share", routed_rows_share),
             )
         }
         for code, r in groups
@@ -1471,7 +1479,7 @@ def _expert_gemm_times_s(
             if fused is not None:
                 routed = routed_expert_time_s(
                     down, g["tokens"], g["woken"], g["m_expert"], g["experts_per_token"], expert_f, model_dim,
-                    routed_fmt, hardware, routed_params, fused,
+                    routed_fmt, hardware, routed_params, fused, g["routed_rows_share"],
                 )  # fmt: skip
             elif down:  # y[m, d] = h[m, f] @ W[f, d]: the experts' outputs stack along n
                 stacked = _stacked(routed_params)
@@ -1487,7 +1495,7 @@ def _expert_gemm_times_s(
                 # experts (AWQ/GPTQ) keep the format's own lookup above.
                 in_mxfp4 = routed_expert_time_s(
                     down, g["tokens"], g["woken"], g["m_expert"], g["experts_per_token"], expert_f, model_dim,
-                    fmt, hardware, params, mxfp4,
+                    fmt, hardware, params, mxfp4, g["routed_rows_share"],
                 )  # fmt: skip
                 routed = np.where(g["mxfp4"], in_mxfp4, routed)
             if down:

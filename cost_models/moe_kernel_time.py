@@ -94,6 +94,37 @@ class MoeKernelParams(_Params):
 MOE_FORMATS = {"fp8": ("fp8", "fp8_block"), "fp8_block": ("fp8_block", "fp8")}
 
 
+#: Measured fp8 fused-MoE time per token over bf16's at prefill sizes, per profile and MoE format:
+#: (median over the expert slices measured in both formats of the per-token latency ratio, those
+#: slices). data/kernels/moe_perf.csv.gz (AIConfigurator's kernel database, moe_ep_size 1): rows
+#: with >= 1024 tokens grouped by (hidden, inter_size, experts, top-k, moe_tp), each format's
+#: median latency / tokens, fp8 over bf16. Above 1 the engine's fp8 fused MoE is slower per token
+#: than its bf16 one at prefill on that chip, measured: TensorRT-LLM's block-scaled path on
+#: H100/H200 (2048/512/256/top-8 on H200: 1.75x at moe_tp 1, 2.03x at 2), vLLM's per-tensor one
+#: (FlashInfer CUTLASS) on H100/H200. tests/cost_models/test_fp8_small_batch.py recomputes them.
+#: Quoted by deployment.fp8_prefill_notes.
+MEASURED_FP8_MOE_PER_TOKEN_OVER_BF16: dict[tuple[str, str], tuple[float, int]] = {
+    ("b200-vllm", "fp8_block"): (1.03, 27),
+    ("b200-vllm", "fp8"): (0.56, 37),
+    ("gb200-sglang", "fp8_block"): (0.64, 18),
+    ("gb200-vllm", "fp8_block"): (1.02, 29),
+    ("gb200-vllm", "fp8"): (0.69, 26),
+    ("h100-sxm-sglang", "fp8_block"): (0.57, 16),
+    ("h100-sxm-trtllm", "fp8_block"): (1.13, 8),
+    ("h100-sxm-trtllm", "fp8"): (0.79, 18),
+    ("h100-sxm-vllm", "fp8_block"): (0.76, 27),
+    ("h100-sxm-vllm", "fp8"): (2.49, 56),
+    ("h200-sglang", "fp8_block"): (0.56, 22),
+    ("h200-trtllm", "fp8_block"): (1.29, 14),
+    ("h200-trtllm", "fp8"): (0.77, 19),
+    ("h200-vllm", "fp8_block"): (0.96, 41),
+    ("h200-vllm", "fp8"): (2.34, 57),
+    ("l40s-trtllm", "fp8"): (0.69, 26),
+    ("l40s-vllm", "fp8_block"): (0.48, 36),
+    ("l40s-vllm", "fp8"): (0.70, 56),
+}
+
+
 #: A weight format without a fused-MoE fit of its own -> the fitted class that times its experts:
 #: the nearest measured format computing at the same peak. Weight-only int8/int4 kernels (vLLM's
 #: and SGLang's Marlin MoE, TRT-LLM's fpA_intB grouped GEMM) dequantize the weights in registers
@@ -178,17 +209,30 @@ def routed_expert_time_s(
     chip: HardwareSpec,
     dense: GemmParams,
     moe: MoeKernelParams,
+    routed_rows_share: np.ndarray | float = 1.0,
 ) -> np.ndarray:
     """Seconds of one routed expert projection (gate or up; ``down``) on one chip under the
     fitted MoE class:
 
         gate, up = GEMM(m = tokens per expert, n = woken x f, k = d)
         down     = GEMM(m = tokens per expert, n = woken x d, k = f)
-                   + fixed_s + permute_passes x tokens x top-k x d x act bytes / (HBM x memory_eff)
+                   + fixed_s + permute_passes x share x tokens x top-k x d x act bytes / (HBM x memory_eff)
 
     with the format's dense GEMM parameters at compute_eff x ``compute_scale``, memory_eff x
     ``memory_scale``, min_tile_m = ``GROUPED_MIN_TILE_M`` and no launch. The floor and the permutation are
-    charged to the down slot (the finalize that ends the layer): only the sum is measured."""
+    charged to the down slot (the finalize that ends the layer): only the sum is measured.
+
+    ``routed_rows_share`` (``share``): the routed rows (token, expert) this chip's experts receive
+    over ``tokens`` x top-k, DP / EP under expert and data parallelism. The measured kernels
+    (moe_ep_size 1, expert tensor parallelism) permute every routed row on every chip, share 1:
+    each holds a slice of every expert. Under EP a chip holds E / EP whole experts and permutes
+    only the rows routed to them, tokens x top-k / EP of its tokens (TensorRT-LLM's CUTLASS MoE
+    sorts the rows of other ranks' experts past the valid ones and never expands them; vLLM's
+    and SGLang's Triton fused_moe map them to expert -1 through expert_map and skip them in the
+    GEMMs, though their moe_sum still reads tokens x top-k rows: share is a lower bound there;
+    no measured row has EP > 1 to fit it: data/kernels keeps moe_ep_size 1). Charged at
+    share 1, Qwen3-235B-A22B fp8 on 8 H200s at TP 8 EP 8 (h200-trtllm, 64 x 2048 tokens) paid
+    every chip a permutation of all 1.05 M routed rows: 39.8 ms of a 47.5 ms MoE layer."""
     params = dense.model_copy(
         update={
             "compute_eff": min(dense.compute_eff * moe.compute_scale, 1.0),
@@ -217,6 +261,6 @@ def routed_expert_time_s(
     if not down:
         return gemm_time_s(tokens_per_expert, woken * expert_f, model_dim, gemm_format, chip, params)
     seconds = gemm_time_s(tokens_per_expert, woken * model_dim, expert_f, gemm_format, chip, params)
-    permuted_bytes = tokens * experts_per_token * model_dim * ACTIVATION_BYTES[gemm_format]
+    permuted_bytes = routed_rows_share * tokens * experts_per_token * model_dim * ACTIVATION_BYTES[gemm_format]
     bandwidth = chip.memory_bandwidth_bytes_per_s * dense.memory_eff
     return seconds + moe.fixed_s + moe.permute_passes * permuted_bytes / bandwidth

@@ -200,3 +200,24 @@ def test_the_moe_table_takes_the_mxfp4_class_and_the_gemm_table_does_not(tmp_pat
     with pytest.raises(InvalidInputError, match="w4a16_mxfp4"):
         load_profile(path)
     assert "w4a16_mxfp4" in load_profile("h200-sglang").moe
+
+
+def test_the_permutation_under_expert_parallelism_is_the_rows_routed_to_the_chips_experts() -> None:
+    # Qwen3-235B-A22B (94 MoE layers, hidden 4096, top-8 of 128; its FP8 checkpoint is 128 x 128
+    # block-scaled) on 8 H200s at TP 8, 64 x 2048 prompt tokens, h200-trtllm. Under expert TP
+    # (EP 1, the measured kernels' moe_tp 8) every chip holds a 192-column slice of every expert
+    # and permutes all 131,072 x 8 routed rows; under EP 8 (TRT-LLM's moe_ep 8, moe_tp 1) a chip
+    # holds 16 whole experts and permutes only the 1/8 of the rows routed to them. The GEMMs are
+    # the same FLOPs either way (128 x 192 = 16 x 1536 columns, 8192 tokens an expert), and EP
+    # with DP 1 adds no all-to-all (deployment.moe_dispatch_s), so the prefills differ by 7/8 of
+    # the permutation: layers x 7/8 x passes x tokens x top-k x hidden x 1 B (fp8 activations)
+    # over HBM at the dense fp8 fit's memory_eff (the class's parameters, read from the profile).
+    profile = load_profile("h200-trtllm")
+    passes = profile.moe["fp8_block"].permute_passes
+    memory_eff = profile.gemm_params("fp8").memory_eff
+    permuted_s = passes * (64 * 2048) * 8 * 4096 * 1.0 / (4.8e12 * memory_eff)
+    assert 0.03 < permuted_s < 0.05  # 44.5 passes over 4.29 GB at 1.0 x 4.8 TB/s: 39.8 ms a layer
+    run = dict(tp=8, batch=64, prompt_len=2048, gen_len=512, phase="prefill", weight_bits="fp8", act_bits="fp8")
+    expert_tp = estimate_one("qwen3-235b-a22b", "h200", **run, backend="trtllm")["prefill"]["latency_s"]
+    expert_ep = estimate_one("qwen3-235b-a22b", "h200", **run, ep=8, backend="trtllm")["prefill"]["latency_s"]
+    assert expert_tp - expert_ep == pytest.approx(94 * 7 / 8 * permuted_s, rel=0.01)
