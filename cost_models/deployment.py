@@ -62,6 +62,7 @@ from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.model_counts import active_block_params, context_that_fits, model_flops_utilization
 from cost_models.models import ModelSpec, get_model
 from cost_models.moe import EP_IMBALANCE, busiest_rank_woken_factor, ep_dispatch_bytes_per_chip, experts_woken
+from cost_models.moe_kernel_time import MEASURED_FP8_MOE_PER_TOKEN_OVER_BF16, moe_kernel_class
 from cost_models.operators import (
     DENSE_FFN,
     KV_READ_SLOTS,
@@ -2046,6 +2047,8 @@ def estimate_one(
     notes += vision_notes(model_spec)
     if "decode" in report:
         notes += fp8_decode_notes(rows[best], float(result.decode_step_latency_s[best]), profile, overlap)
+    if "prefill" in report:
+        notes += fp8_prefill_notes(rows[best], float(result.prefill.latency_s[best]), profile, overlap)
     return {
         **report,
         "mesh_chosen": mesh_chosen,
@@ -2115,6 +2118,79 @@ def fp8_decode_notes(
         note += (
             f". A checkpoint with 128 x 128 block scales runs TensorRT-LLM's block-scaled fp8 GEMM, measured too: "
             f"{block_step_s * 1e3:.3g} ms a step here"
+        )
+    return [note]
+
+
+def fp8_prefill_notes(
+    deployment: Deployment, prefill_s: float, profile: CalibrationProfile | None, overlap: Overlap
+) -> list[str]:
+    """Why an MoE model's fp8 weights prefill slower than bf16 ones, where they do: ``prefill_s``
+    (this deployment's prefill with fp8 weights) against the same deployment with bf16 weights and
+    activations under the same ``profile``. A prefill's GEMMs are compute-bound, where fp8 doubles
+    the peak, but an MoE model's routed experts run the engine's fused-MoE kernel, timed by the
+    profile's class for the weights' format (moe_kernel_time), whose fitted token permutation
+    (activation quantization and expansion per routed row) grows with the routed tokens as the
+    GEMMs do. Measured (moe_kernel_time.MEASURED_FP8_MOE_PER_TOKEN_OVER_BF16): TensorRT-LLM's
+    block-scaled fp8 fused MoE on H200 takes a median 1.29x bf16's time per token at >= 1024
+    tokens (14 expert slices measured in both), vLLM's per-tensor one 2.34x; the note quotes the
+    engine's measured ratio beside the class's permutation. Said only under a profile with a fused-
+    MoE class for the format, on a chip with fp8 tensor cores (the decode side: fp8_decode_notes)."""
+    chip = deployment.hardware
+    model = deployment.model
+    if (
+        profile is None
+        or deployment.weight_dtype != "fp8"
+        or model.experts == 0
+        or chip.kind != "gpu"
+        or not chip.has_format(parse_dtype("fp8", "weight"))
+    ):
+        return []
+    fmt = "fp8_block" if model.fp8_block_scales else "fp8"
+    fp8_class = moe_kernel_class(profile.moe, fmt)
+    bf16_class = moe_kernel_class(profile.moe, "bfloat16")
+    if fp8_class is None or bf16_class is None:
+        return []
+    act = "bf16" if deployment.act_dtype in ("fp8", "fp4") else deployment.act_dtype
+    bf16 = replace(deployment, weight_dtype="bf16", act_dtype=act)
+
+    def prefill_of(row: Deployment, calibration: CalibrationProfile) -> float:
+        scored = estimate(Deployments.from_rows([row]), overlap=overlap, calibration=calibration)
+        return float(scored.prefill.latency_s[0])
+
+    bf16_s = prefill_of(bf16, profile)
+    if prefill_s <= bf16_s:
+        return []
+
+    def without_permutation(name: str) -> CalibrationProfile:
+        moe = dict(profile.moe)
+        moe[name] = moe[name].model_copy(update={"permute_passes": 0.0})
+        return profile.model_copy(update={"moe": moe})
+
+    # The permutation's seconds in each prefill: the same estimate with the class's passes at 0.
+    fp8_permute_s = prefill_s - prefill_of(deployment, without_permutation(fp8_class[0]))
+    bf16_permute_s = bf16_s - prefill_of(bf16, without_permutation(bf16_class[0]))
+    engine = {"trtllm": "TensorRT-LLM", "vllm": "vLLM", "sglang": "SGLang"}.get(profile.backend, profile.backend)
+    note = (
+        f"fp8 weights prefill slower than bf16 ones here: {prefill_s:.3g} s against {bf16_s:.3g} s with bf16 "
+        f"weights (same deployment, {profile.name}). The routed experts run {profile.name}'s {fp8_class[0]} "
+        f"fused-MoE class, fitted on {engine}'s measured fused-MoE kernels on {chip.name} "
+        f"(data/kernels/moe_perf.csv.gz), whose token permutation ({fp8_class[1].permute_passes:.3g} passes over "
+        f"tokens x top-k x hidden a call, the activations quantized and expanded per routed row; bf16's class "
+        f"{bf16_class[1].permute_passes:.3g} passes at twice the bytes) takes {fp8_permute_s:.3g} s of this prefill "
+        f"against {bf16_permute_s:.3g} s in bf16"
+    )
+    measured = MEASURED_FP8_MOE_PER_TOKEN_OVER_BF16.get((profile.name, fp8_class[0]))
+    if measured is not None:
+        ratio, slices = measured
+        note += (
+            f". Measured, {engine}'s {fp8_class[0]} fused MoE on {chip.name} takes a median {ratio:.3g}x bf16's "
+            f"time per token at >= 1024 tokens ({slices} expert slices measured in both)"
+            + (
+                ": the slower fp8 experts are the measured kernels', not the fit's"
+                if ratio > 1
+                else ": this gap is the fitted classes', not a measured one"
+            )
         )
     return [note]
 

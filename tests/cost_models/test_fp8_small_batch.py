@@ -203,3 +203,87 @@ def test_recommend_says_nothing_where_fp8_plans_decode_faster():
     report = _recommend("h100-sxm", "vllm")
     assert report["modes"]["aggregated"]["best"]["weight_format"] == "fp8"
     assert not [n for n in report["notes"] if n.startswith("fp8 W8A8 plans decode slower")]
+
+
+MOE_ROWS = GEMM_ROWS.parent / "moe_perf.csv.gz"
+#: The kernel database's system -> this project's chip (profile names are CHIP-ENGINE).
+SYSTEM_CHIPS = {"b200_sxm": "b200", "gb200": "gb200", "h100_sxm": "h100-sxm", "h200_sxm": "h200", "l40s": "l40s"}
+
+
+def _measured_fp8_moe_ratios() -> dict[tuple[str, str], tuple[float, int]]:
+    """(profile, format) -> (median over expert slices of fp8 / bf16 measured latency per token,
+    slices): data/kernels/moe_perf.csv.gz rows with >= 1024 tokens, grouped by (hidden, inter_size,
+    experts, top-k, moe_tp), each format's median latency / tokens."""
+    per_token: dict[tuple, list[float]] = {}
+    with gzip.open(MOE_ROWS, "rt") as handle:
+        for r in csv.DictReader(line for line in handle if not line.startswith("#")):
+            if int(r["num_tokens"]) < 1024 or r["moe_ep_size"] != "1" or r["system"] not in SYSTEM_CHIPS:
+                continue
+            key = (r["system"], r["framework"], r["hidden_size"], r["inter_size"], r["num_experts"], r["topk"])
+            key += (r["moe_tp_size"], r["moe_dtype"])
+            per_token.setdefault(key, []).append(float(r["latency"]) / int(r["num_tokens"]))
+    ratios: dict[tuple[str, str], list[float]] = {}
+    for key, values in per_token.items():
+        bf16 = per_token.get((*key[:-1], "bfloat16"))
+        if key[-1] in ("fp8", "fp8_block") and bf16:
+            profile = f"{SYSTEM_CHIPS[key[0]]}-{key[1].lower()}"
+            ratios.setdefault((profile, key[-1]), []).append(float(np.median(values) / np.median(bf16)))
+    return {k: (float(np.median(v)), len(v)) for k, v in ratios.items()}
+
+
+def test_the_quoted_fp8_moe_ratios_are_the_measured_rows():
+    from cost_models.moe_kernel_time import MEASURED_FP8_MOE_PER_TOKEN_OVER_BF16
+
+    measured = _measured_fp8_moe_ratios()
+    assert set(MEASURED_FP8_MOE_PER_TOKEN_OVER_BF16) == set(measured)
+    for key, (ratio, slices) in MEASURED_FP8_MOE_PER_TOKEN_OVER_BF16.items():
+        assert ratio == pytest.approx(measured[key][0], abs=0.005), key
+        assert slices == measured[key][1], key
+    # TensorRT-LLM's block-scaled fp8 fused MoE on H200 is slower per token than its bf16 one at
+    # prefill sizes; SGLang's faster (Triton, fp8 tensor cores).
+    assert measured[("h200-trtllm", "fp8_block")][0] > 1.2
+    assert measured[("h200-sglang", "fp8_block")][0] < 0.6
+
+
+def _qwen3_prefill(backend: str, weight_bits: str) -> dict:
+    return estimate_one(
+        "qwen3-235b-a22b",
+        "h200",
+        tp=8,
+        ep=8,
+        batch=64,
+        prompt_len=2048,
+        gen_len=512,
+        phase="prefill",
+        weight_bits=weight_bits,
+        act_bits="fp8" if weight_bits == "fp8" else "16",
+        backend=backend,
+    )
+
+
+def _fp8_prefill_notes(report: dict) -> list[str]:
+    return [note for note in report["notes"] if note.startswith("fp8 weights prefill slower than bf16")]
+
+
+def test_estimate_says_why_an_moe_fp8_prefill_is_slower_than_bf16():
+    # Qwen3-235B-A22B (its FP8 checkpoint 128 x 128 block-scaled) on 8 H200s at TP 8 EP 8, 64 x
+    # 2048 prompt tokens under TensorRT-LLM: fp8 prefills slower than bf16 because the engine's
+    # block-scaled fused MoE is measured slower per token than its bf16 one (1.29x, 14 slices).
+    fp8, bf16 = _qwen3_prefill("trtllm", "fp8"), _qwen3_prefill("trtllm", "16")
+    fp8_s, bf16_s = fp8["prefill"]["latency_s"], bf16["prefill"]["latency_s"]
+    assert fp8_s > bf16_s
+    (note,) = _fp8_prefill_notes(fp8)
+    assert f"{fp8_s:.3g} s against {bf16_s:.3g} s with bf16 weights" in note
+    ratio, slices = _measured_fp8_moe_ratios()[("h200-trtllm", "fp8_block")]
+    assert f"median {ratio:.3g}x bf16's time per token at >= 1024 tokens ({slices} expert slices" in note
+    assert "measured kernels', not the fit's" in note
+    # The permutation's seconds it quotes: at most the whole prefill, and more in fp8 than bf16.
+    fp8_perm, bf16_perm = (
+        float(x) for x in re.search(r"takes ([\d.]+) s of this prefill against ([\d.]+) s", note).groups()
+    )
+    assert bf16_perm < fp8_perm < fp8_s
+    assert not _fp8_prefill_notes(bf16)
+    # SGLang's block-scaled fused MoE is measured faster than bf16 (0.56x): fp8 prefills faster, no note.
+    sglang = _qwen3_prefill("sglang", "fp8")
+    assert sglang["prefill"]["latency_s"] < _qwen3_prefill("sglang", "16")["prefill"]["latency_s"]
+    assert not _fp8_prefill_notes(sglang)
