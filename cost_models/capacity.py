@@ -29,13 +29,14 @@ candidates with the same chips is the same, so the faster one is preferred.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
 from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, resolve_calibration, serving_engine
-from cost_models.deployments import Deployments, engine_kv_formats, engine_problem_mask, tensor_parallel
+
+from cost_models.deployments import Deployment, Deployments, engine_kv_formats, engine_problem_mask, tensor_parallel
 from cost_models.disaggregated import (
     DecodePool,
     DisaggregatedEstimate,
@@ -431,7 +432,21 @@ def _disaggregated_pools(p: CapacityProblem) -> list[tuple[int, int, int]]:
     return [(tp, dp, x) for tp, dp in instance_degrees(p) for x in range(1, (p.max_chips - 1) // (tp * dp) + 1)]
 
 
-def disaggregated_candidates(p: CapacityProblem) -> DisaggregatedCandidates:
+@dataclass(frozen=True)
+class _PoolTable:
+    """The distinct pools (TP, DP, format, instances) of :func:`disaggregated_candidates`, each
+    with its one instance's deployment."""
+
+    one: Deployments
+    tp: np.ndarray
+    dp: np.ndarray
+    fmt_index: np.ndarray
+    instances: np.ndarray
+    format_names: np.ndarray
+    with_dp: bool
+
+
+def _pool_table(p: CapacityProblem) -> _PoolTable:
     formats = weight_formats(p.chip, p.model)
     # Distinct pools: (TP, DP, format, instances).
     pools = [(tp, dp, f, x) for tp, dp, x in _disaggregated_pools(p) for f in range(len(formats))]
@@ -442,10 +457,18 @@ def disaggregated_candidates(p: CapacityProblem) -> DisaggregatedCandidates:
     codes = np.array([code for _, code in formats], dtype=np.int64)
     with_dp = bool(np.any(dp > 1))
     one = _deployments(p.model, p.chip, tp, codes[fmt_index], dp if with_dp else None, kv=p.kv_code)
+    names = np.array([name for name, _ in formats])
+    return _PoolTable(one, tp, dp, fmt_index, instances, names, with_dp)
+
+
+def disaggregated_candidates(p: CapacityProblem) -> DisaggregatedCandidates:
+    t = _pool_table(p)
+    one, tp, dp, fmt_index, instances, names, with_dp = (
+        t.one, t.tp, t.dp, t.fmt_index, t.instances, t.format_names, t.with_dp
+    )  # fmt: skip
     chips = tp * dp * instances
     # Pairs of the same format within the chip budget.
     pi, di = np.nonzero((fmt_index[:, None] == fmt_index[None, :]) & (chips[:, None] + chips[None, :] <= p.max_chips))
-    names = np.array([name for name, _ in formats])
     return DisaggregatedCandidates(
         prefill=one.take(pi),
         decode=one.take(di),
@@ -567,3 +590,75 @@ def recommend(p: CapacityProblem, modes: tuple[str, ...] = MODES) -> dict[str, d
             "feasible": rows,
         }
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# One recommended plan as it was scored (what tuner recommend --export writes the engine flags of).
+
+
+@dataclass(frozen=True)
+class ScoredPlan:
+    """A plan row of :func:`recommend` as its candidate was scored: one instance's deployment
+    and its engine workload (``ServingWorkloads.row``: the engine knobs and the instance's load).
+    Aggregated: one replica, at R / replicas. Disaggregated: a decode instance and a prefill
+    instance, each pool's workload at R under that pool's own attention-DP ranks (the default
+    batch limit a rank: :func:`score_disaggregated`)."""
+
+    mode: str
+    deployment: Deployment
+    workload: dict[str, Any]
+    prefill: Deployment | None = None
+    prefill_workload: dict[str, Any] | None = None
+    replicas: int = 1  # aggregated: copies of ``deployment``
+    prefill_instances: int = 0  # disaggregated: xP of ``prefill``, yD of ``deployment``
+    decode_instances: int = 0
+
+
+def scored_plan(p: CapacityProblem, row: dict[str, Any]) -> ScoredPlan:
+    """The candidate behind a plan row of :func:`recommend` (its best or a runner-up), rebuilt
+    by the same enumeration that scored it: the same arrays, so the same deployment and knobs,
+    not a second reading of the row's numbers. Each deployment carries the workload's lengths
+    (the candidates' are 1: serving reads the lengths from the workload only), as a study's
+    trial stores them: an export sizes the engine's context from them."""
+
+    def lengths(d: Deployment) -> Deployment:
+        return replace(d, prompt_len=p.prompt_len, gen_len=p.gen_len)
+
+    if row.get("mode") == "aggregated":
+        c = aggregated_candidates(p)
+        dp = np.ones(len(c.tp)) if c.dp is None else c.dp
+        match = np.flatnonzero(
+            (c.tp == row["tp"]) & (dp == row["dp"]) & (c.replicas == row["replicas"])
+            & (c.format_names == row["weight_format"])
+        )  # fmt: skip
+        if len(match) != 1:
+            raise InvalidInputError("plan", f"no aggregated candidate is {row}", "pass a row tuner recommend returned")
+        i = int(match[0])
+        return ScoredPlan("aggregated", lengths(c.deployments.row(i)), c.workloads.row(i), replicas=int(c.replicas[i]))
+    if row.get("mode") != "disaggregated":
+        raise InvalidInputError("plan", f"unknown mode {row.get('mode')!r}", f"use {' or '.join(MODES)}")
+    t = _pool_table(p)
+    names = t.format_names[t.fmt_index]
+
+    def pool(role: str) -> int:
+        match = np.flatnonzero(
+            (t.tp == row[f"{role}_tp"]) & (t.dp == row[f"{role}_dp"]) & (t.instances == row[f"{role}_instances"])
+            & (names == row["weight_format"])
+        )  # fmt: skip
+        if len(match) != 1:
+            raise InvalidInputError("plan", f"no {role} pool is {row}", "pass a row tuner recommend returned")
+        return int(match[0])
+
+    pre, dec = pool("prefill"), pool("decode")
+    # As score_disaggregated: each pool's workload at the whole rate over its own DP ranks.
+    both = np.array([pre, dec])
+    workloads = p.workloads(np.full(2, p.request_rate), t.dp[both] if t.with_dp else None)
+    return ScoredPlan(
+        "disaggregated",
+        lengths(t.one.row(dec)),
+        workloads.row(1),
+        lengths(t.one.row(pre)),
+        workloads.row(0),
+        prefill_instances=int(t.instances[pre]),
+        decode_instances=int(t.instances[dec]),
+    )

@@ -1847,6 +1847,21 @@ def _calibrate_end_to_end(
 )
 @CALIBRATION_OPTION
 @BACKEND_OPTION
+@click.option(
+    "--export",
+    "export_engine",
+    type=LazyChoice("tuner.export:ENGINES"),
+    default=None,
+    help="Write each mode's best plan as this engine's launch files (tuner export's flags, the knobs the plan was "
+    "scored with) and a README of its predictions into --out; plans for that engine [--backend].",
+)
+@click.option(
+    "--out",
+    default=None,
+    callback=_refuse_empty_path,
+    help="With --export: the directory to write [recommend-MODEL-HARDWARE-ENGINE].",
+)
+@click.option("--force", is_flag=True, help="With --export: write into a --out directory that is not empty.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def recommend_command(
     model: str,
@@ -1862,11 +1877,15 @@ def recommend_command(
     kv_bits: str,
     calibration: str,
     backend: str | None,
+    export_engine: str | None,
+    out: str | None,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Fewest chips serving --request-rate within the TTFT and TPOT SLA: replicas or xPyD pools
     (an MoE model's instances, in either, also TP x DP x EP with attention DP); with several
-    --hardware and --price, each chip's plan ranked by dollars."""
+    --hardware and --price, each chip's plan ranked by dollars; with --export, the best plans'
+    launch files."""
     from cost_models.calibration import AUTO_CALIBRATION, NO_CALIBRATION
     from cost_models.capacity import MODES, problem, recommend
     from tuner.recommend_report import (
@@ -1879,6 +1898,32 @@ def recommend_command(
     )
 
     price_of = chip_prices(hardware, prices)
+    if export_engine is None:
+        for flag, value in (("--out", out), ("--force", force or None)):
+            if value is not None:
+                raise InvalidInputError(
+                    flag, "only used with --export (nothing is written)", f"add --export ENGINE or drop {flag}"
+                )
+    else:
+        from tuner.recommend_export import default_out_dir, refuse_out_dir
+
+        if len(hardware) > 1:
+            raise InvalidInputError(
+                "--export",
+                f"writes one chip's plan, and {len(hardware)} --hardware are compared",
+                "pass one --hardware",
+            )
+        if backend is not None and backend != export_engine:
+            # The flags carry the knobs the plan was scored with: those are --backend's engine's.
+            raise InvalidInputError(
+                "--export",
+                f"{export_engine}'s flags for a plan scored as {backend}'s (its batch, token budget and memory knobs)",
+                f"pass --export {backend}, or --backend {export_engine}",
+            )
+        # Without --backend the plan is scored for the engine exported (its knobs, its profile under auto).
+        backend = export_engine
+        out = out or default_out_dir(model, hardware[0], export_engine)
+        refuse_out_dir(out, force)
     if len(hardware) > 1 and calibration not in (AUTO_CALIBRATION, NO_CALIBRATION):
         # A profile is fitted on one chip's kernels: each chip of a comparison takes its own.
         raise InvalidInputError(
@@ -1904,16 +1949,36 @@ def recommend_command(
         report = recommend_dict(p, recommend(p, MODES if mode == "both" else (mode,)))
         reports.append(report if price_of is None else with_price(report, price_of[chip]))
     if len(reports) == 1:  # one chip: its plan, as before prices (the dollars added where priced)
+        written = None
+        if export_engine is not None:
+            written = _recommend_export(p, reports[0], export_engine, str(out))
+            reports[0] = {**reports[0], "export": {"engine": export_engine, "out": out, "files": written}}
         if as_json:
             _print_json(reports[0])
         else:
             print_recommend(reports[0])
+            for path in written or []:
+                click.echo(f"wrote {path}")
+        if export_engine is not None and not written:
+            raise InvalidInputError(
+                "--export",
+                "no plan meets the SLA within --max-chips: nothing written",
+                "relax the SLA or raise --max-chips",
+            )
         return
     comparison = comparison_dict(reports)
     if as_json:
         _print_json(comparison)
     else:
         print_comparison(comparison)
+
+
+def _recommend_export(p: Any, report: dict, engine: str, out: str) -> list[str]:
+    """The best plans' launch files under ``out`` (none where no mode has a plan)."""
+    from tuner.recommend_export import export_files, plan_exports, write_exports
+
+    exports = plan_exports(p, report, engine)
+    return write_exports(out, export_files(report, exports)) if exports else []
 
 
 def _print_json(data: object) -> None:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # optuna is imported where a study is read, so that the CLI s
     import optuna
     from optuna.trial import FrozenTrial
 
+from cost_models.capacity import ScoredPlan
 from cost_models.deployment import stage_moe_blocks
 from cost_models.deployments import (
     ENGINE_KV_CACHE_DTYPES,
@@ -1414,7 +1415,12 @@ def engine_args(deployment: Deployment, serving: dict | None, backend: str) -> d
     ``tuner export --format vllm|sglang|trtllm`` renders."""
     if backend not in _RENDERERS:
         raise InvalidInputError("format", f"no engine arguments for {backend!r}", f"use one of {', '.join(ENGINES)}")
-    d = deployment
+    return _RENDERERS[backend](_serving_spec(deployment, serving))
+
+
+def _serving_spec(d: Deployment, serving: dict | None) -> dict:
+    """The deployment spec :func:`deployment_spec` gives a trial, of a deployment and its
+    serving knobs scored outside a study (no predictions, no provenance)."""
     phases = {
         phase: {
             "ffn_layout": getattr(d, f"{phase}_ffn_layout"),
@@ -1422,7 +1428,7 @@ def engine_args(deployment: Deployment, serving: dict | None, backend: str) -> d
         }
         for phase in ("prefill", "decode")
     }
-    spec = {
+    return {
         "model": _model_section(d),
         "hardware": _hardware_section(d.hardware),
         "chips": d.chips,
@@ -1437,7 +1443,42 @@ def engine_args(deployment: Deployment, serving: dict | None, backend: str) -> d
         "scored_engine_memory": _scored_engine_memory(d, serving),
         "provenance": None,
     }
-    return _RENDERERS[backend](spec)
+
+
+def plan_engine_args(plan: ScoredPlan, fmt: str) -> dict:
+    """A ``tuner recommend`` plan's launch arguments for engine ``fmt``, written by the writers
+    ``tuner export --format`` runs on a study's trial: an aggregated plan's one replica (the
+    replicas are copies of it behind a load balancer), a disaggregated plan's pools and router
+    as :func:`_disaggregated_engine_args` writes a disaggregated trial's. The knobs are the ones
+    the plan was scored with (``plan.workload``), so ``fmt`` must be the engine it was scored
+    for: another engine's flags would carry knobs that engine never ran."""
+    if fmt not in _RENDERERS:
+        raise InvalidInputError("--export", f"no engine arguments for {fmt!r}", f"use one of {', '.join(ENGINES)}")
+    scored = str(plan.workload["engine"])
+    if fmt != scored:
+        raise InvalidInputError(
+            "--export",
+            f"the plan was scored as {scored}'s (its batching, token budget and memory knobs); {fmt}'s flags would "
+            "not be what was scored",
+            f"pass --export {scored}, or plan with --backend {fmt}",
+        )
+    if plan.mode == "aggregated":
+        serving = {**plan.workload, "mode": "aggregated"}
+        return _RENDERERS[fmt](_serving_spec(plan.deployment, serving))
+    assert plan.prefill is not None and plan.prefill_workload is not None
+    prefill, decode = plan.prefill, plan.deployment
+    serving = {
+        **plan.workload,
+        "mode": "disaggregated",
+        "prefill_mesh": list(prefill.mesh),
+        "prefill_instances": plan.prefill_instances,
+        "decode_instances": plan.decode_instances,
+        "prefill_dp": prefill.data_parallel,
+        "prefill_ep": prefill.expert_parallel,
+    }
+    spec = _serving_spec(decode, serving)
+    # The prefill pool was scored with its own DP ranks' default batch limit (score_disaggregated).
+    return _disaggregated_engine_args(spec, serving, fmt, prefill_workload=plan.prefill_workload)
 
 
 def _load_notes(spec: dict) -> list[str]:
@@ -1798,10 +1839,12 @@ def export(study: optuna.Study, trial_number: int, fmt: str, *, allow_infeasible
     return json.dumps(data, indent=2) + "\n"
 
 
-def _disaggregated_engine_args(spec: dict, serving: dict, fmt: str) -> dict:
+def _disaggregated_engine_args(spec: dict, serving: dict, fmt: str, prefill_workload: dict | None = None) -> dict:
     """A disaggregated trial: one engine's arguments per pool (the prefill instances run the
     prefill mesh, the decode instances the trial's), with the instance counts. Connecting the
-    pools (the KV transfer: NIXL, Mooncake, Dynamo) is the serving stack's, not these flags'."""
+    pools (the KV transfer: NIXL, Mooncake, Dynamo) is the serving stack's, not these flags'.
+    ``prefill_workload``: the prefill pool's own engine knobs where they were scored apart from
+    the decode pool's (a tuner recommend plan: each pool's batch limit over its own DP ranks)."""
     x, y, z = serving["prefill_mesh"]
     # A prefill instance is scored as the trial's deployment on the prefill mesh: its TP group is
     # that mesh, its pipeline the trial's, its attention DP and EP the stored prefill_dp and
@@ -1815,7 +1858,7 @@ def _disaggregated_engine_args(spec: dict, serving: dict, fmt: str) -> dict:
         "chips": x * y * z * parallel["pp"] * prefill_dp,
         "mesh": dict(zip(AXES, (x, y, z), strict=True)),
         "parallel": parallel,
-        "serving": {**serving, "pool": "prefill"},
+        "serving": {**serving, **(prefill_workload or {}), "pool": "prefill"},
     }
     # A decode instance was scored with a decode-only iteration's activations: at most
     # max_batch_size tokens (cost_models.disaggregated._DecodeModel), not the prefill budget. The
