@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 
 from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, resolve_calibration, serving_engine
-
 from cost_models.deployments import Deployment, Deployments, engine_kv_formats, engine_problem_mask, tensor_parallel
 from cost_models.disaggregated import (
     DecodePool,
