@@ -202,3 +202,29 @@ def test_a_non_empty_out_dir_is_kept_without_force(capsys, tmp_path):
     )
     assert code == 0, err
     assert (tmp_path / "aggregated" / "launch.sh").exists() and (tmp_path / "kept.txt").read_text() == "mine"
+
+
+def test_an_fp8_plan_of_a_model_with_an_fp8_checkpoint_serves_that_checkpoint():
+    """Qwen3-235B-A22B's publisher ships block-scaled fp8 weights (Qwen/Qwen3-235B-A22B-FP8 on
+    Hugging Face): an fp8 plan is launched on them, a bf16 plan on the 16-bit repo, as tuner
+    export picks for a trial (tuner.export.served_repo)."""
+    p = problem(
+        "qwen3-235b-a22b", "h200", request_rate=2, prompt_len=2048, gen_len=256, max_ttft_s=2, max_tpot_s=0.1,
+        max_chips=8, backend="vllm",
+    )  # fmt: skip
+    rows = recommend(p, ("aggregated",))["aggregated"]["feasible"]
+    fp8 = next(r for r in rows if r["weight_format"] == "fp8")
+    bf16 = next(r for r in rows if r["weight_format"] == "bf16")
+    assert plan_engine_args(scored_plan(p, fp8), "vllm")["engine_args"]["model"] == "Qwen/Qwen3-235B-A22B-FP8"
+    assert plan_engine_args(scored_plan(p, bf16), "vllm")["engine_args"]["model"] == "Qwen/Qwen3-235B-A22B"
+
+
+def test_no_plan_writes_nothing_and_says_so(capsys, tmp_path):
+    """One H100 (80 GB): Llama-3.1-70B's bf16 weights (70.6e9 parameters, 141 GB) do not fit, its
+    fp8 ones (70.6 GB) nearly fill vLLM's 0.9 x 80 = 72 GB, and a prefill and a decode pool need
+    two chips: no plan meets 4 requests/s, so nothing is written and the user is told (exit 2)."""
+    out = tmp_path / "none"
+    code, stdout, err = run_cli(capsys, *LLAMA[:-1], "1", "--export", "vllm", "--out", str(out))
+    assert code == 2 and "none -" in stdout
+    assert err.count("\n") == 1 and err.startswith("error: --export: no plan meets the SLA")
+    assert not out.exists()
