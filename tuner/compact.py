@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial
 
 from cost_models.errors import InvalidInputError
@@ -216,7 +216,9 @@ class Hydrator:
         self.compiled = compile_study(parse_stored_spec(study_user_attrs["spec"], study_user_attrs.get(SPEC_DIR_ATTR)))
         self.names = list(self.compiled.space.dimensions)
         self.sizes = [len(c) for c in self.compiled.space.dimensions.values()]
-        self.dists = {name: CategoricalDistribution(list(c)) for name, c in self.compiled.space.dimensions.items()}
+        self.dists: dict[str, BaseDistribution] = {
+            name: CategoricalDistribution(list(c)) for name, c in self.compiled.space.dimensions.items()
+        }
         self.study_version = study_user_attrs.get(MODEL_VERSION_ATTR)
         self.study_name = str(study_user_attrs["spec"].get("name", "?"))
 
@@ -253,6 +255,57 @@ class Hydrator:
         for row, i in enumerate(where):
             out[i] = self._whole(trials[i], indices, row, evaluation)
         return out
+
+    def sampler_history(self, flat: np.ndarray, values: np.ndarray, chunk: int = 50_000) -> list[FrozenTrial]:
+        """What a sampler resuming the study learns from: one COMPLETE trial per stored one
+        (flat configuration indices and objective values (n, objectives), in trial order) with
+        the categorical params and the constraints an uninterrupted search told it
+        (``Trial.set_constraint`` of each constraint, recomputed: :mod:`tuner.compact` stores
+        none), and nothing else (no breakdown, no dates' meaning: both set to one time).
+
+        A resume read every trial whole (``get_all_trials``: 11.9 s at 30,000 trials) to decode
+        the one param, and handed the sampler no constraints, so a resumed TPE took every
+        infeasible trial for a feasible one. The trials share one distributions dict (they are
+        added without copies: :func:`tuner.optuna_internals.add_trials_in_place`)."""
+        from datetime import UTC, datetime
+
+        from optuna.trial import TrialState
+
+        from search_spaces.space import evaluate
+
+        flat = np.asarray(flat, dtype=np.int64)
+        check_inside_space(flat, int(np.prod(self.sizes, dtype=object)))
+        at = datetime(1970, 1, 1, tzinfo=UTC)
+        trials: list[FrozenTrial] = []
+        for start in range(0, len(flat), chunk):  # bounded memory for a large study
+            part = flat[start : start + chunk]
+            indices = unflatten(part, self.names, self.sizes)
+            evaluation = evaluate(self.compiled, indices)
+            # In the order the search sets them (tuner.study._sample), so that the infeasibility
+            # score (their positive sum) adds them in the same order.
+            names = list(evaluation.constraint_columns)
+            columns = [evaluation.constraint_columns[n].tolist() for n in names]
+            rows = values[start : start + len(part)].tolist()
+            for row in range(len(part)):
+                trials.append(
+                    FrozenTrial(
+                        number=start + row,
+                        state=TrialState.COMPLETE,
+                        value=None,
+                        values=rows[row],
+                        datetime_start=at,
+                        datetime_complete=at,
+                        params=self.compiled.space.params_of(indices, row),
+                        distributions=self.dists,
+                        user_attrs={},
+                        system_attrs={
+                            f"constraints:{n}": column[row] for n, column in zip(names, columns, strict=True)
+                        },
+                        intermediate_values={},
+                        trial_id=start + row,
+                    )
+                )
+        return trials
 
     def feasible(self, flat: np.ndarray, chunk: int = 50_000) -> np.ndarray:
         """Whether each configuration (flat indices) meets the study's constraints, recomputed

@@ -363,13 +363,40 @@ def _open_and_read(
         held = with_retries(lambda: compact.held_configurations(storage, study_id), storage_url, stop=stop)
         compact.check_inside_space(held, int(np.prod(fmt.sizes, dtype=object)))
         return _OpenedStudy(storage, stored, study_id, fmt, [], held)
+    hydrator = compact.hydrator_for(stored.user_attrs) if fmt.compact else None
+    if hydrator is not None:
+        # The sampler's history from two columns (configuration index, objective values), not
+        # every trial read whole: see compact.Hydrator.sampler_history.
+        history = with_retries(
+            lambda: _compact_history(storage, study_id, hydrator, len(compiled.directions)), storage_url, stop=stop
+        )
+        if history is not None:
+            existing, held = history
+            return _OpenedStudy(storage, stored, study_id, fmt, existing, held)
     existing = with_retries(
         lambda: storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,)), storage_url, stop=stop
     )
-    hydrator = compact.hydrator_for(stored.user_attrs) if fmt.compact else None
     if hydrator is not None:  # the sampler learns from the categorical params
         existing = hydrator.hydrate(existing, breakdown=False)
     return _OpenedStudy(storage, stored, study_id, fmt, existing, fmt.held(existing))
+
+
+def _compact_history(
+    storage: Any, study_id: int, hydrator: compact.Hydrator, n_objectives: int
+) -> tuple[list[FrozenTrial], np.ndarray] | None:
+    """The COMPLETE trials of a compact study as a resumed sampler learns from them
+    (:meth:`tuner.compact.Hydrator.sampler_history`), in trial-number order, and their flat
+    configuration indices; None when a COMPLETE trial has no configuration index (not written
+    by this project: then the trials are read whole). Two reads: the objective values (Optuna's
+    ``trial_values``) and the index of each trial; a trial completed by another worker between
+    the two is in one of them only, and left out (what was read first is what the run saw)."""
+    trial_ids, values = optuna_internals.complete_values(storage, study_id, n_objectives)
+    by_id, flat = optuna_internals.configuration_indices_by_trial(storage, study_id)
+    position = dict(zip(by_id.tolist(), flat.tolist(), strict=True))
+    if not all(t in position for t in trial_ids):
+        return None
+    ordered = np.array([position[t] for t in trial_ids], dtype=np.int64)
+    return hydrator.sampler_history(ordered, values), ordered
 
 
 def run_search(
@@ -512,7 +539,9 @@ def _sample(
     """Ask, score and store batches of distinct configurations; True when the space ran out
     (every configuration held) before the budget did."""
     memory = optuna.create_study(directions=compiled.directions, sampler=sampler)
-    memory.add_trials(existing)  # the sampler learns from everything stored so far
+    # The sampler learns from everything stored so far; the trials were read for this run alone,
+    # so they are handed over, not deep-copied (optuna_internals.add_trials_in_place).
+    optuna_internals.add_trials_in_place(memory, existing)
     distinct.add_flat(held)
     done = len(held)
     limit = budget if share is None else min(budget, done + share)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
 
 from tuner.optuna_internals import BatchTPESampler
 
@@ -271,3 +272,113 @@ def test_the_draw_is_optunas() -> None:
                 assert ours[name].dtype == theirs[name].dtype and np.array_equal(ours[name], theirs[name])
             assert len({tuple(int(ours[k][i]) for k in ours) for i in range(size)}) > 1
         assert ours_rng.rand() == theirs_rng.rand()
+
+
+# ---------------------------------------------------------------------------------------------
+# Resuming a compact study: the history TPE conditions on, read as columns (tuner.study._compact_history)
+
+# PaLM 540B on 64/128 TPU v4 chips: 528 configurations, some over the 0.5 s TPOT limit or not
+# fitting, so the history holds infeasible trials.
+RESUMED = {
+    "name": "resumed",
+    "model": "palm-540b",
+    "hardware": "tpu-v4",
+    "workload": {"prompt_len": 128, "gen_len": 8},
+    "space": {
+        "chips": [64, 128],
+        "batch": [1, 4, 16, 32, 64, 128],
+        "decode_ffn_layout": ["ws_1d", "ws_2d"],
+        "weight_bits": [16, 8],
+    },
+    "objectives": [{"metric": "decode.step_latency_s"}, {"metric": "decode.cost_chip_s_per_token"}],
+    "constraints": {"fits": True, "max_tpot_s": 0.05},
+    "sampler": "random",
+    "seed": 0,
+    "trials": 200,
+}
+
+
+def _resume_tpe(url: str, monkeypatch, seed: int) -> tuple[optuna.Study, int]:
+    """A TPE resume of RESUMED adding one trial: the in-memory study its sampler learned from,
+    and how many trials were built whole from the database's rows on the way."""
+    from optuna.storages import RDBStorage
+
+    from tuner.study import run_search
+
+    built = []
+    whole = RDBStorage._build_frozen_trial_from_trial_model
+    monkeypatch.setattr(RDBStorage, "_build_frozen_trial_from_trial_model", lambda s, m: built.append(1) or whole(s, m))
+    studies = []
+    create = optuna.create_study
+    monkeypatch.setattr(optuna, "create_study", lambda *a, **k: studies.append(create(*a, **k)) or studies[-1])
+    run_search(RESUMED, url, sampler="tpe", trials=RESUMED["trials"] + 1, seed=seed)
+    monkeypatch.undo()
+    return studies[-1], len(built)
+
+
+def test_a_tpe_resume_reads_no_trial_whole_and_sees_the_constraints(tmp_path, monkeypatch) -> None:
+    import sqlite3
+
+    from tuner.study import run_search
+
+    url = f"sqlite:///{tmp_path}/r.db"
+    run_search(RESUMED, url)  # 200 random trials, compact
+    memory, built = _resume_tpe(url, monkeypatch, seed=3)
+    # Before: every stored trial was built whole (get_all_trials) and deep-copied into the sampler's
+    # study (200 here, 30,005 in the operator's 30,000-trial study), and none carried a constraint.
+    assert built == 0
+    with sqlite3.connect(f"{tmp_path}/r.db") as db:  # feasibility as scored, written by the first run
+        feasible = [
+            bool(f) for (f,) in db.execute("SELECT feasible FROM tuner_trial_points WHERE number < 200 ORDER BY number")
+        ]
+    assert len(feasible) == 200 and 0 < sum(feasible) < 200  # both kinds in the history
+    history = memory.trials[:200]
+    # structurally_valid, fits_in_memory, max_tpot_s (the spec's two and the structural check)
+    assert all(len(t.constraints) == 3 for t in history)
+    assert [all(v <= 0 for v in t.constraints.values()) for t in history] == feasible
+
+
+def test_a_tpe_resume_proposes_what_optunas_tpe_proposes_on_the_stored_trials(tmp_path, monkeypatch) -> None:
+    """The first proposal after a resume is Optuna's own TPESampler's (no constant liar, same
+    seed) on a study given the stored trials through the public ``add_trials``: the categorical
+    params of each stored configuration, its stored values, its constraints as the cost model
+    scores them (``Trial.set_constraint`` of each, as a search sets them)."""
+    import shutil
+
+    from optuna.trial import create_trial
+
+    from search_spaces.space import compile_study, evaluate
+    from search_spaces.spec import parse_spec
+    from tuner import compact
+    from tuner.study import distributions, run_search
+
+    url = f"sqlite:///{tmp_path}/r.db"
+    run_search(RESUMED, url)
+    compiled = compile_study(parse_spec(RESUMED))
+    dists = distributions(compiled)
+    names, sizes = list(compiled.space.dimensions), [len(c) for c in compiled.space.dimensions.values()]
+    stored = optuna.load_study(study_name="resumed", storage=url).get_trials(states=(TrialState.COMPLETE,))
+    flat = np.array([int(t.params[compact.CONFIGURATION_PARAM]) for t in stored])
+    indices = compact.unflatten(flat, names, sizes)
+    scored = evaluate(compiled, indices)
+    for seed in (3, 11):
+        theirs = optuna.create_study(
+            directions=compiled.directions,
+            sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=False),
+        )
+        theirs.add_trials(
+            [
+                create_trial(
+                    params=compiled.space.params_of(indices, row),
+                    distributions=dists,
+                    values=trial.values,
+                    system_attrs={f"constraints:{n}": float(c[row]) for n, c in scored.constraint_columns.items()},
+                )
+                for row, trial in enumerate(stored)
+            ]
+        )
+        copied = tmp_path / f"r{seed}.db"  # each resume from the 200 stored trials
+        shutil.copyfile(tmp_path / "r.db", copied)
+        memory, _ = _resume_tpe(f"sqlite:///{copied}", monkeypatch, seed=seed)
+        assert len(memory.trials) > 200  # the first proposal is trial 200 (told FAIL if held)
+        assert memory.trials[200].params == theirs.ask(dists).params
