@@ -286,7 +286,12 @@ class Hydrator:
             names = list(evaluation.constraint_columns)
             columns = [evaluation.constraint_columns[n].tolist() for n in names]
             rows = values[start : start + len(part)].tolist()
-            for row in range(len(part)):
+            # Each dimension's labels as one column (Space.params_of's, a dict per row: 1.7 of
+            # 11.9 profiled s at 100,000 trials).
+            labels = [
+                [choices[i] for i in indices[name].tolist()] for name, choices in self.compiled.space.dimensions.items()
+            ]
+            for row, params in enumerate(zip(*labels, strict=True)):
                 trials.append(
                     FrozenTrial(
                         number=start + row,
@@ -295,7 +300,7 @@ class Hydrator:
                         values=rows[row],
                         datetime_start=at,
                         datetime_complete=at,
-                        params=self.compiled.space.params_of(indices, row),
+                        params=dict(zip(self.names, params, strict=True)),
                         distributions=self.dists,
                         user_attrs={},
                         system_attrs={

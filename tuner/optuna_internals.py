@@ -416,6 +416,38 @@ def study_points(storage: RDBStorage, study_id: int, n_objectives: int) -> tuple
     return int(complete), ids, values.reshape(len(rows), n_objectives)
 
 
+def complete_points(storage: RDBStorage, study_id: int, n_objectives: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(trial_ids, values)`` of every COMPLETE trial of a study (feasible or not) in trial-number
+    order, from our side table: what :func:`complete_values` reads from Optuna's tables, one blob
+    per trial instead of a row per objective (at 100,000 trials: 2.9 of 11.9 profiled s of a TPE
+    resume through SQLAlchemy rows); None when the table does not hold every COMPLETE trial of
+    the study, or a blob has another length than its objectives'."""
+    from sqlalchemy import inspect
+
+    with storage.engine.connect() as connection:
+        if not inspect(connection).has_table(POINTS_TABLE):
+            return None
+        mark = _mark(connection)
+        held, complete = _driver_rows(
+            connection,
+            f"SELECT (SELECT COUNT(*) FROM {POINTS_TABLE} WHERE study_id = {mark}),"
+            f" (SELECT COUNT(*) FROM {_TRIALS} WHERE study_id = {mark} AND state = 'COMPLETE')",
+            (study_id, study_id),
+        )[0]
+        if held != complete:
+            return None
+        rows = _driver_rows(
+            connection,
+            f"SELECT trial_id, objectives FROM {POINTS_TABLE} WHERE study_id = {mark} ORDER BY number",
+            (study_id,),
+        )
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    joined = b"".join([r[1] for r in rows])
+    if len(joined) != len(rows) * n_objectives * 8:
+        return None
+    return ids, np.frombuffer(joined, dtype="<f8").reshape(len(rows), n_objectives)
+
+
 #: Optuna's tables as named in ``optuna.storages._rdb.models`` (checked there by
 #: tests/tuner/test_optuna_internals.py); a trial's state is stored as the enum's name.
 _TRIALS, _TRIAL_PARAMS = models.TrialModel.__tablename__, models.TrialParamModel.__tablename__

@@ -390,12 +390,16 @@ def _compact_history(
     by this project: then the trials are read whole). Two reads: the objective values (Optuna's
     ``trial_values``) and the index of each trial; a trial completed by another worker between
     the two is in one of them only, and left out (what was read first is what the run saw)."""
-    trial_ids, values = optuna_internals.complete_values(storage, study_id, n_objectives)
+    points = optuna_internals.complete_points(storage, study_id, n_objectives)
+    trial_ids, values = (
+        points if points is not None else optuna_internals.complete_values(storage, study_id, n_objectives)
+    )
     by_id, flat = optuna_internals.configuration_indices_by_trial(storage, study_id)
     position = dict(zip(by_id.tolist(), flat.tolist(), strict=True))
-    if not all(t in position for t in trial_ids):
+    ids = list(trial_ids.tolist() if isinstance(trial_ids, np.ndarray) else trial_ids)
+    if not all(t in position for t in ids):
         return None
-    ordered = np.array([position[t] for t in trial_ids], dtype=np.int64)
+    ordered = np.array([position[t] for t in ids], dtype=np.int64)
     return hydrator.sampler_history(ordered, values), ordered
 
 
