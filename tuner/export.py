@@ -1465,7 +1465,8 @@ def plan_engine_args(plan: ScoredPlan, fmt: str) -> dict:
     if plan.mode == "aggregated":
         serving = {**plan.workload, "mode": "aggregated"}
         return _RENDERERS[fmt](_serving_spec(plan.deployment, serving))
-    assert plan.prefill is not None and plan.prefill_workload is not None
+    if plan.prefill is None or plan.prefill_workload is None:
+        raise ValueError(f"a {plan.mode} plan without its prefill pool")  # scored_plan sets both
     prefill, decode = plan.prefill, plan.deployment
     serving = {
         **plan.workload,
