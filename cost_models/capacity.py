@@ -22,7 +22,9 @@ checkpoint format where it is neither (gpt-oss's MXFP4: weight-only, 16-bit acti
 estimate runs it by default). The KV cache stays 16-bit.
 
 A candidate meets the SLA when it is stable (keeps up with R, fits in memory) with mean TTFT <=
-``max_ttft_s`` and mean TPOT <= ``max_tpot_s``. Feasible candidates are sorted by total chips,
+``max_ttft_s`` and mean TPOT <= ``max_tpot_s``, and where asked p90 / p99 TTFT <= ``max_ttft_p90_s``
+/ ``max_ttft_p99_s`` and p99 TPOT <= ``max_tpot_p99_s`` (the steady state's percentiles). Feasible
+candidates are sorted by total chips,
 then by end-to-end latency: at a fixed request rate the cost (chip-seconds per token) of two
 candidates with the same chips is the same, so the faster one is preferred.
 """
@@ -72,6 +74,32 @@ MAX_DISAGGREGATED_PAIRS = 2_000_000
 class Sla:
     max_ttft_s: float
     max_tpot_s: float
+    #: Percentile SLAs (None: not asked), in addition to the means: the steady state's
+    #: ``ttft_p90_s``, ``ttft_p99_s`` (:mod:`cost_models.ttft_percentiles`) and ``tpot_p99_s``.
+    max_ttft_p90_s: float | None = None
+    max_ttft_p99_s: float | None = None
+    max_tpot_p99_s: float | None = None
+
+    def limits(self) -> list[tuple[str, str, float]]:
+        """(estimate key, option, limit) of every limit asked, the means first."""
+        every = (
+            ("tpot_s", "--max-tpot-s", self.max_tpot_s),
+            ("ttft_s", "--max-ttft-s", self.max_ttft_s),
+            ("ttft_p90_s", "--max-ttft-p90-s", self.max_ttft_p90_s),
+            ("ttft_p99_s", "--max-ttft-p99-s", self.max_ttft_p99_s),
+            ("tpot_p99_s", "--max-tpot-p99-s", self.max_tpot_p99_s),
+        )
+        return [(key, option, limit) for key, option, limit in every if limit is not None]
+
+
+#: What each SLA key is called in :func:`why_none`'s line.
+_SLA_WORDS = {
+    "tpot_s": "TPOT",
+    "ttft_s": "TTFT",
+    "ttft_p90_s": "p90 TTFT",
+    "ttft_p99_s": "p99 TTFT",
+    "tpot_p99_s": "p99 TPOT",
+}
 
 
 def weight_formats(chip: HardwareSpec, model: ModelSpec | None = None) -> list[tuple[str, int]]:
@@ -218,6 +246,9 @@ def problem(
     max_ttft_s: float,
     max_tpot_s: float,
     max_chips: int = DEFAULT_MAX_CHIPS,
+    max_ttft_p90_s: float | None = None,
+    max_ttft_p99_s: float | None = None,
+    max_tpot_p99_s: float | None = None,
     backend: str | None = None,
     calibration: str | CalibrationProfile | None = AUTO_CALIBRATION,
     kv_bits: str | int = 16,
@@ -234,7 +265,17 @@ def problem(
             f"{chip.name} is not a GPU: capacity planning enumerates GPU meshes",
             "use a GPU (tuner hardware)",
         )
-    for name, value in (("request_rate", request_rate), ("max_ttft_s", max_ttft_s), ("max_tpot_s", max_tpot_s)):
+    percentiles = (
+        ("max_ttft_p90_s", max_ttft_p90_s),
+        ("max_ttft_p99_s", max_ttft_p99_s),
+        ("max_tpot_p99_s", max_tpot_p99_s),
+    )
+    for name, value in (
+        ("request_rate", request_rate),
+        ("max_ttft_s", max_ttft_s),
+        ("max_tpot_s", max_tpot_s),
+        *[(n, v) for n, v in percentiles if v is not None],
+    ):
         if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
             raise InvalidInputError(name, f"must be a positive number, got {value!r}", f"pass {name} above 0")
     for name, whole in (("prompt_len", prompt_len), ("gen_len", gen_len), ("max_chips", max_chips)):
@@ -272,7 +313,7 @@ def problem(
         float(request_rate),
         int(prompt_len),
         int(gen_len),
-        Sla(float(max_ttft_s), float(max_tpot_s)),
+        Sla(float(max_ttft_s), float(max_tpot_s), *[None if v is None else float(v) for _, v in percentiles]),
         int(max_chips),
         engine,
         profile,
@@ -321,8 +362,11 @@ def aggregated_candidates(p: CapacityProblem) -> AggregatedCandidates:
     )
 
 
-def meets_sla(ttft: np.ndarray, tpot: np.ndarray, stable: np.ndarray, sla: Sla) -> np.ndarray:
-    return stable & (ttft <= sla.max_ttft_s) & (tpot <= sla.max_tpot_s)
+def meets_sla(est: ServingEstimate, sla: Sla) -> np.ndarray:
+    ok = est.stable.copy()
+    for key, _, limit in sla.limits():
+        ok &= getattr(est, key) <= limit
+    return ok
 
 
 def why_none(p: CapacityProblem, est: ServingEstimate) -> str:
@@ -337,27 +381,29 @@ def why_none(p: CapacityProblem, est: ServingEstimate) -> str:
     stable = est.stable
     if not np.any(stable):
         return f"no candidate keeps up with {p.request_rate:g} requests/s (raise --max-chips or lower --request-rate)"
-    tpot, ttft = float(np.min(est.tpot_s[stable])), float(np.min(est.ttft_s[stable]))
     short = []
-    if tpot > p.sla.max_tpot_s:
-        short.append(f"the lowest TPOT of those that keep up is {tpot:.3g} s, over --max-tpot-s {p.sla.max_tpot_s:g}")
-    if ttft > p.sla.max_ttft_s:
-        short.append(f"the lowest TTFT of those that keep up is {ttft:.3g} s, over --max-ttft-s {p.sla.max_ttft_s:g}")
+    for key, option, limit in p.sla.limits():
+        lowest = float(np.min(getattr(est, key)[stable]))
+        if lowest > limit:
+            short.append(
+                f"the lowest {_SLA_WORDS[key]} of those that keep up is {lowest:.3g} s, over {option} {limit:g}"
+            )
     if short:
         return (
             "; ".join(short)
             + " (relax the SLA, or raise --max-chips where the chip budget capped the tensor parallelism)"
         )
     return (
-        f"candidates meet --max-ttft-s {p.sla.max_ttft_s:g} and --max-tpot-s {p.sla.max_tpot_s:g} apart, "
-        "none both at once (relax either, or raise --max-chips)"
+        "candidates meet "
+        + " and ".join(f"{option} {limit:g}" for _, option, limit in p.sla.limits())
+        + " apart, none all at once (relax one, or raise --max-chips)"
     )
 
 
 def _aggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]], str | None]:
     c = aggregated_candidates(p)
     est: ServingEstimate = serve(c.deployments, c.workloads, calibration=p.calibration)
-    ok = meets_sla(est.ttft_s, est.tpot_s, est.stable, p.sla)
+    ok = meets_sla(est, p.sla)
     chips = c.chips
     order = np.lexsort((est.e2e_latency_s, chips))
     rows = [
@@ -373,7 +419,10 @@ def _aggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]], str
             # W8A8: an 8-bit candidate's activations are 8-bit too (tuner estimate --act-bits).
             "act_format": dtype_name(act_code(int(c.deployments.weight_dtype[i]), p.chip)),
             "ttft_s": float(est.ttft_s[i]),
+            "ttft_p90_s": float(est.ttft_p90_s[i]),
+            "ttft_p99_s": float(est.ttft_p99_s[i]),
             "tpot_s": float(est.tpot_s[i]),
+            "tpot_p99_s": float(est.tpot_p99_s[i]),
             "e2e_latency_s": float(est.e2e_latency_s[i]),
             "tokens_per_s_per_chip": float(p.request_rate * p.gen_len / chips[i]),
             "running_per_replica": float(est.running[i]),
@@ -530,7 +579,7 @@ def _disaggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]], 
         )
     c = disaggregated_candidates(p)
     est = score_disaggregated(p, c)
-    ok = meets_sla(est.ttft_s, est.tpot_s, est.stable, p.sla)
+    ok = meets_sla(est, p.sla)
     chips = c.chips
     order = np.lexsort((est.e2e_latency_s, chips))
     ones = np.ones(len(chips))
@@ -556,7 +605,10 @@ def _disaggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]], 
             # W8A8: an 8-bit candidate's activations are 8-bit too (tuner estimate --act-bits).
             "act_format": dtype_name(act_code(int(c.prefill.weight_dtype[i]), p.chip)),
             "ttft_s": float(est.ttft_s[i]),
+            "ttft_p90_s": float(est.ttft_p90_s[i]),
+            "ttft_p99_s": float(est.ttft_p99_s[i]),
             "tpot_s": float(est.tpot_s[i]),
+            "tpot_p99_s": float(est.tpot_p99_s[i]),
             "e2e_latency_s": float(est.e2e_latency_s[i]),
             "tokens_per_s_per_chip": float(p.request_rate * p.gen_len / chips[i]),
             "kv_transfer_s": float(est.kv_transfer_s[i]),

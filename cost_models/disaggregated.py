@@ -73,6 +73,7 @@ from cost_models.serving import (
     resolve_overheads,
 )
 from cost_models.topology import Network, network_for
+from cost_models.ttft_percentiles import lognormal_cv2, md1_wait_variance, single_percentiles
 
 _FIXED_POINT_ROUNDS = 60
 POOLS: tuple[str, ...] = ("prefill", "decode")
@@ -535,6 +536,33 @@ def closed_loop_residual_s(p: PrefillPool, clients: np.ndarray) -> np.ndarray:
     return 0.5 * p.iteration_s * p.busy * others
 
 
+def _ttft_tail(
+    p: PrefillPool,
+    w: ServingWorkloads,
+    queue: np.ndarray,
+    clients: np.ndarray | None,
+    mean: np.ndarray,
+    overhead: float,
+) -> dict[str, np.ndarray]:
+    """TTFT's p90 and p99 (:mod:`cost_models.ttft_percentiles`): the rest of the running prefill
+    iteration (landed in with probability ``busy``, uniform over it: E[R^2] = busy t^2 / 3), the
+    open loop's M/D/1 wait (its service from the steady state's mean, P-K inverted) and the prompt's
+    length moving its prefill in proportion; a closed loop's wait for a client's turn a constant."""
+    t_iter = p.iteration_s
+    others = 1.0 if clients is None else np.maximum(clients - 1.0, 0.0) / np.maximum(clients, 1.0)
+    busy = p.busy * others
+    residual = 0.5 * t_iter * busy
+    var = np.maximum(busy * t_iter**2 / 3.0 - residual**2, 0.0)
+    cv2 = lognormal_cv2(w.prompt_len, w.prompt_len_std)
+    if clients is None:
+        rho = np.clip(p.utilisation, 0.0, 0.999)
+        wait = np.maximum(queue - residual, 0.0)
+        service = np.where(rho > 0.0, wait * 2.0 * (1.0 - rho) / np.maximum(rho, 1e-30), 0.0)
+        var = var + md1_wait_variance(wait, rho, service, cv2)
+    var = var + cv2 * p.prefill_s**2
+    return single_percentiles(mean, np.where(np.isfinite(mean), var, 0.0), np.full(len(mean), overhead))
+
+
 def combine(
     p: PrefillPool,
     q: DecodePool,
@@ -578,6 +606,7 @@ def combine(
         queued = np.maximum(clients - in_pools, 0.0)
     bad = ~stable
     ttft = queue + p.prefill_s + link.seconds + request_overhead_s
+    ttft_tail = _ttft_tail(p, w, queue, clients, ttft - request_overhead_s, request_overhead_s)
     tpot = np.where(gen > 1.0, q.iteration_s, 0.0)
     chips = p.instances * p.chips_per_instance + q.instances * q.chips_per_instance
     requests = np.where(bad, 0.0, rate)
@@ -586,6 +615,8 @@ def combine(
     inf = np.full(n, np.inf)
     return DisaggregatedEstimate(
         ttft_s=np.where(bad, inf, ttft),
+        ttft_p90_s=np.where(bad, inf, ttft_tail["ttft_p90_s"]),
+        ttft_p99_s=np.where(bad, inf, ttft_tail["ttft_p99_s"]),
         tpot_s=np.where(bad, inf, tpot),
         tpot_p90_s=np.where(bad, inf, tpot),  # no mixed iterations: every decode step alike
         tpot_p99_s=np.where(bad, inf, tpot),

@@ -159,6 +159,8 @@ _METRICS: tuple[Metric, ...] = (
         lambda r, d: d.chips,
     ),
     _serving("serving.ttft_s", "s", "minimize", "time to first token under load (queueing and prefill included)"),
+    _serving("serving.ttft_p90_s", "s", "minimize", "90th percentile of time to first token under load"),
+    _serving("serving.ttft_p99_s", "s", "minimize", "99th percentile of time to first token under load"),
     _serving("serving.tpot_s", "s", "minimize", "mean time per output token under load (prefill interference)"),
     _serving("serving.tpot_p99_s", "s", "minimize", "99th percentile of a request's time per output token"),
     _serving("serving.e2e_latency_s", "s", "minimize", "request latency under load: TTFT plus every output token"),

@@ -50,6 +50,12 @@ from cost_models.inference_configs import MAX_SIZE
 from cost_models.iteration import IterationShapes, iteration_shapes, iteration_times
 from cost_models.partitioning import gathered_weight_buffer_bytes, mxfp4_checkpoint_extra_bytes, weight_bytes_per_chip
 from cost_models.topology import Network, network_for
+from cost_models.ttft_percentiles import (
+    TTFT_PERCENTILES,
+    lognormal_cv2,
+    md1_wait_variance,
+    mixture_quantile,
+)
 
 #: Engine defaults (each engine's documented default for an online server on one node): the
 #: most sequences per iteration, the token budget of an iteration, chunked prefill, KV block
@@ -355,6 +361,10 @@ class ServingEstimate:
     latencies (its queue grows without bound)."""
 
     ttft_s: np.ndarray
+    #: TTFT's 90th and 99th percentiles over the requests (:mod:`cost_models.ttft_percentiles`: the
+    #: queueing parts' variances, a gamma law fitted; a closed loop's first burst a uniform law beside).
+    ttft_p90_s: np.ndarray
+    ttft_p99_s: np.ndarray
     tpot_s: np.ndarray
     tpot_p90_s: np.ndarray
     tpot_p99_s: np.ndarray
@@ -387,6 +397,8 @@ class ServingEstimate:
 #: The keys of one deployment's ``serving`` object (``tuner estimate --json``), in order.
 SERVING_KEYS: tuple[str, ...] = (
     "ttft_s",
+    "ttft_p90_s",
+    "ttft_p99_s",
     "tpot_s",
     "tpot_p90_s",
     "tpot_p99_s",
@@ -975,6 +987,7 @@ def _result(
     *,
     stable: np.ndarray,
     ttft: np.ndarray,
+    ttft_tail: dict[str, np.ndarray],
     tpot: np.ndarray,
     requests: np.ndarray,
     running: np.ndarray,
@@ -993,6 +1006,8 @@ def _result(
     tokens_per_s = requests * gen
     return ServingEstimate(
         ttft_s=np.where(bad, np.inf, ttft),
+        ttft_p90_s=np.where(bad, np.inf, ttft_tail["ttft_p90_s"]),
+        ttft_p99_s=np.where(bad, np.inf, ttft_tail["ttft_p99_s"]),
         tpot_s=np.where(bad, np.inf, tpot),
         tpot_p90_s=np.where(bad, np.inf, tpot + 1.2816 * spread),
         tpot_p99_s=np.where(bad, np.inf, tpot + 2.3263 * spread),
@@ -1075,6 +1090,7 @@ def _closed_loop(s: _Setting) -> ServingEstimate:
     t_first = np.maximum(gpu_mix, s.host(np.zeros(len(w)), per_mixed))
     steady = (cycle_iterations - life) * t_mix + own_prefill * t_mix
     burst = (mixed_per_cycle + 1.0) / 2.0 * (2.0 * t_first + t_mix) / 3.0 + (own_prefill - 1.0) * t_mix
+    steady_var = np.zeros(len(w))  # the grouped steady state: every request alike
     spread = (w.prompt_len_std > 0) | (w.gen_len_std > 0)
     if np.any(spread):
         rows = np.flatnonzero(spread)
@@ -1083,7 +1099,9 @@ def _closed_loop(s: _Setting) -> ServingEstimate:
         # with or without groups and the desynchronized queue has no steady state (infinite): the
         # groups' model stands there, and the smaller of the two near it.
         line = (gpu_dec[rows], gpu_mix[rows], per_mixed[rows])
-        steady[rows] = np.minimum(steady[rows], _desynchronized_ttft(sub, running[rows], cycle_iterations[rows], line))
+        desync, desync_var = _desynchronized_ttft(sub, running[rows], cycle_iterations[rows], line)
+        steady_var[rows] = np.where(desync < steady[rows], desync_var, 0.0)
+        steady[rows] = np.minimum(steady[rows], desync)
         # TPOT by Little's law over the same cycle. Every client is in the engine all the time
         # (``running`` of them, ``requests = running / cycle_s``), so one request's engine time
         # is the cycle: TTFT in the engine + (G - 1) TPOT = cycle_s. The grouped TPOT above lets a
@@ -1123,11 +1141,23 @@ def _closed_loop(s: _Setting) -> ServingEstimate:
     requests = running / in_engine
     # Clients beyond the slots wait for one: all C share the running ones' requests (Little's law).
     waiting = np.maximum(clients / requests - in_engine, 0.0)
+    # Percentiles: the steady requests' law (gamma, :func:`_desynchronized_ttft`'s variance) and the
+    # first burst's, whose j-th of M groups waits for groups 1..j, their iterations going from t_first
+    # to t_mix: a share u into the burst waits t_first + (M - 1) (t_first u + (t_mix - t_first) u^2 / 2)
+    # (the mean about ``burst``'s); the wait for a slot and the overhead a constant.
+    shift = waiting + s.overheads.request_overhead_s
+    groups = np.maximum(mixed_per_cycle - 1.0, 0.0)
+    first_burst = (share, t_first + (own_prefill - 1.0) * t_mix, groups * t_first, groups * (t_mix - t_first) / 2.0)
+    ttft_tail = {
+        key: shift + mixture_quantile(q, [(1.0 - share, steady, steady_var)], first_burst)
+        for key, q, _ in TTFT_PERCENTILES
+    }
     return _result(
         s,
         cap,
         stable=np.ones(len(w), dtype=bool),
         ttft=(1.0 - share) * steady + share * burst + waiting + s.overheads.request_overhead_s,
+        ttft_tail=ttft_tail,
         tpot=tpot,
         requests=requests,
         running=running,
@@ -1144,7 +1174,7 @@ def _desynchronized_ttft(
     running: np.ndarray,
     cycle_iterations: np.ndarray,
     line: tuple[np.ndarray, np.ndarray, np.ndarray],
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Steady-state TTFT in the engine of a closed loop with spread lengths: requests end at
     different iterations, the first burst's groups dissolve, and the prompts arriving at an
     iteration's end are the requests that finished in it: each of the other ``running - 1``
@@ -1164,7 +1194,9 @@ def _desynchronized_ttft(
     iteration a request sits in, size-biased (32.5 ms both). With 5% spread the groups fade over
     the first cycles instead (simulated TTFT 1.07-1.09x this over 2000 requests at 64-256
     clients). Infinite where the prefill budget cannot keep up (``rho >= 1``). ``line``: the GPU
-    seconds of the closed loop's decode-only and mixed iterations, and the mixed one's tokens."""
+    seconds of the closed loop's decode-only and mixed iterations, and the mixed one's tokens.
+    Returns the mean and the variance over the requests (:mod:`cost_models.ttft_percentiles`: the
+    M/D/1 wait's, the Poisson count of the others' prompts in its iteration, its prompt's length)."""
     uncached = s.uncached
     lam = np.maximum(running - 1.0, 0.0) / np.maximum(cycle_iterations, 1.0)  # the others' prompts
     budget = s.prefill_budget(np.maximum(running - 1.0, 0.0))
@@ -1187,8 +1219,23 @@ def _desynchronized_ttft(
         own[rows] = s.take(rows).iteration(decoding[rows], tokens[rows])
     own_prefill = np.ceil(uncached / np.maximum(budget, 1.0) - 1e-9)
     rho = lam * uncached / budget
-    queue = np.where(rho < 1.0, rho / (2.0 * (1.0 - np.minimum(rho, 0.999))) * uncached / budget, np.inf)
-    return (queue + own_prefill) * own
+    service = uncached / budget  # iterations of the budget's server a prompt takes
+    queue = np.where(rho < 1.0, rho / (2.0 * (1.0 - np.minimum(rho, 0.999))) * service, np.inf)
+    cv2 = lognormal_cv2(s.w.prompt_len, s.w.prompt_len_std)
+    queue_var = md1_wait_variance(queue, np.minimum(rho, 0.999), service, cv2) * own**2
+    # Each other prompt in its iteration lengthens it by a prompt's share of the mixed one; its
+    # own prompt's length moves its prefill in proportion (a whole iteration's worth where chunked).
+    # (The host's where it binds the iteration: its time per new request, TensorRT-LLM's fit about
+    # 19 ms of a 41 ms iteration for Llama-3-8B on 8 H100s at 16 clients, where the GPU's chord
+    # gave 2 ms a prompt and the p90 46 ms against the simulation's 61.)
+    per_prompt = np.maximum(gpu_mix - gpu_dec, 0.0) * uncached / np.maximum(per_mixed, 1e-9)
+    host_per_prompt = s.host(decoding, tokens + uncached) - host
+    per_prompt = np.where(
+        host >= gpu_dec + (gpu_mix - gpu_dec) * share, np.maximum(per_prompt, host_per_prompt), per_prompt
+    )
+    others_var = (own_prefill * per_prompt) ** 2 * lam
+    prompt_var = cv2 * np.where(own_prefill > 1.0, own_prefill * own, per_prompt) ** 2
+    return (queue + own_prefill) * own, queue_var + others_var + prompt_var
 
 
 #: Standard normal quantile of the 99.9th percentile (the running batch's, ``running_p999``).
@@ -1658,6 +1705,47 @@ def _open_loop(s: _Setting) -> ServingEstimate:
     # budget, 2048/256 tokens, 5.8/s: one iteration each read 0.82x the simulated TTFT, now 0.88x).
     queue_s = rho / (2.0 * (1.0 - rho)) * t_mix * uncached / np.maximum(budget, 1.0)
     ttft = residual + queue_s + own_prefill * t_own + s.overheads.request_overhead_s
+    # Percentiles (:mod:`cost_models.ttft_percentiles`). A request lands in a mixed iteration with
+    # probability p t_mix / t_mean (size-biased) and a decode-only one otherwise: two laws, not one
+    # (a few requests wait out a long prefill iteration and take the prompts that came during it
+    # into their own: the heavy upper tail the simulation shows, which one gamma law of the mean's
+    # variance put at 0.64-0.83x the simulated p99). In each, a gamma law of: the rest of the
+    # iteration landed in (uniform over it, L / 2 and L^2 / 12), the M/G/1 wait for the budget (the
+    # service lognormal where prompts spread), the others' prompts that arrived during it (Poisson,
+    # R L, a prompt's time each) in its own iterations, the batch's swings (Var(n) sequences,
+    # :func:`_load_fluctuation`, ``per_sequence`` each) and its own prompt's length (its prefill
+    # in proportion: a whole iteration's worth per chunk where chunked).
+    cv2 = lognormal_cv2(w.prompt_len, w.prompt_len_std)
+    service_s = t_mix * uncached / np.maximum(budget, 1.0)
+    per_own_prompt = np.maximum(t_mix - t_dec, 0.0) * uncached / np.maximum(per_mixed, 1e-9)
+    common_var = (
+        md1_wait_variance(queue_s, rho, service_s, cv2)
+        + (own_prefill * per_sequence) ** 2 * var_n
+        + cv2 * np.where(own_prefill > 1.0, own_prefill * t_own, per_own_prompt) ** 2
+    )
+    overhead = s.overheads.request_overhead_s
+    land_mixed = np.clip(p_mix * t_mix / np.maximum(t_mean, 1e-30), 0.0, 1.0)
+    laws = []
+    mixed_var = per_prompt**2 * var_k
+    gamma = np.clip(rate * per_prompt, 0.0, 0.99)
+    prompt_wait = gamma * per_prompt / (2.0 * (1.0 - gamma))
+    common_var = common_var + md1_wait_variance(prompt_wait, gamma, per_prompt, cv2)
+    for weight, landed, landed_var in ((land_mixed, t_mix, mixed_var), (1.0 - land_mixed, t_dec, 0.0 * t_dec)):
+        room = np.maximum(budget / np.maximum(uncached, 1e-9) - 1.0, 0.0)
+        others = np.minimum(rate * landed, room)
+        own_s = t_dec + (t_mix - t_dec) * np.minimum(uncached * (1.0 + others), budget) / np.maximum(per_mixed, 1e-9)
+        own_s = own_s + per_sequence * cov_nt / np.maximum(t_mean, 1e-30)
+        mean = landed / 2.0 + queue_s + own_prefill * own_s
+        slope = own_prefill * per_own_prompt
+        var = (
+            landed**2 / 12.0
+            + landed_var / 3.0
+            + slope**2 * (others + np.where(rate * landed < room, rate**2 * landed_var, 0.0))
+            + slope * rate * landed_var
+            + common_var
+        )
+        laws.append((weight, mean, var))
+    ttft_tail = {key: overhead + mixture_quantile(q, laws) for key, q, _ in TTFT_PERCENTILES}
     # A request of one output token has no time per output token: its only token is the first
     # (vLLM's benchmark counts a request's TPOT only where output_len > 1, vllm/benchmarks/serve.py
     # calculate_metrics; tuner simulate leaves it out the same way). TPOT 0, as the closed loop and
@@ -1688,6 +1776,7 @@ def _open_loop(s: _Setting) -> ServingEstimate:
         cap,
         stable=stable,
         ttft=ttft,
+        ttft_tail=ttft_tail,
         tpot=tpot,
         requests=np.where(stable, rate, 0.0),
         running=running,

@@ -197,7 +197,8 @@ def swings_note(workloads: ServingWorkloads, result: ServingEstimate, index: int
         f"near capacity: the running batch swings with the arrivals (mean {float(result.running[index]):.0f}, "
         f"99.9th percentile about {float(result.running_p999[index]):.0f} sequences) up to its cap ({holder} "
         f"{limit}): now and then requests wait for a slot{preempted}, and TTFT and TPOT run above these means "
-        "(tuner simulate shows by how much)"
+        "and the TTFT percentiles above their estimate (its p99 came to 0.07-0.71x tuner simulate's on such "
+        "loads, docs/serving.md; tuner simulate shows by how much)"
     )
 
 

@@ -277,6 +277,8 @@ class CompiledStudy:
             ("max_ttft_s", "ttft_s", c.max_ttft_s),
             ("max_tpot_s", "tpot_s", c.max_tpot_s),
             ("max_tpot_p99_s", "tpot_p99_s", c.max_tpot_p99_s),
+            ("max_ttft_p90_s", "ttft_p90_s", c.max_ttft_p90_s),
+            ("max_ttft_p99_s", "ttft_p99_s", c.max_ttft_p99_s),
         ):
             if limit is not None:
                 columns.append(ConstraintColumn(name, f"serving {key} minus the limit, s", _over(key, limit)))

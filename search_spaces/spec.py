@@ -274,6 +274,20 @@ class Constraints(BaseModel):
         allow_inf_nan=False,
         description="99th percentile TPOT SLO under load, seconds (needs a serving: section).",
     )
+    max_ttft_p90_s: StrictFloat | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="90th percentile TTFT SLO under load, seconds (needs a serving: section): the steady "
+        "state's ttft_p90_s (docs/serving.md, TTFT percentiles).",
+    )
+    max_ttft_p99_s: StrictFloat | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="99th percentile TTFT SLO under load, seconds (needs a serving: section): the steady "
+        "state's ttft_p99_s.",
+    )
     max_cost_usd_per_million_tokens: StrictFloat | None = Field(
         default=None,
         gt=0,
@@ -441,6 +455,9 @@ _HOW_TO_SEARCH = {"description", "sampler", "seed", "trials"}
 _OPTIONAL_SECTIONS: tuple[tuple[str, ...], ...] = (
     ("serving",),
     ("constraints", "max_tpot_p99_s"),
+    # TTFT percentiles (added later): a spec without them keeps its hash.
+    ("constraints", "max_ttft_p90_s"),
+    ("constraints", "max_ttft_p99_s"),
     # Prices (added later): a spec without one keeps its hash.
     ("price_per_chip_hour_usd",),
     ("constraints", "max_cost_usd_per_million_tokens"),
@@ -599,8 +616,9 @@ class StudySpec(BaseModel):
             named = [o.metric for o in self.objectives if METRICS[o.metric].needs_serving]
             if named:
                 raise ValueError(f"objective {named[0]} needs a serving: section")
-            if self.constraints.max_tpot_p99_s is not None:
-                raise ValueError("constraints.max_tpot_p99_s needs a serving: section")
+            for name in ("max_tpot_p99_s", "max_ttft_p90_s", "max_ttft_p99_s"):
+                if getattr(self.constraints, name) is not None:
+                    raise ValueError(f"constraints.{name} needs a serving: section")
             if self.space.batch is None:
                 raise ValueError("space.batch is required without a serving: section")
         if self.price_per_chip_hour_usd is None:

@@ -1830,6 +1830,15 @@ def _calibrate_end_to_end(
 @click.option("--gen-len", type=int, required=True, help="Generated tokens per request.")
 @click.option("--max-ttft-s", type=float, required=True, help="SLA: mean time to first token, seconds.")
 @click.option("--max-tpot-s", type=float, required=True, help="SLA: mean time per output token, seconds.")
+@click.option(
+    "--max-ttft-p90-s",
+    type=float,
+    default=None,
+    help="SLA, in addition to the means: 90th percentile time to first token, seconds (the steady state's "
+    "ttft_p90_s, validated against tuner simulate: docs/serving.md).",
+)
+@click.option("--max-ttft-p99-s", type=float, default=None, help="SLA: 99th percentile time to first token, seconds.")
+@click.option("--max-tpot-p99-s", type=float, default=None, help="SLA: 99th percentile time per output token, seconds.")
 @click.option("--max-chips", type=int, default=DEFAULT_MAX_CHIPS, show_default=True, help="Chip budget.")
 @click.option(
     "--mode",
@@ -1872,6 +1881,9 @@ def recommend_command(
     gen_len: int,
     max_ttft_s: float,
     max_tpot_s: float,
+    max_ttft_p90_s: float | None,
+    max_ttft_p99_s: float | None,
+    max_tpot_p99_s: float | None,
     max_chips: int,
     mode: str,
     kv_bits: str,
@@ -1941,6 +1953,9 @@ def recommend_command(
             gen_len=gen_len,
             max_ttft_s=max_ttft_s,
             max_tpot_s=max_tpot_s,
+            max_ttft_p90_s=max_ttft_p90_s,
+            max_ttft_p99_s=max_ttft_p99_s,
+            max_tpot_p99_s=max_tpot_p99_s,
             max_chips=max_chips,
             backend=backend,
             calibration=calibration,

@@ -58,6 +58,8 @@ SLO_OBJECTIVES = {
     "decode.step_latency_s": "max_tpot_s",
     "serving.tpot_s": "max_tpot_s",
     "serving.tpot_p99_s": "max_tpot_p99_s",
+    "serving.ttft_p90_s": "max_ttft_p90_s",
+    "serving.ttft_p99_s": "max_ttft_p99_s",
     "decode.cost_usd_per_million_tokens": "max_cost_usd_per_million_tokens",
     "serving.cost_usd_per_million_tokens": "max_cost_usd_per_million_tokens",
 }

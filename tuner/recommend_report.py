@@ -41,6 +41,9 @@ def recommend_dict(p: CapacityProblem, result: dict[str, dict[str, Any]], runner
         "gen_len": p.gen_len,
         "max_ttft_s": p.sla.max_ttft_s,
         "max_tpot_s": p.sla.max_tpot_s,
+        "max_ttft_p90_s": p.sla.max_ttft_p90_s,
+        "max_ttft_p99_s": p.sla.max_ttft_p99_s,
+        "max_tpot_p99_s": p.sla.max_tpot_p99_s,
         "max_chips": p.max_chips,
         "kv_format": dtype_name(p.kv_code),
         "backend": p.backend,
@@ -194,6 +197,9 @@ def comparison_dict(reports: list[dict]) -> dict:
                 "gen_len",
                 "max_ttft_s",
                 "max_tpot_s",
+                "max_ttft_p90_s",
+                "max_ttft_p99_s",
+                "max_tpot_p99_s",
                 "max_chips",
                 "kv_format",
             )  # fmt: skip
@@ -224,13 +230,20 @@ def _formats(row: dict) -> str:
     return weights if acts == "bf16" else f"{weights} W8A8" if acts == weights else f"{weights} w, {acts} act"
 
 
+def _percentile_slas(report: dict) -> str:
+    """The percentile SLAs asked (``, p90 TTFT <= 1 s``), or nothing."""
+    words = (("max_ttft_p90_s", "p90 TTFT"), ("max_ttft_p99_s", "p99 TTFT"), ("max_tpot_p99_s", "p99 TPOT"))
+    return "".join(f", {word} <= {report[key]:g} s" for key, word in words if report.get(key) is not None)
+
+
 def print_recommend(report: dict) -> None:
     console = _console()
     console.print(
         escape(
             f"{report['model']} on {report['hardware']} ({report['backend']}): {report['request_rate']:g} requests/s, "
             f"prompt {report['prompt_len']}, generate {report['gen_len']}; SLA TTFT <= {report['max_ttft_s']:g} s, "
-            f"TPOT <= {report['max_tpot_s']:g} s; at most {report['max_chips']} chips; KV cache {report['kv_format']}"
+            f"TPOT <= {report['max_tpot_s']:g} s{_percentile_slas(report)}; at most {report['max_chips']} chips; "
+            f"KV cache {report['kv_format']}"
         )
     )
     console.print(escape(calibration_line(report["calibration"])))
@@ -257,6 +270,10 @@ def print_recommend(report: dict) -> None:
         )
         table = Table()
         columns = ["", "chips", "layout", "weights", "TTFT", "TPOT", "tokens/s/chip"]
+        # The percentiles beside the means where a percentile SLA is asked (room for three more).
+        tails = bool(_percentile_slas(report))
+        if tails:
+            columns[6:6] = ["TTFT p90", "TTFT p99", "TPOT p99"]
         if price is not None:
             columns += ["$/h", "$/M tokens"]
         if mode == "disaggregated":
@@ -275,6 +292,8 @@ def print_recommend(report: dict) -> None:
                 _seconds(row["tpot_s"]),
                 _plain(row["tokens_per_s_per_chip"]),
             ]
+            if tails:
+                cells[6:6] = [_seconds(row["ttft_p90_s"]), _seconds(row["ttft_p99_s"]), _seconds(row["tpot_p99_s"])]
             if price is not None:
                 cells += [_dollars(row["cost_usd_per_hour"]), _dollars(row["cost_usd_per_million_tokens"])]
             if mode == "disaggregated":
@@ -287,7 +306,7 @@ def print_recommend(report: dict) -> None:
             console.print(
                 escape(
                     f"near capacity: {', '.join(near)}: a replica's running batch swings up to its KV cache or slots "
-                    "now and then (waits, preemptions): TTFT and TPOT run above these means; check with tuner simulate"
+                    "now and then (waits, preemptions): TTFT and TPOT run above these means and percentiles; check with tuner simulate"
                 )
             )
 

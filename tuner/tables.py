@@ -349,12 +349,26 @@ def print_serving(s: dict, console: Console | None = None) -> None:
         )
     )
     table = Table()
-    columns = ("TTFT", "TPOT", "TPOT p99", "E2E", "tokens/s", "per chip", "per user", "req/s", "max concurrency")
+    columns = (
+        "TTFT",
+        "TTFT p90",
+        "TTFT p99",
+        "TPOT",
+        "TPOT p99",
+        "E2E",
+        "tokens/s",
+        "per chip",
+        "per user",
+        "req/s",
+        "max concurrency",
+    )
     for column in (*columns, "queued", "stable"):
         table.add_column(column, justify="right")
     queued = s["queued"]
     table.add_row(
         _ms(s["ttft_s"]),
+        _ms(s["ttft_p90_s"]),
+        _ms(s["ttft_p99_s"]),
         _ms(s["tpot_s"]),
         _ms(s["tpot_p99_s"]),
         _ms(s["e2e_latency_s"]),
@@ -566,7 +580,14 @@ def _constraint_column(name: str, front) -> tuple[str, float, str] | None:
     """(header, factor, unit) of the column showing a front row's room under one constraint:
     ``TTFT of 1 s limit`` in s, ``memory of HBM`` in %; None for a 0/1 constraint (every front
     row satisfies it: nothing to show)."""
-    labels = {"max_ttft_s": "TTFT", "max_tpot_s": "TPOT", "max_tpot_p99_s": "TPOT p99", **_COST_LABELS}
+    labels = {
+        "max_ttft_s": "TTFT",
+        "max_tpot_s": "TPOT",
+        "max_tpot_p99_s": "TPOT p99",
+        "max_ttft_p90_s": "TTFT p90",
+        "max_ttft_p99_s": "TTFT p99",
+        **_COST_LABELS,
+    }
     if name in front.limits:
         limit = front.limits[name]
         from cost_models.metrics import USD_PER_MILLION_TOKENS

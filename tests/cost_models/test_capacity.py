@@ -297,3 +297,43 @@ def test_disaggregated_pools_follow_the_engines_attention_dp_rules() -> None:
     assert all(8 % (t * d) == 0 for t, d in dp_pools(mixtral)) and (1, 8) in dp_pools(mixtral)
     dense = disaggregated_candidates(problem("llama-3-8b", "h200", backend="sglang", max_chips=17, **load))
     assert dense.prefill_dp is None and dense.decode_dp is None
+
+
+def test_a_p90_ttft_sla_picks_the_fewest_chips_whose_p90_meets_it():
+    """Llama-3-8B on H100s under TensorRT-LLM at 40 requests/s, 1024/128 tokens: the means alone
+    (TTFT <= 1 s, TPOT <= 50 ms) take 2 chips; a p90 TTFT of 70 ms more. The plan's p90, rescored
+    here replica by replica through serve(), meets it, and every candidate with fewer chips that
+    meets the means misses it (the percentile is what binds)."""
+    load = {"request_rate": 40.0, "prompt_len": 1024, "gen_len": 128, "max_ttft_s": 1.0, "max_tpot_s": 0.05}
+    common = {"max_chips": 8, "backend": "trtllm"}
+    means = recommend(problem("llama-3-8b", "h100-sxm", **load, **common), ("aggregated",))["aggregated"]["best"]
+    p = problem("llama-3-8b", "h100-sxm", **load, **common, max_ttft_p90_s=0.07)
+    best = recommend(p, ("aggregated",))["aggregated"]["best"]
+    assert best["chips"] > means["chips"]
+
+    def rescored(tp: int, code: int, replicas: int):
+        d = make_deployments(
+            p.model, p.chip, mesh=[1, 1, tp], batch=1, prompt_len=1, gen_len=1, prefill_ffn_layout=0,
+            decode_ffn_layout=0, weight_dtype=code, act_dtype=code, flash_attention=True,
+        )  # fmt: skip
+        w = make_workloads(backend="trtllm", request_rate=40.0 / replicas, prompt_len=1024, gen_len=128)
+        return serve(d, w, calibration=p.calibration)
+
+    est = rescored(best["tp"], CODES[best["weight_format"]], best["replicas"])
+    assert est.ttft_p90_s[0] <= 0.07
+    assert est.ttft_p90_s[0] == pytest.approx(best["ttft_p90_s"], rel=1e-9)
+    c = aggregated_candidates(p)
+    fewer = np.flatnonzero(c.chips < best["chips"])
+    assert len(fewer) > 0
+    for i in fewer:
+        e = rescored(int(c.tp[i]), int(c.deployments.weight_dtype[i]), int(c.replicas[i]))
+        if e.stable[0] and e.ttft_s[0] <= 1.0 and e.tpot_s[0] <= 0.05:
+            assert e.ttft_p90_s[0] > 0.07, (c.tp[i], c.replicas[i])
+
+
+@pytest.mark.parametrize("name", ["max_ttft_p90_s", "max_ttft_p99_s", "max_tpot_p99_s"])
+def test_a_percentile_sla_must_be_positive(name):
+    load = {"request_rate": 10.0, "prompt_len": 1024, "gen_len": 128, "max_ttft_s": 1.0, "max_tpot_s": 0.05}
+    with pytest.raises(InvalidInputError) as info:
+        problem("llama-3-8b", "h100-sxm", **load, **{name: -1.0})
+    assert str(info.value).startswith(name) and "\n" not in str(info.value)

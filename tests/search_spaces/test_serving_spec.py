@@ -266,3 +266,33 @@ def test_a_serving_study_searches_dp_attention_and_expert_parallelism() -> None:
     assert d.batch[row] == 32  # 8 ranks x round(30 / 8) = 8 x 4
     # Pipelines stay refused under a load, naming the field.
     assert "space.pp" in refused({**data, "space": {**data["space"], "pp": [1, 2]}})
+
+
+@pytest.mark.parametrize("name", ["max_ttft_p90_s", "max_ttft_p99_s"])
+def test_ttft_percentile_constraints_validate_hash_and_compile(name: str) -> None:
+    """constraints.max_ttft_p90_s / max_ttft_p99_s, beside max_tpot_p99_s: the same rules (a
+    serving: section, a positive finite number; one-line errors naming the field), part of the hash
+    when set and absent from the canonical JSON when not (stored studies keep their identity), and
+    a constraint column of the serving steady state's ttft_p90_s / ttft_p99_s minus the limit."""
+    data = copy.deepcopy(SERVING)
+    base = parse_spec(copy.deepcopy(data))
+    assert name not in base.canonical_json()
+    data["constraints"] = {**data["constraints"], name: 0.5}
+    spec = parse_spec(copy.deepcopy(data))
+    assert name in spec.canonical_json() and spec.spec_hash != base.spec_hash
+    compiled = compile_study(spec)
+    assert compiled.constraint_names[-1] == name
+    evaluation = evaluate(compiled, compiled.space.all_indices())
+    assert evaluation.serving is not None
+    key = name.removeprefix("max_")
+    column = [c for c in compiled.constraints if c.name == name][0]
+    np.testing.assert_allclose(column.compute(evaluation), getattr(evaluation.serving, key) - 0.5)
+    for bad, words in ((-1.0, f"constraints.{name}: Input should be greater than 0"), ("1", name)):
+        wrong = copy.deepcopy(data)
+        wrong["constraints"][name] = bad
+        assert words in refused(wrong)
+    alone = {k: v for k, v in copy.deepcopy(SERVING).items() if k not in ("serving", "constraints")}
+    alone["space"]["batch"] = [1]
+    alone["objectives"] = [{"metric": "decode.step_latency_s"}]
+    alone["constraints"] = {name: 0.5}
+    assert f"constraints.{name} needs a serving: section" in refused(alone)

@@ -360,3 +360,33 @@ def test_a_kv_cache_the_chip_or_engine_lacks_is_one_line(capsys, hardware, kv_bi
     args[args.index("--hardware") + 1] = hardware
     code, out, err = run_cli(capsys, *args, "--backend", "vllm", "--max-ttft-s", "1", "--kv-bits", kv_bits)
     assert message in assert_one_error_line(code, out, err, ("kv_bits",))
+
+
+def test_percentile_slas_are_in_the_json_the_header_and_the_table(capsys):
+    """--max-ttft-p90-s, --max-ttft-p99-s, --max-tpot-p99-s: each plan's percentiles meet them, the
+    header says them and the table shows the percentiles beside the means."""
+    args = ("--max-ttft-s", "1", "--max-chips", "8", "--mode", "aggregated", "--max-ttft-p90-s", "0.9")
+    more = ("--max-ttft-p99-s", "0.95", "--max-tpot-p99-s", "0.06")
+    code, out, err = run_cli(capsys, *BASE, *args, *more, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert (report["max_ttft_p90_s"], report["max_ttft_p99_s"], report["max_tpot_p99_s"]) == (0.9, 0.95, 0.06)
+    best = report["modes"]["aggregated"]["best"]
+    assert best["ttft_p90_s"] <= 0.9 and best["ttft_p99_s"] <= 0.95 and best["tpot_p99_s"] <= 0.06
+    assert best["ttft_s"] <= best["ttft_p90_s"] <= best["ttft_p99_s"]
+    code, out, err = run_cli(capsys, *BASE, *args, *more)
+    assert code == 0, err
+    assert "p90 TTFT <= 0.9 s, p99 TTFT <= 0.95 s, p99 TPOT <= 0.06 s" in out
+    assert "TTFT p90" in out and "TTFT p99" in out and "TPOT p99" in out
+
+
+def test_a_bad_percentile_sla_is_one_line(capsys):
+    code, out, err = run_cli(capsys, *BASE, "--max-ttft-s", "1", "--max-ttft-p99-s", "0")
+    assert_one_error_line(code, out, err, ("max_ttft_p99_s",))
+
+
+def test_none_names_the_percentile_that_binds(capsys):
+    code, out, err = run_cli(capsys, *BASE, "--max-ttft-s", "1", "--max-chips", "8", "--mode", "aggregated",
+                             "--max-ttft-p99-s", "0.001")  # fmt: skip
+    assert code == 0, err
+    assert "p99 TTFT of those that keep up is" in out and "--max-ttft-p99-s 0.001" in out
