@@ -35,7 +35,8 @@ OUTPUT_TOKENS_PER_S = 10 * 256  # a plan meeting the SLA serves the whole rate
 
 # The keys `tuner recommend --json` printed before prices (commit 4c192fb, the same request; the
 # aggregated rows' dp and ep since MoE instances are planned at TP x DP, serving-moe 4eae34d; the
-# KV cache's format since --kv-bits, qa-newuser).
+# KV cache's format since --kv-bits, qa-newuser; the percentile SLAs and each row's TTFT p90 / p99
+# and TPOT p99 since --max-ttft-p90-s, ttft-pct).
 KEYS_BEFORE = [
     "model",
     "hardware",
@@ -44,6 +45,9 @@ KEYS_BEFORE = [
     "gen_len",
     "max_ttft_s",
     "max_tpot_s",
+    "max_ttft_p90_s",
+    "max_ttft_p99_s",
+    "max_tpot_p99_s",
     "max_chips",
     "kv_format",
     "backend",
@@ -53,13 +57,15 @@ KEYS_BEFORE = [
 ]
 MODE_KEYS_BEFORE = ["candidates", "feasible_count", "best", "why_none", "runners_up"]
 AGGREGATED_ROW_BEFORE = [
-    "mode", "chips", "replicas", "tp", "dp", "ep", "weight_format", "act_format", "ttft_s", "tpot_s", "e2e_latency_s",
-    "tokens_per_s_per_chip", "running_per_replica", "max_concurrency_per_replica", "near_capacity",
+    "mode", "chips", "replicas", "tp", "dp", "ep", "weight_format", "act_format", "ttft_s",
+    "ttft_p90_s", "ttft_p99_s", "tpot_s", "tpot_p99_s", "e2e_latency_s", "tokens_per_s_per_chip",
+    "running_per_replica", "max_concurrency_per_replica", "near_capacity",
 ]  # fmt: skip
 DISAGGREGATED_ROW_BEFORE = [
     "mode", "chips", "prefill_instances", "decode_instances", "prefill_tp", "decode_tp", "prefill_dp", "prefill_ep",
-    "decode_dp", "decode_ep", "weight_format", "act_format", "ttft_s", "tpot_s", "e2e_latency_s",
-    "tokens_per_s_per_chip", "kv_transfer_s", "limiting_pool", "balance", "capacity_rps",
+    "decode_dp", "decode_ep", "weight_format", "act_format", "ttft_s", "ttft_p90_s",
+    "ttft_p99_s", "tpot_s", "tpot_p99_s", "e2e_latency_s", "tokens_per_s_per_chip",
+    "kv_transfer_s", "limiting_pool", "balance", "capacity_rps",
 ]  # fmt: skip
 ROW_KEYS_BEFORE = {"aggregated": AGGREGATED_ROW_BEFORE, "disaggregated": DISAGGREGATED_ROW_BEFORE}
 
