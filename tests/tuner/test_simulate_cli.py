@@ -332,3 +332,22 @@ def test_dp_ranks_simulate_one_rank_and_report_the_deployments_rates(capsys: pyt
     sim = report["simulated"]
     assert sim["peak_running"] == 4
     assert sim["tokens_per_s_per_chip"] == pytest.approx(sim["tokens_per_s"] / 2, rel=1e-12)
+
+
+def test_the_table_shows_the_analytic_percentiles_under_the_simulated(capsys: pytest.CaptureFixture[str]) -> None:
+    """The steady state's TTFT and TPOT p90 / p99 in rows of their own, under the simulated ones
+    (the JSON's analytic ttft_p90_s ... tpot_p99_s, printed as the table prints times)."""
+    args = ("--gen-len", "64", "--request-rate", "10", "--requests", "200", "--seed", "0")
+    code, out, err = run_cli(capsys, *ARGS, *args, "--json")
+    assert code == 0, err
+    analytic = json.loads(out)["analytic"]
+    assert analytic["ttft_s"] <= analytic["ttft_p90_s"] <= analytic["ttft_p99_s"]
+    code, out, err = run_cli(capsys, *ARGS, *args)
+    assert code == 0, err
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
+    assert "TTFT analytic" in rows and "TPOT analytic" in rows
+    cells = [c.strip() for c in rows["TTFT analytic"].split("│")[2:7]]
+    assert cells[1] == "" and cells[4] == ""
+    for cell, value in zip((cells[2], cells[3]), (analytic["ttft_p90_s"], analytic["ttft_p99_s"]), strict=True):
+        number, unit = cell.split()
+        assert float(number) * {"ms": 1e-3, "s": 1.0, "us": 1e-6}[unit] == pytest.approx(value, rel=0.01)
