@@ -224,3 +224,21 @@ def test_the_decode_end_of_the_kv_link_must_keep_up_too():
         _qwen3_8b_tp1(), _qwen3_8b_tp1(), closed, prefill_instances=14, decode_instances=1, calibration=profile
     )
     assert est.requests_per_s[0] <= 1.0 / seconds
+
+
+def test_ttft_percentiles_of_the_prefill_pool():
+    """At 0.2 requests/s a prefill rank is seldom busy: TTFT is the prompt's own prefill, the link
+    and at most the rest of one running prefill iteration (the M/D/1 wait about 0), so p90 and
+    p99 lie between the mean and the mean plus one iteration. Towards the pool's capacity the wait
+    for the prefill budget dominates and its tail widens: p99 - p90 grows with the rate."""
+    light = serve_disaggregated(tp(8), tp(8), rate_workloads(0.2), prefill_instances=1, decode_instances=1)
+    ttft, step = light.ttft_s[0], light.prefill_iteration_s[0]
+    assert ttft <= light.ttft_p90_s[0] <= light.ttft_p99_s[0] <= ttft + step
+    cap = light.prefill_capacity_rps[0]
+    rates = cap * np.array([0.3, 0.6, 0.9])
+    loaded = serve_disaggregated(
+        tp(8, 3), tp(8, 3), rate_workloads(rates, 3), prefill_instances=1, decode_instances=np.full(3, 4)
+    )
+    assert np.all(loaded.stable)
+    assert np.all(loaded.ttft_p90_s >= loaded.ttft_s) and np.all(loaded.ttft_p99_s > loaded.ttft_p90_s)
+    assert np.all(np.diff(loaded.ttft_p99_s - loaded.ttft_p90_s) > 0)
