@@ -39,6 +39,12 @@ CASES: tuple[tuple[str, dict, tuple], ...] = (
         ("rate", OPEN_SHARES),
     ),
     (
+        "llama-3-70b fp8 4xH100 vllm 2048/256",
+        {"model": "llama-3-70b", "hardware": "h100-sxm", "chips": 4, "mesh": (1, 1, 4), "backend": "vllm",
+         "weight_bits": "fp8", "act_bits": "fp8", "prompt_len": 2048, "gen_len": 256},
+        ("rate", OPEN_SHARES),
+    ),
+    (
         "llama-3-8b 8xH100 trtllm 1024/128 closed",
         {"model": "llama-3-8b", "hardware": "h100-sxm", "chips": 8, "mesh": (1, 1, 8), "backend": "trtllm",
          "prompt_len": 1024, "gen_len": 128},

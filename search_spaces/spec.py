@@ -279,7 +279,7 @@ class Constraints(BaseModel):
         gt=0,
         allow_inf_nan=False,
         description="90th percentile TTFT SLO under load, seconds (needs a serving: section): the steady "
-        "state's ttft_p90_s (docs/serving.md, TTFT percentiles).",
+        "state's ttft_p90_s (docs/serving.md, Percentiles: within 0.84-1.11x of tuner simulate's below capacity).",
     )
     max_ttft_p99_s: StrictFloat | None = Field(
         default=None,
