@@ -599,8 +599,11 @@ def combine(
     else:
         stable = fits & (link_util < 1.0)
         residual = closed_loop_residual_s(p, clients)
-        service = residual + p.prefill_s + link.seconds + (gen - 1.0) * q.iteration_s
-        in_pools = rate * service  # Little's law
+        # A client's cycle holds its request overhead outside the pools (its HTTP and tokenization,
+        # the answer's way back: a benchmark client sends its next request when the last answer
+        # arrived), so C = X x E2E and the pools hold X x (E2E - overhead) of the clients.
+        service = residual + p.prefill_s + link.seconds + (gen - 1.0) * q.iteration_s + request_overhead_s
+        in_pools = rate * (service - request_overhead_s)  # Little's law
         wait = np.where(rate > 0, np.maximum(clients / np.maximum(rate, 1e-300) - service, 0.0), np.inf)
         queue = np.where(stable, residual + wait, np.inf)
         queued = np.maximum(clients - in_pools, 0.0)
@@ -705,6 +708,7 @@ def serve_disaggregated(
     p, q = pm.at(x), dm.at(x)
     for _ in range(_FIXED_POINT_ROUNDS):
         service = closed_loop_residual_s(p, clients) + p.prefill_s + link.seconds + (w.gen_len - 1.0) * q.iteration_s
+        service = service + overheads.request_overhead_s  # in the client's cycle (combine)
         new = 0.5 * x + 0.5 * np.minimum(clients / service, capacity * 0.999)
         done = _converged(new, x)
         x = new
@@ -712,8 +716,10 @@ def serve_disaggregated(
         if done:
             break
     # At most what the pools at x serve (the last round moved x within the tolerance): each client
-    # has one request in the pools or waiting for them, so C = X x their time exactly.
+    # has one request in the pools, waiting for them or in its request overhead, so C = X x E2E
+    # exactly.
     service = closed_loop_residual_s(p, clients) + p.prefill_s + link.seconds + (w.gen_len - 1.0) * q.iteration_s
+    service = service + overheads.request_overhead_s
     x = np.where(clients > 0, np.minimum(x, clients / service), x)
     closed_result = combine(p, q, link, w, x, clients=clients, request_overhead_s=overheads.request_overhead_s)
     columns = {

@@ -127,22 +127,21 @@ def test_outputs_spread_by_default_desynchronize_the_closed_loop() -> None:
 @pytest.mark.parametrize("clients", [2, 4, 8, 16, 64])
 def test_littles_law_holds_in_the_desynchronized_closed_loop(clients: int) -> None:
     """C clients with no think time are all in the system all the time, so Little's law is an
-    identity: C = requests/s x the time one request spends, here its time in the engine
-    (E2E less the request overhead spent outside it) since every client runs (C below the slots).
-    Steady state only (requests_per_client 0: no first burst in the TTFT). Llama-3-8B on one H100
-    under TensorRT-LLM's fit, 1024/128 tokens, outputs spread by the default 5%. Before the TPOT
-    of the desynchronized loop counted the stalls that the other clients' prompts put into a
-    request's decode iterations, the product was 1.96 of 2 clients, 3.76 of 4, 7.58 of 8, 14.97
-    of 16 and 61.6 of 64: TPOT 7.51 ms at 4 clients and 9.94 at 16 where tuner simulate, running
-    the same iterations request by request, measures 7.94 and 10.37 ms (2000 requests, seed 0;
-    now 8.00 and 10.64)."""
+    identity: C = requests/s x the time one request spends, E2E (a client's cycle: its request
+    overhead outside the engine is in it). Steady state only (requests_per_client 0: no first
+    burst in the TTFT). Llama-3-8B on one H100 under TensorRT-LLM's fit, 1024/128 tokens,
+    outputs spread by the default 5%. Before the overhead was in the cycle, requests/s x E2E
+    was 2.04 of 2 clients, 4.08 of 4, 8.15 of 8, 16.25 of 16 and 64.49 of 64 (Little's law over
+    engine time). Before the TPOT of the desynchronized loop counted the stalls that the other
+    clients' prompts put into a request's decode iterations, the product (over engine time) was
+    1.96 of 2 clients, 3.76 of 4, 7.58 of 8, 14.97 of 16 and 61.6 of 64: TPOT 7.51 ms at 4
+    clients and 9.94 at 16 where tuner simulate, running the same iterations request by request,
+    measures 7.94 and 10.37 ms (2000 requests, seed 0; now 8.00 and 10.64)."""
     profile = resolve_calibration("auto", H100.name, "trtllm")
     w = make_workloads(backend="trtllm", concurrency=clients, prompt_len=1024, gen_len=128, requests_per_client=0)
     e = serve(tp(), w, calibration=profile)
-    assert e.running[0] == clients and e.queued[0] == 0  # every client in the engine
-    outside = engine_overheads("trtllm").request_overhead_s
-    in_engine = e.requests_per_s[0] * (e.e2e_latency_s[0] - outside)
-    assert in_engine == pytest.approx(clients, rel=1e-12)
+    assert e.running[0] == clients and e.queued[0] == 0  # every client's iterations in the engine
+    assert e.requests_per_s[0] * e.e2e_latency_s[0] == pytest.approx(clients, rel=1e-12)
     # TPOT is at least one decode step at the running batch.
     assert e.tpot_s[0] >= e.decode_iteration_s[0]
 
@@ -209,20 +208,22 @@ MIXTRAL = get_model("mixtral-8x7b")
 @pytest.mark.parametrize("gen_len_std", [None, 0.0])
 @pytest.mark.parametrize("calibrated", [False, True])
 @pytest.mark.parametrize(("model", "chips", "hardware"), [("dense", 1, "h100-sxm"), ("moe", 2, "h200")])
-def test_littles_law_is_exact_over_engine_time(requests_per_client, gen_len_std, calibrated, model, chips, hardware):
+def test_littles_law_is_exact_over_the_clients_cycle(
+    requests_per_client, gen_len_std, calibrated, model, chips, hardware
+):
     """A closed loop with no think time has every client's request in the system all the time, so
-    clients = requests/s x the mean time a request spends, exactly (Little's law is an identity
-    here, not an approximation): over engine time, E2E less the request overhead outside the
-    engine (docs/serving.md). At 1 to 1024 clients, below and beyond the KV cache's slots,
-    outputs exactly equal (grouped) or spread (desynchronized), the steady state alone
-    (requests_per_client 0) or a benchmark of 10 requests a client, whose mean TTFT counts the
-    first burst; the pure model (no overheads) and the engine's fit. Llama-3-8B on one H100 and
-    Mixtral-8x7B on 2 H200s (TP), TensorRT-LLM, 1024/128 tokens. Before, the product was over the
-    clients: the grouped TTFT waited half a decode iteration that no cycle held (64.12 of 64
-    clients, 1.004 of 1, steady state, pure dense model; with spread outputs where the grouped
-    TTFT was the smaller, prefill-bound: Mixtral 1024.71 of 1024) and the throughput was the
-    steady cycle's beside a TTFT counting the first burst (65.85 of 64, 529.6 of 512 at 10
-    requests a client; Mixtral 65.45 of 64, 265.7 of 256)."""
+    clients = requests/s x E2E, exactly (Little's law is an identity here, not an approximation).
+    The system is the client's cycle: a benchmark client (vllm bench serve --max-concurrency,
+    genai-perf --concurrency) sends its next request when the last answer arrived, so the request
+    overhead (HTTP, tokenization, the answer's way back) is in it, and the engine holds a client's
+    request only E2E - overhead of each E2E. At 1 to 1024 clients, below and beyond the KV
+    cache's slots, outputs exactly equal (grouped) or spread (desynchronized), the steady state
+    alone (requests_per_client 0) or a benchmark of 10 requests a client, whose mean TTFT counts
+    the first burst; the pure model (no overheads) and the engine's fit. Llama-3-8B on one H100
+    and Mixtral-8x7B on 2 H200s (TP), TensorRT-LLM, 1024/128 tokens. Before, Little's law held
+    over engine time (requests/s x (E2E - overhead) = clients), every client in the engine all
+    the time: with the fit, requests/s x E2E came to 1.023 of 1 client, 16.25 of 16, 64.49 of 64
+    (Llama-3-8B, steady state)."""
     clients = np.array([1.0, 4.0, 16.0, 64.0, 256.0, 512.0, 1024.0])
     spec, chip = (LLAMA3_8B, H100) if model == "dense" else (MIXTRAL, get_hardware(hardware))
     d = make_deployments(
@@ -239,7 +240,30 @@ def test_littles_law_is_exact_over_engine_time(requests_per_client, gen_len_std,
     assert (outside > 0.0) == calibrated
     assert np.any(e.queued > 0) and np.any(e.queued == 0)  # beyond the slots and below
     assert np.all(e.e2e_latency_s == e.ttft_s + 127 * e.tpot_s)
-    np.testing.assert_allclose(e.requests_per_s * (e.e2e_latency_s - outside), clients, rtol=1e-12)
+    np.testing.assert_allclose(e.requests_per_s * e.e2e_latency_s, clients, rtol=1e-12)
+    # The engine holds a client's request E2E - overhead of each E2E (below the slots: the rest of
+    # the cycle is the overhead; beyond them the wait for a slot is in the engine's queue).
+    below = e.queued == 0
+    in_engine = e.requests_per_s * (e.e2e_latency_s - outside)
+    np.testing.assert_allclose(in_engine[below], clients[below] * (1.0 - outside / e.e2e_latency_s[below]), rtol=1e-12)
+
+
+def test_one_clients_cycle_holds_its_request_overhead() -> None:
+    """One client of the pure model with only a request overhead of 50 ms (no host time): its
+    request waits 50 ms outside the engine (its HTTP and tokenization, the answer's way back),
+    then is prefilled alone and decodes 127 steps of one sequence: E2E = 0.05 + prefill + 127 x
+    the decode step, and the client sends 1 / E2E requests a second. Before: 1 / (E2E - 0.05),
+    the overhead outside the client's cycle (5.1% more than it can send here)."""
+    d = tp()
+    static = estimate(d)
+    outside = EngineOverheads(request_overhead_s=0.05)
+    load = {"backend": "trtllm", "concurrency": 1, "prompt_len": 1024, "gen_len": 128, "requests_per_client": 0}
+    e = serve(d, make_workloads(gen_len_std=0.0, **load), overheads=outside)
+    e2e = 0.05 + static.prefill.latency_s[0] + 127 * static.decode_step_latency_s[0]
+    assert e.e2e_latency_s[0] == pytest.approx(e2e, rel=1e-9)
+    assert e.requests_per_s[0] == pytest.approx(1.0 / e2e, rel=1e-9)
+    assert e.tokens_per_s[0] == pytest.approx(128.0 / e2e, rel=1e-9)
+    assert e.running[0] == 1.0 and e.queued[0] == 0.0
 
 
 def test_prefix_cache_hits_shorten_the_first_token() -> None:
