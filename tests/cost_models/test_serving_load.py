@@ -4,13 +4,10 @@ the closed form of the running batch's swings (_load_fluctuation) against its ex
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-import yaml
 
-from cost_models.serving import _gamma_quantile, _load_fluctuation
+from cost_models.serving import _gamma_quantile, _load_fluctuation, engine_overheads
 from cost_models.serving_simulation import simulate_one
 
 # The three deployments of the near-capacity check: a dense model on one GPU (whole prompts), a
@@ -207,13 +204,19 @@ def test_an_open_loop_past_the_host_capacity_is_unstable() -> None:
     """Every iteration takes at least its host time, so a request costs the engine's host its
     set-up once and its per-sequence work in each iteration it is scheduled in (one prefill
     iteration of its 1024 tokens under the 8192-token budget, then 127 decode ones), whatever the
-    GPU does: cost_models/serving_overheads/trtllm.yaml's 19.377 ms + 128 x 70.89 us = 28.45 ms
-    (refitted under the exact closed loop; 19.467 ms and 70.64 us before: 28.51 ms), at most
-    1 / 0.02845 = 35.15 requests/s. The steady state, scoring iterations at the mean batch
-    (GPU-bound there), called the deployment stable up to 37.8/s: at 35.91/s a 103 ms TTFT and
-    23.8 ms TPOT, where the simulation's queue grows (mean TTFT over a second, 20,000 requests)."""
-    fitted = yaml.safe_load((Path(__file__).parents[2] / "cost_models/serving_overheads/trtllm.yaml").read_text())
-    host_s = fitted["host_per_new_request_s"] + fitted["host_per_sequence_s"] * (1 + 127)
+    GPU does: cost_models/serving_overheads/trtllm.yaml's 19.377 ms + 128 x 70.89 us = 28.45 ms,
+    at most 1 / 0.02845 = 35.15 requests/s (19.467 ms + 128 x 70.64 us = 28.51 ms and 35.08/s
+    before the refit of 0d76a18, which left this test reading the old fit: the steady state's
+    highest stable rate, 35.13/s, came out over it). The steady state, scoring iterations at the
+    mean batch (GPU-bound there), called the deployment stable up to 37.8/s: at 35.91/s a 103 ms
+    TTFT and 23.8 ms TPOT, where the simulation's queue grows (mean TTFT over a second, 20,000
+    requests)."""
+    shipped = engine_overheads("trtllm")
+    assert (shipped.host_per_new_request_s, shipped.host_per_sequence_s) == (
+        0.019377410895456013,
+        7.088735661956853e-05,
+    )
+    host_s = 0.019377410895456013 + 7.088735661956853e-05 * (1 + 127)
     assert 1.0 / host_s == pytest.approx(35.15, abs=0.01)
     out = simulate_one(**TP8_VLLM, request_rate=35.91, requests=20000, seed=1)
     assert out["simulated"]["ttft_s"]["mean"] > 1.0
