@@ -29,6 +29,7 @@ from tuner.cli_help import (
     INTERRUPTED_BEFORE_START,
     FullSummaryGroup,
     LazyChoice,
+    WholeNumber,
     imports_loading,
 )
 from tuner.shown_text import printable
@@ -1236,10 +1237,16 @@ DASHBOARD_MAX_TRIALS = 2_000
 @click.argument("study_name", metavar="STUDY")
 @click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/STUDY.db].")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0: any free port.")
+@click.option(
+    "--port",
+    type=WholeNumber(0, 65535, fix="pass a TCP port from 0 to 65535 (0: any free port)"),
+    default=8080,
+    show_default=True,
+    help="0: any free port.",
+)
 @click.option(
     "--max-trials",
-    type=click.IntRange(1),
+    type=WholeNumber(1),
     default=DASHBOARD_MAX_TRIALS,
     show_default=True,
     help="A larger study is served as every k-th trial plus its whole front.",
@@ -1322,14 +1329,15 @@ def _listening_server(host: str, port: int, app: Any) -> Any:
 _HOST_FIX = "use an address of this machine: 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
 
 
-class TrialNumber(click.IntRange):
-    """A trial's number, 0 or more. click names an IntRange "integer range" in its message, so
-    `--trial abc` read "'abc' is not a valid integer range" (no range was given)."""
+class TrialNumber(WholeNumber):
+    """A trial's number, 0 or more (at most the database's largest integer). click names an
+    IntRange "integer range" in its message, so `--trial abc` read "'abc' is not a valid integer
+    range" (no range was given)."""
 
-    name = "trial number"
+    name = what = "trial number"
 
     def __init__(self) -> None:
-        super().__init__(0, 2**63 - 1)
+        super().__init__(0, 2**63 - 1, fix="pass the number of a trial the study holds (tuner pareto lists them)")
 
 
 @cli.command("show")
@@ -2068,14 +2076,14 @@ def main(argv: list[str] | None = None) -> int:
 )
 @click.option(
     "--repeats",
-    type=click.IntRange(min=1),
+    type=WholeNumber(1),
     default=10,
     show_default=True,
     help="Timed samples per point (each up to 200 calls queued back to back); the median is written.",
 )
 @click.option(
     "--warmup",
-    type=click.IntRange(min=0),
+    type=WholeNumber(0),
     default=3,
     show_default=True,
     help="Untimed calls per point after compiling.",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import NoReturn
 
 import click
 
@@ -57,6 +58,57 @@ class LazyChoice(click.Choice):
     @choices.setter
     def choices(self, value: Sequence[str]) -> None:
         self._loaded = tuple(value)
+
+
+class WholeNumber(click.IntRange):
+    """A whole number between bounds, refused in the project's one line naming the option, the
+    value and the fix ("--repeats: 0 is less than 1; pass a whole number of 1 or more"). click's
+    own IntRange said "0 is not in the range x>=1" and, for `--repeats abc`, "'abc' is not a valid
+    integer range" (no range was asked for). ``fix``: what to pass instead [the bounds, spelled out].
+    """
+
+    name = "integer"  # the metavar in --help (INTEGER)
+    #: What the refusal calls a value that is no number at all.
+    what = "whole number"
+
+    def __init__(self, min: int | None = None, max: int | None = None, *, fix: str | None = None) -> None:
+        super().__init__(min, max)
+        if fix is None:
+            if max is None:
+                fix = f"pass a {self.what} of {min} or more"
+            elif min is None:
+                fix = f"pass a {self.what} of {max} or less"
+            else:
+                fix = f"pass a {self.what} from {min} to {max}"
+        self.fix = fix
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = int(str(value).strip())
+            except ValueError:
+                self._refuse(f"{value!r} is not a valid {self.what}", param, ctx)
+        if self.min is not None and number < self.min:
+            self._refuse(f"{number} is less than {self.min}", param, ctx)
+        if self.max is not None and number > self.max:
+            self._refuse(f"{number} is more than {self.max}", param, ctx)
+        return number
+
+    def _refuse(self, problem: str, param: click.Parameter | None, ctx: click.Context | None) -> NoReturn:
+        # A UsageError's message is printed as it is (tuner.cli.main), exit code 2; a BadParameter
+        # would wrap it in "Invalid value for '--repeats': ...".
+        raise click.UsageError(f"{option_name(param)}: {problem}; {self.fix}", ctx)
+
+
+def option_name(param: click.Parameter | None) -> str:
+    """How the user wrote a parameter: an option's long flag (``--repeats``), an argument's metavar."""
+    if isinstance(param, click.Option):
+        return max(param.opts, key=len)
+    if param is not None:
+        return param.human_readable_name
+    return "value"
 
 
 #: What a command says when a signal came before it started (nothing was read or written yet).

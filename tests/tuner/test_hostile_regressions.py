@@ -79,7 +79,7 @@ def test_a_trial_number_beyond_the_database_integers_is_one_line(
 ) -> None:
     code, out, err = run_cli(capsys, *args, "99999999999999999999999", "--storage", f"sqlite:///{tmp_path}/s.db")
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert "99999999999999999999999 is not in the range" in err
+    assert "99999999999999999999999 is more than 9223372036854775807" in err
 
 
 def test_one_corrupt_database_does_not_hide_the_other_studies(
