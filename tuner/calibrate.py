@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -187,6 +188,11 @@ def _refuse_slower_than_any_kernel(
         )
 
 
+#: Told each group's report as soon as it is fitted (fit_profile's ``on_group``): the progress
+#: lines of `tuner calibrate`. A context variable, not a parameter of every fit_* function.
+_GROUP_FITTED: ContextVar[Callable[[GroupReport], None] | None] = ContextVar("group_fitted", default=None)
+
+
 def _fit_group(
     op_class: str,
     key: str,
@@ -238,7 +244,7 @@ def _fit_group(
     errors = errors[seen]
     roof = abs_rel_errors(roofline[seen], measured[seen])
     values = {**(fixed or {}), **result.values}
-    return GroupReport(
+    report = GroupReport(
         op_class,
         key,
         len(measured),
@@ -249,6 +255,10 @@ def _fit_group(
         float(np.quantile(roof, 0.9)),
         notes + result.warnings,
     )
+    told = _GROUP_FITTED.get()
+    if told is not None:
+        told(report)
+    return report
 
 
 # --- GEMM ------------------------------------------------------------------------------------
@@ -955,13 +965,31 @@ def fit_profile(
     folds: int = FOLDS,
     max_rows_per_group: int | None = MAX_ROWS_PER_GROUP,
     system: str | None = None,
+    on_group: Callable[[GroupReport], None] | None = None,
 ) -> tuple[CalibrationProfile, FitReport]:
     """Fit a profile for ``chip`` (catalog name) under ``backend`` from kernel measurement files
     (default: the repo's data/kernels copies). ``system``: the files' name for the chip (their
     ``system`` column; default: the kernel database's name for a catalog chip, e.g. h100_sxm, or
     what ``tuner measure --system`` wrote). With the repo's files, the profile also gets the fused
     MoE kernel class fitted on data/kernels/moe_perf.csv.gz (``moe``). Returns the profile and
-    the per-group report."""
+    the per-group report. ``on_group``: told each group's report as it is fitted (a group fitted
+    earlier in this process from the same collectives file is not fitted again, nor told)."""
+    token = _GROUP_FITTED.set(on_group)
+    try:
+        return _fit_profile(kernel_files, chip, backend, seed, folds, max_rows_per_group, system)
+    finally:
+        _GROUP_FITTED.reset(token)
+
+
+def _fit_profile(
+    kernel_files: list[str | Path] | None,
+    chip: str,
+    backend: str,
+    seed: int,
+    folds: int,
+    max_rows_per_group: int | None,
+    system: str | None,
+) -> tuple[CalibrationProfile, FitReport]:
     import time
 
     started = time.perf_counter()

@@ -948,7 +948,9 @@ def search_command(
     spec = with_calibration(load_spec(spec_path), calibration, backend)
     _refuse_seed_if_exhaustive(seed, sampler, spec.sampler)
     with storage_errors(storage or default_storage_url(spec.name)), stop_on_signals() as stop:
-        with tables.progress(disable=as_json) as update:
+        # On stderr with --json too: stdout keeps the JSON alone (a script's `--json > out.json`
+        # ran silent for the whole search).
+        with tables.progress() as update:
             result = run_search(
                 spec,
                 storage,
@@ -1593,7 +1595,8 @@ def calibrate_command(
     measurements (--points, --bench-json: the overheads a whole step shows), and print the
     held-out (cross-validated) error."""
     from tuner import accuracy_report, tables
-    from tuner.calibrate import fit_profile, write_profile
+    from tuner.calibrate import GroupReport, fit_profile, write_profile
+    from tuner.progress_lines import ProgressLines
 
     _refuse_unused_calibrate_options(
         every_pair,
@@ -1629,7 +1632,7 @@ def calibrate_command(
         )  # fmt: skip
         return
     if every_pair:
-        with tables.progress(disable=as_json, what="fitting") as update:
+        with tables.progress(what="fitting") as update:
             accuracy_report.main([report] if report else [], on_progress=update)
         return
     if hardware is None or backend is None:
@@ -1638,7 +1641,15 @@ def calibrate_command(
             "--hardware and --backend are required",
             "e.g. tuner calibrate --hardware h100-sxm --backend trtllm (or --all)",
         )
-    profile, fit_report = fit_profile(list(kernels) or None, hardware, backend, system=system)
+    # One line per fitted group on stderr, terminal or not (a QA user's redirected run printed
+    # nothing for 6 min 44 s); stdout keeps the result alone (--json: one JSON document). None
+    # before the first group: input refused before any fit is one line, as every refusal.
+    lines = ProgressLines("calibrate")
+
+    def group_fitted(group: GroupReport) -> None:
+        lines.say(f"{group.name} fitted from {group.rows:,} rows, held-out median error {group.cv_median:.1%}")
+
+    profile, fit_report = fit_profile(list(kernels) or None, hardware, backend, system=system, on_group=group_fitted)
     if output:
         write_profile(profile, output)
     if as_json:
@@ -2165,7 +2176,7 @@ def measure_command(
         )
     shapes = read_shapes(shapes_from, shapes_system) if shapes_from else None
     resume_hint = f"the rows measured so far are in {out_dir}; add --resume to the same command to measure the rest"
-    with stop_on_signals() as stop, progress_bars(disable=as_json) as update:
+    with stop_on_signals() as stop, progress_bars() as update:  # stderr, --json or not
         try:
             result = run_measurements(
                 out_dir,

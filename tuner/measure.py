@@ -1300,10 +1300,28 @@ def _measure_collectives(ctx: _Context) -> OpResult:
 def progress_bars(disable: bool = False) -> Iterator[ProgressCallback]:
     """Rich progress bars on stderr, one per file; yields the ``on_progress`` callback.
 
-    Nothing is drawn when ``disable`` or when stderr is not a terminal (pipes, logs, tests).
+    When stderr is not a terminal (a pipe, a log): plain lines on it, one when a file's points
+    are all measured and one at most every :data:`tuner.progress_lines.PLAIN_INTERVAL_S` between
+    (nothing was printed: `tuner measure --sweep small > log` ran minutes in silence). Nothing
+    with ``disable``.
     """
-    if disable or not sys.stderr.isatty():
+    if disable:
         yield lambda label, done, total: None
+        return
+    if not sys.stderr.isatty():
+        from tuner.progress_lines import ProgressLines
+
+        lines = ProgressLines("measure")
+
+        def say(label: str, done: int, total: int) -> None:
+            if done == 0:
+                lines.say(f"{FILES.get(label, label)}: measuring {total:,} points")
+            elif done >= total:
+                lines.say(f"{FILES.get(label, label)}: all {total:,} points measured")
+            elif lines.clock() - lines.last_s >= lines.interval_s:
+                lines.say(f"{FILES.get(label, label)}: {done:,} of {total:,} points")
+
+        yield say
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -415,17 +415,21 @@ def print_disaggregated_estimate(report: dict) -> None:
     )
 
 
-def _progress_shown(disable: bool) -> bool:
-    """A bar only on a terminal: not with --json, nor when stdout or stderr is a pipe or file."""
-    return not disable and sys.stdout.isatty() and sys.stderr.isatty()
-
-
 @contextmanager
 def progress(disable: bool = False, what: str = "searching") -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar with the time left on stderr; yields ``update(done, total)``. Nothing
-    (nor its closing newline) when stdout or stderr is not a terminal, or with ``disable``."""
-    if not _progress_shown(disable):
+    """A rich progress bar with the time left on stderr; yields ``update(done, total)``. When
+    stderr is no terminal (a pipe, a file): a plain line at most every
+    :data:`tuner.progress_lines.PLAIN_INTERVAL_S` (none for work done sooner). Nothing with
+    ``disable``. stdout may be a pipe or a file either way: the bar is on stderr and transient
+    (it was drawn only when both were terminals, so `tuner search spec.yaml > out.txt` ran
+    silent)."""
+    from tuner.progress_lines import ProgressLines
+
+    if disable:
         yield lambda done, total: None
+        return
+    if not sys.stderr.isatty():
+        yield ProgressLines(what).update
         return
     bar = Progress(
         TextColumn(what),

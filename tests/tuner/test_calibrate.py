@@ -609,7 +609,11 @@ def test_two_kernel_files_of_one_group_are_refused_not_last_wins(tmp_path, capsy
     args = ["calibrate", "--hardware", "h100-sxm", "--backend", "trtllm", "--kernels", first, "--kernels", second]
     code, err = _cli([*args, "-o", str(out)], capsys)
     assert code == 2
-    assert "\n" not in err and "b.csv" in err and "gemm/bfloat16" in err and "a.csv" in err, err
+    # Found once the second file's group is fitted: the progress lines of the fits before it
+    # (a.csv's group, then b.csv's), and the error in one line after them.
+    *progress, line = err.split("\n")
+    assert [p.split(" fitted")[0] for p in progress] == ["calibrate: gemm/bfloat16"] * 2, err
+    assert "b.csv" in line and "gemm/bfloat16" in line and "a.csv" in line, err
     assert not out.exists()
 
 

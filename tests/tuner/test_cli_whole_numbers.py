@@ -9,7 +9,7 @@ import re
 import click
 import pytest
 
-from tests.cli_helpers import assert_one_error_line, run_cli
+from cli_helpers import assert_one_error_line, run_cli
 from tuner.cli import cli
 
 # (command line up to the option, the option, a value below its bounds, the fix's bounds). The

@@ -1,5 +1,5 @@
-"""Progress bars (search, pareto, studies, calibrate --all): the time left on a terminal, nothing
-in a pipe or with --json."""
+"""Progress bars (search, pareto, studies, calibrate --all): the time left when stderr is a
+terminal, plain lines now and then when it is a pipe or a file, nothing with --json (reads)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,41 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_no_bar_when_stdout_is_not_a_terminal(monkeypatch) -> None:
+def test_a_bar_on_stderr_when_only_stdout_is_redirected(monkeypatch) -> None:
+    """`tuner search spec.yaml > out.txt` on a terminal: the bar is on stderr (and transient), so
+    it is drawn; it was not, and the search ran silent."""
     monkeypatch.setattr(sys, "stdout", io.StringIO())
     monkeypatch.setattr(sys, "stderr", _Terminal())
+    made = []
+
+    class Spy(Progress):
+        def __init__(self, *columns, **kwargs) -> None:
+            made.append(columns)
+            super().__init__(*columns, **kwargs)
+
+    monkeypatch.setattr(tables, "Progress", Spy)
+    with tables.progress(what="reading") as update:
+        update(1, 3)
+    assert len(made) == 1
+
+
+def test_plain_lines_when_stderr_is_not_a_terminal(monkeypatch) -> None:
+    """A pipe or a log gets no bar (its control codes) but a line at most every
+    PLAIN_INTERVAL_S; none for work done sooner."""
+    from tuner import progress_lines
+
+    monkeypatch.setattr(sys, "stdout", _Terminal())
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
     made = []
     monkeypatch.setattr(tables, "Progress", lambda *a, **k: made.append(a))
     with tables.progress(what="reading") as update:
         update(1, 3)
-    assert made == []
+    assert made == [] and err.getvalue() == ""
+    monkeypatch.setattr(progress_lines, "PLAIN_INTERVAL_S", 0.0)
+    with tables.progress(what="reading") as update:
+        update(2, 3)
+    assert made == [] and err.getvalue().startswith("reading: 2 of 3 (")
 
 
 def test_no_bar_with_json(monkeypatch) -> None:
