@@ -301,6 +301,16 @@ def deployment_of_report(
 UNSERVED_DEGREES: tuple[str, ...] = ("pp", "micro_batches")
 
 
+def unserved_degree_error(field: str) -> InvalidInputError:
+    """The refusal of a pipeline (or micro-batches) under a load, ``tuner estimate``'s and
+    ``tuner simulate``'s alike."""
+    return InvalidInputError(
+        field,
+        "the serving model charges tensor, expert and data parallelism only",
+        "drop --pp/--micro-batches here (replicas: one at --request-rate R/k, or tuner recommend)",
+    )
+
+
 def engine_memory_notes(
     model: str | ModelSpec, hardware: str | HardwareSpec, report: dict, backend: str | None = None
 ) -> list[str]:
@@ -440,11 +450,7 @@ def estimate_serving_one(
     given = [name for name in UNSERVED_DEGREES if static.get(name) not in (None, 1)]
     report = None if given else estimate_one(model_spec, chip, batch=first, **common, **static)
     if report is None or any(report["parallel"][name] != 1 for name in UNSERVED_DEGREES):
-        raise InvalidInputError(
-            given[0] if given else "pp",
-            "the serving model charges tensor, expert and data parallelism only",
-            "drop --pp/--micro-batches here (replicas: one at --request-rate R/k, or tuner recommend)",
-        )
+        raise unserved_degree_error(given[0] if given else "pp")
     row = deployment_of_report(
         report,
         model_spec,

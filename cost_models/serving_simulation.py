@@ -55,6 +55,7 @@ from cost_models.deployment import (
     Overlap,
     candidate_meshes,
     context_notes,
+    engine_degrees,
     heads_split_error,
     kv_heads_split_error,
     mixed_checkpoint_notes,
@@ -81,8 +82,8 @@ from cost_models.serving import (
     serve,
     serving_report,
 )
-from cost_models.serving_one import load_notes
-from cost_models.topology import Network, network_for
+from cost_models.serving_one import load_notes, unserved_degree_error
+from cost_models.topology import Network, network_for, parse_mesh
 
 DEFAULT_REQUESTS = 1000
 MAX_REQUESTS = 10_000_000
@@ -787,7 +788,7 @@ def simulate_one(
     model: str | ModelSpec,
     hardware: str | HardwareSpec,
     *,
-    chips: int,
+    chips: int | None = None,
     prompt_len: float,
     gen_len: float,
     concurrency: int | None = None,
@@ -806,6 +807,8 @@ def simulate_one(
     on_progress: Callable[[int, int], None] | None = None,
     dp: int = 1,
     ep: int = 1,
+    tp: int | None = None,
+    pp: int | None = None,
     **engine: Any,
 ) -> dict[str, Any]:
     """One deployment by names under one workload: the ``tuner simulate --json`` object, with
@@ -816,19 +819,38 @@ def simulate_one(
     engine measured best on the chip, as ``tuner estimate`` and a study take). Without ``mesh``:
     plain tensor parallelism (1x1xN) when legal, else the legal mesh with the most analytic output
     tokens per second. ``dp``, ``ep``: attention data and expert parallelism (``chips`` is every
-    DP rank's: each rank's TP group is chips / dp; one rank is simulated, :func:`simulate_serving`)."""
+    DP rank's: each rank's TP group is chips / dp; one rank is simulated, :func:`simulate_serving`).
+    ``tp``, ``pp``: the engines' degrees, read as ``tuner estimate`` reads them
+    (:func:`cost_models.deployment.engine_degrees`): a 1 x 1 x TP mesh, ``chips`` (when given)
+    TP x PP x DP, else that product; a pipeline is refused as under estimate's load (the
+    serving model runs none). Without them and without ``chips``: the chips of ``mesh`` x DP."""
     model_spec = get_model(model) if isinstance(model, str) else model
     chip = get_hardware(hardware) if isinstance(hardware, str) else hardware
-    if isinstance(chips, bool) or not isinstance(chips, (int, np.integer)) or chips < 1:
+    if chips is not None and (isinstance(chips, bool) or not isinstance(chips, (int, np.integer)) or chips < 1):
         raise InvalidInputError("chips", f"must be a positive whole number, got {chips!r}", "pass --chips 1 or more")
     if model_spec.kind == "encoder":
         raise InvalidInputError(
             "model", f"{model_spec.name} is an encoder: it generates nothing", "use a decoder model"
         )
     _check_run(requests, seed)
-    for name, value in (("dp", dp), ("ep", ep)):
+    given_degrees = [(name, value) for name, value in (("tp", tp), ("pp", pp)) if value is not None]
+    for name, value in (("dp", dp), ("ep", ep), *given_degrees):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise InvalidInputError(name, f"must be a positive whole number, got {value!r}", f"pass --{name} 1 or more")
+    engine_vocabulary = bool(given_degrees)
+    if engine_vocabulary:
+        # tuner estimate's reading of the same options, not a second one: its refusals (--tp with
+        # --mesh; --chips that is not TP x PP x DP) and its defaults (chips = their product).
+        if pp not in (None, 1):
+            raise unserved_degree_error("pp")
+        if tp is not None and mesh is not None:
+            raise InvalidInputError("tp", "given with --mesh (the mesh is the TP group)", "give one of them")
+        if mesh is None:
+            chips, _, _ = engine_degrees(chip, chips, tp=tp, pp=pp, ep=ep, dp=dp, micro_batches=None)
+    if chips is None and mesh is not None:  # the mesh carries its chips, as in tuner estimate
+        chips = int(np.prod(parse_mesh(mesh) if isinstance(mesh, str) else mesh)) * dp
+    if chips is None:
+        raise InvalidInputError("chips", "missing", "pass --chips N, --tp N or --mesh XxYxZ")
     if chips % dp:
         raise InvalidInputError("chips", f"{chips} is not a multiple of dp {dp}", "pass --chips = tp x dp")
     if concurrency is not None and not isinstance(concurrency, bool) and isinstance(concurrency, (int, np.integer)):
@@ -839,8 +861,8 @@ def simulate_one(
     engine_name = serving_engine(backend, profile, chip)
     formats = chip.parse_formats(weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits)
     meshes = candidate_meshes(chip, chips, mesh)
-    if mesh is None and (1, 1, chips) in meshes:
-        meshes = [(1, 1, chips)]
+    if mesh is None and (engine_vocabulary or (1, 1, chips) in meshes):
+        meshes = [(1, 1, chips)]  # (estimate's engine mesh for --tp, legal or not on a TPU)
         if chip.kind == "gpu" and engine_problem_mask(None, model_spec.heads, model_spec.experts, chips, ep, dp):
             whose = f"tensor parallel over {chips} GPUs"
             raise heads_split_error(model_spec, chips, field="chips", whose=whose, replica="simulate")
@@ -956,7 +978,7 @@ def simulate_one(
         "model": model_spec.name,
         "hardware": chip.name,
         "mesh": list(rows[best].mesh),
-        "mesh_chosen": mesh is None,
+        "mesh_chosen": mesh is None and not engine_vocabulary,
         "ep": ep,
         "dp": dp,
         "engine": engine_name,

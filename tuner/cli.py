@@ -787,8 +787,26 @@ def _refuse_unused_layouts(phase: str, options: dict[str, dict[str, str | None]]
 @cli.command("simulate")
 @MODEL_OPTION
 @HARDWARE_OPTION
-@click.option("--chips", type=int, required=True, help="Chips in the deployment.")
+@click.option(
+    "--chips",
+    type=int,
+    default=None,
+    help="Chips in the deployment [default: tp x pp x dp; with --mesh, its chips x dp].",
+)
 @click.option("--mesh", default=None, help="Mesh XxYxZ [default: 1x1xN tensor parallel if legal, else the best].")
+@click.option(
+    "--tp",
+    type=int,
+    default=None,
+    help="Tensor-parallel chips of each --dp rank, dividing the heads, as tuner estimate --tp reads it "
+    "(1x1xTP) [--chips / --dp].",
+)
+@click.option(
+    "--pp",
+    type=int,
+    default=None,
+    help="Pipeline stages, as tuner estimate --pp under a load: the serving model runs none, so 1 [1].",
+)
 @click.option("--concurrency", type=int, default=None, help="Closed loop: clients, each waiting for its answer.")
 @click.option("--request-rate", type=float, default=None, help="Open loop: Poisson arrivals, requests per second.")
 @click.option("--prompt-len", type=float, required=True, help="Mean prompt tokens.")
@@ -836,8 +854,10 @@ def _refuse_unused_layouts(phase: str, options: dict[str, dict[str, str | None]]
 def simulate_command(
     model: str,
     hardware: str,
-    chips: int,
+    chips: int | None,
     mesh: str | None,
+    tp: int | None,
+    pp: int | None,
     concurrency: int | None,
     request_rate: float | None,
     prompt_len: float,
@@ -876,6 +896,8 @@ def simulate_command(
             hardware,
             chips=chips,
             mesh=mesh,
+            tp=tp,
+            pp=pp,
             concurrency=concurrency,
             request_rate=request_rate,
             prompt_len=prompt_len,

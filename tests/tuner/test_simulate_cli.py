@@ -351,3 +351,71 @@ def test_the_table_shows_the_analytic_percentiles_under_the_simulated(capsys: py
     for cell, value in zip((cells[2], cells[3]), (analytic["ttft_p90_s"], analytic["ttft_p99_s"]), strict=True):
         number, unit = cell.split()
         assert float(number) * {"ms": 1e-3, "s": 1.0, "us": 1e-6}[unit] == pytest.approx(value, rel=0.01)
+
+
+# ---- the engines' degrees, as tuner estimate reads them -------------------------------------
+
+ENGINE_LOAD = ("--model", "llama-3-8b", "--hardware", "h100-sxm", "--prompt-len", "1024", "--gen-len", "128")
+
+
+@pytest.mark.parametrize(
+    ("degrees", "requests", "mesh", "dp"),
+    [
+        # 16 clients, 160 requests: 10 per client, estimate's first-burst share
+        # (DEFAULT_REQUESTS_PER_CLIENT), so even the analytic TTFT is estimate's.
+        (("--tp", "4"), "160", [1, 1, 4], 1),
+        # DP 2 of TP 2 (4 GPUs): a rank runs 8 of the 16 clients, 80 requests = 10 per client.
+        (("--tp", "2", "--dp", "2"), "80", [1, 1, 2], 2),
+    ],
+)
+def test_tp_gives_estimates_analytic_section(capsys, degrees, requests, mesh, dp) -> None:
+    """recommend prints "1 x TP4" and estimate takes --tp 4; simulate took only --chips and
+    --mesh. Now --tp reads as estimate reads it: the deployment and the analytic steady state
+    beside the simulation are estimate's serving section, key by key."""
+    load = (*ENGINE_LOAD, "--concurrency", "16", *degrees, "--json")
+    code, out, err = run_cli(capsys, "estimate", *load)
+    assert code == 0, err
+    estimate = json.loads(out)
+    code, out, err = run_cli(capsys, "simulate", *load, "--requests", requests)
+    assert code == 0, err
+    simulated = json.loads(out)
+    assert estimate["mesh"] == "x".join(map(str, mesh)) and estimate["parallel"]["dp"] == dp
+    assert simulated["mesh"] == mesh and simulated["dp"] == dp and simulated["mesh_chosen"] is False
+    shared = set(estimate["serving"]) & set(simulated["analytic"])
+    assert {"ttft_s", "tpot_s", "tokens_per_s", "max_concurrency", "running", "limited_by"} <= shared
+    for key in sorted(shared):
+        assert simulated["analytic"][key] == estimate["serving"][key], key
+
+
+@pytest.mark.parametrize(
+    "degrees",
+    [
+        ("--tp", "4", "--chips", "8"),  # 8 chips are not TP 4 x DP 1: --dp 2 was meant, or --chips 4
+        ("--tp", "4", "--pp", "2"),  # the serving model runs no pipeline
+        ("--tp", "4", "--mesh", "1x1x4"),  # the mesh is the TP group: two answers to one question
+    ],
+)
+def test_contradictory_degrees_are_refused_in_estimates_words(capsys, degrees) -> None:
+    load = (*ENGINE_LOAD, "--concurrency", "16", *degrees)
+    code, out, err = run_cli(capsys, "estimate", *load)
+    refusal = assert_one_error_line(code, out, err, ("chips", "pp", "tp"))
+    code, out, err = run_cli(capsys, "simulate", *load, "--requests", "32")
+    assert assert_one_error_line(code, out, err, ("chips", "pp", "tp")) == refusal
+
+
+def test_tp_with_the_chips_it_implies_is_the_same_deployment(capsys) -> None:
+    """--tp 4 --dp 2 --chips 8 is consistent (4 x 2 = 8): simulated as --chips 8 --dp 2."""
+    load = (*ENGINE_LOAD, "--concurrency", "16", "--requests", "80", "--json")
+    runs = []
+    for degrees in (("--tp", "4", "--dp", "2", "--chips", "8"), ("--chips", "8", "--dp", "2")):
+        code, out, err = run_cli(capsys, "simulate", *load, *degrees)
+        assert code == 0, err
+        runs.append(json.loads(out))
+    assert runs[0]["mesh"] == runs[1]["mesh"] == [1, 1, 4]
+    assert runs[0]["simulated"] == runs[1]["simulated"] and runs[0]["analytic"] == runs[1]["analytic"]
+
+
+def test_no_chips_no_tp_no_mesh_is_one_line(capsys) -> None:
+    code, out, err = run_cli(capsys, "simulate", *ENGINE_LOAD, "--concurrency", "16")
+    line = assert_one_error_line(code, out, err, ("chips",))
+    assert "--tp N" in line
