@@ -55,6 +55,7 @@ from cost_models.ttft_percentiles import (
     lognormal_cv2,
     md1_wait_variance,
     mixture_quantile,
+    normal_cdf,
 )
 
 #: Engine defaults (each engine's documented default for an online server on one node): the
@@ -1345,21 +1346,12 @@ def _load_fluctuation(
     return var_n, cov_nk, var_k
 
 
-def _normal_cdf(x: np.ndarray) -> np.ndarray:
-    """The standard normal law's distribution function (Abramowitz and Stegun 7.1.26's erf,
-    absolute error under 1.5e-7)."""
-    z = np.abs(x) / np.sqrt(2.0)
-    t = 1.0 / (1.0 + 0.3275911 * z)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    return 0.5 * (1.0 + np.sign(x) * (1.0 - poly * np.exp(-z * z)))
-
-
 def _mean_excess(gap: np.ndarray, spread: np.ndarray) -> np.ndarray:
     """E[max(0, gap + spread Z)] for a standard normal Z: how much the longer of two times exceeds
     the first, on average, where their difference is normal with mean ``gap`` and standard
     deviation ``spread``."""
     z = gap / spread
-    return gap * _normal_cdf(z) + spread * np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
+    return gap * normal_cdf(z) + spread * np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
 
 
 #: Rounds of :func:`_across_the_host_kink`'s fixed point, each moving halfway to its next value
@@ -1478,7 +1470,7 @@ def _across_the_host_kink(
         spread = np.maximum(np.abs(step[i]) * np.sqrt(np.maximum(var_n, 0.0)), 1e-12)
         at_dec, at_mix = gap_dec[i] + step[i] * offset, gap_mix[i] + step[i] * offset
         share[i] = np.minimum(mixed_per_s[i] * now, 1.0)
-        host_share = share[i] * _normal_cdf(at_mix / spread) + (1.0 - share[i]) * _normal_cdf(at_dec / spread)
+        host_share = share[i] * normal_cdf(at_mix / spread) + (1.0 - share[i]) * normal_cdf(at_dec / spread)
         slope[i] = np.maximum(gpu_slope[i] + step[i] * host_share, 0.0)
         dec_s[i] = gpu_dec[i] + gpu_slope[i] * offset + _mean_excess(at_dec, spread)
         mix_s[i] = gpu_mix[i] + gpu_slope[i] * offset + _mean_excess(at_mix, spread)
