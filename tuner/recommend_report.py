@@ -306,7 +306,8 @@ def print_recommend(report: dict) -> None:
             console.print(
                 escape(
                     f"near capacity: {', '.join(near)}: a replica's running batch swings up to its KV cache or slots "
-                    "now and then (waits, preemptions): TTFT and TPOT run above these means and percentiles; check with tuner simulate"
+                    "now and then (waits, preemptions): TTFT and TPOT run above these means and percentiles; "
+                    "check with tuner simulate"
                 )
             )
 
