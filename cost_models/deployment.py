@@ -57,7 +57,7 @@ from cost_models.distinct import repeated_rows
 from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, dtype_name, lookup, parse_dtype
 from cost_models.efficiency import gemm_time_s
 from cost_models.errors import InvalidInputError
-from cost_models.hardware import HardwareSpec, get_hardware
+from cost_models.hardware import ENGINE_DISPLAY_NAMES, HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.model_counts import active_block_params, context_that_fits, model_flops_utilization
 from cost_models.models import ModelSpec, get_model
@@ -2170,7 +2170,7 @@ def fp8_prefill_notes(
     # The permutation's seconds in each prefill: the same estimate with the class's passes at 0.
     fp8_permute_s = prefill_s - prefill_of(deployment, without_permutation(fp8_class[0]))
     bf16_permute_s = bf16_s - prefill_of(bf16, without_permutation(bf16_class[0]))
-    engine = {"trtllm": "TensorRT-LLM", "vllm": "vLLM", "sglang": "SGLang"}.get(profile.backend, profile.backend)
+    engine = ENGINE_DISPLAY_NAMES.get(profile.backend, profile.backend)
     note = (
         f"fp8 weights prefill slower than bf16 ones here: {prefill_s:.3g} s against {bf16_s:.3g} s with bf16 "
         f"weights (same deployment, {profile.name}). The routed experts run {profile.name}'s {fp8_class[0]} "
@@ -2212,7 +2212,7 @@ def fp8_gemm_cost_text(profile: CalibrationProfile, chip: HardwareSpec, fmt: str
         f: float(gemm_time_s(rows, PER_CALL_GEMM_N, PER_CALL_GEMM_K, f, chip, _gemm_params(profile, f))[()]) * 1e6
         for f in kernels
     }
-    engine = {"trtllm": "TensorRT-LLM", "vllm": "vLLM", "sglang": "SGLang"}.get(profile.backend, profile.backend)
+    engine = ENGINE_DISPLAY_NAMES.get(profile.backend, profile.backend)
     text = (
         f"A decode GEMM of {rows} row{'s' if rows > 1 else ''} is mostly its per-call cost, and {profile.name}'s "
         f"{fmt} GEMM, fitted on {engine}'s measured GEMMs on {chip.name} (data/kernels/gemm_perf.csv.gz), costs "

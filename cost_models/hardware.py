@@ -144,6 +144,8 @@ class Efficiency(BaseModel):
 
 #: Serving engines: the export targets, and the engines a calibration profile's kernels are of.
 ServingEngine = Literal["trtllm", "vllm", "sglang", "jax"]
+#: How the engines spell their own names, for text a user reads.
+ENGINE_DISPLAY_NAMES: dict[str, str] = {"trtllm": "TensorRT-LLM", "vllm": "vLLM", "sglang": "SGLang", "jax": "JAX"}
 
 #: The engines that run on a chip of each kind where its entry names none (``engines``):
 #: TensorRT-LLM is CUDA-only (NVIDIA GPUs); vLLM and SGLang run on CUDA and ROCm GPUs, vLLM also

@@ -49,7 +49,7 @@ from cost_models.deployments import (
 )
 from cost_models.dtypes import dtype_name, parse_dtype
 from cost_models.errors import InvalidInputError
-from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
+from cost_models.hardware import ENGINE_DISPLAY_NAMES, HardwareSpec, SwitchedInterconnect, get_hardware
 from cost_models.models import model_catalog
 from cost_models.partitioning import AXES, SHARDING_RULES, kv_cache_axes, split_axes
 from cost_models.serving import ENGINE_DEFAULTS, engine_memory_bytes, kv_budget_bytes, make_workloads
@@ -1584,7 +1584,6 @@ def _vllm_parallelism(spec: dict, engine: str = "vllm") -> tuple[int, int]:
 #: NVFP4 checkpoint made with NVIDIA TensorRT Model Optimizer (ModelOpt).
 _MXFP4_CHECKPOINTS = ("gpt-oss-20b", "gpt-oss-120b")
 
-_ENGINE_NAMES = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM"}
 #: The least compute capability of each engine's Marlin weight-only kernels (vLLM marlin_utils.py,
 #: query_marlin_supported_quant_types: 7.5; SGLang's GPTQMarlinConfig.get_min_capability: 8.0).
 _MARLIN_MIN_CAPABILITY = {"vllm": "7.5 (Turing)", "sglang": "8.0 (Ampere)"}
@@ -1675,7 +1674,7 @@ def engine_formats(
     read the method from its quantization_config).
     TensorRT-LLM's PyTorch backend takes the format from the checkpoint's quantization config.
     ``hardware``: the chip's name (the fp8 note says what it runs there)."""
-    name = _ENGINE_NAMES[engine]
+    name = ENGINE_DISPLAY_NAMES[engine]
     kv = quant["kv_cache"]
     kv_dtype = ENGINE_KV_CACHE_DTYPES[engine].get(kv)
     if kv_dtype is None:

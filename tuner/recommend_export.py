@@ -14,14 +14,13 @@ from pathlib import Path
 
 from cost_models.capacity import CapacityProblem, scored_plan
 from cost_models.errors import InvalidInputError
+from cost_models.hardware import ENGINE_DISPLAY_NAMES
 from tuner.export import plan_engine_args
 from tuner.recommend_report import _formats, _layout
 from tuner.tables import calibration_line
 
 #: What an out directory is named without --out: beside the working directory.
 DEFAULT_OUT = "recommend-{model}-{hardware}-{engine}"
-
-_ENGINE_NAMES = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM"}
 
 
 def default_out_dir(model: str, hardware: str, engine: str) -> str:
@@ -151,7 +150,7 @@ def _predicted(row: dict, report: dict) -> list[str]:
 
 
 def readme(report: dict, exports: dict[str, dict]) -> str:
-    name = _ENGINE_NAMES.get(report["backend"], report["backend"])
+    name = ENGINE_DISPLAY_NAMES.get(report["backend"], report["backend"])
     lines = [
         f"# {report['model']} on {report['hardware']}: {name} launch files from tuner recommend",
         "",
