@@ -781,27 +781,33 @@ class _Setting:
         self,
         decode_seqs: np.ndarray,
         prefill_tokens: np.ndarray,
-        known: tuple[np.ndarray, np.ndarray, np.ndarray],
-    ) -> np.ndarray:
-        """:meth:`iteration`, scoring only the rows whose inputs differ from an iteration already
-        scored (``known``: its decode sequences, prefill tokens and times): a row's iteration
-        depends on its own deployment, workload and inputs only, so equal inputs give the same
-        seconds (the open loop's later rounds repeat many: a row pinned at its slots and its
-        prefill budget, or one whose fixed point moved no input)."""
-        known_seqs, known_tokens, known_s = known
+        known: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`iteration_parts`, scoring only the rows whose inputs differ from an iteration
+        already scored (``known``: its decode sequences, prefill tokens, times and GPU times): a
+        row's iteration depends on its own deployment, workload and inputs only, so equal inputs
+        give the same seconds (the open loop's later rounds repeat many: a row pinned at its slots
+        and its prefill budget, or one whose fixed point moved no input)."""
+        known_seqs, known_tokens, known_s, known_gpu_s = known
         same = (decode_seqs == known_seqs) & (prefill_tokens == known_tokens)
         count = int(np.count_nonzero(same))
         if count < _REUSE_AT_LEAST * len(same):  # a few rows: the sub-batch would cost more
-            return self.iteration(decode_seqs, prefill_tokens)
-        out = known_s.copy()
+            return self.iteration_parts(decode_seqs, prefill_tokens)
+        out, out_gpu = known_s.copy(), known_gpu_s.copy()
         rows = np.flatnonzero(~same)
         if len(rows):
-            out[rows] = self.take(rows).iteration(decode_seqs[rows], prefill_tokens[rows])
-        return out
+            out[rows], out_gpu[rows] = self.take(rows).iteration_parts(decode_seqs[rows], prefill_tokens[rows])
+        return out, out_gpu
 
     def iteration(self, decode_seqs: np.ndarray, prefill_tokens: np.ndarray) -> np.ndarray:
         """One iteration: the longer of its GPU time and the engine's host time for it."""
-        return np.maximum(self.gpu_iteration(decode_seqs, prefill_tokens), self.host(decode_seqs, prefill_tokens))
+        return self.iteration_parts(decode_seqs, prefill_tokens)[0]
+
+    def iteration_parts(self, decode_seqs: np.ndarray, prefill_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`iteration` and the GPU's time alone in it (for the open loop's kink to reuse
+        where the host binds: :func:`_across_the_host_kink`)."""
+        gpu_s = self.gpu_iteration(decode_seqs, prefill_tokens)
+        return np.maximum(gpu_s, self.host(decode_seqs, prefill_tokens)), gpu_s
 
     def host(self, decode_seqs: np.ndarray, prefill_tokens: np.ndarray) -> np.ndarray:
         """The engine's host time for an iteration: per scheduled sequence and per prompt started."""
@@ -1387,6 +1393,8 @@ def _across_the_host_kink(
     per_prompt: np.ndarray,
     full: np.ndarray,
     t_full: np.ndarray,
+    gpu_dec_scored: np.ndarray,
+    gpu_mix_scored: np.ndarray,
 ) -> _AcrossTheKink:
     """The open loop's mean iterations, decode count and slope per sequence over the running
     batch's swings, where they straddle the kink of an iteration's time, the longer of its GPU
@@ -1431,19 +1439,25 @@ def _across_the_host_kink(
     rows = np.flatnonzero((host_dec + reach >= t_dec) | (host_mix + reach >= t_mix))
     if rows.size == 0:
         return unchanged
-    sub = s.take(rows)
     mean_n, no_tokens = decoding[rows], zeros[rows]
 
-    def gpu_alone(seqs: np.ndarray, tokens: np.ndarray, longer: np.ndarray, host: np.ndarray) -> np.ndarray:
-        """The GPU's time of these iterations: the iteration's where it beat the host, else scored."""
+    def gpu_alone(
+        seqs: np.ndarray, tokens: np.ndarray, longer: np.ndarray, host: np.ndarray, scored: np.ndarray
+    ) -> np.ndarray:
+        """The GPU's time of these iterations: the iteration's where it beat the host, else the
+        GPU's seconds the open loop's rounds scored for these inputs (``scored``; the same
+        seconds: a row's iteration depends on its own inputs only), else scored here (NaN: a
+        mixed iteration the rounds extended to the budget, not scored)."""
         out = longer.copy()
         bound = np.flatnonzero(longer <= host)
-        if bound.size:
-            out[bound] = sub.take(bound).gpu_iteration(seqs[bound], tokens[bound])
+        out[bound] = scored[bound]
+        unscored = bound[np.isnan(scored[bound])]
+        if unscored.size:
+            out[unscored] = s.take(rows[unscored]).gpu_iteration(seqs[unscored], tokens[unscored])
         return out
 
-    gpu_dec = gpu_alone(mean_n, no_tokens, t_dec[rows], host_dec[rows])
-    gpu_mix = gpu_alone(mean_n, per_mixed[rows], t_mix[rows], host_mix[rows])
+    gpu_dec = gpu_alone(mean_n, no_tokens, t_dec[rows], host_dec[rows], gpu_dec_scored[rows])
+    gpu_mix = gpu_alone(mean_n, per_mixed[rows], t_mix[rows], host_mix[rows], gpu_mix_scored[rows])
     # The GPU's own slope at the mean: the secant to the full batch where the GPU binds at both
     # (per_sequence), else to a quarter more sequences on the GPU alone; not the secant of
     # max(GPU, host), which has the kink in it, nor the chord from one sequence (an MoE layer's
@@ -1453,11 +1467,11 @@ def _across_the_host_kink(
     other = np.flatnonzero(~((t_dec[rows] > host_dec[rows]) & (t_full[rows] > s.host(full, zeros)[rows])))
     if other.size:
         wider = mean_n[other] + np.maximum(0.25 * mean_n[other], 4.0)
-        wider_s = sub.take(other).gpu_iteration(wider, no_tokens[other])
+        wider_s = s.take(rows[other]).gpu_iteration(wider, no_tokens[other])
         gpu_slope[other] = np.maximum(wider_s - gpu_dec[other], 0.0) / (wider - mean_n[other])
     step = h - gpu_slope
     gap_dec, gap_mix = host_dec[rows] - gpu_dec, host_mix[rows] - gpu_mix
-    rate, gen, prompt_s = sub.w.request_rate, sub.w.gen_len, per_prompt[rows]
+    rate, gen, prompt_s = s.w.request_rate[rows], s.w.gen_len[rows], per_prompt[rows]
     demand, cap = rate * np.maximum(gen - 1.0, 0.0), slots[rows]
     mixed_per_s = p_mix[rows] / np.maximum(t_mean[rows], 1e-30)  # mixed share per second of mean iteration
     mean_s, n_now, slope = t_mean[rows].copy(), mean_n.copy(), per_sequence[rows].copy()
@@ -1502,8 +1516,9 @@ _SETTLED = 1e-3
 _CARRIED = 0.01
 
 
-#: Iterations already scored (decode sequences, prefill tokens, seconds), for a round to reuse.
-_Known = tuple[np.ndarray, np.ndarray, np.ndarray]
+#: Iterations already scored (decode sequences, prefill tokens, seconds, the GPU's seconds), for
+#: a round to reuse.
+_Known = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 class _OpenLoopRound(NamedTuple):
@@ -1516,6 +1531,10 @@ class _OpenLoopRound(NamedTuple):
     t_mean: np.ndarray
     known_mix: _Known
     known_dec: _Known
+    #: The GPU's seconds alone of the iterations ``t_mix`` and ``t_dec`` (NaN for a mixed one
+    #: extended to the budget, not scored: ``carry`` in :func:`_open_loop_round`).
+    gpu_mix: np.ndarray
+    gpu_dec: np.ndarray
 
 
 def _open_loop_round(
@@ -1536,11 +1555,12 @@ def _open_loop_round(
     budget = s.prefill_budget(decoding)
     per_mixed = np.minimum(work * t_mean / p_mix, budget)
     if known_mix is None:
-        t_mix = s.iteration(decoding, per_mixed)
+        t_mix, gpu_mix = s.iteration_parts(decoding, per_mixed)
     else:
-        t_mix = s.iteration_again(decoding, per_mixed, known_mix)
-    t_dec = s.iteration_again(decoding, np.zeros(len(decoding)), known_dec)
-    scored_mix, scored_dec = (decoding, per_mixed, t_mix), (decoding, np.zeros(len(decoding)), t_dec)
+        t_mix, gpu_mix = s.iteration_again(decoding, per_mixed, known_mix)
+    t_dec, gpu_dec = s.iteration_again(decoding, np.zeros(len(decoding)), known_dec)
+    scored_mix = (decoding, per_mixed, t_mix, gpu_mix)
+    scored_dec = (decoding, np.zeros(len(decoding)), t_dec, gpu_dec)
     rate = s.w.request_rate
     # Whether an iteration holds prefill depends on how long the one before took (arrivals
     # during it): a two-state Markov chain, mixed -> mixed with 1 - exp(-R t_mix), decode ->
@@ -1572,7 +1592,19 @@ def _open_loop_round(
     per_mixed = np.where(carry, budget, per_mixed)
     p_mix = np.clip(np.maximum(p_markov, p_carry), 1e-9, 1.0)
     t_mean = p_mix * t_mix + (1.0 - p_mix) * t_dec
-    return _OpenLoopRound(decoding, budget, per_mixed, t_mix, t_dec, p_mix, t_mean, scored_mix, scored_dec)
+    return _OpenLoopRound(
+        decoding,
+        budget,
+        per_mixed,
+        t_mix,
+        t_dec,
+        p_mix,
+        t_mean,
+        scored_mix,
+        scored_dec,
+        np.where(carry, np.nan, gpu_mix),
+        gpu_dec,
+    )
 
 
 def _open_loop(s: _Setting) -> ServingEstimate:
@@ -1599,7 +1631,7 @@ def _open_loop(s: _Setting) -> ServingEstimate:
     # Linear model from three iterations: one sequence, a full batch, one sequence and a prompt.
     one = s.iteration(ones, zeros)
     full = np.clip(rate * (gen - 1.0) * 2.0 * one, 2.0, np.maximum(cap.slots, 2.0))
-    t_full = s.iteration(full, zeros)
+    t_full, gpu_full = s.iteration_parts(full, zeros)
     per_sequence = (t_full - one) / np.maximum(full - 1.0, 1.0)
     per_token = (s.iteration(ones, uncached) - one) / uncached
     demand = rate * (gen - 1.0)  # decode sequences per second of iteration time
@@ -1608,11 +1640,11 @@ def _open_loop(s: _Setting) -> ServingEstimate:
     p_mix = np.clip(1.0 - np.exp(-rate * t_mean), 1e-9, 1.0)
     # Iterations already scored, reused where a round's inputs repeat them (the same seconds):
     # the full batch's decode-only iteration, then each round's own.
-    known_dec: _Known = (full, zeros, t_full)
+    known_dec: _Known = (full, zeros, t_full, gpu_full)
     known_mix: _Known | None = None
     slots = cap.slots
     # The chord round on every row: the slopes through the operating point, then the closed form.
-    decoding, _, per_mixed, t_mix, t_dec, p_mix, t_mean, known_mix, known_dec = _open_loop_round(
+    decoding, _, per_mixed, t_mix, t_dec, p_mix, t_mean, known_mix, known_dec, gpu_mix, gpu_dec = _open_loop_round(
         s, demand, work, slots, t_mean, p_mix, known_mix, known_dec
     )
     per_sequence = np.where(decoding > 1.5, (t_dec - one) / np.maximum(decoding - 1.0, 1e-9), per_sequence)
@@ -1630,10 +1662,10 @@ def _open_loop(s: _Setting) -> ServingEstimate:
     exhausted = True
     for _ in range(_OPEN_LOOP_ROUNDS):
         used = (used_mean, used_mix)
-        dec_r, budget_r, per_r, t_mix_r, t_dec_r, p_r, t_mean_r, known_mix, known_dec = _open_loop_round(
-            sub, sub_demand, sub_work, sub_slots, used_mean, used_mix, known_mix, known_dec
-        )
+        round_ = _open_loop_round(sub, sub_demand, sub_work, sub_slots, used_mean, used_mix, known_mix, known_dec)
+        dec_r, budget_r, per_r, t_mix_r, t_dec_r, p_r, t_mean_r, known_mix, known_dec = round_[:9]
         decoding[active], per_mixed[active], t_mix[active], t_dec[active] = dec_r, per_r, t_mix_r, t_dec_r
+        gpu_mix[active], gpu_dec[active] = round_.gpu_mix, round_.gpu_dec
         p_mix[active], t_mean[active] = p_r, t_mean_r
         # Conservation of the prompt work (mixed share x tokens per mixed iteration = R P t_mean)
         # holds once the point settles.
@@ -1656,8 +1688,8 @@ def _open_loop(s: _Setting) -> ServingEstimate:
         sub = s.take(active)
         sub_demand, sub_work, sub_slots = demand[active], work[active], slots[active]
         used_mean, used_mix = t_mean_r[keep], p_r[keep]
-        known_mix = (known_mix[0][keep], known_mix[1][keep], known_mix[2][keep])
-        known_dec = (known_dec[0][keep], known_dec[1][keep], known_dec[2][keep])
+        known_mix = (known_mix[0][keep], known_mix[1][keep], known_mix[2][keep], known_mix[3][keep])
+        known_dec = (known_dec[0][keep], known_dec[1][keep], known_dec[2][keep], known_dec[3][keep])
     if exhausted:
         # Rounds run out: the rows still moving hold this round's outputs, the settled ones
         # the inputs they kept.
@@ -1679,7 +1711,20 @@ def _open_loop(s: _Setting) -> ServingEstimate:
     # Where the batch's swings cross the kink of max(GPU, host) the mean iteration and its slope
     # are those over the swings, not at the mean batch (_across_the_host_kink).
     kink = _across_the_host_kink(
-        s, slots, decoding, per_mixed, t_dec, t_mix, t_mean, p_mix, per_sequence, per_prompt, full, t_full
+        s,
+        slots,
+        decoding,
+        per_mixed,
+        t_dec,
+        t_mix,
+        t_mean,
+        p_mix,
+        per_sequence,
+        per_prompt,
+        full,
+        t_full,
+        gpu_dec,
+        gpu_mix,
     )
     per_sequence, decoding, t_dec, t_mix, t_mean, p_mix, kink_n = kink
     budget = s.prefill_budget(decoding)
