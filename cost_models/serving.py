@@ -1474,28 +1474,72 @@ def _across_the_host_kink(
     rate, gen, prompt_s = s.w.request_rate[rows], s.w.gen_len[rows], per_prompt[rows]
     demand, cap = rate * np.maximum(gen - 1.0, 0.0), slots[rows]
     mixed_per_s = p_mix[rows] / np.maximum(t_mean[rows], 1e-30)  # mixed share per second of mean iteration
-    mean_s, n_now, slope = t_mean[rows].copy(), mean_n.copy(), per_sequence[rows].copy()
-    dec_s, mix_s, share = t_dec[rows].copy(), t_mix[rows].copy(), p_mix[rows].copy()
-    active = np.arange(rows.size)
+    # The rounds run on arrays compacted to the rows still moving (a boolean compress of each
+    # when some settle, not a gather of every input by index each round), each row's outputs
+    # written back by position once it settles; the arithmetic per row is the rounds' as they
+    # were (_load_fluctuation's Var(n), its row constants hoisted, and _mean_excess, its z shared
+    # with the host's share): the same bits (bench/guard_serving_outputs.py).
+    size = rows.size
+    slope_out, n_out, dec_out, mix_out, mean_out, share_out = (np.empty(size) for _ in range(6))
+    steps = np.maximum(gen - 1.0, 0.0)
+    gamma = rate * prompt_s
+    slack_prompts = np.clip(1.0 - gamma, 0.01, 1.0)
+    index = np.arange(size)
+    now, n_now, slope = t_mean[rows].copy(), mean_n.copy(), per_sequence[rows].copy()
+    c_mean_n, c_rate, c_steps, c_gamma, c_slack_prompts = mean_n, rate, steps, gamma, slack_prompts
+    c_step, c_abs_step, c_gap_dec, c_gap_mix, c_mixed_per_s = step, np.abs(step), gap_dec, gap_mix, mixed_per_s
+    c_gpu_slope, c_gpu_dec, c_gpu_mix, c_demand, c_cap = gpu_slope, gpu_dec, gpu_mix, demand, cap
+    root_two_pi = np.sqrt(2.0 * np.pi)
+    compacted_by: np.ndarray | None = None
     for _ in range(_KINK_ROUNDS):
-        i = active
-        now, offset = mean_s[i], n_now[i] - mean_n[i]
-        var_n, _, _ = _load_fluctuation(rate[i], gen[i], now, n_now[i], slope[i], prompt_s[i])
-        spread = np.maximum(np.abs(step[i]) * np.sqrt(np.maximum(var_n, 0.0)), 1e-12)
-        at_dec, at_mix = gap_dec[i] + step[i] * offset, gap_mix[i] + step[i] * offset
-        share[i] = np.minimum(mixed_per_s[i] * now, 1.0)
-        host_share = share[i] * normal_cdf(at_mix / spread) + (1.0 - share[i]) * normal_cdf(at_dec / spread)
-        slope[i] = np.maximum(gpu_slope[i] + step[i] * host_share, 0.0)
-        dec_s[i] = gpu_dec[i] + gpu_slope[i] * offset + _mean_excess(at_dec, spread)
-        mix_s[i] = gpu_mix[i] + gpu_slope[i] * offset + _mean_excess(at_mix, spread)
+        offset = n_now - c_mean_n
+        load = c_rate * slope * c_steps + c_gamma
+        var_n = n_now / (c_slack_prompts * np.clip(1.0 - load, 0.01, 1.0))
+        spread = np.maximum(c_abs_step * np.sqrt(np.maximum(var_n, 0.0)), 1e-12)
+        at_dec, at_mix = c_gap_dec + c_step * offset, c_gap_mix + c_step * offset
+        share = np.minimum(c_mixed_per_s * now, 1.0)
+        z_dec, z_mix = at_dec / spread, at_mix / spread
+        cdf_dec, cdf_mix = normal_cdf(z_dec), normal_cdf(z_mix)
+        host_share = share * cdf_mix + (1.0 - share) * cdf_dec
+        slope = np.maximum(c_gpu_slope + c_step * host_share, 0.0)
+        # _mean_excess(at, spread) = at Phi(z) + spread phi(z), z = at / spread.
+        dec_s = (
+            c_gpu_dec + c_gpu_slope * offset + (at_dec * cdf_dec + spread * np.exp(-0.5 * z_dec * z_dec) / root_two_pi)
+        )
+        mix_s = (
+            c_gpu_mix + c_gpu_slope * offset + (at_mix * cdf_mix + spread * np.exp(-0.5 * z_mix * z_mix) / root_two_pi)
+        )
         # t = p t_mix + (1 - p) t_dec with p = (p / t) t: t = t_dec / (1 - (p / t)(t_mix - t_dec)),
         # no such t where the mixed iterations' excess outgrows it (capped: the slots then bind).
-        next_s = dec_s[i] / np.maximum(1.0 - mixed_per_s[i] * (mix_s[i] - dec_s[i]), 1e-3)
-        mean_s[i] = 0.5 * (now + next_s)
-        n_now[i] = np.minimum(demand[i] * mean_s[i], cap[i])
-        active = i[np.abs(next_s - now) > _KINK_SETTLED * now]
-        if active.size == 0:
+        next_s = dec_s / np.maximum(1.0 - c_mixed_per_s * (mix_s - dec_s), 1e-3)
+        mean_s = 0.5 * (now + next_s)
+        n_next = np.minimum(c_demand * mean_s, c_cap)
+        moving = np.abs(next_s - now) > _KINK_SETTLED * now
+        now, n_now = mean_s, n_next
+        compacted_by = None
+        if moving.all():
+            continue
+        leaving = ~moving
+        at = index[leaving]
+        slope_out[at], n_out[at], dec_out[at] = slope[leaving], n_now[leaving], dec_s[leaving]
+        mix_out[at], mean_out[at], share_out[at] = mix_s[leaving], now[leaving], share[leaving]
+        index = index[moving]
+        if index.size == 0:
             break
+        compacted_by = moving
+        now, n_now, slope = now[moving], n_now[moving], slope[moving]
+        c_mean_n, c_rate, c_steps, c_gamma = c_mean_n[moving], c_rate[moving], c_steps[moving], c_gamma[moving]
+        c_slack_prompts, c_step, c_abs_step = c_slack_prompts[moving], c_step[moving], c_abs_step[moving]
+        c_gap_dec, c_gap_mix, c_mixed_per_s = c_gap_dec[moving], c_gap_mix[moving], c_mixed_per_s[moving]
+        c_gpu_slope, c_gpu_dec, c_gpu_mix = c_gpu_slope[moving], c_gpu_dec[moving], c_gpu_mix[moving]
+        c_demand, c_cap = c_demand[moving], c_cap[moving]
+    else:
+        # Rounds run out: the rows still moving hold the last round's numbers.
+        if compacted_by is not None:
+            dec_s, mix_s, share = dec_s[compacted_by], mix_s[compacted_by], share[compacted_by]
+        slope_out[index], n_out[index], dec_out[index] = slope, n_now, dec_s
+        mix_out[index], mean_out[index], share_out[index] = mix_s, now, share
+    slope, n_now, dec_s, mix_s, mean_s, share = slope_out, n_out, dec_out, mix_out, mean_out, share_out
     out = [np.array(a, dtype=np.float64, copy=True) for a in unchanged]
     # Where the host binds a decode-only iteration: n* = n + (GPU - host) / (h - g1), at the mean.
     at_dec = gap_dec + step * (n_now - mean_n)
