@@ -1474,7 +1474,7 @@ def _across_the_host_kink(
     rate, gen, prompt_s = s.w.request_rate[rows], s.w.gen_len[rows], per_prompt[rows]
     demand, cap = rate * np.maximum(gen - 1.0, 0.0), slots[rows]
     mixed_per_s = p_mix[rows] / np.maximum(t_mean[rows], 1e-30)  # mixed share per second of mean iteration
-    # The rounds run on arrays compacted to the rows still moving (a boolean compress of each
+    # The rounds run on a table compacted to the rows still moving (one take along its columns
     # when some settle, not a gather of every input by index each round), each row's outputs
     # written back by position once it settles; the arithmetic per row is the rounds' as they
     # were (_load_fluctuation's Var(n), its row constants hoisted, and _mean_excess, its z shared
@@ -1485,13 +1485,20 @@ def _across_the_host_kink(
     gamma = rate * prompt_s
     slack_prompts = np.clip(1.0 - gamma, 0.01, 1.0)
     index = np.arange(size)
-    now, n_now, slope = t_mean[rows].copy(), mean_n.copy(), per_sequence[rows].copy()
-    c_mean_n, c_rate, c_steps, c_gamma, c_slack_prompts = mean_n, rate, steps, gamma, slack_prompts
-    c_step, c_abs_step, c_gap_dec, c_gap_mix, c_mixed_per_s = step, np.abs(step), gap_dec, gap_mix, mixed_per_s
-    c_gpu_slope, c_gpu_dec, c_gpu_mix, c_demand, c_cap = gpu_slope, gpu_dec, gpu_mix, demand, cap
+    # One 2-D array (a row each): compacting it is one take along the columns, 5x faster than a
+    # compress of each array (numpy 2, 40,000 columns).
+    table = np.stack(
+        [
+            mean_n, rate, steps, gamma, slack_prompts, step, np.abs(step), gap_dec, gap_mix, mixed_per_s,
+            gpu_slope, gpu_dec, gpu_mix, demand, cap, t_mean[rows], mean_n, per_sequence[rows],
+        ]
+    )  # fmt: skip
     root_two_pi = np.sqrt(2.0 * np.pi)
-    compacted_by: np.ndarray | None = None
     for _ in range(_KINK_ROUNDS):
+        (
+            c_mean_n, c_rate, c_steps, c_gamma, c_slack_prompts, c_step, c_abs_step, c_gap_dec, c_gap_mix,
+            c_mixed_per_s, c_gpu_slope, c_gpu_dec, c_gpu_mix, c_demand, c_cap, now, n_now, slope,
+        ) = table  # fmt: skip
         offset = n_now - c_mean_n
         load = c_rate * slope * c_steps + c_gamma
         var_n = n_now / (c_slack_prompts * np.clip(1.0 - load, 0.01, 1.0))
@@ -1515,30 +1522,28 @@ def _across_the_host_kink(
         mean_s = 0.5 * (now + next_s)
         n_next = np.minimum(c_demand * mean_s, c_cap)
         moving = np.abs(next_s - now) > _KINK_SETTLED * now
-        now, n_now = mean_s, n_next
-        compacted_by = None
         if moving.all():
+            table[15], table[16], table[17] = mean_s, n_next, slope
             continue
-        leaving = ~moving
+        leaving = np.flatnonzero(~moving)
         at = index[leaving]
-        slope_out[at], n_out[at], dec_out[at] = slope[leaving], n_now[leaving], dec_s[leaving]
-        mix_out[at], mean_out[at], share_out[at] = mix_s[leaving], now[leaving], share[leaving]
-        index = index[moving]
-        if index.size == 0:
+        slope_out[at], n_out[at], dec_out[at] = slope[leaving], n_next[leaving], dec_s[leaving]
+        mix_out[at], mean_out[at], share_out[at] = mix_s[leaving], mean_s[leaving], share[leaving]
+        keep = np.flatnonzero(moving)
+        if keep.size == 0:
             break
-        compacted_by = moving
-        now, n_now, slope = now[moving], n_now[moving], slope[moving]
-        c_mean_n, c_rate, c_steps, c_gamma = c_mean_n[moving], c_rate[moving], c_steps[moving], c_gamma[moving]
-        c_slack_prompts, c_step, c_abs_step = c_slack_prompts[moving], c_step[moving], c_abs_step[moving]
-        c_gap_dec, c_gap_mix, c_mixed_per_s = c_gap_dec[moving], c_gap_mix[moving], c_mixed_per_s[moving]
-        c_gpu_slope, c_gpu_dec, c_gpu_mix = c_gpu_slope[moving], c_gpu_dec[moving], c_gpu_mix[moving]
-        c_demand, c_cap = c_demand[moving], c_cap[moving]
+        index = index[keep]
+        table[15], table[16], table[17] = mean_s, n_next, slope
+        table = table.take(keep, axis=1)
     else:
         # Rounds run out: the rows still moving hold the last round's numbers.
-        if compacted_by is not None:
-            dec_s, mix_s, share = dec_s[compacted_by], mix_s[compacted_by], share[compacted_by]
-        slope_out[index], n_out[index], dec_out[index] = slope, n_now, dec_s
-        mix_out[index], mean_out[index], share_out[index] = mix_s, now, share
+        table_now = (table[15], table[16], table[17])
+        slope_out[index], n_out[index], mean_out[index] = table_now[2], table_now[1], table_now[0]
+        if index.size == dec_s.size:
+            dec_out[index], mix_out[index], share_out[index] = dec_s, mix_s, share
+        else:
+            keep_last = np.flatnonzero(moving)
+            dec_out[index], mix_out[index], share_out[index] = dec_s[keep_last], mix_s[keep_last], share[keep_last]
     slope, n_now, dec_s, mix_s, mean_s, share = slope_out, n_out, dec_out, mix_out, mean_out, share_out
     out = [np.array(a, dtype=np.float64, copy=True) for a in unchanged]
     # Where the host binds a decode-only iteration: n* = n + (GPU - host) / (h - g1), at the mean.
