@@ -1465,23 +1465,18 @@ def _across_the_host_kink(
         return unchanged
     mean_n, no_tokens = decoding[rows], zeros[rows]
 
-    def gpu_alone(
-        seqs: np.ndarray, tokens: np.ndarray, longer: np.ndarray, host: np.ndarray, scored: np.ndarray
-    ) -> np.ndarray:
+    def from_rounds(longer: np.ndarray, host: np.ndarray, scored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The GPU's time of these iterations: the iteration's where it beat the host, else the
         GPU's seconds the open loop's rounds scored for these inputs (``scored``; the same
-        seconds: a row's iteration depends on its own inputs only), else scored here (NaN: a
-        mixed iteration the rounds extended to the budget, not scored)."""
+        seconds: a row's iteration depends on its own inputs only); and the rows left to score
+        (NaN: a mixed iteration the rounds extended to the budget, not scored)."""
         out = longer.copy()
         bound = np.flatnonzero(longer <= host)
         out[bound] = scored[bound]
-        unscored = bound[np.isnan(scored[bound])]
-        if unscored.size:
-            out[unscored] = s.take(rows[unscored]).gpu_iteration(seqs[unscored], tokens[unscored])
-        return out
+        return out, bound[np.isnan(scored[bound])]
 
-    gpu_dec = gpu_alone(mean_n, no_tokens, t_dec[rows], host_dec[rows], gpu_dec_scored[rows])
-    gpu_mix = gpu_alone(mean_n, per_mixed[rows], t_mix[rows], host_mix[rows], gpu_mix_scored[rows])
+    gpu_dec, dec_left = from_rounds(t_dec[rows], host_dec[rows], gpu_dec_scored[rows])
+    gpu_mix, mix_left = from_rounds(t_mix[rows], host_mix[rows], gpu_mix_scored[rows])
     # The GPU's own slope at the mean: the secant to the full batch where the GPU binds at both
     # (per_sequence), else to a quarter more sequences on the GPU alone; not the secant of
     # max(GPU, host), which has the kink in it, nor the chord from one sequence (an MoE layer's
@@ -1489,9 +1484,17 @@ def _across_the_host_kink(
     # sequence from 1 to 66, 28 us about 66).
     gpu_slope = per_sequence[rows].copy()
     other = np.flatnonzero(~((t_dec[rows] > host_dec[rows]) & (t_full[rows] > s.host(full, zeros)[rows])))
-    if other.size:
-        wider = mean_n[other] + np.maximum(0.25 * mean_n[other], 4.0)
-        wider_s = s.take(rows[other]).gpu_iteration(wider, no_tokens[other])
+    wider = mean_n[other] + np.maximum(0.25 * mean_n[other], 4.0)
+    # The iterations left and the wider ones scored in one call (each a fixed cost of ~5 ms).
+    scoring = np.concatenate([dec_left, mix_left, other])
+    if scoring.size:
+        scored_s = s.take(rows[scoring]).gpu_iteration(
+            np.concatenate([mean_n[dec_left], mean_n[mix_left], wider]),
+            np.concatenate([no_tokens[dec_left], per_mixed[rows][mix_left], no_tokens[other]]),
+        )
+        gpu_dec[dec_left], gpu_mix[mix_left], wider_s = np.split(
+            scored_s, [dec_left.size, dec_left.size + mix_left.size]
+        )
         gpu_slope[other] = np.maximum(wider_s - gpu_dec[other], 0.0) / (wider - mean_n[other])
     step = h - gpu_slope
     gap_dec, gap_mix = host_dec[rows] - gpu_dec, host_mix[rows] - gpu_mix
