@@ -79,7 +79,7 @@ def outputs() -> dict[str, np.ndarray]:
                 prompt_len=w.prompt_len,
                 gen_len=w.gen_len,
                 max_num_tokens=w.max_num_tokens,
-                **({"concurrency": w.concurrency} if closed else {"request_rate": w.request_rate}),
+                **({"concurrency": w.concurrency} if closed else {"request_rate": w.request_rate}),  # type: ignore[arg-type]
             )
             profile = resolve_calibration(f"h100-sxm-{backend}", "h100-sxm")
             keep(f"{backend}/{closed}", serve, d, w, calibration=profile)
@@ -94,7 +94,7 @@ def main(argv: list[str]) -> int:
     print("code:", cost_models.__file__, file=sys.stderr)
     new = outputs()
     if mode == "save":
-        np.savez(path, **new)
+        np.savez(path, **new)  # type: ignore[arg-type]
         print(len(new), "entries saved", file=sys.stderr)
         return 0
     with np.load(path) as saved:
