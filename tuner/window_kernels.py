@@ -7,8 +7,9 @@ and head_dim of the row) and goes through the cost model's own path: operator co
 share (a 1 x 1 x 1 mesh) and the calibrated fused-attention time under the shipped profile of
 that chip and engine (``cost_models.calibrated_times``), and the pure roofline. Full-attention
 rows (window_size empty) of the same chips, engines and formats go through the same path, so the
-two errors can be compared. Formats: bfloat16 attention with a bfloat16 or fp8 KV cache (fp8
-attention compute is not a deployment format of the cost model and is skipped).
+two errors can be compared. Formats: bfloat16 attention with a bfloat16 or fp8 KV cache; with an
+fp8 cache, where the engine's default prefill backend casts the query to fp8 (SGLang on
+Hopper and Blackwell), the fp8 x fp8 rows, the kernel the cost model charges there.
 
 The shipped profiles were fitted on every row of these files, windowed ones included (their
 held-out errors, grouped by attention shape, are the tables above): the errors here are
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cost_models.calibrated_times import calibrated_operator_times
+from cost_models.calibrated_times import FP8_QUERY_PREFILL_ENGINES, calibrated_operator_times
 from cost_models.calibration import profile_for
 from cost_models.dtypes import BF16, FP8
 from cost_models.hardware import get_hardware
@@ -116,8 +117,16 @@ def window_kernel_errors() -> list[WindowErrors]:
     for phase, name in FILES.items():
         table = read_kernel_table(REPO_KERNELS / name)
         c = table.columns
-        usable = (c["attn_dtype"] == "bfloat16") & np.isin(c["kv_cache_dtype"], list(KV_FORMATS))
-        usable &= np.array([s in SYSTEMS for s in c["system"]])
+        usable = np.isin(c["kv_cache_dtype"], list(KV_FORMATS)) & np.array([s in SYSTEMS for s in c["system"]])
+        # The rows of the kernel the cost model charges: bfloat16 attention, except a prefill with
+        # an fp8 cache where the engine's default backend casts the query to fp8
+        # (calibrated_times.FP8_QUERY_PREFILL_ENGINES: SGLang's fa3 and trtllm_mha), whose rows are
+        # the fp8/fp8 ones; its bfloat16/fp8 rows are Triton's, which that engine does not run.
+        fp8_query = np.array(
+            [phase == "prefill" and (e, SYSTEMS.get(s)) in FP8_QUERY_PREFILL_ENGINES for s, e in
+             zip(c["system"], c["engine"], strict=True)]
+        ) & (c["kv_cache_dtype"] == "fp8")  # fmt: skip
+        usable &= np.where(fp8_query, c["attn_dtype"] == "fp8", c["attn_dtype"] == "bfloat16")
         pairs = sorted({(s, e) for s, e, w in zip(c["system"][usable], c["engine"][usable], c["window_size"][usable],
                                                       strict=True) if w > 0})  # fmt: skip
         for system, engine in pairs:
