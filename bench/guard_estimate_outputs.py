@@ -175,12 +175,14 @@ def same(x: np.ndarray, y: np.ndarray) -> bool:
     return bool(np.array_equal(x, y))
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], outputs=outputs) -> int:
+    """``save PATH`` writes ``outputs()``; ``check PATH`` compares them with the saved ones, bit
+    for bit (guard_serving_outputs.py passes its own ``outputs``)."""
     mode, path = argv
     print("code:", cost_models.__file__, file=sys.stderr)
     new = outputs()
     if mode == "save":
-        np.savez(path, **new)
+        np.savez(path, **new)  # type: ignore[arg-type]
         print(len(new), "entries saved", file=sys.stderr)
         return 0
     with np.load(path) as saved:

@@ -22,13 +22,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_serving
-import cost_models
 from cost_models import get_hardware, get_model
 from cost_models.calibration import resolve_calibration
 from cost_models.deployments import tensor_parallel
 from cost_models.dtypes import BF16, FP8
 from cost_models.serving import make_workloads, serve
-from guard_estimate_outputs import _flatten, same
+from guard_estimate_outputs import _flatten
+from guard_estimate_outputs import main as guard_main
 
 MOE_MODELS = ("mixtral-8x7b", "mixtral-8x22b", "qwen3-235b-a22b", "gpt-oss-120b")
 
@@ -89,24 +89,5 @@ def outputs() -> dict[str, np.ndarray]:
     return out
 
 
-def main(argv: list[str]) -> int:
-    mode, path = argv
-    print("code:", cost_models.__file__, file=sys.stderr)
-    new = outputs()
-    if mode == "save":
-        np.savez(path, **new)  # type: ignore[arg-type]
-        print(len(new), "entries saved", file=sys.stderr)
-        return 0
-    with np.load(path) as saved:
-        base = {key: saved[key] for key in saved.files}
-    bad = sorted(set(base) ^ set(new))
-    bad += [key for key in base if key in new and not same(base[key], new[key])]
-    values = sum(v.size for v in base.values())
-    print(f"{len(base)} entries ({values:,} values) compared, {len(bad)} differ")
-    for key in bad[:20]:
-        print("DIFF", key)
-    return 1 if bad else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(guard_main(sys.argv[1:], outputs))
