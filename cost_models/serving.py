@@ -52,6 +52,7 @@ from cost_models.partitioning import gathered_weight_buffer_bytes, mxfp4_checkpo
 from cost_models.topology import Network, network_for
 from cost_models.ttft_percentiles import (
     TTFT_PERCENTILES,
+    gamma_quantile,
     lognormal_cv2,
     md1_wait_variance,
     mixture_quantile,
@@ -1298,21 +1299,6 @@ def _desynchronized_ttft(
 _P999_Z = 3.0902
 
 
-def _gamma_quantile(mean: np.ndarray, variance: np.ndarray, z: float) -> np.ndarray:
-    """The quantile at standard normal ``z`` of a gamma law of this mean and variance (Wilson and
-    Hilferty's cube-root normal approximation). The running batch is a count whose swings are
-    skewed up (a processor-sharing queue's number in system is negative binomial, Kelly's
-    symmetric queues; a gamma law is its continuous twin): Llama-3-8B on one H100 under
-    TensorRT-LLM at 30/s, 1024/128 tokens, a mean of 207 and a variance of 3,600, has a 99.9th
-    percentile of 444 here (443 by the exact gamma law), where the normal law puts 393 (its KV
-    cache holds 426 such sequences; the simulation of 20,000 requests at 30.15/s filled 97.5% of
-    its blocks)."""
-    shape = mean**2 / np.maximum(variance, 1e-30)
-    ninth = 1.0 / (9.0 * np.maximum(shape, 1e-30))
-    root = np.maximum(1.0 - ninth + z * np.sqrt(ninth), 0.0)
-    return np.where(variance > 0.0, mean * root**3, mean)
-
-
 def _load_fluctuation(
     rate: np.ndarray,
     gen: np.ndarray,
@@ -1929,7 +1915,13 @@ def _open_loop(s: _Setting) -> ServingEstimate:
     # simulation reached them in 2 of 3 seeds and its TTFT ran up to 1.23x the steady state's
     # (20,000 requests); the host's reads more, and the note says so. Where the host's slope is
     # the shallower (the GPU's steeper: kink_n infinite) nothing changes.
-    past_kink = kink_n < _gamma_quantile(decoding, var_n, _P999_Z)
+    # The running batch is a count whose swings are skewed up (a processor-sharing queue's number
+    # in system is negative binomial, Kelly's symmetric queues; a gamma law is its continuous
+    # twin): Llama-3-8B on one H100 under TensorRT-LLM at 30/s, 1024/128 tokens, a mean of 207
+    # and a variance of 3,600, has a 99.9th percentile of 444 by gamma_quantile (443 by the exact
+    # gamma law), where the normal law puts 393 (its KV cache holds 426 such sequences; the
+    # simulation of 20,000 requests at 30.15/s filled 97.5% of its blocks).
+    past_kink = kink_n < gamma_quantile(decoding, var_n, _P999_Z)
     var_tail = var_n
     if np.any(past_kink):
         host_slope = np.full(len(rate), s.overheads.host_per_sequence_s)
@@ -1944,7 +1936,7 @@ def _open_loop(s: _Setting) -> ServingEstimate:
         tpot=tpot,
         requests=np.where(stable, rate, 0.0),
         running=running,
-        running_p999=np.where(stable, _gamma_quantile(running, var_tail, _P999_Z), cap.slots),
+        running_p999=np.where(stable, gamma_quantile(running, var_tail, _P999_Z), cap.slots),
         queued=np.where(stable, 0.0, np.inf),
         p_mix=p_mix,
         per_mixed=per_mixed,

@@ -60,19 +60,10 @@ def gamma_quantile(mean: np.ndarray, variance: np.ndarray, z: float) -> np.ndarr
     return np.where(variance > 0.0, mean * root**3, mean)
 
 
-def gamma_cdf(x: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> np.ndarray:
-    """P(X <= x) for the gamma law of :func:`gamma_quantile` (the same approximation, inverted);
-    a step at the mean where the variance is 0."""
-    shape = mean**2 / np.maximum(variance, 1e-30)
-    ninth = 1.0 / (9.0 * np.maximum(shape, 1e-30))
-    ratio = np.cbrt(np.maximum(x, 0.0) / np.maximum(mean, 1e-30))
-    spread = normal_cdf((ratio - 1.0 + ninth) / np.sqrt(ninth))
-    return np.where(variance > 0.0, spread, (x >= mean).astype(np.float64))
-
-
 class _GammaCdf:
-    """``weight`` x :func:`gamma_cdf` of one law at many points given by their cube roots, its
-    constants computed once."""
+    """``weight`` x P(X <= x) for the gamma law of :func:`gamma_quantile` (the same approximation,
+    inverted: (x / mean)^(1/3) normal), at many points given by their cube roots, the law's
+    constants computed once; a step at the mean where the variance is 0."""
 
     def __init__(self, weight: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> None:
         shape = mean**2 / np.maximum(variance, 1e-30)
@@ -140,7 +131,7 @@ def mixture_quantile(
     if burst is not None:
         burst = tuple(np.broadcast_to(b, out.shape)[rows] for b in burst)  # type: ignore[assignment]
     # Bisection on the cube root of the time, where Wilson-Hilferty's laws are normal (no cube
-    # root a round), each law's constants of :func:`gamma_cdf` computed once: the rounds were most
+    # root a round), each law's constants computed once (:class:`_GammaCdf`): the rounds were most
     # of an open loop's percentile cost (bench/bench_serving.py).
     lo, hi = np.cbrt(lo[rows]), np.cbrt(hi[rows])
     laws = [_GammaCdf(weight, mean, variance) for weight, mean, variance in gammas]
