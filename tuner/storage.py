@@ -50,12 +50,13 @@ class StorageError(InvalidInputError):
 
 
 class NoStudies(StorageError):
-    """A SQLite file a read command opened holds no Optuna tables (an empty file, another
-    program's database): it holds no study. Raised instead of opening it through ``RDBStorage``,
-    whose ``create_all`` and version stamping would write Optuna's twelve tables into the file."""
+    """A database a read command opened holds no Optuna tables (an empty SQLite file, another
+    program's database, a new PostgreSQL database): it holds no study. Raised instead of opening
+    it through ``RDBStorage``, whose ``create_all`` and version stamping would write Optuna's
+    tables into it."""
 
-    def __init__(self, path: str, url: str) -> None:
-        super().__init__(f"{path} holds no tuner study, nor any Optuna table ({url})", "pass the --storage of a study")
+    def __init__(self, where: str, url: str) -> None:
+        super().__init__(f"{where} holds no tuner study, nor any Optuna table ({url})", "pass the --storage of a study")
         self.url = url
 
 
@@ -454,6 +455,8 @@ def _connect(url: str, path: str | None, create: bool, stop: Callable[[], bool] 
                 _wait_until_readable(path)
                 if _holds_no_optuna_tables(path):
                     raise NoStudies(path, mask_password(url))
+            if path is None and not create and not _server_holds_optuna_tables(url):
+                raise NoStudies(f"database {make_url(url).database}", mask_password(url))
             with _file_lock(path, stop) if create else nullcontext():
                 # A database in Optuna's current schema opens without create_all or the Alembic
                 # import (tuner.optuna_internals.existing_storage); a new one through RDBStorage.
@@ -722,6 +725,21 @@ def _holds_no_optuna_tables(path: str) -> bool:
     except sqlite3.Error:
         return False
     return found is None
+
+
+def _server_holds_optuna_tables(url: str) -> bool:
+    """A server database (PostgreSQL, MySQL) has Optuna's ``studies`` table: asked through
+    SQLAlchemy's inspector before ``RDBStorage`` is built, for on a new database its
+    ``create_all`` and version stamping made Optuna's 13 tables during a read (``tuner pareto``
+    on an empty PostgreSQL 15 database, tests/tuner/test_storage_server_reads.py). Connection
+    errors propagate (the caller makes them one line)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(with_installed_driver(url), **_engine_kwargs(url))
+    try:
+        return sqlalchemy.inspect(engine).has_table("studies")
+    finally:
+        engine.dispose()
 
 
 def _lock_holder(database: str) -> int | None:
