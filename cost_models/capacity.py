@@ -48,8 +48,9 @@ from cost_models.disaggregated import (
     prefill_pool,
 )
 from cost_models.dtypes import BF16, FP8, INT8, dtype_name, parse_dtype
-from cost_models.errors import InvalidInputError
+from cost_models.errors import InvalidInputError, refuse_outside
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
+from cost_models.metrics import REQUEST_RATE_PER_S_RANGE
 from cost_models.models import ModelSpec, get_model
 from cost_models.serving import (
     ENGINE_DEFAULTS,
@@ -270,8 +271,10 @@ def problem(
         ("max_ttft_p99_s", max_ttft_p99_s),
         ("max_tpot_p99_s", max_tpot_p99_s),
     )
+    refuse_outside(
+        "request_rate", request_rate, REQUEST_RATE_PER_S_RANGE, "requests per second", "pass e.g. --request-rate 10"
+    )
     for name, value in (
-        ("request_rate", request_rate),
         ("max_ttft_s", max_ttft_s),
         ("max_tpot_s", max_tpot_s),
         *[(n, v) for n, v in percentiles if v is not None],

@@ -6,6 +6,7 @@ and how to fix it, and the CLI turns that into a one-line message and exit code 
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -23,6 +24,16 @@ class InvalidInputError(ValueError):
         if fix:
             message += f"; {fix}"
         super().__init__(message)
+
+
+def refuse_outside(field: str, value: object, bounds: tuple[float, float], unit: str, fix: str) -> None:
+    """Raise :class:`InvalidInputError` unless ``value`` is a finite number within ``bounds``
+    (inclusive). Explicit bounds, not ``> 0``: a subnormal such as 1e-320 is above 0, and a price
+    or rate that small (or 1e300) made dollars of 0 and 60-digit figures, and NaN latencies."""
+    low, high = bounds
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    if not (math.isfinite(number) and low <= number <= high):
+        raise InvalidInputError(field, f"{value!r} is not {unit} from {low:g} to {high:g}", fix)
 
 
 def from_validation_error(error: pydantic.ValidationError, where: str) -> InvalidInputError:

@@ -42,7 +42,13 @@ from cost_models.dtypes import BitsChoice, weight_bits_default
 from cost_models.errors import InvalidInputError, from_validation_error
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.input_files import read_regular_text
-from cost_models.metrics import METRICS, Direction
+from cost_models.metrics import (
+    COST_LIMIT_USD_PER_MILLION_TOKENS_RANGE,
+    METRICS,
+    PRICE_PER_CHIP_HOUR_USD_RANGE,
+    REQUEST_RATE_PER_S_RANGE,
+    Direction,
+)
 from cost_models.models import ModelSpec, get_model
 from cost_models.partitioning import AttentionSharding, FfnLayout
 
@@ -290,7 +296,9 @@ class Constraints(BaseModel):
     )
     max_cost_usd_per_million_tokens: StrictFloat | None = Field(
         default=None,
-        gt=0,
+        # Bounded, not only > 0: 1e-320 (a subnormal) was taken (cost_models.metrics).
+        ge=COST_LIMIT_USD_PER_MILLION_TOKENS_RANGE[0],
+        le=COST_LIMIT_USD_PER_MILLION_TOKENS_RANGE[1],
         allow_inf_nan=False,
         description="Cost limit, dollars per million output tokens at price_per_chip_hour_usd (needs it): "
         "decode.cost_usd_per_million_tokens; with a serving: section, serving.cost_usd_per_million_tokens.",
@@ -361,7 +369,8 @@ class Serving(BaseModel):
     request_rate: list[StrictFloat] | None = Field(
         default=None,
         min_length=1,
-        description="Open loop: Poisson arrivals, requests per second (a dimension). Exactly one of "
+        description="Open loop: Poisson arrivals, requests per second, each from "
+        f"{REQUEST_RATE_PER_S_RANGE[0]:g} to {REQUEST_RATE_PER_S_RANGE[1]:g} (a dimension). Exactly one of "
         "concurrency and request_rate.",
     )
     prompt_len_std: StrictFloat = Field(
@@ -421,9 +430,10 @@ class Serving(BaseModel):
     @field_validator("request_rate")
     @classmethod
     def _rates(cls, value: list[float] | None) -> list[float] | None:
-        if value is not None and any(not (v > 0 and v < float("inf")) for v in value):
-            raise ValueError("every request rate must be a positive number of requests per second")
-        return _choices(value, "request rate", 0, 1e9)
+        low, high = REQUEST_RATE_PER_S_RANGE
+        if value is not None and any(not (low <= v <= high) for v in value):  # NaN fails too
+            raise ValueError(f"every request rate must be from {low:g} to {high:g} requests per second")
+        return value
 
     @field_validator("max_batch_size", "max_num_tokens", "kv_block_size")
     @classmethod
@@ -504,8 +514,9 @@ class StudySpec(BaseModel):
     )
     price_per_chip_hour_usd: StrictFloat | None = Field(
         default=None,
-        gt=0,
-        le=1e6,
+        # Bounded, not only > 0: 1e-320 (a subnormal) was taken and priced every trial at $0.
+        ge=PRICE_PER_CHIP_HOUR_USD_RANGE[0],
+        le=PRICE_PER_CHIP_HOUR_USD_RANGE[1],
         allow_inf_nan=False,
         description="Your price of one chip for an hour, dollars (your provider's and contract's: the catalog "
         "has none). Enables the *.cost_usd_per_million_tokens metrics and "

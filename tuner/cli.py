@@ -72,6 +72,19 @@ def _refuse_empty_path(ctx: click.Context, param: click.Parameter, value: str | 
     return value
 
 
+def _request_rate(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """``--request-rate`` within ``cost_models.metrics.REQUEST_RATE_PER_S_RANGE``: above 0 let
+    1e-320 through (``tuner simulate``: "simulated inf s", NaN throughputs) and 1e300 (overflow)."""
+    if value is not None:
+        from cost_models.errors import refuse_outside
+        from cost_models.metrics import REQUEST_RATE_PER_S_RANGE
+
+        refuse_outside(
+            "request_rate", value, REQUEST_RATE_PER_S_RANGE, "requests per second", "pass e.g. --request-rate 10"
+        )
+    return value
+
+
 def _refuse_existing_output(option: str, path: str | None, force: bool) -> None:
     """A user-named output file that exists is kept unless ``--force`` (as ``tuner init`` and
     ``tuner export -o``), and one whose directory is missing is refused: checked before the work,
@@ -525,7 +538,13 @@ SPEC_BACKEND_OPTION = click.option(
 @CALIBRATION_OPTION
 @BACKEND_OPTION
 @click.option("--concurrency", type=int, default=None, help="Serving: closed-loop clients (adds a serving section).")
-@click.option("--request-rate", type=float, default=None, help="Serving: open-loop Poisson requests per second.")
+@click.option(
+    "--request-rate",
+    type=float,
+    callback=_request_rate,
+    default=None,
+    help="Serving: open-loop Poisson requests per second.",
+)
 @ENGINE_KNOB_OPTIONS
 @click.option("--prefix-hit-rate", type=float, default=None, help="Serving: share of each prompt in the prefix cache.")
 @click.option(
@@ -808,7 +827,13 @@ def _refuse_unused_layouts(phase: str, options: dict[str, dict[str, str | None]]
     help="Pipeline stages, as tuner estimate --pp under a load: the serving model runs none, so 1 [1].",
 )
 @click.option("--concurrency", type=int, default=None, help="Closed loop: clients, each waiting for its answer.")
-@click.option("--request-rate", type=float, default=None, help="Open loop: Poisson arrivals, requests per second.")
+@click.option(
+    "--request-rate",
+    type=float,
+    callback=_request_rate,
+    default=None,
+    help="Open loop: Poisson arrivals, requests per second.",
+)
 @click.option("--prompt-len", type=float, required=True, help="Mean prompt tokens.")
 @click.option("--gen-len", type=float, required=True, help="Mean generated tokens.")
 @click.option("--prompt-len-std", type=float, default=0.0, show_default=True, help="Spread (lognormal).")
@@ -1866,7 +1891,9 @@ def _calibrate_end_to_end(
     "none): adds dollars per hour and per million output tokens, and ranks several chips by them. One per "
     "--hardware, or none.",
 )
-@click.option("--request-rate", type=float, required=True, help="Poisson arrivals, requests per second.")
+@click.option(
+    "--request-rate", type=float, callback=_request_rate, required=True, help="Poisson arrivals, requests per second."
+)
 @click.option("--prompt-len", type=int, required=True, help="Prompt tokens per request.")
 @click.option("--gen-len", type=int, required=True, help="Generated tokens per request.")
 @click.option("--max-ttft-s", type=float, required=True, help="SLA: mean time to first token, seconds.")

@@ -13,8 +13,8 @@ from cost_models.calibration import calibration_report
 from cost_models.capacity import CapacityProblem
 from cost_models.deployment import context_notes, fp8_gemm_cost_text
 from cost_models.dtypes import dtype_name
-from cost_models.errors import InvalidInputError
-from cost_models.metrics import usd_per_hour, usd_per_million_tokens
+from cost_models.errors import InvalidInputError, refuse_outside
+from cost_models.metrics import PRICE_PER_CHIP_HOUR_USD_RANGE, usd_per_hour, usd_per_million_tokens
 from tuner.tables import _console, _plain, _seconds, calibration_line
 
 #: Runners-up shown (and kept in --json) after each mode's best configuration.
@@ -113,6 +113,9 @@ def chip_prices(hardware: tuple[str, ...], prices: tuple[str, ...]) -> dict[str,
             raise InvalidInputError(
                 "--price", f"{written!r}: a price must be a number of dollars above 0", f"write {example}"
             )
+        refuse_outside(
+            "--price", usd, PRICE_PER_CHIP_HOUR_USD_RANGE, f"{chip}'s dollars per chip-hour", f"write {example}"
+        )
         if chip not in hardware:
             raise InvalidInputError(
                 "--price",

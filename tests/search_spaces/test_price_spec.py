@@ -97,6 +97,10 @@ def test_price_is_part_of_the_hash_and_absent_leaves_it() -> None:
     assert parse_spec({**plain, "price_per_chip_hour_usd": PRICE}).spec_hash != without.spec_hash
 
 
+# A price is from 1e-6 to 1e6 dollars a chip-hour (cost_models.metrics.PRICE_PER_CHIP_HOUR_USD_RANGE).
+BELOW_THE_RANGE = "price_per_chip_hour_usd: Input should be greater than or equal to 0.000001"
+
+
 @pytest.mark.parametrize(
     "change,words",
     [
@@ -112,8 +116,8 @@ def test_price_is_part_of_the_hash_and_absent_leaves_it() -> None:
             },
             "constraints.max_cost_usd_per_million_tokens needs price_per_chip_hour_usd",
         ),
-        ({"price_per_chip_hour_usd": 0.0}, "price_per_chip_hour_usd: Input should be greater than 0"),
-        ({"price_per_chip_hour_usd": -2.49}, "price_per_chip_hour_usd: Input should be greater than 0"),
+        ({"price_per_chip_hour_usd": 0.0}, BELOW_THE_RANGE),
+        ({"price_per_chip_hour_usd": -2.49}, BELOW_THE_RANGE),
         ({"price_per_chip_hour_usd": "2.49"}, "price_per_chip_hour_usd: Input should be a valid number"),
         ({"price_per_chip_hour_usd": float("inf")}, "price_per_chip_hour_usd"),
     ],
