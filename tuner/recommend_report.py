@@ -12,7 +12,8 @@ from rich.table import Table
 from cost_models.calibration import calibration_report
 from cost_models.capacity import CapacityProblem
 from cost_models.deployment import context_notes, fp8_gemm_cost_text
-from cost_models.dtypes import dtype_name
+from cost_models.deployments import engine_kv_formats
+from cost_models.dtypes import BF16, FP8, dtype_name
 from cost_models.errors import InvalidInputError, refuse_outside
 from cost_models.metrics import PRICE_PER_CHIP_HOUR_USD_RANGE, usd_per_hour, usd_per_million_tokens
 from tuner.tables import _console, _plain, _seconds, calibration_line
@@ -46,12 +47,43 @@ def recommend_dict(p: CapacityProblem, result: dict[str, dict[str, Any]], runner
         "max_tpot_p99_s": p.sla.max_tpot_p99_s,
         "max_chips": p.max_chips,
         "kv_format": dtype_name(p.kv_code),
+        # The --kv-bits value that plans this cache: the default (16) is an assumption the user
+        # may not know was made (every plan's KV bytes, so its chips and dollars, rest on it).
+        "kv_bits": _KV_BITS_OF.get(dtype_name(p.kv_code), dtype_name(p.kv_code)),
+        "kv_alternative": _kv_alternative(p),
         "backend": p.backend,
         "calibration": calibration_report(p.calibration),
         # As tuner estimate and simulate say it: prompt + output past the model's trained context.
         "notes": context_notes(p.model, p.prompt_len + p.gen_len) + fp8_slower_notes(p, result, runners_up),
         "modes": modes,
     }
+
+
+#: --kv-bits values of the formats that are spelled otherwise (16 for bf16: the help's spelling).
+_KV_BITS_OF = {"bf16": "16", "int8": "8", "int4": "4"}
+
+
+def _kv_alternative(p: CapacityProblem) -> str | None:
+    """The other cache the help offers (``--kv-bits``: 16 or fp8, "half the bytes of 16-bit"),
+    where the chip has fp8 and the engine runs an fp8 cache (engine_kv_formats; int8 runs as
+    fp8 there): ``fp8`` from bf16, ``16`` from any other; None where there is none."""
+    if p.kv_code != BF16:
+        return "16"
+    formats = engine_kv_formats(p.backend)
+    runs_fp8 = p.chip.has_format(FP8) and (formats is None or "fp8" in formats)
+    return "fp8" if runs_fp8 else None
+
+
+def kv_cache_words(report: dict) -> str:
+    """``KV cache bf16 (--kv-bits 16, the default; --kv-bits fp8 halves its bytes)``: the cache
+    every plan assumed, the flag that set it and the other one to try."""
+    bits, other = report["kv_bits"], report.get("kv_alternative")
+    words = f"--kv-bits {bits}" + (", the default" if bits == "16" else "")
+    if other == "fp8":
+        words += "; --kv-bits fp8 halves its bytes"
+    elif other == "16":
+        words += "; --kv-bits 16 for bf16"
+    return f"KV cache {report['kv_format']} ({words})"
 
 
 #: The keys that make two aggregated rows one layout in two weight formats.
@@ -205,6 +237,8 @@ def comparison_dict(reports: list[dict]) -> dict:
                 "max_tpot_p99_s",
                 "max_chips",
                 "kv_format",
+                "kv_bits",
+                "kv_alternative",
             )  # fmt: skip
         },
         "hardware": [r["hardware"] for r in reports],
@@ -246,7 +280,7 @@ def print_recommend(report: dict) -> None:
             f"{report['model']} on {report['hardware']} ({report['backend']}): {report['request_rate']:g} requests/s, "
             f"prompt {report['prompt_len']}, generate {report['gen_len']}; SLA TTFT <= {report['max_ttft_s']:g} s, "
             f"TPOT <= {report['max_tpot_s']:g} s{_percentile_slas(report)}; at most {report['max_chips']} chips; "
-            f"KV cache {report['kv_format']}"
+            f"{kv_cache_words(report)}"
         )
     )
     console.print(escape(calibration_line(report["calibration"])))
@@ -362,3 +396,4 @@ def print_comparison(comparison: dict) -> None:
     if unplanned:
         console.print(escape(f"no plan meets the SLA (not ranked): {', '.join(unplanned)}"))
     console.print("prices are yours (--price); the ranking moves with them")
+    console.print(escape(f"every plan: {kv_cache_words(comparison)}"))

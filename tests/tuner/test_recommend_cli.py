@@ -345,10 +345,12 @@ def test_an_fp8_cache_halves_the_kv_sent_between_the_pools(capsys):
 def test_the_table_says_the_kv_cache_it_planned(capsys):
     code, out, err = run_cli(capsys, *BASE, "--max-ttft-s", "1", "--mode", "aggregated")
     assert code == 0, err
-    assert out.splitlines()[0].endswith("at most 64 chips; KV cache bf16")
+    assert out.splitlines()[0].endswith(
+        "at most 64 chips; KV cache bf16 (--kv-bits 16, the default; --kv-bits fp8 halves its bytes)"
+    )
     code, out, err = run_cli(capsys, *BASE, "--max-ttft-s", "1", "--mode", "aggregated", "--kv-bits", "fp8")
     assert code == 0, err
-    assert out.splitlines()[0].endswith("; KV cache fp8")
+    assert out.splitlines()[0].endswith("; KV cache fp8 (--kv-bits fp8; --kv-bits 16 for bf16)")
 
 
 @pytest.mark.parametrize(
@@ -390,3 +392,38 @@ def test_none_names_the_percentile_that_binds(capsys):
                              "--max-ttft-p99-s", "0.001")  # fmt: skip
     assert code == 0, err
     assert "p99 TTFT of those that keep up is" in out and "--max-ttft-p99-s 0.001" in out
+
+
+SMALL = (
+    "recommend", "--model", "llama-3-8b", "--request-rate", "1", "--prompt-len", "512", "--gen-len", "64",
+    "--max-ttft-s", "1", "--max-tpot-s", "0.1", "--max-chips", "2", "--backend", "vllm",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kv_bits", "said"),
+    [
+        (None, "KV cache bf16 (--kv-bits 16, the default; --kv-bits fp8 halves its bytes)"),
+        ("fp8", "KV cache fp8 (--kv-bits fp8; --kv-bits 16 for bf16)"),
+    ],
+    ids=["default", "fp8"],
+)
+def test_every_recommend_output_says_the_kv_cache_and_the_flag_that_sets_it(capsys, kv_bits, said):
+    """The header named the KV-cache format (bf16 unless --kv-bits), but not that it was an
+    assumption nor how to change it, and the ranking of several chips and its JSON said neither:
+    a user comparing plans could not tell they were all planned with a 16-bit cache."""
+    kv = () if kv_bits is None else ("--kv-bits", kv_bits)
+    code, out, err = run_cli(capsys, *SMALL, "--hardware", "h100-sxm", *kv)
+    assert code == 0, err
+    assert out.splitlines()[0].endswith(f"; {said}")
+    code, out, err = run_cli(capsys, *SMALL, "--hardware", "h100-sxm", *kv, "--json")
+    assert code == 0, err
+    assert json.loads(out)["kv_bits"] == (kv_bits or "16")
+    two = ("--hardware", "h100-sxm", "--hardware", "h200", "--price", "h100-sxm=2.49", "--price", "h200=3.19")
+    code, out, err = run_cli(capsys, *SMALL, *two, *kv)
+    assert code == 0, err
+    ranking = out.split("cheapest first")[1]
+    assert f"every plan: {said}" in ranking
+    code, out, err = run_cli(capsys, *SMALL, *two, *kv, "--json")
+    assert code == 0, err
+    assert json.loads(out)["kv_bits"] == (kv_bits or "16")

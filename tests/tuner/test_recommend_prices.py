@@ -36,7 +36,8 @@ OUTPUT_TOKENS_PER_S = 10 * 256  # a plan meeting the SLA serves the whole rate
 # The keys `tuner recommend --json` printed before prices (commit 4c192fb, the same request; the
 # aggregated rows' dp and ep since MoE instances are planned at TP x DP, serving-moe 4eae34d; the
 # KV cache's format since --kv-bits, qa-newuser; the percentile SLAs and each row's TTFT p90 / p99
-# and TPOT p99 since --max-ttft-p90-s, ttft-pct).
+# and TPOT p99 since --max-ttft-p90-s, ttft-pct; the --kv-bits that set the cache and the other
+# one to try since gaps35).
 KEYS_BEFORE = [
     "model",
     "hardware",
@@ -50,6 +51,8 @@ KEYS_BEFORE = [
     "max_tpot_p99_s",
     "max_chips",
     "kv_format",
+    "kv_bits",
+    "kv_alternative",
     "backend",
     "calibration",
     "notes",
