@@ -248,7 +248,17 @@ class _PrefillModel:
         self.shapes = ranks.shapes  # shared by every iteration of the fixed point
         self.uncached = _uncached(w)
         left = w.max_num_tokens
-        self.budget = np.where(w.chunked_prefill, left, np.maximum(np.floor(left / self.uncached), 1.0) * self.uncached)
+        # At most the rank's batch limit of prompts an iteration, as in the aggregated path: the
+        # engines admit a waiting request only while fewer than it run (vLLM's v1 scheduler stops
+        # at max_num_running_reqs, its --max-num-seqs; SGLang's --max-running-requests;
+        # TensorRT-LLM's max_batch_size counts context requests too). Without it a prefill pool
+        # given --max-batch-size 4 packed 64 prompts of 128 tokens into its 8192-token iteration.
+        prompts = w.max_batch_size
+        self.budget = np.where(
+            w.chunked_prefill,
+            np.minimum(left, prompts * self.uncached),
+            np.minimum(np.maximum(np.floor(left / self.uncached), 1.0), prompts) * self.uncached,
+        )
         self.t_full = self.iteration(self.budget)
         self.memory = _memory(d, w, "prefill", self.shapes)
 
@@ -502,6 +512,17 @@ def _link_ports(prefill: Deployments, decode: Deployments) -> np.ndarray:
     return np.minimum(_chips_per_rank(prefill), _chips_per_rank(decode))
 
 
+def _check_same_load(w: ServingWorkloads, prefill_w: ServingWorkloads) -> None:
+    """The prefill pool's workloads differ from the decode pool's in engine knobs only: the load
+    and the lengths are the pair's."""
+    for name in ("concurrency", "request_rate", "prompt_len", "gen_len", "prefix_hit_rate"):
+        mine, theirs = getattr(prefill_w, name), getattr(w, name)
+        if len(mine) != len(theirs) or not np.array_equal(mine, theirs, equal_nan=True):
+            raise InvalidInputError(
+                "prefill_workloads", f"its {name} differs from the decode pool's", "give both pools the same load"
+            )
+
+
 def _check_pools(prefill: Deployments, decode: Deployments, w: ServingWorkloads) -> None:
     if len(prefill) != len(decode) or len(w) != len(prefill):
         raise InvalidInputError(
@@ -674,16 +695,22 @@ def serve_disaggregated(
     overlap: Overlap = "overlapped",
     link_latency_s: float | None = None,
     overheads: EngineOverheads | None = None,
+    prefill_workloads: ServingWorkloads | None = None,
 ) -> DisaggregatedEstimate:
     """Steady state of n disaggregated configurations: row i pairs ``prefill_instances[i]``
     copies of ``prefill.take(i)`` with ``decode_instances[i]`` copies of ``decode.take(i)`` under
-    ``workloads.take(i)`` (its ``max_num_tokens`` sizes prefill iterations, its
-    ``max_batch_size`` decode batches). Open loop (``request_rate``) or closed (``concurrency``).
-    ``overheads``: each instance's engine host costs, as in :func:`cost_models.serving.serve`
-    (None: the calibration's engine's fit; none without a calibration)."""
+    ``workloads.take(i)`` (its ``max_num_tokens`` and ``max_batch_size`` size prefill
+    iterations, its ``max_batch_size`` decode batches). Open loop (``request_rate``) or closed
+    (``concurrency``). ``overheads``: each instance's engine host costs, as in
+    :func:`cost_models.serving.serve` (None: the calibration's engine's fit; none without a
+    calibration). ``prefill_workloads``: the prefill pool's own engine knobs (its batch limit
+    apart from the decode pool's: ``tuner estimate --prefill-max-batch-size``), the load and
+    lengths those of ``workloads``; None: ``workloads``."""
     if overlap not in OVERLAPS:
         raise InvalidInputError("overlap", f"unknown value {overlap!r}", f"use {' or '.join(OVERLAPS)}")
     _check_pools(prefill, decode, workloads)
+    if prefill_workloads is not None:
+        _check_same_load(workloads, prefill_workloads)
     n = len(workloads)
     xp = _instances("prefill_instances", prefill_instances, n)
     yd = _instances("decode_instances", decode_instances, n)
@@ -692,7 +719,9 @@ def serve_disaggregated(
     closed = w.closed_loop
     rate = np.where(closed, 0.0, w.request_rate)
     overheads = resolve_overheads(calibration, overheads)
-    pm = _PrefillModel(prefill, w, xp, calibration, overlap, overheads)
+    pm = _PrefillModel(
+        prefill, w if prefill_workloads is None else prefill_workloads, xp, calibration, overlap, overheads
+    )
     dm = _DecodeModel(decode, w, yd, calibration, overlap, overheads)
     open_result = combine(pm.at(rate), dm.at(rate), link, w, rate, request_overhead_s=overheads.request_overhead_s)
     if not np.any(closed):

@@ -81,7 +81,9 @@ def _pool(
     return report, row
 
 
-def _pool_summary(report: dict[str, Any], instances: int) -> dict[str, Any]:
+def _pool_summary(report: dict[str, Any], instances: int, workloads: Any) -> dict[str, Any]:
+    """A pool's instances, degrees and chips, and its batch limit an instance (the engine's
+    max_batch_size over its DP ranks, each running ceil(this / DP): serving.rank_workloads)."""
     parallel = report["parallel"]
     return {
         "instances": instances,
@@ -90,6 +92,7 @@ def _pool_summary(report: dict[str, Any], instances: int) -> dict[str, Any]:
         "ep": int(parallel["ep"]),
         "chips_per_instance": int(report["chips"]),
         "chips": instances * int(report["chips"]),
+        "max_batch_size": int(workloads.max_batch_size[0]),
     }
 
 
@@ -109,13 +112,18 @@ def estimate_disaggregated_one(
     calibration: str | CalibrationProfile | None = "auto",
     overlap: Overlap = "overlapped",
     serving: dict[str, Any] | None = None,
+    prefill_max_batch_size: int | None = None,
+    decode_max_batch_size: int | None = None,
     **static: Any,
 ) -> dict[str, Any]:
     """``tuner estimate`` of xP prefill + yD decode instances under a load: ``prefill`` and
     ``decode`` each instance's ``tp``/``dp``/``ep`` (None: ``tuner estimate``'s default; the
     prefill pool's default is the decode pool's), ``serving`` the engine knobs and spreads
     (:data:`cost_models.serving_one.SERVING_OPTIONS`), ``static`` the formats (weight, act and
-    KV bits, kv_heads, block). Returns ``pools`` (each pool's degrees and chips) and ``serving``
+    KV bits, kv_heads, block). ``prefill_max_batch_size`` / ``decode_max_batch_size``: one
+    pool's batch limit an instance (``serving``'s ``max_batch_size`` sets both, and is refused
+    beside either; None: the engine's default in each of the pool's DP ranks). Returns ``pools``
+    (each pool's degrees, chips and batch limit) and ``serving``
     (:func:`cost_models.disaggregated.disaggregated_report` plus the engine, load and notes)."""
     from cost_models.calibration import resolve_calibration
     from cost_models.hardware import get_hardware
@@ -130,6 +138,19 @@ def estimate_disaggregated_one(
     for name, value in (("--prefill-instances", prefill_instances), ("--decode-instances", decode_instances)):
         if value < 1:
             raise InvalidInputError(name, f"must be 1 or more, got {value}", f"pass {name} 1 or more")
+    pool_limits = {"prefill": prefill_max_batch_size, "decode": decode_max_batch_size}
+    for pool, limit in pool_limits.items():
+        flag = f"--{pool}-max-batch-size"
+        if limit is None:
+            continue
+        if options.get("max_batch_size") is not None:
+            raise InvalidInputError(
+                flag,
+                f"--max-batch-size sets both pools' batch limit, and {flag} the {pool} pool's",
+                "pass --max-batch-size alone, or --prefill-max-batch-size and --decode-max-batch-size",
+            )
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 2**31:
+            raise InvalidInputError(flag, f"must be 1 or more, got {limit}", f"pass {flag} from 1 to {2**31}")
     model_spec = get_model(model) if isinstance(model, str) else model
     chip = get_hardware(hardware) if isinstance(hardware, str) else hardware
     if model_spec.kind == "encoder":
@@ -144,20 +165,26 @@ def estimate_disaggregated_one(
         )
     profile = resolve_calibration(calibration, chip, backend)
     engine = serving_engine(backend, profile, chip)
-    workloads = make_workloads(
-        backend=engine,
-        concurrency=concurrency,
-        request_rate=request_rate,
-        prompt_len=prompt_len,
-        gen_len=gen_len,
-        **options,
-        # Without --max-batch-size each decode DP rank runs the engine's default, as the engine
-        # launched with its defaults does (serving.default_max_batch_size; the decode pool is
-        # where the batch limit binds: a prefill rank holds a prompt until its KV cache moves).
-        data_parallel=decode_dp if isinstance(decode_dp := decode.get("dp"), int) else 1,
-    )
     # The prefill instance's degrees default to the decode instance's.
     prefill_degrees = {name: decode.get(name) if prefill.get(name) is None else prefill.get(name) for name in decode}
+
+    def pool_workloads(pool: str, degrees: dict[str, int | None]) -> Any:
+        # Without a batch limit each DP rank of the pool runs the engine's default, as the engine
+        # launched with its defaults does (serving.default_max_batch_size; tuner recommend scores
+        # each pool over its own DP ranks alike: capacity.score_disaggregated).
+        limit = pool_limits[pool]
+        return make_workloads(
+            backend=engine,
+            concurrency=concurrency,
+            request_rate=request_rate,
+            prompt_len=prompt_len,
+            gen_len=gen_len,
+            **{**options, **({} if limit is None else {"max_batch_size": limit})},
+            data_parallel=dp if isinstance(dp := degrees.get("dp"), int) else 1,
+        )
+
+    workloads = pool_workloads("decode", decode)
+    prefill_workloads = pool_workloads("prefill", prefill_degrees)
     reports, rows = {}, {}
     # The decode instance first: the prefill instance takes its degrees by default, and an error
     # in them is the decode flags' (--tp/--dp/--ep).
@@ -179,6 +206,7 @@ def estimate_disaggregated_one(
         calibration=profile,
         overlap=overlap,
         overheads=overheads,
+        prefill_workloads=prefill_workloads,
     )
     out = disaggregated_report(result)
     row = workloads.row(0)
@@ -201,8 +229,8 @@ def estimate_disaggregated_one(
         "kv_dtype": d_report["kv_dtype"],
         "calibration": d_report["calibration"],
         "pools": {
-            "prefill": _pool_summary(p_report, prefill_instances),
-            "decode": _pool_summary(d_report, decode_instances),
+            "prefill": _pool_summary(p_report, prefill_instances, prefill_workloads),
+            "decode": _pool_summary(d_report, decode_instances, workloads),
         },
         "serving": {
             "mode": "disaggregated",

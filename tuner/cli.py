@@ -577,6 +577,20 @@ SPEC_BACKEND_OPTION = click.option(
 @click.option("--prefill-tp", type=int, default=None, help="Disaggregated: a prefill instance's TP [--tp].")
 @click.option("--prefill-dp", type=int, default=None, help="Disaggregated: a prefill instance's attention DP [--dp].")
 @click.option("--prefill-ep", type=int, default=None, help="Disaggregated: a prefill instance's EP [--ep].")
+@click.option(
+    "--prefill-max-batch-size",
+    type=int,
+    default=None,
+    help="Disaggregated: a prefill instance's batch limit, prompts at once (each DP rank ceil(this / DP)) "
+    "[--max-batch-size, which sets both pools; else the engine's default a rank].",
+)
+@click.option(
+    "--decode-max-batch-size",
+    type=int,
+    default=None,
+    help="Disaggregated: a decode instance's batch limit, sequences at once (each DP rank ceil(this / DP)) "
+    "[--max-batch-size, which sets both pools; else the engine's default a rank].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def estimate_command(
     model: str,
@@ -624,6 +638,8 @@ def estimate_command(
     prefill_tp: int | None,
     prefill_dp: int | None,
     prefill_ep: int | None,
+    prefill_max_batch_size: int | None,
+    decode_max_batch_size: int | None,
     as_json: bool,
 ) -> None:
     """Latency, MFU, cost and memory per chip of one multi-chip deployment (Pope et al. 2022);
@@ -663,6 +679,8 @@ def estimate_command(
         "--prefill-tp": prefill_tp,
         "--prefill-dp": prefill_dp,
         "--prefill-ep": prefill_ep,
+        "--prefill-max-batch-size": prefill_max_batch_size,
+        "--decode-max-batch-size": decode_max_batch_size,
     }
     if any(value is not None for value in pool_options.values()):
         _estimate_disaggregated(
@@ -776,6 +794,8 @@ def _estimate_disaggregated(
         },
         decode={"tp": tp, "dp": dp, "ep": ep},
         serving=knobs,
+        prefill_max_batch_size=pool_options["--prefill-max-batch-size"],
+        decode_max_batch_size=pool_options["--decode-max-batch-size"],
         **common,
     )
     if as_json:

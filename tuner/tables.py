@@ -413,6 +413,13 @@ def print_disaggregated_estimate(report: dict) -> None:
             f"({_si(s['kv_link_bandwidth_bytes_per_s'], 'B/s')}, {s['kv_link_utilisation']:.1%} busy)"
         )
     )
+    console.print(
+        escape(
+            f"batch limit an instance: prefill {pools['prefill']['max_batch_size']}, decode "
+            f"{pools['decode']['max_batch_size']} (--prefill-max-batch-size, --decode-max-batch-size; "
+            "--max-batch-size sets both)"
+        )
+    )
 
 
 @contextmanager

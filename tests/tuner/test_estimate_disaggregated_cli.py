@@ -45,8 +45,14 @@ def test_dp_attention_pools_are_the_cost_models_pools(capsys) -> None:
         "--decode-instances", "1", "--tp", "1", "--dp", "8", "--ep", "8",
     )  # fmt: skip
     pools = data["pools"]
-    assert pools["prefill"] == {"instances": 2, "tp": 1, "dp": 8, "ep": 8, "chips_per_instance": 8, "chips": 16}
-    assert pools["decode"] == {"instances": 1, "tp": 1, "dp": 8, "ep": 8, "chips_per_instance": 8, "chips": 8}
+    # Each pool's batch limit an instance: SGLang's 2048 in each of its 8 DP ranks.
+    limit = 2048 * 8
+    assert pools["prefill"] == {
+        "instances": 2, "tp": 1, "dp": 8, "ep": 8, "chips_per_instance": 8, "chips": 16, "max_batch_size": limit,
+    }  # fmt: skip
+    assert pools["decode"] == {
+        "instances": 1, "tp": 1, "dp": 8, "ep": 8, "chips_per_instance": 8, "chips": 8, "max_batch_size": limit,
+    }  # fmt: skip
     s = data["serving"]
     assert s["mode"] == "disaggregated" and s["chips"] == 24
     assert s["kv_transfer_bytes"] == 2048 * 576 * 61
@@ -107,3 +113,69 @@ def test_the_table_names_the_pools(capsys) -> None:
 def test_bad_pools_are_one_line_errors(capsys, args: tuple[str, ...], field: str) -> None:
     code, out, err = run_cli(capsys, *DEEPSEEK, *args)
     assert_one_error_line(code, out, err, (field,))
+
+
+SHORT = (*LLAMA[:-4], "--prompt-len", "128", "--gen-len", "256", "--backend", "vllm", "--tp", "1")
+
+
+def test_a_prefill_iteration_holds_at_most_the_batch_limit_of_prompts() -> None:
+    """A prefill engine admits no more requests than its batch limit (vLLM --max-num-seqs): at 4,
+    an overloaded prefill instance of 128-token prompts runs 4 x 128 = 512 tokens an iteration,
+    not its 8192-token budget (64 prompts), as the pool was scored before."""
+    d = make_deployments(
+        get_model("llama-3-8b"), get_hardware("h100-sxm"), mesh=np.array([[1, 1, 1]]), batch=1, prompt_len=128,
+        gen_len=256, prefill_ffn_layout=0, decode_ffn_layout=0, flash_attention=True,
+    )  # fmt: skip
+    for limit, tokens in ((4, 4 * 128), (256, 8192)):
+        w = make_workloads(backend="vllm", request_rate=1000.0, prompt_len=128, gen_len=256, max_batch_size=limit)
+        est = serve_disaggregated(d, d, w, prefill_instances=1, decode_instances=1)
+        assert float(est.prefill_tokens_per_iteration[0]) == tokens
+
+
+def test_each_pool_takes_its_own_batch_limit(capsys) -> None:
+    """--prefill-max-batch-size and --decode-max-batch-size: each pool scored as --max-batch-size
+    (which still sets both) scores it, and each named in the JSON and the table."""
+    load = (*SHORT, "--request-rate", "30", *POOLS)
+    both = {n: _json(capsys, *load, "--max-batch-size", str(n)) for n in (4, 64)}
+    apart = _json(capsys, *load, "--prefill-max-batch-size", "4", "--decode-max-batch-size", "64")
+    assert apart["pools"]["prefill"]["max_batch_size"] == 4
+    assert apart["pools"]["decode"]["max_batch_size"] == 64
+    assert both[4]["pools"]["prefill"]["max_batch_size"] == both[4]["pools"]["decode"]["max_batch_size"] == 4
+    s = apart["serving"]
+    assert s["prefill_tokens_per_iteration"] <= 4 * 128
+    for name in ("prefill_capacity_rps", "prefill_tokens_per_iteration", "prefill_iteration_s"):
+        assert s[name] == pytest.approx(both[4]["serving"][name], rel=1e-12), name
+    for name in ("decode_capacity_rps", "decode_iteration_s", "max_concurrency"):
+        assert s[name] == pytest.approx(both[64]["serving"][name], rel=1e-12), name
+    # One pool's alone: the other pool at the engine's default, as without either.
+    plain = _json(capsys, *load)
+    alone = _json(capsys, *load, "--prefill-max-batch-size", "4")
+    assert alone["pools"]["decode"]["max_batch_size"] == plain["pools"]["decode"]["max_batch_size"] == 256
+    assert alone["serving"]["decode_capacity_rps"] == pytest.approx(plain["serving"]["decode_capacity_rps"], rel=1e-12)
+    code, out, err = run_cli(capsys, *load, "--prefill-max-batch-size", "4", "--decode-max-batch-size", "64")
+    assert code == 0, err
+    assert "batch limit an instance: prefill 4, decode 64" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--request-rate", "30", *POOLS, "--max-batch-size", "8", "--prefill-max-batch-size", "4"),
+         "--prefill-max-batch-size: --max-batch-size sets both pools' batch limit"),
+        (("--request-rate", "30", *POOLS, "--max-batch-size", "8", "--decode-max-batch-size", "4"),
+         "--decode-max-batch-size: --max-batch-size sets both pools' batch limit"),
+        (("--request-rate", "30", "--prefill-max-batch-size", "4"),
+         "--prefill-instances: missing: --prefill-max-batch-size asks for disaggregated pools"),
+        (("--request-rate", "30", "--decode-max-batch-size", "4"),
+         "--prefill-instances: missing: --decode-max-batch-size asks for disaggregated pools"),
+        (("--request-rate", "30", *POOLS, "--prefill-max-batch-size", "0"),
+         "--prefill-max-batch-size: must be 1 or more, got 0"),
+        (("--request-rate", "30", *POOLS, "--decode-max-batch-size", "-1"),
+         "--decode-max-batch-size: must be 1 or more, got -1"),
+    ],
+    ids=["with max-batch-size (prefill)", "with max-batch-size (decode)", "prefill without pools",
+         "decode without pools", "zero", "negative"],
+)  # fmt: skip
+def test_conflicting_or_bad_pool_batch_limits_are_one_line(capsys, args: tuple[str, ...], words: str) -> None:
+    line = assert_one_error_line(*run_cli(capsys, *SHORT, *args), fields=(words.partition(":")[0],))
+    assert line.startswith(f"error: {words}"), line
