@@ -1726,6 +1726,16 @@ def engine_formats(
             + (f" (no --quantization) and runs them with {_marlin_note(engine)}" if weights in ("int8", "int4") else "")
         )
         return None, kv_dtype
+    if engine == "trtllm" and weights == "fp8" and checkpoint == "fp8" and model.get("fp8_block_scales"):
+        # TensorRT-LLM's PyTorch backend reads a quant_method fp8 checkpoint with 128 x 128
+        # weight_block_size itself (tensorrt_llm/_torch/model_config.py, load_hf_quant_config:
+        # "DeepSeek V3 FP8 ckpt" -> QuantAlgo.FP8_BLOCK_SCALES): the repo runs in the trial's format.
+        # fp8_block_scales is set from exactly that quantization_config (cost_models/hf_config.py).
+        notes.append(
+            f"{name} reads {model['name']}'s fp8 weights (128 x 128 block scales, its FP8_BLOCK_SCALES) from its "
+            "checkpoint's quantization_config"
+        )
+        return None, kv_dtype
     if engine == "trtllm":
         if flavour == "mxfp4":
             notes.append("fp4 (MXFP4) weights: TensorRT-LLM reads them from the gpt-oss checkpoint itself")

@@ -102,6 +102,20 @@ def test_trtllm_says_the_repo_exported_is_not_in_the_trials_format():
     assert any("the repo below stores fp8 weights" in note for note in notes)
 
 
+def test_trtllm_reads_a_block_scaled_fp8_checkpoint_an_fp8_trial_runs_as_stored():
+    """deepseek-ai/DeepSeek-V3 stores fp8 weights with 128 x 128 block scales (quant_method fp8,
+    weight_block_size), which TensorRT-LLM's PyTorch backend reads itself (ModelConfig.
+    load_hf_quant_config: "DeepSeek V3 FP8 ckpt" -> FP8_BLOCK_SCALES). An fp8 trial of it exported
+    to TensorRT-LLM was told to serve a Model Optimizer checkpoint instead, since "the repo below
+    stores fp8 weights, which TensorRT-LLM would run as stored, not as the trial": the trial's own
+    format (tuner export deepseek-v3-h200-serving --trial N --format trtllm)."""
+    deepseek = Deployment(get_model("deepseek-v3"), get_hardware("h200"), (1, 1, 8), 32, 1024, 128, weight_dtype="fp8")
+    data = engine_args(deepseek, _serving(), "trtllm")
+    assert data["engine_args"]["model"] == "deepseek-ai/DeepSeek-V3"
+    assert not any("Model Optimizer" in note or "not as the trial" in note for note in data["notes"]), data["notes"]
+    assert any("reads deepseek-v3's fp8 weights" in note and "block scales" in note for note in data["notes"])
+
+
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
 def test_the_int4_note_names_what_the_repo_exported_stores(engine):
     """deepseek-ai/DeepSeek-V3 stores fp8 weights (its config's quantization_config, fp8 block
