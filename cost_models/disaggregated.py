@@ -9,10 +9,11 @@ prefill instance that computed it to a decode instance. For n configurations at 
 :class:`~cost_models.deployments.Deployments` row per pool, same length):
 
 - **Prefill pool.** Poisson arrivals split evenly (at random) over the xP instances: each instance
-  is an M/D/1 queue served at the rate of full iterations (``max_num_tokens`` prompt tokens,
-  whole prompts unless chunked): a request's deterministic service is its share of a full
-  iteration. A request waits for the running iteration to end (half an iteration, when the
-  instance is busy), then the M/D/1 wait, then its own prefill iterations.
+  is an M/G/1 queue served at the rate of full iterations (``max_num_tokens`` prompt tokens,
+  whole prompts unless chunked): a request's service is its prompt's share of a full iteration
+  (deterministic at equal prompts: M/D/1; spread as the prompt's length otherwise). A request
+  waits for the running iteration to end (half an iteration, when the instance is busy), then the
+  M/G/1 wait, then its own prefill iterations.
 - **KV transfer.** ``kv_bytes_per_token x prompt_len`` bytes (the whole prompt's cache, a cached
   prefix included: the decode instance needs all of it), sent by every chip of the prefill
   instance through its own port in parallel and received the same way, so over
@@ -30,7 +31,7 @@ prefill instance that computed it to a decode instance. For n configurations at 
   it (:func:`cost_models.serving.serve`; SGLang ``--enable-dp-attention --dp-size --ep-size`` with
   ``--disaggregation-mode``): DP ranks, each its own scheduler, token budget and KV cache
   (:func:`cost_models.serving.rank_workloads`'s knobs), in lockstep through the MoE layers they
-  share. A prefill instance is DP M/D/1 queues of R / (xP DP) each, a decode instance DP ranks of
+  share. A prefill instance is DP M/G/1 queues of R / (xP DP) each, a decode instance DP ranks of
   R / (yD DP) each; its running sequences and slots are DP x a rank's, TPOT a rank's step. A
   prompt's cache (the latent for MLA) is one rank's, sent from the prefill rank to a decode rank
   over min(their TP chips) ports. The ranks' imbalance is left out, as in the aggregated path.
@@ -231,7 +232,7 @@ def _converged(new: np.ndarray, old: np.ndarray) -> bool:
 
 class _PrefillModel:
     """One prefill instance's constants (budget, full iteration, memory), evaluated at rates.
-    Under attention DP each of an instance's ranks is its own scheduler and M/D/1 queue (its own
+    Under attention DP each of an instance's ranks is its own scheduler and M/G/1 queue (its own
     token budget and KV cache, SGLang's DP controller spreading the requests), taking 1 / (xP x DP)
     of the rate, its iterations those of the aggregated path's rank (shared MoE layers)."""
 
@@ -247,6 +248,9 @@ class _PrefillModel:
         self.network = _network(d.hardware, calibration)
         self.shapes = ranks.shapes  # shared by every iteration of the fixed point
         self.uncached = _uncached(w)
+        # Squared coefficient of variation of a prompt's length: its share of an iteration, the
+        # service time of the M/G/1 wait below, spreads in proportion.
+        self.cv2 = lognormal_cv2(w.prompt_len, w.prompt_len_std)
         left = w.max_num_tokens
         # At most the rank's batch limit of prompts an iteration, as in the aggregated path: the
         # engines admit a waiting request only while fewer than it run (vLLM's v1 scheduler stops
@@ -276,7 +280,9 @@ class _PrefillModel:
             decode_seqs=np.zeros(len(w)),
             decode_context=w.prompt_len,
             prefill_tokens=tokens,
-            prefill_prompt_len=w.prompt_len,
+            # Causal attention grows with the square of the prompt: spread prompts cost E[P^2] /
+            # E[P] a token, as the aggregated path charges them (serving._Setting.attention_prompt_len).
+            prefill_prompt_len=w.prompt_len + w.prompt_len_std**2 / w.prompt_len,
             prefill_cached_share=w.prefix_hit_rate,
             calibration=self.calibration,
             overlap=self.overlap,
@@ -302,9 +308,13 @@ class _PrefillModel:
         utilisation = per_rank * uncached * t_full / budget
         rho = np.clip(utilisation, 0.0, 0.999)
         busy = np.clip(per_rank * uncached * t_iter / tokens, 0.0, 1.0)
-        # M/D/1 whose server works at the full batch's rate: one request's service is its share
-        # of a full iteration (t_full x prompt / budget); plus the rest of the running iteration.
-        queue = busy * 0.5 * t_iter + rho / (2.0 * (1.0 - rho)) * t_full * uncached / budget
+        # M/G/1 whose server works at the full batch's rate: one request's service is its share
+        # of a full iteration (t_full x prompt / budget), so Pollaczek-Khinchine's mean wait is the
+        # M/D/1 one times E[S^2] / E[S]^2 = 1 + cv^2 of the prompt's length (lognormal where it
+        # spreads; the aggregated path's wait for the prefill budget counts the same); plus the
+        # rest of the running iteration. Before, spread prompts left the mean wait as at std 0
+        # while the p99 (_ttft_tail, a lognormal service) grew with them.
+        queue = busy * 0.5 * t_iter + rho / (2.0 * (1.0 - rho)) * t_full * uncached / budget * (1.0 + self.cv2)
         own = np.ceil(uncached / budget - 1e-9) * t_iter
         memory = self.memory
         # An instance holds the cache of the prompts of one iteration until they are sent.
@@ -568,7 +578,9 @@ def _ttft_tail(
     """TTFT's p90 and p99 (:mod:`cost_models.ttft_percentiles`): the rest of the running prefill
     iteration (landed in with probability ``busy``, uniform over it: E[R^2] = busy t^2 / 3), the
     open loop's M/D/1 wait (its service from the steady state's mean, P-K inverted) and the prompt's
-    length moving its prefill in proportion; a closed loop's wait for a client's turn a constant."""
+    length moving its prefill in proportion; a closed loop's wait for a client's turn a constant.
+    The open loop's wait is the M/G/1 one (``_PrefillModel.at``: the M/D/1 one times 1 + cv^2), so
+    the mean service is P-K inverted through that factor."""
     t_iter = p.iteration_s
     others = 1.0 if clients is None else np.maximum(clients - 1.0, 0.0) / np.maximum(clients, 1.0)
     busy = p.busy * others
@@ -578,7 +590,7 @@ def _ttft_tail(
     if clients is None:
         rho = np.clip(p.utilisation, 0.0, 0.999)
         wait = np.maximum(queue - residual, 0.0)
-        service = np.where(rho > 0.0, wait * 2.0 * (1.0 - rho) / np.maximum(rho, 1e-30), 0.0)
+        service = np.where(rho > 0.0, wait * 2.0 * (1.0 - rho) / (np.maximum(rho, 1e-30) * (1.0 + cv2)), 0.0)
         var = var + md1_wait_variance(wait, rho, service, cv2)
     var = var + cv2 * p.prefill_s**2
     return single_percentiles(mean, np.where(np.isfinite(mean), var, 0.0), np.full(len(mean), overhead))

@@ -243,3 +243,28 @@ def test_ttft_percentiles_of_the_prefill_pool():
     assert np.all(loaded.stable)
     assert np.all(loaded.ttft_p90_s >= loaded.ttft_s) and np.all(loaded.ttft_p99_s > loaded.ttft_p90_s)
     assert np.all(np.diff(loaded.ttft_p99_s - loaded.ttft_p90_s) > 0)
+
+
+def test_spread_prompts_lengthen_the_mean_prefill_wait_and_iteration():
+    """Prompts of spread length make a prefill rank's service time spread in proportion, so its
+    mean wait is Pollaczek-Khinchine's M/G/1 one, (1 + cv^2) times the M/D/1 one (a lognormal
+    prompt of std = mean: cv^2 = 1, twice), and their causal attention costs E[P^2] / E[P] a token,
+    as the aggregated path charges both. The pool's mean TTFT ignored the spread (prefill_queue_s
+    and prefill_iteration_s identical at std 0 and 2048) while its p99 counted it, 5x at std 4000:
+    tuner estimate --model llama-3.1-8b --hardware h100-sxm --tp 1 --prefill-instances 1
+    --decode-instances 1 --prompt-len 2048 --gen-len 256 --request-rate 12 --prompt-len-std S."""
+    single = serve_disaggregated(tp(8), tp(8), rate_workloads(0.2), prefill_instances=1, decode_instances=4)
+    rate = 0.7 * single.prefill_capacity_rps[0]
+
+    def at(std):
+        w = make_workloads(1, backend="trtllm", request_rate=rate, prompt_len=PROMPT, gen_len=GEN, prompt_len_std=std)
+        return serve_disaggregated(tp(8), tp(8), w, prefill_instances=1, decode_instances=4)
+
+    even, spread = at(0.0), at(float(PROMPT))
+    assert even.stable[0] and spread.stable[0]
+    assert spread.prefill_iteration_s[0] > even.prefill_iteration_s[0]
+    # The M/D/1 part of the even pool's wait is at least its queue less half a running iteration.
+    wait = even.prefill_queue_s[0] - 0.5 * even.prefill_iteration_s[0]
+    assert wait > 0.0
+    assert spread.prefill_queue_s[0] - even.prefill_queue_s[0] >= 0.9 * wait
+    assert spread.ttft_s[0] - even.ttft_s[0] >= 0.9 * wait
