@@ -173,7 +173,7 @@ def _check_trial(trial: FrozenTrial, allow_infeasible: bool) -> None:
         raise InvalidInputError(
             "trial",
             f"trial {trial.number} is infeasible: it violates " + ", ".join(violated),
-            "pick a feasible trial, or allow infeasible trials explicitly",
+            "pick a feasible trial (tuner pareto lists them), or pass --allow-infeasible to export it anyway",
         )
 
 

@@ -317,6 +317,8 @@ def test_infeasible_trial(small):
     number = _trial(small, chips=1, kv_heads=8)
     error = _raises("trial", export, small, number, "json")
     assert "fits_in_memory" in str(error)
+    # The fix names the flag that allows it (it said "allow infeasible trials explicitly").
+    assert "--allow-infeasible" in str(error) and "tuner pareto" in str(error)
     spec = deployment_spec(small, number, allow_infeasible=True)
     assert spec["provenance"]["feasible"] is False
     assert spec["provenance"]["constraints"]["fits_in_memory"] > 0
