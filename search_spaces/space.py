@@ -1143,7 +1143,30 @@ def candidate_report(study: CompiledStudy, evaluation: Evaluation, row: int) -> 
             report["serving"] = {"mode": "disaggregated", **disaggregated_report(pool_rows, where)}
         else:
             report["serving"] = {"mode": "aggregated", **serving_report(evaluation.serving, row)}
+            report["serving"].update(_swings(evaluation, row))
     return report
+
+
+def _swings(evaluation: Evaluation, row: int) -> dict:
+    """An aggregated row's running batch at its 99.9th percentile and, where an open loop's swings
+    reach the cap, the note `tuner estimate` and `tuner recommend` print for the same deployment
+    (cost_models.serving_one.swings_note): its means leave out the waits and preemptions. A trial
+    of Llama-3.1-70B bf16 on 2 H100s at 1.33 req/s (2048/256, vLLM: TTFT 0.32 s) was a feasible
+    front trial without it; tuner simulate of it gave a mean TTFT of 16.7 s."""
+    from cost_models.serving_one import swings_note
+
+    result, workloads = evaluation.serving, evaluation.workloads
+    assert result is not None and workloads is not None
+    p999 = float(result.running_p999[row])
+    near = (
+        not np.isfinite(workloads.concurrency[row])
+        and bool(result.stable[row])
+        and p999 >= float(result.max_concurrency[row])
+    )
+    return {
+        "running_p999": p999 if np.isfinite(p999) else None,
+        "notes": [swings_note(workloads, result, row)] if near else [],
+    }
 
 
 def candidate_workload(evaluation: Evaluation, row: int) -> dict | None:
