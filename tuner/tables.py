@@ -501,6 +501,8 @@ def front_rows(front) -> list[dict]:
             "constraints": _constraint_rows(t, front),
             "calibration": front.calibration,
             **({"scored_by_model_version": front.stale_model_version} if front.stale_model_version else {}),
+            # The table's "near capacity:" line, per trial (its means leave out the slot waits).
+            **({"near_capacity": True} if _near_capacity(t) else {}),
         }
         for t in front.trials
     ]

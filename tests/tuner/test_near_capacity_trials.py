@@ -77,3 +77,12 @@ def test_the_search_front_says_it_too(tmp_path: Path, capsys) -> None:
     spec.write_text(yaml.safe_dump(SPEC))
     assert main(["search", str(spec), "--storage", f"sqlite:///{tmp_path / 's.db'}"]) == 0
     assert "near capacity: trial" in " ".join(capsys.readouterr().out.split())
+
+
+def test_pareto_json_marks_them(study: str, capsys) -> None:
+    near = _trial_of_tp(study, 2, capsys)["trial"]
+    capsys.readouterr()
+    assert main(["pareto", SPEC["name"], "--storage", study, "--json"]) == 0
+    rows = {row["trial"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows[near].get("near_capacity") is True
+    assert all("near_capacity" not in row for number, row in rows.items() if number != near)
