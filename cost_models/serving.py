@@ -55,7 +55,7 @@ from cost_models.ttft_percentiles import (
     gamma_quantile,
     lognormal_cv2,
     md1_wait_variance,
-    mixture_quantile,
+    mixture_quantiles,
     normal_cdf,
 )
 
@@ -1209,10 +1209,10 @@ def _closed_cycle(s: _Setting, cap: _Capacity, clients: np.ndarray) -> _ClosedCy
     # (the mean about ``burst``'s); the wait for a slot a constant (the overhead added by the caller).
     groups = np.maximum(mixed_per_cycle - 1.0, 0.0)
     first_burst = (share, t_first + (own_prefill - 1.0) * t_mix, groups * t_first, groups * (t_mix - t_first) / 2.0)
-    ttft_tail = {
-        key: waiting + mixture_quantile(q, [(1.0 - share, steady, steady_var)], first_burst)
-        for key, q, _ in TTFT_PERCENTILES
-    }
+    quantiles = mixture_quantiles(
+        tuple(q for _, q, _ in TTFT_PERCENTILES), [(1.0 - share, steady, steady_var)], first_burst
+    )
+    ttft_tail = {key: waiting + quantile for (key, _, _), quantile in zip(TTFT_PERCENTILES, quantiles, strict=True)}
     return _ClosedCycle(
         ttft_in_engine=(1.0 - share) * steady + share * burst + waiting,
         ttft_tail_in_engine=ttft_tail,
@@ -1892,9 +1892,10 @@ def _open_loop(s: _Setting) -> ServingEstimate:
     reported = np.flatnonzero(stable & cap.fits & (cap.max_concurrency >= 1))
     reported_laws = [tuple(np.broadcast_to(a, (n,))[reported] for a in law) for law in laws]
     ttft_tail = {}
-    for key, q, _ in TTFT_PERCENTILES:
+    quantiles = mixture_quantiles(tuple(q for _, q, _ in TTFT_PERCENTILES), reported_laws)  # type: ignore[arg-type]
+    for (key, _, _), quantile in zip(TTFT_PERCENTILES, quantiles, strict=True):
         tail = np.full(n, np.inf)
-        tail[reported] = overhead + mixture_quantile(q, reported_laws)  # type: ignore[arg-type]
+        tail[reported] = overhead + quantile
         ttft_tail[key] = tail
     # A request of one output token has no time per output token: its only token is the first
     # (vLLM's benchmark counts a request's TPOT only where output_len > 1, vllm/benchmarks/serve.py
