@@ -61,16 +61,25 @@ def gamma_quantile(mean: np.ndarray, variance: np.ndarray, z: float) -> np.ndarr
     return np.where(variance > 0.0, mean * root**3, mean)
 
 
+def _ninth(mean: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    """1 / (9 k), k the gamma law's shape (:func:`gamma_quantile`'s arithmetic)."""
+    shape = mean**2 / np.maximum(variance, 1e-30)
+    return 1.0 / (9.0 * np.maximum(shape, 1e-30))
+
+
 class _GammaCdf:
     """``weight`` x P(X <= x) for the gamma law of :func:`gamma_quantile` (the same approximation,
     inverted: (x / mean)^(1/3) normal), at many points given by their cube roots, the law's
     constants computed once; a step at the mean where the variance is 0."""
 
-    def __init__(self, weight: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> None:
-        shape = mean**2 / np.maximum(variance, 1e-30)
-        ninth = 1.0 / (9.0 * np.maximum(shape, 1e-30))
+    def __init__(
+        self, weight: np.ndarray, mean: np.ndarray, variance: np.ndarray, ninth: np.ndarray | None = None
+    ) -> None:
+        if ninth is None:
+            ninth = _ninth(mean, variance)
         self.weight, self.root_mean = weight, np.cbrt(mean)
-        self.inverse_root_mean = 1.0 / np.cbrt(np.maximum(mean, 1e-30))
+        # 1 / cbrt(max(mean, 1e-30)), the cube root taken once (the same bits, NaN included)
+        self.inverse_root_mean = 1.0 / np.where(mean < 1e-30, np.cbrt(1e-30), self.root_mean)
         self.centre, self.inverse_sd = 1.0 - ninth, 1.0 / np.sqrt(ninth)
         self.spreads = variance > 0.0
         self.every_spreads = bool(self.spreads.all())
@@ -157,12 +166,16 @@ def mixture_quantiles(
     gammas = [tuple(np.broadcast_to(a, (n,)) for a in law) for law in gammas]  # type: ignore[misc]
     if burst is not None:
         burst = tuple(np.broadcast_to(b, (n,)) for b in burst)  # type: ignore[assignment]
+    # gamma_quantile's arithmetic, its law constants computed once for every q and _GammaCdf
+    ninths = [_ninth(mean, variance) for _, mean, variance in gammas]
+    root_ninths = [np.sqrt(ninth) for ninth in ninths]
     brackets = []
     for q in qs:
         z = NormalDist().inv_cdf(q)
         lo, hi = np.full(n, np.inf), np.full(n, -np.inf)
-        for weight, mean, variance in gammas:
-            own = gamma_quantile(mean, variance, z)
+        for (weight, mean, variance), ninth, root_ninth in zip(gammas, ninths, root_ninths, strict=True):
+            root = np.maximum(1.0 - ninth + z * root_ninth, 0.0)
+            own = np.where(variance > 0.0, mean * root**3, mean)
             lo, hi = np.where(weight > 0.0, np.minimum(lo, own), lo), np.where(weight > 0.0, np.maximum(hi, own), hi)
         if burst is not None:
             own = burst[1] + burst[2] * q + burst[3] * q * q
@@ -176,7 +189,10 @@ def mixture_quantiles(
     union = np.flatnonzero(wide)
     # Bisection on the cube root of the time, where Wilson-Hilferty's laws are normal (no cube
     # root a round), each law's constants computed once (:class:`_GammaCdf`), for every q.
-    all_laws = [_GammaCdf(*(a[union] for a in law)) for law in gammas]
+    all_laws = [
+        _GammaCdf(weight[union], mean[union], variance[union], ninth[union])
+        for (weight, mean, variance), ninth in zip(gammas, ninths, strict=True)
+    ]
     all_burst = None if burst is None else tuple(b[union] for b in burst)
     out = []
     for q, (lo, hi, wide_q) in zip(qs, brackets, strict=True):
