@@ -301,9 +301,11 @@ def _rounds_towards(lo: np.ndarray, hi: np.ndarray, estimate: np.ndarray) -> tup
     return lo, hi
 
 
-#: Newton steps of :func:`_newton_root`: after 3 (4), 0.3% (0.2%) of bench_serving's open-loop
-#: rows at p90 and 6% (0.2%) at p99 are off by more than a hundredth of the bisection's last width.
-_NEWTON_STEPS = 3
+#: Newton steps of :func:`_newton_root` (each an ndtr and an exp a law): after 1 / 2 / 3 / 4 of
+#: them 93% / 6.5% / 0% / 0% of bench_serving's open loops at p90 fail the check and are bisected,
+#: 38% / 12% / 2.1% / 0.01% at p99; the open loop's percentiles take 1.1-1.5 / 0.75-0.79 /
+#: 0.79-0.82 / 0.87-0.90x main's time (the EPYC VM, pinned).
+_NEWTON_STEPS = 2
 #: Newton steps where a closed loop's law and burst both spread: after 3 (4, 5), 20% (11%, ?) of
 #: those rows at p90 are unsettled (the burst's mass left above: the tail converges linearly).
 _BOTH_SPREAD_STEPS = 4
