@@ -306,8 +306,10 @@ def _rounds_towards(lo: np.ndarray, hi: np.ndarray, estimate: np.ndarray) -> tup
 #: 38% / 12% / 2.1% / 0.01% at p99; the open loop's percentiles take 1.1-1.5 / 0.75-0.79 /
 #: 0.79-0.82 / 0.87-0.90x main's time (the EPYC VM, pinned).
 _NEWTON_STEPS = 2
-#: Newton steps where a closed loop's law and burst both spread: after 3 (4, 5), 20% (11%, ?) of
-#: those rows at p90 are unsettled (the burst's mass left above: the tail converges linearly).
+#: Newton steps where a closed loop's law and burst both spread (41% of bench_serving's closed
+#: loops): after 3 / 4 / 5 / 6 of them 20% / 11% / 3% / 0.1% of those rows fail the check at p90
+#: (near the burst's start: its mass left above, the log-tail converges linearly), 0.3% / 0.06% /
+#: 0.02% / 0% at p99; the closed loop's percentiles take the same time at 3 to 5 (0.48-0.53x main's).
 _BOTH_SPREAD_STEPS = 4
 _INV_SQRT_2PI = 0.3989422804014327
 #: ndtr(t) within this many ulps of 1 (t > 7.9): the stretch where a law's weight x ndtr rounds.
