@@ -530,7 +530,7 @@ class BlockedCosts:
         c = self.configs
         n = len(c)
         if n <= COST_BLOCK_ROWS:  # one block: the whole costs
-            ops = operator_costs(c, self.convention)
+            ops = operator_costs(c, self.convention, unread_rows=False)
             time_s, sums = chip_roofline(ops, shares, hardware, expert_scale, layers, totals=totals)
             self.live_activations = _live_activations(ops)
             return time_s, sums, frozenset(i for i in range(len(time_s)) if not ops.present[i].any())
@@ -539,7 +539,7 @@ class BlockedCosts:
         somewhere = np.zeros(len(OPERATOR_NAMES), dtype=bool)  # slots some configuration has
         for start in range(0, n, COST_BLOCK_ROWS):
             rows = slice(start, min(start + COST_BLOCK_ROWS, n))
-            ops = operator_costs(c.take(rows), self.convention)
+            ops = operator_costs(c.take(rows), self.convention, unread_rows=False)
             # A slot absent from this block but present in another: zero costs, so (0 / ways,
             # max(0 / peak, 0 / bandwidth)) +0.0 times and +0.0 added to the totals, which is
             # what chip_roofline gives a slot absent from every configuration of its call.

@@ -93,6 +93,7 @@ WEIGHTLESS_SLOTS = (
     "attn_add",
     "mlp_add",
 )
+_WEIGHTLESS_ROWS = frozenset(OP[name] for name in WEIGHTLESS_SLOTS)
 
 
 @dataclass(frozen=True)
@@ -565,8 +566,8 @@ def _attention_kernels(t: _CostTable, c: InferenceConfigs, convention: CountingC
     # latent (q/k kv_lora_rank + rope, v kv_lora_rank: the latent is the value, W_UV comes after).
     mla, decode = c.mla, t.decode
     any_mla = bool(np.any(mla))
-    latent = c.kv_lora_rank + c.qk_rope_head_dim
-    if any_mla:
+    if any_mla:  # (the latent width is read only where some configuration has MLA)
+        latent = c.kv_lora_rank + c.qk_rope_head_dim
         qk_dim = np.where(mla, np.where(decode, latent, c.d_head + c.qk_rope_head_dim), c.d_head)
         v_dim = np.where(mla, np.where(decode, c.kv_lora_rank, c.v_head_dim), c.d_head)
     else:
@@ -798,13 +799,21 @@ def _lm_head(t: _CostTable, c: InferenceConfigs, convention: CountingConvention)
 
 
 def operator_costs(
-    configs: InferenceConfigs, convention: CountingConvention = DEFAULT, *, slots: CostSlots = "all"
+    configs: InferenceConfigs,
+    convention: CountingConvention = DEFAULT,
+    *,
+    slots: CostSlots = "all",
+    unread_rows: bool = True,
 ) -> OperatorCosts:
     """FLOPs and bytes of every operator of every configuration. ``slots``: "all"; "dense": the
     attention kernels and the lm_head left out (absent, zero), for a serving iteration's dense
     view, whose attention views replace them; "attention": only those (every other slot absent,
     zero), for its attention views (cost_models.iteration). A slot's numbers are the same in
-    each (no slot reads another's)."""
+    each (no slot reads another's). ``unread_rows`` False: the rows no per-chip roofline reads
+    are left unfilled instead of zeroed: every row of a slot no configuration has, and the
+    weight row of a weightless slot (``WEIGHTLESS_SLOTS``), for a caller whose only readers are
+    :func:`cost_models.deployment.chip_roofline` without ``chip_ops`` and
+    ``deployment._live_activations``, which skip both (deployment.BlockedCosts)."""
     c = configs
     t = _CostTable(c)
     if slots == "attention":
@@ -824,11 +833,13 @@ def operator_costs(
         else:
             t.unwritten.add(LM_HEAD)
             t.present[LM_HEAD] = False
-    for i in t.unwritten:  # the rows that start uninitialized (_CostTable), where no slot wrote
+    # (Unless ``unread_rows`` is False: 5 of 22 slots unwritten and 5 more weightless in
+    # bench_estimate's draw, 3 and 10 rows a block that the blocked roofline never reads.)
+    for i in t.unwritten if unread_rows else ():  # rows that start uninitialized (_CostTable), where no slot wrote
         for array in (t.flops, t.act_r, t.act_w):
             array[i] = 0.0
     for i in range(len(OPERATOR_NAMES)):  # weightless or unbuilt slots: no weight bytes
-        if i not in t.weight_rows:
+        if i not in t.weight_rows and (unread_rows or not (i in t.unwritten or i in _WEIGHTLESS_ROWS)):
             t.weight[i] = 0.0
     # Zero the absent slots. Left alone: a slot present in every configuration (x * 1 == x), one
     # never written (already zero), the KV rows of slots without KV traffic (always zero).
@@ -841,6 +852,8 @@ def operator_costs(
             residual.discard(i)
         present = t.present[i].astype(np.float64)
         for array in (t.flops, t.weight, t.act_r, t.act_w):
+            if array is t.weight and i not in t.weight_rows and not unread_rows:
+                continue  # (unfilled: left so)
             array[i] *= present
         for kv in (t.kv_r, t.kv_w) if i in kv_slots else ():
             if i in kv.rows:  # (a row not kept is zero: 0 * 0.0 and 0 * 1.0 are 0)

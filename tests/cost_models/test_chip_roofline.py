@@ -32,7 +32,7 @@ from cost_models.deployment import (
 from cost_models.deployments import make_deployments
 from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, FP8, INT4, INT8, lookup
 from cost_models.inference_configs import DECODE
-from cost_models.operators import LM_HEAD, OP, operator_costs
+from cost_models.operators import LM_HEAD, OP, WEIGHTLESS_SLOTS, operator_costs
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS, chip_shares, per_chip_costs
 from cost_models.roofline import roofline_times
 from cost_models.topology import network_for
@@ -383,3 +383,41 @@ def test_slot_sum_is_numpys_axis_sum_bit_for_bit():
         expected = op_time[list(rows)].sum(axis=0)
         assert slot_sum(op_time, rows, frozenset({3, 7, 21})).tobytes() == expected.tobytes()
         assert slot_sum(op_time, rows).tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize(("chip", "engine"), [("tpu-v4", False), ("h200", True), ("h100-sxm", False)])
+@pytest.mark.parametrize("phase", ["prefill", "decode"])
+@pytest.mark.parametrize("dense_only", [False, True])
+def test_rows_left_unfilled_are_never_read_by_the_blocked_roofline(chip, engine, phase, dense_only):
+    # operator_costs(unread_rows=False) leaves unfilled the rows of slots no configuration has
+    # and the weight rows of weightless slots, which chip_roofline (without chip_ops) and
+    # _live_activations skip: NaN written into exactly those rows changes no time, total or
+    # live activation, and every other row is the default call's. (Of the dense models' rows
+    # alone, the MoE slots are such rows.)
+    d, view, configs, plans, kv_ways, tokens = _phase(chip, 29 + len(chip) + (phase == "decode"), engine, phase)
+    plan, kv = plans[phase], kv_ways[phase]
+    dp, ep = d.data_parallel, d.expert_parallel
+    if dense_only:
+        rows = np.flatnonzero(configs.moe_layers == 0)
+        view, configs, plan, kv = view.take(rows), configs.take(rows), plan.take(rows), kv[rows]
+        dp, ep, tokens = dp[rows], ep[rows], tokens[rows]
+    layouts, sharded = view.ffn_layout(phase), view.batch_sharded_attention(phase)
+    scale = expert_scale(configs, dp, ep, tokens)
+    layers = configs.layers if np.any(configs.moe_layers > 0) else None
+    whole = operator_costs(configs)
+    left = operator_costs(configs, unread_rows=False)
+    absent = [i for i in range(len(whole.present)) if not whole.present[i].any()]
+    weightless = [OP[name] for name in WEIGHTLESS_SLOTS]
+    assert absent or not dense_only  # (the rows this test is about exist in the draw)
+    for name in ("flops", "weight_bytes", "act_read_bytes", "act_write_bytes"):
+        unread = set(absent) | (set(weightless) if name == "weight_bytes" else set())
+        read = [i for i in range(len(whole.present)) if i not in unread]
+        np.testing.assert_array_equal(getattr(left, name)[read], getattr(whole, name)[read])
+        getattr(left, name)[sorted(unread)] = np.nan
+    results = []
+    for ops in (whole, left):
+        shares = chip_shares(configs, view.mesh, layouts, sharded, plan, kv)
+        time_s, totals = chip_roofline(ops, shares, d.hardware, scale, layers)
+        results.append((time_s, totals.compute_s, totals.memory_s, _live_activations(ops)))
+    for mine, theirs in zip(*results, strict=True):
+        assert mine.tobytes() == theirs.tobytes()
