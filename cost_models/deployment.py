@@ -313,7 +313,8 @@ def chip_roofline(
     # The slots of ROOFLINE_BLOCK_ROWS configurations at a time: one slot's dozen temporaries of
     # a block stay in the core's cache where whole (n,) rows (0.8 MB each at 100,000) do not.
     # Each element's operations are the same, in the same order, whatever the blocking.
-    block_rows = max(1, min(n, ROOFLINE_BLOCK_ROWS))
+    blocks = block_slices(n, ROOFLINE_BLOCK_ROWS)
+    block_rows = max(1, max((b.stop - b.start for b in blocks), default=1))
     twins = _twin_slots(
         ops, shares, set(present), peak_by_slot if times or totals else None, totals,
         (expert_rows, weightless_rows, kv_read_rows, kv_write_rows, flops_only, bytes_only), ffn_rows,
@@ -326,9 +327,8 @@ def chip_roofline(
     compute_all, memory_all = np.empty(block_rows), np.empty(block_rows)
     residual = _shared_residual_rows(ops, shares, present, twins, expert_rows, kept if chip_ops is not None else ())
     residual_all = np.empty(block_rows) if residual else None
-    for start in range(0, n, block_rows):
-        b = slice(start, min(start + block_rows, n))
-        width = b.stop - start
+    for b in blocks:
+        width = b.stop - b.start
         # One slot's per-chip costs (or its rows of ``chip_ops``), its compute and memory time:
         # buffers reused from slot to slot.
         scratch = {name: array[:width] for name, array in scratch_all.items()}
@@ -529,7 +529,8 @@ class BlockedCosts:
         costs' :func:`_live_activations` kept in :attr:`live_activations`."""
         c = self.configs
         n = len(c)
-        if n <= COST_BLOCK_ROWS:  # one block: the whole costs
+        blocks = block_slices(n, COST_BLOCK_ROWS)
+        if len(blocks) <= 1:  # one block: the whole costs
             ops = operator_costs(c, self.convention, unread_rows=False)
             time_s, sums = chip_roofline(ops, shares, hardware, expert_scale, layers, totals=totals)
             self.live_activations = _live_activations(ops)
@@ -537,8 +538,7 @@ class BlockedCosts:
         time_s = np.empty((len(OPERATOR_NAMES), n))
         compute_s, memory_s, live = np.empty(n), np.empty(n), np.empty(n)
         somewhere = np.zeros(len(OPERATOR_NAMES), dtype=bool)  # slots some configuration has
-        for start in range(0, n, COST_BLOCK_ROWS):
-            rows = slice(start, min(start + COST_BLOCK_ROWS, n))
+        for rows in blocks:
             ops = operator_costs(c.take(rows), self.convention, unread_rows=False)
             # A slot absent from this block but present in another: zero costs, so (0 / ways,
             # max(0 / peak, 0 / bandwidth)) +0.0 times and +0.0 added to the totals, which is
@@ -567,6 +567,21 @@ class BlockedCosts:
 #: round 13; medians of 5, 3 rounds, the other core busy): whole 76-79 ms, blocks of 8,192
 #: 69-70, 12,500 68-70, 16,384 69, 20,000 70-71, 33,334 71.
 COST_BLOCK_ROWS = 16_384
+
+
+def block_slices(n: int, rows: int) -> list[slice]:
+    """``n`` configurations in blocks of ``rows`` (at least 1), the last block taking the rest,
+    and the rest of fewer than ``rows // 2`` joined to the block before it (so that block has
+    up to 1.5 ``rows``): a block costs a fixed ~1.2 ms of Python and NumPy calls in
+    operator_costs and chip_roofline whatever its rows (bench_estimate's blocks of 64 rows,
+    AMD EPYC, docs/benchmarks.md round 14), and 100,000 configurations in blocks of 16,384 left
+    a seventh block of 1,696. Every cost is elementwise over configurations, so each one's
+    numbers are the same whatever the blocks."""
+    rows = max(1, rows)
+    count = -(-n // rows)
+    if count > 1 and n - (count - 1) * rows < rows // 2:
+        count -= 1
+    return [slice(k * rows, n if k == count - 1 else (k + 1) * rows) for k in range(count)]
 
 
 def shares_of_rows(shares: ChipShares, rows: slice) -> ChipShares:

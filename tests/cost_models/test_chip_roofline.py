@@ -20,6 +20,7 @@ from cost_models.deployment import (
     _live_activations,
     _shared_residual_rows,
     _twin_slots,
+    block_slices,
     chip_roofline,
     estimate,
     expert_scale,
@@ -421,3 +422,48 @@ def test_rows_left_unfilled_are_never_read_by_the_blocked_roofline(chip, engine,
         results.append((time_s, totals.compute_s, totals.memory_s, _live_activations(ops)))
     for mine, theirs in zip(*results, strict=True):
         assert mine.tobytes() == theirs.tobytes()
+
+
+def test_block_slices_join_a_short_rest_to_the_block_before_it():
+    # A rest of fewer than half a block is joined to the last full block (100,000 rows in blocks
+    # of 16,384: six blocks, the last of 18,080 rows, not a seventh of 1,696); a longer rest is
+    # a block of its own; every row is in exactly one block, in order.
+    sizes = {
+        (100_000, 16_384): [16_384] * 5 + [18_080],
+        (98_304, 16_384): [16_384] * 6,
+        (106_497, 16_384): [16_384] * 6 + [8_193],
+        (7, 5): [5, 2],
+        (6, 5): [6],
+        (5, 5): [5],
+        (1, 5): [1],
+        (0, 5): [],
+        (30, 37): [30],
+    }
+    for (n, rows), expected in sizes.items():
+        blocks = block_slices(n, rows)
+        assert [b.stop - b.start for b in blocks] == expected
+        assert [b.start for b in blocks] == [sum(expected[:k]) for k in range(len(expected))]
+
+
+def test_blocked_costs_with_a_joined_rest_are_the_whole_tables_bit_for_bit(monkeypatch):
+    # 400 configurations in blocks of 180: two blocks (180 and 220 rows), the rest of 40 joined;
+    # chip_roofline's own blocks of 150 inside them: 180 as one, 220 as one (a rest of 70 < 75
+    # is joined). The same numbers as one whole call.
+    import cost_models.deployment as deployment
+
+    monkeypatch.setattr(deployment, "COST_BLOCK_ROWS", 180)
+    monkeypatch.setattr(deployment, "ROOFLINE_BLOCK_ROWS", 150)
+    assert [b.stop - b.start for b in block_slices(400, 180)] == [180, 220]
+    d, view, configs, plans, kv_ways, tokens = _phase("h100-sxm", 41, False, "decode")
+    layouts, sharded = view.ffn_layout("decode"), view.batch_sharded_attention("decode")
+    ops = operator_costs(configs)
+    shares = chip_shares(configs, view.mesh, layouts, sharded, plans["decode"], kv_ways["decode"])
+    time_s, totals = chip_roofline(ops, shares, d.hardware, None, None)
+    blocked = BlockedCosts(configs, DEFAULT)
+    shares = chip_shares(configs, view.mesh, layouts, sharded, plans["decode"], kv_ways["decode"])
+    blocked_time_s, blocked_totals, _ = blocked.roofline(shares, d.hardware, None, None, True)
+    assert time_s.tobytes() == blocked_time_s.tobytes()
+    assert blocked_totals is not None and blocked.live_activations is not None
+    assert totals.compute_s.tobytes() == blocked_totals.compute_s.tobytes()
+    assert totals.memory_s.tobytes() == blocked_totals.memory_s.tobytes()
+    assert blocked.live_activations.tobytes() == _live_activations(ops).tobytes()
