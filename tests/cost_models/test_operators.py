@@ -282,3 +282,40 @@ def test_make_configs_checks_the_models_rows_use_as_it_checks_every_row() -> Non
     assert inference_configs._valid_model_fields(
         {name: np.array([1.0, 0.0]) for name in inference_configs._MODEL_FIELDS}, np.array([0, 0]), True
     ) == frozenset({*inference_configs._MODEL_FIELDS, inference_configs._HEADS_DIVIDE})
+
+
+def test_model_columns_shared_by_every_used_model_are_filled_as_the_gather_gives() -> None:
+    """make_configs fills a model field's column where every model some row uses has the same
+    value (inference_configs._ModelColumn) instead of gathering it: the gather's bits (dtype,
+    value, the sign of a zero), a gather where used models differ (here by a model no row uses
+    being different: it is left out of the comparison), and the gather's wrap-around and
+    errors where the index is not a 1-D array of valid rows."""
+    from cost_models.inference_configs import _ModelColumn
+
+    index = np.array([2, 0, 2, 2, 0])
+    tables = {
+        "equal in use": np.array([7.0, -1.0, 7.0]),  # model 1 unused: filled with 7.0
+        "different": np.array([7.0, 7.0, 8.0]),
+        "zeros of both signs": np.array([0.0, 5.0, -0.0]),
+        "negative zero": np.array([-0.0, 5.0, -0.0]),
+        "nan": np.array([np.nan, 1.0, np.nan]),
+        "flags": np.array([True, False, True]),
+        "int": np.array([3, 4, 3], dtype=np.int64),
+    }
+    column = _ModelColumn(index, 3)
+    filled = {name: column(table) for name, table in tables.items()}
+    for name, table in tables.items():
+        expected = table[index]
+        assert filled[name].dtype == expected.dtype and filled[name].tobytes() == expected.tobytes(), name
+    assert filled["equal in use"].tolist() == [7.0] * 5
+    assert np.signbit(filled["negative zero"]).all()
+    # Not a 1-D array of valid rows: the gather itself (its wrap-around, its error).
+    assert _ModelColumn(np.array([-1, 0]), 3)(tables["different"]).tolist() == [8.0, 7.0]
+    assert _ModelColumn(np.array(2), 3)(tables["different"]).tolist() == 8.0
+    with pytest.raises(IndexError):
+        _ModelColumn(np.array([0, 3]), 3)(tables["different"])
+    # In make_configs: dense models' MoE and MLA fields, and the decoder flag, are such fills.
+    models = [get_model(name) for name in ("llama-3-8b", "gpt2", "mistral-7b")]
+    configs = make_configs(models, model_index=index, phase="prefill", batch=1, seq_len=128)
+    assert configs.experts.tolist() == [0.0] * 5 and configs.decoder.all()
+    assert configs.d_model.tolist() == [m.d_model for m in (models[i] for i in index)]
