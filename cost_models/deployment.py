@@ -706,7 +706,11 @@ def _operator_times(
     if phase == "decode":  # a CUDA-graph replay under vLLM and SGLang: no per-call host floor
         profile = cuda_graph_replay(profile)
     layouts, batch_sharded = d.ffn_layout(phase), d.batch_sharded_attention(phase)
-    shares = chip_shares(configs, d.mesh, layouts, batch_sharded, plan, kv_ways)
+    # The mesh's chips: Deployments.tensor_parallel, kept by ``d`` (estimate's d.chips reads it),
+    # the product of the same whole numbers as group_size's (exact), so the same numbers; for
+    # float64 meshes, group_size's type (make_deployments makes them so).
+    chips = d.tensor_parallel if d.mesh.dtype == np.float64 and d.mesh.ndim == 2 else None
+    shares = chip_shares(configs, d.mesh, layouts, batch_sharded, plan, kv_ways, chips)
     # A pass runs ``layers`` blocks; in an MoE model a slot's time counts in the share of the
     # blocks it runs in (the dense FFN in the first dense_layers, the experts in the rest).
     moe = np.any(configs.moe_layers > 0)

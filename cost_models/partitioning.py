@@ -1471,14 +1471,17 @@ def chip_shares(
     batch_sharded: np.ndarray,
     plan: ShardingPlan | None = None,
     kv_ways: np.ndarray | None = None,
+    chips: np.ndarray | None = None,
 ) -> ChipShares:
     """How :func:`per_chip_costs` splits every slot: FLOPs and activations over all chips,
     attention over heads (and sequences when sharded by batch); each weight matrix by its in-use
     shards (whole over the gathered axes in weight-gathered layouts), the router replicated
     (d_model x experts is small), other weights (norm scales) over all chips; the KV cache as
     :func:`kv_cache_split` says. ``plan`` and ``kv_ways``, when given, are those of these
-    configurations (computed once for many)."""
-    chips = group_size(mesh, "xyz")
+    configurations (computed once for many); so is ``chips``, the mesh's chips
+    (``group_size(mesh, "xyz")``'s numbers: Deployments.tensor_parallel, which the caller has),
+    read and never written."""
+    chips = group_size(mesh, "xyz") if chips is None else chips
     plan = plan if plan is not None else sharding_plan(c, mesh, layout_codes)
     if kv_ways is None:
         kv_ways = kv_cache_split(c.kv_heads, c.batch, mesh, batch_sharded, c.mla)[0]

@@ -467,3 +467,19 @@ def test_blocked_costs_with_a_joined_rest_are_the_whole_tables_bit_for_bit(monke
     assert totals.compute_s.tobytes() == blocked_totals.compute_s.tobytes()
     assert totals.memory_s.tobytes() == blocked_totals.memory_s.tobytes()
     assert blocked.live_activations.tobytes() == _live_activations(ops).tobytes()
+
+
+def test_chip_shares_given_the_meshes_chips_are_the_ones_it_computes():
+    # _operator_times hands chip_shares the deployments' tensor_parallel (the mesh's product,
+    # kept by the deployments) instead of its own group_size over "xyz": the same bits in every
+    # work and weight entry, and that array itself where the chips are the divisor.
+    d, view, configs, plans, kv_ways, _ = _phase("h100-sxm", 53, False, "decode")
+    layouts, sharded = view.ffn_layout("decode"), view.batch_sharded_attention("decode")
+    own = chip_shares(configs, view.mesh, layouts, sharded, plans["decode"], kv_ways["decode"])
+    chips = view.tensor_parallel
+    given = chip_shares(configs, view.mesh, layouts, sharded, plans["decode"], kv_ways["decode"], chips)
+    assert any(w is chips for w in given.work)
+    for mine, theirs in zip((*given.work, *given.weight), (*own.work, *own.weight), strict=True):
+        assert (mine is None) == (theirs is None)
+        if mine is not None:
+            assert mine.dtype == theirs.dtype and mine.tobytes() == theirs.tobytes()
