@@ -181,8 +181,30 @@ def read_trials(db: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tupl
     return values, feasible, valid, [tuple(sorted(c)) for c in configs]
 
 
-def run_one(spec_path: str, sampler: str, seed: int, trials: int) -> dict:
-    """One sampler run through run_search into a fresh SQLite file; returns its trials."""
+def compact_feasibility(spec, configs: list[tuple]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(feasible, structurally_valid) of compact trials (one ``configuration`` param each), whose
+    constraints are not stored (tuner/compact.py): recomputed with the cost model, which is
+    deterministic (what the search scored). None for trials stored whole. Before this, every
+    compact trial was read as feasible (no ``constraints:`` attribute to read), so infeasible
+    trials could stand on a sampler's front."""
+    from tuner.compact import CONFIGURATION_PARAM, unflatten
+
+    if not configs or any(len(c) != 1 or c[0][0] != CONFIGURATION_PARAM for c in configs):
+        return None
+    study = compile_study(spec)
+    names, sizes = list(study.space.dimensions), [len(c) for c in study.space.dimensions.values()]
+    evaluation = evaluate(study, unflatten(np.array([int(c[0][1]) for c in configs]), names, sizes))
+    valid = evaluation.constraint_columns["structurally_valid"] <= 0
+    return np.asarray(evaluation.feasible, dtype=bool), np.asarray(valid, dtype=bool)
+
+
+def tpe_label(history: int | None) -> str:
+    return "tpe (full history)" if history is None else f"tpe (history {history:,})"
+
+
+def run_one(spec_path: str, sampler: str, seed: int, trials: int, tpe_history: int | None = None) -> dict:
+    """One sampler run through run_search into a fresh SQLite file; returns its trials. TPE runs
+    with ``tpe_history`` (None: every trial) and is labelled with it."""
     warnings.filterwarnings("ignore")
     from tuner.study import run_search
 
@@ -190,13 +212,16 @@ def run_one(spec_path: str, sampler: str, seed: int, trials: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_quality_") as folder:
         db = Path(folder) / "study.db"
         start = time.perf_counter()
-        result = run_search(spec, f"sqlite:///{db}", trials=trials, sampler=sampler, seed=seed)
+        result = run_search(spec, f"sqlite:///{db}", trials=trials, sampler=sampler, seed=seed, tpe_history=tpe_history)
         seconds = time.perf_counter() - start
         values, feasible, valid, configs = read_trials(db)
+    recomputed = compact_feasibility(spec, configs)
+    if recomputed is not None:
+        feasible, valid = recomputed
     assert result.trials_added == trials == len(values), (result.trials_added, trials, len(values))
     return dict(
         study=spec.name,
-        sampler=sampler,
+        sampler=tpe_label(tpe_history) if sampler == "tpe" else sampler,
         seed=seed,
         trials=trials,
         seconds=seconds,
@@ -257,6 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per sampler (0..seeds-1)")
     parser.add_argument("--tpe-cap", type=int, default=3000, help="most trials of a TPE run")
     parser.add_argument(
+        "--tpe-history",
+        action="append",
+        help="TPE's history (trials besides the front; 'full': every trial); repeatable, one TPE row each "
+        "(default: tuner.study.TPE_HISTORY)",
+    )
+    parser.add_argument(
         "--max-trials", type=int, default=None, help="cap every run (checkpoints above show n/a); for quick checks"
     )
     parser.add_argument(
@@ -271,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(s not in SAMPLERS for s in samplers) or args.seeds < 1 or args.jobs < 1:
         parser.error("bad --samplers, --seeds or --jobs")
     paths = [p for p in STUDIES if not args.study or p.stem in args.study]
+    from tuner.study import TPE_HISTORY
+
+    histories = [None if h == "full" else int(h) for h in (args.tpe_history or [str(TPE_HISTORY)])]
 
     wall = time.perf_counter()
     print(
@@ -296,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.max_trials:
                 budget = min(budget, args.max_trials)
             for seed in range(args.seeds):
-                tasks.append((str(path), sampler, seed, budget))
+                for history in histories if sampler == "tpe" else [None]:
+                    tasks.append((str(path), sampler, seed, budget, history))
     # Longest first: NSGA-II on large spaces and TPE cost most per trial.
     cost = {"nsga2": 3.0, "tpe": 15.0, "random": 1.0}
     tasks.sort(key=lambda t: -cost[t[1]] * t[3])
@@ -332,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
             f"| structurally impossible | distinct configurations in the first {DISTINCT_AT:,} trials | s per run |"
         )
         print("|---|" + "---:|" * (len(FRACTIONS) + 6))
-        for sampler in samplers:
+        rows = [r for s in samplers for r in ([tpe_label(h) for h in histories] if s == "tpe" else [s])]
+        for sampler in rows:
             mine = sorted((r for r in runs if r["study"] == name and r["sampler"] == sampler), key=lambda r: r["seed"])
             if not mine:
                 continue

@@ -106,12 +106,22 @@ def distributions(study: CompiledStudy) -> dict[str, CategoricalDistribution]:
     return {name: CategoricalDistribution(list(choices)) for name, choices in study.space.dimensions.items()}
 
 
-def make_sampler(name: str, seed: int, study: CompiledStudy) -> optuna.samplers.BaseSampler:
+#: The trials TPE is fitted on, besides the study's feasible Pareto front: the latest this many
+#: (``BatchTPESampler._tuner_history``). A resume reads these and the front, not the whole study,
+#: so its cost does not grow with the study (issue 13 items 1 and 5); quality against the whole
+#: history and the resume's cost: docs/benchmarks.md "Bounded TPE history (2026-12-05)".
+TPE_HISTORY = 2000
+
+
+def make_sampler(
+    name: str, seed: int, study: CompiledStudy, tpe_history: int | None = TPE_HISTORY
+) -> optuna.samplers.BaseSampler:
+    """``tpe_history``: TPE's bounded history (:data:`TPE_HISTORY`; None fits on every trial)."""
     if name == "nsga2":
         return IncrementalNSGAIISampler(seed=seed)
     if name == "tpe":
         # Fitted once per batch (nothing completes within one); the batch's repeats are replaced.
-        return optuna_internals.BatchTPESampler(seed=seed, multivariate=True, constant_liar=False)
+        return optuna_internals.BatchTPESampler(seed=seed, multivariate=True, constant_liar=False, history=tpe_history)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise InvalidInputError("sampler", f"unknown sampler {name!r}", f"use one of {', '.join(SAMPLERS)}")
@@ -348,6 +358,7 @@ def _open_and_read(
     sampler_name: str,
     wait: bool,
     stop: Callable[[], bool] | None,
+    tpe_history: int | None = TPE_HISTORY,
 ) -> _OpenedStudy:
     """The study opened (or created) and what a run needs of it. Each read is retried through a
     database restart until ``stop()``."""
@@ -364,6 +375,17 @@ def _open_and_read(
         compact.check_inside_space(held, int(np.prod(fmt.sizes, dtype=object)))
         return _OpenedStudy(storage, stored, study_id, fmt, [], held)
     hydrator = compact.hydrator_for(stored.user_attrs) if fmt.compact else None
+    if hydrator is not None and sampler_name == "tpe" and tpe_history is not None:
+        # TPE's bounded history (the front and the latest trials) read by trial, and the
+        # configurations held (one integer each, for tuner.distinct): neither grows with the
+        # study but by the one integer a trial.
+        bounded = with_retries(
+            lambda: _bounded_history(storage, study_id, hydrator, compiled, tpe_history), storage_url, stop=stop
+        )
+        if bounded is not None:
+            held = with_retries(lambda: compact.held_configurations(storage, study_id), storage_url, stop=stop)
+            compact.check_inside_space(held, int(np.prod(fmt.sizes, dtype=object)))
+            return _OpenedStudy(storage, stored, study_id, fmt, bounded, held)
     if hydrator is not None:
         # The sampler's history from two columns (configuration index, objective values), not
         # every trial read whole: see compact.Hydrator.sampler_history.
@@ -403,6 +425,39 @@ def _compact_history(
     return hydrator.sampler_history(ordered, values), ordered
 
 
+def _bounded_history(
+    storage: Any, study_id: int, hydrator: compact.Hydrator, compiled: CompiledStudy, latest: int
+) -> list[FrozenTrial] | None:
+    """What a resumed TPE is fitted on (``BatchTPESampler._tuner_history``), read from the
+    database without the study's other trials: the feasible Pareto front of its COMPLETE trials
+    (:func:`tuner.pareto.nondominated_trial_ids`'s, from the points table's feasible rows) and
+    its ``latest`` COMPLETE trials of highest number, in trial-number order, as
+    :meth:`tuner.compact.Hydrator.sampler_history` builds them. None when the points table does
+    not hold the study (then every trial is read, and the sampler keeps the same ones)."""
+    from tuner.pareto import feasible_points, minimized, nondominated
+
+    n_objectives = len(compiled.directions)
+    points = feasible_points(storage, study_id, n_objectives)  # None: no side table, or not all of the study
+    recent = optuna_internals.latest_points(storage, study_id, n_objectives, latest) if points is not None else None
+    if points is None or recent is None:
+        return None
+    _, feasible_ids, feasible_values = points
+    on_front = (
+        nondominated(minimized(feasible_values, list(compiled.directions)))
+        if len(feasible_ids)
+        else np.zeros(0, dtype=bool)
+    )
+    values_of = {int(t): v for t, v in zip(feasible_ids[on_front].tolist(), feasible_values[on_front], strict=True)}
+    values_of.update({int(t): v for t, v in zip(recent[0].tolist(), recent[1], strict=True)})
+    found = optuna_internals.configurations_by_id(storage, list(values_of))
+    if len(found) != len(values_of):  # a trial without its configuration index: read them all
+        return None
+    ordered = sorted(found, key=lambda t: found[t][0])  # by trial number
+    flat = np.array([found[t][1] for t in ordered], dtype=np.int64)
+    values = np.array([values_of[t] for t in ordered], dtype=np.float64).reshape(len(ordered), n_objectives)
+    return hydrator.sampler_history(flat, values)
+
+
 def run_search(
     spec: StudySpec | dict,
     storage_url: str | None = None,
@@ -418,6 +473,7 @@ def run_search(
     should_stop: Callable[[], bool] | None = None,
     store_all: bool = True,
     wait_for_database: bool = False,
+    tpe_history: int | None = TPE_HISTORY,
 ) -> SearchResult:
     """Run (or resume) a study until it holds ``trials`` trials or ``timeout_s`` passes.
 
@@ -429,6 +485,8 @@ def run_search(
     the result says it was interrupted. ``store_all=False`` (the exhaustive sampler only) stores
     the exact front and a small sample instead of every candidate (:mod:`tuner.exhaustive`).
     ``wait_for_database`` retries the first connection too (:func:`tuner.storage.open_storage`).
+    ``tpe_history``: TPE is fitted on the study's front and its latest this many trials
+    (:data:`TPE_HISTORY`); None: on every trial, as Optuna's TPE (its resume reads them all).
     """
     stop = should_stop or (lambda: False)
     spec = spec if isinstance(spec, StudySpec) else parse_spec(spec)
@@ -443,6 +501,11 @@ def run_search(
         raise InvalidInputError("timeout", f"must be positive, got {timeout_s}", "pass seconds > 0")
     if seed is not None and not 0 <= seed < 2**32:
         raise InvalidInputError("seed", f"{seed} is out of range", "pass a seed from 0 to 4294967295")
+    if tpe_history is not None and tpe_history < 10:
+        raise InvalidInputError(
+            "tpe_history", f"must be at least 10 trials (TPE's random start), got {tpe_history}",
+            "pass 10 or more, or None for every trial",
+        )  # fmt: skip
     if share is not None and share < 1:
         raise InvalidInputError("trials", f"a worker's share must be at least 1, got {share}", "pass a positive number")
     if not store_all and sampler_name != "exhaustive":
@@ -457,7 +520,7 @@ def run_search(
     waiting_stop = stop if wait_for_database else None
     try:
         storage, stored, study_id, fmt, existing, held = _open_and_read(
-            spec, storage_url, compiled, sampler_name, wait_for_database, stop
+            spec, storage_url, compiled, sampler_name, wait_for_database, stop, tpe_history
         )
     except (StorageError, sa_exc.SQLAlchemyError, optuna.exceptions.StorageInternalError):
         if not stop():
@@ -495,7 +558,7 @@ def run_search(
                 on_progress, stop,
             )  # fmt: skip
         else:
-            chosen = make_sampler(sampler_name, seed if seed is not None else spec.seed, compiled)
+            chosen = make_sampler(sampler_name, seed if seed is not None else spec.seed, compiled, tpe_history)
             # NSGA-II: one batch per generation, so each generation's children see all parents.
             batch = batch_size or getattr(chosen, "population_size", None) or 64
             seed_used = seed if seed is not None else spec.seed
