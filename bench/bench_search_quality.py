@@ -32,6 +32,14 @@ For every shipped study spec (``studies/*.yaml``):
 
 TPE (multivariate) slows down with every trial (several ms per ask after a thousand trials), so
 its runs stop at ``--tpe-cap`` trials (default 3,000); checkpoints above the cap show "n/a".
+TPE runs with the product's bounded history (``tuner.study.TPE_HISTORY``: the front plus the
+latest 2,000 trials); ``--tpe-history N`` (repeatable; ``full`` for every trial) gives one TPE
+row per history, e.g. ``--samplers tpe --tpe-cap 6000 --tpe-history full --tpe-history 2000``.
+
+Feasibility: a compact trial (tuner/compact.py) stores no constraints, so its feasibility and
+structural validity are recomputed with the cost model (deterministic: what the search scored);
+until 2026-12-05 every compact trial was read as feasible here, and an infeasible trial's real
+objective values could stand on a sampler's front.
 Each figure is the mean (and the minimum) over ``--seeds`` seeds (0, 1, 2, ...). Two more columns:
 the ratio at the end of each run (for TPE, at the cap), and the number of trials after which the
 front first reaches the target ratio (checked every 64 trials): mean over seeds, then the worst

@@ -240,3 +240,22 @@ def test_a_bounded_resume_proposes_what_optunas_tpe_proposes_on_the_front_and_la
         proposals.append(memory.trials[len(kept)].params)
     assert proposals[0] == theirs.ask(dists).params
     assert proposals[1] == proposals[0]
+
+
+def test_a_study_without_the_points_table_resumes_on_the_same_history(tmp_path, monkeypatch) -> None:
+    """A copy made by ``optuna.copy_study`` (Optuna's tables only, no points table) is read whole,
+    and the sampler keeps the same front and latest trials itself: the first proposal is the
+    bounded read's."""
+    from tuner.study import run_search
+
+    db = tmp_path / "r.db"
+    run_search(RESUMED, f"sqlite:///{db}", trials=250)
+    optuna.copy_study(
+        from_study_name="resumed", from_storage=f"sqlite:///{db}", to_storage=f"sqlite:///{tmp_path}/c.db"
+    )
+    with sqlite3.connect(tmp_path / "c.db") as con:
+        assert not con.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'tuner_trial_points'").fetchone()[0]
+    bounded, built_bounded = _resume(f"sqlite:///{db}", monkeypatch, seed=5, held=250, history=40)
+    whole, built_whole = _resume(f"sqlite:///{tmp_path}/c.db", monkeypatch, seed=5, held=250, history=40)
+    assert len(built_whole) == 250 and 40 < len(built_bounded) < 250  # read whole, then kept by the sampler
+    assert whole.trials[250].params == bounded.trials[len(built_bounded)].params
