@@ -469,13 +469,13 @@ def latest_points(
     return ids, np.frombuffer(joined, dtype="<f8").reshape(len(rows), n_objectives)
 
 
-def configurations_by_id(storage: RDBStorage, trial_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
-    """``trial_id -> (number, flat configuration index)`` of the given compact trials (those
+def configurations_by_id(storage: RDBStorage, trial_ids: Sequence[int]) -> dict[int, tuple[int, float]]:
+    """``trial_id -> (number, flat configuration index as stored: a float)`` of the given compact trials (those
     without a configuration parameter left out), read by their ids (an index lookup each,
     :data:`_TRIALS`' primary key and ``trial_params``' unique (trial_id, param_name))."""
     from tuner.compact import CONFIGURATION_PARAM
 
-    found: dict[int, tuple[int, int]] = {}
+    found: dict[int, tuple[int, float]] = {}
     ids = [int(t) for t in trial_ids]
     with storage.engine.connect() as connection:
         mark = _mark(connection)
@@ -490,7 +490,7 @@ def configurations_by_id(storage: RDBStorage, trial_ids: Sequence[int]) -> dict[
             )
             for trial, number, value in rows:
                 if value is not None:
-                    found[int(trial)] = (int(number), int(value))
+                    found[int(trial)] = (int(number), float(value))
     return found
 
 

@@ -379,12 +379,14 @@ def _open_and_read(
         # TPE's bounded history (the front and the latest trials) read by trial, and the
         # configurations held (one integer each, for tuner.distinct): neither grows with the
         # study but by the one integer a trial.
+        # The held ones first: an index overwritten in the file is one damaged line, as for the
+        # other samplers (tests/tuner/test_hostile_regressions.py).
+        held = with_retries(lambda: compact.held_configurations(storage, study_id), storage_url, stop=stop)
+        compact.check_inside_space(held, int(np.prod(fmt.sizes, dtype=object)))
         bounded = with_retries(
             lambda: _bounded_history(storage, study_id, hydrator, compiled, tpe_history), storage_url, stop=stop
         )
         if bounded is not None:
-            held = with_retries(lambda: compact.held_configurations(storage, study_id), storage_url, stop=stop)
-            compact.check_inside_space(held, int(np.prod(fmt.sizes, dtype=object)))
             return _OpenedStudy(storage, stored, study_id, fmt, bounded, held)
     if hydrator is not None:
         # The sampler's history from two columns (configuration index, objective values), not
@@ -453,7 +455,9 @@ def _bounded_history(
     if len(found) != len(values_of):  # a trial without its configuration index: read them all
         return None
     ordered = sorted(found, key=lambda t: found[t][0])  # by trial number
-    flat = np.array([found[t][1] for t in ordered], dtype=np.int64)
+    # As stored (a float), then cast as configuration_indices_by_trial casts them: a value
+    # overwritten beyond int64 becomes one outside the space (DamagedData), not an OverflowError.
+    flat = np.array([found[t][1] for t in ordered], dtype=np.float64).astype(np.int64)
     values = np.array([values_of[t] for t in ordered], dtype=np.float64).reshape(len(ordered), n_objectives)
     return hydrator.sampler_history(flat, values)
 

@@ -226,7 +226,7 @@ def test_a_configuration_index_outside_the_space_is_one_damaged_line(
     assert [(row["study"], row["trials"]) for row in json.loads(out)] == [("damaged", 8), ("damaged", 8)]
 
 
-@pytest.mark.parametrize("sampler", ["random", "nsga2", "exhaustive"])
+@pytest.mark.parametrize("sampler", ["random", "nsga2", "exhaustive", "tpe"])
 def test_a_resume_over_a_configuration_index_outside_the_space_is_one_damaged_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], sampler: str
 ) -> None:
