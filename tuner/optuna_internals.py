@@ -1222,7 +1222,6 @@ class BatchTPESampler(optuna.samplers.TPESampler):
         """The feasible non-dominated COMPLETE trials of ``done`` (in number order), kept from the
         last call: only the trials done since are compared with the kept front (a trial off the
         front stays off it, a dominated one is never on it)."""
-        from optuna.samplers._tpe import sampler as tpe
         from optuna.trial import TrialState
 
         from tuner.pareto import minimized, nondominated
@@ -1234,7 +1233,9 @@ class BatchTPESampler(optuna.samplers.TPESampler):
         fresh = [
             t
             for t in done[seen:]
-            if t.state == TrialState.COMPLETE and t.values is not None and tpe._get_infeasible_trial_score(t) <= 0
+            # Feasible as the points table judges it (every constraint <= 0, NaN is not), so that a
+            # resume's front (read from that table) is this one.
+            if t.state == TrialState.COMPLETE and t.values is not None and all(v <= 0 for v in t.constraints.values())
         ]
         if fresh:
             candidates = front + fresh

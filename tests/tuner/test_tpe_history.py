@@ -259,3 +259,24 @@ def test_a_study_without_the_points_table_resumes_on_the_same_history(tmp_path, 
     whole, built_whole = _resume(f"sqlite:///{tmp_path}/c.db", monkeypatch, seed=5, held=250, history=40)
     assert len(built_whole) == 250 and 40 < len(built_bounded) < 250  # read whole, then kept by the sampler
     assert whole.trials[250].params == bounded.trials[len(built_bounded)].params
+
+
+def test_a_nan_constraint_keeps_a_trial_off_the_front() -> None:
+    """The front the sampler keeps is the points table's (a NaN constraint is infeasible there:
+    tuner.optuna_internals.point_row), so a resume reads the same front. Optuna's infeasibility
+    score counts only constraints > 0, and took the NaN trial, which dominates every other, for
+    the front."""
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    rng = np.random.default_rng(1)
+    for number in range(40):
+        params = {k: int(rng.integers(len(d.choices))) for k, d in WIDE.items()}
+        best = number == 0
+        values = [-1.0, -1.0] if best else [float(rng.integers(20)), float(rng.integers(20))]
+        attrs = {"constraints:c": float("nan") if best else -1.0}
+        study.add_trial(create_trial(params=params, distributions=WIDE, values=values, system_attrs=attrs))
+    sampler = BatchTPESampler(seed=0, history=10)
+    numbers = [t.number for t in sampler._tuner_history(study)]
+    trials = study.get_trials(deepcopy=False)[1:]
+    front = _front_numbers([t.number for t in trials], [t.values for t in trials], ["minimize"] * 2)
+    assert numbers == sorted(front | set(range(30, 40)))
+    assert 0 not in numbers
