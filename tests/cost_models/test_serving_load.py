@@ -279,3 +279,35 @@ def test_the_host_kink_open_loop_near_its_capacity_is_flagged(rate: float) -> No
     assert analytic["stable"] and analytic["running_p999"] >= analytic["max_concurrency"] == 256
     assert analytic["running"] == pytest.approx(out["simulated"]["mean_running"], rel=0.10)
     assert any(note.startswith("near capacity:") and "max_batch_size" in note for note in out["notes"])
+
+
+# Llama-3.1-70B in bf16 on 2 H100s under vLLM, 2048/256 tokens: its KV cache holds 15 sequences,
+# the cap on the running batch long before the 256 slots or the prefill.
+KV_BOUND = {
+    "model": "llama-3.1-70b", "hardware": "h100-sxm", "chips": 2, "prompt_len": 2048, "gen_len": 256,
+    "backend": "vllm",
+}  # fmt: skip
+
+
+def test_the_wait_for_a_kv_slot_is_charged_near_capacity() -> None:
+    """At 1.2 req/s the mean batch is 12.6 of its 15 sequences: arrivals find the cache full now
+    and then and wait for a sequence to finish (an M/G/c queue of 15 servers, Erlang C). The
+    analytic mean and p90 TTFT are within 0.6-1.4x of the simulation's (6000 requests, seed 1:
+    observed 1.59 / 4.54 s against 2.20 / 6.18 s, 0.72 / 0.73x). Before, no wait was charged:
+    0.32 / 0.48 s, 0.14 / 0.08x, and a TTFT p90 <= 1 s constraint accepted it."""
+    out = simulate_one(**KV_BOUND, request_rate=1.2, requests=6000, seed=1)
+    analytic, sim = out["analytic"], out["simulated"]
+    assert analytic["stable"] and analytic["limited_by"] == "kv_cache" and analytic["max_concurrency"] == 15
+    assert 0.6 <= analytic["ttft_s"] / sim["ttft_s"]["mean"] <= 1.4
+    assert 0.6 <= analytic["ttft_p90_s"] / sim["ttft_s"]["p90"] <= 1.4
+
+
+def test_an_open_loop_is_stable_only_below_the_slot_system_s_limit() -> None:
+    """The slot system's utilisation (the mean batch over its cap) is held under 0.98: past it the
+    wait for a slot runs to many residence times (Erlang C's 1 / (c - a)), and a finite run's
+    queue has not settled (at 1.35 req/s, 0.99 of the cap, 6000 simulated requests' TTFT is 25.7 s
+    on average, seed 1). Before, the mean batch could reach the cap itself: 1.35 req/s was stable
+    at a 0.33 s TTFT and the highest stable rate 1.362 (now 1.306)."""
+    out = simulate_one(**KV_BOUND, request_rate=1.35, requests=50, seed=1)
+    assert not out["analytic"]["stable"]
+    assert out["analytic"]["max_stable_request_rate"] < 0.99 * 1.362
