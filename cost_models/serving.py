@@ -1685,35 +1685,45 @@ class _SlotWait(NamedTuple):
 
 
 def _slot_wait(
-    offered: np.ndarray, slots: np.ndarray, residence_s: np.ndarray, gen: np.ndarray, gen_std: np.ndarray
+    offered: np.ndarray,
+    slots: np.ndarray,
+    residence_s: np.ndarray,
+    gen: np.ndarray,
+    gen_std: np.ndarray,
+    peakedness: np.ndarray,
 ) -> _SlotWait:
     """The wait for a slot (a sequence of the KV cache or of ``max_batch_size``): the engine holds
-    a request from admission to its last token (``residence_s``), at most ``slots`` at once, and
-    Poisson arrivals offer ``offered`` = R x residence Erlangs: an M/G/c queue. Erlang C (the
-    probability of a wait, M/M/c; Erlang B by the Poisson law's ratio pmf(c) / cdf(c), written
-    through the regularized incomplete gamma function so that a fractional cap is allowed),
-    C = B / (1 - rho (1 - B)), and Allen and Cunneen's mean wait C x residence / (c - a) x
-    (1 + cs^2) / 2 (Allen, Probability, Statistics and Queueing Theory, 1990; cs^2 the residence's
-    squared coefficient of variation, the output length's: the residence is (G - 1) TPOT). The
-    wait given one is exponential (M/M/c's is exactly; the heavy-traffic limit of M/G/c's, Kingman).
+    a request from admission to its last token (``residence_s``), at most c = ``slots`` at once,
+    and Poisson arrivals offer a = ``offered`` = R x residence Erlangs: an M/G/c queue.
+
+    The probability of a wait is Erlang C, C = B / (1 - rho (1 - B)), Erlang B written as the
+    Poisson law's pmf(c) / cdf(c) through the regularized incomplete gamma function (a fractional
+    cap allowed). The running batch swings more than a Poisson count (its variance is Z = Var(n) /
+    E[n] times its mean, Z from :func:`_load_fluctuation`: the iteration time's feedback), so the
+    probability is taken at Hayward's scaled system, C(c / Z, a / Z) (peaked traffic: Fredericks,
+    Bell System Technical Journal 59, 1980). The wait given one is exponential (M/M/c's exactly,
+    M/G/c's heavy-traffic limit) of mean residence / (c - a) x (1 + cs^2) / 2 (Allen and Cunneen;
+    cs^2 the residence's squared coefficient of variation, the output length's): the slots drain at
+    the unscaled system's spare rate (Hayward's scaling of that too, x Z, read Llama-3-70B fp8 TP4
+    under vLLM at 98% of its highest stable rate at a 10.2 s TTFT where tuner simulate ran 0.71 s;
+    this reads 0.80 s; docs/serving.md).
+
     Before, none was charged and an open loop was stable until the mean batch reached the cap:
     Llama-3.1-70B bf16 on 2 H100s under vLLM (2048/256 tokens, 15 sequences in its KV cache) read
-    a 0.30 s TTFT at 1 req/s and 0.32 s at 1.33 where ``tuner simulate`` ran 0.58 and 9.3 s
-    (3000 requests, seed 1; docs/serving.md)."""
+    a 0.32 s TTFT at 1.2 and 1.33 req/s where tuner simulate ran 2.2 and 9.3 s."""
     n = len(offered)
     probability, exponential_s = np.zeros(n), np.zeros(n)
-    c = slots
-    rows = np.flatnonzero((offered > 0.0) & (c - offered < _SLOT_WAIT_REACH * np.sqrt(np.maximum(offered, 1.0))))
+    spread = np.sqrt(np.maximum(offered * peakedness, 1.0))
+    rows = np.flatnonzero((offered > 0.0) & (slots - offered < _SLOT_WAIT_REACH * spread))
     if rows.size:
-        a, cr = offered[rows], c[rows]
-        rho = np.minimum(a / cr, SLOT_UTILISATION_LIMIT)
-        a = rho * cr
-        erlang_b = np.exp(cr * np.log(a) - a - gammaln(cr + 1.0)) / np.maximum(gammaincc(cr + 1.0, a), 1e-300)
+        c_slots, z = slots[rows], peakedness[rows]
+        rho = np.minimum(offered[rows] / c_slots, SLOT_UTILISATION_LIMIT)
+        c, a = c_slots / z, rho * c_slots / z  # Hayward's scaled system
+        erlang_b = np.exp(c * np.log(a) - a - gammaln(c + 1.0)) / np.maximum(gammaincc(c + 1.0, a), 1e-300)
         erlang_b = np.clip(erlang_b, 0.0, 1.0)
-        erlang_c = erlang_b / (1.0 - rho * (1.0 - erlang_b))
+        probability[rows] = erlang_b / (1.0 - rho * (1.0 - erlang_b))
         cs2 = lognormal_cv2(gen[rows], gen_std[rows])
-        probability[rows] = erlang_c
-        exponential_s[rows] = residence_s[rows] / (cr - a) * (1.0 + cs2) / 2.0
+        exponential_s[rows] = residence_s[rows] / (c_slots * (1.0 - rho)) * (1.0 + cs2) / 2.0
     return _SlotWait(probability, exponential_s, probability * exponential_s)
 
 
@@ -1983,7 +1993,10 @@ def _open_loop(s: _Setting) -> ServingEstimate:
     # In the engine from its admission (its own prefill iterations) to its last token: not the
     # wait for the iteration it landed in, nor the time outside the engine (request_overhead_s).
     in_engine = rate * (own_prefill * t_own + (gen - 1.0) * tpot)
-    slot_wait = _slot_wait(in_engine, cap.slots, own_prefill * t_own + (gen - 1.0) * tpot, w.gen_len, w.gen_len_std)
+    peakedness = np.maximum(var_n / np.maximum(decoding, 1e-9), 1.0)
+    slot_wait = _slot_wait(
+        in_engine, cap.slots, own_prefill * t_own + (gen - 1.0) * tpot, w.gen_len, w.gen_len_std, peakedness
+    )
     stable = stable & (in_engine < SLOT_UTILISATION_LIMIT * cap.slots)
     ttft = ttft + slot_wait.mean_s
     running = np.where(stable, np.minimum(in_engine, cap.slots), cap.slots)
