@@ -355,7 +355,9 @@ def test_open_loop_past_the_mixed_iterations_is_unstable_as_the_simulated_queue_
     GEMMs (calibrated_times._fused_projection_times) the decode iterations are shorter and the 128
     slots bind first at 8/s (the prefill still at 20/s): the limit is 6.83/s, between the last rate
     the simulation sustains (6.6/s: mean TTFT 0.57 s over 600 requests, 1.38 s over 3000, 1670 of
-    1690 offered tokens/s) and the first it does not (7.0/s: 2.28 and 6.41 s, 1713 of 1792)."""
+    1690 offered tokens/s) and the first it does not (7.0/s: 2.28 and 6.41 s, 1713 of 1792). With
+    the slot system held under 0.98 of its 128 slots (serving._slot_wait) it is 6.57/s: at 6.6/s
+    the simulated TTFT still grows with the run (0.57 s over 600 requests, 1.38 s over 3000)."""
     short = simulate_one("llama-3-70b", "h100-sxm", request_rate=8.0, requests=600, **OPEN_UNCHUNKED)
     long = simulate_one("llama-3-70b", "h100-sxm", request_rate=8.0, requests=3000, **OPEN_UNCHUNKED)
     assert long["simulated"]["ttft_s"]["mean"] > 2.0 * short["simulated"]["ttft_s"]["mean"]
@@ -376,7 +378,7 @@ def test_open_loop_past_the_mixed_iterations_is_unstable_as_the_simulated_queue_
         )["serving"]
         assert report["stable"] is False and report["ttft_s"] is None
         assert report["limited_by"] == limit
-        assert 6.6 < report["max_stable_request_rate"] < 7.0
+        assert 6.4 < report["max_stable_request_rate"] < 7.0
 
 
 # Budgets below the running sequences (Llama-3-8B on one H100, 1024/256 tokens, chunked prefill).
