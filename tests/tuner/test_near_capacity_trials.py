@@ -7,10 +7,10 @@ Measured before (2026-12-05, this worktree): Llama-3.1-70B bf16 on 2 H100s under
 requests/s, 2048/256 tokens, was a feasible front trial of a study with max_ttft_s 2 (TTFT 0.32 s,
 TPOT 43.2 ms) and neither command said more, while `tuner estimate` printed "near capacity: ... (the
 KV cache holds 15)" and `tuner simulate` of it (3000 requests) gave a mean TTFT of 16.7 s. Since
-the wait for a slot is charged (serving._slot_wait) that trial reads a 9.8 s TTFT and is infeasible;
-at 1.0 requests/s (here) it reads 0.51 s, feasible, its batch still swinging to the cap (99.9th
-percentile 27 of 15 sequences), and the note still says what the means leave out (the preemptions;
-`tuner simulate`: 0.69 s, 6000 requests, seed 1)."""
+the wait for a slot is charged (serving._slot_wait) that trial is unstable (its mean batch past
+0.98 of its 15 sequences); at 1.0 requests/s (here) it reads 0.51 s, feasible, its batch still
+swinging to the cap (99.9th percentile 27 of 15 sequences), and the note still says what the
+means leave out (the preemptions; `tuner simulate`: 0.69 s, 6000 requests, seed 1)."""
 
 from __future__ import annotations
 
