@@ -196,9 +196,9 @@ def swings_note(workloads: ServingWorkloads, result: ServingEstimate, index: int
     return (
         f"near capacity: the running batch swings with the arrivals (mean {float(result.running[index]):.0f}, "
         f"99.9th percentile about {float(result.running_p999[index]):.0f} sequences) up to its cap ({holder} "
-        f"{limit}): now and then requests wait for a slot{preempted}, and TTFT and TPOT run above these means "
-        "and the TTFT percentiles above their estimate (its p99 came to 0.07-0.71x tuner simulate's on such "
-        "loads, docs/serving.md; tuner simulate shows by how much)"
+        f"{limit}): now and then requests wait for a slot (its mean wait is in TTFT, an M/G/c estimate)"
+        f"{preempted}, and TTFT and TPOT can run above these means (near 95-98% of capacity TTFT came to "
+        "0.1-1.1x tuner simulate's, docs/serving.md; tuner simulate shows by how much)"
     )
 
 
