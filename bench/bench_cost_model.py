@@ -78,15 +78,21 @@ def score(configs, hardware) -> tuple:
     )
 
 
-def timed(fn: Callable[[], object], repeats: int) -> list[float]:
-    """Seconds of each of ``repeats`` calls (one untimed warm-up call first)."""
+def timed(fn: Callable[[], object], repeats: int, clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Seconds of each of ``repeats`` calls (one untimed warm-up call first), by ``clock``."""
     fn()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return times
+
+
+def cpu_timed(fn: Callable[[], object], repeats: int) -> list[float]:
+    """CPU seconds of this process for each of ``repeats`` calls: steadier than the wall clock on a
+    machine shared with other jobs (the rate of the code, not of the share of a core it got)."""
+    return timed(fn, repeats, time.process_time)
 
 
 def rates(count: int, seconds: list[float]) -> tuple[float, float]:

@@ -2,7 +2,7 @@
 
 Run on demand (not a pytest test):
 
-    python bench/bench_estimate.py [--n N] [--repeats R] [--hardware tpu-v4|h100-sxm|...]
+    python bench/bench_estimate.py [--n N] [--repeats R] [--hardware tpu-v4|h100-sxm|...] [--clock wall|cpu]
 
 Draws N deployments (fixed seed) over catalog models, legal meshes of 8..256 chips, batch,
 prompt and generated lengths, weight/KV formats, FFN layout and attention sharding per phase, and
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_cost_model import MODELS, rates, timed
+from bench_cost_model import MODELS, cpu_timed, rates, timed
 from cost_models import get_hardware, get_model
 from cost_models.calibration import resolve_calibration
 from cost_models.deployment import estimate
@@ -83,6 +83,12 @@ def run_estimate_bench(
         default="none",
         help="none (pure roofline), auto (the chip's shipped profile) or a profile name",
     )
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall: elapsed time; cpu: this process's CPU time (steadier on a machine shared with other jobs)",
+    )
     args = parser.parse_args(argv)
     pinned = pin_to_one_cpu(None)
     reuse_freed_memory()  # as the tuner command does (tuner/allocator.py)
@@ -94,11 +100,11 @@ def run_estimate_bench(
         result = estimate(batch, calibration=profile)
         return result.prefill.latency_s, result.decode.latency_s, result.memory.fits
 
-    best, median = rates(args.n, timed(run, args.repeats))
+    best, median = rates(args.n, (timed if args.clock == "wall" else cpu_timed)(run, args.repeats))
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores ({pinned}); numpy {np.__version__}")
     print(
         f"hardware {args.hardware}, calibration {profile.name if profile else 'none'}, "
-        f"{args.n:,} {what}, {args.repeats} repeats"
+        f"{args.n:,} {what}, {args.repeats} repeats, {args.clock} clock"
     )
     print(f"full estimates (prefill + decode + memory): {best:,.0f} / {median:,.0f} per s (best / median)")
     ok = median >= TARGET

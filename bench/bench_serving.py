@@ -20,7 +20,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 # This checkout's packages, not an installed copy (``python bench/bench_serving.py`` puts bench/
 # first on the path, and an editable install of another checkout would win otherwise).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench_cost_model import rates, timed
+from bench_cost_model import cpu_timed, rates, timed
 from cost_models import get_hardware, get_model
 from cost_models.calibration import resolve_calibration
 from cost_models.deployments import Deployments, tensor_parallel
@@ -63,17 +62,6 @@ def configurations(n: int, seed: int, closed: bool) -> tuple[Deployments, Servin
         **load,
     )
     return d, w
-
-
-def cpu_timed(fn, repeats: int) -> list[float]:
-    """CPU seconds of this process for each of ``repeats`` calls (one untimed warm-up call first)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        times.append(time.process_time() - start)
-    return times
 
 
 def main(argv: list[str] | None = None) -> int:
