@@ -15,9 +15,11 @@ prefill instance that computed it to a decode instance. For n configurations at 
   waits for the running iteration to end (half an iteration, when the instance is busy), then the
   M/G/1 wait, then its own prefill iterations.
 - **KV transfer.** ``kv_bytes_per_token x prompt_len`` bytes (the whole prompt's cache, a cached
-  prefix included: the decode instance needs all of it), sent by every chip of the prefill
-  instance through its own port in parallel and received the same way, so over
-  ``min(prefill chips, decode chips)`` ports. Over the chips' network (between NVLink domains,
+  prefix included: the decode instance needs all of it) times the copies a decode rank's chips
+  hold (:func:`decode_rank_copies`: an MLA latent, replicated on every TP rank, moves once per
+  chip), sent by every chip of the prefill instance through its own port in parallel and
+  received the same way, so over ``min(prefill chips, decode chips)`` ports. Over the chips'
+  network (between NVLink domains,
   ``network_bandwidth_bytes_per_s`` per chip) unless every chip of both pools fits in one domain,
   where it uses the domain fabric (``domain_bandwidth_bytes_per_s``). Not overlapped with the
   prefill compute (conservative: layer-wise streaming hides part of it in real connectors). The
@@ -33,8 +35,9 @@ prefill instance that computed it to a decode instance. For n configurations at 
   (:func:`cost_models.serving.rank_workloads`'s knobs), in lockstep through the MoE layers they
   share. A prefill instance is DP M/G/1 queues of R / (xP DP) each, a decode instance DP ranks of
   R / (yD DP) each; its running sequences and slots are DP x a rank's, TPOT a rank's step. A
-  prompt's cache (the latent for MLA) is one rank's, sent from the prefill rank to a decode rank
-  over min(their TP chips) ports. The ranks' imbalance is left out, as in the aggregated path.
+  prompt's cache is one rank's, sent from the prefill rank to a decode rank over min(their TP
+  chips) ports (the MLA latent once to each of the decode rank's TP chips). The ranks' imbalance
+  is left out, as in the aggregated path.
 - **Matching.** Each pool's capacity in requests/s; throughput is the smaller (``limiting_pool``);
   ``balance`` = prefill capacity / decode capacity (above 1: decode limits, the xPyD ratio has
   spare prefill).
@@ -57,7 +60,7 @@ import numpy as np
 
 from cost_models.calibrated_times import calibrated_network, check_profile
 from cost_models.calibration import CalibrationProfile
-from cost_models.deployment import OVERLAPS, Overlap
+from cost_models.deployment import OVERLAPS, Overlap, kv_ways_by_phase, rank_view
 from cost_models.deployments import Deployments
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect
@@ -506,7 +509,21 @@ def kv_link(
         latency = np.where(one_domain, spec.domain_latency_s, spec.network_latency_s)
     else:
         latency = np.full(len(prefill), float(link_latency_s))
-    return KvLink(bytes=per_token * w.prompt_len, bandwidth=per_chip * ports, latency_s=latency)
+    moved = per_token * w.prompt_len * decode_rank_copies(decode)
+    return KvLink(bytes=moved, bandwidth=per_chip * ports, latency_s=latency)
+
+
+def decode_rank_copies(decode: Deployments) -> np.ndarray:
+    """Copies of one request's KV cache its decode rank's chips hold, each of which crosses the
+    link: the rank's chips / the ways its cache is split. An MLA latent is not split by head (vLLM
+    and SGLang keep the whole latent on every TP rank, cost_models.partitioning.kv_cache_split), so
+    each of a TP8 rank's chips takes all of it: DeepSeek-V3's 144 MB cache of a 2048-token prompt
+    moves 8 times, 1.15 GB over 8 ports, ~2.9 ms at 50 GB/s a port, not 0.36 ms. KV heads fewer
+    than the TP chips are replicated the same way (4 KV heads at TP8: 2 copies); heads split
+    evenly move once."""
+    rank = rank_view(decode)
+    ways = kv_ways_by_phase(rank, ("decode",))["decode"]
+    return _chips_per_rank(decode) / ways
 
 
 def _chips_per_rank(d: Deployments) -> np.ndarray:

@@ -185,3 +185,20 @@ def test_littles_law_holds_for_dp_pools_in_a_closed_loop(clients: int) -> None:
     assert x * e.e2e_latency_s[0] == pytest.approx(clients, rel=1e-12)
     assert e.running[0] == pytest.approx(x * (GEN - 1) * e.tpot_s[0], rel=1e-5)
     assert math.isfinite(e.ttft_s[0])
+
+
+def test_the_mla_latent_moves_whole_to_every_decode_tp_rank() -> None:
+    """vLLM and SGLang keep DeepSeek-V3's whole latent on every TP rank (it is not split by head),
+    so a TP8 decode instance's 8 chips each take all of a prompt's 2048 x 35,136 B = 72 MB (fp8):
+    8 copies, 576 MB, over 8 ports of 50 GB/s (1 + 1 instances of 8 H200s span two domains), plus
+    5 us: 1.44 ms, not the 0.18 ms of one copy over 8 ports."""
+    w = make_workloads(backend="sglang", request_rate=1.0, prompt_len=PROMPT, gen_len=GEN)
+    e = serve_disaggregated(
+        _deepseek(8, 1, 1), _deepseek(8, 1, 1), w, prefill_instances=1, decode_instances=1, calibration=PROFILE
+    )
+    one_copy = PROMPT * MLA_BYTES_PER_TOKEN
+    assert e.kv_transfer_bytes[0] == 8 * one_copy
+    assert e.kv_link_bandwidth_bytes_per_s[0] == 8 * 50e9
+    assert e.kv_transfer_s[0] == pytest.approx(one_copy / 50e9 + 5e-6, rel=1e-12)
+    # Each decode port takes one copy a request: R x 1.44 ms busy.
+    assert e.kv_link_utilisation[0] == pytest.approx(1.0 * (one_copy / 50e9 + 5e-6), rel=1e-12)
