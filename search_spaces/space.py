@@ -1123,6 +1123,19 @@ def _workloads(
     )
 
 
+def scored_params(params: dict, serving: dict | None) -> dict:
+    """A trial's parameters as they were scored: its labels (Optuna's params), with the batch
+    limit its serving workload ran (``serving``, a stored ``ServingWorkloads.row``: what ``tuner
+    export`` reads). Without serving.max_batch_size listed the label is the engine's default of one
+    rank, while each of DP ranks runs it (serving.default_max_batch_size): a Mixtral trial at DP 2
+    on H200s (vLLM) was shown max_batch_size 256 and scored at 512, and ``tuner estimate --dp 2
+    --max-batch-size 256`` gave 1470 tokens/s/chip against its 1886."""
+    shown = dict(params)
+    if isinstance(serving, dict) and "max_batch_size" in shown and serving.get("max_batch_size") is not None:
+        shown["max_batch_size"] = int(serving["max_batch_size"])
+    return shown
+
+
 def candidate_report(study: CompiledStudy, evaluation: Evaluation, row: int) -> dict:
     """One candidate's full breakdown: its choices, the ``tuner estimate`` sections and (with a
     serving: section) its steady state under load."""
@@ -1133,7 +1146,7 @@ def candidate_report(study: CompiledStudy, evaluation: Evaluation, row: int) -> 
         "params": {
             # The deployment's chips, as the chips metric counts them: a disaggregated row's pools.
             "chips": int(pool_rows.chips[where]) if pool_rows is not None else evaluation.deployments.row(row).chips,
-            **study.space.params_of(evaluation.indices, row),
+            **scored_params(study.space.params_of(evaluation.indices, row), candidate_workload(evaluation, row)),
         },
         "structurally_valid": bool(evaluation.valid[row]),
         **estimate_report(evaluation.result, row),

@@ -443,6 +443,8 @@ def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
 def trial_breakdown(study: optuna.Study, number: int) -> dict:
     """One trial: its state, choices, objectives, constraints and full estimate. Only that trial
     is read (its id by number, then the trial: Optuna's public storage API)."""
+    from search_spaces.space import scored_params
+
     storage = optuna_internals.study_storage(study)
     study_id = storage.get_study_id_from_name(study.study_name)
     try:
@@ -459,7 +461,8 @@ def trial_breakdown(study: optuna.Study, number: int) -> dict:
         "study": study.study_name,
         "trial": trial.number,
         "state": trial.state.name,
-        "params": trial.params,
+        # As scored (the batch limit its DP ranks ran), not the label: what export writes.
+        "params": scored_params(trial.params, trial.user_attrs.get("serving")),
         # A trial that did not complete has no values: no objectives (hence not strict).
         "objectives": dict(zip(names, trial.values or [], strict=False)),
         "constraints": trial_constraints(trial, study_constraint_names(study.user_attrs)),

@@ -276,10 +276,12 @@ def _objective(i: int, sign: float) -> Callable[[FrozenTrial], float]:
 
 
 def _params(trial: FrozenTrial) -> dict:
+    from search_spaces.space import scored_params
+
     deployment = trial.user_attrs.get("deployment")
     serving = trial.user_attrs.get("serving")  # a disaggregated trial's chips: every pool's
     chips = {"chips": stored_chips(deployment, serving)} if isinstance(deployment, dict) else {}
-    return {**chips, **trial.params}
+    return {**chips, **scored_params(trial.params, serving)}
 
 
 def front_table(front: Front) -> str:

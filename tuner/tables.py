@@ -467,11 +467,12 @@ def _choices(trial) -> dict:
     """A trial's configuration: its parameters, with the chips its deployment uses (a
     disaggregated trial's every pool: its mesh is one decode instance's)."""
     from cost_models.deployments import stored_chips
+    from search_spaces.space import scored_params
 
     deployment = trial.user_attrs.get("deployment")
     serving = trial.user_attrs.get("serving")
     chips = {"chips": stored_chips(deployment, serving)} if isinstance(deployment, dict) else {}
-    params = dict(trial.params)
+    params = scored_params(trial.params, serving)
     if params.get("disaggregated") is False:  # mode both: an aggregated trial has no pools
         for name in ("prefill_mesh", "prefill_instances", "decode_instances", "prefill_dp", "prefill_ep"):
             params.pop(name, None)
