@@ -618,6 +618,9 @@ def _disaggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]], 
             "limiting_pool": str(est.limiting_pool[i]),
             "balance": float(est.balance[i]),
             "capacity_rps": float(est.capacity_rps[i]),
+            # The decode pool's running batch swings up to its slots now and then (its
+            # running_p999, as an aggregated replica's): the means leave out those waits.
+            "near_capacity": bool(est.running_p999[i] >= est.max_concurrency[i]),
         }
         for i in order
         if ok[i]

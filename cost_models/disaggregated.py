@@ -66,10 +66,12 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect
 from cost_models.iteration import IterationShapes, iteration_shapes, iteration_times
 from cost_models.serving import (
+    _P999_Z,
     SERVING_KEYS,
     EngineOverheads,
     ServingEstimate,
     ServingWorkloads,
+    _load_fluctuation,
     _memory,
     limiting,
     rank_view_and_degrees,
@@ -77,7 +79,7 @@ from cost_models.serving import (
     resolve_overheads,
 )
 from cost_models.topology import Network, network_for
-from cost_models.ttft_percentiles import lognormal_cv2, md1_wait_variance, single_percentiles
+from cost_models.ttft_percentiles import gamma_quantile, lognormal_cv2, md1_wait_variance, single_percentiles
 
 _FIXED_POINT_ROUNDS = 60
 POOLS: tuple[str, ...] = ("prefill", "decode")
@@ -182,6 +184,9 @@ class DecodePool:
     weights_bytes_per_chip: np.ndarray
     kv_bytes_per_token_per_chip: np.ndarray
     held_tokens: np.ndarray
+    #: Sequences per instance at the 99.9th percentile of an open loop's swings (its ranks'
+    #: together, as serving's running_p999 sums DP ranks).
+    running_p999: np.ndarray
 
 
 def _instances(name: str, value: np.ndarray | float, n: int) -> np.ndarray:
@@ -403,6 +408,19 @@ class _DecodeModel:
             shapes=self.shapes,
         ).latency_s
 
+    def running_tail(self, per_rank: np.ndarray, running: np.ndarray, t_dec: np.ndarray) -> np.ndarray:
+        """A rank's running batch at its 99.9th percentile under Poisson arrivals, as the
+        aggregated path counts it (serving._load_fluctuation, gamma_quantile): a decode-only
+        iteration holds no prompts (their gain 0), so Var(n) = E[n] / (1 - R b (G - 1)) with b the
+        iteration's seconds per added sequence (here the step at n + 1 less the step at n: the GPU's
+        or, past the kink, the host's). Before, the pool's running_p999 was its mean: tuner
+        recommend's plans never said near capacity however close their decode pool ran to its
+        slots (a 6-chip plan's decode pool at 77.6 of 113)."""
+        n = np.maximum(running, 1.0)
+        per_sequence = np.maximum(self.iteration(n + 1.0) - self.iteration(n), 0.0)
+        var_n, _, _ = _load_fluctuation(per_rank, self.w.gen_len, t_dec, running, per_sequence, np.zeros(len(running)))
+        return np.where(running > 0, gamma_quantile(running, var_n, _P999_Z), 0.0)
+
     def at(self, rate: np.ndarray, start: np.ndarray | None = None) -> DecodePool:
         # ``running`` and ``slots`` below are one rank's (start: an instance's, as returned).
         per_rank = np.asarray(rate, dtype=np.float64) / (self.instances * self.ranks)
@@ -423,6 +441,7 @@ class _DecodeModel:
             capacity_rps=self.capacity,
             iteration_s=t_dec,
             running=self.ranks * running,
+            running_p999=self.ranks * self.running_tail(per_rank, running, t_dec),
             slots=self.ranks * self.slots,
             limited_by=self.limited_by,
             fits=self.fits,
@@ -680,7 +699,9 @@ def combine(
         requests_per_s=requests,
         max_concurrency=q.instances * q.slots,
         running=running,
-        running_p999=running,  # the decode pool's swings are not modelled
+        # An open loop's decode pool swings with the arrivals (DecodePool.running_p999), as an
+        # aggregated replica's batch does; a closed loop's is its mean (serving's closed loop).
+        running_p999=_running_p999(q, running, stable, clients),
         queued=queued,
         mixed_share=np.zeros(n),
         prefill_tokens_per_mixed_iteration=np.zeros(n),
@@ -711,6 +732,14 @@ def combine(
         kv_link_bandwidth_bytes_per_s=link.bandwidth,
         kv_link_utilisation=link_util,
     )
+
+
+def _running_p999(q: DecodePool, running: np.ndarray, stable: np.ndarray, clients: np.ndarray | None) -> np.ndarray:
+    """The decode pool's running batch at its 99.9th percentile: an open loop's swings (the
+    aggregated path's ``running_p999``, its slots where unstable), a closed loop's mean."""
+    if clients is not None:
+        return running
+    return np.where(stable, q.instances * q.running_p999, q.instances * q.slots)
 
 
 def serve_disaggregated(

@@ -14,13 +14,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from cost_models.calibration import CalibrationProfile, serving_engine
 from cost_models.deployment import Overlap
 from cost_models.deployments import Deployment, Deployments
 from cost_models.disaggregated import DisaggregatedEstimate, disaggregated_report, serve_disaggregated
 from cost_models.errors import InvalidInputError
 from cost_models.serving import NO_OVERHEADS, engine_overheads, make_workloads
-from cost_models.serving_one import ENGINE_KNOBS, SERVING_OPTIONS, UNSERVED_DEGREES, _check_fits, deployment_of_report
+from cost_models.serving_one import (
+    ENGINE_KNOBS,
+    SERVING_OPTIONS,
+    UNSERVED_DEGREES,
+    _check_fits,
+    deployment_of_report,
+    swings_note,
+)
 
 #: A pool's degrees and the ``tuner estimate`` flags that set them (the decode pool's are the
 #: plain --tp/--dp/--ep, as an aggregated deployment's).
@@ -219,6 +228,10 @@ def estimate_disaggregated_one(
             if out["fits"]
             else "does not fit: an instance cannot hold one prompt's or sequence's KV cache beside its weights"
         )
+    elif concurrency is None and result.running_p999[0] >= result.max_concurrency[0]:
+        # The decode pool's batch swings up to its slots now and then, as estimate says of an
+        # aggregated replica (serving_one.swings_note).
+        notes.append(swings_note(workloads, result, 0))
     return {
         "model": model_spec.name,
         "hardware": chip.name,
@@ -236,6 +249,8 @@ def estimate_disaggregated_one(
             "mode": "disaggregated",
             **out,
             "kv_link_utilisation": float(result.kv_link_utilisation[0]),
+            # The decode pool's running batch at its 99.9th percentile (an open loop's swings).
+            "running_p999": float(result.running_p999[0]) if np.isfinite(result.running_p999[0]) else None,
             "engine": {"backend": engine, **{k: row[k] for k in (*ENGINE_KNOBS, "memory_fraction", "prefix_hit_rate")}},
             "overheads": overheads.to_dict(),
             "load": {

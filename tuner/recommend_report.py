@@ -342,9 +342,11 @@ def print_recommend(report: dict) -> None:
         if near:
             console.print(
                 escape(
-                    f"near capacity: {', '.join(near)}: a replica's running batch swings up to its KV cache or slots "
-                    "now and then (waits, preemptions): TTFT and TPOT run above these means and percentiles; "
-                    "check with tuner simulate"
+                    f"near capacity: {', '.join(near)}: "
+                    + ("a decode instance's" if mode == "disaggregated" else "a replica's")
+                    + " running batch swings up to its KV cache or slots now and then (waits, preemptions): TTFT "
+                    "and TPOT run above these means and percentiles"
+                    + ("" if mode == "disaggregated" else "; check with tuner simulate")
                 )
             )
 

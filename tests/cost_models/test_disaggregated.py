@@ -268,3 +268,51 @@ def test_spread_prompts_lengthen_the_mean_prefill_wait_and_iteration():
     assert wait > 0.0
     assert spread.prefill_queue_s[0] - even.prefill_queue_s[0] >= 0.9 * wait
     assert spread.ttft_s[0] - even.ttft_s[0] >= 0.9 * wait
+
+
+def test_an_open_loop_decode_pool_swings_up_to_its_slots_as_an_aggregated_replica_does():
+    """The decode pool's running batch at its 99.9th percentile: Poisson arrivals, each held G - 1
+    decode-only iterations, the batch's variance E[n] / (1 - R b (G - 1)) (b: the step's seconds per
+    added sequence; no prompts in a decode-only step) and a gamma law of that mean and variance
+    (scipy's, not the code's). Llama-3-70B TP8 decode instances of 28 slots at 5 requests/s run
+    about 15 sequences and reach their 28 now and then (p999 about 32): near capacity, which recommend's rows and
+    estimate's notes say. Before, running_p999 was the mean and nothing was said."""
+    from scipy.stats import gamma
+
+    from cost_models.disaggregated_one import estimate_disaggregated_one
+
+    rate = 5.0
+    w = make_workloads(backend="trtllm", request_rate=rate, prompt_len=PROMPT, gen_len=GEN, max_batch_size=28)
+    est = serve_disaggregated(tp(8), tp(8), w, prefill_instances=1, decode_instances=1, calibration=PROFILE)
+    assert est.stable[0] and est.max_concurrency[0] == 28
+    n = est.running[0]
+    network = calibrated_network(network_for(CHIP), CHIP, PROFILE)
+
+    def step(seqs):
+        return iteration_times(
+            tp(8), network, decode_seqs=np.array([seqs]), decode_context=np.array([PROMPT + (GEN - 1) / 2]),
+            prefill_tokens=np.array([0.0]), prefill_prompt_len=np.array([float(PROMPT)]), calibration=PROFILE,
+            phase="decode",
+        ).latency_s[0]  # fmt: skip
+
+    host = resolve_calibration("auto", "h100-sxm", "trtllm")
+    from cost_models.serving import resolve_overheads
+
+    per_seq_host = resolve_overheads(host, None).host_per_sequence_s
+    b = max(step(n + 1), per_seq_host * (n + 1)) - max(step(n), per_seq_host * n)
+    variance = n / (1.0 - rate * b * (GEN - 1))
+    p999 = gamma.ppf(0.999, n**2 / variance, scale=variance / n)
+    assert est.running_p999[0] == pytest.approx(p999, rel=2e-3)
+    assert est.running_p999[0] >= 28 > n
+    # At 2 requests/s (the default slots, 679): about 6 running, the tail about 16.
+    calm = serve_disaggregated(
+        tp(8), tp(8), rate_workloads(2.0), prefill_instances=1, decode_instances=1, calibration=PROFILE
+    )
+    assert calm.running[0] < calm.running_p999[0] < calm.max_concurrency[0]
+    # tuner estimate of the pools says it, as of an aggregated replica.
+    report = estimate_disaggregated_one(
+        "llama-3-70b", "h100-sxm", prefill_instances=1, decode_instances=1, prefill={"tp": 8}, decode={"tp": 8},
+        prompt_len=PROMPT, gen_len=GEN, request_rate=rate, backend="trtllm", decode_max_batch_size=28,
+    )  # fmt: skip
+    assert any(note.startswith("near capacity:") for note in report["serving"]["notes"])
+    assert report["serving"]["running_p999"] == pytest.approx(est.running_p999[0], rel=1e-6)

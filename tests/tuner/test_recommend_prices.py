@@ -68,7 +68,7 @@ DISAGGREGATED_ROW_BEFORE = [
     "mode", "chips", "prefill_instances", "decode_instances", "prefill_tp", "decode_tp", "prefill_dp", "prefill_ep",
     "decode_dp", "decode_ep", "weight_format", "act_format", "ttft_s", "ttft_p90_s",
     "ttft_p99_s", "tpot_s", "tpot_p99_s", "e2e_latency_s", "tokens_per_s_per_chip",
-    "kv_transfer_s", "limiting_pool", "balance", "capacity_rps",
+    "kv_transfer_s", "limiting_pool", "balance", "capacity_rps", "near_capacity",
 ]  # fmt: skip
 ROW_KEYS_BEFORE = {"aggregated": AGGREGATED_ROW_BEFORE, "disaggregated": DISAGGREGATED_ROW_BEFORE}
 
