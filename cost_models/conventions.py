@@ -47,6 +47,14 @@ class CountingConvention(BaseModel):
         "all_operands_low_bit (LLM-Viewer): the int8 peak applies to every operator only when "
         "weights, activations and KV cache are all 8 bits or fewer, else the 16-bit peak.",
     )
+    elementwise_format: Literal["16-bit", "activations"] = Field(
+        default="16-bit",
+        description="Bytes of the norms and residual adds (and the norm scales) under 8- or 4-bit "
+        "activations: '16-bit', as the engines run them (vLLM's --quantization fp8 quantizes a "
+        "Linear layer's input to fp8 at run time, Fp8LinearMethod; RMSNorm, the residual stream and "
+        "its adds stay bf16), or 'activations', in the activations' format (LLM-Viewer's a_byte for "
+        "every activation).",
+    )
     softmax_flops_per_element: float = Field(default=5.0, ge=0, description="max, sub, exp, sum, div.")
     norm_flops_per_element: float = Field(default=7.0, ge=0, description="LLM-Viewer's count.")
     gelu_flops_per_element: float = Field(default=8.0, ge=0, description="tanh approximation.")
@@ -58,13 +66,19 @@ DEFAULT = CountingConvention()
 
 #: Kim, Hooper et al., "Full Stack Optimization of Transformer Inference" (arXiv 2302.14017), 2.2:
 #: act-to-act matmuls cost m*k*(2n-1); no lm_head or embedding in the totals.
-KIM2023 = CountingConvention(name="kim2023", act_to_act_flops="2n-1", lm_head_positions="none")
+KIM2023 = CountingConvention(
+    name="kim2023", act_to_act_flops="2n-1", lm_head_positions="none", elementwise_format="activations"
+)
 
 #: Yuan et al., "LLM Inference Unveiled" (arXiv 2402.16363) and LLM-Viewer: a residual add loads
 #: one input; the int8 peak only when every operand is 8 bits or fewer; the lm_head quantized as
 #: every linear layer (LLM-Viewer's configs pass w_byte to it).
 YUAN2024 = CountingConvention(
-    name="yuan2024", residual_add_reads=1, peak_selection="all_operands_low_bit", lm_head_format="weights"
+    name="yuan2024",
+    residual_add_reads=1,
+    peak_selection="all_operands_low_bit",
+    lm_head_format="weights",
+    elementwise_format="activations",
 )
 
 CONVENTIONS: dict[str, CountingConvention] = {c.name: c for c in (DEFAULT, KIM2023, YUAN2024)}

@@ -285,6 +285,9 @@ class _CostTable:
         self.decode = c.phase == DECODE
         self.wb = lookup(BYTES_PER_ELEMENT, c.weight_dtype)
         self.ab = lookup(BYTES_PER_ELEMENT, c.act_dtype)
+        #: Bytes of an element of the norms and residual adds (:func:`operator_costs` sets 16 bits
+        #: where the activations are narrower); the same array as ``ab`` otherwise.
+        self.eb = self.ab
         # K and V are cache entries in a decoder, plain activations in an encoder.
         self.kvb = _where(c.decoder, lookup(BYTES_PER_ELEMENT, c.kv_dtype), self.ab)
         self.B = c.batch
@@ -416,19 +419,20 @@ class _CostTable:
                 self._residual(name, i, built in rows)
             return
         self._elementwise_rows[key] = (i, arguments)
-        residual = elements is self.Nd  # (reads N d) ab with reads 1 (1 x is x), N d ab: nd_ab
+        # (reads N d) eb with reads 1 (1 x is x), N d eb: nd_ab where eb is ab (16-bit activations)
+        residual = elements is self.Nd and self.eb is self.ab
         self._residual("act_r", i, residual and reads == 1.0)
         self._residual("act_w", i, residual)
         np.multiply(ops_per_element, elements, out=self.flops[i])
         if residual and reads == 1.0:
             np.copyto(self.act_r[i], self.nd_ab())
         else:
-            np.multiply(np.multiply(reads, elements, out=self.act_r[i]), self.ab, out=self.act_r[i])
+            np.multiply(np.multiply(reads, elements, out=self.act_r[i]), self.eb, out=self.act_r[i])
         if residual:
             np.copyto(self.act_w[i], self.nd_ab())
         else:
-            np.multiply(elements, self.ab, out=self.act_w[i])
-        np.multiply(weight_elements, self.ab, out=self.weight[i])  # norm scales stay in the activation format
+            np.multiply(elements, self.eb, out=self.act_w[i])
+        np.multiply(weight_elements, self.eb, out=self.weight[i])  # norm scales in the norm's format
 
 
 def _where(condition: np.ndarray, x, y):
@@ -816,6 +820,10 @@ def operator_costs(
     ``deployment._live_activations``, which skip both (deployment.BlockedCosts)."""
     c = configs
     t = _CostTable(c)
+    if convention.elementwise_format == "16-bit" and np.any(t.ab < BYTES_PER_ELEMENT[BF16]):
+        # Norms and residual adds stay bf16 under 8- and 4-bit activations (CountingConvention.
+        # elementwise_format): the engines quantize a GEMM's input, not the residual stream.
+        t.eb = np.maximum(t.ab, BYTES_PER_ELEMENT[BF16])
     if slots == "attention":
         _attention_kernels(t, c, convention)
         _lm_head(t, c, convention)

@@ -319,3 +319,29 @@ def test_model_columns_shared_by_every_used_model_are_filled_as_the_gather_gives
     configs = make_configs(models, model_index=index, phase="prefill", batch=1, seq_len=128)
     assert configs.experts.tolist() == [0.0] * 5 and configs.decoder.all()
     assert configs.d_model.tolist() == [m.d_model for m in (models[i] for i in index)]
+
+
+def test_norms_and_residual_adds_stay_bf16_under_fp8_activations():
+    """vLLM's --quantization fp8 quantizes each Linear layer's input to fp8 at run time
+    (Fp8LinearMethod, dynamic scales); RMSNorm, the residual stream and its adds stay bf16. Llama-3-8B
+    (d_model 4096) decoding one sequence: a norm reads and writes 4096 x 2 bytes and its scale 4096 x
+    2; a residual add reads two inputs of 4096 x 2 and writes 4096 x 2, at fp8 activations as at bf16
+    (before: 4096, 4096, 4096 and 8192 bytes). The GEMMs' inputs do shrink (q_proj reads 4096 x 1).
+    LLM-Viewer's convention (yuan2024) keeps its a_byte for every activation."""
+    from cost_models.conventions import YUAN2024
+    from cost_models.operators import operator_costs
+
+    configs = make_configs(get_model("llama-3-8b"), phase="decode", batch=1, seq_len=1024, act_dtype=FP8)
+    ops = operator_costs(configs)
+    d = 4096
+    for norm in ("attn_norm", "mlp_norm"):
+        assert ops.act_read_bytes[OP[norm], 0] == d * 2
+        assert ops.act_write_bytes[OP[norm], 0] == d * 2
+        assert ops.weight_bytes[OP[norm], 0] == d * 2
+    for add in ("attn_add", "mlp_add"):
+        assert ops.act_read_bytes[OP[add], 0] == 2 * d * 2
+        assert ops.act_write_bytes[OP[add], 0] == d * 2
+    assert ops.act_read_bytes[OP["q_proj"], 0] == d * 1
+    viewer = operator_costs(configs, YUAN2024)
+    assert viewer.act_read_bytes[OP["attn_norm"], 0] == d * 1
+    assert viewer.act_read_bytes[OP["attn_add"], 0] == d * 1  # one input read (residual_add_reads 1)
