@@ -855,6 +855,20 @@ def simulate_one(
         raise InvalidInputError("chips", f"{chips} is not a multiple of dp {dp}", "pass --chips = tp x dp")
     if concurrency is not None and not isinstance(concurrency, bool) and isinstance(concurrency, (int, np.integer)):
         _check_clients(int(requests), float(concurrency) / dp)
+    if mesh is None and (chip.kind == "gpu" or engine_vocabulary):
+        # tuner estimate's rule (cost_models.deployment.estimate_one): without --mesh a GPU runs as
+        # the engines run it, Megatron TP (ws_1d) with heads split. Before, simulate scored
+        # --ffn-layout ws_2d on GPUs there, a layout no engine launches, where estimate refused it.
+        for name, chosen, engines_run in (
+            ("ffn_layout", ffn_layout, "ws_1d"),
+            ("attn_sharding", attn_sharding, "head"),
+        ):
+            if chosen != engines_run:
+                raise InvalidInputError(
+                    name,
+                    f"{chosen} is a layout of Pope et al.'s meshes; GPU engines run Megatron TP (ws_1d, heads split)",
+                    "drop it, or give --mesh XxYxZ to score Pope et al.'s layouts",
+                )
     chips //= dp  # the meshes below are one DP rank's TP group
     profile = resolve_calibration(calibration, chip, backend)
     # As tuner estimate and a study: without a profile (calibration none) the engine measured best.

@@ -419,3 +419,18 @@ def test_no_chips_no_tp_no_mesh_is_one_line(capsys) -> None:
     code, out, err = run_cli(capsys, "simulate", *ENGINE_LOAD, "--concurrency", "16")
     line = assert_one_error_line(code, out, err, ("chips",))
     assert "--tp N" in line
+
+
+def test_a_pope_layout_without_a_mesh_is_refused_as_estimate_refuses_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --mesh a GPU runs as the engines run it (Megatron TP, ws_1d): tuner estimate refuses
+    --ffn-layout ws_2d there, and so does simulate, in the same line and exit code 2. Before,
+    simulate scored Llama-3-8B on 2 H100s at ws_2d. With --mesh it is Pope et al.'s layout, scored."""
+    base = ("--model", "llama-3-8b", "--hardware", "h100-sxm", "--prompt-len", "1024", "--gen-len", "128")
+    load = ("--request-rate", "5", "--ffn-layout", "ws_2d")
+    code, _, err = run_cli(capsys, "simulate", *base, *load, "--chips", "2", "--requests", "50")
+    assert code == 2 and "ffn_layout: ws_2d is a layout of Pope et al.'s meshes" in err and "Traceback" not in err
+    code, _, estimate_err = run_cli(capsys, "estimate", *base, *load, "--tp", "2")
+    assert code == 2 and "ws_2d is a layout of Pope et al.'s meshes" in estimate_err
+    code, out, err = run_cli(capsys, "simulate", *base, *load, "--mesh", "1x1x2", "--requests", "50", "--json")
+    assert code == 0, err
+    assert json.loads(out)["ffn_layout"] == "ws_2d"
