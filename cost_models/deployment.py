@@ -2063,6 +2063,7 @@ def estimate_one(
         fp8_block_scales=model_spec.fp8_block_scales,
     )
     notes += mixed_checkpoint_notes(model_spec, weight_code)
+    notes += activation_format_notes(chip, weight_code, act_code)
     notes += vision_notes(model_spec)
     if "decode" in report:
         notes += fp8_decode_notes(rows[best], float(result.decode_step_latency_s[best]), profile, overlap)
@@ -2267,6 +2268,23 @@ def vision_notes(model: ModelSpec) -> list[str]:
         f"{model.vision_params * 2 / 1e9:.2f} GB in bf16, from vision_config) are counted in the weight memory: "
         "the engines load them with the language model unless run text-only (vLLM --language-model-only); they "
         "are not timed (text requests). To leave them out, remove vision_config from the config.json"
+    ]
+
+
+def activation_format_notes(chip: HardwareSpec, weight_dtype: int, act_dtype: int) -> list[str]:
+    """A GPU deployment of 16-bit weights with narrower activations (``--weight-bits 16
+    --act-bits fp8``): no GPU engine runs it. vLLM's and SGLang's fp8 and int8 W8A8 methods
+    quantize the weights as well (``--quantization fp8``: Fp8LinearMethod; compressed-tensors
+    W8A8), TensorRT-LLM's QuantAlgo has no 16-bit-weight mode with 8-bit activations (its
+    narrow-activation modes are FP8, W8A8_SQ, W4A8_AWQ, NVFP4: every one narrows the weights). The
+    estimate scores the what-if as asked and says so."""
+    if chip.kind != "gpu" or weight_dtype != BF16 or BYTES_PER_ELEMENT[act_dtype] >= BYTES_PER_ELEMENT[BF16]:
+        return []
+    acts = dtype_name(act_dtype)
+    return [
+        f"16-bit weights with {acts} activations: no GPU engine runs this (their {acts} GEMMs take "
+        f"{acts} weights too: vLLM/SGLang --quantization fp8, TensorRT-LLM FP8 are W8A8); scored as a what-if. "
+        "For what they run use --weight-bits fp8 --act-bits fp8, or --act-bits 16"
     ]
 
 

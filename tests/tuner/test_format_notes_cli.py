@@ -64,3 +64,18 @@ def test_fp4_on_a_chip_without_fp4_units_says_what_it_runs_as(capsys, hardware, 
         assert notes == []
     else:
         assert len(notes) == 1 and notes[0].startswith(f"{hardware} has no fp4 tensor cores") and expected in notes[0]
+
+
+def test_estimate_says_no_gpu_engine_runs_bf16_weights_with_fp8_activations(capsys) -> None:
+    """--weight-bits 16 --act-bits fp8 on an H100: the engines' fp8 GEMMs take fp8 weights too
+    (vLLM/SGLang --quantization fp8, TensorRT-LLM FP8: W8A8), so the what-if is said to be one.
+    Before, it was scored with no note. W8A8 and bf16 say nothing of it; a TPU is not an engine's."""
+    args = ("estimate", "--model", "llama-3-8b", "--prompt-len", "1024", "--gen-len", "128", "--batch", "8")
+    h100 = ("--hardware", "h100-sxm", "--tp", "1")
+    said = "no GPU engine runs this"
+    notes = _notes(capsys, *args, *h100, "--weight-bits", "16", "--act-bits", "fp8")
+    assert any(said in note for note in notes), notes
+    for formats in (("--weight-bits", "fp8", "--act-bits", "fp8"), ("--weight-bits", "16")):
+        assert not any(said in note for note in _notes(capsys, *args, *h100, *formats))
+    tpu = _notes(capsys, *args, "--hardware", "tpu-v4", "--chips", "8", "--weight-bits", "16", "--act-bits", "8")
+    assert not any(said in note for note in tpu), tpu
