@@ -35,7 +35,7 @@ from cost_models.deployments import (
     parallel_problem_mask,
 )
 from cost_models.disaggregated import DisaggregatedEstimate, disaggregated_report, serve_disaggregated
-from cost_models.dtypes import dtype_name, parse_dtype
+from cost_models.dtypes import BF16, FP8, dtype_name, parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec
 from cost_models.metrics import Direction, metric_arrays
@@ -914,12 +914,26 @@ def _prefill_parallel_problems(
     return parallel_problem_mask(study.model.experts, study.model.layers, tp, pp, ep, dp, ones, dp)
 
 
+def engine_act_dtype(weight_dtype: np.ndarray) -> np.ndarray:
+    """The activations a GPU engine runs with each weight format, as ``tuner export`` launches it:
+    fp8 weights as W8A8 (vLLM's and SGLang's ``--quantization fp8``, Fp8LinearMethod, quantizes each
+    Linear layer's input to fp8 at run time on GPUs with fp8 tensor cores; TensorRT-LLM's fp8
+    checkpoints likewise), as ``tuner recommend`` scores them (cost_models.capacity.act_code); the
+    others 16-bit (int8/int4 are exported weight-only, gptq_marlin). Before, a study's fp8 trial
+    kept bf16 activations: 2P x TP2 + 1D x TP2 of Llama-3.1-70B fp8 on H100s at 10 req/s (vLLM)
+    scored TTFT 546 ms where recommend gave the same launch flags 520 ms."""
+    weight_dtype = np.asarray(weight_dtype)
+    return np.where(weight_dtype == FP8, FP8, BF16).astype(weight_dtype.dtype)
+
+
 def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation:
     """Score candidates (one index array per dimension) with one vectorized estimate."""
     columns: dict[str, np.ndarray] = {
         **{name: np.full(len(next(iter(indices.values()))), code) for name, code in study.fixed_columns.items()},
         **study.space.columns_of(indices),
     }
+    if study.engine in GPU_ENGINES and "weight_dtype" in columns:
+        columns["act_dtype"] = engine_act_dtype(columns["weight_dtype"])
     valid = structurally_valid(study, indices)
     if "tp" in indices:  # scored as one chip group without the impossible degrees, then refused
         impossible = _engine_problems(study, indices)

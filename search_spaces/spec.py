@@ -110,7 +110,9 @@ class Space(BaseModel):
         default=["16"],
         min_length=1,
         description="Weight format: 16 (bf16), 8 (int8), 4 (int4), fp8 (needs a chip with fp8 units) or fp4; "
-        "left out: a quantized checkpoint's stored format (config.json quantization_config), else 16.",
+        "left out: a quantized checkpoint's stored format (config.json quantization_config), else 16. Under a "
+        "GPU engine fp8 runs W8A8 (fp8 activations into the GEMMs, as --quantization fp8 runs it); the others "
+        "with 16-bit activations.",
     )
     kv_bits: list[BitsChoice] = Field(
         default=["16"], min_length=1, description="KV cache format: 16 (bf16), 8 (int8), 4 (int4), fp8 or fp4."

@@ -231,7 +231,7 @@ def test_a_serving_study_searches_dp_attention_and_expert_parallelism() -> None:
     serving steady state is serve's at its degrees (TP1 DP8 EP8 holds 8 x a rank's slots; the
     static sections at DP x a rank's running batch, which splits over the ranks)."""
     from cost_models.deployments import make_deployments
-    from cost_models.dtypes import BF16, FP8
+    from cost_models.dtypes import FP8
     from cost_models.models import get_model
     from cost_models.serving import make_workloads, serve
 
@@ -252,11 +252,11 @@ def test_a_serving_study_searches_dp_attention_and_expert_parallelism() -> None:
     d = evaluation.deployments
     row = int(np.flatnonzero((d.tensor_parallel == 1) & (d.data_parallel == 8) & (d.expert_parallel == 8))[0])
     assert evaluation.valid[row]
-    assert int(d.act_dtype[row]) == BF16  # the space's activations (weights and KV fp8)
+    assert int(d.act_dtype[row]) == FP8  # fp8 weights run W8A8, as the export launches them
     alone = make_deployments(
         get_model("deepseek-v3"), d.hardware, mesh=[1, 1, 1], batch=8, prompt_len=2048, gen_len=256,
         prefill_ffn_layout=0, decode_ffn_layout=0, flash_attention=True, data_parallel=8, expert_parallel=8,
-        weight_dtype=FP8, kv_dtype=FP8,
+        weight_dtype=FP8, act_dtype=FP8, kv_dtype=FP8,
     )  # fmt: skip
     w = make_workloads(backend="sglang", concurrency=30, prompt_len=2048, gen_len=256, requests_per_client=10)
     expected = serve(alone, w, calibration=compiled.calibration)

@@ -49,7 +49,7 @@ def _deepseek(tp: int, dp: int, ep: int):
     return make_deployments(
         get_model("deepseek-v3"), get_hardware("h200"), mesh=np.array([[1, 1, tp]]), batch=dp, prompt_len=2048,
         gen_len=256, prefill_ffn_layout=0, decode_ffn_layout=0, flash_attention=True, data_parallel=dp,
-        expert_parallel=ep, weight_dtype=FP8, kv_dtype=FP8,  # the space's activations: bf16
+        expert_parallel=ep, weight_dtype=FP8, act_dtype=FP8, kv_dtype=FP8,  # fp8 weights run W8A8
     )  # fmt: skip
 
 
