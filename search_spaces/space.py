@@ -1171,7 +1171,27 @@ def candidate_report(study: CompiledStudy, evaluation: Evaluation, row: int) -> 
         else:
             report["serving"] = {"mode": "aggregated", **serving_report(evaluation.serving, row)}
             report["serving"].update(_swings(evaluation, row))
+        report["serving"].update(_engine_in_force(evaluation, row, pool_rows, where))
     return report
+
+
+def _engine_in_force(evaluation: Evaluation, row: int, pool_rows: DisaggregatedEstimate | None, where: int) -> dict:
+    """What bounds the running batch (``limited_by``: serving.LIMITS; a disaggregated row's decode
+    pool's) and the engine knobs it was scored with (``engine``), as ``tuner estimate``'s serving
+    section has them (cost_models.serving_one); `tuner show` lacked both."""
+    from cost_models.serving_one import ENGINE_KNOBS
+
+    workloads = evaluation.workloads
+    assert workloads is not None and evaluation.serving is not None
+    limits = pool_rows.limited_by[where] if pool_rows is not None else evaluation.serving.limited_by[row]
+    knobs = workloads.row(row)
+    return {
+        "limited_by": str(limits),
+        "engine": {
+            "backend": knobs["engine"],
+            **{k: knobs[k] for k in (*ENGINE_KNOBS, "memory_fraction", "prefix_hit_rate")},
+        },
+    }
 
 
 def _swings(evaluation: Evaluation, row: int) -> dict:
