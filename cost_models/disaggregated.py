@@ -421,7 +421,9 @@ class _DecodeModel:
         var_n, _, _ = _load_fluctuation(per_rank, self.w.gen_len, t_dec, running, per_sequence, np.zeros(len(running)))
         return np.where(running > 0, gamma_quantile(running, var_n, _P999_Z), 0.0)
 
-    def at(self, rate: np.ndarray, start: np.ndarray | None = None) -> DecodePool:
+    def at(self, rate: np.ndarray, start: np.ndarray | None = None, tail: bool = True) -> DecodePool:
+        """The pool at ``rate`` (``start``: the running batch to warm-start from; ``tail`` False:
+        running_p999 left at the mean, for a closed loop's rounds, which report the mean)."""
         # ``running`` and ``slots`` below are one rank's (start: an instance's, as returned).
         per_rank = np.asarray(rate, dtype=np.float64) / (self.instances * self.ranks)
         running = np.zeros(len(self.w)) if start is None else start / self.ranks
@@ -441,7 +443,7 @@ class _DecodeModel:
             capacity_rps=self.capacity,
             iteration_s=t_dec,
             running=self.ranks * running,
-            running_p999=self.ranks * self.running_tail(per_rank, running, t_dec),
+            running_p999=self.ranks * (self.running_tail(per_rank, running, t_dec) if tail else running),
             slots=self.ranks * self.slots,
             limited_by=self.limited_by,
             fits=self.fits,
@@ -792,14 +794,14 @@ def serve_disaggregated(
     capacity = np.minimum(np.minimum(pm.at(np.zeros(n)).capacity_rps, dm.capacity), link_capacity)
     clients = np.where(closed, w.concurrency, 0.0)
     x = np.zeros(n)
-    p, q = pm.at(x), dm.at(x)
+    p, q = pm.at(x), dm.at(x, tail=False)
     for _ in range(_FIXED_POINT_ROUNDS):
         service = closed_loop_residual_s(p, clients) + p.prefill_s + link.seconds + (w.gen_len - 1.0) * q.iteration_s
         service = service + overheads.request_overhead_s  # in the client's cycle (combine)
         new = 0.5 * x + 0.5 * np.minimum(clients / service, capacity * 0.999)
         done = _converged(new, x)
         x = new
-        p, q = pm.at(x, p.tokens_per_iteration), dm.at(x, q.running)
+        p, q = pm.at(x, p.tokens_per_iteration), dm.at(x, q.running, tail=False)
         if done:
             break
     # At most what the pools at x serve (the last round moved x within the tolerance): each client
