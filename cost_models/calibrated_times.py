@@ -342,11 +342,34 @@ def kernel_formats(formats: np.ndarray, c: InferenceConfigs) -> np.ndarray:
 
 def _gemm_params(profile: CalibrationProfile, fmt: str) -> GemmParams:
     """A format the profile did not measure runs with its bf16 fit at its own peak and bytes (the
-    block-scaled fp8 GEMM with the per-tensor one's, the same fp8 tensor cores); a profile that
-    measured no GEMM at all (a partial one, from a few kernels) leaves the roofline."""
-    if fmt == "fp8_block" and fmt not in profile.gemm:
+    block-scaled fp8 GEMM with the per-tensor one's, the same fp8 tensor cores), without that
+    fit's measured shape correction (cost_models/gemm_shape.py: what that format's own kernels
+    did at its shapes, not another kernel's); a profile that measured no GEMM at all (a partial
+    one, from a few kernels) leaves the roofline."""
+    own = profile.gemm.get(fmt)
+    if own is not None:
+        return own
+    if fmt == "fp8_block":
         fmt = "fp8"
-    return profile.gemm.get(fmt) or profile.gemm.get("bfloat16") or GemmParams()
+    borrowed = profile.gemm.get(fmt) or profile.gemm.get("bfloat16")
+    return GemmParams() if borrowed is None else _without_shape_correction(borrowed)
+
+
+#: Each borrowed fit without its shape correction, by id (the original kept alive beside it, so
+#: no id is reused): one copy per fit, so equal parameters stay one object (and one group of
+#: :func:`_dense_gemm_times`).
+_WITHOUT_SHAPE: dict[int, tuple[GemmParams, GemmParams]] = {}
+
+
+def _without_shape_correction(params: GemmParams) -> GemmParams:
+    if params.shape_correction is None:
+        return params
+    known = _WITHOUT_SHAPE.get(id(params))
+    if known is not None and known[0] is params:
+        return known[1]
+    plain = params.model_copy(update={"shape_correction": None})
+    _WITHOUT_SHAPE[id(params)] = (params, plain)
+    return plain
 
 
 def calibrated_operator_times(
@@ -1526,13 +1549,27 @@ def _expert_gemm_times_s(
 #: scaled_mm_sm90_fp8_dispatch for one dense GEMM; the experts' grouped kernel picks its own tiles),
 #: and TRT-LLM's weight-only GEMV at m <= 4 (weight_only_gemv_factor: the dense plugin's path).
 #: The fused-MoE class (moe_kernel_time) drops them too.
-_DENSE_ONLY = {"scale_column_s": 0.0, "small_tile_max_m": 0.0, "mid_tile_max_m": 0.0, "weight_only_gemv_factor": 1.0}
+_DENSE_ONLY = {
+    "scale_column_s": 0.0,
+    "small_tile_max_m": 0.0,
+    "mid_tile_max_m": 0.0,
+    "weight_only_gemv_factor": 1.0,
+    # The dense kernels' measured shape correction: a stacked expert GEMM's (m, woken x width, k)
+    # is not a dense shape the table was measured at.
+    "shape_correction": None,
+}
 
 
 def _stacked(params: GemmParams) -> GemmParams:
     """``params`` for the woken experts stacked along n: without the dense call's own terms
     (``_DENSE_ONLY``)."""
-    if params.scale_column_s or params.small_tile_max_m or params.mid_tile_max_m or params.weight_only_gemv_factor != 1:
+    if (
+        params.scale_column_s
+        or params.small_tile_max_m
+        or params.mid_tile_max_m
+        or params.weight_only_gemv_factor != 1
+        or params.shape_correction is not None
+    ):
         return params.model_copy(update=_DENSE_ONLY)
     return params
 

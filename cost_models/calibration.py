@@ -19,11 +19,21 @@ from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+)
 
 from cost_models.efficiency import (
     GEMM_FORMATS,
@@ -86,7 +96,21 @@ class HeldOutError(BaseModel):
     p90: float = Field(ge=0)
     roofline_median: float = Field(ge=0, description="The same rows, pure roofline (before).")
     roofline_p90: float = Field(ge=0)
+    #: GEMM groups with a shape correction (cost_models/gemm_shape.py): the held-out error of the
+    #: parametric fit alone on the same rows and folds (median and p90 are with the correction).
+    fit_only_median: float | None = Field(default=None, ge=0)
+    fit_only_p90: float | None = Field(default=None, ge=0)
     warnings: list[str] = []
+
+    @model_serializer(mode="wrap")
+    def _without_absent_fit_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Only groups fitted with tuner calibrate --shape-correction have them: the others are
+        # written as before the fields existed, byte for byte (the shipped profiles).
+        data = handler(self)
+        for key in ("fit_only_median", "fit_only_p90"):
+            if data.get(key, 0) is None:
+                del data[key]
+        return data
 
 
 class CalibrationProfile(BaseModel):
@@ -287,6 +311,9 @@ def _median_params(cls, items: list):
         return cls()
     fields = {}
     for field in cls.model_fields:
+        if field == "shape_correction":
+            # A table of one chip's measured GEMM shapes: a chip without a profile has none.
+            continue
         values = [getattr(p, field) for p in items if getattr(p, field) is not None]
         if values:
             fields[field] = float(np.median(values))

@@ -15,12 +15,13 @@ errors are in docs/accuracy.md).
 from __future__ import annotations
 
 from functools import cache
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from cost_models.errors import InvalidInputError
+from cost_models.gemm_shape import GemmShapeCorrection
 from cost_models.hardware import HardwareSpec
 
 # Finite only: an .inf in a profile file (launch_s: .inf) made every kernel time inf or NaN.
@@ -207,6 +208,19 @@ class GemmParams(_Params):
     #: CTAs resident per SM whose per-CTA walks (dequant_s_per_element) overlap: the walk is
     #: spread over min(ctas, SMs * this) CTAs; 1: one CTA per SM walks at a time (waves past it).
     dequant_ctas_per_sm: float = Field(default=1.0, ge=1, le=32)
+    #: The measured correction near the group's shapes (cost_models/gemm_shape.py): the time is
+    #: the model's times exp(its value at log2 (m, n, k)), 1 away from measured shapes; None: none.
+    #: Not fitted by least squares: tuner/calibrate.py fit_gemm builds it from the fit's residuals.
+    shape_correction: GemmShapeCorrection | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_an_absent_correction(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Opt-in (tuner calibrate --shape-correction): a profile without one is written as before
+        # the field existed, byte for byte (the shipped profiles, every table-less refit).
+        data = handler(self)
+        if self.shape_correction is None:
+            data.pop("shape_correction", None)
+        return data
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -445,6 +459,9 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
     - per-call scale pass (``scale_column_s``, fitted on SGLang's fp8_block): n *
       scale_column_s after the floor, whatever m and k (b200 SGLang fp8_block m=1 n=51200
       k=512: 46 us, 20 us predicted held out without it).
+    - measured shape correction (``shape_correction``, cost_models/gemm_shape.py): the whole
+      time times exp(the table's log correction at (m, n, k)), last: what the terms above miss
+      near the group's measured shapes (docs/accuracy.md, GEMM, the twelfth round).
     """
     return gemm_time_with_constants_s(
         m,
@@ -648,6 +665,8 @@ def gemm_time_with_constants_s(
         # A pass per call over the weights' block scales, one row per output column (see
         # GemmParams.FIT scale_column_s), before the GEMM kernel: after the floor.
         total += n * params.scale_column_s
+    if params.shape_correction is not None:
+        total *= params.shape_correction.factor(m, n, k)
     return total
 
 

@@ -256,6 +256,9 @@ def routed_expert_time_s(
             # TRT-LLM's weight-only GEMV at m <= 4 (GemmParams weight_only_gemv_factor) is the
             # dense plugin's path; the MoE kernel's experts run their grouped GEMM at any m.
             "weight_only_gemv_factor": 1.0,
+            # The dense kernels' measured shape correction (cost_models/gemm_shape.py) is theirs:
+            # the fused kernel's stacked experts are not a dense shape it was measured at.
+            "shape_correction": None,
         }
     )
     if not down:

@@ -50,6 +50,7 @@ from cost_models.efficiency import (
     prefill_attention_time_s,
 )
 from cost_models.errors import InvalidInputError
+from cost_models.gemm_shape import GemmShapeCorrection, fit_shape_correction
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
 from tuner.fitting import abs_rel_errors, cross_validate, fit
 from tuner.kernel_data import (
@@ -93,10 +94,30 @@ class GroupReport:
     roofline_median: float
     roofline_p90: float
     warnings: list[str] = field(default_factory=list)
+    #: GEMM groups: the measured shape correction built on the full fit's residuals
+    #: (cost_models/gemm_shape.py), and the held-out error of the parametric fit alone on the
+    #: same rows and folds (cv_median / cv_p90 are the fit and the correction together).
+    shape_correction: GemmShapeCorrection | None = None
+    fit_only_median: float | None = None
+    fit_only_p90: float | None = None
 
     @property
     def name(self) -> str:
         return f"{self.op_class}/{self.key}"
+
+
+def _group_json(group: GroupReport) -> dict:
+    """A group's report as JSON; the shape correction's keys only where one was built (tuner
+    calibrate --shape-correction), so a fit without it prints what it printed before."""
+    shaped = ("shape_correction", "fit_only_median", "fit_only_p90")
+    values = {key: value for key, value in group.__dict__.items() if key not in shaped}
+    if group.shape_correction is not None:
+        values |= {
+            "fit_only_median": group.fit_only_median,
+            "fit_only_p90": group.fit_only_p90,
+            "shape_correction_rows": group.shape_correction.rows,
+        }
+    return values | {"name": group.name}
 
 
 @dataclass
@@ -111,7 +132,7 @@ class FitReport:
             "chip": self.chip,
             "backend": self.backend,
             "seconds": round(self.seconds, 2),
-            "groups": [g.__dict__ | {"name": g.name} for g in self.groups],
+            "groups": [_group_json(g) for g in self.groups],
         }
 
 
@@ -208,9 +229,11 @@ def _fit_group(
     admissible: Callable[[dict[str, float], np.ndarray], bool] | None = None,
     floor_s: float = 0.0,
     where: tuple[str, np.ndarray] | None = None,
+    held_out: Callable[[dict[str, float], np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> GroupReport:
     """``where``: the file and the file line of each row, for the refusal of rows slower than any
-    kernel (:data:`SLOWER_THAN_ANY_KERNEL`)."""
+    kernel (:data:`SLOWER_THAN_ANY_KERNEL`); ``held_out``: tuner.fitting.cross_validate's (the
+    held-out seconds where more than the fit is learned from a fold's training rows)."""
     if where is not None:
         _refuse_slower_than_any_kernel(op_class, key, measured, roofline, floor_s, where)
     notes = []
@@ -240,7 +263,9 @@ def _fit_group(
                 f"{int(seen.sum())}"
             )
     result = fit(specs, predict, measured, starts=starts, admissible=admissible)
-    errors = cross_validate(specs, predict, measured, cv_keys, folds, seed, starts=starts, admissible=admissible)
+    errors = cross_validate(
+        specs, predict, measured, cv_keys, folds, seed, starts=starts, admissible=admissible, held_out=held_out
+    )
     errors = errors[seen]
     roof = abs_rel_errors(roofline[seen], measured[seen])
     values = {**(fixed or {}), **result.values}
@@ -423,8 +448,23 @@ def gemm_specs(fmt: str, backend: str, chip: HardwareSpec) -> dict[str, FitSpec]
 
 
 def fit_gemm(
-    table: KernelTable, chip: HardwareSpec, system: str, backend: str, seed: int, folds: int, max_rows: int | None
+    table: KernelTable,
+    chip: HardwareSpec,
+    system: str,
+    backend: str,
+    seed: int,
+    folds: int,
+    max_rows: int | None,
+    shape_correction: bool = False,
 ) -> list[GroupReport]:
+    if shape_correction and table.dispatch_floor_s > 0.0:
+        # Its rows are max(kernel, JAX's dispatch): a correction of floored rows would not be the
+        # kernel's (below). Refused, not skipped: a flag the fit ignored would be a silent answer.
+        raise InvalidInputError(
+            table.path,
+            "--shape-correction needs kernel rows without a dispatch floor; this file is tuner measure's",
+            "drop --shape-correction for tuner measure's files",
+        )
     c = table.columns
     reports = []
     here = (c["system"] == system) & (c["engine"] == backend)
@@ -434,7 +474,8 @@ def fit_gemm(
             # 128x128 block scaling needs n, k multiples of 128; other shapes run a fallback
             # kernel (vLLM: Cutlass instead of DeepGEMM, 2x faster at those tiny shapes).
             mask &= (c["n"] % 128 == 0) & (c["k"] % 128 == 0)
-        rows = _subsample(np.flatnonzero(mask), max_rows, seed)
+        group_rows = np.flatnonzero(mask)
+        rows = _subsample(group_rows, max_rows, seed)
         specs = gemm_specs(fmt, backend, chip)
         fixed: dict[str, float] = dict(SMALL_TILE_DISPATCH.get((backend, fmt, chip.name), {}))
         _require_rows(table, rows, len(specs), f"gemm {fmt} on {system}/{backend}")
@@ -446,25 +487,70 @@ def fit_gemm(
             return gemm_time_s(m[idx], n[idx], k[idx], fmt, chip, GemmParams(**fixed, **values))
 
         roofline = gemm_time_s(m, n, k, fmt, chip, GemmParams())
-        reports.append(
-            _fit_group(
-                "gemm",
-                fmt,
-                specs,
-                predict,
-                measured,
-                n * 1_000_003 + k,
-                roofline,
-                seed,
-                folds,
-                fixed,
-                # Two starts: the split-K depth's loss has a second basin near the former 256.
-                starts=[{}, {"split_k_min_depth": 256.0}],
-                floor_s=table.dispatch_floor_s,
-                where=(table.path, table.lines[rows]),
-            )
+        # The shape correction learns from every row of the group (not only the fit's
+        # subsample): cost_models/gemm_shape.py; not for tuner measure's files, whose rows are
+        # max(kernel, JAX's dispatch) (a correction of floored rows would not be the kernel's).
+        # Opt-in (tuner calibrate --shape-correction): the shipped profiles carry none yet
+        # (README.md, "GEMM shape correction").
+        shaped = shape_correction
+        shape = _GemmShapeRows(table, group_rows, fmt, chip, fixed) if shaped else None
+        fit_only = np.full(len(rows), np.nan)
+
+        def held_out(
+            values, train, test, predict=predict, shape=shape, m=m, n=n, k=k, keys=n * 1_000_003 + k, fit_only=fit_only
+        ):
+            # The whole pipeline per fold: the fit on the training rows (values), its residuals
+            # on the group's rows of the training folds' weight shapes, their correction, the test rows.
+            seconds = predict(values, test)
+            fit_only[test] = seconds
+            assert shape is not None
+            correction = shape.fit(values, excluded_keys=np.unique(keys[test]))
+            return seconds * correction.factor(m[test], n[test], k[test])
+
+        report = _fit_group(
+            "gemm",
+            fmt,
+            specs,
+            predict,
+            measured,
+            n * 1_000_003 + k,
+            roofline,
+            seed,
+            folds,
+            fixed,
+            # Two starts: the split-K depth's loss has a second basin near the former 256.
+            starts=[{}, {"split_k_min_depth": 256.0}],
+            floor_s=table.dispatch_floor_s,
+            where=(table.path, table.lines[rows]),
+            # (tuner measure's floored rows: the fit alone, its floor in _fit_group's predict)
+            held_out=held_out if shape is not None else None,
         )
+        if shape is not None:
+            fit_errors = abs_rel_errors(fit_only, measured)
+            report.fit_only_median = float(np.nanmedian(fit_errors))
+            report.fit_only_p90 = float(np.nanquantile(fit_errors, 0.9))
+            report.shape_correction = shape.fit({name: v for name, v in report.values.items() if name not in fixed})
+        reports.append(report)
     return reports
+
+
+class _GemmShapeRows:
+    """Every row of one GEMM group, for its shape correction (cost_models/gemm_shape.py): the
+    table of the fitted model's log residuals on them, without the rows of ``excluded_keys``
+    (weight shapes n * 1_000_003 + k: a held-out fold's)."""
+
+    def __init__(self, table: KernelTable, rows: np.ndarray, fmt: str, chip: HardwareSpec, fixed: dict) -> None:
+        c = table.columns
+        self.m, self.n, self.k = (c[a][rows].astype(float) for a in "mnk")
+        self.seconds = c["latency"][rows] * 1e-3
+        self.keys = self.n * 1_000_003 + self.k
+        self.fmt, self.chip, self.fixed = fmt, chip, fixed
+
+    def fit(self, values: dict[str, float], excluded_keys: np.ndarray | None = None) -> GemmShapeCorrection:
+        kept = slice(None) if excluded_keys is None else ~np.isin(self.keys, excluded_keys)
+        m, n, k = self.m[kept], self.n[kept], self.k[kept]
+        fitted = gemm_time_s(m, n, k, self.fmt, self.chip, GemmParams(**self.fixed, **values))
+        return fit_shape_correction(m, n, k, np.log(self.seconds[kept] / fitted))
 
 
 # --- attention -------------------------------------------------------------------------------
@@ -966,6 +1052,7 @@ def fit_profile(
     max_rows_per_group: int | None = MAX_ROWS_PER_GROUP,
     system: str | None = None,
     on_group: Callable[[GroupReport], None] | None = None,
+    shape_correction: bool = False,
 ) -> tuple[CalibrationProfile, FitReport]:
     """Fit a profile for ``chip`` (catalog name) under ``backend`` from kernel measurement files
     (default: the repo's data/kernels copies). ``system``: the files' name for the chip (their
@@ -973,10 +1060,14 @@ def fit_profile(
     what ``tuner measure --system`` wrote). With the repo's files, the profile also gets the fused
     MoE kernel class fitted on data/kernels/moe_perf.csv.gz (``moe``). Returns the profile and
     the per-group report. ``on_group``: told each group's report as it is fitted (a group fitted
-    earlier in this process from the same collectives file is not fitted again, nor told)."""
+    earlier in this process from the same collectives file is not fitted again, nor told).
+    ``shape_correction``: also build each GEMM group's measured shape correction
+    (cost_models/gemm_shape.py) from every row of the group, its held-out error that of the fit
+    and the correction together (README.md, "GEMM shape correction"); off by default,
+    as in the shipped profiles."""
     token = _GROUP_FITTED.set(on_group)
     try:
-        return _fit_profile(kernel_files, chip, backend, seed, folds, max_rows_per_group, system)
+        return _fit_profile(kernel_files, chip, backend, seed, folds, max_rows_per_group, system, shape_correction)
     finally:
         _GROUP_FITTED.reset(token)
 
@@ -989,6 +1080,7 @@ def _fit_profile(
     folds: int,
     max_rows_per_group: int | None,
     system: str | None,
+    shape_correction: bool = False,
 ) -> tuple[CalibrationProfile, FitReport]:
     import time
 
@@ -1013,7 +1105,7 @@ def _fit_profile(
         before = len(reports)
         _refuse_formats_the_model_never_reads(table, system, backend)
         if table.kind == "gemm":
-            reports += fit_gemm(table, hardware, system, backend, seed, folds, max_rows_per_group)
+            reports += fit_gemm(table, hardware, system, backend, seed, folds, max_rows_per_group, shape_correction)
         elif table.kind == "context_attention":
             reports += fit_prefill(table, hardware, system, backend, seed, folds, max_rows_per_group)
         elif table.kind == "generation_attention":
@@ -1088,7 +1180,7 @@ def build_profile(
     collectives: dict[str, dict[str, dict[int, CollectiveParams]]] = {}
     for r in reports:
         if r.op_class == "gemm":
-            gemm[r.key] = GemmParams(**r.values)
+            gemm[r.key] = GemmParams(**r.values, shape_correction=r.shape_correction)
         elif r.op_class == "prefill_attention":
             prefill[r.key] = PrefillAttentionParams(**r.values)
         elif r.op_class == "decode_attention":
@@ -1110,6 +1202,8 @@ def build_profile(
             p90=r.cv_p90,
             roofline_median=r.roofline_median,
             roofline_p90=r.roofline_p90,
+            fit_only_median=r.fit_only_median,
+            fit_only_p90=r.fit_only_p90,
             warnings=r.warnings,
         )
         for r in reports
@@ -1125,6 +1219,18 @@ def build_profile(
             "parameter (cost_models/efficiency.py FIT)",
             f"held-out error: {folds}-fold CV grouped by weight shape (GEMM), attention shape "
             "(heads, kv heads, head dim) or message size (collectives)",
+            *(
+                [
+                    "GEMM shape correction (cost_models/gemm_shape.py, tuner calibrate --shape-correction): "
+                    "per group, a grid in log2 (m, n, k) of the shrunk Gaussian-weighted mean of the fit's log "
+                    "residuals over every row of the group in the file (settings and row count in each gemm "
+                    "entry's shape_correction); the held-out error is of the fit and the correction together, "
+                    "each fold's correction from its training folds' weight shapes (fit_only_median / "
+                    "fit_only_p90: the fit alone)"
+                ]
+                if any(r.shape_correction is not None for r in reports)
+                else []
+            ),
             "elementwise is a prior: decode-attention memory_eff and median GEMM launch_s",
             "per_layer_overhead_s and per_step_overhead_s: 0, to be fitted from end-to-end runs",
         ],

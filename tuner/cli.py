@@ -1625,6 +1625,14 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str, exit_code: int =
 )
 @click.option("--force", is_flag=True, help="With -o or --report: overwrite an existing file.")
 @click.option(
+    "--shape-correction",
+    is_flag=True,
+    help="Also fit each GEMM group's measured shape correction: a grid in log2 (m, n, k) of the fit's "
+    "log residuals over every row of the group, times which the GEMM time is taken near measured shapes "
+    "(cost_models/gemm_shape.py); the held-out error is then of the fit and the correction together. "
+    "For dense kernel files; the shipped profiles carry none (README.md, GEMM shape correction).",
+)
+@click.option(
     "--all",
     "every_pair",
     is_flag=True,
@@ -1657,6 +1665,7 @@ def calibrate_command(
     report: str | None,
     as_json: bool,
     force: bool,
+    shape_correction: bool,
 ) -> None:
     """Fit a calibration profile from kernel measurements (each operator class) or from end-to-end
     measurements (--points, --bench-json: the overheads a whole step shows), and print the
@@ -1686,6 +1695,7 @@ def calibrate_command(
             "--report": report is not None,
             "--json": as_json,  # only --all has no report to print as JSON
             "--force": force,
+            "--shape-correction": shape_correction,
         },
     )
     if every_pair:  # (the shipped profiles are --all's to rewrite; the report is the user's file)
@@ -1716,7 +1726,14 @@ def calibrate_command(
     def group_fitted(group: GroupReport) -> None:
         lines.say(f"{group.name} fitted from {group.rows:,} rows, held-out median error {group.cv_median:.1%}")
 
-    profile, fit_report = fit_profile(list(kernels) or None, hardware, backend, system=system, on_group=group_fitted)
+    profile, fit_report = fit_profile(
+        list(kernels) or None,
+        hardware,
+        backend,
+        system=system,
+        on_group=group_fitted,
+        shape_correction=shape_correction,
+    )
     if output:
         write_profile(profile, output)
     if as_json:
@@ -1754,7 +1771,7 @@ def _refuse_unused_calibrate_options(every_pair: bool, end_to_end: bool, given: 
     if given["--report"]:
         raise InvalidInputError("--report", "only written by --all", "add --all or drop --report")
     if end_to_end:
-        extra = [o for o in ("--kernels", "--system") if given[o]]
+        extra = [o for o in ("--kernels", "--system", "--shape-correction") if given[o]]
         if extra:
             raise InvalidInputError(
                 extra[0], "not used by an end-to-end fit (--points, --bench-json)", f"drop {extra[0]}"
