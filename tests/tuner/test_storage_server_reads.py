@@ -8,12 +8,10 @@ from the distribution's binaries); without one the test is skipped, as the worke
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from test_workers import _server_url
+from test_workers import _server_url, fresh_database
 
 from cli_helpers import run_cli
 
@@ -22,23 +20,7 @@ from cli_helpers import run_cli
 def empty_postgres_url() -> Iterator[str]:
     """A new, empty database on the server, dropped afterwards (the workers' fixture is shared by
     its module's tests, which write studies into it)."""
-    pytest.importorskip("psycopg2", reason="pip install -e '.[postgres]' for the PostgreSQL driver")
-    import sqlalchemy
-
-    server = _server_url()
-    name = f"tuner_test_{uuid.uuid4().hex[:8]}"
-    admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
-    except sqlalchemy.exc.OperationalError as error:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL at {server} is not reachable: {str(error).splitlines()[0]}")
-    yield server.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
+    yield from fresh_database(_server_url())
 
 
 def _tables(url: str) -> list[str]:

@@ -11,6 +11,7 @@ import sqlite3
 import numpy as np
 import optuna
 import pytest
+import test_batch_tpe
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -117,24 +118,9 @@ def test_a_history_under_the_random_start_is_refused() -> None:
         run_search(RESUMED, "sqlite:///:memory:", sampler="tpe", tpe_history=5)
 
 
-# PaLM 540B on 64/128 TPU v4 chips (tests/tuner/test_batch_tpe.py's resumed study): 528
+# PaLM 540B on 64/128 TPU v4 chips (test_batch_tpe.py's resumed study, without its trial count): 528
 # configurations, some over the TPOT limit or not fitting, so the history holds infeasible trials.
-RESUMED = {
-    "name": "resumed",
-    "model": "palm-540b",
-    "hardware": "tpu-v4",
-    "workload": {"prompt_len": 128, "gen_len": 8},
-    "space": {
-        "chips": [64, 128],
-        "batch": [1, 4, 16, 32, 64, 128],
-        "decode_ffn_layout": ["ws_1d", "ws_2d"],
-        "weight_bits": [16, 8],
-    },
-    "objectives": [{"metric": "decode.step_latency_s"}, {"metric": "decode.cost_chip_s_per_token"}],
-    "constraints": {"fits": True, "max_tpot_s": 0.05},
-    "sampler": "random",
-    "seed": 0,
-}
+RESUMED = {key: value for key, value in test_batch_tpe.RESUMED.items() if key != "trials"}
 
 
 def _resume(url: str, monkeypatch, seed: int, held: int, history: int | None):

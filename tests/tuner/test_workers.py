@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -77,13 +78,12 @@ def _server_url() -> str | None:
     return done.stdout.strip()
 
 
-@pytest.fixture(scope="module")
-def postgres_url() -> str:
-    """A fresh database on the server, dropped afterwards."""
+def fresh_database(server: str) -> Iterator[str]:
+    """A new database on ``server`` (its URL yielded), dropped afterwards; skipped where the server
+    is not reachable outside CI (in CI it must be)."""
     pytest.importorskip("psycopg2", reason="pip install -e '.[postgres]' for the PostgreSQL driver")
     import sqlalchemy
 
-    server = _server_url()
     name = f"tuner_test_{uuid.uuid4().hex[:8]}"
     admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
     try:
@@ -99,6 +99,12 @@ def postgres_url() -> str:
     with admin.connect() as connection:
         connection.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
     admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the server, dropped afterwards."""
+    yield from fresh_database(_server_url())
 
 
 def _run_workers(spec: Path, url: str, count: int = 4) -> list[subprocess.CompletedProcess]:
