@@ -492,8 +492,7 @@ def fit_gemm(
         # max(kernel, JAX's dispatch) (a correction of floored rows would not be the kernel's).
         # Opt-in (tuner calibrate --shape-correction): the shipped profiles carry none yet
         # (README.md, "GEMM shape correction").
-        shaped = shape_correction
-        shape = _GemmShapeRows(table, group_rows, fmt, chip, fixed) if shaped else None
+        shape = _GemmShapeRows(table, group_rows, fmt, chip, fixed) if shape_correction else None
         fit_only = np.full(len(rows), np.nan)
 
         def held_out(
@@ -503,7 +502,8 @@ def fit_gemm(
             # on the group's rows of the training folds' weight shapes, their correction, the test rows.
             seconds = predict(values, test)
             fit_only[test] = seconds
-            assert shape is not None
+            if shape is None:  # (held_out is passed only with a shape: below)
+                raise RuntimeError("the GEMM shape correction's rows are missing")
             correction = shape.fit(values, excluded_keys=np.unique(keys[test]))
             return seconds * correction.factor(m[test], n[test], k[test])
 
