@@ -18,6 +18,7 @@ from cost_models.deployment import Overlap
 from cost_models.deployments import Deployment, Deployments, engine_problem_mask
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
+from cost_models.metrics import REQUEST_RATE_PER_S_RANGE
 from cost_models.models import ModelSpec, get_model
 from cost_models.serving import (
     NO_OVERHEADS,
@@ -62,10 +63,15 @@ def max_stable_rate(
 
     coarse = rate * np.geomspace(1e-6, 1.0, _RATE_GRID)
     ok = stable(coarse)
-    if not np.any(ok):
-        return 0.0
     if not ok[0]:
-        return 0.0
+        # A rate over a million times what the engine sustains (--request-rate 1e9 on one H100:
+        # 1,000 req/s, the grid's foot, unstable too): search again below the foot, down to the
+        # lowest rate a study or command takes; 0.0 only where none of that is stable.
+        if coarse[0] <= REQUEST_RATE_PER_S_RANGE[0]:
+            return 0.0
+        return max_stable_rate(
+            deployment, replace(w1, request_rate=coarse[:1]), calibration=calibration, overlap=overlap
+        )
     last = int(np.argmin(ok)) - 1 if not np.all(ok) else _RATE_GRID - 1  # before the first unstable
     low, high = coarse[last], coarse[min(last + 1, _RATE_GRID - 1)]
     fine = np.linspace(low, high, _RATE_GRID)
@@ -230,7 +236,11 @@ def unstable_note(
     rate = float(w.request_rate[0])
     return max_rate, (
         f"unstable: {rate:g} req/s is beyond capacity ({why}; the queue grows without bound); "
-        f"the highest sustainable rate is about {max_rate:.3g} req/s"
+        + (
+            f"the highest sustainable rate is about {max_rate:.3g} req/s"
+            if max_rate > 0.0
+            else f"no rate down to {REQUEST_RATE_PER_S_RANGE[0]:g} req/s is sustainable"
+        )
     )
 
 

@@ -160,6 +160,20 @@ def test_serve_grid_matches_the_bisection():
     assert stable.tolist() == [True, True, True, False, False]
 
 
+def test_a_rate_a_million_times_too_high_still_finds_the_highest_sustainable_rate(capsys):
+    # The grid of rates below the asked one started at a millionth of it: at 1e9 req/s (the
+    # highest a command takes) its foot, 1,000 req/s, was unstable too and the answer was 0
+    # ("the highest sustainable rate is about 0 req/s"); one H100 sustains ~32/s (1024/128).
+    at_1000 = estimate_serving_one("llama-3-8b", "h100-sxm", chips=1, prompt_len=1024, gen_len=128, request_rate=1000)
+    at_1e9 = estimate_serving_one("llama-3-8b", "h100-sxm", chips=1, prompt_len=1024, gen_len=128, request_rate=1e9)
+    best = at_1000["serving"]["max_stable_request_rate"]
+    assert best > 10.0
+    assert at_1e9["serving"]["max_stable_request_rate"] == pytest.approx(best, rel=0.02)
+    code, out, err = run_cli(capsys, *BASE, "--request-rate", "1e9", *LOAD)
+    assert code == 0 and "highest sustainable rate is about 0 " not in out
+    assert "highest sustainable rate is about" in out
+
+
 @pytest.mark.parametrize(
     ("args", "fields"),
     [
