@@ -12,18 +12,15 @@ import numpy as np
 import optuna
 import pytest
 import test_batch_tpe
-from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
 from tuner.optuna_internals import BatchTPESampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-WIDE = {f"q{i}": CategoricalDistribution(list(range(n))) for i, n in enumerate((2, 3, 5, 8, 4, 7))}
-
-
-def _objectives(p: dict) -> list[float]:
-    return [float(p["q0"] * 3 + p["q3"] - p["q5"]), float((p["q2"] - 2) ** 2 + p["q1"] * p["q4"])]
+# test_batch_tpe's wide space, objectives and batched history (64 asked, then told).
+WIDE = test_batch_tpe.WIDE
+_objectives = test_batch_tpe._objectives
 
 
 def _front_numbers(numbers: list[int], values: list[list[float]], directions: list[str]) -> set[int]:
@@ -86,14 +83,7 @@ def test_under_the_history_size_it_samples_what_optunas_tpe_samples() -> None:
     """A study that never outgrows the history: exactly Optuna's TPESampler (no constant liar),
     so tests/tuner/test_batch_tpe.py's equivalence holds for studies under the window."""
 
-    def run(sampler):
-        study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
-        for _ in range(6):
-            asked = [study.ask(WIDE) for _ in range(64)]
-            for trial in asked:
-                study.tell(trial, _objectives(trial.params))
-        return [tuple(t.params.values()) for t in study.trials]
-
+    run = test_batch_tpe._wide_history
     ours = run(BatchTPESampler(seed=11, multivariate=True, history=384, n_startup_trials=64))
     theirs = run(optuna.samplers.TPESampler(seed=11, multivariate=True, constant_liar=False, n_startup_trials=64))
     assert ours == theirs
