@@ -50,7 +50,7 @@ from cost_models.disaggregated import (
 from cost_models.dtypes import BF16, FP8, INT8, dtype_name, parse_dtype
 from cost_models.errors import InvalidInputError, refuse_outside
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
-from cost_models.metrics import REQUEST_RATE_PER_S_RANGE
+from cost_models.input_ranges import LATENCY_LIMIT_S_RANGE, REQUEST_RATE_PER_S_RANGE
 from cost_models.models import ModelSpec, get_model
 from cost_models.serving import (
     ENGINE_DEFAULTS,
@@ -227,14 +227,17 @@ class CapacityProblem:
         """The load at ``rate`` per instance under the engine's defaults, over ``data_parallel``
         ranks (None: one): the batch limit the engine launched with its defaults runs, as
         ``tuner estimate`` scores it (serving.default_max_batch_size)."""
-        return make_workloads(
+        workloads = make_workloads(
             len(rate),
             backend=self.backend,
-            request_rate=rate,
+            request_rate=self.request_rate,
             prompt_len=self.prompt_len,
             gen_len=self.gen_len,
             data_parallel=1.0 if data_parallel is None else data_parallel,
         )
+        # Built at the user's rate (validated: problem), then each instance's share of it, which
+        # may be below the range a user's rate is held to (1e-6 req/s over 8 replicas).
+        return replace(workloads, request_rate=np.asarray(rate, dtype=np.float64))
 
 
 def problem(
@@ -279,8 +282,9 @@ def problem(
         ("max_tpot_s", max_tpot_s),
         *[(n, v) for n, v in percentiles if v is not None],
     ):
-        if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
-            raise InvalidInputError(name, f"must be a positive number, got {value!r}", f"pass {name} above 0")
+        # From a microsecond to a day, not only above 0: 1e-300 s was taken (input_ranges).
+        flag = "--" + name.replace("_", "-")
+        refuse_outside(name, value, LATENCY_LIMIT_S_RANGE, "a latency limit in seconds", f"pass e.g. {flag} 0.5")
     for name, whole in (("prompt_len", prompt_len), ("gen_len", gen_len), ("max_chips", max_chips)):
         if not isinstance(whole, (int, np.integer)) or isinstance(whole, bool) or whole < 1:
             raise InvalidInputError(name, f"must be a whole number >= 1, got {whole!r}", f"pass {name} of 1 or more")

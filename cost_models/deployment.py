@@ -56,9 +56,10 @@ from cost_models.deployments import (
 from cost_models.distinct import repeated_rows
 from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, dtype_name, lookup, parse_dtype
 from cost_models.efficiency import gemm_time_s
-from cost_models.errors import InvalidInputError
+from cost_models.errors import InvalidInputError, refuse_outside
 from cost_models.hardware import ENGINE_DISPLAY_NAMES, HardwareSpec, get_hardware
 from cost_models.inference_configs import DECODE, InferenceConfigs
+from cost_models.input_ranges import MEMORY_FRACTION_RANGE
 from cost_models.model_counts import active_block_params, context_that_fits, model_flops_utilization
 from cost_models.models import ModelSpec, get_model
 from cost_models.moe import EP_IMBALANCE, busiest_rank_woken_factor, ep_dispatch_bytes_per_chip, experts_woken
@@ -1237,9 +1238,10 @@ def estimate(
     lower bound). ``compute_s``/``memory_s`` stay the roofline's terms either way."""
     if overlap not in OVERLAPS:
         raise InvalidInputError("overlap", f"unknown value {overlap!r}", f"use {' or '.join(OVERLAPS)}")
-    if kv_memory_fraction is not None and not 0 < kv_memory_fraction <= 1:
-        raise InvalidInputError(
-            "kv_memory_fraction", f"{kv_memory_fraction} is not in (0, 1]", "pass a fraction such as 0.3"
+    if kv_memory_fraction is not None:
+        # From 0.01, not only above 0: 1e-300 was taken (cost_models.input_ranges says why).
+        refuse_outside(
+            "kv_memory_fraction", kv_memory_fraction, MEMORY_FRACTION_RANGE, "a share", "pass a fraction such as 0.3"
         )
     d = deployments
     n = len(d)

@@ -231,7 +231,7 @@ def estimate_disaggregated_one(
     elif concurrency is None and result.running_p999[0] >= result.max_concurrency[0]:
         # The decode pool's batch swings up to its slots now and then, as estimate says of an
         # aggregated replica (serving_one.swings_note).
-        notes.append(swings_note(workloads, result, 0))
+        notes.append(swings_note(workloads, result, 0, disaggregated=True))
     return {
         "model": model_spec.name,
         "hardware": chip.name,

@@ -54,8 +54,22 @@ def from_validation_error(error: pydantic.ValidationError, where: str) -> Invali
         given = repr(first["input"])
         given = given if len(given) <= 80 else given[:77] + "..."  # a 5,000-character string
         return InvalidInputError(field, message, f"got {given}; write {written} without quotes")
+    bound = _BOUND_FIXES.get(str(first.get("type", "")))
+    context = first.get("ctx") or {}
+    if bound is not None and "input" in first and isinstance(context.get(bound[0]), (int, float)):
+        # Out of a numeric bound (max_ttft_s: 1e-300): the value given and which way to move it.
+        key, fix = bound
+        return InvalidInputError(field, message, f"got {first['input']!r}; {fix} {context[key]:g}")
     return InvalidInputError(field, message)
 
+
+#: pydantic's error type of a numeric bound: its context key and how to meet it.
+_BOUND_FIXES = {
+    "greater_than_equal": ("ge", "write at least"),
+    "greater_than": ("gt", "write more than"),
+    "less_than_equal": ("le", "write at most"),
+    "less_than": ("lt", "write less than"),
+}
 
 #: How to write a value of each pydantic type kind whose type was wrong.
 _TYPE_FIXES = {"float": "a number", "int": "a whole number", "bool": "true or false"}

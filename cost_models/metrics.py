@@ -46,16 +46,6 @@ USD_PER_MILLION_TOKENS = "USD/M tokens"
 SECONDS_PER_HOUR = 3600.0
 TOKENS_PER_MILLION = 1e6
 
-#: The user's money and load, bounded (``cost_models.errors.refuse_outside``). A price, cost
-#: limit or request rate only "above 0" took 1e-320, a subnormal: `tuner recommend` priced every
-#: plan at $0 a million tokens, `tuner simulate` printed "simulated inf s" and NaN throughputs; a
-#: price of 1e300 printed 60-digit dollars. The ranges span six orders of magnitude either side
-#: of a dollar a chip-hour (cloud GPUs rent for $0.1 to $100) and of one request a second; the
-#: top request rate is the study spec's (1e9 a second), the top price its 1e6.
-PRICE_PER_CHIP_HOUR_USD_RANGE = (1e-6, 1e6)
-COST_LIMIT_USD_PER_MILLION_TOKENS_RANGE = (1e-6, 1e6)
-REQUEST_RATE_PER_S_RANGE = (1e-6, 1e9)
-
 
 def usd_per_million_tokens(chip_s_per_token: Any, price_per_chip_hour_usd: float) -> Any:
     """Dollars per million tokens from chip-seconds per token at ``price_per_chip_hour_usd``:

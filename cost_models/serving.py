@@ -48,6 +48,7 @@ from cost_models.deployments import Deployments
 from cost_models.dtypes import BYTES_PER_ELEMENT
 from cost_models.errors import InvalidInputError
 from cost_models.inference_configs import MAX_SIZE
+from cost_models.input_ranges import MEMORY_FRACTION_RANGE, REQUEST_RATE_PER_S_RANGE
 from cost_models.iteration import IterationShapes, iteration_shapes, iteration_times
 from cost_models.partitioning import gathered_weight_buffer_bytes, mxfp4_checkpoint_extra_bytes, weight_bytes_per_chip
 from cost_models.topology import Network, network_for
@@ -316,12 +317,15 @@ def validate_workloads(w: ServingWorkloads) -> None:
         "must be a whole number >= 1",
         "pass --concurrency 1 or more",
     )
+    # Within the range the CLI and the spec take (cost_models.input_ranges), not only above 0:
+    # make_workloads(request_rate=1e-320), a subnormal, was taken.
+    low_rate, high_rate = REQUEST_RATE_PER_S_RANGE
     _check(
         "request_rate",
-        ~closed & ~(np.isfinite(w.request_rate) & (w.request_rate > 0)),
+        ~closed & ~((w.request_rate >= low_rate) & (w.request_rate <= high_rate)),  # NaN fails too
         w.request_rate,
-        "must be a positive number of requests per second",
-        "pass --request-rate above 0",
+        f"must be from {low_rate:g} to {high_rate:g} requests per second",
+        "pass e.g. --request-rate 10",
     )
     for name in ("prompt_len", "gen_len", "max_batch_size", "max_num_tokens", "kv_block_size"):
         values = getattr(w, name)
@@ -340,11 +344,13 @@ def validate_workloads(w: ServingWorkloads) -> None:
         "must be in [0, 1)",
         "pass a share such as 0.5",
     )
+    # From 0.01, not only above 0: 1e-300 was taken (cost_models.input_ranges says why).
+    low_share, high_share = MEMORY_FRACTION_RANGE
     _check(
         "memory_fraction",
-        ~((w.memory_fraction > 0) & (w.memory_fraction <= 1)),
+        ~((w.memory_fraction >= low_share) & (w.memory_fraction <= high_share)),
         w.memory_fraction,
-        "must be in (0, 1]",
+        f"must be from {low_share:g} to {high_share:g}",
         "pass a share such as 0.9",
     )
     uncached = w.prompt_len * (1.0 - w.prefix_hit_rate)

@@ -18,7 +18,7 @@ from cost_models.deployment import Overlap
 from cost_models.deployments import Deployment, Deployments, engine_problem_mask
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
-from cost_models.metrics import REQUEST_RATE_PER_S_RANGE
+from cost_models.input_ranges import REQUEST_RATE_PER_S_RANGE
 from cost_models.models import ModelSpec, get_model
 from cost_models.serving import (
     NO_OVERHEADS,
@@ -191,10 +191,15 @@ def load_notes(
     return max_rate, notes
 
 
-def swings_note(workloads: ServingWorkloads, result: ServingEstimate, index: int = 0) -> str:
+def swings_note(
+    workloads: ServingWorkloads, result: ServingEstimate, index: int = 0, *, disaggregated: bool = False
+) -> str:
     """An open loop whose running batch, stable on average, swings up to its cap
     (``running_p999`` >= ``max_concurrency``): the line saying the means leave out the waits (and,
-    where the KV cache is the cap, the preemptions) the swings bring."""
+    where the KV cache is the cap, the preemptions) the swings bring. ``disaggregated``: the
+    decode pool's batch; `tuner simulate` runs aggregated deployments only, so the line names
+    what does run on disaggregated pools (tuner estimate with more decode instances or a lower
+    rate, until the note goes)."""
     limited_by = str(result.limited_by[index])
     holder = _holder(limited_by, workloads.row(index))
     limit = int(max(result.max_concurrency[index], 0.0))
@@ -203,8 +208,15 @@ def swings_note(workloads: ServingWorkloads, result: ServingEstimate, index: int
         f"near capacity: the running batch swings with the arrivals (mean {float(result.running[index]):.0f}, "
         f"99.9th percentile about {float(result.running_p999[index]):.0f} sequences) up to its cap ({holder} "
         f"{limit}): now and then requests wait for a slot (its mean wait is in TTFT, an M/G/c estimate)"
-        f"{preempted}, and TTFT and TPOT can run above these means (near 95-98% of capacity TTFT came to "
-        "0.1-1.1x tuner simulate's, docs/serving.md; tuner simulate shows by how much)"
+        f"{preempted}, and TTFT and TPOT can run above these means"
+        + (
+            # No simulation of disaggregated pools exists to say by how much (docs/serving.md).
+            " (tuner simulate has no disaggregated mode to say by how much: run tuner estimate again with "
+            "more --decode-instances or a lower --request-rate until this note goes)"
+            if disaggregated
+            else " (near 95-98% of capacity TTFT came to 0.1-1.1x tuner simulate's, docs/serving.md; tuner "
+            "simulate shows by how much)"
+        )
     )
 
 

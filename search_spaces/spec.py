@@ -42,13 +42,14 @@ from cost_models.dtypes import BitsChoice, weight_bits_default
 from cost_models.errors import InvalidInputError, from_validation_error
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.input_files import read_regular_text
-from cost_models.metrics import (
+from cost_models.input_ranges import (
     COST_LIMIT_USD_PER_MILLION_TOKENS_RANGE,
-    METRICS,
+    LATENCY_LIMIT_S_RANGE,
+    MEMORY_FRACTION_RANGE,
     PRICE_PER_CHIP_HOUR_USD_RANGE,
     REQUEST_RATE_PER_S_RANGE,
-    Direction,
 )
+from cost_models.metrics import METRICS, Direction
 from cost_models.models import ModelSpec, get_model
 from cost_models.partitioning import AttentionSharding, FfnLayout
 
@@ -263,35 +264,42 @@ class Constraints(BaseModel):
         "holds the weights, an iteration's activations and one whole sequence's KV cache (a deployment "
         "that does not, or cannot sustain its open-loop rate, is infeasible either way).",
     )
+    # Each latency limit from a microsecond to a day, not only above 0: 1e-300 s was taken
+    # (cost_models.input_ranges says why those bounds).
     max_ttft_s: StrictFloat | None = Field(
         default=None,
-        gt=0,
+        ge=LATENCY_LIMIT_S_RANGE[0],
+        le=LATENCY_LIMIT_S_RANGE[1],
         allow_inf_nan=False,
         description="Prefill latency SLO, seconds; with a serving: section, the TTFT under load "
         "(queueing and prefill interference included).",
     )
     max_tpot_s: StrictFloat | None = Field(
         default=None,
-        gt=0,
+        ge=LATENCY_LIMIT_S_RANGE[0],
+        le=LATENCY_LIMIT_S_RANGE[1],
         allow_inf_nan=False,
         description="Decode step latency SLO, seconds; with a serving: section, the mean TPOT under load.",
     )
     max_tpot_p99_s: StrictFloat | None = Field(
         default=None,
-        gt=0,
+        ge=LATENCY_LIMIT_S_RANGE[0],
+        le=LATENCY_LIMIT_S_RANGE[1],
         allow_inf_nan=False,
         description="99th percentile TPOT SLO under load, seconds (needs a serving: section).",
     )
     max_ttft_p90_s: StrictFloat | None = Field(
         default=None,
-        gt=0,
+        ge=LATENCY_LIMIT_S_RANGE[0],
+        le=LATENCY_LIMIT_S_RANGE[1],
         allow_inf_nan=False,
         description="90th percentile TTFT SLO under load, seconds (needs a serving: section): the steady "
         "state's ttft_p90_s (docs/serving.md, Percentiles: within 0.84-1.11x of tuner simulate's below capacity).",
     )
     max_ttft_p99_s: StrictFloat | None = Field(
         default=None,
-        gt=0,
+        ge=LATENCY_LIMIT_S_RANGE[0],
+        le=LATENCY_LIMIT_S_RANGE[1],
         allow_inf_nan=False,
         description="99th percentile TTFT SLO under load, seconds (needs a serving: section): the steady "
         "state's ttft_p99_s.",
@@ -412,8 +420,9 @@ class Serving(BaseModel):
     )
     memory_fraction: StrictFloat | None = Field(
         default=None,
-        gt=0,
-        le=1,
+        # From 0.01, not only above 0: 1e-300 was taken (cost_models.input_ranges).
+        ge=MEMORY_FRACTION_RANGE[0],
+        le=MEMORY_FRACTION_RANGE[1],
         allow_inf_nan=False,
         description="The engine's memory knob, read by its rule (TensorRT-LLM: of the memory weights and activations "
         "leave; vLLM: of all memory; SGLang: of all memory, for weights and KV cache) [engine default].",

@@ -77,7 +77,7 @@ def _request_rate(ctx: click.Context, param: click.Parameter, value: float | Non
     1e-320 through (``tuner simulate``: "simulated inf s", NaN throughputs) and 1e300 (overflow)."""
     if value is not None:
         from cost_models.errors import refuse_outside
-        from cost_models.metrics import REQUEST_RATE_PER_S_RANGE
+        from cost_models.input_ranges import REQUEST_RATE_PER_S_RANGE
 
         refuse_outside(
             "request_rate", value, REQUEST_RATE_PER_S_RANGE, "requests per second", "pass e.g. --request-rate 10"

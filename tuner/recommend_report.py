@@ -15,7 +15,8 @@ from cost_models.deployment import context_notes, fp8_gemm_cost_text
 from cost_models.deployments import engine_kv_formats
 from cost_models.dtypes import BF16, FP8, dtype_name
 from cost_models.errors import InvalidInputError, refuse_outside
-from cost_models.metrics import PRICE_PER_CHIP_HOUR_USD_RANGE, usd_per_hour, usd_per_million_tokens
+from cost_models.input_ranges import PRICE_PER_CHIP_HOUR_USD_RANGE
+from cost_models.metrics import usd_per_hour, usd_per_million_tokens
 from tuner.tables import _console, _plain, _seconds, calibration_line
 
 #: Runners-up shown (and kept in --json) after each mode's best configuration.

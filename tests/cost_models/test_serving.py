@@ -294,6 +294,15 @@ def test_chunked_prefill_admits_prompts_longer_than_the_token_budget() -> None:
         ({"concurrency": 4, "prefix_hit_rate": 1.0}, "prefix_hit_rate"),
         ({"concurrency": 4, "memory_fraction": 0.0}, "memory_fraction"),
         ({"concurrency": 4, "max_batch_size": 0}, "max_batch_size"),
+        # Held to the range the CLI and the spec take (cost_models.input_ranges): above 0 took a
+        # subnormal rate (1e-320) and 1e300, and a memory fraction of 1e-300.
+        ({"request_rate": 1e-320}, "request_rate"),
+        ({"request_rate": 5e-324}, "request_rate"),
+        ({"request_rate": 1e-7}, "request_rate"),
+        ({"request_rate": 1e300}, "request_rate"),
+        ({"request_rate": np.array([5.0, 1e-320])}, "request_rate"),
+        ({"concurrency": 4, "memory_fraction": 1e-300}, "memory_fraction"),
+        ({"concurrency": 4, "memory_fraction": 0.005}, "memory_fraction"),
     ],
 )
 def test_bad_workloads_name_the_field(kwargs: dict, field: str) -> None:
@@ -301,6 +310,17 @@ def test_bad_workloads_name_the_field(kwargs: dict, field: str) -> None:
         make_workloads(backend="vllm", prompt_len=1024, gen_len=128, **kwargs)
     assert error.value.field == field
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"request_rate": 1e-6}, {"request_rate": 1e9}, {"concurrency": 4, "memory_fraction": 0.01}],
+    ids=["lowest rate", "highest rate", "lowest memory fraction"],
+)
+def test_workloads_at_the_range_bounds_are_taken(kwargs: dict) -> None:
+    w = make_workloads(backend="vllm", prompt_len=1024, gen_len=128, **kwargs)
+    for name, value in kwargs.items():
+        assert float(getattr(w, name)[0]) == value
 
 
 def test_a_model_that_leaves_no_room_for_one_sequence_is_infeasible_not_zero() -> None:

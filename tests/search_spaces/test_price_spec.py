@@ -97,7 +97,7 @@ def test_price_is_part_of_the_hash_and_absent_leaves_it() -> None:
     assert parse_spec({**plain, "price_per_chip_hour_usd": PRICE}).spec_hash != without.spec_hash
 
 
-# A price is from 1e-6 to 1e6 dollars a chip-hour (cost_models.metrics.PRICE_PER_CHIP_HOUR_USD_RANGE).
+# A price is from 1e-6 to 1e6 dollars a chip-hour (cost_models.input_ranges.PRICE_PER_CHIP_HOUR_USD_RANGE).
 BELOW_THE_RANGE = "price_per_chip_hour_usd: Input should be greater than or equal to 0.000001"
 
 

@@ -287,7 +287,7 @@ def test_ttft_percentile_constraints_validate_hash_and_compile(name: str) -> Non
     key = name.removeprefix("max_")
     column = [c for c in compiled.constraints if c.name == name][0]
     np.testing.assert_allclose(column.compute(evaluation), getattr(evaluation.serving, key) - 0.5)
-    for bad, words in ((-1.0, f"constraints.{name}: Input should be greater than 0"), ("1", name)):
+    for bad, words in ((-1.0, f"constraints.{name}: Input should be greater than or equal to 0.000001"), ("1", name)):
         wrong = copy.deepcopy(data)
         wrong["constraints"][name] = bad
         assert words in refused(wrong)

@@ -179,3 +179,24 @@ def test_each_pool_takes_its_own_batch_limit(capsys) -> None:
 def test_conflicting_or_bad_pool_batch_limits_are_one_line(capsys, args: tuple[str, ...], words: str) -> None:
     line = assert_one_error_line(*run_cli(capsys, *SHORT, *args), fields=(words.partition(":")[0],))
     assert line.startswith(f"error: {words}"), line
+
+
+def test_the_near_capacity_note_of_pools_names_what_runs(capsys) -> None:
+    """Llama-3-70B TP8 pools, decode slots 28, at 5 requests/s (test_disaggregated: a decode
+    batch of about 15 whose 99.9th percentile, about 32, reaches the 28): the near-capacity note.
+    It said "tuner simulate shows by how much", and simulate has no disaggregated mode (no
+    --prefill-instances); it names what does run, and doing it (2 decode instances) clears it."""
+    args = (
+        "estimate", "--model", "llama-3-70b", "--hardware", "h100-sxm", "--tp", "8", "--backend", "trtllm",
+        "--prompt-len", "2048", "--gen-len", "256", "--request-rate", "5", "--decode-max-batch-size", "28",
+        "--prefill-instances", "1",
+    )  # fmt: skip
+    code, out, err = run_cli(capsys, "simulate", "--help")
+    assert code == 0 and "--prefill-instances" not in out and "--decode-instances" not in out
+    notes = _json(capsys, *args, "--decode-instances", "1")["serving"]["notes"]
+    near = [note for note in notes if note.startswith("near capacity:")]
+    assert len(near) == 1
+    assert "simulate shows" not in near[0]
+    assert "tuner estimate" in near[0] and "--decode-instances" in near[0] and "--request-rate" in near[0]
+    more = _json(capsys, *args, "--decode-instances", "2")["serving"]["notes"]
+    assert not any(note.startswith("near capacity:") for note in more)
