@@ -89,7 +89,15 @@ SERVING_DIMENSIONS = (
 )
 #: Dimensions of disaggregated serving (``mode: disaggregated`` or ``both``): whether a candidate
 #: is disaggregated (``both`` only), a prefill instance's mesh, and the instances of each pool.
-POOL_DIMENSIONS = ("disaggregated", "prefill_mesh", "prefill_instances", "decode_instances", "prefill_dp", "prefill_ep")
+POOL_DIMENSIONS = (
+    "disaggregated",
+    "prefill_mesh",
+    "prefill_instances",
+    "decode_instances",
+    "prefill_dp",
+    "prefill_ep",
+    "prefill_max_batch_size",
+)
 #: A prefill instance's attention DP and EP (engine vocabulary; dimensions only where the spec lists them).
 PREFILL_DEGREES = ("prefill_dp", "prefill_ep")
 #: The :class:`Deployments` column each dimension sets.
@@ -654,6 +662,9 @@ def _add_pool_dimensions(
     for name in ("prefill_instances", "decode_instances"):
         labels[name] = tuple(getattr(serving, name) or (1,))
         values[name] = np.array(labels[name], dtype=np.float64)
+    if serving.prefill_max_batch_size:  # a dimension only where listed (else max_batch_size's)
+        labels["prefill_max_batch_size"] = tuple(serving.prefill_max_batch_size)
+        values["prefill_max_batch_size"] = np.array(labels["prefill_max_batch_size"], dtype=np.float64)
 
 
 def _tp_mesh_twins(meshes: np.ndarray, choices) -> np.ndarray:
@@ -728,7 +739,7 @@ def structurally_valid(study: CompiledStudy, indices: dict[str, np.ndarray]) -> 
         budget = space.values["max_num_tokens"][indices["max_num_tokens"]]
         valid &= chunked | (study.spec.workload.prompt_len * (1.0 - serving.prefix_hit_rate) <= budget)
         if "disaggregated" in indices:  # mode both: an aggregated candidate has no pools to vary
-            names = ("prefill_mesh", "prefill_instances", "decode_instances", *PREFILL_DEGREES)
+            names = POOL_DIMENSIONS[1:]
             pools = [indices[name] for name in names if name in indices]
             valid &= (indices["disaggregated"] == 1) | np.all([p == 0 for p in pools], axis=0)
         if "prefill_mesh" in indices and "prefill_ffn_layout" in indices and study.hardware.kind == "gpu":
@@ -1046,6 +1057,8 @@ class Pools:
     # A prefill instance's attention DP and EP by candidate, where the spec searches them (None: 1).
     prefill_dp: np.ndarray | None = None
     prefill_ep: np.ndarray | None = None
+    # A prefill instance's batch limit by candidate, where listed (None: the max_batch_size's).
+    prefill_max_batch_size: np.ndarray | None = None
 
 
 def _disaggregated(
@@ -1069,6 +1082,7 @@ def _disaggregated(
         None,
         prefill_dp=pool_columns.get("prefill_dp"),
         prefill_ep=pool_columns.get("prefill_ep"),
+        prefill_max_batch_size=pool_columns.get("prefill_max_batch_size"),
     )
     rows = np.flatnonzero(chosen)
     if rows.size == 0:
@@ -1092,14 +1106,24 @@ def _disaggregated(
     prefill = make_deployments(
         study.model, study.hardware, prompt_len=workload.prompt_len, gen_len=workload.gen_len, **prefill_columns
     )
+    decode_workloads = workloads.take(rows)
+    # A listed prefill_max_batch_size is the prefill instance's own limit, as tuner estimate
+    # --prefill-max-batch-size scores it (serve_disaggregated's prefill_workloads); else the
+    # decode instance's max_batch_size bounds both pools, as before it could be listed.
+    prefill_workloads = (
+        None
+        if pools.prefill_max_batch_size is None
+        else replace(decode_workloads, max_batch_size=pools.prefill_max_batch_size[rows])
+    )
     estimate_rows = serve_disaggregated(
         prefill,
         deployments.take(rows),
-        workloads.take(rows),
+        decode_workloads,
         prefill_instances=pools.prefill_instances[rows],
         decode_instances=pools.decode_instances[rows],
         calibration=study.calibration,
         overlap=study.spec.overlap,
+        prefill_workloads=prefill_workloads,
     )
     merged = {}
     for f in fields(ServingEstimate):
@@ -1185,13 +1209,13 @@ def _engine_in_force(evaluation: Evaluation, row: int, pool_rows: DisaggregatedE
     assert workloads is not None and evaluation.serving is not None
     limits = pool_rows.limited_by[where] if pool_rows is not None else evaluation.serving.limited_by[row]
     knobs = workloads.row(row)
-    return {
-        "limited_by": str(limits),
-        "engine": {
-            "backend": knobs["engine"],
-            **{k: knobs[k] for k in (*ENGINE_KNOBS, "memory_fraction", "prefix_hit_rate")},
-        },
-    }
+    engine = {"backend": knobs["engine"]}
+    engine.update({k: knobs[k] for k in (*ENGINE_KNOBS, "memory_fraction", "prefix_hit_rate")})
+    pools = evaluation.pools
+    if pool_rows is not None and pools is not None and pools.prefill_max_batch_size is not None:
+        # max_batch_size above is the decode instance's; the prefill instance's was its own.
+        engine["prefill_max_batch_size"] = int(pools.prefill_max_batch_size[row])
+    return {"limited_by": str(limits), "engine": engine}
 
 
 def _swings(evaluation: Evaluation, row: int) -> dict:
@@ -1228,7 +1252,7 @@ def candidate_workload(evaluation: Evaluation, row: int) -> dict | None:
         data["prefill_mesh"] = [int(a) for a in pools.prefill_mesh[row]]
         data["prefill_instances"] = int(pools.prefill_instances[row])
         data["decode_instances"] = int(pools.decode_instances[row])
-        for name in PREFILL_DEGREES:  # stored where searched (a TP study's trials keep their keys)
+        for name in (*PREFILL_DEGREES, "prefill_max_batch_size"):  # stored where searched (trials keep their keys)
             degrees = getattr(pools, name)
             if degrees is not None:
                 data[name] = int(degrees[row])

@@ -400,7 +400,15 @@ class Serving(BaseModel):
         min_length=1,
         description="Most sequences running at once in the whole deployment (a dimension): under dp each rank "
         "runs ceil(this / dp), as tuner export writes it per rank [the engine's default in each dp rank, as the "
-        "engine launched with its defaults runs: dp x the default].",
+        "engine launched with its defaults runs: dp x the default]. Disaggregated: a decode instance's, and a "
+        "prefill instance's unless prefill_max_batch_size is listed.",
+    )
+    prefill_max_batch_size: list[StrictInt] | None = Field(
+        default=None,
+        min_length=1,
+        description="Disaggregated: a prefill instance's batch limit, prompts at once (a dimension; each of its "
+        "prefill_dp ranks ceil(this / prefill_dp)), apart from the decode instance's max_batch_size, as tuner "
+        "estimate --prefill-max-batch-size [max_batch_size's choice].",
     )
     max_num_tokens: list[StrictInt] | None = Field(
         default=None,
@@ -446,7 +454,7 @@ class Serving(BaseModel):
             raise ValueError(f"every request rate must be from {low:g} to {high:g} requests per second")
         return value
 
-    @field_validator("max_batch_size", "max_num_tokens", "kv_block_size")
+    @field_validator("max_batch_size", "prefill_max_batch_size", "max_num_tokens", "kv_block_size")
     @classmethod
     def _counts(cls, value: list[int] | None, info) -> list[int] | None:
         return _choices(value, info.field_name, 1, 2**31)
@@ -462,7 +470,14 @@ class Serving(BaseModel):
             raise ValueError("needs exactly one of concurrency: [..] and request_rate: [..]")
         pools = [
             n
-            for n in ("prefill_chips", "prefill_instances", "decode_instances", "prefill_dp", "prefill_ep")
+            for n in (
+                "prefill_chips",
+                "prefill_instances",
+                "decode_instances",
+                "prefill_dp",
+                "prefill_ep",
+                "prefill_max_batch_size",
+            )
             if getattr(self, n)
         ]
         if self.mode == "aggregated" and pools:
@@ -487,6 +502,8 @@ _OPTIONAL_SECTIONS: tuple[tuple[str, ...], ...] = (
     ("serving", "decode_instances"),
     ("serving", "prefill_dp"),
     ("serving", "prefill_ep"),
+    # A prefill instance's own batch limit (added later): a spec without it keeps its hash.
+    ("serving", "prefill_max_batch_size"),
     # The engines' vocabulary (added later): a space without it keeps its hash.
     *(("space", name) for name in ("tp", "pp", "ep", "dp", "micro_batches")),
 )

@@ -1862,6 +1862,10 @@ def _disaggregated_engine_args(spec: dict, serving: dict, fmt: str, prefill_work
     # search_spaces.space._disaggregated); the decode instance is the trial's, its DP and EP
     # included (SGLang --enable-dp-attention --dp-size --ep-size, TensorRT-LLM enable_attention_dp).
     prefill_dp, prefill_ep = int(serving.get("prefill_dp", 1)), int(serving.get("prefill_ep", 1))
+    if prefill_workload is None and serving.get("prefill_max_batch_size") is not None:
+        # A study's trial with its own prefill batch limit (spec serving.prefill_max_batch_size),
+        # scored apart from the decode instance's max_batch_size (search_spaces.space._disaggregated).
+        prefill_workload = {"max_batch_size": int(serving["prefill_max_batch_size"])}
     parallel = {**spec["parallel"], "tp": x * y * z, "dp": prefill_dp, "ep": prefill_ep}
     prefill = {
         **spec,

@@ -467,14 +467,14 @@ def _choices(trial) -> dict:
     """A trial's configuration: its parameters, with the chips its deployment uses (a
     disaggregated trial's every pool: its mesh is one decode instance's)."""
     from cost_models.deployments import stored_chips
-    from search_spaces.space import scored_params
+    from search_spaces.space import POOL_DIMENSIONS, scored_params
 
     deployment = trial.user_attrs.get("deployment")
     serving = trial.user_attrs.get("serving")
     chips = {"chips": stored_chips(deployment, serving)} if isinstance(deployment, dict) else {}
     params = scored_params(trial.params, serving)
     if params.get("disaggregated") is False:  # mode both: an aggregated trial has no pools
-        for name in ("prefill_mesh", "prefill_instances", "decode_instances", "prefill_dp", "prefill_ep"):
+        for name in POOL_DIMENSIONS[1:]:
             params.pop(name, None)
     return {**chips, **params}
 
@@ -570,6 +570,7 @@ _SHORT = {
     "decode_instances": "yD",
     "prefill_dp": "prefill DP",
     "prefill_ep": "prefill EP",
+    "prefill_max_batch_size": "prefill max batch",
 }
 
 
