@@ -6,6 +6,7 @@ of 1e300 printed 60-digit dollar figures. Each is refused in one line naming the
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,13 @@ LOAD = ("--model", "llama-3-8b", "--hardware", "l4", "--prompt-len", "512", "--g
 def test_cli_money_and_rates_out_of_range_are_one_line(capsys, args: tuple[str, ...], field: str) -> None:
     line = assert_one_error_line(*run_cli(capsys, *args), fields=(field,))
     assert "from 1e-06 to" in line  # says the range
+
+
+def test_recommend_at_the_lowest_rate_plans_replicas_below_it(capsys) -> None:
+    """The lowest rate a user gives, 1e-6 req/s, split over 2 replicas is 5e-7 an instance, below
+    the range make_workloads holds a user's rate to: recommend still plans it (its instances'
+    workloads are built at the user's validated rate, then given their share)."""
+    code, out, err = run_cli(capsys, *RECOMMEND, "--request-rate", "1e-6", "--json")
+    assert code == 0, err
+    rows = [json.loads(out)["modes"]["aggregated"]["best"], *json.loads(out)["modes"]["aggregated"]["runners_up"]]
+    assert any(row["replicas"] == 2 for row in rows)
