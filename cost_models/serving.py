@@ -39,7 +39,6 @@ from functools import cached_property
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy.special import gammaincc, gammaln
 
 from cost_models.calibrated_times import calibrated_network, check_profile
 from cost_models.calibration import CalibrationProfile
@@ -1725,6 +1724,8 @@ def _slot_wait(
         c_slots, z = slots[rows], peakedness[rows]
         rho = np.minimum(offered[rows] / c_slots, SLOT_UTILISATION_LIMIT)
         c, a = c_slots / z, rho * c_slots / z  # Hayward's scaled system
+        from scipy.special import gammaincc, gammaln  # on first use (cost_models/ttft_percentiles.py ndtr)
+
         erlang_b = np.exp(c * np.log(a) - a - gammaln(c + 1.0)) / np.maximum(gammaincc(c + 1.0, a), 1e-300)
         erlang_b = np.clip(erlang_b, 0.0, 1.0)
         probability[rows] = erlang_b / (1.0 - rho * (1.0 - erlang_b))

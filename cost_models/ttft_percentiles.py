@@ -34,7 +34,26 @@ from functools import cached_property
 from statistics import NormalDist
 
 import numpy as np
-from scipy.special import ndtr, ndtri
+
+
+# scipy.special is imported on first use, not with this module: importing it (and the numpy.f2py,
+# numpy.ma and numpy.testing its array-API layer pulls in) took ~0.35 s of every tuner command,
+# including the reads that never price a percentile (bench/bench_reads.py: a TPE resume of a
+# 200,000-trial study spent ~1.5 s of its ~2.5 s importing). After the first call each is a
+# dictionary lookup.
+def ndtr(x):
+    """scipy.special.ndtr, imported on first use."""
+    from scipy.special import ndtr as scipy_ndtr
+
+    return scipy_ndtr(x)
+
+
+def ndtri(p):
+    """scipy.special.ndtri, imported on first use."""
+    from scipy.special import ndtri as scipy_ndtri
+
+    return scipy_ndtri(p)
+
 
 #: Standard normal quantiles of the 90th and 99th percentiles.
 Z_P90 = 1.2816

@@ -79,6 +79,18 @@ def test_help_lists_every_command_without_loading_them() -> None:
     assert _heavy_in(_modules_after(code)) == []
 
 
+def test_the_reads_and_the_cost_model_load_no_scipy() -> None:
+    """scipy.special (with the numpy.f2py, numpy.ma and numpy.testing its array-API layer loads)
+    took ~0.35 s of every read (pareto, show, export, a resume); the percentiles and the slot
+    wait import it when they first run, the fits (tuner calibrate) with scipy.optimize."""
+    modules = _modules_after(
+        "import tuner.cli, search_spaces.spec, tuner.study, tuner.pareto, tuner.tables, tuner.export\n"
+        "import cost_models.serving, cost_models.disaggregated, cost_models.ttft_percentiles"
+    )
+    assert "cost_models.serving" in modules and "tuner.study" in modules
+    assert [m for m in modules if m == "scipy" or m.startswith("scipy.")] == []
+
+
 def test_the_spelled_out_defaults_are_the_cost_models() -> None:
     from cost_models.calibration import AUTO_CALIBRATION as calibration_auto
     from cost_models.capacity import DEFAULT_MAX_CHIPS as capacity_max_chips
