@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from tuner.cli import main
@@ -24,3 +26,14 @@ def assert_one_error_line(code: int, out: str, err: str, fields: tuple[str, ...]
     assert line.startswith("error:"), line
     assert any(field in line for field in fields), (fields, line)
     return line
+
+
+def spec_with(base: dict, path: tuple[str, ...], value: object) -> dict:
+    """A deep copy of the spec ``base`` with the field at ``path`` (keys, outermost first) set to
+    ``value`` (missing sections made)."""
+    data = copy.deepcopy(base)
+    where = data
+    for key in path[:-1]:
+        where = where.setdefault(key, {})
+    where[path[-1]] = value
+    return data

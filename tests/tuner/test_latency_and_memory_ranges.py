@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cli_helpers import assert_one_error_line, run_cli
+from cli_helpers import assert_one_error_line, run_cli, spec_with
 from cost_models.errors import InvalidInputError
 from search_spaces.spec import parse_spec
 
@@ -27,15 +27,6 @@ SPEC: dict = {
     "backend": "vllm",
     "sampler": "exhaustive",
 }
-
-
-def _with(path: tuple[str, ...], value: object) -> dict:
-    data = copy.deepcopy(SPEC)
-    where = data
-    for key in path[:-1]:
-        where = where.setdefault(key, {})
-    where[path[-1]] = value
-    return data
 
 
 SPEC_CASES = {
@@ -54,7 +45,7 @@ SPEC_CASES = {
 @pytest.mark.parametrize("case", list(SPEC_CASES))
 def test_spec_latency_limits_and_memory_share_out_of_range_are_one_line(case: str, tmp_path: Path, capsys) -> None:
     path, value, fix = SPEC_CASES[case]
-    data = _with(path, value)
+    data = spec_with(SPEC, path, value)
     with pytest.raises(InvalidInputError) as info:
         parse_spec(copy.deepcopy(data))
     message = str(info.value)
@@ -78,7 +69,7 @@ def test_spec_latency_limits_and_memory_share_out_of_range_are_one_line(case: st
     ids=["ttft a microsecond", "tpot a day", "memory 1%", "memory all"],
 )
 def test_spec_limits_at_the_bounds_are_taken(path: tuple[str, ...], value: float) -> None:
-    spec = parse_spec(_with(path, value))
+    spec = parse_spec(spec_with(SPEC, path, value))
     section = getattr(spec, path[0])
     assert getattr(section, path[1]) == value
 

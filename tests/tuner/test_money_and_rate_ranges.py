@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cli_helpers import assert_one_error_line, run_cli
+from cli_helpers import assert_one_error_line, run_cli, spec_with
 from cost_models.errors import InvalidInputError
 from search_spaces.spec import parse_spec
 
@@ -30,15 +30,6 @@ PRICED: dict = {
 SERVING: dict = {**PRICED, "serving": {"request_rate": [5.0]}, "objectives": [{"metric": "serving.tokens_per_s"}]}
 
 
-def _with(base: dict, path: tuple[str, ...], value: object) -> dict:
-    data = copy.deepcopy(base)
-    where = data
-    for key in path[:-1]:
-        where = where.setdefault(key, {})
-    where[path[-1]] = value
-    return data
-
-
 SPEC_CASES = {
     "price subnormal": (PRICED, ("price_per_chip_hour_usd",), 1e-320),
     "price smallest subnormal": (PRICED, ("price_per_chip_hour_usd",), 5e-324),
@@ -53,7 +44,7 @@ SPEC_CASES = {
 @pytest.mark.parametrize("case", list(SPEC_CASES))
 def test_spec_money_and_rates_out_of_range_are_one_line(case: str, tmp_path: Path, capsys) -> None:
     base, path, value = SPEC_CASES[case]
-    data = _with(base, path, value)
+    data = spec_with(base, path, value)
     with pytest.raises(InvalidInputError) as info:
         parse_spec(copy.deepcopy(data))
     assert path[-1] in str(info.value) and "\n" not in str(info.value)
@@ -66,7 +57,7 @@ def test_spec_money_and_rates_out_of_range_are_one_line(case: str, tmp_path: Pat
 
 @pytest.mark.parametrize("value", [1e-6, 1e6])
 def test_spec_price_at_the_bounds_is_taken(value: float) -> None:
-    assert parse_spec(_with(PRICED, ("price_per_chip_hour_usd",), value)).price_per_chip_hour_usd == value
+    assert parse_spec(spec_with(PRICED, ("price_per_chip_hour_usd",), value)).price_per_chip_hour_usd == value
 
 
 RECOMMEND = (
