@@ -74,12 +74,20 @@ from cost_models.serving import (
     _load_fluctuation,
     _memory,
     limiting,
+    open_loop_tpot_variance,
     rank_view_and_degrees,
     rank_workloads,
     resolve_overheads,
 )
 from cost_models.topology import Network, network_for
-from cost_models.ttft_percentiles import gamma_quantile, lognormal_cv2, md1_wait_variance, single_percentiles
+from cost_models.ttft_percentiles import (
+    Z_P90,
+    Z_P99,
+    gamma_quantile,
+    lognormal_cv2,
+    md1_wait_variance,
+    single_percentiles,
+)
 
 _FIXED_POINT_ROUNDS = 60
 POOLS: tuple[str, ...] = ("prefill", "decode")
@@ -187,6 +195,9 @@ class DecodePool:
     #: Sequences per instance at the 99.9th percentile of an open loop's swings (its ranks'
     #: together, as serving's running_p999 sums DP ranks).
     running_p999: np.ndarray
+    #: Var(TPOT) over the requests of an open loop (s^2; 0 in a closed loop's rounds):
+    #: :meth:`_DecodeModel.tpot_variance`.
+    tpot_variance: np.ndarray
 
 
 def _instances(name: str, value: np.ndarray | float, n: int) -> np.ndarray:
@@ -421,6 +432,20 @@ class _DecodeModel:
         var_n, _, _ = _load_fluctuation(per_rank, self.w.gen_len, t_dec, running, per_sequence, np.zeros(len(running)))
         return np.where(running > 0, gamma_quantile(running, var_n, _P999_Z), 0.0)
 
+    def tpot_variance(self, per_rank: np.ndarray, running: np.ndarray, t_dec: np.ndarray) -> np.ndarray:
+        """Var(TPOT) over an open loop's requests in a rank: the pool's iterations are all
+        decode-only, alike in kind, but their batch swings with the arrivals (running_tail's
+        Var(n)), and a request's TPOT is the mean of its G - 1 iterations, which average the swings
+        in part: serving.open_loop_tpot_variance with no prompts in the iterations (their gain 0),
+        about 2/3 b^2 Var(n) where the batch's feedback is weak (a triangular autocorrelation over
+        a window as long as the residence). Before, the pool reported its mean as its p90 and p99."""
+        n = np.maximum(running, 1.0)
+        per_sequence = np.maximum(self.iteration(n + 1.0) - self.iteration(n), 0.0)
+        w = self.w
+        zeros = np.zeros(len(running))
+        variance = open_loop_tpot_variance(per_rank, t_dec, per_sequence, zeros, w.gen_len, w.gen_len_std)
+        return np.where(running > 0, variance, 0.0)
+
     def at(self, rate: np.ndarray, start: np.ndarray | None = None, tail: bool = True) -> DecodePool:
         """The pool at ``rate`` (``start``: the running batch to warm-start from; ``tail`` False:
         running_p999 left at the mean, for a closed loop's rounds, which report the mean)."""
@@ -444,6 +469,7 @@ class _DecodeModel:
             iteration_s=t_dec,
             running=self.ranks * running,
             running_p999=self.ranks * (self.running_tail(per_rank, running, t_dec) if tail else running),
+            tpot_variance=self.tpot_variance(per_rank, running, t_dec) if tail else np.zeros(len(running)),
             slots=self.ranks * self.slots,
             limited_by=self.limited_by,
             fits=self.fits,
@@ -682,6 +708,9 @@ def combine(
     ttft = queue + p.prefill_s + link.seconds + request_overhead_s
     ttft_tail = _ttft_tail(p, w, queue, clients, ttft - request_overhead_s, request_overhead_s)
     tpot = np.where(gen > 1.0, q.iteration_s, 0.0)
+    # No mixed iterations in the decode pool, but an open loop's batch swings (DecodePool's
+    # tpot_variance); a closed loop's clients keep it about constant: its mean.
+    tpot_variance = np.where((gen > 1.0) & (clients is None), q.tpot_variance, 0.0)
     chips = p.instances * p.chips_per_instance + q.instances * q.chips_per_instance
     requests = np.where(bad, 0.0, rate)
     tokens = requests * gen
@@ -692,8 +721,8 @@ def combine(
         ttft_p90_s=np.where(bad, inf, ttft_tail["ttft_p90_s"]),
         ttft_p99_s=np.where(bad, inf, ttft_tail["ttft_p99_s"]),
         tpot_s=np.where(bad, inf, tpot),
-        tpot_p90_s=np.where(bad, inf, tpot),  # no mixed iterations: every decode step alike
-        tpot_p99_s=np.where(bad, inf, tpot),
+        tpot_p90_s=np.where(bad, inf, gamma_quantile(tpot, tpot_variance, Z_P90)),
+        tpot_p99_s=np.where(bad, inf, gamma_quantile(tpot, tpot_variance, Z_P99)),
         e2e_latency_s=np.where(bad, inf, ttft + (gen - 1.0) * tpot),
         tokens_per_s=tokens,
         tokens_per_s_per_chip=tokens / chips,

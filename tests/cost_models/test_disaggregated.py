@@ -66,8 +66,9 @@ def test_decode_tpot_is_a_decode_only_iteration_at_the_running_batch():
         phase="decode",
     ).latency_s[0]
     assert est.tpot_s[0] == pytest.approx(by_hand, rel=1e-6)
-    # No interference: every decode step alike, and Little's law per instance.
-    assert est.tpot_p99_s[0] == est.tpot_s[0]
+    # No interference (every decode step decode-only), but the batch swings with the arrivals: the
+    # percentiles above the mean (test_tpot_percentiles has the size); Little's law per instance.
+    assert est.tpot_s[0] < est.tpot_p90_s[0] < est.tpot_p99_s[0] < 1.2 * est.tpot_s[0]
     assert running == pytest.approx(5.0 / 2 * (GEN - 1) * by_hand, rel=1e-4)
 
 
