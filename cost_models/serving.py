@@ -1048,6 +1048,19 @@ def window_tpot_variance(
     (:func:`_tpot_spread`, removed): no feedback and no batch swings, its p99 0.67-0.89x tuner
     simulate's on one H100 (Llama-3-8B under vLLM, 1024/128, 35-90% of the highest stable rate;
     docs/serving.md), now 0.97-0.99x."""
+    return _mean_window_variance(rate, t_mean, per_sequence, per_prompt, steps_mean, [(1.0, steps)])
+
+
+def _mean_window_variance(
+    rate: np.ndarray,
+    t_mean: np.ndarray,
+    per_sequence: np.ndarray,
+    per_prompt: np.ndarray,
+    steps_mean: np.ndarray,
+    windows: list[tuple[float, np.ndarray]],
+) -> np.ndarray:
+    """:func:`window_tpot_variance` averaged over ``windows`` (weight, steps), the constants of
+    the loop (gains, the slow part at r = 1 and its triangles) computed once."""
     rate = np.asarray(rate, dtype=np.float64)
     length = np.maximum(steps_mean, 1.0)
     gamma = np.clip(rate * per_prompt, 0.0, 0.99)
@@ -1055,38 +1068,46 @@ def window_tpot_variance(
     x = np.clip(rate * per_sequence * length / slack_prompts, 0.0, 0.99)
     u = x * slack_prompts
     g = gamma / slack_prompts
-    r = np.maximum(steps, 1.0) / length
-    # The cross term's (e^(x r) - 1 - x r) / (x r^2) (r <= 1), and at r = 1: its series where x r is small.
-    xr = x * np.minimum(r, 1.0)
-    tiny = xr < 1e-4
-    cross_r = np.where(
-        tiny, x / 2.0 + x * xr / 6.0, (np.expm1(xr) - xr) / np.where(tiny, 1.0, x * np.minimum(r, 1.0) ** 2)
-    )
     small = x < 1e-4
     beta = np.where(small, x / 2.0 + x * x / 6.0 + x**3 / 24.0, (np.expm1(x) - x) / np.where(small, 1.0, x))
     slow_1 = np.maximum(x / (1.0 - x) - 2.0 * slack_prompts * beta, 0.0) / slack_prompts**2
     slack = slack_prompts * (1.0 - x)
     # r > 1: the whole slow part as a triangular autocorrelation meeting slow(1) and Z0 / r.
     zero_frequency = u / (slack * slack_prompts) * ((gamma + u) / slack + g)
-    beyond = _triangular_window(slow_1, zero_frequency, r)
-    # r <= 1: the cross term 2 g / (1 - gamma) x the above exactly, the batch's own term
-    # (x / (1 - x))^2 / (1 - gamma)^2 at zero frequency as a triangle.
+    inverse_a = _triangle_fit(slow_1, zero_frequency)
+    # r <= 1: the cross term 2 g / (1 - gamma) x (e^(x r) - 1 - x r) / (x r^2) exactly, the batch's
+    # own term ((x / (1 - x))^2 / (1 - gamma)^2 at zero frequency) as a triangle.
     cross_1 = 2.0 * g * beta / slack_prompts
     batch_zero = (x / ((1.0 - x) * slack_prompts)) ** 2
-    within = 2.0 * g * cross_r / slack_prompts + _triangular_window(np.maximum(slow_1 - cross_1, 0.0), batch_zero, r)
-    slow = np.where(r <= 1.0, within, beyond)
+    inverse_a_batch = _triangle_fit(np.maximum(slow_1 - cross_1, 0.0), batch_zero)
     per_rate = np.where(rate > 0.0, 1.0 / np.where(rate > 0.0, rate, 1.0), 0.0)
-    return t_mean * (rate * per_prompt**2 / (slack_prompts**2 * np.maximum(steps, 1.0)) + slow * per_rate / length)
+    bursts = rate * per_prompt**2 / slack_prompts**2
+    total = np.zeros(np.shape(x))
+    for weight, steps in windows:
+        own = np.maximum(steps, 1.0)
+        r = own / length
+        within_r = np.minimum(r, 1.0)
+        xr = x * within_r
+        tiny = xr < 1e-4  # the series where x r is small
+        cross_r = np.where(tiny, x / 2.0 + x * xr / 6.0, (np.expm1(xr) - xr) / np.where(tiny, 1.0, x * within_r**2))
+        within = 2.0 * g * cross_r / slack_prompts + _triangular_window(batch_zero, inverse_a_batch, r)
+        slow = np.where(r <= 1.0, within, _triangular_window(zero_frequency, inverse_a, r))
+        total += weight * (bursts / own + slow * per_rate / length)
+    return t_mean * total
 
 
-def _triangular_window(at_one: np.ndarray, zero_frequency: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """The variance of the mean over a window of r (in L) of a process whose autocorrelation is
-    a triangle of half-width a, V0 (1 - |tau| / a): V0 (1 - r / (3 a)) for r <= a, V0 (a / r)
-    (1 - a / (3 r)) beyond. V0 a is the spectrum at zero frequency (``zero_frequency``, the
-    variance's limit r x it) and a is set so that the window of 1 gives ``at_one``:
-    (1 / a) (1 - 1 / (3 a)) = at_one / Z0, a quadratic in 1 / a (its root under 3 / 2)."""
+def _triangle_fit(at_one: np.ndarray, zero_frequency: np.ndarray) -> np.ndarray:
+    """1 / a of a triangular autocorrelation V0 (1 - |tau| / a) whose window of 1 has variance
+    ``at_one`` and whose spectrum at zero frequency is ``zero_frequency`` = V0 a (the variance of a
+    window of r >> a: V0 a / r): (1 / a) (1 - 1 / (3 a)) = at_one / Z0, a quadratic in 1 / a (its
+    root under 3 / 2; 1 where Z0 is 0)."""
     share = np.where(zero_frequency > 0.0, at_one / np.where(zero_frequency > 0.0, zero_frequency, 1.0), 2.0 / 3.0)
-    inverse_a = 1.5 * (1.0 - np.sqrt(1.0 - 4.0 * np.clip(share, 0.0, 0.75) / 3.0))
+    return 1.5 * (1.0 - np.sqrt(1.0 - 4.0 * np.clip(share, 0.0, 0.75) / 3.0))
+
+
+def _triangular_window(zero_frequency: np.ndarray, inverse_a: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """The variance of the mean over a window of r of the triangular autocorrelation
+    (:func:`_triangle_fit`): V0 (1 - r / (3 a)) for r <= a, V0 (a / r) (1 - a / (3 r)) beyond."""
     a = 1.0 / np.maximum(inverse_a, 1e-12)
     shape = np.where(r >= a, a / r * (1.0 - a / (3.0 * r)), 1.0 - r / (3.0 * a))
     return zero_frequency * inverse_a * shape
@@ -1108,14 +1129,11 @@ def open_loop_tpot_variance(
     22.6 req/s, 1024/128 tokens, p99 18.4 ms at a spread of 0 and of 64, tuner simulate 23.8 and
     26.3 ms)."""
     steps_mean = np.maximum(gen - 1.0, 1.0)
-    spread = gen_std > 0.0
-    if not np.any(spread):
-        return window_tpot_variance(rate, t_mean, per_sequence, per_prompt, steps_mean, steps_mean)
-    total = np.zeros(len(gen))
-    for weight, length in _lognormal_nodes(gen, np.where(spread, gen_std, 0.0)):
-        steps = np.maximum(length - 1.0, 1.0)
-        total += weight * window_tpot_variance(rate, t_mean, per_sequence, per_prompt, steps_mean, steps)
-    return total
+    if not np.any(gen_std > 0.0):
+        windows = [(1.0, steps_mean)]
+    else:
+        windows = [(weight, np.maximum(length - 1.0, 1.0)) for weight, length in _lognormal_nodes(gen, gen_std)]
+    return _mean_window_variance(rate, t_mean, per_sequence, per_prompt, steps_mean, windows)
 
 
 def _result(
@@ -1255,13 +1273,13 @@ def _closed_loop_tpot_variance(s: _Setting, c: _ClosedCycle) -> np.ndarray:
         w.prompt_len, w.prompt_len_std
     )
     others = np.maximum(c.running - 1.0, 0.0)
-    total = np.zeros(len(w))
-    for weight, length in _lognormal_nodes(w.gen_len, w.gen_len_std):
-        steps = np.maximum(length - 1.0, 1.0)
-        renewal = others * regularity * per_prompt**2 / (np.maximum(c.cycle_iterations, 1.0) * steps)
-        binomial = np.maximum(p * (1.0 - p), 0.0) * jump**2 / steps
-        total += weight * np.minimum(renewal, binomial)
-    return np.where(grouped, 0.0, total)
+    # Both counts' variances are a constant over l: their mean over the lengths is E[1 / l]'s.
+    renewal = others * regularity * per_prompt**2 / np.maximum(c.cycle_iterations, 1.0)
+    binomial = np.maximum(p * (1.0 - p), 0.0) * jump**2
+    inverse_steps = sum(
+        weight / np.maximum(length - 1.0, 1.0) for weight, length in _lognormal_nodes(w.gen_len, w.gen_len_std)
+    )
+    return np.where(grouped, 0.0, np.minimum(renewal, binomial) * inverse_steps)
 
 
 def _closed_cycle(s: _Setting, cap: _Capacity, clients: np.ndarray) -> _ClosedCycle:
