@@ -1046,8 +1046,9 @@ def window_tpot_variance(
 
     Before, a request's TPOT varied only by a binomial count of mixed iterations among its own
     (:func:`_tpot_spread`, removed): no feedback and no batch swings, its p99 0.67-0.89x tuner
-    simulate's on one H100 (Llama-3-8B under vLLM, 1024/128, 35-90% of the highest stable rate;
-    docs/serving.md), now 0.97-0.99x."""
+    simulate's on one H100 (Llama-3-8B under vLLM, 1024/128, 35-90% of the highest stable rate,
+    equal output lengths, 3 seeds of 4000: bench/bench_tpot_percentiles.py, docs/serving.md), now
+    0.92-0.96x."""
     return _mean_window_variance(rate, t_mean, per_sequence, per_prompt, steps_mean, [(1.0, steps)])
 
 
