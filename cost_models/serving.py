@@ -997,8 +997,16 @@ def _capacity(s: _Setting) -> _Capacity:
 #: output length is averaged where lengths spread (lognormal, as ``tuner simulate`` draws them):
 #: five nodes put a single moment-matched gamma law's p99 within 0.6% of the mixture over 4,000
 #: drawn lengths (Llama-3-8B on one H100 under vLLM, 1024/128 +- 64 tokens, 11-29 req/s).
-_GEN_NODES, _GEN_WEIGHTS = np.polynomial.hermite_e.hermegauss(5)
-_GEN_WEIGHTS = _GEN_WEIGHTS / _GEN_WEIGHTS.sum()
+#: (numpy.polynomial.hermite_e.hermegauss(5), written out: that module is not loaded to import
+#: this one; tests/cost_models/test_tpot_percentiles.py checks them against it.)
+_GEN_NODES = (-2.8569700138728056, -1.355626179974266, 0.0, 1.355626179974266, 2.8569700138728056)
+_GEN_WEIGHTS = (
+    0.011257411327720677,
+    0.22207592200561257,
+    0.5333333333333335,
+    0.22207592200561257,
+    0.011257411327720677,
+)
 
 
 def _lognormal_nodes(mean: np.ndarray, std: np.ndarray) -> list[tuple[float, np.ndarray]]:

@@ -12,7 +12,7 @@ from cost_models.deployments import make_deployments
 from cost_models.disaggregated import serve_disaggregated
 from cost_models.hardware import get_hardware
 from cost_models.models import get_model
-from cost_models.serving import make_workloads, serve, window_tpot_variance
+from cost_models.serving import _GEN_NODES, _GEN_WEIGHTS, make_workloads, serve, window_tpot_variance
 from cost_models.serving_simulation import simulate_one
 from tests.cost_models.test_disaggregated import PROFILE, tp
 
@@ -53,6 +53,14 @@ def test_window_variance_is_the_linear_loops_spectrum(rate, t_mean, b, c, steps_
             np.array([float(steps)]),
         )[0]  # fmt: skip
         assert 0.97 < mine / reference < 1.07, (steps, mine / reference)
+
+
+def test_output_length_nodes_are_gauss_hermites() -> None:
+    """The five nodes and weights the output length is averaged over, written out in
+    cost_models/serving.py, are the probabilists' Gauss-Hermite rule's (weights summing to 1)."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(5)
+    assert np.allclose(_GEN_NODES, nodes, rtol=0, atol=1e-15)
+    assert np.allclose(_GEN_WEIGHTS, weights / weights.sum(), rtol=0, atol=1e-15)
 
 
 LLAMA_8B = {
