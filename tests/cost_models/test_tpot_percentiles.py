@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_disaggregated import PROFILE, tp
 
 from cost_models.calibration import resolve_calibration
 from cost_models.deployments import make_deployments
@@ -14,7 +15,6 @@ from cost_models.hardware import get_hardware
 from cost_models.models import get_model
 from cost_models.serving import _GEN_NODES, _GEN_WEIGHTS, make_workloads, serve, window_tpot_variance
 from cost_models.serving_simulation import simulate_one
-from tests.cost_models.test_disaggregated import PROFILE, tp
 
 
 def _spectral_variance(rate: float, t_mean: float, b: float, c: float, steps_mean: int, steps: int) -> float:
