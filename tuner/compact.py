@@ -26,6 +26,7 @@ unchanged: :func:`hydrate` only touches trials whose params are the single confi
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -51,6 +52,13 @@ MODEL_VERSION_ATTR = "model_version"
 SPEC_DIR_ATTR = "spec_dir"
 #: The user attribute a hydrated trial carries about its recomputed breakdown.
 BREAKDOWN_ATTR = "breakdown"
+#: The user attribute a serving trial read through the tuner carries (:func:`hydrating`: `tuner
+#: dashboard`, ``tuner.pareto.load_study``), computed on read and never stored: its batch limit as
+#: scored, what `show`, `pareto` and `export` give (``search_spaces.space.scored_params``). Optuna's
+#: param ``max_batch_size`` is the label the sampler drew, and without serving.max_batch_size
+#: listed that is one DP rank's engine default: a Mixtral-8x7B trial at DP 2 on H200s (vLLM) has
+#: the param 256 and this 512.
+SCORED_BATCH_ATTR = "max_batch_size_as_scored"
 #: A float64 (Optuna's stored param value) holds every integer up to 2**53 exactly: larger
 #: spaces keep the per-dimension format.
 MAX_COMPACT_SIZE = 2**53
@@ -387,4 +395,44 @@ def hydrating(storage: Any) -> Any:
     project's readers (show, export, report) see the same trials whatever the format."""
     from tuner.optuna_internals import hydrating_storage
 
-    return hydrating_storage(storage, hydrator_for)
+    return hydrating_storage(storage, _Reader.of)
+
+
+def with_scored_batch_limit(trial: FrozenTrial) -> FrozenTrial:
+    """The trial with :data:`SCORED_BATCH_ATTR` first among its user attributes (a copy), or as it
+    is when it has no serving workload or batch-limit param (or has the attribute already). First:
+    optuna-dashboard's trial page lists user attributes in order, above the long JSON of the
+    serving workload and the estimate (shown cut at 1,024 characters)."""
+    from search_spaces.space import scored_params
+    from tuner.study import SERVING_ATTR
+
+    serving = trial.user_attrs.get(SERVING_ATTR)
+    if (
+        SCORED_BATCH_ATTR in trial.user_attrs
+        or "max_batch_size" not in trial.params
+        or not isinstance(serving, dict)
+        or serving.get("max_batch_size") is None
+    ):
+        return trial
+    scored = scored_params({"max_batch_size": trial.params["max_batch_size"]}, serving)["max_batch_size"]
+    shown = copy.copy(trial)  # shares the rest; the user attributes are a new dict
+    shown.user_attrs = {SCORED_BATCH_ATTR: scored, **trial.user_attrs}
+    return shown
+
+
+class _Reader:
+    """What :func:`hydrating`'s view passes a study's trials through: compact ones made whole
+    (:class:`Hydrator`, when the study stores them), then every serving trial given
+    :data:`SCORED_BATCH_ATTR` (a study in the whole format stores its breakdown, not that)."""
+
+    def __init__(self, hydrator: Hydrator | None) -> None:
+        self.hydrator = hydrator
+
+    @classmethod
+    def of(cls, study_user_attrs: dict[str, Any]) -> _Reader:
+        return cls(hydrator_for(study_user_attrs))
+
+    def hydrate(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+        if self.hydrator is not None:
+            trials = self.hydrator.hydrate(trials)
+        return [with_scored_batch_limit(t) for t in trials]
