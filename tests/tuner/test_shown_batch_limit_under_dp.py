@@ -75,12 +75,17 @@ def test_pareto_shows_it_in_its_table_and_json(study: str, capsys) -> None:
 SCORED_ATTR = "max_batch_size_as_scored"
 
 
-def _served_detail(url: str) -> dict:
+def _served_detail(url: str, monkeypatch: pytest.MonkeyPatch) -> dict:
     """The study page's data as ``tuner dashboard`` serves it (its app, over the study's storage
-    as the command opens it), through the HTTP API the frontend reads."""
+    as the command opens it), through the HTTP API the frontend reads. The app replaces
+    optuna-dashboard's Pareto function for the process (feasible_dashboard): restored after the
+    test (``monkeypatch``), or tests/tuner/test_dashboard.py's plain dashboard would be fixed too."""
     from wsgiref.util import setup_testing_defaults
 
     pytest.importorskip("optuna_dashboard")
+    from optuna_dashboard import _app
+
+    monkeypatch.setattr(_app, "get_pareto_front_trials", _app.get_pareto_front_trials)
     from tuner.optuna_internals import feasible_dashboard, rdb_storage
     from tuner.pareto import load_study
 
@@ -100,8 +105,8 @@ def _shown_batch(url: str, number: int, capsys) -> int:
     return json.loads(capsys.readouterr().out)["params"]["max_batch_size"]
 
 
-def test_the_dashboard_gives_the_batch_limit_show_gives(study: str, capsys) -> None:
-    detail = _served_detail(study)
+def test_the_dashboard_gives_the_batch_limit_show_gives(study: str, capsys, monkeypatch) -> None:
+    detail = _served_detail(study, monkeypatch)
     assert len(detail["trials"]) == 2
     for trial in detail["trials"]:
         attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
@@ -148,7 +153,7 @@ def test_a_study_in_the_whole_format_carries_it_on_read(tmp_path, monkeypatch, c
     assert "serving" in raw.trials[0].user_attrs and SCORED_ATTR not in raw.trials[0].user_attrs
     for trial in load_study(SPEC["name"], url).trials:
         assert trial.user_attrs[SCORED_ATTR] == _shown_batch(url, trial.number, capsys) == 2 * VLLM_MAX_NUM_SEQS
-    for trial in _served_detail(url)["trials"]:
+    for trial in _served_detail(url, monkeypatch)["trials"]:
         assert {"key": SCORED_ATTR, "value": str(2 * VLLM_MAX_NUM_SEQS)} in trial["user_attrs"]
 
 
