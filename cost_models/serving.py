@@ -55,6 +55,7 @@ from cost_models.ttft_percentiles import (
     TTFT_PERCENTILES,
     Z_P90,
     Z_P99,
+    closed_loop_quantiles,
     gamma_quantile,
     lognormal_cv2,
     md1_wait_variance,
@@ -1405,8 +1406,13 @@ def _closed_cycle(s: _Setting, cap: _Capacity, clients: np.ndarray) -> _ClosedCy
     # (the mean about ``burst``'s); the wait for a slot a constant (the overhead added by the caller).
     groups = np.maximum(mixed_per_cycle - 1.0, 0.0)
     first_burst = (share, t_first + (own_prefill - 1.0) * t_mix, groups * t_first, groups * (t_mix - t_first) / 2.0)
-    quantiles = mixture_quantiles(
-        tuple(q for _, q, _ in TTFT_PERCENTILES), [(1.0 - share, steady, steady_var)], first_burst
+    # Over the run's clients x requests_per_client requests, as tuner simulate takes its percentiles
+    # where the steady part and the burst meet (:func:`closed_loop_quantiles`).
+    quantiles = closed_loop_quantiles(
+        tuple(q for _, q, _ in TTFT_PERCENTILES),
+        clients * w.requests_per_client,
+        (1.0 - share, steady, steady_var),
+        first_burst,
     )
     ttft_tail = {key: waiting + quantile for (key, _, _), quantile in zip(TTFT_PERCENTILES, quantiles, strict=True)}
     return _ClosedCycle(
