@@ -1031,6 +1031,15 @@ def served_repo(spec: dict) -> str | None:
     return model["hf_repo"]
 
 
+#: The port each disaggregated pool's instances listen on, as the router's lines name them
+#: (_disaggregated_router: vLLM's toy_proxy_server --prefiller-ports / --decoder-ports, TensorRT-LLM's
+#: disagg_config urls). SGLang's pools keep its default, 30000, which its router names.
+DISAGGREGATED_PORTS: dict[str, dict[str, int]] = {
+    "vllm": {"prefill": 8100, "decode": 8200},
+    "trtllm": {"prefill": 8001, "decode": 8002},
+}
+
+
 def vllm_args(spec: dict) -> dict:
     """vLLM engine arguments (and the ``vllm serve`` line) approximating the spec; notes say how.
 
@@ -1132,6 +1141,9 @@ def vllm_args(spec: dict) -> dict:
         "kv_transfer_config": (
             {"kv_connector": "NixlConnector", "kv_role": "kv_both"} if (spec.get("serving") or {}).get("pool") else None
         ),
+        # A disaggregated pool listens where its router sends (_disaggregated_router's ports);
+        # vLLM's own default, 8000, is the router's.
+        "port": DISAGGREGATED_PORTS["vllm"].get((spec.get("serving") or {}).get("pool") or ""),
     }
     gpus = tp * pp * dp
     nodes = _nodes(spec, gpus)
@@ -1366,6 +1378,11 @@ def trtllm_args(spec: dict) -> dict:
         "max_seq_len": context,
         "extra_llm_api_options": "extra_llm_api_options.yaml",
     }
+    if pool:
+        # The router's disagg_config names each server PREFILL_i:8001 / DECODE_i:8002, other hosts
+        # (_disaggregated_router): trtllm-serve listens on localhost:8000 by default (its --host
+        # and --port, tensorrt_llm/commands/serve.py), which the router could not reach.
+        args = {**args, "host": "0.0.0.0", "port": DISAGGREGATED_PORTS["trtllm"][pool]}
     flags = [(f"--{k}", v) for k, v in args.items() if k != "model"]
     gpus = world * pp
     nodes = _nodes(spec, gpus)
@@ -1915,14 +1932,23 @@ def _disaggregated_router(fmt: str, prefills: int, decodes: int) -> dict:
             "hostname": "0.0.0.0",
             "port": 8000,
             "backend": "pytorch",
-            "context_servers": {"num_instances": prefills, "urls": [f"PREFILL_{i}:8001" for i in range(prefills)]},
-            "generation_servers": {"num_instances": decodes, "urls": [f"DECODE_{i}:8002" for i in range(decodes)]},
+            "context_servers": {
+                "num_instances": prefills,
+                "urls": [f"PREFILL_{i}:{DISAGGREGATED_PORTS['trtllm']['prefill']}" for i in range(prefills)],
+            },
+            "generation_servers": {
+                "num_instances": decodes,
+                "urls": [f"DECODE_{i}:{DISAGGREGATED_PORTS['trtllm']['decode']}" for i in range(decodes)],
+            },
         }
         return {
             "cli": "trtllm-serve disaggregated -c disagg_config.yaml",
             "disagg_config": config,
             "disagg_config_yaml": yaml.safe_dump(config, sort_keys=False),
-            "notes": ["launch the context servers with --port 8001 and the generation servers with --port 8002"],
+            "notes": [
+                "the context servers listen on port 8001 and the generation servers on 8002 (their launch lines "
+                "say so), on every interface (--host 0.0.0.0): the router reaches them from its host"
+            ],
         }
     if fmt == "sglang":
         # docs.sglang.io, PD Disaggregation: the router pairs the pools (sglang_router).
@@ -1944,13 +1970,15 @@ def _disaggregated_router(fmt: str, prefills: int, decodes: int) -> dict:
     # llm-d) route the same way.
     line = ["python", "toy_proxy_server.py", "--port", "8000"]
     line += ["--prefiller-hosts", *[f"PREFILL_{i}" for i in range(prefills)], "--prefiller-ports"]
-    line += ["8100"] * prefills + ["--decoder-hosts", *[f"DECODE_{i}" for i in range(decodes)], "--decoder-ports"]
-    line += ["8200"] * decodes
+    ports = DISAGGREGATED_PORTS["vllm"]
+    line += [str(ports["prefill"])] * prefills
+    line += ["--decoder-hosts", *[f"DECODE_{i}" for i in range(decodes)], "--decoder-ports"]
+    line += [str(ports["decode"])] * decodes
     return {
         "cli": shlex.join(line),
         "notes": [
             "toy_proxy_server.py is vLLM's example proxy (tests/v1/kv_connector/nixl_integration in its repository), "
-            "not in the wheel; Dynamo or llm-d route the same way. Launch the prefill instances with --port 8100 and "
-            "the decode instances with --port 8200, NIXL installed (pip install nixl)"
+            "not in the wheel; Dynamo or llm-d route the same way. The prefill instances listen on port 8100 and "
+            "the decode instances on 8200 (their launch lines say so), NIXL installed (pip install nixl)"
         ],
     }

@@ -156,6 +156,41 @@ def test_export_writes_one_engine_per_pool(study, capsys: pytest.CaptureFixture[
     assert data["decode"]["instances"] == trial.user_attrs["serving"]["decode_instances"]
 
 
+def test_export_launches_each_pool_where_its_router_sends(study, capsys: pytest.CaptureFixture[str]) -> None:
+    """The router of a disaggregated export names each pool's instances by host and port (vLLM's
+    toy_proxy_server --prefiller-ports 8100 / --decoder-ports 8200; TensorRT-LLM's disagg_config
+    urls PREFILL_i:8001 / DECODE_i:8002), so each pool's launch line must listen there: before,
+    the lines had no --port (vLLM and trtllm-serve then listen on 8000, the router's own port) and
+    trtllm-serve bound localhost (its --host default), which the router on another host cannot
+    reach; only a note said to add them."""
+    url, s = study
+    trial = next(
+        t for t in s.get_trials(deepcopy=False) if t.user_attrs["serving"]["mode"] == "disaggregated" and is_feasible(t)
+    )
+    args = ("export", STUDY["name"], "--storage", url, "--trial", str(trial.number))
+    code, out, err = run_cli(capsys, *args, "--format", "vllm")
+    assert code == 0, err
+    data = json.loads(out)
+    assert "--prefiller-ports 8100" in data["router"]["cli"] and "--decoder-ports 8200" in data["router"]["cli"]
+    assert "--port 8100" in data["prefill"]["cli"] and data["prefill"]["engine_args"]["port"] == 8100
+    assert "--port 8200" in data["decode"]["cli"] and data["decode"]["engine_args"]["port"] == 8200
+    code, out, err = run_cli(capsys, *args, "--format", "trtllm")
+    assert code == 0, err
+    data = json.loads(out)
+    config = data["router"]["disagg_config"]
+    assert all(url.endswith(":8001") for url in config["context_servers"]["urls"])
+    assert all(url.endswith(":8002") for url in config["generation_servers"]["urls"])
+    assert "--host 0.0.0.0 --port 8001" in data["prefill"]["cli"]
+    assert "--host 0.0.0.0 --port 8002" in data["decode"]["cli"]
+    # An aggregated trial's engine keeps the engine's own port (no router of ours names one).
+    aggregated = next(t for t in s.get_trials(deepcopy=False) if t.user_attrs["serving"]["mode"] == "aggregated")
+    args = ("export", STUDY["name"], "--storage", url, "--trial", str(aggregated.number), "--allow-infeasible")
+    for fmt in ("vllm", "trtllm"):
+        code, out, err = run_cli(capsys, *args, "--format", fmt)
+        assert code == 0, err
+        assert "--port" not in json.loads(out)["cli"]
+
+
 def test_export_names_each_sglang_pools_role(study, capsys: pytest.CaptureFixture[str]) -> None:
     """SGLang serves a pool of a prefill/decode split only when told its role: --disaggregation-mode
     prefill or decode (python/sglang/srt/server_args.py; its default "null" is an ordinary server
