@@ -1033,7 +1033,8 @@ def served_repo(spec: dict) -> str | None:
 
 #: The port each disaggregated pool's instances listen on, as the router's lines name them
 #: (_disaggregated_router: vLLM's toy_proxy_server --prefiller-ports / --decoder-ports, TensorRT-LLM's
-#: disagg_config urls). SGLang's pools keep its default, 30000, which its router names.
+#: disagg_config urls). SGLang's pools keep its default, 30000, which its router names (their
+#: --host 0.0.0.0 is sglang_args').
 DISAGGREGATED_PORTS: dict[str, dict[str, int]] = {
     "vllm": {"prefill": 8100, "decode": 8200},
     "trtllm": {"prefill": 8001, "decode": 8002},
@@ -1244,6 +1245,9 @@ def sglang_args(spec: dict) -> dict:
         # ordinary server that prefills and decodes alike, and no PD router can pair the pools
         # (sgl-project/sglang python/sglang/srt/server_args.py: choices null, prefill, decode).
         "disaggregation_mode": (spec.get("serving") or {}).get("pool"),
+        # A pool's router reaches it from another host at PREFILL_i:30000 / DECODE_i:30000
+        # (_disaggregated_router); SGLang binds 127.0.0.1 unless told (server_args.py, host).
+        "host": "0.0.0.0" if (spec.get("serving") or {}).get("pool") else None,
     }
     if args["ep_size"]:
         # Recent SGLang runs expert parallelism from --ep-size alone (server_args.py: ep_size, aliases

@@ -182,13 +182,21 @@ def test_export_launches_each_pool_where_its_router_sends(study, capsys: pytest.
     assert all(url.endswith(":8002") for url in config["generation_servers"]["urls"])
     assert "--host 0.0.0.0 --port 8001" in data["prefill"]["cli"]
     assert "--host 0.0.0.0 --port 8002" in data["decode"]["cli"]
+    # SGLang's router names PREFILL_i:30000 / DECODE_i:30000, its port, but SGLang binds 127.0.0.1
+    # by default (server_args.py host): each pool listens on every interface.
+    code, out, err = run_cli(capsys, *args, "--format", "sglang")
+    assert code == 0, err
+    data = json.loads(out)
+    assert "http://PREFILL_0:30000" in data["router"]["cli"] and "http://DECODE_0:30000" in data["router"]["cli"]
+    assert data["prefill"]["engine_args"]["host"] == data["decode"]["engine_args"]["host"] == "0.0.0.0"
+    assert "--host 0.0.0.0" in data["prefill"]["cli"] and "--host 0.0.0.0" in data["decode"]["cli"]
     # An aggregated trial's engine keeps the engine's own port (no router of ours names one).
     aggregated = next(t for t in s.get_trials(deepcopy=False) if t.user_attrs["serving"]["mode"] == "aggregated")
     args = ("export", STUDY["name"], "--storage", url, "--trial", str(aggregated.number), "--allow-infeasible")
-    for fmt in ("vllm", "trtllm"):
+    for fmt in ("vllm", "sglang", "trtllm"):
         code, out, err = run_cli(capsys, *args, "--format", fmt)
         assert code == 0, err
-        assert "--port" not in json.loads(out)["cli"]
+        assert "--port" not in json.loads(out)["cli"] and "--host" not in json.loads(out)["cli"]
 
 
 def test_export_names_each_sglang_pools_role(study, capsys: pytest.CaptureFixture[str]) -> None:
