@@ -239,6 +239,7 @@ def estimate_disaggregated_one(
         "prompt_len": prompt_len,
         "gen_len": gen_len,
         "weight_dtype": d_report["weight_dtype"],
+        "act_dtype": d_report["act_dtype"],
         "kv_dtype": d_report["kv_dtype"],
         "calibration": d_report["calibration"],
         "pools": {

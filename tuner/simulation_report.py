@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tuner.tables import _console, _plain, _seconds, calibration_line
+from tuner.tables import _console, _plain, _seconds, calibration_line, formats_words
 
 
 @contextmanager
@@ -51,8 +51,8 @@ def print_simulation(report: dict[str, Any]) -> None:
     table = Table(
         title=f"{report['model']} on {'x'.join(map(str, report['mesh']))}{degrees} {report['hardware']} "
         f"({report['engine']}), "
-        f"{load}, prompt {w['prompt_len']:g}, gen {w['gen_len']:g}, {sim['requests']} requests{per_rank}; weights "
-        f"{report['weight_dtype']}, KV {report['kv_dtype']}, {report['ffn_layout']}, flash attention "
+        f"{load}, prompt {w['prompt_len']:g}, gen {w['gen_len']:g}, {sim['requests']} requests{per_rank}; "
+        f"{formats_words(report)}, {report['ffn_layout']}, flash attention "
         f"{'on' if report['flash_attention'] else 'off'}"
     )
     for column in ("metric", "mean", "p50", "p90", "p99", "analytic mean"):

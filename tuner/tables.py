@@ -254,6 +254,15 @@ def calibration_line(calibration: dict) -> str:
     return f"calibration: {calibration['profile']}{file}{note}{unfitted}"
 
 
+def formats_words(report: dict) -> str:
+    """``weights fp8, activations fp8, KV bf16``: the formats a report was scored with, the
+    activations named where they are not 16-bit (fp8 weights score differently as W8A8 than with
+    bf16 activations: Llama-3-70B TP2 pools at 5 req/s, TTFT 520 against 546 ms)."""
+    act = report.get("act_dtype")
+    shown = f", activations {act}" if act is not None and act not in ("bf16", "fp16") else ""
+    return f"weights {report['weight_dtype']}{shown}, KV {report['kv_dtype']}"
+
+
 def print_estimate(report: dict) -> None:
     """The phases and memory of ``tuner estimate``."""
     console = _console()
@@ -266,8 +275,8 @@ def print_estimate(report: dict) -> None:
     console.print(
         escape(
             f"{report['model']} on {report['chips']} x {report['hardware']}, mesh {mesh}; batch "
-            f"{report['batch']}, prompt {report['prompt_len']}, generate {report['gen_len']}; weights "
-            f"{report['weight_dtype']}, KV {report['kv_dtype']}; collectives {report['overlap']}"
+            f"{report['batch']}, prompt {report['prompt_len']}, generate {report['gen_len']}; "
+            f"{formats_words(report)}; collectives {report['overlap']}"
         )
     )
     console.print(escape(calibration_line(report["calibration"])))
@@ -397,7 +406,7 @@ def print_disaggregated_estimate(report: dict) -> None:
     console.print(
         escape(
             f"{report['model']} on {report['hardware']}, disaggregated: prefill {pool(pools['prefill'])} + decode "
-            f"{pool(pools['decode'])}; weights {report['weight_dtype']}, KV {report['kv_dtype']}"
+            f"{pool(pools['decode'])}; {formats_words(report)}"
         )
     )
     console.print(escape(calibration_line(report["calibration"])))

@@ -416,3 +416,24 @@ def test_under_dp_the_default_batch_limit_is_each_ranks(capsys) -> None:
         assert code == 0, err
         serving = json.loads(out)["serving"]
         assert (serving["max_concurrency"], serving["limited_by"]) == (slots, "max_batch_size")
+
+
+def test_the_title_names_8_bit_activations(capsys):
+    """--weight-bits fp8 with and without --act-bits fp8 score differently (W8A8's activation
+    bytes: Llama-3-8B on one H100 at 16 clients, 1024/128), so the first line says which: before,
+    both read "weights fp8, KV bf16" (tuner analyze's already named the activations)."""
+    titles = {}
+    for act in ("16", "fp8"):
+        args = ("--concurrency", "16", *LOAD, "--weight-bits", "fp8", "--act-bits", act)
+        code, out, err = run_cli(capsys, *BASE, *args)
+        assert code == 0, err
+        titles[act] = out.splitlines()[0]
+        pools = ("--tp", "1", "--prefill-tp", "1", "--prefill-instances", "1", "--decode-instances", "1")
+        code, out, err = run_cli(capsys, *BASE[:-2], *args, *pools)
+        assert code == 0, err
+        titles[f"{act}-disaggregated"] = out.splitlines()[0]
+        code, out, err = run_cli(capsys, *BASE[:-2], *args, *pools, "--json")
+        assert code == 0, err
+        assert json.loads(out)["act_dtype"] == ("fp8" if act == "fp8" else "bf16")  # as the aggregated JSON's
+    assert "activations fp8" in titles["fp8"] and "activations fp8" in titles["fp8-disaggregated"]
+    assert "activations" not in titles["16"] and "activations" not in titles["16-disaggregated"]

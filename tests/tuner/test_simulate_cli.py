@@ -434,3 +434,15 @@ def test_a_pope_layout_without_a_mesh_is_refused_as_estimate_refuses_it(capsys: 
     code, out, err = run_cli(capsys, "simulate", *base, *load, "--mesh", "1x1x2", "--requests", "50", "--json")
     assert code == 0, err
     assert json.loads(out)["ffn_layout"] == "ws_2d"
+
+
+def test_title_names_8_bit_activations(capsys: pytest.CaptureFixture[str]) -> None:
+    """fp8 weights with and without --act-bits fp8 are different runs; the title says which (before,
+    both read "weights fp8, KV bf16")."""
+    args = (*ARGS, "--gen-len", "64", "--concurrency", "16", "--requests", "32", "--weight-bits", "fp8")
+    code, out, err = run_cli(capsys, *args, "--act-bits", "fp8")
+    assert code == 0, err
+    assert "activations fp8" in " ".join(out.split("┏")[0].split())  # the title, above the table
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert "activations" not in out.split("┏")[0]
