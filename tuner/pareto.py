@@ -440,6 +440,20 @@ def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
     return optuna_internals.hypervolume(inside, reference)
 
 
+def _quantization(deployment: dict | None) -> dict:
+    """``{"quantization": {"weights", "activations", "kv_cache"}}`` of a trial's stored deployment
+    (nothing where it has none: a trial that did not complete)."""
+    if not isinstance(deployment, dict) or "weight_dtype" not in deployment:
+        return {}
+    return {
+        "quantization": {
+            "weights": deployment["weight_dtype"],
+            "activations": deployment["act_dtype"],
+            "kv_cache": deployment["kv_dtype"],
+        }
+    }
+
+
 def trial_breakdown(study: optuna.Study, number: int) -> dict:
     """One trial: its state, choices, objectives, constraints and full estimate. Only that trial
     is read (its id by number, then the trial: Optuna's public storage API)."""
@@ -467,6 +481,9 @@ def trial_breakdown(study: optuna.Study, number: int) -> dict:
         "objectives": dict(zip(names, trial.values or [], strict=False)),
         "constraints": trial_constraints(trial, study_constraint_names(study.user_attrs)),
         "feasible": is_feasible(trial),
+        # The formats scored: params name the weights only, and a GPU study's fp8 trial runs W8A8
+        # (search_spaces.space.engine_act_dtype), as tuner export's quantization says.
+        **_quantization(trial.user_attrs.get("deployment")),
         "estimate": trial.user_attrs.get("estimate"),
         "calibration": study.user_attrs.get("calibration_profile", "not recorded"),
         # Compact trials: the breakdown was recomputed, and under which model version.

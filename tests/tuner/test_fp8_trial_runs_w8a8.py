@@ -92,3 +92,12 @@ def test_the_fp8_trial_scores_as_recommend_scores_the_same_plan(trials: str, cap
     assert plan["act_format"] == "fp8"
     assert fp8["estimate"]["serving"]["ttft_s"] == pytest.approx(plan["ttft_s"], rel=1e-9)
     assert fp8["estimate"]["serving"]["tpot_s"] == pytest.approx(plan["tpot_s"], rel=1e-9)
+
+
+def test_show_says_which_formats_the_trial_was_scored_with(trials: str, capsys) -> None:
+    """tuner show's params carry weight_bits only, and an fp8 trial is scored W8A8 (its numbers
+    are tuner estimate --weight-bits fp8 --act-bits fp8's, not --weight-bits fp8's, ~1-5% apart):
+    show names every format, as export's quantization does. Before, it named none."""
+    shown = {s["params"]["weight_bits"]: s["quantization"] for s in (_shown(trials, n, capsys) for n in (0, 1))}
+    assert shown["fp8"] == {"weights": "fp8", "activations": "fp8", "kv_cache": "bf16"}
+    assert shown["16"] == {"weights": "bf16", "activations": "bf16", "kv_cache": "bf16"}
