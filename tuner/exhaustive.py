@@ -51,6 +51,10 @@ CHUNKS_TABLE = "tuner_exhaustive_chunks"
 CHUNK_TARGET_S = 0.5
 #: A claim this old with its range not done is taken over (a worker on another host died).
 STALE_CLAIM_S = 120.0
+#: How long a worker waits before claiming again while every range left is claimed by a live
+#: worker: that worker may give its range back part-way (its --trials share reached), and the
+#: candidates left in it are then this worker's to score.
+CLAIM_POLL_S = 0.25
 #: Candidates the --no-store-all sample keeps beside the front, over the whole space.
 SAMPLE_SIZE = 1_000
 _FIRST_CHUNK, _MIN_CHUNK, _MAX_CHUNK = 8_192, 1_024, 1_000_000
@@ -162,6 +166,15 @@ def claim(storage: RDBStorage, study_id: int, size: int, length: int) -> tuple[i
             text(f"INSERT INTO {CHUNKS_TABLE} VALUES (:s, :b, :e, 0, :h, :p, :t)"), {**mine, "b": begin, "e": end}
         )
         return begin, end, False
+
+
+def ranges_undone(storage: RDBStorage, study_id: int) -> int:
+    """Claimed ranges not done yet (by live workers, where :func:`claim` found none to take)."""
+    with storage.engine.connect() as connection:
+        count = connection.execute(
+            text(f"SELECT COUNT(*) FROM {CHUNKS_TABLE} WHERE study_id = :s AND done = 0"), {"s": study_id}
+        ).scalar()
+    return int(count or 0)
 
 
 def release(storage: RDBStorage, study_id: int, begin: int) -> None:
@@ -432,6 +445,13 @@ def _sweep(
         began = time.monotonic()
         claimed = transaction(claim, storage, study_id, size, length)
         if claimed is None:
+            if transaction(ranges_undone, storage, study_id):
+                # Every range left is another live worker's. It may stop part-way (its share) and
+                # give the range back: wait for that or for it to finish, not end here having
+                # added nothing (before: two `tuner worker --trials 100` started together on a
+                # 360-candidate space, the first claimed it whole and the second added 0).
+                time.sleep(CLAIM_POLL_S)
+                continue
             result.finished = True
             break
         begin, end, reclaimed = claimed

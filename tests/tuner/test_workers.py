@@ -175,6 +175,41 @@ def test_worker_share_caps_what_one_worker_adds(tmp_path: Path) -> None:
     _check_study(url, 120)
 
 
+def test_an_exhaustive_worker_waits_for_a_range_another_worker_gives_back(tmp_path: Path) -> None:
+    """An exhaustive worker that finds every range left claimed by a live worker waits for it:
+    that worker may stop at its share and give the range back. Before, it ended at once having
+    added nothing (two `tuner worker --trials 100` of studies/llama-3.1-70b-h100-serving.yaml,
+    360 candidates, started together on one SQLite file: 100 + 0, in 3 of 3 runs). Here the live
+    claim is another host's, given back 0.5 s into the second worker's run."""
+    import threading
+
+    from tuner import exhaustive
+    from tuner.study import run_worker
+
+    spec = {**SPEC, "name": "sweep-share", "sampler": "exhaustive", "space": {**SPEC["space"], "batch": [1, 2, 4]}}
+    url = f"sqlite:///{tmp_path / 'sweep.db'}"
+    assert run_worker(json.loads(json.dumps(spec)), url, share=1).trials_added == 1  # creates the study
+    path = url[len(SQLITE_PREFIX) :]
+    with sqlite3.connect(path) as connection:  # the released range, now held by a live worker elsewhere
+        connection.execute(
+            f"UPDATE {exhaustive.CHUNKS_TABLE} SET host = 'elsewhere', pid = 1, claimed_at = ?", (time.time(),)
+        )
+
+    def give_back() -> None:
+        time.sleep(0.5)
+        with sqlite3.connect(path, timeout=30) as connection:
+            connection.execute(f"UPDATE {exhaustive.CHUNKS_TABLE} SET claimed_at = NULL")
+
+    thread = threading.Thread(target=give_back)
+    thread.start()
+    try:
+        result = run_worker(json.loads(json.dumps(spec)), url, share=5)
+    finally:
+        thread.join()
+    assert result.trials_added == 5
+    assert len(load_study("sweep-share", url).trials) == 6
+
+
 def _start_search(spec: Path, url: str, trials: int) -> subprocess.Popen:
     return subprocess.Popen(
         [*TUNER, "search", str(spec), "--storage", url, "--trials", str(trials), "--sampler", "random"],
