@@ -548,6 +548,10 @@ def run_search(
                 retry_stop=waiting_stop,
             )  # fmt: skip
             added = swept.written
+            # Every range done, each candidate stored, before the budget: the study holds the whole
+            # space, as a sampled search says when it runs out first (_sample: done < limit); not
+            # with --no-store-all (a front and a sample).
+            exhausted = swept.finished and store_all and (trials is None or len(held) + added < trials)
         elif sampler_name == "exhaustive":
             _exhaustive(compiled, fmt, held, writer, on_progress, trials, timeout_s, start, stop)
         elif sampler_name == "nsga2" and fmt.compact:

@@ -31,7 +31,7 @@ from search_spaces.space import compile_study, evaluate
 from search_spaces.spec import METRICS, parse_spec
 from tuner.pareto import load_study, study_front, trial_breakdown
 from tuner.storage import open_storage
-from tuner.study import run_search
+from tuner.study import run_search, run_worker
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -245,6 +245,24 @@ def test_exhaustive_enumerates_every_structurally_possible_candidate_once(url: s
     again = run_search(spec_dict(TINY), url, sampler="exhaustive")
     assert (again.trials_before, again.trials_added) == (expected, 0)
     assert len(stored("tiny", url)) == expected
+
+
+def test_exhaustive_says_when_the_study_holds_the_whole_space(url: str) -> None:
+    """As a sampled search says it (`exhausted`, and 'stopped early: the study holds every
+    configuration'): before, an exhaustive run that stored every candidate said exhausted false,
+    and its resume read '0 trials added' with no reason (studies/llama-3.1-70b-h100-serving.yaml:
+    360 candidates; the random sampler said it)."""
+    assert run_search(spec_dict(TINY), url, sampler="exhaustive").exhausted
+    again = run_search(spec_dict(TINY), url, sampler="exhaustive")
+    assert again.trials_added == 0 and again.exhausted
+    size = again.trials_before
+    budgeted = url.replace(".db", "-budget.db")
+    assert not run_search(spec_dict(TINY), budgeted, sampler="exhaustive", trials=size).exhausted
+    other = url.replace(".db", "-share.db")
+    assert not run_worker(spec_dict(TINY), other, share=2, sampler="exhaustive").exhausted  # its share stopped it
+    # Only the front and a sample stored: the space was scored, but the study does not hold it.
+    sampled = url.replace(".db", "-front.db")
+    assert not run_search(spec_dict(TINY), sampled, sampler="exhaustive", store_all=False).exhausted
 
 
 @pytest.mark.parametrize("base", [TINY, SMALL], ids=["tiny", "small"])
