@@ -55,6 +55,16 @@ class CountingConvention(BaseModel):
         "its adds stay bf16), or 'activations', in the activations' format (LLM-Viewer's a_byte for "
         "every activation).",
     )
+    gemm_output_format: Literal["16-bit", "activations"] = Field(
+        default="16-bit",
+        description="Bytes of what the GEMMs and attention write, and of attention's query, under 8- or "
+        "4-bit activations: '16-bit', as the GPU engines run them (vLLM's, SGLang's and TensorRT-LLM's "
+        "fp8 GEMMs quantize only their input and write bf16 from their wider accumulators: vLLM's "
+        "cutlass_scaled_mm(..., out_dtype=input.dtype); FlashAttention 3 and FlashInfer write a bf16 output; the query "
+        "is quantized only for an fp8 attention over an fp8 KV cache, the attention's compute format), "
+        "or 'activations', in the activations' format (LLM-Viewer's a_byte and Kim et al.'s 8-bit "
+        "operands for every activation).",
+    )
     softmax_flops_per_element: float = Field(default=5.0, ge=0, description="max, sub, exp, sum, div.")
     norm_flops_per_element: float = Field(default=7.0, ge=0, description="LLM-Viewer's count.")
     gelu_flops_per_element: float = Field(default=8.0, ge=0, description="tanh approximation.")
@@ -67,7 +77,11 @@ DEFAULT = CountingConvention()
 #: Kim, Hooper et al., "Full Stack Optimization of Transformer Inference" (arXiv 2302.14017), 2.2:
 #: act-to-act matmuls cost m*k*(2n-1); no lm_head or embedding in the totals.
 KIM2023 = CountingConvention(
-    name="kim2023", act_to_act_flops="2n-1", lm_head_positions="none", elementwise_format="activations"
+    name="kim2023",
+    act_to_act_flops="2n-1",
+    lm_head_positions="none",
+    elementwise_format="activations",
+    gemm_output_format="activations",
 )
 
 #: Yuan et al., "LLM Inference Unveiled" (arXiv 2402.16363) and LLM-Viewer: a residual add loads
@@ -79,6 +93,7 @@ YUAN2024 = CountingConvention(
     peak_selection="all_operands_low_bit",
     lm_head_format="weights",
     elementwise_format="activations",
+    gemm_output_format="activations",
 )
 
 CONVENTIONS: dict[str, CountingConvention] = {c.name: c for c in (DEFAULT, KIM2023, YUAN2024)}

@@ -288,6 +288,12 @@ class _CostTable:
         #: Bytes of an element of the norms and residual adds (:func:`operator_costs` sets 16 bits
         #: where the activations are narrower); the same array as ``ab`` otherwise.
         self.eb = self.ab
+        #: Bytes of an element the GEMMs and attention write (and the FFN activation reads), and
+        #: of attention's query, scores and activation K/V (:func:`operator_costs` sets 16 bits and
+        #: the attention's compute format where the activations are narrower:
+        #: CountingConvention.gemm_output_format); the same array as ``ab`` otherwise.
+        self.ob = self.ab
+        self.qb = self.ab
         # K and V are cache entries in a decoder, plain activations in an encoder.
         self.kvb = _where(c.decoder, lookup(BYTES_PER_ELEMENT, c.kv_dtype), self.ab)
         self.B = c.batch
@@ -382,19 +388,22 @@ class _CostTable:
         else:
             np.multiply(np.multiply(tokens, d_in, out=self.act_r[i]), self.ab, out=self.act_r[i])
         self._residual("act_r", i, residual and d_in is self.d)
-        self._residual("act_w", i, out_to_kv is False and residual and d_out is self.d)
+        # (The output is (N d) ab, a copy of nd_ab, only where the GEMMs write the activations'
+        # format: ob is ab.)
+        residual_out = out_to_kv is False and residual and d_out is self.d and self.ob is self.ab
+        self._residual("act_w", i, residual_out)
         if out_to_kv is False:  # the common case: no per-row choice (the KV row stays zero)
-            if residual and d_out is self.d:
+            if residual_out:
                 np.copyto(self.act_w[i], self.nd_ab())
             else:
-                np.multiply(np.multiply(tokens, d_out, out=self.act_w[i]), self.ab, out=self.act_w[i])
+                np.multiply(np.multiply(tokens, d_out, out=self.act_w[i]), self.ob, out=self.act_w[i])
             return
         out = tokens * d_out
         if np.all(out_to_kv):  # every configuration a decoder: all to the cache, no activations
             np.multiply(out, self.kvb, out=self.kv_w.row_to_write(i))
             self.act_w[i] = 0.0
             return
-        self.act_w[i] = np.where(out_to_kv, 0.0, out * self.ab)
+        self.act_w[i] = np.where(out_to_kv, 0.0, out * self.ob)
         self.kv_w[i] = np.where(out_to_kv, out * self.kvb, 0.0)
 
     def elementwise(
@@ -517,7 +526,7 @@ def _mla_projections(t: _CostTable, c: InferenceConfigs) -> None:
 
     Activations: each slot's input and final output (the q_lora_rank-wide intermediate of the
     chained q matmuls is left out: under 2% of a DeepSeek-V3 decode block's bytes)."""
-    mla, decode, N, d, H, ab, wb = c.mla, t.decode, t.N, c.d_model, c.heads, t.ab, t.wb
+    mla, decode, N, d, H, ab, ob, wb = c.mla, t.decode, t.N, c.d_model, c.heads, t.ab, t.ob, t.wb
     if not np.any(mla):
         return
     w = mla_attention_weights(d, H, c.d_head, c.kv_lora_rank, c.q_lora_rank, c.qk_rope_head_dim, c.v_head_dim)
@@ -537,7 +546,7 @@ def _mla_projections(t: _CostTable, c: InferenceConfigs) -> None:
         t.flops[i] = np.where(mla, 2.0 * N * weights, t.flops[i])
         t.weight[i] = np.where(mla, weights * wb, t.weight[i])
         t.act_r[i] = np.where(mla, N * d_in * ab, t.act_r[i])
-        t.act_w[i] = np.where(mla, N * out_act * ab, t.act_w[i])
+        t.act_w[i] = np.where(mla, N * out_act * ob, t.act_w[i])
         t.kv_w[i] = np.where(mla, N * out_kv * t.kvb, t.kv_w[i])
 
 
@@ -563,7 +572,10 @@ def _attention(t: _CostTable, c: InferenceConfigs, convention: CountingConventio
 
 def _attention_kernels(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> None:
     """The attention slots of :func:`_attention`: unfused qk, softmax and sv, or one fused operator."""
-    N, B, ab = t.N, t.B, t.ab
+    # Q, the scores and activation K/V in the attention's operand format (qb), its output in
+    # what it writes (ob): ab both, but under 8- and 4-bit activations on the engines
+    # (CountingConvention.gemm_output_format, operator_costs).
+    N, B, qb, ob = t.N, t.B, t.qb, t.ob
 
     # Widths per head of the scores' dot products and of the values. MLA: prefill attends with
     # decompressed heads (q/k d_head + rope, v v_head_dim); absorbed decode attends over the
@@ -589,8 +601,11 @@ def _attention_kernels(t: _CostTable, c: InferenceConfigs, convention: CountingC
         qk_flops = qk_flops - pairs
         sv_flops = sv_flops - sv_outputs
     softmax_flops = convention.softmax_flops_per_element * pairs
-    out_bytes = sv_outputs * ab
-    q_bytes = out_bytes if same_dims else N * c.heads * qk_dim * ab
+    out_bytes = sv_outputs * ob
+    if same_dims:
+        q_bytes = out_bytes if qb is ob else sv_outputs * qb
+    else:
+        q_bytes = N * c.heads * qk_dim * qb
     # Keys and values read, each entry once, shared by its query group: K and V of every KV head
     # (from the cache in a decoder); MLA prefill: the decompressed per-head K and V (activations);
     # MLA decode: the cached latent, once for all heads, like MQA with a kv_lora_rank + rope wide
@@ -598,11 +613,11 @@ def _attention_kernels(t: _CostTable, c: InferenceConfigs, convention: CountingC
     if any_mla:
         k_bytes = np.where(
             mla,
-            np.where(decode, B * keys * latent * t.kvb, B * keys * c.heads * (c.d_head + c.qk_rope_head_dim) * ab),
+            np.where(decode, B * keys * latent * t.kvb, B * keys * c.heads * (c.d_head + c.qk_rope_head_dim) * qb),
             B * keys * t.dkv * t.kvb,
         )
         v_bytes = np.where(
-            mla, np.where(decode, B * keys * c.kv_lora_rank * t.kvb, B * keys * c.heads * c.v_head_dim * ab), k_bytes
+            mla, np.where(decode, B * keys * c.kv_lora_rank * t.kvb, B * keys * c.heads * c.v_head_dim * qb), k_bytes
         )
     else:
         k_bytes = v_bytes = B * keys * t.dkv * t.kvb
@@ -612,7 +627,7 @@ def _attention_kernels(t: _CostTable, c: InferenceConfigs, convention: CountingC
     if fused.all():  # the unfused slots are absent (zero) where every configuration fuses
         t.unwritten.update(OP[name] for name in ("qk_matmul", "softmax", "sv_matmul"))
     else:
-        scores_bytes = pairs * ab  # the score matrix, written by qk, read and written by softmax, read by sv
+        scores_bytes = pairs * qb  # the score matrix, written by qk, read and written by softmax, read by sv
         i = OP["qk_matmul"]
         t.flops[i] = qk_flops
         t.act_r[i] = q_bytes + _where(kv_is_cache, 0.0, k_bytes)
@@ -669,8 +684,11 @@ def _ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> 
     # without a temporary copied in).
     np.multiply(np.multiply(act_flops, N, out=t.flops[i]), dff, out=t.flops[i])
     act_r = np.multiply(np.where(gated, 2.0, 1.0), N, out=t.act_r[i])
-    np.multiply(np.multiply(act_r, dff, out=act_r), t.ab, out=act_r)
-    np.multiply(np.multiply(N, dff, out=t.act_w[i]), t.ab, out=t.act_w[i])
+    # It reads the gate and up GEMMs' outputs (ob) and, elementwise, writes the down GEMM's
+    # input before its quantization (eb): 16-bit both under 8- and 4-bit activations on the
+    # engines (vLLM's silu_and_mul runs on the bf16 GEMM outputs), as the norms.
+    np.multiply(np.multiply(act_r, dff, out=act_r), t.ob, out=act_r)
+    np.multiply(np.multiply(N, dff, out=t.act_w[i]), t.eb, out=t.act_w[i])
     t.projection("down_proj", dff, d, N)
     for name in DENSE_FFN:
         t.present[OP[name]] &= dense
@@ -699,8 +717,8 @@ def _moe_ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention)
     act_flops = np.where(gated, convention.swiglu_flops_per_element, convention.gelu_flops_per_element)
     i = OP["expert_act"]
     t.flops[i] = act_flops * N * routed
-    t.act_r[i] = np.where(gated, 2.0, 1.0) * N * routed * t.ab
-    t.act_w[i] = N * routed * t.ab
+    t.act_r[i] = np.where(gated, 2.0, 1.0) * N * routed * t.ob  # GEMM outputs, as the dense mlp_act's
+    t.act_w[i] = N * routed * t.eb
     t.projection("expert_down", routed, d, N)
     t.weight[OP["expert_down"]] = loaded * d * t.wb
     t.written(OP["expert_down"])
@@ -820,10 +838,24 @@ def operator_costs(
     ``deployment._live_activations``, which skip both (deployment.BlockedCosts)."""
     c = configs
     t = _CostTable(c)
-    if convention.elementwise_format == "16-bit" and np.any(t.ab < BYTES_PER_ELEMENT[BF16]):
+    narrow = np.any(t.ab < BYTES_PER_ELEMENT[BF16])
+    if convention.elementwise_format == "16-bit" and narrow:
         # Norms and residual adds stay bf16 under 8- and 4-bit activations (CountingConvention.
         # elementwise_format): the engines quantize a GEMM's input, not the residual stream.
         t.eb = np.maximum(t.ab, BYTES_PER_ELEMENT[BF16])
+    if convention.gemm_output_format == "16-bit" and narrow:
+        # The GEMMs and attention write 16 bits under 8- and 4-bit activations (CountingConvention.
+        # gemm_output_format): the engines' fp8 GEMMs quantize their input only and write bf16
+        # from their accumulators, FlashAttention 3 and FlashInfer write bf16. Llama-3-70B at fp8
+        # wrote its 28672-wide gate and up outputs at 1 byte an element, half of what they move.
+        t.ob = t.eb if t.eb is not t.ab else np.maximum(t.ab, BYTES_PER_ELEMENT[BF16])
+        # Attention reads its query (and scores, activation K/V) in its compute format, the wider
+        # of the activations' and the KV cache's (_compute_dtypes' act_x_kv): bf16 over a bf16
+        # cache; fp8 only over an fp8 cache, where vLLM's FlashAttention 3 path and SGLang quantize
+        # the query for an fp8 kernel (calibrated_times.FP8_QUERY_PREFILL_ENGINES). Encoders:
+        # the activations' format, their K and V being activations.
+        attention_dtype = lookup(COMBINE, c.act_dtype, _where(c.decoder, c.kv_dtype, c.act_dtype))
+        t.qb = np.where(t.ab < BYTES_PER_ELEMENT[BF16], lookup(BYTES_PER_ELEMENT, attention_dtype), t.ab)
     if slots == "attention":
         _attention_kernels(t, c, convention)
         _lm_head(t, c, convention)

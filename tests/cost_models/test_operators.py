@@ -345,3 +345,67 @@ def test_norms_and_residual_adds_stay_bf16_under_fp8_activations():
     viewer = operator_costs(configs, YUAN2024)
     assert viewer.act_read_bytes[OP["attn_norm"], 0] == d * 1
     assert viewer.act_read_bytes[OP["attn_add"], 0] == d * 1  # one input read (residual_add_reads 1)
+
+
+def test_gemm_outputs_and_attention_output_stay_bf16_under_fp8_activations():
+    """vLLM's, SGLang's and TensorRT-LLM's fp8 GEMMs quantize only their input and write bf16
+    (vLLM: cutlass_scaled_mm(..., out_dtype=input.dtype)); FlashAttention 3 and FlashInfer write a
+    bf16 output. Llama-3-8B (d_model 4096, 32 heads x 128, 8 KV heads, d_ff 14336) decoding one
+    sequence at fp8 activations: q_proj reads 4096 x 1 bytes and writes 4096 x 2; out_proj and
+    down_proj write 4096 x 2; gate and up write 14336 x 2, which the activation reads (2 x 14336
+    x 2) before writing 14336 x 2; attention reads its query at 4096 x 2 over a bf16 cache and
+    writes 4096 x 2 (before: every one of these at 1 byte an element). Over an fp8 cache the
+    attention runs fp8 (its compute format) and reads an fp8 query, 4096 x 1, still writing bf16.
+    LLM-Viewer's (yuan2024) and Kim et al.'s (kim2023) conventions keep 1 byte for all of them."""
+    from cost_models.conventions import KIM2023, YUAN2024
+    from cost_models.operators import operator_costs
+
+    model = get_model("llama-3-8b")
+    d, dq, dff = 4096, 4096, 14336
+    kv = np.array([BF16, FP8])
+    configs = make_configs(
+        model, phase="decode", batch=1, seq_len=1024, act_dtype=FP8, kv_dtype=kv, flash_attention=True
+    )
+    ops = operator_costs(configs)
+    for col in (0, 1):  # bf16 cache, fp8 cache
+        assert ops.act_read_bytes[OP["q_proj"], col] == d * 1  # the GEMM's input: fp8
+        assert ops.act_write_bytes[OP["q_proj"], col] == dq * 2
+        assert ops.act_write_bytes[OP["out_proj"], col] == d * 2
+        assert ops.act_write_bytes[OP["down_proj"], col] == d * 2
+        assert ops.act_read_bytes[OP["down_proj"], col] == dff * 1
+        for gemm in ("gate_proj", "up_proj"):
+            assert ops.act_write_bytes[OP[gemm], col] == dff * 2
+        assert ops.act_read_bytes[OP["mlp_act"], col] == 2 * dff * 2
+        assert ops.act_write_bytes[OP["mlp_act"], col] == dff * 2
+        assert ops.act_write_bytes[OP["fused_attention"], col] == dq * 2
+    assert ops.act_read_bytes[OP["fused_attention"], 0] == dq * 2  # bf16 query over a bf16 cache
+    assert ops.act_read_bytes[OP["fused_attention"], 1] == dq * 1  # fp8 query, fp8 attention
+    # The cache itself: 1024 cached keys and values of 8 x 128, in its format.
+    assert ops.kv_read_bytes[OP["fused_attention"], 0] == 2 * 1024 * 1024 * 2
+    assert ops.kv_read_bytes[OP["fused_attention"], 1] == 2 * 1024 * 1024 * 1
+    for paper in (YUAN2024, KIM2023):
+        counted = operator_costs(configs, paper)
+        assert counted.act_write_bytes[OP["q_proj"], 0] == dq * 1
+        assert counted.act_write_bytes[OP["up_proj"], 0] == dff * 1
+        assert counted.act_read_bytes[OP["mlp_act"], 0] == 2 * dff * 1
+        assert counted.act_read_bytes[OP["fused_attention"], 0] == dq * 1
+        assert counted.act_write_bytes[OP["fused_attention"], 0] == dq * 1
+
+
+def test_expert_outputs_stay_bf16_under_fp8_activations():
+    """An MoE block's expert GEMMs write bf16 under fp8 activations too (vLLM's fused_moe writes
+    the w13 output in the input's dtype; silu_and_mul runs on it). Mixtral-8x7B (d_model 4096,
+    expert d_ff 14336, top 2) prefilling 128 tokens: the gate and up experts write 128 x 2 x
+    14336 x 2 bytes each, down writes 128 x 4096 x 2, the activation reads 2 x 128 x 2 x 14336
+    x 2 (before: at 1 byte an element)."""
+    from cost_models.operators import operator_costs
+
+    configs = make_configs(get_model("mixtral-8x7b"), phase="prefill", batch=1, seq_len=128, act_dtype=FP8)
+    ops = operator_costs(configs)
+    tokens, d, routed = 128, 4096, 2 * 14336
+    assert ops.act_read_bytes[OP["expert_gate"], 0] == tokens * d * 1
+    assert ops.act_write_bytes[OP["expert_gate"], 0] == tokens * routed * 2
+    assert ops.act_write_bytes[OP["expert_up"], 0] == tokens * routed * 2
+    assert ops.act_write_bytes[OP["expert_down"], 0] == tokens * d * 2
+    assert ops.act_read_bytes[OP["expert_act"], 0] == 2 * tokens * routed * 2
+    assert ops.act_write_bytes[OP["expert_act"], 0] == tokens * routed * 2
