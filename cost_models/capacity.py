@@ -16,10 +16,11 @@ vectorized call:
   :mod:`cost_models.disaggregated`: each distinct pool (TP, DP, format, instances) is evaluated
   once and the pools are paired.
 
-Each candidate also has a weight format: 16-bit, and 8-bit (W8A8: fp8 where the chip has fp8
-units, int8 where it has int8 units) where the chip supports one, and the model's own quantized
-checkpoint format where it is neither (gpt-oss's MXFP4: weight-only, 16-bit activations, as tuner
-estimate runs it by default). The KV cache stays 16-bit.
+Each candidate also has a weight format: 16-bit, and 8-bit where the chip supports one (fp8 W8A8
+where the chip has fp8 units; else int8 weight-only, with 16-bit activations, where it has int8
+units: :func:`act_code`), and the model's own quantized checkpoint format where it is neither
+(gpt-oss's MXFP4: weight-only, 16-bit activations, as tuner estimate runs it by default). The KV
+cache stays 16-bit.
 
 A candidate meets the SLA when it is stable (keeps up with R, fits in memory) with mean TTFT <=
 ``max_ttft_s`` and mean TPOT <= ``max_tpot_s``, and where asked p90 / p99 TTFT <= ``max_ttft_p90_s``
@@ -124,14 +125,18 @@ def weight_formats(chip: HardwareSpec, model: ModelSpec | None = None) -> list[t
 
 
 def act_code(weight_code: int, chip: HardwareSpec) -> int:
-    """The activations of a weight format: 8-bit with 8-bit weights where ``chip`` has units of
-    that format (W8A8), else 16-bit: a 4-bit checkpoint runs weight-only, as tuner estimate's
-    default --act-bits 16."""
+    """The activations of a weight format: fp8 with fp8 weights where ``chip`` has fp8 units
+    (W8A8), else 16-bit: int8 and 4-bit weights run weight-only, as tuner estimate's default
+    --act-bits 16 and a study's trials (search_spaces.space.engine_act_dtype) score them."""
     return weight_code if weight_code in _w8a8(chip) else BF16
 
 
 def _w8a8(chip: HardwareSpec) -> tuple[int, ...]:
-    return tuple(code for code in (FP8, INT8) if chip.has_format(code))
+    # fp8 only. int8 weights are exported weight-only (tuner.export.engine_formats: a GPTQ
+    # checkpoint on vLLM's and SGLang's gptq_marlin, bf16 tensor cores), so a plan scored W8A8
+    # int8 (SmoothQuant's int8 x int8 GEMM at the int8 peak) launched another kernel than it was
+    # scored with: recommend's int8 plan on an A100 was W8A8 while its export ran W8A16.
+    return (FP8,) if chip.has_format(FP8) else ()
 
 
 def tp_degrees(

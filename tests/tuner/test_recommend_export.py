@@ -228,3 +228,23 @@ def test_no_plan_writes_nothing_and_says_so(capsys, tmp_path):
     assert code == 2 and "none -" in stdout
     assert err.count("\n") == 1 and err.startswith("error: --export: no plan meets the SLA")
     assert not out.exists()
+
+
+def test_an_int8_plan_is_scored_as_its_export_runs_it():
+    """On an A100 (int8 tensor cores, no fp8) recommend's 8-bit candidate is int8. Its export
+    launches int8 weight-only (vLLM's gptq_marlin: a GPTQ checkpoint on Marlin, bf16 tensor
+    cores), so the plan must be scored weight-only, with 16-bit activations, as tuner estimate
+    --weight-bits 8 --act-bits 16 scores it. It was scored W8A8 (int8 x int8 at the int8 peak):
+    Llama-3-8B on one A100 under vLLM at 1 request/s, TTFT 63 ms and TPOT 8.2 ms, where the
+    weight-only kernel the export launches gives 94 and 10.9."""
+    p = problem(
+        "llama-3-8b", "a100-80gb", request_rate=1.0, prompt_len=1024, gen_len=256, max_ttft_s=1, max_tpot_s=0.1,
+        backend="vllm", max_chips=2,
+    )  # fmt: skip
+    rows = recommend(p, ("aggregated",))["aggregated"]["feasible"]
+    row = next(r for r in rows if r["weight_format"] == "int8")
+    plan = scored_plan(p, row)
+    exported = plan_engine_args(plan, "vllm")
+    assert exported["engine_args"]["quantization"] == "gptq_marlin"  # weight-only
+    assert row["act_format"] == "bf16"
+    assert (plan.deployment.weight_dtype, plan.deployment.act_dtype) == ("int8", "bf16")
