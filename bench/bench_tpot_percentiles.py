@@ -14,10 +14,15 @@ behind too).
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 
 from cost_models.serving_simulation import simulate_one
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ttft_percentiles import capacity  # the highest stable rate, as the TTFT bench finds it
 
 OPEN_SHARES = (0.35, 0.7, 0.9)
 #: (label, simulate_one keywords without the load and the output spread, ("rate", shares of the
@@ -42,11 +47,6 @@ CASES: tuple[tuple[str, dict, tuple], ...] = (
         ("clients", (8, 32)),
     ),
 )  # fmt: skip
-
-
-def capacity(kw: dict) -> float:
-    out = simulate_one(request_rate=1e4, requests=50, seed=0, **kw)
-    return float(out["analytic"]["max_stable_request_rate"])
 
 
 def rows(requests: int, seeds: int) -> list[dict]:
