@@ -163,11 +163,7 @@ def test_export_launches_each_pool_where_its_router_sends(study, capsys: pytest.
     the lines had no --port (vLLM and trtllm-serve then listen on 8000, the router's own port) and
     trtllm-serve bound localhost (its --host default), which the router on another host cannot
     reach; only a note said to add them."""
-    url, s = study
-    trial = next(
-        t for t in s.get_trials(deepcopy=False) if t.user_attrs["serving"]["mode"] == "disaggregated" and is_feasible(t)
-    )
-    args = ("export", STUDY["name"], "--storage", url, "--trial", str(trial.number))
+    url, s, trial, args = _disaggregated_export(study)
     code, out, err = run_cli(capsys, *args, "--format", "vllm")
     assert code == 0, err
     data = json.loads(out)
@@ -630,11 +626,7 @@ def test_export_connects_the_pools_with_each_engines_kv_transfer(study, capsys: 
     prompt, 2048 tokens here; the context servers without the overlap scheduler: TensorRT-LLM
     docs, Disaggregated Serving) and a `trtllm-serve disaggregated` router. The pools were
     exported without any: each launched instance prefilled and decoded its own requests."""
-    url, s = study
-    trial = next(
-        t for t in s.get_trials(deepcopy=False) if t.user_attrs["serving"]["mode"] == "disaggregated" and is_feasible(t)
-    )
-    args = ("export", STUDY["name"], "--storage", url, "--trial", str(trial.number))
+    url, s, trial, args = _disaggregated_export(study)
     code, out, err = run_cli(capsys, *args, "--format", "vllm")
     assert code == 0, err
     data = json.loads(out)
@@ -693,3 +685,13 @@ def test_the_decode_pools_memory_knob_holds_the_cache_it_was_scored_with(
     assert any("not the trial's 0.9" in note for note in data["decode"]["notes"])
     assert data["prefill"]["engine_args"]["gpu_memory_utilization"] == 0.9
     assert any("its KV cache differs from the estimate's" in note for note in data["prefill"]["notes"])
+
+
+def _disaggregated_export(study) -> tuple:
+    """The study's URL and study, its first feasible disaggregated trial and the ``tuner export``
+    arguments of that trial."""
+    url, s = study
+    trial = next(
+        t for t in s.get_trials(deepcopy=False) if t.user_attrs["serving"]["mode"] == "disaggregated" and is_feasible(t)
+    )
+    return url, s, trial, ("export", STUDY["name"], "--storage", url, "--trial", str(trial.number))
