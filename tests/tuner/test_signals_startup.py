@@ -4,6 +4,7 @@ a traceback, and whatever the database holds is whole (finished trials only, num
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -62,12 +63,14 @@ def test_a_signal_at_any_moment_is_one_line_and_the_right_exit_code(
     assert "Traceback" not in err and "Exception ignored" not in err
     assert err.strip().splitlines()[-1].startswith(("interrupted: every finished trial is saved", "interrupted before"))
     if db.exists():
-        try:
-            trials = optuna.load_study(study_name=SPEC["name"], storage=f"sqlite:///{db}").trials
-        except KeyError:  # stopped before the study was created
-            trials = []
-        assert sorted(t.number for t in trials) == list(range(len(trials)))
-        assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+        # Read with sqlite3 from Optuna's schema: optuna.load_study(...).trials took ~6 s of each
+        # late moment's ~10 s on 20,000 trials.
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+            tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            query = "SELECT number, state FROM trials JOIN studies USING (study_id) WHERE study_name = ?"
+            trials = connection.execute(query, (SPEC["name"],)).fetchall() if "trials" in tables else []
+        assert sorted(number for number, _ in trials) == list(range(len(trials)))
+        assert all(state == optuna.trial.TrialState.COMPLETE.name for _, state in trials)
 
 
 def _as_the_command(script: str) -> subprocess.CompletedProcess[str]:
