@@ -240,6 +240,21 @@ def _stored_trials(url: str) -> int:
 SQLITE_PREFIX = "sqlite:///"
 
 
+def _sqlite_trials(url: str) -> dict[int, tuple[str, tuple]]:
+    """Trial number -> (state, the stored parameter rows), read with sqlite3 from Optuna's schema:
+    optuna.load_study(...).trials took ~2.7 s on the ~3,400 trials these tests stop at."""
+    with sqlite3.connect(f"file:{url[len(SQLITE_PREFIX) :]}?mode=ro", uri=True) as connection:
+        params: dict[int, list] = {}
+        for number, name, value in connection.execute(
+            "SELECT number, param_name, param_value FROM trial_params JOIN trials USING (trial_id)"
+        ):
+            params.setdefault(number, []).append((name, value))
+        return {
+            number: (state, tuple(sorted(params.get(number, []))))
+            for number, state in connection.execute("SELECT number, state FROM trials")
+        }
+
+
 def _wait_for_trials(url: str, at_least: int, timeout_s: float = 60.0) -> int:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -264,10 +279,10 @@ def test_sigkill_then_resume_keeps_flushed_trials_and_finishes(tmp_path: Path) -
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-    survived = optuna.load_study(study_name=SPEC["name"], storage=url).get_trials(deepcopy=False)
+    survived = _sqlite_trials(url)
     assert len(survived) >= 500
-    assert sorted(t.number for t in survived) == list(range(len(survived)))
-    assert {t.state for t in survived} == {optuna.trial.TrialState.COMPLETE}
+    assert sorted(survived) == list(range(len(survived)))
+    assert {state for state, _ in survived.values()} == {optuna.trial.TrialState.COMPLETE.name}
     budget = len(survived) + 300
     done = subprocess.run(
         [*TUNER, "search", str(spec), "--storage", url, "--trials", str(budget), "--sampler", "random"],
@@ -278,9 +293,8 @@ def test_sigkill_then_resume_keeps_flushed_trials_and_finishes(tmp_path: Path) -
     )
     assert done.returncode == 0, done.stderr
     _check_study(url, budget)
-    kept = {t.number: t.params for t in survived}
-    after = {t.number: t.params for t in optuna.load_study(study_name=SPEC["name"], storage=url).trials}
-    assert all(after[n] == params for n, params in kept.items())  # nothing flushed was lost
+    after = _sqlite_trials(url)
+    assert all(after[n] == stored for n, stored in survived.items())  # nothing flushed was lost
 
 
 def test_sigterm_flushes_and_exits_143(tmp_path: Path) -> None:
@@ -309,7 +323,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
     assert process.returncode == 130, err
     assert "Traceback" not in err
     assert "run the same command to resume" in err
-    saved = len(optuna.load_study(study_name=SPEC["name"], storage=url).trials)
+    saved = _stored_trials(url)
     done = subprocess.run(
         [*TUNER, "search", str(spec), "--storage", url, "--trials", str(saved + 100), "--sampler", "random"],
         capture_output=True,
