@@ -820,6 +820,21 @@ def _lm_head(t: _CostTable, c: InferenceConfigs, convention: CountingConvention)
     t.present[LM_HEAD] = c.decoder & (convention.lm_head_positions != "none")
 
 
+def gemm_output_bytes(act_bytes: np.ndarray, convention: CountingConvention = DEFAULT) -> np.ndarray:
+    """Bytes of an element the GEMMs and attention write, under activations of ``act_bytes`` bytes
+    an element (BYTES_PER_ELEMENT of their format, per configuration) and ``convention``'s
+    ``gemm_output_format``: 16 bits where the activations are narrower and the format is '16-bit'
+    (the engines' fp8 GEMMs quantize their input only and write bf16 from their accumulators,
+    vLLM's cutlass_scaled_mm(..., out_dtype=input.dtype); FlashAttention 3 and FlashInfer write
+    bf16: Llama-3-70B at fp8 wrote its 28672-wide gate and up outputs at 1 byte an element, half
+    of what they move), ``act_bytes`` itself (the same array) otherwise. The one rule for
+    :func:`operator_costs` and for what holds them in memory (cost_models.serving's activations
+    of a full iteration)."""
+    if convention.gemm_output_format == "16-bit" and np.any(act_bytes < BYTES_PER_ELEMENT[BF16]):
+        return np.maximum(act_bytes, BYTES_PER_ELEMENT[BF16])
+    return act_bytes
+
+
 def operator_costs(
     configs: InferenceConfigs,
     convention: CountingConvention = DEFAULT,
@@ -843,12 +858,9 @@ def operator_costs(
         # Norms and residual adds stay bf16 under 8- and 4-bit activations (CountingConvention.
         # elementwise_format): the engines quantize a GEMM's input, not the residual stream.
         t.eb = np.maximum(t.ab, BYTES_PER_ELEMENT[BF16])
-    if convention.gemm_output_format == "16-bit" and narrow:
-        # The GEMMs and attention write 16 bits under 8- and 4-bit activations (CountingConvention.
-        # gemm_output_format): the engines' fp8 GEMMs quantize their input only and write bf16
-        # from their accumulators, FlashAttention 3 and FlashInfer write bf16. Llama-3-70B at fp8
-        # wrote its 28672-wide gate and up outputs at 1 byte an element, half of what they move.
-        t.ob = t.eb if t.eb is not t.ab else np.maximum(t.ab, BYTES_PER_ELEMENT[BF16])
+    ob = gemm_output_bytes(t.ab, convention)
+    if ob is not t.ab:  # 16-bit GEMM outputs under 8- and 4-bit activations
+        t.ob = ob
         # Attention reads its query (and scores, activation K/V) in its compute format, the wider
         # of the activations' and the KV cache's (_compute_dtypes' act_x_kv): bf16 over a bf16
         # cache; fp8 only over an fp8 cache, where vLLM's FlashAttention 3 path and SGLang quantize

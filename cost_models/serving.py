@@ -49,6 +49,7 @@ from cost_models.errors import InvalidInputError
 from cost_models.inference_configs import MAX_SIZE
 from cost_models.input_ranges import MEMORY_FRACTION_RANGE, REQUEST_RATE_PER_S_RANGE
 from cost_models.iteration import IterationShapes, iteration_shapes, iteration_times
+from cost_models.operators import gemm_output_bytes
 from cost_models.partitioning import gathered_weight_buffer_bytes, mxfp4_checkpoint_extra_bytes, weight_bytes_per_chip
 from cost_models.topology import Network, network_for
 from cost_models.ttft_percentiles import (
@@ -567,9 +568,11 @@ def _memory(
         ways = kv_ways_by_phase(replace(d, batch=np.maximum(w.max_batch_size, 1.0)))[phase]
     # Per token of a request at its longest context (windowed layers hold only their window).
     kv_per_token = configs.kv_bytes_per_token(w.prompt_len + w.gen_len) / ways
-    # Live activations of one iteration: the widest intermediate (FFN input of every token) twice,
-    # split over the chips with the weights (tensor parallel activations are sharded the same way).
-    act_bytes = BYTES_PER_ELEMENT[configs.act_dtype]
+    # Live activations of one iteration: the widest intermediate (the gate and up GEMMs' output of
+    # every token, or the logits) twice, split over the chips with the weights (tensor parallel
+    # activations are sharded the same way). Both are GEMM outputs: 16-bit under 8- and 4-bit
+    # activations, as the operator costs charge them (operators.gemm_output_bytes).
+    act_bytes = gemm_output_bytes(BYTES_PER_ELEMENT[configs.act_dtype])
     # (An MoE block's per-token FFN width is that of its k routed and its shared experts.)
     ffn_width = np.maximum(configs.d_ff, configs.experts_per_token * configs.expert_d_ff + configs.shared_d_ff)
     widest = np.maximum(ffn_width * np.where(configs.gated_ffn, 2.0, 1.0), configs.vocab / 8)

@@ -21,6 +21,7 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.models import get_model
 from cost_models.serving import (
+    engine_memory_bytes,
     kv_capacity_tokens,
     make_workloads,
     serve,
@@ -196,3 +197,25 @@ def test_fp8_weights_keep_the_embedding_and_lm_head_in_16_bits(engine: str) -> N
         "sglang": f * H200_BYTES - weights,
     }[engine]
     assert kv_capacity_tokens(d, _workload(engine))[0] == math.floor(budget / KV_PER_TOKEN)
+
+
+@pytest.mark.parametrize("engine", sorted(EXPECTED_BUDGET))
+def test_fp8_activations_keep_the_gemm_outputs_in_16_bits(engine: str) -> None:
+    """Llama 3 70B W8A8 (fp8 weights and activations) on 2 H200s: the widest intermediate of a
+    full iteration is still the gate and up GEMMs' output, 2 x 28672 wide, and the engines' fp8
+    GEMMs write it in bf16 (they quantize only their input: CountingConvention.gemm_output_format,
+    as the operator costs charge it), so the activations are 2 x 8192 tokens x 57344 x 2 bytes
+    / 2 chips = 939,524,096 B per chip, as in 16 bits, not the 469,762,048 of 1 byte an element."""
+    d = replace(_llama3_70b_on_two_h200s(), weight_dtype=np.array([1]), act_dtype=np.array([1]))  # FP8
+    activations = 2 * 8192 * (2 * 28672) * 2 / CHIPS
+    assert activations == ACTIVATIONS == 939_524_096
+    w = _workload(engine)
+    assert engine_memory_bytes(d, w)["activations"][0] == activations
+    weights = (BLOCKS * 1 + EMBEDDING_AND_LM_HEAD * 2) / CHIPS
+    f = 0.9 if engine != "sglang" else 0.88
+    budget = {
+        "trtllm": f * (H200_BYTES - weights - activations),
+        "vllm": f * H200_BYTES - weights - activations,
+        "sglang": f * H200_BYTES - weights,
+    }[engine]
+    assert kv_capacity_tokens(d, w)[0] == math.floor(budget / KV_PER_TOKEN)
