@@ -913,6 +913,26 @@ def prefill_attention_time_s(
     else:
         quant = 1.0
     compute_s = pairs * per_pair * quant
+    # Q and O in the compute format: 1 byte each in fp8. What the measured fp8 kernels move
+    # (data/kernels/context_attention_perf.csv.gz; ai-dynamo/aiconfigurator's collectors, read
+    # 2026-12-06): TensorRT-LLM's fp8/fp8 rows (torch_flow) are its fp8 context FMHA with fp8 Q
+    # and an fp8 O (collector/trtllm/collect_attn.py passes out_scale with QuantAlgo.FP8 and an
+    # fp8 cache, for which tensorrt_llm/_torch/attention_backend/trtllm.py TrtllmAttention.forward
+    # sets out_dtype float8_e4m3fn, the fp8 o_proj's input): 1 and 1, as charged. SGLang's
+    # (collector/sglang/collect_attn.py casts q, k, v to fp8 before the timed call) write a bf16
+    # O from their fa3 rows (h100/h200, 466 of 500: FlashAttention 3's hopper/flash_api.cpp "For
+    # FP8 input, output must have dtype BF16") and trtllm_mha rows (b200/gb200, 412 and 409 of
+    # 500: sglang trtllm_mha_backend.py forward_extend out_dtype=self.q_data_type, the model's
+    # bf16), an fp8 one from their triton rows (``torch.empty_like(q)``; all of l40s's): 1 and 2
+    # bytes there. Left as is: with kv_bytes_factor fitted, an O of 2 bytes only rescales
+    # memory_eff and kv_bytes_factor (refitted with each row's O by its kernel, the four SGLang
+    # fp8/fp8 classes came out at memory_eff x1.50-1.55 and kv_bytes_factor x1.55-1.61, compute_eff
+    # within 1%), their held-out error did not improve (5-fold on this 2-core VM, 6 seeds: median
+    # +0.11 points on average, b200 worse in all 6 by 0.06-0.23; p90 -0.21; seed 20260101
+    # h100 7.75/27.2% -> 7.58/25.4%, h200 7.71/26.4% -> 7.74/26.7%, b200 9.52/37.4% ->
+    # 9.72/38.8%, gb200 8.93/34.7% -> 8.79/34.3%), and the serving times they give move by at
+    # most 0.6% (Llama-3-70B at TP2: 32 heads on 4 KV heads of 128, batch 1-64, prompts 128-8192).
+    # The profiles keep the feature they were fitted with, which is the one serving charges.
     act_bytes = 1.0 if compute_format == "fp8" else 2.0
     memory_bytes = (
         batch
