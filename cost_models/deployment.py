@@ -103,6 +103,7 @@ from cost_models.partitioning import (
 )
 from cost_models.topology import (
     Network,
+    chips_offered,
     domain_size,
     network_for,
     parse_mesh,
@@ -1962,7 +1963,9 @@ def estimate_one(
                 )
         choices = engine_choices
         flash = True if flash_attention is None else flash_attention
-        chips, shape, parallel = engine_degrees(chip, chips, tp=tp, pp=pp, ep=ep, dp=dp, micro_batches=micro_batches)
+        chips, shape, parallel = engine_degrees(
+            chip, chips, tp=tp, pp=pp, ep=ep, dp=dp, micro_batches=micro_batches, experts=model_spec.experts
+        )
         if parallel["pp"] == 1 and parallel["micro_batches"] > 1:
             # Micro-batches fill a pipeline (Narayanan et al. 2021, 2.2); on one stage they would
             # run one after another, a slower deployment no engine launches (a study leaves it
@@ -2420,8 +2423,10 @@ def engine_degrees(
     ep: int | None,
     dp: int | None,
     micro_batches: int | None,
+    experts: int,
 ) -> tuple[int, tuple[int, int, int], dict[str, int]]:
-    """(chips, the 1 x 1 x TP mesh, {pp, ep, dp, micro_batches}) as engines deploy ``chips``.
+    """(chips, the 1 x 1 x TP mesh, {pp, ep, dp, micro_batches}) as engines deploy ``chips``: a
+    model of ``experts`` (0: dense, whose DP ranks are replicas: topology.chips_offered).
 
     Unnamed degrees: PP, EP, DP and micro-batches 1, except that without ``tp`` TP takes the
     chips of one NVLink domain (all of them, if fewer) and PP the domains (vLLM's and
@@ -2454,7 +2459,7 @@ def engine_degrees(
     # Checked before the meshes are enumerated: enumeration grows with the chip count.
     if total > MAX_CHIPS:
         raise InvalidInputError("chips", f"{total} is more than {MAX_CHIPS} chips", "pass fewer chips")
-    if not network_for(chip).legal_meshes(total):
+    if not chips_offered(chip, tp, pp_, dp_, experts)[0]:
         raise InvalidInputError(
             "chips", f"{total} chips form no legal {chip.name} deployment", "use a chip count the hardware offers"
         )

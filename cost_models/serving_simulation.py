@@ -846,7 +846,9 @@ def simulate_one(
         if tp is not None and mesh is not None:
             raise InvalidInputError("tp", "given with --mesh (the mesh is the TP group)", "give one of them")
         if mesh is None:
-            chips, _, _ = engine_degrees(chip, chips, tp=tp, pp=pp, ep=ep, dp=dp, micro_batches=None)
+            chips, _, _ = engine_degrees(
+                chip, chips, tp=tp, pp=pp, ep=ep, dp=dp, micro_batches=None, experts=model_spec.experts
+            )
     if chips is None and mesh is not None:  # the mesh carries its chips, as in tuner estimate
         chips = int(np.prod(parse_mesh(mesh) if isinstance(mesh, str) else mesh)) * dp
     if chips is None:

@@ -687,6 +687,32 @@ def straddling_tp_groups(hardware: HardwareSpec, tp, chips) -> np.ndarray:
     return (chips > domain) & (tp < domain) & (np.mod(domain, tp) != 0)
 
 
+def chips_offered(hardware: HardwareSpec, tp, pp, dp, experts: int) -> np.ndarray:
+    """(n,) bool: engine deployments of TP x PP x DP chips that ``hardware`` offers. The chips of
+    one engine instance whose ranks talk (an MoE model's DP ranks share its expert layers: all-to-
+    all or TP MoE over TP x DP) must form a legal count (:meth:`Network.legal_meshes`: whole 8-GPU
+    nodes beyond one node, a torus slice); a dense model's (``experts`` 0) DP ranks are replicas
+    that exchange nothing (each its own scheduler and KV cache: cost_models.serving.serve), so
+    each replica's TP x PP chips being legal is enough: 3 x TP4 on 12 H100s is one node's two
+    replicas and half of another node, as ``tuner recommend`` plans 3 replicas (before, a study
+    dropped tp 4 x dp 3 as "no legal chip count" and estimate refused it)."""
+    tp, pp, dp = (np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in (tp, pp, dp))
+    network = network_for(hardware)
+    legal: dict[int, bool] = {}
+
+    def offered(counts: np.ndarray) -> np.ndarray:
+        counts = counts.astype(np.int64)
+        for c in np.unique(counts):
+            if int(c) not in legal:
+                legal[int(c)] = bool(network.legal_meshes(int(c)))
+        return np.array([legal[int(c)] for c in counts], dtype=bool).reshape(counts.shape)
+
+    ok = offered(np.broadcast_to(tp * pp * dp, np.broadcast(tp, pp, dp).shape))
+    if experts == 0:
+        ok |= offered(np.broadcast_to(tp * pp, ok.shape))
+    return ok
+
+
 def domain_size(hardware: HardwareSpec) -> int:
     """Chips sharing one switched domain (NVLink); a torus slice is one domain of its own."""
     spec = hardware.interconnect

@@ -49,7 +49,7 @@ from cost_models.serving import (
     serve,
     serving_report,
 )
-from cost_models.topology import network_for, parse_mesh, straddling_tp_groups
+from cost_models.topology import chips_offered, network_for, parse_mesh, straddling_tp_groups
 from search_spaces.spec import StudySpec
 
 #: Order of the dimensions in every space (and of Optuna's parameters). A GPU space (``tp``
@@ -890,8 +890,7 @@ def _engine_problems(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np
     bad |= (values["pp"] == 1) & (values["micro_batches"] > 1)
     network = network_for(study.hardware)
     chips = (tp * values["pp"] * values["dp"]).astype(np.int64)
-    offered = {c: bool(network.legal_meshes(int(c))) for c in np.unique(chips)}
-    bad |= ~np.array([offered[c] for c in chips], dtype=bool)
+    bad |= ~chips_offered(study.hardware, tp, values["pp"], values["dp"], model.experts)
     # TP groups cut by a node's edge (TP 6 x PP 4 on 8-GPU nodes): their all-reduces cross the
     # network, which the TP mesh alone does not show (cost_models.topology.straddling_tp_groups).
     bad |= straddling_tp_groups(study.hardware, tp, chips)

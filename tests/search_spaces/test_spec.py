@@ -427,6 +427,24 @@ def test_tp_groups_cut_by_a_node_edge_are_left_out_of_a_search() -> None:
     ]
 
 
+@pytest.mark.parametrize(("model", "refused_dp"), [("llama-3.1-70b", []), ("mixtral-8x7b", [3.0, 5.0])])
+def test_dense_replicas_need_a_legal_replica_not_a_legal_total(model: str, refused_dp: list) -> None:
+    """tp 4 x dp 3 on H100s (12 GPUs: not whole 8-GPU nodes) was dropped from a study as no legal
+    chip count, with no word, while tuner recommend planned "3 x TP4": a dense model's DP ranks
+    are replicas that exchange nothing, so each TP 4 replica being legal is enough (dp 5: 20
+    GPUs). An MoE model's DP ranks share its expert layers, one instance over all 12 or 20 GPUs:
+    those stay refused (not whole nodes)."""
+    from search_spaces.space import _engine_problems
+
+    data = copy.deepcopy(BASE)
+    data.update(model=model, hardware="h100-sxm", sampler="exhaustive")
+    data["space"] = {"tp": [4], "dp": [1, 2, 3, 4, 5], "batch": [60]}
+    compiled = compile_study(parse_spec(data))
+    indices = compiled.space.all_indices()
+    dp = compiled.space.values["dp"][indices["dp"]]
+    assert sorted(dp[_engine_problems(compiled, indices)].tolist()) == refused_dp
+
+
 def test_a_backend_contradicting_the_calibration_names_the_spec_fields(tmp_path: Path) -> None:
     """backend: trtllm beside calibration: h100-sxm-vllm (a profile of vLLM's kernels) was
     refused with estimate's fix, "drop --backend, pass --backend vllm ...", though the study's

@@ -128,3 +128,22 @@ def test_a_tp_group_cut_by_a_node_edge_is_one_line_with_the_fix(capsys):
     for degrees in (("--tp", "6"), ("--tp", "8", "--pp", "3")):
         code, out, err = run_cli(capsys, *args, *degrees, *COMMON)
         assert code == 0, err
+
+
+def test_dense_replicas_over_part_of_a_node_run_and_moe_instances_do_not(capsys):
+    """tp 4 x dp 3 of a dense model on 12 H100s (three TP 4 replicas: one node and half of
+    another) was refused as "12 chips form no legal h100-sxm deployment" while tuner recommend
+    planned "3 x TP4"; its DP ranks exchange nothing. An MoE model's DP ranks share the expert
+    layers, one instance over 12 GPUs: still refused."""
+    code, out, err = run_cli(
+        capsys, "estimate", "--model", "llama-3.1-70b", "--hardware", "h100-sxm", "--tp", "4", "--dp", "3",
+        "--batch", "12", *COMMON[:4], *COMMON[6:],
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["chips"] == 12
+    code, out, err = run_cli(
+        capsys, "estimate", "--model", "mixtral-8x7b", "--hardware", "h100-sxm", "--tp", "4", "--dp", "3",
+        "--batch", "12", *COMMON[:4], *COMMON[6:],
+    )  # fmt: skip
+    line = assert_one_error_line(code, out, err, ("chips",))
+    assert "12 chips form no legal h100-sxm deployment" in line
