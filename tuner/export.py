@@ -1194,7 +1194,7 @@ def vllm_args(spec: dict) -> dict:
     out = {"engine": "vllm", "engine_args": args, "cli": cli, "notes": notes, "provenance": spec.get("provenance")}
     if nodes > 1:
         out = {**out, "nodes": nodes, "launch": [*launch, cli + "  # on node 0"]}
-    return out
+    return _with_scored_engine(out, spec)
 
 
 def sglang_args(spec: dict) -> dict:
@@ -1281,7 +1281,7 @@ def sglang_args(spec: dict) -> dict:
     out = {"engine": "sglang", "engine_args": args, "cli": cli, "notes": notes, "provenance": spec.get("provenance")}
     if nodes > 1:
         out = {**out, "nodes": nodes, "launch": [line({**args, "node_rank": rank}) for rank in range(nodes)]}
-    return out
+    return _with_scored_engine(out, spec)
 
 
 def trtllm_args(spec: dict) -> dict:
@@ -1420,7 +1420,46 @@ def trtllm_args(spec: dict) -> dict:
         "notes": notes,
         "provenance": spec.get("provenance"),
     }
-    return {**out, "nodes": nodes} if nodes > 1 else out
+    return _with_scored_engine({**out, "nodes": nodes} if nodes > 1 else out, spec)
+
+
+def scored_engine(spec: dict) -> str | None:
+    """The engine whose predictions a deployment spec carries: a serving trial's (its workload's
+    ``engine``: the spec's backend, else its calibration profile's, cost_models.calibration.
+    serving_engine), else the calibration profile's (shipped profiles are named CHIP-ENGINE, and a
+    user's fit carries the shipped name: tuner.study.calibration_name); None for the pure roofline
+    (calibration none) or a spec with neither."""
+    engine = (spec.get("serving") or {}).get("engine")
+    if engine:
+        return str(engine)
+    calibration = str((spec.get("provenance") or {}).get("calibration") or "")
+    suffix = calibration.split(" ", 1)[0].rsplit("-", 1)[-1]
+    return suffix if suffix in ENGINE_DISPLAY_NAMES else None
+
+
+def _with_scored_engine(out: dict, spec: dict) -> dict:
+    """``out`` (an engine's launch arguments) with ``scored_engine``, the engine the trial's
+    predictions are of, and, where it is not the engine exported to, a first note saying so: a
+    trial scored under TensorRT-LLM's profile exported to vLLM carried TensorRT-LLM's TTFT, TPOT
+    and tokens/s in its provenance and predictions with no word that vLLM's kernels, scheduler and
+    host overheads were never scored (each engine has its own calibration profile:
+    docs/accuracy.md). Exporting across engines stays allowed (a user may run the engine their
+    cluster has); it is said, not refused."""
+    scored = scored_engine(spec)
+    engine = str(out["engine"])
+    notes = list(out["notes"])
+    if scored is not None and scored != engine:
+        calibration = (spec.get("provenance") or {}).get("calibration")
+        names = ENGINE_DISPLAY_NAMES
+        notes.insert(
+            0,
+            f"the predictions are {names[scored]}'s, not {names[engine]}'s: the trial was scored under "
+            f"{names[scored]}"
+            + (f" (calibration {calibration})" if calibration and calibration != "not recorded" else "")
+            + f"; to predict {names[engine]}, search the study again with backend: {engine}",
+        )
+    rest = {k: notes if k == "notes" else v for k, v in out.items() if k != "engine"}
+    return {"engine": engine, "scored_engine": scored, **rest}
 
 
 _RENDERERS = {"vllm": vllm_args, "sglang": sglang_args, "trtllm": trtllm_args}

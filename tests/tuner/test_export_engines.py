@@ -308,3 +308,26 @@ def test_a_serving_export_says_the_load_its_metrics_were_predicted_at():
         notes = engine_args(DEPLOYMENT, _serving(), engine)["notes"]
         assert any("at 64 closed-loop clients, 1024-token prompts and 128-token outputs" in n for n in notes)
         assert not any("closed-loop clients" in n for n in engine_args(DEPLOYMENT, None, engine)["notes"])
+
+
+def test_an_export_to_another_engine_says_whose_predictions_it_carries():
+    """A trial scored under TensorRT-LLM (its serving engine, its profile) exported to vLLM or
+    SGLang carried TensorRT-LLM's predictions with no word: the export says so in its first note
+    and in scored_engine; to the engine it was scored under, no such note. A static trial's engine
+    is its profile's (CHIP-ENGINE); the pure roofline's none."""
+    for fmt in ("vllm", "sglang", "trtllm"):
+        out = json.loads(export(_study({"serving": _serving(backend="trtllm")}), 0, fmt))
+        assert out["engine"] == fmt and out["scored_engine"] == "trtllm"
+        other = [n for n in out["notes"] if n.startswith("the predictions are TensorRT-LLM's")]
+        assert len(other) == (fmt != "trtllm")
+        if other:
+            display = {"vllm": "vLLM", "sglang": "SGLang"}[fmt]
+            assert out["notes"][0] == other[0] and f"not {display}'s" in other[0] and f"backend: {fmt}" in other[0]
+    static = _study({})
+    static.set_user_attr("calibration_profile", "h100-sxm-trtllm")
+    out = json.loads(export(static, 0, "vllm"))
+    assert out["scored_engine"] == "trtllm"
+    assert out["notes"][0].startswith("the predictions are TensorRT-LLM's, not vLLM's")
+    assert "calibration h100-sxm-trtllm" in out["notes"][0]
+    roofline = json.loads(export(_study({}), 0, "vllm"))
+    assert roofline["scored_engine"] is None and not any("the predictions are" in n for n in roofline["notes"])
