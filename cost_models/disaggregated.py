@@ -68,6 +68,7 @@ from cost_models.iteration import IterationShapes, iteration_shapes, iteration_t
 from cost_models.serving import (
     _P999_Z,
     SERVING_KEYS,
+    UNSTABLE_NONE_KEYS,
     EngineOverheads,
     ServingEstimate,
     ServingWorkloads,
@@ -142,6 +143,7 @@ DISAGGREGATED_KEYS: tuple[str, ...] = (
 def disaggregated_report(result: DisaggregatedEstimate, index: int = 0) -> dict[str, Any]:
     """One configuration as plain data (JSON safe: infinity and NaN become None)."""
     out: dict[str, Any] = {}
+    stable = bool(result.stable[index])
     for key in DISAGGREGATED_KEYS:
         value = getattr(result, key)[index]
         if key in ("stable", "fits"):
@@ -150,6 +152,8 @@ def disaggregated_report(result: DisaggregatedEstimate, index: int = 0) -> dict[
             out[key] = str(value)
         elif key in ("max_concurrency", "prefill_instances", "decode_instances", "chips"):
             out[key] = int(value)
+        elif key in UNSTABLE_NONE_KEYS and not stable:  # no throughput past capacity (serving_report)
+            out[key] = None
         else:
             out[key] = float(value) if np.isfinite(value) else None
     return out

@@ -431,15 +431,33 @@ SERVING_KEYS: tuple[str, ...] = (
 )
 
 
+#: The throughputs a steady state has only where it is stable. An unstable one (an open loop past
+#: capacity: the queue grows without bound; or a deployment that does not fit) has none: its
+#: arrays hold 0 there, so that a search's maximized objectives rank it below every stable
+#: candidate (and it is infeasible by ``stable``), but a report of them printed "tokens/s 0" for
+#: Llama-3.1-70B on 4 H100s at 60 req/s, which runs at its capacity (about 6 req/s), not at
+#: nothing. Reports give None (JSON null; tables "unstable"), as they give the latencies.
+UNSTABLE_NONE_KEYS: tuple[str, ...] = (
+    "tokens_per_s",
+    "tokens_per_s_per_chip",
+    "tokens_per_s_per_user",
+    "requests_per_s",
+)
+
+
 def serving_report(result: ServingEstimate, index: int = 0) -> dict[str, Any]:
-    """One deployment's serving steady state as plain data (JSON safe: infinity becomes None)."""
+    """One deployment's serving steady state as plain data (JSON safe: infinity becomes None; the
+    throughputs of :data:`UNSTABLE_NONE_KEYS` None where it is not stable)."""
     out: dict[str, Any] = {}
+    stable = bool(result.stable[index])
     for key in SERVING_KEYS:
         value = getattr(result, key)[index]
         if key in ("stable", "fits"):
             out[key] = bool(value)
         elif key == "max_concurrency":
             out[key] = int(value)
+        elif key in UNSTABLE_NONE_KEYS and not stable:
+            out[key] = None
         else:
             out[key] = float(value) if np.isfinite(value) else None
     return out

@@ -79,7 +79,7 @@ def print_simulation(report: dict[str, Any]) -> None:
         "",
         "",
         "",
-        "-" if tokens is None else _plain(tokens),
+        ("unstable" if unbounded else "-") if tokens is None else _plain(tokens),
     )
     table.add_row("per chip (run)", _plain(sim["tokens_per_s_per_chip"]), "", "", "", "")
     console = _console()

@@ -374,6 +374,11 @@ def print_serving(s: dict, console: Console | None = None) -> None:
     for column in (*columns, "queued", "stable"):
         table.add_column(column, justify="right")
     queued = s["queued"]
+
+    def served(value: float | None) -> str:
+        # None past capacity (serving.UNSTABLE_NONE_KEYS): not 0, which it is not serving.
+        return ("unstable" if s["fits"] else "no fit") if value is None else _plain(value)
+
     table.add_row(
         _ms(s["ttft_s"]),
         _ms(s["ttft_p90_s"]),
@@ -381,10 +386,10 @@ def print_serving(s: dict, console: Console | None = None) -> None:
         _ms(s["tpot_s"]),
         _ms(s["tpot_p99_s"]),
         _ms(s["e2e_latency_s"]),
-        _plain(s["tokens_per_s"]),
-        _plain(s["tokens_per_s_per_chip"]),
-        _plain(s["tokens_per_s_per_user"]),
-        _plain(s["requests_per_s"]),
+        served(s["tokens_per_s"]),
+        served(s["tokens_per_s_per_chip"]),
+        served(s["tokens_per_s_per_user"]),
+        served(s["requests_per_s"]),
         f"{s['max_concurrency']:,}",
         "unbounded" if queued is None else _plain(queued),
         "yes" if s["stable"] else "NO",

@@ -190,6 +190,11 @@ def test_open_loop_throughput_is_the_offered_load_until_it_saturates() -> None:
     assert np.all(np.diff(e.tpot_s[:3]) > 0)  # more load, more sequences per iteration
     report = serving_report(e, 3)
     assert report["ttft_s"] is None and report["stable"] is False
+    # The arrays keep 0 past capacity (a search maximizing tokens/s ranks it below every stable
+    # candidate); the report has no throughput there (not "0 tokens/s": it runs at capacity).
+    assert e.tokens_per_s_per_chip[3] == 0 and e.tokens_per_s_per_user[3] == 0
+    assert report["tokens_per_s"] is None and report["tokens_per_s_per_chip"] is None
+    assert serving_report(e, 2)["tokens_per_s"] == pytest.approx(8.0 * 128)
 
 
 def test_closed_loop_obeys_littles_law() -> None:
