@@ -784,6 +784,49 @@ class _Engine:
         self._finished(dec[left[dec] <= 0])
 
 
+#: Which of a simulation's summary fields are the whole deployment's (DP x the simulated rank's:
+#: rates) and which the one simulated rank's (counts): under ``--dp`` the flat ``simulated``
+#: object mixed them without a word (``mean_running`` a rank's beside ``analytic.running``, the
+#: deployment's; DeepSeek-V3 TP1 DP8: 7 against 56). Latencies are a request's, the same in both.
+SIMULATED_SCOPES: dict[str, tuple[str, ...]] = {
+    "deployment": ("tokens_per_s", "steady_tokens_per_s", "requests_per_s"),
+    "rank": (
+        "requests",
+        "iterations",
+        "mixed_iterations",
+        "preemptions",
+        "peak_running",
+        "mean_running",
+        "peak_kv_blocks",
+        "kv_capacity_blocks",
+        "queued_at_last_arrival",
+        "prompts_clipped",
+    ),
+}
+#: The analytic steady state's (cost_models.serving: the rates and the batch DP x a rank's; the
+#: iterations and their prefill tokens a rank's). ``rank`` also gets the deployment's batch over
+#: DP (``running``, ``running_p999``, ``max_concurrency``, ``queued``: each rank's share, the fluid
+#: model's even split), to set beside the simulated rank's.
+ANALYTIC_SCOPES: dict[str, tuple[str, ...]] = {
+    "deployment": ("tokens_per_s", "requests_per_s", "max_concurrency", "running", "running_p999", "queued"),
+    "rank": ("prefill_tokens_per_mixed_iteration", "decode_iteration_s", "mixed_iteration_s"),
+}
+_SPLIT_OVER_RANKS = ("max_concurrency", "running", "running_p999", "queued")
+
+
+def _scoped(report: dict[str, Any], scopes: dict[str, tuple[str, ...]], dp: int) -> dict[str, Any]:
+    """``report`` (its flat fields kept, as before) with a ``deployment`` and a ``rank`` object
+    holding the fields of each scope (:data:`SIMULATED_SCOPES`, :data:`ANALYTIC_SCOPES`): the same
+    values at DP 1; under DP the names say which is which."""
+    deployment = {k: report[k] for k in scopes["deployment"] if k in report}
+    rank = {k: report[k] for k in scopes["rank"] if k in report}
+    if scopes is ANALYTIC_SCOPES:
+        for key in _SPLIT_OVER_RANKS:
+            value = deployment.get(key)
+            rank[key] = value if value is None else (value // dp if key == "max_concurrency" else value / dp)
+    return {**report, "deployment": deployment, "rank": rank}
+
+
 def simulate_one(
     model: str | ModelSpec,
     hardware: str | HardwareSpec,
@@ -1005,8 +1048,8 @@ def simulate_one(
         "flash_attention": rows[best].flash_attention,
         "workload": workloads.row(best),
         "seed": seed,
-        "simulated": result.summary(),
-        "analytic": analytic_report,
+        "simulated": _scoped(result.summary(), SIMULATED_SCOPES, dp),
+        "analytic": _scoped(analytic_report, ANALYTIC_SCOPES, dp),
         "calibration": calibration_report(
             profile, backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION)
         ),

@@ -332,6 +332,17 @@ def test_dp_ranks_simulate_one_rank_and_report_the_deployments_rates(capsys: pyt
     sim = report["simulated"]
     assert sim["peak_running"] == 4
     assert sim["tokens_per_s_per_chip"] == pytest.approx(sim["tokens_per_s"] / 2, rel=1e-12)
+    # The JSON says which fields are the deployment's and which the simulated rank's (it mixed
+    # them under flat names: mean_running a rank's beside analytic.running, the deployment's).
+    assert sim["rank"]["peak_running"] == 4 and sim["rank"]["requests"] == 80
+    assert sim["deployment"]["tokens_per_s"] == sim["tokens_per_s"]
+    assert "tokens_per_s" not in sim["rank"] and "mean_running" not in sim["deployment"]
+    analytic = report["analytic"]
+    assert analytic["deployment"]["running"] == analytic["running"]
+    assert analytic["rank"]["running"] == pytest.approx(analytic["running"] / 2, rel=1e-12)
+    assert analytic["rank"]["max_concurrency"] * 2 == analytic["deployment"]["max_concurrency"]
+    # 8 closed-loop clients, 4 a rank: each rank's mean batch below its 4 clients, as simulated.
+    assert sim["rank"]["mean_running"] <= 4 and analytic["rank"]["running"] <= 4 < analytic["deployment"]["running"]
 
 
 def test_the_table_shows_the_analytic_percentiles_under_the_simulated(capsys: pytest.CaptureFixture[str]) -> None:
