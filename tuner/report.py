@@ -36,6 +36,7 @@ from cost_models.errors import InvalidInputError
 from cost_models.metrics import METRICS
 from tuner.constraints import is_feasible, study_constraint_names, trial_constraints
 from tuner.pareto import Front, study_front
+from tuner.tables import _plain, _unit_of
 
 #: Trials drawn in the charts at most (the front always, the rest sampled): about 0.8 kB of page
 #: per point (Optuna's hover text), plus 4.8 MB of plotly.js once.
@@ -292,10 +293,17 @@ def front_table(front: Front) -> str:
     for r in rows:
         keys += [k for k in r if k not in keys]
     varying = [k for k in keys if len({json.dumps(r.get(k), default=str) for r in rows}) > 1]
+    # One unit per objective column, chosen from its values as the terminal's front table does
+    # (tuner.tables._unit_of), named in the header and used by every cell: the header said the
+    # registry's "[s]" over cells each in its own unit ("21.1 ms").
+    units = [
+        _unit_of([t.values[i] for t in front.trials], METRICS[n].unit if n in METRICS else "")
+        for i, n in enumerate(front.objective_names)
+    ]
     head = ["trial", *varying]
     head += [
-        f"{metric_label(n)} ({'min' if d == 'minimize' else 'max'})"
-        for n, d in zip(front.objective_names, front.directions, strict=True)
+        f"{n}{f' [{unit}]' if unit else ''} ({'min' if d == 'minimize' else 'max'})"
+        for n, d, (unit, _) in zip(front.objective_names, front.directions, units, strict=True)
     ]
     lines = ['<table id="front" class="front"><thead><tr>']
     lines += [f"<th>{html.escape(h)}</th>" for h in head]
@@ -303,9 +311,8 @@ def front_table(front: Front) -> str:
     for t, r in zip(front.trials, rows, strict=True):
         cells = [f'<td><a href="#trial-{t.number}">{t.number}</a></td>']
         cells += [f"<td>{html.escape(str(r.get(k, '')))}</td>" for k in varying]
-        for name, value in zip(front.objective_names, t.values, strict=True):
-            unit = METRICS[name].unit if name in METRICS else ""
-            cells.append(f'<td class="num" title="{value!r}">{format_value(value, unit)}</td>')
+        for value, (_, factor) in zip(t.values, units, strict=True):
+            cells.append(f'<td class="num" title="{value!r}">{_plain(value / factor)}</td>')
         lines.append(f'<tr data-trial="{t.number}">' + "".join(cells) + "</tr>")
     lines.append("</tbody></table>")
     if not front.trials:

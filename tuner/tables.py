@@ -693,9 +693,13 @@ def _near_capacity(trial) -> bool:
     return isinstance(notes, list) and any(str(n).startswith("near capacity:") for n in notes)
 
 
+#: The line above the front's table: the dimensions every front trial shares (the space may vary them).
+FRONT_SHARED = "same on every front trial:"
+
+
 def print_front(front, console: Console | None = None) -> None:
     """The front as a table a person reads: every dimension that defines a row (those equal on
-    every row in one ``constant:`` line above it), objectives in one unit per column (ms, GB,
+    every row in one ``same on every front trial:`` line above it), objectives in one unit per column (ms, GB,
     tokens/s; never ``6.005e+09``), and each row's room under its constraints. A single-objective
     study shows its best configurations in full instead. Fits the console's width: the cells keep
     their width and the headers wrap."""
@@ -752,7 +756,9 @@ def print_front(front, console: Console | None = None) -> None:
                 [numeric[j] for j in part],
             )
     if constant:
-        console.print(escape("constant: " + ", ".join(f"{_label(p)} {rows[0].get(p)}" for p in constant)))
+        # On the front only, not in the space: "constant:" read as a dimension the study does not
+        # vary (the serving study's front shared tp 4 while its space searched TP 1-16).
+        console.print(escape(f"{FRONT_SHARED} " + ", ".join(f"{_label(p)} {rows[0].get(p)}" for p in constant)))
     for table in tables:
         console.print(table)
     if not front.n_trials:  # nothing stored yet (a search stopped before its first write)

@@ -152,3 +152,24 @@ def test_report_of_an_unknown_study_is_one_error_line(palm: str, tmp_path: Path,
 )
 def test_format_value(value: object, unit: str, shown: str) -> None:
     assert format_value(value, unit) == shown
+
+
+def test_the_front_tables_headers_name_the_unit_of_their_cells(palm: str) -> None:
+    """The front table's header said the registry's "[s]" over cells each formatted in its own
+    unit ("21.1 ms"): one unit a column now, named in the header, every cell a number in it (its
+    raw value, in the registry's unit, in the cell's title)."""
+    from tuner.report import front_table
+
+    front = study_front(load_study("palm-540b-tpu-v4", palm))
+    page = front_table(front)
+    heads = re.findall(r"<th>([^<]*)</th>", page)
+    latency = next(h for h in heads if h.startswith("decode.step_latency_s"))
+    assert latency == "decode.step_latency_s [ms] (min)", heads
+    column = heads.index(latency)
+    objective = column - (len(heads) - len(front.objective_names))  # the objectives come last
+    rows = re.findall(r"<tr data-trial=\"\d+\">(.*?)</tr>", page)
+    assert len(rows) == len(front.trials)
+    for row in rows:
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+        raw = float(re.findall(r'title="([^"]+)"', row)[objective])  # seconds, the registry's unit
+        assert float(cells[column].replace(",", "")) == pytest.approx(raw * 1e3, rel=1e-3)

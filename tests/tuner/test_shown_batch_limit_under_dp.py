@@ -1,7 +1,7 @@
 """A serving study without serving.max_batch_size scores each of a trial's DP ranks at the engine's
 default (cost_models.serving.default_max_batch_size): vLLM's 256 a rank, 512 for the deployment at
 DP 2, which `tuner export` writes back as --max-num-seqs 256 a rank ("512 sequences over 2 ranks").
-`tuner show`, `tuner pareto` (its table, its "constant:" line and --json) show that 512, the value
+`tuner show`, `tuner pareto` (its table, its "same on every front trial:" line and --json) show that 512, the value
 `tuner estimate --dp 2 --max-batch-size` takes for the same trial.
 
 Measured before (2026-12-05, this worktree): Mixtral-8x7B bf16 on H200s (vLLM, TP1 DP2 EP2, 10
@@ -61,7 +61,7 @@ def test_pareto_shows_it_in_its_table_and_json(study: str, capsys) -> None:
     out = capsys.readouterr().out
     # Both rates are on the front (more tokens a chip at 10/s, a user at 5/s): the batch limit is
     # in the line of what every front trial shares.
-    constant = next(line for line in out.splitlines() if line.startswith("constant:"))
+    constant = next(line for line in out.splitlines() if line.startswith("same on every front trial:"))
     assert f"max batch {2 * VLLM_MAX_NUM_SEQS}," in constant
 
 
