@@ -1437,6 +1437,12 @@ def show_command(study_name: str, trial_number: int, storage: str | None) -> Non
     "--allow-infeasible", is_flag=True, help="Export a trial that violates a constraint (marked feasible: false)."
 )
 @click.option("--force", is_flag=True, help="With -o: overwrite an existing file.")
+@click.option(
+    "--host",
+    default=None,
+    help="With --format vllm|sglang|trtllm: the address the servers listen on [every interface, 0.0.0.0, as "
+    "vLLM's default: a load balancer or router on another host reaches them; 127.0.0.1 keeps one local].",
+)
 def export_command(
     study_name: str,
     trial_number: int,
@@ -1445,6 +1451,7 @@ def export_command(
     storage: str | None,
     allow_infeasible: bool,
     force: bool,
+    host: str | None,
 ) -> None:
     """Turn a trial into a deployment spec (json/yaml) or a stack's settings (jax, vllm, sglang, trtllm)."""
     from tuner.export import export
@@ -1457,7 +1464,7 @@ def export_command(
     url = storage or default_storage_url(study_name)
     _refuse_the_database_as_output("-o", output, url)
     with storage_errors(url):
-        text = export(load_study(study_name, url), trial_number, fmt, allow_infeasible=allow_infeasible)
+        text = export(load_study(study_name, url), trial_number, fmt, allow_infeasible=allow_infeasible, host=host)
     if output:
         write_spec(output, text if text.endswith("\n") else text + "\n", force)
         click.echo(f"wrote {output}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import shlex
 from typing import TYPE_CHECKING, Any
 
@@ -1031,6 +1032,14 @@ def served_repo(spec: dict) -> str | None:
     return model["hf_repo"]
 
 
+#: The address an exported server listens on where the engine's own default is the loopback
+#: (SGLang's 127.0.0.1, TensorRT-LLM's localhost): every interface, as vLLM's default is, so that
+#: a load balancer or a disaggregated router on another host reaches it.
+ANY_HOST = "0.0.0.0"
+#: The key of a deployment spec's copy the engine renderers read ``tuner export --host`` from.
+LISTEN_HOST = "listen_host"
+
+
 #: The port each disaggregated pool's instances listen on, as the router's lines name them
 #: (_disaggregated_router: vLLM's toy_proxy_server --prefiller-ports / --decoder-ports, TensorRT-LLM's
 #: disagg_config urls). SGLang's pools keep its default, 30000, which its router names (their
@@ -1142,6 +1151,10 @@ def vllm_args(spec: dict) -> dict:
         "kv_transfer_config": (
             {"kv_connector": "NixlConnector", "kv_role": "kv_both"} if (spec.get("serving") or {}).get("pool") else None
         ),
+        # vLLM listens on every interface unless told (vllm/entrypoints/openai/cli_args.py: host
+        # None, uvicorn's all interfaces), as a replica behind a load balancer or a router's pool
+        # must: written only where tuner export --host names another.
+        "host": spec.get(LISTEN_HOST),
         # A disaggregated pool listens where its router sends (_disaggregated_router's ports);
         # vLLM's own default, 8000, is the router's.
         "port": DISAGGREGATED_PORTS["vllm"].get((spec.get("serving") or {}).get("pool") or ""),
@@ -1246,8 +1259,10 @@ def sglang_args(spec: dict) -> dict:
         # (sgl-project/sglang python/sglang/srt/server_args.py: choices null, prefill, decode).
         "disaggregation_mode": (spec.get("serving") or {}).get("pool"),
         # A pool's router reaches it from another host at PREFILL_i:30000 / DECODE_i:30000
-        # (_disaggregated_router); SGLang binds 127.0.0.1 unless told (server_args.py, host).
-        "host": "0.0.0.0" if (spec.get("serving") or {}).get("pool") else None,
+        # (_disaggregated_router), and a replica's load balancer likewise (tuner recommend's
+        # launch.sh: "behind a load balancer"); SGLang binds 127.0.0.1 unless told (server_args.py,
+        # host), which neither could reach: every interface, as vLLM's default, or --host's.
+        "host": spec.get(LISTEN_HOST) or ANY_HOST,
     }
     if args["ep_size"]:
         # Recent SGLang runs expert parallelism from --ep-size alone (server_args.py: ep_size, aliases
@@ -1382,11 +1397,14 @@ def trtllm_args(spec: dict) -> dict:
         "max_seq_len": context,
         "extra_llm_api_options": "extra_llm_api_options.yaml",
     }
+    # The router's disagg_config names each server PREFILL_i:8001 / DECODE_i:8002, other hosts
+    # (_disaggregated_router), and a replica sits behind a load balancer (tuner recommend's
+    # launch.sh): trtllm-serve listens on localhost:8000 by default (its --host and --port,
+    # tensorrt_llm/commands/serve.py), which neither could reach: every interface, as vLLM's
+    # default, or tuner export --host's.
+    args = {**args, "host": spec.get(LISTEN_HOST) or ANY_HOST}
     if pool:
-        # The router's disagg_config names each server PREFILL_i:8001 / DECODE_i:8002, other hosts
-        # (_disaggregated_router): trtllm-serve listens on localhost:8000 by default (its --host
-        # and --port, tensorrt_llm/commands/serve.py), which the router could not reach.
-        args = {**args, "host": "0.0.0.0", "port": DISAGGREGATED_PORTS["trtllm"][pool]}
+        args = {**args, "port": DISAGGREGATED_PORTS["trtllm"][pool]}
     flags = [(f"--{k}", v) for k, v in args.items() if k != "model"]
     gpus = world * pp
     nodes = _nodes(spec, gpus)
@@ -1893,14 +1911,28 @@ def _vllm_layout_notes(spec: dict, tp: int, pp: int, engine: str = "vLLM") -> li
     return notes
 
 
-def export(study: optuna.Study, trial_number: int, fmt: str, *, allow_infeasible: bool = False) -> str:
+def export(
+    study: optuna.Study, trial_number: int, fmt: str, *, allow_infeasible: bool = False, host: str | None = None
+) -> str:
     """One trial rendered as ``json`` or ``yaml`` (the deployment spec), ``jax``, or an engine's
-    launch arguments (``vllm``, ``sglang``, ``trtllm``; JSON) carrying the trial's serving knobs."""
+    launch arguments (``vllm``, ``sglang``, ``trtllm``; JSON) carrying the trial's serving knobs;
+    ``host``: the address the engine's servers listen on (default every interface, :data:`ANY_HOST`)."""
     if fmt not in FORMATS:
         raise InvalidInputError("format", f"unknown format {fmt!r}", f"use one of {', '.join(FORMATS)}")
+    if host is not None:
+        if fmt not in _RENDERERS:
+            raise InvalidInputError(
+                "--host", f"sets an engine server's address; --format {fmt} starts no server", "drop --host"
+            )
+        if not re.fullmatch(r"[A-Za-z0-9_.:\-\[\]]+", host):
+            raise InvalidInputError(
+                "--host", f"{host!r} is not an address", "pass an IP address or host name, e.g. 127.0.0.1"
+            )
     spec = deployment_spec(study, trial_number, allow_infeasible=allow_infeasible)
     if fmt == "yaml":
         return yaml.safe_dump(spec, sort_keys=False)
+    if host is not None:
+        spec = {**spec, LISTEN_HOST: host}
     serving = spec.get("serving") or {}
     if fmt in _RENDERERS and serving.get("mode") == "disaggregated":
         data = _disaggregated_engine_args(spec, serving, fmt)

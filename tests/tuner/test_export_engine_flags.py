@@ -118,6 +118,8 @@ TRTLLM_SERVE_OPTIONS = {
     "--max_num_tokens",
     "--max_seq_len",
     "--extra_llm_api_options",
+    "--host",
+    "--port",
 }
 TRTLLM_BACKENDS = {"pytorch", "tensorrt", "_autodeploy"}
 TRTLLM_LLM_ARGS = {

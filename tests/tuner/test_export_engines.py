@@ -64,7 +64,7 @@ def test_sglang_flags():
         assert f" {flag}" in cli, (flag, cli)
     assert "--disable-radix-cache" not in cli  # prefix hits: SGLang's radix cache stays on
     cli = engine_args(DEPLOYMENT, _serving(chunked=True, prefix=0.0), "sglang")["cli"]
-    assert " --chunked-prefill-size 4096" in cli and cli.endswith(" --disable-radix-cache")
+    assert " --chunked-prefill-size 4096" in cli and " --disable-radix-cache" in cli
 
 
 def test_trtllm_flags_and_llm_api_options():
@@ -331,3 +331,22 @@ def test_an_export_to_another_engine_says_whose_predictions_it_carries():
     assert "calibration h100-sxm-trtllm" in out["notes"][0]
     roofline = json.loads(export(_study({}), 0, "vllm"))
     assert roofline["scored_engine"] is None and not any("the predictions are" in n for n in roofline["notes"])
+
+
+def test_exported_servers_listen_where_a_load_balancer_reaches_them():
+    """tuner recommend's aggregated launch.sh runs each replica "behind a load balancer", but
+    SGLang (127.0.0.1) and TensorRT-LLM (localhost) were launched on their loopback defaults, which
+    no balancer on another host reaches: every interface now, as vLLM's own default (its line
+    names no host). tuner export --host sets another for all three; the spec formats refuse it."""
+    from cost_models.errors import InvalidInputError
+
+    for fmt, host in (("vllm", None), ("sglang", "0.0.0.0"), ("trtllm", "0.0.0.0")):
+        data = engine_args(DEPLOYMENT, _serving(), fmt)
+        assert data["engine_args"]["host"] == host, fmt
+        assert ("--host 0.0.0.0" in data["cli"]) == (host is not None), fmt
+        local = json.loads(export(_study({"serving": _serving()}), 0, fmt, host="127.0.0.1"))
+        assert local["engine_args"]["host"] == "127.0.0.1" and "--host 127.0.0.1" in local["cli"], fmt
+    for fmt, host in (("json", "127.0.0.1"), ("vllm", "a b")):
+        with pytest.raises(InvalidInputError) as info:
+            export(_study({}), 0, fmt, host=host)
+        assert info.value.field == "--host"
