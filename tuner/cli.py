@@ -1035,6 +1035,15 @@ def search_command(
     from cost_models.deployment import context_notes
 
     notes = context_notes(spec.resolved_model(), spec.workload.prompt_len + spec.workload.gen_len)
+    if result.left_out:
+        # The exhaustive sampler skips what cannot exist; before, a space of 4 (Mixtral tp [2, 4] x
+        # dp [1, 3] on H100s) added 3 trials and said it held "every configuration of the space".
+        notes.append(
+            f"{result.left_out:,} of the space's {result.space_size:,} configurations were left out as structurally "
+            "invalid (search_spaces.space.structurally_valid: e.g. heads, KV heads or experts not dividing, an "
+            "unchunked prompt over the token budget, an instance's chips the hardware does not offer, a TP group cut "
+            "by a node's edge); tuner estimate with one's degrees says why"
+        )
     if as_json:
         _print_json(
             {
@@ -1044,6 +1053,7 @@ def search_command(
                 "trials_added": result.trials_added,
                 "interrupted": result.interrupted,
                 "exhausted": result.exhausted,
+                "left_out": result.left_out,
                 "elapsed_s": result.elapsed_s,
                 "calibration": result.calibration,
                 "front": tables.front_rows(front),

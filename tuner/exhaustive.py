@@ -360,6 +360,9 @@ class ExhaustiveResult:
     front: Front = field(default_factory=Front)
     budget_reached: bool = False
     finished: bool = False  # every range of the space is done
+    #: Configurations of this run's ranges that cannot exist (structurally_valid: no engine runs
+    #: them, or the hardware does not offer their chips), left out unscored and unstored.
+    left_out: int = 0
 
 
 def run(
@@ -458,6 +461,7 @@ def _sweep(
         positions = np.arange(begin, end, dtype=np.int64)
         indices = compact.unflatten(positions, names, sizes)
         keep = structurally_valid(compiled, indices)
+        result.left_out += int(np.count_nonzero(~keep))
         if len(held_sorted):
             keep &= ~_member(positions, held_sorted)
         if reclaimed:  # part of it may be stored already (a budget or share stopped it)

@@ -99,6 +99,11 @@ class SearchResult:
     #: The search stopped before its budget because the study holds every configuration of the
     #: space (a sampled study never repeats one; the exhaustive sampler's budget is the space).
     exhausted: bool = False
+    #: The exhaustive sampler's configurations left out of this run as structurally invalid (no
+    #: engine runs them, or the hardware does not offer their chips: a 12-GPU MoE instance on
+    #: 8-GPU nodes), of the space's ``space_size``: said, not dropped without a word.
+    left_out: int = 0
+    space_size: int = 0
 
 
 def distributions(study: CompiledStudy) -> dict[str, CategoricalDistribution]:
@@ -536,7 +541,7 @@ def run_search(
     dists = distributions(compiled)
     start = time.monotonic()
     interrupted = exhausted = False
-    added = 0
+    added = left_out = 0
     random_run = _RandomRun()  # what a compact random search wrote, interrupted or not
     try:
         if sampler_name == "exhaustive" and fmt.compact:
@@ -552,8 +557,9 @@ def run_search(
             # space, as a sampled search says when it runs out first (_sample: done < limit); not
             # with --no-store-all (a front and a sample).
             exhausted = swept.finished and store_all and (trials is None or len(held) + added < trials)
+            left_out = swept.left_out
         elif sampler_name == "exhaustive":
-            _exhaustive(compiled, fmt, held, writer, on_progress, trials, timeout_s, start, stop)
+            left_out = _exhaustive(compiled, fmt, held, writer, on_progress, trials, timeout_s, start, stop)
         elif sampler_name == "nsga2" and fmt.compact:
             _nsga2_compact(
                 random_run, compiled, storage, study_id, storage_url, held, budget, share, timeout_s, start,
@@ -591,6 +597,8 @@ def run_search(
         time.monotonic() - start,
         calibration_name(compiled),
         exhausted,
+        left_out,
+        int(compiled.space.size),
     )
 
 
@@ -823,11 +831,12 @@ def _stored_system_attrs(system_attrs: dict, evaluation: Evaluation, row: int) -
 
 def _exhaustive(
     compiled, fmt, held, writer, on_progress, trials=None, timeout_s=None, start=0.0, stop=None, chunk=5_000
-) -> None:
+) -> int:
     """Every structurally possible candidate not yet stored, scored in vectorized chunks, in a
     fixed order; an explicit ``trials`` caps what the study holds and ``timeout_s`` is checked
     between chunks, so an interrupted enumeration resumes where it stopped. Studies in the whole
-    (pre-compact) format only: compact ones stream through :mod:`tuner.exhaustive`."""
+    (pre-compact) format only: compact ones stream through :mod:`tuner.exhaustive`. Returns the
+    configurations left out as structurally invalid."""
     dists = distributions(compiled)
     indices = compiled.space.all_indices()
     # KV head counts that do not divide the heads (or unchunked prompts over the token budget)
@@ -854,3 +863,4 @@ def _exhaustive(
         writer.add(trials)
         if on_progress:
             on_progress(min(begin + chunk, total), total)
+    return int(np.count_nonzero(~keep))

@@ -843,3 +843,32 @@ def test_a_search_run_again_at_its_budget_says_why_it_added_nothing(tmp_path: Pa
     assert "0 trials added" in out
     assert "nothing to add: the study holds 40 trials, at least the 40 --trials asks for" in out
     assert "pass --trials above 40 to add more" in out
+
+
+def test_cli_exhaustive_search_says_how_many_configurations_it_left_out(tmp_path: Path, capsys) -> None:
+    """Mixtral at tp [2, 4] x dp [1, 3] on H100s: tp 4 x dp 3 is one MoE instance over 12 GPUs
+    (its DP ranks share the expert layers; 8-GPU nodes), which no H100 deployment offers. The
+    exhaustive search added 3 trials and said the study held "every configuration of the space";
+    now it says 1 of the 4 was left out, and why in a line ("left_out" in --json)."""
+    spec = {
+        "name": "left-out",
+        "model": "mixtral-8x7b",
+        "hardware": "h100-sxm",
+        "workload": {"prompt_len": 1024, "gen_len": 128},
+        "space": {"tp": [2, 4], "dp": [1, 3], "weight_bits": [16]},
+        "serving": {"mode": "aggregated", "request_rate": [4]},
+        "objectives": [{"metric": "serving.tokens_per_s_per_chip"}, {"metric": "serving.tokens_per_s_per_user"}],
+        "backend": "vllm",
+        "sampler": "exhaustive",
+        "trials": 100,
+    }
+    path = tmp_path / "left-out.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'left-out.db'}"
+    code, out, err = run_cli(capsys, "search", str(path), "--storage", url, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["trials_added"] == 3 and report["left_out"] == 1
+    assert any(
+        n.startswith("1 of the space's 4 configurations were left out as structurally invalid") for n in report["notes"]
+    )
