@@ -1232,6 +1232,17 @@ def sglang_args(spec: dict) -> dict:
     notes += _load_notes(spec)
     if served_repo(spec) is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model_path")
+    # A dense model's DP ranks are replicas; SGLang's --dp-size launches every replica on the one
+    # host's GPUs (sgl-project/sglang python/sglang/srt/managers/data_parallel_controller.py,
+    # launch_dp_schedulers: rank i from GPU i x tp x pp), so replicas beyond one host (3 x TP4 on
+    # 8-GPU nodes) are launched as copies of one replica's line behind a router instead.
+    replicas_apart = not moe and dp > 1 and tp * pp * dp > _gpus_per_host(spec)
+    if replicas_apart:
+        notes.append(
+            f"dp {dp} of a dense model over more than one host ({tp * pp * dp} GPUs, {_gpus_per_host(spec)} a host): "
+            f"launch {dp} replicas of these arguments ({tp * pp} GPUs each) behind a router (sglang_router or a "
+            "load balancer); SGLang's --dp-size places its replicas on one host's GPUs"
+        )
     knobs = engine_knobs(spec.get("serving"), "sglang", spec["batch"])
     context = _context_limit(spec, notes)
     args = {
@@ -1241,7 +1252,7 @@ def sglang_args(spec: dict) -> dict:
         # are replicas of --tp-size GPUs each (docs.sglang.io, DP, DPA and the router).
         "tp_size": tp * dp if moe and dp > 1 else tp,
         "pp_size": pp,
-        "dp_size": dp if dp > 1 else None,
+        "dp_size": dp if dp > 1 and not replicas_apart else None,
         "enable_dp_attention": True if moe and dp > 1 else None,
         "ep_size": ep if ep > 1 else None,
         "dtype": "bfloat16",
@@ -1277,7 +1288,8 @@ def sglang_args(spec: dict) -> dict:
             f"with DP attention SGLang divides --chunked-prefill-size by --dp-size: each of the {dp} ranks "
             f"prefills chunks of {knobs['max_num_tokens'] // dp} tokens"
         )
-    gpus = args["tp_size"] * pp * (dp if dp > 1 and not args["enable_dp_attention"] else 1)
+    launched_replicas = 1 if args["enable_dp_attention"] else (args["dp_size"] or 1)
+    gpus = args["tp_size"] * pp * launched_replicas
     nodes = _nodes(spec, gpus)
     if nodes > 1:
         # SGLang runs one server over several nodes from the same line on each, told the node

@@ -225,3 +225,15 @@ def test_a_node_is_a_host_not_an_nvlink_domain():
     )
     assert gb200["nodes"] == 2 and gb200["cli"].startswith("mpirun -n 8 -H NODE0:4,NODE1:4 ")
     assert any("over NVLink (one 72-GPU NVLink domain)" in note for note in gb200["notes"])
+
+
+def test_sglang_dense_replicas_beyond_one_host_are_launched_apart():
+    """tp 4 x dp 3 of a dense model on H200s (12 GPUs: now scored, each TP 4 replica legal) was
+    written --dp-size 3 --nnodes 2: SGLang's --dp-size launches rank i from GPU i x tp on one
+    host's GPUs (data_parallel_controller.launch_dp_schedulers), so the third replica has no GPUs
+    8-11. One replica's line, a note to launch 3 behind a router; within a host, --dp-size stays."""
+    apart = engine_args(_row(LLAMA, 4, data_parallel=3), None, "sglang")
+    assert "--dp-size" not in apart["cli"] and "--nnodes" not in apart["cli"] and "nodes" not in apart
+    assert any(n.startswith("dp 3 of a dense model over more than one host") for n in apart["notes"])
+    together = engine_args(_row(LLAMA, 4, data_parallel=2), None, "sglang")
+    assert "--dp-size 2" in together["cli"] and not any("more than one host" in n for n in together["notes"])
