@@ -888,7 +888,6 @@ def _engine_problems(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np
     # export drops m, the twin at m 1). Micro-batches exist to fill a pipeline (Narayanan et al.
     # 2021, section 2.2).
     bad |= (values["pp"] == 1) & (values["micro_batches"] > 1)
-    network = network_for(study.hardware)
     chips = (tp * values["pp"] * values["dp"]).astype(np.int64)
     bad |= ~chips_offered(study.hardware, tp, values["pp"], values["dp"], model.experts)
     # TP groups cut by a node's edge (TP 6 x PP 4 on 8-GPU nodes): their all-reduces cross the
@@ -898,13 +897,12 @@ def _engine_problems(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np
         prefill_tp = study.space.values["prefill_mesh"][indices["prefill_mesh"], 2]
         prefill_dp, prefill_ep = _prefill_degrees(study, indices, len(tp))
         pooled = indices["disaggregated"] == 1 if "disaggregated" in indices else np.ones(len(tp), dtype=bool)
-        prefill_chips = (prefill_tp * values["pp"] * prefill_dp).astype(np.int64)
-        prefill_offered = {c: bool(network.legal_meshes(int(c))) for c in np.unique(prefill_chips)}
+        prefill_offered = chips_offered(study.hardware, prefill_tp, values["pp"], prefill_dp, model.experts)
         bad |= pooled & (
             _prefill_parallel_problems(study, prefill_tp, values["pp"], prefill_dp, prefill_ep)
             | engine_problem_mask(study.spec.backend, model.heads, model.experts, prefill_tp, prefill_ep, prefill_dp)
             | (splits_kv & kv_heads_split_problem(kv_heads, prefill_tp))
-            | ~np.array([prefill_offered[c] for c in prefill_chips], dtype=bool)
+            | ~prefill_offered
         )
     return bad
 

@@ -586,3 +586,26 @@ def test_tp_sizes_the_kv_heads_do_not_split_over_are_left_out(backend: str | Non
     indices = compiled.space.all_indices()
     tp = compiled.space.values["tp"][indices["tp"], 2]
     assert sorted(tp[_engine_problems(compiled, indices)].tolist()) == refused_tp
+
+
+def test_a_dense_prefill_instances_replicas_need_a_legal_replica() -> None:
+    """As a decode instance's: a dense model's prefill DP ranks are replicas, so prefill TP 4 x
+    prefill DP 3 (12 H100s) is a candidate (each TP 4 legal), not left out as no legal count."""
+    from search_spaces.space import _engine_problems
+
+    data = copy.deepcopy(BASE)
+    data.update(model="llama-3.1-70b", hardware="h100-sxm", sampler="exhaustive", backend="sglang")
+    data["space"] = {"tp": [4], "weight_bits": ["fp8"]}
+    data["objectives"] = [{"metric": "serving.tokens_per_s_per_chip"}, {"metric": "serving.ttft_s"}]
+    data["serving"] = {
+        "mode": "disaggregated",
+        "request_rate": [4.0],
+        "prefill_chips": [4],
+        "prefill_dp": [1, 2, 3],
+        "prefill_instances": [1],
+        "decode_instances": [1],
+    }
+    compiled = compile_study(parse_spec(data))
+    indices = compiled.space.all_indices()
+    dp = compiled.space.values["prefill_dp"][indices["prefill_dp"]]
+    assert sorted(dp[~_engine_problems(compiled, indices)].tolist()) == [1.0, 2.0, 3.0]
