@@ -1031,7 +1031,8 @@ def search_command(
             )
         from tuner.pareto import load_study
 
-        front = study_front(load_study(result.study_name, result.storage_url))
+        # A TPE resume read the feasible points for its history: only the rows since are read.
+        front = study_front(load_study(result.study_name, result.storage_url), known=result.known_front)
     from cost_models.deployment import context_notes
 
     notes = context_notes(spec.resolved_model(), spec.workload.prompt_len + spec.workload.gen_len)

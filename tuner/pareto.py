@@ -6,8 +6,9 @@ constraint <= 0), so it is the same for a study written by any sampler.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import optuna
@@ -195,16 +196,25 @@ def _exact(points: np.ndarray) -> np.ndarray:
 
 
 def study_front(
-    study: optuna.Study, on_progress: Callable[[int, int], None] | None = None, *, load_trials: bool = True
+    study: optuna.Study,
+    on_progress: Callable[[int, int], None] | None = None,
+    *,
+    load_trials: bool = True,
+    known: KnownPoints | None = None,
 ) -> Front:
     """The study's front. From a database, only the objective values and constraints of the
     completed trials are read, then the front's trials whole (:func:`_front_from_database`);
     any other storage loads every trial (:func:`_front_from_trials`). Both give the same front.
-    ``load_trials=False`` (``tuner studies``): the counts only (``n_front``), no trial read."""
+    ``load_trials=False`` (``tuner studies``): the counts only (``n_front``), no trial read.
+    ``known``: the points an earlier read of this study kept (:func:`known_points`): only the
+    rows stored since are read, and the front is the one a full read gives (where the rows since
+    cannot be told apart, the study is read whole)."""
     update = on_progress or (lambda done, total: None)
     storage = optuna_internals.rdb_storage(study)
     front = (
-        _front_from_database(study, storage, update, load_trials) if storage is not None else _front_from_trials(study)
+        _front_from_database(study, storage, update, load_trials, known)
+        if storage is not None
+        else _front_from_trials(study)
     )
     update(_READ_STEPS, _READ_STEPS)
     return front
@@ -254,7 +264,7 @@ def _front_indices(numbers: list[int], values: np.ndarray, directions: list[str]
     return sorted(kept, key=lambda i: (values[i, 0], numbers[i]))
 
 
-def _best_indices(numbers: list[int], values: np.ndarray, directions: list[str]) -> list[int]:
+def _best_indices(numbers: Sequence[int] | np.ndarray, values: np.ndarray, directions: list[str]) -> list[int]:
     """Indices of the best feasible trials of a single-objective study (none with several)."""
     if len(directions) != 1 or len(numbers) == 0:
         return []
@@ -316,27 +326,38 @@ def _front_from_trials(study: optuna.Study) -> Front:
 
 
 def _front_from_database(
-    study: optuna.Study, storage: RDBStorage, update: Callable[[int, int], None], load_trials: bool = True
+    study: optuna.Study,
+    storage: RDBStorage,
+    update: Callable[[int, int], None],
+    load_trials: bool = True,
+    known: KnownPoints | None = None,
 ) -> Front:
     """The front from a database: objective values and constraints of the completed trials (a few
-    queries on Optuna's tables), then only the front's trials loaded whole."""
+    queries on Optuna's tables), then only the front's trials loaded whole. With ``known``, the
+    points it kept and those stored since (:func:`_points_since`)."""
     directions = _directions(study)
     study_id = storage.get_study_id_from_name(study.study_name)
-    n_complete, feasible_ids, feasible_values = _feasible_ids_and_values(
-        storage, study_id, len(directions), study.user_attrs, update
-    )
-    # The ids come in trial-number order: their ranks break ties as the numbers do.
-    ranks = list(range(len(feasible_ids)))
+    since = _points_since(storage, study_id, len(directions), known) if known is not None else None
+    if since is not None:
+        n_complete, n_feasible, ranks, feasible_ids, feasible_values = since
+        update(2, _READ_STEPS)
+    else:
+        n_complete, feasible_ids, feasible_values = _feasible_ids_and_values(
+            storage, study_id, len(directions), study.user_attrs, update
+        )
+        n_feasible = len(feasible_ids)
+        # The ids come in trial-number order: their ranks break ties as the numbers do.
+        ranks = list(range(len(feasible_ids)))
     chosen = _front_indices(ranks, feasible_values, directions)
     best = _best_indices(ranks, feasible_values, directions)
     if not load_trials:
-        return _make_front(study, directions, [], n_complete, len(feasible_ids), [], len(chosen))
+        return _make_front(study, directions, [], n_complete, n_feasible, [], len(chosen))
     loaded = optuna_internals.trials_by_id(storage, [feasible_ids[i] for i in chosen + best])
     hydrator = compact.hydrator_for(study.user_attrs)
     if hydrator is not None:  # a study loaded without tuner's view: compact trials made whole here
         loaded = hydrator.hydrate(loaded)
     trials, best_trials = loaded[: len(chosen)], loaded[len(chosen) :]
-    return _make_front(study, directions, trials, n_complete, len(feasible_ids), best_trials)
+    return _make_front(study, directions, trials, n_complete, n_feasible, best_trials)
 
 
 def _feasible_ids_and_values(
@@ -388,34 +409,55 @@ def nondominated_trial_ids(storage: RDBStorage, study_id: int) -> list[int]:
     return [ids[i] for i in np.flatnonzero(nondominated(minimized(values, directions))).tolist()]
 
 
+class FeasiblePoints(NamedTuple):
+    """A study's feasible points as one read of the points table saw them (:func:`feasible_snapshot`)."""
+
+    n_complete: int  # COMPLETE trials, each with its row
+    ids: np.ndarray  # the feasible ones' trial ids, in trial-number order
+    values: np.ndarray  # (len(ids), n_objectives)
+    #: The highest trial number of any row (feasible or not) in the same read; None where the read
+    #: gave no single snapshot (not SQLite, or the rows read one by one): then no
+    #: :class:`KnownPoints` can be made from it.
+    last_number: int | None = None
+
+
 def feasible_points(storage: RDBStorage, study_id: int, n_objectives: int) -> tuple[int, np.ndarray, np.ndarray] | None:
-    """:func:`tuner.optuna_internals.study_points`: ``(n_complete, feasible_trial_ids,
-    feasible_values)`` in trial-number order from our points table, or None to read Optuna's
-    tables. SQLite: the ids, numbers and objective blobs of every feasible point concatenated by
-    the database (``group_concat``; a blob is appended byte for byte) into three values, parsed
-    by numpy: 0.08 s of CPU for 196,912 points where one row per point through the driver took
-    0.17-0.23 s, most of it making 400,000 Python objects (bench/bench_reads.py's study)."""
+    """``(n_complete, feasible_trial_ids, feasible_values)`` of :func:`feasible_snapshot`."""
+    points = feasible_snapshot(storage, study_id, n_objectives)
+    return None if points is None else (points.n_complete, points.ids, points.values)
+
+
+def feasible_snapshot(storage: RDBStorage, study_id: int, n_objectives: int) -> FeasiblePoints | None:
+    """:func:`tuner.optuna_internals.study_points`: the feasible trial ids and values in
+    trial-number order from our points table, or None to read Optuna's tables. SQLite: the ids,
+    numbers and objective blobs of every feasible point concatenated by the database
+    (``group_concat``; a blob is appended byte for byte) into three values, parsed by numpy: 0.08 s
+    of CPU for 196,912 points where one row per point through the driver took 0.17-0.23 s, most of
+    it making 400,000 Python objects (bench/bench_reads.py's study). The counts that say whether
+    the table holds the whole study and the highest trial number (two index seeks) come from the
+    same statement, so from the same snapshot as the points: what :func:`known_points` needs."""
     with storage.engine.connect() as connection:
         if connection.dialect.name != "sqlite":
-            return optuna_internals.study_points(storage, study_id, n_objectives)
+            points = optuna_internals.study_points(storage, study_id, n_objectives)
+            return None if points is None else FeasiblePoints(*points)
         table, trials = optuna_internals.POINTS_TABLE, optuna_internals._TRIALS
         rows = optuna_internals._driver_rows
         if not rows(connection, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))[0][0]:
             return None
-        held, complete = rows(
+        # One statement (one read transaction): rows written by another worker between the counts
+        # and the points cannot make them disagree. SQLite's two-argument MAX is NULL when either is.
+        count, ids, blob, held, complete, last_number = rows(
             connection,
-            f"SELECT (SELECT COUNT(*) FROM {table} WHERE study_id = ?),"
-            f" (SELECT COUNT(*) FROM {trials} WHERE study_id = ? AND state = 'COMPLETE')",
-            (study_id, study_id),
-        )[0]
-        if held != complete or complete == 0:
-            return None
-        count, ids, blob = rows(
-            connection,
-            "SELECT COUNT(*), group_concat(trial_id, ','), CAST(group_concat(objectives, '') AS BLOB)"
+            "SELECT COUNT(*), group_concat(trial_id, ','), CAST(group_concat(objectives, '') AS BLOB),"
+            f" (SELECT COUNT(*) FROM {table} WHERE study_id = ?),"
+            f" (SELECT COUNT(*) FROM {trials} WHERE study_id = ? AND state = 'COMPLETE'),"
+            f" MAX(COALESCE((SELECT MAX(number) FROM {table} WHERE study_id = ? AND feasible = 0), -1),"
+            f" COALESCE((SELECT MAX(number) FROM {table} WHERE study_id = ? AND feasible = 1), -1))"
             f" FROM (SELECT trial_id, objectives FROM {table} WHERE study_id = ? AND feasible = 1 ORDER BY number)",
-            (study_id,),
+            (study_id,) * 5,
         )[0]
+    if held != complete or complete == 0:
+        return None
     trial_ids = compact.integers(ids, count)
     # A blob of another length than its objectives' (bytes overwritten inside a record: an
     # operator's damaged file made `pareto` and `tuner studies` end in a numpy traceback):
@@ -428,8 +470,81 @@ def feasible_points(storage: RDBStorage, study_id: int, n_objectives: int) -> tu
     # SQLite did not aggregate the rows in the subquery's order (it always has), or a study not
     # numbered so; then the rows are read one by one, ORDER BY number.
     if count > 1 and not np.all(trial_ids[1:] > trial_ids[:-1]):
-        return optuna_internals.study_points(storage, study_id, n_objectives)
-    return int(complete), trial_ids, values.reshape(count, n_objectives)
+        points = optuna_internals.study_points(storage, study_id, n_objectives)
+        return None if points is None else FeasiblePoints(*points)
+    return FeasiblePoints(int(complete), trial_ids, values.reshape(count, n_objectives), int(last_number))
+
+
+@dataclass(frozen=True)
+class KnownPoints:
+    """What one read of a study's feasible points leaves for its front to be computed again later
+    from the rows stored since (:func:`study_front`'s ``known``): the points that can still be on
+    the front or among the best (a dominated point stays dominated, and one outside the ten best
+    stays outside), with their ranks among the feasible points in trial-number order (the ties'
+    order), and the counts and highest trial number of that read. A TPE resume reads the front
+    for its sampler's history (tuner.study._bounded_history), then printed the front of a second
+    full read: 0.25 s of CPU at 200,000 trials (docs/benchmarks.md, "Resume: one read of the front")."""
+
+    study_id: int
+    n_complete: int
+    n_feasible: int
+    last_number: int
+    ranks: np.ndarray
+    ids: np.ndarray
+    values: np.ndarray
+
+
+def known_points(
+    study_id: int, points: FeasiblePoints, on_front: np.ndarray, directions: list[str]
+) -> KnownPoints | None:
+    """The :class:`KnownPoints` of a read (:func:`feasible_snapshot`) whose front mask (every
+    non-dominated point, as :func:`nondominated` gives it) is ``on_front``; None where the read
+    was not one snapshot."""
+    if points.last_number is None:
+        return None
+    keep = np.asarray(on_front, dtype=bool).copy()
+    keep[_best_indices(np.arange(len(points.ids)), points.values, directions)] = True
+    ranks = np.flatnonzero(keep)
+    return KnownPoints(
+        study_id, points.n_complete, len(points.ids), points.last_number, ranks, points.ids[ranks], points.values[ranks]
+    )
+
+
+def _points_since(
+    storage: RDBStorage, study_id: int, n_objectives: int, known: KnownPoints
+) -> tuple[int, int, list[int], list[int], np.ndarray] | None:
+    """``(n_complete, n_feasible, ranks, feasible_ids, feasible_values)`` as
+    :func:`_front_from_database` uses them: the known points and the feasible rows stored after
+    the known read (a trial number above its highest: a new trial's number is above every number
+    the study held), ranked after them. None, and the study is read whole, where that is not
+    provably the study now: the table must hold every COMPLETE trial and exactly the known read's
+    rows plus those (rows are only added, so a row that completed late with a lower number, or
+    one added between the two statements here, shows in the counts)."""
+    if known.study_id != study_id:
+        return None
+    table = optuna_internals.POINTS_TABLE
+    with storage.engine.connect() as connection:
+        if connection.dialect.name != "sqlite":
+            return None
+        mark = optuna_internals._mark(connection)
+        # feasible IN (0, 1): the (study_id, feasible, number) index finds the new rows.
+        rows = optuna_internals._driver_rows(
+            connection,
+            f"SELECT trial_id, feasible, objectives FROM {table}"
+            f" WHERE study_id = {mark} AND feasible IN (0, 1) AND number > {mark} ORDER BY number",
+            (study_id, known.last_number),
+        )
+        held, complete = optuna_internals._points_held(connection, mark, study_id)
+    if held != complete or held != known.n_complete + len(rows):
+        return None
+    new = [(int(r[0]), bytes(r[2])) for r in rows if r[1] == 1]
+    if any(len(blob) != n_objectives * 8 for _, blob in new):
+        return None
+    new_values = np.frombuffer(b"".join(blob for _, blob in new), dtype="<f8").reshape(len(new), n_objectives)
+    ranks = [*known.ranks.tolist(), *range(known.n_feasible, known.n_feasible + len(new))]
+    ids = [*known.ids.tolist(), *(trial_id for trial_id, _ in new)]
+    values = np.concatenate([known.values.reshape(-1, n_objectives), new_values])
+    return held, known.n_feasible + len(new), ranks, ids, values
 
 
 def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:

@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import optuna
@@ -53,6 +53,9 @@ from tuner.storage import (
     storage_errors,
     with_retries,
 )
+
+if TYPE_CHECKING:
+    from tuner.pareto import KnownPoints
 
 SPEC_ATTR, HASH_ATTR = "spec", "spec_hash"
 DEPLOYMENT_ATTR, ESTIMATE_ATTR = "deployment", "estimate"
@@ -104,6 +107,9 @@ class SearchResult:
     #: 8-GPU nodes), of the space's ``space_size``: said, not dropped without a word.
     left_out: int = 0
     space_size: int = 0
+    #: The study's feasible points as the resume read them for TPE's history, kept for the front
+    #: printed after the search (``study_front(..., known=)``): None where none were read.
+    known_front: KnownPoints | None = None
 
 
 def distributions(study: CompiledStudy) -> dict[str, CategoricalDistribution]:
@@ -354,6 +360,7 @@ class _OpenedStudy(NamedTuple):
     fmt: TrialFormat
     existing: list[FrozenTrial]  # the stored trials a sampler learns from (none for compact draws)
     held: np.ndarray  # the configurations the study holds
+    known_front: KnownPoints | None = None  # the feasible points read for TPE's history
 
 
 def _open_and_read(
@@ -392,7 +399,7 @@ def _open_and_read(
             lambda: _bounded_history(storage, study_id, hydrator, compiled, tpe_history), storage_url, stop=stop
         )
         if bounded is not None:
-            return _OpenedStudy(storage, stored, study_id, fmt, bounded, held)
+            return _OpenedStudy(storage, stored, study_id, fmt, bounded[0], held, bounded[1])
     if hydrator is not None:
         # The sampler's history from two columns (configuration index, objective values), not
         # every trial read whole: see compact.Hydrator.sampler_history.
@@ -434,26 +441,25 @@ def _compact_history(
 
 def _bounded_history(
     storage: Any, study_id: int, hydrator: compact.Hydrator, compiled: CompiledStudy, latest: int
-) -> list[FrozenTrial] | None:
+) -> tuple[list[FrozenTrial], KnownPoints | None] | None:
     """What a resumed TPE is fitted on (``BatchTPESampler._tuner_history``), read from the
     database without the study's other trials: the feasible Pareto front of its COMPLETE trials
     (:func:`tuner.pareto.nondominated_trial_ids`'s, from the points table's feasible rows) and
     its ``latest`` COMPLETE trials of highest number, in trial-number order, as
-    :meth:`tuner.compact.Hydrator.sampler_history` builds them. None when the points table does
-    not hold the study (then every trial is read, and the sampler keeps the same ones)."""
-    from tuner.pareto import feasible_points, minimized, nondominated
+    :meth:`tuner.compact.Hydrator.sampler_history` builds them; and the feasible points read, as
+    the front printed after the search starts from them (:func:`tuner.pareto.known_points`).
+    None when the points table does not hold the study (then every trial is read, and the
+    sampler keeps the same ones)."""
+    from tuner.pareto import feasible_snapshot, known_points, minimized, nondominated
 
     n_objectives = len(compiled.directions)
-    points = feasible_points(storage, study_id, n_objectives)  # None: no side table, or not all of the study
+    points = feasible_snapshot(storage, study_id, n_objectives)  # None: no side table, or not all of the study
     recent = optuna_internals.latest_points(storage, study_id, n_objectives, latest) if points is not None else None
     if points is None or recent is None:
         return None
-    _, feasible_ids, feasible_values = points
-    on_front = (
-        nondominated(minimized(feasible_values, list(compiled.directions)))
-        if len(feasible_ids)
-        else np.zeros(0, dtype=bool)
-    )
+    feasible_ids, feasible_values = points.ids, points.values
+    directions: list[str] = list(compiled.directions)
+    on_front = nondominated(minimized(feasible_values, directions)) if len(feasible_ids) else np.zeros(0, dtype=bool)
     values_of = {int(t): v for t, v in zip(feasible_ids[on_front].tolist(), feasible_values[on_front], strict=True)}
     values_of.update({int(t): v for t, v in zip(recent[0].tolist(), recent[1], strict=True)})
     found = optuna_internals.configurations_by_id(storage, list(values_of))
@@ -464,7 +470,7 @@ def _bounded_history(
     # overwritten beyond int64 becomes one outside the space (DamagedData), not an OverflowError.
     flat = np.array([found[t][1] for t in ordered], dtype=np.float64).astype(np.int64)
     values = np.array([values_of[t] for t in ordered], dtype=np.float64).reshape(len(ordered), n_objectives)
-    return hydrator.sampler_history(flat, values)
+    return hydrator.sampler_history(flat, values), known_points(study_id, points, on_front, directions)
 
 
 def run_search(
@@ -528,7 +534,7 @@ def run_search(
     # waiting for a SQLite file's lock on a signal (tuner.storage._file_lock).
     waiting_stop = stop if wait_for_database else None
     try:
-        storage, stored, study_id, fmt, existing, held = _open_and_read(
+        storage, stored, study_id, fmt, existing, held, known_front = _open_and_read(
             spec, storage_url, compiled, sampler_name, wait_for_database, stop, tpe_history
         )
     except (StorageError, sa_exc.SQLAlchemyError, optuna.exceptions.StorageInternalError):
@@ -599,6 +605,7 @@ def run_search(
         exhausted,
         left_out,
         int(compiled.space.size),
+        known_front,
     )
 
 
