@@ -440,7 +440,7 @@ def feasible_snapshot(storage: RDBStorage, study_id: int, n_objectives: int) -> 
         if connection.dialect.name != "sqlite":
             points = optuna_internals.study_points(storage, study_id, n_objectives)
             return None if points is None else FeasiblePoints(*points)
-        table, trials = optuna_internals.POINTS_TABLE, optuna_internals._TRIALS
+        table = optuna_internals.POINTS_TABLE
         rows = optuna_internals._driver_rows
         if not rows(connection, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))[0][0]:
             return None
@@ -448,13 +448,15 @@ def feasible_snapshot(storage: RDBStorage, study_id: int, n_objectives: int) -> 
         # and the points cannot make them disagree. SQLite's two-argument MAX is NULL when either is.
         count, ids, blob, held, complete, last_number = rows(
             connection,
-            "SELECT COUNT(*), group_concat(trial_id, ','), CAST(group_concat(objectives, '') AS BLOB),"
-            f" (SELECT COUNT(*) FROM {table} WHERE study_id = ?),"
-            f" (SELECT COUNT(*) FROM {trials} WHERE study_id = ? AND state = 'COMPLETE'),"
+            "SELECT points.n, points.ids, points.blob, counts.held, counts.complete,"
             f" MAX(COALESCE((SELECT MAX(number) FROM {table} WHERE study_id = ? AND feasible = 0), -1),"
             f" COALESCE((SELECT MAX(number) FROM {table} WHERE study_id = ? AND feasible = 1), -1))"
-            f" FROM (SELECT trial_id, objectives FROM {table} WHERE study_id = ? AND feasible = 1 ORDER BY number)",
-            (study_id,) * 5,
+            f" FROM ({optuna_internals.HELD_AND_COMPLETE.format(mark='?')}) AS counts,"
+            " (SELECT COUNT(*) AS n, group_concat(trial_id, ',') AS ids,"
+            " CAST(group_concat(objectives, '') AS BLOB) AS blob"
+            f" FROM (SELECT trial_id, objectives FROM {table} WHERE study_id = ? AND feasible = 1 ORDER BY number))"
+            " AS points",
+            (study_id,) * 6,
         )[0]
     if held != complete or complete == 0:
         return None

@@ -90,7 +90,32 @@ def test_feasible_points_fall_back_without_a_complete_points_table(stored: str, 
             f"DELETE FROM {optuna_internals.POINTS_TABLE} WHERE trial_id = (SELECT MAX(trial_id) FROM trials)"
         )
     storage, study_id = _ids(f"sqlite:///{copy}")
-    assert pareto.feasible_points(storage, study_id, 3) is None  # then Optuna's tables are read
+    # The study's two objectives (with 3, every blob has the wrong length: None whatever the table holds).
+    assert pareto.feasible_points(storage, study_id, 2) is None  # then Optuna's tables are read
+
+
+def test_unfinished_trials_do_not_hide_the_points_table(stored: str, tmp_path: Path) -> None:
+    """The points table answers while a RUNNING and a FAILed trial (no row of theirs) are in the
+    study, and not once a COMPLETE trial has no row: the counts' shortcut (as many rows as trials:
+    every trial held) gives way to counting the COMPLETE trials (optuna_internals.HELD_AND_COMPLETE)."""
+    copy = tmp_path / "unfinished.db"
+    copy.write_bytes(Path(stored.removeprefix("sqlite:///")).read_bytes())
+    storage, study_id = _ids(f"sqlite:///{copy}")
+    storage.create_new_trial(study_id)  # RUNNING
+    failed = storage.create_new_trial(study_id)
+    storage.set_trial_state_values(failed, TrialState.FAIL)
+    points = pareto.feasible_snapshot(storage, study_id, 2)  # the serving study's two objectives
+    assert points is not None and points.n_complete == 120 and points.last_number == 119
+    with storage.engine.connect() as connection:
+        assert optuna_internals._points_held(connection, "?", study_id) == (120, 120)
+    with sqlite3.connect(copy) as connection:
+        connection.execute(
+            f"DELETE FROM {optuna_internals.POINTS_TABLE} WHERE trial_id ="
+            f" (SELECT MAX(trial_id) FROM {optuna_internals.POINTS_TABLE})"
+        )
+    assert pareto.feasible_snapshot(storage, study_id, 2) is None
+    with storage.engine.connect() as connection:
+        assert optuna_internals._points_held(connection, "?", study_id) == (119, 120)
 
 
 def test_held_configurations_are_the_stored_configuration_params(stored: str) -> None:
