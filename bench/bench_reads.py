@@ -18,6 +18,13 @@ same resume with TPE too, which fits its estimators on every stored trial before
 one (issue 13 items 1 and 5). The CPU model and load average are printed with
 them: on a shared machine the times move with the load. Target (issue 13): each under 2 s and
 500 MB on a 200,000-trial SQLite study.
+
+Bytecode: with ``PYTHONDONTWRITEBYTECODE`` set (this project's VMs set it) no ``.pyc`` of the
+project's own modules is ever written, so every command compiles them from source (~0.1-0.2 s
+of CPU of a resume here, docs/benchmarks.md "Resume: one read of the front"); an installed
+package has them. ``--pycache-prefix DIR`` runs the commands with ``PYTHONPYCACHEPREFIX=DIR`` and
+bytecode writing on, after one untimed run of each command fills the cache. The first line says
+which.
 """
 
 from __future__ import annotations
@@ -52,13 +59,17 @@ def _trials_in(db: Path) -> int:
         return 0
 
 
+#: The children's environment (``--pycache-prefix``: bytecode cached outside the tree).
+_ENV = dict(os.environ)
+
+
 def _run(args: list[str]) -> tuple[float, float, str, float]:
     """Wall seconds, the child's peak RSS in MB and its CPU seconds (``os.wait4``: that process
     alone; on a loaded machine the CPU time is what an idle core would take), its stdout."""
     out_path = Path("/tmp") / f"bench_reads_{os.getpid()}.out"
     with open(out_path, "wb") as out, open(os.devnull, "wb") as devnull:
         started = time.perf_counter()
-        child = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=out, stderr=devnull)
+        child = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=out, stderr=devnull, env=_ENV)
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - started
     text = out_path.read_text(encoding="utf-8")
@@ -76,14 +87,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--resume-sampler", action="append", choices=("random", "tpe", "nsga2"), help="resume with (default random)"
     )
+    parser.add_argument(
+        "--pycache-prefix", type=Path, default=None, help="cache bytecode there (PYTHONPYCACHEPREFIX), warmed first"
+    )
     args = parser.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
+    if args.pycache_prefix is not None:
+        _ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+        _ENV["PYTHONPYCACHEPREFIX"] = str(args.pycache_prefix.resolve())
+        bytecode = f"cached in {args.pycache_prefix} (warmed by one untimed run of each command)"
+    elif os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        bytecode = "never written (PYTHONDONTWRITEBYTECODE): the project's modules compiled by every command"
+    else:
+        bytecode = "cached next to the sources"
     data = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
     data["name"] = STUDY
     data["space"]["batch"] = list(range(1, 11))
     spec = args.dir / "spec.yaml"
     spec.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; bytecode {bytecode}")
+    if args.pycache_prefix is not None:
+        _run(["-c", "import tuner.cli"])
     baseline = [_run(["-c", "import tuner.cli"]) for _ in range(args.repeats)]
     print(f"`import tuner.cli` alone: wall best {min(r[0] for r in baseline):.2f} s, "
           f"CPU median {statistics.median(r[3] for r in baseline):.2f} s\n")  # fmt: skip
@@ -108,12 +132,17 @@ def main(argv: list[str] | None = None) -> int:
             f"export --trial {best}": ["-m", "tuner.cli", "export", STUDY, "--trial", str(best), "--storage", url],
         }
         for name, command in commands.items():
+            if args.pycache_prefix is not None:
+                _run(command)  # fills the bytecode cache
             runs = [_run(command) for _ in range(args.repeats)]
             times = [r[0] for r in runs]
             print(f"| {size} | `{name}` | {min(times):.2f} | {statistics.median(times):.2f} | "
                   f"{statistics.median(r[3] for r in runs):.2f} | {max(r[1] for r in runs):.0f} |",
                   flush=True)  # fmt: skip
         for sampler in args.resume_sampler or ["random"]:
+            if args.pycache_prefix is not None:  # fills the bytecode cache (adds a trial)
+                _run(["-m", "tuner.cli", "search", str(spec), "--sampler", sampler, "--trials",
+                      str(_trials_in(db) + 1), "--storage", url, "--json"])  # fmt: skip
             runs = []
             for _ in range(args.repeats):  # each resume adds one trial
                 held = _trials_in(db)
