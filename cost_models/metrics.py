@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from cost_models.deployment import DeploymentEstimate
 from cost_models.deployments import Deployments
 from cost_models.errors import InvalidInputError
-from cost_models.serving import ServingEstimate
+
+if TYPE_CHECKING:  # a study without a serving: section never loads the serving model (0.05 s)
+    from cost_models.serving import ServingEstimate
 
 Direction = Literal["minimize", "maximize"]
 

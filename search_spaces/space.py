@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,23 +35,21 @@ from cost_models.deployments import (
     make_deployments,
     parallel_problem_mask,
 )
-from cost_models.disaggregated import DisaggregatedEstimate, disaggregated_report, serve_disaggregated
 from cost_models.dtypes import BF16, FP8, dtype_name, parse_dtype
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec
 from cost_models.metrics import Direction, metric_arrays
 from cost_models.models import ModelSpec
 from cost_models.partitioning import ATTENTION_SHARDINGS, FFN_LAYOUTS
-from cost_models.serving import (
-    ENGINE_DEFAULTS,
-    ServingEstimate,
-    ServingWorkloads,
-    make_workloads,
-    serve,
-    serving_report,
-)
 from cost_models.topology import chips_offered, network_for, parse_mesh, straddling_tp_groups
 from search_spaces.spec import StudySpec
+
+# The serving model (cost_models.serving, .disaggregated and what they import: ~0.05 s of every
+# command's imports here, bench/bench_reads.py) is loaded where a serving study first needs it:
+# a study without a serving: section (a PaLM TPU study's resume, pareto, show) never calls it.
+if TYPE_CHECKING:
+    from cost_models.disaggregated import DisaggregatedEstimate
+    from cost_models.serving import ServingEstimate, ServingWorkloads
 
 #: Order of the dimensions in every space (and of Optuna's parameters). A GPU space (``tp``
 #: listed) has ``ENGINE_DIMENSIONS`` instead: ``tp``, ``pp``, ``ep``, ``dp`` and ``micro_batches``
@@ -680,6 +679,8 @@ def _tp_mesh_twins(meshes: np.ndarray, choices) -> np.ndarray:
 
 def _serving_choices(spec: StudySpec, engine: str) -> dict[str, tuple]:
     """The serving dimensions: the load, and each engine knob (its default when not listed)."""
+    from cost_models.serving import ENGINE_DEFAULTS
+
     serving = spec.serving
     assert serving is not None
     defaults = ENGINE_DEFAULTS[engine]
@@ -963,6 +964,8 @@ def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation
     )
     served, workloads, pools = None, None, None
     if study.spec.serving is not None:
+        from cost_models.serving import serve
+
         workloads = _workloads(study, serving_columns, valid, columns.get("data_parallel", 1.0))
         served = serve(deployments, workloads, calibration=study.calibration, overlap=study.spec.overlap)
         pool_columns = study.space.pool_columns_of(indices)
@@ -1069,6 +1072,9 @@ def _disaggregated(
     """Score the disaggregated candidates (xP prefill instances of the prefill mesh, yD decode
     instances of the candidate's mesh, same formats) and put their steady state in place of the
     aggregated one: every serving metric and SLO reads one :class:`ServingEstimate`."""
+    from cost_models.disaggregated import serve_disaggregated
+    from cost_models.serving import ServingEstimate
+
     n = len(deployments)
     chosen = pool_columns.get("disaggregated", np.ones(n, dtype=bool)).astype(bool)
     pools = Pools(
@@ -1137,6 +1143,8 @@ def _workloads(
     over the token budget (refused as structurally invalid) is scored chunked. Without
     serving.max_batch_size each rank runs the engine's default (serving.default_max_batch_size),
     as the engine launched with its defaults does; a listed one is the deployment's."""
+    from cost_models.serving import make_workloads
+
     serving, workload = study.spec.serving, study.spec.workload
     assert serving is not None
     return make_workloads(
@@ -1187,6 +1195,9 @@ def candidate_report(study: CompiledStudy, evaluation: Evaluation, row: int) -> 
         **estimate_report(evaluation.result, row),
     }
     if evaluation.serving is not None:
+        from cost_models.disaggregated import disaggregated_report
+        from cost_models.serving import serving_report
+
         if pool_rows is not None:
             report["serving"] = {"mode": "disaggregated", **disaggregated_report(pool_rows, where)}
         else:

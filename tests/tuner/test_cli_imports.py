@@ -91,6 +91,25 @@ def test_the_reads_and_the_cost_model_load_no_scipy() -> None:
     assert [m for m in modules if m == "scipy" or m.startswith("scipy.")] == []
 
 
+def test_a_study_without_serving_loads_no_serving_model() -> None:
+    """cost_models.serving and .disaggregated (with .iteration and .ttft_percentiles: ~0.05 s of
+    imports, bench/bench_reads.py) load where a serving study first needs them: the reads and a
+    resume of a study without a ``serving:`` section (PaLM on TPU v4: scored and a candidate's
+    breakdown made, as pareto, show and the resume do) never load them."""
+    serving_model = ("cost_models.serving", "cost_models.disaggregated", "cost_models.iteration",
+                     "cost_models.ttft_percentiles")  # fmt: skip
+    modules = _modules_after(
+        "import tuner.cli, search_spaces.spec, tuner.study, tuner.pareto, tuner.tables, cost_models.metrics\n"
+        "from search_spaces.spec import load_spec\n"
+        "from search_spaces.space import candidate_report, compile_study, evaluate\n"
+        "study = compile_study(load_spec('studies/palm-540b-tpu-v4.yaml'))\n"
+        "indices = {name: v[:3] for name, v in study.space.all_indices().items()}\n"
+        "assert candidate_report(study, evaluate(study, indices), 0)['params']"
+    )
+    assert "search_spaces.space" in modules and "cost_models.deployment" in modules
+    assert [m for m in modules if m in serving_model] == []
+
+
 def test_the_spelled_out_defaults_are_the_cost_models() -> None:
     from cost_models.calibration import AUTO_CALIBRATION as calibration_auto
     from cost_models.capacity import DEFAULT_MAX_CHIPS as capacity_max_chips
