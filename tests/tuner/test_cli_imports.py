@@ -79,35 +79,33 @@ def test_help_lists_every_command_without_loading_them() -> None:
     assert _heavy_in(_modules_after(code)) == []
 
 
-def test_the_reads_and_the_cost_model_load_no_scipy() -> None:
+def test_the_reads_and_the_cost_model_load_no_scipy_and_no_serving_model_unless_serving() -> None:
     """scipy.special (with the numpy.f2py, numpy.ma and numpy.testing its array-API layer loads)
     took ~0.35 s of every read (pareto, show, export, a resume); the percentiles and the slot
-    wait import it when they first run, the fits (tuner calibrate) with scipy.optimize."""
-    modules = _modules_after(
-        "import tuner.cli, search_spaces.spec, tuner.study, tuner.pareto, tuner.tables, tuner.export\n"
-        "import cost_models.serving, cost_models.disaggregated, cost_models.ttft_percentiles"
-    )
-    assert "cost_models.serving" in modules and "tuner.study" in modules
-    assert [m for m in modules if m == "scipy" or m.startswith("scipy.")] == []
+    wait import it when they first run, the fits (tuner calibrate) with scipy.optimize.
 
-
-def test_a_study_without_serving_loads_no_serving_model() -> None:
-    """cost_models.serving and .disaggregated (with .iteration and .ttft_percentiles: ~0.05 s of
+    cost_models.serving and .disaggregated (with .iteration and .ttft_percentiles: ~0.05 s of
     imports, bench/bench_reads.py) load where a serving study first needs them: the reads and a
     resume of a study without a ``serving:`` section (PaLM on TPU v4: scored and a candidate's
-    breakdown made, as pareto, show and the resume do) never load them."""
+    breakdown made, as pareto, show and the resume do) never load them. One interpreter for both
+    (each costs ~1 s of the CI's time)."""
     serving_model = ("cost_models.serving", "cost_models.disaggregated", "cost_models.iteration",
                      "cost_models.ttft_percentiles")  # fmt: skip
     modules = _modules_after(
+        "import sys\n"
         "import tuner.cli, search_spaces.spec, tuner.study, tuner.pareto, tuner.tables, cost_models.metrics\n"
         "from search_spaces.spec import load_spec\n"
         "from search_spaces.space import candidate_report, compile_study, evaluate\n"
         "study = compile_study(load_spec('studies/palm-540b-tpu-v4.yaml'))\n"
         "indices = {name: v[:3] for name, v in study.space.all_indices().items()}\n"
-        "assert candidate_report(study, evaluate(study, indices), 0)['params']"
+        "assert candidate_report(study, evaluate(study, indices), 0)['params']\n"
+        f"loaded = [m for m in {serving_model!r} if m in sys.modules]\n"
+        "assert not loaded, f'a study without serving loaded {loaded}'\n"
+        "import tuner.export\n"
+        "import cost_models.serving, cost_models.disaggregated, cost_models.ttft_percentiles"
     )
-    assert "search_spaces.space" in modules and "cost_models.deployment" in modules
-    assert [m for m in modules if m in serving_model] == []
+    assert "cost_models.serving" in modules and "tuner.study" in modules and "search_spaces.space" in modules
+    assert [m for m in modules if m == "scipy" or m.startswith("scipy.")] == []
 
 
 def test_the_spelled_out_defaults_are_the_cost_models() -> None:
