@@ -566,9 +566,14 @@ class BlockedCosts:
 #: Configurations per block of :class:`BlockedCosts` (operator_costs and chip_roofline of a
 #: block, one after the other). bench_estimate's 100,000 deployments (h100-sxm, seed 0), both
 #: phases' operator_costs, chip_roofline and _live_activations replayed (docs/benchmarks.md,
-#: round 13; medians of 5, 3 rounds, the other core busy): whole 76-79 ms, blocks of 8,192
-#: 69-70, 12,500 68-70, 16,384 69, 20,000 70-71, 33,334 71.
-COST_BLOCK_ROWS = 16_384
+#: round 13, the Intel Xeon VM with 2 MiB of L2; medians of 5, 3 rounds, the other core busy):
+#: whole 76-79 ms, blocks of 8,192 69-70, 12,500 68-70, 16,384 69, 20,000 70-71, 33,334 71. On
+#: the AMD EPYC VM (512 KiB of L2 a core by getconf) the whole tables are faster: replayed whole
+#: 73-75 ms against 82-84 at 16,384 (round 14), whole estimates 143-149 ms against 152-157
+#: (round 15): a block's ~1 ms of fixed calls outweighs what its tables in cache save there. An
+#: estimate's call holds at most ESTIMATE_CHUNK_ROWS rows a phase, so this is one block: the
+#: whole tables, as the calibrated path builds them (docs/benchmarks.md, round 15).
+COST_BLOCK_ROWS = 100_000
 
 
 def block_slices(n: int, rows: int) -> list[slice]:
