@@ -511,7 +511,9 @@ class BlockedCosts:
     whole (slots, n) tables (17.6 MB each at 100,000 configurations) are written to memory and
     read back from it. Every cost is elementwise over configurations, so each one's numbers are
     those of the whole call (as estimate's chunks are). :func:`estimate` scores the roofline
-    (no profile) with them; a calibrated path needs the whole :class:`OperatorCosts`."""
+    (no profile) with them; a calibrated path needs the whole :class:`OperatorCosts`. (With
+    COST_BLOCK_ROWS at ESTIMATE_CHUNK_ROWS an estimate's call is one block, the whole tables:
+    faster on the AMD EPYC VM, where a block's fixed calls cost more than the cache saves.)"""
 
     def __init__(self, configs: InferenceConfigs, convention: CountingConvention) -> None:
         self.configs, self.convention = configs, convention
