@@ -20,6 +20,21 @@ interpolated trilinearly in log2 space; a query outside the grid is clamped onto
 the correction is 0: away from measured shapes the fit alone remains (no edge is extrapolated).
 The time is the fit's times exp(correction).
 
+With the fitted model's times (``fitted_log_time``, as tuner calibrate builds it), the table is
+then made monotone in m: along each interior (n, k) line of nodes, from m = 1 up, the corrected
+log time may fall no more than the fit's own does (a fit's measured drops stay, e.g. TRT-LLM
+SmoothQuant's GEMV at m <= 4 slower than the tiles at m = 8; the correction adds none). That is
+a weighted isotonic regression (scipy.optimize.isotonic_regression) of u = value + P, P the sum
+of the fit's least rises in log time across each cell along the line, each node weighted by its rows' weight plus
+SHRINK, the top face pinned at 0. Without it, over the shipped profiles' 24,829 (n, k) lines of
+measured weight shapes (m from 1 to twice the largest measured, multiples of 4), the corrected
+time fell by over 5% somewhere along m on 66% of the lines (the fit alone on 29%), by over 10% on
+35%, by up to 77% (tuner calibrate's correction from the shipped fits, measured 2026-12-06):
+a smoother of noisy rows at small m, where the time is flat in m, follows the noise. With it:
+28.0% and 9.6%, beyond the fit's own fall by over 2% on 0.02% of the lines, by at most 3.1%.
+Held out over the 56 groups it costs a little: 5 -> 6 groups missing the target, mean median
+4.88% -> 5.02%, mean p90 15.1% -> 15.4% (docs/accuracy.md, GEMM, the thirteenth round).
+
 Values are stored as int16 hundredths of log time (a node within 0.5% of its time), C order (m,
 n, k), zlib-compressed and base64-encoded: a profile's YAML stays small (a group's grid is ~30,000
 nodes, ~17 kB) and loads fast. Pure numpy; no fit happens here except :func:`fit_shape_correction`.
@@ -30,6 +45,7 @@ from __future__ import annotations
 import base64
 import functools
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -48,6 +64,9 @@ STEP_LOG2: tuple[float, float, float] = (0.5, 0.5, 0.5)
 #: The grid reaches this many bandwidths beyond the rows on every side (a row's weight there is
 #: exp(-4.5) = 1.1%) before its outermost nodes, which are 0.
 MARGIN_BANDWIDTHS = 3.0
+#: Sub-steps of a cell along m at which monotone_in_m reads the fit (1/16 of an octave at the
+#: 0.5 step).
+CELL_STEPS = 8
 #: Stored values are integers of this many log units (a hundredth: 1% of the time, so a node is
 #: within 0.5% of its value; thousandths held out the same, at twice the size).
 VALUE_UNIT = 1e-2
@@ -68,6 +87,11 @@ class GemmShapeCorrection(BaseModel):
     bandwidth_log2: tuple[float, float, float] = BANDWIDTH_LOG2
     shrink: float = SHRINK
     rows: int = Field(default=0, ge=0, description="Measured rows the nodes were computed from.")
+    monotone_in_m: bool = Field(
+        default=False,
+        description="Made monotone in m against the fit it corrects: the corrected time falls no more "
+        "than the fit's own along m (module docstring).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> GemmShapeCorrection:
@@ -172,9 +196,12 @@ def fit_shape_correction(
     shrink: float = SHRINK,
     step_log2: tuple[float, float, float] = STEP_LOG2,
     margin_bandwidths: float = MARGIN_BANDWIDTHS,
+    fitted_log_time: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> GemmShapeCorrection:
     """The grid of shrunk Gaussian-weighted means of ``log_residual`` (log(measured / fitted) of
-    rows at (m, n, k)): every node by the module docstring's formula, the outermost set to 0."""
+    rows at (m, n, k)): every node by the module docstring's formula, the outermost set to 0.
+    ``fitted_log_time(m, n, k)``: the corrected fit's log time (arrays broadcast); given, the
+    table is made monotone in m against it (:func:`monotone_in_m`)."""
     xs = [np.log2(np.asarray(a, dtype=float)) for a in (m, n, k)]
     r = np.asarray(log_residual, dtype=float)
     axes = [_axis_nodes(x, b, s, margin_bandwidths) for x, b, s in zip(xs, bandwidth_log2, step_log2, strict=True)]
@@ -187,10 +214,13 @@ def fit_shape_correction(
     mn = (gm[:, :, None] * gn[:, None, :]).reshape(len(r), -1)
     numerator = (mn * r[:, None]).T @ gk
     denominator = mn.T @ gk
-    table = (numerator / (denominator + shrink)).reshape(len(axes[0]), len(axes[1]), len(axes[2]))
+    shape = (len(axes[0]), len(axes[1]), len(axes[2]))
+    table = (numerator / (denominator + shrink)).reshape(shape)
     table[[0, -1]] = 0.0
     table[:, [0, -1]] = 0.0
     table[:, :, [0, -1]] = 0.0
+    if fitted_log_time is not None:
+        table = monotone_in_m(table, axes, denominator.reshape(shape) + shrink, fitted_log_time)
     return GemmShapeCorrection(
         origin_log2=(float(axes[0][0]), float(axes[1][0]), float(axes[2][0])),
         step_log2=tuple(float(s) for s in step_log2),
@@ -199,4 +229,51 @@ def fit_shape_correction(
         bandwidth_log2=tuple(float(b) for b in bandwidth_log2),
         shrink=float(shrink),
         rows=len(r),
+        monotone_in_m=fitted_log_time is not None,
     )
+
+
+def monotone_in_m(
+    table: np.ndarray,
+    axes: list[np.ndarray],
+    weight: np.ndarray,
+    fitted_log_time: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """``table`` (log corrections at the nodes ``axes``, log2 m, n, k) adjusted so that along m,
+    on every interior (n, k) line, the corrected log time falls no more than the fit's own: a
+    weighted isotonic regression of u = value + P (P: the running sum of the fit's least rises in
+    log time across each cell), weights ``weight`` (the rows' weight at each node plus the
+    shrinkage), over the nodes at m >= 1 (no query is below), the top face pinned at 0."""
+    from scipy.optimize import isotonic_regression
+
+    log2_m, log2_n, log2_k = axes
+    first = int(np.searchsorted(log2_m, 0.0))  # the first node at m >= 1
+    # The correction is linear in log2 m inside a cell, so it may fall across a cell by no more
+    # than the fit's least rise over any part of it: the fit's smallest rise of CELL_STEPS
+    # sub-steps, times CELL_STEPS (0 where the fit falls or is flat anywhere in the cell: a tile
+    # step in m, flat then up, lets none through). Checked at node resolution only, the corrected
+    # time fell by up to 3% more than the fit's own inside cells (a100 SGLang bf16, 2026-12-06).
+    # The fit is taken at whole m, a multiple of M_ALIGN (4) from 4 up, as calls are: m between
+    # them (2^5.5 = 45.25) would take the fit's unaligned-m cost (cost_models/efficiency.py).
+    sub = log2_m[first:-1, None] + (log2_m[1] - log2_m[0]) * np.arange(CELL_STEPS + 1) / CELL_STEPS
+    m = np.maximum(np.rint(2.0**sub), 1.0)
+    m = np.where(m > 4.0, 4.0 * np.rint(m / 4.0), m)
+    n, k = 2.0 ** log2_n[1:-1], 2.0 ** log2_k[1:-1]
+    fitted = fitted_log_time(m[:, :, None, None], n[None, None, :, None], k[None, None, None, :])
+    fitted = np.broadcast_to(fitted, (*m.shape, len(n), len(k)))
+    rises = CELL_STEPS * np.maximum(np.diff(fitted, axis=1).min(axis=1), 0.0)
+    climbed = np.concatenate([np.zeros_like(rises[:1]), np.cumsum(rises, axis=0)])
+    u = table[first:, 1:-1, 1:-1] + climbed
+    w = weight[first:, 1:-1, 1:-1].copy()
+    w[-1] = 1e9  # the top face: value 0
+    if first == 0:  # (rows from m >= 2: the bottom face is at m >= 1 too)
+        w[0] = 1e9
+    out = table.copy()
+    lines = u.reshape(len(u), -1)
+    weights = w.reshape(len(w), -1)
+    adjusted = np.empty_like(lines)
+    for j in range(lines.shape[1]):
+        adjusted[:, j] = isotonic_regression(lines[:, j], weights=weights[:, j]).x
+    out[first:, 1:-1, 1:-1] = adjusted.reshape(u.shape) - climbed
+    out[[0, -1]] = 0.0
+    return out

@@ -457,25 +457,20 @@ def fit_gemm(
     folds: int,
     max_rows: int | None,
     shape_correction: bool = False,
+    shape_rows: KernelTable | None = None,
 ) -> list[GroupReport]:
-    if shape_correction and table.dispatch_floor_s > 0.0:
-        # Its rows are max(kernel, JAX's dispatch): a correction of floored rows would not be the
-        # kernel's (below). Refused, not skipped: a flag the fit ignored would be a silent answer.
-        raise InvalidInputError(
-            table.path,
-            "--shape-correction needs kernel rows without a dispatch floor; this file is tuner measure's",
-            "drop --shape-correction for tuner measure's files",
-        )
+    """Fit each GEMM format of (system, backend) on at most ``max_rows`` rows of ``table`` a
+    group. ``shape_correction``: also build each group's measured shape correction
+    (cost_models/gemm_shape.py) from every row of the group in ``shape_rows`` (default: in
+    ``table``), the held-out error that of the fit and the correction together."""
+    shape_table = shape_rows if shape_rows is not None else table
+    if shape_correction:
+        _refuse_shape_rows(shape_table)
     c = table.columns
     reports = []
     here = (c["system"] == system) & (c["engine"] == backend)
     for fmt in sorted(set(c["gemm_dtype"][here])):
-        mask = here & (c["gemm_dtype"] == fmt)
-        if fmt == "fp8_block":
-            # 128x128 block scaling needs n, k multiples of 128; other shapes run a fallback
-            # kernel (vLLM: Cutlass instead of DeepGEMM, 2x faster at those tiny shapes).
-            mask &= (c["n"] % 128 == 0) & (c["k"] % 128 == 0)
-        group_rows = np.flatnonzero(mask)
+        group_rows = _gemm_group_rows(table, system, backend, fmt)
         rows = _subsample(group_rows, max_rows, seed)
         specs = gemm_specs(fmt, backend, chip)
         fixed: dict[str, float] = dict(SMALL_TILE_DISPATCH.get((backend, fmt, chip.name), {}))
@@ -489,11 +484,22 @@ def fit_gemm(
 
         roofline = gemm_time_s(m, n, k, fmt, chip, GemmParams())
         # The shape correction learns from every row of the group (not only the fit's
-        # subsample): cost_models/gemm_shape.py; not for tuner measure's files, whose rows are
-        # max(kernel, JAX's dispatch) (a correction of floored rows would not be the kernel's).
-        # Opt-in (tuner calibrate --shape-correction): the shipped profiles carry none yet
-        # (README.md, "GEMM shape correction").
-        shape = _GemmShapeRows(table, group_rows, fmt, chip, fixed) if shape_correction else None
+        # subsample; by default every row of the database's, gemm_perf_all_rows.csv.gz, while
+        # the fit reads the same 300 rows of gemm_perf.csv.gz as ever): cost_models/gemm_shape.py;
+        # not for tuner measure's files, whose rows are max(kernel, JAX's dispatch) (a
+        # correction of floored rows would not be the kernel's). README.md, "GEMM shape correction".
+        shape = None
+        if shape_correction:
+            shape_group = group_rows if shape_rows is None else _gemm_group_rows(shape_table, system, backend, fmt)
+            if len(shape_group) < len(rows):
+                # (the repo's all-rows file holds every row of gemm_perf.csv.gz: 3,000 a group)
+                raise InvalidInputError(
+                    shape_table.path,
+                    f"{len(shape_group)} gemm {fmt} rows on {system}/{backend} for the shape correction, "
+                    f"fewer than the {len(rows)} the fit reads from {table.path}",
+                    "pass --shape-rows with every row of the kernel file's GEMM groups, or --no-shape-correction",
+                )
+            shape = _GemmShapeRows(shape_table, shape_group, fmt, chip, fixed)
         fit_only = np.full(len(rows), np.nan)
 
         def held_out(
@@ -535,6 +541,35 @@ def fit_gemm(
     return reports
 
 
+def _gemm_group_rows(table: KernelTable, system: str, backend: str, fmt: str) -> np.ndarray:
+    """Indices of the rows of one GEMM group (chip, engine, format) of ``table``."""
+    c = table.columns
+    mask = (c["system"] == system) & (c["engine"] == backend) & (c["gemm_dtype"] == fmt)
+    if fmt == "fp8_block":
+        # 128x128 block scaling needs n, k multiples of 128; other shapes run a fallback
+        # kernel (vLLM: Cutlass instead of DeepGEMM, 2x faster at those tiny shapes).
+        mask &= (c["n"] % 128 == 0) & (c["k"] % 128 == 0)
+    return np.flatnonzero(mask)
+
+
+def _refuse_shape_rows(shape_table: KernelTable) -> None:
+    if shape_table.kind != "gemm":
+        raise InvalidInputError(
+            shape_table.path,
+            f"holds {shape_table.kind} rows; the GEMM shape correction learns from GEMM rows",
+            "pass a GEMM kernel CSV (gemm_dtype, m, n, k, latency) to --shape-rows",
+        )
+    if shape_table.dispatch_floor_s > 0.0:
+        # Its rows are max(kernel, JAX's dispatch): a correction of floored rows would not be the
+        # kernel's. Refused, not skipped: a flag the fit ignored would be a silent answer.
+        raise InvalidInputError(
+            shape_table.path,
+            "the GEMM shape correction (--shape-correction) needs kernel rows without a dispatch floor; "
+            "this file is tuner measure's",
+            "pass --no-shape-correction for tuner measure's files",
+        )
+
+
 class _GemmShapeRows:
     """Every row of one GEMM group, for its shape correction (cost_models/gemm_shape.py): the
     table of the fitted model's log residuals on them, without the rows of ``excluded_keys``
@@ -546,12 +581,25 @@ class _GemmShapeRows:
         self.seconds = c["latency"][rows] * 1e-3
         self.keys = self.n * 1_000_003 + self.k
         self.fmt, self.chip, self.fixed = fmt, chip, fixed
+        #: Made monotone in m against the fit (cost_models/gemm_shape.py monotone_in_m).
+        self.monotone = True
 
     def fit(self, values: dict[str, float], excluded_keys: np.ndarray | None = None) -> GemmShapeCorrection:
+        return self.fit_params(GemmParams(**self.fixed, **values), excluded_keys)
+
+    def fit_params(self, params: GemmParams, excluded_keys: np.ndarray | None = None) -> GemmShapeCorrection:
+        """The correction of ``params`` (a fit; its own correction, if any, is not applied)."""
+        params = params.model_copy(update={"shape_correction": None})
         kept = slice(None) if excluded_keys is None else ~np.isin(self.keys, excluded_keys)
         m, n, k = self.m[kept], self.n[kept], self.k[kept]
-        fitted = gemm_time_s(m, n, k, self.fmt, self.chip, GemmParams(**self.fixed, **values))
-        return fit_shape_correction(m, n, k, np.log(self.seconds[kept] / fitted))
+        fitted = gemm_time_s(m, n, k, self.fmt, self.chip, params)
+
+        def fitted_log_time(m, n, k, params=params):
+            return np.log(gemm_time_s(m, n, k, self.fmt, self.chip, params))
+
+        return fit_shape_correction(
+            m, n, k, np.log(self.seconds[kept] / fitted), fitted_log_time=fitted_log_time if self.monotone else None
+        )
 
 
 # --- attention -------------------------------------------------------------------------------
@@ -1057,7 +1105,8 @@ def fit_profile(
     max_rows_per_group: int | None = MAX_ROWS_PER_GROUP,
     system: str | None = None,
     on_group: Callable[[GroupReport], None] | None = None,
-    shape_correction: bool = False,
+    shape_correction: bool | None = None,
+    shape_rows: str | Path | None = None,
 ) -> tuple[CalibrationProfile, FitReport]:
     """Fit a profile for ``chip`` (catalog name) under ``backend`` from kernel measurement files
     (default: the repo's data/kernels copies). ``system``: the files' name for the chip (their
@@ -1067,14 +1116,44 @@ def fit_profile(
     the per-group report. ``on_group``: told each group's report as it is fitted (a group fitted
     earlier in this process from the same collectives file is not fitted again, nor told).
     ``shape_correction``: also build each GEMM group's measured shape correction
-    (cost_models/gemm_shape.py) from every row of the group, its held-out error that of the fit
-    and the correction together (README.md, "GEMM shape correction"); off by default,
-    as in the shipped profiles."""
+    (cost_models/gemm_shape.py) from every row of the group in ``shape_rows``, its held-out
+    error that of the fit and the correction together (README.md, "GEMM shape correction").
+    By default (None) it is built where rows for it are known: from the repo's
+    data/kernels/gemm_perf_all_rows.csv.gz when fitting the repo's data (as the shipped
+    profiles), from ``shape_rows`` when given; not from a user's kernel files alone (True:
+    from their own GEMM rows). False: none."""
+    shape_correction, shape_file = shape_correction_rows(kernel_files, shape_correction, shape_rows)
     token = _GROUP_FITTED.set(on_group)
     try:
-        return _fit_profile(kernel_files, chip, backend, seed, folds, max_rows_per_group, system, shape_correction)
+        return _fit_profile(
+            kernel_files, chip, backend, seed, folds, max_rows_per_group, system, shape_correction, shape_file
+        )
     finally:
         _GROUP_FITTED.reset(token)
+
+
+#: Every row of the kernel database's GEMM groups (3,000 a group; gemm_perf.csv.gz keeps 700 of
+#: them, of which the parametric fit reads 300): what the shape correction learns from by default
+#: (data/kernels/subsample.py).
+ALL_GEMM_ROWS = REPO_KERNELS / "gemm_perf_all_rows.csv.gz"
+
+
+def shape_correction_rows(
+    kernel_files: list[str | Path] | None, shape_correction: bool | None, shape_rows: str | Path | None
+) -> tuple[bool, Path | None]:
+    """(whether to build the GEMM shape correction, the file of its rows; None: each kernel
+    file's own GEMM rows), by :func:`fit_profile`'s rules."""
+    if shape_correction is False:
+        if shape_rows is not None:
+            raise InvalidInputError(
+                "--shape-rows", "given with --no-shape-correction", "drop one of --shape-rows and --no-shape-correction"
+            )
+        return False, None
+    if shape_rows is not None:
+        return True, Path(shape_rows)
+    if kernel_files is None:
+        return True, ALL_GEMM_ROWS
+    return bool(shape_correction), None
 
 
 def _fit_profile(
@@ -1086,6 +1165,7 @@ def _fit_profile(
     max_rows_per_group: int | None,
     system: str | None,
     shape_correction: bool = False,
+    shape_file: Path | None = None,
 ) -> tuple[CalibrationProfile, FitReport]:
     import time
 
@@ -1102,6 +1182,7 @@ def _fit_profile(
     system = system or CHIP_TO_SYSTEM[chip]
     files = [Path(f) for f in (kernel_files or [REPO_KERNELS / name for name in DEFAULT_FILES])]
     tables = [_read_cached(str(f)) for f in files]
+    shape_table = _read_cached(str(shape_file)) if shape_correction and shape_file is not None else None
     reports: list[GroupReport] = []
     used: list[DataFile] = []
     fitted_from: dict[str, str] = {}  # group -> the file it was fitted on
@@ -1110,7 +1191,9 @@ def _fit_profile(
         before = len(reports)
         _refuse_formats_the_model_never_reads(table, system, backend)
         if table.kind == "gemm":
-            reports += fit_gemm(table, hardware, system, backend, seed, folds, max_rows_per_group, shape_correction)
+            reports += fit_gemm(
+                table, hardware, system, backend, seed, folds, max_rows_per_group, shape_correction, shape_table
+            )
         elif table.kind == "context_attention":
             reports += fit_prefill(table, hardware, system, backend, seed, folds, max_rows_per_group)
         elif table.kind == "generation_attention":
@@ -1132,6 +1215,11 @@ def _fit_profile(
         source = " | ".join(line.lstrip("# ").strip() for line in table.header[:2])
         used.append(DataFile(path=repo_relative_path(table.path), rows_used=rows, source=source[:300]))
         del c
+    shaped = [r for r in reports if r.shape_correction is not None]
+    if shape_table is not None and shaped:
+        source = " | ".join(line.lstrip("# ").strip() for line in shape_table.header[:2])
+        rows = sum(r.shape_correction.rows for r in shaped if r.shape_correction is not None)
+        used.append(DataFile(path=repo_relative_path(shape_table.path), rows_used=rows, source=source[:300]))
     if not reports:
         # Say what the files hold: rows of another chip's name (h200_sxm for --hardware h100-sxm)
         # or engine were only 'pass measurement files of this chip and engine'.
@@ -1226,11 +1314,13 @@ def build_profile(
             "(heads, kv heads, head dim) or message size (collectives)",
             *(
                 [
-                    "GEMM shape correction (cost_models/gemm_shape.py, tuner calibrate --shape-correction): "
-                    "per group, a grid in log2 (m, n, k) of the shrunk Gaussian-weighted mean of the fit's log "
-                    "residuals over every row of the group in the file (settings and row count in each gemm "
-                    "entry's shape_correction); the held-out error is of the fit and the correction together, "
-                    "each fold's correction from its training folds' weight shapes (fit_only_median / "
+                    "GEMM shape correction (cost_models/gemm_shape.py; tuner calibrate's default on the repo's "
+                    "data, --shape-rows, --shape-correction): per group, a grid in log2 (m, n, k) of the shrunk "
+                    "Gaussian-weighted mean of the fit's log residuals over every row of the group in the shape "
+                    "rows' file (data_files: gemm_perf_all_rows.csv.gz by default; else the kernel file), "
+                    "monotone in m against the fit (settings and row count in each gemm entry's "
+                    "shape_correction); the held-out error is of the fit and the correction together, each "
+                    "fold's correction from its training folds' weight shapes (fit_only_median / "
                     "fit_only_p90: the fit alone)"
                 ]
                 if any(r.shape_correction is not None for r in reports)

@@ -1643,12 +1643,22 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str, exit_code: int =
 )
 @click.option("--force", is_flag=True, help="With -o or --report: overwrite an existing file.")
 @click.option(
-    "--shape-correction",
-    is_flag=True,
-    help="Also fit each GEMM group's measured shape correction: a grid in log2 (m, n, k) of the fit's "
-    "log residuals over every row of the group, times which the GEMM time is taken near measured shapes "
+    "--shape-correction/--no-shape-correction",
+    default=None,
+    help="Fit each GEMM group's measured shape correction: a grid in log2 (m, n, k) of the fit's log "
+    "residuals over every row of the group, times which the GEMM time is taken near measured shapes "
     "(cost_models/gemm_shape.py); the held-out error is then of the fit and the correction together. "
-    "For dense kernel files; the shipped profiles carry none (README.md, GEMM shape correction).",
+    "[default: on with the repo's data (rows: data/kernels/gemm_perf_all_rows.csv.gz, as the shipped "
+    "profiles) or --shape-rows; off with --kernels alone, where --shape-correction learns from the "
+    "--kernels GEMM rows themselves]. For kernel files without a dispatch floor (not tuner measure's).",
+)
+@click.option(
+    "--shape-rows",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="GEMM kernel CSV whose rows the shape correction learns from (every row of each fitted GEMM "
+    "group; the parametric fit still reads --kernels) [default: data/kernels/gemm_perf_all_rows.csv.gz "
+    "with the repo's data].",
 )
 @click.option(
     "--all",
@@ -1683,7 +1693,8 @@ def calibrate_command(
     report: str | None,
     as_json: bool,
     force: bool,
-    shape_correction: bool,
+    shape_correction: bool | None,
+    shape_rows: str | None,
 ) -> None:
     """Fit a calibration profile from kernel measurements (each operator class) or from end-to-end
     measurements (--points, --bench-json: the overheads a whole step shows), and print the
@@ -1713,7 +1724,8 @@ def calibrate_command(
             "--report": report is not None,
             "--json": as_json,  # only --all has no report to print as JSON
             "--force": force,
-            "--shape-correction": shape_correction,
+            "--shape-correction": shape_correction is not None,
+            "--shape-rows": shape_rows is not None,
         },
     )
     if every_pair:  # (the shipped profiles are --all's to rewrite; the report is the user's file)
@@ -1751,6 +1763,7 @@ def calibrate_command(
         system=system,
         on_group=group_fitted,
         shape_correction=shape_correction,
+        shape_rows=shape_rows,
     )
     if output:
         write_profile(profile, output)
@@ -1789,7 +1802,7 @@ def _refuse_unused_calibrate_options(every_pair: bool, end_to_end: bool, given: 
     if given["--report"]:
         raise InvalidInputError("--report", "only written by --all", "add --all or drop --report")
     if end_to_end:
-        extra = [o for o in ("--kernels", "--system", "--shape-correction") if given[o]]
+        extra = [o for o in ("--kernels", "--system", "--shape-correction", "--shape-rows") if given[o]]
         if extra:
             raise InvalidInputError(
                 extra[0], "not used by an end-to-end fit (--points, --bench-json)", f"drop {extra[0]}"

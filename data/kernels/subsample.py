@@ -1,6 +1,7 @@
 """Maintainer tool (not used at run time or in tests): make the compact copies in data/kernels/.
 
     python data/kernels/subsample.py /path/to/shared/measurements/kernels [file ...]
+    # file: an output name (gemm_perf.csv.gz, ..., gemm_perf_all_rows.csv.gz); default every one
 
 Keeps the source files' `#` provenance lines, adds one saying what was subsampled and with which
 seed, and writes gzip CSV next to this script. Rows are drawn uniformly at random per group.
@@ -27,6 +28,17 @@ PLAN = {  # file: (group columns, rows kept per group; None keeps every row)
 #: Rows kept before sampling, by file: column -> value. MoE: expert tensor parallelism only (no
 #: expert parallelism, which the cost model does not describe yet).
 FILTERS = {"moe_perf.csv.gz": {"moe_ep_size": "1"}}
+#: Every row of a source file, with only the columns a fit reads: output name -> (source name,
+#: columns kept). The GEMM shape correction (cost_models/gemm_shape.py) learns from every row of
+#: a group (3,000, against the 700 of gemm_perf.csv.gz, which every parametric fit keeps reading:
+#: tuner/calibrate.py); the columns dropped (op_name, kernel_source, source_path) name the
+#: database's files and kernels, which no fit reads (the file: 1.31 MB against the source's 1.45 MB).
+ALL_ROWS = {
+    "gemm_perf_all_rows.csv.gz": (
+        "gemm_perf.csv.gz",
+        ["system", "framework", "version", "gemm_dtype", "m", "n", "k", "latency"],
+    ),
+}
 
 
 def main(source: Path, names: list[str] | None = None) -> None:
@@ -67,6 +79,32 @@ def main(source: Path, names: list[str] | None = None) -> None:
             writer.writerow(columns)
             writer.writerows(kept)
         print(name, len(kept))
+    for name, (source_name, kept_columns) in ALL_ROWS.items():
+        if names and name not in names:
+            continue
+        all_rows(source / source_name, out_dir / name, kept_columns)
+
+
+def all_rows(source: Path, out: Path, kept_columns: list[str]) -> None:
+    """Every row of ``source`` with ``kept_columns``, in the source's order, its provenance kept."""
+    with gzip.open(source, "rt", newline="") as handle:
+        lines = handle.read().splitlines()
+    header = [line for line in lines if line.startswith("#")]
+    rows = list(csv.reader(line for line in lines if not line.startswith("#")))
+    columns, rows = rows[0], rows[1:]
+    index = [columns.index(c) for c in kept_columns]
+    dropped = [c for c in columns if c not in kept_columns]
+    note = (
+        f"# data/kernels all rows: every one of the {len(rows)} rows above, columns {', '.join(dropped)} "
+        "dropped (transformer-deploy-tuner data/kernels/subsample.py; read by the GEMM shape "
+        "correction only, tuner calibrate --shape-rows)"
+    )
+    with gzip.open(out, "wt", newline="") as handle:
+        handle.write("\n".join(header + [note]) + "\n")
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(kept_columns)
+        writer.writerows([row[i] for i in index] for row in rows)
+    print(out.name, len(rows))
 
 
 if __name__ == "__main__":

@@ -103,3 +103,60 @@ def test_gemm_time_is_the_fit_times_the_correction_and_unchanged_without_one():
     assert corrected[1] == pytest.approx(plain[1] * np.exp(0.2), rel=1e-3)
     # m=1 is 16 bandwidths away in log2 m, n=8192 6 in log2 n, the last in all three: no correction.
     assert np.array_equal(corrected[[0, 2, 3]], plain[[0, 2, 3]])
+
+
+def _falling_rows():
+    """Rows whose log residual falls by 0.1 an octave of m from m = 1 to 64 (measured times that
+    fall with m, as noisy small-m rows can), at n = k = 4096, over a fit flat in m (log time 0)."""
+    m = np.repeat(2.0 ** np.arange(0, 7), 5)
+    residual = -0.1 * np.log2(m)
+    return m, np.full_like(m, 4096.0), np.full_like(m, 4096.0), residual
+
+
+def _drop_along_m(grid: GemmShapeCorrection, fitted_log_time) -> float:
+    """The largest fall of the corrected log time from any m to a larger one, m = 1, 2, 3 and
+    multiples of 4 up to 512, at n = k = 4096."""
+    m = np.concatenate([[1.0, 2.0, 3.0], np.arange(4.0, 513.0, 4.0)])
+    total = fitted_log_time(m, 4096.0, 4096.0) + grid.log_correction(m, 4096.0, 4096.0)
+    return float(np.max(np.maximum.accumulate(total) - total))
+
+
+def test_made_monotone_in_m_the_corrected_time_falls_no_more_than_the_fit():
+    # Over the shipped fits' measured weight shapes, the correction without it made the corrected
+    # time fall along m by over 5% on 66% of (n, k) lines, the fit alone on 29% (2026-12-06,
+    # cost_models/gemm_shape.py monotone_in_m).
+    m, n, k, residual = _falling_rows()
+
+    def flat(a, b, c):
+        return np.zeros(np.broadcast(a, b, c).shape)
+
+    def rising(a, b, c):  # a fit that doubles from m = 256 on
+        return np.broadcast_to(np.log(1.0 + np.asarray(a) / 256.0), np.broadcast(a, b, c).shape)
+
+    plain = fit_shape_correction(m, n, k, residual)
+    assert _drop_along_m(plain, flat) > 0.3  # the rows' fall, shrunk a little
+    for fit in (flat, rising):
+        grid = fit_shape_correction(m, n, k, residual, fitted_log_time=fit)
+        assert grid.monotone_in_m
+        # Monotone at the nodes; between them, and by the stored hundredths, a fall within 2%
+        # (measured: 0.0 flat, 1.2% under the rising fit).
+        assert _drop_along_m(grid, fit) <= 0.02
+        table = grid.table()
+        assert not table[[0, -1]].any() and not table[:, [0, -1]].any() and not table[:, :, [0, -1]].any()
+    # The rows' mean is kept (the regression pools, it does not raise every node to the first).
+    pooled = fit_shape_correction(m, n, k, residual, fitted_log_time=flat)
+    assert abs(float(np.mean(pooled.log_correction(m, n, k)) - np.mean(plain.log_correction(m, n, k)))) < 0.02
+
+
+def test_made_monotone_in_m_a_drop_of_the_fit_itself_stays():
+    # A fit that falls by 30% from m = 4 to m = 8 (TRT-LLM SmoothQuant's GEMV at m <= 4, slower than
+    # the tiles above): the correction adds no fall, and does not undo the fit's.
+    m, n, k, residual = _falling_rows()
+
+    def gemv(a, b, c):
+        return np.broadcast_to(np.where(np.asarray(a) <= 4.0, np.log(1.3), 0.0), np.broadcast(a, b, c).shape)
+
+    grid = fit_shape_correction(m, n, k, np.zeros_like(residual), fitted_log_time=gemv)
+    assert np.abs(grid.table()).max() == 0.0
+    grid = fit_shape_correction(m, n, k, residual, fitted_log_time=gemv)
+    assert _drop_along_m(grid, gemv) <= np.log(1.3) + 0.02

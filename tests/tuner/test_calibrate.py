@@ -117,8 +117,16 @@ def test_gemm_targets_met_by_bf16_vllm_fp8_and_nvfp4_groups_on_hbm_gpus():
     assert len(gemm) == 56
     # 11 missing before SmoothQuant's GEMV, 10 before SGLang fp8_block's scale pass, 9 before the
     # SM90 fp8 tile dispatch by m (2026-12-03; h200 SGLang fp8 8.55/21.7% -> 7.90/18.4%), 8 before
-    # the weight-only walk's resident CTAs (a100 TRT-LLM int4_wo 8.27/23.3% -> 7.49/22.3%).
-    assert sum(e.median > 0.08 or e.p90 > 0.25 for e in gemm) <= 7
+    # the weight-only walk's resident CTAs (a100 TRT-LLM int4_wo 8.27/23.3% -> 7.49/22.3%), 7
+    # before the measured shape correction (cost_models/gemm_shape.py, shipped 2026-12-06 by
+    # data/kernels/add_shape_correction.py): held out, the whole pipeline per fold, 6 missing; the
+    # same folds' fit alone (fit_only_*, refitted on an AMD EPYC VM: h200 SGLang fp8 8.01%, 7.90%
+    # on the Xeon that fitted the profiles) 8.
+    assert sum(e.median > 0.08 or e.p90 > 0.25 for e in gemm) <= 6
+    assert sum(e.fit_only_median > 0.08 or e.fit_only_p90 > 0.25 for e in gemm) == 8
+    # Mean median 6.06% -> 5.02%, mean p90 18.6% -> 15.4%.
+    assert np.mean([e.median for e in gemm]) < 0.051 < 0.06 < np.mean([e.fit_only_median for e in gemm])
+    assert np.mean([e.p90 for e in gemm]) < 0.155 < 0.18 < np.mean([e.fit_only_p90 for e in gemm])
 
 
 def test_gemm_targets_met_by_vllm_fp8_block_and_hopper_sglang_fp8():
@@ -401,8 +409,10 @@ def test_refit_reproduces_stored_cross_validation():
     reports = fit_gemm(table, get_hardware("h100-sxm"), "h100_sxm", "trtllm", 20260101, 5, 300)
     fp8 = next(r for r in reports if r.key == "fp8")
     assert fp8.rows == stored.rows
-    assert fp8.cv_median == pytest.approx(stored.median, rel=0.05, abs=0.005)
-    assert fp8.cv_p90 == pytest.approx(stored.p90, rel=0.05, abs=0.01)
+    # The fit alone (no shape correction here): the stored fit_only_* (the shipped median and p90
+    # are the fit's with its correction).
+    assert fp8.cv_median == pytest.approx(stored.fit_only_median, rel=0.05, abs=0.005)
+    assert fp8.cv_p90 == pytest.approx(stored.fit_only_p90, rel=0.05, abs=0.01)
 
 
 @functools.cache
@@ -778,10 +788,12 @@ def test_gemm_shape_correction_lowers_the_held_out_error_of_a_local_bump(tmp_pat
     table, bump = _bumped_gemm_rows(tmp_path)
     report = fit_gemm(table, get_hardware("h100-sxm"), "h100_sxm", "trtllm", 20260101, 5, 300, shape_correction=True)[0]
     assert report.rows == 300 and report.shape_correction.rows == len(bump) == 729
-    # Measured (2026-12-05): the fit alone 1.25% / p90 7.6%, with the correction 0.52% / 3.0%.
+    # Measured (2026-12-05): the fit alone 1.25% / p90 7.6%, with the correction 0.52% / 3.0%;
+    # made monotone in m (2026-12-06) 0.99% / 3.0%: above m = 64, where the fit is flat in m, the
+    # bump's times fall as m grows, which monotone_in_m does not follow (cost_models/gemm_shape.py).
     assert report.fit_only_p90 > 0.05  # the fit alone cannot follow the bump (its rows: the top 10%)
     assert report.cv_p90 < 0.6 * report.fit_only_p90
-    assert report.cv_median < 0.6 * report.fit_only_median
+    assert report.cv_median < 0.9 * report.fit_only_median
     # The shipped correction (all rows, the full fit) at the bump's centre: part of its 0.5 (shrunk).
     assert 0.2 < float(report.shape_correction.log_correction(64.0, 4096.0, 4096.0)) < 0.5
 
@@ -804,13 +816,19 @@ def test_gemm_shape_correction_is_in_the_written_profile_and_its_times(tmp_path,
     from cost_models.efficiency import gemm_time_s
 
     table, _ = _bumped_gemm_rows(tmp_path)
+    # The fit's kernel file holds 400 of the rows; --shape-rows all 729 (as the repo's
+    # gemm_perf.csv.gz and gemm_perf_all_rows.csv.gz): the correction learns from those.
+    lines = open(table.path).read().splitlines(keepends=True)
+    kernels = _write(tmp_path, "kernels.csv", "".join(lines[1:2] + lines[2::2][:400]))
     out = tmp_path / "p.yaml"
-    args = ["calibrate", "--hardware", "h100-sxm", "--backend", "trtllm", "--kernels", table.path]
-    code, err = _cli([*args, "--output", str(out), "--shape-correction"], capsys)
+    args = ["calibrate", "--hardware", "h100-sxm", "--backend", "trtllm", "--kernels", kernels]
+    code, err = _cli([*args, "--output", str(out), "--shape-rows", table.path], capsys)
     assert code == 0, err
     profile = load(out)
     params = profile.gemm["bfloat16"]
     assert params.shape_correction is not None and params.shape_correction.rows == 729
+    assert params.shape_correction.monotone_in_m
+    assert {f.path: f.rows_used for f in profile.provenance.data_files}[table.path] == 729
     error = profile.cv_error["gemm/bfloat16"]
     assert error.fit_only_median is not None and error.median < error.fit_only_median
     chip = get_hardware("h100-sxm")
@@ -820,9 +838,10 @@ def test_gemm_shape_correction_is_in_the_written_profile_and_its_times(tmp_path,
 
 
 def test_without_the_flag_no_table_is_written(tmp_path, capsys):
-    # Without --shape-correction (the default, and the shipped profiles) tuner calibrate writes
-    # what it wrote before the correction existed: no table, no fit_only_* keys, no note, and
-    # the held-out error is the fit's alone (the bump's rows: p90 ~7.6%, measured 2026-12-05).
+    # A user's --kernels file without --shape-correction or --shape-rows (the default there; the
+    # repo's data gets the correction by default) tuner calibrate writes what it wrote before the
+    # correction existed: no table, no fit_only_* keys, no note, and the held-out error is the
+    # fit's alone (the bump's rows: p90 ~7.6%, measured 2026-12-05).
     table, _ = _bumped_gemm_rows(tmp_path)
     out = tmp_path / "p.yaml"
     args = ["calibrate", "--hardware", "h100-sxm", "--backend", "trtllm", "--kernels", table.path]
@@ -850,3 +869,65 @@ def test_shape_correction_is_refused_where_nothing_fits_a_gemm(capsys):
         code, err = _cli(args, capsys)
         assert code == 2 and "\n" not in err.strip(), err
         assert "--shape-correction" in err and named in err, err
+
+
+def test_shape_correction_rows_by_default_and_by_option(tmp_path, capsys):
+    # The repo's data: the correction from data/kernels/gemm_perf_all_rows.csv.gz (as the shipped
+    # profiles); a user's --kernels: none unless asked (--shape-correction: from their own GEMM
+    # rows; --shape-rows FILE: from FILE's).
+    from pathlib import Path
+
+    from tuner.calibrate import ALL_GEMM_ROWS, shape_correction_rows
+
+    assert ALL_GEMM_ROWS == REPO_KERNELS / "gemm_perf_all_rows.csv.gz" and ALL_GEMM_ROWS.exists()
+    assert shape_correction_rows(None, None, None) == (True, ALL_GEMM_ROWS)
+    assert shape_correction_rows(None, False, None) == (False, None)
+    assert shape_correction_rows(["a.csv"], None, None) == (False, None)
+    assert shape_correction_rows(["a.csv"], True, None) == (True, None)
+    assert shape_correction_rows(["a.csv"], None, "b.csv") == (True, Path("b.csv"))
+    args = ["calibrate", "--hardware", "h100-sxm", "--backend", "trtllm"]
+    code, err = _cli([*args, "--no-shape-correction", "--shape-rows", "x.csv"], capsys)
+    assert code == 2 and "\n" not in err and "--shape-rows" in err and "--no-shape-correction" in err, err
+    code, err = _cli(["calibrate", "--all", "--shape-rows", "x.csv"], capsys)
+    assert code == 2 and "\n" not in err and "--shape-rows" in err and "not used by --all" in err, err
+    attention = str(REPO_KERNELS / "generation_attention_perf.csv.gz")
+    kernels = _write(tmp_path, "g.csv", GEMM_COLUMNS + _gemm_rows(40))
+    code, err = _cli([*args, "--kernels", kernels, "--shape-rows", attention], capsys)
+    assert code == 2 and "\n" not in err and "generation_attention_perf.csv.gz" in err and "GEMM" in err, err
+
+
+def test_shipped_gemm_groups_carry_a_monotone_shape_correction():
+    # data/kernels/add_shape_correction.py (2026-12-06): every GPU profile's GEMM groups, the
+    # parametric values as fitted, the correction from every row of the group in
+    # gemm_perf_all_rows.csv.gz, monotone in m. Before monotone_in_m the corrected time fell along
+    # m by over 5% on 66% of the measured weight shapes' lines (the fit alone 29%).
+    from cost_models.efficiency import gemm_time_s
+
+    widths = np.unique(128 * np.round(2.0 ** np.arange(10, 14.01, 0.5) / 128))
+    n, k = (a.ravel() for a in np.meshgrid(widths, widths, indexing="ij"))
+    m = np.unique(np.concatenate([[1.0, 2.0, 3.0], 4 * np.round(2.0 ** np.arange(0, 12.01, 0.125))]))
+    M, N, K = np.broadcast_arrays(m[None, :], n[:, None], k[:, None])
+    checked, beyond = 0, []
+    for name in available_profiles():
+        profile = load_profile(name)
+        if profile.chip == "tpu-v4":
+            continue
+        chip = get_hardware(profile.chip)
+        assert any(f.path == "data/kernels/gemm_perf_all_rows.csv.gz" for f in profile.provenance.data_files), name
+        for fmt, params in profile.gemm.items():
+            correction = params.shape_correction
+            assert correction is not None and correction.monotone_in_m and correction.rows >= 1000, (name, fmt)
+            error = profile.cv_error[f"gemm/{fmt}"]
+            assert error.fit_only_median is not None and error.fit_only_p90 is not None, (name, fmt)
+            fitted = np.log(gemm_time_s(M, N, K, fmt, chip, params.model_copy(update={"shape_correction": None})))
+            corrected = fitted + correction.log_correction(M, N, K)
+            fall = (np.maximum.accumulate(corrected, axis=1) - corrected).max(axis=1)
+            fit_fall = (np.maximum.accumulate(fitted, axis=1) - fitted).max(axis=1)
+            beyond.append(fall - fit_fall)
+            checked += 1
+    assert checked == 56
+    # The corrected time's largest fall along m, beyond the fit's own, on every (n, k) line:
+    # within 2% on all but a few lines, within 5% on all (between nodes in n and k, two lines'
+    # corrections mix under a third line's fit; and the hundredths the table is stored in).
+    beyond = np.concatenate(beyond)
+    assert np.mean(beyond > 0.02) < 0.005 and beyond.max() < 0.05, (np.mean(beyond > 0.02), beyond.max())

@@ -208,6 +208,14 @@ def test_a_full_refit_from_the_repo_kernels_includes_the_moe_class() -> None:
     assert profile.provenance is not None
     assert any(f.path == "data/kernels/moe_perf.csv.gz" for f in profile.provenance.data_files)
     assert not any(key.startswith("moe") for key in profile.cv_error)  # default_backend's scores stay
+    # The GEMM shape correction by default, as the shipped profiles carry it: from every row of
+    # the group in gemm_perf_all_rows.csv.gz (3,000), the fit from 75 of gemm_perf.csv.gz's 700.
+    for fmt, params in profile.gemm.items():
+        assert params.shape_correction is not None and params.shape_correction.rows == 3000, fmt
+        assert params.shape_correction.monotone_in_m, fmt
+        assert profile.cv_error[f"gemm/{fmt}"].rows == 75 and profile.cv_error[f"gemm/{fmt}"].fit_only_median
+    used = {f.path: f.rows_used for f in profile.provenance.data_files}
+    assert used["data/kernels/gemm_perf_all_rows.csv.gz"] == 3000 * len(profile.gemm)
 
 
 def test_the_accuracy_doc_shows_the_shipped_moe_fit() -> None:
