@@ -794,8 +794,9 @@ def test_gemm_shape_correction_lowers_the_held_out_error_of_a_local_bump(tmp_pat
     assert report.fit_only_p90 > 0.05  # the fit alone cannot follow the bump (its rows: the top 10%)
     assert report.cv_p90 < 0.6 * report.fit_only_p90
     assert report.cv_median < 0.9 * report.fit_only_median
-    # The shipped correction (all rows, the full fit) at the bump's centre: part of its 0.5 (shrunk).
-    assert 0.2 < float(report.shape_correction.log_correction(64.0, 4096.0, 4096.0)) < 0.5
+    # The shipped correction (all rows, the full fit) at the bump's centre: part of its 0.5 (shrunk;
+    # 0.18 made monotone in m, which pools the bump's fall above m = 64 with its top).
+    assert 0.1 < float(report.shape_correction.log_correction(64.0, 4096.0, 4096.0)) < 0.5
 
 
 def test_gemm_shape_correction_is_refused_on_a_file_with_a_dispatch_floor(tmp_path):
@@ -834,7 +835,8 @@ def test_gemm_shape_correction_is_in_the_written_profile_and_its_times(tmp_path,
     chip = get_hardware("h100-sxm")
     plain = params.model_copy(update={"shape_correction": None})
     at = gemm_time_s(64.0, 4096.0, 4096.0, "bfloat16", chip, params)
-    assert at / gemm_time_s(64.0, 4096.0, 4096.0, "bfloat16", chip, plain) > 1.2
+    # exp(0.18) = 1.20 at the bump's centre, measured 1.197 (2026-12-06, monotone in m).
+    assert at / gemm_time_s(64.0, 4096.0, 4096.0, "bfloat16", chip, plain) > 1.15
 
 
 def test_without_the_flag_no_table_is_written(tmp_path, capsys):
