@@ -1499,7 +1499,7 @@ def _stored_results() -> list:
 def refresh_gemm_only(doc: Path) -> None:
     """Rewrite the GEMM held-out errors of ``doc`` (the GEMM finding, the misses line, the summary's
     gemm rows, the noise-floor section, the AFTER cells of every gemm row, the serving TPOT check's
-    table) from the shipped
+    table, the serving commands' error on the measured runs) from the shipped
     profiles' stored errors, nothing refitted: data/kernels/add_shape_correction.py added the GEMM
     shape correction to the shipped fits and stored its held-out error (a full refit here would
     move every parametric fit by the solver path's noise on another CPU)."""
@@ -1552,6 +1552,14 @@ def refresh_gemm_only(doc: Path) -> None:
     for name, e in serving_tpot_check().items():
         row = f"| {name} | {int(e['rows'])} | {e['median']:.1%} | {e['p90']:.1%} | {e.get('ratio', float('nan')):.2f} |"
         text = re.sub(rf"^\| {re.escape(name)} \| {int(e['rows'])} \|.*$", row, text, count=1, flags=re.M)
+    # What the serving commands predict for the measured runs, with the shipped overheads (not refitted).
+    from cost_models.serving import engine_overheads
+    from tuner import calibrate_serving
+
+    paragraph = render_commands_error(commands_error(calibrate_serving.read_runs(), engine_overheads("trtllm")))
+    text = re.sub(
+        r"^What the serving commands predict for these runs .*$", lambda _: paragraph, text, count=1, flags=re.M
+    )
     start = text.index(f"\n{SHAPE_SECTION}") if SHAPE_SECTION in text else text.index("\n## Measurement noise floor")
     end = text.index("\n## Every group")
     rendered = [*render_shape_correction(results), *render_noise_floor(results)]

@@ -97,8 +97,10 @@ def test_gen_len_std_widens_the_open_loop_tpot_tail() -> None:
         (LLAMA_8B, {"request_rate": 22.6}, 0.0, 0.9),
         # The weakest: a wide output spread at 70% of capacity. The linear loop's TPOT standard
         # deviation is 0.83-0.85x the simulated one for every output length here (0.89x at a
-        # spread of 0): docs/serving.md.
-        (LLAMA_8B, {"request_rate": 22.6}, 64.0, 0.78),
+        # spread of 0): docs/serving.md. p99 ratio 0.806 until the GEMM shape correction shipped in
+        # the profiles (2026-12-06), 0.778 since (the calibrated TPOT 16.3 -> 15.7 ms at this rate:
+        # a lighter load; the simulated p99 moves by up to 8% between seeds): bound 0.78 -> 0.77.
+        (LLAMA_8B, {"request_rate": 22.6}, 64.0, 0.77),
         (LLAMA_8B, {"request_rate": 29.0}, 0.0, 0.9),
         (
             {"model": "llama-3-70b", "hardware": "h100-sxm", "chips": 2, "mesh": (1, 1, 2), "backend": "vllm",
