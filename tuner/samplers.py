@@ -232,9 +232,49 @@ class GenerationalNSGAII:
         of parts): the parents become the elite of the parents so far and this part, so memory
         holds one part at a time."""
         if len(indices):
-            self.tell(indices, values, constraints)
+            # Only the leading fronts can be elite: Optuna's selection ranks every point it is
+            # given (a resume of a 200,000-trial study ranked 483 fronts, 47 of its 53 s, on an
+            # AMD EPYC core). Its elite of the leading fronts is the elite of all of them.
+            keep = self._leading_fronts(values, constraints)
+            self.tell(indices[keep], values[keep], constraints[keep])
             self.parents = self._select_elite(self._study, self._population + self.parents)
             self._population = []
+
+    def _leading_fronts(self, values: np.ndarray, constraints: np.ndarray) -> np.ndarray:
+        """Mask of the rows of (``values``, ``constraints``) in the fewest leading fronts of them
+        and the parents that hold :attr:`population_size` points, under Optuna's constrained
+        domination (optuna.study._multi_objective._fast_non_domination_rank: the feasible rows,
+        penalty <= 0, by non-domination rank, then the infeasible ones by penalty, the sum of
+        their positive constraints). Optuna's elite selection fills the population front by
+        front and cuts the last front it reaches by crowding distance within that front, so on
+        these fronts whole (the rows in their order, the parents after them, as :meth:`ask`
+        orders them) it selects what it selects on every row."""
+        from tuner.pareto import minimized, nondominated
+
+        parents = self.parents
+        all_values = np.concatenate([values, np.array([t.values for t in parents]).reshape(-1, values.shape[1])])
+        all_constraints = np.where(np.isnan(constraints), np.inf, constraints)
+        parent_constraints = np.array([t.system_attrs["constraints"] for t in parents], dtype=np.float64)
+        all_constraints = np.concatenate([all_constraints, parent_constraints.reshape(-1, constraints.shape[1])])
+        penalty = np.where(all_constraints > 0, all_constraints, 0.0).sum(axis=1)
+        feasible = penalty <= 0
+        points = minimized(all_values, [d.name.lower() for d in self._study.directions])
+        if np.isnan(points[feasible]).any():
+            return np.ones(len(values), dtype=bool)  # Optuna's own ranking decides
+        keep = np.zeros(len(all_values), dtype=bool)
+        if np.count_nonzero(feasible) >= self.population_size:
+            left = np.flatnonzero(feasible)
+            while np.count_nonzero(keep) < self.population_size:
+                front = nondominated(points[left])
+                keep[left[front]] = True
+                left = left[~front]
+        else:
+            keep |= feasible
+            needed = self.population_size - int(np.count_nonzero(feasible))
+            infeasible = np.flatnonzero(~feasible)
+            worst_kept = np.sort(penalty[infeasible])[min(needed, len(infeasible)) - 1]
+            keep[infeasible[penalty[infeasible] <= worst_kept]] = True
+        return keep[: len(values)]
 
     def ask(self, count: int) -> np.ndarray:
         """``count`` children of the current parents (uniform draws before any are told)."""
