@@ -243,12 +243,12 @@ class GenerationalNSGAII:
     def _leading_fronts(self, values: np.ndarray, constraints: np.ndarray) -> np.ndarray:
         """Mask of the rows of (``values``, ``constraints``) in the fewest leading fronts of them
         and the parents that hold :attr:`population_size` points, under Optuna's constrained
-        domination (optuna.study._multi_objective._fast_non_domination_rank: the feasible rows,
-        penalty <= 0, by non-domination rank, then the infeasible ones by penalty, the sum of
-        their positive constraints). Optuna's elite selection fills the population front by
-        front and cuts the last front it reaches by crowding distance within that front, so on
-        these fronts whole (the rows in their order, the parents after them, as :meth:`ask`
-        orders them) it selects what it selects on every row."""
+        domination (its fast non-dominated sort: the feasible rows, penalty <= 0, by
+        non-domination rank, then the infeasible ones by penalty, the sum of their positive
+        constraints). Optuna's elite selection fills the population front by front and cuts the
+        last front it reaches by crowding distance within that front, so on these fronts whole
+        (the rows in their order, the parents after them, as :meth:`ask` orders them) it selects
+        what it selects on every row."""
         from tuner.pareto import minimized, nondominated
 
         parents = self.parents
@@ -272,8 +272,9 @@ class GenerationalNSGAII:
             keep |= feasible
             needed = self.population_size - int(np.count_nonzero(feasible))
             infeasible = np.flatnonzero(~feasible)
-            worst_kept = np.sort(penalty[infeasible])[min(needed, len(infeasible)) - 1]
-            keep[infeasible[penalty[infeasible] <= worst_kept]] = True
+            if len(infeasible):
+                worst_kept = np.sort(penalty[infeasible])[min(needed, len(infeasible)) - 1]
+                keep[infeasible[penalty[infeasible] <= worst_kept]] = True
         return keep[: len(values)]
 
     def ask(self, count: int) -> np.ndarray:

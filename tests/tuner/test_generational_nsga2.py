@@ -174,3 +174,14 @@ def test_a_resume_hands_optuna_the_leading_fronts_and_selects_the_same_parents(
     assert len(parents) == 20
     assert parents == [(t.params, t.values, t.system_attrs["constraints"]) for t in whole.parents]
     assert np.array_equal(fast.ask(30), whole.ask(30))
+
+
+def test_a_resume_of_fewer_feasible_trials_than_a_population_keeps_them_all() -> None:
+    """7 feasible configurations and no infeasible one (a small study resumed): all 7 are parents
+    (the leading fronts' mask indexed an empty infeasible set: IndexError in tuner search and
+    tuner worker resumes)."""
+    dims = {"x": tuple(range(11)), "y": tuple(range(11))}
+    nsga = GenerationalNSGAII(dims, ["minimize", "minimize"], seed=0, population_size=20)
+    grid = np.array([(x, 3 * x % 11) for x in range(7)])
+    nsga.seed_parents(grid, grid.astype(float), np.full((7, 1), -1.0))
+    assert sorted((t.params["x"], t.params["y"]) for t in nsga.parents) == sorted(map(tuple, grid.tolist()))
