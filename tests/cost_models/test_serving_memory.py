@@ -92,16 +92,23 @@ def test_the_engines_differ_as_their_rules_say() -> None:
     assert gap == pytest.approx(0.1 * (WEIGHTS + ACTIVATIONS), abs=KV_PER_TOKEN)
 
 
+def _hand_budget(engine: str, fraction: float, weights: float, activations: float) -> float:
+    """Each engine's KV budget on one H200 by its rule, as its source states it (TensorRT-LLM: a
+    share of what weights and activations leave; vLLM: a share of all memory, less both; SGLang:
+    a share of all memory for weights and KV cache, activations outside it)."""
+    return {
+        "trtllm": fraction * (H200_BYTES - weights - activations),
+        "vllm": fraction * H200_BYTES - weights - activations,
+        "sglang": fraction * H200_BYTES - weights,
+    }[engine]
+
+
 @pytest.mark.parametrize("engine", sorted(EXPECTED_BUDGET))
 def test_the_fraction_means_the_engines_knob(engine: str) -> None:
     """The same 0.8 given to each engine: each budget follows its own rule at 0.8."""
     d = _llama3_70b_on_two_h200s()
     f = 0.8
-    expected = {
-        "trtllm": f * (H200_BYTES - WEIGHTS - ACTIVATIONS),
-        "vllm": f * H200_BYTES - WEIGHTS - ACTIVATIONS,
-        "sglang": f * H200_BYTES - WEIGHTS,
-    }[engine]
+    expected = _hand_budget(engine, f, WEIGHTS, ACTIVATIONS)
     tokens = kv_capacity_tokens(d, _workload(engine, memory_fraction=f))[0]
     assert tokens == math.floor(expected / KV_PER_TOKEN)
 
@@ -191,11 +198,7 @@ def test_fp8_weights_keep_the_embedding_and_lm_head_in_16_bits(engine: str) -> N
     weights = (BLOCKS * 1 + EMBEDDING_AND_LM_HEAD * 2) / CHIPS
     assert weights == 36_326_866_944
     f = 0.9 if engine != "sglang" else 0.88
-    budget = {
-        "trtllm": f * (H200_BYTES - weights - ACTIVATIONS),
-        "vllm": f * H200_BYTES - weights - ACTIVATIONS,
-        "sglang": f * H200_BYTES - weights,
-    }[engine]
+    budget = _hand_budget(engine, f, weights, ACTIVATIONS)
     assert kv_capacity_tokens(d, _workload(engine))[0] == math.floor(budget / KV_PER_TOKEN)
 
 
@@ -213,9 +216,5 @@ def test_fp8_activations_keep_the_gemm_outputs_in_16_bits(engine: str) -> None:
     assert engine_memory_bytes(d, w)["activations"][0] == activations
     weights = (BLOCKS * 1 + EMBEDDING_AND_LM_HEAD * 2) / CHIPS
     f = 0.9 if engine != "sglang" else 0.88
-    budget = {
-        "trtllm": f * (H200_BYTES - weights - activations),
-        "vllm": f * H200_BYTES - weights - activations,
-        "sglang": f * H200_BYTES - weights,
-    }[engine]
+    budget = _hand_budget(engine, f, weights, activations)
     assert kv_capacity_tokens(d, w)[0] == math.floor(budget / KV_PER_TOKEN)
