@@ -769,8 +769,9 @@ def _nsga2_compact(
     nsga = GenerationalNSGAII(compiled.space.dimensions, compiled.directions, seed)
     distinct = DistinctConfigurations(compiled.space.dimensions, seed, mutate=True)
     distinct.add_flat(held)
-    for begin in range(0, len(held), 100_000):  # the stored trials, re-scored (a resume)
-        part = np.sort(held)[begin : begin + 100_000]
+    stored = np.sort(held)
+    for begin in range(0, len(stored), 100_000):  # the stored trials, re-scored (a resume)
+        part = stored[begin : begin + 100_000]
         indices = compact.unflatten(part, names, sizes)
         evaluation = evaluate(compiled, indices)
         nsga.seed_parents(np.stack(list(indices.values()), axis=1), evaluation.values, _constraint_matrix(evaluation))
