@@ -213,16 +213,20 @@ def write_chunk(
     budget: int | None,
     done_begin: int | None,
     retry_url: str | None = None,
+    also: Callable[[Any, int, int], None] | None = None,
 ) -> int:
     """Insert compact COMPLETE trials (Optuna's tables, the rows ``RDBStorage`` itself writes) and
     mark range ``done_begin`` done, in one transaction; with ``budget`` only as many as keep the
     study at or under it (the range then stays undone). Returns how many were written.
     ``retry_url``: transient database errors (a server restart) run the whole transaction again
     for up to :data:`tuner.storage.RETRY_FOR_S` (:func:`tuner.storage.with_retries`), as trial
-    writes of a sampled search do; others become one :class:`~tuner.storage.StorageError`."""
+    writes of a sampled search do; others become one :class:`~tuner.storage.StorageError`.
+    ``also(connection, number, trial_id)``: called in the same transaction, with the number and
+    id of the last trial written, when every row was written (the NSGA-II search stores its
+    parents there: ``tuner.study._BulkTrials``)."""
     from tuner.storage import storage_errors, storage_url, with_retries
 
-    args = (storage, study_id, positions, values, constraints, distribution_json, budget, done_begin)
+    args = (storage, study_id, positions, values, constraints, distribution_json, budget, done_begin, also)
     with storage_errors(storage_url(storage)):
         if retry_url is None:
             return _write_chunk_once(*args)
@@ -238,6 +242,7 @@ def _write_chunk_once(
     distribution_json: str,
     budget: int | None,
     done_begin: int | None,
+    also: Callable[[Any, int, int], None] | None = None,
 ) -> int:
     from tuner.storage import sqlite_writer_lock
 
@@ -331,6 +336,8 @@ def _write_chunk_once(
             )
             # No constraint rows: a compact trial's feasibility is in the points table and its
             # constraints are recomputed when it is read (tuner.compact).
+            if also is not None and n == len(positions):
+                also(connection, start + n - 1, id_list[-1])
         if done_begin is not None and n == len(positions):
             connection.execute(
                 text(f"UPDATE {CHUNKS_TABLE} SET done = 1 WHERE study_id = :s AND begin_pos = :b"),

@@ -497,6 +497,67 @@ def configurations_by_id(storage: RDBStorage, trial_ids: Sequence[int]) -> dict[
 #: Optuna's tables as named in ``optuna.storages._rdb.models`` (checked there by
 #: tests/tuner/test_optuna_internals.py); a trial's state is stored as the enum's name.
 _TRIALS, _TRIAL_PARAMS = models.TrialModel.__tablename__, models.TrialParamModel.__tablename__
+_STUDY_SYSTEM_ATTRS = models.StudySystemAttributeModel.__tablename__
+
+
+def write_study_system_attr(connection: Any, study_id: int, key: str, value: JSONSerializable) -> None:
+    """Set a study system attribute (Optuna's row, JSON as ``RDBStorage.set_study_system_attr``
+    stores it) inside the caller's transaction. Why not the public API: that one opens its own
+    session, so the attribute would be committed apart from the rows it describes; here it is
+    committed with them (:func:`tuner.exhaustive.write_chunk`'s ``also``). An update, then an
+    insert when there was no row: the caller holds the study's write lock, so no other writer
+    inserts in between (``ON CONFLICT`` would need the unique constraint's name on some
+    databases)."""
+    from sqlalchemy import text
+
+    parameters = {"s": int(study_id), "k": key, "v": json.dumps(value)}
+    updated = connection.execute(
+        text(f"UPDATE {_STUDY_SYSTEM_ATTRS} SET value_json = :v WHERE study_id = :s AND key = :k"), parameters
+    )
+    if updated.rowcount == 0:
+        connection.execute(
+            text(f"INSERT INTO {_STUDY_SYSTEM_ATTRS} (study_id, key, value_json) VALUES (:s, :k, :v)"), parameters
+        )
+
+
+def study_system_attr(storage: RDBStorage, study_id: int, key: str) -> Any:
+    """One study system attribute, JSON-decoded (None when absent or not JSON): one row read,
+    where ``RDBStorage.get_study_system_attrs`` reads them all."""
+    with storage.engine.connect() as connection:
+        mark = _mark(connection)
+        rows = _driver_rows(
+            connection,
+            f"SELECT value_json FROM {_STUDY_SYSTEM_ATTRS} WHERE study_id = {mark} AND key = {mark}",
+            (int(study_id), key),
+        )
+    if not rows or rows[0][0] is None:
+        return None
+    try:
+        return json.loads(rows[0][0])
+    except ValueError:
+        return None
+
+
+def configurations_after(storage: RDBStorage, study_id: int, trial_id: int) -> np.ndarray:
+    """The flat configuration indices of a compact study's COMPLETE trials of id above
+    ``trial_id``, in trial order: a range seek on the ``trials`` index on ``study_id`` (whose
+    entries are ordered by trial id, see :func:`latest_points`), so its cost is the trials after
+    ``trial_id``, not the study's."""
+    from tuner.compact import CONFIGURATION_PARAM
+
+    with storage.engine.connect() as connection:
+        mark = _mark(connection)
+        rows = _driver_rows(
+            connection,
+            f"SELECT p.param_value FROM {_TRIALS} t JOIN {_TRIAL_PARAMS} p"
+            f" ON p.trial_id = t.trial_id AND p.param_name = {mark}"
+            f" WHERE t.study_id = {mark} AND t.trial_id > {mark} AND t.state = 'COMPLETE' ORDER BY t.trial_id",
+            (CONFIGURATION_PARAM, int(study_id), int(trial_id)),
+        )
+    values = [r[0] for r in rows if r[0] is not None]
+    # As stored (a float), then cast: a value overwritten beyond int64 becomes one outside the
+    # space (DamagedData from check_inside_space), not an OverflowError.
+    return np.array(values, dtype=np.float64).astype(np.int64)
 
 
 def _points_held(connection: Any, mark: str, study_id: int) -> tuple[int, int]:

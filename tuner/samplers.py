@@ -198,9 +198,12 @@ class GenerationalNSGAII:
     the space's order; dimensions with a single choice are not sampled (Optuna leaves them out of
     its relative search space too).
 
-    A resumed search starts from the elite of every configuration the study holds (:meth:`seed_parents`):
-    the parents that generation-by-generation selection keeps converge to the same rank-and-crowding
-    elite, and the stored trials carry no generation number.
+    A resumed search starts from the parents the interrupted run would have used next, when its
+    study kept them (:meth:`elite_positions` at each write, :meth:`restore_parents` on resume:
+    ``tuner.study._nsga2_compact``), told the configurations stored after them
+    (:meth:`seed_parents`); otherwise from the elite of every configuration the study holds
+    (:meth:`seed_parents`), which the stored trials allow (they carry no generation number) but
+    which is not the population a run that was never interrupted would have.
     """
 
     def __init__(self, dimensions: dict[str, tuple], directions: Sequence[str], seed: int, population_size: int = 50):
@@ -239,6 +242,28 @@ class GenerationalNSGAII:
             self.tell(indices[keep], values[keep], constraints[keep])
             self.parents = self._select_elite(self._study, self._population + self.parents)
             self._population = []
+
+    def restore_parents(self, indices: np.ndarray, values: np.ndarray, constraints: np.ndarray) -> None:
+        """Make these configurations (choice-index rows, in the order :meth:`elite_positions`
+        gave them) the parents, as they are: no selection, so a run resumed from the parents
+        its interrupted run stored asks from exactly those (Optuna's tournament draws parents by
+        position in the list). Configurations told after this are ranked with them."""
+        self.tell(indices, values, constraints)
+        self.parents, self._population = self._population, []
+
+    def elite_positions(self) -> np.ndarray:
+        """The flat configuration indices (``np.ravel_multi_index`` over the space's choice
+        counts) of the parents the next :meth:`ask` uses, in their order: the elite of the
+        generation told and the parents, selected now (as :meth:`ask` would: the selection is
+        deterministic, so selecting earlier changes nothing) and kept for that ask."""
+        if self._population:
+            self.parents = self._select_elite(self._study, self._population + self.parents)
+            self._population = []
+        rows = np.zeros((len(self.parents), len(self.sizes)), dtype=np.int64)
+        for row, trial in enumerate(self.parents):
+            for j in self._sampled:
+                rows[row, j] = trial.params[self.names[j]]
+        return np.asarray(np.ravel_multi_index(tuple(rows.T), tuple(self.sizes)), dtype=np.int64).reshape(-1)
 
     def _leading_fronts(self, values: np.ndarray, constraints: np.ndarray) -> np.ndarray:
         """Mask of the rows of (``values``, ``constraints``) in the fewest leading fronts of them

@@ -677,13 +677,22 @@ class _BulkTrials:
     """Scored candidates of a compact study, written every ``flush_interval_s`` in one
     transaction through the exhaustive sampler's bulk writer (:func:`tuner.exhaustive.write_chunk`:
     the rows Optuna writes, numbers continuing the study's, the budget kept exactly across
-    workers), retried through a database restart like :class:`~tuner.storage.TrialWriter`."""
+    workers), retried through a database restart like :class:`~tuner.storage.TrialWriter`.
+    ``record``: called at each write with how many rows :meth:`add` was given so far; a dict it
+    returns is stored as the study system attribute :data:`ELITE_ATTR` in the same transaction,
+    with the number and id of the last trial written (``last_number``, ``last_trial_id``), when
+    every row was written (a write cut by the budget keeps the record before it, whose watermark
+    is then still below every row it did not see)."""
 
-    def __init__(self, run, compiled, storage, study_id, storage_url, budget, flush_interval_s) -> None:
+    def __init__(
+        self, run, compiled, storage, study_id, storage_url, budget, flush_interval_s, record=None
+    ) -> None:  # fmt: skip
         from optuna.distributions import distribution_to_json
 
         self.run, self.storage, self.study_id, self.url = run, storage, study_id, storage_url
         self.budget, self.flush_interval_s = budget, flush_interval_s
+        self.record: Callable[[int], dict | None] | None = record
+        self.added = 0  # rows given to add, written or pending
         sizes = [len(c) for c in compiled.space.dimensions.values()]
         self.distribution_json = distribution_to_json(compact.configuration_distribution(sizes))
         self.pending: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
@@ -692,6 +701,7 @@ class _BulkTrials:
 
     def add(self, positions: np.ndarray, evaluation: Evaluation) -> None:
         self.pending.append((positions, evaluation.values, dict(evaluation.constraint_columns)))
+        self.added += len(positions)
         if time.monotonic() - self._last_flush >= self.flush_interval_s:
             self.flush()
 
@@ -705,6 +715,15 @@ class _BulkTrials:
         values = np.concatenate([v for _, v, _ in self.pending])
         constraints = {k: np.concatenate([c[k] for _, _, c in self.pending]) for k in self.pending[0][2]}
         self.pending = []
+        record = self.record(self.added) if self.record is not None else None
+        also = None
+        if record is not None:
+            study_id = self.study_id
+
+            def also(connection, number: int, trial_id: int) -> None:
+                value = {**record, "last_number": int(number), "last_trial_id": int(trial_id)}
+                optuna_internals.write_study_system_attr(connection, study_id, ELITE_ATTR, value)
+
         written = write_chunk(
             self.storage,
             self.study_id,
@@ -715,6 +734,7 @@ class _BulkTrials:
             self.budget,
             None,
             retry_url=self.url,
+            also=also,
         )
         self.run.written += written
         self.budget_reached = self.budget_reached or written < len(positions)
@@ -761,7 +781,23 @@ def _nsga2_compact(
     Optuna's selection, crossover and mutation, without a ``Study.ask`` per child), each
     generation scored with one cost-model call and written in bulk (:class:`_BulkTrials`). A
     child the study holds is replaced as :mod:`tuner.distinct` replaces it (a single-dimension
-    mutation first). A resume starts from the elite of the stored configurations, re-scored."""
+    mutation first).
+
+    Each write also stores the parents the next generation uses (:data:`ELITE_ATTR`, in the
+    write's transaction) with a watermark, the last trial written. A resume re-scores those
+    parents and the configurations stored after the watermark, and starts from them
+    (:func:`_resume_parents`): about 50 configurations plus what was written after the last
+    write of any run, whatever the study's size, and, resumed where a run stopped, exactly the
+    parents that run would have gone on with. Without a usable record (a study written before
+    2026-12-06 or by another sampler, another cost-model version) it re-scores every stored
+    configuration and starts from their elite, as before. ``held`` is read whole either way (one
+    integer a trial), for :mod:`tuner.distinct`.
+
+    Several workers on one study each store their parents at each of their writes; the latest
+    write's record wins. A resume then starts from that worker's parents and every trial stored
+    after its watermark, whichever worker wrote it; trials other workers stored before that
+    watermark are not among the resumed run's parents (they are among ``held``, so never stored
+    again, and on the front), as a worker's population never held them either."""
     from tuner.samplers import GenerationalNSGAII
 
     names = list(compiled.space.dimensions)
@@ -769,13 +805,16 @@ def _nsga2_compact(
     nsga = GenerationalNSGAII(compiled.space.dimensions, compiled.directions, seed)
     distinct = DistinctConfigurations(compiled.space.dimensions, seed, mutate=True)
     distinct.add_flat(held)
-    stored = np.sort(held)
-    for begin in range(0, len(stored), 100_000):  # the stored trials, re-scored (a resume)
-        part = stored[begin : begin + 100_000]
-        indices = compact.unflatten(part, names, sizes)
-        evaluation = evaluate(compiled, indices)
-        nsga.seed_parents(np.stack(list(indices.values()), axis=1), evaluation.values, _constraint_matrix(evaluation))
-    writer = _BulkTrials(run, compiled, storage, study_id, storage_url, budget, flush_interval_s)
+    valid_for = _elite_key(compiled, nsga.population_size)
+    _resume_parents(nsga, compiled, storage, study_id, storage_url, held, valid_for, stop)
+    told = 0  # children told to nsga (and given to the writer just after)
+
+    def record(added: int) -> dict | None:
+        # The parents are those of every row given to the writer only when each child told was
+        # also added (an interruption between the two leaves the record as it was).
+        return {**valid_for, "elite": nsga.elite_positions().tolist()} if added == told else None
+
+    writer = _BulkTrials(run, compiled, storage, study_id, storage_url, budget, flush_interval_s, record)
     scored = len(held)
     limit = budget if share is None else min(budget, scored + share)
     try:
@@ -795,12 +834,77 @@ def _nsga2_compact(
             indices = dict(zip(names, children.T, strict=True))
             evaluation = evaluate(compiled, indices)
             nsga.tell(children, evaluation.values, _constraint_matrix(evaluation))
+            told += len(children)
             writer.add(compact.flat_indices(indices, sizes), evaluation)
             scored += len(children)
             if on_progress:
                 on_progress(scored, limit)
     finally:
         writer.flush()
+
+
+#: The study system attribute in which an NSGA-II search keeps its parents (:func:`_nsga2_compact`).
+ELITE_ATTR = "tuner:nsga2_parents"
+#: Stored configurations re-scored per cost-model call on a resume (bounded memory).
+_RESCORE_PART = 100_000
+
+
+def _elite_key(compiled: CompiledStudy, population_size: int) -> dict:
+    """What stored parents are valid for: their objective and constraint values are re-scored
+    on resume, so the cost model and compiler (:func:`tuner.compact.model_version`), the space,
+    the objectives and the population must be those that selected them."""
+    sizes = [len(c) for c in compiled.space.dimensions.values()]
+    return {
+        "model_version": compact.model_version(),
+        "space_size": int(np.prod(sizes, dtype=object)),
+        "directions": list(compiled.directions),
+        "constraints": list(compiled.constraint_names),
+        "population_size": int(population_size),
+    }
+
+
+def _usable_elite(stored: Any, key: dict) -> tuple[np.ndarray, int] | None:
+    """``(parents' flat positions, watermark trial id)`` of a stored record made under ``key``;
+    None for none, another key (stale), or anything malformed (the full re-score is always
+    right, only slower)."""
+    if not isinstance(stored, dict) or any(stored.get(k) != v for k, v in key.items()):
+        return None
+    elite, watermark = stored.get("elite"), stored.get("last_trial_id")
+    if not isinstance(elite, list) or not elite or not isinstance(watermark, int):
+        return None
+    if not all(isinstance(p, int) and 0 <= p < key["space_size"] for p in elite):
+        return None
+    return np.array(elite, dtype=np.int64), watermark
+
+
+def _resume_parents(nsga, compiled, storage, study_id, storage_url, held, key, stop) -> None:
+    """Seed ``nsga`` for a resume (see :func:`_nsga2_compact`): from the stored parents and the
+    configurations stored after their watermark, or from every stored configuration."""
+    names = list(compiled.space.dimensions)
+    sizes = [len(c) for c in compiled.space.dimensions.values()]
+
+    def scored(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        indices = compact.unflatten(flat, names, sizes)
+        evaluation = evaluate(compiled, indices)
+        return np.stack(list(indices.values()), axis=1), evaluation.values, _constraint_matrix(evaluation)
+
+    if not len(held):
+        return
+    usable = _usable_elite(
+        with_retries(lambda: optuna_internals.study_system_attr(storage, study_id, ELITE_ATTR), storage_url, stop=stop),
+        key,
+    )
+    if usable is not None:
+        elite, watermark = usable
+        after = with_retries(
+            lambda: optuna_internals.configurations_after(storage, study_id, watermark), storage_url, stop=stop
+        )
+        compact.check_inside_space(after, key["space_size"])
+        nsga.restore_parents(*scored(elite))
+    else:
+        after = np.sort(held)  # every stored configuration
+    for begin in range(0, len(after), _RESCORE_PART):
+        nsga.seed_parents(*scored(after[begin : begin + _RESCORE_PART]))
 
 
 def _constraint_matrix(evaluation: Evaluation) -> np.ndarray:

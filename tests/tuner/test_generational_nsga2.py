@@ -185,3 +185,139 @@ def test_a_resume_of_fewer_feasible_trials_than_a_population_keeps_them_all() ->
     grid = np.array([(x, 3 * x % 11) for x in range(7)])
     nsga.seed_parents(grid, grid.astype(float), np.full((7, 1), -1.0))
     assert sorted((t.params["x"], t.params["y"]) for t in nsga.parents) == sorted(map(tuple, grid.tolist()))
+
+
+# Resumes from the parents a run stored (tuner.study._nsga2_compact, issue 13 item 5).
+
+ELITE_ATTR = "tuner:nsga2_parents"  # tuner.study.ELITE_ATTR, spelled out: the test reads the database
+
+
+def _parents_at_each_ask(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """The flat configuration index of each parent the sampler asks from, in order, at each ask,
+    read from its parents' params (choice index per dimension; 0 for single-choice ones)."""
+    asked: list[list[int]] = []
+    original = GenerationalNSGAII.ask
+
+    def ask(self: GenerationalNSGAII, count: int) -> np.ndarray:
+        children = original(self, count)
+        rows = [[t.params.get(n, 0) for n in self.names] for t in self.parents]
+        asked.append([int(np.ravel_multi_index(tuple(r), tuple(self.sizes))) for r in rows])
+        return children
+
+    monkeypatch.setattr(GenerationalNSGAII, "ask", ask)
+    return asked
+
+
+def _stored(url: str) -> list[int]:
+    """The stored configuration indices in trial order, read from Optuna's tables."""
+    storage = optuna.storages.RDBStorage(url)
+    trials = storage.get_all_trials(storage.get_study_id_from_name(SPEC["name"]))
+    return [int(t.params["configuration"]) for t in sorted(trials, key=lambda t: t.number)]
+
+
+def _rescored_then_asked(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The configurations handed to the cost model by tuner.study (one array a call), with "ask"
+    where the sampler asked for a generation: what comes before the first is the resume's."""
+    import tuner.study
+
+    events: list = []
+    original_evaluate, original_ask = tuner.study.evaluate, GenerationalNSGAII.ask
+    sizes = [len(c) for c in compile_study(parse_spec(SPEC)).space.dimensions.values()]
+
+    def evaluate(compiled, indices, *args, **kwargs):
+        events.append(np.ravel_multi_index(tuple(indices.values()), tuple(sizes)))
+        return original_evaluate(compiled, indices, *args, **kwargs)
+
+    def ask(self: GenerationalNSGAII, count: int) -> np.ndarray:
+        events.append("ask")
+        return original_ask(self, count)
+
+    monkeypatch.setattr(tuner.study, "evaluate", evaluate)
+    monkeypatch.setattr(GenerationalNSGAII, "ask", ask)
+    return events
+
+
+def _resume_rescored(events: list) -> list[int]:
+    asks = [i for i, event in enumerate(events) if isinstance(event, str)]
+    first_ask = asks[0] if asks else len(events)
+    return sorted(int(p) for part in events[:first_ask] for p in part)
+
+
+@pytest.fixture(scope="module")
+def resumable(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[list[int]]]:
+    """150 NSGA-II trials (seed 0, 3 generations, never stopped) and the parents it asked each
+    generation from, then 30 random ones (a writer that keeps no parents): 30 trials after the
+    stored parents' watermark. Copied by each test that writes to it."""
+    path = tmp_path_factory.mktemp("resumable") / "study.db"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        asked = _parents_at_each_ask(monkeypatch)
+        run_search(SPEC, f"sqlite:///{path}", trials=150, seed=0)
+    run_search(SPEC, f"sqlite:///{path}", trials=180, seed=0, sampler="random")
+    return path, asked
+
+
+def _copy(resumable: tuple[Path, list[list[int]]], tmp_path: Path) -> str:
+    import shutil
+
+    shutil.copy(resumable[0], tmp_path / "study.db")
+    return f"sqlite:///{tmp_path / 'study.db'}"
+
+
+def test_a_resume_at_a_write_goes_on_from_the_parents_the_run_would_have_used(
+    resumable: tuple[Path, list[list[int]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped after 2 generations (its last write) and resumed, a search asks its 3rd generation
+    from exactly the parents, in the same order, that a search never stopped asks it from. The
+    resume re-scored every stored configuration and took their elite before (issue 13 item 5),
+    which is not the population generation-by-generation selection keeps."""
+    never_stopped = resumable[1]
+    asked = _parents_at_each_ask(monkeypatch)
+    stopped = f"sqlite:///{tmp_path / 'stopped.db'}"
+    run_search(SPEC, stopped, trials=100, seed=0)
+    run_search(SPEC, stopped, trials=150, seed=0)
+    assert _stored(stopped)[:100] == _stored(f"sqlite:///{resumable[0]}")[:100]  # the same 2 generations
+    assert len(never_stopped) == 3 and len(asked) == 2 + 1 and len(asked[2]) == 50
+    assert asked[2] == never_stopped[2]
+
+
+def test_a_resume_rescores_the_stored_parents_and_the_trials_after_them(
+    resumable: tuple[Path, list[list[int]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a resume hands the cost model before its first generation: the 50 stored parents and
+    the 30 trials stored after their watermark (80 configurations), not the study's 180."""
+    url = _copy(resumable, tmp_path)
+    storage = optuna.storages.RDBStorage(url)
+    record = storage.get_study_system_attrs(storage.get_study_id_from_name(SPEC["name"]))[ELITE_ATTR]
+    assert record["last_number"] == 149
+    events = _rescored_then_asked(monkeypatch)
+    run_search(SPEC, url, trials=230, seed=0)
+    assert _resume_rescored(events) == sorted(record["elite"] + _stored(url)[150:180])
+    stored = _stored(url)
+    assert len(stored) == len(set(stored)) == 230
+
+
+def test_a_stale_or_missing_record_resumes_from_every_stored_configuration(
+    resumable: tuple[Path, list[list[int]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parents stored under another cost-model version (their values were another model's), and a
+    study written before they were stored (no record): the resume re-scores all 180 stored
+    configurations, as before, and goes on without a repeat."""
+    events = _rescored_then_asked(monkeypatch)
+    for case in ("stale", "missing"):
+        url = _copy(resumable, tmp_path)
+        storage = optuna.storages.RDBStorage(url)
+        study_id = storage.get_study_id_from_name(SPEC["name"])
+        record = storage.get_study_system_attrs(study_id)[ELITE_ATTR]
+        if case == "stale":
+            storage.set_study_system_attr(study_id, ELITE_ATTR, {**record, "model_version": "0123456789ab"})
+        else:
+            with storage.engine.begin() as connection:
+                connection.exec_driver_sql("DELETE FROM study_system_attributes WHERE key = ?", (ELITE_ATTR,))
+        storage.engine.dispose()
+        events.clear()
+        run_search(SPEC, url, trials=190, seed=0)
+        assert _resume_rescored(events) == sorted(_stored(url)[:180]), case
+        stored = _stored(url)
+        assert len(stored) == len(set(stored)) == 190, case
+        record = storage.get_study_system_attrs(study_id)[ELITE_ATTR]  # written again by this run
+        assert record["last_number"] == 189 and record["model_version"] != "0123456789ab", case
