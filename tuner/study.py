@@ -806,7 +806,8 @@ def _nsga2_compact(
     distinct = DistinctConfigurations(compiled.space.dimensions, seed, mutate=True)
     distinct.add_flat(held)
     valid_for = _elite_key(compiled, nsga.population_size)
-    _resume_parents(nsga, compiled, storage, study_id, storage_url, held, valid_for, stop)
+    # Stored configurations read after ``held`` (another worker's writes since): never asked again.
+    distinct.add_flat(_resume_parents(nsga, compiled, storage, study_id, storage_url, held, valid_for, stop))
     told = 0  # children told to nsga (and given to the writer just after)
 
     def record(added: int) -> dict | None:
@@ -877,9 +878,12 @@ def _usable_elite(stored: Any, key: dict) -> tuple[np.ndarray, int] | None:
     return np.array(elite, dtype=np.int64), watermark
 
 
-def _resume_parents(nsga, compiled, storage, study_id, storage_url, held, key, stop) -> None:
+def _resume_parents(nsga, compiled, storage, study_id, storage_url, held, key, stop) -> np.ndarray:
     """Seed ``nsga`` for a resume (see :func:`_nsga2_compact`): from the stored parents and the
-    configurations stored after their watermark, or from every stored configuration."""
+    configurations stored after their watermark, or from every stored configuration. Returns
+    the stored configurations it read besides ``held``: those are read after it, so with
+    several workers they may include some ``held`` lacks (a copy of such a parent would
+    otherwise be a child the study holds)."""
     names = list(compiled.space.dimensions)
     sizes = [len(c) for c in compiled.space.dimensions.values()]
 
@@ -889,7 +893,7 @@ def _resume_parents(nsga, compiled, storage, study_id, storage_url, held, key, s
         return np.stack(list(indices.values()), axis=1), evaluation.values, _constraint_matrix(evaluation)
 
     if not len(held):
-        return
+        return np.zeros(0, dtype=np.int64)
     usable = _usable_elite(
         with_retries(lambda: optuna_internals.study_system_attr(storage, study_id, ELITE_ATTR), storage_url, stop=stop),
         key,
@@ -901,10 +905,13 @@ def _resume_parents(nsga, compiled, storage, study_id, storage_url, held, key, s
         )
         compact.check_inside_space(after, key["space_size"])
         nsga.restore_parents(*scored(elite))
+        read = np.concatenate([elite, after])
     else:
         after = np.sort(held)  # every stored configuration
+        read = np.zeros(0, dtype=np.int64)
     for begin in range(0, len(after), _RESCORE_PART):
         nsga.seed_parents(*scored(after[begin : begin + _RESCORE_PART]))
+    return read
 
 
 def _constraint_matrix(evaluation: Evaluation) -> np.ndarray:

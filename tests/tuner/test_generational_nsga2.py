@@ -321,3 +321,23 @@ def test_a_stale_or_missing_record_resumes_from_every_stored_configuration(
         assert len(stored) == len(set(stored)) == 190, case
         record = storage.get_study_system_attrs(study_id)[ELITE_ATTR]  # written again by this run
         assert record["last_number"] == 189 and record["model_version"] != "0123456789ab", case
+
+
+def test_parents_another_worker_stored_after_the_held_read_are_never_asked_again(
+    resumable: tuple[Path, list[list[int]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers: the stored parents (and the trials after them) are read after the configurations
+    the study holds, so another worker's latest write can be in them and not in ``held``. A
+    copy of a parent (crossover and no mutation: a few children a generation) must still count
+    as stored: here ``held`` is read without the 50 parents, and 100 more trials repeat none."""
+    import tuner.compact
+
+    url = _copy(resumable, tmp_path)
+    storage = optuna.storages.RDBStorage(url)
+    elite = storage.get_study_system_attrs(storage.get_study_id_from_name(SPEC["name"]))[ELITE_ATTR]["elite"]
+    storage.engine.dispose()
+    read = tuner.compact.held_configurations
+    monkeypatch.setattr(tuner.compact, "held_configurations", lambda *args: np.setdiff1d(read(*args), np.array(elite)))
+    run_search(SPEC, url, trials=280, seed=0)
+    stored = _stored(url)
+    assert len(stored) == len(set(stored)) == 280
