@@ -245,14 +245,14 @@ def _resume_rescored(events: list) -> list[int]:
 
 @pytest.fixture(scope="module")
 def resumable(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[list[int]]]:
-    """150 NSGA-II trials (seed 0, 3 generations, never stopped) and the parents it asked each
+    """200 NSGA-II trials (seed 0, 4 generations, never stopped) and the parents it asked each
     generation from, then 30 random ones (a writer that keeps no parents): 30 trials after the
     stored parents' watermark. Copied by each test that writes to it."""
     path = tmp_path_factory.mktemp("resumable") / "study.db"
     with pytest.MonkeyPatch.context() as monkeypatch:
         asked = _parents_at_each_ask(monkeypatch)
-        run_search(SPEC, f"sqlite:///{path}", trials=150, seed=0)
-    run_search(SPEC, f"sqlite:///{path}", trials=180, seed=0, sampler="random")
+        run_search(SPEC, f"sqlite:///{path}", trials=200, seed=0)
+    run_search(SPEC, f"sqlite:///{path}", trials=230, seed=0, sampler="random")
     return path, asked
 
 
@@ -266,41 +266,43 @@ def _copy(resumable: tuple[Path, list[list[int]]], tmp_path: Path) -> str:
 def test_a_resume_at_a_write_goes_on_from_the_parents_the_run_would_have_used(
     resumable: tuple[Path, list[list[int]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Stopped after 2 generations (its last write) and resumed, a search asks its 3rd generation
+    """Stopped after 3 generations (its last write) and resumed, a search asks its 4th generation
     from exactly the parents, in the same order, that a search never stopped asks it from. The
     resume re-scored every stored configuration and took their elite before (issue 13 item 5),
-    which is not the population generation-by-generation selection keeps."""
+    which is not the population generation-by-generation selection keeps: on main, 4 of these
+    50 parents were others, and the order differed (seeds 0, 1, 2: 4, 4, 4 of 50 after 3
+    generations; 2, 6, 14 after 4)."""
     never_stopped = resumable[1]
     asked = _parents_at_each_ask(monkeypatch)
     stopped = f"sqlite:///{tmp_path / 'stopped.db'}"
-    run_search(SPEC, stopped, trials=100, seed=0)
     run_search(SPEC, stopped, trials=150, seed=0)
-    assert _stored(stopped)[:100] == _stored(f"sqlite:///{resumable[0]}")[:100]  # the same 2 generations
-    assert len(never_stopped) == 3 and len(asked) == 2 + 1 and len(asked[2]) == 50
-    assert asked[2] == never_stopped[2]
+    run_search(SPEC, stopped, trials=200, seed=0)
+    assert _stored(stopped)[:150] == _stored(f"sqlite:///{resumable[0]}")[:150]  # the same 3 generations
+    assert len(never_stopped) == 4 and len(asked) == 3 + 1 and len(asked[3]) == 50
+    assert asked[3] == never_stopped[3]
 
 
 def test_a_resume_rescores_the_stored_parents_and_the_trials_after_them(
     resumable: tuple[Path, list[list[int]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What a resume hands the cost model before its first generation: the 50 stored parents and
-    the 30 trials stored after their watermark (80 configurations), not the study's 180."""
+    the 30 trials stored after their watermark (80 configurations), not the study's 230."""
     url = _copy(resumable, tmp_path)
     storage = optuna.storages.RDBStorage(url)
     record = storage.get_study_system_attrs(storage.get_study_id_from_name(SPEC["name"]))[ELITE_ATTR]
-    assert record["last_number"] == 149
+    assert record["last_number"] == 199
     events = _rescored_then_asked(monkeypatch)
-    run_search(SPEC, url, trials=230, seed=0)
-    assert _resume_rescored(events) == sorted(record["elite"] + _stored(url)[150:180])
+    run_search(SPEC, url, trials=280, seed=0)
+    assert _resume_rescored(events) == sorted(record["elite"] + _stored(url)[200:230])
     stored = _stored(url)
-    assert len(stored) == len(set(stored)) == 230
+    assert len(stored) == len(set(stored)) == 280
 
 
 def test_a_stale_or_missing_record_resumes_from_every_stored_configuration(
     resumable: tuple[Path, list[list[int]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Parents stored under another cost-model version (their values were another model's), and a
-    study written before they were stored (no record): the resume re-scores all 180 stored
+    study written before they were stored (no record): the resume re-scores all 230 stored
     configurations, as before, and goes on without a repeat."""
     events = _rescored_then_asked(monkeypatch)
     for case in ("stale", "missing"):
@@ -315,12 +317,12 @@ def test_a_stale_or_missing_record_resumes_from_every_stored_configuration(
                 connection.exec_driver_sql("DELETE FROM study_system_attributes WHERE key = ?", (ELITE_ATTR,))
         storage.engine.dispose()
         events.clear()
-        run_search(SPEC, url, trials=190, seed=0)
-        assert _resume_rescored(events) == sorted(_stored(url)[:180]), case
+        run_search(SPEC, url, trials=240, seed=0)
+        assert _resume_rescored(events) == sorted(_stored(url)[:230]), case
         stored = _stored(url)
-        assert len(stored) == len(set(stored)) == 190, case
+        assert len(stored) == len(set(stored)) == 240, case
         record = storage.get_study_system_attrs(study_id)[ELITE_ATTR]  # written again by this run
-        assert record["last_number"] == 189 and record["model_version"] != "0123456789ab", case
+        assert record["last_number"] == 239 and record["model_version"] != "0123456789ab", case
 
 
 def test_parents_another_worker_stored_after_the_held_read_are_never_asked_again(
@@ -329,7 +331,8 @@ def test_parents_another_worker_stored_after_the_held_read_are_never_asked_again
     """Workers: the stored parents (and the trials after them) are read after the configurations
     the study holds, so another worker's latest write can be in them and not in ``held``. A
     copy of a parent (crossover and no mutation: a few children a generation) must still count
-    as stored: here ``held`` is read without the 50 parents, and 100 more trials repeat none."""
+    as stored: here ``held`` is read without the 50 parents, and 100 more trials repeat none
+    (21 of them were repeats before the resume added what it read to the held ones)."""
     import tuner.compact
 
     url = _copy(resumable, tmp_path)
@@ -338,6 +341,6 @@ def test_parents_another_worker_stored_after_the_held_read_are_never_asked_again
     storage.engine.dispose()
     read = tuner.compact.held_configurations
     monkeypatch.setattr(tuner.compact, "held_configurations", lambda *args: np.setdiff1d(read(*args), np.array(elite)))
-    run_search(SPEC, url, trials=280, seed=0)
+    run_search(SPEC, url, trials=330, seed=0)
     stored = _stored(url)
-    assert len(stored) == len(set(stored)) == 280
+    assert len(stored) == len(set(stored)) == 330
