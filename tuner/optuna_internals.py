@@ -538,21 +538,29 @@ def study_system_attr(storage: RDBStorage, study_id: int, key: str) -> Any:
         return None
 
 
-def configurations_after(storage: RDBStorage, study_id: int, trial_id: int) -> np.ndarray:
-    """The flat configuration indices of a compact study's COMPLETE trials of id above
-    ``trial_id``, in trial order: a range seek on the ``trials`` index on ``study_id`` (whose
-    entries are ordered by trial id, see :func:`latest_points`), so its cost is the trials after
-    ``trial_id``, not the study's."""
+def configurations_after(storage: RDBStorage, study_id: int, trial_id: int, number: int) -> np.ndarray:
+    """The flat configuration indices of a compact study's COMPLETE trials after the one of id
+    ``trial_id`` and number ``number``, in trial order: a range seek on the ``trials`` index on
+    ``study_id`` (whose entries are ordered by trial id, see :func:`latest_points`), so its cost
+    is the trials after it, not the study's. When the study holds no trial of that id and
+    number (a copy of the study, ``optuna.copy_study``, gives its trials other ids and the same
+    numbers), by number instead: every trial of the study is then looked at (no index on it)."""
     from tuner.compact import CONFIGURATION_PARAM
 
     with storage.engine.connect() as connection:
         mark = _mark(connection)
+        found = _driver_rows(
+            connection,
+            f"SELECT number FROM {_TRIALS} WHERE trial_id = {mark} AND study_id = {mark}",
+            (int(trial_id), int(study_id)),
+        )
+        column, bound = ("t.trial_id", trial_id) if found and found[0][0] == number else ("t.number", number)
         rows = _driver_rows(
             connection,
             f"SELECT p.param_value FROM {_TRIALS} t JOIN {_TRIAL_PARAMS} p"
             f" ON p.trial_id = t.trial_id AND p.param_name = {mark}"
-            f" WHERE t.study_id = {mark} AND t.trial_id > {mark} AND t.state = 'COMPLETE' ORDER BY t.trial_id",
-            (CONFIGURATION_PARAM, int(study_id), int(trial_id)),
+            f" WHERE t.study_id = {mark} AND {column} > {mark} AND t.state = 'COMPLETE' ORDER BY {column}",
+            (CONFIGURATION_PARAM, int(study_id), int(bound)),
         )
     values = [r[0] for r in rows if r[0] is not None]
     # As stored (a float), then cast: a value overwritten beyond int64 becomes one outside the

@@ -864,18 +864,18 @@ def _elite_key(compiled: CompiledStudy, population_size: int) -> dict:
     }
 
 
-def _usable_elite(stored: Any, key: dict) -> tuple[np.ndarray, int] | None:
-    """``(parents' flat positions, watermark trial id)`` of a stored record made under ``key``;
-    None for none, another key (stale), or anything malformed (the full re-score is always
-    right, only slower)."""
+def _usable_elite(stored: Any, key: dict) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """``(parents' flat positions, (watermark trial id, its number))`` of a stored record made
+    under ``key``; None for none, another key (stale), or anything malformed (the full re-score
+    is always right, only slower)."""
     if not isinstance(stored, dict) or any(stored.get(k) != v for k, v in key.items()):
         return None
-    elite, watermark = stored.get("elite"), stored.get("last_trial_id")
-    if not isinstance(elite, list) or not elite or not isinstance(watermark, int):
+    elite, trial_id, number = stored.get("elite"), stored.get("last_trial_id"), stored.get("last_number")
+    if not isinstance(elite, list) or not elite or not isinstance(trial_id, int) or not isinstance(number, int):
         return None
     if not all(isinstance(p, int) and 0 <= p < key["space_size"] for p in elite):
         return None
-    return np.array(elite, dtype=np.int64), watermark
+    return np.array(elite, dtype=np.int64), (trial_id, number)
 
 
 def _resume_parents(nsga, compiled, storage, study_id, storage_url, held, key, stop) -> np.ndarray:
@@ -901,7 +901,7 @@ def _resume_parents(nsga, compiled, storage, study_id, storage_url, held, key, s
     if usable is not None:
         elite, watermark = usable
         after = with_retries(
-            lambda: optuna_internals.configurations_after(storage, study_id, watermark), storage_url, stop=stop
+            lambda: optuna_internals.configurations_after(storage, study_id, *watermark), storage_url, stop=stop
         )
         compact.check_inside_space(after, key["space_size"])
         nsga.restore_parents(*scored(elite))

@@ -282,15 +282,22 @@ def test_a_resume_at_a_write_goes_on_from_the_parents_the_run_would_have_used(
     assert asked[3] == never_stopped[3]
 
 
+@pytest.mark.parametrize("copied", [False, True])
 def test_a_resume_rescores_the_stored_parents_and_the_trials_after_them(
-    resumable: tuple[Path, list[list[int]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    copied: bool, resumable: tuple[Path, list[list[int]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What a resume hands the cost model before its first generation: the 50 stored parents and
-    the 30 trials stored after their watermark (80 configurations), not the study's 230."""
+    the 30 trials stored after their watermark (80 configurations), not the study's 230. Also
+    for a copy of the study (``optuna.copy_study`` gives its trials other ids, the same
+    numbers), whose watermark trial id is not the study's: the trials after its number."""
     url = _copy(resumable, tmp_path)
     storage = optuna.storages.RDBStorage(url)
-    record = storage.get_study_system_attrs(storage.get_study_id_from_name(SPEC["name"]))[ELITE_ATTR]
+    study_id = storage.get_study_id_from_name(SPEC["name"])
+    record = storage.get_study_system_attrs(study_id)[ELITE_ATTR]
     assert record["last_number"] == 199
+    if copied:
+        storage.set_study_system_attr(study_id, ELITE_ATTR, {**record, "last_trial_id": 10**6})
+    storage.engine.dispose()
     events = _rescored_then_asked(monkeypatch)
     run_search(SPEC, url, trials=280, seed=0)
     assert _resume_rescored(events) == sorted(record["elite"] + _stored(url)[200:230])
