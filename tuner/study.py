@@ -684,9 +684,7 @@ class _BulkTrials:
     every row was written (a write cut by the budget keeps the record before it, whose watermark
     is then still below every row it did not see)."""
 
-    def __init__(
-        self, run, compiled, storage, study_id, storage_url, budget, flush_interval_s, record=None
-    ) -> None:  # fmt: skip
+    def __init__(self, run, compiled, storage, study_id, storage_url, budget, flush_interval_s, record=None) -> None:
         from optuna.distributions import distribution_to_json
 
         self.run, self.storage, self.study_id, self.url = run, storage, study_id, storage_url

@@ -351,3 +351,34 @@ def test_parents_another_worker_stored_after_the_held_read_are_never_asked_again
     run_search(SPEC, url, trials=330, seed=0)
     stored = _stored(url)
     assert len(stored) == len(set(stored)) == 330
+
+
+def test_a_write_cut_by_the_budget_keeps_the_parents_stored_before_it(
+    resumable: tuple[Path, list[list[int]]], tmp_path: Path
+) -> None:
+    """Workers racing to the budget: a write that stores only some of its rows stores no parents
+    (they would be the elite of rows the study does not hold); the previous record's watermark
+    then lies below the rows written, so a resume still re-scores them. A whole write does, with
+    the number and id of its last trial."""
+    from optuna.distributions import distribution_to_json
+
+    from tuner import exhaustive
+    from tuner.compact import configuration_distribution
+
+    url = _copy(resumable, tmp_path)
+    storage = optuna.storages.RDBStorage(url)
+    study_id = storage.get_study_id_from_name(SPEC["name"])
+    sizes = [len(c) for c in compile_study(parse_spec(SPEC)).space.dimensions.values()]
+    fresh = np.setdiff1d(np.arange(20), _stored(url))[:4]
+    calls: list[tuple[int, int]] = []
+
+    def write(positions: np.ndarray, budget: int | None) -> int:
+        return exhaustive.write_chunk(
+            storage, study_id, positions, np.ones((2, 2)), {}, distribution_to_json(configuration_distribution(sizes)),
+            budget, None, also=lambda connection, number, trial_id: calls.append((number, trial_id)),
+        )  # fmt: skip
+
+    assert write(fresh[:2], 231) == 1 and calls == []
+    assert write(fresh[2:], None) == 2 and [number for number, _ in calls] == [232]
+    last = max(storage.get_all_trials(study_id), key=lambda t: t.number)
+    assert calls[0][1] == last._trial_id and last.number == 232
