@@ -54,7 +54,7 @@ def main() -> int:
         for name, suite in suites.items():
             start = time.perf_counter()
             done = subprocess.run(
-                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *suite],
+                [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", *suite],
                 cwd=ROOT,
                 capture_output=True,
                 text=True,

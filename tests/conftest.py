@@ -1,4 +1,5 @@
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -21,3 +22,11 @@ finally:
 
 # tests/printed.py and friends are plain helper modules next to the tests.
 sys.path.insert(0, str(TESTS))
+
+# pytest-xdist's workers run with COLUMNS=80 and LINES=24 in their environment (execnet sets
+# them), which a plain `pytest` run does not: rich would then draw every table 80 columns wide
+# where the CLI's pipe default is 200 (tuner.tables._console). The tests read the tool's output
+# as a user's pipe gets it, so the worker's terminal size is dropped.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)

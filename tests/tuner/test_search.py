@@ -663,7 +663,9 @@ def test_cli_changed_spec_names_each_changed_field_briefly(searched, capsys) -> 
     assert "serving.concurrency: <absent> -> [4, 32]" in line
     assert "objectives" in line
     assert "prefix_hit_rate" not in line and "memory_fraction" not in line  # defaults, not the change
-    assert len(line) < 400, line
+    # Without the storage URL, whose temporary path varies with the runner (pytest-xdist adds a
+    # folder): 316 characters when written.
+    assert len(line.replace(url, "")) < 330, line
     assert len(stored("small", url)) == 60
 
 
