@@ -53,7 +53,7 @@ from cost_models.deployments import (
     engine_problem_mask,
     kv_heads_split_problem,
 )
-from cost_models.distinct import repeated_rows
+from cost_models.distinct import MIN_ROWS, repeated_rows
 from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, dtype_name, lookup, parse_dtype
 from cost_models.efficiency import gemm_time_s
 from cost_models.errors import InvalidInputError, refuse_outside
@@ -102,6 +102,7 @@ from cost_models.partitioning import (
     torus_layer_comm_s,
 )
 from cost_models.topology import (
+    DISTINCT_MESH_SHARE,
     Network,
     chips_offered,
     domain_size,
@@ -1097,12 +1098,16 @@ def stage_send_s(
 
 
 def sharding_plans(
-    d: Deployments, configs: InferenceConfigs, phases: tuple[str, ...] = PHASE_NAMES
+    d: Deployments,
+    configs: InferenceConfigs,
+    phases: tuple[str, ...] = PHASE_NAMES,
+    shape_classes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, ShardingPlan]:
     """Each phase's sharding plan (of ``phases``), computed once per distinct (model, KV heads,
-    mesh, layout)."""
-    shape = (d.model_index, d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], configs.layers)
-    by_layout = _plans_by_layout(d, configs, phases, shape)
+    mesh, layout). ``shape_classes``: :func:`plan_shape_classes` of ``d`` and ``configs``, where
+    the caller has them."""
+    shape = _plan_shape(d, configs)
+    by_layout = _plans_by_layout(d, configs, phases, shape, shape_classes)
     if by_layout is not None:
         return by_layout
     # One sort of n keys for the phases, then each phase's distinct shapes among those few rows.
@@ -1120,8 +1125,44 @@ def sharding_plans(
     return plans
 
 
+def _plan_shape(d: Deployments, configs: InferenceConfigs) -> tuple[np.ndarray, ...]:
+    """The columns a sharding plan reads besides the layout (its shape)."""
+    return (d.model_index, d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], configs.layers)
+
+
+def plan_shape_classes(d: Deployments, configs: InferenceConfigs) -> tuple[np.ndarray, np.ndarray]:
+    """(first, inverse) of the distinct sharding-plan shapes of ``d`` (:func:`_plan_shape`), up to
+    their order (distinct_rows_any_order)."""
+    return distinct_rows_any_order(*_plan_shape(d, configs))
+
+
+def mesh_classes_of_shapes(
+    mesh: np.ndarray, shape_classes: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """topology.mesh_classes of ``mesh`` (the deployments' (n, 3) meshes) from their distinct plan
+    shapes (:func:`plan_shape_classes`, of which the mesh is three columns, so rows of one shape
+    have one mesh): the distinct meshes among the few shapes' (bench_estimate's draw: 155 among
+    1,240 of 100,000 rows), each row's through its shape's. (first, inverse) as mesh_classes
+    gives them, up to the order of the distinct meshes; None where it would give None for the
+    call's size or share of distinct meshes (distinct.MIN_ROWS, DISTINCT_MESH_SHARE). About 0.3
+    against its 1.6 ms on the draw's 100,000 rows (AMD EPYC VM, docs/benchmarks.md, session 38)."""
+    n = mesh.shape[0]
+    if n < MIN_ROWS or mesh.ndim != 2 or mesh.shape[1] != 3:
+        return None
+    shape_rows, shape_id = shape_classes
+    meshes = mesh.take(shape_rows, axis=0)
+    first, inverse = distinct_rows(meshes[:, 0], meshes[:, 1], meshes[:, 2])  # (exact: a packed key or np.unique)
+    if len(first) > DISTINCT_MESH_SHARE * n:
+        return None
+    return shape_rows.take(first), inverse.take(shape_id)
+
+
 def _plans_by_layout(
-    d: Deployments, configs: InferenceConfigs, phases: tuple[str, ...], shape: tuple[np.ndarray, ...]
+    d: Deployments,
+    configs: InferenceConfigs,
+    phases: tuple[str, ...],
+    shape: tuple[np.ndarray, ...],
+    shape_classes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, ShardingPlan] | None:
     """:func:`sharding_plans` from one sort of the shape columns alone (no layouts): the plan of
     each distinct shape in every layout the phases use, picked by each row's layout code (as
@@ -1134,7 +1175,8 @@ def _plans_by_layout(
     if any(c.dtype.kind not in "iu" or len(c) == 0 or c.min() < 0 or c.max() >= n_layouts for c in codes):
         return None
     used = np.flatnonzero(np.sum([np.bincount(c, minlength=n_layouts) for c in codes], axis=0))
-    shape_rows, shape_id = distinct_rows_any_order(*shape)  # (a plan reads only these columns)
+    # (A plan reads only these columns.)
+    shape_rows, shape_id = shape_classes if shape_classes is not None else distinct_rows_any_order(*shape)
     if len(shape_rows) * len(used) > len(codes[0]) // 2:
         return None
     position = np.zeros(n_layouts, dtype=np.int64)
@@ -1175,7 +1217,9 @@ def count_gcd(batch: np.ndarray, chips: np.ndarray) -> np.ndarray:
     return np.gcd(batch.astype(np.int64), chips.astype(np.int64)).astype(np.float64)
 
 
-def kv_ways_by_phase(d: Deployments, phases: tuple[str, ...] = PHASE_NAMES) -> dict[str, np.ndarray]:
+def kv_ways_by_phase(
+    d: Deployments, phases: tuple[str, ...] = PHASE_NAMES, mesh_ids: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Ways each deployment's KV cache is split in each phase (of ``phases``), once per distinct
     shape. The batch matters only through which mesh-axis products divide it, all divisors of
     the chip count: its gcd with the chip count carries the same information and takes fewer
@@ -1201,8 +1245,10 @@ def kv_ways_by_phase(d: Deployments, phases: tuple[str, ...] = PHASE_NAMES) -> d
         divides = count_gcd(d.batch, d.chips)
     else:  # no phase reads the batch
         divides = np.zeros(len(d))
-    # (kv_cache_split reads only these columns: any representative of a row does.)
-    rows, kv_id = distinct_rows_any_order(d.kv_heads, d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2], latent, divides)
+    # (kv_cache_split reads only these columns: any representative of a row does. ``mesh_ids``,
+    # each row's distinct mesh (mesh_classes' inverse), keys the mesh in one column, not three.)
+    mesh_columns = (d.mesh[:, 0], d.mesh[:, 1], d.mesh[:, 2]) if mesh_ids is None else (mesh_ids,)
+    rows, kv_id = distinct_rows_any_order(d.kv_heads, *mesh_columns, latent, divides)
     kv_heads, kv_mesh, kv_latent = d.kv_heads.take(rows), d.mesh.take(rows, axis=0), latent.take(rows)
     # Of those, the distinct shapes without the batch (bench_estimate's draw: ~300 of ~5,600),
     # whose splits are all of kv_cache_split but the batch's terms (kv_cache_ways).
@@ -1343,8 +1389,17 @@ def estimate(
     # Shape-only work (sharding plans, KV splits) of every row where a phase scores every row,
     # else of the phase's distinct rows (gathered to every row for _memory).
     whole_phases = tuple(phase for phase, part in parts.items() if part.rows is None)
-    plans = sharding_plans(view, parts[whole_phases[0]].configs, whole_phases) if whole_phases else {}
-    kv_ways = kv_ways_by_phase(view, whole_phases) if whole_phases else {}
+    plans: dict[str, ShardingPlan] = {}
+    kv_ways: dict[str, np.ndarray] = {}
+    if whole_phases:
+        # The plans' distinct shapes hold the meshes: their distinct meshes, found there, key the
+        # KV splits' mesh and are the network's (Network.know_mesh_classes: the layer's
+        # collectives take their mesh-only terms once per distinct mesh), not found again.
+        shape_classes = plan_shape_classes(view, parts[whole_phases[0]].configs)
+        plans = sharding_plans(view, parts[whole_phases[0]].configs, whole_phases, shape_classes)
+        meshes = mesh_classes_of_shapes(view.mesh, shape_classes)
+        kv_ways = kv_ways_by_phase(view, whole_phases, None if meshes is None else meshes[1])
+        network.know_mesh_classes(view.mesh, meshes)
     part_plans, part_kv_ways = dict(plans), dict(kv_ways)
     of_common = None if common_rows is None else _common_shape_work(view, prefill_configs, common_rows, parts)
     for phase, part in parts.items():

@@ -93,6 +93,12 @@ class Network(ABC):
         """Drop what :meth:`meshes_of_rows` remembered (by default nothing)."""
         return None
 
+    def know_mesh_classes(self, mesh: np.ndarray, classes: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """Take ``classes`` as :func:`mesh_classes` of ``mesh`` (a caller that found them with
+        other work: deployment.mesh_classes_of_shapes), for :meth:`meshes_of_rows` on an equal
+        mesh; a network that does not use them ignores them (the default)."""
+        return None
+
     def check_mesh(self, mesh: tuple[int, ...]) -> None:
         """Raise InvalidInputError unless ``mesh`` is one the hardware can form (three axes)."""
         chips = int(np.prod(mesh))
@@ -320,6 +326,9 @@ class TorusNetwork(Network):
     def forget_meshes_of_rows(self) -> None:
         self._sub_meshes = None
 
+    def know_mesh_classes(self, mesh: np.ndarray, classes: tuple[np.ndarray, np.ndarray] | None) -> None:
+        self._mesh_classes.get(mesh, "classes", lambda seen: classes)
+
     def _axes_terms(self, mesh: np.ndarray, axes: str, all_to_all: bool) -> _TorusAxes:
         """The mesh-only terms of :meth:`collective_time_s` over ``axes`` (:class:`_TorusAxes`),
         (n,) each: computed on the mesh's distinct rows (a call's meshes are a few legal ones) and
@@ -431,6 +440,13 @@ class SwitchedGroups:
     network_latency_s: np.ndarray  # (k / inside - 1) x the network's latency
     several: np.ndarray  # k > 1: a group of one chip is free
 
+    def take(self, spec: SwitchedInterconnect, rows: np.ndarray) -> SwitchedGroups:
+        """The groups of the meshes ``rows`` (positions) of these, on ``spec`` (theirs): every
+        term is elementwise over meshes, and the others are computed from the two gathered
+        (``inside``, ``k``) as :func:`switched_groups` computes them (a gather of 20,000 rows
+        costs about three of its passes: AMD EPYC VM, docs/benchmarks.md, session 38)."""
+        return _switched_terms(spec, self.inside.take(rows), self.k.take(rows))
+
 
 def _straddling(
     fits: np.ndarray, length: np.ndarray, stride: np.ndarray | float, mesh: np.ndarray, domain: float
@@ -521,6 +537,11 @@ def switched_groups(
         inside = np.ones(n)
     if k is None:
         k = group_size(mesh, axes)
+    return _switched_terms(spec, inside, k)
+
+
+def _switched_terms(spec: SwitchedInterconnect, inside: np.ndarray, k: np.ndarray) -> SwitchedGroups:
+    """:class:`SwitchedGroups` of groups of ``k`` chips, ``inside`` of them in one domain."""
     domains_minus_one = np.divide(k, inside)
     domains_minus_one -= 1.0
     inside_minus_one = inside - 1.0
@@ -552,21 +573,43 @@ class SwitchedNetwork(Network):
         self.spec = spec
         self.efficiency = network_efficiency
         self._groups_cache: LastMeshCache[SwitchedGroups] = LastMeshCache()
-        #: The ids of the sub-meshes of the last :meth:`meshes_of_rows` call (None: none), and the
-        #: groups built so far for the last of them asked for (the array itself, by axes).
-        self._sub_meshes: dict[int, np.ndarray] | None = None
+        #: The sub-meshes of the last :meth:`meshes_of_rows` call by id (None: none), each with
+        #: its rows' positions among the distinct meshes of their mesh (None where those were
+        #: not found: mesh_classes), and the groups built so far for the last of them asked
+        #: for (the array itself, by axes).
+        self._sub_meshes: dict[int, tuple[np.ndarray, np.ndarray | None]] | None = None
         self._sub_groups: tuple[np.ndarray, dict[str, SwitchedGroups]] | None = None
+        #: The distinct meshes of the last mesh :meth:`meshes_of_rows` classified (an estimate's
+        #: phases share its mesh): their first rows (the classes' own array), the meshes, and
+        #: their groups by axes.
+        self._mesh_classes: LastMeshCache[tuple[np.ndarray, np.ndarray] | None] = LastMeshCache()
+        self._distinct: tuple[np.ndarray, np.ndarray, dict[str, SwitchedGroups]] | None = None
 
     def meshes_of_rows(self, mesh: np.ndarray, positions: list[np.ndarray]) -> list[np.ndarray]:
         # Remembered by identity (the caller leaves them as they are), so groups() neither
-        # compares each collective's mesh with the last one by value nor copies it.
+        # compares each collective's mesh with the last one by value nor copies it. Where the
+        # call's meshes are a few distinct ones (mesh_classes: bench_estimate's draw, 155 in
+        # 100,000 rows), each sub-mesh's groups are those of the distinct meshes, gathered to
+        # its rows (switched_groups is elementwise over meshes: the same numbers), as the torus
+        # does (TorusNetwork.meshes_of_rows): ~25 passes and _straddling's per axes on each
+        # layout's rows become 8 gathers.
         subs = super().meshes_of_rows(mesh, positions)
-        self._sub_meshes = {id(sub): sub for sub in subs}
+        classes = self._mesh_classes.get(mesh, "classes", mesh_classes) if mesh.ndim == 2 and positions else None
+        if classes is None:
+            self._sub_meshes = {id(sub): (sub, None) for sub in subs}
+        else:
+            first, inverse = classes
+            if self._distinct is None or self._distinct[0] is not first:
+                self._distinct = (first, mesh.take(first, axis=0), {})
+            self._sub_meshes = {id(sub): (sub, inverse.take(rows)) for sub, rows in zip(subs, positions, strict=True)}
         self._sub_groups = None
         return subs
 
     def forget_meshes_of_rows(self) -> None:
         self._sub_meshes = self._sub_groups = None
+
+    def know_mesh_classes(self, mesh: np.ndarray, classes: tuple[np.ndarray, np.ndarray] | None) -> None:
+        self._mesh_classes.get(mesh, "classes", lambda seen: classes)
 
     def groups(self, mesh: np.ndarray, axes: str) -> SwitchedGroups:
         """The group geometry over ``axes`` (:class:`SwitchedGroups`), (n,) arrays. Cached per axes for
@@ -574,13 +617,21 @@ class SwitchedNetwork(Network):
         identity): a layer's collectives share one mesh and a few axis sets, so the terms that
         depend only on them are computed once, not per collective."""
         subs = self._sub_meshes
-        if subs is not None and subs.get(id(mesh)) is mesh:
+        entry = None if subs is None else subs.get(id(mesh))
+        if entry is not None and entry[0] is mesh:
             last = self._sub_groups
             if last is None or last[0] is not mesh:
                 last = self._sub_groups = (mesh, {})
             built = last[1]
             if axes not in built:
-                built[axes] = switched_groups(self.spec, mesh, axes)
+                rows = entry[1]
+                if rows is None or self._distinct is None:
+                    built[axes] = switched_groups(self.spec, mesh, axes)
+                else:
+                    _, meshes, distinct = self._distinct
+                    if axes not in distinct:
+                        distinct[axes] = switched_groups(self.spec, meshes, axes)
+                    built[axes] = distinct[axes].take(self.spec, rows)
             return built[axes]
         return self._groups_cache.get(mesh, axes, lambda seen: switched_groups(self.spec, seen, axes))
 

@@ -669,6 +669,86 @@ def test_switched_sub_meshes_remembered_by_identity_give_every_rows_numbers(monk
         assert found.tobytes() == plain.tobytes()
 
 
+def test_switched_sub_meshes_from_the_whole_meshs_distinct_meshes_give_every_rows_numbers(monkeypatch) -> None:
+    """Over distinct.MIN_ROWS rows, SwitchedNetwork.meshes_of_rows finds the whole mesh's
+    distinct meshes once and each layout's groups are theirs gathered (SwitchedGroups.take):
+    bit for bit the groups of each plain sub-mesh (Network.meshes_of_rows), with meshes whose
+    groups a node's edge cuts (24 and 48 chips on 8-GPU nodes: topology._straddling)."""
+    import cost_models.topology as topology
+
+    d = _drawn_deployments("h100-sxm", 11, ("llama-3-8b", "gpt2", "palm-540b"), 6_000, chips=(8, 16, 24, 48, 64))
+    calls = _calls_during_estimate(monkeypatch, "layer_comm_time_s", d)
+    assert len(calls) == 2
+    for args in calls:
+        found = partitioning._layer_comm_time_s(*args)
+        network = args[0]
+        assert network._distinct is not None and network._distinct[2]  # groups of the distinct meshes
+        assert network._sub_meshes is None and network._sub_groups is None  # forgotten
+        with monkeypatch.context() as patch:
+            patch.setattr(topology.SwitchedNetwork, "meshes_of_rows", topology.Network.meshes_of_rows)
+            plain = partitioning._layer_comm_time_s(*args)
+        assert np.any(plain > 0)
+        assert found.tobytes() == plain.tobytes()
+
+
+def test_mesh_classes_from_the_plan_shapes_are_the_meshes_own_classes() -> None:
+    """deployment.mesh_classes_of_shapes finds topology.mesh_classes' partition of the rows by
+    mesh (up to the classes' order) from the plans' distinct shapes; None for a call under
+    distinct.MIN_ROWS rows, as mesh_classes gives."""
+    from cost_models.deployment import mesh_classes_of_shapes, plan_shape_classes
+    from cost_models.topology import mesh_classes
+
+    d = _drawn_deployments("h100-sxm", 12, ("llama-3-8b", "gpt2", "palm-540b"), 6_000, chips=(8, 16, 24, 48, 64))
+    configs = d.inference_configs("prefill", d.prompt_len)
+    got = mesh_classes_of_shapes(d.mesh, plan_shape_classes(d, configs))
+    want = mesh_classes(d.mesh)
+    assert got is not None and want is not None
+    (first, inverse), (want_first, want_inverse) = got, want
+    assert len(first) == len(want_first) > 1
+    # Each row's class holds its own mesh, and the two partitions pair one to one.
+    assert d.mesh.take(first, axis=0).take(inverse, axis=0).tobytes() == d.mesh.tobytes()
+    assert len(np.unique(inverse * len(first) + want_inverse)) == len(first)
+    small = d.take(np.arange(100))
+    assert mesh_classes_of_shapes(small.mesh, plan_shape_classes(small, configs.take(np.arange(100)))) is None
+
+
+def test_kv_ways_keyed_by_mesh_ids_are_those_keyed_by_the_mesh() -> None:
+    """kv_ways_by_phase(mesh_ids=): the rows' distinct meshes as one key column give each
+    phase's ways bit for bit (head- and batch-sharded attention mixed per row)."""
+    from cost_models.deployment import kv_ways_by_phase
+    from cost_models.topology import mesh_classes
+
+    d = _drawn_deployments("tpu-v4", 13, ("llama-3-8b", "gpt2", "mixtral-8x7b"), 6_000, chips=(8, 16, 64, 128))
+    classes = mesh_classes(d.mesh)
+    assert classes is not None
+    plain, keyed = kv_ways_by_phase(d), kv_ways_by_phase(d, mesh_ids=classes[1])
+    assert set(plain) == set(keyed) == {"prefill", "decode"}
+    for phase, ways in plain.items():
+        assert np.any(ways > 1)
+        assert keyed[phase].dtype == ways.dtype and keyed[phase].tobytes() == ways.tobytes(), phase
+
+
+@pytest.mark.parametrize("hardware_name", ["tpu-v4", "h100-sxm"])
+def test_estimate_finds_the_distinct_meshes_from_the_plan_shapes_not_again(monkeypatch, hardware_name) -> None:
+    """estimate hands the network the distinct meshes found from the plans' shapes
+    (Network.know_mesh_classes): topology.mesh_classes is not run over the rows again."""
+    import cost_models.deployment as deployment
+    import cost_models.topology as topology
+
+    d = _drawn_deployments(hardware_name, 14, ("llama-3-8b", "gpt2"), 6_000)
+    runs = []
+    original = topology.mesh_classes
+
+    def counted(mesh):
+        runs.append(len(mesh))
+        return original(mesh)
+
+    monkeypatch.setattr(topology, "mesh_classes", counted)
+    result = deployment.estimate(d)
+    assert runs == []
+    assert np.all(result.decode.latency_s > 0)
+
+
 def test_torus_runs_the_authors_weight_stationary_program() -> None:
     """On a torus a weight-stationary block's activation collectives are the authors' TPU program
     (google-research scaling_transformer_inference_efficiency: one_d_parallel_xmap.py and
