@@ -650,6 +650,24 @@ def test_torus_sub_meshes_found_from_the_whole_mesh_give_every_rows_numbers(monk
             assert found[role].tobytes() == seconds.tobytes(), role
 
 
+def test_torus_layouts_sorted_once_give_each_layouts_rows_alone(monkeypatch) -> None:
+    """_torus_layer_comm_s sorts the rows by layout once and times each layout's run: each row's
+    seconds are those of its layout's rows timed alone (one layout, no sort), role by role, with
+    the codes as int8 (the radix sort's bounds by counting) or as floats (by searchsorted)."""
+    d = _drawn_deployments("tpu-v4", 15, ("llama-3-8b", "gpt2", "palm-540b"), 6_000)
+    network, codes, s, mesh, parallel, sharded = _calls_during_estimate(monkeypatch, "torus_layer_comm_s", d)[0]
+    for given in (codes.astype(np.int8), codes.astype(np.float64)):
+        found = partitioning._torus_layer_comm_s(network, given, s, mesh, parallel, sharded)
+        assert len(np.unique(codes)) > 1
+        for code in np.unique(codes):
+            rows = np.flatnonzero(codes == code)
+            alone = partitioning._torus_layer_comm_s(
+                network, codes[rows], partitioning._take(s, rows), mesh[rows], parallel[rows], sharded[rows]
+            )
+            for role, seconds in alone.items():
+                assert found[role][rows].tobytes() == seconds.tobytes(), (code, role)
+
+
 def test_switched_sub_meshes_remembered_by_identity_give_every_rows_numbers(monkeypatch) -> None:
     """_layer_comm_time_s hands each layout's meshes to SwitchedNetwork.meshes_of_rows, whose
     groups are then found by identity (not compared by value): bit for bit the numbers of the
