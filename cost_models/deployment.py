@@ -1145,7 +1145,7 @@ def mesh_classes_of_shapes(
     1,240 of 100,000 rows), each row's through its shape's. (first, inverse) as mesh_classes
     gives them, up to the order of the distinct meshes; None where it would give None for the
     call's size or share of distinct meshes (distinct.MIN_ROWS, DISTINCT_MESH_SHARE). About 0.3
-    against its 1.6 ms on the draw's 100,000 rows (AMD EPYC VM, docs/benchmarks.md, session 38)."""
+    against its 1.6 ms on the draw's 100,000 rows (AMD EPYC VM, docs/benchmarks.md, round 16)."""
     n = mesh.shape[0]
     if n < MIN_ROWS or mesh.ndim != 2 or mesh.shape[1] != 3:
         return None

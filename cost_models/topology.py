@@ -444,7 +444,7 @@ class SwitchedGroups:
         """The groups of the meshes ``rows`` (positions) of these, on ``spec`` (theirs): every
         term is elementwise over meshes, and the others are computed from the two gathered
         (``inside``, ``k``) as :func:`switched_groups` computes them (a gather of 20,000 rows
-        costs about three of its passes: AMD EPYC VM, docs/benchmarks.md, session 38)."""
+        costs about three of its passes: AMD EPYC VM, docs/benchmarks.md, round 16)."""
         return _switched_terms(spec, self.inside.take(rows), self.k.take(rows))
 
 
