@@ -441,10 +441,11 @@ class SwitchedGroups:
     several: np.ndarray  # k > 1: a group of one chip is free
 
     def take(self, spec: SwitchedInterconnect, rows: np.ndarray) -> SwitchedGroups:
-        """The groups of the meshes ``rows`` (positions) of these, on ``spec`` (theirs): every
-        term is elementwise over meshes, and the others are computed from the two gathered
-        (``inside``, ``k``) as :func:`switched_groups` computes them (a gather of 20,000 rows
-        costs about three of its passes: AMD EPYC VM, docs/benchmarks.md, round 16)."""
+        """The groups of the meshes ``rows`` (positions) of these, on ``spec`` (theirs):
+        ``inside`` and ``k`` gathered, every other term computed from them as
+        :func:`switched_groups` computes it (each is elementwise over meshes: the same numbers;
+        a gather of 20,000 rows costs about three of those passes: AMD EPYC VM,
+        docs/benchmarks.md, round 16)."""
         return _switched_terms(spec, self.inside.take(rows), self.k.take(rows))
 
 
@@ -592,7 +593,7 @@ class SwitchedNetwork(Network):
         # 100,000 rows), each sub-mesh's groups are those of the distinct meshes, gathered to
         # its rows (switched_groups is elementwise over meshes: the same numbers), as the torus
         # does (TorusNetwork.meshes_of_rows): ~25 passes and _straddling's per axes on each
-        # layout's rows become 8 gathers.
+        # layout's rows become 2 gathers and 6 passes (SwitchedGroups.take).
         subs = super().meshes_of_rows(mesh, positions)
         classes = self._mesh_classes.get(mesh, "classes", mesh_classes) if mesh.ndim == 2 and positions else None
         if classes is None:
