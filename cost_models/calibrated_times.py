@@ -1263,7 +1263,22 @@ def fused_attention_time_s(
 #: labelled bfloat16/fp8 and are the kernel vLLM runs (kernel_source vllm_flash_attn_fa3 on
 #: h100/h200, the FlashAttention backend quantizing the query itself), so that class already is
 #: the one it runs; TensorRT-LLM, whose bfloat16/fp8 rows are its own torch-flow attention with
-#: an fp8 cache (kernel_source torch_flow); and SGLang on chips whose default is FlashInfer (A100,
+#: an fp8 cache (kernel_source torch_flow), though its PyTorch backend may run the fp8 context
+#: FMHA there (read 2026-12-06, not modelled): cpp/tensorrt_llm/thop/attentionOp.cpp sets
+#: ``mFP8ContextFMHA = is_fp8_out || is_fp4_out || (hasFp8KvCache() && use_paged_context_fmha)``;
+#: is_fp8_out holds where the model's o_proj takes fp8 QDQ input (modules/attention.py passes
+#: ``out_scale = self.o_proj.inv_input_scale``) and the cache is fp8 (attention_backend/trtllm.py:
+#: ``(self.has_fp8_qdq or ...) and self.has_fp8_kv_cache`` -> ``out_dtype = torch.float8_e4m3fn``,
+#: "TODO(qijun): revisit fp8_context_fmha logic", in versions before and after 1.0), and
+#: use_paged_context_fmha where chunked prefill or KV block reuse is on (KvCacheConfig's
+#: enable_block_reuse defaults to True; AIConfigurator's 1.0.0rc3 engine template sets it false,
+#: tuner.export writes it from the prefix-caching knob). So fp8 weights with an fp8 cache run the
+#: fp8/fp8 kernel, bf16 weights with an fp8 cache only with reuse or chunking on: a class that
+#: depends on the weight format and two serving knobs this function does not see, and no measured
+#: serving run has an fp8 cache to check it on. What it would change, under the shipped trtllm
+#: profiles (Llama-3.1-70B TP4, one 1024- / 4096-token prompt, a layer): h100 30.9 / 135.7 ->
+#: 27.8 / 138.5 us, b200 25.4 / 94.7 -> 24.2 / 88.6 us, l40s 64.6 / 585.6 -> 43.3 / 336.8 us;
+#: and SGLang on chips whose default is FlashInfer (A100,
 #: L40S: "use flashinfer if available"), whose prefill with an fp8 cache keeps a 16-bit query
 #: (the l40s bfloat16/fp8 rows are flashinfer's, 400 of 500).
 FP8_QUERY_PREFILL_ENGINES: frozenset[tuple[str, str]] = frozenset(

@@ -1579,9 +1579,10 @@ def refit_serving_only(doc: Path) -> dict:
     the serving commands' error). The overheads stand on the kernel model's iteration times, so they
     are refitted when a kernel model changes them (the GEMM shape correction of 2026-12-06); a full
     refit on another CPU would also move the kernel fits by the solver path's noise (2026-12-06 on
-    an AMD EPYC VM: every held-out GEMM error reproduced to 0.1 points, but 48 of the 365 other
-    groups moved, collectives' p90s up to 4.5 points, and parametric values such as h100 trtllm
-    fp8 split_k_max 9.3 -> 29.0), where the data did not change."""
+    an AMD EPYC VM shared at a load of 5-6: 1197 s wall, 813 s CPU; every held-out GEMM error
+    reproduced to 0.1 points, but 48 of the 365 other groups moved, collectives' p90s up to 4.5
+    points, and parametric values such as h100 trtllm fp8 split_k_max 9.3 -> 29.0), where the
+    data did not change. This refit: 16.5 s wall there."""
     from tuner.calibrate_serving import write_overheads
 
     serving = serving_accuracy()
