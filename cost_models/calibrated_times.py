@@ -453,7 +453,16 @@ def calibrated_operator_times(
         # and GPTQ by default; ModelOpt excludes *lm_head*): a bf16 GEMM of its own shape, not the
         # blocks' quantized kernel (int4 Llama-3.1-8B decode: 1.05 GB of lm_head, not 0.26).
         lm_source: _ShapeSource = _PlanGemmShapes(chip_ops, plan, _LM_HEAD_ROWS) if plan is not None else source
-        _dense_gemm_times(times, lm_source, np.zeros_like(formats), hardware, profile, _LM_HEAD_ROWS)
+        # Each distinct lm_head GEMM once where they repeat, as the blocks' dense slots: its m is
+        # the batch's last tokens and (n, k) the vocabulary and width, so bench_estimate's
+        # 200,000 calibrated lm_head GEMMs (both phases) are 3,739 distinct, an estimate 316 ->
+        # 292 ms (h100-sxm-vllm, AMD EPYC VM, 2026-12-06).
+        bf16 = np.zeros_like(formats)
+        if not (
+            isinstance(lm_source, _PlanGemmShapes)
+            and _dense_gemm_times_distinct(times, lm_source, bf16, hardware, profile, _LM_HEAD_ROWS)
+        ):
+            _dense_gemm_times(times, lm_source, bf16, hardware, profile, _LM_HEAD_ROWS)
     mxfp4 = mxfp4_checkpoint_rows(c)
     if mxfp4.any() and np.any(formats[mxfp4] != _BF16_FORMAT) and anywhere[_ATTENTION_ROWS.op].any():
         # gpt-oss's MXFP4 checkpoint keeps its attention bf16 (operators.MXFP4_UNCONVERTED): its
@@ -630,13 +639,21 @@ def _dense_gemm_times(
     addressed by index (a gather of each block's columns)."""
     counts = np.bincount(formats, minlength=len(_FORMAT_NAMES))
     groups: dict[tuple[GemmParams, bool], list[int]] = {}
+    own_params: dict[int, GemmParams] = {}
     for code in np.flatnonzero(counts):
         fmt = _FORMAT_NAMES[int(code)]
         params = _gemm_params(profile, fmt)
+        own_params[int(code)] = params
         # Equal parameters give equal seconds; the activation-quantization term is charged to
-        # the formats whose kernels quantize, so those run apart from the others.
+        # the formats whose kernels quantize, so those run apart from the others. Formats whose
+        # parameters differ only in the measured shape correction (a profile's bf16 fit with
+        # its correction, int8_wo and int4_wo on that fit without it) are one group too: the
+        # correction is gemm_time_s's last factor, applied below to its formats' GEMMs alone.
+        # Apart, each group was addressed by index (gathers of the shapes, a scatter of the
+        # seconds): 17 of the correction's 34 ms an estimate of bench_estimate's 100,000
+        # calibrated h100-sxm deployments (docs/benchmarks.md, 2026-12-06, shape38).
         quantizes = fmt in QUANTIZES_ACTIVATIONS and (params.act_quant_passes > 0 or params.quant_row_s > 0)
-        groups.setdefault((params, quantizes), []).append(int(code))
+        groups.setdefault((_without_shape_correction(params), quantizes), []).append(int(code))
     constants = (
         np.array([peak_for_format(hardware, fmt) for fmt in _FORMAT_NAMES]),
         np.array([WEIGHT_BYTES[fmt] for fmt in _FORMAT_NAMES]),
@@ -644,7 +661,12 @@ def _dense_gemm_times(
     )
     total = len(formats)
     block_configs = max(1, _BLOCK_CONFIGS * _BLOCK_ROWS // max(len(dense_rows.op), 1))
-    for (params, quantizes), codes in groups.items():
+    for (plain, quantizes), codes in groups.items():
+        corrections = {id(own_params[code].shape_correction): own_params[code] for code in codes}
+        # One correction (or none) for the whole group: gemm_time_s applies it. Else the group
+        # is timed without it and each corrected format's GEMMs multiplied by its factor.
+        params = own_params[codes[0]] if len(corrections) == 1 else plain
+        corrected = [] if len(corrections) == 1 else [c for c in codes if own_params[c].shape_correction is not None]
         chosen_count = int(counts[codes].sum())
         if chosen_count == total:
             columns = None
@@ -661,7 +683,16 @@ def _dense_gemm_times(
                 peak, w_bytes, a_bytes = (table[formats[chosen]] for table in constants)
             m, n, k = _block_shapes(source, chosen, dense_rows)
             rows = (dense_rows.op, chosen) if columns is None else (dense_rows.op[:, None], chosen)
-            times[rows] = gemm_time_with_constants_s(m, n, k, peak, w_bytes, a_bytes, quantizes, hardware, params)
+            seconds = gemm_time_with_constants_s(m, n, k, peak, w_bytes, a_bytes, quantizes, hardware, params)
+            for corrected_code in corrected:
+                # gemm_time_s's ``total *= factor``, on this format's columns of the block.
+                at = np.flatnonzero(formats[chosen] == corrected_code)
+                if len(at):
+                    correction = own_params[corrected_code].shape_correction
+                    assert correction is not None
+                    shape = (m.take(at, axis=1), n.take(at, axis=1), k.take(at, axis=1))
+                    seconds[:, at] *= correction.factor(*shape)
+            times[rows] = seconds
 
 
 class _FusedGroup:
@@ -792,10 +823,23 @@ def _one_row_gemm_times(
     hardware: HardwareSpec,
     profile: CalibrationProfile,
 ) -> np.ndarray:
-    """Seconds of one GEMM per configuration (1-D (m, n, k) and format codes). Every one is timed:
-    keying them to time the distinct ones once (distinct.repeated_rows) took 4-11 ms of
-    bench_estimate's 100,000 decode GEMMs, timing them all 4-5 ms."""
+    """Seconds of one GEMM per configuration (1-D (m, n, k) and format codes). Where the
+    (m, n, k, format) rows repeat (a decode step's fused projections: the batch, the model and
+    its layout, whatever the prompt) each distinct one is timed once and gathered
+    (:func:`~cost_models.distinct.repeated_rows`, checked bit for bit; the kernel model is
+    elementwise, so every row gets the number it gets timed whole). Measured 2026-12-06 on the
+    AMD EPYC VM, one core, bench_estimate's 100,000 calibrated deployments: an estimate 271 -> 253
+    ms (h100-sxm-vllm), 276 -> 265 (b200-trtllm), 246 -> 241 (h100-sxm-vllm without its shape
+    correction), medians of 8-10 alternated; before the correction every GEMM cost less and
+    keying (4-11 ms of the 100,000 decode GEMMs) did not pay against timing them all (4-5 ms)."""
     one = _DenseRows(np.zeros(1, dtype=np.intp), np.zeros(1, dtype=np.intp))
+    classes = repeated_rows([m, n, k, formats], DISTINCT_GEMM_SHARE)
+    if classes is not None:
+        first, inverse = classes
+        shapes = (m.take(first)[None], n.take(first)[None], k.take(first)[None])
+        seconds = np.empty((1, len(first)))
+        _dense_gemm_times(seconds, shapes, formats.take(first), hardware, profile, one)
+        return seconds[0].take(inverse)
     seconds = np.empty((1, len(m)))
     _dense_gemm_times(seconds, (m[None], n[None], k[None]), formats, hardware, profile, one)
     return seconds[0]

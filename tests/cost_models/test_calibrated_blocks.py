@@ -348,3 +348,92 @@ def test_the_stacked_experts_take_none_of_the_dense_calls_own_terms() -> None:
     assert stacked.weight_only_gemv_factor == 1.0
     assert stacked.launch_s == dense.launch_s  # the rest is the dense call's
     assert calibrated_times._stacked(GemmParams()) == GemmParams()
+
+
+def test_formats_differing_only_in_shape_correction_are_one_pass(monkeypatch) -> None:
+    """bf16 with its measured shape correction and int8_wo / int4_wo on the bf16 fit without it
+    (h100-sxm-vllm) are timed in one pass of the kernel model, the correction then applied to the
+    bf16 GEMMs alone: each GEMM gets gemm_time_s's seconds in its own format and parameters."""
+    profile = load_profile("h100-sxm-vllm")
+    hardware = get_hardware("h100-sxm")
+    assert profile.gemm["bfloat16"].shape_correction is not None
+    assert "int8_wo" not in profile.gemm and "int4_wo" not in profile.gemm  # borrowed fits
+    rng = np.random.default_rng(8)
+    size = 3000
+    m, n, k = (np.rint(2.0 ** rng.uniform(low, 15, size)) for low in (0, 8, 8))
+    names = calibrated_times._FORMAT_NAMES
+    formats = rng.choice([names.index(f) for f in ("bfloat16", "int8_wo", "int4_wo")], size)
+    passes = []
+    original = calibrated_times.gemm_time_with_constants_s
+
+    def counted(*args):
+        passes.append(np.size(args[0]))
+        return original(*args)
+
+    monkeypatch.setattr(calibrated_times, "gemm_time_with_constants_s", counted)
+    one = calibrated_times._DenseRows(np.zeros(1, dtype=np.intp), np.zeros(1, dtype=np.intp))
+    seconds = np.full((1, size), np.nan)
+    calibrated_times._dense_gemm_times(seconds, (m[None], n[None], k[None]), formats, hardware, profile, one)
+    assert passes == [size]  # one group (two before: bf16 apart from the weight-only formats)
+    alone = np.empty(size)
+    for code in np.unique(formats):
+        fmt = names[code]
+        mine = formats == code
+        alone[mine] = gemm_time_s(m[mine], n[mine], k[mine], fmt, hardware, calibrated_times._gemm_params(profile, fmt))
+    assert seconds[0].tobytes() == alone.tobytes()
+
+
+def test_repeated_fused_gemms_are_timed_once(monkeypatch) -> None:
+    """A fused projection's GEMMs that repeat (a decode step's: batch, model and layout) are
+    timed once per distinct (m, n, k, format) and gathered, with the seconds of every GEMM timed."""
+    profile = load_profile("h100-sxm-vllm")
+    hardware = get_hardware("h100-sxm")
+    rng = np.random.default_rng(9)
+    size = 6000
+    m = 2.0 ** rng.integers(0, 10, size)
+    n = rng.choice([6144.0, 3072.0, 28672.0], size)
+    k = rng.choice([4096.0, 8192.0], size)
+    names = calibrated_times._FORMAT_NAMES
+    formats = rng.choice([names.index(f) for f in ("bfloat16", "int8_wo", "fp8")], size)
+    timed = []
+    original = calibrated_times._dense_gemm_times
+
+    def counted(times, source, *args):
+        timed.append(np.size(source[0]))
+        return original(times, source, *args)
+
+    monkeypatch.setattr(calibrated_times, "_dense_gemm_times", counted)
+    once = calibrated_times._one_row_gemm_times(m, n, k, formats, hardware, profile)
+    distinct = len({row for row in zip(m, n, k, formats, strict=True)})
+    assert timed == [distinct]  # (size before: every GEMM timed)
+    monkeypatch.setattr(calibrated_times, "repeated_rows", lambda *args: None)
+    assert once.tobytes() == calibrated_times._one_row_gemm_times(m, n, k, formats, hardware, profile).tobytes()
+    assert timed[-1] == size
+
+
+def test_repeated_lm_head_gemms_are_timed_once(monkeypatch) -> None:
+    """A quantized draw's lm_head (a bf16 GEMM apart from the blocks' format) is timed once per
+    distinct GEMM where they repeat, with the seconds of every configuration's timed."""
+    import cost_models.distinct as distinct
+
+    calls = _calibrated_calls(monkeypatch, "h100-sxm", "h100-sxm-vllm", 2000, seed=10)
+    monkeypatch.setattr(distinct, "MIN_ROWS", 16)
+    monkeypatch.setattr(distinct, "SAMPLE_ROWS", 64)
+    monkeypatch.setattr(calibrated_times, "DISTINCT_GEMM_SHARE", 1.0)
+    original = calibrated_times._dense_gemm_times_distinct
+    lm_head = []
+
+    def spied(times, source, formats, hardware, profile, dense_rows):
+        taken = original(times, source, formats, hardware, profile, dense_rows)
+        if dense_rows is calibrated_times._LM_HEAD_ROWS:
+            lm_head.append(taken)
+        return taken
+
+    for args in calls:
+        ops, configs, plan, *rest = _take(args, np.flatnonzero(~args[1].mla & (args[1].moe_layers == 0)))
+        monkeypatch.setattr(calibrated_times, "_dense_gemm_times_distinct", spied)
+        once = calibrated_times.calibrated_operator_times(ops, configs, plan, *rest)
+        monkeypatch.setattr(calibrated_times, "_dense_gemm_times_distinct", lambda *args: False)
+        every = calibrated_times.calibrated_operator_times(ops, configs, plan, *rest)
+        assert once.tobytes() == every.tobytes()
+    assert lm_head == [True, True]  # both phases (never tried before)
