@@ -455,11 +455,14 @@ def calibrated_operator_times(
         lm_source: _ShapeSource = _PlanGemmShapes(chip_ops, plan, _LM_HEAD_ROWS) if plan is not None else source
         # Each distinct lm_head GEMM once where they repeat, as the blocks' dense slots: its m is
         # the batch's last tokens and (n, k) the vocabulary and width, so bench_estimate's
-        # 200,000 calibrated lm_head GEMMs (both phases) are 3,739 distinct, an estimate 316 ->
-        # 292 ms (h100-sxm-vllm, AMD EPYC VM, 2026-12-06).
+        # 200,000 calibrated lm_head GEMMs (both phases) are 3,739 distinct: an estimate 304 ->
+        # 288 ms (h100-sxm-vllm, AMD EPYC VM, 2026-12-06, medians of 8 alternated). Not on a
+        # TPU, whose kernel model (no SM count: no wave, split-K or CTA terms) times them all in
+        # about what the keying takes (tpu-v4-jax 245-278 ms either way, keyed 0.2-1% slower).
         bf16 = np.zeros_like(formats)
         if not (
-            isinstance(lm_source, _PlanGemmShapes)
+            hardware.kind == "gpu"
+            and isinstance(lm_source, _PlanGemmShapes)
             and _dense_gemm_times_distinct(times, lm_source, bf16, hardware, profile, _LM_HEAD_ROWS)
         ):
             _dense_gemm_times(times, lm_source, bf16, hardware, profile, _LM_HEAD_ROWS)
