@@ -378,6 +378,44 @@ def test_serving_mds_first_burst_example(capsys: pytest.CaptureFixture[str]) -> 
     assert_printed(result["simulated"]["ttft_s"]["mean"], found[2], "simulated burst TTFT")
 
 
+def test_the_readme_recommend_export_example_is_what_recommend_writes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README, From a plan to a launch: the plans' TTFT and TPOT and the quoted vLLM flags of
+    ``recommend --export vllm`` (quoted 207 / 26.5 ms and 359 ms while the tool gave 215 / 27.4 and
+    368 ms after the GEMM shape correction shipped, 2026-12-06: no test read this example)."""
+    text = _text("README.md")
+    found = _one(r"tuner (recommend --model llama-3.1-70b [^\n]*\\\n[^\n]*--export vllm --out (\S+))\n", text, "README")
+    monkeypatch.chdir(tmp_path)
+    result = _json_of(capsys, *re.sub(r"\\\n\s*", " ", found[1]).split())
+    aggregated = _one(
+        r"# aggregated: fewest chips (\d+) \((\d+) x TP(\d+), fp8 W8A8\), TTFT (\S+) ms, TPOT (\S+) ms\n",
+        text,
+        "README",
+    )
+    best = result["modes"]["aggregated"]["best"]
+    assert (best["chips"], best["replicas"], best["tp"]) == tuple(int(aggregated[i]) for i in (1, 2, 3))
+    assert_printed(best["ttft_s"] * 1e3, aggregated[4], "aggregated TTFT")
+    assert_printed(best["tpot_s"] * 1e3, aggregated[5], "aggregated TPOT")
+    launch = (tmp_path / found[2] / "aggregated" / "launch.sh").read_text(encoding="utf-8")
+    quoted = _one(r"launch\.sh: (vllm serve .*?) \.\.\.\n", text, "README")[1]
+    flags = re.findall(r"(--[\w-]+) (\S+)", re.sub(r"\n#\s+", " ", quoted))
+    assert len(flags) == 6, quoted
+    for flag, value in flags:
+        assert f"{flag} {value}" in launch, f"README quotes {flag} {value}; launch.sh: {launch}"
+    disaggregated = _one(
+        r"# disaggregated: fewest chips (\d+) \((\d+)P x TP(\d+) \+ (\d+)D x TP(\d+), fp8 W8A8\), TTFT (\S+) ms, "
+        r"TPOT (\S+) ms\n",
+        text,
+        "README",
+    )
+    best = result["modes"]["disaggregated"]["best"]
+    shape = ("chips", "prefill_instances", "prefill_tp", "decode_instances", "decode_tp")
+    assert tuple(best[k] for k in shape) == tuple(int(disaggregated[i]) for i in range(1, 6))
+    assert_printed(best["ttft_s"] * 1e3, disaggregated[6], "disaggregated TTFT")
+    assert_printed(best["tpot_s"] * 1e3, disaggregated[7], "disaggregated TPOT")
+
+
 def test_the_readmes_python_blocks_run(capsys: pytest.CaptureFixture[str]) -> None:
     """The README's Python (the Python API, disaggregated serving from Python) runs as printed."""
     blocks = re.findall(r"```python\n(.*?)```", _text("README.md"), re.S)
