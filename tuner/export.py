@@ -789,6 +789,43 @@ def engine_knobs(serving: dict | None, engine: str, batch: int | None = None) ->
     return knobs
 
 
+def rank_token_budget(spec: dict, knobs: dict[str, Any], engine: str, dp: int, notes: list[str]) -> int:
+    """The token-budget flag that gives each of ``engine``'s ``dp`` ranks the budget an aggregated
+    serving trial was scored with. The serving model gives each DP rank the trial's
+    ``max_num_tokens``, except under SGLang with DP attention (an MoE model at DP > 1, chunked
+    prefill), which divides its --chunked-prefill-size by --dp-size itself
+    (cost_models.serving.rank_workloads; sgl-project/sglang python/sglang/srt/server_args.py,
+    _handle_data_parallelism). Exported to the other kind of engine the same number gave each rank
+    DP times (or 1/DP of) the budget scored: Mixtral TP1 DP4 EP4 scored under vLLM at 2048 tokens a
+    rank was launched on SGLang with chunks of 512. A disaggregated pool's budget is set by
+    :func:`_disaggregated` (for the decode pool) and left as it is here."""
+    budget = int(knobs["max_num_tokens"])
+    serving = spec.get("serving")
+    if serving is None or serving.get("pool") or dp <= 1:
+        return budget
+    scored = str(serving.get("engine") or "vllm")
+    moe = spec["model"]["experts"] > 0
+
+    def divides(name: str) -> bool:
+        return name == "sglang" and moe and bool(knobs["chunked_prefill"])
+
+    if divides(scored) == divides(engine):
+        return budget
+    rank = budget if not divides(scored) else max(budget // dp, 1)
+    value = rank * dp if divides(engine) else rank
+    notes.append(
+        f"token budget {value}, not the trial's {budget}: the trial was scored under {scored} with {rank} tokens an "
+        f"iteration in each of its {dp} DP ranks; "
+        + (
+            "SGLang with DP attention divides --chunked-prefill-size by --dp-size"
+            if divides(engine)
+            else f"{scored} with DP attention divides its --chunked-prefill-size by --dp-size, {engine} takes its "
+            "budget per rank"
+        )
+    )
+    return value
+
+
 #: The most of a GPU's memory an exported engine is given: the rest holds the CUDA context,
 #: CUDA graphs and NCCL buffers, which the estimate does not charge.
 MAX_MEMORY_FRACTION = 0.98
@@ -1086,6 +1123,7 @@ def vllm_args(spec: dict) -> dict:
     if served_repo(spec) is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model")
     knobs = engine_knobs(spec.get("serving"), "vllm", spec["batch"])
+    knobs["max_num_tokens"] = rank_token_budget(spec, knobs, "vllm", dp, notes)
     max_model_len = _context_limit(spec, notes)
     budget = knobs["max_num_tokens"]
     if not knobs["chunked_prefill"] and budget < max_model_len:
@@ -1244,6 +1282,7 @@ def sglang_args(spec: dict) -> dict:
             "load balancer); SGLang's --dp-size places its replicas on one host's GPUs"
         )
     knobs = engine_knobs(spec.get("serving"), "sglang", spec["batch"])
+    knobs["max_num_tokens"] = rank_token_budget(spec, knobs, "sglang", dp, notes)
     context = _context_limit(spec, notes)
     args = {
         "model_path": served_repo(spec),
@@ -1339,6 +1378,7 @@ def trtllm_args(spec: dict) -> dict:
     if served_repo(spec) is None:
         notes.append(f"no known Hugging Face checkpoint for {model['name']}: set model")
     knobs = engine_knobs(spec.get("serving"), "trtllm", spec["batch"])
+    knobs["max_num_tokens"] = rank_token_budget(spec, knobs, "trtllm", dp, notes)
     context = _context_limit(spec, notes)
     longest_prompt = length_quantile(
         float(spec["workload"]["prompt_len"]), float((spec.get("serving") or {}).get("prompt_len_std") or 0.0)

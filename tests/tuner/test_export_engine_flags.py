@@ -280,3 +280,38 @@ def test_a_tp_the_kv_heads_do_not_split_over_is_not_exported_to_vllm_or_sglang(e
         engine_args(deployment, None, engine)
     assert raised.value.field == "format" and "10 KV heads" in str(raised.value) and "\n" not in str(raised.value)
     assert engine_args(deployment, None, "trtllm")["cli"]  # TensorRT-LLM: no such rule here
+
+
+def _moe_dp4() -> Deployment:
+    # Mixtral 8x7B at TP1 DP4 EP4 on H100s: attention DP, each rank one GPU.
+    return Deployment(
+        get_model("mixtral-8x7b"), get_hardware("h100-sxm"), (1, 1, 1), 64, 1024, 128,
+        data_parallel=4, expert_parallel=4,
+    )  # fmt: skip
+
+
+def test_a_vllm_trials_token_budget_reaches_each_sglang_dp_attention_rank():
+    # A trial scored under vLLM ran 2048 tokens an iteration in each DP rank
+    # (cost_models.serving.rank_workloads); SGLang with DP attention divides --chunked-prefill-size by
+    # --dp-size (server_args.py, _handle_data_parallelism), so 2048 written as such gave each rank
+    # 512, a quarter of the budget scored (its note said so: "chunks of 512 tokens").
+    serving = _serving("vllm", max_num_tokens=2048, chunked_prefill=True)
+    data = engine_args(_moe_dp4(), serving, "sglang")
+    flags = _flags(data["cli"])
+    assert flags["--chunked-prefill-size"] == "8192"
+    assert any("each of the 4 ranks prefills chunks of 2048 tokens" in n for n in data["notes"])
+    # Scored under SGLang, the flag is the trial's own (SGLang divides it as it was scored).
+    own = _serving("sglang", max_num_tokens=8192, chunked_prefill=True)
+    same = _flags(engine_args(_moe_dp4(), own, "sglang")["cli"])
+    assert same["--chunked-prefill-size"] == "8192"
+
+
+@pytest.mark.parametrize(("engine", "flag"), [("vllm", "--max-num-batched-tokens"), ("trtllm", "--max_num_tokens")])
+def test_an_sglang_trials_token_budget_is_each_rank_under_another_engine(engine, flag):
+    # Scored under SGLang with DP attention, --chunked-prefill-size 8192 over 4 ranks gave each rank
+    # 2048 tokens an iteration; vLLM's engine cores and TensorRT-LLM's attention-DP ranks each take
+    # their budget as written, so 8192 gave each rank 4x the budget scored.
+    serving = _serving("sglang", max_num_tokens=8192, chunked_prefill=True)
+    data = engine_args(_moe_dp4(), serving, engine)
+    assert _flags(data["cli"])[flag] == "2048"
+    assert any("2048 tokens an iteration in each of its 4 DP ranks" in n for n in data["notes"])
