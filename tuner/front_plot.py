@@ -1,4 +1,5 @@
-"""A chart of a study: every feasible trial on its first two objectives, the front marked.
+"""A chart of a study: every feasible trial on its first two objectives, the front marked (where
+no trial is feasible yet, every scored trial faint, against the limits it misses).
 
 A serving study (objectives ``serving.tokens_per_s_per_chip`` and ``serving.tokens_per_s_per_user``)
 gets the chart serving configurations are compared on (InferenceMAX, AIConfigurator): output
@@ -23,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from cost_models.errors import InvalidInputError
 from cost_models.metrics import METRICS
+from search_spaces.space import _PENALTY
 from tuner.pareto import Front, is_feasible
 from tuner.plot_labels import place_labels
 
@@ -103,6 +105,22 @@ def _objective_figure(study: optuna.Study, front: Front):
             )  # fmt: skip
         else:
             ax.scatter(points[:, 0], points[:, 1], s=8, color="lightgray", label="feasible trials")
+    if not trials:
+        # No feasible trial: the completed ones drawn faint, as the serving chart draws infeasible
+        # trials, so the chart shows how far they are from the limits (it was empty, and
+        # matplotlib warned of a legend without artists on stderr).
+        drawn = [
+            t.values[:2]
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            # (Structurally impossible candidates hold the search's penalty values: no point.)
+            if t.values is not None and all(0 < abs(v) < _PENALTY for v in t.values[:2])
+        ]
+        if drawn:
+            points = np.array(drawn)
+            ax.scatter(
+                points[:, 0], points[:, 1], s=10, color="lightgray", alpha=0.5, marker="x",
+                label="infeasible trials (none is feasible yet)",
+            )  # fmt: skip
     if front.trials:
         points = np.array([t.values[:2] for t in front.trials])
         if color_range is not None:
@@ -139,7 +157,8 @@ def _objective_figure(study: optuna.Study, front: Front):
         title += "; a front point may look dominated here, it is not on the others"
     ax.set_title(title.replace("$", r"\$"), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=8)
     if front.trials:
         fig.canvas.draw()
         renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]

@@ -3,9 +3,11 @@ with units and SLO lines, and none of their text labels collide."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
 from cost_models.analysis import analyze_one
@@ -72,3 +74,28 @@ def test_roofline_png_every_roof_labelled_and_no_collisions(hardware: str, phase
     assert overlapping_texts(ax) == []
     assert 1 <= sum(1 for t in ax.texts if "%" in t.get_text()) <= 6  # a few operators labelled
     plt.close(fig)
+
+
+def test_a_front_chart_of_no_feasible_trial_draws_the_infeasible_ones(tmp_path: Path, monkeypatch) -> None:
+    # A TPOT limit no deployment meets (0.1 ms): `tuner pareto --plot` wrote an empty chart and
+    # matplotlib's "No artists with labels found to put in legend" warning on stderr; the serving
+    # chart already draws infeasible trials faint, so this one does too when none is feasible.
+    spec = load_spec(str(REPO / "studies" / "llama-2-70b-h100.yaml"))
+    spec = spec.model_copy(update={"constraints": spec.constraints.model_copy(update={"max_tpot_s": 1e-4})})
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    run_search(spec, url, trials=200)
+    study = load_study(spec.name, url)
+    front = study_front(study)
+    assert front.n_feasible == 0
+    saved = {}
+    monkeypatch.setattr(front_plot, "_save", lambda fig, p: saved.update(fig=fig))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        front_plot.write_front_plot(study, front, str(tmp_path / "front.png"))
+    ax = saved["fig"].axes[0]
+    drawn = np.concatenate([c.get_offsets() for c in ax.collections])
+    # Every trial but the structurally impossible ones (their penalty values, 1e30, are no point).
+    scored = [t for t in study.trials if max(t.values) < 1e29]
+    assert 0 < len(scored) < 200 and len(drawn) == len(scored) and drawn.max() < 1e3
+    assert "infeasible" in ax.get_legend().get_texts()[0].get_text()
+    plt.close(saved["fig"])
