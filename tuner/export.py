@@ -2030,10 +2030,29 @@ def _disaggregated_engine_args(spec: dict, serving: dict, fmt: str, prefill_work
     # token budget as written, so theirs is min(budget, that); SGLang with DP attention divides
     # a chunked budget by --dp-size itself (its _handle_data_parallelism), so it gets the deployment's.
     dp = int(spec["parallel"]["dp"])
-    sglang_divides = fmt == "sglang" and spec["model"]["experts"] > 0 and dp > 1 and knobs["chunked_prefill"]
+
+    def divides(engine: str) -> bool:
+        return engine == "sglang" and spec["model"]["experts"] > 0 and dp > 1 and knobs["chunked_prefill"]
+
     decode_tokens = min(
-        knobs["max_num_tokens"], knobs["max_batch_size"] if sglang_divides else -(-knobs["max_batch_size"] // dp)
+        knobs["max_num_tokens"], knobs["max_batch_size"] if divides(fmt) else -(-knobs["max_batch_size"] // dp)
     )
+    notes: list[str] = []
+    scored = str(serving.get("engine") or "vllm")
+    if scored != fmt and divides(scored) != divides(fmt):
+        # Scored under the other rule (rank_token_budget): the decode rank's budget as scored,
+        # written as this engine reads it. An SGLang-scored TP1 DP8 EP8 decode rank ran min(8192 / 8,
+        # 2048) = 1024 tokens; vLLM and TensorRT-LLM were given min(8192, 2048) = 2048 a rank.
+        rank = min(
+            max(knobs["max_num_tokens"] // dp, 1) if divides(scored) else knobs["max_num_tokens"],
+            -(-knobs["max_batch_size"] // dp),
+        )
+        decode_tokens = rank * dp if divides(fmt) else rank
+        notes.append(
+            f"decode pool token budget {decode_tokens}: the trial was scored under {scored} with {rank} tokens an "
+            f"iteration in each of its {dp} DP ranks"
+            + (", and SGLang with DP attention divides --chunked-prefill-size by --dp-size" if divides(fmt) else "")
+        )
     decode = {**spec, "serving": {**serving, "max_num_tokens": decode_tokens, "pool": "decode"}}
     prefills, decodes = int(serving["prefill_instances"]), int(serving["decode_instances"])
     return {
@@ -2046,6 +2065,7 @@ def _disaggregated_engine_args(spec: dict, serving: dict, fmt: str, prefill_work
             "--kv-transfer-config NixlConnector, SGLang --disaggregation-mode, TensorRT-LLM "
             "cache_transceiver_config); the router pairs them. PREFILL_i / DECODE_i: each instance's host",
             _load_note(serving),
+            *notes,
         ],
     }
 

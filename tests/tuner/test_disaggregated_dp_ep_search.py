@@ -140,9 +140,10 @@ def test_export_writes_each_pools_dp_attention_flags(tmp_path, capsys: pytest.Ca
     assert data["decode"]["extra_llm_api_options"]["moe_expert_parallel_size"] == 8
     assert data["prefill"]["extra_llm_api_options"]["enable_attention_dp"] is False
     assert data["prefill"]["engine_args"]["tp_size"] == 8
-    # TensorRT-LLM's attention-DP ranks take max_num_tokens as written: min(8192, a rank's 2048
-    # sequences) = 2048 (before the ranks' default: 256 of 2048 / 8).
-    assert data["decode"]["engine_args"]["max_num_tokens"] == 2048
+    # TensorRT-LLM's attention-DP ranks take max_num_tokens as written: the 1024 a decode rank was
+    # scored with under SGLang (above), not min(8192, a rank's 2048 sequences) = 2048 (before
+    # 2026-12-06), nor the ranks' default 256 (before that).
+    assert data["decode"]["engine_args"]["max_num_tokens"] == 1024
 
 
 PREFILL_DP_STUDY: dict = {
@@ -220,3 +221,23 @@ def test_prefill_degrees_are_refused_where_they_mean_nothing(serving: dict, fiel
             spec["serving"].pop(name)
     with pytest.raises(InvalidInputError, match=field):
         compile_study(parse_spec(spec))
+
+
+def test_an_sglang_decode_pools_token_budget_reaches_each_rank_of_another_engine(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The study above is scored under SGLang: a decode rank at min(8192 / 8 = 1024 tokens, its
+    2048 sequences) = 1024 (SGLang divides --chunked-prefill-size by --dp-size). vLLM's engine
+    cores and TensorRT-LLM's attention-DP ranks take their budget as written: they get 1024, not
+    min(8192, 2048) = 2048, twice the decode-only iteration the decode instance was scored to
+    reserve activations for."""
+    url = f"sqlite:///{tmp_path}/dp.db"
+    run_search(json.loads(json.dumps(STUDY)), url)
+    trial = load_study(STUDY["name"], url).trials[0]
+    args = ("export", STUDY["name"], "--storage", url, "--trial", str(trial.number), "--allow-infeasible")
+    for fmt, key in (("trtllm", "max_num_tokens"), ("vllm", "max_num_batched_tokens")):
+        code, out, err = run_cli(capsys, *args, "--format", fmt)
+        assert code == 0, err
+        data = json.loads(out)
+        assert data["decode"]["engine_args"][key] == 1024, fmt
+        assert any("1024 tokens an iteration in each of its 8 DP ranks" in n for n in data["notes"]), fmt
