@@ -2540,8 +2540,17 @@ def engine_degrees(
             pp_ = per_stage // domain
     total = tp * pp_ * dp_
     if chips is not None and chips != total:
+        # Name the degrees that would match: --chips 16 --tp 8 on H100s leaves PP and DP at 1 (a
+        # named TP takes no domains as stages), so PP 2 or DP 2 is the user's to choose.
+        ways = [f"--chips {total}"]
+        if chips % total == 0:
+            times = chips // total
+            ways += [f"--pp {pp_ * times}", f"--dp {dp_ * times}"]
+            ways += [f"--tp {tp * times}"] if tp * times <= domain_size(chip) else []
         raise InvalidInputError(
-            "chips", f"{chips} is not tp x pp x dp ({tp} x {pp_} x {dp_} = {total})", "pass matching degrees"
+            "chips",
+            f"{chips} is not tp x pp x dp ({tp} x {pp_} x {dp_} = {total})",
+            "pass " + ", or ".join(ways),
         )
     # Checked before the meshes are enumerated: enumeration grows with the chip count.
     if total > MAX_CHIPS:

@@ -147,3 +147,15 @@ def test_dense_replicas_over_part_of_a_node_run_and_moe_instances_do_not(capsys)
     )  # fmt: skip
     line = assert_one_error_line(code, out, err, ("chips",))
     assert "12 chips form no legal h100-sxm deployment" in line
+
+
+def test_chips_beside_tp_that_do_not_match_name_the_degrees_that_would(capsys):
+    # --chips 16 --tp 8 on H100s (8 an NVLink domain): the unnamed PP and DP are 1 once TP is named,
+    # so 16 is refused; the line said "pass matching degrees" and left the user to find which.
+    args = ("estimate", "--model", "llama-3-70b", "--hardware", "h100-sxm", "--chips", "16", "--tp", "8", *COMMON)
+    line = assert_one_error_line(*run_cli(capsys, *args), ("chips",))
+    assert "--pp 2" in line and "--dp 2" in line and "--chips 8" in line
+    # Chips no multiple of TP x DP: only --chips can match.
+    args = ("estimate", "--model", "llama-3-70b", "--hardware", "h100-sxm", "--chips", "12", "--tp", "8", *COMMON)
+    line = assert_one_error_line(*run_cli(capsys, *args), ("chips",))
+    assert "--chips 8" in line and "--pp" not in line
