@@ -2545,8 +2545,10 @@ def engine_degrees(
         ways = [f"--chips {total}"]
         if chips % total == 0:
             times = chips // total
-            ways += [f"--pp {pp_ * times}", f"--dp {dp_ * times}"]
+            ways += [f"--dp {dp_ * times}"]
             ways += [f"--tp {tp * times}"] if tp * times <= domain_size(chip) else []
+            # (Under a load the serving model runs no pipelines: tuner simulate, estimate --concurrency.)
+            ways += [f"--pp {pp_ * times} (static estimates only: the serving model runs no pipelines)"]
         raise InvalidInputError(
             "chips",
             f"{chips} is not tp x pp x dp ({tp} x {pp_} x {dp_} = {total})",

@@ -154,7 +154,7 @@ def test_chips_beside_tp_that_do_not_match_name_the_degrees_that_would(capsys):
     # so 16 is refused; the line said "pass matching degrees" and left the user to find which.
     args = ("estimate", "--model", "llama-3-70b", "--hardware", "h100-sxm", "--chips", "16", "--tp", "8", *COMMON)
     line = assert_one_error_line(*run_cli(capsys, *args), ("chips",))
-    assert "--pp 2" in line and "--dp 2" in line and "--chips 8" in line
+    assert "--pp 2 (static estimates only" in line and "--dp 2" in line and "--chips 8" in line
     # Chips no multiple of TP x DP: only --chips can match.
     args = ("estimate", "--model", "llama-3-70b", "--hardware", "h100-sxm", "--chips", "12", "--tp", "8", *COMMON)
     line = assert_one_error_line(*run_cli(capsys, *args), ("chips",))
