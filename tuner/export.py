@@ -797,11 +797,11 @@ def rank_token_budget(spec: dict, knobs: dict[str, Any], engine: str, dp: int, n
     (cost_models.serving.rank_workloads; sgl-project/sglang python/sglang/srt/server_args.py,
     _handle_data_parallelism). Exported to the other kind of engine the same number gave each rank
     DP times (or 1/DP of) the budget scored: Mixtral TP1 DP4 EP4 scored under vLLM at 2048 tokens a
-    rank was launched on SGLang with chunks of 512. A disaggregated pool's budget is set by
-    :func:`_disaggregated` (for the decode pool) and left as it is here."""
+    rank was launched on SGLang with chunks of 512. A disaggregated prefill pool's likewise (its
+    DP ranks'); the decode pool's is set by :func:`_disaggregated_engine_args`."""
     budget = int(knobs["max_num_tokens"])
     serving = spec.get("serving")
-    if serving is None or serving.get("pool") or dp <= 1:
+    if serving is None or serving.get("pool") == "decode" or dp <= 1:
         return budget
     scored = str(serving.get("engine") or "vllm")
     moe = spec["model"]["experts"] > 0

@@ -241,3 +241,27 @@ def test_an_sglang_decode_pools_token_budget_reaches_each_rank_of_another_engine
         data = json.loads(out)
         assert data["decode"]["engine_args"][key] == 1024, fmt
         assert any("1024 tokens an iteration in each of its 8 DP ranks" in n for n in data["notes"]), fmt
+
+
+def test_an_sglang_prefill_pools_token_budget_reaches_each_rank_of_another_engine(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The TP1 DP8 EP8 prefill instance of the study above, scored under SGLang: each prefill rank
+    at 8192 / 8 = 1024 tokens an iteration (SGLang divides --chunked-prefill-size by --dp-size,
+    cost_models.serving.rank_workloads). TensorRT-LLM's attention-DP ranks take their budget as
+    written: 1024, not the 8192 a rank written before."""
+    url = f"sqlite:///{tmp_path}/pdp.db"
+    spec = json.loads(json.dumps(PREFILL_DP_STUDY))
+    run_search(spec, url)
+    trial = next(
+        t for t in load_study(spec["name"], url).trials
+        if (t.params["prefill_mesh"], t.params["prefill_dp"], t.params["prefill_ep"]) == ("1x1x1", 8, 8)
+    )  # fmt: skip
+    args = ("export", spec["name"], "--storage", url, "--trial", str(trial.number), "--allow-infeasible")
+    code, out, err = run_cli(capsys, *args, "--format", "trtllm")
+    assert code == 0, err
+    prefill = json.loads(out)["prefill"]
+    assert prefill["engine_args"]["max_num_tokens"] == 1024
+    assert any("1024 tokens an iteration in each of its 8 DP ranks" in n for n in prefill["notes"])
+    code, out, err = run_cli(capsys, *args, "--format", "sglang")
+    assert json.loads(out)["prefill"]["engine_args"]["chunked_prefill_size"] == 8192  # as scored
