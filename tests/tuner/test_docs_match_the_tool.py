@@ -539,3 +539,125 @@ def test_serving_mds_dp_attention_simulation_example(capsys: pytest.CaptureFixtu
     assert_printed(report["simulated"]["tpot_s"]["mean"] * 1e3, found[3], "simulated TPOT")
     assert_printed(report["analytic"]["tokens_per_s"], found[4], "steady state tokens/s")
     assert_printed(report["analytic"]["tpot_s"] * 1e3, found[5], "steady state TPOT")
+
+
+def test_the_readmes_fp8_small_batch_decode_step(capsys: pytest.CaptureFixture[str]) -> None:
+    """README, --weight-bits: Llama-3.1-8B on one B200 under TensorRT-LLM at batch 1, the fp8 step
+    against the bf16 one and the block-scaled checkpoint's (quoted 4.75 / 4.34 / 3.77 ms while the
+    tool gave 4.66 / 4.38 / 3.69 after the GEMM shape correction shipped, 2026-12-06)."""
+    found = _one(
+        r"Llama-3\.1-8B on one B200 under TensorRT-LLM at batch 1: (\S+) against (\S+) ms\s+a step; a 128 x 128 "
+        r"block-scaled checkpoint, one quantize kernel a call, (\S+) ms\)",
+        _text("README.md"),
+        "README",
+    )
+    one = "--model llama-3.1-8b --hardware b200 --chips 1 --batch 1 --prompt-len 1024 --gen-len 128 --backend trtllm"
+    fp8 = _json_of(capsys, "estimate", *one.split(), "--weight-bits", "fp8", "--act-bits", "fp8")
+    bf16 = _json_of(capsys, "estimate", *one.split())
+    assert_printed(fp8["decode"]["step_latency_s"] * 1e3, found[1], "fp8 step")
+    assert_printed(bf16["decode"]["step_latency_s"] * 1e3, found[2], "bf16 step")
+    # The block-scaled step is the fp8 estimate's own note (it scores that checkpoint beside).
+    note = next(n for n in fp8["notes"] if "block scales runs" in n)
+    block = _one(r"measured too: (\S+) ms a step here", note, "the fp8 note")[1]
+    assert block == found[3], f"README says {found[3]} ms, the note {block} ms"
+
+
+def test_the_readmes_analyze_memory_fit_and_unfused_attention_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    """README, analyze --json: the first command without --weight-bits 8 does not fit (146 GB >
+    85.5 GB), and llama-3-8b's 8,192-token prefill on an H100 unfused against fused (quoted 337 /
+    189 ms while the tool gave 338 / 191 after the GEMM shape correction shipped, 2026-12-06)."""
+    text = _text("README.md")
+    fit = _one(r"`does not fit on one h100-sxm: (\S+) GB > (\S+) GB; needs >= (\d+) chips", text, "README")
+    report = _json_of(
+        capsys, "analyze", *"--model llama-2-70b --hardware h100-sxm --phase prefill --batch 4 --seq-len 4096".split(),
+        "--flash-attention",
+    )  # fmt: skip
+    memory = report["memory_fit"]
+    assert not memory["fits"] and memory["chips_needed"] == int(fit[3])
+    assert_printed(report["totals"]["memory_bytes"]["total"] / 1e9, fit[1], "footprint, GB")
+    assert_printed(memory["capacity_bytes"] / 1e9, fit[2], "capacity, GB")
+    times = _one(r"llama-3-8b, 8,192-token prefill on an H100:\s+(\S+) ms unfused, (\S+) ms fused\)", text, "README")
+    prefill = "--model llama-3-8b --hardware h100-sxm --phase prefill --batch 1 --seq-len 8192".split()
+    unfused = _json_of(capsys, "analyze", *prefill)["totals"]["time_s"]
+    fused = _json_of(capsys, "analyze", *prefill, "--flash-attention")["totals"]["time_s"]
+    assert_printed(unfused * 1e3, times[1], "unfused prefill")
+    assert_printed(fused * 1e3, times[2], "fused prefill")
+
+
+def test_serving_mds_closed_loop_tpot_by_littles_law(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/serving.md, closed loop: Llama-3-8B on one H100, 1024/128 tokens, 4 and 16 clients,
+    TPOT now (quoted 8.00 / 10.64 ms while the tool gave 7.65 / 10.31 after the GEMM shape
+    correction and the overheads' refit, 2026-12-06)."""
+    found = _one(r"against 7\.94 and 10\.37\); now (\S+) and (\S+) ms", _text("docs/serving.md"), "serving.md")
+    one = "--model llama-3-8b --hardware h100-sxm --chips 1 --prompt-len 1024 --gen-len 128 --backend trtllm"
+    for clients, printed in ((4, found[1]), (16, found[2])):
+        tpot = _serving(capsys, f"{one} --concurrency {clients}")["tpot_s"]
+        assert_printed(tpot * 1e3, printed, f"TPOT at {clients} clients")
+
+
+def test_serving_mds_host_kink_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/serving.md, the host's kink: TensorRT-LLM's host fit (the shipped overheads), 45
+    sequences' host time, the host's capacity and the highest stable rate on 8 H100s under vLLM,
+    1024/128 tokens (quoted 70.6 us / 19.5 ms / 3.19 ms and about 34.9 req/s while the shipped fit
+    gave 70.7 us / 19.4 ms / 3.18 ms and 34.8 req/s, 2026-12-06)."""
+    import numpy as np
+
+    from cost_models.serving import engine_overheads, host_seconds_per_request
+
+    text = _text("docs/serving.md")
+    fit = _one(
+        r"TensorRT-LLM's host fit: (\S+) us a sequence, (\S+) ms a new request\) decodes (\d+)\s+sequences in (\S+) ms "
+        r"on the GPU \(\S+ us more a sequence\) and (\S+) ms on the host",
+        text,
+        "serving.md",
+    )
+    o = engine_overheads("trtllm")
+    assert_printed(o.host_per_sequence_s * 1e6, fit[1], "host per sequence, us")
+    assert_printed(o.host_per_new_request_s * 1e3, fit[2], "host per new request, ms")
+    assert_printed(o.host_per_sequence_s * int(fit[3]) * 1e3, fit[5], "host time of the decode")
+    one = "--model llama-3-8b --hardware h100-sxm --chips 8 --prompt-len 1024 --gen-len 128 --backend vllm"
+    step = _json_of(capsys, "estimate", *one.split(), "--batch", fit[3])["decode"]["step_latency_s"]
+    assert_printed(step * 1e3, fit[4], "GPU time of the decode")
+    capacity = _one(r"`limited_by: host`\): (\S+) ms a\s+request there, at most (\S+) req/s", text, "serving.md")
+    # One prefill iteration and 127 decode iterations of a 128-token output.
+    per_request_s = float(host_seconds_per_request(o, np.array([1.0]), np.array([128.0]))[0])
+    assert_printed(per_request_s * 1e3, capacity[1], "host time a request")
+    assert_printed(1 / per_request_s, capacity[2], "host capacity")
+    now = _one(r"the 37\.8 req/s \(now about (\S+); `max_stable_request_rate`", text, "serving.md")
+    serving = _serving(capsys, f"{one} --request-rate 40")
+    assert serving["limited_by"] == "host" and not serving["stable"]
+    assert_printed(serving["max_stable_request_rate"], now[1], "highest stable rate")
+
+
+def test_serving_mds_left_figures_are_accuracy_mds() -> None:
+    """docs/serving.md's "Left:" of the serving fit quotes docs/accuracy.md's serving prose (which
+    tuner.accuracy_report --serving-only writes; quoted 4.0x, 1.15x and 0.17-1.05x there while the
+    refit of 2026-12-06 gave 4.05x, 1.14x and 0.18-1.04x)."""
+    accuracy = _one(
+        r"Left: at 128 clients on 1-2 GPUs the model is up to (\S+)x over \(median (\S+);.*?at 8-32 clients with "
+        r"1024-token prompts (\S+)x \(median\); at 64 clients on 4-8 GPUs (\S+)x \(median (\S+);",
+        _text("docs/accuracy.md"),
+        "accuracy.md",
+    )
+    serving = _one(
+        r"Left: 128 clients on 1-2 GPUs up to (\S+)x over \(median (\S+)\),\s+8-32 clients with 1024-token prompts "
+        r"(\S+)x, 64 clients on 4-8 GPUs (\S+)x \(median (\S+);",
+        _text("docs/serving.md"),
+        "serving.md",
+    )
+    assert serving.groups() == accuracy.groups()
+
+
+def test_models_mds_disaggregated_llama_70b_now(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/models.md, the GEMM outputs' bytes: the disaggregated Llama-3.1-70B plan's TTFT and TPOT
+    today (the record said 546 / 30.7 ms; the GEMM shape correction took them to 499 / 30.9 ms,
+    2026-12-06, and no test read it)."""
+    found = _one(
+        r"TTFT (\S+) ms and\s+TPOT (\S+) ms: `tuner (estimate --model llama-3\.1-70b [^`]*)`",
+        _text("docs/models.md"),
+        "models.md",
+    )
+    serving = _serving(capsys, re.sub(r"\s+", " ", found[3]).split(None, 1)[1])
+    assert serving["chips"] == 6
+    assert_printed(serving["ttft_s"] * 1e3, found[1], "TTFT")
+    assert_printed(serving["tpot_s"] * 1e3, found[2], "TPOT")
