@@ -174,12 +174,19 @@ def test_the_readme_recommend_example_is_what_recommend_gives(capsys: pytest.Cap
         text,
         "README disaggregated",
     )
+    best = _assert_disaggregated_plan(result, disaggregated)
+    assert best["limiting_pool"] == disaggregated[8]
+
+
+def _assert_disaggregated_plan(result: dict, quoted: re.Match[str]) -> dict:
+    """The README's quoted disaggregated plan (groups 1-5: chips, prefill instances and TP,
+    decode instances and TP; 6-7: TTFT and TPOT in ms) is recommend's best; returns that plan."""
     best = result["modes"]["disaggregated"]["best"]
     shape = ("chips", "prefill_instances", "prefill_tp", "decode_instances", "decode_tp")
-    assert tuple(best[k] for k in shape) == tuple(int(disaggregated[i]) for i in range(1, 6))
-    assert_printed(best["ttft_s"] * 1e3, disaggregated[6], "disaggregated TTFT")
-    assert_printed(best["tpot_s"] * 1e3, disaggregated[7], "disaggregated TPOT")
-    assert best["limiting_pool"] == disaggregated[8]
+    assert tuple(best[k] for k in shape) == tuple(int(quoted[i]) for i in range(1, 6))
+    assert_printed(best["ttft_s"] * 1e3, quoted[6], "disaggregated TTFT")
+    assert_printed(best["tpot_s"] * 1e3, quoted[7], "disaggregated TPOT")
+    return best
 
 
 def test_the_readme_price_comparison_is_what_recommend_ranks(capsys: pytest.CaptureFixture[str]) -> None:
@@ -409,11 +416,7 @@ def test_the_readme_recommend_export_example_is_what_recommend_writes(
         text,
         "README",
     )
-    best = result["modes"]["disaggregated"]["best"]
-    shape = ("chips", "prefill_instances", "prefill_tp", "decode_instances", "decode_tp")
-    assert tuple(best[k] for k in shape) == tuple(int(disaggregated[i]) for i in range(1, 6))
-    assert_printed(best["ttft_s"] * 1e3, disaggregated[6], "disaggregated TTFT")
-    assert_printed(best["tpot_s"] * 1e3, disaggregated[7], "disaggregated TPOT")
+    _assert_disaggregated_plan(result, disaggregated)
 
 
 def test_the_readme_ttft_percentile_recommend_example(capsys: pytest.CaptureFixture[str]) -> None:
