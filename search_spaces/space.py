@@ -316,7 +316,7 @@ def _served(e: Evaluation) -> ServingEstimate:
 def _over(key: str, limit: float) -> Callable[[Evaluation], np.ndarray]:
     def compute(e: Evaluation) -> np.ndarray:
         value = getattr(_served(e), key) - limit
-        return np.where(np.isfinite(value), value, _PENALTY)  # unstable: infinite latency
+        return np.where(np.isfinite(value), value, PENALTY)  # unstable: infinite latency
 
     return compute
 
@@ -330,7 +330,7 @@ def _over_cost(metric: str, limit: float, price_per_chip_hour_usd: float | None)
             e.result, e.deployments, [metric], e.serving, price_per_chip_hour_usd=price_per_chip_hour_usd
         )
         over = value[metric] - limit
-        return np.where(np.isfinite(over), over, _PENALTY)
+        return np.where(np.isfinite(over), over, PENALTY)
 
     return compute
 
@@ -848,7 +848,7 @@ class Evaluation:
 
 # Penalty objective values of structurally impossible candidates: finite so that every sampler's
 # arithmetic stays finite; such trials are infeasible anyway (first constraint > 0).
-_PENALTY = 1e30
+PENALTY = 1e30
 
 
 def _engine_problems(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np.ndarray:
@@ -985,7 +985,7 @@ def evaluate(study: CompiledStudy, indices: dict[str, np.ndarray]) -> Evaluation
         price_per_chip_hour_usd=study.spec.price_per_chip_hour_usd,
     )
     values = np.stack([metrics[name] for name in study.objective_names], axis=1)
-    penalty = np.array([_PENALTY if d == "minimize" else -_PENALTY for d in study.directions])
+    penalty = np.array([PENALTY if d == "minimize" else -PENALTY for d in study.directions])
     values = np.where(valid[:, None] & np.isfinite(values), values, penalty)
     evaluation = Evaluation(indices, deployments, values, {}, valid, result, served, workloads, pools)
     evaluation.constraint_columns.update({c.name: c.compute(evaluation) for c in study.constraints})

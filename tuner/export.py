@@ -164,7 +164,7 @@ def _check_trial(trial: FrozenTrial, allow_infeasible: bool) -> None:
             "pick a feasible trial (tuner pareto lists them)",
         )
     # A serving trial under a load it cannot sustain has no finite TTFT or TPOT: its constraint
-    # holds the search's penalty (search_spaces.space._PENALTY), shown as what it stands for.
+    # holds the search's penalty (search_spaces.space.PENALTY), shown as what it stands for.
     violated = [
         f"{name} ({'unbounded: the load is unstable' if value >= 1e29 else f'{value:.3g} > 0'})"
         for name, value in constraints.items()
@@ -789,6 +789,14 @@ def engine_knobs(serving: dict | None, engine: str, batch: int | None = None) ->
     return knobs
 
 
+def _divides_budget_by_dp(engine: str, spec: dict, knobs: dict[str, Any], dp: int) -> bool:
+    """Whether ``engine`` divides the token budget it is given by its DP ranks: SGLang with DP
+    attention (an MoE model at DP > 1) and chunked prefill divides --chunked-prefill-size by
+    --dp-size itself (sgl-project/sglang server_args.py, _handle_data_parallelism); vLLM's and
+    TensorRT-LLM's max_num_tokens is each rank's."""
+    return engine == "sglang" and spec["model"]["experts"] > 0 and dp > 1 and bool(knobs["chunked_prefill"])
+
+
 def rank_token_budget(spec: dict, knobs: dict[str, Any], engine: str, dp: int, notes: list[str]) -> int:
     """The token-budget flag that gives each of ``engine``'s ``dp`` ranks the budget an aggregated
     serving trial was scored with. The serving model gives each DP rank the trial's
@@ -804,10 +812,9 @@ def rank_token_budget(spec: dict, knobs: dict[str, Any], engine: str, dp: int, n
     if serving is None or serving.get("pool") == "decode" or dp <= 1:
         return budget
     scored = str(serving.get("engine") or "vllm")
-    moe = spec["model"]["experts"] > 0
 
     def divides(name: str) -> bool:
-        return name == "sglang" and moe and bool(knobs["chunked_prefill"])
+        return _divides_budget_by_dp(name, spec, knobs, dp)
 
     if divides(scored) == divides(engine):
         return budget
@@ -2032,7 +2039,7 @@ def _disaggregated_engine_args(spec: dict, serving: dict, fmt: str, prefill_work
     dp = int(spec["parallel"]["dp"])
 
     def divides(engine: str) -> bool:
-        return engine == "sglang" and spec["model"]["experts"] > 0 and dp > 1 and knobs["chunked_prefill"]
+        return _divides_budget_by_dp(engine, spec, knobs, dp)
 
     decode_tokens = min(
         knobs["max_num_tokens"], knobs["max_batch_size"] if divides(fmt) else -(-knobs["max_batch_size"] // dp)

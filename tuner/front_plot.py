@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from cost_models.errors import InvalidInputError
 from cost_models.metrics import METRICS
-from search_spaces.space import _PENALTY
+from search_spaces.space import PENALTY
 from tuner.pareto import Front, is_feasible
 from tuner.plot_labels import place_labels
 
@@ -113,7 +113,7 @@ def _objective_figure(study: optuna.Study, front: Front):
             t.values[:2]
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             # (Structurally impossible candidates hold the search's penalty values: no point.)
-            if t.values is not None and all(0 < abs(v) < _PENALTY for v in t.values[:2])
+            if t.values is not None and all(0 < abs(v) < PENALTY for v in t.values[:2])
         ]
         if drawn:
             points = np.array(drawn)
