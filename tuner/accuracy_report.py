@@ -1602,12 +1602,23 @@ _MOE_NOT_FITTED = (
 
 
 def main(argv: list[str] | None = None, on_progress=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    moe_only = "--moe-only" in argv
-    gemm_only = "--gemm-only" in argv
-    serving_only = "--serving-only" in argv
-    argv = [a for a in argv if a not in ("--moe-only", "--gemm-only", "--serving-only")]
-    out = Path(argv[0]) if argv else Path(__file__).resolve().parent.parent / "docs" / "accuracy.md"
+    # argparse: `--help` printed the usage nowhere and started the full refit (about 20 minutes on
+    # a 2-core VM), writing the report to a file named --help; any other unknown flag did the same.
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m tuner.accuracy_report",
+        description="Fit every shipped (chip, engine) profile and write docs/accuracy.md (the full mode refits "
+        "every profile: about 20 minutes on 2 cores); or one part of it.",
+    )
+    parser.add_argument("out", nargs="?", type=Path, help="the report to write (default: docs/accuracy.md)")
+    part = parser.add_mutually_exclusive_group()
+    part.add_argument("--moe-only", action="store_true", help="the MoE class and its section only")
+    part.add_argument("--gemm-only", action="store_true", help="GEMM held-out errors from the shipped profiles")
+    part.add_argument("--serving-only", action="store_true", help="the serving overheads and their section")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    moe_only, gemm_only, serving_only = args.moe_only, args.gemm_only, args.serving_only
+    out = args.out or Path(__file__).resolve().parent.parent / "docs" / "accuracy.md"
     if serving_only:
         o = refit_serving_only(out)["overheads"]
         print(
