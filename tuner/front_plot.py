@@ -85,7 +85,8 @@ def _objective_figure(study: optuna.Study, front: Front):
     """The first two objectives on log axes, every feasible trial faint and the front marked with
     trial numbers; a third objective is the points' colour (colour bar); an SLO constraint on a
     drawn objective is a dashed line with its value."""
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if is_feasible(t)]
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    trials = [t for t in complete if is_feasible(t)]
     names, directions = front.objective_names, front.directions
     third = len(names) >= 3
     fig, ax = plt.subplots(figsize=(10, 7), layout="constrained")
@@ -111,7 +112,7 @@ def _objective_figure(study: optuna.Study, front: Front):
         # matplotlib warned of a legend without artists on stderr).
         drawn = [
             t.values[:2]
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            for t in complete  # (read once above)
             # (Structurally impossible candidates hold the search's penalty values: no point.)
             if t.values is not None and all(0 < abs(v) < PENALTY for v in t.values[:2])
         ]
