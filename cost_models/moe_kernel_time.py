@@ -30,15 +30,26 @@ without the term it is the figure given.
   bytes over HBM at the dense fit's memory_eff (without: 18.5%, 2 pairs). It fits 1.6-16 passes (28-36 for TRT-LLM's
   block-scaled fp8 on H100/H200), more than the copies alone: it carries all the work per routed
   token and hidden element (activation quantization, expansion per expert).
+- the grouped kernel blends its compute and weight-streaming times its own way, not the dense
+  call's (GemmParams.combine_power): held out, rows at 8-128 tokens per woken expert, where the
+  two are close, ran slower than predicted under the dense fit's blend and rows at 128-512 faster
+  (A100 vLLM: median log ratio of predicted over measured -0.19 at 8-32, +0.16 at 128-512).
+  -> ``combine_power`` (fitted 1-16; the dense fit's where a profile has none).
 - few tokens per expert over many experts (top-22 of 512 at 64 tokens: ~480 experts woken, ~3
   tokens each) were over-charged by the dense fit's smallest M tile: see ``GROUPED_MIN_TILE_M``.
+
+Since 2026-12-06 (on main c721303's dense fits, held out as above): the four terms alone gave a
+mean held-out median of 12.9% over the 15 pairs (11 within 15%); ``combine_power`` and each
+measured row timed at the experts its own routing woke (tuner/moe_routing.py: the kernel
+database's collector forces balanced or power-law routing, not the uniform routing a deployment
+is timed at) take it to 10.6% (13 within 15%); without the routing 11.9%, without
+``combine_power`` 11.2% (13 within 15% both).
 
 Tried and left out: padding each expert's inter_size slice to a 64- or 128-column tile (moe_tp
 32 leaves 32-64 columns per expert, and SGLang's Triton kernel on H200 does run those at 0.07-0.10
 of peak): the mean held-out median went from 13.6% to 13.9% (64) and 14.7% (128); a cost per
-woken expert (13.3%, one pair worse: not worth a fifth parameter); the token distribution
-(power-law and balanced rows are predicted alike, and a deployment's routing skew is not known to
-the model).
+woken expert (13.3%, one pair worse: not worth a fifth parameter). A deployment's routing skew is
+not known to the model: only the fit reads each measured row's routing.
 """
 
 from __future__ import annotations
@@ -67,6 +78,9 @@ class MoeKernelParams(_Params):
     memory_scale: float = Field(default=1.0, gt=0, le=4, description="Weight-streaming bandwidth / dense.")
     fixed_s: float = Field(default=0.0, ge=0, description="Floor per call (replaces the 3 GEMM launches).")
     permute_passes: float = Field(default=0.0, ge=0, le=64, description="HBM passes over tokens x top-k x hidden.")
+    combine_power: float | None = Field(
+        default=None, ge=1, le=16, description="p-norm of compute and memory time (None: the dense fit's)."
+    )
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_scale": FitSpec(0.05, 1.0, start=0.6),
@@ -76,6 +90,9 @@ class MoeKernelParams(_Params):
         # permuted activations per 128-element block: h200 trtllm fp8_block, 12288 tokens of the
         # 4096/1536/128/8 shape at tp 2 take 5.5 ms where the grouped GEMMs account for 1.4 ms).
         "permute_passes": FitSpec(0.0, 64.0, start=2.0),
+        # The grouped kernel's own blend of its compute and weight-streaming times (GemmParams
+        # combine_power), where the dense fit's is a dense call's: see the module docstring.
+        "combine_power": FitSpec(1.0, 16.0, start=2.0),
     }
 
 
@@ -239,6 +256,7 @@ def routed_expert_time_s(
             "memory_eff": dense.memory_eff * moe.memory_scale,
             "min_tile_m": GROUPED_MIN_TILE_M,
             "launch_s": 0.0,
+            "combine_power": dense.combine_power if moe.combine_power is None else moe.combine_power,
             # The dense GEMM's per-call floor and unaligned-m costs are the dense call's (one
             # per GEMM; tokens per expert are fractional): the fused kernel has fixed_s instead.
             "host_floor_s": 0.0,

@@ -40,13 +40,13 @@ from cost_models.dtypes import BF16, FP4, FP8, INT4
 from cost_models.hardware import get_hardware
 from cost_models.inference_configs import make_configs
 from cost_models.models import ModelSpec, model_catalog
-from cost_models.moe import experts_woken, tokens_per_expert
 from cost_models.moe_kernel_time import MXFP4_MOE_FORMAT, MoeKernelParams, borrowed_moe_class, routed_expert_time_s
 from cost_models.operators import OP, operator_costs
 from cost_models.partitioning import gemm_shapes_per_chip, per_chip_costs, sharding_plan
 from cost_models.roofline import roofline_times
 from tuner.fitting import abs_rel_errors, fit, fold_ids
 from tuner.kernel_data import CHIP_TO_SYSTEM, REPO_KERNELS, SYSTEMS
+from tuner.moe_routing import measured_experts_woken
 
 MOE_FILE = REPO_KERNELS / "moe_perf.csv.gz"
 #: measured format -> (weight dtype, activation dtype)
@@ -237,7 +237,14 @@ def moe_data(rows: list[dict[str, str]], chip: str, backend: str, profile: Calib
     def column(name: str) -> np.ndarray:
         return np.array([float(r[name]) for r in rows])
 
-    tokens, experts, topk = column("num_tokens"), column("num_experts"), column("topk")
+    tokens, topk = column("num_tokens"), column("topk")
+    # Each row at the experts its own routing woke (tuner.moe_routing), not at uniform routing.
+    woken = np.array(
+        [
+            measured_experts_woken(int(r["num_tokens"]), int(r["num_experts"]), int(r["topk"]), r["distribution"])
+            for r in rows
+        ]
+    )
     return MoeData(
         chip=chip,
         backend=backend,
@@ -247,8 +254,8 @@ def moe_data(rows: list[dict[str, str]], chip: str, backend: str, profile: Calib
         shape=np.array([f"{r['hidden_size']}/{r['inter_size']}/{r['num_experts']}/{r['topk']}" for r in rows]),
         moe_tp=np.array([r["moe_tp_size"] for r in rows]),
         tokens=tokens,
-        woken=experts_woken(tokens, experts, topk),
-        tokens_per_expert=tokens_per_expert(tokens, experts, topk),
+        woken=woken,
+        tokens_per_expert=tokens * topk / woken,
         topk=topk,
         expert_f=column("inter_size") / column("moe_tp_size"),
         hidden=column("hidden_size"),
