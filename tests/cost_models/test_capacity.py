@@ -273,7 +273,9 @@ def test_an_moe_model_is_also_planned_with_dp_attention_and_expert_parallelism()
     }
     best = rows[(1, 8, 1, "fp8")]
     assert best["ep"] == 8 and best["chips"] == 8
-    assert best["tpot_s"] == float(alone.tpot_s[0])
+    # (The plan scores its candidates in one vectorized call, this row alone: since the MoE refit
+    # of 2026-12-06 the two differ in the last 2 bits, 0.04307025234431167 against ...69.)
+    assert best["tpot_s"] == pytest.approx(float(alone.tpot_s[0]), rel=1e-12)
 
 
 def test_disaggregated_pools_follow_the_engines_attention_dp_rules() -> None:

@@ -300,7 +300,7 @@ def test_serving_mds_disaggregated_dp_attention_recommend_example(capsys: pytest
     assert_printed(best["tpot_s"] * 1e3, found[11], "disaggregated TPOT")
     assert best["limiting_pool"] == found[12]
     aggregated = _one(
-        r"the aggregated plan is (\d+) as well \((\d+) x TP(\d+) DP(\d+) EP(\d+), TTFT (\S+) ms, TPOT (\S+)\s+ms\)",
+        r"the aggregated plan takes (\d+) \((\d+) x TP(\d+) DP(\d+) EP(\d+), TTFT (\S+) ms, TPOT (\S+)\s+ms;",
         text,
         "serving.md",
     )
