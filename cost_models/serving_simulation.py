@@ -346,6 +346,22 @@ class SimulationResult:
     #: DP ranks of the deployment: the run is one rank's (its requests, running batch and KV
     #: cache), the others alike in lockstep; the deployment's rates are this many times its.
     data_parallel_ranks: int = 1
+    #: Seconds the running batch held each count of sequences (index: the count, prefilling ones
+    #: included, idle spells at 0) while the load is on (the window of
+    #: :meth:`steady_tokens_per_s`: from a tenth of the way from the first to the last arrival
+    #: until the last; the whole run where they coincide): the batch's distribution over time,
+    #: which the steady state's ``running`` (its mean, by Little's law) and ``running_p999`` (its
+    #: 99.9th percentile) describe. (``mean_running`` is the whole run's mean, drain included.)
+    running_time_s: np.ndarray | None = None
+
+    def running_quantile(self, q: float) -> float:
+        """The running batch's ``q`` quantile over time (the smallest count the batch stays at or
+        under for a share ``q`` of the run): by PASTA, the count a Poisson arrival finds with
+        probability ``q``. NaN without :attr:`running_time_s`."""
+        if self.running_time_s is None or not self.running_time_s.sum() > 0.0:
+            return math.nan
+        share = np.cumsum(self.running_time_s) / self.running_time_s.sum()
+        return float(np.searchsorted(share, q - 1e-12, side="left"))
 
     @property
     def ttft_s(self) -> np.ndarray:
@@ -568,7 +584,17 @@ def simulate_serving(
         queued_at_last_arrival=state.queued_at_last_arrival,
         prompts_clipped=clipped,
         data_parallel_ranks=ranks,
+        running_time_s=state.running_time(*_load_window(arrival, float(state.now))),
     )
+
+
+def _load_window(arrival: np.ndarray, last_s: float) -> tuple[float, float]:
+    """While the load is on, as :meth:`SimulationResult.steady_tokens_per_s` takes it: from a
+    tenth of the way from the first to the last arrival until the last; where every request
+    arrives at once, the whole run (0 to ``last_s``)."""
+    first, end = float(np.nanmin(arrival)), float(np.nanmax(arrival))
+    start = first + 0.1 * (end - first)
+    return (start, end) if end > start else (0.0, last_s)
 
 
 class _Engine:
@@ -617,6 +643,10 @@ class _Engine:
         self.iterations = self.mixed_iterations = self.preemptions = 0
         self.peak_running = self.peak_blocks = 0
         self.running_seconds = 0.0
+        # (start, batch size, seconds) of each step, idle spells at 0: SimulationResult.running_time_s.
+        self._batch_starts: list[float] = []
+        self._batch_sizes: list[int] = []
+        self._batch_seconds: list[float] = []
         self._next_report = 0
         if closed:
             self.waiting.extend(range(self.issued))
@@ -665,9 +695,21 @@ class _Engine:
                     if self.next_arrival == n:  # the last one is in: the queue it joined
                         self.queued_at_last_arrival = len(self.waiting)
             if not self.running and not self.waiting:  # idle until the next arrival
+                self._batch_starts.append(self.now)
+                self._batch_sizes.append(0)
+                self._batch_seconds.append(float(arrival[self.next_arrival]) - self.now)
                 self.now = float(arrival[self.next_arrival])
                 continue
             self._iteration()
+
+    def running_time(self, start: float, end: float) -> np.ndarray:
+        """Seconds at each running-batch count (index: the count) between ``start`` and ``end``."""
+        if not self._batch_sizes:
+            return np.zeros(1)
+        begins = np.asarray(self._batch_starts)
+        ends = begins + np.asarray(self._batch_seconds)
+        inside = np.clip(np.minimum(ends, end) - np.maximum(begins, start), 0.0, None)
+        return np.bincount(np.asarray(self._batch_sizes), weights=inside)
 
     def _iteration(self) -> None:
         ctx, todo, block = self.ctx, self.todo, self.block
@@ -741,6 +783,9 @@ class _Engine:
         t = max(t, host)
         self.now += t
         self.running_seconds += len(self.running) * t
+        self._batch_starts.append(self.now - t)
+        self._batch_sizes.append(len(self.running))
+        self._batch_seconds.append(t)
         self.iterations += 1
         self.mixed_iterations += 1
         ctx[dec] += 1
@@ -776,6 +821,9 @@ class _Engine:
             # The iteration in progress when the next request arrives is the last before it can join.
             k = min(k, int(np.searchsorted(ends, self.arrival[self.next_arrival], side="left")) + 1)
         self.running_seconds += len(self.running) * float(ends[k - 1] - self.now)
+        self._batch_starts.append(self.now)
+        self._batch_sizes.append(len(self.running))
+        self._batch_seconds.append(float(ends[k - 1] - self.now))
         self.now = float(ends[k - 1])
         self.iterations += k
         ctx[dec] += k

@@ -483,3 +483,24 @@ def test_dp_attention_with_expert_parallelism_simulates_near_the_steady_state() 
         simulate_one("deepseek-v3", "h200", chips=8, dp=8, ep=8, backend="sglang", weight_bits="fp8",
                      concurrency=60, prompt_len=2048, gen_len=256, requests=200)  # fmt: skip
     assert err.value.field == "concurrency"
+
+
+def test_the_running_batch_over_time_is_recorded() -> None:
+    """``running_time_s``: the seconds the running batch held each count while the load is on
+    (from a tenth of the way to the last arrival until it), what bench/bench_running_p999.py reads
+    the simulated 99.9th percentile from. Eight clients of equal 256-token prompts and outputs on
+    8 H100s under vLLM: all eight are admitted in one iteration (2048 prompt tokens, within the
+    budget), finish together and send again at once, so the batch holds 8 the whole time; an open
+    loop's counts reach no further than its peak."""
+    w = make_workloads(backend="vllm", concurrency=8, prompt_len=256, gen_len=256, **FIXED)
+    closed = simulate_serving(_tp(8), w, requests=80, seed=0)
+    assert closed.running_time_s is not None
+    last_arrival = float(np.nanmax(closed.arrival_s))
+    assert closed.running_time_s.sum() == pytest.approx(0.9 * last_arrival, rel=1e-9)
+    assert np.flatnonzero(closed.running_time_s).tolist() == [8]
+    assert closed.running_quantile(0.001) == closed.running_quantile(0.999) == 8
+    w = make_workloads(backend="vllm", request_rate=20.0, prompt_len=1024, gen_len=128)
+    open_loop = simulate_serving(_tp(8), w, requests=600, seed=0)
+    counts = np.flatnonzero(open_loop.running_time_s)
+    assert counts.max() <= open_loop.peak_running
+    assert open_loop.running_quantile(0.5) <= open_loop.running_quantile(0.999) <= counts.max()
