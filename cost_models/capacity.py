@@ -58,6 +58,7 @@ from cost_models.serving import (
     ServingEstimate,
     ServingWorkloads,
     make_workloads,
+    near_capacity,
     resolve_overheads,
     serve,
 )
@@ -441,7 +442,7 @@ def _aggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]], str
             "max_concurrency_per_replica": int(est.max_concurrency[i]),
             # The running batch's swings reach the KV cache or the slots now and then (serving's
             # running_p999): the means above leave out the waits and preemptions that brings.
-            "near_capacity": bool(est.running_p999[i] >= est.max_concurrency[i]),
+            "near_capacity": bool(near_capacity(est.running_p999[i], est.max_concurrency[i])),
         }
         for i in order
         if ok[i]
@@ -629,7 +630,7 @@ def _disaggregated_rows(p: CapacityProblem) -> tuple[int, list[dict[str, Any]], 
             "capacity_rps": float(est.capacity_rps[i]),
             # The decode pool's running batch swings up to its slots now and then (its
             # running_p999, as an aggregated replica's): the means leave out those waits.
-            "near_capacity": bool(est.running_p999[i] >= est.max_concurrency[i]),
+            "near_capacity": bool(near_capacity(est.running_p999[i], est.max_concurrency[i])),
         }
         for i in order
         if ok[i]

@@ -21,7 +21,7 @@ from cost_models.deployment import Overlap
 from cost_models.deployments import Deployment, Deployments
 from cost_models.disaggregated import DisaggregatedEstimate, disaggregated_report, serve_disaggregated
 from cost_models.errors import InvalidInputError
-from cost_models.serving import NO_OVERHEADS, engine_overheads, make_workloads
+from cost_models.serving import NO_OVERHEADS, engine_overheads, make_workloads, near_capacity
 from cost_models.serving_one import (
     ENGINE_KNOBS,
     SERVING_OPTIONS,
@@ -228,7 +228,7 @@ def estimate_disaggregated_one(
             if out["fits"]
             else "does not fit: an instance cannot hold one prompt's or sequence's KV cache beside its weights"
         )
-    elif concurrency is None and result.running_p999[0] >= result.max_concurrency[0]:
+    elif concurrency is None and near_capacity(result.running_p999[0], result.max_concurrency[0]):
         # The decode pool's batch swings up to its slots now and then, as estimate says of an
         # aggregated replica (serving_one.swings_note).
         notes.append(swings_note(workloads, result, 0, disaggregated=True))

@@ -22,11 +22,13 @@ from cost_models.input_ranges import REQUEST_RATE_PER_S_RANGE
 from cost_models.models import ModelSpec, get_model
 from cost_models.serving import (
     NO_OVERHEADS,
+    RUNNING_P999_MARGIN,
     ServingEstimate,
     ServingWorkloads,
     _memory,
     engine_overheads,
     make_workloads,
+    near_capacity,
     refuse_sglang_out_of_memory,
     serve,
     serving_report,
@@ -186,7 +188,7 @@ def load_notes(
     if not np.isfinite(concurrency) and not result.stable[index]:
         max_rate, note = unstable_note(deployments, workloads, result, index, calibration=calibration, overlap=overlap)
         notes.append(note)
-    elif not np.isfinite(concurrency) and result.running_p999[index] >= result.max_concurrency[index]:
+    elif not np.isfinite(concurrency) and near_capacity(result.running_p999[index], result.max_concurrency[index]):
         notes.append(swings_note(workloads, result, index))
     return max_rate, notes
 
@@ -195,18 +197,25 @@ def swings_note(
     workloads: ServingWorkloads, result: ServingEstimate, index: int = 0, *, disaggregated: bool = False
 ) -> str:
     """An open loop whose running batch, stable on average, swings up to its cap
-    (``running_p999`` >= ``max_concurrency``): the line saying the means leave out the waits (and,
-    where the KV cache is the cap, the preemptions) the swings bring. ``disaggregated``: the
-    decode pool's batch; `tuner simulate` runs aggregated deployments only, so the line names
-    what does run on disaggregated pools (tuner estimate with more decode instances or a lower
-    rate, until the note goes)."""
+    (:func:`cost_models.serving.near_capacity`: ``running_p999``, within its measured error, reaches
+    ``max_concurrency``): the line saying the means leave out the waits (and, where the KV cache
+    is the cap, the preemptions) the swings bring. Where the percentile itself is under the cap the
+    line says it is within that error. ``disaggregated``: the decode pool's batch; `tuner
+    simulate` runs aggregated deployments only, so the line names what does run on disaggregated
+    pools (tuner estimate with more decode instances or a lower rate, until the note goes)."""
     limited_by = str(result.limited_by[index])
     holder = _holder(limited_by, workloads.row(index))
     limit = int(max(result.max_concurrency[index], 0.0))
     preempted = ", sequences are preempted and recomputed when the KV cache fills" if limited_by == "kv_cache" else ""
+    p999 = float(result.running_p999[index])
+    within = (
+        f", within the {RUNNING_P999_MARGIN:.0%} by which that estimate has come out under tuner simulate's"
+        if p999 < float(result.max_concurrency[index])
+        else ""
+    )
     return (
         f"near capacity: the running batch swings with the arrivals (mean {float(result.running[index]):.0f}, "
-        f"99.9th percentile about {float(result.running_p999[index]):.0f} sequences) up to its cap ({holder} "
+        f"99.9th percentile about {p999:.0f} sequences{within}) up to its cap ({holder} "
         f"{limit}): now and then requests wait for a slot (its mean wait is in TTFT, an M/G/c estimate)"
         f"{preempted}, and TTFT and TPOT can run above these means"
         + (

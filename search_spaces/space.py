@@ -1232,6 +1232,7 @@ def _swings(evaluation: Evaluation, row: int) -> dict:
     (cost_models.serving_one.swings_note): its means leave out the waits and preemptions. A trial
     of Llama-3.1-70B bf16 on 2 H100s at 1.33 req/s (2048/256, vLLM: TTFT 0.32 s) was a feasible
     front trial without it; tuner simulate of it gave a mean TTFT of 16.7 s."""
+    from cost_models.serving import near_capacity
     from cost_models.serving_one import swings_note
 
     result, workloads = evaluation.serving, evaluation.workloads
@@ -1240,7 +1241,7 @@ def _swings(evaluation: Evaluation, row: int) -> dict:
     near = (
         not np.isfinite(workloads.concurrency[row])
         and bool(result.stable[row])
-        and p999 >= float(result.max_concurrency[row])
+        and bool(near_capacity(p999, result.max_concurrency[row]))
     )
     return {
         "running_p999": p999 if np.isfinite(p999) else None,

@@ -153,11 +153,14 @@ def test_a_load_whose_batch_swings_to_its_cap_is_flagged() -> None:
     (``running_p999`` and a note) instead of a comfortable mean. The simulation shows the swings:
     the 70B at 8.95/s (95% of its highest stable rate) runs a mean of 155 sequences and reaches
     its 256 slots (6000 requests, seed 1); the 8B at 30.35/s fills 97.1% of its KV cache's 14,703
-    blocks over 20,000 requests (its mean is 227 of the 426 sequences the cache holds). At 87% of
-    the highest stable rate neither comes near (2000 requests: the 70B's peak 165 sequences, the
-    8B's 5,872 blocks), and neither is flagged. (Rates and counts after the fused QKV / gate_up
-    GEMMs, before them 8.99/s and 30.15/s; and the 70B's after its GEMM outputs are charged in bf16,
-    2026-12-06: 9.18/s and a peak of 168 before.)"""
+    blocks over 20,000 requests (its mean is 227 of the 426 sequences the cache holds). The 8B at
+    87% of the highest stable rate does not come near (2000 requests: 5,872 blocks), nor the 70B at
+    75%, and neither is flagged. (Rates and counts after the fused QKV / gate_up GEMMs, before them
+    8.99/s and 30.15/s; and the 70B's after its GEMM outputs are charged in bf16, 2026-12-06: 9.18/s
+    and a peak of 168 before.) The 70B at 87% (8.20/s) was the calm row until the flag allowed for
+    the percentile's measured error (serving.RUNNING_P999_MARGIN, 2026-12-06): its 99.9th
+    percentile, 238 of 256, is within it, and 20,000 requests reach the 256 slots in 1 of seeds 0-2
+    (peaks 219, 224, 256; 2000 requests, seed 1: 165)."""
     big = simulate_one(**DEPLOYMENTS["llama-3-70b tp4 fp8 vllm"], request_rate=8.95, requests=6000, seed=1)
     assert big["simulated"]["peak_running"] == 256
     assert big["analytic"]["running_p999"] >= big["analytic"]["max_concurrency"] == 256
@@ -167,7 +170,7 @@ def test_a_load_whose_batch_swings_to_its_cap_is_flagged() -> None:
     assert dense["analytic"]["running_p999"] >= dense["analytic"]["max_concurrency"]
     assert dense["analytic"]["limited_by"] == "kv_cache"
     assert any("preempted" in note for note in dense["notes"])
-    for name, rate in (("llama-3-70b tp4 fp8 vllm", 8.20), ("llama-3-8b tp1 trtllm", 27.79)):
+    for name, rate in (("llama-3-70b tp4 fp8 vllm", 7.07), ("llama-3-8b tp1 trtllm", 27.79)):
         calm = simulate_one(**DEPLOYMENTS[name], request_rate=rate, requests=2000, seed=1)
         assert calm["analytic"]["running_p999"] < calm["analytic"]["max_concurrency"]
         assert not any(note.startswith("near capacity:") for note in calm["notes"])
