@@ -6,7 +6,8 @@ seeds of 8000 requests each (the simulated percentiles: their mean over the seed
     PYTHONPATH=. python bench/bench_ttft_percentiles.py [--requests 8000] [--seeds 3]
 
 Prints one row per load: analytic / simulated at p90 and p99 (and the mean), and whether the
-steady state flags it (``near capacity``: the running batch's 99.9th percentile reaches its cap).
+steady state flags it (``near capacity``: the running batch's 99.9th percentile reaches its cap, within
+its measured error: cost_models.serving.near_capacity).
 """
 
 from __future__ import annotations
