@@ -127,14 +127,22 @@ class FitReport:
     backend: str
     groups: list[GroupReport]
     seconds: float = 0.0
+    #: The fused-MoE class's held-out error per format (the profile's moe_cv_error), where fitted.
+    moe: dict[str, HeldOutError] = field(default_factory=dict)
+    #: MoE formats measured but not fitted, and why (too few rows or expert shapes).
+    moe_not_fitted: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "chip": self.chip,
             "backend": self.backend,
             "seconds": round(self.seconds, 2),
             "groups": [_group_json(g) for g in self.groups],
         }
+        if self.moe or self.moe_not_fitted:
+            out["moe"] = {name: e.model_dump() for name, e in self.moe.items()}
+            out["moe_not_fitted"] = dict(self.moe_not_fitted)
+        return out
 
 
 def _tool_version() -> str:
@@ -1186,7 +1194,12 @@ def _fit_profile(
     reports: list[GroupReport] = []
     used: list[DataFile] = []
     fitted_from: dict[str, str] = {}  # group -> the file it was fitted on
+    # Fused-MoE kernels are fitted last, on top of the GEMM fit: their rows read (and refused)
+    # before any fit starts.
+    moe_rows = _moe_rows_to_fit([t for t in tables if t.kind == "moe"], tables, system, backend)
     for table in tables:
+        if table.kind == "moe":
+            continue
         c = table.columns
         before = len(reports)
         _refuse_formats_the_model_never_reads(table, system, backend)
@@ -1247,13 +1260,61 @@ def _fit_profile(
             fix,
         )
     profile = build_profile(hardware, backend, reports, used, seed, folds)
+    moe_fit = None
+    if moe_rows is not None:
+        from tuner.moe_kernels import with_moe_fit
+
+        moe_kernel_rows, data_file = moe_rows
+        profile, moe_fit = with_moe_fit(profile, moe_kernel_rows, system=system, data_file=data_file)
     if kernel_files is None and system == CHIP_TO_SYSTEM.get(chip):
         # The repo's kernels: the fused-MoE class too, on top of the dense GEMM parameters just
-        # fitted (tuner/moe_kernels.py; its held-out error goes to moe_cv_error, not the report).
-        from tuner.moe_kernels import with_moe
+        # fitted (tuner/moe_kernels.py; its held-out error goes to moe_cv_error and the report's
+        # moe, not its groups).
+        from tuner.moe_kernels import with_moe_fit
 
-        profile = with_moe(profile)
-    return profile, FitReport(chip, backend, reports, time.perf_counter() - started)
+        profile, moe_fit = with_moe_fit(profile)
+    report = FitReport(chip, backend, reports, time.perf_counter() - started)
+    if moe_fit is not None:
+        report.moe, report.moe_not_fitted = dict(profile.moe_cv_error), dict(moe_fit.skipped)
+    return profile, report
+
+
+def _moe_rows_to_fit(
+    moe_tables: list[KernelTable], tables: list[KernelTable], system: str, backend: str
+) -> tuple[list[dict[str, str]], tuple[str, str]] | None:
+    """The fused-MoE kernel file's rows (tuner/moe_kernels.py) and (its path, provenance line);
+    None without one. One line, before any fit, for a second such file, a file with no rows of
+    this chip (``system``) and engine at expert parallelism 1 in a modelled format (rows with
+    expert parallelism are not used, as in the repo's copy), or no GEMM file of that chip and
+    engine to fit the class on top of."""
+    if not moe_tables:
+        return None
+    from tuner.moe_kernels import moe_rows_of_table, pair_rows
+
+    table = moe_tables[0]
+    if len(moe_tables) > 1:
+        raise InvalidInputError(
+            moe_tables[1].path, f"a second fused-MoE kernel file (after {table.path})", "merge the rows into one file"
+        )
+    if not any(
+        t.kind == "gemm" and np.any((t.columns["system"] == system) & (t.columns["engine"] == backend)) for t in tables
+    ):
+        raise InvalidInputError(
+            table.path,
+            f"fused-MoE kernels are fitted on top of the chip's GEMM fit, and no GEMM rows of {system} under "
+            f"{backend} were given",
+            "pass a GEMM kernel file of the same chip and engine too (--kernels gemm_perf.csv)",
+        )
+    rows = moe_rows_of_table(table)
+    if not pair_rows("", backend, rows, system):
+        raise InvalidInputError(
+            table.path,
+            f"no fused-MoE rows of system {system} under {backend} with moe_ep_size 1 and a modelled format "
+            "(bfloat16, fp8, fp8_block, int4_wo, w4a16_mxfp4)",
+            "pass MoE kernels of this chip and engine measured at expert parallelism 1, or drop the file",
+        )
+    source = " | ".join(line.lstrip("# ").strip() for line in table.header[:2])[:300]
+    return rows, (repo_relative_path(table.path), source)
 
 
 @functools.lru_cache(maxsize=16)

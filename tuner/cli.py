@@ -1630,7 +1630,8 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str, exit_code: int =
     "--kernels",
     multiple=True,
     type=click.Path(dir_okay=False),
-    help="Kernel measurement CSV (gzip or plain, '#' header lines); repeatable. "
+    help="Kernel measurement CSV (gzip or plain, '#' header lines); repeatable. A fused-MoE file "
+    "(moe_dtype column) fits the MoE class on top of the GEMM file's fit. "
     "[default: the repo's data/kernels copies]",
 )
 @click.option(
@@ -1782,6 +1783,16 @@ def calibrate_command(
             f"{g.name:42s} {g.rows:5d} {g.roofline_median:12.1%} {g.cv_median:12.1%} "
             f"{g.cv_p90:7.1%}" + (f"  ! {'; '.join(g.warnings)}" if g.warnings else "")
         )
+    if fit_report.moe or fit_report.moe_not_fitted:
+        # The fused-MoE class, on top of the GEMM fit above (its folds group rows by expert shape).
+        click.echo(f"fused-MoE kernel class ({folds}-fold CV by expert shape):")
+        for name, e in fit_report.moe.items():
+            click.echo(
+                f"{name:42s} {e.rows:5d} {e.roofline_median:12.1%} {e.median:12.1%} {e.p90:7.1%}"
+                + (f"  ! {'; '.join(e.warnings)}" if e.warnings else "")
+            )
+        for fmt, why in fit_report.moe_not_fitted.items():
+            click.echo(f"{'moe/' + fmt:42s} not fitted: {why}")
     if output:
         click.echo(f"wrote {output}")
 

@@ -2,7 +2,7 @@
 
 A file is one table: its ``#`` provenance lines, its columns as numpy arrays, and the file line of
 every row (so an error can name it). The kind of table (gemm, context attention, generation
-attention, nccl, custom all-reduce) is told by its columns and ``op_name``.
+attention, nccl, custom all-reduce, fused MoE) is told by its columns and ``op_name``.
 """
 
 from __future__ import annotations
@@ -81,6 +81,24 @@ REQUIRED = {
     ),
     "nccl": ("system", "op_name", "nccl_dtype", "num_gpus", "message_size", "latency"),
     "custom_allreduce": ("system", "framework", "allreduce_dtype", "num_gpus", "message_size", "latency"),
+    # The fused-MoE kernel (collector/*/collect_moe.py): fitted by tuner/moe_kernels.py on top of
+    # the GEMM fit; kernel_source tells gated experts (SwiGLU) from non-gated ones, distribution
+    # the routing the collector forced (tuner/moe_routing.py).
+    "moe": (
+        "system",
+        "framework",
+        "kernel_source",
+        "moe_dtype",
+        "num_tokens",
+        "hidden_size",
+        "inter_size",
+        "topk",
+        "num_experts",
+        "moe_tp_size",
+        "moe_ep_size",
+        "distribution",
+        "latency",
+    ),
 }
 NUMERIC = {
     "m",
@@ -96,6 +114,13 @@ NUMERIC = {
     "num_gpus",
     "message_size",
     "window_size",
+    "num_tokens",
+    "hidden_size",
+    "inter_size",
+    "topk",
+    "num_experts",
+    "moe_tp_size",
+    "moe_ep_size",
 }
 
 
@@ -133,12 +158,14 @@ def _kind(columns: list[str], first_op: str, path: str) -> str:
         return "nccl"
     if "allreduce_dtype" in columns:
         return "custom_allreduce"
+    if "moe_dtype" in columns:
+        return "moe"
     if first_op in ("context_attention", "generation_attention"):
         return first_op
     raise InvalidInputError(
         path,
         "cannot tell the kind of kernel table",
-        "expected gemm_dtype, nccl_dtype or allreduce_dtype columns, or op_name "
+        "expected gemm_dtype, nccl_dtype, allreduce_dtype or moe_dtype columns, or op_name "
         "context_attention / generation_attention",
     )
 

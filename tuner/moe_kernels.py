@@ -37,6 +37,7 @@ import numpy as np
 from cost_models.calibrated_times import _gemm_params, calibrated_operator_times, gemm_format
 from cost_models.calibration import CalibrationProfile, DataFile, HeldOutError, profile_for
 from cost_models.dtypes import BF16, FP4, FP8, INT4
+from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.inference_configs import make_configs
 from cost_models.models import ModelSpec, model_catalog
@@ -45,8 +46,8 @@ from cost_models.operators import OP, operator_costs
 from cost_models.partitioning import gemm_shapes_per_chip, per_chip_costs, sharding_plan
 from cost_models.roofline import roofline_times
 from tuner.fitting import abs_rel_errors, fit, fold_ids
-from tuner.kernel_data import CHIP_TO_SYSTEM, REPO_KERNELS, SYSTEMS
-from tuner.moe_routing import measured_experts_woken
+from tuner.kernel_data import CHIP_TO_SYSTEM, NUMERIC, REPO_KERNELS, SYSTEMS, KernelTable
+from tuner.moe_routing import ROUTING_NAME, measured_experts_woken
 
 MOE_FILE = REPO_KERNELS / "moe_perf.csv.gz"
 #: measured format -> (weight dtype, activation dtype)
@@ -102,10 +103,15 @@ def read_moe_rows(path: Path = MOE_FILE) -> list[dict[str, str]]:
     fitted on the gpt-oss kernels alone the pair's held-out median went 36.6% -> 18.4%)."""
     with gzip.open(path, "rt", newline="") as handle:
         lines = [line for line in handle if not line.startswith("#")]
+    return modelled_rows(list(csv.DictReader(lines)), set(SYSTEMS))
+
+
+def modelled_rows(rows: list[dict[str, str]], systems: set[str]) -> list[dict[str, str]]:
+    """The rows of ``systems`` the class is fitted on (:func:`read_moe_rows`' rules): expert
+    parallelism 1, a modelled format, and of the w4a16_mxfp4 rows the kernels the engines ran on
+    a catalog checkpoint with MXFP4 experts."""
     rows = [
-        row
-        for row in csv.DictReader(lines)
-        if row["moe_ep_size"] == "1" and row["moe_dtype"] in FORMATS and row["system"] in SYSTEMS
+        row for row in rows if row["moe_ep_size"] == "1" and row["moe_dtype"] in FORMATS and row["system"] in systems
     ]
     shapes = mxfp4_checkpoint_shapes()
     mxfp4_kernels = {
@@ -392,9 +398,12 @@ def fit_moe(data: MoeData, profile: CalibrationProfile, seed: int = SEED, folds:
     return MoeFit(params, cv, held_out, skipped, fitted_rows, borrowed, replaced, by_shape)
 
 
-def pair_rows(chip: str, backend: str, rows: list[dict[str, str]] | None = None) -> list[dict[str, str]]:
-    """The measured rows of one chip and engine (none for a chip the kernel database lacks)."""
-    system = CHIP_TO_SYSTEM.get(chip)
+def pair_rows(
+    chip: str, backend: str, rows: list[dict[str, str]] | None = None, system: str | None = None
+) -> list[dict[str, str]]:
+    """The measured rows of one chip and engine (none for a chip the kernel database lacks).
+    ``system``: the rows' name for the chip (default: the kernel database's)."""
+    system = system or CHIP_TO_SYSTEM.get(chip)
     return [
         r
         for r in (read_moe_rows() if rows is None else rows)
@@ -402,25 +411,67 @@ def pair_rows(chip: str, backend: str, rows: list[dict[str, str]] | None = None)
     ]
 
 
-def with_moe(profile: CalibrationProfile, rows: list[dict[str, str]] | None = None) -> CalibrationProfile:
+def moe_rows_of_table(table: KernelTable) -> list[dict[str, str]]:
+    """A fused-MoE kernel table (``tuner calibrate --kernels``) as :func:`read_moe_rows`' rows,
+    whole numbers written as integers, of every system (:func:`pair_rows` picks one). A routing
+    distribution other than the collector's is one line naming the row (tuner/moe_routing.py)."""
+    c = table.columns
+    numeric = [name for name in c if name in NUMERIC and name != "latency"]
+    rows = []
+    for i in range(len(table)):
+        row = {name: str(values[i]) for name, values in c.items()}
+        row.update({name: str(int(c[name][i])) for name in numeric if np.isfinite(c[name][i])})
+        row["latency"] = repr(float(c["latency"][i]))
+        name = row["distribution"]
+        if not ROUTING_NAME.fullmatch(name) or (name != "balanced" and float(name.rsplit("_", 1)[1]) == 1.0):
+            raise InvalidInputError(
+                f"{table.path}:{table.lines[i]}",
+                f"distribution={row['distribution']!r} is not a routing the collector forces",
+                "balanced or power_law_<exponent other than 1> (e.g. power_law_1.2), as the kernel database names them",
+            )
+        rows.append(row)
+    return modelled_rows(rows, {str(name) for name in c["system"]})
+
+
+def with_moe(
+    profile: CalibrationProfile,
+    rows: list[dict[str, str]] | None = None,
+    *,
+    system: str | None = None,
+    data_file: tuple[str, str] | None = None,
+) -> CalibrationProfile:
     """``profile`` with its MoE class fitted on the measured kernels of its chip and engine (every
-    other parameter as it is); unchanged where nothing of that pair was measured."""
-    members = pair_rows(profile.chip, profile.backend, rows)
+    other parameter as it is); unchanged where nothing of that pair was measured. ``rows``:
+    measured rows (default: the repo's data/kernels/moe_perf.csv.gz), of ``system`` (default: the
+    kernel database's name for the chip); ``data_file``: (path, provenance line) of the file they
+    came from, for the profile's provenance (default: the repo's copy)."""
+    return with_moe_fit(profile, rows, system=system, data_file=data_file)[0]
+
+
+def with_moe_fit(
+    profile: CalibrationProfile,
+    rows: list[dict[str, str]] | None = None,
+    *,
+    system: str | None = None,
+    data_file: tuple[str, str] | None = None,
+) -> tuple[CalibrationProfile, MoeFit | None]:
+    """:func:`with_moe` and the fit behind it (None where nothing of the pair was measured)."""
+    members = pair_rows(profile.chip, profile.backend, rows, system)
     if not members:
-        return profile
+        return profile, None
     result = fit_moe(moe_data(members, profile.chip, profile.backend, profile), profile)
     update: dict = {"moe": result.params, "moe_cv_error": result.cv_error}
     if profile.provenance is not None and result.params:
-        path = "data/kernels/moe_perf.csv.gz"
+        path, source = data_file or ("data/kernels/moe_perf.csv.gz", moe_source())
         files = [f for f in profile.provenance.data_files if f.path != path]
-        files.append(DataFile(path=path, rows_used=result.rows, source=moe_source()))
+        files.append(DataFile(path=path, rows_used=result.rows, source=source))
         note = (
             "moe: fused-MoE kernel per format on top of the dense GEMM parameters (tuner/moe_kernels.py); "
             f"held-out error in moe_cv_error ({FOLDS}-fold CV grouped by expert shape)"
         )
         notes = [n for n in profile.provenance.notes if not n.startswith("moe:")] + [note]
         update["provenance"] = profile.provenance.model_copy(update={"data_files": files, "notes": notes})
-    return profile.model_copy(update=update)
+    return profile.model_copy(update=update), result
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,12 @@ deployment is still timed at uniform routing.
 from __future__ import annotations
 
 import functools
+import re
 
 import numpy as np
+
+#: The routing distributions the collector names (the database's ``distribution`` column).
+ROUTING_NAME = re.compile(r"balanced|power_law_\d+(\.\d+)?")
 
 #: Draws of the collector's random power-law loads averaged per (tokens, experts, top-k, alpha):
 #: the database holds one draw per row with the collector's unrecorded seed, so the fit takes the
