@@ -223,7 +223,8 @@ def swings_note(
             " (tuner simulate has no disaggregated mode to say by how much: run tuner estimate again with "
             "more --decode-instances or a lower --request-rate until this note goes)"
             if disaggregated
-            else " (near 95-98% of capacity TTFT came to 0.1-1.1x tuner simulate's, docs/serving.md; tuner "
+            else " (on the flagged loads of docs/serving.md's percentile table TTFT's mean came to 0.25-1.22x "
+            "tuner simulate's; tuner "
             "simulate shows by how much)"
         )
     )
