@@ -759,6 +759,43 @@ def structurally_valid(study: CompiledStudy, indices: dict[str, np.ndarray]) -> 
     return valid
 
 
+#: The dimensions the backend-dependent rules read (:func:`_engine_problems`,
+#: :func:`_no_gpu_engine_launches`): the grid :func:`same_engine_rules` compares them on.
+_ENGINE_RULE_DIMENSIONS = (
+    "tp", "pp", "ep", "dp", "micro_batches", "batch", "kv_heads", "kv_bits", "prefill_mesh", *PREFILL_DEGREES,
+    "disaggregated",
+)  # fmt: skip
+#: Beyond this many grid points :func:`same_engine_rules` answers False (refuse, do not compare).
+_ENGINE_RULE_GRID_LIMIT = 2_000_000
+
+
+def same_engine_rules(a: CompiledStudy, b: CompiledStudy) -> bool:
+    """Whether two compilations of one space score the same problem though their specs differ in
+    ``backend`` or ``calibration``: the same profile, the same engine, the same dimensions, and
+    the same candidates left out as no engine launching them. ``backend`` left out on a GPU means
+    "any GPU engine launches it" (:func:`_no_gpu_engine_launches`), named it means "this engine
+    does" (:func:`_engine_problems`): equal on a space whose degrees none of the engine's own
+    rules touch (a Pope-vocabulary space, a dense model without EP), not in general (vLLM's EP
+    rule on an MoE). Compared on the grid of the dimensions those rules read, the others at their
+    first choice (they are read by neither rule); a grid over the limit answers False."""
+    if a.calibration != b.calibration or a.engine != b.engine or a.space.dimensions != b.space.dimensions:
+        return False
+    names = [n for n in _ENGINE_RULE_DIMENSIONS if n in a.space.dimensions]
+    sizes = [len(a.space.dimensions[n]) for n in names]
+    if np.prod(sizes, dtype=np.float64) > _ENGINE_RULE_GRID_LIMIT:
+        return False
+    grids = np.meshgrid(*[np.arange(k) for k in sizes], indexing="ij")
+    n = grids[0].size if grids else 1
+    indices = {name: np.zeros(n, dtype=np.int64) for name in a.space.dimensions}
+    indices.update({name: grid.ravel() for name, grid in zip(names, grids, strict=True)})
+
+    def left_out(study: CompiledStudy) -> np.ndarray:
+        bad = _no_gpu_engine_launches(study, indices)
+        return bad | _engine_problems(study, indices) if "tp" in indices else bad
+
+    return bool(np.array_equal(left_out(a), left_out(b)))
+
+
 def unnamed_backend_engines(study: CompiledStudy) -> tuple[str, ...]:
     """The GPU serving engines a study without a ``backend`` may deploy on: those of
     :data:`GPU_ENGINES` that run on its GPU. None with a backend named (``backend: jax`` on a GPU

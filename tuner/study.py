@@ -34,9 +34,10 @@ from search_spaces.space import (
     candidate_workload,
     compile_study,
     evaluate,
+    same_engine_rules,
     structurally_valid,
 )
-from search_spaces.spec import SAMPLERS, StudySpec, parse_spec
+from search_spaces.spec import SAMPLERS, StudySpec, parse_spec, parse_stored_spec
 from tuner import compact, optuna_internals
 from tuner.constraints import CONSTRAINT_LIST_ATTR
 from tuner.constraints import CONSTRAINT_NAMES_ATTR as CONSTRAINTS_ATTR
@@ -247,7 +248,7 @@ def _create_or_check(spec: StudySpec, storage, storage_url: str, compiled: Compi
             # getting its spec: look again shortly.
             time.sleep(min(0.1 * 2**attempt, 2.0))
             continue
-        if stored.get(HASH_ATTR) != spec.spec_hash:
+        if stored.get(HASH_ATTR) != spec.spec_hash and not _same_problem(stored, spec, compiled):
             changes = _first_of_each_section(
                 _spec_differences(stored.get(SPEC_ATTR, {}), json.loads(spec.canonical_json()))
             )
@@ -255,11 +256,21 @@ def _create_or_check(spec: StudySpec, storage, storage_url: str, compiled: Compi
             # A study made by another version of the model may differ where the spec file does
             # not (a default that version stored otherwise): say so, or "restore the spec" puzzles.
             older = stored.get(compact.MODEL_VERSION_ATTR, compact.model_version()) != compact.model_version()
+            fix = "restore the spec, give the study a new name, or use another --storage"
+            if changes and all(c.split(":", 1)[0] in _RESOLVED_FIELDS for c in changes):
+                # An override of backend/calibration that is another problem: say what the study
+                # was scored under, so "drop --backend" is the obvious way back.
+                names = [c.split(":", 1)[0] for c in changes]
+                fix = (
+                    f"drop {' and '.join(f'--{n}' for n in names)} or restore the spec's {' and '.join(names)} "
+                    f"(the study was scored under {stored.get(CALIBRATION_ATTR, 'its spec')}), "
+                    "give the study a new name, or use another --storage"
+                )
             raise InvalidInputError(
                 "spec",
                 f"study {spec.name!r} in {storage_url} was made from a different spec ({shown or 'no spec stored'})"
                 + (", by another version of the cost model" if older else ""),
-                "restore the spec, give the study a new name, or use another --storage",
+                fix,
             )
         return optuna.load_study(study_name=spec.name, storage=storage)
     raise StorageError(
@@ -271,6 +282,32 @@ def _create_or_check(spec: StudySpec, storage, storage_url: str, compiled: Compi
 
 
 _CREATE_ATTEMPTS = 6
+
+
+#: Spec fields that name a choice with a resolved default: ``backend`` left out resolves to the
+#: chip's best-measured engine, ``calibration: auto`` to that engine's shipped profile.
+_RESOLVED_FIELDS = ("backend", "calibration")
+
+
+def _same_problem(stored: dict, spec: StudySpec, compiled: CompiledStudy) -> bool:
+    """Whether ``spec``, whose hash is not the study's, differs from the stored spec only in
+    ``backend``/``calibration`` and compiles to the same problem (the same profile, engine and
+    candidates left out: :func:`search_spaces.space.same_engine_rules`). ``--backend vllm`` on a
+    study whose ``backend: null`` resolved to vLLM was refused as another spec; so was
+    ``--calibration h100-sxm-vllm`` for ``auto``. The study keeps its stored spec."""
+    old = stored.get(SPEC_ATTR)
+    new = json.loads(spec.canonical_json())
+    if not isinstance(old, dict):
+        return False
+    if {k: v for k, v in old.items() if k not in _RESOLVED_FIELDS} != {
+        k: v for k, v in new.items() if k not in _RESOLVED_FIELDS
+    }:
+        return False
+    try:
+        before = compile_study(parse_stored_spec(old, stored.get(compact.SPEC_DIR_ATTR)))
+    except InvalidInputError:  # the stored spec no longer compiles: not the same problem
+        return False
+    return same_engine_rules(before, compiled)
 
 
 def trial_attrs(compiled: CompiledStudy, evaluation: Evaluation, row: int) -> dict:
