@@ -15,6 +15,7 @@ from cost_models.calibrated_times import (
     calibrated_format_notes,
     calibrated_operator_times,
     check_profile,
+    dense_gemm_formats,
     use_kernel_compute,
 )
 from cost_models.calibration import (
@@ -365,7 +366,9 @@ def analyze_one(
         "causal": bool(configs.causal[0]),
         "convention": convention.name,
         "calibration": calibration_report(
-            profile, backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION)
+            profile,
+            backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION),
+            gemm_formats=dense_gemm_formats(model_spec, dtypes["weight_bits"], dtypes["act_bits"]),
         ),
         "memory_fit": memory_fit(
             report["totals"]["memory_bytes"],

@@ -19,7 +19,7 @@ from typing import Literal, TypeAlias
 
 import numpy as np
 
-from cost_models.calibration import CalibrationProfile
+from cost_models.calibration import CalibrationProfile, gemm_fit_format
 from cost_models.distinct import repeated_rows, word_classes
 from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, COMBINE, DTYPE_NAMES, FP4, FP8, INT4, INT8, lookup
 from cost_models.efficiency import (
@@ -221,6 +221,17 @@ def fp8_scales_notes(profile: CalibrationProfile, experts: int, fp8_block_scales
     ]
 
 
+def dense_gemm_formats(model_spec: ModelSpec, weight_dtype: int, act_dtype: int) -> tuple[str, ...]:
+    """The dense GEMM kernels a deployment of ``model_spec`` in these formats runs (what
+    calibration_report's ``gemm_borrowed`` checks): the weights' kernel (:func:`gemm_format`;
+    block-scaled fp8 for a checkpoint with 128 x 128 scales, :func:`kernel_formats`), and for an
+    MoE model's block-scaled routed experts the per-tensor fp8 fit they run on."""
+    fmt = gemm_format(weight_dtype, act_dtype)
+    if fmt == "fp8" and model_spec.fp8_block_scales:
+        return ("fp8_block", "fp8") if model_spec.experts else ("fp8_block",)
+    return (fmt,)
+
+
 def expert_moe_format(
     profile: CalibrationProfile | None, model_spec: ModelSpec, weight_dtype: int, act_dtype: int
 ) -> str | None:
@@ -346,13 +357,10 @@ def _gemm_params(profile: CalibrationProfile, fmt: str) -> GemmParams:
     fit's measured shape correction (cost_models/gemm_shape.py: what that format's own kernels
     did at its shapes, not another kernel's); a profile that measured no GEMM at all (a partial
     one, from a few kernels) leaves the roofline."""
-    own = profile.gemm.get(fmt)
-    if own is not None:
-        return own
-    if fmt == "fp8_block":
-        fmt = "fp8"
-    borrowed = profile.gemm.get(fmt) or profile.gemm.get("bfloat16")
-    return GemmParams() if borrowed is None else _without_shape_correction(borrowed)
+    source = gemm_fit_format(profile, fmt)
+    if source is None:
+        return GemmParams()
+    return profile.gemm[fmt] if source == fmt else _without_shape_correction(profile.gemm[source])
 
 
 #: Each borrowed fit without its shape correction, by id (the original kept alive beside it, so

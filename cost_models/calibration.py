@@ -493,13 +493,31 @@ def cuda_graph_replay(profile: CalibrationProfile | None) -> CalibrationProfile 
     return replay
 
 
+def gemm_fit_format(profile: CalibrationProfile, fmt: str) -> str | None:
+    """The format whose dense GEMM fit times ``fmt`` under ``profile``: its own, else the one it
+    borrows (the block-scaled fp8 GEMM the per-tensor fp8 one's, the same tensor cores; any format
+    the bf16 fit, at its own peak and bytes: calibrated_times._gemm_params); None where the profile
+    has neither (the roofline times it)."""
+    if fmt in profile.gemm:
+        return fmt
+    for name in (("fp8",) if fmt == "fp8_block" else ()) + ("bfloat16",):
+        if name in profile.gemm:
+            return name
+    return None
+
+
 def calibration_report(
-    profile: CalibrationProfile | None, backend_chosen: bool = False, moe_format: str | None = None
+    profile: CalibrationProfile | None,
+    backend_chosen: bool = False,
+    moe_format: str | None = None,
+    gemm_formats: tuple[str, ...] = (),
 ) -> dict:
     """What every table and JSON output says about the calibration in force; ``backend_chosen``:
     the engine was picked as the one measured best (no --backend, --calibration auto);
     ``moe_format``: the GEMM format of an MoE model's experts (calibrated_times.gemm_format), whose
-    fused-MoE class the ``moe_kernel`` line names where it is another format's."""
+    fused-MoE class the ``moe_kernel`` line names where it is another format's; ``gemm_formats``:
+    the dense GEMM kernels the deployment runs (calibrated_times.dense_gemm_format), each one the
+    profile has no fit for named in ``gemm_borrowed`` with the fit that times it (or "roofline")."""
     if profile is None:
         return {"profile": NO_CALIBRATION, "note": "pure roofline (a lower bound): no calibration"}
     report = {"profile": profile.name, "chip": profile.chip, "backend": profile.backend, "fallback": profile.fallback}
@@ -519,6 +537,14 @@ def calibration_report(
     ]
     if missing:
         report["roofline_for"] = missing
+    if profile.gemm:
+        # An fp8 or weight-only GEMM timed by the bf16 fit (at its own peak and bytes, without the
+        # bf16 kernels' shape correction) is not a measurement of that kernel: say so where the
+        # deployment runs it (a100 profiles have no fp8 fit, most GPU profiles no int8_wo/int4_wo).
+        sources = {f: gemm_fit_format(profile, f) or "roofline" for f in dict.fromkeys(gemm_formats)}
+        gemm_borrowed = {f: source for f, source in sources.items() if source != f}
+        if gemm_borrowed:
+            report["gemm_borrowed"] = gemm_borrowed
     moe_kernel = (
         f"fused-MoE kernel fitted ({', '.join(profile.moe)})"
         if profile.moe
@@ -536,3 +562,14 @@ def calibration_report(
     elif backend_chosen:
         report["note"] = f"backend {profile.backend}: the engine measured best on {profile.chip}"
     return report
+
+
+def gemm_borrowed_words(calibration: dict) -> str:
+    """``; gemm int8_wo: borrows bfloat16``: the deployment's GEMM formats the profile has no
+    fit for (:func:`calibration_report`'s ``gemm_borrowed``), each with the fit
+    that times it."""
+    borrowed = calibration.get("gemm_borrowed") or {}
+    return "".join(
+        f"; gemm {fmt}: " + ("no fit, on the roofline" if source == "roofline" else f"borrows {source}")
+        for fmt, source in borrowed.items()
+    )

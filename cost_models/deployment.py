@@ -31,6 +31,7 @@ from cost_models.calibrated_times import (
     calibrated_network,
     calibrated_operator_times,
     check_profile,
+    dense_gemm_formats,
     expert_moe_format,
     matmul_compute_dtype,
     use_kernel_compute,
@@ -2136,6 +2137,7 @@ def estimate_one(
         profile,
         backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION),
         moe_format=expert_moe_format(profile, model_spec, weight_code, act_code),
+        gemm_formats=dense_gemm_formats(model_spec, weight_code, act_code),
     )
     if require_fit:
         check_fit(report)

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from cost_models.calibrated_times import calibrated_format_notes, calibrated_network, check_profile
+from cost_models.calibrated_times import calibrated_format_notes, calibrated_network, check_profile, dense_gemm_formats
 from cost_models.calibration import (
     AUTO_CALIBRATION,
     CalibrationProfile,
@@ -1099,7 +1099,9 @@ def simulate_one(
         "simulated": _scoped(result.summary(), SIMULATED_SCOPES, dp),
         "analytic": _scoped(analytic_report, ANALYTIC_SCOPES, dp),
         "calibration": calibration_report(
-            profile, backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION)
+            profile,
+            backend_chosen=backend is None and calibration in (None, AUTO_CALIBRATION),
+            gemm_formats=dense_gemm_formats(model_spec, formats["weight_bits"], formats["act_bits"]),
         ),
         "notes": notes,
     }

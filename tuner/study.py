@@ -25,6 +25,10 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from sqlalchemy import exc as sa_exc
 
+from cost_models.calibrated_times import dense_gemm_formats
+from cost_models.calibration import calibration_report, gemm_borrowed_words
+from cost_models.deployments import GPU_ENGINES
+from cost_models.dtypes import BF16
 from cost_models.errors import InvalidInputError
 from search_spaces.space import (
     CompiledStudy,
@@ -33,6 +37,7 @@ from search_spaces.space import (
     candidate_report,
     candidate_workload,
     compile_study,
+    engine_act_dtype,
     evaluate,
     same_engine_rules,
     structurally_valid,
@@ -74,9 +79,21 @@ def calibration_name(compiled: CompiledStudy) -> str:
     if profile is None:
         return "none"
     if profile.fallback:
-        return f"{profile.name} (fallback: not fitted on {profile.chip})"
-    # A user's fit carries the shipped profile's name: the file tells the two apart.
-    return f"{profile.name} from {profile.source_file}" if profile.source_file else profile.name
+        name = f"{profile.name} (fallback: not fitted on {profile.chip})"
+    else:
+        # A user's fit carries the shipped profile's name: the file tells the two apart.
+        name = f"{profile.name} from {profile.source_file}" if profile.source_file else profile.name
+    return name + gemm_borrowed_words(calibration_report(profile, gemm_formats=_study_gemm_formats(compiled)))
+
+
+def _study_gemm_formats(compiled: CompiledStudy) -> tuple[str, ...]:
+    """The dense GEMM kernels the space's weight formats run, with the activations evaluate gives
+    them (fp8 weights W8A8 under a GPU engine: search_spaces.space.engine_act_dtype; else 16-bit)."""
+    codes = compiled.space.values["weight_bits"].astype(np.int64)
+    acts = engine_act_dtype(codes) if compiled.engine in GPU_ENGINES else np.full(len(codes), BF16)
+    return tuple(
+        dict.fromkeys(f for w, a in zip(codes, acts, strict=True) for f in dense_gemm_formats(compiled.model, w, a))
+    )
 
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
