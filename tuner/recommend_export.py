@@ -120,10 +120,18 @@ def write_exports(out: str, files: dict[str, str]) -> list[str]:
     written = []
     for relative, text in files.items():
         path = Path(out) / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        if path.suffix == ".sh":
-            os.chmod(path, 0o755)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            if path.suffix == ".sh":
+                os.chmod(path, 0o755)
+        except OSError as error:
+            # refuse_out_dir checks what it can before the search; a directory that refuses
+            # entries (/proc, a read-only mount) or a full disk shows only here: --out /proc/x
+            # printed FileNotFoundError's traceback after the plan was searched.
+            raise InvalidInputError(
+                "--out", f"cannot write {path}: {error.strerror or error}", "pass another --out DIR"
+            ) from None
         written.append(str(path))
     return written
 

@@ -192,6 +192,14 @@ def test_bad_export_input_is_one_line(capsys, tmp_path, extra, field):
     assert_one_error_line(code, out, err, (field,))
 
 
+def test_an_out_dir_that_cannot_be_made_is_one_line(capsys):
+    """procfs refuses new entries (root too): mkdir raised FileNotFoundError, a traceback after
+    the plan was searched."""
+    code, out, err = run_cli(capsys, *LLAMA, "--mode", "aggregated", "--export", "vllm", "--out", "/proc/tuner-out")
+    assert code == 2 and "Traceback" not in out + err
+    assert err.count("\n") == 1 and err.startswith("error: --out: cannot write /proc/tuner-out"), err
+
+
 def test_a_non_empty_out_dir_is_kept_without_force(capsys, tmp_path):
     (tmp_path / "kept.txt").write_text("mine")
     code, out, err = run_cli(capsys, *LLAMA, "--mode", "aggregated", "--export", "vllm", "--out", str(tmp_path))
