@@ -511,6 +511,31 @@ def engine_kv_formats(engine: str | None) -> tuple[str, ...] | None:
     return None if table is None else tuple(name for name, dtype in table.items() if dtype is not None)
 
 
+#: What each engine's KV-cache block (page) size must be, as (rule, what it needs, examples):
+#: vLLM's CUDA attention backends need a multiple of 16 (vllm/v1/attention/backends/flash_attn.py:
+#: "Block size must be a multiple of 16."); TensorRT-LLM's tokens_per_block is a power of two
+#: above 1. SGLang pages any size; JAX has no engine rule here.
+ENGINE_KV_BLOCK_RULES = {
+    "vllm": (lambda b: b % 16 == 0, "vLLM needs a multiple of 16", "16, 32, 64 or 128"),
+    "trtllm": (lambda b: b >= 2 and not b & (b - 1), "TensorRT-LLM needs a power of two above 1", "16, 32 or 64"),
+}
+
+
+def check_engine_kv_block_size(engine: str | None, kv_block_size: int | None, field: str = "--kv-block-size") -> None:
+    """Refuse a KV block size ``engine`` cannot run (:data:`ENGINE_KV_BLOCK_RULES`), naming
+    ``field``: it would be scored as given and launched as another (tuner export rounds it)."""
+    rule = ENGINE_KV_BLOCK_RULES.get(engine or "")
+    if rule is None or kv_block_size is None:
+        return
+    runs, needs, examples = rule
+    if not runs(int(kv_block_size)):
+        raise InvalidInputError(
+            field,
+            f"{int(kv_block_size)} with engine {engine}: {needs}",
+            f"use e.g. {examples}, or leave it out for the engine's default",
+        )
+
+
 #: The GPU serving engines whose own launch rules :func:`engine_problem_mask` knows.
 GPU_ENGINES = ("vllm", "sglang", "trtllm")
 

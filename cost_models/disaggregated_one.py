@@ -18,7 +18,7 @@ import numpy as np
 
 from cost_models.calibration import CalibrationProfile, serving_engine
 from cost_models.deployment import Overlap
-from cost_models.deployments import Deployment, Deployments
+from cost_models.deployments import Deployment, Deployments, check_engine_kv_block_size
 from cost_models.disaggregated import DisaggregatedEstimate, disaggregated_report, serve_disaggregated
 from cost_models.errors import InvalidInputError
 from cost_models.serving import NO_OVERHEADS, engine_overheads, make_workloads, near_capacity
@@ -174,6 +174,7 @@ def estimate_disaggregated_one(
         )
     profile = resolve_calibration(calibration, chip, backend)
     engine = serving_engine(backend, profile, chip)
+    check_engine_kv_block_size(engine, options.get("kv_block_size"))
     # The prefill instance's degrees default to the decode instance's.
     prefill_degrees = {name: decode.get(name) if prefill.get(name) is None else prefill.get(name) for name in decode}
 

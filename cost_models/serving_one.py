@@ -15,7 +15,7 @@ import numpy as np
 
 from cost_models.calibration import CalibrationProfile, serving_engine
 from cost_models.deployment import Overlap
-from cost_models.deployments import Deployment, Deployments, engine_problem_mask
+from cost_models.deployments import Deployment, Deployments, check_engine_kv_block_size, engine_problem_mask
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.input_ranges import REQUEST_RATE_PER_S_RANGE
@@ -105,6 +105,7 @@ def serving_one(
     ``max_stable_request_rate`` (open loop past capacity, else None) and ``notes`` (one line each
     on queued clients and instability). Raises :class:`InvalidInputError` for bad knobs and for a
     sequence whose KV cache cannot fit at all (naming --prompt-len/--gen-len)."""
+    check_engine_kv_block_size(engine, kv_block_size)
     workloads = make_workloads(
         backend=engine,
         concurrency=concurrency,

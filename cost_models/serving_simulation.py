@@ -61,7 +61,7 @@ from cost_models.deployment import (
     mixed_checkpoint_notes,
     vision_notes,
 )
-from cost_models.deployments import Deployment, Deployments, engine_problem_mask
+from cost_models.deployments import Deployment, Deployments, check_engine_kv_block_size, engine_problem_mask
 from cost_models.dtypes import dtype_name
 from cost_models.efficiency import M_ALIGN, WEIGHT_ONLY_GEMV_MAX_M
 from cost_models.errors import InvalidInputError
@@ -966,6 +966,7 @@ def simulate_one(
     profile = resolve_calibration(calibration, chip, backend)
     # As tuner estimate and a study: without a profile (calibration none) the engine measured best.
     engine_name = serving_engine(backend, profile, chip)
+    check_engine_kv_block_size(engine_name, engine.get("kv_block_size"))
     formats = chip.parse_formats(weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits)
     meshes = candidate_meshes(chip, chips, mesh)
     if mesh is None and (engine_vocabulary or (1, 1, chips) in meshes):

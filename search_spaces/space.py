@@ -25,6 +25,7 @@ from cost_models.calibration import CalibrationProfile, check_engine_runs, resol
 from cost_models.deployment import DeploymentEstimate, estimate, estimate_report
 from cost_models.deployments import (
     BLOCKS,
+    ENGINE_KV_BLOCK_RULES,
     GPU_ENGINES,
     KV_HEAD_SPLITTING_ENGINES,
     Deployment,
@@ -705,16 +706,11 @@ def _serving_choices(spec: StudySpec, engine: str) -> dict[str, tuple]:
 
 def _refuse_engine_block_sizes(backend: str | None, blocks: tuple) -> None:
     """A named backend is the engine the study deploys on: a KV block size it cannot run would
-    be scored as is and exported as another (tuner.export rounds it, with a note). vLLM's CUDA
-    attention backends need a multiple of 16 (vllm/v1/attention/backends/flash_attn.py: "Block
-    size must be a multiple of 16."); TensorRT-LLM's tokens_per_block is a power of two above 1."""
-    rules = {
-        "vllm": (lambda b: b % 16 == 0, "vLLM needs a multiple of 16", "16, 32, 64 or 128"),
-        "trtllm": (lambda b: b >= 2 and not b & (b - 1), "TensorRT-LLM needs a power of two above 1", "16, 32 or 64"),
-    }
-    if backend not in rules:
+    be scored as is and exported as another (tuner.export rounds it, with a note):
+    cost_models.deployments.ENGINE_KV_BLOCK_RULES, the rule tuner estimate and simulate apply."""
+    if backend not in ENGINE_KV_BLOCK_RULES:
         return
-    runs, needs, examples = rules[backend]
+    runs, needs, examples = ENGINE_KV_BLOCK_RULES[backend]
     bad = [int(b) for b in blocks if not runs(int(b))]
     if bad:
         raise InvalidInputError(
