@@ -24,7 +24,7 @@ from cost_models.dtypes import BITS_CHOICES, BYTES_PER_ELEMENT, parse_dtype, wei
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
 from cost_models.metrics import METRICS
-from cost_models.models import get_model
+from cost_models.models import ModelSpec, get_model
 from cost_models.serving import ENGINE_DEFAULTS
 from cost_models.topology import network_for
 from search_spaces.spec import parse_spec
@@ -192,7 +192,7 @@ def initial_values(model: str, hardware: str, serving: bool) -> dict[str, Any]:
         + (": tokens/s per chip against tokens/s per user under a chat SLA." if serving else ": latency against cost."),
         "model": model,
         "hardware": hardware,
-        "workload": {"prompt_len": 2048, "gen_len": 256} if serving else {"prompt_len": 1024, "gen_len": 256},
+        "workload": _workload(model_spec, serving),
         "space": space,
         "constraints": {"fits": True, "max_ttft_s": 2.0, "max_tpot_s": 0.1}
         if serving
@@ -212,6 +212,19 @@ def initial_values(model: str, hardware: str, serving: bool) -> dict[str, Any]:
     else:
         values["objectives"] = ["decode.step_latency_s", "decode.cost_chip_s_per_token"]
     return values
+
+
+def _workload(model_spec: ModelSpec, serving: bool) -> dict[str, int]:
+    """A chat-like request, inside the model's trained context (max_position_embeddings; 0:
+    unknown): gpt2's 1,024 tokens got 1,024 + 256, which every command run on the written spec
+    then warned that engines refuse. The output keeps its 256 tokens up to a quarter of the
+    context; the prompt takes the rest."""
+    prompt, gen = (2048, 256) if serving else (1024, 256)
+    context = model_spec.max_context
+    if context and prompt + gen > context:
+        gen = max(min(gen, context // 4), 1)
+        prompt = max(context - gen, 1)
+    return {"prompt_len": prompt, "gen_len": gen}
 
 
 def _flow(value: Any) -> str:

@@ -216,3 +216,21 @@ def test_init_names_a_study_after_the_config_file_not_its_folder(tmp_path: Path)
     checkpoint = tmp_path / "Llama-3.1-8B" / "config.json"
     checkpoint.write_text((source / "llama.json").read_text())
     assert yaml.safe_load(spec_text(str(checkpoint), "h100-sxm"))["name"] == "Llama-3.1-8B-h100-sxm"
+
+
+@pytest.mark.parametrize("serving", [False, True])
+def test_init_workload_stays_inside_the_models_trained_context(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], serving: bool
+) -> None:
+    """gpt2 was trained on 1,024 tokens (config.json max_position_embeddings): init wrote a
+    1,024-token prompt and 256 generated (2,048 + 256 with --serving), and every command run on the
+    spec noted that engines refuse that context (session 39)."""
+    spec = tmp_path / "gpt2.yaml"
+    code, _, err = run_cli(capsys, "init", "--model", "gpt2", "--hardware", "h100-sxm", "-o", str(spec), *(
+        ["--serving"] if serving else []))  # fmt: skip
+    assert code == 0, err
+    workload = yaml.safe_load(spec.read_text())["workload"]
+    assert workload["prompt_len"] + workload["gen_len"] <= 1024 and workload["gen_len"] == 256
+    code, out, err = run_cli(capsys, "search", str(spec), "--storage", f"sqlite:///{tmp_path}/g.db", "--trials", "10")
+    assert code == 0, err
+    assert "trained context" not in out + err
