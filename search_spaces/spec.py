@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -38,7 +38,7 @@ from cost_models.calibration import (
 )
 from cost_models.catalog_files import YAML_SUFFIXES, looks_like_path
 from cost_models.deployment import MAX_CHIPS, Overlap
-from cost_models.dtypes import BitsChoice, weight_bits_default
+from cost_models.dtypes import BITS_CHOICES, BitsChoice, weight_bits_default
 from cost_models.errors import InvalidInputError, from_validation_error
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.input_files import read_regular_text
@@ -65,6 +65,15 @@ class Workload(BaseModel):
     model_config = _STRICT
     prompt_len: StrictInt = Field(gt=0, le=2**31, description="Prompt tokens per sequence.")
     gen_len: StrictInt = Field(gt=0, le=2**31, description="Generated tokens per sequence.")
+
+
+def _bits_schema(schema: dict[str, Any]) -> None:
+    """The JSON Schema of a list of formats takes 16, 8 and 4 as YAML numbers too, as the spec
+    does (``Space._bits_as_strings``): tuner init and every shipped study write
+    ``weight_bits: [16, fp8, 8, 4]``, which an editor validating with ``tuner spec --schema``
+    marked invalid ("16 is not of type 'string'")."""
+    numbers = [int(b) for b in BITS_CHOICES if b.isdigit()]
+    schema["items"] = {"anyOf": [schema["items"], {"type": "integer", "enum": numbers}]}
 
 
 class Space(BaseModel):
@@ -110,13 +119,17 @@ class Space(BaseModel):
     weight_bits: list[BitsChoice] = Field(
         default=["16"],
         min_length=1,
+        json_schema_extra=_bits_schema,
         description="Weight format: 16 (bf16), 8 (int8), 4 (int4), fp8 (needs a chip with fp8 units) or fp4; "
         "left out: a quantized checkpoint's stored format (config.json quantization_config), else 16. Under a "
         "GPU engine fp8 runs W8A8 (fp8 activations into the GEMMs, as --quantization fp8 runs it); the others "
         "with 16-bit activations.",
     )
     kv_bits: list[BitsChoice] = Field(
-        default=["16"], min_length=1, description="KV cache format: 16 (bf16), 8 (int8), 4 (int4), fp8 or fp4."
+        default=["16"],
+        min_length=1,
+        json_schema_extra=_bits_schema,
+        description="KV cache format: 16 (bf16), 8 (int8), 4 (int4), fp8 or fp4.",
     )
     kv_heads: list[StrictInt | Literal["model", "mha", "mqa"]] = Field(
         default=["model"],

@@ -94,7 +94,8 @@ def allowed_text(node: dict) -> str:
     parts = []
     enums = _enums(node)
     if enums:
-        parts.append("one of " + ", ".join(str(e) for e in enums))
+        # Once each as written: weight_bits' 16 is both the string and the YAML number.
+        parts.append("one of " + ", ".join(dict.fromkeys(str(e) for e in enums)))
     parts += _bounds(node)
     if "minItems" in node or "maxItems" in node:
         low, high = node.get("minItems"), node.get("maxItems")
