@@ -2067,17 +2067,7 @@ def estimate_one(
         if chip.kind == "gpu" and engine_problem_mask(None, model_spec.heads, model_spec.experts, shape[2], 1, 1):
             whose = f"TP {shape[2]}" + (f" (one {chip.name} NVLink domain, the engine default)" if tp is None else "")
             raise heads_split_error(model_spec, shape[2], whose=whose)
-        ep_, dp_ = parallel["ep"], parallel["dp"]
-        if backend is not None and engine_problem_mask(
-            backend, model_spec.heads, model_spec.experts, shape[2], ep_, dp_
-        ):
-            # A named engine is the one deployed on (as in a study): what it does not launch is no answer.
-            raise InvalidInputError(
-                "backend",
-                f"{backend} does not launch TP {shape[2]} x EP {ep_} x DP {dp_} of {model_spec.name} (vLLM: EP 1 or "
-                "TP x DP; TensorRT-LLM: MoE attention DP on TP 1)",
-                "pass other degrees, or another --backend (SGLang runs any EP dividing TP x DP)",
-            )
+        refuse_unlaunched_degrees(backend, model_spec, shape[2], parallel["ep"], parallel["dp"])
         if chip.kind != "gpu" and tp is None:
             raise InvalidInputError("tp", "missing: TPUs have no engine default", "pass --tp, or --mesh XxYxZ")
     else:
@@ -2411,6 +2401,19 @@ def mixed_checkpoint_notes(model: ModelSpec, weight_dtype: int) -> list[str]:
     scales = model.checkpoint_scale_bytes_per_weight
     scale_text = f"its {model.checkpoint_format} weights carry {scales:.4g} B of group scales each" if scales else ""
     return [f"{model.name}'s checkpoint " + "; ".join(part for part in (said, scale_text) if part)]
+
+
+def refuse_unlaunched_degrees(backend: str | None, model_spec: ModelSpec, tp: int, ep: int, dp: int) -> None:
+    """A named engine is the one deployed on (as in a study): degrees it does not launch
+    (:func:`cost_models.deployments.engine_problem_mask`) are no answer. One rule for tuner
+    estimate and tuner simulate (which scored vLLM at TP 2 x EP 2 x DP 2 where estimate refused it)."""
+    if backend is not None and engine_problem_mask(backend, model_spec.heads, model_spec.experts, tp, ep, dp):
+        raise InvalidInputError(
+            "backend",
+            f"{backend} does not launch TP {tp} x EP {ep} x DP {dp} of {model_spec.name} (vLLM: EP 1 or "
+            "TP x DP; TensorRT-LLM: MoE attention DP on TP 1)",
+            "pass other degrees, or another --backend (SGLang runs any EP dividing TP x DP)",
+        )
 
 
 def context_notes(model: ModelSpec, context_tokens: int) -> list[str]:

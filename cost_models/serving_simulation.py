@@ -59,6 +59,7 @@ from cost_models.deployment import (
     heads_split_error,
     kv_heads_split_error,
     mixed_checkpoint_notes,
+    refuse_unlaunched_degrees,
     vision_notes,
 )
 from cost_models.deployments import Deployment, Deployments, check_engine_kv_block_size, engine_problem_mask
@@ -974,6 +975,8 @@ def simulate_one(
         if chip.kind == "gpu" and engine_problem_mask(None, model_spec.heads, model_spec.experts, chips, ep, dp):
             whose = f"tensor parallel over {chips} GPUs"
             raise heads_split_error(model_spec, chips, field="chips", whose=whose, replica="simulate")
+        if chip.kind == "gpu":
+            refuse_unlaunched_degrees(backend, model_spec, chips, ep, dp)
         split_kv_heads = 0 if model_spec.is_mla else model_spec.kv_heads
         if chip.kind == "gpu" and engine_problem_mask(engine_name, model_spec.heads, 0, chips, 1, 1, split_kv_heads):
             raise kv_heads_split_error(

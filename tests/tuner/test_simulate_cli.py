@@ -457,3 +457,22 @@ def test_title_names_8_bit_activations(capsys: pytest.CaptureFixture[str]) -> No
     code, out, err = run_cli(capsys, *args)
     assert code == 0, err
     assert "activations" not in out.split("┏")[0]
+
+
+@pytest.mark.parametrize(("backend", "ep"), [("vllm", "2"), ("trtllm", "4")])
+def test_simulate_refuses_degrees_the_named_engine_does_not_launch_as_estimate_does(capsys, backend, ep):
+    """vLLM runs EP 1 or TP x DP, TensorRT-LLM an MoE's attention DP on TP 1 only: tuner estimate
+    refused TP 2 x EP x DP 2 of Qwen3-235B under them, tuner simulate scored it (session 39)."""
+    args = ["--model", "qwen3-235b-a22b", "--hardware", "h200", "--prompt-len", "1024", "--gen-len", "128"]
+    args += ["--concurrency", "16", "--tp", "2", "--dp", "2", "--ep", ep, "--backend", backend]
+    for command in ("estimate", "simulate"):
+        code, out, err = run_cli(capsys, command, *args, *(["--requests", "64"] if command == "simulate" else []))
+        line = assert_one_error_line(code, out, err, ("backend",))
+        assert f"{backend} does not launch TP 2 x EP {ep} x DP 2" in line
+
+
+def test_simulate_runs_those_degrees_under_sglang(capsys):
+    args = ["--model", "qwen3-235b-a22b", "--hardware", "h200", "--prompt-len", "1024", "--gen-len", "128"]
+    args += ["--concurrency", "16", "--tp", "2", "--dp", "2", "--ep", "2", "--backend", "sglang", "--requests", "64"]
+    code, _, err = run_cli(capsys, "simulate", *args)
+    assert code == 0, err
