@@ -2021,16 +2021,7 @@ def estimate_one(
             "phase", f"{model_spec.name} is an encoder: it has no decode phase", "use --phase prefill"
         )
     formats = chip.parse_formats(weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits)
-    kv_formats = engine_kv_formats(backend)
-    if kv_formats is not None and dtype_name(formats["kv_bits"]) not in kv_formats:
-        # A named engine is the one deployed on: a KV cache it has no dtype for is no answer
-        # (tuner.export refuses it: no engine has an int4 cache, vLLM none in fp4).
-        raise InvalidInputError(
-            "kv_bits",
-            f"{backend} has no {dtype_name(formats['kv_bits'])} KV cache",
-            f"use --kv-bits {', '.join({'bf16': '16', 'int8': '8'}.get(f, f) for f in kv_formats)} (8 runs as fp8, "
-            "the same bytes), or another --backend",
-        )
+    refuse_engine_kv_cache(backend, formats["kv_bits"])
     layouts = {
         "prefill_ffn_layout": prefill_ffn_layout or ffn_layout,
         "decode_ffn_layout": decode_ffn_layout or ffn_layout,
@@ -2401,6 +2392,20 @@ def mixed_checkpoint_notes(model: ModelSpec, weight_dtype: int) -> list[str]:
     scales = model.checkpoint_scale_bytes_per_weight
     scale_text = f"its {model.checkpoint_format} weights carry {scales:.4g} B of group scales each" if scales else ""
     return [f"{model.name}'s checkpoint " + "; ".join(part for part in (said, scale_text) if part)]
+
+
+def refuse_engine_kv_cache(backend: str | None, kv_code: int) -> None:
+    """A named engine is the one deployed on: a KV cache it has no dtype for is no answer
+    (tuner.export refuses it: no engine has an int4 cache, vLLM none in fp4). One rule for tuner
+    estimate and tuner simulate (which scored an int4 cache under --backend vllm)."""
+    kv_formats = engine_kv_formats(backend)
+    if kv_formats is not None and dtype_name(kv_code) not in kv_formats:
+        raise InvalidInputError(
+            "kv_bits",
+            f"{backend} has no {dtype_name(kv_code)} KV cache",
+            f"use --kv-bits {', '.join({'bf16': '16', 'int8': '8'}.get(f, f) for f in kv_formats)} (8 runs as fp8, "
+            "the same bytes), or another --backend",
+        )
 
 
 def refuse_unlaunched_degrees(backend: str | None, model_spec: ModelSpec, tp: int, ep: int, dp: int) -> None:

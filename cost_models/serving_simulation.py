@@ -59,6 +59,7 @@ from cost_models.deployment import (
     heads_split_error,
     kv_heads_split_error,
     mixed_checkpoint_notes,
+    refuse_engine_kv_cache,
     refuse_unlaunched_degrees,
     vision_notes,
 )
@@ -969,6 +970,7 @@ def simulate_one(
     engine_name = serving_engine(backend, profile, chip)
     check_engine_kv_block_size(engine_name, engine.get("kv_block_size"))
     formats = chip.parse_formats(weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits)
+    refuse_engine_kv_cache(backend, formats["kv_bits"])
     meshes = candidate_meshes(chip, chips, mesh)
     if mesh is None and (engine_vocabulary or (1, 1, chips) in meshes):
         meshes = [(1, 1, chips)]  # (estimate's engine mesh for --tp, legal or not on a TPU)

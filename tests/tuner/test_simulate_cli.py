@@ -476,3 +476,15 @@ def test_simulate_runs_those_degrees_under_sglang(capsys):
     args += ["--concurrency", "16", "--tp", "2", "--dp", "2", "--ep", "2", "--backend", "sglang", "--requests", "64"]
     code, _, err = run_cli(capsys, "simulate", *args)
     assert code == 0, err
+
+
+@pytest.mark.parametrize(("backend", "kv"), [("vllm", "4"), ("vllm", "fp4"), ("trtllm", "4")])
+def test_simulate_refuses_a_kv_cache_the_named_engine_has_not_as_estimate_does(capsys, backend, kv):
+    """No engine has an int4 KV cache, vLLM none in fp4: estimate refused them under a named
+    backend, simulate scored them (session 39)."""
+    args = ["--model", "llama-3-8b", "--hardware", "b200", "--tp", "1", "--concurrency", "4"]
+    args += ["--prompt-len", "512", "--gen-len", "64", "--kv-bits", kv, "--backend", backend]
+    for command in ("estimate", "simulate"):
+        code, out, err = run_cli(capsys, command, *args, *(["--requests", "40"] if command == "simulate" else []))
+        line = assert_one_error_line(code, out, err, ("kv_bits",))
+        assert f"{backend} has no" in line
