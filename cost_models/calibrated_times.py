@@ -143,6 +143,7 @@ def calibrated_format_notes(
     notes = fp4_without_units_note(hardware, weight_dtype, act_dtype)
     if profile is None:
         return notes
+    notes += unused_efficiency_notes(profile, hardware)
     fmt = gemm_format(weight_dtype, act_dtype)
     kernel = int(matmul_compute_dtype(np.array(weight_dtype), np.array(act_dtype), hardware, profile))
     operands = int(COMBINE[weight_dtype, act_dtype])
@@ -183,6 +184,31 @@ def calibrated_format_notes(
             "to bf16 and compute at the bf16 peak) at their own weight bytes"
         )
     return notes
+
+
+def unused_efficiency_notes(profile: CalibrationProfile, hardware: HardwareSpec) -> list[str]:
+    """A chip's ``efficiency`` factors below 1 that ``profile`` does not apply: its fitted kernels
+    replace the compute and memory fractions of the pure roofline, and on a switched network its
+    measured collectives the network fraction (a torus keeps it, times the profile's network_eff:
+    :func:`calibrated_network`). A chip file's ``efficiency: {compute: 0.5}`` changed nothing under
+    --calibration auto (its fallback profile), with no word (session 39)."""
+    measured_collectives = isinstance(hardware.interconnect, SwitchedInterconnect) and bool(profile.collectives)
+    unused = [
+        f"{name} {value:g}"
+        for name, value, applied in (
+            ("compute", hardware.efficiency.compute, False),
+            ("memory", hardware.efficiency.memory, False),
+            ("network", hardware.efficiency.network, not measured_collectives),
+        )
+        if value != 1.0 and not applied
+    ]
+    if not unused:
+        return []
+    return [
+        f"{hardware.name}'s efficiency factors ({', '.join(unused)}) are not applied under calibration "
+        f"{profile.name}: its fitted kernels{' and collectives' if measured_collectives else ''} replace the pure "
+        "roofline they scale (--calibration none applies them)"
+    ]
 
 
 def fp8_scales_notes(profile: CalibrationProfile, experts: int, fp8_block_scales: bool) -> list[str]:

@@ -177,3 +177,25 @@ def test_a_spec_resumes_only_with_the_same_chip_numbers(capsys, tmp_path):
     code, out, err = run_cli(capsys, "search", str(tmp_path / "spec.yaml"), "--storage", storage, "--json")
     line = assert_one_error_line(code, out, err, ("spec",))
     assert "hardware.memory_bytes" in line
+
+
+def test_efficiency_factors_a_profile_does_not_apply_are_said(capsys, tmp_path):
+    """A chip file's efficiency factors scale the pure roofline; a calibration profile's fitted
+    kernels and collectives replace it. Under --calibration auto (a file chip's fallback profile)
+    compute 0.5 and network 0.7 changed no number, and nothing said so (session 39)."""
+    entry = _entry("hardware", "h100-sxm") | {"efficiency": {"compute": 0.5, "memory": 1.0, "network": 0.7}}
+    path = tmp_path / "slow.yaml"
+    path.write_text(yaml.safe_dump({"slow": entry}))
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump({"plain": _entry("hardware", "h100-sxm")}))
+    slow, same = _estimate(capsys, str(path)), _estimate(capsys, str(plain))
+    assert slow["decode"]["step_latency_s"] == same["decode"]["step_latency_s"]  # not applied, as said:
+    said = [n for n in slow["notes"] if "efficiency factors" in n]
+    assert len(said) == 1 and "compute 0.5, network 0.7" in said[0] and "--calibration none" in said[0]
+    assert not any("efficiency factors" in n for n in same["notes"])
+    roofline = _estimate(capsys, str(path), "--calibration", "none")
+    assert not any("efficiency factors" in n for n in roofline["notes"])
+    assert (
+        roofline["prefill"]["latency_s"]
+        > _estimate(capsys, str(plain), "--calibration", "none")["prefill"]["latency_s"]
+    )
