@@ -9,8 +9,9 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from cost_models.calibrated_times import dense_gemm_formats
 from cost_models.calibration import calibration_report
-from cost_models.capacity import CapacityProblem
+from cost_models.capacity import CapacityProblem, act_code, weight_formats
 from cost_models.deployment import context_notes, fp8_gemm_cost_text
 from cost_models.deployments import engine_kv_formats
 from cost_models.dtypes import BF16, FP8, dtype_name
@@ -53,11 +54,25 @@ def recommend_dict(p: CapacityProblem, result: dict[str, dict[str, Any]], runner
         "kv_bits": _KV_BITS_OF.get(dtype_name(p.kv_code), dtype_name(p.kv_code)),
         "kv_alternative": _kv_alternative(p),
         "backend": p.backend,
-        "calibration": calibration_report(p.calibration),
+        # The formats its plans were scored in: an int8 plan on an A100 is timed by the profile's
+        # bf16 fit (no int8_wo fit), which the line names as the estimate's does.
+        "calibration": calibration_report(p.calibration, gemm_formats=_plan_gemm_formats(p)),
         # As tuner estimate and simulate say it: prompt + output past the model's trained context.
         "notes": context_notes(p.model, p.prompt_len + p.gen_len) + fp8_slower_notes(p, result, runners_up),
         "modes": modes,
     }
+
+
+def _plan_gemm_formats(p: CapacityProblem) -> tuple[str, ...]:
+    """The dense GEMM kernels of the weight formats recommend tries (capacity.weight_formats, with
+    capacity.act_code's activations)."""
+    return tuple(
+        dict.fromkeys(
+            f
+            for _, code in weight_formats(p.chip, p.model)
+            for f in dense_gemm_formats(p.model, code, act_code(code, p.chip))
+        )
+    )
 
 
 #: --kv-bits values of the formats that are spelled otherwise (16 for bf16: the help's spelling).

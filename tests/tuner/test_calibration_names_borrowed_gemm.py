@@ -104,3 +104,17 @@ def test_simulate_names_a_borrowed_fit(capsys) -> None:
     )  # fmt: skip
     assert code == 0, err
     assert json.loads(out)["calibration"]["gemm_borrowed"] == {"int8_wo": "bfloat16"}
+
+
+def test_recommend_names_the_fit_its_int8_plans_borrow(capsys) -> None:
+    """An A100 has no fp8 units: recommend tries int8 weight-only plans, which a100-80gb-sglang
+    (no int8_wo fit) times with its bf16 fit."""
+    assert "int8_wo" not in _profile_gemm_formats("a100-80gb-sglang")
+    args = ("recommend", "--model", "llama-3.1-70b", "--request-rate", "2", "--prompt-len", "1024")
+    args += ("--gen-len", "128", "--max-ttft-s", "2", "--max-tpot-s", "0.1", "--max-chips", "8", "--json")
+    code, out, err = run_cli(capsys, *args, "--hardware", "a100-80gb", "--backend", "sglang")
+    assert code == 0, err
+    assert json.loads(out)["calibration"]["gemm_borrowed"] == {"int8_wo": "bfloat16"}
+    code, out, err = run_cli(capsys, *args, "--hardware", "h100-sxm", "--backend", "vllm")
+    assert code == 0, err
+    assert "gemm_borrowed" not in json.loads(out)["calibration"]  # bf16 and fp8 plans: both fitted
