@@ -60,7 +60,23 @@ def from_validation_error(error: pydantic.ValidationError, where: str) -> Invali
         # Out of a numeric bound (max_ttft_s: 1e-300): the value given and which way to move it.
         key, fix = bound
         return InvalidInputError(field, message, f"got {first['input']!r}; {fix} {context[key]:g}")
+    # A string out of its pattern or length (a study name 'a/b', '', 300 characters): the value
+    # given and what to write; these printed pydantic's message alone, no fix.
+    text_fix = _TEXT_FIXES.get(str(first.get("type", "")))
+    if text_fix is not None and "input" in first:
+        given = repr(first["input"])
+        given = given if len(given) <= 60 else given[:57] + "..."
+        return InvalidInputError(field, message, f"got {given}; {text_fix.format(**context)}")
     return InvalidInputError(field, message)
+
+
+#: How to meet a string's pattern or length bounds (pydantic's error type: the fix, formatted
+#: with the error's context). The one pattern the specs use is a study name's (search_spaces.spec).
+_TEXT_FIXES = {
+    "string_pattern_mismatch": "use letters, digits, '.', '_' and '-', starting with a letter or digit",
+    "string_too_short": "write at least {min_length} character(s)",
+    "string_too_long": "write at most {max_length} characters",
+}
 
 
 #: pydantic's error type of a numeric bound: its context key and how to meet it.
