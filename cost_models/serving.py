@@ -34,8 +34,10 @@ prefill attention, quadratic in the prompt, scored at E[P^2] / E[P]; the discret
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from functools import cached_property
+from statistics import NormalDist
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -233,6 +235,47 @@ def default_max_batch_size(engine: str, data_parallel: np.ndarray | float) -> np
     # (A DP degree below 1 is refused where the deployment is checked, naming dp, not here.)
     dp = np.maximum(np.asarray(data_parallel, dtype=np.float64), 1.0)
     return float(ENGINE_DEFAULTS[engine]["max_batch_size"]) * dp
+
+
+def lognormal_mu_sigma(mean: float, std: float) -> tuple[float, float]:
+    """(mu, sigma) of the lognormal with this mean and standard deviation (the lengths the
+    serving model and tuner simulate draw: cost_models.serving_simulation._lengths)."""
+    sigma2 = math.log1p((std / mean) ** 2)
+    return math.log(mean) - sigma2 / 2.0, math.sqrt(sigma2)
+
+
+#: The share of requests whose lengths an exported engine's context limit admits
+#: (:func:`length_quantile`): one request in a thousand longer than it is refused by the engine.
+CONTEXT_QUANTILE = 0.999
+
+
+def length_quantile(mean: float, std: float, q: float = CONTEXT_QUANTILE) -> int:
+    """The whole length below which a share ``q`` of the lognormal draws fall: the mean when
+    ``std`` is 0, else the lognormal's quantile (rounded up). What an engine's maximum context must
+    hold for the lengths the serving model and the simulation draw, not only their mean."""
+    if std <= 0.0:
+        return max(round(mean), 1)
+    mu, sigma = lognormal_mu_sigma(mean, std)
+    return max(math.ceil(math.exp(mu + sigma * NormalDist().inv_cdf(q))), 1)
+
+
+def spread_context_notes(max_context: int, model_name: str, w: ServingWorkloads, index: int = 0) -> list[str]:
+    """Where the mean prompt + output fit the model's trained context (``max_context``; 0:
+    unknown) but the workload's spread draws longer requests: their CONTEXT_QUANTILE lengths pass
+    it, and engines refuse those requests (the export's context limit says so; tuner estimate and
+    simulate scored them with no word: prompts of 4,096 +- 4,000 tokens on Llama-3-8B's 8,192, a
+    99.9% length of 36,800). The mean's own note is context_notes'."""
+    mean = float(w.prompt_len[index]) + float(w.gen_len[index])
+    longest = length_quantile(float(w.prompt_len[index]), float(w.prompt_len_std[index])) + length_quantile(
+        float(w.gen_len[index]), float(w.gen_len_std[index])
+    )
+    if not max_context or mean > max_context or longest <= max_context:
+        return []
+    return [
+        f"prompt + output at their {CONTEXT_QUANTILE:.1%} lengths under the workload's spread ({longest:,} tokens) "
+        f"pass {model_name}'s trained context of {max_context:,}: engines refuse the requests past it (the estimate "
+        "scores them), without a RoPE-scaling or length override"
+    ]
 
 
 def make_workloads(

@@ -32,6 +32,7 @@ from cost_models.serving import (
     refuse_sglang_out_of_memory,
     serve,
     serving_report,
+    spread_context_notes,
 )
 from cost_models.topology import domain_size
 
@@ -191,6 +192,8 @@ def load_notes(
         notes.append(note)
     elif not np.isfinite(concurrency) and near_capacity(result.running_p999[index], result.max_concurrency[index]):
         notes.append(swings_note(workloads, result, index))
+    model = deployments.models[int(deployments.model_index[index])]
+    notes += spread_context_notes(model.max_context, model.name, workloads, index)
     return max_rate, notes
 
 

@@ -37,7 +37,6 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -76,6 +75,7 @@ from cost_models.serving import (
     EngineOverheads,
     ServingWorkloads,
     kv_capacity_tokens,
+    lognormal_mu_sigma,
     make_workloads,
     rank_view_and_degrees,
     rank_workloads,
@@ -281,34 +281,13 @@ def _check_clients(requests: int, concurrency: float) -> None:
         )
 
 
-def _lognormal(mean: float, std: float) -> tuple[float, float]:
-    """(mu, sigma) of the lognormal with this mean and standard deviation."""
-    sigma2 = math.log1p((std / mean) ** 2)
-    return math.log(mean) - sigma2 / 2.0, math.sqrt(sigma2)
-
-
 def _lengths(rng: np.random.Generator, mean: float, std: float, n: int) -> np.ndarray:
     """Whole lengths >= 1: fixed when ``std`` is 0, else lognormal with that mean and std
     (right-skewed like real prompt and output lengths, never negative)."""
     if std <= 0.0:
         return np.full(n, max(round(mean), 1), dtype=np.int64)
-    drawn = rng.lognormal(*_lognormal(mean, std), n)
+    drawn = rng.lognormal(*lognormal_mu_sigma(mean, std), n)
     return np.maximum(np.rint(drawn), 1).astype(np.int64)
-
-
-#: The share of requests whose lengths an exported engine's context limit admits
-#: (:func:`length_quantile`): one request in a thousand longer than it is refused by the engine.
-CONTEXT_QUANTILE = 0.999
-
-
-def length_quantile(mean: float, std: float, q: float = CONTEXT_QUANTILE) -> int:
-    """The whole length below which a share ``q`` of :func:`_lengths`' draws fall: the mean when
-    ``std`` is 0, else the lognormal's quantile (rounded up). What an engine's maximum context must
-    hold for the lengths the serving model and the simulation draw, not only their mean."""
-    if std <= 0.0:
-        return max(round(mean), 1)
-    mu, sigma = _lognormal(mean, std)
-    return max(math.ceil(math.exp(mu + sigma * NormalDist().inv_cdf(q))), 1)
 
 
 def _stats(values: np.ndarray) -> dict[str, float | None]:

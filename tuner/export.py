@@ -53,9 +53,15 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import ENGINE_DISPLAY_NAMES, HardwareSpec, SwitchedInterconnect, get_hardware
 from cost_models.models import model_catalog
 from cost_models.partitioning import AXES, SHARDING_RULES, kv_cache_axes, split_axes
-from cost_models.serving import ENGINE_DEFAULTS, engine_memory_bytes, kv_budget_bytes, make_workloads
+from cost_models.serving import (
+    CONTEXT_QUANTILE,
+    ENGINE_DEFAULTS,
+    engine_memory_bytes,
+    kv_budget_bytes,
+    length_quantile,
+    make_workloads,
+)
 from cost_models.serving_one import SERVING_OPTIONS
-from cost_models.serving_simulation import CONTEXT_QUANTILE, length_quantile
 from tuner.constraints import is_feasible, study_constraint_names, trial_constraints
 from tuner.optuna_internals import study_storage
 from tuner.study import CALIBRATION_ATTR
