@@ -714,6 +714,21 @@ def jax_sharding(spec: dict) -> dict:
             f"JAX cannot shard {shared[0]} evenly (each shard would sit on several chips of one axis)",
             "export as json, or pick a trial whose mesh axes divide the head counts",
         )
+    # The mesh and partition specs are one x, y, z mesh's (Pope et al.'s layouts): pipeline stages,
+    # expert and data parallelism and disaggregated pools have no axis there. Exported anyway, a
+    # TP 4 x EP 16 x DP 4 trial of Qwen3-235B (16 chips) came out as a 1x1x4 mesh with its experts
+    # whole on every chip and no word of the other 12 chips the metrics were scored on.
+    parallel = spec.get("parallel") or {}
+    beyond = [f"{k.upper()} {parallel[k]}" for k in ("pp", "ep", "dp") if int(parallel.get(k) or 1) > 1]
+    if (spec.get("serving") or {}).get("mode") == "disaggregated":
+        beyond.append("disaggregated prefill and decode pools")
+    if beyond:
+        raise InvalidInputError(
+            "format",
+            f"the JAX export is one x, y, z mesh's partition specs; this trial's {' and '.join(beyond)} "
+            f"({spec['chips']} chips) have no axis there",
+            "export with --format json (or vllm, sglang, trtllm), or pick a trial without them",
+        )
     phases = {}
     for name, phase in spec["phases"].items():
         phases[name] = {
