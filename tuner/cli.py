@@ -1527,6 +1527,33 @@ def init_command(model: str, hardware: str, serving: bool, output: str | None, f
     click.echo(f"wrote {path}; edit it, then: tuner search {path}")
 
 
+def _refuse_unserved_benchmarks(model: str, backend: str, kv_code: int, tp_sizes: list[int]) -> None:
+    """A --bench-json run is a server that ran: a KV cache --backend has no dtype for, or a
+    --chips it cannot split the attention heads (and, vLLM and SGLang, the KV heads) over, was
+    fitted as given (--chips 3 for Llama-3.1-8B's 32 heads, --kv-bits 4 under vLLM), as tuner
+    estimate refuses them under a named backend."""
+    from cost_models.deployment import refuse_engine_kv_cache
+    from cost_models.deployments import engine_problem_mask
+    from cost_models.models import get_model
+
+    refuse_engine_kv_cache(backend, kv_code)
+    spec = get_model(model)
+    kv_heads = 0 if spec.is_mla else spec.kv_heads
+    for tp in tp_sizes:
+        if engine_problem_mask(backend, spec.heads, 0, tp, 1, 1, kv_heads=kv_heads).any():
+            runs = [
+                t
+                for t in (1, 2, 4, 8, 16, 32, 64)
+                if not engine_problem_mask(backend, spec.heads, 0, t, 1, 1, kv_heads=kv_heads).any()
+            ]
+            raise InvalidInputError(
+                "--chips",
+                f"{backend} runs no tensor-parallel size {tp} of {spec.name} (it splits the {spec.heads} attention "
+                "heads, and vLLM and SGLang the KV heads, evenly over the ranks)",
+                f"pass the tensor-parallel size the benchmarked server ran, e.g. {', '.join(map(str, runs))}",
+            )
+
+
 @cli.command("spec")
 @click.option("--schema", is_flag=True, help="Print the JSON Schema of study specs (editor completion).")
 @click.option("--reference", is_flag=True, help="Print the Markdown reference of every field.")
@@ -1880,6 +1907,7 @@ def _calibrate_end_to_end(
             weight_bits=weight_bits_or_checkpoint(bits[0], model, hardware), kv_bits=bits[1] or "16"
         )
         formats = {"weight_dtype": dtype_name(codes["weight_bits"]), "kv_dtype": dtype_name(codes["kv_bits"])}
+        _refuse_unserved_benchmarks(model, backend, codes["kv_bits"], sorted(set(chips_of.values())))
         by_file |= {
             path: e2e.read_benchmark_json(
                 path, model=model, hardware=hardware, chips=chips_of[path], engine=backend, **formats

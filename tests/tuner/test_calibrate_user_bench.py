@@ -255,3 +255,23 @@ def test_runs_against_another_engines_server_are_refused(capsys, tmp_path, backe
         path.write_text(json.dumps(vllm_result(16, 160, 80.0, 10.0) | {"backend": endpoint}))
         points = e2e.read_benchmark_json(path, model="llama-3.1-8b", hardware="h100-sxm", chips=1, engine="sglang")
         assert len(points) == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "said"),
+    [
+        (("--chips", "3"), "--chips", "runs no tensor-parallel size 3"),  # 32 heads
+        (("--chips", "1", "--kv-bits", "4"), "kv_bits", "vllm has no int4 KV cache"),
+        (("--chips", "1", "--kv-bits", "fp4"), "kv_bits", "vllm has no fp4 KV cache"),
+    ],
+)
+def test_a_run_no_engine_could_have_served_is_refused(capsys, tmp_path, extra, field, said):
+    """A benchmark run is a server that ran: --chips 3 (Llama-3.1-8B's 32 heads) or a KV cache
+    vLLM has no dtype for was fitted as given, exit 0 (session 39); estimate refuses both under a
+    named backend."""
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(vllm_result(16, 1000, 80.0, 10.0)))
+    args = ("--hardware", "h100-sxm", "--backend", "vllm", "--model", "llama-3.1-8b", *extra)
+    code, out, err = run_cli(capsys, "calibrate", *args, "--bench-json", str(path))
+    line = assert_one_error_line(code, out, err, (field,))
+    assert said in line
