@@ -1531,7 +1531,9 @@ def scored_engine(spec: dict) -> str | None:
     if engine:
         return str(engine)
     calibration = str((spec.get("provenance") or {}).get("calibration") or "")
-    suffix = calibration.split(" ", 1)[0].rsplit("-", 1)[-1]
+    # The name is the first word: "h100-sxm-vllm", "l4-trtllm (fallback: ...)", and since the
+    # borrowed GEMM fits are named, "h100-sxm-vllm; gemm int8_wo: borrows bfloat16".
+    suffix = re.split(r"[\s;]", calibration, maxsplit=1)[0].rsplit("-", 1)[-1]
     return suffix if suffix in ENGINE_DISPLAY_NAMES else None
 
 

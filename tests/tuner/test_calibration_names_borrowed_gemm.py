@@ -118,3 +118,29 @@ def test_recommend_names_the_fit_its_int8_plans_borrow(capsys) -> None:
     code, out, err = run_cli(capsys, *args, "--hardware", "h100-sxm", "--backend", "vllm")
     assert code == 0, err
     assert "gemm_borrowed" not in json.loads(out)["calibration"]  # bf16 and fp8 plans: both fitted
+
+
+def test_an_export_still_reads_the_scored_engine_from_a_name_with_borrowed_fits(tmp_path, capsys) -> None:
+    """tuner.export.scored_engine reads the engine off the study's calibration name: with the
+    borrowed fits after it ("h100-sxm-vllm; gemm int8_wo: ...") it read "vllm;" and lost the
+    note that a TensorRT-LLM export carries vLLM's predictions."""
+    spec = {
+        "name": "int8",
+        "model": "llama-3-8b",
+        "hardware": "h100-sxm",
+        "workload": {"prompt_len": 512, "gen_len": 64},
+        "space": {"chips": [1], "batch": [1, 8], "weight_bits": [8]},
+        "objectives": [{"metric": "decode.step_latency_s"}],
+        "sampler": "exhaustive",
+    }
+    path = tmp_path / "int8.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    url = f"sqlite:///{tmp_path}/i.db"
+    code, out, err = run_cli(capsys, "search", str(path), "--storage", url, "--json")
+    assert code == 0, err
+    assert json.loads(out)["calibration"] == "h100-sxm-vllm; gemm int8_wo: borrows bfloat16"
+    code, out, err = run_cli(capsys, "export", "int8", "--trial", "0", "--storage", url, "--format", "trtllm")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["scored_engine"] == "vllm"
+    assert any("the predictions are vLLM's" in n for n in data["notes"])
