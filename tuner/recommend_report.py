@@ -16,6 +16,7 @@ from cost_models.deployment import context_notes, fp8_gemm_cost_text
 from cost_models.deployments import engine_kv_formats
 from cost_models.dtypes import BF16, FP8, dtype_name
 from cost_models.errors import InvalidInputError, refuse_outside
+from cost_models.hardware import get_hardware
 from cost_models.input_ranges import PRICE_PER_CHIP_HOUR_USD_RANGE
 from cost_models.metrics import usd_per_hour, usd_per_million_tokens
 from tuner.tables import _console, _plain, _seconds, calibration_line
@@ -147,9 +148,19 @@ def chip_prices(hardware: tuple[str, ...], prices: tuple[str, ...]) -> dict[str,
             raise InvalidInputError("--hardware", f"{chip} is given twice", "list each chip once")
     if not prices:
         return None
+    # A chip file is priced by its path as written or by the name it gives (the one the report
+    # prints): --hardware my-h100.yaml --price my-h100=2.49 was refused with "add --hardware
+    # my-h100", which names no chip.
+    named = {}
+    for written_chip in hardware:
+        try:
+            named.setdefault(get_hardware(written_chip).name, written_chip)
+        except InvalidInputError:  # named as --hardware's own error, later
+            pass
     out: dict[str, float] = {}
     for written in prices:
         chip, equals, number = written.rpartition("=")
+        chip = chip if chip in hardware else named.get(chip, chip)
         example = f"--price {chip or hardware[0]}=2.49 (your dollars per chip-hour)"
         if not equals or not chip:
             raise InvalidInputError("--price", f"{written!r} is not CHIP=USD", f"write {example}")

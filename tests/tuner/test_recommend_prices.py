@@ -5,6 +5,7 @@ and per million output tokens; one --hardware without --price prints what it pri
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -202,3 +203,22 @@ def test_table_ranks_cheapest_first(capsys) -> None:
 def test_bad_prices_are_one_line(capsys, args: tuple[str, ...], words: str) -> None:
     line = assert_one_error_line(*run_cli(capsys, *REQUEST, *args), fields=("--price", "--hardware", "--calibration"))
     assert words in line
+
+
+def test_a_chip_file_is_priced_by_its_name_or_its_path(capsys, tmp_path) -> None:
+    """--hardware my-h100.yaml (a chip file naming itself my-h100, as the report prints it):
+    --price my-h100=2.49 was refused with "add --hardware my-h100", which names no chip (session
+    39); the path as written still prices it, and both at once price it twice."""
+    import yaml
+
+    entry = yaml.safe_load((Path(__file__).resolve().parents[2] / "cost_models/catalog/hardware.yaml").read_text())
+    path = tmp_path / "file-chip.yaml"
+    path.write_text(yaml.safe_dump({"my-h100": entry["h100-sxm"]}))
+    reports = []
+    for price in ("my-h100=2.49", f"{path}=2.49"):
+        code, out, err = run_cli(capsys, *REQUEST, "--hardware", str(path), "--price", price, "--json")
+        assert code == 0, err
+        reports.append(json.loads(out))
+    assert reports[0]["price_per_chip_hour_usd"] == reports[1]["price_per_chip_hour_usd"] == 2.49
+    code, out, err = run_cli(capsys, *REQUEST, "--hardware", str(path), "--price", "my-h100=2", "--price", f"{path}=3")
+    assert "priced twice" in assert_one_error_line(code, out, err, ("--price",))
