@@ -151,7 +151,7 @@ def chip_prices(hardware: tuple[str, ...], prices: tuple[str, ...]) -> dict[str,
     # A chip file is priced by its path as written or by the name it gives (the one the report
     # prints): --hardware my-h100.yaml --price my-h100=2.49 was refused with "add --hardware
     # my-h100", which names no chip.
-    named = {}
+    named: dict[str, str] = {}
     for written_chip in hardware:
         try:
             named.setdefault(get_hardware(written_chip).name, written_chip)
