@@ -1,8 +1,9 @@
-"""Does a stopped and resumed NSGA-II search differ from one that was never stopped?
+"""Does a stopped and resumed NSGA-II (or TPE) search differ from one that was never stopped?
 
 Run on demand (not a pytest test):
 
     python bench/bench_nsga2_resume.py [--study NAME ...] [--seeds 3] [--trials 2000] [--every 50 ...]
+                                       [--sampler nsga2|tpe]
 
 A resume (``tuner search`` run again, a worker started) builds a new ``GenerationalNSGAII`` and
 ``DistinctConfigurations`` (tuner/study.py ``_nsga2_compact``). For each study and seed this runs
@@ -49,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from search_spaces.spec import load_spec
 
 
-def run(spec_path: Path, seed: int, trials: int, every: int | None) -> dict:
+def run(spec_path: Path, seed: int, trials: int, every: int | None, sampler: str = "nsga2") -> dict:
     """One search, resumed every ``every`` trials (None: one run); its trials and repeats."""
     warnings.filterwarnings("ignore")
     from tuner import distinct
@@ -72,7 +73,7 @@ def run(spec_path: Path, seed: int, trials: int, every: int | None) -> dict:
             stops = list(range(every, trials, every)) + [trials] if every else [trials]
             start = time.perf_counter()
             for total in stops:
-                run_search(spec, url, trials=total, sampler="nsga2", seed=seed)
+                run_search(spec, url, trials=total, sampler=sampler, seed=seed)
             seconds = time.perf_counter() - start
             values, feasible, valid, configs = read_trials(db)
     finally:
@@ -94,10 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=2000)
     parser.add_argument("--every", type=int, action="append", default=None)
+    parser.add_argument("--sampler", choices=("nsga2", "tpe"), default="nsga2")
     args = parser.parse_args(argv)
     studies = args.study or ["llama-3-8b-l4", "llama-2-70b-h100"]
     modes: list[int | None] = [None, *(args.every or [50, 200])]
-    print(f"# {platform.node()} {cpu_model()}, load {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d %H:%M')}")
+    print(
+        f"# {platform.node()} {cpu_model()}, load {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d %H:%M')}, "
+        f"sampler {args.sampler}"
+    )
     for name in studies:
         path = ROOT / "studies" / f"{name}.yaml"
         exact = exact_front(path, "log")
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print("| run | repeats proposed | HV 1% | HV 2% | HV 5% | HV end | trials to 0.99 | s |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for every in modes:
-            rows = [run(path, seed, args.trials, every) for seed in range(args.seeds)]
+            rows = [run(path, seed, args.trials, every, args.sampler) for seed in range(args.seeds)]
             hv = np.array([[r if r is not None else np.nan for r in ratios(exact, row, checkpoints)] for row in rows])
             reach = [trials_to_reach(exact, row, 0.99) for row in rows]
             reached = [r for r in reach if r is not None]
