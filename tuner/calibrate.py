@@ -1275,7 +1275,19 @@ def _fit_profile(
         profile, moe_fit = with_moe_fit(profile)
     report = FitReport(chip, backend, reports, time.perf_counter() - started)
     if moe_fit is not None:
-        report.moe, report.moe_not_fitted = dict(profile.moe_cv_error), dict(moe_fit.skipped)
+        report.moe = dict(profile.moe_cv_error)
+        # A format not fitted is timed by a borrowed class where one exists (moe_kernel_time.MOE_BORROWED:
+        # weight-only int4/int8 by bfloat16's), its error on these rows held out: said with the reason.
+        report.moe_not_fitted = {
+            fmt: why
+            + (
+                f"; timed by the {moe_fit.borrowed[fmt][0]} class (held out on these rows: median "
+                f"{moe_fit.borrowed[fmt][1]:.1%}, p90 {moe_fit.borrowed[fmt][2]:.1%})"
+                if fmt in moe_fit.borrowed
+                else ""
+            )
+            for fmt, why in moe_fit.skipped.items()
+        }
     return profile, report
 
 

@@ -54,6 +54,20 @@ def test_a_moe_kernel_file_fits_the_class_on_its_own_rows(tmp_path) -> None:
     assert by_hand.moe == profile.moe
 
 
+def test_a_format_not_fitted_says_which_class_times_it(tmp_path) -> None:
+    """int4_wo rows of one expert shape are not fitted; the cost model times them with the
+    bfloat16 class (MOE_BORROWED), and the report says so with that class's error on them."""
+    gemm, _ = _own_files(tmp_path)
+    header, moe = _rows_of(
+        "moe_perf", lambda line: line.startswith("h100_sxm,VLLM,") and (",bfloat16," in line or ",int4_wo," in line)
+    )
+    path = tmp_path / "moe_int4.csv"
+    path.write_text("\n".join([header, *("mycluster_h100," + r.split(",", 1)[1] for r in moe)]) + "\n")
+    _, report = fit_profile([gemm, path], "h100-sxm", "vllm", system="mycluster_h100")
+    assert "int4_wo" in report.moe_not_fitted and "moe/int4_wo" not in report.moe
+    assert "timed by the bfloat16 class (held out on these rows: median" in report.moe_not_fitted["int4_wo"]
+
+
 def test_the_cli_prints_the_moe_class_and_its_json(capsys, tmp_path) -> None:
     gemm, moe = _own_files(tmp_path)
     code, out, err = run_cli(capsys, "calibrate", *ARGS, "--kernels", str(gemm), "--kernels", str(moe))
