@@ -21,8 +21,12 @@ import pytest
 from test_workers import ROOT, SPEC, TUNER, _check_study, _wait_for_trials, _write_spec
 
 # TUNER_PG_RESTART_PORT moves the cluster, so that two checkouts testing on one machine at once do
-# not stop each other's server (or share its data folder).
-PORT = os.environ.get("TUNER_PG_RESTART_PORT", "55434")
+# not stop each other's server (or share its data folder). Each pytest-xdist worker runs a cluster
+# of its own, one port up per worker: the module's tests are dealt to several workers, and on one
+# shared cluster one worker's stop (a test's restart, the module's teardown) cut another's
+# connections under its own reads ("server closed the connection", seen once under load).
+_XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+PORT = str(int(os.environ.get("TUNER_PG_RESTART_PORT", "55434")) + _XDIST_WORKER)
 DATA = f"/tmp/tuner-pg-restart-{PORT}"
 
 
