@@ -881,6 +881,10 @@ def fit_end_to_end(
     unknown = [p for p in parameters if p not in E2E_PARAMETERS]
     if unknown:
         raise InvalidInputError("fit", f"unknown parameter {unknown[0]!r}", f"use {', '.join(E2E_PARAMETERS)}")
+    twice = [p for i, p in enumerate(parameters) if p in parameters[:i]]
+    if twice:
+        # A name given twice was fitted once, and the messages counted and named it twice.
+        raise InvalidInputError("--fit", f"{twice[0]!r} is named twice", "name each parameter once")
     if len(seconds) < len(parameters) + 1:
         raise InvalidInputError(
             "points",

@@ -689,3 +689,14 @@ def test_a_point_faster_than_a_tenth_of_its_roofline_is_refused(capsys, tmp_path
         code, out, err, ("points group g0", "took 8.5e-06 s, under a tenth of its pure roofline")
     )
     assert "in seconds" in line
+
+
+def test_a_parameter_named_twice_in_fit_is_refused(capsys, tmp_path):
+    """--fit per_step_overhead_s,per_step_overhead_s was accepted: the fit took one parameter and
+    the messages repeated its name."""
+    path = tmp_path / "points.yaml"
+    path.write_text(YAML_POINT * 3)
+    args = ["--hardware", "h100-sxm", "--backend", "vllm", "--points", str(path)]
+    code, out, err = run_cli(capsys, "calibrate", *args, "--fit", "per_step_overhead_s, per_step_overhead_s")
+    line = assert_one_error_line(code, out, err, ("--fit",))
+    assert "'per_step_overhead_s'" in line and "twice" in line
