@@ -405,6 +405,38 @@ def _check_model_id(where: str, data: dict, model: str) -> None:
 PACED_SHARE = 0.9
 
 
+def _check_run_fields(where: str, data: dict) -> None:
+    """Values of the optional fields no benchmark writes, which were read past and the run fitted:
+    vllm bench serve and SGLang's bench_serving send num_prompts requests (completed + failed of
+    them), time the run from the first send (duration > 0 seconds), and send at a positive
+    --request-rate or inf (vllm writes "inf", SGLang Infinity)."""
+    fix = "pass the JSON a serving benchmark wrote"
+    prompts = data.get("num_prompts")
+    if isinstance(prompts, (int, float)) and not isinstance(prompts, bool) and data["completed"] > prompts:
+        raise InvalidInputError(
+            f"{where}: completed", f"{data['completed']!r} requests completed of num_prompts {prompts!r} sent", fix
+        )
+    if data.get("request_rate") is not None:
+        rate = data["request_rate"]
+        try:
+            number = float(rate) if isinstance(rate, (int, float, str)) and not isinstance(rate, bool) else math.nan
+        except ValueError:
+            number = math.nan
+        if not number > 0:  # NaN, 0 and negative rates (inf is a closed loop's)
+            raise InvalidInputError(
+                f"{where}: request_rate", f"{rate!r} is not a positive number of requests a second or inf", fix
+            )
+    if data.get("duration") is not None:
+        duration_s = data["duration"]
+        if (
+            isinstance(duration_s, bool)
+            or not isinstance(duration_s, (int, float))
+            or not math.isfinite(duration_s)
+            or duration_s <= 0
+        ):
+            raise InvalidInputError(f"{where}: duration", f"{duration_s!r} is not a positive number of seconds", fix)
+
+
 def _check_closed_loop(where: str, data: dict) -> None:
     """A run is fitted as a closed loop of max_concurrency clients. vllm bench serve and SGLang's
     bench_serving also send at --request-rate (Poisson) with --max-concurrency as a cap only; where
@@ -555,6 +587,7 @@ def _benchmark_run(
                     "rerun the benchmark with streaming (SGLang: without --disable-stream), which times the first token"
                 )
             raise InvalidInputError(f"{where}: {key}", f"{value!r} is not a positive {kind}", fix)
+    _check_run_fields(where, data)
     _check_model_id(where, data, model)
     _check_closed_loop(where, data)
     _check_clean_run(where, data)

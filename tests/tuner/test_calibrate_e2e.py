@@ -312,6 +312,39 @@ def test_bad_benchmark_json_values_are_one_line(capsys, tmp_path, change, field)
     assert_one_error_line(code, out, err, (f"result.json: {field}",))
 
 
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        # No vllm bench serve / SGLang bench_serving writes these; they were read and fitted.
+        ({"num_prompts": 50}, "completed"),
+        ({"request_rate": -2.0}, "request_rate"),
+        ({"request_rate": "-inf"}, "request_rate"),
+        ({"request_rate": float("nan")}, "request_rate"),
+        ({"duration": 0}, "duration"),
+        ({"duration": -3.5}, "duration"),
+        ({"duration": float("inf")}, "duration"),
+        ({"duration": "long"}, "duration"),
+    ],
+)
+def test_impossible_benchmark_run_fields_are_one_line(capsys, tmp_path, change, field):
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(BENCH | change))
+    args = ("--hardware", "h100-sxm", "--backend", "vllm", "--model", "llama-3-8b", "--chips", "1")
+    code, out, err = run_cli(capsys, "calibrate", *args, "--bench-json", str(path))
+    line = assert_one_error_line(code, out, err, (f"result.json: {field}",))
+    assert "pass the JSON" in line
+
+
+def test_a_benchmark_run_with_its_own_counts_rate_and_duration_is_read(capsys, tmp_path):
+    """The checks above leave the values real runs write alone: vllm's "inf" rate, a duration,
+    num_prompts equal to completed."""
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(BENCH | {"num_prompts": 100, "request_rate": "inf", "duration": 42.0}))
+    args = ("--hardware", "h100-sxm", "--backend", "vllm", "--model", "llama-3-8b", "--chips", "1")
+    code, out, err = run_cli(capsys, "calibrate", *args, "--bench-json", str(path))
+    assert code == 0, err
+
+
 def test_benchmark_json_as_a_list_or_with_chips_0_is_one_line(capsys, tmp_path):
     path = tmp_path / "result.json"
     path.write_text("[1, 2]")
