@@ -6,7 +6,9 @@ and how to fix it, and the CLI turns that into a one-line message and exit code 
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -34,6 +36,40 @@ def refuse_outside(field: str, value: object, bounds: tuple[float, float], unit:
     number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
     if not (math.isfinite(number) and low <= number <= high):
         raise InvalidInputError(field, f"{value!r} is not {unit} from {low:g} to {high:g}", fix)
+
+
+#: A host name's label (RFC 1123 section 2.1: letters, digits and hyphens, 1-63 characters, no hyphen
+#: at either end), with '_' too: Docker Compose and some cluster DNS service names carry one.
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def refuse_bad_host(field: str, host: str) -> None:
+    """Raise :class:`InvalidInputError` unless ``host`` is an IPv4 address (four numbers 0-255),
+    an IPv6 address (bracketed or not, a zone after '%' allowed), or a host name (RFC 1123 labels,
+    253 characters at most). A name of digits and dots is an IPv4 address or nothing: RFC 1123
+    2.1 leaves no all-numeric top label, so '999.0.0.1' is not a name (getaddrinfo sent it to DNS,
+    where the dashboard found it did not resolve; tuner export wrote it into the launch lines), and
+    inet_aton's short forms ('127.1') are refused rather than read as another address."""
+    fix = "pass an IP address or host name, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+    if not isinstance(host, str) or not host:
+        raise InvalidInputError(field, f"{host!r} is not an address", fix)
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host.removeprefix("[").removesuffix("]") if host.startswith("[") else host)
+        except ValueError:
+            raise InvalidInputError(field, f"{host!r} is not an IPv6 address", fix) from None
+        if host.startswith("[") != host.endswith("]"):
+            raise InvalidInputError(field, f"{host!r} is not an IPv6 address", fix)
+        return
+    if re.fullmatch(r"[0-9.]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise InvalidInputError(field, f"{host!r} is not an IPv4 address (four numbers 0-255)", fix) from None
+        return
+    name = host.removesuffix(".")  # a fully qualified name's root
+    if len(name) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in name.split(".")):
+        raise InvalidInputError(field, f"{host!r} is not an IP address or host name", fix)
 
 
 def from_validation_error(error: pydantic.ValidationError, where: str) -> InvalidInputError:

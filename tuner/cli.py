@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import click
 
-from cost_models.errors import InvalidInputError
+from cost_models.errors import InvalidInputError, refuse_bad_host
 from tuner.cli_help import (
     INTERRUPTED_BEFORE_FINISH,
     INTERRUPTED_BEFORE_START,
@@ -1343,6 +1343,7 @@ def dashboard_command(study_name: str, storage: str | None, host: str, port: int
     from tuner.pareto import load_study
     from tuner.storage import default_storage_url, storage_errors
 
+    refuse_bad_host("--host", host)  # the check tuner export --host makes; binding it is below
     try:
         import optuna_dashboard  # noqa: F401
     except ImportError:

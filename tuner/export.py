@@ -49,7 +49,7 @@ from cost_models.deployments import (
     kv_heads_split_problem,
 )
 from cost_models.dtypes import dtype_name, parse_dtype
-from cost_models.errors import InvalidInputError
+from cost_models.errors import InvalidInputError, refuse_bad_host
 from cost_models.hardware import ENGINE_DISPLAY_NAMES, HardwareSpec, SwitchedInterconnect, get_hardware
 from cost_models.models import model_catalog
 from cost_models.partitioning import AXES, SHARDING_RULES, kv_cache_axes, split_axes
@@ -2006,10 +2006,7 @@ def export(
             raise InvalidInputError(
                 "--host", f"sets an engine server's address; --format {fmt} starts no server", "drop --host"
             )
-        if not re.fullmatch(r"[A-Za-z0-9_.:\-\[\]]+", host):
-            raise InvalidInputError(
-                "--host", f"{host!r} is not an address", "pass an IP address or host name, e.g. 127.0.0.1"
-            )
+        refuse_bad_host("--host", host)
     spec = deployment_spec(study, trial_number, allow_infeasible=allow_infeasible)
     if fmt == "yaml":
         return yaml.safe_dump(spec, sort_keys=False)

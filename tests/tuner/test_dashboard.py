@@ -221,8 +221,10 @@ def _listening_port(server: subprocess.Popen) -> int:
     [
         (["--port", "HELD"], ["--port", "is in use", "--port 0"]),
         (["--host", "192.0.2.1", "--port", "0"], ["--host", "192.0.2.1", "127.0.0.1"]),  # TEST-NET-1 (RFC 5737)
+        # The check tuner export --host shares (cost_models.errors.refuse_bad_host): was "cannot resolve".
+        (["--host", "999.0.0.1", "--port", "0"], ["--host", "'999.0.0.1' is not an IPv4 address", "127.0.0.1"]),
     ],
-    ids=["port-in-use", "foreign-address"],
+    ids=["port-in-use", "foreign-address", "not-an-address"],
 )
 def test_an_address_the_dashboard_cannot_listen_on_is_one_line(dashboard, args: list[str], words: list[str]) -> None:
     """(before: the socket module's OSError with the whole traceback, exit 1)"""

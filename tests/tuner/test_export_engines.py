@@ -350,3 +350,20 @@ def test_exported_servers_listen_where_a_load_balancer_reaches_them():
         with pytest.raises(InvalidInputError) as info:
             export(_study({}), 0, fmt, host=host)
         assert info.value.field == "--host"
+
+
+@pytest.mark.parametrize("host", ["999.0.0.1", "1.2.3", "256.1.1.1", "::g", "-router", "a..b", "x" * 64 + ".example"])
+def test_an_address_no_server_can_listen_on_is_refused(host):
+    """--host 999.0.0.1 was written into the launch lines (the pattern took any digits and dots);
+    tuner dashboard refused it. Both now check with one helper (cost_models.errors.refuse_bad_host)."""
+    from cost_models.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError) as info:
+        export(_study({"serving": _serving()}), 0, "vllm", host=host)
+    assert info.value.field == "--host" and repr(host) in str(info.value)
+
+
+@pytest.mark.parametrize("host", ["10.0.0.7", "::1", "[::1]", "fe80::1%eth0", "prefill-0.svc.cluster.local", "node_1"])
+def test_addresses_and_host_names_are_exported(host):
+    data = json.loads(export(_study({"serving": _serving()}), 0, "vllm", host=host))
+    assert data["engine_args"]["host"] == host
