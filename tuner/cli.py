@@ -1502,11 +1502,13 @@ def export_command(
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON: the file and the profile.")
 def init_command(model: str, hardware: str, serving: bool, output: str | None, force: bool, as_json: bool) -> None:
     """Write a commented study spec for a model on a chip, to edit and then search."""
-    from tuner.init_spec import initial_values, spec_text, write_spec
+    from tuner.init_spec import spec_text, study_name, write_spec
 
     text = spec_text(model, hardware, serving)
-    path = output or f"studies/{initial_values(model, hardware, serving)['name']}.yaml"
+    name, name_note = study_name(model, hardware, serving)
+    path = output or f"studies/{name}.yaml"
     write_spec(path, text, force)
+    notes = [name_note] if name_note else []
     if as_json:
         from search_spaces.space import compile_study
         from search_spaces.spec import load_spec
@@ -1522,10 +1524,13 @@ def init_command(model: str, hardware: str, serving: bool, output: str | None, f
                 "serving": serving,
                 # The profile tuner search of this spec scores its trials under (its last line's).
                 "calibration": calibration_name(compile_study(spec)),
+                "notes": notes,
             }
         )
         return
     click.echo(f"wrote {path}; edit it, then: tuner search {path}")
+    for note in notes:
+        click.echo(f"note: {note}")
 
 
 def _refuse_unserved_benchmarks(model: str, backend: str, kv_code: int, tp_sizes: list[int]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 import textwrap
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,30 @@ def engine_degrees(
     return degrees
 
 
+def study_name(model: str, hardware: str, serving: bool) -> tuple[str, str | None]:
+    """The name ``tuner init`` gives the study (and its default file), and a note where it is not
+    the model's and chip's names as written: a study name holds letters, digits, '.', '_' and '-'
+    (search_spaces.spec), and a checkpoint folder 'Mödel-ß' made 'M-del---h100-sxm', silently.
+    Accented letters keep their base letter (NFKD, the combining marks dropped: 'Model'), other
+    characters outside the set go, runs of '-' become one."""
+    # A config.json is named after its folder (a checkpoint's), another .json file after its stem:
+    # configs/qwen3-30b-a3b.json and configs/mixtral-8x22b.json are two studies, not one "configs".
+    stem = (
+        (Path(model).parent.name if Path(model).name == "config.json" else Path(model).stem)
+        if model.endswith(".json")
+        else model
+    )
+    wanted = f"{stem}-{hardware}" + ("-serving" if serving else "")
+    plain = unicodedata.normalize("NFKD", wanted).encode("ascii", "ignore").decode("ascii")
+    name = re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9._-]+", "-", plain)).strip("-._") or "study"
+    if name == wanted:
+        return name, None
+    return name, (
+        f"study name {name!r} (from {stem!r} on {hardware}: a study name holds letters, digits, '.', '_' and '-'); "
+        "edit name: in the spec to choose another"
+    )
+
+
 def initial_values(model: str, hardware: str, serving: bool) -> dict[str, Any]:
     """The field values of the spec ``tuner init`` writes (the rest keep their defaults)."""
     model_spec = get_model(model)
@@ -178,16 +203,8 @@ def initial_values(model: str, hardware: str, serving: bool) -> dict[str, Any]:
     space["weight_bits"] = [int(b) if b.isdigit() else b for b in formats]
     space["kv_bits"] = [int(b) if b.isdigit() else b for b in kv_formats]
     space["flash_attention"] = [True]
-    # A config.json is named after its folder (a checkpoint's), another .json file after its stem:
-    # configs/qwen3-30b-a3b.json and configs/mixtral-8x22b.json are two studies, not one "configs".
-    stem = (
-        (Path(model).parent.name if Path(model).name == "config.json" else Path(model).stem)
-        if model.endswith(".json")
-        else model
-    )
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{stem}-{hardware}" + ("-serving" if serving else "")).strip("-._")
     values: dict[str, Any] = {
-        "name": name or "study",
+        "name": study_name(model, hardware, serving)[0],
         "description": f"{model_spec.name} on {chip.name}"
         + (": tokens/s per chip against tokens/s per user under a chat SLA." if serving else ": latency against cost."),
         "model": model,

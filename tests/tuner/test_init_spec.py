@@ -218,6 +218,38 @@ def test_init_names_a_study_after_the_config_file_not_its_folder(tmp_path: Path)
     assert yaml.safe_load(spec_text(str(checkpoint), "h100-sxm"))["name"] == "Llama-3.1-8B-h100-sxm"
 
 
+@pytest.mark.parametrize(
+    "folder, name",
+    [("Mödel-ß", "Model-h100-sxm"), ("Llama 3.1 8B", "Llama-3.1-8B-h100-sxm"), ("模型", "h100-sxm")],
+)
+def test_init_says_how_it_made_a_study_name_of_a_folder_the_name_cannot_hold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], folder: str, name: str
+) -> None:
+    """A checkpoint folder 'Mödel-ß' named its study (and default file) 'M-del---h100-sxm', silently:
+    accents are dropped from their letters now, what is left outside a study name's characters
+    goes, and a note says which name came of which folder."""
+    (tmp_path / folder).mkdir()
+    checkpoint = tmp_path / folder / "config.json"
+    checkpoint.write_text((Path(__file__).parent.parent / "fixtures" / "hf" / "llama.json").read_text())
+    out = tmp_path / "spec.yaml"
+    code, printed, err = run_cli(capsys, "init", "--model", str(checkpoint), "--hardware", "h100-sxm", "-o", str(out))
+    assert code == 0, err
+    assert load_spec(out).name == name
+    notes = [line for line in printed.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and f"study name {name!r}" in notes[0] and repr(folder) in notes[0], printed
+    code, printed, err = run_cli(
+        capsys, "init", "--model", str(checkpoint), "--hardware", "h100-sxm", "-o", str(out), "--force", "--json"
+    )
+    assert code == 0, err
+    assert any(f"study name {name!r}" in note for note in json.loads(printed)["notes"])
+
+
+def test_init_of_a_catalog_model_has_no_name_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "spec.yaml"
+    code, printed, err = run_cli(capsys, "init", "--model", "llama-3-8b", "--hardware", "h100-sxm", "-o", str(out))
+    assert code == 0 and "study name" not in printed, printed
+
+
 @pytest.mark.parametrize("serving", [False, True])
 def test_init_workload_stays_inside_the_models_trained_context(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], serving: bool
