@@ -1502,13 +1502,15 @@ def export_command(
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON: the file and the profile.")
 def init_command(model: str, hardware: str, serving: bool, output: str | None, force: bool, as_json: bool) -> None:
     """Write a commented study spec for a model on a chip, to edit and then search."""
-    from tuner.init_spec import spec_text, study_name, write_spec
+    from tuner.init_spec import feasibility_note, spec_text, study_name, write_spec
 
     text = spec_text(model, hardware, serving)
     name, name_note = study_name(model, hardware, serving)
     path = output or f"studies/{name}.yaml"
     write_spec(path, text, force)
-    notes = [name_note] if name_note else []
+    # The written SLA is kept (a default to edit); where no candidate of the space meets it, a
+    # search found out only after its trials (deepseek-v3 on l4: TPOT 50 ms).
+    notes = [n for n in (name_note, feasibility_note(text)) if n]
     if as_json:
         from search_spaces.space import compile_study
         from search_spaces.spec import load_spec

@@ -247,7 +247,34 @@ def test_init_says_how_it_made_a_study_name_of_a_folder_the_name_cannot_hold(
 def test_init_of_a_catalog_model_has_no_name_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "spec.yaml"
     code, printed, err = run_cli(capsys, "init", "--model", "llama-3-8b", "--hardware", "h100-sxm", "-o", str(out))
-    assert code == 0 and "study name" not in printed, printed
+    assert code == 0 and "study name" not in printed and "note:" not in printed, printed
+
+
+def test_init_says_when_no_candidate_of_its_space_meets_the_sla(tmp_path: Path, capsys) -> None:
+    """deepseek-v3 on L4s (PCIe only) under the default TPOT of 50 ms: no candidate of the written
+    space is feasible, and init said nothing; a search of 1,000 trials found none. The note names
+    limits one candidate meets; the spec keeps its own SLA."""
+    from search_spaces.space import compile_study, evaluate
+
+    out = tmp_path / "spec.yaml"
+    code, printed, err = run_cli(capsys, "init", "--model", "deepseek-v3", "--hardware", "l4", "-o", str(out))
+    assert code == 0, err
+    notes = [line for line in printed.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "no trial of this space meets its constraints on l4" in notes[0], printed
+    written = load_spec(out)
+    assert written.constraints.max_tpot_s == 0.05 and written.constraints.max_ttft_s == 1.0
+
+    def feasible(spec: StudySpec) -> int:
+        study = compile_study(spec)
+        return int(evaluate(study, study.space.all_indices()).feasible.sum())
+
+    assert feasible(written) == 0
+    raised = dict(re.findall(r"(max_\w+_s): ([0-9.e-]+)", notes[0]))
+    assert raised, notes[0]
+    relaxed = written.model_copy(
+        update={"constraints": written.constraints.model_copy(update={k: float(v) for k, v in raised.items()})}
+    )
+    assert feasible(relaxed) > 0
 
 
 @pytest.mark.parametrize("serving", [False, True])
