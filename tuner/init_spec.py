@@ -248,7 +248,9 @@ def _workload(model_spec: ModelSpec, serving: bool) -> dict[str, int]:
 def _at_least(value: float) -> float:
     """``value`` rounded up to two significant digits (a limit it meets: 0.0834 -> 0.084)."""
     step = 10.0 ** (math.floor(math.log10(value)) - 1)
-    return float(f"{math.ceil(value / step - 1e-9) * step:.2g}")
+    units = math.ceil(value / step)
+    rounded = float(f"{units * step:.2g}")
+    return rounded if rounded >= value else float(f"{(units + 1) * step:.2g}")  # float rounding below it
 
 
 def feasibility_note(text: str) -> str | None:
@@ -292,7 +294,7 @@ def feasibility_note(text: str) -> str | None:
     else:
         best = int(np.argmin(np.where(runs, np.max(list(ratio.values()), axis=0), np.inf)))
     over = {name: _at_least(float(measured[name][best])) for name, limit in limits.items()}
-    raised = " and ".join(f"{name}: {over[name]:g}" for name in limits if over[name] > limits[name])
+    raised = " and ".join(f"{name}: {over[name]:g}" for name in limits if measured[name][best] > limits[name])
     params = study.space.params_of(scored.indices, best)
     shown = ", ".join(f"{k} {v}" for k, v in params.items() if len(study.space.dimensions[k]) > 1)
     return (

@@ -293,3 +293,15 @@ def test_init_workload_stays_inside_the_models_trained_context(
     code, out, err = run_cli(capsys, "search", str(spec), "--storage", f"sqlite:///{tmp_path}/g.db", "--trials", "10")
     assert code == 0, err
     assert "trained context" not in out + err
+
+
+@pytest.mark.parametrize(
+    "value, limit",
+    [(0.0834, 0.084), (0.15, 0.15), (0.1500001, 0.16), (0.0995, 0.1), (14.2, 15.0), (1e-5 * 3.3, 3.4e-5)],
+)
+def test_a_suggested_limit_is_met_by_the_latency_it_rounds(value: float, limit: float) -> None:
+    """The note's limits are rounded up to two digits: one rounded down (or to a float just under
+    the latency) would name a limit its candidate misses."""
+    from tuner.init_spec import _at_least
+
+    assert _at_least(value) == limit and _at_least(value) >= value
