@@ -38,7 +38,13 @@ from typing import Any
 import numpy as np
 
 from cost_models.calibration import AUTO_CALIBRATION, CalibrationProfile, resolve_calibration, serving_engine
-from cost_models.deployments import Deployment, Deployments, engine_kv_formats, engine_problem_mask, tensor_parallel
+from cost_models.deployments import (
+    Deployment,
+    Deployments,
+    engine_problem_mask,
+    refuse_engine_kv_cache,
+    tensor_parallel,
+)
 from cost_models.disaggregated import (
     DecodePool,
     DisaggregatedEstimate,
@@ -299,15 +305,7 @@ def problem(
     profile = resolve_calibration(calibration, chip, backend)
     # As tuner estimate and a study: without a profile (calibration none) the engine measured best.
     engine = serving_engine(backend, profile, chip)
-    kv_formats = engine_kv_formats(engine)
-    if kv_formats is not None and dtype_name(kv_code) not in kv_formats:
-        # As tuner estimate refuses it (cost_models.deployment): no engine has an int4 cache.
-        raise InvalidInputError(
-            "kv_bits",
-            f"{engine} has no {dtype_name(kv_code)} KV cache",
-            f"use --kv-bits {', '.join({'bf16': '16', 'int8': '8'}.get(f, f) for f in kv_formats)}, "
-            "or another --backend",
-        )
+    refuse_engine_kv_cache(engine, kv_code)  # as tuner estimate and simulate: no engine has an int4 cache
     defaults = ENGINE_DEFAULTS[engine]
     if not defaults["chunked_prefill"] and prompt_len > defaults["max_num_tokens"]:
         # The plan runs the engine's defaults (no --max-num-tokens here): TensorRT-LLM without

@@ -50,9 +50,9 @@ from cost_models.deployments import (
     PHASE_NAMES,
     Deployment,
     Deployments,
-    engine_kv_formats,
     engine_problem_mask,
     kv_heads_split_problem,
+    refuse_engine_kv_cache,
 )
 from cost_models.distinct import MIN_ROWS, repeated_rows
 from cost_models.dtypes import BF16, BYTES_PER_ELEMENT, dtype_name, lookup, parse_dtype
@@ -2392,20 +2392,6 @@ def mixed_checkpoint_notes(model: ModelSpec, weight_dtype: int) -> list[str]:
     scales = model.checkpoint_scale_bytes_per_weight
     scale_text = f"its {model.checkpoint_format} weights carry {scales:.4g} B of group scales each" if scales else ""
     return [f"{model.name}'s checkpoint " + "; ".join(part for part in (said, scale_text) if part)]
-
-
-def refuse_engine_kv_cache(backend: str | None, kv_code: int) -> None:
-    """A named engine is the one deployed on: a KV cache it has no dtype for is no answer
-    (tuner.export refuses it: no engine has an int4 cache, vLLM none in fp4). One rule for tuner
-    estimate and tuner simulate (which scored an int4 cache under --backend vllm)."""
-    kv_formats = engine_kv_formats(backend)
-    if kv_formats is not None and dtype_name(kv_code) not in kv_formats:
-        raise InvalidInputError(
-            "kv_bits",
-            f"{backend} has no {dtype_name(kv_code)} KV cache",
-            f"use --kv-bits {', '.join({'bf16': '16', 'int8': '8'}.get(f, f) for f in kv_formats)} (8 runs as fp8, "
-            "the same bytes), or another --backend",
-        )
 
 
 def refuse_unlaunched_degrees(backend: str | None, model_spec: ModelSpec, tp: int, ep: int, dp: int) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from cost_models.dtypes import BF16, DTYPE_NAMES
+from cost_models.dtypes import BF16, DTYPE_NAMES, dtype_name
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware, is_catalog_chip
 from cost_models.inference_configs import MAX_SIZE, InferenceConfigs, make_configs
@@ -509,6 +509,20 @@ def engine_kv_formats(engine: str | None) -> tuple[str, ...] | None:
     named (no rule: JAX, an unnamed backend)."""
     table = ENGINE_KV_CACHE_DTYPES.get(engine or "")
     return None if table is None else tuple(name for name, dtype in table.items() if dtype is not None)
+
+
+def refuse_engine_kv_cache(backend: str | None, kv_code: int) -> None:
+    """A named engine is the one deployed on: a KV cache it has no dtype for is no answer
+    (tuner.export refuses it: no engine has an int4 cache, vLLM none in fp4). One rule for tuner
+    estimate and tuner simulate (which scored an int4 cache under --backend vllm)."""
+    kv_formats = engine_kv_formats(backend)
+    if kv_formats is not None and dtype_name(kv_code) not in kv_formats:
+        raise InvalidInputError(
+            "kv_bits",
+            f"{backend} has no {dtype_name(kv_code)} KV cache",
+            f"use --kv-bits {', '.join({'bf16': '16', 'int8': '8'}.get(f, f) for f in kv_formats)} (8 runs as fp8, "
+            "the same bytes), or another --backend",
+        )
 
 
 #: What each engine's KV-cache block (page) size must be, as (rule, what it needs, examples):

@@ -58,11 +58,16 @@ from cost_models.deployment import (
     heads_split_error,
     kv_heads_split_error,
     mixed_checkpoint_notes,
-    refuse_engine_kv_cache,
     refuse_unlaunched_degrees,
     vision_notes,
 )
-from cost_models.deployments import Deployment, Deployments, check_engine_kv_block_size, engine_problem_mask
+from cost_models.deployments import (
+    Deployment,
+    Deployments,
+    check_engine_kv_block_size,
+    engine_problem_mask,
+    refuse_engine_kv_cache,
+)
 from cost_models.dtypes import dtype_name
 from cost_models.efficiency import M_ALIGN, WEIGHT_ONLY_GEMV_MAX_M
 from cost_models.errors import InvalidInputError

@@ -1540,8 +1540,7 @@ def _refuse_unserved_benchmarks(model: str, backend: str, kv_code: int, tp_sizes
     --chips it cannot split the attention heads (and, vLLM and SGLang, the KV heads) over, was
     fitted as given (--chips 3 for Llama-3.1-8B's 32 heads, --kv-bits 4 under vLLM), as tuner
     estimate refuses them under a named backend."""
-    from cost_models.deployment import refuse_engine_kv_cache
-    from cost_models.deployments import engine_problem_mask
+    from cost_models.deployments import engine_problem_mask, refuse_engine_kv_cache
     from cost_models.models import get_model
 
     refuse_engine_kv_cache(backend, kv_code)
