@@ -1507,10 +1507,11 @@ def init_command(model: str, hardware: str, serving: bool, output: str | None, f
     text = spec_text(model, hardware, serving)
     name, name_note = study_name(model, hardware, serving)
     path = output or f"studies/{name}.yaml"
-    write_spec(path, text, force)
     # The written SLA is kept (a default to edit); where no candidate of the space meets it, a
-    # search found out only after its trials (deepseek-v3 on l4: TPOT 50 ms).
+    # search found out only after its trials (deepseek-v3 on l4: TPOT 50 ms). Scored before the
+    # file is written, so a spec that cannot be scored leaves no file behind.
     notes = [n for n in (name_note, feasibility_note(text)) if n]
+    write_spec(path, text, force)
     if as_json:
         from search_spaces.space import compile_study
         from search_spaces.spec import load_spec

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from cli_helpers import assert_one_error_line, run_cli
+from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.topology import network_for, parse_mesh
 from search_spaces.spec import StudySpec, load_spec
@@ -305,3 +306,18 @@ def test_a_suggested_limit_is_met_by_the_latency_it_rounds(value: float, limit: 
     from tuner.init_spec import _at_least
 
     assert _at_least(value) == limit and _at_least(value) >= value
+
+
+def test_a_spec_init_cannot_score_leaves_no_file(capsys, tmp_path, monkeypatch) -> None:
+    """init scores the space it writes (feasibility_note); where that fails (one line, exit 2),
+    no spec is left behind: it was scored after the file was written (session 39)."""
+    import tuner.init_spec
+
+    def refuse(text: str) -> None:
+        raise InvalidInputError("space", "cannot be scored", "report it")
+
+    monkeypatch.setattr(tuner.init_spec, "feasibility_note", refuse)
+    out = tmp_path / "spec.yaml"
+    code, printed, err = run_cli(capsys, "init", "--model", "llama-2-7b", "--hardware", "l4", "-o", str(out))
+    assert_one_error_line(code, printed, err, ("space",))
+    assert not out.exists()
