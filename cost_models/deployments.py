@@ -9,7 +9,7 @@ stored trial keeps and what every export reads back. The model is the published 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Any
@@ -535,18 +535,24 @@ ENGINE_KV_BLOCK_RULES = {
 }
 
 
-def check_engine_kv_block_size(engine: str | None, kv_block_size: int | None, field: str = "--kv-block-size") -> None:
-    """Refuse a KV block size ``engine`` cannot run (:data:`ENGINE_KV_BLOCK_RULES`), naming
-    ``field``: it would be scored as given and launched as another (tuner export rounds it)."""
+def check_engine_kv_block_size(
+    engine: str | None, kv_block_size: int | Iterable[int] | None, field: str = "--kv-block-size", named: str = "engine"
+) -> None:
+    """Refuse KV block sizes ``engine`` cannot run (:data:`ENGINE_KV_BLOCK_RULES`), every one of
+    them in one line naming ``field`` (a study's ``serving.kv_block_size`` lists several; ``named``:
+    what the line calls the engine there, its backend): they would be scored as given and launched
+    as another (tuner export rounds them)."""
     rule = ENGINE_KV_BLOCK_RULES.get(engine or "")
     if rule is None or kv_block_size is None:
         return
     runs, needs, examples = rule
-    if not runs(int(kv_block_size)):
+    sizes = [int(kv_block_size)] if isinstance(kv_block_size, int | float) else [int(b) for b in kv_block_size]
+    bad = [b for b in sizes if not runs(b)]
+    if bad:
         raise InvalidInputError(
             field,
-            f"{int(kv_block_size)} with engine {engine}: {needs}",
-            f"use e.g. {examples}, or leave it out for the engine's default",
+            f"{', '.join(map(str, bad))} with {named} {engine}: {needs}",
+            f"use e.g. {examples}, or leave {field} out for the engine's default",
         )
 
 

@@ -25,11 +25,11 @@ from cost_models.calibration import CalibrationProfile, check_engine_runs, resol
 from cost_models.deployment import DeploymentEstimate, estimate, estimate_report
 from cost_models.deployments import (
     BLOCKS,
-    ENGINE_KV_BLOCK_RULES,
     GPU_ENGINES,
     KV_HEAD_SPLITTING_ENGINES,
     Deployment,
     Deployments,
+    check_engine_kv_block_size,
     engine_kv_formats,
     engine_problem_mask,
     kv_heads_split_problem,
@@ -706,18 +706,9 @@ def _serving_choices(spec: StudySpec, engine: str) -> dict[str, tuple]:
 
 def _refuse_engine_block_sizes(backend: str | None, blocks: tuple) -> None:
     """A named backend is the engine the study deploys on: a KV block size it cannot run would
-    be scored as is and exported as another (tuner.export rounds it, with a note):
-    cost_models.deployments.ENGINE_KV_BLOCK_RULES, the rule tuner estimate and simulate apply."""
-    if backend not in ENGINE_KV_BLOCK_RULES:
-        return
-    runs, needs, examples = ENGINE_KV_BLOCK_RULES[backend]
-    bad = [int(b) for b in blocks if not runs(int(b))]
-    if bad:
-        raise InvalidInputError(
-            "serving.kv_block_size",
-            f"{', '.join(map(str, bad))} with backend {backend}: {needs}",
-            f"use e.g. {examples}, or leave kv_block_size out for the engine's default",
-        )
+    be scored as is and exported as another (tuner.export rounds it, with a note): the rule
+    tuner estimate and simulate apply (cost_models.deployments.check_engine_kv_block_size)."""
+    check_engine_kv_block_size(backend, blocks, field="serving.kv_block_size", named="backend")
 
 
 def structurally_valid(study: CompiledStudy, indices: dict[str, np.ndarray]) -> np.ndarray:
