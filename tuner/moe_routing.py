@@ -102,10 +102,9 @@ def measured_experts_woken(tokens: int, experts: int, top_k: int, distribution: 
     over ``experts`` (the expectation over its random draws for a power law)."""
     if distribution == "balanced":
         return float(balanced_experts_woken(tokens, experts, top_k))
-    prefix = "power_law_"
-    if not distribution.startswith(prefix):
+    if not ROUTING_NAME.fullmatch(distribution):
         raise ValueError(f"unknown routing distribution {distribution!r} (balanced or power_law_<alpha>)")
-    alpha = float(distribution[len(prefix) :])
+    alpha = float(distribution.rsplit("_", 1)[1])
     rng = np.random.default_rng(POWER_LAW_SEED)
     woken = [
         experts_woken_by_loads(power_law_loads(rng, tokens, experts, top_k, alpha), tokens, top_k)
