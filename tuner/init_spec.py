@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from cost_models.catalog_files import looks_like_path
 from cost_models.deployments import engine_problem_mask
 from cost_models.dtypes import BITS_CHOICES, BYTES_PER_ELEMENT, parse_dtype, weight_bits_default
 from cost_models.errors import InvalidInputError
@@ -148,13 +149,16 @@ def study_name(model: str, hardware: str, serving: bool) -> tuple[str, str | Non
         if model.endswith(".json")
         else model
     )
-    wanted = f"{stem}-{hardware}" + ("-serving" if serving else "")
+    # A chip YAML file is named by its chip (its ``name:``, else the file's stem, as
+    # get_hardware reads it): './my-chip.yaml' made 'llama-3-8b-.-my-chip.yaml' and a note.
+    chip = get_hardware(hardware).name if looks_like_path(hardware) else hardware
+    wanted = f"{stem}-{chip}" + ("-serving" if serving else "")
     plain = unicodedata.normalize("NFKD", wanted).encode("ascii", "ignore").decode("ascii")
     name = re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9._-]+", "-", plain)).strip("-._") or "study"
     if name == wanted:
         return name, None
     return name, (
-        f"study name {name!r} (from {stem!r} on {hardware}: a study name holds letters, digits, '.', '_' and '-'); "
+        f"study name {name!r} (from {stem!r} on {chip}: a study name holds letters, digits, '.', '_' and '-'); "
         "edit name: in the spec to choose another"
     )
 

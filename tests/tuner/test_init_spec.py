@@ -321,3 +321,23 @@ def test_a_spec_init_cannot_score_leaves_no_file(capsys, tmp_path, monkeypatch) 
     code, printed, err = run_cli(capsys, "init", "--model", "llama-2-7b", "--hardware", "l4", "-o", str(out))
     assert_one_error_line(code, printed, err, ("space",))
     assert not out.exists()
+
+
+@pytest.mark.parametrize("chip_name", [None, "lab-gpu"])
+def test_init_names_a_study_after_a_chip_file_s_chip_not_its_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], chip_name: str | None
+) -> None:
+    """--hardware ./my-chip.yaml named the study 'llama-3-8b-.-my-chip.yaml' with a note that
+    the name could not hold the path: a chip file's study is named after its chip, the file's
+    ``name:`` or else its stem (as get_hardware names it), with no note."""
+    template = run_cli(capsys, "hardware", "--template")[1]
+    chip = tmp_path / "my-chip.yaml"
+    text = template if chip_name is None else template.replace("name: my-chip", f"name: {chip_name}", 1)
+    if chip_name is None:  # no name: the file's stem
+        text = "\n".join(line for line in text.splitlines() if not line.startswith("name:"))
+    chip.write_text(text)
+    out = tmp_path / "spec.yaml"
+    code, printed, err = run_cli(capsys, "init", "--model", "llama-3-8b", "--hardware", str(chip), "-o", str(out))
+    assert code == 0, err
+    assert load_spec(out).name == f"llama-3-8b-{chip_name or 'my-chip'}"
+    assert "note:" not in printed, printed
