@@ -9,11 +9,13 @@ only what reads need, in Optuna's own tables:
   of the space's dimensions (``numpy.ravel_multi_index`` in the space's order), under an
   ``IntDistribution(0, size - 1)`` of a few bytes. The choice lists are stored once, in the
   study's spec attribute, and the space is recompiled from it;
-- its objective values (Optuna's ``trial_values``), nothing else in Optuna's tables; its
-  feasibility (and its number and objectives again) is one row of our points table
+- its objective values (Optuna's ``trial_values``) and its constraint values as Optuna's list
+  (one ``constraints`` system attribute, so plain ``optuna.load_study(...).best_trials`` leaves
+  infeasible trials out: issue 12 item 1; ~75 bytes a trial), nothing else in Optuna's tables;
+  its feasibility (and its number and objectives again) is one row of our points table
   (:data:`tuner.optuna_internals.POINTS_TABLE`), what the front reads.
 
-The full breakdown (deployment, ``tuner estimate`` sections, serving workload, constraints) is
+The full breakdown (deployment, ``tuner estimate`` sections, serving workload, named constraints) is
 recomputed when
 a trial is read (:func:`hydrate`): the cost model is deterministic and scores one candidate in
 about 10 ms. The study records :data:`MODEL_VERSION_ATTR`, a hash of the model's source; a trial
@@ -274,7 +276,7 @@ class Hydrator:
         (flat configuration indices and objective values (n, objectives), in trial order) with
         the categorical params and the constraints an uninterrupted search told it
         (``Trial.set_constraint`` of each constraint, recomputed: :mod:`tuner.compact` stores
-        none), and nothing else (no breakdown, no dates' meaning: both set to one time).
+        only Optuna's unnamed list), and nothing else (no breakdown, no dates' meaning: both set to one time).
 
         A resume read every trial whole (``get_all_trials``: 11.9 s at 30,000 trials) to decode
         the one param, and handed the sampler no constraints, so a resumed TPE took every

@@ -41,6 +41,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from tuner import compact
+from tuner.constraints import CONSTRAINT_LIST_ATTR
 from tuner.optuna_internals import write_points
 
 T = TypeVar("T")
@@ -334,8 +335,20 @@ def _write_chunk_once(
                     for i, (t, ok) in enumerate(zip(id_list, feasible.astype(int).tolist(), strict=True))
                 ],
             )
-            # No constraint rows: a compact trial's feasibility is in the points table and its
-            # constraints are recomputed when it is read (tuner.compact).
+            # A compact trial's feasibility is in the points table and its named constraints are
+            # recomputed when it is read (tuner.compact); Optuna's list of them is one row, what
+            # plain ``optuna.load_study(...).best_trials`` reads to leave infeasible trials out
+            # (json.dumps of the list: its floats' JSON joined by ", ").
+            texts = [_json_floats(column[:n]) for column in constraints.values()]
+            connection.exec_driver_sql(
+                f"INSERT INTO trial_system_attributes (trial_id, key, value_json) VALUES ({mark}, {mark}, {mark})",
+                [
+                    (trial_id, CONSTRAINT_LIST_ATTR, "[" + ", ".join(row) + "]")
+                    for trial_id, row in zip(id_list, zip(*texts, strict=True), strict=True)
+                ]
+                if texts
+                else [(trial_id, CONSTRAINT_LIST_ATTR, "[]") for trial_id in id_list],
+            )
             if also is not None and n == len(positions):
                 also(connection, start + n - 1, id_list[-1])
         if done_begin is not None and n == len(positions):

@@ -713,8 +713,8 @@ def infeasible_trial_ids(storage: RDBStorage, study_id: int) -> set[int]:
 
 
 def _infeasible_points(storage: RDBStorage, study_id: int) -> set[int]:
-    """Infeasible trials as our points table records them (compact trials store no constraint
-    rows: :mod:`tuner.compact`)."""
+    """Infeasible trials as our points table records them (compact trials store no named
+    constraints, only Optuna's list: :mod:`tuner.compact`)."""
     from sqlalchemy import inspect
 
     with storage.engine.connect() as connection:

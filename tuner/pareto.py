@@ -382,8 +382,9 @@ def _feasible_ids_and_values(
     infeasible = optuna_internals.infeasible_trial_ids(storage, study_id)
     hydrator = compact.hydrator_for(user_attrs)
     if hydrator is not None:
-        # Compact trials store no constraints in Optuna's tables (their feasibility as scored
-        # is in the side table, which optuna.copy_study does not copy): judged from the spec.
+        # Compact trials store no named constraints in Optuna's tables (their feasibility as
+        # scored is in the side table, which optuna.copy_study does not copy; written before
+        # 2026-12-06, not even Optuna's list): judged from the spec.
         compact_ids, flat = optuna_internals.configuration_indices_by_trial(storage, study_id)
         infeasible |= set(compact_ids[~hydrator.feasible(flat)].tolist())
     update(2, _READ_STEPS)

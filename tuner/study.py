@@ -367,13 +367,17 @@ class TrialFormat:
                 trial.set_user_attr(key, value)
             trial.system_attrs = _stored_system_attrs(trial.system_attrs, evaluation, row)
             return trial
-        # Constraints are recomputed on read (tuner.compact) and feasibility is in our points
-        # table (tuner.optuna_internals.POINTS_TABLE): two rows a trial fewer to write.
+        # Feasibility is in our points table (tuner.optuna_internals.POINTS_TABLE) and the named
+        # constraints are recomputed on read (tuner.compact); Optuna's list of them is kept, one
+        # row, so plain ``optuna.load_study(...).best_trials`` (and optuna-dashboard) leave the
+        # infeasible trials out (issue 12 item 1; without it plain Optuna read every trial as
+        # feasible).
         system_attrs = {
             (optuna_internals.UNSTORED_PREFIX + k if k.startswith("constraints:") else k): v
             for k, v in trial.system_attrs.items()
             if k not in ("fixed_params", CONSTRAINT_LIST_ATTR)
         }
+        system_attrs[CONSTRAINT_LIST_ATTR] = [float(column[row]) for column in evaluation.constraint_columns.values()]
         distribution = self.distribution or compact.configuration_distribution(self.sizes)
         kept = FrozenTrial(
             number=trial.number,

@@ -123,3 +123,28 @@ def test_optunas_older_list_format_reads_with_the_study_names(tmp_path: Path) ->
 def test_a_trial_without_constraints_is_feasible() -> None:
     trial = create_trial(values=[1.0])
     assert trial_constraints(trial) == {} and is_feasible(trial)
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "exhaustive"])
+def test_plain_optunas_best_trials_hold_no_infeasible_trial(tmp_path: Path, sampler: str, capsys) -> None:
+    """Issue 12 item 1 names ``optuna.load_study(...).best_trials``: compact trials (issue 13)
+    stored no constraint row at all, so plain Optuna read every trial as feasible and its best
+    trials held infeasible ones (the init study: 2 of 12, TTFT 34 s over its limit). Each trial
+    keeps Optuna's list of its constraints (one row): plain Optuna's best trials are feasible."""
+    spec = tmp_path / "llama-3-8b-l4.yaml"
+    shutil.copy(REPO / "studies" / "llama-3-8b-l4.yaml", spec)
+    url = f"sqlite:///{tmp_path / 'l4.db'}"
+    from tuner.cli import main
+
+    assert main(["search", str(spec), "--storage", url, "--trials", "150", "--sampler", sampler, "--json"]) == 0
+    capsys.readouterr()
+    ours = load_study("llama-3-8b-l4", url)  # constraints recomputed from the spec
+    feasible = {t.number: is_feasible(t) for t in ours.get_trials(states=(TrialState.COMPLETE,))}
+    assert not all(feasible.values()), "the search should meet trials that miss a constraint"
+    plain = optuna.load_study(study_name="llama-3-8b-l4", storage=url)
+    for trial in plain.get_trials(states=(TrialState.COMPLETE,)):
+        assert trial.constraints, trial.number
+        assert all(v <= 0 for v in trial.constraints.values()) == feasible[trial.number], trial.number
+    best = plain.best_trials
+    assert best and all(feasible[t.number] for t in best)
+    assert {tuple(t.values) for t in best} == {tuple(t.values) for t in study_front(ours).trials}
