@@ -551,6 +551,15 @@ def calibrated_operator_times(
             # In place in the slot's row: no new array and no copy into the row.
             elementwise_time_s(moved[i], hardware, profile.elementwise, out=times[i])
     flops_per_peak: np.ndarray | None = None  # (one scratch row for the unfused slots' FLOPs / peak)
+    if anywhere[OP["router"]]:
+        # The router is a matmul (d_model x experts per token), timed here from its bytes; with
+        # hundreds of experts its FLOPs bind: kimi-k2 (384 experts) prefill of 204 x 5976 tokens
+        # on an A100 is 6.7 TFLOP, 21.5 ms at the bf16 peak, which the bytes alone put at 9.0
+        # ms under a100-80gb-trtllm. So no less than its FLOPs at the peak, as the unfused slots.
+        i = OP["router"]
+        peak = lookup(hardware.peak_table(), chip_ops.compute_dtype[i])
+        flops_per_peak = np.divide(chip_ops.flops[i], peak, out=flops_per_peak)
+        np.maximum(times[i], flops_per_peak + profile.elementwise.launch_s, out=times[i])
     for op in UNFUSED_ATTENTION_OPS:
         i = OP[op]
         if anywhere[i]:

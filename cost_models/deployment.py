@@ -824,8 +824,9 @@ def _operator_times(
 #: those of them MLA reshapes from their weight bytes too (calibrated_times._mla_gemm_shapes).
 _GEMM_SLOTS = frozenset(OP[op] for op in GEMM_AXES)
 _MLA_SLOTS = frozenset(OP[op] for op in ("q_proj", "k_proj", "v_proj"))
-#: The slots calibrated_times times as elementwise kernels, from their bytes alone.
-_ELEMENTWISE_SLOTS = frozenset(OP[op] for op in ELEMENTWISE_OPS)
+#: The slots calibrated_times times as elementwise kernels, from their bytes alone (the router
+#: also reads its FLOPs, the bound its matmul's time never beats: calibrated_operator_times).
+_ELEMENTWISE_SLOTS = frozenset(OP[op] for op in ELEMENTWISE_OPS if op != "router")
 #: The per-chip cost arrays of an :class:`OperatorCosts` (what :func:`chip_roofline` fills).
 #: Configurations per block of :func:`chip_roofline`'s slot-by-slot passes: ~15 (rows,) buffers
 #: of 128 KiB stay within a 2 MiB L2. On the 2-vCPU Xeon (docs/benchmarks.md, round 5) the

@@ -1127,9 +1127,21 @@ def decode_attention_time_s(
       another order: that fit is ill-conditioned), a100 vllm 15.6% -> 14.8%, l40s sglang bf16
       10.4% -> 9.1%; worse: h200 vllm fp8 5.3% -> 5.7%, h100 trtllm fp8 12.5% -> 12.7%.
     - memory = batch * kv_len * kv_heads * head_dim * 2 * kv_bytes / (bandwidth * memory_eff)
-      * (1 + half_saturation_ctas / ctas), ctas = batch * kv_heads * ceil(kv_len / 512): a few
+      * (1 + half_saturation_ctas / ctas), ctas = batch * kv_heads * max(kv_len / 512, 1): a few
       long sequences cannot keep every SM streaming (h100 trtllm batch 1 rows reach a fraction of
-      the bandwidth that batch 64 rows do), a rational saturation in the work units.
+      the bandwidth that batch 64 rows do), a rational saturation in the work units. Continuous
+      in kv_len, not ceil(kv_len / 512): every database row has kv_len = 2^n - 1 (1 to 131071),
+      where the two agree within 0.1% of the term, but between them ceil() made the time fall
+      as the cache grew (a100 SGLang bf16, batch 2, 8 query heads on 1 KV head of dim 128:
+      77.4 us at kv_len 512, 45.6 us at 513; the decode step of llama-3-70b TP8 batch 2 fell
+      21.3 -> 19.5 ms when the prompt went from 83 to 166 tokens).
+    - Serving (``kv_in_l2`` False): the streaming never beats the KV bytes at the HBM bandwidth.
+      The kernel-speed factors (e(head_dim), ungrouped_eff, below) are fitted on rows that re-read
+      an L2-resident cache, and where they multiply memory_eff past 1 (b200 TRT-LLM bf16: 1.0 x
+      1.141 for one query head per KV head) a serving step would read the cache 14% faster than
+      HBM delivers it; measured rows whose KV is over 8x the L2 stream at most 0.95 of the
+      bandwidth on b200 (0.88 for TRT-LLM bf16 MHA, head dim 128; data/kernels/
+      generation_attention_perf.csv.gz).
     - L2 (``kv_in_l2`` only): a KV cache that fits in L2 streams l2_speedup times faster, memory
       *= 1 - l2_resident_fraction(KV bytes) * (1 - 1/l2_speedup) (the collector re-reads the same
       cache). Applied to serving it made H100 TRT-LLM Llama-3.1-8B TPOT at concurrency 8 (docs/
@@ -1258,7 +1270,7 @@ def decode_attention_time_s(
     cached_len = kv_len
     kv_len = np.where(windowed, np.minimum(kv_len, window), kv_len)
     kv_bytes = batch * kv_len * kv_heads * head_dim * 2.0 * np.asarray(kv_bytes_per_element, float)
-    ctas = batch * kv_heads * np.ceil(np.maximum(kv_len, 1.0) / 512.0)
+    ctas = batch * kv_heads * np.maximum(kv_len / 512.0, 1.0)  # continuous: see the docstring
     memory_s = (
         kv_bytes / (chip.memory_bandwidth_bytes_per_s * params.memory_eff) * (1.0 + params.half_saturation_ctas / ctas)
     )
@@ -1330,6 +1342,8 @@ def decode_attention_time_s(
         if params.ungrouped_eff != 1.0:
             speed = speed * np.where(heads == kv_heads, params.ungrouped_eff, 1.0)
         slowest_s = slowest_s / speed
+        if not kv_in_l2:  # a serving step's cache comes from HBM: no faster than its bytes there
+            slowest_s = np.maximum(slowest_s, kv_bytes / chip.memory_bandwidth_bytes_per_s)
     return fixed_s + slowest_s
 
 

@@ -115,6 +115,50 @@ def test_calibrated_never_faster_than_the_roofline(chip):
     assert np.all(calibrated.prefill.latency_s >= roofline.prefill.latency_s * 0.999)
 
 
+#: Kimi-K2's router by hand: 2 x d_model (7168) x experts (384) FLOPs per token, 8 x 4096 tokens
+#: of prefill on one A100 80GB at its bf16 peak (312 TFLOP/s): 0.578 ms, where its bytes (8 x 4096
+#: x 7168 x 2 B = 0.47 GB read) take 0.23 ms at the full 2.039 TB/s.
+ROUTER_TOKENS = 8 * 4096
+ROUTER_FLOPS_S = 2 * ROUTER_TOKENS * 7168 * 384 / 312e12
+
+
+def test_calibrated_router_never_beats_its_flops_in_analyze():
+    """The router is a matmul timed as a bandwidth-bound kernel; with 384 experts its FLOPs bind,
+    and the calibrated time (a100-80gb-trtllm: 0.30 ms from its bytes alone) was below them."""
+    from cost_models.analysis import analyze
+    from cost_models.inference_configs import PREFILL, make_configs
+    from cost_models.operators import OP
+
+    configs = make_configs(
+        [get_model("kimi-k2")], phase=np.array([PREFILL]), batch=np.array([8]), seq_len=np.array([4096])
+    )
+    result = analyze(configs, get_hardware("a100-80gb"), calibration=load_profile("a100-80gb-trtllm"))
+    assert result.calibrated_time_s is not None
+    assert float(result.calibrated_time_s[OP["router"], 0]) >= ROUTER_FLOPS_S
+
+
+def test_calibrated_router_never_beats_its_flops_in_estimate(monkeypatch):
+    """The same router in tuner estimate's path, which fills only the per-chip bytes of the
+    slots it times as elementwise kernels (the router's FLOPs must be filled for it)."""
+    from cost_models import deployment
+    from cost_models.deployments import tensor_parallel
+    from cost_models.operators import OP
+
+    d = tensor_parallel(get_model("kimi-k2"), get_hardware("a100-80gb"), 1, batch=8, prompt_len=4096, gen_len=2)
+    seen: list[np.ndarray] = []
+    original = deployment.calibrated_operator_times
+
+    def record(*args, **kwargs):
+        seen.append(original(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(deployment, "calibrated_operator_times", record)
+    deployment.estimate(d, calibration=load_profile("a100-80gb-trtllm"))
+    prefill_router_s = float(seen[0][OP["router"], 0])
+    assert prefill_router_s >= ROUTER_FLOPS_S
+    assert prefill_router_s <= ROUTER_FLOPS_S * 1.01 + 1e-4  # the FLOPs bind (plus a launch)
+
+
 def test_weight_only_quantization_saves_less_than_the_roofline_says():
     """Measured Llama-2-7B decode goes 105 -> 156 -> 197 tokens/s from 16 to 8 to 4 weight bits
     (issue 9): 1.49x then 1.26x, where the roofline halves the step each time."""
