@@ -1,7 +1,10 @@
 """Per-operator and per-collective times under a calibration profile (design.md "Calibration").
 
-The pure roofline (:mod:`cost_models.roofline`) is a lower bound. A :class:`CalibrationProfile`
-turns each operator of one chip into the time its class of kernel was measured to take
+The pure roofline (:mod:`cost_models.roofline`) is a lower bound, with its collectives charged their
+bytes alone and fp8 weights at the W8A8 kernel's format (docs/validation.md, "The pure roofline as
+a lower bound of the profiles": as shipped it charges the catalog's assumed latency per ring step,
+which measured small all-reduces beat, and fp8 x bf16 matmuls at the bf16 peak). A
+:class:`CalibrationProfile` turns each operator of one chip into the time its class of kernel was measured to take
 (:mod:`cost_models.efficiency`): weight matmuls as GEMMs in the engine's format at their per-chip
 (m, n, k); fused attention as the engine's prefill or decode attention kernel at the chip's
 sequences and heads; norms, adds and activations as bandwidth-bound kernels with a launch cost;

@@ -519,7 +519,8 @@ def calibration_report(
     the dense GEMM kernels the deployment runs (calibrated_times.dense_gemm_format), each one the
     profile has no fit for named in ``gemm_borrowed`` with the fit that times it (or "roofline")."""
     if profile is None:
-        return {"profile": NO_CALIBRATION, "note": "pure roofline (a lower bound): no calibration"}
+        note = "pure roofline (a lower bound but for its assumed collective latency): no calibration"
+        return {"profile": NO_CALIBRATION, "note": note}
     report = {"profile": profile.name, "chip": profile.chip, "backend": profile.backend, "fallback": profile.fallback}
     if profile.source_file is not None:
         report["file"] = profile.source_file

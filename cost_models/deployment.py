@@ -1316,7 +1316,8 @@ def estimate(
     computing the maximum context (Pope et al. Table 1 use 0.3); None means all memory left after
     weights and activations. ``calibration``: the profile of the deployments' chip whose measured
     kernel and collective times replace the roofline; None is the pure roofline of the papers (a
-    lower bound). ``compute_s``/``memory_s`` stay the roofline's terms either way."""
+    lower bound but for the catalog's assumed collective latency and fp8 weights with 16-bit
+    activations: docs/validation.md). ``compute_s``/``memory_s`` stay the roofline's terms either way."""
     if overlap not in OVERLAPS:
         raise InvalidInputError("overlap", f"unknown value {overlap!r}", f"use {' or '.join(OVERLAPS)}")
     if kv_memory_fraction is not None:

@@ -327,7 +327,8 @@ CALIBRATION_OPTION = click.option(
     default=AUTO_CALIBRATION,
     show_default=True,
     help="Calibration profile: auto (the chip's shipped profile for --backend), none (the papers' pure "
-    "roofline, a lower bound), a shipped profile name (CHIP-ENGINE, e.g. h100-sxm-trtllm: "
+    "roofline, a lower bound but for its assumed collective latency: docs/validation.md), a shipped "
+    "profile name (CHIP-ENGINE, e.g. h100-sxm-trtllm: "
     "cost_models/calibration_profiles/) or a profile file.",
 )
 BACKEND_OPTION = click.option(

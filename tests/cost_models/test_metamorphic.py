@@ -7,11 +7,12 @@ EP x DP, Megatron TP, fused attention) and Pope et al.'s meshes on the TPU, ever
 catalog (the MoE ones too), batch 1..1024, prompt 1..16384, generation 1..2048 (log-uniform),
 bf16/int8/int4/fp8 weights, 16-bit and 8-bit KV caches.
 
-- A profile's times never beat the pure roofline of the same deployment (docs/accuracy.md, "The
-  pure roofline as a lower bound"), which is the papers' roofline with two precisions: the matmuls
-  of fp8 weights at the kernel the profile times (W8A8: the engines quantize 16-bit activations to
-  fp8), and collectives charged their bytes at the catalog bandwidth, without the catalog's assumed
-  latency per ring step (the measured small all-reduces beat it: see the last test).
+- A profile's times never beat the pure roofline of the same deployment (docs/validation.md, "The
+  pure roofline as a lower bound of the profiles"), which is the papers' roofline with two
+  precisions: the matmuls of fp8 weights at the kernel the profile times (W8A8: the engines
+  quantize 16-bit activations to fp8), and collectives charged their bytes at the catalog
+  bandwidth, without the catalog's assumed latency per ring step (the measured small all-reduces
+  beat it: see the last test).
 - A decode step never gets faster as the cache grows (a longer prompt or more generated tokens);
   under the pure roofline no latency falls as the batch or the prompt grows either. (Under a
   profile a larger batch or prompt may: measured GEMMs at unaligned m and collectives past a
@@ -381,7 +382,7 @@ def test_every_number_is_finite_and_in_range_at_the_extremes():
 
 
 def test_the_roofline_is_no_lower_bound_where_it_assumes_collective_latency():
-    """The exception docs/accuracy.md names: the pure roofline charges a ring all-reduce the
+    """The exception docs/validation.md names: the pure roofline charges a ring all-reduce the
     catalog's assumed 2 us a step (14 steps over 8 H200s: 28 us for 32 KB), where SGLang's
     measured custom all-reduce takes about 4 us; Llama-3.1-8B at TP8, batch 4, decodes a step in
     2192 us under it and 2122 us under h200-sglang, which stays above the roofline of its bytes."""
