@@ -278,6 +278,43 @@ def test_memory_grows_with_batch_and_context_and_shrinks_with_kv_bits_and_parall
     assert not failures, "\n".join(failures)
 
 
+def test_analyze_and_estimate_agree_on_one_chip():
+    """tuner analyze's total (operators one after another) is tuner estimate's prefill on one chip,
+    under every profile (these profiles have no per-layer or per-step overheads for analyze to
+    leave out) and the pure roofline: fused attention on GPUs, unfused (not causal) on TPUs."""
+    from cost_models.analysis import analyze
+    from cost_models.inference_configs import PREFILL, make_configs
+
+    rng = np.random.default_rng(SEED + 5)
+    for hw, _, profile in profiles():
+        assert profile.per_layer_overhead_s == 0 and profile.per_step_overhead_s == 0
+        n = 40
+        index = rng.integers(0, len(DECODERS), n)
+        batch, prompt = log_uniform(rng, 64, n), log_uniform(rng, 4096, n)
+        weights = rng.choice([BF16, INT8] + ([FP8] if hw.has_format(FP8) else []), n)
+        flash = hw.kind == "gpu"
+        configs = make_configs(
+            [DECODERS[i] for i in index],
+            phase=np.full(n, PREFILL),
+            batch=batch,
+            seq_len=prompt,
+            weight_dtype=weights,
+            flash_attention=np.full(n, flash),
+        )
+        columns = {"model_index": index, "batch": batch, "prompt_len": prompt, "gen_len": 1, "weight_dtype": weights}
+        if flash:
+            d = tensor_parallel(DECODERS, hw, 1, **columns)
+        else:
+            d = make_deployments(DECODERS, hw, mesh=(1, 1, 1), flash_attention=False, **columns)
+        for calibration in (profile, None):
+            np.testing.assert_allclose(
+                analyze(configs, hw, calibration=calibration).total_time_s,
+                estimate(d, calibration=calibration).prefill.latency_s,
+                rtol=1e-9,
+                err_msg=f"{profile.name if calibration else 'none'} on {hw.name}",
+            )
+
+
 def test_weights_per_chip_never_grow_with_tensor_parallelism():
     failures: list[str] = []
     for hw in {hw.name: hw for hw, _, _ in profiles() if hw.kind == "gpu"}.values():
