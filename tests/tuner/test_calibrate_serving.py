@@ -49,16 +49,22 @@ def test_held_out_tpot_meets_the_target(held_out: dict) -> None:
 def test_held_out_tpot_meets_the_target_at_every_tp_degree(
     runs: cs.ServingRuns, predicted: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    """Each TP degree's runs (42-45 each) held out within 8% at the median. With Figure 3's 1D
-    collectives (an NCCL all-gather and reduce-scatter per weight set) hidden behind the block's
-    work, TP 2, 4 and 8 were 9.1%, 8.5% and 10.6% (median ratios 0.93, 0.97, 0.97: the collectives
-    cost nothing); with the engines' two all-reduces per block on the critical path 3.0%, 3.8%, 6.4%
-    (TP1, which has none, 2.6% -> 2.4%)."""
+    """Each TP degree's runs (42-45 each) held out within 9% at the median (the serving issue's
+    TPOT target is 10% over all runs). With Figure 3's 1D collectives (an NCCL all-gather and
+    reduce-scatter per weight set) hidden behind the block's work, TP 2, 4 and 8 were 9.1%, 8.5%
+    and 10.6% (median ratios 0.93, 0.97, 0.97: the collectives cost nothing); with the engines' two
+    all-reduces per block on the critical path 3.0%, 3.8%, 6.4% (TP1, which has none, 2.6% ->
+    2.4%). The bar was 8% until decode attention's work units were made continuous in the cached
+    length (2026-12-06, cost_models/efficiency.py decode_attention_time_s: ceil(kv_len / 512) made
+    the time fall as the cache grew, 77.4 -> 45.6 us from kv_len 512 to 513): TP 1, 2, 4, 8 went
+    2.16%, 4.15%, 5.86%, 7.59% -> 2.48%, 4.06%, 5.83%, 8.35%. These runs' prompts are 1024, 2048
+    and 4096 tokens, so their caches sat just past a 512 boundary, in the old dips; the 36 static
+    runs nothing is fitted on went 11.4% -> 10.6% with it (TP8 12.0% -> 10.1%)."""
     _, tpot = predicted
     for tp in (1, 2, 4, 8):
         at = runs.tp == tp
         error = float(np.median(np.abs(tpot[at] / runs.tpot_s[at] - 1.0)))
-        assert error <= 0.08, (tp, error)
+        assert error <= 0.09, (tp, error)
 
 
 def test_held_out_ttft_meets_the_target(held_out: dict) -> None:
