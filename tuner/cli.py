@@ -1486,8 +1486,17 @@ def export_command(
 
 
 @cli.command("init")
-@click.option("--model", required=True, help="Catalog name (tuner models) or path of a config.json.")
-@click.option("--hardware", required=True, help="Catalog name (tuner hardware).")
+@click.option(
+    "--model",
+    required=True,
+    help="Catalog name (tuner models), path of a config.json, or a model YAML file (tuner models --template); "
+    "a file is written into the spec relative to the spec's directory.",
+)
+@click.option(
+    "--hardware",
+    required=True,
+    help="Catalog name (tuner hardware) or a chip YAML file (tuner hardware --template).",
+)
 @click.option(
     "--serving", is_flag=True, help="Add a serving: section: tokens/s/chip vs tokens/s/user under TTFT/TPOT SLAs."
 )
@@ -1503,15 +1512,19 @@ def export_command(
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON: the file and the profile.")
 def init_command(model: str, hardware: str, serving: bool, output: str | None, force: bool, as_json: bool) -> None:
     """Write a commented study spec for a model on a chip, to edit and then search."""
+    from pathlib import Path
+
     from tuner.init_spec import feasibility_note, spec_text, study_name, write_spec
 
-    text = spec_text(model, hardware, serving)
     name, name_note = study_name(model, hardware, serving)
     path = output or f"studies/{name}.yaml"
     # The written SLA is kept (a default to edit); where no candidate of the space meets it, a
     # search found out only after its trials (deepseek-v3 on l4: TPOT 50 ms). Scored before the
-    # file is written, so a spec that cannot be scored leaves no file behind.
-    notes = [n for n in (name_note, feasibility_note(text)) if n]
+    # file is written, so a spec that cannot be scored leaves no file behind: with the paths as
+    # given, since the spec's directory may not exist yet.
+    notes = [n for n in (name_note, feasibility_note(spec_text(model, hardware, serving))) if n]
+    # The file's paths relative to the spec's directory, where a spec reads them from.
+    text = spec_text(model, hardware, serving, spec_dir=Path(path).parent)
     write_spec(path, text, force)
     if as_json:
         from search_spaces.space import compile_study

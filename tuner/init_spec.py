@@ -12,6 +12,7 @@ commented out at its default. The text is validated with ``parse_spec`` before i
 from __future__ import annotations
 
 import math
+import os
 import re
 import textwrap
 import unicodedata
@@ -136,19 +137,40 @@ def engine_degrees(
     return degrees
 
 
+def _file_stem(value: str) -> str:
+    """What a study is named after for a ``--model`` value: a catalog name as it is; a
+    config.json after its folder (a checkpoint's), a checkpoint folder after itself, any other
+    file after its stem. configs/qwen3-30b-a3b.json and configs/mixtral-8x22b.json are two
+    studies, not one "configs"; files/my-model.yaml is "my-model", which was
+    "files-my-model.yaml" (ops40, 2026-12-06: only .json paths lost their folder and suffix)."""
+    if not looks_like_path(value):
+        return value
+    path = Path(value)
+    if path.name == "config.json":
+        return path.absolute().parent.name
+    if path.is_dir():
+        return path.absolute().name
+    return path.stem
+
+
+def _from_spec_dir(value: str, spec_dir: Path | None) -> str:
+    """``value`` as the spec at ``spec_dir`` reads it: a relative path to an existing file is
+    rewritten relative to the spec's directory (search_spaces.spec reads relative paths from
+    there); a catalog name, an absolute path or a missing file as written. init wrote the path as
+    typed, so `tuner init --model my-model.yaml -o studies/x.yaml` wrote `model: my-model.yaml`,
+    which the spec found only when searched from the directory init ran in (ops40, 2026-12-06)."""
+    if spec_dir is None or not looks_like_path(value) or Path(value).is_absolute() or not Path(value).exists():
+        return value
+    return Path(os.path.relpath(Path(value).absolute(), spec_dir.absolute())).as_posix()
+
+
 def study_name(model: str, hardware: str, serving: bool) -> tuple[str, str | None]:
     """The name ``tuner init`` gives the study (and its default file), and a note where it is not
     the model's and chip's names as written: a study name holds letters, digits, '.', '_' and '-'
     (search_spaces.spec), and a checkpoint folder 'Mödel-ß' made 'M-del---h100-sxm', silently.
     Accented letters keep their base letter (NFKD, the combining marks dropped: 'Model'), other
     characters outside the set go, runs of '-' become one."""
-    # A config.json is named after its folder (a checkpoint's), another .json file after its stem:
-    # configs/qwen3-30b-a3b.json and configs/mixtral-8x22b.json are two studies, not one "configs".
-    stem = (
-        (Path(model).parent.name if Path(model).name == "config.json" else Path(model).stem)
-        if model.endswith(".json")
-        else model
-    )
+    stem = _file_stem(model)
     # A chip YAML file is named by its chip (its ``name:``, else the file's stem, as
     # get_hardware reads it): './my-chip.yaml' made 'llama-3-8b-.-my-chip.yaml' and a note.
     chip = get_hardware(hardware).name if looks_like_path(hardware) else hardware
@@ -163,7 +185,7 @@ def study_name(model: str, hardware: str, serving: bool) -> tuple[str, str | Non
     )
 
 
-def initial_values(model: str, hardware: str, serving: bool) -> dict[str, Any]:
+def initial_values(model: str, hardware: str, serving: bool, spec_dir: Path | None = None) -> dict[str, Any]:
     """The field values of the spec ``tuner init`` writes (the rest keep their defaults)."""
     model_spec = get_model(model)
     if model_spec.kind == "encoder":  # the same refusal tuner search would give the written spec
@@ -212,8 +234,8 @@ def initial_values(model: str, hardware: str, serving: bool) -> dict[str, Any]:
         "name": study_name(model, hardware, serving)[0],
         "description": f"{model_spec.name} on {chip.name}"
         + (": tokens/s per chip against tokens/s per user under a chat SLA." if serving else ": latency against cost."),
-        "model": model,
-        "hardware": hardware,
+        "model": _from_spec_dir(model, spec_dir),
+        "hardware": _from_spec_dir(hardware, spec_dir),
         "workload": _workload(model_spec, serving),
         "space": space,
         "constraints": {"fits": True, "max_ttft_s": 2.0, "max_tpot_s": 0.1}
@@ -323,9 +345,10 @@ def _comment(doc: FieldDoc, indent: str) -> list[str]:
     return textwrap.wrap(text, WIDTH, initial_indent=indent + "# ", subsequent_indent=indent + "# ")
 
 
-def spec_text(model: str, hardware: str, serving: bool = False) -> str:
-    """The commented YAML of a study spec for ``model`` on ``hardware``; it parses and searches."""
-    values = initial_values(model, hardware, serving)
+def spec_text(model: str, hardware: str, serving: bool = False, spec_dir: Path | None = None) -> str:
+    """The commented YAML of a study spec for ``model`` on ``hardware``; it parses and searches.
+    With ``spec_dir`` (where the spec will be written) file paths are written relative to it."""
+    values = initial_values(model, hardware, serving, spec_dir)
     by_path = {s.path: s for s in sections()}
     lines = [
         f"# Study spec: {model} on {hardware}, written by `tuner init`. Edit it, then run",

@@ -341,3 +341,55 @@ def test_init_names_a_study_after_a_chip_file_s_chip_not_its_path(
     assert code == 0, err
     assert load_spec(out).name == f"llama-3-8b-{chip_name or 'my-chip'}"
     assert "note:" not in printed, printed
+
+
+def test_init_names_a_study_after_a_model_or_chip_yaml_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tuner init --model files/my-model.yaml --hardware files/my-chip.yaml` named its study
+    'files-my-model.yaml-my-chip' (ops40, 2026-12-06: only a .json model path lost its folder and
+    suffix). A model YAML file names it by its stem, as a .json file does (docs/models.md: "after
+    the file"); a chip file by its chip (above)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "files").mkdir()
+    code, template, err = run_cli(capsys, "models", "--template")
+    assert code == 0, err
+    (tmp_path / "files" / "my-model.yaml").write_text(template)
+    code, template, err = run_cli(capsys, "hardware", "--template")
+    assert code == 0, err
+    (tmp_path / "files" / "my-chip.yaml").write_text(template)
+    code, printed, err = run_cli(
+        capsys, "init", "--model", "files/my-model.yaml", "--hardware", "files/my-chip.yaml", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(printed)["study"] == "my-model-my-chip"
+    assert (tmp_path / "studies" / "my-model-my-chip.yaml").exists()
+
+
+def test_the_files_init_names_resolve_from_the_specs_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spec reads a relative model or chip path from its own directory (docs/spec-reference.md).
+    init wrote the path as typed, relative to where it ran (`model: my-model.yaml` into
+    studies/x.yaml), so the spec found its files only when searched from that directory (ops40,
+    2026-12-06: `cd / && tuner search /that/studies/x.yaml` said no file at studies/my-model.yaml).
+    It writes them relative to the spec's directory now."""
+    monkeypatch.chdir(tmp_path)
+    code, template, err = run_cli(capsys, "models", "--template")
+    assert code == 0, err
+    (tmp_path / "my-model.yaml").write_text(template)
+    code, template, err = run_cli(capsys, "hardware", "--template")
+    assert code == 0, err
+    (tmp_path / "my-chip.yaml").write_text(template)
+    code, _, err = run_cli(
+        capsys, "init", "--model", "my-model.yaml", "--hardware", "my-chip.yaml", "-o", "studies/x.yaml"
+    )
+    assert code == 0, err
+    written = yaml.safe_load((tmp_path / "studies" / "x.yaml").read_text())
+    assert (written["model"], written["hardware"]) == ("../my-model.yaml", "../my-chip.yaml")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    code, out, err = run_cli(capsys, "search", str(tmp_path / "studies" / "x.yaml"), "--storage", url, "--trials", "4")
+    assert code == 0, err
