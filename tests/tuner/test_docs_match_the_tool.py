@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 from cli_helpers import run_cli
@@ -700,3 +701,18 @@ def test_the_quoted_ttft_percentile_bands_are_serving_mds_table() -> None:
     _one(rf"mostly far under \(p99 {quoted['p99 flagged']};", serving, "docs/serving.md")
     description = Constraints.model_fields["max_ttft_p90_s"].description or ""
     assert f"within {quoted['p90']} of tuner simulate's" in description, description
+
+
+def test_every_option_of_every_command_is_named_in_a_doc() -> None:
+    """`tuner search --timeout`, `export --allow-infeasible`, `estimate --block` and
+    `--prefill-attn-sharding`, `calibrate --base` were in --help alone (ops40, 2026-12-06). An
+    option counts as named where any of its spellings is (`-o` for `--output`)."""
+    text = "\n".join(doc.read_text(encoding="utf-8") for doc in DOCS)
+    named = set(re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", text))
+    missing = [
+        (name, p.opts[0])
+        for name, command in sorted(cli.commands.items())
+        for p in command.params
+        if isinstance(p, click.Option) and p.opts[0] != "--help" and not named & {*p.opts, *p.secondary_opts}
+    ]
+    assert missing == []
