@@ -716,3 +716,36 @@ def test_every_option_of_every_command_is_named_in_a_doc() -> None:
         if isinstance(p, click.Option) and p.opts[0] != "--help" and not named & {*p.opts, *p.secondary_opts}
     ]
     assert missing == []
+
+
+def test_models_mds_qwen3_fp8_decode_step(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/models.md quoted 19.8 ms (written at c763026); the same command gave 20.3 ms on
+    2026-12-06 (ops40)."""
+    text = _text("docs/models.md")
+    found = _one(
+        r"\(`tuner (estimate --model qwen3-235b-a22b [^`]*)`\):\s+a decode step of (\S+) ms", text, "models.md"
+    )
+    decode = _json_of(capsys, *found[1].split())["decode"]
+    assert_printed(decode["step_latency_s"] * 1e3, found[2], "models.md Qwen3-235B fp8 decode step")
+
+
+def test_models_mds_405b_fp8_checkpoint_decode_step(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """docs/models.md quoted 27.8 ms (29.1 as one fp8 format) from before Q/K/V ran as one fused
+    GEMM: 25.1 (24.0) on 2026-12-06 (ops40), one fp8 format now the faster. The config is
+    tests/cost_models/test_mixed_checkpoint.py's (Llama-3.1-8B's file at the 405B's shapes, the
+    published quantization_config's excerpt)."""
+    text = _text("docs/models.md")
+    found = _one(r"decodes a step in (\S+) ms \((\S+) as one fp8 format", text, "models.md")
+    fixtures = TESTS / "fixtures"
+    config = json.loads((fixtures / "hf" / "llama.json").read_text())
+    config.update(hidden_size=16384, intermediate_size=53248, num_attention_heads=128, num_hidden_layers=126)
+    config["quantization_config"] = json.loads(
+        (fixtures / "hf_quantization" / "llama_3_1_405b_instruct_fp8.json").read_text()
+    )
+    for printed, exclusions in ((found[1], None), (found[2], [])):
+        if exclusions is not None:  # one fp8 format: no module kept 16-bit
+            config["quantization_config"]["modules_to_not_convert"] = exclusions
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        args = "--hardware h200 --tp 8 --batch 8 --prompt-len 1024 --gen-len 128 --calibration h200-vllm".split()
+        decode = _json_of(capsys, "estimate", "--model", str(tmp_path / "config.json"), *args)["decode"]
+        assert_printed(decode["step_latency_s"] * 1e3, printed, "models.md 405B FP8 decode step")
