@@ -1516,13 +1516,15 @@ def init_command(model: str, hardware: str, serving: bool, output: str | None, f
 
     from tuner.init_spec import feasibility_note, spec_text, study_name, write_spec
 
+    # First with the paths as given: it reads the model and the chip (a bad one is one line) and
+    # is what gets scored, since the spec's directory may not exist yet.
+    given = spec_text(model, hardware, serving)
     name, name_note = study_name(model, hardware, serving)
     path = output or f"studies/{name}.yaml"
     # The written SLA is kept (a default to edit); where no candidate of the space meets it, a
     # search found out only after its trials (deepseek-v3 on l4: TPOT 50 ms). Scored before the
-    # file is written, so a spec that cannot be scored leaves no file behind: with the paths as
-    # given, since the spec's directory may not exist yet.
-    notes = [n for n in (name_note, feasibility_note(spec_text(model, hardware, serving))) if n]
+    # file is written, so a spec that cannot be scored leaves no file behind.
+    notes = [n for n in (name_note, feasibility_note(given)) if n]
     # The file's paths relative to the spec's directory, where a spec reads them from.
     text = spec_text(model, hardware, serving, spec_dir=Path(path).parent)
     write_spec(path, text, force)

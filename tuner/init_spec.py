@@ -148,8 +148,11 @@ def _file_stem(value: str) -> str:
     path = Path(value)
     if path.name == "config.json":
         return path.absolute().parent.name
-    if path.is_dir():
-        return path.absolute().name
+    try:
+        if path.is_dir():
+            return path.absolute().name
+    except OSError:  # a name too long to be a path (ENAMETOOLONG): no folder
+        pass
     return path.stem
 
 
@@ -159,7 +162,10 @@ def _from_spec_dir(value: str, spec_dir: Path | None) -> str:
     there); a catalog name, an absolute path or a missing file as written. init wrote the path as
     typed, so `tuner init --model my-model.yaml -o studies/x.yaml` wrote `model: my-model.yaml`,
     which the spec found only when searched from the directory init ran in (ops40, 2026-12-06)."""
-    if spec_dir is None or not looks_like_path(value) or Path(value).is_absolute() or not Path(value).exists():
+    try:
+        if spec_dir is None or not looks_like_path(value) or Path(value).is_absolute() or not Path(value).exists():
+            return value
+    except OSError:  # a name too long to be a path: as written (reading it has failed already)
         return value
     return Path(os.path.relpath(Path(value).absolute(), spec_dir.absolute())).as_posix()
 

@@ -393,3 +393,17 @@ def test_the_files_init_names_resolve_from_the_specs_directory(
     url = f"sqlite:///{tmp_path / 'x.db'}"
     code, out, err = run_cli(capsys, "search", str(tmp_path / "studies" / "x.yaml"), "--storage", url, "--trials", "4")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("option", ["--model", "--hardware"])
+def test_init_of_a_file_name_too_long_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    """Naming the study after a file's stem first (ops40) asked the file system about a 300-byte
+    name before the model or chip was read: a traceback (ENAMETOOLONG). The model and chip are read
+    first again: one line, exit 2."""
+    values = {"--model": "llama-3-8b", "--hardware": "h100-sxm", option: "a" * 300 + ".yaml"}
+    out = tmp_path / "spec.yaml"
+    code, printed, err = run_cli(capsys, "init", *[x for kv in values.items() for x in kv], "-o", str(out))
+    assert_one_error_line(code, printed, err, (option.removeprefix("--"),))
+    assert not out.exists()
