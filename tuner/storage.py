@@ -462,6 +462,21 @@ def _connect(url: str, path: str | None, create: bool, stop: Callable[[], bool] 
                 # import (tuner.optuna_internals.existing_storage); a new one through RDBStorage.
                 return existing_storage(with_installed_driver(url), _engine_kwargs(url))
         except OSError as error:  # the lock file beside the database
+            if (
+                error.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+                and path is not None
+                and Path(path).is_file()
+                and os.access(path, os.R_OK)
+            ):
+                # The database is there and reads; what could not be made is <db>.lock beside it
+                # (a study copied into a read-only directory has none yet): the same read-only
+                # directory as SQLite's journal meets once the lock file exists.
+                raise StorageError(
+                    f"{path} is read-only: its directory {Path(path).parent} does not let this command create "
+                    f"{Path(path).name}.lock, the writers' lock ({error.strerror}; {mask_password(url)})",
+                    "make the directory writable, or copy the study to a writable place",
+                    environment=True,
+                ) from None
             environment = error.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG)
             raise StorageError(
                 f"cannot use {path}: {error.strerror} ({mask_password(url)})",

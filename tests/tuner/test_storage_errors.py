@@ -166,6 +166,31 @@ def test_a_database_in_a_read_only_directory_is_the_environment(tmp_path: Path, 
     assert optuna.load_study(study_name="small", storage=f"sqlite:///{path}").trials[-1].number == 19
 
 
+def test_a_copied_database_in_a_read_only_directory_is_read_only_too(tmp_path: Path, capsys) -> None:
+    """A study copied (or restored) into a read-only directory has no ``<db>.lock`` beside it, and
+    a write's first step, creating that lock file, failed: "cannot use PATH: Operation not
+    permitted (...); use a path in a writable directory" (ops40, 2026-12-06), where
+    docs/operations.md promises "PATH is read-only", as the same directory with the lock file
+    already there gives."""
+    made = tmp_path / "made.db"
+    assert _search(capsys, tmp_path, f"sqlite:///{made}")[0] == 0
+    capsys.readouterr()
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = folder / "copy.db"
+    shutil.copy(made, path)
+    undo = _read_only_file(folder)
+    try:
+        code, out, err = run_cli(
+            capsys, "search", _spec(tmp_path), "--storage", f"sqlite:///{path}", "--trials", "40", "--json"
+        )
+        _one_line(code, out, err, 1, "read-only", str(folder))
+        code, out, err = run_cli(capsys, "pareto", "small", "--storage", f"sqlite:///{path}", "--json")
+        assert code == 0, err
+    finally:
+        undo()
+
+
 def test_locked_database_is_the_environment(tmp_path: Path, capsys) -> None:
     path = tmp_path / "locked.db"
     assert _search(capsys, tmp_path, f"sqlite:///{path}")[0] == 0
