@@ -719,7 +719,7 @@ def test_every_option_of_every_command_is_named_in_a_doc() -> None:
 
 
 def test_models_mds_qwen3_fp8_decode_step(capsys: pytest.CaptureFixture[str]) -> None:
-    """docs/models.md quoted 19.8 ms (written at c763026); the same command gave 20.3 ms on
+    """docs/models.md quoted 19.8 ms (written at c763026); the same command gave 20.4 ms on
     2026-12-06 (ops40)."""
     text = _text("docs/models.md")
     found = _one(
@@ -731,7 +731,8 @@ def test_models_mds_qwen3_fp8_decode_step(capsys: pytest.CaptureFixture[str]) ->
 
 def test_models_mds_405b_fp8_checkpoint_decode_step(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """docs/models.md quoted 27.8 ms (29.1 as one fp8 format) from before Q/K/V ran as one fused
-    GEMM: 25.1 (24.0) on 2026-12-06 (ops40), one fp8 format now the faster. The config is
+    GEMM: 25.2 (24.1) on 2026-12-06 (ops40), one fp8 format now the faster; Kimi K2 Thinking's
+    11.4 ms is 11.6 since decode attention is held to its KV bytes at HBM bandwidth (98a3e71). The config is
     tests/cost_models/test_mixed_checkpoint.py's (Llama-3.1-8B's file at the 405B's shapes, the
     published quantization_config's excerpt)."""
     text = _text("docs/models.md")
@@ -749,3 +750,11 @@ def test_models_mds_405b_fp8_checkpoint_decode_step(capsys: pytest.CaptureFixtur
         args = "--hardware h200 --tp 8 --batch 8 --prompt-len 1024 --gen-len 128 --calibration h200-vllm".split()
         decode = _json_of(capsys, "estimate", "--model", str(tmp_path / "config.json"), *args)["decode"]
         assert_printed(decode["step_latency_s"] * 1e3, printed, "models.md 405B FP8 decode step")
+    # Kimi K2 Thinking (compressed-tensors int4, group 32) on the same 8 H200s.
+    kimi = _one(r"Kimi K2 Thinking\s+(\S+) GB a chip \(\S+\) and (\S+) ms a step", text, "models.md")
+    config = json.loads((fixtures / "hf" / "kimi_k2.json").read_text())
+    config["quantization_config"] = json.loads((fixtures / "hf_quantization" / "kimi_k2_thinking.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    report = _json_of(capsys, "estimate", "--model", str(tmp_path / "config.json"), *args)
+    assert_printed(report["memory"]["weights_bytes_per_chip"] / 1e9, kimi[1], "models.md Kimi K2 memory a chip")
+    assert_printed(report["decode"]["step_latency_s"] * 1e3, kimi[2], "models.md Kimi K2 decode step")
