@@ -504,3 +504,21 @@ def test_the_running_batch_over_time_is_recorded() -> None:
     counts = np.flatnonzero(open_loop.running_time_s)
     assert counts.max() <= open_loop.peak_running
     assert open_loop.running_quantile(0.5) <= open_loop.running_quantile(0.999) <= counts.max()
+
+
+@pytest.mark.parametrize("load", [{"request_rate": 0.5}, {"concurrency": 4}])
+def test_a_prompt_as_long_as_the_token_budget_prefills_in_one_iteration_as_simulated(load: dict) -> None:
+    """A chunked prompt exactly as long as the budget (2048 tokens, --max-num-tokens 2048, vLLM on
+    one H100, Llama-3-8B): the budget less the mean decode count (a fraction of a sequence at a low
+    load) left 2047.6 tokens, and the steady state charged ceil(2048 / 2047.6) = 2 full mixed
+    iterations where the engine runs one, then at most a decode-sized one for the last tokens
+    (cost_models.serving.chunked_prefill_s). Before: analytic TTFT 1.63x (open loop, 0.5 req/s) and
+    1.23x (4 clients) the simulation's, against 1.03x and 0.99x at a 2100-token budget (400
+    requests, seed 1, 2026-12-06). Tolerance 10%, as the means above."""
+    out = simulate_one(
+        "llama-3-8b", "h100-sxm", chips=1, prompt_len=2048, gen_len=128, backend="vllm", max_num_tokens=2048,
+        requests=400, seed=1, **load,
+    )  # fmt: skip
+    analytic, sim = out["analytic"], out["simulated"]
+    assert analytic["ttft_s"] == pytest.approx(sim["ttft_s"]["mean"], rel=0.10)
+    assert analytic["tpot_s"] == pytest.approx(sim["tpot_s"]["mean"], rel=0.10)
