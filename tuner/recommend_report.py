@@ -14,11 +14,13 @@ from cost_models.calibration import calibration_report
 from cost_models.capacity import CapacityProblem, act_code, weight_formats
 from cost_models.deployment import context_notes, fp8_gemm_cost_text
 from cost_models.deployments import engine_kv_formats
-from cost_models.dtypes import BF16, FP8, dtype_name
+from cost_models.dtypes import BF16, FP8, dtype_name, parse_dtype
 from cost_models.errors import InvalidInputError, refuse_outside
 from cost_models.hardware import get_hardware
 from cost_models.input_ranges import PRICE_PER_CHIP_HOUR_USD_RANGE
 from cost_models.metrics import usd_per_hour, usd_per_million_tokens
+from cost_models.models import model_catalog
+from tuner.export import HF_REPOS
 from tuner.tables import _console, _plain, _seconds, calibration_line
 
 #: Runners-up shown (and kept in --json) after each mode's best configuration.
@@ -59,7 +61,9 @@ def recommend_dict(p: CapacityProblem, result: dict[str, dict[str, Any]], runner
         # bf16 fit (no int8_wo fit), which the line names as the estimate's does.
         "calibration": calibration_report(p.calibration, gemm_formats=_plan_gemm_formats(p)),
         # As tuner estimate and simulate say it: prompt + output past the model's trained context.
-        "notes": context_notes(p.model, p.prompt_len + p.gen_len) + fp8_slower_notes(p, result, runners_up),
+        "notes": context_notes(p.model, p.prompt_len + p.gen_len)
+        + fp8_slower_notes(p, result, runners_up)
+        + checkpoint_notes(p, result),
         "modes": modes,
     }
 
@@ -135,6 +139,41 @@ def fp8_slower_notes(p: CapacityProblem, result: dict[str, dict[str, Any]], runn
             + fp8_gemm_cost_text(p.calibration, p.chip, fmt, rows)
         ]
     return []
+
+
+def checkpoint_notes(p: CapacityProblem, result: dict[str, dict[str, Any]]) -> list[str]:
+    """Where the model's published checkpoint is quantized (``checkpoint_format``: gpt-oss's
+    MXFP4) and a mode's best plan is in another weight format (bf16 or fp8, planned beside it:
+    capacity.weight_formats), that the plan needs a checkpoint the model's repo is not, and the
+    mode's fewest-chips plan in the stored format. The exported line names the model's repo with
+    the plan's --quantization, which vLLM refuses for a checkpoint of another method
+    (ModelConfig._verify_quantization: "does not match the quantization method specified in the
+    `quantization` argument"; SGLang likewise) and TensorRT-LLM runs as stored; its notes say so,
+    but the table did not: gpt-oss-120b on a B200 under vLLM at 8 req/s (3000/400 tokens) was
+    planned as "1 x TP1, fp8 W8A8" with no word that openai/gpt-oss-120b holds no fp8 weights."""
+    if p.model.checkpoint_format is None:
+        return []
+    stored = dtype_name(parse_dtype(p.model.checkpoint_format, "checkpoint_format"))
+    # The repo tuner export names (a catalog model's own; another model's is the user's to set).
+    repo = (HF_REPOS.get(p.model.name) if model_catalog().get(p.model.name) == p.model else None) or p.model.name
+    notes = []
+    for mode, r in result.items():
+        best = r["best"]
+        if best is None or best["weight_format"] == stored:
+            continue
+        own = next((row for row in r["feasible"] if row["weight_format"] == stored), None)
+        alternative = (
+            f"the fewest chips in {stored}: {own['chips']} ({_layout(own)}), TTFT {_seconds(own['ttft_s'])}, "
+            f"TPOT {_seconds(own['tpot_s'])}"
+            if own is not None
+            else f"no {stored} plan meets the SLA within {p.max_chips} chips"
+        )
+        notes.append(
+            f"{mode}: the best plan's {best['weight_format']} weights are not the {stored} that "
+            f"{p.model.name}'s published checkpoint {repo} stores: it needs another checkpoint (its export names "
+            f"{repo}, which the engine refuses with that --quantization or runs as stored); {alternative}"
+        )
+    return notes
 
 
 def chip_prices(hardware: tuple[str, ...], prices: tuple[str, ...]) -> dict[str, float] | None:

@@ -429,3 +429,33 @@ def test_every_recommend_output_says_the_kv_cache_and_the_flag_that_sets_it(caps
     code, out, err = run_cli(capsys, *SMALL, *two, *kv, "--json")
     assert code == 0, err
     assert json.loads(out)["kv_bits"] == (kv_bits or "16")
+
+
+GPT_OSS_B200 = (
+    "recommend", "--model", "gpt-oss-120b", "--request-rate", "8", "--prompt-len", "3000", "--gen-len", "400",
+    "--max-ttft-s", "3", "--max-tpot-s", "0.06", "--backend", "vllm", "--json",
+)  # fmt: skip
+
+
+def test_a_plan_in_another_format_than_the_published_checkpoint_says_so_and_names_the_stored_formats_plan(capsys):
+    """gpt-oss-120b's only published checkpoint stores MXFP4 (fp4) experts. On a B200 under vLLM
+    recommend's best plans are fp8 W8A8 (1 x TP1 and 1P x TP1 + 1D x TP1), whose launch line names
+    openai/gpt-oss-120b with --quantization fp8, which vLLM refuses for an mxfp4 checkpoint; the
+    export's notes said it needs another checkpoint, the recommendation did not. Now a note per mode
+    says so and names the fewest-chips plan in the stored format (a row of the same feasible list).
+    On an H100 the best is the fp4 checkpoint itself: no note; a 16-bit model: none."""
+    code, out, err = run_cli(capsys, *GPT_OSS_B200, "--hardware", "b200")
+    assert code == 0, err
+    report = json.loads(out)
+    for mode in ("aggregated", "disaggregated"):
+        best = report["modes"][mode]["best"]
+        assert best["weight_format"] == "fp8"
+        (note,) = [n for n in report["notes"] if n.startswith(f"{mode}: the best plan's fp8 weights")]
+        assert "openai/gpt-oss-120b" in note and "another checkpoint" in note
+        assert "the fewest chips in fp4: " in note
+    code, out, err = run_cli(capsys, *GPT_OSS_B200, "--hardware", "h100-sxm")
+    report = json.loads(out)
+    assert report["modes"]["aggregated"]["best"]["weight_format"] == "fp4"
+    assert not any("published checkpoint" in n for n in report["notes"])
+    code, out, err = run_cli(capsys, *BASE, "--max-ttft-s", "1", "--max-chips", "12", "--json")
+    assert not any("published checkpoint" in n for n in json.loads(out)["notes"])
