@@ -317,3 +317,20 @@ def test_an_open_loop_decode_pool_swings_up_to_its_slots_as_an_aggregated_replic
     )  # fmt: skip
     assert any(note.startswith("near capacity:") for note in report["serving"]["notes"])
     assert report["serving"]["running_p999"] == pytest.approx(est.running_p999[0], rel=1e-6)
+
+
+def test_a_prompt_one_token_past_the_budget_adds_one_token_not_one_full_iteration():
+    """A prefill instance under vLLM (chunked, an 8192-token budget), 0.05 req/s: an 8193-token
+    prompt fills one iteration and leaves one token to the next, which holds little else at this
+    rate. Its own prefill was ceil(8193 / 8192) = 2 full iterations: TTFT 1075 ms against the
+    8192-token prompt's 555 ms (bf16 TP4, 2026-12-06; now 578 ms); one more token adds at most a few
+    percent, as one token fewer than two budgets (16383) does against 16384."""
+
+    def ttft_s(prompt: int) -> float:
+        w = make_workloads(backend="vllm", request_rate=0.05, prompt_len=prompt, gen_len=GEN)
+        profile = resolve_calibration("auto", "h100-sxm", "vllm")
+        est = serve_disaggregated(tp(4), tp(4), w, prefill_instances=1, decode_instances=1, calibration=profile)
+        return float(est.ttft_s[0])
+
+    assert ttft_s(8193) < 1.05 * ttft_s(8192)
+    assert ttft_s(16383) == pytest.approx(ttft_s(16384), rel=0.05)
