@@ -998,8 +998,20 @@ def per_rank_batch(knobs: dict[str, Any], dp: int, engine: str, notes: list[str]
     model_executor/model_runner.py); plain DP replicas (a dense model) each take the whole value,
     so they get the batch over the ranks too."""
     batch = knobs["max_batch_size"]
-    if dp <= 1 or (engine == "sglang" and dp_attention):
+    if dp <= 1:
         return batch
+    if engine == "sglang" and dp_attention:
+        # SGLang's rank takes the floor, the serving model's the ceiling
+        # (cost_models.serving.rank_workloads): a limit DP does not divide is written as the
+        # multiple of DP that leaves each rank the share it was scored with.
+        whole = -(-batch // dp) * dp
+        if whole != batch:
+            notes.append(
+                f"max_running_requests {whole}, not the trial's {batch}: SGLang gives each of its {dp} DP-attention "
+                f"ranks max_running_requests // dp_size ({batch // dp} of {batch}); the trial was scored with "
+                f"ceil({batch} / {dp}) = {whole // dp} a rank"
+            )
+        return whole
     rank = -(-batch // dp)
     notes.append(f"the batch limit is per data-parallel rank for {engine}: {batch} sequences over {dp} ranks")
     return rank

@@ -237,3 +237,25 @@ def test_sglang_dense_replicas_beyond_one_host_are_launched_apart():
     assert any(n.startswith("dp 3 of a dense model over more than one host") for n in apart["notes"])
     together = engine_args(_row(LLAMA, 4, data_parallel=2), None, "sglang")
     assert "--dp-size 2" in together["cli"] and not any("more than one host" in n for n in together["notes"])
+
+
+def test_sglang_dp_attention_gets_a_limit_its_floor_division_leaves_at_the_scored_ranks_share():
+    """A serving trial's batch limit is the deployment's, each DP rank scored at ceil(limit / DP)
+    (cost_models.serving.rank_workloads): 100 over 8 ranks of Qwen3-235B (TP1 DP8 EP8) is 13 a
+    rank. SGLang with DP attention gives each rank ``max_running_requests // dp_size``
+    (sgl-project/sglang model_runner.py), floor: 100 // 8 = 12, 96 sequences where 104 were
+    scored. The export writes 104 (13 x 8) and says why; a limit DP divides stays as it is."""
+    from cost_models.serving import make_workloads
+
+    def serving(limit: int) -> dict:
+        return make_workloads(
+            backend="sglang", concurrency=256, prompt_len=1024, gen_len=128, max_batch_size=limit
+        ).row(0)
+
+    row = _row(QWEN, 1, expert_parallel=8, data_parallel=8)
+    args = engine_args(row, serving(100), "sglang")
+    assert args["engine_args"]["max_running_requests"] // 8 == -(-100 // 8)
+    assert any("max_running_requests // dp_size" in note for note in args["notes"])
+    even = engine_args(row, serving(64), "sglang")
+    assert even["engine_args"]["max_running_requests"] == 64
+    assert not any("max_running_requests // dp_size" in note for note in even["notes"])
