@@ -443,3 +443,26 @@ def test_the_title_names_8_bit_activations(capsys):
         assert json.loads(out)["act_dtype"] == ("fp8" if act == "fp8" else "bf16")  # as the aggregated JSON's
     assert "activations fp8" in titles["fp8"] and "activations fp8" in titles["fp8-disaggregated"]
     assert "activations" not in titles["16"] and "activations" not in titles["16-disaggregated"]
+
+
+def test_kv_memory_fraction_under_a_load_says_the_serving_cache_is_the_memory_knobs(capsys):
+    """--kv-memory-fraction reserves HBM for the static sections' max context; the serving sections
+    size the KV cache by the engine's memory knob (--memory-fraction). Given with a load it left a
+    KV-bound deployment's serving numbers as they were without a word (Llama-3-70B fp8 on 2 H100s
+    under vLLM at 2 req/s: max concurrency 110 with and without --kv-memory-fraction 0.05), where
+    the disaggregated estimate refuses it as not read. Now a note says so; --memory-fraction moves
+    the cache."""
+    base = (
+        "estimate", "--model", "llama-3-70b", "--hardware", "h100-sxm", "--backend", "vllm", "--tp", "2",
+        "--weight-bits", "fp8", "--act-bits", "fp8", "--request-rate", "2", "--prompt-len", "2048", "--gen-len",
+        "256", "--json",
+    )  # fmt: skip
+    code, out, err = run_cli(capsys, *base)
+    assert code == 0, err
+    plain = json.loads(out)
+    assert not any("--kv-memory-fraction" in n for n in plain["notes"])
+    code, out, err = run_cli(capsys, *base, "--kv-memory-fraction", "0.05")
+    assert code == 0, err
+    given = json.loads(out)
+    assert given["serving"]["max_concurrency"] == plain["serving"]["max_concurrency"]
+    assert any("--kv-memory-fraction 0.05" in n and "--memory-fraction" in n for n in given["notes"])
