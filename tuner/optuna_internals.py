@@ -438,6 +438,39 @@ def complete_points(storage: RDBStorage, study_id: int, n_objectives: int) -> tu
     return ids, np.frombuffer(joined, dtype="<f8").reshape(len(rows), n_objectives)
 
 
+def complete_point_rows(
+    storage: RDBStorage, study_id: int, n_objectives: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(trial_ids, numbers, feasible, values)`` of every COMPLETE trial of a study in
+    trial-number order, from our side table: :func:`complete_points` with each trial's number and
+    feasibility as scored (what ``tuner report`` needs to choose the trials it draws and to draw
+    the best feasible value so far, without loading every trial: 188 of 203 s for a 111,450-trial
+    study, README). None when the table does not hold every COMPLETE trial of the study, or a
+    blob has another length than its objectives'."""
+    from sqlalchemy import inspect
+
+    with storage.engine.connect() as connection:
+        if not inspect(connection).has_table(POINTS_TABLE):
+            return None
+        mark = _mark(connection)
+        held, complete = _points_held(connection, mark, study_id)
+        if held != complete:
+            return None
+        rows = _driver_rows(
+            connection,
+            f"SELECT trial_id, number, feasible, objectives FROM {POINTS_TABLE}"
+            f" WHERE study_id = {mark} ORDER BY number",
+            (study_id,),
+        )
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    numbers = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+    feasible = np.fromiter((r[2] == 1 for r in rows), dtype=bool, count=len(rows))
+    joined = b"".join([bytes(r[3]) for r in rows])
+    if len(joined) != len(rows) * n_objectives * 8:
+        return None
+    return ids, numbers, feasible, np.frombuffer(joined, dtype="<f8").reshape(len(rows), n_objectives)
+
+
 def latest_points(
     storage: RDBStorage, study_id: int, n_objectives: int, count: int
 ) -> tuple[np.ndarray, np.ndarray] | None:

@@ -173,3 +173,61 @@ def test_the_front_tables_headers_name_the_unit_of_their_cells(palm: str) -> Non
         cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
         raw = float(re.findall(r'title="([^"]+)"', row)[objective])  # seconds, the registry's unit
         assert float(cells[column].replace(",", "")) == pytest.approx(raw * 1e3, rel=1e-3)
+
+
+@pytest.fixture(scope="module")
+def palm_3000(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """3,000 compact trials of the PaLM spec, batch widened to 1..10 as bench/bench_reads.py
+    widens it, written by the exhaustive sampler (each with its points-table row)."""
+    import yaml
+
+    folder = tmp_path_factory.mktemp("report-large")
+    data = yaml.safe_load((REPO / "studies" / "palm-540b-tpu-v4.yaml").read_text(encoding="utf-8"))
+    data["space"]["batch"] = list(range(1, 11))
+    spec = folder / "spec.yaml"
+    spec.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    url = f"sqlite:///{folder / 'palm.db'}"
+    run_search(load_spec(str(spec)), url, trials=3000, sampler="exhaustive")
+    return url
+
+
+def test_a_large_database_study_reads_whole_only_the_trials_it_draws(palm_3000: str, monkeypatch) -> None:
+    """`tuner report` read every trial whole (Optuna's get_trials, each compact trial recomputed)
+    before it drew max_points of them: 188 of 203 s at 111,450 trials (README). From the points
+    table only the drawn trials and the front are made whole now."""
+    from tuner import compact
+
+    made_whole: list[int] = []
+    hydrate = compact.Hydrator.hydrate
+
+    def counting(self, trials, breakdown=True):  # type: ignore[no-untyped-def]
+        made_whole.extend(t.number for t in trials if compact.is_compact(t))
+        return hydrate(self, trials, breakdown)
+
+    monkeypatch.setattr(compact.Hydrator, "hydrate", counting)
+    study = load_study("palm-540b-tpu-v4", palm_3000)
+    front = study_front(study)
+    made_whole.clear()
+    max_points, max_lines = len(front.trials) + 40, 15
+    text, counts = render_report(study, max_points=max_points, max_lines=max_lines)
+    assert counts["n_trials"] == 3000 and counts["n_drawn"] == max_points
+    assert counts["n_front"] == len(front.trials)
+    # The front (read by study_front), the 40 others drawn and at most 15 more parallel lines;
+    # a whole read made all 3,000 whole.
+    assert len(made_whole) <= len(front.trials) + 40 + 15, len(made_whole)
+    assert len(set(made_whole)) == len(made_whole)  # none twice
+    assert parse(text).front_rows == [t.number for t in front.trials]
+
+
+def test_the_thinned_read_draws_the_page_a_whole_read_draws(palm_3000: str, monkeypatch) -> None:
+    """Same sample (the same seeded rule over the same trials in the same order), same charts,
+    same counts, whether every trial is read whole (no points table) or only the drawn ones."""
+    from tuner import optuna_internals
+
+    study = load_study("palm-540b-tpu-v4", palm_3000)
+    front = study_front(study)
+    thinned, thinned_counts = render_report(study, max_points=len(front.trials) + 40, max_lines=15)
+    monkeypatch.setattr(optuna_internals, "complete_point_rows", lambda *args: None)
+    whole, whole_counts = render_report(study, max_points=len(front.trials) + 40, max_lines=15)
+    assert thinned_counts == whole_counts
+    assert thinned == whole
