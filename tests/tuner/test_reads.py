@@ -121,6 +121,23 @@ def test_complete_values_and_infeasible_ids_match_frozen_trials(stored: str) -> 
     assert 0 < len(infeasible) < len(complete)
 
 
+def test_complete_point_rows_match_frozen_trials(stored: str) -> None:
+    """What ``tuner report`` reads instead of every trial: each COMPLETE trial's id, number,
+    feasibility and objectives, in trial order, as the trials read whole have them."""
+    study = load_study(NAME, stored)
+    storage = optuna_internals.rdb_storage(study)
+    assert storage is not None
+    rows = optuna_internals.complete_point_rows(storage, storage.get_study_id_from_name(NAME), len(study.directions))
+    assert rows is not None
+    ids, numbers, feasible, values = rows
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    assert ids.tolist() == [t._trial_id for t in complete]
+    assert numbers.tolist() == [t.number for t in complete]
+    assert feasible.tolist() == [is_feasible(t) for t in complete]
+    assert 0 < feasible.sum() < len(complete)
+    np.testing.assert_array_equal(values, np.array([t.values for t in complete]))
+
+
 @pytest.mark.filterwarnings("ignore:Overwrite an old format constraint")
 def test_infeasible_trial_ids_on_every_kind_of_constraint_value(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'c.db'}"
