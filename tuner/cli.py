@@ -1063,6 +1063,8 @@ def search_command(
                 "trials_before": result.trials_before,
                 "trials_added": result.trials_added,
                 "interrupted": result.interrupted,
+                # --timeout passed before the budget: stopped there, resumable (interrupted is a signal).
+                "timed_out": result.timed_out,
                 "exhausted": result.exhausted,
                 "left_out": result.left_out,
                 "elapsed_s": result.elapsed_s,
@@ -1091,6 +1093,13 @@ def search_command(
         for note in notes:
             click.echo(f"note: {note}")
     _say_if_exhausted(result.exhausted)
+    if result.timed_out:
+        # Before, a search cut by --timeout printed the summary of one that finished its budget.
+        click.echo(
+            f"stopped at --timeout {timeout:g} s: {result.trials_added:,} trials added, the study holds "
+            f"{result.trials_before + result.trials_added:,}; run the same command to resume",
+            err=True,
+        )
     _stop_if_interrupted(result.interrupted, "run the same command to resume", stop.exit_code)
 
 

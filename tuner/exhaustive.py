@@ -380,6 +380,7 @@ class ExhaustiveResult:
     front: Front = field(default_factory=Front)
     budget_reached: bool = False
     finished: bool = False  # every range of the space is done
+    timed_out: bool = False  # stopped because ``timeout_s`` passed (tuner search --timeout)
     #: Configurations of this run's ranges that cannot exist (structurally_valid: no engine runs
     #: them, or the hardware does not offer their chips), left out unscored and unstored.
     left_out: int = 0
@@ -461,9 +462,12 @@ def _sweep(
     # Configurations stored before this run (another sampler's trials): not scored again.
     held_sorted = np.sort(np.asarray(held if held is not None else [], dtype=np.int64))
     while True:
-        if stop() or (timeout_s is not None and time.monotonic() - start >= timeout_s):
+        if stop():
             break
         if share is not None and result.written >= share:
+            break  # the share done: not a timeout, however late
+        if timeout_s is not None and time.monotonic() - start >= timeout_s:
+            result.timed_out = True
             break
         began = time.monotonic()
         claimed = transaction(claim, storage, study_id, size, length)

@@ -128,6 +128,24 @@ class SearchResult:
     #: The study's feasible points as the resume read them for TPE's history, kept for the front
     #: printed after the search (``study_front(..., known=)``): None where none were read.
     known_front: KnownPoints | None = None
+    #: ``timeout_s`` passed before the budget (or share) was done: the search stopped there, and
+    #: the same call resumes it. Not ``interrupted`` (a signal) nor ``exhausted`` (space done);
+    #: False when the last batch finished the budget, however late.
+    timed_out: bool = False
+
+
+class _Deadline:
+    """``timeout_s`` after ``start`` (``time.monotonic``); :meth:`passed` remembers that it was
+    seen passed, so the result says the search stopped at the timeout only when a loop did."""
+
+    def __init__(self, timeout_s: float | None, start: float) -> None:
+        self.timeout_s, self.start = timeout_s, start
+        self.reached = False
+
+    def passed(self) -> bool:
+        if self.timeout_s is not None and time.monotonic() - self.start >= self.timeout_s:
+            self.reached = True
+        return self.reached
 
 
 def distributions(study: CompiledStudy) -> dict[str, CategoricalDistribution]:
@@ -604,7 +622,8 @@ def run_search(
     writer = TrialWriter(storage, study_id, flush_interval_s, budget=None if sampler_name == "exhaustive" else budget)
     dists = distributions(compiled)
     start = time.monotonic()
-    interrupted = exhausted = False
+    deadline = _Deadline(timeout_s, start)
+    interrupted = exhausted = timed_out = False
     added = left_out = 0
     random_run = _RandomRun()  # what a compact random search wrote, interrupted or not
     try:
@@ -622,16 +641,17 @@ def run_search(
             # with --no-store-all (a front and a sample).
             exhausted = swept.finished and store_all and (trials is None or len(held) + added < trials)
             left_out = swept.left_out
+            timed_out = swept.timed_out
         elif sampler_name == "exhaustive":
-            left_out = _exhaustive(compiled, fmt, held, writer, on_progress, trials, timeout_s, start, stop)
+            left_out = _exhaustive(compiled, fmt, held, writer, on_progress, trials, deadline, stop)
         elif sampler_name == "nsga2" and fmt.compact:
             _nsga2_compact(
-                random_run, compiled, storage, study_id, storage_url, held, budget, share, timeout_s, start,
+                random_run, compiled, storage, study_id, storage_url, held, budget, share, deadline,
                 seed if seed is not None else spec.seed, flush_interval_s, on_progress, stop,
             )  # fmt: skip
         elif sampler_name == "random" and fmt.compact:
             _random_compact(
-                random_run, compiled, storage, study_id, storage_url, held, budget, share, timeout_s, start,
+                random_run, compiled, storage, study_id, storage_url, held, budget, share, deadline,
                 seed if seed is not None else spec.seed, batch_size or _RANDOM_BATCH, flush_interval_s,
                 on_progress, stop,
             )  # fmt: skip
@@ -642,7 +662,7 @@ def run_search(
             seed_used = seed if seed is not None else spec.seed
             distinct = DistinctConfigurations(compiled.space.dimensions, seed_used, mutate=sampler_name != "random")
             exhausted = _sample(
-                compiled, fmt, existing, held, writer, dists, budget, share, timeout_s, start, chosen, batch,
+                compiled, fmt, existing, held, writer, dists, budget, share, deadline, chosen, batch,
                 on_progress, distinct, stop,
             )  # fmt: skip
     except KeyboardInterrupt:
@@ -650,6 +670,9 @@ def run_search(
     finally:
         writer.flush()
     interrupted = interrupted or stop()
+    # A signal after the deadline passed stops the search as much as the timeout did: said once,
+    # as interrupted (the command exits 128 + the signal).
+    timed_out = (timed_out or deadline.reached) and not interrupted
     added += random_run.written
     exhausted = exhausted or random_run.exhausted
     return SearchResult(
@@ -664,6 +687,7 @@ def run_search(
         left_out,
         int(compiled.space.size),
         known_front,
+        timed_out,
     )
 
 
@@ -676,8 +700,7 @@ def _sample(
     dists,
     budget,
     share,
-    timeout_s,
-    start,
+    deadline,
     sampler,
     batch_size,
     on_progress,
@@ -693,7 +716,7 @@ def _sample(
     distinct.add_flat(held)
     done = len(held)
     limit = budget if share is None else min(budget, done + share)
-    while done < limit and not writer.budget_reached and (timeout_s is None or time.monotonic() - start < timeout_s):
+    while done < limit and not writer.budget_reached and not deadline.passed():
         if stop():
             return False
         if distinct.exhausted:
@@ -797,7 +820,7 @@ class _BulkTrials:
 
 
 def _random_compact(
-    run, compiled, storage, study_id, storage_url, held, budget, share, timeout_s, start, seed, batch_size,
+    run, compiled, storage, study_id, storage_url, held, budget, share, deadline, seed, batch_size,
     flush_interval_s, on_progress, stop,
 ) -> None:  # fmt: skip
     """Random search of a compact study without Optuna's ask and tell (which cost about 3 ms a
@@ -815,7 +838,7 @@ def _random_compact(
     limit = budget if share is None else min(budget, scored + share)
     try:
         while scored < limit and not writer.budget_reached:
-            if stop() or (timeout_s is not None and time.monotonic() - start >= timeout_s):
+            if stop() or deadline.passed():
                 break
             if draws.unseen == 0:
                 run.exhausted = True
@@ -830,7 +853,7 @@ def _random_compact(
 
 
 def _nsga2_compact(
-    run, compiled, storage, study_id, storage_url, held, budget, share, timeout_s, start, seed, flush_interval_s,
+    run, compiled, storage, study_id, storage_url, held, budget, share, deadline, seed, flush_interval_s,
     on_progress, stop,
 ) -> None:  # fmt: skip
     """NSGA-II on a compact study, a generation at a time (:class:`tuner.samplers.GenerationalNSGAII`:
@@ -877,7 +900,7 @@ def _nsga2_compact(
     limit = budget if share is None else min(budget, scored + share)
     try:
         while scored < limit and not writer.budget_reached:
-            if stop() or (timeout_s is not None and time.monotonic() - start >= timeout_s):
+            if stop() or deadline.passed():
                 break
             if distinct.exhausted:
                 run.exhausted = True
@@ -1019,11 +1042,9 @@ def _stored_system_attrs(system_attrs: dict, evaluation: Evaluation, row: int) -
     return attrs
 
 
-def _exhaustive(
-    compiled, fmt, held, writer, on_progress, trials=None, timeout_s=None, start=0.0, stop=None, chunk=5_000
-) -> int:
+def _exhaustive(compiled, fmt, held, writer, on_progress, trials=None, deadline=None, stop=None, chunk=5_000) -> int:
     """Every structurally possible candidate not yet stored, scored in vectorized chunks, in a
-    fixed order; an explicit ``trials`` caps what the study holds and ``timeout_s`` is checked
+    fixed order; an explicit ``trials`` caps what the study holds and the ``deadline`` is checked
     between chunks, so an interrupted enumeration resumes where it stopped. Studies in the whole
     (pre-compact) format only: compact ones stream through :mod:`tuner.exhaustive`. Returns the
     configurations left out as structurally invalid."""
@@ -1042,9 +1063,9 @@ def _exhaustive(
         total = max(0, min(total, trials - len(held)))
     number = len(held)
     for begin in range(0, total, chunk):
-        if timeout_s is not None and time.monotonic() - start >= timeout_s:
-            break
         if stop is not None and stop():
+            break
+        if deadline is not None and deadline.passed():
             break
         part = {k: v[begin : min(begin + chunk, total)] for k, v in indices.items()}
         evaluation = evaluate(compiled, part)

@@ -874,3 +874,64 @@ def test_cli_exhaustive_search_says_how_many_configurations_it_left_out(tmp_path
     assert any(
         n.startswith("1 of the space's 4 configurations were left out as structurally invalid") for n in report["notes"]
     )
+
+
+# A timeout that has passed at the first check (a nanosecond): the search stops there, before any
+# batch, whatever the sampler; each sampler and format checks the timeout in its own loop.
+TIMEOUT_PASSED_S = 1e-9
+
+
+@pytest.mark.parametrize(
+    "sampler, compact_format",
+    [("random", True), ("tpe", True), ("nsga2", True), ("exhaustive", True), ("tpe", False), ("exhaustive", False)],
+)
+def test_a_search_stopped_by_its_timeout_says_so(
+    url: str, monkeypatch: pytest.MonkeyPatch, sampler: str, compact_format: bool
+) -> None:
+    """Before, a search cut by ``timeout_s`` returned what a finished one did (interrupted False,
+    nothing else): a caller could not tell a budget done from a timeout."""
+    if not compact_format:
+        from tuner import compact
+
+        monkeypatch.setattr(compact, "compact_possible", lambda sizes: False)  # the whole (older) format
+    result = run_search(spec_dict(), url, trials=50, sampler=sampler, timeout_s=TIMEOUT_PASSED_S)
+    assert result.timed_out is True
+    assert result.interrupted is False  # a signal, not a timeout
+    assert result.trials_added == 0
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe", "nsga2", "exhaustive"])
+def test_a_search_that_finishes_its_budget_within_the_timeout_did_not_time_out(url: str, sampler: str) -> None:
+    result = run_search(spec_dict(), url, trials=30, sampler=sampler, timeout_s=600)
+    assert result.trials_added == 30
+    assert result.timed_out is False
+
+
+def test_a_worker_done_with_its_share_within_the_timeout_did_not_time_out(url: str) -> None:
+    result = run_worker(spec_dict(sampler="exhaustive"), url, share=20, timeout_s=600)
+    assert result.trials_added >= 20
+    assert result.timed_out is False
+
+
+def test_search_says_it_stopped_at_the_timeout(tmp_path: Path, url: str, capsys) -> None:
+    """Text: one line saying where it stopped and how to go on; JSON: ``timed_out``; exit 0 (the
+    stop was asked for), ``interrupted`` stays False (that is a signal)."""
+    spec_path = str(write_spec(tmp_path, spec_dict()))
+    code, out, err = run_cli(capsys, "search", spec_path, "--storage", url, "--timeout", "1e-9")
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "--timeout" in line]
+    assert lines == ["stopped at --timeout 1e-09 s: 0 trials added, the study holds 0; run the same command to resume"]
+    code, out, err = run_cli(capsys, "search", spec_path, "--storage", url, "--timeout", "1e-9", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["timed_out"] is True and data["interrupted"] is False
+    # Resumed with time enough, the budget is done: no timeout said.
+    code, out, err = run_cli(capsys, "search", spec_path, "--storage", url, "--trials", "20", "--timeout", "600")
+    assert code == 0, err
+    assert "--timeout" not in out + err
+    code, out, err = run_cli(
+        capsys, "search", spec_path, "--storage", url, "--trials", "25", "--timeout", "600", "--json"
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["timed_out"] is False and data["trials_added"] == 5
