@@ -1677,8 +1677,9 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str, exit_code: int =
 @click.option(
     "--base",
     default=None,
-    help="With --points: the profile to start from (a name or file) [default: the chip's shipped "
-    "kernel profile, or the pure roofline where none was fitted].",
+    help="With --points: the profile to start from: a shipped profile's name (e.g. h100-sxm-vllm), a profile "
+    "file, or none (the pure roofline: every efficiency 1, no fixed cost) [default: the chip's shipped "
+    "kernel profile, or none where no kernels were fitted].",
 )
 @click.option(
     "--fit",
@@ -1917,7 +1918,7 @@ def _calibrate_end_to_end(
 ) -> None:
     from pathlib import Path
 
-    from cost_models.calibration import available_profiles, load_profile
+    from cost_models.calibration import NO_CALIBRATION, available_profiles, load_profile
     from cost_models.hardware import get_hardware, is_catalog_chip
     from tuner import calibrate_e2e as e2e
     from tuner.calibrate import _tool_version, write_profile
@@ -1964,8 +1965,24 @@ def _calibrate_end_to_end(
             "points", f"a point was measured on {other}, not {chip.name}", "calibrate one chip at a time"
         )
     shipped = f"{chip.name}-{backend}" if is_catalog_chip(chip) else ""
-    if base is not None:
-        start = load_profile(base, chip=chip)
+    if base == NO_CALIBRATION:
+        # The base --calibration none scores with, and the default where a chip has no kernel fit:
+        # asked for by name, to fit end-to-end terms on the roofline where a kernel profile ships
+        # (before, 'none' was refused as an unknown profile while the help named it the fallback).
+        start = e2e.roofline_profile(chip.name, backend)
+    elif base is not None:
+        try:
+            start = load_profile(base, chip=chip)
+        except InvalidInputError as error:
+            if error.field != "profile":  # an unreadable file or another chip's: its own field says so
+                raise
+            ours = [name for name in available_profiles() if name.startswith(f"{chip.name}-")]
+            raise InvalidInputError(
+                "--base",
+                f"unknown profile {base!r}",
+                f"use {NO_CALIBRATION} (the pure roofline), a profile YAML file"
+                + (f", or one of {', '.join(ours)}" if ours else f" (no profile of {chip.name} ships)"),
+            ) from None
         if start.backend != backend:
             # The fit keeps the base's kernels and engine: a trtllm base under --backend vllm wrote
             # a trtllm profile, which --calibration FILE --backend vllm then refused.

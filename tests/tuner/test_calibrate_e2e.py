@@ -733,3 +733,51 @@ def test_a_parameter_named_twice_in_fit_is_refused(capsys, tmp_path):
     code, out, err = run_cli(capsys, "calibrate", *args, "--fit", "per_step_overhead_s, per_step_overhead_s")
     line = assert_one_error_line(code, out, err, ("--fit",))
     assert "'per_step_overhead_s'" in line and "twice" in line
+
+
+def test_base_none_fits_on_the_pure_roofline_where_a_kernel_profile_ships(capsys, tmp_path):
+    """``--base none`` was refused ('profile: unknown profile') though the help named the pure
+    roofline the fallback base: on h100-sxm, where a kernel profile ships, the roofline was not
+    reachable at all. Points made by the roofline with known efficiencies and layer overhead: the
+    fit over ``--base none`` finds them (the default fit over the roofline), and the written
+    profile keeps the roofline's kernels."""
+    truth = {"compute_eff": 0.6, "memory_eff": 0.8, "per_layer_overhead_s": 5e-6}
+    rows = [
+        f"- {{model: {model}, hardware: h100-sxm, chips: {chips}, batch: {batch}, prompt_len: {prompt}, "
+        f"gen_len: 8, measured_prefill_latency_s: 1.0, measured_decode_step_latency_s: 1.0, group: g{chips}}}\n"
+        for model in ("llama-2-7b", "llama-2-13b")
+        for chips in (1, 2)
+        for batch in (1, 8, 64)
+        for prompt in (128, 2048)
+    ]
+    path = tmp_path / "points.yaml"
+    path.write_text("".join(rows))
+    points = e2e.read_points(path)
+    deployments, index, kind, _ = e2e._observations(points)
+    made = e2e.predict(e2e.apply(e2e.roofline_profile("h100-sxm", "vllm"), truth), deployments, index, kind)
+    measured = iter(made.tolist())
+    path.write_text(
+        "".join(
+            row.replace("prefill_latency_s: 1.0", f"prefill_latency_s: {next(measured)!r}").replace(
+                "step_latency_s: 1.0", f"step_latency_s: {next(measured)!r}"
+            )
+            for row in rows
+        )
+    )
+    out_path = tmp_path / "fitted.yaml"
+    args = ["--hardware", "h100-sxm", "--backend", "vllm", "--points", str(path), "-o", str(out_path), "--json"]
+    code, out, err = run_cli(capsys, "calibrate", *args, "--base", "none")
+    assert code == 0, err
+    fitted = json.loads(out)["fitted"]
+    assert set(fitted) == set(truth)
+    for name, value in truth.items():
+        assert fitted[name] == pytest.approx(value, rel=1e-3), name
+    assert not load_profile(out_path).collectives  # the roofline's, not h100-sxm-vllm's kernel fit
+
+
+def test_an_unknown_base_names_what_base_takes(capsys, tmp_path):
+    path = tmp_path / "points.yaml"
+    path.write_text(YAML_POINT * 3)
+    args = ["--hardware", "h100-sxm", "--backend", "vllm", "--points", str(path), "--base", "roofline"]
+    line = assert_one_error_line(*run_cli(capsys, "calibrate", *args), ("--base",))
+    assert "none (the pure roofline)" in line and "h100-sxm-vllm" in line and "tpu-v4-jax" not in line
