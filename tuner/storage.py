@@ -373,6 +373,14 @@ def with_installed_driver(url: str) -> str:
     return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
 
 
+#: The ``tuner`` commands that only read a study, and so work with a read-only URL (``?mode=ro``):
+#: named by the refusal below, and each run with one by tests/tuner/test_storage_locks.py
+#: (``test_every_read_command_works_read_only``), which also checks that every command taking
+#: ``--storage`` is one of these or a writer. The refusal listed "pareto, show, studies and
+#: export" while report and dashboard read a mode=ro study too.
+READ_ONLY_COMMANDS = ("studies", "pareto", "show", "export", "report", "dashboard")
+
+
 def open_storage(
     url: str, *, create: bool = True, wait: bool = False, stop: Callable[[], bool] | None = None
 ) -> RDBStorage:
@@ -395,7 +403,8 @@ def open_storage(
         raise StorageError(
             # The URL as typed, not the file:...&uri=true spelling made of it.
             f"{mask_password(given)} opens the database read-only (mode=ro), and this command adds trials",
-            "remove mode=ro from the URL to write; read-only URLs are for pareto, show, studies and export",
+            "remove mode=ro from the URL to write; read-only URLs work with tuner "
+            f"{', '.join(READ_ONLY_COMMANDS[:-1])} and {READ_ONLY_COMMANDS[-1]}",
         )
     if url.startswith("sqlite:"):
         _check_sqlite_timeout(given)

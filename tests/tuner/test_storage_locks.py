@@ -5,6 +5,7 @@ retried with one line."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from cli_helpers import run_cli
-from tuner.storage import with_retries
+from tuner.storage import READ_ONLY_COMMANDS, with_retries
 
 SPEC = """\
 name: locks
@@ -279,3 +280,81 @@ def test_retries_stop_when_the_command_is_told_to_stop(capsys: pytest.CaptureFix
         with_retries(connect, url, patience_s=60.0, stop=lambda: len(tries) >= 2)
     assert len(tries) == 2  # one retry, then the stop request is seen
     assert "127.0.0.1:1/none unavailable" in _one_line(capsys.readouterr().err)
+
+
+#: How the read-only test runs each of READ_ONLY_COMMANDS on the study "locks" (trial 0 exists):
+#: a command added there without a way to run it here fails the test.
+_READ_ARGS = {
+    "studies": ["--json"],
+    "pareto": ["locks", "--json"],
+    "show": ["locks", "0"],
+    "export": ["locks", "--trial", "0", "--format", "yaml"],
+    "report": ["locks", "-o", "REPORT"],
+    "dashboard": ["locks", "--port", "0"],
+}
+
+
+def test_every_storage_command_reads_read_only_or_writes() -> None:
+    """A command taking --storage either only reads (named by the mode=ro refusal, and run read-only
+    below) or is one of the writers that refuse mode=ro."""
+    from tuner.cli import cli
+
+    takes_storage = {name for name, command in cli.commands.items() if any(p.name == "storage" for p in command.params)}
+    assert takes_storage == set(READ_ONLY_COMMANDS) | {"search", "worker"}
+    assert set(_READ_ARGS) == set(READ_ONLY_COMMANDS)
+
+
+@pytest.mark.parametrize("command", READ_ONLY_COMMANDS)
+def test_every_read_command_works_read_only(tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    """The refusal of a write to a ?mode=ro URL names the commands that read one; each of them
+    does, leaving the file as it was (it listed 'pareto, show, studies and export': not report and
+    dashboard, which read it too)."""
+    spec, db = _study(tmp_path, capsys)
+    url = f"sqlite:///{db}?mode=ro"
+    before = db.read_bytes()
+    code, out, err = run_cli(capsys, "search", spec, "--storage", url, "--trials", "8")
+    assert code == 2
+    listed = _one_line(err).split("read-only URLs work with tuner ")[1]
+    assert command in re.split(r", | and ", listed)
+    args = [a.replace("REPORT", str(tmp_path / "report.html")) for a in _READ_ARGS[command]] + ["--storage", url]
+    if command == "dashboard":
+        pytest.importorskip("optuna_dashboard")
+        _read_dashboard(args)
+    else:
+        if command == "report":
+            pytest.importorskip("plotly")
+        code, out, err = run_cli(capsys, command, *args)
+        assert code == 0, err
+        assert "Traceback" not in err and (out or (tmp_path / "report.html").stat().st_size > 0)
+    assert db.read_bytes() == before  # written to by nobody
+
+
+def _read_dashboard(args: list[str]) -> None:
+    """``tuner dashboard ARGS`` serves the study's detail (every trial read), then stops on SIGINT."""
+    import json
+    import select
+    import urllib.request
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tuner.cli", "dashboard", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        ready, _, _ = select.select([server.stderr], [], [], 60)
+        assert ready, "tuner dashboard did not start within 60 s"
+        line = server.stderr.readline()  # "optuna-dashboard for locks on http://127.0.0.1:PORT/dashboard ..."
+        assert " on http://127.0.0.1:" in line, line
+        base = "http://127.0.0.1:" + line.split(" on http://127.0.0.1:")[1].split("/")[0]
+        with urllib.request.urlopen(f"{base}/api/studies", timeout=30) as response:
+            (study_id,) = [s["study_id"] for s in json.load(response)["study_summaries"]]
+        with urllib.request.urlopen(f"{base}/api/studies/{study_id}?after=0", timeout=30) as response:
+            assert len(json.load(response)["trials"]) == 4
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=30)
