@@ -53,8 +53,8 @@ def runs_at_8():
 def host_term_s() -> float:
     """8 sequences x the shipped per-sequence host time, read from the yaml itself:
     8 x 7.142e-05 s = 0.571 ms since the refit on decode attention's continuous work units
-    (2026-12-06; 0.566 after the refit on the GEMM shape correction, 0.567 before it, 0.565 before the 2026-12-05 refit, when the closed loop's Little's law was made
-    exact)."""
+    (2026-12-06; 0.566 after the refit on the GEMM shape correction, 0.567 before it, 0.565
+    before the 2026-12-05 refit, when the closed loop's Little's law was made exact)."""
     fit = yaml.safe_load((REPO / "cost_models" / "serving_overheads" / "trtllm.yaml").read_text(encoding="utf-8"))
     return CLIENTS * float(fit["host_per_sequence_s"])
 
