@@ -1919,6 +1919,7 @@ def _calibrate_end_to_end(
     from pathlib import Path
 
     from cost_models.calibration import NO_CALIBRATION, available_profiles, load_profile
+    from cost_models.catalog_files import looks_like_path
     from cost_models.hardware import get_hardware, is_catalog_chip
     from tuner import calibrate_e2e as e2e
     from tuner.calibrate import _tool_version, write_profile
@@ -1974,7 +1975,9 @@ def _calibrate_end_to_end(
         try:
             start = load_profile(base, chip=chip)
         except InvalidInputError as error:
-            if error.field != "profile":  # an unreadable file or another chip's: its own field says so
+            # A file (unreadable, not a regular file, another chip's) says what is wrong with it;
+            # a name that is no profile gets the names there are.
+            if error.field != "profile" or looks_like_path(base):
                 raise
             ours = [name for name in available_profiles() if name.startswith(f"{chip.name}-")]
             raise InvalidInputError(
