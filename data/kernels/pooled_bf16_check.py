@@ -23,18 +23,22 @@ from cost_models.calibration import available_profiles, load_profile
 from cost_models.efficiency import GemmParams, gemm_time_s
 from cost_models.gemm_shape import fit_shape_correction
 from cost_models.hardware import get_hardware
-from tuner.calibrate import CHIP_TO_SYSTEM, FOLDS, MAX_ROWS_PER_GROUP, SEED, SMALL_TILE_DISPATCH, _subsample, gemm_specs
+from tuner.calibrate import (
+    CHIP_TO_SYSTEM,
+    FOLDS,
+    MAX_ROWS_PER_GROUP,
+    SEED,
+    SMALL_TILE_DISPATCH,
+    _gemm_group_rows,
+    _subsample,
+    gemm_specs,
+)
 from tuner.fitting import fit, fold_ids
 from tuner.kernel_data import read_kernel_table
 
 HERE = Path(__file__).resolve().parent
 full = read_kernel_table(str(HERE / "gemm_perf_all_rows.csv.gz"))
 subset = read_kernel_table(str(HERE / "gemm_perf.csv.gz"))
-
-
-def group_rows(table, system, backend, fmt):
-    c = table.columns
-    return np.flatnonzero((c["system"] == system) & (c["engine"] == backend) & (c["gemm_dtype"] == fmt))
 
 
 fmt = "bfloat16"
@@ -48,7 +52,7 @@ for name in available_profiles():
     chip = get_hardware(profile.chip)
     system, backend = CHIP_TO_SYSTEM[profile.chip], profile.backend
     c = subset.columns
-    rows = _subsample(group_rows(subset, system, backend, fmt), MAX_ROWS_PER_GROUP, SEED)
+    rows = _subsample(_gemm_group_rows(subset, system, backend, fmt), MAX_ROWS_PER_GROUP, SEED)
     specs = gemm_specs(fmt, backend, chip)
     fixed = dict(SMALL_TILE_DISPATCH.get((backend, fmt, chip.name), {}))
     m, n, k = (c[a][rows].astype(float) for a in "mnk")
@@ -66,7 +70,7 @@ for name in available_profiles():
     t = full.columns
     engines = {}
     for eng in ("trtllm", "vllm", "sglang"):
-        idx = group_rows(full, system, eng, fmt)
+        idx = _gemm_group_rows(full, system, eng, fmt)
         tm, tn, tk = (t[a][idx].astype(float) for a in "mnk")
         engines[eng] = (tm, tn, tk, t["latency"][idx] * 1e-3, [gemm_time_s(tm, tn, tk, fmt, chip, p) for p in params])
     line = f"{name:18s}"
