@@ -62,6 +62,7 @@ from cost_models.operators import (
     LM_HEAD,
     OP,
     OperatorCosts,
+    attention_operand_bytes,
     mixed_checkpoint_rows,
     mxfp4_checkpoint_rows,
     sixteen_bit_gemm_rows,
@@ -1315,8 +1316,9 @@ def fused_attention_time_s(
             )
             if in_decode and np.any(mla_rows := _rows(c.mla, r)):  # MLA's own kernel: mla_decode_params
                 mla_kernel = functools.partial(
-                    decode_attention_time_s, b, s, h, kvh, hd, kvb, hardware, mla_decode_params(dp)
-                )
+                    decode_attention_time_s, b, s, h, kvh, hd, kvb, hardware, mla_decode_params(dp),
+                    query_output_bytes=b * h * _rows(mla_query_output_bytes_per_head(c), r),
+                )  # fmt: skip
                 mla_s = _blocks_mean(
                     lambda window, k=mla_kernel: k(window=window), _rows(share, r), _rows(c.sliding_window, r)
                 )
@@ -1460,6 +1462,22 @@ def mla_decode_params(params: DecodeAttentionParams) -> DecodeAttentionParams:
     return params.model_copy(
         update={"fallback_group_size": 0.0, "compute_eff": MLA_DECODE_COMPUTE_EFF, "ungrouped_eff": 1.0} | knots
     )
+
+
+def mla_query_output_bytes_per_head(c: InferenceConfigs) -> np.ndarray:
+    """Bytes of one sequence's query and output of one head in multi-head latent attention's
+    absorbed decode (DeepSeek-V2, arXiv 2405.04434, appendix C; FlashMLA): a query of
+    kv_lora_rank + rope elements (W_UK folded in) and an output of kv_lora_rank (W_UV applied
+    after), in the formats operator_costs counts them (operators.attention_operand_bytes; the
+    fused_attention operator's roofline reads and writes them). DeepSeek-V3 in bf16: 576 x 2 +
+    512 x 2 = 2176 bytes, 278 KB a sequence over 128 heads, the latent cache of 242 tokens; the
+    decode kernel model (fitted on GQA rows, whose queries and outputs are a few KB a sequence)
+    streams them with the cache (efficiency.decode_attention_time_s ``query_output_bytes``).
+    Without them tpu-v4-jax timed 59 sequences at 2 tokens of context in 0.2 us where moving
+    their 16.6 MB takes 13.8 us, and l40s-sglang 1024 sequences of one DP rank (128 heads a GPU)
+    in 74 us against 333 us (docs/validation.md)."""
+    query_bytes, output_bytes = attention_operand_bytes(c, lookup(BYTES_PER_ELEMENT, c.act_dtype))
+    return (c.kv_lora_rank + c.qk_rope_head_dim) * query_bytes + c.kv_lora_rank * output_bytes
 
 
 def _attention_kernel_shape(

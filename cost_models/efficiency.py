@@ -1090,12 +1090,27 @@ def decode_attention_time_s(
     *,
     window=0,
     kv_in_l2: bool = False,
+    query_output_bytes=0.0,
 ) -> np.ndarray:
     """Seconds of one decode step's attention (one layer): each of ``batch`` sequences reads its
     ``kv_len`` cached keys and values (generation attention in the kernel database).
     ``kv_in_l2``: the same KV cache was just read (a benchmark repeating one layer's kernel, as
     the kernel database does; tuner.calibrate fits with True); False (serving: every layer reads
     its own cache after other layers' weights went through L2) leaves l2_speedup out.
+    ``query_output_bytes``: bytes of the queries read and outputs written, streamed with the
+    cache (in the memory term at memory_eff, and in the serving floor below; not in the
+    L2-resident cache, nor under the saturation in work units, which counts the cache's splits
+    (batch x KV heads x kv_len / 512): the queries and outputs are spread over the query heads,
+    and charged the cache's 1 + half_saturation_ctas / ctas they made DeepSeek-V3's decode of one
+    sequence (128 heads a GPU) 8.8 -> 25.9 us a layer under h200-trtllm, three times its launch-
+    bound time for 278 KB). 0 (the default) for the measured GQA/MHA kernels, fitted without it: their
+    queries and outputs are a few KB a sequence, held by the fitted fixed costs (per_kv_head_s:
+    "Q tile load, output"). Multi-head latent attention's absorbed decode passes its own
+    (cost_models.calibrated_times.fused_attention_time_s): 128 heads x (512 + 64) query and
+    128 x 512 output elements a sequence in DeepSeek-V3, 278 KB in bf16, the latent cache of 242
+    tokens, which the kernel model (launch, per sequence / head / KV head, the cache's bytes) did
+    not count: 59 sequences at 2 tokens of context took 0.2 us under tpu-v4-jax against 13.8 us
+    to move those 16.6 MB at the HBM bandwidth (docs/validation.md).
 
     time = launch_s + batch * per_sequence_s + batch * heads * per_head_s
            + batch * kv_heads * head_dim/128 * per_kv_head_s + [window] batch * heads * window_per_head_s
@@ -1127,9 +1142,10 @@ def decode_attention_time_s(
       another order: that fit is ill-conditioned), a100 vllm 15.6% -> 14.8%, l40s sglang bf16
       10.4% -> 9.1%; worse: h200 vllm fp8 5.3% -> 5.7%, h100 trtllm fp8 12.5% -> 12.7%.
     - memory = batch * kv_len * kv_heads * head_dim * 2 * kv_bytes / (bandwidth * memory_eff)
-      * (1 + half_saturation_ctas / ctas), ctas = batch * kv_heads * max(kv_len / 512, 1): a few
-      long sequences cannot keep every SM streaming (h100 trtllm batch 1 rows reach a fraction of
-      the bandwidth that batch 64 rows do), a rational saturation in the work units. Continuous
+      * (1 + half_saturation_ctas / ctas) + query_output_bytes / (bandwidth * memory_eff),
+      ctas = batch * kv_heads * max(kv_len / 512, 1): a few long sequences cannot keep every
+      SM streaming (h100 trtllm batch 1 rows reach a fraction of the bandwidth that batch 64
+      rows do), a rational saturation in the work units. Continuous
       in kv_len, not ceil(kv_len / 512): every database row has kv_len = 2^n - 1 (1 to 131071),
       where the two agree within 0.1% of the term, but between them ceil() made the time fall
       as the cache grew (a100 SGLang bf16, batch 2, 8 query heads on 1 KV head of dim 128:
@@ -1274,6 +1290,14 @@ def decode_attention_time_s(
     memory_s = (
         kv_bytes / (chip.memory_bandwidth_bytes_per_s * params.memory_eff) * (1.0 + params.half_saturation_ctas / ctas)
     )
+    # The bytes streamed: the cache, and the queries and outputs where the caller counts them
+    # (at memory_eff, without the cache's saturation in its work units: see the docstring).
+    streamed_bytes = kv_bytes
+    if np.ndim(query_output_bytes) > 0 or query_output_bytes != 0:
+        streamed_bytes = kv_bytes + np.asarray(query_output_bytes, dtype=float)
+        memory_s = memory_s + np.asarray(query_output_bytes, dtype=float) / (
+            chip.memory_bandwidth_bytes_per_s * params.memory_eff
+        )
     if kv_in_l2 and params.l2_speedup > 1:
         if params.l2_steepness == 4.0 or chip.l2_bytes is None:  # l2_resident_fraction's step
             resident = l2_resident_fraction(kv_bytes, chip)
@@ -1343,7 +1367,7 @@ def decode_attention_time_s(
             speed = speed * np.where(heads == kv_heads, params.ungrouped_eff, 1.0)
         slowest_s = slowest_s / speed
         if not kv_in_l2:  # a serving step's cache comes from HBM: no faster than its bytes there
-            slowest_s = np.maximum(slowest_s, kv_bytes / chip.memory_bandwidth_bytes_per_s)
+            slowest_s = np.maximum(slowest_s, streamed_bytes / chip.memory_bandwidth_bytes_per_s)
     return fixed_s + slowest_s
 
 

@@ -858,16 +858,10 @@ def operator_costs(
         # Norms and residual adds stay bf16 under 8- and 4-bit activations (CountingConvention.
         # elementwise_format): the engines quantize a GEMM's input, not the residual stream.
         t.eb = np.maximum(t.ab, BYTES_PER_ELEMENT[BF16])
-    ob = gemm_output_bytes(t.ab, convention)
+    qb, ob = attention_operand_bytes(c, t.ab, convention)
     if ob is not t.ab:  # 16-bit GEMM outputs under 8- and 4-bit activations
         t.ob = ob
-        # Attention reads its query (and scores, activation K/V) in its compute format, the wider
-        # of the activations' and the KV cache's (_compute_dtypes' act_x_kv): bf16 over a bf16
-        # cache; fp8 only over an fp8 cache, where vLLM's FlashAttention 3 path and SGLang quantize
-        # the query for an fp8 kernel (calibrated_times.FP8_QUERY_PREFILL_ENGINES). Encoders:
-        # the activations' format, their K and V being activations.
-        attention_dtype = lookup(COMBINE, c.act_dtype, _where(c.decoder, c.kv_dtype, c.act_dtype))
-        t.qb = np.where(t.ab < BYTES_PER_ELEMENT[BF16], lookup(BYTES_PER_ELEMENT, attention_dtype), t.ab)
+        t.qb = qb
     if slots == "attention":
         _attention_kernels(t, c, convention)
         _lm_head(t, c, convention)
@@ -944,6 +938,26 @@ def operator_costs(
         for name, rows in (("act_read_bytes", t.residual_rows["act_r"]), ("act_write_bytes", t.residual_rows["act_w"]))
     }
     return ops
+
+
+def attention_operand_bytes(
+    c: InferenceConfigs, act_bytes: np.ndarray, convention: CountingConvention = DEFAULT
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bytes of an element of attention's query (and scores, activation K/V) and of its output,
+    under activations of ``act_bytes`` bytes an element: both ``act_bytes`` itself (the same
+    array) unless :func:`gemm_output_bytes` widens the outputs to 16 bits; then the output is
+    16-bit and the query is read in the attention's compute format, the wider of the
+    activations' and the KV cache's (_compute_dtypes' act_x_kv): bf16 over a bf16 cache; fp8
+    only over an fp8 cache, where vLLM's FlashAttention 3 path and SGLang quantize the query for
+    an fp8 kernel (calibrated_times.FP8_QUERY_PREFILL_ENGINES). Encoders: the activations'
+    format, their K and V being activations. What :func:`operator_costs` counts, and the
+    calibrated MLA decode kernel streams (calibrated_times.fused_attention_time_s)."""
+    ob = gemm_output_bytes(act_bytes, convention)
+    if ob is act_bytes:
+        return act_bytes, act_bytes
+    attention_dtype = lookup(COMBINE, c.act_dtype, _where(c.decoder, c.kv_dtype, c.act_dtype))
+    qb = np.where(act_bytes < BYTES_PER_ELEMENT[BF16], lookup(BYTES_PER_ELEMENT, attention_dtype), act_bytes)
+    return qb, ob
 
 
 def _compute_dtypes(c: InferenceConfigs, kv_dtype: np.ndarray, convention: CountingConvention) -> np.ndarray:

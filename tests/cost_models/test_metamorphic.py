@@ -428,3 +428,101 @@ def test_the_roofline_is_no_lower_bound_where_it_assumes_collective_latency():
     calibrated = float(estimate(d, calibration=profile).decode_step_latency_s[0])
     assert calibrated < float(estimate(d).decode_step_latency_s[0])
     assert calibrated >= float(pure_roofline(d, profile).decode_step_latency_s[0])
+
+
+def _mla_decode_floor_s(model: ModelSpec, hw: HardwareSpec, batch, context, heads, kv_bytes, query_bytes, out_bytes):
+    """Seconds to move an absorbed MLA decode's queries (heads x (kv_lora_rank + rope) a sequence),
+    outputs (heads x kv_lora_rank) and latent cache (context x (kv_lora_rank + rope) a sequence) at
+    the chip's HBM bandwidth (DeepSeek-V2 appendix C; FlashMLA), from the model's dimensions."""
+    latent = model.kv_lora_rank + model.qk_rope_head_dim
+    moved = batch * (heads * (latent * query_bytes + model.kv_lora_rank * out_bytes) + context * latent * kv_bytes)
+    return moved / hw.memory_bandwidth_bytes_per_s
+
+
+def test_mla_decode_attention_never_faster_than_its_bytes_per_operator():
+    """tuner analyze's fused attention of DeepSeek-V3's absorbed decode on one chip, under every
+    profile, at short and long contexts and small and large batches, 16-bit and 8-bit caches: no
+    faster than its operator's roofline nor than moving its queries, outputs and latent cache at
+    the HBM bandwidth. Failed before (docs/validation.md): the kernel model counted the latent
+    cache, not the 128 heads' queries and outputs (59 sequences at 2 tokens of context on a TPU v4:
+    0.2 us under tpu-v4-jax against 13.8 us to move its 16.6 MB; l40s-sglang 1024 sequences at 1
+    token 0.22x its roofline)."""
+    from cost_models.analysis import analyze
+    from cost_models.inference_configs import make_configs
+    from cost_models.operators import OP
+
+    model = model_catalog()["deepseek-v3"]
+    fused = OP["fused_attention"]
+    batch = np.repeat([1.0, 59.0, 1024.0], 4)
+    context = np.tile([1.0, 2.0, 64.0, 4096.0], 3)
+    failures: list[str] = []
+    for hw, _, profile in profiles():
+        eight = FP8 if hw.has_format(FP8) else INT8
+        for kv, act in ((BF16, BF16), (eight, BF16), (eight, eight)):
+            configs = make_configs(
+                model, phase="decode", batch=batch, seq_len=context, weight_dtype=BF16, act_dtype=act,
+                kv_dtype=kv, flash_attention=True,
+            )  # fmt: skip
+            result = analyze(configs, hw, calibration=profile)
+            assert result.calibrated_time_s is not None
+            calibrated = result.calibrated_time_s[fused]
+            # Queries in the attention's format (8-bit only over an 8-bit cache), outputs 16-bit.
+            query_bytes = 1.0 if act == eight else 2.0
+            floor = _mla_decode_floor_s(model, hw, batch, context, model.heads, 2.0 if kv == BF16 else 1.0,
+                                        query_bytes, 2.0)  # fmt: skip
+            for what, low in (("its roofline", result.times.time_s[fused]), ("q+o+cache bytes / HBM", floor)):
+                failures += [
+                    f"{profile.name} kv={kv} act={act} batch {batch[i]:g} context {context[i]:g}: "
+                    f"{calibrated[i] * 1e6:.3g} us below {what} {low[i] * 1e6:.3g} us"
+                    for i in np.flatnonzero(calibrated < low * (1 - REL))[:2]
+                ]
+    assert not failures, "\n".join(failures)
+
+
+def test_mla_decode_attention_never_faster_than_its_roofline_in_a_deployment():
+    """The same per operator in tuner estimate's pass (per chip: TP 8 splits the heads, the latent
+    cache is every rank's; attention DP 8 with EP 8 gives a chip all 128 heads of its rank's
+    sequences), under the h200 and l40s profiles. Failed before: l40s-sglang TP 1 DP 8 EP 8, 1024
+    sequences a rank at 2 tokens of context, 74 us against 333 us to move its bytes."""
+    from dataclasses import replace
+
+    from cost_models.calibrated_times import calibrated_network
+    from cost_models.deployment import operator_times, rank_view
+    from cost_models.iteration import _kv_ways, iteration_shapes
+    from cost_models.operators import OP, operator_costs
+
+    model = model_catalog()["deepseek-v3"]
+    fused = OP["fused_attention"]
+    failures: list[str] = []
+    for hw, _, profile in profiles():
+        if hw.name not in ("h200", "l40s"):
+            continue
+        for tp, dp, ep in ((8, 1, 1), (1, 8, 8)):
+            per_rank = np.repeat([8.0, 256.0, 1024.0], 3)
+            context = np.tile([2.0, 256.0, 4096.0], 3)
+            d = tensor_parallel(
+                model, hw, tp, data_parallel=dp, expert_parallel=ep, batch=per_rank * dp, prompt_len=context,
+                gen_len=1, weight_dtype=FP8 if hw.has_format(FP8) else BF16,
+            )  # fmt: skip
+            d = rank_view(d)
+            seconds = []
+            for calibration in (profile, None):
+                shapes = iteration_shapes(d, calibration)
+                network = network_for(hw)
+                if calibration is not None:
+                    network = calibrated_network(network, hw, calibration)
+                configs = replace(shapes.base, batch=per_rank, seq_len=context)
+                times, _ = operator_times(
+                    d, "decode", configs, operator_costs(configs), np.ones(len(d)), network, calibration,
+                    shapes.plans["decode"], _kv_ways(d, "decode", shapes),
+                )  # fmt: skip
+                seconds.append(times.op_time_s[fused])
+            calibrated, roofline = seconds
+            floor = _mla_decode_floor_s(model, hw, per_rank, context, model.heads / tp, 2.0, 2.0, 2.0)
+            for what, low in (("its roofline", roofline), ("q+o+cache bytes / HBM", floor)):
+                failures += [
+                    f"{profile.name} TP{tp} DP{dp} EP{ep} {per_rank[i]:g} a rank, context {context[i]:g}: "
+                    f"{calibrated[i] * 1e6:.3g} us below {what} {low[i] * 1e6:.3g} us"
+                    for i in np.flatnonzero(calibrated < low * (1 - REL))[:2]
+                ]
+    assert not failures, "\n".join(failures)
