@@ -482,13 +482,14 @@ def test_mla_decode_attention_never_faster_than_its_bytes_per_operator():
 def test_mla_decode_attention_never_faster_than_its_roofline_in_a_deployment():
     """The same per operator in tuner estimate's pass (per chip: TP 8 splits the heads, the latent
     cache is every rank's; attention DP 8 with EP 8 gives a chip all 128 heads of its rank's
-    sequences), under the h200 and l40s profiles. Failed before: l40s-sglang TP 1 DP 8 EP 8, 1024
-    sequences a rank at 2 tokens of context, 74 us against 333 us to move its bytes."""
+    sequences) and in a serving iteration's decode attention, under the h200 and l40s profiles.
+    Failed before: l40s-sglang TP 1 DP 8 EP 8, 1024 sequences a rank at 2 tokens of context, 74
+    us against 333 us to move its bytes (per operator and in serving)."""
     from dataclasses import replace
 
     from cost_models.calibrated_times import calibrated_network
     from cost_models.deployment import operator_times, rank_view
-    from cost_models.iteration import _kv_ways, iteration_shapes
+    from cost_models.iteration import _kv_ways, iteration_shapes, iteration_times
     from cost_models.operators import OP, operator_costs
 
     model = model_catalog()["deepseek-v3"]
@@ -519,6 +520,17 @@ def test_mla_decode_attention_never_faster_than_its_roofline_in_a_deployment():
                 seconds.append(times.op_time_s[fused])
             calibrated, roofline = seconds
             floor = _mla_decode_floor_s(model, hw, per_rank, context, model.heads / tp, 2.0, 2.0, 2.0)
+            # The serving iteration's decode attention (tuner simulate, estimate --concurrency):
+            # the same kernel, every block (iteration_times' parts are whole passes).
+            serving = iteration_times(
+                d, calibrated_network(network_for(hw), hw, profile), decode_seqs=per_rank, decode_context=context,
+                prefill_tokens=0.0, prefill_prompt_len=1.0, calibration=profile,
+            ).decode_attention_s / model.layers  # fmt: skip
+            failures += [
+                f"{profile.name} TP{tp} DP{dp} EP{ep} serving, {per_rank[i]:g} a rank, context {context[i]:g}: "
+                f"{serving[i] * 1e6:.3g} us a block below q+o+cache bytes / HBM {floor[i] * 1e6:.3g} us"
+                for i in np.flatnonzero(serving < floor * (1 - REL))[:2]
+            ]
             for what, low in (("its roofline", roofline), ("q+o+cache bytes / HBM", floor)):
                 failures += [
                     f"{profile.name} TP{tp} DP{dp} EP{ep} {per_rank[i]:g} a rank, context {context[i]:g}: "
