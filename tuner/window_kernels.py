@@ -190,7 +190,8 @@ def render_windows(errors: list[WindowErrors]) -> str:
         "(0.59 of the bf16 peak): the GQA fallback past ~32-70 query heads per KV head (TRT-LLM's XQA "
         "limit) had charged DeepSeek-V3 at 128 heads a GPU (attention DP, TP 1) 0.1-0.7% of the peak, "
         "a decode step of 134-248 ms on B200/GB200 TRT-LLM and 479 ms on GB200 vLLM for 256 sequences "
-        "on 8 GPUs where TP 8 took 34-38 ms (now 27-32 ms under attention DP, 34-39 ms under TP 8).",
+        "on 8 GPUs where TP 8 then took 34-38 ms (2026-12-04; later changes to the decode model have "
+        "moved both since).",
         "",
     ]
     return "\n".join(lines)
