@@ -1323,6 +1323,18 @@ def fused_attention_time_s(
                     lambda window, k=mla_kernel: k(window=window), _rows(share, r), _rows(c.sliding_window, r)
                 )
                 seconds = np.where(mla_rows, mla_s, seconds)
+            elif not in_decode and cache != "bfloat16" and np.any(mla_rows := _rows(c.mla, r)):
+                # MLA prefill attends over K and V decompressed from the latent, not over the
+                # cache: mla_prefill_attention_class. (A 16-bit cache's class and bytes are these.)
+                mla_pp, mla_format, mla_kv_bytes = mla_prefill_attention_class(profile, cache)
+                mla_kernel = functools.partial(
+                    prefill_attention_time_s, b, s, h, kvh, hd, hardware, mla_pp, compute_format=mla_format,
+                    kv_bytes_per_element=mla_kv_bytes,
+                )  # fmt: skip
+                mla_s = _blocks_mean(
+                    lambda window, k=mla_kernel: k(window=window), _rows(share, r), _rows(c.sliding_window, r)
+                )
+                seconds = np.where(mla_rows, mla_s, seconds)
             if r is None:
                 times = np.asarray(seconds, dtype=np.float64)
             else:
@@ -1395,6 +1407,33 @@ def prefill_attention_class(
         return table["fp8/fp8"], "fp8"
     params = table.get(f"bfloat16/{cache}") or table.get("bfloat16/bfloat16") or PrefillAttentionParams()
     return params, "bfloat16"
+
+
+def mla_prefill_attention_class(
+    profile: CalibrationProfile, cache: str
+) -> tuple[PrefillAttentionParams, Literal["bfloat16", "fp8"], float]:
+    """(parameters, compute format, bytes of a K or V element) of multi-head latent attention's
+    prefill kernel under ``profile`` with a KV cache in format ``cache``. The prefill attends
+    with K and V decompressed per head from the latent (kv_b_proj's outputs: DeepSeek-V2, arXiv
+    2405.04434, appendix C; vLLM's "compute friendly approach", vllm/v1/attention/backends/mla/
+    common.py, which multiplies the new latent by W_UK and W_UV, and a cached context after
+    gather_and_maybe_dequant_cache has copied it into a 16-bit workspace), so its kernel reads
+    16-bit K and V whatever the cache holds: 2 bytes an element; 1 where the engine's default
+    backend casts the query, and K and V with it, to the cache's fp8 (FP8_QUERY_PREFILL_ENGINES:
+    SGLang's FlashAttention 3, ``k.to(q.dtype)``). The operator roofline counts them so
+    (operators._attention_kernels: MLA prefill's K and V are activations). Charged at the
+    cache's bytes before 2026-12-06, an int8 cache under tpu-v4-jax gave DeepSeek-V3's prefill
+    attention of one 1-token prompt on a TPU v4 0.98x its roofline (docs/validation.md).
+
+    The parameters stay the cache's class (prefill_attention_class), as fitted: the kernel an
+    engine runs on 16-bit K and V may be its "bfloat16/bfloat16" one (vLLM's FlashAttention over
+    the workspace), but there is no MLA row in the kernel database to tell, and that class moved
+    the prefill latency of MLA deployments with an 8-bit cache by 0.77-1.11x (vLLM's fp8-KV
+    classes have kv_bytes_factor 5.9-34 against 2.7-7.4 for bf16; TRT-LLM's other speeds), where
+    the bytes alone move it by 1.00-1.07x (bench/guard_estimate_outputs.py's broad draw, 3,000
+    deployments under each shipped profile, 2026-12-06)."""
+    params, compute_format = prefill_attention_class(profile, cache)
+    return params, compute_format, 1.0 if compute_format == "fp8" else float(BYTES_PER_ELEMENT[BF16])
 
 
 _GEMM_ROW = {op: i for i, op in enumerate(GEMM_AXES)}
@@ -1489,7 +1528,9 @@ def _attention_kernel_shape(
     (a + b) / 2. Prefill (decompressed per head): a = d_head + rope, b = v_head_dim, KV heads =
     heads. Decode (absorbed, FlashMLA): a = kv_lora_rank + rope, b = kv_lora_rank, one latent
     shared by all heads (MQA with a wide head, one KV head per chip), read once: bytes per element
-    scaled by (kv_lora_rank + rope) / (2 head_dim). There is no MLA kernel in the measurements
+    scaled by (kv_lora_rank + rope) / (2 head_dim). Prefill's K and V are 16-bit activations,
+    not the cache: fused_attention_time_s charges their bytes by mla_prefill_attention_class.
+    There is no MLA kernel in the measurements
     (data/kernels), so MLA's calibrated attention is this mapping, not a fit."""
     mla = c.mla
     if not np.any(mla):

@@ -479,6 +479,49 @@ def test_mla_decode_attention_never_faster_than_its_bytes_per_operator():
     assert not failures, "\n".join(failures)
 
 
+def test_mla_prefill_attention_never_faster_than_its_bytes_per_operator():
+    """tuner analyze's fused attention of DeepSeek-V3's prefill (K and V decompressed per head
+    from the latent) on one chip, under every profile, a 16-bit, fp8 (where the chip has it) and
+    int8 cache with 16-bit activations or the cache's, 1-4096-token prompts: no faster than its
+    operator's roofline nor than moving its queries and keys (heads x (d_head + rope) a token),
+    values and outputs (heads x v_head_dim) at the HBM bandwidth, at 2 bytes an element where
+    neither the activations nor (on an engine that casts its query to the cache's fp8,
+    FP8_QUERY_PREFILL_ENGINES) the cache are 8-bit, else 1. Failed before (docs/validation.md):
+    the kernel model read the decompressed K and V at the cache's bytes, so tpu-v4-jax with an
+    int8 cache timed one 1-token prompt at 0.98x its roofline."""
+    from cost_models.analysis import analyze
+    from cost_models.calibrated_times import FP8_QUERY_PREFILL_ENGINES
+    from cost_models.inference_configs import make_configs
+    from cost_models.operators import OP
+
+    model = model_catalog()["deepseek-v3"]
+    fused = OP["fused_attention"]
+    batch = np.repeat([1.0, 16.0, 256.0], 5)
+    prompt = np.tile([1.0, 2.0, 4.0, 256.0, 4096.0], 3)
+    failures: list[str] = []
+    for hw, _, profile in profiles():
+        casts = (profile.backend, profile.chip) in FP8_QUERY_PREFILL_ENGINES
+        caches = (FP8, INT8) if hw.has_format(FP8) else (INT8,)
+        for kv, act in ((BF16, BF16), *((low, act) for low in caches for act in (BF16, low))):
+            configs = make_configs(
+                model, phase="prefill", batch=batch, seq_len=prompt, weight_dtype=BF16, act_dtype=act,
+                kv_dtype=kv, flash_attention=True,
+            )  # fmt: skip
+            result = analyze(configs, hw, calibration=profile)
+            assert result.calibrated_time_s is not None
+            calibrated = result.calibrated_time_s[fused]
+            element = 1.0 if act != BF16 or (kv != BF16 and casts) else 2.0
+            per_token = model.heads * (2 * (model.d_head + model.qk_rope_head_dim) + 2 * model.v_head_dim)
+            floor = batch * prompt * per_token * element / hw.memory_bandwidth_bytes_per_s
+            for what, low in (("its roofline", result.times.time_s[fused]), ("q+k+v+o bytes / HBM", floor)):
+                failures += [
+                    f"{profile.name} kv={kv} act={act} batch {batch[i]:g} prompt {prompt[i]:g}: "
+                    f"{calibrated[i] * 1e6:.3g} us below {what} {low[i] * 1e6:.3g} us"
+                    for i in np.flatnonzero(calibrated < low * (1 - REL))[:2]
+                ]
+    assert not failures, "\n".join(failures)
+
+
 def test_mla_decode_attention_never_faster_than_its_roofline_in_a_deployment():
     """The same per operator in tuner estimate's pass (per chip: TP 8 splits the heads, the latent
     cache is every rank's; attention DP 8 with EP 8 gives a chip all 128 heads of its rank's
