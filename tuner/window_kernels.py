@@ -182,7 +182,10 @@ def render_windows(errors: list[WindowErrors]) -> str:
         "",
         "There is no multi-head latent attention (MLA) kernel in the measurements: MLA's calibrated "
         "attention maps its work onto the GQA kernel model (`cost_models/calibrated_times.py`, "
-        "`_attention_kernel_shape`) and is not validated against any measurement. In decode it keeps the "
+        "`_attention_kernel_shape`) and is not validated against any measurement. In prefill it reads the K and "
+        "V decompressed from the latent as 16-bit activations whatever the cache holds (1 byte only where the "
+        "engine casts them to fp8: `mla_prefill_attention_class`; at the cache's bytes an int8 cache ran below "
+        "its own roofline under tpu-v4-jax). In decode it keeps the "
         "GQA fits' fixed costs and streaming speed but not their choice of kernel by group size or head "
         "dim (`mla_decode_params`), it streams the heads' absorbed queries and outputs with the latent "
         "cache (`mla_query_output_bytes_per_head`: without them it ran below its own roofline at short "
