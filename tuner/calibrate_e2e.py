@@ -687,7 +687,7 @@ def default_overheads(points: list[Point]) -> tuple[str, ...]:
     return OVERHEADS if len(layer_counts(points)) > 1 else ("per_step_overhead_s",)
 
 
-#: Fitted on a chip without kernel measurements (its base profile is the pure roofline).
+#: Fitted on a chip without kernel measurements (its base profile is roofline_profile's).
 EVERYTHING = tuple(E2E_PARAMETERS)
 #: The default fit on such a chip: achieved fractions of peak and bandwidth, and the fixed cost of
 #: a layer, which on a torus (TPU: no kernel launches, one compiled program per step) is the
@@ -696,9 +696,26 @@ ROOFLINE_CHIP_FIT = ("compute_eff", "memory_eff", "per_layer_overhead_s")
 TORUS_CHIP_FIT = ("compute_eff", "memory_eff", "collective_step_s")
 
 
+#: The report's name for roofline_profile's base (``tuner calibrate --points``'s column).
+DEFAULTS_LABEL = "kernel defaults"
+
+
 def roofline_profile(chip: str, backend: str) -> CalibrationProfile:
-    """A profile that is the pure roofline (every efficiency 1, no fixed cost): the base of an
-    end-to-end fit on a chip without kernel measurements."""
+    """The kernel formulas at their default parameters (every efficiency 1, no fixed cost): the
+    base of an end-to-end fit on a chip without kernel measurements (``--base none``), whose
+    compute_eff, memory_eff and fixed costs the fit sets. Not the pure roofline (``predict(None)``,
+    ``--calibration none``), though every slot but the weight matmuls times the same: each chip's
+    matmul is one GEMM (efficiency.gemm_time_s) of the plan's per-chip (m, n, k) moving its whole
+    m x k input, k x n weights and m x n output (2 bytes an element: OUTPUT_BYTES), where the
+    roofline (deployment.chip_roofline) charges the chip its share of the operator's bytes:
+    under Pope et al.'s 2D weight-stationary layout on a 4x4x4 mesh its shard of the activations,
+    a 16th of one of input and output and a 4th of the other, and on K and V the cache writes of
+    every token whose K and V the chip keeps (multi-query PaLM at batch 1: all of them). Measured
+    on Pope et al.'s TPU v4 points (data/e2e/pope2022_tpu_v4.csv, 2-core VM, 2026-12-06): each
+    predicted time under this base is 0.999-1.058x the pure roofline's (figure8's decode steps
+    1.001-1.034x, most from the q and out projections' whole inputs and outputs; a prefill
+    0.999x where the roofline's K/V cache writes outweigh them), so the report's base median is
+    not the roofline median (figure8 56.4% against 57.4%)."""
     return CalibrationProfile(
         chip=chip,
         backend=backend,

@@ -1678,8 +1678,12 @@ def _stop_if_interrupted(interrupted: bool, how_to_resume: str, exit_code: int =
     "--base",
     default=None,
     help="With --points: the profile to start from: a shipped profile's name (e.g. h100-sxm-vllm), a profile "
-    "file, or none (the pure roofline: every efficiency 1, no fixed cost) [default: the chip's shipped "
-    "kernel profile, or none where no kernels were fitted].",
+    "file, or none: the kernel formulas at their default parameters (every efficiency 1, no fixed cost), "
+    "which is not quite --calibration none's pure roofline: each chip's weight matmul is timed as one GEMM "
+    "reading its whole m x k input and writing its m x n output, where the roofline charges the chip its "
+    "layout's share of the activations and the K/V cache writes (0-6% apart per step on Pope et al.'s TPU v4 "
+    "points; the report gives both) [default: the chip's shipped kernel profile, or none where no kernels "
+    "were fitted].",
 )
 @click.option(
     "--fit",
@@ -1966,10 +1970,14 @@ def _calibrate_end_to_end(
             "points", f"a point was measured on {other}, not {chip.name}", "calibrate one chip at a time"
         )
     shipped = f"{chip.name}-{backend}" if is_catalog_chip(chip) else ""
+    # What the report's base column is: the kernel formulas at their defaults (--base none, and
+    # where no kernel profile ships), else the profile --base names or the chip's shipped one.
+    base_label = e2e.DEFAULTS_LABEL
     if base == NO_CALIBRATION:
-        # The base --calibration none scores with, and the default where a chip has no kernel fit:
-        # asked for by name, to fit end-to-end terms on the roofline where a kernel profile ships
-        # (before, 'none' was refused as an unknown profile while the help named it the fallback).
+        # The default base where a chip has no kernel fit, asked for by name to fit end-to-end
+        # terms on it where a kernel profile ships (before, 'none' was refused as an unknown
+        # profile while the help named it the fallback). Not --calibration none's pure roofline:
+        # e2e.roofline_profile says where the two differ.
         start = e2e.roofline_profile(chip.name, backend)
     elif base is not None:
         try:
@@ -1983,7 +1991,7 @@ def _calibrate_end_to_end(
             raise InvalidInputError(
                 "--base",
                 f"unknown profile {base!r}",
-                f"use {NO_CALIBRATION} (the pure roofline), a profile YAML file"
+                f"use {NO_CALIBRATION} (the kernel formulas at their defaults), a profile YAML file"
                 + (f", or one of {', '.join(ours)}" if ours else f" (no profile of {chip.name} ships)"),
             ) from None
         if start.backend != backend:
@@ -1994,8 +2002,10 @@ def _calibrate_end_to_end(
                 f"{base} is a profile of {start.backend}'s kernels, not {backend}'s",
                 f"pass --backend {start.backend}, or a --base fitted under {backend}",
             )
+        base_label = base
     elif shipped in available_profiles() and load_profile(shipped).gemm and load_profile(shipped).collectives:
         start = load_profile(shipped)
+        base_label = shipped
     else:
         start = e2e.roofline_profile(chip.name, backend)
     kernel_fitted = bool(start.collectives)
@@ -2024,17 +2034,22 @@ def _calibrate_end_to_end(
         f"{profile.name}: fitted {', '.join(f'{k} = {v:.4g}' for k, v in result.values.items())} "
         f"on {', '.join(result.train_groups)}"
     )
-    # "base med" is --base's (the shipped kernel profile by default), which was labelled the roofline's.
-    click.echo(f"{'group':12s} {'rows':>5s} {'roofline med':>12s} {'base med':>9s} {'med':>7s} {'p90':>7s}  how")
+    # "roofline med" is --calibration none's pure roofline; the base's column is named after the
+    # base (--base, the shipped kernel profile by default), which was labelled the roofline's, and
+    # under --base none "base med", which read as the roofline's again (tpu-v4 figure8: 57.4% and
+    # 56.4%, e2e.roofline_profile's formulas not being the roofline's).
+    base_column = f"{base_label} med"
+    width = max(9, len(base_column))
+    click.echo(f"{'group':12s} {'rows':>5s} {'roofline med':>12s} {base_column:>{width}s} {'med':>7s} {'p90':>7s}  how")
     for group, e in result.held_out.items():
         click.echo(
-            f"{group:12s} {int(e['rows']):5d} {e['roofline_median']:12.1%} {e['before_median']:9.1%} "
+            f"{group:12s} {int(e['rows']):5d} {e['roofline_median']:12.1%} {e['before_median']:{width}.1%} "
             f"{e['median']:7.1%} {e['p90']:7.1%}  {e['how']}"
         )
     for name, q in result.by_quantity.items():
         click.echo(
             f"{name} over every group ({q['rows']} rows): held out median {q['median']:.1%}, p90 {q['p90']:.1%}, "
-            f"predicted / measured {q['median_ratio']:.2f}x (base median {q['before_median']:.1%})"
+            f"predicted / measured {q['median_ratio']:.2f}x ({base_label} median {q['before_median']:.1%})"
         )
     for warning in result.warnings:
         click.echo(f"! {warning}")
