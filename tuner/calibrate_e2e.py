@@ -704,18 +704,22 @@ def roofline_profile(chip: str, backend: str) -> CalibrationProfile:
     """The kernel formulas at their default parameters (every efficiency 1, no fixed cost): the
     base of an end-to-end fit on a chip without kernel measurements (``--base none``), whose
     compute_eff, memory_eff and fixed costs the fit sets. Not the pure roofline (``predict(None)``,
-    ``--calibration none``), though every slot but the weight matmuls times the same: each chip's
-    matmul is one GEMM (efficiency.gemm_time_s) of the plan's per-chip (m, n, k) moving its whole
-    m x k input, k x n weights and m x n output (2 bytes an element: OUTPUT_BYTES), where the
-    roofline (deployment.chip_roofline) charges the chip its share of the operator's bytes:
-    under Pope et al.'s 2D weight-stationary layout on a 4x4x4 mesh its shard of the activations,
-    a 16th of one of input and output and a 4th of the other, and on K and V the cache writes of
-    every token whose K and V the chip keeps (multi-query PaLM at batch 1: all of them). Measured
-    on Pope et al.'s TPU v4 points (data/e2e/pope2022_tpu_v4.csv, 2-core VM, 2026-12-06): each
-    predicted time under this base is 0.999-1.058x the pure roofline's (figure8's decode steps
-    1.001-1.034x, most from the q and out projections' whole inputs and outputs; a prefill
-    0.999x where the roofline's K/V cache writes outweigh them), so the report's base median is
-    not the roofline median (figure8 56.4% against 57.4%)."""
+    ``--calibration none``). On Pope et al.'s TPU v4 points only the weight matmuls differ (their
+    other slots time the same to 1e-9): each chip's matmul is one GEMM (efficiency.gemm_time_s)
+    of the plan's per-chip (m, n, k) moving its whole m x k input, k x n weights and m x n output
+    (2 bytes an element: OUTPUT_BYTES), where the roofline (deployment.chip_roofline) charges the
+    chip its share of the operator's bytes: under Pope et al.'s 2D weight-stationary layout on a
+    4x4x4 mesh its shard of the activations, a 16th of one of input and output and a 4th of the
+    other, and on K and V the cache writes of every token whose K and V the chip keeps
+    (multi-query PaLM at batch 1: all of them). Measured on those points
+    (data/e2e/pope2022_tpu_v4.csv, 2-core VM, 2026-12-06): each predicted time under this base is
+    0.999-1.058x the pure roofline's (figure8's decode steps 1.001-1.034x, most from the q and
+    out projections' whole inputs and outputs; a table2 prefill 0.999x where the roofline's K/V cache
+    writes outweigh them), so the report's base median is not the roofline median (figure8 56.4%
+    against 57.4%). Elsewhere the formulas' own default terms differ too (not measured here): a
+    GPU engine's fused QKV and gate-up GEMMs, a sliding window read at key-block granularity
+    (window_extra_keys 128), MLA decode's math at FlashMLA's share of the peak
+    (MLA_DECODE_COMPUTE_EFF)."""
     return CalibrationProfile(
         chip=chip,
         backend=backend,
