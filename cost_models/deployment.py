@@ -2198,12 +2198,10 @@ def fp8_decode_notes(
     if decode_step_s <= bf16_step_s:
         return []
     fmt = "fp8_block" if deployment.model.fp8_block_scales else "fp8"
-    # Rows of one decode GEMM call: the batch over the attention DP ranks and the micro-batches.
-    rows = max(1, deployment.batch // (deployment.data_parallel * deployment.micro_batches))
     note = (
         f"fp8 weights decode slower than bf16 ones here: {decode_step_s * 1e3:.3g} ms a step against "
         f"{bf16_step_s * 1e3:.3g} ms with bf16 weights (same deployment, {profile.name}). "
-        + fp8_gemm_cost_text(profile, chip, fmt, rows)
+        + fp8_decode_cause_text(deployment, decode_step_s, bf16_step_s, profile, overlap)
     )
     if _block_scaled_alternative(profile, fmt):
         # TensorRT-LLM's block-scaled path (FP8BlockScalesLinearMethod: one 1 x 128 quantize kernel,
@@ -2217,6 +2215,51 @@ def fp8_decode_notes(
             f"{block_step_s * 1e3:.3g} ms a step here"
         )
     return [note]
+
+
+def fp8_decode_cause_text(
+    deployment: Deployment, decode_step_s: float, bf16_step_s: float, profile: CalibrationProfile, overlap: Overlap
+) -> str:
+    """Why ``deployment``'s fp8 decode step (``decode_step_s``) is slower than its bf16 one
+    (``bf16_step_s``) under ``profile``: the dense GEMMs' per-call cost (:func:`fp8_gemm_cost_text`),
+    or, for an MoE model whose fp8 experts run a fused-MoE class of their own, that class where it
+    makes most of the gap. The class's share is the step with the bf16 class's fitted parameters in
+    its place (each class is fitted relative to its format's dense GEMM fit, so the swap keeps the
+    fp8 weights' bytes and dense fit). Before 2026-12-06 the note gave the dense GEMMs' per-call cost
+    alone, for MoE models too: Mixtral-8x7B at TP2 on H100s under vLLM, batch 32, decodes 46.1 ms a
+    step in fp8 against 19.9 ms in bf16, and with bf16's class in the fp8 class's place the fp8 step
+    is under bf16's: the whole gap is the fp8 fused-MoE class (vLLM's per-tensor FlashInfer CUTLASS
+    kernel, a median 2.5x its bf16 Triton one on 8 expert slices measured in both at <= 64 tokens in
+    data/kernels/moe_perf.csv.gz; 3.5x on H200s), not the 3 us a dense call the note quoted."""
+    chip = deployment.hardware
+    fmt = "fp8_block" if deployment.model.fp8_block_scales else "fp8"
+    # Rows of one decode GEMM call: the batch over the attention DP ranks and the micro-batches.
+    rows = max(1, deployment.batch // (deployment.data_parallel * deployment.micro_batches))
+    gemm_text = fp8_gemm_cost_text(profile, chip, fmt, rows)
+    fp8_class = moe_kernel_class(profile.moe, fmt) if deployment.model.experts else None
+    bf16_class = moe_kernel_class(profile.moe, "bfloat16") if deployment.model.experts else None
+    if fp8_class is None or bf16_class is None or fp8_class[0] == bf16_class[0]:
+        return gemm_text
+    moe = dict(profile.moe)
+    moe[fp8_class[0]] = bf16_class[1]
+    swapped = profile.model_copy(update={"moe": moe})
+    swapped_step_s = float(
+        estimate(Deployments.from_rows([deployment]), overlap=overlap, calibration=swapped).decode_step_latency_s[0]
+    )
+    gap_s = decode_step_s - bf16_step_s
+    class_s = decode_step_s - swapped_step_s
+    if class_s < 0.5 * gap_s:
+        return gemm_text
+    engine = ENGINE_DISPLAY_NAMES.get(profile.backend, profile.backend)
+    text = (
+        f"The routed experts make {'all' if swapped_step_s <= bf16_step_s else 'most'} of it: they run "
+        f"{profile.name}'s {fp8_class[0]} fused-MoE class, fitted on {engine}'s measured fused-MoE kernels on "
+        f"{chip.name} (data/kernels/moe_perf.csv.gz), and with its bf16 class's fitted parameters in its place "
+        f"this fp8 step would take {swapped_step_s * 1e3:.3g} ms ({class_s * 1e3:.3g} ms less)"
+    )
+    if swapped_step_s <= bf16_step_s:
+        return text
+    return text + f"; the other {(swapped_step_s - bf16_step_s) * 1e3:.3g} ms: " + gemm_text
 
 
 def fp8_prefill_notes(
