@@ -1467,7 +1467,18 @@ def show_command(study_name: str, trial_number: int, storage: str | None) -> Non
 @click.option(
     "--allow-infeasible", is_flag=True, help="Export a trial that violates a constraint (marked feasible: false)."
 )
-@click.option("--force", is_flag=True, help="With -o: overwrite an existing file.")
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    callback=_refuse_empty_path,
+    help="With --format vllm|sglang|trtllm: write the launch files into DIR (engine_args.json, launch.sh, "
+    "TensorRT-LLM's extra_llm_api_options.yaml; disaggregated: prefill/, decode/, router.sh), as tuner "
+    "recommend --export writes a plan's.",
+)
+@click.option(
+    "--force", is_flag=True, help="With -o: overwrite an existing file; with --out-dir: write into a non-empty DIR."
+)
 @click.option(
     "--host",
     default=None,
@@ -1481,6 +1492,7 @@ def export_command(
     output: str | None,
     storage: str | None,
     allow_infeasible: bool,
+    out_dir: str | None,
     force: bool,
     host: str | None,
 ) -> None:
@@ -1490,13 +1502,33 @@ def export_command(
     from tuner.pareto import load_study
     from tuner.storage import default_storage_url, storage_errors
 
-    if force and not output:
-        raise InvalidInputError("--force", "only used with -o (the export is printed)", "add -o PATH or drop --force")
+    if force and not output and not out_dir:
+        raise InvalidInputError(
+            "--force", "only used with -o or --out-dir (the export is printed)", "add -o PATH or drop --force"
+        )
+    if out_dir is not None:
+        from tuner.export import ENGINES
+        from tuner.recommend_export import refuse_out_dir
+
+        if output is not None:
+            raise InvalidInputError("--out-dir", "given with -o", "pass one: -o FILE (the JSON) or --out-dir DIR")
+        if fmt not in ENGINES:
+            raise InvalidInputError(
+                "--out-dir", f"writes an engine's launch files, not --format {fmt}", "use --format vllm|sglang|trtllm"
+            )
+        refuse_out_dir(out_dir, force, "--out-dir")
     url = storage or default_storage_url(study_name)
     _refuse_the_database_as_output("-o", output, url)
     with storage_errors(url):
         text = export(load_study(study_name, url), trial_number, fmt, allow_infeasible=allow_infeasible, host=host)
-    if output:
+    if out_dir is not None:
+        import json
+
+        from tuner.recommend_export import trial_files, write_exports
+
+        for path in write_exports(out_dir, trial_files(json.loads(text)), "--out-dir"):
+            click.echo(f"wrote {path}")
+    elif output:
         write_spec(output, text if text.endswith("\n") else text + "\n", force)
         click.echo(f"wrote {output}")
     else:

@@ -29,7 +29,7 @@ def default_out_dir(model: str, hardware: str, engine: str) -> str:
     return DEFAULT_OUT.format(**safe)
 
 
-def refuse_out_dir(out: str, force: bool) -> None:
+def refuse_out_dir(out: str, force: bool, flag: str = "--out") -> None:
     """An out directory that exists and holds files is kept unless --force (the launch files of
     another plan would mix with this one's); a path that is a file is refused even with --force.
     Checked before the plan is searched, so a refusal costs nothing."""
@@ -37,19 +37,19 @@ def refuse_out_dir(out: str, force: bool) -> None:
     try:
         exists = path.exists()
     except OSError as error:
-        raise InvalidInputError("--out", f"cannot write {out}: {error.strerror}", "pass another --out DIR") from None
+        raise InvalidInputError(flag, f"cannot write {out}: {error.strerror}", f"pass another {flag} DIR") from None
     if not exists:
         parent = path.parent
         if not parent.is_dir():
             raise InvalidInputError(
-                "--out", f"cannot write {out}: no directory {parent}", "create it, or pass another --out DIR"
+                flag, f"cannot write {out}: no directory {parent}", f"create it, or pass another {flag} DIR"
             )
         return
     if not path.is_dir():
-        raise InvalidInputError("--out", f"{out} is a file, not a directory", "pass another --out DIR")
+        raise InvalidInputError(flag, f"{out} is a file, not a directory", f"pass another {flag} DIR")
     if any(path.iterdir()) and not force:
         raise InvalidInputError(
-            "--out", f"{out} exists and is not empty", "pass --force to write into it, or another --out DIR"
+            flag, f"{out} exists and is not empty", f"pass --force to write into it, or another {flag} DIR"
         )
 
 
@@ -115,7 +115,30 @@ def export_files(report: dict, exports: dict[str, dict]) -> dict[str, str]:
     return files
 
 
-def write_exports(out: str, files: dict[str, str]) -> list[str]:
+def trial_files(data: dict) -> dict[str, str]:
+    """Relative path -> text of a study trial's launch files (``tuner export --format ENGINE
+    --out-dir DIR``), from ``data``, the JSON that export prints: its engine_args.json, and the
+    launch script and TensorRT-LLM options file of its instance, or of each pool's instance and
+    the router (disaggregated), laid out as ``recommend --export`` lays out a mode's. Before
+    2026-12-06 only that JSON was written (``-o FILE``), and a TensorRT-LLM trial's launch line
+    named an ``extra_llm_api_options.yaml`` no command wrote: its text was a string field of the JSON."""
+    files = {"engine_args.json": json.dumps(data, indent=2) + "\n"}
+    if data.get("mode") != "disaggregated":
+        files |= _instance_files(data, ["the trial's deployment: one instance (engine_args.json has its notes)"])
+        return files
+    for pool in ("prefill", "decode"):
+        header = [
+            f"one of {data[pool]['instances']} {pool} instances: run it on each host {pool.upper()}_i the router names"
+        ]
+        files |= {f"{pool}/{name}": text for name, text in _instance_files(data[pool], header).items()}
+    router = data["router"]
+    if "disagg_config_yaml" in router:
+        files["disagg_config.yaml"] = router["disagg_config_yaml"]
+    files["router.sh"] = _script([router["cli"]], ["pairs the pools: start it after them"], cd=True)
+    return files
+
+
+def write_exports(out: str, files: dict[str, str], flag: str = "--out") -> list[str]:
     """Write ``files`` under ``out`` (made where missing); scripts executable. Returns the paths."""
     written = []
     for relative, text in files.items():
@@ -130,7 +153,7 @@ def write_exports(out: str, files: dict[str, str]) -> list[str]:
             # entries (/proc, a read-only mount) or a full disk shows only here: --out /proc/x
             # printed FileNotFoundError's traceback after the plan was searched.
             raise InvalidInputError(
-                "--out", f"cannot write {path}: {error.strerror or error}", "pass another --out DIR"
+                flag, f"cannot write {path}: {error.strerror or error}", f"pass another {flag} DIR"
             ) from None
         written.append(str(path))
     return written
