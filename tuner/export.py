@@ -144,7 +144,26 @@ def _find_trial(study: optuna.Study, trial_number: int) -> FrozenTrial:
     return storage.get_trial(trial_id)
 
 
-def _check_trial(trial: FrozenTrial, allow_infeasible: bool) -> None:
+def _unused_pool_choices(study: optuna.Study, trial: FrozenTrial) -> list[str]:
+    """An aggregated trial of a ``serving.mode: both`` study: its pool dimensions (prefill mesh,
+    instances, a prefill instance's degrees and batch limit) set other than their first choices,
+    as ``name label``. search_spaces.space.structurally_valid keeps such a candidate only at the
+    first choices (an aggregated deployment has no pools: the others are its twins), so a sampler
+    that drew one stored it structurally invalid. Empty for any other trial."""
+    if trial.params.get("disaggregated") is not False or "spec" not in study.user_attrs:
+        return []
+    from search_spaces.space import POOL_DIMENSIONS
+    from tuner.compact import Hydrator
+
+    dimensions = Hydrator(study.user_attrs).compiled.space.dimensions
+    return [
+        f"{name} {trial.params[name]}"
+        for name in POOL_DIMENSIONS[1:]
+        if name in trial.params and name in dimensions and trial.params[name] != dimensions[name][0]
+    ]
+
+
+def _check_trial(trial: FrozenTrial, allow_infeasible: bool, study: optuna.Study | None = None) -> None:
     """Refuse trials that are not finished, not a deployment, or (unless allowed) infeasible."""
     from optuna.trial import TrialState
 
@@ -163,10 +182,21 @@ def _check_trial(trial: FrozenTrial, allow_infeasible: bool) -> None:
     # A structurally invalid candidate (mesh not of the chip count, KV heads not dividing the
     # heads) is no deployment at all: refused even when infeasible trials are allowed.
     if constraints.get("structurally_valid", 0.0) > 0 or not estimate.get("structurally_valid", True):
+        unused = [] if study is None else _unused_pool_choices(study, trial)
+        if unused:
+            # Before 2026-12-06 the generic reasons below were given for these too: none applied.
+            raise InvalidInputError(
+                "trial",
+                f"trial {trial.number} is an aggregated candidate of a serving mode: both study with pool choices "
+                f"it has no pools for ({', '.join(unused)}): structurally invalid, a twin of the candidate at the "
+                "first pool choices, which the space keeps in its place",
+                "export a feasible trial (tuner pareto lists them)",
+            )
         raise InvalidInputError(
             "trial",
             f"trial {trial.number} is structurally invalid (no deployment: its KV heads or its TP do not "
-            "divide the heads, its degrees split no engine runs, or its chips are not the hardware's)",
+            "divide the heads, its degrees split no engine runs, an unchunked prompt passes the token budget, "
+            "a TP group crosses a node's edge, or its chips are not the hardware's)",
             "pick a feasible trial (tuner pareto lists them)",
         )
     # A serving trial under a load it cannot sustain has no finite TTFT or TPOT: its constraint
@@ -562,7 +592,7 @@ def deployment_spec(study: optuna.Study, trial_number: int, *, allow_infeasible:
     (unless ``allow_infeasible``) constraint-violating trial.
     """
     trial = _find_trial(study, trial_number)
-    _check_trial(trial, allow_infeasible)
+    _check_trial(trial, allow_infeasible, study)
     d = trial_deployment(trial)
     estimate = trial.user_attrs["estimate"]
     phases, notes = sharding_tables(d)
