@@ -728,6 +728,34 @@ class StudySpec(BaseModel):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
 
 
+#: Metric prefixes of the static sections, which a disaggregated candidate scores on one instance
+#: (search_spaces.space._at_running_batch, _with_prefill_instances): prefill.* a prefill
+#: instance's, decode.* and memory.* a decode instance's.
+PER_INSTANCE_SECTIONS = ("prefill.", "decode.")
+
+
+def per_instance_metric_notes(spec: StudySpec) -> list[str]:
+    """What a study that may pool (serving mode disaggregated or both) should know of its
+    objectives on the static sections' costs and throughputs: a disaggregated candidate scores
+    them on one instance, its chips alone, where an aggregated candidate's count every chip. A
+    Mixtral-8x7B mode: both study on H100s (price 2.5 $/h) put 1P x 1 + 1D x TP8 (9 chips) at a
+    decode cost of $20.4 per million tokens, its 8 decode chips', against $25.6 by
+    serving.cost_usd_per_million_tokens, which counts both pools: on a front beside aggregated
+    candidates the prefill chips were free."""
+    if spec.serving is None or spec.serving.mode == "aggregated":
+        return []
+    names = [o.metric for o in spec.objectives]
+    pooled = [n for n in names if n.startswith(PER_INSTANCE_SECTIONS) and ("cost" in n or "throughput" in n)]
+    if not pooled:
+        return []
+    return [
+        f"objective{'s' if len(pooled) > 1 else ''} {', '.join(pooled)}: a disaggregated candidate's prefill.* "
+        "section is one prefill instance's and its decode.* one decode instance's, so its costs and throughputs "
+        "count that instance's chips alone, where an aggregated candidate's count every chip; "
+        "serving.cost_usd_per_million_tokens and serving.tokens_per_s_per_chip count every chip of both pools"
+    ]
+
+
 def _names_a_profile_file(calibration: str) -> bool:
     """``calibration`` names a profile file (not auto, none or a shipped profile's name)."""
     if calibration in (AUTO_CALIBRATION, NO_CALIBRATION) or calibration in available_profiles():

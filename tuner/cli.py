@@ -1044,8 +1044,10 @@ def search_command(
         # A TPE resume read the feasible points for its history: only the rows since are read.
         front = study_front(load_study(result.study_name, result.storage_url), known=result.known_front)
     from cost_models.deployment import context_notes
+    from search_spaces.spec import per_instance_metric_notes
 
     notes = context_notes(spec.resolved_model(), spec.workload.prompt_len + spec.workload.gen_len)
+    notes += per_instance_metric_notes(spec)
     if result.left_out:
         # The exhaustive sampler skips what cannot exist; before, a space of 4 (Mixtral tp [2, 4] x
         # dp [1, 3] on H100s) added 3 trials and said it held "every configuration of the space".
@@ -1151,9 +1153,11 @@ def worker_command(
     spec = with_calibration(load_spec(spec_path), calibration, backend)
     _refuse_seed_if_exhaustive(seed, None, spec.sampler)
     from cost_models.deployment import context_notes
+    from search_spaces.spec import per_instance_metric_notes
 
     # As tuner search says (at its end), once here at the start: a worker may run for hours.
     notes = context_notes(spec.resolved_model(), spec.workload.prompt_len + spec.workload.gen_len)
+    notes += per_instance_metric_notes(spec)
     if not as_json:
         for note in notes:
             click.echo(f"note: {note}")
