@@ -2203,7 +2203,7 @@ def fp8_decode_notes(
         f"{bf16_step_s * 1e3:.3g} ms with bf16 weights (same deployment, {profile.name}). "
         + fp8_decode_cause_text(deployment, decode_step_s, bf16_step_s, profile, overlap)
     )
-    if _block_scaled_alternative(profile, fmt):
+    if _block_scaled_alternative(profile, fmt) and "block scales runs" not in note:
         # TensorRT-LLM's block-scaled path (FP8BlockScalesLinearMethod: one 1 x 128 quantize kernel,
         # then DeepGEMM or its CUTLASS blockwise GEMM), measured in the same database.
         block = replace(deployment, model=deployment.model.model_copy(update={"fp8_block_scales": True}))
@@ -2257,9 +2257,22 @@ def fp8_decode_cause_text(
         f"{chip.name} (data/kernels/moe_perf.csv.gz), and with its bf16 class's fitted parameters in its place "
         f"this fp8 step would take {swapped_step_s * 1e3:.3g} ms ({class_s * 1e3:.3g} ms less)"
     )
-    if swapped_step_s <= bf16_step_s:
-        return text
-    return text + f"; the other {(swapped_step_s - bf16_step_s) * 1e3:.3g} ms: " + gemm_text
+    if swapped_step_s > bf16_step_s:
+        text += f"; the other {(swapped_step_s - bf16_step_s) * 1e3:.3g} ms: " + gemm_text
+    block_class = moe_kernel_class(profile.moe, "fp8_block")
+    if fmt == "fp8" and block_class is not None and block_class[0] == "fp8_block":
+        # What to serve instead: a checkpoint with 128 x 128 block scales (Qwen3-30B-A3B-FP8 beside
+        # Qwen3-30B-A3B) runs the block-scaled fused MoE, a class of its own in the profile (on H100/H200
+        # vLLM the per-tensor kernel measures 1.6-5.5x the block-scaled Triton one: moe_kernel_time.MOE_FORMATS).
+        block = replace(deployment, model=deployment.model.model_copy(update={"fp8_block_scales": True}))
+        block_step_s = float(
+            estimate(Deployments.from_rows([block]), overlap=overlap, calibration=profile).decode_step_latency_s[0]
+        )
+        text += (
+            f". A checkpoint with 128 x 128 block scales runs the fp8_block fused-MoE class, measured too: "
+            f"{block_step_s * 1e3:.3g} ms a step here"
+        )
+    return text
 
 
 def fp8_prefill_notes(
