@@ -69,11 +69,12 @@ from cost_models.deployments import (
     refuse_engine_kv_cache,
 )
 from cost_models.dtypes import dtype_name
-from cost_models.efficiency import M_ALIGN, WEIGHT_ONLY_GEMV_MAX_M
+from cost_models.efficiency import M_ALIGN, TILE_M, WEIGHT_ONLY_GEMV_MAX_M
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import HardwareSpec, get_hardware
 from cost_models.iteration import iteration_times
 from cost_models.models import ModelSpec, get_model
+from cost_models.moe import tokens_per_expert
 from cost_models.serving import (
     DEFAULT_REQUESTS_PER_CLIENT,
     NO_OVERHEADS,
@@ -117,6 +118,11 @@ GROWN_QUEUE_MIN = 10
 class _IterationTable:
     """Iteration seconds on a grid (decode sequences, prefill tokens, prompt length, decode
     context), interpolated linearly along each axis (values clamp at the grid's ends).
+    ``axes[1]`` holds one prefill grid per decode point (a row each, all of one length): the
+    prefill axis with both sides of every step in the row count m = decode + prefill (``steps``)
+    shifted by the row's decodes (``_shifted_rows``). A mixed iteration whose corners lie across a
+    step from it interpolates between its two decode rows at its own m (each row read at m less
+    the row's decodes), so that no row is read across a step from the iteration (``times``).
     ``unaligned``: where the calibration charges a GEMM whose row count m (the iteration's tokens,
     decode sequences + prefill tokens) is not a multiple of ``efficiency.M_ALIGN``, the same grid
     scored as if every m were unaligned, ``values`` then as if every m were aligned: an iteration
@@ -130,11 +136,16 @@ class _IterationTable:
         axes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
         values: np.ndarray,
         unaligned: np.ndarray | None = None,
+        steps: list[float] | None = None,
     ) -> None:
         self.axes = axes
         self.values = values
         self.unaligned = unaligned
-        self._grids = [a.tolist() for a in axes[:3]]
+        self._decode = axes[0].tolist()
+        self._prefill = [row.tolist() for row in axes[1]]
+        self._prompt = axes[2].tolist()
+        # The last row count of each step's lower side (floor(t): m <= floor(t) is below it).
+        self._steps = sorted({float(math.floor(t)) for t in steps or []})
 
     @staticmethod
     def _corners(grid: list[float], x: float) -> list[tuple[int, float]]:
@@ -151,10 +162,29 @@ class _IterationTable:
         values = self.values
         if self.unaligned is not None and round(decode_seqs + prefill_tokens) % M_ALIGN != 0:
             values = self.unaligned
+        decode_corners = self._corners(self._decode, decode_seqs)
+        prefill = [prefill_tokens] * len(decode_corners)
+        if prefill_tokens > 0.0 and len(decode_corners) == 2:
+            # Where the corners at the iteration's own prefill tokens lie across a step in m from
+            # it, each decode row is read at the iteration's m instead (its prefill tokens m less
+            # the row's decodes: every row has both sides of each step there), unless the upper
+            # row would then hold under one prompt token (a chunk of a few tokens between decode
+            # points). Elsewhere the rows are read at the iteration's prefill tokens: a whole
+            # prompt of a fixed length is a point of every row (the rows' reads along m erred by
+            # up to 0.4% there: Mixtral-8x7B on 2 H200s, 1024-token prompts).
+            segment = bisect.bisect_left(self._steps, decode_seqs + prefill_tokens)
+            across = any(
+                bisect.bisect_left(self._steps, self._decode[i] + self._prefill[i][j]) != segment
+                for i, _ in decode_corners
+                for j, _ in self._corners(self._prefill[i], prefill_tokens)
+            )
+            along_m = [prefill_tokens + decode_seqs - self._decode[i] for i, _ in decode_corners]
+            if across and along_m[-1] >= 1.0:
+                prefill = along_m
         line = np.zeros(values.shape[3])
-        for i, wi in self._corners(self._grids[0], decode_seqs):
-            for j, wj in self._corners(self._grids[1], prefill_tokens):
-                for k, wk in self._corners(self._grids[2], prompt_len):
+        for (i, wi), p in zip(decode_corners, prefill, strict=True):
+            for j, wj in self._corners(self._prefill[i], p):
+                for k, wk in self._corners(self._prompt, prompt_len):
                     line += (wi * wj * wk) * values[i, j, k]
         return np.interp(context, self.axes[3], line)
 
@@ -181,17 +211,36 @@ def _iteration_table(
     data_parallel: float | None = None,
     expert_parallel: float | None = None,
 ) -> _IterationTable:
-    # Both sides of each step in the GEMM time by row count (the calibration's tile dispatch) are
-    # points of the decode and prefill axes, so that no interval interpolates across one (decode
-    # iterations of 63-65 sequences, around vLLM fp8's 64-row tile switch, read 2-3% off).
-    steps = _row_steps(calibration)
+    # Both sides of each step in the iteration's time by its row count m (decode sequences + prefill
+    # tokens: the calibration's GEMM tile dispatch, the fused MoE kernel's row tiles) are points of
+    # the decode axis and, shifted by each decode point, of that point's prefill row, so that no
+    # interval interpolates across one (decode iterations of 63-65 sequences, around vLLM fp8's
+    # 64-row tile switch, read 2-3% off; DeepSeek-V3 TP1 DP8 EP8 under h200-sglang, where 8 x m x
+    # top-8 / 256 tokens an expert cross 128 at m = 512 and 1024, read mixed iterations of 24-60
+    # decodes up to 14.7% over the direct cost just below a step and 13.4% under just above it,
+    # and those of a simulated 16 req/s 10% over on the whole: tests/cost_models/
+    # test_serving_simulation.py, docs/serving.md).
+    decode_axis = _axis(1.0, max_decode, _DECODE_POINTS, zero=True)
+    prefill_axis = _axis(1.0, max_prefill, _PREFILL_POINTS, zero=True)
+    top = float(decode_axis[-1] + prefill_axis[-1])
+    steps = sorted(set(_row_steps(calibration)) | set(_moe_row_steps(d, data_parallel, top)))
+    decode_axis = _with_steps(decode_axis, steps)
     axes = (
-        _with_steps(_axis(1.0, max_decode, _DECODE_POINTS, zero=True), steps),
-        _with_steps(_axis(1.0, max_prefill, _PREFILL_POINTS, zero=True), steps),
+        decode_axis,
+        _shifted_rows(prefill_axis, decode_axis, steps),
         _axis(*prompt_range, _PROMPT_POINTS),
         _axis(*context_range, _CONTEXT_POINTS),
     )
-    grid = [g.ravel() for g in np.meshgrid(*axes, indexing="ij")]
+    shape = (axes[0].size, axes[1].shape[1], axes[2].size, axes[3].size)
+    grid = [
+        np.broadcast_to(a, shape).ravel()
+        for a in (
+            axes[0][:, None, None, None],
+            axes[1][:, :, None, None],
+            axes[2][None, None, :, None],
+            axes[3][None, None, None, :],
+        )
+    ]
 
     def surface(profile: CalibrationProfile | None, nudge: float) -> np.ndarray:
         # nudge: taken off the decode sequences, or the prefill tokens of an iteration without any
@@ -215,15 +264,15 @@ def _iteration_table(
                 data_parallel=data_parallel,
                 expert_parallel=expert_parallel,
             ).latency_s
-        return values.reshape([a.size for a in axes])
+        return values.reshape(shape)
 
     aligned = _aligned_profile(calibration)
     if aligned is None:  # no charge for an unaligned m: one surface
-        return _IterationTable(axes, surface(calibration, 0.0))
+        return _IterationTable(axes, surface(calibration, 0.0), steps=steps)
     # Aligned: the profile without the charge. Unaligned: the profile's own at m - 1e-6 (a row count
     # that is no multiple of M_ALIGN, on the same side of every step as m; 1e-6 of a sequence or a
     # token moves nothing else measurably).
-    return _IterationTable(axes, surface(aligned, 0.0), unaligned=surface(calibration, _UNALIGNED_NUDGE))
+    return _IterationTable(axes, surface(aligned, 0.0), unaligned=surface(calibration, _UNALIGNED_NUDGE), steps=steps)
 
 
 _UNALIGNED_NUDGE = 1e-6
@@ -247,6 +296,42 @@ def _with_steps(axis: np.ndarray, steps: list[float]) -> np.ndarray:
     low, high = float(axis[0]), float(axis[-1])
     extra = [v for t in steps for v in (math.floor(t), math.floor(t) + 1.0) if low < v < high]
     return np.unique(np.concatenate([axis, extra])) if extra else axis
+
+
+def _moe_row_steps(d: Deployments, data_parallel: float | None, top: float) -> list[float]:
+    """Row counts m (a rank's iteration tokens, up to ``top``) past which the fused MoE kernel's
+    time steps: the tokens one woken expert multiplies (moe.tokens_per_expert of the m x DP tokens
+    that share the experts, as calibrated_times._expert_gemm_times_s takes them) cross a multiple
+    of efficiency.TILE_M (gemm_time_s's M tiles, ceil(tokens / TILE_M) from TILE_M tokens on).
+    DeepSeek-V3 (256 experts, top-8) at DP 8: 512, 1024, ... (146.2 ms at 24 decodes + 1000
+    prompt tokens, 169.6 at 1001 under h200-sglang). Up to ``_MOE_TILE_STEPS`` tiles an expert:
+    each further tile adds less (Mixtral-8x7B on 2 H200s under h200-trtllm, a prefill of 512 x j
+    tokens, 128 x j an expert: the step 3.6% of the iteration at j = 1, 1.2% at 8, 0.9% at 15),
+    and a long unchunked prompt would add two points to every prefill row per step."""
+    model = d.models[int(d.model_index[0])]
+    if model.experts <= 0 or model.experts_per_token <= 0 or top < 1.0:
+        return []
+    dp = 1.0 if data_parallel is None else float(data_parallel)
+    m = np.arange(1.0, math.floor(top) + 2.0)
+    per_expert = tokens_per_expert(m * dp, model.experts, model.experts_per_token)
+    tiles = np.ceil(np.maximum(per_expert, float(TILE_M)) / TILE_M)
+    return m[:-1][(np.diff(tiles) > 0) & (tiles[1:] <= _MOE_TILE_STEPS)].tolist()
+
+
+_MOE_TILE_STEPS = 16
+
+
+def _shifted_rows(prefill_axis: np.ndarray, decode_axis: np.ndarray, steps: list[float]) -> np.ndarray:
+    """One prefill grid per decode point d (rows of one length): the axis with both sides of each
+    step t in m shifted to the row's prefill tokens (floor(t) - d, floor(t) - d + 1), rows short of
+    the longest one filled with the midpoints of their widest intervals."""
+    rows = [_with_steps(prefill_axis, [t - float(n) for t in steps]).tolist() for n in decode_axis]
+    width = max(len(row) for row in rows)
+    for row in rows:
+        while len(row) < width:  # (a row short of the longest has an interval of 2 or more)
+            gap = max(range(len(row) - 1), key=lambda i: row[i + 1] - row[i])
+            row.insert(gap + 1, float(math.floor((row[gap] + row[gap + 1]) / 2.0)))
+    return np.array(rows)
 
 
 def _aligned_profile(calibration: CalibrationProfile | None) -> CalibrationProfile | None:

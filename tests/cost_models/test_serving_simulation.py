@@ -14,7 +14,7 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.iteration import iteration_times
 from cost_models.models import get_model
-from cost_models.serving import kv_capacity_tokens, make_workloads, serve
+from cost_models.serving import kv_capacity_tokens, make_workloads, rank_view_and_degrees, serve
 from cost_models.serving_one import estimate_serving_one
 from cost_models.serving_simulation import _iteration_table, simulate_one, simulate_serving
 from cost_models.topology import network_for
@@ -203,6 +203,51 @@ def test_iteration_table_keeps_the_calibrated_steps_of_the_row_count() -> None:
     assert direct[40] > 1.04 * direct[39]  # 41 sequences (unaligned) over 40: the step is there
     read = np.array([table.times(n, 0.0, 2048.0, np.array([2200.0]))[0] for n in seqs])
     assert np.max(np.abs(read / direct - 1.0)) < 0.02
+
+
+def test_iteration_table_keeps_the_fused_moe_tile_steps_of_mixed_iterations() -> None:
+    """DeepSeek-V3 fp8 on 8 H200s under SGLang, TP1 DP8 EP8 (a rank's view, 1024-token budget): a
+    rank's iteration steps where its decodes + prompt tokens m cross 512 and 1024, where the tokens
+    one expert multiplies (8 ranks x m x top-8 / 256 experts) cross a multiple of the fused MoE's
+    128-row tile (146.2 ms at 24 decodes + 1000 prompt tokens, 169.6 at 1001). The table
+    interpolated mixed iterations on separate decode and prompt-token axes across those steps: at
+    these points 24-60 decodes read up to 14.7% over the direct cost below a step (m = 512 beside
+    24 decodes) and 13.4% under above it (m = 513 beside 60). Its rows now hold both sides of each
+    step at their own decodes: every point reads within 1.0% (the rest is a dense GEMM's 128-row
+    tile step at m = 896, 2.9%, between the points at 960-1000)."""
+    h200 = get_hardware("h200")
+    row = Deployment(
+        model=get_model("deepseek-v3"), hardware=h200, mesh=(1, 1, 1), batch=8, prompt_len=1, gen_len=1,
+        prefill_ffn_layout="ws_1d", decode_ffn_layout="ws_1d", prefill_attn_sharding="head",
+        decode_attn_sharding="head", weight_dtype="fp8", act_dtype="fp8", kv_dtype="fp8", flash_attention=True,
+        expert_parallel=8, data_parallel=8,
+    )  # fmt: skip
+    d, dp, ep = rank_view_and_degrees(Deployments.from_rows([row]))
+    assert dp is not None and ep is not None
+    profile = resolve_calibration("auto", h200.name, "sglang")
+    assert profile is not None
+    network = calibrated_network(network_for(h200), h200, profile)
+    table = _iteration_table(
+        d, network, max_decode=100, max_prefill=1024, prompt_range=(2048.0, 2048.0),
+        context_range=(2049.0, 2400.0), cached_share=0.0, calibration=profile, overlap="overlapped",
+        phase="decode", data_parallel=float(dp[0]), expert_parallel=float(ep[0]),
+    )  # fmt: skip
+    decode, tokens = (
+        np.array(v, dtype=np.float64).ravel()
+        for v in np.meshgrid([24, 33, 44, 60], [500, 505, 512, 513, 520, 960, 980, 1000, 1024, 1025, 1040])
+    )
+    prefill = tokens - decode
+    rows, flat = d.take(np.zeros(decode.size, dtype=np.int64)), np.full(decode.size, 2200.0)
+    direct = iteration_times(
+        rows, network, decode_seqs=decode, decode_context=flat, prefill_tokens=prefill,
+        prefill_prompt_len=np.full(decode.size, 2048.0), calibration=profile, data_parallel=float(dp[0]),
+        expert_parallel=float(ep[0]),
+    ).latency_s  # fmt: skip
+    # The premise: the steps are there (m = 1024 -> 1025 at 24 decodes, 512 -> 513 at 44).
+    at = {(a, b): t for a, b, t in zip(decode, tokens, direct, strict=True)}
+    assert at[24.0, 1025.0] > 1.1 * at[24.0, 1024.0] and at[44.0, 513.0] > 1.1 * at[44.0, 512.0]
+    read = np.array([table.times(a, b, 2048.0, np.array([2200.0]))[0] for a, b in zip(decode, prefill, strict=True)])
+    assert np.max(np.abs(read / direct - 1.0)) < 0.015
 
 
 def test_kv_capacity_limit_queues_requests() -> None:
