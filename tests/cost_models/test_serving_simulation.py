@@ -250,6 +250,23 @@ def test_iteration_table_keeps_the_fused_moe_tile_steps_of_mixed_iterations() ->
     assert np.max(np.abs(read / direct - 1.0)) < 0.015
 
 
+def test_the_fused_moe_tile_steps_are_where_the_tokens_an_expert_cross_a_tile() -> None:
+    """A token goes to top-k of E experts, and the DP ranks' tokens share them: once every expert is
+    woken, one expert multiplies DP x m x k / E of a rank's m tokens, a new 128-row tile from
+    128 j + 1 on. DeepSeek-V3 (E 256, k 8) at DP 8: m / 4, steps past m = 512 j; at DP 3: 3 m / 32,
+    past 1365.3 j (m = 1365, 2730); Mixtral-8x7B (E 8, k 2) alone: m / 4. Up to 16 tiles."""
+    from cost_models.serving_simulation import _moe_row_steps
+
+    def rank(model: str) -> Deployments:
+        return make_deployments(get_model(model), H100, mesh=[1, 1, 8], batch=1, prompt_len=1, gen_len=1)
+
+    assert _moe_row_steps(rank("deepseek-v3"), 8.0, 2100.0) == [512.0, 1024.0, 1536.0, 2048.0]
+    assert _moe_row_steps(rank("deepseek-v3"), 3.0, 3000.0) == [1365.0, 2730.0]
+    assert _moe_row_steps(rank("mixtral-8x7b"), None, 1100.0) == [512.0, 1024.0]
+    assert _moe_row_steps(rank("deepseek-v3"), 8.0, 1e5) == [512.0 * j for j in range(1, 16)]
+    assert _moe_row_steps(_tp(1), None, 1e5) == []  # a dense model
+
+
 def test_kv_capacity_limit_queues_requests() -> None:
     """27% of HBM on one H100 leaves room for ~30 of 64 clients' sequences: the rest queue
     (TTFT grows several fold), the blocks in use never exceed the cache, the batch stays below
