@@ -1094,9 +1094,13 @@ def stamp(
     return report.profile.model_copy(update={"cv_error": errors, "provenance": provenance})
 
 
-def report_dict(report: E2EReport) -> dict[str, Any]:
+def report_dict(report: E2EReport, base: str) -> dict[str, Any]:
+    """The fit as JSON; ``base``: what ``before_median`` is the error of (the text report's base
+    column: the --base profile, the shipped one, or DEFAULTS_LABEL for the kernel formulas at their
+    defaults), beside ``roofline_median``, --calibration none's pure roofline."""
     return {
         "profile": report.profile.name,
+        "base": base,
         "fitted": report.values,
         "train_groups": report.train_groups,
         "held_out": report.held_out,

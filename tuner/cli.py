@@ -2064,7 +2064,7 @@ def _calibrate_end_to_end(
     if output:
         write_profile(profile, output)
     if as_json:
-        _print_json(e2e.report_dict(result))
+        _print_json(e2e.report_dict(result, base_label))
         return
     click.echo(
         f"{profile.name}: fitted {', '.join(f'{k} = {v:.4g}' for k, v in result.values.items())} "

@@ -814,6 +814,9 @@ def test_the_report_names_its_base_column_after_the_base(capsys, tmp_path):
         assert f" roofline med {label} med " in " ".join(header.split()) + " ", header
         assert "base med" not in header, header
         assert f"({label} median " in out
+        code, out, err = run_cli(capsys, *args, *(("--base", base) if base else ()), "--json")
+        assert code == 0, err
+        assert json.loads(out)["base"] == label
     code, out, _ = run_cli(capsys, "calibrate", "--help")
     assert code == 0
     help_text = " ".join(out.split())
