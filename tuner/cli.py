@@ -1094,7 +1094,7 @@ def search_command(
             )
         for note in notes:
             click.echo(f"note: {note}")
-    _say_if_exhausted(result.exhausted)
+    _say_if_exhausted(result.exhausted, result.left_out)
     if result.timed_out:
         # Before, a search cut by --timeout printed the summary of one that finished its budget.
         click.echo(
@@ -1187,7 +1187,7 @@ def worker_command(
             f"worker added {result.trials_added} trials to {result.study_name!r} in {result.elapsed_s:.1f} s; "
             f"calibration {result.calibration}"
         )
-    _say_if_exhausted(result.exhausted)
+    _say_if_exhausted(result.exhausted, result.left_out)
     _stop_if_interrupted(result.interrupted, "start the worker again to go on", stop.exit_code)
 
 
@@ -1649,11 +1649,13 @@ def spec_command(schema: bool, reference: bool) -> None:
         click.echo(reference_markdown(), nl=False)
 
 
-def _say_if_exhausted(exhausted: bool) -> None:
-    """A sampled search never repeats a configuration: it stops when none is left."""
+def _say_if_exhausted(exhausted: bool, left_out: int = 0) -> None:
+    """A sampled search never repeats a configuration: it stops when none is left (of those that
+    can exist, where some were left out: the note says how many)."""
     if exhausted:
+        can_exist = " that can exist" if left_out else ""
         click.echo(
-            "stopped early: the study holds every configuration of the space (no trial repeats one)",
+            f"stopped early: the study holds every configuration of the space{can_exist} (no trial repeats one)",
             err=True,
         )
 

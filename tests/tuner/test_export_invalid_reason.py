@@ -1,8 +1,10 @@
 """Why ``tuner export`` refuses a structurally invalid trial. A ``serving.mode: both`` study keeps
 an aggregated candidate at its pool dimensions' first choices only (search_spaces.space.
 structurally_valid: an aggregated deployment has no pools, the others are its twins), so a
-sampler that draws one with another prefill mesh stores it invalid. Before 2026-12-06 export gave
-the generic reasons (KV heads, TP, engine degrees, chips), none of which applied."""
+sampler that draws one with another prefill mesh stores it invalid (TPE; the random sampler
+draws none since 2026-12-06, and NSGA-II replaces them, but studies stored before hold them).
+Before 2026-12-06 export gave the generic reasons (KV heads, TP, engine degrees, chips), none of
+which applied."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ STUDY: dict = {
     "serving": {"mode": "both", "request_rate": [2.0], "prefill_chips": [1, 2]},
     "objectives": [{"metric": "serving.tokens_per_s_per_chip"}, {"metric": "serving.ttft_s"}],
     "backend": "vllm",
-    "sampler": "random",
+    "sampler": "tpe",
     "seed": 0,
     "trials": 64,
 }

@@ -56,11 +56,13 @@ def exports(capsys, name: str, url: str, trial: int, engine: str) -> bool:
 
 
 def test_gpu_study_without_backend_fronts_only_launchable_kv_formats(url: str, capsys) -> None:
-    run_search(L70_FORMATS, url)
+    # TPE, which stores what cannot exist as infeasible trials: since 2026-12-06 the random
+    # sampler draws none of them (tests/tuner/test_random_valid_draws.py).
+    run_search(L70_FORMATS, url, sampler="tpe")
     trials = load_study("l70-formats", url).get_trials(deepcopy=False)
     int4 = [t for t in trials if t.params["kv_bits"] == "4"]
     others = [t for t in trials if t.params["kv_bits"] != "4"]
-    assert int4 and others  # the random sampler drew both
+    assert int4 and others  # TPE drew both
     for trial in int4:  # no GPU engine has an int4 KV cache: stored, but never feasible
         assert trial.system_attrs["constraints:structurally_valid"] > 0
         assert not feasible(trial)
@@ -96,7 +98,7 @@ def test_pope_mesh_vocabulary_on_a_gpu_refuses_int4_kv_too(url: str) -> None:
         | {"kv_bits": [16, 4]},
         "trials": 30,
     }
-    run_search(spec, url)
+    run_search(spec, url, sampler="tpe")  # TPE stores them (the random sampler draws none)
     trials = load_study("l70-mesh", url).get_trials(deepcopy=False)
     int4 = [t for t in trials if t.params["kv_bits"] == "4"]
     assert int4
