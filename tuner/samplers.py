@@ -369,6 +369,22 @@ class GenerationalNSGAII:
                         children[row, j] = choice
         return children
 
+    def redraw_one(self, rows: np.ndarray) -> np.ndarray:
+        """``rows`` (choice-index rows) each with one sampled dimension, chosen uniformly, set to
+        another of its choices, uniformly (as :mod:`tuner.distinct` mutates a repeat), from this
+        class's own generator: vectorized, where a fresh child is one Optuna call of ~0.2 ms
+        (:func:`tuner.study._repair_invalid`). Rows unchanged where no dimension has two choices."""
+        rows = rows.copy()
+        if not self._sampled or not len(rows):
+            return rows
+        sampled = np.array(self._sampled, dtype=np.int64)
+        dims = sampled[self._draw_rng.integers(0, len(sampled), size=len(rows))]
+        at = np.arange(len(rows))
+        other = self._draw_rng.integers(0, self.sizes[dims] - 1)
+        current = rows[at, dims]
+        rows[at, dims] = np.where(other < current, other, other + 1)  # another choice, uniformly
+        return rows
+
     def tell(self, indices: np.ndarray, values: np.ndarray, constraints: np.ndarray) -> None:
         """Completed children: choice-index rows, objective values (n, objectives) and
         constraint values (n, constraints; > 0 violated). A NaN constraint counts as violated

@@ -929,11 +929,11 @@ def _nsga2_compact(
         writer.flush()
 
 
-#: Rounds of fresh children asked for a generation's children that cannot exist (each round asks
-#: one per child still invalid); what is still invalid after them is stored as before (infeasible),
-#: so a space where nothing can exist still ends. A uniform first generation of a space where 2 of
-#: 3 cannot exist keeps 50 x (2/3)^9 = 1.3 invalid children after 8 rounds, 50 x (2/3)^33 = 1e-4
-#: after 32 (PaLM kv_heads [model, 5, 7], tests/tuner/test_random_valid_draws.py: 2 of 300 at 8).
+#: Rounds of repair of a generation's children that cannot exist (:func:`_repair_invalid`); what
+#: is still invalid after them is stored as before (infeasible), so a space where nothing can exist
+#: still ends. A uniform first generation of a space where 2 of 3 cannot exist keeps
+#: 50 x (2/3)^9 = 1.3 invalid children after 8 rounds, 50 x (2/3)^33 = 1e-4 after 32 (PaLM
+#: kv_heads [model, 5, 7], tests/tuner/test_random_valid_draws.py: 2 of 300 at 8).
 _REPAIR_ROUNDS = 32
 
 
@@ -949,20 +949,24 @@ def _make_distinct(children: np.ndarray, distinct: DistinctConfigurations, rows:
 
 
 def _repair_invalid(children: np.ndarray, nsga, distinct: DistinctConfigurations, compiled: CompiledStudy) -> int:
-    """Replace the children that cannot exist (``structurally_valid``) by fresh children of the
-    same parents (Optuna's tournament, crossover and mutation again; uniform draws in the first
-    generation), up to :data:`_REPAIR_ROUNDS` rounds; returns how many were replaced. The
-    generation told is what is scored, so Optuna's selection ranks the children as stored (a
-    rejection of offspring outside the feasible region, as ``tuner.distinct`` rejects repeats).
-    Before, 89 of 400 NSGA-II trials of a Mixtral-8x7B ``mode: both`` study on H100s could not
-    exist (seed 0); the dropped proposals stay in ``distinct`` (never proposed again)."""
+    """Repair the children that cannot exist (``structurally_valid``), up to :data:`_REPAIR_ROUNDS`
+    rounds, each on the rows still invalid: in the first generation (no parents yet) a new
+    uniform draw, i.e. rejection sampling; after it one dimension redrawn
+    (:meth:`~tuner.samplers.GenerationalNSGAII.redraw_one`, from the previous attempt), which keeps
+    the child next to what Optuna's crossover and mutation proposed, as :mod:`tuner.distinct`
+    repairs a repeat. Returns how many children were replaced. The generation told is what is
+    scored, so Optuna's selection ranks the children as stored. Asking fresh children of the
+    parents instead (Optuna's tournament and crossover, ~0.2 ms each) cost 22-31% of NSGA-II's
+    trials/s on qwen3-235b-moe-h200 and -gb200 (docs/benchmarks.md). Before, 89 of 400 NSGA-II
+    trials of a Mixtral-8x7B ``mode: both`` study on H100s could not exist (seed 0); the dropped
+    proposals stay in ``distinct`` (never proposed again)."""
     names = list(compiled.space.dimensions)
     replaced = 0
     for _ in range(_REPAIR_ROUNDS):
         bad = np.flatnonzero(~structurally_valid(compiled, dict(zip(names, children.T, strict=True))))
         if not len(bad) or distinct.unseen < len(bad):
             break
-        children[bad] = nsga.ask(len(bad))
+        children[bad] = nsga.redraw_one(children[bad]) if nsga.parents else nsga.ask(len(bad))
         _make_distinct(children, distinct, bad)
         replaced += len(bad)
     return replaced
