@@ -359,7 +359,7 @@ class GenerationalNSGAII:
         if self._population:
             self.parents = self._select_elite(self._study, self._population + self.parents)
             self._population = []
-        children = self._draw_rng.integers(0, self.sizes, size=(count, len(self.sizes)), dtype=np.int64)
+        children = self.uniform(count)
         if self.parents:
             for row in range(count):
                 child = self._make_child(self._study, self._space, self.parents)
@@ -368,6 +368,11 @@ class GenerationalNSGAII:
                     if choice is not None:  # absent: mutated, i.e. the uniform draw stays
                         children[row, j] = choice
         return children
+
+    def uniform(self, count: int) -> np.ndarray:
+        """``count`` configurations drawn uniformly (the first generation's draw), from this class's
+        own generator."""
+        return self._draw_rng.integers(0, self.sizes, size=(count, len(self.sizes)), dtype=np.int64)
 
     def redraw_one(self, rows: np.ndarray) -> np.ndarray:
         """``rows`` (choice-index rows) each with one sampled dimension, chosen uniformly, set to
