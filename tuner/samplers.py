@@ -374,21 +374,28 @@ class GenerationalNSGAII:
         own generator."""
         return self._draw_rng.integers(0, self.sizes, size=(count, len(self.sizes)), dtype=np.int64)
 
-    def redraw_one(self, rows: np.ndarray) -> np.ndarray:
-        """``rows`` (choice-index rows) each with one sampled dimension, chosen uniformly, set to
-        another of its choices, uniformly (as :mod:`tuner.distinct` mutates a repeat), from this
-        class's own generator: vectorized, where a fresh child is one Optuna call of ~0.2 ms
-        (:func:`tuner.study._repair_invalid`). Rows unchanged where no dimension has two choices."""
-        rows = rows.copy()
+    def redraw_walk(self, rows: np.ndarray, steps: int) -> list[np.ndarray]:
+        """``steps`` walks from ``rows`` (choice-index rows): at each step every row has one sampled
+        dimension, chosen uniformly, set to another of its choices, uniformly (as
+        :mod:`tuner.distinct` mutates a repeat), from the previous step; every step's rows, in
+        order. From this class's own generator, in two draws for all the steps (a draw per step
+        was 0.25 s of a 5,000-trial qwen3-235b-moe-h200 search): where a fresh child is one Optuna
+        call of ~0.2 ms (:func:`tuner.study._repair_invalid`). Rows unchanged where no dimension
+        has two choices."""
         if not self._sampled or not len(rows):
-            return rows
+            return [rows.copy() for _ in range(steps)]
         sampled = np.array(self._sampled, dtype=np.int64)
-        dims = sampled[self._draw_rng.integers(0, len(sampled), size=len(rows))]
+        dims = sampled[self._draw_rng.integers(0, len(sampled), size=(steps, len(rows)))]
+        # Another of k choices: uniform in [0, k - 1), skipping the current one.
+        others = np.floor(self._draw_rng.random((steps, len(rows))) * (self.sizes[dims] - 1)).astype(np.int64)
         at = np.arange(len(rows))
-        other = self._draw_rng.integers(0, self.sizes[dims] - 1)
-        current = rows[at, dims]
-        rows[at, dims] = np.where(other < current, other, other + 1)  # another choice, uniformly
-        return rows
+        walk, current = [], rows
+        for step in range(steps):
+            current = current.copy()
+            now = current[at, dims[step]]
+            current[at, dims[step]] = np.where(others[step] < now, others[step], others[step] + 1)
+            walk.append(current)
+        return walk
 
     def tell(self, indices: np.ndarray, values: np.ndarray, constraints: np.ndarray) -> None:
         """Completed children: choice-index rows, objective values (n, objectives) and

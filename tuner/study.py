@@ -957,13 +957,13 @@ def _make_distinct(children: np.ndarray, distinct: DistinctConfigurations, rows:
 
 def _repair_invalid(children: np.ndarray, nsga, distinct: DistinctConfigurations, compiled: CompiledStudy) -> int:
     """Repair the children that cannot exist (``structurally_valid``), up to :data:`_REPAIR_ROUNDS`
-    rounds, each on the rows still invalid: in the first generation (no parents yet) a new
-    uniform draw, i.e. rejection sampling; after it one dimension redrawn
-    (:meth:`~tuner.samplers.GenerationalNSGAII.redraw_one`, from the previous attempt), which keeps
-    the child next to what Optuna's crossover and mutation proposed, as :mod:`tuner.distinct`
-    repairs a repeat, for :data:`_REDRAW_ONE_ROUNDS` rounds, then uniform draws. Returns how many
-    children were replaced. The generation told is what is scored, so Optuna's selection ranks
-    the children as stored. Asking fresh children of the
+    rounds of :data:`_REPAIR_TRIES` attempts, each round on the rows still invalid: in the first
+    generation (no parents yet) uniform draws, i.e. rejection sampling; after it, for
+    :data:`_REDRAW_ONE_ROUNDS` rounds, a walk of single-dimension redraws
+    (:meth:`~tuner.samplers.GenerationalNSGAII.redraw_walk`), which keeps the child next to what
+    Optuna's crossover and mutation proposed, as :mod:`tuner.distinct` repairs a repeat, then
+    uniform draws. Returns how many children were replaced. The generation told is what is
+    scored, so Optuna's selection ranks the children as stored. Asking fresh children of the
     parents instead (Optuna's tournament and crossover, ~0.2 ms each) cost 22-31% of NSGA-II's
     trials/s on qwen3-235b-moe-h200 and -gb200 (docs/benchmarks.md). Before, 89 of 400 NSGA-II
     trials of a Mixtral-8x7B ``mode: both`` study on H100s could not exist (seed 0); the dropped
@@ -979,10 +979,10 @@ def _repair_invalid(children: np.ndarray, nsga, distinct: DistinctConfigurations
         if not len(pending):
             break
         walk = nsga.parents and round_ < _REDRAW_ONE_ROUNDS
-        tries, current = [], children[pending]
-        for _ in range(_REPAIR_TRIES):
-            current = nsga.redraw_one(current) if walk else nsga.uniform(len(pending))
-            tries.append(current)
+        if walk:
+            tries = nsga.redraw_walk(children[pending], _REPAIR_TRIES)
+        else:
+            tries = list(nsga.uniform(len(pending) * _REPAIR_TRIES).reshape(_REPAIR_TRIES, len(pending), -1))
         # One call for every attempt of the round: a call per attempt was 0.5 s of a 5,000-trial
         # qwen3-235b-moe-h200 search (2,112 calls of 0.24 ms).
         ok = valid(np.concatenate(tries)).reshape(_REPAIR_TRIES, len(pending))
