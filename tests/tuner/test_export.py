@@ -337,13 +337,13 @@ def test_structurally_invalid_trial_is_refused_even_when_allowed(tmp_path):
     spec = {
         **GPU_SPEC,
         "name": "random",
-        "sampler": "random",
+        "sampler": "tpe",  # TPE stores it as an infeasible trial (random and NSGA-II draw none since 2026-12-06)
         "trials": 50,
         "space": {**GPU_SPEC["space"], "kv_heads": ["model", 7]},
     }
     study = _study(spec, tmp_path)
     invalid = [t.number for t in study.trials if t.system_attrs["constraints:structurally_valid"] > 0]
-    assert invalid  # random sampling draws the impossible head count
+    assert invalid  # TPE draws the impossible head count
     _raises("trial", deployment_spec, study, invalid[0], allow_infeasible=True)
 
 
