@@ -5,7 +5,7 @@ stored what cannot exist (search_spaces.space.structurally_valid) as infeasible 
 trials of a Mixtral-8x7B ``serving.mode: both`` study on H100s, 154 of them aggregated twins
 (pool choices other than the first); NSGA-II 89 of 400. Now the random sampler checks each drawn
 block and takes only those that can exist (tuner.samplers.DistinctFlatDraws ``valid``), so
-``--trials N`` stores N deployments, and NSGA-II asks fresh children for those that cannot
+``--trials N`` stores N deployments, and NSGA-II repairs the children that cannot
 (tuner.study._repair_invalid). TPE still stores them (tests/tuner/test_search.py).
 """
 
