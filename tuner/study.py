@@ -916,7 +916,11 @@ def _nsga2_compact(
                 break
             children = nsga.ask(min(nsga.population_size, limit - scored, distinct.unseen))
             _make_distinct(children, distinct)
-            run.left_out += _repair_invalid(children, nsga, distinct, compiled)
+            children, replaced = _repair_invalid(children, nsga, distinct, compiled)
+            run.left_out += replaced
+            if not len(children):  # the last proposals could neither exist nor be replaced
+                run.exhausted = True
+                break
             indices = dict(zip(names, children.T, strict=True))
             evaluation = evaluate(compiled, indices)
             nsga.tell(children, evaluation.values, _constraint_matrix(evaluation))
@@ -955,14 +959,18 @@ def _make_distinct(children: np.ndarray, distinct: DistinctConfigurations, rows:
         distinct.add(key)
 
 
-def _repair_invalid(children: np.ndarray, nsga, distinct: DistinctConfigurations, compiled: CompiledStudy) -> int:
+def _repair_invalid(
+    children: np.ndarray, nsga, distinct: DistinctConfigurations, compiled: CompiledStudy
+) -> tuple[np.ndarray, int]:
     """Repair the children that cannot exist (``structurally_valid``), up to :data:`_REPAIR_ROUNDS`
     rounds of :data:`_REPAIR_TRIES` attempts, each round on the rows still invalid: in the first
     generation (no parents yet) uniform draws, i.e. rejection sampling; after it, for
     :data:`_REDRAW_ONE_ROUNDS` rounds, a walk of single-dimension redraws
     (:meth:`~tuner.samplers.GenerationalNSGAII.redraw_walk`), which keeps the child next to what
     Optuna's crossover and mutation proposed, as :mod:`tuner.distinct` repairs a repeat, then
-    uniform draws. Returns how many children were replaced. The generation told is what is
+    uniform draws. Returns the children (in place, less those still invalid once every
+    configuration of the space is held: nothing is left to replace them with) and how many were
+    replaced. The generation told is what is
     scored, so Optuna's selection ranks the children as stored. Asking fresh children of the
     parents instead (Optuna's tournament and crossover, ~0.2 ms each) cost 22-31% of NSGA-II's
     trials/s on qwen3-235b-moe-h200 and -gb200 (docs/benchmarks.md). Before, 89 of 400 NSGA-II
@@ -1000,8 +1008,17 @@ def _repair_invalid(children: np.ndarray, nsga, distinct: DistinctConfigurations
                 children[row] = tries[-1][i]  # the walk goes on from its last step
                 still.append(row)
         pending = np.array(still, dtype=np.int64)
-    _make_distinct(children, distinct, pending)  # still invalid: stored so, never a repeat
-    return replaced
+    # Still invalid: stored so, never a repeat. Near the end of a space every configuration may
+    # already be held (each repaired child holds its proposal too): such a row is dropped, where
+    # distinct.replacement raised ValueError (qwen3-235b-moe-gb200, 20,736 configurations, 30,000
+    # NSGA-II trials asked).
+    keep = np.ones(len(children), dtype=bool)
+    for row in pending.tolist():
+        if tuple(children[row].tolist()) in distinct and distinct.exhausted:
+            keep[row] = False
+        else:
+            _make_distinct(children, distinct, np.array([row]))
+    return (children if keep.all() else children[keep]), replaced
 
 
 def resumed_seed(seed: int, held: int) -> int:

@@ -98,6 +98,20 @@ def test_a_random_search_takes_every_candidate_that_can_exist_then_stops(tmp_pat
     assert set(heads) == {1} and len(set(_flat(url, PALM))) == 528
 
 
+def test_an_nsga2_search_asked_for_more_than_the_space_ends_exhausted(tmp_path: Path) -> None:
+    """NSGA-II asked for more trials than the space holds: each repaired child holds its invalid
+    proposal too, so the space's configurations run out before its valid ones are all stored, and
+    the last children that cannot exist had nothing left to be replaced with: distinct.replacement
+    raised ValueError ("every configuration of the space is held"; qwen3-235b-moe-gb200, 20,736
+    configurations, 30,000 trials asked, bench/bench_trials_per_s.py). Now those are dropped and
+    the search ends exhausted, every stored trial distinct."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    result = run_search(json.loads(json.dumps(PALM)), url, trials=2000, sampler="nsga2")
+    stored = _flat(url, PALM)
+    assert result.exhausted and result.trials_added == len(stored) == len(set(stored))
+    assert 0 < len(stored) <= 1584
+
+
 def test_a_resumed_random_search_continues_the_same_stream_without_repeats(tmp_path: Path) -> None:
     """Split by resumes (130, then 300, then 420) or batched by 7: the same trials as one run,
     none repeated, none that cannot exist; another seed, other trials."""
