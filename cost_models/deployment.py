@@ -2206,15 +2206,20 @@ def fp8_decode_notes(
     if _block_scaled_alternative(profile, fmt) and "block scales runs" not in note:
         # TensorRT-LLM's block-scaled path (FP8BlockScalesLinearMethod: one 1 x 128 quantize kernel,
         # then DeepGEMM or its CUTLASS blockwise GEMM), measured in the same database.
-        block = replace(deployment, model=deployment.model.model_copy(update={"fp8_block_scales": True}))
-        block_step_s = float(
-            estimate(Deployments.from_rows([block]), overlap=overlap, calibration=profile).decode_step_latency_s[0]
-        )
+        block_step_s = _block_scaled_decode_step_s(deployment, profile, overlap)
         note += (
             f". A checkpoint with 128 x 128 block scales runs TensorRT-LLM's block-scaled fp8 GEMM, measured too: "
             f"{block_step_s * 1e3:.3g} ms a step here"
         )
     return [note]
+
+
+def _block_scaled_decode_step_s(deployment: Deployment, profile: CalibrationProfile, overlap: Overlap) -> float:
+    """Decode step seconds of ``deployment`` served from a checkpoint with 128 x 128 block scales
+    (the fp8 notes' alternative: the block-scaled GEMMs and fused MoE the profile measured)."""
+    block = replace(deployment, model=deployment.model.model_copy(update={"fp8_block_scales": True}))
+    steps = estimate(Deployments.from_rows([block]), overlap=overlap, calibration=profile).decode_step_latency_s
+    return float(steps[0])
 
 
 def fp8_decode_cause_text(
@@ -2264,10 +2269,7 @@ def fp8_decode_cause_text(
         # What to serve instead: a checkpoint with 128 x 128 block scales (Qwen3-30B-A3B-FP8 beside
         # Qwen3-30B-A3B) runs the block-scaled fused MoE, a class of its own in the profile (on H100/H200
         # vLLM the per-tensor kernel measures 1.6-5.5x the block-scaled Triton one: moe_kernel_time.MOE_FORMATS).
-        block = replace(deployment, model=deployment.model.model_copy(update={"fp8_block_scales": True}))
-        block_step_s = float(
-            estimate(Deployments.from_rows([block]), overlap=overlap, calibration=profile).decode_step_latency_s[0]
-        )
+        block_step_s = _block_scaled_decode_step_s(deployment, profile, overlap)
         text += (
             f". A checkpoint with 128 x 128 block scales runs the fp8_block fused-MoE class, measured too: "
             f"{block_step_s * 1e3:.3g} ms a step here"

@@ -43,7 +43,16 @@ from cost_models.calibration import available_profiles, load_profile
 from cost_models.efficiency import GemmParams, gemm_time_s
 from cost_models.gemm_shape import fit_shape_correction
 from cost_models.hardware import get_hardware
-from tuner.calibrate import CHIP_TO_SYSTEM, FOLDS, MAX_ROWS_PER_GROUP, SEED, SMALL_TILE_DISPATCH, _subsample, gemm_specs
+from tuner.calibrate import (
+    CHIP_TO_SYSTEM,
+    FOLDS,
+    MAX_ROWS_PER_GROUP,
+    SEED,
+    SMALL_TILE_DISPATCH,
+    _gemm_group_rows,
+    _subsample,
+    gemm_specs,
+)
 from tuner.fitting import fit, fold_ids
 from tuner.kernel_data import read_kernel_table
 
@@ -62,14 +71,6 @@ MISSING = {
     ("l40s-vllm", "fp8"),
 }
 OTHERS_DRAWN = 12
-
-
-def group_rows(table, system, backend, fmt):
-    c = table.columns
-    mask = (c["system"] == system) & (c["engine"] == backend) & (c["gemm_dtype"] == fmt)
-    if fmt == "fp8_block":
-        mask &= (c["n"] % 128 == 0) & (c["k"] % 128 == 0)
-    return np.flatnonzero(mask)
 
 
 def shape_key(n, k):
@@ -95,14 +96,14 @@ for name, fmt in groups:
     specs = gemm_specs(fmt, backend, chip)
     fixed = dict(SMALL_TILE_DISPATCH.get((backend, fmt, chip.name), {}))
     # The test rows: the 300 tuner calibrate draws, folded by (n, k) as it folds them.
-    rows = _subsample(group_rows(subset, system, backend, fmt), MAX_ROWS_PER_GROUP, SEED)
+    rows = _subsample(_gemm_group_rows(subset, system, backend, fmt), MAX_ROWS_PER_GROUP, SEED)
     m, n, k, measured = columns(subset, rows)
     folds = fold_ids(shape_key(n, k), FOLDS, SEED)
-    full_idx = group_rows(full, system, backend, fmt)
+    full_idx = _gemm_group_rows(full, system, backend, fmt)
     fm, fn, fk, f_seconds = columns(full, full_idx)
     sources = {
         "300": columns(subset, rows),
-        "700": columns(subset, group_rows(subset, system, backend, fmt)),
+        "700": columns(subset, _gemm_group_rows(subset, system, backend, fmt)),
         "3000": (fm, fn, fk, f_seconds),
         "1000": columns(full, _subsample(full_idx, 1000, SEED)),
     }

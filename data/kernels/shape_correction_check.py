@@ -36,7 +36,16 @@ from cost_models.calibration import available_profiles, load_profile
 from cost_models.efficiency import GemmParams, gemm_time_s
 from cost_models.gemm_shape import fit_shape_correction
 from cost_models.hardware import get_hardware
-from tuner.calibrate import CHIP_TO_SYSTEM, FOLDS, MAX_ROWS_PER_GROUP, SEED, SMALL_TILE_DISPATCH, _subsample, gemm_specs
+from tuner.calibrate import (
+    CHIP_TO_SYSTEM,
+    FOLDS,
+    MAX_ROWS_PER_GROUP,
+    SEED,
+    SMALL_TILE_DISPATCH,
+    _gemm_group_rows,
+    _subsample,
+    gemm_specs,
+)
 from tuner.fitting import fit, fold_ids
 from tuner.kernel_data import read_kernel_table
 
@@ -56,14 +65,6 @@ SETTINGS = [
 ]
 
 
-def group_rows(table, system, backend, fmt):
-    c = table.columns
-    mask = (c["system"] == system) & (c["engine"] == backend) & (c["gemm_dtype"] == fmt)
-    if fmt == "fp8_block":
-        mask &= (c["n"] % 128 == 0) & (c["k"] % 128 == 0)
-    return np.flatnonzero(mask)
-
-
 def errors_of(values):
     v = np.array(values)
     return int(((v[:, 0] > 0.08) | (v[:, 1] > 0.25)).sum()), v[:, 0].mean(), v[:, 1].mean()
@@ -79,7 +80,7 @@ for name in available_profiles():
     system, backend = CHIP_TO_SYSTEM[profile.chip], profile.backend
     for fmt in profile.gemm:
         c = subset.columns
-        rows = _subsample(group_rows(subset, system, backend, fmt), MAX_ROWS_PER_GROUP, SEED)
+        rows = _subsample(_gemm_group_rows(subset, system, backend, fmt), MAX_ROWS_PER_GROUP, SEED)
         specs = gemm_specs(fmt, backend, chip)
         fixed = dict(SMALL_TILE_DISPATCH.get((backend, fmt, chip.name), {}))
         m, n, k = (c[a][rows].astype(float) for a in "mnk")
@@ -97,7 +98,7 @@ for name in available_profiles():
         tables = {}
         for source, table in (("subset", subset), ("full", full)):
             t = table.columns
-            idx = group_rows(table, system, backend, fmt)
+            idx = _gemm_group_rows(table, system, backend, fmt)
             tm, tn, tk = (t[a][idx].astype(float) for a in "mnk")
             tables[source] = (
                 tm,
