@@ -1175,6 +1175,8 @@ def worker_command(
         "trials_added": result.trials_added,
         "interrupted": result.interrupted,
         "exhausted": result.exhausted,
+        # As tuner search's --json: the configurations drawn that cannot exist, never stored.
+        "left_out": result.left_out,
         "elapsed_s": result.elapsed_s,
         # As tuner search's --json: the profile the trials were scored under (a study keeps its own).
         "calibration": result.calibration,

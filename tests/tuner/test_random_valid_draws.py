@@ -112,6 +112,19 @@ def test_an_nsga2_search_asked_for_more_than_the_space_ends_exhausted(tmp_path: 
     assert 0 < len(stored) <= 1584
 
 
+def test_worker_json_says_how_many_it_left_out(tmp_path: Path, capsys) -> None:
+    """tuner worker draws as search does and says so in --json as search does (``left_out``
+    was search's alone)."""
+    spec = tmp_path / "kv.yaml"
+    spec.write_text(json.dumps(PALM))  # JSON is YAML
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    code, out, err = run_cli(capsys, "worker", str(spec), "--storage", url, "--trials", "100", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["trials_added"] == 100 and summary["left_out"] > 0
+    assert set(_kv_heads(url)) == {1}
+
+
 def test_a_resumed_random_search_continues_the_same_stream_without_repeats(tmp_path: Path) -> None:
     """Split by resumes (130, then 300, then 420) or batched by 7: the same trials as one run,
     none repeated, none that cannot exist; another seed, other trials."""
