@@ -298,6 +298,10 @@ def _with_steps(axis: np.ndarray, steps: list[float]) -> np.ndarray:
     return np.unique(np.concatenate([axis, extra])) if extra else axis
 
 
+#: Fused-MoE row tiles an expert up to which _moe_row_steps lists the steps.
+_MOE_TILE_STEPS = 16
+
+
 def _moe_row_steps(d: Deployments, data_parallel: float | None, top: float) -> list[float]:
     """Row counts m (a rank's iteration tokens, up to ``top``) past which the fused MoE kernel's
     time steps: the tokens one woken expert multiplies (moe.tokens_per_expert of the m x DP tokens
@@ -316,9 +320,6 @@ def _moe_row_steps(d: Deployments, data_parallel: float | None, top: float) -> l
     per_expert = tokens_per_expert(m * dp, model.experts, model.experts_per_token)
     tiles = np.ceil(np.maximum(per_expert, float(TILE_M)) / TILE_M)
     return m[:-1][(np.diff(tiles) > 0) & (tiles[1:] <= _MOE_TILE_STEPS)].tolist()
-
-
-_MOE_TILE_STEPS = 16
 
 
 def _shifted_rows(prefill_axis: np.ndarray, decode_axis: np.ndarray, steps: list[float]) -> np.ndarray:
