@@ -343,6 +343,32 @@ def make_workloads(
     return workloads
 
 
+#: Why an aggregated SGLang deployment with chunked prefill off is not scored. Every iteration the
+#: serving model charges holds one token of each decoding sequence beside the prompt tokens it
+#: prefills (vLLM V1's and TensorRT-LLM's in-flight batching). SGLang mixes decodes into a
+#: prefill (extend) batch only with --enable-mixed-chunk (off by default: sgl-project/sglang
+#: python/sglang/srt/server_args.py, ``enable_mixed_chunk: bool = False``), and only with chunked
+#: prefill on (python/sglang/srt/managers/scheduler.py, ``is_mixed_chunk = chunked_prefill_size
+#: is not None and server_args.enable_mixed_chunk``; a size <= 0 is None, and
+#: _get_new_batch_prefill_raw calls ``mix_with_running`` only under is_mixed_chunk). Otherwise
+#: get_next_batch_to_run runs a prefill batch whenever one forms and a decode batch only when none
+#: does: the decodes stall through every prefill, a schedule this model does not score (higher
+#: TPOT under load, a different TTFT). A disaggregated pool mixes nothing under any engine (its
+#: prefill instance runs no decodes, its decode instance no prompts), so it is not refused.
+UNMIXED_SGLANG_PROBLEM = (
+    "SGLang mixes decodes into prefill batches only with chunked prefill (--enable-mixed-chunk); "
+    "the model scores mixed iterations"
+)
+
+
+def refuse_unmixed_sglang(w: ServingWorkloads, field: str, fix: str) -> None:
+    """Raise :class:`InvalidInputError` naming ``field`` where a row runs SGLang with chunked
+    prefill off, aggregated (:data:`UNMIXED_SGLANG_PROBLEM`). For the aggregated one-deployment
+    commands (estimate, simulate); a study refuses it when compiled, the export too."""
+    if np.any((w.engine == "sglang") & ~w.chunked_prefill):
+        raise InvalidInputError(field, UNMIXED_SGLANG_PROBLEM, fix)
+
+
 def _check(name: str, bad: np.ndarray, values: np.ndarray, must: str, fix: str) -> None:
     if np.any(bad):
         value = values[int(np.argmax(bad))]

@@ -30,11 +30,16 @@ from cost_models.serving import (
     make_workloads,
     near_capacity,
     refuse_sglang_out_of_memory,
+    refuse_unmixed_sglang,
     serve,
     serving_report,
     spread_context_notes,
 )
 from cost_models.topology import domain_size
+
+#: The fix :func:`cost_models.serving.refuse_unmixed_sglang` names for the commands' flags
+#: (tuner estimate and simulate; a study's spec names serving.chunked_prefill instead).
+UNMIXED_SGLANG_FLAG_FIX = "drop --no-chunked-prefill, or pass --backend vllm or trtllm"
 
 #: Engine knobs a ``serving`` report names (``serving.engine``), beside the backend.
 ENGINE_KNOBS: tuple[str, ...] = ("max_batch_size", "max_num_tokens", "chunked_prefill", "kv_block_size")
@@ -123,6 +128,7 @@ def serving_one(
         memory_fraction=memory_fraction,
         data_parallel=deployment.data_parallel,
     )
+    refuse_unmixed_sglang(workloads, "chunked_prefill", UNMIXED_SGLANG_FLAG_FIX)
     d = Deployments.from_rows([deployment])
     _check_fits(deployment, workloads, d)
     overheads = engine_overheads(profile.backend) if profile is not None else NO_OVERHEADS
@@ -452,7 +458,7 @@ def estimate_serving_one(
     # Under DP each rank runs its own scheduler over 1/DP of the clients (cost_models.serving.serve):
     # the first guess is DP x a rank's running batch, which splits evenly over the ranks.
     dp = int(static.get("dp") or 1)
-    knobs = make_workloads(
+    asked = make_workloads(
         backend=engine,
         concurrency=concurrency,
         request_rate=request_rate,
@@ -460,7 +466,9 @@ def estimate_serving_one(
         gen_len=gen_len,
         **options,
         data_parallel=dp,
-    ).row(0)
+    )
+    refuse_unmixed_sglang(asked, "chunked_prefill", UNMIXED_SGLANG_FLAG_FIX)
+    knobs = asked.row(0)
     # (max_batch_size is the deployment's: serving.rank_workloads gives a rank ceil(it / DP).)
     per_rank = min(-(-int(concurrency) // dp), -(-knobs["max_batch_size"] // dp)) if concurrency else 1
     first = batch if batch is not None else dp * per_rank

@@ -86,11 +86,12 @@ from cost_models.serving import (
     rank_view_and_degrees,
     rank_workloads,
     refuse_sglang_out_of_memory,
+    refuse_unmixed_sglang,
     resolve_overheads,
     serve,
     serving_report,
 )
-from cost_models.serving_one import load_notes, unserved_degree_error
+from cost_models.serving_one import UNMIXED_SGLANG_FLAG_FIX, load_notes, unserved_degree_error
 from cost_models.topology import Network, network_for, parse_mesh
 
 DEFAULT_REQUESTS = 1000
@@ -1091,6 +1092,7 @@ def simulate_one(
         **engine,
         data_parallel=dp,
     )
+    refuse_unmixed_sglang(workloads, "chunked_prefill", UNMIXED_SGLANG_FLAG_FIX)
     analytic = serve(deployments, workloads, calibration=profile)
     best = 0 if n == 1 else int(np.argmax(np.where(analytic.fits, analytic.tokens_per_s, -1.0)))
     result = simulate_serving(

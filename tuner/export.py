@@ -863,20 +863,21 @@ def rank_token_budget(spec: dict, knobs: dict[str, Any], engine: str, dp: int, n
     if serving is None or serving.get("pool") == "decode" or dp <= 1:
         return budget
     scored = str(serving.get("engine") or "vllm")
-
-    def divides(name: str) -> bool:
-        return _divides_budget_by_dp(name, spec, knobs, dp)
-
-    if divides(scored) == divides(engine):
+    # The trial's own chunked prefill for the rule it was scored under: sglang_args turns an
+    # unchunked trial's on (SGLang mixes only chunks), and SGLang divides only a chunked budget.
+    scored_knobs = {**knobs, "chunked_prefill": bool(serving.get("chunked_prefill", knobs["chunked_prefill"]))}
+    scored_divides = _divides_budget_by_dp(scored, spec, scored_knobs, dp)
+    engine_divides = _divides_budget_by_dp(engine, spec, knobs, dp)
+    if scored_divides == engine_divides:
         return budget
-    rank = budget if not divides(scored) else max(budget // dp, 1)
-    value = rank * dp if divides(engine) else rank
+    rank = budget if not scored_divides else max(budget // dp, 1)
+    value = rank * dp if engine_divides else rank
     notes.append(
         f"token budget {value}, not the trial's {budget}: the trial was scored under {scored} with {rank} tokens an "
         f"iteration in each of its {dp} DP ranks; "
         + (
             "SGLang with DP attention divides --chunked-prefill-size by --dp-size"
-            if divides(engine)
+            if engine_divides
             else f"{scored} with DP attention divides its --chunked-prefill-size by --dp-size, {engine} takes its "
             "budget per rank"
         )
@@ -1351,8 +1352,46 @@ def sglang_args(spec: dict) -> dict:
             f"launch {dp} replicas of these arguments ({tp * pp} GPUs each) behind a router (sglang_router or a "
             "load balancer); SGLang's --dp-size places its replicas on one host's GPUs"
         )
-    knobs = engine_knobs(spec.get("serving"), "sglang", spec["batch"])
+    serving = spec.get("serving")
+    knobs = engine_knobs(serving, "sglang", spec["batch"])
+    # A serving trial was scored with in-flight batching: each iteration holds one token of every
+    # decoding sequence beside the prompt tokens (cost_models.serving, cost_models.iteration).
+    # SGLang runs that only with --enable-mixed-chunk, off by default (sgl-project/sglang
+    # python/sglang/srt/server_args.py: enable_mixed_chunk False), and only with chunked prefill
+    # (managers/scheduler.py: is_mixed_chunk = chunked_prefill_size is not None and
+    # enable_mixed_chunk, where a size <= 0 is None; _get_new_batch_prefill_raw then calls
+    # mix_with_running). Without it get_next_batch_to_run runs a prefill batch whenever one forms
+    # and a decode batch otherwise, the decodes waiting out every prefill: a higher TPOT under load
+    # and another TTFT than scored (cost_models.serving.UNMIXED_SGLANG_PROBLEM). Current SGLang
+    # takes the flag with the overlap scheduler and with DP attention (server_args.py turns it off
+    # only for speculative decoding and dual-chunk attention; _handle_data_parallelism divides the
+    # chunk only; the overlap scheduler's default of 2024-11, sglang PR 2067, had left mixed chunks
+    # out until supported). Not with pipeline parallelism: check_server_args asserts pp_size 1 with
+    # enable_mixed_chunk (a launch would fail; the serving model scores no pipeline under load,
+    # cost_models.serving.rank_view_and_degrees). Not in a disaggregated pool either: a prefill
+    # instance (--disaggregation-mode prefill) runs no decodes and a decode instance no prompts,
+    # so neither has a batch to mix, and each pool was scored so (cost_models.disaggregated).
+    mixed = serving is not None and serving.get("pool") is None and pp == 1
+    if mixed and not knobs["chunked_prefill"]:
+        # Scored with mixed iterations of whole prompts (TensorRT-LLM's default, or a study of
+        # before SGLang refused it): the closest SGLang schedule chunks at the same budget.
+        knobs["chunked_prefill"] = True
+        unchunked = True
+    else:
+        unchunked = False
     knobs["max_num_tokens"] = rank_token_budget(spec, knobs, "sglang", dp, notes)
+    if mixed:
+        notes.append(
+            "--enable-mixed-chunk: the trial was scored with each iteration's decodes mixed into its prefill "
+            "tokens (in-flight batching); SGLang's default runs prefill and decode batches apart, its decodes "
+            "waiting out every prefill"
+        )
+    if unchunked:
+        notes.append(
+            f"chunked prefill on (--chunked-prefill-size {knobs['max_num_tokens']}), though the trial's is off: "
+            "SGLang mixes decodes into prefill batches only with chunked prefill; a prompt longer than the "
+            "budget is split over iterations rather than run whole"
+        )
     context = _context_limit(spec, notes)
     args = {
         "model_path": served_repo(spec),
@@ -1374,6 +1413,7 @@ def sglang_args(spec: dict) -> dict:
         "page_size": knobs["kv_block_size"],
         "mem_fraction_static": memory_fraction(spec, knobs, "sglang", notes),
         "disable_radix_cache": not knobs["prefix_caching"],
+        "enable_mixed_chunk": True if mixed else None,
         # A disaggregated pool's role: without --disaggregation-mode (default "null") SGLang runs an
         # ordinary server that prefills and decodes alike, and no PD router can pair the pools
         # (sgl-project/sglang python/sglang/srt/server_args.py: choices null, prefill, decode).

@@ -56,7 +56,9 @@ def test_sglang_flags():
     for flag in (
         "--tp-size 2",
         "--max-running-requests 96",
-        "--chunked-prefill-size -1",
+        # Chunked prefill off scored mixed iterations, which SGLang runs only chunked
+        # (--enable-mixed-chunk): the export chunks at the budget (tests/tuner/test_export_sglang_mixed_chunk.py).
+        "--chunked-prefill-size 4096",
         "--max-prefill-tokens 4096",
         "--page-size 64",
         "--mem-fraction-static 0.85",
