@@ -431,7 +431,9 @@ class Serving(BaseModel):
     chunked_prefill: list[StrictBool] | None = Field(
         default=None,
         min_length=1,
-        description="Split prompts over iterations to fit the token budget (a dimension) [engine default].",
+        description="Split prompts over iterations to fit the token budget (a dimension) [engine default]. Under "
+        "SGLang only true (aggregated): it mixes decodes into prefill batches only with chunked prefill "
+        "(--enable-mixed-chunk), the schedule scored.",
     )
     kv_block_size: list[StrictInt] | None = Field(
         default=None, min_length=1, description="Paged KV cache block, tokens (a dimension) [engine default]."

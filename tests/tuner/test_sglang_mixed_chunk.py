@@ -179,3 +179,33 @@ def test_a_disaggregated_or_chunked_sglang_study_compiles():
     assert compile_study(parse_spec(chunked)).space.dimensions["chunked_prefill"] == (True,)
     vllm = {**copy.deepcopy(STUDY), "backend": "vllm"}
     assert compile_study(parse_spec(vllm)).space.dimensions["chunked_prefill"] == (True, False)
+
+
+def test_recommends_sglang_launch_files_mix_the_aggregated_plan_only(capsys, tmp_path: Path):
+    """tuner recommend --export sglang: the aggregated plan's launch.sh ran SGLang's default
+    scheduler before; a disaggregated plan's pools have nothing to mix."""
+    out = tmp_path / "plan"
+    code, _, err = run_cli(
+        capsys, "recommend", "--model", "llama-3.1-70b", "--hardware", "h100-sxm", "--request-rate", "4",
+        "--prompt-len", "2048", "--gen-len", "256", "--max-ttft-s", "1", "--max-tpot-s", "0.05", "--max-chips", "8",
+        "--mode", "both", "--export", "sglang", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "--enable-mixed-chunk" in (out / "aggregated" / "launch.sh").read_text()
+    for pool in ("prefill", "decode"):
+        assert "--enable-mixed-chunk" not in (out / "disaggregated" / pool / "launch.sh").read_text(), pool
+
+
+def test_a_searched_sglang_trial_exports_with_mixed_chunks(tmp_path: Path, capsys):
+    """End to end, as a user runs it: tuner search, then tuner export --format sglang of a trial."""
+    chunked = copy.deepcopy(STUDY)
+    chunked["serving"]["chunked_prefill"] = [True]
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(chunked), encoding="utf-8")
+    url = f"sqlite:///{tmp_path}/s.db"
+    code, _, err = run_cli(capsys, "search", str(path), "--storage", url)
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "export", STUDY["name"], "--trial", "0", "--storage", url, "--format", "sglang")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["engine_args"]["enable_mixed_chunk"] is True and "--enable-mixed-chunk" in data["cli"]
