@@ -680,7 +680,7 @@ def _tp_mesh_twins(meshes: np.ndarray, choices) -> np.ndarray:
 
 def _serving_choices(spec: StudySpec, engine: str) -> dict[str, tuple]:
     """The serving dimensions: the load, and each engine knob (its default when not listed)."""
-    from cost_models.serving import ENGINE_DEFAULTS, UNMIXED_SGLANG_PROBLEM
+    from cost_models.serving import ENGINE_DEFAULTS
 
     serving = spec.serving
     assert serving is not None
@@ -694,17 +694,6 @@ def _serving_choices(spec: StudySpec, engine: str) -> dict[str, tuple]:
         chosen = getattr(serving, name)
         labels[name] = tuple(chosen) if chosen is not None else (defaults[name],)
     _refuse_engine_block_sizes(spec.backend, labels["kv_block_size"])
-    if engine == "sglang" and serving.mode != "disaggregated" and not all(labels["chunked_prefill"]):
-        # An aggregated SGLang candidate with chunked prefill off runs prefill and decode batches
-        # apart, not the mixed iterations it would be scored with (serving.UNMIXED_SGLANG_PROBLEM):
-        # refused with the spec, as tuner estimate and simulate refuse --no-chunked-prefill, rather
-        # than scored as a schedule its export would not run. (A disaggregated pool mixes nothing.)
-        raise InvalidInputError(
-            "serving.chunked_prefill",
-            UNMIXED_SGLANG_PROBLEM,
-            "set chunked_prefill: [true], or backend: vllm or trtllm"
-            + (", or mode: disaggregated" if serving.mode == "both" else ""),
-        )
     uncached = spec.workload.prompt_len * (1.0 - serving.prefix_hit_rate)
     if not any(labels["chunked_prefill"]) and max(labels["max_num_tokens"]) < uncached:
         raise InvalidInputError(
@@ -713,6 +702,28 @@ def _serving_choices(spec: StudySpec, engine: str) -> dict[str, tuple]:
             "raise max_num_tokens to the prompt length or add chunked_prefill: [true]",
         )
     return labels
+
+
+def refuse_unscored_schedules(study: CompiledStudy) -> None:
+    """Refuse a study to search whose candidates would be scored as a schedule their engine does
+    not run: aggregated SGLang with chunked prefill off runs prefill and decode batches apart, not
+    the mixed iterations the serving model scores (cost_models.serving.UNMIXED_SGLANG_PROBLEM), as
+    tuner estimate and simulate refuse --no-chunked-prefill. Refused with the spec, before any
+    trial, rather than per candidate (a chunked_prefill axis under SGLang would otherwise store
+    them, and main's front of such a study held one). Not in :func:`compile_study`: a study stored
+    before this rule still compiles, to be read and exported (the export chunks such a trial)."""
+    from cost_models.serving import UNMIXED_SGLANG_PROBLEM
+
+    serving = study.spec.serving
+    if serving is None or study.engine != "sglang" or serving.mode == "disaggregated":
+        return  # a disaggregated pool mixes nothing under any engine
+    if not all(study.space.dimensions["chunked_prefill"]):
+        raise InvalidInputError(
+            "serving.chunked_prefill",
+            UNMIXED_SGLANG_PROBLEM,
+            "set chunked_prefill: [true], or backend: vllm or trtllm"
+            + (", or mode: disaggregated" if serving.mode == "both" else ""),
+        )
 
 
 def _refuse_engine_block_sizes(backend: str | None, blocks: tuple) -> None:

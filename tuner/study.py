@@ -39,6 +39,7 @@ from search_spaces.space import (
     compile_study,
     engine_act_dtype,
     evaluate,
+    refuse_unscored_schedules,
     same_engine_rules,
     structurally_valid,
 )
@@ -583,6 +584,7 @@ def run_search(
     stop = should_stop or (lambda: False)
     spec = spec if isinstance(spec, StudySpec) else parse_spec(spec)
     compiled = compile_study(spec)
+    refuse_unscored_schedules(compiled)
     storage_url = storage_url or default_storage_url(spec.name)
     sampler_name = sampler or spec.sampler
     if sampler_name not in SAMPLERS:

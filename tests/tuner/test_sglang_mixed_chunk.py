@@ -20,7 +20,7 @@ from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.models import get_model
 from cost_models.serving import make_workloads
-from search_spaces.space import compile_study
+from search_spaces.space import compile_study, refuse_unscored_schedules
 from search_spaces.spec import parse_spec
 from tuner.export import _serving_spec, engine_args, sglang_args
 
@@ -167,18 +167,19 @@ def test_a_study_drawing_unchunked_sglang_is_refused_at_load(tmp_path: Path, cap
     both = copy.deepcopy(STUDY)
     both["serving"]["mode"] = "both"
     with pytest.raises(InvalidInputError, match="or mode: disaggregated"):
-        compile_study(parse_spec(both))
+        refuse_unscored_schedules(compile_study(parse_spec(both)))
+    # A study stored before the rule still compiles, to be read (tuner pareto, report) and exported.
+    assert compile_study(parse_spec(STUDY)).space.dimensions["chunked_prefill"] == (True, False)
 
 
-def test_a_disaggregated_or_chunked_sglang_study_compiles():
+def test_a_disaggregated_or_chunked_sglang_study_is_searched():
     pools = copy.deepcopy(STUDY)
     pools["serving"]["mode"] = "disaggregated"
-    assert compile_study(parse_spec(pools)).space.dimensions["chunked_prefill"] == (True, False)
     chunked = copy.deepcopy(STUDY)
     chunked["serving"]["chunked_prefill"] = [True]
-    assert compile_study(parse_spec(chunked)).space.dimensions["chunked_prefill"] == (True,)
     vllm = {**copy.deepcopy(STUDY), "backend": "vllm"}
-    assert compile_study(parse_spec(vllm)).space.dimensions["chunked_prefill"] == (True, False)
+    for data in (pools, chunked, vllm):
+        refuse_unscored_schedules(compile_study(parse_spec(data)))  # does not raise
 
 
 def test_recommends_sglang_launch_files_mix_the_aggregated_plan_only(capsys, tmp_path: Path):
@@ -209,3 +210,32 @@ def test_a_searched_sglang_trial_exports_with_mixed_chunks(tmp_path: Path, capsy
     assert code == 0, err
     data = json.loads(out)
     assert data["engine_args"]["enable_mixed_chunk"] is True and "--enable-mixed-chunk" in data["cli"]
+
+
+def test_a_study_stored_before_the_rule_is_read_and_its_unchunked_trial_exported_chunked(
+    tmp_path: Path, capsys, monkeypatch
+):
+    """A study searched before the refusal (simulated: the check patched out for its search) holds
+    unchunked SGLang trials: tuner pareto still reads it, and the export writes them chunked at the
+    budget with --enable-mixed-chunk, the schedule they were scored with, not --chunked-prefill-size -1."""
+    import tuner.study
+
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(STUDY), encoding="utf-8")
+    url = f"sqlite:///{tmp_path}/old.db"
+    with monkeypatch.context() as patch:
+        patch.setattr(tuner.study, "refuse_unscored_schedules", lambda compiled: None)
+        code, _, err = run_cli(capsys, "search", str(path), "--storage", url)
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "pareto", STUDY["name"], "--storage", url)
+    assert code == 0, err
+    notes = []
+    for trial in ("0", "1"):
+        code, out, err = run_cli(
+            capsys, "export", STUDY["name"], "--trial", trial, "--storage", url, "--format", "sglang"
+        )
+        assert code == 0, err
+        data = json.loads(out)
+        assert _flags(data["cli"])["--chunked-prefill-size"] == "8192" and data["engine_args"]["enable_mixed_chunk"]
+        notes += data["notes"]
+    assert sum("though the trial's is off" in note for note in notes) == 1
