@@ -1370,8 +1370,8 @@ def sglang_args(spec: dict) -> dict:
     # the overlap scheduler, and issue 2273 one prefill attention kernel over a mixed batch's decode
     # rows, which the model charges apart). Not with pipeline parallelism: check_server_args
     # asserts pp_size 1 with enable_mixed_chunk (a launch would fail; the serving model scores no
-    # pipeline under load,
-    # cost_models.serving.rank_view_and_degrees). Not in a disaggregated pool either: a prefill
+    # pipeline under load, cost_models.serving.rank_view_and_degrees). Not in a disaggregated pool
+    # either: a prefill
     # instance (--disaggregation-mode prefill) runs no decodes and a decode instance no prompts,
     # so neither has a batch to mix, and each pool was scored so (cost_models.disaggregated).
     mixed = serving is not None and serving.get("pool") is None and pp == 1
