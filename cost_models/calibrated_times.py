@@ -16,6 +16,7 @@ from a few kernels of ``tuner measure``) keeps the roofline for that class.
 
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import replace
 from typing import Literal, TypeAlias
@@ -1752,6 +1753,8 @@ _KIND = {
 #: The engines' own all-reduce implementations, in the order a profile's are preferred
 #: (CalibratedNetwork._table).
 _CUSTOM_ALL_REDUCES = ("custom", "custom_graph")
+#: The same in an eager pass (CalibratedNetwork.eager): vLLM's and SGLang's eager call first.
+_EAGER_ALL_REDUCES = ("custom", "custom_eager", "custom_graph")
 
 
 class CalibratedNetwork(Network):
@@ -1771,17 +1774,34 @@ class CalibratedNetwork(Network):
     def legal_meshes(self, chips: int) -> list[tuple[int, int, int]]:
         return self.base.legal_meshes(chips)
 
+    #: Whether this network times an eager pass (:meth:`eager`).
+    _eager = False
+
+    def eager(self) -> CalibratedNetwork:
+        """This network as an eager pass (no CUDA graph) runs its all-reduce: the engine's
+        eager custom all-reduce ("custom_eager") where the profile measured one, else as
+        :meth:`_table` picks it. vLLM's and SGLang's iterations past their capture sizes and
+        their prefills (calibration.CudaGraphs)."""
+        if self._eager:
+            return self
+        view = self.__dict__.get("_eager_view")
+        if view is None:
+            view = copy.copy(self)  # (the mesh splits' cache shared: they depend on the mesh only)
+            view._eager = True
+            self.__dict__["_eager_view"] = view
+        return view
+
     def _table(self, kind) -> tuple[str, str, dict[int, CollectiveParams] | None]:
         """(measured kind, implementation, its fitted group sizes or None). An all-reduce runs
         the engine's custom kernel where the profile measured one: TensorRT-LLM's ("custom"),
-        else vLLM's and SGLang's as their decode steps run it, captured in a CUDA graph
-        ("custom_graph": both capture decode batches by default; on H100 over 8 GPUs vLLM's
-        graph all-reduce of 16 KB takes 5.6 us, its eager call 22.6 us, a launch from Python, and
-        NCCL's ~18 us; data/kernels/custom_allreduce_perf.csv.gz); NCCL otherwise."""
+        else vLLM's and SGLang's as their CUDA-graph replays run it ("custom_graph": on H100
+        over 8 GPUs vLLM's graph all-reduce of 16 KB takes 5.6 us, its eager call 22.6 us, a
+        launch from Python, and NCCL's ~18 us; data/kernels/custom_allreduce_perf.csv.gz), or in
+        an eager pass (:meth:`eager`) their eager call ("custom_eager"); NCCL otherwise."""
         measured_kind = _KIND[kind]
         implementation = "nccl"
         if measured_kind == "all_reduce":
-            for custom in _CUSTOM_ALL_REDUCES:
+            for custom in _EAGER_ALL_REDUCES if self._eager else _CUSTOM_ALL_REDUCES:
                 if "all_reduce" in self.profile.collectives.get(custom, {}):
                     implementation = custom
                     break

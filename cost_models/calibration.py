@@ -459,12 +459,14 @@ _GRAPH_REPLAY: dict[int, tuple[CalibrationProfile, CalibrationProfile]] = {}
 
 
 def cuda_graph_replay(profile: CalibrationProfile | None) -> CalibrationProfile | None:
-    """``profile`` as a CUDA-graph replay of a decode step sees it (:data:`CUDA_GRAPH_DECODE_BACKENDS`):
+    """``profile`` as a CUDA-graph replay of an iteration sees it (:data:`CUDA_GRAPH_DECODE_BACKENDS`):
     the dense GEMMs without their per-call host floor, and the block-scaled fp8 path without its
     host-side fixed costs (below); ``profile`` itself under other engines or where nothing
-    changes. Mixed serving iterations are scored as decode steps and get it too; above an engine's
-    capture size (vLLM 512 tokens) it would run eager and pay the floor again, which is not
-    modelled."""
+    changes. Which iterations replay is :class:`CudaGraphs`' rule: under vLLM every iteration of
+    up to its capture size in scheduled tokens (512 by default), under SGLang decode-only batches
+    of up to ``cuda_graph_max_bs`` sequences; any other iteration runs eager and is timed with
+    ``profile`` itself (its floors paid on every call, as the kernel database measured them) and
+    the eager all-reduce (calibrated_times.CalibratedNetwork.eager). A static prefill is eager."""
     if profile is None or profile.backend not in CUDA_GRAPH_DECODE_BACKENDS:
         return profile
     known = _GRAPH_REPLAY.get(id(profile))
@@ -574,3 +576,87 @@ def gemm_borrowed_words(calibration: dict) -> str:
         f"; gemm {fmt}: " + ("no fit, on the roofline" if source == "roofline" else f"borrows {source}")
         for fmt, source in borrowed.items()
     )
+
+
+#: vLLM V1's largest CUDA-graph capture by default, in scheduled tokens: ``max_cudagraph_capture_size``
+#: defaults to ``min(max_num_seqs * 2, 512)``, further capped at ``max_num_batched_tokens``
+#: (vllm-project/vllm vllm/config/vllm.py ``_set_cudagraph_sizes``); an iteration of more
+#: scheduled tokens runs with ``CUDAGraphMode.NONE``, eager (vllm/v1/cudagraph_dispatcher.py).
+#: Piecewise graphs cover mixed batches, full graphs uniform decode batches: either way a
+#: replay, so the rule is on the iteration's tokens alone.
+VLLM_MAX_CAPTURE_TOKENS = 512.0
+#: SGLang's default ``cuda_graph_max_bs`` by GPU memory (sgl-project/sglang
+#: python/sglang/srt/server_args.py, ``_handle_gpu_memory_settings``; ``gpu_mem`` in MiB):
+#: (memory below, sequences at tp_size < 4, at tp_size >= 4); 512 above the last (B200, GB200).
+#: SGLang captures decode batches only: an iteration holding prefill (extend) tokens runs eager,
+#: as does a decode batch of more sequences (model_executor/cuda_graph_runner.py ``can_run``).
+_SGLANG_CUDA_GRAPH_MAX_BS: tuple[tuple[float, float, float], ...] = (
+    (20 * 1024, 8, 8),  # T4, RTX 4080
+    (35 * 1024, 24, 80),  # A10, RTX 4090
+    (60 * 1024, 32, 160),  # A100-40GB, L40(S)
+    (90 * 1024, 256, 512),  # H100, A100-80GB
+    (160 * 1024, 256, 512),  # H20, H200
+)
+_SGLANG_CUDA_GRAPH_MAX_BS_ABOVE = 512.0
+
+
+def sglang_cuda_graph_max_bs(memory_bytes: float, tensor_parallel: np.ndarray | float) -> np.ndarray:
+    """SGLang's default ``cuda_graph_max_bs`` on a GPU of ``memory_bytes`` at ``tensor_parallel``
+    (:data:`_SGLANG_CUDA_GRAPH_MAX_BS`)."""
+    tp = np.asarray(tensor_parallel, dtype=np.float64)
+    mib = float(memory_bytes) / 2**20
+    for below, small, large in _SGLANG_CUDA_GRAPH_MAX_BS:
+        if mib < below:
+            return np.where(tp < 4, small, large).astype(np.float64)
+    return np.full(tp.shape, _SGLANG_CUDA_GRAPH_MAX_BS_ABOVE)
+
+
+class CudaGraphs:
+    """Which serving iterations an engine replays from CUDA graphs, per deployment (n rows):
+    those of at most ``max_tokens`` scheduled tokens (decode sequences + prefill tokens), and
+    where ``decode_only``, only those without prefill tokens. TensorRT-LLM and JAX rows replay
+    every iteration (``max_tokens`` inf): their fits and serving overheads were made so."""
+
+    def __init__(self, max_tokens: np.ndarray, decode_only: np.ndarray) -> None:
+        self.max_tokens = np.asarray(max_tokens, dtype=np.float64)
+        self.decode_only = np.asarray(decode_only, dtype=bool)
+
+    @classmethod
+    def of(
+        cls,
+        engine: np.ndarray | str,
+        *,
+        max_batch_size: np.ndarray | float,
+        max_num_tokens: np.ndarray | float,
+        memory_bytes: float,
+        tensor_parallel: np.ndarray | float,
+    ) -> CudaGraphs:
+        """The engines' default capture (``enforce_eager`` / ``--disable-cuda-graph`` off) for
+        deployments run with these knobs: vLLM ``min(2 x max_batch_size, 512, max_num_tokens)``
+        tokens (:data:`VLLM_MAX_CAPTURE_TOKENS`), SGLang :func:`sglang_cuda_graph_max_bs`
+        decode sequences (its knobs do not set it)."""
+        engine = np.asarray(engine)
+        shape = np.broadcast_shapes(
+            engine.shape, np.shape(max_batch_size), np.shape(max_num_tokens), np.shape(tensor_parallel)
+        )
+        seqs = np.broadcast_to(np.asarray(max_batch_size, dtype=np.float64), shape)
+        budget = np.broadcast_to(np.asarray(max_num_tokens, dtype=np.float64), shape)
+        vllm = np.minimum(np.minimum(2.0 * seqs, VLLM_MAX_CAPTURE_TOKENS), budget)
+        sglang = np.broadcast_to(sglang_cuda_graph_max_bs(memory_bytes, tensor_parallel), shape)
+        max_tokens = np.where(engine == "vllm", vllm, np.where(engine == "sglang", sglang, np.inf))
+        return cls(np.broadcast_to(max_tokens, shape), np.broadcast_to(engine == "sglang", shape))
+
+    def take(self, index: np.ndarray) -> CudaGraphs:
+        """The rows ``index`` (a rule of one engine and knobs, 0-d, is every row's)."""
+        if self.max_tokens.ndim == 0 and self.decode_only.ndim == 0:
+            return self
+        shape = np.broadcast_shapes(self.max_tokens.shape, self.decode_only.shape)
+        return CudaGraphs(
+            np.broadcast_to(self.max_tokens, shape)[index], np.broadcast_to(self.decode_only, shape)[index]
+        )
+
+    def replays(self, decode_seqs: np.ndarray, prefill_tokens: np.ndarray) -> np.ndarray:
+        """(n,) bool: the iteration of these counts is a replay (fractional counts, the fluid
+        averages, compared as they are)."""
+        tokens = decode_seqs + prefill_tokens
+        return (tokens <= self.max_tokens) & ~(self.decode_only & (prefill_tokens > 0))

@@ -38,7 +38,9 @@ from cost_models.calibrated_times import (
 )
 from cost_models.calibration import (
     AUTO_CALIBRATION,
+    CUDA_GRAPH_DECODE_BACKENDS,
     CalibrationProfile,
+    CudaGraphs,
     calibration_report,
     cuda_graph_replay,
     resolve_calibration,
@@ -629,6 +631,7 @@ def operator_times(
     shapes: Shapes | None = None,
     data_parallel: np.ndarray | None = None,
     expert_parallel: np.ndarray | None = None,
+    cuda_graph: bool | None = None,
 ) -> tuple[OperatorTimes, RooflineTotals]:
     """Per-operator times of one forward pass of ``phase``'s layout (and the roofline's totals).
     Without a profile an operator's time is its roofline; with one, its calibrated kernel time
@@ -637,10 +640,11 @@ def operator_times(
     ``shapes``: ``Shapes.of(configs, tokens_per_sequence)``, when the caller has it.
     ``data_parallel``: the DP ranks sharing the MoE layers of ``d`` (one rank's view; None: 1),
     for the calibrated experts (calibrated_times._expert_gemm_times_s); ``expert_parallel``
-    likewise (None: 1), whose busiest rank's experts they load."""
+    likewise (None: 1), whose busiest rank's experts they load. ``cuda_graph``: as
+    :func:`_operator_times`."""
     times, totals = _operator_times(
         d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, expert_scale, shapes, True,
-        data_parallel=data_parallel, expert_parallel=expert_parallel,
+        data_parallel=data_parallel, expert_parallel=expert_parallel, cuda_graph=cuda_graph,
     )  # fmt: skip
     if totals is None:  # _operator_times sums them when asked: never
         raise RuntimeError("the roofline totals were not summed")
@@ -660,16 +664,18 @@ def dense_operator_times(
     expert_scale: tuple[np.ndarray, np.ndarray] | None = None,
     data_parallel: np.ndarray | None = None,
     expert_parallel: np.ndarray | None = None,
+    cuda_graph: bool | None = None,
 ) -> OperatorTimes:
     """:func:`operator_times` without the roofline's totals, for a serving iteration's dense view
     (cost_models.iteration), which reads only the slots' times and the collectives. With
     ``operator_costs(..., slots="dense")`` the attention and lm_head slots are absent, so no
     kernel is timed for them (their times are zero); every other number is the same.
     ``expert_scale``, ``data_parallel``, ``expert_parallel``: as :func:`operator_times` (one DP
-    rank's view of a deployment whose DP ranks share the MoE layers)."""
+    rank's view of a deployment whose DP ranks share the MoE layers); ``cuda_graph``: as
+    :func:`_operator_times`."""
     times, _ = _operator_times(
         d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, expert_scale, None, False,
-        data_parallel=data_parallel, expert_parallel=expert_parallel,
+        data_parallel=data_parallel, expert_parallel=expert_parallel, cuda_graph=cuda_graph,
     )  # fmt: skip
     return times
 
@@ -683,15 +689,18 @@ def attention_operator_times(
     profile: CalibrationProfile | None,
     plan: ShardingPlan,
     kv_ways: np.ndarray,
+    cuda_graph: bool | None = None,
 ) -> np.ndarray:
     """The per-operator times (``(slots, n)``) of :func:`operator_times` alone, without the roofline's
     totals or the block's collectives, for a serving iteration's attention views where they are
     passes of the per-operator model (no profile, or unfused attention; cost_models.iteration),
     which read only the attention and lm_head slots: with ``operator_costs(..., slots="attention")``
-    no other slot is timed; those slots' numbers are the same."""
+    no other slot is timed; those slots' numbers are the same. ``cuda_graph``: as
+    :func:`_operator_times`."""
     times, _ = _operator_times(
-        d, phase, configs, ops, np.ones(len(d)), network, profile, plan, kv_ways, None, None, False, False
-    )
+        d, phase, configs, ops, np.ones(len(d)), network, profile, plan, kv_ways, None, None, False, False,
+        cuda_graph=cuda_graph,
+    )  # fmt: skip
     return times.op_time_s
 
 
@@ -711,11 +720,19 @@ def _operator_times(
     collectives_wanted: bool = True,
     data_parallel: np.ndarray | None = None,
     expert_parallel: np.ndarray | None = None,
+    cuda_graph: bool | None = None,
 ) -> tuple[OperatorTimes, RooflineTotals | None]:
     """:func:`operator_times`; ``totals_wanted`` False: no totals (None); ``collectives_wanted``
-    False: the block's collectives are not scored (zero)."""
-    if phase == "decode":  # a CUDA-graph replay under vLLM and SGLang: no per-call host floor
+    False: the block's collectives are not scored (zero). ``cuda_graph``: whether the pass is a
+    CUDA-graph replay (its GEMMs without the per-call host floor, the engine's graph all-reduce)
+    or runs eager (the profile's floors, the eager all-reduce: calibration.CudaGraphs); None:
+    a decode step replays, a prefill runs eager."""
+    if cuda_graph is None:
+        cuda_graph = phase == "decode"
+    if cuda_graph:  # a CUDA-graph replay under vLLM and SGLang: no per-call host floor
         profile = cuda_graph_replay(profile)
+    else:  # vLLM's and SGLang's eager all-reduce where the profile measured it
+        network = network.eager()
     layouts, batch_sharded = d.ffn_layout(phase), d.batch_sharded_attention(phase)
     # The mesh's chips: Deployments.tensor_parallel, kept by ``d`` (estimate's d.chips reads it),
     # the product of the same whole numbers as group_size's (exact), so the same numbers; for
@@ -875,6 +892,7 @@ def _phase_times(
     kv_ways: np.ndarray,
     parallel: _Parallel,
     shapes: Shapes | None = None,
+    cuda_graph: bool | None = None,
 ) -> _PhaseTimes:
     """One step: each pipeline stage's forward pass (its layers x (block time combined with the
     block's collectives, plus the MoE dispatch) + lm_head + the engine's fixed cost per step under
@@ -884,7 +902,7 @@ def _phase_times(
     ep = None if np.all(parallel.expert_parallel == 1) else parallel.expert_parallel  # (the busiest EP rank's)
     t, roofline = operator_times(
         d, phase, configs, ops, tokens_per_sequence, network, profile, plan, kv_ways, parallel.expert_scale, shapes, dp,
-        expert_parallel=ep,
+        expert_parallel=ep, cuda_graph=cuda_graph,
     )  # fmt: skip
     dispatch_block: np.ndarray | float = 0.0
     comm_block = t.comm_block_s
@@ -1311,6 +1329,7 @@ def estimate(
     kv_memory_fraction: float | None = None,
     convention: CountingConvention = DEFAULT,
     calibration: CalibrationProfile | None = None,
+    _decode_cuda_graph: bool | None = None,
 ) -> DeploymentEstimate:
     """Score n deployments. ``kv_memory_fraction``: share of HBM reserved for the KV cache when
     computing the maximum context (Pope et al. Table 1 use 0.3); None means all memory left after
@@ -1346,10 +1365,36 @@ def estimate(
                 kv_memory_fraction=kv_memory_fraction,
                 convention=convention,
                 calibration=calibration,
+                _decode_cuda_graph=_decode_cuda_graph,
             )
             for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
         ]
         return _joined(chunks)
+    if _decode_cuda_graph is None and calibration is not None:
+        replay = static_decode_replays(d, calibration.backend)
+        if replay is not None and not bool(np.all(replay)):
+            # The decode steps past the engine's capture size run eager: each group scored with
+            # its own view (one call where every row is one kind), the rows put back in order.
+            groups = [(rows, flag) for flag, rows in ((True, np.flatnonzero(replay)), (False, np.flatnonzero(~replay)))]
+            scored = [
+                (
+                    rows,
+                    estimate(
+                        d if len(rows) == n else d.take(rows),
+                        overlap=overlap,
+                        kv_memory_fraction=kv_memory_fraction,
+                        convention=convention,
+                        calibration=calibration,
+                        _decode_cuda_graph=flag,
+                    ),
+                )
+                for rows, flag in groups
+                if len(rows)
+            ]
+            if len(scored) == 1:
+                return scored[0][1]
+            order = np.concatenate([rows for rows, _ in scored])
+            return _taken(_joined([part for _, part in scored]), np.argsort(order, kind="stable"))
     network = network_for(d.hardware)
     if calibration is not None:
         check_profile(calibration, d.hardware)
@@ -1438,7 +1483,7 @@ def estimate(
     decode_shapes = replace(decode_shapes, tokens=decode_part.configs.batch * np.ones(len(decode_part.configs)))
     step = _phase_times_of_distinct(
         decode_part, "decode", decode_ops, np.ones(n), network, overlap, calibration, part_plans["decode"],
-        part_kv_ways["decode"], decode_shapes,
+        part_kv_ways["decode"], decode_shapes, _decode_cuda_graph,
     )  # fmt: skip
     # The largest slot's activations read and written over both phases (for _memory): each
     # phase's of the rows it scored, then every row's.
@@ -1764,6 +1809,7 @@ def _phase_times_of_distinct(
     plan: ShardingPlan,
     kv_ways: np.ndarray,
     shapes: Shapes,
+    cuda_graph: bool | None = None,
 ) -> _PhaseTimes:
     """:func:`_phase_times` of ``phase`` on ``part``'s rows (``ops``, ``plan``, ``kv_ways`` and
     ``shapes`` are theirs; ``tokens_per_sequence`` every row's), for every row. Given distinct
@@ -1774,12 +1820,48 @@ def _phase_times_of_distinct(
     tokens = tokens_per_sequence if part.rows is None else tokens_per_sequence.take(part.rows[0])
     times = _phase_times(
         part.view, phase, part.configs, ops, tokens, network, overlap, profile, plan, kv_ways,
-        _Parallel.of(part.whole, part.configs, tokens), shapes,
+        _Parallel.of(part.whole, part.configs, tokens), shapes, cuda_graph,
     )  # fmt: skip
     if part.rows is None:
         return times
     inverse = part.rows[1]
     return _PhaseTimes(**{f.name: getattr(times, f.name).take(inverse) for f in fields(_PhaseTimes)})
+
+
+def static_decode_replays(d: Deployments, backend: str) -> np.ndarray | None:
+    """(n,) bool: which deployments' static decode steps (``batch`` sequences of one DP rank)
+    replay a CUDA graph under ``backend`` launched with its defaults (a static estimate has no
+    serving knobs: vLLM's max_num_seqs 256 and max_num_batched_tokens 8192, so up to 512
+    sequences; SGLang's cuda_graph_max_bs by the GPU's memory and TP: calibration.CudaGraphs);
+    None under an engine whose every step is taken as a replay (TensorRT-LLM, JAX)."""
+    if backend not in CUDA_GRAPH_DECODE_BACKENDS:
+        return None
+    from cost_models.serving import ENGINE_DEFAULTS  # (serving imports this module)
+
+    knobs = ENGINE_DEFAULTS[backend]
+    graphs = CudaGraphs.of(
+        backend,
+        max_batch_size=float(knobs["max_batch_size"]),
+        max_num_tokens=float(knobs["max_num_tokens"]),
+        memory_bytes=d.hardware.memory_bytes,
+        tensor_parallel=d.tensor_parallel,
+    )
+    # One DP rank's micro-batch in one step (rank_view's batch).
+    per_rank = d.batch / (d.data_parallel * d.micro_batches)
+    return graphs.replays(per_rank, np.zeros(len(d)))
+
+
+def _taken(estimate: DeploymentEstimate, index: np.ndarray) -> DeploymentEstimate:
+    """The rows ``index`` of an estimate (every array of it, nested ones too)."""
+
+    def take(value: object) -> object:
+        if isinstance(value, np.ndarray):
+            return value.take(index, axis=0) if value.ndim else value
+        return type(value)(**{f.name: take(getattr(value, f.name)) for f in fields(value)})  # type: ignore[arg-type]
+
+    taken = take(estimate)
+    assert isinstance(taken, DeploymentEstimate)
+    return taken
 
 
 def _joined(parts: list[DeploymentEstimate]) -> DeploymentEstimate:

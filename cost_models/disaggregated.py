@@ -81,6 +81,7 @@ from cost_models.serving import (
     rank_view_and_degrees,
     rank_workloads,
     resolve_overheads,
+    serving_cuda_graphs,
 )
 from cost_models.topology import Network, network_for
 from cost_models.ttft_percentiles import (
@@ -388,6 +389,9 @@ class _DecodeModel:
         self.calibration, self.overlap = calibration, overlap
         self.network = _network(d.hardware, calibration)
         self.shapes = ranks.shapes  # shared by every iteration of the fixed point
+        # Which decode batches replay a CUDA graph (past the capture size they run eager):
+        # SGLang's tp_size spans an instance's attention-DP ranks.
+        self.cuda_graphs = serving_cuda_graphs(d, w, None if np.all(self.ranks == 1) else self.ranks)
         # A decode-only iteration holds at most max_batch_size tokens: its activations, not the
         # prefill budget's, come off the HBM (serving._memory sizes them by max_num_tokens).
         dw = replace(w, max_num_tokens=np.minimum(w.max_num_tokens, w.max_batch_size))
@@ -433,6 +437,7 @@ class _DecodeModel:
             overlap=self.overlap,
             phase="decode",
             shapes=self.shapes,
+            cuda_graphs=self.cuda_graphs,
         ).latency_s
 
     def running_tail(self, per_rank: np.ndarray, running: np.ndarray, t_dec: np.ndarray) -> np.ndarray:

@@ -43,7 +43,7 @@ from cost_models.calibrated_times import (
     _gemm_params,
     fused_attention_time_s,
 )
-from cost_models.calibration import CalibrationProfile, cuda_graph_replay
+from cost_models.calibration import CalibrationProfile, CudaGraphs, cuda_graph_replay
 from cost_models.conventions import DEFAULT
 from cost_models.deployment import (
     OVERLAPS,
@@ -390,6 +390,24 @@ class _DenseSums:
             dispatch_block_s=dispatch.take(index) if (dispatch := np.asarray(self.dispatch_block_s)).ndim else dispatch,
         )
 
+    @classmethod
+    def merged(cls, n: int, parts: list[tuple[np.ndarray, _DenseSums]]) -> _DenseSums:
+        """The sums of n rows from those of disjoint groups of them (``(rows, sums)``): a replayed
+        and an eager group of one view (:func:`_dense_view`)."""
+
+        def column(name: str) -> np.ndarray | float:
+            values = [getattr(sums, name) for _, sums in parts]
+            if not any(np.ndim(v) for v in values) and all(v == values[0] for v in values):
+                return values[0]
+            out = np.empty(n)
+            for (rows, _), value in zip(parts, values, strict=True):
+                out[rows] = value
+            return out
+
+        first = parts[0][1]
+        arrays = {f.name: column(f.name) for f in fields(cls) if f.name != "step_overhead_s"}
+        return cls(step_overhead_s=first.step_overhead_s, **arrays)  # type: ignore[arg-type]
+
     def forward_pass_s(self, layers: np.ndarray, overlap: Overlap, extra_block_s: np.ndarray) -> np.ndarray:
         """:func:`~cost_models.deployment.forward_pass_s` from the sums, its operations in its order
         (the MoE dispatch, where charged, added to the block's work as the static step adds it:
@@ -408,12 +426,30 @@ def _dense_view(
     calibration: CalibrationProfile | None,
     phase: str,
     shapes: IterationShapes,
+    replay: np.ndarray | None = None,
 ) -> _DenseSums:
     """The dense slots of one pass at ``tokens`` one-token sequences, summed as the iteration
     needs them (:class:`_DenseSums`). A row's times depend only on its own deployment and tokens,
     so where few rows are distinct (whole token counts on a few deployments) each distinct row
-    is scored once and its times broadcast back: the same numbers as scoring every row."""
+    is scored once and its times broadcast back: the same numbers as scoring every row.
+    ``replay``: (n,) bool, the rows that are CUDA-graph replays (the others run eager:
+    calibration.CudaGraphs); None: as ``phase`` has it (a decode step replays). Where both
+    kinds are present each group is scored on its own, with its own profile and network view."""
     n = len(d)
+    cuda_graph: bool | None = None
+    if replay is not None:
+        replayed = int(np.count_nonzero(replay))
+        if 0 < replayed < n:
+            parts = []
+            for rows in (np.flatnonzero(replay), np.flatnonzero(~replay)):
+                sub = _dense_view(
+                    d.take(rows), network, tokens[rows], calibration, phase, shapes.take(rows), replay[rows]
+                )
+                parts.append((rows, sub))
+            return _DenseSums.merged(n, parts)
+        cuda_graph = replayed == n
+        if not cuda_graph:
+            network = network.eager()
     shared = _shared_rows(shapes.shape_id, tokens) if n > 1 and shapes.shape_id is not None else None
     kv_ways = None if shapes.kv_ways is None else shapes.kv_ways.get(phase)
     dp, ep = shapes.data_parallel, shapes.expert_parallel
@@ -451,6 +487,7 @@ def _dense_view(
         expert_scale=scale,
         data_parallel=None if dp is None or ep is None or np.all(dp == 1) else dp,
         expert_parallel=None if dp is None or ep is None or np.all(ep == 1) else ep,
+        cuda_graph=cuda_graph,
     )
     dispatch_block: np.ndarray | float = 0.0
     if dp is not None and ep is not None and np.any(dense_configs.moe_layers > 0):
@@ -493,6 +530,7 @@ def iteration_times(
     shapes: IterationShapes | None = None,
     data_parallel: np.ndarray | float | None = None,
     expert_parallel: np.ndarray | float | None = None,
+    cuda_graphs: CudaGraphs | None = None,
 ) -> IterationTimes:
     """Time of one iteration holding ``decode_seqs`` sequences in decode (mean context
     ``decode_context`` keys) and ``prefill_tokens`` prompt tokens of prompts ``prefill_prompt_len``
@@ -503,7 +541,11 @@ def iteration_times(
     scores several iterations on them (computed here otherwise, with ``data_parallel`` and
     ``expert_parallel``: see there). Under DP the deployments are one DP rank's view and every
     count here is that rank's: its sequences, tokens and attention (the ranks run in lockstep,
-    their MoE layers shared)."""
+    their MoE layers shared). ``cuda_graphs``: which of the iterations the engine replays from
+    CUDA graphs (:class:`~cost_models.calibration.CudaGraphs`, per deployment), the others run
+    eager, their GEMMs timed with the profile's per-call host floors and their all-reduce with
+    the eager implementation; None: every iteration under the decode layout replays (the rule
+    before the engines' capture sizes were modelled)."""
     if overlap not in OVERLAPS:
         raise InvalidInputError("overlap", f"unknown value {overlap!r}", f"use {' or '.join(OVERLAPS)}")
     d = deployments
@@ -524,9 +566,17 @@ def iteration_times(
     layers = base.layers
     plan = shapes.plans[phase]
 
+    # Which rows replay a CUDA graph (only under a profile does it change a number: the
+    # roofline has no host floor), where the engine's capture is given; None: as the phase has it.
+    replay = None
+    if cuda_graphs is not None and calibration is not None and phase == "decode":
+        replay = cuda_graphs.replays(decode_seqs, prefill_tokens)
+        if bool(np.all(replay)):
+            replay = None  # (every row replays: the phase's own rule, the same numbers)
+
     # Dense view: all scheduled tokens as one batch of one-token sequences.
     tokens = np.maximum(decode_seqs + prefill_tokens, 1.0)
-    dense = _dense_view(d, network, tokens, calibration, phase, shapes)
+    dense = _dense_view(d, network, tokens, calibration, phase, shapes, replay)
     # The attention views replace the dense view's attention and lm_head slots (zeroed there).
     dense_block = dense.block_s
 
@@ -541,13 +591,16 @@ def iteration_times(
     if shapes.attention_only:
         assert calibration is not None  # iteration_shapes allows attention-only views only with one
         decode_kernel = fused_attention_time_s(decode_configs, chips, sharded, d.hardware, calibration)
-        # (its GEMM as the dense view times it: without the per-call host floor in a decode step
-        # under vLLM and SGLang, cost_models.calibration.cuda_graph_replay)
+        # (its GEMM as the dense view times it: without the per-call host floor in a CUDA-graph
+        # replay under vLLM and SGLang, cost_models.calibration.cuda_graph_replay; with it in an
+        # eager iteration)
         lm_head_profile = cuda_graph_replay(calibration) if phase == "decode" else calibration
         assert lm_head_profile is not None
-        lm_head = lm_head_s(
-            decode_configs, chips, plan, d.hardware, lm_head_profile, shapes.lm_head_shapes(phase, d.hardware)
-        )
+        head_shapes = shapes.lm_head_shapes(phase, d.hardware)
+        lm_head = lm_head_s(decode_configs, chips, plan, d.hardware, lm_head_profile, head_shapes)
+        if replay is not None and lm_head_profile is not calibration:
+            eager_head = lm_head_s(decode_configs, chips, plan, d.hardware, calibration, head_shapes)
+            lm_head = np.where(replay, lm_head, eager_head)
     else:
         # Passes of the per-operator model with only the attention kernels and the lm_head (the
         # slots read here; the others' costs, the roofline totals and the collectives are not
@@ -563,6 +616,19 @@ def iteration_times(
             plan,
             _kv_ways(decode_d, phase, shapes),
         )
+        if replay is not None:  # the eager rows' kernels timed without the replay's view
+            eager_view = attention_operator_times(
+                decode_d,
+                phase,
+                decode_configs,
+                operator_costs(decode_configs, DEFAULT, slots="attention"),
+                network,
+                calibration,
+                plan,
+                _kv_ways(decode_d, phase, shapes),
+                cuda_graph=False,
+            )
+            decode_view = np.where(replay, decode_view, eager_view)
         decode_kernel = decode_view[list(ATTENTION_SLOTS)].sum(axis=0)
         lm_head = decode_view[LM_HEAD]
     decode_attention = decode_kernel * (decode_seqs / scored)
@@ -587,6 +653,19 @@ def iteration_times(
                 plan,
                 _kv_ways(prefill_d, phase, shapes),
             )
+            if replay is not None:  # the eager rows' kernels timed without the replay's view
+                eager_view = attention_operator_times(
+                    prefill_d,
+                    phase,
+                    prefill_configs,
+                    operator_costs(prefill_configs, DEFAULT, slots="attention"),
+                    network,
+                    calibration,
+                    plan,
+                    _kv_ways(prefill_d, phase, shapes),
+                    cuda_graph=False,
+                )
+                prefill_view = np.where(replay, prefill_view, eager_view)
             whole_prompt_attention = prefill_view[list(ATTENTION_SLOTS)].sum(axis=0)
         prefill_attention = whole_prompt_attention * (1.0 - cached**2) * prompts_completed / prompts_in_kernel
 

@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from cost_models.calibrated_times import calibrated_network, check_profile
-from cost_models.calibration import CalibrationProfile
+from cost_models.calibration import CalibrationProfile, CudaGraphs
 from cost_models.deployment import OVERLAPS, Overlap, dp_shared_expert_bytes, kv_ways_by_phase, sharding_plans
 from cost_models.deployments import Deployments
 from cost_models.dtypes import BYTES_PER_ELEMENT
@@ -216,6 +216,23 @@ class ServingWorkloads:
             else:
                 out[f.name] = None if not np.isfinite(value) else float(value)
         return out
+
+
+def serving_cuda_graphs(d: Deployments, w: ServingWorkloads, data_parallel: np.ndarray | None = None) -> CudaGraphs:
+    """Which iterations each deployment's engine replays from CUDA graphs, by its knobs (the
+    others run eager and pay the GEMMs' per-call host floors: calibration.CudaGraphs): vLLM's
+    capture size from ``max_batch_size`` (max_num_seqs) and ``max_num_tokens``
+    (max_num_batched_tokens), SGLang's ``cuda_graph_max_bs`` from the GPU's memory and
+    ``tp_size``, which spans its DP-attention ranks (``d`` one rank's view: its TP times
+    ``data_parallel``)."""
+    tp = d.tensor_parallel if data_parallel is None else d.tensor_parallel * data_parallel
+    return CudaGraphs.of(
+        w.engine,
+        max_batch_size=w.max_batch_size,
+        max_num_tokens=w.max_num_tokens,
+        memory_bytes=d.hardware.memory_bytes,
+        tensor_parallel=tp,
+    )
 
 
 def default_max_batch_size(engine: str, data_parallel: np.ndarray | float) -> np.ndarray:
@@ -951,7 +968,12 @@ class _Setting:
             overlap=self.overlap,
             phase=self.phase,
             shapes=self.shapes,
+            cuda_graphs=self.cuda_graphs,
         ).latency_s
+
+    @cached_property
+    def cuda_graphs(self) -> CudaGraphs:
+        return serving_cuda_graphs(self.d, self.w, self.data_parallel)
 
     # Shape-only work and per-workload constants, computed once for every iteration of a loop
     # (a closed loop scores two iterations, an open loop up to seven). A frozen dataclass keeps a

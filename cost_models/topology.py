@@ -93,6 +93,11 @@ class Network(ABC):
         """Drop what :meth:`meshes_of_rows` remembered (by default nothing)."""
         return None
 
+    def eager(self) -> Network:
+        """This network as a pass run eager, without a CUDA graph, times its collectives: itself
+        unless the engine's collectives were measured both ways (calibrated_times.CalibratedNetwork)."""
+        return self
+
     def know_mesh_classes(self, mesh: np.ndarray, classes: tuple[np.ndarray, np.ndarray] | None) -> None:
         """Take ``classes`` as :func:`mesh_classes` of ``mesh`` (a caller that found them with
         other work: deployment.mesh_classes_of_shapes), for :meth:`meshes_of_rows` on an equal

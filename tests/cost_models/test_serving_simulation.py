@@ -419,14 +419,22 @@ def test_open_loop_past_the_mixed_iterations_is_unstable_as_the_simulated_queue_
     the simulation sustains (6.6/s: mean TTFT 0.57 s over 600 requests, 1.38 s over 3000, 1670 of
     1690 offered tokens/s) and the first it does not (7.0/s: 2.28 and 6.41 s, 1713 of 1792). With
     the slot system held under 0.98 of its 128 slots (serving._slot_wait) it is 6.57/s: at 6.6/s
-    the simulated TTFT still grows with the run (0.57 s over 600 requests, 1.38 s over 3000)."""
+    the simulated TTFT still grows with the run (0.57 s over 600 requests, 1.38 s over 3000).
+    With the mixed iterations (a whole prompt and the decodes) past vLLM's 256-token CUDA-graph
+    capture run eager (calibration.CudaGraphs), the prefill binds first at 8/s too and the limit
+    is 6.40/s, set by the slots: the simulation's TTFT at 6.2/s is 0.35 s over 600 requests and
+    0.64 s over 3000, at 6.6/s 1.25 and 2.6 s (2026-12-06)."""
     short = simulate_one("llama-3-70b", "h100-sxm", request_rate=8.0, requests=600, **OPEN_UNCHUNKED)
     long = simulate_one("llama-3-70b", "h100-sxm", request_rate=8.0, requests=3000, **OPEN_UNCHUNKED)
     assert long["simulated"]["ttft_s"]["mean"] > 2.0 * short["simulated"]["ttft_s"]["mean"]
     assert long["simulated"]["steady_tokens_per_s"] < 0.97 * 8.0 * 256
     estimate = {k: v for k, v in OPEN_UNCHUNKED.items() if k not in ("prompt_len", "gen_len", "chips", "backend")}
     weights = {k: estimate.pop(k) for k in ("weight_bits", "kv_bits")}
-    for rate, limit in ((8.0, "max_batch_size"), (20.0, "prefill")):
+    # At 8/s the prefill binds first: the mixed iterations (a 2048-token prompt and the decodes)
+    # run eager past vLLM's CUDA-graph capture size (min(2 x 128, 512) = 256 tokens), their GEMMs
+    # and all-reduces paying the eager costs (calibration.CudaGraphs); the highest stable rate,
+    # 6.46/s before, is 6.39/s, still set by the 128 slots.
+    for rate, limit in ((8.0, "prefill"), (20.0, "prefill")):
         report = estimate_serving_one(
             "llama-3-70b",
             "h100-sxm",
@@ -440,7 +448,8 @@ def test_open_loop_past_the_mixed_iterations_is_unstable_as_the_simulated_queue_
         )["serving"]
         assert report["stable"] is False and report["ttft_s"] is None
         assert report["limited_by"] == limit
-        assert 6.4 < report["max_stable_request_rate"] < 7.0
+        # (6.46/s before the mixed iterations past vLLM's 256-token capture here ran eager: 6.40.)
+        assert 6.3 < report["max_stable_request_rate"] < 7.0
 
 
 # Budgets below the running sequences (Llama-3-8B on one H100, 1024/256 tokens, chunked prefill).
