@@ -43,7 +43,7 @@ from cost_models.calibrated_times import (
     _gemm_params,
     fused_attention_time_s,
 )
-from cost_models.calibration import CalibrationProfile, CudaGraphs, cuda_graph_replay
+from cost_models.calibration import CalibrationProfile, CudaGraphs, cuda_graph_replay, gemm_fit_format
 from cost_models.conventions import DEFAULT
 from cost_models.deployment import (
     OVERLAPS,
@@ -390,24 +390,6 @@ class _DenseSums:
             dispatch_block_s=dispatch.take(index) if (dispatch := np.asarray(self.dispatch_block_s)).ndim else dispatch,
         )
 
-    @classmethod
-    def merged(cls, n: int, parts: list[tuple[np.ndarray, _DenseSums]]) -> _DenseSums:
-        """The sums of n rows from those of disjoint groups of them (``(rows, sums)``): a replayed
-        and an eager group of one view (:func:`_dense_view`)."""
-
-        def column(name: str) -> np.ndarray | float:
-            values = [getattr(sums, name) for _, sums in parts]
-            if not any(np.ndim(v) for v in values) and all(v == values[0] for v in values):
-                return values[0]
-            out = np.empty(n)
-            for (rows, _), value in zip(parts, values, strict=True):
-                out[rows] = value
-            return out
-
-        first = parts[0][1]
-        arrays = {f.name: column(f.name) for f in fields(cls) if f.name != "step_overhead_s"}
-        return cls(step_overhead_s=first.step_overhead_s, **arrays)  # type: ignore[arg-type]
-
     def forward_pass_s(self, layers: np.ndarray, overlap: Overlap, extra_block_s: np.ndarray) -> np.ndarray:
         """:func:`~cost_models.deployment.forward_pass_s` from the sums, its operations in its order
         (the MoE dispatch, where charged, added to the block's work as the static step adds it:
@@ -417,6 +399,34 @@ class _DenseSums:
         block = self.pass_block_s + self.layer_overhead_s + extra_block_s
         combined = combine_block_s(block, self.comm_block_s, self.comm_critical_s, overlap)
         return layers * combined + self.lm_head_s + self.step_overhead_s
+
+
+def _merged_times(n: int, parts: list[tuple[np.ndarray, OperatorTimes]]) -> OperatorTimes:
+    """The operator times of n rows from those of disjoint groups of them (``(rows, times)``:
+    the replayed and the eager rows of one dense view), each row's numbers its group's."""
+    first = parts[0][1]
+    op = np.empty((first.op_time_s.shape[0], n))
+
+    def column(name: str) -> np.ndarray | float:
+        values = [getattr(times, name) for _, times in parts]
+        if not any(np.ndim(v) for v in values) and all(v == values[0] for v in values):
+            return values[0]
+        out = np.empty(n)
+        for (rows, _), value in zip(parts, values, strict=True):
+            out[rows] = value
+        return out
+
+    for rows, times in parts:
+        op[:, rows] = times.op_time_s
+    comm = column("comm_block_s")
+    return OperatorTimes(
+        op,
+        np.broadcast_to(comm, (n,)).copy() if np.ndim(comm) == 0 else comm,  # type: ignore[arg-type]
+        column("layer_overhead_s"),
+        first.step_overhead_s,
+        column("comm_critical_s"),
+        frozenset.intersection(*(frozenset(times.zero_slots) for _, times in parts)),
+    )
 
 
 def _dense_view(
@@ -434,23 +444,13 @@ def _dense_view(
     is scored once and its times broadcast back: the same numbers as scoring every row.
     ``replay``: (n,) bool, the rows that are CUDA-graph replays (the others run eager:
     calibration.CudaGraphs); None: as ``phase`` has it (a decode step replays). Where both
-    kinds are present each group is scored on its own, with its own profile and network view."""
+    kinds are present (a rule of the engine's capture, not of the deployment) each group of the
+    distinct rows is scored with its own profile and network view, the times put back in order."""
     n = len(d)
-    cuda_graph: bool | None = None
-    if replay is not None:
-        replayed = int(np.count_nonzero(replay))
-        if 0 < replayed < n:
-            parts = []
-            for rows in (np.flatnonzero(replay), np.flatnonzero(~replay)):
-                sub = _dense_view(
-                    d.take(rows), network, tokens[rows], calibration, phase, shapes.take(rows), replay[rows]
-                )
-                parts.append((rows, sub))
-            return _DenseSums.merged(n, parts)
-        cuda_graph = replayed == n
-        if not cuda_graph:
-            network = network.eager()
-    shared = _shared_rows(shapes.shape_id, tokens) if n > 1 and shapes.shape_id is not None else None
+    shape_id = shapes.shape_id
+    if replay is not None and shape_id is not None:
+        shape_id = 2 * shape_id + (~replay)  # (a replayed and an eager row are never one)
+    shared = _shared_rows(shape_id, tokens) if n > 1 and shape_id is not None else None
     kv_ways = None if shapes.kv_ways is None else shapes.kv_ways.get(phase)
     dp, ep = shapes.data_parallel, shapes.expert_parallel
     if shared is not None:
@@ -460,6 +460,8 @@ def _dense_view(
         kv_ways = None if kv_ways is None else kv_ways[rows]
         if dp is not None and ep is not None:
             dp, ep = dp[rows], ep[rows]
+        if replay is not None:
+            replay = replay[rows]
     else:
         base, plan = shapes.base, shapes.plans[phase]
     dense_d = _with(d, tokens)
@@ -474,21 +476,38 @@ def _dense_view(
     # at this rank's tokens (one per sequence or prompt token): the experts all ranks' tokens wake,
     # the busiest EP rank's, and the dispatch / DP gather around the experts.
     scale = None if dp is None or ep is None else expert_scale(dense_configs, dp, ep, ones)
-    times = dense_operator_times(
-        dense_d,
-        phase,
-        dense_configs,
-        operator_costs(dense_configs, DEFAULT, slots="dense"),
-        ones,
-        network,
-        calibration,
-        plan,
-        kv_ways,
-        expert_scale=scale,
-        data_parallel=None if dp is None or ep is None or np.all(dp == 1) else dp,
-        expert_parallel=None if dp is None or ep is None or np.all(ep == 1) else ep,
-        cuda_graph=cuda_graph,
-    )
+
+    def scored(at: np.ndarray | None, cuda_graph: bool | None) -> OperatorTimes:
+        """The dense times of the rows ``at`` (None: every row), replayed or eager."""
+        sub_d, sub_c, sub_plan, ways, sub_scale, sub_dp, sub_ep = dense_d, dense_configs, plan, kv_ways, scale, dp, ep
+        if at is not None:
+            sub_d, sub_c, sub_plan, ways = dense_d.take(at), dense_configs.take(at), plan.take(at), kv_ways[at]
+            sub_scale = None if scale is None else (scale[0][at], scale[1][at])
+            sub_dp, sub_ep = (None, None) if dp is None or ep is None else (dp[at], ep[at])
+        return dense_operator_times(
+            sub_d,
+            phase,
+            sub_c,
+            operator_costs(sub_c, DEFAULT, slots="dense"),
+            np.ones(len(sub_c)),
+            network,
+            calibration,
+            sub_plan,
+            ways,
+            expert_scale=sub_scale,
+            data_parallel=None if sub_dp is None or sub_ep is None or np.all(sub_dp == 1) else sub_dp,
+            expert_parallel=None if sub_dp is None or sub_ep is None or np.all(sub_ep == 1) else sub_ep,
+            cuda_graph=cuda_graph,
+        )
+
+    replayed = len(d) if replay is None else int(np.count_nonzero(replay))
+    if replay is None:
+        times = scored(None, None)
+    elif replayed in (0, len(d)):
+        times = scored(None, replayed == len(d))
+    else:
+        groups = [(np.flatnonzero(replay), True), (np.flatnonzero(~replay), False)]
+        times = _merged_times(len(d), [(at, scored(at, graph)) for at, graph in groups])
     dispatch_block: np.ndarray | float = 0.0
     if dp is not None and ep is not None and np.any(dense_configs.moe_layers > 0):
         tp = d.tensor_parallel
@@ -598,7 +617,10 @@ def iteration_times(
         assert lm_head_profile is not None
         head_shapes = shapes.lm_head_shapes(phase, d.hardware)
         lm_head = lm_head_s(decode_configs, chips, plan, d.hardware, lm_head_profile, head_shapes)
-        if replay is not None and lm_head_profile is not calibration:
+        # (The eager rows' lm_head again only where the replay changed a fit it may read: the
+        # 16-bit lm_head's bf16 GEMM has no host floor in any shipped profile.)
+        read = {f for fmt, *_ in head_shapes.groups if (f := gemm_fit_format(calibration, fmt)) is not None}
+        if replay is not None and any(lm_head_profile.gemm.get(f) is not calibration.gemm.get(f) for f in read):
             eager_head = lm_head_s(decode_configs, chips, plan, d.hardware, calibration, head_shapes)
             lm_head = np.where(replay, lm_head, eager_head)
     else:
