@@ -20,13 +20,14 @@ from cost_models.calibrated_times import (
 )
 from cost_models.calibration import (
     AUTO_CALIBRATION,
+    CUDA_GRAPH_DECODE_BACKENDS,
     CalibrationProfile,
     calibration_report,
     cuda_graph_replay,
     resolve_calibration,
 )
 from cost_models.conventions import CONVENTIONS, DEFAULT, CountingConvention
-from cost_models.deployment import MAX_CHIPS, vision_notes
+from cost_models.deployment import MAX_CHIPS, default_cuda_graphs, vision_notes
 from cost_models.dtypes import (
     BITS_CHOICES,
     BYTES_PER_ELEMENT,
@@ -153,8 +154,13 @@ def analyze(
         heads_only = np.zeros(len(configs), dtype=bool)
         shapes = gemm_shapes_per_chip(ops, sharding_plan(configs, one_chip, layout))
         # Decode rows as vLLM and SGLang run them, a CUDA-graph replay without the GEMMs' per-call
-        # host floor (calibration.cuda_graph_replay), as tuner estimate times a decode step.
+        # host floor (calibration.cuda_graph_replay), as tuner estimate times a decode step: up to
+        # the engine's default capture (one chip: vLLM 512 sequences, SGLang cuda_graph_max_bs at
+        # TP 1), eager past it (calibration.CudaGraphs).
         decode_rows = configs.phase == DECODE
+        if calibration.backend in CUDA_GRAPH_DECODE_BACKENDS:
+            graphs = default_cuda_graphs(calibration.backend, hardware, np.ones(len(configs)))
+            decode_rows = decode_rows & graphs.replays(configs.batch, np.zeros(len(configs)))
         replay = cuda_graph_replay(calibration)
         assert replay is not None
         whole = replay if decode_rows.all() else calibration

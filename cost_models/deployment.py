@@ -1836,19 +1836,26 @@ def static_decode_replays(d: Deployments, backend: str) -> np.ndarray | None:
     None under an engine whose every step is taken as a replay (TensorRT-LLM, JAX)."""
     if backend not in CUDA_GRAPH_DECODE_BACKENDS:
         return None
-    from cost_models.serving import ENGINE_DEFAULTS  # (serving imports this module)
-
-    knobs = ENGINE_DEFAULTS[backend]
-    graphs = CudaGraphs.of(
-        backend,
-        max_batch_size=float(knobs["max_batch_size"]),
-        max_num_tokens=float(knobs["max_num_tokens"]),
-        memory_bytes=d.hardware.memory_bytes,
-        tensor_parallel=d.tensor_parallel,
-    )
+    graphs = default_cuda_graphs(backend, d.hardware, d.tensor_parallel)
     # One DP rank's micro-batch in one step (rank_view's batch).
     per_rank = d.batch / (d.data_parallel * d.micro_batches)
     return graphs.replays(per_rank, np.zeros(len(d)))
+
+
+def default_cuda_graphs(backend: str, hardware: HardwareSpec, tensor_parallel: np.ndarray | float) -> CudaGraphs:
+    """The CUDA-graph capture of ``backend`` launched with its default knobs (serving.ENGINE_DEFAULTS:
+    vLLM's max_num_seqs 256, so 512 tokens; SGLang's cuda_graph_max_bs of the GPU and TP), for
+    passes scored without serving knobs (a static estimate, tuner analyze)."""
+    from cost_models.serving import ENGINE_DEFAULTS  # (serving imports this module)
+
+    knobs = ENGINE_DEFAULTS[backend]
+    return CudaGraphs.of(
+        backend,
+        max_batch_size=float(knobs["max_batch_size"]),
+        max_num_tokens=float(knobs["max_num_tokens"]),
+        memory_bytes=hardware.memory_bytes,
+        tensor_parallel=tensor_parallel,
+    )
 
 
 def _taken(estimate: DeploymentEstimate, index: np.ndarray) -> DeploymentEstimate:

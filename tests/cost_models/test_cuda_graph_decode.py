@@ -110,3 +110,20 @@ def test_the_replay_charges_the_block_scaled_path_its_kernels_launch_only() -> N
     assert replay.gemm["fp8_block"].launch_s == vllm.gemm["fp8"].launch_s < 6e-6
     assert replay.gemm["fp8_block"].unaligned_m_s == 0.0
     assert replay.gemm["bfloat16"] == vllm.gemm["bfloat16"]  # no floor, nothing to change
+
+
+def test_a_decode_batch_past_the_engines_default_capture_runs_eager() -> None:
+    """vLLM's default capture (max_num_seqs 256: 512 sequences) and SGLang's cuda_graph_max_bs on
+    one H200 (256 at TP 1, server_args.py): a decode step of more sequences runs eager and pays the
+    floor (tuner analyze, as tuner estimate's static decode step)."""
+    vllm = load_profile("h200-vllm")
+    params = vllm.gemm["fp8_block"]
+    assert _qkv_s("decode", 513, 1024, vllm) == pytest.approx(
+        float(gemm_time_s(513, QKV_N, D, "fp8_block", H200, params)), rel=1e-12
+    )
+    assert _qkv_s("decode", 512, 1024, vllm) < _qkv_s("prefill", 1, 512, vllm)
+    sglang = load_profile("h200-sglang")
+    for batch, profile in ((256, cuda_graph_replay(sglang)), (257, sglang)):
+        assert _qkv_s("decode", batch, 1024, sglang) == pytest.approx(
+            float(gemm_time_s(batch, QKV_N, D, "fp8_block", H200, profile.gemm["fp8_block"])), rel=1e-12
+        )
