@@ -47,6 +47,7 @@ from cost_models.calibration import (
     CalibrationProfile,
     CudaGraphs,
     calibration_report,
+    cuda_graph_replay,
     resolve_calibration,
     serving_engine,
 )
@@ -228,7 +229,9 @@ def _iteration_table(
     prefill_axis = _axis(1.0, max_prefill, _PREFILL_POINTS, zero=True)
     top = float(decode_axis[-1] + prefill_axis[-1])
     steps = sorted(
-        set(_row_steps(calibration)) | set(_moe_row_steps(d, data_parallel, top)) | set(_graph_steps(cuda_graphs))
+        set(_row_steps(calibration))
+        | set(_moe_row_steps(d, data_parallel, top))
+        | set(_graph_steps(cuda_graphs, calibration, d))
     )
     decode_axis = _with_steps(decode_axis, steps)
     axes = (
@@ -298,14 +301,19 @@ def _row_steps(calibration: CalibrationProfile | None) -> list[float]:
     return sorted(steps)
 
 
-def _graph_steps(cuda_graphs: CudaGraphs | None) -> list[float]:
+def _graph_steps(cuda_graphs: CudaGraphs | None, calibration: CalibrationProfile | None, d: Deployments) -> list[float]:
     """The row count m past which the engine stops replaying CUDA graphs (calibration.CudaGraphs:
     vLLM's capture size in scheduled tokens, SGLang's cuda_graph_max_bs decode sequences), a step
     the grid keeps as an edge as it keeps the GEMM tiles': past it every GEMM pays its per-call
     host floor (DeepSeek-V3 fp8_block on 8 H200s under vLLM: 49.3 ms at 64 decodes + 448 prompt
     tokens, 82.9 ms at 449). SGLang's other edge, prefill tokens 0 to 1 (eager with any), is
-    the prefill axis's first interval already."""
-    if cuda_graphs is None:
+    the prefill axis's first interval already. None where the eager pass costs what the replay
+    does (no GEMM fit with a host cost, and no all-reduce or no eager one measured): the grid as
+    before."""
+    if cuda_graphs is None or calibration is None:
+        return []
+    all_reduce = "custom_eager" in calibration.collectives and bool(np.any(d.tensor_parallel > 1))
+    if cuda_graph_replay(calibration) is calibration and not all_reduce:
         return []
     return [float(t) for t in np.unique(cuda_graphs.max_tokens) if np.isfinite(t)]
 
