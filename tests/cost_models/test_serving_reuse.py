@@ -86,3 +86,53 @@ def test_shapes_take_is_the_shapes_of_the_sub_batch() -> None:
         np.testing.assert_array_equal(taken.plans[phase].in_use_ways, direct.plans[phase].in_use_ways)
         np.testing.assert_array_equal(taken.kv_ways[phase], direct.kv_ways[phase])
     np.testing.assert_array_equal(taken.base.batch, direct.base.batch)
+
+
+@pytest.mark.parametrize("engine", ["trtllm", "vllm"])
+def test_rounds_scored_in_one_call_equal_two_calls(engine: str, monkeypatch) -> None:
+    """The rounds that score their mixed and decode-only iterations in one call on the rows twice
+    over (``_both_iterations``) give the numbers of scoring them in two calls, exactly: random
+    open loops of dense and MoE models, chunked and not, spread prompts, prefix hits, whole and
+    fractional token counts, and vLLM's CUDA-graph replay beside eager iterations."""
+    n = 2000
+    rng = np.random.default_rng(13)
+    catalog = [get_model(name) for name in MODELS]
+    d = tensor_parallel(
+        catalog,
+        get_hardware("h100-sxm"),
+        2 ** rng.integers(0, 4, n),
+        model_index=rng.integers(0, len(catalog), n),
+        weight_dtype=rng.choice([BF16, FP8], n),
+    )
+    prompt = np.rint(2.0 ** rng.uniform(6, 13, n))
+    chunked = rng.random(n) < 0.5
+    w = make_workloads(
+        backend=engine,
+        request_rate=2.0 ** rng.uniform(-2, 6, n),
+        prompt_len=prompt,
+        gen_len=np.rint(2.0 ** rng.uniform(3, 10, n)),
+        prompt_len_std=np.where(rng.random(n) < 0.33, prompt / 4.0, 0.0),
+        prefix_hit_rate=np.where(rng.random(n) < 0.3, 0.5, 0.0),
+        max_num_tokens=np.where(chunked, rng.choice([512.0, 2048.0, 8192.0], n), np.maximum(8192.0, prompt)),
+        chunked_prefill=chunked,
+    )
+    profile = resolve_calibration("auto", "h100-sxm", engine)
+
+    merged: list[int] = []  # rows of the rounds scored in one call (the path must have run)
+    original = serving_module._both_iterations
+
+    def counted(setting, decoding, *args):
+        both = original(setting, decoding, *args)
+        if both is not None:
+            merged.append(len(decoding))
+        return both
+
+    monkeypatch.setattr(serving_module, "_both_iterations", counted)
+    fast = serve(d, w, calibration=profile)
+    assert len(merged) >= 3 and min(merged) < 50
+
+    monkeypatch.setattr(serving_module, "_MERGE_AT_MOST", 0)  # every round in two calls
+    reference = serve(d, w, calibration=profile)
+    assert 0 < np.sum(reference.stable) < n
+    for f in fields(ServingEstimate):
+        np.testing.assert_array_equal(getattr(fast, f.name), getattr(reference, f.name), err_msg=f.name)
