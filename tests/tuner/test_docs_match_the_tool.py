@@ -682,12 +682,7 @@ def _percentile_table_bands() -> dict[str, tuple[float, float]]:
         values = [float(r[column]) for r in rows]
         return min(values), max(values)
 
-    return {
-        "p90": span(calm, 3),
-        "p99": span(calm, 4),
-        "p99 flagged": span(flagged, 4),
-        "mean flagged": span(flagged, 2),
-    }
+    return {"p90": span(calm, 3), "p99": span(calm, 4), "p99 flagged": span(flagged, 4)}
 
 
 def test_the_quoted_ttft_percentile_bands_are_serving_mds_table() -> None:
@@ -706,19 +701,6 @@ def test_the_quoted_ttft_percentile_bands_are_serving_mds_table() -> None:
     _one(rf"mostly far under \(p99 {quoted['p99 flagged']};", serving, "docs/serving.md")
     description = Constraints.model_fields["max_ttft_p90_s"].description or ""
     assert f"within {quoted['p90']} of tuner simulate's" in description, description
-
-
-def test_the_near_capacity_notes_band_is_serving_mds_table() -> None:
-    """The near-capacity note (cost_models.serving_one.swings_note) quotes the flagged rows'
-    mean TTFT band of docs/serving.md's percentile table: it said 0.25-1.22x after the table's
-    re-run of 2026-12-06 (vLLM/SGLang iterations past the CUDA-graph capture eager) read 0.37-1.21x."""
-    import inspect
-
-    import cost_models.serving_one as serving_one
-
-    low, high = _percentile_table_bands()["mean flagged"]
-    source = inspect.getsource(serving_one)
-    assert f"TTFT's mean came to {low:.2f}-{high:.2f}x" in source
 
 
 def test_every_option_of_every_command_is_named_in_a_doc() -> None:
