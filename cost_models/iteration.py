@@ -243,6 +243,38 @@ def _with(d: Deployments, batch: np.ndarray) -> Deployments:
     return replace(d, batch=np.asarray(batch, dtype=np.float64))
 
 
+def _attention_view(
+    view_d: Deployments,
+    phase: str,
+    configs: InferenceConfigs,
+    network: Network,
+    calibration: CalibrationProfile | None,
+    plan: ShardingPlan,
+    shapes: IterationShapes,
+    replay: np.ndarray | None,
+) -> np.ndarray:
+    """A pass of the per-operator model with only the attention kernels and the lm_head timed
+    (deployment.attention_operator_times) for ``view_d``'s ``configs``; where ``replay`` is
+    given (the rows a CUDA graph replays, calibration.CudaGraphs), the other rows' kernels are
+    timed again as an eager pass runs them (``cuda_graph=False``) and taken from that pass."""
+
+    def view(cuda_graph: bool | None) -> np.ndarray:
+        return attention_operator_times(
+            view_d,
+            phase,
+            configs,
+            operator_costs(configs, DEFAULT, slots="attention"),
+            network,
+            calibration,
+            plan,
+            _kv_ways(view_d, phase, shapes),
+            cuda_graph=cuda_graph,
+        )
+
+    times = view(None)
+    return times if replay is None else np.where(replay, times, view(False))
+
+
 @dataclass(frozen=True)
 class _LmHeadShapes:
     """The shape-only part of :func:`lm_head_s` for n configurations: the plan's per-chip k and
@@ -627,30 +659,9 @@ def iteration_times(
         # Passes of the per-operator model with only the attention kernels and the lm_head (the
         # slots read here; the others' costs, the roofline totals and the collectives are not
         # computed); the KV ways shared where they do not depend on the batch.
-        decode_d = _with(d, scored)
-        decode_view = attention_operator_times(
-            decode_d,
-            phase,
-            decode_configs,
-            operator_costs(decode_configs, DEFAULT, slots="attention"),
-            network,
-            calibration,
-            plan,
-            _kv_ways(decode_d, phase, shapes),
+        decode_view = _attention_view(
+            _with(d, scored), phase, decode_configs, network, calibration, plan, shapes, replay
         )
-        if replay is not None:  # the eager rows' kernels timed without the replay's view
-            eager_view = attention_operator_times(
-                decode_d,
-                phase,
-                decode_configs,
-                operator_costs(decode_configs, DEFAULT, slots="attention"),
-                network,
-                calibration,
-                plan,
-                _kv_ways(decode_d, phase, shapes),
-                cuda_graph=False,
-            )
-            decode_view = np.where(replay, decode_view, eager_view)
         decode_kernel = decode_view[list(ATTENTION_SLOTS)].sum(axis=0)
         lm_head = decode_view[LM_HEAD]
     decode_attention = decode_kernel * (decode_seqs / scored)
@@ -664,30 +675,9 @@ def iteration_times(
             assert calibration is not None
             whole_prompt_attention = fused_attention_time_s(prefill_configs, chips, sharded, d.hardware, calibration)
         else:
-            prefill_d = _with(d, prompts_in_kernel)
-            prefill_view = attention_operator_times(
-                prefill_d,
-                phase,
-                prefill_configs,
-                operator_costs(prefill_configs, DEFAULT, slots="attention"),
-                network,
-                calibration,
-                plan,
-                _kv_ways(prefill_d, phase, shapes),
+            prefill_view = _attention_view(
+                _with(d, prompts_in_kernel), phase, prefill_configs, network, calibration, plan, shapes, replay
             )
-            if replay is not None:  # the eager rows' kernels timed without the replay's view
-                eager_view = attention_operator_times(
-                    prefill_d,
-                    phase,
-                    prefill_configs,
-                    operator_costs(prefill_configs, DEFAULT, slots="attention"),
-                    network,
-                    calibration,
-                    plan,
-                    _kv_ways(prefill_d, phase, shapes),
-                    cuda_graph=False,
-                )
-                prefill_view = np.where(replay, prefill_view, eager_view)
             whole_prompt_attention = prefill_view[list(ATTENTION_SLOTS)].sum(axis=0)
         prefill_attention = whole_prompt_attention * (1.0 - cached**2) * prompts_completed / prompts_in_kernel
 
