@@ -25,18 +25,23 @@ from cost_models.serving import ServingEstimate, make_workloads, serve
 MODELS = ("llama-3-8b", "llama-2-70b", "mistral-7b", "mixtral-8x7b", "gpt-oss-20b")
 
 
-@pytest.mark.parametrize("batch_sharded_share", [0.0, 0.3])
-def test_open_loop_reuse_equals_scoring_every_iteration(batch_sharded_share: float, monkeypatch) -> None:
-    n = 3000
-    rng = np.random.default_rng(11)
+def _h100_deployments(rng: np.random.Generator, n: int):
+    """n catalog models (MODELS) on 1-8 H100s in tensor parallelism, bf16 or fp8 weights."""
     catalog = [get_model(name) for name in MODELS]
-    d = tensor_parallel(
+    return tensor_parallel(
         catalog,
         get_hardware("h100-sxm"),
         2 ** rng.integers(0, 4, n),
         model_index=rng.integers(0, len(catalog), n),
         weight_dtype=rng.choice([BF16, FP8], n),
     )
+
+
+@pytest.mark.parametrize("batch_sharded_share", [0.0, 0.3])
+def test_open_loop_reuse_equals_scoring_every_iteration(batch_sharded_share: float, monkeypatch) -> None:
+    n = 3000
+    rng = np.random.default_rng(11)
+    d = _h100_deployments(rng, n)
     sharded = rng.random(n) < batch_sharded_share
     d = replace(d, decode_attn_sharding=np.where(sharded, ATTENTION_SHARDINGS.index("batch"), d.decode_attn_sharding))
     prompt = np.rint(2.0 ** rng.uniform(6, 13, n))
@@ -96,14 +101,7 @@ def test_rounds_scored_in_one_call_equal_two_calls(engine: str, monkeypatch) -> 
     fractional token counts, and vLLM's CUDA-graph replay beside eager iterations."""
     n = 2000
     rng = np.random.default_rng(13)
-    catalog = [get_model(name) for name in MODELS]
-    d = tensor_parallel(
-        catalog,
-        get_hardware("h100-sxm"),
-        2 ** rng.integers(0, 4, n),
-        model_index=rng.integers(0, len(catalog), n),
-        weight_dtype=rng.choice([BF16, FP8], n),
-    )
+    d = _h100_deployments(rng, n)
     prompt = np.rint(2.0 ** rng.uniform(6, 13, n))
     chunked = rng.random(n) < 0.5
     w = make_workloads(
