@@ -327,3 +327,27 @@ def test_an_open_loop_is_stable_only_below_the_slot_system_s_limit() -> None:
     out = simulate_one(**KV_BOUND, request_rate=1.35, requests=50, seed=1)
     assert not out["analytic"]["stable"]
     assert out["analytic"]["max_stable_request_rate"] < 0.99 * 1.362
+
+
+def test_no_rate_above_the_highest_stable_rate_reads_stable() -> None:
+    """Llama-3-70B fp8 on 4 H100s under vLLM, 2048/256 tokens, a 16-bit KV cache (bench_running_p999's
+    case, the docs' percentile table; DEPLOYMENTS' weight_bits 8 reads int8): over 6.70-6.95 req/s
+    in steps of 0.01 every rate read stable is at most the max_stable_request_rate of every rate
+    read unstable, which is the same edge (within 1e-6) whatever rate was asked. Before,
+    max_stable_rate stopped at one linear pass (a step of 0.5% of the asked rate): 6.813-6.845
+    req/s as the asked rate ran 6.85-6.95, while 6.84 read stable (the edge: 6.8485)."""
+    case = {
+        "model": "llama-3-70b", "hardware": "h100-sxm", "chips": 4, "prompt_len": 2048, "gen_len": 256,
+        "backend": "vllm", "weight_bits": "fp8", "act_bits": "fp8",
+    }  # fmt: skip
+    stable, edges = [], []
+    for rate in np.round(np.arange(6.70, 6.955, 0.01), 2):
+        analytic = simulate_one(**case, request_rate=float(rate), requests=10, seed=1)["analytic"]
+        if analytic["stable"]:
+            stable.append(float(rate))
+        else:
+            edges.append(analytic["max_stable_request_rate"])
+            assert analytic["max_stable_request_rate"] < rate
+    assert stable and edges  # the scan crosses the edge
+    assert max(stable) <= min(edges)
+    assert max(edges) == pytest.approx(min(edges), rel=1e-6)
