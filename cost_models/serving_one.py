@@ -70,7 +70,9 @@ def max_stable_rate(
     next unstable island's edge, reads unstable). 0.0 where no rate is stable. (Near the host's admission
     limit the steady state's stability is not monotone in the rate: Llama-3-8B on one H100,
     1024/128 tokens, the shipped TensorRT-LLM fit: stable to 31.0/s, not at 31.1-33.0/s, stable
-    again at 33.1-35.9/s; the last stable rate of the grid would be the island's edge.)"""
+    again at 33.1-35.9/s; the last stable rate of the grid would be the island's edge. On
+    2026-12-06 that deployment has no island over 30-37/s: its edge is 31.77/s. A rate above the
+    result reads stable only on such an island.)"""
     rate = float(workloads.request_rate[0])
     d1, w1 = deployment.take(np.zeros(1, dtype=int)), workloads.take(np.zeros(1, dtype=int))
 
