@@ -244,7 +244,7 @@ def swings_note(
     preempted = ", sequences are preempted and recomputed when the KV cache fills" if limited_by == "kv_cache" else ""
     p999 = float(result.running_p999[index])
     within = (
-        f", within the {RUNNING_P999_MARGIN:.0%} by which that estimate has come out under tuner simulate's"
+        f", within the {RUNNING_P999_MARGIN:.1%} by which that estimate has come out under tuner simulate's"
         if p999 < float(result.max_concurrency[index])
         else ""
     )
