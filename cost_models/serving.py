@@ -1657,7 +1657,7 @@ _P999_Z = 3.0902
 #: the load is on): simulated / analytic on the 22 loads whose simulated percentile stayed under the
 #: cap 0.818-1.085 (the seeds' mean; median 1.00), seed by seed 0.76-1.19. The largest, 1.085
 #: (Llama-3.1-8B on the A100 at 80%), is the margin (1.086 before max_stable_request_rate ran to the
-#: edge, whose loads sat 0.1-0.6% lower, 1.090 before decode attention's work units were made
+#: edge, whose loads sat 0.2-0.6% lower, 1.090 before decode attention's work units were made
 #: continuous in the cached length, 2026-12-06: the table re-run each time, no flag changed); seeds
 #: 3-5 (held out, before that re-run) read 0.76-1.07. Without it (the percentile against the cap as
 #: it is) three loads whose simulated batch reached its cap went unflagged: Llama-3-8B TensorRT-LLM
