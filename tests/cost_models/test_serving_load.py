@@ -12,11 +12,12 @@ from cost_models.serving_simulation import simulate_one
 from cost_models.ttft_percentiles import gamma_quantile
 
 # The three deployments of the near-capacity check: a dense model on one GPU (whole prompts), a
-# 70B in fp8 on four under vLLM (chunked prefill, max_batch_size 256) and an MoE model.
+# 70B in int8 W8A8 with an int8 KV cache on four under vLLM (chunked prefill, max_batch_size 256;
+# weight_bits 8 is int8, "fp8" names fp8: this key said fp8 until 2026-12-06) and an MoE model.
 DENSE = {"model": "llama-3-8b", "hardware": "h100-sxm", "chips": 1, "prompt_len": 1024, "gen_len": 128}
 DEPLOYMENTS = {
     "llama-3-8b tp1 trtllm": {**DENSE, "backend": "trtllm"},
-    "llama-3-70b tp4 fp8 vllm": {
+    "llama-3-70b tp4 int8 vllm": {
         "model": "llama-3-70b", "hardware": "h100-sxm", "chips": 4, "prompt_len": 2048, "gen_len": 256,
         "backend": "vllm", "weight_bits": 8, "act_bits": 8, "kv_bits": 8,
     },
@@ -32,7 +33,7 @@ DEPLOYMENTS = {
 # mixed iterations past vLLM's 512-token CUDA-graph capture run eager, calibration.CudaGraphs).
 RATES = {
     "llama-3-8b tp1 trtllm": (15.97, 23.96, 27.79, 30.35),
-    "llama-3-70b tp4 fp8 vllm": (4.56, 6.84, 7.94, 8.67),
+    "llama-3-70b tp4 int8 vllm": (4.56, 6.84, 7.94, 8.67),
     "mixtral-8x7b 2xh200 trtllm": (13.26, 19.89, 23.07, 25.19),
 }
 
@@ -57,7 +58,7 @@ def test_open_loop_near_capacity_matches_the_simulation(name: str, share: int) -
     analytic, sim = out["analytic"], out["simulated"]
     assert analytic["stable"] and not sim["queue_grew"]
     assert analytic["ttft_s"] == pytest.approx(sim["ttft_s"]["mean"], rel=0.10)
-    tpot_rel = 0.12 if (name, share) == ("llama-3-70b tp4 fp8 vllm", 3) else 0.10
+    tpot_rel = 0.12 if (name, share) == ("llama-3-70b tp4 int8 vllm", 3) else 0.10
     assert analytic["tpot_s"] == pytest.approx(sim["tpot_s"]["mean"], rel=tpot_rel)
     # The running batch by Little's law over the time in the engine: within 10% (observed 1.00-1.02x
     # on the 8B and Mixtral, up to 1.10x on the 70B at 95%, whose slots cut the swings; 1.12x there
@@ -100,7 +101,7 @@ def _exact_decode_count_moments(beta: float, gamma: float, steps: int, arrivals:
 @pytest.mark.parametrize(
     ("rate", "gen", "t_mean", "per_sequence", "per_prompt"),
     [
-        # Llama-3-8B on one H100 (TensorRT-LLM, 1024/128) at 15.9 and 30.2/s; Llama-3-70B fp8 on 4
+        # Llama-3-8B on one H100 (TensorRT-LLM, 1024/128) at 15.9 and 30.2/s; Llama-3-70B int8 W8A8 on 4
         # H100s (vLLM, 2048/256) at 9.0/s: the operating points' slopes (a decoding sequence's
         # seconds, a prompt's seconds) from the analytic iterations.
         (15.87, 128.0, 0.01253, 58e-6, 0.0189),
@@ -168,7 +169,7 @@ def test_a_load_whose_batch_swings_to_its_cap_is_flagged() -> None:
     the percentile's measured error (serving.RUNNING_P999_MARGIN, 2026-12-06): its 99.9th
     percentile, 238 of 256, is within it, and 20,000 requests reach the 256 slots in 1 of seeds 0-2
     (peaks 219, 224, 256; 2000 requests, seed 1: 165)."""
-    big = simulate_one(**DEPLOYMENTS["llama-3-70b tp4 fp8 vllm"], request_rate=8.95, requests=6000, seed=1)
+    big = simulate_one(**DEPLOYMENTS["llama-3-70b tp4 int8 vllm"], request_rate=8.95, requests=6000, seed=1)
     assert big["simulated"]["peak_running"] == 256
     assert big["analytic"]["running_p999"] >= big["analytic"]["max_concurrency"] == 256
     assert any(note.startswith("near capacity:") and "max_batch_size" in note for note in big["notes"])
@@ -177,7 +178,7 @@ def test_a_load_whose_batch_swings_to_its_cap_is_flagged() -> None:
     assert dense["analytic"]["running_p999"] >= dense["analytic"]["max_concurrency"]
     assert dense["analytic"]["limited_by"] == "kv_cache"
     assert any("preempted" in note for note in dense["notes"])
-    for name, rate in (("llama-3-70b tp4 fp8 vllm", 7.07), ("llama-3-8b tp1 trtllm", 27.79)):
+    for name, rate in (("llama-3-70b tp4 int8 vllm", 7.07), ("llama-3-8b tp1 trtllm", 27.79)):
         calm = simulate_one(**DEPLOYMENTS[name], request_rate=rate, requests=2000, seed=1)
         assert calm["analytic"]["running_p999"] < calm["analytic"]["max_concurrency"]
         assert not any(note.startswith("near capacity:") for note in calm["notes"])
