@@ -25,6 +25,23 @@ from cost_models.serving import ServingEstimate, make_workloads, serve
 MODELS = ("llama-3-8b", "llama-2-70b", "mistral-7b", "mixtral-8x7b", "gpt-oss-20b")
 
 
+def _open_loops(rng: np.random.Generator, n: int, engine: str):
+    """n open-loop workloads under ``engine``: rates 0.25-64/s, prompts 64-8192 tokens (a third
+    spread), outputs 8-1024, prefix hits on 30%, half chunked at 512-8192 tokens a budget."""
+    prompt = np.rint(2.0 ** rng.uniform(6, 13, n))
+    chunked = rng.random(n) < 0.5
+    return make_workloads(
+        backend=engine,
+        request_rate=2.0 ** rng.uniform(-2, 6, n),
+        prompt_len=prompt,
+        gen_len=np.rint(2.0 ** rng.uniform(3, 10, n)),
+        prompt_len_std=np.where(rng.random(n) < 0.33, prompt / 4.0, 0.0),
+        prefix_hit_rate=np.where(rng.random(n) < 0.3, 0.5, 0.0),
+        max_num_tokens=np.where(chunked, rng.choice([512.0, 2048.0, 8192.0], n), np.maximum(8192.0, prompt)),
+        chunked_prefill=chunked,
+    )
+
+
 def _h100_deployments(rng: np.random.Generator, n: int):
     """n catalog models (MODELS) on 1-8 H100s in tensor parallelism, bf16 or fp8 weights."""
     catalog = [get_model(name) for name in MODELS]
@@ -44,18 +61,7 @@ def test_open_loop_reuse_equals_scoring_every_iteration(batch_sharded_share: flo
     d = _h100_deployments(rng, n)
     sharded = rng.random(n) < batch_sharded_share
     d = replace(d, decode_attn_sharding=np.where(sharded, ATTENTION_SHARDINGS.index("batch"), d.decode_attn_sharding))
-    prompt = np.rint(2.0 ** rng.uniform(6, 13, n))
-    chunked = rng.random(n) < 0.5
-    w = make_workloads(
-        backend="trtllm",
-        request_rate=2.0 ** rng.uniform(-2, 6, n),
-        prompt_len=prompt,
-        gen_len=np.rint(2.0 ** rng.uniform(3, 10, n)),
-        prompt_len_std=np.where(rng.random(n) < 0.33, prompt / 4.0, 0.0),
-        prefix_hit_rate=np.where(rng.random(n) < 0.3, 0.5, 0.0),
-        max_num_tokens=np.where(chunked, rng.choice([512.0, 2048.0, 8192.0], n), np.maximum(8192.0, prompt)),
-        chunked_prefill=chunked,
-    )
+    w = _open_loops(rng, n, "trtllm")
     profile = resolve_calibration("auto", "h100-sxm", "trtllm")
 
     taken: list[int] = []  # sub-batches scored by the reuse (it must have run)
@@ -102,18 +108,7 @@ def test_rounds_scored_in_one_call_equal_two_calls(engine: str, monkeypatch) -> 
     n = 2000
     rng = np.random.default_rng(13)
     d = _h100_deployments(rng, n)
-    prompt = np.rint(2.0 ** rng.uniform(6, 13, n))
-    chunked = rng.random(n) < 0.5
-    w = make_workloads(
-        backend=engine,
-        request_rate=2.0 ** rng.uniform(-2, 6, n),
-        prompt_len=prompt,
-        gen_len=np.rint(2.0 ** rng.uniform(3, 10, n)),
-        prompt_len_std=np.where(rng.random(n) < 0.33, prompt / 4.0, 0.0),
-        prefix_hit_rate=np.where(rng.random(n) < 0.3, 0.5, 0.0),
-        max_num_tokens=np.where(chunked, rng.choice([512.0, 2048.0, 8192.0], n), np.maximum(8192.0, prompt)),
-        chunked_prefill=chunked,
-    )
+    w = _open_loops(rng, n, engine)
     profile = resolve_calibration("auto", "h100-sxm", engine)
 
     merged: list[int] = []  # rows of the rounds scored in one call (the path must have run)
