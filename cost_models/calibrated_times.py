@@ -51,8 +51,8 @@ from cost_models.inference_configs import DECODE, InferenceConfigs
 from cost_models.models import ModelSpec
 from cost_models.moe import DEFAULT_IMBALANCE, busiest_rank_woken_factor, experts_woken, tokens_per_expert
 from cost_models.moe_kernel_time import (
+    MOE_BORROWED,
     MXFP4_MOE_FORMAT,
-    borrowed_moe_class,
     moe_kernel_class,
     moe_kernel_params,
     mxfp4_moe_params,
@@ -174,19 +174,40 @@ def calibrated_format_notes(
             "(fitted on the kernel database's MXFP4 MoE rows of this chip and engine)"
         )
         return notes
-    borrowed = borrowed_moe_class(profile.moe, fmt) if experts else None
-    if mxfp4 and borrowed is not None:
+    found = moe_kernel_class(profile.moe, fmt) if experts else None
+    if found is None:
+        return notes
+    cls = found[0]
+    borrowed = cls if cls in MOE_BORROWED.get(fmt, ()) else None
+    if mxfp4:
+        measured = (
+            ", which predicted the measured MXFP4 kernels at a median 0.27-0.98 of their time on the 9 chip/engine "
+            "pairs with a fit (docs/accuracy.md, MoE layers)"
+            if cls == "bfloat16"
+            else " (the int4 weight-only kernel's; the engines run other kernels for MXFP4)"
+        )
         notes.append(
             f"MXFP4 experts ({fmt}): {profile.name} has no {MXFP4_MOE_FORMAT} fused-MoE kernel fitted (too few or no "
             f"MXFP4 MoE rows measured for {profile.chip} {profile.backend}); the experts are timed with its "
-            f"{borrowed} class at 0.5 bytes per weight, which predicted the measured MXFP4 kernels at a median "
-            "0.27-0.98 of their time on the 9 chip/engine pairs with a fit (docs/accuracy.md, MoE layers)"
+            f"{cls} class at 0.5 bytes per weight{measured}"
         )
     elif borrowed is not None:
+        why = (
+            "weight-only kernels dequantize to bf16 and compute at the bf16 peak"
+            if borrowed == "bfloat16"
+            else "the engines' weight-only MoE runs 4- and 8-bit weights in one Marlin kernel; no 8-bit one measured"
+        )
         notes.append(
             f"{DTYPE_NAMES[weight_dtype]} weight-only experts ({fmt}): {profile.name} has no fused-MoE kernel "
-            f"fitted for {fmt}; the experts are timed with its {borrowed} class (weight-only kernels dequantize "
-            "to bf16 and compute at the bf16 peak) at their own weight bytes"
+            f"fitted for {fmt}; the experts are timed with its {borrowed} class ({why}) at their own weight bytes"
+        )
+    held_out = profile.moe_cv_error.get(f"moe/{cls}")
+    if held_out is not None and held_out.expert_shapes:
+        shapes = held_out.expert_shapes
+        notes.append(
+            f"{profile.name}'s {cls} fused-MoE class is fitted on the measured kernels of {len(shapes)} expert "
+            f"shape{'s' if len(shapes) > 1 else ''} only ({', '.join(shapes)}: hidden/inter_size/experts/top-k; "
+            f"held out across its moe_tp slices, median {held_out.median:.0%}): other expert shapes extrapolate from it"
         )
     return notes
 
@@ -1656,7 +1677,7 @@ def _expert_gemm_times_s(
             g = columns[code]
             expert_f, model_dim, shared_f = (_rows(x, r) for x in (expert_f_all, model_dim_all, shared_f_all))
             # The fitted fused-MoE kernel (cost_models/moe_kernel_time.py): the format's own, or for
-            # weight-only int8/int4 without one the bf16 class (MOE_BORROWED), applied to this
+            # weight-only int8/int4 without one the int4_wo or bf16 class (MOE_BORROWED), applied to this
             # format's dense parameters and bytes. The dense weight-only fit's dequantization walk
             # (GemmParams dequant_s_per_element, fitted on a100 TRT-LLM's fpA_intB plugin only; the
             # other profiles have no weight-only fit and run bf16's, without it) stays charged:

@@ -100,6 +100,11 @@ class HeldOutError(BaseModel):
     #: parametric fit alone on the same rows and folds (median and p90 are with the correction).
     fit_only_median: float | None = Field(default=None, ge=0)
     fit_only_p90: float | None = Field(default=None, ge=0)
+    #: A fused-MoE class fitted on fewer expert shapes than folds (tuner.moe_kernels: a
+    #: weight-only format refitted from the class it borrowed, held out by moe_tp slices): the
+    #: shapes ("hidden/inter_size/experts/top-k") it saw, which the estimate names, since any other
+    #: expert shape extrapolates from them.
+    expert_shapes: list[str] | None = None
     warnings: list[str] = []
 
     @model_serializer(mode="wrap")
@@ -107,7 +112,7 @@ class HeldOutError(BaseModel):
         # Only groups fitted with tuner calibrate --shape-correction have them: the others are
         # written as before the fields existed, byte for byte (the shipped profiles).
         data = handler(self)
-        for key in ("fit_only_median", "fit_only_p90"):
+        for key in ("fit_only_median", "fit_only_p90", "expert_shapes"):
             if data.get(key, 0) is None:
                 del data[key]
         return data
@@ -557,7 +562,12 @@ def calibration_report(
     if borrowed is not None:
         moe_kernel += (
             f"; {moe_format} (weight-only) experts timed with the {borrowed} class at their own weight bytes "
-            f"(no {moe_format} fit; weight-only kernels compute at the bf16 peak)"
+            f"(no {moe_format} fit; "
+            + (
+                "weight-only kernels compute at the bf16 peak)"
+                if borrowed == "bfloat16"
+                else "one Marlin kernel runs 4- and 8-bit weight-only experts)"
+            )
         )
     report["moe_kernel"] = moe_kernel
     if profile.fallback:

@@ -142,19 +142,27 @@ MEASURED_FP8_MOE_PER_TOKEN_OVER_BF16: dict[tuple[str, str], tuple[float, int]] =
 }
 
 
-#: A weight format without a fused-MoE fit of its own -> the fitted class that times its experts:
-#: the nearest measured format computing at the same peak. Weight-only int8/int4 kernels (vLLM's
-#: and SGLang's Marlin MoE, TRT-LLM's fpA_intB grouped GEMM) dequantize the weights in registers
-#: and run bf16 tensor cores, so the bf16 class (its grouped-kernel efficiencies, floor per call
-#: and token permutation) times them, at the weight format's own bytes. Without it they fell back
-#: to the dense stacked GEMMs, which lack all of those, and scored a compute-bound MoE prefill
-#: twice as fast as bf16's (qwen3-235b-a22b on 8 H200 under vLLM: 1175 against 2424 ms). Held out
-#: on the measured int4_wo rows of the 9 pairs without an int4_wo fit (docs/accuracy.md, MoE
-#: layers; the bf16 class never saw them): median 29.6% against 42.9% for the grouped GEMMs, but
+#: A weight format without a fused-MoE fit of its own -> the fitted classes that time its experts,
+#: first found wins: the nearest measured format computing at the same peak. Weight-only int8/int4
+#: kernels (vLLM's and SGLang's Marlin MoE, TRT-LLM's fpA_intB grouped GEMM) dequantize the weights
+#: in registers and run bf16 tensor cores, so the bf16 class (its grouped-kernel efficiencies, floor
+#: per call and token permutation) times them, at the weight format's own bytes. Without it they
+#: fell back to the dense stacked GEMMs, which lack all of those, and scored a compute-bound MoE
+#: prefill twice as fast as bf16's (qwen3-235b-a22b on 8 H200 under vLLM: 1175 against 2424 ms).
+#: Held out on the measured int4_wo rows of the 9 pairs without an int4_wo fit (docs/accuracy.md,
+#: MoE layers; the bf16 class never saw them): median 29.6% against 42.9% for the grouped GEMMs, but
 #: B200/GB200 run their one measured shape 2.1-2.6x slower than predicted (0.72-0.77x for the
-#: grouped GEMMs), Hopper 1.25-1.55x, L40S within 5%. SmoothQuant (int8 x int8, the int8 peak) borrows nothing, nor does
-#: fp8 without an fp8 fit (the fp8 peak): no measured class computes at their peak.
-MOE_BORROWED = {"int8_wo": "bfloat16", "int4_wo": "bfloat16"}
+#: grouped GEMMs), Hopper 1.25-1.55x, L40S within 5%. Since 2026-12-06 those pairs' int4_wo rows
+#: refit three of the bf16 class's parameters into an int4_wo class of their own
+#: (tuner.moe_kernels.BORROWED_REFIT), so int4_wo is borrowed only where nothing of it was measured.
+#: int8_wo experts take the int4_wo class first where one is fitted: the engines' weight-only MoE
+#: path runs 4- and 8-bit weights in one Marlin kernel (vLLM's compressed-tensors WNA16 scheme,
+#: WNA16_SUPPORTED_TYPES_MAP {4: uint4b8, 8: uint8b128}, whose MoE method calls the Marlin MoE for
+#: either), so the measured 4-bit kernel's efficiencies stand nearer to it than bf16's; the
+#: kernel database measured no int8 weight-only MoE. SmoothQuant (int8 x int8, the int8 peak)
+#: borrows nothing, nor does fp8 without an fp8 fit (the fp8 peak): no measured class computes at
+#: their peak.
+MOE_BORROWED: dict[str, tuple[str, ...]] = {"int8_wo": ("int4_wo", "bfloat16"), "int4_wo": ("bfloat16",)}
 
 
 #: The kernel database's MoE format of MXFP4 experts with 16-bit activations (gpt-oss's checkpoint:
@@ -193,18 +201,18 @@ def moe_kernel_class(table: dict[str, MoeKernelParams], gemm_format: str) -> tup
     """(the MoE format whose fitted class times ``gemm_format``'s experts, its parameters) in a
     profile's ``moe`` table: the format's own fit (``MOE_FORMATS``), else the borrowed one
     (``MOE_BORROWED``); None where neither was fitted (the caller keeps the grouped-GEMM model)."""
-    for name in (*MOE_FORMATS.get(gemm_format, (gemm_format,)), MOE_BORROWED.get(gemm_format)):
-        if name is not None and name in table:
+    for name in (*MOE_FORMATS.get(gemm_format, (gemm_format,)), *MOE_BORROWED.get(gemm_format, ())):
+        if name in table:
             return name, table[name]
     return None
 
 
 def borrowed_moe_class(table: dict[str, MoeKernelParams], gemm_format: str) -> str | None:
     """The format whose fitted class times ``gemm_format``'s experts where it is another
-    format's (``MOE_BORROWED``: weight-only int8/int4 -> bfloat16); None where the format has a
-    fit of its own or none is found."""
+    format's (``MOE_BORROWED``: weight-only int8 -> int4_wo, else bfloat16; int4 -> bfloat16); None
+    where the format has a fit of its own or none is found."""
     found = moe_kernel_class(table, gemm_format)
-    return found[0] if found is not None and found[0] == MOE_BORROWED.get(gemm_format) else None
+    return found[0] if found is not None and found[0] in MOE_BORROWED.get(gemm_format, ()) else None
 
 
 def moe_kernel_params(table: dict[str, MoeKernelParams], gemm_format: str) -> MoeKernelParams | None:

@@ -1265,8 +1265,8 @@ MOE_SECTION = "## MoE layers"
 def render_moe(errors) -> str:
     """The MoE layer model against the measured fused-MoE kernels (tuner.moe_kernels)."""
     from cost_models.moe_kernel_time import MoeKernelParams
+    from tuner.moe_kernels import BORROWED_REFIT, BORROWED_REFIT_MIN_ROWS, BORROWED_REFIT_MIN_SLICES, MIN_ROWS
     from tuner.moe_kernels import FOLDS as MOE_FOLDS
-    from tuner.moe_kernels import MIN_ROWS
 
     met = sum(np.median(e.fitted_error) <= MOE_TARGET_MEDIAN for e in errors)
     lines = [
@@ -1286,10 +1286,15 @@ def render_moe(errors) -> str:
         "power-law distribution, `tuner/moe_routing.py`; a deployment is timed at uniform routing), every other "
         "parameter of the profile unchanged, HELD OUT by a 5-fold cross-validation grouped by expert "
         "shape (hidden, inter_size, experts, top-k): each row is predicted by a fit that never saw "
-        f"its shape. A format with fewer than {MIN_ROWS} rows or {MOE_FOLDS} expert shapes is not fitted: "
-        "int4_wo (weight-only, bf16 math) takes the pair's bfloat16 class at its own weight bytes, as the "
-        "cost model charges it (`MOE_BORROWED`; held out, that class never saw its rows), any other keeps "
-        "CALIBRATED (in FITTED's columns too). The fit on every row is shipped in the profiles "
+        f"its shape. A format with fewer than {MIN_ROWS} rows or {MOE_FOLDS} expert shapes is not fitted "
+        "whole: int4_wo (weight-only, bf16 math) with at least "
+        f"{BORROWED_REFIT_MIN_ROWS} rows over {BORROWED_REFIT_MIN_SLICES} moe_tp slices gets a class "
+        "of its own from the pair's bfloat16 class, its "
+        f"{', '.join(BORROWED_REFIT)} refitted on its rows and held out by folds over its moe_tp slices "
+        "(`tuner.moe_kernels.BORROWED_REFIT`; table below), with fewer it takes the bfloat16 class at its "
+        "own weight bytes, as the cost model charges it (`MOE_BORROWED`; held out, that class never saw "
+        "its rows), any other keeps CALIBRATED (in FITTED's columns too). The fit on every row is shipped "
+        "in the profiles "
         "(`moe:`, held-out errors in `moe_cv_error:`); `python -m tuner.accuracy_report --moe-only` "
         "refits only it and rewrites this section. Formats bfloat16, fp8, fp8_block, int4_wo and "
         "w4a16_mxfp4 (nvfp4 and w4a8_mxfp4_mxfp8 are not modelled). w4a16_mxfp4 keeps the kernels the "
@@ -1348,6 +1353,7 @@ def render_moe(errors) -> str:
                 f"{cv.median:.1%} | {cv.p90:.1%} | " + " | ".join(values) + f" | {'; '.join(cv.warnings)} |"
             )
     lines += render_mxfp4(errors)
+    lines += render_borrowed_refit(errors)
     fitted = np.concatenate([e.fitted_error for e in errors])
     distribution = np.concatenate([e.distribution for e in errors])
     by_distribution = ", ".join(
@@ -1406,6 +1412,43 @@ def render_mxfp4(errors) -> list[str]:
     return lines
 
 
+def render_borrowed_refit(errors) -> list[str]:
+    """Weight-only experts measured on too few expert shapes for a class of their own
+    (tuner.moe_kernels.BORROWED_REFIT): what the class they borrowed gave on their rows (BEFORE,
+    which never saw them) and the class refitted from it, held out by moe_tp slices."""
+    from tuner.moe_kernels import BORROWED_REFIT
+
+    refits = [(e, fmt) for e in errors for fmt, cv in e.fit.cv_error.items() if cv.expert_shapes]
+    if not refits:
+        return []
+    lines = [
+        "",
+        "Weight-only experts refitted from the class they borrowed (`tuner.moe_kernels.BORROWED_REFIT`: "
+        f"{', '.join(BORROWED_REFIT)} fitted on the format's rows, the rest of the borrowed class kept): "
+        "BEFORE is that class at the format's weight bytes, as the cost model charged these experts until "
+        "2026-12-06 (it never saw these rows); AFTER the refitted class held out by folds over moe_tp "
+        "slices (each row predicted by a fit that never saw its slice; the rows are one expert shape, so "
+        "another shape is an extrapolation the estimate names).",
+        "",
+        "| chip | backend | format | expert shapes | rows | BEFORE median | BEFORE p90 | BEFORE ratio "
+        "| AFTER held-out median | AFTER held-out p90 | AFTER ratio | " + " | ".join(BORROWED_REFIT) + " |",
+        "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(BORROWED_REFIT),
+    ]
+    for e, key in refits:
+        fmt = key.removeprefix("moe/")
+        cv = e.fit.cv_error[key]
+        cls, median, p90, ratio = e.fit.replaced[fmt]
+        rows = e.moe_format == fmt
+        params = e.fit.params[fmt]
+        values = [_fmt(getattr(params, name) * (1e6 if name == "fixed_s" else 1.0)) for name in BORROWED_REFIT]
+        lines.append(
+            f"| {e.chip} | {e.backend} | {fmt} (from {cls}) | {', '.join(cv.expert_shapes or [])} | {cv.rows} | "
+            f"{median:.1%} | {p90:.1%} | {ratio:.2f} | {cv.median:.1%} | {cv.p90:.1%} | "
+            f"{np.median(e.fitted_ratio[rows]):.2f} | " + " | ".join(values) + " |"
+        )
+    return lines
+
+
 #: Diagnosis of the grouped-GEMM model's error on these rows and what is left (static text; the
 #: numbers come from binning the held-out errors per (chip, engine, format) on 2026-12-02).
 MOE_FINDINGS = [
@@ -1432,17 +1475,19 @@ MOE_FINDINGS = [
     "bf16 peak on H200 SGLang at >= 2048 tokens where most other shapes run at 0.1-0.3, and the "
     "fitted class, which learns the typical shape, predicts those rows 1.1-2.5 times too slow on "
     "H100 and H200 SGLang. Also left out: expert parallelism "
-    "and its all-to-all (a later slice), int4_wo where one expert shape was measured (not "
-    "fitted; the cost model times it with the pair's bfloat16 class, weight-only kernels computing at "
-    "the bf16 peak: held out over the 208 int4_wo rows of the 9 pairs without an int4_wo fit, median "
-    "29.6% / p90 62.9% against 42.9% / 80.2% for the grouped GEMMs it replaced; the one shape, Kimi "
-    "K2's 7168/2048/384/8, runs 2.1-2.6 times slower than that class predicts on B200/GB200 (ratio "
-    "0.39-0.47; the grouped GEMMs' 0.72-0.77), 1.25-1.55 times on H100/H200 and within 5% on L40S; "
-    "on A100 SGLang, where int4_wo is fitted, the borrowed class gives 13.0% against its own fit's "
-    "8.2%), and vLLM's two fp8 paths: on H100 and H200 the per-tensor fp8 kernel (FlashInfer "
-    "CUTLASS) is fitted apart from the block-scaled one (Triton), and a deployment with fp8 weights "
-    "is charged the block-scaled kernel where one was fitted (MoE checkpoints in fp8 ship block "
-    "scales: DeepSeek-V3, Qwen3).",
+    "and its all-to-all (a later slice), int4_wo on expert shapes other than the one measured on 9 "
+    "pairs (Kimi K2's 7168/2048/384/8: until 2026-12-06 the cost model timed it with the pair's "
+    "bfloat16 class, weight-only kernels computing at the bf16 peak: held out over those 208 rows, "
+    "median 29.6% / p90 62.9% against 42.9% / 80.2% for the grouped GEMMs; the shape ran 2.1-2.6 "
+    "times slower than that class predicts on B200/GB200, 1.25-1.55 times on H100/H200 and within 5% "
+    "on L40S; now each pair's refitted int4_wo class, table above, and other shapes extrapolate from "
+    "it; on A100 SGLang, whose int4_wo rows span 10 shapes, the refit on Kimi K2's shape alone "
+    "predicts the other 9 at a median 7.7% against 7.6% for the class fitted on them), int8_wo "
+    "experts (none measured; timed with the pair's int4_wo class where one is fitted, at their own "
+    "bytes: one Marlin kernel runs both), and vLLM's two fp8 paths: on H100 and H200 the per-tensor "
+    "fp8 kernel (FlashInfer CUTLASS) is fitted apart from the block-scaled one (Triton), and a "
+    "deployment with fp8 weights is charged the block-scaled kernel where one was fitted (MoE "
+    "checkpoints in fp8 ship block scales: DeepSeek-V3, Qwen3).",
     "",
     "MXFP4 experts (gpt-oss; the w4a16_mxfp4 rows, added 2026-12-05): fitted on the 397 rows of the "
     "kernels each engine ran on gpt-oss's two expert shapes (`tuner.moe_kernels.read_moe_rows`; the "

@@ -1903,6 +1903,12 @@ def calibrate_command(
         for name, e in fit_report.moe.items():
             click.echo(
                 f"{name:42s} {e.rows:5d} {e.roofline_median:12.1%} {e.median:12.1%} {e.p90:7.1%}"
+                # A weight-only format refitted from the class it borrowed (tuner.moe_kernels.BORROWED_REFIT).
+                + (
+                    f"  refitted from its borrowed class on {', '.join(e.expert_shapes)} alone (CV by moe_tp slice)"
+                    if e.expert_shapes
+                    else ""
+                )
                 + (f"  ! {'; '.join(e.warnings)}" if e.warnings else "")
             )
         for fmt, why in fit_report.moe_not_fitted.items():

@@ -75,6 +75,22 @@ MIN_ROWS = 3 * len(MoeKernelParams.FIT)
 #: (it saw the shape at other tp). The stricter leave-one-shape-out error (one gpt-oss predicted
 #: from the other) is reported beside it (MoeFit.by_shape).
 SLICE_FOLDS = frozenset({MXFP4_MOE_FORMAT})
+#: A weight-only format with too few expert shapes for its own class, timed by the class it
+#: borrows (moe_kernel_time.MOE_BORROWED: int4_wo by bfloat16's), gets one refitted from that
+#: class on its own rows: these three parameters fitted, the floor's permutation passes and blend
+#: kept, held out by folds over its moe_tp slices (each row predicted by a fit that never saw its
+#: slice). The kernel database measured int4_wo on one expert shape (Kimi K2's 7168/2048/384/8) on
+#: every pair but A100 SGLang, and there the bf16 class ran 0.37-0.78x of the measured time on
+#: B200, GB200, H100 and H200 (held-out medians 22-63%: vLLM's Marlin MoE is an SM80 kernel, far
+#: below Blackwell's bf16 peak), within 2-8% on L40S. Held out by slices (2026-12-06, AMD EPYC VM),
+#: the median over the 9 pairs: memory_scale alone 19.0%, with compute_scale 15.8%, with fixed_s
+#: too 9.8%. On A100 SGLang, whose int4_wo rows span 10 shapes, the three fitted on Kimi K2's
+#: shape alone predict the other 9 at a median 7.7% (p90 22.6%), the full class held out by shape
+#: 7.6% (21.3%): one shape carries over there.
+BORROWED_REFIT = ("compute_scale", "memory_scale", "fixed_s")
+#: Fewest moe_tp slices (folds) and rows (3 per parameter) a refit needs.
+BORROWED_REFIT_MIN_SLICES = 4
+BORROWED_REFIT_MIN_ROWS = 3 * len(BORROWED_REFIT)
 
 
 def mxfp4_checkpoint_shapes() -> set[str]:
@@ -314,8 +330,9 @@ class MoeFit:
     #: the class was fitted on its own format's rows only.
     borrowed: dict[str, tuple[str, float, float]] = field(default_factory=dict)
     #: A fitted format the cost model timed with another format's class before its own fit
-    #: (w4a16_mxfp4: the bfloat16 class, by int4_wo's MOE_BORROWED) -> (that class, median, p90 of
-    #: |error|, median predicted / measured), on every row (that class never saw them).
+    #: (w4a16_mxfp4: the bfloat16 class, by int4_wo's MOE_BORROWED; a BORROWED_REFIT format: the
+    #: class it was refitted from) -> (that class, median, p90 of |error|, median predicted /
+    #: measured), on every row (that class never saw them).
     replaced: dict[str, tuple[str, float, float, float]] = field(default_factory=dict)
     #: A SLICE_FOLDS format -> (median, p90 of |error|) held out one expert shape at a time.
     by_shape: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -375,16 +392,25 @@ def fit_moe(data: MoeData, profile: CalibrationProfile, seed: int = SEED, folds:
         )
         fitted_rows += len(rows)
     replaced: dict[str, tuple[str, float, float, float]] = {}
-    for fmt in params:
+    for fmt in [f for f in params if f in SLICE_FOLDS]:
         # What the cost model charged this format before its own fit (MXFP4 experts: int4_wo's
         # lookup, the bfloat16 class), held out since that class never saw these rows.
         found = borrowed_moe_class({k: v for k, v in params.items() if k != fmt}, gemm_format(*FORMATS[fmt]))
-        if fmt in SLICE_FOLDS and found is not None:
+        if found is not None:
             rows = np.flatnonzero(data.moe_format == fmt)
             predicted = fitted_times_s(data, rows, fmt, params[found], profile)
             errors = abs_rel_errors(predicted, data.measured_s[rows])
             ratio = float(np.median(predicted / data.measured_s[rows]))
             replaced[fmt] = (found, float(np.median(errors)), float(np.quantile(errors, 0.9)), ratio)
+    # Then the weight-only formats too thin for a class of their own, from the class they borrow
+    # (BORROWED_REFIT); after the MXFP4 class's BEFORE above, which stays the bfloat16 class.
+    for fmt in sorted(skipped):
+        refit = _refit_borrowed(data, fmt, params, profile, seed, folds)
+        if refit is not None:
+            params[fmt], cv[f"moe/{fmt}"], rows, held, replaced[fmt] = refit
+            held_out[rows] = held
+            fitted_rows += len(rows)
+            del skipped[fmt]
     borrowed: dict[str, tuple[str, float, float]] = {}
     for fmt in skipped:
         # What the cost model charges these rows (calibrated_times.expert_gemm_times_s): the
@@ -396,6 +422,51 @@ def fit_moe(data: MoeData, profile: CalibrationProfile, seed: int = SEED, folds:
             errors = abs_rel_errors(held_out[rows], data.measured_s[rows])
             borrowed[fmt] = (found, float(np.median(errors)), float(np.quantile(errors, 0.9)))
     return MoeFit(params, cv, held_out, skipped, fitted_rows, borrowed, replaced, by_shape)
+
+
+def _refit_borrowed(
+    data: MoeData, fmt: str, params: dict[str, MoeKernelParams], profile: CalibrationProfile, seed: int, folds: int
+) -> tuple[MoeKernelParams, HeldOutError, np.ndarray, np.ndarray, tuple[str, float, float, float]] | None:
+    """A class of its own for ``fmt``, a format not fitted whose experts the cost model times with a
+    borrowed class (:data:`BORROWED_REFIT`): (its parameters, its held-out error, the rows, their
+    held-out seconds, what the borrowed class gave on them as :class:`MoeFit` ``replaced`` holds
+    it); None where nothing is borrowed or the rows are too few."""
+    found = borrowed_moe_class(params, gemm_format(*FORMATS[fmt]))
+    rows = np.flatnonzero(data.moe_format == fmt)
+    slices = np.char.add(np.char.add(data.shape[rows], "/tp"), data.moe_tp[rows])
+    count = len(set(slices.tolist()))
+    if found is None or len(rows) < BORROWED_REFIT_MIN_ROWS or count < BORROWED_REFIT_MIN_SLICES:
+        return None
+    base = params[found]
+    specs = {name: MoeKernelParams.FIT[name] for name in BORROWED_REFIT}
+    start = [{name: getattr(base, name) for name in BORROWED_REFIT}]
+
+    def predict(values: dict[str, float], idx: np.ndarray) -> np.ndarray:
+        return fitted_times_s(data, rows[idx], fmt, base.model_copy(update=values), profile)
+
+    measured = data.measured_s[rows]
+    before = fitted_times_s(data, rows, fmt, base, profile)
+    before_errors = abs_rel_errors(before, measured)
+    result = fit(specs, predict, measured, starts=start)
+    fold = fold_ids(slices, min(folds, count), seed)
+    held = np.empty(len(rows))
+    for f in range(min(folds, count)):
+        test = np.flatnonzero(fold == f)
+        held[test] = predict(fit(specs, predict, measured, np.flatnonzero(fold != f), start, False).values, test)
+    errors = abs_rel_errors(held, measured)
+    roofline = abs_rel_errors(data.roofline_s[rows], measured)
+    error = HeldOutError(
+        rows=len(rows),
+        median=float(np.median(errors)),
+        p90=float(np.quantile(errors, 0.9)),
+        roofline_median=float(np.median(roofline)),
+        roofline_p90=float(np.quantile(roofline, 0.9)),
+        expert_shapes=sorted(set(data.shape[rows].tolist())),
+        warnings=result.warnings,
+    )
+    ratio = float(np.median(before / measured))
+    was = (found, float(np.median(before_errors)), float(np.quantile(before_errors, 0.9)), ratio)
+    return base.model_copy(update=result.values), error, rows, held, was
 
 
 def pair_rows(

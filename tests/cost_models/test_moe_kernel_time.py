@@ -160,17 +160,25 @@ def test_weight_only_moe_prefill_is_not_twice_as_fast_as_bf16() -> None:
         ratio = quantized["prefill"]["latency_s"] / bf16["prefill"]["latency_s"]
         assert ratio > 0.9, (bits, ratio)
         assert quantized["prefill"]["mfu"] < 1.1 * bf16["prefill"]["mfu"]
-        # ... and it says which class timed the experts.
+        # ... and it says which class timed the experts: int8 the pair's int4_wo class (refitted on
+        # Kimi K2's expert shape from the bf16 class: tuner.moe_kernels.BORROWED_REFIT), int4 that
+        # class, named with the one shape it saw.
         line = quantized["calibration"]["moe_kernel"]
-        assert f"int{bits}_wo" in line and "bfloat16 class" in line, line
-        assert any(f"int{bits}_wo" in note and "bfloat16" in note for note in quantized["notes"]), quantized["notes"]
+        notes = quantized["notes"]
+        if bits == 8:
+            assert "int8_wo" in line and "int4_wo class" in line and "Marlin" in line, line
+            assert any("int8_wo" in note and "int4_wo class" in note for note in notes), notes
+        else:
+            assert "int4_wo" in line and "weight-only) experts timed" not in line, line
+        assert any("int4_wo fused-MoE class is fitted on" in n and "7168/2048/384/8" in n for n in notes), notes
     assert "weight-only" not in bf16["calibration"]["moe_kernel"]
 
 
 def test_mxfp4_experts_name_the_class_that_times_them_or_the_fallback() -> None:
     # gpt-oss's MXFP4 experts (fp4 weights, bf16 activations: the int4_wo GEMM format) take the
     # profile's w4a16_mxfp4 class where the kernel database had rows to fit it (h200-sglang), and
-    # where it had not (h200-trtllm: 3 rows) the int4_wo lookup, the bfloat16 class, saying so.
+    # where it had not (h200-trtllm: 3 rows) the int4_wo lookup, the bfloat16 class there (no int4_wo
+    # MoE row of TRT-LLM), saying so.
     from cost_models.calibrated_times import calibrated_format_notes, expert_moe_format
     from cost_models.dtypes import BF16, FP4
     from cost_models.models import get_model
@@ -187,9 +195,17 @@ def test_mxfp4_experts_name_the_class_that_times_them_or_the_fallback() -> None:
     assert any("h200-sglang's w4a16_mxfp4 fused-MoE class" in n for n in notes), notes
     notes = calibrated_format_notes(fallback, h200, gpt_oss.experts, FP4, BF16, mxfp4_experts=True)
     assert any("no w4a16_mxfp4 fused-MoE kernel fitted" in n and "bfloat16 class" in n for n in notes), notes
-    # An AWQ/GPTQ int4 MoE (not MXFP4) keeps the int4_wo lookup under either profile.
+    # An AWQ/GPTQ int4 MoE (not MXFP4) keeps the int4_wo lookup under either profile: h200-sglang's
+    # int4_wo class (refitted on one expert shape, said so), h200-trtllm's bfloat16 class.
     notes = calibrated_format_notes(fitted, h200, gpt_oss.experts, FP4, BF16)
-    assert not any("w4a16_mxfp4" in n for n in notes) and any("bfloat16 class" in n for n in notes), notes
+    assert not any("w4a16_mxfp4" in n for n in notes), notes
+    assert any("h200-sglang's int4_wo fused-MoE class is fitted on" in n for n in notes), notes
+    notes = calibrated_format_notes(fallback, h200, gpt_oss.experts, FP4, BF16)
+    assert any("weight-only experts (int4_wo)" in n and "bfloat16 class" in n for n in notes), notes
+    # Without an MXFP4 class but with an int4_wo one, MXFP4 experts take the int4_wo class, saying so.
+    no_mxfp4 = fitted.model_copy(update={"moe": {k: v for k, v in fitted.moe.items() if k != "w4a16_mxfp4"}})
+    notes = calibrated_format_notes(no_mxfp4, h200, gpt_oss.experts, FP4, BF16, mxfp4_experts=True)
+    assert any("no w4a16_mxfp4 fused-MoE kernel fitted" in n and "int4_wo class" in n for n in notes), notes
 
 
 def test_the_moe_table_takes_the_mxfp4_class_and_the_gemm_table_does_not(tmp_path) -> None:

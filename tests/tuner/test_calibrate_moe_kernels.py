@@ -54,18 +54,48 @@ def test_a_moe_kernel_file_fits_the_class_on_its_own_rows(tmp_path) -> None:
     assert by_hand.moe == profile.moe
 
 
-def test_a_format_not_fitted_says_which_class_times_it(tmp_path) -> None:
-    """int4_wo rows of one expert shape are not fitted; the cost model times them with the
-    bfloat16 class (MOE_BORROWED), and the report says so with that class's error on them."""
-    gemm, _ = _own_files(tmp_path)
+def _int4_file(tmp_path, keep_int4) -> object:
+    """h100 vLLM's bfloat16 and int4_wo MoE rows (int4_wo: Kimi K2's expert shape alone, at
+    moe_tp 1-32) renamed to a system of the user's own, int4_wo rows kept where ``keep_int4``."""
     header, moe = _rows_of(
-        "moe_perf", lambda line: line.startswith("h100_sxm,VLLM,") and (",bfloat16," in line or ",int4_wo," in line)
+        "moe_perf",
+        lambda line: line.startswith("h100_sxm,VLLM,") and (",bfloat16," in line or (",int4_wo," in line)),
     )
+    columns = header.split(",")
+    tp = columns.index("moe_tp_size")
+    rows = [r for r in moe if ",int4_wo," not in r or keep_int4(int(r.split(",")[tp]))]
     path = tmp_path / "moe_int4.csv"
-    path.write_text("\n".join([header, *("mycluster_h100," + r.split(",", 1)[1] for r in moe)]) + "\n")
+    path.write_text("\n".join([header, *("mycluster_h100," + r.split(",", 1)[1] for r in rows)]) + "\n")
+    return path
+
+
+def test_a_format_not_fitted_says_which_class_times_it(tmp_path) -> None:
+    """int4_wo rows of one expert shape at 3 moe_tp slices (a refit needs 4): not fitted; the cost
+    model times them with the bfloat16 class (MOE_BORROWED), and the report says so with that
+    class's error on them."""
+    gemm, _ = _own_files(tmp_path)
+    path = _int4_file(tmp_path, lambda tp: tp in (1, 2, 4))
     _, report = fit_profile([gemm, path], "h100-sxm", "vllm", system="mycluster_h100")
     assert "int4_wo" in report.moe_not_fitted and "moe/int4_wo" not in report.moe
     assert "timed by the bfloat16 class (held out on these rows: median" in report.moe_not_fitted["int4_wo"]
+
+
+def test_a_weight_only_format_of_one_shape_is_refitted_and_says_so(capsys, tmp_path) -> None:
+    """The same rows at all 6 moe_tp slices: int4_wo gets a class refitted from the bfloat16 one
+    (tuner.moe_kernels.BORROWED_REFIT), and the report, its JSON and the profile name the one expert
+    shape it saw."""
+    gemm, _ = _own_files(tmp_path)
+    path = _int4_file(tmp_path, lambda tp: True)
+    profile, report = fit_profile([gemm, path], "h100-sxm", "vllm", system="mycluster_h100")
+    assert "int4_wo" not in report.moe_not_fitted
+    assert report.moe["moe/int4_wo"].expert_shapes == ["7168/2048/384/8"]
+    assert profile.moe_cv_error["moe/int4_wo"].expert_shapes == ["7168/2048/384/8"]
+    assert profile.moe["int4_wo"].permute_passes == profile.moe["bfloat16"].permute_passes
+    assert report.to_json()["moe"]["moe/int4_wo"]["expert_shapes"] == ["7168/2048/384/8"]
+    code, out, err = run_cli(capsys, "calibrate", *ARGS, "--kernels", str(gemm), "--kernels", str(path))
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if line.startswith("moe/int4_wo"))
+    assert "refitted from its borrowed class on 7168/2048/384/8 alone" in line, out
 
 
 def test_the_cli_prints_the_moe_class_and_its_json(capsys, tmp_path) -> None:

@@ -29,9 +29,13 @@ def test_analyze_notes_fp8_weights_run_w8a8(capsys) -> None:
 
 
 def test_analyze_notes_borrowed_moe_class(capsys) -> None:
+    """int8 weight-only experts have no class of their own: the pair's int4_wo class times them
+    (MOE_BORROWED); int4 ones have that class, fitted on one expert shape: both said."""
     args = ("analyze", "--model", "mixtral-8x7b", "--hardware", "h100-sxm", "--phase", "decode", "--batch", "8")
+    notes = _notes(capsys, *args, "--seq-len", "2048", "--weight-bits", "8", "--flash-attention")
+    assert any("int8 weight-only experts" in note and "int4_wo class" in note for note in notes), notes
     notes = _notes(capsys, *args, "--seq-len", "2048", "--weight-bits", "4", "--flash-attention")
-    assert any("int4 weight-only experts" in note for note in notes), notes
+    assert any("int4_wo fused-MoE class is fitted on the measured kernels of 1 expert shape" in n for n in notes), notes
 
 
 def test_simulate_notes_fp8_weights_run_w8a8(capsys) -> None:

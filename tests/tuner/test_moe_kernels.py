@@ -18,6 +18,7 @@ from cost_models.calibration import profile_for
 from cost_models.moe import experts_woken
 from cost_models.moe_kernel_time import moe_kernel_params
 from tuner.moe_kernels import (
+    BORROWED_REFIT,
     MOE_FILE,
     fit_moe,
     fitted_times_s,
@@ -108,22 +109,65 @@ def test_fitted_moe_held_out_error_bounds(errors) -> None:
     assert np.percentile(everything, 90) <= 0.45
 
 
-def test_formats_with_one_expert_shape_are_not_fitted_and_take_the_bf16_class(errors) -> None:
-    """int4_wo on B200, GB200, H100, H200 and L40S vLLM/SGLang: one expert shape each, so no row
-    could be held out and none is fitted; the cost model times those rows with the pair's bfloat16
-    class (weight-only kernels compute at the bf16 peak), which never saw them: its error on them
-    is held out, and beats the grouped GEMMs' (CALIBRATED) over the 9 pairs."""
-    borrowed, grouped = [], []
+def test_weight_only_formats_with_one_expert_shape_are_refitted_from_the_bf16_class(errors) -> None:
+    """int4_wo on B200, GB200, H100, H200 and L40S vLLM/SGLang: one expert shape each (Kimi K2's),
+    too few for a class of its own; three parameters of the pair's bfloat16 class are refitted on
+    those rows (BORROWED_REFIT), held out by moe_tp slices. Until 2026-12-06 the bfloat16 class
+    timed them as it was, 0.37-0.78x of the measured time on B200/GB200/H100/H200 (held-out
+    medians 22-63%); the refit's held-out median over the 9 pairs is 9.8%."""
+    before, after, refitted = [], [], 0
     for e in errors:
-        if "int4_wo" not in e.fit.skipped:
-            continue
-        assert "int4_wo" not in e.fit.params and e.fit.borrowed["int4_wo"][0] == "bfloat16", (e.chip, e.backend)
         rows = e.moe_format == "int4_wo"
-        assert e.fit.borrowed["int4_wo"][1] == pytest.approx(np.median(e.fitted_error[rows]))
-        borrowed.append(e.fitted_error[rows])
-        grouped.append(e.calibrated_error[rows])
-    assert len(borrowed) == 9
-    assert np.median(np.concatenate(borrowed)) < 0.8 * np.median(np.concatenate(grouped))
+        if not rows.any() or e.fit.cv_error.get("moe/int4_wo") is None:
+            continue
+        cv = e.fit.cv_error["moe/int4_wo"]
+        if cv.expert_shapes is None:  # A100 SGLang: 10 shapes, the whole class
+            assert "int4_wo" not in e.fit.replaced
+            continue
+        refitted += 1
+        assert cv.expert_shapes == ["7168/2048/384/8"], (e.chip, e.backend)
+        cls, median, _, ratio = e.fit.replaced["int4_wo"]
+        bf16 = e.fit.params["bfloat16"]
+        int4 = e.fit.params["int4_wo"]
+        assert cls == "bfloat16" and "int4_wo" not in e.fit.skipped
+        # Only the three refitted parameters move; the floor's passes and the blend are bf16's.
+        for name in set(bf16.model_dump()) - set(BORROWED_REFIT):
+            assert getattr(int4, name) == getattr(bf16, name), (e.chip, e.backend, name)
+        # The held-out predictions of these rows are the refit's, not the borrowed class's.
+        assert cv.median == pytest.approx(np.median(e.fitted_error[rows]))
+        before.append(median)
+        after.append(cv.median)
+        if e.chip in ("b200", "gb200", "h100-sxm", "h200"):
+            assert ratio < 0.8 and cv.median < 0.75 * median, (e.chip, e.backend, ratio, median, cv.median)
+    assert refitted == 9
+    assert np.median(after) <= 0.11 and np.median(before) >= 0.29
+
+
+def test_a_refit_holds_out_whole_moe_tp_slices(monkeypatch) -> None:
+    """Each fold's fit of a BORROWED_REFIT format leaves out whole moe_tp slices (all its rows are
+    one expert shape), and every row is left out by exactly one fold."""
+    calls: list[tuple[tuple[str, ...], np.ndarray, int]] = []
+    real_fit = moe_kernels.fit
+
+    def recording_fit(specs, predict, measured, rows=None, *args, **kwargs):
+        calls.append((tuple(specs), np.arange(len(measured)) if rows is None else np.asarray(rows), len(measured)))
+        return real_fit(specs, predict, measured, rows, *args, **kwargs)
+
+    monkeypatch.setattr(moe_kernels, "fit", recording_fit)
+    profile = profile_for("h200", "vllm")
+    data = moe_data(pair_rows("h200", "vllm"), "h200", "vllm", profile)
+    result = fit_moe(data, profile)
+    tp = data.moe_tp[data.moe_format == "int4_wo"]
+    refits = [rows for names, rows, _ in calls if names == BORROWED_REFIT]
+    everything, folds = refits[0], refits[1:]
+    assert len(everything) == len(tp) and len(folds) == 5
+    left_out = np.zeros(len(tp), dtype=int)
+    for train in folds:
+        test = np.setdiff1d(everything, train)
+        assert len(test) and not set(tp[train]) & set(tp[test])
+        left_out[test] += 1
+    assert np.all(left_out == 1)
+    assert result.cv_error["moe/int4_wo"].rows == len(tp)
 
 
 def test_cross_validation_never_trains_on_the_shape_it_predicts(monkeypatch) -> None:
@@ -175,21 +219,26 @@ def test_the_cost_model_charges_what_was_fitted() -> None:
         np.testing.assert_allclose(shipped[index], expected, rtol=1e-9)
     assert moe_kernel_params(profile.moe, "fp8") is profile.moe["fp8"]
     assert moe_kernel_params(profile.moe, "fp8_block") is profile.moe["fp8_block"]
+    # int4_wo by its class refitted from bfloat16's (BORROWED_REFIT), at int4 weight bytes.
     index = np.flatnonzero(data.moe_format == "int4_wo")
-    expected = fitted_times_s(data, index, "int4_wo", profile.moe["bfloat16"], profile)
+    expected = fitted_times_s(data, index, "int4_wo", profile.moe["int4_wo"], profile)
     np.testing.assert_allclose(shipped[index], expected, rtol=1e-9)
     assert np.all(shipped[index] != data.before_s[index])
+    borrowed = fitted_times_s(data, index, "int4_wo", profile.moe["bfloat16"], profile)
+    assert np.median(shipped[index] / borrowed) > 1.2  # 0.70x of measured before, ~1.0 now
 
 
 def test_shipped_profiles_hold_the_fit_on_every_row(errors) -> None:
     """The profiles in the repo were written by this fit (python -m tuner.accuracy_report --moe-only)
-    and their held-out errors are the ones recomputed here."""
+    and their held-out errors are the ones recomputed here. Within 1e-4: the solver's path differs
+    by machine where the loss is flat in a parameter (b200 vLLM fp8's combine_power refits 2.7e-6
+    apart on two AMD EPYC VMs of 2026-12-06); a stale profile is off by far more."""
     for e in errors:
         shipped = profile_for(e.chip, e.backend)
         assert set(shipped.moe) == set(e.fit.params), (e.chip, e.backend)
         for fmt, params in e.fit.params.items():
             for name, value in params.model_dump().items():
-                assert getattr(shipped.moe[fmt], name) == pytest.approx(value, rel=1e-6, abs=1e-12), (e.chip, fmt, name)
+                assert getattr(shipped.moe[fmt], name) == pytest.approx(value, rel=1e-4, abs=1e-12), (e.chip, fmt, name)
             assert shipped.moe_cv_error[f"moe/{fmt}"].median == pytest.approx(e.fit.cv_error[f"moe/{fmt}"].median)
 
 
@@ -386,10 +435,18 @@ def test_gpt_oss_120b_decode_on_h200_sglang_runs_the_mxfp4_class(monkeypatch) ->
     assert "w4a16_mxfp4" in shipped.moe
     after = expert_seconds(shipped)
     before = expert_seconds(
+        shipped.model_copy(
+            update={"moe": {k: v for k, v in shipped.moe.items() if k not in ("w4a16_mxfp4", "int4_wo")}}
+        )
+    )
+    # Without an MXFP4 class the experts fall back to int4_wo's lookup: since 2026-12-06 the pair's
+    # int4_wo class refitted on Kimi K2's expert shape (BORROWED_REFIT), still another kernel's.
+    fallback = expert_seconds(
         shipped.model_copy(update={"moe": {k: v for k, v in shipped.moe.items() if k != "w4a16_mxfp4"}})
     )
     assert 0.8 < after / measured[0] < 1.2, after / measured[0]  # 0.89
     assert before / measured[0] < 0.3, before / measured[0]  # 0.23: 4.3x optimistic
+    assert before < fallback < 0.5 * measured[0], fallback / measured[0]  # 0.35
     assert after > 5 * streaming_s
 
 
