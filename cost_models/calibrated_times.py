@@ -125,6 +125,21 @@ def fp4_without_units_note(hardware: HardwareSpec, weight_dtype: int, act_dtype:
     return [f"{hardware.name} has no fp4 tensor cores (NVFP4/MXFP4 math needs NVIDIA Blackwell or AMD MI355X): {how}"]
 
 
+#: Measured weight-only GEMMs against the borrowing that times them where a profile has no fit of
+#: its own (:func:`_gemm_params`: the bf16 fit at the format's weight bytes): (least, most) median
+#: of borrowed predicted / measured over m in [1, 16), [16, 256) and [256, ...), and the rows. The
+#: kernel database measured weight-only GEMMs on A100 TensorRT-LLM only (its fpA_intB plugin;
+#: data/kernels/gemm_perf.csv.gz, 700 rows per format), where a100-80gb-trtllm's bf16 fit at int4 /
+#: int8 weight bytes predicts them at these medians (its own int4_wo / int8_wo fits at 0.98-1.03):
+#: the dequantization and narrower tiles cost 1.15-1.8x what bytes and bf16 math alone allow. The
+#: other profiles' weight-only GEMMs are timed by that borrowing, unmeasured, and the estimate says
+#: so with these figures (tests/cost_models/test_weight_only_borrow.py recomputes them).
+MEASURED_WEIGHT_ONLY_BORROW_RATIO: dict[str, tuple[float, float, int]] = {
+    "int4_wo": (0.55, 0.83, 700),
+    "int8_wo": (0.57, 0.87, 700),
+}
+
+
 def calibrated_format_notes(
     profile: CalibrationProfile | None,
     hardware: HardwareSpec,
@@ -167,6 +182,15 @@ def calibrated_format_notes(
         )
     if fmt == "fp8" and hardware.has_format(FP8):
         notes += fp8_scales_notes(profile, experts, fp8_block_scales)
+    measured = MEASURED_WEIGHT_ONLY_BORROW_RATIO.get(fmt)
+    if measured is not None and gemm_fit_format(profile, fmt) not in (fmt, None):
+        least, most, rows = measured
+        notes.append(
+            f"{weights} weight-only GEMMs ({fmt}): {profile.name} has no {fmt} GEMM fit; they are timed by its "
+            f"{gemm_fit_format(profile, fmt)} fit at their own weight bytes, unmeasured. The only measured {fmt} GEMMs "
+            f"(A100 TensorRT-LLM, {rows} rows) ran {1 / most:.2f}-{1 / least:.2f}x slower than that borrowing "
+            "predicts there (median by batch rows): expect these to be optimistic"
+        )
     mxfp4 = bool(experts) and mxfp4_experts and weight_dtype == FP4
     if mxfp4 and mxfp4_moe_params(profile.moe, fmt) is not None:
         notes.append(
