@@ -143,57 +143,54 @@ def test_weight_only_formats_with_one_expert_shape_are_refitted_from_the_bf16_cl
     assert np.median(after) <= 0.11 and np.median(before) >= 0.29
 
 
-def test_a_refit_holds_out_whole_moe_tp_slices(monkeypatch) -> None:
-    """Each fold's fit of a BORROWED_REFIT format leaves out whole moe_tp slices (all its rows are
-    one expert shape), and every row is left out by exactly one fold."""
-    calls: list[tuple[tuple[str, ...], np.ndarray, int]] = []
+def _recorded_fits(monkeypatch) -> list[tuple[tuple[str, ...], np.ndarray]]:
+    """(parameters fitted, rows fitted on) of every fit moe_kernels runs from here on."""
+    calls: list[tuple[tuple[str, ...], np.ndarray]] = []
     real_fit = moe_kernels.fit
 
     def recording_fit(specs, predict, measured, rows=None, *args, **kwargs):
-        calls.append((tuple(specs), np.arange(len(measured)) if rows is None else np.asarray(rows), len(measured)))
+        calls.append((tuple(specs), np.arange(len(measured)) if rows is None else np.asarray(rows)))
         return real_fit(specs, predict, measured, rows, *args, **kwargs)
 
     monkeypatch.setattr(moe_kernels, "fit", recording_fit)
+    return calls
+
+
+def _assert_each_row_held_out_once(everything: np.ndarray, folds: list[np.ndarray], groups: np.ndarray) -> None:
+    """Each fold's training rows leave out whole groups, and every row is left out by one fold."""
+    assert len(everything) == len(groups)
+    left_out = np.zeros(len(groups), dtype=int)
+    for train in folds:
+        test = np.setdiff1d(everything, train)
+        assert len(test) and not set(groups[train]) & set(groups[test])
+        left_out[test] += 1
+    assert np.all(left_out == 1)
+
+
+def test_a_refit_holds_out_whole_moe_tp_slices(monkeypatch) -> None:
+    """Each fold's fit of a BORROWED_REFIT format leaves out whole moe_tp slices (all its rows are
+    one expert shape), and every row is left out by exactly one fold."""
+    calls = _recorded_fits(monkeypatch)
     profile = profile_for("h200", "vllm")
     data = moe_data(pair_rows("h200", "vllm"), "h200", "vllm", profile)
     result = fit_moe(data, profile)
     tp = data.moe_tp[data.moe_format == "int4_wo"]
-    refits = [rows for names, rows, _ in calls if names == BORROWED_REFIT]
-    everything, folds = refits[0], refits[1:]
-    assert len(everything) == len(tp) and len(folds) == 5
-    left_out = np.zeros(len(tp), dtype=int)
-    for train in folds:
-        test = np.setdiff1d(everything, train)
-        assert len(test) and not set(tp[train]) & set(tp[test])
-        left_out[test] += 1
-    assert np.all(left_out == 1)
+    refits = [rows for names, rows in calls if names == BORROWED_REFIT]
+    assert len(refits) == 6  # one on every row, then one per fold
+    _assert_each_row_held_out_once(refits[0], refits[1:], tp)
     assert result.cv_error["moe/int4_wo"].rows == len(tp)
 
 
 def test_cross_validation_never_trains_on_the_shape_it_predicts(monkeypatch) -> None:
     """Every fit on a subset of rows (a fold's training set) leaves out whole expert shapes, and
     every row is left out by exactly one of them."""
-    calls: list[np.ndarray] = []
-    real_fit = moe_kernels.fit
-
-    def recording_fit(specs, predict, measured, rows=None, **kwargs):
-        calls.append(np.arange(len(measured)) if rows is None else np.asarray(rows))
-        return real_fit(specs, predict, measured, rows, **kwargs)
-
-    monkeypatch.setattr(moe_kernels, "fit", recording_fit)
+    calls = _recorded_fits(monkeypatch)
     profile = profile_for("h100-sxm", "trtllm")
     data = moe_data(pair_rows("h100-sxm", "trtllm"), "h100-sxm", "trtllm", profile)
     shapes = data.shape[data.moe_format == "bfloat16"]
     fit_moe(data, profile)
     # bfloat16 is the first format fitted: one fit on every row, then one per fold.
-    everything, folds = calls[0], calls[1:6]
-    assert len(everything) == len(shapes)
-    left_out = np.zeros(len(shapes), dtype=int)
-    for train in folds:
-        test = np.setdiff1d(everything, train)
-        assert len(test) and not set(shapes[train]) & set(shapes[test])
-        left_out[test] += 1
-    assert np.all(left_out == 1)
+    _assert_each_row_held_out_once(calls[0][1], [rows for _, rows in calls[1:6]], shapes)
 
 
 def test_the_cost_model_charges_what_was_fitted() -> None:
@@ -349,27 +346,15 @@ def test_mxfp4_folds_never_train_on_the_slice_or_shape_they_predict(monkeypatch)
     """The w4a16_mxfp4 folds leave out whole expert slices (shape x moe_tp), each row exactly once,
     and the stricter pass whole expert shapes; the held-out error is above the error of the fit on
     every row (which the held-out predictions never use)."""
-    calls: list[np.ndarray] = []
-    real_fit = moe_kernels.fit
-
-    def recording_fit(specs, predict, measured, rows=None, **kwargs):
-        calls.append(np.arange(len(measured)) if rows is None else np.asarray(rows))
-        return real_fit(specs, predict, measured, rows, **kwargs)
-
-    monkeypatch.setattr(moe_kernels, "fit", recording_fit)
+    calls = _recorded_fits(monkeypatch)
     profile = profile_for("h200", "vllm")
     rows = [r for r in pair_rows("h200", "vllm") if r["moe_dtype"] == "w4a16_mxfp4"]
     data = moe_data(rows, "h200", "vllm", profile)
     result = fit_moe(data, profile)
     slices = np.array([f"{s}/tp{tp}" for s, tp in zip(data.shape, data.moe_tp, strict=True)])
-    everything, folds, by_shape = calls[0], calls[1:6], calls[6:]
+    everything, folds, by_shape = calls[0][1], [r for _, r in calls[1:6]], [r for _, r in calls[6:]]
     assert len(everything) == len(rows) == 61 and len(by_shape) == 2  # gpt-oss-120b's and -20b's shapes
-    left_out = np.zeros(len(rows), dtype=int)
-    for train in folds:
-        test = np.setdiff1d(everything, train)
-        assert len(test) and not set(slices[train]) & set(slices[test])
-        left_out[test] += 1
-    assert np.all(left_out == 1)
+    _assert_each_row_held_out_once(everything, folds, slices)
     for train in by_shape:
         test = np.setdiff1d(everything, train)
         assert len(set(data.shape[test])) == 1 and not set(data.shape[train]) & set(data.shape[test])
