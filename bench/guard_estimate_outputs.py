@@ -4,6 +4,7 @@ Run on demand (not a pytest test); ``PYTHONPATH`` picks the code under test:
 
     PYTHONPATH=<base worktree> python bench/guard_estimate_outputs.py save BASE.npz
     PYTHONPATH=<branch>        python bench/guard_estimate_outputs.py check BASE.npz
+    PYTHONPATH=<branch>        python bench/guard_estimate_outputs.py check BASE.npz --rtol 1e-5
 
 Scores a broad draw of deployments (the dense mix of bench_estimate.py, the MoE PP/EP/DP mix of
 bench_parallel.py, and all catalog models with MLA, sliding windows, every weight, activation and
@@ -13,7 +14,14 @@ deployments each repeated 10 times, and two of 2,000 repeated 8 times with one p
 attention sharding drawn per row) and ``serve``
 (closed and open loop, calibrated or not), flattens every dataclass field and property to arrays,
 and either saves them or compares them with ``np.array_equal`` (dtype, shape, NaN positions and
-signed zeros included).
+signed zeros included). ``--rtol R`` (for a change that is meant to round differently, such as
+the float32 roofline, deployment.ROOFLINE_DTYPE): a float entry passes where every value is
+within R of the saved one relatively (|a - b| <= R max(|a|, |b|), NaN where NaN, infinities
+equal); every other entry (booleans, integers, messages) must still be equal. A float entry of
+whole numbers (a floor: memory.max_context_tokens) whose values move by at most 1 passes too and
+is listed apart, with how many values stepped: a floor whose argument sits within R of a whole
+number steps by one. The report gives the largest relative difference seen, where, and every
+boolean entry that flips and how often.
 """
 
 from __future__ import annotations
@@ -175,10 +183,56 @@ def same(x: np.ndarray, y: np.ndarray) -> bool:
     return bool(np.array_equal(x, y))
 
 
+def relative_difference(x: np.ndarray, y: np.ndarray) -> float:
+    """The largest |x - y| / max(|x|, |y|) of two float arrays of one shape (0 where both are 0
+    or equal; inf where one is NaN or infinite and the other is not the same)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    equal = (x == y) | (np.isnan(x) & np.isnan(y))
+    if equal.all():
+        return 0.0
+    x, y = x[~equal], y[~equal]
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return float("inf")
+    return float(np.max(np.abs(x - y) / np.maximum(np.abs(x), np.abs(y))))
+
+
+def within(x: np.ndarray, y: np.ndarray, rtol: float) -> tuple[bool, float]:
+    """(whether ``y`` matches ``x`` to ``rtol``, the relative difference of float entries):
+    floats relatively, every other kind (and dtype and shape) exactly."""
+    if x.dtype != y.dtype or x.shape != y.shape:
+        return False, float("inf")
+    if x.dtype.kind in "fc" and x.size:
+        difference = max(relative_difference(x.real, y.real), relative_difference(x.imag, y.imag))
+        return difference <= rtol, difference
+    return bool(np.array_equal(x, y)), 0.0
+
+
+def floor_steps(x: np.ndarray, y: np.ndarray) -> int | None:
+    """How many values of two float arrays of whole numbers (infinities and NaN where equal)
+    differ, where each differs by exactly 1; None where they are not such arrays."""
+    if x.dtype != y.dtype or x.shape != y.shape or x.dtype.kind != "f":
+        return None
+    finite = np.isfinite(x)
+    if not np.array_equal(finite, np.isfinite(y)) or not same(x[~finite], y[~finite]):
+        return None
+    a, b = x[finite], y[finite]
+    if not (np.array_equal(a, np.floor(a)) and np.array_equal(b, np.floor(b))):
+        return None
+    step = np.abs(a - b)
+    return int(np.count_nonzero(step)) if bool(np.all(step <= 1.0)) else None
+
+
 def main(argv: list[str], outputs=outputs) -> int:
     """``save PATH`` writes ``outputs()``; ``check PATH`` compares them with the saved ones, bit
-    for bit (guard_serving_outputs.py passes its own ``outputs``)."""
+    for bit, or with ``--rtol R`` floats to R relatively and the rest exactly
+    (guard_serving_outputs.py passes its own ``outputs``)."""
+    rtol = None
+    if len(argv) == 4 and argv[2] == "--rtol":
+        rtol = float(argv[3])
+        argv = argv[:2]
     mode, path = argv
+    if rtol is not None and mode != "check":
+        raise SystemExit("--rtol goes with check")
     print("code:", cost_models.__file__, file=sys.stderr)
     new = outputs()
     if mode == "save":
@@ -188,11 +242,52 @@ def main(argv: list[str], outputs=outputs) -> int:
     with np.load(path) as saved:
         base = {key: saved[key] for key in saved.files}
     bad = sorted(set(base) ^ set(new))
-    bad += [key for key in base if key in new and not same(base[key], new[key])]
     values = sum(v.size for v in base.values())
-    print(f"{len(base)} entries ({values:,} values) compared, {len(bad)} differ")
+    if rtol is None:
+        bad += [key for key in base if key in new and not same(base[key], new[key])]
+        print(f"{len(base)} entries ({values:,} values) compared, {len(bad)} differ")
+        for key in bad[:20]:
+            print("DIFF", key)
+        return 1 if bad else 0
+    rounded, flips, steps = 0, [], []
+    differences: list[tuple[float, str]] = []
+    for key in base:
+        if key not in new or same(base[key], new[key]):
+            continue
+        ok, difference = within(base[key], new[key], rtol)
+        if base[key].dtype == bool and base[key].shape == new[key].shape:
+            flips.append((key, int(np.count_nonzero(base[key] != new[key])), base[key].size))
+        if not ok:
+            stepped = floor_steps(base[key], new[key])
+            if stepped is None:
+                bad.append(key)
+            else:
+                steps.append((key, stepped, base[key].size))
+            continue
+        rounded += 1
+        differences.append((difference, key))
+    print(
+        f"{len(base)} entries ({values:,} values) compared: {len(base) - rounded - len(steps) - len(bad)} bit "
+        f"for bit, {rounded} within rtol {rtol:g}, {len(steps)} whole numbers stepping by one, {len(bad)} differ "
+        "beyond these (or at all, for non-floats)"
+    )
+    differences.sort(reverse=True)
+    whole = [(d, key) for d, key in differences if floor_steps(base[key], base[key]) is not None]
+    other = [(d, key) for d, key in differences if floor_steps(base[key], base[key]) is None]
+    for label, found in (("whole-number", whole), ("other", other)):
+        print(
+            f"largest relative differences within rtol, {label} entries ({len(found)}):",
+            ", ".join(f"{d:.3g} ({key})" for d, key in found[:4]) or "none",
+        )
+    print(f"median of the entries' largest: {np.median([d for d, _ in differences]) if differences else 0:.3g}")
+    for key, count, size in steps:
+        print(f"STEP {key}: {count} of {size} values by one")
+    print(f"boolean entries that flip: {len(flips)}")
+    for key, count, size in flips[:20]:
+        print(f"FLIP {key}: {count} of {size}")
     for key in bad[:20]:
-        print("DIFF", key)
+        difference = within(base[key], new[key], rtol)[1] if key in base and key in new else float("nan")
+        print(f"DIFF {key} (relative {difference:.3g})")
     return 1 if bad else 0
 
 

@@ -262,12 +262,17 @@ def chip_roofline(
     roofline_times on whole arrays, so every number is bit for bit the same; one slot's
     temporaries are (n,) and stay in cache where whole (slots, n) arrays would not."""
     n_slots, n = ops.flops.shape
+    dtype = ops.flops.dtype
+    if dtype != np.float64:  # (the float32 roofline: every input in the tables' type, once)
+        shares = _shares_as(shares, dtype)
+        if expert_scale is not None:
+            expert_scale = (expert_scale[0].astype(dtype), expert_scale[1].astype(dtype))
     kept = kept or frozenset(_COST_ARRAYS)
     # The per-chip bytes of every slot, filled with ``chip_ops`` and seeded as its cached ``bytes``
     # (the calibrated kernels read them), so they are not summed again from the (slots, n) arrays.
     chip_bytes = None if chip_ops is None else np.empty_like(ops.flops)
-    peaks = hardware.peak_table() * hardware.efficiency.compute
-    bandwidth = hardware.memory_bandwidth_bytes_per_s * hardware.efficiency.memory
+    peaks = (hardware.peak_table() * hardware.efficiency.compute).astype(dtype, copy=False)
+    bandwidth = dtype.type(hardware.memory_bandwidth_bytes_per_s * hardware.efficiency.memory)
     expert_rows = {OP[name] for name in EXPERT_SLOTS} if expert_scale is not None else set()
     # The KV bytes each slot moves: written by the K and V projections, read by attention; the
     # other rows are zero (operators.KV_*_SLOTS), as are the weights of the weightless slots
@@ -281,7 +286,13 @@ def chip_roofline(
     shares_of: dict[tuple[str, ...], np.ndarray] = {}
     time_s = np.empty_like(ops.flops) if time_out is None else time_out
     # Sums from zero (0 + x is x): the same numbers as a sum over the slots' axis, which adds
-    # the slots one after another in this order.
+    # the slots one after another in this order. In float64 whatever the arithmetic's type: each
+    # slot's compute and memory time times its repeats is taken in float64 (exact: a float32
+    # time times a whole number of blocks under 2^29), so the totals are the float64 sums of the
+    # float64 values of the slots' float32 times, as the pass's latency is (forward_pass_s sums
+    # the same times in float64): a latency is never under its memory or compute term by more
+    # than float64 rounding (tests/cost_models/test_estimate.py's compute floor), where float32
+    # sums were ~3e-8 over it (Llama-2-70B on A100s).
     compute_total, memory_total = np.zeros(n), np.zeros(n)
     # Slots share a few rows of compute formats (elementwise, weight matmuls, attention): each
     # distinct row's peaks are looked up once (comparing int8 codes is cheaper than the look-up).
@@ -303,7 +314,8 @@ def chip_roofline(
             if times or totals:
                 peak_by_slot[i] = peak_of(ops.compute_dtype[i])
             if times and layers is not None and i in ffn_rows and ffn_rows[i] not in shares_of:
-                shares_of[ffn_rows[i]] = ops.row("repeats", i) / layers
+                # (In float64, as the times it scales: ``layers`` is the configurations' own.)
+                shares_of[ffn_rows[i]] = np.divide(ops.row("repeats", i), layers, dtype=np.float64)
             continue
         # Absent everywhere: all zero, no time.
         time_s[i] = 0.0
@@ -329,10 +341,18 @@ def chip_roofline(
     twin_terms = {j: (np.empty(block_rows), np.empty(block_rows)) for j in set(twins.values())} if totals else {}
     # Each present slot's weight ways, read once (shares.weight expands a slot's row when read).
     weight_of = {i: shares.weight[i] for i in present}
-    scratch_all = {name: np.empty(block_rows) for name in _COST_ARRAYS}
-    compute_all, memory_all = np.empty(block_rows), np.empty(block_rows)
+    scratch_all = {name: np.empty(block_rows, dtype) for name in _COST_ARRAYS}
+    compute_all, memory_all = np.empty(block_rows, dtype), np.empty(block_rows, dtype)
+    # Times kept in another type than the arithmetic's (float64 ``time_out`` of the float32
+    # roofline): each slot's block computed here, then cast into ``time_s`` while in cache.
+    time_all = np.empty(block_rows, dtype) if time_s.dtype != dtype else None
+    # The slot's terms of the totals, in float64 (its compute and memory buffers where those are).
+    narrow = dtype != np.float64
+    compute_term_all, memory_term_all = (
+        (np.empty(block_rows), np.empty(block_rows)) if narrow else (compute_all, memory_all)
+    )
     residual = _shared_residual_rows(ops, shares, present, twins, expert_rows, kept if chip_ops is not None else ())
-    residual_all = np.empty(block_rows) if residual else None
+    residual_all = np.empty(block_rows, dtype) if residual else None
     for b in blocks:
         width = b.stop - b.start
         # One slot's per-chip costs (or its rows of ``chip_ops``), its compute and memory time:
@@ -424,21 +444,44 @@ def chip_roofline(
             np.divide(flops, peak_by_slot[i][b], out=compute)
             np.divide(moved, bandwidth, out=memory)
             if times:
-                time = np.maximum(compute, memory, out=time_s[i, b])
+                time = np.maximum(compute, memory, out=time_s[i, b] if time_all is None else time_all[:width])
+                if time_all is not None:
+                    time_s[i, b] = time
                 if layers is not None and i in ffn_rows:
                     # Other block slots run in every block (repeats = layers: a share of exactly 1).
-                    time *= shares_of[ffn_rows[i]][b]
+                    time_s[i, b] *= shares_of[ffn_rows[i]][b]
             if not totals:
                 continue
             repeats = ops.row("repeats", i)[b]
-            block_compute_total += np.multiply(compute, repeats, out=compute)
-            block_memory_total += np.multiply(memory, repeats, out=memory)
+            compute_term = np.multiply(compute, repeats, out=compute_term_all[:width], dtype=np.float64)
+            memory_term = np.multiply(memory, repeats, out=memory_term_all[:width], dtype=np.float64)
+            block_compute_total += compute_term
+            block_memory_total += memory_term
             if i in twin_terms:
-                np.copyto(twin_terms[i][0][:width], compute)
-                np.copyto(twin_terms[i][1][:width], memory)
+                np.copyto(twin_terms[i][0][:width], compute_term)
+                np.copyto(twin_terms[i][1][:width], memory_term)
     if chip_ops is not None:
         vars(chip_ops)["bytes"] = chip_bytes  # functools.cached_property's own slot
     return time_s, RooflineTotals(compute_total, memory_total) if totals else None
+
+
+def _shares_as(shares: ChipShares, dtype: np.dtype) -> ChipShares:
+    """``shares`` with every ways array cast to ``dtype``, once per distinct array: arrays that
+    were one object stay one (chip_roofline's twin slots compare them by identity). The weight
+    ways are cast as they are read (partitioning.LazyWays: most are never expanded)."""
+    cast: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # by id, the array kept (so is its id)
+
+    def of(ways: np.ndarray) -> np.ndarray:
+        if id(ways) not in cast:
+            cast[id(ways)] = (ways, ways.astype(dtype, copy=False))
+        return cast[id(ways)][1]
+
+    def weight(i: int) -> np.ndarray | None:
+        ways = shares.weight[i]
+        return None if ways is None else of(ways)
+
+    work = tuple(of(ways) for ways in shares.work)
+    return ChipShares(work, LazyWays(len(shares.weight), weight), of(shares.kv))
 
 
 def _shared_residual_rows(
@@ -539,15 +582,20 @@ class BlockedCosts:
         n = len(c)
         blocks = block_slices(n, COST_BLOCK_ROWS)
         if len(blocks) <= 1:  # one block: the whole costs
-            ops = operator_costs(c, self.convention, unread_rows=False)
-            time_s, sums = chip_roofline(ops, shares, hardware, expert_scale, layers, totals=totals)
-            self.live_activations = _live_activations(ops)
-            return time_s, sums, frozenset(i for i in range(len(time_s)) if not ops.present[i].any())
+            ops = operator_costs(c, self.convention, unread_rows=False, dtype=ROOFLINE_DTYPE)
+            # (The times as float64 whatever the arithmetic's type: chip_roofline casts each
+            # slot's block into them.)
+            time_s, sums = chip_roofline(
+                ops, shares, hardware, expert_scale, layers, totals=totals, time_out=np.empty(ops.flops.shape)
+            )
+            self.live_activations = _live_activations(ops).astype(np.float64, copy=False)
+            zero_slots = frozenset(i for i in range(len(time_s)) if not ops.present[i].any())
+            return time_s, sums, zero_slots
         time_s = np.empty((len(OPERATOR_NAMES), n))
         compute_s, memory_s, live = np.empty(n), np.empty(n), np.empty(n)
         somewhere = np.zeros(len(OPERATOR_NAMES), dtype=bool)  # slots some configuration has
         for rows in blocks:
-            ops = operator_costs(c.take(rows), self.convention, unread_rows=False)
+            ops = operator_costs(c.take(rows), self.convention, unread_rows=False, dtype=ROOFLINE_DTYPE)
             # A slot absent from this block but present in another: zero costs, so (0 / ways,
             # max(0 / peak, 0 / bandwidth)) +0.0 times and +0.0 added to the totals, which is
             # what chip_roofline gives a slot absent from every configuration of its call.
@@ -567,6 +615,32 @@ class BlockedCosts:
         self.live_activations = live
         sums = RooflineTotals(compute_s, memory_s) if totals else None
         return time_s, sums, frozenset(int(i) for i in np.flatnonzero(~somewhere))
+
+
+#: The float type of the pure roofline's operator tables and per-chip arithmetic (BlockedCosts:
+#: ``estimate`` without a profile; the calibrated and serving paths stay float64). Its inputs
+#: are cast once where they enter (operator_costs' sizes, chip_roofline's ways, peaks and
+#: bandwidth), every constant inside kept in the tables' type (Python floats, not numpy float64
+#: scalars, which would promote: NEP 50), and what leaves is float64: the slots' times (each
+#: slot's block cast while in cache, the MoE FFN's share of the blocks applied in float64), the
+#: totals (float64 sums of float64 terms: test_estimate's latency >= compute and memory terms
+#: holds to float64 rounding) and the live activations. Why: the operator tables are 4 x 22 x
+#: 400 KB a phase at 100,000 configurations in float32 against 800 KB, and AVX2 takes 8 float32
+#: lanes against 4: bench_estimate's 100,000-row draw, float64 and float32 alternated in one
+#: process (AMD EPYC VM, docs/benchmarks.md round 17), operator_costs + chip_roofline 38-41 ->
+#: 32-34 ms an estimate, the estimate ~1.1x faster. Precision: float32's 24-bit mantissa rounds
+#: at ~6e-8 relative, a slot's chain of ~8 operations and the float32 inputs at most ~1e-6,
+#: against the model's own 5-25% error; FLOPs (up to ~1e20 here) and bytes are far inside its
+#: range (3.4e38) and its smallest normal (1.2e-38) is far under any time; the sizes it reads
+#: (widths, heads, layers, chips, and tokens a configuration: up to 2^23 in bench_estimate's
+#: draw) are whole numbers exact in float32 under 2^24, larger ones rounding like any product,
+#: and the stage's decisions (absent slots, formats, 16-bit classes) read codes, booleans and
+#: the float64 configurations. The memory's fit compares in float64, its live activations carrying
+#: the tables' rounding: bench/guard_estimate_outputs.py check --rtol 1e-5 against float64,
+#: every float within 7e-6 (most ~1e-7), no boolean (fits) flipped, and memory.max_context_tokens,
+#: a floor of ~1e4-1e6 tokens, one token apart in ~0.05% of configurations (a floor's argument
+#: within ~1e-7 of a whole number). float64 here gives the float64 roofline bit for bit.
+ROOFLINE_DTYPE: type[np.floating] = np.float32
 
 
 #: Configurations per block of :class:`BlockedCosts` (operator_costs and chip_roofline of a

@@ -194,20 +194,20 @@ class _KvRows:
     is row i (a zero row made on first use, written in place like a row of the whole array);
     ``table[i] = value`` sets it."""
 
-    def __init__(self, shape: tuple[int, int]) -> None:
-        self.shape = shape
+    def __init__(self, shape: tuple[int, int], dtype: np.dtype | type[np.floating] = np.float64) -> None:
+        self.shape, self.dtype = shape, dtype
         self.rows: dict[int, np.ndarray] = {}
 
     def __getitem__(self, i: int) -> np.ndarray:
         row = self.rows.get(i)
         if row is None:
-            row = self.rows[i] = np.zeros(self.shape[1])
+            row = self.rows[i] = np.zeros(self.shape[1], self.dtype)
         return row
 
     def __setitem__(self, i: int, value) -> None:
         row = self.rows.get(i)
         if row is None:
-            row = self.rows[i] = np.empty(self.shape[1])
+            row = self.rows[i] = np.empty(self.shape[1], self.dtype)
         if value is not row:  # (``table[i] *= x`` sets the row it changed in place)
             row[...] = value
 
@@ -215,7 +215,7 @@ class _KvRows:
         """Row i, to be written whole (uninitialized where it was not kept)."""
         row = self.rows.get(i)
         if row is None:
-            row = self.rows[i] = np.empty(self.shape[1])
+            row = self.rows[i] = np.empty(self.shape[1], self.dtype)
         return row
 
     def copy_row(self, i: int, source: int) -> None:
@@ -229,11 +229,11 @@ class _KvRows:
         """Row i, read only: a zero row where none was written."""
         row = self.rows.get(i)
         if row is None:
-            row = np.zeros(self.shape[1])
+            row = np.zeros(self.shape[1], self.dtype)
         return row
 
     def whole(self) -> np.ndarray:
-        whole = np.zeros(self.shape)
+        whole = np.zeros(self.shape, self.dtype)
         for i, row in self.rows.items():
             whole[i] = row
         return whole
@@ -253,14 +253,34 @@ class _RepeatRows:
             return self.layers
         if isinstance(value, np.ndarray):
             return value
-        return np.full(self.shape[1], value)
+        return np.full(self.shape[1], value, self.layers.dtype)
 
     def whole(self) -> np.ndarray:
-        whole = np.empty(self.shape)
+        whole = np.empty(self.shape, self.layers.dtype)
         whole[:] = self.layers
         for i, value in self.rows.items():
             whole[i] = value
         return whole
+
+
+class _CastConfigs:
+    """An InferenceConfigs' fields with its float64 arrays cast to ``dtype`` when first read (and
+    kept): operator_costs reads 13 of its 25 float64 fields in bench_estimate's draw, and a cast
+    of 100,000 values costs ~36 us (AMD EPYC VM), ~0.9 ms a phase for all 25. Properties and
+    methods are the configurations' own (on the float64 arrays)."""
+
+    def __init__(self, configs: InferenceConfigs, dtype: type[np.floating]) -> None:
+        self._configs, self._dtype = configs, dtype
+
+    def __len__(self) -> int:
+        return len(self._configs)
+
+    def __getattr__(self, name: str):
+        value = getattr(self._configs, name)
+        if isinstance(value, np.ndarray) and value.dtype == np.float64:
+            value = value.astype(self._dtype)
+        setattr(self, name, value)
+        return value
 
 
 class _CostTable:
@@ -269,22 +289,26 @@ class _CostTable:
 
     def __init__(self, c: InferenceConfigs) -> None:
         shape = (len(OPERATOR_NAMES), len(c))
+        #: The tables' float type: the configurations' sizes' (operator_costs' ``dtype``).
+        self.dtype = dtype = c.d_model.dtype
+        #: BYTES_PER_ELEMENT in that type (a float64 table would promote every product).
+        self.bytes_per_element = bytes_per_element = BYTES_PER_ELEMENT.astype(dtype, copy=False)
         # FLOPs and activations: every slot's row is written whole by the builders below (those
         # in ``unwritten`` are zeroed by :func:`operator_costs`), so they start uninitialized; so
         # do the weights, of which the slots without any (attention kernels, activations) and
         # those never built are zeroed at the end (``weight_rows`` says which were written). The
         # KV rows are written for a few slots only: kept as those rows (_KvRows), the others
         # zero. (Zeroing a (slots, n) array is a 17.6 MB memset at 100,000 configurations.)
-        self.flops, self.act_r, self.act_w, self.weight = (np.empty(shape) for _ in range(4))
-        self.kv_r, self.kv_w = _KvRows(shape), _KvRows(shape)
+        self.flops, self.act_r, self.act_w, self.weight = (np.empty(shape, dtype) for _ in range(4))
+        self.kv_r, self.kv_w = _KvRows(shape, dtype), _KvRows(shape, dtype)
         #: Slots whose ``weight`` row has been written (the others are zeroed at the end).
         self.weight_rows: set[int] = set()
         self.present = np.ones(shape, dtype=bool)
         #: Slots left unwritten (still zero) because no configuration has them.
         self.unwritten: set[int] = set()
         self.decode = c.phase == DECODE
-        self.wb = lookup(BYTES_PER_ELEMENT, c.weight_dtype)
-        self.ab = lookup(BYTES_PER_ELEMENT, c.act_dtype)
+        self.wb = lookup(bytes_per_element, c.weight_dtype)
+        self.ab = lookup(bytes_per_element, c.act_dtype)
         #: Bytes of an element of the norms and residual adds (:func:`operator_costs` sets 16 bits
         #: where the activations are narrower); the same array as ``ab`` otherwise.
         self.eb = self.ab
@@ -295,14 +319,14 @@ class _CostTable:
         self.ob = self.ab
         self.qb = self.ab
         # K and V are cache entries in a decoder, plain activations in an encoder.
-        self.kvb = _where(c.decoder, lookup(BYTES_PER_ELEMENT, c.kv_dtype), self.ab)
+        self.kvb = _where(c.decoder, lookup(bytes_per_element, c.kv_dtype), self.ab)
         self.B = c.batch
         # New tokens per sequence (np.where's numbers, without its pass where every
         # configuration is in one phase).
         if self.decode.all():
-            self.T = np.ones(len(c))
+            self.T = np.ones(len(c), dtype)
         elif not self.decode.any():
-            self.T = c.seq_len.astype(np.float64)
+            self.T = c.seq_len.astype(dtype)
         else:
             self.T = np.where(self.decode, 1.0, c.seq_len)
         self.L = c.seq_len  # keys each new token attends to (at most)
@@ -442,6 +466,12 @@ class _CostTable:
         else:
             np.multiply(elements, self.eb, out=self.act_w[i])
         np.multiply(weight_elements, self.eb, out=self.weight[i])  # norm scales in the norm's format
+
+
+def _choose(t: _CostTable, condition: np.ndarray, x: float, y: float) -> np.ndarray:
+    """np.where(condition, x, y) of two numbers, in the tables' type (np.where of two Python
+    floats is float64, which would promote every product it enters)."""
+    return np.where(condition, t.dtype.type(x), t.dtype.type(y))
 
 
 def _where(condition: np.ndarray, x, y):
@@ -678,12 +708,12 @@ def _ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention) -> 
     t.projection("gate_proj", d, dff, N)
     t.present[OP["gate_proj"]] = gated
     t.projection("up_proj", d, dff, N)
-    act_flops = np.where(gated, convention.swiglu_flops_per_element, convention.gelu_flops_per_element)
+    act_flops = _choose(t, gated, convention.swiglu_flops_per_element, convention.gelu_flops_per_element)
     i = OP["mlp_act"]
     # Written in place into the rows, left to right as the products read (the same numbers,
     # without a temporary copied in).
     np.multiply(np.multiply(act_flops, N, out=t.flops[i]), dff, out=t.flops[i])
-    act_r = np.multiply(np.where(gated, 2.0, 1.0), N, out=t.act_r[i])
+    act_r = np.multiply(_choose(t, gated, 2.0, 1.0), N, out=t.act_r[i])
     # It reads the gate and up GEMMs' outputs (ob) and, elementwise, writes the down GEMM's
     # input before its quantization (eb): 16-bit both under 8- and 4-bit activations on the
     # engines (vLLM's silu_and_mul runs on the bf16 GEMM outputs), as the norms.
@@ -706,7 +736,9 @@ def _moe_ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention)
         return
     d, N, E, k = c.d_model, t.N, c.experts, c.experts_per_token
     routed = k * c.expert_d_ff + c.shared_d_ff  # hidden elements per token
-    loaded = experts_woken(N, E, k) * c.expert_d_ff + c.shared_d_ff  # hidden width whose weights load
+    # (experts_woken's power is taken in float64 and its result cast to the tables' type.)
+    woken = experts_woken(N, E, k).astype(t.dtype, copy=False)
+    loaded = woken * c.expert_d_ff + c.shared_d_ff  # hidden width whose weights load
     t.projection("router", d, E, N)
     gated = c.gated_ffn
     for name in ("expert_gate", "expert_up"):
@@ -714,10 +746,10 @@ def _moe_ffn(t: _CostTable, c: InferenceConfigs, convention: CountingConvention)
         t.weight[OP[name]] = d * loaded * t.wb
         t.written(OP[name])
     t.present[OP["expert_gate"]] = gated
-    act_flops = np.where(gated, convention.swiglu_flops_per_element, convention.gelu_flops_per_element)
+    act_flops = _choose(t, gated, convention.swiglu_flops_per_element, convention.gelu_flops_per_element)
     i = OP["expert_act"]
     t.flops[i] = act_flops * N * routed
-    t.act_r[i] = np.where(gated, 2.0, 1.0) * N * routed * t.ob  # GEMM outputs, as the dense mlp_act's
+    t.act_r[i] = _choose(t, gated, 2.0, 1.0) * N * routed * t.ob  # GEMM outputs, as the dense mlp_act's
     t.act_w[i] = N * routed * t.eb
     t.projection("expert_down", routed, d, N)
     t.weight[OP["expert_down"]] = loaded * d * t.wb
@@ -758,8 +790,9 @@ def _mxfp4_checkpoint(t: _CostTable, c: InferenceConfigs) -> None:
     rows = mxfp4_checkpoint_rows(c)
     if not rows.any():
         return
-    to_16_bit = BYTES_PER_ELEMENT[BF16] / BYTES_PER_ELEMENT[FP4]
-    with_scales = (BYTES_PER_ELEMENT[FP4] + MXFP4_SCALE_BYTES_PER_ELEMENT) / BYTES_PER_ELEMENT[FP4]
+    # (Python floats: they take the tables' type, where numpy's float64 scalars would promote.)
+    to_16_bit = float(BYTES_PER_ELEMENT[BF16] / BYTES_PER_ELEMENT[FP4])
+    with_scales = float((BYTES_PER_ELEMENT[FP4] + MXFP4_SCALE_BYTES_PER_ELEMENT) / BYTES_PER_ELEMENT[FP4])
     for names, factor in ((MXFP4_UNCONVERTED, to_16_bit), (EXPERT_PROJECTIONS, with_scales)):
         _scale_weights(t, names, rows, factor)
 
@@ -788,7 +821,7 @@ def _mixed_checkpoint(t: _CostTable, c: InferenceConfigs) -> None:
         return
     wb = t.wb
     quantized = wb + c.checkpoint_scale_bytes  # bytes of a weight kept in the format, scales included
-    sixteen = BYTES_PER_ELEMENT[BF16]
+    sixteen = float(BYTES_PER_ELEMENT[BF16])  # (a Python float: the tables' type)
     for names, share in (
         (ATTENTION_PROJECTIONS, c.attention_16bit_share),
         (DENSE_FFN_PROJECTIONS, c.dense_ffn_16bit_share),
@@ -831,7 +864,7 @@ def gemm_output_bytes(act_bytes: np.ndarray, convention: CountingConvention = DE
     :func:`operator_costs` and for what holds them in memory (cost_models.serving's activations
     of a full iteration)."""
     if convention.gemm_output_format == "16-bit" and np.any(act_bytes < BYTES_PER_ELEMENT[BF16]):
-        return np.maximum(act_bytes, BYTES_PER_ELEMENT[BF16])
+        return np.maximum(act_bytes, float(BYTES_PER_ELEMENT[BF16]))  # (act_bytes' type)
     return act_bytes
 
 
@@ -841,6 +874,7 @@ def operator_costs(
     *,
     slots: CostSlots = "all",
     unread_rows: bool = True,
+    dtype: type[np.floating] = np.float64,
 ) -> OperatorCosts:
     """FLOPs and bytes of every operator of every configuration. ``slots``: "all"; "dense": the
     attention kernels and the lm_head left out (absent, zero), for a serving iteration's dense
@@ -850,14 +884,16 @@ def operator_costs(
     are left unfilled instead of zeroed: every row of a slot no configuration has, and the
     weight row of a weightless slot (``WEIGHTLESS_SLOTS``), for a caller whose only readers are
     :func:`cost_models.deployment.chip_roofline` without ``chip_ops`` and
-    ``deployment._live_activations``, which skip both (deployment.BlockedCosts)."""
-    c = configs
+    ``deployment._live_activations``, which skip both (deployment.BlockedCosts). ``dtype``: the
+    tables' float type; float32 casts the configurations' sizes once here and computes every
+    cost in float32 (deployment.ROOFLINE_DTYPE, the pure roofline of an estimate)."""
+    c = configs if np.dtype(dtype) == np.float64 else cast(InferenceConfigs, _CastConfigs(configs, dtype))
     t = _CostTable(c)
     narrow = np.any(t.ab < BYTES_PER_ELEMENT[BF16])
     if convention.elementwise_format == "16-bit" and narrow:
         # Norms and residual adds stay bf16 under 8- and 4-bit activations (CountingConvention.
         # elementwise_format): the engines quantize a GEMM's input, not the residual stream.
-        t.eb = np.maximum(t.ab, BYTES_PER_ELEMENT[BF16])
+        t.eb = np.maximum(t.ab, float(BYTES_PER_ELEMENT[BF16]))  # (a Python float: the tables' type)
     qb, ob = attention_operand_bytes(c, t.ab, convention)
     if ob is not t.ab:  # 16-bit GEMM outputs under 8- and 4-bit activations
         t.ob = ob
@@ -896,7 +932,7 @@ def operator_costs(
     for i in absent:
         for residual in t.residual_rows.values():  # (its rows change below)
             residual.discard(i)
-        present = t.present[i].astype(np.float64)
+        present = t.present[i].astype(t.dtype)
         for array in (t.flops, t.weight, t.act_r, t.act_w):
             if array is t.weight and i not in t.weight_rows and not unread_rows:
                 continue  # (unfilled: left so)
@@ -905,7 +941,9 @@ def operator_costs(
             if i in kv.rows:  # (a row not kept is zero: 0 * 0.0 and 0 * 1.0 are 0)
                 kv[i] *= present
     kv_dtype = _where(c.decoder, c.kv_dtype, c.act_dtype)
-    compute_dtype = _compute_dtypes(c, kv_dtype, convention)
+    # (From the configurations as given: a mixed checkpoint's whole 16-bit classes are decided
+    # on their float64 shares, as every other path decides them.)
+    compute_dtype = _compute_dtypes(configs, kv_dtype, convention)
     # repeats: layers in every row but these (kept as rows, _RepeatRows, built whole when read).
     rows: dict[int, np.ndarray | float] = {}
     if np.any(c.moe_layers):
@@ -956,7 +994,8 @@ def attention_operand_bytes(
     if ob is act_bytes:
         return act_bytes, act_bytes
     attention_dtype = lookup(COMBINE, c.act_dtype, _where(c.decoder, c.kv_dtype, c.act_dtype))
-    qb = np.where(act_bytes < BYTES_PER_ELEMENT[BF16], lookup(BYTES_PER_ELEMENT, attention_dtype), act_bytes)
+    bytes_per_element = BYTES_PER_ELEMENT.astype(act_bytes.dtype, copy=False)  # (act_bytes' type)
+    qb = np.where(act_bytes < BYTES_PER_ELEMENT[BF16], lookup(bytes_per_element, attention_dtype), act_bytes)
     return qb, ob
 
 

@@ -288,31 +288,35 @@ def test_residual_rows_divided_once_are_each_rows_own_bit_for_bit(chip, engine, 
 @pytest.mark.parametrize(("chip", "engine"), [("tpu-v4", False), ("h200", True), ("h100-sxm", False)])
 @pytest.mark.parametrize("phase", ["prefill", "decode"])
 @pytest.mark.parametrize("block_rows", [37, 400, 1000])
-def test_blocked_costs_are_the_whole_tables_roofline_bit_for_bit(monkeypatch, chip, engine, phase, block_rows):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blocked_costs_are_the_whole_tables_roofline_bit_for_bit(monkeypatch, chip, engine, phase, block_rows, dtype):
     # BlockedCosts builds operator_costs and runs chip_roofline COST_BLOCK_ROWS configurations at
     # a time (here 11 blocks of 37 and one of 30; one block; one block larger than the call):
-    # the same times, totals, live activations and zero slots as the whole tables.
+    # the same times, totals, live activations and zero slots as the whole tables, in the
+    # roofline's float type (ROOFLINE_DTYPE; its outputs float64 either way).
     import cost_models.deployment as deployment
 
     monkeypatch.setattr(deployment, "COST_BLOCK_ROWS", block_rows)
+    monkeypatch.setattr(deployment, "ROOFLINE_DTYPE", dtype)
     d, view, configs, plans, kv_ways, tokens = _phase(chip, 13 + len(chip) + (phase == "decode"), engine, phase)
     layouts, sharded = view.ffn_layout(phase), view.batch_sharded_attention(phase)
     scale = expert_scale(configs, d.data_parallel, d.expert_parallel, tokens)
     layers = configs.layers if np.any(configs.moe_layers > 0) else None
-    ops = operator_costs(configs)
+    ops = operator_costs(configs, dtype=dtype)
     shares = chip_shares(configs, view.mesh, layouts, sharded, plans[phase], kv_ways[phase])
-    time_s, totals = chip_roofline(ops, shares, d.hardware, scale, layers)
+    time_s, totals = chip_roofline(ops, shares, d.hardware, scale, layers, time_out=np.empty(ops.flops.shape))
     zero = frozenset(i for i in range(len(time_s)) if not ops.present[i].any())
     for wanted in (True, False):
         blocked = BlockedCosts(configs, DEFAULT)
         shares = chip_shares(configs, view.mesh, layouts, sharded, plans[phase], kv_ways[phase])
         blocked_time_s, blocked_totals, blocked_zero = blocked.roofline(shares, d.hardware, scale, layers, wanted)
+        assert blocked_time_s.dtype == np.float64
         np.testing.assert_array_equal(blocked_time_s, time_s)
         assert blocked_zero == zero
-        assert blocked.live_activations is not None
-        np.testing.assert_array_equal(blocked.live_activations, _live_activations(ops))
+        assert blocked.live_activations is not None and blocked.live_activations.dtype == np.float64
+        np.testing.assert_array_equal(blocked.live_activations, _live_activations(ops).astype(np.float64))
         if wanted:
-            assert blocked_totals is not None
+            assert blocked_totals is not None and blocked_totals.compute_s.dtype == np.float64
             np.testing.assert_array_equal(blocked_totals.compute_s, totals.compute_s)
             np.testing.assert_array_equal(blocked_totals.memory_s, totals.memory_s)
         else:
@@ -330,9 +334,10 @@ def test_blocked_costs_slots_absent_from_some_blocks_are_zero_there():
     configs = configs.take(order)
     plans, kv_ways = sharding_plans(view, configs), kv_ways_by_phase(view)
     layouts, sharded = view.ffn_layout("decode"), view.batch_sharded_attention("decode")
-    ops = operator_costs(configs)
+    # (The whole tables in the blocked costs' float type, ROOFLINE_DTYPE, their times float64.)
+    ops = operator_costs(configs, dtype=deployment.ROOFLINE_DTYPE)
     shares = chip_shares(configs, view.mesh, layouts, sharded, plans["decode"], kv_ways["decode"])
-    time_s, totals = chip_roofline(ops, shares, d.hardware, None, configs.layers)
+    time_s, totals = chip_roofline(ops, shares, d.hardware, None, configs.layers, time_out=np.empty(ops.flops.shape))
     counts = np.bincount(d.model_index)
     block = int(counts[counts > 0].min())
     starts = range(0, len(configs), block)
@@ -456,9 +461,10 @@ def test_blocked_costs_with_a_joined_rest_are_the_whole_tables_bit_for_bit(monke
     assert [b.stop - b.start for b in block_slices(400, 180)] == [180, 220]
     d, view, configs, plans, kv_ways, tokens = _phase("h100-sxm", 41, False, "decode")
     layouts, sharded = view.ffn_layout("decode"), view.batch_sharded_attention("decode")
-    ops = operator_costs(configs)
+    # (The whole tables in the blocked costs' float type, ROOFLINE_DTYPE, their times float64.)
+    ops = operator_costs(configs, dtype=deployment.ROOFLINE_DTYPE)
     shares = chip_shares(configs, view.mesh, layouts, sharded, plans["decode"], kv_ways["decode"])
-    time_s, totals = chip_roofline(ops, shares, d.hardware, None, None)
+    time_s, totals = chip_roofline(ops, shares, d.hardware, None, None, time_out=np.empty(ops.flops.shape))
     blocked = BlockedCosts(configs, DEFAULT)
     shares = chip_shares(configs, view.mesh, layouts, sharded, plans["decode"], kv_ways["decode"])
     blocked_time_s, blocked_totals, _ = blocked.roofline(shares, d.hardware, None, None, True)
@@ -466,7 +472,7 @@ def test_blocked_costs_with_a_joined_rest_are_the_whole_tables_bit_for_bit(monke
     assert blocked_totals is not None and blocked.live_activations is not None
     assert totals.compute_s.tobytes() == blocked_totals.compute_s.tobytes()
     assert totals.memory_s.tobytes() == blocked_totals.memory_s.tobytes()
-    assert blocked.live_activations.tobytes() == _live_activations(ops).tobytes()
+    assert blocked.live_activations.tobytes() == _live_activations(ops).astype(np.float64).tobytes()
 
 
 def test_chip_shares_given_the_meshes_chips_are_the_ones_it_computes():
