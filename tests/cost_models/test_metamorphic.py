@@ -278,10 +278,13 @@ def test_memory_grows_with_batch_and_context_and_shrinks_with_kv_bits_and_parall
     assert not failures, "\n".join(failures)
 
 
-def test_analyze_and_estimate_agree_on_one_chip():
+def test_analyze_and_estimate_agree_on_one_chip(monkeypatch):
     """tuner analyze's total (operators one after another) is tuner estimate's prefill on one chip,
     under every profile (these profiles have no per-layer or per-step overheads for analyze to
     leave out) and the pure roofline: fused attention on GPUs, unfused (not causal) on TPUs."""
+    # Two paths' formulas compared to float64 rounding: estimate's roofline in float64 (its
+    # float32 default, deployment.ROOFLINE_DTYPE, is ~1e-7 from it: test_float32_roofline.py).
+    monkeypatch.setattr("cost_models.deployment.ROOFLINE_DTYPE", np.float64)
     from cost_models.analysis import analyze
     from cost_models.inference_configs import PREFILL, make_configs
 
