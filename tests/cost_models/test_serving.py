@@ -79,7 +79,10 @@ def test_a_prefill_only_iteration_is_close_to_the_static_prefill() -> None:
     assert it.decode_attention_s[0] == 0.0
 
 
-def test_one_client_sees_the_static_decode_step_and_the_prefill_of_its_prompt() -> None:
+def test_one_client_sees_the_static_decode_step_and_the_prefill_of_its_prompt(monkeypatch) -> None:
+    # Two paths' formulas compared to float64 rounding: estimate's roofline in float64 (its
+    # float32 default, deployment.ROOFLINE_DTYPE, is ~1e-7 from it: test_float32_roofline.py).
+    monkeypatch.setattr("cost_models.deployment.ROOFLINE_DTYPE", np.float64)
     d = tp()
     static = estimate(d)
     load = {"backend": "trtllm", "concurrency": 1, "prompt_len": 1024, "gen_len": 128, "requests_per_client": 0}
@@ -253,12 +256,15 @@ def test_littles_law_is_exact_over_the_clients_cycle(
     np.testing.assert_allclose(in_engine[below], clients[below] * (1.0 - outside / e.e2e_latency_s[below]), rtol=1e-12)
 
 
-def test_one_clients_cycle_holds_its_request_overhead() -> None:
+def test_one_clients_cycle_holds_its_request_overhead(monkeypatch) -> None:
     """One client of the pure model with only a request overhead of 50 ms (no host time): its
     request waits 50 ms outside the engine (its HTTP and tokenization, the answer's way back),
     then is prefilled alone and decodes 127 steps of one sequence: E2E = 0.05 + prefill + 127 x
     the decode step, and the client sends 1 / E2E requests a second. Before: 1 / (E2E - 0.05),
     the overhead outside the client's cycle (5.1% more than it can send here)."""
+    # Two paths' formulas compared to float64 rounding: estimate's roofline in float64 (its
+    # float32 default, deployment.ROOFLINE_DTYPE, is ~1e-7 from it: test_float32_roofline.py).
+    monkeypatch.setattr("cost_models.deployment.ROOFLINE_DTYPE", np.float64)
     d = tp()
     static = estimate(d)
     outside = EngineOverheads(request_overhead_s=0.05)
