@@ -267,6 +267,8 @@ def chip_roofline(
         shares = _shares_as(shares, dtype)
         if expert_scale is not None:
             expert_scale = (expert_scale[0].astype(dtype), expert_scale[1].astype(dtype))
+        if layers is not None:
+            layers = layers.astype(dtype)
     kept = kept or frozenset(_COST_ARRAYS)
     # The per-chip bytes of every slot, filled with ``chip_ops`` and seeded as its cached ``bytes``
     # (the calibrated kernels read them), so they are not summed again from the (slots, n) arrays.
@@ -286,14 +288,11 @@ def chip_roofline(
     shares_of: dict[tuple[str, ...], np.ndarray] = {}
     time_s = np.empty_like(ops.flops) if time_out is None else time_out
     # Sums from zero (0 + x is x): the same numbers as a sum over the slots' axis, which adds
-    # the slots one after another in this order. In float64 whatever the arithmetic's type: each
-    # slot's compute and memory time times its repeats is taken in float64 (exact: a float32
-    # time times a whole number of blocks under 2^29), so the totals are the float64 sums of the
-    # float64 values of the slots' float32 times, as the pass's latency is (forward_pass_s sums
-    # the same times in float64): a latency is never under its memory or compute term by more
-    # than float64 rounding (tests/cost_models/test_estimate.py's compute floor), where float32
-    # sums were ~3e-8 over it (Llama-2-70B on A100s).
-    compute_total, memory_total = np.zeros(n), np.zeros(n)
+    # the slots one after another in this order. (In the arithmetic's type, returned as float64.
+    # Summed in float64 instead, from float64 products, they would round as the latency's sum of
+    # the same times does, but those mixed-type passes cost ~13 us a slot's block against ~3.4 in
+    # float32 (16,384 rows, AMD EPYC VM), ~4 ms an estimate: most of what float32 saves here.)
+    compute_total, memory_total = np.zeros(n, dtype), np.zeros(n, dtype)
     # Slots share a few rows of compute formats (elementwise, weight matmuls, attention): each
     # distinct row's peaks are looked up once (comparing int8 codes is cheaper than the look-up).
     peak_rows: list[tuple[np.ndarray, np.ndarray]] = []
@@ -314,8 +313,7 @@ def chip_roofline(
             if times or totals:
                 peak_by_slot[i] = peak_of(ops.compute_dtype[i])
             if times and layers is not None and i in ffn_rows and ffn_rows[i] not in shares_of:
-                # (In float64, as the times it scales: ``layers`` is the configurations' own.)
-                shares_of[ffn_rows[i]] = np.divide(ops.row("repeats", i), layers, dtype=np.float64)
+                shares_of[ffn_rows[i]] = ops.row("repeats", i) / layers
             continue
         # Absent everywhere: all zero, no time.
         time_s[i] = 0.0
@@ -338,7 +336,9 @@ def chip_roofline(
         (expert_rows, weightless_rows, kv_read_rows, kv_write_rows, flops_only, bytes_only), ffn_rows,
     )  # fmt: skip
     # Each twinned slot's terms of the totals in this block (copied after it is summed).
-    twin_terms = {j: (np.empty(block_rows), np.empty(block_rows)) for j in set(twins.values())} if totals else {}
+    twin_terms = (
+        {j: (np.empty(block_rows, dtype), np.empty(block_rows, dtype)) for j in set(twins.values())} if totals else {}
+    )
     # Each present slot's weight ways, read once (shares.weight expands a slot's row when read).
     weight_of = {i: shares.weight[i] for i in present}
     scratch_all = {name: np.empty(block_rows, dtype) for name in _COST_ARRAYS}
@@ -346,11 +346,6 @@ def chip_roofline(
     # Times kept in another type than the arithmetic's (float64 ``time_out`` of the float32
     # roofline): each slot's block computed here, then cast into ``time_s`` while in cache.
     time_all = np.empty(block_rows, dtype) if time_s.dtype != dtype else None
-    # The slot's terms of the totals, in float64 (its compute and memory buffers where those are).
-    narrow = dtype != np.float64
-    compute_term_all, memory_term_all = (
-        (np.empty(block_rows), np.empty(block_rows)) if narrow else (compute_all, memory_all)
-    )
     residual = _shared_residual_rows(ops, shares, present, twins, expert_rows, kept if chip_ops is not None else ())
     residual_all = np.empty(block_rows, dtype) if residual else None
     for b in blocks:
@@ -445,24 +440,26 @@ def chip_roofline(
             np.divide(moved, bandwidth, out=memory)
             if times:
                 time = np.maximum(compute, memory, out=time_s[i, b] if time_all is None else time_all[:width])
-                if time_all is not None:
-                    time_s[i, b] = time
                 if layers is not None and i in ffn_rows:
                     # Other block slots run in every block (repeats = layers: a share of exactly 1).
-                    time_s[i, b] *= shares_of[ffn_rows[i]][b]
+                    time *= shares_of[ffn_rows[i]][b]
+                if time_all is not None:
+                    time_s[i, b] = time
             if not totals:
                 continue
             repeats = ops.row("repeats", i)[b]
-            compute_term = np.multiply(compute, repeats, out=compute_term_all[:width], dtype=np.float64)
-            memory_term = np.multiply(memory, repeats, out=memory_term_all[:width], dtype=np.float64)
-            block_compute_total += compute_term
-            block_memory_total += memory_term
+            block_compute_total += np.multiply(compute, repeats, out=compute)
+            block_memory_total += np.multiply(memory, repeats, out=memory)
             if i in twin_terms:
-                np.copyto(twin_terms[i][0][:width], compute_term)
-                np.copyto(twin_terms[i][1][:width], memory_term)
+                np.copyto(twin_terms[i][0][:width], compute)
+                np.copyto(twin_terms[i][1][:width], memory)
     if chip_ops is not None:
         vars(chip_ops)["bytes"] = chip_bytes  # functools.cached_property's own slot
-    return time_s, RooflineTotals(compute_total, memory_total) if totals else None
+    if not totals:
+        return time_s, None
+    return time_s, RooflineTotals(
+        compute_total.astype(np.float64, copy=False), memory_total.astype(np.float64, copy=False)
+    )
 
 
 def _shares_as(shares: ChipShares, dtype: np.dtype) -> ChipShares:

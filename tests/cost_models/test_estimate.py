@@ -515,10 +515,13 @@ def test_latency_at_least_the_compute_floor(model, hardware, meshes):
     assert np.all(result.prefill.compute_s >= floor_prefill * (1 - 1e-12))
     floor_decode = matmul_flops_per_token(model) * columns["batch"] * gen / (columns["chips"] * peak)
     assert np.all(result.decode.latency_s >= floor_decode * (1 - 1e-12))
-    # And the other parts: latency covers memory and compute of the same chip.
+    # And the other parts: latency covers memory and compute of the same chip. (To float32's
+    # rounding: estimate's roofline sums those terms in float32, deployment.ROOFLINE_DTYPE, and
+    # the latency is the float64 sum of the slots' float32 times; the two round apart by ~1e-7,
+    # Llama-2-70B on A100s' memory term 3e-8 over its latency. Float64 sums: 1e-12 held.)
     for phase in (result.prefill, result.decode):
-        assert np.all(phase.latency_s >= phase.compute_s * (1 - 1e-12))
-        assert np.all(phase.latency_s >= phase.memory_s * (1 - 1e-12))
+        assert np.all(phase.latency_s >= phase.compute_s * (1 - 1e-6))
+        assert np.all(phase.latency_s >= phase.memory_s * (1 - 1e-6))
 
 
 @pytest.mark.parametrize("model,hardware,meshes", SWEEPS)
