@@ -625,14 +625,14 @@ class BlockedCosts:
 #: float64 and float32 alternated in one process (AMD EPYC VM, docs/benchmarks.md round 17),
 #: operator_costs + chip_roofline ~44 -> ~32 ms an estimate, the estimate ~1.1x faster.
 #: Precision: float32's 24-bit mantissa rounds at ~6e-8 relative, a slot's chain of ~8
-#: operations and the sums over slots to ~3e-7 here, against the model's own 5-25% error; FLOPs
+#: operations and the float32 sums over slots to ~6e-7 here, against the model's 5-25% error; FLOPs
 #: (up to ~1e20) and bytes are far inside its range (3.4e38) and its smallest normal (1.2e-38)
 #: far under any time; the sizes it reads (widths, heads, layers, chips, and tokens a
 #: configuration: up to 2^23 in bench_estimate's draw) are whole numbers exact in float32 under
 #: 2^24, larger ones rounding like any product, and the stage's decisions (absent slots,
 #: formats, 16-bit classes) read codes, booleans and the float64 configurations. The memory's
 #: fit compares in float64, its live activations carrying the tables' rounding. Against float64
-#: (bench/guard_estimate_outputs.py check --rtol 1e-5): every float within 3e-7 but
+#: (bench/guard_estimate_outputs.py check --rtol 1e-5): every float within 7e-7 but
 #: memory.max_context_tokens, a floor of ~1e4-1e6 tokens one token apart in ~0.05% of
 #: configurations (its argument within ~1e-7 of a whole number); no boolean (fits) flipped. A
 #: latency and its memory or compute term, summed apart, round apart by ~1e-7. float64 here
