@@ -621,8 +621,8 @@ class BlockedCosts:
 #: scalars, which would promote: NEP 50), and what leaves is float64: the slots' times (each
 #: slot's block cast while in cache), the totals (summed in float32) and the live activations.
 #: Why: the operator tables are 4 x 22 x 400 KB a phase at 100,000 configurations in float32
-#: against 800 KB, and AVX2 takes 8 float32 lanes against 4: bench_estimate's 100,000-row draw,
-#: float64 and float32 alternated in one process (AMD EPYC VM, docs/benchmarks.md round 17),
+#: against 800 KB, and a SIMD register holds twice as many float32 lanes: bench_estimate's 100,000-row draw,
+#: float64 and float32 alternated in one process (Zen 4 AMD EPYC VM, docs/benchmarks.md round 17),
 #: operator_costs + chip_roofline ~44 -> ~32 ms an estimate, the estimate ~1.1x faster.
 #: Precision: float32's 24-bit mantissa rounds at ~6e-8 relative, a slot's chain of ~8
 #: operations and the float32 sums over slots to ~6e-7 here, against the model's 5-25% error; FLOPs
