@@ -1949,8 +1949,9 @@ def _across_the_host_kink(
 #: the prefill tokens); 10,080 random open loops (rates 0.5-40/s, prompts 128-4096, outputs
 #: 16-1024) of Mixtral-8x7B on H200s took 0.18 s against 0.08 s for the single round.
 _OPEN_LOOP_ROUNDS = 30
-_SETTLED = 1e-3
+_SETTLED = 1e-4
 _CARRIED = 0.01
+_ANDERSON_REACH = 10.0
 
 
 #: Iterations already scored (decode sequences, prefill tokens, seconds, the GPU's seconds), for
@@ -2017,6 +2018,58 @@ class _OpenLoopRound(NamedTuple):
     gpu_dec: np.ndarray
 
 
+class _MixedShare(NamedTuple):
+    p_mix: np.ndarray
+    t_mix: np.ndarray
+    per_mixed: np.ndarray
+    t_mean: np.ndarray
+    #: Where the mixed iterations hold the budget to carry the prompt work (``t_mix`` extended).
+    carry: np.ndarray
+
+
+def _mixed_share(
+    rate: np.ndarray,
+    uncached: np.ndarray,
+    work: np.ndarray,
+    t_dec: np.ndarray,
+    t_mix: np.ndarray,
+    per_mixed: np.ndarray,
+    budget: np.ndarray,
+) -> _MixedShare:
+    """:func:`_open_loop_round`'s mixed share and mean iteration from its decode-only and mixed
+    iterations (``t_mix`` holding ``per_mixed`` prompt tokens, at most ``budget``)."""
+    # Whether an iteration holds prefill depends on how long the one before took (arrivals
+    # during it): a two-state Markov chain, mixed -> mixed with 1 - exp(-R t_mix), decode ->
+    # mixed with 1 - exp(-R t_dec). Long mixed iterations beget mixed iterations.
+    to_mixed = 1.0 - np.exp(-rate * t_dec)
+    # A mixed iteration holds 1 + Poisson(m - 1) prompts (m its mean), each lengthening it by a
+    # prompt's time c: no arrival during it has probability E[exp(-R t)], more than exp(-R E[t])
+    # (Jensen): exp(-R t_mix) exp((m - 1) (exp(-R c) - 1 + R c)). (Llama-3-70B fp8 on 4 H100s,
+    # vLLM, 2048/256 tokens, 9/s: mixed share 0.39 at the mean, 0.36 so, simulated 0.36.)
+    others = np.maximum(per_mixed / np.maximum(uncached, 1e-9) - 1.0, 0.0)
+    gain = rate * (t_mix - t_dec) / np.maximum(per_mixed, 1e-9) * uncached
+    convex = others * (np.exp(-gain) - 1.0 + gain)
+    p_markov = to_mixed / np.maximum(to_mixed + np.exp(np.minimum(-rate * t_mix + convex, 0.0)), 1e-300)
+    # The chain lets a mixed iteration take every prompt that arrived; it holds at most the
+    # budget (one whole prompt of 2048 tokens in 4096 without chunking), and what does not fit
+    # waits for the next iteration, mixed too. The mixed share p must carry the prompt work,
+    # p x budget = work x t_mean with t_mean = t_dec + p (t_mix' - t_dec), t_mix' a mixed
+    # iteration holding the budget (linear in its tokens from this one): p = work t_dec /
+    # (budget - work (t_mix' - t_dec)). No such p below 1 where work t_mix' >= budget: every
+    # iteration mixed and the prompts still come faster (unstable below).
+    t_full = t_dec + (t_mix - t_dec) * budget / np.maximum(per_mixed, 1e-9)
+    room = budget - work * (t_full - t_dec)
+    # Divided only where there is room: elsewhere work x t_dec over a 1e-300 floor overflowed
+    # (a RuntimeWarning on stderr at 10^9 requests/s) for a value np.where throws away.
+    p_carry = np.divide(work * t_dec, room, out=np.ones(len(room)), where=room > 0.0)
+    carry = p_carry > p_markov
+    t_mix = np.where(carry, t_full, t_mix)
+    per_mixed = np.where(carry, budget, per_mixed)
+    p_mix = np.clip(np.maximum(p_markov, p_carry), 1e-9, 1.0)
+    t_mean = p_mix * t_mix + (1.0 - p_mix) * t_dec
+    return _MixedShare(p_mix, t_mix, per_mixed, t_mean, carry)
+
+
 def _open_loop_round(
     s: _Setting,
     demand: np.ndarray,
@@ -2045,45 +2098,16 @@ def _open_loop_round(
         t_dec, gpu_dec = s.iteration_again(decoding, np.zeros(len(decoding)), known_dec)
     scored_mix = (decoding, per_mixed, t_mix, gpu_mix)
     scored_dec = (decoding, np.zeros(len(decoding)), t_dec, gpu_dec)
-    rate = s.w.request_rate
-    # Whether an iteration holds prefill depends on how long the one before took (arrivals
-    # during it): a two-state Markov chain, mixed -> mixed with 1 - exp(-R t_mix), decode ->
-    # mixed with 1 - exp(-R t_dec). Long mixed iterations beget mixed iterations.
-    to_mixed = 1.0 - np.exp(-rate * t_dec)
-    # A mixed iteration holds 1 + Poisson(m - 1) prompts (m its mean), each lengthening it by a
-    # prompt's time c: no arrival during it has probability E[exp(-R t)], more than exp(-R E[t])
-    # (Jensen): exp(-R t_mix) exp((m - 1) (exp(-R c) - 1 + R c)). (Llama-3-70B fp8 on 4 H100s,
-    # vLLM, 2048/256 tokens, 9/s: mixed share 0.39 at the mean, 0.36 so, simulated 0.36.)
-    uncached = s.uncached
-    others = np.maximum(per_mixed / np.maximum(uncached, 1e-9) - 1.0, 0.0)
-    gain = rate * (t_mix - t_dec) / np.maximum(per_mixed, 1e-9) * uncached
-    convex = others * (np.exp(-gain) - 1.0 + gain)
-    p_markov = to_mixed / np.maximum(to_mixed + np.exp(np.minimum(-rate * t_mix + convex, 0.0)), 1e-300)
-    # The chain lets a mixed iteration take every prompt that arrived; it holds at most the
-    # budget (one whole prompt of 2048 tokens in 4096 without chunking), and what does not fit
-    # waits for the next iteration, mixed too. The mixed share p must carry the prompt work,
-    # p x budget = work x t_mean with t_mean = t_dec + p (t_mix' - t_dec), t_mix' a mixed
-    # iteration holding the budget (linear in its tokens from this one): p = work t_dec /
-    # (budget - work (t_mix' - t_dec)). No such p below 1 where work t_mix' >= budget: every
-    # iteration mixed and the prompts still come faster (unstable below).
-    t_full = t_dec + (t_mix - t_dec) * budget / np.maximum(per_mixed, 1e-9)
-    room = budget - work * (t_full - t_dec)
-    # Divided only where there is room: elsewhere work x t_dec over a 1e-300 floor overflowed
-    # (a RuntimeWarning on stderr at 10^9 requests/s) for a value np.where throws away.
-    p_carry = np.divide(work * t_dec, room, out=np.ones(len(room)), where=room > 0.0)
-    carry = p_carry > p_markov
-    t_mix = np.where(carry, t_full, t_mix)
-    per_mixed = np.where(carry, budget, per_mixed)
-    p_mix = np.clip(np.maximum(p_markov, p_carry), 1e-9, 1.0)
-    t_mean = p_mix * t_mix + (1.0 - p_mix) * t_dec
+    share = _mixed_share(s.w.request_rate, s.uncached, work, t_dec, t_mix, per_mixed, budget)
+    carry = share.carry
     return _OpenLoopRound(
         decoding,
         budget,
-        per_mixed,
-        t_mix,
+        share.per_mixed,
+        share.t_mix,
         t_dec,
-        p_mix,
-        t_mean,
+        share.p_mix,
+        share.t_mean,
         scored_mix,
         scored_dec,
         np.where(carry, np.nan, gpu_mix),
@@ -2187,6 +2211,142 @@ def _ttft_tail_with_slot_wait(
     return tail
 
 
+#: Rounds of the mixed share on :func:`_local_step`'s linear iterations (no scoring): at 3 the
+#: rounds after bench_serving's chord step held 21,264 of its 100,000 open loops, 22,254 at 1,
+#: 42,423 at none (the share left at the chord round's).
+_LOCAL_SHARE_ROUNDS = 3
+
+
+def _local_step(
+    s: _Setting,
+    demand: np.ndarray,
+    work: np.ndarray,
+    slots: np.ndarray,
+    chord_mean: np.ndarray,
+    chord_slope: np.ndarray,
+    per_token: np.ndarray,
+    full: np.ndarray,
+    t_full: np.ndarray,
+    decoding: np.ndarray,
+    t_dec: np.ndarray,
+    per_sequence: np.ndarray,
+    p_mix: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_open_loop`'s first point after the chord round: the mean iteration where the
+    decode-only iteration is linear through the chord round's (``decoding``, ``t_dec``) with the
+    secant to the full batch scored first (the local slope: the chord from one sequence missed the
+    weight-read floor's bend, and the rounds after it held 72,529 of bench_serving's 100,000 open
+    loops, 42,423 so), else ``chord_mean``; and the mixed share of :func:`_mixed_share` on those
+    linear iterations, :data:`_LOCAL_SHARE_ROUNDS` rounds from the chord round's (which was
+    taken at the mean iteration before the step)."""
+    near = np.abs(decoding - full) >= 1.0
+    local = np.where(near, (t_dec - t_full) / np.where(near, decoding - full, 1.0), per_sequence)
+    local = np.where(local > 0.0, local, per_sequence)
+    local_slope = 1.0 - local * demand - per_token * work
+    t_local = (t_dec - local * decoding) / np.maximum(local_slope, 0.02)
+    t_mean = np.where((local_slope > 0.02) & (chord_slope > 0.02) & (t_local > 0.0), t_local, chord_mean)
+    # The iterations at that point, linear in the decode sequences (local) and the prompt tokens
+    # (per_token, the chord round's; at least 0: a negative one overflowed exp in _mixed_share).
+    at = np.minimum(demand * t_mean, slots)
+    linear_dec = t_dec + local * (at - decoding)
+    budget = s.prefill_budget(at)
+    per_token = np.maximum(per_token, 0.0)
+    for _ in range(_LOCAL_SHARE_ROUNDS):
+        tokens = np.minimum(work * t_mean / p_mix, budget)
+        linear_mix = linear_dec + per_token * tokens
+        p_mix = _mixed_share(s.w.request_rate, s.uncached, work, linear_dec, linear_mix, tokens, budget).p_mix
+    return t_mean, p_mix
+
+
+def _open_loop_fixed_point(
+    s: _Setting,
+    demand: np.ndarray,
+    work: np.ndarray,
+    slots: np.ndarray,
+    t_mean: np.ndarray,
+    p_mix: np.ndarray,
+    before: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    chord: tuple[np.ndarray, np.ndarray],
+    known_mix: _Known,
+    known_dec: _Known,
+    out: tuple[np.ndarray, ...],
+) -> np.ndarray:
+    """The rounds of :func:`_open_loop`'s fixed point from :func:`_local_step`'s point (``t_mean``,
+    ``p_mix``; ``chord``: the chord step's, where plain rounds would start), on the rows still moving, each round's outputs written into ``out`` (decode
+    sequences, tokens of a mixed iteration, mixed and decode-only iterations, their GPU seconds,
+    mixed share, mean iteration) at its rows. Returns each row's rounds (``_OPEN_LOOP_ROUNDS`` + 1
+    where they ran out).
+
+    A row stops where a round moves neither its mean iteration nor its mixed share by more than
+    :data:`_SETTLED` of its input (the point is the map's own to that tolerance), or where its
+    outputs are unstable either way. Not where the mixed iterations carry the prompt work: that
+    holds identically wherever the budget binds (p x budget = work x t_mean is how the carried
+    share is solved), and it stopped rounds whose mean iteration was still moving by percents
+    (docs/serving.md, "Where it is weak").
+
+    The next input is Anderson's mix of depth one (Walker and Ni, SIAM J. Numer. Anal. 49, 2011):
+    of the last two rounds' outputs, the one whose residuals' linear model is zero (``before``:
+    the chord round's input and output, the first pair). Near the slot cap plain rounds shrink the
+    step by ~0.6 a round (Llama-3-70B fp8 on 4 H100s under vLLM, 2048/256 tokens, 6.80 req/s:
+    30 rounds to 1e-8); this takes 3-4. The mix is held within half and twice the output, and a
+    row whose mixed point (or local step) came out unstable goes back to the plain point (the
+    round before's output, or the chord step's point) and takes plain rounds from then on (an
+    overshoot is no verdict: the plain rounds' is; the local step overshot Llama-3.1-8B on an A100
+    under vLLM, 512/256 tokens, at 14.85 req/s into the slot cap, where the rounds from the chord
+    settle at 219 of 256 sequences)."""
+    decoding, per_mixed, t_mix, t_dec, gpu_mix, gpu_dec, p_out, t_out = out
+    n = len(t_mean)
+    active = np.arange(n)
+    sub, sub_demand, sub_work, sub_slots = s, demand, work, slots
+    x_mean, x_mix = t_mean.copy(), p_mix.copy()
+    last_x_mean, last_x_mix, last_g_mean, last_g_mix = before
+    rounds = np.full(n, _OPEN_LOOP_ROUNDS + 1)
+    # Where the input is not the plain point (the round before's output, first the chord step's),
+    # and that point.
+    back_mean, back_mix = chord
+    mixed = (x_mean != back_mean) | (x_mix != back_mix)
+    plain = np.zeros(n, dtype=bool)  # a mix overshot: plain rounds only
+    for k in range(_OPEN_LOOP_ROUNDS):
+        round_ = _open_loop_round(sub, sub_demand, sub_work, sub_slots, x_mean, x_mix, known_mix, known_dec)
+        dec_r, budget_r, per_r, t_mix_r, t_dec_r, g_mix, g_mean, known_mix, known_dec = round_[:9]
+        decoding[active], per_mixed[active], t_mix[active], t_dec[active] = dec_r, per_r, t_mix_r, t_dec_r
+        gpu_mix[active], gpu_dec[active] = round_.gpu_mix, round_.gpu_dec
+        p_out[active], t_out[active] = g_mix, g_mean
+        f_mean, f_mix = (g_mean - x_mean) / x_mean, (g_mix - x_mix) / x_mix
+        converged = (np.abs(f_mean) <= _SETTLED) & (np.abs(f_mix) <= _SETTLED)
+        # Unstable either way, and carrying more prompt work only lengthens the iterations: every
+        # iteration mixed at the full budget, or more sequences decoding than the slots hold.
+        saturated = ((g_mix >= 1.0) & (per_r >= budget_r)) | (sub_demand * g_mean >= sub_slots)
+        overshot = saturated & mixed
+        moving = ~(converged | (saturated & ~mixed))
+        rounds[active[np.flatnonzero(~moving)]] = k + 1
+        if not np.any(moving):
+            break
+        last_f_mean = (last_g_mean - last_x_mean) / last_x_mean
+        last_f_mix = (last_g_mix - last_x_mix) / last_x_mix
+        d_mean, d_mix = f_mean - last_f_mean, f_mix - last_f_mix
+        norm = d_mean * d_mean + d_mix * d_mix
+        gamma = np.divide(d_mean * f_mean + d_mix * f_mix, norm, out=np.zeros(len(norm)), where=norm > 0.0)
+        plain = plain | overshot
+        gamma = np.where(plain, 0.0, np.clip(gamma, -_ANDERSON_REACH, _ANDERSON_REACH))
+        next_mean = np.clip(g_mean - gamma * (g_mean - last_g_mean), 0.5 * g_mean, 2.0 * g_mean)
+        next_mix = np.clip(g_mix - gamma * (g_mix - last_g_mix), 1e-9, 1.0)
+        next_mean = np.where(overshot, back_mean, next_mean)
+        next_mix = np.where(overshot, back_mix, next_mix)
+        keep = np.flatnonzero(moving)
+        back_mean, back_mix = g_mean[keep], g_mix[keep]
+        mixed = ((next_mean != g_mean) | (next_mix != g_mix))[keep] & ~overshot[keep]
+        plain = plain[keep]
+        active = active[keep]
+        sub = s.take(active)
+        sub_demand, sub_work, sub_slots = demand[active], work[active], slots[active]
+        last_x_mean, last_x_mix, last_g_mean, last_g_mix = x_mean[keep], x_mix[keep], g_mean[keep], g_mix[keep]
+        x_mean, x_mix = next_mean[keep], next_mix[keep]
+        known_mix = (known_mix[0][keep], known_mix[1][keep], known_mix[2][keep], known_mix[3][keep])
+        known_dec = (known_dec[0][keep], known_dec[1][keep], known_dec[2][keep], known_dec[3][keep])
+    return rounds
+
+
 def _open_loop(s: _Setting) -> ServingEstimate:
     """Poisson arrivals at R: fixed point of the mean iteration time t. Sequences in decode by
     Little's law, R (G - 1) t; an iteration holds prefill with probability 1 - exp(-R t), and all
@@ -2224,59 +2384,24 @@ def _open_loop(s: _Setting) -> ServingEstimate:
     known_mix: _Known | None = None
     slots = cap.slots
     # The chord round on every row: the slopes through the operating point, then the closed form.
+    start_mean, start_mix = t_mean, p_mix
     decoding, _, per_mixed, t_mix, t_dec, p_mix, t_mean, known_mix, known_dec, gpu_mix, gpu_dec = _open_loop_round(
         s, demand, work, slots, t_mean, p_mix, known_mix, known_dec
     )
+    # The chord round's input and output: the first pair of the accelerated rounds' history.
+    before = (start_mean, start_mix, t_mean.copy(), p_mix.copy())
     per_sequence = np.where(decoding > 1.5, (t_dec - one) / np.maximum(decoding - 1.0, 1e-9), per_sequence)
     per_token = (t_mix - t_dec) / np.maximum(per_mixed, 1e-9)
     slope = 1.0 - per_sequence * demand - per_token * work
-    t_mean = np.where(slope > 0.02, (one - per_sequence) / np.maximum(slope, 0.02), t_mean)
-    # Then round after round on the rows still moving (most settle in the first rounds: 1,629 of
-    # 100,000 of bench_serving's draw after two, 12 after thirty): each row's numbers are those
-    # of the rounds on every row, where a settled row kept its inputs and so repeated its
-    # outputs; only the last round's outputs of a row that settled are kept, by position.
-    active = np.arange(n)
-    sub, sub_demand, sub_work, sub_slots = s, demand, work, slots
-    used_mean, used_mix = t_mean.copy(), p_mix.copy()  # (t_mean and p_mix are written below)
-    held_mean, held_mix = np.empty(n), np.empty(n)
-    exhausted = True
-    for _ in range(_OPEN_LOOP_ROUNDS):
-        used = (used_mean, used_mix)
-        round_ = _open_loop_round(sub, sub_demand, sub_work, sub_slots, used_mean, used_mix, known_mix, known_dec)
-        dec_r, budget_r, per_r, t_mix_r, t_dec_r, p_r, t_mean_r, known_mix, known_dec = round_[:9]
-        decoding[active], per_mixed[active], t_mix[active], t_dec[active] = dec_r, per_r, t_mix_r, t_dec_r
-        gpu_mix[active], gpu_dec[active] = round_.gpu_mix, round_.gpu_dec
-        p_mix[active], t_mean[active] = p_r, t_mean_r
-        # Conservation of the prompt work (mixed share x tokens per mixed iteration = R P t_mean)
-        # holds once the point settles.
-        need = sub_work * t_mean_r
-        carried = np.abs(p_r * per_r - need) <= _CARRIED * need
-        # Unstable either way, and carrying more prompt work only lengthens the iterations: every
-        # iteration mixed at the full budget, or more sequences decoding than the slots hold.
-        saturated = ((p_r >= 1.0) & (per_r >= budget_r)) | (sub_demand * t_mean_r >= sub_slots)
-        still = (np.abs(t_mean_r - used[0]) <= _SETTLED * used[0]) & (np.abs(p_r - used[1]) <= _SETTLED * used[1])
-        moving = ~(carried | saturated | still)
-        if not np.any(moving):
-            exhausted = False
-            break
-        # A settled row keeps its inputs: had it run on, its outputs would repeat; where the rounds
-        # run out its mean iteration and mixed share are those inputs (see below).
-        settled = np.flatnonzero(~moving)
-        held_mean[active[settled]], held_mix[active[settled]] = used[0][settled], used[1][settled]
-        keep = np.flatnonzero(moving)
-        active = active[keep]
-        sub = s.take(active)
-        sub_demand, sub_work, sub_slots = demand[active], work[active], slots[active]
-        used_mean, used_mix = t_mean_r[keep], p_r[keep]
-        known_mix = (known_mix[0][keep], known_mix[1][keep], known_mix[2][keep], known_mix[3][keep])
-        known_dec = (known_dec[0][keep], known_dec[1][keep], known_dec[2][keep], known_dec[3][keep])
-    if exhausted:
-        # Rounds run out: the rows still moving hold this round's outputs, the settled ones
-        # the inputs they kept.
-        moved = np.zeros(n, dtype=bool)
-        moved[active] = True
-        t_mean = np.where(moved, t_mean, held_mean)
-        p_mix = np.where(moved, p_mix, held_mix)
+    chord_mean = np.where(slope > 0.02, (one - per_sequence) / np.maximum(slope, 0.02), t_mean)
+    chord_mix = p_mix.copy()
+    t_mean, p_mix = _local_step(
+        s, demand, work, slots, chord_mean, slope, per_token, full, t_full, decoding, t_dec, per_sequence, p_mix
+    )
+    _open_loop_fixed_point(
+        s, demand, work, slots, t_mean, p_mix, before, (chord_mean, chord_mix), known_mix, known_dec,
+        (decoding, per_mixed, t_mix, t_dec, gpu_mix, gpu_dec, p_mix, t_mean),
+    )  # fmt: skip
     # The iteration time's slopes at the operating point: per decoding sequence (the secant to the
     # full batch scored first, else the secant across the batch's Poisson swing above it, sqrt(n)
     # sequences) and per prompt (the mixed iteration over the decode-only one, per token, times the
