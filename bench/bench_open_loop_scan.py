@@ -67,7 +67,7 @@ def steady_states(rates: np.ndarray) -> serving.ServingEstimate:
         captured.update(d=d, w=w, kwargs=kwargs)
         return original(d, w, **kwargs)
 
-    serving_one_module.serve = capture
+    serving_one_module.serve = capture  # type: ignore[assignment]
     try:
         estimate_serving_one(MODEL, HARDWARE, request_rate=float(rates[0]), **OPTIONS)
     finally:
@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         for rate, t in zip(rates, ttft, strict=True):
             print(f"{rate:.4f} {t:.4f}")
     found = falls(rates, ttft)
-    print(f"{len(rates)} rates {rates[0]:g}-{rates[-1]:g}/s, {int(np.isfinite(ttft).sum())} stable; TTFT falls at {len(found)}:")
+    stable = int(np.isfinite(ttft).sum())
+    print(f"{len(rates)} rates {rates[0]:g}-{rates[-1]:g}/s, {stable} stable; TTFT falls at {len(found)}:")
     for rate, before, now in found:
         print(f"  {rate:g} req/s: {before:.3f} -> {now:.3f} s")
     return 0
