@@ -2,8 +2,11 @@
 rates where it falls as the rate rises (docs/serving.md, "Where it is weak": the open loop's
 fixed point).
 
-    PYTHONPATH=. python bench/bench_open_loop_scan.py [--low 5.50] [--high 6.84] [--step 0.01]
+    PYTHONPATH=<checkout> python bench/bench_open_loop_scan.py [--low 5.50] [--high 6.84] [--step 0.01]
         [--per-rate] [--reference] [--show]
+
+(``PYTHONPATH`` picks the code scanned: ``--reference`` needs the old loop, main before
+2026-12-06's converged fixed point, whose constants it sets.)
 
 The deployment is ``tuner estimate``'s
 
@@ -22,15 +25,11 @@ rounds): the rates where the TTFT falls then are genuine second roots, not the s
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-# This checkout's packages, not an installed copy.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import cost_models.serving as serving
 import cost_models.serving_one as serving_one_module
 from cost_models.serving_one import estimate_serving_one
@@ -95,6 +94,11 @@ def falls(rates: np.ndarray, ttft: np.ndarray) -> list[tuple[float, float, float
 
 def with_constants(constants: dict[str, Any], run, *args):
     """``run(*args)`` with cost_models.serving's module constants set to ``constants``."""
+    missing = [name for name in constants if not hasattr(serving, name)]
+    if missing:
+        raise SystemExit(
+            f"cost_models.serving has no {', '.join(missing)}: --reference runs the old loop (main before it converged)"
+        )
     kept = {name: getattr(serving, name) for name in constants}
     for name, value in constants.items():
         setattr(serving, name, value)
