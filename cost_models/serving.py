@@ -1654,17 +1654,20 @@ _P999_Z = 3.0902
 #: 1024+-300/128+-40, Llama-3-70B fp8 4xH100 vLLM 2048/256, Mixtral-8x7B fp8 2xH200 vLLM 1024/256,
 #: Qwen3-32B 2xH200 SGLang 2048/512, Llama-3.1-8B 1xA100 vLLM 512+-200/256+-100; at 50/70/80/90/95/98%
 #: of the highest stable rate; seeds 0-2 of 20,000 requests; the simulated percentile over time while
-#: the load is on): simulated / analytic on the 22 loads whose simulated percentile stayed under the
-#: cap 0.818-1.085 (the seeds' mean; median 1.00), seed by seed 0.76-1.19. The largest, 1.085
-#: (Llama-3.1-8B on the A100 at 80%), is the margin (1.086 before max_stable_request_rate ran to the
-#: edge, whose loads sat 0.2-0.6% lower, 1.090 before decode attention's work units were made
-#: continuous in the cached length, 2026-12-06: the table re-run each time, no flag changed); seeds
-#: 3-5 (held out, before that re-run) read 0.76-1.07. Without it (the percentile against the cap as
-#: it is) three loads whose simulated batch reached its cap went unflagged: Llama-3-8B TensorRT-LLM
-#: at 95% (420.6 of 426; its TTFT p99 0.66-0.79x the simulated), Mixtral at 80% (248.0 of 256) and
-#: Llama-3.1-8B on the A100 at 90% (221.3 of 256: 1.157 would flag it, this margin does not).
+#: the load is on): simulated / analytic on the 23 loads whose simulated percentile stayed under the
+#: cap 0.843-1.130 (the seeds' mean; median 1.00), seed by seed 0.78-1.23. The largest, 1.130
+#: (Llama-3-8B on one H100 under TensorRT-LLM at 80%), is the margin, since the open loop's fixed
+#: point converges (2026-12-06): its rounds had stopped above the point there, on a mean batch of
+#: 77.5 where it settles at 71.0 (simulated 73.6), and the law's percentile came out 162.6 against
+#: 147.8 now (simulated 167.0). Before, 1.085 (Llama-3.1-8B on the A100 at 80%; 1.086 before
+#: max_stable_request_rate ran to the edge, whose loads sat 0.2-0.6% lower, 1.090 before decode
+#: attention's work units were made continuous in the cached length, 2026-12-06: the table re-run
+#: each time, no flag changed); seeds 3-5 (held out, before those re-runs) read 0.76-1.07. Without
+#: it (the percentile against the cap as it is) three loads whose simulated batch reached its cap
+#: went unflagged: Llama-3-8B TensorRT-LLM at 95% (420.6 of 426; its TTFT p99 0.66-0.79x the
+#: simulated), Mixtral at 80% (248.0 of 256) and Llama-3.1-8B on the A100 at 90% (221.3 of 256).
 #: docs/serving.md, "The flag's margin", has the table.
-RUNNING_P999_MARGIN = 0.085
+RUNNING_P999_MARGIN = 0.130
 
 
 def near_capacity(running_p999: np.ndarray | float, max_concurrency: np.ndarray | float) -> np.ndarray:
