@@ -183,11 +183,12 @@ def calibrated_format_notes(
     if fmt == "fp8" and hardware.has_format(FP8):
         notes += fp8_scales_notes(profile, experts, fp8_block_scales)
     borrow_ratio = MEASURED_WEIGHT_ONLY_BORROW_RATIO.get(fmt)
-    if borrow_ratio is not None and gemm_fit_format(profile, fmt) not in (fmt, None):
+    source = gemm_fit_format(profile, fmt)
+    if borrow_ratio is not None and source not in (fmt, None):
         least, most, rows = borrow_ratio
         notes.append(
             f"{weights} weight-only GEMMs ({fmt}): {profile.name} has no {fmt} GEMM fit; they are timed by its "
-            f"{gemm_fit_format(profile, fmt)} fit at their own weight bytes, unmeasured. The only measured {fmt} GEMMs "
+            f"{source} fit at their own weight bytes, unmeasured. The only measured {fmt} GEMMs "
             f"(A100 TensorRT-LLM, {rows} rows) ran {1 / most:.2f}-{1 / least:.2f}x slower than that borrowing "
             "predicts there (median by batch rows): expect these to be optimistic"
         )

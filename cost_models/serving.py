@@ -2279,13 +2279,12 @@ def _open_loop_fixed_point(
     known_mix: _Known,
     known_dec: _Known,
     out: tuple[np.ndarray, ...],
-) -> np.ndarray:
+) -> None:
     """The rounds of :func:`_open_loop`'s fixed point from :func:`_local_step`'s point (``t_mean``,
     ``p_mix``; ``chord``: the chord step's, where plain rounds would start), on the rows still
     moving, each round's outputs written into ``out`` (decode sequences, tokens of a mixed
     iteration, mixed and decode-only iterations, their GPU seconds, mixed share, mean iteration)
-    at its rows. Returns each row's rounds (``_OPEN_LOOP_ROUNDS`` + 1
-    where they ran out).
+    at its rows (a row that runs out of rounds keeps its last round's).
 
     A row stops where a round moves neither its mean iteration nor its mixed share by more than
     :data:`_SETTLED` of its input (the point is the map's own to that tolerance), or where its
@@ -2310,13 +2309,12 @@ def _open_loop_fixed_point(
     sub, sub_demand, sub_work, sub_slots = s, demand, work, slots
     x_mean, x_mix = t_mean.copy(), p_mix.copy()
     last_x_mean, last_x_mix, last_g_mean, last_g_mix = before
-    rounds = np.full(n, _OPEN_LOOP_ROUNDS + 1)
     # Where the input is not the plain point (the round before's output, first the chord step's),
     # and that point.
     back_mean, back_mix = chord
     mixed = (x_mean != back_mean) | (x_mix != back_mix)
     plain = np.zeros(n, dtype=bool)  # a mix overshot: plain rounds only
-    for k in range(_OPEN_LOOP_ROUNDS):
+    for _ in range(_OPEN_LOOP_ROUNDS):
         round_ = _open_loop_round(sub, sub_demand, sub_work, sub_slots, x_mean, x_mix, known_mix, known_dec)
         dec_r, budget_r, per_r, t_mix_r, t_dec_r, g_mix, g_mean, known_mix, known_dec = round_[:9]
         decoding[active], per_mixed[active], t_mix[active], t_dec[active] = dec_r, per_r, t_mix_r, t_dec_r
@@ -2329,7 +2327,6 @@ def _open_loop_fixed_point(
         saturated = ((g_mix >= 1.0) & (per_r >= budget_r)) | (sub_demand * g_mean >= sub_slots)
         overshot = saturated & mixed
         moving = ~(converged | (saturated & ~mixed))
-        rounds[active[np.flatnonzero(~moving)]] = k + 1
         if not np.any(moving):
             break
         last_f_mean = (last_g_mean - last_x_mean) / last_x_mean
@@ -2354,7 +2351,6 @@ def _open_loop_fixed_point(
         x_mean, x_mix = next_mean[keep], next_mix[keep]
         known_mix = (known_mix[0][keep], known_mix[1][keep], known_mix[2][keep], known_mix[3][keep])
         known_dec = (known_dec[0][keep], known_dec[1][keep], known_dec[2][keep], known_dec[3][keep])
-    return rounds
 
 
 def _open_loop(s: _Setting) -> ServingEstimate:

@@ -338,6 +338,12 @@ class MoeFit:
     by_shape: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
+def expert_slices(data: MoeData, rows: np.ndarray) -> np.ndarray:
+    """The per-chip expert slice of ``rows`` ("hidden/inter/experts/topk/tpN": the expert shape
+    and its moe_tp), the folds' groups where the rows span too few expert shapes."""
+    return np.char.add(np.char.add(data.shape[rows], "/tp"), data.moe_tp[rows])
+
+
 def fit_moe(data: MoeData, profile: CalibrationProfile, seed: int = SEED, folds: int = FOLDS) -> MoeFit:
     """Fit :class:`MoeKernelParams` per MoE format on ``data`` (the dense GEMM parameters of
     ``profile`` fixed), and hold out each expert shape in a k-fold cross-validation."""
@@ -351,7 +357,7 @@ def fit_moe(data: MoeData, profile: CalibrationProfile, seed: int = SEED, folds:
     for fmt in sorted(set(data.moe_format.tolist())):
         rows = np.flatnonzero(data.moe_format == fmt)
         slices = fmt in SLICE_FOLDS
-        groups = np.char.add(np.char.add(data.shape[rows], "/tp"), data.moe_tp[rows]) if slices else data.shape[rows]
+        groups = expert_slices(data, rows) if slices else data.shape[rows]
         shapes = len(set(groups.tolist()))
         if len(rows) < MIN_ROWS or shapes < folds:
             unit, units = ("expert slice(s) (shape x moe_tp)", "slices") if slices else ("expert shape(s)", "shapes")
@@ -433,7 +439,7 @@ def _refit_borrowed(
     it); None where nothing is borrowed or the rows are too few."""
     found = borrowed_moe_class(params, gemm_format(*FORMATS[fmt]))
     rows = np.flatnonzero(data.moe_format == fmt)
-    slices = np.char.add(np.char.add(data.shape[rows], "/tp"), data.moe_tp[rows])
+    slices = expert_slices(data, rows)
     count = len(set(slices.tolist()))
     if found is None or len(rows) < BORROWED_REFIT_MIN_ROWS or count < BORROWED_REFIT_MIN_SLICES:
         return None

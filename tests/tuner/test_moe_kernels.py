@@ -20,6 +20,7 @@ from cost_models.moe_kernel_time import moe_kernel_params
 from tuner.moe_kernels import (
     BORROWED_REFIT,
     MOE_FILE,
+    expert_slices,
     fit_moe,
     fitted_times_s,
     moe_data,
@@ -351,7 +352,7 @@ def test_mxfp4_folds_never_train_on_the_slice_or_shape_they_predict(monkeypatch)
     rows = [r for r in pair_rows("h200", "vllm") if r["moe_dtype"] == "w4a16_mxfp4"]
     data = moe_data(rows, "h200", "vllm", profile)
     result = fit_moe(data, profile)
-    slices = np.array([f"{s}/tp{tp}" for s, tp in zip(data.shape, data.moe_tp, strict=True)])
+    slices = expert_slices(data, np.arange(len(rows)))
     everything, folds, by_shape = calls[0][1], [r for _, r in calls[1:6]], [r for _, r in calls[6:]]
     assert len(everything) == len(rows) == 61 and len(by_shape) == 2  # gpt-oss-120b's and -20b's shapes
     _assert_each_row_held_out_once(everything, folds, slices)
