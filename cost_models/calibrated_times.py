@@ -437,7 +437,7 @@ def _gemm_params(profile: CalibrationProfile, fmt: str) -> GemmParams:
     source = gemm_fit_format(profile, fmt)
     if source is None:
         return GemmParams()
-    return profile.gemm[fmt] if source == fmt else _without_shape_correction(profile.gemm[source])
+    return profile.gemm[fmt] if source == fmt else _borrowed(profile.gemm[source])
 
 
 #: Each borrowed fit without its shape correction, by id (the original kept alive beside it, so
@@ -447,13 +447,29 @@ _WITHOUT_SHAPE: dict[int, tuple[GemmParams, GemmParams]] = {}
 
 
 def _without_shape_correction(params: GemmParams) -> GemmParams:
-    if params.shape_correction is None:
+    return _cached_copy(_WITHOUT_SHAPE, params, {"shape_correction": None})
+
+
+#: Each fit as another format borrows it, by id (as _WITHOUT_SHAPE).
+_BORROWED: dict[int, tuple[GemmParams, GemmParams]] = {}
+
+
+def _borrowed(params: GemmParams) -> GemmParams:
+    """``params`` as a format that did not measure them runs them: without the measured kernel's
+    own shape correction and kernel dispatch (cost_models/gemm_dispatch.py: its configurations'
+    speeds are that kernel's)."""
+    return _cached_copy(_BORROWED, params, {"shape_correction": None, "kernel_dispatch": ""})
+
+
+def _cached_copy(cache: dict[int, tuple[GemmParams, GemmParams]], params: GemmParams, update: dict) -> GemmParams:
+    """``params`` with ``update``, one copy per original (kept alive beside it in ``cache``)."""
+    if all(getattr(params, name) == value for name, value in update.items()):
         return params
-    known = _WITHOUT_SHAPE.get(id(params))
+    known = cache.get(id(params))
     if known is not None and known[0] is params:
         return known[1]
-    plain = params.model_copy(update={"shape_correction": None})
-    _WITHOUT_SHAPE[id(params)] = (params, plain)
+    plain = params.model_copy(update=update)
+    cache[id(params)] = (params, plain)
     return plain
 
 
@@ -1771,6 +1787,9 @@ _DENSE_ONLY = {
     # The dense kernels' measured shape correction: a stacked expert GEMM's (m, woken x width, k)
     # is not a dense shape the table was measured at.
     "shape_correction": None,
+    # The dense scaled_mm's kernel dispatch by (m, n) (vLLM's SM89 fp8: cost_models/gemm_dispatch.py):
+    # the experts' grouped kernel is another kernel, and a stacked n is not a dense call's n.
+    "kernel_dispatch": "",
 }
 
 
@@ -1783,6 +1802,7 @@ def _stacked(params: GemmParams) -> GemmParams:
         or params.mid_tile_max_m
         or params.weight_only_gemv_factor != 1
         or params.shape_correction is not None
+        or params.kernel_dispatch
     ):
         return params.model_copy(update=_DENSE_ONLY)
     return params

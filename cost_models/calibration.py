@@ -316,8 +316,10 @@ def _median_params(cls, items: list):
         return cls()
     fields = {}
     for field in cls.model_fields:
-        if field == "shape_correction":
-            # A table of one chip's measured GEMM shapes: a chip without a profile has none.
+        if field == "shape_correction" or field == "kernel_dispatch" or field.startswith("dispatch_factor_"):
+            # A table of one chip's measured GEMM shapes, one engine's kernel dispatch on one chip
+            # (cost_models/gemm_dispatch.py) and its configurations' speeds: a chip without a
+            # profile has none.
             continue
         values = [getattr(p, field) for p in items if getattr(p, field) is not None]
         if values:

@@ -18,9 +18,10 @@ from functools import cache
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from cost_models.errors import InvalidInputError
+from cost_models.gemm_dispatch import DISPATCHES, FACTOR_FIELDS, dispatch_factor
 from cost_models.gemm_shape import GemmShapeCorrection
 from cost_models.hardware import HardwareSpec
 
@@ -197,7 +198,7 @@ class GemmParams(_Params):
     scale_column_s: float = Field(default=0.0, ge=0, le=1e-6)
     #: Rows with m at most this run the engine's small CTA tile (SMALL_TILE_M x SMALL_TILE_N) in
     #: the wave, split-K, CTA-saturation and dequantization terms instead of TILE_M x TILE_N; 0:
-    #: none. Not fitted: the engine's kernel dispatch (tuner/calibrate.py SMALL_TILE_DISPATCH
+    #: none. Not fitted: the engine's kernel dispatch (tuner/calibrate.py KERNEL_DISPATCH
     #: says where and what it was measured on).
     small_tile_max_m: float = Field(default=0.0, ge=0, le=1e5)
     #: Rows with small_tile_max_m < m <= this run SMALL_TILE_M x TILE_N tiles; 0: none.
@@ -212,15 +213,42 @@ class GemmParams(_Params):
     #: the model's times exp(its value at log2 (m, n, k)), 1 away from measured shapes; None: none.
     #: Not fitted by least squares: tuner/calibrate.py fit_gemm builds it from the fit's residuals.
     shape_correction: GemmShapeCorrection | None = None
+    #: The engine's kernel dispatch by (m, n) (cost_models/gemm_dispatch.py DISPATCHES); "": none.
+    #: Not fitted: tuner/calibrate.py KERNEL_DISPATCH says where it was read from the source.
+    kernel_dispatch: str = ""
+    #: Kernel-time factor of each configuration of ``kernel_dispatch`` over the model's time (the
+    #: reference configuration, 128x128, is 1; gemm_dispatch.FACTOR_FIELDS).
+    dispatch_factor_16x64: float = Field(default=1.0, gt=0, le=8)
+    dispatch_factor_16x128: float = Field(default=1.0, gt=0, le=8)
+    dispatch_factor_32x64: float = Field(default=1.0, gt=0, le=8)
+    dispatch_factor_32x128: float = Field(default=1.0, gt=0, le=8)
+    dispatch_factor_64x64: float = Field(default=1.0, gt=0, le=8)
+    dispatch_factor_64x128: float = Field(default=1.0, gt=0, le=8)
+    dispatch_factor_128x64: float = Field(default=1.0, gt=0, le=8)
+    dispatch_factor_256x128: float = Field(default=1.0, gt=0, le=8)
+
+    @model_validator(mode="after")
+    def _known_dispatch(self) -> GemmParams:
+        if self.kernel_dispatch and self.kernel_dispatch not in DISPATCHES:
+            raise ValueError(f'kernel_dispatch {self.kernel_dispatch!r} is not one of {", ".join(DISPATCHES)} (or "")')
+        return self
 
     @model_serializer(mode="wrap")
     def _without_an_absent_correction(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # Opt-in (tuner calibrate --shape-correction): a profile without one is written as before
-        # the field existed, byte for byte (the shipped profiles, every table-less refit).
+        # the field existed, byte for byte (the shipped profiles, every table-less refit). So is
+        # one without a kernel dispatch (its factors then do nothing).
         data = handler(self)
         if self.shape_correction is None:
             data.pop("shape_correction", None)
+        if not self.kernel_dispatch:
+            for name in ("kernel_dispatch", *FACTOR_FIELDS):
+                data.pop(name, None)
         return data
+
+    def dispatch_factors(self) -> dict[str, float]:
+        """The factor of each configuration of ``kernel_dispatch`` but the reference, by class."""
+        return {name.removeprefix("dispatch_factor_"): getattr(self, name) for name in FACTOR_FIELDS}
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -363,6 +391,17 @@ class GemmParams(_Params):
         # median/p90 8.27/23.32% -> 7.49/22.30%, sq 7.97/20.84% -> 7.20/20.43%, int8_wo
         # 7.09/21.64% -> 6.54/22.66%.
         "dequant_ctas_per_sm": FitSpec(1.0, 32.0, log=True, start=2.0),
+        # Fitted where tuner/calibrate.py KERNEL_DISPATCH names the group's dispatch (vLLM fp8 on
+        # the L40S): each configuration of vLLM's SM89 fp8 scaled_mm dispatch runs at its own speed
+        # (cost_models/gemm_dispatch.py). Before it, over the group's 3,000 database rows, the
+        # shipped fit's median log residual by configuration was +0.15 (32x64: m = 17-32 at
+        # n <= 8192), +0.19 (64x64: m = 33-64 at n <= 8192), +0.26 (256x128: m > 256 at
+        # 4096 < n <= 8192) and -0.07 (64x128), the others within 0.03, while SGLang's and
+        # TRT-LLM's fp8 rows on the same chip (other kernels) stayed within 0.03 by the same bins.
+        # Fitted 0.71 (16x64) to 1.49 (256x128); held out (5 folds by weight shape), the fit alone
+        # 10.8/34.3% -> 10.4/27.5%, with the shape correction 7.55/28.5% -> 7.54/24.9%
+        # (docs/accuracy.md, GEMM, the sixteenth round).
+        **{name: FitSpec(0.25, 4.0, log=True, start=1.0) for name in FACTOR_FIELDS},
     }
 
 
@@ -456,6 +495,10 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
     - unaligned m (m % M_ALIGN != 0): the kernel's time times ``unaligned_m_slowdown`` before
       the floor, ``unaligned_m_s`` after it (b200 vLLM fp8_block: 220-250 us against 164-180 us
       at m % 4 == 0).
+    - kernel dispatch (``kernel_dispatch``, cost_models/gemm_dispatch.py; vLLM fp8 on SM89): the
+      kernel time, before the floor, times ``dispatch_factor_<tile>`` of the configuration the
+      engine's dispatch runs at (m, n) (the 128x128 reference: 1). l40s vLLM fp8 m = 33-64 at
+      n <= 8192 (64x64 tiles, exact fp8 accumulation): 1.2x the smooth model's time.
     - per-call scale pass (``scale_column_s``, fitted on SGLang's fp8_block): n *
       scale_column_s after the floor, whatever m and k (b200 SGLang fp8_block m=1 n=51200
       k=512: 46 us, 20 us predicted held out without it).
@@ -646,6 +689,10 @@ def gemm_time_with_constants_s(
         unaligned = m != M_ALIGN * np.floor(m / M_ALIGN)
         if params.unaligned_m_slowdown > 1:
             total *= 1.0 + (params.unaligned_m_slowdown - 1.0) * unaligned
+    if params.kernel_dispatch:
+        # The configuration the engine's dispatch runs at (m, n), at its own speed (a kernel-time
+        # factor, before the per-call floor).
+        total *= dispatch_factor(params.kernel_dispatch, params.dispatch_factors(), m, n)
     if params.host_floor_s > 0 or params.large_m_launch_s > 0:
         floor_s: float | np.ndarray = params.host_floor_s
         if params.large_m_launch_s > 0:

@@ -51,6 +51,7 @@ from cost_models.efficiency import (
     prefill_attention_time_s,
 )
 from cost_models.errors import InvalidInputError
+from cost_models.gemm_dispatch import FACTOR_FIELDS
 from cost_models.gemm_shape import GemmShapeCorrection, fit_shape_correction
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
 from tuner.fitting import abs_rel_errors, cross_validate, fit
@@ -360,11 +361,16 @@ SCALE_ENGINES = ("sglang",)
 #: 6.26/19.12% -> 4.71/15.45%, h100 4.85/15.16% -> 4.99/14.54%. Not applied on b200/gb200 (SM100
 #: dispatch, 64x64 at m <= 64: SGLang's few-tile rows show no step in m there, and set there it gave
 #: b200 sglang fp8 7.64/23.97% -> 9.09/27.57%, gb200 6.19/20.14% -> 6.90/26.32%) or l40s (SM89).
-SMALL_TILE_DISPATCH = {
+#: GemmParams.kernel_dispatch, also per (engine, format, chip name): vLLM's CUTLASS fp8 scaled_mm
+#: on SM89 switches configurations by m and n (cost_models/gemm_dispatch.py); each one's speed,
+#: dispatch_factor_<tile>, is fitted (gemm_specs). Held out: docs/accuracy.md, GEMM, the sixteenth
+#: round.
+KERNEL_DISPATCH: dict[tuple[str, str, str], dict[str, float | str]] = {
     ("sglang", "fp8", "h100-sxm"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
     ("sglang", "fp8", "h200"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
     ("vllm", "fp8", "h100-sxm"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
     ("vllm", "fp8", "h200"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
+    ("vllm", "fp8", "l40s"): {"kernel_dispatch": "vllm_sm89_fp8"},
 }
 
 
@@ -438,6 +444,9 @@ def gemm_specs(fmt: str, backend: str, chip: HardwareSpec) -> dict[str, FitSpec]
         specs.pop("weight_only_gemv_factor")
     if fmt not in SCALE_FORMATS or backend not in SCALE_ENGINES:
         specs.pop("scale_column_s")
+    if not KERNEL_DISPATCH.get((backend, fmt, chip.name), {}).get("kernel_dispatch"):
+        for name in FACTOR_FIELDS:
+            specs.pop(name)
     if chip.l2_bytes is None:
         specs.pop("l2_speedup")
         specs.pop("l2_capacity_fraction")
@@ -481,7 +490,7 @@ def fit_gemm(
         group_rows = _gemm_group_rows(table, system, backend, fmt)
         rows = _subsample(group_rows, max_rows, seed)
         specs = gemm_specs(fmt, backend, chip)
-        fixed: dict[str, float] = dict(SMALL_TILE_DISPATCH.get((backend, fmt, chip.name), {}))
+        fixed: dict[str, float | str] = dict(KERNEL_DISPATCH.get((backend, fmt, chip.name), {}))
         _require_rows(table, rows, len(specs), f"gemm {fmt} on {system}/{backend}")
         _check_speed_of_light(table, rows, fmt, chip)
         m, n, k = c["m"][rows], c["n"][rows], c["k"][rows]

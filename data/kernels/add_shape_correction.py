@@ -35,9 +35,9 @@ from cost_models.hardware import get_hardware
 from tuner.calibrate import (
     CHIP_TO_SYSTEM,
     FOLDS,
+    KERNEL_DISPATCH,
     MAX_ROWS_PER_GROUP,
     SEED,
-    SMALL_TILE_DISPATCH,
     _gemm_group_rows,
     _GemmShapeRows,
     fit_gemm,
@@ -77,7 +77,7 @@ def main(names: list[str]) -> None:
             raise SystemExit(f"{name}: groups {sorted(reports)} fitted, {sorted(profile.gemm)} shipped")
         gemm, cv_error, rows_used = dict(profile.gemm), dict(profile.cv_error), 0
         for fmt, params in profile.gemm.items():
-            fixed = dict(SMALL_TILE_DISPATCH.get((backend, fmt, chip.name), {}))
+            fixed = dict(KERNEL_DISPATCH.get((backend, fmt, chip.name), {}))
             shape = _GemmShapeRows(every, _gemm_group_rows(every, system, backend, fmt), fmt, chip, fixed)
             correction = shape.fit_params(params)
             gemm[fmt] = params.model_copy(update={"shape_correction": correction})

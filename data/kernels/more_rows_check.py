@@ -46,9 +46,9 @@ from cost_models.hardware import get_hardware
 from tuner.calibrate import (
     CHIP_TO_SYSTEM,
     FOLDS,
+    KERNEL_DISPATCH,
     MAX_ROWS_PER_GROUP,
     SEED,
-    SMALL_TILE_DISPATCH,
     _gemm_group_rows,
     _subsample,
     gemm_specs,
@@ -94,7 +94,7 @@ for name, fmt in groups:
     chip = get_hardware(profile.chip)
     system, backend = CHIP_TO_SYSTEM[profile.chip], profile.backend
     specs = gemm_specs(fmt, backend, chip)
-    fixed = dict(SMALL_TILE_DISPATCH.get((backend, fmt, chip.name), {}))
+    fixed = dict(KERNEL_DISPATCH.get((backend, fmt, chip.name), {}))
     # The test rows: the 300 tuner calibrate draws, folded by (n, k) as it folds them.
     rows = _subsample(_gemm_group_rows(subset, system, backend, fmt), MAX_ROWS_PER_GROUP, SEED)
     m, n, k, measured = columns(subset, rows)

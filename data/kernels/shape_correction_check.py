@@ -39,9 +39,9 @@ from cost_models.hardware import get_hardware
 from tuner.calibrate import (
     CHIP_TO_SYSTEM,
     FOLDS,
+    KERNEL_DISPATCH,
     MAX_ROWS_PER_GROUP,
     SEED,
-    SMALL_TILE_DISPATCH,
     _gemm_group_rows,
     _subsample,
     gemm_specs,
@@ -82,7 +82,7 @@ for name in available_profiles():
         c = subset.columns
         rows = _subsample(_gemm_group_rows(subset, system, backend, fmt), MAX_ROWS_PER_GROUP, SEED)
         specs = gemm_specs(fmt, backend, chip)
-        fixed = dict(SMALL_TILE_DISPATCH.get((backend, fmt, chip.name), {}))
+        fixed = dict(KERNEL_DISPATCH.get((backend, fmt, chip.name), {}))
         m, n, k = (c[a][rows].astype(float) for a in "mnk")
         measured = c["latency"][rows] * 1e-3
 

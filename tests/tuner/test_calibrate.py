@@ -121,8 +121,9 @@ def test_gemm_targets_met_by_bf16_vllm_fp8_and_nvfp4_groups_on_hbm_gpus():
     # before the measured shape correction (cost_models/gemm_shape.py, shipped 2026-12-06 by
     # data/kernels/add_shape_correction.py): held out, the whole pipeline per fold, 6 missing; the
     # same folds' fit alone (fit_only_*, refitted on an AMD EPYC VM: h200 SGLang fp8 8.01%, 7.90%
-    # on the Xeon that fitted the profiles) 8.
-    assert sum(e.median > 0.08 or e.p90 > 0.25 for e in gemm) <= 6
+    # on the Xeon that fitted the profiles) 8; 6 before vLLM's SM89 fp8 dispatch (l40s vLLM fp8
+    # 7.55/28.5% -> 7.54/24.9%, its fit alone 10.8/34.3% -> 10.4/27.5%: still a miss alone).
+    assert sum(e.median > 0.08 or e.p90 > 0.25 for e in gemm) <= 5
     assert sum(e.fit_only_median > 0.08 or e.fit_only_p90 > 0.25 for e in gemm) == 8
     # Mean median 6.06% -> 5.02%, mean p90 18.6% -> 15.4%.
     assert np.mean([e.median for e in gemm]) < 0.051 < 0.06 < np.mean([e.fit_only_median for e in gemm])
@@ -467,7 +468,7 @@ def test_gemm_refit_overlaps_the_walks_of_ctas_resident_on_an_sm():
 
 def test_gemm_sm90_fp8_tile_dispatch_by_m():
     # vLLM's and SGLang's fp8 GEMMs on SM90 run 64x64 CTA tiles at m <= 64, 64x128 to m = 128 and
-    # 128x128 above (tuner/calibrate.py SMALL_TILE_DISPATCH): set, not fitted, on those groups
+    # 128x128 above (tuner/calibrate.py KERNEL_DISPATCH): set, not fitted, on those groups
     # only. Held out, h200 SGLang fp8 went 8.55/21.74% -> 7.90/18.38% with it (the median within
     # 0.1 point of the 8% target: a change of scipy's solver path may move it across, and it did:
     # the same refit gives 8.01% on an AMD EPYC VM (2026-12-05), 7.90% on the Intel Xeon that
@@ -483,6 +484,22 @@ def test_gemm_sm90_fp8_tile_dispatch_by_m():
     assert shipped.median <= 0.08 and shipped.p90 <= 0.25
     for key in ("bfloat16", "fp8_block"):
         assert "small_tile_max_m" not in by_key[key].values, key
+
+
+def test_gemm_sm89_fp8_kernel_dispatch_of_vllm():
+    # vLLM's CUTLASS fp8 scaled_mm on SM89 runs one configuration per (m, n) bucket
+    # (cost_models/gemm_dispatch.py); each one's speed is fitted on l40s vLLM fp8 only. Its rows'
+    # steps: m = 17-32 and 33-64 at n <= 8192 and m > 256 at 4096 < n <= 8192 ran slower than the
+    # smooth model (the 256x128 tile's 3 stages: fitted ~1.5x the 128x128 reference), m <= 16
+    # faster. The fit alone, held out: p90 34.3% without the factors, 27.5% with them.
+    table = read_kernel_table(REPO_KERNELS / "gemm_perf.csv.gz")
+    by_key = {r.key: r for r in fit_gemm(table, get_hardware("l40s"), "l40s", "vllm", 20260101, 5, 300)}
+    fp8 = by_key["fp8"].values
+    assert fp8["kernel_dispatch"] == "vllm_sm89_fp8"
+    assert fp8["dispatch_factor_256x128"] > 1.2 and fp8["dispatch_factor_16x64"] < 0.85
+    assert by_key["fp8"].cv_p90 < 0.30
+    for key in ("bfloat16", "fp8_block"):
+        assert "dispatch_factor_256x128" not in by_key[key].values, key
 
 
 def test_decode_refit_finds_trtllm_fallback_kernel_switch():
