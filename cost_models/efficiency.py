@@ -217,7 +217,7 @@ class GemmParams(_Params):
     #: Not fitted: tuner/calibrate.py KERNEL_DISPATCH says where it was read from the source.
     kernel_dispatch: str = ""
     #: Kernel-time factor of each configuration of ``kernel_dispatch`` over the model's time (the
-    #: reference configuration, 128x128, is 1; gemm_dispatch.FACTOR_FIELDS).
+    #: reference configuration is 1; each dispatch's classes: gemm_dispatch.DISPATCHES).
     dispatch_factor_16x64: float = Field(default=1.0, gt=0, le=8)
     dispatch_factor_16x128: float = Field(default=1.0, gt=0, le=8)
     dispatch_factor_32x64: float = Field(default=1.0, gt=0, le=8)
@@ -226,29 +226,44 @@ class GemmParams(_Params):
     dispatch_factor_64x128: float = Field(default=1.0, gt=0, le=8)
     dispatch_factor_128x64: float = Field(default=1.0, gt=0, le=8)
     dispatch_factor_256x128: float = Field(default=1.0, gt=0, le=8)
+    dispatch_factor_16x64s7: float = Field(default=1.0, gt=0, le=8)
+    dispatch_factor_32x64s5: float = Field(default=1.0, gt=0, le=8)
+    dispatch_factor_16x64s4: float = Field(default=1.0, gt=0, le=8)
+    dispatch_factor_32x64s7: float = Field(default=1.0, gt=0, le=8)
+    dispatch_factor_64x64s4: float = Field(default=1.0, gt=0, le=8)
+    dispatch_factor_64x64s5: float = Field(default=1.0, gt=0, le=8)
+    dispatch_factor_128x64s5: float = Field(default=1.0, gt=0, le=8)
+    dispatch_factor_64x128s7: float = Field(default=1.0, gt=0, le=8)
+    dispatch_factor_128x64s4: float = Field(default=1.0, gt=0, le=8)
+    dispatch_factor_128x128s2: float = Field(default=1.0, gt=0, le=8)
+    dispatch_factor_128x128s4: float = Field(default=1.0, gt=0, le=8)
 
     @model_validator(mode="after")
     def _known_dispatch(self) -> GemmParams:
         if self.kernel_dispatch and self.kernel_dispatch not in DISPATCHES:
-            raise ValueError(f'kernel_dispatch {self.kernel_dispatch!r} is not one of {", ".join(DISPATCHES)} (or "")')
+            known = ", ".join(DISPATCHES)
+            raise ValueError(f"kernel_dispatch {self.kernel_dispatch!r} is not one of {known} (or empty: none)")
         return self
 
     @model_serializer(mode="wrap")
     def _without_an_absent_correction(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # Opt-in (tuner calibrate --shape-correction): a profile without one is written as before
-        # the field existed, byte for byte (the shipped profiles, every table-less refit). So is
-        # one without a kernel dispatch (its factors then do nothing).
+        # the field existed, byte for byte (the shipped profiles, every table-less refit).
         data = handler(self)
         if self.shape_correction is None:
             data.pop("shape_correction", None)
-        if not self.kernel_dispatch:
-            for name in ("kernel_dispatch", *FACTOR_FIELDS):
+        # So is a group without a kernel dispatch, and one with a dispatch without the other
+        # dispatches' factors (they do nothing there).
+        own = DISPATCHES[self.kernel_dispatch].factor_fields if self.kernel_dispatch else ()
+        for name in ("kernel_dispatch", *FACTOR_FIELDS) if not self.kernel_dispatch else FACTOR_FIELDS:
+            if name not in own:
                 data.pop(name, None)
         return data
 
     def dispatch_factors(self) -> dict[str, float]:
         """The factor of each configuration of ``kernel_dispatch`` but the reference, by class."""
-        return {name.removeprefix("dispatch_factor_"): getattr(self, name) for name in FACTOR_FIELDS}
+        fields = DISPATCHES[self.kernel_dispatch].factor_fields if self.kernel_dispatch else ()
+        return {name.removeprefix("dispatch_factor_"): getattr(self, name) for name in fields}
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -391,16 +406,20 @@ class GemmParams(_Params):
         # median/p90 8.27/23.32% -> 7.49/22.30%, sq 7.97/20.84% -> 7.20/20.43%, int8_wo
         # 7.09/21.64% -> 6.54/22.66%.
         "dequant_ctas_per_sm": FitSpec(1.0, 32.0, log=True, start=2.0),
-        # Fitted where tuner/calibrate.py KERNEL_DISPATCH names the group's dispatch (vLLM fp8 on
-        # the L40S): each configuration of vLLM's SM89 fp8 scaled_mm dispatch runs at its own speed
+        # Fitted where tuner/calibrate.py KERNEL_DISPATCH names the group's dispatch (vLLM and
+        # SGLang fp8 on the L40S), each dispatch's own classes: each configuration of vLLM's SM89
+        # fp8 scaled_mm dispatch runs at its own speed
         # (cost_models/gemm_dispatch.py). Before it, over the group's 3,000 database rows, the
         # shipped fit's median log residual by configuration was +0.15 (32x64: m = 17-32 at
         # n <= 8192), +0.19 (64x64: m = 33-64 at n <= 8192), +0.26 (256x128: m > 256 at
         # 4096 < n <= 8192) and -0.07 (64x128), the others within 0.03, while SGLang's and
         # TRT-LLM's fp8 rows on the same chip (other kernels) stayed within 0.03 by the same bins.
         # Fitted 0.71 (16x64) to 1.49 (256x128); held out (5 folds by weight shape), the fit alone
-        # 10.8/34.3% -> 10.4/27.5%, with the shape correction 7.55/28.5% -> 7.54/24.9%
-        # (docs/accuracy.md, GEMM, the sixteenth round).
+        # 10.8/34.3% -> 10.4/27.5%, with the shape correction 7.55/28.5% -> 7.54/24.9%. SGLang's
+        # sgl-kernel fp8 on the L40S alike (its own dispatch: a 2-stage 128x128 kernel at m =
+        # 257-512, n <= 8192 ran +0.32 in median log residual): the fit alone 10.3/31.2% ->
+        # 9.4/30.3%, with the correction 8.26/25.1% -> 8.44/24.0% (docs/accuracy.md, GEMM, the
+        # sixteenth round).
         **{name: FitSpec(0.25, 4.0, log=True, start=1.0) for name in FACTOR_FIELDS},
     }
 
@@ -495,9 +514,9 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
     - unaligned m (m % M_ALIGN != 0): the kernel's time times ``unaligned_m_slowdown`` before
       the floor, ``unaligned_m_s`` after it (b200 vLLM fp8_block: 220-250 us against 164-180 us
       at m % 4 == 0).
-    - kernel dispatch (``kernel_dispatch``, cost_models/gemm_dispatch.py; vLLM fp8 on SM89): the
-      kernel time, before the floor, times ``dispatch_factor_<tile>`` of the configuration the
-      engine's dispatch runs at (m, n) (the 128x128 reference: 1). l40s vLLM fp8 m = 33-64 at
+    - kernel dispatch (``kernel_dispatch``, cost_models/gemm_dispatch.py; vLLM's and SGLang's fp8
+      on SM89): the kernel time, before the floor, times ``dispatch_factor_<class>`` of the
+      configuration the engine's dispatch runs at (m, n) (the dispatch's reference class: 1). l40s vLLM fp8 m = 33-64 at
       n <= 8192 (64x64 tiles, exact fp8 accumulation): 1.2x the smooth model's time.
     - per-call scale pass (``scale_column_s``, fitted on SGLang's fp8_block): n *
       scale_column_s after the floor, whatever m and k (b200 SGLang fp8_block m=1 n=51200

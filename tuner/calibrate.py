@@ -51,7 +51,7 @@ from cost_models.efficiency import (
     prefill_attention_time_s,
 )
 from cost_models.errors import InvalidInputError
-from cost_models.gemm_dispatch import FACTOR_FIELDS
+from cost_models.gemm_dispatch import DISPATCHES, FACTOR_FIELDS
 from cost_models.gemm_shape import GemmShapeCorrection, fit_shape_correction
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
 from tuner.fitting import abs_rel_errors, cross_validate, fit
@@ -362,15 +362,16 @@ SCALE_ENGINES = ("sglang",)
 #: dispatch, 64x64 at m <= 64: SGLang's few-tile rows show no step in m there, and set there it gave
 #: b200 sglang fp8 7.64/23.97% -> 9.09/27.57%, gb200 6.19/20.14% -> 6.90/26.32%) or l40s (SM89).
 #: GemmParams.kernel_dispatch, also per (engine, format, chip name): vLLM's CUTLASS fp8 scaled_mm
-#: on SM89 switches configurations by m and n (cost_models/gemm_dispatch.py); each one's speed,
-#: dispatch_factor_<tile>, is fitted (gemm_specs). Held out: docs/accuracy.md, GEMM, the sixteenth
-#: round.
+#: and SGLang's sgl-kernel fp8_scaled_mm on SM89 switch configurations by m and n
+#: (cost_models/gemm_dispatch.py); each one's speed, dispatch_factor_<class>, is fitted
+#: (gemm_specs). Held out: docs/accuracy.md, GEMM, the sixteenth round.
 KERNEL_DISPATCH: dict[tuple[str, str, str], dict[str, float | str]] = {
     ("sglang", "fp8", "h100-sxm"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
     ("sglang", "fp8", "h200"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
     ("vllm", "fp8", "h100-sxm"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
     ("vllm", "fp8", "h200"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
     ("vllm", "fp8", "l40s"): {"kernel_dispatch": "vllm_sm89_fp8"},
+    ("sglang", "fp8", "l40s"): {"kernel_dispatch": "sglang_sm89_fp8"},
 }
 
 
@@ -444,8 +445,10 @@ def gemm_specs(fmt: str, backend: str, chip: HardwareSpec) -> dict[str, FitSpec]
         specs.pop("weight_only_gemv_factor")
     if fmt not in SCALE_FORMATS or backend not in SCALE_ENGINES:
         specs.pop("scale_column_s")
-    if not KERNEL_DISPATCH.get((backend, fmt, chip.name), {}).get("kernel_dispatch"):
-        for name in FACTOR_FIELDS:
+    dispatch = str(KERNEL_DISPATCH.get((backend, fmt, chip.name), {}).get("kernel_dispatch", ""))
+    own = DISPATCHES[dispatch].factor_fields if dispatch else ()
+    for name in FACTOR_FIELDS:
+        if name not in own:
             specs.pop(name)
     if chip.l2_bytes is None:
         specs.pop("l2_speedup")
