@@ -254,16 +254,18 @@ class GemmParams(_Params):
             data.pop("shape_correction", None)
         # So is a group without a kernel dispatch, and one with a dispatch without the other
         # dispatches' factors (they do nothing there).
-        own = DISPATCHES[self.kernel_dispatch].factor_fields if self.kernel_dispatch else ()
-        for name in ("kernel_dispatch", *FACTOR_FIELDS) if not self.kernel_dispatch else FACTOR_FIELDS:
-            if name not in own:
-                data.pop(name, None)
+        if not self.kernel_dispatch:
+            data.pop("kernel_dispatch", None)
+        for name in set(FACTOR_FIELDS).difference(self._dispatch_fields()):
+            data.pop(name, None)
         return data
+
+    def _dispatch_fields(self) -> tuple[str, ...]:
+        return DISPATCHES[self.kernel_dispatch].factor_fields if self.kernel_dispatch else ()
 
     def dispatch_factors(self) -> dict[str, float]:
         """The factor of each configuration of ``kernel_dispatch`` but the reference, by class."""
-        fields = DISPATCHES[self.kernel_dispatch].factor_fields if self.kernel_dispatch else ()
-        return {name.removeprefix("dispatch_factor_"): getattr(self, name) for name in fields}
+        return {name.removeprefix("dispatch_factor_"): getattr(self, name) for name in self._dispatch_fields()}
 
     FIT: ClassVar[dict[str, FitSpec]] = {
         "compute_eff": FitSpec(0.02, 1.0, start=0.6),
@@ -407,9 +409,9 @@ class GemmParams(_Params):
         # 7.09/21.64% -> 6.54/22.66%.
         "dequant_ctas_per_sm": FitSpec(1.0, 32.0, log=True, start=2.0),
         # Fitted where tuner/calibrate.py KERNEL_DISPATCH names the group's dispatch (vLLM and
-        # SGLang fp8 on the L40S), each dispatch's own classes: each configuration of vLLM's SM89
-        # fp8 scaled_mm dispatch runs at its own speed
-        # (cost_models/gemm_dispatch.py). Before it, over the group's 3,000 database rows, the
+        # SGLang fp8 on the L40S), each dispatch's own classes: each configuration of the engine's
+        # SM89 fp8 dispatch runs at its own speed (cost_models/gemm_dispatch.py). For vLLM's, before
+        # it, over the group's 3,000 database rows, the
         # shipped fit's median log residual by configuration was +0.15 (32x64: m = 17-32 at
         # n <= 8192), +0.19 (64x64: m = 33-64 at n <= 8192), +0.26 (256x128: m > 256 at
         # 4096 < n <= 8192) and -0.07 (64x128), the others within 0.03, while SGLang's and
@@ -516,8 +518,9 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
       at m % 4 == 0).
     - kernel dispatch (``kernel_dispatch``, cost_models/gemm_dispatch.py; vLLM's and SGLang's fp8
       on SM89): the kernel time, before the floor, times ``dispatch_factor_<class>`` of the
-      configuration the engine's dispatch runs at (m, n) (the dispatch's reference class: 1). l40s vLLM fp8 m = 33-64 at
-      n <= 8192 (64x64 tiles, exact fp8 accumulation): 1.2x the smooth model's time.
+      configuration the engine's dispatch runs at (m, n) (the dispatch's reference class: 1).
+      l40s vLLM fp8 m = 33-64 at n <= 8192 (64x64 tiles, exact fp8 accumulation): 1.2x the
+      smooth model's time.
     - per-call scale pass (``scale_column_s``, fitted on SGLang's fp8_block): n *
       scale_column_s after the floor, whatever m and k (b200 SGLang fp8_block m=1 n=51200
       k=512: 46 us, 20 us predicted held out without it).

@@ -30,7 +30,7 @@ import platform
 import sys
 import time
 
-from cost_models.calibration import DataFile, _profile_dir, available_profiles, load_profile
+from cost_models.calibration import DataFile, HeldOutError, _profile_dir, available_profiles, load_profile
 from cost_models.hardware import get_hardware
 from tuner.calibrate import (
     CHIP_TO_SYSTEM,
@@ -38,6 +38,7 @@ from tuner.calibrate import (
     KERNEL_DISPATCH,
     MAX_ROWS_PER_GROUP,
     SEED,
+    GroupReport,
     _gemm_group_rows,
     _GemmShapeRows,
     fit_gemm,
@@ -56,6 +57,22 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def held_out_error(stored: HeldOutError, report: GroupReport, warnings: bool = False) -> HeldOutError:
+    """``stored`` (a group's shipped held-out error) with ``report``'s held-out errors (a fit_gemm
+    of the same rows with the shape correction): with and without the correction, and with its
+    warnings where ``warnings`` (the parameters refitted: data/kernels/refit_gemm_groups.py)."""
+    assert report.rows == stored.rows, (report.key, report.rows, stored.rows)
+    update: dict = {
+        "median": report.cv_median,
+        "p90": report.cv_p90,
+        "fit_only_median": report.fit_only_median,
+        "fit_only_p90": report.fit_only_p90,
+    }
+    if warnings:
+        update["warnings"] = list(report.warnings)
+    return stored.model_copy(update=update)
 
 
 def main(names: list[str]) -> None:
@@ -83,15 +100,7 @@ def main(names: list[str]) -> None:
             gemm[fmt] = params.model_copy(update={"shape_correction": correction})
             rows_used += correction.rows
             r, stored = reports[fmt], profile.cv_error[f"gemm/{fmt}"]
-            assert r.rows == stored.rows, (name, fmt, r.rows, stored.rows)
-            cv_error[f"gemm/{fmt}"] = stored.model_copy(
-                update={
-                    "median": r.cv_median,
-                    "p90": r.cv_p90,
-                    "fit_only_median": r.fit_only_median,
-                    "fit_only_p90": r.fit_only_p90,
-                }
-            )
+            cv_error[f"gemm/{fmt}"] = held_out_error(stored, r)
             print(
                 f"{name:18s} {fmt:10s} shipped {stored.median:.4f}/{stored.p90:.4f} "
                 f"fit alone here {r.fit_only_median:.4f}/{r.fit_only_p90:.4f} "

@@ -20,7 +20,7 @@ import datetime
 import sys
 import time
 
-from add_shape_correction import ALL_ROWS, cpu_name
+from add_shape_correction import ALL_ROWS, cpu_name, held_out_error
 
 from cost_models.calibrated_times import gemm_format
 from cost_models.calibration import _profile_dir, gemm_fit_format, load_profile
@@ -64,17 +64,8 @@ def main(targets: list[str]) -> None:
             if fmt not in profile.gemm or fmt not in reports:
                 raise SystemExit(f"{name}: no shipped gemm group {fmt!r} (shipped: {', '.join(profile.gemm)})")
             r, stored = reports[fmt], profile.cv_error[f"gemm/{fmt}"]
-            assert r.rows == stored.rows, (name, fmt, r.rows, stored.rows)
             gemm[fmt] = GemmParams(**r.values, shape_correction=r.shape_correction)
-            cv_error[f"gemm/{fmt}"] = stored.model_copy(
-                update={
-                    "median": r.cv_median,
-                    "p90": r.cv_p90,
-                    "fit_only_median": r.fit_only_median,
-                    "fit_only_p90": r.fit_only_p90,
-                    "warnings": list(r.warnings),
-                }
-            )
+            cv_error[f"gemm/{fmt}"] = held_out_error(stored, r, warnings=True)
             print(
                 f"{name:18s} {fmt:10s} shipped {stored.median:.4f}/{stored.p90:.4f} "
                 f"(fit alone {stored.fit_only_median:.4f}/{stored.fit_only_p90:.4f}) -> "
