@@ -213,7 +213,7 @@ class GemmParams(_Params):
     #: the model's times exp(its value at log2 (m, n, k)), 1 away from measured shapes; None: none.
     #: Not fitted by least squares: tuner/calibrate.py fit_gemm builds it from the fit's residuals.
     shape_correction: GemmShapeCorrection | None = None
-    #: The engine's kernel dispatch by (m, n) (cost_models/gemm_dispatch.py DISPATCHES); "": none.
+    #: The engine's kernel dispatch by shape (cost_models/gemm_dispatch.py DISPATCHES); "": none.
     #: Not fitted: tuner/calibrate.py KERNEL_DISPATCH says where it was read from the source.
     kernel_dispatch: str = ""
     #: Kernel-time factor of each configuration of ``kernel_dispatch`` over the model's time (the
@@ -237,6 +237,7 @@ class GemmParams(_Params):
     dispatch_factor_128x64s4: float = Field(default=1.0, gt=0, le=8)
     dispatch_factor_128x128s2: float = Field(default=1.0, gt=0, le=8)
     dispatch_factor_128x128s4: float = Field(default=1.0, gt=0, le=8)
+    dispatch_factor_large_one_wave: float = Field(default=1.0, gt=0, le=8)
 
     @model_validator(mode="after")
     def _known_dispatch(self) -> GemmParams:
@@ -421,7 +422,9 @@ class GemmParams(_Params):
         # sgl-kernel fp8 on the L40S alike (its own dispatch: a 2-stage 128x128 kernel at m =
         # 257-512, n <= 8192 ran +0.32 in median log residual): the fit alone 10.3/31.2% ->
         # 9.4/30.3%, with the correction 8.26/25.1% -> 8.44/24.0% (docs/accuracy.md, GEMM, the
-        # sixteenth round).
+        # sixteenth round). SGLang's DeepGEMM fp8_block on h100/h200: one wave of its largest
+        # blocks (256x128, 128x192) ran +0.70 to +0.91 in median log residual; fitted 2.5-2.8,
+        # h200 held out 8.9/25.6% -> 8.8/23.0% (the seventeenth round).
         **{name: FitSpec(0.25, 4.0, log=True, start=1.0) for name in FACTOR_FIELDS},
     }
 
@@ -517,10 +520,11 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
       the floor, ``unaligned_m_s`` after it (b200 vLLM fp8_block: 220-250 us against 164-180 us
       at m % 4 == 0).
     - kernel dispatch (``kernel_dispatch``, cost_models/gemm_dispatch.py; vLLM's and SGLang's fp8
-      on SM89): the kernel time, before the floor, times ``dispatch_factor_<class>`` of the
-      configuration the engine's dispatch runs at (m, n) (the dispatch's reference class: 1).
-      l40s vLLM fp8 m = 33-64 at n <= 8192 (64x64 tiles, exact fp8 accumulation): 1.2x the
-      smooth model's time.
+      on SM89, SGLang's DeepGEMM fp8_block on SM90): the kernel time, before the floor, times
+      ``dispatch_factor_<class>`` of the configuration the engine's dispatch runs at (m, n, k)
+      on the chip's SMs (the dispatch's reference class: 1). l40s vLLM fp8 m = 33-64 at
+      n <= 8192 (64x64 tiles, exact fp8 accumulation): 1.2x the smooth model's time; h200 SGLang
+      fp8_block m=1280 n=3072 k=16384 (one wave of 256x128 blocks): 2.3x.
     - per-call scale pass (``scale_column_s``, fitted on SGLang's fp8_block): n *
       scale_column_s after the floor, whatever m and k (b200 SGLang fp8_block m=1 n=51200
       k=512: 46 us, 20 us predicted held out without it).
@@ -714,7 +718,7 @@ def gemm_time_with_constants_s(
     if params.kernel_dispatch:
         # The configuration the engine's dispatch runs at (m, n), at its own speed (a kernel-time
         # factor, before the per-call floor).
-        total *= dispatch_factor(params.kernel_dispatch, params.dispatch_factors(), m, n)
+        total *= dispatch_factor(params.kernel_dispatch, params.dispatch_factors(), m, n, k, chip.compute_units or 1)
     if params.host_floor_s > 0 or params.large_m_launch_s > 0:
         floor_s: float | np.ndarray = params.host_floor_s
         if params.large_m_launch_s > 0:

@@ -364,7 +364,10 @@ SCALE_ENGINES = ("sglang",)
 #: GemmParams.kernel_dispatch, also per (engine, format, chip name): vLLM's CUTLASS fp8 scaled_mm
 #: and SGLang's sgl-kernel fp8_scaled_mm on SM89 switch configurations by m and n
 #: (cost_models/gemm_dispatch.py); each one's speed, dispatch_factor_<class>, is fitted
-#: (gemm_specs). Held out: docs/accuracy.md, GEMM, the sixteenth round.
+#: (gemm_specs). Held out: docs/accuracy.md, GEMM, the sixteenth round. SGLang's fp8_block on
+#: SM90 runs DeepGEMM, whose heuristic picks a layout by (m, n, k) and the SM count; one wave of
+#: its largest blocks ran 2.0-2.5x the model on both h100 and h200 (the seventeenth round). vLLM's
+#: fp8_block rows (its own DeepGEMM, under a per-call floor) showed no such step: not set there.
 KERNEL_DISPATCH: dict[tuple[str, str, str], dict[str, float | str]] = {
     ("sglang", "fp8", "h100-sxm"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
     ("sglang", "fp8", "h200"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
@@ -372,6 +375,8 @@ KERNEL_DISPATCH: dict[tuple[str, str, str], dict[str, float | str]] = {
     ("vllm", "fp8", "h200"): {"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0},
     ("vllm", "fp8", "l40s"): {"kernel_dispatch": "vllm_sm89_fp8"},
     ("sglang", "fp8", "l40s"): {"kernel_dispatch": "sglang_sm89_fp8"},
+    ("sglang", "fp8_block", "h100-sxm"): {"kernel_dispatch": "deepgemm_sm90_fp8_block"},
+    ("sglang", "fp8_block", "h200"): {"kernel_dispatch": "deepgemm_sm90_fp8_block"},
 }
 
 
