@@ -3,6 +3,7 @@
 Run on demand (not a pytest test):
 
     python bench/bench_calibrated.py [--n N] [--rounds R] [--hardware h100-sxm] [--calibration auto]
+        [--models deepseek-v3,qwen3-235b-a22b --weight-dtypes fp8]
 
 Draws bench_estimate's deployments (same seed) and times ``estimate`` alternately with the pure
 roofline (``calibration=None``) and under the profile, R rounds, on one pinned core. Each call is
@@ -27,10 +28,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_cost_model import MODELS
 from bench_estimate import deployments
 from cost_models import get_hardware
 from cost_models.calibration import resolve_calibration
 from cost_models.deployment import estimate
+from cost_models.dtypes import parse_dtype
+from cost_models.errors import InvalidInputError
 from machine import cpu_model, pin_to_one_cpu
 from tuner.allocator import reuse_freed_memory
 
@@ -45,11 +49,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hardware", default="h100-sxm")
     parser.add_argument("--calibration", default="auto")
     parser.add_argument("--seed", type=int, default=20261121)
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated catalog models to draw")
+    parser.add_argument(
+        "--weight-dtypes",
+        default="bf16,int8,int4",
+        help="comma-separated weight formats to draw (fp8 on a block-scaled checkpoint such as "
+        "deepseek-v3 runs the fp8_block GEMMs)",
+    )
     args = parser.parse_args(argv)
+    try:
+        weight_dtypes = tuple(parse_dtype(name, "--weight-dtypes") for name in args.weight_dtypes.split(","))
+    except InvalidInputError as exc:
+        parser.error(str(exc))
     pinned = pin_to_one_cpu(None)
     reuse_freed_memory()  # as the tuner command does (tuner/allocator.py)
     chip = get_hardware(args.hardware)
-    batch = deployments(args.n, chip, args.seed)
+    batch = deployments(args.n, chip, args.seed, tuple(args.models.split(",")), weight_dtypes)
     profile = resolve_calibration(args.calibration, chip.name)
     if profile is None:
         parser.error("--calibration none: give a profile (auto or a name) to compare with the roofline")
@@ -65,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             wall[name].append(time.perf_counter() - start_wall)
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores ({pinned}); numpy {np.__version__}")
     print(f"hardware {args.hardware}, profile {profile.name}, {args.n:,} deployments, {args.rounds} rounds")
+    print(f"models {args.models}; weight formats {args.weight_dtypes}")
     for name in cpu:
         rates = args.n / np.array(cpu[name])
         wall_rates = args.n / np.array(wall[name])

@@ -40,11 +40,15 @@ from tuner.allocator import reuse_freed_memory
 TARGET = 200_000
 
 
-def deployments(n: int, hardware, seed: int) -> Deployments:
+def deployments(
+    n: int, hardware, seed: int, models: tuple[str, ...] = MODELS, weight_dtypes: tuple[int, ...] = (BF16, INT8, INT4)
+) -> Deployments:
+    """n deployments drawn with ``seed`` (the defaults: the bench's design space; bench_calibrated
+    narrows models and weight formats to time one kernel family's calibrated path)."""
     rng = np.random.default_rng(seed)
     network = network_for(hardware)
     meshes = np.array([m for chips in (8, 16, 32, 64, 128, 256) for m in network.legal_meshes(chips)], dtype=np.float64)
-    catalog = [get_model(name) for name in MODELS]
+    catalog = [get_model(name) for name in models]
     return make_deployments(
         catalog,
         hardware,
@@ -53,7 +57,7 @@ def deployments(n: int, hardware, seed: int) -> Deployments:
         batch=2 ** rng.integers(0, 10, n),
         prompt_len=np.rint(2.0 ** rng.uniform(7, 14, n)),
         gen_len=np.rint(2.0 ** rng.uniform(4, 10, n)),
-        weight_dtype=rng.choice([BF16, INT8, INT4], n),
+        weight_dtype=rng.choice(list(weight_dtypes), n),
         kv_dtype=rng.choice([BF16, INT8], n),
         prefill_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
         decode_ffn_layout=rng.integers(0, len(FFN_LAYOUTS), n),
