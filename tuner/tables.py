@@ -247,13 +247,14 @@ def memory_fit_line(total: float, fit: dict, hardware: str) -> str:
 
 def calibration_line(calibration: dict) -> str:
     """The calibration in force, in one line."""
-    from cost_models.calibration import gemm_borrowed_words
+    from cost_models.calibration import gemm_borrowed_words, gemm_held_out_words
 
     note = f" ({calibration['note']})" if calibration.get("note") else ""
     file = f" from {calibration['file']}" if calibration.get("file") else ""
     missing = calibration.get("roofline_for")
     unfitted = f"; not fitted, on the roofline: {', '.join(missing)}" if missing else ""
-    return f"calibration: {calibration['profile']}{file}{note}{unfitted}{gemm_borrowed_words(calibration)}"
+    gemm = gemm_borrowed_words(calibration) + gemm_held_out_words(calibration)
+    return f"calibration: {calibration['profile']}{file}{note}{unfitted}{gemm}"
 
 
 def formats_words(report: dict) -> str:
