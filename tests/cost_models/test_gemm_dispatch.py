@@ -46,10 +46,7 @@ SOURCE_TABLE = [
 ]
 
 
-def test_the_sm89_fp8_classes_are_the_sources_table() -> None:
-    m, n, tile = zip(*SOURCE_TABLE, strict=True)
-    got = [VLLM_SM89_FP8.classes[i] for i in VLLM_SM89_FP8.classify(np.array(m), np.array(n))]
-    assert got == list(tile)
+def test_vllm_sm89_fp8_classify_broadcasts() -> None:
     # Arrays broadcast: one n against several m.
     assert [VLLM_SM89_FP8.classes[i] for i in VLLM_SM89_FP8.classify(np.array([8, 48, 300]), 6144)] == [
         "16x64",
@@ -83,10 +80,17 @@ SGLANG_SOURCE_TABLE = [
 ]
 
 
-def test_the_sglang_sm89_fp8_classes_are_the_sources_table() -> None:
-    m, n, config = zip(*SGLANG_SOURCE_TABLE, strict=True)
-    got = [SGLANG_SM89_FP8.classes[i] for i in SGLANG_SM89_FP8.classify(np.array(m), np.array(n))]
-    assert got == list(config)
+@pytest.mark.parametrize(
+    ("dispatch", "table"),
+    [(VLLM_SM89_FP8, SOURCE_TABLE), (SGLANG_SM89_FP8, SGLANG_SOURCE_TABLE)],
+    ids=["vllm", "sglang"],
+)
+def test_the_sm89_fp8_classes_are_the_sources_table(dispatch, table) -> None:
+    m, n, config = zip(*table, strict=True)
+    assert [dispatch.classes[i] for i in dispatch.classify(np.array(m), np.array(n))] == list(config)
+
+
+def test_the_two_sm89_dispatches_share_no_factor() -> None:
     assert SGLANG_SM89_FP8.reference == "128x128s3"
     # Each dispatch's factor fields are its classes but the reference; the two share none.
     assert len(SGLANG_SM89_FP8.factor_fields) == 11 and len(VLLM_SM89_FP8.factor_fields) == 8
