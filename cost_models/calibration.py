@@ -566,6 +566,16 @@ def calibration_report(
         }
         if held_out:
             report["gemm_held_out_error"] = held_out
+    # A profile fitted on end-to-end points (TPU v4 on Pope et al.'s tables; `tuner calibrate
+    # --points`) stores its held-out error per group of points: the whole step's, which an
+    # estimate on it should be read with (tpu-v4-jax: Figure 6 8.3%, Table 2 33% by its median).
+    end_to_end = {
+        key.removeprefix("end_to_end/"): {"median": error.median, "p90": error.p90, "rows": error.rows}
+        for key, error in profile.cv_error.items()
+        if key.startswith("end_to_end/")
+    }
+    if end_to_end:
+        report["end_to_end_held_out_error"] = end_to_end
     moe_kernel = (
         f"fused-MoE kernel fitted ({', '.join(profile.moe)})"
         if profile.moe
@@ -598,6 +608,18 @@ def gemm_held_out_words(calibration: dict) -> str:
     return "".join(
         f"; held-out error of gemm {fmt}: median {e['median']:.1%}, p90 {e['p90']:.0%}" for fmt, e in errors.items()
     )
+
+
+def end_to_end_held_out_words(calibration: dict) -> str:
+    """``; held-out error end to end: figure6 median 8.3%, p90 16% (6 points), ...``
+    (:func:`calibration_report`'s ``end_to_end_held_out_error``), empty where there is none."""
+    errors = calibration.get("end_to_end_held_out_error") or {}
+    if not errors:
+        return ""
+    groups = ", ".join(
+        f"{group} median {e['median']:.1%}, p90 {e['p90']:.0%} ({e['rows']} points)" for group, e in errors.items()
+    )
+    return f"; held-out error end to end: {groups}"
 
 
 def gemm_borrowed_words(calibration: dict) -> str:

@@ -61,3 +61,33 @@ def test_no_calibration_and_a_fallback_give_none() -> None:
     unmeasured = fitted.model_copy(update={"cv_error": {}})
     assert "gemm_held_out_error" not in calibration_report(unmeasured, gemm_formats=("bfloat16",))
     assert calibration_report(fitted, gemm_formats=("bfloat16",))["gemm_held_out_error"]["bfloat16"]["p90"] > 0
+
+
+def test_an_end_to_end_profile_gives_its_groups_held_out_error(capsys) -> None:
+    # tpu-v4-jax is fitted on Pope et al.'s end-to-end tables, no GEMM kernel rows: its estimates
+    # gave no held-out error at all (session 48); each group of points has one.
+    args = ("estimate", "--model", "palm-540b", "--hardware", "tpu-v4", "--chips", "64", "--batch", "1")
+    args += ("--prompt-len", "2048", "--gen-len", "64")
+    code, out, err = run_cli(capsys, *args, "--json")
+    assert code == 0, err
+    report = json.loads(out)["calibration"]
+    stored = yaml.safe_load((REPO / "cost_models" / "calibration_profiles" / "tpu-v4-jax.yaml").read_text())["cv_error"]
+    groups = {key.removeprefix("end_to_end/"): value for key, value in stored.items()}
+    assert set(groups) == {"figure6", "figure8", "table2", "table_d2"}
+    assert report["end_to_end_held_out_error"] == {
+        g: {"median": e["median"], "p90": e["p90"], "rows": e["rows"]} for g, e in groups.items()
+    }
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    # The line may wrap in the table's console: join the output before looking.
+    text = " ".join(out.split())
+    f6 = groups["figure6"]
+    assert (
+        f"held-out error end to end: figure6 median {100 * f6['median']:.1f}%, p90 {100 * f6['p90']:.0f}% "
+        f"({f6['rows']} points)"
+    ) in text
+
+
+def test_a_kernel_profile_gives_no_end_to_end_error(capsys) -> None:
+    _, report = _estimate(capsys, "--hardware", "h100-sxm", "--backend", "trtllm")
+    assert "end_to_end_held_out_error" not in report
