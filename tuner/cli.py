@@ -468,7 +468,10 @@ SPEC_BACKEND_OPTION = click.option(
 @click.option(
     "--mesh",
     default=None,
-    help="Mesh XxYxZ, e.g. 4x4x4: Pope et al.'s layouts [default: GPUs as engines run them; TPUs the best legal mesh].",
+    help=(
+        "Mesh XxYxZ, e.g. 4x4x4: Pope et al.'s layouts "
+        "[default: GPUs as engines run them; TPUs the fastest legal mesh that fits]."
+    ),
 )
 @click.option(
     "--tp", type=int, default=None, help="Tensor-parallel chips, dividing the heads [GPU default: one NVLink domain]."

@@ -274,7 +274,7 @@ def print_estimate(report: dict) -> None:
         mesh = " ".join(f"{k.upper() if k != 'micro_batches' else 'micro-batches'} {v}" for k, v in parallel.items())
         mesh += " (engine default)" if report.get("engine_default") else ""
     else:
-        mesh = report["mesh"] + (" (best legal mesh)" if report["mesh_chosen"] else "")
+        mesh = report["mesh"] + (" (the fastest legal mesh that fits)" if report["mesh_chosen"] else "")
     console.print(
         escape(
             f"{report['model']} on {report['chips']} x {report['hardware']}, mesh {mesh}; batch "

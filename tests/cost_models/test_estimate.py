@@ -333,6 +333,43 @@ def test_chosen_mesh_is_legal_and_no_slower_than_the_cube(capsys, phase):
     assert objective(chosen) <= objective(cube) * (1 + 1e-12)
 
 
+PALM_540B_BATCH_64 = ("estimate", "--model", "palm-540b", "--hardware", "tpu-v4", "--chips", "64", "--batch", "64")
+PALM_540B_BATCH_64 += ("--prompt-len", "2048", "--gen-len", "64", "--calibration", "none")
+
+
+def test_a_faster_mesh_that_does_not_fit_is_named_with_the_memory_it_lacks(capsys):
+    # PaLM 540B at batch 64 on 64 TPU v4: the cube's weights pad to more bytes per chip than
+    # 16x2x2's and it falls short of memory; the output said "best legal mesh" and nothing of the
+    # faster one (session 48).
+    chosen = estimate_json(capsys, *PALM_540B_BATCH_64)
+    assert chosen["mesh_chosen"] is True and chosen["memory"]["fits"]
+    cube = estimate_json(capsys, *PALM_540B_BATCH_64, "--mesh", "4x4x4")
+    assert not cube["memory"]["fits"]
+
+    def both(report):
+        return report["prefill"]["latency_s"] + report["decode"]["latency_s"]
+
+    # A mesh faster than the cube would be named instead: check the cube is the fastest one.
+    assert both(cube) < both(chosen)
+    others = [estimate_json(capsys, *PALM_540B_BATCH_64, "--mesh", m) for m in ("8x4x2", "2x4x8", "16x2x2")]
+    assert all(both(cube) <= both(o) for o in others)
+    need = cube["memory"]["total_bytes_per_chip"] / 1e9
+    have = cube["memory"]["capacity_bytes_per_chip"] / 1e9
+    words = (
+        f"mesh 4x4x4 would be {both(chosen) / both(cube):.2f}x faster (prefill + decode) but needs {need:.1f} GB "
+        f"per chip of {have:.1f} GB"
+    )
+    assert words in chosen["notes"]
+
+
+def test_no_faster_mesh_note_where_the_fastest_fits(capsys):
+    args = list(PALM_540B_BATCH_64)
+    args[args.index("--batch") + 1] = "1"
+    chosen = estimate_json(capsys, *args)
+    assert chosen["mesh_chosen"] is True and chosen["memory"]["fits"]
+    assert not [n for n in chosen["notes"] if "would be" in n and "faster" in n]
+
+
 def test_chosen_mesh_python_api_matches_cli(capsys):
     api = estimate_one("palm-62b", "tpu-v4", chips=32, batch=16, prompt_len=512, gen_len=16)
     cli = estimate_json(
