@@ -8,13 +8,18 @@ the fold's fit, its log residuals on the training shapes' rows of the own engine
 ships), of all three engines with each engine's median residual moved to the own engine's
 ("pooled"), or as they are ("pooled_raw"); the correction from them (monotone in m); the test rows:
 
-    python data/kernels/pooled_bf16_check.py
+    python data/kernels/pooled_bf16_check.py [ENGINES [CHIP]]
+
+ENGINES (comma-separated, default all three) are the engines pooled; CHIP keeps that chip's groups.
 
 Printed 2026-12-06 (AMD EPYC VM): own 3 of 18 bf16 groups missing (mean median 5.43%, p90 16.0%),
 pooled 3 (5.42%, 16.4%), pooled_raw 3 (5.57%, 17.2%); l40s SGLang 8.6/28.1% -> 8.9/30.0%, vLLM
-8.1/21.3% -> 8.8/24.9%, TRT-LLM 7.5/30.3% -> 6.8/30.3%. Not shipped.
+8.1/21.3% -> 8.8/24.9%, TRT-LLM 7.5/30.3% -> 6.8/30.3%. Not shipped. Printed 2026-12-07 with
+`trtllm,vllm l40s` (the two engines whose l40s same-shape rows agree best, p90 19.9%): pooled
+TRT-LLM 7.5/30.3% -> 7.3/28.5%, vLLM 8.1/21.3% -> 8.8/23.7%; both still missing.
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +47,16 @@ subset = read_kernel_table(str(HERE / "gemm_perf.csv.gz"))
 
 
 fmt = "bfloat16"
+POOLED = tuple(sys.argv[1].split(",")) if len(sys.argv) > 1 else ("trtllm", "vllm", "sglang")
+ONLY_CHIP = sys.argv[2] if len(sys.argv) > 2 else None
 res = {"own": [], "pooled": [], "pooled_raw": []}
 for name in available_profiles():
     if name.startswith("tpu"):
         continue
     profile = load_profile(name)
-    if fmt not in profile.gemm:
+    if fmt not in profile.gemm or (ONLY_CHIP is not None and profile.chip != ONLY_CHIP):
+        continue
+    if profile.backend not in POOLED:
         continue
     chip = get_hardware(profile.chip)
     system, backend = CHIP_TO_SYSTEM[profile.chip], profile.backend
@@ -69,7 +78,7 @@ for name in available_profiles():
         params.append(GemmParams(**fixed, **result.values))
     t = full.columns
     engines = {}
-    for eng in ("trtllm", "vllm", "sglang"):
+    for eng in POOLED:
         idx = _gemm_group_rows(full, system, eng, fmt)
         tm, tn, tk = (t[a][idx].astype(float) for a in "mnk")
         engines[eng] = (tm, tn, tk, t["latency"][idx] * 1e-3, [gemm_time_s(tm, tn, tk, fmt, chip, p) for p in params])
