@@ -71,8 +71,9 @@ def test_a_grid_with_a_nonzero_face_or_a_wrong_size_is_refused():
 
 def test_node_values_are_the_shrunk_weighted_mean_of_the_residuals():
     # One row at m=16, n=k=1024 with a log residual of 0.3: a node on it weighs it 1, so its
-    # value is 0.3 / (1 + 0.5) (stored in hundredths: 0.20).
-    grid = fit_shape_correction([16.0], [1024.0], [1024.0], [0.3])
+    # value is 0.3 / (1 + 0.5) (stored in hundredths: 0.20). The level left at the mean's.
+    grid = fit_shape_correction([16.0], [1024.0], [1024.0], [0.3], median_level=False)
+    assert not grid.median_level
     assert grid.step_log2 == (0.5, 0.5, 0.5) and grid.shrink == 0.5 and grid.bandwidth_log2 == (0.25, 0.5, 0.5)
     assert grid.log_correction(16.0, 1024.0, 1024.0) == pytest.approx(0.2, abs=1e-12)
     # The next node in m is 2 bandwidths (0.5 in log2 m) away: weight exp(-2), 0.3 e^-2 / (e^-2 + 0.5)
@@ -98,11 +99,36 @@ def test_gemm_time_is_the_fit_times_the_correction_and_unchanged_without_one():
     n = np.array([1024.0, 1024.0, 8192.0, 4096.0])
     k = np.array([1024.0, 1024.0, 1024.0, 4096.0])
     plain = gemm_time_s(m, n, k, "bfloat16", chip, params)
-    grid = fit_shape_correction([16.0], [1024.0], [1024.0], [0.3])
+    grid = fit_shape_correction([16.0], [1024.0], [1024.0], [0.3], median_level=False)
     corrected = gemm_time_s(m, n, k, "bfloat16", chip, params.model_copy(update={"shape_correction": grid}))
     assert corrected[1] == pytest.approx(plain[1] * np.exp(0.2), rel=1e-3)
     # m=1 is 16 bandwidths away in log2 m, n=8192 6 in log2 n, the last in all three: no correction.
     assert np.array_equal(corrected[[0, 2, 3]], plain[[0, 2, 3]])
+
+
+def test_the_level_follows_the_rows_median_not_their_mean():
+    # Ten rows of one shape, eight on the fit (log residual 0) and two 2.7x slower (1.0): the
+    # shrunk mean, 2 / (10 + 0.5) = 0.19, would predict the eight 21% slow (h200 SGLang fp8_block's
+    # body +0.028 with the mean's table, +0.005 with the fit alone: cost_models/gemm_shape.py).
+    m, n, k = np.full(10, 64.0), np.full(10, 4096.0), np.full(10, 4096.0)
+    residual = np.array([0.0] * 8 + [1.0] * 2)
+    mean = fit_shape_correction(m, n, k, residual, median_level=False)
+    assert mean.log_correction(64.0, 4096.0, 4096.0) == pytest.approx(0.19, abs=1e-12)
+    grid = fit_shape_correction(m, n, k, residual)
+    assert grid.median_level
+    # The median of (residual - 0.19) is -0.19, added in the rows' share of the node, 10 / 10.5:
+    # 0.19 - 0.181 = 0.0095, stored 0.01.
+    assert grid.log_correction(64.0, 4096.0, 4096.0) == pytest.approx(0.01, abs=1e-12)
+    # Where the rows weigh less the shift does too: a node two bandwidths off in m (0.5 in log2 m)
+    # weighs them 10 e^-2 = 1.35, a share of 0.73; the mean there is 2 e^-2 / (1.35 + 0.5) = 0.146,
+    # less 0.19 x 0.73: 0.007, stored 0.01 (the shift in full would leave -0.04).
+    off = 64.0 * 2**0.5
+    weight = 10 * np.exp(-2.0)
+    expected = 2 * np.exp(-2.0) / (weight + 0.5) - (2 / 10.5) * weight / (weight + 0.5)
+    assert round(2 * np.exp(-2.0) / (weight + 0.5) - 2 / 10.5, 2) == -0.04
+    assert grid.log_correction(off, 4096.0, 4096.0) == pytest.approx(round(expected, 2), abs=1e-12)
+    # Beyond the grid, none.
+    assert grid.log_correction(64.0 * 2**4, 4096.0, 4096.0) == 0.0
 
 
 def _falling_rows():

@@ -122,12 +122,16 @@ def test_gemm_targets_met_by_bf16_vllm_fp8_and_nvfp4_groups_on_hbm_gpus():
     # data/kernels/add_shape_correction.py): held out, the whole pipeline per fold, 6 missing; the
     # same folds' fit alone (fit_only_*, refitted on an AMD EPYC VM: h200 SGLang fp8 8.01%, 7.90%
     # on the Xeon that fitted the profiles) 8; 6 before vLLM's SM89 fp8 dispatch (l40s vLLM fp8
-    # 7.55/28.5% -> 7.54/24.9%, its fit alone 10.8/34.3% -> 10.4/27.5%: still a miss alone).
-    assert sum(e.median > 0.08 or e.p90 > 0.25 for e in gemm) <= 5
-    assert sum(e.fit_only_median > 0.08 or e.fit_only_p90 > 0.25 for e in gemm) == 8
-    # Mean median 6.06% -> 5.02%, mean p90 18.6% -> 15.4%.
-    assert np.mean([e.median for e in gemm]) < 0.051 < 0.06 < np.mean([e.fit_only_median for e in gemm])
-    assert np.mean([e.p90 for e in gemm]) < 0.155 < 0.18 < np.mean([e.fit_only_p90 for e in gemm])
+    # 7.55/28.5% -> 7.54/24.9%, its fit alone 10.8/34.3% -> 10.4/27.5%: still a miss alone). 5
+    # before the correction's level followed the rows' median (2026-12-07, cost_models/gemm_shape.py
+    # median_level: l40s vLLM bf16 8.08/21.3% -> 7.90/21.3%; mean median 5.03% -> 4.85%).
+    assert sum(e.median > 0.08 or e.p90 > 0.25 for e in gemm) <= 4
+    # The fold fits alone, as this profile set's stored numbers were computed (AMD EPYC VM,
+    # 2026-12-07): 7 missing (8 where the fold fits ran on 2026-12-06: the solver path's noise).
+    assert sum(e.fit_only_median > 0.08 or e.fit_only_p90 > 0.25 for e in gemm) >= 7
+    # Mean median 5.98% -> 4.85%, mean p90 18.4% -> 15.2%.
+    assert np.mean([e.median for e in gemm]) < 0.049 < 0.059 < np.mean([e.fit_only_median for e in gemm])
+    assert np.mean([e.p90 for e in gemm]) < 0.153 < 0.18 < np.mean([e.fit_only_p90 for e in gemm])
 
 
 def test_gemm_targets_met_by_vllm_fp8_block_and_hopper_sglang_fp8():
