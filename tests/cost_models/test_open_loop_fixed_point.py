@@ -148,16 +148,23 @@ def test_the_returned_points_of_a_random_draw_are_the_round_map_s_own(monkeypatc
     [
         # The old loop run to convergence (its carried-work rule off, _SETTLED 1e-12, 400 rounds,
         # every row holding its last outputs) read 6.8475950 and 31.4478004 req/s; main at
-        # b226673 6.8484565 and 31.7730058 (its rounds stopped part way: docs/serving.md).
+        # b226673 6.8484565 and 31.7730058 (its rounds stopped part way: docs/serving.md). On the
+        # profiles of 2026-12-07 (the GEMM shape correction's level at the rows' median; b226673
+        # with the old loop so patched and today's h100-sxm-vllm, h100-sxm-trtllm and trtllm
+        # overheads, their moe_cv_error and median_level keys dropped, which b226673 cannot read;
+        # it reproduces both numbers above on the profiles of a0622eb): 6.8547994 and 31.4603726.
+        # The 8B's edge now reads 31.4518, 2.7e-4 under it: the two loops' limits part there
+        # (today's loop at _SETTLED 1e-9 and 400 rounds reads 31.4485, 3.8e-4 under; 1e-4 apart on
+        # the profiles before), so its bound is 4e-4, not 2e-4.
         (
             {"model": "llama-3-70b", "hardware": "h100-sxm", "chips": 4, "prompt_len": 2048, "gen_len": 256,
              "backend": "vllm", "weight_bits": "fp8", "act_bits": "fp8"},
-            6.8475950, 2e-5,
+            6.8547994, 2e-5,
         ),
         (
             {"model": "llama-3-8b", "hardware": "h100-sxm", "chips": 1, "prompt_len": 1024, "gen_len": 128,
              "backend": "trtllm"},
-            31.4478004, 2e-4,
+            31.4603726, 4e-4,
         ),
     ],
 )  # fmt: skip

@@ -216,24 +216,25 @@ TP8_VLLM = {**DENSE, "chips": 8, "backend": "vllm"}
 
 
 def test_an_open_loop_past_the_host_capacity_is_unstable() -> None:
-    """Every iteration takes at least its host time, so a request costs the engine's host its
-    set-up once and its per-sequence work in each iteration it is scheduled in (one prefill
-    iteration of its 1024 tokens under the 8192-token budget, then 127 decode ones), whatever the
-    GPU does: cost_models/serving_overheads/trtllm.yaml's 19.227 ms + 128 x 71.42 us = 28.37 ms,
-    at most 1 / 0.02837 = 35.25 requests/s since the refit on decode attention's continuous work
-    units (2026-12-06; 19.424 ms + 128 x 70.72 us = 28.48 ms and 35.12/s after the refit on the
-    GEMM shape correction, 2026-12-06; 19.377 ms + 128 x 70.89 us = 28.45 ms and 35.15/s before it; 19.467 ms + 128 x
-    70.64 us = 28.51 ms and 35.08/s before the refit of 0d76a18, which left this test reading the
-    old fit: the steady state's highest stable rate, 35.13/s, came out over it; now 34.74/s). The
-    steady state, scoring iterations at the mean batch (GPU-bound there), called the deployment
-    stable up to 37.8/s: at 35.91/s a 103 ms TTFT and 23.8 ms TPOT, where the simulation's queue
-    grows (mean TTFT over a second, 20,000 requests)."""
+    """Every iteration takes at least its host time, so a request costs the engine's host its set-up once
+    and its per-sequence work in each iteration it is scheduled in (one prefill iteration of its
+    1024 tokens under the 8192-token budget, then 127 decode ones), whatever the GPU does:
+    cost_models/serving_overheads/trtllm.yaml's 19.232 ms + 128 x 71.39 us = 28.37 ms, at most 1 /
+    0.02837 = 35.25 requests/s since the refit on the GEMM shape correction's median level
+    (2026-12-07; 19.227 ms + 128 x 71.42 us = 28.37 ms and 35.25/s since the refit on decode
+    attention's continuous work units, 2026-12-06; 19.424 ms + 128 x 70.72 us = 28.48 ms and 35.12/s
+    after the refit on the GEMM shape correction, 2026-12-06; 19.377 ms + 128 x 70.89 us = 28.45 ms
+    and 35.15/s before it; 19.467 ms + 128 x 70.64 us = 28.51 ms and 35.08/s before the refit of
+    0d76a18, which left this test reading the old fit: the steady state's highest stable rate,
+    35.13/s, came out over it; now 34.74/s). The steady state, scoring iterations at the mean batch
+    (GPU-bound there), called the deployment stable up to 37.8/s: at 35.91/s a 103 ms TTFT and 23.8
+    ms TPOT, where the simulation's queue grows (mean TTFT over a second, 20,000 requests)."""
     shipped = engine_overheads("trtllm")
     assert (shipped.host_per_new_request_s, shipped.host_per_sequence_s) == (
-        0.01922689341043935,
-        7.142303830397345e-05,
+        0.019231892870717148,
+        7.138894394291269e-05,
     )
-    host_s = 0.01922689341043935 + 7.142303830397345e-05 * (1 + 127)
+    host_s = 0.019231892870717148 + 7.138894394291269e-05 * (1 + 127)
     assert 1.0 / host_s == pytest.approx(35.25, abs=0.01)
     out = simulate_one(**TP8_VLLM, request_rate=35.91, requests=20000, seed=1)
     assert out["simulated"]["ttft_s"]["mean"] > 1.0
