@@ -535,8 +535,8 @@ SPEC_BACKEND_OPTION = click.option(
     "--kv-memory-fraction",
     type=float,
     default=None,
-    help="Share of HBM reserved for the KV cache when computing max_context_tokens "
-    "[default: all memory left after weights and activations].",
+    help="Share of HBM reserved for the KV cache when computing max_context_tokens, at most the "
+    "memory the weights leave [default: all memory left after weights and activations].",
 )
 @click.option("--require-fit", is_flag=True, help="Exit 2 if the deployment does not fit in memory.")
 @CALIBRATION_OPTION

@@ -313,6 +313,29 @@ def test_kv_memory_fraction_sets_max_context(capsys):
     assert report["memory"]["max_context_tokens"] == 42653
 
 
+def test_kv_memory_fraction_never_holds_more_than_the_memory_the_weights_leave() -> None:
+    # Llama-2-70B in int4 on 8 H100s at batch 16: 4.41 GB of weights a chip leave 81.1 GB of its
+    # 85.5 GB. A share of 0.99 reserved for the KV cache (84.7 GB) held 258,378 tokens a sequence,
+    # more than those 81.1 GB hold (20,480 B a token of the batch on a chip: 247,532): a context
+    # the chip cannot hold, reported beside fits = True. (All memory left after the activations
+    # too, the default, holds 245,894.)
+    kwargs: dict[str, Any] = dict(
+        mesh="1x1x8", batch=16, prompt_len=1024, gen_len=256, weight_bits="4", kv_bits="fp8", calibration="none"
+    )
+    memory = estimate_one("llama-2-70b", "h100-sxm", **kwargs)["memory"]
+    assert memory["max_context_tokens"] == 245894
+    after_weights = (memory["capacity_bytes_per_chip"] - memory["weights_bytes_per_chip"]) / (20_480 * 16)
+    assert int(after_weights) == 247532
+    for fraction in (0.5, 0.94, 0.99):
+        held = estimate_one("llama-2-70b", "h100-sxm", kv_memory_fraction=fraction, **kwargs)["memory"]
+        assert held["max_context_tokens"] <= after_weights, fraction
+    full = estimate_one("llama-2-70b", "h100-sxm", kv_memory_fraction=0.99, **kwargs)["memory"]
+    assert full["max_context_tokens"] == 247532
+    # Below what the weights leave the share still sets the context (0.5 x 85.5 GB: 130,494).
+    half = estimate_one("llama-2-70b", "h100-sxm", kv_memory_fraction=0.5, **kwargs)["memory"]
+    assert half["max_context_tokens"] == 130494
+
+
 # --- mesh choice -----------------------------------------------------------------------------------
 
 
