@@ -1304,12 +1304,16 @@ def report_command(
     from tuner.storage import default_storage_url, storage_errors
     from tuner.study import CALIBRATION_ATTR
 
+    # Checked before the study is read, and not with `max_points or DEFAULT_MAX_POINTS`: that read
+    # --max-points 0 as "not given" and drew 3,000 trials a chart, the value silently ignored.
+    if max_points is not None and max_points < 1:
+        raise InvalidInputError("--max-points", f"must be at least 1, got {max_points}", "pass a positive number")
     _refuse_existing_output("-o", output, force)
     url = storage or default_storage_url(study_name)
     _refuse_the_database_as_output("-o", output, url)
     with storage_errors(url):
         study = load_study(study_name, url)
-        result = write_report(study, output, max_points=max_points or DEFAULT_MAX_POINTS)
+        result = write_report(study, output, max_points=DEFAULT_MAX_POINTS if max_points is None else max_points)
     if as_json:
         _print_json(
             {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import run_cli
+from cli_helpers import assert_one_error_line, run_cli
 from search_spaces.spec import load_spec
 from tuner.pareto import load_study, study_front
 from tuner.report import drawn_trials, format_value, render_report
@@ -231,3 +231,16 @@ def test_the_thinned_read_draws_the_page_a_whole_read_draws(palm_3000: str, monk
     whole, whole_counts = render_report(study, max_points=len(front.trials) + 40, max_lines=15)
     assert thinned_counts == whole_counts
     assert thinned == whole
+
+
+@pytest.mark.parametrize("max_points", ["0", "-1"])
+def test_max_points_below_one_is_refused_before_the_study_is_read(max_points: str, tmp_path: Path, capsys) -> None:
+    """--max-points 0 was read as "not given" (`max_points or 3000`): the page drew 3,000 trials a
+    chart and exit 0, the value silently ignored. Refused first, so no study or database is needed."""
+    out_path = tmp_path / "r.html"
+    code, out, err = run_cli(
+        capsys, "report", "nope", "--storage", f"sqlite:///{tmp_path / 'none.db'}", "-o", str(out_path),
+        "--max-points", max_points,
+    )  # fmt: skip
+    line = assert_one_error_line(code, out, err, ("--max-points",))
+    assert f"got {max_points}" in line and not out_path.exists()
