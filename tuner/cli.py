@@ -1982,10 +1982,17 @@ def _calibrate_end_to_end(
     from tuner.calibrate import _tool_version, write_profile
 
     if hardware is None or backend is None:
+        # Named after the input given: a --bench-json fit without --backend was told "required with
+        # --points", a flag it never gave, and shown a --points example.
+        given, example = (
+            ("--points", "tpu-v4 --backend jax --points data/e2e/pope2022_tpu_v4.csv")
+            if points
+            else ("--bench-json", "h100-sxm --backend vllm --bench-json result.json --model llama-3.1-8b --chips 1")
+        )
         raise InvalidInputError(
             "calibrate",
-            "--hardware and --backend are required with --points",
-            "e.g. tuner calibrate --hardware tpu-v4 --backend jax --points data/e2e/pope2022_tpu_v4.csv",
+            f"--hardware and --backend are required with {given}",
+            f"e.g. tuner calibrate --hardware {example}",
         )
     by_file = {path: e2e.read_points(path) for path in points}
     if bench_json:

@@ -823,3 +823,15 @@ def test_the_report_names_its_base_column_after_the_base(capsys, tmp_path):
     assert "none (the pure roofline" not in help_text
     assert "none: the kernel formulas at their default parameters" in help_text
     assert "not quite --calibration none's pure roofline" in help_text
+
+
+@pytest.mark.parametrize("given", ["--points", "--bench-json"])
+def test_a_fit_without_backend_names_the_input_given(capsys, tmp_path, given):
+    """Without --backend, a --bench-json fit was told "--hardware and --backend are required with
+    --points", a flag it never gave, beside a --points example."""
+    path = tmp_path / "input.json"
+    path.write_text(json.dumps(BENCH))
+    code, out, err = run_cli(capsys, "calibrate", "--hardware", "h100-sxm", given, str(path))
+    line = assert_one_error_line(code, out, err, ("--backend",))
+    other = "--points" if given == "--bench-json" else "--bench-json"
+    assert f"required with {given}" in line and other not in line
