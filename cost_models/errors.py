@@ -90,6 +90,14 @@ def from_validation_error(error: pydantic.ValidationError, where: str) -> Invali
         given = repr(first["input"])
         given = given if len(given) <= 80 else given[:77] + "..."  # a 5,000-character string
         return InvalidInputError(field, message, f"got {given}; write {written} without quotes")
+    if first.get("type") == "list_type" and "input" in first:
+        # One value where a list goes (flash_attention: true, chips: 4): "Input should be a valid
+        # list" named no fix; the value in brackets is one.
+        given = first["input"]
+        shown = str(given).lower() if isinstance(given, bool) else str(given)
+        # Shown bare only when it is plain text (a lone surrogate, "\ud800", cannot be printed).
+        if isinstance(given, (str, int, float)) and shown.isascii() and shown.isprintable() and len(shown) <= 60:
+            return InvalidInputError(field, message, f"got {given!r}; write a list in brackets, e.g. [{shown}]")
     bound = _BOUND_FIXES.get(str(first.get("type", "")))
     context = first.get("ctx") or {}
     if bound is not None and "input" in first and isinstance(context.get(bound[0]), (int, float)):

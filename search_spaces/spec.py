@@ -210,6 +210,23 @@ class Space(BaseModel):
             update["weight_bits"] = [weight_bits_default(model.checkpoint_format)]
         return self.model_copy(update=update) if update else self
 
+    @field_validator("mesh", mode="before")
+    @classmethod
+    def _auto_or_a_list_of_meshes(cls, value: object) -> object:
+        # Before the union is tried: else `mesh: 2x2x1` (one mesh, not a list) failed both members
+        # and printed the first one's error, "space.mesh.literal['auto']: Input should be 'auto'",
+        # as if auto were the only value.
+        if isinstance(value, str) and value != "auto":
+            # Shown bare only when it is plain text: a lone surrogate ("\ud800") cannot be printed.
+            one = value if value.isascii() and value.isprintable() and len(value) <= 40 else "XxYxZ"
+            raise ValueError(f"{value[:40]!r} is one mesh, not a list; write [{one}] (a list of meshes XxYxZ) or auto")
+        if not isinstance(value, (str, list)):
+            raise ValueError(f"got {value!r}; write auto or a list of meshes XxYxZ, e.g. [2x2x1]")
+        bad = [mesh for mesh in value if not isinstance(mesh, str)] if isinstance(value, list) else []
+        if bad:
+            raise ValueError(f"got {bad[0]!r}; write each mesh as XxYxZ, e.g. [2x2x1]")
+        return value
+
     @field_validator("mesh")
     @classmethod
     def _some_mesh(cls, value: object) -> object:
@@ -221,6 +238,16 @@ class Space(BaseModel):
     @classmethod
     def _bits_as_strings(cls, value: object) -> object:
         return [str(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("kv_heads", mode="before")
+    @classmethod
+    def _named_or_counted(cls, value: object) -> object:
+        # Before the union is tried: else `kv_heads: [gqa]` printed only the int member's error,
+        # "kv_heads.0.int: ... write a whole number", as if model, mha and mqa were not choices.
+        for choice in value if isinstance(value, list) else []:
+            if isinstance(choice, bool) or not (isinstance(choice, int) or choice in ("model", "mha", "mqa")):
+                raise ValueError(f"got {choice!r}; write model, mha, mqa or a KV head count (a whole number)")
+        return value
 
     @field_validator("kv_heads")
     @classmethod

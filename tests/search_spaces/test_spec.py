@@ -609,3 +609,28 @@ def test_a_dense_prefill_instances_replicas_need_a_legal_replica() -> None:
     indices = compiled.space.all_indices()
     dp = compiled.space.values["prefill_dp"][indices["prefill_dp"]]
     assert sorted(dp[~_engine_problems(compiled, indices)].tolist()) == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    "path, value, shown",
+    [
+        # A union field's first member spoke for it: "space.mesh.literal['auto']: Input should be
+        # 'auto'" (as if auto were the only value) and "space.kv_heads.0.int: ... write a whole
+        # number" (as if model, mha and mqa were not choices).
+        (("space", "mesh"), "2x2x1", "space.mesh: '2x2x1' is one mesh, not a list; write [2x2x1]"),
+        (("space", "mesh"), 8, "space.mesh: got 8; write auto or a list of meshes XxYxZ"),
+        (("space", "mesh"), ["2x2x1", 4], "space.mesh: got 4; write each mesh as XxYxZ"),
+        (("space", "kv_heads"), ["gqa"], "space.kv_heads: got 'gqa'; write model, mha, mqa or a KV head count"),
+        (("space", "kv_heads"), [True], "space.kv_heads: got True; write model, mha, mqa or a KV head count"),
+        # One value where a list goes named no fix ("Input should be a valid list").
+        (("space", "flash_attention"), True, "space.flash_attention: Input should be a valid list; got True; "
+         "write a list in brackets, e.g. [true]"),
+        (("space", "batch"), 4, "space.batch: Input should be a valid list; got 4; write a list in brackets, e.g. [4]"),
+    ],
+)  # fmt: skip
+def test_a_field_of_several_forms_names_every_form_and_the_fix(path, value, shown) -> None:
+    data = yaml.safe_load((STUDIES / "llama-3-8b-l4.yaml").read_text())
+    data[path[0]][path[1]] = value
+    with pytest.raises(InvalidInputError) as info:
+        parse_spec(data)
+    assert shown in str(info.value) and "literal[" not in str(info.value) and ".int" not in str(info.value)
