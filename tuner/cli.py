@@ -1457,8 +1457,12 @@ class TrialNumber(WholeNumber):
 @click.argument("study_name", metavar="STUDY")
 @click.argument("trial_number", metavar="TRIAL", type=TrialNumber())
 @click.option("--storage", default=None, help="SQLAlchemy URL [default: sqlite:///studies/STUDY.db].")
-def show_command(study_name: str, trial_number: int, storage: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the breakdown is JSON either way).")
+def show_command(study_name: str, trial_number: int, storage: str | None, as_json: bool) -> None:
     """Print one trial's full breakdown (JSON)."""
+    # --json is taken as every command takes it: a script passing it to each command got
+    # "No such option '--json'" here (exit 2), though the output is JSON already.
+    del as_json
     from tuner.pareto import load_study, trial_breakdown
     from tuner.storage import default_storage_url, storage_errors
 
@@ -1498,6 +1502,12 @@ def show_command(study_name: str, trial_number: int, storage: str | None) -> Non
     help="With --format vllm|sglang|trtllm: the address the servers listen on [every interface, 0.0.0.0, as "
     "vLLM's default: a load balancer or router on another host reaches them; 127.0.0.1 keeps one local].",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object: the export (every --format but yaml), or with -o/--out-dir the files written.",
+)
 def export_command(
     study_name: str,
     trial_number: int,
@@ -1508,6 +1518,7 @@ def export_command(
     out_dir: str | None,
     force: bool,
     host: str | None,
+    as_json: bool,
 ) -> None:
     """Turn a trial into a deployment spec (json/yaml) or a stack's settings (jax, vllm, sglang, trtllm)."""
     from tuner.export import export
@@ -1519,6 +1530,8 @@ def export_command(
         raise InvalidInputError(
             "--force", "only used with -o or --out-dir (the export is printed)", "add -o PATH or drop --force"
         )
+    if as_json and fmt == "yaml" and not output and not out_dir:
+        _refuse_together("--json", "--format yaml", "the export would print YAML", "drop --json or use --format json")
     if out_dir is not None:
         from tuner.export import ENGINES
         from tuner.recommend_export import refuse_out_dir
@@ -1539,13 +1552,18 @@ def export_command(
 
         from tuner.recommend_export import trial_files, write_exports
 
-        for path in write_exports(out_dir, trial_files(json.loads(text)), "--out-dir"):
-            click.echo(f"wrote {path}")
+        written = [str(path) for path in write_exports(out_dir, trial_files(json.loads(text)), "--out-dir")]
     elif output:
         write_spec(output, text if text.endswith("\n") else text + "\n", force)
-        click.echo(f"wrote {output}")
+        written = [output]
     else:
-        click.echo(text)
+        click.echo(text)  # every --format but yaml prints JSON (yaml with --json was refused above)
+        return
+    if as_json:
+        _print_json({"study": study_name, "trial": trial_number, "format": fmt, "written": written})
+    else:
+        for path in written:
+            click.echo(f"wrote {path}")
 
 
 @cli.command("init")
@@ -1644,12 +1662,16 @@ def _refuse_unserved_benchmarks(model: str, backend: str, kv_code: int, tp_sizes
 @cli.command("spec")
 @click.option("--schema", is_flag=True, help="Print the JSON Schema of study specs (editor completion).")
 @click.option("--reference", is_flag=True, help="Print the Markdown reference of every field.")
-def spec_command(schema: bool, reference: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: the JSON Schema, as --schema.")
+def spec_command(schema: bool, reference: bool, as_json: bool) -> None:
     """Print the study spec's JSON Schema (--schema) or its field reference (--reference)."""
     from tuner.spec_docs import json_schema, reference_markdown
 
     if schema and reference:
         _refuse_together("--schema", "--reference", "one prints JSON, the other Markdown")
+    if as_json and reference:
+        _refuse_together("--json", "--reference", "the reference is Markdown", "drop --reference, or --json")
+    schema = schema or as_json
     if not (schema or reference):
         raise InvalidInputError("spec", "nothing to print", "pass --schema or --reference")
     if schema:

@@ -25,6 +25,7 @@ ESTIMATE += ("--prompt-len", "128", "--gen-len", "16")
         (("hardware", "--template", "--json"), ("--template", "--json")),
         (("spec", "--schema", "--reference"), ("--schema", "--reference")),
         (("spec", "--reference", "--schema"), ("--schema", "--reference")),
+        (("spec", "--reference", "--json"), ("--json", "--reference")),
         (("pareto", "no-such-study", "--json", "--csv"), ("--json", "--csv")),
         ((*ANALYZE_DECODE, "--causal"), ("--causal", "--phase decode")),
         ((*ANALYZE_DECODE, "--no-causal", "--flash-attention"), ("--no-causal", "--phase decode")),

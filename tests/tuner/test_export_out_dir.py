@@ -127,3 +127,24 @@ def test_a_non_empty_out_dir_needs_force(capsys, study, tmp_path):
     code, _, err = run_cli(capsys, *args, "--out-dir", str(tmp_path), "--force")
     assert code == 0, err
     assert (tmp_path / "launch.sh").is_file() and (tmp_path / "other.txt").is_file()
+
+
+def test_json_prints_the_export_or_the_files_written(capsys, study, tmp_path):
+    """export had no --json (its default format is JSON): a script passing --json to every command
+    got "No such option '--json'", exit 2. Printed, the export is the JSON object; written, the
+    object names the files; YAML printed with --json is refused, not printed as "JSON"."""
+    url, by_mode = study
+    args = ("export", STUDY["name"], "--storage", url, "--trial", str(by_mode[False]), "--json")
+    code, out, err = run_cli(capsys, *args, "--format", "vllm")
+    assert code == 0, err
+    assert json.loads(out)["engine"] == "vllm"
+    code, out, err = run_cli(capsys, *args, "--format", "trtllm", "--out-dir", str(tmp_path / "d"))
+    assert code == 0, err
+    written = json.loads(out)["written"]
+    assert sorted(Path(p).name for p in written) == ["engine_args.json", "extra_llm_api_options.yaml", "launch.sh"]
+    assert all(Path(p).is_file() for p in written)
+    code, out, err = run_cli(capsys, *args, "--format", "yaml", "-o", str(tmp_path / "t.yaml"))
+    assert code == 0, err
+    assert json.loads(out)["written"] == [str(tmp_path / "t.yaml")] and (tmp_path / "t.yaml").is_file()
+    line = assert_one_error_line(*run_cli(capsys, *args, "--format", "yaml"), ("--json",))
+    assert "--format yaml" in line

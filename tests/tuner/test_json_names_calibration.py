@@ -122,3 +122,18 @@ def test_report_json_names_the_profile(tmp_path: Path, capsys: pytest.CaptureFix
         json.loads(out)[0]["trials"],
     )
     assert report["bytes"] == page.stat().st_size
+
+
+def test_show_and_spec_take_json_as_every_command_does(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """show and spec had no --json (their output is JSON already): a script passing --json to every
+    command got "No such option '--json'", exit 2. Now show prints the same breakdown with it, spec
+    the JSON Schema (as --schema)."""
+    url = f"sqlite:///{tmp_path / 'cal.db'}"
+    code, _, err = run_cli(capsys, "worker", str(_spec(tmp_path)), "--storage", url, "--trials", "1")
+    assert code == 0, err
+    plain = run_cli(capsys, "show", "cal", "0", "--storage", url)
+    with_json = run_cli(capsys, "show", "cal", "0", "--storage", url, "--json")
+    assert with_json == plain and plain[0] == 0 and json.loads(plain[1])["calibration"] == PROFILE
+    schema = run_cli(capsys, "spec", "--schema")
+    assert run_cli(capsys, "spec", "--json") == schema == run_cli(capsys, "spec", "--json", "--schema")
+    assert schema[0] == 0 and json.loads(schema[1])["type"] == "object"
