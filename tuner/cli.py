@@ -107,6 +107,20 @@ def _refuse_existing_output(option: str, path: str | None, force: bool) -> None:
         )
 
 
+def _refuse_plot_not_png(path: str | None) -> None:
+    """The charts are written as PNG whatever the name: `--plot front.svg` wrote PNG bytes into a
+    .svg file (exit 0), which a browser or LaTeX then cannot read. A name without a suffix is kept."""
+    from pathlib import Path
+
+    suffix = Path(path).suffix if path else ""
+    if suffix and suffix.lower() != ".png":
+        raise InvalidInputError(
+            "--plot",
+            f"{path} names a {suffix} file; the chart is written as a PNG",
+            "name the file .png, e.g. front.png",
+        )
+
+
 def _output_exists(option: str, path: str) -> bool:
     """Whether an output path exists; a path the system cannot even look up (a 5,000-character
     name: ENAMETOOLONG, which ``Path.exists`` raises rather than answers) is one line, exit 2."""
@@ -409,6 +423,7 @@ def analyze_command(
     from tuner import tables
 
     _refuse_existing_output("--plot", plot, force)
+    _refuse_plot_not_png(plot)
 
     if causal is not None and phase == "decode":
         _refuse_together(
@@ -1262,6 +1277,7 @@ def pareto_command(
     if as_json and as_csv:
         _refuse_together("--json", "--csv", "the front is printed in one format")
     _refuse_existing_output("--plot", plot, force)
+    _refuse_plot_not_png(plot)
     url = storage or default_storage_url(study_name)
     with storage_errors(url), tables.progress(disable=as_json or as_csv, what="reading the front") as update:
         study = load_study(study_name, url)

@@ -1080,6 +1080,19 @@ def test_an_output_in_a_missing_directory_is_refused_before_the_work(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["front.svg", "front.PDF", "front.jpg"])
+@pytest.mark.parametrize("args", [("pareto", "some-study"), ("analyze", *DECODE_7B)], ids=["pareto", "analyze"])
+def test_a_plot_named_other_than_png_is_refused_before_the_work(
+    capsys: pytest.CaptureFixture[str], tmp_path, monkeypatch, args, name
+) -> None:
+    """The charts are PNG whatever the name: `--plot front.svg` wrote PNG bytes into front.svg,
+    exit 0 (a browser then shows a broken image). The study need not exist: refused first."""
+    monkeypatch.chdir(tmp_path)
+    line = assert_one_error_line(*run_cli(capsys, *args, "--plot", name), fields=("--plot",))
+    assert name in line and ".png" in line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_plot_force_overwrites(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     path = tmp_path / "roofline.png"
     path.write_text("old")
