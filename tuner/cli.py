@@ -543,8 +543,8 @@ SPEC_BACKEND_OPTION = click.option(
     type=LazyChoice("cost_models.deployment:OVERLAPS"),
     default="overlapped",
     show_default=True,
-    help="Collectives hidden behind compute, or added to it (on GPUs the engines' collectives are "
-    "on the critical path either way).",
+    help="Collectives hidden behind compute, or added to it: a TPU torus's choice (on GPUs and CPUs, "
+    "switched networks, collectives are on the critical path either way: refused there).",
 )
 @click.option(
     "--kv-memory-fraction",
@@ -665,9 +665,24 @@ def estimate_command(
     with --concurrency or --request-rate, also the serving steady state under that load; with
     --prefill-instances and --decode-instances, that of disaggregated prefill and decode pools."""
     from cost_models.deployment import estimate_one
+    from cost_models.hardware import get_hardware
     from cost_models.serving_one import engine_memory_notes, estimate_serving_one
     from tuner import tables
 
+    # On a switched network (GPUs, CPUs) every collective is on the block's critical path, as the
+    # engines run tensor parallelism (cost_models.topology.Network.engine_collectives): overlapped
+    # and added give the same numbers. Given, the option changed only the table's "collectives
+    # added" (an ignored option read as one in force); by default the table said "collectives
+    # overlapped" of collectives it charged in full. Only a TPU torus hides some behind its matmuls.
+    critical_path = get_hardware(hardware).interconnect.kind == "switched"
+    overlap_given = click.get_current_context().get_parameter_source("overlap") != click.core.ParameterSource.DEFAULT
+    if critical_path and overlap_given:
+        raise InvalidInputError(
+            "--overlap",
+            f"changes nothing on {hardware}: its collectives are on the critical path either way, as the serving "
+            "engines run them (the next matmul waits for the all-reduce)",
+            "drop --overlap (it chooses how a TPU torus hides its collectives)",
+        )
     knobs = {
         "max_batch_size": max_batch_size,
         "max_num_tokens": max_num_tokens,
@@ -776,7 +791,7 @@ def estimate_command(
     if as_json:
         _print_json(report)
     else:
-        tables.print_estimate(report)
+        tables.print_estimate(report, collectives="on the critical path" if critical_path else report["overlap"])
 
 
 def _estimate_disaggregated(

@@ -266,7 +266,7 @@ def formats_words(report: dict) -> str:
     return f"weights {report['weight_dtype']}{shown}, KV {report['kv_dtype']}"
 
 
-def print_estimate(report: dict) -> None:
+def print_estimate(report: dict, collectives: str) -> None:
     """The phases and memory of ``tuner estimate``."""
     console = _console()
     parallel = report.get("parallel", {})
@@ -279,7 +279,7 @@ def print_estimate(report: dict) -> None:
         escape(
             f"{report['model']} on {report['chips']} x {report['hardware']}, mesh {mesh}; batch "
             f"{report['batch']}, prompt {report['prompt_len']}, generate {report['gen_len']}; "
-            f"{formats_words(report)}; collectives {report['overlap']}"
+            f"{formats_words(report)}; collectives {collectives}"
         )
     )
     console.print(escape(calibration_line(report["calibration"])))

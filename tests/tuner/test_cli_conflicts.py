@@ -5,6 +5,7 @@ in decode was reported as in force while the decode attention ignored it)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,37 @@ def test_a_seed_for_the_exhaustive_sampler_is_refused(
     if sampler != "exhaustive":  # the spec's own sampler takes the seed
         code, _, err = run_cli(capsys, command, str(spec), "--storage", storage, "--seed", "7", "--trials", "1")
         assert code == 0, err
+
+
+GPU_ESTIMATE = ("estimate", "--model", "llama-2-7b", "--hardware", "h100-sxm", "--tp", "2", "--batch", "8")
+GPU_ESTIMATE += ("--prompt-len", "128", "--gen-len", "16")
+
+
+@pytest.mark.parametrize("hardware", ["h100-sxm", "xeon-gold-6242"])
+@pytest.mark.parametrize("overlap", ["overlapped", "added"])
+def test_overlap_on_a_switched_network_is_refused(
+    capsys: pytest.CaptureFixture[str], hardware: str, overlap: str
+) -> None:
+    """On GPUs and CPUs every collective is on the critical path (the engines' tensor parallelism):
+    --overlap added gave the numbers of overlapped, and the table said "collectives added"."""
+    args = ("estimate", "--model", "llama-2-7b", "--hardware", hardware, "--chips", "2", "--batch", "8")
+    line = assert_one_error_line(
+        *run_cli(capsys, *args, "--prompt-len", "128", "--gen-len", "16", "--overlap", overlap), ("--overlap",)
+    )
+    assert "critical path" in line and "TPU torus" in line
+
+
+def test_the_tables_say_where_the_collectives_are(capsys: pytest.CaptureFixture[str]) -> None:
+    """A GPU's table said "collectives overlapped" of collectives charged whole; a TPU's --overlap
+    still chooses, and changes the numbers."""
+    code, out, err = run_cli(capsys, *GPU_ESTIMATE)
+    assert code == 0, err
+    assert "collectives on the critical path" in " ".join(out.split())
+    steps = {}
+    for overlap in ("overlapped", "added"):
+        code, out, err = run_cli(capsys, *ESTIMATE, "--overlap", overlap)
+        assert code == 0, err
+        assert f"collectives {overlap}" in " ".join(out.split())
+        code, out, err = run_cli(capsys, *ESTIMATE, "--overlap", overlap, "--json")
+        steps[overlap] = json.loads(out)["decode"]["step_latency_s"]
+    assert steps["added"] > steps["overlapped"]
