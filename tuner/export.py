@@ -144,6 +144,18 @@ def _find_trial(study: optuna.Study, trial_number: int) -> FrozenTrial:
     return storage.get_trial(trial_id)
 
 
+def _violation(name: str, value: float) -> str:
+    """How far a trial is over one constraint. A max_* constraint's value is the metric minus the
+    limit (search_spaces.space): shown as "0.0192 > 0", a TPOT of 19.2 ms over a 1 us limit read as
+    a limit of 0."""
+    if value >= 1e29:
+        return "unbounded: the load is unstable"
+    if name.startswith("max_"):
+        unit = " s" if name.endswith("_s") else " dollars" if "_usd_" in name else ""
+        return f"over the limit by {value:.3g}{unit}"
+    return f"{value:.3g} > 0"
+
+
 def _unused_pool_choices(study: optuna.Study, trial: FrozenTrial) -> list[str]:
     """An aggregated trial of a ``serving.mode: both`` study: its pool dimensions (prefill mesh,
     instances, a prefill instance's degrees and batch limit) set other than their first choices,
@@ -201,11 +213,7 @@ def _check_trial(trial: FrozenTrial, allow_infeasible: bool, study: optuna.Study
         )
     # A serving trial under a load it cannot sustain has no finite TTFT or TPOT: its constraint
     # holds the search's penalty (search_spaces.space.PENALTY), shown as what it stands for.
-    violated = [
-        f"{name} ({'unbounded: the load is unstable' if value >= 1e29 else f'{value:.3g} > 0'})"
-        for name, value in constraints.items()
-        if value > 0
-    ]
+    violated = [f"{name} ({_violation(name, value)})" for name, value in constraints.items() if value > 0]
     if violated and not allow_infeasible:
         raise InvalidInputError(
             "trial",

@@ -427,3 +427,14 @@ def test_online_fp8_that_loads_more_16_bit_weights_than_a_gpu_holds_is_said(tmp_
         assert any("only after loading it whole" in note and "serve an fp8 checkpoint" in note for note in one["notes"])
         two = json.loads(export(study, by_tp[2], fmt))
         assert not any("only after loading it whole" in note for note in two["notes"])
+
+
+def test_an_infeasible_trial_says_how_far_over_its_limit_it_is(tmp_path):
+    """A TPOT limit of 1 us missed by 19.2 ms read "max_tpot_s (0.0192 > 0)": the constraint's
+    value (the metric minus the limit) shown as if the limit were 0."""
+    spec = dict(SMALL_SPEC, name="over", constraints={"max_tpot_s": 1e-6})
+    spec["space"] = {"chips": [8], "mesh": ["1x1x8"], "batch": [8]}
+    study = _study(spec, tmp_path)
+    error = _raises("trial", export, study, 0, "json")
+    over = study.trials[0].constraints["max_tpot_s"]
+    assert f"max_tpot_s (over the limit by {over:.3g} s)" in str(error) and "> 0" not in str(error)
