@@ -74,7 +74,14 @@ def refuse_bad_host(field: str, host: str) -> None:
 
 def from_validation_error(error: pydantic.ValidationError, where: str) -> InvalidInputError:
     """Condense a pydantic ``ValidationError`` into one :class:`InvalidInputError` (first problem)."""
-    first = error.errors()[0]
+    errors = error.errors()
+    first = errors[0]
+    misspelt = _misspelt_field(errors)
+    if misspelt is not None:
+        # `promt_len: 2048` in workload: pydantic's first error was "workload.prompt_len: missing;
+        # add it", beside the line the user did write.
+        unknown, meant = misspelt
+        return InvalidInputError(f"{where}.{unknown}", "unknown field", f"did you mean {meant}? rename it")
     loc = ".".join(str(part) for part in first.get("loc", ()) if part != "__root__")
     field = f"{where}.{loc}" if loc else where
     message = first.get("msg", "invalid value").removeprefix("Value error, ")
@@ -112,6 +119,23 @@ def from_validation_error(error: pydantic.ValidationError, where: str) -> Invali
         given = given if len(given) <= 60 else given[:57] + "..."
         return InvalidInputError(field, message, f"got {given}; {text_fix.format(**context)}")
     return InvalidInputError(field, message)
+
+
+def _misspelt_field(errors: list) -> tuple[str, str] | None:
+    """(the unknown field's dotted path, the missing field it is close to) where one mapping has
+    both, else None: the unknown key is then a misspelling of the missing one."""
+    import difflib
+
+    def path(e: dict) -> tuple:
+        return tuple(part for part in e.get("loc", ()) if part != "__root__")
+
+    unknown = [path(e) for e in errors if e.get("type") == "extra_forbidden" and path(e)]
+    for written in unknown:
+        missing = [str(path(e)[-1]) for e in errors if e.get("type") == "missing" and path(e)[:-1] == written[:-1]]
+        meant = difflib.get_close_matches(str(written[-1]), missing, n=1, cutoff=0.6)
+        if meant:
+            return ".".join(str(part) for part in written), meant[0]
+    return None
 
 
 #: How to meet a string's pattern or length bounds (pydantic's error type: the fix, formatted

@@ -634,3 +634,25 @@ def test_a_field_of_several_forms_names_every_form_and_the_fix(path, value, show
     with pytest.raises(InvalidInputError) as info:
         parse_spec(data)
     assert shown in str(info.value) and "literal[" not in str(info.value) and ".int" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "path, written, meant",
+    [
+        (("workload",), "promt_len", "prompt_len"),
+        ((), "modle", "model"),
+        ((), "hardwear", "hardware"),
+    ],
+)
+def test_a_misspelt_required_field_is_named_as_written(path, written, meant) -> None:
+    """A required key misspelt was reported as the right key missing ("workload.prompt_len:
+    missing; add it"), not as the key the file holds."""
+    data = yaml.safe_load((STUDIES / "llama-3-8b-l4.yaml").read_text())
+    where = data
+    for key in path:
+        where = where[key]
+    where[written] = where.pop(meant)
+    with pytest.raises(InvalidInputError) as info:
+        parse_spec(data)
+    dotted = ".".join((*path, written))
+    assert str(info.value).endswith(f"{dotted}: unknown field; did you mean {meant}? rename it"), str(info.value)
