@@ -21,8 +21,36 @@ def command_summary(command: click.Command) -> str:
     return " ".join(w for w in paragraph.split() if w != "\b")
 
 
+class OnceOptionCommand(click.Command):
+    """A command refusing an option given twice that takes one value: click keeps the last, so
+    `--max-ttft-s 1 ... --max-ttft-s 100000` planned for 100,000 s and `--flash-attention ...
+    --no-flash-attention` ran without it, the other value silently dropped."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not ctx.resilient_parsing:
+            # The parse alone (no callbacks, no conversions): the order lists a parameter once
+            # for each time it was given. Its errors are the ones click's own parse raises next.
+            _, _, order = self.make_parser(ctx).parse_args(args=list(args))
+            seen: set[str | None] = set()
+            for param in order:
+                # A plain flag repeated (--json --json) sets the same value twice: harmless.
+                plain_flag = isinstance(param, click.Option) and param.is_flag and not param.secondary_opts
+                repeatable = not isinstance(param, click.Option) or param.multiple or param.count or plain_flag
+                if not repeatable and param.name in seen:
+                    from cost_models.errors import InvalidInputError
+
+                    spellings = "/".join((*param.opts, *param.secondary_opts))
+                    raise InvalidInputError(
+                        spellings, "given more than once (only the last would count)", "give it once"
+                    )
+                seen.add(param.name)
+        return super().parse_args(ctx, args)
+
+
 class FullSummaryGroup(click.Group):
     """A group listing each command with its whole summary, wrapped to the terminal width."""
+
+    command_class = OnceOptionCommand
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []

@@ -70,7 +70,7 @@ def test_causal_still_counts_in_prefill(capsys: pytest.CaptureFixture[str], phas
     "options",
     [
         ("--phase", "prefill", "--prefill-ffn-layout", "ws_1d", "--attn-sharding", "batch"),
-        ("--phase", "decode", "--ffn-layout", "ws_1d", "--prefill-attn-sharding", "head", "--phase", "both"),
+        ("--ffn-layout", "ws_1d", "--prefill-attn-sharding", "head", "--phase", "both"),
         ("--ffn-layout", "ws_1d", "--decode-ffn-layout", "ws_2d"),
         # estimate: --backend is the engine that must launch the deployment (and, serving, its
         # knobs and overheads), even on the pure roofline.
@@ -158,3 +158,30 @@ def test_the_tables_say_where_the_collectives_are(capsys: pytest.CaptureFixture[
         code, out, err = run_cli(capsys, *ESTIMATE, "--overlap", overlap, "--json")
         steps[overlap] = json.loads(out)["decode"]["step_latency_s"]
     assert steps["added"] > steps["overlapped"]
+
+
+@pytest.mark.parametrize(
+    ("again", "named"),
+    [
+        (("--batch", "1", "--batch", "64"), "--batch"),
+        (("--batch", "8", "--gen-len", "16"), "--gen-len"),  # the same value twice, still one too many
+        (("--batch", "8", "--flash-attention", "--no-flash-attention"), "--flash-attention/--no-flash-attention"),
+    ],
+)
+def test_an_option_given_twice_is_refused(
+    capsys: pytest.CaptureFixture[str], again: tuple[str, ...], named: str
+) -> None:
+    """click kept the last of an option given twice: `--max-ttft-s 1 ... --max-ttft-s 100000`
+    planned for 100,000 s, `--batch 1 --batch 64` estimated batch 64, the first value dropped."""
+    args = ("estimate", "--model", "llama-2-7b", "--hardware", "tpu-v4", "--chips", "8", "--prompt-len", "128")
+    line = assert_one_error_line(*run_cli(capsys, *args, "--gen-len", "16", *again), (named,))
+    assert "more than once" in line
+
+
+def test_a_flag_or_a_list_option_given_twice_still_works(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "models", "--json", "--json")
+    assert code == 0 and json.loads(out), err
+    args = ("recommend", "--model", "llama-3-8b", "--request-rate", "2", "--prompt-len", "512", "--gen-len", "64")
+    args += ("--max-ttft-s", "1", "--max-tpot-s", "0.05", "--hardware", "h100-sxm", "--hardware", "h100-sxm")
+    line = assert_one_error_line(*run_cli(capsys, *args), ("--hardware",))
+    assert "given twice" in line and "more than once" not in line  # recommend's own check of a list option
