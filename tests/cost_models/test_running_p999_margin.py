@@ -45,7 +45,7 @@ def test_the_docs_row_at_95_percent_is_flagged_and_one_at_half_not() -> None:
     percentile is within the estimate's error of the cap). 15.8 req/s (50%): 55 of 426, none."""
     near, notes = _notes(30.1)
     assert near["running_p999"] < near["max_concurrency"] == 426  # the percentile alone: no note
-    assert len(notes) == 1 and "within the 13.0%" in notes[0] and "the KV cache holds 426" in notes[0]
+    assert len(notes) == 1 and "within the 12.8%" in notes[0] and "the KV cache holds 426" in notes[0]
     calm, notes = _notes(15.8)
     assert calm["running_p999"] < 0.2 * calm["max_concurrency"] and notes == []
 
