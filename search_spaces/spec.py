@@ -334,7 +334,7 @@ class Constraints(BaseModel):
         le=LATENCY_LIMIT_S_RANGE[1],
         allow_inf_nan=False,
         description="90th percentile TTFT SLO under load, seconds (needs a serving: section): the steady "
-        "state's ttft_p90_s (docs/serving.md, Percentiles: within 0.84-1.10x of tuner simulate's below capacity).",
+        "state's ttft_p90_s (docs/serving.md, Percentiles: within 0.73-1.10x of tuner simulate's below capacity).",
     )
     max_ttft_p99_s: StrictFloat | None = Field(
         default=None,

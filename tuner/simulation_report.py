@@ -66,7 +66,7 @@ def print_simulation(report: dict[str, Any]) -> None:
         table.add_row(label, *(_time(stats[q]) for q in ("mean", "p50", "p90", "p99")), mean)
         if key in ("ttft_s", "tpot_s") and f"{key[:4]}_p90_s" in analytic:
             # The steady state's own percentiles under the simulated ones (docs/serving.md,
-            # "Percentiles": TTFT's within 0.84-1.10x at p90, 0.79-1.22x at p99 below capacity).
+            # "Percentiles": TTFT's within 0.73-1.10x at p90, 0.71-1.22x at p99 below capacity).
             stem = key[:4]
             tails = (analytic[f"{stem}_p90_s"], analytic[f"{stem}_p99_s"])
             cells = ["unbounded" if unbounded and v is None else _time(v) for v in tails]
