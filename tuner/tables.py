@@ -498,7 +498,7 @@ def _choices(trial) -> dict:
 
 def _constraint_rows(trial, front) -> dict[str, dict[str, float]]:
     """The table's constraint columns of one row, in SI units: each SLO's value (the TTFT or TPOT
-    under load, s) beside its limit, and a static study's memory as a share of HBM (limit 1)."""
+    under load, s) beside its limit, and a static study's memory as a share of the chip's (limit 1)."""
     rows = {}
     for name in trial.constraints:
         if _constraint_column(name, front) is not None:
@@ -610,7 +610,7 @@ _COST_LABELS = {"max_cost_usd_per_million_tokens": "cost"}
 
 def _constraint_column(name: str, front) -> tuple[str, float, str] | None:
     """(header, factor, unit) of the column showing a front row's room under one constraint:
-    ``TTFT of 1 s limit`` in s, ``memory of HBM`` in %; None for a 0/1 constraint (every front
+    ``TTFT of 1 s limit`` in s, ``memory of capacity`` in %; None for a 0/1 constraint (every front
     row satisfies it: nothing to show)."""
     labels = {
         "max_ttft_s": "TTFT",
@@ -628,12 +628,13 @@ def _constraint_column(name: str, front) -> tuple[str, float, str] | None:
         unit, factor = (USD_PER_MILLION_TOKENS, 1.0) if name in _COST_LABELS else _unit_of([limit], "s")
         return f"{labels.get(name, _label(name))} of {_plain(limit / factor)} {unit} limit", factor, unit
     if name == "fits_in_memory" and not front.serving:
-        return "memory of HBM", 0.01, "%"
+        # The chip's memory, HBM or not (an L4's or L40S's is GDDR6: "of HBM" was wrong there).
+        return "memory of capacity", 0.01, "%"
     return None
 
 
 def _constraint_value(name: str, value: float, front) -> float:
-    """What a constraint value measures: the latency (value + limit), or the share of HBM used."""
+    """What a constraint value measures: the latency (value + limit), or the share of memory used."""
     return value + front.limits[name] if name in front.limits else value + 1.0
 
 

@@ -46,7 +46,8 @@ def test_shipped_front_in_units_without_exponents(palm: str) -> None:
     text = _render(study_front(load_study("palm-540b-tpu-v4", palm)))
     assert "e+" not in text and "e-0" not in text and "Top/s" not in text
     assert "[ms]" in text and "[chip-s/token]" in text  # the step latency in ms, the cost in its unit
-    assert "memory of HBM" in text and "% " in text  # each row's share of HBM (the fits constraint)
+    # each row's share of the chip's memory (the fits constraint; not "of HBM": L4s and L40Ss have GDDR6)
+    assert "memory of capacity" in text and "% " in text
 
 
 def test_constant_dimensions_are_in_the_header_line(palm: str) -> None:
