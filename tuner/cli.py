@@ -1090,7 +1090,18 @@ def search_command(
             "unchunked prompt over the token budget, an instance's chips the hardware does not offer, a TP group cut "
             "by a node's edge); tuner estimate with one's degrees says why"
         )
+    budget = trials if trials is not None else spec.trials
+    nothing_to_add = None
+    if result.trials_added == 0 and result.trials_before >= budget and not result.exhausted:
+        # "0 trials added" read as a failed resume: --trials is the study's total, not more.
+        source = "--trials" if trials is not None else "the spec's trials:"
+        nothing_to_add = (
+            f"nothing to add: the study holds {result.trials_before} trials, at least the {budget} {source} asks "
+            f"for (the total it should hold, not trials to add); pass --trials above {result.trials_before} to "
+            "add more"
+        )
     if as_json:
+        # --json said nothing of it: "trials_added": 0 and no note, where the table says why.
         _print_json(
             {
                 "study": result.study_name,
@@ -1105,7 +1116,7 @@ def search_command(
                 "elapsed_s": result.elapsed_s,
                 "calibration": result.calibration,
                 "front": tables.front_rows(front),
-                "notes": notes,
+                "notes": ([nothing_to_add] if nothing_to_add else []) + notes,
             }
         )
     else:
@@ -1116,15 +1127,8 @@ def search_command(
             f"study {result.study_name!r} in {result.storage_url} holds "
             f"{result.trials_before + result.trials_added}; calibration {result.calibration}"
         )
-        budget = trials if trials is not None else spec.trials
-        if result.trials_added == 0 and result.trials_before >= budget and not result.exhausted:
-            # "0 trials added" read as a failed resume: --trials is the study's total, not more.
-            source = "--trials" if trials is not None else "the spec's trials:"
-            click.echo(
-                f"nothing to add: the study holds {result.trials_before} trials, at least the {budget} {source} asks "
-                f"for (the total it should hold, not trials to add); pass --trials above {result.trials_before} to "
-                "add more"
-            )
+        if nothing_to_add:
+            click.echo(nothing_to_add)
         for note in notes:
             click.echo(f"note: {note}")
     _say_if_exhausted(result.exhausted, result.left_out)

@@ -846,6 +846,12 @@ def test_a_search_run_again_at_its_budget_says_why_it_added_nothing(tmp_path: Pa
     assert "0 trials added" in out
     assert "nothing to add: the study holds 40 trials, at least the 40 --trials asks for" in out
     assert "pass --trials above 40 to add more" in out
+    # --json said nothing of it ("trials_added": 0, no note: session 48); now its first note.
+    code, out, err = run_cli(capsys, *args, "--trials", "40", "--sampler", "random", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["trials_added"] == 0
+    assert report["notes"][0].startswith("nothing to add: the study holds 40 trials, at least the 40 --trials")
 
 
 def test_cli_exhaustive_search_says_how_many_configurations_it_left_out(tmp_path: Path, capsys) -> None:
