@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import html
 import json
+import logging
 import math
 import time
 import warnings
@@ -276,12 +277,22 @@ def _figures(drawn: optuna.Study, lines: optuna.Study, every: _Points, front: Fr
     names = front.objective_names
     labels = [metric_label(n) for n in names]
     out: list[tuple[str, str, Any]] = []
-    if len(names) in (2, 3):
-        fig = vis.plot_pareto_front(drawn, target_names=labels)
-        out.append(("pareto", "Pareto front (infeasible trials grey; hover a point for its trial)", fig))
-    elif len(names) > 3:
-        fig = vis.plot_pareto_front(drawn, targets=lambda t: t.values[:3], target_names=labels[:3])
-        out.append(("pareto", "Pareto front on the first three objectives", fig))
+    # With no feasible trial Optuna logs "[W ...] Your study does not have any completed and
+    # feasible trials." on stderr beside the report's own line; the chart's heading says it here.
+    none_feasible = "; no feasible trial yet: every point is grey" if front.n_feasible == 0 else ""
+    pareto_log = logging.getLogger("optuna.visualization._pareto_front")
+    level = pareto_log.level
+    pareto_log.setLevel(logging.ERROR)
+    try:
+        if len(names) in (2, 3):
+            fig = vis.plot_pareto_front(drawn, target_names=labels)
+            heading = "Pareto front (infeasible trials grey; hover a point for its trial)"
+            out.append(("pareto", heading + none_feasible, fig))
+        elif len(names) > 3:
+            fig = vis.plot_pareto_front(drawn, targets=lambda t: t.values[:3], target_names=labels[:3])
+            out.append(("pareto", "Pareto front on the first three objectives" + none_feasible, fig))
+    finally:
+        pareto_log.setLevel(level)
     fig = vis.plot_parallel_coordinate(lines, target=lambda t: t.values[0], target_name=labels[0])
     n_lines = len(lines.get_trials(deepcopy=False))
     out.append(("parallel", f"Choices and {labels[0]} (parallel coordinates, {n_lines} trials)", fig))

@@ -244,3 +244,39 @@ def test_max_points_below_one_is_refused_before_the_study_is_read(max_points: st
     )  # fmt: skip
     line = assert_one_error_line(code, out, err, ("--max-points",))
     assert f"got {max_points}" in line and not out_path.exists()
+
+
+def test_a_study_with_no_feasible_trial_says_so_in_the_page_not_in_optunas_log(tmp_path: Path, capsys) -> None:
+    """Optuna's Pareto plot logged "[W ...] Your study does not have any completed and feasible
+    trials." on stderr beside the report's own line (session 48); the chart's heading says it.
+    Optuna's own handler writes to the stderr of its import, so the log is read from its logger."""
+    import logging
+
+    class Kept(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.DEBUG)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    text = (REPO / "studies" / "llama-3-8b-l4.yaml").read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^name: .*$", "name: none-feasible", text)
+    text = re.sub(r"max_tpot_s: [\d.]+", "max_tpot_s: 0.000001", text)  # no deployment decodes in 1 us
+    spec_path = tmp_path / "none.yaml"
+    spec_path.write_text(text, encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    run_search(load_spec(str(spec_path)), url, trials=10)
+    assert study_front(load_study("none-feasible", url)).n_feasible == 0
+    out = tmp_path / "none.html"
+    kept = Kept()
+    optuna_log = logging.getLogger("optuna")  # Optuna's loggers propagate to it, not beyond
+    optuna_log.addHandler(kept)
+    try:
+        code, stdout, err = run_cli(capsys, "report", "none-feasible", "--storage", url, "-o", str(out))
+    finally:
+        optuna_log.removeHandler(kept)
+    assert code == 0, err
+    assert "0 front trials" in stdout
+    assert not [m for m in kept.messages if "feasible trials" in m], kept.messages
+    assert "no feasible trial yet: every point is grey" in out.read_text(encoding="utf-8")
