@@ -525,12 +525,23 @@ def refuse_engine_kv_cache(backend: str | None, kv_code: int) -> None:
         )
 
 
+#: The block sizes vLLM's ``--block-size`` takes: its choices (vllm/config/cache.py, ``BlockSize =
+#: Literal[1, 8, 16, 32, 64, 128, 256]``, turned into argparse ``choices`` by vllm/engine/
+#: arg_utils.py, literal_to_kwargs) that its CUDA attention backends also run (a multiple of 16,
+#: vllm/v1/attention/backends/flash_attn.py: "Block size must be a multiple of 16."). A multiple
+#: of 16 outside them (48, 96, 512) was scored, then written --block-size 48, which `vllm serve`
+#: refuses as an invalid choice.
+VLLM_BLOCK_SIZES = (16, 32, 64, 128, 256)
+
 #: What each engine's KV-cache block (page) size must be, as (rule, what it needs, examples):
-#: vLLM's CUDA attention backends need a multiple of 16 (vllm/v1/attention/backends/flash_attn.py:
-#: "Block size must be a multiple of 16."); TensorRT-LLM's tokens_per_block is a power of two
+#: vLLM's, one of :data:`VLLM_BLOCK_SIZES`; TensorRT-LLM's tokens_per_block is a power of two
 #: above 1. SGLang pages any size; JAX has no engine rule here.
 ENGINE_KV_BLOCK_RULES = {
-    "vllm": (lambda b: b % 16 == 0, "vLLM needs a multiple of 16", "16, 32, 64 or 128"),
+    "vllm": (
+        lambda b: b in VLLM_BLOCK_SIZES,
+        "vLLM needs a multiple of 16 among its --block-size choices",
+        "16, 32, 64, 128 or 256",
+    ),
     "trtllm": (lambda b: b >= 2 and not b & (b - 1), "TensorRT-LLM needs a power of two above 1", "16, 32 or 64"),
 }
 

@@ -43,6 +43,7 @@ from cost_models.deployment import stage_moe_blocks
 from cost_models.deployments import (
     ENGINE_KV_CACHE_DTYPES,
     KV_HEAD_SPLITTING_ENGINES,
+    VLLM_BLOCK_SIZES,
     Deployment,
     Deployments,
     engine_problem_mask,
@@ -1238,11 +1239,18 @@ def vllm_args(spec: dict) -> dict:
             "the CUTLASS_MLA backend of Blackwell forces 128)"
         )
         block += 64 - block % 64
-    if block % 16:
+    if block not in VLLM_BLOCK_SIZES:
         # vLLM's CUDA attention backends need a block size that is a multiple of 16 (vllm/v1/attention/
-        # backends/flash_attn.py: "Block size must be a multiple of 16.").
-        notes.append(f"vLLM needs block_size a multiple of 16, not {block}: rounded up to {block + 16 - block % 16}")
-        block += 16 - block % 16
+        # backends/flash_attn.py: "Block size must be a multiple of 16."), and --block-size takes
+        # only its choices (vllm/config/cache.py, BlockSize = Literal[1, 8, 16, 32, 64, 128, 256]):
+        # a page of 48 was written --block-size 48, which `vllm serve` refuses. The least choice
+        # above (an MLA model's already a multiple of 64, which any choice above keeps).
+        rounded = next((b for b in VLLM_BLOCK_SIZES if b >= block), VLLM_BLOCK_SIZES[-1])
+        notes.append(
+            f"vLLM needs block_size a multiple of 16 among its --block-size choices "
+            f"({', '.join(map(str, VLLM_BLOCK_SIZES))}), not {block}: {rounded}"
+        )
+        block = rounded
     args = {
         "model": served_repo(spec),
         "tensor_parallel_size": tp,

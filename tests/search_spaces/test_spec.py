@@ -491,7 +491,8 @@ def test_an_ep_space_with_no_choice_dividing_the_experts_is_refused(tmp_path: Pa
 
 
 @pytest.mark.parametrize(
-    ("backend", "blocks", "bad"), [("vllm", [16, 7], "7"), ("vllm", [8], "8"), ("trtllm", [32, 24], "24")]
+    ("backend", "blocks", "bad"),
+    [("vllm", [16, 7], "7"), ("vllm", [8], "8"), ("vllm", [32, 48], "48"), ("trtllm", [32, 24], "24")],
 )
 def test_a_named_backend_refuses_kv_block_sizes_it_cannot_run(
     tmp_path: Path, backend: str, blocks: list[int], bad: str

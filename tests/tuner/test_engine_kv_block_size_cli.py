@@ -17,6 +17,10 @@ H100 = ("--model", "llama-3-8b", "--hardware", "h100-sxm", "--tp", "1", "--promp
     [
         ((), "7"),  # the H100's default engine, vLLM (the engine measured best on it)
         (("--backend", "vllm"), "24"),
+        # A multiple of 16 that is not one of vLLM's --block-size choices (vllm/config/cache.py,
+        # BlockSize: 1, 8, 16, 32, 64, 128, 256): scored, then launched as another or refused.
+        (("--backend", "vllm"), "48"),
+        (("--backend", "vllm"), "512"),
         (("--backend", "trtllm"), "24"),
         (("--backend", "trtllm"), "1"),
     ],

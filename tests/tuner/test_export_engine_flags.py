@@ -84,16 +84,23 @@ def test_vllm_max_num_seqs_is_at_most_the_token_budget():
     assert any("refuses max_num_seqs (16384)" in n for n in static["notes"])
 
 
-@pytest.mark.parametrize(("block", "written"), [(1, 16), (8, 16), (16, 16), (24, 32), (64, 64)])
+@pytest.mark.parametrize(
+    ("block", "written"), [(1, 16), (8, 16), (16, 16), (24, 32), (48, 64), (64, 64), (96, 128), (160, 256)]
+)
 def test_vllm_block_size_is_a_multiple_of_16(block, written):
     # vllm/v1/attention/backends/flash_attn.py: "Block size must be a multiple of 16." An SGLang
-    # trial (page size 1) exported to vLLM gets 16.
+    # trial (page size 1) exported to vLLM gets 16. And one of --block-size's choices (vllm/config/
+    # cache.py, BlockSize = Literal[1, 8, 16, 32, 64, 128, 256], argparse choices by
+    # vllm/engine/arg_utils.py literal_to_kwargs): a page of 48 was written --block-size 48, which
+    # `vllm serve` refuses ("invalid choice").
     data = _vllm(_serving(backend="sglang", kv_block_size=block))
     assert data["flags"]["--block-size"] == str(written)
     assert any("multiple of 16" in n for n in data["notes"]) == (block != written)
 
 
-@pytest.mark.parametrize(("block", "written"), [(1, 64), (16, 64), (32, 64), (64, 64), (96, 128), (128, 128)])
+@pytest.mark.parametrize(
+    ("block", "written"), [(1, 64), (16, 64), (32, 64), (64, 64), (96, 128), (128, 128), (192, 256)]
+)
 def test_vllm_block_size_of_a_latent_attention_model_is_what_flashmla_runs(block, written):
     # vllm/platforms/cuda.py, check_and_update_config: for an MLA model "Forcing kv cache block
     # size to 64 for FlashMLA backend." where the block is not a multiple of 64 (FlashMLA, the
@@ -102,7 +109,9 @@ def test_vllm_block_size_of_a_latent_attention_model_is_what_flashmla_runs(block
     deepseek = Deployment(get_model("deepseek-v3"), get_hardware("h200"), (1, 1, 8), 32, 1024, 128, weight_dtype="fp8")
     data = _vllm(_serving(backend="vllm", kv_block_size=block), deepseek)
     assert data["flags"]["--block-size"] == str(written)
-    assert any("FlashMLA" in n and "multiple of 64" in n for n in data["notes"]) == (block != written)
+    # 192, a multiple of 64 that is no --block-size choice: the choice above (the choices note).
+    said = [n for n in data["notes"] if ("FlashMLA" in n and "multiple of 64" in n) or "--block-size choices" in n]
+    assert bool(said) == (block != written)
 
 
 # TensorRT-LLM (NVIDIA/TensorRT-LLM): trtllm-serve's click options (tensorrt_llm/commands/serve.py;
