@@ -2187,7 +2187,7 @@ def _disaggregated_engine_args(spec: dict, serving: dict, fmt: str, prefill_work
         "mode": "disaggregated",
         "prefill": {"instances": prefills, **_RENDERERS[fmt](prefill)},
         "decode": {"instances": decodes, **_RENDERERS[fmt](decode)},
-        "router": _disaggregated_router(fmt, prefills, decodes),
+        "router": _disaggregated_router(fmt, prefills, decodes, spec.get(LISTEN_HOST) or ANY_HOST),
         "notes": [
             "each pool is launched as its own engine instances with the engine's KV transfer (vLLM "
             "--kv-transfer-config NixlConnector, SGLang --disaggregation-mode, TensorRT-LLM "
@@ -2198,14 +2198,23 @@ def _disaggregated_engine_args(spec: dict, serving: dict, fmt: str, prefill_work
     }
 
 
-def _disaggregated_router(fmt: str, prefills: int, decodes: int) -> dict:
-    """What sends each request to a prefill instance, then its KV cache's decode instance."""
+#: The port a disaggregated deployment's router listens on (every engine's: its clients' one address).
+ROUTER_PORT = 8000
+
+
+def _disaggregated_router(fmt: str, prefills: int, decodes: int, host: str = ANY_HOST) -> dict:
+    """What sends each request to a prefill instance, then its KV cache's decode instance,
+    listening on ``host`` (tuner export --host, else every interface) at :data:`ROUTER_PORT`: the
+    router is the deployment's front door, which clients on other hosts must reach. vLLM's
+    toy_proxy_server.py binds localhost unless told (its parse_args: --host default "localhost")
+    and sglang_router 127.0.0.1:30000 (sgl-project/sglang sgl-router py_src/sglang_router/
+    router_args.py, RouterArgs host and port): both were launched on those loopback defaults."""
     if fmt == "trtllm":
         # nvidia.github.io/TensorRT-LLM, Disaggregated Serving: `trtllm-serve disaggregated -c
         # disagg_config.yaml` with the context and generation servers' URLs.
         config = {
-            "hostname": "0.0.0.0",
-            "port": 8000,
+            "hostname": host,
+            "port": ROUTER_PORT,
             "backend": "pytorch",
             "context_servers": {
                 "num_instances": prefills,
@@ -2228,6 +2237,7 @@ def _disaggregated_router(fmt: str, prefills: int, decodes: int) -> dict:
     if fmt == "sglang":
         # docs.sglang.io, PD Disaggregation: the router pairs the pools (sglang_router).
         line = ["python", "-m", "sglang_router.launch_router", "--pd-disaggregation"]
+        line += ["--host", host, "--port", str(ROUTER_PORT)]
         for i in range(prefills):
             line += ["--prefill", f"http://PREFILL_{i}:30000"]
         for i in range(decodes):
@@ -2243,7 +2253,7 @@ def _disaggregated_router(fmt: str, prefills: int, decodes: int) -> dict:
     # vLLM ships no PD router in its wheel: its NixlConnector guide runs the repository's proxy
     # (tests/v1/kv_connector/nixl_integration/toy_proxy_server.py); production stacks (Dynamo,
     # llm-d) route the same way.
-    line = ["python", "toy_proxy_server.py", "--port", "8000"]
+    line = ["python", "toy_proxy_server.py", "--host", host, "--port", str(ROUTER_PORT)]
     line += ["--prefiller-hosts", *[f"PREFILL_{i}" for i in range(prefills)], "--prefiller-ports"]
     ports = DISAGGREGATED_PORTS["vllm"]
     line += [str(ports["prefill"])] * prefills

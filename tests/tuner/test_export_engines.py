@@ -369,3 +369,30 @@ def test_an_address_no_server_can_listen_on_is_refused(host):
 def test_addresses_and_host_names_are_exported(host):
     data = json.loads(export(_study({"serving": _serving()}), 0, "vllm", host=host))
     assert data["engine_args"]["host"] == host
+
+
+@pytest.mark.parametrize("fmt", ["vllm", "sglang", "trtllm"])
+def test_a_disaggregated_router_listens_where_clients_reach_it(fmt):
+    """The router is a disaggregated deployment's one front door, but vLLM's toy_proxy_server.py
+    (vllm-project/vllm tests/v1/kv_connector/nixl_integration: --host default localhost) and
+    sglang_router (sgl-project/sglang sgl-router py_src/sglang_router/router_args.py, RouterArgs:
+    host 127.0.0.1, port 30000) were launched on their loopback defaults, which no client on
+    another host reaches (TensorRT-LLM's disagg_config already said hostname 0.0.0.0): every
+    interface on port 8000 now, as the pools' servers, or tuner export --host's address."""
+    from tuner.export import LISTEN_HOST, _disaggregated_engine_args, _serving_spec
+
+    serving = {
+        **make_workloads(backend=fmt, concurrency=16, prompt_len=1024, gen_len=128).row(0),
+        "mode": "disaggregated",
+        "prefill_mesh": [1, 1, 2],
+        "prefill_instances": 2,
+        "decode_instances": 1,
+    }
+    for host in (None, "127.0.0.1"):
+        spec = {**_serving_spec(DEPLOYMENT, serving), LISTEN_HOST: host}
+        router = _disaggregated_engine_args(spec, serving, fmt)["router"]
+        listen = host or "0.0.0.0"
+        if fmt == "trtllm":
+            assert router["disagg_config"]["hostname"] == listen and router["disagg_config"]["port"] == 8000
+        else:
+            assert f"--host {listen} --port 8000" in router["cli"], router["cli"]
