@@ -1534,8 +1534,9 @@ def show_command(study_name: str, trial_number: int, storage: str | None, as_jso
 @click.option(
     "--host",
     default=None,
-    help="With --format vllm|sglang|trtllm: the address the servers listen on [every interface, 0.0.0.0, as "
-    "vLLM's default: a load balancer or router on another host reaches them; 127.0.0.1 keeps one local].",
+    help="With --format vllm|sglang|trtllm: the address the servers (and a disaggregated trial's router) listen "
+    "on [every interface, 0.0.0.0, as vLLM's default: a load balancer or router on another host reaches them; "
+    "127.0.0.1 keeps one local].",
 )
 @click.option(
     "--json",
