@@ -48,7 +48,7 @@ import copy
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -938,6 +938,20 @@ class _BoundedTrials:
 # and tuner.storage.with_retries says so in one line; the warning is its logger's only one (Optuna 5.1),
 # and its errors still show. Why not the public API: optuna.logging sets Optuna's root logger only.
 logging.getLogger("optuna.storages._rdb.storage").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def pareto_front_warnings_silenced() -> Iterator[None]:
+    """Optuna's plot_pareto_front logs "Your study does not have any completed and feasible
+    trials." (a warning of its module's logger, optuna/visualization/_pareto_front.py, Optuna
+    5.1) where the front is empty; tuner report says so in the chart's heading instead."""
+    log = logging.getLogger("optuna.visualization._pareto_front")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 class _DatabaseErrorInOneLine(logging.Filter):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import html
 import json
-import logging
 import math
 import time
 import warnings
@@ -280,10 +279,7 @@ def _figures(drawn: optuna.Study, lines: optuna.Study, every: _Points, front: Fr
     # With no feasible trial Optuna logs "[W ...] Your study does not have any completed and
     # feasible trials." on stderr beside the report's own line; the chart's heading says it here.
     none_feasible = "; no feasible trial yet: every point is grey" if front.n_feasible == 0 else ""
-    pareto_log = logging.getLogger("optuna.visualization._pareto_front")
-    level = pareto_log.level
-    pareto_log.setLevel(logging.ERROR)
-    try:
+    with optuna_internals.pareto_front_warnings_silenced():
         if len(names) in (2, 3):
             fig = vis.plot_pareto_front(drawn, target_names=labels)
             heading = "Pareto front (infeasible trials grey; hover a point for its trial)"
@@ -291,8 +287,6 @@ def _figures(drawn: optuna.Study, lines: optuna.Study, every: _Points, front: Fr
         elif len(names) > 3:
             fig = vis.plot_pareto_front(drawn, targets=lambda t: t.values[:3], target_names=labels[:3])
             out.append(("pareto", "Pareto front on the first three objectives" + none_feasible, fig))
-    finally:
-        pareto_log.setLevel(level)
     fig = vis.plot_parallel_coordinate(lines, target=lambda t: t.values[0], target_name=labels[0])
     n_lines = len(lines.get_trials(deepcopy=False))
     out.append(("parallel", f"Choices and {labels[0]} (parallel coordinates, {n_lines} trials)", fig))
