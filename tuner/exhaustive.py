@@ -133,10 +133,11 @@ def claim(storage: RDBStorage, study_id: int, size: int, length: int) -> tuple[i
     """Claim a range of flat positions: a stale one first, else the next new one of ``length``.
     Returns ``(begin, end, reclaimed)``, or None when every range is done or claimed by a live
     process. Serialized like trial writes (SQLite: the writer lock; servers: the study row)."""
-    from tuner.storage import sqlite_writer_lock
+    from tuner.storage import hold_sqlite_write_lock, sqlite_writer_lock
 
     now = time.time()
     with sqlite_writer_lock(storage), storage.engine.begin() as connection:
+        hold_sqlite_write_lock(connection)  # two claimers never read the same free range
         if storage.engine.dialect.name != "sqlite":
             connection.execute(text("SELECT study_id FROM studies WHERE study_id = :s FOR UPDATE"), {"s": study_id})
         rows = connection.execute(
@@ -245,9 +246,10 @@ def _write_chunk_once(
     done_begin: int | None,
     also: Callable[[Any, int, int], None] | None = None,
 ) -> int:
-    from tuner.storage import sqlite_writer_lock
+    from tuner.storage import hold_sqlite_write_lock, sqlite_writer_lock
 
     with sqlite_writer_lock(storage), storage.engine.begin() as connection:
+        hold_sqlite_write_lock(connection)  # the count below and the insert in one write transaction
         sqlite = storage.engine.dialect.name == "sqlite"
         mark = "?" if sqlite else "%s"
         if not sqlite:

@@ -75,8 +75,11 @@ def insert_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial],
     ``optuna.load_study`` reads them as usual. The caller serializes writers of a SQLite file;
     on a server database, the study's row is locked here (``SELECT ... FOR UPDATE``).
     """
+    from tuner.storage import hold_sqlite_write_lock
+
     session = storage.scoped_session()
     try:
+        hold_sqlite_write_lock(session.connection())  # SQLite: before the count, as the row lock
         # Lock the study row (PostgreSQL: SELECT ... FOR UPDATE) so numbers stay unique.
         models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
         start = session.execute(

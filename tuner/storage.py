@@ -28,7 +28,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 
 from cost_models.errors import InvalidInputError
 from tuner.optuna_internals import DamagedData, existing_storage, insert_trials
@@ -610,6 +610,20 @@ def write_trials(storage: RDBStorage, study_id: int, trials: list[FrozenTrial], 
             # connection drop during the commit itself, the rows may be stored twice; the budget
             # still holds, as the count is read again in the new transaction.)
             return with_retries(lambda: insert_trials(storage, study_id, trials, budget), url)
+
+
+def hold_sqlite_write_lock(connection: Connection) -> None:
+    """Begin a SQLite write transaction with SQLite's own write lock (``BEGIN IMMEDIATE``), before
+    the study's count is read: the ``<db>.lock`` file alone serialized writers, and Python's
+    sqlite3 begins a transaction only at the first INSERT, so a count read before it was outside
+    any transaction. With the lock file deleted mid-run (the holder keeps its lock on the unlinked
+    file, the next writer locks a new one), three workers on one file counted alike: two stored
+    trials under one number or ended with a traceback. Readers are not blocked (a reserved lock
+    lets them read); another writer waits the connection's busy timeout, then counts again.
+    ``connection``: a SQLAlchemy Connection before its first statement; a server database locks
+    the study row instead (``SELECT ... FOR UPDATE``)."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 @contextmanager

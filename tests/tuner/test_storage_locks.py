@@ -358,3 +358,93 @@ def _read_dashboard(args: list[str]) -> None:
         if server.poll() is None:
             server.kill()
             server.wait(timeout=30)
+
+
+# ---------------------------------------------------------------------------------------------
+# The lock file gone: SQLite's own write lock still serializes writers
+
+
+def _another_writer_between_count_and_insert(storage: optuna.storages.RDBStorage, db: Path, study_id: int) -> list[str]:
+    """Just before a writer inserts its trials, a second writer that does not see ``<db>.lock``
+    (a user deleted it mid-run: the holder keeps a lock on the unlinked file, the next writer
+    locks a new one) appends a trial numbered by the study's count, as every writer numbers them.
+    Returns what became of each try: "written", or SQLite's refusal when the first writer already
+    holds the database's write lock (the second writer then waits its busy timeout and counts again)."""
+    outcomes: list[str] = []
+
+    def before_insert(conn, cursor, statement, parameters, context, executemany) -> None:
+        if not statement.lstrip().upper().startswith("INSERT INTO TRIALS") or outcomes:
+            return
+        intruder = sqlite3.connect(db, timeout=0)
+        try:
+            with intruder:
+                intruder.execute(
+                    "INSERT INTO trials (number, study_id, state, datetime_start, datetime_complete) "
+                    "VALUES ((SELECT COUNT(*) FROM trials WHERE study_id = ?), ?, 'COMPLETE', '2026-01-01',"
+                    " '2026-01-01')",
+                    (study_id, study_id),
+                )
+            outcomes.append("written")
+        except sqlite3.OperationalError as error:
+            outcomes.append(str(error))
+        finally:
+            intruder.close()
+
+    sa.event.listen(storage.engine, "before_cursor_execute", before_insert)
+    return outcomes
+
+
+def _numbers(db: Path) -> list[int]:
+    with sqlite3.connect(db) as connection:
+        return sorted(n for (n,) in connection.execute("SELECT number FROM trials"))
+
+
+def test_trial_writes_hold_sqlites_write_lock_from_their_count_on(tmp_path: Path) -> None:
+    """A deleted ``<db>.lock`` let two workers count the study alike and store two trials under
+    one number (write_trials: silently; failed before, numbers [0, 1, 2, 3, 3, 4])."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import create_trial
+
+    from tuner.storage import write_trials
+
+    db = tmp_path / "x.db"
+    storage = optuna.storages.RDBStorage(f"sqlite:///{db}")
+    optuna.create_study(study_name="s", storage=storage)
+    study_id = storage.get_study_id_from_name("s")
+    dist = {"a": CategoricalDistribution([1, 2, 3])}
+    trials = [create_trial(params={"a": a}, distributions=dist, value=float(a)) for a in (1, 2, 3)]
+    assert write_trials(storage, study_id, trials) == 3
+    outcomes = _another_writer_between_count_and_insert(storage, db, study_id)
+    assert write_trials(storage, study_id, trials[:2]) == 2
+    assert outcomes and outcomes[0] == "database is locked"
+    numbers = _numbers(db)
+    assert numbers == list(range(len(numbers)))
+
+
+def test_chunk_writes_hold_sqlites_write_lock_from_their_count_on(tmp_path: Path) -> None:
+    """As above for the compact writes of an NSGA-II or exhaustive worker: three workers on one
+    file with its lock file deleted every 0.5 s ended two of them with a traceback ("wrote 50
+    trials but found 100 new trial ids"; failed before with that RuntimeError)."""
+    import numpy as np
+    from optuna.distributions import distribution_to_json
+
+    from tuner import exhaustive
+    from tuner.compact import configuration_distribution
+
+    db = tmp_path / "x.db"
+    storage = optuna.storages.RDBStorage(f"sqlite:///{db}")
+    optuna.create_study(study_name="s", storage=storage)
+    study_id = storage.get_study_id_from_name("s")
+    dist = distribution_to_json(configuration_distribution([4, 4]))
+
+    def write(positions: list[int]) -> int:
+        return exhaustive.write_chunk(
+            storage, study_id, np.asarray(positions), np.ones((len(positions), 1)), {}, dist, None, None
+        )
+
+    assert write([0, 1, 2]) == 3
+    outcomes = _another_writer_between_count_and_insert(storage, db, study_id)
+    assert write([3, 4]) == 2
+    assert outcomes and outcomes[0] == "database is locked"
+    numbers = _numbers(db)
+    assert numbers == list(range(len(numbers)))
