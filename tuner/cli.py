@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import sys
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import click
@@ -1052,12 +1053,21 @@ def search_command(
         from search_spaces.spec import load_spec, with_calibration
         from tuner import tables
         from tuner.pareto import study_front
-        from tuner.storage import default_storage_url, storage_errors
+        from tuner.storage import default_storage_url, one_search_per_study, storage_errors
         from tuner.study import run_search
 
     spec = with_calibration(load_spec(spec_path), calibration, backend)
     _refuse_seed_if_exhaustive(seed, sampler, spec.sampler)
-    with storage_errors(storage or default_storage_url(spec.name)), stop_on_signals() as stop:
+    url = storage or default_storage_url(spec.name)
+    with storage_errors(url), ExitStack() as search_lock, stop_on_signals() as stop:
+
+        def one_search() -> None:
+            # Once the database is opened (a path refused leaves no lock file beside it), and
+            # held until the search is done. The exhaustive sampler's searches share the space
+            # by claiming ranges, as its workers do.
+            if (sampler or spec.sampler) != "exhaustive":
+                search_lock.enter_context(one_search_per_study(url, spec.name))
+
         # On stderr with --json too: stdout keeps the JSON alone (a script's `--json > out.json`
         # ran silent for the whole search).
         with tables.progress() as update:
@@ -1071,6 +1081,7 @@ def search_command(
                 on_progress=update,
                 should_stop=stop,
                 store_all=not no_store_all,
+                after_open=one_search,
             )
         from tuner.pareto import load_study
 

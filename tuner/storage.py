@@ -640,6 +640,47 @@ def sqlite_writer_lock(storage: RDBStorage) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def one_search_per_study(url: str, study_name: str) -> Iterator[None]:
+    """Refuse a second ``tuner search`` of one study in one SQLite file while the first runs.
+    Both would start from the same stored trials with the same seed, so the second drew the
+    first's trials again: two searches of a 20,000-trial budget on one file stored 20,000 trials
+    of which 10,350 distinct, each saying the study held its own half. ``tuner worker`` is the
+    way to search in parallel (a seed each, the budget read before every write), and is not
+    refused. A POSIX lock on one byte of ``<db>.search.lock`` per study name (its CRC-32): other
+    studies of the file are not refused, and the lock goes with the process, however it ends. A
+    server database, or a file whose directory cannot hold the lock file (a read-only one), is
+    not guarded. Taken once the database is opened (``run_search``'s ``after_open``)."""
+    import zlib
+
+    path = _sqlite_path(url)
+    handle = None
+    if path is not None:
+        try:
+            handle = open(f"{path}.search.lock", "a")  # held for the whole search
+        except OSError:
+            handle = None
+    if handle is None:
+        yield
+        return
+    offset = zlib.crc32(study_name.encode("utf-8"))
+    try:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+        except OSError as error:
+            if error.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            raise StorageError(
+                f"another tuner search is adding to study {study_name!r} in {path} (a second would draw "
+                "the same trials again)",
+                "wait for it to finish and run again, or run tuner worker processes to search in parallel",
+                environment=True,
+            ) from None
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
 def database_file(url: str) -> Path | None:
     """The SQLite file a URL opens; None for a server database (or an in-memory one)."""
     path = _sqlite_path(url)

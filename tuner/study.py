@@ -449,10 +449,13 @@ def _open_and_read(
     wait: bool,
     stop: Callable[[], bool] | None,
     tpe_history: int | None = TPE_HISTORY,
+    after_open: Callable[[], None] | None = None,
 ) -> _OpenedStudy:
     """The study opened (or created) and what a run needs of it. Each read is retried through a
     database restart until ``stop()``."""
     storage, stored = open_study(spec, storage_url, compiled, wait=wait, stop=stop)
+    if after_open is not None:
+        after_open()
     study_id = with_retries(lambda: storage.get_study_id_from_name(stored.study_name), storage_url, stop=stop)
     fmt = TrialFormat(compiled, stored.user_attrs)
     if fmt.compact:  # its stored indices are read in this space's order: the same space, or none
@@ -567,6 +570,7 @@ def run_search(
     store_all: bool = True,
     wait_for_database: bool = False,
     tpe_history: int | None = TPE_HISTORY,
+    after_open: Callable[[], None] | None = None,
 ) -> SearchResult:
     """Run (or resume) a study until it holds ``trials`` trials or ``timeout_s`` passes.
 
@@ -580,6 +584,8 @@ def run_search(
     ``wait_for_database`` retries the first connection too (:func:`tuner.storage.open_storage`).
     ``tpe_history``: TPE is fitted on the study's front and its latest this many trials
     (:data:`TPE_HISTORY`); None: on every trial, as Optuna's TPE (its resume reads them all).
+    ``after_open``: called once the study is opened, before its trials are read (``tuner search``
+    takes :func:`tuner.storage.one_search_per_study` there).
     """
     stop = should_stop or (lambda: False)
     spec = spec if isinstance(spec, StudySpec) else parse_spec(spec)
@@ -614,7 +620,7 @@ def run_search(
     waiting_stop = stop if wait_for_database else None
     try:
         storage, stored, study_id, fmt, existing, held, known_front = _open_and_read(
-            spec, storage_url, compiled, sampler_name, wait_for_database, stop, tpe_history
+            spec, storage_url, compiled, sampler_name, wait_for_database, stop, tpe_history, after_open
         )
     except (StorageError, sa_exc.SQLAlchemyError, optuna.exceptions.StorageInternalError):
         if not stop():

@@ -108,7 +108,7 @@ def test_a_5000_character_output_path_is_one_line(
     code, out, err = run_cli(capsys, *args, str(output), *storage)
     line = assert_one_error_line(code, out, err, ("-o", "--plot", "output"))
     assert "File name too long" in line and "shorter path" in line and len(line) < 400
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.db", "s.db.lock", "spec.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.db", "s.db.lock", "s.db.search.lock", "spec.yaml"]
 
 
 def test_control_characters_in_a_studies_table_are_escaped(

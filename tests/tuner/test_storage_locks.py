@@ -448,3 +448,40 @@ def test_chunk_writes_hold_sqlites_write_lock_from_their_count_on(tmp_path: Path
     assert outcomes and outcomes[0] == "database is locked"
     numbers = _numbers(db)
     assert numbers == list(range(len(numbers)))
+
+
+def test_a_second_search_of_a_running_study_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two `tuner search` runs of one study on one file at once (a resume started while the
+    first still ran) drew the same trials with the same seed: 20,000 stored, 10,350 distinct,
+    each run saying the study held its own half (failed before: exit 0, 4 trials more). A
+    worker, and a search of another study in the file, are not refused."""
+    spec, db = _study(tmp_path, capsys)
+    url = f"sqlite:///{db}"
+    code = (
+        "import sys\n"
+        "from tuner.storage import one_search_per_study\n"
+        f"with one_search_per_study({url!r}, 'locks'):\n"
+        "    print('held', flush=True)\n"
+        "    sys.stdin.read()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        code_, out, err = run_cli(capsys, "search", spec, "--storage", url, "--trials", "8")
+        line = _one_line(err)
+        assert code_ == 1 and "another tuner search is adding to study 'locks'" in line and "tuner worker" in line
+        assert _trials(db) == 4
+        code_, _, err = run_cli(capsys, "worker", spec, "--storage", url, "--trials", "2", "--seed", "1")
+        assert code_ == 0, err
+        other = tmp_path / "other.yaml"
+        other.write_text(SPEC.replace("name: locks", "name: other"), encoding="utf-8")
+        code_, _, err = run_cli(capsys, "search", str(other), "--storage", url, "--trials", "3")
+        assert code_ == 0, err
+    finally:
+        holder.communicate("", timeout=10)
+    code_, _, err = run_cli(capsys, "search", spec, "--storage", url, "--trials", "8")
+    assert code_ == 0, err
+    assert _trials(db) == 8
