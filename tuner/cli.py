@@ -1237,6 +1237,14 @@ def worker_command(
             f"worker added {result.trials_added} trials to {result.study_name!r} in {result.elapsed_s:.1f} s; "
             f"calibration {result.calibration}"
         )
+        short = result.trials_added == 0 or (trials is not None and result.trials_added < trials)
+        if short and not (result.interrupted or result.exhausted) and spec.sampler != "exhaustive":
+            # A sampled worker stops short of its share only at a signal, with the space done, or
+            # at the study's budget: "added 0" (or 550 of --trials 3000) said nothing of which.
+            click.echo(
+                f"stopped: the study has reached the spec's budget of {spec.trials} trials (trials:, the study's "
+                "total, not this worker's); raise it in the spec to add more"
+            )
     _say_if_exhausted(result.exhausted, result.left_out)
     _stop_if_interrupted(result.interrupted, "start the worker again to go on", stop.exit_code)
 

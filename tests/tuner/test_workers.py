@@ -394,3 +394,31 @@ def test_exhaustive_workers_starting_together_create_their_table_once(postgres_u
         with admin.connect() as connection:
             connection.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         admin.dispose()
+
+
+def test_a_worker_stopped_by_the_budget_before_its_share_says_so(tmp_path: Path) -> None:
+    """Three `--trials 3000` workers on a 2,000-trial study added 550, 800 and 650 and said only
+    that; one more added 0 without a word (failed before: no "budget" in its output)."""
+    url = f"sqlite:///{tmp_path / 'budget.db'}"
+    spec = str(_write_spec(tmp_path, trials=30))
+
+    def worker(share: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*TUNER, "worker", spec, "--storage", url, "--trials", share],
+            capture_output=True, text=True, cwd=ROOT, timeout=120,
+        )  # fmt: skip
+
+    first = worker("50")
+    assert first.returncode == 0, first.stderr
+    assert "worker added 30 trials" in first.stdout
+    assert "reached the spec's budget of 30 trials" in first.stdout
+    again = worker("5")
+    assert again.returncode == 0, again.stderr
+    assert "worker added 0 trials" in again.stdout and "budget of 30 trials" in again.stdout
+    _check_study(url, 30)
+    within = subprocess.run(
+        [*TUNER, "worker", str(_write_spec(tmp_path, trials=40)), "--storage", url, "--trials", "5"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert within.returncode == 0, within.stderr
+    assert "worker added 5 trials" in within.stdout and "budget" not in within.stdout
