@@ -1086,6 +1086,8 @@ def search_command(
         from tuner.pareto import load_study
 
         # A TPE resume read the feasible points for its history: only the rows since are read.
+        # Its count is the study's as read here, workers' trials included, where trials_before +
+        # trials_added said "holds 15000" of a study a worker had taken to 20,000 meanwhile.
         front = study_front(load_study(result.study_name, result.storage_url), known=result.known_front)
     from cost_models.deployment import context_notes
     from search_spaces.spec import per_instance_metric_notes
@@ -1136,7 +1138,7 @@ def search_command(
         click.echo(
             f"{result.trials_added} trials added in {result.elapsed_s:.1f} s ({rate:.0f}/s); "
             f"study {result.study_name!r} in {result.storage_url} holds "
-            f"{result.trials_before + result.trials_added}; calibration {result.calibration}"
+            f"{front.n_trials}; calibration {result.calibration}"
         )
         if nothing_to_add:
             click.echo(nothing_to_add)
@@ -1147,7 +1149,7 @@ def search_command(
         # Before, a search cut by --timeout printed the summary of one that finished its budget.
         click.echo(
             f"stopped at --timeout {timeout:g} s: {result.trials_added:,} trials added, the study holds "
-            f"{result.trials_before + result.trials_added:,}; run the same command to resume",
+            f"{front.n_trials:,}; run the same command to resume",
             err=True,
         )
     _stop_if_interrupted(result.interrupted, "run the same command to resume", stop.exit_code)

@@ -485,3 +485,30 @@ def test_a_second_search_of_a_running_study_is_refused(tmp_path: Path, capsys: p
     code_, _, err = run_cli(capsys, "search", spec, "--storage", url, "--trials", "8")
     assert code_ == 0, err
     assert _trials(db) == 8
+
+
+def test_a_search_says_what_the_study_holds_with_a_workers_trials(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker adding to the study while a search runs: the search's last line said the study
+    held its own count ("holds 15000" of a study at 20,000; failed before: "holds 8", the study
+    at 13), where the front's header above it said "(20000 in all)"."""
+    from tuner import study as study_module
+
+    spec, db = _study(tmp_path, capsys)
+    url = f"sqlite:///{db}"
+    real = study_module.run_search
+
+    def search_beside_a_worker(*args, **kwargs):
+        result = real(*args, **kwargs)
+        real(args[0], url, share=5, seed=7, flush_interval_s=0.0)  # a worker's run (run_worker)
+        return result
+
+    monkeypatch.setattr(study_module, "run_search", search_beside_a_worker)
+    code, out, err = run_cli(capsys, "search", spec, "--storage", url, "--trials", "8")
+    assert code == 0, err
+    assert _trials(db) == 13
+    assert out.strip().splitlines()[-1].startswith("4 trials added") and "holds 13;" in out
+    code, out, err = run_cli(capsys, "search", spec, "--storage", url, "--trials", "30", "--timeout", "1e-9")
+    assert code == 0, err
+    assert _trials(db) >= 18 and f"the study holds {_trials(db)};" in err
