@@ -276,6 +276,15 @@ def _sqlite_error(code: str, url: str, shown: str) -> StorageError:
             "wait for it to finish or stop it, then run again",
             environment=True,
         )
+    if code == "SQLITE_READONLY_DBMOVED":
+        # SQLite's answer to a write once the file it opened was deleted or renamed: "read-only"
+        # sent a user who deleted a study's file mid-search to its permissions.
+        return StorageError(
+            f"{path} was deleted or moved while this command wrote to it ({shown}); what it wrote "
+            "since went with the file",
+            "put the file back and run again to resume, or run again to start the study anew",
+            environment=True,
+        )
     if code.startswith("SQLITE_READONLY"):
         return StorageError(
             f"{path} is read-only ({shown})",

@@ -321,3 +321,21 @@ def test_studies_reads_a_read_only_url_and_keeps_it_for_each_file_a_glob_matches
         code, out, err = run_cli(capsys, "studies", "--storage", url, "--json")
         assert code == 0, err
         assert [(row["study"], row["storage"], row["trials"]) for row in json.loads(out)] == [("small", listed, 20)]
+
+
+def test_a_database_deleted_during_a_search_is_said_so(tmp_path: Path, capsys, monkeypatch) -> None:
+    """`rm studies/x.db` while a search ran: SQLite refuses the next write with
+    SQLITE_READONLY_DBMOVED, and the line said "x.db is read-only ...; make the file and its
+    directory writable" (failed before: no "deleted or moved" in it)."""
+    path = tmp_path / "gone.db"
+    real = study_module._open_and_read
+
+    def opened_then_deleted(*args, **kwargs):
+        opened = real(*args, **kwargs)
+        path.unlink()
+        return opened
+
+    monkeypatch.setattr(study_module, "_open_and_read", opened_then_deleted)
+    code, out, err = _search(capsys, tmp_path, f"sqlite:///{path}")
+    line = _one_line(code, out, err, 1, str(path), "deleted or moved", "run again")
+    assert "read-only" not in line
