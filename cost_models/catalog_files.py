@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from cost_models.errors import InvalidInputError
+from cost_models.errors import InvalidInputError, meant_field
 from cost_models.hardware import USER_FILE
 from cost_models.input_files import read_regular_text
 
@@ -121,14 +121,8 @@ def load_entry(path: str | Path, field: str, spec_type: type[BaseModel], templat
         if kind == "missing":
             raise InvalidInputError(where, "missing", f"add it ({template} shows every field)") from None
         if kind == "extra_forbidden":
-            parent = tuple(first.get("loc", ()))[:-1]
-            missing = [
-                str(e["loc"][-1])
-                for e in errors
-                if e.get("type") == "missing" and tuple(e.get("loc", ()))[:-1] == parent and e.get("loc")
-            ]
-            meant = difflib.get_close_matches(str(first["loc"][-1]), missing, n=1, cutoff=0.6) if loc else []
-            fix = f"did you mean {meant[0]}? rename it" if meant else "remove it or check its spelling"
+            meant = meant_field(errors, first)
+            fix = f"did you mean {meant}? rename it" if meant else "remove it or check its spelling"
             raise InvalidInputError(where, "unknown field", f"{fix} ({template})") from None
         message = first.get("msg", "invalid value").removeprefix("Value error, ")
         raise InvalidInputError(where, message, f"fix the value ({template} shows every field and unit)") from None

@@ -9,7 +9,8 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pydantic
@@ -121,20 +122,34 @@ def from_validation_error(error: pydantic.ValidationError, where: str) -> Invali
     return InvalidInputError(field, message)
 
 
-def _misspelt_field(errors: list) -> tuple[str, str] | None:
-    """(the unknown field's dotted path, the missing field it is close to) where one mapping has
-    both, else None: the unknown key is then a misspelling of the missing one."""
+def _error_path(error: Mapping[str, Any]) -> tuple:
+    return tuple(part for part in error.get("loc", ()) if part != "__root__")
+
+
+def meant_field(errors: list, unknown: Mapping[str, Any]) -> str | None:
+    """The missing field of ``unknown``'s mapping (an ``extra_forbidden`` error of pydantic's
+    ``errors``) that its key is close to, else None: the key is then a misspelling of it
+    (memory_bandwith_bytes_per_s, promt_len), which pydantic reports twice, as unknown and as
+    missing, the missing one first."""
     import difflib
 
-    def path(e: dict) -> tuple:
-        return tuple(part for part in e.get("loc", ()) if part != "__root__")
+    written = _error_path(unknown)
+    if not written:
+        return None
+    missing = [
+        str(_error_path(e)[-1]) for e in errors if e.get("type") == "missing" and _error_path(e)[:-1] == written[:-1]
+    ]
+    meant = difflib.get_close_matches(str(written[-1]), missing, n=1, cutoff=0.6)
+    return meant[0] if meant else None
 
-    unknown = [path(e) for e in errors if e.get("type") == "extra_forbidden" and path(e)]
-    for written in unknown:
-        missing = [str(path(e)[-1]) for e in errors if e.get("type") == "missing" and path(e)[:-1] == written[:-1]]
-        meant = difflib.get_close_matches(str(written[-1]), missing, n=1, cutoff=0.6)
-        if meant:
-            return ".".join(str(part) for part in written), meant[0]
+
+def _misspelt_field(errors: list) -> tuple[str, str] | None:
+    """(the unknown field's dotted path, the missing field it is close to) of the first unknown
+    field that is a misspelling (:func:`meant_field`), else None."""
+    for unknown in (e for e in errors if e.get("type") == "extra_forbidden"):
+        meant = meant_field(errors, unknown)
+        if meant is not None:
+            return ".".join(str(part) for part in _error_path(unknown)), meant
     return None
 
 
