@@ -716,7 +716,7 @@ def gemm_time_with_constants_s(
         if params.unaligned_m_slowdown > 1:
             total *= 1.0 + (params.unaligned_m_slowdown - 1.0) * unaligned
     if params.kernel_dispatch:
-        # The configuration the engine's dispatch runs at (m, n), at its own speed (a kernel-time
+        # The configuration the engine's dispatch runs at (m, n, k), at its own speed (a kernel-time
         # factor, before the per-call floor).
         total *= dispatch_factor(params.kernel_dispatch, params.dispatch_factors(), m, n, k, chip.compute_units or 1)
     if params.host_floor_s > 0 or params.large_m_launch_s > 0:
