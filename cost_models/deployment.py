@@ -2532,7 +2532,12 @@ def fp8_gemm_cost_text(profile: CalibrationProfile, chip: HardwareSpec, fmt: str
     (:func:`fp8_decode_notes`)."""
     kernels = (fmt, "bfloat16", "fp8_block") if _block_scaled_alternative(profile, fmt) else (fmt, "bfloat16")
     per_call_us = {
-        f: float(gemm_time_s(rows, PER_CALL_GEMM_N, PER_CALL_GEMM_K, f, chip, _gemm_params(profile, f))[()]) * 1e6
+        f: float(
+            gemm_time_s(rows, PER_CALL_GEMM_N, PER_CALL_GEMM_K, f, chip, _gemm_params(profile, f), weights_cold=True)[
+                ()
+            ]
+        )
+        * 1e6
         for f in kernels
     }
     engine = ENGINE_DISPLAY_NAMES.get(profile.backend, profile.backend)

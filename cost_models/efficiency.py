@@ -450,7 +450,9 @@ def _l2_resident_owned(
     return np.divide(1.0, kept, out=_out(kept))
 
 
-def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParams) -> np.ndarray:
+def gemm_time_s(
+    m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParams, *, weights_cold: bool = False
+) -> np.ndarray:
     """Seconds for x[m,k] @ W[k,n] in ``gemm_format`` on ``chip`` (arrays broadcast).
 
     time = launch_s + act_quant + combine(compute, memory * saturation)
@@ -487,6 +489,16 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
       writes land in the write-back L2; fitted ~1 on l40s) and the inputs keep
       l2_capacity_fraction: memory = (inputs * (1 - resident(inputs) * gain) + output *
       (1 - resident(output) * gain)) / bandwidth, gain = 1 - 1/l2_speedup.
+      ``weights_cold`` (a serving step: every deployment estimate) drops the inputs' L2 gain:
+      between two reads of one GEMM's weights every other layer's weights pass through the L2
+      (a chip's share of a model is gigabytes; the L40S's L2 is 96 MiB), so no weight is read
+      from L2, while the kernel collectors the fits were made on call one GEMM again and again
+      over a few copies of its weights (AIConfigurator: TensorRT-LLM ceil(L2 / weight bytes) up
+      to 5 copies, vLLM 6 Linear copies, SGLang 6 ops), and small weights stay in L2 between
+      calls (l40s TRT-LLM bf16 rows at m <= 8: 1.4-2.4 TB/s where the copies fit in the L2,
+      0.65-0.8 TB/s, the GDDR6 rate, where they do not). The output's own share
+      (``output_l2_fraction``: its writes land in the write-back L2) stays; without one (the
+      inputs and the output share one L2 term) no L2 gain is left.
     - act_quant (fp8, fp8_block, nvfp4 only: those kernels quantize bf16 activations, and the
       collector times it) = act_quant_passes * m*k*(2 + a) bytes / (bandwidth * memory_eff)
       + m * quant_row_s: dynamic per-token scales cost per row whatever k (vLLM/SGLang fp8 rows
@@ -542,6 +554,7 @@ def gemm_time_s(m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParam
         gemm_format in QUANTIZES_ACTIVATIONS,
         chip,
         params,
+        weights_cold=weights_cold,
     )
 
 
@@ -555,6 +568,8 @@ def gemm_time_with_constants_s(
     quantizes_activations: bool,
     chip: HardwareSpec,
     params: GemmParams,
+    *,
+    weights_cold: bool = False,
 ) -> np.ndarray:
     """:func:`gemm_time_s` with its format's constants given instead of its name: the peak ops/s
     (:func:`peak_for_format`), bytes per weight and per activation element (``WEIGHT_BYTES``,
@@ -676,13 +691,17 @@ def gemm_time_with_constants_s(
         _spare(spare, saturation)
     if params.l2_speedup > 1 and params.output_l2_fraction > 0:
         # The output apart: its writes land in the write-back L2 (up to output_l2_fraction of
-        # it), the inputs keep the rotated-buffer share l2_capacity_fraction.
+        # it), the inputs keep the rotated-buffer share l2_capacity_fraction (none in a serving
+        # step: weights_cold).
         input_bytes = np.subtract(memory_bytes, output_bytes, out=_pop(spare))
         gain = 1.0 - 1.0 / params.l2_speedup
-        kept_in = _l2_resident_owned(input_bytes, chip, params.l2_capacity_fraction, _pop(spare))
-        kept_in *= gain
-        kept_in = np.subtract(1.0, kept_in, out=_out(kept_in))
-        kept_in *= input_bytes
+        if weights_cold:
+            kept_in = input_bytes.copy()
+        else:
+            kept_in = _l2_resident_owned(input_bytes, chip, params.l2_capacity_fraction, _pop(spare))
+            kept_in *= gain
+            kept_in = np.subtract(1.0, kept_in, out=_out(kept_in))
+            kept_in *= input_bytes
         kept_out = _l2_resident_owned(output_bytes, chip, params.output_l2_fraction, _pop(spare))
         kept_out *= gain
         kept_out = np.subtract(1.0, kept_out, out=_out(kept_out))
@@ -690,7 +709,7 @@ def gemm_time_with_constants_s(
         kept_in += kept_out
         memory_s *= kept_in
         memory_s /= np.maximum(memory_bytes, 1e-30, out=_out(input_bytes))
-    elif params.l2_speedup > 1:
+    elif params.l2_speedup > 1 and not weights_cold:
         kept = _l2_resident_owned(memory_bytes, chip, params.l2_capacity_fraction, _pop(spare))
         kept *= 1.0 - 1.0 / params.l2_speedup
         memory_s *= np.subtract(1.0, kept, out=_out(kept))

@@ -235,6 +235,8 @@ def routed_expert_time_s(
     dense: GemmParams,
     moe: MoeKernelParams,
     routed_rows_share: np.ndarray | float = 1.0,
+    *,
+    weights_cold: bool = False,
 ) -> np.ndarray:
     """Seconds of one routed expert projection (gate or up; ``down``) on one chip under the
     fitted MoE class:
@@ -288,8 +290,12 @@ def routed_expert_time_s(
         }
     )
     if not down:
-        return gemm_time_s(tokens_per_expert, woken * expert_f, model_dim, gemm_format, chip, params)
-    seconds = gemm_time_s(tokens_per_expert, woken * model_dim, expert_f, gemm_format, chip, params)
+        return gemm_time_s(
+            tokens_per_expert, woken * expert_f, model_dim, gemm_format, chip, params, weights_cold=weights_cold
+        )
+    seconds = gemm_time_s(
+        tokens_per_expert, woken * model_dim, expert_f, gemm_format, chip, params, weights_cold=weights_cold
+    )
     permuted_bytes = routed_rows_share * tokens * experts_per_token * model_dim * ACTIVATION_BYTES[gemm_format]
     bandwidth = chip.memory_bandwidth_bytes_per_s * dense.memory_eff
     return seconds + moe.fixed_s + moe.permute_passes * permuted_bytes / bandwidth

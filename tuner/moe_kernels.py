@@ -289,11 +289,19 @@ def moe_data(rows: list[dict[str, str]], chip: str, backend: str, profile: Calib
 
 
 def fitted_times_s(
-    data: MoeData, rows: np.ndarray, moe_format: str, params: MoeKernelParams, profile: CalibrationProfile
+    data: MoeData,
+    rows: np.ndarray,
+    moe_format: str,
+    params: MoeKernelParams,
+    profile: CalibrationProfile,
+    *,
+    weights_cold: bool = False,
 ) -> np.ndarray:
     """Seconds of the MoE kernel of ``rows`` (all of ``moe_format``) under the fitted class: what
     the cost model charges (expert_gemm_times_s with ``params`` in the profile), computed from the
-    precomputed shapes so a fit does not rebuild the operator costs at every step."""
+    precomputed shapes so a fit does not rebuild the operator costs at every step. The fit times
+    the collector's calls (one MoE layer's weights called again and again: their L2 share as the
+    dense fits have it); ``weights_cold``: as a serving step times them (efficiency.gemm_time_s)."""
     fmt = gemm_format(*FORMATS[moe_format])  # the dense GEMM format the cost model runs
     dense = _gemm_params(profile, fmt)
     hardware = get_hardware(data.chip)
@@ -309,8 +317,8 @@ def fitted_times_s(
         dense,
         params,
     )
-    up = routed_expert_time_s(False, *args)
-    down = routed_expert_time_s(True, *args)
+    up = routed_expert_time_s(False, *args, weights_cold=weights_cold)
+    down = routed_expert_time_s(True, *args, weights_cold=weights_cold)
     return data.act_s[rows] + np.where(data.gated[rows], 2.0, 1.0) * up + down
 
 

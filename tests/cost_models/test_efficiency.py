@@ -967,3 +967,42 @@ def test_decode_serving_step_never_reads_its_cache_faster_than_hbm(name):
                 t = decode_attention_time_s(batch, kv_len, heads, kv_heads, head_dim, kv_bytes, chip, params)
                 hbm_s = batch * kv_len * kv_heads * head_dim * 2 * kv_bytes / chip.memory_bandwidth_bytes_per_s
                 assert np.all(t >= hbm_s * (1 - 1e-12)), (kv, batch, heads, kv_heads, head_dim, np.min(t / hbm_s))
+
+
+@pytest.mark.parametrize("name", ["l40s-trtllm", "l40s-vllm", "l40s-sglang"])
+def test_a_serving_steps_gemm_reads_its_weights_from_dram_not_l2(name):
+    """The kernel collectors call one GEMM again and again over a few copies of its weights, so
+    the L40S's 96 MiB L2 serves small weights between calls and the fits carry that gain (l40s
+    TRT-LLM bf16 rows at m <= 8: up to 2.4 TB/s against 0.86 TB/s of GDDR6); in a serving step
+    every other layer's weights pass through the L2 between two reads of one, so
+    ``weights_cold`` (what every deployment estimate passes) reads them at the DRAM's speed at
+    best. Llama-3-8B's projections at TP 1-8, decode batches 1-8, the profile's bf16 fit."""
+    profile = load_profile(name)
+    params = profile.gemm["bfloat16"].model_copy(update={"shape_correction": None})
+    shapes = [(n // tp, k) for tp in (1, 2, 4, 8) for n, k in ((6144, 4096), (4096, 4096), (28672, 4096))]
+    shapes += [(n, k // tp) for tp in (1, 2, 4, 8) for n, k in ((4096, 4096), (4096, 14336))]
+    m = np.array([1.0, 2.0, 4.0, 8.0])[:, None]
+    n = np.array([s[0] for s in shapes], dtype=float)[None, :]
+    k = np.array([s[1] for s in shapes], dtype=float)[None, :]
+    dram_s = n * k * WEIGHT_BYTES["bfloat16"] / L40S.memory_bandwidth_bytes_per_s
+    served = gemm_time_s(m, n, k, "bfloat16", L40S, params, weights_cold=True)
+    collected = gemm_time_s(m, n, k, "bfloat16", L40S, params)
+    assert np.all(served >= dram_s)
+    assert np.any(collected < dram_s)  # the collectors' L2 gain, fitted
+    assert np.all(served >= collected)
+
+
+@pytest.mark.parametrize("output_share", [0.0, 0.5])
+def test_weights_cold_drops_the_inputs_l2_share_and_keeps_the_outputs(output_share):
+    """``weights_cold`` is the model without the inputs' L2 term: the output's own write-back
+    share stays where it has one (``output_l2_fraction`` > 0); with one L2 term for the whole
+    working set, no L2 gain is left."""
+    m, n, k = np.meshgrid(2.0 ** np.arange(0, 15, 2), 2.0 ** np.arange(6, 17, 2), 2.0 ** np.arange(6, 17, 2))
+    params = GemmParams(l2_speedup=3.0, l2_capacity_fraction=0.3, output_l2_fraction=output_share)
+    cold = gemm_time_s(m, n, k, "bfloat16", L40S, params, weights_cold=True)
+    if output_share > 0:
+        inputs_not_resident = params.model_copy(update={"l2_capacity_fraction": 1e-12})
+    else:
+        inputs_not_resident = params.model_copy(update={"l2_speedup": 1.0})
+    np.testing.assert_allclose(cold, gemm_time_s(m, n, k, "bfloat16", L40S, inputs_not_resident), rtol=1e-12)
+    assert np.any(cold > gemm_time_s(m, n, k, "bfloat16", L40S, params) * 1.5)

@@ -314,8 +314,8 @@ def test_calibrated_experts_under_data_parallel_load_the_chips_share(monkeypatch
     seen = []
     original = calibrated_times.routed_expert_time_s
 
-    def record(down, tokens, woken, tokens_per_expert, experts_per_token, expert_f, *rest):
-        seconds = original(down, tokens, woken, tokens_per_expert, experts_per_token, expert_f, *rest)
+    def record(down, tokens, woken, tokens_per_expert, experts_per_token, expert_f, *rest, **options):
+        seconds = original(down, tokens, woken, tokens_per_expert, experts_per_token, expert_f, *rest, **options)
         seen.append(
             (
                 float(np.ravel(woken)[0]),

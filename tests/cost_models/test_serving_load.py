@@ -219,9 +219,10 @@ def test_an_open_loop_past_the_host_capacity_is_unstable() -> None:
     """Every iteration takes at least its host time, so a request costs the engine's host its set-up once
     and its per-sequence work in each iteration it is scheduled in (one prefill iteration of its
     1024 tokens under the 8192-token budget, then 127 decode ones), whatever the GPU does:
-    cost_models/serving_overheads/trtllm.yaml's 19.232 ms + 128 x 71.39 us = 28.37 ms, at most 1 /
-    0.02837 = 35.25 requests/s since the refit on the GEMM shape correction's median level
-    (2026-12-07; 19.227 ms + 128 x 71.42 us = 28.37 ms and 35.25/s since the refit on decode
+    cost_models/serving_overheads/trtllm.yaml's 19.117 ms + 128 x 71.80 us = 28.31 ms, at most 1 /
+    0.02831 = 35.33 requests/s since the refit on a serving step's GEMMs reading their weights from
+    DRAM, not L2 (2026-12-07; 19.232 ms + 128 x 71.39 us = 28.37 ms and 35.25/s since the refit on
+    the GEMM shape correction's median level, 2026-12-07; 19.227 ms + 128 x 71.42 us = 28.37 ms and 35.25/s since the refit on decode
     attention's continuous work units, 2026-12-06; 19.424 ms + 128 x 70.72 us = 28.48 ms and 35.12/s
     after the refit on the GEMM shape correction, 2026-12-06; 19.377 ms + 128 x 70.89 us = 28.45 ms
     and 35.15/s before it; 19.467 ms + 128 x 70.64 us = 28.51 ms and 35.08/s before the refit of
@@ -231,11 +232,11 @@ def test_an_open_loop_past_the_host_capacity_is_unstable() -> None:
     ms TPOT, where the simulation's queue grows (mean TTFT over a second, 20,000 requests)."""
     shipped = engine_overheads("trtllm")
     assert (shipped.host_per_new_request_s, shipped.host_per_sequence_s) == (
-        0.019231892870717148,
-        7.138894394291269e-05,
+        0.0191170693743186,
+        7.180031102067461e-05,
     )
-    host_s = 0.019231892870717148 + 7.138894394291269e-05 * (1 + 127)
-    assert 1.0 / host_s == pytest.approx(35.25, abs=0.01)
+    host_s = 0.0191170693743186 + 7.180031102067461e-05 * (1 + 127)
+    assert 1.0 / host_s == pytest.approx(35.33, abs=0.01)
     out = simulate_one(**TP8_VLLM, request_rate=35.91, requests=20000, seed=1)
     assert out["simulated"]["ttft_s"]["mean"] > 1.0
     analytic = out["analytic"]

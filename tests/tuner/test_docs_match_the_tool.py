@@ -447,7 +447,8 @@ def test_the_readme_recommend_export_example_is_what_recommend_writes(
 def test_the_readme_ttft_percentile_recommend_example(capsys: pytest.CaptureFixture[str]) -> None:
     """README, Capacity: the plan under a TTFT p90 limit and the plan on the means alone (quoted
     49.1 / 61.1 / 79.8 ms and 54.8 / 72.7 ms while the tool gave 48.8 / 60.9 / 79.6 and 54.6 /
-    72.5 after the GEMM shape correction shipped, 2026-12-06: no test read this example)."""
+    72.5 after the GEMM shape correction shipped, 2026-12-06: no test read this example; 48.6 / 60.3
+    / 78.6 and 54.2 / 71.7 before a serving step's GEMMs read their weights from DRAM, 2026-12-07)."""
     text = _text("README.md")
     found = _one(
         r"tuner (recommend --model llama-3-8b [^\n]*\\\n[^\n]*--max-ttft-p90-s 0\.07)\n# aggregated: fewest chips "
@@ -572,7 +573,8 @@ def test_serving_mds_dp_attention_simulation_example(capsys: pytest.CaptureFixtu
 def test_the_readmes_fp8_small_batch_decode_step(capsys: pytest.CaptureFixture[str]) -> None:
     """README, --weight-bits: Llama-3.1-8B on one B200 under TensorRT-LLM at batch 1, the fp8 step
     against the bf16 one and the block-scaled checkpoint's (quoted 4.75 / 4.34 / 3.77 ms while the
-    tool gave 4.66 / 4.38 / 3.69 after the GEMM shape correction shipped, 2026-12-06)."""
+    tool gave 4.66 / 4.38 / 3.69 after the GEMM shape correction shipped, 2026-12-06; 4.71 / 4.42 / 3.74
+    before a serving step's GEMMs read their weights from DRAM, 2026-12-07)."""
     found = _one(
         r"Llama-3\.1-8B on one B200 under TensorRT-LLM at batch 1: (\S+) against (\S+) ms\s+a step; a 128 x 128 "
         r"block-scaled checkpoint, one quantize kernel a call, (\S+) ms\)",
