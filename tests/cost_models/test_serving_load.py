@@ -222,7 +222,8 @@ def test_an_open_loop_past_the_host_capacity_is_unstable() -> None:
     cost_models/serving_overheads/trtllm.yaml's 19.117 ms + 128 x 71.80 us = 28.31 ms, at most 1 /
     0.02831 = 35.33 requests/s since the refit on a serving step's GEMMs reading their weights from
     DRAM, not L2 (2026-12-07; 19.232 ms + 128 x 71.39 us = 28.37 ms and 35.25/s since the refit on
-    the GEMM shape correction's median level, 2026-12-07; 19.227 ms + 128 x 71.42 us = 28.37 ms and 35.25/s since the refit on decode
+    the GEMM shape correction's median level, 2026-12-07; 19.227 ms + 128 x 71.42 us = 28.37 ms and
+    35.25/s since the refit on decode
     attention's continuous work units, 2026-12-06; 19.424 ms + 128 x 70.72 us = 28.48 ms and 35.12/s
     after the refit on the GEMM shape correction, 2026-12-06; 19.377 ms + 128 x 70.89 us = 28.45 ms
     and 35.15/s before it; 19.467 ms + 128 x 70.64 us = 28.51 ms and 35.08/s before the refit of
