@@ -489,16 +489,20 @@ def gemm_time_s(
       writes land in the write-back L2; fitted ~1 on l40s) and the inputs keep
       l2_capacity_fraction: memory = (inputs * (1 - resident(inputs) * gain) + output *
       (1 - resident(output) * gain)) / bandwidth, gain = 1 - 1/l2_speedup.
-      ``weights_cold`` (a serving step: every deployment estimate) drops the inputs' L2 gain:
-      between two reads of one GEMM's weights every other layer's weights pass through the L2
-      (a chip's share of a model is gigabytes; the L40S's L2 is 96 MiB), so no weight is read
-      from L2, while the kernel collectors the fits were made on call one GEMM again and again
+      ``weights_cold`` (a serving step: every deployment estimate) drops the inputs' L2 gain
+      (weights and activations alike): between two reads of one GEMM's weights every other
+      layer's weights pass through the L2 (a chip's share of a model is gigabytes; the L40S's L2
+      is 96 MiB), while the kernel collectors the fits were made on call one GEMM again and again
       over a few copies of its weights (AIConfigurator: TensorRT-LLM ceil(L2 / weight bytes) up
       to 5 copies, vLLM 6 Linear copies, SGLang 6 ops), and small weights stay in L2 between
-      calls (l40s TRT-LLM bf16 rows at m <= 8: 1.4-2.4 TB/s where the copies fit in the L2,
-      0.65-0.8 TB/s, the GDDR6 rate, where they do not). The output's own share
-      (``output_l2_fraction``: its writes land in the write-back L2) stays; without one (the
-      inputs and the output share one L2 term) no L2 gain is left.
+      calls (l40s TRT-LLM bf16 rows at m <= 8 whose copies fit in the L2: 0.8-1.7 TB/s, bin
+      medians; 100.7 MB of weights, one copy, m = 2-10: 2.1-3.0 TB/s; the others 0.65-0.8 TB/s,
+      the GDDR6 rate). The output's own share (``output_l2_fraction``: its writes land in the
+      write-back L2) stays; without one (the inputs and the output share one L2 term) no L2 gain
+      is left. The shape correction, learned on the collectors' rows, still carries part of
+      their L2 pattern (smoothed over half an octave in n and k), so last the time is floored at
+      the weights' bytes at the chip's peak memory bandwidth: a cold weight is read from DRAM
+      once at least (l40s-trtllm fp8 m=1 n=8192 k=16384: 93.9 us corrected, 155 us the floor).
     - act_quant (fp8, fp8_block, nvfp4 only: those kernels quantize bf16 activations, and the
       collector times it) = act_quant_passes * m*k*(2 + a) bytes / (bandwidth * memory_eff)
       + m * quant_row_s: dynamic per-token scales cost per row whatever k (vLLM/SGLang fp8 rows
@@ -759,6 +763,9 @@ def gemm_time_with_constants_s(
         total += n * params.scale_column_s
     if params.shape_correction is not None:
         total *= params.shape_correction.factor(m, n, k)
+    if weights_cold:
+        # A cold weight comes from DRAM at least once: never faster than its bytes at peak.
+        total = np.maximum(total, n * k * w_bytes / chip.memory_bandwidth_bytes_per_s)
     return total
 
 

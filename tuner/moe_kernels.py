@@ -428,7 +428,9 @@ def fit_moe(data: MoeData, profile: CalibrationProfile, seed: int = SEED, folds:
     borrowed: dict[str, tuple[str, float, float]] = {}
     for fmt in skipped:
         # What the cost model charges these rows (calibrated_times.expert_gemm_times_s): the
-        # borrowed class, fitted on every row of its own format and none of these.
+        # borrowed class, fitted on every row of its own format and none of these, under the
+        # collector's conditions as every FITTED row (a deployment reads the weights cold; a
+        # format neither fitted nor borrowed keeps CALIBRATED, which is the deployment's).
         found = borrowed_moe_class(params, gemm_format(*FORMATS[fmt]))
         if found is not None:
             rows = np.flatnonzero(data.moe_format == fmt)
