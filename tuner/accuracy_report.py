@@ -785,7 +785,11 @@ FINDINGS = [
     "L2-resident share's steepness fitted too (4-64): 4 missing, 4.83% / 14.92% (l40s TRT-LLM bf16 "
     "6.9/23.5%, vLLM fp8 7.2/25.9%). By its rule not shipped, though it is the cleaner split: with it"
     " the shape correction would not learn the collectors' L2 sawtooth, which it now partly carries "
-    "into deployments (smoothed over its half-octave bandwidth in n and k).",
+    "into deployments (smoothed over its half-octave bandwidth in n and k). With it, the fourteenth "
+    "look again (the bf16 correction learned from all three engines' rows of the chip, each engine's "
+    "rows at its own collector's working set; a scratch copy of data/kernels/pooled_bf16_check.py, "
+    "l40s only): SGLang 8.6/29.0% -> 8.9/27.4%, TRT-LLM 7.4/24.4% -> 7.4/24.1%, vLLM 7.9/20.7% -> "
+    "8.0/23.1%: the SGLang group still misses, so the pair was not tried on the other chips.",
     "- **Prefill attention**: isl=1-32 rows at batch >= 64 ran up to 10x the FLOP/byte time (b200 "
     "sglang isl=1 batch 128: 117-137 us, proportional to batch x heads), and sliding-window rows "
     "(w=128) ran ~1.8x the exact window pairs. Added a cost per query tile (`per_tile_s`, batch x "
