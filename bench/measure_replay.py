@@ -103,7 +103,9 @@ def sample(args) -> None:
 def _predict(key: tuple, chip, gemm: dict, prefill, decode) -> float:
     if key[0] == "gemm":
         _, fmt, m, n, k = key
-        return float(gemm_time_s(np.array([m]), np.array([n]), np.array([k]), fmt, chip, gemm[fmt])[0])
+        return float(
+            gemm_time_s(np.array([m]), np.array([n]), np.array([k]), fmt, chip, gemm[fmt], weights_in_l2=True)[0]
+        )
     op, b, length, h, hk, d = key
     if op == "context_attention":
         return float(prefill_attention_time_s(b, length, h, hk, d, chip, prefill, in_l2=True))

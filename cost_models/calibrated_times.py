@@ -796,9 +796,7 @@ def _dense_gemm_times(
                 peak, w_bytes, a_bytes = (table[formats[chosen]] for table in constants)
             m, n, k = _block_shapes(source, chosen, dense_rows)
             rows = (dense_rows.op, chosen) if columns is None else (dense_rows.op[:, None], chosen)
-            seconds = gemm_time_with_constants_s(
-                m, n, k, peak, w_bytes, a_bytes, quantizes, hardware, params, weights_cold=True
-            )
+            seconds = gemm_time_with_constants_s(m, n, k, peak, w_bytes, a_bytes, quantizes, hardware, params)
             for corrected_code in corrected:
                 # gemm_time_s's ``total *= factor``, on this format's columns of the block.
                 at = np.flatnonzero(formats[chosen] == corrected_code)
@@ -1734,18 +1732,14 @@ def _expert_gemm_times_s(
             if fused is not None:
                 routed = routed_expert_time_s(
                     down, g["tokens"], g["woken"], g["m_expert"], g["experts_per_token"], expert_f, model_dim,
-                    routed_fmt, hardware, routed_params, fused, g["routed_rows_share"], weights_cold=True,
+                    routed_fmt, hardware, routed_params, fused, g["routed_rows_share"],
                 )  # fmt: skip
             elif down:  # y[m, d] = h[m, f] @ W[f, d]: the experts' outputs stack along n
                 stacked = _stacked(routed_params)
-                routed = gemm_time_s(
-                    g["m_expert"], g["woken"] * model_dim, expert_f, routed_fmt, hardware, stacked, weights_cold=True
-                )
+                routed = gemm_time_s(g["m_expert"], g["woken"] * model_dim, expert_f, routed_fmt, hardware, stacked)
             else:
                 stacked = _stacked(routed_params)
-                routed = gemm_time_s(
-                    g["m_expert"], g["woken"] * expert_f, model_dim, routed_fmt, hardware, stacked, weights_cold=True
-                )
+                routed = gemm_time_s(g["m_expert"], g["woken"] * expert_f, model_dim, routed_fmt, hardware, stacked)
             mxfp4 = mxfp4_moe_params(profile.moe, fmt)
             if mxfp4 is not None and np.any(g["mxfp4"]):
                 # gpt-oss's MXFP4 experts: the class fitted on the kernel database's w4a16_mxfp4
@@ -1754,25 +1748,21 @@ def _expert_gemm_times_s(
                 # experts (AWQ/GPTQ) keep the format's own lookup above.
                 in_mxfp4 = routed_expert_time_s(
                     down, g["tokens"], g["woken"], g["m_expert"], g["experts_per_token"], expert_f, model_dim,
-                    fmt, hardware, params, mxfp4, g["routed_rows_share"], weights_cold=True,
+                    fmt, hardware, params, mxfp4, g["routed_rows_share"],
                 )  # fmt: skip
                 routed = np.where(g["mxfp4"], in_mxfp4, routed)
             if down:
-                shared = gemm_time_s(g["tokens"], model_dim, shared_f, fmt, hardware, params, weights_cold=True)
+                shared = gemm_time_s(g["tokens"], model_dim, shared_f, fmt, hardware, params)
             else:
-                shared = gemm_time_s(g["tokens"], shared_f, model_dim, fmt, hardware, params, weights_cold=True)
+                shared = gemm_time_s(g["tokens"], shared_f, model_dim, fmt, hardware, params)
             if fmt != "bfloat16" and np.any(g["shared_16bit"] > 0):
                 # Kimi K2 Thinking's bf16 shared experts beside its int4 routed ones: a bf16 GEMM
                 # (vLLM runs the shared experts as their own MLP, unquantized where ignored).
                 bf16 = _gemm_params(profile, "bfloat16")
                 if down:
-                    shared_16bit = gemm_time_s(
-                        g["tokens"], model_dim, shared_f, "bfloat16", hardware, bf16, weights_cold=True
-                    )
+                    shared_16bit = gemm_time_s(g["tokens"], model_dim, shared_f, "bfloat16", hardware, bf16)
                 else:
-                    shared_16bit = gemm_time_s(
-                        g["tokens"], shared_f, model_dim, "bfloat16", hardware, bf16, weights_cold=True
-                    )
+                    shared_16bit = gemm_time_s(g["tokens"], shared_f, model_dim, "bfloat16", hardware, bf16)
                 shared = g["shared_16bit"] * shared_16bit + (1.0 - g["shared_16bit"]) * shared
             group_seconds = routed + np.where(g["has_shared"], shared, 0.0)
             if r is None:

@@ -2533,8 +2533,7 @@ def fp8_gemm_cost_text(profile: CalibrationProfile, chip: HardwareSpec, fmt: str
     kernels = (fmt, "bfloat16", "fp8_block") if _block_scaled_alternative(profile, fmt) else (fmt, "bfloat16")
     # (a serving step's call: its weights cold, efficiency.gemm_time_s)
     seconds = {
-        f: gemm_time_s(rows, PER_CALL_GEMM_N, PER_CALL_GEMM_K, f, chip, _gemm_params(profile, f), weights_cold=True)
-        for f in kernels
+        f: gemm_time_s(rows, PER_CALL_GEMM_N, PER_CALL_GEMM_K, f, chip, _gemm_params(profile, f)) for f in kernels
     }
     per_call_us = {f: float(s[()]) * 1e6 for f, s in seconds.items()}
     engine = ENGINE_DISPLAY_NAMES.get(profile.backend, profile.backend)

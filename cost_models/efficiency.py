@@ -451,7 +451,7 @@ def _l2_resident_owned(
 
 
 def gemm_time_s(
-    m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParams, *, weights_cold: bool = False
+    m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParams, *, weights_in_l2: bool = False
 ) -> np.ndarray:
     """Seconds for x[m,k] @ W[k,n] in ``gemm_format`` on ``chip`` (arrays broadcast).
 
@@ -489,8 +489,10 @@ def gemm_time_s(
       writes land in the write-back L2; fitted ~1 on l40s) and the inputs keep
       l2_capacity_fraction: memory = (inputs * (1 - resident(inputs) * gain) + output *
       (1 - resident(output) * gain)) / bandwidth, gain = 1 - 1/l2_speedup.
-      ``weights_cold`` (a serving step: every deployment estimate) drops the inputs' L2 gain
-      (weights and activations alike): between two reads of one GEMM's weights every other
+      ``weights_in_l2`` (default False) says whether the inputs' L2 gain counts. False, a serving
+      step and every deployment estimate, drops it (weights and activations alike); True, the
+      kernel collectors' conditions, is what the fits, their shape corrections and their
+      held-out errors pass: between two reads of one GEMM's weights every other
       layer's weights pass through the L2 (a chip's share of a model is gigabytes; the L40S's L2
       is 96 MiB), while the kernel collectors the fits were made on call one GEMM again and again
       over a few copies of its weights (AIConfigurator: TensorRT-LLM ceil(L2 / weight bytes) up
@@ -558,7 +560,7 @@ def gemm_time_s(
         gemm_format in QUANTIZES_ACTIVATIONS,
         chip,
         params,
-        weights_cold=weights_cold,
+        weights_in_l2=weights_in_l2,
     )
 
 
@@ -573,7 +575,7 @@ def gemm_time_with_constants_s(
     chip: HardwareSpec,
     params: GemmParams,
     *,
-    weights_cold: bool = False,
+    weights_in_l2: bool = False,
 ) -> np.ndarray:
     """:func:`gemm_time_s` with its format's constants given instead of its name: the peak ops/s
     (:func:`peak_for_format`), bytes per weight and per activation element (``WEIGHT_BYTES``,
@@ -696,10 +698,10 @@ def gemm_time_with_constants_s(
     if params.l2_speedup > 1 and params.output_l2_fraction > 0:
         # The output apart: its writes land in the write-back L2 (up to output_l2_fraction of
         # it), the inputs keep the rotated-buffer share l2_capacity_fraction (none in a serving
-        # step: weights_cold).
+        # step: weights_in_l2 False).
         input_bytes = np.subtract(memory_bytes, output_bytes, out=_pop(spare))
         gain = 1.0 - 1.0 / params.l2_speedup
-        if weights_cold:
+        if not weights_in_l2:
             kept_in = input_bytes.copy()
         else:
             kept_in = _l2_resident_owned(input_bytes, chip, params.l2_capacity_fraction, _pop(spare))
@@ -713,7 +715,7 @@ def gemm_time_with_constants_s(
         kept_in += kept_out
         memory_s *= kept_in
         memory_s /= np.maximum(memory_bytes, 1e-30, out=_out(input_bytes))
-    elif params.l2_speedup > 1 and not weights_cold:
+    elif params.l2_speedup > 1 and weights_in_l2:
         kept = _l2_resident_owned(memory_bytes, chip, params.l2_capacity_fraction, _pop(spare))
         kept *= 1.0 - 1.0 / params.l2_speedup
         memory_s *= np.subtract(1.0, kept, out=_out(kept))
@@ -763,7 +765,7 @@ def gemm_time_with_constants_s(
         total += n * params.scale_column_s
     if params.shape_correction is not None:
         total *= params.shape_correction.factor(m, n, k)
-    if weights_cold:
+    if not weights_in_l2:
         # A cold weight comes from DRAM at least once: never faster than its bytes at peak.
         total = np.maximum(total, n * k * w_bytes / chip.memory_bandwidth_bytes_per_s)
     return total

@@ -335,9 +335,9 @@ def lm_head_s(
     for fmt, at, n, k in shapes.groups:
         params = _gemm_params(profile, fmt)
         if at is None:
-            times = np.asarray(gemm_time_s(m, n, k, fmt, hardware, params, weights_cold=True), dtype=np.float64)
+            times = np.asarray(gemm_time_s(m, n, k, fmt, hardware, params), dtype=np.float64)
         else:
-            times[at] = gemm_time_s(m[at], n, k, fmt, hardware, params, weights_cold=True)
+            times[at] = gemm_time_s(m[at], n, k, fmt, hardware, params)
     return np.where(shapes.present, times, 0.0)
 
 

@@ -236,7 +236,7 @@ def routed_expert_time_s(
     moe: MoeKernelParams,
     routed_rows_share: np.ndarray | float = 1.0,
     *,
-    weights_cold: bool = False,
+    weights_in_l2: bool = False,
 ) -> np.ndarray:
     """Seconds of one routed expert projection (gate or up; ``down``) on one chip under the
     fitted MoE class:
@@ -291,10 +291,10 @@ def routed_expert_time_s(
     )
     if not down:
         return gemm_time_s(
-            tokens_per_expert, woken * expert_f, model_dim, gemm_format, chip, params, weights_cold=weights_cold
+            tokens_per_expert, woken * expert_f, model_dim, gemm_format, chip, params, weights_in_l2=weights_in_l2
         )
     seconds = gemm_time_s(
-        tokens_per_expert, woken * model_dim, expert_f, gemm_format, chip, params, weights_cold=weights_cold
+        tokens_per_expert, woken * model_dim, expert_f, gemm_format, chip, params, weights_in_l2=weights_in_l2
     )
     permuted_bytes = routed_rows_share * tokens * experts_per_token * model_dim * ACTIVATION_BYTES[gemm_format]
     bandwidth = chip.memory_bandwidth_bytes_per_s * dense.memory_eff

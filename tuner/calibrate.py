@@ -505,9 +505,9 @@ def fit_gemm(
         measured = c["latency"][rows] * 1e-3
 
         def predict(values, idx, m=m, n=n, k=k, fmt=fmt, fixed=fixed):
-            return gemm_time_s(m[idx], n[idx], k[idx], fmt, chip, GemmParams(**fixed, **values))
+            return gemm_time_s(m[idx], n[idx], k[idx], fmt, chip, GemmParams(**fixed, **values), weights_in_l2=True)
 
-        roofline = gemm_time_s(m, n, k, fmt, chip, GemmParams())
+        roofline = gemm_time_s(m, n, k, fmt, chip, GemmParams(), weights_in_l2=True)
         # The shape correction learns from every row of the group (not only the fit's
         # subsample; by default every row of the database's, gemm_perf_all_rows.csv.gz, while
         # the fit reads the same 300 rows of gemm_perf.csv.gz as ever): cost_models/gemm_shape.py;
@@ -617,10 +617,10 @@ class _GemmShapeRows:
         params = params.model_copy(update={"shape_correction": None})
         kept = slice(None) if excluded_keys is None else ~np.isin(self.keys, excluded_keys)
         m, n, k = self.m[kept], self.n[kept], self.k[kept]
-        fitted = gemm_time_s(m, n, k, self.fmt, self.chip, params)
+        fitted = gemm_time_s(m, n, k, self.fmt, self.chip, params, weights_in_l2=True)
 
         def fitted_log_time(m, n, k, params=params):
-            return np.log(gemm_time_s(m, n, k, self.fmt, self.chip, params))
+            return np.log(gemm_time_s(m, n, k, self.fmt, self.chip, params, weights_in_l2=True))
 
         return fit_shape_correction(
             m, n, k, np.log(self.seconds[kept] / fitted), fitted_log_time=fitted_log_time if self.monotone else None

@@ -295,13 +295,14 @@ def fitted_times_s(
     params: MoeKernelParams,
     profile: CalibrationProfile,
     *,
-    weights_cold: bool = False,
+    weights_in_l2: bool = False,
 ) -> np.ndarray:
     """Seconds of the MoE kernel of ``rows`` (all of ``moe_format``) under the fitted class: what
     the cost model charges (expert_gemm_times_s with ``params`` in the profile), computed from the
     precomputed shapes so a fit does not rebuild the operator costs at every step. The fit times
-    the collector's calls (one MoE layer's weights called again and again: their L2 share as the
-    dense fits have it); ``weights_cold``: as a serving step times them (efficiency.gemm_time_s)."""
+    the collector's calls, ``weights_in_l2`` True (one MoE layer's weights called again and again:
+    their L2 share as the dense fits have it); the default, False, as a serving step times them
+    (efficiency.gemm_time_s)."""
     fmt = gemm_format(*FORMATS[moe_format])  # the dense GEMM format the cost model runs
     dense = _gemm_params(profile, fmt)
     hardware = get_hardware(data.chip)
@@ -317,8 +318,8 @@ def fitted_times_s(
         dense,
         params,
     )
-    up = routed_expert_time_s(False, *args, weights_cold=weights_cold)
-    down = routed_expert_time_s(True, *args, weights_cold=weights_cold)
+    up = routed_expert_time_s(False, *args, weights_in_l2=weights_in_l2)
+    down = routed_expert_time_s(True, *args, weights_in_l2=weights_in_l2)
     return data.act_s[rows] + np.where(data.gated[rows], 2.0, 1.0) * up + down
 
 
@@ -373,7 +374,7 @@ def fit_moe(data: MoeData, profile: CalibrationProfile, seed: int = SEED, folds:
             continue
 
         def predict(values: dict[str, float], idx: np.ndarray, rows=rows, fmt=fmt) -> np.ndarray:
-            return fitted_times_s(data, rows[idx], fmt, MoeKernelParams(**values), profile)
+            return fitted_times_s(data, rows[idx], fmt, MoeKernelParams(**values), profile, weights_in_l2=True)
 
         measured = data.measured_s[rows]
         result = fit(specs, predict, measured)
@@ -412,7 +413,7 @@ def fit_moe(data: MoeData, profile: CalibrationProfile, seed: int = SEED, folds:
         found = borrowed_moe_class({k: v for k, v in params.items() if k != fmt}, gemm_format(*FORMATS[fmt]))
         if found is not None:
             rows = np.flatnonzero(data.moe_format == fmt)
-            predicted = fitted_times_s(data, rows, fmt, params[found], profile)
+            predicted = fitted_times_s(data, rows, fmt, params[found], profile, weights_in_l2=True)
             errors = abs_rel_errors(predicted, data.measured_s[rows])
             ratio = float(np.median(predicted / data.measured_s[rows]))
             replaced[fmt] = (found, float(np.median(errors)), float(np.quantile(errors, 0.9)), ratio)
@@ -434,7 +435,7 @@ def fit_moe(data: MoeData, profile: CalibrationProfile, seed: int = SEED, folds:
         found = borrowed_moe_class(params, gemm_format(*FORMATS[fmt]))
         if found is not None:
             rows = np.flatnonzero(data.moe_format == fmt)
-            held_out[rows] = fitted_times_s(data, rows, fmt, params[found], profile)
+            held_out[rows] = fitted_times_s(data, rows, fmt, params[found], profile, weights_in_l2=True)
             errors = abs_rel_errors(held_out[rows], data.measured_s[rows])
             borrowed[fmt] = (found, float(np.median(errors)), float(np.quantile(errors, 0.9)))
     return MoeFit(params, cv, held_out, skipped, fitted_rows, borrowed, replaced, by_shape)
@@ -458,10 +459,10 @@ def _refit_borrowed(
     start = [{name: getattr(base, name) for name in BORROWED_REFIT}]
 
     def predict(values: dict[str, float], idx: np.ndarray) -> np.ndarray:
-        return fitted_times_s(data, rows[idx], fmt, base.model_copy(update=values), profile)
+        return fitted_times_s(data, rows[idx], fmt, base.model_copy(update=values), profile, weights_in_l2=True)
 
     measured = data.measured_s[rows]
-    before = fitted_times_s(data, rows, fmt, base, profile)
+    before = fitted_times_s(data, rows, fmt, base, profile, weights_in_l2=True)
     before_errors = abs_rel_errors(before, measured)
     result = fit(specs, predict, measured, starts=start)
     fold = fold_ids(slices, min(folds, count), seed)

@@ -114,7 +114,7 @@ for name, fmt in groups:
         sm, sn, sk, s_seconds = sources[setting]
 
         def predict(values, idx, sm=sm, sn=sn, sk=sk, fixed=fixed, fmt=fmt, chip=chip):
-            return gemm_time_s(sm[idx], sn[idx], sk[idx], fmt, chip, GemmParams(**fixed, **values))
+            return gemm_time_s(sm[idx], sn[idx], sk[idx], fmt, chip, GemmParams(**fixed, **values), weights_in_l2=True)
 
         alone = np.empty(len(rows))
         corrected = np.empty(len(rows))
@@ -128,16 +128,18 @@ for name, fmt in groups:
             fit_s += time.process_time() - start
             params = GemmParams(**fixed, **result.values)
             kept = ~np.isin(shape_key(fn, fk), test_keys)
-            residual = np.log(f_seconds[kept] / gemm_time_s(fm[kept], fn[kept], fk[kept], fmt, chip, params))
+            residual = np.log(
+                f_seconds[kept] / gemm_time_s(fm[kept], fn[kept], fk[kept], fmt, chip, params, weights_in_l2=True)
+            )
 
             def fitted_log_time(a, b, c, p=params, fmt=fmt, chip=chip):
-                return np.log(gemm_time_s(a, b, c, fmt, chip, p))
+                return np.log(gemm_time_s(a, b, c, fmt, chip, p, weights_in_l2=True))
 
             # The shipped correction's settings when this was printed: monotone in m, the mean's level.
             correction = fit_shape_correction(
                 fm[kept], fn[kept], fk[kept], residual, fitted_log_time=fitted_log_time, median_level=False
             )
-            predicted = gemm_time_s(m[test], n[test], k[test], fmt, chip, params)
+            predicted = gemm_time_s(m[test], n[test], k[test], fmt, chip, params, weights_in_l2=True)
             alone[test] = np.abs(predicted / measured[test] - 1)
             corrected[test] = np.abs(predicted * correction.factor(m[test], n[test], k[test]) / measured[test] - 1)
         entry = (

@@ -70,7 +70,7 @@ for name in available_profiles():
     measured = c["latency"][rows] * 1e-3
 
     def predict(values, idx, m=m, n=n, k=k, fixed=fixed, chip=chip):
-        return gemm_time_s(m[idx], n[idx], k[idx], fmt, chip, GemmParams(**fixed, **values))
+        return gemm_time_s(m[idx], n[idx], k[idx], fmt, chip, GemmParams(**fixed, **values), weights_in_l2=True)
 
     folds = fold_ids(n * 1_000_003 + k, FOLDS, SEED)
     params = []
@@ -83,7 +83,13 @@ for name in available_profiles():
     for eng in POOLED:
         idx = _gemm_group_rows(full, system, eng, fmt)
         tm, tn, tk = (t[a][idx].astype(float) for a in "mnk")
-        engines[eng] = (tm, tn, tk, t["latency"][idx] * 1e-3, [gemm_time_s(tm, tn, tk, fmt, chip, p) for p in params])
+        engines[eng] = (
+            tm,
+            tn,
+            tk,
+            t["latency"][idx] * 1e-3,
+            [gemm_time_s(tm, tn, tk, fmt, chip, p, weights_in_l2=True) for p in params],
+        )
     line = f"{name:18s}"
     for label in res:
         errors = np.empty(len(rows))
@@ -107,10 +113,12 @@ for name in available_profiles():
             R = np.concatenate([p[4] for p in parts])
 
             def flt(a, b, cc, p=params[f], chip=chip):
-                return np.log(gemm_time_s(a, b, cc, fmt, chip, p))
+                return np.log(gemm_time_s(a, b, cc, fmt, chip, p, weights_in_l2=True))
 
             corr = fit_shape_correction(A, B, C, R, fitted_log_time=flt, median_level=False)
-            pred = gemm_time_s(m[test], n[test], k[test], fmt, chip, params[f]) * corr.factor(m[test], n[test], k[test])
+            pred = gemm_time_s(m[test], n[test], k[test], fmt, chip, params[f], weights_in_l2=True) * corr.factor(
+                m[test], n[test], k[test]
+            )
             errors[test] = np.abs(pred / measured[test] - 1)
         res[label].append((np.median(errors), np.quantile(errors, 0.9)))
         line += f" | {label} {res[label][-1][0]:.3f}/{res[label][-1][1]:.3f}"

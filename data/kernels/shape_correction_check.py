@@ -94,7 +94,7 @@ for name in available_profiles():
         measured = c["latency"][rows] * 1e-3
 
         def predict(values, idx, m=m, n=n, k=k, fixed=fixed, fmt=fmt, chip=chip):
-            return gemm_time_s(m[idx], n[idx], k[idx], fmt, chip, GemmParams(**fixed, **values))
+            return gemm_time_s(m[idx], n[idx], k[idx], fmt, chip, GemmParams(**fixed, **values), weights_in_l2=True)
 
         folds = fold_ids(n * 1_000_003 + k, FOLDS, SEED)
         params = []
@@ -112,12 +112,14 @@ for name in available_profiles():
                 tn,
                 tk,
                 t["latency"][idx] * 1e-3,
-                [gemm_time_s(tm, tn, tk, fmt, chip, p) for p in params],
+                [gemm_time_s(tm, tn, tk, fmt, chip, p, weights_in_l2=True) for p in params],
             )
         alone = np.empty(len(rows))
         for f in range(FOLDS):
             test = folds == f
-            alone[test] = np.abs(gemm_time_s(m[test], n[test], k[test], fmt, chip, params[f]) / measured[test] - 1)
+            alone[test] = np.abs(
+                gemm_time_s(m[test], n[test], k[test], fmt, chip, params[f], weights_in_l2=True) / measured[test] - 1
+            )
         fit_alone.append((np.median(alone), np.quantile(alone, 0.9)))
         line = f"{name:18s} {fmt:10s} fit alone {fit_alone[-1][0]:.3f}/{fit_alone[-1][1]:.3f}"
         for label, source, bandwidth, shrink, step, monotone, median_level in SETTINGS:
@@ -129,7 +131,7 @@ for name in available_profiles():
                 residual = np.log(seconds[kept] / fitted[f][kept])
 
                 def fitted_log_time(a, b, c, p=params[f], fmt=fmt, chip=chip):
-                    return np.log(gemm_time_s(a, b, c, fmt, chip, p))
+                    return np.log(gemm_time_s(a, b, c, fmt, chip, p, weights_in_l2=True))
 
                 correction = fit_shape_correction(
                     tm[kept],
@@ -142,7 +144,7 @@ for name in available_profiles():
                     fitted_log_time=fitted_log_time if monotone else None,
                     median_level=median_level,
                 )
-                predicted = gemm_time_s(m[test], n[test], k[test], fmt, chip, params[f])
+                predicted = gemm_time_s(m[test], n[test], k[test], fmt, chip, params[f], weights_in_l2=True)
                 predicted = predicted * correction.factor(m[test], n[test], k[test])
                 errors[test] = np.abs(predicted / measured[test] - 1)
             results[label].append((np.median(errors), np.quantile(errors, 0.9)))

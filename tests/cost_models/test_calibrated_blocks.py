@@ -201,12 +201,16 @@ def test_gemm_constants_per_element_equal_each_format_alone() -> None:
                 np.array([WEIGHT_BYTES[f] for f in formats[chosen]]),
                 np.array([ACTIVATION_BYTES[f] for f in formats[chosen]]),
             )
-            together = gemm_time_with_constants_s(m[chosen], n[chosen], k[chosen], *constants, quantizes, chip, params)
+            together = gemm_time_with_constants_s(
+                m[chosen], n[chosen], k[chosen], *constants, quantizes, chip, params, weights_in_l2=True
+            )
             # Each format on its own, as arrays (as the per-format loop this replaces ran it).
             alone = np.empty(int(chosen.sum()))
             for fmt in set(formats[chosen]):
                 mine = formats[chosen] == fmt
-                alone[mine] = gemm_time_s(m[chosen][mine], n[chosen][mine], k[chosen][mine], fmt, chip, params)
+                alone[mine] = gemm_time_s(
+                    m[chosen][mine], n[chosen][mine], k[chosen][mine], fmt, chip, params, weights_in_l2=True
+                )
             assert together.tobytes() == alone.tobytes()
 
 
@@ -380,7 +384,7 @@ def test_formats_differing_only_in_shape_correction_are_one_pass(monkeypatch) ->
         fmt = names[code]
         mine = formats == code
         params = calibrated_times._gemm_params(profile, fmt)
-        alone[mine] = gemm_time_s(m[mine], n[mine], k[mine], fmt, hardware, params, weights_cold=True)
+        alone[mine] = gemm_time_s(m[mine], n[mine], k[mine], fmt, hardware, params)
     assert seconds[0].tobytes() == alone.tobytes()
 
 

@@ -1,9 +1,10 @@
 """Every GEMM a deployment estimate times reads its weights cold (efficiency.gemm_time_s
-``weights_cold``: a serving step reads every other layer's weights between two reads of one, while
-the kernel collectors the fits were made on call one GEMM again and again with its weights in L2;
-docs/accuracy.md, GEMM, the twenty-second round). Each module that times GEMMs for a deployment is
-watched, and dense, MoE (routed, shared and bf16 shared experts, MXFP4 experts), static and
-serving estimates run through the CLI: a new deployment path that forgets the flag fails here."""
+``weights_in_l2`` False, the default; only the fits pass True: a serving step reads every other
+layer's weights between two reads of one, while the kernel collectors the fits were made on call one
+GEMM again and again with its weights in L2; docs/accuracy.md, GEMM, the twenty-second round). Each
+module that times GEMMs for a deployment is watched, and dense, MoE (routed, shared and bf16 shared
+experts, MXFP4 experts), static and serving estimates run through the CLI: a deployment path that
+passes ``weights_in_l2=True`` fails here."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def test_every_gemm_of_an_estimate_reads_its_weights_cold(
         original = getattr(efficiency, name)
 
         def watched(*args, _name=f"{module.__name__}.{name}", _original=original, **options):
-            calls.append((_name, options.get("weights_cold", False)))
+            calls.append((_name, options.get("weights_in_l2", False)))
             return _original(*args, **options)
 
         monkeypatch.setattr(module, name, watched)
@@ -62,5 +63,5 @@ def test_every_gemm_of_an_estimate_reads_its_weights_cold(
     assert code == 0, err
     assert json.loads(out)["calibration"]
     assert calls, "no GEMM was timed"
-    warm = sorted({name for name, cold in calls if cold is not True})
+    warm = sorted({name for name, in_l2 in calls if in_l2 is not False})
     assert not warm, f"GEMMs timed with the collectors' warm L2 by {warm}"

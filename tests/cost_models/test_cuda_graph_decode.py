@@ -59,15 +59,11 @@ def test_a_vllm_decode_step_pays_no_host_floor_and_its_prefill_does() -> None:
     )
     # Decode, 8 sequences: one fused QKV GEMM of m = 8 (Qwen3-235B-FP8 is block-scaled: fp8_block).
     decode = _qkv_s("decode", 8, 1024, vllm)
-    assert decode == pytest.approx(
-        float(gemm_time_s(8, QKV_N, D, "fp8_block", H200, floorless, weights_cold=True)), rel=1e-12
-    )
+    assert decode == pytest.approx(float(gemm_time_s(8, QKV_N, D, "fp8_block", H200, floorless)), rel=1e-12)
     assert decode < params.host_floor_s  # the eager call's floor would be most of the step's GEMM
     # Prefill of one 8-token prompt: the same m, run eagerly, pays the floor.
     prefill = _qkv_s("prefill", 1, 8, vllm)
-    assert prefill == pytest.approx(
-        float(gemm_time_s(8, QKV_N, D, "fp8_block", H200, params, weights_cold=True)), rel=1e-12
-    )
+    assert prefill == pytest.approx(float(gemm_time_s(8, QKV_N, D, "fp8_block", H200, params)), rel=1e-12)
     assert prefill >= params.host_floor_s
 
 
@@ -123,12 +119,12 @@ def test_a_decode_batch_past_the_engines_default_capture_runs_eager() -> None:
     vllm = load_profile("h200-vllm")
     params = vllm.gemm["fp8_block"]
     assert _qkv_s("decode", 513, 1024, vllm) == pytest.approx(
-        float(gemm_time_s(513, QKV_N, D, "fp8_block", H200, params, weights_cold=True)), rel=1e-12
+        float(gemm_time_s(513, QKV_N, D, "fp8_block", H200, params)), rel=1e-12
     )
     assert _qkv_s("decode", 512, 1024, vllm) < _qkv_s("prefill", 1, 512, vllm)
     sglang = load_profile("h200-sglang")
     for batch, profile in ((256, cuda_graph_replay(sglang)), (257, sglang)):
         assert _qkv_s("decode", batch, 1024, sglang) == pytest.approx(
-            float(gemm_time_s(batch, QKV_N, D, "fp8_block", H200, profile.gemm["fp8_block"], weights_cold=True)),
+            float(gemm_time_s(batch, QKV_N, D, "fp8_block", H200, profile.gemm["fp8_block"])),
             rel=1e-12,
         )

@@ -53,7 +53,7 @@ def test_gemm_monotone_in_every_size(fmt):
             # m=1 is not a multiple of M_ALIGN: its unaligned-m cost may exceed m=8's (b200 vLLM
             # fp8_block m=7 232 us, m=8 169 us), so the m axis starts aligned, at M_ALIGN.
             shape[axis] = np.maximum(SIZES, M_ALIGN) if axis == 0 else SIZES
-            t = gemm_time_s(*shape, fmt, H100, params)
+            t = gemm_time_s(*shape, fmt, H100, params, weights_in_l2=True)
             assert np.all(np.diff(t) >= -1e-12 * t[:-1]), (axis, t)
 
 
@@ -62,8 +62,8 @@ def test_gemm_one_more_row_never_faster(fmt):
     # One more row than an aligned m: more work, and the unaligned-m costs only add.
     params = PROFILE.gemm_params(fmt).model_copy(update={"unaligned_m_s": 2e-6, "unaligned_m_slowdown": 1.2})
     m = np.maximum(SIZES, M_ALIGN)
-    aligned = gemm_time_s(m, 512.0, 512.0, fmt, H100, params)
-    unaligned = gemm_time_s(m + 1, 512.0, 512.0, fmt, H100, params)
+    aligned = gemm_time_s(m, 512.0, 512.0, fmt, H100, params, weights_in_l2=True)
+    unaligned = gemm_time_s(m + 1, 512.0, 512.0, fmt, H100, params, weights_in_l2=True)
     assert np.all(unaligned >= aligned + 2e-6 - 1e-12), (aligned, unaligned)
 
 
@@ -73,13 +73,15 @@ def test_gemm_never_faster_than_roofline(name):
     chip = get_hardware(profile.chip)
     m, n, k = np.meshgrid(SIZES, SIZES, SIZES, indexing="ij")
     for fmt, params in profile.gemm.items():
-        t = gemm_time_s(m, n, k, fmt, chip, params)
+        t = gemm_time_s(m, n, k, fmt, chip, params, weights_in_l2=True)
         compute = 2 * m * n * k / peak_for_format(chip, fmt)
         memory = n * k * WEIGHT_BYTES[fmt] / chip.memory_bandwidth_bytes_per_s
         # L2 can speed up only working sets that fit in it, by at most l2_speedup.
         assert np.all(t >= compute * (1 - 1e-9))
         assert np.all(t >= memory / params.l2_speedup * (1 - 1e-9))
-        assert np.all(t >= gemm_time_s(m, n, k, fmt, chip, GemmParams()) / params.l2_speedup * (1 - 1e-9))
+        assert np.all(
+            t >= gemm_time_s(m, n, k, fmt, chip, GemmParams(), weights_in_l2=True) / params.l2_speedup * (1 - 1e-9)
+        )
 
 
 def test_gemm_dequantization_cost_per_weight_element_per_cta():
@@ -89,14 +91,14 @@ def test_gemm_dequantization_cost_per_weight_element_per_cta():
     peak = H100.peak_ops_per_s.bf16
     # m=1 n=1536 k=16384: tile_m 1, 12 tiles, one M tile: 1536 * 16384 * 2e-11 / 12 = 41.94 us
     # plus 0.05 us of math (its 12.6 MB of int4 weights stream in 3.8 us).
-    one = float(gemm_time_s(1, 1536, 16384, "int4_wo", H100, params))
+    one = float(gemm_time_s(1, 1536, 16384, "int4_wo", H100, params, weights_in_l2=True))
     assert one == pytest.approx(2 * 1536 * 16384 / peak + 1536 * 16384 * 2e-11 / 12, rel=1e-9)
     assert one == pytest.approx(41.99e-6, rel=1e-3)
     # m=4096, n=k=4096: 32 M tiles, 1024 tiles on 132 SMs: 4096^2 * 32 * 2e-11 / 132 = 81.3 us.
-    big = float(gemm_time_s(4096, 4096, 4096, "int8_wo", H100, params))
+    big = float(gemm_time_s(4096, 4096, 4096, "int8_wo", H100, params, weights_in_l2=True))
     assert big == pytest.approx(2 * 4096**3 / peak + 4096**2 * 32 * 2e-11 / 132, rel=1e-9)
     # The default (0) leaves the weight-only GEMM as it was: weight streaming, 3.8 us.
-    bare = float(gemm_time_s(1, 1536, 16384, "int4_wo", H100, GemmParams()))
+    bare = float(gemm_time_s(1, 1536, 16384, "int4_wo", H100, GemmParams(), weights_in_l2=True))
     assert bare == pytest.approx((1536 * 16384 * 0.5 + 16384 * 2 + 1536 * 2) / H100.memory_bandwidth_bytes_per_s)
 
 
@@ -109,13 +111,16 @@ def test_gemm_dequantization_walk_overlaps_the_ctas_resident_on_an_sm():
     for per_sm, spread in ((1.0, 132), (4.0, 528), (8.0, 1024), (32.0, 1024)):
         # 1024 tiles on 132 SMs: 132 at a time with one CTA per SM, 528 with 4, all 1024 with 8.
         params = GemmParams(dequant_s_per_element=2e-11, dequant_ctas_per_sm=per_sm)
-        t = float(gemm_time_s(4096, 4096, 4096, "int8_wo", H100, params))
+        t = float(gemm_time_s(4096, 4096, 4096, "int8_wo", H100, params, weights_in_l2=True))
         assert t == pytest.approx(2 * 4096**3 / peak + walk / spread, rel=1e-9), per_sm
     # Fewer tiles than SMs (m=1 n=1536 k=16384: 12 tiles): each CTA walks alone whatever the count.
     one = GemmParams(dequant_s_per_element=2e-11)
     many = GemmParams(dequant_s_per_element=2e-11, dequant_ctas_per_sm=32.0)
     m, n, k = np.array([1.0, 64.0]), np.array([1536.0, 4096.0]), np.array([16384.0, 4096.0])
-    np.testing.assert_allclose(gemm_time_s(m, n, k, "int4_wo", H100, many), gemm_time_s(m, n, k, "int4_wo", H100, one))
+    np.testing.assert_allclose(
+        gemm_time_s(m, n, k, "int4_wo", H100, many, weights_in_l2=True),
+        gemm_time_s(m, n, k, "int4_wo", H100, one, weights_in_l2=True),
+    )
 
 
 def test_gemm_gemv_below_its_m_switch_streams_the_bytes_under_its_own_floor():
@@ -127,13 +132,13 @@ def test_gemm_gemv_below_its_m_switch_streams_the_bytes_under_its_own_floor():
     # 2.07 us, 7.7 us floor, 256 outputs at 0.2 ns: 0.05 us; 9.82 us; the tiled model's 2 CTAs (saturation
     # 1 + 20/2, walk 128 * 16384 * 10 ps) would take far more. (1/4.5)^16 = 3.5e-11 of it stays.
     gemv = 7.7e-6 + (256 * 16384 + 16384 + 256 * 2) / a100.memory_bandwidth_bytes_per_s + 256 * 2e-10
-    assert float(gemm_time_s(1, 256, 16384, "sq", a100, params)) == pytest.approx(gemv, rel=1e-6)
+    assert float(gemm_time_s(1, 256, 16384, "sq", a100, params, weights_in_l2=True)) == pytest.approx(gemv, rel=1e-6)
     assert gemv == pytest.approx(9.82e-6, rel=1e-3)
-    assert float(gemm_time_s(1, 256, 16384, "sq", a100, tiled)) > 3 * gemv
+    assert float(gemm_time_s(1, 256, 16384, "sq", a100, tiled, weights_in_l2=True)) > 3 * gemv
     # m=16 (r = 3.6, r^16 = 6.6e8): the tiled kernel's time, as without the GEMV.
     m, n, k = np.array([16.0, 512.0]), np.array([256.0, 4096.0]), np.array([12288.0, 4096.0])
-    with_gemv = gemm_time_s(m, n, k, "sq", a100, params)
-    np.testing.assert_allclose(with_gemv, gemm_time_s(m, n, k, "sq", a100, tiled), rtol=1e-6)
+    with_gemv = gemm_time_s(m, n, k, "sq", a100, params, weights_in_l2=True)
+    np.testing.assert_allclose(with_gemv, gemm_time_s(m, n, k, "sq", a100, tiled, weights_in_l2=True), rtol=1e-6)
 
 
 def test_gemm_weight_only_gemv_factor_at_m_up_to_4_only():
@@ -147,11 +152,13 @@ def test_gemm_weight_only_gemv_factor_at_m_up_to_4_only():
     # 2.039 TB/s = 8.27 us (the math, 0.87 us, is under it), plus 10 us: 18.27 us; x 0.85.
     m4 = 10e-6 + (4096 * 8192 * 0.5 + 4 * 8192 * 2 + 4 * 4096 * 2) / bandwidth
     assert m4 == pytest.approx(18.27e-6, rel=1e-3)
-    assert float(gemm_time_s(4, 4096, 8192, "int4_wo", a100, params)) == pytest.approx(0.85 * m4, rel=1e-9)
+    assert float(gemm_time_s(4, 4096, 8192, "int4_wo", a100, params, weights_in_l2=True)) == pytest.approx(
+        0.85 * m4, rel=1e-9
+    )
     # m=5 and m=64: the tiled kernel, as without the factor; the default (1) changes nothing.
     m, n, k = np.array([5.0, 64.0, 1.0]), np.array([4096.0, 4096.0, 256.0]), np.array([8192.0, 8192.0, 65536.0])
-    got = gemm_time_s(m, n, k, "int8_wo", a100, params)
-    bare = gemm_time_s(m, n, k, "int8_wo", a100, tiled)
+    got = gemm_time_s(m, n, k, "int8_wo", a100, params, weights_in_l2=True)
+    bare = gemm_time_s(m, n, k, "int8_wo", a100, tiled, weights_in_l2=True)
     np.testing.assert_allclose(got[:2], bare[:2], rtol=1e-12)
     assert float(got[2]) == pytest.approx(0.85 * float(bare[2]), rel=1e-12)
     assert GemmParams().weight_only_gemv_factor == 1.0
@@ -160,13 +167,15 @@ def test_gemm_weight_only_gemv_factor_at_m_up_to_4_only():
 def test_gemm_vectorized_equals_scalar():
     params = PROFILE.gemm_params("fp8")
     m, n, k = np.array([1, 33, 4096.0]), np.array([4096, 128, 12288.0]), np.array([4096, 7168, 512.0])
-    vector = gemm_time_s(m, n, k, "fp8", H100, params)
-    scalar = [float(gemm_time_s(a, b, c, "fp8", H100, params)) for a, b, c in zip(m, n, k, strict=True)]
+    vector = gemm_time_s(m, n, k, "fp8", H100, params, weights_in_l2=True)
+    scalar = [
+        float(gemm_time_s(a, b, c, "fp8", H100, params, weights_in_l2=True)) for a, b, c in zip(m, n, k, strict=True)
+    ]
     np.testing.assert_array_equal(vector, scalar)
 
 
 def test_roofline_defaults_reproduce_pure_roofline():
-    t = gemm_time_s(4096, 4096, 4096, "bfloat16", H100, GemmParams())
+    t = gemm_time_s(4096, 4096, 4096, "bfloat16", H100, GemmParams(), weights_in_l2=True)
     assert t == pytest.approx(2 * 4096**3 / H100.peak_ops_per_s.bf16)
 
 
@@ -237,14 +246,14 @@ def test_split_k_fills_the_sms_for_small_outputs_with_deep_k():
     # tiles on 108 SMs; without split-K the full wave loss makes it ~27x the FLOP time.
     base = GemmParams(compute_eff=0.8, memory_eff=0.8, wave_weight=1.0)
     split = base.model_copy(update={"split_k_max": 32.0})
-    no_split = float(gemm_time_s(256, 256, 65536, "bfloat16", A100, base))
-    with_split = float(gemm_time_s(256, 256, 65536, "bfloat16", A100, split))
+    no_split = float(gemm_time_s(256, 256, 65536, "bfloat16", A100, base, weights_in_l2=True))
+    with_split = float(gemm_time_s(256, 256, 65536, "bfloat16", A100, split, weights_in_l2=True))
     flops_s = 2 * 256 * 256 * 65536 / (A100.peak_ops_per_s.bf16 * 0.8)
     assert no_split == pytest.approx(flops_s * 108 / 4, rel=1e-6)
     assert with_split < no_split / 15  # now bound by HBM (weights, activations, fp32 partials)
     # k=256 per piece at least: a shallow GEMM is not split, so nothing changes.
-    assert float(gemm_time_s(256, 256, 256, "bfloat16", A100, split)) == pytest.approx(
-        float(gemm_time_s(256, 256, 256, "bfloat16", A100, base))
+    assert float(gemm_time_s(256, 256, 256, "bfloat16", A100, split, weights_in_l2=True)) == pytest.approx(
+        float(gemm_time_s(256, 256, 256, "bfloat16", A100, base, weights_in_l2=True))
     )
 
 
@@ -253,24 +262,26 @@ def test_split_k_min_depth_splits_only_deep_k():
     # A GEMM whose k is shallower than split_k_min_depth is not split: the unsplit time exactly.
     base = GemmParams(compute_eff=0.8, memory_eff=0.8, wave_weight=1.0)
     deep_only = base.model_copy(update={"split_k_max": 32.0, "split_k_min_depth": 4096.0})
-    unsplit_4096 = float(gemm_time_s(256, 256, 4095, "bfloat16", A100, base))
-    assert float(gemm_time_s(256, 256, 4095, "bfloat16", A100, deep_only)) == pytest.approx(unsplit_4096, rel=1e-12)
+    unsplit_4096 = float(gemm_time_s(256, 256, 4095, "bfloat16", A100, base, weights_in_l2=True))
+    assert float(gemm_time_s(256, 256, 4095, "bfloat16", A100, deep_only, weights_in_l2=True)) == pytest.approx(
+        unsplit_4096, rel=1e-12
+    )
     # k = 65536 with 4096 per piece: 16 pieces of each of the 4 output tiles, 64 CTAs on 108 SMs,
     # so the FLOP time is 108/64 of the even spread (the wave loss) and is what bounds it here.
     flops_s = 2 * 256 * 256 * 65536 / (A100.peak_ops_per_s.bf16 * 0.8)
-    deep = float(gemm_time_s(256, 256, 65536, "bfloat16", A100, deep_only))
+    deep = float(gemm_time_s(256, 256, 65536, "bfloat16", A100, deep_only, weights_in_l2=True))
     assert deep == pytest.approx(flops_s * 108 / 64, rel=1e-6)
     # The default (256, the former constant) splits the same GEMM into 27 pieces (108 SMs / 4).
     default_depth = base.model_copy(update={"split_k_max": 32.0})
-    assert float(gemm_time_s(256, 256, 65536, "bfloat16", A100, default_depth)) < deep
+    assert float(gemm_time_s(256, 256, 65536, "bfloat16", A100, default_depth, weights_in_l2=True)) < deep
 
 
 def test_output_bytes_charge_the_epilogue_traffic():
     # h100 trtllm bf16 m=16384 n=6144 k=64 took 77.6 us: 2.6 bytes per output element at the full
     # HBM bandwidth. An output-bound GEMM pays output_bytes per output element.
     m, n, k = 16384, 6144, 64
-    two = float(gemm_time_s(m, n, k, "bfloat16", H100, GemmParams()))
-    six = float(gemm_time_s(m, n, k, "bfloat16", H100, GemmParams(output_bytes=6.0)))
+    two = float(gemm_time_s(m, n, k, "bfloat16", H100, GemmParams(), weights_in_l2=True))
+    six = float(gemm_time_s(m, n, k, "bfloat16", H100, GemmParams(output_bytes=6.0), weights_in_l2=True))
     assert two == pytest.approx((n * k * 2 + m * k * 2 + m * n * 2) / H100.memory_bandwidth_bytes_per_s, rel=1e-12)
     assert six - two == pytest.approx(m * n * 4 / H100.memory_bandwidth_bytes_per_s, rel=1e-9)
 
@@ -280,11 +291,13 @@ def test_quant_row_cost_only_for_formats_that_quantize_activations():
     with_rows = GemmParams(compute_eff=0.7, memory_eff=0.8, act_quant_passes=1.0, quant_row_s=9e-9)
     without = with_rows.model_copy(update={"quant_row_s": 0.0})
     for fmt in ("fp8", "fp8_block", "nvfp4"):
-        delta = gemm_time_s(3328, 128, 32, fmt, H100, with_rows) - gemm_time_s(3328, 128, 32, fmt, H100, without)
+        delta = gemm_time_s(3328, 128, 32, fmt, H100, with_rows, weights_in_l2=True) - gemm_time_s(
+            3328, 128, 32, fmt, H100, without, weights_in_l2=True
+        )
         assert float(delta) == pytest.approx(3328 * 9e-9, rel=1e-9), fmt
     for fmt in ("bfloat16", "int8_wo", "int4_wo", "sq"):
-        assert float(gemm_time_s(3328, 128, 32, fmt, H100, with_rows)) == float(
-            gemm_time_s(3328, 128, 32, fmt, H100, without)
+        assert float(gemm_time_s(3328, 128, 32, fmt, H100, with_rows, weights_in_l2=True)) == float(
+            gemm_time_s(3328, 128, 32, fmt, H100, without, weights_in_l2=True)
         ), fmt
 
 
@@ -302,8 +315,8 @@ def test_l2_capacity_fraction_scales_the_resident_working_set():
     assert float(l2_resident_fraction(weights, l40s, 0.2)) < 0.5 < 0.99 < float(l2_resident_fraction(weights, l40s))
     params = GemmParams(l2_speedup=3.0, l2_capacity_fraction=0.2)
     whole = params.model_copy(update={"l2_capacity_fraction": 1.0})
-    assert float(gemm_time_s(5, 1536, 8192, "bfloat16", l40s, params)) > 1.5 * float(
-        gemm_time_s(5, 1536, 8192, "bfloat16", l40s, whole)
+    assert float(gemm_time_s(5, 1536, 8192, "bfloat16", l40s, params, weights_in_l2=True)) > 1.5 * float(
+        gemm_time_s(5, 1536, 8192, "bfloat16", l40s, whole, weights_in_l2=True)
     )
 
 
@@ -318,7 +331,7 @@ def test_new_gemm_fields_default_to_the_former_formula():
 
 def test_few_ctas_cannot_saturate_hbm():
     params = GemmParams(memory_eff=1.0, half_saturation_ctas=54.0)
-    narrow = float(gemm_time_s(1, 128, 65536, "bfloat16", A100, params))  # 1 tile, no split-K
+    narrow = float(gemm_time_s(1, 128, 65536, "bfloat16", A100, params, weights_in_l2=True))  # 1 tile, no split-K
     weights_s = 128 * 65536 * 2.0 / A100.memory_bandwidth_bytes_per_s
     assert narrow == pytest.approx(weights_s * 55.0, rel=0.01)  # (1 + 54 / 1 CTA)
 
@@ -791,13 +804,13 @@ def test_gemm_host_floor_hides_a_shorter_kernel_and_steps_up_with_m():
     peak = peak_for_format(H100, "bfloat16")
     # m=8, n=k=512: the kernel takes well under a microsecond: the floor alone (the step at
     # m=8 is (8/25)^16 ~ 1e-8 of it).
-    assert gemm_time_s(8, 512, 512, "bfloat16", H100, params) == pytest.approx(50e-6, rel=1e-6)
+    assert gemm_time_s(8, 512, 512, "bfloat16", H100, params, weights_in_l2=True) == pytest.approx(50e-6, rel=1e-6)
     # m=64: past the switch, the whole step: 80 us.
-    assert gemm_time_s(64, 512, 512, "bfloat16", H100, params) == pytest.approx(80e-6, rel=1e-5)
+    assert gemm_time_s(64, 512, 512, "bfloat16", H100, params, weights_in_l2=True) == pytest.approx(80e-6, rel=1e-5)
     # m=n=k=8192: the kernel (2 m n k / peak) is far above the floor and is not added to it.
     big = 2.0 * 8192**3 / peak
     assert big > 1e-3
-    assert gemm_time_s(8192, 8192, 8192, "bfloat16", H100, params) == pytest.approx(big, rel=1e-9)
+    assert gemm_time_s(8192, 8192, 8192, "bfloat16", H100, params, weights_in_l2=True) == pytest.approx(big, rel=1e-9)
 
 
 def test_gemm_unaligned_m_costs():
@@ -806,12 +819,14 @@ def test_gemm_unaligned_m_costs():
     peak = peak_for_format(H100, "bfloat16")
     m = 4097.0
     kernel = 2.0 * m * 8192 * 8192 / peak
-    assert gemm_time_s(m, 8192, 8192, "bfloat16", H100, params) == pytest.approx(1.5 * kernel + 10e-6, rel=1e-9)
-    assert gemm_time_s(4096, 8192, 8192, "bfloat16", H100, params) == pytest.approx(
+    assert gemm_time_s(m, 8192, 8192, "bfloat16", H100, params, weights_in_l2=True) == pytest.approx(
+        1.5 * kernel + 10e-6, rel=1e-9
+    )
+    assert gemm_time_s(4096, 8192, 8192, "bfloat16", H100, params, weights_in_l2=True) == pytest.approx(
         2.0 * 4096 * 8192 * 8192 / peak, rel=1e-9
     )
     # A tiny unaligned GEMM: the floor, then the unaligned cost on top of it.
-    assert gemm_time_s(3, 128, 128, "bfloat16", H100, params) == pytest.approx(50e-6, rel=1e-6)
+    assert gemm_time_s(3, 128, 128, "bfloat16", H100, params, weights_in_l2=True) == pytest.approx(50e-6, rel=1e-6)
 
 
 def test_gemm_scale_pass_costs_per_output_column_after_the_floor():
@@ -821,12 +836,14 @@ def test_gemm_scale_pass_costs_per_output_column_after_the_floor():
     params = GemmParams(scale_column_s=5e-10, host_floor_s=15e-6)
     without = params.model_copy(update={"scale_column_s": 0.0})
     for m, k in ((1, 512), (80, 512), (4096, 12288)):
-        delta = gemm_time_s(m, 51200, k, "fp8_block", b200, params) - gemm_time_s(
-            m, 51200, k, "fp8_block", b200, without
+        delta = gemm_time_s(m, 51200, k, "fp8_block", b200, params, weights_in_l2=True) - gemm_time_s(
+            m, 51200, k, "fp8_block", b200, without, weights_in_l2=True
         )
         assert float(delta) == pytest.approx(51200 * 5e-10, rel=1e-9), (m, k)
     # Under the floor the kernel is hidden, the scale pass is not: 15 us + 25.6 us.
-    assert float(gemm_time_s(1, 51200, 128, "fp8_block", b200, params)) == pytest.approx(15e-6 + 25.6e-6, rel=1e-9)
+    assert float(gemm_time_s(1, 51200, 128, "fp8_block", b200, params, weights_in_l2=True)) == pytest.approx(
+        15e-6 + 25.6e-6, rel=1e-9
+    )
     assert GemmParams().scale_column_s == 0.0
 
 
@@ -839,17 +856,17 @@ def test_gemm_small_tiles_below_their_m_switches():
     params = GemmParams(wave_weight=1.0, small_tile_max_m=64.0, mid_tile_max_m=128.0)
     per_sm = peak_for_format(H100, "fp8") / H100.compute_units
     k = 65536
-    narrow = float(gemm_time_s(64, 256, k, "fp8", H100, params))  # 1 x 4 tiles of 64x64
+    narrow = float(gemm_time_s(64, 256, k, "fp8", H100, params, weights_in_l2=True))  # 1 x 4 tiles of 64x64
     assert narrow == pytest.approx(64 * 64 * 2 * k / per_sm, rel=1e-9)
-    short = float(gemm_time_s(128, 256, k, "fp8", H100, params))  # 2 x 2 tiles of 64x128
+    short = float(gemm_time_s(128, 256, k, "fp8", H100, params, weights_in_l2=True))  # 2 x 2 tiles of 64x128
     assert short == pytest.approx(64 * 128 * 2 * k / per_sm, rel=1e-9)
-    large = float(gemm_time_s(256, 128, k, "fp8", H100, params))  # 2 x 1 tiles of 128x128
+    large = float(gemm_time_s(256, 128, k, "fp8", H100, params, weights_in_l2=True))  # 2 x 1 tiles of 128x128
     assert large == pytest.approx(128 * 128 * 2 * k / per_sm, rel=1e-9)
     # 0 (the defaults): the 128x128 tile at every m, the former formula.
     default = params.model_copy(update={"small_tile_max_m": 0.0, "mid_tile_max_m": 0.0})
     assert GemmParams().small_tile_max_m == GemmParams().mid_tile_max_m == 0.0
-    assert float(gemm_time_s(128, 256, k, "fp8", H100, default)) == pytest.approx(large, rel=1e-9)
-    assert float(gemm_time_s(256, 128, k, "fp8", H100, default)) == large
+    assert float(gemm_time_s(128, 256, k, "fp8", H100, default, weights_in_l2=True)) == pytest.approx(large, rel=1e-9)
+    assert float(gemm_time_s(256, 128, k, "fp8", H100, default, weights_in_l2=True)) == large
 
 
 def test_gemm_output_writes_use_their_own_l2_share():
@@ -869,10 +886,10 @@ def test_gemm_output_writes_use_their_own_l2_share():
     bandwidth = l40s.memory_bandwidth_bytes_per_s
     gain = 1.0 - 1.0 / 3.0
     expected = (inputs * (1 - resident(inputs, 0.01) * gain) + out * (1 - resident(out, 1.0) * gain)) / bandwidth
-    assert gemm_time_s(m, n, k, "bfloat16", l40s, split) == pytest.approx(expected, rel=1e-9)
+    assert gemm_time_s(m, n, k, "bfloat16", l40s, split, weights_in_l2=True) == pytest.approx(expected, rel=1e-9)
     # The default (0) keeps one share for all bytes: the former formula.
     lumped = (inputs + out) * (1 - resident(inputs + out, 0.01) * gain) / bandwidth
-    assert gemm_time_s(m, n, k, "bfloat16", l40s, base) == pytest.approx(lumped, rel=1e-9)
+    assert gemm_time_s(m, n, k, "bfloat16", l40s, base, weights_in_l2=True) == pytest.approx(lumped, rel=1e-9)
 
 
 def test_decode_head_dim_speed_and_launch_floor_per_head_dim():
@@ -974,8 +991,8 @@ def test_a_serving_steps_gemm_reads_its_weights_from_dram_not_l2(name):
     """The kernel collectors call one GEMM again and again over a few copies of its weights, so
     a GPU's L2 serves small weights between calls and the fits carry that gain (l40s TRT-LLM
     bf16 rows at m <= 8 up to 3 TB/s against 0.86 TB/s of GDDR6); in a serving step every other
-    layer's weights pass through the L2 between two reads of one, so ``weights_cold`` (what every
-    deployment estimate passes) is never faster than the weights' bytes at the chip's peak
+    layer's weights pass through the L2 between two reads of one, so ``weights_in_l2`` False (the
+    default, what every deployment estimate runs) is never faster than the weights' bytes at the chip's peak
     memory bandwidth, shape correction included (which, learned on the collectors' rows, put
     l40s-trtllm fp8 m=1 n=8192 k=16384 at 93.9 us against 155 us of GDDR6 before the floor).
     Every format of every GPU profile, decode-sized m, weights of 0.25-512 MiB."""
@@ -986,28 +1003,33 @@ def test_a_serving_steps_gemm_reads_its_weights_from_dram_not_l2(name):
     n, k = (2.0 ** rng.integers(9, 17, 4000) for _ in range(2))
     for fmt, params in profile.gemm.items():
         dram_s = n * k * WEIGHT_BYTES[fmt] / chip.memory_bandwidth_bytes_per_s
-        served = gemm_time_s(m, n, k, fmt, chip, params, weights_cold=True)
+        served = gemm_time_s(m, n, k, fmt, chip, params)
         assert np.all(served >= dram_s), (fmt, float(np.min(served / dram_s)))
     if profile.chip == "l40s":  # the collectors' L2 gain, fitted: their rows beat the GDDR6
         bf16 = profile.gemm["bfloat16"]
-        collected = gemm_time_s(m, n, k, "bfloat16", chip, bf16)
+        collected = gemm_time_s(m, n, k, "bfloat16", chip, bf16, weights_in_l2=True)
         assert np.any(collected < 0.8 * n * k * WEIGHT_BYTES["bfloat16"] / chip.memory_bandwidth_bytes_per_s)
     if name == "l40s-trtllm":  # (the corrected collector time the floor now stops)
         fp8 = profile.gemm["fp8"]
-        assert gemm_time_s(1, 8192, 16384, "fp8", L40S, fp8) < 0.7 * 8192 * 16384 / L40S.memory_bandwidth_bytes_per_s
+        assert (
+            gemm_time_s(1, 8192, 16384, "fp8", L40S, fp8, weights_in_l2=True)
+            < 0.7 * 8192 * 16384 / L40S.memory_bandwidth_bytes_per_s
+        )
 
 
 @pytest.mark.parametrize("output_share", [0.0, 0.5])
-def test_weights_cold_drops_the_inputs_l2_share_and_keeps_the_outputs(output_share):
-    """``weights_cold`` is the model without the inputs' L2 term: the output's own write-back
+def test_weights_out_of_l2_drops_the_inputs_l2_share_and_keeps_the_outputs(output_share):
+    """``weights_in_l2`` False (the default) is the model without the inputs' L2 term: the output's own write-back
     share stays where it has one (``output_l2_fraction`` > 0); with one L2 term for the whole
     working set, no L2 gain is left."""
     m, n, k = np.meshgrid(2.0 ** np.arange(0, 15, 2), 2.0 ** np.arange(6, 17, 2), 2.0 ** np.arange(6, 17, 2))
     params = GemmParams(l2_speedup=3.0, l2_capacity_fraction=0.3, output_l2_fraction=output_share)
-    cold = gemm_time_s(m, n, k, "bfloat16", L40S, params, weights_cold=True)
+    cold = gemm_time_s(m, n, k, "bfloat16", L40S, params)
     if output_share > 0:
         inputs_not_resident = params.model_copy(update={"l2_capacity_fraction": 1e-12})
     else:
         inputs_not_resident = params.model_copy(update={"l2_speedup": 1.0})
-    np.testing.assert_allclose(cold, gemm_time_s(m, n, k, "bfloat16", L40S, inputs_not_resident), rtol=1e-12)
-    assert np.any(cold > gemm_time_s(m, n, k, "bfloat16", L40S, params) * 1.5)
+    np.testing.assert_allclose(
+        cold, gemm_time_s(m, n, k, "bfloat16", L40S, inputs_not_resident, weights_in_l2=True), rtol=1e-12
+    )
+    assert np.any(cold > gemm_time_s(m, n, k, "bfloat16", L40S, params, weights_in_l2=True) * 1.5)

@@ -42,8 +42,8 @@ def test_qkv_and_gate_up_are_each_one_gemm_at_the_fused_shape(bits, fmt):
         flash_attention=True, calibration=profile,
     )  # fmt: skip
     slots = _slots(report)
-    qkv = float(gemm_time_s(TOKENS, QKV_N, D, fmt, H100, params, weights_cold=True))
-    gate_up = float(gemm_time_s(TOKENS, 2 * FFN, D, fmt, H100, params, weights_cold=True))
+    qkv = float(gemm_time_s(TOKENS, QKV_N, D, fmt, H100, params))
+    gate_up = float(gemm_time_s(TOKENS, 2 * FFN, D, fmt, H100, params))
     assert slots["q_proj"] + slots["k_proj"] + slots["v_proj"] == pytest.approx(qkv, rel=1e-12)
     assert slots["gate_proj"] + slots["up_proj"] == pytest.approx(gate_up, rel=1e-12)
     # Each slot's share is its FLOPs' (2 m k n with the same m and k: its n).
@@ -52,7 +52,7 @@ def test_qkv_and_gate_up_are_each_one_gemm_at_the_fused_shape(bits, fmt):
     assert slots["v_proj"] == pytest.approx(qkv * KV_N / QKV_N, rel=1e-12)
     assert slots["gate_proj"] == pytest.approx(gate_up / 2, rel=1e-12)
     # Not three GEMMs: the k projection's own kernel (its launch, its 1024-wide tiles) is gone.
-    alone = float(gemm_time_s(TOKENS, KV_N, D, fmt, H100, params, weights_cold=True))
+    alone = float(gemm_time_s(TOKENS, KV_N, D, fmt, H100, params))
     assert slots["k_proj"] < alone
     # The block's breakdown sums to the whole: every slot's time x its count is the total.
     total = sum(row["time_s"] * row["count"] for row in report["operators"])
@@ -105,8 +105,8 @@ def test_tensor_parallel_fuses_the_per_chip_shapes(monkeypatch):
     monkeypatch.undo()
     prefill = seen[0][:, 0]
     fmt = "fp8"
-    qkv = float(gemm_time_s(8 * 1024, 2304, 16384, fmt, H200, profile.gemm[fmt], weights_cold=True))
-    gate_up = float(gemm_time_s(8 * 1024, 13312, 16384, fmt, H200, profile.gemm[fmt], weights_cold=True))
+    qkv = float(gemm_time_s(8 * 1024, 2304, 16384, fmt, H200, profile.gemm[fmt]))
+    gate_up = float(gemm_time_s(8 * 1024, 13312, 16384, fmt, H200, profile.gemm[fmt]))
     assert prefill[[OP["q_proj"], OP["k_proj"], OP["v_proj"]]].sum() == pytest.approx(qkv, rel=1e-12)
     assert prefill[OP["k_proj"]] == pytest.approx(qkv * 128 / 2304, rel=1e-12)
     assert prefill[[OP["gate_proj"], OP["up_proj"]]].sum() == pytest.approx(gate_up, rel=1e-12)

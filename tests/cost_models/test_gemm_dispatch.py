@@ -105,11 +105,13 @@ def test_each_configuration_takes_its_own_factor_before_the_floor() -> None:
     )
     m = np.array([48.0, 300.0, 300.0])  # 64x64, 256x128, 128x128 (the reference) at these n
     n = np.array([4096.0, 6144.0, 16384.0])
-    ratio = gemm_time_s(m, n, 4096.0, "fp8", chip, dispatched) / gemm_time_s(m, n, 4096.0, "fp8", chip, plain)
+    ratio = gemm_time_s(m, n, 4096.0, "fp8", chip, dispatched, weights_in_l2=True) / gemm_time_s(
+        m, n, 4096.0, "fp8", chip, plain, weights_in_l2=True
+    )
     np.testing.assert_allclose(ratio, [1.5, 0.5, 1.0], rtol=1e-12)
     # Under a per-call floor the floor stays: the factor is the kernel's.
     floored = {"host_floor_s": 1e-3}
-    slow = gemm_time_s(48.0, 4096.0, 4096.0, "fp8", chip, dispatched.model_copy(update=floored))
+    slow = gemm_time_s(48.0, 4096.0, 4096.0, "fp8", chip, dispatched.model_copy(update=floored), weights_in_l2=True)
     assert float(slow) == pytest.approx(1e-3)
 
 
@@ -215,9 +217,9 @@ def test_the_shipped_hopper_sglang_fp8_block_fits_carry_deepgemms_dispatch() -> 
     }
     plain = params.model_copy(update={**kernel_only, "kernel_dispatch": ""})
     dispatched = params.model_copy(update=kernel_only)
-    ratio = gemm_time_s(np.array([1280.0, 1281.0]), 3072.0, 16384.0, "fp8_block", chip, dispatched) / gemm_time_s(
-        np.array([1280.0, 1281.0]), 3072.0, 16384.0, "fp8_block", chip, plain
-    )
+    ratio = gemm_time_s(
+        np.array([1280.0, 1281.0]), 3072.0, 16384.0, "fp8_block", chip, dispatched, weights_in_l2=True
+    ) / gemm_time_s(np.array([1280.0, 1281.0]), 3072.0, 16384.0, "fp8_block", chip, plain, weights_in_l2=True)
     np.testing.assert_allclose(ratio, [params.dispatch_factor_large_one_wave, 1.0], rtol=1e-9)
     # vLLM's fp8_block on the same chips (its own DeepGEMM, under a per-call floor) has none.
     assert load_profile("h200-vllm").gemm["fp8_block"].kernel_dispatch == ""

@@ -98,9 +98,11 @@ def test_gemm_time_is_the_fit_times_the_correction_and_unchanged_without_one():
     m = np.array([1.0, 16.0, 16.0, 4096.0])
     n = np.array([1024.0, 1024.0, 8192.0, 4096.0])
     k = np.array([1024.0, 1024.0, 1024.0, 4096.0])
-    plain = gemm_time_s(m, n, k, "bfloat16", chip, params)
+    plain = gemm_time_s(m, n, k, "bfloat16", chip, params, weights_in_l2=True)
     grid = fit_shape_correction([16.0], [1024.0], [1024.0], [0.3], median_level=False)
-    corrected = gemm_time_s(m, n, k, "bfloat16", chip, params.model_copy(update={"shape_correction": grid}))
+    corrected = gemm_time_s(
+        m, n, k, "bfloat16", chip, params.model_copy(update={"shape_correction": grid}), weights_in_l2=True
+    )
     assert corrected[1] == pytest.approx(plain[1] * np.exp(0.2), rel=1e-3)
     # m=1 is 16 bandwidths away in log2 m, n=8192 6 in log2 n, the last in all three: no correction.
     assert np.array_equal(corrected[[0, 2, 3]], plain[[0, 2, 3]])

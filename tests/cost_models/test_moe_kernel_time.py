@@ -21,14 +21,16 @@ def _times(moe: MoeKernelParams, tokens=64.0, experts_woken=32.0, topk=8.0, f=10
     per_expert = tokens * topk / experts_woken
     args = (np.array([tokens]), np.array([experts_woken]), np.array([per_expert]), np.array([topk]))
     args += (np.array([f]), np.array([d]), "bfloat16", H100, DENSE, moe)
-    return routed_expert_time_s(False, *args)[0], routed_expert_time_s(True, *args)[0]
+    return routed_expert_time_s(False, *args, weights_in_l2=True)[0], routed_expert_time_s(
+        True, *args, weights_in_l2=True
+    )[0]
 
 
 def test_defaults_are_the_stacked_gemms_without_launches_or_tile_padding() -> None:
     up, down = _times(MoeKernelParams())
     bare = DENSE.model_copy(update={"launch_s": 0.0, "min_tile_m": 1.0})
-    assert up == pytest.approx(gemm_time_s(16.0, 32 * 1024.0, 4096.0, "bfloat16", H100, bare)[()])
-    assert down == pytest.approx(gemm_time_s(16.0, 32 * 4096.0, 1024.0, "bfloat16", H100, bare)[()])
+    assert up == pytest.approx(gemm_time_s(16.0, 32 * 1024.0, 4096.0, "bfloat16", H100, bare, weights_in_l2=True)[()])
+    assert down == pytest.approx(gemm_time_s(16.0, 32 * 4096.0, 1024.0, "bfloat16", H100, bare, weights_in_l2=True)[()])
 
 
 def test_the_dense_scale_pass_per_column_is_not_charged_to_the_stacked_experts() -> None:
@@ -37,9 +39,9 @@ def test_the_dense_scale_pass_per_column_is_not_charged_to_the_stacked_experts()
     args = (np.array([64.0]), np.array([32.0]), np.array([16.0]), np.array([8.0]), np.array([1024.0]))
     args += (np.array([4096.0]), "fp8_block", H100)
     for down in (False, True):
-        plain = routed_expert_time_s(down, *args, DENSE, MoeKernelParams())[0]
+        plain = routed_expert_time_s(down, *args, DENSE, MoeKernelParams(), weights_in_l2=True)[0]
         scaled = routed_expert_time_s(
-            down, *args, DENSE.model_copy(update={"scale_column_s": 5e-10}), MoeKernelParams()
+            down, *args, DENSE.model_copy(update={"scale_column_s": 5e-10}), MoeKernelParams(), weights_in_l2=True
         )
         assert scaled[0] == plain, down
 
@@ -49,14 +51,14 @@ def test_the_dense_weight_only_gemv_factor_is_not_charged_to_the_experts() -> No
     # path, measured on dense a100 int4_wo/int8_wo calls); 2 tokens per expert here would take it
     # on a dense call (so the inequality below can fail), the MoE kernel's experts do not.
     gemv = DENSE.model_copy(update={"weight_only_gemv_factor": 0.5})
-    assert gemm_time_s(2.0, 4096.0, 1024.0, "int4_wo", H100, gemv)[()] != pytest.approx(
-        gemm_time_s(2.0, 4096.0, 1024.0, "int4_wo", H100, DENSE)[()]
+    assert gemm_time_s(2.0, 4096.0, 1024.0, "int4_wo", H100, gemv, weights_in_l2=True)[()] != pytest.approx(
+        gemm_time_s(2.0, 4096.0, 1024.0, "int4_wo", H100, DENSE, weights_in_l2=True)[()]
     )
     args = (np.array([8.0]), np.array([32.0]), np.array([2.0]), np.array([8.0]), np.array([1024.0]))
     args += (np.array([4096.0]), "int4_wo", H100)
     for down in (False, True):
-        plain = routed_expert_time_s(down, *args, DENSE, MoeKernelParams())[0]
-        assert routed_expert_time_s(down, *args, gemv, MoeKernelParams())[0] == plain, down
+        plain = routed_expert_time_s(down, *args, DENSE, MoeKernelParams(), weights_in_l2=True)[0]
+        assert routed_expert_time_s(down, *args, gemv, MoeKernelParams(), weights_in_l2=True)[0] == plain, down
 
 
 def test_the_dense_fp8_tile_dispatch_by_m_is_not_charged_to_the_stacked_experts() -> None:
@@ -67,13 +69,13 @@ def test_the_dense_fp8_tile_dispatch_by_m_is_not_charged_to_the_stacked_experts(
     # (The tiles enter through the wave and CTA-saturation terms: both on here.)
     tiled = DENSE.model_copy(update={"wave_weight": 1.0, "half_saturation_ctas": 16.0})
     dispatch = tiled.model_copy(update={"small_tile_max_m": 64.0, "mid_tile_max_m": 128.0})
-    dense = [gemm_time_s(16.0, 4096.0, 1024.0, "fp8", H100, p)[()] for p in (tiled, dispatch)]
+    dense = [gemm_time_s(16.0, 4096.0, 1024.0, "fp8", H100, p, weights_in_l2=True)[()] for p in (tiled, dispatch)]
     assert dense[0] != dense[1]
     args = (np.array([64.0]), np.array([32.0]), np.array([16.0]), np.array([8.0]), np.array([1024.0]))
     args += (np.array([4096.0]), "fp8", H100)
     for down in (False, True):
-        plain = routed_expert_time_s(down, *args, tiled, MoeKernelParams())[0]
-        assert routed_expert_time_s(down, *args, dispatch, MoeKernelParams())[0] == plain, down
+        plain = routed_expert_time_s(down, *args, tiled, MoeKernelParams(), weights_in_l2=True)[0]
+        assert routed_expert_time_s(down, *args, dispatch, MoeKernelParams(), weights_in_l2=True)[0] == plain, down
 
 
 def test_the_floor_and_the_permutation_are_charged_once_on_the_down_slot() -> None:

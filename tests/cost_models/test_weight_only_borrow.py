@@ -31,9 +31,9 @@ def test_the_quoted_ratios_are_the_measured_ones(fmt: str) -> None:
     measured_s = np.array([float(r["latency"]) for r in rows]) / 1e3
     profile = profile_for("a100-80gb", "trtllm")
     a100 = get_hardware("a100-80gb")
-    own = gemm_time_s(m, n, k, fmt, a100, _gemm_params(profile, fmt))
+    own = gemm_time_s(m, n, k, fmt, a100, _gemm_params(profile, fmt), weights_in_l2=True)
     borrowing = profile.model_copy(update={"gemm": {f: p for f, p in profile.gemm.items() if f != fmt}})
-    borrowed = gemm_time_s(m, n, k, fmt, a100, _gemm_params(borrowing, fmt))
+    borrowed = gemm_time_s(m, n, k, fmt, a100, _gemm_params(borrowing, fmt), weights_in_l2=True)
     bins = [(m >= lo) & (m < hi) for lo, hi in ((1, 16), (16, 256), (256, np.inf))]
     medians = [float(np.median(borrowed[b] / measured_s[b])) for b in bins]
     least, most, count = MEASURED_WEIGHT_ONLY_BORROW_RATIO[fmt]

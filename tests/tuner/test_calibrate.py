@@ -795,7 +795,7 @@ def _bumped_gemm_rows(tmp_path):
     bump = 0.5 * np.exp(
         -0.5 * (((np.log2(m) - 6) / 1.2) ** 2 + ((np.log2(n) - 12) / 0.8) ** 2 + ((np.log2(k) - 12) / 0.8) ** 2)
     )
-    seconds = gemm_time_s(m, n, k, "bfloat16", chip, params) * np.exp(bump)
+    seconds = gemm_time_s(m, n, k, "bfloat16", chip, params, weights_in_l2=True) * np.exp(bump)
     body = "".join(
         f"h100_sxm,TRTLLM,1,gemm,x,bfloat16,{int(a)},{int(b)},{int(c)},{s * 1e3}\n"
         for a, b, c, s in zip(m, n, k, seconds, strict=True)
@@ -856,9 +856,9 @@ def test_gemm_shape_correction_is_in_the_written_profile_and_its_times(tmp_path,
     assert error.fit_only_median is not None and error.median < error.fit_only_median
     chip = get_hardware("h100-sxm")
     plain = params.model_copy(update={"shape_correction": None})
-    at = gemm_time_s(64.0, 4096.0, 4096.0, "bfloat16", chip, params)
+    at = gemm_time_s(64.0, 4096.0, 4096.0, "bfloat16", chip, params, weights_in_l2=True)
     # exp(0.18) = 1.20 at the bump's centre, measured 1.197 (2026-12-06, monotone in m).
-    assert at / gemm_time_s(64.0, 4096.0, 4096.0, "bfloat16", chip, plain) > 1.15
+    assert at / gemm_time_s(64.0, 4096.0, 4096.0, "bfloat16", chip, plain, weights_in_l2=True) > 1.15
 
 
 def test_without_the_flag_no_table_is_written(tmp_path, capsys):
@@ -943,7 +943,11 @@ def test_shipped_gemm_groups_carry_a_monotone_shape_correction():
             assert correction is not None and correction.monotone_in_m and correction.rows >= 1000, (name, fmt)
             error = profile.cv_error[f"gemm/{fmt}"]
             assert error.fit_only_median is not None and error.fit_only_p90 is not None, (name, fmt)
-            fitted = np.log(gemm_time_s(M, N, K, fmt, chip, params.model_copy(update={"shape_correction": None})))
+            fitted = np.log(
+                gemm_time_s(
+                    M, N, K, fmt, chip, params.model_copy(update={"shape_correction": None}), weights_in_l2=True
+                )
+            )
             corrected = fitted + correction.log_correction(M, N, K)
             fall = (np.maximum.accumulate(corrected, axis=1) - corrected).max(axis=1)
             fit_fall = (np.maximum.accumulate(fitted, axis=1) - fitted).max(axis=1)

@@ -876,7 +876,13 @@ def _floored_gemm_file(path: Path, floor_line: str | None) -> tuple[np.ndarray, 
     sweep = SWEEP_GRIDS["small"]
     m, n, k = np.array([(m, n, k) for m in sweep.gemm_m for n in sweep.gemm_n for k in sweep.gemm_k]).T
     kernel_s = gemm_time_s(
-        m, n, k, "bfloat16", get_hardware("h200"), load_profile("h200-trtllm").gemm_params("bfloat16")
+        m,
+        n,
+        k,
+        "bfloat16",
+        get_hardware("h200"),
+        load_profile("h200-trtllm").gemm_params("bfloat16"),
+        weights_in_l2=True,
     )
     measured_ms = np.maximum(kernel_s * np.random.default_rng(0).lognormal(0.0, 0.03, len(m)), 45e-6) * 1e3
     with open(path, "w", newline="", encoding="utf-8") as handle:
@@ -918,7 +924,7 @@ def test_calibrate_fits_kernels_under_the_dispatch_floor_tuner_measure_records(c
         )
         assert code == 0, err
         params = load_profile(tmp_path / f"{name}.yaml", chip="h200").gemm_params("bfloat16")
-        predicted = gemm_time_s(m, n, k, "bfloat16", get_hardware("h200"), params)
+        predicted = gemm_time_s(m, n, k, "bfloat16", get_hardware("h200"), params, weights_in_l2=True)
         fitted[name] = (params.launch_s, float(np.median(np.abs(predicted / kernel_s - 1))), stdout)
     launch_s, kernel_error, stdout = fitted["floor"]
     assert launch_s < 15e-6 and kernel_error < 0.15

@@ -213,17 +213,17 @@ def test_the_cost_model_charges_what_was_fitted() -> None:
     data = dataclasses.replace(data, woken=uniform, tokens_per_expert=data.tokens * data.topk / uniform)
     for fmt in ("bfloat16", "fp8", "fp8_block"):
         index = np.flatnonzero(data.moe_format == fmt)
-        # (a serving step's weights are not in L2: efficiency.gemm_time_s weights_cold)
-        expected = fitted_times_s(data, index, fmt, profile.moe[fmt], profile, weights_cold=True)
+        # (a serving step's weights are not in L2: efficiency.gemm_time_s's default, weights_in_l2 False)
+        expected = fitted_times_s(data, index, fmt, profile.moe[fmt], profile)
         np.testing.assert_allclose(shipped[index], expected, rtol=1e-9)
     assert moe_kernel_params(profile.moe, "fp8") is profile.moe["fp8"]
     assert moe_kernel_params(profile.moe, "fp8_block") is profile.moe["fp8_block"]
     # int4_wo by its class refitted from bfloat16's (BORROWED_REFIT), at int4 weight bytes.
     index = np.flatnonzero(data.moe_format == "int4_wo")
-    expected = fitted_times_s(data, index, "int4_wo", profile.moe["int4_wo"], profile, weights_cold=True)
+    expected = fitted_times_s(data, index, "int4_wo", profile.moe["int4_wo"], profile)
     np.testing.assert_allclose(shipped[index], expected, rtol=1e-9)
     assert np.all(shipped[index] != data.before_s[index])
-    borrowed = fitted_times_s(data, index, "int4_wo", profile.moe["bfloat16"], profile, weights_cold=True)
+    borrowed = fitted_times_s(data, index, "int4_wo", profile.moe["bfloat16"], profile)
     assert np.median(shipped[index] / borrowed) > 1.2  # 0.70x of measured before, ~1.0 now
 
 
@@ -361,7 +361,7 @@ def test_mxfp4_folds_never_train_on_the_slice_or_shape_they_predict(monkeypatch)
         test = np.setdiff1d(everything, train)
         assert len(set(data.shape[test])) == 1 and not set(data.shape[train]) & set(data.shape[test])
     index = np.arange(len(rows))
-    in_sample = fitted_times_s(data, index, "w4a16_mxfp4", result.params["w4a16_mxfp4"], profile)
+    in_sample = fitted_times_s(data, index, "w4a16_mxfp4", result.params["w4a16_mxfp4"], profile, weights_in_l2=True)
     in_sample_median = np.median(np.abs(in_sample / data.measured_s - 1))
     assert in_sample_median < result.cv_error["moe/w4a16_mxfp4"].median
 
