@@ -1790,6 +1790,8 @@ _DENSE_ONLY = {
     # The dense scaled_mm's kernel dispatch by (m, n) (vLLM's SM89 fp8: cost_models/gemm_dispatch.py):
     # the experts' grouped kernel is another kernel, and a stacked n is not a dense call's n.
     "kernel_dispatch": "",
+    # A CUDA-graph replay pads the tokens, not the experts' rows (cost_models/cuda_graph_capture.py).
+    "cuda_graph_capture": "",
 }
 
 
@@ -1803,6 +1805,7 @@ def _stacked(params: GemmParams) -> GemmParams:
         or params.weight_only_gemv_factor != 1
         or params.shape_correction is not None
         or params.kernel_dispatch
+        or params.cuda_graph_capture
     ):
         return params.model_copy(update=_DENSE_ONLY)
     return params

@@ -316,10 +316,12 @@ def _median_params(cls, items: list):
         return cls()
     fields = {}
     for field in cls.model_fields:
-        if field == "shape_correction" or field == "kernel_dispatch" or field.startswith("dispatch_factor_"):
+        if field in ("shape_correction", "kernel_dispatch", "cuda_graph_capture") or field.startswith(
+            "dispatch_factor_"
+        ):
             # A table of one chip's measured GEMM shapes, one engine's kernel dispatch on one chip
             # (cost_models/gemm_dispatch.py) and its configurations' speeds: a chip without a
-            # profile has none.
+            # profile has none. (The CUDA-graph padding is a replay's view, never a profile's.)
             continue
         values = [getattr(p, field) for p in items if getattr(p, field) is not None]
         if values:
@@ -467,9 +469,10 @@ _GRAPH_REPLAY: dict[int, tuple[CalibrationProfile, CalibrationProfile]] = {}
 
 def cuda_graph_replay(profile: CalibrationProfile | None) -> CalibrationProfile | None:
     """``profile`` as a CUDA-graph replay of an iteration sees it (:data:`CUDA_GRAPH_DECODE_BACKENDS`):
-    the dense GEMMs without their per-call host floor, and the block-scaled fp8 path without its
-    host-side fixed costs (below); ``profile`` itself under other engines or where nothing
-    changes. Which iterations replay is :class:`CudaGraphs`' rule: under vLLM every iteration of
+    the dense GEMMs at m padded to the engine's captured sizes (GemmParams.cuda_graph_capture,
+    cost_models/cuda_graph_capture.py) and without their per-call host floor, and the
+    block-scaled fp8 path without its host-side fixed costs (below); ``profile`` itself under
+    other engines. Which iterations replay is :class:`CudaGraphs`' rule: under vLLM every iteration of
     up to its capture size in scheduled tokens (512 by default), under SGLang decode-only batches
     of up to ``cuda_graph_max_bs`` sequences; any other iteration runs eager and is timed with
     ``profile`` itself (its floors paid on every call, as the kernel database measured them) and
@@ -487,7 +490,8 @@ def cuda_graph_replay(profile: CalibrationProfile | None) -> CalibrationProfile 
     plain = profile.gemm.get("fp8")
     floored = {}
     for fmt, params in profile.gemm.items():
-        update: dict[str, float] = {}
+        # The replay runs the GEMMs at the engine's next captured size (cuda_graph_capture.py).
+        update: dict[str, float | str] = {"cuda_graph_capture": profile.backend}
         if params.host_floor_s > 0 or params.large_m_launch_s > 0:
             update |= {"host_floor_s": 0.0, "large_m_launch_s": 0.0}
         if fmt == "fp8_block" and plain is not None:
@@ -495,8 +499,7 @@ def cuda_graph_replay(profile: CalibrationProfile | None) -> CalibrationProfile 
                 update["launch_s"] = plain.launch_s
             if params.unaligned_m_s > 0:
                 update["unaligned_m_s"] = 0.0
-        if update:
-            floored[fmt] = params.model_copy(update=update)
+        floored[fmt] = params.model_copy(update=update)
     replay = profile.model_copy(update={"gemm": {**profile.gemm, **floored}}) if floored else profile
     _GRAPH_REPLAY[id(profile)] = (profile, replay)
     return replay

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
+from cost_models.cuda_graph_capture import padded_to_capture
 from cost_models.errors import InvalidInputError
 from cost_models.gemm_dispatch import DISPATCHES, FACTOR_FIELDS, dispatch_factor
 from cost_models.gemm_shape import GemmShapeCorrection
@@ -216,6 +217,10 @@ class GemmParams(_Params):
     #: The engine's kernel dispatch by shape (cost_models/gemm_dispatch.py DISPATCHES); "": none.
     #: Not fitted: tuner/calibrate.py KERNEL_DISPATCH says where it was read from the source.
     kernel_dispatch: str = ""
+    #: The engine whose CUDA-graph replay pads m to its captured sizes (cost_models/
+    #: cuda_graph_capture.py); "": none. Not fitted and never in a profile: set on the replay's view
+    #: of a vLLM or SGLang profile only (calibration.cuda_graph_replay).
+    cuda_graph_capture: Literal["", "vllm", "sglang"] = ""
     #: Kernel-time factor of each configuration of ``kernel_dispatch`` over the model's time (the
     #: reference configuration is 1; each dispatch's classes: gemm_dispatch.DISPATCHES).
     dispatch_factor_16x64: float = Field(default=1.0, gt=0, le=8)
@@ -257,6 +262,8 @@ class GemmParams(_Params):
         # dispatches' factors (they do nothing there).
         if not self.kernel_dispatch:
             data.pop("kernel_dispatch", None)
+        if not self.cuda_graph_capture:
+            data.pop("cuda_graph_capture", None)
         for name in set(FACTOR_FIELDS).difference(self._dispatch_fields()):
             data.pop(name, None)
         return data
@@ -546,6 +553,9 @@ def gemm_time_s(
     - per-call scale pass (``scale_column_s``, fitted on SGLang's fp8_block): n *
       scale_column_s after the floor, whatever m and k (b200 SGLang fp8_block m=1 n=51200
       k=512: 46 us, 20 us predicted held out without it).
+    - CUDA-graph padding (``cuda_graph_capture``, "vllm" or "sglang": set on a replay's view of
+      the profile only, calibration.cuda_graph_replay): m is first padded to the engine's next
+      captured size (cost_models/cuda_graph_capture.py), which every term above then sees.
     - measured shape correction (``shape_correction``, cost_models/gemm_shape.py): the whole
       time times exp(the table's log correction at (m, n, k)), last: what the terms above miss
       near the group's measured shapes (docs/accuracy.md, GEMM, the twelfth round).
@@ -585,6 +595,9 @@ def gemm_time_with_constants_s(
     format's constants; every constant enters elementwise, so each element's seconds are the
     ones :func:`gemm_time_s` gives it alone."""
     m, n, k = (np.asarray(x, dtype=float) for x in (m, n, k))
+    if params.cuda_graph_capture:
+        # A CUDA-graph replay runs the captured size m was padded to (cuda_graph_capture.py).
+        m = padded_to_capture(m, params.cuda_graph_capture)
     shape = np.broadcast_shapes(m.shape, n.shape, k.shape, np.shape(peak), np.shape(w_bytes), np.shape(a_bytes))
     if not m.shape == n.shape == k.shape == shape:
         # Every temporary below then has the result's shape and takes the next operation in place

@@ -273,6 +273,9 @@ def routed_expert_time_s(
             "large_m_launch_s": 0.0,
             "unaligned_m_s": 0.0,
             "unaligned_m_slowdown": 1.0,
+            # A CUDA-graph replay pads the tokens, not the rows each expert gets
+            # (cost_models/cuda_graph_capture.py).
+            "cuda_graph_capture": "",
             # The dense call's pass over its weights' block scales (GemmParams.FIT
             # scale_column_s), per output column: the fused kernel's stacked experts are not one.
             "scale_column_s": 0.0,

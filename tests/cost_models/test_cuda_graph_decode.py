@@ -36,7 +36,9 @@ def test_the_replay_drops_only_the_host_floor_and_only_under_vllm_and_sglang() -
     assert replay is not None
     assert vllm.gemm["fp8_block"].host_floor_s > 50e-6  # the shipped fit: ~55 us a call
     assert replay.gemm["fp8_block"].host_floor_s == 0.0 and replay.gemm["fp8_block"].large_m_launch_s == 0.0
-    host = {"host_floor_s", "large_m_launch_s", "launch_s", "unaligned_m_s"}
+    host = {"host_floor_s", "large_m_launch_s", "launch_s", "unaligned_m_s", "cuda_graph_capture"}
+    # (and m padded to vLLM's captured sizes: tests/cost_models/test_cuda_graph_padding.py)
+    assert {p.cuda_graph_capture for p in replay.gemm.values()} == {"vllm"}
     assert replay.gemm["fp8_block"].model_dump(exclude=host) == vllm.gemm["fp8_block"].model_dump(exclude=host)
     assert replay.gemm["fp8"].model_dump(exclude=host) == vllm.gemm["fp8"].model_dump(exclude=host)
     assert cuda_graph_replay(vllm) is replay  # one view per profile
@@ -55,6 +57,7 @@ def test_a_vllm_decode_step_pays_no_host_floor_and_its_prefill_does() -> None:
             "large_m_launch_s": 0.0,
             "launch_s": vllm.gemm["fp8"].launch_s,
             "unaligned_m_s": 0.0,
+            "cuda_graph_capture": "vllm",
         }
     )
     # Decode, 8 sequences: one fused QKV GEMM of m = 8 (Qwen3-235B-FP8 is block-scaled: fp8_block).
@@ -109,7 +112,8 @@ def test_the_replay_charges_the_block_scaled_path_its_kernels_launch_only() -> N
     assert replay is not None
     assert replay.gemm["fp8_block"].launch_s == vllm.gemm["fp8"].launch_s < 6e-6
     assert replay.gemm["fp8_block"].unaligned_m_s == 0.0
-    assert replay.gemm["bfloat16"] == vllm.gemm["bfloat16"]  # no floor, nothing to change
+    # no floor: only the padding to the captured sizes changes
+    assert replay.gemm["bfloat16"] == vllm.gemm["bfloat16"].model_copy(update={"cuda_graph_capture": "vllm"})
 
 
 def test_a_decode_batch_past_the_engines_default_capture_runs_eager() -> None:

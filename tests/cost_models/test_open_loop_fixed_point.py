@@ -155,11 +155,14 @@ def test_the_returned_points_of_a_random_draw_are_the_round_map_s_own(monkeypatc
         # it reproduces both numbers above on the profiles of a0622eb): 6.8547994 and 31.4603726.
         # The 8B's edge now reads 31.4518, 2.7e-4 under it: the two loops' limits part there
         # (today's loop at _SETTLED 1e-9 and 400 rounds reads 31.4485, 3.8e-4 under; 1e-4 apart on
-        # the profiles before), so its bound is 4e-4, not 2e-4.
+        # the profiles before), so its bound is 4e-4, not 2e-4. Since 2026-12-07 vLLM's decode GEMMs
+        # run at its CUDA-graph capture sizes (cost_models/cuda_graph_capture.py), which b226673
+        # cannot model: the 70B's reference is today's loop run to convergence instead (_SETTLED
+        # 1e-9, _OPEN_LOOP_ROUNDS 400: 6.8778317, 2.4e-6 from the shipped settings' 6.8778155).
         (
             {"model": "llama-3-70b", "hardware": "h100-sxm", "chips": 4, "prompt_len": 2048, "gen_len": 256,
              "backend": "vllm", "weight_bits": "fp8", "act_bits": "fp8"},
-            6.8547994, 2e-5,
+            6.8778317, 2e-5,
         ),
         (
             {"model": "llama-3-8b", "hardware": "h100-sxm", "chips": 1, "prompt_len": 1024, "gen_len": 128,

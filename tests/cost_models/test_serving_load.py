@@ -348,9 +348,11 @@ def test_no_rate_above_the_highest_stable_rate_reads_stable() -> None:
     """Llama-3-70B fp8 on 4 H100s under vLLM, 2048/256 tokens, a 16-bit KV cache (bench_running_p999's
     case, the docs' percentile table; DEPLOYMENTS' weight_bits 8 reads int8): over 6.70-6.95 req/s
     in steps of 0.01 every rate read stable is at most the max_stable_request_rate of every rate
-    read unstable, which is the same edge (within 2e-6) whatever rate was asked. Before,
+    read unstable, which is the same edge (within 1e-5) whatever rate was asked. Before,
     max_stable_rate stopped at one linear pass (a step of 0.5% of the asked rate): 6.813-6.845
-    req/s as the asked rate ran 6.85-6.95, while 6.84 read stable (the edge: 6.8485)."""
+    req/s as the asked rate ran 6.85-6.95, while 6.84 read stable (the edge: 6.8485). (Within
+    2e-6 until 2026-12-07; since, vLLM's decode GEMMs run at its CUDA-graph capture sizes, steps
+    in the iteration time, and the edges read 6.8778028 or 6.8778340, 4.6e-6 apart.)"""
     case = {
         "model": "llama-3-70b", "hardware": "h100-sxm", "chips": 4, "prompt_len": 2048, "gen_len": 256,
         "backend": "vllm", "weight_bits": "fp8", "act_bits": "fp8",
@@ -365,4 +367,4 @@ def test_no_rate_above_the_highest_stable_rate_reads_stable() -> None:
             assert analytic["max_stable_request_rate"] < rate
     assert stable and edges  # the scan crosses the edge
     assert max(stable) <= min(edges)
-    assert max(edges) == pytest.approx(min(edges), rel=2e-6)
+    assert max(edges) == pytest.approx(min(edges), rel=1e-5)
