@@ -206,6 +206,15 @@ class CalibrationProfile(BaseModel):
         unknown = [k for k in table if k not in known]
         if unknown:
             raise ValueError(f"unknown {info.field_name} format {unknown[0]!r}; use one of {', '.join(known)}")
+        if info.field_name == "gemm":
+            # The padding is a CUDA-graph replay's (cuda_graph_replay sets it on decode steps only):
+            # in a profile it would pad every eager call too.
+            padded = [k for k, v in table.items() if isinstance(v, GemmParams) and v.cuda_graph_capture]
+            if padded:
+                raise ValueError(
+                    f"gemm {padded[0]} sets cuda_graph_capture, which the engine's CUDA-graph replay sets on its own "
+                    "decode steps; remove it"
+                )
         return table
 
     @property

@@ -83,3 +83,17 @@ def test_a_decode_step_does_not_fall_as_the_batch_grows_past_the_captured_pair(b
         for batch in range(3, 65)
     ]  # fmt: skip
     assert np.all(np.diff(steps) >= 0), np.flatnonzero(np.diff(steps) < 0) + 3
+
+
+def test_a_profile_that_sets_the_padding_is_refused(tmp_path) -> None:
+    """The padding is the replay's, set on decode steps only: in a profile file it would pad the
+    eager calls (a prefill) too, so loading one says which format sets it and to remove it."""
+    from cost_models.errors import InvalidInputError
+
+    text = load_profile("h100-sxm-vllm").to_yaml()
+    bad = tmp_path / "padded.yaml"
+    bad.write_text(text.replace("  bfloat16:\n", "  bfloat16:\n    cuda_graph_capture: vllm\n", 1))
+    with pytest.raises(
+        InvalidInputError, match=r"padded\.yaml\.gemm: gemm bfloat16 sets cuda_graph_capture.*remove it"
+    ):
+        load_profile(bad)
