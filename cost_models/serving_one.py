@@ -258,7 +258,7 @@ def swings_note(
             " (tuner simulate has no disaggregated mode to say by how much: run tuner estimate again with "
             "more --decode-instances or a lower --request-rate until this note goes)"
             if disaggregated
-            else " (on the flagged loads of docs/serving.md's percentile table TTFT's mean came to 0.35-1.13x "
+            else " (on the flagged loads of docs/serving.md's percentile table TTFT's mean came to 0.35-1.12x "
             "tuner simulate's; tuner "
             "simulate shows by how much)"
         )
