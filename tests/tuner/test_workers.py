@@ -220,6 +220,14 @@ def _start_search(spec: Path, url: str, trials: int) -> subprocess.Popen:
     )
 
 
+def _end(process: subprocess.Popen) -> None:
+    """Kill ``process`` if it still runs: a failed assertion must not leave a search of 2,000,000
+    trials running behind the test."""
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
 def _stored_trials(url: str) -> int:
     """Trials stored so far. On SQLite one COUNT on Optuna's trials table: loading the study
     through Optuna reads every trial, which took seconds per poll once a random search had written
@@ -255,12 +263,17 @@ def _sqlite_trials(url: str) -> dict[int, tuple[str, tuple]]:
         }
 
 
-def _wait_for_trials(url: str, at_least: int, timeout_s: float = 60.0) -> int:
+def _wait_for_trials(url: str, at_least: int, process: subprocess.Popen | None = None, timeout_s: float = 120.0) -> int:
+    """The count of stored trials once it reaches ``at_least``. ``process``, the command writing
+    them: its end fails the wait at once, with its stderr. ``timeout_s`` only bounds a hang: the
+    command's imports alone take 2 s here and far longer on a loaded 2-core machine."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         count = _stored_trials(url)
         if count >= at_least:
             return count
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"exit {process.returncode} with {count} trials stored: {process.communicate()[1]}")
         time.sleep(0.1)
     raise AssertionError(f"no {at_least} trials within {timeout_s} s")
 
@@ -275,10 +288,10 @@ def test_sigkill_then_resume_keeps_flushed_trials_and_finishes(tmp_path: Path) -
     spec = _write_spec(tmp_path, space=BIG_SPACE)
     process = _start_search(spec, url, trials=2_000_000)
     try:
-        _wait_for_trials(url, 500)
+        _wait_for_trials(url, 500, process)
     finally:
         process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+        process.wait(timeout=120)
     survived = _sqlite_trials(url)
     assert len(survived) >= 500
     assert sorted(survived) == list(range(len(survived)))
@@ -303,9 +316,12 @@ def test_sigterm_flushes_and_exits_143(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'term.db'}"
     spec = _write_spec(tmp_path, space=BIG_SPACE)
     process = _start_search(spec, url, trials=2_000_000)
-    _wait_for_trials(url, 200)
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=60)
+    try:
+        _wait_for_trials(url, 200, process)  # the search runs, its handlers in place
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=120)  # a bound on a hang: it stops within a batch
+    finally:
+        _end(process)
     assert process.returncode == 143, err
     assert "Traceback" not in err and "run the same command to resume" in err
     study = optuna.load_study(study_name=SPEC["name"], storage=url)
@@ -317,13 +333,19 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'interrupt.db'}"
     spec = _write_spec(tmp_path, space=BIG_SPACE)
     process = _start_search(spec, url, trials=2_000_000)
-    _wait_for_trials(url, 200)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    try:
+        _wait_for_trials(url, 200, process)  # the search runs, its handlers in place
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)  # a bound on a hang: it stops within a batch
+    finally:
+        _end(process)
     assert process.returncode == 130, err
     assert "Traceback" not in err
     assert "run the same command to resume" in err
-    saved = _stored_trials(url)
+    # Read strictly: _stored_trials says 0 for a database it cannot read (it is made for
+    # polling), and the resume below would then fail for the wrong reason.
+    saved = len(_sqlite_trials(url))
+    assert saved >= 200
     done = subprocess.run(
         [*TUNER, "search", str(spec), "--storage", url, "--trials", str(saved + 100), "--sampler", "random"],
         capture_output=True,
