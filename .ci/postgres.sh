@@ -21,7 +21,9 @@ start_server() {
     -o "-c listen_addresses=127.0.0.1 -p $port -k $data -c max_connections=100" start >&2
 }
 if [ ! -s "$data/PG_VERSION" ]; then fresh_cluster; fi
-if ! "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then
+# -t 30: a server too busy to answer within pg_isready's default 3 s (a loaded machine) is not
+# taken for a dead one, stopped and started again under the tests using it.
+if ! "$bin/pg_isready" -q -t 30 -h 127.0.0.1 -p "$port"; then
   # A cluster left by an earlier, killed run may have stale state: stop what is left of it, and
   # if it still does not start, start a new one.
   as_postgres "$bin/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true

@@ -63,14 +63,21 @@ def _server_url() -> str | None:
         pytest.fail("CI must provide TUNER_TEST_POSTGRES_URL (see .ci/run)")
     if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
         pytest.skip("no PostgreSQL server: set TUNER_TEST_POSTGRES_URL or install postgresql")
+    import fcntl
+
     try:
-        done = subprocess.run(
-            ["bash", str(ROOT / ".ci" / "postgres.sh")],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "TUNER_PG_PORT": "55433"},
-        )
+        # One start at a time: every pytest-xdist worker with a server test runs the script, as
+        # does any other test run on this machine, and two at once could make a fresh data
+        # directory under each other's server.
+        with open("/tmp/tuner-pg-55433.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            done = subprocess.run(
+                ["bash", str(ROOT / ".ci" / "postgres.sh")],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={**os.environ, "TUNER_PG_PORT": "55433"},
+            )
     except (OSError, subprocess.TimeoutExpired) as error:
         pytest.skip(f"could not start PostgreSQL: {error}")
     if done.returncode != 0:
@@ -85,7 +92,11 @@ def fresh_database(server: str) -> Iterator[str]:
     import sqlalchemy
 
     name = f"tuner_test_{uuid.uuid4().hex[:8]}"
-    admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
+    # pool_pre_ping: the server may be stopped and started again while the module's tests run
+    # (other test runs on the machine share it: one did under a loaded run here), and the DROP
+    # below then met the connection pooled before: "server closed the connection unexpectedly",
+    # an error in the teardown of the module's last test.
+    admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     try:
         with admin.connect() as connection:
             connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
