@@ -169,9 +169,11 @@ def test_tuner_dashboard_stops_on_a_signal_that_comes_during_a_request(dashboard
     """wsgiref catches every exception a request raises (a bare ``except``), so SIGTERM or Ctrl-C
     while the dashboard answered one (on a big study it hydrates every trial: a minute and more)
     was printed as a traceback and the server went on serving: only ``kill -9`` ended it. It
-    stops once that request is answered. (A 3 s request stands in for the slow one.)"""
+    stops once that request is answered. (A request that lasts until the test has sent the signal
+    stands in for the slow one: a fixed 3 s request could be answered before a loaded machine's
+    test sent it, and the test then stopped an idle server.)"""
     url, _, _ = dashboard
-    marker = tmp_path / "in-request"
+    marker, sent = tmp_path / "in-request", tmp_path / "signal-sent"
     script = (
         "import pathlib, sys, time\n"
         "sys.argv[0] = 'tuner'\n"  # the command's own signal handling, as its console script has
@@ -179,7 +181,9 @@ def test_tuner_dashboard_stops_on_a_signal_that_comes_during_a_request(dashboard
         "def slow_dashboard(storage, max_trials=None):\n"
         "    def app(environ, start_response):\n"
         f"        pathlib.Path({str(marker)!r}).write_text('in')\n"
-        "        time.sleep(3)\n"
+        "        deadline = time.monotonic() + 120\n"  # (a bound on a hang)
+        f"        while not pathlib.Path({str(sent)!r}).exists() and time.monotonic() < deadline:\n"
+        "            time.sleep(0.05)\n"
         "        start_response('200 OK', [('Content-Type', 'text/plain')])\n"
         "        return [b'ok']\n"
         "    return app\n"
@@ -190,14 +194,15 @@ def test_tuner_dashboard_stops_on_a_signal_that_comes_during_a_request(dashboard
     server = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stderr=subprocess.PIPE, text=True)
     try:
         port = _listening_port(server)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a bound on a hang
         request = threading.Thread(target=lambda: _get_text(f"http://127.0.0.1:{port}/"), daemon=True)
         request.start()
         while not marker.exists():
             assert time.monotonic() < deadline, "the request did not reach the dashboard"
             time.sleep(0.05)
         server.send_signal(signum)
-        assert server.wait(timeout=30) == code  # (before: still serving, TimeoutExpired)
+        sent.touch()  # the request is answered only now: the signal came during it
+        assert server.wait(timeout=120) == code  # (before: still serving, TimeoutExpired)
         assert "Traceback" not in (server.stderr.read() if server.stderr else "")
     finally:
         server.kill()
@@ -209,8 +214,9 @@ def _listening_port(server: subprocess.Popen) -> int:
     once the socket is bound): the OS picks a free one. (A port found free by binding a probe and
     closing it could be taken by any other program before the dashboard binds it.)"""
     assert server.stderr is not None
-    ready, _, _ = select.select([server.stderr], [], [], 60)  # the study loads first (seconds)
-    assert ready, "tuner dashboard did not start within 60 s"
+    # The study loads first (seconds; far more on a loaded machine): the bound is on a hang.
+    ready, _, _ = select.select([server.stderr], [], [], 120)
+    assert ready, "tuner dashboard did not start within 120 s"
     line = server.stderr.readline()  # "optuna-dashboard for NAME on http://127.0.0.1:PORT/dashboard ..."
     assert " on http://127.0.0.1:" in line, line + server.stderr.read()
     return int(line.split(" on http://127.0.0.1:")[1].split("/")[0])
@@ -247,7 +253,9 @@ def test_an_address_the_dashboard_cannot_listen_on_is_one_line(dashboard, args: 
 
 def _get_text(url: str) -> None:
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
+        # Longer than the server may take to answer (the signal test's request waits for the
+        # test, on a loaded machine too): a client giving up first closes the connection under it.
+        with urllib.request.urlopen(url, timeout=180) as response:
             response.read()
     except OSError:
         pass  # the server may close the connection as it stops
