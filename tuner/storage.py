@@ -651,43 +651,86 @@ def sqlite_writer_lock(storage: RDBStorage) -> Iterator[None]:
 
 @contextmanager
 def one_search_per_study(url: str, study_name: str) -> Iterator[None]:
-    """Refuse a second ``tuner search`` of one study in one SQLite file while the first runs.
+    """Refuse a second ``tuner search`` of one study in one database while the first runs.
     Both would start from the same stored trials with the same seed, so the second drew the
     first's trials again: two searches of a 20,000-trial budget on one file stored 20,000 trials
     of which 10,350 distinct, each saying the study held its own half. ``tuner worker`` is the
     way to search in parallel (a seed each, the budget read before every write), and is not
-    refused. A POSIX lock on one byte of ``<db>.search.lock`` per study name (its CRC-32): other
-    studies of the file are not refused, and the lock goes with the process, however it ends. A
-    server database, or a file whose directory cannot hold the lock file (a read-only one), is
-    not guarded. Taken once the database is opened (``run_search``'s ``after_open``)."""
+    refused. Other studies of the database are not refused, and the lock goes with the process,
+    however it ends. Taken once the database is opened (``run_search``'s ``after_open``).
+
+    - SQLite: a POSIX lock on one byte of ``<db>.search.lock`` per study name (its CRC-32). A
+      file whose directory cannot hold the lock file (a read-only one) is not guarded.
+    - PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``, keyed by
+      :data:`SEARCH_LOCK_SPACE` and the name's CRC-32, so it is per database) on a connection of
+      its own held for the whole search; the server releases it when that connection closes, a
+      killed process's too. Before, two searches of one study on PostgreSQL ran side by side. A
+      pooler in transaction mode (PgBouncer's) does not keep session locks, and a connection
+      lost mid-search (a server restart) loses the lock: neither is detected.
+    - Other servers (MySQL, MariaDB) are not guarded."""
     import zlib
 
+    key = zlib.crc32(study_name.encode("utf-8"))
+    if _dialect(url) == "postgresql":
+        with _postgres_search_lock(url, study_name, key):
+            yield
+        return
     path = _sqlite_path(url)
-    handle = None
-    if path is not None:
-        try:
-            handle = open(f"{path}.search.lock", "a")  # held for the whole search
-        except OSError:
-            handle = None
-    if handle is None:
+    try:
+        handle = open(f"{path}.search.lock", "a") if path is not None else None  # held for the whole search
+    except OSError:
+        handle = None
+    if path is None or handle is None:
         yield
         return
-    offset = zlib.crc32(study_name.encode("utf-8"))
     try:
         try:
-            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, key)
         except OSError as error:
             if error.errno not in (errno.EACCES, errno.EAGAIN):
                 raise
-            raise StorageError(
-                f"another tuner search is adding to study {study_name!r} in {path} (a second would draw "
-                "the same trials again)",
-                "wait for it to finish and run again, or run tuner worker processes to search in parallel",
-                environment=True,
-            ) from None
+            raise _another_search(study_name, path) from None
         yield
     finally:
         handle.close()  # releases the lock
+
+
+#: The first key of tuner's PostgreSQL advisory locks ("tunr" in ASCII): the second is the study
+#: name's CRC-32, so another program's advisory locks on the same database do not meet them.
+SEARCH_LOCK_SPACE = 0x74756E72
+
+
+@contextmanager
+def _postgres_search_lock(url: str, study_name: str, key: int) -> Iterator[None]:
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine_kwargs = _engine_kwargs(url)
+    engine_kwargs.pop("pool_pre_ping", None)
+    # AUTOCOMMIT: the session lock outlives transactions, and a connection held idle inside
+    # one for a whole search would meet a server's idle_in_transaction_session_timeout.
+    engine = sqlalchemy.create_engine(
+        with_installed_driver(url), poolclass=NullPool, isolation_level="AUTOCOMMIT", **engine_kwargs
+    )
+    try:
+        with engine.connect() as connection:
+            signed = key - 2**32 if key >= 2**31 else key  # the int4 PostgreSQL takes
+            query = sqlalchemy.text("SELECT pg_try_advisory_lock(:space, :key)")
+            held = connection.execute(query, {"space": SEARCH_LOCK_SPACE, "key": signed}).scalar()
+            if not held:
+                raise _another_search(study_name, f"database {make_url(url).database}")
+            yield  # closing the connection releases the lock
+    finally:
+        engine.dispose()
+
+
+def _another_search(study_name: str, where: str) -> StorageError:
+    return StorageError(
+        f"another tuner search is adding to study {study_name!r} in {where} (a second would draw the same "
+        "trials again)",
+        "wait for it to finish and run again, or run tuner worker processes to search in parallel",
+        environment=True,
+    )
 
 
 def database_file(url: str) -> Path | None:

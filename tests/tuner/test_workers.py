@@ -384,6 +384,68 @@ def test_the_readmes_bare_postgresql_url_works_with_the_installed_driver(tmp_pat
     assert json.loads(done.stdout)["trials_added"] == 20
 
 
+def _search(spec: Path, url: str, trials: int) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*TUNER, "search", str(spec), "--storage", url, "--trials", str(trials), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+def test_a_second_search_of_a_running_study_on_postgresql_is_refused(tmp_path: Path, postgres_url: str) -> None:
+    """As on SQLite (test_storage_locks.py): two `tuner search` runs of one study at once drew
+    the same trials with the same seed. On PostgreSQL nothing refused the second (failed before:
+    exit 0, 4 trials more). The lock is the server's, so a killed holder (SIGKILL: no cleanup of
+    its own) frees it, and a worker or another study's search is not refused."""
+    spec = _write_spec(tmp_path, name="search-lock")
+    first = _search(spec, postgres_url, 4)
+    assert first.returncode == 0, first.stderr
+    code = (
+        "import sys\n"
+        "from tuner.storage import one_search_per_study\n"
+        f"with one_search_per_study({postgres_url!r}, 'search-lock'):\n"
+        "    print('held', flush=True)\n"
+        "    sys.stdin.read()\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        refused = _search(spec, postgres_url, 8)
+        assert refused.returncode == 1, refused.stderr
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1 and "another tuner search is adding to study 'search-lock'" in lines[0], lines
+        assert "tuner worker" in lines[0] and "Traceback" not in refused.stderr
+        assert len(load_study("search-lock", postgres_url).get_trials(deepcopy=False)) == 4
+        worker = subprocess.run(
+            [*TUNER, "worker", str(spec), "--storage", postgres_url, "--trials", "2", "--seed", "1"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert worker.returncode == 0, worker.stderr
+        (tmp_path / "other").mkdir()
+        other = _search(_write_spec(tmp_path / "other", name="search-lock-other"), postgres_url, 3)
+        assert other.returncode == 0, other.stderr
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+    deadline = time.monotonic() + 60  # the server notices the closed socket at once on loopback
+    while True:
+        resumed = _search(spec, postgres_url, 8)
+        if resumed.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["trials_added"] == 2  # 4 + the worker's share of 2 held -> 8
+    study = load_study("search-lock", postgres_url)
+    assert len(study.get_trials(deepcopy=False)) == 8
+
+
 def test_exhaustive_workers_starting_together_create_their_table_once(postgres_url: str) -> None:
     """Exhaustive workers starting together on a new database all create the claimed-ranges
     table (CREATE TABLE IF NOT EXISTS, not atomic on PostgreSQL: the losers got a unique
