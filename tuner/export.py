@@ -1159,11 +1159,14 @@ LISTEN_HOST = "listen_host"
 
 #: The port each disaggregated pool's instances listen on, as the router's lines name them
 #: (_disaggregated_router: vLLM's toy_proxy_server --prefiller-ports / --decoder-ports, TensorRT-LLM's
-#: disagg_config urls). SGLang's pools keep its default, 30000, which its router names (their
-#: --host 0.0.0.0 is sglang_args').
+#: disagg_config urls, sglang_router's --prefill / --decode URLs). SGLang's are its PD guide's
+#: (docs.sglang.io, PD Disaggregation: prefill --port 30000, decode --port 30001); before, both
+#: pools kept SGLang's default 30000, so a prefill and a decode instance could not share a host.
+#: Their --host 0.0.0.0 is sglang_args'.
 DISAGGREGATED_PORTS: dict[str, dict[str, int]] = {
     "vllm": {"prefill": 8100, "decode": 8200},
     "trtllm": {"prefill": 8001, "decode": 8002},
+    "sglang": {"prefill": 30000, "decode": 30001},
 }
 
 
@@ -1437,7 +1440,8 @@ def sglang_args(spec: dict) -> dict:
         # ordinary server that prefills and decodes alike, and no PD router can pair the pools
         # (sgl-project/sglang python/sglang/srt/server_args.py: choices null, prefill, decode).
         "disaggregation_mode": (spec.get("serving") or {}).get("pool"),
-        # A pool's router reaches it from another host at PREFILL_i:30000 / DECODE_i:30000
+        "port": DISAGGREGATED_PORTS["sglang"].get((spec.get("serving") or {}).get("pool") or ""),
+        # A pool's router reaches it from another host at PREFILL_i:30000 / DECODE_i:30001
         # (_disaggregated_router), and a replica's load balancer likewise (tuner recommend's
         # launch.sh: "behind a load balancer"); SGLang binds 127.0.0.1 unless told (server_args.py,
         # host), which neither could reach: every interface, as vLLM's default, or --host's.
@@ -2238,10 +2242,11 @@ def _disaggregated_router(fmt: str, prefills: int, decodes: int, host: str = ANY
         # docs.sglang.io, PD Disaggregation: the router pairs the pools (sglang_router).
         line = ["python", "-m", "sglang_router.launch_router", "--pd-disaggregation"]
         line += ["--host", host, "--port", str(ROUTER_PORT)]
+        ports = DISAGGREGATED_PORTS["sglang"]
         for i in range(prefills):
-            line += ["--prefill", f"http://PREFILL_{i}:30000"]
+            line += ["--prefill", f"http://PREFILL_{i}:{ports['prefill']}"]
         for i in range(decodes):
-            line += ["--decode", f"http://DECODE_{i}:30000"]
+            line += ["--decode", f"http://DECODE_{i}:{ports['decode']}"]
         return {
             "cli": shlex.join(line),
             "notes": [

@@ -178,12 +178,15 @@ def test_export_launches_each_pool_where_its_router_sends(study, capsys: pytest.
     assert all(url.endswith(":8002") for url in config["generation_servers"]["urls"])
     assert "--host 0.0.0.0 --port 8001" in data["prefill"]["cli"]
     assert "--host 0.0.0.0 --port 8002" in data["decode"]["cli"]
-    # SGLang's router names PREFILL_i:30000 / DECODE_i:30000, its port, but SGLang binds 127.0.0.1
-    # by default (server_args.py host): each pool listens on every interface.
+    # SGLang's router names PREFILL_i:30000 / DECODE_i:30001 (its PD guide's ports: both pools
+    # kept the default 30000 before, so a prefill and a decode instance could not share a host),
+    # and SGLang binds 127.0.0.1 by default (server_args.py host): each pool listens on every interface.
     code, out, err = run_cli(capsys, *args, "--format", "sglang")
     assert code == 0, err
     data = json.loads(out)
-    assert "http://PREFILL_0:30000" in data["router"]["cli"] and "http://DECODE_0:30000" in data["router"]["cli"]
+    assert "http://PREFILL_0:30000" in data["router"]["cli"] and "http://DECODE_0:30001" in data["router"]["cli"]
+    assert "--port 30000" in data["prefill"]["cli"] and data["prefill"]["engine_args"]["port"] == 30000
+    assert "--port 30001" in data["decode"]["cli"] and data["decode"]["engine_args"]["port"] == 30001
     assert data["prefill"]["engine_args"]["host"] == data["decode"]["engine_args"]["host"] == "0.0.0.0"
     assert "--host 0.0.0.0" in data["prefill"]["cli"] and "--host 0.0.0.0" in data["decode"]["cli"]
     # An aggregated trial's engine keeps the engine's own port (no router of ours names one), and
