@@ -634,6 +634,12 @@ def end_to_end_held_out_words(calibration: dict) -> str:
     return f"; held-out error end to end: {groups}"
 
 
+def held_out_words(calibration: dict) -> str:
+    """:func:`gemm_held_out_words` then :func:`end_to_end_held_out_words`: every held-out error
+    :func:`calibration_report` gives, in words; empty where it gives none."""
+    return gemm_held_out_words(calibration) + end_to_end_held_out_words(calibration)
+
+
 def gemm_borrowed_words(calibration: dict) -> str:
     """``; gemm int8_wo: borrows bfloat16``: the deployment's GEMM formats the profile has no
     fit for (:func:`calibration_report`'s ``gemm_borrowed``), each with the fit

@@ -1050,6 +1050,7 @@ def search_command(
 ) -> None:
     """Search a study's design space with Optuna; running it again resumes the study."""
     with imports_loading():
+        from cost_models.calibration import held_out_words
         from search_spaces.spec import load_spec, with_calibration
         from tuner import tables
         from tuner.pareto import study_front
@@ -1128,6 +1129,7 @@ def search_command(
                 "left_out": result.left_out,
                 "elapsed_s": result.elapsed_s,
                 "calibration": result.calibration,
+                "calibration_held_out": result.calibration_held_out,
                 "front": tables.front_rows(front),
                 "notes": ([nothing_to_add] if nothing_to_add else []) + notes,
             }
@@ -1138,7 +1140,7 @@ def search_command(
         click.echo(
             f"{result.trials_added} trials added in {result.elapsed_s:.1f} s ({rate:.0f}/s); "
             f"study {result.study_name!r} in {result.storage_url} holds "
-            f"{front.n_trials}; calibration {result.calibration}"
+            f"{front.n_trials}; calibration {result.calibration}{held_out_words(result.calibration_held_out)}"
         )
         if nothing_to_add:
             click.echo(nothing_to_add)
@@ -1196,6 +1198,7 @@ def worker_command(
     import os
 
     with imports_loading():
+        from cost_models.calibration import held_out_words
         from search_spaces.spec import load_spec, with_calibration
         from tuner.storage import storage_errors
         from tuner.study import run_worker
@@ -1230,6 +1233,7 @@ def worker_command(
         "elapsed_s": result.elapsed_s,
         # As tuner search's --json: the profile the trials were scored under (a study keeps its own).
         "calibration": result.calibration,
+        "calibration_held_out": result.calibration_held_out,
         "notes": notes,
     }
     if as_json:
@@ -1237,7 +1241,7 @@ def worker_command(
     else:
         click.echo(
             f"worker added {result.trials_added} trials to {result.study_name!r} in {result.elapsed_s:.1f} s; "
-            f"calibration {result.calibration}"
+            f"calibration {result.calibration}{held_out_words(result.calibration_held_out)}"
         )
         short = result.trials_added == 0 or (trials is not None and result.trials_added < trials)
         if short and not (result.interrupted or result.exhausted) and spec.sampler != "exhaustive":

@@ -11,6 +11,7 @@ limit as the vertical line at ``1 / max_tpot_s`` tokens/s per user.
 from __future__ import annotations
 
 import re
+import textwrap
 
 import matplotlib
 import matplotlib.colors
@@ -22,6 +23,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from cost_models.calibration import held_out_words
 from cost_models.errors import InvalidInputError
 from cost_models.metrics import METRICS
 from search_spaces.space import PENALTY
@@ -67,6 +69,8 @@ SLO_OBJECTIVES = {
 }
 #: Front points labelled with their trial number at most (the rest only where labels fit).
 MAX_FRONT_LABELS = 30
+#: The title's line length in characters: a 10 in wide figure holds ~125 of 10-point DejaVu Sans.
+TITLE_WRAP_CHARS = 115
 
 
 def _axis_label(name: str, direction: str) -> str:
@@ -152,11 +156,14 @@ def _objective_figure(study: optuna.Study, front: Front):
     ax.set_ylabel(_axis_label(names[1], directions[1]))
     ax.set_xscale("log")
     ax.set_yscale("log")
-    title = f"{front.study_name}: {len(front.trials)} front trials of {front.n_feasible} feasible"
+    title = (
+        f"{front.study_name}: {len(front.trials)} front trials of {front.n_feasible} feasible; "
+        f"calibration {front.calibration}{held_out_words(front.calibration_held_out)}"
+    )
     if third:
         title += f"\ncolour: {names[2]}" + (f" (+{len(names) - 3} more objectives not drawn)" if len(names) > 3 else "")
         title += "; a front point may look dominated here, it is not on the others"
-    ax.set_title(title.replace("$", r"\$"), fontsize=10)
+    ax.set_title(_wrapped(title), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", fontsize=8)
@@ -262,9 +269,20 @@ def _serving_figure(study: optuna.Study, front: Front):
     workload = spec.get("workload", {}) if isinstance(spec, dict) else {}
     shape = f"; ISL {workload.get('prompt_len')} / OSL {workload.get('gen_len')}" if isinstance(workload, dict) else ""
     title = f"{front.study_name}{shape}; calibration {front.calibration}"
-    ax.set_title(title.replace("$", r"\$"), fontsize=10)
+    title += held_out_words(front.calibration_held_out)
+    ax.set_title(_wrapped(title), fontsize=10)
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper right")
     return fig
+
+
+def _wrapped(title: str) -> str:
+    """The title as matplotlib draws it: each line wrapped at :data:`TITLE_WRAP_CHARS` (the
+    calibration's held-out errors, tuner.study.calibration_name, ran a one-line title off both
+    edges of the figure) at spaces only (not inside a profile name like h100-sxm-vllm), its own line
+    breaks kept, ``$`` shown as itself (not mathtext)."""
+    lines = title.replace("$", r"\$").split("\n")
+    wrapped = (textwrap.wrap(line, TITLE_WRAP_CHARS, break_on_hyphens=False) or [""] for line in lines)
+    return "\n".join(part for parts in wrapped for part in parts)

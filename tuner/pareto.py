@@ -55,6 +55,9 @@ class Front:
     #: (:func:`tuner.compact.model_version`; None when it is, or was not recorded): the objectives
     #: and feasibility are as stored, the other columns recomputed by this version.
     stale_model_version: str | None = None
+    #: The held-out error of the profile's fits of the study's kernels, as stored when the study was
+    #: made (tuner.study.calibration_held_out; empty for a study made before it was stored).
+    calibration_held_out: dict = field(default_factory=dict)
 
 
 #: How many best configurations a single-objective study's table shows.
@@ -305,6 +308,7 @@ def _make_front(
         spec.get("serving") is not None,
         len(trials) if n_front is None else n_front,
         _stale_model_version(study.user_attrs),
+        dict(study.user_attrs.get("calibration_held_out") or {}),
     )
 
 
@@ -604,6 +608,7 @@ def trial_breakdown(study: optuna.Study, number: int) -> dict:
         **_quantization(trial.user_attrs.get("deployment")),
         "estimate": trial.user_attrs.get("estimate"),
         "calibration": study.user_attrs.get("calibration_profile", "not recorded"),
+        "calibration_held_out": study.user_attrs.get("calibration_held_out", {}),
         # Compact trials: the breakdown was recomputed, and under which model version.
         **(
             {"breakdown": trial.user_attrs[compact.BREAKDOWN_ATTR]}
@@ -656,6 +661,7 @@ def _studies_of(url: str) -> list[dict]:
                     "front_size": front.n_front,
                     "objectives": front.objective_names,
                     "calibration": front.calibration,
+                    "calibration_held_out": front.calibration_held_out,
                 }
             )
     return rows

@@ -34,6 +34,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from cost_models.calibration import held_out_words
 from cost_models.deployments import stored_chips
 from cost_models.errors import InvalidInputError
 from cost_models.metrics import METRICS
@@ -491,7 +492,7 @@ def render_report(
         f"<h1>{html.escape(title)}</h1>",
         "<p>",
         f"{front.n_trials} complete trials, {front.n_feasible} feasible, {len(front.trials)} on the Pareto front; "
-        f"calibration {html.escape(front.calibration)}. ",
+        f"calibration {html.escape(front.calibration + held_out_words(front.calibration_held_out))}. ",
         "Objectives: "
         + ", ".join(
             html.escape(f"{metric_label(n)} ({'lower' if d == 'minimize' else 'higher'} is better)")

@@ -16,7 +16,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -87,6 +87,26 @@ def calibration_name(compiled: CompiledStudy) -> str:
     return name + gemm_borrowed_words(calibration_report(profile, gemm_formats=_study_gemm_formats(compiled)))
 
 
+#: The held-out error of the fits the study's kernels run (:func:`calibration_held_out`).
+CALIBRATION_HELD_OUT_ATTR = "calibration_held_out"
+#: The keys of :func:`cost_models.calibration.calibration_report` that hold held-out errors.
+_HELD_OUT_KEYS = ("gemm_held_out_error", "end_to_end_held_out_error")
+
+
+def calibration_held_out(compiled: CompiledStudy) -> dict:
+    """How far the profile's fits of the kernels the space runs were from measurements they never
+    saw (calibration_report's ``gemm_held_out_error`` per GEMM format and
+    ``end_to_end_held_out_error`` per group of points; docs/accuracy.md per group): how far to
+    trust a front's latencies (l40s bf16 GEMMs p90 21-30%, h200 TRT-LLM fp8 6%), which search,
+    pareto and the front chart named only the profile of. Empty under ``none``, for a fallback
+    profile (unmeasured) and a format only borrowed fits time."""
+    profile = compiled.calibration
+    if profile is None:
+        return {}
+    report = calibration_report(profile, gemm_formats=_study_gemm_formats(compiled))
+    return {key: report[key] for key in _HELD_OUT_KEYS if key in report}
+
+
 def _study_gemm_formats(compiled: CompiledStudy) -> tuple[str, ...]:
     """The dense GEMM kernels the space's weight formats run, with the activations evaluate gives
     them (fp8 weights W8A8 under a GPU engine: search_spaces.space.engine_act_dtype; else 16-bit)."""
@@ -134,6 +154,8 @@ class SearchResult:
     #: the same call resumes it. Not ``interrupted`` (a signal) nor ``exhausted`` (space done);
     #: False when the last batch finished the budget, however late.
     timed_out: bool = False
+    #: :func:`calibration_held_out` of the profile named by ``calibration``.
+    calibration_held_out: dict = field(default_factory=dict)
 
 
 class _Deadline:
@@ -271,6 +293,7 @@ def _create_or_check(spec: StudySpec, storage, storage_url: str, compiled: Compi
                     HASH_ATTR: spec.spec_hash,
                     CONSTRAINTS_ATTR: compiled.constraint_names,
                     CALIBRATION_ATTR: calibration_name(compiled),
+                    CALIBRATION_HELD_OUT_ATTR: calibration_held_out(compiled),
                     **_format_attrs(compiled),
                     **_spec_dir_attr(spec),
                 },
@@ -627,7 +650,16 @@ def run_search(
             raise
         # A signal while the study was being opened or read: nothing was written, and the
         # command says how to go on as after any interrupted search.
-        return SearchResult(spec.name, storage_url, 0, 0, True, 0.0, calibration_name(compiled))
+        return SearchResult(
+            spec.name,
+            storage_url,
+            0,
+            0,
+            True,
+            0.0,
+            calibration_name(compiled),
+            calibration_held_out=calibration_held_out(compiled),
+        )
     writer = TrialWriter(storage, study_id, flush_interval_s, budget=None if sampler_name == "exhaustive" else budget)
     dists = distributions(compiled)
     start = time.monotonic()
@@ -698,6 +730,7 @@ def run_search(
         int(compiled.space.size),
         known_front,
         timed_out,
+        calibration_held_out=calibration_held_out(compiled),
     )
 
 

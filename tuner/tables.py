@@ -707,6 +707,7 @@ def print_front(front, console: Console | None = None) -> None:
     tokens/s; never ``6.005e+09``), and each row's room under its constraints. A single-objective
     study shows its best configurations in full instead. Fits the console's width: the cells keep
     their width and the headers wrap."""
+    from cost_models.calibration import held_out_words
     from cost_models.metrics import METRICS
 
     console = console or _console()
@@ -715,12 +716,13 @@ def print_front(front, console: Console | None = None) -> None:
     if single:
         title = (
             f"Best {len(trials)} of {front.n_feasible} feasible trials of {front.study_name} "
-            f"({front.n_trials} in all); calibration {front.calibration}"
+            f"({front.n_trials} in all); calibration {front.calibration}" + held_out_words(front.calibration_held_out)
         )
     else:
         title = (
             f"Pareto front of {front.study_name}: {len(front.trials)} of {front.n_feasible} "
             f"feasible trials ({front.n_trials} in all); calibration {front.calibration}"
+            + held_out_words(front.calibration_held_out)
         )
     rows = [_choices(t) for t in trials]
     present = [p for p in _param_columns() if any(p in r for r in rows)]

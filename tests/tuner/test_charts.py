@@ -50,6 +50,10 @@ def test_front_chart_png_units_slo_and_labels_that_do_not_collide(study, tmp_pat
     else:  # the third objective is the colour, with a colour bar
         assert len(fig.axes) == 2 and "prefill.latency_s" in fig.axes[1].get_ylabel()
         assert "colour: prefill.latency_s" in ax.get_title()
+    # The profile and its held-out error, wrapped inside the figure (one line ran off both edges).
+    title = ax.get_title()
+    assert f"calibration {front.calibration}" in " ".join(title.split()) and "held-out error" in title
+    assert all(len(line) <= front_plot.TITLE_WRAP_CHARS for line in title.splitlines())
     assert overlapping_texts(ax) == []
     plt.close(fig)
 
