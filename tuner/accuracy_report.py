@@ -13,6 +13,7 @@ the fitted parameters.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -107,7 +108,7 @@ def render(results, seconds: float) -> str:
         "",
         f"Fitting all {len(results)} profiles took {seconds:.0f} s on the 2-core CI box (2 processes).",
         "",
-        *FINDINGS,
+        *(finding_lines(f) for f in FINDINGS),
         "",
         _misses_line(results),
         "",
@@ -1027,6 +1028,18 @@ FINDINGS = [
 
 #: Groups missing a target in the report of 2026-12-02 before these changes (commit 9178bba), per
 #: class, and how many groups there were.
+#: Where a finding's later rounds start: a sentence "A second round ...", "An eleventh look ...",
+#: "A twenty-third look ...".
+_ROUND_START = re.compile(r" (?=An? (?:[a-z]+-)?[a-z]+(?:st|nd|rd|th) (?:round|look)\b)")
+
+
+def finding_lines(finding: str) -> str:
+    """A finding of :data:`FINDINGS` as the document shows it: its first round the bullet, each later
+    round a sub-bullet of its own. As one line, the GEMM finding ran to 37,000 characters with its
+    twenty-three rounds in one paragraph, which no reader could find a round in."""
+    return _ROUND_START.sub("\n  - ", finding)
+
+
 MISSES_BEFORE = {
     "gemm": (40, 56),
     "prefill_attention": (29, 43),
@@ -1744,18 +1757,22 @@ def _stored_results() -> list:
 
 
 def refresh_gemm_only(doc: Path) -> None:
-    """Rewrite the GEMM held-out errors of ``doc`` (the GEMM finding, the misses line, the summary's
+    """Rewrite the GEMM held-out errors of ``doc`` (the findings, the misses line, the summary's
     gemm rows, the noise-floor section, the AFTER cells of every gemm row, the serving TPOT check's
     table, the serving commands' error on the measured runs) from the shipped
     profiles' stored errors, nothing refitted: data/kernels/add_shape_correction.py added the GEMM
     shape correction to the shipped fits and stored its held-out error (a full refit here would
     move every parametric fit by the solver path's noise on another CPU)."""
-    import re
-
     results = _stored_results()
     text = doc.read_text()
-    gemm_finding = next(f for f in FINDINGS if f.startswith("- **GEMM**"))
-    text = re.sub(r"^- \*\*GEMM\*\*:.*$", lambda _: gemm_finding, text, count=1, flags=re.M)
+    # Every finding (fixed text), each with its rounds as sub-bullets (finding_lines).
+    for finding in FINDINGS:
+        head = re.match(r"- \*\*[^*]+\*\*:", finding)
+        if head is None:
+            continue
+        shown = finding_lines(finding)
+        block = rf"^{re.escape(head[0])}.*(?:\n  - .*)*$"
+        text = re.sub(block, shown.replace("\\", "\\\\"), text, count=1, flags=re.M)
     text = re.sub(
         r"^Groups missing a target, all chips and engines.*$",
         lambda _: _misses_line(results),

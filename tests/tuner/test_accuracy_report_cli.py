@@ -4,6 +4,8 @@ refit of every profile (about 20 minutes on a 2-core VM), writing the report to 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import tuner.accuracy_report as accuracy_report
@@ -36,3 +38,24 @@ def test_unknown_or_conflicting_flags_exit_2_and_start_nothing(
         accuracy_report.main(argv)
     assert exit_.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_each_round_of_a_finding_is_its_own_sub_bullet() -> None:
+    """The GEMM finding was one line of 37,000 characters, its twenty-three rounds one paragraph.
+    A round starts a sentence ("A second round", "An eleventh look", "A twenty-third look");
+    the same words inside a sentence ("the thirteenth round") and other sentences ("A third start
+    of every GEMM fit") stay where they are."""
+    text = (
+        "- **GEMM**: first. A second round (x). Per the thirteenth round, y. A third start of every GEMM fit. "
+        "An eleventh look (z). A twenty-third look (w)."
+    )
+    assert accuracy_report.finding_lines(text).split("\n") == [
+        "- **GEMM**: first.",
+        "  - A second round (x). Per the thirteenth round, y. A third start of every GEMM fit.",
+        "  - An eleventh look (z).",
+        "  - A twenty-third look (w).",
+    ]
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "accuracy.md").read_text(encoding="utf-8")
+    gemm = doc[doc.index("- **GEMM**:") : doc.index("- **Prefill attention**:")]
+    rounds = [line for line in gemm.splitlines() if line.startswith("  - ")]
+    assert len(rounds) == 22 and rounds[-1].startswith("  - A twenty-third look")
