@@ -173,7 +173,8 @@ class Space(BaseModel):
         default=None,
         min_length=1,
         description="Pipeline micro-batches (with tp) [1]; must divide batch / dp; above 1 only with a pp "
-        "choice above 1.",
+        "choice above 1. Left out with pp above 1, every pipeline is scored at 1 (search says so); the engines, "
+        "and tuner estimate, run up to pp in flight.",
     )
 
     @model_validator(mode="after")
@@ -782,6 +783,24 @@ def per_instance_metric_notes(spec: StudySpec) -> list[str]:
         "section is one prefill instance's and its decode.* one decode instance's, so its costs and throughputs "
         "count that instance's chips alone, where an aggregated candidate's count every chip; "
         "serving.cost_usd_per_million_tokens and serving.tokens_per_s_per_chip count every chip of both pools"
+    ]
+
+
+def pipeline_notes(spec: StudySpec) -> list[str]:
+    """A GPU space with pipeline stages (pp above 1) but no ``micro_batches`` scores every pipeline
+    at one micro-batch, each stage idle while another runs, which is not how an engine runs one:
+    vLLM, SGLang and TensorRT-LLM keep up to PP micro-batches in flight (tuner estimate's default,
+    cost_models.deployment.engine_micro_batches). The spec keeps its meaning (micro_batches [1]);
+    the search says so and how to search them."""
+    space = spec.space
+    if space.pp is None or max(space.pp) == 1 or space.micro_batches is not None:
+        return []
+    deepest = max(space.pp)
+    choices = [m for m in (1, 2, 4, 8, 16) if m <= deepest] + ([deepest] if deepest not in (1, 2, 4, 8, 16) else [])
+    return [
+        f"space.pp lists {deepest} stages but micro_batches is left out (1): every pipeline is scored at one "
+        "micro-batch, each stage idle while another runs, where the engines keep up to PP micro-batches in flight; "
+        f"add micro_batches: {choices} to search them"
     ]
 
 

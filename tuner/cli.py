@@ -1091,10 +1091,11 @@ def search_command(
         # trials_added said "holds 15000" of a study a worker had taken to 20,000 meanwhile.
         front = study_front(load_study(result.study_name, result.storage_url), known=result.known_front)
     from cost_models.deployment import context_notes
-    from search_spaces.spec import per_instance_metric_notes
+    from search_spaces.spec import per_instance_metric_notes, pipeline_notes
 
     notes = context_notes(spec.resolved_model(), spec.workload.prompt_len + spec.workload.gen_len)
     notes += per_instance_metric_notes(spec)
+    notes += pipeline_notes(spec)
     if result.left_out:
         # The exhaustive sampler skips what cannot exist; before, a space of 4 (Mixtral tp [2, 4] x
         # dp [1, 3] on H100s) added 3 trials and said it held "every configuration of the space".
@@ -1206,11 +1207,12 @@ def worker_command(
     spec = with_calibration(load_spec(spec_path), calibration, backend)
     _refuse_seed_if_exhaustive(seed, None, spec.sampler)
     from cost_models.deployment import context_notes
-    from search_spaces.spec import per_instance_metric_notes
+    from search_spaces.spec import per_instance_metric_notes, pipeline_notes
 
     # As tuner search says (at its end), once here at the start: a worker may run for hours.
     notes = context_notes(spec.resolved_model(), spec.workload.prompt_len + spec.workload.gen_len)
     notes += per_instance_metric_notes(spec)
+    notes += pipeline_notes(spec)
     if not as_json:
         for note in notes:
             click.echo(f"note: {note}")
