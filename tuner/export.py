@@ -1338,6 +1338,27 @@ def vllm_args(spec: dict) -> dict:
     return _with_scored_engine(out, spec)
 
 
+#: NVIDIA's SM100 chips of the catalog (compute capability 10.x: is_sm100_supported in SGLang).
+SM100_CHIPS = ("b200", "gb200", "b300")
+
+
+def _sglang_page_size(spec: dict, page: int, notes: list[str]) -> int:
+    """``--page-size`` as SGLang will run it. On SM100 it serves DeepseekV3ForCausalLM (DeepSeek-V3,
+    Kimi K2: the catalog's latent-attention models) with its trtllm_mla backend, which changes a
+    page other than 32 or 64 to 64 at start-up ("TensorRT-LLM MLA only supports page_size of 32 or
+    64, changing page_size from 1 to 64": sgl-project/sglang python/sglang/srt/server_args.py,
+    _handle_model_specific_adjustments and the attention-backend checks). Written as it will run,
+    said in a note, as vLLM's FlashMLA block (vllm_args)."""
+    if not spec["model"]["kv_lora_rank"] or spec["hardware"]["name"] not in SM100_CHIPS or page in (32, 64):
+        return page
+    model, chip = spec["model"]["name"], spec["hardware"]["name"]
+    notes.append(
+        f"SGLang serves {model}'s latent cache with its trtllm_mla backend on {chip} (its default on SM100), which "
+        f"runs 32- or 64-token pages only: page_size {page} -> 64 (the trial was scored with {page}-token pages)"
+    )
+    return 64
+
+
 def sglang_args(spec: dict) -> dict:
     """SGLang server arguments (``python -m sglang.launch_server``; docs.sglang.io, Server
     Arguments): ``--tp-size``/``--pp-size`` as for vLLM; max_batch_size ->
@@ -1432,7 +1453,7 @@ def sglang_args(spec: dict) -> dict:
         "max_running_requests": per_rank_batch(knobs, dp, "sglang", notes, dp_attention=moe),
         "chunked_prefill_size": knobs["max_num_tokens"] if knobs["chunked_prefill"] else -1,
         "max_prefill_tokens": knobs["max_num_tokens"],
-        "page_size": knobs["kv_block_size"],
+        "page_size": _sglang_page_size(spec, knobs["kv_block_size"], notes),
         "mem_fraction_static": memory_fraction(spec, knobs, "sglang", notes),
         "disable_radix_cache": not knobs["prefix_caching"],
         "enable_mixed_chunk": True if mixed else None,

@@ -146,6 +146,22 @@ def test_without_serving_the_engine_defaults_and_the_static_batch():
     assert extra["enable_chunked_prefill"] is False and "tokens_per_block" not in extra["kv_cache_config"]
 
 
+def test_sglang_writes_the_page_its_mla_backend_runs_on_sm100():
+    """SGLang serves DeepSeek-V3 (DeepseekV3ForCausalLM) on SM100 with trtllm_mla, which turns a
+    page other than 32 or 64 into 64 at start-up: the launch line said --page-size 1. Hopper's
+    backend and a model without a latent cache keep the trial's page."""
+
+    def page(model: str, chip: str, tp: int) -> tuple[int, list[str]]:
+        d = Deployment(get_model(model), get_hardware(chip), (1, 1, tp), 32, 1024, 128)
+        out = engine_args(d, None, "sglang")
+        return out["engine_args"]["page_size"], [n for n in out["notes"] if "trtllm_mla" in n]
+
+    size, notes = page("deepseek-v3", "b200", 8)
+    assert size == 64 and len(notes) == 1 and "page_size 1 -> 64" in notes[0]
+    assert page("deepseek-v3", "h200", 8) == (1, [])
+    assert page("llama-3-8b", "b200", 1) == (1, [])
+
+
 def test_unknown_engine():
     with pytest.raises(Exception, match="format"):
         engine_args(DEPLOYMENT, None, "tgi")
