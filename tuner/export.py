@@ -1890,6 +1890,27 @@ def fp4_flavour(model: dict) -> str:
     return "nvfp4"
 
 
+#: The ModelOpt quantization formats (its llm_ptq example's --quant) of the trial's weight formats
+#: that TensorRT-LLM's quantization guide names for its PyTorch backend ("supports FP8 and NVFP4").
+_MODELOPT_QUANT = {"fp8": "fp8", "nvfp4": "nvfp4"}
+
+
+def _modelopt_recipe(model: dict, weights: str) -> str:
+    """How to make the checkpoint TensorRT-LLM's PyTorch backend runs in the trial's format, as its
+    quantization guide gives it (nvidia.github.io/TensorRT-LLM, torch/features/quantization: "git
+    clone https://github.com/NVIDIA/Model-Optimizer.git; cd Model-Optimizer/examples/llm_ptq;
+    scripts/huggingface_example.sh --model <huggingface_model_card> --quant fp8 --export_fmt
+    hf"), for a catalog model with a known 16-bit repo; empty otherwise."""
+    quant = _MODELOPT_QUANT.get(weights)
+    if not model.get("hf_repo") or quant is None or model.get("checkpoint_format") is not None:
+        # A pre-quantized checkpoint (DeepSeek-V3's fp8) is not the example's 16-bit input.
+        return ""
+    return (
+        f"; e.g. in NVIDIA/Model-Optimizer's examples/llm_ptq: scripts/huggingface_example.sh --model "
+        f"{model['hf_repo']} --quant {quant} --export_fmt hf, then set the model to the exported folder"
+    )
+
+
 def _chip_has(hardware: str, fmt: str) -> bool | None:
     """Whether the named chip has tensor cores of weight format ``fmt`` (None: a chip from a file
     the export no longer reads)."""
@@ -2033,7 +2054,7 @@ def engine_formats(
             notes.append(
                 f"{'NVFP4' if flavour else weights} weights: serve a checkpoint quantized with TensorRT Model "
                 f"Optimizer; set the model to one (the repo below {stored}, which TensorRT-LLM would run as stored, "
-                "not as the trial)"
+                "not as the trial)" + _modelopt_recipe(model, "nvfp4" if flavour else weights)
             )
         return None, kv_dtype
     if weights == "fp8":

@@ -102,6 +102,15 @@ def test_trtllm_says_the_repo_exported_is_not_in_the_trials_format():
     deepseek = Deployment(get_model("deepseek-v3"), get_hardware("b200"), (1, 1, 8), 32, 1024, 128, weight_dtype="fp4")
     notes = engine_args(deepseek, _serving(), "trtllm")["notes"]
     assert any("the repo below stores fp8 weights" in note for note in notes)
+    # How to make the checkpoint, as TensorRT-LLM's quantization guide gives it (Model Optimizer's
+    # llm_ptq example), from the repo exported: fp8 and NVFP4, the formats the guide names.
+    recipe = "scripts/huggingface_example.sh --model meta-llama/Meta-Llama-3-8B --quant fp8 --export_fmt hf"
+    assert sum(recipe in note for note in data["notes"]) == 1
+    assert not any("huggingface_example.sh" in note for note in notes)  # its repo is fp8, not the input
+    nvfp4 = Deployment(get_model("llama-3-8b"), get_hardware("b200"), (1, 1, 1), 32, 1024, 128, weight_dtype="fp4")
+    assert any("--quant nvfp4 --export_fmt hf" in note for note in engine_args(nvfp4, _serving(), "trtllm")["notes"])
+    int4 = Deployment(get_model("llama-3-8b"), get_hardware("h100-sxm"), (1, 1, 2), 32, 1024, 128, weight_dtype="int4")
+    assert not any("huggingface_example.sh" in note for note in engine_args(int4, _serving(), "trtllm")["notes"])
 
 
 def test_trtllm_reads_a_block_scaled_fp8_checkpoint_an_fp8_trial_runs_as_stored():
