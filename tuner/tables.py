@@ -247,14 +247,14 @@ def memory_fit_line(total: float, fit: dict, hardware: str) -> str:
 
 def calibration_line(calibration: dict) -> str:
     """The calibration in force, in one line."""
-    from cost_models.calibration import end_to_end_held_out_words, gemm_borrowed_words, gemm_held_out_words
+    from cost_models.calibration import gemm_borrowed_words, held_out_words
 
     note = f" ({calibration['note']})" if calibration.get("note") else ""
     file = f" from {calibration['file']}" if calibration.get("file") else ""
     missing = calibration.get("roofline_for")
     unfitted = f"; not fitted, on the roofline: {', '.join(missing)}" if missing else ""
-    gemm = gemm_borrowed_words(calibration) + gemm_held_out_words(calibration)
-    return f"calibration: {calibration['profile']}{file}{note}{unfitted}{gemm}{end_to_end_held_out_words(calibration)}"
+    fits = gemm_borrowed_words(calibration) + held_out_words(calibration)
+    return f"calibration: {calibration['profile']}{file}{note}{unfitted}{fits}"
 
 
 def formats_words(report: dict) -> str:
