@@ -280,7 +280,7 @@ def _serving_figure(study: optuna.Study, front: Front):
 
 def _wrapped(title: str) -> str:
     """The title as matplotlib draws it: each line wrapped at :data:`TITLE_WRAP_CHARS` (the
-    calibration's held-out errors, tuner.study.calibration_name, ran a one-line title off both
+    calibration's held-out errors, tuner.study.calibration_held_out, ran a one-line title off both
     edges of the figure) at spaces only (not inside a profile name like h100-sxm-vllm), its own line
     breaks kept, ``$`` shown as itself (not mathtext)."""
     lines = title.replace("$", r"\$").split("\n")
