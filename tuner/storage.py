@@ -526,10 +526,21 @@ def _check_sqlite_path(path: str, url: str, create: bool) -> None:
             f"no database at {path}", "run tuner search first, or pass the --storage the study was saved in"
         )
     if create:
+        folder = Path(path).parent
+        if not folder.is_absolute() and not folder.exists() and (Path("/") / folder).is_dir():
+            # sqlite:///tmp/x.db is tmp/x.db here (three slashes: a relative path; SQLAlchemy's
+            # absolute one takes four): it made ./tmp without a word, the study beside the
+            # working directory, where the user looked in /tmp.
+            print(
+                f"tuner: {mask_password(url)} is the path {path} relative to this directory ({folder}/ made "
+                f"here); for /{path} write sqlite:////{path}",
+                file=sys.stderr,
+                flush=True,
+            )
         try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise StorageError(f"cannot create {Path(path).parent}: {error.strerror}", "use a writable path") from None
+            raise StorageError(f"cannot create {folder}: {error.strerror}", "use a writable path") from None
 
 
 def _read_only(url: str) -> bool:

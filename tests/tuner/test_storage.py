@@ -126,3 +126,21 @@ def test_trial_writer_flushes_when_the_interval_has_passed(tmp_path: Path) -> No
 )
 def test_mask_password(url: str, shown: str) -> None:
     assert mask_password(url) == shown
+
+
+def test_a_relative_path_whose_absolute_twin_exists_is_said_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """sqlite:///tmp/x.db is tmp/x.db in the working directory (three slashes: SQLAlchemy's relative
+    path), not /tmp/x.db: it made ./tmp without a word. Said when the folder is made here while
+    its absolute twin exists; not for a folder only the relative path names (studies/), nor again
+    once the folder is there."""
+    monkeypatch.chdir(tmp_path)
+    open_storage("sqlite:///tmp/x.db").engine.dispose()
+    err = capsys.readouterr().err
+    assert "sqlite:///tmp/x.db is the path tmp/x.db relative to this directory" in err
+    assert "for /tmp/x.db write sqlite:////tmp/x.db" in err
+    assert (tmp_path / "tmp" / "x.db").is_file()
+    open_storage("sqlite:///tmp/x.db").engine.dispose()
+    open_storage("sqlite:///studies/y.db").engine.dispose()
+    assert "relative to this directory" not in capsys.readouterr().err
