@@ -102,6 +102,10 @@ class GroupReport:
     shape_correction: GemmShapeCorrection | None = None
     fit_only_median: float | None = None
     fit_only_p90: float | None = None
+    #: The rows the held-out error is measured on (every row of the group the data holds: the
+    #: fit reads at most MAX_ROWS_PER_GROUP of them; tuner.fitting.cross_validate's fit_rows);
+    #: None: the ``rows`` fitted.
+    held_out_rows: int | None = None
 
     @property
     def name(self) -> str:
@@ -240,12 +244,16 @@ def _fit_group(
     floor_s: float = 0.0,
     where: tuple[str, np.ndarray] | None = None,
     held_out: Callable[[dict[str, float], np.ndarray, np.ndarray], np.ndarray] | None = None,
+    fit_rows: np.ndarray | None = None,
 ) -> GroupReport:
-    """``where``: the file and the file line of each row, for the refusal of rows slower than any
-    kernel (:data:`SLOWER_THAN_ANY_KERNEL`); ``held_out``: tuner.fitting.cross_validate's (the
-    held-out seconds where more than the fit is learned from a fold's training rows)."""
+    """``where``: the file and the file line of each fitted row, for the refusal of rows slower
+    than any kernel (:data:`SLOWER_THAN_ANY_KERNEL`); ``held_out``: tuner.fitting.cross_validate's
+    (the held-out seconds where more than the fit is learned from a fold's training rows);
+    ``fit_rows``: the rows the fit reads (default all; tuner.fitting.cross_validate's), the
+    held-out error being measured on every row."""
+    fitted = np.arange(len(measured)) if fit_rows is None else np.asarray(fit_rows)
     if where is not None:
-        _refuse_slower_than_any_kernel(op_class, key, measured, roofline, floor_s, where)
+        _refuse_slower_than_any_kernel(op_class, key, measured[fitted], roofline[fitted], floor_s, where)
     notes = []
     seen = np.ones(len(measured), dtype=bool)  # rows whose error is reported
     if floor_s > 0:
@@ -272,9 +280,18 @@ def _fit_group(
                 f"({floor_s * 1e6:.3g} us): fitted as max(kernel, floor); errors are over the other "
                 f"{int(seen.sum())}"
             )
-    result = fit(specs, predict, measured, starts=starts, admissible=admissible)
+    result = fit(specs, predict, measured, fitted, starts=starts, admissible=admissible)
     errors = cross_validate(
-        specs, predict, measured, cv_keys, folds, seed, starts=starts, admissible=admissible, held_out=held_out
+        specs,
+        predict,
+        measured,
+        cv_keys,
+        folds,
+        seed,
+        starts=starts,
+        admissible=admissible,
+        held_out=held_out,
+        fit_rows=fit_rows,
     )
     errors = errors[seen]
     roof = abs_rel_errors(roofline[seen], measured[seen])
@@ -282,13 +299,14 @@ def _fit_group(
     report = GroupReport(
         op_class,
         key,
-        len(measured),
+        len(fitted),
         values,
         float(np.nanmedian(errors)),
         float(np.nanquantile(errors, 0.9)),
         float(np.median(roof)),
         float(np.quantile(roof, 0.9)),
         notes + result.warnings,
+        held_out_rows=None if len(fitted) == len(measured) else int(np.isfinite(errors).sum()),
     )
     told = _GROUP_FITTED.get()
     if told is not None:
@@ -501,13 +519,6 @@ def fit_gemm(
         fixed: dict[str, float | str] = dict(KERNEL_DISPATCH.get((backend, fmt, chip.name), {}))
         _require_rows(table, rows, len(specs), f"gemm {fmt} on {system}/{backend}")
         _check_speed_of_light(table, rows, fmt, chip)
-        m, n, k = c["m"][rows], c["n"][rows], c["k"][rows]
-        measured = c["latency"][rows] * 1e-3
-
-        def predict(values, idx, m=m, n=n, k=k, fmt=fmt, fixed=fixed):
-            return gemm_time_s(m[idx], n[idx], k[idx], fmt, chip, GemmParams(**fixed, **values), weights_in_l2=True)
-
-        roofline = gemm_time_s(m, n, k, fmt, chip, GemmParams(), weights_in_l2=True)
         # The shape correction learns from every row of the group (not only the fit's
         # subsample; by default every row of the database's, gemm_perf_all_rows.csv.gz, while
         # the fit reads the same 300 rows of gemm_perf.csv.gz as ever): cost_models/gemm_shape.py;
@@ -525,7 +536,25 @@ def fit_gemm(
                     "pass --shape-rows with every row of the kernel file's GEMM groups, or --no-shape-correction",
                 )
             shape = _GemmShapeRows(shape_table, shape_group, fmt, chip, fixed)
-        fit_only = np.full(len(rows), np.nan)
+        # The held-out error is measured on every row of the group (tuner.fitting.cross_validate's
+        # fit_rows): the shape table's, where it holds each of the fit's rows (the repo's
+        # gemm_perf_all_rows.csv.gz holds gemm_perf.csv.gz's 700 a group: 3,000 rows measured,
+        # where the 300 drawn gave a p90 from 60 rows a fold), else the fit table's.
+        scored_table, scored = table, group_rows
+        drawn = np.searchsorted(group_rows, rows)
+        if shape is not None and shape_rows is not None:
+            at = _rows_of(shape_table, shape_group, table, rows)
+            if at is not None:
+                scored_table, scored, drawn = shape_table, shape_group, at
+        t = scored_table.columns
+        m, n, k = t["m"][scored], t["n"][scored], t["k"][scored]
+        measured = t["latency"][scored] * 1e-3
+
+        def predict(values, idx, m=m, n=n, k=k, fmt=fmt, fixed=fixed):
+            return gemm_time_s(m[idx], n[idx], k[idx], fmt, chip, GemmParams(**fixed, **values), weights_in_l2=True)
+
+        roofline = gemm_time_s(m, n, k, fmt, chip, GemmParams(), weights_in_l2=True)
+        fit_only = np.full(len(scored), np.nan)
 
         def held_out(
             values, train, test, predict=predict, shape=shape, m=m, n=n, k=k, keys=n * 1_000_003 + k, fit_only=fit_only
@@ -556,6 +585,7 @@ def fit_gemm(
             where=(table.path, table.lines[rows]),
             # (tuner measure's floored rows: the fit alone, its floor in _fit_group's predict)
             held_out=held_out if shape is not None else None,
+            fit_rows=drawn,
         )
         if shape is not None:
             fit_errors = abs_rel_errors(fit_only, measured)
@@ -564,6 +594,17 @@ def fit_gemm(
             report.shape_correction = shape.fit({name: v for name, v in report.values.items() if name not in fixed})
         reports.append(report)
     return reports
+
+
+def _rows_of(table: KernelTable, index: np.ndarray, other: KernelTable, other_rows: np.ndarray) -> np.ndarray | None:
+    """Positions in ``index`` (rows of ``table``) of each of ``other``'s ``other_rows``, matched by
+    (m, n, k) and latency; None where one is missing (another file's rows)."""
+    c, o = table.columns, other.columns
+    where = {(c["m"][i], c["n"][i], c["k"][i], c["latency"][i]): p for p, i in enumerate(index)}
+    found = [where.get((o["m"][i], o["n"][i], o["k"][i], o["latency"][i])) for i in other_rows]
+    if any(p is None for p in found):
+        return None
+    return np.array(found, dtype=int)
 
 
 def _gemm_group_rows(table: KernelTable, system: str, backend: str, fmt: str) -> np.ndarray:
@@ -696,14 +737,16 @@ def fit_prefill(
     window_all = c.get("window_size", np.zeros(len(table)))
     for attn, kv in sorted(set(zip(c["attn_dtype"][here], c["kv_cache_dtype"][here], strict=True))):
         mask = here & (c["attn_dtype"] == attn) & (c["kv_cache_dtype"] == kv)
-        rows = _subsample(np.flatnonzero(mask), max_rows, seed)
-        b, s, h, hk, d = (c[x][rows] for x in ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim"))
-        w = window_all[rows]
-        specs = prefill_specs(d, h, hk, s, w)
+        group = np.flatnonzero(mask)
+        rows = _subsample(group, max_rows, seed)
+        drawn = np.searchsorted(group, rows)  # the fit's rows, as positions in the group
+        b, s, h, hk, d = (c[x][group] for x in ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim"))
+        w = window_all[group]
+        specs = prefill_specs(d[drawn], h[drawn], hk[drawn], s[drawn], w[drawn])
         if chip.l2_bytes is None:
             specs.pop("l2_speedup")  # no L2 figure: the L2-resident term is always 0
         _require_rows(table, rows, len(specs), f"context attention {attn}/{kv} on {system}/{backend}")
-        measured = c["latency"][rows] * 1e-3
+        measured = c["latency"][group] * 1e-3
         fmt: Literal["bfloat16", "fp8"] = "fp8" if attn == "fp8" else "bfloat16"
         kvb = KV_BYTES.get(kv, 2.0)
 
@@ -739,6 +782,7 @@ def fit_prefill(
                 folds,
                 floor_s=table.dispatch_floor_s,
                 where=(table.path, table.lines[rows]),
+                fit_rows=drawn,
             )
         )
     return reports
@@ -826,14 +870,16 @@ def fit_decode(
         kvb = KV_BYTES.get(kv, 2.0)
         too_fast = mask & _decode_faster_than_light(table, window_all, kvb, chip)
         mask &= ~too_fast
-        rows = _subsample(np.flatnonzero(mask), max_rows, seed)
-        b, h, hk, d = (c[x][rows] for x in ("batch_size", "num_heads", "num_key_value_heads", "head_dim"))
-        w = window_all[rows]
+        group = np.flatnonzero(mask)
+        rows = _subsample(group, max_rows, seed)
+        drawn = np.searchsorted(group, rows)  # the fit's rows, as positions in the group
+        b, h, hk, d = (c[x][group] for x in ("batch_size", "num_heads", "num_key_value_heads", "head_dim"))
+        w = window_all[group]
         kernels = c["kernel_source"][rows] if "kernel_source" in c else None
-        specs = decode_specs(d, h, hk, w, chip, backend, kv, kernels)
+        specs = decode_specs(d[drawn], h[drawn], hk[drawn], w[drawn], chip, backend, kv, kernels)
         _require_rows(table, rows, len(specs), f"generation attention kv {kv} on {system}/{backend}")
-        kv_len = np.maximum(c["step"][rows], 1.0)
-        measured = c["latency"][rows] * 1e-3
+        kv_len = np.maximum(c["step"][group], 1.0)
+        measured = c["latency"][group] * 1e-3
 
         def predict(values, idx, b=b, h=h, hk=hk, d=d, kv_len=kv_len, kvb=kvb, w=w):
             return decode_attention_time_s(
@@ -863,6 +909,7 @@ def fit_decode(
             folds,
             floor_s=table.dispatch_floor_s,
             where=(table.path, table.lines[rows]),
+            fit_rows=drawn,
         )
         if too_fast.any():
             i = int(np.argmax(too_fast))
@@ -1383,6 +1430,7 @@ def build_profile(
             rows=r.rows,
             median=r.cv_median,
             p90=r.cv_p90,
+            held_out_rows=r.held_out_rows,
             roofline_median=r.roofline_median,
             roofline_p90=r.roofline_p90,
             fit_only_median=r.fit_only_median,

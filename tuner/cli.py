@@ -1961,7 +1961,10 @@ def calibrate_command(
     lines = ProgressLines("calibrate")
 
     def group_fitted(group: GroupReport) -> None:
-        lines.say(f"{group.name} fitted from {group.rows:,} rows, held-out median error {group.cv_median:.1%}")
+        held_out = "" if group.held_out_rows is None else f" (on {group.held_out_rows:,} rows)"
+        lines.say(
+            f"{group.name} fitted from {group.rows:,} rows, held-out median error {group.cv_median:.1%}{held_out}"
+        )
 
     profile, fit_report = fit_profile(
         list(kernels) or None,
@@ -1983,10 +1986,12 @@ def calibrate_command(
         f"{hardware} / {backend}: {len(fit_report.groups)} groups fitted in "
         f"{fit_report.seconds:.1f} s (held-out error = {folds}-fold CV)"
     )
-    click.echo(f"{'group':42s} {'rows':>5s} {'roofline med':>12s} {'held-out med':>12s} {'p90':>7s}")
+    # rows: fitted; held out: the rows the error is measured on (every row of the group: the fit
+    # reads at most MAX_ROWS_PER_GROUP of them; tuner.fitting.cross_validate's fit_rows).
+    click.echo(f"{'group':42s} {'rows':>5s} {'held out':>8s} {'roofline med':>12s} {'held-out med':>12s} {'p90':>7s}")
     for g in fit_report.groups:
         click.echo(
-            f"{g.name:42s} {g.rows:5d} {g.roofline_median:12.1%} {g.cv_median:12.1%} "
+            f"{g.name:42s} {g.rows:5d} {g.held_out_rows or g.rows:8d} {g.roofline_median:12.1%} {g.cv_median:12.1%} "
             f"{g.cv_p90:7.1%}" + (f"  ! {'; '.join(g.warnings)}" if g.warnings else "")
         )
     if fit_report.moe or fit_report.moe_not_fitted:
@@ -1994,7 +1999,7 @@ def calibrate_command(
         click.echo(f"fused-MoE kernel class ({folds}-fold CV by expert shape):")
         for name, e in fit_report.moe.items():
             click.echo(
-                f"{name:42s} {e.rows:5d} {e.roofline_median:12.1%} {e.median:12.1%} {e.p90:7.1%}"
+                f"{name:42s} {e.rows:5d} {e.rows:8d} {e.roofline_median:12.1%} {e.median:12.1%} {e.p90:7.1%}"
                 # A weight-only format refitted from the class it borrowed (tuner.moe_kernels.BORROWED_REFIT).
                 + (
                     f"  refitted from its borrowed class on {', '.join(e.expert_shapes)} alone (CV by moe_tp slice)"

@@ -162,18 +162,26 @@ def cross_validate(
     starts: list[dict] | None = None,
     admissible: Callable[[dict[str, float], np.ndarray], bool] | None = None,
     held_out: Callable[[dict[str, float], np.ndarray, np.ndarray], np.ndarray] | None = None,
+    fit_rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """Held-out absolute relative error of every row (each row predicted by the fit on the
     other k-1 folds). ``held_out(values, train, test)``: the seconds of the ``test`` rows given
     the fold's fitted ``values`` and its ``train`` rows, where more than the fit is learned from
     the training rows (the GEMM shape correction, tuner/calibrate.py fit_gemm); default
-    ``predict(values, test)``."""
+    ``predict(values, test)``.
+
+    ``fit_rows`` (default: every row): the rows a fit reads, where the fit draws fewer rows than
+    the group holds (tuner calibrate's MAX_ROWS_PER_GROUP, a speed choice). The folds are dealt
+    over every row's key, each fold's fit reads its training folds' ``fit_rows``, and every row
+    of the test fold is predicted, so the error is measured on all the rows the data holds, not
+    only on the draw. With every row fitted the folds and errors are those of fitting them all."""
     folds = fold_ids(group_keys, k, seed)
     errors = np.full(len(measured_s), np.nan)
     all_rows = np.arange(len(measured_s))
+    fitted = all_rows if fit_rows is None else np.asarray(fit_rows)
     for f in range(k):
         test = all_rows[folds == f]
-        train = all_rows[folds != f]
+        train = fitted[folds[fitted] != f]
         if len(test) == 0 or len(train) == 0:
             continue
         result = fit(specs, predict, measured_s, train, starts=starts, diagnose=False, admissible=admissible)

@@ -12,10 +12,11 @@ group (chip, engine, format):
 - the correction: from the shipped parameters' log residuals on every row of the group in
   data/kernels/gemm_perf_all_rows.csv.gz (3,000 a group), made monotone in m against them;
 - its held-out error, the whole pipeline as tuner calibrate measures it (fit_gemm with the
-  correction): 5 folds by weight shape (n, k) over the 300 rows the parametric fit reads from
-  data/kernels/gemm_perf.csv.gz; per fold the parametric fit on the training folds' rows, the
-  correction from every row of gemm_perf_all_rows.csv.gz whose (n, k) is not a test fold's, the
-  test rows. ``median``/``p90`` are that; ``fit_only_median``/``fit_only_p90`` the same folds'
+  correction): 5 folds by weight shape (n, k) over every row of the group in
+  gemm_perf_all_rows.csv.gz (3,000; before 2026-12-07 the 300 rows the parametric fit reads from
+  data/kernels/gemm_perf.csv.gz); per fold the parametric fit on the training folds' rows of those
+  300, the correction from every row of gemm_perf_all_rows.csv.gz whose (n, k) is not a test
+  fold's, every row of the test fold. ``median``/``p90`` are that; ``fit_only_median``/``fit_only_p90`` the same folds'
   fit alone (on this machine: they can differ from the shipped fit's stored numbers by the
   solver's noise).
 
@@ -69,6 +70,9 @@ def held_out_error(stored: HeldOutError, report: GroupReport, warnings: bool = F
         "p90": report.cv_p90,
         "fit_only_median": report.fit_only_median,
         "fit_only_p90": report.fit_only_p90,
+        "held_out_rows": report.held_out_rows,
+        "roofline_median": report.roofline_median,
+        "roofline_p90": report.roofline_p90,
     }
     if warnings:
         update["warnings"] = list(report.warnings)
@@ -119,9 +123,10 @@ def main(names: list[str]) -> None:
             "Gaussian-weighted mean of those parameters' log residuals over every row of the group in "
             f"{repo_relative_path(ALL_ROWS)}, monotone in m against the fit (rows and settings in each gemm "
             "entry's shape_correction). gemm cv_error: the whole pipeline held out, as tuner calibrate "
-            "measures it (5 folds by weight shape over the fit's 300 rows; per fold the parametric fit on "
-            "the training folds' rows of data/kernels/gemm_perf.csv.gz, the correction from the training "
-            f"folds' weight shapes' rows of {repo_relative_path(ALL_ROWS)}, the test rows), computed "
+            "measures it (5 folds by weight shape over every row of the group in "
+            f"{repo_relative_path(ALL_ROWS)}; per fold the parametric fit on the training folds' rows of "
+            "the 300 it reads from data/kernels/gemm_perf.csv.gz, the correction from the training "
+            f"folds' weight shapes' rows of {repo_relative_path(ALL_ROWS)}, every row of the test fold), computed "
             f"{today} on {cpu_name()}; fit_only_median / fit_only_p90: the same folds' fit alone"
         )
         notes = [n for n in provenance.notes if not n.startswith("GEMM shape correction")] + [note]

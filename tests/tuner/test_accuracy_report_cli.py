@@ -18,7 +18,7 @@ def nothing_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     def started(*args, **kwargs):
         raise AssertionError("the report started")
 
-    for name in ("fit_all", "refit_serving_only", "refresh_gemm_only", "refit_moe_only"):
+    for name in ("fit_all", "refit_serving_only", "refresh_kernels_only", "refit_moe_only"):
         monkeypatch.setattr(accuracy_report, name, started)
 
 
@@ -27,7 +27,7 @@ def test_help_prints_the_modes_and_starts_nothing(nothing_runs, capsys: pytest.C
         accuracy_report.main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert "--gemm-only" in out and "--serving-only" in out and "--moe-only" in out
+    assert "--kernels-only" in out and "--gemm-only" in out and "--serving-only" in out and "--moe-only" in out
 
 
 @pytest.mark.parametrize("argv", [["--bogus"], ["--gemm-only", "--serving-only"]])

@@ -57,8 +57,13 @@ TARGET_MEDIAN = {"gemm": 0.08, "prefill_attention": 0.12, "decode_attention": 0.
 # 286 -> 289 of 289 meet 10%. GEMM after the SM90 fp8 tile dispatch by m: 47 -> 48 of 56 (0.857).
 # Decode after FlashAttention-2's windowed path (one CTA per (sequence, query head) walking its
 # window: l40s vllm bf16 12.7% -> 11.1%): 33 of 33 meet 12%, worst 0.115 (h200 trtllm bf16).
-HONEST_WORST_MEDIAN = {"gemm": 0.12, "prefill_attention": 0.12, "decode_attention": 0.12, "collectives": 0.10}
-HONEST_SHARE_MEETING = {"gemm": 0.85, "prefill_attention": 1.0, "decode_attention": 1.0, "collectives": 1.0}
+# Held out on every row of a group (2026-12-07; 500 an attention group, 3,000 a GEMM group,
+# where the errors were measured on the <= 300 rows the fits draw; docs/accuracy.md, the finding
+# on held-out rows): decode 33 -> 31 of 33 meet 12% (0.939), worst 0.115 -> 0.123 (h200 trtllm
+# fp8; bf16 12.004%); prefill 43 of 43, worst 0.114; GEMM medians 54 of 56 meet 8% (0.964),
+# worst 0.088 (h200 sglang fp8_block).
+HONEST_WORST_MEDIAN = {"gemm": 0.12, "prefill_attention": 0.12, "decode_attention": 0.125, "collectives": 0.10}
+HONEST_SHARE_MEETING = {"gemm": 0.85, "prefill_attention": 1.0, "decode_attention": 0.93, "collectives": 1.0}
 
 
 def _errors():
@@ -129,9 +134,12 @@ def test_gemm_targets_met_by_bf16_vllm_fp8_and_nvfp4_groups_on_hbm_gpus():
     # The fold fits alone, as this profile set's stored numbers were computed (AMD EPYC VM,
     # 2026-12-07): 7 missing (8 where the fold fits ran on 2026-12-06: the solver path's noise).
     assert sum(e.fit_only_median > 0.08 or e.fit_only_p90 > 0.25 for e in gemm) >= 7
-    # Mean median 5.98% -> 4.85%, mean p90 18.4% -> 15.2%.
-    assert np.mean([e.median for e in gemm]) < 0.049 < 0.059 < np.mean([e.fit_only_median for e in gemm])
-    assert np.mean([e.p90 for e in gemm]) < 0.153 < 0.18 < np.mean([e.fit_only_p90 for e in gemm])
+    # Mean median 5.98% -> 4.85%, mean p90 18.4% -> 15.2%. Held out on every row of a group
+    # (2026-12-07: 3,000 a group, where the 300 drawn were measured before; docs/accuracy.md, the
+    # finding on held-out rows): the same 4 missing, the fit alone 8; 6.05% -> 4.93%, 19.1% -> 15.8%.
+    assert all(e.held_out_rows is not None and e.held_out_rows > 8 * e.rows for e in gemm)
+    assert np.mean([e.median for e in gemm]) < 0.050 < 0.059 < np.mean([e.fit_only_median for e in gemm])
+    assert np.mean([e.p90 for e in gemm]) < 0.159 < 0.18 < np.mean([e.fit_only_p90 for e in gemm])
 
 
 def test_gemm_targets_met_by_vllm_fp8_block_and_hopper_sglang_fp8():
@@ -495,13 +503,14 @@ def test_gemm_sm89_fp8_kernel_dispatch_of_vllm():
     # (cost_models/gemm_dispatch.py); each one's speed is fitted on l40s vLLM fp8 only. Its rows'
     # steps: m = 17-32 and 33-64 at n <= 8192 and m > 256 at 4096 < n <= 8192 ran slower than the
     # smooth model (the 256x128 tile's 3 stages: fitted ~1.5x the 128x128 reference), m <= 16
-    # faster. The fit alone, held out: p90 34.3% without the factors, 27.5% with them.
+    # faster. The fit alone, held out: p90 34.3% without the factors, 27.5% with them on the 300
+    # rows fitted; on all 700 rows of the file (every row held out, 2026-12-07) 34.9% and 31.4%.
     table = read_kernel_table(REPO_KERNELS / "gemm_perf.csv.gz")
     by_key = {r.key: r for r in fit_gemm(table, get_hardware("l40s"), "l40s", "vllm", 20260101, 5, 300)}
     fp8 = by_key["fp8"].values
     assert fp8["kernel_dispatch"] == "vllm_sm89_fp8"
     assert fp8["dispatch_factor_256x128"] > 1.2 and fp8["dispatch_factor_16x64"] < 0.85
-    assert by_key["fp8"].cv_p90 < 0.30
+    assert by_key["fp8"].cv_p90 < 0.33 and by_key["fp8"].held_out_rows == 700
     for key in ("bfloat16", "fp8_block"):
         assert "dispatch_factor_256x128" not in by_key[key].values, key
 
