@@ -175,14 +175,51 @@ def test_serve_with_attention_only_views_equals_serve_with_full_views(closed: bo
     profile = resolve_calibration("auto", "h100-sxm", "trtllm")
     fast = serve(d, w, calibration=profile)
     original = serving_module.iteration_shapes
-    monkeypatch.setattr(
-        serving_module,
-        "iteration_shapes",
-        lambda deps, calibration, **kw: original(deps, calibration, attention_only=False, share_rows=False, **kw),
-    )
+
+    def full_views(deps, calibration, **kw):
+        return original(deps, calibration, attention_only=False, share_rows=False, **kw)
+
+    monkeypatch.setattr(serving_module, "iteration_shapes", full_views)
     full = serve(d, w, calibration=profile)
     assert np.sum(full.stable) > n // 4  # the comparison covers working configurations
-    _assert_same_estimate(fast, full, [f.name for f in fields(ServingEstimate)])
+    names = [f.name for f in fields(ServingEstimate)]
+    # A few open loops have two settled points a few percent apart, and which one the rounds reach
+    # depends on the last bits of the rows scored beside them (row 723 of the open draw since the
+    # attention refit of 2026-12-07: TTFT 0.477 s alone and 0.489 s beside row 722, in either view).
+    # Such a row is scored alone in both views, where the views must agree exactly; the rest of
+    # the batch as below.
+    apart = _rows_apart(fast, full, names, serving_module._SETTLED)
+    assert len(apart) <= n // 500, apart
+    for i in apart:
+        one = np.array([i])
+        monkeypatch.setattr(serving_module, "iteration_shapes", original)
+        alone_fast = serve(d.take(one), w.take(one), calibration=profile)
+        monkeypatch.setattr(serving_module, "iteration_shapes", full_views)
+        alone_full = serve(d.take(one), w.take(one), calibration=profile)
+        _assert_same_estimate(alone_fast, alone_full, names)
+    kept = np.setdiff1d(np.arange(n), apart)
+    _assert_same_estimate(_take_estimate(fast, kept), _take_estimate(full, kept), names)
+
+
+def _rows_apart(a: ServingEstimate, b: ServingEstimate, names: list[str], rtol: float) -> np.ndarray:
+    """Rows where a finite float field of ``a`` and ``b`` differs by more than ``rtol``."""
+    apart = np.zeros(len(np.asarray(a.ttft_s)), dtype=bool)
+    for name in names:
+        x, y = np.asarray(getattr(a, name)), np.asarray(getattr(b, name))
+        if x.dtype.kind == "f" and x.shape == apart.shape:
+            both = np.isfinite(x) & np.isfinite(y)
+            apart |= both & ~np.isclose(x, y, rtol=rtol, atol=0.0)
+    return np.flatnonzero(apart)
+
+
+def _take_estimate(e: ServingEstimate, rows: np.ndarray) -> ServingEstimate:
+    """``e``'s rows ``rows`` (every per-row array field taken; scalars kept)."""
+    n = len(np.asarray(e.ttft_s))
+    taken = {}
+    for f in fields(ServingEstimate):
+        value = getattr(e, f.name)
+        taken[f.name] = np.asarray(value)[rows] if np.ndim(value) >= 1 and np.shape(value)[0] == n else value
+    return ServingEstimate(**taken)
 
 
 def _assert_same_estimate(fast: ServingEstimate, full: ServingEstimate, names: list[str]) -> None:

@@ -41,9 +41,12 @@ def _notes(rate: float) -> tuple[dict, list[str]]:
 
 
 def test_the_docs_row_at_95_percent_is_flagged_and_one_at_half_not() -> None:
-    """30.1 req/s: 99.9th percentile 422 of 426, within the margin of the cap: the note (saying the
-    percentile is within the estimate's error of the cap). 15.8 req/s (50%): 55 of 426, none."""
-    near, notes = _notes(30.1)
+    """29.9 req/s: 99.9th percentile 399 of 426, within the margin of the cap: the note (saying the
+    percentile is within the estimate's error of the cap). 15.8 req/s (50%): 55 of 426, none.
+    (30.1 req/s read 422 of 426 until the attention fits read every row of their groups,
+    2026-12-07, which moved the deployment's highest stable rate from 31.46 to 31.24/s: 30.1 now
+    reads 438, over the cap, noted by the percentile alone; 29.9 is the table's 95% row.)"""
+    near, notes = _notes(29.9)
     assert near["running_p999"] < near["max_concurrency"] == 426  # the percentile alone: no note
     assert len(notes) == 1 and "within the 12.8%" in notes[0] and "the KV cache holds 426" in notes[0]
     calm, notes = _notes(15.8)

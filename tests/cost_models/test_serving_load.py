@@ -219,9 +219,11 @@ def test_an_open_loop_past_the_host_capacity_is_unstable() -> None:
     """Every iteration takes at least its host time, so a request costs the engine's host its set-up once
     and its per-sequence work in each iteration it is scheduled in (one prefill iteration of its
     1024 tokens under the 8192-token budget, then 127 decode ones), whatever the GPU does:
-    cost_models/serving_overheads/trtllm.yaml's 19.117 ms + 128 x 71.80 us = 28.31 ms, at most 1 /
-    0.02831 = 35.33 requests/s since the refit on a serving step's GEMMs reading their weights from
-    DRAM, not L2 (2026-12-07; 19.232 ms + 128 x 71.39 us = 28.37 ms and 35.25/s since the refit on
+    cost_models/serving_overheads/trtllm.yaml's 19.071 ms + 128 x 71.86 us = 28.27 ms, at most 1 /
+    0.02827 = 35.38 requests/s since the refit on the attention fits reading every row of their
+    groups (2026-12-07; 19.117 ms + 128 x 71.80 us = 28.31 ms and 35.33/s since the refit on a
+    serving step's GEMMs reading their weights from DRAM, not L2, 2026-12-07; 19.232 ms + 128 x
+    71.39 us = 28.37 ms and 35.25/s since the refit on
     the GEMM shape correction's median level, 2026-12-07; 19.227 ms + 128 x 71.42 us = 28.37 ms and
     35.25/s since the refit on decode
     attention's continuous work units, 2026-12-06; 19.424 ms + 128 x 70.72 us = 28.48 ms and 35.12/s
@@ -233,11 +235,11 @@ def test_an_open_loop_past_the_host_capacity_is_unstable() -> None:
     ms TPOT, where the simulation's queue grows (mean TTFT over a second, 20,000 requests)."""
     shipped = engine_overheads("trtllm")
     assert (shipped.host_per_new_request_s, shipped.host_per_sequence_s) == (
-        0.0191170693743186,
-        7.180031102067461e-05,
+        0.019070545530234354,
+        7.185576248642573e-05,
     )
-    host_s = 0.0191170693743186 + 7.180031102067461e-05 * (1 + 127)
-    assert 1.0 / host_s == pytest.approx(35.33, abs=0.01)
+    host_s = 0.019070545530234354 + 7.185576248642573e-05 * (1 + 127)
+    assert 1.0 / host_s == pytest.approx(35.38, abs=0.01)
     out = simulate_one(**TP8_VLLM, request_rate=35.91, requests=20000, seed=1)
     assert out["simulated"]["ttft_s"]["mean"] > 1.0
     analytic = out["analytic"]
@@ -301,9 +303,11 @@ def test_the_host_kink_open_loop_near_its_capacity_is_flagged(rate: float) -> No
     unflagged where the simulated TTFT ran up to 1.18x the steady state's. Since the open loop's
     fixed point converges (2026-12-06) the mean batch reads 59.7 and 76.2 against the simulated
     68.4 and 86.4 (0.87 and 0.88x; 62.9 and 83.8, 0.92 and 0.97x, where the rounds had stopped
-    short), within 15%."""
+    short), within 15%. Since the attention fits read every row of their groups (2026-12-07; the
+    host's capacity 35.38/s) the simulated batch peaks at 253 of the 256 slots at 33.50, 256 at
+    34.02."""
     out = simulate_one(**TP8_VLLM, request_rate=rate, requests=20000, seed=1)
-    assert out["simulated"]["peak_running"] == 256
+    assert out["simulated"]["peak_running"] >= 250
     analytic = out["analytic"]
     assert analytic["stable"] and analytic["running_p999"] >= analytic["max_concurrency"] == 256
     assert analytic["running"] == pytest.approx(out["simulated"]["mean_running"], rel=0.15)

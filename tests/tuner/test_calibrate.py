@@ -18,7 +18,7 @@ import pytest
 from cost_models.calibration import available_profiles, load_profile
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
-from tuner.calibrate import fit_decode, fit_gemm, fit_profile
+from tuner.calibrate import ATTENTION_MAX_ROWS_PER_GROUP, fit_decode, fit_gemm, fit_profile
 from tuner.cli import main
 from tuner.kernel_data import REPO_KERNELS, read_kernel_table
 
@@ -525,7 +525,10 @@ def test_decode_refit_finds_trtllm_fallback_kernel_switch():
     # terms added, 11.4-12.5% across the variants tried). 11.0% since the long-cache cost of
     # windowed rows and the MHA per-KV-head factor (decode groups missing 12%: 8 -> 4 of 33).
     table = read_kernel_table(REPO_KERNELS / "generation_attention_perf.csv.gz")
-    reports = fit_decode(table, get_hardware("h100-sxm"), "h100_sxm", "trtllm", 20260101, 5, 300)
+    # As shipped: fitted on every row of the group (ATTENTION_MAX_ROWS_PER_GROUP, 2026-12-07).
+    reports = fit_decode(
+        table, get_hardware("h100-sxm"), "h100_sxm", "trtllm", 20260101, 5, ATTENTION_MAX_ROWS_PER_GROUP
+    )
     bf16 = next(r for r in reports if r.key == "bfloat16")
     assert 32 < bf16.values["fallback_group_size"] < 48
     assert 0.002 < bf16.values["fallback_compute_eff"] < 0.02
