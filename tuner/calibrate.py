@@ -118,6 +118,20 @@ class GroupReport:
     def name(self) -> str:
         return f"{self.op_class}/{self.key}"
 
+    def held_out_error(self) -> HeldOutError:
+        """The profile's record of this group's held-out error (its cv_error entry)."""
+        return HeldOutError(
+            rows=self.rows,
+            median=self.cv_median,
+            p90=self.cv_p90,
+            held_out_rows=self.held_out_rows,
+            roofline_median=self.roofline_median,
+            roofline_p90=self.roofline_p90,
+            fit_only_median=self.fit_only_median,
+            fit_only_p90=self.fit_only_p90,
+            warnings=self.warnings,
+        )
+
 
 def _group_json(group: GroupReport) -> dict:
     """A group's report as JSON; the shape correction's keys only where one was built (tuner
@@ -1445,20 +1459,7 @@ def build_profile(
     elementwise = ElementwiseParams(
         memory_eff=float(np.median(stream)) if stream else 1.0, launch_s=float(np.median(launches)) if launches else 0.0
     )
-    cv = {
-        r.name: HeldOutError(
-            rows=r.rows,
-            median=r.cv_median,
-            p90=r.cv_p90,
-            held_out_rows=r.held_out_rows,
-            roofline_median=r.roofline_median,
-            roofline_p90=r.roofline_p90,
-            fit_only_median=r.fit_only_median,
-            fit_only_p90=r.fit_only_p90,
-            warnings=r.warnings,
-        )
-        for r in reports
-    }
+    cv = {r.name: r.held_out_error() for r in reports}
     provenance = Provenance(
         data_files=used,
         fit_date=_dt.date.today().isoformat(),

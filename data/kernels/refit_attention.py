@@ -28,7 +28,7 @@ import time
 import numpy as np
 from add_shape_correction import cpu_name  # (this folder: run as a script)
 
-from cost_models.calibration import DataFile, HeldOutError, _profile_dir, available_profiles, load_profile
+from cost_models.calibration import DataFile, _profile_dir, available_profiles, load_profile
 from cost_models.efficiency import DecodeAttentionParams, PrefillAttentionParams
 from cost_models.hardware import get_hardware
 from tuner.calibrate import (
@@ -70,15 +70,7 @@ def main(names: list[str]) -> None:
         for cls_reports in reports.values():
             for r in cls_reports:
                 before = cv_error[r.name]
-                cv_error[r.name] = HeldOutError(
-                    rows=r.rows,
-                    median=r.cv_median,
-                    p90=r.cv_p90,
-                    held_out_rows=r.held_out_rows,
-                    roofline_median=r.roofline_median,
-                    roofline_p90=r.roofline_p90,
-                    warnings=r.warnings,
-                )
+                cv_error[r.name] = r.held_out_error()
                 print(
                     f"{name:18s} {r.name:34s} {before.median:.4f}/{before.p90:.4f} on {before.rows} rows fitted -> "
                     f"{r.cv_median:.4f}/{r.cv_p90:.4f} on {r.rows}",
