@@ -104,8 +104,18 @@ ERROR_PARAGRAPH = (
 
 def _rows_cell(group) -> str:
     """A group's rows: fitted, and held out where the error is measured on more."""
-    held_out = getattr(group, "held_out_rows", None)
+    held_out = group.held_out_rows
     return f"{group.rows}" if held_out is None else f"{group.rows} ({held_out:,} held out)"
+
+
+def _summary_row(profile, cls: str, groups: list) -> str:
+    """The summary table's row of one (chip, engine) profile's ``cls`` groups."""
+    return (
+        f"| {profile.chip} | {profile.backend} | {cls} | {len(groups)} | "
+        f"{np.median([g.roofline_median for g in groups]):.1%} | "
+        f"{np.median([g.cv_median for g in groups]):.1%} | "
+        f"{np.median([g.cv_p90 for g in groups]):.1%} | {sum(_misses(g) for g in groups)} |"
+    )
 
 
 def render(results, seconds: float) -> str:
@@ -143,14 +153,7 @@ def render(results, seconds: float) -> str:
     for profile, report in results:
         classes = sorted({g.op_class for g in report.groups})
         for cls in classes:
-            groups = [g for g in report.groups if g.op_class == cls]
-            misses = [g for g in groups if _misses(g)]
-            lines.append(
-                f"| {profile.chip} | {profile.backend} | {cls} | {len(groups)} | "
-                f"{np.median([g.roofline_median for g in groups]):.1%} | "
-                f"{np.median([g.cv_median for g in groups]):.1%} | "
-                f"{np.median([g.cv_p90 for g in groups]):.1%} | {len(misses)} |"
-            )
+            lines.append(_summary_row(profile, cls, [g for g in report.groups if g.op_class == cls]))
     lines += ["", *render_shape_correction(results), *render_noise_floor(results), "## Every group", ""]
     for profile, report in results:
         lines += [
@@ -1839,7 +1842,7 @@ def _refresh_group_row(section: str, profile, g) -> str:
         stored = (profile.prefill_attention if g.op_class == "prefill_attention" else profile.decode_attention)[g.key]
         default = type(stored)().model_dump()
         listed = ", ".join(
-            f"{k}={_fmt(v)}" for k, v in stored.model_dump().items() if v != default.get(k, v) or k not in default
+            f"{k}={_fmt(v)}" for k, v in stored.model_dump().items() if k not in default or v != default[k]
         )
 
     def cells(match) -> str:
@@ -1895,12 +1898,7 @@ def refresh_kernels_only(doc: Path) -> None:
             groups = [g for g in report.groups if g.op_class == cls]
             if not groups:
                 continue
-            row = (
-                f"| {profile.chip} | {profile.backend} | {cls} | {len(groups)} | "
-                f"{np.median([g.roofline_median for g in groups]):.1%} | "
-                f"{np.median([g.cv_median for g in groups]):.1%} | "
-                f"{np.median([g.cv_p90 for g in groups]):.1%} | {sum(_misses(g) for g in groups)} |"
-            )
+            row = _summary_row(profile, cls, groups)
             text = re.sub(
                 rf"^\| {re.escape(profile.chip)} \| {re.escape(profile.backend)} \| {cls} \|.*$",
                 row.replace("\\", "\\\\"),
