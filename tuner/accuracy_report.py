@@ -437,6 +437,41 @@ def _pooled_gemm_cells(results):
     return groups, provenance, fitted, differ
 
 
+def _pooled_floor_lines(missing, median_target: float, p90_target: float | None) -> list[str]:
+    """For each bf16 (chip, format) missing a target read per chip and format: the noise floor of
+    its pooled rows, each engine's triangulated noise (the measurement noise floor section) in
+    proportion to its rows (tuner.measurement_noise.implied_pooled_abs_error), the p90 from the
+    p90-based sigmas with their bootstrap interval's ends, the median from the MAD-based ones."""
+    from tuner.measurement_noise import bootstrap_sigmas, engine_noise, implied_pooled_abs_error, read_same_shapes
+
+    cells = [c for c in missing if c.fmt == "bfloat16"]
+    if not cells:
+        return []
+    data = read_same_shapes()
+    lines = []
+    for c in cells:
+        latencies = data.latencies.get(c.chip, {})
+        if len(latencies) < 3 or set(c.engine_rows) - set(latencies):
+            continue
+        noise = {n.engine: n for n in engine_noise(latencies)[1]}
+        spread = bootstrap_sigmas(latencies, NOISE_DRAWS, NOISE_SEED)
+        engines = sorted(c.engine_rows)
+        weights = [c.engine_rows[e] for e in engines]
+        floor_median = implied_pooled_abs_error([noise[e].sigma_mad for e in engines], weights, 0.5)
+        floor_p90 = implied_pooled_abs_error([noise[e].sigma_p90 for e in engines], weights, 0.9)
+        low, high = (implied_pooled_abs_error([spread[e]["p90"][i] for e in engines], weights, 0.9) for i in (0, 1))
+        clipped = [e for e in engines if noise[e].clipped_p90]
+        lines.append(
+            f"Against the noise floor (bf16: every engine runs cuBLAS; the measurement noise floor section), "
+            f"its engines' noise pooled by their rows: {c.chip} {c.fmt} median floor {floor_median:.1%} "
+            f"(held out {c.median:.1%}), p90 floor {floor_p90:.1%} ({low:.0%}-{high:.0%} at its sigmas' "
+            f"bootstrap ends; held out {c.p90:.1%}, target {p90_target:.0%})"
+            + (f"; {', '.join(clipped)}'s p90-based variance clipped to 0, so the floor is low" if clipped else "")
+            + "."
+        )
+    return lines
+
+
 def render_per_chip_format(results) -> list[str]:
     """Issue 9's GEMM target read as its words put it, per chip and format: every engine's rows of
     a (chip, format) pooled (tuner/held_out_rows.py, data/kernels/gemm_held_out_errors.npz), beside
@@ -474,6 +509,7 @@ def render_per_chip_format(results) -> list[str]:
         "| chip | format | rows | median | p90 | each engine's median / p90 |",
         "|---|---|---|---|---|---|",
     ]
+    lines[-4:-4] = [*_pooled_floor_lines(pooled_missing, median_target, p90_target), ""]
     for c in cells:
         flag = "" if c.meets(median_target, p90_target) else " **MISS**"
         each = "; ".join(f"{engine} {m:.1%} / {p:.1%}" for engine, (m, p) in c.engines.items())

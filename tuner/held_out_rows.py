@@ -59,6 +59,8 @@ class PooledCell:
     p90: float
     #: engine -> (median, p90) of its own rows
     engines: dict[str, tuple[float, float]]
+    #: engine -> its rows
+    engine_rows: dict[str, int]
 
     def meets(self, median_target: float, p90_target: float | None) -> bool:
         """Whether the pooled median (and the p90, where a p90 target is given) is within target."""
@@ -73,5 +75,7 @@ def pooled_by_chip_format(groups: dict[tuple[str, str, str], np.ndarray]) -> lis
         mine = {engine: e for (c, engine, f), e in sorted(groups.items()) if (c, f) == (chip, fmt)}
         rows = np.concatenate(list(mine.values()))
         engines = {engine: (float(np.median(e)), float(np.quantile(e, 0.9))) for engine, e in mine.items()}
-        cells.append(PooledCell(chip, fmt, len(rows), float(np.median(rows)), float(np.quantile(rows, 0.9)), engines))
+        counts = {engine: len(e) for engine, e in mine.items()}
+        median, p90 = float(np.median(rows)), float(np.quantile(rows, 0.9))
+        cells.append(PooledCell(chip, fmt, len(rows), median, p90, engines, counts))
     return cells

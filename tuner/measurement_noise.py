@@ -36,6 +36,7 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import brentq
 
 from cost_models.errors import InvalidInputError
 
@@ -238,24 +239,40 @@ def implied_abs_error(sigma: float, quantile: float = 0.9) -> float:
     exactly, when measured = true x exp(eps), eps ~ N(0, sigma^2): the x where
     ``P(log(1 - x) <= eps <= log(1 + x)) = quantile`` (eps symmetric, so the same for
     ``|exp(-eps) - 1|``). 0 for sigma 0; about ``exp(1.6449 sigma) - 1`` at the p90."""
-    if not (math.isfinite(sigma) and sigma >= 0):
-        raise InvalidInputError("implied error", f"sigma {sigma!r}", "a scale is a number >= 0")
+    return implied_pooled_abs_error([sigma], [1.0], quantile)
+
+
+def implied_pooled_abs_error(sigmas: Sequence[float], weights: Sequence[float], quantile: float = 0.9) -> float:
+    """:func:`implied_abs_error` over rows pooled from several engines: a share ``weights[i]`` of
+    the rows with noise of scale ``sigmas[i]`` (the GEMM target read per chip and format, every
+    engine's rows pooled: docs/accuracy.md). The x where the mixture's
+    ``sum w_i P(log(1 - x) <= eps_i <= log(1 + x))`` is ``quantile`` (scipy.optimize.brentq)."""
     if not 0 < quantile < 1:
         raise InvalidInputError("implied error", f"quantile {quantile!r}", "a quantile is in (0, 1)")
-    if sigma == 0:
+    for sigma in sigmas:
+        if not (math.isfinite(sigma) and sigma >= 0):
+            raise InvalidInputError("implied error", f"sigma {sigma!r}", "a scale is a number >= 0")
+    w = np.asarray(weights, dtype=float)
+    if len(w) != len(sigmas) or len(w) == 0 or not np.all(np.isfinite(w) & (w > 0)):
+        raise InvalidInputError("implied error", f"weights {list(weights)!r}", "one weight > 0 per sigma")
+    w = w / w.sum()
+    if all(sigma == 0 for sigma in sigmas):
         return 0.0
 
     def covered(x: float) -> float:
-        low = _normal_cdf(math.log(1.0 - x) / sigma) if x < 1 else 0.0
-        return _normal_cdf(math.log1p(x) / sigma) - low
+        total = 0.0
+        for share, sigma in zip(w, sigmas, strict=True):
+            if sigma == 0:
+                total += share  # exact rows: within any x > 0
+                continue
+            low = _normal_cdf(math.log(1.0 - x) / sigma) if x < 1 else 0.0
+            total += share * (_normal_cdf(math.log1p(x) / sigma) - low)
+        return total
 
-    lo, hi = 0.0, 1.0
+    hi = 1.0
     while covered(hi) < quantile:
         hi *= 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if covered(mid) < quantile else (lo, mid)
-    return 0.5 * (lo + hi)
+    return float(brentq(lambda x: covered(x) - quantile, 0.0, hi, xtol=1e-12))
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ def test_pooling_takes_every_engine_s_rows_once() -> None:
     assert bf16.median == pytest.approx(0.025)
     assert bf16.p90 == pytest.approx(0.079)
     assert bf16.engines["vllm"] == pytest.approx((0.10, 0.10))
+    assert bf16.engine_rows == {"trtllm": 3, "vllm": 1}
     assert cells[("l40s", "fp8")].median == pytest.approx(0.05)
     assert bf16.meets(0.08, 0.25) and not bf16.meets(0.02, 0.25)
 

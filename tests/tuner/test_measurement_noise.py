@@ -18,6 +18,7 @@ from tuner.measurement_noise import (
     bootstrap_sigmas,
     engine_noise,
     implied_abs_error,
+    implied_pooled_abs_error,
     pair_agreement,
     read_same_shapes,
     triangulate,
@@ -175,6 +176,23 @@ def test_implied_abs_error_matches_a_monte_carlo_draw():
     assert implied_abs_error(0.0) == 0.0
     with pytest.raises(InvalidInputError):
         implied_abs_error(-0.1)
+
+
+def test_implied_pooled_abs_error_matches_a_monte_carlo_mixture():
+    """Rows pooled from engines of different noise (one exact): the p90 and median of |exp(e) - 1|
+    over 600,000 draws, each engine's share of the rows its weight."""
+    rng = np.random.default_rng(4)
+    sigmas, weights = (0.177, 0.143, 0.0), (3000, 3000, 1500)
+    e = np.concatenate([rng.normal(0.0, s, 80 * w) for s, w in zip(sigmas, weights, strict=True)])
+    for q in (0.5, 0.9):
+        expected = np.quantile(np.abs(np.exp(e) - 1), q)
+        assert implied_pooled_abs_error(sigmas, weights, q) == pytest.approx(expected, rel=0.01)
+    assert implied_pooled_abs_error((0.1,), (7.0,), 0.9) == pytest.approx(implied_abs_error(0.1, 0.9), rel=1e-9)
+    assert implied_pooled_abs_error((0.0, 0.0), (1.0, 2.0)) == 0.0
+    with pytest.raises(InvalidInputError, match="one weight > 0 per sigma"):
+        implied_pooled_abs_error((0.1, 0.2), (1.0,))
+    with pytest.raises(InvalidInputError, match="a scale is a number >= 0"):
+        implied_pooled_abs_error((0.1, float("nan")), (1.0, 1.0))
 
 
 def test_the_shipped_file_is_the_bf16_rows_of_shapes_two_engines_timed():
