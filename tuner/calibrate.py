@@ -617,6 +617,19 @@ def fit_gemm(
     return reports
 
 
+def fit_gemm_as_shipped(chip_name: str, backend: str, pinned: KernelTable, every: KernelTable) -> list[GroupReport]:
+    """:func:`fit_gemm` of a shipped (chip, engine) as its profile's GEMM fits and stored held-out
+    errors were made: on at most MAX_ROWS_PER_GROUP rows a group of ``pinned``
+    (data/kernels/gemm_perf.csv.gz), seed SEED, FOLDS folds, with the shape correction learned from
+    every row of the group in ``every`` (data/kernels/gemm_perf_all_rows.csv.gz). For the
+    maintainer scripts of data/kernels/ that refit or re-measure those groups."""
+    chip = get_hardware(chip_name)
+    system = CHIP_TO_SYSTEM[chip_name]
+    return fit_gemm(
+        pinned, chip, system, backend, SEED, FOLDS, MAX_ROWS_PER_GROUP, shape_correction=True, shape_rows=every
+    )
+
+
 def _rows_of(table: KernelTable, index: np.ndarray, other: KernelTable, other_rows: np.ndarray) -> np.ndarray | None:
     """Positions in ``index`` (rows of ``table``) of each of ``other``'s ``other_rows``, matched by
     (m, n, k) and latency; None where one is missing (another file's rows)."""

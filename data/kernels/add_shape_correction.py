@@ -35,14 +35,11 @@ from cost_models.calibration import DataFile, HeldOutError, _profile_dir, availa
 from cost_models.hardware import get_hardware
 from tuner.calibrate import (
     CHIP_TO_SYSTEM,
-    FOLDS,
     KERNEL_DISPATCH,
-    MAX_ROWS_PER_GROUP,
-    SEED,
     GroupReport,
     _gemm_group_rows,
     _GemmShapeRows,
-    fit_gemm,
+    fit_gemm_as_shipped,
     write_profile,
 )
 from tuner.kernel_data import REPO_KERNELS, read_kernel_table, repo_relative_path
@@ -88,12 +85,7 @@ def main(names: list[str]) -> None:
         profile = load_profile(name)
         chip = get_hardware(profile.chip)
         system, backend = CHIP_TO_SYSTEM[profile.chip], profile.backend
-        reports = {
-            r.key: r
-            for r in fit_gemm(
-                pinned, chip, system, backend, SEED, FOLDS, MAX_ROWS_PER_GROUP, shape_correction=True, shape_rows=every
-            )
-        }
+        reports = {r.key: r for r in fit_gemm_as_shipped(profile.chip, backend, pinned, every)}
         if set(reports) != set(profile.gemm):
             raise SystemExit(f"{name}: groups {sorted(reports)} fitted, {sorted(profile.gemm)} shipped")
         gemm, cv_error, rows_used = dict(profile.gemm), dict(profile.cv_error), 0

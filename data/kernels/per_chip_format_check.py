@@ -32,9 +32,8 @@ import numpy as np
 
 import tuner.calibrate as calibrate
 from cost_models.calibration import available_profiles, load_profile
-from cost_models.hardware import get_hardware
 from tuner.accuracy_report import TARGETS
-from tuner.calibrate import CHIP_TO_SYSTEM, FOLDS, MAX_ROWS_PER_GROUP, SEED, fit_gemm
+from tuner.calibrate import FOLDS, MAX_ROWS_PER_GROUP, SEED, fit_gemm_as_shipped
 from tuner.held_out_rows import HELD_OUT_ERRORS_FILE, pooled_by_chip_format, read_held_out_errors, write_held_out_errors
 from tuner.kernel_data import REPO_KERNELS, read_kernel_table, repo_relative_path
 
@@ -58,20 +57,8 @@ def run(out: Path, names: list[str]) -> None:
         for name in names or [n for n in available_profiles() if not n.startswith("tpu")]:
             started = time.perf_counter()
             profile = load_profile(name)
-            chip = get_hardware(profile.chip)
-            system = CHIP_TO_SYSTEM[profile.chip]
             captured.clear()
-            reports = fit_gemm(
-                pinned,
-                chip,
-                system,
-                profile.backend,
-                SEED,
-                FOLDS,
-                MAX_ROWS_PER_GROUP,
-                shape_correction=True,
-                shape_rows=every,
-            )
+            reports = fit_gemm_as_shipped(profile.chip, profile.backend, pinned, every)
             assert len(captured) == len(reports)
             for report, errors in zip(reports, captured, strict=True):
                 kept[(profile.chip, profile.backend, report.key)] = errors

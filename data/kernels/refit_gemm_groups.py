@@ -25,8 +25,7 @@ from add_shape_correction import ALL_ROWS, cpu_name, held_out_error
 from cost_models.calibrated_times import gemm_format
 from cost_models.calibration import _profile_dir, gemm_fit_format, load_profile
 from cost_models.efficiency import GemmParams
-from cost_models.hardware import get_hardware
-from tuner.calibrate import CHIP_TO_SYSTEM, FOLDS, MAX_ROWS_PER_GROUP, SEED, fit_gemm, write_profile
+from tuner.calibrate import fit_gemm_as_shipped, write_profile
 from tuner.kernel_data import REPO_KERNELS, read_kernel_table
 from tuner.moe_kernels import FORMATS, with_moe_fit, without_moe
 
@@ -44,21 +43,7 @@ def main(targets: list[str]) -> None:
     for name, formats in by_profile.items():
         started = time.perf_counter()
         profile = load_profile(name)
-        chip = get_hardware(profile.chip)
-        reports = {
-            r.key: r
-            for r in fit_gemm(
-                pinned,
-                chip,
-                CHIP_TO_SYSTEM[profile.chip],
-                profile.backend,
-                SEED,
-                FOLDS,
-                MAX_ROWS_PER_GROUP,
-                shape_correction=True,
-                shape_rows=every,
-            )
-        }
+        reports = {r.key: r for r in fit_gemm_as_shipped(profile.chip, profile.backend, pinned, every)}
         gemm, cv_error = dict(profile.gemm), dict(profile.cv_error)
         for fmt in formats:
             if fmt not in profile.gemm or fmt not in reports:
