@@ -195,8 +195,8 @@ def test_serve_with_attention_only_views_equals_serve_with_full_views(closed: bo
 
 @pytest.mark.parametrize("closed", [True, False])
 def test_a_row_scores_the_same_whatever_rows_are_scored_beside_it(closed: bool) -> None:
-    """``serve`` on the draw above in one call equals it on a shuffle of the rows in 13 calls, on
-    every row. Until 2026-12-07 three rows of the open draw did not (row 723, 4 H100s under
+    """``serve`` on the draw above in one call equals it on a shuffle of the rows in 13 calls (as
+    the two views must: _assert_same_estimate). Until 2026-12-07 three rows of the open draw did not (row 723, 4 H100s under
     TensorRT-LLM at 13.3 req/s, 3016-token chunked prompts: TTFT 0.477 s alone, 0.489 s beside
     row 722): a mixed iteration at its chunked budget holds d + (B - d) tokens, which rounded an
     ulp over B and started another GEMM tile in some batches and not in others
@@ -208,18 +208,16 @@ def test_a_row_scores_the_same_whatever_rows_are_scored_beside_it(closed: bool) 
     order = np.random.default_rng(0).permutation(n)
     parts = [serve(d.take(rows), w.take(rows), calibration=profile) for rows in np.array_split(order, 13)]
     back = np.argsort(order)
-    names = [f.name for f in fields(ServingEstimate)]
-    for name in names:
-        a = np.asarray(getattr(together, name))
-        if a.ndim != 1 or a.shape[0] != n:
-            continue
-        b = np.concatenate([np.asarray(getattr(part, name)) for part in parts])[back]
-        if a.dtype.kind == "f":
-            np.testing.assert_array_equal(np.isfinite(a), np.isfinite(b), err_msg=name)
-            finite = np.isfinite(a)
-            np.testing.assert_allclose(a[finite], b[finite], rtol=RTOL, atol=0.0, err_msg=name)
-        else:
-            np.testing.assert_array_equal(a, b, err_msg=name)
+    shuffled = {}
+    for f in fields(ServingEstimate):
+        value = getattr(together, f.name)
+        if np.ndim(value) >= 1 and np.shape(value)[0] == n:
+            value = np.concatenate([np.asarray(getattr(part, f.name)) for part in parts])[back]
+        shuffled[f.name] = value
+    # (0 rows apart in either draw today; _assert_same_estimate's allowance, a few rows at the open
+    # loop's stopping threshold, is for last-bit differences of shared views, which a round sitting
+    # at the threshold can turn into a stop one round apart)
+    _assert_same_estimate(together, ServingEstimate(**shuffled), [f.name for f in fields(ServingEstimate)])
 
 
 def _assert_same_estimate(fast: ServingEstimate, full: ServingEstimate, names: list[str]) -> None:
