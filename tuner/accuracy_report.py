@@ -509,7 +509,8 @@ def render_per_chip_format(results) -> list[str]:
         "| chip | format | rows | median | p90 | each engine's median / p90 |",
         "|---|---|---|---|---|---|",
     ]
-    lines[-4:-4] = [*_pooled_floor_lines(pooled_missing, median_target, p90_target), ""]
+    floor_lines = _pooled_floor_lines(pooled_missing, median_target, p90_target)
+    lines[-4:-4] = [line for floor in floor_lines for line in (floor, "")]  # before the Rows paragraph
     for c in cells:
         flag = "" if c.meets(median_target, p90_target) else " **MISS**"
         each = "; ".join(f"{engine} {m:.1%} / {p:.1%}" for engine, (m, p) in c.engines.items())
