@@ -199,9 +199,8 @@ def test_a_row_scores_the_same_whatever_rows_are_scored_beside_it(closed: bool) 
     the two views must: _assert_same_estimate). Until 2026-12-07 three rows of the open draw did
     not (row 723, 4 H100s under TensorRT-LLM at 13.3 req/s, 3016-token chunked prompts: TTFT
     0.477 s alone, 0.489 s beside row 722): a mixed iteration at its chunked budget holds
-    d + (B - d) tokens, which rounded an
-    ulp over B and started another GEMM tile in some batches and not in others
-    (cost_models.iteration.whole_where_rounding)."""
+    d + (B - d) tokens, which rounded an ulp over B and started another GEMM tile in some batches
+    and not in others (cost_models.iteration.whole_where_rounding)."""
     n = 2000
     d, w = _serving_draw(closed, n)
     profile = resolve_calibration("auto", "h100-sxm", "trtllm")
