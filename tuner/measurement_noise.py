@@ -269,6 +269,8 @@ def implied_pooled_abs_error(sigmas: Sequence[float], weights: Sequence[float], 
             total += share * (_normal_cdf(math.log1p(x) / sigma) - low)
         return total
 
+    if covered(0.0) >= quantile:  # the exact rows alone hold the quantile
+        return 0.0
     hi = 1.0
     while covered(hi) < quantile:
         hi *= 2.0

@@ -189,6 +189,7 @@ def test_implied_pooled_abs_error_matches_a_monte_carlo_mixture():
         assert implied_pooled_abs_error(sigmas, weights, q) == pytest.approx(expected, rel=0.01)
     assert implied_pooled_abs_error((0.1,), (7.0,), 0.9) == pytest.approx(implied_abs_error(0.1, 0.9), rel=1e-9)
     assert implied_pooled_abs_error((0.0, 0.0), (1.0, 2.0)) == 0.0
+    assert implied_pooled_abs_error((0.0, 0.3), (19.0, 1.0), 0.9) == 0.0  # 95% of the rows exact
     with pytest.raises(InvalidInputError, match="one weight > 0 per sigma"):
         implied_pooled_abs_error((0.1, 0.2), (1.0,))
     with pytest.raises(InvalidInputError, match="a scale is a number >= 0"):
