@@ -796,16 +796,26 @@ def _dense_gemm_times(
                 peak, w_bytes, a_bytes = (table[formats[chosen]] for table in constants)
             m, n, k = _block_shapes(source, chosen, dense_rows)
             rows = (dense_rows.op, chosen) if columns is None else (dense_rows.op[:, None], chosen)
-            seconds = gemm_time_with_constants_s(m, n, k, peak, w_bytes, a_bytes, quantizes, hardware, params)
+            # Each corrected format's correction on its columns of the block, inside the kernel
+            # model where gemm_time_s applies it (the replay's padded m, before the cold floor).
+            column_corrections = []
             for corrected_code in corrected:
-                # gemm_time_s's ``total *= factor``, on this format's columns of the block.
                 at = np.flatnonzero(formats[chosen] == corrected_code)
-                if len(at):
-                    correction = own_params[corrected_code].shape_correction
-                    assert correction is not None
-                    shape = (m.take(at, axis=1), n.take(at, axis=1), k.take(at, axis=1))
-                    seconds[:, at] *= correction.factor(*shape)
-            times[rows] = seconds
+                correction = own_params[corrected_code].shape_correction
+                if len(at) and correction is not None:
+                    column_corrections.append((correction, at))
+            times[rows] = gemm_time_with_constants_s(
+                m,
+                n,
+                k,
+                peak,
+                w_bytes,
+                a_bytes,
+                quantizes,
+                hardware,
+                params,
+                column_corrections=tuple(column_corrections),
+            )
 
 
 class _FusedGroup:
