@@ -134,3 +134,29 @@ def test_a_corrected_gemm_scores_the_same_beside_a_format_timed_without_the_corr
     beside = decode_step(both)
     alone = [decode_step(both.take(np.array([i])))[0] for i in range(2)]
     np.testing.assert_allclose(beside, alone, rtol=1e-12, atol=0.0)
+
+
+def test_a_static_decode_step_in_bf16_scores_the_same_beside_int4_deployments() -> None:
+    """The same through ``estimate``: bf16 Llama-3-8B deployments on H100s under vLLM (batch 3,
+    35 and 150, replays padded to 4, 40 and 152) scored with int4 ones and alone (before, 0.1-0.5%
+    apart)."""
+    from cost_models.deployment import estimate
+    from cost_models.deployments import tensor_parallel
+    from cost_models.dtypes import BF16, INT4
+    from cost_models.models import get_model
+
+    profile = load_profile("h100-sxm-vllm")
+    formats = np.array([BF16, INT4, BF16, INT4, BF16])
+    d = tensor_parallel(
+        get_model("llama-3-8b"),
+        H100,
+        [1, 1, 2, 2, 4],
+        weight_dtype=formats,
+        batch=np.array([3.0, 3.0, 35.0, 35.0, 150.0]),
+        prompt_len=np.full(5, 1024.0),
+        gen_len=np.full(5, 128.0),
+    )
+    bf16 = np.flatnonzero(formats == BF16)
+    beside = estimate(d, calibration=profile).decode_step_latency_s[bf16]
+    alone = estimate(d.take(bf16), calibration=profile).decode_step_latency_s
+    np.testing.assert_allclose(beside, alone, rtol=1e-12, atol=0.0)
