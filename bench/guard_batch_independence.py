@@ -2,9 +2,9 @@
 
 Run on demand (not a pytest test; tests/cost_models/test_iteration.py checks one draw):
 
-    python bench/guard_batch_independence.py [--n N] [--calls C]
+    python bench/guard_batch_independence.py [--n N] [--calls C] [--chips h100-sxm,b200]
 
-Per chip (H100, B200), engine (TensorRT-LLM, vLLM, SGLang) and loop (open, closed): N random
+Per chip (default H100 and B200), engine (TensorRT-LLM, vLLM, SGLang) and loop (open, closed): N random
 deployments (tests/cost_models/test_iteration.py's catalog draw: MLA, sliding windows, MoE, every
 weight format, TP 1-8) under random workloads (prompts 64-8192 tokens, half chunked at a 512-8192
 budget, prefix hits, spread lengths), scored in one call and in C calls over a shuffle of the rows.
@@ -94,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1500)
     parser.add_argument("--calls", type=int, default=11)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--chips", default="h100-sxm,b200", help="comma-separated catalog chips")
     args = parser.parse_args(argv)
-    for chip in ("h100-sxm", "b200"):
+    for chip in args.chips.split(","):
         for backend in ("trtllm", "vllm", "sglang"):
             for closed in (False, True):
                 compare(chip, backend, closed, args.n, args.calls, args.seed)
