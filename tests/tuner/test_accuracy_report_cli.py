@@ -58,4 +58,4 @@ def test_each_round_of_a_finding_is_its_own_sub_bullet() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "accuracy.md").read_text(encoding="utf-8")
     gemm = doc[doc.index("- **GEMM**:") : doc.index("- **Prefill attention**:")]
     rounds = [line for line in gemm.splitlines() if line.startswith("  - ")]
-    assert len(rounds) == 22 and rounds[-1].startswith("  - A twenty-third look")
+    assert len(rounds) == 23 and rounds[-1].startswith("  - A twenty-fourth ")
