@@ -629,7 +629,9 @@ def test_serving_mds_host_kink_figures(capsys: pytest.CaptureFixture[str]) -> No
     """docs/serving.md, the host's kink: TensorRT-LLM's host fit (the shipped overheads), 45
     sequences' host time, the host's capacity and the highest stable rate on 8 H100s under vLLM,
     1024/128 tokens (quoted 70.6 us / 19.5 ms / 3.19 ms and about 34.9 req/s while the shipped fit
-    gave 70.7 us / 19.4 ms / 3.18 ms and 34.8 req/s, 2026-12-06)."""
+    gave 70.7 us / 19.4 ms / 3.18 ms and 34.8 req/s, 2026-12-06), and the GPU's slope per sequence
+    there, over 5 sequences either side (quoted 12 us, unchecked, while the tool gave 9.9 us,
+    2026-12-07)."""
     import numpy as np
 
     from cost_models.serving import engine_overheads, host_seconds_per_request
@@ -637,17 +639,22 @@ def test_serving_mds_host_kink_figures(capsys: pytest.CaptureFixture[str]) -> No
     text = _text("docs/serving.md")
     fit = _one(
         r"TensorRT-LLM's host fit: (\S+) us a sequence, (\S+) ms a new request\) decodes (\d+)\s+sequences in (\S+) ms "
-        r"on the GPU \(\S+ us more a sequence\) and (\S+) ms on the host",
+        r"on the GPU \((\S+) us more a sequence\) and (\S+) ms on the host",
         text,
         "serving.md",
     )
     o = engine_overheads("trtllm")
     assert_printed(o.host_per_sequence_s * 1e6, fit[1], "host per sequence, us")
     assert_printed(o.host_per_new_request_s * 1e3, fit[2], "host per new request, ms")
-    assert_printed(o.host_per_sequence_s * int(fit[3]) * 1e3, fit[5], "host time of the decode")
+    assert_printed(o.host_per_sequence_s * int(fit[3]) * 1e3, fit[6], "host time of the decode")
     one = "--model llama-3-8b --hardware h100-sxm --chips 8 --prompt-len 1024 --gen-len 128 --backend vllm"
-    step = _json_of(capsys, "estimate", *one.split(), "--batch", fit[3])["decode"]["step_latency_s"]
-    assert_printed(step * 1e3, fit[4], "GPU time of the decode")
+
+    def step_s(batch: int) -> float:
+        return _json_of(capsys, "estimate", *one.split(), "--batch", str(batch))["decode"]["step_latency_s"]
+
+    n = int(fit[3])
+    assert_printed(step_s(n) * 1e3, fit[4], "GPU time of the decode")
+    assert_printed((step_s(n + 5) - step_s(n - 5)) / 10 * 1e6, fit[5], "GPU time a sequence more, us")
     capacity = _one(r"`limited_by: host`\): (\S+) ms a\s+request there, at most (\S+) req/s", text, "serving.md")
     # One prefill iteration and 127 decode iterations of a 128-token output.
     per_request_s = float(host_seconds_per_request(o, np.array([1.0]), np.array([128.0]))[0])
