@@ -458,7 +458,15 @@ def _l2_resident_owned(
 
 
 def gemm_time_s(
-    m, n, k, gemm_format: str, chip: HardwareSpec, params: GemmParams, *, weights_in_l2: bool = False
+    m,
+    n,
+    k,
+    gemm_format: str,
+    chip: HardwareSpec,
+    params: GemmParams,
+    *,
+    weights_in_l2: bool = False,
+    l2_working_set_bytes: np.ndarray | None = None,
 ) -> np.ndarray:
     """Seconds for x[m,k] @ W[k,n] in ``gemm_format`` on ``chip`` (arrays broadcast).
 
@@ -512,6 +520,13 @@ def gemm_time_s(
       their L2 pattern (smoothed over half an octave in n and k), so last the time is floored at
       the weights' bytes at the chip's peak memory bandwidth: a cold weight is read from DRAM
       once at least (l40s-trtllm fp8 m=1 n=8192 k=16384: 93.9 us corrected, 155 us the floor).
+      ``l2_working_set_bytes`` (with ``weights_in_l2`` only; an array that broadcasts with m, or
+      None): the bytes a collector cycles through between two calls of one row's GEMM (its
+      copies of the weights and activations: tuner/collector_working_set.py). Given, the inputs'
+      resident share is computed on them in place of one call's weights and activations (the
+      gain still applies to the bytes one call moves), so a fit of the collectors' rows need
+      not average their L2 sawtooth in the weight bytes into l2_capacity_fraction and the shape
+      correction.
     - act_quant (fp8, fp8_block, nvfp4 only: those kernels quantize bf16 activations, and the
       collector times it) = act_quant_passes * m*k*(2 + a) bytes / (bandwidth * memory_eff)
       + m * quant_row_s: dynamic per-token scales cost per row whatever k (vLLM/SGLang fp8 rows
@@ -571,6 +586,7 @@ def gemm_time_s(
         chip,
         params,
         weights_in_l2=weights_in_l2,
+        l2_working_set_bytes=l2_working_set_bytes,
     )
 
 
@@ -586,6 +602,7 @@ def gemm_time_with_constants_s(
     params: GemmParams,
     *,
     weights_in_l2: bool = False,
+    l2_working_set_bytes: np.ndarray | None = None,
     column_corrections: tuple[tuple[GemmShapeCorrection, np.ndarray], ...] = (),
 ) -> np.ndarray:
     """:func:`gemm_time_s` with its format's constants given instead of its name: the peak ops/s
@@ -624,6 +641,11 @@ def gemm_time_with_constants_s(
     activation_bytes *= a_bytes
     memory_bytes += activation_bytes
     memory_bytes += output_bytes
+    # The bytes the inputs' L2-resident share is computed on: the collector's working set in place
+    # of one call's weights and activations (weights_in_l2 only; see gemm_time_s).
+    l2_extra_bytes = None
+    if weights_in_l2 and l2_working_set_bytes is not None:
+        l2_extra_bytes = l2_working_set_bytes - n * k * w_bytes - activation_bytes
     split_k = params.split_k_max > 1 and units is not None
     dequant = params.dequant_s_per_element > 0 and units is not None
     # What a GEMV reads and writes (split-K adds partials below, in place where no GEMV reads it).
@@ -724,7 +746,8 @@ def gemm_time_with_constants_s(
         if not weights_in_l2:
             kept_in = input_bytes.copy()
         else:
-            kept_in = _l2_resident_owned(input_bytes, chip, params.l2_capacity_fraction, _pop(spare))
+            resident_of = input_bytes if l2_extra_bytes is None else input_bytes + l2_extra_bytes
+            kept_in = _l2_resident_owned(resident_of, chip, params.l2_capacity_fraction, _pop(spare))
             kept_in *= gain
             kept_in = np.subtract(1.0, kept_in, out=_out(kept_in))
             kept_in *= input_bytes
@@ -736,7 +759,8 @@ def gemm_time_with_constants_s(
         memory_s *= kept_in
         memory_s /= np.maximum(memory_bytes, 1e-30, out=_out(input_bytes))
     elif params.l2_speedup > 1 and weights_in_l2:
-        kept = _l2_resident_owned(memory_bytes, chip, params.l2_capacity_fraction, _pop(spare))
+        resident_of = memory_bytes if l2_extra_bytes is None else memory_bytes + l2_extra_bytes
+        kept = _l2_resident_owned(resident_of, chip, params.l2_capacity_fraction, _pop(spare))
         kept *= 1.0 - 1.0 / params.l2_speedup
         memory_s *= np.subtract(1.0, kept, out=_out(kept))
     total = _combine(compute_s, memory_s, params.combine_power, overwrite=True)

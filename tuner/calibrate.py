@@ -54,6 +54,7 @@ from cost_models.errors import InvalidInputError
 from cost_models.gemm_dispatch import DISPATCHES, FACTOR_FIELDS
 from cost_models.gemm_shape import GemmShapeCorrection, fit_shape_correction
 from cost_models.hardware import HardwareSpec, SwitchedInterconnect, get_hardware
+from tuner.collector_working_set import collector_working_set_bytes
 from tuner.fitting import abs_rel_errors, cross_validate, fit
 from tuner.kernel_data import (
     CHIP_TO_SYSTEM,
@@ -556,7 +557,9 @@ def fit_gemm(
                     f"fewer than the {len(rows)} the fit reads from {table.path}",
                     "pass --shape-rows with every row of the kernel file's GEMM groups, or --no-shape-correction",
                 )
-            shape = _GemmShapeRows(shape_table, shape_group, fmt, chip, fixed)
+            shape = _GemmShapeRows(
+                shape_table, shape_group, fmt, chip, fixed, _collector_working_set(shape_table, backend, fmt, chip)
+            )
         # The held-out error is measured on every row of the group (tuner.fitting.cross_validate's
         # fit_rows): the shape table's, where it holds each of the fit's rows (the repo's
         # gemm_perf_all_rows.csv.gz holds gemm_perf.csv.gz's 700 a group: 3,000 rows measured,
@@ -570,9 +573,20 @@ def fit_gemm(
         t = scored_table.columns
         m, n, k = t["m"][scored], t["n"][scored], t["k"][scored]
         measured = t["latency"][scored] * 1e-3
+        working_set = _collector_working_set(table, backend, fmt, chip)
+        cycled = working_set(m, n, k)
 
-        def predict(values, idx, m=m, n=n, k=k, fmt=fmt, fixed=fixed):
-            return gemm_time_s(m[idx], n[idx], k[idx], fmt, chip, GemmParams(**fixed, **values), weights_in_l2=True)
+        def predict(values, idx, m=m, n=n, k=k, fmt=fmt, fixed=fixed, cycled=cycled):
+            return gemm_time_s(
+                m[idx],
+                n[idx],
+                k[idx],
+                fmt,
+                chip,
+                GemmParams(**fixed, **values),
+                weights_in_l2=True,
+                l2_working_set_bytes=None if cycled is None else cycled[idx],
+            )
 
         roofline = gemm_time_s(m, n, k, fmt, chip, GemmParams(), weights_in_l2=True)
         fit_only = np.full(len(scored), np.nan)
@@ -641,6 +655,21 @@ def _rows_of(table: KernelTable, index: np.ndarray, other: KernelTable, other_ro
     return np.array(found, dtype=int)
 
 
+def _collector_working_set(
+    table: KernelTable, backend: str, fmt: str, chip: HardwareSpec
+) -> Callable[..., np.ndarray | None]:
+    """(m, n, k) -> the bytes ``table``'s collector cycles through between two calls of a row
+    (tuner/collector_working_set.py), or None: for tuner measure's files (one operand set a shape)
+    and the formats whose collector loop is not known."""
+
+    def working_set(m, n, k):
+        if table.dispatch_floor_s > 0.0:
+            return None
+        return collector_working_set_bytes(backend, fmt, m, n, k, chip.l2_bytes)
+
+    return working_set
+
+
 def _gemm_group_rows(table: KernelTable, system: str, backend: str, fmt: str) -> np.ndarray:
     """Indices of the rows of one GEMM group (chip, engine, format) of ``table``."""
     c = table.columns
@@ -675,12 +704,22 @@ class _GemmShapeRows:
     table of the fitted model's log residuals on them, without the rows of ``excluded_keys``
     (weight shapes n * 1_000_003 + k: a held-out fold's)."""
 
-    def __init__(self, table: KernelTable, rows: np.ndarray, fmt: str, chip: HardwareSpec, fixed: dict) -> None:
+    def __init__(
+        self,
+        table: KernelTable,
+        rows: np.ndarray,
+        fmt: str,
+        chip: HardwareSpec,
+        fixed: dict,
+        working_set: Callable[..., np.ndarray | None],
+    ) -> None:
         c = table.columns
         self.m, self.n, self.k = (c[a][rows].astype(float) for a in "mnk")
         self.seconds = c["latency"][rows] * 1e-3
         self.keys = self.n * 1_000_003 + self.k
         self.fmt, self.chip, self.fixed = fmt, chip, fixed
+        #: (m, n, k) -> the collector's working set (the fit's L2 term), or None.
+        self.working_set = working_set
         #: Made monotone in m against the fit (cost_models/gemm_shape.py monotone_in_m).
         self.monotone = True
 
@@ -692,13 +731,19 @@ class _GemmShapeRows:
         params = params.model_copy(update={"shape_correction": None})
         kept = slice(None) if excluded_keys is None else ~np.isin(self.keys, excluded_keys)
         m, n, k = self.m[kept], self.n[kept], self.k[kept]
-        fitted = gemm_time_s(m, n, k, self.fmt, self.chip, params, weights_in_l2=True)
+        fitted = self._seconds(m, n, k, params)
 
         def fitted_log_time(m, n, k, params=params):
-            return np.log(gemm_time_s(m, n, k, self.fmt, self.chip, params, weights_in_l2=True))
+            return np.log(self._seconds(m, n, k, params))
 
         return fit_shape_correction(
             m, n, k, np.log(self.seconds[kept] / fitted), fitted_log_time=fitted_log_time if self.monotone else None
+        )
+
+    def _seconds(self, m, n, k, params: GemmParams) -> np.ndarray:
+        """The fit's seconds at (m, n, k) under the collector's conditions."""
+        return gemm_time_s(
+            m, n, k, self.fmt, self.chip, params, weights_in_l2=True, l2_working_set_bytes=self.working_set(m, n, k)
         )
 
 
