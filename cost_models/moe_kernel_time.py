@@ -237,6 +237,7 @@ def routed_expert_time_s(
     routed_rows_share: np.ndarray | float = 1.0,
     *,
     weights_in_l2: bool = False,
+    l2_working_set_bytes: np.ndarray | None = None,
 ) -> np.ndarray:
     """Seconds of one routed expert projection (gate or up; ``down``) on one chip under the
     fitted MoE class:
@@ -259,7 +260,11 @@ def routed_expert_time_s(
     GEMMs, though their moe_sum still reads tokens x top-k rows: share is a lower bound there;
     no measured row has EP > 1 to fit it: data/kernels keeps moe_ep_size 1). Charged at
     share 1, Qwen3-235B-A22B fp8 on 8 H200s at TP 8 EP 8 (h200-trtllm, 64 x 2048 tokens) paid
-    every chip a permutation of all 1.05 M routed rows: 39.8 ms of a 47.5 ms MoE layer."""
+    every chip a permutation of all 1.05 M routed rows: 39.8 ms of a 47.5 ms MoE layer.
+
+    ``weights_in_l2`` and ``l2_working_set_bytes``: as gemm_time_s takes them (a fit of the
+    collectors' calls passes the layer's working set: both projections' weights and the
+    activations, tuner/collector_working_set.py)."""
     params = dense.model_copy(
         update={
             "compute_eff": min(dense.compute_eff * moe.compute_scale, 1.0),
@@ -294,10 +299,24 @@ def routed_expert_time_s(
     )
     if not down:
         return gemm_time_s(
-            tokens_per_expert, woken * expert_f, model_dim, gemm_format, chip, params, weights_in_l2=weights_in_l2
+            tokens_per_expert,
+            woken * expert_f,
+            model_dim,
+            gemm_format,
+            chip,
+            params,
+            weights_in_l2=weights_in_l2,
+            l2_working_set_bytes=l2_working_set_bytes,
         )
     seconds = gemm_time_s(
-        tokens_per_expert, woken * model_dim, expert_f, gemm_format, chip, params, weights_in_l2=weights_in_l2
+        tokens_per_expert,
+        woken * model_dim,
+        expert_f,
+        gemm_format,
+        chip,
+        params,
+        weights_in_l2=weights_in_l2,
+        l2_working_set_bytes=l2_working_set_bytes,
     )
     permuted_bytes = routed_rows_share * tokens * experts_per_token * model_dim * ACTIVATION_BYTES[gemm_format]
     bandwidth = chip.memory_bandwidth_bytes_per_s * dense.memory_eff

@@ -18,6 +18,11 @@ GEMM, the twenty-second round). The fits pass this working set to the L2 term
 (cost_models.efficiency.gemm_time_s ``l2_working_set_bytes``); a deployment's GEMMs have no such
 cycle and pass none.
 
+The MoE collectors call one MoE layer again and again over one set of its weights (SGLang's
+benchmark_config: the same w1 and w2 in each of its 5 calls; TensorRT-LLM's and vLLM's taken
+alike): between two calls of one projection the L2 holds the woken experts' gate, up and down
+weights and the tokens' activations (:func:`moe_collector_working_set_bytes`).
+
 Left out (None: the fit's L2 term reads one call's bytes, as before): TensorRT-LLM's weight-only
 and SmoothQuant rows (int8_wo, int4_wo, sq: an older collector flow whose loop is not this one) and
 tuner measure's files (JAX, one operand set a shape).
@@ -61,3 +66,12 @@ def collector_working_set_bytes(engine: str, gemm_format: str, m, n, k, l2_bytes
             own = own + m * n * 2.0  # its per-op bf16 output
         return LOOP_OPS * own
     return None
+
+
+def moe_collector_working_set_bytes(tokens, woken, expert_f, model_dim, up_projections, weight_bytes: float):
+    """Bytes a MoE collector's call of one layer reads, which the L2 holds between two calls of
+    one of its projections: the woken experts' ``up_projections`` (2 gated, gate and up; 1
+    otherwise) of model_dim x expert_f and their down projection, at ``weight_bytes`` an element,
+    and the tokens' bf16 activations (arrays broadcast)."""
+    weights = (np.asarray(up_projections, dtype=float) + 1.0) * woken * expert_f * model_dim * weight_bytes
+    return weights + np.asarray(tokens, dtype=float) * model_dim * ACTIVATION_BYTES

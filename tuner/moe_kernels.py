@@ -37,6 +37,7 @@ import numpy as np
 from cost_models.calibrated_times import _gemm_params, calibrated_operator_times, gemm_format
 from cost_models.calibration import CalibrationProfile, DataFile, HeldOutError, profile_for
 from cost_models.dtypes import BF16, FP4, FP8, INT4
+from cost_models.efficiency import WEIGHT_BYTES
 from cost_models.errors import InvalidInputError
 from cost_models.hardware import get_hardware
 from cost_models.inference_configs import make_configs
@@ -45,6 +46,7 @@ from cost_models.moe_kernel_time import MXFP4_MOE_FORMAT, MoeKernelParams, borro
 from cost_models.operators import OP, operator_costs
 from cost_models.partitioning import gemm_shapes_per_chip, per_chip_costs, sharding_plan
 from cost_models.roofline import roofline_times
+from tuner.collector_working_set import moe_collector_working_set_bytes
 from tuner.fitting import abs_rel_errors, fit, fold_ids
 from tuner.kernel_data import CHIP_TO_SYSTEM, NUMERIC, REPO_KERNELS, SYSTEMS, KernelTable
 from tuner.moe_routing import ROUTING_NAME, measured_experts_woken
@@ -318,8 +320,18 @@ def fitted_times_s(
         dense,
         params,
     )
-    up = routed_expert_time_s(False, *args, weights_in_l2=weights_in_l2)
-    down = routed_expert_time_s(True, *args, weights_in_l2=weights_in_l2)
+    cycled = None
+    if weights_in_l2:
+        cycled = moe_collector_working_set_bytes(
+            data.tokens[rows],
+            data.woken[rows],
+            data.expert_f[rows],
+            data.hidden[rows],
+            np.where(data.gated[rows], 2.0, 1.0),
+            WEIGHT_BYTES[fmt],
+        )
+    up = routed_expert_time_s(False, *args, weights_in_l2=weights_in_l2, l2_working_set_bytes=cycled)
+    down = routed_expert_time_s(True, *args, weights_in_l2=weights_in_l2, l2_working_set_bytes=cycled)
     return data.act_s[rows] + np.where(data.gated[rows], 2.0, 1.0) * up + down
 
 

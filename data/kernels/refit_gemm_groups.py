@@ -2,7 +2,10 @@
 profiles, the parametric fit and its shape correction together, as tuner calibrate fits them, and
 write only those groups back.
 
-    python data/kernels/refit_gemm_groups.py PROFILE:FORMAT [...]   # e.g. l40s-vllm:fp8
+    python data/kernels/refit_gemm_groups.py [--reason TEXT] PROFILE:FORMAT [...]   # e.g. l40s-vllm:fp8
+
+--reason names the change of the model that the provenance note gives for the refit (default: a
+kernel dispatch, tuner/calibrate.py KERNEL_DISPATCH).
 
 Use it when a change of the GEMM model concerns a few groups (a kernel dispatch of one engine on
 one chip: tuner/calibrate.py KERNEL_DISPATCH): a refit of every profile would move every other
@@ -29,10 +32,12 @@ from tuner.calibrate import fit_gemm_as_shipped, write_profile
 from tuner.kernel_data import REPO_KERNELS, read_kernel_table
 from tuner.moe_kernels import FORMATS, with_moe_fit, without_moe
 
+DEFAULT_REASON = "tuner/calibrate.py KERNEL_DISPATCH"
 
-def main(targets: list[str]) -> None:
+
+def main(targets: list[str], reason: str = DEFAULT_REASON) -> None:
     if not targets or any(":" not in t for t in targets):
-        raise SystemExit("usage: refit_gemm_groups.py PROFILE:FORMAT [...]")
+        raise SystemExit("usage: refit_gemm_groups.py [--reason TEXT] PROFILE:FORMAT [...]")
     pinned = read_kernel_table(REPO_KERNELS / "gemm_perf.csv.gz")
     every = read_kernel_table(ALL_ROWS)
     today = datetime.date.today().isoformat()
@@ -81,7 +86,7 @@ def main(targets: list[str]) -> None:
         note = (
             f"GEMM groups {', '.join(formats)} refitted {today} by data/kernels/refit_gemm_groups.py on "
             f"{cpu_name()} (the parametric fit and its shape correction, as tuner calibrate fits them, "
-            "after a change of their model: tuner/calibrate.py KERNEL_DISPATCH)"
+            f"after a change of their model: {reason})"
             + (f", with the fused-MoE class of {', '.join(refitted_moe)} on them" if refitted_moe else "")
             + f"; the other groups are as fitted on {provenance.fit_date}"
         )
@@ -98,4 +103,8 @@ def main(targets: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    args = sys.argv[1:]
+    if args[:1] == ["--reason"] and len(args) > 1:
+        main(args[2:], args[1])
+    else:
+        main(args)
