@@ -301,8 +301,10 @@ class GemmParams(_Params):
         # Share of the L2 a rotated weight buffer keeps: l40s (96 MB L2) bf16 rows with 12-16 MB
         # of weights run at 2-3x the GDDR6 bandwidth (trtllm m=8 n=12288 k=512: 5.8 us) while
         # rows with 25-75 MB stream at 0.65-0.77 of it (m=5 n=1536 k=8192: 43 us, 19 us
-        # predicted held out with the whole L2). Fitted 0.2-0.45 on l40s (held out: l40s trtllm
-        # bf16 median 11.4% -> 8.5%; gemm groups missing the target unchanged at 23 of 56 alone).
+        # predicted held out with the whole L2). Fitted 0.2-0.45 on l40s against one call's bytes
+        # (held out: l40s trtllm bf16 median 11.4% -> 8.5%; gemm groups missing the target
+        # unchanged at 23 of 56 alone); 0.94-1.0 against the collectors' working sets
+        # (l2_working_set_bytes: their weight copies were the missing share).
         "l2_capacity_fraction": FitSpec(0.02, 1.0, log=True, start=0.3),
         # Bytes per output element the epilogue moves, at least 2 (one bf16 write: below it the
         # model would beat its own roofline; l40s fits went to 1.3-1.7 with a lower bound of 1,
@@ -498,7 +500,8 @@ def gemm_time_s(
       l2_capacity_fraction (default 1). The collector rotates weights smaller than L2, yet l40s
       rows (96 MB L2, 864 GB/s GDDR6) run up to 3x faster than the HBM roofline when weights fit
       in L2 (10-20% of l40s bf16 rows are below it), and only up to a part of it (fitted
-      0.2-0.45 of the L2 on l40s). On HBM3 chips the fit puts a small capacity (1-5% of the L2,
+      0.2-0.45 of the L2 on l40s against one call's bytes; against the collectors' working sets,
+      ``l2_working_set_bytes`` below, 0.94-1.0 of it). On HBM3 chips the fit puts a small capacity (1-5% of the L2,
       i.e. tiny working sets) behind a speedup: a correction at shapes the launch floor dominates.
       With ``output_l2_fraction`` > 0 the output's bytes have their own share of the L2 (its
       writes land in the write-back L2; fitted ~1 on l40s) and the inputs keep
