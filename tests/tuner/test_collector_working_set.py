@@ -57,3 +57,16 @@ def test_the_fit_reads_the_l2_share_of_the_working_set_not_of_one_call():
     # A deployment's GEMMs (weights_in_l2 False) have no collector loop: the argument changes nothing.
     cold = gemm_time_s(m, n, k, "bfloat16", chip, params)
     np.testing.assert_array_equal(gemm_time_s(m, n, k, "bfloat16", chip, params, l2_working_set_bytes=cycled), cold)
+
+
+def test_a_moe_layer_holds_both_projections_of_its_woken_experts_and_the_activations():
+    from tuner.collector_working_set import moe_collector_working_set_bytes
+
+    # 8 woken experts of d=2048, f=768, gated (gate and up, then down), fp8 weights; 64 tokens.
+    weights = 3 * 8 * 768 * 2048 * 1.0
+    expected = weights + 64 * 2048 * 2
+    assert moe_collector_working_set_bytes(64, 8, 768, 2048, 2.0, 1.0) == pytest.approx(expected)
+    # Not gated: one up projection.
+    assert moe_collector_working_set_bytes(64, 8, 768, 2048, 1.0, 1.0) == pytest.approx(
+        2 * 8 * 768 * 2048 + 64 * 2048 * 2
+    )
