@@ -815,18 +815,33 @@ def _bumped_gemm_rows(tmp_path):
     return read_kernel_table(_write(tmp_path, "gemm_perf.csv", GEMM_COLUMNS + body)), bump
 
 
-def test_gemm_shape_correction_lowers_the_held_out_error_of_a_local_bump(tmp_path):
+def test_gemm_shape_correction_lowers_the_held_out_error_of_a_local_bump(tmp_path, monkeypatch):
     # The whole pipeline held out (tuner/calibrate.py fit_gemm): per fold the fit, its residuals on
     # the training folds' weight shapes, their correction, then the held-out shapes.
+    import tuner.calibrate as calibrate
+
     table, bump = _bumped_gemm_rows(tmp_path)
-    report = fit_gemm(table, get_hardware("h100-sxm"), "h100_sxm", "trtllm", 20260101, 5, 300, shape_correction=True)[0]
+    errors: list[np.ndarray] = []  # every row's held-out error, as cross_validate returns them
+    original = calibrate.cross_validate
+    monkeypatch.setattr(calibrate, "cross_validate", lambda *a, **k: errors.append(original(*a, **k)) or errors[-1])
+    chip = get_hardware("h100-sxm")
+    report = fit_gemm(table, chip, "h100_sxm", "trtllm", 20260101, 5, 300, shape_correction=True)[0]
     assert report.rows == 300 and report.shape_correction.rows == len(bump) == 729
     # Measured (2026-12-05): the fit alone 1.25% / p90 7.6%, with the correction 0.52% / 3.0%;
     # made monotone in m (2026-12-06) 0.99% / 3.0%: above m = 64, where the fit is flat in m, the
     # bump's times fall as m grows, which monotone_in_m does not follow (cost_models/gemm_shape.py).
     assert report.fit_only_p90 > 0.05  # the fit alone cannot follow the bump (its rows: the top 10%)
     assert report.cv_p90 < 0.6 * report.fit_only_p90
-    assert report.cv_median < 0.9 * report.fit_only_median
+    # On the bump's rows (over +10%: 77 of 729) the corrected held-out median is under half the fit
+    # alone's (2026-12-07: 5.5% against 13.2%), and off it the correction costs at most 0.2 point
+    # (0.94% against 1.11%). The median of every row, 90% of them off the bump, moves with the
+    # solver's path: 0.81x the fit alone's until the fit's L2 term read the collector's working
+    # set (tuner/collector_working_set.py), 0.91x after (1.09% against 1.20%), so it is not pinned.
+    fit_gemm(table, chip, "h100_sxm", "trtllm", 20260101, 5, 300)
+    corrected, alone = errors
+    on = bump > np.log(1.1)
+    assert np.median(corrected[on]) < 0.5 * np.median(alone[on])
+    assert np.median(corrected[~on]) < np.median(alone[~on]) + 0.002
     # The shipped correction (all rows, the full fit) at the bump's centre: part of its 0.5 (shrunk;
     # 0.18 made monotone in m, which pools the bump's fall above m = 64 with its top).
     assert 0.1 < float(report.shape_correction.log_correction(64.0, 4096.0, 4096.0)) < 0.5
