@@ -501,8 +501,9 @@ def gemm_time_s(
       rows (96 MB L2, 864 GB/s GDDR6) run up to 3x faster than the HBM roofline when weights fit
       in L2 (10-20% of l40s bf16 rows are below it), and only up to a part of it (fitted
       0.2-0.45 of the L2 on l40s against one call's bytes; against the collectors' working sets,
-      ``l2_working_set_bytes`` below, 0.94-1.0 of it). On HBM3 chips the fit puts a small capacity (1-5% of the L2,
-      i.e. tiny working sets) behind a speedup: a correction at shapes the launch floor dominates.
+      ``l2_working_set_bytes`` below, 0.94-1.0 of it). On HBM3 chips the fit against one call's
+      bytes put a small capacity (1-5% of the L2, i.e. tiny working sets) behind a speedup: a
+      correction at shapes the launch floor dominates (against the working sets 2-80% of it).
       With ``output_l2_fraction`` > 0 the output's bytes have their own share of the L2 (its
       writes land in the write-back L2; fitted ~1 on l40s) and the inputs keep
       l2_capacity_fraction: memory = (inputs * (1 - resident(inputs) * gain) + output *
