@@ -48,7 +48,7 @@ def test_the_docs_row_at_95_percent_is_flagged_and_one_at_half_not() -> None:
     reads 438, over the cap, noted by the percentile alone; 29.9 is the table's 95% row.)"""
     near, notes = _notes(29.9)
     assert near["running_p999"] < near["max_concurrency"] == 426  # the percentile alone: no note
-    assert len(notes) == 1 and "within the 12.8%" in notes[0] and "the KV cache holds 426" in notes[0]
+    assert len(notes) == 1 and "within the 11.9%" in notes[0] and "the KV cache holds 426" in notes[0]
     calm, notes = _notes(15.8)
     assert calm["running_p999"] < 0.2 * calm["max_concurrency"] and notes == []
 
