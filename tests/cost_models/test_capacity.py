@@ -303,13 +303,15 @@ def test_disaggregated_pools_follow_the_engines_attention_dp_rules() -> None:
 
 def test_a_p90_ttft_sla_picks_the_fewest_chips_whose_p90_meets_it():
     """Llama-3-8B on H100s under TensorRT-LLM at 40 requests/s, 1024/128 tokens: the means alone
-    (TTFT <= 1 s, TPOT <= 50 ms) take 2 chips; a p90 TTFT of 70 ms more. The plan's p90, rescored
-    here replica by replica through serve(), meets it, and every candidate with fewer chips that
-    meets the means misses it (the percentile is what binds)."""
+    (TTFT <= 1 s, TPOT <= 50 ms) take 2 chips; a p90 TTFT of 65 ms more (the README's example). The
+    plan's p90, rescored here replica by replica through serve(), meets it, and every candidate with
+    fewer chips that meets the means misses it (the percentile is what binds). The SLA was 70 ms until
+    the GEMM fits read the collectors' working sets (2026-12-07), when the 2-chip plan's p90 went from
+    70.5 to 69.7 ms and met it: 65 ms keeps the example one where the percentile binds."""
     load = {"request_rate": 40.0, "prompt_len": 1024, "gen_len": 128, "max_ttft_s": 1.0, "max_tpot_s": 0.05}
     common = {"max_chips": 8, "backend": "trtllm"}
     means = recommend(problem("llama-3-8b", "h100-sxm", **load, **common), ("aggregated",))["aggregated"]["best"]
-    p = problem("llama-3-8b", "h100-sxm", **load, **common, max_ttft_p90_s=0.07)
+    p = problem("llama-3-8b", "h100-sxm", **load, **common, max_ttft_p90_s=0.065)
     best = recommend(p, ("aggregated",))["aggregated"]["best"]
     assert best["chips"] > means["chips"]
 
@@ -322,7 +324,7 @@ def test_a_p90_ttft_sla_picks_the_fewest_chips_whose_p90_meets_it():
         return serve(d, w, calibration=p.calibration)
 
     est = rescored(best["tp"], CODES[best["weight_format"]], best["replicas"])
-    assert est.ttft_p90_s[0] <= 0.07
+    assert est.ttft_p90_s[0] <= 0.065
     assert est.ttft_p90_s[0] == pytest.approx(best["ttft_p90_s"], rel=1e-9)
     c = aggregated_candidates(p)
     fewer = np.flatnonzero(c.chips < best["chips"])
@@ -330,7 +332,7 @@ def test_a_p90_ttft_sla_picks_the_fewest_chips_whose_p90_meets_it():
     for i in fewer:
         e = rescored(int(c.tp[i]), int(c.deployments.weight_dtype[i]), int(c.replicas[i]))
         if e.stable[0] and e.ttft_s[0] <= 1.0 and e.tpot_s[0] <= 0.05:
-            assert e.ttft_p90_s[0] > 0.07, (c.tp[i], c.replicas[i])
+            assert e.ttft_p90_s[0] > 0.065, (c.tp[i], c.replicas[i])
 
 
 @pytest.mark.parametrize("name", ["max_ttft_p90_s", "max_ttft_p99_s", "max_tpot_p99_s"])

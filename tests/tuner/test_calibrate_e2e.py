@@ -199,10 +199,11 @@ def test_calibrated_decode_step_matches_measured_serving_tpot():
     batch runs no prompt, while the measured decode iterations also prefill the other clients'
     prompts (the engine's in-flight batching), so the static step sits under the measured TPOT by
     that prefill, which grows with prompt / output tokens (measured - static ~ a + b x prompt /
-    output with a within 0.40 ms of 0 and b 130 / 75 / 47 / 34 ms at TP 1 / 2 / 4 / 8, a prefill's
-    fall with TP; docs/accuracy.md, STATIC_HOST_NOTE). Measured 2026-12-07: median 9.8% (ratio
-    0.90), 3.1% (0.97) on the 12 runs of at most 4 prompt tokens per output token, 19.5% (0.80) on
-    the 12 of at least 16; before the refits of 2026-12-06 and 2026-12-07 11.4% (0.89), 4.5% (0.96)
+    output with a within 0.45 ms of 0 and b 130 / 75 / 47 / 34 ms at TP 1 / 2 / 4 / 8, a prefill's
+    fall with TP; docs/accuracy.md, STATIC_HOST_NOTE). Measured 2026-12-07, after the GEMM fits read
+    the collectors' working sets: median 8.6% (ratio 0.91), 2.2% (0.98) on the 12 runs of at most 4
+    prompt tokens per output token, 18.5% (0.82) on the 12 of at least 16; before it 9.8% (0.90), 3.1%
+    (0.97) and 19.5% (0.80); before the refits of 2026-12-06 and 2026-12-07 11.4% (0.89), 4.5% (0.96)
     and 20.8% (0.79) (before the engines' fused QKV / gate_up GEMMs: 6.4%, the separate kernels'
     extra cost standing in for the prefill). The pure roofline is 42% off (issue 9: 0.5-0.65 of
     measured)."""
