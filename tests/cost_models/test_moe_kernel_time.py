@@ -239,3 +239,17 @@ def test_the_permutation_under_expert_parallelism_is_the_rows_routed_to_the_chip
     expert_tp = estimate_one("qwen3-235b-a22b", "h200", **run, backend="trtllm")["prefill"]["latency_s"]
     expert_ep = estimate_one("qwen3-235b-a22b", "h200", **run, ep=8, backend="trtllm")["prefill"]["latency_s"]
     assert expert_tp - expert_ep == pytest.approx(94 * 7 / 8 * permuted_s, rel=0.01)
+
+
+@pytest.mark.parametrize("memory_scale", [0.25, 0.5, 1.0])
+def test_a_class_under_the_dense_bandwidth_takes_its_share_of_the_l2_gain(memory_scale: float) -> None:
+    """Weights that sit in L2 (8 experts of 256 x 1024 bf16, 4 MB; one token: memory-bound) under a
+    dense fit whose L2 moves bytes 3x faster (gain 1 - 1/3): a class at memory_scale ms moves its
+    DRAM bytes in ms of its memory time, so the warm time is 1 - ms x 2/3 of the cold one (by hand:
+    0.833, 0.667, 0.333), not the dense fit's 1/3 at every ms."""
+    dense = GemmParams(compute_eff=0.7, memory_eff=0.8, min_tile_m=1.0, launch_s=0.0, l2_speedup=3.0)
+    args = (np.array([1.0]), np.array([8.0]), np.array([1.0]), np.array([8.0]), np.array([256.0]))
+    args += (np.array([1024.0]), "bfloat16", H100, dense, MoeKernelParams(memory_scale=memory_scale))
+    warm = routed_expert_time_s(False, *args, weights_in_l2=True)[0]
+    cold = routed_expert_time_s(False, *args, weights_in_l2=False)[0]
+    assert warm / cold == pytest.approx(1.0 - memory_scale * 2.0 / 3.0, rel=1e-3)
