@@ -320,6 +320,7 @@ def fitted_times_s(
         dense,
         params,
     )
+    up_projections = np.where(data.gated[rows], 2.0, 1.0)  # gate and up, or up alone
     cycled = None
     if weights_in_l2:
         cycled = moe_collector_working_set_bytes(
@@ -327,12 +328,12 @@ def fitted_times_s(
             data.woken[rows],
             data.expert_f[rows],
             data.hidden[rows],
-            np.where(data.gated[rows], 2.0, 1.0),
+            up_projections,
             WEIGHT_BYTES[fmt],
         )
     up = routed_expert_time_s(False, *args, weights_in_l2=weights_in_l2, l2_working_set_bytes=cycled)
     down = routed_expert_time_s(True, *args, weights_in_l2=weights_in_l2, l2_working_set_bytes=cycled)
-    return data.act_s[rows] + np.where(data.gated[rows], 2.0, 1.0) * up + down
+    return data.act_s[rows] + up_projections * up + down
 
 
 @dataclass
